@@ -1,0 +1,128 @@
+/**
+ * Edge ↔ pool protocol, version 1. Documented in docs/protocol.md; this file
+ * is the single source of truth for shapes (zod schemas, shared by both ends).
+ *
+ * Transport: HTTP/1.1, bearer token `SSSD_POOL_TOKEN` on every request except
+ * GET /healthz and GET /metrics. A generation is one POST whose response body is
+ * a stream of newline-delimited JSON events (application/x-ndjson). Binary
+ * payloads (draft tries) travel base64-encoded inside the JSON body.
+ */
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+
+export const speculationMethods = ['sssd', 'pld', 'context', 'off'] as const;
+export type SpeculationMethod = (typeof speculationMethods)[number];
+
+export const samplingSchema = z.object({
+  temperature: z.number().min(0).max(2).default(0),
+  topP: z.number().gt(0).max(1).default(1),
+  /** 0 = no top-k cut. */
+  topK: z.number().int().min(0).max(100_000).default(0),
+  /** Per-request seed; absent = drawn by the pool. */
+  seed: z.number().int().min(0).max(2 ** 53 - 1).optional(),
+});
+export type SamplingParams = z.infer<typeof samplingSchema>;
+
+/** POST /v1/generate */
+export const generateRequestSchema = z.object({
+  /** Caller-chosen id, unique among the caller's running generations. */
+  id: z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/),
+  /** Prompt token ids, BOS included. */
+  promptIds: z.array(z.number().int().min(0)).min(1),
+  maxTokens: z.number().int().min(1),
+  sampling: samplingSchema.default({ temperature: 0, topP: 1, topK: 0 }),
+  speculation: z.enum(speculationMethods).default('sssd'),
+  /** Use the pool's global datastore as a draft source (opt-in). */
+  useDatastore: z.boolean().default(true),
+  /** Let this generation's output feed the global datastore (opt-in). */
+  contributeToDatastore: z.boolean().default(false),
+  /** Edge-drafted candidate trie (shared/drafting wire encoding), base64. */
+  trie: z.string().max(4 * 1024 * 1024).optional(),
+});
+export type GenerateRequest = z.infer<typeof generateRequestSchema>;
+
+/** POST /v1/generations/:id/trie — a fresh trie for a running generation. */
+export const pushTrieSchema = z.object({
+  /** Number of generated tokens the edge had seen when it drafted this trie;
+   *  the trie's root continues prompt + output[0 .. outputLength). */
+  outputLength: z.number().int().min(0),
+  trie: z.string().max(4 * 1024 * 1024),
+});
+export type PushTrieRequest = z.infer<typeof pushTrieSchema>;
+
+export const finishReasons = ['stop', 'length', 'context_length', 'cancelled', 'error'] as const;
+export type FinishReason = (typeof finishReasons)[number];
+
+/** Where an emitted token's draft came from (for the demo's colouring). */
+export const tokenSources = ['model', 'edge', 'context', 'datastore'] as const;
+export type TokenSource = (typeof tokenSources)[number];
+
+export interface SpeculationUsage {
+  /** Verification steps that carried a draft (vLLM "drafts"). */
+  drafts: number;
+  draftTokens: number;
+  acceptedTokens: number;
+  /** Forward passes this generation took part in (prefill included). */
+  steps: number;
+  /** Tokens emitted per decode step, bonus token included. */
+  meanAcceptanceLength: number;
+}
+
+export type PoolEvent =
+  | { type: 'start'; id: string; queuedMs: number }
+  | {
+      type: 'tokens';
+      /** Accepted tokens of one step, in order. */
+      ids: number[];
+      /** Source of each id (same length as ids). */
+      sources: TokenSource[];
+      drafted: number;
+      accepted: number;
+    }
+  | { type: 'trie-exhausted'; outputLength: number }
+  | {
+      type: 'done';
+      finishReason: FinishReason;
+      usage: { promptTokens: number; completionTokens: number; speculation: SpeculationUsage };
+    }
+  | { type: 'error'; code: PoolErrorCode; message: string; retryAfterMs?: number };
+
+export type PoolErrorCode = 'bad_request' | 'busy' | 'unauthorized' | 'not_found' | 'internal' | 'cancelled';
+
+/** GET /v1/info */
+export interface PoolInfo {
+  protocol: number;
+  model: {
+    name: string;
+    contextLength: number;
+    vocabSize: number;
+    bosId: number;
+    eosIds: number[];
+    /** How chat messages become a prompt (see docs/chat-template.md). */
+    chatTemplate: 'concat';
+  };
+  tokenizer: {
+    format: 'llama2c' | 'hf-json';
+    /** Relative URL on the pool that serves the tokenizer file. */
+    path: string;
+    sha256: string;
+  };
+  datastore: { enabled: boolean; tokens: number };
+  limits: { maxActive: number; maxQueued: number; maxTotalTokens: number };
+}
+
+/** GET /healthz */
+export interface PoolHealth {
+  ok: boolean;
+  active: number;
+  queued: number;
+  /** 0..1, the edge routes to the least loaded healthy pool. */
+  load: number;
+  tokensPerSecond: number;
+}
+
+/** Encode one event as an NDJSON line. */
+export function encodeEvent(event: PoolEvent): string {
+  return JSON.stringify(event) + '\n';
+}
