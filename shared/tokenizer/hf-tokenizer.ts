@@ -1,0 +1,205 @@
+// Hugging Face tokenizer.json through @huggingface/tokenizers (pure JS: no
+// eval/new Function, no node: imports, so it runs in workerd). Encoding is the
+// library's; decoding of Llama-style vocabularies (▁ for spaces, <0xNN> byte
+// fallback) goes through the same piece table and UTF-8 state machine as the
+// llama2.c tokenizer, so decode() and the streaming decoder agree with run.c
+// (a piece right after BOS drops its leading space). Other vocabularies
+// (e.g. byte-level BPE) decode through the library; their streaming decoder
+// re-decodes all ids so far (quadratic, acceptable for that rare case).
+import { Tokenizer as LibraryTokenizer } from '@huggingface/tokenizers';
+import { PieceDecoder, SILENT_PIECE, TEXT_PIECE, decodeWithTable, type PieceTable } from './incremental-decoder';
+import {
+  TokenizerFormatError,
+  type DecoderOptions,
+  type EncodeOptions,
+  type IncrementalDecoder,
+  type Tokenizer,
+} from './tokenizer';
+import { SPACE_MARK, type JsonValue } from './tokenizer-json';
+
+export interface HfTokenizerOptions {
+  /** Override the BOS id (default: the post-processor's first special token, else <s>/<|begin_of_text|>/<bos>). */
+  bosId?: number;
+  /** Override the ids that end a generation (default: the JSON's EOS token, and BOS as llama2.c models end stories with it). */
+  eosIds?: readonly number[];
+}
+
+const BOS_NAMES = ['<s>', '<|begin_of_text|>', '<bos>', '<|startoftext|>'];
+const EOS_NAMES = ['</s>', '<|end_of_text|>', '<eos>', '<|endoftext|>', '<|eot_id|>'];
+const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
+
+interface ParsedJson {
+  model: { type?: string; vocab?: Record<string, number> | [string, number][]; byte_fallback?: boolean; unk_token?: string | null };
+  added_tokens?: { id: number; content: string; special?: boolean }[];
+  post_processor?: JsonValue;
+  decoder?: JsonValue;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function parseJson(source: string | Uint8Array | object): ParsedJson {
+  let value: unknown = source;
+  if (typeof source === 'string' || source instanceof Uint8Array) {
+    const text = typeof source === 'string' ? source : new TextDecoder('utf-8').decode(source);
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw new TokenizerFormatError(`not a tokenizer.json: ${(err as Error).message}`);
+    }
+  }
+  if (!isRecord(value) || !isRecord(value.model)) {
+    throw new TokenizerFormatError('not a tokenizer.json: no "model" object');
+  }
+  const vocab = value.model.vocab;
+  if (!isRecord(vocab) && !Array.isArray(vocab)) {
+    throw new TokenizerFormatError('not a tokenizer.json: "model.vocab" is missing');
+  }
+  return value as unknown as ParsedJson;
+}
+
+/** First special token id of a TemplateProcessing post-processor, if any (also inside a Sequence). */
+function templateBosId(processor: JsonValue | undefined): number | undefined {
+  if (!isRecord(processor)) return undefined;
+  if (processor.type === 'Sequence' && Array.isArray(processor.processors)) {
+    for (const p of processor.processors) {
+      const id = templateBosId(p);
+      if (id !== undefined) return id;
+    }
+    return undefined;
+  }
+  if (processor.type !== 'TemplateProcessing' || !Array.isArray(processor.single)) return undefined;
+  const first = processor.single[0];
+  if (!isRecord(first) || !isRecord(first.SpecialToken)) return undefined;
+  const name = first.SpecialToken.id;
+  const specials = processor.special_tokens;
+  if (typeof name !== 'string' || !isRecord(specials)) return undefined;
+  const entry = specials[name];
+  const ids = isRecord(entry) ? entry.ids : undefined;
+  return Array.isArray(ids) && typeof ids[0] === 'number' ? ids[0] : undefined;
+}
+
+export class HfTokenizer implements Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number;
+  readonly eosIds: readonly number[];
+  private readonly library: LibraryTokenizer;
+  /** Null when the vocabulary is not Llama-style: decode through the library then. */
+  private readonly table: PieceTable | null;
+
+  constructor(source: string | Uint8Array | object, opts?: HfTokenizerOptions) {
+    const json = parseJson(source);
+    try {
+      this.library = new LibraryTokenizer(json, { clean_up_tokenization_spaces: false });
+    } catch (err) {
+      throw new TokenizerFormatError(`unsupported tokenizer.json: ${(err as Error).message}`);
+    }
+    const names = new Map<number, string>();
+    const vocab = json.model.vocab ?? {};
+    const entries: [string, number][] = Array.isArray(vocab) ? vocab.map(([t], i) => [t, i]) : Object.entries(vocab);
+    for (const [name, id] of entries) names.set(id, name);
+    const specialIds = new Set<number>();
+    for (const t of json.added_tokens ?? []) {
+      names.set(t.id, t.content);
+      if (t.special) specialIds.add(t.id);
+    }
+    let size = 0;
+    for (const id of names.keys()) size = Math.max(size, id + 1);
+    this.vocabSize = size;
+    const idOfName = new Map<string, number>();
+    for (const [id, name] of names) if (!idOfName.has(name)) idOfName.set(name, id);
+
+    const findId = (candidates: readonly string[]): number | undefined => {
+      for (const c of candidates) {
+        const id = idOfName.get(c);
+        if (id !== undefined) return id;
+      }
+      return undefined;
+    };
+    const bosId = opts?.bosId ?? templateBosId(json.post_processor) ?? findId(BOS_NAMES);
+    if (bosId === undefined) {
+      throw new TokenizerFormatError('tokenizer.json names no BOS token (<s>, <|begin_of_text|>, ...): pass bosId');
+    }
+    this.bosId = bosId;
+    const eosId = findId(EOS_NAMES);
+    this.eosIds = opts?.eosIds ?? (eosId === undefined || eosId === bosId ? [bosId] : [eosId, bosId]);
+
+    const llamaStyle = json.model.type === 'BPE' && JSON.stringify(json.decoder ?? null).includes(SPACE_MARK);
+    this.table = llamaStyle ? this.buildTable(names, specialIds, json.model.byte_fallback === true, json.model.unk_token) : null;
+  }
+
+  private buildTable(
+    names: Map<number, string>,
+    specialIds: Set<number>,
+    byteFallback: boolean,
+    unkToken: string | null | undefined,
+  ): PieceTable {
+    const texts: string[] = new Array(this.vocabSize).fill('');
+    const textsAfterBos: string[] = new Array(this.vocabSize).fill('');
+    const kinds = new Int16Array(this.vocabSize).fill(SILENT_PIECE);
+    for (const [id, name] of names) {
+      const byte = byteFallback ? BYTE_PIECE.exec(name) : null;
+      if (byte) {
+        kinds[id] = parseInt(byte[1], 16);
+      } else if (!specialIds.has(id) || name === unkToken) {
+        const text = name.replaceAll(SPACE_MARK, ' ');
+        kinds[id] = TEXT_PIECE;
+        texts[id] = text;
+        textsAfterBos[id] = text.startsWith(' ') ? text.slice(1) : text;
+      }
+    }
+    return { texts, textsAfterBos, kinds, bosId: this.bosId };
+  }
+
+  encode(text: string, opts?: EncodeOptions): number[] {
+    const bos = opts?.bos ?? true;
+    // The library's Prepend normalizer would turn '' into '▁'; llama2.c (and Rust tokenizers) give nothing.
+    const ids = text === '' ? [] : this.library.encode(text, { add_special_tokens: false }).ids;
+    return bos ? [this.bosId, ...ids] : ids;
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    if (this.table) return decodeWithTable(this.table, ids);
+    if (ids.length === 0) return '';
+    return this.library.decode(Array.from(ids), { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+  }
+
+  createDecoder(opts?: DecoderOptions): IncrementalDecoder {
+    if (this.table) return new PieceDecoder(this.table, opts);
+    return new LibraryStreamDecoder(this.library);
+  }
+}
+
+/**
+ * Generic streaming decode for non-Llama vocabularies: re-decode all ids (the
+ * library's decoders may depend on the whole sequence), emit what grew, hold
+ * back while the text ends in U+FFFD (an unfinished character).
+ */
+class LibraryStreamDecoder implements IncrementalDecoder {
+  private ids: number[] = [];
+  private emitted = 0;
+
+  constructor(private readonly library: LibraryTokenizer) {}
+
+  push(id: number): string {
+    this.ids.push(id);
+    const text = this.library.decode(this.ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+    if (text.endsWith('\uFFFD')) return '';
+    const out = text.slice(this.emitted);
+    this.emitted = text.length;
+    return out;
+  }
+
+  flush(): string {
+    const out =
+      this.ids.length === 0
+        ? ''
+        : this.library
+            .decode(this.ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false })
+            .slice(this.emitted);
+    this.ids = [];
+    this.emitted = 0;
+    return out;
+  }
+}

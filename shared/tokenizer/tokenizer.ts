@@ -1,0 +1,44 @@
+// The tokenizer contract shared by the edge, the pool, the model CLI and the
+// evaluator. Implementations: llama2.c binary (llama2c-tokenizer.ts) and
+// Hugging Face tokenizer.json (hf-tokenizer.ts); loadTokenizer() picks one.
+
+export interface EncodeOptions {
+  /** Prepend the BOS id (default true), as llama2.c's run.c does for prompts. */
+  bos?: boolean;
+}
+
+export interface DecoderOptions {
+  /**
+   * The id that precedes the first pushed id (e.g. the last prompt id when
+   * streaming a completion). Only matters when it is BOS: a piece right after
+   * BOS drops its leading space, as run.c prints it. Default: none.
+   */
+  previousId?: number;
+}
+
+export interface Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number;
+  /** Ids that end a generation. llama2.c convention: [1], BOS delimits stories. */
+  readonly eosIds: readonly number[];
+  encode(text: string, opts?: EncodeOptions): number[];
+  /** Whole-sequence decode, as run.c prints it (BOS/EOS print nothing). */
+  decode(ids: ArrayLike<number>): string;
+  /** A streaming decoder; its pushes concatenated equal decode() of the same ids. */
+  createDecoder(opts?: DecoderOptions): IncrementalDecoder;
+}
+
+export interface IncrementalDecoder {
+  /** Text that became valid UTF-8 with this id (often '' inside a multi-byte character). */
+  push(id: number): string;
+  /** The rest: bytes of an unfinished character become U+FFFD. Resets the decoder. */
+  flush(): string;
+}
+
+/** Thrown for unreadable tokenizer files: callers show the message as is. */
+export class TokenizerFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TokenizerFormatError';
+  }
+}

@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { HfTokenizer } from '../../../shared/tokenizer/hf-tokenizer';
+import { Llama2cTokenizer } from '../../../shared/tokenizer/llama2c-tokenizer';
+import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
+import { llama2cToTokenizerJson, tokenizerJsonFromLlama2c } from '../../../shared/tokenizer/tokenizer-json';
+import { printedIds, randomText, readFixtures, seededRandom, tokenizerBytes } from './tokenizer-fixtures';
+
+const tok512 = Llama2cTokenizer.fromBytes(tokenizerBytes('stories260K'));
+const tok105 = Llama2cTokenizer.fromBytes(tokenizerBytes('babyllama105'));
+const json512 = JSON.stringify(llama2cToTokenizerJson(tok512.vocabulary));
+const json105 = JSON.stringify(llama2cToTokenizerJson(tok105.vocabulary));
+const hf512 = new HfTokenizer(json512);
+const hf105 = new HfTokenizer(json105);
+
+describe('tokenizer.json converted from llama2.c', () => {
+  it('has the Llama layout: ▁ vocabulary, merges by score, byte fallback, Llama decoder', () => {
+    const json = JSON.parse(json512) as ReturnType<typeof llama2cToTokenizerJson>;
+    expect(json.model.type).toBe('BPE');
+    expect(json.model.byte_fallback).toBe(true);
+    expect(json.model.vocab['▁the']).toBe(tok512.encode('the', { bos: false })[0]);
+    expect(json.model.vocab['<0x0A>']).toBe(13);
+    expect(json.model.vocab['<s>']).toBe(1);
+    // The highest-scoring piece (' t', id 259) is the first merge.
+    expect(json.model.merges[0]).toEqual(['▁', 't']);
+    expect(json.added_tokens.map((t) => t.content)).toEqual(['<unk>', '<s>', '</s>']);
+    expect(JSON.stringify(json.decoder)).toContain('ByteFallback');
+    expect((JSON.parse(json105) as typeof json).model.byte_fallback).toBe(false);
+  });
+
+  for (const model of ['stories260K', 'llama2xs', 'babyllama105'] as const) {
+    it(`${model}: the HF tokenizer encodes fixture prompts to prompt_ids and decodes run.c's stdout`, () => {
+      const hf = model === 'babyllama105' ? hf105 : hf512;
+      for (const f of readFixtures(model)) {
+        expect(hf.encode(f.prompt), f.prompt).toEqual(f.promptIds);
+        expect(hf.decode(printedIds(f))).toBe(f.stdout);
+        const d = hf.createDecoder();
+        let streamed = '';
+        for (const id of printedIds(f)) streamed += d.push(id);
+        expect(streamed + d.flush()).toBe(f.stdout);
+      }
+    });
+  }
+
+  it('encodes random strings exactly like the llama2.c tokenizer (tok512, with byte fallback)', () => {
+    const rand = seededRandom(2024);
+    for (let i = 0; i < 300; i++) {
+      const text = randomText(rand);
+      const ids = tok512.encode(text);
+      expect(hf512.encode(text), JSON.stringify(text)).toEqual(ids);
+      expect(hf512.decode(ids)).toBe(tok512.decode(ids));
+    }
+  });
+
+  it('encodes random strings exactly like the llama2.c tokenizer (tok105, unknown characters as <unk>)', () => {
+    const rand = seededRandom(105);
+    for (let i = 0; i < 100; i++) {
+      const text = randomText(rand);
+      expect(hf105.encode(text, { bos: false }), JSON.stringify(text)).toEqual(tok105.encode(text, { bos: false }));
+    }
+  });
+
+  it('exposes vocabulary size, BOS, and EOS (</s> plus BOS, which ends llama2.c stories)', () => {
+    expect(hf512.vocabSize).toBe(512);
+    expect(hf512.bosId).toBe(1);
+    expect(hf512.eosIds).toEqual([2, 1]);
+    expect(hf512.encode('', { bos: false })).toEqual([]);
+    expect(new HfTokenizer(json512, { bosId: 1, eosIds: [1] }).eosIds).toEqual([1]);
+  });
+
+  it('is what loadTokenizer returns for JSON bytes, and llama2.c for binary bytes', () => {
+    const viaJson = loadTokenizer(new TextEncoder().encode(`\n ${json512}`));
+    expect(viaJson).toBeInstanceOf(HfTokenizer);
+    expect(viaJson.encode('Once upon a time')).toEqual([1, 403, 407, 261, 378]);
+    const viaBin = loadTokenizer(tokenizerBytes('stories260K'));
+    expect(viaBin).toBeInstanceOf(Llama2cTokenizer);
+    expect(loadTokenizer(new TextEncoder().encode(json512), 'hf-json').vocabSize).toBe(512);
+  });
+
+  it('converts tokenizer.bin bytes straight to tokenizer.json text', () => {
+    expect(tokenizerJsonFromLlama2c(tokenizerBytes('stories260K'))).toBe(json512);
+  });
+
+  it('gives clear errors for broken JSON', () => {
+    expect(() => loadTokenizer(new TextEncoder().encode('{"model": '))).toThrow(/not a tokenizer\.json/);
+    expect(() => loadTokenizer(new TextEncoder().encode('{"version": "1.0"}'))).toThrow(/no "model" object/);
+    expect(() => loadTokenizer(new TextEncoder().encode('{"model": {"type": "BPE"}}'))).toThrow(/model\.vocab/);
+  });
+});
