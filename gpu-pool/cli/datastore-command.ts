@@ -1,4 +1,259 @@
-// Placeholder until this subcommand lands; replaced by its owner.
+/**
+ * `sssd datastore`: build the global datastore file from a JSONL corpus, show
+ * what a file holds, and time lookups on it.
+ *
+ *   sssd datastore build --tokenizer PATH --input corpus.jsonl --out FILE [--chunk-tokens N] [--field text]
+ *   sssd datastore info FILE [--json]
+ *   sssd datastore bench FILE [--lookups N] [--contexts-from JSONL --tokenizer PATH [--field prompt]]
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
+import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
+import { buildChunksFromJsonl, DEFAULT_BUILD_CHUNK_TOKENS, type CorpusBuildProgress } from '../datastore/corpus-builder';
+import { createDatastoreMatches, Datastore, DEFAULT_LOOKUP } from '../datastore/datastore';
+import { readDatastoreFile, writeDatastoreFile, DATASTORE_FILE_VERSION } from '../datastore/datastore-file';
+import { CliError } from './cli-error';
 
-export function register(_program: Command): void {}
+function positiveInteger(flag: string, raw: string | undefined, fallback: number, min = 1): number {
+  if (raw === undefined) return fallback;
+  const v = Number(raw);
+  if (raw.trim() === '' || !Number.isInteger(v) || v < min || v > 0x7fffffff) throw new CliError(`${flag} must be an integer >= ${min}, not "${raw}"`);
+  return v;
+}
+
+async function readTokenizer(file: string): Promise<{ tokenizer: Tokenizer; sha256: string }> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await readFile(file));
+  } catch {
+    throw new CliError(`tokenizer not found: ${file}`);
+  }
+  try {
+    return { tokenizer: loadTokenizer(bytes), sha256: createHash('sha256').update(bytes).digest('hex') };
+  } catch (err) {
+    throw new CliError(`${file}: not a usable tokenizer (${(err as Error).message})`);
+  }
+}
+
+/** A bar on a terminal; otherwise a plain line now and then (logs, CI). */
+function progressReporter(): { update(p: CorpusBuildProgress): void; stop(): void } {
+  const labels = { tokenize: 'tokenizing (MB)', index: 'indexing (K tokens)' } as const;
+  const scale = (p: CorpusBuildProgress): [number, number] =>
+    p.phase === 'tokenize' ? [Math.round(p.done / 1e5) / 10, Math.round(p.total / 1e5) / 10] : [Math.round(p.done / 1e3), Math.round(p.total / 1e3)];
+  if (process.stderr.isTTY) {
+    let bar: SingleBar | null = null;
+    let phase = '';
+    return {
+      update(p) {
+        const [done, total] = scale(p);
+        if (p.phase !== phase) {
+          bar?.stop();
+          phase = p.phase;
+          bar = new SingleBar({ stream: process.stderr, format: `${labels[p.phase].padEnd(20)} [{bar}] {percentage}% | {value}/{total} | {duration}s` }, Presets.shades_classic);
+          bar.start(total, done);
+        } else bar?.update(done);
+      },
+      stop: () => bar?.stop(),
+    };
+  }
+  let last = 0;
+  let phase = '';
+  return {
+    update(p) {
+      const now = performance.now();
+      if (p.phase === phase && now - last < 5000 && p.done < p.total) return;
+      phase = p.phase;
+      last = now;
+      const [done, total] = scale(p);
+      process.stderr.write(`${labels[p.phase]}: ${done}/${total}\n`);
+    },
+    stop() {},
+  };
+}
+
+async function buildCommand(opts: { tokenizer?: string; input?: string; out?: string; chunkTokens?: string; field: string }): Promise<void> {
+  if (!opts.tokenizer || !opts.input || !opts.out) throw new CliError('datastore build needs --tokenizer PATH --input corpus.jsonl --out FILE');
+  const chunkTokens = positiveInteger('--chunk-tokens', opts.chunkTokens, DEFAULT_BUILD_CHUNK_TOKENS, 2);
+  const { tokenizer, sha256 } = await readTokenizer(opts.tokenizer);
+  const t0 = performance.now();
+  const progress = progressReporter();
+  let result;
+  try {
+    result = await buildChunksFromJsonl({ input: opts.input, tokenizer, field: opts.field, chunkTokens, onProgress: (p) => progress.update(p) });
+  } finally {
+    progress.stop();
+  }
+  await mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
+  const t1 = performance.now();
+  const bytes = await writeDatastoreFile(opts.out, {
+    vocabSize: tokenizer.vocabSize,
+    separatorId: tokenizer.bosId,
+    chunkTokens,
+    tokenizerSha256: sha256,
+    chunks: result.chunks,
+  });
+  const t2 = performance.now();
+  process.stdout.write(
+    `built ${opts.out}: ${result.tokens} tokens from ${result.documents} documents in ${result.chunks.length} chunk(s), ` +
+      `${(bytes / 1e6).toFixed(1)} MB, ${((t2 - t0) / 1000).toFixed(2)} s ` +
+      `(tokenize ${result.tokenizeSeconds.toFixed(2)} s, index ${result.indexSeconds.toFixed(2)} s, write ${((t2 - t1) / 1000).toFixed(2)} s)\n`,
+  );
+}
+
+async function infoCommand(file: string, opts: { json?: boolean }): Promise<void> {
+  const t0 = performance.now();
+  const contents = await readDatastoreFile(file);
+  const loadMs = performance.now() - t0;
+  const { size } = await stat(file);
+  let tokens = 0;
+  let documents = 0;
+  for (const c of contents.chunks) {
+    tokens += c.tokens.length;
+    for (let i = 0; i < c.tokens.length; i++) if (c.tokens[i] === contents.separatorId) documents++;
+  }
+  const info = {
+    file,
+    bytes: size,
+    formatVersion: DATASTORE_FILE_VERSION,
+    vocabSize: contents.vocabSize,
+    separatorId: contents.separatorId,
+    tokenizerSha256: contents.tokenizerSha256 || null,
+    chunkTokens: contents.chunkTokens,
+    chunks: contents.chunks.map((c) => c.tokens.length),
+    tokens,
+    documents,
+    loadMs: Math.round(loadMs * 10) / 10,
+  };
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(info)}\n`);
+    return;
+  }
+  process.stdout.write(
+    [
+      `${file}: SSSD datastore, format ${info.formatVersion}, ${(size / 1e6).toFixed(1)} MB (loaded and verified in ${info.loadMs} ms)`,
+      `  tokens     ${tokens} (${documents} separators, id ${info.separatorId})`,
+      `  chunks     ${info.chunks.length}${info.chunks.length ? ` (${info.chunks.join(', ')} tokens; chunk size ${info.chunkTokens})` : ''}`,
+      `  vocabulary ${info.vocabSize || 'unknown'}`,
+      `  tokenizer  ${info.tokenizerSha256 ? `sha256 ${info.tokenizerSha256}` : 'unknown'}`,
+    ].join('\n') + '\n',
+  );
+}
+
+/** Contexts for the benchmark: every prefix of the given texts, or random windows of the store itself. */
+function benchContexts(store: Datastore, count: number, seed: number, fromTexts: number[][] | null): number[][] {
+  let x = seed >>> 0 || 1;
+  const rand = (): number => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
+  const out: number[][] = [];
+  if (fromTexts) {
+    for (let i = 0; out.length < count && fromTexts.length > 0; i++) {
+      const ids = fromTexts[i % fromTexts.length];
+      const end = 1 + Math.floor(rand() * ids.length);
+      out.push(ids.slice(Math.max(0, end - 64), end));
+    }
+    return out;
+  }
+  const chunks = store.indexedChunks.filter((c) => c.tokens.length > 1);
+  if (chunks.length === 0) throw new CliError('the datastore is empty: nothing to benchmark');
+  while (out.length < count) {
+    const c = chunks[Math.floor(rand() * chunks.length)].tokens;
+    const end = 1 + Math.floor(rand() * (c.length - 1));
+    out.push(Array.from(c.subarray(Math.max(0, end - 64), end)));
+  }
+  return out;
+}
+
+async function benchCommand(file: string, opts: { lookups?: string; seed?: string; contextsFrom?: string; tokenizer?: string; field: string }): Promise<void> {
+  const lookups = positiveInteger('--lookups', opts.lookups, 20000);
+  const seed = positiveInteger('--seed', opts.seed, 1, 0);
+  const t0 = performance.now();
+  const store = await Datastore.load(file);
+  const loadMs = performance.now() - t0;
+  let texts: number[][] | null = null;
+  if (opts.contextsFrom) {
+    if (!opts.tokenizer) throw new CliError('--contexts-from needs --tokenizer PATH');
+    const { tokenizer } = await readTokenizer(opts.tokenizer);
+    let raw: string;
+    try {
+      raw = readFileSync(opts.contextsFrom, 'utf8');
+    } catch {
+      throw new CliError(`not found: ${opts.contextsFrom}`);
+    }
+    texts = raw
+      .split('\n')
+      .map((line, i) => ({ line, i }))
+      .filter(({ line }) => line.trim() !== '')
+      .map(({ line, i }) => {
+        let rec: unknown;
+        try {
+          rec = JSON.parse(line);
+        } catch {
+          throw new CliError(`${opts.contextsFrom}:${i + 1}: not valid JSON`);
+        }
+        const text = rec !== null && typeof rec === 'object' ? (rec as Record<string, unknown>)[opts.field] : undefined;
+        if (typeof text !== 'string') throw new CliError(`${opts.contextsFrom}:${i + 1}: no string "${opts.field}" field`);
+        return tokenizer.encode(text, { bos: true });
+      });
+  }
+  const contexts = benchContexts(store, lookups, seed, texts);
+  const out = createDatastoreMatches();
+  for (let i = 0; i < Math.min(2000, contexts.length); i++) store.lookup(contexts[i], out); // warm up the JIT
+  const times = new Float64Array(contexts.length);
+  let matches = 0;
+  let matchedLength = 0;
+  for (let i = 0; i < contexts.length; i++) {
+    const s = process.hrtime.bigint();
+    store.lookup(contexts[i], out);
+    times[i] = Number(process.hrtime.bigint() - s) / 1000;
+    matches += out.count;
+    for (let j = 0; j < out.count; j++) matchedLength += out.matchLengths[j];
+  }
+  times.sort();
+  const q = (p: number): string => times[Math.min(times.length - 1, Math.floor(p * times.length))].toFixed(1);
+  const mean = times.reduce((a, b) => a + b, 0) / times.length;
+  process.stdout.write(
+    `${file}: ${store.tokenCount} tokens in ${store.chunkCount} chunk(s), loaded in ${loadMs.toFixed(0)} ms\n` +
+      `lookup (maxQuery ${DEFAULT_LOOKUP.maxQuery}, width ${DEFAULT_LOOKUP.width}, maxMatches ${DEFAULT_LOOKUP.maxMatches}, minMatches ${DEFAULT_LOOKUP.minMatches}) ` +
+      `over ${contexts.length} contexts from ${opts.contextsFrom ?? 'the store itself'}:\n` +
+      `  median ${q(0.5)} µs, p90 ${q(0.9)} µs, p99 ${q(0.99)} µs, max ${times[times.length - 1].toFixed(1)} µs, mean ${mean.toFixed(1)} µs\n` +
+      `  ${(matches / contexts.length).toFixed(1)} matches per lookup, mean match length ${(matchedLength / Math.max(1, matches)).toFixed(2)}\n`,
+  );
+  await store.close();
+}
+
+export function register(program: Command): void {
+  const ds = program.command('datastore').description('build and inspect the global datastore (suffix arrays over a token corpus)');
+  ds.command('build')
+    .description('tokenize a JSONL corpus and write a datastore file')
+    .option('--tokenizer <path>', 'tokenizer file (llama2.c tokenizer.bin or tokenizer.json)')
+    .option('--input <path>', 'JSONL corpus, one document per line')
+    .option('--out <path>', 'datastore file to write')
+    .option('--chunk-tokens <n>', `tokens per chunk (default ${DEFAULT_BUILD_CHUNK_TOKENS})`)
+    .option('--field <name>', 'JSON field holding the text', 'text')
+    .action((opts) => buildCommand(opts));
+  ds.command('info')
+    .description('show what a datastore file holds (and verify its checksum)')
+    .argument('<file>', 'datastore file')
+    .option('--json', 'print one JSON object')
+    .action((file: string, opts) => infoCommand(file, opts));
+  ds.command('bench')
+    .description('time lookups on a datastore file (median, p99)')
+    .argument('<file>', 'datastore file')
+    .option('--lookups <n>', 'lookups to time (default 20000)')
+    .option('--seed <n>', 'seed for picking contexts (default 1)')
+    .option('--contexts-from <jsonl>', 'take contexts from the prefixes of these texts instead of the store itself')
+    .option('--tokenizer <path>', 'tokenizer for --contexts-from')
+    .option('--field <name>', 'JSON field holding the text for --contexts-from', 'prompt')
+    .action((file: string, opts) => benchCommand(file, opts));
+}

@@ -1,0 +1,170 @@
+/**
+ * The datastore's file format: everything the pool needs to start serving
+ * lookups straight from disk, with no re-sorting at start-up (the suffix arrays
+ * are stored), read into typed arrays directly.
+ *
+ * Layout (little-endian):
+ *   0   magic "SSSD-DS\0" (8 bytes)
+ *   8   u32 format version (1)
+ *   12  u32 header bytes H (offset of the first chunk's data, a multiple of 8)
+ *   16  u32 vocabulary size (0 = unknown)
+ *   20  i32 separator id (document boundary; BOS)
+ *   24  u32 chunk count C
+ *   28  u32 chunk size used when building (target for live appends)
+ *   32  32 bytes SHA-256 of the tokenizer file (all zero = unknown)
+ *   64  C x u32 token count per chunk, zero padding up to H
+ *   H   per chunk: i32 tokens[n], then i32 suffixArray[n]
+ *   end 32 bytes SHA-256 of every byte before it
+ */
+import { createHash } from 'node:crypto';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { CliError } from '../cli/cli-error';
+import { createChunk, type DatastoreChunk } from './datastore-chunk';
+
+export const DATASTORE_FILE_MAGIC = 'SSSD-DS\0';
+export const DATASTORE_FILE_VERSION = 1;
+const FIXED_HEADER_BYTES = 64;
+const CHECKSUM_BYTES = 32;
+
+export interface DatastoreFileMeta {
+  vocabSize: number;
+  separatorId: number;
+  chunkTokens: number;
+  /** Hex SHA-256 of the tokenizer file the tokens came from; '' when unknown. */
+  tokenizerSha256: string;
+}
+
+export interface DatastoreFileContents extends DatastoreFileMeta {
+  chunks: DatastoreChunk[];
+}
+
+/** A datastore file that is not one, is of another version, or is damaged. Printed plainly by the CLI. */
+export class DatastoreFileError extends CliError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatastoreFileError';
+  }
+}
+
+const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+function headerBytes(chunkCount: number): number {
+  return Math.ceil((FIXED_HEADER_BYTES + 4 * chunkCount) / 8) * 8;
+}
+
+function bytesOf(a: Int32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** Writes the file atomically (temporary file, then rename), so a reader never sees half of one. */
+export async function writeDatastoreFile(file: string, contents: DatastoreFileContents): Promise<number> {
+  if (!littleEndian) throw new Error('datastore files are little-endian; this host is not');
+  const { chunks } = contents;
+  const h = headerBytes(chunks.length);
+  const header = Buffer.alloc(h);
+  header.write(DATASTORE_FILE_MAGIC, 0, 'latin1');
+  header.writeUInt32LE(DATASTORE_FILE_VERSION, 8);
+  header.writeUInt32LE(h, 12);
+  header.writeUInt32LE(contents.vocabSize, 16);
+  header.writeInt32LE(contents.separatorId, 20);
+  header.writeUInt32LE(chunks.length, 24);
+  header.writeUInt32LE(contents.chunkTokens, 28);
+  if (contents.tokenizerSha256) {
+    if (!/^[0-9a-f]{64}$/i.test(contents.tokenizerSha256)) throw new RangeError('tokenizerSha256 must be 64 hex digits');
+    header.write(contents.tokenizerSha256, 32, 'hex');
+  }
+  chunks.forEach((c, i) => {
+    if (c.suffixArray.length !== c.tokens.length) throw new RangeError(`chunk ${i}: suffix array length differs from token count`);
+    header.writeUInt32LE(c.tokens.length, FIXED_HEADER_BYTES + 4 * i);
+  });
+
+  const hash = createHash('sha256');
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fh = await open(tmp, 'w');
+  let size = 0;
+  try {
+    const write = async (bytes: Uint8Array): Promise<void> => {
+      hash.update(bytes);
+      for (let done = 0; done < bytes.byteLength; ) {
+        const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done);
+        done += bytesWritten;
+      }
+      size += bytes.byteLength;
+    };
+    await write(header);
+    for (const c of chunks) {
+      await write(bytesOf(c.tokens));
+      await write(bytesOf(c.suffixArray));
+    }
+    const digest = hash.digest();
+    await fh.write(digest, 0, digest.byteLength);
+    size += digest.byteLength;
+  } catch (err) {
+    await fh.close();
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await fh.close();
+  await rename(tmp, file);
+  return size;
+}
+
+/** Reads and verifies a datastore file; throws DatastoreFileError naming what is wrong. */
+export async function readDatastoreFile(file: string): Promise<DatastoreFileContents> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new DatastoreFileError(`cannot read datastore file ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  return parseDatastoreFile(bytes, file);
+}
+
+export function parseDatastoreFile(bytes: Uint8Array, name = 'datastore file'): DatastoreFileContents {
+  if (!littleEndian) throw new Error('datastore files are little-endian; this host is not');
+  const fail = (why: string): never => {
+    throw new DatastoreFileError(`${name} is not a usable SSSD datastore: ${why}`);
+  };
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.byteLength < FIXED_HEADER_BYTES + CHECKSUM_BYTES || buf.toString('latin1', 0, 8) !== DATASTORE_FILE_MAGIC) {
+    fail('wrong magic bytes (not a datastore file, or one built by something else)');
+  }
+  const version = buf.readUInt32LE(8);
+  if (version !== DATASTORE_FILE_VERSION) fail(`format version ${version}, this build reads version ${DATASTORE_FILE_VERSION}; rebuild it with \`sssd datastore build\``);
+  const h = buf.readUInt32LE(12);
+  const chunkCount = buf.readUInt32LE(24);
+  if (h !== headerBytes(chunkCount) || h > buf.byteLength) fail('header is damaged');
+  const counts: number[] = [];
+  let expected = h + CHECKSUM_BYTES;
+  for (let i = 0; i < chunkCount; i++) {
+    const n = buf.readUInt32LE(FIXED_HEADER_BYTES + 4 * i);
+    counts.push(n);
+    expected += 8 * n;
+  }
+  if (buf.byteLength !== expected) {
+    fail(buf.byteLength < expected ? `truncated (${buf.byteLength} bytes, expected ${expected})` : `has ${buf.byteLength - expected} unexpected trailing bytes`);
+  }
+  const body = buf.subarray(0, buf.byteLength - CHECKSUM_BYTES);
+  const digest = createHash('sha256').update(body).digest();
+  if (!digest.equals(buf.subarray(buf.byteLength - CHECKSUM_BYTES))) fail('checksum mismatch (the file is corrupt)');
+
+  // Typed-array views need 4-byte alignment; copy once only if the read buffer lacks it.
+  const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf);
+  const chunks: DatastoreChunk[] = [];
+  let offset = h;
+  for (const n of counts) {
+    const tokens = new Int32Array(aligned.buffer, aligned.byteOffset + offset, n);
+    const suffixArray = new Int32Array(aligned.buffer, aligned.byteOffset + offset + 4 * n, n);
+    chunks.push(createChunk(tokens, suffixArray));
+    offset += 8 * n;
+  }
+  const tokenizer = buf.subarray(32, 64);
+  return {
+    vocabSize: buf.readUInt32LE(16),
+    separatorId: buf.readInt32LE(20),
+    chunkTokens: buf.readUInt32LE(28),
+    tokenizerSha256: tokenizer.every((b) => b === 0) ? '' : tokenizer.toString('hex'),
+    chunks,
+  };
+}

@@ -1,0 +1,92 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Datastore } from '../../../gpu-pool/datastore/datastore';
+import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
+import { models, repoRoot, requireSharedData, workloads } from '../../support/shared-data';
+
+const run = promisify(execFile);
+const sssd = path.join(repoRoot, 'bin/sssd.mjs');
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function cli(...args: string[]): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [sssd, ...args], { cwd: repoRoot });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+let dir = '';
+beforeAll(async () => {
+  requireSharedData();
+  dir = await mkdtemp(path.join(tmpdir(), 'sssd-ds-cli-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('sssd datastore', () => {
+  it('builds the real corpus with tok512, and the file answers lookups with story continuations', async () => {
+    const out = path.join(dir, 'corpus.sssd-ds');
+    const built = await cli('datastore', 'build', '--tokenizer', models.stories260K.tokenizer, '--input', workloads.datastoreCorpus, '--out', out);
+    expect(built.stderr).not.toMatch(/at .*\.ts:\d+/);
+    expect(built.code).toBe(0);
+    expect(built.stdout).toMatch(/tokens from 1500 documents in 1 chunk\(s\)/);
+
+    const info = await cli('datastore', 'info', out, '--json');
+    expect(info.code).toBe(0);
+    const parsed = JSON.parse(info.stdout) as { tokens: number; documents: number; vocabSize: number; chunks: number[] };
+    expect(parsed.documents).toBe(1500);
+    expect(parsed.vocabSize).toBe(512);
+    expect(parsed.tokens).toBeGreaterThan(300_000);
+
+    const tokenizer = loadTokenizer(new Uint8Array(await readFile(models.stories260K.tokenizer)));
+    const store = await Datastore.load(out, { expectVocabSize: tokenizer.vocabSize });
+    // The first story, tokenized as the model sees it, opens the store.
+    const firstLine = (await readFile(workloads.datastoreCorpus, 'utf8')).split('\n')[0];
+    const firstIds = tokenizer.encode((JSON.parse(firstLine) as { text: string }).text);
+    expect(Array.from(store.indexedChunks[0].tokens.subarray(0, firstIds.length))).toEqual(firstIds);
+
+    const context = tokenizer.encode('Once upon a time, there was a little');
+    const m = store.lookup(context);
+    expect(m.count).toBeGreaterThanOrEqual(50);
+    expect(m.matchLengths[0]).toBe(Math.min(12, context.length));
+    const texts = Array.from({ length: m.count }, (_, i) => tokenizer.decode(m.tokens.subarray(i * m.width, i * m.width + 4).filter((t) => t > 1)));
+    expect(texts.filter((t) => /\b(girl|boy|dog|cat|bird) named\b/.test(t)).length).toBeGreaterThan(m.count / 2);
+    await store.close();
+  });
+
+  it('names the line of a bad corpus record and exits non-zero without a stack trace', async () => {
+    const badJson = path.join(dir, 'bad.jsonl');
+    await writeFile(badJson, '{"text": "Once upon a time."}\n\n{"text": "Tom ran."\n');
+    const noField = path.join(dir, 'nofield.jsonl');
+    await writeFile(noField, '{"text": "Once upon a time."}\n{"body": "Tom ran."}\n');
+    const tok = models.stories260K.tokenizer;
+    const [a, b, c, d] = await Promise.all([
+      cli('datastore', 'build', '--tokenizer', tok, '--input', badJson, '--out', path.join(dir, 'x.sssd-ds')),
+      cli('datastore', 'build', '--tokenizer', tok, '--input', noField, '--out', path.join(dir, 'y.sssd-ds')),
+      cli('datastore', 'build', '--input', noField),
+      cli('datastore', 'info', badJson),
+    ]);
+    expect(a.code).not.toBe(0);
+    expect(a.stderr).toContain(`${badJson}:3: not valid JSON`);
+    expect(b.code).not.toBe(0);
+    expect(b.stderr).toContain(`${noField}:2: expected an object with a string "text" field`);
+    expect(c.code).not.toBe(0);
+    expect(c.stderr).toContain('needs --tokenizer PATH --input corpus.jsonl --out FILE');
+    expect(d.code).not.toBe(0);
+    expect(d.stderr).toMatch(/not a usable SSSD datastore: wrong magic/);
+    for (const r of [a, b, c, d]) expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});

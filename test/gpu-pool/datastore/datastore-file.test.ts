@@ -1,0 +1,95 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Datastore } from '../../../gpu-pool/datastore/datastore';
+import { DatastoreFileError, parseDatastoreFile } from '../../../gpu-pool/datastore/datastore-file';
+import { randomDocuments, seededRandom } from './random-corpus';
+
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'sssd-ds-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const tokenizerSha256 = 'ab'.repeat(32);
+
+async function savedStore(): Promise<{ store: Datastore; file: string; bytes: Buffer }> {
+  const docs = randomDocuments(seededRandom(11), 300, 512);
+  const store = Datastore.fromDocuments(docs, { vocabSize: 512, tokenizerSha256, chunkTokens: 4000 });
+  const file = path.join(dir, `store-${Math.random().toString(36).slice(2)}.sssd-ds`);
+  await store.save(file);
+  return { store, file, bytes: await readFile(file) };
+}
+
+describe('datastore file', () => {
+  it('round-trips chunks, suffix arrays and metadata, and answers lookups identically', async () => {
+    const { store, file } = await savedStore();
+    expect(store.chunkCount).toBeGreaterThan(1);
+    const loaded = await Datastore.load(file, { expectVocabSize: 512, expectTokenizerSha256: tokenizerSha256 });
+    expect(loaded.tokenCount).toBe(store.tokenCount);
+    expect(loaded.vocabSize).toBe(512);
+    expect(loaded.separatorId).toBe(1);
+    expect(loaded.chunkTokens).toBe(4000);
+    expect(loaded.tokenizerSha256).toBe(tokenizerSha256);
+    loaded.indexedChunks.forEach((c, i) => {
+      expect(Array.from(c.tokens)).toEqual(Array.from(store.indexedChunks[i].tokens));
+      expect(Array.from(c.suffixArray)).toEqual(Array.from(store.indexedChunks[i].suffixArray));
+    });
+    const context = Array.from(store.indexedChunks[0].tokens.subarray(40, 46));
+    const a = store.lookup(context);
+    const b = loaded.lookup(context);
+    expect(b.count).toBeGreaterThan(0);
+    expect(Array.from(b.tokens.subarray(0, b.count * b.width))).toEqual(Array.from(a.tokens.subarray(0, a.count * a.width)));
+    await loaded.close();
+  });
+
+  it('round-trips an empty datastore', async () => {
+    const file = path.join(dir, 'empty.sssd-ds');
+    await Datastore.empty({ vocabSize: 105 }).save(file);
+    const loaded = await Datastore.load(file);
+    expect(loaded.tokenCount).toBe(0);
+    expect(loaded.vocabSize).toBe(105);
+    expect(loaded.lookup([1, 2]).count).toBe(0);
+  });
+
+  it('rejects a corrupt file (any flipped byte) with a checksum error', async () => {
+    const { bytes } = await savedStore();
+    for (const at of [70, Math.floor(bytes.length / 2), bytes.length - 40, bytes.length - 1]) {
+      const bad = Buffer.from(bytes);
+      bad[at] ^= 0x5a;
+      expect(() => parseDatastoreFile(bad), `byte ${at}`).toThrow(/checksum mismatch|damaged|truncated/);
+    }
+  });
+
+  it('rejects a truncated file, a foreign file and another version, with clear errors', async () => {
+    const { bytes, file } = await savedStore();
+    await writeFile(file, bytes.subarray(0, bytes.length - 100));
+    await expect(Datastore.load(file)).rejects.toThrow(/truncated/);
+    await writeFile(file, '{"text": "Once upon a time"}\n'.repeat(10));
+    await expect(Datastore.load(file)).rejects.toThrow(DatastoreFileError);
+    await expect(Datastore.load(file)).rejects.toThrow(/not a usable SSSD datastore: wrong magic/);
+    const future = Buffer.from(bytes);
+    future.writeUInt32LE(99, 8);
+    expect(() => parseDatastoreFile(future)).toThrow(/format version 99/);
+    await expect(Datastore.load(path.join(dir, 'missing.sssd-ds'))).rejects.toThrow(/no such file/);
+  });
+
+  it('rejects a file built for another vocabulary or tokenizer', async () => {
+    const { file } = await savedStore();
+    await expect(Datastore.load(file, { expectVocabSize: 105 })).rejects.toThrow(/vocabulary of 512 tokens, but the model has 105/);
+    await expect(Datastore.load(file, { expectTokenizerSha256: 'cd'.repeat(32) })).rejects.toThrow(/different tokenizer/);
+  });
+
+  it('saves what was appended live, so a restart keeps it', async () => {
+    const store = Datastore.empty({ vocabSize: 512, indexer: 'inline' });
+    store.append([1, 300, 301, 302]);
+    await store.flush();
+    const file = path.join(dir, 'live.sssd-ds');
+    await store.save(file);
+    const loaded = await Datastore.load(file);
+    expect(loaded.lookup([300, 301]).tokens[0]).toBe(302);
+  });
+});
