@@ -1,4 +1,195 @@
-// Placeholder until this subcommand lands; replaced by its owner.
+/**
+ * `sssd eval-drafts`: offline acceptance of the drafting methods on a workload.
+ * Replays it in arrival order against each request's true greedy continuation
+ * (computed once with the model, cached under .cache/eval/) and prints mean
+ * acceptance length τ per method × budget and drafting time per step.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
+import { type FusionWeights, defaultFusionWeights } from '../../shared/drafting/fusion';
+import { Datastore } from '../datastore/datastore';
+import { continuationCacheFile, computeContinuations, readCachedContinuations, writeCachedContinuations } from '../eval/continuations';
+import { formatEvalTable } from '../eval/eval-report';
+import { type EvalMethod, type ReplayRequest, type ReplayResult, evalMethods, replay } from '../eval/replay';
+import { readWorkload } from '../eval/workload';
+import { loadModel } from '../model/load-model';
+import { ModelRunner } from '../runtime/model-runner';
+import { CliError } from './cli-error';
+import { checkTokenizerFits, parseNumberFlag, readTokenizerFile } from './generate-command';
 
-export function register(_program: Command): void {}
+const LIVE_CHUNK_TOKENS = 1 << 16;
+
+interface EvalDraftsFlags {
+  model: string;
+  tokenizer: string;
+  workload: string;
+  datastore?: string;
+  datastoreCorpus?: string;
+  budgets: string;
+  methods: string;
+  maxTokens?: string;
+  edgeTrieNodes: string;
+  weights?: string;
+  cacheDir: string;
+  liveDatastore?: boolean;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('eval-drafts')
+    .description('replay a workload against true greedy continuations and report mean acceptance length per drafting method and budget')
+    .requiredOption('--model <path>', 'checkpoint (llama2.c .bin or Hugging Face directory)')
+    .requiredOption('--tokenizer <path>', 'tokenizer (llama2.c .bin or tokenizer.json)')
+    .requiredOption('--workload <file>', 'workload JSONL (user, prompt, max_tokens, arrival_s, ...)')
+    .option('--datastore <file>', 'built datastore (sssd datastore build)')
+    .option('--datastore-corpus <file>', 'or: a JSONL corpus of {"text"} lines, indexed in memory')
+    .option('--budgets <list>', 'draft tree budgets (draft nodes)', '4,8,16,32')
+    .option('--methods <list>', `methods: ${evalMethods.join(',')}`, evalMethods.join(','))
+    .option('--max-tokens <n>', 'cap every request at n tokens (default: each request its own max_tokens)')
+    .option('--edge-trie-nodes <n>', 'edge trie size, nodes', '128')
+    .option('--weights <json>', 'fusion weight overrides as JSON, e.g. {"edge":0.7,"combine":"max"}')
+    .option('--cache-dir <dir>', 'where continuations are cached', '.cache/eval')
+    .option('--live-datastore', "datastore methods also learn from every finished request (the pool's opt-in contributeToDatastore)")
+    .option('--json', 'print the results as JSON')
+    .action(async (flags: EvalDraftsFlags) => {
+      await runEvalDrafts(flags);
+    });
+}
+
+function parseList<T extends string>(flag: string, raw: string, allowed: readonly T[]): T[] {
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new CliError(`${flag} needs at least one value`);
+  for (const it of items) if (!allowed.includes(it as T)) throw new CliError(`${flag}: unknown value "${it}" (choose from ${allowed.join(', ')})`);
+  return items as T[];
+}
+
+function parseWeights(raw: string | undefined): FusionWeights {
+  if (!raw) return defaultFusionWeights;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new CliError('--weights must be a JSON object');
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError('--weights must be a JSON object');
+  const out: Record<string, unknown> = { ...defaultFusionWeights };
+  for (const [k, v] of Object.entries(parsed)) {
+    if (!(k in defaultFusionWeights)) throw new CliError(`--weights: unknown weight "${k}" (known: ${Object.keys(defaultFusionWeights).join(', ')})`);
+    const def = (defaultFusionWeights as unknown as Record<string, unknown>)[k];
+    if (typeof v !== typeof def) throw new CliError(`--weights: ${k} must be a ${typeof def}`);
+    out[k] = v;
+  }
+  if (out.combine !== 'max' && out.combine !== 'noisy-or') throw new CliError('--weights: combine must be "max" or "noisy-or"');
+  return out as unknown as FusionWeights;
+}
+
+async function sha256File(file: string): Promise<string> {
+  return createHash('sha256').update(await readFile(file)).digest('hex');
+}
+
+export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResult[]> {
+  const budgets = flags.budgets.split(',').map((b) => parseNumberFlag('--budgets', b.trim(), { integer: true, min: 0, max: 1024 }) as number);
+  const methods = parseList<EvalMethod>('--methods', flags.methods, evalMethods);
+  const maxTokens = parseNumberFlag('--max-tokens', flags.maxTokens, { integer: true, min: 1 });
+  const edgeTrieNodes = parseNumberFlag('--edge-trie-nodes', flags.edgeTrieNodes, { integer: true, min: 1, max: 65535 }) as number;
+  const weights = parseWeights(flags.weights);
+  const needsDatastore = methods.some((m) => m.includes('datastore'));
+  if (needsDatastore && !flags.datastore && !flags.datastoreCorpus) {
+    throw new CliError(`methods ${methods.filter((m) => m.includes('datastore')).join(', ')} need --datastore FILE or --datastore-corpus FILE`);
+  }
+
+  const tokenizer = await readTokenizerFile(flags.tokenizer);
+  const model = await loadModel(flags.model);
+  checkTokenizerFits(tokenizer, model, flags.tokenizer);
+  const { requests, text } = await readWorkload(flags.workload);
+  const jobs = requests.map((r) => ({ promptIds: tokenizer.encode(r.prompt, { bos: true }), maxTokens: maxTokens ?? r.max_tokens }));
+
+  const cacheFile = continuationCacheFile(path.resolve(flags.cacheDir), {
+    modelSha256: model.sha256,
+    tokenizerSha256: await sha256File(flags.tokenizer),
+    workloadText: text,
+    maxTokens: maxTokens === undefined ? 'per-request' : String(maxTokens),
+  });
+  let continuations = await readCachedContinuations(cacheFile, jobs);
+  if (!continuations) {
+    const runner = await ModelRunner.create(model);
+    continuations = await computeContinuations(runner, jobs, { progress: !flags.json });
+    await writeCachedContinuations(cacheFile, continuations);
+  } else if (!flags.json) {
+    process.stderr.write(`greedy continuations from ${path.relative(process.cwd(), cacheFile)}\n`);
+  }
+
+  const encode = tokenizer.encode.bind(tokenizer);
+  const vocabSize = model.config.vocabSize;
+  let datastore: Datastore | null = null;
+  if (needsDatastore) datastore = await openDatastore(flags, encode, vocabSize);
+
+  const replayRequests: ReplayRequest[] = requests.map((r, i) => ({ user: r.user, promptIds: jobs[i].promptIds, continuation: continuations[i] }));
+  const results: ReplayResult[] = [];
+  for (const method of methods) {
+    for (const budget of budgets) {
+      // Live learning mutates the datastore: every run starts from the file.
+      const live = Boolean(flags.liveDatastore) && method.includes('datastore');
+      const ds = live ? await openDatastore(flags, encode, vocabSize) : datastore;
+      results.push(await replay(replayRequests, method, budget, { datastore: ds, weights, edgeTrieNodes, timeDrafts: true, liveDatastore: live }));
+      if (live) await ds?.close();
+    }
+  }
+  await datastore?.close();
+  if (flags.json) {
+    process.stdout.write(
+      JSON.stringify(
+        {
+          model: model.config.name,
+          workload: flags.workload,
+          requests: requests.length,
+          continuationTokens: continuations.reduce((s, c) => s + c.length, 0),
+          datastoreTokens: datastore?.tokenCount ?? 0,
+          liveDatastore: Boolean(flags.liveDatastore),
+          weights,
+          results,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
+  } else {
+    process.stdout.write(
+      `${requests.length} requests, ${continuations.reduce((s, c) => s + c.length, 0)} continuation tokens` +
+        (datastore ? `, datastore ${datastore.tokenCount} tokens` : '') +
+        '\n\n' +
+        formatEvalTable(results, methods, budgets) +
+        '\n',
+    );
+  }
+  return results;
+}
+
+async function openDatastore(flags: EvalDraftsFlags, encode: (text: string, opts?: { bos?: boolean }) => number[], vocabSize: number): Promise<Datastore> {
+  // Live appends go to small chunks of their own, so each re-index stays cheap.
+  if (flags.datastore) return Datastore.load(flags.datastore, { expectVocabSize: vocabSize, indexer: 'inline', chunkTokens: LIVE_CHUNK_TOKENS });
+  const file = flags.datastoreCorpus as string;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new CliError(`datastore corpus not found: ${file}`);
+  }
+  const docs: number[][] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    let doc: unknown;
+    try {
+      doc = JSON.parse(line);
+    } catch {
+      throw new CliError(`${file}: a line is not JSON`);
+    }
+    const t = (doc as { text?: unknown }).text;
+    if (typeof t !== 'string') throw new CliError(`${file}: every line needs a "text" string`);
+    docs.push(encode(t, { bos: true }));
+  }
+  return Datastore.fromDocuments(docs, { vocabSize, indexer: 'inline' });
+}

@@ -1,0 +1,143 @@
+/**
+ * A count trie in a flat typed-array node pool: node 0 is the root, every other
+ * node has (parent, token, count) and is linked into its parent's child list
+ * (firstChild / nextSibling, newest first). Child lookup by (parent, token) goes
+ * through an open-addressing hash table, so inserting is O(1) per token whatever
+ * the vocabulary size; enumeration walks the sibling list.
+ *
+ * Growth: the pool doubles up to `maxNodes`. Once full, new nodes are refused
+ * (`child` returns -1) while existing nodes keep counting: the trie keeps the
+ * n-grams it saw first and their counts stay exact; only n-grams first seen after
+ * the cap are missing. For a prompt of N tokens and windows of W, a full trie
+ * needs at most N·W nodes; the default cap (1M nodes, ~28 MiB with the hash
+ * table) covers a 128K-token prompt at W=8, 64K at W=16.
+ */
+export class CountTrie {
+  tokens: Int32Array;
+  counts: Uint32Array;
+  parents: Int32Array;
+  firstChild: Int32Array;
+  nextSibling: Int32Array;
+  size = 1;
+  readonly maxNodes: number;
+  private slots: Int32Array;
+  private slotMask: number;
+
+  constructor(opts: { initialNodes?: number; maxNodes?: number } = {}) {
+    this.maxNodes = Math.max(2, opts.maxNodes ?? 1 << 20);
+    const cap = Math.min(this.maxNodes, Math.max(16, opts.initialNodes ?? 1024));
+    this.tokens = new Int32Array(cap);
+    this.counts = new Uint32Array(cap);
+    this.parents = new Int32Array(cap);
+    this.firstChild = new Int32Array(cap);
+    this.nextSibling = new Int32Array(cap);
+    this.slots = new Int32Array(slotCountFor(cap)).fill(-1);
+    this.slotMask = this.slots.length - 1;
+    this.clear();
+  }
+
+  /** Drops every node but keeps the allocated memory. */
+  clear(): void {
+    if (this.size > 1) this.slots.fill(-1);
+    this.size = 1;
+    this.tokens[0] = -1;
+    this.counts[0] = 0;
+    this.parents[0] = -1;
+    this.firstChild[0] = -1;
+    this.nextSibling[0] = -1;
+  }
+
+  get capacity(): number {
+    return this.tokens.length;
+  }
+
+  /** The child of `parent` labelled `token`, or -1. */
+  find(parent: number, token: number): number {
+    const mask = this.slotMask;
+    let s = hashEdge(parent, token) & mask;
+    for (;;) {
+      const n = this.slots[s];
+      if (n < 0) return -1;
+      if (this.parents[n] === parent && this.tokens[n] === token) return n;
+      s = (s + 1) & mask;
+    }
+  }
+
+  /** The child of `parent` labelled `token`, created (count 0) if missing; -1 when the trie is full. */
+  child(parent: number, token: number): number {
+    let mask = this.slotMask;
+    let s = hashEdge(parent, token) & mask;
+    for (;;) {
+      const n = this.slots[s];
+      if (n < 0) break;
+      if (this.parents[n] === parent && this.tokens[n] === token) return n;
+      s = (s + 1) & mask;
+    }
+    if (this.size >= this.tokens.length) {
+      if (!this.grow()) return -1;
+      mask = this.slotMask;
+      s = hashEdge(parent, token) & mask;
+      while (this.slots[s] >= 0) s = (s + 1) & mask;
+    }
+    const n = this.size++;
+    this.tokens[n] = token;
+    this.counts[n] = 0;
+    this.parents[n] = parent;
+    this.firstChild[n] = -1;
+    this.nextSibling[n] = this.firstChild[parent];
+    this.firstChild[parent] = n;
+    this.slots[s] = n;
+    return n;
+  }
+
+  /** Follows `tokens[from..to)` from the root; the node reached or -1. */
+  walk(tokens: ArrayLike<number>, from: number, to: number): number {
+    let node = 0;
+    for (let i = from; i < to && node >= 0; i++) node = this.find(node, tokens[i]);
+    return node;
+  }
+
+  private grow(): boolean {
+    const old = this.tokens.length;
+    if (old >= this.maxNodes) return false;
+    const cap = Math.min(this.maxNodes, old * 2);
+    this.tokens = resizeI32(this.tokens, cap);
+    this.counts = resizeU32(this.counts, cap);
+    this.parents = resizeI32(this.parents, cap);
+    this.firstChild = resizeI32(this.firstChild, cap);
+    this.nextSibling = resizeI32(this.nextSibling, cap);
+    this.slots = new Int32Array(slotCountFor(cap)).fill(-1);
+    this.slotMask = this.slots.length - 1;
+    for (let n = 1; n < this.size; n++) {
+      let s = hashEdge(this.parents[n], this.tokens[n]) & this.slotMask;
+      while (this.slots[s] >= 0) s = (s + 1) & this.slotMask;
+      this.slots[s] = n;
+    }
+    return true;
+  }
+}
+
+function slotCountFor(nodes: number): number {
+  let s = 16;
+  while (s < nodes * 2) s *= 2;
+  return s;
+}
+
+function hashEdge(parent: number, token: number): number {
+  let h = Math.imul(parent ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(token + 0x27d4eb2f, 0xc2b2ae35);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d);
+  return (h ^ (h >>> 13)) >>> 0;
+}
+
+function resizeI32(a: Int32Array, n: number): Int32Array {
+  const b = new Int32Array(n);
+  b.set(a);
+  return b;
+}
+
+function resizeU32(a: Uint32Array, n: number): Uint32Array {
+  const b = new Uint32Array(n);
+  b.set(a);
+  return b;
+}

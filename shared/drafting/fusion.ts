@@ -1,0 +1,186 @@
+/**
+ * Fusing candidate sources into one draft tree.
+ *
+ * Each source runs its own best-first expansion (by its estimated acceptance
+ * probability) and adds its top candidate paths into a shared union trie via
+ * `add(parent, token, prob, source)`: identical tokens under the same parent
+ * are one node, holding the best probability each source gave it. `build`
+ * then combines the per-source probabilities of every node (noisy-or across
+ * sources by default: two independent sources agreeing is stronger evidence
+ * than either; `max` is the alternative) and selects the `budget` most
+ * probable nodes best-first, at most `maxChildren` under any parent. Because
+ * every source's probabilities shrink along its paths, the selection is a
+ * connected tree, and every path in it is a path some source proposed.
+ *
+ * Hot path: typed arrays only, reused across calls; no per-node objects.
+ */
+import { CandidateHeap } from './candidate-heap';
+import { CountTrie } from './count-trie';
+import { type DraftTree, appendNode, createDraftTree, resetDraftTree } from './draft-tree';
+
+export interface FusionWeights {
+  /** Context source, first level: contextFirst · c(child)/c(node). */
+  contextFirst: number;
+  /** Context source, deeper levels: × c(child)/c(parent) · (contextBase + contextPerMatch · k), capped at 1. */
+  contextBase: number;
+  contextPerMatch: number;
+  /** Window W of the context trie (authors: 8): the deepest a context candidate path goes is W - k. */
+  contextWindow: number;
+  /** Longest context suffix matched in the context trie (q). */
+  contextMaxQuery: number;
+  /** Datastore source: datastore · c(child)/c(parent) along the path. */
+  datastore: number;
+  /** A datastore match of length k counts k^datastoreMatchPower times (0: all equal, as the authors). */
+  datastoreMatchPower: number;
+  /** Datastore lookup: continuation tokens per match (the deepest a datastore path goes). */
+  datastoreWidth: number;
+  /** Datastore lookup: longest query (tokens). */
+  datastoreMaxQuery: number;
+  /** Edge trie (user cache) source: edge · Π p(child|parent) shipped in the trie. */
+  edge: number;
+  /** Most children under one node of the final tree (the authors' topk). */
+  maxChildren: number;
+  /** How per-source probabilities of one node combine. */
+  combine: 'noisy-or' | 'max';
+  /**
+   * Candidates less probable than this are not queued: a frequent token in a
+   * long prompt can have thousands of followers, each a hopeless guess.
+   */
+  minCandidateProb: number;
+  /** Candidates each source may contribute, as a multiple of the budget. */
+  sourceFanout: number;
+}
+
+/**
+ * Context weights are the authors' (SSSD.md). Chosen with `sssd eval-drafts`
+ * on dev-sessions (stories260K), kept to coarse, explainable knobs:
+ * - edge 0.5: the edge trie's probabilities come from few observations per
+ *   user, so they are over-confident at the first level (0.3-0.5 beat 0.8-1;
+ *   its deeper levels are not decayed: a user's repeated passage goes deep);
+ * - datastoreMatchPower 1: a match of a longer context counts more (like the
+ *   authors' 0.6+0.1k for the context source); +0.05-0.1 τ at every budget;
+ * - contextWindow 16 (authors: 8): long repeats go deeper; +0.03-0.05 τ for
+ *   the context source alone at N ≥ 8, +0.1-0.2 fused at N ≥ 16 (24 adds
+ *   little); costs up to 2× trie nodes (bounded by the node cap);
+ * - noisy-or over max: +0.02-0.04 τ; maxChildren 8 vs 4: equal up to N=16;
+ * - tried without gain: contextFirst 0.4/0.8, q = 3 or 6-8, datastore
+ *   query 12, datastore width 12-16, more candidates per source.
+ */
+export const defaultFusionWeights: FusionWeights = {
+  contextFirst: 0.6,
+  contextBase: 0.6,
+  contextPerMatch: 0.1,
+  contextWindow: 16,
+  contextMaxQuery: 4,
+  datastore: 1,
+  datastoreMatchPower: 1,
+  datastoreWidth: 8,
+  datastoreMaxQuery: 8,
+  edge: 0.5,
+  maxChildren: 8,
+  combine: 'noisy-or',
+  minCandidateProb: 0.002,
+  sourceFanout: 1.5,
+};
+
+/** Candidates one source may contribute for a budget. */
+export function sourceLimit(budget: number, weights: FusionWeights): number {
+  return Math.ceil(budget * weights.sourceFanout) + 2;
+}
+
+const SOURCES = 4;
+
+export class TreeFuser {
+  private readonly union: CountTrie;
+  private srcProb: Float32Array;
+  private readonly heap = new CandidateHeap(256);
+  private outIndex: Int32Array;
+  private childCount: Int32Array;
+  private tree: DraftTree;
+
+  constructor(capacity = 4096) {
+    this.union = new CountTrie({ initialNodes: capacity, maxNodes: capacity });
+    this.srcProb = new Float32Array(this.union.capacity * SOURCES);
+    this.outIndex = new Int32Array(this.union.capacity);
+    this.childCount = new Int32Array(this.union.capacity);
+    this.tree = createDraftTree(64);
+  }
+
+  /** Starts a new tree. */
+  begin(): void {
+    this.union.clear();
+    this.srcProb.fill(0, 0, SOURCES);
+  }
+
+  /**
+   * Adds (or strengthens) the child `token` of union node `parent` for `source`;
+   * returns the union node, or -1 when the union is full.
+   */
+  add(parent: number, token: number, prob: number, source: number): number {
+    const u = this.union;
+    const before = u.size;
+    const node = u.child(parent, token);
+    if (node < 0) return -1;
+    const at = node * SOURCES;
+    if (node >= before) this.srcProb.fill(0, at, at + SOURCES);
+    if (prob > this.srcProb[at + source]) this.srcProb[at + source] = prob;
+    return node;
+  }
+
+  /** Union nodes added so far (root included). */
+  get unionSize(): number {
+    return this.union.size;
+  }
+
+  /**
+   * Selects up to `budget` draft nodes into a tree rooted at `rootToken`. The
+   * returned tree is reused by the next call: copy it to keep it.
+   */
+  build(rootToken: number, budget: number, weights: FusionWeights, out?: DraftTree): DraftTree {
+    let tree = out ?? this.tree;
+    if (tree.tokens.length < budget + 1) {
+      tree = createDraftTree(Math.max(budget + 1, tree.tokens.length * 2));
+      if (!out) this.tree = tree;
+    }
+    resetDraftTree(tree, rootToken);
+    const u = this.union;
+    const heap = this.heap;
+    const noisyOr = weights.combine === 'noisy-or';
+    const maxChildren = Math.max(1, weights.maxChildren);
+    heap.clear();
+    this.outIndex[0] = 0;
+    this.childCount[0] = 0;
+    for (let c = u.firstChild[0]; c >= 0; c = u.nextSibling[c]) heap.push(this.combined(c, noisyOr), c, 0, 0);
+    while (tree.size <= budget && heap.pop()) {
+      const node = heap.topA;
+      const parentOut = this.outIndex[u.parents[node]];
+      if (this.childCount[parentOut] >= maxChildren) continue;
+      this.childCount[parentOut]++;
+      const i = appendNode(tree, parentOut, u.tokens[node], heap.topProb, this.bestSource(node));
+      this.outIndex[node] = i;
+      this.childCount[i] = 0;
+      for (let c = u.firstChild[node]; c >= 0; c = u.nextSibling[c]) heap.push(this.combined(c, noisyOr), c, 0, 0);
+    }
+    heap.clear();
+    return tree;
+  }
+
+  private combined(node: number, noisyOr: boolean): number {
+    const at = node * SOURCES;
+    if (noisyOr) {
+      let miss = 1;
+      for (let s = 0; s < SOURCES; s++) miss *= 1 - Math.min(1, this.srcProb[at + s]);
+      return 1 - miss;
+    }
+    let best = 0;
+    for (let s = 0; s < SOURCES; s++) if (this.srcProb[at + s] > best) best = this.srcProb[at + s];
+    return best;
+  }
+
+  private bestSource(node: number): number {
+    const at = node * SOURCES;
+    let best = 0;
+    for (let s = 1; s < SOURCES; s++) if (this.srcProb[at + s] > this.srcProb[at + best]) best = s;
+    return best;
+  }
+}

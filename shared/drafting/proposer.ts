@@ -1,0 +1,14 @@
+/**
+ * One interface for every drafting method (as vLLM v1's spec_decode
+ * proposers): the request drafter feeds it the context as it grows and asks
+ * it for a tree of at most `budget` draft nodes rooted at the last token.
+ */
+import type { DraftTree } from './draft-tree';
+import type { TokenBuffer } from './token-buffer';
+
+export interface Proposer {
+  /** context.data[from..to) were just appended (the prompt first, then accepted tokens). */
+  observe(context: TokenBuffer, from: number, to: number): void;
+  /** A tree rooted at context.last; valid until the next call. */
+  propose(context: TokenBuffer, budget: number): DraftTree;
+}

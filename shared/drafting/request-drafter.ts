@@ -1,0 +1,98 @@
+/**
+ * The pool's per-request drafter: owns the request's context (prompt +
+ * accepted output), the proposer of its speculation method and, for `sssd`,
+ * the follower of the edge trie shipped with the request.
+ */
+import type { SpeculationMethod } from '../protocol';
+import type { DatastoreLike } from './datastore-source';
+import type { DraftTree } from './draft-tree';
+import { EdgeTrieFollower } from './edge-trie';
+import { ContextProposer } from './context-proposer';
+import { type FusionWeights, defaultFusionWeights } from './fusion';
+import { NoneProposer } from './none-proposer';
+import { PldProposer } from './pld-proposer';
+import type { Proposer } from './proposer';
+import { SssdProposer } from './sssd-proposer';
+import { TokenBuffer } from './token-buffer';
+
+/** The protocol's speculation methods ('off' = no draft). */
+export type DraftMethod = SpeculationMethod;
+
+export interface RequestDrafterOptions {
+  method: DraftMethod;
+  promptIds: ArrayLike<number>;
+  edgeTrie?: Uint8Array;
+  datastore?: DatastoreLike;
+  weights?: FusionWeights;
+  /** Context-trie node cap (see count-trie.ts). */
+  maxTrieNodes?: number;
+}
+
+export class RequestDrafter {
+  readonly method: DraftMethod;
+  readonly context: TokenBuffer;
+  private readonly promptLength: number;
+  private readonly proposer: Proposer;
+  private follower: EdgeTrieFollower | null = null;
+
+  constructor(opts: RequestDrafterOptions) {
+    this.method = opts.method;
+    this.context = new TokenBuffer(opts.promptIds, opts.promptIds.length + 512);
+    this.promptLength = opts.promptIds.length;
+    const weights = opts.weights ?? defaultFusionWeights;
+    const trieOptions = { maxNodes: opts.maxTrieNodes, window: weights.contextWindow };
+    switch (opts.method) {
+      case 'off':
+        this.proposer = new NoneProposer();
+        break;
+      case 'pld':
+        this.proposer = new PldProposer({ maxNgram: 4, minNgram: 1 });
+        break;
+      case 'context':
+        this.proposer = new ContextProposer(weights, trieOptions);
+        break;
+      case 'sssd':
+        this.proposer = new SssdProposer({ context: true, datastore: opts.datastore ?? null, edge: () => this.follower }, weights, trieOptions);
+        if (opts.edgeTrie) this.follower = new EdgeTrieFollower(opts.edgeTrie);
+        break;
+    }
+    this.proposer.observe(this.context, 0, this.context.length);
+  }
+
+  /** Tokens generated so far. */
+  get outputLength(): number {
+    return this.context.length - this.promptLength;
+  }
+
+  /** A tree rooted at the last context token with at most `budget` draft nodes (reused by the next call). */
+  draft(budget: number): DraftTree {
+    return this.proposer.propose(this.context, Math.max(0, budget | 0));
+  }
+
+  /** Tokens emitted by a step (accepted + bonus), in order. */
+  accept(tokens: ArrayLike<number>): void {
+    const from = this.context.length;
+    this.context.pushAll(tokens);
+    this.proposer.observe(this.context, from, this.context.length);
+    if (this.follower) this.follower.advanceAll(tokens);
+  }
+
+  /**
+   * Replaces the edge trie; it continues prompt + output[0..outputLength). The
+   * follower catches up along the tokens accepted since then; a trie for a
+   * context this request has not reached, or a malformed one, counts as exhausted.
+   */
+  pushEdgeTrie(trie: Uint8Array, outputLength: number): void {
+    if (this.method !== 'sssd') return;
+    const follower = new EdgeTrieFollower(trie);
+    const at = this.promptLength + outputLength;
+    if (outputLength < 0 || at > this.context.length) follower.position = -1;
+    else follower.advanceAll(this.context.data, at, this.context.length);
+    this.follower = follower;
+  }
+
+  /** True once the accepted path has left the edge trie or reached its end; false when none was shipped. */
+  get edgeTrieExhausted(): boolean {
+    return this.follower !== null && this.follower.exhausted;
+  }
+}

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { Datastore } from '../../../gpu-pool/datastore/datastore';
+import { replay, type ReplayRequest } from '../../../gpu-pool/eval/replay';
+
+describe('replay (greedy verification against a known continuation)', () => {
+  it('gives the exact τ worked out by hand for prompt lookup', async () => {
+    const requests: ReplayRequest[] = [
+      // Proposes 4,5 (after the earlier "2 3"); both accepted, bonus 9: 3 tokens in 1 step.
+      { user: 'a', promptIds: [1, 2, 3, 4, 5, 2, 3], continuation: [4, 5, 9] },
+      // Each step proposes one 7 (the chain stops at the end of the context), accepted + bonus: 6 tokens in 3 steps.
+      { user: 'b', promptIds: [1, 7, 7, 7], continuation: [7, 7, 7, 7, 7, 7] },
+    ];
+    const r = await replay(requests, 'pld', 2);
+    expect(r.steps).toBe(4);
+    expect(r.emitted).toBe(9);
+    expect(r.tau).toBe(9 / 4);
+    expect(r.acceptedTokens).toBe(5);
+    expect((await replay(requests, 'none', 2)).tau).toBe(1);
+  });
+
+  it('counts no bonus token past the end of the continuation', async () => {
+    const r = await replay([{ user: 'a', promptIds: [1, 2, 3, 4, 5, 2, 3], continuation: [4, 5] }], 'pld', 4);
+    expect(r.steps).toBe(1);
+    expect(r.tau).toBe(2);
+  });
+
+  it('lets a returning user draft from their cache (context+user) and not across users', async () => {
+    const first: ReplayRequest = { user: 'u', promptIds: [1, 10], continuation: [20, 21, 22, 23] };
+    // 4 + 4 tokens: 4 single-token steps, then the whole repeat in one step.
+    const r = await replay([first, { ...first }], 'context+user', 8);
+    expect(r.steps).toBe(5);
+    expect(r.tau).toBe(8 / 5);
+    expect(r.mergeMillisMedian).toBeGreaterThan(0);
+    expect((await replay([first, { ...first }], 'context', 8)).tau).toBe(1);
+    expect((await replay([first, { ...first, user: 'v' }], 'context+user', 8)).tau).toBe(1);
+  });
+
+  it('drafts from the datastore (context+datastore)', async () => {
+    const datastore = Datastore.fromDocuments([[1, 30, 31, 32, 33]], { indexer: 'inline' });
+    // Proposes 31 32 33; all accepted, bonus 1.
+    const r = await replay([{ user: 'a', promptIds: [1, 5, 30], continuation: [31, 32, 33, 1] }], 'context+datastore', 8, { datastore });
+    expect(r.steps).toBe(1);
+    expect(r.tau).toBe(4);
+    await expect(replay([], 'context+datastore', 8)).rejects.toThrow(/datastore/);
+  });
+
+  it('learns from every finished request when the datastore is live', async () => {
+    const first: ReplayRequest = { user: 'u', promptIds: [1, 40], continuation: [41, 42, 43, 44] };
+    const second: ReplayRequest = { user: 'v', promptIds: [1, 40], continuation: [41, 42, 43, 44] };
+    const fresh = (): Datastore => Datastore.fromDocuments([[1, 2, 3]], { indexer: 'inline' });
+    // Static: 8 single-token steps. Live: the second user gets the first user's output, 1 step.
+    expect((await replay([first, second], 'context+datastore', 8, { datastore: fresh() })).steps).toBe(8);
+    const live = fresh();
+    const r = await replay([first, second], 'context+datastore', 8, { datastore: live, liveDatastore: true });
+    expect(r.steps).toBe(5);
+    expect(live.tokenCount).toBeGreaterThan(3);
+    await live.close();
+  });
+});

@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { pathTokens, validateDraftTree } from '../../../shared/drafting/draft-tree';
+import { TreeFuser, defaultFusionWeights } from '../../../shared/drafting/fusion';
+import { seededRandom } from './random-tokens';
+
+describe('TreeFuser', () => {
+  it('never exceeds the budget or the per-node cap, and every path is a candidate path of some source', () => {
+    const rand = seededRandom(31);
+    const fuser = new TreeFuser(4096);
+    for (let trial = 0; trial < 200; trial++) {
+      fuser.begin();
+      // Each source proposes random paths with probabilities shrinking along them.
+      const candidates = new Set<string>();
+      const nSources = 1 + Math.floor(rand() * 3);
+      for (let s = 1; s <= nSources; s++) {
+        for (let p = 0; p < 1 + Math.floor(rand() * 12); p++) {
+          let node = 0;
+          let prob = rand();
+          const path: number[] = [];
+          for (let d = 0; d < 1 + Math.floor(rand() * 6); d++) {
+            const tok = Math.floor(rand() * 5);
+            path.push(tok);
+            candidates.add(path.join(','));
+            node = fuser.add(node, tok, prob, s);
+            prob *= rand();
+          }
+        }
+      }
+      const budget = Math.floor(rand() * 20);
+      const maxChildren = 1 + Math.floor(rand() * 4);
+      const tree = fuser.build(77, budget, { ...defaultFusionWeights, maxChildren, combine: rand() < 0.5 ? 'max' : 'noisy-or' });
+      expect(validateDraftTree(tree)).toBeNull();
+      expect(tree.size - 1).toBeLessThanOrEqual(budget);
+      expect(tree.tokens[0]).toBe(77);
+      const kids = new Map<number, number>();
+      for (let i = 1; i < tree.size; i++) {
+        kids.set(tree.parents[i], (kids.get(tree.parents[i]) ?? 0) + 1);
+        expect(candidates.has(pathTokens(tree, i).join(','))).toBe(true);
+        expect(tree.probs[i]).toBeLessThanOrEqual(tree.probs[tree.parents[i]] + 1e-6);
+      }
+      for (const n of kids.values()) expect(n).toBeLessThanOrEqual(maxChildren);
+      // Identical tokens under one parent are merged.
+      const seen = new Set<string>();
+      for (let i = 1; i < tree.size; i++) {
+        const key = `${tree.parents[i]}:${tree.tokens[i]}`;
+        expect(seen.has(key)).toBe(false);
+        seen.add(key);
+      }
+      // The budget is used when the candidates allow it (before the cap bites).
+      if (maxChildren >= 5) expect(tree.size - 1).toBe(Math.min(budget, candidates.size));
+    }
+  });
+
+  it('picks the most probable nodes and combines agreeing sources', () => {
+    const fuser = new TreeFuser(64);
+    fuser.begin();
+    const a = fuser.add(0, 10, 0.5, 2);
+    fuser.add(a, 11, 0.4, 2);
+    fuser.add(0, 20, 0.45, 3);
+    fuser.add(0, 10, 0.3, 3); // a second source agrees on 10
+    const tree = fuser.build(1, 2, { ...defaultFusionWeights, combine: 'noisy-or' });
+    expect(tree.size).toBe(3);
+    expect(pathTokens(tree, 1)).toEqual([10]);
+    expect(tree.probs[1]).toBeCloseTo(1 - 0.5 * 0.7, 5);
+    expect(pathTokens(tree, 2)).toEqual([20]);
+    expect(tree.sources[1]).toBe(2);
+    const maxTree = fuser.build(1, 2, { ...defaultFusionWeights, combine: 'max' });
+    expect(pathTokens(maxTree, 2)).toEqual([20]);
+    expect(maxTree.probs[1]).toBeCloseTo(0.5, 5);
+  });
+});

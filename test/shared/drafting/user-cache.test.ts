@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import { USER_CACHE_TOP, USER_CACHE_UNIT, UserCache, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
+import { seededRandom, tokenStream } from './random-tokens';
+
+/** Brute force: for each context of length 1..maxOrder, counts of the next token. */
+function bruteNext(tokens: number[], order: number): Map<string, Map<number, number>> {
+  const m = new Map<string, Map<number, number>>();
+  for (let i = order; i < tokens.length; i++) {
+    const k = tokens.slice(i - order, i).join(',');
+    const inner = m.get(k) ?? new Map<number, number>();
+    inner.set(tokens[i], (inner.get(tokens[i]) ?? 0) + 1);
+    m.set(k, inner);
+  }
+  return m;
+}
+
+describe('UserCache', () => {
+  it('answers in place with the same next-token counts as a brute-force n-gram count', () => {
+    const rand = seededRandom(11);
+    const tokens = tokenStream(rand, 600, 6); // ≤ 6 followers per context: none dropped
+    const bytes = mergeIntoUserCache(null, tokens, { decay: 1 });
+    const cache = UserCache.decode(bytes);
+    expect(cache.isEmpty).toBe(false);
+    for (let order = 1; order <= 4; order++) {
+      for (const [k, followers] of bruteNext(tokens, order)) {
+        const ctx = k.split(',').map(Number);
+        const slot = cache.find(ctx, ctx.length, order);
+        expect(slot).toBeGreaterThanOrEqual(0);
+        const want = [...followers.entries()]
+          .sort((a, b) => b[1] - a[1] || a[0] - b[0])
+          .slice(0, USER_CACHE_TOP)
+          .map(([token, c]) => ({ token, count: c * USER_CACHE_UNIT }));
+        expect(cache.nextTokens(ctx, order)).toEqual(want);
+        const total = [...followers.values()].reduce((a, b) => a + b, 0);
+        expect(cache.slotTotal(slot)).toBe(total * USER_CACHE_UNIT);
+      }
+    }
+    expect(cache.find([99, 98], 2, 2)).toBe(-1);
+  });
+
+  it('round-trips: a decoded value re-encodes to the same bytes and merges keep old knowledge', () => {
+    const a = mergeIntoUserCache(null, [1, 10, 11, 12, 13]);
+    expect(UserCache.decode(a).bytes).toEqual(a);
+    expect(UserCache.decode(a.slice()).nextTokens([11, 12], 2)).toEqual([{ token: 13, count: USER_CACHE_UNIT }]);
+    const b = mergeIntoUserCache(a, [1, 20, 21]);
+    const cb = UserCache.decode(b);
+    expect(cb.merges).toBe(2);
+    expect(cb.nextTokens([20], 1)).toEqual([{ token: 21, count: USER_CACHE_UNIT }]);
+    // Older material decays: 13 after (11,12) now weighs less than a fresh occurrence.
+    const old = cb.nextTokens([11, 12], 2);
+    expect(old).toHaveLength(1);
+    expect(old[0].count).toBeLessThan(USER_CACHE_UNIT);
+  });
+
+  it('newer material outweighs older for the same context', () => {
+    let bytes: Uint8Array | null = null;
+    for (let i = 0; i < 3; i++) bytes = mergeIntoUserCache(bytes, [1, 7, 8, 9]);
+    bytes = mergeIntoUserCache(bytes, [1, 7, 8, 4]);
+    bytes = mergeIntoUserCache(bytes, [1, 7, 8, 4]);
+    bytes = mergeIntoUserCache(bytes, [1, 7, 8, 4]);
+    expect(UserCache.decode(bytes).nextTokens([7, 8], 2)[0].token).toBe(4);
+  });
+
+  it('stays within its size bound under 10,000 merges', () => {
+    const rand = seededRandom(5);
+    const maxBytes = 4096;
+    let bytes: Uint8Array | null = null;
+    let peak = 0;
+    for (let i = 0; i < 10_000; i++) {
+      bytes = mergeIntoUserCache(bytes, tokenStream(rand, 24, 300), { maxBytes });
+      peak = Math.max(peak, bytes.length);
+    }
+    expect(peak).toBeLessThanOrEqual(maxBytes);
+    const cache = UserCache.decode(bytes);
+    expect(cache.merges).toBe(10_000);
+    expect(cache.entryCount).toBeGreaterThan(0);
+  });
+
+  it('treats truncated, corrupted, random and foreign values as empty, never throwing', () => {
+    const good = mergeIntoUserCache(null, tokenStream(seededRandom(2), 200, 30));
+    const rand = seededRandom(9);
+    const bad: Array<Uint8Array | null> = [null, new Uint8Array(0), new TextEncoder().encode('{"hello":"world"}')];
+    for (let i = 0; i < 50; i++) bad.push(good.subarray(0, Math.floor(rand() * good.length)));
+    for (let i = 0; i < 50; i++) {
+      const c = good.slice();
+      c[Math.floor(rand() * c.length)] ^= 1 + Math.floor(rand() * 255);
+      bad.push(c);
+    }
+    for (let i = 0; i < 50; i++) bad.push(Uint8Array.from({ length: Math.floor(rand() * 2000) }, () => Math.floor(rand() * 256)));
+    // Odd alignment of a good value still decodes.
+    const shifted = new Uint8Array(good.length + 1);
+    shifted.set(good, 1);
+    expect(UserCache.decode(shifted.subarray(1)).entryCount).toBe(UserCache.decode(good).entryCount);
+    for (const b of bad) {
+      const c = UserCache.decode(b);
+      expect(c.isEmpty).toBe(true);
+      expect(c.find([1, 2], 2, 2)).toBe(-1);
+      // Merging into garbage starts afresh.
+      expect(UserCache.decode(mergeIntoUserCache(b, [1, 2, 3])).nextTokens([2], 1)).toEqual([{ token: 3, count: USER_CACHE_UNIT }]);
+    }
+  });
+
+  it('rejects a cache written for another vocabulary when asked to', () => {
+    const bytes = mergeIntoUserCache(null, [1, 2, 3], { vocabSize: 512 });
+    expect(UserCache.decode(bytes, { vocabSize: 512 }).isEmpty).toBe(false);
+    expect(UserCache.decode(bytes, { vocabSize: 32000 }).isEmpty).toBe(true);
+  });
+
+  it('merges a long request into a full-size cache in a few milliseconds', () => {
+    const rand = seededRandom(4);
+    let bytes: Uint8Array | null = null;
+    for (let i = 0; i < 30; i++) bytes = mergeIntoUserCache(bytes, tokenStream(rand, 400, 512));
+    expect(bytes!.length).toBeLessThanOrEqual(256 * 1024);
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      bytes = mergeIntoUserCache(bytes, tokenStream(rand, 400, 512));
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    expect(times[2]).toBeLessThan(50);
+  });
+});
