@@ -1,4 +1,18 @@
-// Placeholder until this subcommand lands; replaced by its owner.
+// `sssd up` (= npm start): the pool and the edge together, see launcher/up.ts.
 import type { Command } from 'commander';
+import { runUp } from '../../launcher/up';
 
-export function register(_program: Command): void {}
+export function register(program: Command): void {
+  program
+    .command('up')
+    .description('run the local stack: a pool (stories260K on CPU by default) and the edge under wrangler dev')
+    .option('--model <path>', 'checkpoint (default: SSSD_MODEL, ../shared/models/stories260K, or .models/)')
+    .option('--tokenizer <path>', 'tokenizer file (default: SSSD_TOKENIZER or beside the model)')
+    .option('--datastore <file>', 'datastore file (default: .cache/datastore/stories260K.sssd-ds when present)')
+    .option('--pool-port <port>', 'pool port (default: SSSD_POOL_PORT or 8788)', Number)
+    .option('--edge-port <port>', 'edge port (default: SSSD_EDGE_PORT or 8787)', Number)
+    .option('--verbose', 'echo the pool and edge output')
+    .action(async (opts: { model?: string; tokenizer?: string; datastore?: string; poolPort?: number; edgePort?: number; verbose?: boolean }) => {
+      await runUp(opts);
+    });
+}

@@ -1,0 +1,46 @@
+/**
+ * OpenAI-shaped errors: `{error:{message,type,param,code}}` with the matching
+ * HTTP status, plus Retry-After for 429/503.
+ */
+export type ApiErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'rate_limit_error'
+  | 'server_error'
+  | 'service_unavailable';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: 400 | 401 | 404 | 413 | 429 | 500 | 503,
+    message: string,
+    readonly type: ApiErrorType,
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+    readonly retryAfterS?: number,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  toBody(): { error: { message: string; type: ApiErrorType; param: string | null; code: string | null } } {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+export function badRequest(message: string, param: string | null = null, code: string | null = null): ApiError {
+  return new ApiError(400, message, 'invalid_request_error', code, param);
+}
+
+export function errorResponse(err: ApiError, extraHeaders?: HeadersInit): Response {
+  const headers = new Headers(extraHeaders);
+  headers.set('content-type', 'application/json');
+  if (err.retryAfterS !== undefined) headers.set('retry-after', String(Math.max(1, Math.ceil(err.retryAfterS))));
+  return new Response(JSON.stringify(err.toBody()), { status: err.status, headers });
+}
+
+/** Any thrown value as an ApiError: unknown errors become a 500 without internals. */
+export function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  console.error('edge: unexpected error', err);
+  return new ApiError(500, 'Internal error while serving the request.', 'server_error', 'internal_error');
+}

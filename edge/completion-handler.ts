@@ -1,0 +1,134 @@
+/**
+ * POST /v1/completions and /v1/chat/completions after auth and parsing:
+ * prompt → ids, limits against the model's context, the user's cache (one KV
+ * read), the edge trie, then a CompletionRun answered as SSE or JSON.
+ */
+import { draftEdgeTrie } from '../shared/drafting/edge-trie';
+import { ApiError, badRequest } from './api-error';
+import type { KeyRecord } from './api-keys';
+import { renderChatPrompt } from './chat-template';
+import { CompletionRun, type CompletionDeps } from './completion-run';
+import type { EndpointKind, ResponseMeta } from './openai-format';
+import type { ChatRequest, CompletionRequest } from './request-schema';
+import type { ServedModel } from './served-model';
+import { streamResponse, wholeCompletion } from './sse-response';
+import { cacheScope, type UserCacheStore } from './user-cache-store';
+
+export type ParsedRequest = { kind: 'completion'; body: CompletionRequest } | { kind: 'chat'; body: ChatRequest };
+
+export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
+  key: KeyRecord;
+  model: ServedModel;
+  store: UserCacheStore;
+  /** Headers every response carries (CORS is added by the router). */
+  headers: HeadersInit;
+  /** The client request's abort signal. */
+  clientSignal?: AbortSignal;
+}
+
+function randomId(prefix: string): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  let hex = '';
+  for (const b of bytes) hex += b.toString(16).padStart(2, '0');
+  return `${prefix}-${hex}`;
+}
+
+/** The names a request may use for the served model. */
+export function acceptsModelName(model: ServedModel, name: string): boolean {
+  return name === model.info.model.name || name === 'default';
+}
+
+function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
+  const tokenizer = model.tokenizer;
+  if (parsed.kind === 'chat') {
+    return tokenizer.encode(renderChatPrompt(parsed.body.messages, model.info.model.chatTemplate), { bos: true });
+  }
+  const prompt = parsed.body.prompt;
+  if (typeof prompt === 'string') return tokenizer.encode(prompt, { bos: true });
+  if (typeof prompt[0] === 'string') return tokenizer.encode(prompt[0], { bos: true });
+  const ids = prompt as number[];
+  for (const id of ids) {
+    if (id >= tokenizer.vocabSize) throw badRequest(`prompt: token id ${id} is outside the vocabulary (size ${tokenizer.vocabSize}).`, 'prompt');
+  }
+  return ids.slice();
+}
+
+export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContext): Promise<Response> {
+  const body = parsed.body;
+  const model = ctx.model;
+  if (body.n !== undefined && body.n !== null && body.n !== 1) {
+    throw badRequest('Only n = 1 is supported.', 'n', 'unsupported_value');
+  }
+  if (!acceptsModelName(model, body.model)) {
+    throw new ApiError(404, `The model '${body.model}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
+  }
+  const ids = promptIds(parsed, model);
+  const contextLength = model.info.model.contextLength;
+  if (ids.length >= contextLength) {
+    throw badRequest(
+      `This model's maximum context length is ${contextLength} tokens; the prompt has ${ids.length}.`,
+      parsed.kind === 'chat' ? 'messages' : 'prompt',
+      'context_length_exceeded',
+    );
+  }
+  const requested = (parsed.kind === 'chat' ? (body as ChatRequest).max_completion_tokens : null) ?? body.max_tokens ?? null;
+  const room = contextLength - ids.length;
+  if (requested !== null && requested > room) {
+    throw badRequest(
+      `This model's maximum context length is ${contextLength} tokens; the prompt has ${ids.length} and ${requested} more were requested.`,
+      parsed.kind === 'chat' && (body as ChatRequest).max_completion_tokens ? 'max_completion_tokens' : 'max_tokens',
+      'context_length_exceeded',
+    );
+  }
+  const maxTokens = requested ?? room;
+  const stops = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
+  const speculate = body.speculation !== 'off';
+
+  const userCache = await ctx.store.load(await cacheScope(ctx.key.keyId, body.user));
+  let trie: Uint8Array | null = null;
+  if (speculate && ctx.edgeTrieNodes > 0 && !userCache.cache.isEmpty) {
+    try {
+      trie = draftEdgeTrie(userCache.cache, ids, { maxNodes: ctx.edgeTrieNodes });
+    } catch (err) {
+      console.warn('edge: drafting the edge trie failed; going on without it', err);
+    }
+  }
+  const kind: EndpointKind = parsed.kind;
+  const meta: ResponseMeta = {
+    id: randomId(kind === 'chat' ? 'chatcmpl' : 'cmpl'),
+    created: Math.floor(Date.now() / 1000),
+    model: model.info.model.name,
+    kind,
+  };
+  const run = new CompletionRun(
+    {
+      id: meta.id,
+      promptIds: ids,
+      maxTokens,
+      sampling: {
+        temperature: body.temperature ?? 1,
+        topP: body.top_p ?? 1,
+        topK: body.top_k !== undefined && body.top_k !== null && body.top_k > 0 ? body.top_k : 0,
+        ...(body.seed !== undefined && body.seed !== null ? { seed: Math.abs(body.seed) % 2 ** 53 } : {}),
+      },
+      speculate,
+      stops,
+      userCache,
+      trie,
+    },
+    ctx,
+  );
+  // Client gone (where the runtime signals it): stop the generation at the pool.
+  ctx.clientSignal?.addEventListener('abort', () => run.cancel());
+  await run.open();
+  if (body.stream) {
+    return streamResponse(
+      run,
+      meta,
+      { includeUsage: body.stream_options?.include_usage === true, smooth: body.stream_options?.smooth === true },
+      ctx.headers,
+    );
+  }
+  const whole = await wholeCompletion(run, meta);
+  return new Response(JSON.stringify(whole), { headers: { ...Object.fromEntries(new Headers(ctx.headers)), 'content-type': 'application/json' } });
+}

@@ -1,0 +1,230 @@
+/**
+ * One completion from the edge's side: open it on a pool (with failover), turn
+ * the pool's token bursts into released text segments (decoder + stop strings),
+ * answer 'trie-exhausted' with a fresh edge trie (fire-and-forget), cancel at
+ * the pool on stop or client disconnect, and finally merge prompt + output into
+ * the user's cache with one bounded write (waitUntil).
+ */
+import type { PoolEvent, SpeculationUsage } from '../shared/protocol';
+import { draftEdgeTrie } from '../shared/drafting/edge-trie';
+import { ApiError } from './api-error';
+import { bytesToBase64 } from './base64';
+import { openGeneration, type OpenedGeneration } from './open-generation';
+import type { GenerateInput, PoolClient } from './pool-client';
+import type { PoolPicker } from './pool-picker';
+import type { ServedModel } from './served-model';
+import { TokenTextAssembler, type SourcedText } from './token-text';
+import type { LoadedUserCache, UserCacheStore } from './user-cache-store';
+
+export interface CompletionPlan {
+  id: string;
+  promptIds: number[];
+  maxTokens: number;
+  sampling: { temperature: number; topP: number; topK: number; seed?: number };
+  speculate: boolean;
+  stops: string[];
+  userCache: LoadedUserCache;
+  /** The edge trie drafted for the prompt (absent when speculation is off or the cache is empty). */
+  trie: Uint8Array | null;
+}
+
+export interface CompletionDeps {
+  picker: PoolPicker;
+  model: ServedModel;
+  store: UserCacheStore;
+  waitUntil: (promise: Promise<unknown>) => void;
+  edgeTrieNodes: number;
+  /** Called once when the run is over (releases the caller's concurrency slot). */
+  onFinish: () => void;
+}
+
+/** OpenAI usage plus the per-request speculation figures (vLLM puts them on the final usage chunk). */
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  speculation: {
+    method: 'sssd' | 'off';
+    drafts: number;
+    draft_tokens: number;
+    accepted_tokens: number;
+    steps: number;
+    mean_acceptance_length: number;
+    /** Emitted tokens whose draft came from the user's cache (the edge trie). */
+    edge_accepted_tokens: number;
+    /** Size in bytes of the edge trie shipped with the request (0 = none). */
+    edge_trie_bytes: number;
+  };
+}
+
+export interface CompletionSummary {
+  finishReason: 'stop' | 'length';
+  usage: CompletionUsage;
+}
+
+export class CompletionRun {
+  private readonly controller = new AbortController();
+  private opened: OpenedGeneration | null = null;
+  private client: PoolClient | null = null;
+  private cancelled = false;
+  private started = false;
+  /** Output ids (all received; `counted` of them are the completion). */
+  private readonly outputIds: number[] = [];
+  private counted = 0;
+  private drafts = 0;
+  private draftTokens = 0;
+  private acceptedTokens = 0;
+  private steps = 0;
+  private edgeAccepted = 0;
+
+  constructor(
+    private readonly plan: CompletionPlan,
+    private readonly deps: CompletionDeps,
+  ) {}
+
+  /** Client went away: stop the generation at the pool. */
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    this.controller.abort();
+    if (!this.started) this.deps.onFinish();
+    if (this.client) this.deps.waitUntil(this.client.cancel(this.plan.id).catch(() => undefined));
+  }
+
+  /**
+   * Starts the generation on a pool (failover included). Awaited before the
+   * response is sent, so "no pool" or a refused request gets its own HTTP status.
+   */
+  async open(): Promise<void> {
+    const { plan, deps } = this;
+    this.started = true;
+    const request: GenerateInput = {
+      id: plan.id,
+      promptIds: plan.promptIds,
+      maxTokens: plan.maxTokens,
+      sampling: plan.sampling,
+      speculation: plan.speculate ? 'sssd' : 'off',
+      ...(plan.trie && plan.trie.length > 0 ? { trie: bytesToBase64(plan.trie) } : {}),
+    };
+    try {
+      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil);
+    } catch (err) {
+      deps.onFinish();
+      throw err;
+    }
+    this.client = this.opened.client;
+    if (this.cancelled) deps.waitUntil(this.opened.client.cancel(plan.id).catch(() => undefined));
+  }
+
+  /** Yields released text segments, one array per pool step; returns the summary. Call after open(). */
+  async *run(): AsyncGenerator<SourcedText[], CompletionSummary> {
+    const { plan, deps } = this;
+    const opened = this.opened;
+    if (!opened) throw new Error('CompletionRun.run() before open()');
+    const promptLast = plan.promptIds[plan.promptIds.length - 1];
+    const assembler = new TokenTextAssembler(deps.model.tokenizer.createDecoder({ previousId: promptLast }), plan.stops, deps.model.eosIds);
+    let finishReason: 'stop' | 'length' = 'length';
+    let poolUsage: SpeculationUsage | null = null;
+    try {
+      for await (const event of opened.events) {
+        if (this.cancelled) break;
+        const outcome = this.onEvent(event, assembler);
+        if (outcome.segments.length > 0) yield outcome.segments;
+        if (outcome.stopped) {
+          finishReason = 'stop';
+          deps.waitUntil(opened.client.cancel(plan.id).catch(() => undefined));
+          break;
+        }
+        if (event.type === 'done') {
+          if (event.finishReason === 'error') {
+            throw new ApiError(500, 'Generation failed at the inference pool.', 'server_error', 'pool_error');
+          }
+          finishReason = event.finishReason === 'stop' ? 'stop' : 'length';
+          poolUsage = event.usage.speculation;
+          break;
+        }
+      }
+      if (!assembler.stopped) {
+        const tail = assembler.finish();
+        if (tail.length > 0) yield tail;
+      }
+    } finally {
+      await opened.events.return(undefined as never).catch(() => undefined);
+      this.saveCache();
+      deps.onFinish();
+    }
+    return { finishReason, usage: this.usage(poolUsage) };
+  }
+
+  private onEvent(event: PoolEvent, assembler: TokenTextAssembler): { segments: SourcedText[]; stopped: boolean } {
+    switch (event.type) {
+      case 'tokens': {
+        const before = this.outputIds.length;
+        for (const id of event.ids) this.outputIds.push(id);
+        this.steps += 1;
+        if (event.drafted > 0) this.drafts += 1;
+        this.draftTokens += event.drafted;
+        this.acceptedTokens += event.accepted;
+        const { segments, stopped, consumed } = assembler.push(event.ids, event.sources);
+        for (let i = 0; i < consumed; i++) if (event.sources[i] === 'edge') this.edgeAccepted += 1;
+        this.counted = before + consumed;
+        return { segments, stopped };
+      }
+      case 'trie-exhausted':
+        this.pushFreshTrie(event.outputLength);
+        return { segments: [], stopped: false };
+      case 'error':
+        throw new ApiError(500, `Generation failed at the inference pool: ${event.message}`, 'server_error', 'pool_error');
+      default:
+        return { segments: [], stopped: false };
+    }
+  }
+
+  /** The accepted path left the shipped trie: draft a new one for prompt + output so far. Never awaited. */
+  private pushFreshTrie(outputLength: number): void {
+    const client = this.client;
+    if (!client || !this.plan.speculate || this.cancelled) return;
+    const cache = this.plan.userCache.cache;
+    if (cache.isEmpty) return;
+    const length = Math.min(outputLength, this.outputIds.length);
+    const context = this.plan.promptIds.concat(this.outputIds.slice(0, length));
+    let trie: Uint8Array;
+    try {
+      trie = draftEdgeTrie(cache, context, { maxNodes: this.deps.edgeTrieNodes });
+    } catch (err) {
+      console.warn('edge: re-drafting the trie failed', err);
+      return;
+    }
+    if (trie.length === 0) return;
+    this.deps.waitUntil(client.pushTrie(this.plan.id, { outputLength: length, trie: bytesToBase64(trie) }).catch(() => undefined));
+  }
+
+  private saveCache(): void {
+    const tokens = this.plan.promptIds.concat(this.outputIds.slice(0, this.counted));
+    this.deps.waitUntil(this.deps.store.saveMerged(this.plan.userCache, tokens));
+  }
+
+  private usage(pool: SpeculationUsage | null): CompletionUsage {
+    const completion = this.counted;
+    // The pool's figures cover the whole generation; after a stop string the edge's own count is exact.
+    const exact = pool !== null && completion === this.outputIds.length;
+    const drafts = exact ? pool.drafts : this.drafts;
+    const accepted = exact ? pool.acceptedTokens : this.acceptedTokens;
+    return {
+      prompt_tokens: this.plan.promptIds.length,
+      completion_tokens: completion,
+      total_tokens: this.plan.promptIds.length + completion,
+      speculation: {
+        method: this.plan.speculate ? 'sssd' : 'off',
+        drafts,
+        draft_tokens: exact ? pool.draftTokens : this.draftTokens,
+        accepted_tokens: accepted,
+        steps: exact ? pool.steps : this.steps,
+        // As the pool defines it (shared/protocol.ts): tokens emitted per step.
+        mean_acceptance_length: exact ? pool.meanAcceptanceLength : this.steps > 0 ? completion / this.steps : 0,
+        edge_accepted_tokens: this.edgeAccepted,
+        edge_trie_bytes: this.plan.trie?.length ?? 0,
+      },
+    };
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * GET / — a small page that streams a completion through this edge and colours
+ * each piece of text by where its draft came from (the chunks' `sssd_sources`):
+ * the user's cache (edge), the request's context, the pool's datastore, or the
+ * model itself (not drafted). The API key comes from the URL fragment
+ * (`/#key=...`, printed by `npm start`) or the key field.
+ */
+export const demoPageHtml = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>SSSD edge demo</title>
+<style>
+  body { font: 15px/1.5 system-ui, sans-serif; max-width: 56rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+  textarea, input { font: inherit; width: 100%; box-sizing: border-box; }
+  .row { display: flex; gap: .75rem; align-items: center; margin: .5rem 0; flex-wrap: wrap; }
+  .row label { display: flex; gap: .3rem; align-items: center; }
+  .row input[type=number] { width: 6rem; }
+  #output { white-space: pre-wrap; border: 1px solid #ccc; border-radius: 6px; padding: .75rem; min-height: 6rem; margin-top: 1rem; }
+  .tok-model { background: #eee; }
+  .tok-edge { background: #ffd8a8; }
+  .tok-context { background: #b2f2bb; }
+  .tok-datastore { background: #a5d8ff; }
+  .legend span { padding: 0 .4rem; border-radius: 3px; margin-right: .4rem; }
+  #usage { font-size: 13px; color: #555; margin-top: .5rem; }
+  #error { color: #c92a2a; }
+</style>
+</head>
+<body>
+<h1>SSSD edge demo</h1>
+<p class="legend">Draft source of each token:
+  <span class="tok-edge">your cache (edge)</span><span class="tok-context">this prompt (context)</span><span class="tok-datastore">datastore</span><span class="tok-model">model (not drafted)</span></p>
+<div class="row"><input id="key" type="password" placeholder="API key" autocomplete="off"></div>
+<textarea id="prompt" rows="3">Once upon a time, there was a little girl named Lily.</textarea>
+<div class="row">
+  <label>max tokens <input id="maxTokens" type="number" value="128" min="1"></label>
+  <label>temperature <input id="temperature" type="number" value="0" min="0" max="2" step="0.1"></label>
+  <label>user <input id="user" type="text" value="demo-user" style="width:10rem"></label>
+  <label><input id="speculation" type="checkbox" checked> speculation</label>
+  <label><input id="smooth" type="checkbox"> smooth</label>
+  <button id="go">Generate</button>
+</div>
+<div id="output" aria-live="polite"></div>
+<div id="usage"></div>
+<div id="error"></div>
+<script type="module">
+const $ = (id) => document.getElementById(id);
+const fragmentKey = new URLSearchParams(location.hash.slice(1)).get('key');
+$('key').value = fragmentKey || localStorage.getItem('sssd-key') || '';
+let model = null;
+async function servedModel(key) {
+  if (model) return model;
+  const res = await fetch('/v1/models', { headers: { authorization: 'Bearer ' + key } });
+  const body = await res.json();
+  if (!res.ok) throw new Error(body.error ? body.error.message : res.statusText);
+  model = body.data[0].id;
+  return model;
+}
+async function generate() {
+  const key = $('key').value.trim();
+  localStorage.setItem('sssd-key', key);
+  $('output').textContent = ''; $('usage').textContent = ''; $('error').textContent = '';
+  document.body.dataset.state = 'streaming';
+  try {
+    const res = await fetch('/v1/completions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer ' + key },
+      body: JSON.stringify({
+        model: await servedModel(key), prompt: $('prompt').value, stream: true,
+        max_tokens: Number($('maxTokens').value), temperature: Number($('temperature').value),
+        user: $('user').value, speculation: $('speculation').checked ? 'auto' : 'off',
+        stream_options: { include_usage: true, smooth: $('smooth').checked },
+      }),
+    });
+    if (!res.ok) { const body = await res.json(); throw new Error(body.error ? body.error.message : res.statusText); }
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let cut;
+      while ((cut = buffer.indexOf('\\n\\n')) >= 0) {
+        const line = buffer.slice(0, cut).trim(); buffer = buffer.slice(cut + 2);
+        if (!line.startsWith('data: ')) continue;
+        const data = line.slice(6);
+        if (data === '[DONE]') continue;
+        const chunk = JSON.parse(data);
+        if (chunk.error) throw new Error(chunk.error.message);
+        if (chunk.usage) showUsage(chunk.usage);
+        const choice = chunk.choices && chunk.choices[0];
+        if (!choice || !choice.sssd_sources) continue;
+        for (const seg of choice.sssd_sources) {
+          const span = document.createElement('span');
+          span.className = 'tok tok-' + seg.source;
+          span.dataset.source = seg.source;
+          span.textContent = seg.text;
+          $('output').appendChild(span);
+        }
+      }
+    }
+  } catch (err) {
+    $('error').textContent = String(err.message || err);
+  } finally {
+    document.body.dataset.state = 'done';
+  }
+}
+function showUsage(u) {
+  const s = u.speculation || {};
+  $('usage').textContent = u.completion_tokens + ' tokens, ' + (s.steps ?? '?') + ' steps, mean acceptance length ' +
+    (s.mean_acceptance_length ?? 0).toFixed(2) + ', from your cache: ' + (s.edge_accepted_tokens ?? 0);
+}
+$('go').addEventListener('click', generate);
+</script>
+</body>
+</html>
+`;

@@ -1,0 +1,40 @@
+import type { EdgeEnv } from './env';
+
+export interface EdgeConfig {
+  poolUrls: string[];
+  poolToken: string;
+  maxBodyBytes: number;
+  userCacheMaxBytes: number;
+  edgeTrieNodes: number;
+  defaultRpm: number;
+  defaultConcurrency: number;
+  benchRoutes: boolean;
+}
+
+function intVar(value: string | undefined, fallback: number, min: number, max: number): number {
+  const n = value === undefined || value.trim() === '' ? NaN : Number(value);
+  return Number.isInteger(n) && n >= min && n <= max ? n : fallback;
+}
+
+// The env object is stable for an isolate's lifetime: parse it once.
+const parsed = new WeakMap<object, EdgeConfig>();
+
+export function edgeConfig(env: EdgeEnv): EdgeConfig {
+  const hit = parsed.get(env);
+  if (hit) return hit;
+  const config: EdgeConfig = {
+    poolUrls: (env.SSSD_POOL_URLS ?? '')
+      .split(',')
+      .map((u) => u.trim().replace(/\/+$/, ''))
+      .filter((u) => u.length > 0),
+    poolToken: env.SSSD_POOL_TOKEN ?? '',
+    maxBodyBytes: intVar(env.SSSD_MAX_BODY_BYTES, 1024 * 1024, 1024, 64 * 1024 * 1024),
+    userCacheMaxBytes: intVar(env.SSSD_USER_CACHE_MAX_BYTES, 64 * 1024, 1024, 16 * 1024 * 1024),
+    edgeTrieNodes: intVar(env.SSSD_EDGE_TRIE_NODES, 64, 0, 4096),
+    defaultRpm: intVar(env.SSSD_DEFAULT_RPM, 600, 1, 1_000_000),
+    defaultConcurrency: intVar(env.SSSD_DEFAULT_CONCURRENCY, 8, 1, 10_000),
+    benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',
+  };
+  parsed.set(env, config);
+  return config;
+}

@@ -1,0 +1,27 @@
+/**
+ * The Worker's bindings. Strings come from wrangler vars / secrets; numbers are
+ * parsed by edge-config.ts so a typo falls back to a safe default.
+ */
+export interface EdgeEnv {
+  /** Per-user caches (`uc:<scope>`) and hashed API keys (`key:<sha256>`). */
+  SSSD_KV: KVNamespace;
+  /** Comma-separated pool base URLs. */
+  SSSD_POOL_URLS?: string;
+  /** Bearer token for the pools (secret; .dev.vars in local set-ups). */
+  SSSD_POOL_TOKEN?: string;
+  /** SHA-256 (hex) of the local development key; the plaintext never reaches the Worker. */
+  SSSD_DEV_KEY_SHA256?: string;
+  /** Secret: JSON object mapping key SHA-256 (hex) to a KeyRecord-like object. */
+  SSSD_API_KEYS?: string;
+  /** Request body limit in bytes (default 1 MiB). */
+  SSSD_MAX_BODY_BYTES?: string;
+  /** Upper bound of a stored user cache in bytes (default 64 KiB). */
+  SSSD_USER_CACHE_MAX_BYTES?: string;
+  /** Draft nodes in the edge trie shipped with a request (default 64). */
+  SSSD_EDGE_TRIE_NODES?: string;
+  /** Defaults for keys without explicit limits. */
+  SSSD_DEFAULT_RPM?: string;
+  SSSD_DEFAULT_CONCURRENCY?: string;
+  /** "1" enables GET /bench/* (CPU-time measurements inside workerd). */
+  SSSD_BENCH_ROUTES?: string;
+}

@@ -1,0 +1,140 @@
+/**
+ * The edge Worker: OpenAI-compatible API in front of the verification pools.
+ * Per request: auth (hashed keys) → limits → validate → tokenize → user cache
+ * (one KV read) → edge trie → pool (failover) → SSE/JSON → cache write (waitUntil).
+ */
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
+import { ApiError, errorResponse, toApiError } from './api-error';
+import { authenticate, type KeyRecord } from './api-keys';
+import { benchEdgeCpu } from './bench-route';
+import { handleCompletion, type ParsedRequest } from './completion-handler';
+import { demoPageHtml } from './demo-page';
+import { edgeConfig } from './edge-config';
+import type { EdgeEnv } from './env';
+import { PoolPicker } from './pool-picker';
+import { KeyLimiter } from './rate-limiter';
+import { chatRequestSchema, completionRequestSchema, parseBody } from './request-schema';
+import { servedModel } from './served-model';
+import { UserCacheStore } from './user-cache-store';
+
+type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord } };
+
+// Per-isolate state: limiter buckets and pool health outlive a request.
+const limiter = new KeyLimiter();
+let picker: { source: string; picker: PoolPicker } | null = null;
+
+function poolPicker(env: EdgeEnv): PoolPicker {
+  const config = edgeConfig(env);
+  const source = `${config.poolUrls.join(',')}|${config.poolToken}`;
+  if (!picker || picker.source !== source) picker = { source, picker: new PoolPicker(config.poolUrls, config.poolToken) };
+  return picker.picker;
+}
+
+const app = new Hono<AppEnv>();
+
+app.use(
+  '*',
+  cors({
+    origin: '*',
+    allowMethods: ['GET', 'POST', 'OPTIONS'],
+    allowHeaders: ['authorization', 'content-type', 'x-sssd-smooth'],
+    exposeHeaders: ['retry-after'],
+    maxAge: 600,
+  }),
+);
+
+app.onError((err) => errorResponse(toApiError(err)));
+app.notFound((c) => errorResponse(new ApiError(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`, 'invalid_request_error', 'not_found')));
+
+app.get('/', (c) => c.html(demoPageHtml));
+app.get('/healthz', (c) => c.json({ ok: true }));
+
+// Everything under /v1 and /bench needs a key.
+const requireKey = async (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> => {
+  c.set('key', await authenticate(c.req.header('authorization'), c.env, edgeConfig(c.env)));
+  await next();
+};
+app.use('/v1/*', requireKey);
+app.use('/bench/*', requireKey);
+
+app.get('/v1/models', async (c) => {
+  const model = await servedModel(poolPicker(c.env));
+  return c.json({
+    object: 'list',
+    data: [{ id: model.info.model.name, object: 'model', created: 0, owned_by: 'sssd', context_length: model.info.model.contextLength }],
+  });
+});
+
+// Body size limit (SSSD_MAX_BODY_BYTES): by Content-Length when sent, else counted while reading.
+const limitBody = async (c: Context<AppEnv>, next: () => Promise<void>): Promise<Response | void> => {
+  const maxSize = edgeConfig(c.env).maxBodyBytes;
+  return bodyLimit({
+    maxSize,
+    onError: () => {
+      throw new ApiError(413, `Request body too large (limit ${maxSize} bytes).`, 'invalid_request_error', 'request_too_large');
+    },
+  })(c, next);
+};
+
+async function readJson(c: Context<AppEnv>): Promise<unknown> {
+  try {
+    return (await c.req.json()) as unknown;
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw new ApiError(400, 'The request body is not valid JSON.', 'invalid_request_error', 'invalid_json');
+  }
+}
+
+async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequest): Promise<Response> {
+  const env = c.env;
+  const config = edgeConfig(env);
+  const key = c.get('key');
+  const parsed = parse(await readJson(c));
+  if (c.req.header('x-sssd-smooth') === '1') {
+    parsed.body.stream_options = { ...(parsed.body.stream_options ?? {}), smooth: true };
+  }
+  const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency);
+  if (!admission.ok) {
+    throw new ApiError(
+      429,
+      admission.reason === 'rate'
+        ? `Rate limit reached: ${key.rpm} requests per minute for this key.`
+        : `Too many requests in flight: at most ${key.concurrency} at once for this key.`,
+      'rate_limit_error',
+      'rate_limit_exceeded',
+      null,
+      admission.retryAfterS,
+    );
+  }
+  try {
+    const pools = poolPicker(env);
+    const model = await servedModel(pools);
+    return await handleCompletion(parsed, {
+      key,
+      model,
+      picker: pools,
+      store: new UserCacheStore(env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize),
+      waitUntil: (promise) => c.executionCtx.waitUntil(promise),
+      edgeTrieNodes: config.edgeTrieNodes,
+      onFinish: admission.release,
+      headers: {},
+      clientSignal: c.req.raw.signal,
+    });
+  } catch (err) {
+    admission.release();
+    throw err;
+  }
+}
+
+app.post('/v1/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'completion', body: parseBody(completionRequestSchema, body) })));
+app.post('/v1/chat/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'chat', body: parseBody(chatRequestSchema, body) })));
+
+app.post('/bench/edge-cpu', limitBody, async (c) => {
+  if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');
+  const model = await servedModel(poolPicker(c.env));
+  return c.json(await benchEdgeCpu(await readJson(c), model, c.env.SSSD_KV));
+});
+
+export default app;

@@ -1,0 +1,70 @@
+/**
+ * Opens a generation on the best pool and fails over to the next one while no
+ * token has been produced yet (unreachable, busy, or an error before the first
+ * tokens event). Once tokens flow, the request stays on its pool.
+ */
+import type { PoolEvent } from '../shared/protocol';
+import { ApiError } from './api-error';
+import { PoolRejectedError, PoolUnavailableError, type GenerateInput, type PoolClient } from './pool-client';
+import type { PoolPicker } from './pool-picker';
+
+export interface OpenedGeneration {
+  client: PoolClient;
+  /** The pool's events, starting with the first one (already read). */
+  events: AsyncGenerator<PoolEvent>;
+}
+
+async function* prepend(head: PoolEvent[], rest: AsyncGenerator<PoolEvent>): AsyncGenerator<PoolEvent> {
+  yield* head;
+  yield* rest;
+}
+
+export async function openGeneration(
+  picker: PoolPicker,
+  request: GenerateInput,
+  signal?: AbortSignal,
+  waitUntil?: (promise: Promise<unknown>) => void,
+): Promise<OpenedGeneration> {
+  let retryAfterMs = 2000;
+  for (const client of await picker.ordered(waitUntil)) {
+    let events: AsyncGenerator<PoolEvent>;
+    try {
+      events = await client.generate(request, signal);
+    } catch (err) {
+      if (err instanceof PoolRejectedError) {
+        throw new ApiError(400, `The inference pool rejected the request: ${err.message || err.status}`, 'invalid_request_error', 'pool_rejected');
+      }
+      if (err instanceof PoolUnavailableError && err.retryAfterMs) retryAfterMs = Math.min(retryAfterMs, err.retryAfterMs);
+      picker.markFailed(client.baseUrl);
+      continue;
+    }
+    // Read up to the first tokens (or the end): an error before that moves on.
+    const head: PoolEvent[] = [];
+    let failed = false;
+    for (;;) {
+      const next = await events.next();
+      if (next.done) {
+        failed = true;
+        break;
+      }
+      const event = next.value;
+      if (event.type === 'error') {
+        if (event.code === 'bad_request') {
+          throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
+        }
+        if (event.retryAfterMs) retryAfterMs = Math.min(retryAfterMs, event.retryAfterMs);
+        failed = true;
+        break;
+      }
+      head.push(event);
+      if (event.type === 'tokens' || event.type === 'done') break;
+    }
+    if (failed) {
+      await events.return(undefined);
+      if (head.length > 0) void client.cancel(request.id).catch(() => undefined);
+      continue;
+    }
+    return { client, events: prepend(head, events) };
+  }
+  throw new ApiError(503, 'No inference pool can take the request now; retry shortly.', 'service_unavailable', 'pool_unavailable', null, retryAfterMs / 1000);
+}

@@ -1,0 +1,145 @@
+/**
+ * HTTP client for one pool (shared/protocol.ts, docs/protocol.md): info,
+ * tokenizer, generation as an NDJSON event stream, trie pushes, cancellation.
+ */
+import type { z } from 'zod';
+import type { generateRequestSchema, PoolEvent, PoolHealth, PoolInfo, PushTrieRequest } from '../shared/protocol';
+
+/** The pool could not take the request (unreachable, busy, 5xx): try another one. */
+export class PoolUnavailableError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'PoolUnavailableError';
+  }
+}
+
+/** The pool refused the request itself (4xx other than busy): another pool would too. */
+export class PoolRejectedError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PoolRejectedError';
+  }
+}
+
+/** The body of POST /v1/generate as sent (fields with defaults may be left out). */
+export type GenerateInput = z.input<typeof generateRequestSchema>;
+
+export class PoolClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string,
+  ) {}
+
+  private headers(extra?: Record<string, string>): Record<string, string> {
+    return { authorization: `Bearer ${this.token}`, ...extra };
+  }
+
+  async health(timeoutMs = 1000): Promise<PoolHealth> {
+    const res = await fetch(`${this.baseUrl}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!res.ok) throw new PoolUnavailableError(`healthz answered ${res.status}`);
+    return (await res.json()) as PoolHealth;
+  }
+
+  async info(): Promise<PoolInfo> {
+    const res = await fetch(`${this.baseUrl}/v1/info`, { headers: this.headers(), signal: AbortSignal.timeout(5000) });
+    if (!res.ok) throw new PoolUnavailableError(`/v1/info answered ${res.status}`);
+    return (await res.json()) as PoolInfo;
+  }
+
+  async tokenizerBytes(path: string): Promise<Uint8Array> {
+    const url = new URL(path, `${this.baseUrl}/`).toString();
+    const res = await fetch(url, { headers: this.headers(), signal: AbortSignal.timeout(10_000) });
+    if (!res.ok) throw new PoolUnavailableError(`${path} answered ${res.status}`);
+    return new Uint8Array(await res.arrayBuffer());
+  }
+
+  /** Opens a generation; resolves once the pool answered with a stream of events. */
+  async generate(request: GenerateInput, signal?: AbortSignal): Promise<AsyncGenerator<PoolEvent>> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.baseUrl}/v1/generate`, {
+        method: 'POST',
+        headers: this.headers({ 'content-type': 'application/json' }),
+        body: JSON.stringify(request),
+        signal,
+      });
+    } catch (err) {
+      throw new PoolUnavailableError(`pool ${this.baseUrl} unreachable: ${String(err)}`);
+    }
+    if (!res.ok || !res.body) {
+      const text = await res.text().catch(() => '');
+      const retryAfter = Number(res.headers.get('retry-after'));
+      if (res.status === 429 || res.status === 503 || res.status >= 500 || res.status === 401) {
+        // 401 too: a misconfigured token on one pool should not sink the request.
+        throw new PoolUnavailableError(`pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 200)}`, retryAfter > 0 ? retryAfter * 1000 : undefined);
+      }
+      throw new PoolRejectedError(res.status, text.slice(0, 500));
+    }
+    return readEvents(res.body);
+  }
+
+  /** Fire-and-forget: a fresh trie for a running generation. */
+  async pushTrie(id: string, body: PushTrieRequest): Promise<void> {
+    const res = await fetch(`${this.baseUrl}/v1/generations/${encodeURIComponent(id)}/trie`, {
+      method: 'POST',
+      headers: this.headers({ 'content-type': 'application/json' }),
+      body: JSON.stringify(body),
+    });
+    await res.body?.cancel();
+  }
+
+  async cancel(id: string): Promise<void> {
+    const res = await fetch(`${this.baseUrl}/v1/generations/${encodeURIComponent(id)}`, {
+      method: 'DELETE',
+      headers: this.headers(),
+    });
+    await res.body?.cancel();
+  }
+}
+
+/** NDJSON body → events. A broken line or a cut connection ends with an 'error' event. */
+async function* readEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<PoolEvent> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let sawDone = false;
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        if (!sawDone) yield { type: 'error', code: 'internal', message: `pool stream broke: ${String(err)}` };
+        return;
+      }
+      if (chunk.done) break;
+      buffer += decoder.decode(chunk.value, { stream: true });
+      let newline: number;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, newline).trim();
+        buffer = buffer.slice(newline + 1);
+        if (line.length === 0) continue;
+        let event: PoolEvent;
+        try {
+          event = JSON.parse(line) as PoolEvent;
+        } catch {
+          yield { type: 'error', code: 'internal', message: 'pool sent a malformed event' };
+          return;
+        }
+        if (event.type === 'done') sawDone = true;
+        yield event;
+        if (event.type === 'done' || event.type === 'error') return;
+      }
+    }
+    if (!sawDone) yield { type: 'error', code: 'internal', message: 'pool stream ended without a done event' };
+  } finally {
+    reader.releaseLock();
+    await body.cancel().catch(() => undefined);
+  }
+}

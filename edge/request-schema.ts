@@ -1,0 +1,71 @@
+/**
+ * Bodies of the OpenAI-compatible endpoints (zod). Unknown fields are ignored,
+ * as OpenAI SDKs send optional fields this server does not act on.
+ */
+import { z } from 'zod';
+import { badRequest, type ApiError } from './api-error';
+
+const stopSchema = z
+  .union([z.string().min(1), z.array(z.string().min(1)).max(4, 'stop accepts at most 4 sequences')])
+  .nullish();
+
+const streamOptionsSchema = z
+  .object({
+    include_usage: z.boolean().optional(),
+    /** Non-standard: pace the tokens of a burst evenly instead of one chunk per verification step. */
+    smooth: z.boolean().optional(),
+  })
+  .nullish();
+
+const commonFields = {
+  model: z.string().min(1).max(256),
+  stream: z.boolean().nullish(),
+  stream_options: streamOptionsSchema,
+  max_tokens: z.number().int().min(1).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  /** Non-standard (vLLM): 0 or -1 = no top-k cut. */
+  top_k: z.number().int().min(-1).max(100_000).nullish(),
+  seed: z.number().int().nullish(),
+  stop: stopSchema,
+  user: z.string().max(256).nullish(),
+  n: z.number().int().refine((n) => n === 1, 'only n = 1 is supported').nullish(),
+  /** Non-standard per-request switch: "auto" (default) speculates, "off" decodes plainly. */
+  speculation: z.enum(['auto', 'off']).nullish(),
+};
+
+export const completionRequestSchema = z.object({
+  ...commonFields,
+  prompt: z.union([
+    z.string(),
+    z.array(z.string()).length(1, 'prompt as a list must hold exactly one string'),
+    z.array(z.number().int().min(0)).min(1),
+  ]),
+});
+export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+const contentPartSchema = z.object({ type: z.literal('text'), text: z.string() });
+
+export const chatMessageSchema = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  content: z.union([z.string(), z.array(contentPartSchema), z.null()]).optional(),
+  name: z.string().optional(),
+});
+export type ChatMessage = z.infer<typeof chatMessageSchema>;
+
+export const chatRequestSchema = z.object({
+  ...commonFields,
+  messages: z.array(chatMessageSchema).min(1, 'messages must not be empty'),
+  max_completion_tokens: z.number().int().min(1).nullish(),
+});
+export type ChatRequest = z.infer<typeof chatRequestSchema>;
+
+/** Parse or throw a 400 naming the first offending field (OpenAI's `param`). */
+export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const result = schema.safeParse(body);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const param = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : null;
+  const message = issue ? `${param ? `${param}: ` : ''}${issue.message}` : 'Invalid request body.';
+  throw badRequest(message, param, 'invalid_value') satisfies ApiError;
+}

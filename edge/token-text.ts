@@ -1,0 +1,99 @@
+/**
+ * Accepted token ids → client text, keeping each piece's draft source. Tokens
+ * go through the incremental decoder (text appears once it is valid UTF-8) and
+ * the stop matcher (text that may start a stop string waits); what is released
+ * is handed out as segments `{text, source}` whose texts concatenate to the
+ * released text exactly.
+ */
+import type { TokenSource } from '../shared/protocol';
+import type { IncrementalDecoder } from '../shared/tokenizer/tokenizer';
+import { StopMatcher } from './stop-matcher';
+
+export interface SourcedText {
+  text: string;
+  source: TokenSource;
+}
+
+export interface AssembledText {
+  segments: SourcedText[];
+  /** A stop string was reached: nothing after it is sent. */
+  stopped: boolean;
+  /** Tokens consumed from this push (all of them unless stopped: up to the one completing the stop). */
+  consumed: number;
+}
+
+export class TokenTextAssembler {
+  private readonly matcher: StopMatcher;
+  /** Decoded text not yet released, by source, in order. */
+  private readonly pending: SourcedText[] = [];
+  private stoppedAlready = false;
+
+  constructor(
+    private readonly decoder: IncrementalDecoder,
+    stops: readonly string[],
+    private readonly skipIds: ReadonlySet<number> = new Set(),
+  ) {
+    this.matcher = new StopMatcher(stops);
+  }
+
+  get stopped(): boolean {
+    return this.stoppedAlready;
+  }
+
+  push(ids: ArrayLike<number>, sources: ArrayLike<TokenSource>): AssembledText {
+    const segments: SourcedText[] = [];
+    if (this.stoppedAlready) return { segments, stopped: true, consumed: 0 };
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (this.skipIds.has(id)) continue;
+      const piece = this.decoder.push(id);
+      if (piece.length === 0) continue;
+      this.pending.push({ text: piece, source: sources[i] ?? 'model' });
+      const { release, stopped } = this.matcher.push(piece);
+      this.take(release.length, segments);
+      if (stopped) {
+        this.stoppedAlready = true;
+        this.pending.length = 0;
+        return { segments, stopped: true, consumed: i + 1 };
+      }
+    }
+    return { segments, stopped: false, consumed: ids.length };
+  }
+
+  /** End of generation: release what the decoder and the stop matcher still hold. */
+  finish(): SourcedText[] {
+    const segments: SourcedText[] = [];
+    if (this.stoppedAlready) return segments;
+    const tail = this.decoder.flush();
+    if (tail.length > 0) {
+      this.pending.push({ text: tail, source: 'model' });
+      const { release, stopped } = this.matcher.push(tail);
+      this.take(release.length, segments);
+      if (stopped) {
+        this.stoppedAlready = true;
+        this.pending.length = 0;
+        return segments;
+      }
+    }
+    this.take(this.matcher.flush().length, segments);
+    this.take(Infinity, segments);
+    return segments;
+  }
+
+  /** Move `chars` characters from the front of `pending` to `out`, splitting a segment if needed. */
+  private take(chars: number, out: SourcedText[]): void {
+    let left = chars;
+    while (left > 0 && this.pending.length > 0) {
+      const head = this.pending[0];
+      if (head.text.length <= left) {
+        out.push(head);
+        this.pending.shift();
+        left -= head.text.length;
+      } else {
+        out.push({ text: head.text.slice(0, left), source: head.source });
+        head.text = head.text.slice(left);
+        left = 0;
+      }
+    }
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The per-user n-gram cache in KV: one read at request start, one bounded write
+ * at the end (via waitUntil). The cache scope is hash(keyId + ':' + user), so a
+ * request can only ever read or write its own user's cache. Missing or corrupt
+ * values decode to an empty cache and a KV outage never fails a request: the
+ * request just drafts without the cache.
+ */
+import { mergeIntoUserCache, UserCache } from '../shared/drafting/user-cache';
+import { sha256Hex } from './api-keys';
+
+export interface LoadedUserCache {
+  scope: string;
+  /** The stored bytes (null when none or unreadable): the base of the merge at the end. */
+  bytes: Uint8Array | null;
+  cache: UserCache;
+}
+
+export async function cacheScope(keyId: string, user: string | null | undefined): Promise<string> {
+  return sha256Hex(`${keyId}:${user ?? ''}`);
+}
+
+export class UserCacheStore {
+  constructor(
+    private readonly kv: KVNamespace,
+    private readonly maxBytes: number,
+    /** Lets a value written for another model's vocabulary decode as empty. */
+    private readonly vocabSize?: number,
+  ) {}
+
+  static keyFor(scope: string): string {
+    return `uc:${scope}`;
+  }
+
+  async load(scope: string): Promise<LoadedUserCache> {
+    let bytes: Uint8Array | null = null;
+    try {
+      const value = await this.kv.get(UserCacheStore.keyFor(scope), 'arrayBuffer');
+      bytes = value ? new Uint8Array(value) : null;
+    } catch (err) {
+      console.warn('edge: user cache read failed; drafting without it', err);
+    }
+    let cache: UserCache;
+    try {
+      cache = UserCache.decode(bytes, { vocabSize: this.vocabSize });
+    } catch {
+      cache = UserCache.decode(null);
+    }
+    // A value that decodes as empty (corrupt, foreign) is not merged into either.
+    if (cache.isEmpty) bytes = null;
+    return { scope, bytes, cache };
+  }
+
+  /** Merge the finished request's tokens into the stored value and write it back; never throws. */
+  async saveMerged(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
+    try {
+      const merged = mergeIntoUserCache(loaded.bytes, tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize });
+      await this.kv.put(UserCacheStore.keyFor(loaded.scope), merged);
+    } catch (err) {
+      console.warn('edge: user cache write failed', err);
+    }
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * Output tokens/s per request after the first token, with and without an added
+ * one-way delay between edge and pool (goal: ≤ 10% drop at 50 ms). One pool;
+ * two edges, each through a loopback proxy (0 ms and the delay); the same
+ * dev-sessions requests replayed one at a time through each (users renamed per
+ * edge so both start with empty user caches).
+ * Usage: npx tsx launcher/bench-edge-delay.ts [--delay 50] [--requests 48] [--max-tokens 256]
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
+import { startDelayProxy } from './delay-proxy';
+import { generatePoolToken, repoRoot, startEdge, startPool } from './stack';
+
+const { values } = parseArgs({
+  options: {
+    delay: { type: 'string', default: '50' },
+    requests: { type: 'string', default: '48' },
+    'max-tokens': { type: 'string', default: '256' },
+    speculation: { type: 'string', default: 'auto' },
+  },
+});
+const delayMs = Number(values.delay);
+const shared = process.env.SSSD_SHARED_DIR ?? path.resolve(repoRoot, '..', 'shared');
+const sessions = readFileSync(path.join(shared, 'workloads/dev-sessions.jsonl'), 'utf8')
+  .trim()
+  .split('\n')
+  .slice(0, Number(values.requests))
+  .map((l) => JSON.parse(l) as { user: string; prompt: string; temperature: number; top_p: number; seed: number });
+
+const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(shared, 'models/stories260K/tok512.bin'))));
+
+interface Sample {
+  tokens: number;
+  firstTokenMs: number;
+  afterFirstTokensPerS: number;
+  meanAcceptance: number;
+}
+
+async function one(edgeUrl: string, session: (typeof sessions)[number], userPrefix: string): Promise<Sample> {
+  const t0 = performance.now();
+  const res = await fetch(`${edgeUrl}/v1/completions`, {
+    method: 'POST',
+    headers: { authorization: 'Bearer bench-key', 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model: 'default',
+      prompt: session.prompt,
+      max_tokens: Number(values['max-tokens']),
+      temperature: session.temperature,
+      top_p: session.top_p,
+      seed: session.seed,
+      user: `${userPrefix}${session.user}`,
+      speculation: values.speculation,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
+  });
+  if (!res.ok || !res.body) throw new Error(`edge answered ${res.status}: ${await res.text()}`);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  let first = -1;
+  let last = -1;
+  type Usage = { completion_tokens: number; speculation: { mean_acceptance_length: number } };
+  const got: { usage: Usage | null } = { usage: null };
+  let firstChunkTokens = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let cut: number;
+    while ((cut = buffer.indexOf('\n\n')) >= 0) {
+      const line = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = line.slice(6);
+      if (data === '[DONE]') continue;
+      const chunk = JSON.parse(data) as { choices: Array<{ text: string; sssd_sources?: unknown[] }>; usage?: Usage };
+      if (chunk.usage) got.usage = chunk.usage;
+      const c = chunk.choices[0];
+      if (c && c.text.length > 0) {
+        const now = performance.now();
+        if (first < 0) {
+          first = now;
+          firstChunkTokens = c.sssd_sources?.length ?? 1;
+        }
+        last = now;
+      }
+    }
+  }
+  const tokens = got.usage?.completion_tokens ?? 0;
+  const span = (last - first) / 1000;
+  return {
+    tokens,
+    firstTokenMs: first - t0,
+    afterFirstTokensPerS: span > 0 ? (tokens - firstChunkTokens) / span : NaN,
+    meanAcceptance: got.usage?.speculation.mean_acceptance_length ?? 0,
+  };
+}
+
+/** The pool's NDJSON stream read directly (no edge): isolates the link from the edge's own CPU cost. */
+async function poolOnly(baseUrl: string, session: (typeof sessions)[number], token: string, i: number): Promise<number> {
+  const res = await fetch(`${baseUrl}/v1/generate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      id: `bench-${i}-${Math.random().toString(36).slice(2)}`,
+      promptIds: tokenizer.encode(session.prompt),
+      maxTokens: Number(values['max-tokens']),
+      sampling: { temperature: session.temperature, topP: session.top_p, seed: session.seed },
+      speculation: values.speculation === 'off' ? 'off' : 'sssd',
+    }),
+  });
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let first = -1;
+  let last = -1;
+  let after = 0;
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let cut: number;
+    while ((cut = buffer.indexOf('\n')) >= 0) {
+      const event = JSON.parse(buffer.slice(0, cut)) as { type: string; ids?: number[] };
+      buffer = buffer.slice(cut + 1);
+      if (event.type !== 'tokens') continue;
+      const now = performance.now();
+      if (first < 0) first = now;
+      else after += event.ids!.length;
+      last = now;
+    }
+  }
+  return last > first ? after / ((last - first) / 1000) : NaN;
+}
+
+function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s[Math.floor(s.length / 2)];
+}
+
+const token = generatePoolToken();
+const pool = await startPool({
+  model: path.join(shared, 'models/stories260K/stories260K.bin'),
+  tokenizer: path.join(shared, 'models/stories260K/tok512.bin'),
+  token,
+});
+const target = { host: '127.0.0.1', port: Number(new URL(pool.url).port) };
+// The baseline goes through the same proxy code with no delay, so both paths
+// see the same TCP segmenting (the proxy coalesces writes within a timer tick).
+const baselineProxy = await startDelayProxy(target, 0);
+const proxy = await startDelayProxy(target, delayMs);
+const dirs = [mkdtempSync(path.join(tmpdir(), 'sssd-delay-a-')), mkdtempSync(path.join(tmpdir(), 'sssd-delay-b-'))];
+const [undelayed, delayed] = await Promise.all([
+  startEdge({ poolUrls: [baselineProxy.url], poolToken: token, devKey: 'bench-key', persistTo: dirs[0], vars: { SSSD_DEFAULT_RPM: '100000' } }),
+  startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: 'bench-key', persistTo: dirs[1], vars: { SSSD_DEFAULT_RPM: '100000' } }),
+]);
+try {
+  // Warm both isolates (tokenizer load, health) outside the measurement.
+  await one(undelayed.url, sessions[0], 'warm-');
+  await one(delayed.url, sessions[0], 'warm-');
+  const results: Record<'noDelay' | 'delayed', Sample[]> = { noDelay: [], delayed: [] };
+  for (const session of sessions) {
+    // Interleave so drift in machine load hits both alike.
+    results.noDelay.push(await one(undelayed.url, session, 'nodelay-'));
+    results.delayed.push(await one(delayed.url, session, 'delayed-'));
+  }
+  const summary = Object.fromEntries(
+    Object.entries(results).map(([name, xs]) => [
+      name,
+      {
+        requests: xs.length,
+        medianTokens: median(xs.map((x) => x.tokens)),
+        medianFirstTokenMs: Number(median(xs.map((x) => x.firstTokenMs)).toFixed(1)),
+        medianTokensPerSAfterFirst: Number(median(xs.map((x) => x.afterFirstTokensPerS)).toFixed(1)),
+        meanTokensPerSAfterFirst: Number((xs.reduce((s, x) => s + (Number.isFinite(x.afterFirstTokensPerS) ? x.afterFirstTokensPerS : 0), 0) / xs.length).toFixed(1)),
+        medianAcceptanceLength: Number(median(xs.map((x) => x.meanAcceptance)).toFixed(2)),
+      },
+    ]),
+  );
+  console.log(`one-way delay ${delayMs} ms between edge and pool, speculation ${values.speculation}, max_tokens ${values['max-tokens']}:`);
+  console.table(summary);
+  const drop = 1 - summary.delayed.medianTokensPerSAfterFirst / summary.noDelay.medianTokensPerSAfterFirst;
+  console.log(`tokens/s after the first token: ${(drop * 100).toFixed(1)}% ${drop >= 0 ? 'lower' : 'higher'} with the delay (median)`);
+  const link: Record<'noDelay' | 'delayed', number[]> = { noDelay: [], delayed: [] };
+  for (const [i, session] of sessions.entries()) {
+    link.noDelay.push(await poolOnly(baselineProxy.url, session, token, i));
+    link.delayed.push(await poolOnly(proxy.url, session, token, i));
+  }
+  const [linkDirect, linkDelayed] = [median(link.noDelay), median(link.delayed)];
+  console.log(
+    `pool stream alone (no edge), median tokens/s after the first: ${linkDirect.toFixed(1)} at 0 ms, ${linkDelayed.toFixed(1)} at ${delayMs} ms (${((1 - linkDelayed / linkDirect) * 100).toFixed(1)}% drop)`,
+  );
+} finally {
+  await Promise.all([undelayed.stop(), delayed.stop()]);
+  await Promise.all([proxy.close(), baselineProxy.close()]);
+  await pool.service.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+}

@@ -1,0 +1,119 @@
+/**
+ * A child service (pool or wrangler): its own process group so stopping it
+ * also stops what it spawned (wrangler → workerd), its output kept (last lines)
+ * for error messages and optionally echoed with a prefix.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+
+export interface ServiceProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  /** Resolves with the exit code (or signal) when the process ends. */
+  readonly exited: Promise<number | string>;
+  /** Last lines of stdout + stderr. */
+  tail(): string;
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface SpawnOptions {
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  /** Echo output lines as `[name] line`. */
+  echo?: (line: string) => void;
+}
+
+export function spawnService(name: string, command: string, args: string[], opts: SpawnOptions): ServiceProcess {
+  const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const lines: string[] = [];
+  const onData = (chunk: Buffer): void => {
+    for (const line of chunk.toString('utf8').split(/\r?\n/)) {
+      if (line.trim().length === 0) continue;
+      lines.push(line);
+      if (lines.length > 200) lines.shift();
+      opts.echo?.(`[${name}] ${line}`);
+    }
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const exited = new Promise<number | string>((resolve) => {
+    child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+    child.on('error', (err) => {
+      lines.push(String(err));
+      resolve('spawn-error');
+    });
+  });
+  let stopping: Promise<void> | null = null;
+  const signalGroup = (signal: NodeJS.Signals): void => {
+    if (child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      // Already gone.
+    }
+  };
+  return {
+    name,
+    child,
+    exited,
+    tail: () => lines.slice(-40).join('\n'),
+    stop(graceMs = 5000) {
+      if (stopping) return stopping;
+      stopping = (async () => {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          signalGroup('SIGTERM'); // grandchildren may outlive the group leader
+          return;
+        }
+        signalGroup('SIGTERM');
+        const timer = setTimeout(() => signalGroup('SIGKILL'), graceMs);
+        await exited;
+        clearTimeout(timer);
+        signalGroup('SIGKILL');
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Whether nothing listens on 127.0.0.1:`port` right now. */
+export function isPortFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** Polls `url` until it answers 2xx; fails early, with the service's output, if the service exits. */
+export async function waitForHttp(url: string, service: ServiceProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let exited = false;
+  void service.exited.then(() => (exited = true));
+  for (;;) {
+    if (exited) throw new Error(`${service.name} exited before it answered at ${url}:\n${service.tail()}`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      await res.body?.cancel();
+      if (res.ok) return;
+    } catch {
+      // Not up yet.
+    }
+    if (Date.now() > deadline) throw new Error(`${service.name} did not answer at ${url} within ${timeoutMs} ms:\n${service.tail()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * Starts the local stack: a pool (`sssd pool`, Node) and the edge (`wrangler
+ * dev`, local KV). Used by `sssd up` (npm start), the end-to-end tests and the
+ * benches. Secrets (the pool token) reach wrangler through a generated env file
+ * (mode 0600, outside git), never the command line.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, spawnService, waitForHttp, type ServiceProcess } from './service-process';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface PoolOptions {
+  model: string;
+  tokenizer: string;
+  datastore?: string;
+  /** 0 = any free port. */
+  port?: number;
+  token: string;
+  extraArgs?: string[];
+  echo?: (line: string) => void;
+  startTimeoutMs?: number;
+}
+
+export interface RunningPool {
+  url: string;
+  service: ServiceProcess;
+}
+
+export async function startPool(opts: PoolOptions): Promise<RunningPool> {
+  const port = opts.port || (await freePort());
+  const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--model', opts.model, '--tokenizer', opts.tokenizer, '--port', String(port)];
+  if (opts.datastore) args.push('--datastore', opts.datastore);
+  args.push(...(opts.extraArgs ?? []));
+  const service = spawnService('pool', process.execPath, args, {
+    cwd: repoRoot,
+    env: { ...process.env, SSSD_POOL_TOKEN: opts.token },
+    echo: opts.echo,
+  });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${url}/healthz`, service, opts.startTimeoutMs ?? 120_000);
+  } catch (err) {
+    await service.stop();
+    throw err;
+  }
+  return { url, service };
+}
+
+export interface EdgeOptions {
+  poolUrls: string[];
+  poolToken: string;
+  /** The plaintext dev key; only its SHA-256 reaches the Worker. */
+  devKey: string;
+  port?: number;
+  /** wrangler --persist-to (local KV); default: .wrangler/state. */
+  persistTo?: string;
+  /** More Worker vars/secrets (SSSD_API_KEYS, SSSD_BENCH_ROUTES, limits...). */
+  vars?: Record<string, string>;
+  echo?: (line: string) => void;
+  startTimeoutMs?: number;
+}
+
+export interface RunningEdge {
+  url: string;
+  service: ServiceProcess;
+  stop(): Promise<void>;
+}
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** dotenv syntax: single quotes keep the value literal (JSON included). */
+function envFileLine(name: string, value: string): string {
+  if (/['\n\r]/.test(value)) throw new Error(`edge var ${name} cannot hold quotes or newlines`);
+  return `${name}='${value}'`;
+}
+
+export async function startEdge(opts: EdgeOptions): Promise<RunningEdge> {
+  const port = opts.port || (await freePort());
+  const inspectorPort = await freePort();
+  const secretsDir = mkdtempSync(path.join(tmpdir(), 'sssd-edge-'));
+  const envFile = path.join(secretsDir, 'edge.env');
+  const vars: Record<string, string> = {
+    SSSD_POOL_URLS: opts.poolUrls.join(','),
+    SSSD_POOL_TOKEN: opts.poolToken,
+    SSSD_DEV_KEY_SHA256: sha256Hex(opts.devKey),
+    ...opts.vars,
+  };
+  writeFileSync(envFile, Object.entries(vars).map(([k, v]) => envFileLine(k, v)).join('\n') + '\n');
+  chmodSync(envFile, 0o600);
+  const args = [
+    path.join(repoRoot, 'node_modules/wrangler/bin/wrangler.js'),
+    'dev',
+    '--config', path.join(repoRoot, 'wrangler.toml'),
+    '--ip', '127.0.0.1',
+    '--port', String(port),
+    '--inspector-port', String(inspectorPort),
+    '--env-file', envFile,
+    '--show-interactive-dev-session=false',
+    '--log-level', 'warn',
+  ];
+  if (opts.persistTo) {
+    mkdirSync(opts.persistTo, { recursive: true });
+    args.push('--persist-to', opts.persistTo);
+  }
+  const service = spawnService('edge', process.execPath, args, {
+    cwd: repoRoot,
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1', NO_COLOR: '1' },
+    echo: opts.echo,
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    await service.stop();
+    rmSync(secretsDir, { recursive: true, force: true });
+  };
+  try {
+    await waitForHttp(`${url}/healthz`, service, opts.startTimeoutMs ?? 120_000);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url, service, stop };
+}
+
+export interface StackOptions extends Omit<PoolOptions, 'port' | 'token'>, Omit<EdgeOptions, 'poolUrls' | 'poolToken' | 'port'> {
+  poolPort?: number;
+  edgePort?: number;
+  poolToken?: string;
+}
+
+export interface RunningStack {
+  edgeUrl: string;
+  poolUrl: string;
+  poolToken: string;
+  devKey: string;
+  pool: RunningPool;
+  edge: RunningEdge;
+  stop(): Promise<void>;
+}
+
+export function generatePoolToken(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+export async function startStack(opts: StackOptions): Promise<RunningStack> {
+  const poolToken = opts.poolToken || generatePoolToken();
+  const pool = await startPool({ ...opts, port: opts.poolPort, token: poolToken });
+  let edge: RunningEdge;
+  try {
+    edge = await startEdge({ ...opts, port: opts.edgePort, poolUrls: [pool.url], poolToken });
+  } catch (err) {
+    await pool.service.stop();
+    throw err;
+  }
+  return {
+    edgeUrl: edge.url,
+    poolUrl: pool.url,
+    poolToken,
+    devKey: opts.devKey,
+    pool,
+    edge,
+    async stop() {
+      await Promise.all([edge.stop(), pool.service.stop()]);
+    },
+  };
+}

@@ -1,0 +1,88 @@
+/**
+ * `sssd up` / `npm start`: the whole local stack in one command. Starts the
+ * pool (default model stories260K on CPU, the datastore when built) and the
+ * edge under `wrangler dev`, prints where to go, and stops both on Ctrl-C.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { CliError } from '../gpu-pool/cli/cli-error';
+import { locateModel } from './model-locator';
+import { isPortFree } from './service-process';
+import { repoRoot, startStack, type RunningStack } from './stack';
+
+export interface UpOptions {
+  model?: string;
+  tokenizer?: string;
+  datastore?: string;
+  poolPort?: number;
+  edgePort?: number;
+  verbose?: boolean;
+}
+
+function portFrom(value: number | string | undefined, fallback: number, name: string): number {
+  if (value === undefined || value === '') return fallback;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`${name} must be a TCP port (1-65535), got "${value}".`);
+  return port;
+}
+
+export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
+  const env = process.env;
+  const files = await locateModel({
+    repoRoot,
+    env: { ...env, ...(opts.model ? { SSSD_MODEL: opts.model } : {}), ...(opts.tokenizer ? { SSSD_TOKENIZER: opts.tokenizer } : {}) },
+    log,
+  });
+  const defaultDatastore = path.join(repoRoot, '.cache/datastore/stories260K.sssd-ds');
+  const datastore = opts.datastore ?? env.SSSD_DATASTORE ?? (files.origin !== 'configured' && existsSync(defaultDatastore) ? defaultDatastore : undefined);
+  if (datastore && !existsSync(datastore)) throw new CliError(`Datastore file ${datastore} does not exist (build one with: sssd datastore build).`);
+  const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
+  const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, 'SSSD_POOL_PORT');
+  const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, 'SSSD_EDGE_PORT');
+
+  // Another service on our port would answer the readiness checks in our place.
+  for (const [port, name] of [[poolPort, 'SSSD_POOL_PORT'], [edgePort, 'SSSD_EDGE_PORT']] as const) {
+    if (!(await isPortFree(port))) throw new CliError(`port ${port} is already in use; stop what runs there or choose another port with ${name}.`);
+  }
+
+  log(`starting pool (model ${files.model}${datastore ? `, datastore ${datastore}` : ', no datastore'}) and edge...`);
+  let stack: RunningStack;
+  try {
+    stack = await startStack({
+      model: files.model,
+      tokenizer: files.tokenizer,
+      datastore,
+      poolPort,
+      edgePort,
+      poolToken: env.SSSD_POOL_TOKEN,
+      devKey,
+      // Local KV lives in .wrangler/state unless SSSD_EDGE_STATE points elsewhere.
+      persistTo: env.SSSD_EDGE_STATE || undefined,
+      echo: opts.verbose ? log : undefined,
+    });
+  } catch (err) {
+    throw new CliError(`the stack did not start: ${err instanceof Error ? err.message : String(err)}`, 1);
+  }
+
+  log('');
+  log(`  demo page  ${stack.edgeUrl}/#key=${encodeURIComponent(devKey)}`);
+  log(`  API        ${stack.edgeUrl}/v1  (OpenAI-compatible; Authorization: Bearer ${devKey})`);
+  log(`  pool       ${stack.poolUrl}  (metrics at ${stack.poolUrl}/metrics)`);
+  log('');
+  log('Ctrl-C stops both.');
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (why: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log(`\n${why}; stopping edge and pool...`);
+      void stack.stop().then(resolve);
+    };
+    process.once('SIGINT', () => stop('interrupted'));
+    process.once('SIGTERM', () => stop('terminated'));
+    void stack.pool.service.exited.then((code) => stop(`pool exited (${code}):\n${stack.pool.service.tail()}`));
+    void stack.edge.service.exited.then((code) => stop(`edge exited (${code}):\n${stack.edge.service.tail()}`));
+  });
+  log('stopped.');
+}

@@ -1,0 +1,77 @@
+// The demo page in headless Chromium (Debian's, installed by
+// scripts/ensure-chromium.sh) against the real stack: it streams a completion
+// and colours each piece of text by the draft source of its token.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { repoRoot } from '../../launcher/stack';
+import { startTestStack, type TestStack } from './stack-fixture';
+
+let stack: TestStack;
+let browser: BrowserContext;
+let profileDir: string;
+
+beforeAll(async () => {
+  execFileSync('bash', [path.join(repoRoot, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
+  profileDir = mkdtempSync(path.join(tmpdir(), 'sssd-chromium-'));
+  [stack, browser] = await Promise.all([
+    startTestStack(),
+    // A fresh profile directory per run (playwright passes it as --user-data-dir).
+    chromium.launchPersistentContext(profileDir, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: [
+        '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ],
+    }),
+  ]);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await stack?.dispose();
+  if (profileDir) rmSync(profileDir, { recursive: true, force: true });
+});
+
+async function runDemo(prompt: string): Promise<{ text: string; sources: string[]; usage: string }> {
+  const page = await browser.newPage();
+  try {
+    await page.goto(`${stack.edgeUrl}/#key=${encodeURIComponent(stack.devKey)}`);
+    await page.fill('#prompt', prompt);
+    await page.fill('#maxTokens', '64');
+    await page.click('#go');
+    await page.waitForSelector('body[data-state="done"]', { timeout: 30_000 });
+    expect(await page.textContent('#error')).toBe('');
+    const spans = await page.$$eval('#output span.tok', (els) => els.map((e) => ({ text: e.textContent ?? '', source: (e as HTMLElement).dataset.source ?? '', bg: getComputedStyle(e).backgroundColor })));
+    // Every source has its own colour.
+    const colours = new Map<string, string>();
+    for (const s of spans) {
+      const seen = colours.get(s.source);
+      if (seen) expect(s.bg).toBe(seen);
+      colours.set(s.source, s.bg);
+    }
+    expect(new Set(colours.values()).size).toBe(colours.size);
+    return { text: spans.map((s) => s.text).join(''), sources: spans.map((s) => s.source), usage: (await page.textContent('#usage')) ?? '' };
+  } finally {
+    await page.close();
+  }
+}
+
+describe('demo page', () => {
+  it('streams a completion and colours tokens by their draft source', async () => {
+    const prompt = 'Once upon a time, there was a big cat named Tim.';
+    const first = await runDemo(prompt);
+    expect(first.text.length).toBeGreaterThan(40);
+    expect(first.sources).toContain('model');
+    expect(first.usage).toMatch(/tokens/);
+    await new Promise((r) => setTimeout(r, 500)); // the user's cache is written after the response
+    // The same user again: the page's user drafts from their cache, coloured as 'edge'.
+    const second = await runDemo(prompt);
+    expect(second.text).toBe(first.text);
+    expect(second.sources.filter((s) => s === 'edge').length).toBeGreaterThan(5);
+  });
+});

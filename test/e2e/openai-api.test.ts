@@ -1,0 +1,233 @@
+// The edge's OpenAI-compatible API against the real stack: a pool process and
+// `wrangler dev` with local KV, driven by the official `openai` client.
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../launcher/stack';
+import { referenceGenerate, startTestStack, type GenerateOutput, type TestStack } from './stack-fixture';
+
+interface SpeculationFigures {
+  method: string;
+  drafts: number;
+  draft_tokens: number;
+  accepted_tokens: number;
+  steps: number;
+  mean_acceptance_length: number;
+  edge_accepted_tokens: number;
+}
+type UsageWithSpeculation = OpenAI.CompletionUsage & { speculation: SpeculationFigures };
+
+const PROMPT = 'Once upon a time, there was a little dog named Max.';
+const LIMITED_KEY = 'e2e-limited-key';
+const KV_KEY = 'e2e-kv-key';
+
+let stack: TestStack;
+let client: OpenAI;
+let model: string;
+let reference: GenerateOutput;
+
+beforeAll(async () => {
+  [stack, reference] = await Promise.all([
+    startTestStack({
+      vars: {
+        SSSD_API_KEYS: JSON.stringify({ [sha256Hex(LIMITED_KEY)]: { tenant: 'limited', rpm: 2, concurrency: 1 } }),
+        SSSD_MAX_BODY_BYTES: String(64 * 1024),
+      },
+      kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 } },
+    }),
+    referenceGenerate(PROMPT, 80),
+  ]);
+  client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+  model = (await client.models.list()).data[0].id;
+});
+
+afterAll(async () => {
+  await stack?.dispose();
+});
+
+/** POST with fetch, for bodies the SDK would not send. */
+async function post(path: string, body: unknown, key: string | null = stack.devKey): Promise<{ status: number; headers: Headers; json: { error?: { message: string; type: string; param: string | null; code: string | null } } & Record<string, unknown> }> {
+  const res = await fetch(`${stack.edgeUrl}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, headers: res.headers, json: (await res.json()) as never };
+}
+
+async function streamCompletion(params: Record<string, unknown>, c: OpenAI = client): Promise<{ text: string; chunks: string[]; segmentsPerChunk: number[]; finish: string | null; usage: UsageWithSpeculation | null }> {
+  const stream = await c.completions.create({ model, stream: true, stream_options: { include_usage: true }, ...params } as unknown as OpenAI.CompletionCreateParamsStreaming);
+  const chunks: string[] = [];
+  const segmentsPerChunk: number[] = [];
+  let finish: string | null = null;
+  let usage: UsageWithSpeculation | null = null;
+  for await (const chunk of stream) {
+    if (chunk.choices[0]) {
+      chunks.push(chunk.choices[0].text);
+      const sources = (chunk.choices[0] as { sssd_sources?: unknown[] }).sssd_sources;
+      if (sources) segmentsPerChunk.push(sources.length);
+      finish = chunk.choices[0].finish_reason ?? finish;
+    }
+    if (chunk.usage) usage = chunk.usage as UsageWithSpeculation;
+  }
+  return { text: chunks.join(''), chunks, segmentsPerChunk, finish, usage };
+}
+
+describe('OpenAI-compatible API on the edge', () => {
+  it('lists the served model', async () => {
+    expect(model).toBe('stories260K');
+  });
+
+  it('gives the same greedy text as `sssd generate`, streamed or not, chat or completions', async () => {
+    expect(reference.text.length).toBeGreaterThan(50);
+    const whole = await client.completions.create({ model, prompt: PROMPT, max_tokens: 80, temperature: 0, user: 'greedy' });
+    expect(whole.choices[0].text).toBe(reference.text);
+    expect(whole.usage?.completion_tokens).toBe(reference.output_ids.filter((id) => id !== 1).length);
+
+    const streamed = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, user: 'greedy-stream' });
+    expect(streamed.text).toBe(reference.text);
+    expect(streamed.usage?.speculation.steps).toBeGreaterThan(0);
+    // Unsmoothed, a chunk is one verification step: with accepted drafts some carry several tokens.
+    expect(Math.max(...streamed.segmentsPerChunk)).toBeGreaterThan(1);
+
+    const chat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_completion_tokens: 80, temperature: 0, user: 'greedy-chat' });
+    expect(chat.choices[0].message.content).toBe(reference.text);
+    expect(chat.object).toBe('chat.completion');
+
+    const chatStream = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 80, temperature: 0, stream: true });
+    let chatText = '';
+    for await (const chunk of chatStream) chatText += chunk.choices[0]?.delta?.content ?? '';
+    expect(chatText).toBe(reference.text);
+
+    const plain = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, speculation: 'off', user: 'greedy-off' });
+    expect(plain.text).toBe(reference.text);
+    expect(plain.usage?.speculation).toMatchObject({ method: 'off', drafts: 0, draft_tokens: 0 });
+
+    const smooth = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, user: 'greedy-smooth', stream_options: { include_usage: true, smooth: true } });
+    expect(smooth.text).toBe(reference.text);
+    expect(Math.max(...smooth.segmentsPerChunk)).toBe(1);
+  });
+
+  it("drafts a user's second request from their cache, and no one else's request sees it", async () => {
+    const prompt = 'Tom had a red ball. He liked to kick it in the garden every day.';
+    const first = await streamCompletion({ prompt, max_tokens: 64, temperature: 0, user: 'alice' });
+    expect(first.usage?.speculation.edge_accepted_tokens).toBe(0);
+    await new Promise((r) => setTimeout(r, 500)); // the cache write runs after the response (waitUntil)
+    const second = await streamCompletion({ prompt, max_tokens: 64, temperature: 0, user: 'alice' });
+    expect(second.text).toBe(first.text);
+    expect(second.usage!.speculation.edge_accepted_tokens).toBeGreaterThan(10);
+    expect(second.usage!.speculation.mean_acceptance_length).toBeGreaterThan(first.usage!.speculation.mean_acceptance_length);
+    expect(second.usage!.speculation.steps).toBeLessThan(first.usage!.speculation.steps);
+
+    // Another user of the same key, and the same user name under another key: no trace of alice's cache.
+    const bob = await streamCompletion({ prompt, max_tokens: 64, temperature: 0, user: 'bob' });
+    expect(bob.usage?.speculation.edge_accepted_tokens).toBe(0);
+    const otherKey = new OpenAI({ apiKey: KV_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    const alias = await streamCompletion({ prompt, max_tokens: 64, temperature: 0, user: 'alice' }, otherKey);
+    expect(alias.usage?.speculation.edge_accepted_tokens).toBe(0);
+  });
+
+  it('stops at a stop string that spans tokens and chunks, without sending any of it', async () => {
+    const full = reference.text;
+    const stop = full.slice(20, 31); // crosses token boundaries in mid-word
+    const expected = full.slice(0, full.indexOf(stop));
+    for (const speculation of ['auto', 'off']) {
+      const streamed = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, stop: [stop, 'zzz'], speculation, user: `stop-${speculation}` });
+      expect(streamed.text).toBe(expected);
+      expect(streamed.finish).toBe('stop');
+      for (const chunk of streamed.chunks) expect(stop.startsWith(chunk) && chunk.length > 0).toBe(false);
+      expect(streamed.usage!.completion_tokens).toBeLessThan(80);
+    }
+    const whole = await client.completions.create({ model, prompt: PROMPT, max_tokens: 80, temperature: 0, stop });
+    expect(whole.choices[0].text).toBe(expected);
+    expect(whole.choices[0].finish_reason).toBe('stop');
+  });
+
+  it('answers bad and missing keys with 401', async () => {
+    const bad = new OpenAI({ apiKey: 'not-a-key', baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    const err = await bad.completions.create({ model, prompt: 'hi', max_tokens: 2 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
+    const missing = await post('/v1/completions', { model, prompt: 'hi' }, null);
+    expect(missing.status).toBe(401);
+    expect(missing.json.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_api_key' });
+  });
+
+  it('answers bad bodies with 400 in the OpenAI error shape, naming the field', async () => {
+    const cases: Array<[unknown, string | null]> = [
+      [{ prompt: 'hi' }, 'model'],
+      [{ model, prompt: 'hi', n: 2 }, 'n'],
+      [{ model, prompt: 'hi', temperature: 7 }, 'temperature'],
+      [{ model, prompt: 'hi', stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
+      [{ model, messages: [] }, null],
+      ['{"model": ', null],
+    ];
+    for (const [body, param] of cases) {
+      const path = typeof body === 'object' && body !== null && 'messages' in body ? '/v1/chat/completions' : '/v1/completions';
+      const res = await post(path, body);
+      expect(res.status).toBe(400);
+      expect(res.json.error).toEqual({ message: expect.any(String), type: 'invalid_request_error', param: param ?? res.json.error?.param, code: expect.anything() });
+      if (param) expect(res.json.error?.param).toBe(param);
+    }
+    const unknownModel = await post('/v1/completions', { model: 'gpt-4', prompt: 'hi' });
+    expect(unknownModel.status).toBe(404);
+    expect(unknownModel.json.error?.code).toBe('model_not_found');
+  });
+
+  it('refuses oversize prompts (400) and oversize bodies (413)', async () => {
+    const long = await post('/v1/completions', { model, prompt: Array.from({ length: 600 }, () => 300) });
+    expect(long.status).toBe(400);
+    expect(long.json.error?.code).toBe('context_length_exceeded');
+    const tooMany = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 10_000 });
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.json.error?.param).toBe('max_tokens');
+    const huge = await post('/v1/completions', { model, prompt: 'a '.repeat(40_000) });
+    expect(huge.status).toBe(413);
+    expect(huge.json.error?.code).toBe('request_too_large');
+  });
+
+  it('rate-limits a key with 429 and Retry-After, leaving other keys alone', async () => {
+    const body = { model, prompt: 'Lily', max_tokens: 2, temperature: 0 };
+    expect((await post('/v1/completions', body, LIMITED_KEY)).status).toBe(200);
+    expect((await post('/v1/completions', body, LIMITED_KEY)).status).toBe(200);
+    const limited = await post('/v1/completions', body, LIMITED_KEY);
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(limited.json.error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
+    expect((await post('/v1/completions', body)).status).toBe(200);
+  });
+
+  it('cancels the generation at the pool when the client goes away', async () => {
+    const before = await cancelledCount();
+    const controller = new AbortController();
+    const res = await fetch(`${stack.edgeUrl}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.devKey}` },
+      body: JSON.stringify({ model, prompt: 'Once', max_tokens: 500, temperature: 1, seed: 7, stream: true, speculation: 'off', stream_options: { smooth: true } }),
+      signal: controller.signal,
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    controller.abort();
+    let after = before;
+    for (let i = 0; i < 40 && after === before; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await cancelledCount();
+    }
+    expect(after).toBe(before + 1);
+  });
+
+  it('answers CORS preflights for browser front ends', async () => {
+    const res = await fetch(`${stack.edgeUrl}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+    });
+    expect(res.status).toBeLessThan(300);
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('authorization');
+  });
+});
+
+async function cancelledCount(): Promise<number> {
+  const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith('vllm:request_success_total') && l.includes('finished_reason="cancelled"'));
+  return line ? Number(line.split(' ').pop()) : 0;
+}

@@ -1,0 +1,67 @@
+// Starts the real stack (pool process + wrangler dev with a fresh local KV) for
+// one test file, and runs `sssd generate` for reference outputs.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { putLocalKv } from '../../launcher/local-kv';
+import { repoRoot, sha256Hex, startStack, type RunningStack } from '../../launcher/stack';
+import { models } from '../support/shared-data';
+
+export interface TestStack extends RunningStack {
+  dispose(): Promise<void>;
+}
+
+export interface TestStackOptions {
+  vars?: Record<string, string>;
+  /** API keys provisioned in local KV before the edge starts: plaintext → record. */
+  kvKeys?: Record<string, object>;
+}
+
+export async function startTestStack(opts: TestStackOptions = {}): Promise<TestStack> {
+  const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-e2e-kv-'));
+  for (const [key, record] of Object.entries(opts.kvKeys ?? {})) {
+    await putLocalKv(`key:${sha256Hex(key)}`, JSON.stringify(record), persistTo);
+  }
+  const stack = await startStack({
+    model: models.stories260K.checkpoint,
+    tokenizer: models.stories260K.tokenizer,
+    devKey: 'e2e-dev-key',
+    persistTo,
+    vars: opts.vars,
+    echo: process.env.SSSD_E2E_VERBOSE ? (line) => process.stderr.write(`${line}\n`) : undefined,
+  });
+  return {
+    ...stack,
+    async dispose() {
+      await stack.stop();
+      rmSync(persistTo, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface GenerateOutput {
+  prompt_ids: number[];
+  output_ids: number[];
+  text: string;
+  finish_reason: string;
+}
+
+/** Greedy reference from `sssd generate --json` (engineer A's plain decoder). */
+export async function referenceGenerate(prompt: string, maxTokens: number): Promise<GenerateOutput> {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [
+      path.join(repoRoot, 'bin/sssd.mjs'), 'generate',
+      '--model', models.stories260K.checkpoint,
+      '--tokenizer', models.stories260K.tokenizer,
+      '--prompt', prompt,
+      '--max-tokens', String(maxTokens),
+      '--temperature', '0',
+      '--json',
+    ],
+    { cwd: repoRoot },
+  );
+  return JSON.parse(stdout) as GenerateOutput;
+}

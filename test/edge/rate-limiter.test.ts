@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { KeyLimiter } from '../../edge/rate-limiter';
+
+describe('KeyLimiter', () => {
+  it('allows rpm requests per minute, then answers with a retry delay', () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now);
+    for (let i = 0; i < 3; i++) {
+      const a = limiter.acquire('k', 3, 10);
+      expect(a.ok).toBe(true);
+      if (a.ok) a.release();
+    }
+    const refused = limiter.acquire('k', 3, 10);
+    expect(refused).toMatchObject({ ok: false, reason: 'rate' });
+    if (!refused.ok) expect(refused.retryAfterS).toBe(20);
+    now += 20_000;
+    expect(limiter.acquire('k', 3, 10).ok).toBe(true);
+  });
+
+  it('limits requests in flight and frees a slot on release (once)', () => {
+    const limiter = new KeyLimiter(() => 0);
+    const first = limiter.acquire('k', 100, 1);
+    expect(first.ok).toBe(true);
+    expect(limiter.acquire('k', 100, 1)).toMatchObject({ ok: false, reason: 'concurrency' });
+    if (first.ok) {
+      first.release();
+      first.release();
+    }
+    const second = limiter.acquire('k', 100, 1);
+    expect(second.ok).toBe(true);
+    expect(limiter.acquire('k', 100, 1).ok).toBe(false);
+  });
+
+  it('keeps keys apart', () => {
+    const limiter = new KeyLimiter(() => 0);
+    expect(limiter.acquire('a', 1, 1).ok).toBe(true);
+    expect(limiter.acquire('b', 1, 1).ok).toBe(true);
+    expect(limiter.acquire('a', 1, 1).ok).toBe(false);
+  });
+});

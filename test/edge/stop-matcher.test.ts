@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { StopMatcher } from '../../edge/stop-matcher';
+
+function feed(stops: string[], pieces: string[]): { sent: string; stopped: boolean } {
+  const m = new StopMatcher(stops);
+  let sent = '';
+  for (const piece of pieces) {
+    const { release, stopped } = m.push(piece);
+    sent += release;
+    if (stopped) return { sent, stopped: true };
+  }
+  return { sent: sent + m.flush(), stopped: false };
+}
+
+describe('StopMatcher', () => {
+  it('stops on a string split across pieces and never sends any of it', () => {
+    const m = new StopMatcher(['The end']);
+    expect(m.push('and they lived. Th')).toEqual({ release: 'and they lived. ', stopped: false });
+    expect(m.push('e e')).toEqual({ release: '', stopped: false });
+    expect(m.push('nd!')).toEqual({ release: '', stopped: true });
+  });
+
+  it('releases held text once it can no longer start a stop string', () => {
+    expect(feed(['\n\n'], ['a\n', 'b\n', 'c'])).toEqual({ sent: 'a\nb\nc', stopped: false });
+    expect(feed(['ABC'], ['xA', 'B', 'x'])).toEqual({ sent: 'xABx', stopped: false });
+  });
+
+  it('picks the earliest of several stop strings', () => {
+    expect(feed(['dog', 'cat'], ['the cat and the dog'])).toEqual({ sent: 'the ', stopped: true });
+  });
+
+  it('flushes held text at the end of the stream', () => {
+    expect(feed(['Lily went'], ['and Lily'])).toEqual({ sent: 'and Lily', stopped: false });
+  });
+
+  it('passes text through untouched without stop strings', () => {
+    const m = new StopMatcher([]);
+    expect(m.push('abc')).toEqual({ release: 'abc', stopped: false });
+  });
+});

@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { TokenTextAssembler, type SourcedText } from '../../edge/token-text';
+import type { TokenSource } from '../../shared/protocol';
+import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
+import { models } from '../support/shared-data';
+
+let tokenizer: Tokenizer;
+beforeAll(() => {
+  tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'llama2c');
+});
+
+const cycle: TokenSource[] = ['edge', 'context', 'datastore', 'model'];
+
+function run(promptIds: number[], outputIds: number[], stops: string[], burst: number): { segments: SourcedText[]; stopped: boolean } {
+  const a = new TokenTextAssembler(tokenizer.createDecoder({ previousId: promptIds[promptIds.length - 1] }), stops, new Set(tokenizer.eosIds));
+  const segments: SourcedText[] = [];
+  for (let i = 0; i < outputIds.length; i += burst) {
+    const ids = outputIds.slice(i, i + burst);
+    const out = a.push(ids, ids.map((_, j) => cycle[(i + j) % cycle.length]));
+    segments.push(...out.segments);
+    if (out.stopped) return { segments, stopped: true };
+  }
+  segments.push(...a.finish());
+  return { segments, stopped: false };
+}
+
+describe('TokenTextAssembler', () => {
+  const prompt = 'Once upon a time';
+  const story = ' there was a little girl named Lily. She liked to play outside. One day, she saw a big dog. The end.';
+
+  it('streams exactly the text a whole decode gives, in any burst size', () => {
+    const promptIds = tokenizer.encode(prompt);
+    const all = tokenizer.encode(prompt + story);
+    const outputIds = all.slice(promptIds.length);
+    const expected = tokenizer.decode(all).slice(tokenizer.decode(promptIds).length);
+    for (const burst of [1, 3, 7]) {
+      const { segments } = run(promptIds, outputIds, [], burst);
+      expect(segments.map((s) => s.text).join('')).toBe(expected);
+    }
+  });
+
+  it('keeps each token text with the source of its token', () => {
+    const promptIds = tokenizer.encode(prompt);
+    const outputIds = tokenizer.encode(prompt + story).slice(promptIds.length);
+    const { segments } = run(promptIds, outputIds, [], 4);
+    expect(segments.length).toBe(outputIds.length);
+    segments.forEach((s, i) => expect(s.source).toBe(cycle[i % cycle.length]));
+  });
+
+  it('cuts at a stop string that spans tokens and bursts, sending nothing of it', () => {
+    const promptIds = tokenizer.encode(prompt);
+    const outputIds = tokenizer.encode(prompt + story).slice(promptIds.length);
+    for (const burst of [1, 2, 5]) {
+      const { segments, stopped } = run(promptIds, outputIds, ['play outside', 'zebra'], burst);
+      expect(stopped).toBe(true);
+      expect(segments.map((s) => s.text).join('')).toBe(' there was a little girl named Lily. She liked to ');
+    }
+  });
+
+  it('emits multi-byte characters only once complete', () => {
+    const text = ' the café was naïve 😀 ok';
+    const promptIds = tokenizer.encode(prompt);
+    const outputIds = tokenizer.encode(prompt + text).slice(promptIds.length);
+    const { segments } = run(promptIds, outputIds, [], 1);
+    for (const s of segments) expect(s.text).not.toContain('\uFFFD');
+    expect(segments.map((s) => s.text).join('')).toBe(text);
+  });
+});

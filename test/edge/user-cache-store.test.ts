@@ -1,0 +1,71 @@
+// The KV side of the user cache. Real KV runs in the e2e suites; here a KV that
+// throws stands in for an outage, which local KV cannot produce.
+import { describe, expect, it } from 'vitest';
+import { cacheScope, UserCacheStore } from '../../edge/user-cache-store';
+import { mergeIntoUserCache } from '../../shared/drafting/user-cache';
+
+class MapKv {
+  readonly values = new Map<string, Uint8Array>();
+  failing = false;
+  async get(key: string, _type: 'arrayBuffer'): Promise<ArrayBuffer | null> {
+    if (this.failing) throw new Error('KV GET failed: 503');
+    const v = this.values.get(key);
+    return v ? v.slice().buffer : null;
+  }
+  async put(key: string, value: Uint8Array): Promise<void> {
+    if (this.failing) throw new Error('KV PUT failed: 503');
+    this.values.set(key, value);
+  }
+}
+
+const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395];
+
+function storeOn(kv: MapKv): UserCacheStore {
+  return new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512);
+}
+
+describe('UserCacheStore', () => {
+  it('round-trips a merged cache through one read and one write', async () => {
+    const kv = new MapKv();
+    const store = storeOn(kv);
+    const scope = await cacheScope('key-1', 'alice');
+    const empty = await store.load(scope);
+    expect(empty.cache.isEmpty).toBe(true);
+    await store.saveMerged(empty, story);
+    expect(kv.values.size).toBe(1);
+    const loaded = await store.load(scope);
+    expect(loaded.cache.isEmpty).toBe(false);
+    expect(loaded.cache.nextTokens([403, 407], 2)[0]?.token).toBe(261);
+  });
+
+  it('scopes caches by key and user', async () => {
+    const scopes = await Promise.all([cacheScope('k1', 'alice'), cacheScope('k1', 'bob'), cacheScope('k2', 'alice'), cacheScope('k1', null)]);
+    expect(new Set(scopes).size).toBe(4);
+    expect(await cacheScope('k1', 'alice')).toBe(scopes[0]);
+  });
+
+  it('drafts without the cache when KV is down, and the write never throws', async () => {
+    const kv = new MapKv();
+    const store = storeOn(kv);
+    const scope = await cacheScope('k', 'u');
+    kv.values.set(UserCacheStore.keyFor(scope), mergeIntoUserCache(null, story));
+    kv.failing = true;
+    const loaded = await store.load(scope);
+    expect(loaded.cache.isEmpty).toBe(true);
+    await expect(store.saveMerged(loaded, story)).resolves.toBeUndefined();
+  });
+
+  it('treats a corrupt value as empty and replaces it with a valid one', async () => {
+    const kv = new MapKv();
+    const store = storeOn(kv);
+    const scope = await cacheScope('k', 'u');
+    const garbage = mergeIntoUserCache(null, story);
+    garbage[40] ^= 0xff;
+    kv.values.set(UserCacheStore.keyFor(scope), garbage);
+    const loaded = await store.load(scope);
+    expect(loaded.cache.isEmpty).toBe(true);
+    expect(loaded.bytes).toBeNull();
+    await store.saveMerged(loaded, story);
+    expect((await store.load(scope)).cache.isEmpty).toBe(false);
+  });
+});

@@ -1,0 +1,63 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CliError } from '../../gpu-pool/cli/cli-error';
+import { locateModel } from '../../launcher/model-locator';
+import { models, repoRoot, sharedDir } from '../support/shared-data';
+
+const dirs: string[] = [];
+function emptyRepo(): string {
+  // A repository root with no ../shared beside it.
+  const dir = mkdtempSync(path.join(tmpdir(), 'sssd-locate-'));
+  dirs.push(dir);
+  const repo = path.join(dir, 'repo');
+  return repo;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('locateModel', () => {
+  it.runIf(sharedDir === path.resolve(repoRoot, '..', 'shared'))('uses the development copy beside the repository when nothing is configured', async () => {
+    const files = await locateModel({ repoRoot, env: {} });
+    expect(files.origin).toBe('shared');
+    expect(files.model).toBe(models.stories260K.checkpoint);
+  });
+
+  it('explains what to do when the model can be neither found nor fetched', async () => {
+    const err = await locateModel({ repoRoot: emptyRepo(), env: {}, modelHome: 'http://127.0.0.1:1' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CliError);
+    expect((err as Error).message).toMatch(/could not be fetched from http:\/\/127\.0\.0\.1:1/);
+    expect((err as Error).message).toMatch(/SSSD_MODEL/);
+  });
+
+  it('rejects a configured model that does not exist', async () => {
+    await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: '/nowhere/model.bin' } })).rejects.toThrow(/SSSD_MODEL points at/);
+  });
+
+  it('fetches the default model once into .models/ from its home', async () => {
+    const served: string[] = [];
+    const server: Server = createServer((req, res) => {
+      served.push(req.url ?? '');
+      const file = req.url?.endsWith('tok512.bin') ? models.stories260K.tokenizer : models.stories260K.checkpoint;
+      res.end(readFileSync(file));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const repo = emptyRepo();
+      const home = `http://127.0.0.1:${port}/karpathy/tinyllamas/resolve/main`;
+      const files = await locateModel({ repoRoot: repo, env: {}, modelHome: home });
+      expect(files.origin).toBe('downloaded');
+      expect(files.model).toBe(path.join(repo, '.models/stories260K/stories260K.bin'));
+      expect(readFileSync(files.model).equals(readFileSync(models.stories260K.checkpoint))).toBe(true);
+      const again = await locateModel({ repoRoot: repo, env: {}, modelHome: home });
+      expect(again.origin).toBe('local');
+      expect(served).toEqual(['/karpathy/tinyllamas/resolve/main/stories260K/stories260K.bin', '/karpathy/tinyllamas/resolve/main/stories260K/tok512.bin']);
+    } finally {
+      server.close();
+    }
+  });
+});
