@@ -26,6 +26,27 @@ function portFrom(value: number | string | undefined, fallback: number, name: st
   return port;
 }
 
+/**
+ * The default model's datastore is built once from the development corpus
+ * beside the repository (../shared/workloads), when that corpus is there; a
+ * second start reuses the file. Without the corpus the pool starts without a
+ * datastore, which only costs acceptance length.
+ */
+async function ensureDefaultDatastore(file: string, tokenizer: string, log: (line: string) => void): Promise<void> {
+  const corpus = path.resolve(repoRoot, '..', 'shared', 'workloads', 'datastore-corpus.jsonl');
+  if (existsSync(file) || !existsSync(corpus)) return;
+  log(`building the global datastore from ${corpus} (once)...`);
+  const { execFile } = await import('node:child_process');
+  await new Promise<void>((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [path.join(repoRoot, 'bin/sssd.mjs'), 'datastore', 'build', '--tokenizer', tokenizer, '--input', corpus, '--out', file],
+      { cwd: repoRoot },
+      (err, _stdout, stderr) => (err ? reject(new CliError(`building the datastore failed: ${stderr.trim() || err.message}`)) : resolve()),
+    );
+  });
+}
+
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
   const files = await locateModel({
@@ -34,6 +55,9 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     log,
   });
   const defaultDatastore = path.join(repoRoot, '.cache/datastore/stories260K.sssd-ds');
+  if (!opts.datastore && !env.SSSD_DATASTORE && files.origin !== 'configured') {
+    await ensureDefaultDatastore(defaultDatastore, files.tokenizer, log);
+  }
   const datastore = opts.datastore ?? env.SSSD_DATASTORE ?? (files.origin !== 'configured' && existsSync(defaultDatastore) ? defaultDatastore : undefined);
   if (datastore && !existsSync(datastore)) throw new CliError(`Datastore file ${datastore} does not exist (build one with: sssd datastore build).`);
   const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';

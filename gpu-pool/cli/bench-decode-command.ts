@@ -1,4 +1,117 @@
-// Placeholder until this subcommand lands; replaced by its owner.
+/**
+ * `sssd bench-decode`: plain autoregressive decode throughput of the model
+ * runtime (one token per sequence per step, the baseline speculation must
+ * beat), at several batch sizes. Prints one line per batch size, or one JSON
+ * object with --json.
+ */
+import os from 'node:os';
 import type { Command } from 'commander';
+import { loadModel } from '../model/load-model';
+import { ModelRunner } from '../runtime/model-runner';
+import { argmax } from '../runtime/sampling';
+import { CliError } from './cli-error';
+import { exitQuietlyOnBrokenPipe, parseExecutionProvider, parseNumberFlag } from './generate-command';
 
-export function register(_program: Command): void {}
+interface BenchFlags {
+  model: string;
+  batch: string;
+  tokens: string;
+  prompt: string;
+  threads?: string;
+  executionProvider?: string;
+  json?: boolean;
+}
+
+export interface DecodeBenchRow {
+  batch: number;
+  steps: number;
+  tokens: number;
+  seconds: number;
+  tokensPerSecond: number;
+  msPerStep: number;
+}
+
+export function register(program: Command): void {
+  program
+    .command('bench-decode')
+    .description('measure autoregressive decode tokens/s of the model runtime at several batch sizes')
+    .requiredOption('--model <path>', 'checkpoint: llama2.c .bin file or Hugging Face directory')
+    .option('--batch <list>', 'comma-separated batch sizes', '1,8,32')
+    .option('--tokens <n>', 'decode steps per batch size (after a prefill)', '128')
+    .option('--prompt <n>', 'prompt length in tokens (prefilled, not timed)', '16')
+    .option('--threads <n>', 'onnxruntime intra-op threads (default 1)')
+    .option('--execution-provider <name>', 'cpu or cuda (default cpu, or $SSSD_EXECUTION_PROVIDER)')
+    .option('--json', 'print one JSON object')
+    .action(async (flags: BenchFlags) => {
+      exitQuietlyOnBrokenPipe();
+      await runBench(flags);
+    });
+}
+
+async function runBench(flags: BenchFlags): Promise<void> {
+  const batches = flags.batch.split(',').map((b) => parseNumberFlag('--batch', b.trim(), { integer: true, min: 1, max: 4096 })!);
+  const steps = parseNumberFlag('--tokens', flags.tokens, { integer: true, min: 2 })!; // the first step is a warm-up
+  const promptLength = parseNumberFlag('--prompt', flags.prompt, { integer: true, min: 1 })!;
+  const threads = parseNumberFlag('--threads', flags.threads, { integer: true, min: 1, max: 256 });
+  const executionProvider = parseExecutionProvider(flags.executionProvider);
+  const model = await loadModel(flags.model);
+  const { contextLength, vocabSize } = model.config;
+  if (promptLength + steps > contextLength) {
+    throw new CliError(`--prompt ${promptLength} + --tokens ${steps} exceed the model's context of ${contextLength}`);
+  }
+  const runner = await ModelRunner.create(model, { executionProvider, threads });
+  const rows: DecodeBenchRow[] = [];
+  for (const batch of batches) {
+    rows.push(await benchBatch(runner, batch, steps, promptLength, vocabSize));
+    const r = rows[rows.length - 1];
+    if (!flags.json) {
+      process.stdout.write(
+        `batch ${String(batch).padStart(4)}: ${r.tokensPerSecond.toFixed(0).padStart(8)} tok/s  ${r.msPerStep.toFixed(2).padStart(7)} ms/step  (${r.steps} steps)\n`,
+      );
+    }
+  }
+  await runner.dispose();
+  const device = runner.executionProvider === 'cuda' ? 'cuda' : `cpu (${os.cpus()[0]?.model ?? 'unknown'}, ${threads ?? 1} thread(s))`;
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify({ model: model.config.name, sha256: model.sha256, device, results: rows })}\n`);
+  } else {
+    process.stdout.write(`model ${model.config.name} on ${device}\n`);
+  }
+}
+
+/** `batch` sequences: prefill a prompt, one warm-up step, then `steps` timed greedy steps. */
+export async function benchBatch(runner: ModelRunner, batch: number, steps: number, promptLength: number, vocabSize: number): Promise<DecodeBenchRow> {
+  const caches = Array.from({ length: batch }, () => runner.newSequence(promptLength + steps + 2));
+  // Different prompts per sequence, so rows do not all decode the same text.
+  const prompts = caches.map((_, b) => Int32Array.from({ length: promptLength }, (_, i) => (i === 0 ? 1 : (b * 31 + i * 7) % vocabSize)));
+  const chainParents = Int32Array.from({ length: promptLength }, (_, i) => i - 1);
+  const prefill = await runner.step(caches.map((cache, b) => ({ cache, row: { tokens: prompts[b], parents: chainParents } })));
+  const allPrompt = Array.from({ length: promptLength }, (_, i) => i);
+  const next = caches.map((_, b) => Int32Array.of(argmax(prefill.logitsAt(b, promptLength - 1))));
+  caches.forEach((_, b) => prefill.commit(b, allPrompt));
+  const rootParent = Int32Array.of(-1);
+  const root = [0];
+  const rows = caches.map((cache, b) => ({ cache, row: { tokens: next[b], parents: rootParent } }));
+  const decodeOne = async (): Promise<void> => {
+    const r = await runner.step(rows);
+    for (let b = 0; b < batch; b++) {
+      const t = argmax(r.logitsAt(b, 0));
+      r.commit(b, root);
+      next[b][0] = t;
+    }
+  };
+  await decodeOne(); // warm-up: first run of this shape
+  const t0 = performance.now();
+  for (let s = 1; s < steps; s++) await decodeOne();
+  const seconds = (performance.now() - t0) / 1000;
+  for (const c of caches) c.release();
+  const timed = steps - 1;
+  return {
+    batch,
+    steps: timed,
+    tokens: timed * batch,
+    seconds,
+    tokensPerSecond: (timed * batch) / seconds,
+    msPerStep: (seconds * 1000) / timed,
+  };
+}

@@ -1,4 +1,188 @@
-// Placeholder until this subcommand lands; replaced by its owner.
+/**
+ * `sssd generate`: plain autoregressive generation from a checkpoint, for
+ * checking a model and a tokenizer end to end (the pool serves; this does not).
+ *
+ * Without --json the prompt and the continuation are streamed to stdout as
+ * run.c prints them. With --json one object is printed: prompt_ids (BOS
+ * included), output_ids (the eos id, e.g. 1 for llama2.c models, is kept as the
+ * last id when the model stopped, so llama2.c fixtures compare directly), text
+ * (the continuation only, eos prints nothing), finish_reason, seed (when
+ * sampling), usage, timings.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
+import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
+import { loadModel, type LoadedModel } from '../model/load-model';
+import { generate } from '../runtime/generate';
+import { ModelRunner, type ExecutionProviderName } from '../runtime/model-runner';
+import { CliError } from './cli-error';
 
-export function register(_program: Command): void {}
+/** Parses a numeric flag; a user's typo becomes a one-line CliError. */
+export function parseNumberFlag(
+  flag: string,
+  raw: string | undefined,
+  opts: { integer?: boolean; min?: number; max?: number; minExclusive?: boolean },
+): number | undefined {
+  if (raw === undefined) return undefined;
+  const v = Number(raw);
+  const bad =
+    raw.trim() === '' || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v)) ||
+    (opts.min !== undefined && (opts.minExclusive ? v <= opts.min : v < opts.min)) || (opts.max !== undefined && v > opts.max);
+  if (bad) {
+    const range = [
+      opts.integer ? 'an integer' : 'a number',
+      opts.min !== undefined ? `${opts.minExclusive ? '>' : '>='} ${opts.min}` : '',
+      opts.max !== undefined ? `<= ${opts.max}` : '',
+    ].filter(Boolean).join(' ');
+    throw new CliError(`${flag} must be ${range}, not "${raw}"`);
+  }
+  return v;
+}
+
+export async function readTokenizerFile(file: string): Promise<Tokenizer> {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await readFile(file));
+  } catch {
+    throw new CliError(`tokenizer not found: ${file}`);
+  }
+  try {
+    return loadTokenizer(bytes);
+  } catch (err) {
+    throw new CliError(`${file}: not a usable tokenizer (${(err as Error).message})`);
+  }
+}
+
+/** --tokenizer, or the tokenizer.json inside a Hugging Face model directory. */
+export function resolveTokenizerPath(modelPath: string, tokenizerPath: string | undefined): string {
+  if (tokenizerPath !== undefined) return tokenizerPath;
+  const inside = path.join(modelPath, 'tokenizer.json');
+  if (existsSync(modelPath) && statSync(modelPath).isDirectory() && existsSync(inside)) return inside;
+  throw new CliError('--tokenizer is required (only a Hugging Face model directory with a tokenizer.json provides its own)');
+}
+
+export function checkTokenizerFits(tokenizer: Tokenizer, model: LoadedModel, tokenizerPath: string): void {
+  if (tokenizer.vocabSize !== model.config.vocabSize) {
+    throw new CliError(
+      `tokenizer ${tokenizerPath} has ${tokenizer.vocabSize} tokens but model ${model.config.name} expects ${model.config.vocabSize}`,
+    );
+  }
+}
+
+/** `sssd generate … | head` closes stdout early: end quietly instead of crashing with EPIPE. */
+export function exitQuietlyOnBrokenPipe(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
+export function parseExecutionProvider(raw: string | undefined): ExecutionProviderName | undefined {
+  if (raw === undefined) return undefined;
+  if (raw !== 'cpu' && raw !== 'cuda') throw new CliError(`--execution-provider must be cpu or cuda, not "${raw}"`);
+  return raw;
+}
+
+interface GenerateFlags {
+  model: string;
+  tokenizer?: string;
+  prompt: string;
+  maxTokens: string;
+  temperature?: string;
+  topP?: string;
+  topK?: string;
+  seed?: string;
+  threads?: string;
+  executionProvider?: string;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('generate')
+    .description('generate text autoregressively from a checkpoint (llama2.c .bin or Hugging Face directory)')
+    .requiredOption('--model <path>', 'checkpoint: llama2.c .bin file or Hugging Face directory')
+    .option('--tokenizer <path>', 'tokenizer: llama2.c tokenizer .bin or tokenizer.json (default: the model directory\'s tokenizer.json)')
+    .option('--prompt <text>', 'prompt text (BOS is prepended)', '')
+    .option('--max-tokens <n>', 'maximum number of new tokens', '256')
+    .option('--temperature <t>', 'sampling temperature; 0 = greedy (default 0)')
+    .option('--top-p <p>', 'nucleus sampling mass in (0, 1] (default 1)')
+    .option('--top-k <k>', 'keep the k most likely tokens; 0 = all (default 0)')
+    .option('--seed <s>', 'random seed for sampling (default: time)')
+    .option('--threads <n>', 'onnxruntime intra-op threads (default 1)')
+    .option('--execution-provider <name>', 'cpu or cuda (default cpu, or $SSSD_EXECUTION_PROVIDER)')
+    .option('--json', 'print one JSON object instead of streaming text')
+    .action(async (flags: GenerateFlags) => {
+      exitQuietlyOnBrokenPipe();
+      await runGenerate(flags);
+    });
+}
+
+async function runGenerate(flags: GenerateFlags): Promise<void> {
+  const maxTokens = parseNumberFlag('--max-tokens', flags.maxTokens, { integer: true, min: 1 })!;
+  const temperature = parseNumberFlag('--temperature', flags.temperature, { min: 0, max: 100 }) ?? 0;
+  const topP = parseNumberFlag('--top-p', flags.topP, { min: 0, max: 1, minExclusive: true }) ?? 1;
+  const topK = parseNumberFlag('--top-k', flags.topK, { integer: true, min: 0 }) ?? 0;
+  const seed = parseNumberFlag('--seed', flags.seed, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER }) ?? Date.now();
+  const threads = parseNumberFlag('--threads', flags.threads, { integer: true, min: 1, max: 256 });
+  const executionProvider = parseExecutionProvider(flags.executionProvider);
+
+  const t0 = performance.now();
+  const model = await loadModel(flags.model);
+  const tokenizerPath = resolveTokenizerPath(flags.model, flags.tokenizer);
+  const tokenizer = await readTokenizerFile(tokenizerPath);
+  checkTokenizerFits(tokenizer, model, tokenizerPath);
+  const promptIds = tokenizer.encode(flags.prompt, { bos: true });
+  const { contextLength } = model.config;
+  if (promptIds.length > contextLength) {
+    throw new CliError(`the prompt is ${promptIds.length} tokens long, more than the model's context of ${contextLength}`);
+  }
+  const runner = await ModelRunner.create(model, { executionProvider, threads });
+  const t1 = performance.now();
+
+  const decoder = tokenizer.createDecoder({ previousId: promptIds[promptIds.length - 1] });
+  let text = '';
+  let firstTokenAt = 0;
+  if (!flags.json) process.stdout.write(tokenizer.decode(promptIds));
+  const [result] = await generate(runner, [{ promptIds, maxTokens, temperature, topP, topK, seed }], {
+    onToken: (_i, id) => {
+      if (firstTokenAt === 0) firstTokenAt = performance.now();
+      const piece = decoder.push(id);
+      text += piece;
+      if (!flags.json && piece) process.stdout.write(piece);
+    },
+  });
+  const tail = decoder.flush();
+  text += tail;
+  const t2 = performance.now();
+  await runner.dispose();
+
+  if (!flags.json) {
+    process.stdout.write(`${tail}\n`);
+    const n = result.outputIds.length;
+    const decodeS = (t2 - firstTokenAt) / 1000;
+    process.stderr.write(
+      `[${n} tokens, ${result.finishReason}; ${n > 1 && decodeS > 0 ? ((n - 1) / decodeS).toFixed(1) : '-'} tok/s decode]\n`,
+    );
+    return;
+  }
+  const out = {
+    model: model.config.name,
+    prompt_ids: promptIds,
+    output_ids: result.outputIds,
+    text,
+    finish_reason: result.finishReason,
+    // The seed actually used, so a sampled run can be repeated.
+    ...(temperature > 0 ? { seed } : {}),
+    usage: { prompt_tokens: promptIds.length, completion_tokens: result.outputIds.length },
+    timings: {
+      load_ms: Math.round(t1 - t0),
+      first_token_ms: Math.round(firstTokenAt - t1),
+      total_ms: Math.round(t2 - t1),
+    },
+  };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}

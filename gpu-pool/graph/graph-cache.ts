@@ -1,0 +1,80 @@
+/**
+ * The serialised graph on disk, keyed by checkpoint sha256 and GRAPH_VERSION,
+ * so a second start skips the build. Default directory: `.cache/graphs` under
+ * the repository, or $SSSD_CACHE_DIR/graphs.
+ *
+ * Graphs whose weights exceed `externalDataAboveBytes` (default 1 GiB; the
+ * protobuf itself cannot pass 2 GiB) keep their weights in `<key>.onnx.data`
+ * beside the `.onnx` and are opened by path; the weights are streamed to that
+ * file tensor by tensor, so the build never holds a second full copy.
+ */
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LoadedModel } from '../model/load-model';
+import { ModelLoadError } from '../model/model-load-error';
+import { buildLlamaGraph, graphWeightBytes, GRAPH_VERSION } from './llama-graph';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const DEFAULT_EXTERNAL_ABOVE = 1 << 30;
+
+export function defaultGraphCacheDir(): string {
+  const base = process.env.SSSD_CACHE_DIR ?? path.join(repoRoot, '.cache');
+  return path.join(base, 'graphs');
+}
+
+/** A graph to open: in memory, or (external weights) by file path. */
+export type CachedGraph =
+  | { kind: 'bytes'; bytes: Uint8Array; file: string; fromCache: boolean }
+  | { kind: 'file'; file: string; fromCache: boolean };
+
+export interface GraphCacheOptions {
+  cacheDir?: string;
+  externalDataAboveBytes?: number;
+}
+
+export async function loadOrBuildGraph(model: LoadedModel, opts: GraphCacheOptions = {}): Promise<CachedGraph> {
+  const cacheDir = opts.cacheDir ?? defaultGraphCacheDir();
+  const key = `${model.sha256}-g${GRAPH_VERSION}`;
+  const file = path.join(cacheDir, `${key}.onnx`);
+  const dataName = `${key}.onnx.data`;
+  const dataFile = path.join(cacheDir, dataName);
+  const external = graphWeightBytes(model.config) > (opts.externalDataAboveBytes ?? DEFAULT_EXTERNAL_ABOVE);
+
+  if (existsSync(file) && (!external || existsSync(dataFile))) {
+    return external ? { kind: 'file', file, fromCache: true } : { kind: 'bytes', bytes: new Uint8Array(await readFile(file)), file, fromCache: true };
+  }
+  // Write then rename: concurrent starts never read a half-written file.
+  const tmpSuffix = `.${process.pid}.${Date.now()}.tmp`;
+  if (!external) {
+    const bytes = buildLlamaGraph(model.config, model.weights);
+    try {
+      await mkdir(cacheDir, { recursive: true });
+      await writeFile(file + tmpSuffix, bytes);
+      await rename(file + tmpSuffix, file);
+    } catch {
+      // A read-only cache directory only costs a rebuild next time.
+    }
+    return { kind: 'bytes', bytes, file, fromCache: false };
+  }
+  try {
+    await mkdir(cacheDir, { recursive: true });
+  } catch {
+    throw new ModelLoadError(`graph cache directory ${cacheDir} is not writable (large models keep their graph weights there; set SSSD_CACHE_DIR)`);
+  }
+  const fd = openSync(dataFile + tmpSuffix, 'w');
+  let bytes: Uint8Array;
+  try {
+    bytes = buildLlamaGraph(model.config, model.weights, { fd, location: dataName, minBytes: 64 * 1024 });
+  } catch (err) {
+    await rm(dataFile + tmpSuffix, { force: true });
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+  await rename(dataFile + tmpSuffix, dataFile);
+  await writeFile(file + tmpSuffix, bytes);
+  await rename(file + tmpSuffix, file);
+  return { kind: 'file', file, fromCache: false };
+}

@@ -1,0 +1,195 @@
+/**
+ * Hugging Face Llama-family directories: config.json + model.safetensors, or
+ * shards listed in model.safetensors.index.json. HF stores q/k rows permuted
+ * for its "rotate halves" RoPE; we convert them back to llama2.c's adjacent
+ * pairs at load (and forward again when writing).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { ModelConfig } from './model-config';
+import type { LayerWeights, ModelWeights } from './model-weights';
+import { ModelLoadError } from './model-load-error';
+import { readSafetensors, toFloat32, writeSafetensors, type SafetensorsEntry } from './safetensors';
+
+interface HfConfig {
+  hidden_size?: number;
+  intermediate_size?: number;
+  num_hidden_layers?: number;
+  num_attention_heads?: number;
+  num_key_value_heads?: number;
+  head_dim?: number;
+  vocab_size?: number;
+  max_position_embeddings?: number;
+  rope_theta?: number;
+  rms_norm_eps?: number;
+  tie_word_embeddings?: boolean;
+  bos_token_id?: number;
+  eos_token_id?: number | number[];
+  rope_scaling?: unknown;
+  attention_bias?: boolean;
+  mlp_bias?: boolean;
+  model_type?: string;
+}
+
+/**
+ * Moves q/k rows between RoPE conventions. llama2.c row (h, 2i + j) is HF row
+ * (h, j * hd/2 + i): HF's export `permute` goes 'toHalves', loading goes 'toPairs'.
+ */
+export function permuteRopeRows(w: Float32Array, nHeads: number, rows: number, cols: number, to: 'toHalves' | 'toPairs'): Float32Array {
+  const out = new Float32Array(w.length);
+  const hd = rows / nHeads;
+  const half = hd / 2;
+  for (let h = 0; h < nHeads; h++)
+    for (let i = 0; i < half; i++)
+      for (let j = 0; j < 2; j++) {
+        const pairs = (h * hd + 2 * i + j) * cols;
+        const halves = (h * hd + j * half + i) * cols;
+        const [src, dst] = to === 'toHalves' ? [pairs, halves] : [halves, pairs];
+        out.set(w.subarray(src, src + cols), dst);
+      }
+  return out;
+}
+
+function requirePositiveInt(cfg: HfConfig, key: keyof HfConfig, name: string): number {
+  const v = cfg[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+    throw new ModelLoadError(`${name}: config.json lacks a positive integer "${key}"`);
+  }
+  return v;
+}
+
+/** Loads a directory; sha256 covers config.json then each weights file, in order. */
+export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConfig; weights: ModelWeights; sha256: string }> {
+  const name = path.basename(path.resolve(dir));
+  const configPath = path.join(dir, 'config.json');
+  if (!existsSync(configPath)) throw new ModelLoadError(`${dir}: not a Hugging Face model directory (no config.json)`);
+  const hash = createHash('sha256');
+  let cfg: HfConfig;
+  try {
+    const configBytes = await readFile(configPath);
+    hash.update(configBytes);
+    cfg = JSON.parse(configBytes.toString('utf8')) as HfConfig;
+  } catch {
+    throw new ModelLoadError(`${configPath}: not valid JSON`);
+  }
+  if (cfg.rope_scaling) throw new ModelLoadError(`${name}: rope_scaling is not supported`);
+  if (cfg.attention_bias || cfg.mlp_bias) throw new ModelLoadError(`${name}: attention/MLP biases are not supported`);
+  const dim = requirePositiveInt(cfg, 'hidden_size', name);
+  const hiddenDim = requirePositiveInt(cfg, 'intermediate_size', name);
+  const nLayers = requirePositiveInt(cfg, 'num_hidden_layers', name);
+  const nHeads = requirePositiveInt(cfg, 'num_attention_heads', name);
+  const nKvHeads = cfg.num_key_value_heads ?? nHeads;
+  const vocabSize = requirePositiveInt(cfg, 'vocab_size', name);
+  const contextLength = requirePositiveInt(cfg, 'max_position_embeddings', name);
+  const headDim = dim / nHeads;
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0 || nHeads % nKvHeads !== 0) {
+    throw new ModelLoadError(`${name}: unsupported head layout (hidden ${dim}, heads ${nHeads}, kv heads ${nKvHeads})`);
+  }
+  if (cfg.head_dim !== undefined && cfg.head_dim !== headDim) {
+    throw new ModelLoadError(`${name}: head_dim ${cfg.head_dim} != hidden_size / num_attention_heads is not supported`);
+  }
+  const eos = cfg.eos_token_id;
+  const config: ModelConfig = {
+    name, dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize, contextLength,
+    ropeTheta: cfg.rope_theta ?? 10000,
+    normEps: cfg.rms_norm_eps ?? 1e-6,
+    bosId: cfg.bos_token_id ?? 1,
+    eosIds: eos === undefined ? [2] : Array.isArray(eos) ? eos : [eos],
+  };
+
+  // Shards: the index names each tensor's file; otherwise one model.safetensors.
+  const indexPath = path.join(dir, 'model.safetensors.index.json');
+  let files: string[];
+  if (existsSync(indexPath)) {
+    let index: { weight_map?: Record<string, string> };
+    try {
+      index = JSON.parse(await readFile(indexPath, 'utf8')) as typeof index;
+    } catch {
+      throw new ModelLoadError(`${indexPath}: not valid JSON`);
+    }
+    files = [...new Set(Object.values(index.weight_map ?? {}))].sort();
+    if (files.length === 0) throw new ModelLoadError(`${indexPath}: empty weight_map`);
+  } else {
+    files = ['model.safetensors'];
+  }
+  const tensors = new Map<string, SafetensorsEntry>();
+  for (const f of files) {
+    const p = path.join(dir, f);
+    if (!existsSync(p)) throw new ModelLoadError(`${name}: missing weights file ${f}`);
+    const bytes = new Uint8Array(await readFile(p));
+    hash.update(bytes);
+    for (const [k, v] of readSafetensors(bytes, f)) tensors.set(k, v);
+  }
+
+  const biases = [...tensors.keys()].filter((k) => k.endsWith('.bias'));
+  if (biases.length > 0) throw new ModelLoadError(`${name}: bias tensors are not supported (${biases[0]})`);
+  const kvDim = nKvHeads * headDim;
+  const get = (key: string, shape: number[]): Float32Array => {
+    const e = tensors.get(key);
+    if (!e) throw new ModelLoadError(`${name}: missing tensor ${key}`);
+    if (e.shape.length !== shape.length || e.shape.some((d, i) => d !== shape[i])) {
+      throw new ModelLoadError(`${name}: tensor ${key} has shape [${e.shape}], expected [${shape}]`);
+    }
+    return toFloat32(e, name);
+  };
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < nLayers; l++) {
+    const p = `model.layers.${l}.`;
+    layers.push({
+      attnNorm: get(`${p}input_layernorm.weight`, [dim]),
+      wq: permuteRopeRows(get(`${p}self_attn.q_proj.weight`, [dim, dim]), nHeads, dim, dim, 'toPairs'),
+      wk: permuteRopeRows(get(`${p}self_attn.k_proj.weight`, [kvDim, dim]), nKvHeads, kvDim, dim, 'toPairs'),
+      wv: get(`${p}self_attn.v_proj.weight`, [kvDim, dim]),
+      wo: get(`${p}self_attn.o_proj.weight`, [dim, dim]),
+      ffnNorm: get(`${p}post_attention_layernorm.weight`, [dim]),
+      w1: get(`${p}mlp.gate_proj.weight`, [hiddenDim, dim]),
+      w2: get(`${p}mlp.down_proj.weight`, [dim, hiddenDim]),
+      w3: get(`${p}mlp.up_proj.weight`, [hiddenDim, dim]),
+    });
+  }
+  const tokenEmbedding = get('model.embed_tokens.weight', [vocabSize, dim]);
+  const finalNorm = get('model.norm.weight', [dim]);
+  const tied = cfg.tie_word_embeddings ?? !tensors.has('lm_head.weight');
+  const classifier = tied ? tokenEmbedding : get('lm_head.weight', [vocabSize, dim]);
+  return { config, weights: { tokenEmbedding, layers, finalNorm, classifier }, sha256: hash.digest('hex') };
+}
+
+/** Writes canonical weights as an HF Llama directory (config.json + model.safetensors). */
+export async function writeHfCheckpoint(dir: string, config: ModelConfig, weights: ModelWeights): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize } = config;
+  const kvDim = nKvHeads * headDim;
+  const tied = weights.classifier === weights.tokenEmbedding;
+  const hfConfig = {
+    architectures: ['LlamaForCausalLM'], model_type: 'llama',
+    hidden_size: dim, intermediate_size: hiddenDim, num_hidden_layers: config.nLayers,
+    num_attention_heads: nHeads, num_key_value_heads: nKvHeads, vocab_size: vocabSize,
+    max_position_embeddings: config.contextLength, rope_theta: config.ropeTheta, rms_norm_eps: config.normEps,
+    tie_word_embeddings: tied, bos_token_id: config.bosId,
+    eos_token_id: config.eosIds.length === 1 ? config.eosIds[0] : config.eosIds,
+    hidden_act: 'silu', torch_dtype: 'float32',
+  };
+  const tensors: { name: string; shape: number[]; data: Float32Array }[] = [
+    { name: 'model.embed_tokens.weight', shape: [vocabSize, dim], data: weights.tokenEmbedding },
+  ];
+  weights.layers.forEach((w, l) => {
+    const p = `model.layers.${l}.`;
+    tensors.push(
+      { name: `${p}input_layernorm.weight`, shape: [dim], data: w.attnNorm },
+      { name: `${p}self_attn.q_proj.weight`, shape: [dim, dim], data: permuteRopeRows(w.wq, nHeads, dim, dim, 'toHalves') },
+      { name: `${p}self_attn.k_proj.weight`, shape: [kvDim, dim], data: permuteRopeRows(w.wk, nKvHeads, kvDim, dim, 'toHalves') },
+      { name: `${p}self_attn.v_proj.weight`, shape: [kvDim, dim], data: w.wv },
+      { name: `${p}self_attn.o_proj.weight`, shape: [dim, dim], data: w.wo },
+      { name: `${p}post_attention_layernorm.weight`, shape: [dim], data: w.ffnNorm },
+      { name: `${p}mlp.gate_proj.weight`, shape: [hiddenDim, dim], data: w.w1 },
+      { name: `${p}mlp.down_proj.weight`, shape: [dim, hiddenDim], data: w.w2 },
+      { name: `${p}mlp.up_proj.weight`, shape: [hiddenDim, dim], data: w.w3 },
+    );
+  });
+  tensors.push({ name: 'model.norm.weight', shape: [dim], data: weights.finalNorm });
+  if (!tied) tensors.push({ name: 'lm_head.weight', shape: [vocabSize, dim], data: weights.classifier });
+  await writeFile(path.join(dir, 'config.json'), JSON.stringify(hfConfig, null, 2) + '\n');
+  await writeFile(path.join(dir, 'model.safetensors'), writeSafetensors(tensors, { format: 'pt' }));
+}

@@ -1,0 +1,109 @@
+/**
+ * The keys/values of one sequence's accepted tokens, laid out
+ * [layer][kvHead][capacity][headDim] so that packing the past of a row into
+ * the graph's [B,kvH,P,hd] inputs is one contiguous copy per layer and head.
+ * Grows by doubling up to the model's context length.
+ */
+export interface KvLayout {
+  nLayers: number;
+  nKvHeads: number;
+  headDim: number;
+  /** Upper bound for capacity (the model's context length). */
+  maxCapacity: number;
+}
+
+export class SequenceKvCache {
+  private keyData: Float32Array;
+  private valueData: Float32Array;
+  private len = 0;
+  private cap: number;
+  private released = false;
+  private epochValue = 0;
+
+  constructor(
+    readonly layout: KvLayout,
+    initialCapacity = layout.maxCapacity,
+  ) {
+    this.cap = Math.max(1, Math.min(initialCapacity, layout.maxCapacity));
+    const n = layout.nLayers * layout.nKvHeads * this.cap * layout.headDim;
+    this.keyData = new Float32Array(n);
+    this.valueData = new Float32Array(n);
+  }
+
+  /** Number of cached positions (tokens whose keys/values are stored). */
+  get length(): number {
+    return this.len;
+  }
+
+  get capacity(): number {
+    return this.cap;
+  }
+
+  /** Changes whenever stored positions are invalidated (truncate, release): packed copies of the past must be redone. */
+  get epoch(): number {
+    return this.epochValue;
+  }
+
+  get isReleased(): boolean {
+    return this.released;
+  }
+
+  /** Raw storage; valid until the next `reserve` that grows it. */
+  get keys(): Float32Array {
+    return this.keyData;
+  }
+
+  get values(): Float32Array {
+    return this.valueData;
+  }
+
+  /** Makes room for `total` positions (grow-only, doubling). */
+  reserve(total: number): void {
+    this.assertLive();
+    if (total <= this.cap) return;
+    if (total > this.layout.maxCapacity) {
+      throw new RangeError(`KV cache: ${total} positions exceed the context length ${this.layout.maxCapacity}`);
+    }
+    const next = Math.min(this.layout.maxCapacity, Math.max(total, this.cap * 2));
+    const { nLayers, nKvHeads, headDim } = this.layout;
+    const keys = new Float32Array(nLayers * nKvHeads * next * headDim);
+    const values = new Float32Array(keys.length);
+    for (let lh = 0; lh < nLayers * nKvHeads; lh++) {
+      const n = this.len * headDim;
+      keys.set(this.keyData.subarray(lh * this.cap * headDim, lh * this.cap * headDim + n), lh * next * headDim);
+      values.set(this.valueData.subarray(lh * this.cap * headDim, lh * this.cap * headDim + n), lh * next * headDim);
+    }
+    this.keyData = keys;
+    this.valueData = values;
+    this.cap = next;
+  }
+
+  /** Marks `count` more positions as filled (the runner wrote them). */
+  advance(count: number): void {
+    this.assertLive();
+    if (this.len + count > this.cap) throw new RangeError('KV cache: advance past capacity');
+    this.len += count;
+  }
+
+  /** Forgets positions from `length` on (e.g. to roll back a rejected suffix). */
+  truncate(length: number): void {
+    this.assertLive();
+    if (length < 0 || length > this.len) throw new RangeError(`KV cache: cannot truncate ${this.len} to ${length}`);
+    if (length < this.len) this.epochValue++;
+    this.len = length;
+  }
+
+  /** Drops the storage; the cache must not be used afterwards. */
+  release(): void {
+    this.released = true;
+    this.epochValue++;
+    this.len = 0;
+    this.cap = 0;
+    this.keyData = new Float32Array(0);
+    this.valueData = new Float32Array(0);
+  }
+
+  private assertLive(): void {
+    if (this.released) throw new Error('KV cache used after release()');
+  }
+}

@@ -1,0 +1,256 @@
+/**
+ * Runs the verification graph: one onnxruntime session; a step pads rows of
+ * different new-token counts and past lengths into a batch (batch-lane.ts:
+ * tree mask, positions, packed past), runs it, and exposes per-row/per-token
+ * logits and `commit`, which appends chosen new tokens' keys/values to the
+ * row's SequenceKvCache.
+ *
+ * Normally one `session.run` per step. When padding would dominate (a long
+ * prompt joining short decode rows), the rows are run as two padded passes,
+ * short and long (padding-split.ts); the StepResult hides that.
+ *
+ * Per pass, host -> session: ids, positions, mask, packed past ([B,kvH,P,hd]
+ * per layer, kept between steps); session -> host: logits [B,T,V] and only
+ * the new keys/values [B,kvH,T,hd].
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { InferenceSession } from 'onnxruntime-node';
+import type { LoadedModel } from '../model/load-model';
+import type { ModelConfig } from '../model/model-config';
+import { CliError } from '../cli/cli-error';
+import { loadOrBuildGraph } from '../graph/graph-cache';
+import { newKeyName, newValueName } from '../graph/llama-graph';
+import { BatchLane, type StepRows } from './batch-lane';
+import { SequenceKvCache } from './kv-cache';
+import { paddingSplitThreshold } from './padding-split';
+
+export type ExecutionProviderName = 'cpu' | 'cuda';
+
+export interface ModelRunnerOptions {
+  executionProvider?: ExecutionProviderName;
+  /** Graph cache directory (default .cache/graphs or $SSSD_CACHE_DIR/graphs). */
+  cacheDir?: string;
+  /** Intra-op threads (default $SSSD_THREADS or 1: small models gain little from more, and tests share cores). */
+  threads?: number;
+  /** Graph weights above this many bytes go to an external data file (default 1 GiB). */
+  externalDataAboveBytes?: number;
+  /**
+   * Fixed cost of an extra session run, in padded tokens, for deciding when to
+   * split a step into two passes (default: 32 on CPU, Infinity = never on CUDA,
+   * where padded tokens are nearly free and launches are not).
+   */
+  splitOverheadTokens?: number;
+}
+
+export interface StepResult {
+  /** Logits of new token `tokenIndex` of row `rowIndex`: a view, valid until the next step. */
+  logitsAt(rowIndex: number, tokenIndex: number): Float32Array;
+  /** Appends the keys/values of these new-token indices (a root-to-node path, in order) of this row to the row's cache. */
+  commit(rowIndex: number, tokenIndices: ArrayLike<number>): void;
+  /** Rows of this step, and session runs it took (1, or 2 when split). */
+  readonly batch: number;
+  readonly passes: number;
+  /** For allocation-free reads: the array holding row `rowIndex`'s logits, and the offset of a token's vocab-long slice in it. */
+  logitsArray(rowIndex: number): Float32Array;
+  logitsOffset(rowIndex: number, tokenIndex: number): number;
+}
+
+interface PassOutput {
+  logits: Float32Array;
+  newK: Float32Array[];
+  newV: Float32Array[];
+  tokensPerRow: number;
+}
+
+/** Whether onnxruntime-node was installed with its CUDA provider library. */
+export function cudaProviderInstalled(): boolean {
+  try {
+    const pkg = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
+    const dir = path.join(path.dirname(pkg), 'bin', `napi-v6`, process.platform, process.arch);
+    return existsSync(path.join(dir, 'libonnxruntime_providers_cuda.so')) || existsSync(path.join(dir, 'onnxruntime_providers_cuda.dll'));
+  } catch {
+    return false;
+  }
+}
+
+export class ModelRunner {
+  readonly config: ModelConfig;
+  readonly sha256: string;
+  readonly executionProvider: ExecutionProviderName;
+  /** Whether the graph came from the on-disk cache. */
+  readonly graphFromCache: boolean;
+
+  private readonly lanes: [BatchLane, BatchLane];
+  private readonly splitOverheadTokens: number;
+  // Per-step row bookkeeping (grow-only).
+  private rowPass = new Uint8Array(0);
+  private rowSlot = new Int32Array(0);
+  private members: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
+  private lengths = new Int32Array(0);
+  private sorted = new Int32Array(0);
+  private busy = false;
+
+  private constructor(
+    private readonly session: InferenceSession,
+    model: LoadedModel,
+    ep: ExecutionProviderName,
+    fromCache: boolean,
+    splitOverheadTokens: number,
+  ) {
+    this.lanes = [new BatchLane(model.config), new BatchLane(model.config)];
+    this.splitOverheadTokens = splitOverheadTokens;
+    this.config = model.config;
+    this.sha256 = model.sha256;
+    this.executionProvider = ep;
+    this.graphFromCache = fromCache;
+  }
+
+  static async create(model: LoadedModel, opts: ModelRunnerOptions = {}): Promise<ModelRunner> {
+    const envEp = process.env.SSSD_EXECUTION_PROVIDER;
+    const ep = opts.executionProvider ?? (envEp === 'cuda' ? 'cuda' : 'cpu');
+    if (envEp && envEp !== 'cpu' && envEp !== 'cuda') {
+      throw new CliError(`SSSD_EXECUTION_PROVIDER must be cpu or cuda, not "${envEp}"`);
+    }
+    if (ep === 'cuda' && !cudaProviderInstalled()) {
+      throw new CliError(
+        'CUDA execution provider requested but not installed: run `npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12` on a machine with CUDA 12',
+      );
+    }
+    const threads = opts.threads ?? (Number(process.env.SSSD_THREADS) || 1);
+    const graph = await loadOrBuildGraph(model, { cacheDir: opts.cacheDir, externalDataAboveBytes: opts.externalDataAboveBytes });
+    let session: InferenceSession;
+    try {
+      const options: InferenceSession.SessionOptions = {
+        executionProviders: [ep],
+        graphOptimizationLevel: 'all',
+        executionMode: 'sequential',
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        // Spinning worker threads burn the cores other processes (edge, tests) need.
+        extra: { session: { intra_op: { allow_spinning: '0' } } },
+      };
+      session = graph.kind === 'bytes' ? await InferenceSession.create(graph.bytes, options) : await InferenceSession.create(graph.file, options);
+    } catch (err) {
+      if (ep === 'cuda') throw new CliError(`cannot start the CUDA execution provider: ${(err as Error).message}`);
+      throw err;
+    }
+    return new ModelRunner(session, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cuda' ? Infinity : 32));
+  }
+
+  /** A fresh, empty KV cache for one sequence (capacity grows on demand up to the context length). */
+  newSequence(capacity = 64): SequenceKvCache {
+    const c = this.config;
+    return new SequenceKvCache({ nLayers: c.nLayers, nKvHeads: c.nKvHeads, headDim: c.headDim, maxCapacity: c.contextLength }, capacity);
+  }
+
+  /** One forward pass for all rows (root first, parents[i] < i); see the file comment for when it is two. */
+  async step(rows: StepRows): Promise<StepResult> {
+    if (this.busy) throw new Error('ModelRunner.step called while another step is running');
+    const B = rows.length;
+    if (B === 0) throw new RangeError('ModelRunner.step needs at least one row');
+    if (this.lengths.length < B) {
+      const n = Math.max(B, 2 * this.lengths.length);
+      this.lengths = new Int32Array(n);
+      this.sorted = new Int32Array(n);
+      this.rowPass = new Uint8Array(n);
+      this.rowSlot = new Int32Array(n);
+      this.members = [new Int32Array(n), new Int32Array(n)];
+    }
+    for (let r = 0; r < B; r++) {
+      const { cache, row } = rows[r];
+      if (cache.isReleased) throw new Error('step on a released KV cache');
+      if (row.tokens.length === 0 || row.parents.length !== row.tokens.length) throw new RangeError('step row needs tokens and one parent per token');
+      this.lengths[r] = row.tokens.length;
+    }
+    // Rows longer than the threshold (if any) run in a second pass.
+    const threshold = paddingSplitThreshold(this.lengths, B, this.splitOverheadTokens, this.sorted);
+    const counts = [0, 0];
+    for (let r = 0; r < B; r++) {
+      const pass = threshold >= 0 && this.lengths[r] > threshold ? 1 : 0;
+      this.rowPass[r] = pass;
+      this.rowSlot[r] = counts[pass];
+      this.members[pass][counts[pass]++] = r;
+    }
+    const passes = counts[1] > 0 ? 2 : 1;
+    const feeds = [];
+    for (let p = 0; p < passes; p++) feeds.push(this.lanes[p].prepare(rows, this.members[p], counts[p]));
+
+    const outputs: PassOutput[] = [];
+    this.busy = true;
+    try {
+      for (let p = 0; p < passes; p++) {
+        const out = await this.session.run(feeds[p]);
+        outputs.push({
+          logits: out.logits.data as Float32Array,
+          newK: Array.from({ length: this.config.nLayers }, (_, l) => out[newKeyName(l)].data as Float32Array),
+          newV: Array.from({ length: this.config.nLayers }, (_, l) => out[newValueName(l)].data as Float32Array),
+          tokensPerRow: this.lanes[p].tokensPerRow,
+        });
+      }
+    } finally {
+      this.busy = false;
+    }
+    // Copies: the scratch arrays are reused by the next step, the result may outlive it.
+    return this.result(rows, outputs, this.rowPass.slice(0, B), this.rowSlot.slice(0, B));
+  }
+
+  private result(rows: StepRows, outputs: PassOutput[], rowPass: Uint8Array, rowSlot: Int32Array): StepResult {
+    const { nLayers, nKvHeads, headDim: hd, vocabSize } = this.config;
+    const B = rows.length;
+    const logitsOffset = (rowIndex: number, tokenIndex: number): number => {
+      if (!(rowIndex >= 0 && rowIndex < B) || !(tokenIndex >= 0 && tokenIndex < rows[rowIndex].row.tokens.length)) {
+        throw new RangeError(`no logits for row ${rowIndex} token ${tokenIndex}`);
+      }
+      return (rowSlot[rowIndex] * outputs[rowPass[rowIndex]].tokensPerRow + tokenIndex) * vocabSize;
+    };
+    return {
+      batch: B,
+      passes: outputs.length,
+      logitsOffset,
+      logitsArray: (rowIndex: number) => outputs[rowPass[rowIndex]].logits,
+      logitsAt(rowIndex: number, tokenIndex: number): Float32Array {
+        const at = logitsOffset(rowIndex, tokenIndex);
+        return outputs[rowPass[rowIndex]].logits.subarray(at, at + vocabSize);
+      },
+      commit(rowIndex: number, tokenIndices: ArrayLike<number>): void {
+        const cache = rows[rowIndex].cache;
+        const count = tokenIndices.length;
+        const n = rows[rowIndex].row.tokens.length;
+        for (let j = 0; j < count; j++) {
+          const idx = tokenIndices[j];
+          if (!(idx >= 0 && idx < n)) throw new RangeError(`commit: token index ${idx} outside row ${rowIndex}`);
+        }
+        const { newK, newV, tokensPerRow: T } = outputs[rowPass[rowIndex]];
+        const slot = rowSlot[rowIndex];
+        const start = cache.length;
+        cache.reserve(start + count);
+        const cap = cache.capacity;
+        const keys = cache.keys;
+        const values = cache.values;
+        for (let l = 0; l < nLayers; l++) {
+          const k = newK[l];
+          const v = newV[l];
+          for (let h = 0; h < nKvHeads; h++) {
+            const srcBase = (slot * nKvHeads + h) * T;
+            const dstBase = (l * nKvHeads + h) * cap + start;
+            for (let j = 0; j < count; j++) {
+              const src = (srcBase + tokenIndices[j]) * hd;
+              const dst = (dstBase + j) * hd;
+              for (let d = 0; d < hd; d++) {
+                keys[dst + d] = k[src + d];
+                values[dst + d] = v[src + d];
+              }
+            }
+          }
+        }
+        cache.advance(count);
+      },
+    };
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}

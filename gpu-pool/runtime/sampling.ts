@@ -1,0 +1,180 @@
+/**
+ * Token selection: argmax, temperature / top-k / top-p to a distribution, and
+ * a seeded generator, so a (seed, logits) pair always gives the same token.
+ */
+export interface SamplingOptions {
+  temperature: number;
+  /** 1 = no nucleus cut. */
+  topP: number;
+  /** 0 = no top-k cut. */
+  topK: number;
+}
+
+/**
+ * xoshiro128** seeded through splitmix32 from the low and high halves of a
+ * 53-bit integer seed. Small, fast, and the same on every platform.
+ */
+export class Rng {
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+
+  constructor(seed: number) {
+    if (!Number.isFinite(seed)) throw new RangeError(`seed must be a number, not ${seed}`);
+    const s = Math.floor(Math.abs(seed));
+    let x = (s >>> 0) ^ Math.floor(s / 2 ** 32);
+    const mix = (): number => {
+      x = (x + 0x9e3779b9) | 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    // Fold the high bits in separately so seeds differing only there differ.
+    x ^= Math.imul(Math.floor(s / 2 ** 32) | 0, 0x27d4eb2f);
+    this.a = mix();
+    this.b = mix();
+    this.c = mix();
+    this.d = mix();
+    if ((this.a | this.b | this.c | this.d) === 0) this.a = 1;
+  }
+
+  private nextUint32(): number {
+    const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
+    const t = this.b << 9;
+    this.c ^= this.a;
+    this.d ^= this.b;
+    this.b ^= this.c;
+    this.a ^= this.d;
+    this.c ^= t;
+    this.d = rotl(this.d, 11);
+    return result;
+  }
+
+  /** Uniform in [0, 1), 32 bits of resolution. */
+  next(): number {
+    return this.nextUint32() / 4294967296;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+export function argmax(logits: Float32Array): number {
+  let best = 0;
+  let max = logits[0];
+  for (let i = 1; i < logits.length; i++) {
+    if (logits[i] > max) {
+      max = logits[i];
+      best = i;
+    }
+  }
+  return best;
+}
+
+// Scratch for top-k/top-p ordering; grow-only, shared (single-threaded JS).
+let order = new Int32Array(0);
+let scaled = new Float32Array(0);
+
+/**
+ * Writes the next-token distribution after temperature, top-k and top-p into
+ * `out` (length vocab) and returns it. Tokens cut by top-k/top-p get 0.
+ * Temperature must be > 0 (use argmax for greedy).
+ */
+export function toProbabilities(logits: Float32Array, opts: SamplingOptions, out: Float32Array): Float32Array {
+  const { temperature, topP, topK } = opts;
+  if (!(temperature > 0)) throw new RangeError('toProbabilities needs temperature > 0 (use argmax for greedy)');
+  const n = logits.length;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const e = Math.exp((logits[i] - max) / temperature);
+    out[i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < n; i++) out[i] /= sum;
+  const k = topK > 0 && topK < n ? topK : n;
+  if (k === n && !(topP < 1)) return out;
+
+  // Candidates, most probable first. Top-k: a size-k min-heap (O(V log k)).
+  // Top-p only: tokens under (1 - topP) / (n - 1) can never reach the nucleus
+  // (all of them together hold less than 1 - topP), so only the rest is sorted.
+  if (order.length < n) {
+    order = new Int32Array(n);
+    scaled = new Float32Array(n);
+  }
+  let m = 0;
+  if (k < n) {
+    m = selectTopK(out, k, order);
+  } else {
+    const cutoff = (1 - topP) / (n - 1);
+    for (let i = 0; i < n; i++) if (out[i] >= cutoff) order[m++] = i;
+  }
+  const ids = order.subarray(0, m);
+  ids.sort((x, y) => out[y] - out[x] || x - y);
+  let keep = m;
+  if (topP < 1) {
+    let cum = 0;
+    for (let r = 0; r < m; r++) {
+      cum += out[ids[r]];
+      if (cum >= topP) {
+        keep = r + 1;
+        break;
+      }
+    }
+  }
+  let kept = 0;
+  for (let r = 0; r < keep; r++) kept += out[ids[r]];
+  // Scale the survivors into `scaled` first: zeroing `out` must not lose them.
+  for (let r = 0; r < keep; r++) scaled[r] = out[ids[r]] / kept;
+  out.fill(0);
+  for (let r = 0; r < keep; r++) out[ids[r]] = scaled[r];
+  return out;
+}
+
+/** Writes the indices of the k largest probs into heap[0..k) (unordered); returns k. */
+function selectTopK(probs: Float32Array, k: number, heap: Int32Array): number {
+  // Min-heap on probability (ties: larger id is "smaller", so lower ids win).
+  const less = (a: number, b: number): boolean => probs[a] < probs[b] || (probs[a] === probs[b] && a > b);
+  const siftDown = (i: number): void => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let min = i;
+      if (l < k && less(heap[l], heap[min])) min = l;
+      if (r < k && less(heap[r], heap[min])) min = r;
+      if (min === i) return;
+      const t = heap[i];
+      heap[i] = heap[min];
+      heap[min] = t;
+      i = min;
+    }
+  };
+  for (let i = 0; i < k; i++) heap[i] = i;
+  for (let i = (k >> 1) - 1; i >= 0; i--) siftDown(i);
+  for (let i = k; i < probs.length; i++) {
+    if (less(heap[0], i)) {
+      heap[0] = i;
+      siftDown(0);
+    }
+  }
+  return k;
+}
+
+/** Draws a token id from a distribution (as toProbabilities writes it). */
+export function sampleFrom(probs: Float32Array, rng: Rng): number {
+  const u = rng.next();
+  let cdf = 0;
+  let last = 0;
+  for (let i = 0; i < probs.length; i++) {
+    const p = probs[i];
+    if (p <= 0) continue;
+    cdf += p;
+    last = i;
+    if (u < cdf) return i;
+  }
+  return last; // rounding: u landed past the final cdf
+}

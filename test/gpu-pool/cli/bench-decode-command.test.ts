@@ -1,0 +1,36 @@
+// `sssd bench-decode` runs end to end and reports one figure per batch size.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { models, repoRoot, requireSharedData } from '../../support/shared-data';
+
+requireSharedData();
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'sssd-bench-cli-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function sssd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), ...args], { cwd: repoRoot, env: { ...process.env, SSSD_CACHE_DIR: tmp } },
+      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }));
+  });
+}
+
+describe('sssd bench-decode', () => {
+  it('prints decode tokens/s for each batch size as JSON', async () => {
+    const r = await sssd(['bench-decode', '--model', models.stories260K.checkpoint, '--batch', '1,4', '--tokens', '8', '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { model: string; results: Array<{ batch: number; steps: number; tokens: number; tokensPerSecond: number }> };
+    expect(out.model).toBe('stories260K');
+    expect(out.results.map((x) => [x.batch, x.steps, x.tokens])).toEqual([[1, 7, 7], [4, 7, 28]]);
+    for (const x of out.results) expect(x.tokensPerSecond).toBeGreaterThan(0);
+  });
+
+  it('rejects a bad batch list with one line', async () => {
+    const r = await sssd(['bench-decode', '--model', models.stories260K.checkpoint, '--batch', '1,x']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim()).toMatch(/^sssd: --batch must be an integer/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+});

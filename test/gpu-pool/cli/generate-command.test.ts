@@ -1,0 +1,86 @@
+// `sssd generate` as a user runs it: a child process; bad input gives a
+// one-line message and a non-zero exit, never a stack trace.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { models, repoRoot, requireSharedData } from '../../support/shared-data';
+import { loadModel } from '../../../gpu-pool/model/load-model';
+import { writeHfCheckpoint } from '../../../gpu-pool/model/hf-checkpoint';
+import { parseLlama2cTokenizer } from '../../../shared/tokenizer/llama2c-tokenizer';
+import { llama2cToTokenizerJson } from '../../../shared/tokenizer/tokenizer-json';
+
+requireSharedData();
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'sssd-generate-cli-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+interface Run { code: number; stdout: string; stderr: string }
+function sssd(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [path.join(repoRoot, 'bin/sssd.mjs'), ...args],
+      { cwd: repoRoot, env: { ...process.env, SSSD_CACHE_DIR: path.join(tmp, 'cache') } },
+      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+const m = models.stories260K;
+
+describe('sssd generate', () => {
+  it('prints one JSON object whose ids reproduce the llama2.c fixture', async () => {
+    const fixture = JSON.parse(readFileSync(m.fixtures, 'utf8').split('\n')[1]) as { prompt: string; prompt_ids: number[]; output_ids: number[] };
+    const r = await sssd(['generate', '--model', m.checkpoint, '--tokenizer', m.tokenizer, '--prompt', fixture.prompt,
+      '--max-tokens', String(fixture.output_ids.length), '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { prompt_ids: number[]; output_ids: number[]; text: string; finish_reason: string };
+    expect(out.prompt_ids).toEqual(fixture.prompt_ids);
+    expect(out.output_ids).toEqual(fixture.output_ids);
+    expect(out.finish_reason).toBe('length');
+    expect(out.text.length).toBeGreaterThan(100);
+  });
+
+  it('runs a Hugging Face directory with its own tokenizer.json', async () => {
+    const bin = await loadModel(m.checkpoint);
+    const dir = path.join(tmp, 'hf');
+    await writeHfCheckpoint(dir, bin.config, bin.weights);
+    const vocab = parseLlama2cTokenizer(new Uint8Array(readFileSync(m.tokenizer)));
+    writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(llama2cToTokenizerJson(vocab)));
+    const fixture = JSON.parse(readFileSync(m.fixtures, 'utf8').split('\n')[3]) as { prompt: string; prompt_ids: number[]; output_ids: number[] };
+    const r = await sssd(['generate', '--model', dir, '--prompt', fixture.prompt, '--max-tokens', String(fixture.output_ids.length), '--json']);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { prompt_ids: number[]; output_ids: number[]; finish_reason: string };
+    expect(out.prompt_ids).toEqual(fixture.prompt_ids);
+    expect(out.output_ids).toEqual(fixture.output_ids);
+  });
+
+  const truncated = path.join(tmp, 'truncated.bin');
+  writeFileSync(truncated, readFileSync(m.checkpoint).subarray(0, 500_000));
+  const garbage = path.join(tmp, 'garbage.bin');
+  writeFileSync(garbage, Buffer.from('this is not a checkpoint at all, just some text'));
+  const longPrompt = 'a'.repeat(400); // character-level tokenizer: > 256 tokens
+
+  const cases: Array<[string, string[], RegExp]> = [
+    ['a missing checkpoint', ['--model', path.join(tmp, 'nope.bin'), '--tokenizer', m.tokenizer], /model not found/],
+    ['a truncated checkpoint', ['--model', truncated, '--tokenizer', m.tokenizer], /truncated/],
+    ['a file that is not a checkpoint', ['--model', garbage, '--tokenizer', m.tokenizer], /not a llama2\.c checkpoint/],
+    ['a missing tokenizer', ['--model', m.checkpoint, '--tokenizer', path.join(tmp, 'nope.tok')], /tokenizer not found/],
+    ['no tokenizer for a .bin', ['--model', m.checkpoint], /--tokenizer is required/],
+    ['a tokenizer of another vocabulary', ['--model', models.babyllama105.checkpoint, '--tokenizer', m.tokenizer], /512 tokens but model babyllama105 expects 105/],
+    ['a prompt longer than the context', ['--model', models.babyllama105.checkpoint, '--tokenizer', models.babyllama105.tokenizer, '--prompt', longPrompt], /longer|more than the model's context/],
+    ['a bad --max-tokens', ['--model', m.checkpoint, '--tokenizer', m.tokenizer, '--max-tokens', 'ten'], /--max-tokens must be/],
+    ['a negative --temperature', ['--model', m.checkpoint, '--tokenizer', m.tokenizer, '--temperature', '-1'], /--temperature must be/],
+    ['a --top-p of 0', ['--model', m.checkpoint, '--tokenizer', m.tokenizer, '--top-p', '0'], /--top-p must be/],
+  ];
+  it.each(cases)('rejects %s with a one-line message', async (_what, args, message) => {
+    // The last --max-tokens wins, so a case's own value overrides the default 4.
+    const r = await sssd(['generate', '--max-tokens', '4', ...args]);
+    expect(r.code).not.toBe(0);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(message);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});

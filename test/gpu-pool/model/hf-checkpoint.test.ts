@@ -1,0 +1,93 @@
+// A Hugging Face directory (permuted q/k, config.json, safetensors) written
+// from stories260K's weights loads to the same model and generates the same tokens.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadModel } from '../../../gpu-pool/model/load-model';
+import { writeHfCheckpoint } from '../../../gpu-pool/model/hf-checkpoint';
+import { readSafetensors, toFloat32, writeSafetensors } from '../../../gpu-pool/model/safetensors';
+import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
+import { generate } from '../../../gpu-pool/runtime/generate';
+import { models, requireSharedData } from '../../support/shared-data';
+
+requireSharedData();
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'sssd-hf-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('Hugging Face checkpoints', () => {
+  it('load from a directory written in HF layout and generate the same tokens as the .bin', async () => {
+    const bin = await loadModel(models.stories260K.checkpoint);
+    const dir = path.join(tmp, 'stories260K-hf');
+    await writeHfCheckpoint(dir, bin.config, bin.weights);
+    // Tokenizer travels with the model, as in HF repositories.
+    const tokJson = path.resolve('shared/tokenizer/tokenizer-json.ts');
+    if (existsSync(tokJson)) {
+      const { llama2cToTokenizerJson } = await import('../../../shared/tokenizer/tokenizer-json');
+      const { parseLlama2cTokenizer } = await import('../../../shared/tokenizer/llama2c-tokenizer');
+      const vocab = parseLlama2cTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
+      writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(llama2cToTokenizerJson(vocab)));
+    }
+
+    // The stored q rows really are in HF's rotate-halves order, not llama2.c's.
+    const st = readSafetensors(new Uint8Array(readFileSync(path.join(dir, 'model.safetensors'))), 'model.safetensors');
+    const hfWq = toFloat32(st.get('model.layers.0.self_attn.q_proj.weight')!, 'x');
+    // head 0, pair 0: llama2.c rows (0, 1) are HF rows (0, hd/2 = 4).
+    const row = (w: Float32Array, r: number) => Array.from(w.subarray(r * 64, (r + 1) * 64));
+    expect(row(hfWq, 4)).toEqual(row(bin.weights.layers[0].wq, 1));
+    expect(row(hfWq, 1)).not.toEqual(row(bin.weights.layers[0].wq, 1));
+
+    const hf = await loadModel(dir);
+    expect(hf.config).toMatchObject({ dim: 64, nLayers: 5, nHeads: 8, nKvHeads: 4, vocabSize: 512, contextLength: 512, eosIds: [1], bosId: 1 });
+    expect(hf.sha256).not.toBe(bin.sha256);
+    expect(Array.from(hf.weights.layers[3].wk)).toEqual(Array.from(bin.weights.layers[3].wk));
+    expect(hf.weights.classifier).toBe(hf.weights.tokenEmbedding);
+
+    const fixture = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[2]) as { prompt_ids: number[]; output_ids: number[] };
+    const runner = await ModelRunner.create(hf, { cacheDir: path.join(tmp, 'graphs') });
+    const [result] = await generate(runner, [{ promptIds: fixture.prompt_ids, maxTokens: fixture.output_ids.length }]);
+    expect(result.outputIds).toEqual(fixture.output_ids);
+    await runner.dispose();
+  });
+
+  it('read F16 and BF16 tensors, shards and an untied lm_head', async () => {
+    const bin = await loadModel(models.stories260K.checkpoint);
+    const dir = path.join(tmp, 'sharded');
+    await writeHfCheckpoint(dir, bin.config, { ...bin.weights, classifier: bin.weights.tokenEmbedding.map((x) => x * 0.5) });
+    // Split the single file into two shards with an index.
+    const all = readSafetensors(new Uint8Array(readFileSync(path.join(dir, 'model.safetensors'))), 'm');
+    rmSync(path.join(dir, 'model.safetensors'));
+    const names = [...all.keys()];
+    const shardOf = (i: number) => (i < names.length / 2 ? 'model-00001-of-00002.safetensors' : 'model-00002-of-00002.safetensors');
+    for (const shard of ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']) {
+      const tensors = names.filter((_, i) => shardOf(i) === shard).map((n) => ({ name: n, shape: all.get(n)!.shape, data: toFloat32(all.get(n)!, n) }));
+      writeFileSync(path.join(dir, shard), writeSafetensors(tensors));
+    }
+    writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: Object.fromEntries(names.map((n, i) => [n, shardOf(i)])) }));
+    const hf = await loadModel(dir);
+    expect(hf.weights.classifier).not.toBe(hf.weights.tokenEmbedding);
+    expect(hf.weights.classifier[10]).toBeCloseTo(bin.weights.tokenEmbedding[10] * 0.5, 7);
+
+    // Half-precision decoding: 1.0, -2.0, 0.5 as F16 and as BF16.
+    const header = (dtype: string) => JSON.stringify({ t: { dtype, shape: [3], data_offsets: [0, 6] } });
+    for (const [dtype, words] of [['F16', [0x3c00, 0xc000, 0x3800]], ['BF16', [0x3f80, 0xc000, 0x3f00]]] as const) {
+      const h = new TextEncoder().encode(header(dtype));
+      const bytes = new Uint8Array(8 + h.length + 6);
+      const view = new DataView(bytes.buffer);
+      view.setBigUint64(0, BigInt(h.length), true);
+      bytes.set(h, 8);
+      words.forEach((w, i) => view.setUint16(8 + h.length + 2 * i, w, true));
+      expect(Array.from(toFloat32(readSafetensors(bytes, dtype).get('t')!, dtype))).toEqual([1, -2, 0.5]);
+    }
+  });
+
+  it('explain what is wrong with a broken directory', async () => {
+    const dir = path.join(tmp, 'broken');
+    await writeHfCheckpoint(dir, (await loadModel(models.stories260K.checkpoint)).config, (await loadModel(models.stories260K.checkpoint)).weights);
+    const bytes = readFileSync(path.join(dir, 'model.safetensors'));
+    writeFileSync(path.join(dir, 'model.safetensors'), bytes.subarray(0, bytes.length - 1000));
+    await expect(loadModel(dir)).rejects.toThrow(/truncated/);
+    rmSync(path.join(dir, 'config.json'));
+    await expect(loadModel(dir)).rejects.toThrow(/no config\.json/);
+  });
+});

@@ -1,0 +1,42 @@
+// llama2.c checkpoints: header, shared vs separate classifier, size checks.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { loadModel } from '../../../gpu-pool/model/load-model';
+import { parseLlama2cCheckpoint, writeLlama2cCheckpoint } from '../../../gpu-pool/model/llama2c-checkpoint';
+import { CliError } from '../../../gpu-pool/cli/cli-error';
+import { models, requireSharedData } from '../../support/shared-data';
+
+requireSharedData();
+
+describe('llama2.c checkpoints', () => {
+  it('load every development model with its header and a stable sha256', async () => {
+    const m = await loadModel(models.stories260K.checkpoint);
+    expect(m.config).toMatchObject({ name: 'stories260K', dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, headDim: 8, vocabSize: 512, contextLength: 512, ropeTheta: 10000, normEps: 1e-5, eosIds: [1] });
+    expect(m.sha256).toMatch(/^b0a507e7[0-9a-f]+2696$/);
+    expect(m.weights.classifier).toBe(m.weights.tokenEmbedding);
+    const b = await loadModel(models.babyllama105.checkpoint);
+    expect(b.config).toMatchObject({ dim: 128, hiddenDim: 352, vocabSize: 105, contextLength: 256 });
+  });
+
+  it('round-trip a separate classifier (negative vocab size)', async () => {
+    const m = await loadModel(models.stories260K.checkpoint);
+    const untied = { ...m.weights, classifier: m.weights.tokenEmbedding.map((x) => -x) };
+    const bytes = writeLlama2cCheckpoint(m.config, untied);
+    expect(new DataView(bytes.buffer).getInt32(20, true)).toBe(-512);
+    const back = parseLlama2cCheckpoint(bytes, 'untied.bin');
+    expect(back.weights.classifier).not.toBe(back.weights.tokenEmbedding);
+    expect(back.weights.classifier[5]).toBe(-m.weights.tokenEmbedding[5]);
+    expect(Array.from(back.weights.layers[4].w2)).toEqual(Array.from(m.weights.layers[4].w2));
+  });
+
+  it('reject truncated, padded and foreign files with a CliError', () => {
+    const bytes = new Uint8Array(readFileSync(models.stories260K.checkpoint));
+    expect(() => parseLlama2cCheckpoint(bytes.subarray(0, 1000), 'x.bin')).toThrow(CliError);
+    expect(() => parseLlama2cCheckpoint(bytes.subarray(0, 1000), 'x.bin')).toThrow(/truncated/);
+    const padded = new Uint8Array(bytes.length + 4);
+    padded.set(bytes);
+    expect(() => parseLlama2cCheckpoint(padded, 'x.bin')).toThrow(/does not match/);
+    expect(() => parseLlama2cCheckpoint(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'tok.bin')).toThrow(/not a llama2\.c checkpoint/);
+    expect(() => parseLlama2cCheckpoint(new Uint8Array(10), 'x.bin')).toThrow(/too short/);
+  });
+});

@@ -1,0 +1,125 @@
+// ModelRunner's cache bookkeeping: rolled-back and reordered sequences get
+// exactly the logits a fresh run of their tokens gets.
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModel, type LoadedModel } from '../../../gpu-pool/model/load-model';
+import { ReferenceForward } from '../../../gpu-pool/model/reference-forward';
+import { cudaProviderInstalled, ModelRunner } from '../../../gpu-pool/runtime/model-runner';
+import { CliError } from '../../../gpu-pool/cli/cli-error';
+import { GRAPH_VERSION } from '../../../gpu-pool/graph/llama-graph';
+import { models, requireSharedData } from '../../support/shared-data';
+
+requireSharedData();
+const cacheDir = mkdtempSync(path.join(os.tmpdir(), 'sssd-graphs-test-'));
+afterAll(() => rmSync(cacheDir, { recursive: true, force: true }));
+
+const chain = (tokens: number[]) => ({ tokens: Int32Array.from(tokens), parents: Int32Array.from(tokens, (_, i) => i - 1) });
+
+function lastReferenceLogits(model: LoadedModel, tokens: number[]): Float32Array {
+  const ref = new ReferenceForward(model.config, model.weights);
+  let out: Float32Array = new Float32Array(0);
+  for (const t of tokens) out = ref.forward(t);
+  return out;
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+describe('ModelRunner', () => {
+  let model: LoadedModel;
+  let runner: ModelRunner;
+  beforeAll(async () => {
+    model = await loadModel(models.stories260K.checkpoint);
+    runner = await ModelRunner.create(model, { cacheDir });
+  });
+  afterAll(async () => runner?.dispose());
+
+  it('reuses a cached graph on the second start', async () => {
+    const again = await ModelRunner.create(model, { cacheDir });
+    expect(again.graphFromCache).toBe(true);
+    await again.dispose();
+  });
+
+  it('runs a graph whose weights live in an external data file (large models) like the inline one', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sssd-graphs-external-'));
+    const ext = await ModelRunner.create(model, { cacheDir: dir, externalDataAboveBytes: 0 });
+    expect(readdirSync(dir).sort()).toEqual([`${model.sha256}-g${GRAPH_VERSION}.onnx`, `${model.sha256}-g${GRAPH_VERSION}.onnx.data`]);
+    const tokens = [1, 403, 407, 261, 378];
+    const a = runner.newSequence();
+    const b = ext.newSequence();
+    const ra = await runner.step([{ cache: a, row: chain(tokens) }]);
+    const rb = await ext.step([{ cache: b, row: chain(tokens) }]);
+    expect(maxAbsDiff(ra.logitsAt(0, 4), rb.logitsAt(0, 4))).toBeLessThanOrEqual(1e-6);
+    const again = await ModelRunner.create(model, { cacheDir: dir, externalDataAboveBytes: 0 });
+    expect(again.graphFromCache).toBe(true);
+    await Promise.all([ext.dispose(), again.dispose()]);
+    a.release();
+    b.release();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('splits a step whose padding would dominate into two passes, with the same logits', async () => {
+    const decodeRows = Array.from({ length: 6 }, (_, i) => [1, 50 + i, 60 + i]);
+    const prompt = Array.from({ length: 40 }, (_, i) => 3 + ((i * 13) % 400));
+    const caches = decodeRows.map(() => runner.newSequence());
+    const pre = await runner.step(decodeRows.map((t, i) => ({ cache: caches[i], row: chain(t) })));
+    caches.forEach((_, i) => pre.commit(i, [0, 1, 2]));
+    const fresh = runner.newSequence();
+    // A prompt joins in the middle of the batch.
+    const rows = [
+      ...caches.slice(0, 3).map((cache) => ({ cache, row: chain([7]) })),
+      { cache: fresh, row: chain(prompt) },
+      ...caches.slice(3).map((cache) => ({ cache, row: chain([7]) })),
+    ];
+    const s = await runner.step(rows);
+    expect(s.passes).toBe(2);
+    expect(maxAbsDiff(s.logitsAt(3, 39), lastReferenceLogits(model, prompt))).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(s.logitsAt(4, 0), lastReferenceLogits(model, [...decodeRows[3], 7]))).toBeLessThanOrEqual(1e-4);
+    const arr = s.logitsArray(4);
+    expect(arr[s.logitsOffset(4, 0) + 5]).toBe(s.logitsAt(4, 0)[5]);
+    s.commit(3, prompt.map((_, i) => i));
+    s.commit(5, [0]);
+    expect(fresh.length).toBe(40);
+    const after = await runner.step([{ cache: fresh, row: chain([9]) }, { cache: caches[4], row: chain([8]) }]);
+    expect(after.passes).toBe(1);
+    expect(maxAbsDiff(after.logitsAt(0, 0), lastReferenceLogits(model, [...prompt, 9]))).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(after.logitsAt(1, 0), lastReferenceLogits(model, [...decodeRows[4], 7, 8]))).toBeLessThanOrEqual(1e-4);
+    for (const c of [...caches, fresh]) c.release();
+  });
+
+  it.skipIf(cudaProviderInstalled())('explains that CUDA is not installed when asked for it', async () => {
+    const attempt = ModelRunner.create(model, { cacheDir, executionProvider: 'cuda' });
+    await expect(attempt).rejects.toThrow(CliError);
+    await expect(ModelRunner.create(model, { cacheDir, executionProvider: 'cuda' })).rejects.toThrow(/CUDA execution provider requested but not installed/);
+  });
+
+  it('forgets truncated positions and swapped row order', async () => {
+    const a = runner.newSequence(2);
+    const b = runner.newSequence();
+    const aTokens = [1, 40, 41, 42, 43, 44];
+    const bTokens = [1, 300, 301];
+    let s = await runner.step([{ cache: a, row: chain(aTokens) }, { cache: b, row: chain(bTokens) }]);
+    s.commit(0, [0, 1, 2, 3, 4, 5]);
+    s.commit(1, [0, 1, 2]);
+    expect(a.capacity).toBeGreaterThanOrEqual(6); // grew from 2
+    // Roll a back to 3 positions, then continue both with the rows swapped.
+    a.truncate(3);
+    s = await runner.step([{ cache: b, row: chain([302]) }, { cache: a, row: chain([77, 78]) }]);
+    expect(maxAbsDiff(s.logitsAt(0, 0), lastReferenceLogits(model, [...bTokens, 302]))).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(s.logitsAt(1, 1), lastReferenceLogits(model, [1, 40, 41, 77, 78]))).toBeLessThanOrEqual(1e-4);
+    s.commit(0, [0]);
+    s.commit(1, [0, 1]);
+    // Same order again: only the new positions are copied into the packed past.
+    s = await runner.step([{ cache: b, row: chain([303]) }, { cache: a, row: chain([79]) }]);
+    expect(maxAbsDiff(s.logitsAt(0, 0), lastReferenceLogits(model, [...bTokens, 302, 303]))).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(s.logitsAt(1, 0), lastReferenceLogits(model, [1, 40, 41, 77, 78, 79]))).toBeLessThanOrEqual(1e-4);
+    a.release();
+    b.release();
+    await expect(runner.step([{ cache: a, row: chain([1]) }])).rejects.toThrow(/released/);
+  });
+});

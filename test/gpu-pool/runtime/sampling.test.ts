@@ -1,0 +1,83 @@
+// Sampling: deterministic for a seed, and the distribution honours temperature, top-k and top-p.
+import { describe, expect, it } from 'vitest';
+import { argmax, Rng, sampleFrom, toProbabilities } from '../../../gpu-pool/runtime/sampling';
+
+const logits = Float32Array.from([1, 3, 2, 0.5, 2.5]);
+
+describe('sampling', () => {
+  it('argmax picks the first maximum', () => {
+    expect(argmax(logits)).toBe(1);
+    expect(argmax(Float32Array.from([2, 5, 5]))).toBe(1);
+  });
+
+  it('Rng is deterministic per seed, uniform enough, and seeds above 2^32 differ', () => {
+    const draw = (seed: number) => Array.from({ length: 5 }, ((r) => () => r.next())(new Rng(seed)));
+    expect(draw(42)).toEqual(draw(42));
+    expect(draw(42)).not.toEqual(draw(43));
+    expect(draw(2 ** 40)).not.toEqual(draw(2 ** 40 + 2 ** 33));
+    const r = new Rng(1);
+    let sum = 0;
+    for (let i = 0; i < 20000; i++) {
+      const u = r.next();
+      expect(u >= 0 && u < 1).toBe(true);
+      sum += u;
+    }
+    expect(sum / 20000).toBeCloseTo(0.5, 1);
+  });
+
+  it('temperature 1 without cuts is the softmax', () => {
+    const p = toProbabilities(logits, { temperature: 1, topP: 1, topK: 0 }, new Float32Array(5));
+    const z = Array.from(logits).reduce((s, x) => s + Math.exp(x), 0);
+    p.forEach((v, i) => expect(v).toBeCloseTo(Math.exp(logits[i]) / z, 6));
+  });
+
+  it('top-k and top-p keep only the most likely tokens, renormalised', () => {
+    const k2 = toProbabilities(logits, { temperature: 1, topP: 1, topK: 2 }, new Float32Array(5));
+    expect(Array.from(k2).map((v) => v > 0)).toEqual([false, true, false, false, true]);
+    expect(k2.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+    // Softmax masses ~ [.05,.40,.15,.03,.24...]: top-p 0.5 keeps the two largest.
+    const p5 = toProbabilities(logits, { temperature: 1, topP: 0.5, topK: 0 }, new Float32Array(5));
+    expect(Array.from(p5).map((v) => v > 0)).toEqual([false, true, false, false, true]);
+    // Low temperature sharpens towards the argmax.
+    const cold = toProbabilities(logits, { temperature: 0.05, topP: 1, topK: 0 }, new Float32Array(5));
+    expect(cold[1]).toBeGreaterThan(0.99);
+    expect(() => toProbabilities(logits, { temperature: 0, topP: 1, topK: 0 }, new Float32Array(5))).toThrow(RangeError);
+  });
+
+  it('matches a plain sort-everything implementation on random logits', () => {
+    const naive = (l: Float32Array, t: number, p: number, k: number): number[] => {
+      const e = Array.from(l, (x) => Math.exp(x / t));
+      const z = e.reduce((a, b) => a + b, 0);
+      const probs = e.map((x) => x / z);
+      const ids = probs.map((_, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
+      let keep = k > 0 ? Math.min(k, ids.length) : ids.length;
+      let cum = 0;
+      for (let r = 0; r < keep; r++) {
+        cum += probs[ids[r]];
+        if (p < 1 && cum >= p) { keep = r + 1; break; }
+      }
+      const kept = ids.slice(0, keep).reduce((a, i) => a + probs[i], 0);
+      const out = new Array<number>(probs.length).fill(0);
+      for (const i of ids.slice(0, keep)) out[i] = probs[i] / kept;
+      return out;
+    };
+    const rng = new Rng(3);
+    for (const [t, p, k] of [[1, 0.9, 0], [0.7, 1, 20], [1.3, 0.5, 50], [1, 0.99, 1], [0.8, 0.3, 0]] as const) {
+      const logits = Float32Array.from({ length: 1000 }, () => 6 * rng.next());
+      const got = toProbabilities(logits, { temperature: t, topP: p, topK: k }, new Float32Array(1000));
+      const want = naive(logits, t, p, k);
+      expect(Array.from(got).map((x) => x > 0)).toEqual(want.map((x) => x > 0));
+      got.forEach((x, i) => expect(x).toBeCloseTo(want[i], 5));
+    }
+  });
+
+  it('sampleFrom follows the distribution and never picks a zero-probability token', () => {
+    const probs = Float32Array.from([0.1, 0, 0.6, 0.3]);
+    const rng = new Rng(9);
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 20000; i++) counts[sampleFrom(probs, rng)]++;
+    expect(counts[1]).toBe(0);
+    expect(counts[2] / 20000).toBeCloseTo(0.6, 1);
+    expect(counts[0] / 20000).toBeCloseTo(0.1, 1);
+  });
+});
