@@ -1,4 +1,75 @@
-// Placeholder until this subcommand lands; replaced by its owner.
+/**
+ * `sssd bench-serve`: the serving benchmark (gpu-pool/bench/bench-serve.ts)
+ * against a running pool. Token from --token or SSSD_POOL_TOKEN.
+ */
 import type { Command } from 'commander';
+import { benchServe, formatTable, parseMethods } from '../bench/bench-serve';
+import { loadWorkload } from '../bench/workload';
+import { CliError } from './cli-error';
 
-export function register(_program: Command): void {}
+interface BenchServeFlags {
+  pool: string;
+  workload: string;
+  concurrency: string;
+  methods: string;
+  limit: string;
+  json?: boolean;
+  token?: string;
+  datastore: boolean;
+  edge: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('bench-serve')
+    .description('serving benchmark: replay a workload against a running pool at several concurrencies and methods')
+    .requiredOption('--pool <url>', 'pool base URL, e.g. http://127.0.0.1:8788')
+    .requiredOption('--workload <file>', 'workload JSONL (user, prompt, max_tokens, temperature, top_p, seed)')
+    .option('--concurrency <list>', 'generations in flight, comma-separated', '1,8,32,128')
+    .option('--methods <list>', 'speculation methods, comma-separated (off, pld, context, sssd)', 'off,pld,sssd')
+    .option('--limit <n>', 'requests per concurrency level (at least 4 × the concurrency, cycling through the workload)', '96')
+    .option('--no-datastore', "do not use the pool's global datastore for sssd")
+    .option('--no-edge', 'do not play the edge for sssd (no per-user caches, no shipped tries)')
+    .option('--token <token>', 'bearer token (default $SSSD_POOL_TOKEN)')
+    .option('--json', 'print the results as JSON')
+    .action(async (flags: BenchServeFlags) => {
+      const concurrencies = flags.concurrency.split(',').map((c) => Number(c.trim()));
+      if (concurrencies.some((c) => !Number.isInteger(c) || c < 1)) throw new CliError(`--concurrency must list positive integers, not "${flags.concurrency}"`);
+      const limit = Number(flags.limit);
+      if (!Number.isInteger(limit) || limit < 1) throw new CliError(`--limit must be a positive integer, not "${flags.limit}"`);
+      let methods;
+      try {
+        methods = parseMethods(flags.methods);
+      } catch (err) {
+        throw new CliError((err as Error).message);
+      }
+      let poolUrl: string;
+      try {
+        poolUrl = new URL(flags.pool).toString().replace(/\/$/, '');
+      } catch {
+        throw new CliError(`--pool must be a URL, not "${flags.pool}"`);
+      }
+      const workload = await loadWorkload(flags.workload).catch((err: Error) => {
+        throw new CliError(err.message);
+      });
+      const t0 = performance.now();
+      const results = await benchServe({
+        poolUrl,
+        token: flags.token ?? process.env.SSSD_POOL_TOKEN ?? null,
+        workload,
+        concurrencies,
+        methods,
+        limit,
+        useDatastore: flags.datastore,
+        edgeTries: flags.edge,
+        progress: !flags.json && process.stderr.isTTY === true,
+      }).catch((err: Error) => {
+        throw new CliError(`bench-serve: ${err.message}`);
+      });
+      if (flags.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+      else {
+        process.stdout.write(formatTable(results) + '\n');
+        process.stdout.write(`(${workload.length} workload requests, ${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+      }
+    });
+}

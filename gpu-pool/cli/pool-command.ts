@@ -1,4 +1,189 @@
-// Placeholder until this subcommand lands; replaced by its owner.
+/**
+ * `sssd pool`: the verification pool service. Loads the model, tokenizer and
+ * (optionally) the datastore, calibrates the step-cost curve (cached), and
+ * serves protocol v1 over HTTP until SIGINT/SIGTERM.
+ *
+ * Auth: the bearer token comes from SSSD_POOL_TOKEN. Without it the pool
+ * refuses to start, unless --insecure-no-auth is given, which is only allowed
+ * on a loopback host (local development, tests).
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
+import { PROTOCOL_VERSION, type PoolInfo } from '../../shared/protocol';
+import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import { detectTokenizerFormat } from '../../shared/tokenizer/load-tokenizer';
+import { loadModel } from '../model/load-model';
+import { ModelRunner } from '../runtime/model-runner';
+import { Datastore } from '../datastore/datastore';
+import { calibrate } from '../budget/calibration';
+import { TreeBudget, budgetPolicies, type BudgetPolicyName } from '../budget/tree-budget';
+import { SpeculationGovernor } from '../budget/speculation-governor';
+import { PoolMetrics } from '../metrics/pool-metrics';
+import { Scheduler } from '../scheduler/scheduler';
+import { drafterFactory } from '../scheduler/drafter-factory';
+import { PoolServer } from '../server/pool-server';
+import { CliError } from './cli-error';
 
-export function register(_program: Command): void {}
+interface PoolFlags {
+  model: string;
+  tokenizer: string;
+  datastore?: string;
+  port: string;
+  host: string;
+  insecureNoAuth?: boolean;
+  maxActive: string;
+  maxQueued: string;
+  maxTotalTokens?: string;
+  budget: string;
+  maxTreeNodes: string;
+  recalibrate?: boolean;
+  threads?: string;
+  governor: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('pool')
+    .description('run the verification pool (batched tree verification over HTTP)')
+    .requiredOption('--model <path>', 'llama2.c .bin checkpoint or Hugging Face model directory')
+    .requiredOption('--tokenizer <path>', 'tokenizer file (llama2.c tokenizer .bin or tokenizer.json)')
+    .option('--datastore <file>', 'global datastore file (sssd datastore build); default: empty, filled by opted-in outputs')
+    .option('--port <n>', 'port (0 = any free port)', '8788')
+    .option('--host <host>', 'interface to bind', '127.0.0.1')
+    .option('--insecure-no-auth', 'serve without a bearer token (loopback hosts only)')
+    .option('--max-active <n>', 'generations in the running batch', '128')
+    .option('--max-queued <n>', 'generations waiting for a batch slot', '512')
+    .option('--max-total-tokens <n>', 'token reservations (prompt + max tokens) over running and queued generations (default: (max-active + max-queued) × context)')
+    .option('--budget <policy>', `tree budget: ${budgetPolicies.join(', ')} or off`, 'marginal')
+    .option('--max-tree-nodes <n>', 'most draft nodes per request per step', '32')
+    .option('--recalibrate', 'measure the step-cost curve again instead of using the cache')
+    .option('--no-governor', 'marginal budget: do not switch speculation off where measured throughput says it loses')
+    .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
+    .action(async (flags: PoolFlags) => {
+      await runPool(flags);
+    });
+}
+
+function positiveInt(value: string | undefined, flag: string, allowZero = false): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) throw new CliError(`${flag} must be a ${allowZero ? 'non-negative' : 'positive'} integer, not "${value}"`);
+  return n;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+
+async function runPool(flags: PoolFlags): Promise<void> {
+  const port = positiveInt(flags.port, '--port', true);
+  const maxActive = positiveInt(flags.maxActive, '--max-active');
+  const maxQueued = positiveInt(flags.maxQueued, '--max-queued', true);
+  const maxTreeNodes = positiveInt(flags.maxTreeNodes, '--max-tree-nodes');
+  const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads');
+  if (flags.budget !== 'off' && !(budgetPolicies as readonly string[]).includes(flags.budget)) {
+    throw new CliError(`--budget must be one of ${budgetPolicies.join(', ')}, off; not "${flags.budget}"`);
+  }
+  const token = process.env.SSSD_POOL_TOKEN?.trim() || null;
+  if (!token && !flags.insecureNoAuth) {
+    throw new CliError('set SSSD_POOL_TOKEN (the bearer token edges must send), or pass --insecure-no-auth for local use');
+  }
+  if (!token && !LOOPBACK.has(flags.host)) {
+    throw new CliError(`--insecure-no-auth only binds loopback hosts (127.0.0.1, ::1), not ${flags.host}`);
+  }
+
+  let tokenizerBytes: Uint8Array;
+  try {
+    tokenizerBytes = new Uint8Array(await readFile(flags.tokenizer));
+  } catch {
+    throw new CliError(`tokenizer not found: ${flags.tokenizer}`);
+  }
+  let tokenizer;
+  try {
+    tokenizer = loadTokenizer(tokenizerBytes);
+  } catch (err) {
+    throw new CliError(`cannot read tokenizer ${flags.tokenizer}: ${(err as Error).message}`);
+  }
+  const model = await loadModel(flags.model).catch((err: Error) => {
+    throw new CliError(err.message);
+  });
+  const config = model.config;
+  if (tokenizer.vocabSize !== config.vocabSize) {
+    throw new CliError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
+  }
+  const tokenizerSha = createHash('sha256').update(tokenizerBytes).digest('hex');
+  // Default: never binding (every running and queued generation may use the whole context).
+  const maxTotalTokens =
+    flags.maxTotalTokens === undefined ? (maxActive + maxQueued) * (config.contextLength + 1) : positiveInt(flags.maxTotalTokens, '--max-total-tokens');
+
+  let datastore: Datastore;
+  if (flags.datastore) {
+    datastore = await Datastore.load(flags.datastore, { expectVocabSize: config.vocabSize, expectTokenizerSha256: tokenizerSha }).catch((err: Error) => {
+      throw new CliError(`cannot load datastore ${flags.datastore}: ${err.message}`);
+    });
+  } else {
+    datastore = Datastore.empty({ vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha });
+  }
+
+  const runner = await ModelRunner.create(model, { threads });
+  const metrics = new PoolMetrics();
+  let budget: TreeBudget | null = null;
+  if (flags.budget !== 'off') {
+    const t0 = performance.now();
+    const cal = await calibrate(runner, { modelSha256: model.sha256, executionProvider: runner.executionProvider, refresh: flags.recalibrate });
+    budget = new TreeBudget(cal.model, { policy: flags.budget as BudgetPolicyName, maxNodes: maxTreeNodes });
+    const m = cal.model;
+    process.stderr.write(
+      `pool: step cost (past 128): 1 row ${m.stepMs(1, 1, 1, 128).toFixed(2)} ms, 1 row × 16 tokens ${m.stepMs(1, 16, 16, 128).toFixed(2)} ms, ` +
+        `32 rows ${m.stepMs(32, 1, 32, 128).toFixed(2)} ms, 32 rows × 4 tokens ${m.stepMs(32, 4, 128, 128).toFixed(2)} ms; knee ${budget.kneeTokens} tokens; ` +
+        `budget ${budget.options.policy} (${cal.fromCache ? 'calibration cached' : `calibrated in ${((performance.now() - t0) / 1000).toFixed(1)} s`}, ${path.relative(process.cwd(), cal.file)})\n`,
+    );
+  }
+
+  const governor = budget && flags.budget === 'marginal' && flags.governor ? new SpeculationGovernor() : null;
+  if (governor) metrics.watchGovernor(() => governor.snapshot());
+  const scheduler = new Scheduler(runner, {
+    limits: { maxActive, maxQueued, maxTotalTokens },
+    budget,
+    governor,
+    metrics,
+    createDrafter: drafterFactory(datastore),
+    onContribute: (tokens) => datastore.append(tokens),
+    maxTreeNodes,
+  });
+  const info: PoolInfo = {
+    protocol: PROTOCOL_VERSION,
+    model: {
+      name: config.name,
+      contextLength: config.contextLength,
+      vocabSize: config.vocabSize,
+      bosId: config.bosId,
+      eosIds: [...config.eosIds],
+      chatTemplate: 'concat',
+    },
+    tokenizer: { format: detectTokenizerFormat(tokenizerBytes), path: '/v1/tokenizer', sha256: tokenizerSha },
+    datastore: { enabled: datastore.tokenCount > 0 || !!flags.datastore, tokens: datastore.tokenCount },
+    limits: { maxActive, maxQueued, maxTotalTokens },
+  };
+  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token });
+  let url: string;
+  try {
+    url = await server.listen(port, flags.host);
+  } catch (err) {
+    throw new CliError(`cannot listen on ${flags.host}:${port}: ${(err as Error).message}`);
+  }
+  if (!token) process.stderr.write('pool: WARNING: authentication is off (--insecure-no-auth)\n');
+  process.stdout.write(`pool listening on ${url}\n`);
+
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      server
+        .close()
+        .then(() => datastore.close())
+        .then(resolve, resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

@@ -1,0 +1,207 @@
+/**
+ * Serving benchmark against a running pool: replays a workload with
+ * `concurrency` generations in flight, for each method, and reports output
+ * tokens/s, time per output token, time to first token and tokens per step.
+ *
+ * Fairness: at each concurrency level every method replays the same requests;
+ * methods take turns round by round (so they see the same machine load over
+ * time); user caches start empty at each level (the edge learns during the
+ * level, never from a previous replay of the same request).
+ */
+import cliProgress from 'cli-progress';
+import { speculationMethods, type PoolInfo, type SpeculationMethod } from '../../shared/protocol';
+import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import { EdgeEmulator } from './edge-emulator';
+import { quantile } from './latency-stats';
+import { runGeneration, type TimedGeneration } from './pool-stream-client';
+import type { WorkloadRequest } from './workload';
+
+export interface BenchServeOptions {
+  poolUrl: string;
+  token: string | null;
+  workload: WorkloadRequest[];
+  concurrencies: number[];
+  methods: SpeculationMethod[];
+  /** Requests per concurrency level (at least 4 × the concurrency, cycling through the workload). */
+  limit: number;
+  useDatastore: boolean;
+  /** Play the edge for `sssd` (per-user caches, shipped tries); default true. */
+  edgeTries?: boolean;
+  progress: boolean;
+}
+
+export interface MethodResult {
+  concurrency: number;
+  method: SpeculationMethod;
+  requests: number;
+  failed: number;
+  outputTokens: number;
+  wallSeconds: number;
+  outputTokensPerSecond: number;
+  tpotMedianMs: number;
+  tpotP99Ms: number;
+  ttftMedianMs: number;
+  ttftP99Ms: number;
+  /** Tokens emitted per verification step (bonus included). */
+  meanAcceptanceLength: number;
+  /** Accepted / drafted tokens. */
+  acceptanceRate: number;
+  /** Output tokens/s relative to `off` at the same concurrency (when measured). */
+  speedupVsOff?: number;
+}
+
+interface Prepared {
+  user: string;
+  promptIds: number[];
+  request: WorkloadRequest;
+}
+
+export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[]> {
+  const headers = opts.token ? { authorization: `Bearer ${opts.token}` } : undefined;
+  const infoRes = await fetch(`${opts.poolUrl}/v1/info`, { headers });
+  if (!infoRes.ok) throw new Error(`GET /v1/info answered ${infoRes.status}: ${(await infoRes.text()).slice(0, 200)}`);
+  const info = (await infoRes.json()) as PoolInfo;
+  const tokRes = await fetch(`${opts.poolUrl}${info.tokenizer.path}`, { headers });
+  if (!tokRes.ok) throw new Error(`GET ${info.tokenizer.path} answered ${tokRes.status}`);
+  const tokenizer = loadTokenizer(new Uint8Array(await tokRes.arrayBuffer()), info.tokenizer.format);
+  const prepared: Prepared[] = opts.workload.map((request) => ({
+    user: request.user,
+    promptIds: tokenizer.encode(request.prompt, { bos: true }).slice(0, info.model.contextLength),
+    request,
+  }));
+
+  const results: MethodResult[] = [];
+  let runId = 0;
+  // Warm-up (not measured): the runtime's first batch shapes and the JIT.
+  for (const method of opts.methods) {
+    await replay(prepared.slice(0, 8), 4, (p) =>
+      runGeneration(opts.poolUrl, opts.token, {
+        id: `bench-warmup-${process.pid}-${++runId}`,
+        promptIds: p.promptIds,
+        maxTokens: Math.min(32, p.request.max_tokens),
+        speculation: method,
+        useDatastore: opts.useDatastore,
+      }),
+    );
+  }
+  for (const concurrency of opts.concurrencies) {
+    // High concurrency needs enough requests to stay at that concurrency for a
+    // while: at least 4 × concurrency, cycling through the workload (a repeat
+    // ships no edge trie: the user cache would already hold its answer).
+    const count = Math.max(Math.min(prepared.length, opts.limit), 4 * concurrency);
+    const requests = Array.from({ length: count }, (_, i) => ({ ...prepared[i % prepared.length], repeat: i >= prepared.length }));
+    const roundSize = Math.min(count, Math.max(2 * concurrency, 16));
+    const perMethod = new Map<SpeculationMethod, { runs: TimedGeneration[]; wall: number }>();
+    for (const m of opts.methods) perMethod.set(m, { runs: [], wall: 0 });
+    const edge = new EdgeEmulator(info.model.vocabSize);
+    const bar = opts.progress
+      ? new cliProgress.SingleBar({ format: `c=${concurrency} {bar} {value}/{total} generations`, stream: process.stderr }, cliProgress.Presets.shades_classic)
+      : null;
+    bar?.start(count * opts.methods.length, 0);
+    for (let start = 0; start < count; start += roundSize) {
+      const round = requests.slice(start, start + roundSize);
+      for (const method of opts.methods) {
+        const t0 = performance.now();
+        const runs = await replay(round, concurrency, async (p) => {
+          const playEdge = method === 'sssd' && !p.repeat && opts.edgeTries !== false;
+          const trie = playEdge ? edge.trieFor(p.user, p.promptIds) : undefined;
+          const r = await runGeneration(opts.poolUrl, opts.token, {
+            id: `bench-${process.pid}-${++runId}`,
+            promptIds: p.promptIds,
+            maxTokens: p.request.max_tokens,
+            sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
+            speculation: method,
+            useDatastore: opts.useDatastore,
+            contributeToDatastore: false,
+            ...(trie ? { trie } : {}),
+          });
+          // As the edge's waitUntil: the cache update happens after the response, off the request path.
+          if (playEdge && r.ok) setImmediate(() => edge.record(p.user, p.promptIds, r.outputIds));
+          bar?.increment();
+          return r;
+        });
+        const acc = perMethod.get(method)!;
+        acc.wall += (performance.now() - t0) / 1000;
+        acc.runs.push(...runs);
+      }
+    }
+    bar?.stop();
+    for (const method of opts.methods) {
+      const { runs, wall } = perMethod.get(method)!;
+      results.push(summarise(concurrency, method, runs, wall));
+    }
+    const off = results.find((r) => r.concurrency === concurrency && r.method === 'off');
+    if (off) {
+      for (const r of results) if (r.concurrency === concurrency) r.speedupVsOff = r.outputTokensPerSecond / off.outputTokensPerSecond;
+    }
+  }
+  return results;
+}
+
+/** Runs `items` keeping at most `concurrency` in flight; results in input order. */
+async function replay<T, R>(items: readonly T[], concurrency: number, run: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await run(items[i]);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
+
+function summarise(concurrency: number, method: SpeculationMethod, runs: TimedGeneration[], wall: number): MethodResult {
+  const ok = runs.filter((r) => r.ok);
+  const outputTokens = ok.reduce((s, r) => s + r.outputIds.length, 0);
+  const tpot = ok.filter((r) => r.outputIds.length > 1).map((r) => (r.lastTokenAt - r.firstTokenAt) / (r.outputIds.length - 1));
+  const ttft = ok.map((r) => r.firstTokenAt - r.sentAt);
+  const steps = ok.reduce((s, r) => s + (r.usage?.steps ?? 0), 0);
+  const drafted = ok.reduce((s, r) => s + (r.usage?.draftTokens ?? 0), 0);
+  const accepted = ok.reduce((s, r) => s + (r.usage?.acceptedTokens ?? 0), 0);
+  return {
+    concurrency,
+    method,
+    requests: runs.length,
+    failed: runs.length - ok.length,
+    outputTokens,
+    wallSeconds: wall,
+    outputTokensPerSecond: outputTokens / wall,
+    tpotMedianMs: quantile(tpot, 0.5),
+    tpotP99Ms: quantile(tpot, 0.99),
+    ttftMedianMs: quantile(ttft, 0.5),
+    ttftP99Ms: quantile(ttft, 0.99),
+    meanAcceptanceLength: steps > 0 ? outputTokens / steps : 0,
+    acceptanceRate: drafted > 0 ? accepted / drafted : 0,
+  };
+}
+
+export function formatTable(results: readonly MethodResult[]): string {
+  const head = ['conc', 'method', 'reqs', 'fail', 'out tok/s', 'x off', 'TPOT med', 'TPOT p99', 'TTFT med', 'TTFT p99', 'tok/step', 'accept'];
+  const rows = results.map((r) => [
+    String(r.concurrency),
+    r.method,
+    String(r.requests),
+    String(r.failed),
+    r.outputTokensPerSecond.toFixed(0),
+    r.speedupVsOff === undefined ? '-' : `${r.speedupVsOff.toFixed(2)}x`,
+    `${r.tpotMedianMs.toFixed(2)}ms`,
+    `${r.tpotP99Ms.toFixed(2)}ms`,
+    `${r.ttftMedianMs.toFixed(1)}ms`,
+    `${r.ttftP99Ms.toFixed(1)}ms`,
+    r.meanAcceptanceLength.toFixed(2),
+    r.method === 'off' ? '-' : `${(r.acceptanceRate * 100).toFixed(0)}%`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+export function parseMethods(list: string): SpeculationMethod[] {
+  const methods = list.split(',').map((m) => m.trim()).filter(Boolean);
+  for (const m of methods) {
+    if (!(speculationMethods as readonly string[]).includes(m)) throw new Error(`unknown method "${m}" (use ${speculationMethods.join(', ')})`);
+  }
+  return methods as SpeculationMethod[];
+}

@@ -1,0 +1,29 @@
+/**
+ * Plays the edge for `sssd` runs: one user cache per user (the KV value the
+ * edge keeps), a candidate trie drafted from it for each prompt, and the
+ * finished request merged back, exactly as the Worker does.
+ */
+import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
+import { draftEdgeTrie } from '../../shared/drafting/edge-trie';
+
+export class EdgeEmulator {
+  private readonly caches = new Map<string, Uint8Array>();
+
+  constructor(
+    private readonly vocabSize: number,
+    private readonly trieNodes = 128,
+  ) {}
+
+  /** Base64 trie for this user's prompt, or undefined when the user has no history yet. */
+  trieFor(user: string, promptIds: readonly number[]): string | undefined {
+    const stored = this.caches.get(user);
+    if (!stored) return undefined;
+    const trie = draftEdgeTrie(UserCache.decode(stored), promptIds, { maxNodes: this.trieNodes });
+    return Buffer.from(trie).toString('base64');
+  }
+
+  record(user: string, promptIds: readonly number[], outputIds: readonly number[]): void {
+    const merged = mergeIntoUserCache(this.caches.get(user) ?? null, [...promptIds, ...outputIds], { vocabSize: this.vocabSize });
+    this.caches.set(user, merged);
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * Start-up calibration: time the real runner on a small grid of batch shapes
+ * (rows × tokens per row, plus uneven batches with one long row), fit the
+ * CostModel, and cache the samples per model sha + machine (CPU model, cores,
+ * execution provider) in `.cache/calibration/`, so a restart costs nothing.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { BatchRunner, RunnerSequence } from '../scheduler/batch-runner';
+import type { StepRow } from '../runtime/step-types';
+import { CostModel, type CostSample } from './cost-model';
+
+const GRID_VERSION = 2;
+const ROWS = [1, 4, 16, 64];
+const TOKENS = [1, 4, 16, 48];
+/** Cached context the calibration sequences hold (attention has a past to read), capped by the model's context. */
+const PASTS = [32, 256];
+/** Repetitions per shape; the minimum is kept (the machine's cost without other processes' noise). */
+const REPS = 5;
+
+export interface CalibrationOptions {
+  modelSha256: string;
+  executionProvider: string;
+  cacheDir?: string;
+  /** Ignore the cache and measure again. */
+  refresh?: boolean;
+  /** Cap on rows·tokens of one measured step (keeps small machines quick). */
+  maxBatchTokens?: number;
+}
+
+export interface Calibration {
+  model: CostModel;
+  samples: CostSample[];
+  fromCache: boolean;
+  file: string;
+}
+
+export function machineKey(executionProvider: string): string {
+  const cpus = os.cpus();
+  const id = `${cpus[0]?.model ?? 'cpu'}|${cpus.length}|${os.arch()}|${executionProvider}|v${GRID_VERSION}`;
+  return createHash('sha256').update(id).digest('hex').slice(0, 16);
+}
+
+export async function calibrate<S extends RunnerSequence>(
+  runner: BatchRunner<S>,
+  opts: CalibrationOptions,
+): Promise<Calibration> {
+  const dir = opts.cacheDir ?? path.resolve('.cache', 'calibration');
+  const file = path.join(dir, `${opts.modelSha256.slice(0, 16)}-${machineKey(opts.executionProvider)}.json`);
+  if (!opts.refresh) {
+    try {
+      const samples = JSON.parse(await readFile(file, 'utf8')) as CostSample[];
+      if (Array.isArray(samples) && samples.length >= 4) {
+        return { model: CostModel.fit(samples), samples, fromCache: true, file };
+      }
+    } catch {
+      // no cache yet (or unreadable): measure
+    }
+  }
+  const samples: CostSample[] = [];
+  const ctx = runner.config.contextLength;
+  for (const past of new Set(PASTS.map((p) => Math.min(p, Math.max(1, ctx - 64))))) {
+    samples.push(...(await measureGrid(runner, past, opts.maxBatchTokens ?? 1024)));
+  }
+  await mkdir(dir, { recursive: true });
+  await writeFile(file, JSON.stringify(samples, null, 1));
+  return { model: CostModel.fit(samples), samples, fromCache: false, file };
+}
+
+async function measureGrid<S extends RunnerSequence>(runner: BatchRunner<S>, past: number, maxBatchTokens: number): Promise<CostSample[]> {
+  const vocab = runner.config.vocabSize;
+  const maxRows = Math.max(...ROWS);
+  const seqs: S[] = [];
+  try {
+    // Give every sequence `past` cached tokens (prefill steps, committed).
+    const prefill: StepRow = chainRow(past, vocab, 0);
+    for (let i = 0; i < maxRows; i++) seqs.push(runner.newSequence(runner.config.contextLength));
+    for (let start = 0; start < maxRows; start += 16) {
+      const part = seqs.slice(start, start + 16);
+      const result = await runner.step(part.map((cache) => ({ cache, row: prefill })));
+      const all = Int32Array.from({ length: past }, (_, i) => i);
+      part.forEach((_, r) => result.commit(r, all));
+    }
+    const shapes: { rows: number; lengths: number[] }[] = [];
+    for (const b of ROWS) {
+      for (const t of TOKENS) {
+        if (b * t > maxBatchTokens) continue;
+        shapes.push({ rows: b, lengths: new Array<number>(b).fill(t) });
+        // Uneven batch: one long row among decode rows (a prefill joining).
+        if (b > 1 && t > 1) shapes.push({ rows: b, lengths: [t, ...new Array<number>(b - 1).fill(1)] });
+      }
+    }
+    const samples: CostSample[] = [];
+    for (const shape of shapes) {
+      const batch = shape.lengths.map((t, r) => ({ cache: seqs[r], row: treeRow(t, vocab, r) }));
+      await runner.step(batch); // warm-up (graph/session shapes)
+      let best = Infinity;
+      for (let rep = 0; rep < REPS; rep++) {
+        const t0 = performance.now();
+        await runner.step(batch);
+        best = Math.min(best, performance.now() - t0);
+      }
+      samples.push({
+        rows: shape.rows,
+        maxTokens: Math.max(...shape.lengths),
+        totalTokens: shape.lengths.reduce((a, b) => a + b, 0),
+        maxPast: past,
+        ms: best,
+      });
+    }
+    return samples;
+  } finally {
+    for (const s of seqs) s.release();
+  }
+}
+
+function chainRow(n: number, vocab: number, salt: number): StepRow {
+  const tokens = new Int32Array(n);
+  const parents = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    tokens[i] = (i * 7 + salt * 13 + 3) % vocab;
+    parents[i] = i - 1;
+  }
+  return { tokens, parents };
+}
+
+/** A bushy tree (binary-ish) like the drafts: node i hangs under (i-1)/2. */
+function treeRow(n: number, vocab: number, salt: number): StepRow {
+  const tokens = new Int32Array(n);
+  const parents = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    tokens[i] = (i * 11 + salt * 5 + 7) % vocab;
+    parents[i] = i === 0 ? -1 : (i - 1) >> 1;
+  }
+  return { tokens, parents };
+}

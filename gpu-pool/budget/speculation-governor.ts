@@ -1,0 +1,130 @@
+/**
+ * A measured guard over the budget: per speculation method and batch-size
+ * bucket (powers of two),
+ * it compares the pool's real throughput (emitted tokens per ms of a whole
+ * scheduler cycle: drafting, forward pass, acceptance, streaming) of steps
+ * that speculate against steps that do not, and keeps speculation on only
+ * where it wins. The loser is still tried for a block of steps once every
+ * `exploreEvery` blocks (three times less often once it loses by more than
+ * 25%), so the decision follows the load. This is what makes "speculation never lowers
+ * throughput" hold even where the cost model or the drafters' estimates are
+ * wrong, or drafting itself is what costs.
+ */
+const BUCKETS = 12;
+/** Samples per arm before the comparison is trusted. */
+const WARMUP_SAMPLES = 6;
+/** Consecutive steps an arm runs when it is being (re)tested. */
+const BLOCK = 4;
+/** Speculation is preferred only when it measures this much faster. */
+const TIE_MARGIN = 1.05;
+
+export interface GovernorBucketState {
+  specRate: number;
+  plainRate: number;
+  specSamples: number;
+  plainSamples: number;
+}
+
+/** One comparison: the decayed sums of each arm, per batch-size bucket. */
+class ArmStats {
+  // Decayed sums of tokens and of ms per arm: throughput is their ratio (a
+  // mean of per-cycle ratios would favour the arm with noisier cycles).
+  readonly specTokens = new Float64Array(BUCKETS);
+  readonly specMs = new Float64Array(BUCKETS);
+  readonly plainTokens = new Float64Array(BUCKETS);
+  readonly plainMs = new Float64Array(BUCKETS);
+  readonly specSamples = new Int32Array(BUCKETS);
+  readonly plainSamples = new Int32Array(BUCKETS);
+  readonly counter = new Int32Array(BUCKETS);
+}
+
+export class SpeculationGovernor {
+  /** Per speculation method: how well speculation pays depends on the drafter. */
+  private readonly stats = new Map<string, ArmStats>();
+  private lastArm = false;
+
+  constructor(
+    private readonly exploreEvery = 10,
+    /** Weight of a new observation in the running sums. */
+    private readonly alpha = 0.1,
+  ) {}
+
+  private bucket(batch: number): number {
+    return Math.min(BUCKETS - 1, 31 - Math.clz32(Math.max(1, batch)));
+  }
+
+  private of(key: string): ArmStats {
+    let s = this.stats.get(key);
+    if (!s) {
+      s = new ArmStats();
+      this.stats.set(key, s);
+    }
+    return s;
+  }
+
+  /** Whether a step over `batch` rows, mostly of method `key`, should speculate. */
+  decide(batch: number, key = 'default'): boolean {
+    const st = this.of(key);
+    const b = this.bucket(batch);
+    const n = st.counter[b]++;
+    // Arms run in blocks: switching arms has a cost of its own (runtime
+    // buffers, caches), so it should happen rarely, and the first cycle after
+    // a switch is not counted for either arm (see record).
+    if (st.specSamples[b] < WARMUP_SAMPLES || st.plainSamples[b] < WARMUP_SAMPLES) {
+      return n % (2 * BLOCK) < BLOCK;
+    }
+    const spec = st.specTokens[b] / st.specMs[b];
+    const plain = st.plainTokens[b] / st.plainMs[b];
+    // Ties go to plain decoding: speculation must clearly win to be kept (it
+    // also costs what a cycle does not show: tail latency, the edge's work).
+    const preferSpec = spec > plain * TIE_MARGIN;
+    // Probe the losing arm often while the two are close, rarely once it clearly loses.
+    const margin = Math.abs(spec - plain) / Math.max(1e-9, Math.max(spec, plain));
+    const period = BLOCK * (margin > 0.25 ? this.exploreEvery * 3 : this.exploreEvery);
+    const explore = n % period < BLOCK;
+    return explore ? !preferSpec : preferSpec;
+  }
+
+  /** One finished cycle: `tokens` emitted in `ms`. */
+  record(batch: number, speculated: boolean, tokens: number, ms: number, key = 'default'): void {
+    if (ms <= 0) return;
+    const switched = speculated !== this.lastArm;
+    this.lastArm = speculated;
+    if (switched) return;
+    const st = this.of(key);
+    const b = this.bucket(batch);
+    const keep = 1 - this.alpha;
+    if (speculated) {
+      st.specTokens[b] = st.specTokens[b] * keep + tokens;
+      st.specMs[b] = st.specMs[b] * keep + ms;
+      st.specSamples[b]++;
+    } else {
+      st.plainTokens[b] = st.plainTokens[b] * keep + tokens;
+      st.plainMs[b] = st.plainMs[b] * keep + ms;
+      st.plainSamples[b]++;
+    }
+  }
+
+  /** Every (method, bucket) measured so far; `batch` is the bucket's lower bound. */
+  snapshot(): { method: string; batch: number; state: GovernorBucketState }[] {
+    const out: { method: string; batch: number; state: GovernorBucketState }[] = [];
+    for (const method of this.stats.keys()) {
+      for (let b = 0; b < BUCKETS; b++) {
+        const state = this.state(1 << b, method);
+        if (state.specSamples + state.plainSamples > 0) out.push({ method, batch: 1 << b, state });
+      }
+    }
+    return out;
+  }
+
+  state(batch: number, key = 'default'): GovernorBucketState {
+    const st = this.of(key);
+    const b = this.bucket(batch);
+    return {
+      specRate: st.specMs[b] > 0 ? st.specTokens[b] / st.specMs[b] : 0,
+      plainRate: st.plainMs[b] > 0 ? st.plainTokens[b] / st.plainMs[b] : 0,
+      specSamples: st.specSamples[b],
+      plainSamples: st.plainSamples[b],
+    };
+  }
+}

@@ -1,0 +1,309 @@
+/**
+ * How many draft nodes each request verifies this step.
+ *
+ * Two policies over the same inputs (each request's drafted tree, best-first
+ * order, with per-node acceptance estimates = path products):
+ * - `marginal` (default): maximise the batch's expected emitted tokens per ms
+ *   of step time under the calibrated cost model. Candidate allocations are
+ *   "every request takes the first s nodes of its tree" for s = 0..cap (a
+ *   padded batch pays for its longest row, so rows below it are free), then
+ *   nodes whose estimate does not pay for their own token cost are trimmed.
+ *   s = 0 — no speculation — wins whenever drafts cost more than they bring,
+ *   so speculation switches itself off under load.
+ * - `static`: the SSSD authors' rule, s = I_knee / batch rounded down to a
+ *   menu of tree sizes, the same for every request.
+ */
+import type { CostModel } from './cost-model';
+
+export const budgetPolicies = ['marginal', 'static'] as const;
+export type BudgetPolicyName = (typeof budgetPolicies)[number];
+
+/** The authors' menu of tree sizes. */
+export const staticTreeSizes = [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32] as const;
+
+export interface BudgetRow {
+  /** Tokens of the row before the tree (prompt at prefill, 1 afterwards). */
+  chainLength: number;
+  /** Draft nodes available (tree size minus the root); 0 for no drafter. */
+  available: number;
+  /** Node acceptance estimates, index 1.. = draft nodes (index 0 = root). */
+  probs: Float32Array | null;
+  /** Correction of this row's estimates by the acceptance its method showed so far (1 = trust them). */
+  scale: number;
+}
+
+export interface TreeBudgetOptions {
+  policy: BudgetPolicyName;
+  /** Most draft nodes any request gets. */
+  maxNodes: number;
+}
+
+export class TreeBudget {
+  /**
+   * Per-row time the runner's curve does not see (drafting, acceptance,
+   * streaming), learnt from real iterations: it makes the forward pass a
+   * smaller share of the step, and speculation correspondingly cheaper.
+   */
+  private overheadPerRowMs = 0;
+  /** Measured drafting time per drafted row (drafting is paid before the budget sees the trees). */
+  private readonly draftMsPerRow = new Map<string, number>();
+  /**
+   * Per batch-size bucket: decayed ratio of the predicted throughput with
+   * speculation (drafting included) to the one without. Below 1 the rows of
+   * such batches stop drafting, but for a probe every 8th step.
+   */
+  private readonly advantage = new Map<string, { ratio: Float64Array; probes: Int32Array }>();
+
+  private advantageOf(method: string): { ratio: Float64Array; probes: Int32Array } {
+    let a = this.advantage.get(method);
+    if (!a) {
+      a = { ratio: new Float64Array(16).fill(1.5), probes: new Int32Array(16) };
+      this.advantage.set(method, a);
+    }
+    return a;
+  }
+
+  constructor(
+    readonly costModel: CostModel,
+    readonly options: TreeBudgetOptions,
+  ) {}
+
+  /** The I_knee of the static rule, from the calibrated curve. */
+  get kneeTokens(): number {
+    return this.costModel.kneeTokens();
+  }
+
+  /** The static rule's tree size for a batch of `batch` rows. */
+  staticSize(batch: number): number {
+    const s = Math.min(this.options.maxNodes, Math.floor(this.kneeTokens / Math.max(1, batch)));
+    let size = 0;
+    for (const t of staticTreeSizes) if (t <= s) size = t;
+    return size;
+  }
+
+  /** Feed back the drafting time of one step. */
+  observeDraft(rows: number, ms: number, method = 'default'): void {
+    if (rows <= 0 || ms < 0) return;
+    const prev = this.draftMsPerRow.get(method);
+    this.draftMsPerRow.set(method, prev === undefined ? ms / rows : prev * 0.9 + (ms / rows) * 0.1);
+  }
+
+  /** Whether the rows of a batch this size should draft at all this step. */
+  wantsDrafts(batch: number, method = 'default'): boolean {
+    if (this.options.policy === 'static') return true;
+    const b = bucketOf(batch);
+    const a = this.advantageOf(method);
+    const n = a.probes[b]++;
+    return a.ratio[b] >= 1 || n % 8 === 0;
+  }
+
+  /** Feed back one iteration's measured wall time (ms, drafting excluded) for the shape it ran. */
+  observeStep(rows: number, maxTokens: number, totalTokens: number, maxPast: number, ms: number): void {
+    if (rows <= 0) return;
+    const residual = Math.max(0, Math.min(5, (ms - this.costModel.stepMs(rows, maxTokens, totalTokens, maxPast)) / rows));
+    this.overheadPerRowMs = this.overheadPerRowMs * 0.95 + residual * 0.05;
+  }
+
+  private stepMs(rows: number, maxTokens: number, totalTokens: number, maxPast: number): number {
+    return this.costModel.stepMs(rows, maxTokens, totalTokens, maxPast) + this.overheadPerRowMs * rows;
+  }
+
+  /** How many nodes to ask each request's drafter for (bounds drafting time at large batches). */
+  draftCap(batch: number): number {
+    if (this.options.policy === 'static') return this.staticSize(batch);
+    return Math.max(4, Math.min(this.options.maxNodes, Math.ceil((2 * this.kneeTokens) / Math.max(1, batch))));
+  }
+
+  /**
+   * Writes the number of draft nodes for each row into `out` (index-aligned
+   * with `rows`). `method` is the batch's dominant speculation method, whose
+   * record of predicted advantage this step updates (see wantsDrafts).
+   */
+  allocate(rows: readonly BudgetRow[], out: Int32Array, maxPast = 128, method = 'default'): void {
+    const batch = rows.length;
+    if (batch === 0) return;
+    if (this.options.policy === 'static') {
+      const size = this.staticSize(batch);
+      for (let r = 0; r < batch; r++) out[r] = Math.min(size, rows[r].available);
+      return;
+    }
+    if (this.scratch.length < batch) {
+      this.scratch = new Int32Array(batch * 2);
+      this.heap = new RowHeap(batch * 2);
+    }
+    // Two candidate allocations, the better one wins: a uniform prefix (right
+    // when the runtime pays for the padded batch) and a greedy by node
+    // probability (right when it pays per token).
+    const uniform = this.uniformPrefix(rows, out, maxPast);
+    const greedy = this.greedyByProbability(rows, this.scratch, maxPast);
+    if (greedy > uniform) out.set(this.scratch.subarray(0, batch));
+
+    // Would this step have paid for its drafting too? (Sunk now; it decides the next steps.)
+    let maxChain = 0;
+    let sumChain = 0;
+    let maxTokens = 0;
+    let totalTokens = 0;
+    let gain = 0;
+    for (let r = 0; r < batch; r++) {
+      const row = rows[r];
+      maxChain = Math.max(maxChain, row.chainLength);
+      sumChain += row.chainLength;
+      const t = row.chainLength + out[r];
+      maxTokens = Math.max(maxTokens, t);
+      totalTokens += t;
+      for (let i = 1; i <= out[r]; i++) gain += row.scale * row.probs![i];
+    }
+    const plain = batch / this.stepMs(batch, maxChain, sumChain, maxPast);
+    const spec = (batch + gain) / (this.stepMs(batch, maxTokens, totalTokens, maxPast) + (this.draftMsPerRow.get(method) ?? 0) * batch);
+    const ratio = this.advantageOf(method).ratio;
+    const b = bucketOf(batch);
+    ratio[b] = ratio[b] * 0.8 + (spec / plain) * 0.2;
+  }
+
+  private scratch = new Int32Array(0);
+  private heap = new RowHeap(0);
+
+  /** Expected emitted tokens per ms of an allocation. */
+  private rate(rows: readonly BudgetRow[], take: Int32Array, maxPast: number): number {
+    let gain = 0;
+    let maxTokens = 0;
+    let totalTokens = 0;
+    for (let r = 0; r < rows.length; r++) {
+      const row = rows[r];
+      for (let i = 1; i <= take[r]; i++) gain += row.scale * row.probs![i];
+      const t = row.chainLength + take[r];
+      totalTokens += t;
+      if (t > maxTokens) maxTokens = t;
+    }
+    return (rows.length + gain) / this.stepMs(rows.length, maxTokens, totalTokens, maxPast);
+  }
+
+  private uniformPrefix(rows: readonly BudgetRow[], out: Int32Array, maxPast: number): number {
+    const batch = rows.length;
+    let cap = 0;
+    for (const row of rows) cap = Math.max(cap, Math.min(row.available, this.options.maxNodes));
+    let bestS = 0;
+    let bestRate = -1;
+    let gain = 0;
+    for (let s = 0; s <= cap; s++) {
+      let maxTokens = 0;
+      let totalTokens = 0;
+      for (let r = 0; r < batch; r++) {
+        const row = rows[r];
+        const take = Math.min(s, row.available);
+        if (s > 0 && take === s && row.probs) gain += row.scale * row.probs[s];
+        const t = row.chainLength + take;
+        totalTokens += t;
+        if (t > maxTokens) maxTokens = t;
+      }
+      const rate = (batch + gain) / this.stepMs(batch, maxTokens, totalTokens, maxPast);
+      if (rate > bestRate * 1.0005) {
+        bestRate = rate;
+        bestS = s;
+      }
+    }
+    // Trim nodes that do not pay for their own per-token cost.
+    const threshold = this.costModel.coefficients.perToken * bestRate;
+    for (let r = 0; r < batch; r++) {
+      const row = rows[r];
+      let take = Math.min(bestS, row.available);
+      if (threshold > 0 && row.probs) {
+        let kept = 0;
+        while (kept < take && row.scale * row.probs[kept + 1] > threshold) kept++;
+        take = kept;
+      }
+      out[r] = take;
+    }
+    return this.rate(rows, out, maxPast);
+  }
+
+  /**
+   * Marginal allocation: repeatedly give the next node to the request whose
+   * next node is likeliest, while that raises the batch's tokens per ms; a
+   * request whose next node does not pay stops growing.
+   */
+  private greedyByProbability(rows: readonly BudgetRow[], take: Int32Array, maxPast: number): number {
+    const batch = rows.length;
+    const heap = this.heap;
+    heap.clear();
+    let maxTokens = 0;
+    let totalTokens = 0;
+    for (let r = 0; r < batch; r++) {
+      const row = rows[r];
+      take[r] = 0;
+      totalTokens += row.chainLength;
+      if (row.chainLength > maxTokens) maxTokens = row.chainLength;
+      if (row.available > 0 && row.probs && this.options.maxNodes > 0) heap.push(r, row.scale * row.probs[1]);
+    }
+    let gain = 0;
+    let rate = batch / this.stepMs(batch, maxTokens, totalTokens, maxPast);
+    while (heap.size > 0) {
+      const r = heap.pop();
+      const row = rows[r];
+      const p = row.scale * row.probs![take[r] + 1];
+      const t = row.chainLength + take[r] + 1;
+      const nextMax = t > maxTokens ? t : maxTokens;
+      const nextRate = (batch + gain + p) / this.stepMs(batch, nextMax, totalTokens + 1, maxPast);
+      if (nextRate <= rate) continue;
+      rate = nextRate;
+      gain += p;
+      maxTokens = nextMax;
+      totalTokens++;
+      take[r]++;
+      if (take[r] < row.available && take[r] < this.options.maxNodes) heap.push(r, row.scale * row.probs![take[r] + 1]);
+    }
+    return rate;
+  }
+}
+
+function bucketOf(batch: number): number {
+  return Math.min(15, 31 - Math.clz32(Math.max(1, batch)));
+}
+
+/** Max-heap of row indices keyed by their next node's probability. */
+class RowHeap {
+  private readonly rows: Int32Array;
+  private readonly keys: Float64Array;
+  size = 0;
+
+  constructor(capacity: number) {
+    this.rows = new Int32Array(capacity);
+    this.keys = new Float64Array(capacity);
+  }
+
+  clear(): void {
+    this.size = 0;
+  }
+
+  push(row: number, key: number): void {
+    let i = this.size++;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.keys[parent] >= key) break;
+      this.rows[i] = this.rows[parent];
+      this.keys[i] = this.keys[parent];
+      i = parent;
+    }
+    this.rows[i] = row;
+    this.keys[i] = key;
+  }
+
+  pop(): number {
+    const top = this.rows[0];
+    const lastRow = this.rows[--this.size];
+    const lastKey = this.keys[this.size];
+    let i = 0;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= this.size) break;
+      if (child + 1 < this.size && this.keys[child + 1] > this.keys[child]) child++;
+      if (this.keys[child] <= lastKey) break;
+      this.rows[i] = this.rows[child];
+      this.keys[i] = this.keys[child];
+      i = child;
+    }
+    this.rows[i] = lastRow;
+    this.keys[i] = lastKey;
+    return top;
+  }
+}

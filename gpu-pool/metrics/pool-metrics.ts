@@ -1,0 +1,137 @@
+/**
+ * The pool's Prometheus metrics (prom-client, own registry). Speculation
+ * counters use vLLM's names so existing dashboards work:
+ * mean acceptance length = 1 + accepted_tokens / num_drafts.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { FinishReason } from '../../shared/protocol';
+
+/** Positions tracked by the per-position acceptance counter. */
+export const MAX_TRACKED_POSITIONS = 32;
+
+export class PoolMetrics {
+  readonly registry = new Registry();
+  readonly numDrafts: Counter;
+  readonly numDraftTokens: Counter;
+  readonly numAcceptedTokens: Counter;
+  readonly acceptedPerPosition: Counter<'position'>;
+  readonly generationTokens: Counter;
+  readonly promptTokens: Counter;
+  readonly requestsByReason: Counter<'finished_reason'>;
+  readonly running: Gauge;
+  readonly waiting: Gauge;
+  readonly batchSize: Histogram;
+  readonly stepSeconds: Histogram;
+  readonly stepTokens: Histogram;
+  readonly tokensPerSecond: Gauge;
+  readonly rejected: Counter<'reason'>;
+  readonly phaseSeconds: Counter<'phase'>;
+
+  /** Gauges filled at scrape time by `watchGovernor`. */
+  private governorGauge: Gauge<'method' | 'batch' | 'arm'> | null = null;
+
+  /** Exposes the speculation governor's measured throughput per method, batch bucket and arm. */
+  watchGovernor(snapshot: () => { method: string; batch: number; state: { specRate: number; plainRate: number } }[]): void {
+    if (this.governorGauge) return;
+    this.governorGauge = new Gauge({
+      name: 'sssd_pool_governor_tokens_per_ms',
+      help: 'Measured emitted tokens per ms of scheduler cycle, with (arm="spec") and without (arm="plain") speculation, per method and batch-size bucket.',
+      labelNames: ['method', 'batch', 'arm'],
+      registers: [this.registry],
+      collect() {
+        for (const { method, batch, state } of snapshot()) {
+          this.set({ method, batch: String(batch), arm: 'spec' }, state.specRate);
+          this.set({ method, batch: String(batch), arm: 'plain' }, state.plainRate);
+        }
+      },
+    });
+  }
+
+  /** Accepted counts per position since the last flush (hot path: no label lookups per token). */
+  private readonly pendingPerPosition = new Float64Array(MAX_TRACKED_POSITIONS);
+  private readonly window: { t: number; tokens: number }[] = [];
+
+  constructor() {
+    const registers = [this.registry];
+    this.numDrafts = new Counter({ name: 'vllm:spec_decode_num_drafts_total', help: 'Verification steps that carried a draft.', registers });
+    this.numDraftTokens = new Counter({ name: 'vllm:spec_decode_num_draft_tokens_total', help: 'Draft tokens verified.', registers });
+    this.numAcceptedTokens = new Counter({ name: 'vllm:spec_decode_num_accepted_tokens_total', help: 'Draft tokens accepted.', registers });
+    this.acceptedPerPosition = new Counter({
+      name: 'vllm:spec_decode_num_accepted_tokens_per_pos_total',
+      help: 'Accepted draft tokens by position in the accepted path (0 = first draft token).',
+      labelNames: ['position'],
+      registers,
+    });
+    this.generationTokens = new Counter({ name: 'vllm:generation_tokens_total', help: 'Tokens generated.', registers });
+    this.promptTokens = new Counter({ name: 'vllm:prompt_tokens_total', help: 'Prompt tokens prefilled.', registers });
+    this.requestsByReason = new Counter({
+      name: 'vllm:request_success_total',
+      help: 'Finished generations by finish reason.',
+      labelNames: ['finished_reason'],
+      registers,
+    });
+    this.running = new Gauge({ name: 'vllm:num_requests_running', help: 'Generations in the running batch.', registers });
+    this.waiting = new Gauge({ name: 'vllm:num_requests_waiting', help: 'Generations queued for admission.', registers });
+    this.batchSize = new Histogram({
+      name: 'sssd_pool_batch_size',
+      help: 'Rows per forward pass.',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    });
+    this.stepSeconds = new Histogram({
+      name: 'sssd_pool_step_seconds',
+      help: 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.stepTokens = new Histogram({
+      name: 'sssd_pool_step_tokens',
+      help: 'New tokens (roots + draft nodes + prefill) per forward pass.',
+      buckets: [1, 4, 16, 64, 256, 1024, 4096],
+      registers,
+    });
+    this.tokensPerSecond = new Gauge({ name: 'sssd_pool_generation_tokens_per_second', help: 'Generated tokens per second over the last 10 s.', registers });
+    this.phaseSeconds = new Counter({
+      name: 'sssd_pool_phase_seconds_total',
+      help: 'Time spent per scheduler phase: draft (drafting + budget), forward (runner.step), accept (verification + streaming).',
+      labelNames: ['phase'],
+      registers,
+    });
+    this.rejected = new Counter({ name: 'sssd_pool_rejected_requests_total', help: 'Requests refused at admission.', labelNames: ['reason'], registers });
+  }
+
+  recordAccepted(position: number): void {
+    if (position < MAX_TRACKED_POSITIONS) this.pendingPerPosition[position]++;
+  }
+
+  recordFinished(reason: FinishReason): void {
+    this.requestsByReason.inc({ finished_reason: reason });
+  }
+
+  /** Once per step: fold per-position counts into the labelled counter and update the rate window. */
+  endStep(now: number, generated: number): void {
+    for (let i = 0; i < MAX_TRACKED_POSITIONS; i++) {
+      const n = this.pendingPerPosition[i];
+      if (n > 0) {
+        this.acceptedPerPosition.inc({ position: String(i) }, n);
+        this.pendingPerPosition[i] = 0;
+      }
+    }
+    this.generationTokens.inc(generated);
+    this.window.push({ t: now, tokens: generated });
+    this.tokensPerSecond.set(this.currentTokensPerSecond(now));
+  }
+
+  currentTokensPerSecond(now: number): number {
+    while (this.window.length > 0 && now - this.window[0].t > 10_000) this.window.shift();
+    if (this.window.length === 0) return 0;
+    const span = Math.max(1000, now - this.window[0].t);
+    let sum = 0;
+    for (const w of this.window) sum += w.tokens;
+    return (sum * 1000) / span;
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

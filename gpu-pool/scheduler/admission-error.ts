@@ -1,0 +1,16 @@
+/**
+ * Why a generation was not admitted. The server maps it to an HTTP status:
+ * bad_request → 400, conflict → 409, busy → 503 with Retry-After.
+ */
+export type AdmissionErrorKind = 'bad_request' | 'conflict' | 'busy';
+
+export class AdmissionError extends Error {
+  constructor(
+    readonly kind: AdmissionErrorKind,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'AdmissionError';
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * What the scheduler needs from the model runtime: the structural shape of
+ * engineer A's ModelRunner (gpu-pool/runtime/model-runner.ts), so the pool's
+ * loop, calibration and tests depend on the contract, not on one class.
+ */
+import type { ModelConfig } from '../model/model-config';
+import type { StepRow } from '../runtime/step-types';
+
+export interface RunnerSequence {
+  readonly length: number;
+  release(): void;
+}
+
+export interface BatchStepResult {
+  logitsAt(rowIndex: number, tokenIndex: number): Float32Array;
+  commit(rowIndex: number, tokenIndices: ArrayLike<number>): void;
+}
+
+export interface BatchRunner<S extends RunnerSequence = RunnerSequence> {
+  readonly config: ModelConfig;
+  newSequence(capacity?: number): S;
+  step(rows: ReadonlyArray<{ cache: S; row: StepRow }>): Promise<BatchStepResult>;
+}

@@ -1,0 +1,106 @@
+/**
+ * One generation's state inside the pool: its request, where its tokens are
+ * (cache vs. pending chain), its drafter, its RNG, its usage figures, and the
+ * sink its events go to. Buffers are sized once at submission.
+ */
+import type { FinishReason, GenerateRequest, PoolEvent, SpeculationUsage } from '../../shared/protocol';
+import type { DraftTree } from '../../shared/drafting/draft-tree';
+import type { Rng } from '../runtime/sampling';
+import type { RunnerSequence } from './batch-runner';
+
+/** Where events go (the HTTP response, or a test's collector). */
+export interface GenerationSink {
+  send(event: PoolEvent): void;
+  /** The generation is over; no more events. */
+  end(): void;
+}
+
+/** The per-request drafter (engineer B2's RequestDrafter, structurally). */
+export interface Drafter {
+  draft(budget: number): DraftTree;
+  accept(tokens: ArrayLike<number>): void;
+  pushEdgeTrie(trie: Uint8Array, outputLength: number): void;
+  readonly edgeTrieExhausted: boolean;
+}
+
+export class Generation<S extends RunnerSequence = RunnerSequence> {
+  readonly promptIds: Int32Array;
+  readonly output: number[] = [];
+  /** Tokens fed at the next step (not yet in the cache): the prompt, then the last emitted token. */
+  pending: Int32Array;
+  pendingLength: number;
+  cache: S | null = null;
+  cancelled = false;
+  finished = false;
+  trieExhaustedSent = false;
+  /** A trie pushed by the edge, applied between steps. */
+  incomingTrie: { bytes: Uint8Array; outputLength: number } | null = null;
+
+  // Per-step row buffers (chain + tree), sized for the prompt or the largest tree.
+  readonly rowTokens: Int32Array;
+  readonly rowParents: Int32Array;
+  /** Row index of each tree node this step (-1 = not sent). */
+  readonly treeToRow: Int32Array;
+  readonly rowToTree: Int32Array;
+  readonly commitBuffer: Int32Array;
+  rowLength = 0;
+  treeUsed = 0;
+  /** Consecutive drafted steps the budget gave no nodes to. */
+  refusedSteps = 0;
+  tree: DraftTree | null = null;
+
+  // Usage.
+  drafts = 0;
+  draftTokens = 0;
+  acceptedTokens = 0;
+  steps = 0;
+  readonly submittedAt = performance.now();
+  startedAt = 0;
+
+  constructor(
+    readonly request: GenerateRequest,
+    readonly sink: GenerationSink,
+    readonly drafter: Drafter | null,
+    readonly rng: Rng | null,
+    maxTreeNodes: number,
+    /** Tokens this generation may still occupy (prompt + maxTokens, clamped to the context). */
+    readonly reservedTokens: number,
+  ) {
+    this.promptIds = Int32Array.from(request.promptIds);
+    this.pending = this.promptIds;
+    this.pendingLength = this.promptIds.length;
+    const rowCapacity = this.promptIds.length + maxTreeNodes + 1;
+    this.rowTokens = new Int32Array(rowCapacity);
+    this.rowParents = new Int32Array(rowCapacity);
+    this.treeToRow = new Int32Array(maxTreeNodes + 1);
+    this.rowToTree = new Int32Array(rowCapacity);
+    this.commitBuffer = new Int32Array(rowCapacity);
+  }
+
+  get id(): string {
+    return this.request.id;
+  }
+
+  /** Context tokens so far (prompt + output). */
+  get sequenceLength(): number {
+    return this.promptIds.length + this.output.length;
+  }
+
+  usage(): SpeculationUsage {
+    return {
+      drafts: this.drafts,
+      draftTokens: this.draftTokens,
+      acceptedTokens: this.acceptedTokens,
+      steps: this.steps,
+      meanAcceptanceLength: this.steps === 0 ? 0 : this.output.length / this.steps,
+    };
+  }
+
+  doneEvent(finishReason: FinishReason): PoolEvent {
+    return {
+      type: 'done',
+      finishReason,
+      usage: { promptTokens: this.promptIds.length, completionTokens: this.output.length, speculation: this.usage() },
+    };
+  }
+}

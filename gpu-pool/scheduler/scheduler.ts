@@ -1,0 +1,532 @@
+/**
+ * Iteration-level continuous batching with one tree-verification forward pass
+ * per iteration:
+ *
+ *   admit queued → drop cancelled → apply pushed tries → draft + budget →
+ *   ONE runner.step for every active row → accept per row → stream → retire
+ *
+ * A joining request's prefill is a row like any other (its prompt as a chain,
+ * with a draft tree under its last token), so it never stalls the others'
+ * decode. Finished or cancelled generations leave at once and release their
+ * cache. The loop never waits for an edge: pushed tries are picked up at the
+ * next iteration. Admission is bounded (active rows, queue, reserved tokens);
+ * over the limit the caller gets a `busy` AdmissionError with a retry hint.
+ */
+import { tokenSources, type GenerateRequest, type TokenSource } from '../../shared/protocol';
+import type { StepRow } from '../runtime/step-types';
+import { Rng } from '../runtime/sampling';
+import { TreeVerifier } from '../verify/tree-verifier';
+import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
+import type { SpeculationGovernor } from '../budget/speculation-governor';
+import type { PoolMetrics } from '../metrics/pool-metrics';
+import type { BatchRunner, RunnerSequence } from './batch-runner';
+import { Generation, type Drafter, type GenerationSink } from './generation';
+import { AdmissionError } from './admission-error';
+
+export interface SchedulerLimits {
+  /** Rows in the running batch. */
+  maxActive: number;
+  /** Generations waiting for a row. */
+  maxQueued: number;
+  /** Sum over active + queued of prompt + maxTokens (clamped to the context). */
+  maxTotalTokens: number;
+}
+
+export interface SchedulerOptions {
+  limits: SchedulerLimits;
+  /** null = never speculate (every row is a plain decode row). */
+  budget: TreeBudget | null;
+  /** Measured on/off guard over the budget (per batch size); null = always follow the budget. */
+  governor?: SpeculationGovernor | null;
+  metrics: PoolMetrics;
+  /** Builds the per-request drafter; null for method 'off'. Throws AdmissionError for a bad trie. */
+  createDrafter: (request: GenerateRequest) => Drafter | null;
+  /** Called with prompt + output of finished generations that opted in. */
+  onContribute?: (tokens: Int32Array) => void;
+  /** Most draft nodes per request per step. */
+  maxTreeNodes?: number;
+}
+
+export interface SchedulerStats {
+  active: number;
+  queued: number;
+  reservedTokens: number;
+  steps: number;
+  probScale: number;
+}
+
+interface StepOutcome {
+  batch: number;
+  speculated: boolean;
+  tokens: number;
+  /** The batch's dominant drafting method; null when no row could draft. */
+  method: string | null;
+}
+
+interface StepInput<S> {
+  cache: S;
+  row: StepRow;
+}
+
+export class Scheduler<S extends RunnerSequence = RunnerSequence> {
+  private readonly active: Generation<S>[] = [];
+  private readonly queue: Generation<S>[] = [];
+  private readonly byId = new Map<string, Generation<S>>();
+  private readonly verifier: TreeVerifier;
+  private readonly maxTreeNodes: number;
+  private readonly eos: Set<number>;
+  private reservedTokens = 0;
+  private steps = 0;
+  private running = false;
+  private closed = false;
+  private loopDone: Promise<void> = Promise.resolve();
+
+  // Acceptance calibration per method: observed accepted / predicted (drafter estimates), decayed.
+  private readonly acceptance = new Map<string, { predicted: number; observed: number }>();
+
+  // Per-step scratch, grown with the batch.
+  private budgetRows: BudgetRow[] = [];
+  private allocation = new Int32Array(64);
+  private inputs: StepInput<S>[] = [];
+
+  constructor(
+    readonly runner: BatchRunner<S>,
+    private readonly options: SchedulerOptions,
+  ) {
+    this.maxTreeNodes = options.maxTreeNodes ?? 64;
+    this.verifier = new TreeVerifier(runner.config.vocabSize, runner.config.contextLength + this.maxTreeNodes + 2);
+    this.eos = new Set(runner.config.eosIds);
+  }
+
+  get contextLength(): number {
+    return this.runner.config.contextLength;
+  }
+
+  stats(): SchedulerStats {
+    return {
+      active: this.active.length,
+      queued: this.queue.length,
+      reservedTokens: this.reservedTokens,
+      steps: this.steps,
+      probScale: this.probScale(),
+    };
+  }
+
+  /** How much of what the drafters of `method` predict is accepted (corrects their estimates). */
+  probScale(method = 'sssd'): number {
+    const a = this.acceptance.get(method);
+    return a ? Math.min(2, Math.max(0.05, a.observed / a.predicted)) : 1;
+  }
+
+  private recordAcceptance(method: string, predicted: number, observed: number): void {
+    let a = this.acceptance.get(method);
+    if (!a) {
+      a = { predicted: 1, observed: 1 };
+      this.acceptance.set(method, a);
+    }
+    // Decayed per row-step: the last few hundred drafted rows of this method count.
+    a.predicted = a.predicted * 0.995 + predicted;
+    a.observed = a.observed * 0.995 + observed;
+  }
+
+  /**
+   * Validates and enqueues a generation; its events go to `sink`. Throws
+   * AdmissionError ('bad_request' or 'busy') without side effects.
+   */
+  submit(request: GenerateRequest, sink: GenerationSink): Generation<S> {
+    if (this.closed) throw new AdmissionError('busy', 'the pool is shutting down', 1000);
+    const ctx = this.contextLength;
+    const vocab = this.runner.config.vocabSize;
+    const prompt = request.promptIds;
+    if (prompt.length > ctx) {
+      throw new AdmissionError('bad_request', `prompt has ${prompt.length} tokens, more than the model's context length ${ctx}`);
+    }
+    for (let i = 0; i < prompt.length; i++) {
+      if (prompt[i] >= vocab) throw new AdmissionError('bad_request', `promptIds[${i}] = ${prompt[i]} is outside the vocabulary (size ${vocab})`);
+    }
+    if (this.byId.has(request.id)) {
+      throw new AdmissionError('conflict', `a generation with id '${request.id}' is already running`);
+    }
+    const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
+    const { limits } = this.options;
+    if (reserved > limits.maxTotalTokens) {
+      throw new AdmissionError('bad_request', `request needs ${reserved} tokens; this pool holds at most ${limits.maxTotalTokens}`);
+    }
+    const fitsNow = this.active.length + this.queue.length < limits.maxActive + limits.maxQueued;
+    if (!fitsNow || this.reservedTokens + reserved > limits.maxTotalTokens) {
+      this.options.metrics.rejected.inc({ reason: 'busy' });
+      throw new AdmissionError('busy', 'the pool is at capacity; retry shortly', this.retryAfterMs());
+    }
+    const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request);
+    const temperature = request.sampling.temperature;
+    const rng = temperature > 0 ? new Rng(request.sampling.seed ?? Math.floor(Math.random() * 2 ** 32)) : null;
+    const gen = new Generation<S>(request, sink, drafter, rng, this.maxTreeNodes, reserved);
+    this.reservedTokens += reserved;
+    this.byId.set(request.id, gen);
+    this.queue.push(gen);
+    this.options.metrics.waiting.set(this.queue.length);
+    this.kick();
+    return gen;
+  }
+
+  /** Cancels a queued or running generation; false when unknown. */
+  cancel(id: string): boolean {
+    const gen = this.byId.get(id);
+    if (!gen || gen.finished) return false;
+    gen.cancelled = true;
+    const q = this.queue.indexOf(gen);
+    if (q !== -1) {
+      this.queue.splice(q, 1);
+      this.options.metrics.waiting.set(this.queue.length);
+      this.finish(gen, 'cancelled');
+    }
+    // Running: dropped at the start of the next iteration (within one step).
+    return true;
+  }
+
+  /** A fresh edge trie for a running generation; applied at the next iteration. */
+  pushTrie(id: string, bytes: Uint8Array, outputLength: number): boolean {
+    const gen = this.byId.get(id);
+    if (!gen || gen.finished) return false;
+    if (!gen.drafter) return true;
+    gen.incomingTrie = { bytes, outputLength };
+    return true;
+  }
+
+  has(id: string): boolean {
+    return this.byId.has(id);
+  }
+
+  /** Stops admitting, cancels everything, waits for the loop to end. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const gen of [...this.queue, ...this.active]) this.cancel(gen.id);
+    this.kick();
+    await this.loopDone;
+  }
+
+  private retryAfterMs(): number {
+    return 500;
+  }
+
+  /** Starts the loop if it is idle (it ends itself when nothing is left to run). */
+  private kick(): void {
+    if (!this.running) {
+      this.running = true;
+      this.loopDone = this.loop();
+    }
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      this.admit();
+      this.reapCancelled();
+      if (this.active.length === 0 && (this.closed || this.queue.length === 0)) {
+        // Cleared in the same synchronous turn as the check, so kick() never misses a submit.
+        this.running = false;
+        return;
+      }
+      if (this.active.length === 0) continue;
+      const t0 = performance.now();
+      let outcome: StepOutcome | null = null;
+      try {
+        outcome = await this.iterate();
+      } catch (err) {
+        this.failActive(err);
+      }
+      const t1 = performance.now();
+      this.options.metrics.stepSeconds.observe((t1 - t0) / 1000);
+      // Let HTTP handlers (new requests, cancels, tries) run between steps.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      // The governor judges whole cycles: streaming and request handling included.
+      if (outcome?.method) this.options.governor?.record(outcome.batch, outcome.speculated, outcome.tokens, performance.now() - t0, outcome.method);
+    }
+  }
+
+  private admit(): void {
+    const { metrics } = this.options;
+    while (this.active.length < this.options.limits.maxActive && this.queue.length > 0) {
+      const gen = this.queue.shift()!;
+      gen.cache = this.runner.newSequence(Math.min(this.contextLength, gen.reservedTokens));
+      gen.startedAt = performance.now();
+      this.active.push(gen);
+      gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt) });
+    }
+    metrics.running.set(this.active.length);
+    metrics.waiting.set(this.queue.length);
+  }
+
+  private reapCancelled(): void {
+    for (let i = this.active.length - 1; i >= 0; i--) {
+      const gen = this.active[i];
+      if (gen.cancelled) this.finish(gen, 'cancelled');
+    }
+  }
+
+  private async iterate(): Promise<StepOutcome> {
+    const started = performance.now();
+    const batch = this.active.slice();
+    const n = batch.length;
+    const budget = this.options.budget;
+    const governor = this.options.governor;
+    // Only batches with rows that can draft take part in the governor's
+    // comparison, judged under the method most of their rows use.
+    const method = this.dominantDraftMethod(batch);
+    const speculate = budget !== null && method !== null && budget.wantsDrafts(n, method) && (governor ? governor.decide(n, method) : true);
+    const cap = budget && speculate ? Math.min(this.maxTreeNodes, budget.draftCap(n)) : 0;
+    if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
+    while (this.budgetRows.length < n) this.budgetRows.push({ chainLength: 1, available: 0, probs: null, scale: 1 });
+
+    // 1. Draft.
+    let draftedRows = 0;
+    for (let r = 0; r < n; r++) {
+      const gen = batch[r];
+      if (gen.incomingTrie && gen.drafter) {
+        gen.drafter.pushEdgeTrie(gen.incomingTrie.bytes, gen.incomingTrie.outputLength);
+        gen.trieExhaustedSent = false;
+      }
+      gen.incomingTrie = null;
+      const row = this.budgetRows[r];
+      row.chainLength = gen.pendingLength;
+      row.available = 0;
+      row.probs = null;
+      gen.tree = null;
+      const room = this.draftRoom(gen);
+      // Drafting costs CPU time every step: a row the budget keeps refusing
+      // only drafts now and then, to notice when speculation pays again.
+      const resting = gen.refusedSteps >= 2 && (this.steps + r) % 8 !== 0;
+      if (gen.drafter && cap > 0 && room > 0 && !resting) {
+        const tree = gen.drafter.draft(Math.min(cap, room));
+        draftedRows++;
+        gen.tree = tree;
+        row.available = Math.min(tree.size - 1, this.maxTreeNodes);
+        row.probs = tree.probs;
+        row.scale = this.probScale(gen.request.speculation);
+      }
+    }
+
+    // 2. Budget.
+    let maxPast = 0;
+    for (let r = 0; r < n; r++) maxPast = Math.max(maxPast, batch[r].cache!.length);
+    const alloc = this.allocation;
+    if (budget && speculate) budget.allocate(this.budgetRows.slice(0, n), alloc, maxPast, method!);
+    else alloc.fill(0, 0, n);
+
+    // 3. Build rows: chain (pending tokens), then the allocated tree prefix under the chain's last token.
+    const inputs = this.inputs;
+    inputs.length = n;
+    let totalTokens = 0;
+    let maxTokens = 0;
+    for (let r = 0; r < n; r++) {
+      const gen = batch[r];
+      const chain = gen.pendingLength;
+      const tokens = gen.rowTokens;
+      const parents = gen.rowParents;
+      for (let i = 0; i < chain; i++) {
+        tokens[i] = gen.pending[i];
+        parents[i] = i - 1;
+        gen.rowToTree[i] = -1;
+      }
+      let len = chain;
+      const tree = gen.tree;
+      const take = tree ? Math.min(alloc[r], tree.size - 1) : 0;
+      const maxDepth = this.draftRoom(gen);
+      if (tree) {
+        gen.treeToRow[0] = chain - 1;
+        for (let node = 1; node <= take; node++) {
+          const parentRow = gen.treeToRow[tree.parents[node]];
+          if (parentRow === -1 || tree.depths[node] > maxDepth) {
+            gen.treeToRow[node] = -1;
+            continue;
+          }
+          tokens[len] = tree.tokens[node];
+          parents[len] = parentRow;
+          gen.rowToTree[len] = node;
+          gen.treeToRow[node] = len;
+          len++;
+        }
+      }
+      gen.rowLength = len;
+      gen.treeUsed = len - chain;
+      if (tree && tree.size > 1) gen.refusedSteps = gen.treeUsed === 0 ? gen.refusedSteps + 1 : 0;
+      totalTokens += len;
+      if (len > maxTokens) maxTokens = len;
+      inputs[r] = { cache: gen.cache!, row: { tokens: tokens.subarray(0, len), parents: parents.subarray(0, len) } };
+    }
+
+    // 4. One forward pass for the whole batch.
+    const { metrics } = this.options;
+    const drafted = performance.now();
+    metrics.phaseSeconds.inc({ phase: 'draft' }, (drafted - started) / 1000);
+    if (cap > 0 && method) budget?.observeDraft(draftedRows, drafted - started, method);
+    metrics.batchSize.observe(n);
+    metrics.stepTokens.observe(totalTokens);
+    const result = await this.runner.step(inputs);
+    const forwarded = performance.now();
+    metrics.phaseSeconds.inc({ phase: 'forward' }, (forwarded - drafted) / 1000);
+    this.steps++;
+
+    // 5. Accept, commit, stream, retire.
+    let generated = 0;
+    // Counters are bumped once per step, not per row.
+    let stepPromptTokens = 0;
+    let stepDrafts = 0;
+    let stepDraftTokens = 0;
+    let stepAccepted = 0;
+    for (let r = 0; r < n; r++) {
+      const gen = batch[r];
+      if (gen.finished) continue;
+      if (gen.cancelled) {
+        this.finish(gen, 'cancelled');
+        continue;
+      }
+      const chain = gen.pendingLength;
+      const rootIndex = chain - 1;
+      const row = inputs[r].row;
+      const v = this.verifier;
+      const accepted = gen.rng
+        ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, gen.rng)
+        : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r);
+
+      // Usage and metrics.
+      gen.steps++;
+      if (gen.steps === 1) stepPromptTokens += gen.promptIds.length;
+      if (gen.treeUsed > 0) {
+        gen.drafts++;
+        gen.draftTokens += gen.treeUsed;
+        gen.acceptedTokens += accepted;
+        stepDrafts++;
+        stepDraftTokens += gen.treeUsed;
+        stepAccepted += accepted;
+        for (let k = 0; k < accepted; k++) metrics.recordAccepted(k);
+        const tree = gen.tree!;
+        let predicted = 0;
+        for (let i = chain; i < gen.rowLength; i++) predicted += tree.probs[gen.rowToTree[i]];
+        this.recordAcceptance(gen.request.speculation, predicted, accepted);
+      }
+
+      // Emitted tokens: accepted path + bonus, cut at eos / maxTokens / context.
+      const ids: number[] = [];
+      const sources: TokenSource[] = [];
+      let reason: 'stop' | 'length' | 'context_length' | null = null;
+      // As plain decoding: the last token may sit at position contextLength (emitted, never fed).
+      const limit = Math.min(gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
+      for (let k = 0; k <= accepted && reason === null; k++) {
+        let token: number;
+        let source: TokenSource;
+        if (k < accepted) {
+          const rowIndex = v.acceptedPath[k];
+          token = row.tokens[rowIndex];
+          source = tokenSources[gen.tree!.sources[gen.rowToTree[rowIndex]]] ?? 'model';
+        } else {
+          token = v.bonusToken;
+          source = 'model';
+        }
+        ids.push(token);
+        sources.push(source);
+        if (this.eos.has(token)) reason = 'stop';
+        else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
+        else if (ids.length >= limit) reason = 'context_length';
+      }
+      for (const id of ids) gen.output.push(id);
+      generated += ids.length;
+      gen.sink.send({ type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted });
+      if (reason !== null) {
+        this.finish(gen, reason);
+        continue;
+      }
+
+      // Commit the chain and the accepted path; the bonus token is next step's chain.
+      const commit = gen.commitBuffer;
+      for (let i = 0; i < chain; i++) commit[i] = i;
+      for (let k = 0; k < accepted; k++) commit[chain + k] = v.acceptedPath[k];
+      result.commit(r, commit.subarray(0, chain + accepted));
+      if (gen.pending === gen.promptIds) gen.pending = new Int32Array(1);
+      gen.pending[0] = ids[ids.length - 1];
+      gen.pendingLength = 1;
+
+      if (gen.drafter) {
+        gen.drafter.accept(ids);
+        if (gen.drafter.edgeTrieExhausted && !gen.trieExhaustedSent) {
+          gen.trieExhaustedSent = true;
+          gen.sink.send({ type: 'trie-exhausted', outputLength: gen.output.length });
+        }
+      }
+    }
+    if (stepPromptTokens > 0) metrics.promptTokens.inc(stepPromptTokens);
+    if (stepDrafts > 0) {
+      metrics.numDrafts.inc(stepDrafts);
+      metrics.numDraftTokens.inc(stepDraftTokens);
+      if (stepAccepted > 0) metrics.numAcceptedTokens.inc(stepAccepted);
+    }
+    const end = performance.now();
+    metrics.phaseSeconds.inc({ phase: 'accept' }, (end - forwarded) / 1000);
+    metrics.endStep(end, generated);
+    budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
+    return { batch: n, speculated: speculate, tokens: generated, method };
+  }
+
+  private readonly methodCounts = new Map<string, number>();
+
+  private dominantDraftMethod(batch: readonly Generation<S>[]): string | null {
+    const counts = this.methodCounts;
+    counts.clear();
+    let best: string | null = null;
+    let bestCount = 0;
+    for (const gen of batch) {
+      if (!gen.drafter) continue;
+      const m = gen.request.speculation;
+      const c = (counts.get(m) ?? 0) + 1;
+      counts.set(m, c);
+      if (c > bestCount) {
+        bestCount = c;
+        best = m;
+      }
+    }
+    return best;
+  }
+
+  /** Deepest useful draft: within the context and within maxTokens (the bonus needs a slot too). */
+  private draftRoom(gen: Generation<S>): number {
+    const rootPosition = gen.sequenceLength - 1;
+    const byContext = this.contextLength - 1 - rootPosition;
+    const byTokens = gen.request.maxTokens - gen.output.length - 1;
+    return Math.max(0, Math.min(byContext, byTokens));
+  }
+
+  private finish(gen: Generation<S>, reason: 'stop' | 'length' | 'context_length' | 'cancelled' | 'error'): void {
+    if (gen.finished) return;
+    gen.finished = true;
+    const i = this.active.indexOf(gen);
+    if (i !== -1) this.active.splice(i, 1);
+    this.byId.delete(gen.id);
+    this.reservedTokens -= gen.reservedTokens;
+    gen.cache?.release();
+    gen.cache = null;
+    const { metrics } = this.options;
+    metrics.recordFinished(reason);
+    metrics.running.set(this.active.length);
+    // A sink that throws (a broken connection) must not take the loop down with it.
+    try {
+      if (reason !== 'error') gen.sink.send(gen.doneEvent(reason));
+      gen.sink.end();
+    } catch (err) {
+      process.stderr.write(`pool: could not end generation ${gen.id}: ${(err as Error).message}\n`);
+    }
+    if (gen.request.contributeToDatastore && (reason === 'stop' || reason === 'length') && this.options.onContribute) {
+      const all = new Int32Array(gen.sequenceLength);
+      all.set(gen.promptIds);
+      all.set(gen.output, gen.promptIds.length);
+      this.options.onContribute(all);
+    }
+  }
+
+  private failActive(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`pool: step failed: ${err instanceof Error ? (err.stack ?? message) : message}\n`);
+    for (const gen of this.active.slice()) {
+      gen.sink.send({ type: 'error', code: 'internal', message: `verification step failed: ${message}` });
+      this.finish(gen, 'error');
+    }
+  }
+}

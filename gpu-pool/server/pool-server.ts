@@ -1,0 +1,224 @@
+/**
+ * The pool's HTTP front (Node http, protocol v1 of shared/protocol.ts,
+ * documented in docs/protocol.md). Thin: validation, auth, framing; the
+ * Scheduler does the work. Errors outside a stream are one JSON error event
+ * with the matching status; inside a stream they are an `error` event.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import {
+  encodeEvent,
+  generateRequestSchema,
+  pushTrieSchema,
+  type PoolEvent,
+  type PoolHealth,
+  type PoolInfo,
+} from '../../shared/protocol';
+import type { Scheduler } from '../scheduler/scheduler';
+import { AdmissionError } from '../scheduler/admission-error';
+import { decodeBase64 } from '../scheduler/base64';
+import type { PoolMetrics } from '../metrics/pool-metrics';
+import { BearerAuth } from './bearer-auth';
+import { HttpError } from './http-error';
+import { readJsonBody } from './read-body';
+
+export interface PoolServerOptions {
+  scheduler: Scheduler;
+  metrics: PoolMetrics;
+  info: PoolInfo;
+  tokenizerBytes: Uint8Array;
+  /** null = no authentication. */
+  token: string | null;
+  /** Largest accepted request body (default 8 MiB: a 4 MiB base64 trie plus a long prompt). */
+  maxBodyBytes?: number;
+}
+
+const GENERATION_PATH = /^\/v1\/generations\/([A-Za-z0-9._:-]{1,128})(\/trie)?$/;
+
+export class PoolServer {
+  readonly http: Server;
+  private readonly auth: BearerAuth;
+  private readonly maxBodyBytes: number;
+
+  constructor(private readonly options: PoolServerOptions) {
+    this.auth = new BearerAuth(options.token);
+    this.maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
+    this.http = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => this.fail(res, err));
+    });
+    // Streams can be long; the default request timeout would cut generations.
+    this.http.requestTimeout = 0;
+    this.http.keepAliveTimeout = 30_000;
+  }
+
+  async listen(port: number, host: string): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(port, host, () => {
+        this.http.off('error', reject);
+        resolve();
+      });
+    });
+    const address = this.http.address() as AddressInfo;
+    const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `http://${shownHost}:${address.port}`;
+  }
+
+  async close(): Promise<void> {
+    await this.options.scheduler.close();
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    this.http.closeAllConnections();
+  }
+
+  health(): PoolHealth {
+    const s = this.options.scheduler.stats();
+    const { maxActive } = this.options.info.limits;
+    return {
+      ok: true,
+      active: s.active,
+      queued: s.queued,
+      load: Math.min(1, (s.active + s.queued) / Math.max(1, maxActive)),
+      tokensPerSecond: Math.round(this.options.metrics.currentTokensPerSecond(performance.now()) * 10) / 10,
+    };
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://pool');
+    const method = req.method ?? 'GET';
+    const route = url.pathname;
+
+    if (route === '/healthz') return this.expect(method, 'GET', () => sendJson(res, 200, this.health()));
+    if (route === '/metrics') {
+      return this.expect(method, 'GET', async () => {
+        const { contentType, body } = await this.options.metrics.render();
+        res.writeHead(200, { 'content-type': contentType });
+        res.end(body);
+      });
+    }
+    if (!route.startsWith('/v1/')) throw new HttpError(404, 'not_found', `no route ${method} ${route}`);
+    if (!this.auth.check(req.headers.authorization)) {
+      res.setHeader('www-authenticate', 'Bearer');
+      throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token (Authorization: Bearer $SSSD_POOL_TOKEN)');
+    }
+    if (route === '/v1/info') return this.expect(method, 'GET', () => sendJson(res, 200, this.options.info));
+    if (route === '/v1/tokenizer') {
+      return this.expect(method, 'GET', () => {
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'content-length': this.options.tokenizerBytes.byteLength,
+          etag: `"${this.options.info.tokenizer.sha256}"`,
+        });
+        res.end(this.options.tokenizerBytes);
+      });
+    }
+    if (route === '/v1/generate') return this.expect(method, 'POST', () => this.generate(req, res));
+    const m = GENERATION_PATH.exec(route);
+    if (m) {
+      const id = m[1];
+      if (m[2]) return this.expect(method, 'POST', () => this.pushTrie(id, req, res));
+      return this.expect(method, 'DELETE', () => {
+        if (!this.options.scheduler.cancel(id)) throw new HttpError(404, 'not_found', `no running generation '${id}'`);
+        sendJson(res, 200, { id, cancelled: true });
+      });
+    }
+    throw new HttpError(404, 'not_found', `no route ${method} ${route}`);
+  }
+
+  private async expect(method: string, wanted: string, run: () => void | Promise<void>): Promise<void> {
+    if (method !== wanted) throw new HttpError(405, 'bad_request', `use ${wanted} here, not ${method}`);
+    await run();
+  }
+
+  private async generate(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJsonBody(req, this.maxBodyBytes);
+    const parsed = generateRequestSchema.safeParse(body);
+    if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
+    const request = parsed.data;
+    let open = true;
+    // The loop may emit `start` synchronously inside submit(): headers go out with the first byte.
+    const head = (): void => {
+      if (res.headersSent) return;
+      req.socket.setNoDelay(true);
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+      res.flushHeaders();
+    };
+    const sink = {
+      send: (event: PoolEvent): void => {
+        if (!open) return;
+        head();
+        res.write(encodeEvent(event));
+      },
+      end: (): void => {
+        if (open) {
+          head();
+          res.end();
+        }
+        open = false;
+      },
+    };
+    try {
+      this.options.scheduler.submit(request, sink);
+    } catch (err) {
+      throw toHttpError(err);
+    }
+    if (open) head();
+    // The client went away before `done`: free the row (within one step).
+    res.on('close', () => {
+      if (open) {
+        open = false;
+        this.options.scheduler.cancel(request.id);
+      }
+    });
+  }
+
+  private async pushTrie(id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJsonBody(req, this.maxBodyBytes);
+    const parsed = pushTrieSchema.safeParse(body);
+    if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
+    const bytes = decodeBase64(parsed.data.trie);
+    if (!bytes) throw new HttpError(400, 'bad_request', 'trie: not valid base64');
+    if (!this.options.scheduler.pushTrie(id, bytes, parsed.data.outputLength)) {
+      throw new HttpError(404, 'not_found', `no running generation '${id}'`);
+    }
+    sendJson(res, 202, { id, accepted: true });
+  }
+
+  private fail(res: ServerResponse, err: unknown): void {
+    const e = toHttpError(err);
+    if (e.status >= 500) process.stderr.write(`pool: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    if (res.headersSent) {
+      if (!res.writableEnded) res.end();
+      return;
+    }
+    const event: PoolEvent = { type: 'error', code: e.code, message: e.message };
+    if (e.retryAfterMs !== undefined) {
+      event.retryAfterMs = e.retryAfterMs;
+      res.setHeader('retry-after', String(Math.max(1, Math.ceil(e.retryAfterMs / 1000))));
+    }
+    sendJson(res, e.status, event);
+  }
+}
+
+function toHttpError(err: unknown): HttpError {
+  if (err instanceof HttpError) return err;
+  if (err instanceof AdmissionError) {
+    if (err.kind === 'busy') return new HttpError(503, 'busy', err.message, err.retryAfterMs ?? 1000);
+    if (err.kind === 'conflict') return new HttpError(409, 'bad_request', err.message);
+    return new HttpError(400, 'bad_request', err.message);
+  }
+  return new HttpError(500, 'internal', err instanceof Error ? err.message : String(err));
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length > 0 ? i.path.join('.') : 'body'}: ${i.message}`)
+    .join('; ');
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}

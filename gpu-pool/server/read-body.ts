@@ -1,0 +1,30 @@
+/**
+ * Reads a JSON request body with a hard size cap: the connection is not
+ * allowed to push more than `maxBytes` into memory, whatever Content-Length
+ * claims.
+ */
+import type { IncomingMessage } from 'node:http';
+import { HttpError } from './http-error';
+
+export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    throw new HttpError(413, 'bad_request', `request body is ${declared} bytes; the limit is ${maxBytes}`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) {
+      throw new HttpError(413, 'bad_request', `request body exceeds the limit of ${maxBytes} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.length === 0) throw new HttpError(400, 'bad_request', 'request body is empty; expected JSON');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new HttpError(400, 'bad_request', `request body is not valid JSON: ${(err as Error).message}`);
+  }
+}

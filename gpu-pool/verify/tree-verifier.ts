@@ -1,0 +1,184 @@
+/**
+ * Acceptance of one row's draft tree against the target model's logits.
+ *
+ * A step row is `chain ++ tree`: the chain is the tokens not yet in the cache
+ * (the whole prompt at prefill, the last emitted token afterwards) and the draft
+ * nodes hang below the chain's last token (`rootIndex`). Verification walks from
+ * that root:
+ * - greedy: follow the argmax; the longest matching path is accepted and the
+ *   argmax after its last node is the bonus token (identical to greedy decoding);
+ * - sampling: exact speculative sampling with one-hot drafts — try the children
+ *   in order, accept child c with probability p(c) under the current residual,
+ *   else zero p(c) (renormalising implicitly); when all are rejected, sample
+ *   from the residual. The output distribution equals the target's.
+ *
+ *   By default the randomness is coupled: one uniform u per emitted position,
+ *   the position's token is t = inverse-CDF(p, u) in token-id order (exactly
+ *   what plain sampling draws), and the child equal to t is the accepted one.
+ *   Given the children rejected so far, t is child c with probability
+ *   p(c) / residual mass, so this IS the residual procedure above, realised
+ *   with a shared uniform; and the output for a seed no longer depends on the
+ *   tree the budget happened to give (load, batch, method): a seeded request
+ *   gives the same tokens with speculation `off` or `sssd`. Passing an
+ *   AcceptRule selects the literal sequential form (fresh draws per child).
+ *
+ * All scratch is preallocated: nothing is allocated per token.
+ */
+import { argmax, sampleFrom, toProbabilities, type Rng, type SamplingOptions } from '../runtime/sampling';
+
+/** What verification needs from a step's result for one row. */
+export interface RowLogits {
+  logitsAt(rowIndex: number, tokenIndex: number): Float32Array;
+}
+
+/** A step row's tokens and parents (the runner's StepRow, or a prefix of its arrays). */
+export interface VerifyRow {
+  tokens: Int32Array;
+  parents: Int32Array;
+}
+
+/**
+ * Decides whether to accept a drafted child given its probability under the
+ * current residual distribution (already renormalised). The exact rule is
+ * `u < p`; tests swap in wrong rules to prove the statistics can catch them.
+ */
+export type AcceptRule = (residualProb: number, rng: Rng) => boolean;
+
+/** The literal sequential rule (fresh uniform per tried child). */
+export const exactAcceptRule: AcceptRule = (p, rng) => rng.next() < p;
+
+export class TreeVerifier {
+  /** Indices (into the row) of the accepted draft nodes, root excluded, in path order. */
+  readonly acceptedPath: Int32Array;
+  acceptedCount = 0;
+  /** The token emitted after the last accepted node (greedy argmax or a sample). */
+  bonusToken = -1;
+
+  private readonly firstChild: Int32Array;
+  private readonly nextSibling: Int32Array;
+  private readonly lastChild: Int32Array;
+  private readonly probs: Float32Array;
+
+  constructor(
+    readonly vocabSize: number,
+    maxRowTokens: number,
+    /** null = coupled exact sampling (default); a rule = the sequential form with that rule. */
+    private readonly acceptRule: AcceptRule | null = null,
+  ) {
+    this.acceptedPath = new Int32Array(maxRowTokens);
+    this.firstChild = new Int32Array(maxRowTokens);
+    this.nextSibling = new Int32Array(maxRowTokens);
+    this.lastChild = new Int32Array(maxRowTokens);
+    this.probs = new Float32Array(vocabSize);
+  }
+
+  /** Greedy acceptance; returns the number of accepted draft nodes. */
+  verifyGreedy(row: VerifyRow, rowLength: number, rootIndex: number, logits: RowLogits, rowIndex: number): number {
+    this.linkChildren(row, rowLength, rootIndex);
+    let node = rootIndex;
+    let count = 0;
+    for (;;) {
+      const target = argmax(logits.logitsAt(rowIndex, node));
+      let child = this.firstChild[node];
+      while (child !== -1 && row.tokens[child] !== target) child = this.nextSibling[child];
+      if (child === -1) {
+        this.bonusToken = target;
+        break;
+      }
+      this.acceptedPath[count++] = child;
+      node = child;
+    }
+    this.acceptedCount = count;
+    return count;
+  }
+
+  /** Exact speculative sampling (temperature > 0); returns the number of accepted draft nodes. */
+  verifySampled(
+    row: VerifyRow,
+    rowLength: number,
+    rootIndex: number,
+    logits: RowLogits,
+    rowIndex: number,
+    sampling: SamplingOptions,
+    rng: Rng,
+  ): number {
+    this.linkChildren(row, rowLength, rootIndex);
+    const p = this.probs;
+    let node = rootIndex;
+    let count = 0;
+    const rule = this.acceptRule;
+    if (rule === null) {
+      for (;;) {
+        const target = sampleFrom(toProbabilities(logits.logitsAt(rowIndex, node), sampling, p), rng);
+        let child = this.firstChild[node];
+        while (child !== -1 && row.tokens[child] !== target) child = this.nextSibling[child];
+        if (child === -1) {
+          this.bonusToken = target;
+          break;
+        }
+        this.acceptedPath[count++] = child;
+        node = child;
+      }
+      this.acceptedCount = count;
+      return count;
+    }
+    outer: for (;;) {
+      toProbabilities(logits.logitsAt(rowIndex, node), sampling, p);
+      // Residual mass instead of renormalising the whole vector after each rejection.
+      let mass = 1;
+      for (let child = this.firstChild[node]; child !== -1; child = this.nextSibling[child]) {
+        const token = row.tokens[child];
+        const pc = p[token];
+        if (pc > 0 && rule(Math.min(1, pc / mass), rng)) {
+          this.acceptedPath[count++] = child;
+          node = child;
+          continue outer;
+        }
+        mass -= pc;
+        p[token] = 0;
+      }
+      this.bonusToken = sampleResidual(p, mass, rng);
+      break;
+    }
+    this.acceptedCount = count;
+    return count;
+  }
+
+  /** Child lists (in row order) for the nodes below `rootIndex`. */
+  private linkChildren(row: VerifyRow, rowLength: number, rootIndex: number): void {
+    const { firstChild, nextSibling, lastChild } = this;
+    for (let i = rootIndex; i < rowLength; i++) {
+      firstChild[i] = -1;
+      nextSibling[i] = -1;
+      lastChild[i] = -1;
+    }
+    for (let i = rootIndex + 1; i < rowLength; i++) {
+      const parent = row.parents[i];
+      if (parent < rootIndex) continue;
+      if (lastChild[parent] === -1) firstChild[parent] = i;
+      else nextSibling[lastChild[parent]] = i;
+      lastChild[parent] = i;
+    }
+  }
+}
+
+/** Sample from `p` whose entries sum to `mass` (rejected children already zeroed). */
+function sampleResidual(p: Float32Array, mass: number, rng: Rng): number {
+  let u = rng.next() * mass;
+  let last = -1;
+  for (let i = 0; i < p.length; i++) {
+    const pi = p[i];
+    if (pi <= 0) continue;
+    last = i;
+    u -= pi;
+    if (u < 0) return i;
+  }
+  // Rounding left u a hair above zero: the last token with mass is the answer.
+  return last === -1 ? argmaxOf(p) : last;
+}
+
+function argmaxOf(p: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < p.length; i++) if (p[i] > p[best]) best = i;
+  return best;
+}

@@ -1,0 +1,72 @@
+/**
+ * `sssd bench-serve` against the real pool process: every method and
+ * concurrency gets a row, figures are consistent, user mistakes are clear.
+ */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { benchServe, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
+import { loadWorkload } from '../../../gpu-pool/bench/workload';
+import { repoRoot, workloads } from '../../support/shared-data';
+import { startPool, type PoolProcess } from '../server/pool-process';
+
+const run = promisify(execFile);
+let pool: PoolProcess;
+beforeAll(async () => {
+  pool = await startPool();
+});
+afterAll(async () => {
+  await pool?.stop();
+});
+
+describe('bench-serve', () => {
+  it('replays a workload per method and concurrency and reports consistent figures', async () => {
+    const workload = (await loadWorkload(workloads.devSessions)).slice(0, 6).map((r) => ({ ...r, max_tokens: Math.min(r.max_tokens, 48) }));
+    const results = await benchServe({
+      poolUrl: pool.url,
+      token: pool.token,
+      workload,
+      concurrencies: [1, 4],
+      methods: ['off', 'sssd'],
+      limit: 6,
+      useDatastore: true,
+      progress: false,
+    });
+    expect(results.map((r) => `${r.concurrency}/${r.method}`)).toEqual(['1/off', '1/sssd', '4/off', '4/sssd']);
+    for (const r of results) {
+      expect(r.failed).toBe(0);
+      // At least 4 × concurrency requests per level, cycling through the workload.
+      expect(r.requests).toBe(Math.max(6, 4 * r.concurrency));
+      expect(r.outputTokens).toBeGreaterThan(0);
+      expect(r.outputTokensPerSecond).toBeGreaterThan(0);
+      expect(r.ttftMedianMs).toBeGreaterThan(0);
+      expect(r.ttftP99Ms).toBeGreaterThanOrEqual(r.ttftMedianMs);
+      expect(r.speedupVsOff).toBeDefined();
+    }
+    const off = results.filter((r) => r.method === 'off');
+    for (const r of off) {
+      expect(r.meanAcceptanceLength).toBe(1);
+      expect(r.speedupVsOff).toBe(1);
+    }
+    // Seeded requests give the same tokens whatever the method, so every method emits the same count.
+    expect(results[1].outputTokens).toBe(results[0].outputTokens);
+    expect(results[3].outputTokens).toBe(results[2].outputTokens);
+  });
+
+  it('runs from the command line and prints JSON; bad flags are clear errors', async () => {
+    const cli = path.join(repoRoot, 'bin/sssd.mjs');
+    const { stdout } = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off', '--limit', '2', '--json'], {
+      env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
+    });
+    const parsed = JSON.parse(stdout) as MethodResult[];
+    expect(parsed).toHaveLength(1);
+    expect(parsed[0]).toMatchObject({ concurrency: 2, method: 'off', failed: 0 });
+    const bad = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--methods', 'magic'], {
+      env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
+    }).catch((e: { code: number; stderr: string }) => e);
+    expect((bad as { code: number }).code).toBe(2);
+    expect((bad as { stderr: string }).stderr).toMatch(/unknown method "magic"/);
+    expect((bad as { stderr: string }).stderr).not.toMatch(/at .*\.ts:\d+/);
+  });
+});

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import { SpeculationGovernor } from '../../../gpu-pool/budget/speculation-governor';
+
+/** Runs the governor against a world where each arm has a fixed throughput; returns the share of speculating steps. */
+function share(specRate: number, plainRate: number, batch: number, steps = 400): number {
+  const g = new SpeculationGovernor(10, 0.1);
+  let spec = 0;
+  for (let i = 0; i < steps; i++) {
+    const s = g.decide(batch);
+    if (s) spec++;
+    g.record(batch, s, s ? specRate : plainRate, 1);
+  }
+  return spec / steps;
+}
+
+describe('speculation governor', () => {
+  it('keeps speculation on where it measures faster', () => {
+    expect(share(3, 1, 1)).toBeGreaterThan(0.85);
+  });
+
+  it('switches it off where it measures slower, still probing now and then', () => {
+    const s = share(0.8, 1, 128);
+    expect(s).toBeLessThan(0.15);
+    expect(s).toBeGreaterThan(0);
+  });
+
+  it('decides per batch size', () => {
+    const g = new SpeculationGovernor(10, 0.1);
+    for (let i = 0; i < 200; i++) {
+      for (const [batch, spec, plain] of [[2, 3, 1], [128, 0.5, 1]] as const) {
+        const s = g.decide(batch);
+        g.record(batch, s, s ? spec : plain, 1);
+      }
+    }
+    let small = 0;
+    let large = 0;
+    for (let i = 0; i < 100; i++) {
+      if (g.decide(2)) small++;
+      if (g.decide(128)) large++;
+    }
+    expect(small).toBeGreaterThan(80);
+    expect(large).toBeLessThan(20);
+  });
+
+  it('judges each speculation method on its own record', () => {
+    const g = new SpeculationGovernor(10, 0.1);
+    for (let i = 0; i < 300; i++) {
+      for (const [key, spec] of [['sssd', 3], ['pld', 0.5]] as const) {
+        // Rounds of one method at a time, as batches usually are.
+        for (let k = 0; k < 5; k++) {
+          const s = g.decide(1, key);
+          g.record(1, s, s ? spec : 1, 1, key);
+        }
+      }
+    }
+    let sssd = 0;
+    let pld = 0;
+    for (let i = 0; i < 100; i++) {
+      if (g.decide(1, 'sssd')) sssd++;
+      if (g.decide(1, 'pld')) pld++;
+    }
+    expect(sssd).toBeGreaterThan(80);
+    expect(pld).toBeLessThan(20);
+  });
+
+  it('follows a change of load', () => {
+    const g = new SpeculationGovernor(10, 0.1);
+    for (let i = 0; i < 200; i++) {
+      const s = g.decide(16);
+      g.record(16, s, s ? 2 : 1, 1);
+    }
+    for (let i = 0; i < 400; i++) {
+      const s = g.decide(16);
+      g.record(16, s, s ? 0.5 : 1, 1);
+    }
+    let on = 0;
+    for (let i = 0; i < 100; i++) if (g.decide(16)) on++;
+    expect(on).toBeLessThan(20);
+  });
+});

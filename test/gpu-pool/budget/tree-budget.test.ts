@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import { CostModel, type CostCoefficients, type CostSample } from '../../../gpu-pool/budget/cost-model';
+import { TreeBudget, type BudgetRow } from '../../../gpu-pool/budget/tree-budget';
+
+const ZERO: CostCoefficients = { fixed: 0, perRow: 0, perPaddedToken: 0, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 };
+
+function rowsWith(n: number, probs: number[], chain = 1): BudgetRow[] {
+  const p = Float32Array.from([1, ...probs]);
+  return Array.from({ length: n }, () => ({ chainLength: chain, available: probs.length, probs: p, scale: 1 }));
+}
+
+describe('cost model fit', () => {
+  it('recovers the coefficients of an exact curve', () => {
+    const truth = new CostModel({ ...ZERO, fixed: 0.3, perRow: 0.02, perPaddedToken: 0.015, perPastToken: 0.0001 });
+    const samples: CostSample[] = [];
+    for (const rows of [1, 4, 16, 64]) {
+      for (const t of [1, 4, 16]) {
+        for (const past of [32, 256]) samples.push({ rows, maxTokens: t, totalTokens: rows * t, maxPast: past, ms: truth.stepMs(rows, t, rows * t, past) });
+      }
+    }
+    const fit = CostModel.fit(samples);
+    for (const [rows, t, past] of [[1, 1, 100], [8, 8, 200], [64, 16, 50]]) {
+      expect(fit.stepMs(rows, t, rows * t, past)).toBeCloseTo(truth.stepMs(rows, t, rows * t, past), 3);
+    }
+  });
+
+  it('never makes more tokens look cheaper, even on noisy data', () => {
+    const samples: CostSample[] = [];
+    let seed = 1;
+    const noise = (): number => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 0.4 + 0.8;
+    for (const rows of [1, 4, 16]) for (const t of [1, 4, 16]) samples.push({ rows, maxTokens: t, totalTokens: rows * t, maxPast: 64, ms: (0.2 + 0.01 * rows * t) * noise() });
+    const fit = CostModel.fit(samples);
+    for (const v of Object.values(fit.coefficients)) expect(v).toBeGreaterThanOrEqual(0);
+    expect(fit.stepMs(4, 8, 32, 64)).toBeGreaterThan(fit.stepMs(4, 4, 16, 64));
+  });
+});
+
+describe('static budget (the SSSD authors’ rule)', () => {
+  // I_knee = 193 tokens: base 1.92 ms, 0.01 ms per extra decode row.
+  const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 1.91, perRow: 0.01 }), { policy: 'static', maxNodes: 32 });
+
+  it('gives s = I_knee / batch from the menu of tree sizes', () => {
+    expect(budget.kneeTokens).toBe(193);
+    expect([1, 16, 32, 48, 64, 128, 256].map((b) => budget.staticSize(b))).toEqual([32, 12, 6, 4, 3, 1, 0]);
+  });
+
+  it('gives every request the same size, bounded by what it drafted', () => {
+    const out = new Int32Array(2);
+    budget.allocate([...rowsWith(1, new Array(40).fill(0.5)), ...rowsWith(1, [0.9, 0.8])], out);
+    expect(Array.from(out)).toEqual([32, 2]);
+  });
+});
+
+describe('marginal budget', () => {
+  const opts = { policy: 'marginal' as const, maxNodes: 32 };
+
+  it('speculates deep when extra tokens are nearly free (memory-bound step)', () => {
+    const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 5, perPaddedToken: 0.001 }), opts);
+    const out = new Int32Array(1);
+    budget.allocate(rowsWith(1, Array.from({ length: 32 }, (_, i) => 0.9 ** (i + 1))), out);
+    expect(out[0]).toBeGreaterThanOrEqual(24);
+  });
+
+  it('switches speculation off when tokens cost as much as steps', () => {
+    const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 0.01, perPaddedToken: 1 }), opts);
+    const out = new Int32Array(64);
+    budget.allocate(rowsWith(64, [0.3, 0.1, 0.05]), out);
+    expect(Array.from(out).every((v) => v === 0)).toBe(true);
+  });
+
+  it('shrinks trees as the batch grows', () => {
+    const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 1, perRow: 0.01, perPaddedToken: 0.02 }), opts);
+    const probs = Array.from({ length: 32 }, (_, i) => 0.85 ** (i + 1));
+    const sizes = [1, 8, 32, 128].map((b) => {
+      const out = new Int32Array(b);
+      budget.allocate(rowsWith(b, probs), out);
+      return out[0];
+    });
+    for (let i = 1; i < sizes.length; i++) expect(sizes[i]).toBeLessThanOrEqual(sizes[i - 1]);
+    expect(sizes[0]).toBeGreaterThan(sizes[3]);
+  });
+
+  it('speculates more when a prefill row already pads the batch', () => {
+    const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 1, perRow: 0.01, perPaddedToken: 0.02 }), opts);
+    const probs = Array.from({ length: 32 }, (_, i) => 0.6 ** (i + 1));
+    const decode = new Int32Array(33);
+    budget.allocate(rowsWith(33, probs), decode);
+    const withPrefill = new Int32Array(33);
+    budget.allocate([...rowsWith(32, probs), ...rowsWith(1, probs, 30)], withPrefill);
+    expect(withPrefill[0]).toBeGreaterThan(decode[0]);
+  });
+
+  it('gives nodes where they are likeliest to be accepted when tokens cost per token', () => {
+    const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 1, perToken: 0.1 }), opts);
+    const out = new Int32Array(2);
+    const sure = Array.from({ length: 16 }, () => 0.95);
+    const doubtful = Array.from({ length: 16 }, (_, i) => 0.2 * 0.5 ** i);
+    budget.allocate([...rowsWith(1, sure), ...rowsWith(1, doubtful)], out);
+    expect(out[0]).toBe(16);
+    expect(out[1]).toBe(0);
+  });
+
+  it('gives nothing to requests without drafts', () => {
+    const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 5, perPaddedToken: 0.001 }), opts);
+    const out = new Int32Array(2);
+    budget.allocate([{ chainLength: 1, available: 0, probs: null, scale: 1 }, ...rowsWith(1, [0.9, 0.9])], out);
+    expect(out[0]).toBe(0);
+    expect(out[1]).toBe(2);
+  });
+});

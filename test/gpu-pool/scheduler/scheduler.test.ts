@@ -1,0 +1,112 @@
+/**
+ * The batching loop with the real stories260K runner (in-process): one
+ * forward pass per iteration for every active row, prefills joining the
+ * running batch, caches released when generations leave.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { generateRequestSchema, type PoolEvent } from '../../../shared/protocol';
+import { loadModel } from '../../../gpu-pool/model/load-model';
+import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
+import type { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
+import type { StepRow } from '../../../gpu-pool/runtime/step-types';
+import type { BatchRunner } from '../../../gpu-pool/scheduler/batch-runner';
+import { Scheduler } from '../../../gpu-pool/scheduler/scheduler';
+import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
+import { CostModel } from '../../../gpu-pool/budget/cost-model';
+import { TreeBudget } from '../../../gpu-pool/budget/tree-budget';
+import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
+import { models } from '../../support/shared-data';
+
+/** The real runner, with a record of every step's row lengths and every cache's release. */
+class RecordingRunner implements BatchRunner<SequenceKvCache> {
+  steps: number[][] = [];
+  created: SequenceKvCache[] = [];
+  constructor(private readonly inner: ModelRunner) {}
+  get config() {
+    return this.inner.config;
+  }
+  newSequence(capacity?: number): SequenceKvCache {
+    const s = this.inner.newSequence(capacity);
+    this.created.push(s);
+    return s;
+  }
+  step(rows: ReadonlyArray<{ cache: SequenceKvCache; row: StepRow }>) {
+    this.steps.push(rows.map((r) => r.row.tokens.length));
+    return this.inner.step(rows);
+  }
+}
+
+let runner: RecordingRunner;
+beforeAll(async () => {
+  runner = new RecordingRunner(await ModelRunner.create(await loadModel(models.stories260K.checkpoint)));
+});
+
+function collect(): { events: PoolEvent[]; done: Promise<PoolEvent[]>; sink: { send(e: PoolEvent): void; end(): void } } {
+  const events: PoolEvent[] = [];
+  let resolve!: (e: PoolEvent[]) => void;
+  const done = new Promise<PoolEvent[]>((r) => (resolve = r));
+  return { events, done, sink: { send: (e) => events.push(e), end: () => resolve(events) } };
+}
+
+const cost = new CostModel({ fixed: 1, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
+
+function scheduler(budget: TreeBudget | null): Scheduler<SequenceKvCache> {
+  return new Scheduler(runner, {
+    limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+    budget,
+    metrics: new PoolMetrics(),
+    createDrafter: drafterFactory(null),
+  });
+}
+
+describe('continuous batching', () => {
+  it('a new request prefills in the same forward pass as a running one decodes', async () => {
+    const s = scheduler(null);
+    runner.steps = [];
+    const a = collect();
+    s.submit(generateRequestSchema.parse({ id: 'a', promptIds: [1], maxTokens: 120, speculation: 'off' }), a.sink);
+    while (a.events.filter((e) => e.type === 'tokens').length < 5) await new Promise((r) => setImmediate(r));
+    const b = collect();
+    const prompt = [1, 403, 407, 261, 378, 432, 383];
+    s.submit(generateRequestSchema.parse({ id: 'b', promptIds: prompt, maxTokens: 10, speculation: 'off' }), b.sink);
+    await Promise.all([a.done, b.done]);
+    // One step carried A's decode row (1 token) and B's prefill row (the prompt).
+    expect(runner.steps.some((rows) => rows.length === 2 && rows.includes(1) && rows.includes(prompt.length))).toBe(true);
+    // Every step while both ran had both rows: no step for one request alone.
+    const aTokens = a.events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    expect(aTokens.length).toBe(120);
+    expect(runner.steps.length).toBe(120);
+  });
+
+  it('finished and cancelled generations release their caches', async () => {
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    runner.created = [];
+    const runs = [0, 1, 2].map((i) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id: `r${i}`, promptIds: [1, 403], maxTokens: 200, speculation: i === 0 ? 'off' : 'context' }), c.sink);
+      return c;
+    });
+    while (runs[2].events.filter((e) => e.type === 'tokens').length < 3) await new Promise((r) => setImmediate(r));
+    expect(s.cancel('r2')).toBe(true);
+    const ends = await Promise.all(runs.map((r) => r.done));
+    expect((ends[2].at(-1) as Extract<PoolEvent, { type: 'done' }>).finishReason).toBe('cancelled');
+    expect(runner.created.length).toBe(3);
+    expect(runner.created.every((c) => c.isReleased)).toBe(true);
+    expect(s.stats()).toMatchObject({ active: 0, queued: 0, reservedTokens: 0 });
+    // Greedy output does not depend on the method.
+    const ids = (evs: PoolEvent[]): number[] => evs.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    expect(ids(ends[1])).toEqual(ids(ends[0]));
+  });
+
+  it('a context-trie drafter speculates: multi-token steps, fewer passes than tokens', async () => {
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    const c = collect();
+    // A repetitive prompt: the context trie predicts its continuation.
+    const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
+    s.submit(generateRequestSchema.parse({ id: 'ctx', promptIds: [...story, ...story.slice(1), ...story.slice(1, 8)], maxTokens: 64, speculation: 'context' }), c.sink);
+    const events = await c.done;
+    const done = events.at(-1) as Extract<PoolEvent, { type: 'done' }>;
+    expect(done.usage.speculation.acceptedTokens).toBeGreaterThan(0);
+    expect(done.usage.speculation.steps).toBeLessThan(done.usage.completionTokens);
+  });
+});

@@ -1,0 +1,200 @@
+/**
+ * The pool's HTTP contract against the real process: auth, info/tokenizer,
+ * clear 4xx for bad input (and the service keeps serving), cancellation by
+ * DELETE and by client disconnect, bounded admission, metrics.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PoolHealth, PoolInfo, PoolEvent } from '../../../shared/protocol';
+import { models } from '../../support/shared-data';
+import { generate, getJson, metricValue, startPool, streamEvents, type PoolProcess } from './pool-process';
+
+let pool: PoolProcess;
+beforeAll(async () => {
+  pool = await startPool(['--max-active', '2', '--max-queued', '1']);
+});
+afterAll(async () => {
+  await pool?.stop();
+});
+
+const LONG = { promptIds: [1], maxTokens: 500, speculation: 'off' as const };
+
+function post(route: string, body: string, token: string | null = pool.token): Promise<Response> {
+  return fetch(`${pool.url}${route}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body,
+  });
+}
+
+async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
+}
+
+describe('auth', () => {
+  it('refuses /v1 routes without the bearer token, serves health and metrics openly', async () => {
+    expect((await getJson(pool, '/v1/info', false)).status).toBe(401);
+    const wrong = await post('/v1/generate', JSON.stringify({ id: 'x', promptIds: [1], maxTokens: 1 }), 'not-the-token');
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as PoolEvent & { code: string }).code).toBe('unauthorized');
+    expect((await getJson<PoolHealth>(pool, '/healthz', false)).status).toBe(200);
+    expect((await fetch(`${pool.url}/metrics`)).status).toBe(200);
+  });
+});
+
+describe('info and tokenizer', () => {
+  it('describes the model and serves the tokenizer file it names', async () => {
+    const { status, body } = await getJson<PoolInfo>(pool, '/v1/info');
+    expect(status).toBe(200);
+    expect(body.protocol).toBe(1);
+    expect(body.model).toMatchObject({ contextLength: 512, vocabSize: 512, bosId: 1, eosIds: [1] });
+    expect(body.limits.maxActive).toBe(2);
+    const res = await fetch(`${pool.url}${body.tokenizer.path}`, { headers: { authorization: `Bearer ${pool.token}` } });
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(body.tokenizer.sha256);
+    expect(Buffer.from(bytes).equals(readFileSync(models.stories260K.tokenizer))).toBe(true);
+  });
+});
+
+describe('bad requests get a clear 4xx and the pool keeps serving', () => {
+  const cases: [string, string, number, RegExp][] = [
+    ['not JSON', '{oops', 400, /not valid JSON/],
+    ['missing promptIds', JSON.stringify({ id: 'a', maxTokens: 4 }), 400, /promptIds/],
+    ['prompt longer than the context', JSON.stringify({ id: 'b', promptIds: new Array(600).fill(5), maxTokens: 4 }), 400, /context length 512/],
+    ['token outside the vocabulary', JSON.stringify({ id: 'c', promptIds: [1, 9999], maxTokens: 4 }), 400, /vocabulary/],
+    ['temperature out of range', JSON.stringify({ id: 'd', promptIds: [1], maxTokens: 4, sampling: { temperature: 5 } }), 400, /sampling\.temperature/],
+    ['unknown speculation method', JSON.stringify({ id: 'e', promptIds: [1], maxTokens: 4, speculation: 'magic' }), 400, /speculation/],
+    ['trie not base64', JSON.stringify({ id: 'f', promptIds: [1], maxTokens: 4, trie: '***' }), 400, /base64/],
+    ['body over the size limit', JSON.stringify({ id: 'g', promptIds: [1], maxTokens: 4, pad: 'x'.repeat(9 * 1024 * 1024) }), 413, /limit/],
+  ];
+  it.each(cases)('%s', async (_name, body, status, message) => {
+    const res = await post('/v1/generate', body);
+    expect(res.status).toBe(status);
+    const event = (await res.json()) as Extract<PoolEvent, { type: 'error' }>;
+    expect(event.type).toBe('error');
+    expect(event.message).toMatch(message);
+    const ok = await generate(pool, { id: 'after-' + status + Math.random(), promptIds: [1, 403], maxTokens: 5 });
+    expect(ok.status).toBe(200);
+    expect(ok.ids.length).toBe(5);
+  });
+
+  it('a second running generation with the same id is a conflict', async () => {
+    const first = await post('/v1/generate', JSON.stringify({ id: 'twice', ...LONG }));
+    expect(first.status).toBe(200);
+    const second = await post('/v1/generate', JSON.stringify({ id: 'twice', promptIds: [1], maxTokens: 2 }));
+    expect(second.status).toBe(409);
+    expect(((await second.json()) as { message: string }).message).toMatch(/already running/);
+    await fetch(`${pool.url}/v1/generations/twice`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } });
+    await first.text();
+  });
+
+  it('unknown routes and methods', async () => {
+    expect((await getJson(pool, '/v1/nope')).status).toBe(404);
+    expect((await getJson(pool, '/v1/generate')).status).toBe(405);
+  });
+});
+
+describe('cancellation', () => {
+  it('DELETE ends a running generation at the next step and frees its row', async () => {
+    const res = await post('/v1/generate', JSON.stringify({ id: 'to-cancel', ...LONG }));
+    expect(res.status).toBe(200);
+    const events: PoolEvent[] = [];
+    let deleted = false;
+    let tokensAfterDelete = 0;
+    for await (const e of streamEvents(res)) {
+      events.push(e);
+      if (deleted && e.type === 'tokens') tokensAfterDelete++;
+      if (e.type === 'tokens' && !deleted) {
+        const del = await fetch(`${pool.url}/v1/generations/to-cancel`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } });
+        expect(del.status).toBe(200);
+        deleted = true;
+      }
+    }
+    const done = events.at(-1) as Extract<PoolEvent, { type: 'done' }>;
+    expect(done.type).toBe('done');
+    expect(done.finishReason).toBe('cancelled');
+    expect(done.usage.completionTokens).toBeLessThan(256);
+    const health = await getJson<PoolHealth>(pool, '/healthz', false);
+    expect(health.body.active).toBe(0);
+    const again = await fetch(`${pool.url}/v1/generations/to-cancel`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } });
+    expect(again.status).toBe(404);
+  });
+
+  it('a client that disconnects frees its row', async () => {
+    const before = await metricValue(pool, 'vllm:request_success_total', 'finished_reason="cancelled"');
+    const abort = new AbortController();
+    const res = await fetch(`${pool.url}/v1/generate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'walks-away', ...LONG }),
+      signal: abort.signal,
+    });
+    const it = streamEvents(res);
+    await it.next(); // start
+    await it.next(); // first tokens: it is running
+    abort.abort();
+    const freed = await waitFor(async () => (await getJson<PoolHealth>(pool, '/healthz', false)).body.active === 0, 2000);
+    expect(freed).toBe(true);
+    expect(await metricValue(pool, 'vllm:request_success_total', 'finished_reason="cancelled"')).toBe(before + 1);
+  });
+
+  it('a fresh trie for a running generation is accepted; unknown ids are 404', async () => {
+    const res = await post('/v1/generate', JSON.stringify({ id: 'gets-trie', promptIds: [1], maxTokens: 300, speculation: 'sssd' }));
+    const it = streamEvents(res);
+    await it.next();
+    const push = await post('/v1/generations/gets-trie/trie', JSON.stringify({ outputLength: 0, trie: Buffer.from([1, 2, 3]).toString('base64') }));
+    expect([202, 404]).toContain(push.status); // 404 only if it already finished
+    const unknown = await post('/v1/generations/nobody/trie', JSON.stringify({ outputLength: 0, trie: '' }));
+    expect(unknown.status).toBe(404);
+    for await (const _ of it) {
+      // drain
+    }
+  });
+});
+
+describe('admission', () => {
+  it('over the limit answers busy (503, Retry-After) and never queues unboundedly', async () => {
+    const bodies = [0, 1, 2, 3].map((i) => JSON.stringify({ id: `load-${i}`, ...LONG }));
+    const responses = await Promise.all(bodies.map((b) => post('/v1/generate', b)));
+    const statuses = responses.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 200, 200, 503]);
+    const busy = responses.find((r) => r.status === 503)!;
+    expect(Number(busy.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    const event = (await busy.json()) as Extract<PoolEvent, { type: 'error' }>;
+    expect(event.code).toBe('busy');
+    expect(event.retryAfterMs).toBeGreaterThan(0);
+    const health = await getJson<PoolHealth>(pool, '/healthz', false);
+    expect(health.body.active).toBe(2);
+    expect(health.body.queued).toBe(1);
+    await Promise.all(responses.filter((r) => r.status === 200).map((r) => r.text()));
+  });
+});
+
+describe('metrics', () => {
+  it('exposes vLLM speculation counters, batch and step figures', async () => {
+    await generate(pool, { id: 'spec', promptIds: [1, 403, 407, 261, 378, 432, 383, 286, 261, 376], maxTokens: 120, speculation: 'sssd' });
+    const text = await (await fetch(`${pool.url}/metrics`)).text();
+    for (const name of [
+      'vllm:spec_decode_num_drafts_total',
+      'vllm:spec_decode_num_draft_tokens_total',
+      'vllm:spec_decode_num_accepted_tokens_total',
+      'vllm:spec_decode_num_accepted_tokens_per_pos_total{position="0"}',
+      'vllm:num_requests_running',
+      'vllm:num_requests_waiting',
+      'sssd_pool_batch_size_bucket',
+      'sssd_pool_step_seconds_bucket',
+      'sssd_pool_generation_tokens_per_second',
+      'vllm:request_success_total{finished_reason="length"}',
+    ]) {
+      expect(text, name).toContain(name);
+    }
+    expect(await metricValue(pool, 'vllm:spec_decode_num_drafts_total')).toBeGreaterThan(0);
+    expect(await metricValue(pool, 'vllm:generation_tokens_total')).toBeGreaterThan(100);
+  });
+});

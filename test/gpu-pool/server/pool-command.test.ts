@@ -1,0 +1,47 @@
+/** `sssd pool` refuses unsafe or broken setups with a clear message (no stack trace, non-zero exit). */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { models, repoRoot } from '../../support/shared-data';
+
+const run = promisify(execFile);
+
+async function pool(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number; stderr: string }> {
+  const base = { ...process.env, ...env };
+  if (env.SSSD_POOL_TOKEN === undefined) delete base.SSSD_POOL_TOKEN;
+  try {
+    await run(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', ...args], { env: base, timeout: 60_000 });
+    return { code: 0, stderr: '' };
+  } catch (e) {
+    const err = e as { code: number; stderr: string };
+    return { code: err.code, stderr: err.stderr };
+  }
+}
+
+const model = ['--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--port', '0'];
+
+describe('sssd pool start-up checks', () => {
+  it('refuses to start without a token unless told to run without auth', async () => {
+    const r = await pool(model);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/SSSD_POOL_TOKEN/);
+    expect(r.stderr).not.toMatch(/\.ts:\d+/);
+  });
+
+  it('allows --insecure-no-auth on loopback only', async () => {
+    const r = await pool([...model, '--insecure-no-auth', '--host', '0.0.0.0']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/loopback/);
+  });
+
+  it('names a missing model or tokenizer, and a bad flag', async () => {
+    const missing = await pool(['--model', '/nonexistent/model.bin', '--tokenizer', models.stories260K.tokenizer], { SSSD_POOL_TOKEN: 't' });
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toMatch(/\/nonexistent\/model\.bin/);
+    const tok = await pool(['--model', models.stories260K.checkpoint, '--tokenizer', '/nonexistent/tok.bin'], { SSSD_POOL_TOKEN: 't' });
+    expect(tok.stderr).toMatch(/tokenizer not found/);
+    const flag = await pool([...model, '--budget', 'huge'], { SSSD_POOL_TOKEN: 't' });
+    expect(flag.stderr).toMatch(/--budget must be one of/);
+  });
+});

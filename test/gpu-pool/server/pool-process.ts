@@ -1,0 +1,129 @@
+/**
+ * Starts the real pool (`node bin/sssd.mjs pool`) on a free port with
+ * stories260K, and talks to it: NDJSON generation streams, JSON routes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import type { PoolEvent } from '../../../shared/protocol';
+import { models, repoRoot } from '../../support/shared-data';
+
+export interface PoolProcess {
+  url: string;
+  token: string;
+  stderr: () => string;
+  stop(): Promise<void>;
+}
+
+export async function startPool(extraArgs: string[] = [], token = 'test-token-' + Math.random().toString(36).slice(2)): Promise<PoolProcess> {
+  const args = [
+    path.join(repoRoot, 'bin/sssd.mjs'),
+    'pool',
+    '--model',
+    models.stories260K.checkpoint,
+    '--tokenizer',
+    models.stories260K.tokenizer,
+    '--port',
+    '0',
+    ...extraArgs,
+  ];
+  const child: ChildProcess = spawn(process.execPath, args, {
+    cwd: repoRoot,
+    env: { ...process.env, SSSD_POOL_TOKEN: token },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`pool did not start in 90 s:\n${err}`)), 90_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /pool listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`pool exited with ${code}:\n${err}`));
+    });
+  });
+  return {
+    url,
+    token,
+    stderr: () => err,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+      }),
+  };
+}
+
+export interface GenerateBody {
+  id: string;
+  promptIds: number[];
+  maxTokens: number;
+  sampling?: { temperature?: number; topP?: number; topK?: number; seed?: number };
+  speculation?: 'sssd' | 'pld' | 'context' | 'off';
+  useDatastore?: boolean;
+  trie?: string;
+}
+
+export interface GenerationOutcome {
+  status: number;
+  events: PoolEvent[];
+  ids: number[];
+  done: Extract<PoolEvent, { type: 'done' }> | undefined;
+}
+
+export async function generate(pool: PoolProcess, body: GenerateBody, signal?: AbortSignal): Promise<GenerationOutcome> {
+  const res = await fetch(`${pool.url}/v1/generate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
+  });
+  const events: PoolEvent[] = [];
+  if (res.status !== 200) {
+    events.push((await res.json()) as PoolEvent);
+    return { status: res.status, events, ids: [], done: undefined };
+  }
+  const text = await res.text();
+  for (const line of text.split('\n')) if (line) events.push(JSON.parse(line) as PoolEvent);
+  const ids = events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+  const done = events.find((e): e is Extract<PoolEvent, { type: 'done' }> => e.type === 'done');
+  return { status: res.status, events, ids, done };
+}
+
+/** Reads a generation stream event by event. */
+export async function* streamEvents(res: Response): AsyncGenerator<PoolEvent> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) !== -1) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line) yield JSON.parse(line) as PoolEvent;
+    }
+  }
+}
+
+export async function getJson<T>(pool: PoolProcess, route: string, auth = true): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${pool.url}${route}`, { headers: auth ? { authorization: `Bearer ${pool.token}` } : {} });
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+export async function metricValue(pool: PoolProcess, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`${pool.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(name + (labels ? `{${labels}}` : ' ')));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}

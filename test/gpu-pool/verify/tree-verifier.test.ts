@@ -1,0 +1,96 @@
+import { describe, expect, it } from 'vitest';
+import { TreeVerifier } from '../../../gpu-pool/verify/tree-verifier';
+import { Rng } from '../../../gpu-pool/runtime/sampling';
+
+const VOCAB = 8;
+
+/** Logits whose argmax (and most of the mass) is `favourite` at each row index. */
+function logitsTable(favourites: number[]): { logitsAt(row: number, i: number): Float32Array } {
+  const rows = favourites.map((f) => {
+    const l = new Float32Array(VOCAB);
+    l[f] = 10;
+    return l;
+  });
+  return { logitsAt: (_row, i) => rows[i] };
+}
+
+function row(tokens: number[], parents: number[]): { tokens: Int32Array; parents: Int32Array } {
+  return { tokens: Int32Array.from(tokens), parents: Int32Array.from(parents) };
+}
+
+describe('greedy tree acceptance', () => {
+  // chain [5] + tree: 1:(3 under 0) 2:(4 under 0) 3:(6 under 2) 4:(7 under 3) 5:(2 under 2)
+  const r = row([5, 3, 4, 6, 7, 2], [-1, 0, 0, 2, 3, 2]);
+
+  it('accepts the longest path that follows the argmax and returns the bonus after it', () => {
+    const v = new TreeVerifier(VOCAB, 16);
+    // argmax after root = 4 (node 2), after node 2 = 2 (node 5), after node 5 = 1 (bonus)
+    const n = v.verifyGreedy(r, 6, 0, logitsTable([4, 0, 2, 0, 0, 1]), 0);
+    expect(n).toBe(2);
+    expect(Array.from(v.acceptedPath.subarray(0, n))).toEqual([2, 5]);
+    expect(v.bonusToken).toBe(1);
+  });
+
+  it('accepts nothing when the first argmax is not drafted', () => {
+    const v = new TreeVerifier(VOCAB, 16);
+    const n = v.verifyGreedy(r, 6, 0, logitsTable([0, 0, 0, 0, 0, 0]), 0);
+    expect(n).toBe(0);
+    expect(v.bonusToken).toBe(0);
+  });
+
+  it('walks from the last chain token of a prefill row', () => {
+    // chain [9,9,5] (a prompt) then node 3 under index 2
+    const v = new TreeVerifier(16, 16);
+    const prefill = row([9, 9, 5, 3], [-1, 0, 1, 2]);
+    const table = [0, 0, 3, 7].map((f) => {
+      const l = new Float32Array(16);
+      l[f] = 1;
+      return l;
+    });
+    const n = v.verifyGreedy(prefill, 4, 2, { logitsAt: (_r, i) => table[i] }, 0);
+    expect(n).toBe(1);
+    expect(v.acceptedPath[0]).toBe(3);
+    expect(v.bonusToken).toBe(7);
+  });
+});
+
+describe('sampled tree acceptance', () => {
+  it('always accepts a child holding all the probability mass, never one with none', () => {
+    const v = new TreeVerifier(VOCAB, 16);
+    const sure = row([5, 2, 3], [-1, 0, 1]);
+    const logits = { logitsAt: (_r: number, i: number) => {
+      const l = new Float32Array(VOCAB).fill(-1e9);
+      l[i === 0 ? 2 : i === 1 ? 3 : 6] = 0;
+      return l;
+    } };
+    const rng = new Rng(7);
+    for (let t = 0; t < 50; t++) {
+      const n = v.verifySampled(sure, 3, 0, logits, 0, { temperature: 1, topP: 1, topK: 0 }, rng);
+      expect(n).toBe(2);
+      expect(v.bonusToken).toBe(6);
+    }
+    const never = row([5, 4], [-1, 0]);
+    for (let t = 0; t < 50; t++) {
+      const n = v.verifySampled(never, 2, 0, logits, 0, { temperature: 1, topP: 1, topK: 0 }, rng);
+      expect(n).toBe(0);
+      expect(v.bonusToken).toBe(2);
+    }
+  });
+
+  it('is reproducible for a seed', () => {
+    const v = new TreeVerifier(VOCAB, 16);
+    const r = row([5, 1, 2, 3], [-1, 0, 0, 0]);
+    const flat = { logitsAt: () => new Float32Array(VOCAB) };
+    const run = (seed: number): number[] => {
+      const rng = new Rng(seed);
+      const out: number[] = [];
+      for (let t = 0; t < 20; t++) {
+        const n = v.verifySampled(r, 4, 0, flat, 0, { temperature: 1, topP: 1, topK: 0 }, rng);
+        out.push(n > 0 ? r.tokens[v.acceptedPath[0]] : v.bonusToken);
+      }
+      return out;
+    };
+    expect(run(42)).toEqual(run(42));
+    expect(run(42)).not.toEqual(run(43));
+  });
+});
