@@ -12,6 +12,7 @@ import { register as registerEvalDrafts } from './eval-drafts-command';
 import { register as registerPool } from './pool-command';
 import { register as registerBenchServe } from './bench-serve-command';
 import { register as registerUp } from './up-command';
+import { register as registerBenchDrafting } from './bench-drafting-command';
 
 export function buildProgram(): Command {
   const program = new Command('sssd')
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerPool(program);
   registerBenchServe(program);
   registerUp(program);
+  registerBenchDrafting(program);
   return program;
 }
 
