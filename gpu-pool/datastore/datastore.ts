@@ -89,6 +89,7 @@ export class Datastore {
   readonly maxChunks: number;
 
   private chunks: readonly DatastoreChunk[] = [];
+  private chunkGeneration = 0;
   private visibleTokens = 0;
   // Per-chunk search ranges [lo, hi) at 2c, 2c+1; sized when the chunk list changes so lookup never allocates.
   private ranges = new Int32Array(0);
@@ -158,6 +159,11 @@ export class Datastore {
   /** Tokens searchable now (separators included; queued appends not yet). */
   get tokenCount(): number {
     return this.visibleTokens;
+  }
+
+  /** Bumped whenever the searchable chunks change, so drafters can reuse a lookup for an unchanged query. */
+  get generation(): number {
+    return this.chunkGeneration;
   }
 
   /** Tokens appended but not yet searchable. */
@@ -316,6 +322,7 @@ export class Datastore {
     for (const c of kept) total += c.tokens.length;
     this.chunks = kept;
     this.visibleTokens = total;
+    this.chunkGeneration++;
   }
 
   private schedule(): void {

@@ -1,14 +1,15 @@
 /** The SSSD context source alone: prompt + self-output count trie, fused into a tree. */
 import { ContextTrie, type ContextTrieOptions } from './context-trie';
 import { addContextCandidates } from './context-source';
-import type { DraftTree } from './draft-tree';
+import { type DraftTree, createDraftTree } from './draft-tree';
 import { type FusionWeights, TreeFuser, defaultFusionWeights, sourceLimit } from './fusion';
 import type { Proposer } from './proposer';
 import type { TokenBuffer } from './token-buffer';
 
 export class ContextProposer implements Proposer {
   readonly trie: ContextTrie;
-  private readonly fuser = new TreeFuser(1024);
+  /** This proposer's tree (returned by propose, reused by the next call); the fuser is shared scratch. */
+  private tree = createDraftTree(33);
 
   constructor(
     private readonly weights: FusionWeights = defaultFusionWeights,
@@ -22,8 +23,10 @@ export class ContextProposer implements Proposer {
   }
 
   propose(context: TokenBuffer, budget: number): DraftTree {
-    this.fuser.begin();
-    addContextCandidates(this.fuser, this.trie, context.data, context.length, this.weights, sourceLimit(budget, this.weights));
-    return this.fuser.build(context.last, budget, this.weights);
+    const fuser = TreeFuser.shared();
+    fuser.begin();
+    addContextCandidates(fuser, this.trie, context.data, context.length, this.weights, sourceLimit(budget, this.weights));
+    if (this.tree.tokens.length < budget + 1) this.tree = createDraftTree(Math.max(budget + 1, this.tree.tokens.length * 2));
+    return fuser.build(context.last, budget, this.weights, this.tree);
   }
 }

@@ -15,6 +15,12 @@ export interface ContextTrieOptions {
   window?: number;
   /** Node cap; default 1M. */
   maxNodes?: number;
+  /**
+   * Nodes allocated up front (default 256); the pool doubles on demand up to
+   * the cap. Size it from the prompt: a fixed large pool made every short
+   * request pay for memory it never touched.
+   */
+  initialNodes?: number;
 }
 
 export class ContextTrie {
@@ -26,7 +32,7 @@ export class ContextTrie {
 
   constructor(opts: ContextTrieOptions = {}) {
     this.window = Math.max(1, Math.min(255, opts.window ?? 8));
-    this.trie = new CountTrie({ maxNodes: opts.maxNodes ?? 1 << 20 });
+    this.trie = new CountTrie({ maxNodes: opts.maxNodes ?? 1 << 20, initialNodes: opts.initialNodes ?? 256 });
     this.open = new Int32Array(this.window).fill(-1);
   }
 

@@ -10,7 +10,9 @@
  * n-grams it saw first and their counts stay exact; only n-grams first seen after
  * the cap are missing. For a prompt of N tokens and windows of W, a full trie
  * needs at most N·W nodes; the default cap (1M nodes, ~28 MiB with the hash
- * table) covers a 128K-token prompt at W=8, 64K at W=16.
+ * table) covers a 128K-token prompt at W=8, 64K at W=16. Memory follows use:
+ * the pool starts at `initialNodes` (RequestDrafter sizes it from the prompt)
+ * and only a trie that really grows reaches the cap.
  */
 export class CountTrie {
   tokens: Int32Array;
@@ -36,9 +38,22 @@ export class CountTrie {
     this.clear();
   }
 
-  /** Drops every node but keeps the allocated memory. */
+  /**
+   * Drops every node but keeps the allocated memory. Cost proportional to the
+   * nodes in use when that is well below the table (scratch tries are cleared
+   * every drafting step with a few hundred nodes in a table of thousands).
+   */
   clear(): void {
-    if (this.size > 1) this.slots.fill(-1);
+    if (this.size > 1) {
+      if (this.size * 32 < this.slots.length) {
+        const mask = this.slotMask;
+        for (let n = 1; n < this.size; n++) {
+          let s = hashEdge(this.parents[n], this.tokens[n]) & mask;
+          while (this.slots[s] !== n) s = (s + 1) & mask;
+          this.slots[s] = -1;
+        }
+      } else this.slots.fill(-1);
+    }
     this.size = 1;
     this.tokens[0] = -1;
     this.counts[0] = 0;

@@ -90,7 +90,22 @@ export function sourceLimit(budget: number, weights: FusionWeights): number {
 
 const SOURCES = 4;
 
+/**
+ * One fuser for every proposer of this isolate/process: its union trie and
+ * per-source arrays (~100 KiB at 2048 nodes) are scratch that lives only inside
+ * one synchronous propose() call, so allocating them per request only fed the
+ * garbage collector (they were most of a RequestDrafter's footprint). The
+ * trees handed out stay per proposer (build's `out`).
+ */
+let sharedFuser: TreeFuser | null = null;
+
 export class TreeFuser {
+  /** The process-wide scratch fuser (see above); never use it across an await. */
+  static shared(): TreeFuser {
+    sharedFuser ??= new TreeFuser(2048);
+    return sharedFuser;
+  }
+
   private readonly union: CountTrie;
   private srcProb: Float32Array;
   private readonly heap = new CandidateHeap(256);

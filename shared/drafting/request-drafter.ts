@@ -40,7 +40,10 @@ export class RequestDrafter {
     this.context = new TokenBuffer(opts.promptIds, opts.promptIds.length + 512);
     this.promptLength = opts.promptIds.length;
     const weights = opts.weights ?? defaultFusionWeights;
-    const trieOptions = { maxNodes: opts.maxTrieNodes, window: weights.contextWindow };
+    // A trie over N tokens has at most N·W nodes, far fewer in practice (shared
+    // prefixes); start near the prompt's need plus some output and let it double.
+    const initialNodes = Math.min(1 << 16, 64 + 4 * (opts.promptIds.length + 64));
+    const trieOptions = { maxNodes: opts.maxTrieNodes, window: weights.contextWindow, initialNodes };
     switch (opts.method) {
       case 'off':
         this.proposer = new NoneProposer();

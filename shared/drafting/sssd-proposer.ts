@@ -5,8 +5,8 @@
  */
 import { ContextTrie, type ContextTrieOptions } from './context-trie';
 import { addContextCandidates } from './context-source';
-import { type DatastoreLike, type DatastoreMatchesLike, addDatastoreCandidates } from './datastore-source';
-import type { DraftTree } from './draft-tree';
+import { type DatastoreLike, type DatastoreMatchesLike, addDatastoreDraft } from './datastore-source';
+import { type DraftTree, createDraftTree } from './draft-tree';
 import { addEdgeCandidates } from './edge-source';
 import type { EdgeTrieFollower } from './edge-trie';
 import { type FusionWeights, TreeFuser, defaultFusionWeights, sourceLimit } from './fusion';
@@ -25,8 +25,10 @@ const DATASTORE_MAX_MATCHES = 100;
 
 export class SssdProposer implements Proposer {
   readonly trie: ContextTrie | null;
-  private readonly fuser = new TreeFuser(2048);
-  private readonly found: DatastoreMatchesLike;
+  /** This proposer's tree (returned by propose, reused by the next call); the fuser is shared scratch. */
+  private tree = createDraftTree(33);
+  /** Lookup buffer, made on the first datastore step (most requests of a pool without a datastore never need it). */
+  private found: DatastoreMatchesLike | null = null;
   private readonly lookupOptions: { maxQuery: number; width: number; maxMatches: number; minMatches: number };
 
   constructor(
@@ -37,12 +39,6 @@ export class SssdProposer implements Proposer {
     this.trie = sources.context === false ? null : new ContextTrie(trieOptions);
     const width = Math.max(1, weights.datastoreWidth);
     this.lookupOptions = { maxQuery: weights.datastoreMaxQuery, width, maxMatches: DATASTORE_MAX_MATCHES, minMatches: 50 };
-    this.found = {
-      count: 0,
-      width,
-      tokens: new Int32Array(DATASTORE_MAX_MATCHES * width),
-      matchLengths: new Uint8Array(DATASTORE_MAX_MATCHES),
-    };
   }
 
   observe(context: TokenBuffer, from: number, to: number): void {
@@ -52,7 +48,7 @@ export class SssdProposer implements Proposer {
   propose(context: TokenBuffer, budget: number): DraftTree {
     const w = this.weights;
     const limit = sourceLimit(budget, w);
-    const fuser = this.fuser;
+    const fuser = TreeFuser.shared();
     fuser.begin();
     if (budget > 0) {
       if (this.trie) addContextCandidates(fuser, this.trie, context.data, context.length, w, limit);
@@ -60,10 +56,12 @@ export class SssdProposer implements Proposer {
       if (follower && !follower.exhausted) addEdgeCandidates(fuser, follower, w, limit);
       const ds = this.sources.datastore;
       if (ds && ds.tokenCount > 0) {
-        const found = ds.lookup(context.tail(w.datastoreMaxQuery), this.found, this.lookupOptions);
-        addDatastoreCandidates(fuser, found, w, limit);
+        const width = this.lookupOptions.width;
+        this.found ??= { count: 0, width, tokens: new Int32Array(DATASTORE_MAX_MATCHES * width), matchLengths: new Uint8Array(DATASTORE_MAX_MATCHES) };
+        addDatastoreDraft(fuser, ds, context, w, limit, this.found, this.lookupOptions);
       }
     }
-    return fuser.build(context.last, budget, w);
+    if (this.tree.tokens.length < budget + 1) this.tree = createDraftTree(Math.max(budget + 1, this.tree.tokens.length * 2));
+    return fuser.build(context.last, budget, w, this.tree);
   }
 }

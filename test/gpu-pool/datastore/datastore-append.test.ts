@@ -16,11 +16,14 @@ describe('Datastore appends', () => {
     const store = track(Datastore.empty({ vocabSize: 512 }));
     expect(store.tokenCount).toBe(0);
     expect(store.lookup([1, 20, 21]).count).toBe(0);
+    const generation = store.generation;
     store.append([1, 20, 21, 22, 23]);
     store.append([20, 21, 24, 1]);
     expect(store.pendingTokens).toBe(9);
     expect(store.lookup([20, 21]).count).toBe(0); // not searchable yet
+    expect(store.generation).toBe(generation);
     await store.flush();
+    expect(store.generation).toBeGreaterThan(generation); // drafters must not reuse older lookups
     expect(store.pendingTokens).toBe(0);
     expect(store.tokenCount).toBe(10); // 1 20 21 22 23 1 20 21 24 1
     const out = store.lookup([20, 21], undefined, { width: 2 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ContextTrie } from '../../../shared/drafting/context-trie';
+import { CountTrie } from '../../../shared/drafting/count-trie';
 import { seededRandom, tokenStream } from './random-tokens';
 
 function bruteCounts(tokens: number[], maxN: number): Map<string, number> {
@@ -86,5 +87,30 @@ describe('ContextTrie', () => {
     expect(ct.trie.size).toBeLessThanOrEqual(100_000);
     expect(ct.tokenCount).toBe(20_000);
     expect(ms).toBeLessThan(2000);
+  });
+  it('clears a sparsely used count trie node by node, and a full one at once, to the same state', () => {
+    const rand = seededRandom(23);
+    for (const used of [5, 40, 3000]) {
+      const t = new CountTrie({ initialNodes: 4096, maxNodes: 4096 });
+      for (let round = 0; round < 3; round++) {
+        const seen = new Map<string, number>();
+        for (let i = 0; i < used; i++) {
+          const parent = Math.floor(rand() * t.size);
+          const token = Math.floor(rand() * 50);
+          const n = t.child(parent, token);
+          seen.set(`${parent}:${token}`, n);
+        }
+        for (const [k, n] of seen) {
+          const [parent, token] = k.split(':').map(Number);
+          expect(t.find(parent, token)).toBe(n);
+        }
+        t.clear();
+        expect(t.size).toBe(1);
+        for (const k of seen.keys()) {
+          const [parent, token] = k.split(':').map(Number);
+          expect(t.find(parent, token)).toBe(-1);
+        }
+      }
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { pathTokens, validateDraftTree } from '../../../shared/drafting/draft-tree';
+import { addDatastoreCandidates } from '../../../shared/drafting/datastore-source';
 import { TreeFuser, defaultFusionWeights } from '../../../shared/drafting/fusion';
 import { seededRandom } from './random-tokens';
 
@@ -67,5 +68,45 @@ describe('TreeFuser', () => {
     const maxTree = fuser.build(1, 2, { ...defaultFusionWeights, combine: 'max' });
     expect(pathTokens(maxTree, 2)).toEqual([20]);
     expect(maxTree.probs[1]).toBeCloseTo(0.5, 5);
+  });
+  it('builds the same datastore candidates whatever the order of the matches', () => {
+    // The datastore source reuses the previous match's trie path for a shared
+    // prefix; shuffled matches (little sharing) must give the same candidates.
+    const rand = seededRandom(47);
+    const fuser = new TreeFuser(2048);
+    const candidates = (order: number[], found: { count: number; width: number; tokens: Int32Array; matchLengths: Uint8Array }): string[] => {
+      const tokens = new Int32Array(found.tokens.length);
+      const lengths = new Uint8Array(found.count);
+      order.forEach((m, i) => {
+        tokens.set(found.tokens.subarray(m * found.width, (m + 1) * found.width), i * found.width);
+        lengths[i] = found.matchLengths[m];
+      });
+      fuser.begin();
+      addDatastoreCandidates(fuser, { ...found, tokens, matchLengths: lengths }, defaultFusionWeights, 1000);
+      const tree = fuser.build(0, 1000, { ...defaultFusionWeights, maxChildren: 1000 });
+      const out: string[] = [];
+      for (let i = 1; i < tree.size; i++) out.push(`${pathTokens(tree, i).join(',')}@${tree.probs[i].toFixed(5)}`);
+      return out.sort();
+    };
+    for (let trial = 0; trial < 50; trial++) {
+      const width = 1 + Math.floor(rand() * 8);
+      const count = 1 + Math.floor(rand() * 100);
+      const tokens = new Int32Array(count * width);
+      for (let m = 0; m < count; m++) {
+        let end = width;
+        if (rand() < 0.2) end = Math.floor(rand() * width);
+        for (let j = 0; j < width; j++) tokens[m * width + j] = j < end ? Math.floor(rand() * 3) : -1;
+      }
+      const found = { count, width, tokens, matchLengths: Uint8Array.from({ length: count }, () => 1 + Math.floor(rand() * 8)) };
+      const identity = Array.from({ length: count }, (_, i) => i);
+      const sorted = [...identity].sort((a, b) => {
+        for (let j = 0; j < width; j++) if (tokens[a * width + j] !== tokens[b * width + j]) return tokens[a * width + j] - tokens[b * width + j];
+        return 0;
+      });
+      const shuffled = [...identity].sort(() => rand() - 0.5);
+      const want = candidates(identity, found);
+      expect(candidates(sorted, found)).toEqual(want);
+      expect(candidates(shuffled, found)).toEqual(want);
+    }
   });
 });

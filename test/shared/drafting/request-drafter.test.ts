@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { pathTokens, validateDraftTree } from '../../../shared/drafting/draft-tree';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
+import type { DatastoreLike, DatastoreMatchesLike } from '../../../shared/drafting/datastore-source';
 import { RequestDrafter } from '../../../shared/drafting/request-drafter';
 import { seededRandom, tokenStream } from './random-tokens';
 
@@ -132,5 +133,83 @@ describe('RequestDrafter', () => {
     times.sort((a, b) => a - b);
     // Generous bounds (2 shared cores); the evaluator reports the real figures.
     expect(times[200]).toBeLessThan(1);
+  });
+  it("keeps each drafter's tree its own although the fusion scratch is shared", () => {
+    const a = new RequestDrafter({ method: 'sssd', promptIds: [1, 5, 6, 7, 5, 6, 8, 5, 6] });
+    const b = new RequestDrafter({ method: 'context', promptIds: [1, 9, 10, 11, 9, 10, 12, 9, 10] });
+    const ta = a.draft(8);
+    const before = paths(ta);
+    expect(before.length).toBeGreaterThan(0);
+    const tb = b.draft(8);
+    expect(tb).not.toBe(ta);
+    expect(paths(ta)).toEqual(before);
+    expect(paths(tb).every((p) => !before.includes(p))).toBe(true);
+  });
+
+  it('replays cached datastore candidates only while the query and the datastore generation are unchanged', () => {
+    const rand = seededRandom(17);
+    const docs = Array.from({ length: 20 }, () => [1, ...tokenStream(rand, 200, 20)]);
+    const real = Datastore.fromDocuments(docs, { indexer: 'inline' });
+    let calls = 0;
+    let generation: number | undefined = 0;
+    const counting: DatastoreLike = {
+      get tokenCount() {
+        return real.tokenCount;
+      },
+      get generation() {
+        return generation;
+      },
+      lookup(context: ArrayLike<number>, out?: DatastoreMatchesLike, opts?: Parameters<DatastoreLike['lookup']>[2]): DatastoreMatchesLike {
+        calls++;
+        return real.lookup(context, out, opts);
+      },
+    };
+    const d = new RequestDrafter({ method: 'sssd', promptIds: docs[0].slice(0, 30), datastore: counting });
+    const first = paths(d.draft(16));
+    expect(paths(d.draft(16))).toEqual(first);
+    expect(calls).toBe(1);
+    d.accept([docs[0][30]]);
+    d.draft(16);
+    expect(calls).toBe(2);
+    generation = 1; // a live append swapped chunks in
+    d.draft(16);
+    expect(calls).toBe(3);
+    generation = undefined; // a datastore that cannot tell: never reuse
+    d.draft(16);
+    d.draft(16);
+    expect(calls).toBe(5);
+  });
+
+  it('drafts the same trees from the datastore draft cache as without it', () => {
+    const rand = seededRandom(29);
+    const docs = Array.from({ length: 60 }, () => [1, ...tokenStream(rand, 300, 40)]);
+    const store = Datastore.fromDocuments(docs, { indexer: 'inline' });
+    // No generation: never cached, the reference.
+    const uncached: DatastoreLike = { tokenCount: store.tokenCount, lookup: (c, o, p) => store.lookup(c, o, p) };
+    for (let r = 0; r < 30; r++) {
+      const prompt = docs[r % docs.length].slice(0, 20 + (r % 7));
+      const truth = docs[r % docs.length].slice(prompt.length, prompt.length + 40);
+      const a = new RequestDrafter({ method: 'sssd', promptIds: prompt, datastore: store });
+      const b = new RequestDrafter({ method: 'sssd', promptIds: prompt, datastore: uncached });
+      for (let i = 0; i < truth.length; i += 3) {
+        const budget = [4, 8, 16, 32][i % 4];
+        expect(paths(a.draft(budget))).toEqual(paths(b.draft(budget)));
+        a.accept(truth.slice(i, i + 3));
+        b.accept(truth.slice(i, i + 3));
+      }
+    }
+  });
+
+  it('sizes the context trie from the prompt, growing on demand up to the cap', () => {
+    const rand = seededRandom(3);
+    const short = new RequestDrafter({ method: 'context', promptIds: [1, ...tokenStream(rand, 30, 50)] });
+    // White-box: the proposer's trie (a short prompt must not pay for a large pool).
+    const trieOf = (d: RequestDrafter) => (d as unknown as { proposer: { trie: { trie: { capacity: number; size: number } } } }).proposer.trie.trie;
+    expect(trieOf(short).capacity).toBeLessThanOrEqual(1024);
+    for (let i = 0; i < 50; i++) short.accept(tokenStream(rand, 20, 50));
+    expect(trieOf(short).size).toBeGreaterThan(1024);
+    const capped = new RequestDrafter({ method: 'context', promptIds: [1, ...tokenStream(rand, 5000, 400)], maxTrieNodes: 3000 });
+    expect(trieOf(capped).capacity).toBe(3000);
+    expect(trieOf(capped).size).toBeLessThanOrEqual(3000);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { USER_CACHE_TOP, USER_CACHE_UNIT, UserCache, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
+import { USER_CACHE_TOP, USER_CACHE_UNIT, UserCache, contextKey, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
 import { seededRandom, tokenStream } from './random-tokens';
 
 /** Brute force: for each context of length 1..maxOrder, counts of the next token. */
@@ -12,6 +12,69 @@ function bruteNext(tokens: number[], order: number): Map<string, Map<number, num
     m.set(k, inner);
   }
   return m;
+}
+
+/** Decoded contents: "key/order" -> "total|token:count,...". */
+function contents(bytes: Uint8Array): Map<string, string> {
+  const c = UserCache.decode(bytes);
+  const m = new Map<string, string>();
+  for (let s = 0; s < c.slotCount; s++) {
+    if (c.slotKey(s) === 0) continue;
+    const t: string[] = [];
+    for (let i = 0; i < c.slotSize(s); i++) t.push(`${c.slotToken(s, i)}:${c.slotTokenCount(s, i)}`);
+    m.set(`${c.slotKey(s)}/${c.slotOrder(s)}`, `${c.slotTotal(s)}|${t.join(',')}`);
+  }
+  return m;
+}
+
+/**
+ * The merge as first written (Map + Float64 working set + stable sort by
+ * total), kept as the reference the typed-array merge must reproduce.
+ */
+function referenceMerge(old: Uint8Array | null, tokens: number[], maxBytes: number, decay = 0.85): Map<string, string> {
+  const prev = UserCache.decode(old);
+  const maxOrder = prev.isEmpty ? 4 : prev.maxOrder;
+  const entries = new Map<string, { key: number; order: number; total: number; next: Array<[number, number]> }>();
+  const entry = (key: number, order: number) => {
+    const id = `${key}/${order}`;
+    let e = entries.get(id);
+    if (!e) entries.set(id, (e = { key, order, total: 0, next: [] }));
+    return e;
+  };
+  const add = (e: { total: number; next: Array<[number, number]> }, token: number, w: number): void => {
+    e.total += w;
+    const hit = e.next.find((x) => x[0] === token);
+    if (hit) hit[1] += w;
+    else if (e.next.length < 8) e.next.push([token, w]);
+    else {
+      let weakest = 0;
+      for (let i = 1; i < 8; i++) if (e.next[i][1] < e.next[weakest][1]) weakest = i;
+      if (e.next[weakest][1] <= w) e.next[weakest] = [token, w];
+    }
+  };
+  for (let s = 0; s < prev.slotCount; s++) {
+    if (prev.slotKey(s) === 0) continue;
+    const e = entry(prev.slotKey(s), prev.slotOrder(s));
+    for (let i = 0; i < prev.slotSize(s); i++) {
+      const c = Math.floor(prev.slotTokenCount(s, i) * decay);
+      if (c > 0) add(e, prev.slotToken(s, i), c);
+    }
+    e.total = Math.max(e.total, Math.floor(prev.slotTotal(s) * decay));
+  }
+  for (let i = 1; i < tokens.length; i++) for (let o = 1; o <= maxOrder && o <= i; o++) add(entry(contextKey(tokens, i - o, i), o), tokens[i], USER_CACHE_UNIT);
+  let live = [...entries.values()].filter((e) => e.next.length > 0);
+  const maxEntries = Math.floor(Math.floor((maxBytes - 32) / 32) * 0.8);
+  if (live.length > maxEntries) live = live.sort((a, b) => b.total - a.total).slice(0, maxEntries);
+  const out = new Map<string, string>();
+  for (const e of live) {
+    const sorted = [...e.next].sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, USER_CACHE_TOP);
+    const total0 = Math.max(e.total, 1);
+    const scale = total0 > 0xffff ? 0xffff / total0 : 1;
+    const total = Math.min(0xffff, Math.round(total0 * scale));
+    const t = sorted.map(([tok, c]) => `${tok}:${Math.max(1, Math.min(0xffff, Math.round(c * scale)))}`);
+    out.set(`${e.key}/${e.order}`, `${Math.max(total, 1)}|${t.join(',')}`);
+  }
+  return out;
 }
 
 describe('UserCache', () => {
@@ -119,5 +182,28 @@ describe('UserCache', () => {
     }
     times.sort((a, b) => a - b);
     expect(times[2]).toBeLessThan(50);
+  });
+  it('merges exactly like the reference merge, below and at the size bound', () => {
+    // ≤ 8 distinct next tokens per context, so the working set never drops one
+    // (where the two differ only in which of equally weak candidates goes).
+    for (const maxBytes of [1 << 20, 16 * 1024, 4096]) {
+      const rand = seededRandom(maxBytes);
+      let bytes: Uint8Array | null = null;
+      for (let r = 0; r < 25; r++) {
+        const req = tokenStream(rand, 50 + Math.floor(rand() * 250), 8);
+        const want = referenceMerge(bytes, req, maxBytes);
+        bytes = mergeIntoUserCache(bytes, req, { maxBytes });
+        expect(bytes.length).toBeLessThanOrEqual(maxBytes);
+        expect(contents(bytes)).toEqual(want);
+      }
+    }
+  });
+
+  it('merges a request larger than the whole bound, keeping its strongest contexts', () => {
+    const rand = seededRandom(5);
+    const req = tokenStream(rand, 5000, 8);
+    const bytes = mergeIntoUserCache(null, req, { maxBytes: 4096 });
+    expect(bytes.length).toBeLessThanOrEqual(4096);
+    expect(contents(bytes)).toEqual(referenceMerge(null, req, 4096));
   });
 });

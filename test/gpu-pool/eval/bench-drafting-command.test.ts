@@ -1,0 +1,41 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { models, repoRoot, requireSharedData } from '../../support/shared-data';
+
+const run = promisify(execFile);
+const sssd = path.join(repoRoot, 'bin/sssd.mjs');
+
+describe('sssd bench-drafting', () => {
+  let dir = '';
+  beforeAll(async () => {
+    requireSharedData();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'sssd-bench-drafting-'));
+    const prompts = ['Tim went to the park.', 'Sue had a red ball.', 'One day, a cat sat.'];
+    await writeFile(path.join(dir, 'w.jsonl'), prompts.map((p, i) => JSON.stringify({ user: `u${i}`, prompt: p, max_tokens: 8 })).join('\n') + '\n');
+    const stories = ['Once upon a time, there was a little dog. The dog liked to run in the park.', 'Lily had a big red ball. She liked to play with it every day.'];
+    await writeFile(path.join(dir, 'c.jsonl'), stories.map((t) => JSON.stringify({ text: t })).join('\n') + '\n');
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reports construction, merge and (with a datastore) step costs as JSON', async () => {
+    const { stdout } = await run(
+      process.execPath,
+      [sssd, 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', path.join(dir, 'c.jsonl'), '--rounds', '1', '--long-prompt', '2000', '--json'],
+      { cwd: repoRoot },
+    );
+    const out = JSON.parse(stdout) as Record<string, { median: number; n: number } | number>;
+    for (const k of ['constructContextMicros', 'constructSssdMicros', 'constructLongPromptMillis', 'merge64KiBMillis', 'merge256KiBMillis']) {
+      const s = out[k] as { median: number; n: number };
+      expect(s.n).toBeGreaterThan(0);
+      expect(Number.isFinite(s.median)).toBe(true);
+    }
+    expect(out.merge64KiBBytes).toBeLessThanOrEqual(64 * 1024);
+    expect(out.stepDatastoreN32Micros).toBeUndefined();
+  });
+});
