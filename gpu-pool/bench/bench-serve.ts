@@ -11,7 +11,7 @@
 import cliProgress from 'cli-progress';
 import { speculationMethods, type PoolInfo, type SpeculationMethod } from '../../shared/protocol';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
-import { EdgeEmulator } from './edge-emulator';
+import { startBenchEdge } from './edge-emulator-thread';
 import { quantile } from './latency-stats';
 import { runGeneration, type TimedGeneration } from './pool-stream-client';
 import type { WorkloadRequest } from './workload';
@@ -72,68 +72,74 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
 
   const results: MethodResult[] = [];
   let runId = 0;
-  // Warm-up (not measured): the runtime's first batch shapes and the JIT.
-  for (const method of opts.methods) {
-    await replay(prepared.slice(0, 8), 4, (p) =>
-      runGeneration(opts.poolUrl, opts.token, {
-        id: `bench-warmup-${process.pid}-${++runId}`,
-        promptIds: p.promptIds,
-        maxTokens: Math.min(32, p.request.max_tokens),
-        speculation: method,
-        useDatastore: opts.useDatastore,
-      }),
-    );
-  }
-  for (const concurrency of opts.concurrencies) {
-    // High concurrency needs enough requests to stay at that concurrency for a
-    // while: at least 4 × concurrency, cycling through the workload (a repeat
-    // ships no edge trie: the user cache would already hold its answer).
-    const count = Math.max(Math.min(prepared.length, opts.limit), 4 * concurrency);
-    const requests = Array.from({ length: count }, (_, i) => ({ ...prepared[i % prepared.length], repeat: i >= prepared.length }));
-    const roundSize = Math.min(count, Math.max(2 * concurrency, 16));
-    const perMethod = new Map<SpeculationMethod, { runs: TimedGeneration[]; wall: number }>();
-    for (const m of opts.methods) perMethod.set(m, { runs: [], wall: 0 });
-    const edge = new EdgeEmulator(info.model.vocabSize);
-    const bar = opts.progress
-      ? new cliProgress.SingleBar({ format: `c=${concurrency} {bar} {value}/{total} generations`, stream: process.stderr }, cliProgress.Presets.shades_classic)
-      : null;
-    bar?.start(count * opts.methods.length, 0);
-    for (let start = 0; start < count; start += roundSize) {
-      const round = requests.slice(start, start + roundSize);
-      for (const method of opts.methods) {
-        const t0 = performance.now();
-        const runs = await replay(round, concurrency, async (p) => {
-          const playEdge = method === 'sssd' && !p.repeat && opts.edgeTries !== false;
-          const trie = playEdge ? edge.trieFor(p.user, p.promptIds) : undefined;
-          const r = await runGeneration(opts.poolUrl, opts.token, {
-            id: `bench-${process.pid}-${++runId}`,
-            promptIds: p.promptIds,
-            maxTokens: p.request.max_tokens,
-            sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
-            speculation: method,
-            useDatastore: opts.useDatastore,
-            contributeToDatastore: false,
-            ...(trie ? { trie } : {}),
+  const edge = opts.methods.includes('sssd') && opts.edgeTries !== false ? startBenchEdge(info.model.vocabSize) : null;
+  try {
+    // Warm-up (not measured): the runtime's first batch shapes and the JIT.
+    for (const method of opts.methods) {
+      await replay(prepared.slice(0, 8), 4, (p) =>
+        runGeneration(opts.poolUrl, opts.token, {
+          id: `bench-warmup-${process.pid}-${++runId}`,
+          promptIds: p.promptIds,
+          maxTokens: Math.min(32, p.request.max_tokens),
+          speculation: method,
+          useDatastore: opts.useDatastore,
+        }),
+      );
+    }
+    for (const concurrency of opts.concurrencies) {
+      // High concurrency needs enough requests to stay at that concurrency for a
+      // while: at least 4 × concurrency, cycling through the workload (a repeat
+      // ships no edge trie: the user cache would already hold its answer).
+      const count = Math.max(Math.min(prepared.length, opts.limit), 4 * concurrency);
+      const requests = Array.from({ length: count }, (_, i) => ({ ...prepared[i % prepared.length], repeat: i >= prepared.length }));
+      const roundSize = Math.min(count, Math.max(2 * concurrency, 16));
+      const perMethod = new Map<SpeculationMethod, { runs: TimedGeneration[]; wall: number }>();
+      for (const m of opts.methods) perMethod.set(m, { runs: [], wall: 0 });
+      // User caches start empty at each level.
+      edge?.reset();
+      const bar = opts.progress
+        ? new cliProgress.SingleBar({ format: `c=${concurrency} {bar} {value}/{total} generations`, stream: process.stderr }, cliProgress.Presets.shades_classic)
+        : null;
+      bar?.start(count * opts.methods.length, 0);
+      for (let start = 0; start < count; start += roundSize) {
+        const round = requests.slice(start, start + roundSize);
+        for (const method of opts.methods) {
+          const t0 = performance.now();
+          const runs = await replay(round, concurrency, async (p) => {
+            const playEdge = edge !== null && method === 'sssd' && !p.repeat;
+            const trie = playEdge ? await edge.trieFor(p.user, p.promptIds) : undefined;
+            const r = await runGeneration(opts.poolUrl, opts.token, {
+              id: `bench-${process.pid}-${++runId}`,
+              promptIds: p.promptIds,
+              maxTokens: p.request.max_tokens,
+              sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
+              speculation: method,
+              useDatastore: opts.useDatastore,
+              contributeToDatastore: false,
+              ...(trie ? { trie } : {}),
+            });
+            // As the edge's waitUntil: the cache update happens after the response, off the request path.
+            if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);
+            bar?.increment();
+            return r;
           });
-          // As the edge's waitUntil: the cache update happens after the response, off the request path.
-          if (playEdge && r.ok) setImmediate(() => edge.record(p.user, p.promptIds, r.outputIds));
-          bar?.increment();
-          return r;
-        });
-        const acc = perMethod.get(method)!;
-        acc.wall += (performance.now() - t0) / 1000;
-        acc.runs.push(...runs);
+          const acc = perMethod.get(method)!;
+          acc.wall += (performance.now() - t0) / 1000;
+          acc.runs.push(...runs);
+        }
+      }
+      bar?.stop();
+      for (const method of opts.methods) {
+        const { runs, wall } = perMethod.get(method)!;
+        results.push(summarise(concurrency, method, runs, wall));
+      }
+      const off = results.find((r) => r.concurrency === concurrency && r.method === 'off');
+      if (off) {
+        for (const r of results) if (r.concurrency === concurrency) r.speedupVsOff = r.outputTokensPerSecond / off.outputTokensPerSecond;
       }
     }
-    bar?.stop();
-    for (const method of opts.methods) {
-      const { runs, wall } = perMethod.get(method)!;
-      results.push(summarise(concurrency, method, runs, wall));
-    }
-    const off = results.find((r) => r.concurrency === concurrency && r.method === 'off');
-    if (off) {
-      for (const r of results) if (r.concurrency === concurrency) r.speedupVsOff = r.outputTokensPerSecond / off.outputTokensPerSecond;
-    }
+  } finally {
+    await edge?.close();
   }
   return results;
 }

@@ -5,8 +5,9 @@
  * scheduler cycle: drafting, forward pass, acceptance, streaming) of steps
  * that speculate against steps that do not, and keeps speculation on only
  * where it wins. The loser is still tried for a block of steps once every
- * `exploreEvery` blocks (three times less often once it loses by more than
- * 25%), so the decision follows the load. This is what makes "speculation never lowers
+ * `exploreEvery` blocks (speculation, when it loses: 3 times less often
+ * beyond a 25% deficit; plain decoding, when it loses: the rarer the more it
+ * loses, 10 times at a 50% deficit), so the decision follows the load. This is what makes "speculation never lowers
  * throughput" hold even where the cost model or the drafters' estimates are
  * wrong, or drafting itself is what costs.
  */
@@ -80,7 +81,15 @@ export class SpeculationGovernor {
     const preferSpec = spec > plain * TIE_MARGIN;
     // Probe the losing arm often while the two are close, rarely once it clearly loses.
     const margin = Math.abs(spec - plain) / Math.max(1e-9, Math.max(spec, plain));
-    const period = BLOCK * (margin > 0.25 ? this.exploreEvery * 3 : this.exploreEvery);
+    // Every probe of the loser costs its deficit. Plain decoding as the loser
+    // is probed the less often the more it loses (10 times less at a 50%
+    // deficit): at batch 1 it runs at under half the speed of speculation,
+    // and probing it every 10-30 blocks alone cost several percent of
+    // throughput. Speculation as the loser keeps the old schedule (3 times
+    // rarer beyond a 25% deficit): its estimate can be wrong-low (cold
+    // drafting code), and rarer probes left it off at batch 1 for seconds.
+    const slowdown = preferSpec ? Math.min(10, Math.max(1, margin / 0.05)) : margin > 0.25 ? 3 : 1;
+    const period = BLOCK * Math.round(this.exploreEvery * slowdown);
     const explore = n % period < BLOCK;
     return explore ? !preferSpec : preferSpec;
   }

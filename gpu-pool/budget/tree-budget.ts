@@ -97,6 +97,24 @@ export class TreeBudget {
     return a.ratio[b] >= 1 || n % 8 === 0;
   }
 
+  /**
+   * Whether drafting one row pays for the drafting itself: a row that accepts
+   * `expectedAccepted` draft tokens per drafted step saves that many row-steps
+   * (each worth this batch's per-row share of a step); drafting it costs the
+   * measured drafting time per row. Asked before drafting, so rows that
+   * cannot pay (a hot sampled row, a text the drafters do not know) skip the
+   * drafting CPU time, which at batch 8+ on a CPU exceeds a whole decode
+   * row-step. Static policy and unmeasured methods: always.
+   */
+  rowPaysForDrafting(batch: number, expectedAccepted: number, maxPast: number, method = 'default'): boolean {
+    if (this.options.policy === 'static') return true;
+    const draftMs = this.draftMsPerRow.get(method);
+    if (draftMs === undefined) return true;
+    const rows = Math.max(1, batch);
+    const rowMs = this.stepMs(rows, 1, rows, maxPast) / rows;
+    return expectedAccepted * rowMs > draftMs;
+  }
+
   /** Feed back one iteration's measured wall time (ms, drafting excluded) for the shape it ran. */
   observeStep(rows: number, maxTokens: number, totalTokens: number, maxPast: number, ms: number): void {
     if (rows <= 0) return;
@@ -138,7 +156,13 @@ export class TreeBudget {
     const greedy = this.greedyByProbability(rows, this.scratch, maxPast);
     if (greedy > uniform) out.set(this.scratch.subarray(0, batch));
 
-    // Would this step have paid for its drafting too? (Sunk now; it decides the next steps.)
+    // Would this step have paid for its drafting too? (Sunk now; it decides the
+    // next steps.) Judged on the rows that drafted: rows the scheduler kept from
+    // drafting (resting, unpaid) say nothing about whether drafting pays, and
+    // counting them as drafting for nothing switched speculation off for good.
+    let draftedRows = 0;
+    for (let r = 0; r < batch; r++) if (rows[r].probs !== null) draftedRows++;
+    if (draftedRows === 0) return;
     let maxChain = 0;
     let sumChain = 0;
     let maxTokens = 0;
@@ -154,7 +178,7 @@ export class TreeBudget {
       for (let i = 1; i <= out[r]; i++) gain += row.scale * row.probs![i];
     }
     const plain = batch / this.stepMs(batch, maxChain, sumChain, maxPast);
-    const spec = (batch + gain) / (this.stepMs(batch, maxTokens, totalTokens, maxPast) + (this.draftMsPerRow.get(method) ?? 0) * batch);
+    const spec = (batch + gain) / (this.stepMs(batch, maxTokens, totalTokens, maxPast) + (this.draftMsPerRow.get(method) ?? 0) * draftedRows);
     const ratio = this.advantageOf(method).ratio;
     const b = bucketOf(batch);
     ratio[b] = ratio[b] * 0.8 + (spec / plain) * 0.2;

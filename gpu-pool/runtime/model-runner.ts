@@ -88,6 +88,7 @@ export class ModelRunner {
   private rowPass = new Uint8Array(0);
   private rowSlot = new Int32Array(0);
   private members: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
+  private ordered: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
   private lengths = new Int32Array(0);
   private sorted = new Int32Array(0);
   private busy = false;
@@ -157,6 +158,7 @@ export class ModelRunner {
       this.rowPass = new Uint8Array(n);
       this.rowSlot = new Int32Array(n);
       this.members = [new Int32Array(n), new Int32Array(n)];
+      this.ordered = [new Int32Array(n), new Int32Array(n)];
     }
     for (let r = 0; r < B; r++) {
       const { cache, row } = rows[r];
@@ -174,6 +176,15 @@ export class ModelRunner {
       this.members[pass][counts[pass]++] = r;
     }
     const passes = counts[1] > 0 ? 2 : 1;
+    // Rows keep their packed-past slots across steps where they can (see assignSlots).
+    for (let p = 0; p < passes; p++) {
+      const ordered = this.ordered[p];
+      this.lanes[p].assignSlots(rows, this.members[p], counts[p], ordered);
+      for (let slot = 0; slot < counts[p]; slot++) {
+        this.members[p][slot] = ordered[slot];
+        this.rowSlot[ordered[slot]] = slot;
+      }
+    }
     const feeds = [];
     for (let p = 0; p < passes; p++) feeds.push(this.lanes[p].prepare(rows, this.members[p], counts[p]));
 

@@ -21,6 +21,10 @@ export interface Drafter {
   accept(tokens: ArrayLike<number>): void;
   pushEdgeTrie(trie: Uint8Array, outputLength: number): void;
   readonly edgeTrieExhausted: boolean;
+  /** False while a lazy drafter has not built its state yet (its first draft() builds it). */
+  readonly built?: boolean;
+  /** Emitted tokens a lazy drafter has queued and will take in at its next draft(). */
+  readonly queuedTokens?: number;
 }
 
 export class Generation<S extends RunnerSequence = RunnerSequence> {
@@ -45,9 +49,16 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   readonly commitBuffer: Int32Array;
   rowLength = 0;
   treeUsed = 0;
+  /** Accepted draft tokens per drafted step, decayed; -1 before the first drafted step. */
+  acceptedPerDraft = -1;
+  /** Consecutive speculating steps this row was kept from drafting (resting or unpaid). */
+  skippedDrafts = 0;
   /** Consecutive drafted steps the budget gave no nodes to. */
   refusedSteps = 0;
   tree: DraftTree | null = null;
+
+  /** Key of this row's acceptance calibration: its method, sampled rows apart (they accept far less). */
+  readonly acceptanceKey: string;
 
   // Usage.
   drafts = 0;
@@ -66,6 +77,7 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
     /** Tokens this generation may still occupy (prompt + maxTokens, clamped to the context). */
     readonly reservedTokens: number,
   ) {
+    this.acceptanceKey = rng ? `${request.speculation}:sampled` : request.speculation;
     this.promptIds = Int32Array.from(request.promptIds);
     this.pending = this.promptIds;
     this.pendingLength = this.promptIds.length;

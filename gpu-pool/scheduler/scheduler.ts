@@ -61,6 +61,8 @@ interface StepOutcome {
   tokens: number;
   /** The batch's dominant drafting method; null when no row could draft. */
   method: string | null;
+  /** Time spent building lazy drafters (first drafts) this step. */
+  buildMs: number;
 }
 
 interface StepInput<S> {
@@ -80,6 +82,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private running = false;
   private closed = false;
   private loopDone: Promise<void> = Promise.resolve();
+  /** Running mean of drafter-building time per speculating cycle (see loop). */
+  private buildMsPerCycle = 0;
 
   // Acceptance calibration per method: observed accepted / predicted (drafter estimates), decayed.
   private readonly acceptance = new Map<string, { predicted: number; observed: number }>();
@@ -112,10 +116,24 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     };
   }
 
-  /** How much of what the drafters of `method` predict is accepted (corrects their estimates). */
+  /**
+   * How much of what the drafters of `method` predict is accepted (corrects
+   * their estimates). Sampled rows are calibrated apart (`<method>:sampled`):
+   * they accept far less than greedy ones, and one shared scale starved the
+   * greedy rows' trees while over-feeding the sampled ones.
+   */
   probScale(method = 'sssd'): number {
     const a = this.acceptance.get(method);
     return a ? Math.min(2, Math.max(0.05, a.observed / a.predicted)) : 1;
+  }
+
+  /** Accepted tokens per drafted row-step, decayed, per acceptance key (the prior of a row not drafted yet). */
+  private readonly meanAccepted = new Map<string, number>();
+
+  /** What a row is expected to accept if drafted now: its own record, else its kind's, else optimism. */
+  private expectedAccepted(gen: Generation<S>): number {
+    if (gen.acceptedPerDraft >= 0) return gen.acceptedPerDraft;
+    return this.meanAccepted.get(gen.acceptanceKey) ?? 1;
   }
 
   private recordAcceptance(method: string, predicted: number, observed: number): void {
@@ -238,8 +256,19 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       this.options.metrics.stepSeconds.observe((t1 - t0) / 1000);
       // Let HTTP handlers (new requests, cancels, tries) run between steps.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      // The governor judges whole cycles: streaming and request handling included.
-      if (outcome?.method) this.options.governor?.record(outcome.batch, outcome.speculated, outcome.tokens, performance.now() - t0, outcome.method);
+      // The governor judges whole cycles: streaming and request handling
+      // included. Building a request's drafter (once, at its first draft) is
+      // charged to speculating cycles at its running mean rather than in one
+      // lump: a 1-2 ms build in one cycle of a single row made speculation look
+      // slower than plain decoding and switched it off for dozens of steps.
+      if (outcome?.method) {
+        let ms = performance.now() - t0;
+        if (outcome.speculated) {
+          this.buildMsPerCycle = this.buildMsPerCycle * 0.98 + outcome.buildMs * 0.02;
+          ms += this.buildMsPerCycle - outcome.buildMs;
+        }
+        this.options.governor?.record(outcome.batch, outcome.speculated, outcome.tokens, ms, outcome.method);
+      }
     }
   }
 
@@ -277,8 +306,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
     while (this.budgetRows.length < n) this.budgetRows.push({ chainLength: 1, available: 0, probs: null, scale: 1 });
 
+    let maxPast = 0;
+    for (let r = 0; r < n; r++) maxPast = Math.max(maxPast, batch[r].cache!.length);
+
     // 1. Draft.
     let draftedRows = 0;
+    let buildMs = 0;
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
       if (gen.incomingTrie && gen.drafter) {
@@ -294,20 +327,32 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       const room = this.draftRoom(gen);
       // Drafting costs CPU time every step: a row the budget keeps refusing
       // only drafts now and then, to notice when speculation pays again.
-      const resting = gen.refusedSteps >= 2 && (this.steps + r) % 8 !== 0;
-      if (gen.drafter && cap > 0 && room > 0 && !resting) {
+      // Counted per row over speculating steps only: a probe keyed to the
+      // global step count could stay out of phase with the budget's and the
+      // governor's own probes, and a row would never draft again.
+      const probe = cap > 0 && gen.skippedDrafts % 8 === 7;
+      const resting = gen.refusedSteps >= 2 && !probe;
+      // Likewise a row whose recent acceptance does not pay for its drafting.
+      const unpaid = !probe && cap > 0 && !budget!.rowPaysForDrafting(n, this.expectedAccepted(gen), maxPast, method!);
+      if (cap > 0 && gen.drafter && room > 0) gen.skippedDrafts = resting || unpaid ? gen.skippedDrafts + 1 : 0;
+      if (gen.drafter && cap > 0 && room > 0 && !resting && !unpaid) {
+        // A lazy drafter's first draft builds it (once per request), and a
+        // draft after steps without one takes in the queued tokens: both kept
+        // out of the per-step drafting time the budget learns, or each would
+        // make drafting look several times dearer than a steady step's is.
+        const building = gen.drafter.built === false || (gen.drafter.queuedTokens ?? 0) > 8;
+        const t = building ? performance.now() : 0;
         const tree = gen.drafter.draft(Math.min(cap, room));
-        draftedRows++;
+        if (building) buildMs += performance.now() - t;
+        else draftedRows++;
         gen.tree = tree;
         row.available = Math.min(tree.size - 1, this.maxTreeNodes);
         row.probs = tree.probs;
-        row.scale = this.probScale(gen.request.speculation);
+        row.scale = this.probScale(gen.acceptanceKey);
       }
     }
 
     // 2. Budget.
-    let maxPast = 0;
-    for (let r = 0; r < n; r++) maxPast = Math.max(maxPast, batch[r].cache!.length);
     const alloc = this.allocation;
     if (budget && speculate) budget.allocate(this.budgetRows.slice(0, n), alloc, maxPast, method!);
     else alloc.fill(0, 0, n);
@@ -358,7 +403,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const { metrics } = this.options;
     const drafted = performance.now();
     metrics.phaseSeconds.inc({ phase: 'draft' }, (drafted - started) / 1000);
-    if (cap > 0 && method) budget?.observeDraft(draftedRows, drafted - started, method);
+    if (cap > 0 && method) budget?.observeDraft(draftedRows, drafted - started - buildMs, method);
     metrics.batchSize.observe(n);
     metrics.stepTokens.observe(totalTokens);
     const result = await this.runner.step(inputs);
@@ -402,7 +447,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         const tree = gen.tree!;
         let predicted = 0;
         for (let i = chain; i < gen.rowLength; i++) predicted += tree.probs[gen.rowToTree[i]];
-        this.recordAcceptance(gen.request.speculation, predicted, accepted);
+        this.recordAcceptance(gen.acceptanceKey, predicted, accepted);
+        // Per row: accepted tokens per drafted step, decayed over a few steps.
+        // Starts from its kind's mean: one unlucky first draft must not stop a row drafting.
+        gen.acceptedPerDraft = this.expectedAccepted(gen) * 0.7 + accepted * 0.3;
+        const mean = this.meanAccepted.get(gen.acceptanceKey);
+        this.meanAccepted.set(gen.acceptanceKey, mean === undefined ? accepted : mean * 0.99 + accepted * 0.01);
       }
 
       // Emitted tokens: accepted path + bonus, cut at eos / maxTokens / context.
@@ -463,7 +513,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     metrics.phaseSeconds.inc({ phase: 'accept' }, (end - forwarded) / 1000);
     metrics.endStep(end, generated);
     budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
-    return { batch: n, speculated: speculate, tokens: generated, method };
+    return { batch: n, speculated: speculate, tokens: generated, method, buildMs };
   }
 
   private readonly methodCounts = new Map<string, number>();
@@ -530,3 +580,4 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
   }
 }
+

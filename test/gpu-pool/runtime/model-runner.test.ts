@@ -92,6 +92,31 @@ describe('ModelRunner', () => {
     for (const c of [...caches, fresh]) c.release();
   });
 
+  it('keeps rows in their packed-past slots when a row leaves or moves between passes, with the same logits', async () => {
+    const histories = Array.from({ length: 5 }, (_, i) => [1, 100 + i, 110 + i, 120 + i]);
+    const caches = histories.map(() => runner.newSequence());
+    const pre = await runner.step(histories.map((t, i) => ({ cache: caches[i], row: chain(t) })));
+    caches.forEach((_, i) => pre.commit(i, [0, 1, 2, 3]));
+    // Row 1 has finished; the others run on, with row 3 now carrying a long
+    // chain (it goes to the second pass), then back to one pass.
+    const long = Array.from({ length: 40 }, (_, i) => 5 + ((i * 7) % 300));
+    const kept = [0, 2, 3, 4];
+    let s = await runner.step(kept.map((k) => ({ cache: caches[k], row: chain(k === 3 ? long : [9]) })));
+    expect(s.passes).toBe(2);
+    kept.forEach((k, r) => {
+      const n = k === 3 ? long.length : 1;
+      const want = lastReferenceLogits(model, [...histories[k], ...(k === 3 ? long : [9])]);
+      expect(maxAbsDiff(s.logitsAt(r, n - 1), want)).toBeLessThanOrEqual(1e-4);
+      s.commit(r, Array.from({ length: n }, (_, i) => i));
+      histories[k].push(...(k === 3 ? long : [9]));
+    });
+    const order = [4, 3, 0, 2];
+    s = await runner.step(order.map((k) => ({ cache: caches[k], row: chain([11]) })));
+    expect(s.passes).toBe(1);
+    order.forEach((k, r) => expect(maxAbsDiff(s.logitsAt(r, 0), lastReferenceLogits(model, [...histories[k], 11]))).toBeLessThanOrEqual(1e-4));
+    for (const c of caches) c.release();
+  });
+
   it.skipIf(cudaProviderInstalled())('explains that CUDA is not installed when asked for it', async () => {
     const attempt = ModelRunner.create(model, { cacheDir, executionProvider: 'cuda' });
     await expect(attempt).rejects.toThrow(CliError);

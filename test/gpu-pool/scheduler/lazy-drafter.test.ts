@@ -1,0 +1,41 @@
+// The pool's lazy drafter must draft exactly what an eager RequestDrafter
+// drafts: built at the first draft, emitted tokens queued between drafts,
+// pushed edge tries applied where they arrived in the stream.
+import { describe, expect, it } from 'vitest';
+import { RequestDrafter } from '../../../shared/drafting/request-drafter';
+import type { DraftTree } from '../../../shared/drafting/draft-tree';
+import { LazyDrafter } from '../../../gpu-pool/scheduler/drafter-factory';
+
+const snapshot = (t: DraftTree) => ({ tokens: Array.from(t.tokens.subarray(0, t.size)), parents: Array.from(t.parents.subarray(0, t.size)) });
+
+describe('LazyDrafter', () => {
+  it('drafts what an eager drafter fed the same tokens drafts, and builds nothing until asked', () => {
+    const story = [1, 40, 41, 42, 43, 44, 45, 40, 41, 42, 43, 46, 47, 40, 41];
+    const make = () => new RequestDrafter({ method: 'context', promptIds: story });
+    let builds = 0;
+    const lazy = new LazyDrafter(() => {
+      builds++;
+      return make();
+    });
+    const eager = make();
+    const steps = [[42], [43, 44], [45], [40, 41], [42, 43], [46], [47, 40]];
+    lazy.accept(steps[0]);
+    eager.accept(steps[0]);
+    lazy.accept(steps[1]);
+    eager.accept(steps[1]);
+    expect(builds).toBe(0);
+    expect(lazy.built).toBe(false);
+    expect(lazy.queuedTokens).toBe(3);
+    expect(snapshot(lazy.draft(8))).toEqual(snapshot(eager.draft(8)));
+    expect(builds).toBe(1);
+    expect(lazy.queuedTokens).toBe(0);
+    for (const [i, ids] of steps.slice(2).entries()) {
+      lazy.accept(ids);
+      eager.accept(ids);
+      // Drafts on some steps only, as a row that the budget rests.
+      if (i % 2 === 1) expect(snapshot(lazy.draft(6))).toEqual(snapshot(eager.draft(6)));
+    }
+    expect(snapshot(lazy.draft(12))).toEqual(snapshot(eager.draft(12)));
+    expect(builds).toBe(1);
+  });
+});
