@@ -39,6 +39,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   trieExhaustedSent = false;
   /** A trie pushed by the edge, applied between steps. */
   incomingTrie: { bytes: Uint8Array; outputLength: number } | null = null;
+  /** Whether the edge shipped or pushed a trie for this request (sssd). */
+  hasEdgeTrie = false;
 
   // Per-step row buffers (chain + tree), sized for the prompt or the largest tree.
   readonly rowTokens: Int32Array;
@@ -78,6 +80,7 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
     readonly reservedTokens: number,
   ) {
     this.acceptanceKey = rng ? `${request.speculation}:sampled` : request.speculation;
+    this.hasEdgeTrie = request.speculation === 'sssd' && request.trie !== undefined && request.trie.length > 0;
     this.promptIds = Int32Array.from(request.promptIds);
     this.pending = this.promptIds;
     this.pendingLength = this.promptIds.length;

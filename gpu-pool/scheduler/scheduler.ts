@@ -317,6 +317,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       if (gen.incomingTrie && gen.drafter) {
         gen.drafter.pushEdgeTrie(gen.incomingTrie.bytes, gen.incomingTrie.outputLength);
         gen.trieExhaustedSent = false;
+        gen.hasEdgeTrie = true;
       }
       gen.incomingTrie = null;
       const row = this.budgetRows[r];
@@ -330,7 +331,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // Counted per row over speculating steps only: a probe keyed to the
       // global step count could stay out of phase with the budget's and the
       // governor's own probes, and a row would never draft again.
-      const probe = cap > 0 && gen.skippedDrafts % 8 === 7;
+      // A row still on the user's own edge trie always drafts: following it
+      // costs next to nothing, and the history of other requests (what the
+      // resting and paying rules go by) says nothing about this user's cache.
+      const followsEdge = gen.hasEdgeTrie && gen.drafter !== null && !gen.drafter.edgeTrieExhausted;
+      const probe = cap > 0 && (followsEdge || gen.skippedDrafts % 8 === 7);
       const resting = gen.refusedSteps >= 2 && !probe;
       // Likewise a row whose recent acceptance does not pay for its drafting.
       const unpaid = !probe && cap > 0 && !budget!.rowPaysForDrafting(n, this.expectedAccepted(gen), maxPast, method!);

@@ -68,10 +68,16 @@ describe('demo page', () => {
     expect(first.text.length).toBeGreaterThan(40);
     expect(first.sources).toContain('model');
     expect(first.usage).toMatch(/tokens/);
-    await new Promise((r) => setTimeout(r, 500)); // the user's cache is written after the response
-    // The same user again: the page's user drafts from their cache, coloured as 'edge'.
-    const second = await runDemo(prompt);
-    expect(second.text).toBe(first.text);
-    expect(second.sources.filter((s) => s === 'edge').length).toBeGreaterThan(5);
+    // The same user again: the page's user drafts from their cache, coloured
+    // as 'edge'. The cache is written after the response (waitUntil), and KV
+    // is eventually consistent, so a run that came too early is repeated.
+    let edgeTokens = 0;
+    for (let attempt = 0; attempt < 4 && edgeTokens <= 5; attempt++) {
+      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+      const second = await runDemo(prompt);
+      expect(second.text).toBe(first.text);
+      edgeTokens = second.sources.filter((s) => s === 'edge').length;
+    }
+    expect(edgeTokens).toBeGreaterThan(5);
   });
 });
