@@ -181,7 +181,7 @@ try {
   console.log(`one-way delay ${delayMs} ms between edge and pool, speculation ${values.speculation}, max_tokens ${values['max-tokens']}:`);
   console.table(summary);
   const drop = 1 - summary.delayed.medianTokensPerSAfterFirst / summary.noDelay.medianTokensPerSAfterFirst;
-  console.log(`tokens/s after the first token: ${(drop * 100).toFixed(1)}% ${drop >= 0 ? 'lower' : 'higher'} with the delay (median)`);
+  console.log(`tokens/s after the first token: ${(Math.abs(drop) * 100).toFixed(1)}% ${drop >= 0 ? 'lower' : 'higher'} with the delay (median)`);
   const link: Record<'noDelay' | 'delayed', number[]> = { noDelay: [], delayed: [] };
   for (const [i, session] of sessions.entries()) {
     link.noDelay.push(await poolOnly(baselineProxy.url, session, token, i));
@@ -189,7 +189,7 @@ try {
   }
   const [linkDirect, linkDelayed] = [median(link.noDelay), median(link.delayed)];
   console.log(
-    `pool stream alone (no edge), median tokens/s after the first: ${linkDirect.toFixed(1)} at 0 ms, ${linkDelayed.toFixed(1)} at ${delayMs} ms (${((1 - linkDelayed / linkDirect) * 100).toFixed(1)}% drop)`,
+    `pool stream alone (no edge), median tokens/s after the first: ${linkDirect.toFixed(1)} at 0 ms, ${linkDelayed.toFixed(1)} at ${delayMs} ms (${(Math.abs(1 - linkDelayed / linkDirect) * 100).toFixed(1)}% ${linkDelayed <= linkDirect ? 'lower' : 'higher'})`,
   );
 } finally {
   await Promise.all([undelayed.stop(), delayed.stop()]);
