@@ -301,7 +301,14 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // Only batches with rows that can draft take part in the governor's
     // comparison, judged under the method most of their rows use.
     const method = this.dominantDraftMethod(batch);
-    const speculate = budget !== null && method !== null && budget.wantsDrafts(n, method) && (governor ? governor.decide(n, method) : true);
+    // Far below the knee of the calibrated cost curve (room for at least 4
+    // tokens per row), extra tokens in a pass are nearly free: speculation is
+    // not put to the measured vote there, whose probes of plain decoding cost
+    // a tenth or more of the steps at concurrency 1 and whose early, noisy
+    // samples could switch a lone request's speculation off. The budget still
+    // trims every tree to the nodes that pay.
+    const nearlyFree = budget !== null && n * 4 <= budget.kneeTokens;
+    const speculate = budget !== null && method !== null && (nearlyFree || (budget.wantsDrafts(n, method) && (governor ? governor.decide(n, method) : true)));
     const cap = budget && speculate ? Math.min(this.maxTreeNodes, budget.draftCap(n)) : 0;
     if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
     while (this.budgetRows.length < n) this.budgetRows.push({ chainLength: 1, available: 0, probs: null, scale: 1 });
@@ -331,10 +338,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // Counted per row over speculating steps only: a probe keyed to the
       // global step count could stay out of phase with the budget's and the
       // governor's own probes, and a row would never draft again.
-      // A row still on the user's own edge trie always drafts: following it
-      // costs next to nothing, and the history of other requests (what the
-      // resting and paying rules go by) says nothing about this user's cache.
-      const followsEdge = gen.hasEdgeTrie && gen.drafter !== null && !gen.drafter.edgeTrieExhausted;
+      // Where tokens are nearly free, a row still on the user's own edge trie
+      // always drafts: following it costs next to nothing, and the history of
+      // other requests (what the resting and paying rules go by) says nothing
+      // about this user's cache.
+      const followsEdge = nearlyFree && gen.hasEdgeTrie && gen.drafter !== null && !gen.drafter.edgeTrieExhausted;
       const probe = cap > 0 && (followsEdge || gen.skippedDrafts % 8 === 7);
       const resting = gen.refusedSteps >= 2 && !probe;
       // Likewise a row whose recent acceptance does not pay for its drafting.
