@@ -4,6 +4,7 @@
  */
 import type { z } from 'zod';
 import type { generateRequestSchema, PoolEvent, PoolHealth, PoolInfo, PushTrieRequest } from '../shared/protocol';
+import { readPoolEvents } from '../shared/pool-event-stream';
 
 /** The pool could not take the request (unreachable, busy, 5xx): try another one. */
 export class PoolUnavailableError extends Error {
@@ -81,7 +82,7 @@ export class PoolClient {
       }
       throw new PoolRejectedError(res.status, text.slice(0, 500));
     }
-    return readEvents(res.body);
+    return readPoolEvents(res.body);
   }
 
   /** Fire-and-forget: a fresh trie for a running generation. */
@@ -103,43 +104,3 @@ export class PoolClient {
   }
 }
 
-/** NDJSON body → events. A broken line or a cut connection ends with an 'error' event. */
-async function* readEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<PoolEvent> {
-  const reader = body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  let sawDone = false;
-  try {
-    for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
-      try {
-        chunk = await reader.read();
-      } catch (err) {
-        if (!sawDone) yield { type: 'error', code: 'internal', message: `pool stream broke: ${String(err)}` };
-        return;
-      }
-      if (chunk.done) break;
-      buffer += decoder.decode(chunk.value, { stream: true });
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, newline).trim();
-        buffer = buffer.slice(newline + 1);
-        if (line.length === 0) continue;
-        let event: PoolEvent;
-        try {
-          event = JSON.parse(line) as PoolEvent;
-        } catch {
-          yield { type: 'error', code: 'internal', message: 'pool sent a malformed event' };
-          return;
-        }
-        if (event.type === 'done') sawDone = true;
-        yield event;
-        if (event.type === 'done' || event.type === 'error') return;
-      }
-    }
-    if (!sawDone) yield { type: 'error', code: 'internal', message: 'pool stream ended without a done event' };
-  } finally {
-    reader.releaseLock();
-    await body.cancel().catch(() => undefined);
-  }
-}

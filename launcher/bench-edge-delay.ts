@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
+import { readPoolEvents } from '../shared/pool-event-stream';
 import { startDelayProxy } from './delay-proxy';
 import { generatePoolToken, repoRoot, startEdge, startPool } from './stack';
 
@@ -111,25 +112,15 @@ async function poolOnly(baseUrl: string, session: (typeof sessions)[number], tok
       speculation: values.speculation === 'off' ? 'off' : 'sssd',
     }),
   });
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
   let first = -1;
   let last = -1;
   let after = 0;
-  let buffer = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += value;
-    let cut: number;
-    while ((cut = buffer.indexOf('\n')) >= 0) {
-      const event = JSON.parse(buffer.slice(0, cut)) as { type: string; ids?: number[] };
-      buffer = buffer.slice(cut + 1);
-      if (event.type !== 'tokens') continue;
-      const now = performance.now();
-      if (first < 0) first = now;
-      else after += event.ids!.length;
-      last = now;
-    }
+  for await (const event of readPoolEvents(res.body!)) {
+    if (event.type !== 'tokens') continue;
+    const now = performance.now();
+    if (first < 0) first = now;
+    else after += event.ids.length;
+    last = now;
   }
   return last > first ? after / ((last - first) / 1000) : NaN;
 }

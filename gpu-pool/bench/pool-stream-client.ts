@@ -3,6 +3,7 @@
  * /v1/generate, read the NDJSON events as they arrive, time them.
  */
 import type { GenerateRequest, PoolEvent, SpeculationUsage } from '../../shared/protocol';
+import { readPoolEvents } from '../../shared/pool-event-stream';
 
 export interface TimedGeneration {
   ok: boolean;
@@ -35,30 +36,17 @@ export async function runGeneration(poolUrl: string, token: string | null, body:
     out.error = `HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`;
     return out;
   }
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buf += decoder.decode(value, { stream: true });
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) !== -1) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (!line) continue;
-      const event = JSON.parse(line) as PoolEvent;
-      if (event.type === 'tokens') {
-        const now = performance.now();
-        if (out.outputIds.length === 0) out.firstTokenAt = now;
-        out.lastTokenAt = now;
-        for (const id of event.ids) out.outputIds.push(id);
-      } else if (event.type === 'done') {
-        out.ok = event.finishReason !== 'error' && event.finishReason !== 'cancelled';
-        out.usage = event.usage.speculation;
-      } else if (event.type === 'error') {
-        out.error = `${event.code}: ${event.message}`;
-      }
+  for await (const event of readPoolEvents(res.body!)) {
+    if (event.type === 'tokens') {
+      const now = performance.now();
+      if (out.outputIds.length === 0) out.firstTokenAt = now;
+      out.lastTokenAt = now;
+      for (const id of event.ids) out.outputIds.push(id);
+    } else if (event.type === 'done') {
+      out.ok = event.finishReason !== 'error' && event.finishReason !== 'cancelled';
+      out.usage = event.usage.speculation;
+    } else if (event.type === 'error') {
+      out.error = `${event.code}: ${event.message}`;
     }
   }
   return out;

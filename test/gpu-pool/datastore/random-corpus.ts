@@ -1,17 +1,5 @@
 // Deterministic random token corpora for the datastore tests.
-
-/** xorshift32 in [0, 1): failures reproduce from the seed. */
-export function seededRandom(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
+export { seededRandom } from '../../support/seeded-random';
 
 /** Story-like documents: ids in [2, vocab), built from a few repeated phrases so n-grams recur. */
 export function randomDocuments(next: () => number, count: number, vocab: number, meanLength = 40): number[][] {

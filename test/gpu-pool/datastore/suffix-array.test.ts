@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildSuffixArray } from '../../../gpu-pool/datastore/suffix-array';
+import { seededRandom } from '../../support/seeded-random';
 
 /** Reference: every suffix start, sorted by direct lexicographic comparison. */
 function naiveSuffixArray(s: Int32Array): number[] {
@@ -16,18 +17,6 @@ function naiveSuffixArray(s: Int32Array): number[] {
   return order;
 }
 
-/** Deterministic xorshift so failures reproduce. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-}
 
 function randomCorpus(next: () => number, length: number, vocab: number): Int32Array {
   const out = new Int32Array(length);
@@ -45,7 +34,7 @@ describe('buildSuffixArray', () => {
   });
 
   it('equals a naive sort on random corpora of many sizes and vocabularies', () => {
-    const next = rng(12345);
+    const next = seededRandom(12345);
     for (const vocab of [1, 2, 3, 5, 26, 512, 1 << 17]) {
       for (const length of [3, 9, 10, 11, 17, 64, 257, 1000, 3000]) {
         const s = randomCorpus(next, length, vocab);
@@ -55,7 +44,7 @@ describe('buildSuffixArray', () => {
   });
 
   it('equals a naive sort on highly repetitive corpora (periodic, runs, document separators)', () => {
-    const next = rng(99);
+    const next = seededRandom(99);
     const cases: Int32Array[] = [];
     cases.push(new Int32Array(2000).fill(4)); // one long run
     cases.push(Int32Array.from({ length: 2001 }, (_, i) => i % 3)); // periodic

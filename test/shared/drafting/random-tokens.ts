@@ -1,14 +1,5 @@
 // Seeded token streams for property tests (mulberry32).
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from '../../support/seeded-random';
 
 /** A stream over a small alphabet with some repeated phrases, like text. */
 export function tokenStream(rand: () => number, length: number, alphabet: number): number[] {

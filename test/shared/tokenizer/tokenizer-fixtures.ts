@@ -2,6 +2,7 @@
 // tokenizer files they were made with (read from ../shared at run time).
 import { readFileSync } from 'node:fs';
 import { models } from '../../support/shared-data';
+export { seededRandom } from '../../support/seeded-random';
 
 export interface RunCFixture {
   model: keyof typeof models;
@@ -31,17 +32,6 @@ export function printedIds(f: RunCFixture): number[] {
   return [...f.promptIds, ...(end >= 0 ? f.outputIds.slice(0, end) : f.outputIds)];
 }
 
-/** Deterministic PRNG (mulberry32) so random-string tests are reproducible. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = ['Once', 'upon', 'a', 'time', 'Lily', 'the', 'little', 'happy', 'played', 'said', 'friend', 'Tim', 'mom', 'They'];
 const CHARS = [

@@ -1,0 +1,49 @@
+/**
+ * Reads a pool's generation response (NDJSON, one PoolEvent per line; see
+ * docs/protocol.md) as events. Shared by the edge and the serving benchmark so
+ * both read the stream the same way: a broken line, a cut connection or a
+ * stream that ends without `done` ends with one `error` event, and reading
+ * stops after `done` or `error`.
+ */
+import type { PoolEvent } from './protocol';
+
+/** NDJSON body → events. A broken line or a cut connection ends with an 'error' event. */
+export async function* readPoolEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<PoolEvent> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let sawDone = false;
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        if (!sawDone) yield { type: 'error', code: 'internal', message: `pool stream broke: ${String(err)}` };
+        return;
+      }
+      if (chunk.done) break;
+      buffer += decoder.decode(chunk.value, { stream: true });
+      let newline: number;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, newline).trim();
+        buffer = buffer.slice(newline + 1);
+        if (line.length === 0) continue;
+        let event: PoolEvent;
+        try {
+          event = JSON.parse(line) as PoolEvent;
+        } catch {
+          yield { type: 'error', code: 'internal', message: 'pool sent a malformed event' };
+          return;
+        }
+        if (event.type === 'done') sawDone = true;
+        yield event;
+        if (event.type === 'done' || event.type === 'error') return;
+      }
+    }
+    if (!sawDone) yield { type: 'error', code: 'internal', message: 'pool stream ended without a done event' };
+  } finally {
+    reader.releaseLock();
+    await body.cancel().catch(() => undefined);
+  }
+}
