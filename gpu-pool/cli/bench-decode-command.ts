@@ -10,7 +10,8 @@ import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
 import { argmax } from '../runtime/sampling';
 import { CliError } from './cli-error';
-import { exitQuietlyOnBrokenPipe, parseExecutionProvider, parseNumberFlag } from './generate-command';
+import { exitQuietlyOnBrokenPipe, parseExecutionProvider } from './generate-command';
+import { parseNumberList, parseNumberFlag } from './number-flags';
 
 interface BenchFlags {
   model: string;
@@ -49,7 +50,7 @@ export function register(program: Command): void {
 }
 
 async function runBench(flags: BenchFlags): Promise<void> {
-  const batches = flags.batch.split(',').map((b) => parseNumberFlag('--batch', b.trim(), { integer: true, min: 1, max: 4096 })!);
+  const batches = parseNumberList('--batch', flags.batch, { integer: true, min: 1, max: 4096 });
   const steps = parseNumberFlag('--tokens', flags.tokens, { integer: true, min: 2 })!; // the first step is a warm-up
   const promptLength = parseNumberFlag('--prompt', flags.prompt, { integer: true, min: 1 })!;
   const threads = parseNumberFlag('--threads', flags.threads, { integer: true, min: 1, max: 256 });

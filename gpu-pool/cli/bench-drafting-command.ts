@@ -26,7 +26,8 @@ import { quantile } from '../bench/latency-stats';
 import { Datastore } from '../datastore/datastore';
 import { readWorkload } from '../eval/workload';
 import { CliError } from './cli-error';
-import { parseNumberFlag, readTokenizerFile } from './generate-command';
+import { readTokenizerFile } from './generate-command';
+import { parseNumberFlag } from './number-flags';
 
 interface BenchDraftingFlags {
   tokenizer: string;

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { benchServe, formatTable, parseMethods } from '../bench/bench-serve';
 import { loadWorkload } from '../bench/workload';
 import { CliError } from './cli-error';
+import { parseNumberFlag, parseNumberList } from './number-flags';
 
 interface BenchServeFlags {
   pool: string;
@@ -33,10 +34,8 @@ export function register(program: Command): void {
     .option('--token <token>', 'bearer token (default $SSSD_POOL_TOKEN)')
     .option('--json', 'print the results as JSON')
     .action(async (flags: BenchServeFlags) => {
-      const concurrencies = flags.concurrency.split(',').map((c) => Number(c.trim()));
-      if (concurrencies.some((c) => !Number.isInteger(c) || c < 1)) throw new CliError(`--concurrency must list positive integers, not "${flags.concurrency}"`);
-      const limit = Number(flags.limit);
-      if (!Number.isInteger(limit) || limit < 1) throw new CliError(`--limit must be a positive integer, not "${flags.limit}"`);
+      const concurrencies = parseNumberList('--concurrency', flags.concurrency, { integer: true, min: 1 });
+      const limit = parseNumberFlag('--limit', flags.limit, { integer: true, min: 1 })!;
       let methods;
       try {
         methods = parseMethods(flags.methods);

@@ -18,13 +18,7 @@ import { buildChunksFromJsonl, DEFAULT_BUILD_CHUNK_TOKENS, type CorpusBuildProgr
 import { createDatastoreMatches, Datastore, DEFAULT_LOOKUP } from '../datastore/datastore';
 import { readDatastoreFile, writeDatastoreFile, DATASTORE_FILE_VERSION } from '../datastore/datastore-file';
 import { CliError } from './cli-error';
-
-function positiveInteger(flag: string, raw: string | undefined, fallback: number, min = 1): number {
-  if (raw === undefined) return fallback;
-  const v = Number(raw);
-  if (raw.trim() === '' || !Number.isInteger(v) || v < min || v > 0x7fffffff) throw new CliError(`${flag} must be an integer >= ${min}, not "${raw}"`);
-  return v;
-}
+import { parseNumberFlag } from './number-flags';
 
 async function readTokenizer(file: string): Promise<{ tokenizer: Tokenizer; sha256: string }> {
   let bytes: Uint8Array;
@@ -78,7 +72,7 @@ function progressReporter(): { update(p: CorpusBuildProgress): void; stop(): voi
 
 async function buildCommand(opts: { tokenizer?: string; input?: string; out?: string; chunkTokens?: string; field: string }): Promise<void> {
   if (!opts.tokenizer || !opts.input || !opts.out) throw new CliError('datastore build needs --tokenizer PATH --input corpus.jsonl --out FILE');
-  const chunkTokens = positiveInteger('--chunk-tokens', opts.chunkTokens, DEFAULT_BUILD_CHUNK_TOKENS, 2);
+  const chunkTokens = parseNumberFlag('--chunk-tokens', opts.chunkTokens, { integer: true, min: 2, max: 0x7fffffff }) ?? DEFAULT_BUILD_CHUNK_TOKENS;
   const { tokenizer, sha256 } = await readTokenizer(opts.tokenizer);
   const t0 = performance.now();
   const progress = progressReporter();
@@ -175,8 +169,8 @@ function benchContexts(store: Datastore, count: number, seed: number, fromTexts:
 }
 
 async function benchCommand(file: string, opts: { lookups?: string; seed?: string; contextsFrom?: string; tokenizer?: string; field: string }): Promise<void> {
-  const lookups = positiveInteger('--lookups', opts.lookups, 20000);
-  const seed = positiveInteger('--seed', opts.seed, 1, 0);
+  const lookups = parseNumberFlag('--lookups', opts.lookups, { integer: true, min: 1, max: 0x7fffffff }) ?? 20000;
+  const seed = parseNumberFlag('--seed', opts.seed, { integer: true, min: 0, max: 0x7fffffff }) ?? 1;
   const t0 = performance.now();
   const store = await Datastore.load(file);
   const loadMs = performance.now() - t0;

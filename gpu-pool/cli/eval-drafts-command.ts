@@ -17,7 +17,8 @@ import { readWorkload } from '../eval/workload';
 import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
 import { CliError } from './cli-error';
-import { checkTokenizerFits, parseNumberFlag, readTokenizerFile } from './generate-command';
+import { checkTokenizerFits, readTokenizerFile } from './generate-command';
+import { parseNumberList, parseNumberFlag } from './number-flags';
 
 const LIVE_CHUNK_TOKENS = 1 << 16;
 
@@ -91,7 +92,7 @@ async function sha256File(file: string): Promise<string> {
 }
 
 export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResult[]> {
-  const budgets = flags.budgets.split(',').map((b) => parseNumberFlag('--budgets', b.trim(), { integer: true, min: 0, max: 1024 }) as number);
+  const budgets = parseNumberList('--budgets', flags.budgets, { integer: true, min: 0, max: 1024 });
   const methods = parseList<EvalMethod>('--methods', flags.methods, evalMethods);
   const maxTokens = parseNumberFlag('--max-tokens', flags.maxTokens, { integer: true, min: 1 });
   const edgeTrieNodes = parseNumberFlag('--edge-trie-nodes', flags.edgeTrieNodes, { integer: true, min: 1, max: 65535 }) as number;

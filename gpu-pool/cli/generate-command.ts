@@ -19,28 +19,7 @@ import { loadModel, type LoadedModel } from '../model/load-model';
 import { generate } from '../runtime/generate';
 import { ModelRunner, type ExecutionProviderName } from '../runtime/model-runner';
 import { CliError } from './cli-error';
-
-/** Parses a numeric flag; a user's typo becomes a one-line CliError. */
-export function parseNumberFlag(
-  flag: string,
-  raw: string | undefined,
-  opts: { integer?: boolean; min?: number; max?: number; minExclusive?: boolean },
-): number | undefined {
-  if (raw === undefined) return undefined;
-  const v = Number(raw);
-  const bad =
-    raw.trim() === '' || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v)) ||
-    (opts.min !== undefined && (opts.minExclusive ? v <= opts.min : v < opts.min)) || (opts.max !== undefined && v > opts.max);
-  if (bad) {
-    const range = [
-      opts.integer ? 'an integer' : 'a number',
-      opts.min !== undefined ? `${opts.minExclusive ? '>' : '>='} ${opts.min}` : '',
-      opts.max !== undefined ? `<= ${opts.max}` : '',
-    ].filter(Boolean).join(' ');
-    throw new CliError(`${flag} must be ${range}, not "${raw}"`);
-  }
-  return v;
-}
+import { parseNumberFlag } from './number-flags';
 
 export async function readTokenizerFile(file: string): Promise<Tokenizer> {
   let bytes: Uint8Array;

@@ -72,6 +72,13 @@ export class TreeVerifier {
     this.probs = new Float32Array(vocabSize);
   }
 
+  /** The child of `node` carrying `token`, or -1 (identical tokens under one parent are merged by fusion). */
+  private childWithToken(row: VerifyRow, node: number, token: number): number {
+    let child = this.firstChild[node];
+    while (child !== -1 && row.tokens[child] !== token) child = this.nextSibling[child];
+    return child;
+  }
+
   /** Greedy acceptance; returns the number of accepted draft nodes. */
   verifyGreedy(row: VerifyRow, rowLength: number, rootIndex: number, logits: RowLogits, rowIndex: number): number {
     this.linkChildren(row, rowLength, rootIndex);
@@ -79,8 +86,7 @@ export class TreeVerifier {
     let count = 0;
     for (;;) {
       const target = argmax(logits.logitsAt(rowIndex, node));
-      let child = this.firstChild[node];
-      while (child !== -1 && row.tokens[child] !== target) child = this.nextSibling[child];
+      const child = this.childWithToken(row, node, target);
       if (child === -1) {
         this.bonusToken = target;
         break;
@@ -110,8 +116,7 @@ export class TreeVerifier {
     if (rule === null) {
       for (;;) {
         const target = sampleFrom(toProbabilities(logits.logitsAt(rowIndex, node), sampling, p), rng);
-        let child = this.firstChild[node];
-        while (child !== -1 && row.tokens[child] !== target) child = this.nextSibling[child];
+        const child = this.childWithToken(row, node, target);
         if (child === -1) {
           this.bonusToken = target;
           break;

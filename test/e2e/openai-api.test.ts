@@ -4,16 +4,10 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../launcher/stack';
 import { referenceGenerate, startTestStack, type GenerateOutput, type TestStack } from './stack-fixture';
+import type { CompletionUsage } from '../../edge/completion-run';
 
-interface SpeculationFigures {
-  method: string;
-  drafts: number;
-  draft_tokens: number;
-  accepted_tokens: number;
-  steps: number;
-  mean_acceptance_length: number;
-  edge_accepted_tokens: number;
-}
+// The edge's own usage type: the test reads what the edge declares it sends.
+type SpeculationFigures = CompletionUsage['speculation'];
 type UsageWithSpeculation = OpenAI.CompletionUsage & { speculation: SpeculationFigures };
 
 const PROMPT = 'Once upon a time, there was a little dog named Max.';

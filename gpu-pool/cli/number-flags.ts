@@ -1,0 +1,39 @@
+/**
+ * Numeric command-line flags: a user's typo becomes a one-line CliError that
+ * names the flag and the accepted range, the same way in every subcommand.
+ */
+import { CliError } from './cli-error';
+
+export interface NumberFlagRange {
+  integer?: boolean;
+  min?: number;
+  max?: number;
+  minExclusive?: boolean;
+}
+
+/** Parses a numeric flag; a user's typo becomes a one-line CliError. */
+export function parseNumberFlag(
+  flag: string,
+  raw: string | undefined,
+  opts: NumberFlagRange,
+): number | undefined {
+  if (raw === undefined) return undefined;
+  const v = Number(raw);
+  const bad =
+    raw.trim() === '' || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v)) ||
+    (opts.min !== undefined && (opts.minExclusive ? v <= opts.min : v < opts.min)) || (opts.max !== undefined && v > opts.max);
+  if (bad) {
+    const range = [
+      opts.integer ? 'an integer' : 'a number',
+      opts.min !== undefined ? `${opts.minExclusive ? '>' : '>='} ${opts.min}` : '',
+      opts.max !== undefined ? `<= ${opts.max}` : '',
+    ].filter(Boolean).join(' ');
+    throw new CliError(`${flag} must be ${range}, not "${raw}"`);
+  }
+  return v;
+}
+
+/** A comma-separated list of numbers (`--batch 1,8,32`), each checked like parseNumberFlag. */
+export function parseNumberList(flag: string, raw: string, opts: NumberFlagRange): number[] {
+  return raw.split(',').map((s) => parseNumberFlag(flag, s.trim(), opts)!);
+}
