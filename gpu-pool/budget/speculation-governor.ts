@@ -42,6 +42,16 @@ class ArmStats {
 export class SpeculationGovernor {
   /** Per speculation method: how well speculation pays depends on the drafter. */
   private readonly stats = new Map<string, ArmStats>();
+  /**
+   * Plain decoding is one arm for every method (its rate at a batch size is
+   * the pool's, whoever's rows they are), fed by every plain cycle, those of
+   * `off` batches included. Kept per method, the plain arm of a method whose
+   * speculation wins was sampled only in rare probe blocks, and cycles
+   * that paid for the speculating cycles before them (collection of their
+   * garbage, tries pushed meanwhile) kept its rate ~15% low, enough to keep
+   * speculation on at batch 16-64 where it lost 10-20% end to end.
+   */
+  private readonly plain = new ArmStats();
   private lastArm = false;
 
   constructor(
@@ -66,16 +76,17 @@ export class SpeculationGovernor {
   /** Whether a step over `batch` rows, mostly of method `key`, should speculate. */
   decide(batch: number, key = 'default'): boolean {
     const st = this.of(key);
+    const pl = this.plain;
     const b = this.bucket(batch);
     const n = st.counter[b]++;
     // Arms run in blocks: switching arms has a cost of its own (runtime
     // buffers, caches), so it should happen rarely, and the first cycle after
     // a switch is not counted for either arm (see record).
-    if (st.specSamples[b] < WARMUP_SAMPLES || st.plainSamples[b] < WARMUP_SAMPLES) {
+    if (st.specSamples[b] < WARMUP_SAMPLES || pl.plainSamples[b] < WARMUP_SAMPLES) {
       return n % (2 * BLOCK) < BLOCK;
     }
     const spec = st.specTokens[b] / st.specMs[b];
-    const plain = st.plainTokens[b] / st.plainMs[b];
+    const plain = pl.plainTokens[b] / pl.plainMs[b];
     // Ties go to plain decoding: speculation must clearly win to be kept (it
     // also costs what a cycle does not show: tail latency, the edge's work).
     const preferSpec = spec > plain * TIE_MARGIN;
@@ -94,13 +105,13 @@ export class SpeculationGovernor {
     return explore ? !preferSpec : preferSpec;
   }
 
-  /** One finished cycle: `tokens` emitted in `ms`. */
+  /** One finished cycle: `tokens` emitted in `ms` (`key` = the batch's method; any, for a plain cycle). */
   record(batch: number, speculated: boolean, tokens: number, ms: number, key = 'default'): void {
     if (ms <= 0) return;
     const switched = speculated !== this.lastArm;
     this.lastArm = speculated;
     if (switched) return;
-    const st = this.of(key);
+    const st = speculated ? this.of(key) : this.plain;
     const b = this.bucket(batch);
     const keep = 1 - this.alpha;
     if (speculated) {
@@ -128,12 +139,13 @@ export class SpeculationGovernor {
 
   state(batch: number, key = 'default'): GovernorBucketState {
     const st = this.of(key);
+    const pl = this.plain;
     const b = this.bucket(batch);
     return {
       specRate: st.specMs[b] > 0 ? st.specTokens[b] / st.specMs[b] : 0,
-      plainRate: st.plainMs[b] > 0 ? st.plainTokens[b] / st.plainMs[b] : 0,
+      plainRate: pl.plainMs[b] > 0 ? pl.plainTokens[b] / pl.plainMs[b] : 0,
       specSamples: st.specSamples[b],
-      plainSamples: st.plainSamples[b],
+      plainSamples: pl.plainSamples[b],
     };
   }
 }

@@ -91,6 +91,14 @@ export class TreeBudget {
   /** Whether the rows of a batch this size should draft at all this step. */
   wantsDrafts(batch: number, method = 'default'): boolean {
     if (this.options.policy === 'static') return true;
+    // At or past the knee a plain decode step already fills the pass: every
+    // draft token costs what a decode row does, and the authors' rule gives
+    // no tree there. The marginal estimate and the measured governor both
+    // could see a win there that was not one (on the 2-core CPU, speculating
+    // at batch 16-128 measured per cycle as a tie or a 5-20% win, and lost
+    // 10-20% end to end), so beyond the knee nothing is drafted at all. On a
+    // GPU the knee is hundreds of tokens, so this binds only at huge batches.
+    if (batch >= this.kneeTokens) return false;
     const b = bucketOf(batch);
     const a = this.advantageOf(method);
     const n = a.probes[b]++;

@@ -63,6 +63,8 @@ interface StepOutcome {
   method: string | null;
   /** Time spent building lazy drafters (first drafts) this step. */
   buildMs: number;
+  /** Whether a row fed its prompt (a generation joining) this step. */
+  prefill: boolean;
 }
 
 interface StepInput<S> {
@@ -261,13 +263,20 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // charged to speculating cycles at its running mean rather than in one
       // lump: a 1-2 ms build in one cycle of a single row made speculation look
       // slower than plain decoding and switched it off for dozens of steps.
-      if (outcome?.method) {
+      // Cycles where a generation joins are left out: its prompt dominates
+      // them whichever arm runs, and since joins follow finishes, they fell
+      // unevenly on the arms and on the batch-size buckets (a batch back at
+      // full size is one where a row has just joined), which made plain
+      // decoding look up to 2x slower than it is.
+      // Plain cycles count whoever's rows they are (batches of 'off' rows too):
+      // plain decoding's rate is the pool's, one arm for every method.
+      if (outcome && !outcome.prefill) {
         let ms = performance.now() - t0;
         if (outcome.speculated) {
           this.buildMsPerCycle = this.buildMsPerCycle * 0.98 + outcome.buildMs * 0.02;
           ms += this.buildMsPerCycle - outcome.buildMs;
         }
-        this.options.governor?.record(outcome.batch, outcome.speculated, outcome.tokens, ms, outcome.method);
+        this.options.governor?.record(outcome.batch, outcome.speculated, outcome.tokens, ms, outcome.method ?? 'off');
       }
     }
   }
@@ -375,9 +384,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     inputs.length = n;
     let totalTokens = 0;
     let maxTokens = 0;
+    let prefill = false;
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
       const chain = gen.pendingLength;
+      if (chain > 1) prefill = true;
       const tokens = gen.rowTokens;
       const parents = gen.rowParents;
       for (let i = 0; i < chain; i++) {
@@ -526,7 +537,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     metrics.phaseSeconds.inc({ phase: 'accept' }, (end - forwarded) / 1000);
     metrics.endStep(end, generated);
     budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
-    return { batch: n, speculated: speculate, tokens: generated, method, buildMs };
+    return { batch: n, speculated: speculate, tokens: generated, method, buildMs, prefill };
   }
 
   private readonly methodCounts = new Map<string, number>();

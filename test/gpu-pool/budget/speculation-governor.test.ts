@@ -63,6 +63,21 @@ describe('speculation governor', () => {
     expect(pld).toBeLessThan(20);
   });
 
+  it('judges every method against the one plain arm that any plain cycle feeds', () => {
+    const g = new SpeculationGovernor(10, 0.1);
+    // sssd at batch 16: its own plain probes were slowed (stale, 0.5), so 0.9 looked like a win...
+    for (let i = 0; i < 200; i++) {
+      const s = g.decide(16, 'sssd');
+      g.record(16, s, s ? 0.9 : 0.5, 1, 'sssd');
+    }
+    // ...until plain cycles of rows that do not speculate ('off') show the pool's real plain rate.
+    for (let i = 0; i < 40; i++) g.record(16, false, 1, 1, 'off');
+    expect(g.state(16, 'sssd').plainRate).toBeGreaterThan(0.95);
+    let on = 0;
+    for (let i = 0; i < 100; i++) if (g.decide(16, 'sssd')) on++;
+    expect(on).toBeLessThan(20);
+  });
+
   it('follows a change of load', () => {
     const g = new SpeculationGovernor(10, 0.1);
     for (let i = 0; i < 200; i++) {

@@ -100,6 +100,22 @@ describe('marginal budget', () => {
     expect(out[1]).toBe(0);
   });
 
+  it('drafts nothing for batches at or past the knee, where a decode step already fills the pass', () => {
+    // knee = fixed / per-row token cost + 1 = 0.27 / 0.035 + 1 ≈ 9 (the 2-core CPU's curve)
+    const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 0.27, perPaddedToken: 0.035 }), opts);
+    const knee = budget.kneeTokens;
+    expect(knee).toBeGreaterThan(4);
+    expect(knee).toBeLessThan(16);
+    for (let i = 0; i < 16; i++) {
+      expect(budget.wantsDrafts(knee, 'sssd')).toBe(false);
+      expect(budget.wantsDrafts(128, 'sssd')).toBe(false);
+    }
+    expect(budget.wantsDrafts(knee - 1, 'sssd')).toBe(true);
+    // A GPU-like curve (tokens nearly free) keeps speculating at batch 128.
+    const gpu = new TreeBudget(new CostModel({ ...ZERO, fixed: 5, perPaddedToken: 0.001 }), opts);
+    expect(gpu.wantsDrafts(128, 'sssd')).toBe(true);
+  });
+
   it('gives nothing to requests without drafts', () => {
     const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 5, perPaddedToken: 0.001 }), opts);
     const out = new Int32Array(2);

@@ -15,6 +15,7 @@ import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { CostModel } from '../../../gpu-pool/budget/cost-model';
 import { TreeBudget } from '../../../gpu-pool/budget/tree-budget';
 import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
+import { SpeculationGovernor } from '../../../gpu-pool/budget/speculation-governor';
 import { models } from '../../support/shared-data';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
@@ -76,6 +77,38 @@ describe('continuous batching', () => {
     const aTokens = a.events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
     expect(aTokens.length).toBe(120);
     expect(runner.steps.length).toBe(120);
+  });
+
+  it("the governor learns from whole decode cycles, never from one where a prompt joined", async () => {
+    class RecordingGovernor extends SpeculationGovernor {
+      readonly records: { batch: number; speculated: boolean; tokens: number; key: string }[] = [];
+      override record(batch: number, speculated: boolean, tokens: number, ms: number, key = 'default'): void {
+        this.records.push({ batch, speculated, tokens, key });
+        super.record(batch, speculated, tokens, ms, key);
+      }
+    }
+    const governor = new RecordingGovernor();
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+      governor,
+      metrics: new PoolMetrics(),
+      createDrafter: drafterFactory(null),
+    });
+    runner.steps = [];
+    const a = collect();
+    s.submit(generateRequestSchema.parse({ id: 'g1', promptIds: [1, 403, 407], maxTokens: 30, speculation: 'off' }), a.sink);
+    while (a.events.filter((e) => e.type === 'tokens').length < 5) await new Promise((r) => setImmediate(r));
+    const b = collect();
+    s.submit(generateRequestSchema.parse({ id: 'g2', promptIds: [1, 403, 407, 261, 378], maxTokens: 10, speculation: 'off' }), b.sink);
+    await Promise.all([a.done, b.done]);
+    // The last cycle is recorded after its streaming turn.
+    await new Promise((r) => setTimeout(r, 20));
+    const prefillSteps = runner.steps.filter((rows) => rows.some((n) => n > 1)).length;
+    expect(prefillSteps).toBe(2);
+    // Plain cycles of 'off' rows count, for the plain arm every method shares.
+    expect(governor.records.length).toBe(runner.steps.length - prefillSteps);
+    expect(governor.records.every((r) => !r.speculated && r.key === 'off' && r.tokens === r.batch)).toBe(true);
   });
 
   it('finished and cancelled generations release their caches', async () => {
