@@ -117,7 +117,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
               useDatastore: opts.useDatastore,
               contributeToDatastore: false,
               ...(trie ? { trie } : {}),
-            });
+            }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds]) } : {});
             // As the edge's waitUntil: the cache update happens after the response, off the request path.
             if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);
             bar?.increment();

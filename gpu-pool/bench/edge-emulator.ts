@@ -1,7 +1,8 @@
 /**
  * Plays the edge for `sssd` runs: one user cache per user (the KV value the
- * edge keeps), a candidate trie drafted from it for each prompt, and the
- * finished request merged back, exactly as the Worker does.
+ * edge keeps), a candidate trie drafted from it for each prompt (and again
+ * for prompt + output so far whenever the pool reports the trie exhausted),
+ * and the finished request merged back, exactly as the Worker does.
  */
 import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
 import { draftEdgeTrie } from '../../shared/drafting/edge-trie';
@@ -19,7 +20,7 @@ export class EdgeEmulator {
     const stored = this.caches.get(user);
     if (!stored) return undefined;
     const trie = draftEdgeTrie(UserCache.decode(stored), promptIds, { maxNodes: this.trieNodes });
-    return Buffer.from(trie).toString('base64');
+    return trie.length === 0 ? undefined : Buffer.from(trie).toString('base64');
   }
 
   record(user: string, promptIds: readonly number[], outputIds: readonly number[]): void {

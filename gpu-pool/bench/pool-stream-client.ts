@@ -18,7 +18,16 @@ export interface TimedGeneration {
 type GenerateBody = Omit<GenerateRequest, 'sampling' | 'useDatastore' | 'contributeToDatastore' | 'speculation'> &
   Partial<Pick<GenerateRequest, 'sampling' | 'useDatastore' | 'contributeToDatastore' | 'speculation'>>;
 
-export async function runGeneration(poolUrl: string, token: string | null, body: GenerateBody): Promise<TimedGeneration> {
+export interface GenerationHooks {
+  /**
+   * The pool's 'trie-exhausted': a fresh base64 trie for prompt + these
+   * output tokens (undefined = none), pushed to the running generation as the
+   * edge does, without holding up the stream.
+   */
+  freshTrie?: (outputIds: readonly number[]) => Promise<string | undefined>;
+}
+
+export async function runGeneration(poolUrl: string, token: string | null, body: GenerateBody, hooks: GenerationHooks = {}): Promise<TimedGeneration> {
   const sentAt = performance.now();
   const out: TimedGeneration = { ok: false, outputIds: [], sentAt, firstTokenAt: NaN, lastTokenAt: NaN };
   let res: Response;
@@ -42,6 +51,21 @@ export async function runGeneration(poolUrl: string, token: string | null, body:
       if (out.outputIds.length === 0) out.firstTokenAt = now;
       out.lastTokenAt = now;
       for (const id of event.ids) out.outputIds.push(id);
+    } else if (event.type === 'trie-exhausted' && hooks.freshTrie) {
+      const outputLength = Math.min(event.outputLength, out.outputIds.length);
+      void hooks
+        .freshTrie(out.outputIds.slice(0, outputLength))
+        .then((trie) =>
+          trie === undefined
+            ? undefined
+            : fetch(`${poolUrl}/v1/generations/${encodeURIComponent(body.id)}/trie`, {
+                method: 'POST',
+                headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+                body: JSON.stringify({ outputLength, trie }),
+              }).then((r) => r.arrayBuffer()),
+        )
+        // The generation may have finished meanwhile (404): the trie was simply late.
+        .catch(() => undefined);
     } else if (event.type === 'done') {
       out.ok = event.finishReason !== 'error' && event.finishReason !== 'cancelled';
       out.usage = event.usage.speculation;

@@ -2,12 +2,15 @@
  * Start-up calibration: time the real runner on a small grid of batch shapes
  * (rows × tokens per row, plus uneven batches with one long row), fit the
  * CostModel, and cache the samples per model sha + machine (CPU model, cores,
- * execution provider) in `.cache/calibration/`, so a restart costs nothing.
+ * execution provider) + graph and onnxruntime version in `.cache/calibration/`,
+ * so a restart costs nothing and a new graph or onnxruntime measures again.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { GRAPH_VERSION } from '../graph/llama-graph';
 import type { BatchRunner, RunnerSequence } from '../scheduler/batch-runner';
 import type { StepRow } from '../runtime/step-types';
 import { CostModel, type CostSample } from './cost-model';
@@ -37,9 +40,20 @@ export interface Calibration {
   file: string;
 }
 
+/** onnxruntime-node's installed version ('unknown' if its package.json cannot be read): its kernels set the costs. */
+function onnxruntimeVersion(): string {
+  try {
+    const pkg = createRequire(import.meta.url)('onnxruntime-node/package.json') as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Keys the calibration file: machine, execution provider, grid, graph and onnxruntime versions (a different graph costs differently). */
 export function machineKey(executionProvider: string): string {
   const cpus = os.cpus();
-  const id = `${cpus[0]?.model ?? 'cpu'}|${cpus.length}|${os.arch()}|${executionProvider}|v${GRID_VERSION}`;
+  const id = `${cpus[0]?.model ?? 'cpu'}|${cpus.length}|${os.arch()}|${executionProvider}|v${GRID_VERSION}|g${GRAPH_VERSION}|ort${onnxruntimeVersion()}`;
   return createHash('sha256').update(id).digest('hex').slice(0, 16);
 }
 

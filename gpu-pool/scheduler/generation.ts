@@ -41,6 +41,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   incomingTrie: { bytes: Uint8Array; outputLength: number } | null = null;
   /** Whether the edge shipped or pushed a trie for this request (sssd). */
   hasEdgeTrie = false;
+  /** Accepted tokens that came from the current edge trie (a fresh one is asked for only if this one paid). */
+  edgeAcceptedSinceTrie = 0;
 
   // Per-step row buffers (chain + tree), sized for the prompt or the largest tree.
   readonly rowTokens: Int32Array;

@@ -334,6 +334,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         gen.drafter.pushEdgeTrie(gen.incomingTrie.bytes, gen.incomingTrie.outputLength);
         gen.trieExhaustedSent = false;
         gen.hasEdgeTrie = true;
+        gen.edgeAcceptedSinceTrie = 0;
       }
       gen.incomingTrie = null;
       const row = this.budgetRows[r];
@@ -498,6 +499,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         }
         ids.push(token);
         sources.push(source);
+        if (source === 'edge') gen.edgeAcceptedSinceTrie++;
         if (this.eos.has(token)) reason = 'stop';
         else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
         else if (ids.length >= limit) reason = 'context_length';
@@ -521,7 +523,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
 
       if (gen.drafter) {
         gen.drafter.accept(ids);
-        if (gen.drafter.edgeTrieExhausted && !gen.trieExhaustedSent) {
+        // The hint costs the edge a re-draft and the pool a request to read:
+        // it is sent only when the trie it replaces got tokens accepted (a
+        // user cache with nothing for this text would only answer with
+        // another trie that goes unused; on the 2-core VM, hints after
+        // every exhaustion cost more time than their tries saved).
+        if (gen.drafter.edgeTrieExhausted && !gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0) {
           gen.trieExhaustedSent = true;
           gen.sink.send({ type: 'trie-exhausted', outputLength: gen.output.length });
         }

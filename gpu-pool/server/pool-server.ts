@@ -143,9 +143,22 @@ export class PoolServer {
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
       res.flushHeaders();
     };
+    // A step's events for this generation (tokens, a trie hint, done) and the
+    // headers with `start` leave in one write: each socket write is a syscall,
+    // ~50-90 µs on the development VM, as much as a fifth of a decode step.
+    let corked = false;
+    const uncork = (): void => {
+      corked = false;
+      res.uncork();
+    };
     const sink = {
       send: (event: PoolEvent): void => {
         if (!open) return;
+        if (!corked) {
+          corked = true;
+          res.cork();
+          process.nextTick(uncork);
+        }
         head();
         res.write(encodeEvent(event));
       },

@@ -16,6 +16,7 @@ import { CostModel } from '../../../gpu-pool/budget/cost-model';
 import { TreeBudget } from '../../../gpu-pool/budget/tree-budget';
 import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
 import { SpeculationGovernor } from '../../../gpu-pool/budget/speculation-governor';
+import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
 import { models } from '../../support/shared-data';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
@@ -141,5 +142,60 @@ describe('continuous batching', () => {
     const done = events.at(-1) as Extract<PoolEvent, { type: 'done' }>;
     expect(done.usage.speculation.acceptedTokens).toBeGreaterThan(0);
     expect(done.usage.speculation.steps).toBeLessThan(done.usage.completionTokens);
+  });
+
+  describe('edge tries', () => {
+    const prompt = [1, 403, 407, 261, 378, 432, 383];
+    /** A chain trie rooted at `root` predicting `next` (p = 1 each), base64. */
+    const chain = (root: number, next: number[]): string =>
+      Buffer.from(encodeEdgeTrie([root, ...next], [-1, ...next.map((_, i) => i)], [1, ...next.map(() => 1)])).toString('base64');
+    const tokensOf = (evs: PoolEvent[]): number[] => evs.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    const edgeTokens = (evs: PoolEvent[]): number => evs.reduce((n, e) => n + (e.type === 'tokens' ? e.sources.filter((x) => x === 'edge').length : 0), 0);
+    const hints = (evs: PoolEvent[]): Extract<PoolEvent, { type: 'trie-exhausted' }>[] =>
+      evs.filter((e): e is Extract<PoolEvent, { type: 'trie-exhausted' }> => e.type === 'trie-exhausted');
+
+    let greedy: number[] = [];
+    beforeAll(async () => {
+      const c = collect();
+      scheduler(null).submit(generateRequestSchema.parse({ id: 'ref', promptIds: prompt, maxTokens: 48, speculation: 'off' }), c.sink);
+      greedy = tokensOf(await c.done);
+    });
+
+    it('a trie that paid is followed, then the edge is asked for a fresh one, which is followed again', async () => {
+      const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+      const c = collect();
+      const request = generateRequestSchema.parse({ id: 'edge-1', promptIds: prompt, maxTokens: 48, speculation: 'sssd', trie: chain(prompt.at(-1)!, greedy.slice(0, 10)) });
+      let pushed = false;
+      s.submit(request, {
+        send: (e) => {
+          c.sink.send(e);
+          // As the edge does on the hint: a trie for prompt + output so far.
+          if (e.type === 'trie-exhausted' && !pushed) {
+            pushed = true;
+            const at = e.outputLength;
+            expect(s.pushTrie('edge-1', Buffer.from(chain(greedy[at - 1], greedy.slice(at, at + 12)), 'base64'), at)).toBe(true);
+          }
+        },
+        end: () => c.sink.end(),
+      });
+      const events = await c.done;
+      expect(tokensOf(events)).toEqual(greedy);
+      const hint = hints(events)[0];
+      expect(hint?.outputLength).toBeGreaterThanOrEqual(10);
+      // Tokens came from the first trie and from the pushed one.
+      expect(edgeTokens(events)).toBeGreaterThan(12);
+    });
+
+    it('a trie that got nothing accepted does not ask for another', async () => {
+      const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+      const c = collect();
+      // Tokens the model does not continue with: the first draft is rejected at once.
+      const wrong = greedy.slice(0, 10).map((t) => (t + 7) % 512);
+      s.submit(generateRequestSchema.parse({ id: 'edge-2', promptIds: prompt, maxTokens: 48, speculation: 'sssd', trie: chain(prompt.at(-1)!, wrong) }), c.sink);
+      const events = await c.done;
+      expect(tokensOf(events)).toEqual(greedy);
+      expect(edgeTokens(events)).toBe(0);
+      expect(hints(events)).toEqual([]);
+    });
   });
 });
