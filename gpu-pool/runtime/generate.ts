@@ -10,7 +10,8 @@
  */
 import type { ModelRunner } from './model-runner';
 import type { SequenceKvCache } from './kv-cache';
-import { argmax, Rng, sampleFrom, toProbabilities } from './sampling';
+import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
+import { argmax, sampleWithNoise } from './sampling';
 
 export interface GenerationRequest {
   promptIds: number[];
@@ -38,7 +39,8 @@ interface Running {
   index: number;
   request: GenerationRequest;
   cache: SequenceKvCache;
-  rng: Rng | null;
+  /** Sampling noise (seeded; null = greedy): the same draws the pool's verifier makes, so a seed gives the pool's tokens. */
+  noise: GumbelNoise | null;
   pending: Int32Array; // tokens fed next step (prompt, then the last token)
   parents: Int32Array;
   output: number[];
@@ -73,7 +75,7 @@ export async function generate(runner: ModelRunner, requests: GenerationRequest[
     index,
     request,
     cache: runner.newSequence(Math.min(contextLength, request.promptIds.length + request.maxTokens)),
-    rng: request.temperature && request.temperature > 0 ? new Rng(request.seed ?? Date.now()) : null,
+    noise: request.temperature && request.temperature > 0 ? new GumbelNoise(request.seed ?? Date.now()) : null,
     pending: Int32Array.from(request.promptIds),
     parents: chainParents(request.promptIds.length),
     output: results[index].outputIds,
@@ -88,8 +90,9 @@ export async function generate(runner: ModelRunner, requests: GenerationRequest[
         const n = s.pending.length;
         const logits = step.logitsAt(b, n - 1);
         const r = s.request;
-        const next = s.rng
-          ? sampleFrom(toProbabilities(logits, { temperature: r.temperature ?? 1, topP: r.topP ?? 1, topK: r.topK ?? 0 }, probs), s.rng)
+        // The token's sequence index: prompt + output so far.
+        const next = s.noise
+          ? sampleWithNoise(logits, { temperature: r.temperature ?? 1, topP: r.topP ?? 1, topK: r.topK ?? 0 }, probs, s.noise, r.promptIds.length + s.output.length)
           : argmax(logits);
         s.output.push(next);
         opts.onToken?.(s.index, next);

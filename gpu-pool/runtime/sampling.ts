@@ -2,6 +2,8 @@
  * Token selection: argmax, temperature / top-k / top-p to a distribution, and
  * a seeded generator, so a (seed, logits) pair always gives the same token.
  */
+import { GUMBEL_MAX, type GumbelNoise } from '../../shared/sampling/gumbel-noise';
+
 export interface SamplingOptions {
   temperature: number;
   /** 1 = no nucleus cut. */
@@ -177,4 +179,35 @@ export function sampleFrom(probs: Float32Array, rng: Rng): number {
     if (u < cdf) return i;
   }
   return last; // rounding: u landed past the final cdf
+}
+
+/**
+ * The token at sequence index `index` for a seeded request: argmax of
+ * logit / T + Gumbel noise over the tokens top-k / top-p allow, an exact
+ * sample of that distribution (see shared/sampling/gumbel-noise.ts). The
+ * argmax token is scored first, and a token whose logit term trails the best
+ * score by more than the largest possible draw is skipped without one.
+ * `scratch` (length vocab) is used only when a cut applies.
+ */
+export function sampleWithNoise(logits: Float32Array, opts: SamplingOptions, scratch: Float32Array, noise: GumbelNoise, index: number): number {
+  const { temperature, topP, topK } = opts;
+  if (!(temperature > 0)) throw new RangeError('sampleWithNoise needs temperature > 0 (use argmax for greedy)');
+  const n = logits.length;
+  const cut = (topK > 0 && topK < n) || topP < 1;
+  const scores = cut ? toProbabilities(logits, opts, scratch) : logits;
+  const inv = 1 / temperature;
+  let best = argmax(scores);
+  // Log-domain score without noise: log p under a cut (cut tokens: -Infinity), else logit / T.
+  let bestScore = (cut ? Math.log(scores[best]) : scores[best] * inv) + noise.gumbel(index, best);
+  for (let v = 0; v < n; v++) {
+    if (v === best) continue;
+    const b = cut ? (scores[v] > 0 ? Math.log(scores[v]) : -Infinity) : scores[v] * inv;
+    if (b + GUMBEL_MAX <= bestScore) continue;
+    const s = b + noise.gumbel(index, v);
+    if (s > bestScore) {
+      bestScore = s;
+      best = v;
+    }
+  }
+  return best;
 }

@@ -36,6 +36,10 @@ export function drafterFactory(datastore: DatastoreLike | null): (request: Gener
           promptIds: request.promptIds,
           edgeTrie,
           datastore: store,
+          // The scheduler has seeded every sampled request by now.
+          ...(request.sampling.temperature > 0 && request.sampling.seed !== undefined
+            ? { sampling: { seed: request.sampling.seed, temperature: request.sampling.temperature } }
+            : {}),
         }),
     );
   };

@@ -6,6 +6,7 @@
 import type { FinishReason, GenerateRequest, PoolEvent, SpeculationUsage } from '../../shared/protocol';
 import type { DraftTree } from '../../shared/drafting/draft-tree';
 import type { Rng } from '../runtime/sampling';
+import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import type { RunnerSequence } from './batch-runner';
 
 /** Where events go (the HTTP response, or a test's collector). */
@@ -77,6 +78,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
     readonly sink: GenerationSink,
     readonly drafter: Drafter | null,
     readonly rng: Rng | null,
+    /** The sampling noise of a sampled request (see shared/sampling/gumbel-noise.ts); null when greedy. */
+    readonly noise: GumbelNoise | null,
     maxTreeNodes: number,
     /** Tokens this generation may still occupy (prompt + maxTokens, clamped to the context). */
     readonly reservedTokens: number,

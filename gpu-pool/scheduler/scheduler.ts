@@ -15,6 +15,7 @@
 import { tokenSources, type GenerateRequest, type TokenSource } from '../../shared/protocol';
 import type { StepRow } from '../runtime/step-types';
 import { Rng } from '../runtime/sampling';
+import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { TreeVerifier } from '../verify/tree-verifier';
 import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
 import type { SpeculationGovernor } from '../budget/speculation-governor';
@@ -177,10 +178,17 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       this.options.metrics.rejected.inc({ reason: 'busy' });
       throw new AdmissionError('busy', 'the pool is at capacity; retry shortly', this.retryAfterMs());
     }
-    const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request);
     const temperature = request.sampling.temperature;
-    const rng = temperature > 0 ? new Rng(request.sampling.seed ?? Math.floor(Math.random() * 2 ** 32)) : null;
-    const gen = new Generation<S>(request, sink, drafter, rng, this.maxTreeNodes, reserved);
+    // An unseeded sampled request gets its seed here, so the verifier and the
+    // drafter (which reads the same noise) agree on it.
+    if (temperature > 0 && request.sampling.seed === undefined) {
+      request = { ...request, sampling: { ...request.sampling, seed: Math.floor(Math.random() * 2 ** 32) } };
+    }
+    const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request);
+    const seed = request.sampling.seed ?? 0;
+    const rng = temperature > 0 ? new Rng(seed) : null;
+    const noise = temperature > 0 ? new GumbelNoise(seed) : null;
+    const gen = new Generation<S>(request, sink, drafter, rng, noise, this.maxTreeNodes, reserved);
     this.reservedTokens += reserved;
     this.byId.set(request.id, gen);
     this.queue.push(gen);
@@ -455,7 +463,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       const row = inputs[r].row;
       const v = this.verifier;
       const accepted = gen.rng
-        ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, gen.rng)
+        ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, gen.rng, gen.noise, gen.sequenceLength)
         : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r);
 
       // Usage and metrics.

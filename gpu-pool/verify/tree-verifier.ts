@@ -12,19 +12,22 @@
  *   else zero p(c) (renormalising implicitly); when all are rejected, sample
  *   from the residual. The output distribution equals the target's.
  *
- *   By default the randomness is coupled: one uniform u per emitted position,
- *   the position's token is t = inverse-CDF(p, u) in token-id order (exactly
- *   what plain sampling draws), and the child equal to t is the accepted one.
- *   Given the children rejected so far, t is child c with probability
- *   p(c) / residual mass, so this IS the residual procedure above, realised
- *   with a shared uniform; and the output for a seed no longer depends on the
- *   tree the budget happened to give (load, batch, method): a seeded request
- *   gives the same tokens with speculation `off` or `sssd`. Passing an
+ *   By default the randomness is coupled: the token at sequence index i is
+ *   t = argmax(logit / T + g(seed, i, ·)) over the allowed tokens (Gumbel-max,
+ *   exactly what plain sampling draws; shared/sampling/gumbel-noise.ts), and
+ *   the child equal to t is the accepted one. Given the children rejected so
+ *   far, t is child c with probability p(c) / residual mass, so this IS the
+ *   residual procedure above, realised with shared noise; and the output for
+ *   a seed does not depend on the tree the budget happened to give (load,
+ *   batch, method): a seeded request gives the same tokens with speculation
+ *   `off` or `sssd`. The drafter sees the same noise, so it can put the
+ *   candidate the model will most likely sample first. Passing an
  *   AcceptRule selects the literal sequential form (fresh draws per child).
  *
  * All scratch is preallocated: nothing is allocated per token.
  */
-import { argmax, sampleFrom, toProbabilities, type Rng, type SamplingOptions } from '../runtime/sampling';
+import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
+import { argmax, sampleWithNoise, toProbabilities, type Rng, type SamplingOptions } from '../runtime/sampling';
 
 /** What verification needs from a step's result for one row. */
 export interface RowLogits {
@@ -98,7 +101,12 @@ export class TreeVerifier {
     return count;
   }
 
-  /** Exact speculative sampling (temperature > 0); returns the number of accepted draft nodes. */
+  /**
+   * Exact speculative sampling (temperature > 0); returns the number of
+   * accepted draft nodes. Coupled (the default): `noise` and `firstIndex`, the
+   * sequence index of the token after the root (the sequence length), pick
+   * the tokens; the sequential form draws from `rng`.
+   */
   verifySampled(
     row: VerifyRow,
     rowLength: number,
@@ -107,6 +115,8 @@ export class TreeVerifier {
     rowIndex: number,
     sampling: SamplingOptions,
     rng: Rng,
+    noise: GumbelNoise | null = null,
+    firstIndex = 0,
   ): number {
     this.linkChildren(row, rowLength, rootIndex);
     const p = this.probs;
@@ -114,8 +124,9 @@ export class TreeVerifier {
     let count = 0;
     const rule = this.acceptRule;
     if (rule === null) {
+      if (noise === null) throw new Error('coupled speculative sampling needs the request\'s noise');
       for (;;) {
-        const target = sampleFrom(toProbabilities(logits.logitsAt(rowIndex, node), sampling, p), rng);
+        const target = sampleWithNoise(logits.logitsAt(rowIndex, node), sampling, p, noise, firstIndex + count);
         const child = this.childWithToken(row, node, target);
         if (child === -1) {
           this.bonusToken = target;

@@ -2,7 +2,7 @@
 import { ContextTrie, type ContextTrieOptions } from './context-trie';
 import { addContextCandidates } from './context-source';
 import { type DraftTree, createDraftTree } from './draft-tree';
-import { type FusionWeights, TreeFuser, defaultFusionWeights, sourceLimit } from './fusion';
+import { type DraftCoupling, type FusionWeights, TreeFuser, defaultFusionWeights, sourceLimit } from './fusion';
 import type { Proposer } from './proposer';
 import type { TokenBuffer } from './token-buffer';
 
@@ -18,6 +18,13 @@ export class ContextProposer implements Proposer {
     this.trie = new ContextTrie(trieOptions);
   }
 
+  /** Set for a sampled request: drafts follow its noise (firstIndex updated at each propose). */
+  private coupling: DraftCoupling | null = null;
+
+  couple(coupling: DraftCoupling): void {
+    this.coupling = coupling;
+  }
+
   observe(context: TokenBuffer, from: number, to: number): void {
     this.trie.appendAll(context.data, from, to);
   }
@@ -27,6 +34,7 @@ export class ContextProposer implements Proposer {
     fuser.begin();
     addContextCandidates(fuser, this.trie, context.data, context.length, this.weights, sourceLimit(budget, this.weights));
     if (this.tree.tokens.length < budget + 1) this.tree = createDraftTree(Math.max(budget + 1, this.tree.tokens.length * 2));
-    return fuser.build(context.last, budget, this.weights, this.tree);
+    if (this.coupling) this.coupling.firstIndex = context.length;
+    return fuser.build(context.last, budget, this.weights, this.tree, this.coupling);
   }
 }

@@ -17,6 +17,20 @@
 import { CandidateHeap } from './candidate-heap';
 import { CountTrie } from './count-trie';
 import { type DraftTree, appendNode, createDraftTree, resetDraftTree } from './draft-tree';
+import type { GumbelNoise } from '../sampling/gumbel-noise';
+
+/**
+ * A sampled request's noise, for coupled drafting: the model samples the
+ * token at sequence index i as argmax(logit / T + g(i, ·)) (see
+ * shared/sampling/gumbel-noise.ts), so among a node's candidates the one
+ * with the best log q / T + g is the likeliest sample, not the most frequent.
+ */
+export interface DraftCoupling {
+  noise: GumbelNoise;
+  temperature: number;
+  /** Sequence index of the root's first child (the context length at drafting time). */
+  firstIndex: number;
+}
 
 export interface FusionWeights {
   /** Context source, first level: contextFirst · c(child)/c(node). */
@@ -151,7 +165,7 @@ export class TreeFuser {
    * Selects up to `budget` draft nodes into a tree rooted at `rootToken`. The
    * returned tree is reused by the next call: copy it to keep it.
    */
-  build(rootToken: number, budget: number, weights: FusionWeights, out?: DraftTree): DraftTree {
+  build(rootToken: number, budget: number, weights: FusionWeights, out?: DraftTree, coupling: DraftCoupling | null = null): DraftTree {
     let tree = out ?? this.tree;
     if (tree.tokens.length < budget + 1) {
       tree = createDraftTree(Math.max(budget + 1, tree.tokens.length * 2));
@@ -165,19 +179,84 @@ export class TreeFuser {
     heap.clear();
     this.outIndex[0] = 0;
     this.childCount[0] = 0;
-    for (let c = u.firstChild[0]; c >= 0; c = u.nextSibling[c]) heap.push(this.combined(c, noisyOr), c, 0, 0);
+    this.pushChildren(0, 1, 0, noisyOr, coupling);
     while (tree.size <= budget && heap.pop()) {
       const node = heap.topA;
+      const prob = heap.topProb;
       const parentOut = this.outIndex[u.parents[node]];
       if (this.childCount[parentOut] >= maxChildren) continue;
       this.childCount[parentOut]++;
-      const i = appendNode(tree, parentOut, u.tokens[node], heap.topProb, this.bestSource(node));
+      const i = appendNode(tree, parentOut, u.tokens[node], prob, this.bestSource(node));
       this.outIndex[node] = i;
       this.childCount[i] = 0;
-      for (let c = u.firstChild[node]; c >= 0; c = u.nextSibling[c]) heap.push(this.combined(c, noisyOr), c, 0, 0);
+      this.pushChildren(node, prob, tree.depths[i], noisyOr, coupling);
     }
     heap.clear();
     return tree;
+  }
+
+  private condScratch = new Float32Array(64);
+  private scoreScratch = new Float64Array(64);
+  private rankScratch = new Int32Array(64);
+
+  /**
+   * Queues the children of union node `node` (selected with path probability
+   * `prob`, at tree depth `depth`): each child's combined path probability.
+   * Coupled (a sampled request): the children are ranked by log q / T + g,
+   * q = their conditional estimates, g = the noise of the index they would
+   * fill, and the best-ranked child takes the largest q, the next the second
+   * largest, and so on. The Gumbel-max winner among the candidates is the
+   * model's likeliest sample (exactly it, when q = p and the sample is among
+   * them), so the most-trusted node is put where the sample is; the estimates
+   * keep their magnitudes (the coupled winner's own odds, exp(-r·e^(-score)),
+   * were far too confident with q from a few n-gram counts, and deep chains
+   * of them starved the budget's calibration).
+   */
+  private pushChildren(node: number, prob: number, depth: number, noisyOr: boolean, coupling: DraftCoupling | null): void {
+    const u = this.union;
+    const heap = this.heap;
+    if (coupling === null) {
+      for (let c = u.firstChild[node]; c >= 0; c = u.nextSibling[c]) heap.push(this.combined(c, noisyOr), c, 0, 0);
+      return;
+    }
+    const parent = node === 0 ? 1 : Math.max(1e-9, this.combined(node, noisyOr));
+    let n = 0;
+    for (let c = u.firstChild[node]; c >= 0; c = u.nextSibling[c]) n++;
+    if (n === 0) return;
+    if (this.condScratch.length < n) {
+      this.condScratch = new Float32Array(n * 2);
+      this.scoreScratch = new Float64Array(n * 2);
+      this.rankScratch = new Int32Array(n * 2);
+    }
+    const cond = this.condScratch;
+    const score = this.scoreScratch;
+    const rank = this.rankScratch;
+    const invT = 1 / coupling.temperature;
+    const index = coupling.firstIndex + depth;
+    let k = 0;
+    for (let c = u.firstChild[node]; c >= 0; c = u.nextSibling[c], k++) {
+      cond[k] = Math.min(1, this.combined(c, noisyOr) / parent);
+      score[k] = cond[k] > 0 ? Math.log(cond[k]) * invT + coupling.noise.gumbel(index, u.tokens[c]) : -Infinity;
+      rank[k] = k;
+    }
+    // Children by coupled score (insertion sort: a handful of candidates).
+    for (let a = 1; a < n; a++) {
+      const r = rank[a];
+      let b = a - 1;
+      while (b >= 0 && score[rank[b]] < score[r]) {
+        rank[b + 1] = rank[b];
+        b--;
+      }
+      rank[b + 1] = r;
+    }
+    // The conditional estimates, largest first, handed out in that order.
+    cond.subarray(0, n).sort();
+    k = 0;
+    for (let c = u.firstChild[node]; c >= 0; c = u.nextSibling[c], k++) {
+      let place = 0;
+      while (rank[place] !== k) place++;
+      heap.push(prob * cond[n - 1 - place], c, 0, 0);
+    }
   }
 
   private combined(node: number, noisyOr: boolean): number {

@@ -4,6 +4,7 @@
  * it for a tree of at most `budget` draft nodes rooted at the last token.
  */
 import type { DraftTree } from './draft-tree';
+import type { DraftCoupling } from './fusion';
 import type { TokenBuffer } from './token-buffer';
 
 export interface Proposer {
@@ -11,4 +12,6 @@ export interface Proposer {
   observe(context: TokenBuffer, from: number, to: number): void;
   /** A tree rooted at context.last; valid until the next call. */
   propose(context: TokenBuffer, budget: number): DraftTree;
+  /** From now on draft for a sampled request with this noise (coupled drafting, see fusion.ts); proposers without fusion ignore it. */
+  couple?(coupling: DraftCoupling): void;
 }

@@ -14,6 +14,7 @@ import { PldProposer } from './pld-proposer';
 import type { Proposer } from './proposer';
 import { SssdProposer } from './sssd-proposer';
 import { TokenBuffer } from './token-buffer';
+import { GumbelNoise } from '../sampling/gumbel-noise';
 
 /** The protocol's speculation methods ('off' = no draft). */
 export type DraftMethod = SpeculationMethod;
@@ -26,6 +27,8 @@ export interface RequestDrafterOptions {
   weights?: FusionWeights;
   /** Context-trie node cap (see count-trie.ts). */
   maxTrieNodes?: number;
+  /** A sampled request's seed and temperature: drafts are coupled to its sampling noise (see fusion.ts). */
+  sampling?: { seed: number; temperature: number };
 }
 
 export class RequestDrafter {
@@ -58,6 +61,9 @@ export class RequestDrafter {
         this.proposer = new SssdProposer({ context: true, datastore: opts.datastore ?? null, edge: () => this.follower }, weights, trieOptions);
         if (opts.edgeTrie) this.follower = new EdgeTrieFollower(opts.edgeTrie);
         break;
+    }
+    if (opts.sampling && opts.sampling.temperature > 0) {
+      this.proposer.couple?.({ noise: new GumbelNoise(opts.sampling.seed), temperature: opts.sampling.temperature, firstIndex: this.context.length });
     }
     this.proposer.observe(this.context, 0, this.context.length);
   }

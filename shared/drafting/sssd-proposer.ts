@@ -9,7 +9,7 @@ import { type DatastoreLike, type DatastoreMatchesLike, addDatastoreDraft } from
 import { type DraftTree, createDraftTree } from './draft-tree';
 import { addEdgeCandidates } from './edge-source';
 import type { EdgeTrieFollower } from './edge-trie';
-import { type FusionWeights, TreeFuser, defaultFusionWeights, sourceLimit } from './fusion';
+import { type DraftCoupling, type FusionWeights, TreeFuser, defaultFusionWeights, sourceLimit } from './fusion';
 import type { Proposer } from './proposer';
 import type { TokenBuffer } from './token-buffer';
 
@@ -41,6 +41,13 @@ export class SssdProposer implements Proposer {
     this.lookupOptions = { maxQuery: weights.datastoreMaxQuery, width, maxMatches: DATASTORE_MAX_MATCHES, minMatches: 50 };
   }
 
+  /** Set for a sampled request: drafts follow its noise (firstIndex updated at each propose). */
+  private coupling: DraftCoupling | null = null;
+
+  couple(coupling: DraftCoupling): void {
+    this.coupling = coupling;
+  }
+
   observe(context: TokenBuffer, from: number, to: number): void {
     this.trie?.appendAll(context.data, from, to);
   }
@@ -62,6 +69,7 @@ export class SssdProposer implements Proposer {
       }
     }
     if (this.tree.tokens.length < budget + 1) this.tree = createDraftTree(Math.max(budget + 1, this.tree.tokens.length * 2));
-    return fuser.build(context.last, budget, w, this.tree);
+    if (this.coupling) this.coupling.firstIndex = context.length;
+    return fuser.build(context.last, budget, w, this.tree, this.coupling);
   }
 }

@@ -1,6 +1,7 @@
 // Sampling: deterministic for a seed, and the distribution honours temperature, top-k and top-p.
 import { describe, expect, it } from 'vitest';
-import { argmax, Rng, sampleFrom, toProbabilities } from '../../../gpu-pool/runtime/sampling';
+import { argmax, Rng, sampleFrom, sampleWithNoise, toProbabilities, type SamplingOptions } from '../../../gpu-pool/runtime/sampling';
+import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
 
 const logits = Float32Array.from([1, 3, 2, 0.5, 2.5]);
 
@@ -79,5 +80,48 @@ describe('sampling', () => {
     expect(counts[1]).toBe(0);
     expect(counts[2] / 20000).toBeCloseTo(0.6, 1);
     expect(counts[0] / 20000).toBeCloseTo(0.1, 1);
+  });
+
+  describe('sampleWithNoise (Gumbel-max, the pool\'s sampler)', () => {
+    const logits = Float32Array.from([2, 0.5, -1, 1.5, 0, -3, 1]);
+    const draw = (opts: SamplingOptions, trials: number): number[] => {
+      const counts = new Array<number>(logits.length).fill(0);
+      const scratch = new Float32Array(logits.length);
+      // Each trial a request of its own (seed), sampling sequence index 3.
+      for (let t = 0; t < trials; t++) counts[sampleWithNoise(logits, opts, scratch, new GumbelNoise(t), 3)]++;
+      return counts;
+    };
+    const chiSquare = (counts: number[], p: Float32Array, trials: number): number =>
+      counts.reduce((s, o, i) => (p[i] > 0 ? s + (o - p[i] * trials) ** 2 / (p[i] * trials) : s), 0);
+
+    it('samples softmax(logits / T) exactly (chi-square, p = 0.001)', () => {
+      for (const temperature of [1, 0.7]) {
+        const opts = { temperature, topP: 1, topK: 0 };
+        const counts = draw(opts, 20_000);
+        const p = toProbabilities(logits, opts, new Float32Array(logits.length));
+        expect(chiSquare(counts, p, 20_000)).toBeLessThan(22.46); // 6 df
+      }
+    });
+
+    it('keeps to the top-k / top-p set and its renormalised distribution', () => {
+      const opts = { temperature: 1, topP: 0.8, topK: 3 };
+      const counts = draw(opts, 20_000);
+      const p = toProbabilities(logits, opts, new Float32Array(logits.length));
+      for (let i = 0; i < logits.length; i++) if (p[i] === 0) expect(counts[i]).toBe(0);
+      const kept = [...p].filter((x) => x > 0).length;
+      expect(chiSquare(counts, p, 20_000)).toBeLessThan([10.83, 13.82, 16.27][kept - 2]);
+    });
+
+    it('skipping hopeless tokens changes nothing: same token as scoring every token', () => {
+      const rand = new Rng(5);
+      const scratch = new Float32Array(64);
+      for (let t = 0; t < 300; t++) {
+        const l = Float32Array.from({ length: 64 }, () => (rand.next() - 0.5) * 60);
+        const noise = new GumbelNoise(t);
+        let best = 0;
+        for (let v = 1; v < 64; v++) if (l[v] + noise.gumbel(9, v) > l[best] + noise.gumbel(9, best)) best = v;
+        expect(sampleWithNoise(l, { temperature: 1, topP: 1, topK: 0 }, scratch, noise, 9)).toBe(best);
+      }
+    });
   });
 });

@@ -10,6 +10,7 @@ import { loadModel } from '../../../gpu-pool/model/load-model';
 import { ModelRunner, type StepResult } from '../../../gpu-pool/runtime/model-runner';
 import { Rng, sampleFrom, toProbabilities, type SamplingOptions } from '../../../gpu-pool/runtime/sampling';
 import { TreeVerifier, exactAcceptRule, type AcceptRule } from '../../../gpu-pool/verify/tree-verifier';
+import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
 import { models } from '../../support/shared-data';
 
 const SAMPLING: SamplingOptions = { temperature: 1, topP: 1, topK: 6 };
@@ -73,7 +74,9 @@ function sampleJoint(rule: AcceptRule | null, seed: number): Map<string, number>
   const rng = new Rng(seed);
   const counts = new Map<string, number>();
   for (let t = 0; t < TRIALS; t++) {
-    const acc = v.verifySampled(draftRow, draftRow.tokens.length, rootIndex, result, 0, SAMPLING, rng);
+    // Coupled: each trial is a request with its own seed (its noise); sequential: fresh draws from one stream.
+    const noise = rule === null ? new GumbelNoise(seed * 100_003 + t) : null;
+    const acc = v.verifySampled(draftRow, draftRow.tokens.length, rootIndex, result, 0, SAMPLING, rng, noise, rootIndex + 1);
     const emitted: number[] = [];
     for (let k = 0; k < acc; k++) emitted.push(draftRow.tokens[v.acceptedPath[k]]);
     emitted.push(v.bonusToken);

@@ -1,3 +1,4 @@
+import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
 import { describe, expect, it } from 'vitest';
 import { TreeVerifier } from '../../../gpu-pool/verify/tree-verifier';
 import { Rng } from '../../../gpu-pool/runtime/sampling';
@@ -65,16 +66,22 @@ describe('sampled tree acceptance', () => {
     } };
     const rng = new Rng(7);
     for (let t = 0; t < 50; t++) {
-      const n = v.verifySampled(sure, 3, 0, logits, 0, { temperature: 1, topP: 1, topK: 0 }, rng);
+      const n = v.verifySampled(sure, 3, 0, logits, 0, { temperature: 1, topP: 1, topK: 0 }, rng, new GumbelNoise(t), 10);
       expect(n).toBe(2);
       expect(v.bonusToken).toBe(6);
     }
     const never = row([5, 4], [-1, 0]);
     for (let t = 0; t < 50; t++) {
-      const n = v.verifySampled(never, 2, 0, logits, 0, { temperature: 1, topP: 1, topK: 0 }, rng);
+      const n = v.verifySampled(never, 2, 0, logits, 0, { temperature: 1, topP: 1, topK: 0 }, rng, new GumbelNoise(t), 10);
       expect(n).toBe(0);
       expect(v.bonusToken).toBe(2);
     }
+  });
+
+  it('needs the request\'s noise in the coupled form', () => {
+    const v = new TreeVerifier(VOCAB, 16);
+    const flat = { logitsAt: () => new Float32Array(VOCAB) };
+    expect(() => v.verifySampled(row([5, 1], [-1, 0]), 2, 0, flat, 0, { temperature: 1, topP: 1, topK: 0 }, new Rng(1))).toThrow(/noise/);
   });
 
   it('is reproducible for a seed', () => {
@@ -83,9 +90,11 @@ describe('sampled tree acceptance', () => {
     const flat = { logitsAt: () => new Float32Array(VOCAB) };
     const run = (seed: number): number[] => {
       const rng = new Rng(seed);
+      const noise = new GumbelNoise(seed);
       const out: number[] = [];
       for (let t = 0; t < 20; t++) {
-        const n = v.verifySampled(r, 4, 0, flat, 0, { temperature: 1, topP: 1, topK: 0 }, rng);
+        // Token t of the sequence: each position has its own draw.
+        const n = v.verifySampled(r, 4, 0, flat, 0, { temperature: 1, topP: 1, topK: 0 }, rng, noise, t);
         out.push(n > 0 ? r.tokens[v.acceptedPath[0]] : v.bonusToken);
       }
       return out;

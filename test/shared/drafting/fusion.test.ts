@@ -3,6 +3,7 @@ import { pathTokens, validateDraftTree } from '../../../shared/drafting/draft-tr
 import { addDatastoreCandidates } from '../../../shared/drafting/datastore-source';
 import { TreeFuser, defaultFusionWeights } from '../../../shared/drafting/fusion';
 import { seededRandom } from './random-tokens';
+import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
 
 describe('TreeFuser', () => {
   it('never exceeds the budget or the per-node cap, and every path is a candidate path of some source', () => {
@@ -108,5 +109,35 @@ describe('TreeFuser', () => {
       expect(candidates(sorted, found)).toEqual(want);
       expect(candidates(shuffled, found)).toEqual(want);
     }
+  });
+
+  it('for a sampled request, puts its most trusted node where the sampling noise says the model will go', () => {
+    const fuser = new TreeFuser(256);
+    // One source, root children: token 10 (q 0.5), 11 (0.3), 12 (0.2).
+    const q = new Map([[10, 0.5], [11, 0.3], [12, 0.2]]);
+    const winners = new Set<number>();
+    for (let seed = 0; seed < 40; seed++) {
+      fuser.begin();
+      for (const [tok, p] of q) fuser.add(0, tok, p, 1);
+      const noise = new GumbelNoise(seed);
+      const tree = fuser.build(7, 3, defaultFusionWeights, undefined, { noise, temperature: 1, firstIndex: 20 });
+      expect(validateDraftTree(tree)).toBeNull();
+      // The node with the largest estimate (0.5) is the Gumbel-max winner of log q + g at index 20.
+      let top = 1;
+      for (let i = 2; i < tree.size; i++) if (tree.probs[i] > tree.probs[top]) top = i;
+      expect(tree.probs[top]).toBeCloseTo(0.5, 5);
+      let want = -1;
+      let best = -Infinity;
+      for (const [tok, p] of q) {
+        const score = Math.log(p) + noise.gumbel(20, tok);
+        if (score > best) [best, want] = [score, tok];
+      }
+      expect(tree.tokens[top]).toBe(want);
+      winners.add(want);
+      // The estimates themselves are the uncoupled ones, handed out in a new order.
+      expect([...tree.probs.subarray(1, tree.size)].map((x) => +x.toFixed(3)).sort()).toEqual([0.2, 0.3, 0.5]);
+    }
+    // Not always the most frequent token: that is the point.
+    expect(winners.size).toBeGreaterThan(1);
   });
 });

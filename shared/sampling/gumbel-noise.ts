@@ -1,0 +1,60 @@
+/**
+ * Sampling noise keyed by (seed, sequence index, token): the Gumbel-max form
+ * of sampling. The token at sequence index i is
+ *
+ *   argmax over allowed tokens v of  logit_v / T + g(seed, i, v)
+ *
+ * which is an exact sample of softmax(logits / T) (restricted to the top-k /
+ * top-p set, renormalised) because g are independent standard Gumbel draws.
+ * The draws depend only on the seed and the position, never on how the
+ * tokens were computed, so a seeded request gives the same text with or
+ * without speculation, at any batch size. And a drafter that knows the seed
+ * can see the noise too: among its candidates for index i, the one that
+ * maximises log q(v) / T + g(i, v) is the one the model will most likely
+ * sample (if q ≈ p it is exactly that one whenever the sample is among the
+ * candidates), which turns sampled drafting into nearly greedy drafting.
+ *
+ * Isomorphic (workerd and Node): integer hashing and Math.log only.
+ */
+
+/** The largest g a 32-bit uniform can give (-ln(-ln(1 - 2^-33)) ≈ 22.9): tokens whose logit term trails by more cannot win. */
+export const GUMBEL_MAX = 22.9;
+
+function mix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+export class GumbelNoise {
+  private readonly key: number;
+  private lastIndex = -1;
+  private indexKey = 0;
+
+  /** `seed`: any non-negative integer up to 2^53 (the request's sampling seed). */
+  constructor(readonly seed: number) {
+    if (!Number.isFinite(seed)) throw new RangeError(`seed must be a number, not ${seed}`);
+    const s = Math.floor(Math.abs(seed));
+    const lo = s >>> 0;
+    const hi = Math.floor(s / 2 ** 32) >>> 0;
+    this.key = mix32(lo ^ mix32(hi + 0x9e3779b9));
+  }
+
+  /** The uniform (0, 1) behind g(index, token). */
+  uniform(index: number, token: number): number {
+    if (index !== this.lastIndex) {
+      this.lastIndex = index;
+      this.indexKey = mix32(this.key ^ Math.imul(index + 1, 0x9e3779b1));
+    }
+    const h = mix32(mix32(this.indexKey ^ Math.imul(token + 1, 0x85ebca77)) + this.indexKey);
+    return (h + 0.5) / 4294967296;
+  }
+
+  /** Standard Gumbel draw for (sequence index, token). */
+  gumbel(index: number, token: number): number {
+    return -Math.log(-Math.log(this.uniform(index, token)));
+  }
+}
