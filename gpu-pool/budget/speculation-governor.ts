@@ -114,6 +114,12 @@ export class SpeculationGovernor {
     const st = speculated ? this.of(key) : this.plain;
     const b = this.bucket(batch);
     const keep = 1 - this.alpha;
+    // One stalled cycle (garbage collection, a burst of requests to read)
+    // counts as at most 3 times slower than the arm's rate: with decayed sums
+    // an outlier otherwise held a rarely probed arm down for dozens of probes.
+    const rate = speculated ? st.specTokens[b] / st.specMs[b] : st.plainTokens[b] / st.plainMs[b];
+    const samples = speculated ? st.specSamples[b] : st.plainSamples[b];
+    if (samples >= WARMUP_SAMPLES && rate > 0 && tokens > 0) ms = Math.min(ms, (3 * tokens) / rate);
     if (speculated) {
       st.specTokens[b] = st.specTokens[b] * keep + tokens;
       st.specMs[b] = st.specMs[b] * keep + ms;

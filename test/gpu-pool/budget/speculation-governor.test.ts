@@ -78,6 +78,20 @@ describe('speculation governor', () => {
     expect(on).toBeLessThan(20);
   });
 
+  it('is not switched by one stalled cycle', () => {
+    const g = new SpeculationGovernor(10, 0.1);
+    for (let i = 0; i < 200; i++) {
+      const s = g.decide(4);
+      g.record(4, s, 4 * (s ? 1.5 : 1), 1);
+    }
+    // A garbage-collection pause: one speculating cycle takes 40 times as long.
+    g.record(4, true, 6, 40);
+    expect(g.state(4).specRate).toBeGreaterThan(g.state(4).plainRate * 1.05);
+    let on = 0;
+    for (let i = 0; i < 40; i++) if (g.decide(4)) on++;
+    expect(on).toBeGreaterThan(30);
+  });
+
   it('follows a change of load', () => {
     const g = new SpeculationGovernor(10, 0.1);
     for (let i = 0; i < 200; i++) {
