@@ -28,6 +28,8 @@ export class PoolMetrics {
   readonly tokensPerSecond: Gauge;
   readonly rejected: Counter<'reason'>;
   readonly phaseSeconds: Counter<'phase'>;
+  readonly trieHints: Counter;
+  readonly triePushes: Counter<'result'>;
 
   /** Gauges filled at scrape time by `watchGovernor`. */
   private governorGauge: Gauge<'method' | 'batch' | 'arm'> | null = null;
@@ -109,6 +111,17 @@ export class PoolMetrics {
       registers,
     });
     this.rejected = new Counter({ name: 'sssd_pool_rejected_requests_total', help: 'Requests refused at admission.', labelNames: ['reason'], registers });
+    this.trieHints = new Counter({
+      name: 'sssd_pool_trie_exhausted_total',
+      help: "'trie-exhausted' hints sent to edges (only after an edge trie that got tokens accepted).",
+      registers,
+    });
+    this.triePushes = new Counter({
+      name: 'sssd_pool_trie_pushes_total',
+      help: 'Fresh edge tries pushed for running generations, by result (applied, unknown: the generation had ended).',
+      labelNames: ['result'],
+      registers,
+    });
   }
 
   recordAccepted(position: number): void {

@@ -538,6 +538,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         // every exhaustion cost more time than their tries saved).
         if (gen.drafter.edgeTrieExhausted && !gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0) {
           gen.trieExhaustedSent = true;
+          this.options.metrics.trieHints.inc();
           gen.sink.send({ type: 'trie-exhausted', outputLength: gen.output.length });
         }
       }

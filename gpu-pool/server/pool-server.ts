@@ -192,8 +192,10 @@ export class PoolServer {
     const bytes = decodeBase64(parsed.data.trie);
     if (!bytes) throw new HttpError(400, 'bad_request', 'trie: not valid base64');
     if (!this.options.scheduler.pushTrie(id, bytes, parsed.data.outputLength)) {
+      this.options.metrics.triePushes.inc({ result: 'unknown' });
       throw new HttpError(404, 'not_found', `no running generation '${id}'`);
     }
+    this.options.metrics.triePushes.inc({ result: 'applied' });
     sendJson(res, 202, { id, accepted: true });
   }
 

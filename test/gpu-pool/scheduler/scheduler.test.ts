@@ -162,7 +162,13 @@ describe('continuous batching', () => {
     });
 
     it('a trie that paid is followed, then the edge is asked for a fresh one, which is followed again', async () => {
-      const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+      const metrics = new PoolMetrics();
+      const s = new Scheduler(runner, {
+        limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+        budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+        metrics,
+        createDrafter: drafterFactory(null),
+      });
       const c = collect();
       const request = generateRequestSchema.parse({ id: 'edge-1', promptIds: prompt, maxTokens: 48, speculation: 'sssd', trie: chain(prompt.at(-1)!, greedy.slice(0, 10)) });
       let pushed = false;
@@ -180,6 +186,7 @@ describe('continuous batching', () => {
       });
       const events = await c.done;
       expect(tokensOf(events)).toEqual(greedy);
+      expect(await metrics.trieHints.get().then((m) => m.values[0]?.value ?? 0)).toBe(hints(events).length);
       const hint = hints(events)[0];
       expect(hint?.outputLength).toBeGreaterThanOrEqual(10);
       // Tokens came from the first trie and from the pushed one.

@@ -144,7 +144,9 @@ describe('cancellation', () => {
     expect(await metricValue(pool, 'vllm:request_success_total', 'finished_reason="cancelled"')).toBe(before + 1);
   });
 
-  it('a fresh trie for a running generation is accepted; unknown ids are 404', async () => {
+  it('a fresh trie for a running generation is accepted; unknown ids are 404; both are counted', async () => {
+    const applied = await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="applied"');
+    const unknownBefore = await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="unknown"');
     const res = await post('/v1/generate', JSON.stringify({ id: 'gets-trie', promptIds: [1], maxTokens: 300, speculation: 'sssd' }));
     const it = streamEvents(res);
     await it.next();
@@ -152,6 +154,12 @@ describe('cancellation', () => {
     expect([202, 404]).toContain(push.status); // 404 only if it already finished
     const unknown = await post('/v1/generations/nobody/trie', JSON.stringify({ outputLength: 0, trie: '' }));
     expect(unknown.status).toBe(404);
+    const after = {
+      applied: await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="applied"'),
+      unknown: await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="unknown"'),
+    };
+    expect(after.applied + after.unknown).toBe(applied + unknownBefore + 2);
+    expect(after.unknown).toBeGreaterThanOrEqual(unknownBefore + 1);
     for await (const _ of it) {
       // drain
     }
