@@ -85,10 +85,28 @@ export class TreeVerifier {
   /** Greedy acceptance; returns the number of accepted draft nodes. */
   verifyGreedy(row: VerifyRow, rowLength: number, rootIndex: number, logits: RowLogits, rowIndex: number): number {
     this.linkChildren(row, rowLength, rootIndex);
+    return this.followTargets(row, rootIndex, logits, rowIndex, null, null, 0);
+  }
+
+  /**
+   * Walks from the root along the child equal to each position's target token
+   * (the argmax, or with `noise` the Gumbel-max sample of sequence index
+   * firstIndex + depth); the first target no child holds is the bonus token.
+   */
+  private followTargets(
+    row: VerifyRow,
+    rootIndex: number,
+    logits: RowLogits,
+    rowIndex: number,
+    sampling: SamplingOptions | null,
+    noise: GumbelNoise | null,
+    firstIndex: number,
+  ): number {
     let node = rootIndex;
     let count = 0;
     for (;;) {
-      const target = argmax(logits.logitsAt(rowIndex, node));
+      const l = logits.logitsAt(rowIndex, node);
+      const target = noise && sampling ? sampleWithNoise(l, sampling, this.probs, noise, firstIndex + count) : argmax(l);
       const child = this.childWithToken(row, node, target);
       if (child === -1) {
         this.bonusToken = target;
@@ -119,25 +137,14 @@ export class TreeVerifier {
     firstIndex = 0,
   ): number {
     this.linkChildren(row, rowLength, rootIndex);
-    const p = this.probs;
-    let node = rootIndex;
-    let count = 0;
     const rule = this.acceptRule;
     if (rule === null) {
       if (noise === null) throw new Error('coupled speculative sampling needs the request\'s noise');
-      for (;;) {
-        const target = sampleWithNoise(logits.logitsAt(rowIndex, node), sampling, p, noise, firstIndex + count);
-        const child = this.childWithToken(row, node, target);
-        if (child === -1) {
-          this.bonusToken = target;
-          break;
-        }
-        this.acceptedPath[count++] = child;
-        node = child;
-      }
-      this.acceptedCount = count;
-      return count;
+      return this.followTargets(row, rootIndex, logits, rowIndex, sampling, noise, firstIndex);
     }
+    const p = this.probs;
+    let node = rootIndex;
+    let count = 0;
     outer: for (;;) {
       toProbabilities(logits.logitsAt(rowIndex, node), sampling, p);
       // Residual mass instead of renormalising the whole vector after each rejection.
