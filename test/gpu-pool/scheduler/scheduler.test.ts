@@ -112,6 +112,33 @@ describe('continuous batching', () => {
     expect(governor.records.every((r) => !r.speculated && r.key === 'off' && r.tokens === r.batch)).toBe(true);
   });
 
+  it('learns the drafting cost only from steady drafting, never from a first draft after steps without one', async () => {
+    class RecordingBudget extends TreeBudget {
+      readonly observed: number[] = [];
+      override observeDraft(rows: number, ms: number, method = 'default'): void {
+        this.observed.push(rows);
+        super.observeDraft(rows, ms, method);
+      }
+    }
+    const budget = new RecordingBudget(cost, { policy: 'marginal', maxNodes: 16 });
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget,
+      metrics: new PoolMetrics(),
+      createDrafter: drafterFactory(null),
+    });
+    runner.steps = [];
+    const c = collect();
+    const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
+    s.submit(generateRequestSchema.parse({ id: 'steady', promptIds: [...story, ...story.slice(1)], maxTokens: 40, speculation: 'context' }), c.sink);
+    await c.done;
+    // A lone row below the knee drafts every step: step 0 (the prefill) builds
+    // its drafter, step 1 is its first draft after a step without one, and
+    // every later step follows a drafting step.
+    expect(runner.steps.length).toBeGreaterThan(4);
+    expect(budget.observed.length).toBe(runner.steps.length - 2);
+  });
+
   it('finished and cancelled generations release their caches', async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
     runner.created = [];
