@@ -92,6 +92,26 @@ describe('speculation governor', () => {
     expect(on).toBeGreaterThan(30);
   });
 
+  it('corrects a losing arm\'s stale estimate quickly once it is probed', () => {
+    const g = new SpeculationGovernor(10, 0.1);
+    // Cold start: speculating cycles measure at a third of plain decoding.
+    for (let i = 0; i < 60; i++) {
+      const s = g.decide(4);
+      g.record(4, s, s ? 2 : 6, 1);
+    }
+    expect(g.state(4).specRate).toBeLessThan(g.state(4).plainRate);
+    // Warm: speculation is 17% faster; the probes alone must turn the decision
+    // (with every sample weighed alike this took ~300 steps).
+    let firstOn = -1;
+    for (let i = 0; i < 400 && firstOn < 0; i++) {
+      const s = g.decide(4);
+      g.record(4, s, s ? 7 : 6, 1);
+      if (g.state(4).specRate > g.state(4).plainRate * 1.05) firstOn = i;
+    }
+    expect(firstOn).toBeGreaterThanOrEqual(0);
+    expect(firstOn).toBeLessThan(150);
+  });
+
   it('follows a change of load', () => {
     const g = new SpeculationGovernor(10, 0.1);
     for (let i = 0; i < 200; i++) {
