@@ -22,84 +22,41 @@ export function joinText(segments: readonly SourcedText[]): string {
   return text;
 }
 
+/** A streamed chunk: the endpoint's chunk object around `choices` (and `usage`, for the last one). */
+function chunk(meta: ResponseMeta, choices: object[], usage?: CompletionUsage): object {
+  const object = meta.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
+  return { id: meta.id, object, created: meta.created, model: meta.model, choices, ...(usage ? { usage } : {}) };
+}
+
 export function roleChunk(meta: ResponseMeta): object {
-  return {
-    id: meta.id,
-    object: 'chat.completion.chunk',
-    created: meta.created,
-    model: meta.model,
-    choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
-  };
+  return chunk(meta, [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]);
 }
 
 export function textChunk(meta: ResponseMeta, segments: readonly SourcedText[]): object {
   const text = joinText(segments);
-  const sources = segments.map((s) => ({ text: s.text, source: s.source }));
-  if (meta.kind === 'chat') {
-    return {
-      id: meta.id,
-      object: 'chat.completion.chunk',
-      created: meta.created,
-      model: meta.model,
-      choices: [{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null, sssd_sources: sources }],
-    };
-  }
-  return {
-    id: meta.id,
-    object: 'text_completion',
-    created: meta.created,
-    model: meta.model,
-    choices: [{ index: 0, text, logprobs: null, finish_reason: null, sssd_sources: sources }],
-  };
+  const sssd_sources = segments.map((s) => ({ text: s.text, source: s.source }));
+  const content = meta.kind === 'chat' ? { delta: { content: text } } : { text };
+  return chunk(meta, [{ index: 0, ...content, logprobs: null, finish_reason: null, sssd_sources }]);
 }
 
 export function finishChunk(meta: ResponseMeta, finishReason: string): object {
-  if (meta.kind === 'chat') {
-    return {
-      id: meta.id,
-      object: 'chat.completion.chunk',
-      created: meta.created,
-      model: meta.model,
-      choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }],
-    };
-  }
-  return {
-    id: meta.id,
-    object: 'text_completion',
-    created: meta.created,
-    model: meta.model,
-    choices: [{ index: 0, text: '', logprobs: null, finish_reason: finishReason }],
-  };
+  const content = meta.kind === 'chat' ? { delta: {} } : { text: '' };
+  return chunk(meta, [{ index: 0, ...content, logprobs: null, finish_reason: finishReason }]);
 }
 
 export function usageChunk(meta: ResponseMeta, usage: CompletionUsage): object {
-  return {
-    id: meta.id,
-    object: meta.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion',
-    created: meta.created,
-    model: meta.model,
-    choices: [],
-    usage,
-  };
+  return chunk(meta, [], usage);
 }
 
 export function wholeResponse(meta: ResponseMeta, text: string, finishReason: string, usage: CompletionUsage): object {
-  if (meta.kind === 'chat') {
-    return {
-      id: meta.id,
-      object: 'chat.completion',
-      created: meta.created,
-      model: meta.model,
-      choices: [{ index: 0, message: { role: 'assistant', content: text }, logprobs: null, finish_reason: finishReason }],
-      usage,
-    };
-  }
+  const chat = meta.kind === 'chat';
+  const content = chat ? { message: { role: 'assistant', content: text } } : { text };
   return {
     id: meta.id,
-    object: 'text_completion',
+    object: chat ? 'chat.completion' : 'text_completion',
     created: meta.created,
     model: meta.model,
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
+    choices: [{ index: 0, ...content, logprobs: null, finish_reason: finishReason }],
     usage,
   };
 }

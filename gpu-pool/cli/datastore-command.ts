@@ -6,33 +6,17 @@
  *   sssd datastore info FILE [--json]
  *   sssd datastore bench FILE [--lookups N] [--contexts-from JSONL --tokenizer PATH [--field prompt]]
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
-import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { buildChunksFromJsonl, DEFAULT_BUILD_CHUNK_TOKENS, type CorpusBuildProgress } from '../datastore/corpus-builder';
 import { createDatastoreMatches, Datastore, DEFAULT_LOOKUP } from '../datastore/datastore';
 import { readDatastoreFile, writeDatastoreFile, DATASTORE_FILE_VERSION } from '../datastore/datastore-file';
 import { CliError } from './cli-error';
 import { parseNumberFlag } from './number-flags';
-
-async function readTokenizer(file: string): Promise<{ tokenizer: Tokenizer; sha256: string }> {
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(await readFile(file));
-  } catch {
-    throw new CliError(`tokenizer not found: ${file}`);
-  }
-  try {
-    return { tokenizer: loadTokenizer(bytes), sha256: createHash('sha256').update(bytes).digest('hex') };
-  } catch (err) {
-    throw new CliError(`${file}: not a usable tokenizer (${(err as Error).message})`);
-  }
-}
+import { readTokenizerWithHash } from './generate-command';
 
 /** A bar on a terminal; otherwise a plain line now and then (logs, CI). */
 function progressReporter(): { update(p: CorpusBuildProgress): void; stop(): void } {
@@ -73,7 +57,7 @@ function progressReporter(): { update(p: CorpusBuildProgress): void; stop(): voi
 async function buildCommand(opts: { tokenizer?: string; input?: string; out?: string; chunkTokens?: string; field: string }): Promise<void> {
   if (!opts.tokenizer || !opts.input || !opts.out) throw new CliError('datastore build needs --tokenizer PATH --input corpus.jsonl --out FILE');
   const chunkTokens = parseNumberFlag('--chunk-tokens', opts.chunkTokens, { integer: true, min: 2, max: 0x7fffffff }) ?? DEFAULT_BUILD_CHUNK_TOKENS;
-  const { tokenizer, sha256 } = await readTokenizer(opts.tokenizer);
+  const { tokenizer, sha256 } = await readTokenizerWithHash(opts.tokenizer);
   const t0 = performance.now();
   const progress = progressReporter();
   let result;
@@ -177,7 +161,7 @@ async function benchCommand(file: string, opts: { lookups?: string; seed?: strin
   let texts: number[][] | null = null;
   if (opts.contextsFrom) {
     if (!opts.tokenizer) throw new CliError('--contexts-from needs --tokenizer PATH');
-    const { tokenizer } = await readTokenizer(opts.tokenizer);
+    const { tokenizer } = await readTokenizerWithHash(opts.tokenizer);
     let raw: string;
     try {
       raw = readFileSync(opts.contextsFrom, 'utf8');

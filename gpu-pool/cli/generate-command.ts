@@ -9,6 +9,7 @@
  * (the continuation only, eos prints nothing), finish_reason, seed (when
  * sampling), usage, timings.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -21,7 +22,13 @@ import { ModelRunner, type ExecutionProviderName } from '../runtime/model-runner
 import { CliError } from './cli-error';
 import { parseNumberFlag } from './number-flags';
 
+/** Reads and parses a tokenizer file; one-line CliErrors for a missing or unusable file. */
 export async function readTokenizerFile(file: string): Promise<Tokenizer> {
+  return (await readTokenizerWithHash(file)).tokenizer;
+}
+
+/** readTokenizerFile, plus the sha256 of the file's bytes (datastores record which tokenizer built them). */
+export async function readTokenizerWithHash(file: string): Promise<{ tokenizer: Tokenizer; sha256: string }> {
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(await readFile(file));
@@ -29,7 +36,7 @@ export async function readTokenizerFile(file: string): Promise<Tokenizer> {
     throw new CliError(`tokenizer not found: ${file}`);
   }
   try {
-    return loadTokenizer(bytes);
+    return { tokenizer: loadTokenizer(bytes), sha256: createHash('sha256').update(bytes).digest('hex') };
   } catch (err) {
     throw new CliError(`${file}: not a usable tokenizer (${(err as Error).message})`);
   }

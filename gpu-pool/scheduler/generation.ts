@@ -5,7 +5,6 @@
  */
 import type { FinishReason, GenerateRequest, PoolEvent, SpeculationUsage } from '../../shared/protocol';
 import type { DraftTree } from '../../shared/drafting/draft-tree';
-import type { Rng } from '../runtime/sampling';
 import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import type { RunnerSequence } from './batch-runner';
 
@@ -77,14 +76,13 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
     readonly request: GenerateRequest,
     readonly sink: GenerationSink,
     readonly drafter: Drafter | null,
-    readonly rng: Rng | null,
     /** The sampling noise of a sampled request (see shared/sampling/gumbel-noise.ts); null when greedy. */
     readonly noise: GumbelNoise | null,
     maxTreeNodes: number,
     /** Tokens this generation may still occupy (prompt + maxTokens, clamped to the context). */
     readonly reservedTokens: number,
   ) {
-    this.acceptanceKey = rng ? `${request.speculation}:sampled` : request.speculation;
+    this.acceptanceKey = noise ? `${request.speculation}:sampled` : request.speculation;
     this.hasEdgeTrie = request.speculation === 'sssd' && request.trie !== undefined && request.trie.length > 0;
     this.promptIds = Int32Array.from(request.promptIds);
     this.pending = this.promptIds;

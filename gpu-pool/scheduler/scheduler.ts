@@ -14,7 +14,6 @@
  */
 import { tokenSources, type GenerateRequest, type TokenSource } from '../../shared/protocol';
 import type { StepRow } from '../runtime/step-types';
-import { Rng } from '../runtime/sampling';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { TreeVerifier } from '../verify/tree-verifier';
 import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
@@ -187,10 +186,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       request = { ...request, sampling: { ...request.sampling, seed: Math.floor(Math.random() * 2 ** 32) } };
     }
     const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request);
-    const seed = request.sampling.seed ?? 0;
-    const rng = temperature > 0 ? new Rng(seed) : null;
-    const noise = temperature > 0 ? new GumbelNoise(seed) : null;
-    const gen = new Generation<S>(request, sink, drafter, rng, noise, this.maxTreeNodes, reserved);
+    const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
+    const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
     this.reservedTokens += reserved;
     this.byId.set(request.id, gen);
     this.queue.push(gen);
@@ -469,8 +466,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       const rootIndex = chain - 1;
       const row = inputs[r].row;
       const v = this.verifier;
-      const accepted = gen.rng
-        ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, gen.rng, gen.noise, gen.sequenceLength)
+      const accepted = gen.noise
+        ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength)
         : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r);
 
       // Usage and metrics.

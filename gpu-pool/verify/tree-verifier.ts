@@ -123,7 +123,7 @@ export class TreeVerifier {
    * Exact speculative sampling (temperature > 0); returns the number of
    * accepted draft nodes. Coupled (the default): `noise` and `firstIndex`, the
    * sequence index of the token after the root (the sequence length), pick
-   * the tokens; the sequential form draws from `rng`.
+   * the tokens (`rng` may be null); the sequential form draws from `rng`.
    */
   verifySampled(
     row: VerifyRow,
@@ -132,7 +132,7 @@ export class TreeVerifier {
     logits: RowLogits,
     rowIndex: number,
     sampling: SamplingOptions,
-    rng: Rng,
+    rng: Rng | null,
     noise: GumbelNoise | null = null,
     firstIndex = 0,
   ): number {
@@ -142,6 +142,7 @@ export class TreeVerifier {
       if (noise === null) throw new Error('coupled speculative sampling needs the request\'s noise');
       return this.followTargets(row, rootIndex, logits, rowIndex, sampling, noise, firstIndex);
     }
+    if (rng === null) throw new Error('the sequential form of speculative sampling needs a random stream');
     const p = this.probs;
     let node = rootIndex;
     let count = 0;

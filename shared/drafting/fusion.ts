@@ -249,14 +249,20 @@ export class TreeFuser {
       }
       rank[b + 1] = r;
     }
-    // The conditional estimates, largest first, handed out in that order.
-    cond.subarray(0, n).sort();
-    k = 0;
-    for (let c = u.firstChild[node]; c >= 0; c = u.nextSibling[c], k++) {
-      let place = 0;
-      while (rank[place] !== k) place++;
-      heap.push(prob * cond[n - 1 - place], c, 0, 0);
+    // The conditional estimates, largest first (into `score`, now free), handed
+    // out in rank order: the child ranked p-th takes the p-th largest.
+    for (let a = 0; a < n; a++) {
+      const x = cond[a];
+      let b = a - 1;
+      while (b >= 0 && score[b] < x) {
+        score[b + 1] = score[b];
+        b--;
+      }
+      score[b + 1] = x;
     }
+    for (let p = 0; p < n; p++) cond[rank[p]] = score[p];
+    k = 0;
+    for (let c = u.firstChild[node]; c >= 0; c = u.nextSibling[c], k++) heap.push(prob * cond[k], c, 0, 0);
   }
 
   private combined(node: number, noisyOr: boolean): number {
