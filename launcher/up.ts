@@ -28,23 +28,39 @@ function portFrom(value: number | string | undefined, fallback: number, name: st
 
 /**
  * The default model's datastore is built once from the development corpus
- * beside the repository (../shared/workloads), when that corpus is there; a
- * second start reuses the file. Without the corpus the pool starts without a
- * datastore, which only costs acceptance length.
+ * beside the repository (../shared/workloads), when that corpus is there, plus
+ * the model's own continuations of the corpus's story openings
+ * (gpu-pool/datastore/self-continuations.ts; SSSD_DATASTORE_SELF=off leaves
+ * them out); a second start reuses the file. Without the corpus the pool
+ * starts without a datastore, which only costs acceptance length.
  */
-async function ensureDefaultDatastore(file: string, tokenizer: string, log: (line: string) => void): Promise<void> {
+async function ensureDefaultDatastore(files: { model: string; tokenizer: string }, withSelf: boolean, log: (line: string) => void): Promise<string> {
+  const file = path.join(repoRoot, `.cache/datastore/stories260K${withSelf ? '.self' : ''}.sssd-ds`);
   const corpus = path.resolve(repoRoot, '..', 'shared', 'workloads', 'datastore-corpus.jsonl');
-  if (existsSync(file) || !existsSync(corpus)) return;
-  log(`building the global datastore from ${corpus} (once)...`);
+  if (existsSync(file) || !existsSync(corpus)) return file;
+  log(
+    withSelf
+      ? `building the global datastore from ${corpus} and the model's own continuations of its openings (once; 1-2 minutes on 2 CPU cores)...`
+      : `building the global datastore from ${corpus} (once)...`,
+  );
+  const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'datastore', 'build', '--tokenizer', files.tokenizer, '--input', corpus, '--out', file];
+  if (withSelf) args.push('--model', files.model);
   const { execFile } = await import('node:child_process');
   await new Promise<void>((resolve, reject) => {
     execFile(
       process.execPath,
-      [path.join(repoRoot, 'bin/sssd.mjs'), 'datastore', 'build', '--tokenizer', tokenizer, '--input', corpus, '--out', file],
+      args,
       { cwd: repoRoot },
       (err, _stdout, stderr) => (err ? reject(new CliError(`building the datastore failed: ${stderr.trim() || err.message}`)) : resolve()),
     );
   });
+  return file;
+}
+
+function selfContinuationsWanted(raw: string | undefined): boolean {
+  if (raw === undefined || raw === '' || raw === 'on') return true;
+  if (raw === 'off') return false;
+  throw new CliError(`SSSD_DATASTORE_SELF must be on or off, got "${raw}".`);
 }
 
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
@@ -54,11 +70,12 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     env: { ...env, ...(opts.model ? { SSSD_MODEL: opts.model } : {}), ...(opts.tokenizer ? { SSSD_TOKENIZER: opts.tokenizer } : {}) },
     log,
   });
-  const defaultDatastore = path.join(repoRoot, '.cache/datastore/stories260K.sssd-ds');
+  const withSelf = selfContinuationsWanted(env.SSSD_DATASTORE_SELF);
+  let defaultDatastore: string | undefined;
   if (!opts.datastore && !env.SSSD_DATASTORE && files.origin !== 'configured') {
-    await ensureDefaultDatastore(defaultDatastore, files.tokenizer, log);
+    defaultDatastore = await ensureDefaultDatastore(files, withSelf, log);
   }
-  const datastore = opts.datastore ?? env.SSSD_DATASTORE ?? (files.origin !== 'configured' && existsSync(defaultDatastore) ? defaultDatastore : undefined);
+  const datastore = opts.datastore ?? env.SSSD_DATASTORE ?? (defaultDatastore && existsSync(defaultDatastore) ? defaultDatastore : undefined);
   if (datastore && !existsSync(datastore)) throw new CliError(`Datastore file ${datastore} does not exist (build one with: sssd datastore build).`);
   const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
   const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, 'SSSD_POOL_PORT');

@@ -3,6 +3,7 @@
  * what a file holds, and time lookups on it.
  *
  *   sssd datastore build --tokenizer PATH --input corpus.jsonl --out FILE [--chunk-tokens N] [--field text]
+ *                        [--model PATH [--self-openings N] [--self-temperatures LIST] [--self-max-tokens N] [--self-documents N]]
  *   sssd datastore info FILE [--json]
  *   sssd datastore bench FILE [--lookups N] [--contexts-from JSONL --tokenizer PATH [--field prompt]]
  */
@@ -11,18 +12,25 @@ import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { buildChunksFromJsonl, DEFAULT_BUILD_CHUNK_TOKENS, type CorpusBuildProgress } from '../datastore/corpus-builder';
+import { buildChunksFromJsonl, DEFAULT_BUILD_CHUNK_TOKENS, type CorpusBuildOptions, type CorpusBuildProgress } from '../datastore/corpus-builder';
+import { DEFAULT_SELF_CONTINUATIONS } from '../datastore/self-continuations';
+import { loadModel } from '../model/load-model';
+import { ModelRunner } from '../runtime/model-runner';
 import { createDatastoreMatches, Datastore, DEFAULT_LOOKUP } from '../datastore/datastore';
 import { readDatastoreFile, writeDatastoreFile, DATASTORE_FILE_VERSION } from '../datastore/datastore-file';
 import { CliError } from './cli-error';
-import { parseNumberFlag } from './number-flags';
-import { readTokenizerWithHash } from './generate-command';
+import { parseNumberFlag, parseNumberList } from './number-flags';
+import { checkTokenizerFits, readTokenizerWithHash } from './generate-command';
 
 /** A bar on a terminal; otherwise a plain line now and then (logs, CI). */
 function progressReporter(): { update(p: CorpusBuildProgress): void; stop(): void } {
-  const labels = { tokenize: 'tokenizing (MB)', index: 'indexing (K tokens)' } as const;
+  const labels = { tokenize: 'tokenizing (MB)', generate: 'continuing openings', index: 'indexing (K tokens)' } as const;
   const scale = (p: CorpusBuildProgress): [number, number] =>
-    p.phase === 'tokenize' ? [Math.round(p.done / 1e5) / 10, Math.round(p.total / 1e5) / 10] : [Math.round(p.done / 1e3), Math.round(p.total / 1e3)];
+    p.phase === 'tokenize'
+      ? [Math.round(p.done / 1e5) / 10, Math.round(p.total / 1e5) / 10]
+      : p.phase === 'generate'
+        ? [p.done, p.total]
+        : [Math.round(p.done / 1e3), Math.round(p.total / 1e3)];
   if (process.stderr.isTTY) {
     let bar: SingleBar | null = null;
     let phase = '';
@@ -54,17 +62,53 @@ function progressReporter(): { update(p: CorpusBuildProgress): void; stop(): voi
   };
 }
 
-async function buildCommand(opts: { tokenizer?: string; input?: string; out?: string; chunkTokens?: string; field: string }): Promise<void> {
+interface BuildFlags {
+  tokenizer?: string;
+  input?: string;
+  out?: string;
+  chunkTokens?: string;
+  field: string;
+  model?: string;
+  selfOpenings?: string;
+  selfTemperatures?: string;
+  selfMaxTokens?: string;
+  selfDocuments?: string;
+}
+
+const SELF_FLAGS = ['selfOpenings', 'selfTemperatures', 'selfMaxTokens', 'selfDocuments'] as const;
+
+/** --model turns on the model's own continuations; the --self-* flags tune them. */
+async function selfContinuationsFromFlags(opts: BuildFlags, tokenizer: CorpusBuildOptions['tokenizer']): Promise<CorpusBuildOptions['selfContinuations']> {
+  if (!opts.model) {
+    const stray = SELF_FLAGS.find((k) => opts[k] !== undefined);
+    if (stray) throw new CliError(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --model PATH (the model whose continuations are stored)`);
+    return undefined;
+  }
+  const d = DEFAULT_SELF_CONTINUATIONS;
+  const options = {
+    openings: parseNumberFlag('--self-openings', opts.selfOpenings, { integer: true, min: 1, max: 64 }) ?? d.openings,
+    sampledTemperatures: opts.selfTemperatures === undefined ? d.sampledTemperatures : parseNumberList('--self-temperatures', opts.selfTemperatures, { min: 0, max: 2 }),
+    maxTokens: parseNumberFlag('--self-max-tokens', opts.selfMaxTokens, { integer: true, min: 1, max: 1 << 20 }) ?? d.maxTokens,
+    documents: parseNumberFlag('--self-documents', opts.selfDocuments, { integer: true, min: 0, max: 0x7fffffff }),
+  };
+  const model = await loadModel(opts.model);
+  checkTokenizerFits(tokenizer, model, opts.tokenizer ?? '');
+  return { runner: await ModelRunner.create(model), options };
+}
+
+async function buildCommand(opts: BuildFlags): Promise<void> {
   if (!opts.tokenizer || !opts.input || !opts.out) throw new CliError('datastore build needs --tokenizer PATH --input corpus.jsonl --out FILE');
   const chunkTokens = parseNumberFlag('--chunk-tokens', opts.chunkTokens, { integer: true, min: 2, max: 0x7fffffff }) ?? DEFAULT_BUILD_CHUNK_TOKENS;
   const { tokenizer, sha256 } = await readTokenizerWithHash(opts.tokenizer);
+  const selfContinuations = await selfContinuationsFromFlags(opts, tokenizer);
   const t0 = performance.now();
   const progress = progressReporter();
   let result;
   try {
-    result = await buildChunksFromJsonl({ input: opts.input, tokenizer, field: opts.field, chunkTokens, onProgress: (p) => progress.update(p) });
+    result = await buildChunksFromJsonl({ input: opts.input, tokenizer, field: opts.field, chunkTokens, selfContinuations, onProgress: (p) => progress.update(p) });
   } finally {
     progress.stop();
+    await selfContinuations?.runner.dispose();
   }
   await mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
   const t1 = performance.now();
@@ -79,7 +123,10 @@ async function buildCommand(opts: { tokenizer?: string; input?: string; out?: st
   process.stdout.write(
     `built ${opts.out}: ${result.tokens} tokens from ${result.documents} documents in ${result.chunks.length} chunk(s), ` +
       `${(bytes / 1e6).toFixed(1)} MB, ${((t2 - t0) / 1000).toFixed(2)} s ` +
-      `(tokenize ${result.tokenizeSeconds.toFixed(2)} s, index ${result.indexSeconds.toFixed(2)} s, write ${((t2 - t1) / 1000).toFixed(2)} s)\n`,
+      `(tokenize ${result.tokenizeSeconds.toFixed(2)} s, ` +
+      (selfContinuations ? `generate ${result.generateSeconds.toFixed(2)} s, ` : '') +
+      `index ${result.indexSeconds.toFixed(2)} s, write ${((t2 - t1) / 1000).toFixed(2)} s)\n` +
+      (selfContinuations ? `  of which the model's own continuations: ${result.selfDocuments} documents, ${result.selfTokens} tokens\n` : ''),
   );
 }
 
@@ -219,7 +266,12 @@ export function register(program: Command): void {
     .option('--out <path>', 'datastore file to write')
     .option('--chunk-tokens <n>', `tokens per chunk (default ${DEFAULT_BUILD_CHUNK_TOKENS})`)
     .option('--field <name>', 'JSON field holding the text', 'text')
-    .action((opts) => buildCommand(opts));
+    .option('--model <path>', "also store this model's own continuations of each document's opening sentences (the model the pool serves)")
+    .option('--self-openings <n>', `openings per document: its first 1..n sentences, each continued greedily (default ${DEFAULT_SELF_CONTINUATIONS.openings})`)
+    .option('--self-temperatures <list>', `temperatures at which the first opening is also sampled (default ${DEFAULT_SELF_CONTINUATIONS.sampledTemperatures.join(',')}; 0 = none)`)
+    .option('--self-max-tokens <n>', `new tokens per continuation (default ${DEFAULT_SELF_CONTINUATIONS.maxTokens})`)
+    .option('--self-documents <n>', 'continue only the first n documents (default: all)')
+    .action((opts: BuildFlags) => buildCommand(opts));
   ds.command('info')
     .description('show what a datastore file holds (and verify its checksum)')
     .argument('<file>', 'datastore file')

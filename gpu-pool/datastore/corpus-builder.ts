@@ -8,12 +8,14 @@ import { stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { CliError } from '../cli/cli-error';
+import type { ModelRunner } from '../runtime/model-runner';
 import { ChunkPacker } from './chunk-packer';
 import { indexChunk, type DatastoreChunk } from './datastore-chunk';
+import { generateSelfContinuations, selfContinuationJobs, type SelfContinuationOptions } from './self-continuations';
 
 export interface CorpusBuildProgress {
-  phase: 'tokenize' | 'index';
-  /** Bytes read (tokenize) or tokens indexed (index). */
+  phase: 'tokenize' | 'generate' | 'index';
+  /** Bytes read (tokenize), continuations generated (generate) or tokens indexed (index). */
   done: number;
   total: number;
 }
@@ -24,6 +26,8 @@ export interface CorpusBuildOptions {
   /** JSON field holding the document text (default "text"). */
   field?: string;
   chunkTokens?: number;
+  /** Also store the served model's continuations of the documents' openings (self-continuations.ts). */
+  selfContinuations?: { runner: ModelRunner; options: SelfContinuationOptions };
   onProgress?: (p: CorpusBuildProgress) => void;
 }
 
@@ -31,7 +35,11 @@ export interface CorpusBuildResult {
   chunks: DatastoreChunk[];
   documents: number;
   tokens: number;
+  /** Of documents and tokens: the model's own continuations. */
+  selfDocuments: number;
+  selfTokens: number;
   tokenizeSeconds: number;
+  generateSeconds: number;
   indexSeconds: number;
 }
 
@@ -59,6 +67,7 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
   let lineNo = 0;
   let documents = 0;
   let bytesRead = 0;
+  const texts: string[] = [];
   try {
     for await (const line of lines) {
       lineNo++;
@@ -75,6 +84,7 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
         throw new CliError(`${opts.input}:${lineNo}: expected an object with a string "${field}" field`);
       }
       packer.add(opts.tokenizer.encode(text, { bos: true }));
+      if (opts.selfContinuations && texts.length < (opts.selfContinuations.options.documents ?? Infinity)) texts.push(text);
       documents++;
       if (documents % 256 === 0) opts.onProgress?.({ phase: 'tokenize', done: Math.min(bytesRead, totalBytes), total: totalBytes });
     }
@@ -83,8 +93,19 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
     stream.destroy();
   }
   opts.onProgress?.({ phase: 'tokenize', done: totalBytes, total: totalBytes });
-  const packed = packer.finish();
   const t1 = performance.now();
+
+  let self = { documents: 0, tokens: 0 };
+  if (opts.selfContinuations) {
+    const { runner, options } = opts.selfContinuations;
+    const jobs = selfContinuationJobs(texts, opts.tokenizer, runner.config.contextLength, options);
+    self = await generateSelfContinuations(runner, jobs, (doc) => packer.add(doc), {
+      onProgress: (done, total) => opts.onProgress?.({ phase: 'generate', done, total }),
+    });
+    documents += self.documents;
+  }
+  const packed = packer.finish();
+  const tGen = performance.now();
 
   const tokens = packed.reduce((s, c) => s + c.length, 0);
   const chunks: DatastoreChunk[] = [];
@@ -96,5 +117,14 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
     opts.onProgress?.({ phase: 'index', done: indexed, total: tokens });
   }
   const t2 = performance.now();
-  return { chunks, documents, tokens, tokenizeSeconds: (t1 - t0) / 1000, indexSeconds: (t2 - t1) / 1000 };
+  return {
+    chunks,
+    documents,
+    tokens,
+    selfDocuments: self.documents,
+    selfTokens: self.tokens,
+    tokenizeSeconds: (t1 - t0) / 1000,
+    generateSeconds: (tGen - t1) / 1000,
+    indexSeconds: (t2 - tGen) / 1000,
+  };
 }

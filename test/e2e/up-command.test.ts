@@ -21,7 +21,7 @@ describe('sssd up', () => {
     const [edgePort, poolPort] = [await freePort(), await freePort()];
     child = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up'], {
       cwd: repoRoot,
-      env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_DEV_API_KEY: 'up-test-key', SSSD_EDGE_STATE: state },
+      env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_DEV_API_KEY: 'up-test-key', SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
