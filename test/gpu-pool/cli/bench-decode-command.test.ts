@@ -27,6 +27,17 @@ describe('sssd bench-decode', () => {
     for (const x of out.results) expect(x.tokensPerSecond).toBeGreaterThan(0);
   });
 
+  it('with --accepted, feeds and keeps k draft tokens per row per step: the ceiling of speculation', async () => {
+    const r = await sssd(['bench-decode', '--model', models.stories260K.checkpoint, '--batch', '2', '--accepted', '0,3', '--tokens', '9', '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { results: Array<{ batch: number; accepted: number; steps: number; tokens: number; msPerStep: number }> };
+    // Both rows emit the same 8 timed tokens each: 8 plain steps, or 2 steps of 1 + 3 accepted.
+    expect(out.results.map((x) => [x.batch, x.accepted, x.steps, x.tokens])).toEqual([[2, 0, 8, 16], [2, 3, 2, 16]]);
+    const text = await sssd(['bench-decode', '--model', models.stories260K.checkpoint, '--batch', '1', '--accepted', '0,1', '--tokens', '5']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/batch +1 \+1 +accepted: +\d+ tok\/s .*\d+\.\d\dx plain/);
+  });
+
   it('rejects a bad batch list with one line', async () => {
     const r = await sssd(['bench-decode', '--model', models.stories260K.checkpoint, '--batch', '1,x']);
     expect(r.code).not.toBe(0);
