@@ -38,6 +38,50 @@ export interface TreeBudgetOptions {
   maxNodes: number;
 }
 
+/** Steady drafting steps the drafting cost is the median of, and how many it needs before it is trusted. */
+const DRAFT_COST_SAMPLES = 15;
+const DRAFT_COST_MIN_SAMPLES = 3;
+
+/** The median of the last `size` samples (none before `minSamples`); allocation-free after construction. */
+export class RecentMedian {
+  private readonly ring: Float64Array;
+  private readonly sorted: Float64Array;
+  private count = 0;
+  private next = 0;
+  private median = 0;
+
+  constructor(
+    size: number,
+    private readonly minSamples = 1,
+  ) {
+    this.ring = new Float64Array(size);
+    this.sorted = new Float64Array(size);
+  }
+
+  add(x: number): void {
+    this.ring[this.next] = x;
+    this.next = (this.next + 1) % this.ring.length;
+    if (this.count < this.ring.length) this.count++;
+    const n = this.count;
+    const a = this.sorted;
+    // Insertion sort of at most `size` values: cheaper than a typed-array sort call at this size.
+    for (let i = 0; i < n; i++) {
+      const v = this.ring[i];
+      let j = i - 1;
+      while (j >= 0 && a[j] > v) {
+        a[j + 1] = a[j];
+        j--;
+      }
+      a[j + 1] = v;
+    }
+    this.median = n % 2 === 1 ? a[(n - 1) >> 1] : (a[n / 2 - 1] + a[n / 2]) / 2;
+  }
+
+  get value(): number | undefined {
+    return this.count < Math.max(1, this.minSamples) ? undefined : this.median;
+  }
+}
+
 export class TreeBudget {
   /**
    * Per-row time the runner's curve does not see (drafting, acceptance,
@@ -45,8 +89,15 @@ export class TreeBudget {
    * smaller share of the step, and speculation correspondingly cheaper.
    */
   private overheadPerRowMs = 0;
-  /** Measured drafting time per drafted row (drafting is paid before the budget sees the trees). */
-  private readonly draftMsPerRow = new Map<string, number>();
+  /**
+   * Measured drafting time per drafted row (drafting is paid before the budget
+   * sees the trees): the median of the last few steady drafting steps. A mean
+   * let one stalled step (a GC pause, page faults in the datastore: 1.5-4 ms
+   * per row against ~0.08) price every row out of drafting, and with no row
+   * drafting nothing ever corrected it: half of the sampled-request runs at
+   * concurrency 1 fell from 2.5 to 1.2 tokens per step that way.
+   */
+  private readonly draftCost = new Map<string, RecentMedian>();
   /**
    * Per batch-size bucket: decayed ratio of the predicted throughput with
    * speculation (drafting included) to the one without. Below 1 the rows of
@@ -84,8 +135,17 @@ export class TreeBudget {
   /** Feed back the drafting time of one step. */
   observeDraft(rows: number, ms: number, method = 'default'): void {
     if (rows <= 0 || ms < 0) return;
-    const prev = this.draftMsPerRow.get(method);
-    this.draftMsPerRow.set(method, prev === undefined ? ms / rows : prev * 0.9 + (ms / rows) * 0.1);
+    let m = this.draftCost.get(method);
+    if (!m) {
+      m = new RecentMedian(DRAFT_COST_SAMPLES, DRAFT_COST_MIN_SAMPLES);
+      this.draftCost.set(method, m);
+    }
+    m.add(ms / rows);
+  }
+
+  /** The drafting time per drafted row the budget goes by (undefined until measured). */
+  draftMsPerRow(method = 'default'): number | undefined {
+    return this.draftCost.get(method)?.value;
   }
 
   /** Whether the rows of a batch this size should draft at all this step. */
@@ -116,7 +176,7 @@ export class TreeBudget {
    */
   rowPaysForDrafting(batch: number, expectedAccepted: number, maxPast: number, method = 'default'): boolean {
     if (this.options.policy === 'static') return true;
-    const draftMs = this.draftMsPerRow.get(method);
+    const draftMs = this.draftMsPerRow(method);
     if (draftMs === undefined) return true;
     const rows = Math.max(1, batch);
     const rowMs = this.stepMs(rows, 1, rows, maxPast) / rows;
@@ -186,7 +246,7 @@ export class TreeBudget {
       for (let i = 1; i <= out[r]; i++) gain += row.scale * row.probs![i];
     }
     const plain = batch / this.stepMs(batch, maxChain, sumChain, maxPast);
-    const spec = (batch + gain) / (this.stepMs(batch, maxTokens, totalTokens, maxPast) + (this.draftMsPerRow.get(method) ?? 0) * draftedRows);
+    const spec = (batch + gain) / (this.stepMs(batch, maxTokens, totalTokens, maxPast) + (this.draftMsPerRow(method) ?? 0) * draftedRows);
     const ratio = this.advantageOf(method).ratio;
     const b = bucketOf(batch);
     ratio[b] = ratio[b] * 0.8 + (spec / plain) * 0.2;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CostModel, type CostCoefficients, type CostSample } from '../../../gpu-pool/budget/cost-model';
-import { TreeBudget, type BudgetRow } from '../../../gpu-pool/budget/tree-budget';
+import { RecentMedian, TreeBudget, type BudgetRow } from '../../../gpu-pool/budget/tree-budget';
 
 const ZERO: CostCoefficients = { fixed: 0, perRow: 0, perPaddedToken: 0, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 };
 
@@ -122,5 +122,49 @@ describe('marginal budget', () => {
     budget.allocate([{ chainLength: 1, available: 0, probs: null, scale: 1 }, ...rowsWith(1, [0.9, 0.9])], out);
     expect(out[0]).toBe(0);
     expect(out[1]).toBe(2);
+  });
+});
+
+describe('drafting cost', () => {
+  const opts = { policy: 'marginal' as const, maxNodes: 32 };
+  // A plain row-step on the 2-core CPU's curve: ~0.3 ms at batch 1.
+  const model = (): CostModel => new CostModel({ ...ZERO, fixed: 0.27, perPaddedToken: 0.035 });
+
+  it('one stalled drafting step does not price rows out of drafting', () => {
+    const budget = new TreeBudget(model(), opts);
+    // The first steady step stalls (GC, page faults): 4 ms for one row, against 0.08 normally.
+    budget.observeDraft(1, 4, 'sssd');
+    expect(budget.rowPaysForDrafting(1, 1.5, 128, 'sssd')).toBe(true);
+    budget.observeDraft(1, 0.08, 'sssd');
+    budget.observeDraft(1, 0.09, 'sssd');
+    expect(budget.draftMsPerRow('sssd')).toBeCloseTo(0.09, 5);
+    expect(budget.rowPaysForDrafting(1, 1.5, 128, 'sssd')).toBe(true);
+    budget.observeDraft(1, 0.085, 'sssd');
+    budget.observeDraft(2, 8, 'sssd'); // another stall, 4 ms a row
+    expect(budget.draftMsPerRow('sssd')).toBeCloseTo(0.09, 5);
+    expect(budget.rowPaysForDrafting(1, 1.5, 128, 'sssd')).toBe(true);
+  });
+
+  it('a drafting cost that stays high keeps rows that cannot pay for it from drafting', () => {
+    const budget = new TreeBudget(model(), opts);
+    for (let i = 0; i < 15; i++) budget.observeDraft(1, 2, 'sssd');
+    expect(budget.rowPaysForDrafting(1, 1.5, 128, 'sssd')).toBe(false);
+    // Per method: another method's cost is its own.
+    expect(budget.rowPaysForDrafting(1, 1.5, 128, 'pld')).toBe(true);
+    // Cheap again: the median follows within half the window.
+    for (let i = 0; i < 8; i++) budget.observeDraft(1, 0.05, 'sssd');
+    expect(budget.rowPaysForDrafting(1, 1.5, 128, 'sssd')).toBe(true);
+  });
+
+  it('RecentMedian is the median of the last samples, none before it has enough', () => {
+    const m = new RecentMedian(5, 2);
+    m.add(3);
+    expect(m.value).toBeUndefined();
+    m.add(1);
+    expect(m.value).toBe(2);
+    for (const x of [10, 2, 100]) m.add(x);
+    expect(m.value).toBe(3); // 3 1 10 2 100
+    m.add(0); // 1 10 2 100 0
+    expect(m.value).toBe(2);
   });
 });
