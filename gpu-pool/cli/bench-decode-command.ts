@@ -25,6 +25,7 @@ interface BenchFlags {
   tokens: string;
   prompt: string;
   accepted: string;
+  rounds: string;
   threads?: string;
   executionProvider?: string;
   json?: boolean;
@@ -50,6 +51,7 @@ export function register(program: Command): void {
     .option('--tokens <n>', 'decode steps per batch size (after a prefill)', '128')
     .option('--prompt <n>', 'prompt length in tokens (prefilled, not timed)', '16')
     .option('--accepted <list>', 'draft tokens per row per step, all accepted: the ceiling of speculation (e.g. 0,3,7)', '0')
+    .option('--rounds <n>', 'measure each figure this many times, from fresh sequences, and report the median', '3')
     .option('--threads <n>', 'onnxruntime intra-op threads (default 1)')
     .option('--execution-provider <name>', 'cpu or cuda (default cpu, or $SSSD_EXECUTION_PROVIDER)')
     .option('--json', 'print one JSON object')
@@ -63,6 +65,7 @@ async function runBench(flags: BenchFlags): Promise<void> {
   const batches = parseNumberList('--batch', flags.batch, { integer: true, min: 1, max: 4096 });
   const steps = parseNumberFlag('--tokens', flags.tokens, { integer: true, min: 2 })!; // the first step is a warm-up
   const acceptedList = parseNumberList('--accepted', flags.accepted, { integer: true, min: 0, max: 255 });
+  const rounds = parseNumberFlag('--rounds', flags.rounds, { integer: true, min: 1, max: 100 })!;
   const promptLength = parseNumberFlag('--prompt', flags.prompt, { integer: true, min: 1 })!;
   const threads = parseNumberFlag('--threads', flags.threads, { integer: true, min: 1, max: 256 });
   const executionProvider = parseExecutionProvider(flags.executionProvider);
@@ -76,7 +79,7 @@ async function runBench(flags: BenchFlags): Promise<void> {
   for (const batch of batches) {
     let plain: DecodeBenchRow | undefined;
     for (const accepted of acceptedList) {
-      const r = await benchBatch(runner, batch, steps, promptLength, vocabSize, accepted);
+      const r = await medianOfRounds(rounds, () => benchBatch(runner, batch, steps, promptLength, vocabSize, accepted));
       rows.push(r);
       if (accepted === 0) plain = r;
       if (!flags.json) {
@@ -95,6 +98,14 @@ async function runBench(flags: BenchFlags): Promise<void> {
   } else {
     process.stdout.write(`model ${model.config.name} on ${device}\n`);
   }
+}
+
+/** The round with the median time per step (a short figure on a shared machine jumps by ±30% between rounds). */
+async function medianOfRounds(rounds: number, run: () => Promise<DecodeBenchRow>): Promise<DecodeBenchRow> {
+  const all: DecodeBenchRow[] = [];
+  for (let i = 0; i < rounds; i++) all.push(await run());
+  all.sort((a, b) => a.msPerStep - b.msPerStep);
+  return all[(all.length - 1) >> 1];
 }
 
 /**
