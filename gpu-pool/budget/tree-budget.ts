@@ -132,15 +132,21 @@ export class TreeBudget {
     return size;
   }
 
-  /** Feed back the drafting time of one step. */
-  observeDraft(rows: number, ms: number, method = 'default'): void {
+  /**
+   * Feed back the drafting time of one step. A `cold` step (drafting after
+   * steps without any) costs more than a steady one, so it only counts where
+   * it undercuts the estimate: then the steady cost is lower still.
+   */
+  observeDraft(rows: number, ms: number, method = 'default', cold = false): void {
     if (rows <= 0 || ms < 0) return;
     let m = this.draftCost.get(method);
     if (!m) {
       m = new RecentMedian(DRAFT_COST_SAMPLES, DRAFT_COST_MIN_SAMPLES);
       this.draftCost.set(method, m);
     }
-    m.add(ms / rows);
+    const perRow = ms / rows;
+    if (cold && !(m.value !== undefined && perRow < m.value)) return;
+    m.add(perRow);
   }
 
   /** The drafting time per drafted row the budget goes by (undefined until measured). */

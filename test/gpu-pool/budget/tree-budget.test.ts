@@ -156,6 +156,24 @@ describe('drafting cost', () => {
     expect(budget.rowPaysForDrafting(1, 1.5, 128, 'sssd')).toBe(true);
   });
 
+  it('a cold draft lowers an estimate it undercuts and never raises one', () => {
+    const budget = new TreeBudget(model(), opts);
+    // The first steady drafts ran before the JIT had compiled the drafters.
+    for (let i = 0; i < 15; i++) budget.observeDraft(1, 1.7, 'sssd');
+    expect(budget.rowPaysForDrafting(1, 1.5, 128, 'sssd')).toBe(false);
+    // Rows now draft only in probes, cold; a cold draft at 0.1 ms proves the steady cost lower.
+    for (let i = 0; i < 8; i++) budget.observeDraft(1, 0.1, 'sssd', true);
+    expect(budget.draftMsPerRow('sssd')).toBeCloseTo(0.1, 5);
+    expect(budget.rowPaysForDrafting(1, 1.5, 128, 'sssd')).toBe(true);
+    // Cold drafts dearer than the estimate say nothing about the steady cost.
+    for (let i = 0; i < 15; i++) budget.observeDraft(1, 0.5, 'sssd', true);
+    expect(budget.draftMsPerRow('sssd')).toBeCloseTo(0.1, 5);
+    // Before the estimate exists, cold drafts do not make one.
+    const fresh = new TreeBudget(model(), opts);
+    for (let i = 0; i < 5; i++) fresh.observeDraft(1, 0.1, 'sssd', true);
+    expect(fresh.draftMsPerRow('sssd')).toBeUndefined();
+  });
+
   it('RecentMedian is the median of the last samples, none before it has enough', () => {
     const m = new RecentMedian(5, 2);
     m.add(3);

@@ -112,12 +112,13 @@ describe('continuous batching', () => {
     expect(governor.records.every((r) => !r.speculated && r.key === 'off' && r.tokens === r.batch)).toBe(true);
   });
 
-  it('learns the drafting cost only from steady drafting, never from a first draft after steps without one', async () => {
+  it('tells the budget which drafting steps ran cold (the first draft after steps without one)', async () => {
     class RecordingBudget extends TreeBudget {
-      readonly observed: number[] = [];
-      override observeDraft(rows: number, ms: number, method = 'default'): void {
-        this.observed.push(rows);
-        super.observeDraft(rows, ms, method);
+      readonly steady: number[] = [];
+      readonly cold: number[] = [];
+      override observeDraft(rows: number, ms: number, method = 'default', cold = false): void {
+        if (rows > 0) (cold ? this.cold : this.steady).push(rows);
+        super.observeDraft(rows, ms, method, cold);
       }
     }
     const budget = new RecordingBudget(cost, { policy: 'marginal', maxNodes: 16 });
@@ -133,10 +134,13 @@ describe('continuous batching', () => {
     s.submit(generateRequestSchema.parse({ id: 'steady', promptIds: [...story, ...story.slice(1)], maxTokens: 40, speculation: 'context' }), c.sink);
     await c.done;
     // A lone row below the knee drafts every step: step 0 (the prefill) builds
-    // its drafter, step 1 is its first draft after a step without one, and
-    // every later step follows a drafting step.
+    // its drafter (not a drafting cost), step 1 is its first draft after a
+    // step without one (cold), and every later step follows a drafting step
+    // (the last one or two have no room left to draft into).
     expect(runner.steps.length).toBeGreaterThan(4);
-    expect(budget.observed.length).toBe(runner.steps.length - 2);
+    expect(budget.cold).toEqual([1]);
+    expect(budget.steady.length).toBeGreaterThanOrEqual(runner.steps.length - 3);
+    expect(budget.steady.length).toBeLessThanOrEqual(runner.steps.length - 2);
   });
 
   it('finished and cancelled generations release their caches', async () => {
