@@ -14,6 +14,7 @@
  *   menu of tree sizes, the same for every request.
  */
 import type { CostModel } from './cost-model';
+import { RecentMedian } from './recent-median';
 
 export const budgetPolicies = ['marginal', 'static'] as const;
 export type BudgetPolicyName = (typeof budgetPolicies)[number];
@@ -38,49 +39,9 @@ export interface TreeBudgetOptions {
   maxNodes: number;
 }
 
-/** Steady drafting steps the drafting cost is the median of, and how many it needs before it is trusted. */
+/** Drafting steps the drafting cost is the median of, and how many it needs before it is trusted. */
 const DRAFT_COST_SAMPLES = 15;
 const DRAFT_COST_MIN_SAMPLES = 3;
-
-/** The median of the last `size` samples (none before `minSamples`); allocation-free after construction. */
-export class RecentMedian {
-  private readonly ring: Float64Array;
-  private readonly sorted: Float64Array;
-  private count = 0;
-  private next = 0;
-  private median = 0;
-
-  constructor(
-    size: number,
-    private readonly minSamples = 1,
-  ) {
-    this.ring = new Float64Array(size);
-    this.sorted = new Float64Array(size);
-  }
-
-  add(x: number): void {
-    this.ring[this.next] = x;
-    this.next = (this.next + 1) % this.ring.length;
-    if (this.count < this.ring.length) this.count++;
-    const n = this.count;
-    const a = this.sorted;
-    // Insertion sort of at most `size` values: cheaper than a typed-array sort call at this size.
-    for (let i = 0; i < n; i++) {
-      const v = this.ring[i];
-      let j = i - 1;
-      while (j >= 0 && a[j] > v) {
-        a[j + 1] = a[j];
-        j--;
-      }
-      a[j + 1] = v;
-    }
-    this.median = n % 2 === 1 ? a[(n - 1) >> 1] : (a[n / 2 - 1] + a[n / 2]) / 2;
-  }
-
-  get value(): number | undefined {
-    return this.count < Math.max(1, this.minSamples) ? undefined : this.median;
-  }
-}
 
 export class TreeBudget {
   /**
@@ -91,7 +52,8 @@ export class TreeBudget {
   private overheadPerRowMs = 0;
   /**
    * Measured drafting time per drafted row (drafting is paid before the budget
-   * sees the trees): the median of the last few steady drafting steps. A mean
+   * sees the trees): the median of the last few steady drafting steps (and of
+   * cold ones that came in under it, see observeDraft). A mean
    * let one stalled step (a GC pause, page faults in the datastore: 1.5-4 ms
    * per row against ~0.08) price every row out of drafting, and with no row
    * drafting nothing ever corrected it: half of the sampled-request runs at

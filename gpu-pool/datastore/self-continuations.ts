@@ -7,7 +7,7 @@
  * of an opening *is* what a temperature-0 request with a similar opening
  * produces, word for word, once their contexts meet. On the development
  * workload this raised the mean acceptance length at 8 draft nodes from 4.31
- * to 5.17 (docs/benchmarks.md). Nothing is trained: this is the model run
+ * to 5.18 (docs/benchmarks.md). Nothing is trained: this is the model run
  * forward on text the datastore already holds, once, when the file is built.
  *
  * Openings are a document's first sentence, its first two, and so on (what a

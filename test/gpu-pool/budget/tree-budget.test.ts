@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { CostModel, type CostCoefficients, type CostSample } from '../../../gpu-pool/budget/cost-model';
-import { RecentMedian, TreeBudget, type BudgetRow } from '../../../gpu-pool/budget/tree-budget';
+import { TreeBudget, type BudgetRow } from '../../../gpu-pool/budget/tree-budget';
 
 const ZERO: CostCoefficients = { fixed: 0, perRow: 0, perPaddedToken: 0, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 };
 
@@ -172,17 +172,5 @@ describe('drafting cost', () => {
     const fresh = new TreeBudget(model(), opts);
     for (let i = 0; i < 5; i++) fresh.observeDraft(1, 0.1, 'sssd', true);
     expect(fresh.draftMsPerRow('sssd')).toBeUndefined();
-  });
-
-  it('RecentMedian is the median of the last samples, none before it has enough', () => {
-    const m = new RecentMedian(5, 2);
-    m.add(3);
-    expect(m.value).toBeUndefined();
-    m.add(1);
-    expect(m.value).toBe(2);
-    for (const x of [10, 2, 100]) m.add(x);
-    expect(m.value).toBe(3); // 3 1 10 2 100
-    m.add(0); // 1 10 2 100 0
-    expect(m.value).toBe(2);
   });
 });
