@@ -8,6 +8,7 @@
  *   sssd datastore bench FILE [--lookups N] [--contexts-from JSONL --tokenizer PATH [--field prompt]]
  */
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
@@ -73,9 +74,10 @@ interface BuildFlags {
   selfTemperatures?: string;
   selfMaxTokens?: string;
   selfDocuments?: string;
+  threads?: string;
 }
 
-const SELF_FLAGS = ['selfOpenings', 'selfTemperatures', 'selfMaxTokens', 'selfDocuments'] as const;
+const SELF_FLAGS = ['selfOpenings', 'selfTemperatures', 'selfMaxTokens', 'selfDocuments', 'threads'] as const;
 
 /** --model turns on the model's own continuations; the --self-* flags tune them. */
 async function selfContinuationsFromFlags(opts: BuildFlags, tokenizer: CorpusBuildOptions['tokenizer']): Promise<CorpusBuildOptions['selfContinuations']> {
@@ -91,9 +93,12 @@ async function selfContinuationsFromFlags(opts: BuildFlags, tokenizer: CorpusBui
     maxTokens: parseNumberFlag('--self-max-tokens', opts.selfMaxTokens, { integer: true, min: 1, max: 1 << 20 }) ?? d.maxTokens,
     documents: parseNumberFlag('--self-documents', opts.selfDocuments, { integer: true, min: 0, max: 0x7fffffff }),
   };
+  // A build is a one-off batch job with the machine to itself: batches of 64
+  // rows gain from more threads (2 on 2 cores: 16% faster), unlike the pool's steps.
+  const threads = parseNumberFlag('--threads', opts.threads, { integer: true, min: 1, max: 256 }) ?? Math.min(8, os.availableParallelism());
   const model = await loadModel(opts.model);
   checkTokenizerFits(tokenizer, model, opts.tokenizer ?? '');
-  return { runner: await ModelRunner.create(model), options };
+  return { runner: await ModelRunner.create(model, { threads }), options };
 }
 
 async function buildCommand(opts: BuildFlags): Promise<void> {
@@ -271,6 +276,7 @@ export function register(program: Command): void {
     .option('--self-temperatures <list>', `temperatures at which the first opening is also sampled (default ${DEFAULT_SELF_CONTINUATIONS.sampledTemperatures.join(',')}; 0 = none)`)
     .option('--self-max-tokens <n>', `new tokens per continuation (default ${DEFAULT_SELF_CONTINUATIONS.maxTokens})`)
     .option('--self-documents <n>', 'continue only the first n documents (default: all)')
+    .option('--threads <n>', 'onnxruntime intra-op threads for the continuations (default: the cores, at most 8)')
     .action((opts: BuildFlags) => buildCommand(opts));
   ds.command('info')
     .description('show what a datastore file holds (and verify its checksum)')
