@@ -57,7 +57,8 @@ async function ensureDefaultDatastore(files: { model: string; tokenizer: string 
   return file;
 }
 
-function selfContinuationsWanted(raw: string | undefined): boolean {
+/** SSSD_DATASTORE_SELF: on (the default) or off; anything else is a one-line error. */
+export function selfContinuationsWanted(raw: string | undefined): boolean {
   if (raw === undefined || raw === '' || raw === 'on') return true;
   if (raw === 'off') return false;
   throw new CliError(`SSSD_DATASTORE_SELF must be on or off, got "${raw}".`);
