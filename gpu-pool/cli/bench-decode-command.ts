@@ -53,7 +53,7 @@ export function register(program: Command): void {
     .option('--accepted <list>', 'draft tokens per row per step, all accepted: the ceiling of speculation (e.g. 0,3,7)', '0')
     .option('--rounds <n>', 'measure each figure this many times, from fresh sequences, and report the median', '3')
     .option('--threads <n>', 'onnxruntime intra-op threads (default 1)')
-    .option('--execution-provider <name>', 'cpu or cuda (default cpu, or $SSSD_EXECUTION_PROVIDER)')
+    .option('--execution-provider <name>', 'cpu, cuda or webgpu (default cpu, or $SSSD_EXECUTION_PROVIDER)')
     .option('--json', 'print one JSON object')
     .action(async (flags: BenchFlags) => {
       exitQuietlyOnBrokenPipe();
@@ -92,7 +92,7 @@ async function runBench(flags: BenchFlags): Promise<void> {
     }
   }
   await runner.dispose();
-  const device = runner.executionProvider === 'cuda' ? 'cuda' : `cpu (${os.cpus()[0]?.model ?? 'unknown'}, ${threads ?? 1} thread(s))`;
+  const device = runner.executionProvider === 'cpu' ? `cpu (${os.cpus()[0]?.model ?? 'unknown'}, ${threads ?? 1} thread(s))` : runner.executionProvider;
   if (flags.json) {
     process.stdout.write(`${JSON.stringify({ model: model.config.name, sha256: model.sha256, device, results: rows })}\n`);
   } else {

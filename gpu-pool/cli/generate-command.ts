@@ -18,7 +18,7 @@ import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { loadModel, type LoadedModel } from '../model/load-model';
 import { generate } from '../runtime/generate';
-import { ModelRunner, type ExecutionProviderName } from '../runtime/model-runner';
+import { EXECUTION_PROVIDERS, isExecutionProvider, ModelRunner, type ExecutionProviderName } from '../runtime/model-runner';
 import { CliError } from './cli-error';
 import { parseNumberFlag } from './number-flags';
 
@@ -68,7 +68,7 @@ export function exitQuietlyOnBrokenPipe(): void {
 
 export function parseExecutionProvider(raw: string | undefined): ExecutionProviderName | undefined {
   if (raw === undefined) return undefined;
-  if (raw !== 'cpu' && raw !== 'cuda') throw new CliError(`--execution-provider must be cpu or cuda, not "${raw}"`);
+  if (!isExecutionProvider(raw)) throw new CliError(`--execution-provider must be ${EXECUTION_PROVIDERS.join(', ')}, not "${raw}"`);
   return raw;
 }
 
@@ -99,7 +99,7 @@ export function register(program: Command): void {
     .option('--top-k <k>', 'keep the k most likely tokens; 0 = all (default 0)')
     .option('--seed <s>', 'random seed for sampling (default: time)')
     .option('--threads <n>', 'onnxruntime intra-op threads (default 1)')
-    .option('--execution-provider <name>', 'cpu or cuda (default cpu, or $SSSD_EXECUTION_PROVIDER)')
+    .option('--execution-provider <name>', 'cpu, cuda or webgpu (default cpu, or $SSSD_EXECUTION_PROVIDER)')
     .option('--json', 'print one JSON object instead of streaming text')
     .action(async (flags: GenerateFlags) => {
       exitQuietlyOnBrokenPipe();

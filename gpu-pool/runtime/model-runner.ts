@@ -26,7 +26,17 @@ import { BatchLane, type StepRows } from './batch-lane';
 import { SequenceKvCache } from './kv-cache';
 import { paddingSplitThreshold } from './padding-split';
 
-export type ExecutionProviderName = 'cpu' | 'cuda';
+/**
+ * Where the forward pass runs. `webgpu` is bundled in onnxruntime-node's Linux
+ * build (Dawn over Vulkan), so a GPU host needs only a Vulkan driver, not the
+ * CUDA provider download; `cuda` needs that download (README: GPU hosts).
+ */
+export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu';
+export const EXECUTION_PROVIDERS: readonly ExecutionProviderName[] = ['cpu', 'cuda', 'webgpu'];
+
+export function isExecutionProvider(raw: string): raw is ExecutionProviderName {
+  return (EXECUTION_PROVIDERS as readonly string[]).includes(raw);
+}
 
 export interface ModelRunnerOptions {
   executionProvider?: ExecutionProviderName;
@@ -38,8 +48,8 @@ export interface ModelRunnerOptions {
   externalDataAboveBytes?: number;
   /**
    * Fixed cost of an extra session run, in padded tokens, for deciding when to
-   * split a step into two passes (default: 32 on CPU, Infinity = never on CUDA,
-   * where padded tokens are nearly free and launches are not).
+   * split a step into two passes (default: 32 on CPU, Infinity = never on a
+   * GPU, where padded tokens are nearly free and launches are not).
    */
   splitOverheadTokens?: number;
 }
@@ -109,11 +119,11 @@ export class ModelRunner {
   }
 
   static async create(model: LoadedModel, opts: ModelRunnerOptions = {}): Promise<ModelRunner> {
-    const envEp = process.env.SSSD_EXECUTION_PROVIDER;
-    const ep = opts.executionProvider ?? (envEp === 'cuda' ? 'cuda' : 'cpu');
-    if (envEp && envEp !== 'cpu' && envEp !== 'cuda') {
-      throw new CliError(`SSSD_EXECUTION_PROVIDER must be cpu or cuda, not "${envEp}"`);
+    const envEp = process.env.SSSD_EXECUTION_PROVIDER || undefined;
+    if (envEp !== undefined && !isExecutionProvider(envEp)) {
+      throw new CliError(`SSSD_EXECUTION_PROVIDER must be ${EXECUTION_PROVIDERS.join(', ')}, not "${envEp}"`);
     }
+    const ep = opts.executionProvider ?? envEp ?? 'cpu';
     if (ep === 'cuda' && !cudaProviderInstalled()) {
       throw new CliError(
         'CUDA execution provider requested but not installed: run `npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12` on a machine with CUDA 12',
@@ -135,9 +145,14 @@ export class ModelRunner {
       session = graph.kind === 'bytes' ? await InferenceSession.create(graph.bytes, options) : await InferenceSession.create(graph.file, options);
     } catch (err) {
       if (ep === 'cuda') throw new CliError(`cannot start the CUDA execution provider: ${(err as Error).message}`);
+      if (ep === 'webgpu') {
+        throw new CliError(
+          `cannot start the WebGPU execution provider (it needs a GPU with a Vulkan driver: libvulkan.so.1 and the vendor's ICD): ${(err as Error).message}`,
+        );
+      }
       throw err;
     }
-    return new ModelRunner(session, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cuda' ? Infinity : 32));
+    return new ModelRunner(session, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity));
   }
 
   /** A fresh, empty KV cache for one sequence (capacity grows on demand up to the context length). */

@@ -123,6 +123,39 @@ describe('ModelRunner', () => {
     await expect(ModelRunner.create(model, { cacheDir, executionProvider: 'cuda' })).rejects.toThrow(/CUDA execution provider requested but not installed/);
   });
 
+  // Dawn finds no adapter on a machine without a GPU's Vulkan driver (CI); on a
+  // GPU host the same test checks the logits instead.
+  it('runs on WebGPU where a GPU adapter exists, and otherwise says what it needs', async () => {
+    let gpu: ModelRunner;
+    try {
+      gpu = await ModelRunner.create(model, { cacheDir, executionProvider: 'webgpu' });
+    } catch (err) {
+      expect(err).toBeInstanceOf(CliError);
+      expect((err as Error).message).toMatch(/cannot start the WebGPU execution provider \(it needs a GPU with a Vulkan driver/);
+      return;
+    }
+    try {
+      const tokens = [1, 403, 407, 261, 378];
+      const cache = gpu.newSequence();
+      const s = await gpu.step([{ cache, row: chain(tokens) }]);
+      expect(maxAbsDiff(s.logitsAt(0, tokens.length - 1), lastReferenceLogits(model, tokens))).toBeLessThanOrEqual(1e-3);
+      cache.release();
+    } finally {
+      await gpu.dispose();
+    }
+  });
+
+  it('names the providers when SSSD_EXECUTION_PROVIDER is unknown', async () => {
+    const saved = process.env.SSSD_EXECUTION_PROVIDER;
+    process.env.SSSD_EXECUTION_PROVIDER = 'tpu';
+    try {
+      await expect(ModelRunner.create(model, { cacheDir })).rejects.toThrow('SSSD_EXECUTION_PROVIDER must be cpu, cuda, webgpu, not "tpu"');
+    } finally {
+      if (saved === undefined) delete process.env.SSSD_EXECUTION_PROVIDER;
+      else process.env.SSSD_EXECUTION_PROVIDER = saved;
+    }
+  });
+
   it('forgets truncated positions and swapped row order', async () => {
     const a = runner.newSequence(2);
     const b = runner.newSequence();
