@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, type LoadedModel } from '../../../gpu-pool/model/load-model';
 import { ReferenceForward } from '../../../gpu-pool/model/reference-forward';
-import { cudaProviderInstalled, ModelRunner } from '../../../gpu-pool/runtime/model-runner';
+import { cudaProviderInstalled, ModelRunner, webGpuOptions } from '../../../gpu-pool/runtime/model-runner';
 import { CliError } from '../../../gpu-pool/cli/cli-error';
 import { GRAPH_VERSION } from '../../../gpu-pool/graph/llama-graph';
 import { models, requireSharedData } from '../../support/shared-data';
@@ -143,6 +143,13 @@ describe('ModelRunner', () => {
     } finally {
       await gpu.dispose();
     }
+  });
+
+  it('reads WebGPU options from SSSD_WEBGPU_OPTIONS over a production default', () => {
+    expect(webGpuOptions(undefined)).toEqual({ validationMode: 'disabled' });
+    expect(webGpuOptions(' storageBufferCacheMode = simple ,validationMode=basic,')).toEqual({ validationMode: 'basic', storageBufferCacheMode: 'simple' });
+    expect(() => webGpuOptions('validationMode')).toThrow(/key=value pairs separated by commas, not "validationMode"/);
+    expect(() => webGpuOptions('=x')).toThrow(CliError);
   });
 
   it('names the providers when SSSD_EXECUTION_PROVIDER is unknown', async () => {
