@@ -125,6 +125,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
   }
 
   const runner = await ModelRunner.create(model, { threads });
+  process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}\n`);
   const metrics = new PoolMetrics();
   let budget: TreeBudget | null = null;
   if (flags.budget !== 'off') {
