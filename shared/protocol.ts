@@ -110,6 +110,8 @@ export interface PoolInfo {
   };
   datastore: { enabled: boolean; tokens: number };
   limits: { maxActive: number; maxQueued: number; maxTotalTokens: number };
+  /** Where the forward pass runs: onnxruntime's execution provider (`cpu`, `cuda`, `webgpu`). Optional: added within protocol 1. */
+  runtime?: { executionProvider: string };
 }
 
 /** GET /healthz */

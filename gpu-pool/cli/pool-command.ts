@@ -164,6 +164,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
     tokenizer: { format: detectTokenizerFormat(tokenizerBytes), path: '/v1/tokenizer', sha256: tokenizerSha },
     datastore: { enabled: datastore.tokenCount > 0 || !!flags.datastore, tokens: datastore.tokenCount },
     limits: { maxActive, maxQueued, maxTotalTokens },
+    runtime: { executionProvider: runner.executionProvider },
   };
   const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token });
   let url: string;

@@ -55,6 +55,7 @@ describe('info and tokenizer', () => {
     expect(body.protocol).toBe(1);
     expect(body.model).toMatchObject({ contextLength: 512, vocabSize: 512, bosId: 1, eosIds: [1] });
     expect(body.limits.maxActive).toBe(2);
+    expect(body.runtime?.executionProvider).toBe(process.env.SSSD_EXECUTION_PROVIDER || 'cpu');
     const res = await fetch(`${pool.url}${body.tokenizer.path}`, { headers: { authorization: `Bearer ${pool.token}` } });
     const bytes = new Uint8Array(await res.arrayBuffer());
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(body.tokenizer.sha256);
