@@ -124,8 +124,12 @@ export class TreeBudget {
     // no tree there. The marginal estimate and the measured governor both
     // could see a win there that was not one (on the 2-core CPU, speculating
     // at batch 16-128 measured per cycle as a tie or a 5-20% win, and lost
-    // 10-20% end to end), so beyond the knee nothing is drafted at all. On a
-    // GPU the knee is hundreds of tokens, so this binds only at huge batches.
+    // 10-20% end to end), so beyond the knee nothing is drafted at all. The
+    // knee counts rows: on the H100 through WebGPU it came out at 81-92,
+    // because each row's past is uploaded every step, while extra tokens in a
+    // row stayed nearly free; there this guard held concurrency 128 to 1.13
+    // tokens/step (docs/benchmarks.md). A knee in tokens per row would fit
+    // that machine better; not changed without a GPU to measure it on.
     if (batch >= this.kneeTokens) return false;
     const b = bucketOf(batch);
     const a = this.advantageOf(method);
