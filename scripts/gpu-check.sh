@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One pass over what a GPU host must show before it serves: greedy output on
+# the GPU equals the CPU's, the ceiling of speculation there (bench-decode
+# --accepted), and sssd against off through a real pool (bench-serve).
+#
+#   bash scripts/gpu-check.sh                    # WebGPU (needs a Vulkan driver)
+#   EP=cuda bash scripts/gpu-check.sh            # after the CUDA provider install (README)
+#   CONC=1,8 LIMIT=8 CEILING=0 bash scripts/gpu-check.sh   # shorter, no bench-decode
+#
+# MODEL, TOKENIZER, DATASTORE and WORKLOAD default to the shared stories260K
+# files and the datastore `npm start` builds; PORT to a free one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EP=${EP:-webgpu}
+CONC=${CONC:-1,8,32,128}
+LIMIT=${LIMIT:-96}
+PORT=${PORT:-0}
+MODEL=${MODEL:-../shared/models/stories260K/stories260K.bin}
+TOKENIZER=${TOKENIZER:-../shared/models/stories260K/tok512.bin}
+WORKLOAD=${WORKLOAD:-../shared/workloads/dev-sessions.jsonl}
+DATASTORE=${DATASTORE:-.cache/datastore/stories260K.self.sssd-ds}
+export SSSD_POOL_TOKEN=${SSSD_POOL_TOKEN:-gpu-check}
+sssd() { node bin/sssd.mjs "$@"; }
+
+echo "== greedy output, cpu against $EP"
+prompt="Once upon a time, there was a little dog"
+cpu=$(sssd generate --model "$MODEL" --tokenizer "$TOKENIZER" --prompt "$prompt" --max-tokens 200 --json)
+gpu=$(sssd generate --model "$MODEL" --tokenizer "$TOKENIZER" --prompt "$prompt" --max-tokens 200 --json --execution-provider "$EP")
+ids() { node -e 'process.stdout.write(JSON.stringify(JSON.parse(process.argv[1]).output_ids))' "$1"; }
+if [ "$(ids "$cpu")" != "$(ids "$gpu")" ]; then
+  echo "gpu-check: $EP's greedy output differs from the CPU's" >&2
+  exit 1
+fi
+echo "identical (200 tokens)"
+
+if [ "${CEILING:-1}" != 0 ]; then
+  echo "== ceiling on $EP (perfect drafts)"
+  sssd bench-decode --model "$MODEL" --execution-provider "$EP" --batch 1,8,32,128 --accepted 0,1,3,7 --tokens 48 --rounds 3
+fi
+
+echo "== pool on $EP"
+datastore_flag=()
+[ -f "$DATASTORE" ] && datastore_flag=(--datastore "$DATASTORE")
+log=$(mktemp)
+SSSD_EXECUTION_PROVIDER=$EP node bin/sssd.mjs pool --model "$MODEL" --tokenizer "$TOKENIZER" "${datastore_flag[@]}" --port "$PORT" >"$log" 2>&1 &
+pool=$!
+trap 'kill $pool 2>/dev/null || true; rm -f "$log"' EXIT
+url=""
+for _ in $(seq 1 1200); do
+  url=$(sed -n 's/^pool listening on \(http:[^ ]*\)$/\1/p' "$log")
+  [ -n "$url" ] && break
+  kill -0 $pool 2>/dev/null || { cat "$log" >&2; echo "gpu-check: the pool exited" >&2; exit 1; }
+  sleep 0.5
+done
+[ -n "$url" ] || { cat "$log" >&2; echo "gpu-check: the pool did not start within 10 minutes" >&2; exit 1; }
+cat "$log"
+# One concurrency at a time, so a slow provider still prints what it finished.
+for c in ${CONC//,/ }; do
+  sssd bench-serve --pool "$url" --workload "$WORKLOAD" --concurrency "$c" --limit "$LIMIT" --methods off,pld,sssd
+done
