@@ -12,8 +12,9 @@
  * Folded at build time to keep the per-layer op count low (these models are
  * tiny, so op overhead dominates FLOPs): 1/sqrt(hd) into Wq; RoPE's "rotate
  * pairs" into extra weight columns (q_rot = x Wq_rot, q = q*cos + q_rot*sin),
- * so one MatMul + Split gives
- * q, q_rot, k, k_rot, v. GQA without repeating K/V: Q is laid out as
+ * so one MatMul + Split gives [q|k], [q_rot|k_rot] and v, and one Mul-Mul-Add
+ * rotates q and k together (graph v4: 12 kernels fewer a pass than rotating
+ * them apart; lavapipe 7-10% faster, CPU the same). GQA without repeating K/V: Q is laid out as
  * [B, kvH, G*T, hd] and the mask is tiled G times. RMSNorm is one
  * SimplifiedLayerNormalization node (3-5% faster per step on CPU than folding
  * the weight into the next matmul, measured interleaved in one process on
@@ -27,7 +28,7 @@ import type { ModelWeights } from '../model/model-weights';
 import { OnnxGraphBuilder, type ExternalDataSink } from './onnx-graph-builder';
 
 /** Bump when the graph's structure or folding changes: it keys the on-disk cache. */
-export const GRAPH_VERSION = 3;
+export const GRAPH_VERSION = 4;
 /** Additive mask value for positions a token must not see: finite so a fully masked (padded) row stays NaN-free. */
 export const MASKED = -1e9;
 
@@ -123,15 +124,16 @@ export function buildLlamaGraph(config: ModelConfig, weights: ModelWeights, exte
   // Shared per forward: embeddings, RoPE factors at each token's position, the GQA-tiled mask.
   const embed = g.floats('token_embedding', [vocabSize, dim], weights.tokenEmbedding);
   let x = g.op1('Gather', [embed, inputIds], { axis: 0 });
+  // RoPE factors for q and k side by side, [contextLength, dim + kvDim]: one Mul-Mul-Add rotates both.
   const qTables = ropeTables(config, nHeads);
   const kTables = ropeTables(config, nKvHeads);
-  const cosQ = g.op1('Gather', [g.floats('rope_cos_q', [contextLength, dim], qTables.cos), positionIds], { axis: 0 });
-  const sinQ = g.op1('Gather', [g.floats('rope_sin_q', [contextLength, dim], qTables.sin), positionIds], { axis: 0 });
-  const cosK = g.op1('Gather', [g.floats('rope_cos_k', [contextLength, kvDim], kTables.cos), positionIds], { axis: 0 });
-  const sinK = g.op1('Gather', [g.floats('rope_sin_k', [contextLength, kvDim], kTables.sin), positionIds], { axis: 0 });
+  const qkWidth = dim + kvDim;
+  const cosQK = g.op1('Gather', [g.floats('rope_cos_qk', [contextLength, qkWidth], concatColumns([qTables.cos, kTables.cos], contextLength, [dim, kvDim])), positionIds], { axis: 0 });
+  const sinQK = g.op1('Gather', [g.floats('rope_sin_qk', [contextLength, qkWidth], concatColumns([qTables.sin, kTables.sin], contextLength, [dim, kvDim])), positionIds], { axis: 0 });
   const tiledMask = g.op1('Tile', [mask, g.ints('mask_repeats', [1, 1, G, 1])]);
 
-  const qkvSplit = g.ints('qkv_split', [dim, dim, kvDim, kvDim, kvDim]);
+  const qkvSplit = g.ints('qkv_split', [qkWidth, qkWidth, kvDim]);
+  const qkSplit = g.ints('qk_split', [dim, kvDim]);
   const ffnSplit = g.ints('ffn_split', [hiddenDim, hiddenDim]);
   const qShape5 = g.ints('q_shape5', [0, 0, nKvHeads, G, hd]);
   const gqaShape4 = g.ints('gqa_shape4', [0, 0, -1, hd]);
@@ -149,18 +151,17 @@ export function buildLlamaGraph(config: ModelConfig, weights: ModelWeights, exte
     const wqkv = concatColumns(
       [
         transposeScaled(w.wq, dim, dim, qScale),
-        transposeScaled(rotatePairs(w.wq, dim, dim), dim, dim, qScale),
         transposeScaled(w.wk, kvDim, dim),
+        transposeScaled(rotatePairs(w.wq, dim, dim), dim, dim, qScale),
         transposeScaled(rotatePairs(w.wk, kvDim, dim), kvDim, dim),
         transposeScaled(w.wv, kvDim, dim),
       ],
       dim,
-      [dim, dim, kvDim, kvDim, kvDim],
+      [dim, kvDim, dim, kvDim, kvDim],
     );
     const qkv = g.op1('MatMul', [rmsNorm(x, `l${l}_attn_norm`, w.attnNorm), g.floats(`l${l}_wqkv`, [dim, 2 * dim + 3 * kvDim], wqkv)]);
-    const [q0, qr, k0, kr, v0] = g.op('Split', [qkv, qkvSplit], { axis: -1 }, 5);
-    const q = g.op1('Add', [g.op1('Mul', [q0, cosQ]), g.op1('Mul', [qr, sinQ])]);
-    const k = g.op1('Add', [g.op1('Mul', [k0, cosK]), g.op1('Mul', [kr, sinK])]);
+    const [qk0, qkr, v0] = g.op('Split', [qkv, qkvSplit], { axis: -1 }, 3);
+    const [q, k] = g.op('Split', [g.op1('Add', [g.op1('Mul', [qk0, cosQK]), g.op1('Mul', [qkr, sinQK])]), qkSplit], { axis: -1 }, 2);
 
     // [B,T,kvH,hd] -> [B,kvH,T,hd]: the new keys/values are graph outputs.
     const newK = g.op1('Transpose', [g.op1('Reshape', [k, kShape4])], { perm: [0, 2, 1, 3] }, newKeyName(l));
