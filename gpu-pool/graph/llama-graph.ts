@@ -20,8 +20,8 @@
  * the weight into the next matmul, measured interleaved in one process on
  * stories260K). Graph v2 spelled it as six ops for the CPU optimizer to fuse,
  * which the WebGPU provider's optimizer does not: 238 kernels a pass there
- * against 183 now (lavapipe: 15.1 → 12.9 ms per pass; CPU: the same
- * optimised graph, same outputs).
+ * against 183 with v3 (lavapipe: 15.1 → 12.9 ms per pass; CPU: the same
+ * optimised graph, same outputs), 171 with v4.
  */
 import type { ModelConfig } from '../model/model-config';
 import type { ModelWeights } from '../model/model-weights';
