@@ -14,8 +14,9 @@
  * pairs" into extra weight columns (q_rot = x Wq_rot, q = q*cos + q_rot*sin),
  * so one MatMul + Split gives [q|k], [q_rot|k_rot] and v, and one Mul-Mul-Add
  * rotates q and k together (graph v4: 12 kernels fewer a pass than rotating
- * them apart; lavapipe 7-10% faster, CPU the same). GQA without repeating K/V: Q is laid out as
- * [B, kvH, G*T, hd] and the mask is tiled G times. RMSNorm is one
+ * them apart; lavapipe 7-10% faster, CPU the same). GQA without repeating
+ * K/V: Q is laid out as [B, kvH, G*T, hd] and the mask is tiled G times.
+ * RMSNorm is one
  * SimplifiedLayerNormalization node (3-5% faster per step on CPU than folding
  * the weight into the next matmul, measured interleaved in one process on
  * stories260K). Graph v2 spelled it as six ops for the CPU optimizer to fuse,
@@ -124,12 +125,12 @@ export function buildLlamaGraph(config: ModelConfig, weights: ModelWeights, exte
   // Shared per forward: embeddings, RoPE factors at each token's position, the GQA-tiled mask.
   const embed = g.floats('token_embedding', [vocabSize, dim], weights.tokenEmbedding);
   let x = g.op1('Gather', [embed, inputIds], { axis: 0 });
-  // RoPE factors for q and k side by side, [contextLength, dim + kvDim]: one Mul-Mul-Add rotates both.
-  const qTables = ropeTables(config, nHeads);
-  const kTables = ropeTables(config, nKvHeads);
+  // RoPE factors for q's heads then k's, [contextLength, dim + kvDim]: every
+  // head has the same pattern, so one table over both rotates them in one Mul-Mul-Add.
   const qkWidth = dim + kvDim;
-  const cosQK = g.op1('Gather', [g.floats('rope_cos_qk', [contextLength, qkWidth], concatColumns([qTables.cos, kTables.cos], contextLength, [dim, kvDim])), positionIds], { axis: 0 });
-  const sinQK = g.op1('Gather', [g.floats('rope_sin_qk', [contextLength, qkWidth], concatColumns([qTables.sin, kTables.sin], contextLength, [dim, kvDim])), positionIds], { axis: 0 });
+  const rope = ropeTables(config, nHeads + nKvHeads);
+  const cosQK = g.op1('Gather', [g.floats('rope_cos_qk', [contextLength, qkWidth], rope.cos), positionIds], { axis: 0 });
+  const sinQK = g.op1('Gather', [g.floats('rope_sin_qk', [contextLength, qkWidth], rope.sin), positionIds], { axis: 0 });
   const tiledMask = g.op1('Tile', [mask, g.ints('mask_repeats', [1, 1, G, 1])]);
 
   const qkvSplit = g.ints('qkv_split', [qkWidth, qkWidth, kvDim]);
