@@ -42,6 +42,12 @@ export interface TreeBudgetOptions {
 /** Drafting steps the drafting cost is the median of, and how many it needs before it is trusted. */
 const DRAFT_COST_SAMPLES = 15;
 const DRAFT_COST_MIN_SAMPLES = 3;
+/**
+ * Past the knee, a batch drafts only if a second token per row costs at most
+ * this share of its decode step. The 2-core CPU's curves give 0.14-0.43 at
+ * batch 8-128 (drafting there lost), the H100's 0.00-0.02, lavapipe's 0.05-0.09.
+ */
+const SECOND_TOKEN_MAX_SHARE = 0.1;
 
 export class TreeBudget {
   /**
@@ -117,20 +123,19 @@ export class TreeBudget {
   }
 
   /** Whether the rows of a batch this size should draft at all this step. */
-  wantsDrafts(batch: number, method = 'default'): boolean {
+  wantsDrafts(batch: number, method = 'default', maxPast = 128): boolean {
     if (this.options.policy === 'static') return true;
-    // At or past the knee a plain decode step already fills the pass: every
-    // draft token costs what a decode row does, and the authors' rule gives
-    // no tree there. The marginal estimate and the measured governor both
-    // could see a win there that was not one (on the 2-core CPU, speculating
-    // at batch 16-128 measured per cycle as a tie or a 5-20% win, and lost
-    // 10-20% end to end), so beyond the knee nothing is drafted at all. The
-    // knee counts rows: on the H100 through WebGPU it came out at 81-92,
-    // because each row's past is uploaded every step, while extra tokens in a
-    // row stayed nearly free; there this guard held concurrency 128 to 1.13
-    // tokens/step (docs/benchmarks.md). A knee in tokens per row would fit
-    // that machine better; not changed without a GPU to measure it on.
-    if (batch >= this.kneeTokens) return false;
+    // At or past the knee a plain decode step already fills the pass, and on
+    // a CPU every draft token then costs what a decode row does: the marginal
+    // estimate and the measured governor both could see a win there that was
+    // not one (on the 2-core CPU, speculating at batch 16-128 measured per
+    // cycle as a tie or a 5-20% win, and lost 10-20% end to end). But the
+    // knee counts rows, and a row can cost far more than a token: on the H100
+    // through WebGPU each row's past is uploaded every step (knee 81-106
+    // rows) while a second token in every row of 128 cost 2% more, and a
+    // guard on rows alone held concurrency 128 to 1.13 tokens/step. So past
+    // the knee a batch still drafts where that second token is nearly free.
+    if (batch >= this.kneeTokens && this.secondTokenShare(batch, maxPast) > SECOND_TOKEN_MAX_SHARE) return false;
     const b = bucketOf(batch);
     const a = this.advantageOf(method);
     const n = a.probes[b]++;
@@ -166,10 +171,22 @@ export class TreeBudget {
     return this.costModel.stepMs(rows, maxTokens, totalTokens, maxPast) + this.overheadPerRowMs * rows;
   }
 
-  /** How many nodes to ask each request's drafter for (bounds drafting time at large batches). */
-  draftCap(batch: number): number {
+  /** What a second token in every row adds to a decode step of `batch` rows, as a share of that step (calibrated curve). */
+  secondTokenShare(batch: number, maxPast = 128): number {
+    const rows = Math.max(1, batch);
+    const plain = this.costModel.stepMs(rows, 1, rows, maxPast);
+    return plain > 0 ? this.costModel.stepMs(rows, 2, 2 * rows, maxPast) / plain - 1 : Infinity;
+  }
+
+  /**
+   * How many nodes to ask each request's drafter for (bounds drafting time at
+   * large batches). Where a second token per row is nearly free (a knee set
+   * by rows, as on a GPU), at least 8: the budget trims what does not pay.
+   */
+  draftCap(batch: number, maxPast = 128): number {
     if (this.options.policy === 'static') return this.staticSize(batch);
-    return Math.max(4, Math.min(this.options.maxNodes, Math.ceil((2 * this.kneeTokens) / Math.max(1, batch))));
+    const floor = Math.min(this.options.maxNodes, this.secondTokenShare(batch, maxPast) <= SECOND_TOKEN_MAX_SHARE ? 8 : 4);
+    return Math.max(floor, Math.min(this.options.maxNodes, Math.ceil((2 * this.kneeTokens) / Math.max(1, batch))));
   }
 
   /**

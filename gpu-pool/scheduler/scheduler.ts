@@ -323,14 +323,14 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // a tenth or more of the steps at concurrency 1 and whose early, noisy
     // samples could switch a lone request's speculation off. The budget still
     // trims every tree to the nodes that pay.
-    const nearlyFree = budget !== null && n * 4 <= budget.kneeTokens;
-    const speculate = budget !== null && method !== null && (nearlyFree || (budget.wantsDrafts(n, method) && (governor ? governor.decide(n, method) : true)));
-    const cap = budget && speculate ? Math.min(this.maxTreeNodes, budget.draftCap(n)) : 0;
-    if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
-    while (this.budgetRows.length < n) this.budgetRows.push({ chainLength: 1, available: 0, probs: null, scale: 1 });
-
     let maxPast = 0;
     for (let r = 0; r < n; r++) maxPast = Math.max(maxPast, batch[r].cache!.length);
+    const nearlyFree = budget !== null && n * 4 <= budget.kneeTokens;
+    const speculate =
+      budget !== null && method !== null && (nearlyFree || (budget.wantsDrafts(n, method, maxPast) && (governor ? governor.decide(n, method) : true)));
+    const cap = budget && speculate ? Math.min(this.maxTreeNodes, budget.draftCap(n, maxPast)) : 0;
+    if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
+    while (this.budgetRows.length < n) this.budgetRows.push({ chainLength: 1, available: 0, probs: null, scale: 1 });
 
     // 1. Draft.
     let draftedRows = 0;

@@ -116,6 +116,34 @@ describe('marginal budget', () => {
     expect(gpu.wantsDrafts(128, 'sssd')).toBe(true);
   });
 
+  it('past a knee set by the cost of rows, still drafts where a second token per row is nearly free', () => {
+    // The H100's WebGPU curve: each row's past is uploaded every step (knee ~106 rows),
+    // while more tokens per row cost next to nothing.
+    const h100 = new TreeBudget(
+      new CostModel({ ...ZERO, fixed: 20.7, perTokenPair: 0.0000516, perPastToken: 0.0000478, perPastRow: 0.00151 }),
+      opts,
+    );
+    expect(h100.kneeTokens).toBeGreaterThan(80);
+    expect(h100.kneeTokens).toBeLessThan(128);
+    expect(h100.secondTokenShare(128, 256)).toBeLessThan(0.05);
+    expect(h100.wantsDrafts(128, 'sssd', 256)).toBe(true);
+    // The 2-core CPU's curve: a second token per row costs 14-43% more there, so nothing past the knee drafts.
+    const cpu = new TreeBudget(
+      new CostModel({ ...ZERO, fixed: 0.213, perPaddedToken: 0.00012, perToken: 0.0162, perPastToken: 0.00000438, perPastRow: 0.000183 }),
+      opts,
+    );
+    expect(cpu.kneeTokens).toBe(8);
+    for (const batch of [8, 16, 32, 64, 128]) {
+      for (const past of [32, 128, 256, 480]) {
+        expect(cpu.secondTokenShare(batch, past)).toBeGreaterThan(0.1);
+        expect(cpu.wantsDrafts(batch, 'sssd', past)).toBe(false);
+      }
+    }
+    // Drafters are asked for at least 8 nodes where tokens are nearly free; the CPU keeps 2 × knee / batch, at least 4.
+    expect(h100.draftCap(128, 256)).toBe(8);
+    expect([1, 2, 3, 4, 6, 7].map((batch) => cpu.draftCap(batch, 256))).toEqual([16, 8, 6, 4, 4, 4]);
+  });
+
   it('gives nothing to requests without drafts', () => {
     const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 5, perPaddedToken: 0.001 }), opts);
     const out = new Int32Array(2);
