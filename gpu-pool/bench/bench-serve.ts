@@ -146,7 +146,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
             return r;
           });
           const acc = perMethod.get(method)!;
-          acc.wall += (performance.now() - t0) / 1000; if (process.env.SSSD_BENCH_PHASES) console.error(`phase c=${concurrency} turn=${turn} ${method} ${(runs.reduce((s, r) => s + r.outputIds.length, 0) / ((performance.now() - t0) / 1000)).toFixed(0)} tok/s`);
+          acc.wall += (performance.now() - t0) / 1000;
           acc.runs.push(...runs);
         }
       }
