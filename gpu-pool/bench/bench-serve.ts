@@ -96,10 +96,11 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       const count = Math.max(Math.min(prepared.length, opts.limit), 4 * concurrency);
       const requests = Array.from({ length: count }, (_, i) => ({ ...prepared[i % prepared.length], repeat: i >= prepared.length }));
       const roundSize = Math.min(count, Math.max(2 * concurrency, 16));
-      // The level's first round once, unmeasured, at full length (no edge): a
-      // pool's first seconds at a new load run its garbage collector several
-      // times as often while its heap grows, and without this round the method
-      // listed first measured 8-18% slower at concurrency 32 than the same work
+      // The level's first round once, unmeasured, at full length, with
+      // speculation off (so it warms no method's drafting caches): a pool's
+      // first seconds at a new load run its garbage collector several times as
+      // often while its heap grows, and without this round the method listed
+      // first measured 8-18% slower at concurrency 32 than the same work
       // listed later (`pld` against `off`, both at 1.00 tokens/step).
       if (concurrency > 4) {
         await replay(requests.slice(0, roundSize), concurrency, (p) =>
@@ -108,8 +109,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
             promptIds: p.promptIds,
             maxTokens: p.request.max_tokens,
             sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
-            speculation: opts.methods[0],
-            useDatastore: opts.useDatastore,
+            speculation: 'off',
             contributeToDatastore: false,
           }),
         );
