@@ -82,14 +82,14 @@ export class TreeBudget {
     return a;
   }
 
+  /** The I_knee of the static rule, from the calibrated curve (fixed with it; asked several times a step). */
+  readonly kneeTokens: number;
+
   constructor(
     readonly costModel: CostModel,
     readonly options: TreeBudgetOptions,
-  ) {}
-
-  /** The I_knee of the static rule, from the calibrated curve. */
-  get kneeTokens(): number {
-    return this.costModel.kneeTokens();
+  ) {
+    this.kneeTokens = costModel.kneeTokens();
   }
 
   /** The static rule's tree size for a batch of `batch` rows. */
