@@ -1,25 +1,36 @@
 /**
- * The bench's edge, run on a worker thread. The edge's work (drafting a trie
- * from the user's cache, merging a finished request back into it: several ms
- * per request) happens on the edge's machines in production, in waitUntil,
- * off the response path. Run on the benchmark client's only thread it stalled
- * the reading of every stream in flight while it ran, so at concurrency 8+
- * the client, not the pool, set the pace of `sssd` runs (the pool sat idle
- * for a quarter of the time at 32 even for `off`). On its own thread it still
- * takes the same CPU time on this machine, but it no longer blocks the client.
- * Falls back to the in-thread EdgeEmulator where a worker cannot start.
+ * The bench's edge, split as the real one is. Drafting a trie from the user's
+ * cache is on the request path (~40 µs on dev-sessions), so it runs on the
+ * client's thread; merging a finished request back into the cache is the
+ * edge's waitUntil work, off the response path (66 µs to ~1 ms as a cache
+ * grows to 256 KiB), so it runs on a worker thread that sends each merged
+ * cache back.
+ *
+ * Why not all on one side: with the whole edge in the client's thread, the
+ * merges (several ms each before the user-cache codec got faster) stalled the
+ * reading of every stream in flight, and at concurrency 8+ the client set the
+ * pace. With the whole edge on the worker, each trie was a round trip to a
+ * sleeping thread: ~0.9 ms on the 2-core VM against 36 µs of drafting, paid
+ * before every `sssd` request and never by `off` (concurrency 1: 1.95x with
+ * it, 2.12x without, same pool, same tokens/step).
+ *
+ * A trie waits only for merges of its own user still on the worker (the
+ * user's previous turn must be in the cache it drafts from); other users'
+ * merges never hold it up. Falls back to all in-thread where a worker cannot
+ * start.
  */
 import { Worker } from 'node:worker_threads';
 import { EdgeEmulator } from './edge-emulator';
 
 export type EdgeWorkerRequest =
-  | { type: 'reset'; vocabSize: number }
-  | { type: 'trie'; id: number; user: string; promptIds: number[] }
-  | { type: 'record'; user: string; promptIds: number[]; outputIds: number[] };
+  | { type: 'reset'; epoch: number; vocabSize: number }
+  | { type: 'record'; epoch: number; user: string; promptIds: number[]; outputIds: number[] };
 
+/** A merged cache, sent back after each record of the same epoch. */
 export interface EdgeWorkerReply {
-  id: number;
-  trie: string | undefined;
+  epoch: number;
+  user: string;
+  cache: Uint8Array;
 }
 
 export interface BenchEdge {
@@ -32,16 +43,16 @@ export interface BenchEdge {
   close(): Promise<void>;
 }
 
-/** The edge on a worker thread, or in this thread when no worker can start. */
+/** The edge with its merges on a worker thread, or all in this thread when no worker can start. */
 export function startBenchEdge(vocabSize: number): BenchEdge {
   try {
-    return new EdgeEmulatorThread(vocabSize);
+    return new MergeThreadEdge(vocabSize);
   } catch {
     return new InThreadEdge(vocabSize);
   }
 }
 
-class InThreadEdge implements BenchEdge {
+export class InThreadEdge implements BenchEdge {
   private edge: EdgeEmulator;
   constructor(private readonly vocabSize: number) {
     this.edge = new EdgeEmulator(vocabSize);
@@ -60,50 +71,78 @@ class InThreadEdge implements BenchEdge {
   }
 }
 
-class EdgeEmulatorThread implements BenchEdge {
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+export class MergeThreadEdge implements BenchEdge {
   private readonly worker: Worker;
-  private nextId = 0;
-  private readonly waiting = new Map<number, { resolve: (trie: string | undefined) => void; reject: (err: Error) => void }>();
+  /** This thread's copy of every user's cache (tries are drafted from it). */
+  private edge: EdgeEmulator;
+  /** Bumped by reset: merges of an earlier epoch are dropped when they come back. */
+  private epoch = 0;
+  /** Merges posted and not back yet, per user. */
+  private readonly inFlight = new Map<string, number>();
+  private readonly waiting = new Map<string, Waiter[]>();
   private failed: Error | null = null;
 
   constructor(private readonly vocabSize: number) {
-    // The sources are TypeScript run through tsx, whose loader a worker does
-    // not inherit: the worker registers it, then loads its entry.
-    const tsx = import.meta.resolve('tsx/esm/api');
-    const entry = new URL('./edge-worker.ts', import.meta.url).href;
-    const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
-    this.worker = new Worker(boot, { eval: true });
+    this.edge = new EdgeEmulator(vocabSize);
+    // edge-worker.mjs registers tsx (a worker does not inherit the parent's loader), then loads edge-worker.ts.
+    this.worker = new Worker(new URL('./edge-worker.mjs', import.meta.url));
     this.worker.unref();
-    this.worker.on('message', (reply: EdgeWorkerReply) => {
-      const w = this.waiting.get(reply.id);
-      this.waiting.delete(reply.id);
-      w?.resolve(reply.trie);
-    });
+    this.worker.on('message', (reply: EdgeWorkerReply) => this.merged(reply));
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => this.fail(new Error(`bench edge worker exited (${code})`)));
-    this.reset();
+    this.post({ type: 'reset', epoch: this.epoch, vocabSize });
   }
 
-  trieFor(user: string, promptIds: readonly number[]): Promise<string | undefined> {
-    if (this.failed) return Promise.reject(this.failed);
-    const id = ++this.nextId;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      this.post({ type: 'trie', id, user, promptIds: [...promptIds] });
-    });
+  async trieFor(user: string, promptIds: readonly number[]): Promise<string | undefined> {
+    if (this.failed) throw this.failed;
+    if ((this.inFlight.get(user) ?? 0) > 0) {
+      await new Promise<void>((resolve, reject) => {
+        const list = this.waiting.get(user) ?? [];
+        list.push({ resolve, reject });
+        this.waiting.set(user, list);
+      });
+    }
+    return this.edge.trieFor(user, promptIds);
   }
 
   record(user: string, promptIds: readonly number[], outputIds: readonly number[]): void {
-    this.post({ type: 'record', user, promptIds: [...promptIds], outputIds: [...outputIds] });
+    if (this.failed) return;
+    this.inFlight.set(user, (this.inFlight.get(user) ?? 0) + 1);
+    this.post({ type: 'record', epoch: this.epoch, user, promptIds: [...promptIds], outputIds: [...outputIds] });
   }
 
   reset(): void {
-    this.post({ type: 'reset', vocabSize: this.vocabSize });
+    this.epoch++;
+    this.edge = new EdgeEmulator(this.vocabSize);
+    this.inFlight.clear();
+    // Tries waiting on a merge of the old epoch go on with the emptied caches.
+    for (const list of this.waiting.values()) for (const w of list) w.resolve();
+    this.waiting.clear();
+    this.post({ type: 'reset', epoch: this.epoch, vocabSize: this.vocabSize });
   }
 
   async close(): Promise<void> {
     this.failed ??= new Error('bench edge closed');
     await this.worker.terminate();
+  }
+
+  private merged(reply: EdgeWorkerReply): void {
+    if (reply.epoch !== this.epoch) return;
+    this.edge.adopt(reply.user, reply.cache);
+    const left = (this.inFlight.get(reply.user) ?? 1) - 1;
+    if (left > 0) {
+      this.inFlight.set(reply.user, left);
+      return;
+    }
+    this.inFlight.delete(reply.user);
+    const list = this.waiting.get(reply.user);
+    this.waiting.delete(reply.user);
+    if (list) for (const w of list) w.resolve();
   }
 
   private post(message: EdgeWorkerRequest): void {
@@ -113,7 +152,7 @@ class EdgeEmulatorThread implements BenchEdge {
   private fail(err: Error): void {
     if (this.failed) return;
     this.failed = err;
-    for (const w of this.waiting.values()) w.reject(err);
+    for (const list of this.waiting.values()) for (const w of list) w.reject(err);
     this.waiting.clear();
   }
 }

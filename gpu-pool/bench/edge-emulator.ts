@@ -23,8 +23,15 @@ export class EdgeEmulator {
     return trie.length === 0 ? undefined : Buffer.from(trie).toString('base64');
   }
 
-  record(user: string, promptIds: readonly number[], outputIds: readonly number[]): void {
+  /** Merges a finished request into the user's cache; returns the new cache bytes. */
+  record(user: string, promptIds: readonly number[], outputIds: readonly number[]): Uint8Array {
     const merged = mergeIntoUserCache(this.caches.get(user) ?? null, [...promptIds, ...outputIds], { vocabSize: this.vocabSize });
     this.caches.set(user, merged);
+    return merged;
+  }
+
+  /** Takes a cache merged elsewhere (the bench's merge thread) as this user's. */
+  adopt(user: string, cache: Uint8Array): void {
+    this.caches.set(user, cache);
   }
 }

@@ -1,7 +1,7 @@
 /**
- * Worker-thread side of EdgeEmulatorThread (edge-emulator-thread.ts): owns the
- * per-user caches and answers trie requests in message order, so a trie
- * requested after a record sees that record.
+ * Worker-thread side of MergeThreadEdge (edge-emulator-thread.ts): merges
+ * finished requests into the users' caches, in message order, and sends each
+ * merged cache back to the client's thread, which drafts tries from it.
  */
 import { parentPort } from 'node:worker_threads';
 import { EdgeEmulator } from './edge-emulator';
@@ -10,16 +10,16 @@ import type { EdgeWorkerRequest, EdgeWorkerReply } from './edge-emulator-thread'
 const port = parentPort;
 if (!port) throw new Error('edge-worker.ts runs as a worker thread');
 let edge: EdgeEmulator | null = null;
+let epoch = -1;
 port.on('message', (m: EdgeWorkerRequest) => {
   switch (m.type) {
     case 'reset':
       edge = new EdgeEmulator(m.vocabSize);
+      epoch = m.epoch;
       break;
-    case 'record':
-      edge?.record(m.user, m.promptIds, m.outputIds);
-      break;
-    case 'trie': {
-      const reply: EdgeWorkerReply = { id: m.id, trie: edge?.trieFor(m.user, m.promptIds) };
+    case 'record': {
+      if (!edge || m.epoch !== epoch) break;
+      const reply: EdgeWorkerReply = { epoch, user: m.user, cache: edge.record(m.user, m.promptIds, m.outputIds) };
       port.postMessage(reply);
       break;
     }
