@@ -10,6 +10,11 @@
  * unmeasured round (see below). User caches start empty at each level (the
  * edge learns during the level, never from a previous replay of the same
  * request).
+ *
+ * Spread: with `repeats` > 1 each level is replayed that many times (caches
+ * emptied each time) and every ratio to `off` also comes per replay, so a
+ * reader sees how far one run's ratio can be trusted (on the 2-core VM a
+ * single run's ratio moves by ±5-10% at concurrency 8-128).
  */
 import cliProgress from 'cli-progress';
 import { speculationMethods, type PoolInfo, type SpeculationMethod } from '../../shared/protocol';
@@ -27,6 +32,8 @@ export interface BenchServeOptions {
   methods: SpeculationMethod[];
   /** Requests per concurrency level (at least 4 × the concurrency, cycling through the workload). */
   limit: number;
+  /** Measured replays of each level (default 1); figures pool them, ratios also come per replay. */
+  repeats?: number;
   useDatastore: boolean;
   /** Play the edge for `sssd` (per-user caches, shipped tries); default true. */
   edgeTries?: boolean;
@@ -51,6 +58,8 @@ export interface MethodResult {
   acceptanceRate: number;
   /** Output tokens/s relative to `off` at the same concurrency (when measured). */
   speedupVsOff?: number;
+  /** The same ratio for each replay of the level (with `repeats` > 1). */
+  speedupVsOffRuns?: number[];
 }
 
 interface Prepared {
@@ -116,38 +125,48 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       }
       const perMethod = new Map<SpeculationMethod, { runs: TimedGeneration[]; wall: number }>();
       for (const m of opts.methods) perMethod.set(m, { runs: [], wall: 0 });
-      // User caches start empty at each level.
-      edge?.reset();
+      const repeats = Math.max(1, opts.repeats ?? 1);
+      /** Output tokens and wall seconds per replay and method. */
+      const perReplay = Array.from({ length: repeats }, () => new Map<SpeculationMethod, { tokens: number; wall: number }>());
       const bar = opts.progress
         ? new cliProgress.SingleBar({ format: `c=${concurrency} {bar} {value}/{total} generations`, stream: process.stderr }, cliProgress.Presets.shades_classic)
         : null;
-      bar?.start(count * opts.methods.length, 0);
-      for (let start = 0, turn = 0; start < count; start += roundSize, turn++) {
-        const round = requests.slice(start, start + roundSize);
-        const order = opts.methods.map((_, i) => opts.methods[(i + turn) % opts.methods.length]);
-        for (const method of order) {
-          const t0 = performance.now();
-          const runs = await replay(round, concurrency, async (p) => {
-            const playEdge = edge !== null && method === 'sssd' && !p.repeat;
-            const trie = playEdge ? await edge.trieFor(p.user, p.promptIds) : undefined;
-            const r = await runGeneration(opts.poolUrl, opts.token, {
-              id: `bench-${process.pid}-${++runId}`,
-              promptIds: p.promptIds,
-              maxTokens: p.request.max_tokens,
-              sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
-              speculation: method,
-              useDatastore: opts.useDatastore,
-              contributeToDatastore: false,
-              ...(trie ? { trie } : {}),
-            }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds]) } : {});
-            // As the edge's waitUntil: the cache update happens after the response, off the request path.
-            if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);
-            bar?.increment();
-            return r;
-          });
-          const acc = perMethod.get(method)!;
-          acc.wall += (performance.now() - t0) / 1000;
-          acc.runs.push(...runs);
+      bar?.start(count * opts.methods.length * repeats, 0);
+      for (let replayIndex = 0, turn = 0; replayIndex < repeats; replayIndex++) {
+        // User caches start empty at each level, and at each replay of it.
+        edge?.reset();
+        for (let start = 0; start < count; start += roundSize, turn++) {
+          const round = requests.slice(start, start + roundSize);
+          const order = opts.methods.map((_, i) => opts.methods[(i + turn) % opts.methods.length]);
+          for (const method of order) {
+            const t0 = performance.now();
+            const runs = await replay(round, concurrency, async (p) => {
+              const playEdge = edge !== null && method === 'sssd' && !p.repeat;
+              const trie = playEdge ? await edge.trieFor(p.user, p.promptIds) : undefined;
+              const r = await runGeneration(opts.poolUrl, opts.token, {
+                id: `bench-${process.pid}-${++runId}`,
+                promptIds: p.promptIds,
+                maxTokens: p.request.max_tokens,
+                sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
+                speculation: method,
+                useDatastore: opts.useDatastore,
+                contributeToDatastore: false,
+                ...(trie ? { trie } : {}),
+              }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds]) } : {});
+              // As the edge's waitUntil: the cache update happens after the response, off the request path.
+              if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);
+              bar?.increment();
+              return r;
+            });
+            const wall = (performance.now() - t0) / 1000;
+            const acc = perMethod.get(method)!;
+            acc.wall += wall;
+            acc.runs.push(...runs);
+            const figures = perReplay[replayIndex].get(method) ?? { tokens: 0, wall: 0 };
+            figures.wall += wall;
+            for (const r of runs) if (r.ok) figures.tokens += r.outputIds.length;
+            perReplay[replayIndex].set(method, figures);
+          }
         }
       }
       bar?.stop();
@@ -157,13 +176,21 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       }
       const off = results.find((r) => r.concurrency === concurrency && r.method === 'off');
       if (off) {
-        for (const r of results) if (r.concurrency === concurrency) r.speedupVsOff = r.outputTokensPerSecond / off.outputTokensPerSecond;
+        for (const r of results) {
+          if (r.concurrency !== concurrency) continue;
+          r.speedupVsOff = r.outputTokensPerSecond / off.outputTokensPerSecond;
+          if (repeats > 1) r.speedupVsOffRuns = perReplay.map((m) => rate(m.get(r.method)) / rate(m.get('off')));
+        }
       }
     }
   } finally {
     await edge?.close();
   }
   return results;
+}
+
+function rate(figures: { tokens: number; wall: number } | undefined): number {
+  return figures && figures.wall > 0 ? figures.tokens / figures.wall : NaN;
 }
 
 /** Runs `items` keeping at most `concurrency` in flight; results in input order. */
@@ -206,7 +233,9 @@ function summarise(concurrency: number, method: SpeculationMethod, runs: TimedGe
 }
 
 export function formatTable(results: readonly MethodResult[]): string {
-  const head = ['conc', 'method', 'reqs', 'fail', 'out tok/s', 'x off', 'TPOT med', 'TPOT p99', 'TTFT med', 'TTFT p99', 'tok/step', 'accept'];
+  // With repeats, the per-replay ratios' range follows the pooled ratio.
+  const spread = results.some((r) => (r.speedupVsOffRuns?.length ?? 0) > 1);
+  const head = ['conc', 'method', 'reqs', 'fail', 'out tok/s', 'x off', ...(spread ? ['x off runs'] : []), 'TPOT med', 'TPOT p99', 'TTFT med', 'TTFT p99', 'tok/step', 'accept'];
   const rows = results.map((r) => [
     String(r.concurrency),
     r.method,
@@ -214,6 +243,7 @@ export function formatTable(results: readonly MethodResult[]): string {
     String(r.failed),
     r.outputTokensPerSecond.toFixed(0),
     r.speedupVsOff === undefined ? '-' : `${r.speedupVsOff.toFixed(2)}x`,
+    ...(spread ? [r.speedupVsOffRuns ? `${Math.min(...r.speedupVsOffRuns).toFixed(2)}-${Math.max(...r.speedupVsOffRuns).toFixed(2)}x` : '-'] : []),
     `${r.tpotMedianMs.toFixed(2)}ms`,
     `${r.tpotP99Ms.toFixed(2)}ms`,
     `${r.ttftMedianMs.toFixed(1)}ms`,

@@ -14,6 +14,7 @@ interface BenchServeFlags {
   concurrency: string;
   methods: string;
   limit: string;
+  repeat: string;
   json?: boolean;
   token?: string;
   datastore: boolean;
@@ -29,6 +30,7 @@ export function register(program: Command): void {
     .option('--concurrency <list>', 'generations in flight, comma-separated', '1,8,32,128')
     .option('--methods <list>', 'speculation methods, comma-separated (off, pld, context, sssd)', 'off,pld,sssd')
     .option('--limit <n>', 'requests per concurrency level (at least 4 × the concurrency, cycling through the workload)', '96')
+    .option('--repeat <n>', 'measured replays of each level; ratios to off are also shown per replay (their range)', '1')
     .option('--no-datastore', "do not use the pool's global datastore for sssd")
     .option('--no-edge', 'do not play the edge for sssd (no per-user caches, no shipped tries)')
     .option('--token <token>', 'bearer token (default $SSSD_POOL_TOKEN)')
@@ -36,6 +38,7 @@ export function register(program: Command): void {
     .action(async (flags: BenchServeFlags) => {
       const concurrencies = parseNumberList('--concurrency', flags.concurrency, { integer: true, min: 1 });
       const limit = parseNumberFlag('--limit', flags.limit, { integer: true, min: 1 })!;
+      const repeats = parseNumberFlag('--repeat', flags.repeat, { integer: true, min: 1 })!;
       let methods;
       try {
         methods = parseMethods(flags.methods);
@@ -59,6 +62,7 @@ export function register(program: Command): void {
         concurrencies,
         methods,
         limit,
+        repeats,
         useDatastore: flags.datastore,
         edgeTries: flags.edge,
         progress: !flags.json && process.stderr.isTTY === true,

@@ -54,6 +54,43 @@ describe('bench-serve', () => {
     expect(results[3].outputTokens).toBe(results[2].outputTokens);
   });
 
+  it('replays a level several times with --repeat and gives the ratio of each replay', async () => {
+    const cli = path.join(repoRoot, 'bin/sssd.mjs');
+    const { stdout } = await run(
+      process.execPath,
+      [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off,pld', '--limit', '2', '--repeat', '3'],
+      { env: { ...process.env, SSSD_POOL_TOKEN: pool.token } },
+    );
+    // 3 replays of 8 requests (4 × the concurrency); the table gains a column with the range of the per-replay ratios.
+    expect(stdout).toMatch(/x off runs/);
+    const lines = stdout.split('\n');
+    expect(lines.find((l) => /^2\s+off\s/.test(l))).toMatch(/\s24\s+0\s+\d+\s+1\.00x\s+1\.00-1\.00x\s/);
+    expect(lines.find((l) => /^2\s+pld\s/.test(l))).toMatch(/\s24\s+0\s+\d+\s+\d\.\d\dx\s+\d\.\d\d-\d\.\d\dx\s/);
+
+    const workload = (await loadWorkload(workloads.devSessions)).slice(0, 4).map((r) => ({ ...r, max_tokens: Math.min(r.max_tokens, 24) }));
+    const results = await benchServe({
+      poolUrl: pool.url,
+      token: pool.token,
+      workload,
+      concurrencies: [1],
+      methods: ['off', 'sssd'],
+      limit: 4,
+      repeats: 2,
+      useDatastore: true,
+      progress: false,
+    });
+    const [off, sssd] = results;
+    // Every replay runs the level's requests again: twice the requests, twice the tokens of one replay.
+    expect(off.requests).toBe(8);
+    expect(sssd.outputTokens).toBe(off.outputTokens);
+    expect(off.speedupVsOffRuns).toEqual([1, 1]);
+    expect(sssd.speedupVsOffRuns).toHaveLength(2);
+    // The pooled ratio lies within the per-replay ones.
+    const runs = sssd.speedupVsOffRuns!;
+    expect(sssd.speedupVsOff!).toBeGreaterThanOrEqual(Math.min(...runs) - 1e-9);
+    expect(sssd.speedupVsOff!).toBeLessThanOrEqual(Math.max(...runs) + 1e-9);
+  });
+
   it('runs from the command line and prints JSON; bad flags are clear errors', async () => {
     const cli = path.join(repoRoot, 'bin/sssd.mjs');
     const { stdout } = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off', '--limit', '2', '--json'], {
@@ -68,5 +105,10 @@ describe('bench-serve', () => {
     expect((bad as { code: number }).code).toBe(2);
     expect((bad as { stderr: string }).stderr).toMatch(/unknown method "magic"/);
     expect((bad as { stderr: string }).stderr).not.toMatch(/at .*\.ts:\d+/);
+    const badRepeat = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--repeat', '0'], {
+      env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
+    }).catch((e: { code: number; stderr: string }) => e);
+    expect((badRepeat as { code: number }).code).toBe(2);
+    expect((badRepeat as { stderr: string }).stderr).toMatch(/--repeat/);
   });
 });
