@@ -1,8 +1,10 @@
 /**
  * `sssd eval-drafts`: offline acceptance of the drafting methods on a workload.
- * Replays it in arrival order against each request's true greedy continuation
+ * Replays it in arrival order against each request's true continuation
  * (computed once with the model, cached under .cache/eval/) and prints mean
  * acceptance length τ per method × budget and drafting time per step.
+ * Continuations are greedy, or with `--sampling as-served` each request's own
+ * (temperature, top_p, seed), which is what the pool emits for it.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -35,13 +37,16 @@ interface EvalDraftsFlags {
   weights?: string;
   cacheDir: string;
   liveDatastore?: boolean;
+  sampling: string;
   json?: boolean;
 }
+
+const samplingModes = ['greedy', 'as-served'] as const;
 
 export function register(program: Command): void {
   program
     .command('eval-drafts')
-    .description('replay a workload against true greedy continuations and report mean acceptance length per drafting method and budget')
+    .description('replay a workload against true continuations (greedy, or as served) and report mean acceptance length per drafting method and budget')
     .requiredOption('--model <path>', 'checkpoint (llama2.c .bin or Hugging Face directory)')
     .requiredOption('--tokenizer <path>', 'tokenizer (llama2.c .bin or tokenizer.json)')
     .requiredOption('--workload <file>', 'workload JSONL (user, prompt, max_tokens, arrival_s, ...)')
@@ -53,6 +58,7 @@ export function register(program: Command): void {
     .option('--edge-trie-nodes <n>', 'edge trie size, nodes', '128')
     .option('--weights <json>', 'fusion weight overrides as JSON, e.g. {"edge":0.7,"combine":"max"}')
     .option('--cache-dir <dir>', 'where continuations are cached', '.cache/eval')
+    .option('--sampling <mode>', "greedy: every request decoded greedily; as-served: each request's temperature, top_p and seed, drafts coupled to its noise as in the pool", 'greedy')
     .option('--live-datastore', "datastore methods also learn from every finished request (the pool's opt-in contributeToDatastore)")
     .option('--json', 'print the results as JSON')
     .action(async (flags: EvalDraftsFlags) => {
@@ -97,6 +103,8 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   const maxTokens = parseNumberFlag('--max-tokens', flags.maxTokens, { integer: true, min: 1 });
   const edgeTrieNodes = parseNumberFlag('--edge-trie-nodes', flags.edgeTrieNodes, { integer: true, min: 1, max: 65535 }) as number;
   const weights = parseWeights(flags.weights);
+  const [samplingMode] = parseList('--sampling', flags.sampling ?? 'greedy', samplingModes);
+  const asServed = samplingMode === 'as-served';
   const needsDatastore = methods.some((m) => m.includes('datastore'));
   if (needsDatastore && !flags.datastore && !flags.datastoreCorpus) {
     throw new CliError(`methods ${methods.filter((m) => m.includes('datastore')).join(', ')} need --datastore FILE or --datastore-corpus FILE`);
@@ -106,13 +114,19 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   const model = await loadModel(flags.model);
   checkTokenizerFits(tokenizer, model, flags.tokenizer);
   const { requests, text } = await readWorkload(flags.workload);
-  const jobs = requests.map((r) => ({ promptIds: tokenizer.encode(r.prompt, { bos: true }), maxTokens: maxTokens ?? r.max_tokens }));
+  const jobs = requests.map((r, i) => ({
+    promptIds: tokenizer.encode(r.prompt, { bos: true }),
+    maxTokens: maxTokens ?? r.max_tokens,
+    // A request without a seed gets its index: the pool would draw one; any fixed one serves.
+    ...(asServed && r.temperature > 0 ? { sampling: { temperature: r.temperature, topP: r.top_p, seed: r.seed ?? i } } : {}),
+  }));
 
   const cacheFile = continuationCacheFile(path.resolve(flags.cacheDir), {
     modelSha256: model.sha256,
     tokenizerSha256: await sha256File(flags.tokenizer),
     workloadText: text,
     maxTokens: maxTokens === undefined ? 'per-request' : String(maxTokens),
+    sampling: samplingMode,
   });
   let continuations = await readCachedContinuations(cacheFile, jobs);
   if (!continuations) {
@@ -120,7 +134,7 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
     continuations = await computeContinuations(runner, jobs, { progress: !flags.json });
     await writeCachedContinuations(cacheFile, continuations);
   } else if (!flags.json) {
-    process.stderr.write(`greedy continuations from ${path.relative(process.cwd(), cacheFile)}\n`);
+    process.stderr.write(`${samplingMode} continuations from ${path.relative(process.cwd(), cacheFile)}\n`);
   }
 
   const encode = tokenizer.encode.bind(tokenizer);
@@ -128,7 +142,10 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   let datastore: Datastore | null = null;
   if (needsDatastore) datastore = await openDatastore(flags, encode, vocabSize);
 
-  const replayRequests: ReplayRequest[] = requests.map((r, i) => ({ user: r.user, promptIds: jobs[i].promptIds, continuation: continuations[i] }));
+  const replayRequests: ReplayRequest[] = requests.map((r, i) => {
+    const s = jobs[i].sampling;
+    return { user: r.user, promptIds: jobs[i].promptIds, continuation: continuations[i], ...(s ? { sampling: { seed: s.seed, temperature: s.temperature } } : {}) };
+  });
   const results: ReplayResult[] = [];
   for (const method of methods) {
     for (const budget of budgets) {
@@ -150,6 +167,7 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
           continuationTokens: continuations.reduce((s, c) => s + c.length, 0),
           datastoreTokens: datastore?.tokenCount ?? 0,
           liveDatastore: Boolean(flags.liveDatastore),
+          sampling: samplingMode,
           weights,
           results,
         },

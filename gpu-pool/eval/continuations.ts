@@ -1,8 +1,11 @@
 /**
- * True greedy continuations of a workload's prompts, computed once with the
+ * True continuations of a workload's prompts, computed once with the
  * runtime's batched `generate` and cached on disk under .cache/eval/, keyed by
- * the model's sha256, the tokenizer's, the workload's contents and the
- * max-tokens policy.
+ * the model's sha256, the tokenizer's, the workload's contents, the
+ * max-tokens policy and the sampling mode. Greedy by default; a job with
+ * `sampling` is sampled with its seed exactly as the pool samples it (the
+ * same position-tied noise), so it is the pool's output for that request
+ * whatever the method.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
@@ -14,6 +17,8 @@ import type { ModelRunner } from '../runtime/model-runner';
 export interface ContinuationJob {
   promptIds: number[];
   maxTokens: number;
+  /** Sample (temperature > 0) with this seed instead of greedy decoding. */
+  sampling?: { temperature: number; topP: number; seed: number };
 }
 
 export interface ContinuationCacheKey {
@@ -22,11 +27,14 @@ export interface ContinuationCacheKey {
   workloadText: string;
   /** 'per-request' or a fixed number. */
   maxTokens: string;
+  /** 'greedy' (the default, and the only mode of older cache files) or 'as-served'. */
+  sampling?: string;
 }
 
 export function continuationCacheFile(cacheDir: string, key: ContinuationCacheKey): string {
   const h = createHash('sha256')
     .update(`model:${key.modelSha256}\ntokenizer:${key.tokenizerSha256}\nmax:${key.maxTokens}\n`)
+    .update(key.sampling && key.sampling !== 'greedy' ? `sampling:${key.sampling}\n` : '')
     .update(key.workloadText)
     .digest('hex')
     .slice(0, 24);
@@ -49,9 +57,9 @@ export async function readCachedContinuations(file: string, jobs: ContinuationJo
 export async function computeContinuations(runner: ModelRunner, jobs: ContinuationJob[], opts: { batchSize?: number; progress?: boolean } = {}): Promise<number[][]> {
   const batchSize = Math.max(1, opts.batchSize ?? 32);
   const ctx = runner.config.contextLength;
-  const clipped = jobs.map((j) => ({ promptIds: j.promptIds.slice(0, ctx), maxTokens: Math.max(1, Math.min(j.maxTokens, ctx - Math.min(ctx, j.promptIds.length) || 1)) }));
+  const clipped = jobs.map((j) => ({ promptIds: j.promptIds.slice(0, ctx), maxTokens: Math.max(1, Math.min(j.maxTokens, ctx - Math.min(ctx, j.promptIds.length) || 1)), sampling: j.sampling }));
   const total = clipped.reduce((s, j) => s + j.maxTokens, 0);
-  const bar = opts.progress === false ? null : new SingleBar({ format: 'greedy continuations [{bar}] {value}/{total} tokens | {eta_formatted} left', stream: process.stderr }, Presets.shades_classic);
+  const bar = opts.progress === false ? null : new SingleBar({ format: 'continuations [{bar}] {value}/{total} tokens | {eta_formatted} left', stream: process.stderr }, Presets.shades_classic);
   bar?.start(total, 0);
   const out: number[][] = [];
   let done = 0;
@@ -60,7 +68,11 @@ export async function computeContinuations(runner: ModelRunner, jobs: Continuati
       const batch = clipped.slice(i, i + batchSize);
       const results = await generate(
         runner,
-        batch.map((j) => ({ promptIds: j.promptIds, maxTokens: j.maxTokens, temperature: 0 })),
+        batch.map((j) =>
+          j.sampling && j.sampling.temperature > 0
+            ? { promptIds: j.promptIds, maxTokens: j.maxTokens, temperature: j.sampling.temperature, topP: j.sampling.topP, seed: j.sampling.seed }
+            : { promptIds: j.promptIds, maxTokens: j.maxTokens, temperature: 0 },
+        ),
         { onToken: () => bar?.update(++done) },
       );
       // Requests that stop early leave their unused budget: move the bar on.

@@ -9,6 +9,21 @@ export function formatEvalTable(results: readonly ReplayResult[], methods: reado
   lines.push(`mean acceptance length τ (tokens per verification step, bonus included)`);
   lines.push(`${'method'.padEnd(w0)}${budgets.map((b) => cell(`N=${b}`)).join('')}`);
   for (const m of methods) lines.push(`${m.padEnd(w0)}${budgets.map((b) => cell(find(m, b)?.tau.toFixed(2) ?? '-')).join('')}`);
+  if (results.some((r) => r.sampledSteps > 0)) {
+    // As served: greedy and sampled requests draft very differently; each gets its own τ.
+    const part = (r: ReplayResult | undefined, sampled: boolean): string => {
+      if (!r) return '-';
+      const steps = sampled ? r.sampledSteps : r.steps - r.sampledSteps;
+      const emitted = sampled ? r.sampledEmitted : r.emitted - r.sampledEmitted;
+      return steps > 0 ? (emitted / steps).toFixed(2) : '-';
+    };
+    for (const sampled of [false, true]) {
+      lines.push('');
+      lines.push(`τ, ${sampled ? 'sampled' : 'greedy'} requests only`);
+      lines.push(`${'method'.padEnd(w0)}${budgets.map((b) => cell(`N=${b}`)).join('')}`);
+      for (const m of methods) lines.push(`${m.padEnd(w0)}${budgets.map((b) => cell(part(find(m, b), sampled))).join('')}`);
+    }
+  }
   lines.push('');
   lines.push(`drafting time per step, µs (median / p99)`);
   lines.push(`${'method'.padEnd(w0)}${budgets.map((b) => `N=${b}`.padStart(15)).join('')}`);

@@ -1,10 +1,14 @@
 /**
- * Offline replay of drafting methods against known greedy continuations.
+ * Offline replay of drafting methods against known continuations.
  *
  * Requests are replayed in arrival order. At every step the method drafts a
- * tree with the budget, greedy verification accepts the longest root path that
+ * tree with the budget, verification accepts the longest root path that
  * matches the true continuation, plus the bonus token (the model's own next
- * token) when the continuation goes on. Every step drafts, the prefill step
+ * token) when the continuation goes on. That is greedy verification, and
+ * also the pool's coupled sampling for a sampled request: its tokens are
+ * fixed by its seed (noise tied to positions), so the accepted path is the
+ * one that follows them; such a request's drafter is coupled to the same
+ * noise, as in the pool. Every step drafts, the prefill step
  * included. After each request the user's cache is merged with prompt +
  * output, as the edge does; `user` methods draft the edge trie from it at
  * request start and re-draft as soon as the pool would report it exhausted.
@@ -26,8 +30,10 @@ export type EvalMethod = (typeof evalMethods)[number];
 export interface ReplayRequest {
   user: string;
   promptIds: ArrayLike<number>;
-  /** The model's true greedy continuation (what verification would emit). */
+  /** The model's true continuation (what verification would emit): greedy, or sampled with `sampling`. */
   continuation: ArrayLike<number>;
+  /** A sampled request's seed and temperature (its drafter follows the noise). */
+  sampling?: { seed: number; temperature: number };
 }
 
 export interface ReplayOptions {
@@ -74,6 +80,10 @@ export interface ReplayResult {
   /** User-cache merge time per request, ms (methods with `user`). */
   mergeMillisMedian: number;
   mergeMillisP99: number;
+  /** The sampled requests' share: their steps, tokens and τ (0 when none). */
+  sampledSteps: number;
+  sampledEmitted: number;
+  sampledTau: number;
 }
 
 export async function replay(requests: readonly ReplayRequest[], method: EvalMethod, budget: number, opts: ReplayOptions = {}): Promise<ReplayResult> {
@@ -91,6 +101,8 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
   let emitted = 0;
   let draftTokens = 0;
   let acceptedTokens = 0;
+  let sampledSteps = 0;
+  let sampledEmitted = 0;
 
   for (const req of requests) {
     const cont = req.continuation;
@@ -102,7 +114,9 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
       datastore: usesDatastore ? (opts.datastore ?? undefined) : undefined,
       edgeTrie: userCache ? draftEdgeTrie(userCache, req.promptIds, { ...opts.edgeTrie, maxNodes: edgeNodes }) : undefined,
       weights: opts.weights ?? defaultFusionWeights,
+      ...(req.sampling && req.sampling.temperature > 0 ? { sampling: req.sampling } : {}),
     });
+    const sampled = req.sampling !== undefined && req.sampling.temperature > 0;
     let pos = 0;
     while (pos < cont.length) {
       const t0 = opts.timeDrafts ? performance.now() : 0;
@@ -113,6 +127,10 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
       const n = Math.min(accepted + 1, cont.length - pos);
       steps++;
       emitted += n;
+      if (sampled) {
+        sampledSteps++;
+        sampledEmitted += n;
+      }
       draftTokens += tree.size - 1;
       acceptedTokens += accepted;
       drafter.accept(sliceOf(cont, pos, pos + n));
@@ -146,6 +164,9 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
     draftMicrosP99: quantileOrZero(draftTimes, 0.99),
     mergeMillisMedian: quantileOrZero(mergeTimes, 0.5),
     mergeMillisP99: quantileOrZero(mergeTimes, 0.99),
+    sampledSteps,
+    sampledEmitted,
+    sampledTau: sampledSteps > 0 ? sampledEmitted / sampledSteps : 0,
   };
 }
 

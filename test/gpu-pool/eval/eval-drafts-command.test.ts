@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -50,6 +50,51 @@ describe('sssd eval-drafts', () => {
     const again = await run(process.execPath, args(['--methods', 'none', '--budgets', '4']), { cwd: repoRoot });
     expect(again.stdout).toMatch(/none\s+1\.00/);
     expect(again.stderr).toMatch(/greedy continuations from/);
+  });
+
+  it('with --sampling as-served, replays sampled requests against their seeded samples, drafts coupled to their noise', async () => {
+    const sampledWorkload = path.join(dir, 'sampled.jsonl');
+    const lines = [
+      { user: 'c', prompt: 'Ben saw a big dog.', max_tokens: 12, temperature: 1, seed: 7, arrival_s: 0 },
+      { user: 'd', prompt: 'Tim went to the park.', max_tokens: 12, arrival_s: 0.1 },
+      { user: 'c', prompt: 'Ben saw a big dog.', max_tokens: 12, temperature: 1, seed: 7, arrival_s: 0.2 },
+    ];
+    await writeFile(sampledWorkload, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    const cacheDir = path.join(dir, 'cache-sampled');
+    const common = [sssd, 'eval-drafts', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--workload', sampledWorkload, '--cache-dir', cacheDir];
+    const { stdout } = await run(process.execPath, [...common, '--methods', 'none,context+user', '--budgets', '8', '--sampling', 'as-served', '--json'], { cwd: repoRoot });
+    type Result = { method: string; steps: number; emitted: number; sampledSteps: number; sampledEmitted: number; sampledTau: number };
+    const out = JSON.parse(stdout) as { sampling: string; results: Result[] };
+    expect(out.sampling).toBe('as-served');
+    const [none, user] = out.results;
+    // Two of the three requests are sampled; without drafts each of their tokens is a step.
+    expect(none.sampledSteps).toBe(none.sampledEmitted);
+    expect(none.sampledEmitted).toBeGreaterThan(2);
+    expect(none.sampledEmitted).toBeLessThan(none.emitted);
+    // The seed fixes the sample, so the repeat is the first request's very text: the
+    // user's cache drafts it, and the coupled drafter follows the noise to it.
+    const repeat = none.sampledEmitted / 2;
+    expect(user.sampledSteps).toBeLessThanOrEqual(repeat + Math.ceil(repeat / 9));
+    expect(user.sampledTau).toBeGreaterThan(1.5);
+
+    // The sampled continuation is the one `sssd generate` gives for that seed (the pool's, whatever the method).
+    const gen = await run(process.execPath, [sssd, 'generate', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--prompt', 'Ben saw a big dog.', '--max-tokens', '12', '--temperature', '1', '--seed', '7', '--json'], { cwd: repoRoot });
+    const generated = JSON.parse(gen.stdout) as { output_ids: number[] };
+    const files = (await readdir(cacheDir)).filter((f) => f.endsWith('.json'));
+    expect(files).toHaveLength(1);
+    const cached = JSON.parse(await readFile(path.join(cacheDir, files[0]), 'utf8')) as { continuations: number[][] };
+    expect(cached.continuations[0]).toEqual(generated.output_ids);
+    expect(cached.continuations[2]).toEqual(generated.output_ids);
+
+    // Greedy mode keeps its own cache file and the table says which continuations it read.
+    const greedy = await run(process.execPath, [...common, '--methods', 'none', '--budgets', '4'], { cwd: repoRoot });
+    expect(greedy.stdout).not.toMatch(/sampled requests only/);
+    expect((await readdir(cacheDir)).filter((f) => f.endsWith('.json'))).toHaveLength(2);
+    const table = await run(process.execPath, [...common, '--methods', 'none', '--budgets', '4', '--sampling', 'as-served'], { cwd: repoRoot });
+    expect(table.stderr).toMatch(/as-served continuations from/);
+    expect(table.stdout).toMatch(/τ, sampled requests only/);
+    const bad = await run(process.execPath, [...common, '--sampling', 'hot'], { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
+    expect((bad as { stderr: string }).stderr).toMatch(/--sampling: unknown value "hot"/);
   });
 
   it('explains user mistakes without a stack trace', async () => {
