@@ -11,8 +11,9 @@
  * reading of every stream in flight, and at concurrency 8+ the client set the
  * pace. With the whole edge on the worker, each trie was a round trip to a
  * sleeping thread: ~0.9 ms on the 2-core VM against 36 µs of drafting, paid
- * before every `sssd` request and never by `off` (concurrency 1: 1.95x with
- * it, 2.12x without, same pool, same tokens/step).
+ * before every `sssd` request and never by `off` (at concurrency 1 the gaps
+ * between requests came to 109 ms of an `sssd` level's 2.8 s; split, 46-50 ms;
+ * `off`, 14 ms).
  *
  * A trie waits only for merges of its own user still on the worker (the
  * user's previous turn must be in the cache it drafts from); other users'
@@ -52,7 +53,7 @@ export function startBenchEdge(vocabSize: number): BenchEdge {
   }
 }
 
-export class InThreadEdge implements BenchEdge {
+class InThreadEdge implements BenchEdge {
   private edge: EdgeEmulator;
   constructor(private readonly vocabSize: number) {
     this.edge = new EdgeEmulator(vocabSize);

@@ -103,7 +103,8 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   const maxTokens = parseNumberFlag('--max-tokens', flags.maxTokens, { integer: true, min: 1 });
   const edgeTrieNodes = parseNumberFlag('--edge-trie-nodes', flags.edgeTrieNodes, { integer: true, min: 1, max: 65535 }) as number;
   const weights = parseWeights(flags.weights);
-  const [samplingMode] = parseList('--sampling', flags.sampling ?? 'greedy', samplingModes);
+  const samplingMode = flags.sampling ?? 'greedy';
+  if (!(samplingModes as readonly string[]).includes(samplingMode)) throw new CliError(`--sampling: unknown value "${samplingMode}" (choose from ${samplingModes.join(', ')})`);
   const asServed = samplingMode === 'as-served';
   const needsDatastore = methods.some((m) => m.includes('datastore'));
   if (needsDatastore && !flags.datastore && !flags.datastoreCorpus) {
