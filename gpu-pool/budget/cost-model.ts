@@ -65,6 +65,23 @@ export class CostModel {
     return Math.max(8, Math.min(1024, Math.round(base / perToken) + 1));
   }
 
+  /**
+   * What one more session run costs, in padded tokens: the curve's fixed
+   * cost of a pass over what a slot of a pass costs (every slot is computed,
+   * padded or not). The runner splits a step into two passes when that saves
+   * more padded tokens than this (padding-split.ts). On the 2-core CPU 15,
+   * against ~12 measured on the runner (7 plain rows and one of 3, 5 or 9
+   * tokens at a past of 128: 0.65 / 0.93 / 1.44 ms as one pass, 0.61 / 0.67 /
+   * 0.72 ms as two); the fixed guess of 32 it replaces kept a 4-node tree
+   * from running apart from 7 plain rows.
+   */
+  passOverheadTokens(past = 128): number {
+    const c = this.coefficients;
+    const perSlot = c.perToken + c.perPaddedToken + c.perPastToken * past;
+    if (!(perSlot > 0)) return Infinity;
+    return Math.max(1, Math.min(1024, Math.round(c.fixed / perSlot)));
+  }
+
   static fit(samples: readonly CostSample[]): CostModel {
     const features = (s: CostSample): number[] => {
       const padded = s.rows * s.maxTokens;

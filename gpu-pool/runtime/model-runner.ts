@@ -48,8 +48,9 @@ export interface ModelRunnerOptions {
   externalDataAboveBytes?: number;
   /**
    * Fixed cost of an extra session run, in padded tokens, for deciding when to
-   * split a step into two passes (default: 32 on CPU, Infinity = never on a
-   * GPU, where padded tokens are nearly free and launches are not).
+   * split a step into two passes (default: 32 on CPU until the pool sets it
+   * from its calibration, Infinity = never on a GPU, where padded tokens are
+   * nearly free and launches are not).
    */
   splitOverheadTokens?: number;
 }
@@ -111,7 +112,7 @@ export class ModelRunner {
   readonly graphFromCache: boolean;
 
   private readonly lanes: [BatchLane, BatchLane];
-  private readonly splitOverheadTokens: number;
+  private splitOverheadTokens: number;
   // Per-step row bookkeeping (grow-only).
   private rowPass = new Uint8Array(0);
   private rowSlot = new Int32Array(0);
@@ -134,6 +135,20 @@ export class ModelRunner {
     this.sha256 = model.sha256;
     this.executionProvider = ep;
     this.graphFromCache = fromCache;
+  }
+
+  /**
+   * The cost of an extra session run in padded tokens, for splitting a step
+   * into two passes (padding-split.ts): the pool sets it from its calibrated
+   * curve (CostModel.passOverheadTokens). Ignored where splitting is off.
+   */
+  setSplitOverheadTokens(tokens: number): void {
+    if (Number.isFinite(this.splitOverheadTokens) && Number.isFinite(tokens) && tokens > 0) this.splitOverheadTokens = tokens;
+  }
+
+  /** Whether this runner may run a step as two passes (CPU; never on a GPU). */
+  get splitsPasses(): boolean {
+    return Number.isFinite(this.splitOverheadTokens);
   }
 
   static async create(model: LoadedModel, opts: ModelRunnerOptions = {}): Promise<ModelRunner> {

@@ -144,6 +144,23 @@ describe('marginal budget', () => {
     expect([1, 2, 3, 4, 6, 7].map((batch) => cpu.draftCap(batch, 256))).toEqual([16, 8, 6, 4, 4, 4]);
   });
 
+  it('where the runner splits passes, batches up to twice the knee still draft; the runner is told what a pass costs', () => {
+    // The 2-core CPU's fitted curve (cached calibration, 2026-11-26).
+    const curve = new CostModel({ ...ZERO, fixed: 0.2245, perToken: 0.01391, perPastToken: 0.00000706, perPastRow: 0.000169 });
+    // A pass's fixed cost over a slot's: ~15 padded tokens (measured on the runner: ~12).
+    expect(curve.passOverheadTokens(128)).toBe(15);
+    expect(new CostModel({ ...ZERO, fixed: 0.2, perToken: 0.02 }).passOverheadTokens()).toBe(10);
+    expect(new CostModel({ ...ZERO, fixed: 0.2 }).passOverheadTokens()).toBe(Infinity);
+    const split = new TreeBudget(curve, { ...opts, splitsPasses: true });
+    const onePass = new TreeBudget(curve, opts);
+    expect(split.kneeTokens).toBe(8);
+    for (const batch of [8, 12, 15]) {
+      expect(onePass.wantsDrafts(batch, 'sssd', 128)).toBe(false);
+      expect(split.wantsDrafts(batch, 'sssd', 128)).toBe(true);
+    }
+    for (const batch of [16, 32, 128]) expect(split.wantsDrafts(batch, 'sssd', 128)).toBe(false);
+  });
+
   it('gives nothing to requests without drafts', () => {
     const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 5, perPaddedToken: 0.001 }), opts);
     const out = new Int32Array(2);

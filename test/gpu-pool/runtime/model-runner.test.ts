@@ -92,6 +92,27 @@ describe('ModelRunner', () => {
     for (const c of [...caches, fresh]) c.release();
   });
 
+  it('takes the pass cost it is told: a short tree runs apart from plain rows once a pass is cheap enough', async () => {
+    const own = await ModelRunner.create(model, { cacheDir });
+    expect(own.splitsPasses).toBe(true);
+    const caches = Array.from({ length: 8 }, () => own.newSequence());
+    const pre = await own.step(caches.map((cache, i) => ({ cache, row: chain([1, 40 + i, 80 + i]) })));
+    caches.forEach((_, i) => pre.commit(i, [0, 1, 2]));
+    // Seven plain rows and one of 5 tokens: 40 padded tokens as one pass, 12 as two.
+    const rows = caches.map((cache, i) => ({ cache, row: chain(i === 2 ? [7, 8, 9, 10, 11] : [7]) }));
+    expect((await own.step(rows)).passes).toBe(1); // the default pass cost, 32 tokens
+    own.setSplitOverheadTokens(15);
+    const s = await own.step(rows);
+    expect(s.passes).toBe(2);
+    expect(maxAbsDiff(s.logitsAt(2, 4), lastReferenceLogits(model, [1, 42, 82, 7, 8, 9, 10, 11]))).toBeLessThanOrEqual(1e-4);
+    expect(maxAbsDiff(s.logitsAt(5, 0), lastReferenceLogits(model, [1, 45, 85, 7]))).toBeLessThanOrEqual(1e-4);
+    // Not a finite positive cost: ignored.
+    own.setSplitOverheadTokens(Infinity);
+    expect((await own.step(rows)).passes).toBe(2);
+    for (const c of caches) c.release();
+    await own.dispose();
+  });
+
   it('keeps rows in their packed-past slots when a row leaves or moves between passes, with the same logits', async () => {
     const histories = Array.from({ length: 5 }, (_, i) => [1, 100 + i, 110 + i, 120 + i]);
     const caches = histories.map(() => runner.newSequence());
