@@ -147,8 +147,9 @@ export class TreeBudget {
     // the knee a batch still drafts where that second token is nearly free.
     // A runner that splits passes keeps the rows that draft from padding the
     // rest, so there the guard starts at twice the knee: at concurrency 8 on
-    // the 2-core CPU, 1.04-1.08x with the guard at 8 rows, 1.10-1.15x at 16
-    // (2.0-2.45 tokens/step, three pairs of runs, `--repeat 3`).
+    // the 2-core CPU, 1.10-1.11x with the guard at 8 rows (1.32 tokens/step),
+    // 1.17-1.20x at 16 (2.2-2.5), three pairs of runs with `--repeat 3`; 4x
+    // the knee gave nothing more at 32.
     if (batch >= this.guardRows && this.secondTokenShare(batch, maxPast) > SECOND_TOKEN_MAX_SHARE) return false;
     const b = bucketOf(batch);
     const a = this.advantageOf(method);
