@@ -123,8 +123,8 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
           }),
         );
       }
-      const perMethod = new Map<SpeculationMethod, { runs: TimedGeneration[]; wall: number }>();
-      for (const m of opts.methods) perMethod.set(m, { runs: [], wall: 0 });
+      const runsOf = new Map<SpeculationMethod, TimedGeneration[]>();
+      for (const m of opts.methods) runsOf.set(m, []);
       const repeats = Math.max(1, opts.repeats ?? 1);
       /** Output tokens and wall seconds per replay and method. */
       const perReplay = Array.from({ length: repeats }, () => new Map<SpeculationMethod, { tokens: number; wall: number }>());
@@ -159,9 +159,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
               return r;
             });
             const wall = (performance.now() - t0) / 1000;
-            const acc = perMethod.get(method)!;
-            acc.wall += wall;
-            acc.runs.push(...runs);
+            runsOf.get(method)!.push(...runs);
             const figures = perReplay[replayIndex].get(method) ?? { tokens: 0, wall: 0 };
             figures.wall += wall;
             for (const r of runs) if (r.ok) figures.tokens += r.outputIds.length;
@@ -171,8 +169,9 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       }
       bar?.stop();
       for (const method of opts.methods) {
-        const { runs, wall } = perMethod.get(method)!;
-        results.push(summarise(concurrency, method, runs, wall));
+        // The level's wall time for a method: the sum of its replays'.
+        const wall = perReplay.reduce((s, m) => s + (m.get(method)?.wall ?? 0), 0);
+        results.push(summarise(concurrency, method, runsOf.get(method)!, wall));
       }
       const off = results.find((r) => r.concurrency === concurrency && r.method === 'off');
       if (off) {

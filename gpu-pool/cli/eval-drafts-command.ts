@@ -144,8 +144,8 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   if (needsDatastore) datastore = await openDatastore(flags, encode, vocabSize);
 
   const replayRequests: ReplayRequest[] = requests.map((r, i) => {
-    const s = jobs[i].sampling;
-    return { user: r.user, promptIds: jobs[i].promptIds, continuation: continuations[i], ...(s ? { sampling: { seed: s.seed, temperature: s.temperature } } : {}) };
+    const sampling = jobs[i].sampling;
+    return { user: r.user, promptIds: jobs[i].promptIds, continuation: continuations[i], ...(sampling ? { sampling } : {}) };
   });
   const results: ReplayResult[] = [];
   for (const method of methods) {

@@ -133,12 +133,13 @@ async function runPool(flags: PoolFlags): Promise<void> {
     const cal = await calibrate(runner, { modelSha256: model.sha256, executionProvider: runner.executionProvider, refresh: flags.recalibrate });
     const m = cal.model;
     // The runner's two-pass split goes by the same curve as the budget.
-    runner.setSplitOverheadTokens(m.passOverheadTokens());
+    const passTokens = m.passOverheadTokens();
+    runner.setSplitOverheadTokens(passTokens);
     budget = new TreeBudget(m, { policy: flags.budget as BudgetPolicyName, maxNodes: maxTreeNodes, splitsPasses: runner.splitsPasses });
     process.stderr.write(
       `pool: step cost (past 128): 1 row ${m.stepMs(1, 1, 1, 128).toFixed(2)} ms, 1 row × 16 tokens ${m.stepMs(1, 16, 16, 128).toFixed(2)} ms, ` +
         `32 rows ${m.stepMs(32, 1, 32, 128).toFixed(2)} ms, 32 rows × 4 tokens ${m.stepMs(32, 4, 128, 128).toFixed(2)} ms; knee ${budget.kneeTokens} tokens; ` +
-        (runner.splitsPasses ? `a second pass costs ${m.passOverheadTokens()} padded tokens; ` : '') +
+        (runner.splitsPasses ? `a second pass costs ${passTokens} padded tokens; ` : '') +
         `budget ${budget.options.policy} (${cal.fromCache ? 'calibration cached' : `calibrated in ${((performance.now() - t0) / 1000).toFixed(1)} s`}, ${path.relative(process.cwd(), cal.file)})\n`,
     );
   }

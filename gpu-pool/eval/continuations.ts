@@ -69,7 +69,7 @@ export async function computeContinuations(runner: ModelRunner, jobs: Continuati
       const results = await generate(
         runner,
         batch.map((j) =>
-          j.sampling && j.sampling.temperature > 0
+          j.sampling
             ? { promptIds: j.promptIds, maxTokens: j.maxTokens, temperature: j.sampling.temperature, topP: j.sampling.topP, seed: j.sampling.seed }
             : { promptIds: j.promptIds, maxTokens: j.maxTokens, temperature: 0 },
         ),

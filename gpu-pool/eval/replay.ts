@@ -108,15 +108,15 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
     const cont = req.continuation;
     const userBytes = caches.get(req.user) ?? null;
     const userCache = usesUser ? UserCache.decode(userBytes) : null;
+    const sampled = req.sampling !== undefined && req.sampling.temperature > 0;
     const drafter = new RequestDrafter({
       method: drafterMethod,
       promptIds: req.promptIds,
       datastore: usesDatastore ? (opts.datastore ?? undefined) : undefined,
       edgeTrie: userCache ? draftEdgeTrie(userCache, req.promptIds, { ...opts.edgeTrie, maxNodes: edgeNodes }) : undefined,
       weights: opts.weights ?? defaultFusionWeights,
-      ...(req.sampling && req.sampling.temperature > 0 ? { sampling: req.sampling } : {}),
+      ...(sampled ? { sampling: req.sampling } : {}),
     });
-    const sampled = req.sampling !== undefined && req.sampling.temperature > 0;
     let pos = 0;
     while (pos < cont.length) {
       const t0 = opts.timeDrafts ? performance.now() : 0;
