@@ -26,6 +26,8 @@ const REPS = 5;
 export interface CalibrationOptions {
   modelSha256: string;
   executionProvider: string;
+  /** The runner's graph returns one packed output (a GPU provider's pass costs differently). */
+  packedOutputs?: boolean;
   cacheDir?: string;
   /** Ignore the cache and measure again. */
   refresh?: boolean;
@@ -50,10 +52,11 @@ function onnxruntimeVersion(): string {
   }
 }
 
-/** Keys the calibration file: machine, execution provider, grid, graph and onnxruntime versions (a different graph costs differently). */
-export function machineKey(executionProvider: string): string {
+/** Keys the calibration file: machine, execution provider, grid, graph version and layout, onnxruntime version (a different graph costs differently). */
+export function machineKey(executionProvider: string, packedOutputs = false): string {
   const cpus = os.cpus();
-  const id = `${cpus[0]?.model ?? 'cpu'}|${cpus.length}|${os.arch()}|${executionProvider}|v${GRID_VERSION}|g${GRAPH_VERSION}|ort${onnxruntimeVersion()}`;
+  const graph = `g${GRAPH_VERSION}${packedOutputs ? 'p' : ''}`;
+  const id = `${cpus[0]?.model ?? 'cpu'}|${cpus.length}|${os.arch()}|${executionProvider}|v${GRID_VERSION}|${graph}|ort${onnxruntimeVersion()}`;
   return createHash('sha256').update(id).digest('hex').slice(0, 16);
 }
 
@@ -62,7 +65,7 @@ export async function calibrate<S extends RunnerSequence>(
   opts: CalibrationOptions,
 ): Promise<Calibration> {
   const dir = opts.cacheDir ?? path.resolve('.cache', 'calibration');
-  const file = path.join(dir, `${opts.modelSha256.slice(0, 16)}-${machineKey(opts.executionProvider)}.json`);
+  const file = path.join(dir, `${opts.modelSha256.slice(0, 16)}-${machineKey(opts.executionProvider, opts.packedOutputs)}.json`);
   if (!opts.refresh) {
     try {
       const samples = JSON.parse(await readFile(file, 'utf8')) as CostSample[];

@@ -125,12 +125,17 @@ async function runPool(flags: PoolFlags): Promise<void> {
   }
 
   const runner = await ModelRunner.create(model, { threads });
-  process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}\n`);
+  process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${runner.packedOutputs ? ' (packed outputs)' : ''}\n`);
   const metrics = new PoolMetrics();
   let budget: TreeBudget | null = null;
   if (flags.budget !== 'off') {
     const t0 = performance.now();
-    const cal = await calibrate(runner, { modelSha256: model.sha256, executionProvider: runner.executionProvider, refresh: flags.recalibrate });
+    const cal = await calibrate(runner, {
+      modelSha256: model.sha256,
+      executionProvider: runner.executionProvider,
+      packedOutputs: runner.packedOutputs,
+      refresh: flags.recalibrate,
+    });
     const m = cal.model;
     // The runner's two-pass split goes by the same curve as the budget.
     const passTokens = m.passOverheadTokens();

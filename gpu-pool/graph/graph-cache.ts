@@ -1,7 +1,7 @@
 /**
- * The serialised graph on disk, keyed by checkpoint sha256 and GRAPH_VERSION,
- * so a second start skips the build. Default directory: `.cache/graphs` under
- * the repository, or $SSSD_CACHE_DIR/graphs.
+ * The serialised graph on disk, keyed by checkpoint sha256, GRAPH_VERSION and
+ * output layout (graphKey), so a second start skips the build. Default
+ * directory: `.cache/graphs` under the repository, or $SSSD_CACHE_DIR/graphs.
  *
  * Graphs whose weights exceed `externalDataAboveBytes` (default 1 GiB; the
  * protobuf itself cannot pass 2 GiB) keep their weights in `<key>.onnx.data`
@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoadedModel } from '../model/load-model';
 import { ModelLoadError } from '../model/model-load-error';
-import { buildLlamaGraph, graphWeightBytes, GRAPH_VERSION } from './llama-graph';
+import { buildLlamaGraph, graphKey, graphWeightBytes, SEPARATE_OUTPUTS, type GraphLayout } from './llama-graph';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEFAULT_EXTERNAL_ABOVE = 1 << 30;
@@ -32,11 +32,14 @@ export type CachedGraph =
 export interface GraphCacheOptions {
   cacheDir?: string;
   externalDataAboveBytes?: number;
+  /** Output layout (default: separate outputs). */
+  layout?: GraphLayout;
 }
 
 export async function loadOrBuildGraph(model: LoadedModel, opts: GraphCacheOptions = {}): Promise<CachedGraph> {
   const cacheDir = opts.cacheDir ?? defaultGraphCacheDir();
-  const key = `${model.sha256}-g${GRAPH_VERSION}`;
+  const layout = opts.layout ?? SEPARATE_OUTPUTS;
+  const key = graphKey(model.sha256, layout);
   const file = path.join(cacheDir, `${key}.onnx`);
   const dataName = `${key}.onnx.data`;
   const dataFile = path.join(cacheDir, dataName);
@@ -48,7 +51,7 @@ export async function loadOrBuildGraph(model: LoadedModel, opts: GraphCacheOptio
   // Write then rename: concurrent starts never read a half-written file.
   const tmpSuffix = `.${process.pid}.${Date.now()}.tmp`;
   if (!external) {
-    const bytes = buildLlamaGraph(model.config, model.weights);
+    const bytes = buildLlamaGraph(model.config, model.weights, null, layout);
     try {
       await mkdir(cacheDir, { recursive: true });
       await writeFile(file + tmpSuffix, bytes);
@@ -66,7 +69,7 @@ export async function loadOrBuildGraph(model: LoadedModel, opts: GraphCacheOptio
   const fd = openSync(dataFile + tmpSuffix, 'w');
   let bytes: Uint8Array;
   try {
-    bytes = buildLlamaGraph(model.config, model.weights, { fd, location: dataName, minBytes: 64 * 1024 });
+    bytes = buildLlamaGraph(model.config, model.weights, { fd, location: dataName, minBytes: 64 * 1024 }, layout);
   } catch (err) {
     await rm(dataFile + tmpSuffix, { force: true });
     throw err;

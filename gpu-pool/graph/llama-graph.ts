@@ -8,6 +8,10 @@
  *          past_key_L / past_value_L float32 [B,kvH,P,hd] per layer L.
  * Outputs: logits [B,T,V], new_key_L / new_value_L [B,kvH,T,hd] (only the new
  *          tokens: the runtime owns the cache, so the past is never copied back).
+ *          With `packedOutputs`, the same tensors flattened into one output,
+ *          `packed_outputs` (packedOutputLayout): onnxruntime's WebGPU provider
+ *          reads each output back with a flush and a blocking wait of its own,
+ *          so eleven outputs cost eleven round trips to the GPU per pass.
  *
  * Folded at build time to keep the per-layer op count low (these models are
  * tiny, so op overhead dominates FLOPs): 1/sqrt(hd) into Wq; RoPE's "rotate
@@ -37,6 +41,43 @@ export function pastKeyName(layer: number): string { return `past_key_${layer}`;
 export function pastValueName(layer: number): string { return `past_value_${layer}`; }
 export function newKeyName(layer: number): string { return `new_key_${layer}`; }
 export function newValueName(layer: number): string { return `new_value_${layer}`; }
+export const PACKED_OUTPUTS = 'packed_outputs';
+
+/** How the graph hands its results back. */
+export interface GraphLayout {
+  /** One flat output instead of logits and 2 x layers key/value outputs (for GPU providers). */
+  packedOutputs: boolean;
+}
+export const SEPARATE_OUTPUTS: GraphLayout = { packedOutputs: false };
+
+/** The on-disk cache key of a model's graph in a layout. */
+export function graphKey(sha256: string, layout: GraphLayout): string {
+  return `${sha256}-g${GRAPH_VERSION}${layout.packedOutputs ? 'p' : ''}`;
+}
+
+/**
+ * Where each result lies in `packed_outputs` for a pass of `batch` rows of
+ * `tokens` new tokens, in floats: logits [B,T,V], then per layer new keys and
+ * new values [B,kvH,T,hd]; each in the layout of its separate output.
+ */
+export interface PackedOutputLayout {
+  logits: number;
+  keys: Int32Array;
+  values: Int32Array;
+  total: number;
+}
+
+export function packedOutputLayout(config: ModelConfig, batch: number, tokens: number): PackedOutputLayout {
+  const perLayer = batch * config.nKvHeads * tokens * config.headDim;
+  const logitsLength = batch * tokens * config.vocabSize;
+  const keys = new Int32Array(config.nLayers);
+  const values = new Int32Array(config.nLayers);
+  for (let l = 0; l < config.nLayers; l++) {
+    keys[l] = logitsLength + 2 * l * perLayer;
+    values[l] = keys[l] + perLayer;
+  }
+  return { logits: 0, keys, values, total: logitsLength + 2 * config.nLayers * perLayer };
+}
 
 /** Transposes [rows, cols] W (y = W x) to [cols, rows] for x @ W^T, times `scale`. */
 function transposeScaled(w: Float32Array, rows: number, cols: number, scale = 1): Float32Array {
@@ -103,7 +144,12 @@ export function graphWeightBytes(config: ModelConfig): number {
 }
 
 /** Serialises the graph; with `external`, big weights are written to that sink instead of inline. */
-export function buildLlamaGraph(config: ModelConfig, weights: ModelWeights, external: ExternalDataSink | null = null): Uint8Array {
+export function buildLlamaGraph(
+  config: ModelConfig,
+  weights: ModelWeights,
+  external: ExternalDataSink | null = null,
+  layout: GraphLayout = SEPARATE_OUTPUTS,
+): Uint8Array {
   const { dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim: hd, vocabSize, contextLength, normEps } = config;
   const kvDim = nKvHeads * hd;
   const G = nHeads / nKvHeads;
@@ -116,10 +162,14 @@ export function buildLlamaGraph(config: ModelConfig, weights: ModelWeights, exte
     g.input(pastKeyName(l), 'float', ['batch', nKvHeads, 'past', hd]);
     g.input(pastValueName(l), 'float', ['batch', nKvHeads, 'past', hd]);
   }
-  g.output('logits', 'float', ['batch', 'tokens', vocabSize]);
-  for (let l = 0; l < nLayers; l++) {
-    g.output(newKeyName(l), 'float', ['batch', nKvHeads, 'tokens', hd]);
-    g.output(newValueName(l), 'float', ['batch', nKvHeads, 'tokens', hd]);
+  if (layout.packedOutputs) {
+    g.output(PACKED_OUTPUTS, 'float', ['packed']);
+  } else {
+    g.output('logits', 'float', ['batch', 'tokens', vocabSize]);
+    for (let l = 0; l < nLayers; l++) {
+      g.output(newKeyName(l), 'float', ['batch', nKvHeads, 'tokens', hd]);
+      g.output(newValueName(l), 'float', ['batch', nKvHeads, 'tokens', hd]);
+    }
   }
 
   // Shared per forward: embeddings, RoPE factors at each token's position, the GQA-tiled mask.
@@ -190,5 +240,11 @@ export function buildLlamaGraph(config: ModelConfig, weights: ModelWeights, exte
   }
   const cls = transposeScaled(weights.classifier, vocabSize, dim);
   g.op1('MatMul', [rmsNorm(x, 'final_norm', weights.finalNorm), g.floats('classifier', [dim, vocabSize], cls)], {}, 'logits');
+  if (layout.packedOutputs) {
+    const flat = g.ints('flat_shape', [-1]);
+    const parts = ['logits'];
+    for (let l = 0; l < nLayers; l++) parts.push(newKeyName(l), newValueName(l));
+    g.op1('Concat', parts.map((name) => g.op1('Reshape', [name, flat])), { axis: 0 }, PACKED_OUTPUTS);
+  }
   return g.serialize(config.name, `sssd verification graph v${GRAPH_VERSION} for ${config.name}`);
 }

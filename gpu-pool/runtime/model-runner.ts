@@ -21,7 +21,7 @@ import type { LoadedModel } from '../model/load-model';
 import type { ModelConfig } from '../model/model-config';
 import { CliError } from '../cli/cli-error';
 import { loadOrBuildGraph } from '../graph/graph-cache';
-import { newKeyName, newValueName } from '../graph/llama-graph';
+import { newKeyName, newValueName, PACKED_OUTPUTS, packedOutputLayout } from '../graph/llama-graph';
 import { BatchLane, type StepRows } from './batch-lane';
 import { SequenceKvCache } from './kv-cache';
 import { paddingSplitThreshold } from './padding-split';
@@ -53,6 +53,12 @@ export interface ModelRunnerOptions {
    * nearly free and launches are not).
    */
   splitOverheadTokens?: number;
+  /**
+   * Run the graph that returns one flat output instead of eleven (default
+   * $SSSD_PACKED_OUTPUTS = 1 or 0, else on for GPU providers): the WebGPU
+   * provider waits for the GPU once per output it reads back.
+   */
+  packedOutputs?: boolean;
 }
 
 export interface StepResult {
@@ -104,6 +110,12 @@ export function webGpuOptions(raw: string | undefined): Record<string, string> {
   return out;
 }
 
+function packedOutputsFromEnv(raw: string | undefined): boolean | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (raw === '1' || raw === '0') return raw === '1';
+  throw new CliError(`SSSD_PACKED_OUTPUTS must be 1 or 0, not "${raw}"`);
+}
+
 export class ModelRunner {
   readonly config: ModelConfig;
   readonly sha256: string;
@@ -128,6 +140,7 @@ export class ModelRunner {
     ep: ExecutionProviderName,
     fromCache: boolean,
     splitOverheadTokens: number,
+    readonly packedOutputs: boolean,
   ) {
     this.lanes = [new BatchLane(model.config), new BatchLane(model.config)];
     this.splitOverheadTokens = splitOverheadTokens;
@@ -163,7 +176,12 @@ export class ModelRunner {
       );
     }
     const threads = opts.threads ?? (Number(process.env.SSSD_THREADS) || 1);
-    const graph = await loadOrBuildGraph(model, { cacheDir: opts.cacheDir, externalDataAboveBytes: opts.externalDataAboveBytes });
+    const packedOutputs = opts.packedOutputs ?? packedOutputsFromEnv(process.env.SSSD_PACKED_OUTPUTS) ?? ep !== 'cpu';
+    const graph = await loadOrBuildGraph(model, {
+      cacheDir: opts.cacheDir,
+      externalDataAboveBytes: opts.externalDataAboveBytes,
+      layout: { packedOutputs },
+    });
     const provider = ep === 'webgpu' ? { name: 'webgpu', ...webGpuOptions(process.env.SSSD_WEBGPU_OPTIONS) } : ep;
     let session: InferenceSession;
     try {
@@ -186,7 +204,7 @@ export class ModelRunner {
       }
       throw err;
     }
-    return new ModelRunner(session, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity));
+    return new ModelRunner(session, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), packedOutputs);
   }
 
   /** A fresh, empty KV cache for one sequence (capacity grows on demand up to the context length). */
@@ -242,12 +260,26 @@ export class ModelRunner {
     try {
       for (let p = 0; p < passes; p++) {
         const out = await this.session.run(feeds[p]);
-        outputs.push({
-          logits: out.logits.data as Float32Array,
-          newK: Array.from({ length: this.config.nLayers }, (_, l) => out[newKeyName(l)].data as Float32Array),
-          newV: Array.from({ length: this.config.nLayers }, (_, l) => out[newValueName(l)].data as Float32Array),
-          tokensPerRow: this.lanes[p].tokensPerRow,
-        });
+        const lane = this.lanes[p];
+        const nLayers = this.config.nLayers;
+        if (this.packedOutputs) {
+          const data = out[PACKED_OUTPUTS].data as Float32Array;
+          const at = packedOutputLayout(this.config, lane.batch, lane.tokensPerRow);
+          const perLayer = at.values[0] - at.keys[0];
+          outputs.push({
+            logits: data.subarray(at.logits, at.keys[0]),
+            newK: Array.from({ length: nLayers }, (_, l) => data.subarray(at.keys[l], at.keys[l] + perLayer)),
+            newV: Array.from({ length: nLayers }, (_, l) => data.subarray(at.values[l], at.values[l] + perLayer)),
+            tokensPerRow: lane.tokensPerRow,
+          });
+        } else {
+          outputs.push({
+            logits: out.logits.data as Float32Array,
+            newK: Array.from({ length: nLayers }, (_, l) => out[newKeyName(l)].data as Float32Array),
+            newV: Array.from({ length: nLayers }, (_, l) => out[newValueName(l)].data as Float32Array),
+            tokensPerRow: lane.tokensPerRow,
+          });
+        }
       }
     } finally {
       this.busy = false;

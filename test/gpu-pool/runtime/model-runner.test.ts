@@ -8,7 +8,7 @@ import { loadModel, type LoadedModel } from '../../../gpu-pool/model/load-model'
 import { ReferenceForward } from '../../../gpu-pool/model/reference-forward';
 import { cudaProviderInstalled, ModelRunner, webGpuOptions } from '../../../gpu-pool/runtime/model-runner';
 import { CliError } from '../../../gpu-pool/cli/cli-error';
-import { GRAPH_VERSION } from '../../../gpu-pool/graph/llama-graph';
+import { GRAPH_VERSION, packedOutputLayout } from '../../../gpu-pool/graph/llama-graph';
 import { models, requireSharedData } from '../../support/shared-data';
 
 requireSharedData();
@@ -61,6 +61,51 @@ describe('ModelRunner', () => {
     a.release();
     b.release();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('gives the same logits and cached keys/values from one packed output (the GPU layout) as from separate outputs', async () => {
+    const packed = await ModelRunner.create(model, { cacheDir, packedOutputs: true });
+    expect(packed.packedOutputs).toBe(true);
+    expect(runner.packedOutputs).toBe(false);
+    expect(readdirSync(cacheDir)).toContain(`${model.sha256}-g${GRAPH_VERSION}p.onnx`);
+    packed.setSplitOverheadTokens(4);
+    const histories = [[1, 403, 407], [1, 50, 60, 70, 80], [1, 9]];
+    const steps = [
+      [[261], [378, 12, 13], [5]],
+      [[7], [8], Array.from({ length: 20 }, (_, i) => 3 + ((i * 11) % 400))], // split into two passes
+    ];
+    const sep = histories.map(() => runner.newSequence());
+    const pk = histories.map(() => packed.newSequence());
+    for (const rowsOf of [histories, ...steps]) {
+      const a = await runner.step(rowsOf.map((t, i) => ({ cache: sep[i], row: chain(t) })));
+      const b = await packed.step(rowsOf.map((t, i) => ({ cache: pk[i], row: chain(t) })));
+      rowsOf.forEach((t, i) => {
+        for (let j = 0; j < t.length; j++) expect(maxAbsDiff(a.logitsAt(i, j), b.logitsAt(i, j))).toBeLessThanOrEqual(1e-6);
+        a.commit(i, t.map((_, j) => j));
+        b.commit(i, t.map((_, j) => j));
+      });
+    }
+    for (let i = 0; i < sep.length; i++) {
+      expect(pk[i].length).toBe(sep[i].length);
+      expect(pk[i].capacity).toBe(sep[i].capacity);
+      expect(maxAbsDiff(pk[i].keys, sep[i].keys)).toBeLessThanOrEqual(1e-6);
+      expect(maxAbsDiff(pk[i].values, sep[i].values)).toBeLessThanOrEqual(1e-6);
+    }
+    const want = lastReferenceLogits(model, [...histories[2], ...steps[0][2], ...steps[1][2], 4]);
+    const last = await packed.step([{ cache: pk[2], row: chain([4]) }]);
+    expect(maxAbsDiff(last.logitsAt(0, 0), want)).toBeLessThanOrEqual(1e-4);
+    for (const c of [...sep, ...pk]) c.release();
+    await packed.dispose();
+  });
+
+  it('lays the packed output out as logits, then each layer\'s new keys and values', () => {
+    const { nLayers, nKvHeads, headDim, vocabSize } = model.config;
+    const at = packedOutputLayout(model.config, 3, 2);
+    const perLayer = 3 * nKvHeads * 2 * headDim;
+    expect(at.keys[0]).toBe(3 * 2 * vocabSize);
+    expect(at.values[0]).toBe(at.keys[0] + perLayer);
+    expect(at.keys[nLayers - 1]).toBe(3 * 2 * vocabSize + 2 * (nLayers - 1) * perLayer);
+    expect(at.total).toBe(3 * 2 * vocabSize + 2 * nLayers * perLayer);
   });
 
   it('splits a step whose padding would dominate into two passes, with the same logits', async () => {
