@@ -10,7 +10,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { GRAPH_VERSION } from '../graph/llama-graph';
+import { graphId, SEPARATE_OUTPUTS, type GraphLayout } from '../graph/llama-graph';
 import type { BatchRunner, RunnerSequence } from '../scheduler/batch-runner';
 import type { StepRow } from '../runtime/step-types';
 import { CostModel, type CostSample } from './cost-model';
@@ -26,8 +26,8 @@ const REPS = 5;
 export interface CalibrationOptions {
   modelSha256: string;
   executionProvider: string;
-  /** The runner's graph returns one packed output (a GPU provider's pass costs differently). */
-  packedOutputs?: boolean;
+  /** The runner's graph layout (a GPU provider's pass costs differently in each); default separate outputs. */
+  layout?: GraphLayout;
   cacheDir?: string;
   /** Ignore the cache and measure again. */
   refresh?: boolean;
@@ -53,10 +53,9 @@ function onnxruntimeVersion(): string {
 }
 
 /** Keys the calibration file: machine, execution provider, grid, graph version and layout, onnxruntime version (a different graph costs differently). */
-export function machineKey(executionProvider: string, packedOutputs = false): string {
+export function machineKey(executionProvider: string, layout: GraphLayout = SEPARATE_OUTPUTS): string {
   const cpus = os.cpus();
-  const graph = `g${GRAPH_VERSION}${packedOutputs ? 'p' : ''}`;
-  const id = `${cpus[0]?.model ?? 'cpu'}|${cpus.length}|${os.arch()}|${executionProvider}|v${GRID_VERSION}|${graph}|ort${onnxruntimeVersion()}`;
+  const id = `${cpus[0]?.model ?? 'cpu'}|${cpus.length}|${os.arch()}|${executionProvider}|v${GRID_VERSION}|${graphId(layout)}|ort${onnxruntimeVersion()}`;
   return createHash('sha256').update(id).digest('hex').slice(0, 16);
 }
 
@@ -65,7 +64,7 @@ export async function calibrate<S extends RunnerSequence>(
   opts: CalibrationOptions,
 ): Promise<Calibration> {
   const dir = opts.cacheDir ?? path.resolve('.cache', 'calibration');
-  const file = path.join(dir, `${opts.modelSha256.slice(0, 16)}-${machineKey(opts.executionProvider, opts.packedOutputs)}.json`);
+  const file = path.join(dir, `${opts.modelSha256.slice(0, 16)}-${machineKey(opts.executionProvider, opts.layout)}.json`);
   if (!opts.refresh) {
     try {
       const samples = JSON.parse(await readFile(file, 'utf8')) as CostSample[];

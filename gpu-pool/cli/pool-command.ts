@@ -133,7 +133,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
     const cal = await calibrate(runner, {
       modelSha256: model.sha256,
       executionProvider: runner.executionProvider,
-      packedOutputs: runner.packedOutputs,
+      layout: { packedOutputs: runner.packedOutputs },
       refresh: flags.recalibrate,
     });
     const m = cal.model;

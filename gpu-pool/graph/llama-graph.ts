@@ -50,9 +50,14 @@ export interface GraphLayout {
 }
 export const SEPARATE_OUTPUTS: GraphLayout = { packedOutputs: false };
 
+/** The graph's version and layout, as the graph and calibration caches key them. */
+export function graphId(layout: GraphLayout): string {
+  return `g${GRAPH_VERSION}${layout.packedOutputs ? 'p' : ''}`;
+}
+
 /** The on-disk cache key of a model's graph in a layout. */
 export function graphKey(sha256: string, layout: GraphLayout): string {
-  return `${sha256}-g${GRAPH_VERSION}${layout.packedOutputs ? 'p' : ''}`;
+  return `${sha256}-${graphId(layout)}`;
 }
 
 /**

@@ -265,6 +265,7 @@ export class ModelRunner {
         if (this.packedOutputs) {
           const data = out[PACKED_OUTPUTS].data as Float32Array;
           const at = packedOutputLayout(this.config, lane.batch, lane.tokensPerRow);
+          if (data.length !== at.total) throw new Error(`packed output holds ${data.length} floats, the layout ${at.total}`);
           const perLayer = at.values[0] - at.keys[0];
           outputs.push({
             logits: data.subarray(at.logits, at.keys[0]),
