@@ -125,7 +125,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
   }
 
   const runner = await ModelRunner.create(model, { threads });
-  process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${runner.packedOutputs ? ' (packed outputs)' : ''}\n`);
+  process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${runner.layout.packedOutputs ? ' (packed outputs)' : ''}\n`);
   const metrics = new PoolMetrics();
   let budget: TreeBudget | null = null;
   if (flags.budget !== 'off') {
@@ -133,7 +133,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
     const cal = await calibrate(runner, {
       modelSha256: model.sha256,
       executionProvider: runner.executionProvider,
-      layout: { packedOutputs: runner.packedOutputs },
+      layout: runner.layout,
       refresh: flags.recalibrate,
     });
     const m = cal.model;

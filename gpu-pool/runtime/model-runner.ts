@@ -21,7 +21,7 @@ import type { LoadedModel } from '../model/load-model';
 import type { ModelConfig } from '../model/model-config';
 import { CliError } from '../cli/cli-error';
 import { loadOrBuildGraph } from '../graph/graph-cache';
-import { newKeyName, newValueName, PACKED_OUTPUTS, packedOutputLayout } from '../graph/llama-graph';
+import { newKeyName, newValueName, PACKED_OUTPUTS, packedOutputLayout, type GraphLayout } from '../graph/llama-graph';
 import { BatchLane, type StepRows } from './batch-lane';
 import { SequenceKvCache } from './kv-cache';
 import { paddingSplitThreshold } from './padding-split';
@@ -140,7 +140,8 @@ export class ModelRunner {
     ep: ExecutionProviderName,
     fromCache: boolean,
     splitOverheadTokens: number,
-    readonly packedOutputs: boolean,
+    /** The graph's layout (packed outputs on GPU providers): what the caches key it by. */
+    readonly layout: GraphLayout,
   ) {
     this.lanes = [new BatchLane(model.config), new BatchLane(model.config)];
     this.splitOverheadTokens = splitOverheadTokens;
@@ -176,12 +177,8 @@ export class ModelRunner {
       );
     }
     const threads = opts.threads ?? (Number(process.env.SSSD_THREADS) || 1);
-    const packedOutputs = opts.packedOutputs ?? packedOutputsFromEnv(process.env.SSSD_PACKED_OUTPUTS) ?? ep !== 'cpu';
-    const graph = await loadOrBuildGraph(model, {
-      cacheDir: opts.cacheDir,
-      externalDataAboveBytes: opts.externalDataAboveBytes,
-      layout: { packedOutputs },
-    });
+    const layout: GraphLayout = { packedOutputs: opts.packedOutputs ?? packedOutputsFromEnv(process.env.SSSD_PACKED_OUTPUTS) ?? ep !== 'cpu' };
+    const graph = await loadOrBuildGraph(model, { cacheDir: opts.cacheDir, externalDataAboveBytes: opts.externalDataAboveBytes, layout });
     const provider = ep === 'webgpu' ? { name: 'webgpu', ...webGpuOptions(process.env.SSSD_WEBGPU_OPTIONS) } : ep;
     let session: InferenceSession;
     try {
@@ -204,7 +201,7 @@ export class ModelRunner {
       }
       throw err;
     }
-    return new ModelRunner(session, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), packedOutputs);
+    return new ModelRunner(session, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), layout);
   }
 
   /** A fresh, empty KV cache for one sequence (capacity grows on demand up to the context length). */
@@ -262,7 +259,7 @@ export class ModelRunner {
         const out = await this.session.run(feeds[p]);
         const lane = this.lanes[p];
         const nLayers = this.config.nLayers;
-        if (this.packedOutputs) {
+        if (this.layout.packedOutputs) {
           const data = out[PACKED_OUTPUTS].data as Float32Array;
           const at = packedOutputLayout(this.config, lane.batch, lane.tokensPerRow);
           if (data.length !== at.total) throw new Error(`packed output holds ${data.length} floats, the layout ${at.total}`);

@@ -65,8 +65,8 @@ describe('ModelRunner', () => {
 
   it('gives the same logits and cached keys/values from one packed output (the GPU layout) as from separate outputs', async () => {
     const packed = await ModelRunner.create(model, { cacheDir, packedOutputs: true });
-    expect(packed.packedOutputs).toBe(true);
-    expect(runner.packedOutputs).toBe(false);
+    expect(packed.layout.packedOutputs).toBe(true);
+    expect(runner.layout.packedOutputs).toBe(false);
     expect(readdirSync(cacheDir)).toContain(`${model.sha256}-g${GRAPH_VERSION}p.onnx`);
     packed.setSplitOverheadTokens(4);
     const histories = [[1, 403, 407], [1, 50, 60, 70, 80], [1, 9]];
