@@ -125,7 +125,8 @@ async function runPool(flags: PoolFlags): Promise<void> {
   }
 
   const runner = await ModelRunner.create(model, { threads });
-  process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${runner.layout.packedOutputs ? ' (packed outputs)' : ''}\n`);
+  const layoutNote = runner.layout.residentKv ? ' (resident keys/values)' : runner.layout.packedOutputs ? ' (packed outputs)' : '';
+  process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${layoutNote}\n`);
   const metrics = new PoolMetrics();
   let budget: TreeBudget | null = null;
   if (flags.budget !== 'off') {

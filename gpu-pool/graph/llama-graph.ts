@@ -13,6 +13,22 @@
  *          reads each output back with a flush and a blocking wait of its own,
  *          so eleven outputs cost eleven round trips to the GPU per pass.
  *
+ * With `residentKv` (GPU providers) the keys/values never leave the device:
+ * uploading the packed past was most of a WebGPU pass (H200, batch 128, past
+ * 256: 22 ms a pass with the past fed from host memory, 4.5 ms with the same
+ * past already on the GPU). The past then comes from a store that the graph
+ * takes and hands back each pass, [slots*2L, kvH, C, hd], row slot*2L + j
+ * (j = 2*layer for keys, +1 for values), C = the context length:
+ *   1. commit: the rows of the previous pass's `new_kv` that were accepted
+ *      (commit_src, rows of it flattened to [-1, hd]) are scattered into the
+ *      store at commit_dst = (store row, kv head, position);
+ *   2. past: the rows past_rows ([2L*B], layer-major) are gathered from the
+ *      store and cut to past_length positions, then split per layer;
+ *   3. outputs: logits (to the host), new_kv [2L*B, kvH, T, hd] (layer-major,
+ *      keys then values per layer) and kv_store_out, both left on the device.
+ * A pass with nothing to commit scatters one row into slot 0, which no
+ * sequence uses. resident-kv.ts owns the store, the slots and the commits.
+ *
  * Folded at build time to keep the per-layer op count low (these models are
  * tiny, so op overhead dominates FLOPs): 1/sqrt(hd) into Wq; RoPE's "rotate
  * pairs" into extra weight columns (q_rot = x Wq_rot, q = q*cos + q_rot*sin),
@@ -43,16 +59,27 @@ export function newKeyName(layer: number): string { return `new_key_${layer}`; }
 export function newValueName(layer: number): string { return `new_value_${layer}`; }
 export const PACKED_OUTPUTS = 'packed_outputs';
 
-/** How the graph hands its results back. */
+export const KV_STORE = 'kv_store';
+export const KV_STORE_OUT = 'kv_store_out';
+export const PREV_NEW_KV = 'prev_new_kv';
+export const NEW_KV = 'new_kv';
+export const COMMIT_SRC = 'commit_src';
+export const COMMIT_DST = 'commit_dst';
+export const PAST_ROWS = 'past_rows';
+export const PAST_LENGTH = 'past_length';
+
+/** How the graph takes the past and hands its results back. */
 export interface GraphLayout {
   /** One flat output instead of logits and 2 x layers key/value outputs (for GPU providers). */
   packedOutputs: boolean;
+  /** Keys/values kept on the device in a store the graph updates (see the file comment); excludes packedOutputs. */
+  residentKv?: boolean;
 }
 export const SEPARATE_OUTPUTS: GraphLayout = { packedOutputs: false };
 
 /** The graph's version and layout, as the graph and calibration caches key them. */
 export function graphId(layout: GraphLayout): string {
-  return `g${GRAPH_VERSION}${layout.packedOutputs ? 'p' : ''}`;
+  return `g${GRAPH_VERSION}${layout.packedOutputs ? 'p' : ''}${layout.residentKv ? 'r' : ''}`;
 }
 
 /** The on-disk cache key of a model's graph in a layout. */
@@ -82,6 +109,22 @@ export function packedOutputLayout(config: ModelConfig, batch: number, tokens: n
     values[l] = keys[l] + perLayer;
   }
   return { logits: 0, keys, values, total: logitsLength + 2 * config.nLayers * perLayer };
+}
+
+/**
+ * The graph that grows a resident key/value store (resident-kv.ts): `kv_store`
+ * with `grow_pads` = [0,0,0,0, extra rows,0,0,0] appended zero rows, as
+ * `kv_store_out`. A graph, not a download and re-upload: the store stays on
+ * the device (and onnxruntime-node's WebGPU download of it aborts the process).
+ */
+export const GROW_PADS = 'grow_pads';
+export function buildKvStoreGrowGraph(config: ModelConfig): Uint8Array {
+  const g = new OnnxGraphBuilder(null);
+  g.input(KV_STORE, 'float', ['store_rows', config.nKvHeads, config.contextLength, config.headDim]);
+  g.input(GROW_PADS, 'int64', [8]);
+  g.output(KV_STORE_OUT, 'float', ['grown_rows', config.nKvHeads, config.contextLength, config.headDim]);
+  g.op1('Pad', [KV_STORE, GROW_PADS], { mode: 'constant' }, KV_STORE_OUT);
+  return g.serialize(`${config.name}-kv-store-grow`, `sssd resident key/value store growth for ${config.name}`);
 }
 
 /** Transposes [rows, cols] W (y = W x) to [cols, rows] for x @ W^T, times `scale`. */
@@ -159,17 +202,42 @@ export function buildLlamaGraph(
   const kvDim = nKvHeads * hd;
   const G = nHeads / nKvHeads;
   const g = new OnnxGraphBuilder(external);
+  const resident = layout.residentKv === true;
+  if (resident && layout.packedOutputs) throw new Error('a graph layout cannot both pack its outputs and keep the keys/values resident');
 
   const inputIds = g.input('input_ids', 'int64', ['batch', 'tokens']);
   const positionIds = g.input('position_ids', 'int64', ['batch', 'tokens']);
   const mask = g.input('attention_mask', 'float', ['batch', 1, 'tokens', 'total']);
-  for (let l = 0; l < nLayers; l++) {
-    g.input(pastKeyName(l), 'float', ['batch', nKvHeads, 'past', hd]);
-    g.input(pastValueName(l), 'float', ['batch', nKvHeads, 'past', hd]);
+  // Per layer, the names of its past keys and values.
+  const pastK: string[] = [];
+  const pastV: string[] = [];
+  if (resident) {
+    g.input(KV_STORE, 'float', ['store_rows', nKvHeads, contextLength, hd]);
+    g.input(PREV_NEW_KV, 'float', ['prev_rows', nKvHeads, 'prev_tokens', hd]);
+    g.input(COMMIT_SRC, 'int64', ['commits']);
+    g.input(COMMIT_DST, 'int64', ['commits', 3]);
+    g.input(PAST_ROWS, 'int64', ['layer_rows']);
+    g.input(PAST_LENGTH, 'int64', [1]);
+    g.output('logits', 'float', ['batch', 'tokens', vocabSize]);
+    g.output(NEW_KV, 'float', ['layer_rows', nKvHeads, 'tokens', hd]);
+    g.output(KV_STORE_OUT, 'float', ['store_rows', nKvHeads, contextLength, hd]);
+    const accepted = g.op1('Gather', [g.op1('Reshape', [PREV_NEW_KV, g.ints('kv_rows_shape', [-1, hd])]), COMMIT_SRC], { axis: 0 });
+    const store = g.op1('ScatterND', [KV_STORE, COMMIT_DST, accepted], {}, KV_STORE_OUT);
+    const past = g.op1('Slice', [g.op1('Gather', [store, PAST_ROWS], { axis: 0 }), g.ints('past_start', [0]), PAST_LENGTH, g.ints('past_axis', [2])]);
+    const parts = g.op('Split', [past], { axis: 0 }, 2 * nLayers);
+    for (let l = 0; l < nLayers; l++) {
+      pastK.push(parts[2 * l]);
+      pastV.push(parts[2 * l + 1]);
+    }
+  } else {
+    for (let l = 0; l < nLayers; l++) {
+      pastK.push(g.input(pastKeyName(l), 'float', ['batch', nKvHeads, 'past', hd]));
+      pastV.push(g.input(pastValueName(l), 'float', ['batch', nKvHeads, 'past', hd]));
+    }
   }
   if (layout.packedOutputs) {
     g.output(PACKED_OUTPUTS, 'float', ['packed']);
-  } else {
+  } else if (!resident) {
     g.output('logits', 'float', ['batch', 'tokens', vocabSize]);
     for (let l = 0; l < nLayers; l++) {
       g.output(newKeyName(l), 'float', ['batch', nKvHeads, 'tokens', hd]);
@@ -202,6 +270,7 @@ export function buildLlamaGraph(
     g.op1('SimplifiedLayerNormalization', [v, g.floats(name, [dim], w)], { axis: -1, epsilon: { float: normEps }, stash_type: 1 });
 
   const qScale = 1 / Math.sqrt(hd);
+  const newKV: string[] = [];
   for (let l = 0; l < nLayers; l++) {
     const w = weights.layers[l];
     const wqkv = concatColumns(
@@ -222,8 +291,9 @@ export function buildLlamaGraph(
     // [B,T,kvH,hd] -> [B,kvH,T,hd]: the new keys/values are graph outputs.
     const newK = g.op1('Transpose', [g.op1('Reshape', [k, kShape4])], { perm: [0, 2, 1, 3] }, newKeyName(l));
     const newV = g.op1('Transpose', [g.op1('Reshape', [v0, kShape4])], { perm: [0, 2, 1, 3] }, newValueName(l));
-    const keys = g.op1('Concat', [pastKeyName(l), newK], { axis: 2 });
-    const values = g.op1('Concat', [pastValueName(l), newV], { axis: 2 });
+    newKV.push(newK, newV);
+    const keys = g.op1('Concat', [pastK[l], newK], { axis: 2 });
+    const values = g.op1('Concat', [pastV[l], newV], { axis: 2 });
 
     // Q: [B,T,kvH,G,hd] -> [B,kvH,G,T,hd] -> [B,kvH,G*T,hd]
     const q4 = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [q, qShape5])], { perm: [0, 2, 3, 1, 4] }), gqaShape4]);
@@ -245,6 +315,7 @@ export function buildLlamaGraph(
   }
   const cls = transposeScaled(weights.classifier, vocabSize, dim);
   g.op1('MatMul', [rmsNorm(x, 'final_norm', weights.finalNorm), g.floats('classifier', [dim, vocabSize], cls)], {}, 'logits');
+  if (resident) g.op1('Concat', newKV, { axis: 0 }, NEW_KV);
   if (layout.packedOutputs) {
     const flat = g.ints('flat_shape', [-1]);
     const parts = ['logits'];

@@ -8,10 +8,13 @@
  * the same sequence only gets its newly committed positions copied. So a
  * steady decode batch copies O(new tokens), not O(whole past), per step; the
  * full past is re-packed only when P crosses a bucket or rows change slots.
+ *
+ * A resident lane (keys/values on the device, resident-kv.ts) packs nothing:
+ * it names each row's store rows and the past length to cut them to.
  */
 import { Tensor } from 'onnxruntime-node';
 import type { ModelConfig } from '../model/model-config';
-import { MASKED, pastKeyName, pastValueName } from '../graph/llama-graph';
+import { MASKED, PAST_LENGTH, PAST_ROWS, pastKeyName, pastValueName } from '../graph/llama-graph';
 import type { SequenceKvCache } from './kv-cache';
 import type { StepRow } from './step-types';
 
@@ -41,8 +44,13 @@ export class BatchLane {
   /** Slot each cache was packed into (a cache may be stale here; slotCache is the truth). */
   private readonly slotOf = new WeakMap<SequenceKvCache, number>();
   private spillScratch = new Int32Array(0);
+  private pastRows = new BigInt64Array(0);
 
-  constructor(private readonly config: ModelConfig) {}
+  constructor(
+    private readonly config: ModelConfig,
+    /** Keys/values live in a device-side store (resident-kv.ts) instead of packed host arrays. */
+    private readonly resident = false,
+  ) {}
 
   /**
    * Orders `members[0..count)` into `out` so that each row keeps the slot it
@@ -85,6 +93,8 @@ export class BatchLane {
     // When the longest row leaves, keep the wider stride for a while (up to
     // two buckets of masked slack): changing P re-packs every row's past.
     if (this.packedPast > P && this.packedPast - P <= 2 * PAST_BUCKET) P = this.packedPast;
+    // Resident: never an empty past (a zero-length slice of the store), never past the store's length.
+    if (this.resident) P = Math.min(contextLength, Math.max(P, PAST_BUCKET));
     const S = P + T;
 
     if (this.ids64.length < B * T) {
@@ -139,11 +149,28 @@ export class BatchLane {
       position_ids: new Tensor('int64', this.pos64.subarray(0, B * T), [B, T]),
       attention_mask: new Tensor('float32', mask, [B, 1, T, S]),
     };
-    this.packPast(rows, members, B, P);
-    const used = B * nKvHeads * P * hd;
-    for (let l = 0; l < nLayers; l++) {
-      feeds[pastKeyName(l)] = new Tensor('float32', this.pastK[l].subarray(0, used), [B, nKvHeads, P, hd]);
-      feeds[pastValueName(l)] = new Tensor('float32', this.pastV[l].subarray(0, used), [B, nKvHeads, P, hd]);
+    if (this.resident) {
+      // Store rows layer-major: [keys l0, values l0, keys l1, …] × B rows.
+      const perSlot = 2 * nLayers;
+      if (this.pastRows.length < perSlot * B) this.pastRows = new BigInt64Array(Math.max(perSlot * B, 2 * this.pastRows.length));
+      const rowIds = new Int32Array(this.pastRows.buffer, 0, 2 * perSlot * B);
+      for (let b = 0; b < B; b++) {
+        const slot = rows[members[b]].cache.residentSlot;
+        if (slot < 1) throw new Error('a resident step needs sequences from the resident store');
+        for (let j = 0; j < perSlot; j++) {
+          rowIds[2 * (j * B + b)] = slot * perSlot + j;
+          rowIds[2 * (j * B + b) + 1] = 0;
+        }
+      }
+      feeds[PAST_ROWS] = new Tensor('int64', this.pastRows.subarray(0, perSlot * B), [perSlot * B]);
+      feeds[PAST_LENGTH] = new Tensor('int64', BigInt64Array.of(BigInt(P)), [1]);
+    } else {
+      this.packPast(rows, members, B, P);
+      const used = B * nKvHeads * P * hd;
+      for (let l = 0; l < nLayers; l++) {
+        feeds[pastKeyName(l)] = new Tensor('float32', this.pastK[l].subarray(0, used), [B, nKvHeads, P, hd]);
+        feeds[pastValueName(l)] = new Tensor('float32', this.pastV[l].subarray(0, used), [B, nKvHeads, P, hd]);
+      }
     }
     this.batch = B;
     this.tokensPerRow = T;

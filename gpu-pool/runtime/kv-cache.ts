@@ -3,6 +3,10 @@
  * [layer][kvHead][capacity][headDim] so that packing the past of a row into
  * the graph's [B,kvH,P,hd] inputs is one contiguous copy per layer and head.
  * Grows by doubling up to the model's context length.
+ *
+ * A resident sequence (GPU providers, resident-kv.ts) holds no host storage:
+ * its keys/values live in a slot of the device-side store, and this object
+ * only counts its positions.
  */
 export interface KvLayout {
   nLayers: number;
@@ -12,6 +16,12 @@ export interface KvLayout {
   maxCapacity: number;
 }
 
+/** Where a resident sequence's keys/values are, and what to call when it is released. */
+export interface ResidentSlot {
+  slot: number;
+  onRelease: () => void;
+}
+
 export class SequenceKvCache {
   private keyData: Float32Array;
   private valueData: Float32Array;
@@ -19,13 +29,19 @@ export class SequenceKvCache {
   private cap: number;
   private released = false;
   private epochValue = 0;
+  /** Slot in the device-side store, or -1 for host storage. */
+  readonly residentSlot: number;
+  private readonly onRelease: (() => void) | null;
 
   constructor(
     readonly layout: KvLayout,
     initialCapacity = layout.maxCapacity,
+    resident: ResidentSlot | null = null,
   ) {
-    this.cap = Math.max(1, Math.min(initialCapacity, layout.maxCapacity));
-    const n = layout.nLayers * layout.nKvHeads * this.cap * layout.headDim;
+    this.residentSlot = resident ? resident.slot : -1;
+    this.onRelease = resident ? resident.onRelease : null;
+    this.cap = resident ? layout.maxCapacity : Math.max(1, Math.min(initialCapacity, layout.maxCapacity));
+    const n = resident ? 0 : layout.nLayers * layout.nKvHeads * this.cap * layout.headDim;
     this.keyData = new Float32Array(n);
     this.valueData = new Float32Array(n);
   }
@@ -95,6 +111,7 @@ export class SequenceKvCache {
 
   /** Drops the storage; the cache must not be used afterwards. */
   release(): void {
+    if (!this.released) this.onRelease?.();
     this.released = true;
     this.epochValue++;
     this.len = 0;

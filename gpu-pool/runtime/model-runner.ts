@@ -21,10 +21,11 @@ import type { LoadedModel } from '../model/load-model';
 import type { ModelConfig } from '../model/model-config';
 import { CliError } from '../cli/cli-error';
 import { loadOrBuildGraph } from '../graph/graph-cache';
-import { newKeyName, newValueName, PACKED_OUTPUTS, packedOutputLayout, type GraphLayout } from '../graph/llama-graph';
+import { buildKvStoreGrowGraph, KV_STORE_OUT, NEW_KV, newKeyName, newValueName, PACKED_OUTPUTS, packedOutputLayout, type GraphLayout } from '../graph/llama-graph';
 import { BatchLane, type StepRows } from './batch-lane';
 import { SequenceKvCache } from './kv-cache';
 import { paddingSplitThreshold } from './padding-split';
+import { ResidentKvStore } from './resident-kv';
 
 /**
  * Where the forward pass runs. `webgpu` is bundled in onnxruntime-node's Linux
@@ -55,10 +56,17 @@ export interface ModelRunnerOptions {
   splitOverheadTokens?: number;
   /**
    * Run the graph that returns one flat output instead of eleven (default
-   * $SSSD_PACKED_OUTPUTS = 1 or 0, else on for GPU providers): the WebGPU
-   * provider waits for the GPU once per output it reads back.
+   * $SSSD_PACKED_OUTPUTS = 1 or 0, else on for GPU providers that do not keep
+   * keys/values resident): the WebGPU provider waits for the GPU once per
+   * output it reads back.
    */
   packedOutputs?: boolean;
+  /**
+   * Keep keys/values on the device (default $SSSD_RESIDENT_KV = 1 or 0, else
+   * on for WebGPU; resident-kv.ts): a pass then uploads no past. Excludes
+   * packedOutputs (only the logits come back) and never splits a step.
+   */
+  residentKv?: boolean;
 }
 
 export interface StepResult {
@@ -110,10 +118,19 @@ export function webGpuOptions(raw: string | undefined): Record<string, string> {
   return out;
 }
 
-function packedOutputsFromEnv(raw: string | undefined): boolean | undefined {
+function switchFromEnv(name: string, raw: string | undefined): boolean | undefined {
   if (raw === undefined || raw === '') return undefined;
   if (raw === '1' || raw === '0') return raw === '1';
-  throw new CliError(`SSSD_PACKED_OUTPUTS must be 1 or 0, not "${raw}"`);
+  throw new CliError(`${name} must be 1 or 0, not "${raw}"`);
+}
+
+/** The graph layout a runner on `ep` uses, from its options, then the environment, then the provider's default. */
+export function chooseLayout(ep: ExecutionProviderName, opts: Pick<ModelRunnerOptions, 'packedOutputs' | 'residentKv'>, env: NodeJS.ProcessEnv = process.env): GraphLayout {
+  const resident = opts.residentKv ?? switchFromEnv('SSSD_RESIDENT_KV', env.SSSD_RESIDENT_KV);
+  const packed = opts.packedOutputs ?? switchFromEnv('SSSD_PACKED_OUTPUTS', env.SSSD_PACKED_OUTPUTS);
+  if (resident === true && packed === true) throw new CliError('resident keys/values and packed outputs exclude each other: set SSSD_RESIDENT_KV=0 to pack outputs');
+  if (resident ?? (ep === 'webgpu' && packed !== true)) return { packedOutputs: false, residentKv: true };
+  return { packedOutputs: packed ?? ep !== 'cpu' };
 }
 
 export class ModelRunner {
@@ -133,18 +150,27 @@ export class ModelRunner {
   private lengths = new Int32Array(0);
   private sorted = new Int32Array(0);
   private busy = false;
+  /** The device-side keys/values (resident layout), else null. */
+  private readonly kvStore: ResidentKvStore | null;
 
   private constructor(
     private readonly session: InferenceSession,
+    /** The resident layout's store-growth session, else null. */
+    private readonly growSession: InferenceSession | null,
     model: LoadedModel,
     ep: ExecutionProviderName,
     fromCache: boolean,
     splitOverheadTokens: number,
-    /** The graph's layout (packed outputs on GPU providers): what the caches key it by. */
+    /** The graph's layout (resident keys/values on WebGPU, packed outputs on CUDA): what the caches key it by. */
     readonly layout: GraphLayout,
   ) {
-    this.lanes = [new BatchLane(model.config), new BatchLane(model.config)];
-    this.splitOverheadTokens = splitOverheadTokens;
+    const resident = layout.residentKv === true;
+    this.lanes = [new BatchLane(model.config, resident), new BatchLane(model.config, resident)];
+    const grow = growSession;
+    this.kvStore = resident && grow ? new ResidentKvStore(model.config, async (feeds) => (await grow.run(feeds))[KV_STORE_OUT]) : null;
+    if (resident && !grow) throw new Error('a resident runner needs its store-growth session');
+    // A resident step is one pass: commits address the one pass's new_kv.
+    this.splitOverheadTokens = resident ? Infinity : splitOverheadTokens;
     this.config = model.config;
     this.sha256 = model.sha256;
     this.executionProvider = ep;
@@ -177,10 +203,11 @@ export class ModelRunner {
       );
     }
     const threads = opts.threads ?? (Number(process.env.SSSD_THREADS) || 1);
-    const layout: GraphLayout = { packedOutputs: opts.packedOutputs ?? packedOutputsFromEnv(process.env.SSSD_PACKED_OUTPUTS) ?? ep !== 'cpu' };
+    const layout = chooseLayout(ep, opts);
     const graph = await loadOrBuildGraph(model, { cacheDir: opts.cacheDir, externalDataAboveBytes: opts.externalDataAboveBytes, layout });
     const provider = ep === 'webgpu' ? { name: 'webgpu', ...webGpuOptions(process.env.SSSD_WEBGPU_OPTIONS) } : ep;
     let session: InferenceSession;
+    let growSession: InferenceSession | null = null;
     try {
       const options: InferenceSession.SessionOptions = {
         executionProviders: [provider],
@@ -191,7 +218,15 @@ export class ModelRunner {
         // Spinning worker threads burn the cores other processes (edge, tests) need.
         extra: { session: { intra_op: { allow_spinning: '0' } } },
       };
+      // Resident keys/values stay where the provider made them; only the logits come back.
+      if (layout.residentKv && ep !== 'cpu') options.preferredOutputLocation = { logits: 'cpu', [NEW_KV]: 'gpu-buffer', [KV_STORE_OUT]: 'gpu-buffer' };
       session = graph.kind === 'bytes' ? await InferenceSession.create(graph.bytes, options) : await InferenceSession.create(graph.file, options);
+      if (layout.residentKv) {
+        growSession = await InferenceSession.create(buildKvStoreGrowGraph(model.config), {
+          ...options,
+          preferredOutputLocation: ep === 'cpu' ? undefined : { [KV_STORE_OUT]: 'gpu-buffer' },
+        });
+      }
     } catch (err) {
       if (ep === 'cuda') throw new CliError(`cannot start the CUDA execution provider: ${(err as Error).message}`);
       if (ep === 'webgpu') {
@@ -201,13 +236,19 @@ export class ModelRunner {
       }
       throw err;
     }
-    return new ModelRunner(session, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), layout);
+    return new ModelRunner(session, growSession, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), layout);
   }
 
   /** A fresh, empty KV cache for one sequence (capacity grows on demand up to the context length). */
   newSequence(capacity = 64): SequenceKvCache {
     const c = this.config;
-    return new SequenceKvCache({ nLayers: c.nLayers, nKvHeads: c.nKvHeads, headDim: c.headDim, maxCapacity: c.contextLength }, capacity);
+    const layout = { nLayers: c.nLayers, nKvHeads: c.nKvHeads, headDim: c.headDim, maxCapacity: c.contextLength };
+    return new SequenceKvCache(layout, capacity, this.kvStore ? this.kvStore.allocate() : null);
+  }
+
+  /** Slots of the device-side key/value store (resident layout), else 0. */
+  get residentSlots(): number {
+    return this.kvStore?.capacity ?? 0;
   }
 
   /** One forward pass for all rows (root first, parents[i] < i); see the file comment for when it is two. */
@@ -256,10 +297,15 @@ export class ModelRunner {
     this.busy = true;
     try {
       for (let p = 0; p < passes; p++) {
+        const kvStore = this.kvStore;
+        if (kvStore) Object.assign(feeds[p], await kvStore.feeds());
         const out = await this.session.run(feeds[p]);
         const lane = this.lanes[p];
         const nLayers = this.config.nLayers;
-        if (this.layout.packedOutputs) {
+        if (kvStore) {
+          kvStore.afterPass(out);
+          outputs.push({ logits: out.logits.data as Float32Array, newK: [], newV: [], tokensPerRow: lane.tokensPerRow });
+        } else if (this.layout.packedOutputs) {
           const data = out[PACKED_OUTPUTS].data as Float32Array;
           const at = packedOutputLayout(this.config, lane.batch, lane.tokensPerRow);
           if (data.length !== at.total) throw new Error(`packed output holds ${data.length} floats, the layout ${at.total}`);
@@ -289,6 +335,8 @@ export class ModelRunner {
   private result(rows: StepRows, outputs: PassOutput[], rowPass: Uint8Array, rowSlot: Int32Array): StepResult {
     const { nLayers, nKvHeads, headDim: hd, vocabSize } = this.config;
     const B = rows.length;
+    const kvStore = this.kvStore;
+    const pass = kvStore ? kvStore.passNumber : 0;
     const logitsOffset = (rowIndex: number, tokenIndex: number): number => {
       if (!(rowIndex >= 0 && rowIndex < B) || !(tokenIndex >= 0 && tokenIndex < rows[rowIndex].row.tokens.length)) {
         throw new RangeError(`no logits for row ${rowIndex} token ${tokenIndex}`);
@@ -315,6 +363,12 @@ export class ModelRunner {
         const { newK, newV, tokensPerRow: T } = outputs[rowPass[rowIndex]];
         const slot = rowSlot[rowIndex];
         const start = cache.length;
+        if (kvStore) {
+          if (start + count > cache.capacity) throw new RangeError(`KV cache: ${start + count} positions exceed the context length ${cache.capacity}`);
+          for (let j = 0; j < count; j++) kvStore.commit(pass, slot, B, T, cache.residentSlot, tokenIndices[j], start + j);
+          cache.advance(count);
+          return;
+        }
         cache.reserve(start + count);
         const cap = cache.capacity;
         const keys = cache.keys;
@@ -341,6 +395,8 @@ export class ModelRunner {
   }
 
   async dispose(): Promise<void> {
+    this.kvStore?.dispose();
+    await this.growSession?.release();
     await this.session.release();
   }
 }

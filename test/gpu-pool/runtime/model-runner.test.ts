@@ -201,11 +201,38 @@ describe('ModelRunner', () => {
       return;
     }
     try {
+      // The WebGPU default keeps keys/values on the GPU: a prefill, then steps that read the committed past.
+      expect(gpu.layout.residentKv).toBe(true);
       const tokens = [1, 403, 407, 261, 378];
+      const other = [1, 300, 301];
       const cache = gpu.newSequence();
-      const s = await gpu.step([{ cache, row: chain(tokens) }]);
+      const cache2 = gpu.newSequence();
+      let s = await gpu.step([{ cache, row: chain(tokens) }, { cache: cache2, row: chain(other) }]);
       expect(maxAbsDiff(s.logitsAt(0, tokens.length - 1), lastReferenceLogits(model, tokens))).toBeLessThanOrEqual(1e-3);
+      expect(maxAbsDiff(s.logitsAt(1, other.length - 1), lastReferenceLogits(model, other))).toBeLessThanOrEqual(1e-3);
+      s.commit(0, [0, 1, 2, 3, 4]);
+      s.commit(1, [0, 1, 2]);
+      // A tree under 42: siblings 43 and 44; keep 42 -> 44.
+      s = await gpu.step([
+        { cache, row: { tokens: Int32Array.from([42, 43, 44]), parents: Int32Array.from([-1, 0, 0]) } },
+        { cache: cache2, row: chain([302]) },
+      ]);
+      expect(maxAbsDiff(s.logitsAt(0, 2), lastReferenceLogits(model, [...tokens, 42, 44]))).toBeLessThanOrEqual(1e-3);
+      s.commit(0, [0, 2]);
+      s.commit(1, [0]);
+      s = await gpu.step([{ cache, row: chain([45]) }, { cache: cache2, row: chain([303]) }]);
+      expect(maxAbsDiff(s.logitsAt(0, 0), lastReferenceLogits(model, [...tokens, 42, 44, 45]))).toBeLessThanOrEqual(1e-3);
+      expect(maxAbsDiff(s.logitsAt(1, 0), lastReferenceLogits(model, [...other, 302, 303]))).toBeLessThanOrEqual(1e-3);
+      s.commit(0, [0]);
+      // More sequences than the store first holds: it grows on the GPU, and the old pasts stay.
+      const slots = gpu.residentSlots;
+      const more = Array.from({ length: slots }, () => gpu.newSequence());
+      s = await gpu.step([{ cache, row: chain([46]) }, ...more.map((c, i) => ({ cache: c, row: chain([1, 10 + i]) }))]);
+      expect(gpu.residentSlots).toBeGreaterThan(slots);
+      expect(maxAbsDiff(s.logitsAt(0, 0), lastReferenceLogits(model, [...tokens, 42, 44, 45, 46]))).toBeLessThanOrEqual(1e-3);
+      for (const c of more) c.release();
       cache.release();
+      cache2.release();
     } finally {
       await gpu.dispose();
     }
