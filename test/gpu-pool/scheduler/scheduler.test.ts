@@ -10,7 +10,7 @@ import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import type { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
 import type { StepRow } from '../../../gpu-pool/runtime/step-types';
 import type { BatchRunner } from '../../../gpu-pool/scheduler/batch-runner';
-import { Scheduler } from '../../../gpu-pool/scheduler/scheduler';
+import { GOVERNED_FROM_ROWS, Scheduler } from '../../../gpu-pool/scheduler/scheduler';
 import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { CostModel } from '../../../gpu-pool/budget/cost-model';
 import { TreeBudget } from '../../../gpu-pool/budget/tree-budget';
@@ -110,6 +110,50 @@ describe('continuous batching', () => {
     // Plain cycles of 'off' rows count, for the plain arm every method shares.
     expect(governor.records.length).toBe(runner.steps.length - prefillSteps);
     expect(governor.records.every((r) => !r.speculated && r.key === 'off' && r.tokens === r.batch)).toBe(true);
+  });
+
+  it('holds speculation by 16 rows or more to the governor even where extra tokens are nearly free; a lone request is not held', async () => {
+    class RefusingGovernor extends SpeculationGovernor {
+      readonly asked: number[] = [];
+      override decide(batch: number): boolean {
+        this.asked.push(batch);
+        return false;
+      }
+    }
+    const governor = new RefusingGovernor();
+    // A GPU-like pass: a fixed cost that dwarfs what rows and tokens add.
+    const gpuLike = new CostModel({ fixed: 5, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
+    const budget = new TreeBudget(gpuLike, { policy: 'marginal', maxNodes: 16 });
+    expect(budget.kneeTokens).toBeGreaterThanOrEqual(4 * 20);
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 32, maxQueued: 32, maxTotalTokens: 1_000_000 },
+      budget,
+      governor,
+      metrics: new PoolMetrics(),
+      createDrafter: drafterFactory(null),
+    });
+    const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
+    const prompt = [...story, ...story.slice(1), ...story.slice(1, 8)];
+    const request = (id: string) => generateRequestSchema.parse({ id, promptIds: prompt, maxTokens: 24, speculation: 'context' });
+    runner.steps = [];
+    const many = Array.from({ length: 20 }, (_, i) => {
+      const c = collect();
+      s.submit(request(`wide${i}`), c.sink);
+      return c;
+    });
+    await Promise.all(many.map((c) => c.done));
+    const wide = runner.steps.filter((rows) => rows.length >= GOVERNED_FROM_ROWS);
+    expect(wide.length).toBeGreaterThan(10);
+    // Only the prefill carried more than one token a row: the governor said no to every draft.
+    expect(wide.filter((rows) => rows.some((n) => n > 1)).length).toBe(1);
+    expect(governor.asked.some((b) => b >= GOVERNED_FROM_ROWS)).toBe(true);
+
+    governor.asked.length = 0;
+    const lone = collect();
+    s.submit(request('lone'), lone.sink);
+    const done = (await lone.done).at(-1) as Extract<PoolEvent, { type: 'done' }>;
+    expect(done.usage.speculation.acceptedTokens).toBeGreaterThan(0);
+    expect(governor.asked).toEqual([]);
   });
 
   it('tells the budget which drafting steps ran cold (the first draft after steps without one)', async () => {
