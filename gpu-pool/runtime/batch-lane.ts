@@ -45,6 +45,7 @@ export class BatchLane {
   private readonly slotOf = new WeakMap<SequenceKvCache, number>();
   private spillScratch = new Int32Array(0);
   private pastRows = new BigInt64Array(0);
+  private readonly pastLength = new BigInt64Array(1);
 
   constructor(
     private readonly config: ModelConfig,
@@ -163,7 +164,8 @@ export class BatchLane {
         }
       }
       feeds[PAST_ROWS] = new Tensor('int64', this.pastRows.subarray(0, perSlot * B), [perSlot * B]);
-      feeds[PAST_LENGTH] = new Tensor('int64', BigInt64Array.of(BigInt(P)), [1]);
+      this.pastLength[0] = BigInt(P);
+      feeds[PAST_LENGTH] = new Tensor('int64', this.pastLength, [1]);
     } else {
       this.packPast(rows, members, B, P);
       const used = B * nKvHeads * P * hd;

@@ -337,6 +337,8 @@ export class ModelRunner {
     const B = rows.length;
     const kvStore = this.kvStore;
     const pass = kvStore ? kvStore.passNumber : 0;
+    // A resident commit lands in the next pass's inputs: one made while that pass runs would be lost.
+    const running = (): boolean => this.busy;
     const logitsOffset = (rowIndex: number, tokenIndex: number): number => {
       if (!(rowIndex >= 0 && rowIndex < B) || !(tokenIndex >= 0 && tokenIndex < rows[rowIndex].row.tokens.length)) {
         throw new RangeError(`no logits for row ${rowIndex} token ${tokenIndex}`);
@@ -364,6 +366,7 @@ export class ModelRunner {
         const slot = rowSlot[rowIndex];
         const start = cache.length;
         if (kvStore) {
+          if (running()) throw new Error('commit while the next step is running (resident keys/values)');
           if (start + count > cache.capacity) throw new RangeError(`KV cache: ${start + count} positions exceed the context length ${cache.capacity}`);
           for (let j = 0; j < count; j++) kvStore.commit(pass, slot, B, T, cache.residentSlot, tokenIndices[j], start + j);
           cache.advance(count);

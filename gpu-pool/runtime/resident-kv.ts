@@ -43,6 +43,9 @@ export class ResidentKvStore {
   private commits = 0;
   private src = new BigInt64Array(256);
   private dst = new BigInt64Array(3 * 256);
+  // Little-endian int64 written as (low, high = 0) int32 pairs, as the lane writes ids: no BigInt per commit.
+  private src32 = new Int32Array(this.src.buffer);
+  private dst32 = new Int32Array(this.dst.buffer);
   private disposed = false;
 
   constructor(
@@ -93,10 +96,11 @@ export class ResidentKvStore {
       const n = Math.max(need, 2 * this.src.length);
       this.src = grow(this.src, n);
       this.dst = grow(this.dst, 3 * n);
+      this.src32 = new Int32Array(this.src.buffer);
+      this.dst32 = new Int32Array(this.dst.buffer);
     }
-    // Little-endian int64 as (low, high = 0) int32 pairs, as the lane writes ids.
-    const src = new Int32Array(this.src.buffer);
-    const dst = new Int32Array(this.dst.buffer);
+    const src = this.src32;
+    const dst = this.dst32;
     for (let j = 0; j < this.rowsPerSlot; j++) {
       for (let h = 0; h < kvH; h++) {
         const c = this.commits++;
