@@ -84,6 +84,16 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
 
   const results: MethodResult[] = [];
   let runId = 0;
+  /** A workload request as served (its own sampling), under `method`. */
+  const bodyOf = (p: Prepared, method: SpeculationMethod, idPrefix: string) => ({
+    id: `${idPrefix}-${process.pid}-${++runId}`,
+    promptIds: p.promptIds,
+    maxTokens: p.request.max_tokens,
+    sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
+    speculation: method,
+    useDatastore: opts.useDatastore,
+    contributeToDatastore: false,
+  });
   const edge = opts.methods.includes('sssd') && opts.edgeTries !== false ? startBenchEdge(info.model.vocabSize) : null;
   try {
     // Warm-up (not measured): the runtime's first batch shapes and the JIT.
@@ -112,16 +122,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       // first measured 8-18% slower at concurrency 32 than the same work
       // listed later (`pld` against `off`, both at 1.00 tokens/step).
       if (concurrency > 4) {
-        await replay(requests.slice(0, roundSize), concurrency, (p) =>
-          runGeneration(opts.poolUrl, opts.token, {
-            id: `bench-warmup-${process.pid}-${++runId}`,
-            promptIds: p.promptIds,
-            maxTokens: p.request.max_tokens,
-            sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
-            speculation: 'off',
-            contributeToDatastore: false,
-          }),
-        );
+        await replay(requests.slice(0, roundSize), concurrency, (p) => runGeneration(opts.poolUrl, opts.token, bodyOf(p, 'off', 'bench-warmup')));
       }
       const runsOf = new Map<SpeculationMethod, TimedGeneration[]>();
       for (const m of opts.methods) runsOf.set(m, []);
@@ -143,16 +144,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
             const runs = await replay(round, concurrency, async (p) => {
               const playEdge = edge !== null && method === 'sssd' && !p.repeat;
               const trie = playEdge ? await edge.trieFor(p.user, p.promptIds) : undefined;
-              const r = await runGeneration(opts.poolUrl, opts.token, {
-                id: `bench-${process.pid}-${++runId}`,
-                promptIds: p.promptIds,
-                maxTokens: p.request.max_tokens,
-                sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
-                speculation: method,
-                useDatastore: opts.useDatastore,
-                contributeToDatastore: false,
-                ...(trie ? { trie } : {}),
-              }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds]) } : {});
+              const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, 'bench'), ...(trie ? { trie } : {}) }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds]) } : {});
               // As the edge's waitUntil: the cache update happens after the response, off the request path.
               if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);
               bar?.increment();
