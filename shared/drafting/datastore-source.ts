@@ -158,6 +158,8 @@ interface DraftCache {
   hashes: Uint32Array;
   generations: Float64Array;
   queryLengths: Int32Array;
+  /** The lookup's maxMatches the entry was recorded with: a smaller lookup's candidates differ, not just fewer. */
+  matches: Int32Array;
   queries: Int32Array;
   /** Adds recorded per entry; -1 = empty. */
   adds: Int32Array;
@@ -182,6 +184,7 @@ function emptyCache(entries: number): DraftCache {
     hashes: new Uint32Array(entries),
     generations: new Float64Array(entries),
     queryLengths: new Int32Array(entries),
+    matches: new Int32Array(entries),
     queries: new Int32Array(entries * CACHE_MAX_QUERY),
     adds: new Int32Array(entries).fill(-1),
     complete: new Uint8Array(entries),
@@ -197,7 +200,7 @@ function emptyCache(entries: number): DraftCache {
  * adds the candidates, or replays them from the draft cache when this query
  * was answered before by the same datastore contents. Allocation-free.
  * `lookupOptions` must follow from `weights` (as SssdProposer's do): the
- * cache tells entries apart by datastore, weights object and query only.
+ * cache tells entries apart by datastore, weights object, query and maxMatches only.
  */
 export function addDatastoreDraft(
   fuser: TreeFuser,
@@ -223,6 +226,8 @@ export function addDatastoreDraft(
     q[i] = tok;
     h = Math.imul(h ^ tok, 0x01000193);
   }
+  const matches = lookupOptions.maxMatches;
+  h = Math.imul(h ^ matches, 0x01000193);
   h = (h ^ (h >>> 15)) >>> 0;
   const generation = datastore.generation;
   const cacheable = generation !== undefined && limit <= CACHE_MAX_ADDS && n === weights.datastoreMaxQuery;
@@ -239,7 +244,7 @@ export function addDatastoreDraft(
   }
   const slot = h & (CACHE_ENTRIES - 1);
   const recorded = c.adds[slot];
-  if (recorded >= 0 && (limit <= recorded || c.complete[slot] === 1) && c.hashes[slot] === h && c.generations[slot] === generation && c.queryLengths[slot] === n) {
+  if (recorded >= 0 && (limit <= recorded || c.complete[slot] === 1) && c.hashes[slot] === h && c.generations[slot] === generation && c.queryLengths[slot] === n && c.matches[slot] === matches) {
     let same = true;
     const qa = slot * CACHE_MAX_QUERY;
     for (let i = 0; i < n && same; i++) same = c.queries[qa + i] === q[i];
@@ -258,6 +263,7 @@ export function addDatastoreDraft(
   c.hashes[slot] = h;
   c.generations[slot] = generation;
   c.queryLengths[slot] = n;
+  c.matches[slot] = matches;
   c.queries.set(queryViews[n], slot * CACHE_MAX_QUERY);
   addCandidates(fuser, datastore.lookup(queryViews[n], found, lookupOptions), weights, limit, slot);
 }

@@ -3,7 +3,9 @@ import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { pathTokens, validateDraftTree } from '../../../shared/drafting/draft-tree';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
 import type { DatastoreLike, DatastoreMatchesLike } from '../../../shared/drafting/datastore-source';
+import { defaultFusionWeights, sourceLimit } from '../../../shared/drafting/fusion';
 import { RequestDrafter } from '../../../shared/drafting/request-drafter';
+import { DATASTORE_MATCH_TIERS, datastoreMatchTier } from '../../../shared/drafting/sssd-proposer';
 import { seededRandom, tokenStream } from './random-tokens';
 
 function paths(tree: ReturnType<RequestDrafter['draft']>): string[] {
@@ -178,6 +180,37 @@ describe('RequestDrafter', () => {
     d.draft(16);
     d.draft(16);
     expect(calls).toBe(5);
+  });
+
+  it('looks up fewer datastore matches for a small tree, and keeps one cached recording per lookup size', () => {
+    const rand = seededRandom(23);
+    const docs = Array.from({ length: 30 }, () => [1, ...tokenStream(rand, 200, 12)]);
+    const real = Datastore.fromDocuments(docs, { indexer: 'inline' });
+    const asked: number[] = [];
+    const counting: DatastoreLike = {
+      get tokenCount() {
+        return real.tokenCount;
+      },
+      generation: 0,
+      lookup(context: ArrayLike<number>, out?: DatastoreMatchesLike, opts?: Parameters<DatastoreLike['lookup']>[2]): DatastoreMatchesLike {
+        asked.push(opts?.maxMatches ?? -1);
+        const found = real.lookup(context, out, opts);
+        expect(found.count).toBeLessThanOrEqual(opts?.maxMatches ?? Infinity);
+        return found;
+      },
+    };
+    // A small vocabulary: short suffixes occur hundreds of times, plenty of matches to cut.
+    const d = new RequestDrafter({ method: 'sssd', promptIds: docs[0].slice(0, 30), datastore: counting });
+    d.draft(32);
+    d.draft(4);
+    d.draft(8);
+    expect(asked).toEqual([DATASTORE_MATCH_TIERS[3], DATASTORE_MATCH_TIERS[0], DATASTORE_MATCH_TIERS[1]]);
+    // Each size's recording replays (no lookup), and a small lookup never stands in for a big one.
+    d.draft(4);
+    d.draft(32);
+    d.draft(8);
+    expect(asked.length).toBe(3);
+    expect(datastoreMatchTier(sourceLimit(32, defaultFusionWeights))).toBe(DATASTORE_MATCH_TIERS.length - 1);
   });
 
   it('drafts the same trees from the datastore draft cache as without it', () => {
