@@ -124,7 +124,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
     datastore = Datastore.empty({ vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha });
   }
 
-  const runner = await ModelRunner.create(model, { threads });
+  const runner = await ModelRunner.create(model, { threads, maxSequences: maxActive });
   const layoutNote = runner.layout.residentKv ? ' (resident keys/values)' : runner.layout.packedOutputs ? ' (packed outputs)' : '';
   process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${layoutNote}\n`);
   const metrics = new PoolMetrics();

@@ -67,6 +67,12 @@ export interface ModelRunnerOptions {
    * packedOutputs (only the logits come back) and never splits a step.
    */
   residentKv?: boolean;
+  /**
+   * The most sequences the caller keeps open at once (the pool's
+   * --max-active). A resident store doubles only up to that many slots, then
+   * grows by one; without it, 128 sequences got a 256-slot store.
+   */
+  maxSequences?: number;
 }
 
 export interface StepResult {
@@ -163,11 +169,12 @@ export class ModelRunner {
     splitOverheadTokens: number,
     /** The graph's layout (resident keys/values on WebGPU, packed outputs on CUDA): what the caches key it by. */
     readonly layout: GraphLayout,
+    maxSequences: number,
   ) {
     const resident = layout.residentKv === true;
     this.lanes = [new BatchLane(model.config, resident), new BatchLane(model.config, resident)];
     const grow = growSession;
-    this.kvStore = resident && grow ? new ResidentKvStore(model.config, async (feeds) => (await grow.run(feeds))[KV_STORE_OUT]) : null;
+    this.kvStore = resident && grow ? new ResidentKvStore(model.config, async (feeds) => (await grow.run(feeds))[KV_STORE_OUT], maxSequences + 1) : null;
     if (resident && !grow) throw new Error('a resident runner needs its store-growth session');
     // A resident step is one pass: commits address the one pass's new_kv.
     this.splitOverheadTokens = resident ? Infinity : splitOverheadTokens;
@@ -203,6 +210,8 @@ export class ModelRunner {
       );
     }
     const threads = opts.threads ?? (Number(process.env.SSSD_THREADS) || 1);
+    const maxSequences = opts.maxSequences ?? Infinity;
+    if (!(maxSequences >= 1)) throw new RangeError(`maxSequences must be at least 1, not ${opts.maxSequences}`);
     const layout = chooseLayout(ep, opts);
     const graph = await loadOrBuildGraph(model, { cacheDir: opts.cacheDir, externalDataAboveBytes: opts.externalDataAboveBytes, layout });
     const provider = ep === 'webgpu' ? { name: 'webgpu', ...webGpuOptions(process.env.SSSD_WEBGPU_OPTIONS) } : ep;
@@ -236,7 +245,7 @@ export class ModelRunner {
       }
       throw err;
     }
-    return new ModelRunner(session, growSession, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), layout);
+    return new ModelRunner(session, growSession, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), layout, maxSequences);
   }
 
   /** A fresh, empty KV cache for one sequence (capacity grows on demand up to the context length). */

@@ -15,7 +15,11 @@
  * has not reached yet, which the mask hides until its own commits overwrite
  * them. The store starts with INITIAL_SLOTS slots and doubles when none is
  * free: before the next pass, a small graph of its own pads it with zero
- * rows on the device (buildKvStoreGrowGraph).
+ * rows on the device (buildKvStoreGrowGraph). Doubling stops at `maxSlots`
+ * (the pool's most sequences at once, plus slot 0), past which it grows one
+ * slot at a time: every slot is a whole context of keys/values, and every
+ * pass copies the store, so 128 sequences doubled to 256 slots held twice the
+ * memory they needed.
  */
 import { Tensor } from 'onnxruntime-node';
 import { COMMIT_DST, COMMIT_SRC, GROW_PADS, KV_STORE, KV_STORE_OUT, NEW_KV, PREV_NEW_KV } from '../graph/llama-graph';
@@ -51,9 +55,13 @@ export class ResidentKvStore {
   constructor(
     private readonly config: ModelConfig,
     private readonly grow: GrowStore,
+    /** Slots (slot 0 included) past which the store grows one slot at a time instead of doubling. */
+    private readonly maxSlots = Infinity,
   ) {
+    if (!(maxSlots >= 2)) throw new RangeError(`a resident store needs at least 2 slots (slot 0 and one sequence), not ${maxSlots}`);
     this.rowsPerSlot = 2 * config.nLayers;
     this.rowFloats = config.nKvHeads * config.contextLength * config.headDim;
+    this.slots = Math.min(INITIAL_SLOTS, maxSlots);
     for (let s = this.slots - 1; s >= 1; s--) this.free.push(s);
     this.noNewKv = new Tensor('float32', new Float32Array(config.nKvHeads * config.headDim), [1, config.nKvHeads, 1, config.headDim]);
   }
@@ -71,7 +79,7 @@ export class ResidentKvStore {
   /** A free slot, growing the store (at the next pass) when none is left. */
   allocate(): { slot: number; onRelease: () => void } {
     if (this.free.length === 0) {
-      const grown = this.slots * 2;
+      const grown = Math.max(this.slots + 1, Math.min(this.slots * 2, this.maxSlots));
       for (let s = grown - 1; s >= this.slots; s--) this.free.push(s);
       this.slots = grown;
     }

@@ -194,7 +194,8 @@ describe('ModelRunner', () => {
   it('runs on WebGPU where a GPU adapter exists, and otherwise says what it needs', async () => {
     let gpu: ModelRunner;
     try {
-      gpu = await ModelRunner.create(model, { cacheDir, executionProvider: 'webgpu' });
+      // At most 20 sequences: past 16 slots the store grows to 21, not 32 (a pad that is not a doubling).
+      gpu = await ModelRunner.create(model, { cacheDir, executionProvider: 'webgpu', maxSequences: 20 });
     } catch (err) {
       expect(err).toBeInstanceOf(CliError);
       expect((err as Error).message).toMatch(/cannot start the WebGPU execution provider \(it needs a GPU with a Vulkan driver/);
@@ -229,6 +230,7 @@ describe('ModelRunner', () => {
       const more = Array.from({ length: slots }, () => gpu.newSequence());
       s = await gpu.step([{ cache, row: chain([46]) }, ...more.map((c, i) => ({ cache: c, row: chain([1, 10 + i]) }))]);
       expect(gpu.residentSlots).toBeGreaterThan(slots);
+      expect(gpu.residentSlots).toBe(21);
       expect(maxAbsDiff(s.logitsAt(0, 0), lastReferenceLogits(model, [...tokens, 42, 44, 45, 46]))).toBeLessThanOrEqual(1e-3);
       for (const c of more) c.release();
       cache.release();

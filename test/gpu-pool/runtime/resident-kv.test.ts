@@ -110,6 +110,35 @@ describe('resident keys/values', () => {
     seqs = [];
   });
 
+  it('sizes the store to the sequences the caller keeps open, growing one slot at a time past that', async () => {
+    const capped = await ModelRunner.create(model, { cacheDir, residentKv: true, maxSequences: 20 });
+    try {
+      const row = (t: number) => ({ tokens: Int32Array.from([1, t]), parents: Int32Array.from([-1, 0]) });
+      const hostSeqs = Array.from({ length: 21 }, () => host.newSequence());
+      const seqs = Array.from({ length: 20 }, () => capped.newSequence());
+      // 20 sequences and slot 0: 21 slots, where doubling from 16 would have made 32.
+      expect(capped.residentSlots).toBe(21);
+      seqs.push(capped.newSequence());
+      expect(capped.residentSlots).toBe(22);
+      // The grown store serves every row as host keys/values do, through a second step.
+      for (const t of [300, 301]) {
+        const a = await host.step(hostSeqs.map((cache, r) => ({ cache, row: row(t + r) })));
+        const b = await capped.step(seqs.map((cache, r) => ({ cache, row: row(t + r) })));
+        for (let r = 0; r < seqs.length; r++) {
+          const x = a.logitsAt(r, 1);
+          const y = b.logitsAt(r, 1);
+          for (let v = 0; v < x.length; v++) expect(Math.abs(x[v] - y[v])).toBeLessThanOrEqual(1e-4);
+          a.commit(r, [0, 1]);
+          b.commit(r, [0, 1]);
+        }
+      }
+      for (const s of [...seqs, ...hostSeqs]) s.release();
+      await expect(ModelRunner.create(model, { cacheDir, residentKv: true, maxSequences: 0 })).rejects.toThrow(/maxSequences must be at least 1/);
+    } finally {
+      await capped.dispose();
+    }
+  });
+
   it('refuses a commit on a step result once the next step has run', async () => {
     const cache = resident.newSequence();
     const row = { tokens: Int32Array.from([1, 400, 401]), parents: Int32Array.from([-1, 0, 1]) };
