@@ -156,6 +156,41 @@ describe('continuous batching', () => {
     expect(governor.asked).toEqual([]);
   });
 
+  it('keeps a row that ran plain past 32 tokens plain when it has less left than twice its context', async () => {
+    // Wide batches do not speculate; below 16 rows they do, as after a concurrency-8 history.
+    class WideRefusingGovernor extends SpeculationGovernor {
+      override decide(batch: number): boolean {
+        return batch < GOVERNED_FROM_ROWS;
+      }
+    }
+    const gpuLike = new CostModel({ fixed: 5, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 32, maxQueued: 32, maxTotalTokens: 1_000_000 },
+      budget: new TreeBudget(gpuLike, { policy: 'marginal', maxNodes: 16 }),
+      governor: new WideRefusingGovernor(),
+      metrics: new PoolMetrics(),
+      createDrafter: drafterFactory(null),
+    });
+    const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
+    const prompt = [...story, ...story.slice(1), ...story.slice(1, 8)];
+    const run = (id: string, maxTokens: number) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: prompt, maxTokens, speculation: 'context' }), c.sink);
+      return c.done.then((events) => events.at(-1) as Extract<PoolEvent, { type: 'done' }>);
+    };
+    // 18 rows end at 40 tokens; then 'late' (60 to go, context 76) and 'long' (360 to go) are left.
+    const short = Array.from({ length: 18 }, (_, i) => run(`short${i}`, 40));
+    const late = run('late', 100);
+    const long = run('long', 400);
+    const ends = await Promise.all([...short, late, long]);
+    expect(ends.every((e) => e.finishReason === 'length')).toBe(true);
+    expect((await late).usage.speculation.drafts).toBe(0);
+    expect((await long).usage.speculation.drafts).toBeGreaterThan(0);
+    // A row that joins the narrow batch drafts from its first step.
+    const fresh = await run('fresh', 100);
+    expect(fresh.usage.speculation.drafts).toBeGreaterThan(0);
+  });
+
   it('tells the budget which drafting steps ran cold (the first draft after steps without one)', async () => {
     class RecordingBudget extends TreeBudget {
       readonly steady: number[] = [];
