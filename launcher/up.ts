@@ -4,6 +4,7 @@
  * edge under `wrangler dev`, prints where to go, and stops both on Ctrl-C.
  */
 import { existsSync } from 'node:fs';
+import { nextTokenTablePath } from '../gpu-pool/datastore/next-token-table-file';
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { locateModel } from './model-locator';
@@ -31,13 +32,16 @@ function portFrom(value: number | string | undefined, fallback: number, name: st
  * beside the repository (../shared/workloads), when that corpus is there, plus
  * the model's own continuations of the corpus's story openings
  * (gpu-pool/datastore/self-continuations.ts; SSSD_DATASTORE_SELF=off leaves
- * them out); a second start reuses the file. Without the corpus the pool
+ * them out), with the model's next-token table beside it
+ * (shared/drafting/next-token-table.ts); a second start reuses them. Without the corpus the pool
  * starts without a datastore, which only costs acceptance length.
  */
 async function ensureDefaultDatastore(files: { model: string; tokenizer: string }, withSelf: boolean, log: (line: string) => void): Promise<string> {
   const file = path.join(repoRoot, `.cache/datastore/stories260K${withSelf ? '.self' : ''}.sssd-ds`);
   const corpus = path.resolve(repoRoot, '..', 'shared', 'workloads', 'datastore-corpus.jsonl');
-  if (existsSync(file) || !existsSync(corpus)) return file;
+  // A datastore from before the next-token table is rebuilt once to gain it.
+  const complete = existsSync(file) && (!withSelf || existsSync(nextTokenTablePath(file)));
+  if (complete || !existsSync(corpus)) return file;
   log(
     withSelf
       ? `building the global datastore from ${corpus} and the model's own continuations of its openings (once; 1-2 minutes on 2 CPU cores)...`

@@ -15,6 +15,7 @@ import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { buildChunksFromJsonl, DEFAULT_BUILD_CHUNK_TOKENS, type CorpusBuildOptions, type CorpusBuildProgress } from '../datastore/corpus-builder';
 import { DEFAULT_SELF_CONTINUATIONS } from '../datastore/self-continuations';
+import { nextTokenTablePath, writeNextTokenTable } from '../datastore/next-token-table-file';
 import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
 import { createDatastoreMatches, Datastore, DEFAULT_LOOKUP } from '../datastore/datastore';
@@ -124,6 +125,12 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
     tokenizerSha256: sha256,
     chunks: result.chunks,
   });
+  let tableNote = '';
+  if (result.nextTokens) {
+    const file = nextTokenTablePath(opts.out);
+    const tableBytes = await writeNextTokenTable(file, result.nextTokens, { vocabSize: tokenizer.vocabSize, tokenizerSha256: sha256 });
+    tableNote = `  and ${file}: the model's next-token distributions for ${result.nextTokens.size} contexts, ${(tableBytes / 1e6).toFixed(1)} MB\n`;
+  }
   const t2 = performance.now();
   process.stdout.write(
     `built ${opts.out}: ${result.tokens} tokens from ${result.documents} documents in ${result.chunks.length} chunk(s), ` +
@@ -131,7 +138,8 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
       `(tokenize ${result.tokenizeSeconds.toFixed(2)} s, ` +
       (selfContinuations ? `generate ${result.generateSeconds.toFixed(2)} s, ` : '') +
       `index ${result.indexSeconds.toFixed(2)} s, write ${((t2 - t1) / 1000).toFixed(2)} s)\n` +
-      (selfContinuations ? `  of which the model's own continuations: ${result.selfDocuments} documents, ${result.selfTokens} tokens\n` : ''),
+      (selfContinuations ? `  of which the model's own continuations: ${result.selfDocuments} documents, ${result.selfTokens} tokens\n` : '') +
+      tableNote,
   );
 }
 

@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { type FusionWeights, defaultFusionWeights } from '../../shared/drafting/fusion';
 import { Datastore } from '../datastore/datastore';
+import { openNextTokenTable } from '../datastore/next-token-table-file';
 import { continuationCacheFile, computeContinuations, readCachedContinuations, writeCachedContinuations } from '../eval/continuations';
 import { formatEvalTable } from '../eval/eval-report';
 import { type EvalMethod, type ReplayRequest, type ReplayResult, evalMethods, replay } from '../eval/replay';
@@ -37,6 +38,7 @@ interface EvalDraftsFlags {
   weights?: string;
   cacheDir: string;
   liveDatastore?: boolean;
+  nextTokens?: string;
   sampling: string;
   json?: boolean;
 }
@@ -59,6 +61,7 @@ export function register(program: Command): void {
     .option('--weights <json>', 'fusion weight overrides as JSON, e.g. {"edge":0.7,"combine":"max"}')
     .option('--cache-dir <dir>', 'where continuations are cached', '.cache/eval')
     .option('--sampling <mode>', "greedy: every request decoded greedily; as-served: each request's temperature, top_p and seed, drafts coupled to its noise as in the pool", 'greedy')
+    .option('--next-tokens <file>', "the model's next-token table, drafting for sampled requests in the datastore methods (default: --datastore's FILE.next-tokens when present; none = without)")
     .option('--live-datastore', "datastore methods also learn from every finished request (the pool's opt-in contributeToDatastore)")
     .option('--json', 'print the results as JSON')
     .action(async (flags: EvalDraftsFlags) => {
@@ -142,6 +145,11 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   const vocabSize = model.config.vocabSize;
   let datastore: Datastore | null = null;
   if (needsDatastore) datastore = await openDatastore(flags, encode, vocabSize);
+  const nextTokens = needsDatastore
+    ? await openNextTokenTable(flags.nextTokens, flags.datastore, { vocabSize }).catch((err: Error) => {
+        throw new CliError(`cannot load the next-token table: ${err.message}`);
+      })
+    : null;
 
   const replayRequests: ReplayRequest[] = requests.map((r, i) => {
     const sampling = jobs[i].sampling;
@@ -153,7 +161,7 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
       // Live learning mutates the datastore: every run starts from the file.
       const live = Boolean(flags.liveDatastore) && method.includes('datastore');
       const ds = live ? await openDatastore(flags, encode, vocabSize) : datastore;
-      results.push(await replay(replayRequests, method, budget, { datastore: ds, weights, edgeTrieNodes, timeDrafts: true, liveDatastore: live }));
+      results.push(await replay(replayRequests, method, budget, { datastore: ds, nextTokens, weights, edgeTrieNodes, timeDrafts: true, liveDatastore: live }));
       if (live) await ds?.close();
     }
   }
@@ -213,3 +221,4 @@ async function openDatastore(flags: EvalDraftsFlags, encode: (text: string, opts
   }
   return Datastore.fromDocuments(docs, { vocabSize, indexer: 'inline' });
 }
+

@@ -23,6 +23,7 @@ import { SpeculationGovernor } from '../budget/speculation-governor';
 import { PoolMetrics } from '../metrics/pool-metrics';
 import { Scheduler } from '../scheduler/scheduler';
 import { drafterFactory } from '../scheduler/drafter-factory';
+import { openNextTokenTable } from '../datastore/next-token-table-file';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
 
@@ -30,6 +31,7 @@ interface PoolFlags {
   model: string;
   tokenizer: string;
   datastore?: string;
+  nextTokens?: string;
   port: string;
   host: string;
   insecureNoAuth?: boolean;
@@ -50,6 +52,7 @@ export function register(program: Command): void {
     .requiredOption('--model <path>', 'llama2.c .bin checkpoint or Hugging Face model directory')
     .requiredOption('--tokenizer <path>', 'tokenizer file (llama2.c tokenizer .bin or tokenizer.json)')
     .option('--datastore <file>', 'global datastore file (sssd datastore build); default: empty, filled by opted-in outputs')
+    .option('--next-tokens <file>', "the model's next-token table (datastore build --model writes FILE.next-tokens beside the datastore, the default when present; none = without): drafts for sampled requests")
     .option('--port <n>', 'port (0 = any free port)', '8788')
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--insecure-no-auth', 'serve without a bearer token (loopback hosts only)')
@@ -123,10 +126,14 @@ async function runPool(flags: PoolFlags): Promise<void> {
   } else {
     datastore = Datastore.empty({ vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha });
   }
+  const nextTokens = await openNextTokenTable(flags.nextTokens, flags.datastore, { vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha }).catch((err: Error) => {
+    throw new CliError(`cannot load the next-token table: ${err.message}`);
+  });
 
   const runner = await ModelRunner.create(model, { threads, maxSequences: maxActive });
   const layoutNote = runner.layout.residentKv ? ' (resident keys/values)' : runner.layout.packedOutputs ? ' (packed outputs)' : '';
   process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${layoutNote}\n`);
+  if (nextTokens) process.stderr.write(`pool: next-token table of ${nextTokens.size} contexts drafts for sampled requests\n`);
   const metrics = new PoolMetrics();
   let budget: TreeBudget | null = null;
   if (flags.budget !== 'off') {
@@ -157,7 +164,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
     budget,
     governor,
     metrics,
-    createDrafter: drafterFactory(datastore),
+    createDrafter: drafterFactory(datastore, nextTokens),
     onContribute: (tokens) => datastore.append(tokens),
     maxTreeNodes,
   });

@@ -11,6 +11,7 @@ import { CliError } from '../cli/cli-error';
 import type { ModelRunner } from '../runtime/model-runner';
 import { ChunkPacker } from './chunk-packer';
 import { indexChunk, type DatastoreChunk } from './datastore-chunk';
+import { NextTokenTable, NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
 import { generateSelfContinuations, selfContinuationJobs, type SelfContinuationOptions } from './self-continuations';
 
 export interface CorpusBuildProgress {
@@ -35,6 +36,8 @@ export interface CorpusBuildResult {
   chunks: DatastoreChunk[];
   documents: number;
   tokens: number;
+  /** The model's next-token distributions over its continuations; null without selfContinuations. */
+  nextTokens: NextTokenTable | null;
   /** Of documents and tokens: the model's own continuations. */
   selfDocuments: number;
   selfTokens: number;
@@ -96,12 +99,16 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
   const t1 = performance.now();
 
   let self = { documents: 0, tokens: 0 };
+  let nextTokens: NextTokenTable | null = null;
   if (opts.selfContinuations) {
     const { runner, options } = opts.selfContinuations;
     const jobs = selfContinuationJobs(texts, opts.tokenizer, runner.config.contextLength, options);
+    const table = new NextTokenTableBuilder(runner.config.vocabSize);
     self = await generateSelfContinuations(runner, jobs, (doc) => packer.add(doc), {
       onProgress: (done, total) => opts.onProgress?.({ phase: 'generate', done, total }),
+      nextTokens: table,
     });
+    nextTokens = table.build();
     documents += self.documents;
   }
   const packed = packer.finish();
@@ -121,6 +128,7 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
     chunks,
     documents,
     tokens,
+    nextTokens,
     selfDocuments: self.documents,
     selfTokens: self.tokens,
     tokenizeSeconds: (t1 - t0) / 1000,

@@ -20,6 +20,7 @@
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { generate, type GenerationRequest } from '../runtime/generate';
 import type { ModelRunner } from '../runtime/model-runner';
+import type { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
 
 export interface SelfContinuationOptions {
   /** Openings per document: its first 1, 2, … `openings` sentences. */
@@ -78,7 +79,12 @@ export async function generateSelfContinuations(
   runner: ModelRunner,
   jobs: readonly GenerationRequest[],
   add: (doc: number[]) => void,
-  opts: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
+  opts: {
+    batchSize?: number;
+    onProgress?: (done: number, total: number) => void;
+    /** Also take in the model's distribution at every generated position (next-token-table.ts). */
+    nextTokens?: NextTokenTableBuilder;
+  } = {},
 ): Promise<{ documents: number; tokens: number }> {
   const batchSize = Math.max(1, opts.batchSize ?? 64);
   const eos = runner.config.eosIds;
@@ -86,7 +92,22 @@ export async function generateSelfContinuations(
   opts.onProgress?.(0, jobs.length);
   for (let i = 0; i < jobs.length; i += batchSize) {
     const batch = jobs.slice(i, i + batchSize);
-    const results = await generate(runner, batch);
+    const table = opts.nextTokens;
+    // The last 8 tokens of prompt + output, for the table's keys.
+    const tail = new Int32Array(8);
+    const onLogits = table
+      ? (j: number, logits: Float32Array, output: readonly number[]): void => {
+          const prompt = batch[j].promptIds;
+          const end = prompt.length + output.length;
+          const n = Math.min(tail.length, end);
+          for (let k = 0; k < n; k++) {
+            const at = end - n + k;
+            tail[k] = at < prompt.length ? prompt[at] : output[at - prompt.length];
+          }
+          table.add(tail, n, logits);
+        }
+      : undefined;
+    const results = await generate(runner, batch, { onLogits });
     results.forEach((r, j) => {
       const out = r.outputIds;
       const end = out.length > 0 && eos.includes(out[out.length - 1]) ? out.length - 1 : out.length;

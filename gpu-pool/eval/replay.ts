@@ -18,6 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import { quantile } from '../bench/latency-stats';
 import type { DatastoreLike } from '../../shared/drafting/datastore-source';
+import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { longestMatchingPath } from '../../shared/drafting/draft-tree';
 import { type EdgeTrieOptions, draftEdgeTrie } from '../../shared/drafting/edge-trie';
 import { type FusionWeights, defaultFusionWeights } from '../../shared/drafting/fusion';
@@ -38,6 +39,8 @@ export interface ReplayRequest {
 
 export interface ReplayOptions {
   datastore?: DatastoreLike | null;
+  /** The model's next-token table (drafts for sampled requests in the datastore methods). */
+  nextTokens?: NextTokenTable | null;
   weights?: FusionWeights;
   /** Edge trie size (nodes, root included). */
   edgeTrieNodes?: number;
@@ -113,6 +116,7 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
       method: drafterMethod,
       promptIds: req.promptIds,
       datastore: usesDatastore ? (opts.datastore ?? undefined) : undefined,
+      nextTokens: usesDatastore ? (opts.nextTokens ?? undefined) : undefined,
       edgeTrie: userCache ? draftEdgeTrie(userCache, req.promptIds, { ...opts.edgeTrie, maxNodes: edgeNodes }) : undefined,
       weights: opts.weights ?? defaultFusionWeights,
       ...(sampled ? { sampling: req.sampling } : {}),

@@ -33,6 +33,8 @@ export interface GenerationResult {
 export interface GenerateOptions {
   /** Called with each new token of request `index`, in order (for streaming). */
   onToken?: (index: number, tokenId: number) => void;
+  /** Called with the logits request `index`'s next token is drawn from, and its output so far (prompt not included). */
+  onLogits?: (index: number, logits: Float32Array, output: readonly number[]) => void;
 }
 
 interface Running {
@@ -90,6 +92,7 @@ export async function generate(runner: ModelRunner, requests: GenerationRequest[
         const n = s.pending.length;
         const logits = step.logitsAt(b, n - 1);
         const r = s.request;
+        opts.onLogits?.(s.index, logits, s.output);
         // The token's sequence index: prompt + output so far.
         const next = s.noise
           ? sampleWithNoise(logits, { temperature: r.temperature ?? 1, topP: r.topP ?? 1, topK: r.topK ?? 0 }, probs, s.noise, r.promptIds.length + s.output.length)

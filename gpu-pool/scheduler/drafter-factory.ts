@@ -14,12 +14,13 @@
 import type { GenerateRequest } from '../../shared/protocol';
 import type { DatastoreLike } from '../../shared/drafting/datastore-source';
 import type { DraftTree } from '../../shared/drafting/draft-tree';
+import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { RequestDrafter } from '../../shared/drafting/request-drafter';
 import { AdmissionError } from './admission-error';
 import { decodeBase64 } from './base64';
 import type { Drafter } from './generation';
 
-export function drafterFactory(datastore: DatastoreLike | null): (request: GenerateRequest) => Drafter | null {
+export function drafterFactory(datastore: DatastoreLike | null, nextTokens: NextTokenTable | null = null): (request: GenerateRequest) => Drafter | null {
   return (request) => {
     if (request.speculation === 'off') return null;
     let edgeTrie: Uint8Array | undefined;
@@ -36,6 +37,7 @@ export function drafterFactory(datastore: DatastoreLike | null): (request: Gener
           promptIds: request.promptIds,
           edgeTrie,
           datastore: store,
+          nextTokens: store && nextTokens ? nextTokens : undefined,
           // The scheduler has seeded every sampled request by now.
           ...(request.sampling.temperature > 0 && request.sampling.seed !== undefined
             ? { sampling: { seed: request.sampling.seed, temperature: request.sampling.temperature } }

@@ -15,6 +15,7 @@
  * Hot path: typed arrays only, reused across calls; no per-node objects.
  */
 import { CandidateHeap } from './candidate-heap';
+import { rankByScore } from './coupled-rank';
 import { CountTrie } from './count-trie';
 import { type DraftTree, appendNode, createDraftTree, resetDraftTree } from './draft-tree';
 import type { GumbelNoise } from '../sampling/gumbel-noise';
@@ -239,16 +240,7 @@ export class TreeFuser {
       score[k] = cond[k] > 0 ? Math.log(cond[k]) * invT + coupling.noise.gumbel(index, u.tokens[c]) : -Infinity;
       rank[k] = k;
     }
-    // Children by coupled score (insertion sort: a handful of candidates).
-    for (let a = 1; a < n; a++) {
-      const r = rank[a];
-      let b = a - 1;
-      while (b >= 0 && score[rank[b]] < score[r]) {
-        rank[b + 1] = rank[b];
-        b--;
-      }
-      rank[b + 1] = r;
-    }
+    rankByScore(score, rank, n);
     // The conditional estimates, largest first (into `score`, now free), handed
     // out in rank order: the child ranked p-th takes the p-th largest.
     for (let a = 0; a < n; a++) {

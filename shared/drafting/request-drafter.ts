@@ -12,6 +12,7 @@ import { type FusionWeights, defaultFusionWeights } from './fusion';
 import { NoneProposer } from './none-proposer';
 import { PldProposer } from './pld-proposer';
 import type { Proposer } from './proposer';
+import type { NextTokenTable } from './next-token-table';
 import { SssdProposer } from './sssd-proposer';
 import { TokenBuffer } from './token-buffer';
 import { GumbelNoise } from '../sampling/gumbel-noise';
@@ -24,6 +25,8 @@ export interface RequestDrafterOptions {
   promptIds: ArrayLike<number>;
   edgeTrie?: Uint8Array;
   datastore?: DatastoreLike;
+  /** The model's next-token table (next-token-table.ts), drafting for sampled requests that use the datastore. */
+  nextTokens?: NextTokenTable;
   weights?: FusionWeights;
   /** Context-trie node cap (see count-trie.ts). */
   maxTrieNodes?: number;
@@ -58,7 +61,7 @@ export class RequestDrafter {
         this.proposer = new ContextProposer(weights, trieOptions);
         break;
       case 'sssd':
-        this.proposer = new SssdProposer({ context: true, datastore: opts.datastore ?? null, edge: () => this.follower }, weights, trieOptions);
+        this.proposer = new SssdProposer({ context: true, datastore: opts.datastore ?? null, nextTokens: opts.nextTokens ?? null, edge: () => this.follower }, weights, trieOptions);
         if (opts.edgeTrie) this.follower = new EdgeTrieFollower(opts.edgeTrie);
         break;
     }

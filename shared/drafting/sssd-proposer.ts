@@ -10,6 +10,8 @@ import { type DraftTree, createDraftTree } from './draft-tree';
 import { addEdgeCandidates } from './edge-source';
 import type { EdgeTrieFollower } from './edge-trie';
 import { type DraftCoupling, type FusionWeights, TreeFuser, defaultFusionWeights, sourceLimit } from './fusion';
+import type { NextTokenTable } from './next-token-table';
+import { addTableCandidates } from './table-source';
 import type { Proposer } from './proposer';
 import type { TokenBuffer } from './token-buffer';
 
@@ -17,6 +19,12 @@ export interface SssdSources {
   /** Use the request's own context trie (default true). */
   context?: boolean;
   datastore?: DatastoreLike | null;
+  /**
+   * The model's own next-token distributions (next-token-table.ts): on a
+   * sampled request it drafts in the datastore's place, its estimates being
+   * the model's distribution rather than n-gram counts.
+   */
+  nextTokens?: NextTokenTable | null;
   /** Current edge trie follower, read at every propose (it changes when a fresh trie arrives). */
   edge?: () => EdgeTrieFollower | null;
 }
@@ -80,19 +88,22 @@ export class SssdProposer implements Proposer {
     const limit = sourceLimit(budget, w);
     const fuser = TreeFuser.shared();
     fuser.begin();
+    if (this.coupling) this.coupling.firstIndex = context.length;
     if (budget > 0) {
       if (this.trie) addContextCandidates(fuser, this.trie, context.data, context.length, w, limit);
       const follower = this.sources.edge?.() ?? null;
       if (follower && !follower.exhausted) addEdgeCandidates(fuser, follower, w, limit);
       const ds = this.sources.datastore;
-      if (ds && ds.tokenCount > 0) {
+      const table = this.sources.nextTokens;
+      const useTable = this.coupling && table && ds;
+      if (useTable) addTableCandidates(fuser, table, context, w, limit, this.coupling);
+      else if (ds && ds.tokenCount > 0) {
         const options = this.lookupOptions[datastoreMatchTier(limit)];
         this.found ??= { count: 0, width: options.width, tokens: new Int32Array(DATASTORE_MAX_MATCHES * options.width), matchLengths: new Uint8Array(DATASTORE_MAX_MATCHES) };
         addDatastoreDraft(fuser, ds, context, w, limit, this.found, options);
       }
     }
     if (this.tree.tokens.length < budget + 1) this.tree = createDraftTree(Math.max(budget + 1, this.tree.tokens.length * 2));
-    if (this.coupling) this.coupling.firstIndex = context.length;
     return fuser.build(context.last, budget, w, this.tree, this.coupling);
   }
 }

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildChunksFromJsonl } from '../../../gpu-pool/datastore/corpus-builder';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
+import { readNextTokenTable } from '../../../gpu-pool/datastore/next-token-table-file';
 import { generateSelfContinuations, selfContinuationJobs, storyOpenings } from '../../../gpu-pool/datastore/self-continuations';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { generate } from '../../../gpu-pool/runtime/generate';
@@ -111,6 +112,38 @@ describe('generateSelfContinuations', () => {
     expect(drafts(Datastore.fromChunks(plain.chunks, { separatorId: tokenizer.bosId }))).not.toContainEqual(greedy.outputIds.slice(0, 4));
     expect(drafts(store)).toContainEqual(greedy.outputIds.slice(0, 4));
   });
+
+  it("also yields the model's next-token table: at every generated position, the distribution its token was drawn from", async () => {
+    const corpus = path.join(dir, 'table-corpus.jsonl');
+    await writeFile(corpus, STORIES.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+    const built = await buildChunksFromJsonl({
+      input: corpus,
+      tokenizer,
+      selfContinuations: { runner, options: { openings: 1, sampledTemperatures: [], maxTokens: 30 } },
+    });
+    const table = built.nextTokens!;
+    expect(table.size).toBeGreaterThan(0);
+    // Greedy continuations: each token is the argmax there, so along a continuation every
+    // 2-token context seen once has that token as its best candidate.
+    const opening = tokenizer.encode('Lily saw a cat.', { bos: true });
+    const [greedy] = await generate(runner, [{ promptIds: opening, maxTokens: 30 }]);
+    const seq = [...opening, ...greedy.outputIds];
+    const seen = new Map<string, number>();
+    for (let t = opening.length; t < seq.length; t++) {
+      const key = `${seq[t - 2]},${seq[t - 1]}`;
+      seen.set(key, (seen.get(key) ?? 0) + 1);
+    }
+    let checked = 0;
+    for (let t = opening.length; t < seq.length; t++) {
+      if (seen.get(`${seq[t - 2]},${seq[t - 1]}`) !== 1) continue;
+      const e = table.lookup(seq, t);
+      expect(e).toBeGreaterThanOrEqual(0);
+      expect(table.tokenAt(e, 0)).toBe(seq[t]);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(5);
+    expect(await buildChunksFromJsonl({ input: corpus, tokenizer }).then((r) => r.nextTokens)).toBeNull();
+  });
 });
 
 describe('sssd datastore build --model', () => {
@@ -139,6 +172,8 @@ describe('sssd datastore build --model', () => {
     // Story 0: 2 greedy + 1 sampled (default 0.7); story 1: the same; story 2 has no opening.
     expect(built.stdout).toMatch(/from 9 documents/);
     expect(built.stdout).toMatch(/the model's own continuations: 6 documents, \d+ tokens/);
+    expect(built.stdout).toMatch(/self\.sssd-ds\.next-tokens: the model's next-token distributions for \d+ contexts/);
+    expect((await readNextTokenTable(`${out}.next-tokens`, { vocabSize: 512 })).size).toBeGreaterThan(0);
     expect(stray.code).not.toBe(0);
     expect(stray.stderr).toMatch(/--self-openings needs --model PATH/);
     expect(badTemp.code).not.toBe(0);

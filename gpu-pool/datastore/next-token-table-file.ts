@@ -1,0 +1,115 @@
+/**
+ * The next-token table's file (shared/drafting/next-token-table.ts), written
+ * by `datastore build --model` beside the datastore as `FILE.next-tokens`.
+ *
+ * Layout (little-endian): the 8-byte magic "SSSDNTT1", a u32 header length,
+ * the header as JSON (format version, vocabulary size, tokenizer SHA-256,
+ * orders, candidates, entries), zero padding to a multiple of 4, then the
+ * arrays keysA (u32), keysB (u32), positions (u32), tokens (i32) and probs
+ * (f32), entries or entries × candidates long each.
+ */
+import { existsSync } from 'node:fs';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import { NextTokenTable, type NextTokenTableArrays } from '../../shared/drafting/next-token-table';
+
+const MAGIC = 'SSSDNTT1';
+export const NEXT_TOKEN_FILE_VERSION = 1;
+
+export class NextTokenFileError extends Error {}
+
+interface Header {
+  version: number;
+  vocabSize: number;
+  tokenizerSha256: string;
+  orders: number[];
+  candidates: number;
+  entries: number;
+}
+
+/** Where the table of a datastore file lives. */
+export function nextTokenTablePath(datastoreFile: string): string {
+  return `${datastoreFile}.next-tokens`;
+}
+
+/**
+ * The table a command runs with: `flag` (a file, or 'none'), else the
+ * datastore's own `FILE.next-tokens` when it exists; null for none.
+ */
+export async function openNextTokenTable(
+  flag: string | undefined,
+  datastoreFile: string | undefined,
+  expect: { vocabSize?: number; tokenizerSha256?: string },
+): Promise<NextTokenTable | null> {
+  if (flag === 'none') return null;
+  const file = flag ?? (datastoreFile ? nextTokenTablePath(datastoreFile) : null);
+  if (!file || (flag === undefined && !existsSync(file))) return null;
+  return readNextTokenTable(file, expect);
+}
+
+export async function writeNextTokenTable(file: string, table: NextTokenTable, meta: { vocabSize: number; tokenizerSha256: string }): Promise<number> {
+  const a = table.arrays;
+  const header: Header = { version: NEXT_TOKEN_FILE_VERSION, vocabSize: meta.vocabSize, tokenizerSha256: meta.tokenizerSha256, orders: a.orders, candidates: a.candidates, entries: a.keysA.length };
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const headBytes = 12 + json.length;
+  const pad = (4 - (headBytes % 4)) % 4;
+  const head = Buffer.alloc(headBytes + pad);
+  head.write(MAGIC, 0, 'latin1');
+  head.writeUInt32LE(json.length, 8);
+  json.copy(head, 12);
+  const parts = [head, a.keysA, a.keysB, a.positions, a.tokens, a.probs].map((x) => (Buffer.isBuffer(x) ? x : Buffer.from(x.buffer, x.byteOffset, x.byteLength)));
+  const body = Buffer.concat(parts);
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, body);
+  await rename(tmp, file);
+  return body.length;
+}
+
+export async function readNextTokenTable(file: string, expect: { vocabSize?: number; tokenizerSha256?: string } = {}): Promise<NextTokenTable> {
+  const buf = await readFile(file);
+  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== MAGIC) throw new NextTokenFileError(`${file} is not a next-token table`);
+  const len = buf.readUInt32LE(8);
+  if (12 + len > buf.length) throw new NextTokenFileError(`${file} is truncated`);
+  let header: Header;
+  try {
+    header = JSON.parse(buf.toString('utf8', 12, 12 + len)) as Header;
+  } catch {
+    throw new NextTokenFileError(`${file} has a damaged header`);
+  }
+  if (header.version !== NEXT_TOKEN_FILE_VERSION) throw new NextTokenFileError(`${file} is format ${header.version}; this build reads ${NEXT_TOKEN_FILE_VERSION} (rebuild it with datastore build --model)`);
+  if (expect.vocabSize !== undefined && header.vocabSize !== expect.vocabSize) {
+    throw new NextTokenFileError(`${file} was built for a vocabulary of ${header.vocabSize} tokens, but the model has ${expect.vocabSize}`);
+  }
+  if (expect.tokenizerSha256 && header.tokenizerSha256 && header.tokenizerSha256 !== expect.tokenizerSha256.toLowerCase()) {
+    throw new NextTokenFileError(`${file} was built with a different tokenizer`);
+  }
+  const n = header.entries;
+  const c = header.candidates;
+  if (!Number.isInteger(n) || n < 0 || !Number.isInteger(c) || c < 1 || c > 64) throw new NextTokenFileError(`${file} has a damaged header`);
+  let at = 12 + len;
+  at += (4 - (at % 4)) % 4;
+  if (buf.length !== at + 4 * (3 * n + 2 * n * c)) throw new NextTokenFileError(`${file} is truncated or damaged (${buf.length} bytes)`);
+  // Copied out of the file buffer: typed arrays need 4-byte aligned offsets, which a pooled Buffer does not promise.
+  const take = <T>(make: (b: ArrayBuffer) => T, count: number): T => {
+    const bytes = buf.subarray(at, at + 4 * count);
+    at += 4 * count;
+    return make(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
+  };
+  const arrays: NextTokenTableArrays = {
+    orders: header.orders,
+    candidates: c,
+    keysA: take((b) => new Uint32Array(b), n),
+    keysB: take((b) => new Uint32Array(b), n),
+    positions: take((b) => new Uint32Array(b), n),
+    tokens: take((b) => new Int32Array(b), n * c),
+    probs: take((b) => new Float32Array(b), n * c),
+  };
+  for (let i = 0; i < arrays.tokens.length; i++) {
+    const t = arrays.tokens[i];
+    if (t < -1 || t >= header.vocabSize) throw new NextTokenFileError(`${file} holds token ${t}, outside the vocabulary`);
+  }
+  try {
+    return new NextTokenTable(arrays);
+  } catch (err) {
+    throw new NextTokenFileError(`${file}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,71 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  NextTokenFileError,
+  nextTokenTablePath,
+  openNextTokenTable,
+  readNextTokenTable,
+  writeNextTokenTable,
+} from '../../../gpu-pool/datastore/next-token-table-file';
+import { NextTokenTableBuilder, type NextTokenTable } from '../../../shared/drafting/next-token-table';
+
+const V = 32;
+let dir = '';
+let table: NextTokenTable;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'sssd-ntt-'));
+  const b = new NextTokenTableBuilder(V);
+  for (let a = 0; a < V; a++) {
+    const logits = new Float32Array(V).fill(-20);
+    logits[(a * 7) % V] = 2;
+    logits[(a * 3) % V] = 1;
+    b.add([a, (a + 1) % V], 2, logits);
+  }
+  table = b.build();
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('next-token table file', () => {
+  it('reads back what was written: the same contexts, candidates and probabilities', async () => {
+    const file = path.join(dir, 'a.next-tokens');
+    const bytes = await writeNextTokenTable(file, table, { vocabSize: V, tokenizerSha256: 'ab'.repeat(32) });
+    expect(bytes).toBe((await readFile(file)).length);
+    const back = await readNextTokenTable(file, { vocabSize: V, tokenizerSha256: 'AB'.repeat(32) });
+    expect(back.size).toBe(table.size);
+    for (let a = 0; a < V; a++) {
+      const ctx = [a, (a + 1) % V];
+      const e = back.lookup(ctx, 2);
+      const f = table.lookup(ctx, 2);
+      for (let c = 0; c < back.candidates; c++) {
+        expect(back.tokenAt(e, c)).toBe(table.tokenAt(f, c));
+        expect(back.probAt(e, c)).toBe(table.probAt(f, c));
+      }
+      expect(back.tokenAt(e, 0)).toBe((a * 7) % V);
+    }
+  });
+
+  it('refuses a table for another vocabulary or tokenizer, a truncated file and a stranger', async () => {
+    const file = path.join(dir, 'b.next-tokens');
+    await writeNextTokenTable(file, table, { vocabSize: V, tokenizerSha256: 'ab'.repeat(32) });
+    await expect(readNextTokenTable(file, { vocabSize: V + 1 })).rejects.toThrow(/vocabulary of 32 tokens, but the model has 33/);
+    await expect(readNextTokenTable(file, { tokenizerSha256: 'cd'.repeat(32) })).rejects.toThrow(/different tokenizer/);
+    const bytes = await readFile(file);
+    await writeFile(file, bytes.subarray(0, bytes.length - 4));
+    await expect(readNextTokenTable(file)).rejects.toThrow(NextTokenFileError);
+    await writeFile(file, 'not a table at all');
+    await expect(readNextTokenTable(file)).rejects.toThrow(/not a next-token table/);
+  });
+
+  it("opens the datastore's own table by default, none on request, and an explicit file that must exist", async () => {
+    const datastore = path.join(dir, 'store.sssd-ds');
+    expect(await openNextTokenTable(undefined, datastore, {})).toBeNull(); // no table beside it: none
+    await writeNextTokenTable(nextTokenTablePath(datastore), table, { vocabSize: V, tokenizerSha256: '' });
+    expect((await openNextTokenTable(undefined, datastore, { vocabSize: V }))?.size).toBe(table.size);
+    expect(await openNextTokenTable('none', datastore, {})).toBeNull();
+    await expect(openNextTokenTable(path.join(dir, 'missing'), datastore, {})).rejects.toThrow();
+  });
+});

@@ -1,0 +1,84 @@
+/**
+ * The next-token table through the real pool: `datastore build --model`
+ * writes it beside the datastore, the pool picks it up, and sampled requests
+ * drafted from it come out token for token as without speculation (their
+ * noise is tied to positions, so a seed fixes the text whatever drafts).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
+import { models, repoRoot, requireSharedData, workloads } from '../../support/shared-data';
+import { generate, startPool, type GenerateBody, type PoolProcess } from './pool-process';
+
+let dir = '';
+let pool: PoolProcess;
+let openings: number[][] = [];
+beforeAll(async () => {
+  requireSharedData();
+  dir = await mkdtemp(path.join(tmpdir(), 'sssd-ntt-pool-'));
+  const lines = (await readFile(workloads.datastoreCorpus, 'utf8')).split('\n').filter(Boolean).slice(0, 40);
+  const corpus = path.join(dir, 'corpus.jsonl');
+  await writeFile(corpus, lines.join('\n') + '\n');
+  const store = path.join(dir, 'store.sssd-ds');
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [
+      path.join(repoRoot, 'bin/sssd.mjs'),
+      'datastore',
+      'build',
+      '--tokenizer',
+      models.stories260K.tokenizer,
+      '--input',
+      corpus,
+      '--out',
+      store,
+      '--model',
+      models.stories260K.checkpoint,
+      '--self-openings',
+      '1',
+      '--self-temperatures',
+      '0.7,1',
+      '--self-max-tokens',
+      '80',
+    ],
+    { cwd: repoRoot },
+  );
+  expect(stdout).toMatch(/store\.sssd-ds\.next-tokens: the model's next-token distributions for \d+ contexts/);
+  pool = await startPool(['--datastore', store]);
+  const tokenizer = loadTokenizer(new Uint8Array(await readFile(models.stories260K.tokenizer)));
+  openings = lines.slice(0, 6).map((l) => tokenizer.encode(`${(JSON.parse(l) as { text: string }).text.split('.')[0]}.`, { bos: true }));
+}, 120_000);
+afterAll(async () => {
+  await pool?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("the model's next-token table in the pool", () => {
+  it('is loaded from beside the datastore, and sampled requests drafted from it lose nothing', async () => {
+    expect(pool.stderr()).toMatch(/next-token table of \d+ contexts drafts for sampled requests/);
+    const body = (i: number, speculation: 'off' | 'sssd'): GenerateBody => ({
+      id: `ntt-${speculation}-${i}`,
+      promptIds: openings[i],
+      maxTokens: 60,
+      sampling: { temperature: i % 2 === 0 ? 1 : 0.7, topP: i % 3 === 0 ? 0.9 : 1, seed: 1000 + i },
+      speculation,
+      useDatastore: true,
+    });
+    const all = openings.flatMap((_, i) => [body(i, 'sssd'), body(i, 'off')]);
+    const results = await Promise.all(all.map((b) => generate(pool, b)));
+    let accepted = 0;
+    for (let i = 0; i < openings.length; i++) {
+      const sssd = results[2 * i];
+      const off = results[2 * i + 1];
+      expect(sssd.status).toBe(200);
+      expect(sssd.ids.length).toBeGreaterThan(0);
+      expect(sssd.ids, `request ${i}`).toEqual(off.ids);
+      for (const e of sssd.events) if (e.type === 'tokens') accepted += e.accepted;
+    }
+    expect(accepted).toBeGreaterThan(0);
+  });
+});
