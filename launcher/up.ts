@@ -44,7 +44,7 @@ async function ensureDefaultDatastore(files: { model: string; tokenizer: string 
   if (complete || !existsSync(corpus)) return file;
   log(
     withSelf
-      ? `building the global datastore from ${corpus} and the model's own continuations of its openings (once; 1-2 minutes on 2 CPU cores)...`
+      ? `building the global datastore from ${corpus} and the model's own continuations of its openings (once; 2-3 minutes on 2 CPU cores)...`
       : `building the global datastore from ${corpus} (once)...`,
   );
   const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'datastore', 'build', '--tokenizer', files.tokenizer, '--input', corpus, '--out', file];

@@ -15,7 +15,11 @@
  * also sampled once at each extra temperature, since requests that sample
  * diverge quickly and one sample per document covers their variety. Sampled
  * continuations are seeded by the document's index, so a build is
- * reproducible.
+ * reproducible. The defaults, 0.7 and 1 (the API default), cover the usual
+ * sampling temperatures: the sample at 1 also feeds the model's next-token
+ * table the contexts such requests visit (sampled requests' τ as served at
+ * 8 / 16 / 32 draft nodes 2.74 / 3.10 / 3.50 → 2.84 / 3.27 / 3.67, for a
+ * build of 137 s instead of 100 s on 2 cores).
  */
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { generate, type GenerationRequest } from '../runtime/generate';
@@ -33,7 +37,7 @@ export interface SelfContinuationOptions {
   documents?: number;
 }
 
-export const DEFAULT_SELF_CONTINUATIONS: SelfContinuationOptions = { openings: 3, sampledTemperatures: [0.7], maxTokens: 200 };
+export const DEFAULT_SELF_CONTINUATIONS: SelfContinuationOptions = { openings: 3, sampledTemperatures: [0.7, 1], maxTokens: 200 };
 
 /** A sentence ends at . ! or ? (and any closing quotes right after it). */
 const SENTENCE = /[^.!?]*[.!?]+["”']?/g;

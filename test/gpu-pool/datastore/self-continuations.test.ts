@@ -169,9 +169,9 @@ describe('sssd datastore build --model', () => {
       cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(dir, 'y.sssd-ds'), '--model', models.stories260K.checkpoint, '--self-temperatures', '0.7,hot'),
     ]);
     expect(built.code).toBe(0);
-    // Story 0: 2 greedy + 1 sampled (default 0.7); story 1: the same; story 2 has no opening.
-    expect(built.stdout).toMatch(/from 9 documents/);
-    expect(built.stdout).toMatch(/the model's own continuations: 6 documents, \d+ tokens/);
+    // Story 0: 2 greedy + 2 sampled (default 0.7 and 1); story 1: the same; story 2 has no opening.
+    expect(built.stdout).toMatch(/from 11 documents/);
+    expect(built.stdout).toMatch(/the model's own continuations: 8 documents, \d+ tokens/);
     expect(built.stdout).toMatch(/self\.sssd-ds\.next-tokens: the model's next-token distributions for \d+ contexts/);
     expect((await readNextTokenTable(`${out}.next-tokens`, { vocabSize: 512 })).size).toBeGreaterThan(0);
     expect(stray.code).not.toBe(0);
