@@ -81,7 +81,10 @@ interface BuildFlags {
 const SELF_FLAGS = ['selfOpenings', 'selfTemperatures', 'selfMaxTokens', 'selfDocuments', 'threads'] as const;
 
 /** --model turns on the model's own continuations; the --self-* flags tune them. */
-async function selfContinuationsFromFlags(opts: BuildFlags, tokenizer: CorpusBuildOptions['tokenizer']): Promise<CorpusBuildOptions['selfContinuations']> {
+async function selfContinuationsFromFlags(
+  opts: BuildFlags,
+  tokenizer: CorpusBuildOptions['tokenizer'],
+): Promise<(NonNullable<CorpusBuildOptions['selfContinuations']> & { modelSha256: string }) | undefined> {
   if (!opts.model) {
     const stray = SELF_FLAGS.find((k) => opts[k] !== undefined);
     if (stray) throw new CliError(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --model PATH (the model whose continuations are stored)`);
@@ -99,7 +102,7 @@ async function selfContinuationsFromFlags(opts: BuildFlags, tokenizer: CorpusBui
   const threads = parseNumberFlag('--threads', opts.threads, { integer: true, min: 1, max: 256 }) ?? Math.min(8, os.availableParallelism());
   const model = await loadModel(opts.model);
   checkTokenizerFits(tokenizer, model, opts.tokenizer ?? '');
-  return { runner: await ModelRunner.create(model, { threads }), options };
+  return { runner: await ModelRunner.create(model, { threads }), options, modelSha256: model.sha256 };
 }
 
 async function buildCommand(opts: BuildFlags): Promise<void> {
@@ -126,9 +129,13 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
     chunks: result.chunks,
   });
   let tableNote = '';
-  if (result.nextTokens) {
+  if (result.nextTokens && selfContinuations) {
     const file = nextTokenTablePath(opts.out);
-    const tableBytes = await writeNextTokenTable(file, result.nextTokens, { vocabSize: tokenizer.vocabSize, tokenizerSha256: sha256 });
+    const tableBytes = await writeNextTokenTable(file, result.nextTokens, {
+      vocabSize: tokenizer.vocabSize,
+      tokenizerSha256: sha256,
+      modelSha256: selfContinuations.modelSha256,
+    });
     tableNote = `  and ${file}: the model's next-token distributions for ${result.nextTokens.size} contexts, ${(tableBytes / 1e6).toFixed(1)} MB\n`;
   }
   const t2 = performance.now();

@@ -146,7 +146,7 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   let datastore: Datastore | null = null;
   if (needsDatastore) datastore = await openDatastore(flags, encode, vocabSize);
   const nextTokens = needsDatastore
-    ? await openNextTokenTable(flags.nextTokens, flags.datastore, { vocabSize }).catch((err: Error) => {
+    ? await openNextTokenTable(flags.nextTokens, flags.datastore, { vocabSize, modelSha256: model.sha256 }, (why) => process.stderr.write(`${why}\n`)).catch((err: Error) => {
         throw new CliError(`cannot load the next-token table: ${err.message}`);
       })
     : null;

@@ -126,8 +126,13 @@ async function runPool(flags: PoolFlags): Promise<void> {
   } else {
     datastore = Datastore.empty({ vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha });
   }
-  const nextTokens = await openNextTokenTable(flags.nextTokens, flags.datastore, { vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha }).catch((err: Error) => {
-    throw new CliError(`cannot load the next-token table: ${err.message}`);
+  const nextTokens = await openNextTokenTable(
+    flags.nextTokens,
+    flags.datastore,
+    { vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha, modelSha256: model.sha256 },
+    (why) => process.stderr.write(`pool: ${why}\n`),
+  ).catch((err: Error) => {
+    throw new CliError(`cannot load the next-token table: ${err.message} (--next-tokens none runs without it)`);
   });
 
   const runner = await ModelRunner.create(model, { threads, maxSequences: maxActive });

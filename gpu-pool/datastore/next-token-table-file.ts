@@ -3,8 +3,8 @@
  * by `datastore build --model` beside the datastore as `FILE.next-tokens`.
  *
  * Layout (little-endian): the 8-byte magic "SSSDNTT1", a u32 header length,
- * the header as JSON (format version, vocabulary size, tokenizer SHA-256,
- * orders, candidates, entries), zero padding to a multiple of 4, then the
+ * the header as JSON (format version, vocabulary size, tokenizer and model
+ * SHA-256, orders, candidates, entries), zero padding to a multiple of 4, then the
  * arrays keysA (u32), keysB (u32), positions (u32), tokens (i32) and probs
  * (f32), entries or entries × candidates long each.
  */
@@ -17,10 +17,21 @@ export const NEXT_TOKEN_FILE_VERSION = 1;
 
 export class NextTokenFileError extends Error {}
 
+/** The file is sound but holds another model's distributions. */
+export class NextTokenModelError extends NextTokenFileError {}
+
+export interface NextTokenExpectations {
+  vocabSize?: number;
+  tokenizerSha256?: string;
+  modelSha256?: string;
+}
+
 interface Header {
   version: number;
   vocabSize: number;
   tokenizerSha256: string;
+  /** The checkpoint whose distributions these are (load-model.ts's sha256). */
+  modelSha256: string;
   orders: number[];
   candidates: number;
   entries: number;
@@ -33,22 +44,46 @@ export function nextTokenTablePath(datastoreFile: string): string {
 
 /**
  * The table a command runs with: `flag` (a file, or 'none'), else the
- * datastore's own `FILE.next-tokens` when it exists; null for none.
+ * datastore's own `FILE.next-tokens` when it exists; null for none. The
+ * datastore's own table written for another model (a datastore shared by
+ * models with one tokenizer) is skipped with `onSkip`'s message: its drafts
+ * would be that model's guesses. Named with `flag`, it is an error.
  */
 export async function openNextTokenTable(
   flag: string | undefined,
   datastoreFile: string | undefined,
-  expect: { vocabSize?: number; tokenizerSha256?: string },
+  expect: NextTokenExpectations,
+  onSkip: (why: string) => void = () => {},
 ): Promise<NextTokenTable | null> {
   if (flag === 'none') return null;
   const file = flag ?? (datastoreFile ? nextTokenTablePath(datastoreFile) : null);
   if (!file || (flag === undefined && !existsSync(file))) return null;
-  return readNextTokenTable(file, expect);
+  try {
+    return await readNextTokenTable(file, expect);
+  } catch (err) {
+    if (flag === undefined && err instanceof NextTokenModelError) {
+      onSkip(`${err.message}; drafting without it`);
+      return null;
+    }
+    throw err;
+  }
 }
 
-export async function writeNextTokenTable(file: string, table: NextTokenTable, meta: { vocabSize: number; tokenizerSha256: string }): Promise<number> {
+export async function writeNextTokenTable(
+  file: string,
+  table: NextTokenTable,
+  meta: { vocabSize: number; tokenizerSha256: string; modelSha256: string },
+): Promise<number> {
   const a = table.arrays;
-  const header: Header = { version: NEXT_TOKEN_FILE_VERSION, vocabSize: meta.vocabSize, tokenizerSha256: meta.tokenizerSha256, orders: a.orders, candidates: a.candidates, entries: a.keysA.length };
+  const header: Header = {
+    version: NEXT_TOKEN_FILE_VERSION,
+    vocabSize: meta.vocabSize,
+    tokenizerSha256: meta.tokenizerSha256,
+    modelSha256: meta.modelSha256,
+    orders: a.orders,
+    candidates: a.candidates,
+    entries: a.keysA.length,
+  };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const headBytes = 12 + json.length;
   const pad = (4 - (headBytes % 4)) % 4;
@@ -64,7 +99,7 @@ export async function writeNextTokenTable(file: string, table: NextTokenTable, m
   return body.length;
 }
 
-export async function readNextTokenTable(file: string, expect: { vocabSize?: number; tokenizerSha256?: string } = {}): Promise<NextTokenTable> {
+export async function readNextTokenTable(file: string, expect: NextTokenExpectations = {}): Promise<NextTokenTable> {
   const buf = await readFile(file);
   if (buf.length < 12 || buf.toString('latin1', 0, 8) !== MAGIC) throw new NextTokenFileError(`${file} is not a next-token table`);
   const len = buf.readUInt32LE(8);
@@ -81,6 +116,9 @@ export async function readNextTokenTable(file: string, expect: { vocabSize?: num
   }
   if (expect.tokenizerSha256 && header.tokenizerSha256 && header.tokenizerSha256 !== expect.tokenizerSha256.toLowerCase()) {
     throw new NextTokenFileError(`${file} was built with a different tokenizer`);
+  }
+  if (expect.modelSha256 && header.modelSha256 && header.modelSha256 !== expect.modelSha256.toLowerCase()) {
+    throw new NextTokenModelError(`${file} holds another model's distributions (sha256 ${header.modelSha256.slice(0, 12)}…, this model ${expect.modelSha256.slice(0, 12)}…)`);
   }
   const n = header.entries;
   const c = header.candidates;

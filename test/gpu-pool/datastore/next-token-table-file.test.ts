@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   NextTokenFileError,
+  NextTokenModelError,
   nextTokenTablePath,
   openNextTokenTable,
   readNextTokenTable,
@@ -12,6 +13,8 @@ import {
 import { NextTokenTableBuilder, type NextTokenTable } from '../../../shared/drafting/next-token-table';
 
 const V = 32;
+const MODEL = '12'.repeat(32);
+const OTHER = '34'.repeat(32);
 let dir = '';
 let table: NextTokenTable;
 beforeAll(async () => {
@@ -32,9 +35,9 @@ afterAll(async () => {
 describe('next-token table file', () => {
   it('reads back what was written: the same contexts, candidates and probabilities', async () => {
     const file = path.join(dir, 'a.next-tokens');
-    const bytes = await writeNextTokenTable(file, table, { vocabSize: V, tokenizerSha256: 'ab'.repeat(32) });
+    const bytes = await writeNextTokenTable(file, table, { vocabSize: V, tokenizerSha256: 'ab'.repeat(32), modelSha256: MODEL });
     expect(bytes).toBe((await readFile(file)).length);
-    const back = await readNextTokenTable(file, { vocabSize: V, tokenizerSha256: 'AB'.repeat(32) });
+    const back = await readNextTokenTable(file, { vocabSize: V, tokenizerSha256: 'AB'.repeat(32), modelSha256: MODEL });
     expect(back.size).toBe(table.size);
     for (let a = 0; a < V; a++) {
       const ctx = [a, (a + 1) % V];
@@ -48,11 +51,12 @@ describe('next-token table file', () => {
     }
   });
 
-  it('refuses a table for another vocabulary or tokenizer, a truncated file and a stranger', async () => {
+  it('refuses a table for another vocabulary, tokenizer or model, a truncated file and a stranger', async () => {
     const file = path.join(dir, 'b.next-tokens');
-    await writeNextTokenTable(file, table, { vocabSize: V, tokenizerSha256: 'ab'.repeat(32) });
+    await writeNextTokenTable(file, table, { vocabSize: V, tokenizerSha256: 'ab'.repeat(32), modelSha256: MODEL });
     await expect(readNextTokenTable(file, { vocabSize: V + 1 })).rejects.toThrow(/vocabulary of 32 tokens, but the model has 33/);
     await expect(readNextTokenTable(file, { tokenizerSha256: 'cd'.repeat(32) })).rejects.toThrow(/different tokenizer/);
+    await expect(readNextTokenTable(file, { modelSha256: OTHER })).rejects.toThrow(NextTokenModelError);
     const bytes = await readFile(file);
     await writeFile(file, bytes.subarray(0, bytes.length - 4));
     await expect(readNextTokenTable(file)).rejects.toThrow(NextTokenFileError);
@@ -63,9 +67,19 @@ describe('next-token table file', () => {
   it("opens the datastore's own table by default, none on request, and an explicit file that must exist", async () => {
     const datastore = path.join(dir, 'store.sssd-ds');
     expect(await openNextTokenTable(undefined, datastore, {})).toBeNull(); // no table beside it: none
-    await writeNextTokenTable(nextTokenTablePath(datastore), table, { vocabSize: V, tokenizerSha256: '' });
-    expect((await openNextTokenTable(undefined, datastore, { vocabSize: V }))?.size).toBe(table.size);
+    await writeNextTokenTable(nextTokenTablePath(datastore), table, { vocabSize: V, tokenizerSha256: '', modelSha256: MODEL });
+    expect((await openNextTokenTable(undefined, datastore, { vocabSize: V, modelSha256: MODEL }))?.size).toBe(table.size);
     expect(await openNextTokenTable('none', datastore, {})).toBeNull();
     await expect(openNextTokenTable(path.join(dir, 'missing'), datastore, {})).rejects.toThrow();
+  });
+
+  it("skips the datastore's own table when another model wrote it, but refuses one named for the wrong model", async () => {
+    const datastore = path.join(dir, 'shared.sssd-ds');
+    await writeNextTokenTable(nextTokenTablePath(datastore), table, { vocabSize: V, tokenizerSha256: '', modelSha256: MODEL });
+    const skipped: string[] = [];
+    expect(await openNextTokenTable(undefined, datastore, { modelSha256: OTHER }, (why) => skipped.push(why))).toBeNull();
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]).toMatch(/another model's distributions .*drafting without it/);
+    await expect(openNextTokenTable(nextTokenTablePath(datastore), undefined, { modelSha256: OTHER })).rejects.toThrow(NextTokenModelError);
   });
 });

@@ -17,13 +17,14 @@ import { generate, startPool, type GenerateBody, type PoolProcess } from './pool
 let dir = '';
 let pool: PoolProcess;
 let openings: number[][] = [];
+let store = '';
 beforeAll(async () => {
   requireSharedData();
   dir = await mkdtemp(path.join(tmpdir(), 'sssd-ntt-pool-'));
   const lines = (await readFile(workloads.datastoreCorpus, 'utf8')).split('\n').filter(Boolean).slice(0, 40);
   const corpus = path.join(dir, 'corpus.jsonl');
   await writeFile(corpus, lines.join('\n') + '\n');
-  const store = path.join(dir, 'store.sssd-ds');
+  store = path.join(dir, 'store.sssd-ds');
   const { stdout } = await promisify(execFile)(
     process.execPath,
     [
@@ -80,5 +81,20 @@ describe("the model's next-token table in the pool", () => {
       for (const e of sssd.events) if (e.type === 'tokens') accepted += e.accepted;
     }
     expect(accepted).toBeGreaterThan(0);
+  });
+
+  it("is skipped, with a word, by a pool serving another model on the same tokenizer; named, it stops the start", async () => {
+    const other = await startPool(['--model', models.llama2xs.checkpoint, '--datastore', store]);
+    try {
+      expect(other.stderr()).toMatch(/holds another model's distributions .*drafting without it/);
+      expect(other.stderr()).not.toMatch(/next-token table of/);
+      const r = await generate(other, { id: 'xs', promptIds: openings[0], maxTokens: 8, sampling: { temperature: 1, seed: 3 }, speculation: 'sssd', useDatastore: true });
+      expect(r.ids.length).toBeGreaterThan(0);
+    } finally {
+      await other.stop();
+    }
+    await expect(startPool(['--model', models.llama2xs.checkpoint, '--datastore', store, '--next-tokens', `${store}.next-tokens`])).rejects.toThrow(
+      /cannot load the next-token table: .*another model's distributions.*--next-tokens none/,
+    );
   });
 });
