@@ -5,8 +5,8 @@
  * Layout (little-endian): the 8-byte magic "SSSDNTT1", a u32 header length,
  * the header as JSON (format version, vocabulary size, tokenizer and model
  * SHA-256, orders, candidates, entries), zero padding to a multiple of 4, then the
- * arrays keysA (u32), keysB (u32), positions (u32), tokens (i32) and probs
- * (f32), entries or entries × candidates long each.
+ * arrays keysA (u32), keysB (u32), tokens (i32) and probs (f32), entries or
+ * entries × candidates long each.
  */
 import { existsSync } from 'node:fs';
 import { readFile, rename, writeFile } from 'node:fs/promises';
@@ -91,7 +91,7 @@ export async function writeNextTokenTable(
   head.write(MAGIC, 0, 'latin1');
   head.writeUInt32LE(json.length, 8);
   json.copy(head, 12);
-  const parts = [head, a.keysA, a.keysB, a.positions, a.tokens, a.probs].map((x) => (Buffer.isBuffer(x) ? x : Buffer.from(x.buffer, x.byteOffset, x.byteLength)));
+  const parts = [head, a.keysA, a.keysB, a.tokens, a.probs].map((x) => (Buffer.isBuffer(x) ? x : Buffer.from(x.buffer, x.byteOffset, x.byteLength)));
   const body = Buffer.concat(parts);
   const tmp = `${file}.tmp-${process.pid}`;
   await writeFile(tmp, body);
@@ -125,7 +125,7 @@ export async function readNextTokenTable(file: string, expect: NextTokenExpectat
   if (!Number.isInteger(n) || n < 0 || !Number.isInteger(c) || c < 1 || c > 64) throw new NextTokenFileError(`${file} has a damaged header`);
   let at = 12 + len;
   at += (4 - (at % 4)) % 4;
-  if (buf.length !== at + 4 * (3 * n + 2 * n * c)) throw new NextTokenFileError(`${file} is truncated or damaged (${buf.length} bytes)`);
+  if (buf.length !== at + 4 * (2 * n + 2 * n * c)) throw new NextTokenFileError(`${file} is truncated or damaged (${buf.length} bytes)`);
   // Copied out of the file buffer: typed arrays need 4-byte aligned offsets, which a pooled Buffer does not promise.
   const take = <T>(make: (b: ArrayBuffer) => T, count: number): T => {
     const bytes = buf.subarray(at, at + 4 * count);
@@ -137,7 +137,6 @@ export async function readNextTokenTable(file: string, expect: NextTokenExpectat
     candidates: c,
     keysA: take((b) => new Uint32Array(b), n),
     keysB: take((b) => new Uint32Array(b), n),
-    positions: take((b) => new Uint32Array(b), n),
     tokens: take((b) => new Int32Array(b), n * c),
     probs: take((b) => new Float32Array(b), n * c),
   };

@@ -80,8 +80,6 @@ export interface NextTokenTableArrays {
   candidates: number;
   keysA: Uint32Array;
   keysB: Uint32Array;
-  /** Positions each entry averages. */
-  positions: Uint32Array;
   /** entries × candidates tokens, best first; -1 where an entry has fewer. */
   tokens: Int32Array;
   /** entries × candidates mean probabilities, matching `tokens`. */
@@ -97,9 +95,9 @@ export class NextTokenTable {
   private readonly keysScratchB = new Uint32Array(MAX_ORDER + 1);
 
   constructor(readonly arrays: NextTokenTableArrays) {
-    const { keysA, keysB, positions, tokens, probs, candidates, orders } = arrays;
+    const { keysA, keysB, tokens, probs, candidates, orders } = arrays;
     const n = keysA.length;
-    if (keysB.length !== n || positions.length !== n || tokens.length !== n * candidates || probs.length !== n * candidates) {
+    if (keysB.length !== n || tokens.length !== n * candidates || probs.length !== n * candidates) {
       throw new RangeError('next-token table arrays disagree in length');
     }
     if (orders.some((k) => !Number.isInteger(k) || k < 1 || k > MAX_ORDER)) throw new RangeError(`next-token table orders must be 1..${MAX_ORDER}`);
@@ -298,7 +296,6 @@ export class NextTokenTableBuilder {
       candidates: C,
       keysA: new Uint32Array(kept),
       keysB: new Uint32Array(kept),
-      positions: new Uint32Array(kept),
       tokens: new Int32Array(kept * C).fill(-1),
       probs: new Float32Array(kept * C),
     };
@@ -309,7 +306,6 @@ export class NextTokenTableBuilder {
       out.keysA[o] = this.keysA[e];
       out.keysB[o] = this.keysB[e];
       const n = this.positions[e];
-      out.positions[o] = n;
       const at = e * ACCUMULATE;
       const used = this.accUsed[e];
       for (let j = 0; j < used; j++) order[j] = j;
