@@ -7,7 +7,7 @@
  *   sssd datastore info FILE [--json]
  *   sssd datastore bench FILE [--lookups N] [--contexts-from JSONL --tokenizer PATH [--field prompt]]
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -15,7 +15,7 @@ import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { buildChunksFromJsonl, DEFAULT_BUILD_CHUNK_TOKENS, type CorpusBuildOptions, type CorpusBuildProgress } from '../datastore/corpus-builder';
 import { DEFAULT_SELF_CONTINUATIONS } from '../datastore/self-continuations';
-import { nextTokenTablePath, writeNextTokenTable } from '../datastore/next-token-table-file';
+import { nextTokenTablePath, readNextTokenTable, writeNextTokenTable } from '../datastore/next-token-table-file';
 import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
 import { createDatastoreMatches, Datastore, DEFAULT_LOOKUP } from '../datastore/datastore';
@@ -155,6 +155,13 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
   const contents = await readDatastoreFile(file);
   const loadMs = performance.now() - t0;
   const { size } = await stat(file);
+  const tableFile = nextTokenTablePath(file);
+  const table = existsSync(tableFile)
+    ? await readNextTokenTable(tableFile, { vocabSize: contents.vocabSize || undefined }).then(
+        (t) => ({ file: tableFile, contexts: t.size, candidates: t.candidates, error: null as string | null }),
+        (err: Error) => ({ file: tableFile, contexts: 0, candidates: 0, error: err.message }),
+      )
+    : null;
   let tokens = 0;
   let documents = 0;
   for (const c of contents.chunks) {
@@ -173,6 +180,7 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
     tokens,
     documents,
     loadMs: Math.round(loadMs * 10) / 10,
+    nextTokens: table,
   };
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(info)}\n`);
@@ -185,6 +193,7 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
       `  chunks     ${info.chunks.length}${info.chunks.length ? ` (${info.chunks.join(', ')} tokens; chunk size ${info.chunkTokens})` : ''}`,
       `  vocabulary ${info.vocabSize || 'unknown'}`,
       `  tokenizer  ${info.tokenizerSha256 ? `sha256 ${info.tokenizerSha256}` : 'unknown'}`,
+      `  next-token table ${table ? (table.error ? `${table.file}: unreadable (${table.error})` : `${table.file}: ${table.contexts} contexts, ${table.candidates} candidates each`) : 'none'}`,
     ].join('\n') + '\n',
   );
 }

@@ -46,7 +46,8 @@ describe('sssd datastore', () => {
 
     const info = await cli('datastore', 'info', out, '--json');
     expect(info.code).toBe(0);
-    const parsed = JSON.parse(info.stdout) as { tokens: number; documents: number; vocabSize: number; chunks: number[] };
+    const parsed = JSON.parse(info.stdout) as { tokens: number; documents: number; vocabSize: number; chunks: number[]; nextTokens: unknown };
+    expect(parsed.nextTokens).toBeNull(); // built without --model: no table
     expect(parsed.documents).toBe(1500);
     expect(parsed.vocabSize).toBe(512);
     expect(parsed.tokens).toBeGreaterThan(300_000);

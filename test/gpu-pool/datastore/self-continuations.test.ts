@@ -174,6 +174,8 @@ describe('sssd datastore build --model', () => {
     expect(built.stdout).toMatch(/the model's own continuations: 8 documents, \d+ tokens/);
     expect(built.stdout).toMatch(/self\.sssd-ds\.next-tokens: the model's next-token distributions for \d+ contexts/);
     expect((await readNextTokenTable(`${out}.next-tokens`, { vocabSize: 512 })).size).toBeGreaterThan(0);
+    const info = JSON.parse((await cli('datastore', 'info', out, '--json')).stdout) as { nextTokens: { contexts: number; candidates: number } | null };
+    expect(info.nextTokens?.contexts).toBe((await readNextTokenTable(`${out}.next-tokens`)).size);
     expect(stray.code).not.toBe(0);
     expect(stray.stderr).toMatch(/--self-openings needs --model PATH/);
     expect(badTemp.code).not.toBe(0);
