@@ -2,7 +2,7 @@
  * Token selection: argmax, temperature / top-k / top-p to a distribution, and
  * a seeded generator, so a (seed, logits) pair always gives the same token.
  */
-import { GUMBEL_MAX, type GumbelNoise } from '../../shared/sampling/gumbel-noise';
+import { GUMBEL_MAX, gumbelOf, type GumbelNoise } from '../../shared/sampling/gumbel-noise';
 
 export interface SamplingOptions {
   temperature: number;
@@ -182,11 +182,28 @@ export function sampleFrom(probs: Float32Array, rng: Rng): number {
 }
 
 /**
+ * Bounds on a Gumbel draw read off its uniform without a logarithm: u ≤ 0.9
+ * gives g ≤ 2.25, u ≤ 0.99 g ≤ 4.60, u ≤ 0.9999 g ≤ 9.21 (g increases with
+ * u). Most tokens trail the best score by more than that, so their draw is
+ * never computed.
+ */
+const TIER_U = [0.9, 0.99, 0.9999] as const;
+const TIER_G = TIER_U.map(gumbelOf);
+
+function drawBound(u: number): number {
+  return u <= TIER_U[0] ? TIER_G[0] : u <= TIER_U[1] ? TIER_G[1] : u <= TIER_U[2] ? TIER_G[2] : GUMBEL_MAX;
+}
+
+/**
  * The token at sequence index `index` for a seeded request: argmax of
  * logit / T + Gumbel noise over the tokens top-k / top-p allow, an exact
  * sample of that distribution (see shared/sampling/gumbel-noise.ts). The
- * argmax token is scored first, and a token whose logit term trails the best
- * score by more than the largest possible draw is skipped without one.
+ * argmax token is scored first; a token whose logit term trails the best
+ * score by more than its draw could make up is skipped without the draw
+ * (the bound comes from its uniform, drawBound), so the result is the full
+ * argmax's. On stories260K's logits (npm run bench:sampling): 13.0 → 5.0 µs a
+ * sample at T = 1, 9.0 → 4.3 at 0.7; with top-p 0.95, where the cut itself
+ * (toProbabilities) costs most, 16.4 → 15.7.
  * `scratch` (length vocab) is used only when a cut applies.
  */
 export function sampleWithNoise(logits: Float32Array, opts: SamplingOptions, scratch: Float32Array, noise: GumbelNoise, index: number): number {
@@ -194,19 +211,54 @@ export function sampleWithNoise(logits: Float32Array, opts: SamplingOptions, scr
   if (!(temperature > 0)) throw new RangeError('sampleWithNoise needs temperature > 0 (use argmax for greedy)');
   const n = logits.length;
   const cut = (topK > 0 && topK < n) || topP < 1;
-  const scores = cut ? toProbabilities(logits, opts, scratch) : logits;
+  if (cut) return sampleCut(toProbabilities(logits, opts, scratch), noise, index);
   const inv = 1 / temperature;
-  let best = argmax(scores);
-  // Log-domain score without noise: log p under a cut (cut tokens: -Infinity), else logit / T.
-  let bestScore = (cut ? Math.log(scores[best]) : scores[best] * inv) + noise.gumbel(index, best);
+  let best = argmax(logits);
+  let bestScore = logits[best] * inv + noise.gumbel(index, best);
   for (let v = 0; v < n; v++) {
     if (v === best) continue;
-    const b = cut ? (scores[v] > 0 ? Math.log(scores[v]) : -Infinity) : scores[v] * inv;
+    const b = logits[v] * inv;
     if (b + GUMBEL_MAX <= bestScore) continue;
-    const s = b + noise.gumbel(index, v);
+    const u = noise.uniform(index, v);
+    if (b + drawBound(u) <= bestScore) continue;
+    const s = b + gumbelOf(u);
     if (s > bestScore) {
       bestScore = s;
       best = v;
+    }
+  }
+  return best;
+}
+
+/**
+ * sampleWithNoise under a top-k / top-p cut: scores are log p of the
+ * renormalised set. Tokens are compared in the probability domain (p against
+ * exp(best - bound), a hair lower so rounding never skips a winner), so only
+ * the tokens that could win cost a logarithm.
+ */
+function sampleCut(probs: Float32Array, noise: GumbelNoise, index: number): number {
+  const n = probs.length;
+  let best = argmax(probs);
+  let bestScore = Math.log(probs[best]) + noise.gumbel(index, best);
+  const MARGIN = 1 - 1e-6;
+  let thrMax = Math.exp(bestScore - GUMBEL_MAX) * MARGIN;
+  let thr0 = Math.exp(bestScore - TIER_G[0]) * MARGIN;
+  let thr1 = Math.exp(bestScore - TIER_G[1]) * MARGIN;
+  let thr2 = Math.exp(bestScore - TIER_G[2]) * MARGIN;
+  for (let v = 0; v < n; v++) {
+    const p = probs[v];
+    if (v === best || p <= 0 || p <= thrMax) continue;
+    const u = noise.uniform(index, v);
+    const thr = u <= TIER_U[0] ? thr0 : u <= TIER_U[1] ? thr1 : u <= TIER_U[2] ? thr2 : thrMax;
+    if (p <= thr) continue;
+    const s = Math.log(p) + gumbelOf(u);
+    if (s > bestScore) {
+      bestScore = s;
+      best = v;
+      thrMax = Math.exp(bestScore - GUMBEL_MAX) * MARGIN;
+      thr0 = Math.exp(bestScore - TIER_G[0]) * MARGIN;
+      thr1 = Math.exp(bestScore - TIER_G[1]) * MARGIN;
+      thr2 = Math.exp(bestScore - TIER_G[2]) * MARGIN;
     }
   }
   return best;

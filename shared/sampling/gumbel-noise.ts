@@ -29,6 +29,11 @@ function mix32(h: number): number {
   return h >>> 0;
 }
 
+/** The Gumbel draw of a uniform: increasing in u, so u ≤ U bounds the draw by gumbelOf(U). */
+export function gumbelOf(u: number): number {
+  return -Math.log(-Math.log(u));
+}
+
 export class GumbelNoise {
   private readonly key: number;
   private lastIndex = -1;
@@ -55,6 +60,6 @@ export class GumbelNoise {
 
   /** Standard Gumbel draw for (sequence index, token). */
   gumbel(index: number, token: number): number {
-    return -Math.log(-Math.log(this.uniform(index, token)));
+    return gumbelOf(this.uniform(index, token));
   }
 }

@@ -123,5 +123,32 @@ describe('sampling', () => {
         expect(sampleWithNoise(l, { temperature: 1, topP: 1, topK: 0 }, scratch, noise, 9)).toBe(best);
       }
     });
+
+    it('skipping by the bound each uniform puts on its draw changes nothing either, at any spread, temperature and cut', () => {
+      const rand = new Rng(11);
+      const V = 128;
+      const scratch = new Float32Array(V);
+      for (let t = 0; t < 2000; t++) {
+        const spread = [2, 8, 20, 60][t % 4];
+        const l = Float32Array.from({ length: V }, () => (rand.next() - 0.5) * spread);
+        const opts = { temperature: [1, 0.7, 1.3][t % 3], topP: t % 5 === 0 ? 0.9 : 1, topK: t % 7 === 0 ? 20 : 0 };
+        const noise = new GumbelNoise(t);
+        const index = t % 50;
+        // Reference: every allowed token scored with its draw.
+        const cut = opts.topP < 1 || opts.topK > 0;
+        const p = toProbabilities(l, opts, new Float32Array(V));
+        let best = -1;
+        let bestScore = -Infinity;
+        for (let v = 0; v < V; v++) {
+          if (cut && p[v] <= 0) continue;
+          const s = (cut ? Math.log(p[v]) : l[v] / opts.temperature) + noise.gumbel(index, v);
+          if (s > bestScore) {
+            bestScore = s;
+            best = v;
+          }
+        }
+        expect(sampleWithNoise(l, opts, scratch, noise, index)).toBe(best);
+      }
+    });
   });
 });
