@@ -37,7 +37,6 @@ let pushRaw = new Float64Array(256);
 let pushes = 0;
 const rankScore = new Float64Array(64);
 const rankOrder = new Int32Array(64);
-const sortedProbs = new Float64Array(64);
 /** The context's last tokens, then the path of the node being expanded. */
 const path = new Int32Array(CONTEXT_TAIL + MAX_DEPTH);
 
@@ -113,18 +112,17 @@ function pushChildren(
     }
     return;
   }
-  // Rank by log p / T + g (candidates come by p, largest first, so sortedProbs is the table's order).
+  // Rank by log p / T + g; candidates come by p, largest first, so the rank-th largest p is candidate `rank`'s.
   const invT = 1 / coupling.temperature;
   const index = coupling.firstIndex + depth;
   for (let c = 0; c < n; c++) {
     const q = table.probAt(entry, c);
-    sortedProbs[c] = q;
     rankScore[c] = q > 0 ? Math.log(q) * invT + coupling.noise.gumbel(index, table.tokenAt(entry, c)) : -Infinity;
     rankOrder[c] = c;
   }
   rankByScore(rankScore, rankOrder, n);
   for (let rank = 0; rank < n; rank++) {
-    const p = prob * sortedProbs[rank];
+    const p = prob * table.probAt(entry, rank);
     if (p < minProb) break;
     const c = rankOrder[rank];
     pushRaw[pushes] = raw * table.probAt(entry, c);
