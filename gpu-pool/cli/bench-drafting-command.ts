@@ -1,7 +1,7 @@
 /**
  * `sssd bench-drafting`: the per-request CPU costs of drafting, model-free.
  *
- *   sssd bench-drafting --tokenizer PATH --workload FILE --corpus FILE [--datastore FILE] [--json]
+ *   sssd bench-drafting --tokenizer PATH --workload FILE --corpus FILE [--datastore FILE [--next-tokens FILE|none]] [--json]
  *
  * - construct: `new RequestDrafter(...)` for every workload prompt (the pool
  *   pays it at admission), and once for a long prompt (bounded build cost);
@@ -13,7 +13,9 @@
  *   path, as the offline evaluator does; or, with --continuations, by the
  *   model's greedy continuations), the datastore reloaded every round
  *   so its draft cache starts cold. `sssd eval-drafts` gives the same figure
- *   against true greedy continuations.
+ *   against true greedy continuations;
+ * - sampled step: the same replay as a sampled request (T 0.8, coupled to its
+ *   noise) drafting from the datastore's next-token table, at 12 and 32 nodes.
  * Times are per call, median and p99 over repeated rounds.
  */
 import { readFile } from 'node:fs/promises';
@@ -24,9 +26,10 @@ import { RequestDrafter } from '../../shared/drafting/request-drafter';
 import { mergeIntoUserCache } from '../../shared/drafting/user-cache';
 import { quantile } from '../bench/latency-stats';
 import { Datastore } from '../datastore/datastore';
+import { openNextTokenTable } from '../datastore/next-token-table-file';
 import { readWorkload } from '../eval/workload';
 import { CliError } from './cli-error';
-import { readTokenizerFile } from './generate-command';
+import { readTokenizerWithHash } from './generate-command';
 import { parseNumberFlag } from './number-flags';
 
 interface BenchDraftingFlags {
@@ -37,6 +40,7 @@ interface BenchDraftingFlags {
   rounds: string;
   longPrompt: string;
   continuations?: string;
+  nextTokens?: string;
   json?: boolean;
 }
 
@@ -54,6 +58,7 @@ export function register(program: Command): void {
     .requiredOption('--workload <file>', 'workload JSONL (prompts)')
     .requiredOption('--corpus <file>', 'JSONL corpus of {"text"} lines (user histories and continuations)')
     .option('--datastore <file>', 'built datastore (sssd datastore build) for the step benchmark')
+    .option('--next-tokens <file>', "the model's next-token table for the sampled step benchmark (default: --datastore's FILE.next-tokens when present; none = skip it)")
     .option('--continuations <file>', "the step benchmark continues each prompt with eval-drafts' cached greedy continuation (.cache/eval/continuations-*.json of the same workload) instead of a corpus story")
     .option('--rounds <n>', 'repetitions of each measurement', '5')
     .option('--long-prompt <n>', 'tokens of the long-prompt construction case', '32768')
@@ -85,10 +90,13 @@ async function readCorpus(file: string, encode: (t: string) => number[], limit: 
   return docs;
 }
 
+/** Draft sizes of the sampled (next-token table) step benchmark. */
+const TABLE_STEP_BUDGETS = [12, 32] as const;
+
 async function runBenchDrafting(flags: BenchDraftingFlags): Promise<void> {
   const rounds = parseNumberFlag('--rounds', flags.rounds, { min: 1, integer: true }) ?? 5;
   const longTokens = parseNumberFlag('--long-prompt', flags.longPrompt, { min: 1, integer: true }) ?? 32768;
-  const tokenizer = await readTokenizerFile(flags.tokenizer);
+  const { tokenizer, sha256: tokenizerSha256 } = await readTokenizerWithHash(flags.tokenizer);
   const { requests } = await readWorkload(flags.workload);
   const prompts = requests.map((r) => tokenizer.encode(r.prompt, { bos: true }));
   const docs = await readCorpus(flags.corpus, (t) => tokenizer.encode(t, { bos: true }), 1500);
@@ -185,6 +193,32 @@ async function runBenchDrafting(flags: BenchDraftingFlags): Promise<void> {
       }
     }
     results.stepDatastoreN32Micros = stat(steps);
+
+    // 4. A sampled request's drafting steps: the datastore's next-token table
+    // (its FILE.next-tokens, or --next-tokens), coupled to the request's noise.
+    const table = await openNextTokenTable(flags.nextTokens, datastoreFile, { tokenizerSha256 });
+    if (table) {
+      for (const budget of TABLE_STEP_BUDGETS) {
+        const tableSteps: number[] = [];
+        for (let r = 0; r <= rounds; r++) {
+          for (let i = 0; i < prompts.length; i++) {
+            const truth = truths[i];
+            const drafter = new RequestDrafter({ method: 'sssd', promptIds: prompts[i], datastore: datastore!, nextTokens: table, sampling: { seed: i, temperature: 0.8 } });
+            let pos = 0;
+            while (pos < truth.length) {
+              const t0 = performance.now();
+              const tree = drafter.draft(budget);
+              const dt = performance.now() - t0;
+              if (r > 0) tableSteps.push(dt * 1000);
+              const n = Math.min(tree.depths[longestMatchingPath(tree, truth, pos)] + 1, truth.length - pos);
+              drafter.accept(truth.slice(pos, pos + n));
+              pos += n;
+            }
+          }
+        }
+        results[`stepTableN${budget}Micros`] = stat(tableSteps);
+      }
+    }
   }
 
   if (flags.json) {
@@ -202,5 +236,9 @@ async function runBenchDrafting(flags: BenchDraftingFlags): Promise<void> {
     `mergeIntoUserCache, 256 KiB cache (${results.merge256KiBBytes} B): ${fmt(results.merge256KiBMillis, 'ms', 3)}`,
   ];
   if (results.stepDatastoreN32Micros !== undefined) lines.push(`draft(32) with datastore, per step (cold draft cache each round): ${fmt(results.stepDatastoreN32Micros, 'µs')}`);
+  for (const budget of TABLE_STEP_BUDGETS) {
+    const step = results[`stepTableN${budget}Micros`];
+    if (step !== undefined) lines.push(`draft(${budget}) sampled (T 0.8), next-token table, per step: ${fmt(step, 'µs')}`);
+  }
   process.stdout.write(`${lines.join('\n')}\n`);
 }

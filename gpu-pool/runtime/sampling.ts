@@ -2,7 +2,7 @@
  * Token selection: argmax, temperature / top-k / top-p to a distribution, and
  * a seeded generator, so a (seed, logits) pair always gives the same token.
  */
-import { GUMBEL_MAX, gumbelOf, type GumbelNoise } from '../../shared/sampling/gumbel-noise';
+import { GUMBEL_MAX, GUMBEL_TIER_BOUND, gumbelOf, gumbelTier, type GumbelNoise } from '../../shared/sampling/gumbel-noise';
 
 export interface SamplingOptions {
   temperature: number;
@@ -182,26 +182,12 @@ export function sampleFrom(probs: Float32Array, rng: Rng): number {
 }
 
 /**
- * Bounds on a Gumbel draw read off its uniform without a logarithm: u ≤ 0.9
- * gives g ≤ 2.25, u ≤ 0.99 g ≤ 4.60, u ≤ 0.9999 g ≤ 9.21 (g increases with
- * u). Most tokens trail the best score by more than that, so their draw is
- * never computed.
- */
-const TIER_U = [0.9, 0.99, 0.9999] as const;
-/** The bound per tier; the last tier (u above 0.9999) is bounded by the largest draw there is. */
-const TIER_G = [...TIER_U.map(gumbelOf), GUMBEL_MAX];
-
-function tierOf(u: number): number {
-  return u <= TIER_U[0] ? 0 : u <= TIER_U[1] ? 1 : u <= TIER_U[2] ? 2 : 3;
-}
-
-/**
  * The token at sequence index `index` for a seeded request: argmax of
  * logit / T + Gumbel noise over the tokens top-k / top-p allow, an exact
  * sample of that distribution (see shared/sampling/gumbel-noise.ts). The
  * argmax token is scored first; a token whose logit term trails the best
  * score by more than its draw could make up is skipped without the draw
- * (the bound comes from its uniform, tierOf), so the result is the full
+ * (the bound comes from its uniform, gumbelTier), so the result is the full
  * argmax's. On stories260K's logits (npm run bench:sampling): 13.0 → 5.0 µs a
  * sample at T = 1, 9.0 → 4.3 at 0.7; with top-p 0.95, where the cut itself
  * (toProbabilities) costs most, 16.4 → 15.7.
@@ -221,7 +207,7 @@ export function sampleWithNoise(logits: Float32Array, opts: SamplingOptions, scr
     const b = logits[v] * inv;
     if (b + GUMBEL_MAX <= bestScore) continue;
     const u = noise.uniform(index, v);
-    if (b + TIER_G[tierOf(u)] <= bestScore) continue;
+    if (b + GUMBEL_TIER_BOUND[gumbelTier(u)] <= bestScore) continue;
     const s = b + gumbelOf(u);
     if (s > bestScore) {
       bestScore = s;
@@ -247,7 +233,7 @@ function sampleCut(probs: Float32Array, noise: GumbelNoise, index: number): numb
     const p = probs[v];
     if (v === best || p <= 0 || p <= thresholds[3]) continue;
     const u = noise.uniform(index, v);
-    if (p <= thresholds[tierOf(u)]) continue;
+    if (p <= thresholds[gumbelTier(u)]) continue;
     const s = Math.log(p) + gumbelOf(u);
     if (s > bestScore) {
       bestScore = s;
@@ -259,7 +245,7 @@ function sampleCut(probs: Float32Array, noise: GumbelNoise, index: number): numb
 }
 
 /** Per tier, the probability at or below which a token cannot beat `bestScore` (a hair low, so rounding never skips a winner). */
-const cutThresholds = new Float64Array(TIER_G.length);
+const cutThresholds = new Float64Array(GUMBEL_TIER_BOUND.length);
 function setCutThresholds(bestScore: number): void {
-  for (let t = 0; t < TIER_G.length; t++) cutThresholds[t] = Math.exp(bestScore - TIER_G[t]) * (1 - 1e-6);
+  for (let t = 0; t < GUMBEL_TIER_BOUND.length; t++) cutThresholds[t] = Math.exp(bestScore - GUMBEL_TIER_BOUND[t]) * (1 - 1e-6);
 }

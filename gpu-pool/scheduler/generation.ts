@@ -57,6 +57,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   acceptedPerDraft = -1;
   /** Consecutive speculating steps this row was kept from drafting (resting or unpaid). */
   skippedDrafts = 0;
+  /** Draft nodes the budget sent per drafted step, decayed; -1 before the first (Scheduler.draftSize). */
+  sentPerDraft = -1;
   /** Consecutive drafted steps the budget gave no nodes to. */
   refusedSteps = 0;
   tree: DraftTree | null = null;

@@ -16,7 +16,7 @@
  * The fuser is still given each node's own path probability.
  */
 import { CandidateHeap } from './candidate-heap';
-import { rankByScore } from './coupled-rank';
+import { topCoupled } from './coupled-rank';
 import { SOURCE_DATASTORE } from './draft-tree';
 import type { DraftCoupling, FusionWeights, TreeFuser } from './fusion';
 import type { NextTokenTable } from './next-token-table';
@@ -34,6 +34,8 @@ let popToken = new Int32Array(64);
 let popDepth = new Int32Array(64);
 /** Per push: the candidate's own path probability (the heap orders by the coupled one). */
 let pushRaw = new Float64Array(256);
+/** Per push: the context length its parent's lookup matched (its own lookup can match at most the next order up). */
+let pushOrder = new Int32Array(256);
 let pushes = 0;
 const rankScore = new Float64Array(64);
 const rankOrder = new Int32Array(64);
@@ -68,6 +70,7 @@ export function addTableCandidates(
     const token = heap.topA;
     const parent = heap.topB;
     const raw = pushRaw[heap.topC];
+    const atMost = table.orderAbove(pushOrder[heap.topC]);
     const node = fuser.add(parent < 0 ? 0 : popNode[parent], token, raw, SOURCE_DATASTORE);
     if (node < 0) break;
     const self = popped++;
@@ -76,10 +79,11 @@ export function addTableCandidates(
     popToken[self] = token;
     const depth = parent < 0 ? 1 : popDepth[parent] + 1;
     popDepth[self] = depth;
-    if (depth >= MAX_DEPTH) continue;
+    // The last pop's children could never be popped.
+    if (depth >= MAX_DEPTH || popped === limit) continue;
     // The node's path, root first, after the context's tail.
     for (let p = self, d = depth; p >= 0; p = popParent[p], d--) path[tail + d - 1] = popToken[p];
-    pushChildren(table, table.lookup(path, tail + depth), prob, raw, self, depth, weights.minCandidateProb, coupling);
+    pushChildren(table, table.lookup(path, tail + depth, atMost), prob, raw, self, depth, weights.minCandidateProb, coupling);
   }
   heap.clear();
 }
@@ -102,30 +106,35 @@ function pushChildren(
     const next = new Float64Array((pushes + n) * 2);
     next.set(pushRaw);
     pushRaw = next;
+    const orders = new Int32Array(next.length);
+    orders.set(pushOrder);
+    pushOrder = orders;
   }
+  const order = table.lastOrder;
   if (coupling === null) {
     for (let c = 0; c < n; c++) {
       const q = table.probAt(entry, c);
       if (prob * q < minProb) break; // candidates come best first
       pushRaw[pushes] = raw * q;
+      pushOrder[pushes] = order;
       heap.push(prob * q, table.tokenAt(entry, c), parent, pushes++);
     }
     return;
   }
-  // Rank by log p / T + g; candidates come by p, largest first, so the rank-th largest p is candidate `rank`'s.
-  const invT = 1 / coupling.temperature;
-  const index = coupling.firstIndex + depth;
-  for (let c = 0; c < n; c++) {
-    const q = table.probAt(entry, c);
-    rankScore[c] = q > 0 ? Math.log(q) * invT + coupling.noise.gumbel(index, table.tokenAt(entry, c)) : -Infinity;
-    rankOrder[c] = c;
-  }
-  rankByScore(rankScore, rankOrder, n);
-  for (let rank = 0; rank < n; rank++) {
-    const p = prob * table.probAt(entry, rank);
-    if (p < minProb) break;
+  // Ranks that will be queued: the rank-th largest p goes to the rank-th best
+  // scored candidate, and the ranks whose p is too small are never queued, so
+  // only the best m need their order (topCoupled skips draws that cannot
+  // reach them).
+  let m = 0;
+  while (m < n && table.probAt(entry, m) > 0 && prob * table.probAt(entry, m) >= minProb) m++;
+  if (m === 0) return;
+  const { tokens, probs } = table.arrays;
+  const offset = entry * table.candidates;
+  topCoupled(tokens, probs, offset, n, m, 1 / coupling.temperature, coupling.noise, coupling.firstIndex + depth, rankOrder, rankScore);
+  for (let rank = 0; rank < m; rank++) {
     const c = rankOrder[rank];
-    pushRaw[pushes] = raw * table.probAt(entry, c);
-    heap.push(p, table.tokenAt(entry, c), parent, pushes++);
+    pushRaw[pushes] = raw * probs[offset + c];
+    pushOrder[pushes] = order;
+    heap.push(prob * probs[offset + rank], tokens[offset + c], parent, pushes++);
   }
 }

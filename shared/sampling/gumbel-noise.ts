@@ -34,6 +34,21 @@ export function gumbelOf(u: number): number {
   return -Math.log(-Math.log(u));
 }
 
+/**
+ * Bounds on a Gumbel draw read off its uniform without a logarithm: u ≤ 0.9
+ * gives g ≤ 2.25, u ≤ 0.99 g ≤ 4.60, u ≤ 0.9999 g ≤ 9.21 (g increases with
+ * u). Most candidates trail the best score by more than that, so their draw
+ * is never computed (the pool's sampler, coupled drafting).
+ */
+const TIER_U = [0.9, 0.99, 0.9999] as const;
+/** The bound per tier (gumbelTier); the last tier (u above 0.9999) is bounded by the largest draw there is. */
+export const GUMBEL_TIER_BOUND: readonly number[] = [...TIER_U.map(gumbelOf), GUMBEL_MAX];
+
+/** The tier of a uniform: its draw is at most GUMBEL_TIER_BOUND[tier]. */
+export function gumbelTier(u: number): number {
+  return u <= TIER_U[0] ? 0 : u <= TIER_U[1] ? 1 : u <= TIER_U[2] ? 2 : 3;
+}
+
 export class GumbelNoise {
   private readonly key: number;
   private lastIndex = -1;

@@ -13,7 +13,7 @@ import type { BatchRunner } from '../../../gpu-pool/scheduler/batch-runner';
 import { GOVERNED_FROM_ROWS, Scheduler } from '../../../gpu-pool/scheduler/scheduler';
 import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { CostModel } from '../../../gpu-pool/budget/cost-model';
-import { TreeBudget } from '../../../gpu-pool/budget/tree-budget';
+import { TreeBudget, type BudgetRow } from '../../../gpu-pool/budget/tree-budget';
 import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
 import { SpeculationGovernor } from '../../../gpu-pool/budget/speculation-governor';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
@@ -220,6 +220,50 @@ describe('continuous batching', () => {
     expect(budget.cold).toEqual([1]);
     expect(budget.steady.length).toBeGreaterThanOrEqual(runner.steps.length - 3);
     expect(budget.steady.length).toBeLessThanOrEqual(runner.steps.length - 2);
+  });
+
+  it('drafts about as many nodes as the budget has been sending the row, not always the cap', async () => {
+    /** Sends at most `sendAtMost` nodes per row. */
+    class StingyBudget extends TreeBudget {
+      sendAtMost = 2;
+      override allocate(rows: readonly BudgetRow[], out: Int32Array, maxPast?: number, method?: string): void {
+        super.allocate(rows, out, maxPast, method);
+        for (let r = 0; r < rows.length; r++) out[r] = Math.min(rows[r].available, this.sendAtMost);
+      }
+    }
+    const budget = new StingyBudget(cost, { policy: 'marginal', maxNodes: 16 });
+    const asked: number[] = [];
+    const factory = drafterFactory(null);
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget,
+      metrics: new PoolMetrics(),
+      maxTreeNodes: 16,
+      createDrafter: (request) => {
+        const inner = factory(request)!;
+        return {
+          draft: (n: number) => {
+            asked.push(n);
+            return inner.draft(n);
+          },
+          accept: (tokens: ArrayLike<number>) => inner.accept(tokens),
+          pushEdgeTrie: (trie: Uint8Array, outputLength: number) => inner.pushEdgeTrie(trie, outputLength),
+          get edgeTrieExhausted() {
+            return inner.edgeTrieExhausted;
+          },
+        };
+      },
+    });
+    const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
+    const prompt = [...story, ...story.slice(1), ...story.slice(1)];
+    const c = collect();
+    s.submit(generateRequestSchema.parse({ id: 'stingy', promptIds: prompt, maxTokens: 60, speculation: 'context' }), c.sink);
+    await c.done;
+    // The first draft asks for the cap; once the budget has sent 2 a step for a few steps, ceil(2 · 1.25) + 2 = 5.
+    expect(asked[0]).toBe(16);
+    expect(asked.length).toBeGreaterThan(8);
+    expect(Math.max(...asked.slice(8))).toBeLessThanOrEqual(5);
+    expect(asked.filter((n) => n === 5).length).toBeGreaterThan(4);
   });
 
   it('finished and cancelled generations release their caches', async () => {

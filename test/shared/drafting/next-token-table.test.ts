@@ -46,8 +46,19 @@ describe('NextTokenTableBuilder', () => {
     expect(short).not.toBe(long);
     expect(table.probAt(short, 0)).toBeCloseTo(0.6, 4); // token 3: (0.9 + 0.9 + 0) / 3
     expect(table.tokenAt(short, 1)).toBe(10);
+    expect(table.lastOrder).toBe(2);
+    expect(table.lookup([1, 5, 6, 7], 4)).toBe(long);
+    expect(table.lastOrder).toBe(4);
+    // Bounded (a child of a node matched at 2 tokens can match at most 3): the 3-token context 5,6,7.
+    expect(table.orderAbove(2)).toBe(3);
+    const bounded = table.lookup([1, 5, 6, 7], 4, table.orderAbove(2));
+    expect(table.lastOrder).toBe(3);
+    expect(bounded).not.toBe(long);
+    expect(table.tokenAt(bounded, 0)).toBe(3);
+    expect(table.orderAbove(8)).toBe(8);
     // A context never seen: none.
     expect(table.lookup([11, 12], 2)).toBe(-1);
+    expect(table.lastOrder).toBe(0);
     // Too short a context for any order.
     expect(table.lookup([7], 1)).toBe(-1);
   });
