@@ -4,6 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readTokenizerWithHash } from '../../../gpu-pool/cli/generate-command';
+import { Datastore } from '../../../gpu-pool/datastore/datastore';
+import { nextTokenTablePath, writeNextTokenTable } from '../../../gpu-pool/datastore/next-token-table-file';
+import { NextTokenTableBuilder } from '../../../shared/drafting/next-token-table';
 import { models, repoRoot, requireSharedData } from '../../support/shared-data';
 
 const run = promisify(execFile);
@@ -37,5 +41,33 @@ describe('sssd bench-drafting', () => {
     }
     expect(out.merge64KiBBytes).toBeLessThanOrEqual(64 * 1024);
     expect(out.stepDatastoreN32Micros).toBeUndefined();
+  });
+
+  it("with a datastore and its next-token table, also times the datastore step and a sampled request's table steps", async () => {
+    const { tokenizer, sha256 } = await readTokenizerWithHash(models.stories260K.tokenizer);
+    const stories = ['Once upon a time, there was a little dog. The dog liked to run in the park.', 'Lily had a big red ball. She liked to play with it every day.'];
+    const docs = stories.map((t) => tokenizer.encode(t, { bos: true }));
+    const store = path.join(dir, 'd.sssd-ds');
+    await Datastore.fromDocuments(docs, { vocabSize: tokenizer.vocabSize, tokenizerSha256: sha256 }).save(store);
+    // A table over the stories' contexts: each position's next token, likeliest.
+    const builder = new NextTokenTableBuilder(tokenizer.vocabSize);
+    const logits = new Float32Array(tokenizer.vocabSize);
+    for (const d of docs) {
+      for (let end = 2; end < d.length; end++) {
+        logits.fill(0);
+        logits[d[end]] = 5;
+        builder.add(d, end, logits);
+      }
+    }
+    await writeNextTokenTable(nextTokenTablePath(store), builder.build(), { vocabSize: tokenizer.vocabSize, tokenizerSha256: sha256, modelSha256: 'cd'.repeat(32) });
+    const args = [sssd, 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', path.join(dir, 'c.jsonl'), '--rounds', '1', '--long-prompt', '2000', '--datastore', store, '--json'];
+    const withTable = JSON.parse((await run(process.execPath, args, { cwd: repoRoot })).stdout) as Record<string, { median: number; n: number } | undefined>;
+    for (const k of ['stepDatastoreN32Micros', 'stepTableN12Micros', 'stepTableN32Micros']) {
+      expect(withTable[k]?.n).toBeGreaterThan(0);
+      expect(Number.isFinite(withTable[k]?.median)).toBe(true);
+    }
+    const without = JSON.parse((await run(process.execPath, [...args, '--next-tokens', 'none'], { cwd: repoRoot })).stdout) as Record<string, unknown>;
+    expect(without.stepDatastoreN32Micros).toBeDefined();
+    expect(without.stepTableN12Micros).toBeUndefined();
   });
 });
