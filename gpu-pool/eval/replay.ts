@@ -115,6 +115,8 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
     const drafter = new RequestDrafter({
       method: drafterMethod,
       promptIds: req.promptIds,
+      // As the pool sizes it: for the length the request reaches.
+      expectedLength: req.promptIds.length + cont.length,
       datastore: usesDatastore ? (opts.datastore ?? undefined) : undefined,
       nextTokens: usesDatastore ? (opts.nextTokens ?? undefined) : undefined,
       edgeTrie: userCache ? draftEdgeTrie(userCache, req.promptIds, { ...opts.edgeTrie, maxNodes: edgeNodes }) : undefined,

@@ -20,8 +20,11 @@ import { AdmissionError } from './admission-error';
 import { decodeBase64 } from './base64';
 import type { Drafter } from './generation';
 
-export function drafterFactory(datastore: DatastoreLike | null, nextTokens: NextTokenTable | null = null): (request: GenerateRequest) => Drafter | null {
-  return (request) => {
+export function drafterFactory(
+  datastore: DatastoreLike | null,
+  nextTokens: NextTokenTable | null = null,
+): (request: GenerateRequest, expectedLength?: number) => Drafter | null {
+  return (request, expectedLength) => {
     if (request.speculation === 'off') return null;
     let edgeTrie: Uint8Array | undefined;
     if (request.trie !== undefined && request.speculation === 'sssd') {
@@ -35,6 +38,7 @@ export function drafterFactory(datastore: DatastoreLike | null, nextTokens: Next
         new RequestDrafter({
           method: request.speculation,
           promptIds: request.promptIds,
+          expectedLength,
           edgeTrie,
           datastore: store,
           nextTokens: store && nextTokens ? nextTokens : undefined,

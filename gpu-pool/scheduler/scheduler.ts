@@ -44,8 +44,12 @@ export interface SchedulerOptions {
   /** Measured on/off guard over the budget (per batch size); null = always follow the budget. */
   governor?: SpeculationGovernor | null;
   metrics: PoolMetrics;
-  /** Builds the per-request drafter; null for method 'off'. Throws AdmissionError for a bad trie. */
-  createDrafter: (request: GenerateRequest) => Drafter | null;
+  /**
+   * Builds the per-request drafter; null for method 'off'. Throws
+   * AdmissionError for a bad trie. `expectedLength`: the tokens the
+   * generation may reach (prompt + output, within the context).
+   */
+  createDrafter: (request: GenerateRequest, expectedLength?: number) => Drafter | null;
   /** Called with prompt + output of finished generations that opted in. */
   onContribute?: (tokens: Int32Array) => void;
   /** Most draft nodes per request per step. */
@@ -190,7 +194,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     if (temperature > 0 && request.sampling.seed === undefined) {
       request = { ...request, sampling: { ...request.sampling, seed: Math.floor(Math.random() * 2 ** 32) } };
     }
-    const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request);
+    const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request, reserved);
     const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
     this.reservedTokens += reserved;

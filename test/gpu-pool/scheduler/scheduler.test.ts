@@ -233,14 +233,16 @@ describe('continuous batching', () => {
     }
     const budget = new StingyBudget(cost, { policy: 'marginal', maxNodes: 16 });
     const asked: number[] = [];
+    const expectedLengths: (number | undefined)[] = [];
     const factory = drafterFactory(null);
     const s = new Scheduler(runner, {
       limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
       budget,
       metrics: new PoolMetrics(),
       maxTreeNodes: 16,
-      createDrafter: (request) => {
-        const inner = factory(request)!;
+      createDrafter: (request, expectedLength) => {
+        expectedLengths.push(expectedLength);
+        const inner = factory(request, expectedLength)!;
         return {
           draft: (n: number) => {
             asked.push(n);
@@ -259,6 +261,8 @@ describe('continuous batching', () => {
     const c = collect();
     s.submit(generateRequestSchema.parse({ id: 'stingy', promptIds: prompt, maxTokens: 60, speculation: 'context' }), c.sink);
     await c.done;
+    // The drafter is told how long the generation may get (it sizes its context trie by it).
+    expect(expectedLengths).toEqual([prompt.length + 60]);
     // The first draft asks for the cap; once the budget has sent 2 a step for a few steps, ceil(2 · 1.25) + 2 = 5.
     expect(asked[0]).toBe(16);
     expect(asked.length).toBeGreaterThan(8);

@@ -233,14 +233,22 @@ describe('RequestDrafter', () => {
     }
   });
 
-  it('sizes the context trie from the prompt, growing on demand up to the cap', () => {
+  it('sizes the context trie for the length the request may reach, growing on demand up to the cap', () => {
     const rand = seededRandom(3);
+    const window = defaultFusionWeights.contextWindow;
     const short = new RequestDrafter({ method: 'context', promptIds: [1, ...tokenStream(rand, 30, 50)] });
     // White-box: the proposer's trie (a short prompt must not pay for a large pool).
     const trieOf = (d: RequestDrafter) => (d as unknown as { proposer: { trie: { trie: { capacity: number; size: number } } } }).proposer.trie.trie;
-    expect(trieOf(short).capacity).toBeLessThanOrEqual(1024);
+    expect(trieOf(short).capacity).toBeLessThanOrEqual(64 + window * (31 + 64));
     for (let i = 0; i < 50; i++) short.accept(tokenStream(rand, 20, 50));
-    expect(trieOf(short).size).toBeGreaterThan(1024);
+    expect(trieOf(short).size).toBeGreaterThan(64 + window * (31 + 64));
+    // Told how long it may get, it is allocated once and never grows.
+    const sized = new RequestDrafter({ method: 'context', promptIds: [1, ...tokenStream(rand, 30, 50)], expectedLength: 31 + 400 });
+    const capacity = trieOf(sized).capacity;
+    expect(capacity).toBeLessThanOrEqual(64 + window * 431);
+    for (let i = 0; i < 20; i++) sized.accept(tokenStream(rand, 20, 50));
+    expect(trieOf(sized).size).toBeGreaterThan(2000);
+    expect(trieOf(sized).capacity).toBe(capacity);
     const capped = new RequestDrafter({ method: 'context', promptIds: [1, ...tokenStream(rand, 5000, 400)], maxTrieNodes: 3000 });
     expect(trieOf(capped).capacity).toBe(3000);
     expect(trieOf(capped).size).toBeLessThanOrEqual(3000);
