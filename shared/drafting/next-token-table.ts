@@ -56,11 +56,11 @@ function mixB(h: number): number {
 }
 
 /**
- * Keys of the tail `tokens[end-k..end)` for k = 1..min(MAX_ORDER, orders), into
- * keysA/keysB[k] (orders ≤ end). Hashed from the last token backwards, so each order costs one step.
+ * Keys of the tail `tokens[end-k..end)` for k = 1..min(MAX_ORDER, longest), into
+ * keysA/keysB[k] (longest ≤ end). Hashed from the last token backwards, so each order costs one step.
  */
-function tailKeys(tokens: ArrayLike<number>, orders: number, end: number, keysA: Uint32Array, keysB: Uint32Array): number {
-  const n = Math.min(MAX_ORDER, orders);
+function tailKeys(tokens: ArrayLike<number>, longest: number, end: number, keysA: Uint32Array, keysB: Uint32Array): number {
+  const n = Math.min(MAX_ORDER, longest);
   let a = 0x9e3779b9;
   let b = 0x85ebca6b;
   for (let k = 1; k <= n; k++) {

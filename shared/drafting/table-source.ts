@@ -32,10 +32,10 @@ let popNode = new Int32Array(64);
 let popParent = new Int32Array(64);
 let popToken = new Int32Array(64);
 let popDepth = new Int32Array(64);
+/** Per pop: the context length its own lookup matched (a child's lookup can match at most the next order up). */
+let popMatched = new Int32Array(64);
 /** Per push: the candidate's own path probability (the heap orders by the coupled one). */
 let pushRaw = new Float64Array(256);
-/** Per push: the context length its parent's lookup matched (its own lookup can match at most the next order up). */
-let pushOrder = new Int32Array(256);
 let pushes = 0;
 const rankScore = new Float64Array(64);
 const rankOrder = new Int32Array(64);
@@ -59,18 +59,19 @@ export function addTableCandidates(
     popParent = new Int32Array(n);
     popToken = new Int32Array(n);
     popDepth = new Int32Array(n);
+    popMatched = new Int32Array(n);
   }
   heap.clear();
   pushes = 0;
   const w = weights.datastore;
   pushChildren(table, table.lookup(path, tail), w, w, -1, 0, weights.minCandidateProb, coupling);
+  const rootMatched = table.lastOrder;
   let popped = 0;
   while (popped < limit && heap.pop()) {
     const prob = heap.topProb;
     const token = heap.topA;
     const parent = heap.topB;
     const raw = pushRaw[heap.topC];
-    const atMost = table.orderAbove(pushOrder[heap.topC]);
     const node = fuser.add(parent < 0 ? 0 : popNode[parent], token, raw, SOURCE_DATASTORE);
     if (node < 0) break;
     const self = popped++;
@@ -83,7 +84,9 @@ export function addTableCandidates(
     if (depth >= MAX_DEPTH || popped === limit) continue;
     // The node's path, root first, after the context's tail.
     for (let p = self, d = depth; p >= 0; p = popParent[p], d--) path[tail + d - 1] = popToken[p];
+    const atMost = table.orderAbove(parent < 0 ? rootMatched : popMatched[parent]);
     pushChildren(table, table.lookup(path, tail + depth, atMost), prob, raw, self, depth, weights.minCandidateProb, coupling);
+    popMatched[self] = table.lastOrder;
   }
   heap.clear();
 }
@@ -106,17 +109,12 @@ function pushChildren(
     const next = new Float64Array((pushes + n) * 2);
     next.set(pushRaw);
     pushRaw = next;
-    const orders = new Int32Array(next.length);
-    orders.set(pushOrder);
-    pushOrder = orders;
   }
-  const order = table.lastOrder;
   if (coupling === null) {
     for (let c = 0; c < n; c++) {
       const q = table.probAt(entry, c);
       if (prob * q < minProb) break; // candidates come best first
       pushRaw[pushes] = raw * q;
-      pushOrder[pushes] = order;
       heap.push(prob * q, table.tokenAt(entry, c), parent, pushes++);
     }
     return;
@@ -134,7 +132,6 @@ function pushChildren(
   for (let rank = 0; rank < m; rank++) {
     const c = rankOrder[rank];
     pushRaw[pushes] = raw * probs[offset + c];
-    pushOrder[pushes] = order;
     heap.push(prob * probs[offset + rank], tokens[offset + c], parent, pushes++);
   }
 }
