@@ -2,13 +2,13 @@
  * Edge CPU time per request, measured inside workerd (POST /bench/edge-cpu):
  * tokenize + user-cache decode + edge-trie draft + merge, with a user history
  * of model-written stories. Usage: npx tsx launcher/bench-edge-cpu.ts [--history N] [--repeat N]
- * Needs the development data beside the repository (../shared).
+ * Needs the development data beside the repository (../sharedDir).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { repoRoot, startStack } from './stack';
+import { sharedDir, startStack } from './stack';
 
 const { values } = parseArgs({
   options: {
@@ -17,21 +17,20 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '8' },
   },
 });
-const shared = process.env.SSSD_SHARED_DIR ?? path.resolve(repoRoot, '..', 'shared');
-const stories = readFileSync(path.join(shared, 'workloads/datastore-corpus.jsonl'), 'utf8')
+const stories = readFileSync(path.join(sharedDir, 'workloads/datastore-corpus.jsonl'), 'utf8')
   .trim()
   .split('\n')
   .map((l) => JSON.parse(l) as { text?: string; story?: string })
   .map((o) => o.text ?? o.story ?? '');
-const sessions = readFileSync(path.join(shared, 'workloads/dev-sessions.jsonl'), 'utf8')
+const sessions = readFileSync(path.join(sharedDir, 'workloads/dev-sessions.jsonl'), 'utf8')
   .trim()
   .split('\n')
   .map((l) => JSON.parse(l) as { prompt: string });
 
 const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-bench-kv-'));
 const stack = await startStack({
-  model: path.join(shared, 'models/stories260K/stories260K.bin'),
-  tokenizer: path.join(shared, 'models/stories260K/tok512.bin'),
+  model: path.join(sharedDir, 'models/stories260K/stories260K.bin'),
+  tokenizer: path.join(sharedDir, 'models/stories260K/tok512.bin'),
   devKey: 'bench-key',
   persistTo,
   vars: { SSSD_BENCH_ROUTES: '1' },

@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import { readPoolEvents } from '../shared/pool-event-stream';
 import { startDelayProxy } from './delay-proxy';
-import { generatePoolToken, repoRoot, startEdge, startPool } from './stack';
+import { generatePoolToken, sharedDir, startEdge, startPool } from './stack';
 
 const { values } = parseArgs({
   options: {
@@ -24,14 +24,13 @@ const { values } = parseArgs({
   },
 });
 const delayMs = Number(values.delay);
-const shared = process.env.SSSD_SHARED_DIR ?? path.resolve(repoRoot, '..', 'shared');
-const sessions = readFileSync(path.join(shared, 'workloads/dev-sessions.jsonl'), 'utf8')
+const sessions = readFileSync(path.join(sharedDir, 'workloads/dev-sessions.jsonl'), 'utf8')
   .trim()
   .split('\n')
   .slice(0, Number(values.requests))
   .map((l) => JSON.parse(l) as { user: string; prompt: string; temperature: number; top_p: number; seed: number });
 
-const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(shared, 'models/stories260K/tok512.bin'))));
+const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(sharedDir, 'models/stories260K/tok512.bin'))));
 
 interface Sample {
   tokens: number;
@@ -132,8 +131,8 @@ function median(xs: number[]): number {
 
 const token = generatePoolToken();
 const pool = await startPool({
-  model: path.join(shared, 'models/stories260K/stories260K.bin'),
-  tokenizer: path.join(shared, 'models/stories260K/tok512.bin'),
+  model: path.join(sharedDir, 'models/stories260K/stories260K.bin'),
+  tokenizer: path.join(sharedDir, 'models/stories260K/tok512.bin'),
   token,
 });
 const target = { host: '127.0.0.1', port: Number(new URL(pool.url).port) };

@@ -4,7 +4,7 @@
  * without top-p. The logits are those of sampled continuations of the
  * development workload's first prompts.
  * Usage: npx tsx launcher/bench-sampling.ts [--prompts N] [--tokens N] [--rounds N]
- * Needs the development data beside the repository (../shared).
+ * Needs the development data beside the repository (../sharedDir).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -15,7 +15,7 @@ import { ModelRunner } from '../gpu-pool/runtime/model-runner';
 import { sampleWithNoise } from '../gpu-pool/runtime/sampling';
 import { GumbelNoise } from '../shared/sampling/gumbel-noise';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
-import { repoRoot } from './stack';
+import { sharedDir } from './stack';
 
 const { values } = parseArgs({
   options: {
@@ -24,15 +24,14 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '20' },
   },
 });
-const shared = process.env.SSSD_SHARED_DIR ?? path.resolve(repoRoot, '..', 'shared');
-const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(shared, 'models/stories260K/tok512.bin'))));
-const prompts = readFileSync(path.join(shared, 'workloads/dev-sessions.jsonl'), 'utf8')
+const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(sharedDir, 'models/stories260K/tok512.bin'))));
+const prompts = readFileSync(path.join(sharedDir, 'workloads/dev-sessions.jsonl'), 'utf8')
   .trim()
   .split('\n')
   .slice(0, Number(values.prompts))
   .map((l) => tokenizer.encode((JSON.parse(l) as { prompt: string }).prompt, { bos: true }));
 
-const runner = await ModelRunner.create(await loadModel(path.join(shared, 'models/stories260K/stories260K.bin')));
+const runner = await ModelRunner.create(await loadModel(path.join(sharedDir, 'models/stories260K/stories260K.bin')));
 const logits: Float32Array[] = [];
 for (const [i, promptIds] of prompts.entries()) {
   await generate(runner, [{ promptIds, maxTokens: Number(values.tokens), temperature: 1, seed: 5 + i }], {

@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { freePort, spawnService, waitForHttp, type ServiceProcess } from './service-process';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The read-only development data beside the repository (models, workloads); SSSD_SHARED_DIR overrides. */
+export const sharedDir = process.env.SSSD_SHARED_DIR ?? path.resolve(repoRoot, '..', 'shared');
 
 export interface PoolOptions {
   model: string;
