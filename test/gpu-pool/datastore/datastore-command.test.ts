@@ -66,6 +66,23 @@ describe('sssd datastore', () => {
     const texts = Array.from({ length: m.count }, (_, i) => tokenizer.decode(m.tokens.subarray(i * m.width, i * m.width + 4).filter((t) => t > 1)));
     expect(texts.filter((t) => /\b(girl|boy|dog|cat|bird) named\b/.test(t)).length).toBeGreaterThan(m.count / 2);
     await store.close();
+
+    // `datastore bench` times lookups on the file, back to back or with the caches made cold first.
+    const [warm, cold, bad] = await Promise.all([
+      cli('datastore', 'bench', out, '--lookups', '300'),
+      cli('datastore', 'bench', out, '--lookups', '300', '--cold-mb', '2'),
+      cli('datastore', 'bench', out, '--cold-mb', 'lots'),
+    ]);
+    for (const r of [warm, cold]) {
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/over 300 contexts from the store itself.*:\n\s+median [\d.]+ µs, p90 [\d.]+ µs/);
+      expect(r.stdout).toMatch(/\d+\.\d matches per lookup/);
+    }
+    expect(warm.stdout).not.toContain('caches cold');
+    expect(cold.stdout).toContain('caches cold (2 MB read at random before each)');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('--cold-mb');
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('names the line of a bad corpus record and exits non-zero without a stack trace', async () => {

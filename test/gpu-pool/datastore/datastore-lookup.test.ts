@@ -113,15 +113,20 @@ describe('Datastore.lookup', () => {
       { maxQuery: 6, width: 5, maxMatches: 7, minMatches: 7 },
       { maxQuery: 3, width: 1, maxMatches: 30, minMatches: 0 },
     ];
-    for (const [vocab, chunkTokens] of [
-      [8, 1 << 20],
-      [20, 300],
-      [60, 97],
-    ]) {
+    // Searches start in the bucket of the query's first two tokens where that
+    // table is small next to the chunk, else of its first token: both are covered.
+    for (const [vocab, chunkTokens, pairs] of [
+      [8, 1 << 20, true],
+      [8, 300, true],
+      [20, 300, false],
+      [60, 97, false],
+      [200, 1 << 20, false],
+    ] as const) {
       const docs = randomDocuments(next, 60, vocab);
       const store = Datastore.fromDocuments(docs, { chunkTokens });
       const chunks = store.indexedChunks.map((c) => c.tokens);
       if (chunkTokens < 1000) expect(chunks.length).toBeGreaterThan(1);
+      expect(store.indexedChunks.some((c) => c.pairStart !== null), `vocab ${vocab}: pair tables`).toBe(pairs);
       const out = createDatastoreMatches(100, 8);
       for (let trial = 0; trial < 60; trial++) {
         // Contexts drawn from the corpus (so long matches exist) and random ones.
