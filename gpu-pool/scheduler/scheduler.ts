@@ -326,20 +326,29 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // Only batches with rows that can draft take part in the governor's
     // comparison, judged under the method most of their rows use.
     const method = this.dominantDraftMethod(batch);
-    // Far below the knee of the calibrated cost curve (room for at least 4
-    // tokens per row), extra tokens in a pass are nearly free: speculation by
-    // a small batch is not put to the measured vote there, whose probes of
-    // plain decoding cost a tenth or more of the steps at concurrency 1 and
-    // whose early, noisy samples could switch a lone request's speculation
-    // off. The budget still trims every tree to the nodes that pay. From
-    // GOVERNED_FROM_ROWS rows on the vote is held anyway: there the CPU's
-    // share of a step (drafting, acceptance, reading more logits back), which
-    // the pass's cost curve does not see, decides; on an H200 with resident
-    // keys/values, `pld` ran at 0.82x of `off` at 128 rows without it.
+    // Below GOVERNED_FROM_ROWS rows speculation is not put to the measured
+    // vote, and the budget alone trims every tree to the nodes that pay,
+    // unless a row in the batch ran plain past LATE_BUILD_TOKENS (its first
+    // draft would index a long context: the tail of a level that ran wide,
+    // where speculating measured 1-11% slower end to end). The vote's
+    // samples are per cycle on a machine whose speed drifts by 20-40% within
+    // a minute, and the losing arm is only seen in probe blocks, cold:
+    // voting at batch 3-15 kept speculation off for long stretches at
+    // concurrency 8 (1.5-2.2 tokens per step, 0.89-1.11x in six runs, against
+    // 3.1-3.2 and 1.10-1.24x with no vote) and its probes of plain decoding
+    // cost a tenth of the steps at concurrency 1. From GOVERNED_FROM_ROWS rows
+    // on the vote is held anyway: there the CPU's share of a step (drafting,
+    // acceptance, reading more logits back), which the pass's cost curve does
+    // not see, decides; on an H200 with resident keys/values, `pld` ran at
+    // 0.82x of `off` at 128 rows without it.
     let maxPast = 0;
-    for (let r = 0; r < n; r++) maxPast = Math.max(maxPast, batch[r].cache!.length);
+    let lateRows = false;
+    for (let r = 0; r < n; r++) {
+      maxPast = Math.max(maxPast, batch[r].cache!.length);
+      if (!lateRows && this.ranPlainLong(batch[r])) lateRows = true;
+    }
     const nearlyFree = budget !== null && n * 4 <= budget.kneeTokens;
-    const unvoted = nearlyFree && n < GOVERNED_FROM_ROWS;
+    const unvoted = (nearlyFree || !lateRows) && n < GOVERNED_FROM_ROWS;
     const speculate =
       budget !== null && method !== null && (unvoted || (budget.wantsDrafts(n, method, maxPast) && (governor ? governor.decide(n, method) : true)));
     const cap = budget && speculate ? Math.min(this.maxTreeNodes, budget.draftCap(n, maxPast)) : 0;
@@ -602,6 +611,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return best;
   }
 
+  /** A row that can draft but has not, past LATE_BUILD_TOKENS output tokens (its drafter was never built). */
+  private ranPlainLong(gen: Generation<S>): boolean {
+    return gen.drafter !== null && gen.drafter.built === false && gen.output.length > LATE_BUILD_TOKENS;
+  }
+
   /**
    * Whether a row that has not drafted yet should stay plain: one that ran
    * plain for over LATE_BUILD_TOKENS tokens (a batch too wide to speculate)
@@ -612,8 +626,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * than plain decoding.
    */
   private startsTooLate(gen: Generation<S>): boolean {
-    if (gen.drafter === null || gen.drafter.built !== false || gen.output.length <= LATE_BUILD_TOKENS) return false;
-    return gen.request.maxTokens - gen.output.length < 2 * gen.sequenceLength;
+    return this.ranPlainLong(gen) && gen.request.maxTokens - gen.output.length < 2 * gen.sequenceLength;
   }
 
   /**

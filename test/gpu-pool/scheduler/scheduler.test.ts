@@ -156,6 +156,48 @@ describe('continuous batching', () => {
     expect(governor.asked).toEqual([]);
   });
 
+  it('below 16 rows holds a batch to the governor only when a row in it ran plain past 32 tokens', async () => {
+    class RefusingGovernor extends SpeculationGovernor {
+      readonly asked: number[] = [];
+      override decide(batch: number): boolean {
+        this.asked.push(batch);
+        return false;
+      }
+    }
+    const governor = new RefusingGovernor();
+    // A CPU-like pass (a token costs a tenth of a pass's fixed cost): extra
+    // tokens are nearly free up to 3 rows only.
+    const cpuLike = new CostModel({ fixed: 0.2, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
+    const budget = new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 16 });
+    expect(budget.kneeTokens).toBe(12);
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 32, maxQueued: 32, maxTotalTokens: 1_000_000 },
+      budget,
+      governor,
+      metrics: new PoolMetrics(),
+      createDrafter: drafterFactory(null),
+    });
+    const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
+    const prompt = [...story, ...story.slice(1), ...story.slice(1, 8)];
+    const run = (id: string, maxTokens: number) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: prompt, maxTokens, speculation: 'context' }), c.sink);
+      return c.done.then((events) => events.at(-1) as Extract<PoolEvent, { type: 'done' }>);
+    };
+    // Four rows that draft from their first step: no vote, and they speculate.
+    const fresh = await Promise.all(Array.from({ length: 4 }, (_, i) => run(`fresh${i}`, 40)));
+    expect(fresh.every((e) => e.usage.speculation.drafts > 0)).toBe(true);
+    expect(governor.asked).toEqual([]);
+    // 20 rows: the wide batch runs plain (the budget's guard); when the 16
+    // short ones end, the four left ran plain past 32 tokens and their narrow
+    // batch is put to the vote (and refused).
+    const short = Array.from({ length: 16 }, (_, i) => run(`short${i}`, 40));
+    const long = Array.from({ length: 4 }, (_, i) => run(`long${i}`, 120));
+    const ends = await Promise.all([...short, ...long]);
+    expect(ends.every((e) => e.usage.speculation.drafts === 0)).toBe(true);
+    expect(governor.asked.filter((b) => b === 4).length).toBeGreaterThan(10);
+  });
+
   it('keeps a row that ran plain past 32 tokens plain when it has less left than twice its context', async () => {
     // Wide batches do not speculate; below 16 rows they do, as after a concurrency-8 history.
     class WideRefusingGovernor extends SpeculationGovernor {
