@@ -52,6 +52,40 @@ function collect(): { events: PoolEvent[]; done: Promise<PoolEvent[]>; sink: { s
 
 const cost = new CostModel({ fixed: 1, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
 
+/** A governor that refuses speculation and records the batch sizes it was asked about. */
+class RefusingGovernor extends SpeculationGovernor {
+  readonly asked: number[] = [];
+  override decide(batch: number): boolean {
+    this.asked.push(batch);
+    return false;
+  }
+}
+
+/** A story told twice and a half: the context drafter has continuations for it. */
+const STORY = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
+const REPEATING_PROMPT = [...STORY, ...STORY.slice(1), ...STORY.slice(1, 8)];
+
+/** A scheduler of up to 32 rows over the real runner, with this pass cost and governor. */
+function wideScheduler(passCost: CostModel, governor: SpeculationGovernor): Scheduler<SequenceKvCache> {
+  return new Scheduler(runner, {
+    limits: { maxActive: 32, maxQueued: 32, maxTotalTokens: 1_000_000 },
+    budget: new TreeBudget(passCost, { policy: 'marginal', maxNodes: 16 }),
+    governor,
+    metrics: new PoolMetrics(),
+    createDrafter: drafterFactory(null),
+  });
+}
+
+/** Submits a 'context' request for the repeating prompt; resolves with its `done` event. */
+function runContext(s: Scheduler<SequenceKvCache>, id: string, maxTokens: number): Promise<Extract<PoolEvent, { type: 'done' }>> {
+  const c = collect();
+  s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens, speculation: 'context' }), c.sink);
+  return c.done.then((events) => events.at(-1) as Extract<PoolEvent, { type: 'done' }>);
+}
+
+/** A GPU-like pass: a fixed cost that dwarfs what rows and tokens add. */
+const gpuLike = new CostModel({ fixed: 5, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
+
 function scheduler(budget: TreeBudget | null): Scheduler<SequenceKvCache> {
   return new Scheduler(runner, {
     limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
@@ -113,35 +147,11 @@ describe('continuous batching', () => {
   });
 
   it('holds speculation by 16 rows or more to the governor even where extra tokens are nearly free; a lone request is not held', async () => {
-    class RefusingGovernor extends SpeculationGovernor {
-      readonly asked: number[] = [];
-      override decide(batch: number): boolean {
-        this.asked.push(batch);
-        return false;
-      }
-    }
     const governor = new RefusingGovernor();
-    // A GPU-like pass: a fixed cost that dwarfs what rows and tokens add.
-    const gpuLike = new CostModel({ fixed: 5, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
-    const budget = new TreeBudget(gpuLike, { policy: 'marginal', maxNodes: 16 });
-    expect(budget.kneeTokens).toBeGreaterThanOrEqual(4 * 20);
-    const s = new Scheduler(runner, {
-      limits: { maxActive: 32, maxQueued: 32, maxTotalTokens: 1_000_000 },
-      budget,
-      governor,
-      metrics: new PoolMetrics(),
-      createDrafter: drafterFactory(null),
-    });
-    const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
-    const prompt = [...story, ...story.slice(1), ...story.slice(1, 8)];
-    const request = (id: string) => generateRequestSchema.parse({ id, promptIds: prompt, maxTokens: 24, speculation: 'context' });
+    const s = wideScheduler(gpuLike, governor);
+    expect(new TreeBudget(gpuLike, { policy: 'marginal', maxNodes: 16 }).kneeTokens).toBeGreaterThanOrEqual(4 * 20);
     runner.steps = [];
-    const many = Array.from({ length: 20 }, (_, i) => {
-      const c = collect();
-      s.submit(request(`wide${i}`), c.sink);
-      return c;
-    });
-    await Promise.all(many.map((c) => c.done));
+    await Promise.all(Array.from({ length: 20 }, (_, i) => runContext(s, `wide${i}`, 24)));
     const wide = runner.steps.filter((rows) => rows.length >= GOVERNED_FROM_ROWS);
     expect(wide.length).toBeGreaterThan(10);
     // Only the prefill carried more than one token a row: the governor said no to every draft.
@@ -149,50 +159,27 @@ describe('continuous batching', () => {
     expect(governor.asked.some((b) => b >= GOVERNED_FROM_ROWS)).toBe(true);
 
     governor.asked.length = 0;
-    const lone = collect();
-    s.submit(request('lone'), lone.sink);
-    const done = (await lone.done).at(-1) as Extract<PoolEvent, { type: 'done' }>;
+    const done = await runContext(s, 'lone', 24);
     expect(done.usage.speculation.acceptedTokens).toBeGreaterThan(0);
     expect(governor.asked).toEqual([]);
   });
 
   it('below 16 rows holds a batch to the governor only when a row in it ran plain past 32 tokens', async () => {
-    class RefusingGovernor extends SpeculationGovernor {
-      readonly asked: number[] = [];
-      override decide(batch: number): boolean {
-        this.asked.push(batch);
-        return false;
-      }
-    }
     const governor = new RefusingGovernor();
     // A CPU-like pass (a token costs a tenth of a pass's fixed cost): extra
     // tokens are nearly free up to 3 rows only.
     const cpuLike = new CostModel({ fixed: 0.2, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
-    const budget = new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 16 });
-    expect(budget.kneeTokens).toBe(12);
-    const s = new Scheduler(runner, {
-      limits: { maxActive: 32, maxQueued: 32, maxTotalTokens: 1_000_000 },
-      budget,
-      governor,
-      metrics: new PoolMetrics(),
-      createDrafter: drafterFactory(null),
-    });
-    const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
-    const prompt = [...story, ...story.slice(1), ...story.slice(1, 8)];
-    const run = (id: string, maxTokens: number) => {
-      const c = collect();
-      s.submit(generateRequestSchema.parse({ id, promptIds: prompt, maxTokens, speculation: 'context' }), c.sink);
-      return c.done.then((events) => events.at(-1) as Extract<PoolEvent, { type: 'done' }>);
-    };
+    expect(new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 16 }).kneeTokens).toBe(12);
+    const s = wideScheduler(cpuLike, governor);
     // Four rows that draft from their first step: no vote, and they speculate.
-    const fresh = await Promise.all(Array.from({ length: 4 }, (_, i) => run(`fresh${i}`, 40)));
+    const fresh = await Promise.all(Array.from({ length: 4 }, (_, i) => runContext(s, `fresh${i}`, 40)));
     expect(fresh.every((e) => e.usage.speculation.drafts > 0)).toBe(true);
     expect(governor.asked).toEqual([]);
     // 20 rows: the wide batch runs plain (the budget's guard); when the 16
     // short ones end, the four left ran plain past 32 tokens and their narrow
     // batch is put to the vote (and refused).
-    const short = Array.from({ length: 16 }, (_, i) => run(`short${i}`, 40));
-    const long = Array.from({ length: 4 }, (_, i) => run(`long${i}`, 120));
+    const short = Array.from({ length: 16 }, (_, i) => runContext(s, `short${i}`, 40));
+    const long = Array.from({ length: 4 }, (_, i) => runContext(s, `long${i}`, 120));
     const ends = await Promise.all([...short, ...long]);
     expect(ends.every((e) => e.usage.speculation.drafts === 0)).toBe(true);
     expect(governor.asked.filter((b) => b === 4).length).toBeGreaterThan(10);
@@ -205,21 +192,8 @@ describe('continuous batching', () => {
         return batch < GOVERNED_FROM_ROWS;
       }
     }
-    const gpuLike = new CostModel({ fixed: 5, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
-    const s = new Scheduler(runner, {
-      limits: { maxActive: 32, maxQueued: 32, maxTotalTokens: 1_000_000 },
-      budget: new TreeBudget(gpuLike, { policy: 'marginal', maxNodes: 16 }),
-      governor: new WideRefusingGovernor(),
-      metrics: new PoolMetrics(),
-      createDrafter: drafterFactory(null),
-    });
-    const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
-    const prompt = [...story, ...story.slice(1), ...story.slice(1, 8)];
-    const run = (id: string, maxTokens: number) => {
-      const c = collect();
-      s.submit(generateRequestSchema.parse({ id, promptIds: prompt, maxTokens, speculation: 'context' }), c.sink);
-      return c.done.then((events) => events.at(-1) as Extract<PoolEvent, { type: 'done' }>);
-    };
+    const s = wideScheduler(gpuLike, new WideRefusingGovernor());
+    const run = (id: string, maxTokens: number) => runContext(s, id, maxTokens);
     // 18 rows end at 40 tokens; then 'late' (60 to go, context 76) and 'long' (360 to go) are left.
     const short = Array.from({ length: 18 }, (_, i) => run(`short${i}`, 40));
     const late = run('late', 100);
