@@ -18,6 +18,7 @@ import { DEFAULT_SELF_CONTINUATIONS } from '../datastore/self-continuations';
 import { nextTokenTablePath, readNextTokenTable, writeNextTokenTable } from '../datastore/next-token-table-file';
 import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
+import { Rng } from '../runtime/sampling';
 import { createDatastoreMatches, Datastore, DEFAULT_LOOKUP } from '../datastore/datastore';
 import { readDatastoreFile, writeDatastoreFile, DATASTORE_FILE_VERSION } from '../datastore/datastore-file';
 import { CliError } from './cli-error';
@@ -272,15 +273,10 @@ async function benchCommand(file: string, opts: { lookups?: string; seed?: strin
   // that much other memory at random before each timed lookup (a lookup there
   // took ~50 µs, against ~30 back to back).
   const cold = coldMb > 0 ? new Int32Array(coldMb << 18) : null;
-  let rand = (seed * 2654435761 + 1) >>> 0;
+  const coldRng = new Rng(seed);
   let sink = 0;
   for (let i = 0; i < contexts.length; i++) {
-    if (cold) {
-      for (let j = 0; j < 20000; j++) {
-        rand = (Math.imul(rand, 1103515245) + 12345) >>> 0;
-        sink += cold[rand % cold.length];
-      }
-    }
+    if (cold) for (let j = 0; j < 20000; j++) sink += cold[Math.floor(coldRng.next() * cold.length)];
     const s = process.hrtime.bigint();
     store.lookup(contexts[i], out);
     times[i] = Number(process.hrtime.bigint() - s) / 1000;
