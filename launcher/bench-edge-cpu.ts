@@ -1,60 +1,80 @@
 /**
  * Edge CPU time per request, measured inside workerd (POST /bench/edge-cpu):
  * tokenize + user-cache decode + edge-trie draft + merge, with a user history
- * of model-written stories. Usage: npx tsx launcher/bench-edge-cpu.ts [--history N] [--repeat N]
+ * of model-written stories.
+ * Usage: npx tsx launcher/bench-edge-cpu.ts [--history N] [--repeat N] [--requests N] [--json]
  * Needs the development data beside the repository (../sharedDir).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { CliError } from '../gpu-pool/cli/cli-error';
+import { numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
 import { sharedDir, startStack } from './stack';
 
-const { values } = parseArgs({
-  options: {
-    history: { type: 'string', default: '8' },
-    repeat: { type: 'string', default: '300' },
-    requests: { type: 'string', default: '8' },
-  },
-});
-const stories = readFileSync(path.join(sharedDir, 'workloads/datastore-corpus.jsonl'), 'utf8')
-  .trim()
-  .split('\n')
-  .map((l) => JSON.parse(l) as { text?: string; story?: string })
-  .map((o) => o.text ?? o.story ?? '');
-const sessions = readFileSync(path.join(sharedDir, 'workloads/dev-sessions.jsonl'), 'utf8')
-  .trim()
-  .split('\n')
-  .map((l) => JSON.parse(l) as { prompt: string });
+/** The output of request r is corpus story OUTPUT_FROM + r, past every user's history. */
+const OUTPUT_FROM = 1000;
 
-const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-bench-kv-'));
-const stack = await startStack({
-  model: path.join(sharedDir, 'models/stories260K/stories260K.bin'),
-  tokenizer: path.join(sharedDir, 'models/stories260K/tok512.bin'),
-  devKey: 'bench-key',
-  persistTo,
-  vars: { SSSD_BENCH_ROUTES: '1' },
-});
-try {
-  const historyCount = Number(values.history);
-  const rows: Array<Record<string, number>> = [];
-  for (let r = 0; r < Number(values.requests); r++) {
-    const history = stories.slice(r * historyCount, (r + 1) * historyCount);
-    const res = await fetch(`${stack.edgeUrl}/bench/edge-cpu`, {
-      method: 'POST',
-      headers: { authorization: 'Bearer bench-key', 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt: sessions[r].prompt, history, output: stories[1000 + r], repeat: Number(values.repeat) }),
-    });
-    if (!res.ok) throw new Error(`bench route answered ${res.status}: ${await res.text()}`);
-    const figures = (await res.json()) as { cacheBytes: number; promptTokens: number; trieBytes: number; baselineMs: number; microseconds: Record<string, number> };
-    rows.push({ cacheBytes: figures.cacheBytes, promptTokens: figures.promptTokens, trieBytes: figures.trieBytes, baselineMs: figures.baselineMs, ...figures.microseconds });
+await runBenchmark(async () => {
+  const values = parseBenchFlags(
+    {
+      history: { type: 'string', default: '8' },
+      repeat: { type: 'string', default: '300' },
+      requests: { type: 'string', default: '8' },
+      json: { type: 'boolean', default: false },
+    },
+    process.argv.slice(2),
+  );
+  const historyCount = numberFlag('history', values.history, { integer: true, min: 0, max: 256 });
+  // The bench route's own bound on repeats.
+  const repeat = numberFlag('repeat', values.repeat, { integer: true, min: 1, max: 100_000 });
+  const requests = numberFlag('requests', values.requests, { integer: true, min: 1 });
+  const stories = readFileSync(path.join(sharedDir, 'workloads/datastore-corpus.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { text?: string; story?: string })
+    .map((o) => o.text ?? o.story ?? '');
+  const sessions = readFileSync(path.join(sharedDir, 'workloads/dev-sessions.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { prompt: string });
+  if (requests > sessions.length) throw new CliError(`--requests must be at most ${sessions.length} (the workload's prompts), not ${requests}`);
+  if (requests * historyCount > OUTPUT_FROM || OUTPUT_FROM + requests > stories.length) {
+    throw new CliError(`--requests ${requests} × --history ${historyCount} needs more stories than the corpus holds (${stories.length})`);
   }
-  const keys = Object.keys(rows[0]);
-  const mean = Object.fromEntries(keys.map((k) => [k, rows.reduce((s, row) => s + row[k], 0) / rows.length]));
-  console.log(`edge CPU per request inside workerd (${rows.length} users, ${historyCount} stories of history each, ${values.repeat} repeats per part), microseconds:`);
-  console.table(rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Number(v.toFixed(1))]))));
-  console.log('mean', Object.fromEntries(Object.entries(mean).map(([k, v]) => [k, Number(v.toFixed(1))])));
-} finally {
-  await stack.stop();
-  rmSync(persistTo, { recursive: true, force: true });
-}
+
+  const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-bench-kv-'));
+  const stack = await startStack({
+    model: path.join(sharedDir, 'models/stories260K/stories260K.bin'),
+    tokenizer: path.join(sharedDir, 'models/stories260K/tok512.bin'),
+    devKey: 'bench-key',
+    persistTo,
+    vars: { SSSD_BENCH_ROUTES: '1' },
+  });
+  try {
+    const rows: Array<Record<string, number>> = [];
+    for (let r = 0; r < requests; r++) {
+      const history = stories.slice(r * historyCount, (r + 1) * historyCount);
+      const res = await fetch(`${stack.edgeUrl}/bench/edge-cpu`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer bench-key', 'content-type': 'application/json' },
+        body: JSON.stringify({ prompt: sessions[r].prompt, history, output: stories[OUTPUT_FROM + r], repeat }),
+      });
+      if (!res.ok) throw new Error(`bench route answered ${res.status}: ${await res.text()}`);
+      const figures = (await res.json()) as { cacheBytes: number; promptTokens: number; trieBytes: number; baselineMs: number; microseconds: Record<string, number> };
+      rows.push({ cacheBytes: figures.cacheBytes, promptTokens: figures.promptTokens, trieBytes: figures.trieBytes, baselineMs: figures.baselineMs, ...figures.microseconds });
+    }
+    const keys = Object.keys(rows[0]);
+    const mean = Object.fromEntries(keys.map((k) => [k, rows.reduce((s, row) => s + row[k], 0) / rows.length]));
+    if (values.json) {
+      process.stdout.write(JSON.stringify({ users: rows.length, history: historyCount, repeat, rows, mean }, null, 2) + '\n');
+      return;
+    }
+    console.log(`edge CPU per request inside workerd (${rows.length} users, ${historyCount} stories of history each, ${repeat} repeats per part), microseconds:`);
+    console.table(rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Number(v.toFixed(1))]))));
+    console.log('mean', Object.fromEntries(Object.entries(mean).map(([k, v]) => [k, Number(v.toFixed(1))])));
+  } finally {
+    await stack.stop();
+    rmSync(persistTo, { recursive: true, force: true });
+  }
+});

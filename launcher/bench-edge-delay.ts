@@ -4,31 +4,50 @@
  * two edges, each through a loopback proxy (0 ms and the delay); the same
  * dev-sessions requests replayed one at a time through each (users renamed per
  * edge so both start with empty user caches).
- * Usage: npx tsx launcher/bench-edge-delay.ts [--delay 50] [--requests 48] [--max-tokens 256]
+ * Usage: npx tsx launcher/bench-edge-delay.ts [--delay 50] [--requests 48] [--max-tokens 256] [--speculation auto|off] [--json]
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { CliError } from '../gpu-pool/cli/cli-error';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import { readPoolEvents } from '../shared/pool-event-stream';
-import { startDelayProxy } from './delay-proxy';
+import { choiceFlag, numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
+import { startDelayProxy, type DelayProxy } from './delay-proxy';
 import { generatePoolToken, sharedDir, startEdge, startPool } from './stack';
 
-const { values } = parseArgs({
-  options: {
-    delay: { type: 'string', default: '50' },
-    requests: { type: 'string', default: '48' },
-    'max-tokens': { type: 'string', default: '256' },
-    speculation: { type: 'string', default: 'auto' },
-  },
-});
-const delayMs = Number(values.delay);
-const sessions = readFileSync(path.join(sharedDir, 'workloads/dev-sessions.jsonl'), 'utf8')
-  .trim()
-  .split('\n')
-  .slice(0, Number(values.requests))
-  .map((l) => JSON.parse(l) as { user: string; prompt: string; temperature: number; top_p: number; seed: number });
+type Session = { user: string; prompt: string; temperature: number; top_p: number; seed: number };
+
+interface Settings {
+  delayMs: number;
+  maxTokens: number;
+  speculation: 'auto' | 'off';
+  json: boolean;
+  sessions: Session[];
+}
+
+/** The checked flags and the workload's first `--requests` sessions; throws CliError. */
+function readSettings(argv: string[]): Settings {
+  const raw = parseBenchFlags(
+    {
+      delay: { type: 'string', default: '50' },
+      requests: { type: 'string', default: '48' },
+      'max-tokens': { type: 'string', default: '256' },
+      speculation: { type: 'string', default: 'auto' },
+      json: { type: 'boolean', default: false },
+    },
+    argv,
+  );
+  const delayMs = numberFlag('delay', raw.delay, { min: 0, max: 10_000 });
+  const requests = numberFlag('requests', raw.requests, { integer: true, min: 1 });
+  const maxTokens = numberFlag('max-tokens', raw['max-tokens'], { integer: true, min: 1, max: 4096 });
+  // What the edge's completions API takes (edge/request-schema.ts).
+  const speculation = choiceFlag('speculation', raw.speculation, ['auto', 'off'] as const);
+  const lines = readFileSync(path.join(sharedDir, 'workloads/dev-sessions.jsonl'), 'utf8').trim().split('\n');
+  if (requests > lines.length) throw new CliError(`--requests must be at most ${lines.length} (the workload's prompts), not ${requests}`);
+  const sessions = lines.slice(0, requests).map((l) => JSON.parse(l) as Session);
+  return { delayMs, maxTokens, speculation, json: raw.json, sessions };
+}
 
 const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(sharedDir, 'models/stories260K/tok512.bin'))));
 
@@ -39,7 +58,7 @@ interface Sample {
   meanAcceptance: number;
 }
 
-async function one(edgeUrl: string, session: (typeof sessions)[number], userPrefix: string): Promise<Sample> {
+async function one(settings: Settings, edgeUrl: string, session: Session, userPrefix: string): Promise<Sample> {
   const t0 = performance.now();
   const res = await fetch(`${edgeUrl}/v1/completions`, {
     method: 'POST',
@@ -47,12 +66,12 @@ async function one(edgeUrl: string, session: (typeof sessions)[number], userPref
     body: JSON.stringify({
       model: 'default',
       prompt: session.prompt,
-      max_tokens: Number(values['max-tokens']),
+      max_tokens: settings.maxTokens,
       temperature: session.temperature,
       top_p: session.top_p,
       seed: session.seed,
       user: `${userPrefix}${session.user}`,
-      speculation: values.speculation,
+      speculation: settings.speculation,
       stream: true,
       stream_options: { include_usage: true },
     }),
@@ -99,16 +118,16 @@ async function one(edgeUrl: string, session: (typeof sessions)[number], userPref
 }
 
 /** The pool's NDJSON stream read directly (no edge): isolates the link from the edge's own CPU cost. */
-async function poolOnly(baseUrl: string, session: (typeof sessions)[number], token: string, i: number): Promise<number> {
+async function poolOnly(settings: Settings, baseUrl: string, session: Session, token: string, i: number): Promise<number> {
   const res = await fetch(`${baseUrl}/v1/generate`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
     body: JSON.stringify({
       id: `bench-${i}-${Math.random().toString(36).slice(2)}`,
       promptIds: tokenizer.encode(session.prompt),
-      maxTokens: Number(values['max-tokens']),
+      maxTokens: settings.maxTokens,
       sampling: { temperature: session.temperature, topP: session.top_p, seed: session.seed },
-      speculation: values.speculation === 'off' ? 'off' : 'sssd',
+      speculation: settings.speculation === 'off' ? 'off' : 'sssd',
     }),
   });
   let first = -1;
@@ -129,61 +148,80 @@ function median(xs: number[]): number {
   return s.length === 0 ? NaN : s[Math.floor(s.length / 2)];
 }
 
-const token = generatePoolToken();
-const pool = await startPool({
-  model: path.join(sharedDir, 'models/stories260K/stories260K.bin'),
-  tokenizer: path.join(sharedDir, 'models/stories260K/tok512.bin'),
-  token,
+await runBenchmark(async () => {
+  const settings = readSettings(process.argv.slice(2));
+  const { delayMs, sessions } = settings;
+  const token = generatePoolToken();
+  const pool = await startPool({
+    model: path.join(sharedDir, 'models/stories260K/stories260K.bin'),
+    tokenizer: path.join(sharedDir, 'models/stories260K/tok512.bin'),
+    token,
+  });
+  const target = { host: '127.0.0.1', port: Number(new URL(pool.url).port) };
+  // The baseline goes through the same proxy code with no delay, so both paths
+  // see the same TCP segmenting (the proxy coalesces writes within a timer tick).
+  const dirs = [mkdtempSync(path.join(tmpdir(), 'sssd-delay-a-')), mkdtempSync(path.join(tmpdir(), 'sssd-delay-b-'))];
+  const proxies: DelayProxy[] = [];
+  const edges: Awaited<ReturnType<typeof startEdge>>[] = [];
+  // Whatever started is stopped, also when a later start fails.
+  try {
+    const baselineProxy = await startDelayProxy(target, 0);
+    proxies.push(baselineProxy);
+    const proxy = await startDelayProxy(target, delayMs);
+    proxies.push(proxy);
+    const started = await Promise.allSettled([
+      startEdge({ poolUrls: [baselineProxy.url], poolToken: token, devKey: 'bench-key', persistTo: dirs[0], vars: { SSSD_DEFAULT_RPM: '100000' } }),
+      startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: 'bench-key', persistTo: dirs[1], vars: { SSSD_DEFAULT_RPM: '100000' } }),
+    ]);
+    for (const s of started) if (s.status === 'fulfilled') edges.push(s.value);
+    for (const s of started) if (s.status === 'rejected') throw s.reason;
+    const [undelayed, delayed] = edges;
+    // Warm both isolates (tokenizer load, health) outside the measurement.
+    await one(settings, undelayed.url, sessions[0], 'warm-');
+    await one(settings, delayed.url, sessions[0], 'warm-');
+    const results: Record<'noDelay' | 'delayed', Sample[]> = { noDelay: [], delayed: [] };
+    for (const session of sessions) {
+      // Interleave so drift in machine load hits both alike.
+      results.noDelay.push(await one(settings, undelayed.url, session, 'nodelay-'));
+      results.delayed.push(await one(settings, delayed.url, session, 'delayed-'));
+    }
+    const summary = Object.fromEntries(
+      Object.entries(results).map(([name, xs]) => [
+        name,
+        {
+          requests: xs.length,
+          medianTokens: median(xs.map((x) => x.tokens)),
+          medianFirstTokenMs: Number(median(xs.map((x) => x.firstTokenMs)).toFixed(1)),
+          medianTokensPerSAfterFirst: Number(median(xs.map((x) => x.afterFirstTokensPerS)).toFixed(1)),
+          meanTokensPerSAfterFirst: Number((xs.reduce((s, x) => s + (Number.isFinite(x.afterFirstTokensPerS) ? x.afterFirstTokensPerS : 0), 0) / xs.length).toFixed(1)),
+          medianAcceptanceLength: Number(median(xs.map((x) => x.meanAcceptance)).toFixed(2)),
+        },
+      ]),
+    );
+    const drop = 1 - summary.delayed.medianTokensPerSAfterFirst / summary.noDelay.medianTokensPerSAfterFirst;
+    if (!settings.json) {
+      console.log(`one-way delay ${delayMs} ms between edge and pool, speculation ${settings.speculation}, max_tokens ${settings.maxTokens}:`);
+      console.table(summary);
+      console.log(`tokens/s after the first token: ${(Math.abs(drop) * 100).toFixed(1)}% ${drop >= 0 ? 'lower' : 'higher'} with the delay (median)`);
+    }
+    const link: Record<'noDelay' | 'delayed', number[]> = { noDelay: [], delayed: [] };
+    for (const [i, session] of sessions.entries()) {
+      link.noDelay.push(await poolOnly(settings, baselineProxy.url, session, token, i));
+      link.delayed.push(await poolOnly(settings, proxy.url, session, token, i));
+    }
+    const [linkDirect, linkDelayed] = [median(link.noDelay), median(link.delayed)];
+    if (settings.json) {
+      const poolStreamOnly = { noDelayTokensPerSAfterFirst: Number(linkDirect.toFixed(1)), delayedTokensPerSAfterFirst: Number(linkDelayed.toFixed(1)) };
+      process.stdout.write(JSON.stringify({ delayMs, speculation: settings.speculation, maxTokens: settings.maxTokens, ...summary, dropAfterFirst: Number(drop.toFixed(4)), poolStreamOnly }, null, 2) + '\n');
+    } else {
+      console.log(
+        `pool stream alone (no edge), median tokens/s after the first: ${linkDirect.toFixed(1)} at 0 ms, ${linkDelayed.toFixed(1)} at ${delayMs} ms (${(Math.abs(1 - linkDelayed / linkDirect) * 100).toFixed(1)}% ${linkDelayed <= linkDirect ? 'lower' : 'higher'})`,
+      );
+    }
+  } finally {
+    await Promise.all(edges.map((e) => e.stop()));
+    await Promise.all(proxies.map((p) => p.close()));
+    await pool.service.stop();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
 });
-const target = { host: '127.0.0.1', port: Number(new URL(pool.url).port) };
-// The baseline goes through the same proxy code with no delay, so both paths
-// see the same TCP segmenting (the proxy coalesces writes within a timer tick).
-const baselineProxy = await startDelayProxy(target, 0);
-const proxy = await startDelayProxy(target, delayMs);
-const dirs = [mkdtempSync(path.join(tmpdir(), 'sssd-delay-a-')), mkdtempSync(path.join(tmpdir(), 'sssd-delay-b-'))];
-const [undelayed, delayed] = await Promise.all([
-  startEdge({ poolUrls: [baselineProxy.url], poolToken: token, devKey: 'bench-key', persistTo: dirs[0], vars: { SSSD_DEFAULT_RPM: '100000' } }),
-  startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: 'bench-key', persistTo: dirs[1], vars: { SSSD_DEFAULT_RPM: '100000' } }),
-]);
-try {
-  // Warm both isolates (tokenizer load, health) outside the measurement.
-  await one(undelayed.url, sessions[0], 'warm-');
-  await one(delayed.url, sessions[0], 'warm-');
-  const results: Record<'noDelay' | 'delayed', Sample[]> = { noDelay: [], delayed: [] };
-  for (const session of sessions) {
-    // Interleave so drift in machine load hits both alike.
-    results.noDelay.push(await one(undelayed.url, session, 'nodelay-'));
-    results.delayed.push(await one(delayed.url, session, 'delayed-'));
-  }
-  const summary = Object.fromEntries(
-    Object.entries(results).map(([name, xs]) => [
-      name,
-      {
-        requests: xs.length,
-        medianTokens: median(xs.map((x) => x.tokens)),
-        medianFirstTokenMs: Number(median(xs.map((x) => x.firstTokenMs)).toFixed(1)),
-        medianTokensPerSAfterFirst: Number(median(xs.map((x) => x.afterFirstTokensPerS)).toFixed(1)),
-        meanTokensPerSAfterFirst: Number((xs.reduce((s, x) => s + (Number.isFinite(x.afterFirstTokensPerS) ? x.afterFirstTokensPerS : 0), 0) / xs.length).toFixed(1)),
-        medianAcceptanceLength: Number(median(xs.map((x) => x.meanAcceptance)).toFixed(2)),
-      },
-    ]),
-  );
-  console.log(`one-way delay ${delayMs} ms between edge and pool, speculation ${values.speculation}, max_tokens ${values['max-tokens']}:`);
-  console.table(summary);
-  const drop = 1 - summary.delayed.medianTokensPerSAfterFirst / summary.noDelay.medianTokensPerSAfterFirst;
-  console.log(`tokens/s after the first token: ${(Math.abs(drop) * 100).toFixed(1)}% ${drop >= 0 ? 'lower' : 'higher'} with the delay (median)`);
-  const link: Record<'noDelay' | 'delayed', number[]> = { noDelay: [], delayed: [] };
-  for (const [i, session] of sessions.entries()) {
-    link.noDelay.push(await poolOnly(baselineProxy.url, session, token, i));
-    link.delayed.push(await poolOnly(proxy.url, session, token, i));
-  }
-  const [linkDirect, linkDelayed] = [median(link.noDelay), median(link.delayed)];
-  console.log(
-    `pool stream alone (no edge), median tokens/s after the first: ${linkDirect.toFixed(1)} at 0 ms, ${linkDelayed.toFixed(1)} at ${delayMs} ms (${(Math.abs(1 - linkDelayed / linkDirect) * 100).toFixed(1)}% ${linkDelayed <= linkDirect ? 'lower' : 'higher'})`,
-  );
-} finally {
-  await Promise.all([undelayed.stop(), delayed.stop()]);
-  await Promise.all([proxy.close(), baselineProxy.close()]);
-  await pool.service.stop();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-}

@@ -1,0 +1,49 @@
+/**
+ * Flags of the launcher benchmarks (bench-edge-cpu, bench-edge-delay,
+ * bench-sampling): node:util's parseArgs, numbers checked as the `sssd` CLI
+ * checks them, so a typo is a one-line error and exit status 2 before any
+ * process starts, not NaN figures after a minute of setup.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { CliError } from '../gpu-pool/cli/cli-error';
+import { parseNumberFlag, type NumberFlagRange } from '../gpu-pool/cli/number-flags';
+
+type StringOptions = Record<string, { type: 'string'; default: string } | { type: 'boolean'; default?: boolean }>;
+
+/** Parses `argv` (strict: unknown flags and positionals are errors); throws CliError. */
+export function parseBenchFlags<O extends StringOptions>(options: O, argv: string[]): { [K in keyof O]: O[K] extends { type: 'boolean' } ? boolean : string } {
+  try {
+    const { values } = parseArgs({ options, args: argv, strict: true, allowPositionals: false } as ParseArgsConfig);
+    return values as { [K in keyof O]: O[K] extends { type: 'boolean' } ? boolean : string };
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+}
+
+/** A numeric flag's value, checked (see parseNumberFlag). */
+export function numberFlag(name: string, raw: string, range: NumberFlagRange): number {
+  return parseNumberFlag(`--${name}`, raw, range)!;
+}
+
+/** One of `allowed`, else CliError. */
+export function choiceFlag<T extends string>(name: string, raw: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(raw)) throw new CliError(`--${name} must be one of ${allowed.join(', ')}, not "${raw}"`);
+  return raw as T;
+}
+
+/**
+ * Runs a benchmark's body: a CliError (a bad flag, missing data) prints as
+ * `error: …` and sets exit status 2; anything else is a bug and keeps its stack.
+ */
+export async function runBenchmark(main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (err) {
+    if (err instanceof CliError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exitCode = err.exitCode;
+      return;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,97 @@
+// The launcher benchmarks as a user runs them (`npm run bench:edge-cpu`,
+// `bench:edge-delay`, `bench:sampling`): real processes (pool, wrangler dev),
+// small sizes, the JSON output checked; bad flags fail fast with a clear error.
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { repoRoot } from '../../launcher/stack';
+
+const run = promisify(execFile);
+const tsx = path.join(repoRoot, 'node_modules/.bin/tsx');
+
+async function bench(script: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(tsx, [path.join(repoRoot, 'launcher', script), ...args], { cwd: repoRoot, maxBuffer: 1 << 24 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+describe('bench-edge-cpu', () => {
+  it("times each part of the edge's per-request work inside workerd", async () => {
+    const r = await bench('bench-edge-cpu.ts', ['--requests', '2', '--history', '3', '--repeat', '200', '--json']);
+    expect(r.stderr).not.toMatch(/error/i);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { users: number; history: number; repeat: number; rows: Array<Record<string, number>>; mean: Record<string, number> };
+    expect(out).toMatchObject({ users: 2, history: 3, repeat: 200 });
+    for (const row of out.rows) {
+      // Three stories of history make a cache far past its 32-byte header, and a trie for the prompt.
+      expect(row.cacheBytes).toBeGreaterThan(1024);
+      expect(row.promptTokens).toBeGreaterThan(0);
+      for (const part of ['tokenize', 'cacheDecode', 'trieDraft', 'cacheMerge']) expect(row[part]).toBeGreaterThanOrEqual(0);
+      expect(row.total).toBeCloseTo(row.tokenize + row.cacheDecode + row.trieDraft + row.cacheMerge, 6);
+    }
+    // A merge of a ~60 KB cache takes well over the clock's step over 200 repeats: the clock moved.
+    expect(out.mean.cacheMerge).toBeGreaterThan(0);
+  });
+
+  it('refuses bad flags before starting anything', async () => {
+    const r = await bench('bench-edge-cpu.ts', ['--repeat', '0']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('error: --repeat must be an integer >= 1 <= 100000, not "0"');
+    const unknown = await bench('bench-edge-cpu.ts', ['--repeats', '5']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/error: Unknown option '--repeats'/);
+  });
+});
+
+describe('bench-edge-delay', () => {
+  it('serves the same requests through an undelayed and a delayed link', async () => {
+    const delayMs = 40;
+    const r = await bench('bench-edge-delay.ts', ['--requests', '2', '--max-tokens', '16', '--delay', String(delayMs), '--json']);
+    expect(r.code).toBe(0);
+    type Arm = { requests: number; medianTokens: number; medianFirstTokenMs: number; medianTokensPerSAfterFirst: number };
+    const out = JSON.parse(r.stdout) as { delayMs: number; noDelay: Arm; delayed: Arm; poolStreamOnly: Record<string, number> };
+    expect(out.delayMs).toBe(delayMs);
+    for (const arm of [out.noDelay, out.delayed]) {
+      expect(arm.requests).toBe(2);
+      expect(arm.medianTokens).toBeGreaterThan(0);
+      expect(arm.medianTokens).toBeLessThanOrEqual(16);
+    }
+    // The request and the first tokens each cross the delayed link once.
+    expect(out.delayed.medianFirstTokenMs).toBeGreaterThanOrEqual(2 * delayMs - 2);
+    expect(out.poolStreamOnly.noDelayTokensPerSAfterFirst).toBeGreaterThan(0);
+    expect(out.poolStreamOnly.delayedTokensPerSAfterFirst).toBeGreaterThan(0);
+  });
+
+  it('refuses bad flags before starting anything', async () => {
+    for (const [args, message] of [
+      [['--delay=-5'], /error: --delay must be a number >= 0 <= 10000, not "-5"/],
+      [['--requests', '100000'], /error: --requests must be at most \d+ \(the workload's prompts\), not 100000/],
+      [['--speculation', 'sssd'], /error: --speculation must be one of auto, off, not "sssd"/],
+    ] as const) {
+      const r = await bench('bench-edge-delay.ts', [...args]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(message);
+    }
+  });
+});
+
+describe('bench-sampling', () => {
+  it("times the pool's seeded sampler at each temperature and top-p", async () => {
+    const r = await bench('bench-sampling.ts', ['--prompts', '1', '--tokens', '12', '--rounds', '1']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.map((l) => l.split(':')[0])).toEqual(['T=1 top_p=1', 'T=1 top_p=0.95', 'T=0.7 top_p=1', 'T=0.7 top_p=0.95']);
+    for (const l of lines) expect(Number(/: ([\d.]+) µs per sample/.exec(l)?.[1])).toBeGreaterThan(0);
+  });
+
+  it('refuses bad flags with a clear error', async () => {
+    const r = await bench('bench-sampling.ts', ['--tokens', 'many']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('error: --tokens must be an integer >= 1 <= 4096, not "many"');
+  });
+});
