@@ -96,6 +96,11 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
   });
   const edge = opts.methods.includes('sssd') && opts.edgeTries !== false ? startBenchEdge(info.model.vocabSize) : null;
   try {
+    // The edge's merge thread loads its modules first (~0.5 s of CPU on two
+    // threads): left to overlap the measurement, it slowed whichever rounds
+    // ran first, at concurrency 1 by 5-15% (every `sssd` request of the
+    // first level, in runs of `sssd` alone).
+    await edge?.ready();
     // Warm-up (not measured): the runtime's first batch shapes and the JIT.
     for (const method of opts.methods) {
       await replay(prepared.slice(0, 8), 4, (p) =>

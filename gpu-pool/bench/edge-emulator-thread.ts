@@ -27,14 +27,17 @@ export type EdgeWorkerRequest =
   | { type: 'reset'; epoch: number; vocabSize: number }
   | { type: 'record'; epoch: number; user: string; promptIds: number[]; outputIds: number[] };
 
-/** A merged cache, sent back after each record of the same epoch. */
-export interface EdgeWorkerReply {
-  epoch: number;
-  user: string;
-  cache: Uint8Array;
-}
+/** The worker's messages: `ready` once its modules are loaded, then a merged cache after each record of the current epoch. */
+export type EdgeWorkerReply = { type: 'ready' } | { type: 'merged'; epoch: number; user: string; cache: Uint8Array };
 
 export interface BenchEdge {
+  /**
+   * Resolves once the edge can work at full speed: the merge thread has
+   * loaded its modules (~0.5 s of CPU on two threads under tsx). The bench
+   * waits for it before its warm-up, so that start-up does not compete with
+   * the pool during the first measured level.
+   */
+  ready(): Promise<void>;
   /** Base64 trie for this user's prompt, or undefined when the user has no history yet. */
   trieFor(user: string, promptIds: readonly number[]): Promise<string | undefined>;
   /** Merges a finished request into the user's cache (after the response, as the edge's waitUntil). */
@@ -57,6 +60,9 @@ class InThreadEdge implements BenchEdge {
   private edge: EdgeEmulator;
   constructor(private readonly vocabSize: number) {
     this.edge = new EdgeEmulator(vocabSize);
+  }
+  ready(): Promise<void> {
+    return Promise.resolve();
   }
   trieFor(user: string, promptIds: readonly number[]): Promise<string | undefined> {
     return Promise.resolve(this.edge.trieFor(user, promptIds));
@@ -87,16 +93,27 @@ export class MergeThreadEdge implements BenchEdge {
   private readonly inFlight = new Map<string, number>();
   private readonly waiting = new Map<string, Waiter[]>();
   private failed: Error | null = null;
+  private readonly started: Promise<void>;
+  private markStarted: (err?: Error) => void = () => undefined;
 
   constructor(private readonly vocabSize: number) {
     this.edge = new EdgeEmulator(vocabSize);
+    this.started = new Promise<void>((resolve, reject) => {
+      this.markStarted = (err) => (err ? reject(err) : resolve());
+    });
+    // Awaited or not: a worker that fails before `ready` must not leave an unhandled rejection.
+    this.started.catch(() => undefined);
     // edge-worker.mjs registers tsx (a worker does not inherit the parent's loader), then loads edge-worker.ts.
     this.worker = new Worker(new URL('./edge-worker.mjs', import.meta.url));
     this.worker.unref();
-    this.worker.on('message', (reply: EdgeWorkerReply) => this.merged(reply));
+    this.worker.on('message', (reply: EdgeWorkerReply) => (reply.type === 'ready' ? this.markStarted() : this.merged(reply)));
     this.worker.on('error', (err) => this.fail(err));
     this.worker.on('exit', (code) => this.fail(new Error(`bench edge worker exited (${code})`)));
     this.post({ type: 'reset', epoch: this.epoch, vocabSize });
+  }
+
+  ready(): Promise<void> {
+    return this.started;
   }
 
   async trieFor(user: string, promptIds: readonly number[]): Promise<string | undefined> {
@@ -128,11 +145,11 @@ export class MergeThreadEdge implements BenchEdge {
   }
 
   async close(): Promise<void> {
-    this.failed ??= new Error('bench edge closed');
+    this.fail(new Error('bench edge closed'));
     await this.worker.terminate();
   }
 
-  private merged(reply: EdgeWorkerReply): void {
+  private merged(reply: Extract<EdgeWorkerReply, { type: 'merged' }>): void {
     if (reply.epoch !== this.epoch) return;
     this.edge.adopt(reply.user, reply.cache);
     const left = (this.inFlight.get(reply.user) ?? 1) - 1;
@@ -153,6 +170,7 @@ export class MergeThreadEdge implements BenchEdge {
   private fail(err: Error): void {
     if (this.failed) return;
     this.failed = err;
+    this.markStarted(err);
     for (const list of this.waiting.values()) for (const w of list) w.reject(err);
     this.waiting.clear();
   }

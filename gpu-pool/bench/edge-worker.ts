@@ -19,9 +19,11 @@ port.on('message', (m: EdgeWorkerRequest) => {
       break;
     case 'record': {
       if (!edge || m.epoch !== epoch) break;
-      const reply: EdgeWorkerReply = { epoch, user: m.user, cache: edge.record(m.user, m.promptIds, m.outputIds) };
+      const reply: EdgeWorkerReply = { type: 'merged', epoch, user: m.user, cache: edge.record(m.user, m.promptIds, m.outputIds) };
       port.postMessage(reply);
       break;
     }
   }
 });
+// Every module is loaded by now: the client may start timing.
+port.postMessage({ type: 'ready' } satisfies EdgeWorkerReply);

@@ -59,6 +59,25 @@ describe('MergeThreadEdge', () => {
     expect(await edge.trieFor('cy', [1, ...output.slice(0, 8)])).toBeUndefined();
   });
 
+  it('says when its merge thread is ready, and stays ready', async () => {
+    edge = new MergeThreadEdge(VOCAB);
+    let ready = false;
+    const waiting = edge.ready().then(() => {
+      ready = true;
+    });
+    // The thread loads its modules before it can merge: not ready in the same turn.
+    expect(ready).toBe(false);
+    await waiting;
+    expect(ready).toBe(true);
+    await expect(edge.ready()).resolves.toBeUndefined();
+  });
+
+  it('rejects ready() when closed before its thread started', async () => {
+    edge = new MergeThreadEdge(VOCAB);
+    await edge.close();
+    await expect(edge.ready()).rejects.toThrow(/closed|exited/);
+  });
+
   it('fails pending and later tries once closed', async () => {
     edge = new MergeThreadEdge(VOCAB);
     await edge.close();
