@@ -8,10 +8,11 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { parseNumberFlag, type NumberFlagRange } from '../gpu-pool/cli/number-flags';
 
-type StringOptions = Record<string, { type: 'string'; default: string } | { type: 'boolean'; default?: boolean }>;
+/** The options a benchmark takes: string flags (checked after parsing) and boolean switches. */
+type BenchOptions = Record<string, { type: 'string'; default: string } | { type: 'boolean'; default?: boolean }>;
 
 /** Parses `argv` (strict: unknown flags and positionals are errors); throws CliError. */
-export function parseBenchFlags<O extends StringOptions>(options: O, argv: string[]): { [K in keyof O]: O[K] extends { type: 'boolean' } ? boolean : string } {
+export function parseBenchFlags<O extends BenchOptions>(options: O, argv: string[]): { [K in keyof O]: O[K] extends { type: 'boolean' } ? boolean : string } {
   try {
     const { values } = parseArgs({ options, args: argv, strict: true, allowPositionals: false } as ParseArgsConfig);
     return values as { [K in keyof O]: O[K] extends { type: 'boolean' } ? boolean : string };

@@ -98,8 +98,8 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
   try {
     // The edge's merge thread loads its modules first (~0.5 s of CPU on two
     // threads): left to overlap the measurement, it slowed whichever rounds
-    // ran first, at concurrency 1 by 5-15% (every `sssd` request of the
-    // first level, in runs of `sssd` alone).
+    // ran first (`sssd` alone at concurrency 1: 4-14% slower with the edge
+    // than without, in 7 of 8 pairs; after waiting, within noise).
     await edge?.ready();
     // Warm-up (not measured): the runtime's first batch shapes and the JIT.
     for (const method of opts.methods) {
