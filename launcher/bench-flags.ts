@@ -11,11 +11,14 @@ import { parseNumberFlag, type NumberFlagRange } from '../gpu-pool/cli/number-fl
 /** The options a benchmark takes: string flags (checked after parsing) and boolean switches. */
 type BenchOptions = Record<string, { type: 'string'; default: string } | { type: 'boolean'; default?: boolean }>;
 
+/** Parsed values: a string per string flag (its default when absent), a boolean per switch. */
+type BenchFlagValues<O extends BenchOptions> = { [K in keyof O]: O[K] extends { type: 'boolean' } ? boolean : string };
+
 /** Parses `argv` (strict: unknown flags and positionals are errors); throws CliError. */
-export function parseBenchFlags<O extends BenchOptions>(options: O, argv: string[]): { [K in keyof O]: O[K] extends { type: 'boolean' } ? boolean : string } {
+export function parseBenchFlags<O extends BenchOptions>(options: O, argv: string[]): BenchFlagValues<O> {
   try {
     const { values } = parseArgs({ options, args: argv, strict: true, allowPositionals: false } as ParseArgsConfig);
-    return values as { [K in keyof O]: O[K] extends { type: 'boolean' } ? boolean : string };
+    return values as BenchFlagValues<O>;
   } catch (err) {
     throw new CliError((err as Error).message);
   }
