@@ -8,6 +8,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { loadWorkload } from '../gpu-pool/bench/workload';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
 import { sharedDir, startStack } from './stack';
@@ -34,10 +35,7 @@ await runBenchmark(async () => {
     .split('\n')
     .map((l) => JSON.parse(l) as { text?: string; story?: string })
     .map((o) => o.text ?? o.story ?? '');
-  const sessions = readFileSync(path.join(sharedDir, 'workloads/dev-sessions.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as { prompt: string });
+  const sessions = await loadWorkload(path.join(sharedDir, 'workloads/dev-sessions.jsonl'));
   if (requests > sessions.length) throw new CliError(`--requests must be at most ${sessions.length} (the workload's prompts), not ${requests}`);
   if (requests * historyCount > OUTPUT_FROM || OUTPUT_FROM + requests > stories.length) {
     throw new CliError(`--requests ${requests} × --history ${historyCount} needs more stories than the corpus holds (${stories.length})`);

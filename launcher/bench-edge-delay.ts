@@ -9,6 +9,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { loadWorkload, type WorkloadRequest } from '../gpu-pool/bench/workload';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import { readPoolEvents } from '../shared/pool-event-stream';
@@ -16,7 +17,7 @@ import { choiceFlag, numberFlag, parseBenchFlags, runBenchmark } from './bench-f
 import { startDelayProxy, type DelayProxy } from './delay-proxy';
 import { generatePoolToken, sharedDir, startEdge, startPool } from './stack';
 
-type Session = { user: string; prompt: string; temperature: number; top_p: number; seed: number };
+type Session = WorkloadRequest;
 
 interface Settings {
   delayMs: number;
@@ -27,7 +28,7 @@ interface Settings {
 }
 
 /** The checked flags and the workload's first `--requests` sessions; throws CliError. */
-function readSettings(argv: string[]): Settings {
+async function readSettings(argv: string[]): Promise<Settings> {
   const raw = parseBenchFlags(
     {
       delay: { type: 'string', default: '50' },
@@ -43,9 +44,9 @@ function readSettings(argv: string[]): Settings {
   const maxTokens = numberFlag('max-tokens', raw['max-tokens'], { integer: true, min: 1, max: 4096 });
   // What the edge's completions API takes (edge/request-schema.ts).
   const speculation = choiceFlag('speculation', raw.speculation, ['auto', 'off'] as const);
-  const lines = readFileSync(path.join(sharedDir, 'workloads/dev-sessions.jsonl'), 'utf8').trim().split('\n');
-  if (requests > lines.length) throw new CliError(`--requests must be at most ${lines.length} (the workload's prompts), not ${requests}`);
-  const sessions = lines.slice(0, requests).map((l) => JSON.parse(l) as Session);
+  const workload = await loadWorkload(path.join(sharedDir, 'workloads/dev-sessions.jsonl'));
+  if (requests > workload.length) throw new CliError(`--requests must be at most ${workload.length} (the workload's prompts), not ${requests}`);
+  const sessions = workload.slice(0, requests);
   return { delayMs, maxTokens, speculation, json: raw.json, sessions };
 }
 
@@ -149,7 +150,7 @@ function median(xs: number[]): number {
 }
 
 await runBenchmark(async () => {
-  const settings = readSettings(process.argv.slice(2));
+  const settings = await readSettings(process.argv.slice(2));
   const { delayMs, sessions } = settings;
   const token = generatePoolToken();
   const pool = await startPool({

@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { loadWorkload } from '../gpu-pool/bench/workload';
 import { loadModel } from '../gpu-pool/model/load-model';
 import { generate } from '../gpu-pool/runtime/generate';
 import { ModelRunner } from '../gpu-pool/runtime/model-runner';
@@ -30,11 +31,7 @@ await runBenchmark(async () => {
   const tokens = numberFlag('tokens', values.tokens, { integer: true, min: 1, max: 4096 });
   const rounds = numberFlag('rounds', values.rounds, { integer: true, min: 1 });
   const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(sharedDir, 'models/stories260K/tok512.bin'))));
-  const prompts = readFileSync(path.join(sharedDir, 'workloads/dev-sessions.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .slice(0, promptCount)
-    .map((l) => tokenizer.encode((JSON.parse(l) as { prompt: string }).prompt, { bos: true }));
+  const prompts = (await loadWorkload(path.join(sharedDir, 'workloads/dev-sessions.jsonl'))).slice(0, promptCount).map((r) => tokenizer.encode(r.prompt, { bos: true }));
 
   const runner = await ModelRunner.create(await loadModel(path.join(sharedDir, 'models/stories260K/stories260K.bin')));
   const logits: Float32Array[] = [];
