@@ -172,6 +172,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
     createDrafter: drafterFactory(datastore, nextTokens),
     onContribute: (tokens) => datastore.append(tokens),
     maxTreeNodes,
+    chainTable: nextTokens,
   });
   const info: PoolInfo = {
     protocol: PROTOCOL_VERSION,

@@ -30,6 +30,8 @@ export class PoolMetrics {
   readonly phaseSeconds: Counter<'phase'>;
   readonly trieHints: Counter;
   readonly triePushes: Counter<'result'>;
+  /** Steps that carried drafts, by drafter: `tree` (the request's fused drafter) or `chain` (the next-token table's chains, wide batches). */
+  readonly speculatingSteps: Counter<'drafter'>;
 
   /** Gauges filled at scrape time by `watchGovernor`. */
   private governorGauge: Gauge<'method' | 'batch' | 'arm'> | null = null;
@@ -114,6 +116,12 @@ export class PoolMetrics {
     this.trieHints = new Counter({
       name: 'sssd_pool_trie_exhausted_total',
       help: "'trie-exhausted' hints sent to edges (only after an edge trie that got tokens accepted).",
+      registers,
+    });
+    this.speculatingSteps = new Counter({
+      name: 'sssd_pool_speculating_steps_total',
+      help: "Steps that carried drafts, by drafter: tree (each request's fused drafter) or chain (next-token table chains in batches the fused drafter sits out).",
+      labelNames: ['drafter'],
       registers,
     });
     this.triePushes = new Counter({

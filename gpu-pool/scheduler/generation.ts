@@ -5,6 +5,7 @@
  */
 import type { FinishReason, GenerateRequest, PoolEvent, SpeculationUsage } from '../../shared/protocol';
 import type { DraftTree } from '../../shared/drafting/draft-tree';
+import type { ChainCoupling } from '../../shared/drafting/table-chain';
 import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import type { RunnerSequence } from './batch-runner';
 
@@ -62,6 +63,15 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   /** Consecutive drafted steps the budget gave no nodes to. */
   refusedSteps = 0;
   tree: DraftTree | null = null;
+  /** This step's tree is a table chain (wide batches, see Scheduler.iterate), not the drafter's. */
+  chainStep = false;
+  /** The chain's tree, made at the first chained step, and its calibrated estimates (what the budget reads). */
+  chainTree: DraftTree | null = null;
+  chainProbs: Float32Array | null = null;
+  /** Acceptance calibration key of this row's chains. */
+  readonly chainAcceptanceKey: string;
+  /** A sampled row's noise for its chains (the verifier's own). */
+  readonly chainCoupling: ChainCoupling | null;
 
   /** Key of this row's acceptance calibration: its method, sampled rows apart (they accept far less). */
   readonly acceptanceKey: string;
@@ -85,6 +95,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
     readonly reservedTokens: number,
   ) {
     this.acceptanceKey = noise ? `${request.speculation}:sampled` : request.speculation;
+    this.chainAcceptanceKey = `${this.acceptanceKey}:chain`;
+    this.chainCoupling = noise ? { noise, temperature: request.sampling.temperature } : null;
     this.hasEdgeTrie = request.speculation === 'sssd' && request.trie !== undefined && request.trie.length > 0;
     this.promptIds = Int32Array.from(request.promptIds);
     this.pending = this.promptIds;
@@ -104,6 +116,17 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   /** Context tokens so far (prompt + output). */
   get sequenceLength(): number {
     return this.promptIds.length + this.output.length;
+  }
+
+  /** Writes the last min(out.length, sequenceLength) context tokens into out; returns how many. */
+  fillTail(out: Int32Array): number {
+    const k = Math.min(out.length, this.sequenceLength);
+    const from = this.sequenceLength - k;
+    for (let i = 0; i < k; i++) {
+      const at = from + i;
+      out[i] = at < this.promptIds.length ? this.promptIds[at] : this.output[at - this.promptIds.length];
+    }
+    return k;
   }
 
   usage(): SpeculationUsage {

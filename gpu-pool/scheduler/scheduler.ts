@@ -22,11 +22,23 @@ import type { PoolMetrics } from '../metrics/pool-metrics';
 import type { BatchRunner, RunnerSequence } from './batch-runner';
 import { Generation, type Drafter, type GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
+import type { NextTokenTable } from '../../shared/drafting/next-token-table';
+import { createDraftTree } from '../../shared/drafting/draft-tree';
+import { draftTableChain } from '../../shared/drafting/table-chain';
+import { DepthCalibration } from '../budget/depth-calibration';
 
 /** Batches of at least this many rows speculate only where the governor's measurements say it pays, however cheap the pass makes extra tokens. */
 export const GOVERNED_FROM_ROWS = 16;
 /** Output tokens past which a row that has not drafted yet may stay plain (Scheduler.startsTooLate). */
 export const LATE_BUILD_TOKENS = 32;
+/**
+ * Longest table chain a row drafts (the budget picks one length for all,
+ * TreeBudget.allocateUniform). Chains have an arm of their own in the
+ * governor (CHAIN_METHOD) and their own acceptance calibration: they cost and
+ * accept unlike the fused drafter's trees.
+ */
+export const CHAIN_NODES = 4;
+export const CHAIN_METHOD = 'sssd:chain';
 
 export interface SchedulerLimits {
   /** Rows in the running batch. */
@@ -54,6 +66,12 @@ export interface SchedulerOptions {
   onContribute?: (tokens: Int32Array) => void;
   /** Most draft nodes per request per step. */
   maxTreeNodes?: number;
+  /**
+   * The model's next-token table (the datastore's sidecar): `sssd` rows of
+   * batches too wide for the fused drafter draft a short chain from it
+   * instead (see iterate). null: wide batches decode plain.
+   */
+  chainTable?: NextTokenTable | null;
 }
 
 export interface SchedulerStats {
@@ -105,6 +123,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private budgetRows: BudgetRow[] = [];
   private allocation = new Int32Array(64);
   private inputs: StepInput<S>[] = [];
+  /** The last context tokens of the row being chained (a table key spans at most 8). */
+  private readonly chainTail = new Int32Array(8);
 
   constructor(
     readonly runner: BatchRunner<S>,
@@ -147,6 +167,18 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private expectedAccepted(gen: Generation<S>): number {
     if (gen.acceptedPerDraft >= 0) return gen.acceptedPerDraft;
     return this.meanAccepted.get(gen.acceptanceKey) ?? 1;
+  }
+
+  /** Per chain acceptance key (greedy and sampled rows apart): the chains' estimates corrected by depth. */
+  private readonly chainCalibrations = new Map<string, DepthCalibration>();
+
+  private chainCalibration(key: string): DepthCalibration {
+    let c = this.chainCalibrations.get(key);
+    if (!c) {
+      c = new DepthCalibration(CHAIN_NODES);
+      this.chainCalibrations.set(key, c);
+    }
+    return c;
   }
 
   private recordAcceptance(method: string, predicted: number, observed: number): void {
@@ -352,14 +384,32 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const speculate =
       budget !== null && method !== null && (unvoted || (budget.wantsDrafts(n, method, maxPast) && (governor ? governor.decide(n, method) : true)));
     const cap = budget && speculate ? Math.min(this.maxTreeNodes, budget.draftCap(n, maxPast)) : 0;
+    // A batch the fused drafter sits out (too wide, or the vote went against
+    // it) speculates with table chains where the governor measures them
+    // paying (an arm of their own, CHAIN_METHOD). A chain costs a hash probe
+    // or two per node against 40-130 µs for a fused tree's sources, and that
+    // drafting, more than the extra tokens, was what made speculation lose at
+    // 16+ rows on the 2-core CPU: at concurrency 32 and 128, chains of up to
+    // 3-4 tokens ran at 1.02-1.12x and 1.24-1.29x of `off` (2.2-2.8 tokens per
+    // step), where the pool had decoded plain at 0.87-0.97x (docs/benchmarks.md).
+    const chainTable = this.options.chainTable ?? null;
+    const chains =
+      !speculate &&
+      budget !== null &&
+      chainTable !== null &&
+      method === 'sssd' &&
+      budget.options.policy === 'marginal' &&
+      (governor ? governor.decide(n, CHAIN_METHOD) : true);
     if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
     while (this.budgetRows.length < n) this.budgetRows.push({ chainLength: 1, available: 0, probs: null, scale: 1 });
 
     // 1. Draft.
     let draftedRows = 0;
     let buildMs = 0;
+    let chained = 0;
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
+      gen.chainStep = false;
       if (gen.incomingTrie && gen.drafter) {
         gen.drafter.pushEdgeTrie(gen.incomingTrie.bytes, gen.incomingTrie.outputLength);
         gen.trieExhaustedSent = false;
@@ -403,11 +453,27 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         row.probs = tree.probs;
         row.scale = this.probScale(gen.acceptanceKey);
       }
+      if (chains && gen.drafter && gen.request.useDatastore && gen.request.speculation === 'sssd' && room > 0) {
+        const k = gen.fillTail(this.chainTail);
+        gen.chainTree ??= createDraftTree(CHAIN_NODES + 1);
+        const len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(CHAIN_NODES, room), gen.chainTree, gen.chainCoupling);
+        if (len > 0) {
+          gen.tree = gen.chainTree;
+          gen.chainStep = true;
+          gen.chainProbs ??= new Float32Array(CHAIN_NODES + 1);
+          this.chainCalibration(gen.chainAcceptanceKey).apply(gen.chainTree.probs, len, gen.chainProbs);
+          row.available = len;
+          row.probs = gen.chainProbs;
+          row.scale = 1;
+          chained++;
+        }
+      }
     }
 
     // 2. Budget.
     const alloc = this.allocation;
     if (budget && speculate) budget.allocate(this.budgetRows.slice(0, n), alloc, maxPast, method!);
+    else if (budget && chained > 0) budget.allocateUniform(this.budgetRows.slice(0, n), alloc, maxPast);
     else alloc.fill(0, 0, n);
 
     // 3. Build rows: chain (pending tokens), then the allocated tree prefix under the chain's last token.
@@ -448,7 +514,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       }
       gen.rowLength = len;
       gen.treeUsed = len - chain;
-      if (tree && tree.size > 1) {
+      if (tree && tree.size > 1 && !gen.chainStep) {
         gen.refusedSteps = gen.treeUsed === 0 ? gen.refusedSteps + 1 : 0;
         gen.sentPerDraft = gen.sentPerDraft < 0 ? gen.treeUsed : gen.sentPerDraft * 0.7 + gen.treeUsed * 0.3;
       }
@@ -512,6 +578,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         stepDraftTokens += gen.treeUsed;
         stepAccepted += accepted;
         for (let k = 0; k < accepted; k++) metrics.recordAccepted(k);
+      }
+      if (gen.treeUsed > 0 && gen.chainStep) {
+        this.chainCalibration(gen.chainAcceptanceKey).record(gen.tree!.probs, gen.treeUsed, accepted);
+      } else if (gen.treeUsed > 0) {
         const tree = gen.tree!;
         let predicted = 0;
         for (let i = chain; i < gen.rowLength; i++) predicted += tree.probs[gen.rowToTree[i]];
@@ -580,6 +650,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     if (stepPromptTokens > 0) metrics.promptTokens.inc(stepPromptTokens);
     if (stepDrafts > 0) {
+      metrics.speculatingSteps.inc({ drafter: chained > 0 ? 'chain' : 'tree' });
       metrics.numDrafts.inc(stepDrafts);
       metrics.numDraftTokens.inc(stepDraftTokens);
       if (stepAccepted > 0) metrics.numAcceptedTokens.inc(stepAccepted);
@@ -588,6 +659,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     metrics.phaseSeconds.inc({ phase: 'accept' }, (end - forwarded) / 1000);
     metrics.endStep(end, generated);
     budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
+    if (chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill };
     return { batch: n, speculated: speculate, tokens: generated, method, buildMs, prefill };
   }
 

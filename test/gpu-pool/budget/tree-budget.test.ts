@@ -219,3 +219,44 @@ describe('drafting cost', () => {
     expect(fresh.draftMsPerRow('sssd')).toBeUndefined();
   });
 });
+
+describe('one chain length for a wide batch (allocateUniform)', () => {
+  // The CPU's fit: tokens priced as if only real ones cost, a row ~ 3 tokens.
+  const cpuLike = new CostModel({ ...ZERO, fixed: 0.4, perRow: 0.011, perToken: 0.017 });
+  const budget = new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 64 });
+
+  it('gives every decode row the same length, even rows whose later nodes are unlikely (the pass is padded for them anyway)', () => {
+    const sure = Float32Array.from([1, 0.95, 0.9, 0.85, 0.8]);
+    const unsure = Float32Array.from([1, 0.5, 0.1, 0.02, 0.01]);
+    const rows: BudgetRow[] = Array.from({ length: 32 }, (_, r) => ({ chainLength: 1, available: 4, probs: r % 2 ? sure : unsure, scale: 1 }));
+    const out = new Int32Array(32);
+    const s = budget.allocateUniform(rows, out, 128);
+    expect(s).toBeGreaterThan(0);
+    expect(new Set(out).size).toBe(1);
+    expect(out[0]).toBe(s);
+    // allocate() trims the unsure rows shorter: the shape it was fitted to (split passes) is not what a padded pass costs.
+    const trimmed = new Int32Array(32);
+    budget.allocate(rows, trimmed, 128, 'sssd:chain');
+    expect(trimmed[0]).toBeLessThan(trimmed[1]);
+  });
+
+  it('drafts nothing where the chains would not pay for their tokens', () => {
+    const rows = rowsWith(32, [0.05, 0.01, 0.001]);
+    const out = new Int32Array(32).fill(7);
+    expect(budget.allocateUniform(rows, out, 128)).toBe(0);
+    expect(Array.from(out)).toEqual(new Array(32).fill(0));
+  });
+
+  it('a row feeding its prompt gets no chain, and does not decide the length of the others', () => {
+    const rows = [...rowsWith(31, [0.9, 0.85, 0.8, 0.7]), ...rowsWith(1, [0.9, 0.85, 0.8, 0.7], 40)];
+    const out = new Int32Array(32);
+    const s = budget.allocateUniform(rows, out, 128);
+    expect(s).toBeGreaterThan(0);
+    expect(out[31]).toBe(0);
+    expect(out[0]).toBe(s);
+    // A row with a shorter chain takes what it has.
+    const short = [...rowsWith(31, [0.9, 0.85, 0.8, 0.7]), ...rowsWith(1, [0.9])];
+    budget.allocateUniform(short, out, 128);
+    expect(out[31]).toBe(Math.min(1, s));
+  });
+});

@@ -10,13 +10,15 @@ import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import type { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
 import type { StepRow } from '../../../gpu-pool/runtime/step-types';
 import type { BatchRunner } from '../../../gpu-pool/scheduler/batch-runner';
-import { GOVERNED_FROM_ROWS, Scheduler } from '../../../gpu-pool/scheduler/scheduler';
+import { CHAIN_METHOD, CHAIN_NODES, GOVERNED_FROM_ROWS, Scheduler } from '../../../gpu-pool/scheduler/scheduler';
 import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { CostModel } from '../../../gpu-pool/budget/cost-model';
 import { TreeBudget, type BudgetRow } from '../../../gpu-pool/budget/tree-budget';
 import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
 import { SpeculationGovernor } from '../../../gpu-pool/budget/speculation-governor';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
+import { NextTokenTableBuilder, type NextTokenTable } from '../../../shared/drafting/next-token-table';
+import { readFileSync } from 'node:fs';
 import { models } from '../../support/shared-data';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
@@ -377,6 +379,107 @@ describe('continuous batching', () => {
       expect(tokensOf(events)).toEqual(greedy);
       expect(edgeTokens(events)).toBe(0);
       expect(hints(events)).toEqual([]);
+    });
+  });
+
+  describe('table chains in wide batches', () => {
+    const fixtures = readFileSync(models.stories260K.fixtures, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { prompt_ids: number[]; output_ids: number[] });
+
+    /** The model's own next-token table over its greedy continuations of the fixtures (each seen twice). */
+    async function fixtureTable(): Promise<NextTokenTable> {
+      const b = new NextTokenTableBuilder(runner.config.vocabSize);
+      for (const f of fixtures) {
+        const text = Int32Array.from([...f.prompt_ids, ...f.output_ids].slice(0, runner.config.contextLength));
+        const seq = runner.newSequence(text.length);
+        const result = await runner.step([{ cache: seq, row: { tokens: text, parents: Int32Array.from(text, (_, i) => i - 1) } }]);
+        for (let pass = 0; pass < 2; pass++) for (let end = 1; end <= text.length; end++) b.add(text, end, result.logitsAt(0, end - 1));
+        seq.release();
+      }
+      return b.build();
+    }
+
+    // A CPU's pass: a second token in every row costs a third more, so from the
+    // knee (16 rows) on the fused drafter sits out.
+    const cpuLike = new CostModel({ fixed: 0.4, perRow: 0.011, perPaddedToken: 0, perToken: 0.017, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
+
+    function chainScheduler(table: NextTokenTable | null, governor: SpeculationGovernor | null = null): { s: Scheduler<SequenceKvCache>; metrics: PoolMetrics } {
+      const metrics = new PoolMetrics();
+      const s = new Scheduler(runner, {
+        limits: { maxActive: 32, maxQueued: 32, maxTotalTokens: 1_000_000 },
+        budget: new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 16 }),
+        governor,
+        metrics,
+        createDrafter: drafterFactory(null),
+        chainTable: table,
+      });
+      return { s, metrics };
+    }
+
+    function run(s: Scheduler<SequenceKvCache>, id: string, i: number, speculation: 'off' | 'sssd', sampled: boolean): Promise<PoolEvent[]> {
+      const c = collect();
+      const f = fixtures[i % fixtures.length];
+      s.submit(
+        generateRequestSchema.parse({
+          id,
+          promptIds: f.prompt_ids,
+          maxTokens: 48,
+          speculation,
+          ...(sampled ? { sampling: { temperature: 0.8, topP: 0.95, seed: 500 + i } } : {}),
+        }),
+        c.sink,
+      );
+      return c.done;
+    }
+
+    const ids = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+
+    it('rows of a batch too wide for the fused drafter verify short chains from the table, and lose nothing, greedy or sampled', async () => {
+      const budget = new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 16 });
+      expect(budget.kneeTokens).toBeLessThanOrEqual(20);
+      expect(budget.secondTokenShare(20)).toBeGreaterThan(0.1);
+      const table = await fixtureTable();
+      const { s, metrics } = chainScheduler(table);
+      runner.steps = [];
+      const n = 20;
+      const sssd = await Promise.all(Array.from({ length: n }, (_, i) => run(s, `chain${i}`, i, 'sssd', i % 4 === 3)));
+      const wide = runner.steps.filter((rows) => rows.length >= 16 && rows.every((t) => t <= 1 + CHAIN_NODES));
+      // Wide decode steps carried chains (every row one length: a padded pass gains nothing from shorter ones).
+      const chained = wide.filter((rows) => rows.some((t) => t > 1));
+      expect(chained.length).toBeGreaterThan(wide.length / 2);
+      for (const rows of chained) expect(Math.max(...rows)).toBeGreaterThan(1);
+      const accepted = sssd.reduce((a, events) => a + ((events.at(-1) as Extract<PoolEvent, { type: 'done' }>).usage.speculation.acceptedTokens ?? 0), 0);
+      expect(accepted).toBeGreaterThan(n * 10);
+      const text = await metrics.registry.metrics();
+      expect(text).toMatch(/sssd_pool_speculating_steps_total\{drafter="chain"\} [1-9]/);
+
+      // The same requests without speculation: token for token.
+      const off = await Promise.all(Array.from({ length: n }, (_, i) => run(s, `plain${i}`, i, 'off', i % 4 === 3)));
+      for (let i = 0; i < n; i++) expect(ids(sssd[i]), `request ${i}`).toEqual(ids(off[i]));
+      for (let i = 0; i < n; i++) if (i % 4 !== 3) expect(ids(sssd[i])).toEqual(fixtures[i % fixtures.length].output_ids.slice(0, 48));
+    });
+
+    it("without a table, or where the governor's chain arm loses, a wide batch decodes plain", async () => {
+      const table = await fixtureTable();
+      class ChainRefusingGovernor extends SpeculationGovernor {
+        readonly keys: string[] = [];
+        override decide(batch: number, key = 'default'): boolean {
+          this.keys.push(key);
+          return key !== CHAIN_METHOD && batch < GOVERNED_FROM_ROWS;
+        }
+      }
+      const governor = new ChainRefusingGovernor();
+      for (const { s } of [chainScheduler(null), chainScheduler(table, governor)]) {
+        runner.steps = [];
+        await Promise.all(Array.from({ length: 20 }, (_, i) => run(s, `plain-wide${i}`, i, 'sssd', false)));
+        const wide = runner.steps.filter((rows) => rows.length >= 16);
+        expect(wide.length).toBeGreaterThan(10);
+        // Only the prefill step has rows longer than one token.
+        expect(wide.filter((rows) => rows.some((t) => t > 1)).length).toBe(1);
+      }
+      expect(governor.keys).toContain(CHAIN_METHOD);
     });
   });
 });

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 import { models, repoRoot, requireSharedData, workloads } from '../../support/shared-data';
-import { generate, startPool, type GenerateBody, type PoolProcess } from './pool-process';
+import { generate, metricValue, startPool, type GenerateBody, type PoolProcess } from './pool-process';
 
 let dir = '';
 let pool: PoolProcess;
@@ -81,6 +81,28 @@ describe("the model's next-token table in the pool", () => {
       for (const e of sssd.events) if (e.type === 'tokens') accepted += e.accepted;
     }
     expect(accepted).toBeGreaterThan(0);
+  });
+
+  it('drafts chains from it for a batch too wide for the fused drafter, greedy and sampled, losing nothing', async () => {
+    // 40 rows at once: on a CPU the fused drafter sits out (a second token per
+    // row costs more than a tenth of the step), and the governor tries chains.
+    const body = (i: number, speculation: 'off' | 'sssd'): GenerateBody => ({
+      id: `wide-${speculation}-${i}`,
+      promptIds: openings[i % openings.length],
+      maxTokens: 60,
+      ...(i % 3 === 2 ? { sampling: { temperature: 0.8, topP: 0.95, seed: 300 + i } } : {}),
+      speculation,
+      useDatastore: true,
+    });
+    const before = await metricValue(pool, 'sssd_pool_speculating_steps_total', 'drafter="chain"');
+    const all = Array.from({ length: 20 }, (_, i) => [body(i, 'sssd'), body(i, 'off')]).flat();
+    const results = await Promise.all(all.map((b) => generate(pool, b)));
+    for (let i = 0; i < 20; i++) {
+      expect(results[2 * i].status).toBe(200);
+      expect(results[2 * i].ids.length).toBeGreaterThan(0);
+      expect(results[2 * i].ids, `request ${i}`).toEqual(results[2 * i + 1].ids);
+    }
+    expect(await metricValue(pool, 'sssd_pool_speculating_steps_total', 'drafter="chain"')).toBeGreaterThan(before);
   });
 
   it("is skipped, with a word, by a pool serving another model on the same tokenizer; named, it stops the start", async () => {
