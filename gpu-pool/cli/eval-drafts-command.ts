@@ -113,6 +113,10 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   if (needsDatastore && !flags.datastore && !flags.datastoreCorpus) {
     throw new CliError(`methods ${methods.filter((m) => m.includes('datastore')).join(', ')} need --datastore FILE or --datastore-corpus FILE`);
   }
+  const needsTable = methods.includes('table-chain');
+  if (needsTable && !flags.datastore && !(flags.nextTokens && flags.nextTokens !== 'none')) {
+    throw new CliError('method table-chain needs the next-token table: --datastore FILE (its FILE.next-tokens) or --next-tokens FILE');
+  }
 
   const tokenizer = await readTokenizerFile(flags.tokenizer);
   const model = await loadModel(flags.model);
@@ -145,11 +149,12 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   const vocabSize = model.config.vocabSize;
   let datastore: Datastore | null = null;
   if (needsDatastore) datastore = await openDatastore(flags, encode, vocabSize);
-  const nextTokens = needsDatastore
+  const nextTokens = needsDatastore || needsTable
     ? await openNextTokenTable(flags.nextTokens, flags.datastore, { vocabSize, modelSha256: model.sha256 }, (why) => process.stderr.write(`${why}\n`)).catch((err: Error) => {
         throw new CliError(`cannot load the next-token table: ${err.message}`);
       })
     : null;
+  if (needsTable && !nextTokens) throw new CliError(`method table-chain needs the next-token table, and ${flags.datastore}.next-tokens was not found (datastore build --model writes it)`);
 
   const replayRequests: ReplayRequest[] = requests.map((r, i) => {
     const sampling = jobs[i].sampling;

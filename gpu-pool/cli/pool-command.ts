@@ -52,7 +52,7 @@ export function register(program: Command): void {
     .requiredOption('--model <path>', 'llama2.c .bin checkpoint or Hugging Face model directory')
     .requiredOption('--tokenizer <path>', 'tokenizer file (llama2.c tokenizer .bin or tokenizer.json)')
     .option('--datastore <file>', 'global datastore file (sssd datastore build); default: empty, filled by opted-in outputs')
-    .option('--next-tokens <file>', "the model's next-token table (datastore build --model writes FILE.next-tokens beside the datastore, the default when present; none = without): drafts for sampled requests")
+    .option('--next-tokens <file>', "the model's next-token table (datastore build --model writes FILE.next-tokens beside the datastore, the default when present; none = without): drafts for sampled requests, and short chains for every sssd row of a batch too wide for the fused drafter")
     .option('--port <n>', 'port (0 = any free port)', '8788')
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--insecure-no-auth', 'serve without a bearer token (loopback hosts only)')
@@ -138,7 +138,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
   const runner = await ModelRunner.create(model, { threads, maxSequences: maxActive });
   const layoutNote = runner.layout.residentKv ? ' (resident keys/values)' : runner.layout.packedOutputs ? ' (packed outputs)' : '';
   process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${layoutNote}\n`);
-  if (nextTokens) process.stderr.write(`pool: next-token table of ${nextTokens.size} contexts drafts for sampled requests\n`);
+  if (nextTokens) process.stderr.write(`pool: next-token table of ${nextTokens.size} contexts drafts for sampled requests, and chains for batches too wide for the fused drafter\n`);
   const metrics = new PoolMetrics();
   let budget: TreeBudget | null = null;
   if (flags.budget !== 'off') {

@@ -23,9 +23,17 @@ import { longestMatchingPath } from '../../shared/drafting/draft-tree';
 import { type EdgeTrieOptions, draftEdgeTrie } from '../../shared/drafting/edge-trie';
 import { type FusionWeights, defaultFusionWeights } from '../../shared/drafting/fusion';
 import { type DraftMethod, RequestDrafter } from '../../shared/drafting/request-drafter';
+import { createDraftTree, type DraftTree } from '../../shared/drafting/draft-tree';
+import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
+import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
 
-export const evalMethods = ['none', 'pld', 'context', 'context+user', 'context+datastore', 'context+user+datastore'] as const;
+/**
+ * `table-chain`: the pool's drafting for batches too wide for the fused
+ * drafter, a chain of `budget` nodes (at most MAX_CHAIN) from the model's
+ * next-token table alone (shared/drafting/table-chain.ts).
+ */
+export const evalMethods = ['none', 'pld', 'context', 'context+user', 'context+datastore', 'context+user+datastore', 'table-chain'] as const;
 export type EvalMethod = (typeof evalMethods)[number];
 
 export interface ReplayRequest {
@@ -93,7 +101,10 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
   const usesUser = method === 'context+user' || method === 'context+user+datastore';
   const usesDatastore = method === 'context+datastore' || method === 'context+user+datastore';
   if (usesDatastore && !opts.datastore) throw new Error(`method ${method} needs a datastore`);
-  const drafterMethod: DraftMethod = method === 'none' ? 'off' : method === 'pld' ? 'pld' : method === 'context' ? 'context' : 'sssd';
+  const chainTable = method === 'table-chain' ? opts.nextTokens : null;
+  if (method === 'table-chain' && !chainTable) throw new Error('method table-chain needs the next-token table');
+  const chainTree = createDraftTree(MAX_CHAIN + 1);
+  const drafterMethod: DraftMethod = method === 'none' || method === 'table-chain' ? 'off' : method === 'pld' ? 'pld' : method === 'context' ? 'context' : 'sssd';
   const edgeNodes = opts.edgeTrieNodes ?? 128;
   const live = usesDatastore && opts.liveDatastore && opts.datastore ? opts.datastore : null;
   if (live && !isAppendable(live)) throw new Error('live datastore learning needs a datastore with append() and flush()');
@@ -123,10 +134,16 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
       weights: opts.weights ?? defaultFusionWeights,
       ...(sampled ? { sampling: req.sampling } : {}),
     });
+    const coupling = sampled ? { noise: new GumbelNoise(req.sampling!.seed), temperature: req.sampling!.temperature } : null;
     let pos = 0;
     while (pos < cont.length) {
       const t0 = opts.timeDrafts ? performance.now() : 0;
-      const tree = drafter.draft(budget);
+      let tree: DraftTree;
+      if (chainTable) {
+        const ctx = drafter.context;
+        draftTableChain(chainTable, ctx.data, ctx.length, ctx.length, budget, chainTree, coupling);
+        tree = chainTree;
+      } else tree = drafter.draft(budget);
       if (opts.timeDrafts) draftTimes.push((performance.now() - t0) * 1000);
       const node = longestMatchingPath(tree, cont, pos);
       const accepted = tree.depths[node];

@@ -650,7 +650,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     if (stepPromptTokens > 0) metrics.promptTokens.inc(stepPromptTokens);
     if (stepDrafts > 0) {
-      metrics.speculatingSteps.inc({ drafter: chained > 0 ? 'chain' : 'tree' });
+      metrics.speculatingSteps.inc({ drafter: chains ? 'chain' : 'tree' });
       metrics.numDrafts.inc(stepDrafts);
       metrics.numDraftTokens.inc(stepDraftTokens);
       if (stepAccepted > 0) metrics.numAcceptedTokens.inc(stepAccepted);
@@ -659,7 +659,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     metrics.phaseSeconds.inc({ phase: 'accept' }, (end - forwarded) / 1000);
     metrics.endStep(end, generated);
     budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
-    if (chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill };
+    if (chains && chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill };
     return { batch: n, speculated: speculate, tokens: generated, method, buildMs, prefill };
   }
 

@@ -104,5 +104,8 @@ describe('sssd eval-drafts', () => {
     const noDs = await run(process.execPath, args(['--methods', 'context+datastore']), { cwd: repoRoot }).catch((e: { stderr: string }) => e);
     expect((noDs as { stderr: string }).stderr).toMatch(/need --datastore FILE/);
     expect((noDs as { stderr: string }).stderr).not.toMatch(/at .*\.ts:\d+/);
+    const noTable = await run(process.execPath, args(['--methods', 'table-chain']), { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
+    expect((noTable as { code: number }).code).toBe(2);
+    expect((noTable as { stderr: string }).stderr).toMatch(/table-chain needs the next-token table/);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { replay, type ReplayRequest } from '../../../gpu-pool/eval/replay';
+import { NextTokenTableBuilder } from '../../../shared/drafting/next-token-table';
 
 describe('replay (greedy verification against a known continuation)', () => {
   it('gives the exact τ worked out by hand for prompt lookup', async () => {
@@ -55,5 +56,26 @@ describe('replay (greedy verification against a known continuation)', () => {
     expect(r.steps).toBe(5);
     expect(live.tokenCount).toBeGreaterThan(3);
     await live.close();
+  });
+
+  it("drafts the pool's wide-batch chains from the next-token table alone (table-chain)", async () => {
+    // The model wrote 1 50 51 52 53 54 twice, sure of each next token.
+    const b = new NextTokenTableBuilder(64);
+    const text = [1, 50, 51, 52, 53, 54];
+    for (let pass = 0; pass < 2; pass++) {
+      for (let end = 2; end < text.length; end++) {
+        const logits = new Float32Array(64).fill(-30);
+        logits[text[end]] = 0;
+        b.add(text, end, logits);
+      }
+    }
+    const nextTokens = b.build();
+    // After 1 50: a chain of 2 (51 52) per step, both accepted, plus the bonus: 3 + 1 tokens in 2 steps.
+    const r = await replay([{ user: 'a', promptIds: [1, 50], continuation: [51, 52, 53, 54] }], 'table-chain', 2, { nextTokens });
+    expect(r.steps).toBe(2);
+    expect(r.acceptedTokens).toBe(3);
+    // Its drafts come from the table only: a context the table lacks drafts nothing.
+    expect((await replay([{ user: 'a', promptIds: [1, 7], continuation: [8, 9] }], 'table-chain', 4, { nextTokens })).tau).toBe(1);
+    await expect(replay([], 'table-chain', 4)).rejects.toThrow(/next-token table/);
   });
 });
