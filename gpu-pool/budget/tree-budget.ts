@@ -4,12 +4,12 @@
  * Two policies over the same inputs (each request's drafted tree, best-first
  * order, with per-node acceptance estimates = path products):
  * - `marginal` (default): maximise the batch's expected emitted tokens per ms
- *   of step time under the calibrated cost model. Candidate allocations are
- *   "every request takes the first s nodes of its tree" for s = 0..cap (a
- *   padded batch pays for its longest row, so rows below it are free), then
- *   nodes whose estimate does not pay for their own token cost are trimmed.
- *   s = 0 — no speculation — wins whenever drafts cost more than they bring,
- *   so speculation switches itself off under load.
+ *   of step time under the calibrated cost model. A pass is padded to its
+ *   longest row, so the allocations worth considering are "every row takes
+ *   the first s nodes of its draft" (fewer where it has fewer) for s =
+ *   0..cap: a row shorter than the longest saves nothing. s = 0 — no
+ *   speculation — wins whenever drafts cost more than they bring, so
+ *   speculation switches itself off under load.
  * - `static`: the SSSD authors' rule, s = I_knee / batch rounded down to a
  *   menu of tree sizes, the same for every request.
  */
@@ -217,16 +217,7 @@ export class TreeBudget {
       for (let r = 0; r < batch; r++) out[r] = Math.min(size, rows[r].available);
       return;
     }
-    if (this.scratch.length < batch) {
-      this.scratch = new Int32Array(batch * 2);
-      this.heap = new RowHeap(batch * 2);
-    }
-    // Two candidate allocations, the better one wins: a uniform prefix (right
-    // when the runtime pays for the padded batch) and a greedy by node
-    // probability (right when it pays per token).
-    const uniform = this.uniformPrefix(rows, out, maxPast);
-    const greedy = this.greedyByProbability(rows, this.scratch, maxPast);
-    if (greedy > uniform) out.set(this.scratch.subarray(0, batch));
+    this.allocateUniform(rows, out, maxPast);
 
     // Would this step have paid for its drafting too? (Sunk now; it decides the
     // next steps.) Judged on the rows that drafted: rows the scheduler kept from
@@ -257,190 +248,58 @@ export class TreeBudget {
   }
 
   /**
-   * One length for every decode row: the first s nodes of each row's draft
-   * (fewer where a row has fewer), s chosen for the decode rows' expected
-   * emitted tokens per ms with every one of them paying for s + 1 tokens.
-   * For table chains in wide batches (Scheduler.iterate): there the pass is
-   * padded to its longest row and, rows being alike, never split, so a row's
-   * shorter draft saves nothing. Trimming rows one by one, as `allocate`
-   * does, assumes it does (the curve is fitted with uneven batches run as
-   * split passes): at concurrency 32 it left 2.11 tokens per step in passes
-   * padded for 4, at 0.96-0.98x of `off`, against 2.31 and 1.12x with one
-   * length for all. A row feeding its prompt (chainLength > 1) gets none: it
-   * runs in a pass of its own and its draft would be judged by its prompt.
-   * Returns s.
+   * One length for every row: the first s nodes of each row's draft (fewer
+   * where a row has fewer), s chosen for the expected emitted tokens per ms
+   * with every row paying for the longest. Per-row trimming (each row cut to
+   * the nodes that pay for their own token, the budget until 2026-12-02)
+   * assumed a shorter row saves its tokens, which only holds where the
+   * runner splits a step into passes (the curve is fitted with such uneven
+   * batches), not in the padded pass every step of alike rows runs as. One
+   * length for all, interleaved pairs on fresh pools (docs/benchmarks.md,
+   * "One length for every row"): table chains at concurrency 32 went from
+   * 2.11 tokens per step and 0.96-0.98x of `off` to 2.31 and 1.12x, the fused
+   * drafter's trees at concurrency 2 / 4 / 8 from 1.76-1.82x / 1.61-1.64x /
+   * 1.25-1.32x to 1.85-1.92x / 1.64-1.76x / 1.37-1.38x.
+   * Where the runner splits passes, a row feeding its prompt (chainLength >
+   * 1) next to decode rows runs in a pass of its own: it does not set the
+   * decode rows' length (it takes the same s, on top of its prompt). Where
+   * the runner does not split, the prompt pads the pass, and every row's
+   * draft up to that length rides along. Returns s.
    */
   allocateUniform(rows: readonly BudgetRow[], out: Int32Array, maxPast = 128): number {
     const batch = rows.length;
+    let apart = false;
+    if (this.options.splitsPasses === true) for (const row of rows) if (row.chainLength === 1) apart = true;
     let cap = 0;
-    let decode = 0;
+    let shaped = 0;
     for (const row of rows) {
-      if (row.chainLength !== 1) continue;
-      decode++;
+      if (apart && row.chainLength !== 1) continue;
+      shaped++;
       cap = Math.max(cap, Math.min(row.available, this.options.maxNodes));
     }
     let bestS = 0;
     let bestRate = -1;
     let gain = 0;
     for (let s = 0; s <= cap; s++) {
+      let maxTokens = 0;
       for (let r = 0; r < batch; r++) {
         const row = rows[r];
-        if (s > 0 && row.chainLength === 1 && s <= row.available && row.probs) gain += row.scale * row.probs[s];
+        if (apart && row.chainLength !== 1) continue;
+        if (s > 0 && s <= row.available && row.probs) gain += row.scale * row.probs[s];
+        maxTokens = Math.max(maxTokens, row.chainLength + Math.min(s, row.available));
       }
-      const rate = (decode + gain) / this.stepMs(decode, 1 + s, decode * (1 + s), maxPast);
+      const rate = (shaped + gain) / this.stepMs(shaped, maxTokens, shaped * maxTokens, maxPast);
       if (rate > bestRate * 1.0005) {
         bestRate = rate;
         bestS = s;
       }
     }
-    for (let r = 0; r < batch; r++) out[r] = rows[r].chainLength === 1 ? Math.min(bestS, rows[r].available) : 0;
+    for (let r = 0; r < batch; r++) out[r] = Math.min(bestS, rows[r].available);
     return bestS;
   }
 
-  private scratch = new Int32Array(0);
-  private heap = new RowHeap(0);
-
-  /** Expected emitted tokens per ms of an allocation. */
-  private rate(rows: readonly BudgetRow[], take: Int32Array, maxPast: number): number {
-    let gain = 0;
-    let maxTokens = 0;
-    let totalTokens = 0;
-    for (let r = 0; r < rows.length; r++) {
-      const row = rows[r];
-      for (let i = 1; i <= take[r]; i++) gain += row.scale * row.probs![i];
-      const t = row.chainLength + take[r];
-      totalTokens += t;
-      if (t > maxTokens) maxTokens = t;
-    }
-    return (rows.length + gain) / this.stepMs(rows.length, maxTokens, totalTokens, maxPast);
-  }
-
-  private uniformPrefix(rows: readonly BudgetRow[], out: Int32Array, maxPast: number): number {
-    const batch = rows.length;
-    let cap = 0;
-    for (const row of rows) cap = Math.max(cap, Math.min(row.available, this.options.maxNodes));
-    let bestS = 0;
-    let bestRate = -1;
-    let gain = 0;
-    for (let s = 0; s <= cap; s++) {
-      let maxTokens = 0;
-      let totalTokens = 0;
-      for (let r = 0; r < batch; r++) {
-        const row = rows[r];
-        const take = Math.min(s, row.available);
-        if (s > 0 && take === s && row.probs) gain += row.scale * row.probs[s];
-        const t = row.chainLength + take;
-        totalTokens += t;
-        if (t > maxTokens) maxTokens = t;
-      }
-      const rate = (batch + gain) / this.stepMs(batch, maxTokens, totalTokens, maxPast);
-      if (rate > bestRate * 1.0005) {
-        bestRate = rate;
-        bestS = s;
-      }
-    }
-    // Trim nodes that do not pay for their own per-token cost.
-    const threshold = this.costModel.coefficients.perToken * bestRate;
-    for (let r = 0; r < batch; r++) {
-      const row = rows[r];
-      let take = Math.min(bestS, row.available);
-      if (threshold > 0 && row.probs) {
-        let kept = 0;
-        while (kept < take && row.scale * row.probs[kept + 1] > threshold) kept++;
-        take = kept;
-      }
-      out[r] = take;
-    }
-    return this.rate(rows, out, maxPast);
-  }
-
-  /**
-   * Marginal allocation: repeatedly give the next node to the request whose
-   * next node is likeliest, while that raises the batch's tokens per ms; a
-   * request whose next node does not pay stops growing.
-   */
-  private greedyByProbability(rows: readonly BudgetRow[], take: Int32Array, maxPast: number): number {
-    const batch = rows.length;
-    const heap = this.heap;
-    heap.clear();
-    let maxTokens = 0;
-    let totalTokens = 0;
-    for (let r = 0; r < batch; r++) {
-      const row = rows[r];
-      take[r] = 0;
-      totalTokens += row.chainLength;
-      if (row.chainLength > maxTokens) maxTokens = row.chainLength;
-      if (row.available > 0 && row.probs && this.options.maxNodes > 0) heap.push(r, row.scale * row.probs[1]);
-    }
-    let gain = 0;
-    let rate = batch / this.stepMs(batch, maxTokens, totalTokens, maxPast);
-    while (heap.size > 0) {
-      const r = heap.pop();
-      const row = rows[r];
-      const p = row.scale * row.probs![take[r] + 1];
-      const t = row.chainLength + take[r] + 1;
-      const nextMax = t > maxTokens ? t : maxTokens;
-      const nextRate = (batch + gain + p) / this.stepMs(batch, nextMax, totalTokens + 1, maxPast);
-      if (nextRate <= rate) continue;
-      rate = nextRate;
-      gain += p;
-      maxTokens = nextMax;
-      totalTokens++;
-      take[r]++;
-      if (take[r] < row.available && take[r] < this.options.maxNodes) heap.push(r, row.scale * row.probs![take[r] + 1]);
-    }
-    return rate;
-  }
 }
 
 function bucketOf(batch: number): number {
   return Math.min(15, 31 - Math.clz32(Math.max(1, batch)));
-}
-
-/** Max-heap of row indices keyed by their next node's probability. */
-class RowHeap {
-  private readonly rows: Int32Array;
-  private readonly keys: Float64Array;
-  size = 0;
-
-  constructor(capacity: number) {
-    this.rows = new Int32Array(capacity);
-    this.keys = new Float64Array(capacity);
-  }
-
-  clear(): void {
-    this.size = 0;
-  }
-
-  push(row: number, key: number): void {
-    let i = this.size++;
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      if (this.keys[parent] >= key) break;
-      this.rows[i] = this.rows[parent];
-      this.keys[i] = this.keys[parent];
-      i = parent;
-    }
-    this.rows[i] = row;
-    this.keys[i] = key;
-  }
-
-  pop(): number {
-    const top = this.rows[0];
-    const lastRow = this.rows[--this.size];
-    const lastKey = this.keys[this.size];
-    let i = 0;
-    for (;;) {
-      let child = 2 * i + 1;
-      if (child >= this.size) break;
-      if (child + 1 < this.size && this.keys[child + 1] > this.keys[child]) child++;
-      if (this.keys[child] <= lastKey) break;
-      this.rows[i] = this.rows[child];
-      this.keys[i] = this.keys[child];
-      i = child;
-    }
-    this.rows[i] = lastRow;
-    this.keys[i] = lastKey;
-    return top;
-  }
 }

@@ -473,7 +473,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // 2. Budget.
     const alloc = this.allocation;
     if (budget && speculate) budget.allocate(this.budgetRows.slice(0, n), alloc, maxPast, method!);
-    else if (budget && chained > 0) budget.allocateUniform(this.budgetRows.slice(0, n), alloc, maxPast);
+    else if (budget && chained > 0) budget.allocate(this.budgetRows.slice(0, n), alloc, maxPast, CHAIN_METHOD);
     else alloc.fill(0, 0, n);
 
     // 3. Build rows: chain (pending tokens), then the allocated tree prefix under the chain's last token.

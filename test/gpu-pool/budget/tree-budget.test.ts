@@ -90,14 +90,17 @@ describe('marginal budget', () => {
     expect(withPrefill[0]).toBeGreaterThan(decode[0]);
   });
 
-  it('gives nodes where they are likeliest to be accepted when tokens cost per token', () => {
+  it("gives every row the same length: in a padded pass a doubtful row's nodes ride along with a sure row's", () => {
     const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 1, perToken: 0.1 }), opts);
     const out = new Int32Array(2);
     const sure = Array.from({ length: 16 }, () => 0.95);
-    const doubtful = Array.from({ length: 16 }, (_, i) => 0.2 * 0.5 ** i);
+    const doubtful = Array.from({ length: 16 }, (_, i) => 0.05 * 0.5 ** i);
     budget.allocate([...rowsWith(1, sure), ...rowsWith(1, doubtful)], out);
     expect(out[0]).toBe(16);
-    expect(out[1]).toBe(0);
+    expect(out[1]).toBe(16);
+    // Two doubtful rows alone do not pay for a longer pass.
+    budget.allocate(rowsWith(2, doubtful), out);
+    expect(Array.from(out)).toEqual([0, 0]);
   });
 
   it('drafts nothing for batches at or past the knee, where a decode step already fills the pass', () => {
@@ -220,43 +223,47 @@ describe('drafting cost', () => {
   });
 });
 
-describe('one chain length for a wide batch (allocateUniform)', () => {
+describe('one length for every row (allocateUniform)', () => {
   // The CPU's fit: tokens priced as if only real ones cost, a row ~ 3 tokens.
   const cpuLike = new CostModel({ ...ZERO, fixed: 0.4, perRow: 0.011, perToken: 0.017 });
   const budget = new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 64 });
 
-  it('gives every decode row the same length, even rows whose later nodes are unlikely (the pass is padded for them anyway)', () => {
+  it('sizes chains by the likely rows and the unlikely ones alike, never trimming a row below the rest', () => {
     const sure = Float32Array.from([1, 0.95, 0.9, 0.85, 0.8]);
-    const unsure = Float32Array.from([1, 0.5, 0.1, 0.02, 0.01]);
-    const rows: BudgetRow[] = Array.from({ length: 32 }, (_, r) => ({ chainLength: 1, available: 4, probs: r % 2 ? sure : unsure, scale: 1 }));
+    const unsure = Float32Array.from([1, 0.2, 0.05, 0.02, 0.01]);
+    const mixed: BudgetRow[] = Array.from({ length: 32 }, (_, r) => ({ chainLength: 1, available: 4, probs: r % 2 ? sure : unsure, scale: 1 }));
     const out = new Int32Array(32);
-    const s = budget.allocateUniform(rows, out, 128);
+    const s = budget.allocateUniform(mixed, out, 128);
     expect(s).toBeGreaterThan(0);
     expect(new Set(out).size).toBe(1);
     expect(out[0]).toBe(s);
-    // allocate() trims the unsure rows shorter: the shape it was fitted to (split passes) is not what a padded pass costs.
-    const trimmed = new Int32Array(32);
-    budget.allocate(rows, trimmed, 128, 'sssd:chain');
-    expect(trimmed[0]).toBeLessThan(trimmed[1]);
+    // All sure rows take longer chains than the mixed batch; all unsure, shorter.
+    const allSure = budget.allocateUniform(rowsWith(32, [0.95, 0.9, 0.85, 0.8]), out, 128);
+    const allUnsure = budget.allocateUniform(rowsWith(32, [0.2, 0.05, 0.02, 0.01]), out, 128);
+    expect(allSure).toBeGreaterThanOrEqual(s);
+    expect(allUnsure).toBeLessThan(s);
   });
 
-  it('drafts nothing where the chains would not pay for their tokens', () => {
+  it('drafts nothing where the drafts would not pay for their tokens', () => {
     const rows = rowsWith(32, [0.05, 0.01, 0.001]);
     const out = new Int32Array(32).fill(7);
     expect(budget.allocateUniform(rows, out, 128)).toBe(0);
     expect(Array.from(out)).toEqual(new Array(32).fill(0));
   });
 
-  it('a row feeding its prompt gets no chain, and does not decide the length of the others', () => {
-    const rows = [...rowsWith(31, [0.9, 0.85, 0.8, 0.7]), ...rowsWith(1, [0.9, 0.85, 0.8, 0.7], 40)];
+  it('where the runner splits passes, a prompt row does not set the length of the decode rows; where it does not, their drafts ride along its padding', () => {
+    const split = new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 64, splitsPasses: true });
+    const probs = Array.from({ length: 32 }, (_, i) => 0.6 ** (i + 1));
     const out = new Int32Array(32);
-    const s = budget.allocateUniform(rows, out, 128);
-    expect(s).toBeGreaterThan(0);
-    expect(out[31]).toBe(0);
-    expect(out[0]).toBe(s);
-    // A row with a shorter chain takes what it has.
-    const short = [...rowsWith(31, [0.9, 0.85, 0.8, 0.7]), ...rowsWith(1, [0.9])];
-    budget.allocateUniform(short, out, 128);
-    expect(out[31]).toBe(Math.min(1, s));
+    const decodeOnly = split.allocateUniform(rowsWith(32, probs), out, 128);
+    const withPrompt = [...rowsWith(31, probs), ...rowsWith(1, probs, 40)];
+    expect(split.allocateUniform(withPrompt, out, 128)).toBe(decodeOnly);
+    expect(out[31]).toBe(decodeOnly);
+    // One pass: 40 prompt tokens pad every row, so longer drafts cost nothing more.
+    expect(budget.allocateUniform(withPrompt, out, 128)).toBeGreaterThan(decodeOnly);
+    // A row with a shorter draft takes what it has.
+    const short = [...rowsWith(31, probs), ...rowsWith(1, [0.9])];
+    split.allocateUniform(short, out, 128);
+    expect(out[31]).toBe(Math.min(1, decodeOnly));
   });
 });
