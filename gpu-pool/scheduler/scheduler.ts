@@ -359,7 +359,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // comparison, judged under the method most of their rows use.
     const method = this.dominantDraftMethod(batch);
     // Below GOVERNED_FROM_ROWS rows speculation is not put to the measured
-    // vote, and the budget alone trims every tree to the nodes that pay,
+    // vote, and the budget alone sizes the trees to what pays,
     // unless a row in the batch ran plain past LATE_BUILD_TOKENS (its first
     // draft would index a long context: the tail of a level that ran wide,
     // where speculating measured 1-11% slower end to end). The vote's
