@@ -6,6 +6,7 @@
 import type { FinishReason, GenerateRequest, PoolEvent, SpeculationUsage } from '../../shared/protocol';
 import type { DraftTree } from '../../shared/drafting/draft-tree';
 import type { ChainCoupling } from '../../shared/drafting/table-chain';
+import type { DepthCalibration } from '../budget/depth-calibration';
 import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import type { RunnerSequence } from './batch-runner';
 
@@ -70,6 +71,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   chainProbs: Float32Array | null = null;
   /** Acceptance calibration key of this row's chains. */
   readonly chainAcceptanceKey: string;
+  /** The calibration of that key, looked up at the row's first chain (the scheduler's, shared by rows of the same key). */
+  chainCalibration: DepthCalibration | null = null;
   /** A sampled row's noise for its chains (the verifier's own). */
   readonly chainCoupling: ChainCoupling | null;
 

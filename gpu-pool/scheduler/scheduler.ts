@@ -461,7 +461,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
           gen.tree = gen.chainTree;
           gen.chainStep = true;
           gen.chainProbs ??= new Float32Array(CHAIN_NODES + 1);
-          this.chainCalibration(gen.chainAcceptanceKey).apply(gen.chainTree.probs, len, gen.chainProbs);
+          gen.chainCalibration ??= this.chainCalibration(gen.chainAcceptanceKey);
+          gen.chainCalibration.apply(gen.chainTree.probs, len, gen.chainProbs);
           row.available = len;
           row.probs = gen.chainProbs;
           row.scale = 1;
@@ -580,7 +581,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         for (let k = 0; k < accepted; k++) metrics.recordAccepted(k);
       }
       if (gen.treeUsed > 0 && gen.chainStep) {
-        this.chainCalibration(gen.chainAcceptanceKey).record(gen.tree!.probs, gen.treeUsed, accepted);
+        gen.chainCalibration!.record(gen.tree!.probs, gen.treeUsed, accepted);
       } else if (gen.treeUsed > 0) {
         const tree = gen.tree!;
         let predicted = 0;

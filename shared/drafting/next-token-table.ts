@@ -175,6 +175,13 @@ export class NextTokenTable {
   /** orderAbove by order (0..MAX_ORDER), made once. */
   private readonly above = new Int32Array(MAX_ORDER + 1);
 
+  /** How many candidates entry `e` holds (the rest of its slots are -1). */
+  candidateCount(e: number): number {
+    let n = 0;
+    while (n < this.candidates && this.tokenAt(e, n) >= 0) n++;
+    return n;
+  }
+
   /** Candidate `i` of entry `e` (best first); -1 past its last. */
   tokenAt(e: number, i: number): number {
     return this.arrays.tokens[e * this.candidates + i];

@@ -61,8 +61,7 @@ export function draftTableChain(
   for (let d = 1; d <= want && entry >= 0; d++) {
     let pick = 0;
     if (coupling) {
-      let n = 0;
-      while (n < table.candidates && table.tokenAt(entry, n) >= 0) n++;
+      const n = table.candidateCount(entry);
       if (n === 0 || !(table.probAt(entry, 0) > 0)) break;
       const { tokens, probs } = table.arrays;
       topCoupled(tokens, probs, entry * table.candidates, n, 1, 1 / coupling.temperature, coupling.noise, sequenceLength + d - 1, rank, score);

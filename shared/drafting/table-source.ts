@@ -103,8 +103,7 @@ function pushChildren(
   coupling: DraftCoupling | null,
 ): void {
   if (entry < 0) return;
-  let n = 0;
-  while (n < table.candidates && table.tokenAt(entry, n) >= 0) n++;
+  const n = table.candidateCount(entry);
   if (pushRaw.length < pushes + n) {
     const next = new Float64Array((pushes + n) * 2);
     next.set(pushRaw);
