@@ -7,17 +7,23 @@
  */
 import type { PoolEvent } from './protocol';
 
-/** NDJSON body → events. A broken line or a cut connection ends with an 'error' event. */
-export async function* readPoolEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<PoolEvent> {
-  const reader = body.getReader();
+/**
+ * NDJSON body → events. A broken line or a cut connection ends with an 'error'
+ * event. Takes a web ReadableStream (fetch, workerd) or any async iterable of
+ * byte chunks (a Node response read with `iterator({ destroyOnReturn: false })`,
+ * so that stopping after `done` leaves a keep-alive socket usable).
+ */
+export async function* readPoolEvents(body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): AsyncGenerator<PoolEvent> {
+  const chunks = 'getReader' in body ? streamChunks(body) : body;
+  const it = chunks[Symbol.asyncIterator]();
   const decoder = new TextDecoder();
   let buffer = '';
   let sawDone = false;
   try {
     for (;;) {
-      let chunk: ReadableStreamReadResult<Uint8Array>;
+      let chunk: IteratorResult<Uint8Array>;
       try {
-        chunk = await reader.read();
+        chunk = await it.next();
       } catch (err) {
         if (!sawDone) yield { type: 'error', code: 'internal', message: `pool stream broke: ${String(err)}` };
         return;
@@ -42,6 +48,20 @@ export async function* readPoolEvents(body: ReadableStream<Uint8Array>): AsyncGe
       }
     }
     if (!sawDone) yield { type: 'error', code: 'internal', message: 'pool stream ended without a done event' };
+  } finally {
+    await it.return?.();
+  }
+}
+
+/** A web stream's chunks; stopping early releases and cancels the stream. */
+async function* streamChunks(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
   } finally {
     reader.releaseLock();
     await body.cancel().catch(() => undefined);

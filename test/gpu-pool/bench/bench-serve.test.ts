@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchServe, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
+import { runGeneration } from '../../../gpu-pool/bench/pool-stream-client';
 import { loadWorkload } from '../../../gpu-pool/bench/workload';
 import { repoRoot, workloads } from '../../support/shared-data';
 import { startPool, type PoolProcess } from '../server/pool-process';
@@ -110,5 +111,27 @@ describe('bench-serve', () => {
     }).catch((e: { code: number; stderr: string }) => e);
     expect((badRepeat as { code: number }).code).toBe(2);
     expect((badRepeat as { stderr: string }).stderr).toMatch(/--repeat/);
+  });
+
+  it("reads a generation's stream to done over one kept-alive client, and reports the pool's refusals", async () => {
+    const body = (id: string) => ({ id, promptIds: [1, 403, 407], maxTokens: 12, sampling: { temperature: 0 }, speculation: 'sssd' as const });
+    // Back to back, as the bench's workers send them: each reads its own stream to the end.
+    const a = await runGeneration(pool.url, pool.token, body('client-a'));
+    const b = await runGeneration(pool.url, pool.token, body('client-b'));
+    for (const r of [a, b]) {
+      expect(r.ok).toBe(true);
+      expect(r.outputIds).toHaveLength(12);
+      expect(r.usage?.steps).toBeGreaterThan(0);
+      expect(r.lastTokenAt).toBeGreaterThanOrEqual(r.firstTokenAt);
+    }
+    expect(b.outputIds).toEqual(a.outputIds);
+    const unauthorized = await runGeneration(pool.url, 'not-the-token', body('client-c'));
+    expect(unauthorized.ok).toBe(false);
+    expect(unauthorized.error).toMatch(/^HTTP 401: .*unauthorized/);
+    const bad = await runGeneration(pool.url, pool.token, { ...body('client-d'), maxTokens: -1 });
+    expect(bad.error).toMatch(/^HTTP 400: .*maxTokens/);
+    const nowhere = await runGeneration('http://127.0.0.1:1', pool.token, body('client-e'));
+    expect(nowhere.ok).toBe(false);
+    expect(nowhere.error).toMatch(/ECONNREFUSED/);
   });
 });

@@ -1,0 +1,95 @@
+/**
+ * Reading a pool's NDJSON generation stream, as a web stream (fetch, workerd)
+ * and as a Node response's chunks (the serving benchmark): lines split across
+ * chunks, reading stops at `done`, a broken stream ends with one `error`.
+ */
+import { describe, expect, it } from 'vitest';
+import { readPoolEvents } from '../../shared/pool-event-stream';
+import type { PoolEvent } from '../../shared/protocol';
+
+const enc = new TextEncoder();
+const tokens = (ids: number[]): PoolEvent => ({ type: 'tokens', ids, sources: ids.map(() => 'model'), drafted: 0, accepted: 0 });
+const done: PoolEvent = {
+  type: 'done',
+  finishReason: 'stop',
+  usage: { promptTokens: 1, completionTokens: 3, speculation: { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 3, meanAcceptanceLength: 1 } },
+};
+
+/** The NDJSON text cut into chunks at the given offsets. */
+function cut(text: string, at: number[]): Uint8Array[] {
+  const bytes = enc.encode(text);
+  const out: Uint8Array[] = [];
+  let from = 0;
+  for (const to of [...at, bytes.length]) {
+    out.push(bytes.subarray(from, to));
+    from = to;
+  }
+  return out;
+}
+
+function webStream(chunks: Uint8Array[], onCancel?: () => void): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (i < chunks.length) controller.enqueue(chunks[i++]);
+      else controller.close();
+    },
+    cancel: () => onCancel?.(),
+  });
+}
+
+/** Chunks as an async iterable that records how far it was read. */
+function iterable(chunks: Uint8Array[], fail?: Error): AsyncIterable<Uint8Array> & { pulled: number } {
+  const it = {
+    pulled: 0,
+    async *[Symbol.asyncIterator]() {
+      for (const c of chunks) {
+        it.pulled++;
+        yield c;
+      }
+      if (fail) throw fail;
+    },
+  };
+  return it;
+}
+
+async function collect(body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): Promise<PoolEvent[]> {
+  const out: PoolEvent[] = [];
+  for await (const e of readPoolEvents(body)) out.push(e);
+  return out;
+}
+
+const text = `${JSON.stringify(tokens([5, 6]))}\n\n${JSON.stringify(tokens([7]))}\n${JSON.stringify(done)}\n`;
+
+describe('readPoolEvents', () => {
+  it('parses lines split anywhere across chunks, from a web stream and from an async iterable', async () => {
+    const at = [3, 17, 18, text.indexOf('\n\n') + 1, text.length - 5];
+    const want = [tokens([5, 6]), tokens([7]), done];
+    expect(await collect(webStream(cut(text, at)))).toEqual(want);
+    expect(await collect(iterable(cut(text, at)))).toEqual(want);
+  });
+
+  it('stops at done: the rest is left unread and a web stream is cancelled', async () => {
+    const after = `${text}${JSON.stringify(tokens([9]))}\n`;
+    const chunks = cut(after, [text.length]);
+    let cancelled = false;
+    expect(await collect(webStream(chunks, () => (cancelled = true)))).toEqual([tokens([5, 6]), tokens([7]), done]);
+    expect(cancelled).toBe(true);
+    const source = iterable(chunks);
+    expect((await collect(source)).at(-1)).toEqual(done);
+    expect(source.pulled).toBe(1);
+  });
+
+  it('ends with one error for a malformed line, a stream without done, or a broken stream', async () => {
+    const malformed = await collect(iterable(cut(`${JSON.stringify(tokens([1]))}\n{"type": tok\n${JSON.stringify(done)}\n`, [])));
+    expect(malformed).toEqual([tokens([1]), { type: 'error', code: 'internal', message: 'pool sent a malformed event' }]);
+
+    const short = await collect(webStream(cut(`${JSON.stringify(tokens([1]))}\n`, [])));
+    expect(short.at(-1)).toEqual({ type: 'error', code: 'internal', message: 'pool stream ended without a done event' });
+
+    const broken = await collect(iterable(cut(`${JSON.stringify(tokens([1]))}\n`, []), new Error('socket hang up')));
+    expect(broken).toHaveLength(2);
+    expect(broken[1]).toMatchObject({ type: 'error', code: 'internal' });
+    expect((broken[1] as { message: string }).message).toMatch(/pool stream broke: .*socket hang up/);
+  });
+});
