@@ -114,7 +114,7 @@ describe('bench-serve', () => {
   });
 
   it("reads a generation's stream to done over one kept-alive client, and reports the pool's refusals", async () => {
-    const body = (id: string) => ({ id, promptIds: [1, 403, 407], maxTokens: 12, sampling: { temperature: 0 }, speculation: 'sssd' as const });
+    const body = (id: string) => ({ id, promptIds: [1, 403, 407], maxTokens: 12, speculation: 'sssd' as const });
     // Back to back, as the bench's workers send them: each reads its own stream to the end.
     const a = await runGeneration(pool.url, pool.token, body('client-a'));
     const b = await runGeneration(pool.url, pool.token, body('client-b'));
