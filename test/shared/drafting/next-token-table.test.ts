@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { logitsOf as vocabLogits } from './logits-of';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { validateDraftTree } from '../../../shared/drafting/draft-tree';
 import { NEXT_TOKEN_CANDIDATES, NextTokenTable, NextTokenTableBuilder } from '../../../shared/drafting/next-token-table';
@@ -7,12 +8,7 @@ import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
 
 const V = 16;
 
-/** Logits whose softmax is `probs` (by token; the rest get a tiny share). */
-function logitsOf(probs: Record<number, number>): Float32Array {
-  const l = new Float32Array(V).fill(-30);
-  for (const [t, p] of Object.entries(probs)) l[Number(t)] = Math.log(p);
-  return l;
-}
+const logitsOf = (probs: Record<number, number>): Float32Array => vocabLogits(probs, V);
 
 describe('NextTokenTableBuilder', () => {
   it("averages the model's distributions over a context's positions, best candidates first", () => {

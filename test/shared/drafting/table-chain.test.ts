@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { logitsOf as vocabLogits } from './logits-of';
 import { createDraftTree, validateDraftTree } from '../../../shared/drafting/draft-tree';
 import { NextTokenTableBuilder, type NextTokenTable } from '../../../shared/drafting/next-token-table';
 import { MAX_CHAIN, draftTableChain } from '../../../shared/drafting/table-chain';
@@ -6,11 +7,7 @@ import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
 
 const V = 16;
 
-function logitsOf(probs: Record<number, number>): Float32Array {
-  const l = new Float32Array(V).fill(-30);
-  for (const [t, p] of Object.entries(probs)) l[Number(t)] = Math.log(p);
-  return l;
-}
+const logitsOf = (probs: Record<number, number>): Float32Array => vocabLogits(probs, V);
 
 /** The text 1 2 3 4 5 6 written twice, the model sure of each next token (0.7) with one runner-up (0.3 on 9). */
 function countingTable(): NextTokenTable {
