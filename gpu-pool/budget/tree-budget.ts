@@ -223,25 +223,29 @@ export class TreeBudget {
     // next steps.) Judged on the rows that drafted: rows the scheduler kept from
     // drafting (resting, unpaid) say nothing about whether drafting pays, and
     // counting them as drafting for nothing switched speculation off for good.
+    // Priced as allocateUniform prices the step: the pass padded to its
+    // longest row, a row that drafted less (or rested) paying for the same
+    // length; where the runner splits passes, rows feeding a prompt next to
+    // decode rows run apart and are left out of both sides.
     let draftedRows = 0;
     for (let r = 0; r < batch; r++) if (rows[r].probs !== null) draftedRows++;
     if (draftedRows === 0) return;
+    let apart = false;
+    if (this.options.splitsPasses === true) for (const row of rows) if (row.chainLength === 1) apart = true;
+    let shaped = 0;
     let maxChain = 0;
-    let sumChain = 0;
     let maxTokens = 0;
-    let totalTokens = 0;
     let gain = 0;
     for (let r = 0; r < batch; r++) {
       const row = rows[r];
+      if (apart && row.chainLength !== 1) continue;
+      shaped++;
       maxChain = Math.max(maxChain, row.chainLength);
-      sumChain += row.chainLength;
-      const t = row.chainLength + out[r];
-      maxTokens = Math.max(maxTokens, t);
-      totalTokens += t;
-      for (let i = 1; i <= out[r]; i++) gain += row.scale * row.probs![i];
+      maxTokens = Math.max(maxTokens, row.chainLength + out[r]);
+      if (row.probs) for (let i = 1; i <= out[r]; i++) gain += row.scale * row.probs[i];
     }
-    const plain = batch / this.stepMs(batch, maxChain, sumChain, maxPast);
-    const spec = (batch + gain) / (this.stepMs(batch, maxTokens, totalTokens, maxPast) + (this.draftMsPerRow(method) ?? 0) * draftedRows);
+    const plain = shaped / this.stepMs(shaped, maxChain, shaped * maxChain, maxPast);
+    const spec = (shaped + gain) / (this.stepMs(shaped, maxTokens, shaped * maxTokens, maxPast) + (this.draftMsPerRow(method) ?? 0) * draftedRows);
     const ratio = this.advantageOf(method).ratio;
     const b = bucketOf(batch);
     ratio[b] = ratio[b] * 0.8 + (spec / plain) * 0.2;
