@@ -230,8 +230,7 @@ export class TreeBudget {
     let draftedRows = 0;
     for (let r = 0; r < batch; r++) if (rows[r].probs !== null) draftedRows++;
     if (draftedRows === 0) return;
-    let apart = false;
-    if (this.options.splitsPasses === true) for (const row of rows) if (row.chainLength === 1) apart = true;
+    const apart = this.promptsRunApart(rows);
     let shaped = 0;
     let maxChain = 0;
     let maxTokens = 0;
@@ -272,8 +271,7 @@ export class TreeBudget {
    */
   allocateUniform(rows: readonly BudgetRow[], out: Int32Array, maxPast = 128): number {
     const batch = rows.length;
-    let apart = false;
-    if (this.options.splitsPasses === true) for (const row of rows) if (row.chainLength === 1) apart = true;
+    const apart = this.promptsRunApart(rows);
     let cap = 0;
     let shaped = 0;
     for (const row of rows) {
@@ -300,6 +298,13 @@ export class TreeBudget {
     }
     for (let r = 0; r < batch; r++) out[r] = Math.min(bestS, rows[r].available);
     return bestS;
+  }
+
+  /** Whether rows feeding a prompt (chainLength > 1) run in a pass apart from the decode rows: the runner splits passes and decode rows are present. */
+  private promptsRunApart(rows: readonly BudgetRow[]): boolean {
+    if (this.options.splitsPasses !== true) return false;
+    for (const row of rows) if (row.chainLength === 1) return true;
+    return false;
   }
 
 }
