@@ -373,16 +373,27 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // acceptance, reading more logits back), which the pass's cost curve does
     // not see, decides; on an H200 with resident keys/values, `pld` ran at
     // 0.82x of `off` at 128 rows without it.
+    const chainTable = this.options.chainTable ?? null;
+    const chainable = chainTable !== null && budget !== null && method === 'sssd' && budget.options.policy === 'marginal';
     let maxPast = 0;
     let lateRows = false;
+    // Whether every row that could draft would chain rather than build its
+    // fused drafter late (lateChain): then the batch is a chains batch, put to
+    // the chains' vote, not the fused drafter's.
+    let allChain = chainable;
     for (let r = 0; r < n; r++) {
-      maxPast = Math.max(maxPast, batch[r].cache!.length);
-      if (!lateRows && this.ranPlainLong(batch[r])) lateRows = true;
+      const gen = batch[r];
+      maxPast = Math.max(maxPast, gen.cache!.length);
+      if (!lateRows && this.ranPlainLong(gen)) lateRows = true;
+      if (allChain && gen.drafter && !this.lateChain(gen)) allChain = false;
     }
     const nearlyFree = budget !== null && n * 4 <= budget.kneeTokens;
     const unvoted = (nearlyFree || !lateRows) && n < GOVERNED_FROM_ROWS;
     const speculate =
-      budget !== null && method !== null && (unvoted || (budget.wantsDrafts(n, method, maxPast) && (governor ? governor.decide(n, method) : true)));
+      !allChain &&
+      budget !== null &&
+      method !== null &&
+      (unvoted || (budget.wantsDrafts(n, method, maxPast) && (governor ? governor.decide(n, method) : true)));
     const cap = budget && speculate ? Math.min(this.maxTreeNodes, budget.draftCap(n, maxPast)) : 0;
     // A batch the fused drafter sits out (too wide, or the vote went against
     // it) speculates with table chains where the governor measures them
@@ -392,14 +403,15 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // 16+ rows on the 2-core CPU: at concurrency 32 and 128, chains of up to
     // 3-4 tokens ran at 1.02-1.12x and 1.24-1.29x of `off` (2.2-2.8 tokens per
     // step), where the pool had decoded plain at 0.87-0.97x (docs/benchmarks.md).
-    const chainTable = this.options.chainTable ?? null;
-    const chains =
-      !speculate &&
-      budget !== null &&
-      chainTable !== null &&
-      method === 'sssd' &&
-      budget.options.policy === 'marginal' &&
-      (governor ? governor.decide(n, CHAIN_METHOD) : true);
+    const chains = !speculate && chainable && (governor ? governor.decide(n, CHAIN_METHOD) : true);
+    // In a step the fused drafter speculates, rows that ran long without it
+    // (they chained, or decoded plain, while the batch was wide) chain rather
+    // than build it late: in the tails of levels at concurrency 32, where
+    // the batch narrows, fused steps of 1-7 rows ran at ~1.2-3.8 tokens/ms
+    // (each late row's first draft indexes its whole context) against ~6
+    // for chains; all rows of a level chaining to their end measured
+    // 1.20-1.32x of `off` against 1.02-1.30x (docs/benchmarks.md).
+    const lateChains = speculate && chainable;
     if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
     while (this.budgetRows.length < n) this.budgetRows.push({ chainLength: 1, available: 0, probs: null, scale: 1 });
 
@@ -438,7 +450,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // Likewise a row whose recent acceptance does not pay for its drafting.
       const unpaid = !probe && cap > 0 && !budget!.rowPaysForDrafting(n, this.expectedAccepted(gen), maxPast, method!);
       if (cap > 0 && gen.drafter && room > 0) gen.skippedDrafts = resting || unpaid ? gen.skippedDrafts + 1 : 0;
-      if (gen.drafter && cap > 0 && room > 0 && !resting && !unpaid) {
+      const chainsHere = chains || (lateChains && this.lateChain(gen));
+      if (gen.drafter && cap > 0 && room > 0 && !resting && !unpaid && !chainsHere) {
         // A lazy drafter's first draft builds it (once per request), and a
         // draft after steps without one takes in the queued tokens: both kept
         // out of the per-step drafting time the budget learns, or each would
@@ -453,7 +466,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         row.probs = tree.probs;
         row.scale = this.probScale(gen.acceptanceKey);
       }
-      if (chains && gen.drafter && gen.request.useDatastore && gen.request.speculation === 'sssd' && room > 0) {
+      if (chainsHere && gen.drafter && gen.request.useDatastore && gen.request.speculation === 'sssd' && room > 0) {
         const k = gen.fillTail(this.chainTail);
         gen.chainTree ??= createDraftTree(CHAIN_NODES + 1);
         const len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(CHAIN_NODES, room), gen.chainTree, gen.chainCoupling);
@@ -698,6 +711,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * falling below 16 rows), speculation by such rows ran 21-33% slower a step
    * than plain decoding.
    */
+  /** A row that chains rather than build its fused drafter now: it ran long without one (see ranPlainLong). */
+  private lateChain(gen: Generation<S>): boolean {
+    return gen.request.speculation === 'sssd' && gen.request.useDatastore && this.ranPlainLong(gen);
+  }
+
   private startsTooLate(gen: Generation<S>): boolean {
     return this.ranPlainLong(gen) && gen.request.maxTokens - gen.output.length < 2 * gen.sequenceLength;
   }

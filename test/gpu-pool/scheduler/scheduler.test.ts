@@ -461,6 +461,45 @@ describe('continuous batching', () => {
       for (let i = 0; i < n; i++) if (i % 4 !== 3) expect(ids(sssd[i])).toEqual(fixtures[i % fixtures.length].output_ids.slice(0, 48));
     });
 
+    it('rows that chained while the batch was wide go on chaining when it narrows, rather than build the fused drafter late', async () => {
+      const table = await fixtureTable();
+      class RecordingGovernor extends SpeculationGovernor {
+        readonly asked: string[] = [];
+        override decide(batch: number, key = 'default'): boolean {
+          this.asked.push(`${batch} ${key}`);
+          return true;
+        }
+      }
+      const governor = new RecordingGovernor();
+      const { s, metrics } = chainScheduler(table, governor);
+      const runFor = (id: string, i: number, maxTokens: number): Promise<PoolEvent[]> => {
+        const c = collect();
+        const f = fixtures[i % fixtures.length];
+        s.submit(generateRequestSchema.parse({ id, promptIds: f.prompt_ids, maxTokens, speculation: 'sssd' }), c.sink);
+        return c.done;
+      };
+      runner.steps = [];
+      // 16 rows end at 48 tokens; the 4 long ones are then alone, having run past 32 tokens on chains.
+      const short = Array.from({ length: 16 }, (_, i) => runFor(`short-chain${i}`, i, 48));
+      const long = Array.from({ length: 4 }, (_, i) => runFor(`long-chain${i}`, 16 + i, 120));
+      const ends = await Promise.all([...short, ...long]);
+      // The narrow batch was put to the chains' vote, never to the fused drafter's.
+
+      const narrow = governor.asked.filter((a) => a.startsWith('4 '));
+      expect(narrow.length).toBeGreaterThan(5);
+      expect(narrow.every((a) => a === `4 ${CHAIN_METHOD}`)).toBe(true);
+      // ...and its steps carried chains: at most CHAIN_NODES draft tokens a row.
+      const narrowSteps = runner.steps.filter((rows) => rows.length === 4);
+      expect(narrowSteps.filter((rows) => rows.some((t) => t > 1)).length).toBeGreaterThan(narrowSteps.length / 2);
+      for (const rows of narrowSteps) expect(Math.max(...rows)).toBeLessThanOrEqual(1 + CHAIN_NODES);
+      expect(await metrics.registry.metrics()).toMatch(/sssd_pool_speculating_steps_total\{drafter="chain"\} [1-9]/);
+      // Lossless: each is the model's greedy continuation.
+      for (let i = 0; i < 20; i++) {
+        const want = fixtures[i % fixtures.length].output_ids.slice(0, i < 16 ? 48 : 120);
+        expect(ids(ends[i]), `request ${i}`).toEqual(want);
+      }
+    });
+
     it("without a table, or where the governor's chain arm loses, a wide batch decodes plain", async () => {
       const table = await fixtureTable();
       class ChainRefusingGovernor extends SpeculationGovernor {
