@@ -702,6 +702,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return gen.drafter !== null && gen.drafter.built === false && gen.output.length > LATE_BUILD_TOKENS;
   }
 
+  /** A row that chains rather than build its fused drafter now: it ran long without one (see ranPlainLong). */
+  private lateChain(gen: Generation<S>): boolean {
+    return gen.request.speculation === 'sssd' && gen.request.useDatastore && this.ranPlainLong(gen);
+  }
+
   /**
    * Whether a row that has not drafted yet should stay plain: one that ran
    * plain for over LATE_BUILD_TOKENS tokens (a batch too wide to speculate)
@@ -711,11 +716,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * falling below 16 rows), speculation by such rows ran 21-33% slower a step
    * than plain decoding.
    */
-  /** A row that chains rather than build its fused drafter now: it ran long without one (see ranPlainLong). */
-  private lateChain(gen: Generation<S>): boolean {
-    return gen.request.speculation === 'sssd' && gen.request.useDatastore && this.ranPlainLong(gen);
-  }
-
   private startsTooLate(gen: Generation<S>): boolean {
     return this.ranPlainLong(gen) && gen.request.maxTokens - gen.output.length < 2 * gen.sequenceLength;
   }
