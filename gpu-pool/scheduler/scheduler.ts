@@ -24,7 +24,7 @@ import { Generation, type Drafter, type GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { createDraftTree } from '../../shared/drafting/draft-tree';
-import { draftTableChain } from '../../shared/drafting/table-chain';
+import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
 import { DepthCalibration } from '../budget/depth-calibration';
 
 /** Batches of at least this many rows speculate only where the governor's measurements say it pays, however cheap the pass makes extra tokens. */
@@ -175,7 +175,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private chainCalibration(key: string): DepthCalibration {
     let c = this.chainCalibrations.get(key);
     if (!c) {
-      c = new DepthCalibration(CHAIN_NODES);
+      c = new DepthCalibration(MAX_CHAIN);
       this.chainCalibrations.set(key, c);
     }
     return c;
@@ -450,7 +450,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // Likewise a row whose recent acceptance does not pay for its drafting.
       const unpaid = !probe && cap > 0 && !budget!.rowPaysForDrafting(n, this.expectedAccepted(gen), maxPast, method!);
       if (cap > 0 && gen.drafter && room > 0) gen.skippedDrafts = resting || unpaid ? gen.skippedDrafts + 1 : 0;
-      const chainsHere = chains || (lateChains && this.lateChain(gen));
+      const chainsHere = chains || (lateChains && (this.lateChain(gen) || this.sampledChain(gen)));
       if (gen.drafter && cap > 0 && room > 0 && !resting && !unpaid && !chainsHere) {
         // A lazy drafter's first draft builds it (once per request), and a
         // draft after steps without one takes in the queued tokens: both kept
@@ -468,12 +468,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       }
       if (chainsHere && gen.drafter && gen.request.useDatastore && gen.request.speculation === 'sssd' && room > 0) {
         const k = gen.fillTail(this.chainTail);
-        gen.chainTree ??= createDraftTree(CHAIN_NODES + 1);
-        const len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(CHAIN_NODES, room), gen.chainTree, gen.chainCoupling);
+        gen.chainTree ??= createDraftTree(MAX_CHAIN + 1);
+        const longest = !chains && this.sampledChain(gen) ? Math.min(MAX_CHAIN, cap) : CHAIN_NODES;
+        const len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(longest, room), gen.chainTree, gen.chainCoupling);
         if (len > 0) {
           gen.tree = gen.chainTree;
           gen.chainStep = true;
-          gen.chainProbs ??= new Float32Array(CHAIN_NODES + 1);
+          gen.chainProbs ??= new Float32Array(MAX_CHAIN + 1);
           gen.chainCalibration ??= this.chainCalibration(gen.chainAcceptanceKey);
           gen.chainCalibration.apply(gen.chainTree.probs, len, gen.chainProbs);
           row.available = len;
@@ -699,7 +700,21 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
 
   /** A row that can draft but has not, past LATE_BUILD_TOKENS output tokens (its drafter was never built). */
   private ranPlainLong(gen: Generation<S>): boolean {
-    return gen.drafter !== null && gen.drafter.built === false && gen.output.length > LATE_BUILD_TOKENS;
+    return gen.drafter !== null && gen.drafter.built === false && gen.output.length > LATE_BUILD_TOKENS && !this.sampledChain(gen);
+  }
+
+  /**
+   * A sampled `sssd` row chains from the table, up to MAX_CHAIN tokens, in
+   * steps where the fused drafter drafts for greedy rows (it never builds
+   * its own). On dev-sessions' sampled requests as served (eval-drafts),
+   * table chains had τ 2.08 / 2.55 / 2.89 at 2 / 4 / 8 nodes against 1.96 /
+   * 2.39 / 2.85 for the fused tree, for 3-8 µs of drafting a step against
+   * 10-22; served alone, sampled requests went from 1.51x to 1.85x of `off`
+   * at concurrency 1 and from 1.15x to 1.49x at 8 (docs/benchmarks.md,
+   * "Sampled rows chain").
+   */
+  private sampledChain(gen: Generation<S>): boolean {
+    return this.options.chainTable != null && gen.request.speculation === 'sssd' && gen.request.useDatastore && gen.request.sampling.temperature > 0;
   }
 
   /** A row that chains rather than build its fused drafter now: it ran long without one (see ranPlainLong). */

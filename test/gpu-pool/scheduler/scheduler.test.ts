@@ -500,6 +500,32 @@ describe('continuous batching', () => {
       }
     });
 
+    it('a sampled row chains from the table beside a greedy row on the fused drafter, and samples what the model samples', async () => {
+      const table = await fixtureTable();
+      const { s } = chainScheduler(table);
+      const open = (id: string, i: number, speculation: 'off' | 'sssd', sampled: boolean) => {
+        const c = collect();
+        const f = fixtures[i % fixtures.length];
+        const gen = s.submit(
+          generateRequestSchema.parse({ id, promptIds: f.prompt_ids, maxTokens: 48, speculation, ...(sampled ? { sampling: { temperature: 0.8, seed: 900 + i } } : {}) }),
+          c.sink,
+        );
+        return { gen, done: c.done };
+      };
+      const usage = (events: PoolEvent[]) => (events.at(-1) as Extract<PoolEvent, { type: 'done' }>).usage.speculation;
+      const greedy = open('greedy-beside', 0, 'sssd', false);
+      const sampled = open('sampled-chains', 1, 'sssd', true);
+      const [greedyEvents, sampledEvents] = await Promise.all([greedy.done, sampled.done]);
+      // The sampled row drafted (and had drafts accepted) without ever building its fused drafter; the greedy row built it.
+      expect(usage(sampledEvents).drafts).toBeGreaterThan(0);
+      expect(usage(sampledEvents).acceptedTokens).toBeGreaterThan(0);
+      expect(sampled.gen.drafter?.built).toBe(false);
+      expect(greedy.gen.drafter?.built).toBe(true);
+      expect(ids(greedyEvents)).toEqual(fixtures[0].output_ids.slice(0, 48));
+      // The same seed without speculation: token for token.
+      expect(ids(await open('sampled-off', 1, 'off', true).done)).toEqual(ids(sampledEvents));
+    });
+
     it("without a table, or where the governor's chain arm loses, a wide batch decodes plain", async () => {
       const table = await fixtureTable();
       class ChainRefusingGovernor extends SpeculationGovernor {
