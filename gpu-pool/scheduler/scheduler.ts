@@ -410,7 +410,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // the batch narrows, fused steps of 1-7 rows ran at ~1.2-3.8 tokens/ms
     // (each late row's first draft indexes its whole context) against ~6
     // for chains; all rows of a level chaining to their end measured
-    // 1.20-1.32x of `off` against 1.02-1.30x (docs/benchmarks.md).
+    // 1.20-1.32x of `off` against 1.02-1.30x (docs/benchmarks.md). Sampled
+    // rows chain in such steps too (sampledChain).
     const lateChains = speculate && chainable;
     if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
     while (this.budgetRows.length < n) this.budgetRows.push({ chainLength: 1, available: 0, probs: null, scale: 1 });
