@@ -467,7 +467,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         row.probs = tree.probs;
         row.scale = this.probScale(gen.acceptanceKey);
       }
-      if (chainsHere && gen.drafter && gen.request.useDatastore && gen.request.speculation === 'sssd' && room > 0) {
+      if (chainsHere && gen.drafter && this.canChain(gen) && room > 0) {
         const k = gen.fillTail(this.chainTail);
         gen.chainTree ??= createDraftTree(MAX_CHAIN + 1);
         const longest = !chains && this.sampledChain(gen) ? Math.min(MAX_CHAIN, cap) : CHAIN_NODES;
@@ -699,7 +699,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return best;
   }
 
-  /** A row that can draft but has not, past LATE_BUILD_TOKENS output tokens (its drafter was never built). */
+  /**
+   * A row that can draft but has not, past LATE_BUILD_TOKENS output tokens
+   * (its drafter was never built). A sampled row that chains by design
+   * (sampledChain) never builds it and is not such a row.
+   */
   private ranPlainLong(gen: Generation<S>): boolean {
     return gen.drafter !== null && gen.drafter.built === false && gen.output.length > LATE_BUILD_TOKENS && !this.sampledChain(gen);
   }
@@ -715,12 +719,17 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * "Sampled rows chain").
    */
   private sampledChain(gen: Generation<S>): boolean {
-    return this.options.chainTable != null && gen.request.speculation === 'sssd' && gen.request.useDatastore && gen.request.sampling.temperature > 0;
+    return this.options.chainTable != null && this.canChain(gen) && gen.request.sampling.temperature > 0;
   }
 
   /** A row that chains rather than build its fused drafter now: it ran long without one (see ranPlainLong). */
   private lateChain(gen: Generation<S>): boolean {
-    return gen.request.speculation === 'sssd' && gen.request.useDatastore && this.ranPlainLong(gen);
+    return this.canChain(gen) && this.ranPlainLong(gen);
+  }
+
+  /** Whether a row may draft table chains at all: `sssd` rows that use the datastore (the table is its sidecar). */
+  private canChain(gen: Generation<S>): boolean {
+    return gen.request.speculation === 'sssd' && gen.request.useDatastore;
   }
 
   /**
