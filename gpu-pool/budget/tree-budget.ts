@@ -89,6 +89,9 @@ export class TreeBudget {
     return a;
   }
 
+  /** The shape allocateUniform chose last (the rows it sized, their longest chain, the padded length, the expected gain): what allocate's advantage record prices. */
+  private readonly chosen = { shaped: 0, maxChain: 0, maxTokens: 0, gain: 0 };
+
   /** The I_knee of the static rule, from the calibrated curve (fixed with it; asked several times a step). */
   readonly kneeTokens: number;
   /** Batches of at least this many rows draft only where a second token per row is nearly free (see wantsDrafts). */
@@ -223,26 +226,15 @@ export class TreeBudget {
     // next steps.) Judged on the rows that drafted: rows the scheduler kept from
     // drafting (resting, unpaid) say nothing about whether drafting pays, and
     // counting them as drafting for nothing switched speculation off for good.
-    // Priced as allocateUniform prices the step: the pass padded to its
-    // longest row, a row that drafted less (or rested) paying for the same
-    // length; where the runner splits passes, rows feeding a prompt next to
-    // decode rows run apart and are left out of both sides.
+    // Priced as allocateUniform priced the step it chose (the same shape, not
+    // recomputed): the pass padded to its longest row, a row that drafted
+    // less (or rested) paying for the same length; where the runner splits
+    // passes, rows feeding a prompt next to decode rows run apart and are
+    // left out of both sides.
     let draftedRows = 0;
     for (let r = 0; r < batch; r++) if (rows[r].probs !== null) draftedRows++;
     if (draftedRows === 0) return;
-    const apart = this.promptsRunApart(rows);
-    let shaped = 0;
-    let maxChain = 0;
-    let maxTokens = 0;
-    let gain = 0;
-    for (let r = 0; r < batch; r++) {
-      const row = rows[r];
-      if (apart && row.chainLength !== 1) continue;
-      shaped++;
-      maxChain = Math.max(maxChain, row.chainLength);
-      maxTokens = Math.max(maxTokens, row.chainLength + out[r]);
-      if (row.probs) for (let i = 1; i <= out[r]; i++) gain += row.scale * row.probs[i];
-    }
+    const { shaped, maxChain, maxTokens, gain } = this.chosen;
     const plain = shaped / this.stepMs(shaped, maxChain, shaped * maxChain, maxPast);
     const spec = (shaped + gain) / (this.stepMs(shaped, maxTokens, shaped * maxTokens, maxPast) + (this.draftMsPerRow(method) ?? 0) * draftedRows);
     const ratio = this.advantageOf(method).ratio;
@@ -282,6 +274,8 @@ export class TreeBudget {
     let bestS = 0;
     let bestRate = -1;
     let gain = 0;
+    const chosen = this.chosen;
+    chosen.shaped = shaped;
     for (let s = 0; s <= cap; s++) {
       let maxTokens = 0;
       for (let r = 0; r < batch; r++) {
@@ -290,10 +284,13 @@ export class TreeBudget {
         if (s > 0 && s <= row.available && row.probs) gain += row.scale * row.probs[s];
         maxTokens = Math.max(maxTokens, row.chainLength + Math.min(s, row.available));
       }
+      if (s === 0) chosen.maxChain = maxTokens;
       const rate = (shaped + gain) / this.stepMs(shaped, maxTokens, shaped * maxTokens, maxPast);
       if (rate > bestRate * 1.0005) {
         bestRate = rate;
         bestS = s;
+        chosen.maxTokens = maxTokens;
+        chosen.gain = gain;
       }
     }
     for (let r = 0; r < batch; r++) out[r] = Math.min(bestS, rows[r].available);
