@@ -6,6 +6,9 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FinishReason } from '../../shared/protocol';
 
+/** Where the scheduler's time goes (`sssd_pool_phase_seconds_total{phase}`). */
+export type SchedulerPhase = 'draft' | 'forward' | 'accept' | 'between' | 'idle';
+
 /** Positions tracked by the per-position acceptance counter. */
 export const MAX_TRACKED_POSITIONS = 32;
 const WINDOW_BUCKET_MS = 100;
@@ -28,6 +31,8 @@ export class PoolMetrics {
   readonly tokensPerSecond: Gauge;
   readonly rejected: Counter<'reason'>;
   readonly phaseSeconds: Counter<'phase'>;
+  /** `phaseSeconds` per phase, bound once: a step adds to four of them. */
+  readonly phase: Readonly<Record<SchedulerPhase, { inc(seconds: number): void }>>;
   readonly trieHints: Counter;
   readonly triePushes: Counter<'result'>;
   /** Steps that carried drafts, by drafter: `tree` (the request's fused drafter) or `chain` (the next-token table's chains, wide batches). */
@@ -106,12 +111,23 @@ export class PoolMetrics {
       registers,
     });
     this.tokensPerSecond = new Gauge({ name: 'sssd_pool_generation_tokens_per_second', help: 'Generated tokens per second over the last 10 s.', registers });
+    // collect() runs with the counter as `this`.
+    const metrics = this;
     this.phaseSeconds = new Counter({
       name: 'sssd_pool_phase_seconds_total',
-      help: 'Time spent per scheduler phase: draft (drafting + budget), forward (runner.step), accept (verification + streaming).',
+      help:
+        'Time spent per scheduler phase: draft (drafting + budget), forward (runner.step), accept (verification, events queued), ' +
+        'between (after a step: event writes flushed, HTTP requests handled), idle (no generation running).',
       labelNames: ['phase'],
       registers,
+      // A scrape during a long idle stretch counts it up to now.
+      collect() {
+        if (metrics.idleSince !== null) metrics.endIdle(performance.now(), true);
+      },
     });
+    const phaseCounter = this.phaseSeconds;
+    const bind = (phase: SchedulerPhase): { inc(seconds: number): void } => phaseCounter.labels(phase);
+    this.phase = { draft: bind('draft'), forward: bind('forward'), accept: bind('accept'), between: bind('between'), idle: bind('idle') };
     this.rejected = new Counter({ name: 'sssd_pool_rejected_requests_total', help: 'Requests refused at admission.', labelNames: ['reason'], registers });
     this.trieHints = new Counter({
       name: 'sssd_pool_trie_exhausted_total',
@@ -138,6 +154,21 @@ export class PoolMetrics {
 
   recordFinished(reason: FinishReason): void {
     this.requestsByReason.inc({ finished_reason: reason });
+  }
+
+  /** When the scheduler's loop last stopped for want of work (null while it runs). */
+  private idleSince: number | null = null;
+
+  /** The scheduler's loop stopped: nothing is running or queued. */
+  startIdle(now: number): void {
+    this.idleSince = now;
+  }
+
+  /** Work arrived (or a scrape came, `stillIdle`): the idle stretch so far goes into `phase="idle"`. */
+  endIdle(now: number, stillIdle = false): void {
+    if (this.idleSince === null) return;
+    this.phase.idle.inc(Math.max(0, now - this.idleSince) / 1000);
+    this.idleSince = stillIdle ? now : null;
   }
 
   /** Once per step: fold per-position counts into the labelled counter and update the rate window. */

@@ -133,6 +133,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.maxTreeNodes = options.maxTreeNodes ?? 64;
     this.verifier = new TreeVerifier(runner.config.vocabSize, runner.config.contextLength + this.maxTreeNodes + 2);
     this.eos = new Set(runner.config.eosIds);
+    // Until the first request the pool is idle too: the phases then add up to its uptime.
+    options.metrics.startIdle(performance.now());
   }
 
   get contextLength(): number {
@@ -280,6 +282,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /** Starts the loop if it is idle (it ends itself when nothing is left to run). */
   private kick(): void {
     if (!this.running) {
+      this.options.metrics.endIdle(performance.now());
       this.running = true;
       this.loopDone = this.loop();
     }
@@ -292,6 +295,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       if (this.active.length === 0 && (this.closed || this.queue.length === 0)) {
         // Cleared in the same synchronous turn as the check, so kick() never misses a submit.
         this.running = false;
+        this.options.metrics.startIdle(performance.now());
         return;
       }
       if (this.active.length === 0) continue;
@@ -304,8 +308,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       }
       const t1 = performance.now();
       this.options.metrics.stepSeconds.observe((t1 - t0) / 1000);
-      // Let HTTP handlers (new requests, cancels, tries) run between steps.
+      // Let HTTP handlers (new requests, cancels, tries) run between steps;
+      // the step's events are written to their sockets here too.
       await new Promise<void>((resolve) => setImmediate(resolve));
+      this.options.metrics.phase.between.inc((performance.now() - t1) / 1000);
       // The governor judges whole cycles: streaming and request handling
       // included. Building a request's drafter (once, at its first draft) is
       // charged to speculating cycles at its running mean rather than in one
@@ -542,7 +548,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // 4. One forward pass for the whole batch.
     const { metrics } = this.options;
     const drafted = performance.now();
-    metrics.phaseSeconds.inc({ phase: 'draft' }, (drafted - started) / 1000);
+    metrics.phase.draft.inc((drafted - started) / 1000);
     // Only steady drafting is learnt from: a step that drafts after steps that
     // did not finds the drafters' memory cold and cost ~2.5x as much per row
     // (0.1 ms vs 0.04), and learning that kept the budget from drafting at
@@ -558,7 +564,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     metrics.stepTokens.observe(totalTokens);
     const result = await this.runner.step(inputs);
     const forwarded = performance.now();
-    metrics.phaseSeconds.inc({ phase: 'forward' }, (forwarded - drafted) / 1000);
+    metrics.phase.forward.inc((forwarded - drafted) / 1000);
     this.steps++;
 
     // 5. Accept, commit, stream, retire.
@@ -672,7 +678,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       if (stepAccepted > 0) metrics.numAcceptedTokens.inc(stepAccepted);
     }
     const end = performance.now();
-    metrics.phaseSeconds.inc({ phase: 'accept' }, (end - forwarded) / 1000);
+    metrics.phase.accept.inc((end - forwarded) / 1000);
     metrics.endStep(end, generated);
     budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
     if (chains && chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill };

@@ -320,6 +320,37 @@ describe('continuous batching', () => {
     expect(done.usage.speculation.steps).toBeLessThan(done.usage.completionTokens);
   });
 
+
+  it("accounts the pool's time by phase, idle and between steps included, adding up to its uptime", async () => {
+    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    const metrics = new PoolMetrics();
+    const born = performance.now();
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+      metrics,
+      createDrafter: drafterFactory(null),
+    });
+    const phases = async (): Promise<Record<string, number>> =>
+      Object.fromEntries((await metrics.phaseSeconds.get()).values.map((v) => [String(v.labels.phase), v.value]));
+    await sleep(40);
+    // A scrape while nothing ever ran: the wait so far is idle time.
+    const before = await phases();
+    expect(before.idle).toBeGreaterThanOrEqual(0.035);
+    const c = collect();
+    s.submit(generateRequestSchema.parse({ id: 'phases', promptIds: REPEATING_PROMPT, maxTokens: 40, speculation: 'context' }), c.sink);
+    await c.done;
+    await sleep(40);
+    const after = await phases();
+    for (const phase of ['draft', 'forward', 'accept', 'between']) expect(after[phase], phase).toBeGreaterThan(0);
+    // The wait after the request is idle time too, though no request ended it.
+    expect(after.idle - before.idle).toBeGreaterThanOrEqual(0.035);
+    const uptime = (performance.now() - born) / 1000;
+    const sum = Object.values(after).reduce((a, b) => a + b, 0);
+    // Only the loop's own bookkeeping between the counted stretches is missing.
+    expect(sum).toBeLessThanOrEqual(uptime);
+    expect(sum).toBeGreaterThan(uptime * 0.85);
+  });
   describe('edge tries', () => {
     const prompt = [1, 403, 407, 261, 378, 432, 383];
     /** A chain trie rooted at `root` predicting `next` (p = 1 each), base64. */
