@@ -426,6 +426,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     let draftedRows = 0;
     let buildMs = 0;
     let chained = 0;
+    // Time spent chaining beside fused trees (late and sampled rows): not the fused drafter's cost.
+    let chainMs = 0;
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
       gen.chainStep = false;
@@ -474,6 +476,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         row.scale = this.probScale(gen.acceptanceKey);
       }
       if (chainsHere && gen.drafter && this.canChain(gen) && room > 0) {
+        const chainStarted = chains ? 0 : performance.now();
         const k = gen.fillTail(this.chainTail);
         gen.chainTree ??= createDraftTree(MAX_CHAIN + 1);
         const longest = !chains && this.sampledChain(gen) ? Math.min(MAX_CHAIN, cap) : CHAIN_NODES;
@@ -489,6 +492,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
           row.scale = 1;
           chained++;
         }
+        if (!chains) chainMs += performance.now() - chainStarted;
       }
     }
 
@@ -558,7 +562,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // it, an estimate set too high kept rows from drafting, and only steady
     // drafting could lower it (a run at concurrency 4 stayed at 1.07x with the
     // estimate at 1.7 ms per row; drafting steadily costs ~0.06).
-    if (cap > 0 && method) budget?.observeDraft(draftedRows, drafted - started - buildMs, method, !this.draftedLastStep);
+    if (cap > 0 && method) budget?.observeDraft(draftedRows, drafted - started - buildMs - chainMs, method, !this.draftedLastStep);
     this.draftedLastStep = cap > 0 && draftedRows > 0;
     metrics.batchSize.observe(n);
     metrics.stepTokens.observe(totalTokens);

@@ -557,6 +557,38 @@ describe('continuous batching', () => {
       expect(ids(await open('sampled-off', 1, 'off', true).done)).toEqual(ids(sampledEvents));
     });
 
+    it("does not charge the chains drafted beside fused trees to the fused drafter's cost per row", async () => {
+      const table = await fixtureTable();
+      // Every table lookup takes 4 ms: a chain's time would swamp a fused tree's (~0.05 ms a row).
+      const lookup = table.lookup.bind(table);
+      table.lookup = (tokens, end, atMost) => {
+        const until = performance.now() + 4;
+        while (performance.now() < until);
+        return lookup(tokens, end, atMost);
+      };
+      class RecordingBudget extends TreeBudget {
+        readonly perRowMs: number[] = [];
+        override observeDraft(rows: number, ms: number, method = 'default', cold = false): void {
+          if (rows > 0 && method === 'sssd') this.perRowMs.push(ms / rows);
+          super.observeDraft(rows, ms, method, cold);
+        }
+      }
+      const budget = new RecordingBudget(cpuLike, { policy: 'marginal', maxNodes: 16 });
+      const s = new Scheduler(runner, {
+        limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 1_000_000 },
+        budget,
+        metrics: new PoolMetrics(),
+        createDrafter: drafterFactory(null),
+        chainTable: table,
+      });
+      const [, sampledEvents] = await Promise.all([run(s, 'fused-beside', 0, 'sssd', false), run(s, 'chained-beside', 1, 'sssd', true)]);
+      // The sampled row chained in steps where the greedy row drafted its fused tree...
+      expect((sampledEvents.at(-1) as Extract<PoolEvent, { type: 'done' }>).usage.speculation.drafts).toBeGreaterThan(0);
+      expect(budget.perRowMs.length).toBeGreaterThan(3);
+      // ...and none of those steps charged its ≥ 4 ms chains to the fused drafter.
+      expect(Math.max(...budget.perRowMs)).toBeLessThan(3);
+    });
+
     it("without a table, or where the governor's chain arm loses, a wide batch decodes plain", async () => {
       const table = await fixtureTable();
       class ChainRefusingGovernor extends SpeculationGovernor {
