@@ -120,7 +120,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly acceptance = new Map<string, { predicted: number; observed: number }>();
 
   // Per-step scratch, grown with the batch.
-  private budgetRows: BudgetRow[] = [];
+  private readonly budgetRowPool: BudgetRow[] = [];
+  private readonly budgetRows: BudgetRow[] = [];
   private allocation = new Int32Array(64);
   private inputs: StepInput<S>[] = [];
   /** The last context tokens of the row being chained (a table key spans at most 8). */
@@ -420,7 +421,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // rows chain in such steps too (sampledChain).
     const lateChains = speculate && chainable;
     if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
-    while (this.budgetRows.length < n) this.budgetRows.push({ chainLength: 1, available: 0, probs: null, scale: 1 });
+    // The budget reads this step's rows (their count too) from budgetRows:
+    // pooled row objects, no per-step allocation.
+    while (this.budgetRowPool.length < n) this.budgetRowPool.push({ chainLength: 1, available: 0, probs: null, scale: 1 });
+    if (this.budgetRows.length !== n) {
+      this.budgetRows.length = 0;
+      for (let r = 0; r < n; r++) this.budgetRows.push(this.budgetRowPool[r]);
+    }
 
     // 1. Draft.
     let draftedRows = 0;
@@ -498,8 +505,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
 
     // 2. Budget.
     const alloc = this.allocation;
-    if (budget && speculate) budget.allocate(this.budgetRows.slice(0, n), alloc, maxPast, method!);
-    else if (budget && chained > 0) budget.allocate(this.budgetRows.slice(0, n), alloc, maxPast, CHAIN_METHOD);
+    if (budget && speculate) budget.allocate(this.budgetRows, alloc, maxPast, method!);
+    else if (budget && chained > 0) budget.allocate(this.budgetRows, alloc, maxPast, CHAIN_METHOD);
     else alloc.fill(0, 0, n);
 
     // 3. Build rows: chain (pending tokens), then the allocated tree prefix under the chain's last token.
