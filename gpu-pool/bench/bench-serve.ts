@@ -18,9 +18,11 @@
  */
 import cliProgress from 'cli-progress';
 import { speculationMethods, type PoolInfo, type SpeculationMethod } from '../../shared/protocol';
+import { SCHEDULER_PHASES } from '../metrics/pool-metrics';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { startBenchEdge } from './edge-emulator-thread';
 import { quantile } from './latency-stats';
+import { addPhaseDelta, readPoolPhases, zeroPhases, type PhaseSeconds } from './pool-phases';
 import { runGeneration, type TimedGeneration } from './pool-stream-client';
 import type { WorkloadRequest } from './workload';
 
@@ -60,6 +62,13 @@ export interface MethodResult {
   speedupVsOff?: number;
   /** The same ratio for each replay of the level (with `repeats` > 1). */
   speedupVsOffRuns?: number[];
+  /**
+   * The pool's seconds by scheduler phase over this method's measured rounds
+   * (its `/metrics`, read before and after each round; absent where the pool
+   * does not expose them). With nothing else on the pool they add up to
+   * `wallSeconds`.
+   */
+  poolSeconds?: PhaseSeconds;
 }
 
 interface Prepared {
@@ -131,6 +140,10 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       }
       const runsOf = new Map<SpeculationMethod, TimedGeneration[]>();
       for (const m of opts.methods) runsOf.set(m, []);
+      // Read around each round, outside its timing; one failed read and the level reports none.
+      const phasesOf = new Map<SpeculationMethod, PhaseSeconds>();
+      for (const m of opts.methods) phasesOf.set(m, zeroPhases());
+      let phasesRead = true;
       const repeats = Math.max(1, opts.repeats ?? 1);
       /** Output tokens and wall seconds per replay and method. */
       const perReplay = Array.from({ length: repeats }, () => new Map<SpeculationMethod, { tokens: number; wall: number }>());
@@ -145,6 +158,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
           const round = requests.slice(start, start + roundSize);
           const order = opts.methods.map((_, i) => opts.methods[(i + turn) % opts.methods.length]);
           for (const method of order) {
+            const before = phasesRead ? await readPoolPhases(opts.poolUrl, opts.token) : null;
             const t0 = performance.now();
             const runs = await replay(round, concurrency, async (p) => {
               const playEdge = edge !== null && method === 'sssd' && !p.repeat;
@@ -156,6 +170,9 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
               return r;
             });
             const wall = (performance.now() - t0) / 1000;
+            const after = before ? await readPoolPhases(opts.poolUrl, opts.token) : null;
+            if (before && after) addPhaseDelta(phasesOf.get(method)!, before, after);
+            else phasesRead = false;
             runsOf.get(method)!.push(...runs);
             const figures = perReplay[replayIndex].get(method) ?? { tokens: 0, wall: 0 };
             figures.wall += wall;
@@ -168,7 +185,9 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       for (const method of opts.methods) {
         // The level's wall time for a method: the sum of its replays'.
         const wall = perReplay.reduce((s, m) => s + (m.get(method)?.wall ?? 0), 0);
-        results.push(summarise(concurrency, method, runsOf.get(method)!, wall));
+        const result = summarise(concurrency, method, runsOf.get(method)!, wall);
+        if (phasesRead) result.poolSeconds = phasesOf.get(method);
+        results.push(result);
       }
       const off = results.find((r) => r.concurrency === concurrency && r.method === 'off');
       if (off) {
@@ -250,6 +269,24 @@ export function formatTable(results: readonly MethodResult[]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+/** Where the pool's time went per output token, by scheduler phase (µs): rows with `poolSeconds` only. */
+export function formatPhaseTable(results: readonly MethodResult[]): string {
+  const head = ['conc', 'method', ...SCHEDULER_PHASES, 'total', 'busy'];
+  const rows = results
+    .filter((r) => r.poolSeconds && r.outputTokens > 0)
+    .map((r) => {
+      const p = r.poolSeconds!;
+      const total = SCHEDULER_PHASES.reduce((sum, k) => sum + p[k], 0);
+      const perToken = (seconds: number): string => ((seconds / r.outputTokens) * 1e6).toFixed(1);
+      // Busy: the share of the pool's time with a generation running.
+      return [String(r.concurrency), r.method, ...SCHEDULER_PHASES.map((k) => perToken(p[k])), perToken(total), total > 0 ? `${((1 - p.idle / total) * 100).toFixed(0)}%` : '-'];
+    });
+  if (rows.length === 0) return '(the pool exposed no phase counters)';
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  return ['pool µs per output token, by scheduler phase', line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
 export function parseMethods(list: string): SpeculationMethod[] {

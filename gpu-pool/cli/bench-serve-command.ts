@@ -3,7 +3,7 @@
  * against a running pool. Token from --token or SSSD_POOL_TOKEN.
  */
 import type { Command } from 'commander';
-import { benchServe, formatTable, parseMethods } from '../bench/bench-serve';
+import { benchServe, formatPhaseTable, formatTable, parseMethods } from '../bench/bench-serve';
 import { loadWorkload } from '../bench/workload';
 import { CliError } from './cli-error';
 import { parseNumberFlag, parseNumberList } from './number-flags';
@@ -16,6 +16,7 @@ interface BenchServeFlags {
   limit: string;
   repeat: string;
   json?: boolean;
+  phases?: boolean;
   token?: string;
   datastore: boolean;
   edge: boolean;
@@ -35,6 +36,7 @@ export function register(program: Command): void {
     .option('--no-edge', 'do not play the edge for sssd (no per-user caches, no shipped tries)')
     .option('--token <token>', 'bearer token (default $SSSD_POOL_TOKEN)')
     .option('--json', 'print the results as JSON')
+    .option('--phases', "also print where the pool's time went per output token, by scheduler phase (from its /metrics)")
     .action(async (flags: BenchServeFlags) => {
       const concurrencies = parseNumberList('--concurrency', flags.concurrency, { integer: true, min: 1 });
       const limit = parseNumberFlag('--limit', flags.limit, { integer: true, min: 1 })!;
@@ -72,6 +74,7 @@ export function register(program: Command): void {
       if (flags.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
       else {
         process.stdout.write(formatTable(results) + '\n');
+        if (flags.phases) process.stdout.write(formatPhaseTable(results) + '\n');
         process.stdout.write(`(${workload.length} workload requests, ${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
       }
     });

@@ -6,8 +6,10 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FinishReason } from '../../shared/protocol';
 
-/** Where the scheduler's time goes (`sssd_pool_phase_seconds_total{phase}`). */
-export type SchedulerPhase = 'draft' | 'forward' | 'accept' | 'between' | 'idle';
+/** Where the scheduler's time goes (`sssd_pool_phase_seconds_total{phase}`), in the order of a step. */
+export const SCHEDULER_PHASES = ['draft', 'forward', 'accept', 'between', 'idle'] as const;
+export type SchedulerPhase = (typeof SCHEDULER_PHASES)[number];
+export const PHASE_SECONDS_METRIC = 'sssd_pool_phase_seconds_total';
 
 /** Positions tracked by the per-position acceptance counter. */
 export const MAX_TRACKED_POSITIONS = 32;
@@ -114,7 +116,7 @@ export class PoolMetrics {
     // collect() runs with the counter as `this`.
     const metrics = this;
     this.phaseSeconds = new Counter({
-      name: 'sssd_pool_phase_seconds_total',
+      name: PHASE_SECONDS_METRIC,
       help:
         'Time spent per scheduler phase: draft (drafting + budget), forward (runner.step), accept (verification, events queued), ' +
         'between (after a step: event writes flushed, HTTP requests handled), idle (no generation running).',

@@ -44,7 +44,17 @@ describe('bench-serve', () => {
       expect(r.ttftMedianMs).toBeGreaterThan(0);
       expect(r.ttftP99Ms).toBeGreaterThanOrEqual(r.ttftMedianMs);
       expect(r.speedupVsOff).toBeDefined();
+      // Where the pool's time went in this method's rounds: the pass ran, and
+      // the phases account for about the rounds' wall time (the reads of
+      // /metrics around each round are in the phases, not in the wall).
+      const p = r.poolSeconds!;
+      expect(p.forward).toBeGreaterThan(0);
+      expect(p.between).toBeGreaterThan(0);
+      const total = p.draft + p.forward + p.accept + p.between + p.idle;
+      expect(total).toBeGreaterThan(r.wallSeconds * 0.8);
+      expect(total).toBeLessThan(r.wallSeconds * 1.5 + 0.05);
     }
+    expect(results.find((r) => r.method === 'sssd')!.poolSeconds!.draft).toBeGreaterThan(0);
     const off = results.filter((r) => r.method === 'off');
     for (const r of off) {
       expect(r.meanAcceptanceLength).toBe(1);
