@@ -39,6 +39,8 @@ export interface BenchServeOptions {
   useDatastore: boolean;
   /** Play the edge for `sssd` (per-user caches, shipped tries); default true. */
   edgeTries?: boolean;
+  /** Read the pool's phase counters around each round (MethodResult.poolSeconds); default false. */
+  phases?: boolean;
   progress: boolean;
 }
 
@@ -63,10 +65,10 @@ export interface MethodResult {
   /** The same ratio for each replay of the level (with `repeats` > 1). */
   speedupVsOffRuns?: number[];
   /**
-   * The pool's seconds by scheduler phase over this method's measured rounds
-   * (its `/metrics`, read before and after each round; absent where the pool
-   * does not expose them). With nothing else on the pool they add up to
-   * `wallSeconds`.
+   * With `phases`: the pool's seconds by scheduler phase over this method's
+   * measured rounds (its `/metrics`, read before and after each round, outside
+   * their timing; absent where the pool does not expose them). With nothing
+   * else on the pool they add up to about `wallSeconds`.
    */
   poolSeconds?: PhaseSeconds;
 }
@@ -143,7 +145,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       // Read around each round, outside its timing; one failed read and the level reports none.
       const phasesOf = new Map<SpeculationMethod, PhaseSeconds>();
       for (const m of opts.methods) phasesOf.set(m, zeroPhases());
-      let phasesRead = true;
+      let phasesRead = opts.phases === true;
       const repeats = Math.max(1, opts.repeats ?? 1);
       /** Output tokens and wall seconds per replay and method. */
       const perReplay = Array.from({ length: repeats }, () => new Map<SpeculationMethod, { tokens: number; wall: number }>());

@@ -67,6 +67,7 @@ export function register(program: Command): void {
         repeats,
         useDatastore: flags.datastore,
         edgeTries: flags.edge,
+        phases: flags.phases === true || flags.json === true,
         progress: !flags.json && process.stderr.isTTY === true,
       }).catch((err: Error) => {
         throw new CliError(`bench-serve: ${err.message}`);

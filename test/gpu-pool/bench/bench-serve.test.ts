@@ -33,6 +33,7 @@ describe('bench-serve', () => {
       limit: 6,
       useDatastore: true,
       progress: false,
+      phases: true,
     });
     expect(results.map((r) => `${r.concurrency}/${r.method}`)).toEqual(['1/off', '1/sssd', '4/off', '4/sssd']);
     for (const r of results) {
@@ -69,7 +70,7 @@ describe('bench-serve', () => {
     const cli = path.join(repoRoot, 'bin/sssd.mjs');
     const { stdout } = await run(
       process.execPath,
-      [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off,pld', '--limit', '2', '--repeat', '3'],
+      [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off,pld', '--limit', '2', '--repeat', '3', '--phases'],
       { env: { ...process.env, SSSD_POOL_TOKEN: pool.token } },
     );
     // 3 replays of 8 requests (4 × the concurrency); the table gains a column with the range of the per-replay ratios.
@@ -77,6 +78,11 @@ describe('bench-serve', () => {
     const lines = stdout.split('\n');
     expect(lines.find((l) => /^2\s+off\s/.test(l))).toMatch(/\s24\s+0\s+\d+\s+1\.00x\s+1\.00-1\.00x\s/);
     expect(lines.find((l) => /^2\s+pld\s/.test(l))).toMatch(/\s24\s+0\s+\d+\s+\d\.\d\dx\s+\d\.\d\d-\d\.\d\dx\s/);
+    // --phases: a second table, µs per output token by phase, then the total and the pool's busy share.
+    const phaseHead = lines.findIndex((l) => l.startsWith('pool µs per output token'));
+    expect(phaseHead).toBeGreaterThan(0);
+    expect(lines[phaseHead + 1]).toMatch(/^conc\s+method\s+draft\s+forward\s+accept\s+between\s+idle\s+total\s+busy$/);
+    expect(lines.slice(phaseHead).find((l) => /^2\s+off\s/.test(l))).toMatch(/^2\s+off(\s+\d+\.\d){6}\s+\d+%$/);
 
     const workload = (await loadWorkload(workloads.devSessions)).slice(0, 4).map((r) => ({ ...r, max_tokens: Math.min(r.max_tokens, 24) }));
     const results = await benchServe({
@@ -93,6 +99,8 @@ describe('bench-serve', () => {
     const [off, sssd] = results;
     // Every replay runs the level's requests again: twice the requests, twice the tokens of one replay.
     expect(off.requests).toBe(8);
+    // Not asked for: no reads of the pool's counters between rounds.
+    expect(off.poolSeconds).toBeUndefined();
     expect(sssd.outputTokens).toBe(off.outputTokens);
     expect(off.speedupVsOffRuns).toEqual([1, 1]);
     expect(sssd.speedupVsOffRuns).toHaveLength(2);
