@@ -9,7 +9,7 @@ import { PHASE_SECONDS_METRIC, SCHEDULER_PHASES, type SchedulerPhase } from '../
 export type PhaseSeconds = Record<SchedulerPhase, number>;
 
 export function zeroPhases(): PhaseSeconds {
-  return { draft: 0, forward: 0, accept: 0, between: 0, idle: 0 };
+  return Object.fromEntries(SCHEDULER_PHASES.map((p) => [p, 0])) as PhaseSeconds;
 }
 
 const SAMPLE = new RegExp(`^${PHASE_SECONDS_METRIC}\\{phase="([a-z]+)"\\} (\\S+)$`);

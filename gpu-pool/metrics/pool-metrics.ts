@@ -128,8 +128,7 @@ export class PoolMetrics {
       },
     });
     const phaseCounter = this.phaseSeconds;
-    const bind = (phase: SchedulerPhase): { inc(seconds: number): void } => phaseCounter.labels(phase);
-    this.phase = { draft: bind('draft'), forward: bind('forward'), accept: bind('accept'), between: bind('between'), idle: bind('idle') };
+    this.phase = Object.fromEntries(SCHEDULER_PHASES.map((p) => [p, phaseCounter.labels(p)])) as Record<SchedulerPhase, { inc(seconds: number): void }>;
     this.rejected = new Counter({ name: 'sssd_pool_rejected_requests_total', help: 'Requests refused at admission.', labelNames: ['reason'], registers });
     this.trieHints = new Counter({
       name: 'sssd_pool_trie_exhausted_total',
