@@ -119,7 +119,7 @@ export class PoolMetrics {
       name: PHASE_SECONDS_METRIC,
       help:
         'Time spent per scheduler phase: draft (drafting + budget), forward (runner.step), accept (verification, events queued), ' +
-        'between (after a step: event writes flushed, HTTP requests handled), idle (no generation running).',
+        "between (from a step's end to the next step's start: event writes flushed, HTTP requests handled), idle (no generation running).",
       labelNames: ['phase'],
       registers,
       // A scrape during a long idle stretch counts it up to now.

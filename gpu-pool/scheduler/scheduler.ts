@@ -131,11 +131,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     readonly runner: BatchRunner<S>,
     private readonly options: SchedulerOptions,
   ) {
+    // Until the first request the pool is idle too: the phases then add up to its uptime.
+    options.metrics.startIdle(performance.now());
     this.maxTreeNodes = options.maxTreeNodes ?? 64;
     this.verifier = new TreeVerifier(runner.config.vocabSize, runner.config.contextLength + this.maxTreeNodes + 2);
     this.eos = new Set(runner.config.eosIds);
-    // Until the first request the pool is idle too: the phases then add up to its uptime.
-    options.metrics.startIdle(performance.now());
   }
 
   get contextLength(): number {
@@ -290,17 +290,25 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   }
 
   private async loop(): Promise<void> {
+    const { metrics } = this.options;
+    // Everything from the end of a step (or the loop's start) to the next
+    // step's start, or to going idle, is the `between` phase: with the step's
+    // own phases and `idle`, the pool's whole time is accounted for.
+    let since = performance.now();
     for (;;) {
       this.admit();
       this.reapCancelled();
       if (this.active.length === 0 && (this.closed || this.queue.length === 0)) {
         // Cleared in the same synchronous turn as the check, so kick() never misses a submit.
         this.running = false;
-        this.options.metrics.startIdle(performance.now());
+        const now = performance.now();
+        metrics.phase.between.inc((now - since) / 1000);
+        metrics.startIdle(now);
         return;
       }
       if (this.active.length === 0) continue;
       const t0 = performance.now();
+      metrics.phase.between.inc((t0 - since) / 1000);
       let outcome: StepOutcome | null = null;
       try {
         outcome = await this.iterate();
@@ -308,11 +316,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         this.failActive(err);
       }
       const t1 = performance.now();
-      this.options.metrics.stepSeconds.observe((t1 - t0) / 1000);
+      since = t1;
+      metrics.stepSeconds.observe((t1 - t0) / 1000);
       // Let HTTP handlers (new requests, cancels, tries) run between steps;
       // the step's events are written to their sockets here too.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      this.options.metrics.phase.between.inc((performance.now() - t1) / 1000);
       // The governor judges whole cycles: streaming and request handling
       // included. Building a request's drafter (once, at its first draft) is
       // charged to speculating cycles at its running mean rather than in one
@@ -689,9 +697,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       if (stepAccepted > 0) metrics.numAcceptedTokens.inc(stepAccepted);
     }
     const end = performance.now();
-    metrics.phase.accept.inc((end - forwarded) / 1000);
     metrics.endStep(end, generated);
     budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
+    // The step's bookkeeping above is acceptance's too (the phases leave no gap).
+    metrics.phase.accept.inc((performance.now() - forwarded) / 1000);
     if (chains && chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill };
     return { batch: n, speculated: speculate, tokens: generated, method, buildMs, prefill };
   }
