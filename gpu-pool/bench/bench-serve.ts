@@ -268,6 +268,11 @@ export function formatTable(results: readonly MethodResult[]): string {
     r.meanAcceptanceLength.toFixed(2),
     r.method === 'off' ? '-' : `${(r.acceptanceRate * 100).toFixed(0)}%`,
   ]);
+  return renderColumns(head, rows);
+}
+
+/** Aligned columns under a rule: the first two (concurrency, method) to the left, figures to the right. */
+function renderColumns(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
@@ -286,9 +291,7 @@ export function formatPhaseTable(results: readonly MethodResult[]): string {
       return [String(r.concurrency), r.method, ...SCHEDULER_PHASES.map((k) => perToken(p[k])), perToken(total), total > 0 ? `${((1 - p.idle / total) * 100).toFixed(0)}%` : '-'];
     });
   if (rows.length === 0) return '(the pool exposed no phase counters)';
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  return ['pool µs per output token, by scheduler phase', line(head), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+  return `pool µs per output token, by scheduler phase\n${renderColumns(head, rows)}`;
 }
 
 export function parseMethods(list: string): SpeculationMethod[] {
