@@ -7,7 +7,7 @@
  * methods take turns round by round (so they see the same machine load over
  * time), and the order rotates from round to round, so that no method
  * always goes first; above concurrency 4 each level starts with an
- * unmeasured round (see below). User caches start empty at each level (the
+ * unmeasured round of every method (see below). User caches start empty at each level (the
  * edge learns during the level, never from a previous replay of the same
  * request).
  *
@@ -124,6 +124,15 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
         }),
       );
     }
+    /** One workload request as served under `method`: for `sssd` the edge ships the user's trie, refreshes it, and learns from the answer. */
+    const serve = async (p: Prepared & { repeat: boolean }, method: SpeculationMethod, idPrefix: string): Promise<TimedGeneration> => {
+      const playEdge = edge !== null && method === 'sssd' && !p.repeat;
+      const trie = playEdge ? await edge.trieFor(p.user, p.promptIds) : undefined;
+      const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, idPrefix), ...(trie ? { trie } : {}) }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds]) } : {});
+      // As the edge's waitUntil: the cache update happens after the response, off the request path.
+      if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);
+      return r;
+    };
     for (const concurrency of opts.concurrencies) {
       // High concurrency needs enough requests to stay at that concurrency for a
       // while: at least 4 × concurrency, cycling through the workload (a repeat
@@ -131,14 +140,22 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       const count = Math.max(Math.min(prepared.length, opts.limit), 4 * concurrency);
       const requests = Array.from({ length: count }, (_, i) => ({ ...prepared[i % prepared.length], repeat: i >= prepared.length }));
       const roundSize = Math.min(count, Math.max(2 * concurrency, 16));
-      // The level's first round once, unmeasured, at full length, with
-      // speculation off (so it warms no method's drafting caches): a pool's
-      // first seconds at a new load run its garbage collector several times as
-      // often while its heap grows, and without this round the method listed
-      // first measured 8-18% slower at concurrency 32 than the same work
-      // listed later (`pld` against `off`, both at 1.00 tokens/step).
+      // One unmeasured round per method, at full length and as served (the
+      // edge played for `sssd`, its caches emptied again before the first
+      // replay). A pool's first seconds at a new load run its garbage
+      // collector several times as often while its heap grows: without an
+      // `off` round the method listed first measured 8-18% slower at
+      // concurrency 32 than the same work listed later (`pld` against `off`,
+      // both at 1.00 tokens/step). And a level's first `sssd` replay ran
+      // 10-15% under its later ones (concurrency 32, a fresh pool: 1.10-1.20x
+      // against 1.26-1.46x, seven runs) while only `off` was warmed: the
+      // edge's and the drafters' code paths at that load were cold. The round
+      // takes requests the level does not measure where the workload has
+      // them (warmupRound), so no draft cache holds a measured request's
+      // queries that a cold replay would not.
       if (concurrency > 4) {
-        await replay(requests.slice(0, roundSize), concurrency, (p) => runGeneration(opts.poolUrl, opts.token, bodyOf(p, 'off', 'bench-warmup')));
+        const warm = warmupRound(prepared, count, roundSize).map((p) => ({ ...p, repeat: false }));
+        for (const method of opts.methods) await replay(warm, concurrency, (p) => serve(p, method, 'bench-warmup'));
       }
       const runsOf = new Map<SpeculationMethod, TimedGeneration[]>();
       for (const m of opts.methods) runsOf.set(m, []);
@@ -163,11 +180,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
             const before = phasesRead ? await readPoolPhases(opts.poolUrl, opts.token) : null;
             const t0 = performance.now();
             const runs = await replay(round, concurrency, async (p) => {
-              const playEdge = edge !== null && method === 'sssd' && !p.repeat;
-              const trie = playEdge ? await edge.trieFor(p.user, p.promptIds) : undefined;
-              const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, 'bench'), ...(trie ? { trie } : {}) }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds]) } : {});
-              // As the edge's waitUntil: the cache update happens after the response, off the request path.
-              if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);
+              const r = await serve(p, method, 'bench');
               bar?.increment();
               return r;
             });
@@ -204,6 +217,17 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
     await edge?.close();
   }
   return results;
+}
+
+/**
+ * The requests of a level's unmeasured round (`roundSize` of them): the ones
+ * after the level's `count` where the workload has that many more, else the
+ * level's first round (a level that cycles through the whole workload has no
+ * others).
+ */
+export function warmupRound<T>(prepared: readonly T[], count: number, roundSize: number): T[] {
+  if (count + roundSize <= prepared.length) return prepared.slice(count, count + roundSize);
+  return Array.from({ length: Math.min(roundSize, count) }, (_, i) => prepared[i % prepared.length]);
 }
 
 function rate(figures: { tokens: number; wall: number } | undefined): number {

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchServe, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
+import { benchServe, warmupRound, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
 import { runGeneration } from '../../../gpu-pool/bench/pool-stream-client';
 import { loadWorkload } from '../../../gpu-pool/bench/workload';
 import { repoRoot, workloads } from '../../support/shared-data';
@@ -108,6 +108,33 @@ describe('bench-serve', () => {
     const runs = sssd.speedupVsOffRuns!;
     expect(sssd.speedupVsOff!).toBeGreaterThanOrEqual(Math.min(...runs) - 1e-9);
     expect(sssd.speedupVsOff!).toBeLessThanOrEqual(Math.max(...runs) + 1e-9);
+  });
+
+  it('warms every method with an unmeasured round above concurrency 4, on requests the level does not measure where there are any', async () => {
+    const items = Array.from({ length: 10 }, (_, i) => i);
+    // A level of 4 requests with 3 spare: the round takes the spare ones.
+    expect(warmupRound(items, 4, 3)).toEqual([4, 5, 6]);
+    // No room after the level: its own first round, cycling through the workload.
+    expect(warmupRound(items, 8, 3)).toEqual([0, 1, 2]);
+    expect(warmupRound(items.slice(0, 3), 20, 5)).toEqual([0, 1, 2, 0, 1]);
+
+    const finished = async (): Promise<number> => {
+      const text = await (await fetch(`${pool.url}/metrics`, { headers: { authorization: `Bearer ${pool.token}` } })).text();
+      return text
+        .split('\n')
+        .filter((l) => l.startsWith('vllm:request_success_total{'))
+        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    };
+    const workload = (await loadWorkload(workloads.devSessions)).slice(0, 6).map((r) => ({ ...r, max_tokens: Math.min(r.max_tokens, 8) }));
+    const before = await finished();
+    const results = await benchServe({ poolUrl: pool.url, token: pool.token, workload, concurrencies: [5], methods: ['off', 'sssd'], limit: 6, useDatastore: true, progress: false });
+    expect(results.map((r) => [r.method, r.requests, r.failed])).toEqual([
+      ['off', 20, 0],
+      ['sssd', 20, 0],
+    ]);
+    // Per method: the bench's start-up warm-up (the workload's first 8, here 6),
+    // the level's unmeasured round (16 = max(2 × 5, 16) requests), the 20 measured ones.
+    expect((await finished()) - before).toBe(2 * (6 + 16 + 20));
   });
 
   it('runs from the command line and prints JSON; bad flags are clear errors', async () => {
