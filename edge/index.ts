@@ -15,7 +15,7 @@ import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
 import { PoolPicker } from './pool-picker';
 import { KeyLimiter } from './rate-limiter';
-import { chatRequestSchema, completionRequestSchema, parseBody } from './request-schema';
+import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from './request-schema';
 import { servedModel } from './served-model';
 import { UserCacheStore } from './user-cache-store';
 
@@ -128,8 +128,8 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
   }
 }
 
-app.post('/v1/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'completion', body: parseBody(completionRequestSchema, body) })));
-app.post('/v1/chat/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'chat', body: parseBody(chatRequestSchema, body) })));
+app.post('/v1/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) })));
+app.post('/v1/chat/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'chat', body: parseOpenAiBody(chatRequestSchema, body) })));
 
 app.post('/bench/edge-cpu', limitBody, async (c) => {
   if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');

@@ -1,6 +1,8 @@
 /**
  * Bodies of the OpenAI-compatible endpoints (zod). Unknown fields are ignored,
- * as OpenAI SDKs send optional fields this server does not act on.
+ * as OpenAI SDKs send optional fields this server does not act on; known ones
+ * that would change the answer and are not implemented are refused by name
+ * (UNSUPPORTED_PARAMETERS).
  */
 import { z } from 'zod';
 import { badRequest, type ApiError } from './api-error';
@@ -59,6 +61,47 @@ export const chatRequestSchema = z.object({
   max_completion_tokens: z.number().int().min(1).nullish(),
 });
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
+
+/**
+ * OpenAI parameters that change what a completion is and that this server
+ * does not implement, each with the test for its neutral value. Sent at that
+ * value (or null) they are fine; otherwise the request is refused by name:
+ * ignoring, say, a frequency penalty or `logprobs` would answer a different
+ * request than the one asked, with nothing to tell the caller so.
+ */
+const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) => boolean; hint: string }>> = {
+  logprobs: { neutral: (v) => v === false || v === 0, hint: 'false or 0' },
+  top_logprobs: { neutral: (v) => v === 0, hint: '0' },
+  echo: { neutral: (v) => v === false, hint: 'false' },
+  best_of: { neutral: (v) => v === 1, hint: '1' },
+  suffix: { neutral: (v) => v === '', hint: 'empty' },
+  logit_bias: { neutral: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0, hint: 'empty' },
+  frequency_penalty: { neutral: (v) => v === 0, hint: '0' },
+  presence_penalty: { neutral: (v) => v === 0, hint: '0' },
+  repetition_penalty: { neutral: (v) => v === 1, hint: '1' },
+  tools: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
+  functions: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
+  tool_choice: { neutral: (v) => v === 'none', hint: '"none"' },
+  function_call: { neutral: (v) => v === 'none', hint: '"none"' },
+  response_format: { neutral: (v) => typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'text', hint: '{"type": "text"}' },
+};
+
+/** Throws a 400 (`unsupported_parameter`) for the first parameter of UNSUPPORTED_PARAMETERS sent at a value other than its neutral one. */
+export function rejectUnsupportedParameters(body: unknown): void {
+  if (typeof body !== 'object' || body === null) return;
+  for (const [name, value] of Object.entries(body)) {
+    const rule = Object.hasOwn(UNSUPPORTED_PARAMETERS, name) ? UNSUPPORTED_PARAMETERS[name] : undefined;
+    if (rule && value !== null && value !== undefined && !rule.neutral(value)) {
+      throw badRequest(`${name} is not supported by this server (leave it out, or send it as ${rule.hint})`, name, 'unsupported_parameter');
+    }
+  }
+}
+
+/** An OpenAI completion or chat body: refused by name where it asks for what this server does not do, else parsed as `parseBody` does. */
+export function parseOpenAiBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  rejectUnsupportedParameters(body);
+  return parseBody(schema, body);
+}
 
 /** Parse or throw a 400 naming the first offending field (OpenAI's `param`). */
 export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {

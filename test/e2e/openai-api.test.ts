@@ -163,6 +163,19 @@ describe('OpenAI-compatible API on the edge', () => {
       expect(res.json.error).toEqual({ message: expect.any(String), type: 'invalid_request_error', param: param ?? res.json.error?.param, code: expect.anything() });
       if (param) expect(res.json.error?.param).toBe(param);
     }
+    // Parameters that would change the answer and are not implemented: refused by name, not ignored.
+    for (const [path, body, param] of [
+      ['/v1/completions', { model, prompt: 'hi', logprobs: 5 }, 'logprobs'],
+      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], frequency_penalty: 0.5 }, 'frequency_penalty'],
+      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } }, 'response_format'],
+    ] as const) {
+      const res = await post(path, body);
+      expect(res.status).toBe(400);
+      expect(res.json.error).toMatchObject({ type: 'invalid_request_error', param, code: 'unsupported_parameter' });
+    }
+    // At their neutral values (as some clients send them by default) they are fine.
+    const neutral = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, logprobs: false, frequency_penalty: 0, presence_penalty: 0, tools: [] });
+    expect(neutral.status).toBe(200);
     const unknownModel = await post('/v1/completions', { model: 'gpt-4', prompt: 'hi' });
     expect(unknownModel.status).toBe(404);
     expect(unknownModel.json.error?.code).toBe('model_not_found');

@@ -1,0 +1,73 @@
+/**
+ * OpenAI parameters the edge does not implement: refused by name at any value
+ * that would change the answer, accepted at their neutral value (clients such
+ * as LangChain send `frequency_penalty: 0`, `logprobs: false` by default).
+ */
+import { describe, expect, it } from 'vitest';
+import { ApiError } from '../../edge/api-error';
+import { completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
+
+function refusal(body: Record<string, unknown>): ApiError | null {
+  try {
+    parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', ...body });
+    return null;
+  } catch (err) {
+    return err as ApiError;
+  }
+}
+
+describe('OpenAI parameters this server does not implement', () => {
+  it('refuses each by name (400, unsupported_parameter) when it would change the answer', () => {
+    const asked: Array<[string, unknown]> = [
+      ['logprobs', 5],
+      ['logprobs', true],
+      ['top_logprobs', 3],
+      ['echo', true],
+      ['best_of', 3],
+      ['suffix', ' the end'],
+      ['logit_bias', { '50256': -100 }],
+      ['frequency_penalty', 0.5],
+      ['presence_penalty', -1],
+      ['repetition_penalty', 1.2],
+      ['tools', [{ type: 'function', function: { name: 'f' } }]],
+      ['tool_choice', 'auto'],
+      ['functions', [{ name: 'f' }]],
+      ['function_call', 'auto'],
+      ['response_format', { type: 'json_object' }],
+    ];
+    for (const [name, value] of asked) {
+      const err = refusal({ [name]: value });
+      expect(err, name).toBeInstanceOf(ApiError);
+      expect(err!.status).toBe(400);
+      expect(err!.toBody().error).toEqual({ message: expect.stringContaining(`${name} is not supported`), type: 'invalid_request_error', param: name, code: 'unsupported_parameter' });
+    }
+  });
+
+  it('accepts them left out, null, or at their neutral value', () => {
+    const neutral = {
+      logprobs: false,
+      top_logprobs: 0,
+      echo: false,
+      best_of: 1,
+      suffix: '',
+      logit_bias: {},
+      frequency_penalty: 0,
+      presence_penalty: 0,
+      repetition_penalty: 1,
+      tools: [],
+      functions: [],
+      tool_choice: 'none',
+      function_call: 'none',
+      response_format: { type: 'text' },
+    };
+    expect(refusal(neutral)).toBeNull();
+    expect(refusal(Object.fromEntries(Object.keys(neutral).map((k) => [k, null])))).toBeNull();
+    expect(refusal({ logprobs: 0 })).toBeNull();
+    expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', presence_penalty: 0, some_new_field: 1 }).prompt).toBe('hi');
+  });
+
+  it('still reports the schema\'s own errors after its own check', () => {
+    const err = refusal({ temperature: 7 });
+    expect(err!.toBody().error).toMatchObject({ param: 'temperature', code: 'invalid_value' });
+  });
+});
