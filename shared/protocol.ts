@@ -122,6 +122,8 @@ export interface PoolHealth {
   /** 0..1, the edge routes to the least loaded healthy pool. */
   load: number;
   tokensPerSecond: number;
+  /** True while the pool finishes its running generations before it stops (it refuses new ones; /healthz answers 503). */
+  draining: boolean;
 }
 
 /** Encode one event as an NDJSON line. */

@@ -1,7 +1,10 @@
 /**
  * `sssd pool`: the verification pool service. Loads the model, tokenizer and
  * (optionally) the datastore, calibrates the step-cost curve (cached), and
- * serves protocol v1 over HTTP until SIGINT/SIGTERM.
+ * serves protocol v1 over HTTP until SIGINT/SIGTERM. The first signal
+ * drains: new generations are refused (503, /healthz 503 "draining") while
+ * the running and queued ones finish, for up to --drain-seconds; then, or at
+ * a second signal, whatever is left is cancelled and the process exits.
  *
  * Auth: the bearer token comes from SSSD_POOL_TOKEN. Without it the pool
  * refuses to start, unless --insecure-no-auth is given, which is only allowed
@@ -43,6 +46,7 @@ interface PoolFlags {
   recalibrate?: boolean;
   threads?: string;
   governor: boolean;
+  drainSeconds: string;
 }
 
 export function register(program: Command): void {
@@ -64,6 +68,7 @@ export function register(program: Command): void {
     .option('--recalibrate', 'measure the step-cost curve again instead of using the cache')
     .option('--no-governor', 'marginal budget: do not switch speculation off where measured throughput says it loses')
     .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
+    .option('--drain-seconds <n>', 'on SIGTERM/SIGINT: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
     .action(async (flags: PoolFlags) => {
       await runPool(flags);
     });
@@ -83,6 +88,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
   const maxQueued = positiveInt(flags.maxQueued, '--max-queued', true);
   const maxTreeNodes = positiveInt(flags.maxTreeNodes, '--max-tree-nodes');
   const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads');
+  const drainSeconds = positiveInt(flags.drainSeconds, '--drain-seconds', true);
   if (flags.budget !== 'off' && !(budgetPolicies as readonly string[]).includes(flags.budget)) {
     throw new CliError(`--budget must be one of ${budgetPolicies.join(', ')}, off; not "${flags.budget}"`);
   }
@@ -200,15 +206,22 @@ async function runPool(flags: PoolFlags): Promise<void> {
   process.stdout.write(`pool listening on ${url}\n`);
 
   await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      server
-        .close()
-        .then(() => datastore.close())
-        .then(resolve, resolve);
+    let stopping: Promise<void> | null = null;
+    const stopNow = (): Promise<void> => (stopping ??= server.close().then(() => datastore.close()).then(resolve, resolve));
+    const onSignal = (): void => {
+      if (server.draining) {
+        process.stderr.write('pool: second signal: cancelling the generations left\n');
+        void stopNow();
+        return;
+      }
+      const { active, queued } = scheduler.stats();
+      process.stderr.write(`pool: draining: ${active} running and ${queued} queued generations may finish for ${drainSeconds} s; new ones are refused (a second signal stops at once)\n`);
+      void server.drain(drainSeconds * 1000).then((finished) => {
+        if (!finished) process.stderr.write(`pool: drain time over: cancelling ${scheduler.stats().active + scheduler.stats().queued} generations\n`);
+        return stopNow();
+      });
     };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
 }

@@ -110,6 +110,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private steps = 0;
   private running = false;
   private closed = false;
+  private draining = false;
   private loopDone: Promise<void> = Promise.resolve();
   /** Whether the previous step drafted (see observeDraft in iterate). */
   private draftedLastStep = false;
@@ -201,6 +202,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    */
   submit(request: GenerateRequest, sink: GenerationSink): Generation<S> {
     if (this.closed) throw new AdmissionError('busy', 'the pool is shutting down', 1000);
+    if (this.draining) {
+      this.options.metrics.rejected.inc({ reason: 'draining' });
+      throw new AdmissionError('busy', 'the pool is draining to shut down; retry on another pool', 1000);
+    }
     const ctx = this.contextLength;
     const vocab = this.runner.config.vocabSize;
     const prompt = request.promptIds;
@@ -266,6 +271,23 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
 
   has(id: string): boolean {
     return this.byId.has(id);
+  }
+
+  /**
+   * Stops admitting (new submits are refused as busy) and resolves once every
+   * generation already admitted, queued ones included, has finished: a
+   * restart that does not cut anyone's stream. close() after it (or instead,
+   * when the wait runs out) cancels what is left.
+   */
+  async drain(): Promise<void> {
+    this.draining = true;
+    // The loop ends by itself once nothing is left; nothing new can start it.
+    while (this.running) await this.loopDone;
+  }
+
+  /** Whether drain() has been called: the pool refuses new generations. */
+  get isDraining(): boolean {
+    return this.draining;
   }
 
   /** Stops admitting, cancels everything, waits for the loop to end. */

@@ -65,6 +65,29 @@ export class PoolServer {
     return `http://${shownHost}:${address.port}`;
   }
 
+  /** Whether drain() has begun. */
+  get draining(): boolean {
+    return this.options.scheduler.isDraining;
+  }
+
+  /**
+   * Stops taking generations and waits up to `timeoutMs` for the admitted
+   * ones to finish (their streams end normally); true when all did. The
+   * server keeps answering meanwhile: streams, trie pushes, cancels, health
+   * (503, draining) and metrics. close() ends whatever is left.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(0, timeoutMs));
+    });
+    try {
+      return await Promise.race([this.options.scheduler.drain().then(() => true), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async close(): Promise<void> {
     await this.options.scheduler.close();
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
@@ -74,12 +97,14 @@ export class PoolServer {
   health(): PoolHealth {
     const s = this.options.scheduler.stats();
     const { maxActive } = this.options.info.limits;
+    const draining = this.options.scheduler.isDraining;
     return {
-      ok: true,
+      ok: !draining,
       active: s.active,
       queued: s.queued,
       load: Math.min(1, (s.active + s.queued) / Math.max(1, maxActive)),
       tokensPerSecond: Math.round(this.options.metrics.currentTokensPerSecond(performance.now()) * 10) / 10,
+      draining,
     };
   }
 
@@ -88,7 +113,13 @@ export class PoolServer {
     const method = req.method ?? 'GET';
     const route = url.pathname;
 
-    if (route === '/healthz') return this.expect(method, 'GET', () => sendJson(res, 200, this.health()));
+    if (route === '/healthz') {
+      // A draining pool is up but must get no new work: 503 takes it out of load balancers and the edge's picks.
+      return this.expect(method, 'GET', () => {
+        const health = this.health();
+        sendJson(res, health.draining ? 503 : 200, health);
+      });
+    }
     if (route === '/metrics') {
       return this.expect(method, 'GET', async () => {
         const { contentType, body } = await this.options.metrics.render();

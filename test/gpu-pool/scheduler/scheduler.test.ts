@@ -107,6 +107,36 @@ function scheduler(budget: TreeBudget | null): Scheduler<SequenceKvCache> {
 }
 
 describe('continuous batching', () => {
+  it('drains: refuses new generations as busy, lets the running and queued ones finish, then resolves', async () => {
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 1, maxQueued: 4, maxTotalTokens: 100_000 },
+      budget: null,
+      metrics: new PoolMetrics(),
+      createDrafter: drafterFactory(null),
+    });
+    const running = collect();
+    const queued = collect();
+    s.submit(generateRequestSchema.parse({ id: 'running', promptIds: [1], maxTokens: 30, speculation: 'off' }), running.sink);
+    s.submit(generateRequestSchema.parse({ id: 'queued', promptIds: [1, 403], maxTokens: 20, speculation: 'off' }), queued.sink);
+    while (running.events.filter((e) => e.type === 'tokens').length < 3) await new Promise((r) => setImmediate(r));
+    expect(s.stats()).toMatchObject({ active: 1, queued: 1 });
+    const drained = s.drain();
+    expect(s.isDraining).toBe(true);
+    expect(() => s.submit(generateRequestSchema.parse({ id: 'late', promptIds: [1], maxTokens: 5 }), collect().sink)).toThrow(
+      expect.objectContaining({ name: 'AdmissionError', kind: 'busy', retryAfterMs: expect.any(Number) }),
+    );
+    await drained;
+    // Both ended as they would have without the drain, every token sent.
+    for (const [c, n] of [[running, 30], [queued, 20]] as const) {
+      const events = await c.done;
+      expect(events.flatMap((e) => (e.type === 'tokens' ? e.ids : []))).toHaveLength(n);
+      expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+    }
+    expect(s.stats()).toMatchObject({ active: 0, queued: 0, reservedTokens: 0 });
+    // Idle already: a second drain resolves at once.
+    await s.drain();
+  });
+
   it('a new request prefills in the same forward pass as a running one decodes', async () => {
     const s = scheduler(null);
     runner.steps = [];

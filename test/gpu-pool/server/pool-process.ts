@@ -12,6 +12,10 @@ export interface PoolProcess {
   token: string;
   stderr: () => string;
   stop(): Promise<void>;
+  /** Sends a signal to the pool process. */
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves with the exit code once the process has exited. */
+  exited: Promise<number | null>;
 }
 
 export async function startPool(extraArgs: string[] = [], token = 'test-token-' + Math.random().toString(36).slice(2)): Promise<PoolProcess> {
@@ -49,10 +53,16 @@ export async function startPool(extraArgs: string[] = [], token = 'test-token-' 
       reject(new Error(`pool exited with ${code}:\n${err}`));
     });
   });
+  const exited = new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
   return {
     url,
     token,
     stderr: () => err,
+    kill: (signal) => void child.kill(signal),
+    exited,
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();

@@ -1,0 +1,96 @@
+/**
+ * Stopping the real pool process: the first SIGTERM drains (running and
+ * queued generations finish, new ones are refused, /healthz says so), and
+ * `--drain-seconds` bounds the wait, after which what is left is cancelled.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { PoolEvent, PoolHealth } from '../../../shared/protocol';
+import { startPool, type PoolProcess } from './pool-process';
+
+let pool: PoolProcess | null = null;
+afterEach(async () => {
+  await pool?.stop();
+  pool = null;
+});
+
+/** Opens a generation and reads its NDJSON stream as it arrives. */
+async function open(p: PoolProcess, id: string, maxTokens: number): Promise<{ firstTokens: Promise<void>; events: Promise<PoolEvent[]> }> {
+  const res = await fetch(`${p.url}/v1/generate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${p.token}`, 'content-type': 'application/json' },
+    // Sampled and seeded: a story that goes on (a greedy one may end early), the same each run.
+    body: JSON.stringify({ id, promptIds: [1, 403, 407], maxTokens, speculation: 'off', sampling: { temperature: 1, seed: 7 } }),
+  });
+  expect(res.status).toBe(200);
+  let markFirst: () => void = () => undefined;
+  const firstTokens = new Promise<void>((resolve) => (markFirst = resolve));
+  const events = (async () => {
+    const out: PoolEvent[] = [];
+    const decoder = new TextDecoder();
+    let buffered = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffered += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        if (!line) continue;
+        const event = JSON.parse(line) as PoolEvent;
+        out.push(event);
+        if (event.type === 'tokens') markFirst();
+      }
+    }
+    markFirst();
+    return out;
+  })();
+  return { firstTokens, events };
+}
+
+async function health(p: PoolProcess): Promise<{ status: number; body: PoolHealth }> {
+  const res = await fetch(`${p.url}/healthz`);
+  return { status: res.status, body: (await res.json()) as PoolHealth };
+}
+
+describe('pool shutdown', () => {
+  it('drains on SIGTERM: admitted generations finish, new ones are refused (503), health says draining, then it exits', async () => {
+    pool = await startPool(['--max-active', '2', '--drain-seconds', '60']);
+    expect(await health(pool)).toMatchObject({ status: 200, body: { ok: true, draining: false } });
+    // Two running, two queued behind them.
+    const streams = await Promise.all(['a', 'b', 'c', 'd'].map((id) => open(pool!, `drain-${id}`, 400)));
+    await streams[0].firstTokens;
+    pool.kill('SIGTERM');
+    let h = await health(pool);
+    for (let i = 0; i < 200 && h.status === 200; i++) h = await health(pool);
+    expect(h).toMatchObject({ status: 503, body: { ok: false, draining: true } });
+    const refused = await fetch(`${pool.url}/v1/generate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'too-late', promptIds: [1], maxTokens: 4 }),
+    });
+    expect(refused.status).toBe(503);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(((await refused.json()) as { code: string }).code).toBe('busy');
+    // Every admitted generation, queued ones included, ran to its own end.
+    for (const s of streams) {
+      const done = (await s.events).at(-1);
+      expect(done).toMatchObject({ type: 'done' });
+      expect((done as Extract<PoolEvent, { type: 'done' }>).finishReason).toMatch(/^(length|stop)$/);
+    }
+    expect(await pool.exited).toBe(0);
+    expect(pool.stderr()).toMatch(/pool: draining: \d+ running and \d+ queued/);
+  });
+
+  it('cancels what is left when the drain time is over (--drain-seconds 0)', async () => {
+    pool = await startPool(['--max-active', '1', '--drain-seconds', '0']);
+    // One running, two queued behind it: ~1 s of work at full speed.
+    const streams = await Promise.all(['x', 'y', 'z'].map((id) => open(pool!, `cut-${id}`, 480)));
+    await streams[0].firstTokens;
+    pool.kill('SIGTERM');
+    const dones = await Promise.all(streams.map(async (s) => (await s.events).at(-1) as Extract<PoolEvent, { type: 'done' }>));
+    for (const done of dones) expect(done.type).toBe('done');
+    // The last one was still waiting for a row when the pool stopped.
+    expect(dones[2].finishReason).toBe('cancelled');
+    expect(await pool.exited).toBe(0);
+    expect(pool.stderr()).toMatch(/drain time over: cancelling \d+ generations/);
+  });
+});
