@@ -24,6 +24,9 @@ export const samplingSchema = z.object({
 });
 export type SamplingParams = z.infer<typeof samplingSchema>;
 
+/** Most alternatives a generation may ask log-probabilities for, per token (OpenAI's limit). */
+export const MAX_TOP_LOGPROBS = 20;
+
 /** POST /v1/generate */
 export const generateRequestSchema = z.object({
   /** Caller-chosen id, unique among the caller's running generations. */
@@ -39,6 +42,13 @@ export const generateRequestSchema = z.object({
   contributeToDatastore: z.boolean().default(false),
   /** Edge-drafted candidate trie (shared/drafting wire encoding), base64. */
   trie: z.string().max(4 * 1024 * 1024).optional(),
+  /**
+   * Report log-probabilities: each emitted token's under the model's own
+   * distribution at its position (temperature 1, no top-p/top-k cut, as
+   * vLLM's default), and the `logprobs` most likely tokens' (0 = only the
+   * emitted token's). Absent = none.
+   */
+  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
 });
 export type GenerateRequest = z.infer<typeof generateRequestSchema>;
 
@@ -79,6 +89,10 @@ export type PoolEvent =
       sources: TokenSource[];
       drafted: number;
       accepted: number;
+      /** With `logprobs` asked: each id's log-probability (same length as ids). */
+      logprobs?: number[];
+      /** With `logprobs` > 0: per id, the most likely tokens as [id, log-probability], most likely first. */
+      topLogprobs?: Array<Array<[number, number]>>;
     }
   | { type: 'trie-exhausted'; outputLength: number }
   | {

@@ -26,6 +26,7 @@ import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { createDraftTree } from '../../shared/drafting/draft-tree';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
 import { DepthCalibration } from '../budget/depth-calibration';
+import { logSumExp, topLogprobs } from '../runtime/logprobs';
 
 /** Batches of at least this many rows speculate only where the governor's measurements say it pays, however cheap the pass makes extra tokens. */
 export const GOVERNED_FROM_ROWS = 16;
@@ -659,6 +660,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // Emitted tokens: accepted path + bonus, cut at eos / maxTokens / context.
       const ids: number[] = [];
       const sources: TokenSource[] = [];
+      const wantLogprobs = gen.request.logprobs;
+      const logprobs: number[] | undefined = wantLogprobs === undefined ? undefined : [];
+      const alternatives: Array<Array<[number, number]>> | undefined = wantLogprobs ? [] : undefined;
       let reason: 'stop' | 'length' | 'context_length' | null = null;
       // As plain decoding: the last token may sit at position contextLength (emitted, never fed).
       const limit = Math.min(gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
@@ -675,6 +679,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         }
         ids.push(token);
         sources.push(source);
+        if (logprobs) {
+          // The token was chosen at its parent: the root, then each accepted node in turn.
+          const logits = result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]);
+          const lse = logSumExp(logits);
+          logprobs.push(logits[token] - lse);
+          if (alternatives) alternatives.push(topLogprobs(logits, lse, wantLogprobs!));
+        }
         if (source === 'edge') gen.edgeAcceptedSinceTrie++;
         if (this.eos.has(token)) reason = 'stop';
         else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
@@ -682,7 +693,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       }
       for (const id of ids) gen.output.push(id);
       generated += ids.length;
-      gen.sink.send({ type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted });
+      gen.sink.send({ type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted, ...(logprobs ? { logprobs } : {}), ...(alternatives ? { topLogprobs: alternatives } : {}) });
       if (reason !== null) {
         this.finish(gen, reason);
         continue;

@@ -19,6 +19,8 @@ import { SpeculationGovernor } from '../../../gpu-pool/budget/speculation-govern
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
 import { NextTokenTableBuilder, type NextTokenTable } from '../../../shared/drafting/next-token-table';
 import { readFileSync } from 'node:fs';
+import { ReferenceForward } from '../../../gpu-pool/model/reference-forward';
+import { logSumExp } from '../../../gpu-pool/runtime/logprobs';
 import { models } from '../../support/shared-data';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
@@ -107,6 +109,53 @@ function scheduler(budget: TreeBudget | null): Scheduler<SequenceKvCache> {
 }
 
 describe('continuous batching', () => {
+  it("reports each emitted token's log-probability under the model, the same whether it was drafted or decoded plainly", async () => {
+    const model = await loadModel(models.stories260K.checkpoint);
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    const run = async (id: string, speculation: 'off' | 'context', logprobs: number) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 40, speculation, logprobs }), c.sink);
+      const tokens = (await c.done).filter((e): e is Extract<PoolEvent, { type: 'tokens' }> => e.type === 'tokens');
+      return {
+        ids: tokens.flatMap((e) => e.ids),
+        lps: tokens.flatMap((e) => e.logprobs ?? []),
+        tops: tokens.flatMap((e) => e.topLogprobs ?? []),
+        drafted: tokens.reduce((n, e) => n + e.accepted, 0),
+      };
+    };
+    const plain = await run('lp-off', 'off', 3);
+    const drafted = await run('lp-context', 'context', 3);
+    // The repeating prompt drafts well: most tokens came out of accepted drafts.
+    expect(drafted.drafted).toBeGreaterThan(10);
+    expect(drafted.ids).toEqual(plain.ids);
+    expect(plain.lps).toHaveLength(40);
+    expect(drafted.lps).toHaveLength(40);
+    for (let i = 0; i < 40; i++) {
+      expect(drafted.lps[i]).toBeCloseTo(plain.lps[i], 3);
+      expect(plain.lps[i]).toBeLessThanOrEqual(0);
+      // Greedy: the emitted token is the most likely one, listed first with its own log-probability.
+      expect(plain.tops[i]).toHaveLength(3);
+      expect(plain.tops[i][0][0]).toBe(plain.ids[i]);
+      expect(plain.tops[i][0][1]).toBeCloseTo(plain.lps[i], 6);
+      expect(plain.tops[i][1][1]).toBeLessThanOrEqual(plain.tops[i][0][1]);
+    }
+    // Against the plain TypeScript forward pass, token by token.
+    const ref = new ReferenceForward(model.config, model.weights);
+    let logits: Float32Array = new Float32Array(0);
+    for (const t of REPEATING_PROMPT) logits = ref.forward(t);
+    for (let i = 0; i < 8; i++) {
+      expect(plain.lps[i]).toBeCloseTo(logits[plain.ids[i]] - logSumExp(logits), 3);
+      logits = ref.forward(plain.ids[i]);
+    }
+    // logprobs 0: only the emitted tokens' own; not asked: none at all.
+    const own = await run('lp-own', 'off', 0);
+    expect(own.lps).toHaveLength(40);
+    expect(own.tops).toHaveLength(0);
+    const c = collect();
+    s.submit(generateRequestSchema.parse({ id: 'lp-none', promptIds: [1], maxTokens: 3 }), c.sink);
+    for (const e of await c.done) if (e.type === 'tokens') expect(e.logprobs).toBeUndefined();
+  });
+
   it('drains: refuses new generations as busy, lets the running and queued ones finish, then resolves', async () => {
     const s = new Scheduler(runner, {
       limits: { maxActive: 1, maxQueued: 4, maxTotalTokens: 100_000 },

@@ -1,0 +1,38 @@
+/**
+ * Log-probabilities of a position's next token under the model's own
+ * distribution (a log-softmax of the logits: temperature 1, no cut), for
+ * generations that ask for them. Only such generations pay for it: one pass
+ * over the vocabulary per emitted token, plus a small selection for the
+ * alternatives.
+ */
+
+/** log Σ exp(logits), computed stably. */
+export function logSumExp(logits: Float32Array): number {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  return max + Math.log(sum);
+}
+
+/**
+ * The `n` most likely tokens as [id, log-probability], most likely first
+ * (ties: the lower id first), given the logits and their logSumExp.
+ */
+export function topLogprobs(logits: Float32Array, lse: number, n: number): Array<[number, number]> {
+  const k = Math.min(n, logits.length);
+  const ids: number[] = [];
+  // Insertion into a short sorted list: n is at most 20.
+  for (let v = 0; v < logits.length; v++) {
+    const x = logits[v];
+    if (ids.length === k && x <= logits[ids[k - 1]]) continue;
+    let i = ids.length < k ? ids.length : k - 1;
+    if (ids.length < k) ids.push(v);
+    while (i > 0 && logits[ids[i - 1]] < x) {
+      ids[i] = ids[i - 1];
+      i--;
+    }
+    ids[i] = v;
+  }
+  return ids.map((id) => [id, logits[id] - lse]);
+}
