@@ -8,7 +8,7 @@ import { ApiError, badRequest } from './api-error';
 import type { KeyRecord } from './api-keys';
 import { renderChatPrompt } from './chat-template';
 import { CompletionRun, type CompletionDeps } from './completion-run';
-import type { EndpointKind, ResponseMeta } from './openai-format';
+import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
 import type { ChatRequest, CompletionRequest } from './request-schema';
 import type { ServedModel } from './served-model';
 import { streamResponse, wholeCompletion } from './sse-response';
@@ -53,6 +53,12 @@ function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
   return ids.slice();
 }
 
+/** How many alternatives per token the request wants log-probabilities for (0 = the token's own only); null = none. */
+function logprobsAsked(parsed: ParsedRequest): number | null {
+  if (parsed.kind === 'chat') return parsed.body.logprobs === true ? (parsed.body.top_logprobs ?? 0) : null;
+  return parsed.body.logprobs ?? null;
+}
+
 export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContext): Promise<Response> {
   const body = parsed.body;
   const model = ctx.model;
@@ -94,11 +100,13 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     }
   }
   const kind: EndpointKind = parsed.kind;
+  const asked = logprobsAsked(parsed);
   const meta: ResponseMeta = {
     id: randomId(kind === 'chat' ? 'chatcmpl' : 'cmpl'),
     created: Math.floor(Date.now() / 1000),
     model: model.info.model.name,
     kind,
+    ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, (id) => model.tokenizer.decode([id]), asked > 0) } : {}),
   };
   const run = new CompletionRun(
     {
@@ -115,6 +123,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
       stops,
       userCache,
       trie,
+      logprobs: asked,
     },
     ctx,
   );

@@ -13,7 +13,7 @@ import { openGeneration, type OpenedGeneration } from './open-generation';
 import type { GenerateInput, PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
 import type { ServedModel } from './served-model';
-import { TokenTextAssembler, type SourcedText } from './token-text';
+import { TokenTextAssembler, type SourcedText, type TokenLogprob } from './token-text';
 import type { LoadedUserCache, UserCacheStore } from './user-cache-store';
 
 export interface CompletionPlan {
@@ -26,6 +26,8 @@ export interface CompletionPlan {
   userCache: LoadedUserCache;
   /** The edge trie drafted for the prompt (absent when speculation is off or the cache is empty). */
   trie: Uint8Array | null;
+  /** Log-probabilities asked: of each token and of this many most likely ones (null = none). */
+  logprobs: number | null;
 }
 
 export interface CompletionDeps {
@@ -105,6 +107,7 @@ export class CompletionRun {
       sampling: plan.sampling,
       speculation: plan.speculate ? 'sssd' : 'off',
       ...(plan.trie && plan.trie.length > 0 ? { trie: bytesToBase64(plan.trie) } : {}),
+      ...(plan.logprobs !== null ? { logprobs: plan.logprobs } : {}),
     };
     try {
       this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil);
@@ -165,7 +168,8 @@ export class CompletionRun {
         if (event.drafted > 0) this.drafts += 1;
         this.draftTokens += event.drafted;
         this.acceptedTokens += event.accepted;
-        const { segments, stopped, consumed } = assembler.push(event.ids, event.sources);
+        const logprobs = event.logprobs?.map((logprob, i): TokenLogprob => ({ id: event.ids[i], logprob, top: event.topLogprobs?.[i] ?? [] }));
+        const { segments, stopped, consumed } = assembler.push(event.ids, event.sources, logprobs);
         for (let i = 0; i < consumed; i++) if (event.sources[i] === 'edge') this.edgeAccepted += 1;
         this.counted = before + consumed;
         return { segments, stopped };

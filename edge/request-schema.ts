@@ -36,8 +36,13 @@ const commonFields = {
   speculation: z.enum(['auto', 'off']).nullish(),
 };
 
+/** Most alternatives per token a request may ask log-probabilities for (the pool's limit, OpenAI's for chat). */
+const MAX_TOP_LOGPROBS = 20;
+
 export const completionRequestSchema = z.object({
   ...commonFields,
+  /** Log-probabilities of each token and of this many most likely ones (legacy completions shape). */
+  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
   prompt: z.union([
     z.string(),
     z.array(z.string()).length(1, 'prompt as a list must hold exactly one string'),
@@ -59,7 +64,9 @@ export const chatRequestSchema = z.object({
   ...commonFields,
   messages: z.array(chatMessageSchema).min(1, 'messages must not be empty'),
   max_completion_tokens: z.number().int().min(1).nullish(),
-});
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+}).refine((b) => !b.top_logprobs || b.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 
 /**
@@ -70,8 +77,6 @@ export type ChatRequest = z.infer<typeof chatRequestSchema>;
  * request than the one asked, with nothing to tell the caller so.
  */
 const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) => boolean; hint: string }>> = {
-  logprobs: { neutral: (v) => v === false || v === 0, hint: 'false or 0' },
-  top_logprobs: { neutral: (v) => v === 0, hint: '0' },
   echo: { neutral: (v) => v === false, hint: 'false' },
   best_of: { neutral: (v) => v === 1, hint: '1' },
   suffix: { neutral: (v) => v === '', hint: 'empty' },

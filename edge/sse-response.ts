@@ -7,8 +7,8 @@
 import { toApiError } from './api-error';
 import { BurstSmoother } from './burst-smoother';
 import type { CompletionRun, CompletionSummary } from './completion-run';
-import { finishChunk, joinText, roleChunk, textChunk, usageChunk, wholeResponse, type ResponseMeta } from './openai-format';
-import type { SourcedText } from './token-text';
+import { finishChunk, joinText, roleChunk, textChunk, tokensOf, usageChunk, wholeResponse, type ResponseMeta } from './openai-format';
+import type { SourcedText, TokenLogprob } from './token-text';
 
 export interface StreamOptions {
   includeUsage: boolean;
@@ -113,11 +113,13 @@ export function streamResponse(run: CompletionRun, meta: ResponseMeta, options: 
 export async function wholeCompletion(run: CompletionRun, meta: ResponseMeta): Promise<object> {
   const generator = run.run();
   const parts: string[] = [];
+  const tokens: TokenLogprob[] = [];
   for (;;) {
     const next = await generator.next();
     if (next.done) {
-      return wholeResponse(meta, parts.join(''), next.value.finishReason, next.value.usage);
+      return wholeResponse(meta, parts.join(''), next.value.finishReason, next.value.usage, tokens);
     }
     parts.push(joinText(next.value));
+    for (const t of tokensOf(next.value)) tokens.push(t);
   }
 }

@@ -12,6 +12,20 @@ import { StopMatcher } from './stop-matcher';
 export interface SourcedText {
   text: string;
   source: TokenSource;
+  /**
+   * With log-probabilities asked: the tokens whose text ends in this segment
+   * (a token whose text is held back, by the decoder or a possible stop
+   * string, comes with the segment that releases its last character; tokens
+   * of text never sent, after a stop, never come).
+   */
+  tokens?: TokenLogprob[];
+}
+
+/** One emitted token's log-probability, and the most likely tokens' at its position ([id, logprob], most likely first). */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  top: Array<[number, number]>;
 }
 
 export interface AssembledText {
@@ -27,6 +41,11 @@ export class TokenTextAssembler {
   /** Decoded text not yet released, by source, in order. */
   private readonly pending: SourcedText[] = [];
   private stoppedAlready = false;
+  /** Characters ever added to `pending`, and ever released from it. */
+  private appended = 0;
+  private released = 0;
+  /** Tokens not released yet, with the character count (`appended`) at which their text ends. */
+  private readonly heldTokens: Array<{ token: TokenLogprob; end: number }> = [];
 
   constructor(
     private readonly decoder: IncrementalDecoder,
@@ -40,13 +59,16 @@ export class TokenTextAssembler {
     return this.stoppedAlready;
   }
 
-  push(ids: ArrayLike<number>, sources: ArrayLike<TokenSource>): AssembledText {
+  /** `logprobs[i]` (when given) travels with the text of `ids[i]`. */
+  push(ids: ArrayLike<number>, sources: ArrayLike<TokenSource>, logprobs?: readonly TokenLogprob[]): AssembledText {
     const segments: SourcedText[] = [];
     if (this.stoppedAlready) return { segments, stopped: true, consumed: 0 };
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (this.skipIds.has(id)) continue;
       const piece = this.decoder.push(id);
+      this.appended += piece.length;
+      if (logprobs?.[i]) this.heldTokens.push({ token: logprobs[i], end: this.appended });
       if (piece.length === 0) continue;
       this.pending.push({ text: piece, source: sources[i] ?? 'model' });
       const { release, stopped } = this.matcher.push(piece);
@@ -54,6 +76,7 @@ export class TokenTextAssembler {
       if (stopped) {
         this.stoppedAlready = true;
         this.pending.length = 0;
+        this.heldTokens.length = 0;
         return { segments, stopped: true, consumed: i + 1 };
       }
     }
@@ -66,12 +89,14 @@ export class TokenTextAssembler {
     if (this.stoppedAlready) return segments;
     const tail = this.decoder.flush();
     if (tail.length > 0) {
+      this.appended += tail.length;
       this.pending.push({ text: tail, source: 'model' });
       const { release, stopped } = this.matcher.push(tail);
       this.take(release.length, segments);
       if (stopped) {
         this.stoppedAlready = true;
         this.pending.length = 0;
+        this.heldTokens.length = 0;
         return segments;
       }
     }
@@ -89,11 +114,24 @@ export class TokenTextAssembler {
         out.push(head);
         this.pending.shift();
         left -= head.text.length;
+        this.released += head.text.length;
       } else {
         out.push({ text: head.text.slice(0, left), source: head.source });
         head.text = head.text.slice(left);
+        this.released += left;
         left = 0;
       }
+      this.attachReleased(out[out.length - 1]);
     }
+  }
+
+  /** Hands the held tokens whose text has now been released wholly to `segment`. */
+  private attachReleased(segment: SourcedText): void {
+    const held = this.heldTokens;
+    let n = 0;
+    while (n < held.length && held[n].end <= this.released) n++;
+    if (n === 0) return;
+    const tokens = held.splice(0, n).map((h) => h.token);
+    segment.tokens = segment.tokens ? segment.tokens.concat(tokens) : tokens;
   }
 }

@@ -122,6 +122,53 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(alias.usage?.speculation.edge_accepted_tokens).toBe(0);
   });
 
+  it("reports each token's log-probability and the most likely alternatives, streamed or whole, chat or completions", async () => {
+    const maxTokens = 24;
+    // Legacy completions: logprobs = how many alternatives.
+    const whole = await client.completions.create({ model, prompt: PROMPT, max_tokens: maxTokens, temperature: 0, logprobs: 2 });
+    const lp = whole.choices[0].logprobs!;
+    expect(lp.tokens).toHaveLength(maxTokens);
+    expect(lp.tokens!.join('')).toBe(whole.choices[0].text);
+    expect(whole.choices[0].text).toBe(reference.text.slice(0, whole.choices[0].text.length));
+    for (let i = 0; i < maxTokens; i++) {
+      expect(lp.token_logprobs![i]).toBeLessThanOrEqual(0);
+      const top = Object.values(lp.top_logprobs![i]);
+      // Greedy: the emitted token is the most likely one.
+      expect(Math.max(...top)).toBeCloseTo(lp.token_logprobs![i], 4);
+    }
+    expect(lp.text_offset![1]).toBe(lp.tokens![0].length);
+    // Streamed, with speculation: the same tokens and log-probabilities, chunk by chunk.
+    const stream = await client.completions.create({ model, prompt: PROMPT, max_tokens: maxTokens, temperature: 0, logprobs: 2, stream: true });
+    const streamed: number[] = [];
+    const streamedTokens: string[] = [];
+    for await (const chunk of stream) {
+      const c = chunk.choices[0];
+      if (c?.logprobs) {
+        streamed.push(...c.logprobs.token_logprobs!);
+        streamedTokens.push(...c.logprobs.tokens!);
+      }
+    }
+    expect(streamedTokens).toEqual(lp.tokens);
+    streamed.forEach((x, i) => expect(x).toBeCloseTo(lp.token_logprobs![i], 3));
+    // Chat: logprobs true, top_logprobs n.
+    const chat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 12, temperature: 0, logprobs: true, top_logprobs: 3 });
+    const content = chat.choices[0].logprobs!.content!;
+    expect(content).toHaveLength(12);
+    expect(content.map((t) => t.token).join('')).toBe(chat.choices[0].message.content);
+    for (const t of content) {
+      expect(t.top_logprobs).toHaveLength(3);
+      expect(t.top_logprobs[0].logprob).toBeCloseTo(t.logprob, 4);
+      expect(t.bytes).toEqual([...new TextEncoder().encode(t.token)]);
+    }
+    // Not asked: null, as OpenAI sends it.
+    const plain = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 4, temperature: 0 });
+    expect(plain.choices[0].logprobs).toBeNull();
+    // top_logprobs without logprobs is a clear 400.
+    const bad = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], top_logprobs: 2 });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error?.param).toBe('top_logprobs');
+  });
+
   it('stops at a stop string that spans tokens and chunks, without sending any of it', async () => {
     const full = reference.text;
     const stop = full.slice(20, 31); // crosses token boundaries in mid-word
@@ -165,7 +212,7 @@ describe('OpenAI-compatible API on the edge', () => {
     }
     // Parameters that would change the answer and are not implemented: refused by name, not ignored.
     for (const [path, body, param] of [
-      ['/v1/completions', { model, prompt: 'hi', logprobs: 5 }, 'logprobs'],
+      ['/v1/completions', { model, prompt: 'hi', echo: true }, 'echo'],
       ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], frequency_penalty: 0.5 }, 'frequency_penalty'],
       ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } }, 'response_format'],
     ] as const) {

@@ -1,7 +1,7 @@
 /**
  * OpenAI parameters the edge does not implement: refused by name at any value
  * that would change the answer, accepted at their neutral value (clients such
- * as LangChain send `frequency_penalty: 0`, `logprobs: false` by default).
+ * as LangChain send `frequency_penalty: 0` by default).
  */
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
@@ -19,9 +19,6 @@ function refusal(body: Record<string, unknown>): ApiError | null {
 describe('OpenAI parameters this server does not implement', () => {
   it('refuses each by name (400, unsupported_parameter) when it would change the answer', () => {
     const asked: Array<[string, unknown]> = [
-      ['logprobs', 5],
-      ['logprobs', true],
-      ['top_logprobs', 3],
       ['echo', true],
       ['best_of', 3],
       ['suffix', ' the end'],
@@ -45,8 +42,6 @@ describe('OpenAI parameters this server does not implement', () => {
 
   it('accepts them left out, null, or at their neutral value', () => {
     const neutral = {
-      logprobs: false,
-      top_logprobs: 0,
       echo: false,
       best_of: 1,
       suffix: '',
@@ -62,7 +57,10 @@ describe('OpenAI parameters this server does not implement', () => {
     };
     expect(refusal(neutral)).toBeNull();
     expect(refusal(Object.fromEntries(Object.keys(neutral).map((k) => [k, null])))).toBeNull();
+    // Log-probabilities are served (legacy completions: an integer).
     expect(refusal({ logprobs: 0 })).toBeNull();
+    expect(refusal({ logprobs: 5 })).toBeNull();
+    expect(refusal({ logprobs: true })!.toBody().error).toMatchObject({ param: 'logprobs', code: 'invalid_value' });
     expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', presence_penalty: 0, some_new_field: 1 }).prompt).toBe('hi');
   });
 

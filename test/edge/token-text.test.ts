@@ -30,6 +30,37 @@ describe('TokenTextAssembler', () => {
   const prompt = 'Once upon a time';
   const story = ' there was a little girl named Lily. She liked to play outside. One day, she saw a big dog. The end.';
 
+  it("hands each token's log-probability out with the segment that releases its text, and none of a stopped text", () => {
+    const promptIds = tokenizer.encode(prompt);
+    const outputIds = tokenizer.encode(prompt + story).slice(promptIds.length);
+    const lp = (id: number, i: number) => ({ id, logprob: -i, top: [[id, -i]] as Array<[number, number]> });
+    for (const [stops, burst] of [[[], 1], [[], 5], [['Lily'], 3], [['big dog'], 1]] as Array<[string[], number]>) {
+      const a = new TokenTextAssembler(tokenizer.createDecoder({ previousId: promptIds[promptIds.length - 1] }), stops, new Set(tokenizer.eosIds));
+      const segments: SourcedText[] = [];
+      let stopped = false;
+      for (let i = 0; i < outputIds.length && !stopped; i += burst) {
+        const ids = outputIds.slice(i, i + burst);
+        const out = a.push(ids, ids.map(() => 'model'), ids.map((id, j) => lp(id, i + j)));
+        segments.push(...out.segments);
+        stopped = out.stopped;
+      }
+      if (!stopped) segments.push(...a.finish());
+      const text = segments.map((s) => s.text).join('');
+      const tokens = segments.flatMap((s) => s.tokens ?? []);
+      // In order, each once, and every token's own text inside what was sent.
+      expect(tokens.map((t) => t.logprob)).toEqual(tokens.map((_, i) => -i));
+      expect(tokens.map((t) => tokenizer.decode([t.id])).join('')).toBe(text.slice(0, tokens.map((t) => tokenizer.decode([t.id])).join('').length));
+      if (stops.length === 0) {
+        expect(tokens).toHaveLength(outputIds.length);
+        expect(tokens.map((t) => tokenizer.decode([t.id])).join('')).toBe(text);
+      } else {
+        // Tokens of the stop string and after are never handed out.
+        expect(text).not.toContain(stops[0]);
+        expect(tokens.length).toBeLessThan(outputIds.length);
+      }
+    }
+  });
+
   it('streams exactly the text a whole decode gives, in any burst size', () => {
     const promptIds = tokenizer.encode(prompt);
     const all = tokenizer.encode(prompt + story);
