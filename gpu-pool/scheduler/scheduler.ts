@@ -12,7 +12,7 @@
  * next iteration. Admission is bounded (active rows, queue, reserved tokens);
  * over the limit the caller gets a `busy` AdmissionError with a retry hint.
  */
-import { tokenSources, type GenerateRequest, type TokenSource } from '../../shared/protocol';
+import { tokenSources, type GenerateRequest, type PoolEvent, type TokenSource } from '../../shared/protocol';
 import type { StepRow } from '../runtime/step-types';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { TreeVerifier } from '../verify/tree-verifier';
@@ -693,7 +693,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       }
       for (const id of ids) gen.output.push(id);
       generated += ids.length;
-      gen.sink.send({ type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted, ...(logprobs ? { logprobs } : {}), ...(alternatives ? { topLogprobs: alternatives } : {}) });
+      const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted };
+      if (logprobs) tokensEvent.logprobs = logprobs;
+      if (alternatives) tokensEvent.topLogprobs = alternatives;
+      gen.sink.send(tokensEvent);
       if (reason !== null) {
         this.finish(gen, reason);
         continue;
