@@ -29,6 +29,10 @@ const commonFields = {
   /** Non-standard (vLLM): 0 or -1 = no top-k cut. */
   top_k: z.number().int().min(-1).max(100_000).nullish(),
   seed: z.number().int().nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  /** Non-standard (vLLM): > 1 discourages tokens of the prompt and the output, 1 = none. */
+  repetition_penalty: z.number().gt(0).max(10).nullish(),
   stop: stopSchema,
   user: z.string().max(256).nullish(),
   n: z.number().int().refine((n) => n === 1, 'only n = 1 is supported').nullish(),
@@ -73,17 +77,14 @@ export type ChatRequest = z.infer<typeof chatRequestSchema>;
  * OpenAI parameters that change what a completion is and that this server
  * does not implement, each with the test for its neutral value. Sent at that
  * value (or null) they are fine; otherwise the request is refused by name:
- * ignoring, say, a frequency penalty or `logprobs` would answer a different
- * request than the one asked, with nothing to tell the caller so.
+ * ignoring, say, a logit bias or a JSON response format would answer a
+ * different request than the one asked, with nothing to tell the caller so.
  */
 const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) => boolean; hint: string }>> = {
   echo: { neutral: (v) => v === false, hint: 'false' },
   best_of: { neutral: (v) => v === 1, hint: '1' },
   suffix: { neutral: (v) => v === '', hint: 'empty' },
   logit_bias: { neutral: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0, hint: 'empty' },
-  frequency_penalty: { neutral: (v) => v === 0, hint: '0' },
-  presence_penalty: { neutral: (v) => v === 0, hint: '0' },
-  repetition_penalty: { neutral: (v) => v === 1, hint: '1' },
   tools: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
   functions: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
   tool_choice: { neutral: (v) => v === 'none', hint: '"none"' },

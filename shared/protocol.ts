@@ -21,6 +21,12 @@ export const samplingSchema = z.object({
   topK: z.number().int().min(0).max(100_000).default(0),
   /** Per-request seed; absent = drawn by the pool. */
   seed: z.number().int().min(0).max(2 ** 53 - 1).optional(),
+  /** OpenAI's: minus this × times a token was generated, from its logit (0 = none). */
+  frequencyPenalty: z.number().min(-2).max(2).default(0),
+  /** OpenAI's: minus this from the logit of every token generated at least once (0 = none). */
+  presencePenalty: z.number().min(-2).max(2).default(0),
+  /** vLLM's: a positive logit of a token in the prompt or the output divided by this, a negative one multiplied (1 = none). */
+  repetitionPenalty: z.number().gt(0).max(10).default(1),
 });
 export type SamplingParams = z.infer<typeof samplingSchema>;
 
@@ -34,7 +40,7 @@ export const generateRequestSchema = z.object({
   /** Prompt token ids, BOS included. */
   promptIds: z.array(z.number().int().min(0)).min(1),
   maxTokens: z.number().int().min(1),
-  sampling: samplingSchema.default({ temperature: 0, topP: 1, topK: 0 }),
+  sampling: samplingSchema.default({ temperature: 0, topP: 1, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
   speculation: z.enum(speculationMethods).default('sssd'),
   /** Use the pool's global datastore as a draft source (opt-in). */
   useDatastore: z.boolean().default(true),

@@ -10,7 +10,8 @@
  * next one, and on the cores the pool shares at every level.
  */
 import http, { type IncomingMessage } from 'node:http';
-import type { GenerateRequest, PoolEvent, SpeculationUsage } from '../../shared/protocol';
+import type { z } from 'zod';
+import type { generateRequestSchema, PoolEvent, SpeculationUsage } from '../../shared/protocol';
 import { readPoolEvents } from '../../shared/pool-event-stream';
 
 export interface TimedGeneration {
@@ -23,8 +24,8 @@ export interface TimedGeneration {
   usage?: SpeculationUsage;
 }
 
-type GenerateBody = Omit<GenerateRequest, 'sampling' | 'useDatastore' | 'contributeToDatastore' | 'speculation'> &
-  Partial<Pick<GenerateRequest, 'sampling' | 'useDatastore' | 'contributeToDatastore' | 'speculation'>>;
+/** A generate body as sent: the fields with defaults may be left out. */
+type GenerateBody = z.input<typeof generateRequestSchema>;
 
 export interface GenerationHooks {
   /**

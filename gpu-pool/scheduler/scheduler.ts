@@ -16,6 +16,7 @@ import { tokenSources, type GenerateRequest, type PoolEvent, type TokenSource } 
 import type { StepRow } from '../runtime/step-types';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { TreeVerifier } from '../verify/tree-verifier';
+import { hasPenalties, TokenPenalties } from '../verify/token-penalties';
 import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
 import type { SpeculationGovernor } from '../budget/speculation-governor';
 import type { PoolMetrics } from '../metrics/pool-metrics';
@@ -238,6 +239,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request, reserved);
     const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
+    if (hasPenalties(request.sampling)) gen.penalties = new TokenPenalties(request.sampling, vocab, prompt);
     this.reservedTokens += reserved;
     this.byId.set(request.id, gen);
     this.queue.push(gen);
@@ -628,8 +630,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       const row = inputs[r].row;
       const v = this.verifier;
       const accepted = gen.noise
-        ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength)
-        : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r);
+        ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength, gen.penalties)
+        : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r, gen.penalties);
 
       // Usage and metrics.
       gen.steps++;
@@ -692,6 +694,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         else if (ids.length >= limit) reason = 'context_length';
       }
       for (const id of ids) gen.output.push(id);
+      if (gen.penalties) for (const id of ids) gen.penalties.observe(id);
       generated += ids.length;
       const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted };
       if (logprobs) tokensEvent.logprobs = logprobs;

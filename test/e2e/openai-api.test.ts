@@ -169,6 +169,17 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(bad.json.error?.param).toBe('top_logprobs');
   });
 
+  it('applies frequency, presence and repetition penalties, the same text with speculation or without', async () => {
+    const base = { model, prompt: PROMPT, max_tokens: 40, temperature: 0 };
+    const penalties = { frequency_penalty: 1.2, presence_penalty: 0.4, repetition_penalty: 1.2 };
+    const plainText = (await client.completions.create(base)).choices[0].text;
+    const drafted = await client.completions.create({ ...base, ...penalties } as OpenAI.CompletionCreateParamsNonStreaming);
+    const undrafted = await client.completions.create({ ...base, ...penalties, speculation: 'off' } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect(drafted.choices[0].text).toBe(undrafted.choices[0].text);
+    expect(drafted.choices[0].text).not.toBe(plainText);
+    expect((drafted.usage as UsageWithSpeculation).speculation.method).toBe('sssd');
+  });
+
   it('stops at a stop string that spans tokens and chunks, without sending any of it', async () => {
     const full = reference.text;
     const stop = full.slice(20, 31); // crosses token boundaries in mid-word
@@ -213,7 +224,7 @@ describe('OpenAI-compatible API on the edge', () => {
     // Parameters that would change the answer and are not implemented: refused by name, not ignored.
     for (const [path, body, param] of [
       ['/v1/completions', { model, prompt: 'hi', echo: true }, 'echo'],
-      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], frequency_penalty: 0.5 }, 'frequency_penalty'],
+      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], logit_bias: { '5': 10 } }, 'logit_bias'],
       ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } }, 'response_format'],
     ] as const) {
       const res = await post(path, body);
@@ -221,7 +232,7 @@ describe('OpenAI-compatible API on the edge', () => {
       expect(res.json.error).toMatchObject({ type: 'invalid_request_error', param, code: 'unsupported_parameter' });
     }
     // At their neutral values (as some clients send them by default) they are fine.
-    const neutral = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, logprobs: false, frequency_penalty: 0, presence_penalty: 0, tools: [] });
+    const neutral = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, logprobs: false, logit_bias: {}, tool_choice: 'none', tools: [] });
     expect(neutral.status).toBe(200);
     const unknownModel = await post('/v1/completions', { model: 'gpt-4', prompt: 'hi' });
     expect(unknownModel.status).toBe(404);

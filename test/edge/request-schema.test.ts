@@ -1,7 +1,7 @@
 /**
  * OpenAI parameters the edge does not implement: refused by name at any value
  * that would change the answer, accepted at their neutral value (clients such
- * as LangChain send `frequency_penalty: 0` by default).
+ * as LangChain send `logit_bias: {}` or `tools: []`).
  */
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
@@ -23,9 +23,6 @@ describe('OpenAI parameters this server does not implement', () => {
       ['best_of', 3],
       ['suffix', ' the end'],
       ['logit_bias', { '50256': -100 }],
-      ['frequency_penalty', 0.5],
-      ['presence_penalty', -1],
-      ['repetition_penalty', 1.2],
       ['tools', [{ type: 'function', function: { name: 'f' } }]],
       ['tool_choice', 'auto'],
       ['functions', [{ name: 'f' }]],
@@ -46,9 +43,6 @@ describe('OpenAI parameters this server does not implement', () => {
       best_of: 1,
       suffix: '',
       logit_bias: {},
-      frequency_penalty: 0,
-      presence_penalty: 0,
-      repetition_penalty: 1,
       tools: [],
       functions: [],
       tool_choice: 'none',
@@ -61,7 +55,10 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(refusal({ logprobs: 0 })).toBeNull();
     expect(refusal({ logprobs: 5 })).toBeNull();
     expect(refusal({ logprobs: true })!.toBody().error).toMatchObject({ param: 'logprobs', code: 'invalid_value' });
-    expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', presence_penalty: 0, some_new_field: 1 }).prompt).toBe('hi');
+    expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', logit_bias: {}, some_new_field: 1 }).prompt).toBe('hi');
+    // Penalties are served, within OpenAI's range.
+    expect(refusal({ frequency_penalty: 0.5, presence_penalty: -1, repetition_penalty: 1.2 })).toBeNull();
+    expect(refusal({ frequency_penalty: 3 })!.toBody().error).toMatchObject({ param: 'frequency_penalty', code: 'invalid_value' });
   });
 
   it('still reports the schema\'s own errors after its own check', () => {

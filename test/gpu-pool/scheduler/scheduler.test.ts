@@ -109,6 +109,31 @@ function scheduler(budget: TreeBudget | null): Scheduler<SequenceKvCache> {
 }
 
 describe('continuous batching', () => {
+  it('applies repetition, frequency and presence penalties, and drafted steps emit exactly what plain decoding does under them', async () => {
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    const run = async (id: string, speculation: 'off' | 'context', sampling: Record<string, number>) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 48, speculation, sampling }), c.sink);
+      const tokens = (await c.done).filter((e): e is Extract<PoolEvent, { type: 'tokens' }> => e.type === 'tokens');
+      return { ids: tokens.flatMap((e) => e.ids), accepted: tokens.reduce((n, e) => n + e.accepted, 0) };
+    };
+    const unpenalised = await run('pen-none', 'off', {});
+    for (const [name, sampling] of [
+      ['frequency', { frequencyPenalty: 1.5 }],
+      ['presence', { presencePenalty: 1.2 }],
+      ['repetition', { repetitionPenalty: 1.15 }],
+      ['all, sampled', { temperature: 0.8, seed: 11, frequencyPenalty: 0.6, presencePenalty: 0.4, repetitionPenalty: 1.3 }],
+    ] as const) {
+      const plain = await run(`pen-off-${name.replace(/\W+/g, '-')}`, 'off', sampling);
+      const drafted = await run(`pen-ctx-${name.replace(/\W+/g, '-')}`, 'context', sampling);
+      expect(drafted.ids, name).toEqual(plain.ids);
+      expect(drafted.accepted, name).toBeGreaterThan(0);
+      // The penalty changed the text (a strong frequency penalty: it repeats itself less).
+      if (!('temperature' in sampling)) expect(plain.ids, name).not.toEqual(unpenalised.ids);
+      if (name === 'frequency') expect(new Set(plain.ids).size).toBeGreaterThan(new Set(unpenalised.ids).size);
+    }
+  });
+
   it("reports each emitted token's log-probability under the model, the same whether it was drafted or decoded plainly", async () => {
     const model = await loadModel(models.stories260K.checkpoint);
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));

@@ -1,0 +1,90 @@
+/**
+ * Repetition, frequency and presence penalties (OpenAI's and vLLM's), applied
+ * to the logits at each node the verifier visits. A node's history is the
+ * generation's output so far plus the draft tokens on the path from the root
+ * down to it, so a penalised step accepts exactly what plain decoding with the
+ * same penalties would emit: the drafts stay as they are, only the targets
+ * they are checked against change.
+ *
+ * As vLLM orders them: the repetition penalty first (every token seen in the
+ * prompt or the output: a positive logit divided by it, a negative one
+ * multiplied), then frequency (minus penalty × times generated) and presence
+ * (minus penalty once generated). Temperature and top-p/top-k come after, in
+ * the sampler.
+ */
+export interface PenaltySettings {
+  frequencyPenalty: number;
+  presencePenalty: number;
+  repetitionPenalty: number;
+}
+
+export function hasPenalties(s: PenaltySettings): boolean {
+  return s.frequencyPenalty !== 0 || s.presencePenalty !== 0 || s.repetitionPenalty !== 1;
+}
+
+export class TokenPenalties {
+  /** Times each token was generated (the path's tokens added while a node is scored). */
+  private readonly counts: Int32Array;
+  private readonly inPrompt: Uint8Array;
+  /** Distinct tokens of the prompt, and of the output, in first-seen order. */
+  private readonly promptTokens: number[] = [];
+  private readonly outputTokens: number[] = [];
+  private readonly scratch: Float32Array;
+  /** Which tokens apply() has penalised in its current call (stamped with `epoch`). */
+  private readonly stamp: Uint32Array;
+  private epoch = 0;
+
+  constructor(
+    readonly settings: PenaltySettings,
+    vocabSize: number,
+    promptIds: ArrayLike<number>,
+  ) {
+    this.counts = new Int32Array(vocabSize);
+    this.inPrompt = new Uint8Array(vocabSize);
+    this.scratch = new Float32Array(vocabSize);
+    this.stamp = new Uint32Array(vocabSize);
+    for (let i = 0; i < promptIds.length; i++) {
+      const t = promptIds[i];
+      if (!this.inPrompt[t]) {
+        this.inPrompt[t] = 1;
+        this.promptTokens.push(t);
+      }
+    }
+  }
+
+  /** One emitted token joins the output. */
+  observe(token: number): void {
+    if (this.counts[token]++ === 0) this.outputTokens.push(token);
+  }
+
+  /**
+   * The penalised logits of a node whose path from the root carries
+   * `rowTokens[path[0..depth)]` (written into scratch owned by this object;
+   * valid until the next call). `logits` is not modified.
+   */
+  apply(logits: Float32Array, rowTokens: ArrayLike<number>, path: ArrayLike<number>, depth: number): Float32Array {
+    const out = this.scratch;
+    out.set(logits);
+    const { counts, inPrompt, stamp } = this;
+    const { frequencyPenalty, presencePenalty, repetitionPenalty } = this.settings;
+    for (let i = 0; i < depth; i++) counts[rowTokens[path[i]]]++;
+    // Each token of prompt ∪ output ∪ path once (stamped with this call's epoch).
+    if (this.epoch === 0xffffffff) {
+      stamp.fill(0);
+      this.epoch = 0;
+    }
+    const epoch = ++this.epoch;
+    const penalise = (t: number): void => {
+      if (stamp[t] === epoch) return;
+      stamp[t] = epoch;
+      const c = counts[t];
+      if (repetitionPenalty !== 1 && (c > 0 || inPrompt[t])) out[t] = out[t] > 0 ? out[t] / repetitionPenalty : out[t] * repetitionPenalty;
+      if (c > 0) out[t] -= frequencyPenalty * c + presencePenalty;
+    };
+    if (repetitionPenalty !== 1) for (const t of this.promptTokens) penalise(t);
+    for (const t of this.outputTokens) penalise(t);
+    for (let i = 0; i < depth; i++) penalise(rowTokens[path[i]]);
+    for (let i = 0; i < depth; i++) counts[rowTokens[path[i]]]--;
+    return out;
+  }
+}

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { hasPenalties, TokenPenalties } from '../../../gpu-pool/verify/token-penalties';
+
+const V = 8;
+const logits = Float32Array.from([2, -1, 0.5, 3, -2, 1, 0, 4]);
+
+describe('token penalties', () => {
+  it("follow OpenAI's frequency and presence rules and vLLM's repetition rule", () => {
+    const p = new TokenPenalties({ frequencyPenalty: 0.5, presencePenalty: 0.25, repetitionPenalty: 2 }, V, [1, 3]);
+    p.observe(3);
+    p.observe(3);
+    p.observe(4);
+    const out = p.apply(logits, [], [], 0);
+    // Token 3: in the prompt and generated twice: 3 / 2 - 0.5·2 - 0.25.
+    expect(out[3]).toBeCloseTo(3 / 2 - 1 - 0.25, 6);
+    // Token 1: prompt only, negative: × 2, no frequency or presence.
+    expect(out[1]).toBeCloseTo(-2, 6);
+    // Token 4: generated once, negative: -2 · 2 - 0.5 - 0.25.
+    expect(out[4]).toBeCloseTo(-4.75, 6);
+    // Untouched tokens, and the input left as it was.
+    for (const t of [0, 2, 5, 6, 7]) expect(out[t]).toBe(logits[t]);
+    expect(logits[3]).toBe(3);
+  });
+
+  it("score a node from its path exactly as if the path's tokens had been generated", () => {
+    const settings = { frequencyPenalty: 0.7, presencePenalty: -0.3, repetitionPenalty: 1.3 };
+    const prompt = [2, 5];
+    const output = [5, 7, 7];
+    // A row: root, then tree nodes; the path to the node under test goes through rows 2, 3 and 5.
+    const rowTokens = [0, 6, 7, 6, 1, 2];
+    const path = Int32Array.from([2, 3, 5, 0]);
+    const viaPath = new TokenPenalties(settings, V, prompt);
+    for (const t of output) viaPath.observe(t);
+    const sequential = new TokenPenalties(settings, V, prompt);
+    for (const t of [...output, 7, 6, 2]) sequential.observe(t);
+    const a = Array.from(viaPath.apply(logits, rowTokens, path, 3));
+    const b = Array.from(sequential.apply(logits, rowTokens, path, 0));
+    a.forEach((x, i) => expect(x).toBeCloseTo(b[i], 6));
+    // And the path's tokens are not kept: the next node starts from the output again.
+    const again = Array.from(viaPath.apply(logits, rowTokens, path, 0));
+    const fresh = new TokenPenalties(settings, V, prompt);
+    for (const t of output) fresh.observe(t);
+    expect(again).toEqual(Array.from(fresh.apply(logits, rowTokens, path, 0)));
+  });
+
+  it('are off at their neutral values', () => {
+    expect(hasPenalties({ frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 })).toBe(false);
+    expect(hasPenalties({ frequencyPenalty: 0, presencePenalty: 0.1, repetitionPenalty: 1 })).toBe(true);
+  });
+});
