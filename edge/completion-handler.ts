@@ -87,6 +87,9 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     );
   }
   const maxTokens = requested ?? room;
+  for (const id of Object.keys(body.logit_bias ?? {})) {
+    if (Number(id) >= model.tokenizer.vocabSize) throw badRequest(`logit_bias: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'logit_bias', 'invalid_value');
+  }
   const stops = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
   const speculate = body.speculation !== 'off';
 
@@ -121,6 +124,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
         frequencyPenalty: body.frequency_penalty ?? 0,
         presencePenalty: body.presence_penalty ?? 0,
         repetitionPenalty: body.repetition_penalty ?? 1,
+        ...(body.logit_bias && Object.keys(body.logit_bias).length > 0 ? { logitBias: body.logit_bias } : {}),
       },
       speculate,
       stops,

@@ -20,7 +20,7 @@ export interface CompletionPlan {
   id: string;
   promptIds: number[];
   maxTokens: number;
-  sampling: { temperature: number; topP: number; topK: number; seed?: number; frequencyPenalty: number; presencePenalty: number; repetitionPenalty: number };
+  sampling: { temperature: number; topP: number; topK: number; seed?: number; frequencyPenalty: number; presencePenalty: number; repetitionPenalty: number; logitBias?: Record<string, number> };
   speculate: boolean;
   stops: string[];
   userCache: LoadedUserCache;

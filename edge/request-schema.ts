@@ -31,6 +31,11 @@ const commonFields = {
   seed: z.number().int().nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
+  /** Token id (as a string) → bias added to its logit, -100..100 (OpenAI's). */
+  logit_bias: z
+    .record(z.string().regex(/^\d{1,9}$/, 'logit_bias keys are token ids'), z.number().min(-100).max(100))
+    .refine((b) => Object.keys(b).length <= 1024, 'logit_bias holds at most 1024 tokens')
+    .nullish(),
   /** Non-standard (vLLM): > 1 discourages tokens of the prompt and the output, 1 = none. */
   repetition_penalty: z.number().gt(0).max(10).nullish(),
   stop: stopSchema,
@@ -77,14 +82,13 @@ export type ChatRequest = z.infer<typeof chatRequestSchema>;
  * OpenAI parameters that change what a completion is and that this server
  * does not implement, each with the test for its neutral value. Sent at that
  * value (or null) they are fine; otherwise the request is refused by name:
- * ignoring, say, a logit bias or a JSON response format would answer a
- * different request than the one asked, with nothing to tell the caller so.
+ * ignoring, say, `echo` or a JSON response format would answer a different
+ * request than the one asked, with nothing to tell the caller so.
  */
 const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) => boolean; hint: string }>> = {
   echo: { neutral: (v) => v === false, hint: 'false' },
   best_of: { neutral: (v) => v === 1, hint: '1' },
   suffix: { neutral: (v) => v === '', hint: 'empty' },
-  logit_bias: { neutral: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0, hint: 'empty' },
   tools: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
   functions: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
   tool_choice: { neutral: (v) => v === 'none', hint: '"none"' },

@@ -27,6 +27,11 @@ export const samplingSchema = z.object({
   presencePenalty: z.number().min(-2).max(2).default(0),
   /** vLLM's: a positive logit of a token in the prompt or the output divided by this, a negative one multiplied (1 = none). */
   repetitionPenalty: z.number().gt(0).max(10).default(1),
+  /** OpenAI's: added to the logits of these token ids (decimal strings), before the penalties; -100 bans, 100 forces. */
+  logitBias: z
+    .record(z.string().regex(/^\d{1,9}$/, 'logitBias keys are token ids'), z.number().min(-100).max(100))
+    .refine((b) => Object.keys(b).length <= 1024, 'logitBias holds at most 1024 tokens')
+    .optional(),
 });
 export type SamplingParams = z.infer<typeof samplingSchema>;
 

@@ -9,7 +9,7 @@ import type { ChainCoupling } from '../../shared/drafting/table-chain';
 import type { DepthCalibration } from '../budget/depth-calibration';
 import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import type { RunnerSequence } from './batch-runner';
-import type { TokenPenalties } from '../verify/token-penalties';
+import type { LogitAdjustments } from '../verify/logit-adjustments';
 
 /** Where events go (the HTTP response, or a test's collector). */
 export interface GenerationSink {
@@ -46,8 +46,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   hasEdgeTrie = false;
   /** Accepted tokens that came from the current edge trie (a fresh one is asked for only if this one paid). */
   edgeAcceptedSinceTrie = 0;
-  /** Repetition / frequency / presence penalties, when the request has any. */
-  penalties: TokenPenalties | null = null;
+  /** Logit bias and repetition / frequency / presence penalties, when the request has any. */
+  adjustments: LogitAdjustments | null = null;
 
   // Per-step row buffers (chain + tree), sized for the prompt or the largest tree.
   readonly rowTokens: Int32Array;

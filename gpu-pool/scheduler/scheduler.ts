@@ -16,7 +16,7 @@ import { tokenSources, type GenerateRequest, type PoolEvent, type TokenSource } 
 import type { StepRow } from '../runtime/step-types';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { TreeVerifier } from '../verify/tree-verifier';
-import { hasPenalties, TokenPenalties } from '../verify/token-penalties';
+import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
 import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
 import type { SpeculationGovernor } from '../budget/speculation-governor';
 import type { PoolMetrics } from '../metrics/pool-metrics';
@@ -220,6 +220,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     if (this.byId.has(request.id)) {
       throw new AdmissionError('conflict', `a generation with id '${request.id}' is already running`);
     }
+    for (const id of Object.keys(request.sampling.logitBias ?? {})) {
+      if (Number(id) >= vocab) throw new AdmissionError('bad_request', `sampling.logitBias: token ${id} is outside the vocabulary (size ${vocab})`);
+    }
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this.options;
     if (reserved > limits.maxTotalTokens) {
@@ -239,7 +242,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request, reserved);
     const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
-    if (hasPenalties(request.sampling)) gen.penalties = new TokenPenalties(request.sampling, vocab, prompt);
+    if (hasLogitAdjustments(request.sampling)) gen.adjustments = new LogitAdjustments(request.sampling, vocab, prompt);
     this.reservedTokens += reserved;
     this.byId.set(request.id, gen);
     this.queue.push(gen);
@@ -630,8 +633,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       const row = inputs[r].row;
       const v = this.verifier;
       const accepted = gen.noise
-        ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength, gen.penalties)
-        : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r, gen.penalties);
+        ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength, gen.adjustments)
+        : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r, gen.adjustments);
 
       // Usage and metrics.
       gen.steps++;
@@ -694,7 +697,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         else if (ids.length >= limit) reason = 'context_length';
       }
       for (const id of ids) gen.output.push(id);
-      if (gen.penalties) for (const id of ids) gen.penalties.observe(id);
+      if (gen.adjustments) for (const id of ids) gen.adjustments.observe(id);
       generated += ids.length;
       const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted };
       if (logprobs) tokensEvent.logprobs = logprobs;

@@ -28,7 +28,7 @@
  */
 import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { argmax, sampleWithNoise, toProbabilities, type Rng, type SamplingOptions } from '../runtime/sampling';
-import type { TokenPenalties } from './token-penalties';
+import type { LogitAdjustments } from './logit-adjustments';
 
 /** What verification needs from a step's result for one row. */
 export interface RowLogits {
@@ -84,9 +84,9 @@ export class TreeVerifier {
   }
 
   /** Greedy acceptance; returns the number of accepted draft nodes. */
-  verifyGreedy(row: VerifyRow, rowLength: number, rootIndex: number, logits: RowLogits, rowIndex: number, penalties: TokenPenalties | null = null): number {
+  verifyGreedy(row: VerifyRow, rowLength: number, rootIndex: number, logits: RowLogits, rowIndex: number, adjustments: LogitAdjustments | null = null): number {
     this.linkChildren(row, rowLength, rootIndex);
-    return this.followTargets(row, rootIndex, logits, rowIndex, null, null, 0, penalties);
+    return this.followTargets(row, rootIndex, logits, rowIndex, null, null, 0, adjustments);
   }
 
   /**
@@ -102,14 +102,14 @@ export class TreeVerifier {
     sampling: SamplingOptions | null,
     noise: GumbelNoise | null,
     firstIndex: number,
-    penalties: TokenPenalties | null,
+    adjustments: LogitAdjustments | null,
   ): number {
     let node = rootIndex;
     let count = 0;
     for (;;) {
       let l = logits.logitsAt(rowIndex, node);
       // The node's history: the output so far and the accepted path above it.
-      if (penalties) l = penalties.apply(l, row.tokens, this.acceptedPath, count);
+      if (adjustments) l = adjustments.apply(l, row.tokens, this.acceptedPath, count);
       const target = noise && sampling ? sampleWithNoise(l, sampling, this.probs, noise, firstIndex + count) : argmax(l);
       const child = this.childWithToken(row, node, target);
       if (child === -1) {
@@ -139,13 +139,13 @@ export class TreeVerifier {
     rng: Rng | null,
     noise: GumbelNoise | null = null,
     firstIndex = 0,
-    penalties: TokenPenalties | null = null,
+    adjustments: LogitAdjustments | null = null,
   ): number {
     this.linkChildren(row, rowLength, rootIndex);
     const rule = this.acceptRule;
     if (rule === null) {
       if (noise === null) throw new Error('coupled speculative sampling needs the request\'s noise');
-      return this.followTargets(row, rootIndex, logits, rowIndex, sampling, noise, firstIndex, penalties);
+      return this.followTargets(row, rootIndex, logits, rowIndex, sampling, noise, firstIndex, adjustments);
     }
     if (rng === null) throw new Error('the sequential form of speculative sampling needs a random stream');
     const p = this.probs;
@@ -153,7 +153,7 @@ export class TreeVerifier {
     let count = 0;
     outer: for (;;) {
       const l = logits.logitsAt(rowIndex, node);
-      toProbabilities(penalties ? penalties.apply(l, row.tokens, this.acceptedPath, count) : l, sampling, p);
+      toProbabilities(adjustments ? adjustments.apply(l, row.tokens, this.acceptedPath, count) : l, sampling, p);
       // Residual mass instead of renormalising the whole vector after each rejection.
       let mass = 1;
       for (let child = this.firstChild[node]; child !== -1; child = this.nextSibling[child]) {

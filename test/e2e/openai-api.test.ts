@@ -178,6 +178,15 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(drafted.choices[0].text).toBe(undrafted.choices[0].text);
     expect(drafted.choices[0].text).not.toBe(plainText);
     expect((drafted.usage as UsageWithSpeculation).speculation.method).toBe('sssd');
+    // A banned token never appears; an id outside the vocabulary is a 400 naming the field.
+    const withIds = await client.completions.create({ ...base, logprobs: 0 });
+    const banned = withIds.choices[0].logprobs!.tokens![0];
+    const firstId = reference.output_ids[0];
+    const biased = await client.completions.create({ ...base, logit_bias: { [String(firstId)]: -100 } });
+    expect(biased.choices[0].text.startsWith(banned)).toBe(false);
+    const outside = await post('/v1/completions', { ...base, logit_bias: { '999999': 1 } });
+    expect(outside.status).toBe(400);
+    expect(outside.json.error?.param).toBe('logit_bias');
   });
 
   it('stops at a stop string that spans tokens and chunks, without sending any of it', async () => {
@@ -224,7 +233,7 @@ describe('OpenAI-compatible API on the edge', () => {
     // Parameters that would change the answer and are not implemented: refused by name, not ignored.
     for (const [path, body, param] of [
       ['/v1/completions', { model, prompt: 'hi', echo: true }, 'echo'],
-      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], logit_bias: { '5': 10 } }, 'logit_bias'],
+      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
       ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } }, 'response_format'],
     ] as const) {
       const res = await post(path, body);
@@ -232,7 +241,7 @@ describe('OpenAI-compatible API on the edge', () => {
       expect(res.json.error).toMatchObject({ type: 'invalid_request_error', param, code: 'unsupported_parameter' });
     }
     // At their neutral values (as some clients send them by default) they are fine.
-    const neutral = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, logprobs: false, logit_bias: {}, tool_choice: 'none', tools: [] });
+    const neutral = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, logprobs: false, logit_bias: {}, tool_choice: 'none', tools: [], response_format: { type: 'text' } });
     expect(neutral.status).toBe(200);
     const unknownModel = await post('/v1/completions', { model: 'gpt-4', prompt: 'hi' });
     expect(unknownModel.status).toBe(404);

@@ -111,7 +111,7 @@ function scheduler(budget: TreeBudget | null): Scheduler<SequenceKvCache> {
 describe('continuous batching', () => {
   it('applies repetition, frequency and presence penalties, and drafted steps emit exactly what plain decoding does under them', async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
-    const run = async (id: string, speculation: 'off' | 'context', sampling: Record<string, number>) => {
+    const run = async (id: string, speculation: 'off' | 'context', sampling: Record<string, unknown>) => {
       const c = collect();
       s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 48, speculation, sampling }), c.sink);
       const tokens = (await c.done).filter((e): e is Extract<PoolEvent, { type: 'tokens' }> => e.type === 'tokens');
@@ -123,6 +123,8 @@ describe('continuous batching', () => {
       ['presence', { presencePenalty: 1.2 }],
       ['repetition', { repetitionPenalty: 1.15 }],
       ['all, sampled', { temperature: 0.8, seed: 11, frequencyPenalty: 0.6, presencePenalty: 0.4, repetitionPenalty: 1.3 }],
+      // The unpenalised text's first token banned.
+      ['bias', { logitBias: { [String(unpenalised.ids[0])]: -100 } }],
     ] as const) {
       const plain = await run(`pen-off-${name.replace(/\W+/g, '-')}`, 'off', sampling);
       const drafted = await run(`pen-ctx-${name.replace(/\W+/g, '-')}`, 'context', sampling);
@@ -131,6 +133,7 @@ describe('continuous batching', () => {
       // The penalty changed the text (a strong frequency penalty: it repeats itself less).
       if (!('temperature' in sampling)) expect(plain.ids, name).not.toEqual(unpenalised.ids);
       if (name === 'frequency') expect(new Set(plain.ids).size).toBeGreaterThan(new Set(unpenalised.ids).size);
+      if (name === 'bias') expect(plain.ids).not.toContain(unpenalised.ids[0]);
     }
   });
 

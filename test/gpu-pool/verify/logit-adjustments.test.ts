@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { hasPenalties, TokenPenalties } from '../../../gpu-pool/verify/token-penalties';
+import { hasLogitAdjustments, LogitAdjustments } from '../../../gpu-pool/verify/logit-adjustments';
 
 const V = 8;
 const logits = Float32Array.from([2, -1, 0.5, 3, -2, 1, 0, 4]);
 
-describe('token penalties', () => {
+describe('logit adjustments', () => {
   it("follow OpenAI's frequency and presence rules and vLLM's repetition rule", () => {
-    const p = new TokenPenalties({ frequencyPenalty: 0.5, presencePenalty: 0.25, repetitionPenalty: 2 }, V, [1, 3]);
+    const p = new LogitAdjustments({ frequencyPenalty: 0.5, presencePenalty: 0.25, repetitionPenalty: 2 }, V, [1, 3]);
     p.observe(3);
     p.observe(3);
     p.observe(4);
@@ -29,22 +29,33 @@ describe('token penalties', () => {
     // A row: root, then tree nodes; the path to the node under test goes through rows 2, 3 and 5.
     const rowTokens = [0, 6, 7, 6, 1, 2];
     const path = Int32Array.from([2, 3, 5, 0]);
-    const viaPath = new TokenPenalties(settings, V, prompt);
+    const viaPath = new LogitAdjustments(settings, V, prompt);
     for (const t of output) viaPath.observe(t);
-    const sequential = new TokenPenalties(settings, V, prompt);
+    const sequential = new LogitAdjustments(settings, V, prompt);
     for (const t of [...output, 7, 6, 2]) sequential.observe(t);
     const a = Array.from(viaPath.apply(logits, rowTokens, path, 3));
     const b = Array.from(sequential.apply(logits, rowTokens, path, 0));
     a.forEach((x, i) => expect(x).toBeCloseTo(b[i], 6));
     // And the path's tokens are not kept: the next node starts from the output again.
     const again = Array.from(viaPath.apply(logits, rowTokens, path, 0));
-    const fresh = new TokenPenalties(settings, V, prompt);
+    const fresh = new LogitAdjustments(settings, V, prompt);
     for (const t of output) fresh.observe(t);
     expect(again).toEqual(Array.from(fresh.apply(logits, rowTokens, path, 0)));
   });
 
+  it('add the logit bias first, then penalise', () => {
+    const p = new LogitAdjustments({ frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 2, logitBias: { '3': -1, '6': 5 } }, V, [3]);
+    const out = p.apply(logits, [], [], 0);
+    // Token 3: (3 - 1) / 2, in the prompt; token 6: 0 + 5, no penalty.
+    expect(out[3]).toBeCloseTo(1, 6);
+    expect(out[6]).toBeCloseTo(5, 6);
+    expect(() => new LogitAdjustments({ frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1, logitBias: { '8': 1 } }, V, [])).toThrow(/outside the vocabulary/);
+  });
+
   it('are off at their neutral values', () => {
-    expect(hasPenalties({ frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 })).toBe(false);
-    expect(hasPenalties({ frequencyPenalty: 0, presencePenalty: 0.1, repetitionPenalty: 1 })).toBe(true);
+    expect(hasLogitAdjustments({ frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 })).toBe(false);
+    expect(hasLogitAdjustments({ frequencyPenalty: 0, presencePenalty: 0.1, repetitionPenalty: 1 })).toBe(true);
+    expect(hasLogitAdjustments({ frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1, logitBias: {} })).toBe(false);
+    expect(hasLogitAdjustments({ frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1, logitBias: { '2': 1 } })).toBe(true);
   });
 });

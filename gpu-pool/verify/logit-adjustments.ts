@@ -1,28 +1,30 @@
 /**
- * Repetition, frequency and presence penalties (OpenAI's and vLLM's), applied
- * to the logits at each node the verifier visits. A node's history is the
+ * Logit bias and repetition, frequency and presence penalties (OpenAI's and
+ * vLLM's), applied to the logits at each node the verifier visits. A node's history is the
  * generation's output so far plus the draft tokens on the path from the root
  * down to it, so a penalised step accepts exactly what plain decoding with the
  * same penalties would emit: the drafts stay as they are, only the targets
  * they are checked against change.
  *
- * As vLLM orders them: the repetition penalty first (every token seen in the
- * prompt or the output: a positive logit divided by it, a negative one
- * multiplied), then frequency (minus penalty × times generated) and presence
+ * As vLLM orders them: the bias first (added to its tokens' logits), then the
+ * repetition penalty (every token seen in the prompt or the output: a
+ * positive logit divided by it, a negative one multiplied), then frequency (minus penalty × times generated) and presence
  * (minus penalty once generated). Temperature and top-p/top-k come after, in
  * the sampler.
  */
-export interface PenaltySettings {
+export interface LogitAdjustmentSettings {
   frequencyPenalty: number;
   presencePenalty: number;
   repetitionPenalty: number;
+  /** Added to the logits of these token ids (OpenAI's `logit_bias`, keys as decimal strings). */
+  logitBias?: Readonly<Record<string, number>>;
 }
 
-export function hasPenalties(s: PenaltySettings): boolean {
-  return s.frequencyPenalty !== 0 || s.presencePenalty !== 0 || s.repetitionPenalty !== 1;
+export function hasLogitAdjustments(s: LogitAdjustmentSettings): boolean {
+  return s.frequencyPenalty !== 0 || s.presencePenalty !== 0 || s.repetitionPenalty !== 1 || (s.logitBias !== undefined && Object.keys(s.logitBias).length > 0);
 }
 
-export class TokenPenalties {
+export class LogitAdjustments {
   /** Times each token was generated (the path's tokens added while a node is scored). */
   private readonly counts: Int32Array;
   private readonly inPrompt: Uint8Array;
@@ -33,9 +35,11 @@ export class TokenPenalties {
   /** Which tokens apply() has penalised in its current call (stamped with `epoch`). */
   private readonly stamp: Uint32Array;
   private epoch = 0;
+  private readonly biasIds: Int32Array;
+  private readonly biasValues: Float32Array;
 
   constructor(
-    readonly settings: PenaltySettings,
+    readonly settings: LogitAdjustmentSettings,
     vocabSize: number,
     promptIds: ArrayLike<number>,
   ) {
@@ -43,6 +47,10 @@ export class TokenPenalties {
     this.inPrompt = new Uint8Array(vocabSize);
     this.scratch = new Float32Array(vocabSize);
     this.stamp = new Uint32Array(vocabSize);
+    const bias = Object.entries(settings.logitBias ?? {});
+    this.biasIds = Int32Array.from(bias, ([id]) => Number(id));
+    this.biasValues = Float32Array.from(bias, ([, b]) => b);
+    for (const id of this.biasIds) if (!(id >= 0 && id < vocabSize)) throw new RangeError(`logit bias for token ${id}, outside the vocabulary (size ${vocabSize})`);
     for (let i = 0; i < promptIds.length; i++) {
       const t = promptIds[i];
       if (!this.inPrompt[t]) {
@@ -65,6 +73,7 @@ export class TokenPenalties {
   apply(logits: Float32Array, rowTokens: ArrayLike<number>, path: ArrayLike<number>, depth: number): Float32Array {
     const out = this.scratch;
     out.set(logits);
+    for (let i = 0; i < this.biasIds.length; i++) out[this.biasIds[i]] += this.biasValues[i];
     const { counts, inPrompt, stamp } = this;
     const { frequencyPenalty, presencePenalty, repetitionPenalty } = this.settings;
     for (let i = 0; i < depth; i++) counts[rowTokens[path[i]]]++;
