@@ -1,16 +1,16 @@
 /**
  * Logit bias and repetition, frequency and presence penalties (OpenAI's and
- * vLLM's), applied to the logits at each node the verifier visits. A node's history is the
- * generation's output so far plus the draft tokens on the path from the root
- * down to it, so a penalised step accepts exactly what plain decoding with the
- * same penalties would emit: the drafts stay as they are, only the targets
- * they are checked against change.
+ * vLLM's), applied to the logits at each node the verifier visits. A node's
+ * history is the generation's output so far plus the draft tokens on the path
+ * from the root down to it, so a penalised step accepts exactly what plain
+ * decoding with the same settings would emit: the drafts stay as they are,
+ * only the targets they are checked against change.
  *
  * As vLLM orders them: the bias first (added to its tokens' logits), then the
  * repetition penalty (every token seen in the prompt or the output: a
- * positive logit divided by it, a negative one multiplied), then frequency (minus penalty × times generated) and presence
- * (minus penalty once generated). Temperature and top-p/top-k come after, in
- * the sampler.
+ * positive logit divided by it, a negative one multiplied), then frequency
+ * (minus penalty × times generated) and presence (minus penalty once
+ * generated). Temperature and top-p/top-k come after, in the sampler.
  */
 export interface LogitAdjustmentSettings {
   frequencyPenalty: number;
@@ -74,26 +74,29 @@ export class LogitAdjustments {
     const out = this.scratch;
     out.set(logits);
     for (let i = 0; i < this.biasIds.length; i++) out[this.biasIds[i]] += this.biasValues[i];
-    const { counts, inPrompt, stamp } = this;
-    const { frequencyPenalty, presencePenalty, repetitionPenalty } = this.settings;
+    const { counts, stamp } = this;
+    const { repetitionPenalty } = this.settings;
     for (let i = 0; i < depth; i++) counts[rowTokens[path[i]]]++;
     // Each token of prompt ∪ output ∪ path once (stamped with this call's epoch).
     if (this.epoch === 0xffffffff) {
       stamp.fill(0);
       this.epoch = 0;
     }
-    const epoch = ++this.epoch;
-    const penalise = (t: number): void => {
-      if (stamp[t] === epoch) return;
-      stamp[t] = epoch;
-      const c = counts[t];
-      if (repetitionPenalty !== 1 && (c > 0 || inPrompt[t])) out[t] = out[t] > 0 ? out[t] / repetitionPenalty : out[t] * repetitionPenalty;
-      if (c > 0) out[t] -= frequencyPenalty * c + presencePenalty;
-    };
-    if (repetitionPenalty !== 1) for (const t of this.promptTokens) penalise(t);
-    for (const t of this.outputTokens) penalise(t);
-    for (let i = 0; i < depth; i++) penalise(rowTokens[path[i]]);
+    ++this.epoch;
+    if (repetitionPenalty !== 1) for (const t of this.promptTokens) this.penalise(out, t);
+    for (const t of this.outputTokens) this.penalise(out, t);
+    for (let i = 0; i < depth; i++) this.penalise(out, rowTokens[path[i]]);
     for (let i = 0; i < depth; i++) counts[rowTokens[path[i]]]--;
     return out;
+  }
+
+  /** Penalises token `t` in `out`, once per apply() call (stamped with its epoch). */
+  private penalise(out: Float32Array, t: number): void {
+    if (this.stamp[t] === this.epoch) return;
+    this.stamp[t] = this.epoch;
+    const { frequencyPenalty, presencePenalty, repetitionPenalty } = this.settings;
+    const c = this.counts[t];
+    if (repetitionPenalty !== 1 && (c > 0 || this.inPrompt[t])) out[t] = out[t] > 0 ? out[t] / repetitionPenalty : out[t] * repetitionPenalty;
+    if (c > 0) out[t] -= frequencyPenalty * c + presencePenalty;
   }
 }
