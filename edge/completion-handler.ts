@@ -62,9 +62,6 @@ function logprobsAsked(parsed: ParsedRequest): number | null {
 export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContext): Promise<Response> {
   const body = parsed.body;
   const model = ctx.model;
-  if (body.n !== undefined && body.n !== null && body.n !== 1) {
-    throw badRequest('Only n = 1 is supported.', 'n', 'unsupported_value');
-  }
   if (!acceptsModelName(model, body.model)) {
     throw new ApiError(404, `The model '${body.model}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
   }
@@ -111,40 +108,59 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     kind,
     ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, (id) => model.tokenizer.decode([id]), asked > 0) } : {}),
   };
-  const run = new CompletionRun(
-    {
-      id: meta.id,
-      promptIds: ids,
-      maxTokens,
-      sampling: {
-        temperature: body.temperature ?? 1,
-        topP: body.top_p ?? 1,
-        topK: body.top_k !== undefined && body.top_k !== null && body.top_k > 0 ? body.top_k : 0,
-        ...(body.seed !== undefined && body.seed !== null ? { seed: Math.abs(body.seed) % 2 ** 53 } : {}),
-        frequencyPenalty: body.frequency_penalty ?? 0,
-        presencePenalty: body.presence_penalty ?? 0,
-        repetitionPenalty: body.repetition_penalty ?? 1,
-        ...(body.logit_bias && Object.keys(body.logit_bias).length > 0 ? { logitBias: body.logit_bias } : {}),
-      },
-      speculate,
-      stops,
-      userCache,
-      trie,
-      logprobs: asked,
-    },
-    ctx,
+  // One generation per choice. A seed makes choice i use seed + i (the choices
+  // differ, and repeat run to run); without one the pool draws each its own.
+  const n = body.n ?? 1;
+  let unfinished = n;
+  const deps = { ...ctx, onFinish: () => --unfinished === 0 && ctx.onFinish() };
+  const runs = Array.from(
+    { length: n },
+    (_, i) =>
+      new CompletionRun(
+        {
+          id: n === 1 ? meta.id : `${meta.id}-${i}`,
+          promptIds: ids,
+          maxTokens,
+          sampling: {
+            temperature: body.temperature ?? 1,
+            topP: body.top_p ?? 1,
+            topK: body.top_k !== undefined && body.top_k !== null && body.top_k > 0 ? body.top_k : 0,
+            ...(body.seed !== undefined && body.seed !== null ? { seed: (Math.abs(body.seed) + i) % 2 ** 53 } : {}),
+            frequencyPenalty: body.frequency_penalty ?? 0,
+            presencePenalty: body.presence_penalty ?? 0,
+            repetitionPenalty: body.repetition_penalty ?? 1,
+            ...(body.logit_bias && Object.keys(body.logit_bias).length > 0 ? { logitBias: body.logit_bias } : {}),
+          },
+          speculate,
+          stops,
+          userCache,
+          trie,
+          logprobs: asked,
+          // The user's cache learns from one choice: n writes of one KV key would race.
+          saveToCache: i === 0,
+        },
+        deps,
+      ),
   );
-  // Client gone (where the runtime signals it): stop the generation at the pool.
-  ctx.clientSignal?.addEventListener('abort', () => run.cancel());
-  await run.open();
+  // Client gone (where the runtime signals it): stop the generations at the pool.
+  ctx.clientSignal?.addEventListener('abort', () => {
+    for (const run of runs) run.cancel();
+  });
+  const opened = await Promise.allSettled(runs.map((run) => run.open()));
+  const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (failed) {
+    // A choice that could not start fails the request; the others are stopped.
+    for (const run of runs) run.cancel();
+    throw failed.reason;
+  }
   if (body.stream) {
     return streamResponse(
-      run,
+      runs,
       meta,
       { includeUsage: body.stream_options?.include_usage === true, smooth: body.stream_options?.smooth === true },
       ctx.headers,
     );
   }
-  const whole = await wholeCompletion(run, meta);
+  const whole = await wholeCompletion(runs, meta);
   return new Response(JSON.stringify(whole), { headers: { ...Object.fromEntries(new Headers(ctx.headers)), 'content-type': 'application/json' } });
 }

@@ -28,6 +28,8 @@ export interface CompletionPlan {
   trie: Uint8Array | null;
   /** Log-probabilities asked: of each token and of this many most likely ones (null = none). */
   logprobs: number | null;
+  /** Merge prompt + output into the user's cache at the end (one choice of n does). */
+  saveToCache: boolean;
 }
 
 export interface CompletionDeps {
@@ -204,6 +206,7 @@ export class CompletionRun {
   }
 
   private saveCache(): void {
+    if (!this.plan.saveToCache) return;
     const tokens = this.plan.promptIds.concat(this.outputIds.slice(0, this.counted));
     this.deps.waitUntil(this.deps.store.saveMerged(this.plan.userCache, tokens));
   }

@@ -14,7 +14,7 @@ export interface ResponseMeta {
   created: number;
   model: string;
   kind: EndpointKind;
-  /** Present when the request asked for log-probabilities. */
+  /** Present when the request asked for log-probabilities: the formatter of choice 0 (streams make one per choice with `newLogprobs`). */
   logprobs?: LogprobsFormatter;
 }
 
@@ -36,6 +36,11 @@ export class LogprobsFormatter {
     /** Alternatives were asked for (legacy completions: `top_logprobs` is null otherwise). */
     private readonly withTop: boolean,
   ) {}
+
+  /** A fresh formatter of the same kind (another choice's text offsets start at 0). */
+  another(): LogprobsFormatter {
+    return new LogprobsFormatter(this.kind, this.tokenText, this.withTop);
+  }
 
   format(tokens: readonly TokenLogprob[]): object {
     if (this.kind === 'chat') {
@@ -79,37 +84,48 @@ function chunk(meta: ResponseMeta, choices: object[], usage?: CompletionUsage): 
   return { id: meta.id, object, created: meta.created, model: meta.model, choices, ...(usage ? { usage } : {}) };
 }
 
-export function roleChunk(meta: ResponseMeta): object {
-  return chunk(meta, [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]);
+export function roleChunk(meta: ResponseMeta, index = 0): object {
+  return chunk(meta, [{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]);
 }
 
-export function textChunk(meta: ResponseMeta, segments: readonly SourcedText[]): object {
+/** A chunk of choice `index`'s text; `logprobs` formats its tokens (one formatter per choice), when asked. */
+export function textChunk(meta: ResponseMeta, segments: readonly SourcedText[], index = 0, logprobs: LogprobsFormatter | undefined = meta.logprobs): object {
   const text = joinText(segments);
   const sssd_sources = segments.map((s) => ({ text: s.text, source: s.source }));
   const content = meta.kind === 'chat' ? { delta: { content: text } } : { text };
-  const logprobs = meta.logprobs ? meta.logprobs.format(tokensOf(segments)) : null;
-  return chunk(meta, [{ index: 0, ...content, logprobs, finish_reason: null, sssd_sources }]);
+  return chunk(meta, [{ index, ...content, logprobs: logprobs ? logprobs.format(tokensOf(segments)) : null, finish_reason: null, sssd_sources }]);
 }
 
-export function finishChunk(meta: ResponseMeta, finishReason: string): object {
+export function finishChunk(meta: ResponseMeta, finishReason: string, index = 0): object {
   const content = meta.kind === 'chat' ? { delta: {} } : { text: '' };
-  return chunk(meta, [{ index: 0, ...content, logprobs: null, finish_reason: finishReason }]);
+  return chunk(meta, [{ index, ...content, logprobs: null, finish_reason: finishReason }]);
 }
 
 export function usageChunk(meta: ResponseMeta, usage: CompletionUsage): object {
   return chunk(meta, [], usage);
 }
 
-export function wholeResponse(meta: ResponseMeta, text: string, finishReason: string, usage: CompletionUsage, tokens: readonly TokenLogprob[] = []): object {
+/** One finished choice of a whole response; `logprobs` formats its tokens, when asked. */
+export interface WholeChoice {
+  text: string;
+  finishReason: string;
+  tokens: readonly TokenLogprob[];
+  logprobs?: LogprobsFormatter;
+}
+
+export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[], usage: CompletionUsage): object {
   const chat = meta.kind === 'chat';
-  const content = chat ? { message: { role: 'assistant', content: text } } : { text };
-  const logprobs = meta.logprobs ? meta.logprobs.format(tokens) : null;
   return {
     id: meta.id,
     object: chat ? 'chat.completion' : 'text_completion',
     created: meta.created,
     model: meta.model,
-    choices: [{ index: 0, ...content, logprobs, finish_reason: finishReason }],
+    choices: choices.map((c, index) => ({
+      index,
+      ...(chat ? { message: { role: 'assistant', content: c.text } } : { text: c.text }),
+      logprobs: c.logprobs ? c.logprobs.format(c.tokens) : null,
+      finish_reason: c.finishReason,
+    })),
     usage,
   };
 }

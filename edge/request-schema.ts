@@ -19,6 +19,9 @@ const streamOptionsSchema = z
   })
   .nullish();
 
+/** Most choices (`n`) a request may ask for: each is a whole generation on a pool. */
+export const MAX_CHOICES = 8;
+
 const commonFields = {
   model: z.string().min(1).max(256),
   stream: z.boolean().nullish(),
@@ -40,7 +43,8 @@ const commonFields = {
   repetition_penalty: z.number().gt(0).max(10).nullish(),
   stop: stopSchema,
   user: z.string().max(256).nullish(),
-  n: z.number().int().refine((n) => n === 1, 'only n = 1 is supported').nullish(),
+  /** Choices: one generation each, at most MAX_CHOICES. */
+  n: z.number().int().min(1).max(MAX_CHOICES, `n is at most ${MAX_CHOICES}`).nullish(),
   /** Non-standard per-request switch: "auto" (default) speculates, "off" decodes plainly. */
   speculation: z.enum(['auto', 'off']).nullish(),
 };

@@ -1,13 +1,13 @@
 /**
- * A completion run as a Server-Sent Events response (`data: {chunk}` lines,
- * final `data: [DONE]`), or as one JSON body. Without smoothing a chunk is one
+ * Completion runs (one per choice) as a Server-Sent Events response (`data:
+ * {chunk}` lines, final `data: [DONE]`), or as one JSON body. Without smoothing a chunk is one
  * verification step's released text; with it, one token's text, paced by
  * BurstSmoother. Cancelling the response stream (client gone) cancels the run.
  */
 import { toApiError } from './api-error';
 import { BurstSmoother } from './burst-smoother';
-import type { CompletionRun, CompletionSummary } from './completion-run';
-import { finishChunk, joinText, roleChunk, textChunk, tokensOf, usageChunk, wholeResponse, type ResponseMeta } from './openai-format';
+import type { CompletionRun, CompletionSummary, CompletionUsage } from './completion-run';
+import { finishChunk, joinText, roleChunk, textChunk, tokensOf, usageChunk, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
 import type { SourcedText, TokenLogprob } from './token-text';
 
 export interface StreamOptions {
@@ -66,60 +66,111 @@ async function* paced(source: AsyncGenerator<SourcedText[], CompletionSummary>, 
   return end.summary;
 }
 
-export function streamResponse(run: CompletionRun, meta: ResponseMeta, options: StreamOptions, headers: HeadersInit): Response {
+/** The runs' usages as one: the prompt once, every choice's completion and speculation figures added up. */
+export function combinedUsage(usages: readonly CompletionUsage[]): CompletionUsage {
+  if (usages.length === 1) return usages[0];
+  const first = usages[0];
+  const sum = (f: (u: CompletionUsage) => number): number => usages.reduce((s, u) => s + f(u), 0);
+  const completion = sum((u) => u.completion_tokens);
+  const steps = sum((u) => u.speculation.steps);
+  return {
+    prompt_tokens: first.prompt_tokens,
+    completion_tokens: completion,
+    total_tokens: first.prompt_tokens + completion,
+    speculation: {
+      method: first.speculation.method,
+      drafts: sum((u) => u.speculation.drafts),
+      draft_tokens: sum((u) => u.speculation.draft_tokens),
+      accepted_tokens: sum((u) => u.speculation.accepted_tokens),
+      steps,
+      mean_acceptance_length: steps > 0 ? completion / steps : 0,
+      edge_accepted_tokens: sum((u) => u.speculation.edge_accepted_tokens),
+      edge_trie_bytes: first.speculation.edge_trie_bytes,
+    },
+  };
+}
+
+type Tagged = { index: number; next: IteratorResult<SourcedText[], CompletionSummary> };
+
+/**
+ * The runs (one per choice, `n` of them) as one SSE stream: each choice's
+ * chunks carry its `index`, as they come; a choice's finish chunk when it
+ * ends; the usage (all choices) once all have.
+ */
+export function streamResponse(runs: readonly CompletionRun[], meta: ResponseMeta, options: StreamOptions, headers: HeadersInit): Response {
   const encoder = new TextEncoder();
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
   let clientGone = false;
-  // A failed write means the client disconnected: cancel the generation at the pool.
+  const cancelAll = (): void => {
+    for (const run of runs) run.cancel();
+  };
+  // A failed write means the client disconnected: cancel the generations at the pool.
   const send = async (payload: object | string): Promise<void> => {
     if (clientGone) return;
     try {
       await writer.write(encoder.encode(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`));
     } catch {
       clientGone = true;
-      run.cancel();
+      cancelAll();
     }
   };
   void (async () => {
-    const generator = paced(run.run(), options.smooth);
+    const generators = runs.map((run) => paced(run.run(), options.smooth));
+    const formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
+    const pending = new Map<number, Promise<Tagged>>();
+    const pull = (index: number): void => {
+      pending.set(index, generators[index].next().then((next) => ({ index, next })));
+    };
+    const usages: CompletionUsage[] = [];
     try {
-      if (meta.kind === 'chat') await send(roleChunk(meta));
-      let summary: CompletionSummary | null = null;
-      while (!clientGone) {
-        const next = await generator.next();
+      if (meta.kind === 'chat') for (let i = 0; i < runs.length; i++) await send(roleChunk(meta, i));
+      for (let i = 0; i < runs.length; i++) pull(i);
+      while (pending.size > 0 && !clientGone) {
+        const { index, next } = await Promise.race(pending.values());
         if (next.done) {
-          summary = next.value;
-          break;
+          pending.delete(index);
+          usages[index] = next.value.usage;
+          await send(finishChunk(meta, next.value.finishReason, index));
+          continue;
         }
-        await send(textChunk(meta, next.value));
+        await send(textChunk(meta, next.value, index, formatters[index]));
+        pull(index);
       }
-      if (summary) {
-        await send(finishChunk(meta, summary.finishReason));
-        if (options.includeUsage) await send(usageChunk(meta, summary.usage));
-      } else {
-        await generator.return(undefined as never).catch(() => undefined);
-      }
+      if (pending.size === 0 && options.includeUsage) await send(usageChunk(meta, combinedUsage(usages)));
     } catch (err) {
+      cancelAll();
       await send(toApiError(err).toBody());
     }
+    for (const g of generators) await g.return(undefined as never).catch(() => undefined);
     await send('[DONE]');
     await writer.close().catch(() => undefined);
   })();
   return new Response(readable, { headers: { ...sseHeaders, ...Object.fromEntries(new Headers(headers)) } });
 }
 
-/** The whole completion as one JSON response (errors before the end become OpenAI errors). */
-export async function wholeCompletion(run: CompletionRun, meta: ResponseMeta): Promise<object> {
-  const generator = run.run();
-  const parts: string[] = [];
-  const tokens: TokenLogprob[] = [];
-  for (;;) {
-    const next = await generator.next();
-    if (next.done) {
-      return wholeResponse(meta, parts.join(''), next.value.finishReason, next.value.usage, tokens);
-    }
-    parts.push(joinText(next.value));
-    for (const t of tokensOf(next.value)) tokens.push(t);
-  }
+/** The whole completion, every choice, as one JSON response (errors before the end become OpenAI errors). */
+export async function wholeCompletion(runs: readonly CompletionRun[], meta: ResponseMeta): Promise<object> {
+  const finished = await Promise.all(
+    runs.map(async (run, i) => {
+      const generator = run.run();
+      const parts: string[] = [];
+      const tokens: TokenLogprob[] = [];
+      try {
+        for (;;) {
+          const next = await generator.next();
+          if (next.done) {
+            const choice: WholeChoice = { text: parts.join(''), finishReason: next.value.finishReason, tokens, logprobs: i === 0 ? meta.logprobs : meta.logprobs?.another() };
+            return { choice, usage: next.value.usage };
+          }
+          parts.push(joinText(next.value));
+          for (const t of tokensOf(next.value)) tokens.push(t);
+        }
+      } catch (err) {
+        for (const other of runs) other.cancel();
+        throw err;
+      }
+    }),
+  );
+  return wholeResponse(meta, finished.map((f) => f.choice), combinedUsage(finished.map((f) => f.usage)));
 }

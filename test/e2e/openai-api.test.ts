@@ -189,6 +189,46 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(outside.json.error?.param).toBe('logit_bias');
   });
 
+  it('answers n choices, each its own generation (seed + i), whole or streamed with their indices', async () => {
+    const params = { model, prompt: PROMPT, max_tokens: 16, temperature: 1, seed: 5, n: 3, logprobs: 0 };
+    const whole = await client.completions.create(params);
+    expect(whole.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    // Each choice its own log-probabilities, offsets from its own start.
+    for (const c of whole.choices) {
+      expect(c.logprobs!.tokens!.join('')).toBe(c.text);
+      expect(c.logprobs!.text_offset![0]).toBe(0);
+    }
+    // Choice i is what a lone request with seed 5 + i gives.
+    for (const i of [0, 2]) {
+      const alone = await client.completions.create({ ...params, n: 1, seed: 5 + i });
+      expect(whole.choices[i].text).toBe(alone.choices[0].text);
+    }
+    expect(new Set(whole.choices.map((c) => c.text)).size).toBeGreaterThan(1);
+    const usage = whole.usage as UsageWithSpeculation;
+    const tokensOf = (text: string) => (text.length > 0 ? 1 : 0); // at least one token per non-empty choice
+    expect(usage.completion_tokens).toBeGreaterThanOrEqual(whole.choices.reduce((n, c) => n + tokensOf(c.text), 0));
+    expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens);
+    // Streamed chat: every choice's deltas carry its index, each choice finishes, usage covers all.
+    const stream = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 12, temperature: 1, seed: 9, n: 2, stream: true, stream_options: { include_usage: true } });
+    const texts = ['', ''];
+    const finished = [false, false];
+    let streamedUsage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        texts[c.index] += c.delta.content ?? '';
+        if (c.finish_reason) finished[c.index] = true;
+      }
+      if (chunk.usage) streamedUsage = chunk.usage;
+    }
+    expect(finished).toEqual([true, true]);
+    const wholeChat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 12, temperature: 1, seed: 9, n: 2 });
+    expect(texts).toEqual(wholeChat.choices.map((c) => c.message.content));
+    expect(streamedUsage?.completion_tokens).toBe(wholeChat.usage?.completion_tokens);
+    const tooMany = await post('/v1/completions', { model, prompt: 'hi', n: 9 });
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.json.error?.param).toBe('n');
+  });
+
   it('stops at a stop string that spans tokens and chunks, without sending any of it', async () => {
     const full = reference.text;
     const stop = full.slice(20, 31); // crosses token boundaries in mid-word
@@ -217,7 +257,7 @@ describe('OpenAI-compatible API on the edge', () => {
   it('answers bad bodies with 400 in the OpenAI error shape, naming the field', async () => {
     const cases: Array<[unknown, string | null]> = [
       [{ prompt: 'hi' }, 'model'],
-      [{ model, prompt: 'hi', n: 2 }, 'n'],
+      [{ model, prompt: 'hi', n: 0 }, 'n'],
       [{ model, prompt: 'hi', temperature: 7 }, 'temperature'],
       [{ model, prompt: 'hi', stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
       [{ model, messages: [] }, null],
