@@ -44,7 +44,8 @@ export const generateRequestSchema = z.object({
   id: z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/),
   /** Prompt token ids, BOS included. */
   promptIds: z.array(z.number().int().min(0)).min(1),
-  maxTokens: z.number().int().min(1),
+  /** Tokens to generate; 0 = only read the prompt (with `promptLogprobs`: score it). */
+  maxTokens: z.number().int().min(0),
   sampling: samplingSchema.default({ temperature: 0, topP: 1, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
   speculation: z.enum(speculationMethods).default('sssd'),
   /** Use the pool's global datastore as a draft source (opt-in). */
@@ -60,6 +61,12 @@ export const generateRequestSchema = z.object({
    * emitted token's). Absent = none.
    */
   logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
+  /**
+   * Score the prompt: each prompt token after the first, its log-probability
+   * given the ones before it, and the `promptLogprobs` most likely tokens'
+   * there (a `prompt-logprobs` event after the prefill). Absent = none.
+   */
+  promptLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
 });
 export type GenerateRequest = z.infer<typeof generateRequestSchema>;
 
@@ -103,6 +110,13 @@ export type PoolEvent =
       /** With `logprobs` asked: each id's log-probability (same length as ids). */
       logprobs?: number[];
       /** With `logprobs` > 0: per id, the most likely tokens as [id, log-probability], most likely first. */
+      topLogprobs?: Array<Array<[number, number]>>;
+    }
+  | {
+      type: 'prompt-logprobs';
+      /** For promptIds[1..]: each one's log-probability given the tokens before it. */
+      logprobs: number[];
+      /** With `promptLogprobs` > 0: per token, the most likely tokens there as [id, log-probability]. */
       topLogprobs?: Array<Array<[number, number]>>;
     }
   | { type: 'trie-exhausted'; outputLength: number }

@@ -296,6 +296,20 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return this.draining;
   }
 
+  /** The prompt's own log-probabilities, read off the prefill: token i given tokens 0..i-1, from the logits at i-1. */
+  private sendPromptLogprobs(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number): void {
+    const n = gen.request.promptLogprobs!;
+    const logprobs: number[] = [];
+    const top: Array<Array<[number, number]>> = [];
+    for (let i = 1; i < chain; i++) {
+      const logits = result.logitsAt(r, i - 1);
+      const lse = logSumExp(logits);
+      logprobs.push(logits[tokens[i]] - lse);
+      if (n > 0) top.push(topLogprobs(logits, lse, n));
+    }
+    gen.sink.send(n > 0 ? { type: 'prompt-logprobs', logprobs, topLogprobs: top } : { type: 'prompt-logprobs', logprobs });
+  }
+
   /** Stops admitting, cancels everything, waits for the loop to end. */
   async close(): Promise<void> {
     this.closed = true;
@@ -632,6 +646,14 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       const rootIndex = chain - 1;
       const row = inputs[r].row;
       const v = this.verifier;
+      if (gen.steps === 0 && gen.request.promptLogprobs !== undefined) this.sendPromptLogprobs(gen, result, r, row.tokens, chain);
+      if (gen.request.maxTokens === 0) {
+        // Only the prompt was asked for (scored above, or just read).
+        gen.steps++;
+        stepPromptTokens += gen.promptIds.length;
+        this.finish(gen, 'length');
+        continue;
+      }
       const accepted = gen.noise
         ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength, gen.adjustments)
         : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r, gen.adjustments);

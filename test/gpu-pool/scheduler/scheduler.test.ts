@@ -175,6 +175,20 @@ describe('continuous batching', () => {
       expect(plain.lps[i]).toBeCloseTo(logits[plain.ids[i]] - logSumExp(logits), 3);
       logits = ref.forward(plain.ids[i]);
     }
+    // The prompt scored: token i given tokens 0..i-1, as the reference forward pass gives it; maxTokens 0 = nothing generated.
+    const scored = collect();
+    s.submit(generateRequestSchema.parse({ id: 'lp-prompt', promptIds: REPEATING_PROMPT, maxTokens: 0, promptLogprobs: 2 }), scored.sink);
+    const scoredEvents = await scored.done;
+    const promptLps = scoredEvents.find((e): e is Extract<PoolEvent, { type: 'prompt-logprobs' }> => e.type === 'prompt-logprobs')!;
+    expect(promptLps.logprobs).toHaveLength(REPEATING_PROMPT.length - 1);
+    expect(promptLps.topLogprobs!.every((t) => t.length === 2)).toBe(true);
+    expect(scoredEvents.some((e) => e.type === 'tokens')).toBe(false);
+    expect(scoredEvents.at(-1)).toMatchObject({ type: 'done', finishReason: 'length', usage: { completionTokens: 0 } });
+    const scorer = new ReferenceForward(model.config, model.weights);
+    for (let i = 1; i < 10; i++) {
+      const l = scorer.forward(REPEATING_PROMPT[i - 1]);
+      expect(promptLps.logprobs[i - 1]).toBeCloseTo(l[REPEATING_PROMPT[i]] - logSumExp(l), 3);
+    }
     // logprobs 0: only the emitted tokens' own; not asked: none at all.
     const own = await run('lp-own', 'off', 0);
     expect(own.lps).toHaveLength(40);
