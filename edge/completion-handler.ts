@@ -53,6 +53,14 @@ function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
   return ids.slice();
 }
 
+/** The prompt as `echo` sends it back: as given when it was text, decoded when it was token ids. */
+function echoText(parsed: ParsedRequest, ids: number[], model: ServedModel): string {
+  const prompt = parsed.kind === 'completion' ? parsed.body.prompt : null;
+  if (typeof prompt === 'string') return prompt;
+  if (Array.isArray(prompt) && typeof prompt[0] === 'string') return prompt[0] as string;
+  return model.tokenizer.decode(ids);
+}
+
 /** How many alternatives per token the request wants log-probabilities for (0 = the token's own only); null = none. */
 function logprobsAsked(parsed: ParsedRequest): number | null {
   if (parsed.kind === 'chat') return parsed.body.logprobs === true ? (parsed.body.top_logprobs ?? 0) : null;
@@ -83,6 +91,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
       'context_length_exceeded',
     );
   }
+  const echo = parsed.kind === 'completion' && parsed.body.echo === true;
+  if (requested === 0 && !echo) throw badRequest('max_tokens must be at least 1 (0 only with echo: score the prompt).', 'max_tokens', 'invalid_value');
   const maxTokens = requested ?? room;
   for (const id of Object.keys(body.logit_bias ?? {})) {
     if (Number(id) >= model.tokenizer.vocabSize) throw badRequest(`logit_bias: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'logit_bias', 'invalid_value');
@@ -138,6 +148,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           logprobs: asked,
           // The user's cache learns from one choice: n writes of one KV key would race.
           saveToCache: i === 0,
+          echo: echo ? echoText(parsed, ids, model) : null,
         },
         deps,
       ),

@@ -30,6 +30,8 @@ export interface CompletionPlan {
   logprobs: number | null;
   /** Merge prompt + output into the user's cache at the end (one choice of n does). */
   saveToCache: boolean;
+  /** Completions' `echo`: the prompt's text, sent before the completion (with `logprobs`: its tokens scored). */
+  echo: string | null;
 }
 
 export interface CompletionDeps {
@@ -110,6 +112,7 @@ export class CompletionRun {
       speculation: plan.speculate ? 'sssd' : 'off',
       ...(plan.trie && plan.trie.length > 0 ? { trie: bytesToBase64(plan.trie) } : {}),
       ...(plan.logprobs !== null ? { logprobs: plan.logprobs } : {}),
+      ...(plan.echo !== null && plan.logprobs !== null ? { promptLogprobs: plan.logprobs } : {}),
     };
     try {
       this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil);
@@ -131,6 +134,8 @@ export class CompletionRun {
     let finishReason: 'stop' | 'length' = 'length';
     let poolUsage: SpeculationUsage | null = null;
     try {
+      // The echoed prompt comes first; scored, once the pool has read it.
+      if (plan.echo !== null && plan.logprobs === null && plan.echo.length > 0) yield [{ text: plan.echo, source: 'model' }];
       for await (const event of opened.events) {
         if (this.cancelled) break;
         const outcome = this.onEvent(event, assembler);
@@ -175,6 +180,13 @@ export class CompletionRun {
         for (let i = 0; i < consumed; i++) if (event.sources[i] === 'edge') this.edgeAccepted += 1;
         this.counted = before + consumed;
         return { segments, stopped };
+      }
+      case 'prompt-logprobs': {
+        const echo = this.plan.echo;
+        if (echo === null) return { segments: [], stopped: false };
+        const ids = this.plan.promptIds;
+        const tokens: TokenLogprob[] = ids.map((id, i) => (i === 0 ? { id, logprob: null, top: null } : { id, logprob: event.logprobs[i - 1], top: event.topLogprobs?.[i - 1] ?? [] }));
+        return { segments: [{ text: echo, source: 'model', tokens }], stopped: false };
       }
       case 'trie-exhausted':
         this.pushFreshTrie(event.outputLength);

@@ -48,7 +48,7 @@ export class LogprobsFormatter {
         const token = this.tokenText(id);
         return { token, logprob, bytes: [...utf8.encode(token)] };
       };
-      return { content: tokens.map((t) => ({ ...entry(t.id, t.logprob), top_logprobs: t.top.map(([id, lp]) => entry(id, lp)) })), refusal: null };
+      return { content: tokens.map((t) => ({ ...entry(t.id, t.logprob ?? 0), top_logprobs: (t.top ?? []).map(([id, lp]) => entry(id, lp)) })), refusal: null };
     }
     const texts = tokens.map((t) => this.tokenText(t.id));
     const textOffset = texts.map((text) => {
@@ -59,7 +59,7 @@ export class LogprobsFormatter {
     return {
       tokens: texts,
       token_logprobs: tokens.map((t) => t.logprob),
-      top_logprobs: this.withTop ? tokens.map((t) => Object.fromEntries(t.top.map(([id, lp]) => [this.tokenText(id), lp]))) : null,
+      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : Object.fromEntries(t.top.map(([id, lp]) => [this.tokenText(id), lp])))) : null,
       text_offset: textOffset,
     };
   }

@@ -56,6 +56,10 @@ export const completionRequestSchema = z.object({
   ...commonFields,
   /** Log-probabilities of each token and of this many most likely ones (legacy completions shape). */
   logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+  /** Send the prompt back before the completion (with `logprobs`: the prompt's tokens scored too). */
+  echo: z.boolean().nullish(),
+  /** 0 only with `echo`: score the prompt, generate nothing (what evaluation harnesses send). */
+  max_tokens: z.number().int().min(0).nullish(),
   prompt: z.union([
     z.string(),
     z.array(z.string()).length(1, 'prompt as a list must hold exactly one string'),
@@ -86,11 +90,10 @@ export type ChatRequest = z.infer<typeof chatRequestSchema>;
  * OpenAI parameters that change what a completion is and that this server
  * does not implement, each with the test for its neutral value. Sent at that
  * value (or null) they are fine; otherwise the request is refused by name:
- * ignoring, say, `echo` or a JSON response format would answer a different
- * request than the one asked, with nothing to tell the caller so.
+ * ignoring, say, `best_of` or a JSON response format would answer a
+ * different request than the one asked, with nothing to tell the caller so.
  */
 const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) => boolean; hint: string }>> = {
-  echo: { neutral: (v) => v === false, hint: 'false' },
   best_of: { neutral: (v) => v === 1, hint: '1' },
   suffix: { neutral: (v) => v === '', hint: 'empty' },
   tools: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },

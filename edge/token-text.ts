@@ -21,11 +21,15 @@ export interface SourcedText {
   tokens?: TokenLogprob[];
 }
 
-/** One emitted token's log-probability, and the most likely tokens' at its position ([id, logprob], most likely first). */
+/**
+ * One token's log-probability, and the most likely tokens' at its position
+ * ([id, logprob], most likely first). Null for an echoed prompt's first token,
+ * which nothing precedes.
+ */
 export interface TokenLogprob {
   id: number;
-  logprob: number;
-  top: Array<[number, number]>;
+  logprob: number | null;
+  top: Array<[number, number]> | null;
 }
 
 export interface AssembledText {

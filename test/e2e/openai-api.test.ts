@@ -189,6 +189,38 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(outside.json.error?.param).toBe('logit_bias');
   });
 
+  it('echoes the prompt, and scores it with max_tokens 0, as evaluation harnesses ask (echo, logprobs, token ids)', async () => {
+    // lm-eval's loglikelihood request: context + continuation as token ids, nothing generated.
+    const ids = [...reference.prompt_ids, ...reference.output_ids.slice(0, 6)];
+    const scored = await client.completions.create({ model, prompt: ids, max_tokens: 0, echo: true, logprobs: 1, temperature: 0 });
+    const lp = scored.choices[0].logprobs!;
+    expect(lp.tokens).toHaveLength(ids.length);
+    expect(lp.token_logprobs![0]).toBeNull();
+    expect(lp.top_logprobs![0]).toBeNull();
+    expect(scored.usage?.completion_tokens).toBe(0);
+    // The continuation is the model's greedy output: each of its tokens is the most likely one (lm-eval's is_greedy).
+    for (let i = reference.prompt_ids.length; i < ids.length; i++) {
+      const top = Object.entries(lp.top_logprobs![i] as Record<string, number>);
+      expect(top).toHaveLength(1);
+      expect(top[0][0]).toBe(lp.tokens![i]);
+      expect(top[0][1]).toBeCloseTo(lp.token_logprobs![i]!, 4);
+    }
+    // Echo with a completion: the prompt as sent, then the generated text (the same as without echo).
+    const echoed = await client.completions.create({ model, prompt: PROMPT, max_tokens: 8, echo: true, temperature: 0 });
+    const plain = await client.completions.create({ model, prompt: PROMPT, max_tokens: 8, temperature: 0 });
+    expect(echoed.choices[0].text).toBe(PROMPT + plain.choices[0].text);
+    // Streamed: the prompt's chunk first.
+    const stream = await client.completions.create({ model, prompt: PROMPT, max_tokens: 8, echo: true, temperature: 0, stream: true });
+    const chunks: string[] = [];
+    for await (const chunk of stream) if (chunk.choices[0]?.text) chunks.push(chunk.choices[0].text);
+    expect(chunks[0]).toBe(PROMPT);
+    expect(chunks.join('')).toBe(echoed.choices[0].text);
+    // max_tokens 0 without echo asks for nothing: a 400 naming the field.
+    const nothing = await post('/v1/completions', { model, prompt: 'hi', max_tokens: 0 });
+    expect(nothing.status).toBe(400);
+    expect(nothing.json.error?.param).toBe('max_tokens');
+  });
+
   it('answers n choices, each its own generation (seed + i), whole or streamed with their indices', async () => {
     const params = { model, prompt: PROMPT, max_tokens: 16, temperature: 1, seed: 5, n: 3, logprobs: 0 };
     const whole = await client.completions.create(params);
@@ -272,7 +304,7 @@ describe('OpenAI-compatible API on the edge', () => {
     }
     // Parameters that would change the answer and are not implemented: refused by name, not ignored.
     for (const [path, body, param] of [
-      ['/v1/completions', { model, prompt: 'hi', echo: true }, 'echo'],
+      ['/v1/completions', { model, prompt: 'hi', best_of: 3 }, 'best_of'],
       ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
       ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } }, 'response_format'],
     ] as const) {

@@ -19,7 +19,6 @@ function refusal(body: Record<string, unknown>): ApiError | null {
 describe('OpenAI parameters this server does not implement', () => {
   it('refuses each by name (400, unsupported_parameter) when it would change the answer', () => {
     const asked: Array<[string, unknown]> = [
-      ['echo', true],
       ['best_of', 3],
       ['suffix', ' the end'],
       ['tools', [{ type: 'function', function: { name: 'f' } }]],
@@ -38,7 +37,6 @@ describe('OpenAI parameters this server does not implement', () => {
 
   it('accepts them left out, null, or at their neutral value', () => {
     const neutral = {
-      echo: false,
       best_of: 1,
       suffix: '',
       tools: [],
