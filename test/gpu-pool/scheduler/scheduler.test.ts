@@ -341,12 +341,7 @@ describe('continuous batching', () => {
 
   it('tells the budget which drafting steps ran cold (the first draft after steps without one)', async () => {
     const budget = new RecordingBudget(cost, { policy: 'marginal', maxNodes: 16 });
-    const s = new Scheduler(runner, {
-      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
-      budget,
-      metrics: new PoolMetrics(),
-      createDrafter: drafterFactory(null),
-    });
+    const s = scheduler(budget);
     runner.steps = [];
     const c = collect();
     const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
