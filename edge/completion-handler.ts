@@ -121,6 +121,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   // One generation per choice. A seed makes choice i use seed + i (the choices
   // differ, and repeat run to run); without one the pool draws each its own.
   const n = body.n ?? 1;
+  const echoed = echo ? echoText(parsed, ids, model) : null;
   let unfinished = n;
   const deps = { ...ctx, onFinish: () => --unfinished === 0 && ctx.onFinish() };
   const runs = Array.from(
@@ -148,7 +149,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           logprobs: asked,
           // The user's cache learns from one choice: n writes of one KV key would race.
           saveToCache: i === 0,
-          echo: echo ? echoText(parsed, ids, model) : null,
+          echo: echoed,
         },
         deps,
       ),
