@@ -129,7 +129,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
 }
 
 app.post('/v1/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) })));
-app.post('/v1/chat/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'chat', body: parseOpenAiBody(chatRequestSchema, body) })));
+app.post('/v1/chat/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'chat', body: parseOpenAiBody(chatRequestSchema, body, 'chat') })));
 
 app.post('/bench/edge-cpu', limitBody, async (c) => {
   if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');

@@ -103,11 +103,18 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) =>
   response_format: { neutral: (v) => typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'text', hint: '{"type": "text"}' },
 };
 
-/** Throws a 400 (`unsupported_parameter`) for the first parameter of UNSUPPORTED_PARAMETERS sent at a value other than its neutral one. */
-export function rejectUnsupportedParameters(body: unknown): void {
+/** Completions' fields that chat does not have: refused there the same way. */
+const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) => boolean; hint: string }>> = {
+  ...UNSUPPORTED_PARAMETERS,
+  echo: { neutral: (v) => v === false, hint: 'false' },
+};
+
+/** Throws a 400 (`unsupported_parameter`) for the first parameter of the endpoint's list sent at a value other than its neutral one. */
+export function rejectUnsupportedParameters(body: unknown, endpoint: 'completion' | 'chat' = 'completion'): void {
   if (typeof body !== 'object' || body === null) return;
+  const rules = endpoint === 'chat' ? CHAT_UNSUPPORTED_PARAMETERS : UNSUPPORTED_PARAMETERS;
   for (const [name, value] of Object.entries(body)) {
-    const rule = Object.hasOwn(UNSUPPORTED_PARAMETERS, name) ? UNSUPPORTED_PARAMETERS[name] : undefined;
+    const rule = Object.hasOwn(rules, name) ? rules[name] : undefined;
     if (rule && value !== null && value !== undefined && !rule.neutral(value)) {
       throw badRequest(`${name} is not supported by this server (leave it out, or send it as ${rule.hint})`, name, 'unsupported_parameter');
     }
@@ -115,8 +122,8 @@ export function rejectUnsupportedParameters(body: unknown): void {
 }
 
 /** An OpenAI completion or chat body: refused by name where it asks for what this server does not do, else parsed as `parseBody` does. */
-export function parseOpenAiBody<T>(schema: z.ZodType<T>, body: unknown): T {
-  rejectUnsupportedParameters(body);
+export function parseOpenAiBody<T>(schema: z.ZodType<T>, body: unknown, endpoint: 'completion' | 'chat' = 'completion'): T {
+  rejectUnsupportedParameters(body, endpoint);
   return parseBody(schema, body);
 }
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
-import { completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
+import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 
 function refusal(body: Record<string, unknown>): ApiError | null {
   try {
@@ -57,6 +57,13 @@ describe('OpenAI parameters this server does not implement', () => {
     // Penalties are served, within OpenAI's range.
     expect(refusal({ frequency_penalty: 0.5, presence_penalty: -1, repetition_penalty: 1.2 })).toBeNull();
     expect(refusal({ frequency_penalty: 3 })!.toBody().error).toMatchObject({ param: 'frequency_penalty', code: 'invalid_value' });
+  });
+
+  it('refuses echo on chat, which has no such field', () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, echo: true }, 'chat')).toThrow(expect.objectContaining({ param: 'echo', code: 'unsupported_parameter' }));
+    expect(parseOpenAiBody(chatRequestSchema, { ...chat, echo: false }, 'chat').messages).toHaveLength(1);
+    expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', echo: true }).echo).toBe(true);
   });
 
   it('still reports the schema\'s own errors after its own check', () => {
