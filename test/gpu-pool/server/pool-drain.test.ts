@@ -55,8 +55,8 @@ describe('pool shutdown', () => {
   it('drains on SIGTERM: admitted generations finish, new ones are refused (503), health says draining, then it exits', async () => {
     pool = await startPool(['--max-active', '2', '--drain-seconds', '60']);
     expect(await health(pool)).toMatchObject({ status: 200, body: { ok: true, draining: false } });
-    // Two running, two queued behind them.
-    const streams = await Promise.all(['a', 'b', 'c', 'd'].map((id) => open(pool!, `drain-${id}`, 400)));
+    // Two running, four queued behind them: enough work that the drain is seen before it ends.
+    const streams = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((id) => open(pool!, `drain-${id}`, 400)));
     await streams[0].firstTokens;
     pool.kill('SIGTERM');
     let h = await health(pool);
