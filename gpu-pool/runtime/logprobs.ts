@@ -36,3 +36,13 @@ export function topLogprobs(logits: Float32Array, lse: number, n: number): Array
   }
   return ids.map((id) => [id, logits[id] - lse]);
 }
+
+/**
+ * Appends `token`'s log-probability under `logits` to `logprobs` and, when
+ * `top` is given, the `n` most likely tokens' to `top` (one log-sum-exp for both).
+ */
+export function pushLogprobs(logits: Float32Array, token: number, n: number, logprobs: number[], top: Array<Array<[number, number]>> | null): void {
+  const lse = logSumExp(logits);
+  logprobs.push(logits[token] - lse);
+  if (top) top.push(topLogprobs(logits, lse, n));
+}

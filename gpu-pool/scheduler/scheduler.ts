@@ -27,7 +27,7 @@ import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { createDraftTree } from '../../shared/drafting/draft-tree';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
 import { DepthCalibration } from '../budget/depth-calibration';
-import { logSumExp, topLogprobs } from '../runtime/logprobs';
+import { pushLogprobs } from '../runtime/logprobs';
 
 /** Batches of at least this many rows speculate only where the governor's measurements say it pays, however cheap the pass makes extra tokens. */
 export const GOVERNED_FROM_ROWS = 16;
@@ -301,12 +301,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const n = gen.request.promptLogprobs!;
     const logprobs: number[] = [];
     const top: Array<Array<[number, number]>> = [];
-    for (let i = 1; i < chain; i++) {
-      const logits = result.logitsAt(r, i - 1);
-      const lse = logSumExp(logits);
-      logprobs.push(logits[tokens[i]] - lse);
-      if (n > 0) top.push(topLogprobs(logits, lse, n));
-    }
+    for (let i = 1; i < chain; i++) pushLogprobs(result.logitsAt(r, i - 1), tokens[i], n, logprobs, n > 0 ? top : null);
     gen.sink.send(n > 0 ? { type: 'prompt-logprobs', logprobs, topLogprobs: top } : { type: 'prompt-logprobs', logprobs });
   }
 
@@ -708,10 +703,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         sources.push(source);
         if (logprobs) {
           // The token was chosen at its parent: the root, then each accepted node in turn.
-          const logits = result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]);
-          const lse = logSumExp(logits);
-          logprobs.push(logits[token] - lse);
-          if (alternatives) alternatives.push(topLogprobs(logits, lse, wantLogprobs!));
+          pushLogprobs(result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]), token, wantLogprobs!, logprobs, alternatives ?? null);
         }
         if (source === 'edge') gen.edgeAcceptedSinceTrie++;
         if (this.eos.has(token)) reason = 'stop';
