@@ -6,7 +6,7 @@
  */
 import { toApiError } from './api-error';
 import { BurstSmoother } from './burst-smoother';
-import type { CompletionRun, CompletionSummary, CompletionUsage } from './completion-run';
+import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
 import { finishChunk, joinText, roleChunk, textChunk, tokensOf, usageChunk, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
 import type { SourcedText, TokenLogprob } from './token-text';
 
@@ -64,30 +64,6 @@ async function* paced(source: AsyncGenerator<SourcedText[], CompletionSummary>, 
   const end = finished as { summary?: CompletionSummary; error?: unknown } | null;
   if (end?.error !== undefined || !end?.summary) throw end?.error ?? new Error('stream ended early');
   return end.summary;
-}
-
-/** The runs' usages as one: the prompt once, every choice's completion and speculation figures added up. */
-export function combinedUsage(usages: readonly CompletionUsage[]): CompletionUsage {
-  if (usages.length === 1) return usages[0];
-  const first = usages[0];
-  const sum = (f: (u: CompletionUsage) => number): number => usages.reduce((s, u) => s + f(u), 0);
-  const completion = sum((u) => u.completion_tokens);
-  const steps = sum((u) => u.speculation.steps);
-  return {
-    prompt_tokens: first.prompt_tokens,
-    completion_tokens: completion,
-    total_tokens: first.prompt_tokens + completion,
-    speculation: {
-      method: first.speculation.method,
-      drafts: sum((u) => u.speculation.drafts),
-      draft_tokens: sum((u) => u.speculation.draft_tokens),
-      accepted_tokens: sum((u) => u.speculation.accepted_tokens),
-      steps,
-      mean_acceptance_length: steps > 0 ? completion / steps : 0,
-      edge_accepted_tokens: sum((u) => u.speculation.edge_accepted_tokens),
-      edge_trie_bytes: first.speculation.edge_trie_bytes,
-    },
-  };
 }
 
 type Tagged = { index: number; next: IteratorResult<SourcedText[], CompletionSummary> };
