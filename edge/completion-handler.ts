@@ -5,7 +5,7 @@
  */
 import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import { ApiError, badRequest } from './api-error';
-import type { KeyRecord } from './api-keys';
+import { sha256Hex, type KeyRecord } from './api-keys';
 import { renderChatPrompt } from './chat-template';
 import { CompletionRun, type CompletionDeps } from './completion-run';
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
@@ -101,6 +101,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const speculate = body.speculation !== 'off';
 
   const userCache = await ctx.store.load(await cacheScope(ctx.key.keyId, body.user));
+  // Cached prompt prefixes are shared within a tenant, as OpenAI shares them within an organisation.
+  const cacheSalt = await sha256Hex(`prefix-cache:${ctx.key.tenant}`);
   let trie: Uint8Array | null = null;
   if (speculate && ctx.edgeTrieNodes > 0 && !userCache.cache.isEmpty) {
     try {
@@ -150,6 +152,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           // The user's cache learns from one choice: n writes of one KV key would race.
           saveToCache: i === 0,
           echo: echoed,
+          cacheSalt,
         },
         deps,
       ),

@@ -32,6 +32,8 @@ export interface CompletionPlan {
   saveToCache: boolean;
   /** Completions' `echo`: the prompt's text, sent before the completion (with `logprobs`: its tokens scored). */
   echo: string | null;
+  /** The pool's prefix-caching scope (the key's tenant, hashed): prompts share cached prefixes only within it. */
+  cacheSalt: string;
 }
 
 export interface CompletionDeps {
@@ -49,6 +51,8 @@ export interface CompletionUsage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** OpenAI's: prompt tokens the pool took from its prefix cache instead of prefilling them. */
+  prompt_tokens_details: { cached_tokens: number };
   speculation: {
     method: 'sssd' | 'off';
     drafts: number;
@@ -74,6 +78,8 @@ export function combinedUsage(usages: readonly CompletionUsage[]): CompletionUsa
     prompt_tokens: first.prompt_tokens,
     completion_tokens: completion,
     total_tokens: first.prompt_tokens + completion,
+    // The prompt counts once, so its cached part does too: the most any choice found.
+    prompt_tokens_details: { cached_tokens: Math.max(...usages.map((u) => u.prompt_tokens_details.cached_tokens)) },
     speculation: {
       method: first.speculation.method,
       drafts: sum((u) => u.speculation.drafts),
@@ -137,6 +143,7 @@ export class CompletionRun {
       ...(plan.trie && plan.trie.length > 0 ? { trie: bytesToBase64(plan.trie) } : {}),
       ...(plan.logprobs !== null ? { logprobs: plan.logprobs } : {}),
       ...(plan.echo !== null && plan.logprobs !== null ? { promptLogprobs: plan.logprobs } : {}),
+      cacheSalt: plan.cacheSalt,
     };
     try {
       this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil);
@@ -157,6 +164,7 @@ export class CompletionRun {
     const assembler = new TokenTextAssembler(deps.model.tokenizer.createDecoder({ previousId: promptLast }), plan.stops, deps.model.eosIds);
     let finishReason: 'stop' | 'length' = 'length';
     let poolUsage: SpeculationUsage | null = null;
+    let cachedTokens = 0;
     try {
       // The echoed prompt comes first; scored, once the pool has read it.
       if (plan.echo !== null && plan.logprobs === null && plan.echo.length > 0) yield [{ text: plan.echo, source: 'model' }];
@@ -175,6 +183,7 @@ export class CompletionRun {
           }
           finishReason = event.finishReason === 'stop' ? 'stop' : 'length';
           poolUsage = event.usage.speculation;
+          cachedTokens = event.usage.cachedPromptTokens ?? 0;
           break;
         }
       }
@@ -187,7 +196,7 @@ export class CompletionRun {
       this.saveCache();
       deps.onFinish();
     }
-    return { finishReason, usage: this.usage(poolUsage) };
+    return { finishReason, usage: this.usage(poolUsage, cachedTokens) };
   }
 
   private onEvent(event: PoolEvent, assembler: TokenTextAssembler): { segments: SourcedText[]; stopped: boolean } {
@@ -247,7 +256,7 @@ export class CompletionRun {
     this.deps.waitUntil(this.deps.store.saveMerged(this.plan.userCache, tokens));
   }
 
-  private usage(pool: SpeculationUsage | null): CompletionUsage {
+  private usage(pool: SpeculationUsage | null, cachedTokens: number): CompletionUsage {
     const completion = this.counted;
     // The pool's figures cover the whole generation; after a stop string the edge's own count is exact.
     const exact = pool !== null && completion === this.outputIds.length;
@@ -257,6 +266,7 @@ export class CompletionRun {
       prompt_tokens: this.plan.promptIds.length,
       completion_tokens: completion,
       total_tokens: this.plan.promptIds.length + completion,
+      prompt_tokens_details: { cached_tokens: cachedTokens },
       speculation: {
         method: this.plan.speculate ? 'sssd' : 'off',
         drafts,

@@ -67,6 +67,12 @@ export const generateRequestSchema = z.object({
    * there (a `prompt-logprobs` event after the prefill). Absent = none.
    */
   promptLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
+  /**
+   * Prefix caching scope: the pool reuses a cached prompt prefix only between
+   * requests with the same salt (absent = the pool's shared scope), so one
+   * tenant's cache hits cannot reveal another's prompts.
+   */
+  cacheSalt: z.string().min(1).max(256).optional(),
 });
 export type GenerateRequest = z.infer<typeof generateRequestSchema>;
 
@@ -123,7 +129,13 @@ export type PoolEvent =
   | {
       type: 'done';
       finishReason: FinishReason;
-      usage: { promptTokens: number; completionTokens: number; speculation: SpeculationUsage };
+      usage: {
+        promptTokens: number;
+        completionTokens: number;
+        /** Prompt tokens taken from the pool's prefix cache instead of prefilled (absent from pools before it). */
+        cachedPromptTokens?: number;
+        speculation: SpeculationUsage;
+      };
     }
   | { type: 'error'; code: PoolErrorCode; message: string; retryAfterMs?: number };
 

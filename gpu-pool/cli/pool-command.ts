@@ -26,6 +26,8 @@ import { SpeculationGovernor } from '../budget/speculation-governor';
 import { PoolMetrics } from '../metrics/pool-metrics';
 import { Scheduler } from '../scheduler/scheduler';
 import { drafterFactory } from '../scheduler/drafter-factory';
+import { PrefixCache } from '../scheduler/prefix-cache';
+import type { SequenceKvCache } from '../runtime/kv-cache';
 import { openNextTokenTable } from '../datastore/next-token-table-file';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
@@ -47,6 +49,7 @@ interface PoolFlags {
   threads?: string;
   governor: boolean;
   drainSeconds: string;
+  prefixCacheMb: string;
 }
 
 export function register(program: Command): void {
@@ -69,6 +72,7 @@ export function register(program: Command): void {
     .option('--no-governor', 'marginal budget: do not switch speculation off where measured throughput says it loses')
     .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
     .option('--drain-seconds <n>', 'on SIGTERM/SIGINT: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
+    .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
     .action(async (flags: PoolFlags) => {
       await runPool(flags);
     });
@@ -89,6 +93,8 @@ async function runPool(flags: PoolFlags): Promise<void> {
   const maxTreeNodes = positiveInt(flags.maxTreeNodes, '--max-tree-nodes');
   const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads');
   const drainSeconds = positiveInt(flags.drainSeconds, '--drain-seconds', true);
+  const prefixCacheMb = Number(flags.prefixCacheMb);
+  if (!(prefixCacheMb >= 0) || !Number.isFinite(prefixCacheMb)) throw new CliError(`--prefix-cache-mb must be a non-negative number, not "${flags.prefixCacheMb}"`);
   if (flags.budget !== 'off' && !(budgetPolicies as readonly string[]).includes(flags.budget)) {
     throw new CliError(`--budget must be one of ${budgetPolicies.join(', ')}, off; not "${flags.budget}"`);
   }
@@ -168,6 +174,13 @@ async function runPool(flags: PoolFlags): Promise<void> {
     );
   }
 
+  // Resident keys/values live on the device, where a prefix would need a copy on the device too (not built).
+  const prefixCache =
+    prefixCacheMb > 0 && !runner.layout.residentKv
+      ? new PrefixCache<SequenceKvCache>({ maxBytes: prefixCacheMb * 2 ** 20, bytesOf: (sequence) => sequence.byteLength })
+      : null;
+  if (prefixCacheMb > 0 && !prefixCache) process.stderr.write('pool: prefix caching is off: keys/values are resident on the device\n');
+
   const governor = budget && flags.budget === 'marginal' && flags.governor ? new SpeculationGovernor() : null;
   if (governor) metrics.watchGovernor(() => governor.snapshot());
   const scheduler = new Scheduler(runner, {
@@ -179,6 +192,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
     onContribute: (tokens) => datastore.append(tokens),
     maxTreeNodes,
     chainTable: nextTokens,
+    prefixCache,
   });
   const info: PoolInfo = {
     protocol: PROTOCOL_VERSION,

@@ -37,6 +37,10 @@ export class PoolMetrics {
   readonly phase: Readonly<Record<SchedulerPhase, { inc(seconds: number): void }>>;
   readonly trieHints: Counter;
   readonly triePushes: Counter<'result'>;
+  /** Prompt tokens looked up in the prefix cache, and those found there (vLLM's names: hit rate = hits / queries). */
+  readonly prefixCacheQueries: Counter;
+  readonly prefixCacheHits: Counter;
+  readonly prefixCacheBytes: Gauge;
   /** Steps that carried drafts, by drafter: `tree` (the request's fused drafter) or `chain` (the next-token table's chains, wide batches). */
   readonly speculatingSteps: Counter<'drafter'>;
 
@@ -141,6 +145,9 @@ export class PoolMetrics {
       labelNames: ['drafter'],
       registers,
     });
+    this.prefixCacheQueries = new Counter({ name: 'vllm:prefix_cache_queries_total', help: 'Prompt tokens looked up in the prefix cache.', registers });
+    this.prefixCacheHits = new Counter({ name: 'vllm:prefix_cache_hits_total', help: 'Prompt tokens found in the prefix cache (not prefilled).', registers });
+    this.prefixCacheBytes = new Gauge({ name: 'sssd_pool_prefix_cache_bytes', help: "Bytes of finished sequences' keys/values kept for prefix caching.", registers });
     this.triePushes = new Counter({
       name: 'sssd_pool_trie_pushes_total',
       help: 'Fresh edge tries pushed for running generations, by result (applied, unknown: the generation had ended).',

@@ -101,6 +101,33 @@ export class SequenceKvCache {
     this.len += count;
   }
 
+  /**
+   * Fills this (empty) cache with the first `length` positions of `source`
+   * (prompt prefix caching: a request whose prompt starts with tokens another
+   * generation already ran takes their keys/values instead of prefilling them).
+   */
+  copyPrefixFrom(source: SequenceKvCache, length: number): void {
+    this.assertLive();
+    if (this.residentSlot >= 0 || source.residentSlot >= 0) throw new Error('KV cache: resident sequences cannot copy a prefix on the host');
+    if (this.len !== 0) throw new Error('KV cache: a prefix can only be copied into an empty cache');
+    if (source.isReleased || !(length >= 0 && length <= source.length)) throw new RangeError(`KV cache: cannot copy ${length} positions of ${source.length}`);
+    this.reserve(length);
+    const { nLayers, nKvHeads, headDim } = this.layout;
+    const n = length * headDim;
+    for (let lh = 0; lh < nLayers * nKvHeads; lh++) {
+      const from = lh * source.cap * headDim;
+      const to = lh * this.cap * headDim;
+      this.keyData.set(source.keyData.subarray(from, from + n), to);
+      this.valueData.set(source.valueData.subarray(from, from + n), to);
+    }
+    this.len = length;
+  }
+
+  /** Bytes of host storage held (keys and values at the current capacity). */
+  get byteLength(): number {
+    return this.keyData.byteLength + this.valueData.byteLength;
+  }
+
   /** Forgets positions from `length` on (e.g. to roll back a rejected suffix). */
   truncate(length: number): void {
     this.assertLive();

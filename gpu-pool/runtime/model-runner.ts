@@ -255,6 +255,11 @@ export class ModelRunner {
     return new SequenceKvCache(layout, capacity, this.kvStore ? this.kvStore.allocate() : null);
   }
 
+  /** Copies a prefix of one host sequence into an empty one (prefix caching); resident sequences cannot. */
+  copyPrefix(from: SequenceKvCache, to: SequenceKvCache, length: number): void {
+    to.copyPrefixFrom(from, length);
+  }
+
   /** Slots of the device-side key/value store (resident layout), else 0. */
   get residentSlots(): number {
     return this.kvStore?.capacity ?? 0;

@@ -19,5 +19,11 @@ export interface BatchStepResult {
 export interface BatchRunner<S extends RunnerSequence = RunnerSequence> {
   readonly config: ModelConfig;
   newSequence(capacity?: number): S;
+  /**
+   * Fills the empty sequence `to` with the first `length` positions of `from`
+   * (prompt prefix caching, prefix-cache.ts). Absent where a runner cannot
+   * (keys/values resident on a device).
+   */
+  copyPrefix?(from: S, to: S, length: number): void;
   step(rows: ReadonlyArray<{ cache: S; row: StepRow }>): Promise<BatchStepResult>;
 }

@@ -46,6 +46,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   hasEdgeTrie = false;
   /** Accepted tokens that came from the current edge trie (a fresh one is asked for only if this one paid). */
   edgeAcceptedSinceTrie = 0;
+  /** Prompt tokens whose keys/values came from the prefix cache instead of a prefill. */
+  cachedPromptTokens = 0;
   /** Logit bias and repetition / frequency / presence penalties, when the request has any. */
   adjustments: LogitAdjustments | null = null;
 
@@ -149,7 +151,12 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
     return {
       type: 'done',
       finishReason,
-      usage: { promptTokens: this.promptIds.length, completionTokens: this.output.length, speculation: this.usage() },
+      usage: {
+        promptTokens: this.promptIds.length,
+        completionTokens: this.output.length,
+        cachedPromptTokens: this.cachedPromptTokens,
+        speculation: this.usage(),
+      },
     };
   }
 }

@@ -28,6 +28,7 @@ import { createDraftTree } from '../../shared/drafting/draft-tree';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
 import { DepthCalibration } from '../budget/depth-calibration';
 import { pushLogprobs } from '../runtime/logprobs';
+import { PREFIX_BLOCK, type PrefixCache } from './prefix-cache';
 
 /** Batches of at least this many rows speculate only where the governor's measurements say it pays, however cheap the pass makes extra tokens. */
 export const GOVERNED_FROM_ROWS = 16;
@@ -51,7 +52,7 @@ export interface SchedulerLimits {
   maxTotalTokens: number;
 }
 
-export interface SchedulerOptions {
+export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
   limits: SchedulerLimits;
   /** null = never speculate (every row is a plain decode row). */
   budget: TreeBudget | null;
@@ -74,6 +75,12 @@ export interface SchedulerOptions {
    * instead (see iterate). null: wide batches decode plain.
    */
   chainTable?: NextTokenTable | null;
+  /**
+   * Finished generations' keys/values, for prompts that start with the same
+   * tokens (prefix-cache.ts); used only with a runner that can copy a prefix.
+   * null: every prompt is prefilled whole.
+   */
+  prefixCache?: PrefixCache<S> | null;
 }
 
 export interface SchedulerStats {
@@ -132,7 +139,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
 
   constructor(
     readonly runner: BatchRunner<S>,
-    private readonly options: SchedulerOptions,
+    private readonly options: SchedulerOptions<S>,
   ) {
     // Until the first request the pool is idle too: the phases then add up to its uptime.
     options.metrics.startIdle(performance.now());
@@ -311,6 +318,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (const gen of [...this.queue, ...this.active]) this.cancel(gen.id);
     this.kick();
     await this.loopDone;
+    this.options.prefixCache?.clear();
+    this.options.metrics.prefixCacheBytes.set(0);
   }
 
   private retryAfterMs(): number {
@@ -386,12 +395,61 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     while (this.active.length < this.options.limits.maxActive && this.queue.length > 0) {
       const gen = this.queue.shift()!;
       gen.cache = this.runner.newSequence(Math.min(this.contextLength, gen.reservedTokens));
+      this.restorePrefix(gen, gen.cache);
       gen.startedAt = performance.now();
       this.active.push(gen);
       gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt) });
     }
     metrics.running.set(this.active.length);
     metrics.waiting.set(this.queue.length);
+  }
+
+  /**
+   * Starts the generation's cache with the longest prompt prefix a kept
+   * sequence holds (at least the last prompt token is still fed: its logits
+   * give the first output token). Not for a prompt being scored: its
+   * log-probabilities need the prefill's logits at every position.
+   */
+  private restorePrefix(gen: Generation<S>, cache: S): void {
+    const prefixes = this.options.prefixCache;
+    const copy = this.runner.copyPrefix;
+    if (!prefixes || !copy || gen.request.promptLogprobs !== undefined) return;
+    const prompt = gen.promptIds;
+    const { metrics } = this.options;
+    metrics.prefixCacheQueries.inc(prompt.length);
+    const match = prefixes.lookup(gen.request.cacheSalt ?? '', prompt, prompt.length - 1);
+    if (!match) return;
+    copy.call(this.runner, match.sequence, cache, match.length);
+    prefixes.touch(match);
+    gen.pending = prompt.subarray(match.length);
+    gen.pendingLength = prompt.length - match.length;
+    gen.cachedPromptTokens = match.length;
+    metrics.prefixCacheHits.inc(match.length);
+  }
+
+  /**
+   * Offers a finished generation's cache to the prefix cache; true when kept
+   * (the cache owns it then). A cache grown well past its length is copied
+   * to one of its size first, so the byte bound holds sequences, not slack.
+   */
+  private keepPrefix(gen: Generation<S>, cache: S): boolean {
+    const prefixes = this.options.prefixCache;
+    const copy = this.runner.copyPrefix;
+    const length = cache.length;
+    if (!prefixes || !copy || length < PREFIX_BLOCK) return false;
+    const tokens = new Int32Array(length);
+    const fromPrompt = Math.min(length, gen.promptIds.length);
+    tokens.set(gen.promptIds.subarray(0, fromPrompt));
+    for (let i = fromPrompt; i < length; i++) tokens[i] = gen.output[i - gen.promptIds.length];
+    const kept = this.runner.newSequence(length);
+    copy.call(this.runner, cache, kept, length);
+    if (prefixes.store(gen.request.cacheSalt ?? '', tokens, kept)) {
+      cache.release();
+      this.options.metrics.prefixCacheBytes.set(prefixes.totalBytes);
+      return true;
+    }
+    kept.release();
+    return false;
   }
 
   private reapCancelled(): void {
@@ -727,7 +785,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       for (let i = 0; i < chain; i++) commit[i] = i;
       for (let k = 0; k < accepted; k++) commit[chain + k] = v.acceptedPath[k];
       result.commit(r, commit.subarray(0, chain + accepted));
-      if (gen.pending === gen.promptIds) gen.pending = new Int32Array(1);
+      // The prompt (or the part of it the prefix cache did not hold) was the chain: the bonus token gets a buffer of its own.
+      if (gen.pending.buffer === gen.promptIds.buffer) gen.pending = new Int32Array(1);
       gen.pending[0] = ids[ids.length - 1];
       gen.pendingLength = 1;
 
@@ -856,8 +915,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     if (i !== -1) this.active.splice(i, 1);
     this.byId.delete(gen.id);
     this.reservedTokens -= gen.reservedTokens;
-    gen.cache?.release();
+    const cache = gen.cache;
     gen.cache = null;
+    const completed = reason === 'stop' || reason === 'length' || reason === 'context_length';
+    if (cache && !(completed && this.keepPrefix(gen, cache))) cache.release();
     const { metrics } = this.options;
     metrics.recordFinished(reason);
     metrics.running.set(this.active.length);

@@ -332,6 +332,25 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(huge.json.error?.code).toBe('request_too_large');
   });
 
+  it("takes a chat's earlier turn from the pool's prefix cache, within the key's tenant only", async () => {
+    const system = { role: 'system' as const, content: 'Tell a short story about a girl named Lily and her big red ball in the park.' };
+    const ask = { role: 'user' as const, content: 'Once upon a time, there was a girl named Lily.' };
+    const first = await client.chat.completions.create({ model, messages: [system, ask], max_tokens: 24, temperature: 0 });
+    const reply = first.choices[0].message.content ?? '';
+    // The next turn sends the whole conversation again.
+    const turn = [system, ask, { role: 'assistant' as const, content: reply }, { role: 'user' as const, content: 'What did Lily do next?' }];
+    const second = await client.chat.completions.create({ model, messages: turn, max_tokens: 8, temperature: 0 });
+    const cached = second.usage?.prompt_tokens_details?.cached_tokens ?? 0;
+    // At least the system message and the first question: their tokens are the same in both prompts.
+    expect(cached).toBeGreaterThanOrEqual(16);
+    expect(cached).toBeLessThan(second.usage!.prompt_tokens);
+    // Another tenant sending the same conversation prefills it whole.
+    const other = new OpenAI({ apiKey: KV_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    const theirs = await other.chat.completions.create({ model, messages: turn, max_tokens: 8, temperature: 0 });
+    expect(theirs.usage?.prompt_tokens_details?.cached_tokens).toBe(0);
+    expect(theirs.choices[0].message.content).toBe(second.choices[0].message.content);
+  });
+
   it('rate-limits a key with 429 and Retry-After, leaving other keys alone', async () => {
     const body = { model, prompt: 'Lily', max_tokens: 2, temperature: 0 };
     expect((await post('/v1/completions', body, LIMITED_KEY)).status).toBe(200);

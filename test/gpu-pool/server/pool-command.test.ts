@@ -43,5 +43,8 @@ describe('sssd pool start-up checks', () => {
     expect(tok.stderr).toMatch(/tokenizer not found/);
     const flag = await pool([...model, '--budget', 'huge'], { SSSD_POOL_TOKEN: 't' });
     expect(flag.stderr).toMatch(/--budget must be one of/);
+    const prefix = await pool([...model, '--prefix-cache-mb', 'lots'], { SSSD_POOL_TOKEN: 't' });
+    expect(prefix.code).toBe(2);
+    expect(prefix.stderr).toMatch(/--prefix-cache-mb must be a non-negative number, not "lots"/);
   });
 });

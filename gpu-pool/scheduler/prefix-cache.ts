@@ -1,0 +1,172 @@
+/**
+ * Prompt prefix caching: the keys/values of finished generations, kept so that
+ * a request whose prompt starts with tokens the pool has already run (a shared
+ * system prompt, the earlier turns of a chat) takes them instead of
+ * prefilling them again. vLLM's automatic prefix caching and SGLang's radix
+ * cache do the same; here a finished sequence is kept whole, and a prompt
+ * takes the longest prefix any kept sequence shares with it.
+ *
+ * Index: every kept sequence is hashed at each block boundary (16, 32, ...
+ * tokens); a lookup hashes the prompt at the same boundaries, takes the
+ * longest one present, checks the tokens themselves (a hash collision only
+ * costs a miss), then extends the match token by token inside that sequence.
+ * Sequences live in least-recently-used order under a byte bound; a kept
+ * sequence that another one extends is dropped (the longer holds it all).
+ *
+ * Isolation: a `salt` scopes sharing. Requests share prefixes only with
+ * requests of the same salt (vLLM's `cache_salt`): a cache hit is faster, and
+ * that difference would otherwise tell one tenant what another's prompts
+ * begin with.
+ */
+import type { RunnerSequence } from './batch-runner';
+
+/** Prefixes are matched in blocks of this many tokens at least (shorter ones are not worth a copy). */
+export const PREFIX_BLOCK = 16;
+
+export interface PrefixCacheOptions<S extends RunnerSequence> {
+  /** Bound on the bytes of kept sequences (bytesOf summed). */
+  maxBytes: number;
+  bytesOf(sequence: S): number;
+}
+
+interface Entry<S> {
+  readonly sequence: S;
+  /** The tokens whose keys/values the sequence holds (its positions 0..length). */
+  readonly tokens: Int32Array;
+  readonly salt: string;
+  readonly keys: number[];
+  readonly bytes: number;
+}
+
+export interface PrefixMatch<S> {
+  /** The kept sequence whose first `length` positions the prompt shares. */
+  readonly sequence: S;
+  readonly length: number;
+  /** @internal the entry, to mark it used */
+  readonly entry: Entry<S>;
+}
+
+/** 32-bit FNV-1a of a salt (the seed of its block hashes). */
+function saltSeed(salt: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < salt.length; i++) h = Math.imul(h ^ salt.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * Calls `visit(boundary, key)` for each block boundary up to `upTo` tokens:
+ * the key hashes the salt and tokens[0..boundary) into 53 bits (two 32-bit
+ * multiplicative hashes, so a Map<number> holds it exactly).
+ */
+function forEachBlockKey(salt: string, tokens: ArrayLike<number>, upTo: number, visit: (boundary: number, key: number) => void): void {
+  const seed = saltSeed(salt);
+  let a = seed ^ 0x9e3779b9;
+  let b = Math.imul(seed, 0x85ebca6b) ^ 0x27d4eb2f;
+  for (let i = 0; i < upTo; i++) {
+    const t = tokens[i] + 1;
+    a = Math.imul(a ^ t, 0x01000193);
+    b = Math.imul(b + t, 0x5bd1e995) ^ (b >>> 13);
+    if ((i + 1) % PREFIX_BLOCK === 0) visit(i + 1, (a >>> 0) * 2 ** 21 + ((b >>> 0) >>> 11));
+  }
+}
+
+export class PrefixCache<S extends RunnerSequence> {
+  /** Block key → the newest kept sequence registered under it. */
+  private readonly byKey = new Map<number, Entry<S>>();
+  /** Kept sequences, least recently used first (a Set keeps insertion order). */
+  private readonly entries = new Set<Entry<S>>();
+  private bytes = 0;
+
+  constructor(private readonly options: PrefixCacheOptions<S>) {
+    if (!(options.maxBytes > 0)) throw new RangeError(`a prefix cache needs a positive byte bound, not ${options.maxBytes}`);
+  }
+
+  /** Sequences kept. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Bytes of the kept sequences. */
+  get totalBytes(): number {
+    return this.bytes;
+  }
+
+  /**
+   * The longest prefix of `tokens`, at most `limit` tokens and at least one
+   * block, that a kept sequence of the same salt holds; null if none.
+   */
+  lookup(salt: string, tokens: ArrayLike<number>, limit: number): PrefixMatch<S> | null {
+    const upTo = Math.min(limit, tokens.length);
+    if (upTo < PREFIX_BLOCK) return null;
+    const found: Array<{ boundary: number; entry: Entry<S> }> = [];
+    forEachBlockKey(salt, tokens, upTo, (boundary, key) => {
+      const entry = this.byKey.get(key);
+      if (entry) found.push({ boundary, entry });
+    });
+    // Longest first; a candidate whose tokens differ is a hash collision.
+    for (let f = found.length - 1; f >= 0; f--) {
+      const { boundary, entry } = found[f];
+      if (entry.salt !== salt || !samePrefix(entry.tokens, tokens, boundary)) continue;
+      let length = boundary;
+      const most = Math.min(upTo, entry.tokens.length);
+      while (length < most && entry.tokens[length] === tokens[length]) length++;
+      return { sequence: entry.sequence, length, entry };
+    }
+    return null;
+  }
+
+  /** Marks a match's sequence as just used (it leaves last). */
+  touch(match: PrefixMatch<S>): void {
+    if (!this.entries.has(match.entry)) return;
+    this.entries.delete(match.entry);
+    this.entries.add(match.entry);
+  }
+
+  /**
+   * Keeps `sequence`, whose positions hold `tokens`. Returns false when it is
+   * not kept (too big for the bound, shorter than a block, or a kept sequence
+   * already holds all of it): the caller still owns it then. Once kept, the
+   * cache owns it and releases it on eviction.
+   */
+  store(salt: string, tokens: Int32Array, sequence: S): boolean {
+    const bytes = this.options.bytesOf(sequence);
+    if (tokens.length < PREFIX_BLOCK || tokens.length !== sequence.length || bytes > this.options.maxBytes) return false;
+    const existing = this.lookup(salt, tokens, tokens.length);
+    if (existing && existing.length === tokens.length) {
+      this.touch(existing);
+      return false;
+    }
+    // A kept sequence this one extends holds nothing this one does not.
+    if (existing && existing.length === existing.entry.tokens.length) this.evict(existing.entry);
+    const keys: number[] = [];
+    const entry: Entry<S> = { sequence, tokens, salt, keys, bytes };
+    forEachBlockKey(salt, tokens, tokens.length, (_, key) => {
+      keys.push(key);
+      this.byKey.set(key, entry);
+    });
+    this.entries.add(entry);
+    this.bytes += bytes;
+    for (const oldest of this.entries) {
+      if (this.bytes <= this.options.maxBytes) break;
+      this.evict(oldest);
+    }
+    return true;
+  }
+
+  /** Releases every kept sequence. */
+  clear(): void {
+    for (const entry of [...this.entries]) this.evict(entry);
+  }
+
+  private evict(entry: Entry<S>): void {
+    if (!this.entries.delete(entry)) return;
+    for (const key of entry.keys) if (this.byKey.get(key) === entry) this.byKey.delete(key);
+    this.bytes -= entry.bytes;
+    entry.sequence.release();
+  }
+}
+
+function samePrefix(a: ArrayLike<number>, b: ArrayLike<number>, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

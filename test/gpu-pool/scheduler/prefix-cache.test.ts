@@ -1,0 +1,197 @@
+/**
+ * Prompt prefix caching: the index over kept sequences (real KV caches), and
+ * the scheduler with the real stories260K runner taking a cached prefix
+ * instead of prefilling it, with the same output as a full prefill.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { generateRequestSchema, type PoolEvent } from '../../../shared/protocol';
+import { loadModel } from '../../../gpu-pool/model/load-model';
+import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
+import { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
+import { PREFIX_BLOCK, PrefixCache } from '../../../gpu-pool/scheduler/prefix-cache';
+import { Scheduler } from '../../../gpu-pool/scheduler/scheduler';
+import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
+import { CostModel } from '../../../gpu-pool/budget/cost-model';
+import { TreeBudget } from '../../../gpu-pool/budget/tree-budget';
+import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
+import { models } from '../../support/shared-data';
+
+const layout = { nLayers: 2, nKvHeads: 1, headDim: 2, maxCapacity: 256 };
+
+/** A sequence whose position p holds keys p + 0.25·d and values -p (layer-independent), for `tokens`. */
+function sequenceOf(tokens: number[]): SequenceKvCache {
+  const s = new SequenceKvCache(layout, tokens.length);
+  for (let lh = 0; lh < layout.nLayers * layout.nKvHeads; lh++) {
+    for (let p = 0; p < tokens.length; p++) {
+      for (let d = 0; d < layout.headDim; d++) {
+        s.keys[(lh * s.capacity + p) * layout.headDim + d] = p + 0.25 * d;
+        s.values[(lh * s.capacity + p) * layout.headDim + d] = -p;
+      }
+    }
+  }
+  s.advance(tokens.length);
+  return s;
+}
+
+const range = (from: number, n: number): number[] => Array.from({ length: n }, (_, i) => from + i);
+
+function cache(maxBytes = 1 << 20): PrefixCache<SequenceKvCache> {
+  return new PrefixCache<SequenceKvCache>({ maxBytes, bytesOf: (s) => s.byteLength });
+}
+
+describe('prefix cache index', () => {
+  it('finds the longest shared prefix, extended past the last block boundary, within the limit', () => {
+    const c = cache();
+    const kept = range(1, 40);
+    expect(c.store('', Int32Array.from(kept), sequenceOf(kept))).toBe(true);
+    // Shares 37 tokens, then differs.
+    const prompt = [...range(1, 37), 999, 998];
+    expect(c.lookup('', prompt, prompt.length - 1)?.length).toBe(37);
+    // The limit cuts it (the last prompt token must still be fed).
+    expect(c.lookup('', prompt, 20)?.length).toBe(20);
+    // Shorter than a block: not worth a copy.
+    expect(c.lookup('', [...range(1, PREFIX_BLOCK - 1), 7, 7, 7], 50)).toBeNull();
+    // Differs inside the first block.
+    expect(c.lookup('', [1, 2, 3, 99, ...range(5, 30)], 50)).toBeNull();
+  });
+
+  it('shares prefixes only within a salt', () => {
+    const c = cache();
+    const kept = range(1, 32);
+    c.store('tenant-a', Int32Array.from(kept), sequenceOf(kept));
+    expect(c.lookup('tenant-a', [...kept, 5], 32)?.length).toBe(32);
+    expect(c.lookup('tenant-b', [...kept, 5], 32)).toBeNull();
+    expect(c.lookup('', [...kept, 5], 32)).toBeNull();
+  });
+
+  it('keeps one sequence for a text it already holds, and drops a kept one that a longer one extends', () => {
+    const c = cache();
+    const short = range(1, 20);
+    const long = range(1, 50);
+    const a = sequenceOf(short);
+    expect(c.store('', Int32Array.from(short), a)).toBe(true);
+    const b = sequenceOf(long);
+    expect(c.store('', Int32Array.from(long), b)).toBe(true);
+    expect(a.isReleased).toBe(true);
+    expect(c.size).toBe(1);
+    // Already held whole by the long one: not kept, and the caller still owns it.
+    const again = sequenceOf(short);
+    expect(c.store('', Int32Array.from(short), again)).toBe(false);
+    expect(again.isReleased).toBe(false);
+    expect(c.lookup('', [...long, 1], 50)?.sequence).toBe(b);
+  });
+
+  it('evicts the least recently used sequences to stay within its bytes, releasing them', () => {
+    const one = sequenceOf(range(1, 32)).byteLength;
+    const c = cache(3 * one);
+    const seqs = [0, 1, 2].map((k) => sequenceOf(range(100 * k + 1, 32)));
+    seqs.forEach((s, k) => c.store('', Int32Array.from(range(100 * k + 1, 32)), s));
+    // Use the oldest: the second becomes the least recently used.
+    c.touch(c.lookup('', [...range(1, 32), 0], 32)!);
+    const fourth = sequenceOf(range(301, 32));
+    c.store('', Int32Array.from(range(301, 32)), fourth);
+    expect(c.size).toBe(3);
+    expect(c.totalBytes).toBe(3 * one);
+    expect(seqs[1].isReleased).toBe(true);
+    expect(seqs[0].isReleased).toBe(false);
+    expect(c.lookup('', [...range(101, 32), 0], 32)).toBeNull();
+    // Too big for the bound at all: not kept.
+    const huge = sequenceOf(range(1, 200));
+    expect(c.store('x', Int32Array.from(range(1, 200)), huge)).toBe(false);
+    c.clear();
+    expect(c.size).toBe(0);
+    expect(fourth.isReleased).toBe(true);
+  });
+
+  it('copies the matched positions of every layer into a fresh sequence', () => {
+    const from = sequenceOf(range(1, 40));
+    const to = new SequenceKvCache(layout, 8);
+    to.copyPrefixFrom(from, 33);
+    expect(to.length).toBe(33);
+    for (let lh = 0; lh < 2; lh++) {
+      expect(to.keys[(lh * to.capacity + 32) * 2 + 1]).toBe(32.25);
+      expect(to.values[(lh * to.capacity + 32) * 2]).toBe(-32);
+    }
+    expect(() => to.copyPrefixFrom(from, 3)).toThrow(/empty/);
+    expect(() => new SequenceKvCache(layout, 8).copyPrefixFrom(from, 41)).toThrow(RangeError);
+  });
+});
+
+describe('scheduler with a prefix cache (real runner)', () => {
+  let runner: ModelRunner;
+  beforeAll(async () => {
+    runner = await ModelRunner.create(await loadModel(models.stories260K.checkpoint));
+  });
+
+  const cost = new CostModel({ fixed: 1, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
+
+  function scheduler(prefixCache: PrefixCache<SequenceKvCache> | null, metrics = new PoolMetrics()): Scheduler<SequenceKvCache> {
+    return new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+      metrics,
+      createDrafter: drafterFactory(null),
+      prefixCache,
+    });
+  }
+
+  async function run(s: Scheduler<SequenceKvCache>, body: Record<string, unknown>) {
+    const events: PoolEvent[] = [];
+    const done = new Promise<void>((resolve) => s.submit(generateRequestSchema.parse(body), { send: (e) => events.push(e), end: resolve }));
+    await done;
+    const last = events.at(-1) as Extract<PoolEvent, { type: 'done' }>;
+    const ids = events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    const promptLogprobs = events.find((e): e is Extract<PoolEvent, { type: 'prompt-logprobs' }> => e.type === 'prompt-logprobs');
+    return { ids, usage: last.usage, promptLogprobs };
+  }
+
+  const STORY = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 285, 336, 261, 401, 389, 274];
+
+  it("takes a finished chat turn's keys/values for the next turn's prompt and emits what a full prefill emits", async () => {
+    const metrics = new PoolMetrics();
+    const prefixes = cache(64 << 20);
+    const s = scheduler(prefixes, metrics);
+    const plain = scheduler(null);
+    const first = await run(s, { id: 't1', promptIds: STORY, maxTokens: 24, speculation: 'off' });
+    expect(first.usage.cachedPromptTokens).toBe(0);
+    expect(prefixes.size).toBe(1);
+    // The next turn: the whole first exchange, then more.
+    const next = [...STORY, ...first.ids, 298, 315, 421];
+    for (const [name, extra] of [
+      ['greedy, off', { speculation: 'off' }],
+      ['greedy, context', { speculation: 'context' }],
+      ['sampled, sssd', { speculation: 'sssd', sampling: { temperature: 0.9, seed: 7 } }],
+    ] as const) {
+      const id = name.replace(/\W+/g, '-');
+      const cached = await run(s, { id: `c-${id}`, promptIds: next, maxTokens: 32, ...extra });
+      const full = await run(plain, { id: `p-${id}`, promptIds: next, maxTokens: 32, ...extra });
+      expect(cached.ids, name).toEqual(full.ids);
+      // The first turn's cache held its prompt and its output but for the last step's: the token fed there and the one it gave.
+      // Later runs find the earlier runs of this same prompt, which hold all of it but the token that must be fed.
+      expect(cached.usage.cachedPromptTokens, name).toBe(name === 'greedy, off' ? STORY.length + first.ids.length - 2 : next.length - 1);
+      expect(cached.usage.cachedPromptTokens, name).toBeLessThan(next.length);
+      expect(full.usage.cachedPromptTokens, name).toBe(0);
+    }
+    const text = await metrics.registry.metrics();
+    expect(Number(/vllm:prefix_cache_hits_total (\d+)/.exec(text)?.[1])).toBe(STORY.length + first.ids.length - 2 + 2 * (next.length - 1));
+    expect(Number(/sssd_pool_prefix_cache_bytes (\d+)/.exec(text)?.[1])).toBe(prefixes.totalBytes);
+    await s.close();
+    expect(prefixes.size).toBe(0);
+    await plain.close();
+  });
+
+  it('keeps tenants apart by salt, and scores a prompt from its own prefill', async () => {
+    const s = scheduler(cache(64 << 20));
+    const prompt = [...STORY, ...STORY.slice(1)];
+    await run(s, { id: 'a1', promptIds: prompt, maxTokens: 4, cacheSalt: 'tenant-a' });
+    const other = await run(s, { id: 'b1', promptIds: prompt, maxTokens: 4, cacheSalt: 'tenant-b' });
+    expect(other.usage.cachedPromptTokens).toBe(0);
+    const same = await run(s, { id: 'a2', promptIds: prompt, maxTokens: 4, cacheSalt: 'tenant-a' });
+    expect(same.usage.cachedPromptTokens).toBe(prompt.length - 1);
+    // A scored prompt needs the logits at every position: prefilled whole, even with its prefix cached.
+    const scored = await run(s, { id: 'a3', promptIds: prompt, maxTokens: 1, cacheSalt: 'tenant-a', promptLogprobs: 0 });
+    expect(scored.usage.cachedPromptTokens).toBe(0);
+    expect(scored.promptLogprobs?.logprobs).toHaveLength(prompt.length - 1);
+    await s.close();
+  });
+});
