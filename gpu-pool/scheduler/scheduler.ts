@@ -917,8 +917,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.reservedTokens -= gen.reservedTokens;
     const cache = gen.cache;
     gen.cache = null;
-    const completed = reason === 'stop' || reason === 'length' || reason === 'context_length';
-    if (cache && !(completed && this.keepPrefix(gen, cache))) cache.release();
+    // A cancelled generation's committed positions are as good as a finished one's (an edge cancels at a
+    // stop string); a failed step's may not be.
+    if (cache && !(reason !== 'error' && this.keepPrefix(gen, cache))) cache.release();
     const { metrics } = this.options;
     metrics.recordFinished(reason);
     metrics.running.set(this.active.length);

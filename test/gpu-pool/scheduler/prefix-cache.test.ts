@@ -188,6 +188,22 @@ describe('scheduler with a prefix cache (real runner)', () => {
     expect(other.usage.cachedPromptTokens).toBe(0);
     const same = await run(s, { id: 'a2', promptIds: prompt, maxTokens: 4, cacheSalt: 'tenant-a' });
     expect(same.usage.cachedPromptTokens).toBe(prompt.length - 1);
+    // A cancelled generation leaves its committed positions too (the edge cancels at a stop string).
+    const long = [...prompt, ...STORY.slice(1)];
+    const events: PoolEvent[] = [];
+    const cancelled = new Promise<void>((resolve) => {
+      s.submit(generateRequestSchema.parse({ id: 'c1', promptIds: long, maxTokens: 64, cacheSalt: 'tenant-c' }), {
+        send: (e) => {
+          events.push(e);
+          if (e.type === 'tokens' && events.filter((x) => x.type === 'tokens').length === 3) s.cancel('c1');
+        },
+        end: resolve,
+      });
+    });
+    await cancelled;
+    expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'cancelled' });
+    const after = await run(s, { id: 'c2', promptIds: [...long, 298], maxTokens: 2, cacheSalt: 'tenant-c' });
+    expect(after.usage.cachedPromptTokens).toBe(long.length);
     // A scored prompt needs the logits at every position: prefilled whole, even with its prefix cached.
     const scored = await run(s, { id: 'a3', promptIds: prompt, maxTokens: 1, cacheSalt: 'tenant-a', promptLogprobs: 0 });
     expect(scored.usage.cachedPromptTokens).toBe(0);
