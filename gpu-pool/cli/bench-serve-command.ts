@@ -20,6 +20,7 @@ interface BenchServeFlags {
   token?: string;
   datastore: boolean;
   edge: boolean;
+  promptPrefix?: string;
 }
 
 export function register(program: Command): void {
@@ -34,6 +35,7 @@ export function register(program: Command): void {
     .option('--repeat <n>', 'measured replays of each level; ratios to off are also shown per replay (their range)', '1')
     .option('--no-datastore', "do not use the pool's global datastore for sssd")
     .option('--no-edge', 'do not play the edge for sssd (no per-user caches, no shipped tries)')
+    .option('--prompt-prefix <text>', "text put before every workload prompt: a system prompt all requests share (what the pool's prefix cache is for)")
     .option('--token <token>', 'bearer token (default $SSSD_POOL_TOKEN)')
     .option('--json', 'print the results as JSON')
     .option('--phases', "also print where the pool's time went per output token, by scheduler phase (from its /metrics)")
@@ -53,9 +55,11 @@ export function register(program: Command): void {
       } catch {
         throw new CliError(`--pool must be a URL, not "${flags.pool}"`);
       }
-      const workload = await loadWorkload(flags.workload).catch((err: Error) => {
+      const loaded = await loadWorkload(flags.workload).catch((err: Error) => {
         throw new CliError(err.message);
       });
+      const prefix = flags.promptPrefix;
+      const workload = prefix ? loaded.map((r) => ({ ...r, prompt: `${prefix}${r.prompt}` })) : loaded;
       const t0 = performance.now();
       const results = await benchServe({
         poolUrl,

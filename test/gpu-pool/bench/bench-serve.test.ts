@@ -137,6 +137,22 @@ describe('bench-serve', () => {
     expect((await finished()) - before).toBe(2 * (6 + 16 + 20));
   });
 
+  it("puts --prompt-prefix before every prompt, and the pool's prefix cache serves it after the first", async () => {
+    const hits = async (): Promise<number> => {
+      const text = await (await fetch(`${pool.url}/metrics`)).text();
+      return Number(/^vllm:prefix_cache_hits_total (\d+)/m.exec(text)?.[1] ?? NaN);
+    };
+    const before = await hits();
+    const cli = path.join(repoRoot, 'bin/sssd.mjs');
+    const prefix = 'Tell a happy story for a small child, with short sentences and easy words, about a kind dog and a little girl. ';
+    const { stdout } = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '1', '--methods', 'off', '--limit', '4', '--prompt-prefix', prefix, '--json'], {
+      env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
+    });
+    expect((JSON.parse(stdout) as MethodResult[])[0]).toMatchObject({ requests: 4, failed: 0 });
+    // The bench's warm-up and the level: every request after the first finds at least the prefix's whole blocks.
+    expect((await hits()) - before).toBeGreaterThanOrEqual(10 * 16);
+  });
+
   it('runs from the command line and prints JSON; bad flags are clear errors', async () => {
     const cli = path.join(repoRoot, 'bin/sssd.mjs');
     const { stdout } = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off', '--limit', '2', '--json'], {
