@@ -10,6 +10,7 @@ import type { DepthCalibration } from '../budget/depth-calibration';
 import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import type { RunnerSequence } from './batch-runner';
 import type { LogitAdjustments } from '../verify/logit-adjustments';
+import type { SharedPrefix } from './prefix-cache';
 
 /** Where events go (the HTTP response, or a test's collector). */
 export interface GenerationSink {
@@ -48,6 +49,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   edgeAcceptedSinceTrie = 0;
   /** Prompt tokens whose keys/values came from the prefix cache instead of a prefill. */
   cachedPromptTokens = 0;
+  /** This generation's prompt, offered to other prompts while it runs (prefix-cache.ts). */
+  sharedPrefix: SharedPrefix | null = null;
   /** Logit bias and repetition / frequency / presence penalties, when the request has any. */
   adjustments: LogitAdjustments | null = null;
 

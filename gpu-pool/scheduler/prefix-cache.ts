@@ -13,6 +13,12 @@
  * Sequences live in least-recently-used order under a byte bound; a kept
  * sequence that another one extends is dropped (the longer holds it all).
  *
+ * A running generation's prompt is shared too, from its first step on (its
+ * prompt's positions never change after that): a burst of requests with a
+ * new system prompt prefills it once, not in each until the first one ends.
+ * Such a live entry is not the cache's: it holds no bytes of the bound, is
+ * never evicted, and leaves when its generation does (`unshare`).
+ *
  * Isolation: a `salt` scopes sharing. Requests share prefixes only with
  * requests of the same salt (vLLM's `cache_salt`): a cache hit is faster, and
  * that difference would otherwise tell one tenant what another's prompts
@@ -36,6 +42,13 @@ interface Entry<S> {
   readonly salt: string;
   readonly keys: number[];
   readonly bytes: number;
+  /** A running generation's sequence, shared while it runs (not the cache's to keep or release). */
+  readonly live: boolean;
+}
+
+/** A running generation's shared prompt, to hand back to `unshare` when it ends. */
+export interface SharedPrefix {
+  readonly live: true;
 }
 
 export interface PrefixMatch<S> {
@@ -131,15 +144,16 @@ export class PrefixCache<S extends RunnerSequence> {
   store(salt: string, tokens: Int32Array, sequence: S): boolean {
     const bytes = this.options.bytesOf(sequence);
     if (tokens.length < PREFIX_BLOCK || tokens.length !== sequence.length || bytes > this.options.maxBytes) return false;
+    // (A running generation's shared prompt does not count: it goes when that generation does.)
     const existing = this.lookup(salt, tokens, tokens.length);
-    if (existing && existing.length === tokens.length) {
+    if (existing && !existing.entry.live && existing.length === tokens.length) {
       this.touch(existing);
       return false;
     }
     // A kept sequence this one extends holds nothing this one does not.
-    if (existing && existing.length === existing.entry.tokens.length) this.evict(existing.entry);
+    if (existing && !existing.entry.live && existing.length === existing.entry.tokens.length) this.evict(existing.entry);
     const keys: number[] = [];
-    const entry: Entry<S> = { sequence, tokens, salt, keys, bytes };
+    const entry: Entry<S> = { sequence, tokens, salt, keys, bytes, live: false };
     forEachBlockKey(salt, tokens, tokens.length, (_, key) => {
       keys.push(key);
       this.byKey.set(key, entry);
@@ -151,6 +165,29 @@ export class PrefixCache<S extends RunnerSequence> {
       this.evict(oldest);
     }
     return true;
+  }
+
+  /**
+   * Shares a running generation's prompt: `sequence` holds `tokens` at its
+   * first positions and will not change them. Blocks a kept sequence already
+   * holds stay with that one. Null when shorter than a block.
+   */
+  share(salt: string, tokens: Int32Array, sequence: S): SharedPrefix | null {
+    if (tokens.length < PREFIX_BLOCK || sequence.length < tokens.length) return null;
+    const keys: number[] = [];
+    const entry: Entry<S> = { sequence, tokens, salt, keys, bytes: 0, live: true };
+    forEachBlockKey(salt, tokens, tokens.length, (_, key) => {
+      if (this.byKey.has(key)) return;
+      keys.push(key);
+      this.byKey.set(key, entry);
+    });
+    return entry as Entry<S> & SharedPrefix;
+  }
+
+  /** The generation behind a shared prompt has ended: its sequence is no longer offered. */
+  unshare(shared: SharedPrefix): void {
+    const entry = shared as unknown as Entry<S>;
+    for (const key of entry.keys) if (this.byKey.get(key) === entry) this.byKey.delete(key);
   }
 
   /** Releases every kept sequence. */

@@ -785,8 +785,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       for (let i = 0; i < chain; i++) commit[i] = i;
       for (let k = 0; k < accepted; k++) commit[chain + k] = v.acceptedPath[k];
       result.commit(r, commit.subarray(0, chain + accepted));
-      // The prompt (or the part of it the prefix cache did not hold) was the chain: the bonus token gets a buffer of its own.
-      if (gen.pending.buffer === gen.promptIds.buffer) gen.pending = new Int32Array(1);
+      // The prompt (or the part of it the prefix cache did not hold) was the chain: the bonus token gets a
+      // buffer of its own, and the prompt, now all in the cache, is offered to other prompts while this runs.
+      if (gen.pending.buffer === gen.promptIds.buffer) {
+        gen.pending = new Int32Array(1);
+        if (this.options.prefixCache && this.runner.copyPrefix) gen.sharedPrefix = this.options.prefixCache.share(gen.request.cacheSalt ?? '', gen.promptIds, gen.cache!);
+      }
       gen.pending[0] = ids[ids.length - 1];
       gen.pendingLength = 1;
 
@@ -917,6 +921,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.reservedTokens -= gen.reservedTokens;
     const cache = gen.cache;
     gen.cache = null;
+    if (gen.sharedPrefix) {
+      this.options.prefixCache?.unshare(gen.sharedPrefix);
+      gen.sharedPrefix = null;
+    }
     // A cancelled generation's committed positions are as good as a finished one's (an edge cancels at a
     // stop string); a failed step's may not be.
     if (cache && !(reason !== 'error' && this.keepPrefix(gen, cache))) cache.release();

@@ -103,6 +103,33 @@ describe('prefix cache index', () => {
     expect(fourth.isReleased).toBe(true);
   });
 
+  it("offers a running generation's prompt until it ends, without owning or evicting it", () => {
+    const c = cache(1);
+    const prompt = range(1, 33);
+    const running = sequenceOf(prompt);
+    const shared = c.share('', Int32Array.from(prompt), running)!;
+    expect(c.lookup('', [...prompt, 9], 33)?.sequence).toBe(running);
+    // No bytes of the bound, never evicted: a store that cannot fit leaves it alone.
+    expect(c.totalBytes).toBe(0);
+    expect(c.store('', Int32Array.from(range(1, 40)), sequenceOf(range(1, 40)))).toBe(false);
+    expect(running.isReleased).toBe(false);
+    c.unshare(shared);
+    expect(c.lookup('', [...prompt, 9], 33)).toBeNull();
+    expect(running.isReleased).toBe(false);
+    // A kept sequence keeps its blocks when a running one shares the same prompt, and its own store is not refused for it.
+    const big = cache();
+    const kept = sequenceOf(range(1, 20));
+    big.store('', Int32Array.from(range(1, 20)), kept);
+    const live = big.share('', Int32Array.from(range(1, 40)), sequenceOf(range(1, 40)))!;
+    expect(big.lookup('', range(1, 21), 20)?.sequence).toBe(kept);
+    expect(big.lookup('', range(1, 41), 40)?.length).toBe(40);
+    const copy = sequenceOf(range(1, 40));
+    expect(big.store('', Int32Array.from(range(1, 40)), copy)).toBe(true);
+    big.unshare(live);
+    // The kept copy of the same text answers once the running one is gone.
+    expect(big.lookup('', range(1, 41), 40)).toMatchObject({ sequence: copy, length: 40 });
+  });
+
   it('copies the matched positions of every layer into a fresh sequence', () => {
     const from = sequenceOf(range(1, 40));
     const to = new SequenceKvCache(layout, 8);
@@ -177,6 +204,36 @@ describe('scheduler with a prefix cache (real runner)', () => {
     expect(Number(/sssd_pool_prefix_cache_bytes (\d+)/.exec(text)?.[1])).toBe(prefixes.totalBytes);
     await s.close();
     expect(prefixes.size).toBe(0);
+    await plain.close();
+  });
+
+  it("shares a running generation's prompt with one that arrives while it runs", async () => {
+    const prefixes = cache(64 << 20);
+    const s = scheduler(prefixes);
+    const plain = scheduler(null);
+    const prompt = [...STORY, ...STORY.slice(1)];
+    const events: PoolEvent[] = [];
+    let second!: Promise<Awaited<ReturnType<typeof run>>>;
+    const first = new Promise<void>((resolve) =>
+      s.submit(generateRequestSchema.parse({ id: 'long', promptIds: prompt, maxTokens: 48, speculation: 'off' }), {
+        send: (e) => {
+          events.push(e);
+          // Its prompt is in its cache after its first step: a request arriving now finds it.
+          if (e.type === 'tokens' && events.filter((x) => x.type === 'tokens').length === 1) {
+            second = run(s, { id: 'joiner', promptIds: [...prompt, 298, 315], maxTokens: 16 });
+          }
+        },
+        end: resolve,
+      }),
+    );
+    const joined = await (async () => {
+      await first;
+      return second;
+    })();
+    expect(joined.usage.cachedPromptTokens).toBe(prompt.length);
+    const full = await run(plain, { id: 'joiner-plain', promptIds: [...prompt, 298, 315], maxTokens: 16 });
+    expect(joined.ids).toEqual(full.ids);
+    await s.close();
     await plain.close();
   });
 
