@@ -6,7 +6,7 @@
 import type { PoolEvent } from '../shared/protocol';
 import { ApiError } from './api-error';
 import { PoolRejectedError, PoolUnavailableError, type GenerateInput, type PoolClient } from './pool-client';
-import type { PoolPicker } from './pool-picker';
+import { affinityKey, type PoolPicker } from './pool-picker';
 
 export interface OpenedGeneration {
   client: PoolClient;
@@ -26,7 +26,9 @@ export async function openGeneration(
   waitUntil?: (promise: Promise<unknown>) => void,
 ): Promise<OpenedGeneration> {
   let retryAfterMs = 2000;
-  for (const client of await picker.ordered(waitUntil)) {
+  // The pool that holds this tenant's prefixes of this prompt, unless it is much busier than another.
+  const affinity = affinityKey(request.cacheSalt ?? '', request.promptIds);
+  for (const client of await picker.ordered(waitUntil, affinity)) {
     let events: AsyncGenerator<PoolEvent>;
     try {
       events = await client.generate(request, signal);

@@ -4,11 +4,59 @@
  * last costs only a failed connect). Health is cached briefly per isolate and
  * refreshed in the background, so the per-request path waits for a health
  * check only when no pool is known to be up.
+ *
+ * Cache affinity: each pool keeps its own prefix cache (finished sequences'
+ * keys/values), so a chat whose turns land on different pools prefills its
+ * history again on each. A request that names an affinity key (its tenant's
+ * cache scope and the prompt's opening tokens) goes first to the pool that key
+ * hashes to (rendezvous hashing: every edge picks the same pool, and only the
+ * keys of a pool that leaves or joins move), unless that pool is loaded more
+ * than AFFINITY_SLACK above the least loaded one: then load decides.
  */
 import type { PoolHealth } from '../shared/protocol';
 import { PoolClient } from './pool-client';
 
 const HEALTH_TTL_MS = 2_000;
+/** How much more loaded (load is 0..1) a request's own pool may be than the least loaded before load wins. */
+export const AFFINITY_SLACK = 0.25;
+/** Prompt tokens an affinity key covers: a system prompt or a chat's first turn opens the prompt. */
+export const AFFINITY_TOKENS = 32;
+
+/** 32-bit FNV-1a over a string's UTF-16 units, then over more of them. */
+function fnv(text: string, h = 0x811c9dc5): number {
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  h ^= h >>> 15;
+  return Math.imul(h, 0x2c1b3c6d) >>> 0;
+}
+
+/** The affinity key of a prompt in a cache scope: the scope and the prompt's first AFFINITY_TOKENS ids. */
+export function affinityKey(scope: string, promptIds: readonly number[]): string {
+  return `${scope}:${promptIds.slice(0, AFFINITY_TOKENS).join(',')}`;
+}
+
+/**
+ * The order to try pools in, given their health (null: unknown or down):
+ * healthy ones first, by load, with the affinity key's rendezvous pool moved
+ * to the front when its load is within AFFINITY_SLACK of the lowest.
+ */
+export function orderPools(pools: ReadonlyArray<{ url: string; health: PoolHealth | null }>, affinity: string | null = null): string[] {
+  const load = (p: { health: PoolHealth | null }): number => (p.health && p.health.ok ? p.health.load : Number.POSITIVE_INFINITY);
+  const order = [...pools].sort((a, b) => load(a) - load(b));
+  if (affinity === null || order.length < 2 || !Number.isFinite(load(order[0]))) return order.map((p) => p.url);
+  let home = -1;
+  let best = -1;
+  const key = fnv(affinity);
+  order.forEach((p, i) => {
+    if (!Number.isFinite(load(p))) return;
+    const score = fnv(p.url, key);
+    if (score > best) {
+      best = score;
+      home = i;
+    }
+  });
+  if (home > 0 && load(order[home]) <= load(order[0]) + AFFINITY_SLACK) order.unshift(...order.splice(home, 1));
+  return order.map((p) => p.url);
+}
 const FAILED_TTL_MS = 1_000;
 
 interface HealthEntry {
@@ -41,18 +89,18 @@ export class PoolPicker {
    * All pools in the order to try them. `waitUntil` keeps a background health
    * check alive past the request that started it (workerd would cancel it).
    */
-  async ordered(waitUntil?: (promise: Promise<unknown>) => void): Promise<PoolClient[]> {
+  async ordered(waitUntil?: (promise: Promise<unknown>) => void, affinity: string | null = null): Promise<PoolClient[]> {
     const now = Date.now();
     const refreshing = Promise.all(this.clients.map((client) => this.refresh(client, now)));
     waitUntil?.(refreshing);
     // Stale-while-revalidate: wait for health checks only when no pool is known to be up.
     const anyKnownUp = this.clients.some((client) => this.entries.get(client.baseUrl)?.health?.ok === true);
     if (!anyKnownUp) await refreshing;
-    const score = (client: PoolClient): number => {
-      const health = this.entries.get(client.baseUrl)?.health;
-      return health && health.ok ? health.load : Number.POSITIVE_INFINITY;
-    };
-    return [...this.clients].sort((a, b) => score(a) - score(b));
+    const urls = orderPools(
+      this.clients.map((client) => ({ url: client.baseUrl, health: this.entries.get(client.baseUrl)?.health ?? null })),
+      affinity,
+    );
+    return urls.map((url) => this.client(url)!);
   }
 
   private refresh(client: PoolClient, now: number): Promise<void> {

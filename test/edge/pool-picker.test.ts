@@ -1,0 +1,62 @@
+/**
+ * The order the edge tries pools in: by load, down ones last, and a request's
+ * own pool first (its prefix cache) while that pool is not much busier.
+ */
+import { describe, expect, it } from 'vitest';
+import type { PoolHealth } from '../../shared/protocol';
+import { AFFINITY_SLACK, AFFINITY_TOKENS, affinityKey, orderPools } from '../../edge/pool-picker';
+
+const health = (load: number, ok = true): PoolHealth => ({ ok, active: 0, queued: 0, load, tokensPerSecond: 0, draining: !ok });
+const urls = ['http://pool-a', 'http://pool-b', 'http://pool-c', 'http://pool-d'];
+const idle = urls.map((url) => ({ url, health: health(0) }));
+const keys = Array.from({ length: 400 }, (_, i) => affinityKey(`tenant-${i % 7}`, [1, 100 + i, 200 + (i % 13)]));
+
+describe('pool order', () => {
+  it('without affinity: least loaded first, unknown or draining pools last', () => {
+    const pools = [
+      { url: 'http://down', health: null },
+      { url: 'http://busy', health: health(0.9) },
+      { url: 'http://draining', health: health(0, false) },
+      { url: 'http://idle', health: health(0.1) },
+    ];
+    expect(orderPools(pools).slice(0, 2)).toEqual(['http://idle', 'http://busy']);
+    expect(orderPools(pools).slice(2).sort()).toEqual(['http://down', 'http://draining']);
+  });
+
+  it("sends a key to the same pool whatever the list's order, and spreads keys over the pools", () => {
+    const counts = new Map<string, number>();
+    for (const key of keys) {
+      const home = orderPools(idle, key)[0];
+      expect(orderPools([...idle].reverse(), key)[0]).toBe(home);
+      counts.set(home, (counts.get(home) ?? 0) + 1);
+    }
+    expect(counts.size).toBe(4);
+    for (const n of counts.values()) expect(n).toBeGreaterThan(50);
+  });
+
+  it('moves only the keys of a pool that leaves', () => {
+    const homes = keys.map((key) => orderPools(idle, key)[0]);
+    const without = idle.filter((p) => p.url !== 'http://pool-c');
+    keys.forEach((key, i) => {
+      if (homes[i] !== 'http://pool-c') expect(orderPools(without, key)[0]).toBe(homes[i]);
+    });
+    // Down counts as gone.
+    const down = idle.map((p) => (p.url === 'http://pool-c' ? { url: p.url, health: null } : p));
+    keys.forEach((key, i) => expect(orderPools(down, key)[0]).toBe(homes[i] === 'http://pool-c' ? orderPools(without, key)[0] : homes[i]));
+  });
+
+  it("lets load win when the key's pool is more than the slack busier than the least loaded", () => {
+    const key = keys[0];
+    const home = orderPools(idle, key)[0];
+    const loaded = (extra: number) => idle.map((p) => ({ url: p.url, health: health(p.url === home ? 0.1 + extra : 0.1) }));
+    expect(orderPools(loaded(AFFINITY_SLACK - 0.01), key)[0]).toBe(home);
+    expect(orderPools(loaded(AFFINITY_SLACK + 0.01), key)[0]).not.toBe(home);
+    expect(orderPools(loaded(AFFINITY_SLACK + 0.01), key).at(-1)).toBe(home);
+  });
+
+  it("keys a prompt by its scope and opening tokens: a chat's later turns go where its first went", () => {
+    const opening = Array.from({ length: AFFINITY_TOKENS }, (_, i) => i + 1);
+    expect(affinityKey('t', [...opening, 5, 6])).toBe(affinityKey('t', [...opening, 7, 8, 9]));
+    expect(affinityKey('t', opening)).not.toBe(affinityKey('u', opening));
+  });
+});
