@@ -8,6 +8,8 @@ import type { StepRow } from '../runtime/step-types';
 
 export interface RunnerSequence {
   readonly length: number;
+  /** Positions it has room for without growing (host caches), if the runner says. */
+  readonly capacity?: number;
   release(): void;
 }
 
