@@ -109,7 +109,8 @@ async function generate() {
 function showUsage(u) {
   const s = u.speculation || {};
   $('usage').textContent = u.completion_tokens + ' tokens, ' + (s.steps ?? '?') + ' steps, mean acceptance length ' +
-    (s.mean_acceptance_length ?? 0).toFixed(2) + ', from your cache: ' + (s.edge_accepted_tokens ?? 0);
+    (s.mean_acceptance_length ?? 0).toFixed(2) + ', from your cache: ' + (s.edge_accepted_tokens ?? 0) +
+    ', prompt tokens cached at the pool: ' + ((u.prompt_tokens_details || {}).cached_tokens ?? 0);
 }
 $('go').addEventListener('click', generate);
 </script>

@@ -63,7 +63,7 @@ async function runDemo(prompt: string): Promise<{ text: string; sources: string[
 
 describe('demo page', () => {
   it('streams a completion and colours tokens by their draft source', async () => {
-    const prompt = 'Once upon a time, there was a big cat named Tim.';
+    const prompt = 'Once upon a time, there was a big cat named Tim. Tim liked to sleep in the warm sun.';
     const first = await runDemo(prompt);
     expect(first.text.length).toBeGreaterThan(40);
     expect(first.sources).toContain('model');
@@ -77,6 +77,8 @@ describe('demo page', () => {
       const second = await runDemo(prompt);
       expect(second.text).toBe(first.text);
       edgeTokens = second.sources.filter((s) => s === 'edge').length;
+      // The pool kept the first run's keys/values: the same prompt again is not prefilled but for its last token.
+      expect(Number(/prompt tokens cached at the pool: (\d+)/.exec(second.usage)?.[1])).toBeGreaterThanOrEqual(16);
     }
     expect(edgeTokens).toBeGreaterThan(5);
   });
