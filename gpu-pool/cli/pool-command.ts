@@ -24,6 +24,7 @@ import { calibrate } from '../budget/calibration';
 import { TreeBudget, budgetPolicies, type BudgetPolicyName } from '../budget/tree-budget';
 import { SpeculationGovernor } from '../budget/speculation-governor';
 import { PoolMetrics } from '../metrics/pool-metrics';
+import { startStatsLog } from '../metrics/stats-log';
 import { Scheduler } from '../scheduler/scheduler';
 import { drafterFactory } from '../scheduler/drafter-factory';
 import { PrefixCache } from '../scheduler/prefix-cache';
@@ -50,6 +51,7 @@ interface PoolFlags {
   governor: boolean;
   drainSeconds: string;
   prefixCacheMb: string;
+  logStats: string;
 }
 
 export function register(program: Command): void {
@@ -73,6 +75,7 @@ export function register(program: Command): void {
     .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
     .option('--drain-seconds <n>', 'on SIGTERM/SIGINT: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
+    .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, speculation acceptance, prefix cache hit rate (0 = never)', '10')
     .action(async (flags: PoolFlags) => {
       await runPool(flags);
     });
@@ -95,6 +98,8 @@ async function runPool(flags: PoolFlags): Promise<void> {
   const drainSeconds = positiveInt(flags.drainSeconds, '--drain-seconds', true);
   const prefixCacheMb = Number(flags.prefixCacheMb);
   if (!(prefixCacheMb >= 0) || !Number.isFinite(prefixCacheMb)) throw new CliError(`--prefix-cache-mb must be a non-negative number, not "${flags.prefixCacheMb}"`);
+  const logStatsSeconds = Number(flags.logStats);
+  if (!(logStatsSeconds >= 0) || !Number.isFinite(logStatsSeconds)) throw new CliError(`--log-stats must be a non-negative number of seconds, not "${flags.logStats}"`);
   if (flags.budget !== 'off' && !(budgetPolicies as readonly string[]).includes(flags.budget)) {
     throw new CliError(`--budget must be one of ${budgetPolicies.join(', ')}, off; not "${flags.budget}"`);
   }
@@ -218,10 +223,11 @@ async function runPool(flags: PoolFlags): Promise<void> {
   }
   if (!token) process.stderr.write('pool: WARNING: authentication is off (--insecure-no-auth)\n');
   process.stdout.write(`pool listening on ${url}\n`);
+  const stopStatsLog = logStatsSeconds > 0 ? startStatsLog(metrics, logStatsSeconds, (line) => process.stderr.write(`${line}\n`)) : () => {};
 
   await new Promise<void>((resolve) => {
     let stopping: Promise<void> | null = null;
-    const stopNow = (): Promise<void> => (stopping ??= server.close().then(() => datastore.close()).then(resolve, resolve));
+    const stopNow = (): Promise<void> => (stopping ??= Promise.resolve(stopStatsLog()).then(() => server.close()).then(() => datastore.close()).then(resolve, resolve));
     const onSignal = (): void => {
       if (server.draining) {
         process.stderr.write('pool: second signal: cancelling the generations left\n');
