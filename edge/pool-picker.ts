@@ -17,12 +17,13 @@ import type { PoolHealth } from '../shared/protocol';
 import { PoolClient } from './pool-client';
 
 const HEALTH_TTL_MS = 2_000;
+const FAILED_TTL_MS = 1_000;
 /** How much more loaded (load is 0..1) a request's own pool may be than the least loaded before load wins. */
 export const AFFINITY_SLACK = 0.25;
 /** Prompt tokens an affinity key covers: a system prompt or a chat's first turn opens the prompt. */
 export const AFFINITY_TOKENS = 32;
 
-/** 32-bit FNV-1a over a string's UTF-16 units, then over more of them. */
+/** 32-bit FNV-1a of a string's UTF-16 units from the state `h` (another hash, to hash a pair), with a final mix. */
 function fnv(text: string, h = 0x811c9dc5): number {
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
   h ^= h >>> 15;
@@ -57,7 +58,6 @@ export function orderPools(pools: ReadonlyArray<{ url: string; health: PoolHealt
   if (home > 0 && load(order[home]) <= load(order[0]) + AFFINITY_SLACK) order.unshift(...order.splice(home, 1));
   return order.map((p) => p.url);
 }
-const FAILED_TTL_MS = 1_000;
 
 interface HealthEntry {
   health: PoolHealth | null;
