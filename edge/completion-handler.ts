@@ -38,6 +38,20 @@ export function acceptsModelName(model: ServedModel, name: string): boolean {
   return name === model.info.model.name || name === 'default';
 }
 
+/** Tenants' prefix-cache salts, hashed once per isolate (bounded: a full map starts over). */
+const tenantSalts = new Map<string, string>();
+
+/** The pool shares cached prompt prefixes within a tenant, as OpenAI shares them within an organisation. */
+async function prefixCacheSalt(tenant: string): Promise<string> {
+  let salt = tenantSalts.get(tenant);
+  if (salt === undefined) {
+    salt = await sha256Hex(`prefix-cache:${tenant}`);
+    if (tenantSalts.size >= 1024) tenantSalts.clear();
+    tenantSalts.set(tenant, salt);
+  }
+  return salt;
+}
+
 function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
   const tokenizer = model.tokenizer;
   if (parsed.kind === 'chat') {
@@ -101,8 +115,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const speculate = body.speculation !== 'off';
 
   const userCache = await ctx.store.load(await cacheScope(ctx.key.keyId, body.user));
-  // Cached prompt prefixes are shared within a tenant, as OpenAI shares them within an organisation.
-  const cacheSalt = await sha256Hex(`prefix-cache:${ctx.key.tenant}`);
+  const cacheSalt = await prefixCacheSalt(ctx.key.tenant);
   let trie: Uint8Array | null = null;
   if (speculate && ctx.edgeTrieNodes > 0 && !userCache.cache.isEmpty) {
     try {
