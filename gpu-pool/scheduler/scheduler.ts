@@ -20,7 +20,7 @@ import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustmen
 import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
 import type { SpeculationGovernor } from '../budget/speculation-governor';
 import type { PoolMetrics } from '../metrics/pool-metrics';
-import type { BatchRunner, RunnerSequence } from './batch-runner';
+import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runner';
 import { Generation, type Drafter, type GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
@@ -463,6 +463,20 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return false;
   }
 
+  /**
+   * A generation's last step: its fed tokens' keys/values into the cache
+   * too, before finish offers the cache to the prefix cache (else a
+   * generation that ends in its first step, its whole answer drafted, would
+   * leave nothing of its prompt there). Nothing to do without a prefix cache.
+   */
+  private commitForPrefixCache(gen: Generation<S>, result: BatchStepResult, r: number, chain: number, pathTokens: number): void {
+    if (!this.options.prefixCache || !this.runner.copyPrefix) return;
+    const commit = gen.commitBuffer;
+    for (let i = 0; i < chain; i++) commit[i] = i;
+    for (let k = 0; k < pathTokens; k++) commit[chain + k] = this.verifier.acceptedPath[k];
+    result.commit(r, commit.subarray(0, chain + pathTokens));
+  }
+
   private reapCancelled(): void {
     for (let i = this.active.length - 1; i >= 0; i--) {
       const gen = this.active[i];
@@ -715,6 +729,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         // Only the prompt was asked for (scored above, or just read).
         gen.steps++;
         stepPromptTokens += gen.promptIds.length;
+        this.commitForPrefixCache(gen, result, r, chain, 0);
         this.finish(gen, 'length');
         continue;
       }
@@ -787,6 +802,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       if (alternatives) tokensEvent.topLogprobs = alternatives;
       gen.sink.send(tokensEvent);
       if (reason !== null) {
+        // Of the accepted path, the tokens emitted before the cut (the bonus, if emitted, was never fed).
+        this.commitForPrefixCache(gen, result, r, chain, Math.min(accepted, ids.length));
         this.finish(gen, reason);
         continue;
       }

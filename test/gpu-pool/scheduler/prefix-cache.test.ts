@@ -193,14 +193,14 @@ describe('scheduler with a prefix cache (real runner)', () => {
       const cached = await run(s, { id: `c-${id}`, promptIds: next, maxTokens: 32, ...extra });
       const full = await run(plain, { id: `p-${id}`, promptIds: next, maxTokens: 32, ...extra });
       expect(cached.ids, name).toEqual(full.ids);
-      // The first turn's cache held its prompt and its output but for the last step's: the token fed there and the one it gave.
+      // The first turn's cache held its prompt and all its output but the last token, which was never fed.
       // Later runs find the earlier runs of this same prompt, which hold all of it but the token that must be fed.
-      expect(cached.usage.cachedPromptTokens, name).toBe(name === 'greedy, off' ? STORY.length + first.ids.length - 2 : next.length - 1);
+      expect(cached.usage.cachedPromptTokens, name).toBe(name === 'greedy, off' ? STORY.length + first.ids.length - 1 : next.length - 1);
       expect(cached.usage.cachedPromptTokens, name).toBeLessThan(next.length);
       expect(full.usage.cachedPromptTokens, name).toBe(0);
     }
     const text = await metrics.registry.metrics();
-    expect(Number(/vllm:prefix_cache_hits_total (\d+)/.exec(text)?.[1])).toBe(STORY.length + first.ids.length - 2 + 2 * (next.length - 1));
+    expect(Number(/vllm:prefix_cache_hits_total (\d+)/.exec(text)?.[1])).toBe(STORY.length + first.ids.length - 1 + 2 * (next.length - 1));
     expect(Number(/sssd_pool_prefix_cache_bytes (\d+)/.exec(text)?.[1])).toBe(prefixes.totalBytes);
     await s.close();
     expect(prefixes.size).toBe(0);
@@ -235,6 +235,17 @@ describe('scheduler with a prefix cache (real runner)', () => {
     expect(joined.ids).toEqual(full.ids);
     await s.close();
     await plain.close();
+  });
+
+  it('keeps the prompt of a generation that ends in its first step (as one whose whole answer was drafted does)', async () => {
+    const s = scheduler(cache(64 << 20));
+    const prompt = [...STORY, ...STORY.slice(1)];
+    const first = await run(s, { id: 'one-step', promptIds: prompt, maxTokens: 1 });
+    expect(first.usage.speculation.steps).toBe(1);
+    // Its last step was its prefill: committed before it finished, so the prompt is there for the next.
+    const again = await run(s, { id: 'again', promptIds: [...prompt, ...first.ids, 298], maxTokens: 2 });
+    expect(again.usage.cachedPromptTokens).toBe(prompt.length);
+    await s.close();
   });
 
   it('keeps tenants apart by salt, and scores a prompt from its own prefill', async () => {
