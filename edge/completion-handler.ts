@@ -38,16 +38,21 @@ export function acceptsModelName(model: ServedModel, name: string): boolean {
   return name === model.info.model.name || name === 'default';
 }
 
-/** Tenants' prefix-cache salts, hashed once per isolate (bounded: a full map starts over). */
-const tenantSalts = new Map<string, string>();
+/** Prefix-cache salts by tenant (and request salt), hashed once per isolate (bounded: a full map starts over). */
+const prefixSalts = new Map<string, string>();
 
-/** The pool shares cached prompt prefixes within a tenant, as OpenAI shares them within an organisation. */
-async function prefixCacheSalt(tenant: string): Promise<string> {
-  let salt = tenantSalts.get(tenant);
+/**
+ * The pool shares cached prompt prefixes within a tenant, as OpenAI shares
+ * them within an organisation; a request's own `cache_salt` (vLLM's) narrows
+ * that to the requests that give the same one.
+ */
+async function prefixCacheSalt(tenant: string, requestSalt: string | null): Promise<string> {
+  const scope = JSON.stringify([tenant, requestSalt]);
+  let salt = prefixSalts.get(scope);
   if (salt === undefined) {
-    salt = await sha256Hex(`prefix-cache:${tenant}`);
-    if (tenantSalts.size >= 1024) tenantSalts.clear();
-    tenantSalts.set(tenant, salt);
+    salt = await sha256Hex(`prefix-cache:${scope}`);
+    if (prefixSalts.size >= 1024) prefixSalts.clear();
+    prefixSalts.set(scope, salt);
   }
   return salt;
 }
@@ -115,7 +120,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const speculate = body.speculation !== 'off';
 
   const userCache = await ctx.store.load(await cacheScope(ctx.key.keyId, body.user));
-  const cacheSalt = await prefixCacheSalt(ctx.key.tenant);
+  const cacheSalt = await prefixCacheSalt(ctx.key.tenant, body.cache_salt ?? null);
   let trie: Uint8Array | null = null;
   if (speculate && ctx.edgeTrieNodes > 0 && !userCache.cache.isEmpty) {
     try {

@@ -47,6 +47,8 @@ const commonFields = {
   n: z.number().int().min(1).max(MAX_CHOICES, `n is at most ${MAX_CHOICES}`).nullish(),
   /** Non-standard per-request switch: "auto" (default) speculates, "off" decodes plainly. */
   speculation: z.enum(['auto', 'off']).nullish(),
+  /** vLLM's: narrows prefix-cache sharing to requests of the key's tenant that give the same salt (absent: the whole tenant). */
+  cache_salt: z.string().min(1).max(256).nullish(),
 };
 
 /** Most alternatives per token a request may ask log-probabilities for (the pool's limit, OpenAI's for chat). */

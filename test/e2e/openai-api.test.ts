@@ -349,6 +349,10 @@ describe('OpenAI-compatible API on the edge', () => {
     const theirs = await other.chat.completions.create({ model, messages: turn, max_tokens: 8, temperature: 0 });
     expect(theirs.usage?.prompt_tokens_details?.cached_tokens).toBe(0);
     expect(theirs.choices[0].message.content).toBe(second.choices[0].message.content);
+    // A request's own cache_salt narrows sharing within the tenant: a new salt finds nothing, the same salt again finds its own.
+    const salted = (salt: string) => client.chat.completions.create({ model, messages: turn, max_tokens: 8, temperature: 0, cache_salt: salt } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    expect((await salted('user-42')).usage?.prompt_tokens_details?.cached_tokens).toBe(0);
+    expect((await salted('user-42')).usage?.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(16);
   });
 
   it('rate-limits a key with 429 and Retry-After, leaving other keys alone', async () => {
