@@ -190,9 +190,21 @@ export class PrefixCache<S extends RunnerSequence> {
     for (const key of entry.keys) if (this.byKey.get(key) === entry) this.byKey.delete(key);
   }
 
-  /** Releases every kept sequence. */
-  clear(): void {
-    for (const entry of [...this.entries]) this.evict(entry);
+  /**
+   * Releases every kept sequence, or those of one salt (a tenant's prompts to
+   * forget); running generations' shared prompts leave when they end.
+   * Returns how many sequences and bytes went.
+   */
+  clear(salt?: string): { sequences: number; bytes: number } {
+    let sequences = 0;
+    let bytes = 0;
+    for (const entry of [...this.entries]) {
+      if (salt !== undefined && entry.salt !== salt) continue;
+      sequences++;
+      bytes += entry.bytes;
+      this.evict(entry);
+    }
+    return { sequences, bytes };
   }
 
   private evict(entry: Entry<S>): void {

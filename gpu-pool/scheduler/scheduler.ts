@@ -303,6 +303,18 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return this.draining;
   }
 
+  /**
+   * Forgets the prefix cache's kept sequences: all, or one salt's. Null when
+   * the pool has no prefix cache.
+   */
+  clearPrefixCache(salt?: string): { sequences: number; bytes: number } | null {
+    const prefixes = this.options.prefixCache;
+    if (!prefixes) return null;
+    const cleared = prefixes.clear(salt);
+    this.options.metrics.prefixCacheBytes.set(prefixes.totalBytes);
+    return cleared;
+  }
+
   /** The prompt's own log-probabilities, read off the prefill: token i given tokens 0..i-1, from the logits at i-1. */
   private sendPromptLogprobs(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number): void {
     const n = gen.request.promptLogprobs!;

@@ -144,6 +144,15 @@ export class PoolServer {
       });
     }
     if (route === '/v1/generate') return this.expect(method, 'POST', () => this.generate(req, res));
+    if (route === '/v1/prefix-cache') {
+      // An operator's: forget cached prompts (all, or one cacheSalt's: a tenant's), e.g. on a deletion request.
+      return this.expect(method, 'DELETE', () => {
+        const salt = url.searchParams.get('salt');
+        if (salt !== null && (salt.length === 0 || salt.length > 256)) throw new HttpError(400, 'bad_request', 'salt must be 1-256 characters');
+        const cleared = this.options.scheduler.clearPrefixCache(salt ?? undefined);
+        sendJson(res, 200, cleared ? { enabled: true, cleared: cleared.sequences, bytes: cleared.bytes } : { enabled: false, cleared: 0, bytes: 0 });
+      });
+    }
     const m = GENERATION_PATH.exec(route);
     if (m) {
       const id = m[1];

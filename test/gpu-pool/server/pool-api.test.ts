@@ -207,3 +207,32 @@ describe('metrics', () => {
     expect(await metricValue(pool, 'vllm:generation_tokens_total')).toBeGreaterThan(100);
   });
 });
+
+describe('prefix cache', () => {
+  it('forgets cached prompts on DELETE /v1/prefix-cache, one salt or all', async () => {
+    const prompt = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 285, 336, 261, 401, 389, 274];
+    const cached = async (id: string, cacheSalt: string): Promise<number> =>
+      (await generate(pool, { id, promptIds: prompt, maxTokens: 4, speculation: 'off', cacheSalt })).done!.usage.cachedPromptTokens ?? -1;
+    const drop = (query = ''): Promise<Response> =>
+      fetch(`${pool.url}/v1/prefix-cache${query}`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } });
+    for (const salt of ['tenant-a', 'tenant-b']) {
+      expect(await cached(`${salt}-1`, salt)).toBe(0);
+      expect(await cached(`${salt}-2`, salt)).toBe(prompt.length - 1);
+    }
+    const one = await drop('?salt=tenant-a');
+    expect(one.status).toBe(200);
+    expect(await one.json()).toMatchObject({ enabled: true, cleared: 1 });
+    expect(await cached('tenant-a-3', 'tenant-a')).toBe(0);
+    expect(await cached('tenant-b-3', 'tenant-b')).toBe(prompt.length - 1);
+    const all = (await (await drop()).json()) as { cleared: number; bytes: number };
+    // Both tenants' and what the earlier tests left in the shared scope.
+    expect(all.cleared).toBeGreaterThanOrEqual(2);
+    expect(all.bytes).toBeGreaterThan(0);
+    expect(await metricValue(pool, 'sssd_pool_prefix_cache_bytes')).toBe(0);
+    expect(await cached('tenant-b-4', 'tenant-b')).toBe(0);
+    // An operator's route: the bearer token, DELETE only, a sane salt.
+    expect((await fetch(`${pool.url}/v1/prefix-cache`, { method: 'DELETE' })).status).toBe(401);
+    expect((await fetch(`${pool.url}/v1/prefix-cache`, { headers: { authorization: `Bearer ${pool.token}` } })).status).toBe(405);
+    expect((await drop(`?salt=${'x'.repeat(300)}`)).status).toBe(400);
+  });
+});

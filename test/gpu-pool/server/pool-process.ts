@@ -81,6 +81,7 @@ export interface GenerateBody {
   speculation?: 'sssd' | 'pld' | 'context' | 'off';
   useDatastore?: boolean;
   trie?: string;
+  cacheSalt?: string;
 }
 
 export interface GenerationOutcome {
