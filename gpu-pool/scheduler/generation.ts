@@ -129,6 +129,20 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
     return this.promptIds.length + this.output.length;
   }
 
+  /** The prefix cache's scope of this request (prefix-cache.ts): its cacheSalt, or the shared one. */
+  get cacheSalt(): string {
+    return this.request.cacheSalt ?? '';
+  }
+
+  /** The first `length` context tokens (prompt, then output), as a fresh array. */
+  contextTokens(length = this.sequenceLength): Int32Array {
+    const out = new Int32Array(length);
+    const fromPrompt = Math.min(length, this.promptIds.length);
+    out.set(this.promptIds.subarray(0, fromPrompt));
+    for (let i = fromPrompt; i < length; i++) out[i] = this.output[i - this.promptIds.length];
+    return out;
+  }
+
   /** Writes the last min(out.length, sequenceLength) context tokens into out; returns how many. */
   fillTail(out: Int32Array): number {
     const k = Math.min(out.length, this.sequenceLength);

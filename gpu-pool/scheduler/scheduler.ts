@@ -123,6 +123,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private loopDone: Promise<void> = Promise.resolve();
   /** Whether the previous step drafted (see observeDraft in iterate). */
   private draftedLastStep = false;
+  /** The prefix cache, where the runner can copy a prefix into a sequence (else none). */
+  private readonly prefixes: PrefixCache<S> | null;
   /** Running mean of drafter-building time per speculating cycle (see loop). */
   private buildMsPerCycle = 0;
 
@@ -144,6 +146,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // Until the first request the pool is idle too: the phases then add up to its uptime.
     options.metrics.startIdle(performance.now());
     this.maxTreeNodes = options.maxTreeNodes ?? 64;
+    this.prefixes = options.prefixCache && runner.copyPrefix ? options.prefixCache : null;
     this.verifier = new TreeVerifier(runner.config.vocabSize, runner.config.contextLength + this.maxTreeNodes + 2);
     this.eos = new Set(runner.config.eosIds);
   }
@@ -308,7 +311,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * the pool has no prefix cache.
    */
   clearPrefixCache(salt?: string): { sequences: number; bytes: number } | null {
-    const prefixes = this.options.prefixCache;
+    const prefixes = this.prefixes;
     if (!prefixes) return null;
     const cleared = prefixes.clear(salt);
     this.options.metrics.prefixCacheBytes.set(prefixes.totalBytes);
@@ -330,7 +333,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (const gen of [...this.queue, ...this.active]) this.cancel(gen.id);
     this.kick();
     await this.loopDone;
-    this.options.prefixCache?.clear();
+    this.prefixes?.clear();
     this.options.metrics.prefixCacheBytes.set(0);
   }
 
@@ -423,15 +426,14 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * log-probabilities need the prefill's logits at every position.
    */
   private restorePrefix(gen: Generation<S>, cache: S): void {
-    const prefixes = this.options.prefixCache;
-    const copy = this.runner.copyPrefix;
-    if (!prefixes || !copy || gen.request.promptLogprobs !== undefined) return;
+    const prefixes = this.prefixes;
+    if (!prefixes || gen.request.promptLogprobs !== undefined) return;
     const prompt = gen.promptIds;
     const { metrics } = this.options;
     metrics.prefixCacheQueries.inc(prompt.length);
-    const match = prefixes.lookup(gen.request.cacheSalt ?? '', prompt, prompt.length - 1);
+    const match = prefixes.lookup(gen.cacheSalt, prompt, prompt.length - 1);
     if (!match) return;
-    copy.call(this.runner, match.sequence, cache, match.length);
+    this.runner.copyPrefix!(match.sequence, cache, match.length);
     prefixes.touch(match);
     gen.pending = prompt.subarray(match.length);
     gen.pendingLength = prompt.length - match.length;
@@ -449,15 +451,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * at concurrency 128).
    */
   private keepPrefix(gen: Generation<S>, cache: S): boolean {
-    const prefixes = this.options.prefixCache;
-    const copy = this.runner.copyPrefix;
+    const prefixes = this.prefixes;
     const length = cache.length;
-    if (!prefixes || !copy || length < PREFIX_BLOCK) return false;
-    const tokens = new Int32Array(length);
-    const fromPrompt = Math.min(length, gen.promptIds.length);
-    tokens.set(gen.promptIds.subarray(0, fromPrompt));
-    for (let i = fromPrompt; i < length; i++) tokens[i] = gen.output[i - gen.promptIds.length];
-    const salt = gen.request.cacheSalt ?? '';
+    if (!prefixes || length < PREFIX_BLOCK) return false;
+    const tokens = gen.contextTokens(length);
+    const salt = gen.cacheSalt;
     const { metrics } = this.options;
     if (cache.capacity === undefined || cache.capacity <= 2 * length) {
       const kept = prefixes.store(salt, tokens, cache);
@@ -465,7 +463,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       return kept;
     }
     const compact = this.runner.newSequence(length);
-    copy.call(this.runner, cache, compact, length);
+    this.runner.copyPrefix!(cache, compact, length);
     if (prefixes.store(salt, tokens, compact)) {
       cache.release();
       metrics.prefixCacheBytes.set(prefixes.totalBytes);
@@ -482,7 +480,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * leave nothing of its prompt there). Nothing to do without a prefix cache.
    */
   private commitForPrefixCache(gen: Generation<S>, result: BatchStepResult, r: number, chain: number, pathTokens: number): void {
-    if (!this.options.prefixCache || !this.runner.copyPrefix) return;
+    if (!this.prefixes) return;
     const commit = gen.commitBuffer;
     for (let i = 0; i < chain; i++) commit[i] = i;
     for (let k = 0; k < pathTokens; k++) commit[chain + k] = this.verifier.acceptedPath[k];
@@ -829,7 +827,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // buffer of its own, and the prompt, now all in the cache, is offered to other prompts while this runs.
       if (gen.pending.buffer === gen.promptIds.buffer) {
         gen.pending = new Int32Array(1);
-        if (this.options.prefixCache && this.runner.copyPrefix) gen.sharedPrefix = this.options.prefixCache.share(gen.request.cacheSalt ?? '', gen.promptIds, gen.cache!);
+        if (this.prefixes) gen.sharedPrefix = this.prefixes.share(gen.cacheSalt, gen.promptIds, gen.cache!);
       }
       gen.pending[0] = ids[ids.length - 1];
       gen.pendingLength = 1;
@@ -962,7 +960,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const cache = gen.cache;
     gen.cache = null;
     if (gen.sharedPrefix) {
-      this.options.prefixCache?.unshare(gen.sharedPrefix);
+      this.prefixes?.unshare(gen.sharedPrefix);
       gen.sharedPrefix = null;
     }
     // A cancelled generation's committed positions are as good as a finished one's (an edge cancels at a
@@ -979,10 +977,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       process.stderr.write(`pool: could not end generation ${gen.id}: ${(err as Error).message}\n`);
     }
     if (gen.request.contributeToDatastore && (reason === 'stop' || reason === 'length') && this.options.onContribute) {
-      const all = new Int32Array(gen.sequenceLength);
-      all.set(gen.promptIds);
-      all.set(gen.output, gen.promptIds.length);
-      this.options.onContribute(all);
+      this.options.onContribute(gen.contextTokens());
     }
   }
 

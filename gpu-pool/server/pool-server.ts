@@ -147,9 +147,10 @@ export class PoolServer {
     if (route === '/v1/prefix-cache') {
       // An operator's: forget cached prompts (all, or one cacheSalt's: a tenant's), e.g. on a deletion request.
       return this.expect(method, 'DELETE', () => {
-        const salt = url.searchParams.get('salt');
-        if (salt !== null && (salt.length === 0 || salt.length > 256)) throw new HttpError(400, 'bad_request', 'salt must be 1-256 characters');
-        const cleared = this.options.scheduler.clearPrefixCache(salt ?? undefined);
+        // The same rule as a request's cacheSalt.
+        const salt = generateRequestSchema.shape.cacheSalt.safeParse(url.searchParams.get('salt') ?? undefined);
+        if (!salt.success) throw new HttpError(400, 'bad_request', `salt: ${describeIssues(salt.error)}`);
+        const cleared = this.options.scheduler.clearPrefixCache(salt.data);
         sendJson(res, 200, cleared ? { enabled: true, cleared: cleared.sequences, bytes: cleared.bytes } : { enabled: false, cleared: 0, bytes: 0 });
       });
     }
