@@ -32,8 +32,28 @@ export interface RunningPool {
   service: ServiceProcess;
 }
 
-export async function startPool(opts: PoolOptions): Promise<RunningPool> {
-  const port = opts.port || (await freePort());
+/**
+ * Starts a service on a free port of its own choosing, again on another one if
+ * the port was taken between freePort() and the service binding it (another
+ * process's listener or outgoing connection; wrangler takes seconds to bind).
+ * A port the caller named is tried once.
+ */
+async function onFreePort<T>(named: number | undefined, start: (port: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start(named || (await freePort()));
+    } catch (err) {
+      const taken = /EADDRINUSE|Address already in use/.test((err as Error).message);
+      if (named || !taken || attempt === 3) throw err;
+    }
+  }
+}
+
+export function startPool(opts: PoolOptions): Promise<RunningPool> {
+  return onFreePort(opts.port, (port) => startPoolOn(port, opts));
+}
+
+async function startPoolOn(port: number, opts: PoolOptions): Promise<RunningPool> {
   const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--model', opts.model, '--tokenizer', opts.tokenizer, '--port', String(port)];
   if (opts.datastore) args.push('--datastore', opts.datastore);
   args.push(...(opts.extraArgs ?? []));
@@ -82,8 +102,11 @@ function envFileLine(name: string, value: string): string {
   return `${name}='${value}'`;
 }
 
-export async function startEdge(opts: EdgeOptions): Promise<RunningEdge> {
-  const port = opts.port || (await freePort());
+export function startEdge(opts: EdgeOptions): Promise<RunningEdge> {
+  return onFreePort(opts.port, (port) => startEdgeOn(port, opts));
+}
+
+async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge> {
   const inspectorPort = await freePort();
   const secretsDir = mkdtempSync(path.join(tmpdir(), 'sssd-edge-'));
   const envFile = path.join(secretsDir, 'edge.env');
