@@ -8,7 +8,7 @@ import path from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../launcher/stack';
-import { startTestStack, type TestStack } from './stack-fixture';
+import { startAll, startTestStack, type TestStack } from './stack-fixture';
 
 let stack: TestStack;
 let browser: BrowserContext;
@@ -17,7 +17,7 @@ let profileDir: string;
 beforeAll(async () => {
   execFileSync('bash', [path.join(repoRoot, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
   profileDir = mkdtempSync(path.join(tmpdir(), 'sssd-chromium-'));
-  [stack, browser] = await Promise.all([
+  [stack, browser] = await startAll([
     startTestStack(),
     // A fresh profile directory per run (playwright passes it as --user-data-dir).
     chromium.launchPersistentContext(profileDir, {

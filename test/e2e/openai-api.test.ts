@@ -3,7 +3,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../launcher/stack';
-import { referenceGenerate, startTestStack, type GenerateOutput, type TestStack } from './stack-fixture';
+import { referenceGenerate, startAll, startTestStack, type GenerateOutput, type TestStack } from './stack-fixture';
 import type { CompletionUsage } from '../../edge/completion-run';
 
 // The edge's own usage type: the test reads what the edge declares it sends.
@@ -20,7 +20,7 @@ let model: string;
 let reference: GenerateOutput;
 
 beforeAll(async () => {
-  [stack, reference] = await Promise.all([
+  [stack, reference] = await startAll([
     startTestStack({
       vars: {
         SSSD_API_KEYS: JSON.stringify({ [sha256Hex(LIMITED_KEY)]: { tenant: 'limited', rpm: 2, concurrency: 1 } }),

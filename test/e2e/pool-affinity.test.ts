@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { startAll } from './stack-fixture';
 import { models } from '../support/shared-data';
 
 const KEY = 'affinity-key';
@@ -15,7 +16,8 @@ let dir: string;
 beforeAll(async () => {
   const token = generatePoolToken();
   dir = mkdtempSync(path.join(tmpdir(), 'sssd-affinity-'));
-  pools = await Promise.all([0, 1].map(() => startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token })));
+  const start = (): Promise<RunningPool> => startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token });
+  pools = await startAll([start(), start()]);
   edge = await startEdge({ poolUrls: pools.map((p) => p.url), poolToken: token, devKey: KEY, persistTo: dir });
 }, 180_000);
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { startAll } from './stack-fixture';
 import { models } from '../support/shared-data';
 
 const KEY = 'failover-key';
@@ -19,7 +20,7 @@ beforeAll(async () => {
   const [poolPort, deadPort] = [await freePort(), await freePort()];
   const deadPool = `http://127.0.0.1:${deadPort}`;
   dirs.push(mkdtempSync(path.join(tmpdir(), 'sssd-failover-')), mkdtempSync(path.join(tmpdir(), 'sssd-stranded-')));
-  [pool, failover, stranded] = await Promise.all([
+  [pool, failover, stranded] = await startAll([
     startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
     // The dead pool comes first in the list: it must be skipped, not merely never tried.
     startEdge({ poolUrls: [deadPool, `http://127.0.0.1:${poolPort}`], poolToken: token, devKey: KEY, persistTo: dirs[0] }),

@@ -65,3 +65,27 @@ export async function referenceGenerate(prompt: string, maxTokens: number): Prom
   );
   return JSON.parse(stdout) as GenerateOutput;
 }
+
+/** Stops what a test started: a test stack (dispose), an edge (stop), a pool (service.stop), a browser (close); anything else is left. */
+function stopStarted(value: unknown): Promise<unknown> {
+  const v = value as Partial<Record<'dispose' | 'stop' | 'close', () => Promise<void>>> & { service?: { stop(): Promise<void> } };
+  if (v?.dispose) return v.dispose();
+  if (v?.stop) return v.stop();
+  if (v?.service) return v.service.stop();
+  if (v?.close) return v.close();
+  return Promise.resolve();
+}
+
+/**
+ * Promise.all for starting services side by side, except that when one start
+ * fails the others that started are stopped before the error is thrown:
+ * Promise.all would leave them running (and loading the machine) for the rest
+ * of the suite, since the test never gets their handles to stop.
+ */
+export async function startAll<T extends readonly unknown[]>(starts: { readonly [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(starts as readonly Promise<unknown>[]);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (!failed) return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
+  await Promise.allSettled(settled.map((s) => (s.status === 'fulfilled' ? stopStarted(s.value) : undefined)));
+  throw failed.reason;
+}
