@@ -8,6 +8,7 @@
  * payloads (draft tries) travel base64-encoded inside the JSON body.
  */
 import { z } from 'zod';
+import type { FusionWeights } from './drafting/fusion';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -163,6 +164,21 @@ export interface PoolInfo {
   limits: { maxActive: number; maxQueued: number; maxTotalTokens: number };
   /** Where the forward pass runs: onnxruntime's execution provider (`cpu`, `cuda`, `webgpu`). Optional: added within protocol 1. */
   runtime?: { executionProvider: string };
+  /** The pool's speculation settings (`sssd pool --speculative-config`). Optional: added within protocol 1. */
+  speculation?: PoolSpeculationInfo;
+}
+
+export interface PoolSpeculationInfo {
+  /** Tree budget policy; 'off' drafts nothing whatever a request asks. */
+  budget: 'marginal' | 'static' | 'off';
+  /** Whether measured throughput may switch speculation off by batch size. */
+  governor: boolean;
+  /** Most draft nodes per request per step. */
+  maxTreeNodes: number;
+  /** The cap by running batch size: from `fromBatchSize` generations up, at most `maxTreeNodes` draft nodes (0 = none). */
+  maxTreeNodesByBatchSize: { fromBatchSize: number; maxTreeNodes: number }[];
+  /** The drafter's fusion weights (shared/drafting/fusion.ts). */
+  fusion: FusionWeights;
 }
 
 /** GET /healthz */

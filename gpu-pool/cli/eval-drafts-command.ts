@@ -20,6 +20,7 @@ import { readWorkload } from '../eval/workload';
 import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
 import { CliError } from './cli-error';
+import { parseFusionWeights } from './speculative-config';
 import { checkTokenizerFits, readTokenizerFile } from './generate-command';
 import { parseNumberList, parseNumberFlag } from './number-flags';
 
@@ -77,23 +78,7 @@ function parseList<T extends string>(flag: string, raw: string, allowed: readonl
 }
 
 function parseWeights(raw: string | undefined): FusionWeights {
-  if (!raw) return defaultFusionWeights;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new CliError('--weights must be a JSON object');
-  }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new CliError('--weights must be a JSON object');
-  const out: Record<string, unknown> = { ...defaultFusionWeights };
-  for (const [k, v] of Object.entries(parsed)) {
-    if (!(k in defaultFusionWeights)) throw new CliError(`--weights: unknown weight "${k}" (known: ${Object.keys(defaultFusionWeights).join(', ')})`);
-    const def = (defaultFusionWeights as unknown as Record<string, unknown>)[k];
-    if (typeof v !== typeof def) throw new CliError(`--weights: ${k} must be a ${typeof def}`);
-    out[k] = v;
-  }
-  if (out.combine !== 'max' && out.combine !== 'noisy-or') throw new CliError('--weights: combine must be "max" or "noisy-or"');
-  return out as unknown as FusionWeights;
+  return raw ? parseFusionWeights(raw, '--weights') : defaultFusionWeights;
 }
 
 async function sha256File(file: string): Promise<string> {

@@ -21,7 +21,7 @@ import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
 import { Datastore } from '../datastore/datastore';
 import { calibrate } from '../budget/calibration';
-import { TreeBudget, budgetPolicies, type BudgetPolicyName } from '../budget/tree-budget';
+import { TreeBudget, budgetPolicies } from '../budget/tree-budget';
 import { SpeculationGovernor } from '../budget/speculation-governor';
 import { PoolMetrics } from '../metrics/pool-metrics';
 import { startStatsLog } from '../metrics/stats-log';
@@ -32,6 +32,8 @@ import type { SequenceKvCache } from '../runtime/kv-cache';
 import { openNextTokenTable } from '../datastore/next-token-table-file';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
+import { parseSpeculativeConfig, resolveSpeculation, type SpeculationSettings } from './speculative-config';
+import { BatchSizeCaps } from '../budget/batch-size-caps';
 
 interface PoolFlags {
   model: string;
@@ -52,6 +54,7 @@ interface PoolFlags {
   drainSeconds: string;
   prefixCacheMb: string;
   logStats: string;
+  speculativeConfig?: string;
 }
 
 export function register(program: Command): void {
@@ -76,8 +79,18 @@ export function register(program: Command): void {
     .option('--drain-seconds <n>', 'on SIGTERM/SIGINT: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
     .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, speculation acceptance, prefix cache hit rate (0 = never)', '10')
-    .action(async (flags: PoolFlags) => {
-      await runPool(flags);
+    .option(
+      '--speculative-config <json>',
+      'speculation settings as one JSON object, or @FILE: num_speculative_tokens, budget, governor, disable_by_batch_size, max_tree_nodes_by_batch_size ({"1":32,"32":4}), fusion (drafter weights); see docs/protocol.md',
+    )
+    .action(async (flags: PoolFlags, command: Command) => {
+      const given = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
+      await runPool(flags, resolveSpeculation(flags.speculativeConfig === undefined ? null : parseSpeculativeConfig(flags.speculativeConfig), {
+        budget: flags.budget,
+        maxTreeNodes: positiveInt(flags.maxTreeNodes, '--max-tree-nodes'),
+        governor: flags.governor,
+        given,
+      }));
     });
 }
 
@@ -89,20 +102,17 @@ function positiveInt(value: string | undefined, flag: string, allowZero = false)
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 
-async function runPool(flags: PoolFlags): Promise<void> {
+async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Promise<void> {
   const port = positiveInt(flags.port, '--port', true);
   const maxActive = positiveInt(flags.maxActive, '--max-active');
   const maxQueued = positiveInt(flags.maxQueued, '--max-queued', true);
-  const maxTreeNodes = positiveInt(flags.maxTreeNodes, '--max-tree-nodes');
+  const { maxTreeNodes } = speculation;
   const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads');
   const drainSeconds = positiveInt(flags.drainSeconds, '--drain-seconds', true);
   const prefixCacheMb = Number(flags.prefixCacheMb);
   if (!(prefixCacheMb >= 0) || !Number.isFinite(prefixCacheMb)) throw new CliError(`--prefix-cache-mb must be a non-negative number, not "${flags.prefixCacheMb}"`);
   const logStatsSeconds = Number(flags.logStats);
   if (!(logStatsSeconds >= 0) || !Number.isFinite(logStatsSeconds)) throw new CliError(`--log-stats must be a non-negative number of seconds, not "${flags.logStats}"`);
-  if (flags.budget !== 'off' && !(budgetPolicies as readonly string[]).includes(flags.budget)) {
-    throw new CliError(`--budget must be one of ${budgetPolicies.join(', ')}, off; not "${flags.budget}"`);
-  }
   const token = process.env.SSSD_POOL_TOKEN?.trim() || null;
   if (!token && !flags.insecureNoAuth) {
     throw new CliError('set SSSD_POOL_TOKEN (the bearer token edges must send), or pass --insecure-no-auth for local use');
@@ -158,7 +168,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
   if (nextTokens) process.stderr.write(`pool: next-token table of ${nextTokens.size} contexts drafts for sampled requests, and chains for batches too wide for the fused drafter\n`);
   const metrics = new PoolMetrics();
   let budget: TreeBudget | null = null;
-  if (flags.budget !== 'off') {
+  if (speculation.budget !== 'off') {
     const t0 = performance.now();
     const cal = await calibrate(runner, {
       modelSha256: model.sha256,
@@ -170,7 +180,7 @@ async function runPool(flags: PoolFlags): Promise<void> {
     // The runner's two-pass split goes by the same curve as the budget.
     const passTokens = m.passOverheadTokens();
     runner.setSplitOverheadTokens(passTokens);
-    budget = new TreeBudget(m, { policy: flags.budget as BudgetPolicyName, maxNodes: maxTreeNodes, splitsPasses: runner.splitsPasses });
+    budget = new TreeBudget(m, { policy: speculation.budget, maxNodes: maxTreeNodes, splitsPasses: runner.splitsPasses });
     process.stderr.write(
       `pool: step cost (past 128): 1 row ${m.stepMs(1, 1, 1, 128).toFixed(2)} ms, 1 row × 16 tokens ${m.stepMs(1, 16, 16, 128).toFixed(2)} ms, ` +
         `32 rows ${m.stepMs(32, 1, 32, 128).toFixed(2)} ms, 32 rows × 4 tokens ${m.stepMs(32, 4, 128, 128).toFixed(2)} ms; knee ${budget.kneeTokens} tokens; ` +
@@ -186,16 +196,21 @@ async function runPool(flags: PoolFlags): Promise<void> {
       : null;
   if (prefixCacheMb > 0 && !prefixCache) process.stderr.write('pool: prefix caching is off: keys/values are resident on the device\n');
 
-  const governor = budget && flags.budget === 'marginal' && flags.governor ? new SpeculationGovernor() : null;
+  const batchSizeCaps = new BatchSizeCaps(maxTreeNodes, speculation.maxTreeNodesByBatchSize, speculation.disableByBatchSize);
+  if (batchSizeCaps.entries.length > 1) {
+    process.stderr.write(`pool: draft nodes per request by batch size: ${batchSizeCaps.entries.map((e) => `${e.fromBatchSize}+ → ${e.maxTreeNodes}`).join(', ')}\n`);
+  }
+  const governor = budget && speculation.governor ? new SpeculationGovernor() : null;
   if (governor) metrics.watchGovernor(() => governor.snapshot());
   const scheduler = new Scheduler(runner, {
     limits: { maxActive, maxQueued, maxTotalTokens },
     budget,
     governor,
     metrics,
-    createDrafter: drafterFactory(datastore, nextTokens),
+    createDrafter: drafterFactory(datastore, nextTokens, speculation.fusion),
     onContribute: (tokens) => datastore.append(tokens),
     maxTreeNodes,
+    batchSizeCaps,
     chainTable: nextTokens,
     prefixCache,
   });
@@ -213,6 +228,13 @@ async function runPool(flags: PoolFlags): Promise<void> {
     datastore: { enabled: datastore.tokenCount > 0 || !!flags.datastore, tokens: datastore.tokenCount },
     limits: { maxActive, maxQueued, maxTotalTokens },
     runtime: { executionProvider: runner.executionProvider },
+    speculation: {
+      budget: speculation.budget,
+      governor: governor !== null,
+      maxTreeNodes,
+      maxTreeNodesByBatchSize: batchSizeCaps.entries.map((e) => ({ ...e })),
+      fusion: { ...speculation.fusion },
+    },
   };
   const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token });
   let url: string;

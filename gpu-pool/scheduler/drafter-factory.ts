@@ -14,6 +14,7 @@
 import type { GenerateRequest } from '../../shared/protocol';
 import type { DatastoreLike } from '../../shared/drafting/datastore-source';
 import type { DraftTree } from '../../shared/drafting/draft-tree';
+import type { FusionWeights } from '../../shared/drafting/fusion';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { RequestDrafter } from '../../shared/drafting/request-drafter';
 import { AdmissionError } from './admission-error';
@@ -23,6 +24,7 @@ import type { Drafter } from './generation';
 export function drafterFactory(
   datastore: DatastoreLike | null,
   nextTokens: NextTokenTable | null = null,
+  weights?: FusionWeights,
 ): (request: GenerateRequest, expectedLength?: number) => Drafter | null {
   return (request, expectedLength) => {
     if (request.speculation === 'off') return null;
@@ -42,6 +44,7 @@ export function drafterFactory(
           edgeTrie,
           datastore: store,
           nextTokens: store && nextTokens ? nextTokens : undefined,
+          weights,
           // The scheduler has seeded every sampled request by now.
           ...(request.sampling.temperature > 0 && request.sampling.seed !== undefined
             ? { sampling: { seed: request.sampling.seed, temperature: request.sampling.temperature } }

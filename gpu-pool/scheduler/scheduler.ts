@@ -19,6 +19,7 @@ import { TreeVerifier } from '../verify/tree-verifier';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
 import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
 import type { SpeculationGovernor } from '../budget/speculation-governor';
+import type { BatchSizeCaps } from '../budget/batch-size-caps';
 import type { PoolMetrics } from '../metrics/pool-metrics';
 import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runner';
 import { Generation, type Drafter, type GenerationSink } from './generation';
@@ -69,6 +70,8 @@ export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
   onContribute?: (tokens: Int32Array) => void;
   /** Most draft nodes per request per step. */
   maxTreeNodes?: number;
+  /** The operator's caps on draft nodes per request by running batch size (within maxTreeNodes); none: maxTreeNodes at every size. */
+  batchSizeCaps?: BatchSizeCaps | null;
   /**
    * The model's next-token table (the datastore's sidecar): `sssd` rows of
    * batches too wide for the fused drafter draft a short chain from it
@@ -519,7 +522,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // not see, decides; on an H200 with resident keys/values, `pld` ran at
     // 0.82x of `off` at 128 rows without it.
     const chainTable = this.options.chainTable ?? null;
-    const chainable = chainTable !== null && budget !== null && method === 'sssd' && budget.options.policy === 'marginal';
+    // The operator's cap for this batch size bounds trees and chains alike; 0 drafts nothing.
+    const userCap = this.options.batchSizeCaps ? this.options.batchSizeCaps.capFor(n) : this.maxTreeNodes;
+    const chainable = userCap > 0 && chainTable !== null && budget !== null && method === 'sssd' && budget.options.policy === 'marginal';
     let maxPast = 0;
     let lateRows = false;
     // Whether every row that could draft would chain rather than build its
@@ -535,11 +540,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const nearlyFree = budget !== null && n * 4 <= budget.kneeTokens;
     const unvoted = (nearlyFree || !lateRows) && n < GOVERNED_FROM_ROWS;
     const speculate =
+      userCap > 0 &&
       !allChain &&
       budget !== null &&
       method !== null &&
       (unvoted || (budget.wantsDrafts(n, method, maxPast) && (governor ? governor.decide(n, method) : true)));
-    const cap = budget && speculate ? Math.min(this.maxTreeNodes, budget.draftCap(n, maxPast)) : 0;
+    const cap = budget && speculate ? Math.min(userCap, budget.draftCap(n, maxPast)) : 0;
     // A batch the fused drafter sits out (too wide, or the vote went against
     // it) speculates with table chains where the governor measures them
     // paying (an arm of their own, CHAIN_METHOD). A chain costs a hash probe
@@ -625,7 +631,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         const k = gen.fillTail(this.chainTail);
         gen.chainTree ??= createDraftTree(MAX_CHAIN + 1);
         const longest = !chains && this.sampledChain(gen) ? Math.min(MAX_CHAIN, cap) : CHAIN_NODES;
-        const len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(longest, room), gen.chainTree, gen.chainCoupling);
+        const len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(longest, room, userCap), gen.chainTree, gen.chainCoupling);
         if (len > 0) {
           gen.tree = gen.chainTree;
           gen.chainStep = true;

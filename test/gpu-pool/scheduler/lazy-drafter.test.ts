@@ -4,7 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { RequestDrafter } from '../../../shared/drafting/request-drafter';
 import type { DraftTree } from '../../../shared/drafting/draft-tree';
-import { LazyDrafter } from '../../../gpu-pool/scheduler/drafter-factory';
+import { LazyDrafter, drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
+import { defaultFusionWeights } from '../../../shared/drafting/fusion';
+import { generateRequestSchema } from '../../../shared/protocol';
 
 const snapshot = (t: DraftTree) => ({ tokens: Array.from(t.tokens.subarray(0, t.size)), parents: Array.from(t.parents.subarray(0, t.size)) });
 
@@ -37,5 +39,18 @@ describe('LazyDrafter', () => {
     }
     expect(snapshot(lazy.draft(12))).toEqual(snapshot(eager.draft(12)));
     expect(builds).toBe(1);
+  });
+});
+
+describe('drafterFactory', () => {
+  it("drafts with the pool's fusion weights (--speculative-config fusion)", () => {
+    const story = [1, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 40, 41];
+    const request = generateRequestSchema.parse({ id: 'w', promptIds: story, maxTokens: 16, speculation: 'context' });
+    const depth = (t: DraftTree): number => Math.max(...Array.from(t.depths.subarray(0, t.size)));
+    const deep = drafterFactory(null)(request)!.draft(16);
+    // The context trie's window bounds how deep its candidates go.
+    const shallow = drafterFactory(null, null, { ...defaultFusionWeights, contextWindow: 3 })(request)!.draft(16);
+    expect(depth(deep)).toBeGreaterThan(3);
+    expect(depth(shallow)).toBeLessThanOrEqual(3);
   });
 });

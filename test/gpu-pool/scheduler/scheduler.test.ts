@@ -14,6 +14,7 @@ import { CHAIN_METHOD, CHAIN_NODES, GOVERNED_FROM_ROWS, Scheduler } from '../../
 import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { CostModel } from '../../../gpu-pool/budget/cost-model';
 import { TreeBudget, type BudgetRow } from '../../../gpu-pool/budget/tree-budget';
+import { BatchSizeCaps } from '../../../gpu-pool/budget/batch-size-caps';
 import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
 import { SpeculationGovernor } from '../../../gpu-pool/budget/speculation-governor';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
@@ -405,6 +406,42 @@ describe('continuous batching', () => {
     expect(asked.length).toBeGreaterThan(8);
     expect(Math.max(...asked.slice(8))).toBeLessThanOrEqual(5);
     expect(asked.filter((n) => n === 5).length).toBeGreaterThan(4);
+  });
+
+  it("keeps trees within the operator's cap for the running batch size, and drafts nothing from disable_by_batch_size", async () => {
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+      metrics: new PoolMetrics(),
+      maxTreeNodes: 16,
+      batchSizeCaps: new BatchSizeCaps(16, { '2': 3 }, 3),
+      createDrafter: drafterFactory(null),
+    });
+    const ids = (evs: PoolEvent[]): number[] => evs.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    const run = (k: number): Promise<PoolEvent[][]> =>
+      Promise.all(
+        Array.from({ length: k }, (_, i) => {
+          const c = collect();
+          s.submit(generateRequestSchema.parse({ id: `cap${k}-${i}`, promptIds: REPEATING_PROMPT, maxTokens: 48, speculation: 'context' }), c.sink);
+          return c.done;
+        }),
+      );
+    // Decode steps only: a prefill row carries the whole prompt.
+    const decodeRows = (rows: number): number[][] => runner.steps.filter((r) => r.length === rows && r.every((t) => t < REPEATING_PROMPT.length));
+    runner.steps = [];
+    const [alone] = await run(1);
+    expect(Math.max(...decodeRows(1).flat())).toBeGreaterThan(1 + 3);
+    runner.steps = [];
+    const pair = await run(2);
+    expect(decodeRows(2).length).toBeGreaterThan(5);
+    expect(Math.max(...decodeRows(2).flat())).toBeLessThanOrEqual(1 + 3);
+    expect(Math.max(...decodeRows(2).flat())).toBeGreaterThan(1);
+    runner.steps = [];
+    const three = await run(3);
+    expect(decodeRows(3).length).toBeGreaterThan(5);
+    expect(decodeRows(3).flat().every((t) => t === 1)).toBe(true);
+    // Capped or not, the same greedy text.
+    for (const events of [...pair, ...three]) expect(ids(events)).toEqual(ids(alone));
   });
 
   it('finished and cancelled generations release their caches', async () => {

@@ -12,7 +12,7 @@ import { generate, getJson, metricValue, startPool, streamEvents, type PoolProce
 
 let pool: PoolProcess;
 beforeAll(async () => {
-  pool = await startPool(['--max-active', '2', '--max-queued', '1']);
+  pool = await startPool(['--max-active', '2', '--max-queued', '1', '--speculative-config', JSON.stringify({ max_tree_nodes_by_batch_size: { '2': 6 }, fusion: { datastoreWidth: 12 } })]);
 });
 afterAll(async () => {
   await pool?.stop();
@@ -56,6 +56,17 @@ describe('info and tokenizer', () => {
     expect(body.model).toMatchObject({ contextLength: 512, vocabSize: 512, bosId: 1, eosIds: [1] });
     expect(body.limits.maxActive).toBe(2);
     expect(body.runtime?.executionProvider).toBe(process.env.SSSD_EXECUTION_PROVIDER || 'cpu');
+    // The speculation settings it runs with: the flags' defaults and --speculative-config.
+    expect(body.speculation).toMatchObject({
+      budget: 'marginal',
+      governor: true,
+      maxTreeNodes: 32,
+      maxTreeNodesByBatchSize: [
+        { fromBatchSize: 1, maxTreeNodes: 32 },
+        { fromBatchSize: 2, maxTreeNodes: 6 },
+      ],
+    });
+    expect(body.speculation?.fusion).toMatchObject({ datastoreWidth: 12, datastoreMaxQuery: 8 });
     const res = await fetch(`${pool.url}${body.tokenizer.path}`, { headers: { authorization: `Bearer ${pool.token}` } });
     const bytes = new Uint8Array(await res.arrayBuffer());
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(body.tokenizer.sha256);

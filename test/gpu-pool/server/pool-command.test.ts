@@ -46,5 +46,11 @@ describe('sssd pool start-up checks', () => {
     const prefix = await pool([...model, '--prefix-cache-mb', 'lots'], { SSSD_POOL_TOKEN: 't' });
     expect(prefix.code).toBe(2);
     expect(prefix.stderr).toMatch(/--prefix-cache-mb must be a non-negative number, not "lots"/);
+    const spec = await pool([...model, '--speculative-config', '{"method": "ngram", "num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
+    expect(spec.code).toBe(2);
+    expect(spec.stderr).toMatch(/--speculative-config: .*"method".*chosen per request/);
+    const twice = await pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toMatch(/--max-tree-nodes and --speculative-config's num_speculative_tokens both set it/);
   });
 });
