@@ -15,6 +15,11 @@ export interface KeyRecord {
   rpm: number;
   /** Requests in flight at once. */
   concurrency: number;
+  /**
+   * The operator's opt-in for this key: its outputs join the pool's global
+   * datastore (`contributeToDatastore`), which drafts for every tenant.
+   */
+  contributeToDatastore: boolean;
 }
 
 interface StoredKey {
@@ -22,6 +27,7 @@ interface StoredKey {
   rpm?: unknown;
   concurrency?: unknown;
   disabled?: unknown;
+  contributeToDatastore?: unknown;
 }
 
 const hexTable = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
@@ -44,6 +50,7 @@ function toRecord(hash: string, stored: StoredKey, config: EdgeConfig): KeyRecor
     tenant: typeof stored.tenant === 'string' ? stored.tenant : hash.slice(0, 12),
     rpm: positiveInt(stored.rpm, config.defaultRpm),
     concurrency: positiveInt(stored.concurrency, config.defaultConcurrency),
+    contributeToDatastore: stored.contributeToDatastore === true,
   };
 }
 

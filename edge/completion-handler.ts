@@ -171,6 +171,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           saveToCache: i === 0,
           echo: echoed,
           cacheSalt,
+          // n choices of one prompt would add it n times.
+          contributeToDatastore: ctx.key.contributeToDatastore && i === 0,
         },
         deps,
       ),

@@ -34,6 +34,8 @@ export interface CompletionPlan {
   echo: string | null;
   /** The pool's prefix-caching scope (the key's tenant, hashed): prompts share cached prefixes only within it. */
   cacheSalt: string;
+  /** Let the pool add prompt + output to its global datastore (the key opted in; one choice of n does). */
+  contributeToDatastore: boolean;
 }
 
 export interface CompletionDeps {
@@ -144,6 +146,7 @@ export class CompletionRun {
       ...(plan.logprobs !== null ? { logprobs: plan.logprobs } : {}),
       ...(plan.echo !== null && plan.logprobs !== null ? { promptLogprobs: plan.logprobs } : {}),
       cacheSalt: plan.cacheSalt,
+      ...(plan.contributeToDatastore ? { contributeToDatastore: true } : {}),
     };
     try {
       this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil);

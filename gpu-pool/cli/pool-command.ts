@@ -11,7 +11,7 @@
  * on a loopback host (local development, tests).
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { PROTOCOL_VERSION, type PoolInfo } from '../../shared/protocol';
@@ -29,7 +29,8 @@ import { Scheduler } from '../scheduler/scheduler';
 import { drafterFactory } from '../scheduler/drafter-factory';
 import { PrefixCache } from '../scheduler/prefix-cache';
 import type { SequenceKvCache } from '../runtime/kv-cache';
-import { openNextTokenTable } from '../datastore/next-token-table-file';
+import { nextTokenTablePath, openNextTokenTable } from '../datastore/next-token-table-file';
+import { DatastoreSaver } from '../datastore/datastore-saver';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
 import { parseSpeculativeConfig, resolveSpeculation, type SpeculationSettings } from './speculative-config';
@@ -55,6 +56,8 @@ interface PoolFlags {
   prefixCacheMb: string;
   logStats: string;
   speculativeConfig?: string;
+  saveDatastore?: string;
+  saveDatastoreSeconds: string;
 }
 
 export function register(program: Command): void {
@@ -79,6 +82,8 @@ export function register(program: Command): void {
     .option('--drain-seconds <n>', 'on SIGTERM/SIGINT: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
     .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, speculation acceptance, prefix cache hit rate (0 = never)', '10')
+    .option('--save-datastore <file>', 'write the datastore, with the outputs requests contributed (contributeToDatastore), to FILE when the pool stops and every --save-datastore-seconds; start again with --datastore FILE')
+    .option('--save-datastore-seconds <n>', 'with --save-datastore: also save this often while contributions arrive (0 = only when the pool stops)', '600')
     .option(
       '--speculative-config <json>',
       'speculation settings as one JSON object, or @FILE: num_speculative_tokens, budget, governor, disable_by_batch_size, max_tree_nodes_by_batch_size ({"1":32,"32":4}), fusion (drafter weights); see docs/protocol.md',
@@ -111,6 +116,17 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const drainSeconds = positiveInt(flags.drainSeconds, '--drain-seconds', true);
   const prefixCacheMb = Number(flags.prefixCacheMb);
   if (!(prefixCacheMb >= 0) || !Number.isFinite(prefixCacheMb)) throw new CliError(`--prefix-cache-mb must be a non-negative number, not "${flags.prefixCacheMb}"`);
+  const saveSeconds = Number(flags.saveDatastoreSeconds);
+  if (!(saveSeconds >= 0) || !Number.isFinite(saveSeconds)) throw new CliError(`--save-datastore-seconds must be a non-negative number, not "${flags.saveDatastoreSeconds}"`);
+  if (flags.saveDatastore) {
+    const dir = path.dirname(path.resolve(flags.saveDatastore));
+    const isDir = await stat(dir).then(
+      (st) => st.isDirectory(),
+      () => false,
+    );
+    // Found now rather than at the first save, minutes or hours in.
+    if (!isDir) throw new CliError(`--save-datastore: the folder ${dir} does not exist`);
+  }
   const logStatsSeconds = Number(flags.logStats);
   if (!(logStatsSeconds >= 0) || !Number.isFinite(logStatsSeconds)) throw new CliError(`--log-stats must be a non-negative number of seconds, not "${flags.logStats}"`);
   const token = process.env.SSSD_POOL_TOKEN?.trim() || null;
@@ -200,6 +216,15 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   if (batchSizeCaps.entries.length > 1) {
     process.stderr.write(`pool: draft nodes per request by batch size: ${batchSizeCaps.entries.map((e) => `${e.fromBatchSize}+ → ${e.maxTreeNodes}`).join(', ')}\n`);
   }
+  metrics.watchDatastore(() => datastore.tokenCount);
+  const saver = flags.saveDatastore
+    ? new DatastoreSaver(datastore, flags.saveDatastore, {
+        intervalMs: saveSeconds * 1000,
+        nextTokensFile: nextTokens ? (flags.nextTokens ?? (flags.datastore ? nextTokenTablePath(flags.datastore) : null)) : null,
+        log: (line) => process.stderr.write(`pool: ${line}\n`),
+        onSaved: (result) => metrics.datastoreSaves.inc({ result }),
+      })
+    : null;
   const governor = budget && speculation.governor ? new SpeculationGovernor() : null;
   if (governor) metrics.watchGovernor(() => governor.snapshot());
   const scheduler = new Scheduler(runner, {
@@ -208,7 +233,10 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     governor,
     metrics,
     createDrafter: drafterFactory(datastore, nextTokens, speculation.fusion),
-    onContribute: (tokens) => datastore.append(tokens),
+    onContribute: (tokens) => {
+      datastore.append(tokens);
+      saver?.noteContribution();
+    },
     maxTreeNodes,
     batchSizeCaps,
     chainTable: nextTokens,
@@ -249,7 +277,12 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
 
   await new Promise<void>((resolve) => {
     let stopping: Promise<void> | null = null;
-    const stopNow = (): Promise<void> => (stopping ??= Promise.resolve(stopStatsLog()).then(() => server.close()).then(() => datastore.close()).then(resolve, resolve));
+    const stopNow = (): Promise<void> =>
+      (stopping ??= Promise.resolve(stopStatsLog())
+        .then(() => server.close())
+        .then(() => saver?.stop())
+        .then(() => datastore.close())
+        .then(resolve, resolve));
     const onSignal = (): void => {
       if (server.draining) {
         process.stderr.write('pool: second signal: cancelling the generations left\n');

@@ -47,6 +47,23 @@ export class PoolMetrics {
   /** Gauges filled at scrape time by `watchGovernor`. */
   private governorGauge: Gauge<'method' | 'batch' | 'arm'> | null = null;
 
+  /** Gauges filled at scrape time by `watchDatastore`. */
+  private datastoreGauge: Gauge | null = null;
+  readonly datastoreSaves: Counter<'result'>;
+
+  /** Exposes the global datastore's searchable tokens (they grow with contributed outputs). */
+  watchDatastore(tokens: () => number): void {
+    if (this.datastoreGauge) return;
+    this.datastoreGauge = new Gauge({
+      name: 'sssd_pool_datastore_tokens',
+      help: 'Tokens the global datastore searches: the loaded file plus contributed outputs indexed since.',
+      registers: [this.registry],
+      collect() {
+        this.set(tokens());
+      },
+    });
+  }
+
   /** Exposes the speculation governor's measured throughput per method, batch bucket and arm. */
   watchGovernor(snapshot: () => { method: string; batch: number; state: { specRate: number; plainRate: number } }[]): void {
     if (this.governorGauge) return;
@@ -148,6 +165,12 @@ export class PoolMetrics {
     this.prefixCacheQueries = new Counter({ name: 'vllm:prefix_cache_queries_total', help: 'Prompt tokens looked up in the prefix cache.', registers });
     this.prefixCacheHits = new Counter({ name: 'vllm:prefix_cache_hits_total', help: 'Prompt tokens found in the prefix cache (not prefilled).', registers });
     this.prefixCacheBytes = new Gauge({ name: 'sssd_pool_prefix_cache_bytes', help: "Bytes of finished sequences' keys/values kept for prefix caching.", registers });
+    this.datastoreSaves = new Counter({
+      name: 'sssd_pool_datastore_saves_total',
+      help: 'Saves of the datastore to --save-datastore FILE, by result (ok, error).',
+      labelNames: ['result'],
+      registers,
+    });
     this.triePushes = new Counter({
       name: 'sssd_pool_trie_pushes_total',
       help: 'Fresh edge tries pushed for running generations, by result (applied, unknown: the generation had ended).',

@@ -13,6 +13,7 @@ type UsageWithSpeculation = OpenAI.CompletionUsage & { speculation: SpeculationF
 const PROMPT = 'Once upon a time, there was a little dog named Max.';
 const LIMITED_KEY = 'e2e-limited-key';
 const KV_KEY = 'e2e-kv-key';
+const SHARING_KEY = 'e2e-sharing-key';
 
 let stack: TestStack;
 let client: OpenAI;
@@ -23,7 +24,10 @@ beforeAll(async () => {
   [stack, reference] = await startAll([
     startTestStack({
       vars: {
-        SSSD_API_KEYS: JSON.stringify({ [sha256Hex(LIMITED_KEY)]: { tenant: 'limited', rpm: 2, concurrency: 1 } }),
+        SSSD_API_KEYS: JSON.stringify({
+          [sha256Hex(LIMITED_KEY)]: { tenant: 'limited', rpm: 2, concurrency: 1 },
+          [sha256Hex(SHARING_KEY)]: { tenant: 'sharing', contributeToDatastore: true },
+        }),
         SSSD_MAX_BODY_BYTES: String(64 * 1024),
       },
       kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 } },
@@ -353,6 +357,34 @@ describe('OpenAI-compatible API on the edge', () => {
     const salted = (salt: string) => client.chat.completions.create({ model, messages: turn, max_tokens: 8, temperature: 0, cache_salt: salt } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect((await salted('user-42')).usage?.prompt_tokens_details?.cached_tokens).toBe(0);
     expect((await salted('user-42')).usage?.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(16);
+  });
+
+  it("adds the outputs of a key the operator opted in to the pool's global datastore, and no one else's", async () => {
+    const datastoreTokens = async (): Promise<number> => {
+      const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
+      return Number(/^sssd_pool_datastore_tokens (\d+)/m.exec(text)?.[1] ?? NaN);
+    };
+    const settled = async (): Promise<number> => {
+      // The pool indexes contributed outputs in the background: wait until the count stops moving.
+      let last = await datastoreTokens();
+      for (let i = 0; i < 40; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        const now = await datastoreTokens();
+        if (now === last && i >= 3) return now;
+        last = now;
+      }
+      return last;
+    };
+    const before = await settled();
+    expect(Number.isFinite(before)).toBe(true);
+    await client.completions.create({ model, prompt: 'A small bird sang in the tree.', max_tokens: 24, temperature: 0 });
+    expect(await settled()).toBe(before);
+    const sharing = new OpenAI({ apiKey: SHARING_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    const shared = await sharing.completions.create({ model, prompt: 'A small bird sang in the tree.', max_tokens: 24, temperature: 0, n: 2 });
+    // Prompt and output, once for the two choices.
+    const grown = (await settled()) - before;
+    expect(grown).toBeGreaterThanOrEqual(shared.usage!.prompt_tokens + 20);
+    expect(grown).toBeLessThan(2 * (shared.usage!.prompt_tokens + 20));
   });
 
   it('rate-limits a key with 429 and Retry-After, leaving other keys alone', async () => {

@@ -49,6 +49,11 @@ describe('sssd pool start-up checks', () => {
     const spec = await pool([...model, '--speculative-config', '{"method": "ngram", "num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
     expect(spec.code).toBe(2);
     expect(spec.stderr).toMatch(/--speculative-config: .*"method".*chosen per request/);
+    const save = await pool([...model, '--save-datastore', '/nonexistent/dir/live.sssd-ds'], { SSSD_POOL_TOKEN: 't' });
+    expect(save.code).toBe(2);
+    expect(save.stderr).toMatch(/--save-datastore: the folder \/nonexistent\/dir does not exist/);
+    const every = await pool([...model, '--save-datastore-seconds', 'often'], { SSSD_POOL_TOKEN: 't' });
+    expect(every.stderr).toMatch(/--save-datastore-seconds must be a non-negative number, not "often"/);
     const twice = await pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
     expect(twice.code).toBe(2);
     expect(twice.stderr).toMatch(/--max-tree-nodes and --speculative-config's num_speculative_tokens both set it/);

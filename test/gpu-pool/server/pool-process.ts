@@ -82,6 +82,7 @@ export interface GenerateBody {
   useDatastore?: boolean;
   trie?: string;
   cacheSalt?: string;
+  contributeToDatastore?: boolean;
 }
 
 export interface GenerationOutcome {

@@ -1,0 +1,95 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Datastore } from '../../../gpu-pool/datastore/datastore';
+import { DatastoreSaver } from '../../../gpu-pool/datastore/datastore-saver';
+
+const open: Datastore[] = [];
+const track = (d: Datastore): Datastore => (open.push(d), d);
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((d) => d.close()));
+});
+
+const dir = (): string => mkdtempSync(path.join(tmpdir(), 'ds-saver-'));
+const continuation = (store: Datastore, query: number[]): number[] => {
+  const out = store.lookup(query, undefined, { width: 3, maxMatches: 1, minMatches: 1 });
+  return out.count === 0 ? [] : Array.from(out.tokens.subarray(0, 3));
+};
+
+describe('DatastoreSaver', () => {
+  it('writes the loaded datastore plus every contributed output when the pool stops, and a reload finds them', async () => {
+    const file = path.join(dir(), 'live.sssd-ds');
+    const store = track(Datastore.fromDocuments([[1, 10, 11, 12, 13]], { vocabSize: 64, indexer: 'inline' }));
+    const lines: string[] = [];
+    const results: string[] = [];
+    const saver = new DatastoreSaver(store, file, { intervalMs: 0, log: (l) => lines.push(l), onSaved: (r) => results.push(r) });
+    // Nothing contributed: nothing to write.
+    await saver.stop();
+    expect(existsSync(file)).toBe(false);
+
+    const again = new DatastoreSaver(store, file, { intervalMs: 0, log: (l) => lines.push(l), onSaved: (r) => results.push(r) });
+    store.append([1, 20, 21, 22, 23]);
+    again.noteContribution();
+    expect(again.pending).toBe(1);
+    // Still queued in the datastore when the pool stops: the save indexes it first.
+    await again.stop();
+    expect(again.pending).toBe(0);
+    expect(results).toEqual(['ok']);
+    expect(lines.at(-1)).toMatch(/datastore saved to .*live\.sssd-ds: \d+ tokens, .* 1 new outputs/);
+    const reloaded = track(await Datastore.load(file));
+    expect(reloaded.tokenCount).toBe(store.tokenCount);
+    expect(continuation(reloaded, [20, 21])).toEqual([22, 23, -1]);
+    expect(continuation(reloaded, [10, 11]).slice(0, 2)).toEqual([12, 13]);
+  });
+
+  it('saves on its interval only while contributions arrive', async () => {
+    const file = path.join(dir(), 'periodic.sssd-ds');
+    const store = track(Datastore.empty({ vocabSize: 64, indexer: 'inline' }));
+    const results: string[] = [];
+    const saver = new DatastoreSaver(store, file, { intervalMs: 20, onSaved: (r) => results.push(r) });
+    await new Promise((r) => setTimeout(r, 80));
+    expect(results).toEqual([]);
+    store.append([1, 30, 31, 32]);
+    saver.noteContribution();
+    const until = Date.now() + 5000;
+    while (results.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    expect(results).toEqual(['ok']);
+    await new Promise((r) => setTimeout(r, 80));
+    expect(results).toEqual(['ok']);
+    expect(continuation(track(await Datastore.load(file)), [30, 31])).toEqual([32, -1, -1]);
+    await saver.stop();
+    expect(results).toEqual(['ok']);
+  });
+
+  it('reports a failed save, keeps the outputs pending for the next one, and never throws', async () => {
+    const store = track(Datastore.empty({ vocabSize: 64, indexer: 'inline' }));
+    const lines: string[] = [];
+    const results: string[] = [];
+    const saver = new DatastoreSaver(store, '/nonexistent/dir/live.sssd-ds', { intervalMs: 0, log: (l) => lines.push(l), onSaved: (r) => results.push(r) });
+    store.append([1, 40, 41]);
+    saver.noteContribution();
+    await saver.stop();
+    expect(results).toEqual(['error']);
+    expect(lines.at(-1)).toMatch(/cannot save the datastore to \/nonexistent\/dir\/live\.sssd-ds/);
+    expect(saver.pending).toBe(1);
+  });
+
+  it("puts the pool's next-token table beside the file, so --datastore FILE finds it, and leaves one already there", async () => {
+    const d = dir();
+    const table = path.join(d, 'built.sssd-ds.next-tokens');
+    writeFileSync(table, 'table bytes');
+    const store = track(Datastore.empty({ vocabSize: 64, indexer: 'inline' }));
+    const file = path.join(d, 'live.sssd-ds');
+    const saver = new DatastoreSaver(store, file, { intervalMs: 0, nextTokensFile: table });
+    store.append([1, 50, 51]);
+    saver.noteContribution();
+    await saver.save();
+    expect(readFileSync(`${file}.next-tokens`, 'utf8')).toBe('table bytes');
+    writeFileSync(`${file}.next-tokens`, 'kept');
+    store.append([1, 52, 53]);
+    saver.noteContribution();
+    await saver.stop();
+    expect(readFileSync(`${file}.next-tokens`, 'utf8')).toBe('kept');
+  });
+});

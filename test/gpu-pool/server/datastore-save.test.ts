@@ -1,0 +1,45 @@
+/**
+ * `sssd pool --save-datastore FILE`: outputs that requests contributed to the
+ * global datastore survive a restart (the real pool process, stopped by
+ * SIGTERM, and a second one started on the saved file).
+ */
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { PoolInfo } from '../../../shared/protocol';
+import { generate, getJson, metricValue, startPool, type PoolProcess } from './pool-process';
+
+const pools: PoolProcess[] = [];
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((p) => p.stop()));
+});
+
+describe('--save-datastore', () => {
+  it('keeps contributed outputs across a restart, and the next pool drafts from them', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'pool-save-')), 'live.sssd-ds');
+    const first = await startPool(['--save-datastore', file, '--save-datastore-seconds', '0']);
+    pools.push(first);
+    const prompt = [1, 403, 407, 261, 378, 432, 383];
+    const told = await generate(first, { id: 'told', promptIds: prompt, maxTokens: 48, speculation: 'off', contributeToDatastore: true });
+    expect(told.done?.finishReason).toMatch(/stop|length/);
+    // Not opted in: not kept.
+    await generate(first, { id: 'private', promptIds: [1, 300, 301, 302], maxTokens: 16, speculation: 'off' });
+    expect(existsSync(file)).toBe(false);
+    first.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    const saved = /datastore saved to .*live\.sssd-ds: (\d+) tokens, .* 1 new outputs/.exec(first.stderr());
+    expect(saved, first.stderr()).not.toBeNull();
+    expect(Number(saved![1])).toBeGreaterThanOrEqual(prompt.length + told.ids.length);
+
+    const second = await startPool(['--datastore', file]);
+    pools.push(second);
+    const info = (await getJson<PoolInfo>(second, '/v1/info')).body;
+    expect(info.datastore).toEqual({ enabled: true, tokens: Number(saved![1]) });
+    expect(await metricValue(second, 'sssd_pool_datastore_tokens')).toBe(Number(saved![1]));
+    // The same story again: the remembered output is drafted and accepted, and the text is the same.
+    const retold = await generate(second, { id: 'retold', promptIds: prompt, maxTokens: 48, speculation: 'sssd' });
+    expect(retold.ids).toEqual(told.ids);
+    expect(retold.done!.usage.speculation.acceptedTokens).toBeGreaterThan(told.ids.length / 2);
+  });
+});
