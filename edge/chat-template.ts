@@ -2,6 +2,10 @@
  * Chat messages → prompt text, per the pool's `chatTemplate` (docs/chat-template.md).
  * 'concat' (story models without a chat format): the messages' text contents in
  * order, joined by a newline, no role markers; a lone user message is its text.
+ * An assistant message continues the text before it with no newline: that is
+ * where the model wrote it, so the next turn's prompt starts with the tokens the
+ * pool already holds (prompt, then reply) and its prefix cache covers the reply
+ * too, not only the turns before it.
  */
 import type { PoolInfo } from '../shared/protocol';
 import type { ChatMessage } from './request-schema';
@@ -17,10 +21,15 @@ function messageText(message: ChatMessage): string {
 
 export function renderChatPrompt(messages: readonly ChatMessage[], template: ChatTemplate): string {
   switch (template) {
-    case 'concat':
-      return messages
-        .map(messageText)
-        .filter((text) => text.length > 0)
-        .join('\n');
+    case 'concat': {
+      let prompt = '';
+      for (const message of messages) {
+        const text = messageText(message);
+        if (text.length === 0) continue;
+        if (prompt.length > 0 && message.role !== 'assistant') prompt += '\n';
+        prompt += text;
+      }
+      return prompt;
+    }
   }
 }
