@@ -72,18 +72,24 @@ export interface FusionWeights {
  * - edge 0.5: the edge trie's probabilities come from few observations per
  *   user, so they are over-confident at the first level (0.3-0.5 beat 0.8-1;
  *   its deeper levels are not decayed: a user's repeated passage goes deep);
- * - datastoreMatchPower 1: a match of a longer context counts more (like the
- *   authors' 0.6+0.1k for the context source); +0.05-0.1 τ at every budget;
  * - contextWindow 16 (authors: 8): long repeats go deeper; +0.03-0.05 τ for
  *   the context source alone at N ≥ 8, +0.1-0.2 fused at N ≥ 16 (24 adds
  *   little); costs up to 2× trie nodes (bounded by the node cap);
- * - noisy-or over max: +0.02-0.04 τ; maxChildren 8 vs 4: equal up to N=16;
- * - datastoreWidth 16 (was 8): a datastore continuation fully accepted to
- *   depth 8 went on being accepted ~85% a token, and the tree stopped there
- *   (as served, τ 5.39 → 5.59 at N=24, 5.72 → 5.97 at N=32, equal at N=8;
- *   the pool at concurrency 1: 4.61 → 4.89 tokens a step; 24 adds nothing);
- * - tried without gain: contextFirst 0.4/0.8, q = 3 or 6-8, datastore
- *   query 12, more candidates per source, table paths deeper than 8.
+ * - noisy-or over max: +0.02-0.04 τ;
+ * - the datastore, deep and specific (2026-12-03): a continuation accepted to
+ *   depth 8 went on being accepted ~85% a token, and the tree stopped there,
+ *   so datastoreWidth 24 (was 8), datastoreMaxQuery 16 (was 8),
+ *   datastoreMatchPower 2 (was 1: a longer context match counts more, like
+ *   the authors' 0.6+0.1k for the context source) and maxChildren 4 (was 8:
+ *   the nodes go deeper rather than wider). As served, τ at N = 8/16/24/32:
+ *   stories260K 4.12/4.99/5.39/5.72 → 4.22/5.24/5.77/6.19; checked on the
+ *   two models not tuned on, each with its own self-continuation datastore,
+ *   llama2xs 4.60/5.57/6.09/6.41 → 4.72/6.14/6.92/7.37 and babyllama105
+ *   5.33/6.43/7.02/7.36 → 5.52/7.44/8.73/9.44 (context and context+user
+ *   alone unchanged). The pool at concurrency 1: 4.61 → 5.11 tokens a step
+ *   (width 16 alone 4.89); width 32 gains only at N = 32;
+ * - tried without gain: contextFirst 0.4/0.8, q = 3 or 6-8, more candidates
+ *   per source, table paths deeper than 8, minCandidateProb 0.001/0.005.
  */
 export const defaultFusionWeights: FusionWeights = {
   contextFirst: 0.6,
@@ -92,11 +98,11 @@ export const defaultFusionWeights: FusionWeights = {
   contextWindow: 16,
   contextMaxQuery: 4,
   datastore: 1,
-  datastoreMatchPower: 1,
-  datastoreWidth: 16,
-  datastoreMaxQuery: 8,
+  datastoreMatchPower: 2,
+  datastoreWidth: 24,
+  datastoreMaxQuery: 16,
   edge: 0.5,
-  maxChildren: 8,
+  maxChildren: 4,
   combine: 'noisy-or',
   minCandidateProb: 0.002,
   sourceFanout: 1.5,

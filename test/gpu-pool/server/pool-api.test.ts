@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PoolHealth, PoolInfo, PoolEvent } from '../../../shared/protocol';
+import { defaultFusionWeights } from '../../../shared/drafting/fusion';
 import { models } from '../../support/shared-data';
 import { generate, getJson, metricValue, startPool, streamEvents, type PoolProcess } from './pool-process';
 
@@ -66,7 +67,7 @@ describe('info and tokenizer', () => {
         { fromBatchSize: 2, maxTreeNodes: 6 },
       ],
     });
-    expect(body.speculation?.fusion).toMatchObject({ datastoreWidth: 12, datastoreMaxQuery: 8 });
+    expect(body.speculation?.fusion).toMatchObject({ datastoreWidth: 12, datastoreMaxQuery: defaultFusionWeights.datastoreMaxQuery });
     const res = await fetch(`${pool.url}${body.tokenizer.path}`, { headers: { authorization: `Bearer ${pool.token}` } });
     const bytes = new Uint8Array(await res.arrayBuffer());
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(body.tokenizer.sha256);
