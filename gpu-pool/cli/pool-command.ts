@@ -253,7 +253,10 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       chatTemplate: 'concat',
     },
     tokenizer: { format: detectTokenizerFormat(tokenizerBytes), path: '/v1/tokenizer', sha256: tokenizerSha },
-    datastore: { enabled: datastore.tokenCount > 0 || !!flags.datastore, tokens: datastore.tokenCount },
+    // Read at each request: contributed outputs grow the datastore while the pool runs.
+    get datastore() {
+      return { enabled: datastore.tokenCount > 0 || !!flags.datastore || !!flags.saveDatastore, tokens: datastore.tokenCount };
+    },
     limits: { maxActive, maxQueued, maxTotalTokens },
     runtime: { executionProvider: runner.executionProvider },
     speculation: {

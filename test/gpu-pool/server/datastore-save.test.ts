@@ -23,6 +23,11 @@ describe('--save-datastore', () => {
     const prompt = [1, 403, 407, 261, 378, 432, 383];
     const told = await generate(first, { id: 'told', promptIds: prompt, maxTokens: 48, speculation: 'off', contributeToDatastore: true });
     expect(told.done?.finishReason).toMatch(/stop|length/);
+    // The pool's info follows the datastore as contributed outputs are indexed.
+    const infoTokens = async (): Promise<number> => (await getJson<PoolInfo>(first, '/v1/info')).body.datastore.tokens;
+    const until = Date.now() + 10_000;
+    while ((await infoTokens()) === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(await infoTokens()).toBeGreaterThanOrEqual(prompt.length + told.ids.length);
     // Not opted in: not kept.
     await generate(first, { id: 'private', promptIds: [1, 300, 301, 302], maxTokens: 16, speculation: 'off' });
     expect(existsSync(file)).toBe(false);
