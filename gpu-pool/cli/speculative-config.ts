@@ -160,6 +160,7 @@ export function resolveSpeculation(config: SpeculativeConfig | null, flags: Spec
     throw new CliError(`--budget must be one of ${budgetPolicies.join(', ')}, off; not "${budget}"`);
   }
   const maxTreeNodes = config?.num_speculative_tokens ?? flags.maxTreeNodes;
+  if (maxTreeNodes > MAX_TREE_NODES_LIMIT) throw new CliError(`--max-tree-nodes must be at most ${MAX_TREE_NODES_LIMIT}, not ${maxTreeNodes}`);
   const table = config?.max_tree_nodes_by_batch_size ?? {};
   for (const [size, cap] of Object.entries(table)) {
     if (cap > maxTreeNodes) {

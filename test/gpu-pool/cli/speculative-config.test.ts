@@ -59,6 +59,7 @@ describe('--speculative-config', () => {
     expect(resolveSpeculation(parseSpeculativeConfig('{"budget": "static"}'), { ...defaults, maxTreeNodes: 8, given }).maxTreeNodes).toBe(8);
     expect(() => resolveSpeculation(parseSpeculativeConfig('{"max_tree_nodes_by_batch_size": {"4": 40}}'), defaults)).toThrow(/max_tree_nodes_by_batch_size\.4 is 40, more than num_speculative_tokens \(32\)/);
     expect(() => resolveSpeculation(null, { ...defaults, budget: 'huge' })).toThrow(/--budget must be one of/);
+    expect(() => resolveSpeculation(null, { ...defaults, maxTreeNodes: 100_000 })).toThrow(/--max-tree-nodes must be at most 256, not 100000/);
   });
 
   it('gives eval-drafts the same fusion weight checks', () => {
