@@ -25,7 +25,7 @@ describe('--save-datastore', () => {
     expect(told.done?.finishReason).toMatch(/stop|length/);
     // The pool's info follows the datastore as contributed outputs are indexed.
     const infoTokens = async (): Promise<number> => (await getJson<PoolInfo>(first, '/v1/info')).body.datastore.tokens;
-    const until = Date.now() + 10_000;
+    const until = Date.now() + 30_000;
     while ((await infoTokens()) === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect(await infoTokens()).toBeGreaterThanOrEqual(prompt.length + told.ids.length);
     // Not opted in: not kept.
