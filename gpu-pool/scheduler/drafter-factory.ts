@@ -78,8 +78,9 @@ export class LazyDrafter implements Drafter {
     return this.inner !== null;
   }
 
+  /** Emitted tokens not fed yet, plus context the built drafter has still to index (a long prompt's). */
   get queuedTokens(): number {
-    return this.pending.length;
+    return this.pending.length + (this.inner?.queuedTokens ?? 0);
   }
 
   draft(budget: number): DraftTree {

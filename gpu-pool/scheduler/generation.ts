@@ -27,7 +27,12 @@ export interface Drafter {
   readonly edgeTrieExhausted: boolean;
   /** False while a lazy drafter has not built its state yet (its first draft() builds it). */
   readonly built?: boolean;
-  /** Emitted tokens a lazy drafter has queued and will take in at its next draft(). */
+  /**
+   * Tokens the drafter has yet to take in: emitted tokens a lazy drafter
+   * queued, or a long prompt not indexed yet. A draft() with many of them
+   * costs more than a steady one (the scheduler keeps it out of the budget's
+   * drafting cost).
+   */
   readonly queuedTokens?: number;
 }
 

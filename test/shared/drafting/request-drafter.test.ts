@@ -4,7 +4,7 @@ import { pathTokens, validateDraftTree } from '../../../shared/drafting/draft-tr
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
 import type { DatastoreLike, DatastoreMatchesLike } from '../../../shared/drafting/datastore-source';
 import { defaultFusionWeights, sourceLimit } from '../../../shared/drafting/fusion';
-import { RequestDrafter } from '../../../shared/drafting/request-drafter';
+import { INDEX_SLICE, RequestDrafter } from '../../../shared/drafting/request-drafter';
 import { DATASTORE_MATCH_TIERS, datastoreMatchTier } from '../../../shared/drafting/sssd-proposer';
 import { seededRandom, tokenStream } from './random-tokens';
 
@@ -231,6 +231,36 @@ describe('RequestDrafter', () => {
         b.accept(truth.slice(i, i + 3));
       }
     }
+  });
+
+  it('takes a long prompt in slices, one at construction and one per draft, and then drafts as if it had taken it whole', () => {
+    const rand = seededRandom(11);
+    // A story that repeats: the context trie has continuations for its tail.
+    const story = tokenStream(rand, 600, 40);
+    const prompt = [1, ...story, ...story, ...story, ...story, ...story, ...story.slice(0, 300)];
+    const sliced = new RequestDrafter({ method: 'context', promptIds: prompt });
+    // Construction indexes one slice: a 3,300-token prompt no longer costs its whole length up front.
+    expect(sliced.queuedTokens).toBe(prompt.length - INDEX_SLICE);
+    // The same tokens taken one slice and then token by token (each indexed as it comes).
+    const steady = new RequestDrafter({ method: 'context', promptIds: prompt.slice(0, INDEX_SLICE) });
+    steady.accept(prompt.slice(INDEX_SLICE));
+    expect(steady.queuedTokens).toBe(0);
+    const snapshot = (d: RequestDrafter) => {
+      const t = d.draft(16);
+      return { tokens: Array.from(t.tokens.subarray(0, t.size)), parents: Array.from(t.parents.subarray(0, t.size)) };
+    };
+    // Tokens emitted while the prompt is still going in wait their turn, in order.
+    sliced.accept([story[300], story[301]]);
+    steady.accept([story[300], story[301]]);
+    expect(sliced.queuedTokens).toBe(prompt.length + 2 - INDEX_SLICE);
+    const first = snapshot(sliced);
+    expect(sliced.queuedTokens).toBe(0);
+    expect(first).toEqual(snapshot(steady));
+    expect(first.tokens.length).toBeGreaterThan(8);
+    sliced.accept([story[302]]);
+    steady.accept([story[302]]);
+    expect(sliced.queuedTokens).toBe(0);
+    expect(snapshot(sliced)).toEqual(snapshot(steady));
   });
 
   it('sizes the context trie for the length the request may reach, growing on demand up to the cap', () => {
