@@ -2,7 +2,7 @@
 // drafts: built at the first draft, emitted tokens queued between drafts,
 // pushed edge tries applied where they arrived in the stream.
 import { describe, expect, it } from 'vitest';
-import { RequestDrafter } from '../../../shared/drafting/request-drafter';
+import { INDEX_SLICE, RequestDrafter } from '../../../shared/drafting/request-drafter';
 import type { DraftTree } from '../../../shared/drafting/draft-tree';
 import { LazyDrafter, drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { defaultFusionWeights } from '../../../shared/drafting/fusion';
@@ -39,6 +39,21 @@ describe('LazyDrafter', () => {
     }
     expect(snapshot(lazy.draft(12))).toEqual(snapshot(eager.draft(12)));
     expect(builds).toBe(1);
+  });
+});
+
+describe('LazyDrafter with a long prompt', () => {
+  it('counts the prompt its drafter has still to index as queued, so the scheduler keeps those drafts out of the drafting cost', () => {
+    const prompt = Array.from({ length: INDEX_SLICE * 3 + 100 }, (_, i) => 2 + ((i * 37) % 400));
+    const lazy = new LazyDrafter(() => new RequestDrafter({ method: 'context', promptIds: prompt }));
+    lazy.accept([5, 6]);
+    expect(lazy.queuedTokens).toBe(2);
+    lazy.draft(8);
+    // Built with one slice, one more at the draft; the two emitted tokens wait behind the rest.
+    expect(lazy.queuedTokens).toBe(prompt.length + 2 - 2 * INDEX_SLICE);
+    lazy.draft(8);
+    lazy.draft(8);
+    expect(lazy.queuedTokens).toBe(0);
   });
 });
 
