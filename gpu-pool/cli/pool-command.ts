@@ -29,7 +29,7 @@ import { Scheduler } from '../scheduler/scheduler';
 import { drafterFactory } from '../scheduler/drafter-factory';
 import { PrefixCache } from '../scheduler/prefix-cache';
 import type { SequenceKvCache } from '../runtime/kv-cache';
-import { nextTokenTablePath, openNextTokenTable } from '../datastore/next-token-table-file';
+import { nextTokenTableFile, openNextTokenTable } from '../datastore/next-token-table-file';
 import { DatastoreSaver } from '../datastore/datastore-saver';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
@@ -220,7 +220,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const saver = flags.saveDatastore
     ? new DatastoreSaver(datastore, flags.saveDatastore, {
         intervalMs: saveSeconds * 1000,
-        nextTokensFile: nextTokens ? (flags.nextTokens ?? (flags.datastore ? nextTokenTablePath(flags.datastore) : null)) : null,
+        nextTokensFile: nextTokens ? nextTokenTableFile(flags.nextTokens, flags.datastore) : null,
         log: (line) => process.stderr.write(`pool: ${line}\n`),
         onSaved: (result) => metrics.datastoreSaves.inc({ result }),
       })

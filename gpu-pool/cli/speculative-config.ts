@@ -96,16 +96,20 @@ export function parseSpeculativeConfig(raw: string): SpeculativeConfig {
     throw new CliError(`${where}: not JSON (${(err as Error).message})`);
   }
   const parsed = speculativeConfigSchema.safeParse(json);
-  if (!parsed.success) {
-    const messages = parsed.error.issues.map((issue) => {
+  if (!parsed.success) throw new CliError(`${where}: ${describeIssues(parsed.error.issues)}`);
+  return parsed.data;
+}
+
+/** Each issue as `path: message`, with where a vLLM setting lives here when an unknown key is one (HINTS). */
+function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
+  return issues
+    .map((issue) => {
       const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
       const hint = keys.map((k) => HINTS[k]).find((h) => h !== undefined);
       const at = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
       return `${at}${issue.message}${hint ? ` (${hint})` : ''}`;
-    });
-    throw new CliError(`${where}: ${messages.join('; ')}`);
-  }
-  return parsed.data;
+    })
+    .join('; ');
 }
 
 /** Fusion weights with a config's (or `--weights`') overrides applied. */
@@ -122,7 +126,7 @@ export function parseFusionWeights(raw: string, flag: string): FusionWeights {
     throw new CliError(`${flag} must be a JSON object`);
   }
   const parsed = fusionWeightsSchema.partial().safeParse(json);
-  if (!parsed.success) throw new CliError(`${flag}: ${parsed.error.issues.map((i) => `${i.path.length > 0 ? `${i.path.join('.')}: ` : ''}${i.message}`).join('; ')}`);
+  if (!parsed.success) throw new CliError(`${flag}: ${describeIssues(parsed.error.issues)}`);
   return fusionWeightsWith(parsed.data);
 }
 

@@ -42,6 +42,12 @@ export function nextTokenTablePath(datastoreFile: string): string {
   return `${datastoreFile}.next-tokens`;
 }
 
+/** The table file a command names: `flag` (unless 'none'), else the datastore's own; null for none. */
+export function nextTokenTableFile(flag: string | undefined, datastoreFile: string | undefined): string | null {
+  if (flag === 'none') return null;
+  return flag ?? (datastoreFile ? nextTokenTablePath(datastoreFile) : null);
+}
+
 /**
  * The table a command runs with: `flag` (a file, or 'none'), else the
  * datastore's own `FILE.next-tokens` when it exists; null for none. The
@@ -55,8 +61,7 @@ export async function openNextTokenTable(
   expect: NextTokenExpectations,
   onSkip: (why: string) => void = () => {},
 ): Promise<NextTokenTable | null> {
-  if (flag === 'none') return null;
-  const file = flag ?? (datastoreFile ? nextTokenTablePath(datastoreFile) : null);
+  const file = nextTokenTableFile(flag, datastoreFile);
   if (!file || (flag === undefined && !existsSync(file))) return null;
   try {
     return await readNextTokenTable(file, expect);
