@@ -16,6 +16,8 @@ export interface KvLayout {
   maxCapacity: number;
 }
 
+import { kvCapacityClass, type KvBufferPool } from './kv-buffer-pool';
+
 /** Where a resident sequence's keys/values are, and what to call when it is released. */
 export interface ResidentSlot {
   slot: number;
@@ -37,13 +39,29 @@ export class SequenceKvCache {
     readonly layout: KvLayout,
     initialCapacity = layout.maxCapacity,
     resident: ResidentSlot | null = null,
+    /** Where host buffers come from and go back to (capacities then round up to its size classes); null: allocated here. */
+    private readonly buffers: KvBufferPool | null = null,
   ) {
     this.residentSlot = resident ? resident.slot : -1;
     this.onRelease = resident ? resident.onRelease : null;
-    this.cap = resident ? layout.maxCapacity : Math.max(1, Math.min(initialCapacity, layout.maxCapacity));
-    const n = resident ? 0 : layout.nLayers * layout.nKvHeads * this.cap * layout.headDim;
-    this.keyData = new Float32Array(n);
-    this.valueData = new Float32Array(n);
+    if (resident) {
+      this.cap = layout.maxCapacity;
+      this.keyData = new Float32Array(0);
+      this.valueData = new Float32Array(0);
+      this.buffers = null;
+      return;
+    }
+    const wanted = Math.max(1, Math.min(initialCapacity, layout.maxCapacity));
+    if (buffers) {
+      const got = buffers.take(kvCapacityClass(wanted, layout.maxCapacity));
+      this.cap = got.capacity;
+      this.keyData = got.keys;
+      this.valueData = got.values;
+    } else {
+      this.cap = wanted;
+      this.keyData = new Float32Array(layout.nLayers * layout.nKvHeads * this.cap * layout.headDim);
+      this.valueData = new Float32Array(this.keyData.length);
+    }
   }
 
   /** Number of cached positions (tokens whose keys/values are stored). */
@@ -80,15 +98,19 @@ export class SequenceKvCache {
     if (total > this.layout.maxCapacity) {
       throw new RangeError(`KV cache: ${total} positions exceed the context length ${this.layout.maxCapacity}`);
     }
-    const next = Math.min(this.layout.maxCapacity, Math.max(total, this.cap * 2));
+    const max = this.layout.maxCapacity;
+    const doubled = Math.min(max, Math.max(total, this.cap * 2));
     const { nLayers, nKvHeads, headDim } = this.layout;
-    const keys = new Float32Array(nLayers * nKvHeads * next * headDim);
-    const values = new Float32Array(keys.length);
+    const got = this.buffers ? this.buffers.take(kvCapacityClass(doubled, max)) : null;
+    const next = got ? got.capacity : doubled;
+    const keys = got ? got.keys : new Float32Array(nLayers * nKvHeads * next * headDim);
+    const values = got ? got.values : new Float32Array(keys.length);
     for (let lh = 0; lh < nLayers * nKvHeads; lh++) {
       const n = this.len * headDim;
       keys.set(this.keyData.subarray(lh * this.cap * headDim, lh * this.cap * headDim + n), lh * next * headDim);
       values.set(this.valueData.subarray(lh * this.cap * headDim, lh * this.cap * headDim + n), lh * next * headDim);
     }
+    this.buffers?.give({ keys: this.keyData, values: this.valueData, capacity: this.cap });
     this.keyData = keys;
     this.valueData = values;
     this.cap = next;
@@ -138,7 +160,10 @@ export class SequenceKvCache {
 
   /** Drops the storage; the cache must not be used afterwards. */
   release(): void {
-    if (!this.released) this.onRelease?.();
+    if (!this.released) {
+      this.onRelease?.();
+      this.buffers?.give({ keys: this.keyData, values: this.valueData, capacity: this.cap });
+    }
     this.released = true;
     this.epochValue++;
     this.len = 0;

@@ -23,6 +23,7 @@ import { CliError } from '../cli/cli-error';
 import { loadOrBuildGraph } from '../graph/graph-cache';
 import { buildKvStoreGrowGraph, KV_STORE_OUT, NEW_KV, newKeyName, newValueName, PACKED_OUTPUTS, packedOutputLayout, type GraphLayout } from '../graph/llama-graph';
 import { BatchLane, type StepRows } from './batch-lane';
+import { KvBufferPool } from './kv-buffer-pool';
 import { SequenceKvCache } from './kv-cache';
 import { paddingSplitThreshold } from './padding-split';
 import { ResidentKvStore } from './resident-kv';
@@ -158,6 +159,8 @@ export class ModelRunner {
   private busy = false;
   /** The device-side keys/values (resident layout), else null. */
   private readonly kvStore: ResidentKvStore | null;
+  /** Host key/value buffers reused from sequence to sequence (host layouts), else null. */
+  private readonly kvBuffers: KvBufferPool | null;
 
   private constructor(
     private readonly session: InferenceSession,
@@ -176,6 +179,9 @@ export class ModelRunner {
     const grow = growSession;
     this.kvStore = resident && grow ? new ResidentKvStore(model.config, async (feeds) => (await grow.run(feeds))[KV_STORE_OUT], maxSequences + 1) : null;
     if (resident && !grow) throw new Error('a resident runner needs its store-growth session');
+    // Kept (free) host buffers hold at most what maxSequences full contexts would (64 without a bound).
+    const c = model.config;
+    this.kvBuffers = resident ? null : new KvBufferPool(c.nLayers * c.nKvHeads * c.headDim, (Number.isFinite(maxSequences) ? maxSequences : 64) * c.contextLength);
     // A resident step is one pass: commits address the one pass's new_kv.
     this.splitOverheadTokens = resident ? Infinity : splitOverheadTokens;
     this.config = model.config;
@@ -252,7 +258,7 @@ export class ModelRunner {
   newSequence(capacity = 64): SequenceKvCache {
     const c = this.config;
     const layout = { nLayers: c.nLayers, nKvHeads: c.nKvHeads, headDim: c.headDim, maxCapacity: c.contextLength };
-    return new SequenceKvCache(layout, capacity, this.kvStore ? this.kvStore.allocate() : null);
+    return new SequenceKvCache(layout, capacity, this.kvStore ? this.kvStore.allocate() : null, this.kvBuffers);
   }
 
   /** Copies a prefix of one host sequence into an empty one (prefix caching); resident sequences cannot. */

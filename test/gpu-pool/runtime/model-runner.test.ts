@@ -282,4 +282,22 @@ describe('ModelRunner', () => {
     b.release();
     await expect(runner.step([{ cache: a, row: chain([1]) }])).rejects.toThrow(/released/);
   });
+
+  it('gives a sequence on a released one\'s buffers the logits of a fresh run (stale positions are never read)', async () => {
+    const first = runner.newSequence(40);
+    const longTokens = Array.from({ length: 30 }, (_, i) => 1 + ((i * 37) % 500));
+    const s1 = await runner.step([{ cache: first, row: chain(longTokens) }]);
+    s1.commit(0, longTokens.map((_, i) => i));
+    const keys = first.keys;
+    first.release();
+    const again = runner.newSequence(40);
+    expect(again.keys).toBe(keys); // the same buffers, still holding the first sequence's 30 positions
+    const tokens = [1, 403, 407];
+    let s = await runner.step([{ cache: again, row: chain(tokens) }]);
+    s.commit(0, [0, 1, 2]);
+    expect(maxAbsDiff(s.logitsAt(0, 2), lastReferenceLogits(model, tokens))).toBeLessThanOrEqual(1e-4);
+    s = await runner.step([{ cache: again, row: chain([261]) }]);
+    expect(maxAbsDiff(s.logitsAt(0, 0), lastReferenceLogits(model, [...tokens, 261]))).toBeLessThanOrEqual(1e-4);
+    again.release();
+  });
 });
