@@ -51,7 +51,7 @@ export function addDatastoreCandidates(fuser: TreeFuser, found: DatastoreMatches
  * for one budget serves every smaller one: it goes on to RECORD_POPS pops
  * (recorded, not added) even when this step's limit is smaller.
  */
-function addCandidates(fuser: TreeFuser, found: DatastoreMatchesLike, weights: FusionWeights, limit: number, record: number): void {
+function addCandidates(fuser: TreeFuser, found: DatastoreMatchesLike, weights: FusionWeights, limit: number, record: number, recordPops = RECORD_POPS): void {
   if (record >= 0) {
     cache.adds[record] = 0;
     cache.complete[record] = 1;
@@ -100,7 +100,7 @@ function addCandidates(fuser: TreeFuser, found: DatastoreMatchesLike, weights: F
   for (let ch = t.firstChild[0]; ch >= 0; ch = t.nextSibling[ch]) heap.push((weights.datastore * t.counts[ch]) / rootCount, ch, -1, 0);
   let popped = 0;
   const rec = record >= 0 ? record * CACHE_MAX_ADDS : -1;
-  const pops = rec >= 0 ? Math.min(CACHE_MAX_ADDS, Math.max(limit, RECORD_POPS)) : limit;
+  const pops = rec >= 0 ? Math.min(CACHE_MAX_ADDS, Math.max(limit, recordPops)) : limit;
   if (unionOf.length < pops + 1) unionOf = new Int32Array(pops + 1);
   let fuserFull = false;
   while (popped < pops && heap.pop()) {
@@ -209,7 +209,7 @@ export function addDatastoreDraft(
   weights: FusionWeights,
   limit: number,
   found: DatastoreMatchesLike,
-  lookupOptions: { maxQuery: number; width: number; maxMatches: number; minMatches: number },
+  lookupOptions: { maxQuery: number; width: number; maxMatches: number; minMatches: number; maxLimit?: number },
 ): void {
   const end = context.length;
   if (weights.datastoreMaxQuery > CACHE_MAX_QUERY) {
@@ -265,5 +265,6 @@ export function addDatastoreDraft(
   c.queryLengths[slot] = n;
   c.matches[slot] = matches;
   c.queries.set(queryViews[n], slot * CACHE_MAX_QUERY);
-  addCandidates(fuser, datastore.lookup(queryViews[n], found, lookupOptions), weights, limit, slot);
+  // A lookup that only ever serves limits up to maxLimit records no deeper (see SssdProposer's tiers).
+  addCandidates(fuser, datastore.lookup(queryViews[n], found, lookupOptions), weights, limit, slot, Math.min(RECORD_POPS, lookupOptions.maxLimit ?? RECORD_POPS));
 }

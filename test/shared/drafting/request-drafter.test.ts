@@ -233,6 +233,41 @@ describe('RequestDrafter', () => {
     }
   });
 
+  it('reads a small tree\'s datastore continuations only as deep as its tier serves, and drafts the trees full-width continuations give', () => {
+    const rand = seededRandom(31);
+    // A small vocabulary and long shared stretches: deep continuations with many matches.
+    const docs = Array.from({ length: 50 }, () => [1, ...tokenStream(rand, 300, 14)]);
+    const store = Datastore.fromDocuments(docs, { indexer: 'inline' });
+    const widths = new Map<number, number>();
+    const tiered: DatastoreLike = {
+      tokenCount: store.tokenCount,
+      lookup(c, o, p) {
+        widths.set(p?.maxMatches ?? -1, p?.width ?? -1);
+        return store.lookup(c, o, p);
+      },
+    };
+    // Every lookup at the full width: the reference trees.
+    const full: DatastoreLike = { tokenCount: store.tokenCount, lookup: (c, o, p) => store.lookup(c, o, { ...p, width: defaultFusionWeights.datastoreWidth }) };
+    for (let r = 0; r < 20; r++) {
+      const prompt = docs[r].slice(0, 25 + (r % 5));
+      const truth = docs[r].slice(prompt.length, prompt.length + 36);
+      const a = new RequestDrafter({ method: 'sssd', promptIds: prompt, datastore: tiered });
+      const b = new RequestDrafter({ method: 'sssd', promptIds: prompt, datastore: full });
+      for (let i = 0; i < truth.length; i += 3) {
+        const budget = [1, 2, 4, 6, 8, 10][i % 6];
+        const ta = a.draft(budget);
+        const tb = b.draft(budget);
+        expect(paths(ta)).toEqual(paths(tb));
+        expect(Array.from(ta.probs.subarray(0, ta.size))).toEqual(Array.from(tb.probs.subarray(0, tb.size)));
+        a.accept(truth.slice(i, i + 3));
+        b.accept(truth.slice(i, i + 3));
+      }
+    }
+    // Tier 16 serves limits up to 8, tier 32 up to 16.
+    expect(widths.get(DATASTORE_MATCH_TIERS[0])).toBe(DATASTORE_MATCH_TIERS[0] / 2);
+    expect(widths.get(DATASTORE_MATCH_TIERS[1])).toBe(DATASTORE_MATCH_TIERS[1] / 2);
+  });
+
   it('takes a long prompt in slices, one at construction and one per draft, and then drafts as if it had taken it whole', () => {
     const rand = seededRandom(11);
     // A story that repeats: the context trie has continuations for its tail.
