@@ -64,6 +64,37 @@ export class PoolMetrics {
     });
   }
 
+  /** Gauges filled at scrape time by `watchKvBuffers`. */
+  private kvBufferMetrics: { taken: Counter<'source'>; kept: Gauge } | null = null;
+
+  /** Exposes where sequences' host key/value buffers came from (kept from finished ones, or newly allocated) and what is kept. */
+  watchKvBuffers(stats: () => { reused: number; allocated: number; keptBytes: number }): void {
+    if (this.kvBufferMetrics) return;
+    const registers = [this.registry];
+    this.kvBufferMetrics = {
+      taken: new Counter({
+        name: 'sssd_pool_kv_buffers_total',
+        help: "Host key/value buffers sequences took: source=\"reused\" (a finished sequence's, kept) or \"allocated\" (new memory, zeroed on the main thread).",
+        labelNames: ['source'],
+        registers,
+        collect() {
+          const s = stats();
+          this.reset();
+          this.inc({ source: 'reused' }, s.reused);
+          this.inc({ source: 'allocated' }, s.allocated);
+        },
+      }),
+      kept: new Gauge({
+        name: 'sssd_pool_kv_buffers_kept_bytes',
+        help: "Bytes of finished sequences' host key/value buffers kept for the next sequences (not the prefix cache's).",
+        registers,
+        collect() {
+          this.set(stats().keptBytes);
+        },
+      }),
+    };
+  }
+
   /** Exposes the speculation governor's measured throughput per method, batch bucket and arm. */
   watchGovernor(snapshot: () => { method: string; batch: number; state: { specRate: number; plainRate: number } }[]): void {
     if (this.governorGauge) return;

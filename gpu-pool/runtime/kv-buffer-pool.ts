@@ -96,6 +96,11 @@ export class KvBufferPool {
     return this.pooled;
   }
 
+  /** Bytes held by kept (free) buffers, keys and values. */
+  get keptBytes(): number {
+    return this.pooled * this.floatsPerPosition * Float32Array.BYTES_PER_ELEMENT * 2;
+  }
+
   /** Takes served from kept buffers, and takes that allocated. */
   get reused(): number {
     return this.reusedCount;

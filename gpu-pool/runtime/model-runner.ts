@@ -266,6 +266,12 @@ export class ModelRunner {
     to.copyPrefixFrom(from, length);
   }
 
+  /** Host key/value buffers handed out so far, by where they came from, and the bytes kept for reuse (null on resident layouts). */
+  kvBufferStats(): { reused: number; allocated: number; keptBytes: number } | null {
+    const b = this.kvBuffers;
+    return b ? { reused: b.reused, allocated: b.allocated, keptBytes: b.keptBytes } : null;
+  }
+
   /** Slots of the device-side key/value store (resident layout), else 0. */
   get residentSlots(): number {
     return this.kvStore?.capacity ?? 0;

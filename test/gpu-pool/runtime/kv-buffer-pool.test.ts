@@ -26,6 +26,7 @@ describe('KvBufferPool', () => {
     const keys = a.keys;
     a.release();
     expect(pool.pooledTokens).toBe(112);
+    expect(pool.keptBytes).toBe(112 * perPosition * 4 * 2);
     const b = new SequenceKvCache(layout, 110, null, pool);
     expect(b.keys).toBe(keys);
     expect(b.length).toBe(0);

@@ -220,6 +220,27 @@ describe('metrics', () => {
   });
 });
 
+describe('key/value buffers', () => {
+  it('a finished sequence\'s buffers go to the next one, which decodes the same text', async () => {
+    // Without a prefix cache, finished sequences hand their buffers straight back.
+    const own = await startPool(['--prefix-cache-mb', '0']);
+    try {
+      const body = { promptIds: [1, 403, 407, 261, 378, 432, 383], maxTokens: 60, speculation: 'sssd' as const };
+      const reused = (): Promise<number> => metricValue(own, 'sssd_pool_kv_buffers_total', 'source="reused"');
+      const first = await generate(own, { id: 'kv-1', ...body });
+      expect(await metricValue(own, 'sssd_pool_kv_buffers_total', 'source="allocated"')).toBeGreaterThanOrEqual(1);
+      expect(await metricValue(own, 'sssd_pool_kv_buffers_kept_bytes')).toBeGreaterThan(0);
+      const before = await reused();
+      const second = await generate(own, { id: 'kv-2', ...body });
+      // The same size class as the first: its buffers, not new memory.
+      expect(await reused()).toBe(before + 1);
+      expect(second.ids).toEqual(first.ids);
+    } finally {
+      await own.stop();
+    }
+  });
+});
+
 describe('prefix cache', () => {
   it('forgets cached prompts on DELETE /v1/prefix-cache, one salt or all', async () => {
     const prompt = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 285, 336, 261, 401, 389, 274];
