@@ -216,8 +216,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   if (batchSizeCaps.entries.length > 1) {
     process.stderr.write(`pool: draft nodes per request by batch size: ${batchSizeCaps.entries.map((e) => `${e.fromBatchSize}+ → ${e.maxTreeNodes}`).join(', ')}\n`);
   }
-  const kvStats = runner.kvBufferStats();
-  if (kvStats) metrics.watchKvBuffers(() => runner.kvBufferStats() ?? kvStats);
+  if (runner.kvBuffers) metrics.watchKvBuffers(runner.kvBuffers);
   metrics.watchDatastore(() => datastore.tokenCount);
   const saver = flags.saveDatastore
     ? new DatastoreSaver(datastore, flags.saveDatastore, {

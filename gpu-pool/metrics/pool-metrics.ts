@@ -68,7 +68,7 @@ export class PoolMetrics {
   private kvBufferMetrics: { taken: Counter<'source'>; kept: Gauge } | null = null;
 
   /** Exposes where sequences' host key/value buffers came from (kept from finished ones, or newly allocated) and what is kept. */
-  watchKvBuffers(stats: () => { reused: number; allocated: number; keptBytes: number }): void {
+  watchKvBuffers(buffers: { readonly reused: number; readonly allocated: number; readonly keptBytes: number }): void {
     if (this.kvBufferMetrics) return;
     const registers = [this.registry];
     this.kvBufferMetrics = {
@@ -78,10 +78,9 @@ export class PoolMetrics {
         labelNames: ['source'],
         registers,
         collect() {
-          const s = stats();
           this.reset();
-          this.inc({ source: 'reused' }, s.reused);
-          this.inc({ source: 'allocated' }, s.allocated);
+          this.inc({ source: 'reused' }, buffers.reused);
+          this.inc({ source: 'allocated' }, buffers.allocated);
         },
       }),
       kept: new Gauge({
@@ -89,7 +88,7 @@ export class PoolMetrics {
         help: "Bytes of finished sequences' host key/value buffers kept for the next sequences (not the prefix cache's).",
         registers,
         collect() {
-          this.set(stats().keptBytes);
+          this.set(buffers.keptBytes);
         },
       }),
     };

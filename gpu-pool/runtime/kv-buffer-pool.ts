@@ -5,7 +5,7 @@
  * (prompt + max_tokens positions, 100-350 KB on stories260K) on the pool's
  * main thread, and the prefix cache's compaction one more at its end. Fresh
  * memory that size cost 0.48-0.53 ms median per request in `newSequence` on
- * the 2-core VM (zeroing pages the process had not touched yet: ~8 µs per
+ * the 2-core VM (zeroing pages the process had not touched yet: ~6 µs per
  * 4 KB page fault there), time every running stream waited for.
  *
  * Capacities come in size classes (four per doubling, so at most a quarter

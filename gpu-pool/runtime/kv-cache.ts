@@ -2,12 +2,15 @@
  * The keys/values of one sequence's accepted tokens, laid out
  * [layer][kvHead][capacity][headDim] so that packing the past of a row into
  * the graph's [B,kvH,P,hd] inputs is one contiguous copy per layer and head.
- * Grows by doubling up to the model's context length.
+ * Grows by doubling up to the model's context length; with a KvBufferPool,
+ * capacities are its size classes and the buffers come from and go back to it.
  *
  * A resident sequence (GPU providers, resident-kv.ts) holds no host storage:
  * its keys/values live in a slot of the device-side store, and this object
  * only counts its positions.
  */
+import { kvCapacityClass, type KvBufferPool } from './kv-buffer-pool';
+
 export interface KvLayout {
   nLayers: number;
   nKvHeads: number;
@@ -15,8 +18,6 @@ export interface KvLayout {
   /** Upper bound for capacity (the model's context length). */
   maxCapacity: number;
 }
-
-import { kvCapacityClass, type KvBufferPool } from './kv-buffer-pool';
 
 /** Where a resident sequence's keys/values are, and what to call when it is released. */
 export interface ResidentSlot {

@@ -159,8 +159,8 @@ export class ModelRunner {
   private busy = false;
   /** The device-side keys/values (resident layout), else null. */
   private readonly kvStore: ResidentKvStore | null;
-  /** Host key/value buffers reused from sequence to sequence (host layouts), else null. */
-  private readonly kvBuffers: KvBufferPool | null;
+  /** Host key/value buffers reused from sequence to sequence (host layouts), else null: its counts feed the pool's metrics. */
+  readonly kvBuffers: KvBufferPool | null;
 
   private constructor(
     private readonly session: InferenceSession,
@@ -264,12 +264,6 @@ export class ModelRunner {
   /** Copies a prefix of one host sequence into an empty one (prefix caching); resident sequences cannot. */
   copyPrefix(from: SequenceKvCache, to: SequenceKvCache, length: number): void {
     to.copyPrefixFrom(from, length);
-  }
-
-  /** Host key/value buffers handed out so far, by where they came from, and the bytes kept for reuse (null on resident layouts). */
-  kvBufferStats(): { reused: number; allocated: number; keptBytes: number } | null {
-    const b = this.kvBuffers;
-    return b ? { reused: b.reused, allocated: b.allocated, keptBytes: b.keptBytes } : null;
   }
 
   /** Slots of the device-side key/value store (resident layout), else 0. */

@@ -48,7 +48,7 @@ export function addDatastoreCandidates(fuser: TreeFuser, found: DatastoreMatches
  * written to that draft-cache slot as (parent's add index, token, prob) so a
  * later step with the same query replays it without the lookup. The pop order
  * does not depend on `limit` (it only cuts the sequence), so a recording made
- * for one budget serves every smaller one: it goes on to RECORD_POPS pops
+ * for one budget serves every smaller one: it goes on to `recordPops` pops
  * (recorded, not added) even when this step's limit is smaller.
  */
 function addCandidates(fuser: TreeFuser, found: DatastoreMatchesLike, weights: FusionWeights, limit: number, record: number, recordPops = RECORD_POPS): void {
