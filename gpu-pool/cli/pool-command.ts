@@ -178,7 +178,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     throw new CliError(`cannot load the next-token table: ${err.message} (--next-tokens none runs without it)`);
   });
 
-  const runner = await ModelRunner.create(model, { threads, maxSequences: maxActive });
+  const runner = await ModelRunner.create(model, { threads, maxSequences: maxActive, keptKvTokens: Math.min(maxActive * config.contextLength, maxTotalTokens) });
   const layoutNote = runner.layout.residentKv ? ' (resident keys/values)' : runner.layout.packedOutputs ? ' (packed outputs)' : '';
   process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${layoutNote}\n`);
   if (nextTokens) process.stderr.write(`pool: next-token table of ${nextTokens.size} contexts drafts for sampled requests, and chains for batches too wide for the fused drafter\n`);

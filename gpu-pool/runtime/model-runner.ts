@@ -74,6 +74,12 @@ export interface ModelRunnerOptions {
    * grows by one; without it, 128 sequences got a 256-slot store.
    */
   maxSequences?: number;
+  /**
+   * Positions of finished sequences' host key/value buffers kept for reuse
+   * (kv-buffer-pool.ts; default maxSequences, else 64, full contexts). The
+   * pool caps it by --max-total-tokens, the operator's statement of memory.
+   */
+  keptKvTokens?: number;
 }
 
 export interface StepResult {
@@ -173,15 +179,15 @@ export class ModelRunner {
     /** The graph's layout (resident keys/values on WebGPU, packed outputs on CUDA): what the caches key it by. */
     readonly layout: GraphLayout,
     maxSequences: number,
+    keptKvTokens: number,
   ) {
     const resident = layout.residentKv === true;
     this.lanes = [new BatchLane(model.config, resident), new BatchLane(model.config, resident)];
     const grow = growSession;
     this.kvStore = resident && grow ? new ResidentKvStore(model.config, async (feeds) => (await grow.run(feeds))[KV_STORE_OUT], maxSequences + 1) : null;
     if (resident && !grow) throw new Error('a resident runner needs its store-growth session');
-    // Kept (free) host buffers hold at most what maxSequences full contexts would (64 without a bound).
     const c = model.config;
-    this.kvBuffers = resident ? null : new KvBufferPool(c.nLayers * c.nKvHeads * c.headDim, (Number.isFinite(maxSequences) ? maxSequences : 64) * c.contextLength);
+    this.kvBuffers = resident ? null : new KvBufferPool(c.nLayers * c.nKvHeads * c.headDim, keptKvTokens);
     // A resident step is one pass: commits address the one pass's new_kv.
     this.splitOverheadTokens = resident ? Infinity : splitOverheadTokens;
     this.config = model.config;
@@ -251,7 +257,8 @@ export class ModelRunner {
       }
       throw err;
     }
-    return new ModelRunner(session, growSession, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), layout, maxSequences);
+    const keptKvTokens = opts.keptKvTokens ?? (Number.isFinite(maxSequences) ? maxSequences : 64) * model.config.contextLength;
+    return new ModelRunner(session, growSession, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), layout, maxSequences, keptKvTokens);
   }
 
   /** A fresh, empty KV cache for one sequence (capacity grows on demand up to the context length). */
