@@ -107,6 +107,12 @@ export class LazyDrafter implements Drafter {
     return this.inner !== null && this.inner.edgeTrieExhausted;
   }
 
+  release(): void {
+    this.inner?.release?.();
+    this.pending = [];
+    this.pushed = null;
+  }
+
   private flush(inner: Drafter): void {
     const pending = this.pending;
     const pushed = this.pushed;

@@ -34,6 +34,8 @@ export interface Drafter {
    * drafting cost).
    */
   readonly queuedTokens?: number;
+  /** The generation is over: pooled memory (the context trie's arrays) goes back; not used after. */
+  release?(): void;
 }
 
 export class Generation<S extends RunnerSequence = RunnerSequence> {

@@ -972,6 +972,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // A cancelled generation's committed positions are as good as a finished one's (an edge cancels at a
     // stop string); a failed step's may not be.
     if (cache && !(reason !== 'error' && this.keepPrefix(gen, cache))) cache.release();
+    gen.drafter?.release?.();
     const { metrics } = this.options;
     metrics.recordFinished(reason);
     metrics.running.set(this.active.length);

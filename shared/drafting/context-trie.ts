@@ -9,6 +9,7 @@
  * Memory is bounded by CountTrie's node cap (see count-trie.ts for the policy).
  */
 import { CountTrie } from './count-trie';
+import type { TrieStoragePool } from './trie-storage-pool';
 
 export interface ContextTrieOptions {
   /** Window length (authors' default 8). */
@@ -21,6 +22,8 @@ export interface ContextTrieOptions {
    * request pay for memory it never touched.
    */
   initialNodes?: number;
+  /** Where the node arrays come from and go back to at `release` (a request's trie: contextTriePool). */
+  pool?: TrieStoragePool;
 }
 
 export class ContextTrie {
@@ -32,8 +35,15 @@ export class ContextTrie {
 
   constructor(opts: ContextTrieOptions = {}) {
     this.window = Math.max(1, Math.min(255, opts.window ?? 8));
-    this.trie = new CountTrie({ maxNodes: opts.maxNodes ?? 1 << 20, initialNodes: opts.initialNodes ?? 256 });
+    this.trie = new CountTrie({ maxNodes: opts.maxNodes ?? 1 << 20, initialNodes: opts.initialNodes ?? 256, pool: opts.pool });
     this.open = new Int32Array(this.window).fill(-1);
+  }
+
+  /** Gives the trie's arrays back to its pool: the request is over (later appends start an empty trie). */
+  release(): void {
+    this.trie.release();
+    this.open.fill(-1);
+    this.length = 0;
   }
 
   /** Tokens seen so far. */

@@ -12,8 +12,12 @@
  * needs at most N·W nodes; the default cap (1M nodes, ~28 MiB with the hash
  * table) covers a 128K-token prompt at W=8, 64K at W=16. Memory follows use:
  * the pool starts at `initialNodes` (RequestDrafter sizes it from the prompt)
- * and only a trie that really grows reaches the cap.
+ * and only a trie that really grows reaches the cap. With a TrieStoragePool
+ * (a request's context trie), the arrays come from finished tries and go
+ * back at `release`.
  */
+import { newTrieStorage, trieCapacityClass, type TrieStorage, type TrieStoragePool } from './trie-storage-pool';
+
 export class CountTrie {
   tokens: Int32Array;
   counts: Uint32Array;
@@ -24,18 +28,43 @@ export class CountTrie {
   readonly maxNodes: number;
   private slots: Int32Array;
   private slotMask: number;
+  /** Where the node arrays come from and go back to (release), with capacities in its size classes; null: allocated here. */
+  private readonly pool: TrieStoragePool | null;
 
-  constructor(opts: { initialNodes?: number; maxNodes?: number } = {}) {
+  constructor(opts: { initialNodes?: number; maxNodes?: number; pool?: TrieStoragePool } = {}) {
     this.maxNodes = Math.max(2, opts.maxNodes ?? 1 << 20);
-    const cap = Math.min(this.maxNodes, Math.max(16, opts.initialNodes ?? 1024));
-    this.tokens = new Int32Array(cap);
-    this.counts = new Uint32Array(cap);
-    this.parents = new Int32Array(cap);
-    this.firstChild = new Int32Array(cap);
-    this.nextSibling = new Int32Array(cap);
-    this.slots = new Int32Array(slotCountFor(cap)).fill(-1);
+    this.pool = opts.pool ?? null;
+    const wanted = Math.min(this.maxNodes, Math.max(16, opts.initialNodes ?? 1024));
+    const storage = this.pool ? this.pool.take(trieCapacityClass(wanted, this.maxNodes)) : newTrieStorage(wanted);
+    this.tokens = storage.tokens;
+    this.counts = storage.counts;
+    this.parents = storage.parents;
+    this.firstChild = storage.firstChild;
+    this.nextSibling = storage.nextSibling;
+    this.slots = storage.slots;
     this.slotMask = this.slots.length - 1;
     this.clear();
+  }
+
+  /**
+   * Hands the node arrays back to the pool (a trie without one just drops
+   * them). The trie stays usable, empty and small: a late call cannot write
+   * into arrays another trie has taken.
+   */
+  release(): void {
+    const pool = this.pool;
+    const storage: TrieStorage = { tokens: this.tokens, counts: this.counts, parents: this.parents, firstChild: this.firstChild, nextSibling: this.nextSibling, slots: this.slots };
+    const small = newTrieStorage(16);
+    this.tokens = small.tokens;
+    this.counts = small.counts;
+    this.parents = small.parents;
+    this.firstChild = small.firstChild;
+    this.nextSibling = small.nextSibling;
+    this.slots = small.slots;
+    this.slotMask = this.slots.length - 1;
+    this.size = 1;
+    this.clear();
+    pool?.give(storage);
   }
 
   /**
@@ -115,13 +144,21 @@ export class CountTrie {
   private grow(): boolean {
     const old = this.tokens.length;
     if (old >= this.maxNodes) return false;
-    const cap = Math.min(this.maxNodes, old * 2);
-    this.tokens = resizeI32(this.tokens, cap);
-    this.counts = resizeU32(this.counts, cap);
-    this.parents = resizeI32(this.parents, cap);
-    this.firstChild = resizeI32(this.firstChild, cap);
-    this.nextSibling = resizeI32(this.nextSibling, cap);
-    this.slots = new Int32Array(slotCountFor(cap)).fill(-1);
+    const cap = this.pool ? trieCapacityClass(old * 2, this.maxNodes) : Math.min(this.maxNodes, old * 2);
+    const next = this.pool ? this.pool.take(cap) : newTrieStorage(cap);
+    const size = this.size;
+    next.tokens.set(this.tokens.subarray(0, size));
+    next.counts.set(this.counts.subarray(0, size));
+    next.parents.set(this.parents.subarray(0, size));
+    next.firstChild.set(this.firstChild.subarray(0, size));
+    next.nextSibling.set(this.nextSibling.subarray(0, size));
+    this.pool?.give({ tokens: this.tokens, counts: this.counts, parents: this.parents, firstChild: this.firstChild, nextSibling: this.nextSibling, slots: this.slots });
+    this.tokens = next.tokens;
+    this.counts = next.counts;
+    this.parents = next.parents;
+    this.firstChild = next.firstChild;
+    this.nextSibling = next.nextSibling;
+    this.slots = next.slots;
     this.slotMask = this.slots.length - 1;
     for (let n = 1; n < this.size; n++) {
       let s = hashEdge(this.parents[n], this.tokens[n]) & this.slotMask;
@@ -132,27 +169,9 @@ export class CountTrie {
   }
 }
 
-function slotCountFor(nodes: number): number {
-  let s = 16;
-  while (s < nodes * 2) s *= 2;
-  return s;
-}
-
 function hashEdge(parent: number, token: number): number {
   let h = Math.imul(parent ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(token + 0x27d4eb2f, 0xc2b2ae35);
   h ^= h >>> 15;
   h = Math.imul(h, 0x2c1b3c6d);
   return (h ^ (h >>> 13)) >>> 0;
-}
-
-function resizeI32(a: Int32Array, n: number): Int32Array {
-  const b = new Int32Array(n);
-  b.set(a);
-  return b;
-}
-
-function resizeU32(a: Uint32Array, n: number): Uint32Array {
-  const b = new Uint32Array(n);
-  b.set(a);
-  return b;
 }

@@ -14,4 +14,6 @@ export interface Proposer {
   propose(context: TokenBuffer, budget: number): DraftTree;
   /** From now on draft for a sampled request with this noise (coupled drafting, see fusion.ts); proposers without fusion ignore it. */
   couple?(coupling: DraftCoupling): void;
+  /** The request is over: pooled memory goes back (a proposer must not be used after). */
+  release?(): void;
 }

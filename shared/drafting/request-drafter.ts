@@ -15,6 +15,7 @@ import type { Proposer } from './proposer';
 import type { NextTokenTable } from './next-token-table';
 import { SssdProposer } from './sssd-proposer';
 import { TokenBuffer } from './token-buffer';
+import { contextTriePool } from './trie-storage-pool';
 import { GumbelNoise } from '../sampling/gumbel-noise';
 
 /** The protocol's speculation methods ('off' = no draft). */
@@ -71,7 +72,8 @@ export class RequestDrafter {
     // request that stops early leaves the rest unused (~28 bytes a node).
     const expected = Math.max(opts.promptIds.length, opts.expectedLength ?? opts.promptIds.length + 64);
     const initialNodes = Math.min(opts.maxTrieNodes ?? 1 << 20, 64 + weights.contextWindow * expected);
-    const trieOptions = { maxNodes: opts.maxTrieNodes, window: weights.contextWindow, initialNodes };
+    // The trie's arrays come from finished requests' tries (release).
+    const trieOptions = { maxNodes: opts.maxTrieNodes, window: weights.contextWindow, initialNodes, pool: contextTriePool };
     switch (opts.method) {
       case 'off':
         this.proposer = new NoneProposer();
@@ -91,6 +93,11 @@ export class RequestDrafter {
       this.proposer.couple?.({ noise: new GumbelNoise(opts.sampling.seed), temperature: opts.sampling.temperature, firstIndex: this.context.length });
     }
     this.indexSlice();
+  }
+
+  /** The request is over: the context trie's arrays go back to the pool for the next requests. */
+  release(): void {
+    this.proposer.release?.();
   }
 
   /** Context tokens not indexed yet (a long prompt's, taken a slice per draft). */

@@ -98,6 +98,10 @@ export class SssdProposer implements Proposer {
     this.coupling = coupling;
   }
 
+  release(): void {
+    this.trie?.release();
+  }
+
   observe(context: TokenBuffer, from: number, to: number): void {
     this.trie?.appendAll(context.data, from, to);
   }

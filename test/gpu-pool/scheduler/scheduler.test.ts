@@ -4,6 +4,7 @@
  * running batch, caches released when generations leave.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { contextTriePool } from '../../../shared/drafting/trie-storage-pool';
 import { generateRequestSchema, type PoolEvent } from '../../../shared/protocol';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
@@ -462,6 +463,12 @@ describe('continuous batching', () => {
     // Greedy output does not depend on the method.
     const ids = (evs: PoolEvent[]): number[] => evs.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
     expect(ids(ends[1])).toEqual(ids(ends[0]));
+    // Their drafters' context tries went back too: the next request of the same length takes one.
+    const reused = contextTriePool.reused;
+    const next = collect();
+    s.submit(generateRequestSchema.parse({ id: 'r3', promptIds: [1, 403], maxTokens: 200, speculation: 'context' }), next.sink);
+    expect(ids(await next.done)).toEqual(ids(ends[0]));
+    expect(contextTriePool.reused).toBe(reused + 1);
   });
 
   it('a context-trie drafter speculates: multi-token steps, fewer passes than tokens', async () => {

@@ -6,6 +6,7 @@ import type { DatastoreLike, DatastoreMatchesLike } from '../../../shared/drafti
 import { defaultFusionWeights, sourceLimit } from '../../../shared/drafting/fusion';
 import { INDEX_SLICE, RequestDrafter } from '../../../shared/drafting/request-drafter';
 import { DATASTORE_MATCH_TIERS, datastoreMatchTier } from '../../../shared/drafting/sssd-proposer';
+import { trieCapacityClass } from '../../../shared/drafting/trie-storage-pool';
 import { seededRandom, tokenStream } from './random-tokens';
 
 function paths(tree: ReturnType<RequestDrafter['draft']>): string[] {
@@ -304,13 +305,14 @@ describe('RequestDrafter', () => {
     const short = new RequestDrafter({ method: 'context', promptIds: [1, ...tokenStream(rand, 30, 50)] });
     // White-box: the proposer's trie (a short prompt must not pay for a large pool).
     const trieOf = (d: RequestDrafter) => (d as unknown as { proposer: { trie: { trie: { capacity: number; size: number } } } }).proposer.trie.trie;
-    expect(trieOf(short).capacity).toBeLessThanOrEqual(64 + window * (31 + 64));
+    // Sized from the length it may reach, rounded up to the trie pool's size class (at most a quarter more).
+    expect(trieOf(short).capacity).toBeLessThanOrEqual(trieCapacityClass(64 + window * (31 + 64), 1 << 20));
     for (let i = 0; i < 50; i++) short.accept(tokenStream(rand, 20, 50));
-    expect(trieOf(short).size).toBeGreaterThan(64 + window * (31 + 64));
+    expect(trieOf(short).size).toBeGreaterThan(trieCapacityClass(64 + window * (31 + 64), 1 << 20));
     // Told how long it may get, it is allocated once and never grows.
     const sized = new RequestDrafter({ method: 'context', promptIds: [1, ...tokenStream(rand, 30, 50)], expectedLength: 31 + 400 });
     const capacity = trieOf(sized).capacity;
-    expect(capacity).toBeLessThanOrEqual(64 + window * 431);
+    expect(capacity).toBeLessThanOrEqual(trieCapacityClass(64 + window * 431, 1 << 20));
     for (let i = 0; i < 20; i++) sized.accept(tokenStream(rand, 20, 50));
     expect(trieOf(sized).size).toBeGreaterThan(2000);
     expect(trieOf(sized).capacity).toBe(capacity);
