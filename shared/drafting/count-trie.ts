@@ -19,15 +19,16 @@
 import { newTrieStorage, trieCapacityClass, type TrieStorage, type TrieStoragePool } from './trie-storage-pool';
 
 export class CountTrie {
-  tokens: Int32Array;
-  counts: Uint32Array;
-  parents: Int32Array;
-  firstChild: Int32Array;
-  nextSibling: Int32Array;
+  // Set by adopt() (constructor, grow, release).
+  tokens!: Int32Array;
+  counts!: Uint32Array;
+  parents!: Int32Array;
+  firstChild!: Int32Array;
+  nextSibling!: Int32Array;
   size = 1;
   readonly maxNodes: number;
-  private slots: Int32Array;
-  private slotMask: number;
+  private slots!: Int32Array;
+  private slotMask = 0;
   /** Where the node arrays come from and go back to (release), with capacities in its size classes; null: allocated here. */
   private readonly pool: TrieStoragePool | null;
 
@@ -35,14 +36,7 @@ export class CountTrie {
     this.maxNodes = Math.max(2, opts.maxNodes ?? 1 << 20);
     this.pool = opts.pool ?? null;
     const wanted = Math.min(this.maxNodes, Math.max(16, opts.initialNodes ?? 1024));
-    const storage = this.pool ? this.pool.take(trieCapacityClass(wanted, this.maxNodes)) : newTrieStorage(wanted);
-    this.tokens = storage.tokens;
-    this.counts = storage.counts;
-    this.parents = storage.parents;
-    this.firstChild = storage.firstChild;
-    this.nextSibling = storage.nextSibling;
-    this.slots = storage.slots;
-    this.slotMask = this.slots.length - 1;
+    this.adopt(this.pool ? this.pool.take(trieCapacityClass(wanted, this.maxNodes)) : newTrieStorage(wanted));
     this.clear();
   }
 
@@ -52,19 +46,25 @@ export class CountTrie {
    * into arrays another trie has taken.
    */
   release(): void {
-    const pool = this.pool;
-    const storage: TrieStorage = { tokens: this.tokens, counts: this.counts, parents: this.parents, firstChild: this.firstChild, nextSibling: this.nextSibling, slots: this.slots };
-    const small = newTrieStorage(16);
-    this.tokens = small.tokens;
-    this.counts = small.counts;
-    this.parents = small.parents;
-    this.firstChild = small.firstChild;
-    this.nextSibling = small.nextSibling;
-    this.slots = small.slots;
-    this.slotMask = this.slots.length - 1;
+    const old = this.storage();
+    this.adopt(newTrieStorage(16));
     this.size = 1;
     this.clear();
-    pool?.give(storage);
+    this.pool?.give(old.tokens.length, old);
+  }
+
+  private storage(): TrieStorage {
+    return { tokens: this.tokens, counts: this.counts, parents: this.parents, firstChild: this.firstChild, nextSibling: this.nextSibling, slots: this.slots };
+  }
+
+  private adopt(storage: TrieStorage): void {
+    this.tokens = storage.tokens;
+    this.counts = storage.counts;
+    this.parents = storage.parents;
+    this.firstChild = storage.firstChild;
+    this.nextSibling = storage.nextSibling;
+    this.slots = storage.slots;
+    this.slotMask = this.slots.length - 1;
   }
 
   /**
@@ -152,14 +152,8 @@ export class CountTrie {
     next.parents.set(this.parents.subarray(0, size));
     next.firstChild.set(this.firstChild.subarray(0, size));
     next.nextSibling.set(this.nextSibling.subarray(0, size));
-    this.pool?.give({ tokens: this.tokens, counts: this.counts, parents: this.parents, firstChild: this.firstChild, nextSibling: this.nextSibling, slots: this.slots });
-    this.tokens = next.tokens;
-    this.counts = next.counts;
-    this.parents = next.parents;
-    this.firstChild = next.firstChild;
-    this.nextSibling = next.nextSibling;
-    this.slots = next.slots;
-    this.slotMask = this.slots.length - 1;
+    this.pool?.give(old, this.storage());
+    this.adopt(next);
     for (let n = 1; n < this.size; n++) {
       let s = hashEdge(this.parents[n], this.tokens[n]) & this.slotMask;
       while (this.slots[s] >= 0) s = (s + 1) & this.slotMask;

@@ -6,7 +6,7 @@ import { CountTrie } from '../../../shared/drafting/count-trie';
 import { ContextTrie } from '../../../shared/drafting/context-trie';
 import { RequestDrafter } from '../../../shared/drafting/request-drafter';
 import { pathTokens } from '../../../shared/drafting/draft-tree';
-import { TrieStoragePool, contextTriePool, trieCapacityClass, trieStorageBytes } from '../../../shared/drafting/trie-storage-pool';
+import { contextTriePool, trieCapacityClass, trieStorageBytes, trieStoragePool } from '../../../shared/drafting/trie-storage-pool';
 import { seededRandom, tokenStream } from './random-tokens';
 
 function snapshot(t: CountTrie, tokens: number[]): number[] {
@@ -21,7 +21,7 @@ function snapshot(t: CountTrie, tokens: number[]): number[] {
   return out;
 }
 
-describe('TrieStoragePool', () => {
+describe('trie storage pool', () => {
   it('rounds capacities to four classes per doubling, at most a quarter more from 64 nodes on', () => {
     expect([1, 16, 17, 64, 65, 100, 4400].map((n) => trieCapacityClass(n, 1 << 20))).toEqual([16, 16, 32, 64, 80, 112, 5120]);
     expect(trieCapacityClass(5000, 3000)).toBe(3000);
@@ -29,14 +29,14 @@ describe('TrieStoragePool', () => {
   });
 
   it('gives a released trie\'s arrays to the next trie of its class, which counts like a fresh one', () => {
-    const pool = new TrieStoragePool(1 << 20);
+    const pool = trieStoragePool(1 << 20);
     const rand = seededRandom(5);
     // 200 tokens in windows of 4 make at most 800 nodes: no growth.
     const first = new ContextTrie({ window: 4, initialNodes: 1000, pool });
     first.appendAll(tokenStream(rand, 200, 20));
     const arrays = first.trie.tokens;
     first.release();
-    expect(pool.bytes).toBe(trieStorageBytes(trieCapacityClass(1000, 1 << 20)));
+    expect(pool.kept).toBe(trieStorageBytes(trieCapacityClass(1000, 1 << 20)));
     const text = tokenStream(rand, 150, 20);
     const reused = new ContextTrie({ window: 4, initialNodes: 980, pool });
     expect(reused.trie.tokens).toBe(arrays);
@@ -49,7 +49,7 @@ describe('TrieStoragePool', () => {
   });
 
   it('keeps a released trie away from the arrays it gave back, and keeps no more than its bound', () => {
-    const pool = new TrieStoragePool(trieStorageBytes(64) + 1);
+    const pool = trieStoragePool(trieStorageBytes(64) + 1);
     const a = new CountTrie({ initialNodes: 64, pool });
     a.child(0, 7);
     a.release();
@@ -65,19 +65,19 @@ describe('TrieStoragePool', () => {
     const c = new CountTrie({ initialNodes: 64, pool });
     b.release();
     c.release();
-    expect(pool.bytes).toBe(trieStorageBytes(64));
+    expect(pool.kept).toBe(trieStorageBytes(64));
     // A take of another class drops what is kept.
     new CountTrie({ initialNodes: 200, pool });
-    expect(pool.bytes).toBe(0);
+    expect(pool.kept).toBe(0);
   });
 
   it('grows a pooled trie by classes, handing the smaller arrays back', () => {
-    const pool = new TrieStoragePool(1 << 22);
+    const pool = trieStoragePool(1 << 22);
     const t = new CountTrie({ initialNodes: 16, pool });
     for (let i = 0; i < 40; i++) t.child(0, i);
     expect(t.capacity).toBe(64);
     // 16 → 32 → 64: the 32-node arrays are kept; taking the 64-node ones (none kept) dropped the 16-node ones.
-    expect(pool.bytes).toBe(trieStorageBytes(32));
+    expect(pool.kept).toBe(trieStorageBytes(32));
     for (let i = 0; i < 40; i++) expect(t.tokens[t.find(0, i)]).toBe(i);
   });
 });
