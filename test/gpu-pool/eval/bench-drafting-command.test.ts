@@ -34,7 +34,7 @@ describe('sssd bench-drafting', () => {
       { cwd: repoRoot },
     );
     const out = JSON.parse(stdout) as Record<string, { median: number; n: number } | number>;
-    for (const k of ['constructContextMicros', 'constructSssdMicros', 'constructLongPromptMillis', 'merge64KiBMillis', 'merge256KiBMillis']) {
+    for (const k of ['constructContextMicros', 'constructSssdMicros', 'constructLongPromptMillis', 'constructLongPromptReusedMillis', 'merge64KiBMillis', 'merge256KiBMillis']) {
       const s = out[k] as { median: number; n: number };
       expect(s.n).toBeGreaterThan(0);
       expect(Number.isFinite(s.median)).toBe(true);
