@@ -6,9 +6,10 @@
  * Why: a request's context trie is sized for the length it may reach (16
  * nodes a token: ~150 KB with its hash table on stories260K's 271-token
  * requests, ~20 MB for a 32K-token prompt). A 32K-token prompt's drafter,
- * built and drafting 20 steps, took 44-52 ms on fresh memory and 12-13 ms on
- * reused arrays. Reused arrays keep old nodes: a trie only reads nodes it
- * has made since, and its hash table is emptied on take.
+ * built and drafting once, takes 29-32 ms on fresh memory and 1.5 ms on
+ * reused arrays (`sssd bench-drafting` prints both). Reused arrays keep old
+ * nodes: a trie only reads nodes it has made since, and its hash table is
+ * emptied on take.
  */
 import { SizeClassPool, sizeClass } from '../memory/size-class-pool';
 
