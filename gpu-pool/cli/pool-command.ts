@@ -276,7 +276,6 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     throw new CliError(`cannot listen on ${flags.host}:${port}: ${(err as Error).message}`);
   }
   if (!token) process.stderr.write('pool: WARNING: authentication is off (--insecure-no-auth)\n');
-  process.stdout.write(`pool listening on ${url}\n`);
   const stopStatsLog = logStatsSeconds > 0 ? startStatsLog(metrics, logStatsSeconds, (line) => process.stderr.write(`${line}\n`)) : () => {};
 
   await new Promise<void>((resolve) => {
@@ -302,5 +301,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Announced only now: whoever started the pool may signal it the moment it reads this line.
+    process.stdout.write(`pool listening on ${url}\n`);
   });
 }

@@ -3,8 +3,11 @@
  * queued generations finish, new ones are refused, /healthz says so), and
  * `--drain-seconds` bounds the wait, after which what is left is cancelled.
  */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PoolEvent, PoolHealth } from '../../../shared/protocol';
+import { models, repoRoot } from '../../support/shared-data';
 import { startPool, type PoolProcess } from './pool-process';
 
 let pool: PoolProcess | null = null;
@@ -93,4 +96,23 @@ describe('pool shutdown', () => {
     expect(await pool.exited).toBe(0);
     expect(pool.stderr()).toMatch(/drain time over: cancelling \d+ generations/);
   });
+
+  it('drains on a signal sent the moment it says it is listening (its handlers are in place by then)', async () => {
+    const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--port', '0'];
+    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, SSSD_POOL_TOKEN: 'signal-test' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    let stdout = '';
+    // Signalled from the very callback that reads the line, as a supervisor would.
+    child.stdout!.on('data', (d: Buffer) => {
+      const seen = /pool listening on/.test(stdout);
+      stdout += d.toString();
+      if (!seen && /pool listening on/.test(stdout)) child.kill('SIGINT');
+    });
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (c, s) => resolve([c, s])));
+    expect(stdout).toMatch(/pool listening on/);
+    expect(signal).toBeNull();
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/pool: draining: 0 running and 0 queued/);
+  }, 90_000);
 });
