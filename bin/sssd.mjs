@@ -4,5 +4,10 @@
 import { register } from 'tsx/esm/api';
 
 register();
+// `pool` runs under a V8 heap flag that only node's command line can set
+// (gpu-pool/cli/pool-node-flags.ts): started without it, it is relaunched with it.
+const { poolRelaunchArgs, relaunch } = await import('../gpu-pool/cli/pool-node-flags.ts');
+const relaunchArgs = poolRelaunchArgs(process.argv, process.execArgv, process.env.NODE_OPTIONS);
+if (relaunchArgs) await relaunch(relaunchArgs);
 const { main } = await import('../gpu-pool/cli/main.ts');
 await main(process.argv);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, spawnService, waitForHttp, type ServiceProcess } from './service-process';
+import { POOL_NODE_FLAGS } from '../gpu-pool/cli/pool-node-flags';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The read-only development data beside the repository (models, workloads); SSSD_SHARED_DIR overrides. */
@@ -54,7 +55,8 @@ export function startPool(opts: PoolOptions): Promise<RunningPool> {
 }
 
 async function startPoolOn(port: number, opts: PoolOptions): Promise<RunningPool> {
-  const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--model', opts.model, '--tokenizer', opts.tokenizer, '--port', String(port)];
+  // The pool's node flags given here, so bin/sssd.mjs runs it without a relaunch (one process to stop).
+  const args = [...POOL_NODE_FLAGS, path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--model', opts.model, '--tokenizer', opts.tokenizer, '--port', String(port)];
   if (opts.datastore) args.push('--datastore', opts.datastore);
   args.push(...(opts.extraArgs ?? []));
   const service = spawnService('pool', process.execPath, args, {

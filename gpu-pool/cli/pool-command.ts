@@ -33,6 +33,7 @@ import { nextTokenTableFile, openNextTokenTable } from '../datastore/next-token-
 import { DatastoreSaver } from '../datastore/datastore-saver';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
+import { POOL_NODE_FLAGS, oldSpaceFlag } from './pool-node-flags';
 import { parseSpeculativeConfig, resolveSpeculation, type SpeculationSettings } from './speculative-config';
 import { BatchSizeCaps } from '../budget/batch-size-caps';
 
@@ -106,6 +107,8 @@ function positiveInt(value: string | undefined, flag: string, allowZero = false)
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
+/** Signals closer together than this are one signal delivered twice (see onSignal). */
+const SAME_SIGNAL_MS = 250;
 
 async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Promise<void> {
   const port = positiveInt(flags.port, '--port', true);
@@ -181,6 +184,11 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const runner = await ModelRunner.create(model, { threads, maxSequences: maxActive, keptKvTokens: Math.min(maxActive * config.contextLength, maxTotalTokens) });
   const layoutNote = runner.layout.residentKv ? ' (resident keys/values)' : runner.layout.packedOutputs ? ' (packed outputs)' : '';
   process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${layoutNote}\n`);
+  const heapFlag = oldSpaceFlag(process.execArgv, process.env.NODE_OPTIONS);
+  const heapNote = heapFlag
+    ? `V8 heap ${heapFlag}`
+    : `WARNING: node's default initial old generation; run the pool with \`node ${POOL_NODE_FLAGS.join(' ')}\` (bin/sssd.mjs does) or large passes bring on a full collection every few hundred steps`;
+  process.stderr.write(`pool: ${heapNote}\n`);
   if (nextTokens) process.stderr.write(`pool: next-token table of ${nextTokens.size} contexts drafts for sampled requests, and chains for batches too wide for the fused drafter\n`);
   const metrics = new PoolMetrics();
   let budget: TreeBudget | null = null;
@@ -286,12 +294,19 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
         .then(() => saver?.stop())
         .then(() => datastore.close())
         .then(resolve, resolve));
+    let firstSignalAt = 0;
     const onSignal = (): void => {
+      const now = performance.now();
       if (server.draining) {
+        // One signal delivered twice: a terminal's ^C reaches the whole process
+        // group, and the relaunch in bin/sssd.mjs forwards it too. A second
+        // one on purpose comes later.
+        if (now - firstSignalAt < SAME_SIGNAL_MS) return;
         process.stderr.write('pool: second signal: cancelling the generations left\n');
         void stopNow();
         return;
       }
+      firstSignalAt = now;
       const { active, queued } = scheduler.stats();
       process.stderr.write(`pool: draining: ${active} running and ${queued} queued generations may finish for ${drainSeconds} s; new ones are refused (a second signal stops at once)\n`);
       void server.drain(drainSeconds * 1000).then((finished) => {

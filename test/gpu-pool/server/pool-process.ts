@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { PoolEvent } from '../../../shared/protocol';
 import { models, repoRoot } from '../../support/shared-data';
+import { POOL_NODE_FLAGS } from '../../../gpu-pool/cli/pool-node-flags';
 
 export interface PoolProcess {
   url: string;
@@ -20,6 +21,8 @@ export interface PoolProcess {
 
 export async function startPool(extraArgs: string[] = [], token = 'test-token-' + Math.random().toString(36).slice(2)): Promise<PoolProcess> {
   const args = [
+    // As the launcher does: the pool's node flags here, so it runs without a relaunch.
+    ...POOL_NODE_FLAGS,
     path.join(repoRoot, 'bin/sssd.mjs'),
     'pool',
     '--model',
