@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { POOL_NODE_FLAGS, poolRelaunchArgs, oldSpaceFlag } from '../../../gpu-pool/cli/pool-node-flags';
 import type { PoolEvent } from '../../../shared/protocol';
 import { models, repoRoot } from '../../support/shared-data';
+import { waitForListening } from '../server/pool-process';
 
 describe('poolRelaunchArgs', () => {
   const script = '/repo/bin/sssd.mjs';
@@ -56,18 +57,7 @@ describe('a pool started without the flag', () => {
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        const timer = setTimeout(() => reject(new Error(`pool did not start in 90 s:\n${stderr}`)), 90_000);
-        child.stdout!.on('data', (d: Buffer) => {
-          out += d.toString();
-          const m = /pool listening on (http:\/\/\S+)/.exec(out);
-          if (m) {
-            clearTimeout(timer);
-            resolve(m[1]);
-          }
-        });
-      });
+      const url = await waitForListening(child, () => stderr);
       expect(stderr).toContain(`pool: V8 heap ${POOL_NODE_FLAGS[0]}`);
 
       // One generation running and eleven queued behind it (--max-active 1): seconds of work.

@@ -40,22 +40,7 @@ export async function startPool(extraArgs: string[] = [], token = 'test-token-' 
   });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`pool did not start in 90 s:\n${err}`)), 90_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /pool listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`pool exited with ${code}:\n${err}`));
-    });
-  });
+  const url = await waitForListening(child, () => err);
   const exited = new Promise<number | null>((resolve) => {
     if (child.exitCode !== null) resolve(child.exitCode);
     else child.once('exit', (code) => resolve(code));
@@ -74,6 +59,26 @@ export async function startPool(extraArgs: string[] = [], token = 'test-token-' 
         setTimeout(() => child.kill('SIGKILL'), 5000).unref();
       }),
   };
+}
+
+/** The URL a starting pool prints (`pool listening on …`); rejects if it exits first or takes over 90 s. */
+export function waitForListening(child: ChildProcess, stderr: () => string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`pool did not start in 90 s:\n${stderr()}`)), 90_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /pool listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`pool exited with ${code}:\n${stderr()}`));
+    });
+  });
 }
 
 export interface GenerateBody {
