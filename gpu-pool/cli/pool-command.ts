@@ -106,11 +106,38 @@ function positiveInt(value: string | undefined, flag: string, allowZero = false)
   return n;
 }
 
+/**
+ * The relaunch in bin/sssd.mjs (pool-node-flags.ts) starts the pool with an
+ * IPC channel to it. The parent forwards signals, but one killed with SIGKILL
+ * (or crashed) forwards nothing: the pool would serve on, orphaned, holding
+ * its port, with nothing left to stop it. The channel closes when the parent
+ * dies however it dies, so the pool watches it: gone while the pool loads, it
+ * exits; gone while it serves, it stops as on SIGTERM. The channel is
+ * unreferenced so it never keeps the pool alive by itself. A pool started
+ * without a channel (`npm start`, the tests, a plain `node` with the flag)
+ * watches nothing.
+ */
+function watchLauncher(): { onGone(handler: () => void): void } {
+  let handler = (): void => {
+    process.stderr.write('pool: the process that started it is gone: exiting before serving\n');
+    process.exit(1);
+  };
+  if (process.channel) {
+    process.channel.unref();
+    process.once('disconnect', () => handler());
+  } else if (process.connected === false) {
+    // Closed while the modules were still loading, before anyone listened.
+    handler();
+  }
+  return { onGone: (h) => void (handler = h) };
+}
+
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
 /** Signals closer together than this are one signal delivered twice (see onSignal). */
 const SAME_SIGNAL_MS = 250;
 
 async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Promise<void> {
+  const launcher = watchLauncher();
   const port = positiveInt(flags.port, '--port', true);
   const maxActive = positiveInt(flags.maxActive, '--max-active');
   const maxQueued = positiveInt(flags.maxQueued, '--max-queued', true);
@@ -316,6 +343,11 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    launcher.onGone(() => {
+      if (server.draining) return; // already stopping, within --drain-seconds
+      process.stderr.write('pool: the process that started it is gone (killed before it could pass a signal on): stopping as on SIGTERM\n');
+      onSignal();
+    });
     // Announced only now: whoever started the pool may signal it the moment it reads this line.
     process.stdout.write(`pool listening on ${url}\n`);
   });

@@ -55,11 +55,13 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  * SIGINT/SIGTERM/SIGHUP to it, and ends this process as the child ended (its
  * exit code, or the same signal). A ^C in a terminal reaches both processes;
  * the pool takes a signal that arrives twice at once as one
- * (pool-command.ts).
+ * (pool-command.ts). The child also gets an IPC channel, used for nothing but
+ * its closing: a parent killed with SIGKILL forwards no signal, and the pool
+ * stops when the channel closes instead of serving on, orphaned.
  */
 export function relaunch(args: readonly string[]): Promise<never> {
   return new Promise<never>(() => {
-    const child = spawn(process.execPath, args, { stdio: 'inherit' });
+    const child = spawn(process.execPath, args, { stdio: ['inherit', 'inherit', 'inherit', 'ipc'] });
     const handlers = FORWARDED.map((signal) => {
       const forward = (): void => {
         if (child.exitCode === null && child.signalCode === null) child.kill(signal);

@@ -3,15 +3,25 @@
  * the relaunched pool as a user starts it (`node bin/sssd.mjs pool`, no
  * flags): it runs with the flag, a terminal's ^C (the signal reaching both
  * processes) drains it once, a later signal stops it, and exit codes come
- * through.
+ * through; a parent killed outright leaves no orphan: the pool drains and exits.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { POOL_NODE_FLAGS, poolRelaunchArgs, oldSpaceFlag } from '../../../gpu-pool/cli/pool-node-flags';
 import type { PoolEvent } from '../../../shared/protocol';
 import { models, repoRoot } from '../../support/shared-data';
 import { waitForListening } from '../server/pool-process';
+
+/** The processes `pid` started (Linux /proc; empty where it cannot be read). */
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
 
 describe('poolRelaunchArgs', () => {
   const script = '/repo/bin/sssd.mjs';
@@ -94,6 +104,58 @@ describe('a pool started without the flag', () => {
       expect(stderr).toMatch(/pool: second signal: cancelling the generations left/);
     } finally {
       if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
+    }
+  }, 120_000);
+
+  it('drains and exits when its launcher is killed with SIGKILL, instead of serving on orphaned', async () => {
+    const token = 'orphan-' + Math.random().toString(36).slice(2);
+    const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--port', '0', '--max-active', '1', '--drain-seconds', '60'];
+    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, SSSD_POOL_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    // The pool shares the parent's pipes: they close when the pool, not the parent, has exited.
+    const poolExited = new Promise<void>((resolve) => child.stderr!.on('close', () => resolve()));
+    let url = '';
+    let poolPids: number[] = [];
+    try {
+      url = await waitForListening(child, () => stderr);
+      const streams = Array.from({ length: 3 }, async (_, i) => {
+        const res = await fetch(`${url}/v1/generate`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ id: `orphan-${i}`, promptIds: [1, 403, 407], maxTokens: 300, speculation: 'off', sampling: { temperature: 1, seed: 3 + i } }),
+        });
+        expect(res.status).toBe(200);
+        const text = await res.text();
+        return text.trim().split('\n').map((line) => JSON.parse(line) as PoolEvent);
+      });
+      // Every generation admitted or queued before the parent goes.
+      for (let i = 0; i < 200; i++) {
+        const health = (await (await fetch(`${url}/healthz`)).json()) as { active: number; queued: number };
+        if (health.active + health.queued === 3) break;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      poolPids = childPids(child.pid!);
+      expect(poolPids).toHaveLength(1);
+      child.kill('SIGKILL');
+      const dones = await Promise.all(streams.map(async (s) => (await s).at(-1) as Extract<PoolEvent, { type: 'done' }>));
+      // Drained, as on SIGTERM: what was running or queued finished; nothing was cut off.
+      expect(dones.map((d) => d.type)).toEqual(['done', 'done', 'done']);
+      expect(dones.every((d) => d.finishReason !== 'cancelled')).toBe(true);
+      const exited = await Promise.race([poolExited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 20_000))]);
+      expect(exited, 'the pool still runs 20 s after its drain began').toBe(true);
+      expect(stderr).toMatch(/pool: the process that started it is gone .*stopping as on SIGTERM/);
+      await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      // Not left behind when the test fails.
+      for (const pid of poolPids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
     }
   }, 120_000);
 });
