@@ -54,6 +54,7 @@ interface PoolFlags {
   threads?: string;
   governor: boolean;
   drainSeconds: string;
+  requestTimeoutSeconds: string;
   prefixCacheMb: string;
   logStats: string;
   speculativeConfig?: string;
@@ -80,6 +81,7 @@ export function register(program: Command): void {
     .option('--recalibrate', 'measure the step-cost curve again instead of using the cache')
     .option('--no-governor', 'marginal budget: do not switch speculation off where measured throughput says it loses')
     .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
+    .option('--request-timeout-seconds <n>', 'longest a client may take to send a whole request, headers and body (past it: 408 and the connection closed); streams are not limited by it', '60')
     .option('--drain-seconds <n>', 'on SIGTERM/SIGINT: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
     .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, speculation acceptance, prefix cache hit rate (0 = never)', '10')
@@ -144,6 +146,10 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const { maxTreeNodes } = speculation;
   const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads');
   const drainSeconds = positiveInt(flags.drainSeconds, '--drain-seconds', true);
+  const requestTimeoutSeconds = Number(flags.requestTimeoutSeconds);
+  if (!(requestTimeoutSeconds >= 0.1) || !Number.isFinite(requestTimeoutSeconds)) {
+    throw new CliError(`--request-timeout-seconds must be a number of seconds, at least 0.1, not "${flags.requestTimeoutSeconds}"`);
+  }
   const prefixCacheMb = Number(flags.prefixCacheMb);
   if (!(prefixCacheMb >= 0) || !Number.isFinite(prefixCacheMb)) throw new CliError(`--prefix-cache-mb must be a non-negative number, not "${flags.prefixCacheMb}"`);
   const saveSeconds = Number(flags.saveDatastoreSeconds);
@@ -303,7 +309,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       fusion: { ...speculation.fusion },
     },
   };
-  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token });
+  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000) });
   let url: string;
   try {
     url = await server.listen(port, flags.host);

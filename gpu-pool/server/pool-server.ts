@@ -32,7 +32,15 @@ export interface PoolServerOptions {
   token: string | null;
   /** Largest accepted request body (default 8 MiB: a 4 MiB base64 trie plus a long prompt). */
   maxBodyBytes?: number;
+  /**
+   * Longest a client may take to send a whole request, headers and body
+   * (default 60 s); past it the request gets 408 and its connection is
+   * closed. What follows the request, a generation's stream, has no limit.
+   */
+  requestTimeoutMs?: number;
 }
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 
 const GENERATION_PATH = /^\/v1\/generations\/([A-Za-z0-9._:-]{1,128})(\/trie)?$/;
 
@@ -44,11 +52,22 @@ export class PoolServer {
   constructor(private readonly options: PoolServerOptions) {
     this.auth = new BearerAuth(options.token);
     this.maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
-    this.http = createServer((req, res) => {
-      this.handle(req, res).catch((err: unknown) => this.fail(res, err));
-    });
-    // Streams can be long; the default request timeout would cut generations.
-    this.http.requestTimeout = 0;
+    // Node's request timeout counts until the request has been received, not
+    // the response: a stream runs as long as its generation does, while a
+    // client that stops halfway through its body (a stuck edge, a slow-loris
+    // one) cannot hold a connection and its buffered bytes for ever.
+    const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.http = createServer(
+      {
+        requestTimeout,
+        headersTimeout: Math.min(requestTimeout, 60_000),
+        // How often Node checks them (30 s by default, as long as the timeout itself).
+        connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(requestTimeout / 4))),
+      },
+      (req, res) => {
+        this.handle(req, res).catch((err: unknown) => this.fail(res, err));
+      },
+    );
     this.http.keepAliveTimeout = 30_000;
   }
 
