@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 
 export interface ServiceProcess {
   readonly name: string;
@@ -21,10 +22,28 @@ export interface SpawnOptions {
   env: NodeJS.ProcessEnv;
   /** Echo output lines as `[name] line`. */
   echo?: (line: string) => void;
+  /**
+   * Give the child an IPC channel. Unused for messages: a child that watches
+   * it (the pool does) stops when it closes, which it does however this
+   * process dies, SIGKILL included; the child's own process group would
+   * otherwise outlive us.
+   */
+  ipc?: boolean;
+  /**
+   * Run the command under launcher/orphan-guard.mjs, which ends it when this
+   * process dies: for children that do not watch a channel themselves (wrangler).
+   */
+  guard?: boolean;
 }
 
+const ORPHAN_GUARD = fileURLToPath(new URL('./orphan-guard.mjs', import.meta.url));
+
 export function spawnService(name: string, command: string, args: string[], opts: SpawnOptions): ServiceProcess {
-  const child = spawn(command, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const [file, argv] = opts.guard ? [process.execPath, [ORPHAN_GUARD, command, ...args]] : [command, args];
+  const ipc = opts.ipc === true || opts.guard === true;
+  const child = spawn(file, argv, { cwd: opts.cwd, env: opts.env, stdio: ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'], detached: true });
+  // The channel alone must not keep this process running.
+  child.channel?.unref();
   const lines: string[] = [];
   const onData = (chunk: Buffer): void => {
     for (const line of chunk.toString('utf8').split(/\r?\n/)) {

@@ -63,6 +63,8 @@ async function startPoolOn(port: number, opts: PoolOptions): Promise<RunningPool
     cwd: repoRoot,
     env: { ...process.env, SSSD_POOL_TOKEN: opts.token },
     echo: opts.echo,
+    // The pool drains and exits if this process is killed outright (pool-command.ts, watchLauncher).
+    ipc: true,
   });
   const url = `http://127.0.0.1:${port}`;
   try {
@@ -139,6 +141,8 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
     cwd: repoRoot,
     env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1', NO_COLOR: '1' },
     echo: opts.echo,
+    // wrangler and workerd stop if this process is killed outright (launcher/orphan-guard.mjs).
+    guard: true,
   });
   const url = `http://127.0.0.1:${port}`;
   const stop = async (): Promise<void> => {

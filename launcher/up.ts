@@ -127,6 +127,8 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     };
     process.once('SIGINT', () => stop('interrupted'));
     process.once('SIGTERM', () => stop('terminated'));
+    // A closed terminal: stop as on ^C rather than die with the services still up.
+    process.once('SIGHUP', () => stop('hung up'));
     void stack.pool.service.exited.then((code) => stop(`pool exited (${code}):\n${stack.pool.service.tail()}`));
     void stack.edge.service.exited.then((code) => stop(`edge exited (${code}):\n${stack.edge.service.tail()}`));
   });

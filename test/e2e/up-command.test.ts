@@ -1,5 +1,6 @@
 // `npm start` (= `sssd up`): one command brings up pool + edge, prints where to
-// go, serves the API with the dev key, and Ctrl-C (SIGINT) stops both.
+// go, serves the API with the dev key, and Ctrl-C (SIGINT) stops both; killed
+// outright (SIGKILL), it leaves neither running.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,24 +17,32 @@ afterAll(() => {
   rmSync(state, { recursive: true, force: true });
 });
 
+/** Starts `sssd up` on free ports and waits for its "Ctrl-C stops both" line. */
+async function startUp(): Promise<{ up: ChildProcess; edgePort: number; poolPort: number; output: () => string; exited: Promise<number | null> }> {
+  const [edgePort, poolPort] = [await freePort(), await freePort()];
+  const up = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up'], {
+    cwd: repoRoot,
+    env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_DEV_API_KEY: 'up-test-key', SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child = up;
+  let output = '';
+  up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => up.on('exit', resolve));
+  const deadline = Date.now() + 110_000;
+  while (!output.includes('Ctrl-C stops both')) {
+    if (up.exitCode !== null) throw new Error(`sssd up exited early:\n${output}`);
+    if (Date.now() > deadline) throw new Error(`sssd up did not come up:\n${output}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { up, edgePort, poolPort, output: () => output, exited };
+}
+
 describe('sssd up', () => {
   it('starts the stack, prints the URLs and the dev key, and stops on SIGINT', async () => {
-    const [edgePort, poolPort] = [await freePort(), await freePort()];
-    child = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up'], {
-      cwd: repoRoot,
-      env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_DEV_API_KEY: 'up-test-key', SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child!.on('exit', resolve));
-    const deadline = Date.now() + 110_000;
-    while (!output.includes('Ctrl-C stops both')) {
-      if (child.exitCode !== null) throw new Error(`sssd up exited early:\n${output}`);
-      if (Date.now() > deadline) throw new Error(`sssd up did not come up:\n${output}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const { up, edgePort, poolPort, output: out, exited } = await startUp();
+    const output = out();
     expect(output).toContain(`http://127.0.0.1:${edgePort}/#key=up-test-key`);
     expect(output).toContain(`http://127.0.0.1:${edgePort}/v1`);
 
@@ -47,10 +56,23 @@ describe('sssd up', () => {
     const page = await fetch(`http://127.0.0.1:${edgePort}/`);
     expect(await page.text()).toContain('SSSD edge demo');
 
-    child.kill('SIGINT');
+    up.kill('SIGINT');
     expect(await exited).toBe(0);
-    expect(output).toContain('stopped.');
+    expect(out()).toContain('stopped.');
     expect(await isPortFree(edgePort)).toBe(true);
     expect(await isPortFree(poolPort)).toBe(true);
+  }, 150_000);
+
+  it('leaves neither the pool nor wrangler/workerd serving when it is killed outright', async () => {
+    const { up, edgePort, poolPort, exited } = await startUp();
+    up.kill('SIGKILL');
+    await exited;
+    // No one signals the services' process groups now: they stop on their own, the pool as on SIGTERM.
+    let free = false;
+    for (let i = 0; i < 100 && !free; i++) {
+      free = (await isPortFree(edgePort)) && (await isPortFree(poolPort));
+      if (!free) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(free, 'the edge or the pool still holds its port 20 s after sssd up was killed').toBe(true);
   }, 150_000);
 });

@@ -1,0 +1,43 @@
+// Runs a command that knows nothing of its parent (wrangler dev → workerd)
+// so that it ends when the parent does, however the parent ends.
+//
+//   node launcher/orphan-guard.mjs COMMAND [ARGS…]   (spawned with an IPC channel)
+//
+// The launcher spawns each service as the leader of its own process group and
+// stops it by signalling the group; if the launcher itself is killed outright
+// (SIGKILL, a crash, a closed terminal before its handlers are in place) no
+// one signals the group, and wrangler and workerd would keep serving, holding
+// their ports. The guard sits in that group with an IPC channel to the
+// launcher, used for nothing but its closing: then it sends SIGTERM to the
+// command and, if the group is still there 5 s later, SIGKILL to the group.
+// Plain JavaScript, no tsx: nothing to load before the command starts.
+import { spawn } from 'node:child_process';
+
+const [command, ...args] = process.argv.slice(2);
+if (!command || !process.channel) {
+  process.stderr.write('orphan-guard: usage: spawned with an IPC channel, as `node orphan-guard.mjs COMMAND [ARGS…]`\n');
+  process.exit(2);
+}
+
+const child = spawn(command, args, { stdio: 'inherit' });
+child.on('error', (err) => {
+  process.stderr.write(`orphan-guard: cannot start ${command}: ${err.message}\n`);
+  process.exit(1);
+});
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+
+// The launcher signals the whole group, which reaches the command directly:
+// the guard stays to report the command's exit instead of dying first.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => {});
+
+process.channel.unref();
+process.once('disconnect', () => {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  setTimeout(() => {
+    try {
+      process.kill(-process.pid, 'SIGKILL');
+    } catch {
+      process.exit(1);
+    }
+  }, 5000).unref();
+});
