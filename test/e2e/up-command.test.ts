@@ -13,7 +13,7 @@ let child: ChildProcess | null = null;
 const state = mkdtempSync(path.join(tmpdir(), 'sssd-up-'));
 
 afterAll(() => {
-  if (child && child.exitCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
+  if (child && child.exitCode === null && child.signalCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
   rmSync(state, { recursive: true, force: true });
 });
 
