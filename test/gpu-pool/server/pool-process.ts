@@ -36,8 +36,10 @@ export async function startPool(extraArgs: string[] = [], token = 'test-token-' 
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: repoRoot,
     env: { ...process.env, SSSD_POOL_TOKEN: token },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // With a channel the pool stops if the test process dies before stopping it (pool-command.ts, watchLauncher).
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
+  child.channel?.unref();
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const url = await waitForListening(child, () => err);
