@@ -109,15 +109,14 @@ function positiveInt(value: string | undefined, flag: string, allowZero = false)
 }
 
 /**
- * The relaunch in bin/sssd.mjs (pool-node-flags.ts) starts the pool with an
- * IPC channel to it. The parent forwards signals, but one killed with SIGKILL
- * (or crashed) forwards nothing: the pool would serve on, orphaned, holding
- * its port, with nothing left to stop it. The channel closes when the parent
- * dies however it dies, so the pool watches it: gone while the pool loads, it
- * exits; gone while it serves, it stops as on SIGTERM. The channel is
- * unreferenced so it never keeps the pool alive by itself. A pool started
- * without a channel (`npm start`, the tests, a plain `node` with the flag)
- * watches nothing.
+ * Whoever starts the pool with an IPC channel to it (the relaunch in
+ * bin/sssd.mjs, `npm start`'s launcher, the tests) may die without a signal
+ * reaching the pool: killed with SIGKILL, crashed. The pool would then serve
+ * on, orphaned, holding its port, with nothing left to stop it. The channel
+ * closes however that process dies, so the pool watches it: gone while the
+ * pool loads, it exits; gone while it serves, it stops as on SIGTERM. The
+ * channel is unreferenced so it never keeps the pool alive by itself. A pool
+ * started without one (a shell, a supervisor) watches nothing.
  */
 function watchLauncher(): { onGone(handler: () => void): void } {
   let handler = (): void => {
