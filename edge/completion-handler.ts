@@ -124,7 +124,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   let trie: Uint8Array | null = null;
   if (speculate && ctx.edgeTrieNodes > 0 && !userCache.cache.isEmpty) {
     try {
-      trie = draftEdgeTrie(userCache.cache, ids, { maxNodes: ctx.edgeTrieNodes });
+      trie = draftEdgeTrie(userCache.cache, ids, { maxNodes: ctx.edgeTrieNodes, historyChain: (body.temperature ?? 1) === 0 });
     } catch (err) {
       console.warn('edge: drafting the edge trie failed; going on without it', err);
     }

@@ -244,7 +244,7 @@ export class CompletionRun {
     const context = this.plan.promptIds.concat(this.outputIds.slice(0, length));
     let trie: Uint8Array;
     try {
-      trie = draftEdgeTrie(cache, context, { maxNodes: this.deps.edgeTrieNodes });
+      trie = draftEdgeTrie(cache, context, { maxNodes: this.deps.edgeTrieNodes, historyChain: this.plan.sampling.temperature === 0 });
     } catch (err) {
       console.warn('edge: re-drafting the trie failed', err);
       return;

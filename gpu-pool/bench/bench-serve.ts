@@ -127,8 +127,9 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
     /** One workload request as served under `method`: for `sssd` the edge ships the user's trie, refreshes it, and learns from the answer. */
     const serve = async (p: Prepared & { repeat: boolean }, method: SpeculationMethod, idPrefix: string): Promise<TimedGeneration> => {
       const playEdge = edge !== null && method === 'sssd' && !p.repeat;
-      const trie = playEdge ? await edge.trieFor(p.user, p.promptIds) : undefined;
-      const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, idPrefix), ...(trie ? { trie } : {}) }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds]) } : {});
+      const greedy = p.request.temperature === 0;
+      const trie = playEdge ? await edge.trieFor(p.user, p.promptIds, greedy) : undefined;
+      const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, idPrefix), ...(trie ? { trie } : {}) }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds], greedy) } : {});
       // As the edge's waitUntil: the cache update happens after the response, off the request path.
       if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);
       return r;

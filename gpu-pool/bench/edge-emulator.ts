@@ -15,11 +15,11 @@ export class EdgeEmulator {
     private readonly trieNodes = 128,
   ) {}
 
-  /** Base64 trie for this user's prompt, or undefined when the user has no history yet. */
-  trieFor(user: string, promptIds: readonly number[]): string | undefined {
+  /** Base64 trie for this user's prompt, or undefined when the user has no history yet. `greedy`: the request samples at temperature 0 (history chains; see edge-trie.ts). */
+  trieFor(user: string, promptIds: readonly number[], greedy = true): string | undefined {
     const stored = this.caches.get(user);
     if (!stored) return undefined;
-    const trie = draftEdgeTrie(UserCache.decode(stored), promptIds, { maxNodes: this.trieNodes });
+    const trie = draftEdgeTrie(UserCache.decode(stored), promptIds, { maxNodes: this.trieNodes, historyChain: greedy });
     return trie.length === 0 ? undefined : Buffer.from(trie).toString('base64');
   }
 

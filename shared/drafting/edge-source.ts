@@ -15,7 +15,9 @@ export function addEdgeCandidates(fuser: TreeFuser, follower: EdgeTrieFollower, 
   const at = follower.position;
   if (!t || at < 0) return;
   heap.clear();
-  for (let ch = t.firstChild[at]; ch >= 0; ch = t.nextSibling[ch]) heap.push(weights.edge * t.condProbs[ch], ch, 0, 0);
+  // The edge's weight discounts the table's first-level guesses (over-confident, from few observations);
+  // a history chain's probabilities are measured ones (history-match.ts) and go in as they are.
+  for (let ch = t.firstChild[at]; ch >= 0; ch = t.nextSibling[ch]) heap.push((t.onChain[ch] ? 1 : weights.edge) * t.condProbs[ch], ch, 0, 0);
   let popped = 0;
   while (popped < limit && heap.pop()) {
     popped++;

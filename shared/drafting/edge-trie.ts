@@ -6,20 +6,33 @@
  * come from the longest context (up to the cache's maxOrder tokens, the path so
  * far included) that the cache knows, p(child) = p(node) · count/total.
  *
+ * When the context's tail matches 8+ tokens of the user's history verbatim
+ * (history-match.ts), what followed there is drafted first, as a chain whose
+ * trust grows with the match (0.84 a token at 8, 0.98 at 64): a repeated or
+ * retried request goes as deep as the pool will verify, where the n-gram
+ * table alone stopped after a few tokens at every branch its other stories
+ * share. The table's other guesses under the chain's nodes fill the rest.
+ *
  * Wire form (little-endian): magic u32 'ETR\x01' | nodeCount u16 | flags u8
- * (bit 0: 32-bit tokens) | 0 u8 | 8 reserved bytes, then tokens (u16 or u32
- * each, root first), parents u16 (root: 0xffff, else < own index), and the
- * conditional probability of each node given its parent as u8 (p·255).
+ * (bit 0: 32-bit tokens) | 0 u8 | chainNodes u16 | 6 reserved bytes, then
+ * tokens (u16 or u32 each, root first), parents u16 (root: 0xffff, else <
+ * own index), and the conditional probability of each node given its parent
+ * as u8 (p·255). chainNodes (0 in tries without one) counts the history
+ * chain's nodes: node 1 and, from each, its first child. Their probabilities
+ * are measured ones and need no discount; the table's guesses do.
  *
  * EdgeTrieFollower is the pool side: it advances along accepted tokens and
  * exposes the sub-trie under its position as a candidate source.
  */
 import { CandidateHeap } from './candidate-heap';
-import { USER_CACHE_UNIT, type UserCache } from './user-cache';
+import { type HistoryMatch, MAX_CHAIN_MATCH, MIN_CHAIN_MATCH, chainTrust, longestHistoryMatch } from './history-match';
+import { HISTORY_SEPARATOR, USER_CACHE_UNIT, type UserCache } from './user-cache';
 
 const MAGIC = 0x01525445; // "ETR\x01"
 const HEADER_BYTES = 16;
 const FLAG_WIDE_TOKENS = 1;
+/** Heap payload c: the u8 probability, and (history index + 1) << 8 for a chain candidate. */
+const CHAIN_SHIFT = 8;
 
 export interface EdgeTrieOptions {
   /** Nodes, root included (default 128, at most 65535). */
@@ -37,9 +50,16 @@ export interface EdgeTrieOptions {
    * 0.6; a back-off to one token of context is a weak guess).
    */
   orderDecay?: number;
+  /**
+   * Draft the history's continuation of a long verbatim match first (default
+   * true). Pass false for sampled requests: a sample follows the history no
+   * more often than the n-gram table predicts.
+   */
+  historyChain?: boolean;
 }
 
 const scratchHeap = new CandidateHeap(512);
+const scratchMatch: HistoryMatch = { length: 0, next: -1 };
 
 export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts: EdgeTrieOptions = {}): Uint8Array {
   const maxNodes = Math.max(1, Math.min(0xffff, opts.maxNodes ?? 128));
@@ -56,12 +76,17 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
   cond[0] = 1;
   cum[0] = 1;
   let size = 1;
+  let chainNodes = 0;
   if (!cache.isEmpty && context.length > 0) {
     const maxOrder = cache.maxOrder;
     const scratch = new Int32Array(maxOrder);
     const heap = scratchHeap;
+    const history = cache.history;
+    // Match length of each chain node's path with the history (chain nodes and the root only).
+    const matched = new Int32Array(maxNodes);
     heap.clear();
-    const expand = (node: number): void => {
+    /** The table's next tokens after `node`, but `skip` (the chain's own token), scaled by `share`. */
+    const expand = (node: number, skip: number, share: number): void => {
       // Last maxOrder tokens ending at `node`: the path upwards, then the context.
       let m = 0;
       for (let i = node; i > 0 && m < maxOrder; i = parents[i]) scratch[maxOrder - 1 - m++] = tokens[i];
@@ -72,28 +97,54 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
         const total = (cache.slotTotal(slot) + prior) / orderDecay ** (maxOrder - order);
         const n = cache.slotSize(slot);
         for (let i = 0; i < n; i++) {
-          const p = cache.slotTokenCount(slot, i) / total;
+          const token = cache.slotToken(slot, i);
+          if (token === skip) continue;
+          const p = (cache.slotTokenCount(slot, i) / total) * share;
           const pc = cum[node] * p;
-          if (pc >= minProb) heap.push(pc, node, cache.slotToken(slot, i), Math.round(Math.min(1, p) * 255));
+          if (pc >= minProb) heap.push(pc, node, token, Math.round(Math.min(1, p) * 255));
         }
         return;
       }
     };
-    expand(0);
+    /** Queues the history's token at `at` as the chain child of `node` (matched `length` tokens so far); returns its trust. */
+    const queueChain = (node: number, at: number, length: number): number => {
+      if (at >= history.length || history[at] === HISTORY_SEPARATOR) return 0;
+      const p = chainTrust(length);
+      if (p <= 0) return 0;
+      matched[node] = length;
+      heap.push(cum[node] * p, node, history[at], Math.round(p * 255) | ((at + 1) << CHAIN_SHIFT));
+      return p;
+    };
+    let rootChain = 0;
+    if (opts.historyChain !== false && longestHistoryMatch(history, context, MAX_CHAIN_MATCH, scratchMatch) && scratchMatch.length >= MIN_CHAIN_MATCH) {
+      rootChain = queueChain(0, scratchMatch.next, scratchMatch.length);
+    }
+    expand(0, rootChain > 0 ? history[scratchMatch.next] : -1, 1 - rootChain);
     while (size < maxNodes && heap.pop()) {
       const n = size++;
+      const parent = heap.topA;
+      const c = heap.topC;
       tokens[n] = heap.topB;
-      parents[n] = heap.topA;
-      cond[n] = heap.topC / 255;
+      parents[n] = parent;
+      cond[n] = (c & 0xff) / 255;
       cum[n] = heap.topProb;
-      expand(n);
+      const at = (c >>> CHAIN_SHIFT) - 1;
+      if (at < 0) {
+        expand(n, -1, 1);
+        continue;
+      }
+      // The chain child outranks its parent's other children (p ≥ 0.84 against ≤ 0.16), so it is their first.
+      chainNodes++;
+      const p = queueChain(n, at + 1, Math.min(MAX_CHAIN_MATCH, matched[parent] + 1));
+      expand(n, p > 0 ? history[at + 1] : -1, 1 - p);
     }
     heap.clear();
   }
-  return encodeEdgeTrie(tokens.subarray(0, size), parents.subarray(0, size), cond.subarray(0, size));
+  return encodeEdgeTrie(tokens.subarray(0, size), parents.subarray(0, size), cond.subarray(0, size), chainNodes);
 }
 
-export function encodeEdgeTrie(tokens: ArrayLike<number>, parents: ArrayLike<number>, condProbs: ArrayLike<number>): Uint8Array {
+/** `chainNodes`: the history chain's length, node 1 and first children from there (see the wire form). */
+export function encodeEdgeTrie(tokens: ArrayLike<number>, parents: ArrayLike<number>, condProbs: ArrayLike<number>, chainNodes = 0): Uint8Array {
   const n = tokens.length;
   let wide = false;
   for (let i = 0; i < n; i++) if (tokens[i] > 0xffff || tokens[i] < 0) wide = true;
@@ -103,6 +154,7 @@ export function encodeEdgeTrie(tokens: ArrayLike<number>, parents: ArrayLike<num
   view.setUint32(0, MAGIC, true);
   view.setUint16(4, n, true);
   bytes[6] = wide ? FLAG_WIDE_TOKENS : 0;
+  view.setUint16(8, Math.max(0, Math.min(n - 1, chainNodes)), true);
   let o = HEADER_BYTES;
   for (let i = 0; i < n; i++, o += tw) {
     if (wide) view.setInt32(o, tokens[i], true);
@@ -121,6 +173,8 @@ export interface DecodedEdgeTrie {
   condProbs: Float32Array;
   firstChild: Int32Array;
   nextSibling: Int32Array;
+  /** 1 for the nodes of the history chain (calibrated probabilities, taken as they are), else 0. */
+  onChain: Uint8Array;
 }
 
 /** Decodes the wire form; null when malformed. */
@@ -150,7 +204,10 @@ export function decodeEdgeTrie(bytes: Uint8Array | null | undefined): DecodedEdg
     else nextSibling[lastChild[p]] = i;
     lastChild[p] = i;
   }
-  return { size: n, tokens, parents, condProbs, firstChild, nextSibling };
+  const onChain = new Uint8Array(n);
+  const chainNodes = view.getUint16(8, true);
+  for (let i = chainNodes > 0 && n > 1 && parents[1] === 0 ? 1 : -1, left = chainNodes; i > 0 && left > 0; i = firstChild[i], left--) onChain[i] = 1;
+  return { size: n, tokens, parents, condProbs, firstChild, nextSibling, onChain };
 }
 
 /** Pool side: follows the accepted tokens through a shipped edge trie. */

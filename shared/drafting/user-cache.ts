@@ -4,11 +4,12 @@
  *
  * Layout (little-endian; read through a Uint32Array view, so the host must be
  * little-endian too, as x86, ARM and workerd are), queried in place:
- *   header, 32 bytes: magic u32 'SUC\x01' | version u16 | maxOrder u8 | 0 u8 |
+ *   header, 32 bytes: magic u32 'SUC\x01' | version u16 (2) | maxOrder u8 | 0 u8 |
  *     vocabHint u32 | slotCount u32 | usedSlots u32 | merges u32 |
  *     bodyLength u32 | checksum u32 (FNV-1a over the header's first 28 bytes
  *     and the body, as 32-bit words)
- *   body: slotCount slots of 32 bytes, an open-addressing hash table (linear
+ *   body: slotCount slots of 32 bytes, then the history (below).
+ *   slots: an open-addressing hash table (linear
  *     probing from key % slotCount) from the hash of a context of 1..maxOrder
  *     tokens to its most frequent next tokens:
  *     key u32 (0 = empty) | tokens u32 × 4 | counts u16 × 4 | total u16 |
@@ -17,6 +18,14 @@
  *   seen after the context (also those not kept), so count/total estimates a
  *   probability. Different contexts whose 32-bit hashes collide share a slot:
  *   a rare, harmless mis-prediction for a cache.
+ *   history (version 2): u32 H, then H u32 words: the user's latest requests
+ *     (prompt + output tokens), oldest first, separated by HISTORY_SEPARATOR.
+ *     The n-gram table cannot tell a repeated request from one that shares
+ *     its phrases (TinyStories' stories share many 4-grams); the tokens
+ *     themselves can: a context that matches 24+ tokens of the history goes
+ *     on as it did ~98% of the time on dev-sessions' greedy requests (see
+ *     history-match.ts).
+ *   Version 1 values (no history) still decode, with an empty history.
  *
  * Recency: every merge multiplies the old counts by `decay` (0.85) before adding
  * the new request at UNIT (64) per occurrence; entries that decay to zero go,
@@ -28,7 +37,13 @@
  */
 
 const MAGIC = 0x01435553; // "SUC\x01" read as little-endian u32
-const VERSION = 1;
+const VERSION = 2;
+/** Values of this version have no history section. */
+const VERSION_NO_HISTORY = 1;
+/** Separates requests in the history (never a token id). */
+export const HISTORY_SEPARATOR = 0xffffffff;
+/** Most tokens of history kept by default (8 KiB); at most a quarter of maxBytes. */
+export const DEFAULT_USER_CACHE_HISTORY_TOKENS = 2048;
 const HEADER_BYTES = 32;
 const SLOT_WORDS = 8;
 const SLOT_BYTES = SLOT_WORDS * 4;
@@ -49,6 +64,8 @@ export interface UserCacheOptions {
   decay?: number;
   /** Vocabulary size of the model; recorded, and a cache for another vocabulary decodes as empty. */
   vocabSize?: number;
+  /** Most tokens of recent requests kept verbatim (default 2048, at most a quarter of maxBytes; 0 keeps none). */
+  historyTokens?: number;
 }
 
 export const DEFAULT_USER_CACHE_MAX_BYTES = 256 * 1024;
@@ -63,10 +80,13 @@ export class UserCache {
   readonly merges: number;
   /** The encoded value (what goes to KV). */
   readonly bytes: Uint8Array;
+  /** Latest requests' tokens, oldest first, HISTORY_SEPARATOR between requests (a view into `bytes`). */
+  readonly history: Uint32Array;
 
-  private constructor(bytes: Uint8Array, words: Uint32Array, slotCount: number, entryCount: number, maxOrder: number, vocabHint: number, merges: number) {
+  private constructor(bytes: Uint8Array, words: Uint32Array, slotCount: number, entryCount: number, maxOrder: number, vocabHint: number, merges: number, history: Uint32Array) {
     this.bytes = bytes;
     this.words = words;
+    this.history = history;
     this.slotCount = slotCount;
     this.entryCount = entryCount;
     this.maxOrder = maxOrder;
@@ -83,7 +103,7 @@ export class UserCache {
    * version) or other-vocabulary values give an empty cache.
    */
   static decode(bytes: Uint8Array | null | undefined, opts: { vocabSize?: number } = {}): UserCache {
-    const empty = (): UserCache => new UserCache(new Uint8Array(0), new Uint32Array(0), 0, 0, 4, opts.vocabSize ?? 0, 0);
+    const empty = (): UserCache => new UserCache(new Uint8Array(0), new Uint32Array(0), 0, 0, 4, opts.vocabSize ?? 0, 0, new Uint32Array(0));
     try {
       // isView, not instanceof: values may come from another realm (workerd, vm).
       if (!bytes || !ArrayBuffer.isView(bytes) || bytes.BYTES_PER_ELEMENT !== 1) return empty();
@@ -91,7 +111,8 @@ export class UserCache {
       // Word views need 4-byte alignment; KV hands out fresh buffers, copy otherwise.
       const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
       const all = new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
-      if (all[0] !== MAGIC || (all[1] & 0xffff) !== VERSION) return empty();
+      const version = all[1] & 0xffff;
+      if (all[0] !== MAGIC || (version !== VERSION && version !== VERSION_NO_HISTORY)) return empty();
       const maxOrder = (all[1] >>> 16) & 0xff;
       const vocabHint = all[2];
       const slotCount = all[3];
@@ -99,17 +120,27 @@ export class UserCache {
       const merges = all[5];
       const bodyLength = all[6];
       if (maxOrder < 1 || maxOrder > 8) return empty();
-      if (bodyLength !== slotCount * SLOT_BYTES || aligned.byteLength !== HEADER_BYTES + bodyLength) return empty();
+      if (aligned.byteLength !== HEADER_BYTES + bodyLength) return empty();
+      const slotWords = slotCount * SLOT_WORDS;
+      let history: Uint32Array = new Uint32Array(0);
+      if (version === VERSION_NO_HISTORY) {
+        if (bodyLength !== slotCount * SLOT_BYTES) return empty();
+      } else {
+        const at = HEADER_BYTES / 4 + slotWords;
+        if (bodyLength < slotCount * SLOT_BYTES + 4 || bodyLength !== slotCount * SLOT_BYTES + 4 + all[at] * 4) return empty();
+        history = all.subarray(at + 1, at + 1 + all[at]);
+      }
       if (used > slotCount) return empty();
       if (checksum(all) !== all[7]) return empty();
       if (opts.vocabSize && vocabHint && vocabHint !== opts.vocabSize) return empty();
-      const words = all.subarray(HEADER_BYTES / 4);
-      return new UserCache(aligned, words, slotCount, used, maxOrder, vocabHint, merges);
+      const words = all.subarray(HEADER_BYTES / 4, HEADER_BYTES / 4 + slotWords);
+      return new UserCache(aligned, words, slotCount, used, maxOrder, vocabHint, merges, history);
     } catch {
       return empty();
     }
   }
 
+  /** No n-gram entries (a value with history always has some). */
   get isEmpty(): boolean {
     return this.entryCount === 0;
   }
@@ -280,7 +311,7 @@ function workAdd(work: Uint32Array, at: number, token: number, weight: number): 
  * typed arrays only (plus one native sort of the totals when the bound evicts).
  */
 export function mergeIntoUserCache(old: Uint8Array | null, tokens: ArrayLike<number>, opts: UserCacheOptions = {}): Uint8Array {
-  const maxBytes = Math.max(HEADER_BYTES + SLOT_BYTES * 4, opts.maxBytes ?? DEFAULT_USER_CACHE_MAX_BYTES);
+  const maxBytes = Math.max(HEADER_BYTES + SLOT_BYTES * 4 + 4, opts.maxBytes ?? DEFAULT_USER_CACHE_MAX_BYTES);
   const decay = Math.min(1, Math.max(0, opts.decay ?? 0.85));
   const prev = UserCache.decode(old, { vocabSize: opts.vocabSize });
   const maxOrder = prev.isEmpty ? clampOrder(opts.maxOrder) : prev.maxOrder;
@@ -317,7 +348,8 @@ export function mergeIntoUserCache(old: Uint8Array | null, tokens: ArrayLike<num
   const n = workCount;
   let live = 0;
   for (let at = 0; at < n * WORK_WORDS; at += WORK_WORDS) if (work[at + W_N] > 0) live++;
-  const maxSlots = Math.floor((maxBytes - HEADER_BYTES) / SLOT_BYTES);
+  const history = mergedHistory(prev.history, tokens, historyLimit(opts.historyTokens, maxBytes));
+  const maxSlots = Math.floor((maxBytes - HEADER_BYTES - 4 - history.length * 4) / SLOT_BYTES);
   const maxEntries = Math.floor(maxSlots * MAX_LOAD);
   // Keep totals > cut, and up to `ties` entries whose total equals cut.
   let cut = -1;
@@ -335,7 +367,9 @@ export function mergeIntoUserCache(old: Uint8Array | null, tokens: ArrayLike<num
   }
 
   const slotCount = kept === 0 ? 0 : Math.min(maxSlots, Math.ceil(kept / MAX_LOAD) + 1);
-  const all = new Uint32Array(HEADER_BYTES / 4 + slotCount * SLOT_WORDS);
+  const all = new Uint32Array(HEADER_BYTES / 4 + slotCount * SLOT_WORDS + 1 + history.length);
+  all[HEADER_BYTES / 4 + slotCount * SLOT_WORDS] = history.length;
+  all.set(history, HEADER_BYTES / 4 + slotCount * SLOT_WORDS + 1);
   const body = HEADER_BYTES / 4;
   let used = 0;
   for (let at = 0; at < n * WORK_WORDS && used < kept; at += WORK_WORDS) {
@@ -376,8 +410,48 @@ export function mergeIntoUserCache(old: Uint8Array | null, tokens: ArrayLike<num
   return new Uint8Array(all.buffer);
 }
 
+/** History tokens a value of `maxBytes` keeps: as asked, within a quarter of the value. */
+function historyLimit(asked: number | undefined, maxBytes: number): number {
+  const want = Math.max(0, Math.floor(asked ?? DEFAULT_USER_CACHE_HISTORY_TOKENS));
+  // 2^20 at most: edge-trie.ts packs a history index into 23 bits.
+  return Math.min(want, Math.floor(maxBytes / 16), 1 << 20);
+}
+
+/**
+ * The old history with the request appended, cut to `limit` tokens by
+ * dropping whole requests from the front (a request longer than the limit
+ * alone keeps its last `limit` tokens).
+ */
+function mergedHistory(old: Uint32Array, tokens: ArrayLike<number>, limit: number): Uint32Array {
+  if (limit === 0) return new Uint32Array(0);
+  const n = tokens.length;
+  if (n >= limit) {
+    const out = new Uint32Array(limit);
+    for (let i = 0; i < limit; i++) out[i] = tokens[n - limit + i] >>> 0;
+    return out;
+  }
+  // Keep old[from..] with from just after a separator, so that old + separator + request fits.
+  let from = 0;
+  const room = limit - n - 1;
+  if (old.length > room) {
+    from = old.length;
+    for (let i = old.length - room - 1; i < old.length; i++) {
+      if (i >= 0 && old[i] === HISTORY_SEPARATOR) {
+        from = i + 1;
+        break;
+      }
+    }
+  }
+  const kept = old.length - from;
+  const out = new Uint32Array(kept + (kept > 0 ? 1 : 0) + n);
+  out.set(old.subarray(from), 0);
+  if (kept > 0) out[kept] = HISTORY_SEPARATOR;
+  for (let i = 0, o = out.length - n; i < n; i++) out[o + i] = tokens[i] >>> 0;
+  return out;
+}
+
 function encodeSlots(words: Uint32Array, slotCount: number, used: number, maxOrder: number, vocabHint: number, merges: number): Uint8Array {
-  const all = new Uint32Array(HEADER_BYTES / 4 + words.length);
+  const all = new Uint32Array(HEADER_BYTES / 4 + words.length + 1);
   all.set(words, HEADER_BYTES / 4);
   writeHeader(all, slotCount, used, maxOrder, vocabHint, merges);
   return new Uint8Array(all.buffer);
@@ -391,7 +465,7 @@ function writeHeader(all: Uint32Array, slotCount: number, used: number, maxOrder
   all[3] = slotCount;
   all[4] = used;
   all[5] = merges >>> 0;
-  all[6] = slotCount * SLOT_BYTES;
+  all[6] = all.length * 4 - HEADER_BYTES;
   all[7] = checksum(all);
 }
 

@@ -126,6 +126,20 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(alias.usage?.speculation.edge_accepted_tokens).toBe(0);
   });
 
+  it("drafts a user's repeated greedy request from what they were answered before, verbatim", async () => {
+    // Stories that share most of their phrases: the cache's n-gram table alone drafts a repeat no better than the others.
+    const prompts = ['Lily went to the park with her mom.', 'Lily went to the park with her dad.', 'Lily went to the park with her dog.'];
+    const firsts = [];
+    for (const prompt of prompts) firsts.push(await streamCompletion({ prompt, max_tokens: 96, temperature: 0, user: 'carol' }));
+    await new Promise((r) => setTimeout(r, 500)); // the cache writes run after the responses (waitUntil)
+    const again = await streamCompletion({ prompt: prompts[0], max_tokens: 96, temperature: 0, user: 'carol' });
+    expect(again.text).toBe(firsts[0].text);
+    const spec = again.usage!.speculation;
+    // 96 tokens in 7 steps here (82 from the edge); with the n-gram table alone 24 (70).
+    expect(spec.edge_accepted_tokens).toBeGreaterThan(75);
+    expect(spec.steps).toBeLessThanOrEqual(12);
+  });
+
   it("reports each token's log-probability and the most likely alternatives, streamed or whole, chat or completions", async () => {
     const maxTokens = 24;
     // Legacy completions: logprobs = how many alternatives.

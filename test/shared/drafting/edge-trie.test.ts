@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EdgeTrieFollower, decodeEdgeTrie, draftEdgeTrie, encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
+import { MIN_CHAIN_MATCH, chainTrust } from '../../../shared/drafting/history-match';
 import { UserCache, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
 import { seededRandom, tokenStream } from './random-tokens';
 
@@ -67,5 +68,63 @@ describe('edge trie', () => {
     for (const junk of [null, new Uint8Array(3), bytes.subarray(0, bytes.length - 2), new Uint8Array(64).fill(255)]) {
       expect(new EdgeTrieFollower(junk).exhausted).toBe(true);
     }
+  });
+  describe('history chains', () => {
+    /** A user whose stories share most of their 4-grams (a 6-token alphabet), the last of them told again. */
+    function repeatingUser(): { cache: UserCache; story: number[] } {
+      const rand = seededRandom(31);
+      let bytes: Uint8Array | null = null;
+      const stories = Array.from({ length: 8 }, () => [1, ...tokenStream(rand, 150, 6)]);
+      for (const st of stories) bytes = mergeIntoUserCache(bytes, st);
+      return { cache: UserCache.decode(bytes), story: stories[3] };
+    }
+
+    /** How many tokens of `want` the trie's paths follow from the root. */
+    function follows(bytes: Uint8Array, want: number[]): number {
+      const f = new EdgeTrieFollower(bytes);
+      let d = 0;
+      while (d < want.length && f.advance(want[d])) d++;
+      return d;
+    }
+
+    it('drafts what followed a long verbatim match first, far deeper than the n-gram table', () => {
+      const { cache, story } = repeatingUser();
+      const prompt = story.slice(0, 20);
+      const rest = story.slice(20);
+      const chained = draftEdgeTrie(cache, prompt, { maxNodes: 256 });
+      const plain = draftEdgeTrie(cache, prompt, { maxNodes: 256, historyChain: false });
+      expect(follows(chained, rest)).toBe(rest.length);
+      expect(follows(plain, rest)).toBeLessThan(40);
+      // The chain is node 1 and first children from there, marked for the pool.
+      const t = decodeEdgeTrie(chained)!;
+      let chain = 0;
+      for (let i = 1; i > 0 && chain < rest.length; i = t.firstChild[i]) {
+        expect(t.onChain[i]).toBe(1);
+        expect(t.tokens[i]).toBe(rest[chain++]);
+      }
+      let marked = 0;
+      for (let i = 0; i < t.size; i++) marked += t.onChain[i];
+      expect(marked).toBe(rest.length);
+      expect(decodeEdgeTrie(plain)!.onChain.every((x) => x === 0)).toBe(true);
+    });
+
+    it('trusts the chain by its match, more the longer it runs, and fills the rest with the table\'s other guesses', () => {
+      const { cache, story } = repeatingUser();
+      const t = decodeEdgeTrie(draftEdgeTrie(cache, story.slice(0, 20), { maxNodes: 128 }))!;
+      // 20 tokens matched at the root (the history knows the whole prompt).
+      expect(t.condProbs[1]).toBeCloseTo(chainTrust(20), 2);
+      let last = 0;
+      for (let i = 1; i > 0 && t.onChain[i]; i = t.firstChild[i]) {
+        expect(t.condProbs[i]).toBeGreaterThanOrEqual(last - 1 / 255);
+        last = t.condProbs[i];
+        // No other child repeats the chain's token.
+        const next = t.firstChild[i];
+        if (next > 0) for (let c = t.nextSibling[next]; c >= 0; c = t.nextSibling[c]) expect(t.tokens[c]).not.toBe(t.tokens[next]);
+      }
+      expect(t.size).toBe(128);
+      // Too short a match drafts no chain.
+      const short = decodeEdgeTrie(draftEdgeTrie(cache, [2, ...story.slice(13, 13 + MIN_CHAIN_MATCH - 2)], { maxNodes: 64 }))!;
+      expect(short.onChain.every((x) => x === 0)).toBe(true);
+    });
   });
 });

@@ -69,6 +69,21 @@ describe('RequestDrafter', () => {
     expect(d.edgeTrieExhausted).toBe(true);
   });
 
+  it('takes a history chain\'s probabilities as the edge measured them, and discounts the table\'s guesses', () => {
+    const probs = [1, 0.9, 0.9, 0.9];
+    const chained = new RequestDrafter({ method: 'sssd', promptIds: [1, 5], edgeTrie: encodeEdgeTrie([5, 6, 7, 8], [-1, 0, 1, 2], probs, 3) });
+    const plain = new RequestDrafter({ method: 'sssd', promptIds: [1, 5], edgeTrie: encodeEdgeTrie([5, 6, 7, 8], [-1, 0, 1, 2], probs) });
+    const a = chained.draft(8);
+    const b = plain.draft(8);
+    expect(paths(a)).toEqual(['6', '6,7', '6,7,8']);
+    expect(a.probs[1]).toBeCloseTo(0.9, 2);
+    expect(a.probs[3]).toBeCloseTo(0.9 ** 3, 2);
+    expect(b.probs[1]).toBeCloseTo(0.9 * defaultFusionWeights.edge, 2);
+    // Followed into the chain, its next nodes are still taken as they are.
+    chained.accept([6]);
+    expect(chained.draft(8).probs[1]).toBeCloseTo(0.9, 2);
+  });
+
   it('fuses context, edge trie and datastore so that every path is a candidate path of some source', () => {
     const rand = seededRandom(77);
     const occurs = (hay: number[], needle: number[]): boolean => {

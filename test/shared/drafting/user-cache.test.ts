@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { USER_CACHE_TOP, USER_CACHE_UNIT, UserCache, contextKey, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
+import { HISTORY_SEPARATOR, USER_CACHE_TOP, USER_CACHE_UNIT, UserCache, contextKey, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
 import { seededRandom, tokenStream } from './random-tokens';
 
 /** Brute force: for each context of length 1..maxOrder, counts of the next token. */
@@ -31,7 +31,7 @@ function contents(bytes: Uint8Array): Map<string, string> {
  * The merge as first written (Map + Float64 working set + stable sort by
  * total), kept as the reference the typed-array merge must reproduce.
  */
-function referenceMerge(old: Uint8Array | null, tokens: number[], maxBytes: number, decay = 0.85): Map<string, string> {
+function referenceMerge(old: Uint8Array | null, tokens: number[], maxBytes: number, historyTokens: number, decay = 0.85): Map<string, string> {
   const prev = UserCache.decode(old);
   const maxOrder = prev.isEmpty ? 4 : prev.maxOrder;
   const entries = new Map<string, { key: number; order: number; total: number; next: Array<[number, number]> }>();
@@ -63,7 +63,8 @@ function referenceMerge(old: Uint8Array | null, tokens: number[], maxBytes: numb
   }
   for (let i = 1; i < tokens.length; i++) for (let o = 1; o <= maxOrder && o <= i; o++) add(entry(contextKey(tokens, i - o, i), o), tokens[i], USER_CACHE_UNIT);
   let live = [...entries.values()].filter((e) => e.next.length > 0);
-  const maxEntries = Math.floor(Math.floor((maxBytes - 32) / 32) * 0.8);
+  // The history (its length word and tokens) shares the bound with the slots.
+  const maxEntries = Math.floor(Math.floor((maxBytes - 32 - 4 - 4 * historyTokens) / 32) * 0.8);
   if (live.length > maxEntries) live = live.sort((a, b) => b.total - a.total).slice(0, maxEntries);
   const out = new Map<string, string>();
   for (const e of live) {
@@ -191,8 +192,9 @@ describe('UserCache', () => {
       let bytes: Uint8Array | null = null;
       for (let r = 0; r < 25; r++) {
         const req = tokenStream(rand, 50 + Math.floor(rand() * 250), 8);
-        const want = referenceMerge(bytes, req, maxBytes);
-        bytes = mergeIntoUserCache(bytes, req, { maxBytes });
+        const next = mergeIntoUserCache(bytes, req, { maxBytes });
+        const want = referenceMerge(bytes, req, maxBytes, UserCache.decode(next).history.length);
+        bytes = next;
         expect(bytes.length).toBeLessThanOrEqual(maxBytes);
         expect(contents(bytes)).toEqual(want);
       }
@@ -204,6 +206,58 @@ describe('UserCache', () => {
     const req = tokenStream(rand, 5000, 8);
     const bytes = mergeIntoUserCache(null, req, { maxBytes: 4096 });
     expect(bytes.length).toBeLessThanOrEqual(4096);
-    expect(contents(bytes)).toEqual(referenceMerge(null, req, 4096));
+    expect(contents(bytes)).toEqual(referenceMerge(null, req, 4096, UserCache.decode(bytes).history.length));
+  });
+  it('keeps the latest requests verbatim, dropping the oldest whole, within its history bound', () => {
+    let bytes = mergeIntoUserCache(null, [1, 10, 11, 12], { historyTokens: 12 });
+    expect(Array.from(UserCache.decode(bytes).history)).toEqual([1, 10, 11, 12]);
+    bytes = mergeIntoUserCache(bytes, [1, 20, 21], { historyTokens: 12 });
+    expect(Array.from(UserCache.decode(bytes).history)).toEqual([1, 10, 11, 12, HISTORY_SEPARATOR, 1, 20, 21]);
+    // 8 + 1 + 5 > 12: the oldest request goes, not part of it.
+    bytes = mergeIntoUserCache(bytes, [1, 30, 31, 32, 33], { historyTokens: 12 });
+    expect(Array.from(UserCache.decode(bytes).history)).toEqual([1, 20, 21, HISTORY_SEPARATOR, 1, 30, 31, 32, 33]);
+    // A request longer than the bound alone keeps its end.
+    bytes = mergeIntoUserCache(bytes, Array.from({ length: 20 }, (_, i) => 100 + i), { historyTokens: 12 });
+    expect(Array.from(UserCache.decode(bytes).history)).toEqual(Array.from({ length: 12 }, (_, i) => 108 + i));
+    // The n-gram table still knows the older requests; 0 keeps no history.
+    expect(UserCache.decode(bytes).nextTokens([10], 1)).toHaveLength(1);
+    expect(UserCache.decode(mergeIntoUserCache(bytes, [1, 2, 3], { historyTokens: 0 })).history).toHaveLength(0);
+  });
+
+  it('gives the history at most a quarter of the value, and keeps the default 2,048 tokens of it', () => {
+    const rand = seededRandom(8);
+    let small: Uint8Array | null = null;
+    let large: Uint8Array | null = null;
+    for (let i = 0; i < 40; i++) {
+      const req = tokenStream(rand, 300, 64);
+      small = mergeIntoUserCache(small, req, { maxBytes: 8192 });
+      large = mergeIntoUserCache(large, req);
+      expect(small.length).toBeLessThanOrEqual(8192);
+    }
+    expect(UserCache.decode(small).history.length).toBeLessThanOrEqual(8192 / 16);
+    const history = UserCache.decode(large).history;
+    expect(history.length).toBeGreaterThan(1800);
+    expect(history.length).toBeLessThanOrEqual(2048);
+  });
+
+  it('still reads a value written before the history (version 1)', () => {
+    const v2 = mergeIntoUserCache(null, [1, 10, 11, 12, 13]);
+    const cache = UserCache.decode(v2);
+    // Version 1: the same header and slots, no history section.
+    const words = new Uint32Array(8 + cache.slotCount * 8);
+    words.set(new Uint32Array(v2.buffer, v2.byteOffset, words.length));
+    words[1] = (words[1] & ~0xffff) | 1;
+    words[6] = cache.slotCount * 32;
+    let h = 0x811c9dc5;
+    for (let i = 0; i < words.length; i++) if (i !== 7) h = Math.imul(h ^ words[i], 0x01000193);
+    words[7] = h >>> 0;
+    const v1 = UserCache.decode(new Uint8Array(words.buffer));
+    expect(v1.isEmpty).toBe(false);
+    expect(v1.history).toHaveLength(0);
+    expect(v1.nextTokens([11, 12], 2)).toEqual([{ token: 13, count: USER_CACHE_UNIT }]);
+    // Merging into it upgrades it, old knowledge kept.
+    const upgraded = UserCache.decode(mergeIntoUserCache(new Uint8Array(words.buffer), [1, 20, 21]));
+    expect(Array.from(upgraded.history)).toEqual([1, 20, 21]);
+    expect(upgraded.nextTokens([11, 12], 2)[0].token).toBe(13);
   });
 });
