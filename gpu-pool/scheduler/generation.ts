@@ -5,6 +5,7 @@
  */
 import type { FinishReason, GenerateRequest, PoolEvent, SpeculationUsage } from '../../shared/protocol';
 import type { DraftTree } from '../../shared/drafting/draft-tree';
+import type { EdgeTrieFollower } from '../../shared/drafting/edge-trie';
 import type { ChainCoupling } from '../../shared/drafting/table-chain';
 import type { DepthCalibration } from '../budget/depth-calibration';
 import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
@@ -50,6 +51,15 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   trieExhaustedSent = false;
   /** A trie pushed by the edge, applied between steps. */
   incomingTrie: { bytes: Uint8Array; outputLength: number } | null = null;
+  /**
+   * The edge trie's history chain (a repeated greedy request; see
+   * shared/drafting/edge-trie.ts), followed along the output apart from the
+   * drafter: a wide batch's rows draft chains without building their drafter,
+   * and this is the one a repeated request should take. Null once off it.
+   */
+  historyChain: EdgeTrieFollower | null = null;
+  /** This step's chain is the history chain's (its estimates are the edge's, not the table's to calibrate). */
+  historyChainStep = false;
   /** Whether the edge shipped or pushed a trie for this request (sssd). */
   hasEdgeTrie = false;
   /** Accepted tokens that came from the current edge trie (a fresh one is asked for only if this one paid). */

@@ -25,6 +25,7 @@
  * exposes the sub-trie under its position as a candidate source.
  */
 import { CandidateHeap } from './candidate-heap';
+import { type DraftTree, SOURCE_EDGE, appendNode, resetDraftTree } from './draft-tree';
 import { type HistoryMatch, MAX_CHAIN_MATCH, MIN_CHAIN_MATCH, chainTrust, longestHistoryMatch } from './history-match';
 import { HISTORY_SEPARATOR, USER_CACHE_UNIT, type UserCache } from './user-cache';
 
@@ -177,6 +178,13 @@ export interface DecodedEdgeTrie {
   onChain: Uint8Array;
 }
 
+/** The history chain's length a trie's header gives (0: none, or not a trie); the trie itself is not checked. */
+export function historyChainNodes(bytes: Uint8Array | null | undefined): number {
+  if (!bytes || bytes.byteLength < HEADER_BYTES) return 0;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return view.getUint32(0, true) === MAGIC ? view.getUint16(8, true) : 0;
+}
+
 /** Decodes the wire form; null when malformed. */
 export function decodeEdgeTrie(bytes: Uint8Array | null | undefined): DecodedEdgeTrie | null {
   if (!bytes || bytes.byteLength < HEADER_BYTES) return null;
@@ -243,5 +251,37 @@ export class EdgeTrieFollower {
   advanceAll(tokens: ArrayLike<number>, from = 0, to = tokens.length): boolean {
     for (let i = from; i < to; i++) if (!this.advance(tokens[i])) return false;
     return true;
+  }
+
+  /** The position's next node is on the history chain (the chain goes on from here). */
+  get onChainAhead(): boolean {
+    const t = this.trie;
+    if (!t || this.position < 0) return false;
+    const next = t.firstChild[this.position];
+    return next > 0 && t.onChain[next] === 1;
+  }
+
+  /**
+   * Writes the history chain ahead of the position into `tree` (reset, its
+   * root the position's token), at most `nodes` of it, each node's estimate
+   * the product of the trie's probabilities along it; returns how many. The
+   * draft a wide batch's row can afford (no fusion: a few array reads).
+   */
+  chainAhead(tree: DraftTree, nodes: number): number {
+    const t = this.trie;
+    if (!t || this.position < 0) return 0;
+    resetDraftTree(tree, t.tokens[this.position]);
+    const want = Math.min(nodes, tree.tokens.length - 1);
+    let prob = 1;
+    let at = this.position;
+    let node = 0;
+    for (let d = 0; d < want; d++) {
+      const next = t.firstChild[at];
+      if (next <= 0 || t.onChain[next] !== 1) break;
+      prob *= t.condProbs[next];
+      node = appendNode(tree, node, t.tokens[next], prob, SOURCE_EDGE);
+      at = next;
+    }
+    return tree.size - 1;
   }
 }

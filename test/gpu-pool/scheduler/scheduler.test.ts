@@ -658,6 +658,42 @@ describe('continuous batching', () => {
       for (let i = 0; i < n; i++) if (i % 4 !== 3) expect(ids(sssd[i])).toEqual(fixtures[i % fixtures.length].output_ids.slice(0, 48));
     });
 
+    it("a repeated request's history chain is its chain in a wide batch: the edge's tokens, accepted, then a fresh trie asked for", async () => {
+      const table = await fixtureTable();
+      const { s } = chainScheduler(table);
+      /** The trie an edge ships for a repeat: the answer it gave before, as a history chain. */
+      const historyTrie = (f: { prompt_ids: number[]; output_ids: number[] }): string => {
+        const next = f.output_ids.slice(0, 24);
+        return Buffer.from(encodeEdgeTrie([f.prompt_ids.at(-1)!, ...next], [-1, ...next.map((_, k) => k)], [1, ...next.map(() => 0.98)], next.length)).toString('base64');
+      };
+      const n = 20;
+      runner.steps = [];
+      const runs = Array.from({ length: n }, (_, i) => {
+        const c = collect();
+        const f = fixtures[i % fixtures.length];
+        s.submit(generateRequestSchema.parse({ id: `hist${i}`, promptIds: f.prompt_ids, maxTokens: 48, speculation: 'sssd', ...(i % 2 === 0 ? { trie: historyTrie(f) } : {}) }), c.sink);
+        return c.done;
+      });
+      const events = await Promise.all(runs);
+      // The batch was too wide for the fused drafter: rows chained.
+      expect(runner.steps.filter((rows) => rows.length >= 16 && rows.some((t) => t > 1)).length).toBeGreaterThan(3);
+      for (let i = 0; i < n; i++) {
+        const f = fixtures[i % fixtures.length];
+        expect(ids(events[i]), `request ${i}`).toEqual(f.output_ids.slice(0, 48));
+        const fromEdge = events[i].reduce((k, e) => k + (e.type === 'tokens' ? e.sources.filter((x) => x === 'edge').length : 0), 0);
+        const hints = events[i].filter((e) => e.type === 'trie-exhausted');
+        if (i % 2 === 0) {
+          // Most of the 24-token chain came from the edge (20-22 here; with table chains only, 0-16),
+          // and its end asked for the next trie.
+          expect(fromEdge, `request ${i}`).toBeGreaterThan(18);
+          expect(hints).toHaveLength(1);
+        } else {
+          expect(fromEdge).toBe(0);
+          expect(hints).toHaveLength(0);
+        }
+      }
+    });
+
     it('rows that chained while the batch was wide go on chaining when it narrows, rather than build the fused drafter late', async () => {
       const table = await fixtureTable();
       class RecordingGovernor extends SpeculationGovernor {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { EdgeTrieFollower, decodeEdgeTrie, draftEdgeTrie, encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
+import { createDraftTree, pathTokens } from '../../../shared/drafting/draft-tree';
+import { EdgeTrieFollower, decodeEdgeTrie, draftEdgeTrie, encodeEdgeTrie, historyChainNodes } from '../../../shared/drafting/edge-trie';
 import { MIN_CHAIN_MATCH, chainTrust } from '../../../shared/drafting/history-match';
 import { UserCache, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
 import { seededRandom, tokenStream } from './random-tokens';
@@ -106,6 +107,30 @@ describe('edge trie', () => {
       for (let i = 0; i < t.size; i++) marked += t.onChain[i];
       expect(marked).toBe(rest.length);
       expect(decodeEdgeTrie(plain)!.onChain.every((x) => x === 0)).toBe(true);
+    });
+
+    it('a follower reads the chain ahead of its position as a draft, and knows when the chain has run out', () => {
+      // Root 9, chain 1 -> 2 -> 3 (first children), a table guess 7 under node 1.
+      const bytes = encodeEdgeTrie([9, 1, 2, 7, 3], [-1, 0, 1, 1, 2], [1, 0.9, 0.8, 0.1, 0.5], 3);
+      expect(historyChainNodes(bytes)).toBe(3);
+      expect(historyChainNodes(encodeEdgeTrie([9, 1], [-1, 0], [1, 1]))).toBe(0);
+      const f = new EdgeTrieFollower(bytes);
+      const tree = createDraftTree(9);
+      expect(f.onChainAhead).toBe(true);
+      expect(f.chainAhead(tree, 8)).toBe(3);
+      expect(pathTokens(tree, 3)).toEqual([1, 2, 3]);
+      expect(tree.probs[3]).toBeCloseTo(0.9 * 0.8 * 0.5, 2);
+      expect(f.chainAhead(tree, 2)).toBe(2);
+      f.advance(1);
+      expect(f.chainAhead(tree, 8)).toBe(2);
+      expect(tree.tokens[0]).toBe(1);
+      f.advanceAll([2, 3]);
+      expect(f.onChainAhead).toBe(false);
+      expect(f.chainAhead(tree, 8)).toBe(0);
+      // Off the chain (the table's guess): nothing ahead.
+      const g = new EdgeTrieFollower(bytes);
+      g.advanceAll([1, 7]);
+      expect(g.onChainAhead).toBe(false);
     });
 
     it('trusts the chain by its match, more the longer it runs, and fills the rest with the table\'s other guesses', () => {
