@@ -1,3 +1,4 @@
+import { DEFAULT_USER_CACHE_HISTORY_TOKENS } from '../shared/drafting/user-cache';
 import type { EdgeEnv } from './env';
 
 export interface EdgeConfig {
@@ -5,6 +6,8 @@ export interface EdgeConfig {
   poolToken: string;
   maxBodyBytes: number;
   userCacheMaxBytes: number;
+  /** Tokens of the user's latest requests kept verbatim in their cache (0: none; see shared/drafting/user-cache.ts). */
+  userCacheHistoryTokens: number;
   edgeTrieNodes: number;
   defaultRpm: number;
   defaultConcurrency: number;
@@ -30,6 +33,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     poolToken: env.SSSD_POOL_TOKEN ?? '',
     maxBodyBytes: intVar(env.SSSD_MAX_BODY_BYTES, 1024 * 1024, 1024, 64 * 1024 * 1024),
     userCacheMaxBytes: intVar(env.SSSD_USER_CACHE_MAX_BYTES, 64 * 1024, 1024, 16 * 1024 * 1024),
+    userCacheHistoryTokens: intVar(env.SSSD_USER_CACHE_HISTORY_TOKENS, DEFAULT_USER_CACHE_HISTORY_TOKENS, 0, 1 << 20),
     edgeTrieNodes: intVar(env.SSSD_EDGE_TRIE_NODES, 64, 0, 4096),
     defaultRpm: intVar(env.SSSD_DEFAULT_RPM, 600, 1, 1_000_000),
     defaultConcurrency: intVar(env.SSSD_DEFAULT_CONCURRENCY, 8, 1, 10_000),

@@ -17,6 +17,8 @@ export interface EdgeEnv {
   SSSD_MAX_BODY_BYTES?: string;
   /** Upper bound of a stored user cache in bytes (default 64 KiB). */
   SSSD_USER_CACHE_MAX_BYTES?: string;
+  /** Tokens of a user's latest requests kept verbatim in their cache (default 2048, 0 = none). */
+  SSSD_USER_CACHE_HISTORY_TOKENS?: string;
   /** Draft nodes in the edge trie shipped with a request (default 64). */
   SSSD_EDGE_TRIE_NODES?: string;
   /** Defaults for keys without explicit limits. */

@@ -115,7 +115,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       key,
       model,
       picker: pools,
-      store: new UserCacheStore(env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize),
+      store: new UserCacheStore(env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize, config.userCacheHistoryTokens),
       waitUntil: (promise) => c.executionCtx.waitUntil(promise),
       edgeTrieNodes: config.edgeTrieNodes,
       onFinish: admission.release,

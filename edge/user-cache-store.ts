@@ -1,5 +1,5 @@
 /**
- * The per-user n-gram cache in KV: one read at request start, one bounded write
+ * The per-user cache in KV (an n-gram table and the latest requests verbatim): one read at request start, one bounded write
  * at the end (via waitUntil). The cache scope is hash(keyId + ':' + user), so a
  * request can only ever read or write its own user's cache. Missing or corrupt
  * values decode to an empty cache and a KV outage never fails a request: the
@@ -25,6 +25,8 @@ export class UserCacheStore {
     private readonly maxBytes: number,
     /** Lets a value written for another model's vocabulary decode as empty. */
     private readonly vocabSize?: number,
+    /** Tokens of the latest requests kept verbatim (undefined: the codec's default; 0: none, and a stored history goes at the next write). */
+    private readonly historyTokens?: number,
   ) {}
 
   static keyFor(scope: string): string {
@@ -53,7 +55,7 @@ export class UserCacheStore {
   /** Merge the finished request's tokens into the stored value and write it back; never throws. */
   async saveMerged(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
     try {
-      const merged = mergeIntoUserCache(loaded.bytes, tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize });
+      const merged = mergeIntoUserCache(loaded.bytes, tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize, historyTokens: this.historyTokens });
       await this.kv.put(UserCacheStore.keyFor(loaded.scope), merged);
     } catch (err) {
       console.warn('edge: user cache write failed', err);

@@ -25,6 +25,19 @@ function storeOn(kv: MapKv): UserCacheStore {
 }
 
 describe('UserCacheStore', () => {
+  it('keeps the latest requests verbatim, or none where the operator says 0 (and drops what was kept)', async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('key-1', 'carol');
+    const store = storeOn(kv);
+    await store.saveMerged(await store.load(scope), story);
+    expect(Array.from((await store.load(scope)).cache.history)).toEqual(story);
+    const none = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, 0);
+    await none.saveMerged(await none.load(scope), story);
+    const loaded = await none.load(scope);
+    expect(loaded.cache.history).toHaveLength(0);
+    expect(loaded.cache.nextTokens([403, 407], 2)[0]?.token).toBe(261);
+  });
+
   it('round-trips a merged cache through one read and one write', async () => {
     const kv = new MapKv();
     const store = storeOn(kv);
