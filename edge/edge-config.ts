@@ -34,7 +34,8 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     maxBodyBytes: intVar(env.SSSD_MAX_BODY_BYTES, 1024 * 1024, 1024, 64 * 1024 * 1024),
     userCacheMaxBytes: intVar(env.SSSD_USER_CACHE_MAX_BYTES, 64 * 1024, 1024, 16 * 1024 * 1024),
     userCacheHistoryTokens: intVar(env.SSSD_USER_CACHE_HISTORY_TOKENS, DEFAULT_USER_CACHE_HISTORY_TOKENS, 0, 1 << 20),
-    edgeTrieNodes: intVar(env.SSSD_EDGE_TRIE_NODES, 64, 0, 4096),
+    // 128, as bench-serve plays the edge: the serving figures are for tries this size.
+    edgeTrieNodes: intVar(env.SSSD_EDGE_TRIE_NODES, 128, 0, 4096),
     defaultRpm: intVar(env.SSSD_DEFAULT_RPM, 600, 1, 1_000_000),
     defaultConcurrency: intVar(env.SSSD_DEFAULT_CONCURRENCY, 8, 1, 10_000),
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',

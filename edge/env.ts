@@ -19,7 +19,7 @@ export interface EdgeEnv {
   SSSD_USER_CACHE_MAX_BYTES?: string;
   /** Tokens of a user's latest requests kept verbatim in their cache (default 2048, 0 = none). */
   SSSD_USER_CACHE_HISTORY_TOKENS?: string;
-  /** Draft nodes in the edge trie shipped with a request (default 64). */
+  /** Draft nodes in the edge trie shipped with a request (default 128). */
   SSSD_EDGE_TRIE_NODES?: string;
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;

@@ -135,9 +135,9 @@ describe('OpenAI-compatible API on the edge', () => {
     const again = await streamCompletion({ prompt: prompts[0], max_tokens: 96, temperature: 0, user: 'carol' });
     expect(again.text).toBe(firsts[0].text);
     const spec = again.usage!.speculation;
-    // 96 tokens in 7 steps here (82 from the edge); with the n-gram table alone 24 (70).
-    expect(spec.edge_accepted_tokens).toBeGreaterThan(75);
-    expect(spec.steps).toBeLessThanOrEqual(12);
+    // 96 tokens in 3 steps here, 93 of them from the edge; with the n-gram table alone 14 steps and 75.
+    expect(spec.edge_accepted_tokens).toBeGreaterThan(85);
+    expect(spec.steps).toBeLessThanOrEqual(6);
   });
 
   it("reports each token's log-probability and the most likely alternatives, streamed or whole, chat or completions", async () => {
