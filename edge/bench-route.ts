@@ -18,7 +18,7 @@ const benchSchema = z.object({
   /** The request's output (merged at the end); default: the prompt again. */
   output: z.string().optional(),
   repeat: z.number().int().min(1).max(100_000).default(500),
-  trieNodes: z.number().int().min(1).max(4096).default(64),
+  trieNodes: z.number().int().min(1).max(4096).default(128),
   maxBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
 });
 
