@@ -50,6 +50,7 @@ export function drafterFactory(
             ? { sampling: { seed: request.sampling.seed, temperature: request.sampling.temperature } }
             : {}),
         }),
+      edgeTrie ?? null,
     );
   };
 }
@@ -71,7 +72,11 @@ export class LazyDrafter implements Drafter {
   /** A pushed edge trie waiting for `inner`, and how many pending tokens came before it. */
   private pushed: { bytes: Uint8Array; outputLength: number; after: number } | null = null;
 
-  constructor(private readonly build: () => Drafter) {}
+  constructor(
+    private readonly build: () => Drafter,
+    /** The edge trie shipped with the request (decoded once, at admission), if any. */
+    readonly shippedTrie: Uint8Array | null = null,
+  ) {}
 
   /** Whether the real drafter has been built. */
   get built(): boolean {

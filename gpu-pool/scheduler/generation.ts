@@ -26,6 +26,8 @@ export interface Drafter {
   accept(tokens: ArrayLike<number>): void;
   pushEdgeTrie(trie: Uint8Array, outputLength: number): void;
   readonly edgeTrieExhausted: boolean;
+  /** The edge trie shipped with the request, decoded (null: none). */
+  readonly shippedTrie?: Uint8Array | null;
   /** False while a lazy drafter has not built its state yet (its first draft() builds it). */
   readonly built?: boolean;
   /**

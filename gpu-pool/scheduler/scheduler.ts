@@ -27,7 +27,6 @@ import { AdmissionError } from './admission-error';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { createDraftTree } from '../../shared/drafting/draft-tree';
 import { EdgeTrieFollower, historyChainNodes } from '../../shared/drafting/edge-trie';
-import { decodeBase64 } from './base64';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
 import { DepthCalibration } from '../budget/depth-calibration';
 import { pushLogprobs } from '../runtime/logprobs';
@@ -257,7 +256,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request, reserved);
     const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
-    if (drafter && noise === null && request.speculation === 'sssd' && request.trie !== undefined) gen.historyChain = historyChainOf(decodeBase64(request.trie), null, 0);
+    if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
     if (hasLogitAdjustments(request.sampling)) gen.adjustments = new LogitAdjustments(request.sampling, vocab, prompt);
     this.reservedTokens += reserved;
     this.byId.set(request.id, gen);
