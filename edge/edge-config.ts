@@ -14,6 +14,10 @@ export interface EdgeConfig {
   benchRoutes: boolean;
 }
 
+/** The Worker's defaults for the user cache and the trie it ships (bench-serve plays the edge with them). */
+export const EDGE_USER_CACHE_MAX_BYTES = 64 * 1024;
+export const EDGE_TRIE_NODES = 128;
+
 function intVar(value: string | undefined, fallback: number, min: number, max: number): number {
   const n = value === undefined || value.trim() === '' ? NaN : Number(value);
   return Number.isInteger(n) && n >= min && n <= max ? n : fallback;
@@ -32,10 +36,9 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
       .filter((u) => u.length > 0),
     poolToken: env.SSSD_POOL_TOKEN ?? '',
     maxBodyBytes: intVar(env.SSSD_MAX_BODY_BYTES, 1024 * 1024, 1024, 64 * 1024 * 1024),
-    userCacheMaxBytes: intVar(env.SSSD_USER_CACHE_MAX_BYTES, 64 * 1024, 1024, 16 * 1024 * 1024),
+    userCacheMaxBytes: intVar(env.SSSD_USER_CACHE_MAX_BYTES, EDGE_USER_CACHE_MAX_BYTES, 1024, 16 * 1024 * 1024),
     userCacheHistoryTokens: intVar(env.SSSD_USER_CACHE_HISTORY_TOKENS, DEFAULT_USER_CACHE_HISTORY_TOKENS, 0, 1 << 20),
-    // 128, as bench-serve plays the edge: the serving figures are for tries this size.
-    edgeTrieNodes: intVar(env.SSSD_EDGE_TRIE_NODES, 128, 0, 4096),
+    edgeTrieNodes: intVar(env.SSSD_EDGE_TRIE_NODES, EDGE_TRIE_NODES, 0, 4096),
     defaultRpm: intVar(env.SSSD_DEFAULT_RPM, 600, 1, 1_000_000),
     defaultConcurrency: intVar(env.SSSD_DEFAULT_CONCURRENCY, 8, 1, 10_000),
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',

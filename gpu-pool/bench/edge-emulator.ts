@@ -6,13 +6,16 @@
  */
 import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
 import { draftEdgeTrie } from '../../shared/drafting/edge-trie';
+import { EDGE_TRIE_NODES, EDGE_USER_CACHE_MAX_BYTES } from '../../edge/edge-config';
 
 export class EdgeEmulator {
   private readonly caches = new Map<string, Uint8Array>();
 
+  /** The Worker's defaults: the figures bench-serve prints are for the edge as deployed. */
   constructor(
     private readonly vocabSize: number,
-    private readonly trieNodes = 128,
+    private readonly trieNodes = EDGE_TRIE_NODES,
+    private readonly cacheMaxBytes = EDGE_USER_CACHE_MAX_BYTES,
   ) {}
 
   /** Base64 trie for this user's prompt, or undefined when the user has no history yet. `greedy`: the request samples at temperature 0 (history chains; see edge-trie.ts). */
@@ -25,7 +28,7 @@ export class EdgeEmulator {
 
   /** Merges a finished request into the user's cache; returns the new cache bytes. */
   record(user: string, promptIds: readonly number[], outputIds: readonly number[]): Uint8Array {
-    const merged = mergeIntoUserCache(this.caches.get(user) ?? null, [...promptIds, ...outputIds], { vocabSize: this.vocabSize });
+    const merged = mergeIntoUserCache(this.caches.get(user) ?? null, [...promptIds, ...outputIds], { vocabSize: this.vocabSize, maxBytes: this.cacheMaxBytes });
     this.caches.set(user, merged);
     return merged;
   }
