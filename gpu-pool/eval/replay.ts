@@ -130,7 +130,8 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
       expectedLength: req.promptIds.length + cont.length,
       datastore: usesDatastore ? (opts.datastore ?? undefined) : undefined,
       nextTokens: usesDatastore ? (opts.nextTokens ?? undefined) : undefined,
-      edgeTrie: userCache ? draftEdgeTrie(userCache, req.promptIds, { ...opts.edgeTrie, maxNodes: edgeNodes }) : undefined,
+      // As the edge drafts: history chains for greedy requests only.
+      edgeTrie: userCache ? draftEdgeTrie(userCache, req.promptIds, { historyChain: !sampled, ...opts.edgeTrie, maxNodes: edgeNodes }) : undefined,
       weights: opts.weights ?? defaultFusionWeights,
       ...(sampled ? { sampling: req.sampling } : {}),
     });
@@ -159,7 +160,7 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
       drafter.accept(sliceOf(cont, pos, pos + n));
       pos += n;
       if (userCache && drafter.edgeTrieExhausted && pos < cont.length) {
-        drafter.pushEdgeTrie(draftEdgeTrie(userCache, drafter.context.data.subarray(0, drafter.context.length), { ...opts.edgeTrie, maxNodes: edgeNodes }), pos);
+        drafter.pushEdgeTrie(draftEdgeTrie(userCache, drafter.context.data.subarray(0, drafter.context.length), { historyChain: !sampled, ...opts.edgeTrie, maxNodes: edgeNodes }), pos);
       }
     }
     const all = new Int32Array(req.promptIds.length + cont.length);
