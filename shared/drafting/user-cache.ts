@@ -431,22 +431,24 @@ function mergedHistory(old: Uint32Array, tokens: ArrayLike<number>, limit: numbe
     return out;
   }
   // Keep old[from..] with from just after a separator, so that old + separator + request fits.
+  const added = n > 0 ? n + 1 : 0;
+  const room = limit - added;
   let from = 0;
-  const room = limit - n - 1;
   if (old.length > room) {
     from = old.length;
-    for (let i = old.length - room - 1; i < old.length; i++) {
-      if (i >= 0 && old[i] === HISTORY_SEPARATOR) {
+    for (let i = Math.max(0, old.length - room - 1); i < old.length; i++) {
+      if (old[i] === HISTORY_SEPARATOR) {
         from = i + 1;
         break;
       }
     }
   }
   const kept = old.length - from;
-  const out = new Uint32Array(kept + (kept > 0 ? 1 : 0) + n);
+  const sep = kept > 0 && n > 0 ? 1 : 0;
+  const out = new Uint32Array(kept + sep + n);
   out.set(old.subarray(from), 0);
-  if (kept > 0) out[kept] = HISTORY_SEPARATOR;
-  for (let i = 0, o = out.length - n; i < n; i++) out[o + i] = tokens[i] >>> 0;
+  if (sep) out[kept] = HISTORY_SEPARATOR;
+  for (let i = 0, o = kept + sep; i < n; i++) out[o + i] = tokens[i] >>> 0;
   return out;
 }
 

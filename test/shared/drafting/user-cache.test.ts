@@ -219,6 +219,8 @@ describe('UserCache', () => {
     // A request longer than the bound alone keeps its end.
     bytes = mergeIntoUserCache(bytes, Array.from({ length: 20 }, (_, i) => 100 + i), { historyTokens: 12 });
     expect(Array.from(UserCache.decode(bytes).history)).toEqual(Array.from({ length: 12 }, (_, i) => 108 + i));
+    // An empty request adds nothing, not even a separator.
+    expect(Array.from(UserCache.decode(mergeIntoUserCache(bytes, [], { historyTokens: 12 })).history)).toEqual(Array.from(UserCache.decode(bytes).history));
     // The n-gram table still knows the older requests; 0 keeps no history.
     expect(UserCache.decode(bytes).nextTokens([10], 1)).toHaveLength(1);
     expect(UserCache.decode(mergeIntoUserCache(bytes, [1, 2, 3], { historyTokens: 0 })).history).toHaveLength(0);
