@@ -83,8 +83,9 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
     const scratch = new Int32Array(maxOrder);
     const heap = scratchHeap;
     const history = cache.history;
-    // Match length of each chain node's path with the history (chain nodes and the root only).
-    const matched = new Int32Array(maxNodes);
+    // Match length of each chain node's path with the history (chain nodes and the root only);
+    // allocated only for a trie that has a chain.
+    let matched: Int32Array | null = null;
     heap.clear();
     /** The table's next tokens after `node`, but `skip` (the chain's own token), scaled by `share`. */
     const expand = (node: number, skip: number, share: number): void => {
@@ -112,6 +113,7 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
       if (at >= history.length || history[at] === HISTORY_SEPARATOR) return 0;
       const p = chainTrust(length);
       if (p <= 0) return 0;
+      matched ??= new Int32Array(maxNodes);
       matched[node] = length;
       heap.push(cum[node] * p, node, history[at], Math.round(p * 255) | ((at + 1) << CHAIN_SHIFT));
       return p;
@@ -136,7 +138,8 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
       }
       // The chain child outranks its parent's other children (p ≥ 0.84 against ≤ 0.16), so it is their first.
       chainNodes++;
-      const p = queueChain(n, at + 1, Math.min(MAX_CHAIN_MATCH, matched[parent] + 1));
+      // A chain node's parent queued it, so `matched` is there.
+      const p = queueChain(n, at + 1, Math.min(MAX_CHAIN_MATCH, matched![parent] + 1));
       expand(n, p > 0 ? history[at + 1] : -1, 1 - p);
     }
     heap.clear();
