@@ -26,7 +26,7 @@ import { Generation, type Drafter, type GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { createDraftTree } from '../../shared/drafting/draft-tree';
-import { EdgeTrieFollower, historyChainNodes } from '../../shared/drafting/edge-trie';
+import { EdgeTrieFollower, edgeTrieTokenOutside, historyChainNodes } from '../../shared/drafting/edge-trie';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
 import { DepthCalibration } from '../budget/depth-calibration';
 import { pushLogprobs } from '../runtime/logprobs';
@@ -254,6 +254,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       request = { ...request, sampling: { ...request.sampling, seed: Math.floor(Math.random() * 2 ** 32) } };
     }
     const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request, reserved);
+    if (drafter?.shippedTrie) checkTrieTokens(drafter.shippedTrie, vocab);
     const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
@@ -281,8 +282,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return true;
   }
 
-  /** A fresh edge trie for a running generation; applied at the next iteration. */
+  /**
+   * A fresh edge trie for a running generation; applied at the next
+   * iteration. False: no such generation (any more). Throws a bad_request
+   * AdmissionError for a trie with a token outside the vocabulary.
+   */
   pushTrie(id: string, bytes: Uint8Array, outputLength: number): boolean {
+    checkTrieTokens(bytes, this.runner.config.vocabSize);
     const gen = this.byId.get(id);
     if (!gen || gen.finished) return false;
     if (!gen.drafter) return true;
@@ -1032,6 +1038,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
  * `outputLength` (the prompt's end for the trie shipped with the request);
  * null where the trie has none or the output has left it.
  */
+/** Refuses an edge trie naming a token the model does not have (see edgeTrieTokenOutside). */
+function checkTrieTokens(bytes: Uint8Array, vocabSize: number): void {
+  const token = edgeTrieTokenOutside(bytes, vocabSize);
+  if (token !== -1) throw new AdmissionError('bad_request', `trie: token ${token} is outside the vocabulary (size ${vocabSize})`);
+}
+
 function historyChainOf(bytes: Uint8Array | null, output: readonly number[] | null, outputLength: number): EdgeTrieFollower | null {
   if (historyChainNodes(bytes) === 0) return null;
   const f = new EdgeTrieFollower(bytes);

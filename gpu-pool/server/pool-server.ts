@@ -251,7 +251,14 @@ export class PoolServer {
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
     const bytes = decodeBase64(parsed.data.trie);
     if (!bytes) throw new HttpError(400, 'bad_request', 'trie: not valid base64');
-    if (!this.options.scheduler.pushTrie(id, bytes, parsed.data.outputLength)) {
+    let known: boolean;
+    try {
+      known = this.options.scheduler.pushTrie(id, bytes, parsed.data.outputLength);
+    } catch (err) {
+      this.options.metrics.triePushes.inc({ result: 'invalid' });
+      throw toHttpError(err);
+    }
+    if (!known) {
       this.options.metrics.triePushes.inc({ result: 'unknown' });
       throw new HttpError(404, 'not_found', `no running generation '${id}'`);
     }

@@ -188,6 +188,28 @@ export function historyChainNodes(bytes: Uint8Array | null | undefined): number 
   return view.getUint32(0, true) === MAGIC ? view.getUint16(8, true) : 0;
 }
 
+/**
+ * The first token id of a well-formed trie that lies outside [0, vocabSize),
+ * or -1 (none; or the trie is malformed, which decodeEdgeTrie ignores). The
+ * pool refuses such a trie at admission: a token its model does not have
+ * reached the forward pass and failed the whole batch's step, every other
+ * generation in it with it.
+ */
+export function edgeTrieTokenOutside(bytes: Uint8Array, vocabSize: number): number {
+  if (bytes.byteLength < HEADER_BYTES) return -1;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (view.getUint32(0, true) !== MAGIC) return -1;
+  const n = view.getUint16(4, true);
+  const wide = (bytes[6] & FLAG_WIDE_TOKENS) !== 0;
+  const tw = wide ? 4 : 2;
+  if (n < 1 || bytes.byteLength !== HEADER_BYTES + n * (tw + 3)) return -1;
+  for (let i = 0, o = HEADER_BYTES; i < n; i++, o += tw) {
+    const token = wide ? view.getInt32(o, true) : view.getUint16(o, true);
+    if (token < 0 || token >= vocabSize) return token;
+  }
+  return -1;
+}
+
 /** Decodes the wire form; null when malformed. */
 export function decodeEdgeTrie(bytes: Uint8Array | null | undefined): DecodedEdgeTrie | null {
   if (!bytes || bytes.byteLength < HEADER_BYTES) return null;

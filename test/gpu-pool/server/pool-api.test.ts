@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PoolHealth, PoolInfo, PoolEvent } from '../../../shared/protocol';
 import { defaultFusionWeights } from '../../../shared/drafting/fusion';
+import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
 import { models } from '../../support/shared-data';
 import { generate, getJson, metricValue, startPool, streamEvents, type PoolProcess } from './pool-process';
 
@@ -95,6 +96,30 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     const ok = await generate(pool, { id: 'after-' + status + Math.random(), promptIds: [1, 403], maxTokens: 5 });
     expect(ok.status).toBe(200);
     expect(ok.ids.length).toBe(5);
+  });
+
+  it('a trie naming a token the model does not have is a 400, and the generations beside it go on', async () => {
+    // A trie that follows the real greedy output for two tokens, then names
+    // token 600 (the vocabulary has 512): it used to reach the forward pass and
+    // fail the whole step, the request beside it with it.
+    const prompt = [1, 403, 407, 261, 378];
+    const greedy = await generate(pool, { id: 'trie-probe', promptIds: prompt, maxTokens: 2, speculation: 'off' });
+    const bad = Buffer.from(encodeEdgeTrie([378, greedy.ids[0], greedy.ids[1], 600, 601], [-1, 0, 1, 2, 3], [1, 0.99, 0.99, 0.99, 0.99])).toString('base64');
+    const beside = generate(pool, { id: 'trie-beside', promptIds: prompt, maxTokens: 120, speculation: 'sssd', useDatastore: false });
+    const refused = await generate(pool, { id: 'trie-bad', promptIds: prompt, maxTokens: 60, speculation: 'sssd', useDatastore: false, trie: bad });
+    expect(refused.status).toBe(400);
+    expect((refused.events[0] as Extract<PoolEvent, { type: 'error' }>).message).toMatch(/trie: token 600 is outside the vocabulary \(size 512\)/);
+
+    // Pushed to a running generation: refused as well (and counted), the generation runs on.
+    const invalidBefore = await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="invalid"');
+    const push = await post('/v1/generations/trie-beside/trie', JSON.stringify({ outputLength: 0, trie: bad }));
+    expect(push.status).toBe(400);
+    expect(((await push.json()) as { message: string }).message).toMatch(/outside the vocabulary/);
+    expect(await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="invalid"')).toBe(invalidBefore + 1);
+    const done = await beside;
+    expect(done.status).toBe(200);
+    expect(done.done?.finishReason).toBe('length');
+    expect(done.ids.length).toBe(120);
   });
 
   it('a second running generation with the same id is a conflict', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createDraftTree, pathTokens } from '../../../shared/drafting/draft-tree';
-import { EdgeTrieFollower, decodeEdgeTrie, draftEdgeTrie, encodeEdgeTrie, historyChainNodes } from '../../../shared/drafting/edge-trie';
+import { EdgeTrieFollower, decodeEdgeTrie, draftEdgeTrie, edgeTrieTokenOutside, encodeEdgeTrie, historyChainNodes } from '../../../shared/drafting/edge-trie';
 import { MIN_CHAIN_MATCH, chainTrust } from '../../../shared/drafting/history-match';
 import { UserCache, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
 import { seededRandom, tokenStream } from './random-tokens';
@@ -52,6 +52,18 @@ describe('edge trie', () => {
     const wide = decodeEdgeTrie(encodeEdgeTrie([5, 100_000, 7], [-1, 0, 1], [1, 0.5, 1]))!;
     expect(Array.from(wide.tokens)).toEqual([5, 100_000, 7]);
     expect(wide.condProbs[1]).toBeCloseTo(0.5, 2);
+  });
+
+  it('names the first token outside a vocabulary (what the pool refuses), in narrow and wide tries', () => {
+    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 7, 511], [-1, 0, 1], [1, 0.5, 0.5]), 512)).toBe(-1);
+    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 7, 512, 900], [-1, 0, 1, 2], [1, 0.5, 0.5, 0.5]), 512)).toBe(512);
+    expect(edgeTrieTokenOutside(encodeEdgeTrie([600, 7], [-1, 0], [1, 0.5]), 512)).toBe(600);
+    const wide = encodeEdgeTrie([5, 70_000, 3], [-1, 0, 0], [1, 0.5, 0.5]);
+    expect(edgeTrieTokenOutside(wide, 100_000)).toBe(-1);
+    expect(edgeTrieTokenOutside(wide, 32_000)).toBe(70_000);
+    // Malformed bytes are not a token error: decodeEdgeTrie ignores them.
+    expect(edgeTrieTokenOutside(new Uint8Array([1, 2, 3]), 512)).toBe(-1);
+    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 600], [-1, 0], [1, 0.5]).subarray(0, 12), 512)).toBe(-1);
   });
 
   it('follower advances along accepted tokens and knows when the path has left the trie', () => {
