@@ -1033,17 +1033,17 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   }
 }
 
-/**
- * A follower of a trie's history chain, caught up along `output` from
- * `outputLength` (the prompt's end for the trie shipped with the request);
- * null where the trie has none or the output has left it.
- */
 /** Refuses an edge trie naming a token the model does not have (see edgeTrieTokenOutside). */
 function checkTrieTokens(bytes: Uint8Array, vocabSize: number): void {
   const token = edgeTrieTokenOutside(bytes, vocabSize);
   if (token !== -1) throw new AdmissionError('bad_request', `trie: token ${token} is outside the vocabulary (size ${vocabSize})`);
 }
 
+/**
+ * A follower of a trie's history chain, caught up along `output` from
+ * `outputLength` (the prompt's end for the trie shipped with the request);
+ * null where the trie has none or the output has left it.
+ */
 function historyChainOf(bytes: Uint8Array | null, output: readonly number[] | null, outputLength: number): EdgeTrieFollower | null {
   if (historyChainNodes(bytes) === 0) return null;
   const f = new EdgeTrieFollower(bytes);
