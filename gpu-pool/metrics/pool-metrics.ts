@@ -37,6 +37,8 @@ export class PoolMetrics {
   readonly phase: Readonly<Record<SchedulerPhase, { inc(seconds: number): void }>>;
   readonly trieHints: Counter;
   readonly triePushes: Counter<'result'>;
+  /** Steps whose pass with draft tokens failed and ran again without them. */
+  readonly draftFailures: Counter;
   /** Prompt tokens looked up in the prefix cache, and those found there (vLLM's names: hit rate = hits / queries). */
   readonly prefixCacheQueries: Counter;
   readonly prefixCacheHits: Counter;
@@ -199,6 +201,11 @@ export class PoolMetrics {
       name: 'sssd_pool_datastore_saves_total',
       help: 'Saves of the datastore to --save-datastore FILE, by result (ok, error).',
       labelNames: ['result'],
+      registers,
+    });
+    this.draftFailures = new Counter({
+      name: 'sssd_pool_draft_failures_total',
+      help: 'Steps whose pass with draft tokens failed and ran again without them (a drafting fault; the pool log has its error).',
       registers,
     });
     this.triePushes = new Counter({

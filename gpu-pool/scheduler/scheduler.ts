@@ -105,6 +105,8 @@ interface StepOutcome {
   buildMs: number;
   /** Whether a row fed its prompt (a generation joining) this step. */
   prefill: boolean;
+  /** The pass ran twice (its drafts dropped after a failure): its time says nothing of either arm. */
+  rerun?: boolean;
 }
 
 interface StepInput<S> {
@@ -140,6 +142,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly budgetRows: BudgetRow[] = [];
   private allocation = new Int32Array(64);
   private inputs: StepInput<S>[] = [];
+  /** Passes with drafts that failed and ran again without them (dropDrafts). */
+  private draftFailureCount = 0;
   /** The last context tokens of the row being chained (a table key spans at most 8). */
   private readonly chainTail = new Int32Array(8);
 
@@ -405,7 +409,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // decoding look up to 2x slower than it is.
       // Plain cycles count whoever's rows they are (batches of 'off' rows too):
       // plain decoding's rate is the pool's, one arm for every method.
-      if (outcome && !outcome.prefill) {
+      if (outcome && !outcome.prefill && outcome.rerun !== true) {
         let ms = performance.now() - t0;
         if (outcome.speculated) {
           this.buildMsPerCycle = this.buildMsPerCycle * 0.98 + outcome.buildMs * 0.02;
@@ -741,7 +745,24 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.draftedLastStep = cap > 0 && draftedRows > 0;
     metrics.batchSize.observe(n);
     metrics.stepTokens.observe(totalTokens);
-    const result = await this.runner.step(inputs);
+    let result: BatchStepResult;
+    let rerun = false;
+    try {
+      result = await this.runner.step(inputs);
+    } catch (err) {
+      // Draft tokens are the pool's guesses: a pass that fails with them
+      // (a drafting bug, a token the model does not have) runs again
+      // without them rather than fail every generation in the batch. Only a
+      // failure of the plain pass does that.
+      if (!this.dropDrafts(batch, inputs, n)) throw err;
+      rerun = true;
+      metrics.draftFailures.inc();
+      // The first in full, then one line a thousand: a fault that recurs must not flood the log.
+      const count = ++this.draftFailureCount;
+      if (count === 1) process.stderr.write(`pool: a pass with drafts failed, ran again without them: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      else if (count % 1000 === 0) process.stderr.write(`pool: ${count} passes with drafts have failed and run again without them (see sssd_pool_draft_failures_total)\n`);
+      result = await this.runner.step(inputs);
+    }
     const forwarded = performance.now();
     metrics.phase.forward.inc((forwarded - drafted) / 1000);
     this.steps++;
@@ -896,11 +917,29 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     const end = performance.now();
     metrics.endStep(end, generated);
-    budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
+    if (!rerun) budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
     // The step's bookkeeping above is acceptance's too (the phases leave no gap).
     metrics.phase.accept.inc((performance.now() - forwarded) / 1000);
-    if (chains && chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill };
-    return { batch: n, speculated: speculate, tokens: generated, method, buildMs, prefill };
+    if (chains && chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill, rerun };
+    return { batch: n, speculated: speculate, tokens: generated, method, buildMs, prefill, rerun };
+  }
+
+  /**
+   * Cuts every row of this step back to its pending tokens (no draft);
+   * false when no row had drafts (nothing to drop).
+   */
+  private dropDrafts(batch: readonly Generation<S>[], inputs: StepInput<S>[], n: number): boolean {
+    let dropped = false;
+    for (let r = 0; r < n; r++) {
+      const gen = batch[r];
+      if (gen.treeUsed === 0) continue;
+      const chain = gen.pendingLength;
+      gen.rowLength = chain;
+      gen.treeUsed = 0;
+      inputs[r] = { cache: inputs[r].cache, row: { tokens: gen.rowTokens.subarray(0, chain), parents: gen.rowParents.subarray(0, chain) } };
+      dropped = true;
+    }
+    return dropped;
   }
 
   private readonly methodCounts = new Map<string, number>();

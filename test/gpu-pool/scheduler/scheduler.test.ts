@@ -445,6 +445,54 @@ describe('continuous batching', () => {
     for (const events of [...pair, ...three]) expect(ids(events)).toEqual(ids(alone));
   });
 
+  it('a pass whose drafts fail runs again without them: every generation in the batch emits what plain decoding does', async () => {
+    const metrics = new PoolMetrics();
+    const factory = drafterFactory(null);
+    const vocab = runner.config.vocabSize;
+    let corrupted = 0;
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+      metrics,
+      maxTreeNodes: 16,
+      createDrafter: (request, expectedLength) => {
+        const inner = factory(request, expectedLength)!;
+        if (request.id !== 'faulty') return inner;
+        // A drafter with a fault: every other tree names a token the model does not have.
+        let drafts = 0;
+        return {
+          draft: (n: number) => {
+            const tree = inner.draft(n);
+            if (tree.size > 1 && drafts++ % 2 === 0) {
+              tree.tokens[1] = vocab + 7;
+              corrupted++;
+            }
+            return tree;
+          },
+          accept: (tokens: ArrayLike<number>) => inner.accept(tokens),
+          pushEdgeTrie: (trie: Uint8Array, outputLength: number) => inner.pushEdgeTrie(trie, outputLength),
+          get edgeTrieExhausted() {
+            return inner.edgeTrieExhausted;
+          },
+        };
+      },
+    });
+    const run = async (id: string, speculation: 'off' | 'context') => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 60, speculation }), c.sink);
+      const events = await c.done;
+      return { ids: events.flatMap((e) => (e.type === 'tokens' ? e.ids : [])), last: events.at(-1) };
+    };
+    const plain = await run('plain', 'off');
+    const [faulty, beside] = await Promise.all([run('faulty', 'context'), run('beside', 'context')]);
+    expect(corrupted).toBeGreaterThan(0);
+    expect((await metrics.draftFailures.get()).values[0].value).toBeGreaterThan(0);
+    for (const r of [faulty, beside]) {
+      expect(r.last).toMatchObject({ type: 'done', finishReason: 'length' });
+      expect(r.ids).toEqual(plain.ids);
+    }
+  });
+
   it('finished and cancelled generations release their caches', async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
     runner.created = [];
