@@ -37,8 +37,8 @@ export class PoolMetrics {
   readonly phase: Readonly<Record<SchedulerPhase, { inc(seconds: number): void }>>;
   readonly trieHints: Counter;
   readonly triePushes: Counter<'result'>;
-  /** Steps whose pass with draft tokens failed and ran again without them. */
-  readonly draftFailures: Counter;
+  /** Drafting faults recovered from: a pass with drafts that failed and ran again without them, a drafter that threw. */
+  readonly draftFailures: Counter<'kind'>;
   /** Prompt tokens looked up in the prefix cache, and those found there (vLLM's names: hit rate = hits / queries). */
   readonly prefixCacheQueries: Counter;
   readonly prefixCacheHits: Counter;
@@ -205,7 +205,8 @@ export class PoolMetrics {
     });
     this.draftFailures = new Counter({
       name: 'sssd_pool_draft_failures_total',
-      help: 'Steps whose pass with draft tokens failed and ran again without them (a drafting fault; the pool log has its error).',
+      help: 'Drafting faults the pool recovered from, by kind: pass (a pass with draft tokens failed and ran again without them), drafter (a drafter threw; its generation went on without speculation). The pool log has the first error.',
+      labelNames: ['kind'],
       registers,
     });
     this.triePushes = new Counter({

@@ -117,7 +117,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   constructor(
     readonly request: GenerateRequest,
     readonly sink: GenerationSink,
-    readonly drafter: Drafter | null,
+    /** Null: speculation off, or dropped after a drafting fault (Scheduler.dropDrafter). */
+    public drafter: Drafter | null,
     /** The sampling noise of a sampled request (see shared/sampling/gumbel-noise.ts); null when greedy. */
     readonly noise: GumbelNoise | null,
     maxTreeNodes: number,

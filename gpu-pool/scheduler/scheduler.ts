@@ -25,7 +25,7 @@ import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runne
 import { Generation, type Drafter, type GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
-import { createDraftTree } from '../../shared/drafting/draft-tree';
+import { createDraftTree, type DraftTree } from '../../shared/drafting/draft-tree';
 import { EdgeTrieFollower, edgeTrieTokenOutside, historyChainNodes } from '../../shared/drafting/edge-trie';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
 import { DepthCalibration } from '../budget/depth-calibration';
@@ -142,7 +142,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly budgetRows: BudgetRow[] = [];
   private allocation = new Int32Array(64);
   private inputs: StepInput<S>[] = [];
-  /** Passes with drafts that failed and ran again without them (dropDrafts). */
+  /** Drafting faults recovered from (dropDrafts, dropDrafter): the log tells of the first. */
   private draftFailureCount = 0;
   /** The last context tokens of the row being chained (a table key spans at most 8). */
   private readonly chainTail = new Int32Array(8);
@@ -631,13 +631,20 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         // make drafting look several times dearer than a steady step's is.
         const building = gen.drafter.built === false || (gen.drafter.queuedTokens ?? 0) > 8;
         const t = building ? performance.now() : 0;
-        const tree = gen.drafter.draft(this.draftSize(gen, Math.min(cap, room)));
+        let tree: DraftTree | null = null;
+        try {
+          tree = gen.drafter.draft(this.draftSize(gen, Math.min(cap, room)));
+        } catch (err) {
+          this.dropDrafter(gen, err);
+        }
         if (building) buildMs += performance.now() - t;
-        else draftedRows++;
-        gen.tree = tree;
-        row.available = Math.min(tree.size - 1, this.maxTreeNodes);
-        row.probs = tree.probs;
-        row.scale = this.probScale(gen.acceptanceKey);
+        else if (tree) draftedRows++;
+        if (tree) {
+          gen.tree = tree;
+          row.available = Math.min(tree.size - 1, this.maxTreeNodes);
+          row.probs = tree.probs;
+          row.scale = this.probScale(gen.acceptanceKey);
+        }
       }
       gen.historyChainStep = false;
       if (chainsHere && gen.drafter && this.canChain(gen) && room > 0) {
@@ -756,11 +763,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // failure of the plain pass does that.
       if (!this.dropDrafts(batch, inputs, n)) throw err;
       rerun = true;
-      metrics.draftFailures.inc();
-      // The first in full, then one line a thousand: a fault that recurs must not flood the log.
-      const count = ++this.draftFailureCount;
-      if (count === 1) process.stderr.write(`pool: a pass with drafts failed, ran again without them: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-      else if (count % 1000 === 0) process.stderr.write(`pool: ${count} passes with drafts have failed and run again without them (see sssd_pool_draft_failures_total)\n`);
+      this.draftingFault('pass', 'a pass with drafts failed and ran again without them', err);
       result = await this.runner.step(inputs);
     }
     const forwarded = performance.now();
@@ -884,7 +887,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       gen.pendingLength = 1;
 
       if (gen.drafter) {
-        gen.drafter.accept(ids);
+        try {
+          gen.drafter.accept(ids);
+        } catch (err) {
+          this.dropDrafter(gen, err);
+        }
+      }
+      if (gen.drafter) {
         // A history chain that ran out asks for a fresh trie as an exhausted
         // trie does (the edge's next may go on with it): in a wide batch the
         // drafter is never built and its follower never runs out.
@@ -922,6 +931,31 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     metrics.phase.accept.inc((performance.now() - forwarded) / 1000);
     if (chains && chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill, rerun };
     return { batch: n, speculated: speculate, tokens: generated, method, buildMs, prefill, rerun };
+  }
+
+  /**
+   * A drafter that threw: its generation goes on without speculation (its
+   * output is the same, only plainer), the rest of the batch untouched.
+   */
+  private dropDrafter(gen: Generation<S>, err: unknown): void {
+    const drafter = gen.drafter;
+    gen.drafter = null;
+    gen.historyChain = null;
+    gen.tree = null;
+    try {
+      drafter?.release?.();
+    } catch {
+      // Its memory goes to the collector instead.
+    }
+    this.draftingFault('drafter', `the drafter of '${gen.id}' failed; it goes on without speculation`, err);
+  }
+
+  /** Counts a drafting fault the pool recovered from; logs the first in full, then one line a thousand (a recurring fault must not flood the log). */
+  private draftingFault(kind: 'pass' | 'drafter', what: string, err: unknown): void {
+    this.options.metrics.draftFailures.inc({ kind });
+    const count = ++this.draftFailureCount;
+    if (count === 1) process.stderr.write(`pool: ${what}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    else if (count % 1000 === 0) process.stderr.write(`pool: ${count} drafting faults recovered from (see sssd_pool_draft_failures_total); the latest: ${what}\n`);
   }
 
   /**

@@ -445,7 +445,7 @@ describe('continuous batching', () => {
     for (const events of [...pair, ...three]) expect(ids(events)).toEqual(ids(alone));
   });
 
-  it('a pass whose drafts fail runs again without them: every generation in the batch emits what plain decoding does', async () => {
+  it('drafting faults cost speculation, never output: a failed pass runs again plainly, a drafter that throws is dropped', async () => {
     const metrics = new PoolMetrics();
     const factory = drafterFactory(null);
     const vocab = runner.config.vocabSize;
@@ -457,19 +457,26 @@ describe('continuous batching', () => {
       maxTreeNodes: 16,
       createDrafter: (request, expectedLength) => {
         const inner = factory(request, expectedLength)!;
-        if (request.id !== 'faulty') return inner;
-        // A drafter with a fault: every other tree names a token the model does not have.
+        if (request.id === 'beside') return inner;
+        // Drafters with faults: trees naming a token the model does not have
+        // (every other one), a draft() that throws, an accept() that throws.
         let drafts = 0;
+        let accepts = 0;
         return {
           draft: (n: number) => {
             const tree = inner.draft(n);
-            if (tree.size > 1 && drafts++ % 2 === 0) {
+            if (request.id === 'bad-tokens' && tree.size > 1 && drafts % 2 === 0) {
               tree.tokens[1] = vocab + 7;
               corrupted++;
             }
+            if (request.id === 'throws-in-draft' && drafts === 2) throw new Error('draft fault');
+            drafts++;
             return tree;
           },
-          accept: (tokens: ArrayLike<number>) => inner.accept(tokens),
+          accept: (tokens: ArrayLike<number>) => {
+            if (request.id === 'throws-in-accept' && ++accepts === 3) throw new Error('accept fault');
+            inner.accept(tokens);
+          },
           pushEdgeTrie: (trie: Uint8Array, outputLength: number) => inner.pushEdgeTrie(trie, outputLength),
           get edgeTrieExhausted() {
             return inner.edgeTrieExhausted;
@@ -481,16 +488,21 @@ describe('continuous batching', () => {
       const c = collect();
       s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 60, speculation }), c.sink);
       const events = await c.done;
-      return { ids: events.flatMap((e) => (e.type === 'tokens' ? e.ids : [])), last: events.at(-1) };
+      const tokens = events.filter((e): e is Extract<PoolEvent, { type: 'tokens' }> => e.type === 'tokens');
+      return { ids: tokens.flatMap((e) => e.ids), steps: tokens.length, last: events.at(-1) };
     };
     const plain = await run('plain', 'off');
-    const [faulty, beside] = await Promise.all([run('faulty', 'context'), run('beside', 'context')]);
+    const runs = await Promise.all(['bad-tokens', 'throws-in-draft', 'throws-in-accept', 'beside'].map((id) => run(id, 'context')));
     expect(corrupted).toBeGreaterThan(0);
-    expect((await metrics.draftFailures.get()).values[0].value).toBeGreaterThan(0);
-    for (const r of [faulty, beside]) {
+    const failures = Object.fromEntries((await metrics.draftFailures.get()).values.map((v) => [String(v.labels.kind), v.value]));
+    expect(failures.pass).toBeGreaterThan(0);
+    expect(failures.drafter).toBe(2);
+    for (const r of runs) {
       expect(r.last).toMatchObject({ type: 'done', finishReason: 'length' });
       expect(r.ids).toEqual(plain.ids);
     }
+    // The row beside them still speculated: fewer steps than tokens.
+    expect(runs[3].steps).toBeLessThan(60);
   });
 
   it('finished and cancelled generations release their caches', async () => {
