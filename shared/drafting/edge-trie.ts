@@ -196,13 +196,9 @@ export function historyChainNodes(bytes: Uint8Array | null | undefined): number 
  * generation in it with it.
  */
 export function edgeTrieTokenOutside(bytes: Uint8Array, vocabSize: number): number {
-  if (bytes.byteLength < HEADER_BYTES) return -1;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (view.getUint32(0, true) !== MAGIC) return -1;
-  const n = view.getUint16(4, true);
-  const wide = (bytes[6] & FLAG_WIDE_TOKENS) !== 0;
-  const tw = wide ? 4 : 2;
-  if (n < 1 || bytes.byteLength !== HEADER_BYTES + n * (tw + 3)) return -1;
+  const h = readHeader(bytes);
+  if (!h) return -1;
+  const { view, n, wide, tw } = h;
   for (let i = 0, o = HEADER_BYTES; i < n; i++, o += tw) {
     const token = wide ? view.getInt32(o, true) : view.getUint16(o, true);
     if (token < 0 || token >= vocabSize) return token;
@@ -210,8 +206,8 @@ export function edgeTrieTokenOutside(bytes: Uint8Array, vocabSize: number): numb
   return -1;
 }
 
-/** Decodes the wire form; null when malformed. */
-export function decodeEdgeTrie(bytes: Uint8Array | null | undefined): DecodedEdgeTrie | null {
+/** The wire form's header, checked against its length; null when malformed. */
+function readHeader(bytes: Uint8Array | null | undefined): { view: DataView; n: number; wide: boolean; tw: number } | null {
   if (!bytes || bytes.byteLength < HEADER_BYTES) return null;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (view.getUint32(0, true) !== MAGIC) return null;
@@ -219,6 +215,14 @@ export function decodeEdgeTrie(bytes: Uint8Array | null | undefined): DecodedEdg
   const wide = (bytes[6] & FLAG_WIDE_TOKENS) !== 0;
   const tw = wide ? 4 : 2;
   if (n < 1 || bytes.byteLength !== HEADER_BYTES + n * (tw + 3)) return null;
+  return { view, n, wide, tw };
+}
+
+/** Decodes the wire form; null when malformed. */
+export function decodeEdgeTrie(bytes: Uint8Array | null | undefined): DecodedEdgeTrie | null {
+  const h = readHeader(bytes);
+  if (!h || !bytes) return null;
+  const { view, n, wide, tw } = h;
   const tokens = new Int32Array(n);
   const parents = new Int32Array(n);
   const condProbs = new Float32Array(n);
