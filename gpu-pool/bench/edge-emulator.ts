@@ -22,7 +22,8 @@ export class EdgeEmulator {
   trieFor(user: string, promptIds: readonly number[], greedy = true): string | undefined {
     const stored = this.caches.get(user);
     if (!stored) return undefined;
-    const trie = draftEdgeTrie(UserCache.decode(stored), promptIds, { maxNodes: this.trieNodes, historyChain: greedy });
+    // As the Worker reads it: unchecked on the request path (user-cache-store.ts).
+    const trie = draftEdgeTrie(UserCache.decode(stored, { vocabSize: this.vocabSize, verify: false }), promptIds, { maxNodes: this.trieNodes, historyChain: greedy });
     return trie.length === 0 ? undefined : Buffer.from(trie).toString('base64');
   }
 

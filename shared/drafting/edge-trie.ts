@@ -80,6 +80,10 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
   let chainNodes = 0;
   if (!cache.isEmpty && context.length > 0) {
     const maxOrder = cache.maxOrder;
+    // A cache decoded without its checksum (the edge's request path) may be
+    // damaged: a token its vocabulary does not have is never drafted (the
+    // pool would refuse the trie).
+    const vocab = cache.vocabHint > 0 ? cache.vocabHint : HISTORY_SEPARATOR;
     const scratch = new Int32Array(maxOrder);
     const heap = scratchHeap;
     const history = cache.history;
@@ -100,7 +104,7 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
         const n = cache.slotSize(slot);
         for (let i = 0; i < n; i++) {
           const token = cache.slotToken(slot, i);
-          if (token === skip) continue;
+          if (token === skip || token >= vocab) continue;
           const p = (cache.slotTokenCount(slot, i) / total) * share;
           const pc = cum[node] * p;
           if (pc >= minProb) heap.push(pc, node, token, Math.round(Math.min(1, p) * 255));
@@ -110,7 +114,7 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
     };
     /** Queues the history's token at `at` as the chain child of `node` (matched `length` tokens so far); returns its trust. */
     const queueChain = (node: number, at: number, length: number): number => {
-      if (at >= history.length || history[at] === HISTORY_SEPARATOR) return 0;
+      if (at >= history.length || history[at] >= vocab) return 0;
       const p = chainTrust(length);
       if (p <= 0) return 0;
       matched ??= new Int32Array(maxNodes);

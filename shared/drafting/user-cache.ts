@@ -32,7 +32,8 @@
  * and when the table would exceed the size bound the entries with the lowest
  * totals are evicted (ties: the older entry stays). A merge is linear in the
  * value's slots plus the request's tokens, on reused typed arrays (~0.3 ms at
- * 64 KiB, ~1 ms at 256 KiB on the 2-core dev machine; see `sssd bench-drafting`). Anything that fails the structure or checksum checks
+ * 64 KiB, ~1 ms at 256 KiB on the 2-core dev machine; see `sssd bench-drafting`). Anything that fails the structure or checksum checks (the
+ * checksum only where asked: see decode's `verify`)
  * decodes as an empty cache, never an exception.
  */
 
@@ -100,9 +101,14 @@ export class UserCache {
 
   /**
    * Views a stored value. Null, truncated, corrupt, foreign (other magic or
-   * version) or other-vocabulary values give an empty cache.
+   * version) or other-vocabulary values give an empty cache. `verify: false`
+   * skips the checksum (the structure is still checked, so every query stays
+   * in bounds): the edge drafts that way on the request path, where the
+   * checksum was most of its CPU time, and a damaged value there only drafts
+   * badly (the pool verifies every draft, and draftEdgeTrie never names a
+   * token outside `vocabHint`); the merge, off that path, verifies.
    */
-  static decode(bytes: Uint8Array | null | undefined, opts: { vocabSize?: number } = {}): UserCache {
+  static decode(bytes: Uint8Array | null | undefined, opts: { vocabSize?: number; verify?: boolean } = {}): UserCache {
     const empty = (): UserCache => new UserCache(new Uint8Array(0), new Uint32Array(0), 0, 0, 4, opts.vocabSize ?? 0, 0, new Uint32Array(0));
     try {
       // isView, not instanceof: values may come from another realm (workerd, vm).
@@ -131,8 +137,10 @@ export class UserCache {
         history = all.subarray(at + 1, at + 1 + all[at]);
       }
       if (used > slotCount) return empty();
-      if (checksum(all) !== all[7]) return empty();
+      if (opts.verify !== false && checksum(all) !== all[7]) return empty();
       if (opts.vocabSize && vocabHint && vocabHint !== opts.vocabSize) return empty();
+      // Unchecked, a value must name its vocabulary: draftEdgeTrie keeps its tokens inside it.
+      if (opts.verify === false && opts.vocabSize && vocabHint !== opts.vocabSize) return empty();
       const words = all.subarray(HEADER_BYTES / 4, HEADER_BYTES / 4 + slotWords);
       return new UserCache(aligned, words, slotCount, used, maxOrder, vocabHint, merges, history);
     } catch {

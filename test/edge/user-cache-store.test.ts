@@ -2,7 +2,8 @@
 // throws stands in for an outage, which local KV cannot produce.
 import { describe, expect, it } from 'vitest';
 import { cacheScope, UserCacheStore } from '../../edge/user-cache-store';
-import { mergeIntoUserCache } from '../../shared/drafting/user-cache';
+import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
+import { draftEdgeTrie, edgeTrieTokenOutside } from '../../shared/drafting/edge-trie';
 
 class MapKv {
   readonly values = new Map<string, Uint8Array>();
@@ -68,13 +69,35 @@ describe('UserCacheStore', () => {
     await expect(store.saveMerged(loaded, story)).resolves.toBeUndefined();
   });
 
-  it('treats a corrupt value as empty and replaces it with a valid one', async () => {
+  it('drafts from a damaged value inside the vocabulary, and replaces it with a valid one at the write', async () => {
     const kv = new MapKv();
     const store = storeOn(kv);
     const scope = await cacheScope('k', 'u');
-    const garbage = mergeIntoUserCache(null, story);
-    garbage[40] ^= 0xff;
-    kv.values.set(UserCacheStore.keyFor(scope), garbage);
+    const damaged = mergeIntoUserCache(null, story, { vocabSize: 512 });
+    // Every slot's next tokens made ids past the vocabulary (keys left intact,
+    // so the contexts are still found): the checksum no longer holds.
+    const slotCount = new DataView(damaged.buffer, damaged.byteOffset).getUint32(12, true);
+    for (let slot = 0; slot < slotCount; slot++) for (let i = 0; i < 4; i++) damaged[32 + slot * 32 + 4 + 4 * i + 1] |= 0x7f;
+    expect(UserCache.decode(damaged, { vocabSize: 512 }).isEmpty).toBe(true);
+    kv.values.set(UserCacheStore.keyFor(scope), damaged);
+    const loaded = await store.load(scope);
+    // Read without the checksum (the request path): whatever it drafts names only tokens the model has.
+    expect(loaded.cache.nextTokens(story.slice(0, 4), 4)[0].token).toBeGreaterThanOrEqual(512);
+    const trie = draftEdgeTrie(loaded.cache, story.slice(0, 6), { maxNodes: 64 });
+    expect(edgeTrieTokenOutside(trie, 512)).toBe(-1);
+    await store.saveMerged(loaded, [1, 2, 3]);
+    const rewritten = kv.values.get(UserCacheStore.keyFor(scope))!;
+    // The merge checked it: the damaged value is gone, the new request alone is kept.
+    const fresh = UserCache.decode(rewritten, { vocabSize: 512 });
+    expect(fresh.isEmpty).toBe(false);
+    expect(Array.from(fresh.history)).toEqual([1, 2, 3]);
+  });
+
+  it('treats a value that is not a cache at all as empty', async () => {
+    const kv = new MapKv();
+    const store = storeOn(kv);
+    const scope = await cacheScope('k', 'v');
+    kv.values.set(UserCacheStore.keyFor(scope), new TextEncoder().encode('not a cache, not even close'));
     const loaded = await store.load(scope);
     expect(loaded.cache.isEmpty).toBe(true);
     expect(loaded.bytes).toBeNull();

@@ -30,7 +30,7 @@ describe('bench-edge-cpu', () => {
       // Three stories of history make a cache far past its 32-byte header, and a trie for the prompt.
       expect(row.cacheBytes).toBeGreaterThan(1024);
       expect(row.promptTokens).toBeGreaterThan(0);
-      for (const part of ['tokenize', 'cacheDecode', 'trieDraft', 'cacheMerge']) expect(row[part]).toBeGreaterThanOrEqual(0);
+      for (const part of ['tokenize', 'cacheDecode', 'cacheCheck', 'trieDraft', 'cacheMerge']) expect(row[part]).toBeGreaterThanOrEqual(0);
       expect(row.total).toBeCloseTo(row.tokenize + row.cacheDecode + row.trieDraft + row.cacheMerge, 6);
     }
     // A merge of a ~60 KB cache takes well over the clock's step over 200 repeats: the clock moved.

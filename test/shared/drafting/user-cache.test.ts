@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { HISTORY_SEPARATOR, USER_CACHE_TOP, USER_CACHE_UNIT, UserCache, contextKey, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
 import { seededRandom, tokenStream } from './random-tokens';
+import { draftEdgeTrie, edgeTrieTokenOutside } from '../../../shared/drafting/edge-trie';
 
 /** Brute force: for each context of length 1..maxOrder, counts of the next token. */
 function bruteNext(tokens: number[], order: number): Map<string, Map<number, number>> {
@@ -162,6 +163,30 @@ describe('UserCache', () => {
       // Merging into garbage starts afresh.
       expect(UserCache.decode(mergeIntoUserCache(b, [1, 2, 3])).nextTokens([2], 1)).toEqual([{ token: 3, count: USER_CACHE_UNIT }]);
     }
+  });
+
+  it('decodes damaged values unchecked for drafting, in bounds and inside the vocabulary; the merge still checks them', () => {
+    const vocab = 512;
+    const good = mergeIntoUserCache(null, tokenStream(seededRandom(3), 300, 40), { vocabSize: vocab });
+    const rand = seededRandom(11);
+    let damagedButDrafted = 0;
+    for (let i = 0; i < 200; i++) {
+      const c = good.slice();
+      // Damage in the body (the header's structure is what the unchecked decode still checks).
+      for (let k = 0; k < 4; k++) c[32 + Math.floor(rand() * (c.length - 32))] = Math.floor(rand() * 256);
+      expect(UserCache.decode(c, { vocabSize: vocab }).isEmpty).toBe(true);
+      const unchecked = UserCache.decode(c, { vocabSize: vocab, verify: false });
+      if (!unchecked.isEmpty) damagedButDrafted++;
+      const trie = draftEdgeTrie(unchecked, tokenStream(seededRandom(i), 12, 40), { maxNodes: 128 });
+      expect(edgeTrieTokenOutside(trie, vocab)).toBe(-1);
+      // The merge checks: the damaged value is dropped, the new request starts afresh.
+      expect(UserCache.decode(mergeIntoUserCache(c, [1, 2, 3], { vocabSize: vocab })).nextTokens([2], 1)).toEqual([{ token: 3, count: USER_CACHE_UNIT }]);
+    }
+    expect(damagedButDrafted).toBeGreaterThan(100);
+    // Unchecked, a value must name the vocabulary it was written for.
+    const anonymous = mergeIntoUserCache(null, [1, 2, 3]);
+    expect(UserCache.decode(anonymous, { vocabSize: vocab, verify: false }).isEmpty).toBe(true);
+    expect(UserCache.decode(anonymous, { vocabSize: vocab }).isEmpty).toBe(false);
   });
 
   it('rejects a cache written for another vocabulary when asked to', () => {
