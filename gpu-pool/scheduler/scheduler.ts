@@ -655,11 +655,19 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         // the table's guess: at concurrency 32 the table's chains accept ~1.4
         // tokens a row a step, a history chain nearly all it is sent. As long
         // as the table's: a pass pads every row to its longest.
-        const fromHistory = gen.historyChain !== null ? gen.historyChain.chainAhead(gen.chainTree, Math.min(longest, room, userCap)) : 0;
-        let len = fromHistory;
-        if (fromHistory === 0) {
-          const k = gen.fillTail(this.chainTail);
-          len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(longest, room, userCap), gen.chainTree, gen.chainCoupling);
+        let fromHistory = 0;
+        let len = 0;
+        try {
+          fromHistory = gen.historyChain !== null ? gen.historyChain.chainAhead(gen.chainTree, Math.min(longest, room, userCap)) : 0;
+          len = fromHistory;
+          if (fromHistory === 0) {
+            const k = gen.fillTail(this.chainTail);
+            len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(longest, room, userCap), gen.chainTree, gen.chainCoupling);
+          }
+        } catch (err) {
+          // As a drafter that throws (dropDrafter): this row goes on plainly.
+          this.dropDrafter(gen, err);
+          len = 0;
         }
         if (len > 0) {
           gen.tree = gen.chainTree;

@@ -693,6 +693,27 @@ describe('continuous batching', () => {
 
     const ids = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
 
+    it('a table that throws while chaining costs its rows their speculation, never their output', async () => {
+      const table = await fixtureTable();
+      // Every fifth lookup fails.
+      let calls = 0;
+      const faulty = Object.create(table) as NextTokenTable;
+      faulty.lookup = (...args: Parameters<NextTokenTable['lookup']>) => {
+        if (++calls % 5 === 0) throw new Error('table fault');
+        return table.lookup(...args);
+      };
+      const { s, metrics } = chainScheduler(faulty);
+      const n = 20;
+      const sssd = await Promise.all(Array.from({ length: n }, (_, i) => run(s, `faulty-chain${i}`, i, 'sssd', i % 4 === 3)));
+      const off = await Promise.all(Array.from({ length: n }, (_, i) => run(s, `faulty-plain${i}`, i, 'off', i % 4 === 3)));
+      const faults = (await metrics.draftFailures.get()).values.find((v) => v.labels.kind === 'drafter')?.value ?? 0;
+      expect(faults).toBeGreaterThan(0);
+      for (let i = 0; i < n; i++) {
+        expect(sssd[i].at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+        expect(ids(sssd[i]), `request ${i}`).toEqual(ids(off[i]));
+      }
+    });
+
     it('rows of a batch too wide for the fused drafter verify short chains from the table, and lose nothing, greedy or sampled', async () => {
       const budget = new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 16 });
       expect(budget.kneeTokens).toBeLessThanOrEqual(20);
