@@ -788,141 +788,148 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
       if (gen.finished) continue;
-      if (gen.cancelled) {
-        this.finish(gen, 'cancelled');
-        continue;
-      }
-      const chain = gen.pendingLength;
-      const rootIndex = chain - 1;
-      const row = inputs[r].row;
-      const v = this.verifier;
-      if (gen.steps === 0 && gen.request.promptLogprobs !== undefined) this.sendPromptLogprobs(gen, result, r, row.tokens, chain);
-      if (gen.request.maxTokens === 0) {
-        // Only the prompt was asked for (scored above, or just read).
+      try {
+        if (gen.cancelled) {
+          this.finish(gen, 'cancelled');
+          continue;
+        }
+        const chain = gen.pendingLength;
+        const rootIndex = chain - 1;
+        const row = inputs[r].row;
+        const v = this.verifier;
+        if (gen.steps === 0 && gen.request.promptLogprobs !== undefined) this.sendPromptLogprobs(gen, result, r, row.tokens, chain);
+        if (gen.request.maxTokens === 0) {
+          // Only the prompt was asked for (scored above, or just read).
+          gen.steps++;
+          stepPromptTokens += gen.promptIds.length;
+          this.commitForPrefixCache(gen, result, r, chain, 0);
+          this.finish(gen, 'length');
+          continue;
+        }
+        const accepted = gen.noise
+          ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength, gen.adjustments)
+          : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r, gen.adjustments);
+
+        // Usage and metrics.
         gen.steps++;
-        stepPromptTokens += gen.promptIds.length;
-        this.commitForPrefixCache(gen, result, r, chain, 0);
-        this.finish(gen, 'length');
-        continue;
-      }
-      const accepted = gen.noise
-        ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength, gen.adjustments)
-        : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r, gen.adjustments);
-
-      // Usage and metrics.
-      gen.steps++;
-      if (gen.steps === 1) stepPromptTokens += gen.promptIds.length;
-      if (gen.treeUsed > 0) {
-        gen.drafts++;
-        gen.draftTokens += gen.treeUsed;
-        gen.acceptedTokens += accepted;
-        stepDrafts++;
-        stepDraftTokens += gen.treeUsed;
-        stepAccepted += accepted;
-        for (let k = 0; k < accepted; k++) metrics.recordAccepted(k);
-      }
-      if (gen.treeUsed > 0 && gen.chainStep) {
-        if (!gen.historyChainStep) gen.chainCalibration!.record(gen.tree!.probs, gen.treeUsed, accepted);
-      } else if (gen.treeUsed > 0) {
-        const tree = gen.tree!;
-        let predicted = 0;
-        for (let i = chain; i < gen.rowLength; i++) predicted += tree.probs[gen.rowToTree[i]];
-        this.recordAcceptance(gen.acceptanceKey, predicted, accepted);
-        // Per row: accepted tokens per drafted step, decayed over a few steps.
-        // Starts from its kind's mean: one unlucky first draft must not stop a row drafting.
-        gen.acceptedPerDraft = this.expectedAccepted(gen) * 0.7 + accepted * 0.3;
-        const mean = this.meanAccepted.get(gen.acceptanceKey);
-        this.meanAccepted.set(gen.acceptanceKey, mean === undefined ? accepted : mean * 0.99 + accepted * 0.01);
-      }
-
-      // Emitted tokens: accepted path + bonus, cut at eos / maxTokens / context.
-      const ids: number[] = [];
-      const sources: TokenSource[] = [];
-      const wantLogprobs = gen.request.logprobs;
-      const logprobs: number[] | undefined = wantLogprobs === undefined ? undefined : [];
-      const alternatives: Array<Array<[number, number]>> | undefined = wantLogprobs ? [] : undefined;
-      let reason: 'stop' | 'length' | 'context_length' | null = null;
-      // As plain decoding: the last token may sit at position contextLength (emitted, never fed).
-      const limit = Math.min(gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
-      for (let k = 0; k <= accepted && reason === null; k++) {
-        let token: number;
-        let source: TokenSource;
-        if (k < accepted) {
-          const rowIndex = v.acceptedPath[k];
-          token = row.tokens[rowIndex];
-          source = tokenSources[gen.tree!.sources[gen.rowToTree[rowIndex]]] ?? 'model';
-        } else {
-          token = v.bonusToken;
-          source = 'model';
+        if (gen.steps === 1) stepPromptTokens += gen.promptIds.length;
+        if (gen.treeUsed > 0) {
+          gen.drafts++;
+          gen.draftTokens += gen.treeUsed;
+          gen.acceptedTokens += accepted;
+          stepDrafts++;
+          stepDraftTokens += gen.treeUsed;
+          stepAccepted += accepted;
+          for (let k = 0; k < accepted; k++) metrics.recordAccepted(k);
         }
-        ids.push(token);
-        sources.push(source);
-        if (logprobs) {
-          // The token was chosen at its parent: the root, then each accepted node in turn.
-          pushLogprobs(result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]), token, wantLogprobs!, logprobs, alternatives ?? null);
+        if (gen.treeUsed > 0 && gen.chainStep) {
+          if (!gen.historyChainStep) gen.chainCalibration!.record(gen.tree!.probs, gen.treeUsed, accepted);
+        } else if (gen.treeUsed > 0) {
+          const tree = gen.tree!;
+          let predicted = 0;
+          for (let i = chain; i < gen.rowLength; i++) predicted += tree.probs[gen.rowToTree[i]];
+          this.recordAcceptance(gen.acceptanceKey, predicted, accepted);
+          // Per row: accepted tokens per drafted step, decayed over a few steps.
+          // Starts from its kind's mean: one unlucky first draft must not stop a row drafting.
+          gen.acceptedPerDraft = this.expectedAccepted(gen) * 0.7 + accepted * 0.3;
+          const mean = this.meanAccepted.get(gen.acceptanceKey);
+          this.meanAccepted.set(gen.acceptanceKey, mean === undefined ? accepted : mean * 0.99 + accepted * 0.01);
         }
-        if (source === 'edge') gen.edgeAcceptedSinceTrie++;
-        if (this.eos.has(token)) reason = 'stop';
-        else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
-        else if (ids.length >= limit) reason = 'context_length';
-      }
-      for (const id of ids) gen.output.push(id);
-      if (gen.adjustments) for (const id of ids) gen.adjustments.observe(id);
-      generated += ids.length;
-      const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted };
-      if (logprobs) tokensEvent.logprobs = logprobs;
-      if (alternatives) tokensEvent.topLogprobs = alternatives;
-      gen.sink.send(tokensEvent);
-      if (reason !== null) {
-        // Of the accepted path, the tokens emitted before the cut (the bonus, if emitted, was never fed).
-        this.commitForPrefixCache(gen, result, r, chain, Math.min(accepted, ids.length));
-        this.finish(gen, reason);
-        continue;
-      }
 
-      // Commit the chain and the accepted path; the bonus token is next step's chain.
-      const commit = gen.commitBuffer;
-      for (let i = 0; i < chain; i++) commit[i] = i;
-      for (let k = 0; k < accepted; k++) commit[chain + k] = v.acceptedPath[k];
-      result.commit(r, commit.subarray(0, chain + accepted));
-      // The prompt (or the part of it the prefix cache did not hold) was the chain: the bonus token gets a
-      // buffer of its own, and the prompt, now all in the cache, is offered to other prompts while this runs.
-      if (gen.pending.buffer === gen.promptIds.buffer) {
-        gen.pending = new Int32Array(1);
-        if (this.prefixes) gen.sharedPrefix = this.prefixes.share(gen.cacheSalt, gen.promptIds, gen.cache!);
-      }
-      gen.pending[0] = ids[ids.length - 1];
-      gen.pendingLength = 1;
-
-      if (gen.drafter) {
-        try {
-          gen.drafter.accept(ids);
-        } catch (err) {
-          this.dropDrafter(gen, err);
+        // Emitted tokens: accepted path + bonus, cut at eos / maxTokens / context.
+        const ids: number[] = [];
+        const sources: TokenSource[] = [];
+        const wantLogprobs = gen.request.logprobs;
+        const logprobs: number[] | undefined = wantLogprobs === undefined ? undefined : [];
+        const alternatives: Array<Array<[number, number]>> | undefined = wantLogprobs ? [] : undefined;
+        let reason: 'stop' | 'length' | 'context_length' | null = null;
+        // As plain decoding: the last token may sit at position contextLength (emitted, never fed).
+        const limit = Math.min(gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
+        for (let k = 0; k <= accepted && reason === null; k++) {
+          let token: number;
+          let source: TokenSource;
+          if (k < accepted) {
+            const rowIndex = v.acceptedPath[k];
+            token = row.tokens[rowIndex];
+            source = tokenSources[gen.tree!.sources[gen.rowToTree[rowIndex]]] ?? 'model';
+          } else {
+            token = v.bonusToken;
+            source = 'model';
+          }
+          ids.push(token);
+          sources.push(source);
+          if (logprobs) {
+            // The token was chosen at its parent: the root, then each accepted node in turn.
+            pushLogprobs(result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]), token, wantLogprobs!, logprobs, alternatives ?? null);
+          }
+          if (source === 'edge') gen.edgeAcceptedSinceTrie++;
+          if (this.eos.has(token)) reason = 'stop';
+          else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
+          else if (ids.length >= limit) reason = 'context_length';
         }
-      }
-      if (gen.drafter) {
-        // A history chain that ran out asks for a fresh trie as an exhausted
-        // trie does (the edge's next may go on with it): in a wide batch the
-        // drafter is never built and its follower never runs out.
-        let chainEnded = false;
-        if (gen.historyChain) {
-          gen.historyChain.advanceAll(ids);
-          if (!gen.historyChain.onChainAhead) {
-            gen.historyChain = null;
-            chainEnded = true;
+        for (const id of ids) gen.output.push(id);
+        if (gen.adjustments) for (const id of ids) gen.adjustments.observe(id);
+        generated += ids.length;
+        const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted };
+        if (logprobs) tokensEvent.logprobs = logprobs;
+        if (alternatives) tokensEvent.topLogprobs = alternatives;
+        gen.sink.send(tokensEvent);
+        if (reason !== null) {
+          // Of the accepted path, the tokens emitted before the cut (the bonus, if emitted, was never fed).
+          this.commitForPrefixCache(gen, result, r, chain, Math.min(accepted, ids.length));
+          this.finish(gen, reason);
+          continue;
+        }
+
+        // Commit the chain and the accepted path; the bonus token is next step's chain.
+        const commit = gen.commitBuffer;
+        for (let i = 0; i < chain; i++) commit[i] = i;
+        for (let k = 0; k < accepted; k++) commit[chain + k] = v.acceptedPath[k];
+        result.commit(r, commit.subarray(0, chain + accepted));
+        // The prompt (or the part of it the prefix cache did not hold) was the chain: the bonus token gets a
+        // buffer of its own, and the prompt, now all in the cache, is offered to other prompts while this runs.
+        if (gen.pending.buffer === gen.promptIds.buffer) {
+          gen.pending = new Int32Array(1);
+          if (this.prefixes) gen.sharedPrefix = this.prefixes.share(gen.cacheSalt, gen.promptIds, gen.cache!);
+        }
+        gen.pending[0] = ids[ids.length - 1];
+        gen.pendingLength = 1;
+
+        if (gen.drafter) {
+          try {
+            gen.drafter.accept(ids);
+          } catch (err) {
+            this.dropDrafter(gen, err);
           }
         }
-        // The hint costs the edge a re-draft and the pool a request to read:
-        // it is sent only when the trie it replaces got tokens accepted (a
-        // user cache with nothing for this text would only answer with
-        // another trie that goes unused; on the 2-core VM, hints after
-        // every exhaustion cost more time than their tries saved).
-        if ((gen.drafter.edgeTrieExhausted || chainEnded) && !gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0) {
-          gen.trieExhaustedSent = true;
-          this.options.metrics.trieHints.inc();
-          gen.sink.send({ type: 'trie-exhausted', outputLength: gen.output.length });
+        if (gen.drafter) {
+          // A history chain that ran out asks for a fresh trie as an exhausted
+          // trie does (the edge's next may go on with it): in a wide batch the
+          // drafter is never built and its follower never runs out.
+          let chainEnded = false;
+          if (gen.historyChain) {
+            gen.historyChain.advanceAll(ids);
+            if (!gen.historyChain.onChainAhead) {
+              gen.historyChain = null;
+              chainEnded = true;
+            }
+          }
+          // The hint costs the edge a re-draft and the pool a request to read:
+          // it is sent only when the trie it replaces got tokens accepted (a
+          // user cache with nothing for this text would only answer with
+          // another trie that goes unused; on the 2-core VM, hints after
+          // every exhaustion cost more time than their tries saved).
+          if ((gen.drafter.edgeTrieExhausted || chainEnded) && !gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0) {
+            gen.trieExhaustedSent = true;
+            this.options.metrics.trieHints.inc();
+            gen.sink.send({ type: 'trie-exhausted', outputLength: gen.output.length });
+          }
         }
+      } catch (err) {
+        // One row's fault (acceptance, its commit, its stream) ends its own
+        // generation, not the batch's.
+        process.stderr.write(`pool: generation ${gen.id} failed in acceptance: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        this.endWithError(gen, `generation failed: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
     if (stepPromptTokens > 0) metrics.promptTokens.inc(stepPromptTokens);
@@ -1107,10 +1114,17 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private failActive(err: unknown): void {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`pool: step failed: ${err instanceof Error ? (err.stack ?? message) : message}\n`);
-    for (const gen of this.active.slice()) {
-      gen.sink.send({ type: 'error', code: 'internal', message: `verification step failed: ${message}` });
-      this.finish(gen, 'error');
+    for (const gen of this.active.slice()) this.endWithError(gen, `verification step failed: ${message}`);
+  }
+
+  /** Ends a generation with an `internal` error event (a sink that throws cannot stop it ending). */
+  private endWithError(gen: Generation<S>, message: string): void {
+    try {
+      gen.sink.send({ type: 'error', code: 'internal', message });
+    } catch {
+      // finish() ends the stream all the same.
     }
+    this.finish(gen, 'error');
   }
 }
 

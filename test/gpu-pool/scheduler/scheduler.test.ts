@@ -505,6 +505,33 @@ describe('continuous batching', () => {
     expect(runs[3].steps).toBeLessThan(60);
   });
 
+  it("a fault in one row's acceptance or stream ends that generation alone", async () => {
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    const run = (id: string, speculation: 'off' | 'context', failAtTokens = 0): Promise<PoolEvent[]> => {
+      const events: PoolEvent[] = [];
+      let tokens = 0;
+      return new Promise((resolve) => {
+        s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 48, speculation }), {
+          send: (e) => {
+            // A stream that breaks in the middle of a step's emission.
+            if (e.type === 'tokens' && ++tokens === failAtTokens) throw new Error('stream fault');
+            events.push(e);
+          },
+          end: () => resolve(events),
+        });
+      });
+    };
+    const plain = await run('plain', 'off');
+    const [broken, a, b] = await Promise.all([run('broken', 'context', 3), run('a', 'context'), run('b', 'off')]);
+    expect(broken.at(-1)).toMatchObject({ type: 'error', code: 'internal' });
+    expect((broken.at(-1) as Extract<PoolEvent, { type: 'error' }>).message).toMatch(/stream fault/);
+    const ids = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    for (const r of [a, b]) {
+      expect(r.at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+      expect(ids(r)).toEqual(ids(plain));
+    }
+  });
+
   it('finished and cancelled generations release their caches', async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
     runner.created = [];
