@@ -46,7 +46,7 @@ export class UserCacheStore {
       // The checksum is checked where the value is merged, off the request
       // path (it was most of the request's edge CPU: ~120 of ~150 µs in
       // workerd); a damaged value drafts badly for one request at most.
-      cache = UserCache.decode(bytes, { vocabSize: this.vocabSize, verify: this.vocabSize === undefined ? undefined : false });
+      cache = UserCache.decode(bytes, { vocabSize: this.vocabSize, verify: false });
     } catch {
       cache = UserCache.decode(null);
     }

@@ -106,7 +106,8 @@ export class UserCache {
    * in bounds): the edge drafts that way on the request path, where the
    * checksum was most of its CPU time, and a damaged value there only drafts
    * badly (the pool verifies every draft, and draftEdgeTrie never names a
-   * token outside `vocabHint`); the merge, off that path, verifies.
+   * token outside `vocabHint`); the merge, off that path, verifies. Without
+   * `vocabSize` the checksum is checked all the same.
    */
   static decode(bytes: Uint8Array | null | undefined, opts: { vocabSize?: number; verify?: boolean } = {}): UserCache {
     const empty = (): UserCache => new UserCache(new Uint8Array(0), new Uint32Array(0), 0, 0, 4, opts.vocabSize ?? 0, 0, new Uint32Array(0));
@@ -137,10 +138,12 @@ export class UserCache {
         history = all.subarray(at + 1, at + 1 + all[at]);
       }
       if (used > slotCount) return empty();
-      if (opts.verify !== false && checksum(all) !== all[7]) return empty();
+      // Unchecked only where the vocabulary is known, and then a value must
+      // name it: draftEdgeTrie keeps the tokens it drafts inside it.
+      const unchecked = opts.verify === false && opts.vocabSize !== undefined && opts.vocabSize > 0;
+      if (!unchecked && checksum(all) !== all[7]) return empty();
       if (opts.vocabSize && vocabHint && vocabHint !== opts.vocabSize) return empty();
-      // Unchecked, a value must name its vocabulary: draftEdgeTrie keeps its tokens inside it.
-      if (opts.verify === false && opts.vocabSize && vocabHint !== opts.vocabSize) return empty();
+      if (unchecked && vocabHint !== opts.vocabSize) return empty();
       const words = all.subarray(HEADER_BYTES / 4, HEADER_BYTES / 4 + slotWords);
       return new UserCache(aligned, words, slotCount, used, maxOrder, vocabHint, merges, history);
     } catch {
