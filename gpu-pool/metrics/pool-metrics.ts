@@ -39,6 +39,8 @@ export class PoolMetrics {
   readonly triePushes: Counter<'result'>;
   /** Drafting faults recovered from: a pass with drafts that failed and ran again without them, a drafter that threw. */
   readonly draftFailures: Counter<'kind'>;
+  /** Plain passes that failed, by what followed: `isolated` (rows that failed alone ended, the rest went on), `retried` (no row failed alone; the retry passed), `batch` (every generation in the batch ended). */
+  readonly passFailures: Counter<'result'>;
   /** Prompt tokens looked up in the prefix cache, and those found there (vLLM's names: hit rate = hits / queries). */
   readonly prefixCacheQueries: Counter;
   readonly prefixCacheHits: Counter;
@@ -207,6 +209,12 @@ export class PoolMetrics {
       name: 'sssd_pool_draft_failures_total',
       help: 'Drafting faults the pool recovered from, by kind: pass (a pass with draft tokens failed and ran again without them), drafter (a drafter threw; its generation went on without speculation). The pool log has the first error.',
       labelNames: ['kind'],
+      registers,
+    });
+    this.passFailures = new Counter({
+      name: 'sssd_pool_pass_failures_total',
+      help: 'Plain forward passes that failed, by what followed: isolated (each row ran alone; those that failed alone ended with an error, the rest went on), retried (no row failed alone; the batch ran again), batch (every generation in the batch ended with an error). The pool log has each error.',
+      labelNames: ['result'],
       registers,
     });
     this.triePushes = new Counter({

@@ -767,12 +767,19 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     } catch (err) {
       // Draft tokens are the pool's guesses: a pass that fails with them
       // (a drafting bug, a token the model does not have) runs again
-      // without them rather than fail every generation in the batch. Only a
-      // failure of the plain pass does that.
-      if (!this.dropDrafts(batch, inputs, n)) throw err;
+      // without them rather than fail every generation in the batch.
       rerun = true;
-      this.draftingFault('pass', 'a pass with drafts failed and ran again without them', err);
-      result = await this.runner.step(inputs);
+      let failure = err;
+      if (this.dropDrafts(batch, inputs, n)) {
+        this.draftingFault('pass', 'a pass with drafts failed and ran again without them', err);
+        try {
+          result = await this.runner.step(inputs);
+        } catch (plainErr) {
+          failure = plainErr;
+        }
+      }
+      // A plain pass that fails: the rows that fail alone end, the rest go on.
+      result ??= await this.isolatePassFailure(batch, inputs, n, failure);
     }
     const forwarded = performance.now();
     metrics.phase.forward.inc((forwarded - drafted) / 1000);
@@ -971,6 +978,60 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const count = ++this.draftFailureCount;
     if (count === 1) process.stderr.write(`pool: ${what}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     else if (count % 1000 === 0) process.stderr.write(`pool: ${count} drafting faults recovered from (see sssd_pool_draft_failures_total); the latest: ${what}\n`);
+  }
+
+  /**
+   * After a plain pass failed: runs each row alone (results unused) to find
+   * the rows that fail by themselves (a sequence the runtime cannot take, a
+   * prompt too big for memory), ends those with an `internal` error, and runs
+   * the others together again; its result is indexed as the batch is. Where
+   * no row fails alone the second pass is a plain retry. Throws (and
+   * failActive ends every generation) where every row fails alone or the
+   * second pass fails too: the fault is the runtime's, not a row's.
+   */
+  private async isolatePassFailure(batch: readonly Generation<S>[], inputs: StepInput<S>[], n: number, err: unknown): Promise<BatchStepResult> {
+    const { metrics } = this.options;
+    if (n === 1) {
+      metrics.passFailures.inc({ result: 'batch' });
+      throw err;
+    }
+    const failing: number[] = [];
+    for (let r = 0; r < n; r++) {
+      try {
+        await this.runner.step([inputs[r]]);
+      } catch {
+        failing.push(r);
+      }
+    }
+    if (failing.length === n) {
+      metrics.passFailures.inc({ result: 'batch' });
+      throw err;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(
+      `pool: a pass of ${n} rows failed; ${failing.length === 0 ? 'no row fails alone, so it ran again' : `${failing.length} row(s) fail alone and end, the other ${n - failing.length} go on`}: ${err instanceof Error ? (err.stack ?? message) : message}\n`,
+    );
+    for (const r of failing) this.endWithError(batch[r], `verification step failed for this generation: ${message}`);
+    // The survivors' pass, read through the batch's row indices.
+    const index = new Int32Array(n).fill(-1);
+    const survivors: StepInput<S>[] = [];
+    for (let r = 0; r < n; r++) {
+      if (batch[r].finished) continue;
+      index[r] = survivors.length;
+      survivors.push(inputs[r]);
+    }
+    let inner: BatchStepResult;
+    try {
+      inner = await this.runner.step(survivors);
+    } catch (again) {
+      metrics.passFailures.inc({ result: 'batch' });
+      throw again;
+    }
+    metrics.passFailures.inc({ result: failing.length === 0 ? 'retried' : 'isolated' });
+    return {
+      logitsAt: (r, t) => inner.logitsAt(index[r], t),
+      commit: (r, tokens) => inner.commit(index[r], tokens),
+    };
   }
 
   /**

@@ -532,6 +532,73 @@ describe('continuous batching', () => {
     }
   });
 
+  it('a plain pass that fails ends only the generations that fail alone; one that fails once is run again', async () => {
+    // The real runner, failing as onnxruntime would for one sequence it cannot
+    // take (every pass that holds it, from its prefill on) or, once, for a
+    // whole batch. The prefill that poisons a sequence: the prompt below.
+    const POISON = [1, 499, 499, 499, 499, 499];
+    const poisoned = new WeakSet<SequenceKvCache>();
+    let failBatchOnce = false;
+    const faulty: BatchRunner<SequenceKvCache> = {
+      get config() {
+        return runner.config;
+      },
+      newSequence: (capacity) => runner.newSequence(capacity),
+      step: async (rows) => {
+        for (const { cache, row } of rows) if (POISON.every((t, i) => row.tokens[i] === t)) poisoned.add(cache);
+        if (rows.some((r) => poisoned.has(r.cache))) throw new Error('onnxruntime: cannot run this sequence');
+        if (failBatchOnce && rows.length > 1) {
+          failBatchOnce = false;
+          throw new Error('onnxruntime: transient fault');
+        }
+        return runner.step(rows);
+      },
+    };
+    const metrics = new PoolMetrics();
+    const s = new Scheduler(faulty, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+      metrics,
+      createDrafter: drafterFactory(null),
+    });
+    const run = async (id: string, promptIds: number[], speculation: 'off' | 'context') => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds, maxTokens: 40, speculation }), c.sink);
+      const events = await c.done;
+      return { ids: events.flatMap((e) => (e.type === 'tokens' ? e.ids : [])), last: events.at(-1) };
+    };
+    const failures = async () => Object.fromEntries((await metrics.passFailures.get()).values.map((v) => [String(v.labels.result), v.value]));
+    const plain = await run('plain', REPEATING_PROMPT, 'off');
+
+    // The poisoned prefill joins three others in one pass.
+    const [bad, ...good] = await Promise.all([
+      run('poisoned', POISON, 'off'),
+      run('a', REPEATING_PROMPT, 'context'),
+      run('b', REPEATING_PROMPT, 'off'),
+      run('c', REPEATING_PROMPT, 'context'),
+    ]);
+    expect(bad.last).toMatchObject({ type: 'error', code: 'internal' });
+    expect((bad.last as Extract<PoolEvent, { type: 'error' }>).message).toMatch(/cannot run this sequence/);
+    for (const r of good) {
+      expect(r.last).toMatchObject({ type: 'done', finishReason: 'length' });
+      expect(r.ids).toEqual(plain.ids);
+    }
+    expect(await failures()).toEqual({ isolated: 1 });
+
+    // A fault of the batch, not of a row: the pass runs again and nobody is lost.
+    failBatchOnce = true;
+    const again = await Promise.all([run('d', REPEATING_PROMPT, 'off'), run('e', REPEATING_PROMPT, 'off')]);
+    expect(failBatchOnce).toBe(false);
+    for (const r of again) expect(r.ids).toEqual(plain.ids);
+    expect(await failures()).toEqual({ isolated: 1, retried: 1 });
+
+    // A lone generation the runtime cannot take ends, and the pool serves the next one.
+    const alone = await run('poisoned-alone', POISON, 'off');
+    expect(alone.last).toMatchObject({ type: 'error', code: 'internal' });
+    expect(await failures()).toEqual({ isolated: 1, retried: 1, batch: 1 });
+    expect((await run('after', REPEATING_PROMPT, 'off')).ids).toEqual(plain.ids);
+  });
+
   it('finished and cancelled generations release their caches', async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
     runner.created = [];
