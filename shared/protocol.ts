@@ -161,7 +161,8 @@ export interface PoolInfo {
     sha256: string;
   };
   datastore: { enabled: boolean; tokens: number };
-  limits: { maxActive: number; maxQueued: number; maxTotalTokens: number };
+  /** prefillChunk: most prompt tokens a generation feeds a step (0 = whole prompts; absent from older pools). */
+  limits: { maxActive: number; maxQueued: number; maxTotalTokens: number; prefillChunk?: number };
   /** Where the forward pass runs: onnxruntime's execution provider (`cpu`, `cuda`, `webgpu`). Optional: added within protocol 1. */
   runtime?: { executionProvider: string };
   /** The pool's speculation settings (`sssd pool --speculative-config`). Optional: added within protocol 1. */

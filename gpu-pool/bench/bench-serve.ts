@@ -56,6 +56,14 @@ export interface MethodResult {
   tpotP99Ms: number;
   ttftMedianMs: number;
   ttftP99Ms: number;
+  /**
+   * Inter-token latency: time between a stream's consecutive token events
+   * (a speculative step's tokens arrive as one), p99 and the longest, over
+   * every stream of the level: where a stream stalls, say behind another
+   * request's long prefill.
+   */
+  itlP99Ms: number;
+  itlMaxMs: number;
   /** Tokens emitted per verification step (bonus included). */
   meanAcceptanceLength: number;
   /** Accepted / drafted tokens. */
@@ -254,6 +262,7 @@ function summarise(concurrency: number, method: SpeculationMethod, runs: TimedGe
   const outputTokens = ok.reduce((s, r) => s + r.outputIds.length, 0);
   const tpot = ok.filter((r) => r.outputIds.length > 1).map((r) => (r.lastTokenAt - r.firstTokenAt) / (r.outputIds.length - 1));
   const ttft = ok.map((r) => r.firstTokenAt - r.sentAt);
+  const gaps = ok.flatMap((r) => r.gaps);
   const steps = ok.reduce((s, r) => s + (r.usage?.steps ?? 0), 0);
   const drafted = ok.reduce((s, r) => s + (r.usage?.draftTokens ?? 0), 0);
   const accepted = ok.reduce((s, r) => s + (r.usage?.acceptedTokens ?? 0), 0);
@@ -269,6 +278,8 @@ function summarise(concurrency: number, method: SpeculationMethod, runs: TimedGe
     tpotP99Ms: quantile(tpot, 0.99),
     ttftMedianMs: quantile(ttft, 0.5),
     ttftP99Ms: quantile(ttft, 0.99),
+    itlP99Ms: quantile(gaps, 0.99),
+    itlMaxMs: gaps.length > 0 ? gaps.reduce((a, b) => Math.max(a, b), 0) : NaN,
     meanAcceptanceLength: steps > 0 ? outputTokens / steps : 0,
     acceptanceRate: drafted > 0 ? accepted / drafted : 0,
   };
@@ -277,7 +288,7 @@ function summarise(concurrency: number, method: SpeculationMethod, runs: TimedGe
 export function formatTable(results: readonly MethodResult[]): string {
   // With repeats, the per-replay ratios' range follows the pooled ratio.
   const spread = results.some((r) => (r.speedupVsOffRuns?.length ?? 0) > 1);
-  const head = ['conc', 'method', 'reqs', 'fail', 'out tok/s', 'x off', ...(spread ? ['x off runs'] : []), 'TPOT med', 'TPOT p99', 'TTFT med', 'TTFT p99', 'tok/step', 'accept'];
+  const head = ['conc', 'method', 'reqs', 'fail', 'out tok/s', 'x off', ...(spread ? ['x off runs'] : []), 'TPOT med', 'TPOT p99', 'TTFT med', 'TTFT p99', 'ITL p99', 'ITL max', 'tok/step', 'accept'];
   const rows = results.map((r) => [
     String(r.concurrency),
     r.method,
@@ -290,6 +301,8 @@ export function formatTable(results: readonly MethodResult[]): string {
     `${r.tpotP99Ms.toFixed(2)}ms`,
     `${r.ttftMedianMs.toFixed(1)}ms`,
     `${r.ttftP99Ms.toFixed(1)}ms`,
+    `${r.itlP99Ms.toFixed(2)}ms`,
+    `${r.itlMaxMs.toFixed(1)}ms`,
     r.meanAcceptanceLength.toFixed(2),
     r.method === 'off' ? '-' : `${(r.acceptanceRate * 100).toFixed(0)}%`,
   ]);

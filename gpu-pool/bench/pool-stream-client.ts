@@ -21,6 +21,8 @@ export interface TimedGeneration {
   sentAt: number;
   firstTokenAt: number;
   lastTokenAt: number;
+  /** Milliseconds between the stream's consecutive token events (a stall shows here, not in TPOT's mean). */
+  gaps: number[];
   usage?: SpeculationUsage;
 }
 
@@ -66,7 +68,7 @@ async function readText(res: IncomingMessage): Promise<string> {
 
 export async function runGeneration(poolUrl: string, token: string | null, body: GenerateBody, hooks: GenerationHooks = {}): Promise<TimedGeneration> {
   const sentAt = performance.now();
-  const out: TimedGeneration = { ok: false, outputIds: [], sentAt, firstTokenAt: NaN, lastTokenAt: NaN };
+  const out: TimedGeneration = { ok: false, outputIds: [], sentAt, firstTokenAt: NaN, lastTokenAt: NaN, gaps: [] };
   let res: IncomingMessage;
   try {
     res = await postJson(`${poolUrl}/v1/generate`, token, body);
@@ -83,6 +85,7 @@ export async function runGeneration(poolUrl: string, token: string | null, body:
     if (event.type === 'tokens') {
       const now = performance.now();
       if (out.outputIds.length === 0) out.firstTokenAt = now;
+      else out.gaps.push(now - out.lastTokenAt);
       out.lastTokenAt = now;
       for (const id of event.ids) out.outputIds.push(id);
     } else if (event.type === 'trie-exhausted' && hooks.freshTrie) {

@@ -56,6 +56,7 @@ interface PoolFlags {
   drainSeconds: string;
   requestTimeoutSeconds: string;
   prefixCacheMb: string;
+  prefillChunk: string;
   logStats: string;
   speculativeConfig?: string;
   saveDatastore?: string;
@@ -84,6 +85,7 @@ export function register(program: Command): void {
     .option('--request-timeout-seconds <n>', 'longest a client may take to send a whole request, headers and body (past it: 408 and the connection closed); streams are not limited by it', '60')
     .option('--drain-seconds <n>', 'on SIGTERM/SIGINT: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
+    .option('--prefill-chunk <tokens>', 'most prompt tokens one step feeds, over all the prompts going in (chunked prefill): long prompts, or many arriving together, go in over several steps, so the streams decoding beside them are held up by one chunk a step, not whole prompts (0 = every prompt whole)', '128')
     .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, speculation acceptance, prefix cache hit rate (0 = never)', '10')
     .option('--save-datastore <file>', 'write the datastore, with the outputs requests contributed (contributeToDatastore), to FILE when the pool stops and every --save-datastore-seconds; start again with --datastore FILE')
     .option('--save-datastore-seconds <n>', 'with --save-datastore: also save this often while contributions arrive (0 = only when the pool stops)', '600')
@@ -143,6 +145,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const maxActive = positiveInt(flags.maxActive, '--max-active');
   const maxQueued = positiveInt(flags.maxQueued, '--max-queued', true);
   const { maxTreeNodes } = speculation;
+  const prefillChunk = positiveInt(flags.prefillChunk, '--prefill-chunk', true);
   const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads');
   const drainSeconds = positiveInt(flags.drainSeconds, '--drain-seconds', true);
   const requestTimeoutSeconds = Number(flags.requestTimeoutSeconds);
@@ -282,6 +285,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     batchSizeCaps,
     chainTable: nextTokens,
     prefixCache,
+    prefillChunk,
   });
   const info: PoolInfo = {
     protocol: PROTOCOL_VERSION,
@@ -298,7 +302,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     get datastore() {
       return { enabled: datastore.tokenCount > 0 || !!flags.datastore || !!flags.saveDatastore, tokens: datastore.tokenCount };
     },
-    limits: { maxActive, maxQueued, maxTotalTokens },
+    limits: { maxActive, maxQueued, maxTotalTokens, prefillChunk },
     runtime: { executionProvider: runner.executionProvider },
     speculation: {
       budget: speculation.budget,

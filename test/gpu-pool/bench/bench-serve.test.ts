@@ -44,6 +44,9 @@ describe('bench-serve', () => {
       expect(r.outputTokensPerSecond).toBeGreaterThan(0);
       expect(r.ttftMedianMs).toBeGreaterThan(0);
       expect(r.ttftP99Ms).toBeGreaterThanOrEqual(r.ttftMedianMs);
+      // Streams' gaps between token events: a decode step or more each, the longest at least the p99.
+      expect(r.itlP99Ms).toBeGreaterThan(0);
+      expect(r.itlMaxMs).toBeGreaterThanOrEqual(r.itlP99Ms);
       expect(r.speedupVsOff).toBeDefined();
       // Where the pool's time went in this method's rounds: the pass ran, and
       // the phases account for about the rounds' wall time (the reads of

@@ -248,6 +248,70 @@ describe('continuous batching', () => {
     expect(runner.steps.length).toBe(120);
   });
 
+  it('a long prompt goes in by chunks beside a decoding row, and both emit what they would alone', async () => {
+    // A natural 150-token prompt: a reference story and its continuation.
+    const story = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[0]) as { prompt_ids: number[]; output_ids: number[] };
+    const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 150);
+    expect(prompt.length).toBe(150);
+    const tokensOf = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    const whole = collect();
+    scheduler(null).submit(generateRequestSchema.parse({ id: 'whole', promptIds: prompt, maxTokens: 30, speculation: 'off' }), whole.sink);
+    const wholeIds = tokensOf(await whole.done);
+
+    const chunked = new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+      metrics: new PoolMetrics(),
+      maxTreeNodes: 16,
+      createDrafter: drafterFactory(null),
+      prefillChunk: 32,
+    });
+    runner.steps = [];
+    const a = collect();
+    chunked.submit(generateRequestSchema.parse({ id: 'a', promptIds: [1], maxTokens: 60, speculation: 'off' }), a.sink);
+    while (a.events.filter((e) => e.type === 'tokens').length < 5) await new Promise((r) => setImmediate(r));
+    const b = collect();
+    chunked.submit(generateRequestSchema.parse({ id: 'b', promptIds: prompt, maxTokens: 30, speculation: 'context' }), b.sink);
+    const [aEvents, bEvents] = await Promise.all([a.done, b.done]);
+
+    // B fed 32 tokens a step beside A's decode row, four times, then its last 22 with its first draft.
+    const chunkSteps = runner.steps.filter((rows) => rows.length === 2 && rows.includes(32));
+    expect(chunkSteps.length).toBe(4);
+    expect(Math.max(...runner.steps.flat())).toBeLessThanOrEqual(22 + 16);
+    expect(tokensOf(bEvents)).toEqual(wholeIds);
+    expect(bEvents.at(-1)).toMatchObject({ type: 'done', finishReason: 'length', usage: { promptTokens: 150, completionTokens: 30 } });
+    const plainA = collect();
+    scheduler(null).submit(generateRequestSchema.parse({ id: 'plain-a', promptIds: [1], maxTokens: 60, speculation: 'off' }), plainA.sink);
+    expect(tokensOf(aEvents)).toEqual(tokensOf(await plainA.done));
+  });
+
+  it('prompts arriving together share one chunk of prompt tokens a step, oldest first', async () => {
+    const story = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[1]) as { prompt_ids: number[]; output_ids: number[] };
+    const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 100);
+    const tokensOf = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    const whole = collect();
+    scheduler(null).submit(generateRequestSchema.parse({ id: 'whole', promptIds: prompt, maxTokens: 20, speculation: 'off' }), whole.sink);
+    const wholeIds = tokensOf(await whole.done);
+    const chunked = new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: null,
+      metrics: new PoolMetrics(),
+      createDrafter: drafterFactory(null),
+      prefillChunk: 40,
+    });
+    runner.steps = [];
+    const runs = ['p', 'q', 'r'].map((id) => {
+      const c = collect();
+      chunked.submit(generateRequestSchema.parse({ id, promptIds: prompt, maxTokens: 20, speculation: 'off' }), c.sink);
+      return c.done;
+    });
+    const outputs = (await Promise.all(runs)).map(tokensOf);
+    // 300 prompt tokens, 40 a step: p's 100 go in first (40, 40, 20 + 20 of q's), then q's, then r's.
+    for (const rows of runner.steps) expect(rows.filter((t) => t > 1).reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(40);
+    expect(runner.steps.slice(0, 3)).toEqual([[40], [40], [20, 20]]);
+    for (const ids of outputs) expect(ids).toEqual(wholeIds);
+  });
+
   it("the governor learns from whole decode cycles, never from one where a prompt joined", async () => {
     class RecordingGovernor extends SpeculationGovernor {
       readonly records: { batch: number; speculated: boolean; tokens: number; key: string }[] = [];
