@@ -47,7 +47,7 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   /** Tokens fed at the next step (not yet in the cache): the prompt, then the last emitted token. */
   pending: Int32Array;
   pendingLength: number;
-  /** Of the pending tokens, those fed this step: all, or a chunk of a long prompt (Scheduler.feedLength). */
+  /** Of the pending tokens, those fed this step: all, or a chunk of a long prompt (Scheduler.planFeeds). */
   feedLength = 0;
   cache: S | null = null;
   cancelled = false;

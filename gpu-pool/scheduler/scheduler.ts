@@ -1152,7 +1152,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return Math.min(cap, Math.ceil(gen.sentPerDraft * 1.25) + 2);
   }
 
-  /** Deepest useful draft: within the context and within maxTokens (the bonus needs a slot too). */
   /**
    * Sets each row's feedLength for this step and returns the rows that feed
    * anything. Decode rows feed their pending token; prompts share
@@ -1178,6 +1177,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return rows;
   }
 
+  /** Deepest useful draft: within the context and within maxTokens (the bonus needs a slot too). */
   private draftRoom(gen: Generation<S>): number {
     const rootPosition = gen.sequenceLength - 1;
     const byContext = this.contextLength - 1 - rootPosition;
