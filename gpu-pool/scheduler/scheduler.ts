@@ -194,6 +194,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return a ? Math.min(2, Math.max(0.05, a.observed / a.predicted)) : 1;
   }
 
+  /** Generations ended by a fault in their acceptance (the first is logged with its stack). */
+  private acceptFaults = 0;
+
   /** Accepted tokens per drafted row-step, decayed, per acceptance key (the prior of a row not drafted yet). */
   private readonly meanAccepted = new Map<string, number>();
 
@@ -955,7 +958,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       } catch (err) {
         // One row's fault (acceptance, its commit, its stream) ends its own
         // generation, not the batch's.
-        process.stderr.write(`pool: generation ${gen.id} failed in acceptance: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        // The first with its stack; after it a line each (each ends a generation).
+        const first = this.acceptFaults++ === 0;
+        process.stderr.write(`pool: generation ${gen.id} failed in acceptance: ${err instanceof Error ? ((first ? err.stack : undefined) ?? err.message) : String(err)}\n`);
         this.endWithError(gen, `generation failed: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
