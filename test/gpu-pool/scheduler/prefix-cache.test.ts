@@ -152,13 +152,14 @@ describe('scheduler with a prefix cache (real runner)', () => {
 
   const cost = new CostModel({ fixed: 1, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
 
-  function scheduler(prefixCache: PrefixCache<SequenceKvCache> | null, metrics = new PoolMetrics()): Scheduler<SequenceKvCache> {
+  function scheduler(prefixCache: PrefixCache<SequenceKvCache> | null, metrics = new PoolMetrics(), prefillChunk = 0): Scheduler<SequenceKvCache> {
     return new Scheduler(runner, {
       limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
       budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
       metrics,
       createDrafter: drafterFactory(null),
       prefixCache,
+      prefillChunk,
     });
   }
 
@@ -204,6 +205,19 @@ describe('scheduler with a prefix cache (real runner)', () => {
     expect(Number(/sssd_pool_prefix_cache_bytes (\d+)/.exec(text)?.[1])).toBe(prefixes.totalBytes);
     await s.close();
     expect(prefixes.size).toBe(0);
+    await plain.close();
+  });
+
+  it('with chunked prefill, what the cache does not hold goes in by chunks and emits what a full prefill emits', async () => {
+    const s = scheduler(cache(64 << 20), new PoolMetrics(), 8);
+    const plain = scheduler(null);
+    const first = await run(s, { id: 'k1', promptIds: STORY, maxTokens: 24, speculation: 'off' });
+    const next = [...STORY, ...first.ids, 298, 315, 421, 395, 317, 285, 336, 261, 401, 389, 274, 298, 315];
+    const cached = await run(s, { id: 'k2', promptIds: next, maxTokens: 32, speculation: 'sssd' });
+    const full = await run(plain, { id: 'k3', promptIds: next, maxTokens: 32, speculation: 'sssd' });
+    expect(cached.usage.cachedPromptTokens).toBe(STORY.length + first.ids.length - 1);
+    expect(cached.ids).toEqual(full.ids);
+    await s.close();
     await plain.close();
   });
 

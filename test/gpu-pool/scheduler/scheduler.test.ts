@@ -312,6 +312,44 @@ describe('continuous batching', () => {
     for (const ids of outputs) expect(ids).toEqual(wholeIds);
   });
 
+  it('chunked prompts: a sampled request samples the same, a prompt-only one ends after its last chunk, a cancel mid-prompt frees its cache', async () => {
+    const story = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[2]) as { prompt_ids: number[]; output_ids: number[] };
+    const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 150);
+    const make = (prefillChunk: number) =>
+      new Scheduler(runner, {
+        limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+        budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+        metrics: new PoolMetrics(),
+        maxTreeNodes: 16,
+        createDrafter: drafterFactory(null),
+        prefillChunk,
+      });
+    const chunked = make(16);
+    const whole = make(0);
+    const run = (s: Scheduler<SequenceKvCache>, id: string, extra: Record<string, unknown>) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: prompt, ...extra }), c.sink);
+      return c.done;
+    };
+    const tokensOf = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    const sampled = { maxTokens: 30, speculation: 'sssd', sampling: { temperature: 0.9, seed: 7 } };
+    expect(tokensOf(await run(chunked, 's1', sampled))).toEqual(tokensOf(await run(whole, 's2', sampled)));
+
+    const promptOnly = await run(chunked, 'read', { maxTokens: 0, speculation: 'off' });
+    expect(tokensOf(promptOnly)).toEqual([]);
+    expect(promptOnly.at(-1)).toMatchObject({ type: 'done', finishReason: 'length', usage: { promptTokens: 150, completionTokens: 0 } });
+
+    runner.steps = [];
+    runner.created = [];
+    const cancelled = run(chunked, 'gone', { maxTokens: 30, speculation: 'off' });
+    while (runner.steps.length < 2) await new Promise((r) => setImmediate(r));
+    chunked.cancel('gone');
+    expect((await cancelled).at(-1)).toMatchObject({ type: 'done', finishReason: 'cancelled' });
+    // Stopped part way through its 150 prompt tokens, 16 a step, and its cache given back.
+    expect(runner.steps.length).toBeLessThan(150 / 16);
+    expect(runner.created.at(-1)!.isReleased).toBe(true);
+  });
+
   it("the governor learns from whole decode cycles, never from one where a prompt joined", async () => {
     class RecordingGovernor extends SpeculationGovernor {
       readonly records: { batch: number; speculated: boolean; tokens: number; key: string }[] = [];
