@@ -30,6 +30,16 @@ export class PoolMetrics {
   readonly batchSize: Histogram;
   readonly stepSeconds: Histogram;
   readonly stepTokens: Histogram;
+  /**
+   * Request latencies as the pool sees them (vLLM's names): from the request's
+   * arrival to its first tokens, between its token events (a speculative
+   * step's tokens are one event), to its end (completed requests), and
+   * waiting for a batch slot.
+   */
+  readonly timeToFirstToken: Histogram;
+  readonly interTokenLatency: Histogram;
+  readonly e2eLatency: Histogram;
+  readonly queueTime: Histogram;
   readonly tokensPerSecond: Gauge;
   readonly rejected: Counter<'reason'>;
   readonly phaseSeconds: Counter<'phase'>;
@@ -159,6 +169,30 @@ export class PoolMetrics {
       name: 'sssd_pool_step_seconds',
       help: 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.timeToFirstToken = new Histogram({
+      name: 'vllm:time_to_first_token_seconds',
+      help: "From a request's arrival at the pool to its first tokens (queueing and prefill included).",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.interTokenLatency = new Histogram({
+      name: 'vllm:inter_token_latency_seconds',
+      help: "Between a generation's consecutive token events (the tokens a speculative step accepts are one event): where streams stall.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.e2eLatency = new Histogram({
+      name: 'vllm:e2e_request_latency_seconds',
+      help: "From a request's arrival at the pool to its end, for requests that completed (stop, length, context_length).",
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    });
+    this.queueTime = new Histogram({
+      name: 'vllm:request_queue_time_seconds',
+      help: "From a request's arrival at the pool to its admission into the running batch.",
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
       registers,
     });
     this.stepTokens = new Histogram({

@@ -115,6 +115,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   steps = 0;
   readonly submittedAt = performance.now();
   startedAt = 0;
+  /** When its last tokens event was emitted (0 = none yet), for the inter-token latency. */
+  lastTokenAt = 0;
 
   constructor(
     readonly request: GenerateRequest,

@@ -440,6 +440,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       gen.cache = this.runner.newSequence(Math.min(this.contextLength, gen.reservedTokens));
       this.restorePrefix(gen, gen.cache);
       gen.startedAt = performance.now();
+      metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
       this.active.push(gen);
       gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt) });
     }
@@ -806,6 +807,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     let stepDrafts = 0;
     let stepDraftTokens = 0;
     let stepAccepted = 0;
+    // One clock reading for the step's token events: they leave together, when the step ends.
+    const emittedAt = performance.now();
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
       if (gen.finished) continue;
@@ -904,6 +907,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         if (logprobs) tokensEvent.logprobs = logprobs;
         if (alternatives) tokensEvent.topLogprobs = alternatives;
         gen.sink.send(tokensEvent);
+        if (gen.lastTokenAt === 0) metrics.timeToFirstToken.observe((emittedAt - gen.submittedAt) / 1000);
+        else metrics.interTokenLatency.observe((emittedAt - gen.lastTokenAt) / 1000);
+        gen.lastTokenAt = emittedAt;
         if (reason !== null) {
           // Of the accepted path, the tokens emitted before the cut (the bonus, if emitted, was never fed).
           this.commitForPrefixCache(gen, result, r, chain, Math.min(accepted, ids.length));
@@ -1209,6 +1215,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     gen.drafter?.release?.();
     const { metrics } = this.options;
     metrics.recordFinished(reason);
+    if (reason === 'stop' || reason === 'length' || reason === 'context_length') metrics.e2eLatency.observe((performance.now() - gen.submittedAt) / 1000);
     metrics.running.set(this.active.length);
     // A sink that throws (a broken connection) must not take the loop down with it.
     try {

@@ -701,6 +701,41 @@ describe('continuous batching', () => {
     expect((await run('after', REPEATING_PROMPT, 'off')).ids).toEqual(plain.ids);
   });
 
+  it("records each request's queueing, first token, gaps between token events and end, as vLLM names them", async () => {
+    const metrics = new PoolMetrics();
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 1, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+      metrics,
+      createDrafter: drafterFactory(null),
+    });
+    const run = (id: string, speculation: 'off' | 'context', maxTokens: number) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens, speculation }), c.sink);
+      return c;
+    };
+    // One slot: the second waits for the first, the third is cancelled while it waits.
+    const a = run('a', 'off', 10);
+    const b = run('b', 'context', 40);
+    const cancelled = run('c', 'off', 10);
+    s.cancel('c');
+    const [aEvents, bEvents] = await Promise.all([a.done, b.done, cancelled.done]);
+    const tokenEvents = (events: PoolEvent[]) => events.filter((e) => e.type === 'tokens').length;
+    expect(tokenEvents(aEvents)).toBe(10);
+    expect(tokenEvents(bEvents)).toBeLessThan(40);
+    const count = async (h: { get(): Promise<{ values: Array<{ metricName?: string; value: number }> }> }) =>
+      (await h.get()).values.find((v) => v.metricName?.endsWith('_count'))!.value;
+    const sum = async (h: { get(): Promise<{ values: Array<{ metricName?: string; value: number }> }> }) =>
+      (await h.get()).values.find((v) => v.metricName?.endsWith('_sum'))!.value;
+    expect(await count(metrics.queueTime)).toBe(2);
+    expect(await count(metrics.timeToFirstToken)).toBe(2);
+    expect(await count(metrics.interTokenLatency)).toBe(tokenEvents(aEvents) - 1 + tokenEvents(bEvents) - 1);
+    expect(await count(metrics.e2eLatency)).toBe(2);
+    // b waited in the queue for a's whole run: its wait is most of the queue time recorded.
+    expect(await sum(metrics.queueTime)).toBeGreaterThan(0);
+    expect(await sum(metrics.e2eLatency)).toBeGreaterThan(await sum(metrics.timeToFirstToken));
+  });
+
   it('finished and cancelled generations release their caches', async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
     runner.created = [];
