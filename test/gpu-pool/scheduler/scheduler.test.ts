@@ -101,6 +101,18 @@ function runContext(s: Scheduler<SequenceKvCache>, id: string, maxTokens: number
 /** A GPU-like pass: a fixed cost that dwarfs what rows and tokens add. */
 const gpuLike = new CostModel({ fixed: 5, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
 
+/** A scheduler of up to 8 rows that feeds at most `prefillChunk` prompt tokens a step (chunked prefill). */
+function chunkedScheduler(prefillChunk: number, budget: TreeBudget | null = new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 })): Scheduler<SequenceKvCache> {
+  return new Scheduler(runner, {
+    limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+    budget,
+    metrics: new PoolMetrics(),
+    maxTreeNodes: 16,
+    createDrafter: drafterFactory(null),
+    prefillChunk,
+  });
+}
+
 function scheduler(budget: TreeBudget | null): Scheduler<SequenceKvCache> {
   return new Scheduler(runner, {
     limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
@@ -258,14 +270,7 @@ describe('continuous batching', () => {
     scheduler(null).submit(generateRequestSchema.parse({ id: 'whole', promptIds: prompt, maxTokens: 30, speculation: 'off' }), whole.sink);
     const wholeIds = tokensOf(await whole.done);
 
-    const chunked = new Scheduler(runner, {
-      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
-      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
-      metrics: new PoolMetrics(),
-      maxTreeNodes: 16,
-      createDrafter: drafterFactory(null),
-      prefillChunk: 32,
-    });
+    const chunked = chunkedScheduler(32);
     runner.steps = [];
     const a = collect();
     chunked.submit(generateRequestSchema.parse({ id: 'a', promptIds: [1], maxTokens: 60, speculation: 'off' }), a.sink);
@@ -292,13 +297,7 @@ describe('continuous batching', () => {
     const whole = collect();
     scheduler(null).submit(generateRequestSchema.parse({ id: 'whole', promptIds: prompt, maxTokens: 20, speculation: 'off' }), whole.sink);
     const wholeIds = tokensOf(await whole.done);
-    const chunked = new Scheduler(runner, {
-      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
-      budget: null,
-      metrics: new PoolMetrics(),
-      createDrafter: drafterFactory(null),
-      prefillChunk: 40,
-    });
+    const chunked = chunkedScheduler(40, null);
     runner.steps = [];
     const runs = ['p', 'q', 'r'].map((id) => {
       const c = collect();
@@ -315,17 +314,8 @@ describe('continuous batching', () => {
   it('chunked prompts: a sampled request samples the same, a prompt-only one ends after its last chunk, a cancel mid-prompt frees its cache', async () => {
     const story = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[2]) as { prompt_ids: number[]; output_ids: number[] };
     const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 150);
-    const make = (prefillChunk: number) =>
-      new Scheduler(runner, {
-        limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
-        budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
-        metrics: new PoolMetrics(),
-        maxTreeNodes: 16,
-        createDrafter: drafterFactory(null),
-        prefillChunk,
-      });
-    const chunked = make(16);
-    const whole = make(0);
+    const chunked = chunkedScheduler(16);
+    const whole = chunkedScheduler(0);
     const run = (s: Scheduler<SequenceKvCache>, id: string, extra: Record<string, unknown>) => {
       const c = collect();
       s.submit(generateRequestSchema.parse({ id, promptIds: prompt, ...extra }), c.sink);
