@@ -58,6 +58,8 @@ describe('info and tokenizer', () => {
     expect(body.model).toMatchObject({ contextLength: 512, vocabSize: 512, bosId: 1, eosIds: [1] });
     expect(body.limits.maxActive).toBe(2);
     expect(body.runtime?.executionProvider).toBe(process.env.SSSD_EXECUTION_PROVIDER || 'cpu');
+    // Chunked prefill at the provider's default: 128 prompt tokens a step on the CPU, 2,048 on a GPU.
+    expect(body.limits.prefillChunk).toBe(body.runtime?.executionProvider === 'cpu' ? 128 : 2048);
     // The speculation settings it runs with: the flags' defaults and --speculative-config.
     expect(body.speculation).toMatchObject({
       budget: 'marginal',
