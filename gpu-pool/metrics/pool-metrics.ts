@@ -253,7 +253,7 @@ export class PoolMetrics {
     });
     this.triePushes = new Counter({
       name: 'sssd_pool_trie_pushes_total',
-      help: 'Fresh edge tries pushed for running generations, by result (applied; unknown: the generation had ended; invalid: a token outside the vocabulary, refused).',
+      help: 'Fresh edge tries pushed for running generations, by result (applied; unknown: the generation had ended; invalid: malformed or naming a token outside the vocabulary, refused).',
       labelNames: ['result'],
       registers,
     });

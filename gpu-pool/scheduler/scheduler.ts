@@ -26,7 +26,7 @@ import { Generation, type Drafter, type GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { createDraftTree, type DraftTree } from '../../shared/drafting/draft-tree';
-import { EdgeTrieFollower, edgeTrieTokenOutside, historyChainNodes } from '../../shared/drafting/edge-trie';
+import { EdgeTrieFollower, edgeTrieMalformation, edgeTrieTokenOutside, historyChainNodes } from '../../shared/drafting/edge-trie';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
 import { DepthCalibration } from '../budget/depth-calibration';
 import { pushLogprobs } from '../runtime/logprobs';
@@ -305,9 +305,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * AdmissionError for a trie with a token outside the vocabulary.
    */
   pushTrie(id: string, bytes: Uint8Array, outputLength: number): boolean {
-    checkTrieTokens(bytes, this.runner.config.vocabSize);
     const gen = this.byId.get(id);
     if (!gen || gen.finished) return false;
+    // A shipped trie that is malformed is dropped (the request runs without
+    // it); a pushed one is refused, so the edge hears of it rather than a 202.
+    const problem = edgeTrieMalformation(bytes);
+    if (problem !== null) throw new AdmissionError('bad_request', `trie: ${problem}`);
+    checkTrieTokens(bytes, this.runner.config.vocabSize);
     if (!gen.drafter) return true;
     gen.incomingTrie = { bytes, outputLength };
     return true;

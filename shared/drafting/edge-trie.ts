@@ -201,7 +201,7 @@ export function historyChainNodes(bytes: Uint8Array | null | undefined): number 
  */
 export function edgeTrieTokenOutside(bytes: Uint8Array, vocabSize: number): number {
   const h = readHeader(bytes);
-  if (!h) return -1;
+  if (typeof h === 'string') return -1;
   const { view, n, wide, tw } = h;
   for (let i = 0, o = HEADER_BYTES; i < n; i++, o += tw) {
     const token = wide ? view.getInt32(o, true) : view.getUint16(o, true);
@@ -210,22 +210,39 @@ export function edgeTrieTokenOutside(bytes: Uint8Array, vocabSize: number): numb
   return -1;
 }
 
-/** The wire form's header, checked against its length; null when malformed. */
-function readHeader(bytes: Uint8Array | null | undefined): { view: DataView; n: number; wide: boolean; tw: number } | null {
-  if (!bytes || bytes.byteLength < HEADER_BYTES) return null;
+/** The wire form's header, checked against its length; what is wrong with it when malformed. */
+function readHeader(bytes: Uint8Array | null | undefined): { view: DataView; n: number; wide: boolean; tw: number } | string {
+  if (!bytes || bytes.byteLength < HEADER_BYTES) return `${bytes?.byteLength ?? 0} bytes are shorter than a trie's header (${HEADER_BYTES})`;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (view.getUint32(0, true) !== MAGIC) return null;
+  if (view.getUint32(0, true) !== MAGIC) return 'not an edge trie (wrong magic number)';
   const n = view.getUint16(4, true);
   const wide = (bytes[6] & FLAG_WIDE_TOKENS) !== 0;
   const tw = wide ? 4 : 2;
-  if (n < 1 || bytes.byteLength !== HEADER_BYTES + n * (tw + 3)) return null;
+  if (n < 1 || bytes.byteLength !== HEADER_BYTES + n * (tw + 3)) return `${bytes.byteLength} bytes do not hold the ${n} nodes its header names`;
   return { view, n, wide, tw };
+}
+
+/**
+ * What makes `bytes` no edge trie (its header, its length, a node whose
+ * parent does not come before it), or null for a well-formed one: the pool
+ * refuses such a pushed trie with the reason, rather than answer 202 for a
+ * trie decodeEdgeTrie then ignores.
+ */
+export function edgeTrieMalformation(bytes: Uint8Array): string | null {
+  const h = readHeader(bytes);
+  if (typeof h === 'string') return h;
+  const { view, n, tw } = h;
+  for (let i = 1, o = HEADER_BYTES + n * tw + 2; i < n; i++, o += 2) {
+    const parent = view.getUint16(o, true);
+    if (parent >= i) return `node ${i}'s parent ${parent} does not come before it`;
+  }
+  return null;
 }
 
 /** Decodes the wire form; null when malformed. */
 export function decodeEdgeTrie(bytes: Uint8Array | null | undefined): DecodedEdgeTrie | null {
   const h = readHeader(bytes);
-  if (!h || !bytes) return null;
+  if (typeof h === 'string' || !bytes) return null;
   const { view, n, wide, tw } = h;
   const tokens = new Int32Array(n);
   const parents = new Int32Array(n);

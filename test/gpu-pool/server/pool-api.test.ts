@@ -118,6 +118,16 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     expect(push.status).toBe(400);
     expect(((await push.json()) as { message: string }).message).toMatch(/outside the vocabulary/);
     expect(await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="invalid"')).toBe(invalidBefore + 1);
+    // So is a pushed trie that is malformed, with what is wrong with it (it was a 202, counted as applied, and ignored).
+    for (const [bytes, message] of [
+      [Buffer.from('not a trie, just some bytes'), /trie: not an edge trie/],
+      [Buffer.from(bad, 'base64').subarray(0, 20), /trie: 20 bytes do not hold the 5 nodes/],
+    ] as const) {
+      const malformed = await post('/v1/generations/trie-beside/trie', JSON.stringify({ outputLength: 0, trie: bytes.toString('base64') }));
+      expect(malformed.status).toBe(400);
+      expect(((await malformed.json()) as { message: string }).message).toMatch(message);
+    }
+    expect(await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="invalid"')).toBe(invalidBefore + 3);
     const done = await beside;
     expect(done.status).toBe(200);
     expect(done.done?.finishReason).toBe('length');
@@ -190,7 +200,7 @@ describe('cancellation', () => {
     const res = await post('/v1/generate', JSON.stringify({ id: 'gets-trie', promptIds: [1], maxTokens: 300, speculation: 'sssd' }));
     const it = streamEvents(res);
     await it.next();
-    const push = await post('/v1/generations/gets-trie/trie', JSON.stringify({ outputLength: 0, trie: Buffer.from([1, 2, 3]).toString('base64') }));
+    const push = await post('/v1/generations/gets-trie/trie', JSON.stringify({ outputLength: 0, trie: Buffer.from(encodeEdgeTrie([1, 403], [-1, 0], [1, 0.5])).toString('base64') }));
     expect([202, 404]).toContain(push.status); // 404 only if it already finished
     const unknown = await post('/v1/generations/nobody/trie', JSON.stringify({ outputLength: 0, trie: '' }));
     expect(unknown.status).toBe(404);

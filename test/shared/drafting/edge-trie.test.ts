@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createDraftTree, pathTokens } from '../../../shared/drafting/draft-tree';
-import { EdgeTrieFollower, decodeEdgeTrie, draftEdgeTrie, edgeTrieTokenOutside, encodeEdgeTrie, historyChainNodes } from '../../../shared/drafting/edge-trie';
+import { EdgeTrieFollower, decodeEdgeTrie, draftEdgeTrie, edgeTrieMalformation, edgeTrieTokenOutside, encodeEdgeTrie, historyChainNodes } from '../../../shared/drafting/edge-trie';
 import { MIN_CHAIN_MATCH, chainTrust } from '../../../shared/drafting/history-match';
 import { UserCache, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
 import { seededRandom, tokenStream } from './random-tokens';
@@ -64,6 +64,26 @@ describe('edge trie', () => {
     // Malformed bytes are not a token error: decodeEdgeTrie ignores them.
     expect(edgeTrieTokenOutside(new Uint8Array([1, 2, 3]), 512)).toBe(-1);
     expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 600], [-1, 0], [1, 0.5]).subarray(0, 12), 512)).toBe(-1);
+  });
+
+  it('says what makes bytes no trie (what the pool refuses a push for), exactly where decodeEdgeTrie gives up', () => {
+    const good = encodeEdgeTrie([5, 7, 9, 11], [-1, 0, 1, 0], [1, 0.5, 0.5, 0.25]);
+    expect(edgeTrieMalformation(good)).toBeNull();
+    expect(edgeTrieMalformation(encodeEdgeTrie([5, 70_000, 3], [-1, 0, 0], [1, 0.5, 0.5]))).toBeNull();
+    const cases: Array<[Uint8Array, RegExp]> = [
+      [new Uint8Array([1, 2, 3]), /3 bytes are shorter than a trie's header/],
+      [new Uint8Array(good.length), /wrong magic number/],
+      [good.subarray(0, good.length - 1), /do not hold the 4 nodes/],
+    ];
+    // Node 2's parent pointing at itself: written over the encoded parents.
+    const loop = good.slice();
+    new DataView(loop.buffer).setUint16(16 + 4 * 2 + 2 * 2, 2, true);
+    cases.push([loop, /node 2's parent 2 does not come before it/]);
+    for (const [bytes, message] of cases) {
+      expect(edgeTrieMalformation(bytes)).toMatch(message);
+      expect(decodeEdgeTrie(bytes)).toBeNull();
+    }
+    expect(decodeEdgeTrie(good)).not.toBeNull();
   });
 
   it('follower advances along accepted tokens and knows when the path has left the trie', () => {
