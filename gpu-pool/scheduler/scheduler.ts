@@ -302,7 +302,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /**
    * A fresh edge trie for a running generation; applied at the next
    * iteration. False: no such generation (any more). Throws a bad_request
-   * AdmissionError for a trie with a token outside the vocabulary.
+   * AdmissionError for a malformed trie or one with a token outside the
+   * vocabulary.
    */
   pushTrie(id: string, bytes: Uint8Array, outputLength: number): boolean {
     const gen = this.byId.get(id);
