@@ -98,9 +98,10 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   if (needsDatastore && !flags.datastore && !flags.datastoreCorpus) {
     throw new CliError(`methods ${methods.filter((m) => m.includes('datastore')).join(', ')} need --datastore FILE or --datastore-corpus FILE`);
   }
-  const needsTable = methods.includes('table-chain');
+  const tableMethod = methods.find((m) => m === 'table-chain' || m === 'table-tree');
+  const needsTable = tableMethod !== undefined;
   if (needsTable && !flags.datastore && !(flags.nextTokens && flags.nextTokens !== 'none')) {
-    throw new CliError('method table-chain needs the next-token table: --datastore FILE (its FILE.next-tokens) or --next-tokens FILE');
+    throw new CliError(`method ${tableMethod} needs the next-token table: --datastore FILE (its FILE.next-tokens) or --next-tokens FILE`);
   }
 
   const tokenizer = await readTokenizerFile(flags.tokenizer);
@@ -139,7 +140,7 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
         throw new CliError(`cannot load the next-token table: ${err.message}`);
       })
     : null;
-  if (needsTable && !nextTokens) throw new CliError(`method table-chain needs the next-token table, and ${flags.datastore}.next-tokens was not found (datastore build --model writes it)`);
+  if (needsTable && !nextTokens) throw new CliError(`method ${tableMethod} needs the next-token table, and ${flags.datastore}.next-tokens was not found (datastore build --model writes it)`);
 
   const replayRequests: ReplayRequest[] = requests.map((r, i) => {
     const sampling = jobs[i].sampling;

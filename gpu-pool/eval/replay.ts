@@ -25,15 +25,19 @@ import { type FusionWeights, defaultFusionWeights } from '../../shared/drafting/
 import { type DraftMethod, RequestDrafter } from '../../shared/drafting/request-drafter';
 import { createDraftTree, type DraftTree } from '../../shared/drafting/draft-tree';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
+import { draftTableTree } from '../../shared/drafting/table-tree';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
 
 /**
  * `table-chain`: the pool's drafting for batches too wide for the fused
  * drafter, a chain of `budget` nodes (at most MAX_CHAIN) from the model's
- * next-token table alone (shared/drafting/table-chain.ts).
+ * next-token table alone (shared/drafting/table-chain.ts). `table-tree`: the
+ * pool's drafting for sampled rows beside fused trees, a coupled tree of
+ * `budget` nodes from the table (shared/drafting/table-tree.ts; greedy
+ * requests chain as under `table-chain`).
  */
-export const evalMethods = ['none', 'pld', 'context', 'context+user', 'context+datastore', 'context+user+datastore', 'table-chain'] as const;
+export const evalMethods = ['none', 'pld', 'context', 'context+user', 'context+datastore', 'context+user+datastore', 'table-chain', 'table-tree'] as const;
 export type EvalMethod = (typeof evalMethods)[number];
 
 export interface ReplayRequest {
@@ -101,10 +105,11 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
   const usesUser = method === 'context+user' || method === 'context+user+datastore';
   const usesDatastore = method === 'context+datastore' || method === 'context+user+datastore';
   if (usesDatastore && !opts.datastore) throw new Error(`method ${method} needs a datastore`);
-  const chainTable = method === 'table-chain' ? opts.nextTokens : null;
-  if (method === 'table-chain' && !chainTable) throw new Error('method table-chain needs the next-token table');
-  const chainTree = createDraftTree(MAX_CHAIN + 1);
-  const drafterMethod: DraftMethod = method === 'none' || method === 'table-chain' ? 'off' : method === 'pld' ? 'pld' : method === 'context' ? 'context' : 'sssd';
+  const tableMethod = method === 'table-chain' || method === 'table-tree';
+  const chainTable = tableMethod ? opts.nextTokens : null;
+  if (tableMethod && !chainTable) throw new Error(`method ${method} needs the next-token table`);
+  const chainTree = createDraftTree(Math.max(MAX_CHAIN, budget) + 1);
+  const drafterMethod: DraftMethod = method === 'none' || tableMethod ? 'off' : method === 'pld' ? 'pld' : method === 'context' ? 'context' : 'sssd';
   const edgeNodes = opts.edgeTrieNodes ?? 128;
   const live = usesDatastore && opts.liveDatastore && opts.datastore ? opts.datastore : null;
   if (live && !isAppendable(live)) throw new Error('live datastore learning needs a datastore with append() and flush()');
@@ -142,7 +147,8 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
       let tree: DraftTree;
       if (chainTable) {
         const ctx = drafter.context;
-        draftTableChain(chainTable, ctx.data, ctx.length, ctx.length, budget, chainTree, coupling);
+        if (method === 'table-tree' && coupling) draftTableTree(chainTable, ctx.data, ctx.length, ctx.length, budget, chainTree, coupling);
+        else draftTableChain(chainTable, ctx.data, ctx.length, ctx.length, budget, chainTree, coupling);
         tree = chainTree;
       } else tree = drafter.draft(budget);
       if (opts.timeDrafts) draftTimes.push((performance.now() - t0) * 1000);

@@ -98,6 +98,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   /** The chain's tree, made at the first chained step, and its calibrated estimates (what the budget reads). */
   chainTree: DraftTree | null = null;
   chainProbs: Float32Array | null = null;
+  /** A sampled row's table tree (Scheduler.sampledFromTable), made at its first. */
+  tableTree: DraftTree | null = null;
   /** Acceptance calibration key of this row's chains. */
   readonly chainAcceptanceKey: string;
   /** The calibration of that key, looked up at the row's first chain (the scheduler's, shared by rows of the same key). */

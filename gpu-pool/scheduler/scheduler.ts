@@ -28,6 +28,7 @@ import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { createDraftTree, type DraftTree } from '../../shared/drafting/draft-tree';
 import { EdgeTrieFollower, edgeTrieMalformation, edgeTrieTokenOutside, historyChainNodes } from '../../shared/drafting/edge-trie';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
+import { draftTableTree } from '../../shared/drafting/table-tree';
 import { DepthCalibration } from '../budget/depth-calibration';
 import { pushLogprobs } from '../runtime/logprobs';
 import { PREFIX_BLOCK, type PrefixCache } from './prefix-cache';
@@ -593,7 +594,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // (each late row's first draft indexes its whole context) against ~6
     // for chains; all rows of a level chaining to their end measured
     // 1.20-1.32x of `off` against 1.02-1.30x (docs/benchmarks.md). Sampled
-    // rows chain in such steps too (sampledChain).
+    // rows draft table trees in such steps (sampledFromTable).
     const lateChains = speculate && chainable;
     if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
     // The budget reads this step's rows (their count too) from budgetRows:
@@ -643,7 +644,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // Likewise a row whose recent acceptance does not pay for its drafting.
       const unpaid = !probe && cap > 0 && !budget!.rowPaysForDrafting(n, this.expectedAccepted(gen), maxPast, method!);
       if (cap > 0 && gen.drafter && room > 0) gen.skippedDrafts = resting || unpaid ? gen.skippedDrafts + 1 : 0;
-      const chainsHere = chains || (lateChains && (this.lateChain(gen) || this.sampledChain(gen)));
+      const chainsHere = chains || (lateChains && (this.lateChain(gen) || this.sampledFromTable(gen)));
       if (gen.drafter && cap > 0 && room > 0 && !resting && !unpaid && !chainsHere) {
         // A lazy drafter's first draft builds it (once per request), and a
         // draft after steps without one takes in the queued tokens: both kept
@@ -667,10 +668,27 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         }
       }
       gen.historyChainStep = false;
-      if (chainsHere && gen.drafter && this.canChain(gen) && room > 0) {
+      if (chainsHere && !chains && gen.drafter && this.sampledFromTable(gen) && room > 0) {
+        // A sampled row beside fused trees (or alone): a coupled tree from the table.
+        const started = performance.now();
+        gen.tableTree ??= createDraftTree(this.maxTreeNodes + 1);
+        let len = 0;
+        try {
+          const k = gen.fillTail(this.chainTail);
+          len = draftTableTree(chainTable!, this.chainTail, k, gen.sequenceLength, this.draftSize(gen, Math.min(cap, room, this.maxTreeNodes)), gen.tableTree, gen.chainCoupling!);
+        } catch (err) {
+          this.dropDrafter(gen, err);
+        }
+        if (len > 0) {
+          gen.tree = gen.tableTree;
+          row.available = len;
+          row.probs = gen.tableTree.probs;
+          row.scale = this.probScale(gen.acceptanceKey);
+        }
+        chainMs += performance.now() - started;
+      } else if (chainsHere && gen.drafter && this.canChain(gen) && room > 0) {
         const chainStarted = chains ? 0 : performance.now();
         gen.chainTree ??= createDraftTree(MAX_CHAIN + 1);
-        const longest = !chains && this.sampledChain(gen) ? Math.min(MAX_CHAIN, cap) : CHAIN_NODES;
         // A repeated request's history chain, where the edge shipped one, before
         // the table's guess: at concurrency 32 the table's chains accept ~1.4
         // tokens a row a step, a history chain nearly all it is sent. As long
@@ -678,11 +696,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         let fromHistory = 0;
         let len = 0;
         try {
-          fromHistory = gen.historyChain !== null ? gen.historyChain.chainAhead(gen.chainTree, Math.min(longest, room, userCap)) : 0;
+          fromHistory = gen.historyChain !== null ? gen.historyChain.chainAhead(gen.chainTree, Math.min(CHAIN_NODES, room, userCap)) : 0;
           len = fromHistory;
           if (fromHistory === 0) {
             const k = gen.fillTail(this.chainTail);
-            len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(longest, room, userCap), gen.chainTree, gen.chainCoupling);
+            len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(CHAIN_NODES, room, userCap), gen.chainTree, gen.chainCoupling);
           }
         } catch (err) {
           // As a drafter that throws (dropDrafter): this row goes on plainly.
@@ -1110,24 +1128,26 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
 
   /**
    * A row that can draft but has not, past LATE_BUILD_TOKENS output tokens
-   * (its drafter was never built). A sampled row that chains by design
-   * (sampledChain) never builds it and is not such a row.
+   * (its drafter was never built). A sampled row that drafts from the table
+   * by design (sampledFromTable) never builds it and is not such a row.
    */
   private ranPlainLong(gen: Generation<S>): boolean {
-    return gen.drafter !== null && gen.drafter.built === false && gen.output.length > LATE_BUILD_TOKENS && !this.sampledChain(gen);
+    return gen.drafter !== null && gen.drafter.built === false && gen.output.length > LATE_BUILD_TOKENS && !this.sampledFromTable(gen);
   }
 
   /**
-   * A sampled `sssd` row chains from the table, up to MAX_CHAIN tokens, in
-   * steps where the fused drafter drafts for greedy rows (it never builds
-   * its own). On dev-sessions' sampled requests as served (eval-drafts),
-   * table chains had τ 2.08 / 2.55 / 2.89 at 2 / 4 / 8 nodes against 1.96 /
-   * 2.39 / 2.85 for the fused tree, for 3-8 µs of drafting a step against
-   * 10-22; served alone, sampled requests went from 1.51x to 1.85x of `off`
-   * at concurrency 1 and from 1.15x to 1.49x at 8 (docs/benchmarks.md,
-   * "Sampled rows chain").
+   * A sampled `sssd` row drafts from the table alone, never building its
+   * fused drafter: a coupled tree (table-tree.ts) in steps where the fused
+   * drafter drafts for greedy rows, a chain in wide batches. On dev-sessions'
+   * sampled requests as served (eval-drafts), table chains had τ 2.55 /
+   * 2.89 at 4 / 8 nodes against 2.38 / 2.84 for the fused tree, for 6-8 µs
+   * of drafting a step against 17-25; served alone, sampled requests went
+   * from 1.51x to 1.85x of `off` at concurrency 1 and from 1.15x to 1.49x at
+   * 8 (docs/benchmarks.md, "Sampled rows chain"). The table tree drafts them
+   * better still: 2.64 / 3.20 / 3.49 / 3.66 at 4 / 8 / 12 / 16 nodes, where
+   * the chain stops at 2.89 ("Coupled drafts that know how sure they are").
    */
-  private sampledChain(gen: Generation<S>): boolean {
+  private sampledFromTable(gen: Generation<S>): boolean {
     return this.options.chainTable != null && this.canChain(gen) && gen.request.sampling.temperature > 0;
   }
 

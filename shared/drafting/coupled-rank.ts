@@ -69,3 +69,41 @@ export function topCoupled(
     kept++;
   }
 }
+
+/**
+ * How far apart perturbed scores must be for the better one to be trusted:
+ * the chance that a ranked candidate is the sample is taken as the softmax
+ * of the scores over this spread, the ranked candidates competing with the
+ * rest of the distribution (see coupledShares). The table's q is the mean of
+ * the model's distribution over contexts that share the last tokens, not the
+ * distribution itself, so where the best score leads by little either may
+ * win. Measured on dev-sessions' sampled requests at their true contexts and
+ * noise (stories260K, 8,827 positions), the best-scored candidate was the
+ * sample 32-41% of the time with a lead under 0.5, 60-63% at 1-1.5, 76-81%
+ * at 2-3 and 99% past 6, where the estimate before (the table's largest q)
+ * said 0.35-0.41, 0.40-0.43, 0.53-0.61 and 0.98. With a spread of 0.8 the
+ * nodes of best-first trees were accepted about as often as estimated, from
+ * 0.1 to 0.9 (docs/benchmarks.md, "Coupled drafts that know how sure they
+ * are"); the budget sizes trees by these estimates.
+ */
+export const COUPLED_SPREAD = 0.8;
+/** The mean of a standard Gumbel draw (Euler–Mascheroni constant). */
+const GUMBEL_MEAN = 0.5772156649;
+
+/**
+ * The chance each of the `m` ranked candidates is the sample, from their
+ * scores (best first, as topCoupled leaves them) into share[0..m). `rest` is
+ * the probability mass outside them: it competes as one candidate at the
+ * score the best of its tokens gets on average, log(rest) / T + γ (exact at
+ * T = 1, where the best of log q + g over a set is log Σq + a Gumbel draw).
+ */
+export function coupledShares(score: Float64Array, m: number, rest: number, invT: number, share: Float64Array): void {
+  const best = score[0];
+  let z = rest > 0 ? Math.exp((Math.log(rest) * invT + GUMBEL_MEAN - best) / COUPLED_SPREAD) : 0;
+  for (let r = 0; r < m; r++) {
+    const w = Math.exp((score[r] - best) / COUPLED_SPREAD);
+    share[r] = w;
+    z += w;
+  }
+  for (let r = 0; r < m; r++) share[r] /= z;
+}

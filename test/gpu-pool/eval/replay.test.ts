@@ -78,4 +78,33 @@ describe('replay (greedy verification against a known continuation)', () => {
     expect((await replay([{ user: 'a', promptIds: [1, 7], continuation: [8, 9] }], 'table-chain', 4, { nextTokens })).tau).toBe(1);
     await expect(replay([], 'table-chain', 4)).rejects.toThrow(/next-token table/);
   });
+
+  it("drafts sampled requests' trees from the table alone (table-tree), greedy ones as table-chain", async () => {
+    // After 1 50 the model wrote 51 or 60 about equally often, then 52 after 51.
+    const b = new NextTokenTableBuilder(64);
+    const probs = (p: Record<number, number>): Float32Array => {
+      const logits = new Float32Array(64).fill(-30);
+      for (const [t, q] of Object.entries(p)) logits[Number(t)] = Math.log(q);
+      return logits;
+    };
+    for (let pass = 0; pass < 2; pass++) {
+      b.add([1, 50, 51, 52], 2, probs({ 51: 0.5, 60: 0.5 }));
+      b.add([1, 50, 51, 52], 3, probs({ 52: 1 }));
+    }
+    const nextTokens = b.build();
+    const sampling = { temperature: 1, topP: 1, seed: 5 };
+    const requests = (continuation: number[]) => [{ user: 'a', promptIds: [1, 50], continuation, sampling }];
+    // A tree of two nodes holds both coin-toss candidates: whichever was sampled is accepted.
+    for (const first of [51, 60]) {
+      const r = await replay(requests([first, 7]), 'table-tree', 2, { nextTokens });
+      expect(r.acceptedTokens, `sampled ${first}`).toBe(1);
+    }
+    // A chain of two holds one of them and the token after it.
+    const chain = await Promise.all([51, 60].map((first) => replay(requests([first, 7]), 'table-chain', 2, { nextTokens })));
+    expect(chain.map((r) => r.acceptedTokens).sort()).toEqual([0, 1]);
+    // Greedy requests chain.
+    const greedy = [{ user: 'a', promptIds: [1, 50], continuation: [51, 52, 7] }];
+    expect((await replay(greedy, 'table-tree', 2, { nextTokens })).acceptedTokens).toBe((await replay(greedy, 'table-chain', 2, { nextTokens })).acceptedTokens);
+    await expect(replay([], 'table-tree', 4)).rejects.toThrow(/table-tree needs the next-token table/);
+  });
 });

@@ -1035,7 +1035,7 @@ describe('continuous batching', () => {
       }
     });
 
-    it('a sampled row chains from the table beside a greedy row on the fused drafter, and samples what the model samples', async () => {
+    it('a sampled row drafts trees from the table beside a greedy row on the fused drafter, and samples what the model samples', async () => {
       const table = await fixtureTable();
       const { s } = chainScheduler(table);
       const open = (id: string, i: number, speculation: 'off' | 'sssd', sampled: boolean) => {
@@ -1056,6 +1056,9 @@ describe('continuous batching', () => {
       expect(usage(sampledEvents).acceptedTokens).toBeGreaterThan(0);
       expect(sampled.gen.drafter?.built).toBe(false);
       expect(greedy.gen.drafter?.built).toBe(true);
+      // Its drafts were table trees (table-tree.ts), not the wide batches' chains.
+      expect(sampled.gen.tableTree).not.toBeNull();
+      expect(sampled.gen.chainTree).toBeNull();
       expect(ids(greedyEvents)).toEqual(fixtures[0].output_ids.slice(0, 48));
       // The same seed without speculation: token for token.
       expect(ids(await open('sampled-off', 1, 'off', true).done)).toEqual(ids(sampledEvents));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rankByScore, topCoupled } from '../../../shared/drafting/coupled-rank';
+import { COUPLED_SPREAD, coupledShares, rankByScore, topCoupled } from '../../../shared/drafting/coupled-rank';
 import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
 
 describe('topCoupled', () => {
@@ -49,5 +49,40 @@ describe('topCoupled', () => {
     }
     // The point of it: some candidates' noise was never looked up.
     expect(skippedSome).toBe(true);
+  });
+});
+
+describe('coupledShares', () => {
+  it('gives a pick that leads by much nearly all the chance and two close picks about half each', () => {
+    const share = new Float64Array(4);
+    coupledShares(Float64Array.from([4, -2]), 2, 0, 1, share);
+    expect(share[0]).toBeGreaterThan(0.99);
+    coupledShares(Float64Array.from([1.1, 1]), 2, 0, 1, share);
+    expect(share[0]).toBeGreaterThan(0.5);
+    expect(share[0]).toBeLessThan(0.6);
+    expect(share[0] + share[1]).toBeCloseTo(1, 9);
+    // A softmax of the scores over the spread.
+    coupledShares(Float64Array.from([2, 1, 0.5]), 3, 0, 1, share);
+    const w = [2, 1, 0.5].map((x) => Math.exp(x / COUPLED_SPREAD));
+    const z = w[0] + w[1] + w[2];
+    for (let r = 0; r < 3; r++) expect(share[r]).toBeCloseTo(w[r] / z, 9);
+  });
+
+  it('lets the mass outside the ranked candidates compete, at the best score its tokens reach on average', () => {
+    const share = new Float64Array(2);
+    const score = Float64Array.from([Math.log(0.5) + 1, Math.log(0.2) - 1]);
+    coupledShares(score, 2, 0, 1, share);
+    const without = share[0] + share[1];
+    coupledShares(score, 2, 0.3, 1, share);
+    expect(without).toBeCloseTo(1, 9);
+    // The rest (0.3) takes its share: every ranked one gets less, in the same proportion.
+    const rest = Math.exp((Math.log(0.3) + 0.5772156649) / COUPLED_SPREAD);
+    const z = Math.exp(score[0] / COUPLED_SPREAD) + Math.exp(score[1] / COUPLED_SPREAD) + rest;
+    expect(share[0]).toBeCloseTo(Math.exp(score[0] / COUPLED_SPREAD) / z, 9);
+    expect(share[1]).toBeCloseTo(Math.exp(score[1] / COUPLED_SPREAD) / z, 9);
+    // At a lower temperature the rest's score scales as the candidates' log q / T do.
+    coupledShares(score, 2, 0.3, 2, share);
+    const zCold = Math.exp(score[0] / COUPLED_SPREAD) + Math.exp(score[1] / COUPLED_SPREAD) + Math.exp((2 * Math.log(0.3) + 0.5772156649) / COUPLED_SPREAD);
+    expect(share[0]).toBeCloseTo(Math.exp(score[0] / COUPLED_SPREAD) / zCold, 9);
   });
 });
