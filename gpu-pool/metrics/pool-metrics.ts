@@ -47,6 +47,7 @@ export class PoolMetrics {
   readonly phase: Readonly<Record<SchedulerPhase, { inc(seconds: number): void }>>;
   readonly trieHints: Counter;
   readonly triePushes: Counter<'result'>;
+  readonly shippedTries: Counter<'result'>;
   /** Drafting faults recovered from: a pass with drafts that failed and ran again without them, a drafter that threw. */
   readonly draftFailures: Counter<'kind'>;
   /** Plain passes that failed, by what followed: `isolated` (rows that failed alone ended, the rest went on), `retried` (no row failed alone; the retry passed), `batch` (every generation in the batch ended). */
@@ -254,6 +255,12 @@ export class PoolMetrics {
     this.triePushes = new Counter({
       name: 'sssd_pool_trie_pushes_total',
       help: 'Fresh edge tries pushed for running generations, by result (applied; unknown: the generation had ended; invalid: malformed or naming a token outside the vocabulary, refused).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.shippedTries = new Counter({
+      name: 'sssd_pool_shipped_tries_total',
+      help: 'Edge tries shipped with sssd requests, by result (used; malformed: dropped, the request ran without it; invalid: naming a token outside the vocabulary, the request refused).',
       labelNames: ['result'],
       registers,
     });

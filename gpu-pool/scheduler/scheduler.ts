@@ -272,7 +272,18 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       request = { ...request, sampling: { ...request.sampling, seed: Math.floor(Math.random() * 2 ** 32) } };
     }
     const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request, reserved);
-    if (drafter?.shippedTrie) checkTrieTokens(drafter.shippedTrie, vocab);
+    if (drafter?.shippedTrie) {
+      // A malformed shipped trie is dropped (the drafter ignores it), not refused:
+      // the request was valid without it. Counted, so a faulty edge shows.
+      const shipped = this.options.metrics.shippedTries;
+      try {
+        checkTrieTokens(drafter.shippedTrie, vocab);
+      } catch (err) {
+        shipped.inc({ result: 'invalid' });
+        throw err;
+      }
+      shipped.inc({ result: edgeTrieMalformation(drafter.shippedTrie) === null ? 'used' : 'malformed' });
+    }
     const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);

@@ -134,6 +134,28 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     expect(done.ids.length).toBe(120);
   });
 
+  it('a malformed trie shipped with a request is dropped and counted, and the request runs without it', async () => {
+    const prompt = [1, 403, 407, 261, 378];
+    const plain = await generate(pool, { id: 'shipped-plain', promptIds: prompt, maxTokens: 40, speculation: 'off' });
+    const count = (result: string) => metricValue(pool, 'sssd_pool_shipped_tries_total', `result="${result}"`);
+    const [usedBefore, malformedBefore, invalidBefore] = [await count('used'), await count('malformed'), await count('invalid')];
+    const good = Buffer.from(encodeEdgeTrie([378, plain.ids[0], plain.ids[1]], [-1, 0, 1], [1, 0.9, 0.9]));
+    for (const [id, bytes] of [
+      ['shipped-good', good],
+      ['shipped-junk', Buffer.from('not a trie, just some bytes')],
+      ['shipped-short', good.subarray(0, good.length - 1)],
+    ] as const) {
+      const r = await generate(pool, { id, promptIds: prompt, maxTokens: 40, speculation: 'sssd', useDatastore: false, trie: bytes.toString('base64') });
+      expect(r.status, id).toBe(200);
+      expect(r.ids, id).toEqual(plain.ids);
+    }
+    const outside = Buffer.from(encodeEdgeTrie([378, 600], [-1, 0], [1, 0.9])).toString('base64');
+    expect((await generate(pool, { id: 'shipped-outside', promptIds: prompt, maxTokens: 4, speculation: 'sssd', trie: outside })).status).toBe(400);
+    expect(await count('used')).toBe(usedBefore + 1);
+    expect(await count('malformed')).toBe(malformedBefore + 2);
+    expect(await count('invalid')).toBe(invalidBefore + 1);
+  });
+
   it('a second running generation with the same id is a conflict', async () => {
     const first = await post('/v1/generate', JSON.stringify({ id: 'twice', ...LONG }));
     expect(first.status).toBe(200);
