@@ -1,23 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { logitsOf as vocabLogits } from './logits-of';
+import { countingTable } from './counting-table';
 import { createDraftTree, validateDraftTree } from '../../../shared/drafting/draft-tree';
-import { NextTokenTableBuilder, type NextTokenTable } from '../../../shared/drafting/next-token-table';
 import { MAX_CHAIN, draftTableChain } from '../../../shared/drafting/table-chain';
 import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
-
-const V = 16;
-
-const logitsOf = (probs: Record<number, number>): Float32Array => vocabLogits(probs, V);
-
-/** The text 1 2 3 4 5 6 written twice, the model sure of each next token (0.7) with one runner-up (0.3 on 9). */
-function countingTable(): NextTokenTable {
-  const b = new NextTokenTableBuilder(V);
-  const text = [1, 2, 3, 4, 5, 6];
-  for (let pass = 0; pass < 2; pass++) {
-    for (let end = 2; end < text.length; end++) b.add(text, end, logitsOf({ [text[end]]: 0.7, 9: 0.3 }));
-  }
-  return b.build();
-}
 
 describe('draftTableChain', () => {
   it("greedy: follows the table's best token from the context, one node per depth", () => {

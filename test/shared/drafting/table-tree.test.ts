@@ -1,24 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { logitsOf as vocabLogits } from './logits-of';
+import { countingTable } from './counting-table';
 import { COUPLED_SPREAD } from '../../../shared/drafting/coupled-rank';
 import { createDraftTree, pathTokens, validateDraftTree } from '../../../shared/drafting/draft-tree';
-import { NextTokenTableBuilder, type NextTokenTable } from '../../../shared/drafting/next-token-table';
 import { MAX_TREE_DEPTH, draftTableTree } from '../../../shared/drafting/table-tree';
 import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
-
-const V = 16;
-
-const logitsOf = (probs: Record<number, number>): Float32Array => vocabLogits(probs, V);
-
-/** The text 1 2 3 4 5 6 written twice, the model's next token 0.7 likely, with one runner-up (0.3 on 9). */
-function countingTable(): NextTokenTable {
-  const b = new NextTokenTableBuilder(V);
-  const text = [1, 2, 3, 4, 5, 6];
-  for (let pass = 0; pass < 2; pass++) {
-    for (let end = 2; end < text.length; end++) b.add(text, end, logitsOf({ [text[end]]: 0.7, 9: 0.3 }));
-  }
-  return b.build();
-}
 
 /** The chance the softmax over the spread gives the first of two scores (the table's q sums to 1 here: no rest). */
 const shareOf = (a: number, b: number): number => 1 / (1 + Math.exp((b - a) / COUPLED_SPREAD));
