@@ -53,7 +53,7 @@ describe('draftTableTree', () => {
       expect(tree.probs[1]).toBeCloseTo(shareOf(Math.max(s3, s9), Math.min(s3, s9)), 5);
       const lead = Math.abs(s3 - s9);
       const runnerUp = Array.from({ length: tree.size - 1 }, (_, i) => i + 1).find((i) => tree.depths[i] === 1 && tree.tokens[i] === other);
-      if (lead < 0.3) {
+      if (lead < 0.2) {
         // Nearly a coin toss: the runner-up is drafted too, with the rest of the chance.
         close++;
         expect(runnerUp, `seed ${seed}`).toBeDefined();
