@@ -104,7 +104,7 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   readonly chainAcceptanceKey: string;
   /** The calibration of that key, looked up at the row's first chain (the scheduler's, shared by rows of the same key). */
   chainCalibration: DepthCalibration | null = null;
-  /** A sampled row's noise for its chains (the verifier's own). */
+  /** A sampled row's noise for its chains and table trees (the verifier's own). */
   readonly chainCoupling: ChainCoupling | null;
 
   /** Key of this row's acceptance calibration: its method, sampled rows apart (they accept far less). */

@@ -620,7 +620,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     let draftedRows = 0;
     let buildMs = 0;
     let chained = 0;
-    // Time spent chaining beside fused trees (late and sampled rows): not the fused drafter's cost.
+    // Time spent on chains and table trees beside fused trees (late and sampled rows): not the fused drafter's cost.
     let chainMs = 0;
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
@@ -1155,7 +1155,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * of drafting a step against 17-25; served alone, sampled requests went
    * from 1.51x to 1.85x of `off` at concurrency 1 and from 1.15x to 1.49x at
    * 8 (docs/benchmarks.md, "Sampled rows chain"). The table tree drafts them
-   * better still: 2.64 / 3.20 / 3.49 / 3.66 at 4 / 8 / 12 / 16 nodes, where
+   * better still: 2.65 / 3.20 / 3.51 / 3.67 at 4 / 8 / 12 / 16 nodes, where
    * the chain stops at 2.89 ("Coupled drafts that know how sure they are").
    */
   private sampledFromTable(gen: Generation<S>): boolean {

@@ -32,7 +32,7 @@ const RANKED = 4;
 const MIN_PROB = 0.002;
 
 const heap = new CandidateHeap(256);
-/** Per tree node (index = node): the context length its lookup matched, and its depth's path token. */
+/** Per tree node (index = node): the context length its own lookup matched (a child's can match at most the next order up). */
 let matched = new Int32Array(64);
 const path = new Int32Array(CONTEXT_TAIL + MAX_TREE_DEPTH);
 const rank = new Int32Array(RANKED);
