@@ -24,6 +24,7 @@ import { type EdgeTrieOptions, draftEdgeTrie } from '../../shared/drafting/edge-
 import { type FusionWeights, defaultFusionWeights } from '../../shared/drafting/fusion';
 import { type DraftMethod, RequestDrafter } from '../../shared/drafting/request-drafter';
 import { createDraftTree, type DraftTree } from '../../shared/drafting/draft-tree';
+import { resetDraftCache } from '../../shared/drafting/datastore-source';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
 import { draftTableTree } from '../../shared/drafting/table-tree';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
@@ -114,6 +115,8 @@ export async function replay(requests: readonly ReplayRequest[], method: EvalMet
   const live = usesDatastore && opts.liveDatastore && opts.datastore ? opts.datastore : null;
   if (live && !isAppendable(live)) throw new Error('live datastore learning needs a datastore with append() and flush()');
   const caches = new Map<string, Uint8Array>();
+  // Every replay starts with the datastore's draft cache cold, as a fresh pool does.
+  resetDraftCache();
   const draftTimes: number[] = [];
   const mergeTimes: number[] = [];
   let steps = 0;

@@ -177,6 +177,18 @@ const queryBuffer = new Int32Array(CACHE_MAX_QUERY);
 /** Views of queryBuffer by length, made once: a lookup per step allocates nothing. */
 const queryViews = Array.from({ length: CACHE_MAX_QUERY + 1 }, (_, n) => queryBuffer.subarray(0, n));
 
+/**
+ * Forgets every recorded lookup, so the next ones go to the datastore: for
+ * measurements that must each start cold (eval-drafts times every budget's
+ * replay; without it, later budgets replayed the earlier ones' recordings
+ * and looked several times cheaper).
+ */
+export function resetDraftCache(): void {
+  cache.adds.fill(-1);
+  cache.owner = null;
+  cache.weights = null;
+}
+
 function emptyCache(entries: number): DraftCache {
   return {
     owner: null,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { pathTokens, validateDraftTree } from '../../../shared/drafting/draft-tree';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
-import type { DatastoreLike, DatastoreMatchesLike } from '../../../shared/drafting/datastore-source';
+import { type DatastoreLike, type DatastoreMatchesLike, resetDraftCache } from '../../../shared/drafting/datastore-source';
 import { defaultFusionWeights, sourceLimit } from '../../../shared/drafting/fusion';
 import { INDEX_SLICE, RequestDrafter } from '../../../shared/drafting/request-drafter';
 import { DATASTORE_MATCH_TIERS, datastoreMatchTier } from '../../../shared/drafting/sssd-proposer';
@@ -247,6 +247,30 @@ describe('RequestDrafter', () => {
         b.accept(truth.slice(i, i + 3));
       }
     }
+  });
+
+  it('answers a repeated query from the draft cache, and asks the datastore again once the cache is reset', () => {
+    const rand = seededRandom(37);
+    const docs = Array.from({ length: 20 }, () => [1, ...tokenStream(rand, 200, 40)]);
+    const store = Datastore.fromDocuments(docs, { indexer: 'inline' });
+    let lookups = 0;
+    const counted: DatastoreLike = {
+      tokenCount: store.tokenCount,
+      generation: 0,
+      lookup(c, o, p) {
+        lookups++;
+        return store.lookup(c, o, p);
+      },
+    };
+    const prompt = docs[3].slice(0, 30);
+    const draft = () => paths(new RequestDrafter({ method: 'sssd', promptIds: prompt, datastore: counted }).draft(8));
+    const first = draft();
+    expect(lookups).toBe(1);
+    expect(draft()).toEqual(first);
+    expect(lookups).toBe(1);
+    resetDraftCache();
+    expect(draft()).toEqual(first);
+    expect(lookups).toBe(2);
   });
 
   it('reads a small tree\'s datastore continuations only as deep as its tier serves, and drafts the trees full-width continuations give', () => {
