@@ -141,6 +141,7 @@ export class PoolMetrics {
 
   constructor() {
     const registers = [this.registry];
+    const histogram = (name: string, help: string, buckets: number[]): Histogram => new Histogram({ name, help, buckets, registers });
     this.numDrafts = new Counter({ name: 'vllm:spec_decode_num_drafts_total', help: 'Verification steps that carried a draft.', registers });
     this.numDraftTokens = new Counter({ name: 'vllm:spec_decode_num_draft_tokens_total', help: 'Draft tokens verified.', registers });
     this.numAcceptedTokens = new Counter({ name: 'vllm:spec_decode_num_accepted_tokens_total', help: 'Draft tokens accepted.', registers });
@@ -160,48 +161,13 @@ export class PoolMetrics {
     });
     this.running = new Gauge({ name: 'vllm:num_requests_running', help: 'Generations in the running batch.', registers });
     this.waiting = new Gauge({ name: 'vllm:num_requests_waiting', help: 'Generations queued for admission.', registers });
-    this.batchSize = new Histogram({
-      name: 'sssd_pool_batch_size',
-      help: 'Rows per forward pass.',
-      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
-      registers,
-    });
-    this.stepSeconds = new Histogram({
-      name: 'sssd_pool_step_seconds',
-      help: 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).',
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers,
-    });
-    this.timeToFirstToken = new Histogram({
-      name: 'vllm:time_to_first_token_seconds',
-      help: "From a request's arrival at the pool to its first tokens (queueing and prefill included).",
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    });
-    this.interTokenLatency = new Histogram({
-      name: 'vllm:inter_token_latency_seconds',
-      help: "Between a generation's consecutive token events (the tokens a speculative step accepts are one event): where streams stall.",
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      registers,
-    });
-    this.e2eLatency = new Histogram({
-      name: 'vllm:e2e_request_latency_seconds',
-      help: "From a request's arrival at the pool to its end, for requests that completed (stop, length, context_length).",
-      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-      registers,
-    });
-    this.queueTime = new Histogram({
-      name: 'vllm:request_queue_time_seconds',
-      help: "From a request's arrival at the pool to its admission into the running batch.",
-      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60],
-      registers,
-    });
-    this.stepTokens = new Histogram({
-      name: 'sssd_pool_step_tokens',
-      help: 'New tokens (roots + draft nodes + prefill) per forward pass.',
-      buckets: [1, 4, 16, 64, 256, 1024, 4096],
-      registers,
-    });
+    this.batchSize = histogram('sssd_pool_batch_size', 'Rows per forward pass.', [1, 2, 4, 8, 16, 32, 64, 128, 256]);
+    this.stepSeconds = histogram('sssd_pool_step_seconds', 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
+    this.timeToFirstToken = histogram('vllm:time_to_first_token_seconds', "From a request's arrival at the pool to its first tokens (queueing and prefill included).", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
+    this.interTokenLatency = histogram('vllm:inter_token_latency_seconds', "Between a generation's consecutive token events (the tokens a speculative step accepts are one event): where streams stall.", [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
+    this.e2eLatency = histogram('vllm:e2e_request_latency_seconds', "From a request's arrival at the pool to its end, for requests that completed (stop, length, context_length).", [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]);
+    this.queueTime = histogram('vllm:request_queue_time_seconds', "From a request's arrival at the pool to its admission into the running batch.", [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60]);
+    this.stepTokens = histogram('sssd_pool_step_tokens', 'New tokens (roots + draft nodes + prefill) per forward pass.', [1, 4, 16, 64, 256, 1024, 4096]);
     this.tokensPerSecond = new Gauge({ name: 'sssd_pool_generation_tokens_per_second', help: 'Generated tokens per second over the last 10 s.', registers });
     // collect() runs with the counter as `this`.
     const metrics = this;
