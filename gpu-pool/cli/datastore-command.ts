@@ -3,7 +3,7 @@
  * what a file holds, and time lookups on it.
  *
  *   sssd datastore build --tokenizer PATH --input corpus.jsonl --out FILE [--chunk-tokens N] [--field text]
- *                        [--model PATH [--self-openings N] [--self-temperatures LIST] [--self-max-tokens N] [--self-documents N]]
+ *                        [--model PATH [--self-openings N] [--self-temperatures LIST] [--self-max-tokens N] [--self-documents N] [--no-self-read-corpus]]
  *   sssd datastore info FILE [--json]
  *   sssd datastore bench FILE [--lookups N] [--cold-mb N] [--contexts-from JSONL --tokenizer PATH [--field prompt]]
  */
@@ -27,11 +27,11 @@ import { checkTokenizerFits, readTokenizerWithHash } from './generate-command';
 
 /** A bar on a terminal; otherwise a plain line now and then (logs, CI). */
 function progressReporter(): { update(p: CorpusBuildProgress): void; stop(): void } {
-  const labels = { tokenize: 'tokenizing (MB)', generate: 'continuing openings', index: 'indexing (K tokens)' } as const;
+  const labels = { tokenize: 'tokenizing (MB)', generate: 'continuing openings', read: 'reading documents', index: 'indexing (K tokens)' } as const;
   const scale = (p: CorpusBuildProgress): [number, number] =>
     p.phase === 'tokenize'
       ? [Math.round(p.done / 1e5) / 10, Math.round(p.total / 1e5) / 10]
-      : p.phase === 'generate'
+      : p.phase === 'generate' || p.phase === 'read'
         ? [p.done, p.total]
         : [Math.round(p.done / 1e3), Math.round(p.total / 1e3)];
   if (process.stderr.isTTY) {
@@ -76,6 +76,7 @@ interface BuildFlags {
   selfTemperatures?: string;
   selfMaxTokens?: string;
   selfDocuments?: string;
+  selfReadCorpus?: boolean;
   threads?: string;
 }
 
@@ -87,8 +88,9 @@ async function selfContinuationsFromFlags(
   tokenizer: CorpusBuildOptions['tokenizer'],
 ): Promise<(NonNullable<CorpusBuildOptions['selfContinuations']> & { modelSha256: string }) | undefined> {
   if (!opts.model) {
-    const stray = SELF_FLAGS.find((k) => opts[k] !== undefined);
-    if (stray) throw new CliError(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --model PATH (the model whose continuations are stored)`);
+    const key = SELF_FLAGS.find((k) => opts[k] !== undefined);
+    const stray = key ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : opts.selfReadCorpus === false ? '--no-self-read-corpus' : undefined;
+    if (stray) throw new CliError(`${stray} needs --model PATH (the model whose continuations are stored)`);
     return undefined;
   }
   const d = DEFAULT_SELF_CONTINUATIONS;
@@ -97,6 +99,7 @@ async function selfContinuationsFromFlags(
     sampledTemperatures: opts.selfTemperatures === undefined ? d.sampledTemperatures : parseNumberList('--self-temperatures', opts.selfTemperatures, { min: 0, max: 2 }),
     maxTokens: parseNumberFlag('--self-max-tokens', opts.selfMaxTokens, { integer: true, min: 1, max: 1 << 20 }) ?? d.maxTokens,
     documents: parseNumberFlag('--self-documents', opts.selfDocuments, { integer: true, min: 0, max: 0x7fffffff }),
+    readCorpus: opts.selfReadCorpus ?? d.readCorpus,
   };
   // A build is a one-off batch job with the machine to itself: batches of 64
   // rows gain from more threads (2 on 2 cores: 16% faster), unlike the pool's steps.
@@ -145,6 +148,7 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
       `${(bytes / 1e6).toFixed(1)} MB, ${((t2 - t0) / 1000).toFixed(2)} s ` +
       `(tokenize ${result.tokenizeSeconds.toFixed(2)} s, ` +
       (selfContinuations ? `generate ${result.generateSeconds.toFixed(2)} s, ` : '') +
+      (result.readSeconds > 0 ? `read ${result.readSeconds.toFixed(2)} s, ` : '') +
       `index ${result.indexSeconds.toFixed(2)} s, write ${((t2 - t1) / 1000).toFixed(2)} s)\n` +
       (selfContinuations ? `  of which the model's own continuations: ${result.selfDocuments} documents, ${result.selfTokens} tokens\n` : '') +
       tableNote,
@@ -311,6 +315,7 @@ export function register(program: Command): void {
     .option('--self-temperatures <list>', `temperatures at which the first opening is also sampled (default ${DEFAULT_SELF_CONTINUATIONS.sampledTemperatures.join(',')}; 0 = none)`)
     .option('--self-max-tokens <n>', `new tokens per continuation (default ${DEFAULT_SELF_CONTINUATIONS.maxTokens})`)
     .option('--self-documents <n>', 'continue only the first n documents (default: all)')
+    .option('--no-self-read-corpus', "leave the documents' own positions out of the next-token table (it holds the model's distributions at every position of them and of its continuations)")
     .option('--threads <n>', 'onnxruntime intra-op threads for the continuations (default: the cores, at most 8)')
     .action((opts: BuildFlags) => buildCommand(opts));
   ds.command('info')

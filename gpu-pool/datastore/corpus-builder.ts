@@ -13,9 +13,10 @@ import { ChunkPacker } from './chunk-packer';
 import { indexChunk, type DatastoreChunk } from './datastore-chunk';
 import { NextTokenTable, NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
 import { generateSelfContinuations, selfContinuationJobs, type SelfContinuationOptions } from './self-continuations';
+import { readCorpusDistributions } from './corpus-distributions';
 
 export interface CorpusBuildProgress {
-  phase: 'tokenize' | 'generate' | 'index';
+  phase: 'tokenize' | 'generate' | 'read' | 'index';
   /** Bytes read (tokenize), continuations generated (generate) or tokens indexed (index). */
   done: number;
   total: number;
@@ -43,6 +44,8 @@ export interface CorpusBuildResult {
   selfTokens: number;
   tokenizeSeconds: number;
   generateSeconds: number;
+  /** Reading the documents' own positions into the next-token table (0 when not asked). */
+  readSeconds: number;
   indexSeconds: number;
 }
 
@@ -99,6 +102,7 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
   const t1 = performance.now();
 
   let self = { documents: 0, tokens: 0 };
+  let readSeconds = 0;
   let nextTokens: NextTokenTable | null = null;
   if (opts.selfContinuations) {
     const { runner, options } = opts.selfContinuations;
@@ -108,6 +112,12 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
       onProgress: (done, total) => opts.onProgress?.({ phase: 'generate', done, total }),
       nextTokens: table,
     });
+    if (options.readCorpus) {
+      const tRead = performance.now();
+      const docs = texts.map((t) => Int32Array.from(opts.tokenizer.encode(t, { bos: true })));
+      await readCorpusDistributions(runner, docs, table, (done, total) => opts.onProgress?.({ phase: 'read', done, total }));
+      readSeconds = (performance.now() - tRead) / 1000;
+    }
     nextTokens = table.build();
     documents += self.documents;
   }
@@ -132,7 +142,8 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
     selfDocuments: self.documents,
     selfTokens: self.tokens,
     tokenizeSeconds: (t1 - t0) / 1000,
-    generateSeconds: (tGen - t1) / 1000,
+    generateSeconds: (tGen - t1) / 1000 - readSeconds,
+    readSeconds,
     indexSeconds: (t2 - tGen) / 1000,
   };
 }

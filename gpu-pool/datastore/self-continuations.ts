@@ -35,9 +35,11 @@ export interface SelfContinuationOptions {
   maxTokens: number;
   /** Continue only the first this many documents (a huge corpus needs no more; default: all). */
   documents?: number;
+  /** Also read the model's distributions at every position of the documents themselves into the next-token table (corpus-distributions.ts). */
+  readCorpus?: boolean;
 }
 
-export const DEFAULT_SELF_CONTINUATIONS: SelfContinuationOptions = { openings: 3, sampledTemperatures: [0.7, 1], maxTokens: 200 };
+export const DEFAULT_SELF_CONTINUATIONS: SelfContinuationOptions = { openings: 3, sampledTemperatures: [0.7, 1], maxTokens: 200, readCorpus: true };
 
 /** A sentence ends at . ! or ? (and any closing quotes right after it). */
 const SENTENCE = /[^.!?]*[.!?]+["”']?/g;

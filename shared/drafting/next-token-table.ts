@@ -1,8 +1,9 @@
 /**
  * The model's own next-token distributions, keyed by the last k tokens: for
  * every k-gram context (k in NEXT_TOKEN_ORDERS) seen at two or more positions
- * of text the model wrote, the mean of the model's next-token probabilities
- * there, its best NEXT_TOKEN_CANDIDATES tokens kept.
+ * of text the model wrote or read (its continuations and the corpus), the
+ * mean of the model's next-token probabilities there, its best
+ * NEXT_TOKEN_CANDIDATES tokens kept.
  *
  * Why: a sampled request accepts a drafted token when it is the model's own
  * sample, and drafting is coupled to the sampling noise (fusion.ts): among a
