@@ -208,13 +208,13 @@ export class PoolMetrics {
     });
     this.draftFailures = new Counter({
       name: 'sssd_pool_draft_failures_total',
-      help: 'Drafting faults the pool recovered from, by kind: pass (a pass with draft tokens failed and ran again without them), drafter (a drafter threw; its generation went on without speculation). The pool log has the first error.',
+      help: 'Drafting faults the pool recovered from, by kind: pass (a pass with draft tokens failed and ran without them), drafter (a drafter threw; its generation went on without speculation). The pool log has the first error.',
       labelNames: ['kind'],
       registers,
     });
     this.passFailures = new Counter({
       name: 'sssd_pool_pass_failures_total',
-      help: 'Plain forward passes that failed, by what followed: isolated (each row ran alone; those that failed alone ended with an error, the rest went on), retried (no row failed alone; the batch ran again), batch (every generation in the batch ended with an error). The pool log has each error.',
+      help: 'Plain forward passes that failed and ran again in halves, by what followed: isolated (the rows that failed alone ended with an error, the rest went on), retried (no row failed alone; the step finished in smaller passes), batch (every generation in the batch ended with an error). The pool log has the errors.',
       labelNames: ['result'],
       registers,
     });

@@ -205,6 +205,11 @@ export class ModelRunner {
     if (Number.isFinite(this.splitOverheadTokens) && Number.isFinite(tokens) && tokens > 0) this.splitOverheadTokens = tokens;
   }
 
+  /** Whether a step's result can be committed after later steps ran: with host keys/values, each result owns its outputs. */
+  get keepsStepResults(): boolean {
+    return this.kvStore === null;
+  }
+
   /** Whether this runner may run a step as two passes (CPU; never on a GPU). */
   get splitsPasses(): boolean {
     return Number.isFinite(this.splitOverheadTokens);

@@ -27,5 +27,12 @@ export interface BatchRunner<S extends RunnerSequence = RunnerSequence> {
    * (keys/values resident on a device).
    */
   copyPrefix?(from: S, to: S, length: number): void;
+  /**
+   * Whether a step's result can still be read and committed after later
+   * steps ran (each result owns its outputs, as with keys/values on the
+   * host). Absent or false: only the latest step's result can be committed
+   * (keys/values resident on a device).
+   */
+  readonly keepsStepResults?: boolean;
   step(rows: ReadonlyArray<{ cache: S; row: StepRow }>): Promise<BatchStepResult>;
 }

@@ -155,6 +155,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private inputs: StepInput<S>[] = [];
   /** Drafting faults recovered from (dropDrafts, dropDrafter): the log tells of the first. */
   private draftFailureCount = 0;
+  /** Failed passes recovered by running in halves (their log lines are rate-limited). */
+  private passRecoveryCount = 0;
   /** The last context tokens of the row being chained (a table key spans at most 8). */
   private readonly chainTail = new Int32Array(8);
 
@@ -820,9 +822,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       rerun = true;
       let failure = err;
       if (this.dropDrafts(batch, inputs, n)) {
-        this.draftingFault('pass', 'a pass with drafts failed and ran again without them', err);
         try {
           result = await this.runner.step(inputs);
+          // Counted only where the drafts were the fault: a pass that fails
+          // without them too (the device's memory, a bad sequence) is not.
+          this.draftingFault('pass', 'a pass with drafts failed and ran again without them', err);
         } catch (plainErr) {
           failure = plainErr;
         }
@@ -1046,13 +1050,17 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   }
 
   /**
-   * After a plain pass failed: runs each row alone (results unused) to find
-   * the rows that fail by themselves (a sequence the runtime cannot take, a
-   * prompt too big for memory), ends those with an `internal` error, and runs
-   * the others together again; its result is indexed as the batch is. Where
-   * no row fails alone the second pass is a plain retry. Throws (and
-   * failActive ends every generation) where every row fails alone or the
-   * second pass fails too: the fault is the runtime's, not a row's.
+   * After a plain pass failed: runs the batch again in halves, a half that
+   * fails in halves again, down to single rows. The rows that fail alone (a
+   * sequence the runtime cannot take, a prompt too big for its memory) end
+   * with an `internal` error; every other row's result is read from the pass
+   * it ran in. So a batch too big for the runtime's memory finishes its step
+   * in smaller passes instead of ending everyone, and one bad row among n
+   * costs about 2·log2(n) passes, not n + 1. Where a runner cannot commit
+   * from an earlier pass's result (keys/values resident on a device), the
+   * rows that do not fail alone run together once more. Throws (and
+   * failActive ends every generation) where every row fails alone or that
+   * last pass fails too: the fault is the runtime's, not a row's.
    */
   private async isolatePassFailure(batch: readonly Generation<S>[], inputs: StepInput<S>[], n: number, err: unknown): Promise<BatchStepResult> {
     const { metrics } = this.options;
@@ -1060,26 +1068,61 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       metrics.passFailures.inc({ result: 'batch' });
       throw err;
     }
+    const keeps = this.runner.keepsStepResults === true;
+    const owner: Array<BatchStepResult | undefined> = new Array(n);
+    const index = new Int32Array(n).fill(-1);
     const failing: number[] = [];
-    for (let r = 0; r < n; r++) {
+    let passes = 0;
+    const run = async (rows: number[]): Promise<void> => {
+      let result: BatchStepResult;
       try {
-        await this.runner.step([inputs[r]]);
+        passes++;
+        result = await this.runner.step(rows.map((r) => inputs[r]));
       } catch {
-        failing.push(r);
+        if (rows.length === 1) failing.push(rows[0]);
+        else {
+          const half = rows.length >> 1;
+          await run(rows.slice(0, half));
+          await run(rows.slice(half));
+        }
+        return;
       }
-    }
+      if (keeps) rows.forEach((r, i) => ((owner[r] = result), (index[r] = i)));
+    };
+    // The whole batch has just failed: start from its halves.
+    const all = Array.from({ length: n }, (_, r) => r);
+    await run(all.slice(0, n >> 1));
+    await run(all.slice(n >> 1));
     if (failing.length === n) {
       metrics.passFailures.inc({ result: 'batch' });
       throw err;
     }
     const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(
-      `pool: a pass of ${n} rows failed; ${failing.length === 0 ? 'no row fails alone, so it ran again' : `${failing.length} row(s) fail alone and end, the other ${n - failing.length} go on`}: ${err instanceof Error ? (err.stack ?? message) : message}\n`,
-    );
+    // In full the first time and whenever rows end; a batch that keeps failing
+    // as a whole (more than the device's memory takes) gets one line a hundred.
+    const count = ++this.passRecoveryCount;
+    if (count === 1 || failing.length > 0) {
+      process.stderr.write(
+        `pool: a pass of ${n} rows failed; run again in ${passes} smaller passes, ${failing.length === 0 ? 'no row fails alone' : `${failing.length} row(s) fail alone and end, the other ${n - failing.length} go on`}: ${err instanceof Error ? (err.stack ?? message) : message}\n`,
+      );
+    } else if (count % 100 === 0) {
+      process.stderr.write(
+        `pool: ${count} failed passes run again in smaller ones (see sssd_pool_pass_failures_total); if the runtime is out of memory, lower --max-active or --max-total-tokens. The latest, ${n} rows: ${message}\n`,
+      );
+    }
+    failing.sort((a, b) => a - b);
     for (const r of failing) this.endWithError(batch[r], `verification step failed for this generation: ${message}`);
-    // The survivors' pass, read through the batch's row indices.
-    const index = new Int32Array(n).fill(-1);
+    const result = failing.length === 0 ? 'retried' : 'isolated';
+    if (keeps) {
+      metrics.passFailures.inc({ result });
+      return {
+        logitsAt: (r, t) => owner[r]!.logitsAt(index[r], t),
+        commit: (r, tokens) => owner[r]!.commit(index[r], tokens),
+      };
+    }
+    // Commits address the latest pass only: the survivors' pass, read through the batch's row indices.
     const survivors: StepInput<S>[] = [];
+    index.fill(-1);
     for (let r = 0; r < n; r++) {
       if (batch[r].finished) continue;
       index[r] = survivors.length;
@@ -1092,7 +1135,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       metrics.passFailures.inc({ result: 'batch' });
       throw again;
     }
-    metrics.passFailures.inc({ result: failing.length === 0 ? 'retried' : 'isolated' });
+    metrics.passFailures.inc({ result });
     return {
       logitsAt: (r, t) => inner.logitsAt(index[r], t),
       commit: (r, tokens) => inner.commit(index[r], tokens),

@@ -624,19 +624,25 @@ describe('continuous batching', () => {
     }
   });
 
-  it('a plain pass that fails ends only the generations that fail alone; one that fails once is run again', async () => {
+  it.each([
+    ['host keys/values (results kept per pass)', true],
+    ['device-resident keys/values (only the latest pass commits)', false],
+  ])('a plain pass that fails ends only the generations that fail alone; one that fails once is run again: %s', async (_, keepsStepResults) => {
     // The real runner, failing as onnxruntime would for one sequence it cannot
     // take (every pass that holds it, from its prefill on) or, once, for a
     // whole batch. The prefill that poisons a sequence: the prompt below.
     const POISON = [1, 499, 499, 499, 499, 499];
     const poisoned = new WeakSet<SequenceKvCache>();
     let failBatchOnce = false;
+    let singleRowPasses = 0;
     const faulty: BatchRunner<SequenceKvCache> = {
       get config() {
         return runner.config;
       },
+      keepsStepResults,
       newSequence: (capacity) => runner.newSequence(capacity),
       step: async (rows) => {
+        if (rows.length === 1) singleRowPasses++;
         for (const { cache, row } of rows) if (POISON.every((t, i) => row.tokens[i] === t)) poisoned.add(cache);
         if (rows.some((r) => poisoned.has(r.cache))) throw new Error('onnxruntime: cannot run this sequence');
         if (failBatchOnce && rows.length > 1) {
@@ -662,13 +668,18 @@ describe('continuous batching', () => {
     const failures = async () => Object.fromEntries((await metrics.passFailures.get()).values.map((v) => [String(v.labels.result), v.value]));
     const plain = await run('plain', REPEATING_PROMPT, 'off');
 
-    // The poisoned prefill joins three others in one pass.
+    // The poisoned prefill joins seven others in one pass.
+    const before = singleRowPasses;
     const [bad, ...good] = await Promise.all([
-      run('poisoned', POISON, 'off'),
       run('a', REPEATING_PROMPT, 'context'),
       run('b', REPEATING_PROMPT, 'off'),
       run('c', REPEATING_PROMPT, 'context'),
-    ]);
+      run('poisoned', POISON, 'off'),
+      run('d', REPEATING_PROMPT, 'off'),
+      run('e', REPEATING_PROMPT, 'context'),
+      run('f', REPEATING_PROMPT, 'off'),
+      run('g', REPEATING_PROMPT, 'off'),
+    ]).then(([a, b, c, poisoned, ...rest]) => [poisoned, a, b, c, ...rest]);
     expect(bad.last).toMatchObject({ type: 'error', code: 'internal' });
     expect((bad.last as Extract<PoolEvent, { type: 'error' }>).message).toMatch(/cannot run this sequence/);
     for (const r of good) {
@@ -676,10 +687,13 @@ describe('continuous batching', () => {
       expect(r.ids).toEqual(plain.ids);
     }
     expect(await failures()).toEqual({ isolated: 1 });
+    // Found by halving (8 → 4 → 2 → 1 rows): two rows ran alone, the poisoned one and
+    // its neighbour, where probing each row alone took eight.
+    expect(singleRowPasses - before).toBe(2);
 
     // A fault of the batch, not of a row: the pass runs again and nobody is lost.
     failBatchOnce = true;
-    const again = await Promise.all([run('d', REPEATING_PROMPT, 'off'), run('e', REPEATING_PROMPT, 'off')]);
+    const again = await Promise.all([run('h', REPEATING_PROMPT, 'off'), run('i', REPEATING_PROMPT, 'off')]);
     expect(failBatchOnce).toBe(false);
     for (const r of again) expect(r.ids).toEqual(plain.ids);
     expect(await failures()).toEqual({ isolated: 1, retried: 1 });
@@ -689,6 +703,61 @@ describe('continuous batching', () => {
     expect(alone.last).toMatchObject({ type: 'error', code: 'internal' });
     expect(await failures()).toEqual({ isolated: 1, retried: 1, batch: 1 });
     expect((await run('after', REPEATING_PROMPT, 'off')).ids).toEqual(plain.ids);
+  });
+
+  it('a batch too big for the runtime memory finishes each step in smaller passes, with the same output', async () => {
+    // The real runner, refusing any pass of more than 3 rows as a device out of memory would.
+    const limited = (keepsStepResults: boolean): BatchRunner<SequenceKvCache> => ({
+      get config() {
+        return runner.config;
+      },
+      keepsStepResults,
+      newSequence: (capacity) => runner.newSequence(capacity),
+      step: async (rows) => {
+        if (rows.length > 3) throw new Error('onnxruntime: failed to allocate memory');
+        return runner.step(rows);
+      },
+    });
+    const serve = async (keepsStepResults: boolean) => {
+      const metrics = new PoolMetrics();
+      const s = new Scheduler(limited(keepsStepResults), {
+        limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+        budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+        metrics,
+        createDrafter: drafterFactory(null),
+      });
+      const run = async (id: string, speculation: 'off' | 'context') => {
+        const c = collect();
+        s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 24, speculation }), c.sink);
+        const events = await c.done;
+        return { ids: events.flatMap((e) => (e.type === 'tokens' ? e.ids : [])), last: events.at(-1) };
+      };
+      const plain = await run('plain', 'off');
+      const six = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((id, i) => run(id, i % 2 ? 'context' : 'off')));
+      const failures = Object.fromEntries((await metrics.passFailures.get()).values.map((v) => [String(v.labels.result), v.value]));
+      const draftFaults = (await metrics.draftFailures.get()).values.length;
+      return { plain, six, failures, draftFaults, after: await run('after', 'off') };
+    };
+
+    const host = await serve(true);
+    for (const r of host.six) {
+      expect(r.last).toMatchObject({ type: 'done', finishReason: 'length' });
+      expect(r.ids).toEqual(host.plain.ids);
+    }
+    expect(host.failures.retried).toBeGreaterThan(0);
+    expect(host.failures).not.toHaveProperty('batch');
+    expect(host.failures).not.toHaveProperty('isolated');
+    // The drafts were not what failed: no drafting fault is counted.
+    expect(host.draftFaults).toBe(0);
+
+    // Resident keys/values commit from one pass only: the six end with a clear error, and the pool serves on.
+    const resident = await serve(false);
+    for (const r of resident.six) {
+      expect(r.last).toMatchObject({ type: 'error', code: 'internal' });
+      expect((r.last as Extract<PoolEvent, { type: 'error' }>).message).toMatch(/failed to allocate memory/);
+    }
+    expect(resident.failures).toEqual({ batch: 1 });
+    expect(resident.after.ids).toEqual(host.plain.ids);
   });
 
   it("records each request's queueing, first token, gaps between token events and end, as vLLM names them", async () => {
