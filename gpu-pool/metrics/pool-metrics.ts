@@ -52,6 +52,7 @@ export class PoolMetrics {
   readonly draftFailures: Counter<'kind'>;
   /** Plain passes that failed, by what followed: `isolated` (rows that failed alone ended, the rest went on), `retried` (no row failed alone; the retry passed), `batch` (every generation in the batch ended). */
   readonly passFailures: Counter<'result'>;
+  readonly passRowCap: Gauge;
   /** Prompt tokens looked up in the prefix cache, and those found there (vLLM's names: hit rate = hits / queries). */
   readonly prefixCacheQueries: Counter;
   readonly prefixCacheHits: Counter;
@@ -210,6 +211,11 @@ export class PoolMetrics {
       name: 'sssd_pool_draft_failures_total',
       help: 'Drafting faults the pool recovered from, by kind: pass (a pass with draft tokens failed and ran without them), drafter (a drafter threw; its generation went on without speculation). The pool log has the first error.',
       labelNames: ['kind'],
+      registers,
+    });
+    this.passRowCap = new Gauge({
+      name: 'sssd_pool_pass_row_cap',
+      help: 'Most rows a forward pass takes since batches failed as a whole in consecutive steps (a device out of memory); larger batches run in pieces. 0: no cap.',
       registers,
     });
     this.passFailures = new Counter({

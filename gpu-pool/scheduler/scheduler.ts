@@ -45,6 +45,8 @@ export const LATE_BUILD_TOKENS = 32;
  */
 export const CHAIN_NODES = 4;
 export const CHAIN_METHOD = 'sssd:chain';
+/** Steps a pass-row cap holds before it doubles (Scheduler.runPass). */
+export const CAP_PROBE_STEPS = 64;
 
 export interface SchedulerLimits {
   /** Rows in the running batch. */
@@ -157,6 +159,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private draftFailureCount = 0;
   /** Failed passes recovered by running in halves (their log lines are rate-limited). */
   private passRecoveryCount = 0;
+  /** Most rows a pass takes (runPass), once batches failed as a whole in consecutive steps; Infinity: no cap. */
+  private passRowCap = Infinity;
+  /** Steps run in pieces since the cap was set or last raised. */
+  private cappedSteps = 0;
+  /** The step (this.steps) at which a batch last failed as a whole and finished in halves. */
+  private wholeBatchFailedAt = -Infinity;
   /** The last context tokens of the row being chained (a table key spans at most 8). */
   private readonly chainTail = new Int32Array(8);
 
@@ -814,7 +822,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     let result: BatchStepResult;
     let rerun = false;
     try {
-      result = await this.runner.step(inputs);
+      result = await this.runPass(inputs, n);
     } catch (err) {
       // Draft tokens are the pool's guesses: a pass that fails with them
       // (a drafting bug, a token the model does not have) runs again
@@ -823,7 +831,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       let failure = err;
       if (this.dropDrafts(batch, inputs, n)) {
         try {
-          result = await this.runner.step(inputs);
+          result = await this.runPass(inputs, n);
           // Counted only where the drafts were the fault: a pass that fails
           // without them too (the device's memory, a bad sequence) is not.
           this.draftingFault('pass', 'a pass with drafts failed and ran again without them', err);
@@ -1050,6 +1058,39 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   }
 
   /**
+   * One step's pass: in pieces of at most passRowCap rows where batches have
+   * failed as a whole (isolatePassFailure sets the cap). Every
+   * CAP_PROBE_STEPS such steps the cap doubles, so memory that finished or
+   * shorter sequences freed is taken back; a batch that fails again at the
+   * larger size runs in halves and sets the cap anew.
+   */
+  private async runPass(inputs: StepInput<S>[], n: number): Promise<BatchStepResult> {
+    if (n <= this.passRowCap) return this.runner.step(inputs);
+    if (++this.cappedSteps >= CAP_PROBE_STEPS) {
+      this.cappedSteps = 0;
+      this.setPassRowCap(2 * this.passRowCap >= n ? Infinity : 2 * this.passRowCap);
+      if (n <= this.passRowCap) return this.runner.step(inputs);
+    }
+    const cap = this.passRowCap;
+    const owner: BatchStepResult[] = new Array(n);
+    const index = new Int32Array(n);
+    for (let start = 0; start < n; start += cap) {
+      const rows = inputs.slice(start, start + cap);
+      const result = await this.runner.step(rows);
+      for (let i = 0; i < rows.length; i++) {
+        owner[start + i] = result;
+        index[start + i] = i;
+      }
+    }
+    return stitchedResult(owner, index);
+  }
+
+  private setPassRowCap(cap: number): void {
+    this.passRowCap = cap;
+    this.options.metrics.passRowCap.set(Number.isFinite(cap) ? cap : 0);
+  }
+
+  /**
    * After a plain pass failed: runs the batch again in halves, a half that
    * fails in halves again, down to single rows. The rows that fail alone (a
    * sequence the runtime cannot take, a prompt too big for its memory) end
@@ -1073,6 +1114,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const index = new Int32Array(n).fill(-1);
     const failing: number[] = [];
     let passes = 0;
+    let largestRun = 0;
     const run = async (rows: number[]): Promise<void> => {
       let result: BatchStepResult;
       try {
@@ -1087,6 +1129,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         }
         return;
       }
+      largestRun = Math.max(largestRun, rows.length);
       if (keeps) rows.forEach((r, i) => ((owner[r] = result), (index[r] = i)));
     };
     // The whole batch has just failed: start from its halves.
@@ -1115,10 +1158,18 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const result = failing.length === 0 ? 'retried' : 'isolated';
     if (keeps) {
       metrics.passFailures.inc({ result });
-      return {
-        logitsAt: (r, t) => owner[r]!.logitsAt(index[r], t),
-        commit: (r, tokens) => owner[r]!.commit(index[r], tokens),
-      };
+      // A batch that fails as a whole once may be a passing fault; twice in a
+      // row, the runtime cannot take that many rows (its memory): later steps
+      // run in pieces the size that went through (runPass), not fail first.
+      if (failing.length === 0) {
+        if (this.steps - this.wholeBatchFailedAt <= 2 && largestRun < this.passRowCap) {
+          this.setPassRowCap(largestRun);
+          this.cappedSteps = 0;
+          process.stderr.write(`pool: passes of ${n} rows failed as a whole in consecutive steps: passes now take at most ${largestRun} rows (sssd_pool_pass_row_cap; doubled every ${CAP_PROBE_STEPS} steps). If the runtime is out of memory, lower --max-active or --max-total-tokens.\n`);
+        }
+        this.wholeBatchFailedAt = this.steps;
+      }
+      return stitchedResult(owner as BatchStepResult[], index);
     }
     // Commits address the latest pass only: the survivors' pass, read through the batch's row indices.
     const survivors: StepInput<S>[] = [];
@@ -1341,4 +1392,12 @@ function historyChainOf(bytes: Uint8Array | null, output: readonly number[] | nu
   const f = new EdgeTrieFollower(bytes);
   if (output !== null && (outputLength > output.length || !f.advanceAll(output, outputLength, output.length))) return null;
   return f.onChainAhead ? f : null;
+}
+
+/** One step's result read from several passes: row r is row index[r] of owner[r]'s pass. */
+function stitchedResult(owner: readonly BatchStepResult[], index: Int32Array): BatchStepResult {
+  return {
+    logitsAt: (r, t) => owner[r].logitsAt(index[r], t),
+    commit: (r, tokens) => owner[r].commit(index[r], tokens),
+  };
 }

@@ -11,7 +11,7 @@ import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import type { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
 import type { StepRow } from '../../../gpu-pool/runtime/step-types';
 import type { BatchRunner } from '../../../gpu-pool/scheduler/batch-runner';
-import { CHAIN_METHOD, CHAIN_NODES, GOVERNED_FROM_ROWS, Scheduler } from '../../../gpu-pool/scheduler/scheduler';
+import { CAP_PROBE_STEPS, CHAIN_METHOD, CHAIN_NODES, GOVERNED_FROM_ROWS, Scheduler } from '../../../gpu-pool/scheduler/scheduler';
 import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { CostModel } from '../../../gpu-pool/budget/cost-model';
 import { TreeBudget, type BudgetRow } from '../../../gpu-pool/budget/tree-budget';
@@ -707,6 +707,7 @@ describe('continuous batching', () => {
 
   it('a batch too big for the runtime memory finishes each step in smaller passes, with the same output', async () => {
     // The real runner, refusing any pass of more than 3 rows as a device out of memory would.
+    let refused = 0;
     const limited = (keepsStepResults: boolean): BatchRunner<SequenceKvCache> => ({
       get config() {
         return runner.config;
@@ -714,7 +715,10 @@ describe('continuous batching', () => {
       keepsStepResults,
       newSequence: (capacity) => runner.newSequence(capacity),
       step: async (rows) => {
-        if (rows.length > 3) throw new Error('onnxruntime: failed to allocate memory');
+        if (rows.length > 3) {
+          refused++;
+          throw new Error('onnxruntime: failed to allocate memory');
+        }
         return runner.step(rows);
       },
     });
@@ -736,10 +740,12 @@ describe('continuous batching', () => {
       const six = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((id, i) => run(id, i % 2 ? 'context' : 'off')));
       const failures = Object.fromEntries((await metrics.passFailures.get()).values.map((v) => [String(v.labels.result), v.value]));
       const draftFaults = (await metrics.draftFailures.get()).values.length;
-      return { plain, six, failures, draftFaults, after: await run('after', 'off') };
+      const cap = (await metrics.passRowCap.get()).values[0]?.value ?? 0;
+      return { plain, six, failures, draftFaults, cap, after: await run('after', 'off') };
     };
 
     const host = await serve(true);
+    const refusedOnHost = refused;
     for (const r of host.six) {
       expect(r.last).toMatchObject({ type: 'done', finishReason: 'length' });
       expect(r.ids).toEqual(host.plain.ids);
@@ -749,6 +755,12 @@ describe('continuous batching', () => {
     expect(host.failures).not.toHaveProperty('isolated');
     // The drafts were not what failed: no drafting fault is counted.
     expect(host.draftFaults).toBe(0);
+    // After two steps that failed as a whole, passes take 3 rows: the other ~20 steps do not fail first.
+    expect(host.failures.retried).toBe(2);
+    expect(host.cap).toBe(3);
+    // Refused: the first two steps' full passes (with drafts, then without them where there were drafts).
+    expect(refusedOnHost).toBeGreaterThanOrEqual(2);
+    expect(refusedOnHost).toBeLessThanOrEqual(4);
 
     // Resident keys/values commit from one pass only: the six end with a clear error, and the pool serves on.
     const resident = await serve(false);
@@ -758,6 +770,43 @@ describe('continuous batching', () => {
     }
     expect(resident.failures).toEqual({ batch: 1 });
     expect(resident.after.ids).toEqual(host.plain.ids);
+  });
+
+  it(`lifts the pass-row cap ${CAP_PROBE_STEPS} steps at a time once the runtime takes the whole batch again`, async () => {
+    let tight = true;
+    const metrics = new PoolMetrics();
+    const s = new Scheduler(
+      {
+        get config() {
+          return runner.config;
+        },
+        keepsStepResults: true,
+        newSequence: (capacity) => runner.newSequence(capacity),
+        step: async (rows) => {
+          if (tight && rows.length > 2) throw new Error('onnxruntime: failed to allocate memory');
+          return runner.step(rows);
+        },
+      },
+      { limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 }, budget: null, metrics, createDrafter: drafterFactory(null) },
+    );
+    const cap = async () => (await metrics.passRowCap.get()).values[0]?.value ?? 0;
+    const streams = ['a', 'b', 'c', 'd'].map((id) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 3 * CAP_PROBE_STEPS, speculation: 'off' }), c.sink);
+      return c;
+    });
+    // Capped at 2 rows after the first two steps; then the memory is there again.
+    while (streams[0].events.filter((e) => e.type === 'tokens').length < 4) await new Promise((r) => setImmediate(r));
+    expect(await cap()).toBe(2);
+    tight = false;
+    const ends = await Promise.all(streams.map((c) => c.done));
+    // 2 → 4 rows after 64 capped steps: the whole batch again, the gauge back at 0.
+    expect(await cap()).toBe(0);
+    const ids = (evs: PoolEvent[]): number[] => evs.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    for (const e of ends) {
+      expect(e.at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+      expect(ids(e)).toEqual(ids(ends[0]));
+    }
   });
 
   it("records each request's queueing, first token, gaps between token events and end, as vLLM names them", async () => {
