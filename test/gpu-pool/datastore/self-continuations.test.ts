@@ -1,19 +1,15 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { buildChunksFromJsonl } from '../../../gpu-pool/datastore/corpus-builder';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { readNextTokenTable } from '../../../gpu-pool/datastore/next-token-table-file';
 import { generateSelfContinuations, selfContinuationJobs, storyOpenings } from '../../../gpu-pool/datastore/self-continuations';
-import { loadModel } from '../../../gpu-pool/model/load-model';
 import { generate } from '../../../gpu-pool/runtime/generate';
-import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
-import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
-import type { Tokenizer } from '../../../shared/tokenizer/tokenizer';
-import { models, repoRoot, requireSharedData } from '../../support/shared-data';
+import { models, repoRoot } from '../../support/shared-data';
+import { useStoriesModel } from './stories-model';
 
 const STORIES = [
   'Tom had a red ball. He threw it high! "Catch it," said Mia. They laughed.',
@@ -21,19 +17,7 @@ const STORIES = [
   'no sentence end here',
 ];
 
-let tokenizer: Tokenizer;
-let runner: ModelRunner;
-let dir = '';
-beforeAll(async () => {
-  requireSharedData();
-  tokenizer = loadTokenizer(new Uint8Array(await readFile(models.stories260K.tokenizer)));
-  runner = await ModelRunner.create(await loadModel(models.stories260K.checkpoint));
-  dir = await mkdtemp(path.join(tmpdir(), 'sssd-self-'));
-});
-afterAll(async () => {
-  await runner.dispose();
-  await rm(dir, { recursive: true, force: true });
-});
+const model = useStoriesModel('sssd-self-');
 
 describe('storyOpenings', () => {
   it('gives the first 1..n sentences as growing prefixes, closing quotes kept', () => {
@@ -50,20 +34,20 @@ describe('storyOpenings', () => {
 
 describe('selfContinuationJobs', () => {
   it('continues every opening greedily and samples the first one per extra temperature, with fixed seeds', () => {
-    const jobs = selfContinuationJobs(STORIES, tokenizer, 512, { openings: 2, sampledTemperatures: [0, 0.7, 1], maxTokens: 50 });
+    const jobs = selfContinuationJobs(STORIES, model.tokenizer, 512, { openings: 2, sampledTemperatures: [0, 0.7, 1], maxTokens: 50 });
     // Story 0: 2 greedy + 2 sampled; story 1: 2 greedy + 2 sampled; story 2: no opening.
     expect(jobs).toHaveLength(8);
     expect(jobs.map((j) => j.temperature)).toEqual([0, 0.7, 1, 0, 0, 0.7, 1, 0]);
-    expect(jobs[0].promptIds).toEqual(tokenizer.encode('Tom had a red ball.', { bos: true }));
+    expect(jobs[0].promptIds).toEqual(model.tokenizer.encode('Tom had a red ball.', { bos: true }));
     expect(jobs[1].promptIds).toEqual(jobs[0].promptIds);
     expect(jobs.every((j) => j.maxTokens === 50)).toBe(true);
     const seeds = jobs.filter((j) => j.temperature! > 0).map((j) => j.seed);
     expect(new Set(seeds).size).toBe(4);
-    expect(selfContinuationJobs(STORIES, tokenizer, 512, { openings: 2, sampledTemperatures: [0, 0.7, 1], maxTokens: 50 })).toEqual(jobs);
+    expect(selfContinuationJobs(STORIES, model.tokenizer, 512, { openings: 2, sampledTemperatures: [0, 0.7, 1], maxTokens: 50 })).toEqual(jobs);
   });
 
   it('clips continuations to the context and skips openings longer than it', () => {
-    const jobs = selfContinuationJobs(STORIES, tokenizer, 9, { openings: 3, sampledTemperatures: [], maxTokens: 200 });
+    const jobs = selfContinuationJobs(STORIES, model.tokenizer, 9, { openings: 3, sampledTemperatures: [], maxTokens: 200 });
     for (const j of jobs) {
       expect(j.promptIds.length).toBeLessThan(9);
       expect(j.promptIds.length + j.maxTokens).toBeLessThanOrEqual(9);
@@ -74,14 +58,14 @@ describe('selfContinuationJobs', () => {
 
 describe('generateSelfContinuations', () => {
   it("stores each opening followed by the model's own continuation, in job order, without the end-of-story id", async () => {
-    const jobs = selfContinuationJobs(STORIES.slice(0, 2), tokenizer, runner.config.contextLength, { openings: 2, sampledTemperatures: [0.7], maxTokens: 40 });
+    const jobs = selfContinuationJobs(STORIES.slice(0, 2), model.tokenizer, model.runner.config.contextLength, { openings: 2, sampledTemperatures: [0.7], maxTokens: 40 });
     const docs: number[][] = [];
-    const got = await generateSelfContinuations(runner, jobs, (d) => docs.push(d), { batchSize: 3 });
+    const got = await generateSelfContinuations(model.runner, jobs, (d) => docs.push(d), { batchSize: 3 });
     expect(got.documents).toBe(jobs.length);
     expect(got.tokens).toBe(docs.reduce((s, d) => s + d.length, 0));
     // One request at a time, the same requests give the same tokens (batching and seeds do not change them).
     for (let i = 0; i < jobs.length; i++) {
-      const [alone] = await generate(runner, [jobs[i]]);
+      const [alone] = await generate(model.runner, [jobs[i]]);
       const out = alone.outputIds[alone.outputIds.length - 1] === 1 ? alone.outputIds.slice(0, -1) : alone.outputIds;
       expect(docs[i]).toEqual([...jobs[i].promptIds, ...out]);
       expect(docs[i].slice(1)).not.toContain(1);
@@ -89,44 +73,44 @@ describe('generateSelfContinuations', () => {
   });
 
   it('a datastore built with them drafts the greedy continuation of an opening it holds', async () => {
-    const corpus = path.join(dir, 'corpus.jsonl');
+    const corpus = path.join(model.dir, 'corpus.jsonl');
     await writeFile(corpus, STORIES.map((text) => JSON.stringify({ text })).join('\n') + '\n');
-    const plain = await buildChunksFromJsonl({ input: corpus, tokenizer });
+    const plain = await buildChunksFromJsonl({ input: corpus, tokenizer: model.tokenizer });
     const built = await buildChunksFromJsonl({
       input: corpus,
-      tokenizer,
-      selfContinuations: { runner, options: { openings: 1, sampledTemperatures: [], maxTokens: 30 } },
+      tokenizer: model.tokenizer,
+      selfContinuations: { runner: model.runner, options: { openings: 1, sampledTemperatures: [], maxTokens: 30 } },
     });
     expect(built.selfDocuments).toBe(2);
     expect(built.documents).toBe(3 + 2);
     expect(built.tokens).toBe(plain.tokens + built.selfTokens);
 
-    const opening = tokenizer.encode('Lily saw a cat.', { bos: true });
-    const [greedy] = await generate(runner, [{ promptIds: opening, maxTokens: 8 }]);
-    const store = Datastore.fromChunks(built.chunks, { separatorId: tokenizer.bosId });
+    const opening = model.tokenizer.encode('Lily saw a cat.', { bos: true });
+    const [greedy] = await generate(model.runner, [{ promptIds: opening, maxTokens: 8 }]);
+    const store = Datastore.fromChunks(built.chunks, { separatorId: model.tokenizer.bosId });
     const drafts = (st: Datastore): number[][] => {
       const m = st.lookup(opening);
       return Array.from({ length: m.count }, (_, i) => Array.from(m.tokens.subarray(i * m.width, i * m.width + 4)));
     };
     // The corpus alone continues the opening with its own story; with the continuations, one match is the model's.
-    expect(drafts(Datastore.fromChunks(plain.chunks, { separatorId: tokenizer.bosId }))).not.toContainEqual(greedy.outputIds.slice(0, 4));
+    expect(drafts(Datastore.fromChunks(plain.chunks, { separatorId: model.tokenizer.bosId }))).not.toContainEqual(greedy.outputIds.slice(0, 4));
     expect(drafts(store)).toContainEqual(greedy.outputIds.slice(0, 4));
   });
 
   it("also yields the model's next-token table: at every generated position, the distribution its token was drawn from", async () => {
-    const corpus = path.join(dir, 'table-corpus.jsonl');
+    const corpus = path.join(model.dir, 'table-corpus.jsonl');
     await writeFile(corpus, STORIES.map((text) => JSON.stringify({ text })).join('\n') + '\n');
     const built = await buildChunksFromJsonl({
       input: corpus,
-      tokenizer,
-      selfContinuations: { runner, options: { openings: 1, sampledTemperatures: [], maxTokens: 30 } },
+      tokenizer: model.tokenizer,
+      selfContinuations: { runner: model.runner, options: { openings: 1, sampledTemperatures: [], maxTokens: 30 } },
     });
     const table = built.nextTokens!;
     expect(table.size).toBeGreaterThan(0);
     // Greedy continuations: each token is the argmax there, so along a continuation every
     // 2-token context seen once has that token as its best candidate.
-    const opening = tokenizer.encode('Lily saw a cat.', { bos: true });
-    const [greedy] = await generate(runner, [{ promptIds: opening, maxTokens: 30 }]);
+    const opening = model.tokenizer.encode('Lily saw a cat.', { bos: true });
+    const [greedy] = await generate(model.runner, [{ promptIds: opening, maxTokens: 30 }]);
     const seq = [...opening, ...greedy.outputIds];
     const seen = new Map<string, number>();
     for (let t = opening.length; t < seq.length; t++) {
@@ -142,7 +126,7 @@ describe('generateSelfContinuations', () => {
       checked++;
     }
     expect(checked).toBeGreaterThan(5);
-    expect(await buildChunksFromJsonl({ input: corpus, tokenizer }).then((r) => r.nextTokens)).toBeNull();
+    expect(await buildChunksFromJsonl({ input: corpus, tokenizer: model.tokenizer }).then((r) => r.nextTokens)).toBeNull();
   });
 });
 
@@ -159,14 +143,14 @@ describe('sssd datastore build --model', () => {
   };
 
   it('reports the continuations it stored, and refuses --self-* flags without a model', async () => {
-    const corpus = path.join(dir, 'cli-corpus.jsonl');
+    const corpus = path.join(model.dir, 'cli-corpus.jsonl');
     await writeFile(corpus, STORIES.map((text) => JSON.stringify({ text })).join('\n') + '\n');
     const tok = models.stories260K.tokenizer;
-    const out = path.join(dir, 'self.sssd-ds');
+    const out = path.join(model.dir, 'self.sssd-ds');
     const [built, stray, badTemp] = await Promise.all([
       cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', out, '--model', models.stories260K.checkpoint, '--self-openings', '2', '--self-max-tokens', '20'),
-      cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(dir, 'x.sssd-ds'), '--self-openings', '2'),
-      cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(dir, 'y.sssd-ds'), '--model', models.stories260K.checkpoint, '--self-temperatures', '0.7,hot'),
+      cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(model.dir, 'x.sssd-ds'), '--self-openings', '2'),
+      cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(model.dir, 'y.sssd-ds'), '--model', models.stories260K.checkpoint, '--self-temperatures', '0.7,hot'),
     ]);
     expect(built.code).toBe(0);
     // Story 0: 2 greedy + 2 sampled (default 0.7 and 1); story 1: the same; story 2 has no opening.
