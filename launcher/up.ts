@@ -4,7 +4,7 @@
  * edge under `wrangler dev`, prints where to go, and stops both on Ctrl-C.
  */
 import { existsSync } from 'node:fs';
-import { nextTokenTablePath } from '../gpu-pool/datastore/next-token-table-file';
+import { nextTokenTableCorpusPositions, nextTokenTablePath } from '../gpu-pool/datastore/next-token-table-file';
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { locateModel } from './model-locator';
@@ -39,9 +39,7 @@ function portFrom(value: number | string | undefined, fallback: number, name: st
 async function ensureDefaultDatastore(files: { model: string; tokenizer: string }, withSelf: boolean, log: (line: string) => void): Promise<string> {
   const file = path.join(repoRoot, `.cache/datastore/stories260K${withSelf ? '.self' : ''}.sssd-ds`);
   const corpus = path.resolve(repoRoot, '..', 'shared', 'workloads', 'datastore-corpus.jsonl');
-  // A datastore from before the next-token table is rebuilt once to gain it.
-  const complete = existsSync(file) && (!withSelf || existsSync(nextTokenTablePath(file)));
-  if (complete || !existsSync(corpus)) return file;
+  if ((await defaultDatastoreComplete(file, withSelf)) || !existsSync(corpus)) return file;
   log(
     withSelf
       ? `building the global datastore from ${corpus} and the model's own continuations of its openings (once; 2-3 minutes on 2 CPU cores)...`
@@ -59,6 +57,17 @@ async function ensureDefaultDatastore(files: { model: string; tokenizer: string 
     );
   });
   return file;
+}
+
+/**
+ * Whether the default datastore at `file` is what this version builds. One
+ * from before the next-token table, or from before the table also held the
+ * corpus's positions (corpus-distributions.ts), is rebuilt once to gain it.
+ */
+export async function defaultDatastoreComplete(file: string, withSelf: boolean): Promise<boolean> {
+  if (!existsSync(file)) return false;
+  if (!withSelf) return true;
+  return (await nextTokenTableCorpusPositions(nextTokenTablePath(file))) !== null;
 }
 
 /** SSSD_DATASTORE_SELF: on (the default) or off; anything else is a one-line error. */

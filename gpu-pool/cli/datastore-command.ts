@@ -15,7 +15,7 @@ import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { buildChunksFromJsonl, DEFAULT_BUILD_CHUNK_TOKENS, type CorpusBuildOptions, type CorpusBuildProgress } from '../datastore/corpus-builder';
 import { DEFAULT_SELF_CONTINUATIONS } from '../datastore/self-continuations';
-import { nextTokenTablePath, readNextTokenTable, writeNextTokenTable } from '../datastore/next-token-table-file';
+import { nextTokenTableCorpusPositions, nextTokenTablePath, readNextTokenTable, writeNextTokenTable } from '../datastore/next-token-table-file';
 import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
 import { Rng } from '../runtime/sampling';
@@ -139,6 +139,7 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
       vocabSize: tokenizer.vocabSize,
       tokenizerSha256: sha256,
       modelSha256: selfContinuations.modelSha256,
+      corpusPositions: result.corpusPositions,
     });
     tableNote = `  and ${file}: the model's next-token distributions for ${result.nextTokens.size} contexts, ${(tableBytes / 1e6).toFixed(1)} MB\n`;
   }
@@ -163,8 +164,8 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
   const tableFile = nextTokenTablePath(file);
   const table = existsSync(tableFile)
     ? await readNextTokenTable(tableFile, { vocabSize: contents.vocabSize || undefined }).then(
-        (t) => ({ file: tableFile, contexts: t.size, candidates: t.candidates, error: null as string | null }),
-        (err: Error) => ({ file: tableFile, contexts: 0, candidates: 0, error: err.message }),
+        async (t) => ({ file: tableFile, contexts: t.size, candidates: t.candidates, corpusPositions: await nextTokenTableCorpusPositions(tableFile), error: null as string | null }),
+        (err: Error) => ({ file: tableFile, contexts: 0, candidates: 0, corpusPositions: null, error: err.message }),
       )
     : null;
   let tokens = 0;
@@ -198,7 +199,7 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
       `  chunks     ${info.chunks.length}${info.chunks.length ? ` (${info.chunks.join(', ')} tokens; chunk size ${info.chunkTokens})` : ''}`,
       `  vocabulary ${info.vocabSize || 'unknown'}`,
       `  tokenizer  ${info.tokenizerSha256 ? `sha256 ${info.tokenizerSha256}` : 'unknown'}`,
-      `  next-token table ${table ? (table.error ? `${table.file}: unreadable (${table.error})` : `${table.file}: ${table.contexts} contexts, ${table.candidates} candidates each`) : 'none'}`,
+      `  next-token table ${table ? (table.error ? `${table.file}: unreadable (${table.error})` : `${table.file}: ${table.contexts} contexts, ${table.candidates} candidates each${table.corpusPositions === null ? ', built before tables read the corpus' : `, ${table.corpusPositions} of its positions from the corpus`}`) : 'none'}`,
     ].join('\n') + '\n',
   );
 }

@@ -46,6 +46,8 @@ export interface CorpusBuildResult {
   generateSeconds: number;
   /** Reading the documents' own positions into the next-token table (0 when not asked). */
   readSeconds: number;
+  /** The documents' positions read into the next-token table (0 when not asked). */
+  corpusPositions: number;
   indexSeconds: number;
 }
 
@@ -103,6 +105,7 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
 
   let self = { documents: 0, tokens: 0 };
   let readSeconds = 0;
+  let corpusPositions = 0;
   let nextTokens: NextTokenTable | null = null;
   if (opts.selfContinuations) {
     const { runner, options } = opts.selfContinuations;
@@ -115,7 +118,7 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
     if (options.readCorpus) {
       const tRead = performance.now();
       const docs = texts.map((t) => Int32Array.from(opts.tokenizer.encode(t, { bos: true })));
-      await readCorpusDistributions(runner, docs, table, (done, total) => opts.onProgress?.({ phase: 'read', done, total }));
+      corpusPositions = await readCorpusDistributions(runner, docs, table, (done, total) => opts.onProgress?.({ phase: 'read', done, total }));
       readSeconds = (performance.now() - tRead) / 1000;
     }
     nextTokens = table.build();
@@ -144,6 +147,7 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
     tokenizeSeconds: (t1 - t0) / 1000,
     generateSeconds: (tGen - t1) / 1000 - readSeconds,
     readSeconds,
+    corpusPositions,
     indexSeconds: (t2 - tGen) / 1000,
   };
 }

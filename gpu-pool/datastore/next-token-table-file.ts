@@ -4,12 +4,13 @@
  *
  * Layout (little-endian): the 8-byte magic "SSSDNTT1", a u32 header length,
  * the header as JSON (format version, vocabulary size, tokenizer and model
- * SHA-256, orders, candidates, entries), zero padding to a multiple of 4, then the
- * arrays keysA (u32), keysB (u32), tokens (i32) and probs (f32), entries or
- * entries × candidates long each.
+ * SHA-256, orders, candidates, entries, and the positions read from the
+ * corpus, absent in files from before the build read them), zero padding
+ * to a multiple of 4, then the arrays keysA (u32), keysB (u32), tokens (i32)
+ * and probs (f32), entries or entries × candidates long each.
  */
 import { existsSync } from 'node:fs';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { open, readFile, rename, writeFile } from 'node:fs/promises';
 import { NextTokenTable, type NextTokenTableArrays } from '../../shared/drafting/next-token-table';
 
 const MAGIC = 'SSSDNTT1';
@@ -35,6 +36,8 @@ interface Header {
   orders: number[];
   candidates: number;
   entries: number;
+  /** Positions read from the corpus's own documents (corpus-distributions.ts); absent in files built before they were. */
+  corpusPositions?: number;
 }
 
 /** Where the table of a datastore file lives. */
@@ -77,7 +80,7 @@ export async function openNextTokenTable(
 export async function writeNextTokenTable(
   file: string,
   table: NextTokenTable,
-  meta: { vocabSize: number; tokenizerSha256: string; modelSha256: string },
+  meta: { vocabSize: number; tokenizerSha256: string; modelSha256: string; corpusPositions?: number },
 ): Promise<number> {
   const a = table.arrays;
   const header: Header = {
@@ -88,6 +91,7 @@ export async function writeNextTokenTable(
     orders: a.orders,
     candidates: a.candidates,
     entries: a.keysA.length,
+    corpusPositions: meta.corpusPositions,
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const headBytes = 12 + json.length;
@@ -102,6 +106,30 @@ export async function writeNextTokenTable(
   await writeFile(tmp, body);
   await rename(tmp, file);
   return body.length;
+}
+
+/**
+ * Positions the table read from the corpus's documents (0: none, as with
+ * `--no-self-read-corpus`), or null for a table built before the build read
+ * them, or a file that is not a table. Reads the header only.
+ */
+export async function nextTokenTableCorpusPositions(file: string): Promise<number | null> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+    const head = Buffer.alloc(12);
+    if ((await handle.read(head, 0, 12, 0)).bytesRead < 12 || head.toString('latin1', 0, 8) !== MAGIC) return null;
+    const len = head.readUInt32LE(8);
+    if (len > 1 << 20) return null;
+    const json = Buffer.alloc(len);
+    if ((await handle.read(json, 0, len, 12)).bytesRead < len) return null;
+    const header = JSON.parse(json.toString('utf8')) as Partial<Header>;
+    return typeof header.corpusPositions === 'number' ? header.corpusPositions : null;
+  } catch {
+    return null;
+  } finally {
+    await handle?.close();
+  }
 }
 
 export async function readNextTokenTable(file: string, expect: NextTokenExpectations = {}): Promise<NextTokenTable> {

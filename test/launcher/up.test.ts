@@ -1,6 +1,11 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CliError } from '../../gpu-pool/cli/cli-error';
-import { selfContinuationsWanted } from '../../launcher/up';
+import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
+import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
+import { defaultDatastoreComplete, selfContinuationsWanted } from '../../launcher/up';
 
 describe('SSSD_DATASTORE_SELF', () => {
   it("builds the default datastore with the model's own continuations unless told off", () => {
@@ -13,5 +18,28 @@ describe('SSSD_DATASTORE_SELF', () => {
   it('refuses anything else with a one-line error naming the variable', () => {
     expect(() => selfContinuationsWanted('no')).toThrow(CliError);
     expect(() => selfContinuationsWanted('no')).toThrow(/SSSD_DATASTORE_SELF must be on or off, got "no"/);
+  });
+});
+
+describe('the default datastore', () => {
+  it('is rebuilt once where its next-token table is missing or from before the table read the corpus', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'sssd-up-'));
+    try {
+      const file = path.join(dir, 'stories260K.self.sssd-ds');
+      expect(await defaultDatastoreComplete(file, true)).toBe(false);
+      // The datastore's own bytes do not matter here, only which files are there.
+      await writeFile(file, 'datastore');
+      expect(await defaultDatastoreComplete(file, false)).toBe(true);
+      expect(await defaultDatastoreComplete(file, true)).toBe(false);
+      const b = new NextTokenTableBuilder(8);
+      b.add([1, 2], 2, new Float32Array(8));
+      const meta = { vocabSize: 8, tokenizerSha256: '', modelSha256: '' };
+      await writeNextTokenTable(nextTokenTablePath(file), b.build(), meta);
+      expect(await defaultDatastoreComplete(file, true)).toBe(false);
+      await writeNextTokenTable(nextTokenTablePath(file), b.build(), { ...meta, corpusPositions: 12 });
+      expect(await defaultDatastoreComplete(file, true)).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -6,6 +6,7 @@ import {
   NextTokenFileError,
   NextTokenModelError,
   nextTokenTablePath,
+  nextTokenTableCorpusPositions,
   openNextTokenTable,
   readNextTokenTable,
   writeNextTokenTable,
@@ -49,6 +50,24 @@ describe('next-token table file', () => {
       }
       expect(back.tokenAt(e, 0)).toBe((a * 7) % V);
     }
+  });
+
+  it('says how many corpus positions a table read, from its header alone; null for a table from before, or a stranger', async () => {
+    const read = path.join(dir, 'read.next-tokens');
+    const none = path.join(dir, 'none.next-tokens');
+    const old = path.join(dir, 'old.next-tokens');
+    const stranger = path.join(dir, 'stranger.next-tokens');
+    await writeNextTokenTable(read, table, { vocabSize: V, tokenizerSha256: '', modelSha256: MODEL, corpusPositions: 380_000 });
+    await writeNextTokenTable(none, table, { vocabSize: V, tokenizerSha256: '', modelSha256: MODEL, corpusPositions: 0 });
+    await writeNextTokenTable(old, table, { vocabSize: V, tokenizerSha256: '', modelSha256: MODEL });
+    await writeFile(stranger, 'not a table at all');
+    expect(await nextTokenTableCorpusPositions(read)).toBe(380_000);
+    expect(await nextTokenTableCorpusPositions(none)).toBe(0);
+    expect(await nextTokenTableCorpusPositions(old)).toBeNull();
+    expect(await nextTokenTableCorpusPositions(stranger)).toBeNull();
+    expect(await nextTokenTableCorpusPositions(path.join(dir, 'missing.next-tokens'))).toBeNull();
+    // The field does not change what the table holds.
+    expect((await readNextTokenTable(read)).size).toBe((await readNextTokenTable(old)).size);
   });
 
   it('refuses a table for another vocabulary, tokenizer or model, a truncated file and a stranger', async () => {

@@ -147,10 +147,13 @@ describe('sssd datastore build --model', () => {
     await writeFile(corpus, STORIES.map((text) => JSON.stringify({ text })).join('\n') + '\n');
     const tok = models.stories260K.tokenizer;
     const out = path.join(model.dir, 'self.sssd-ds');
-    const [built, stray, badTemp] = await Promise.all([
+    const unread = path.join(model.dir, 'unread.sssd-ds');
+    const [built, stray, badTemp, strayRead, builtUnread] = await Promise.all([
       cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', out, '--model', models.stories260K.checkpoint, '--self-openings', '2', '--self-max-tokens', '20'),
       cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(model.dir, 'x.sssd-ds'), '--self-openings', '2'),
       cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(model.dir, 'y.sssd-ds'), '--model', models.stories260K.checkpoint, '--self-temperatures', '0.7,hot'),
+      cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(model.dir, 'z.sssd-ds'), '--no-self-read-corpus'),
+      cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', unread, '--model', models.stories260K.checkpoint, '--self-openings', '2', '--self-max-tokens', '20', '--no-self-read-corpus'),
     ]);
     expect(built.code).toBe(0);
     // Story 0: 2 greedy + 2 sampled (default 0.7 and 1); story 1: the same; story 2 has no opening.
@@ -158,8 +161,19 @@ describe('sssd datastore build --model', () => {
     expect(built.stdout).toMatch(/the model's own continuations: 8 documents, \d+ tokens/);
     expect(built.stdout).toMatch(/self\.sssd-ds\.next-tokens: the model's next-token distributions for \d+ contexts/);
     expect((await readNextTokenTable(`${out}.next-tokens`, { vocabSize: 512 })).size).toBeGreaterThan(0);
-    const info = JSON.parse((await cli('datastore', 'info', out, '--json')).stdout) as { nextTokens: { contexts: number; candidates: number } | null };
+    type Info = { nextTokens: { contexts: number; candidates: number; corpusPositions: number | null } | null };
+    const info = JSON.parse((await cli('datastore', 'info', out, '--json')).stdout) as Info;
     expect(info.nextTokens?.contexts).toBe((await readNextTokenTable(`${out}.next-tokens`)).size);
+    // The table also read every position of the two stories with sentences and the one without.
+    expect(built.stdout).toMatch(/read \d+\.\d+ s/);
+    const storyPositions = STORIES.reduce((sum, text) => sum + model.tokenizer.encode(text, { bos: true }).length - 1, 0);
+    expect(info.nextTokens?.corpusPositions).toBe(storyPositions);
+    expect(builtUnread.code).toBe(0);
+    const unreadInfo = JSON.parse((await cli('datastore', 'info', unread, '--json')).stdout) as Info;
+    expect(unreadInfo.nextTokens?.corpusPositions).toBe(0);
+    expect(unreadInfo.nextTokens!.contexts).toBeLessThan(info.nextTokens!.contexts);
+    expect(strayRead.code).not.toBe(0);
+    expect(strayRead.stderr).toMatch(/--no-self-read-corpus needs --model PATH/);
     expect(stray.code).not.toBe(0);
     expect(stray.stderr).toMatch(/--self-openings needs --model PATH/);
     expect(badTemp.code).not.toBe(0);
