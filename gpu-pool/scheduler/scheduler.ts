@@ -1187,10 +1187,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       throw again;
     }
     metrics.passFailures.inc({ result });
-    return {
-      logitsAt: (r, t) => inner.logitsAt(index[r], t),
-      commit: (r, tokens) => inner.commit(index[r], tokens),
-    };
+    return stitchedResult(new Array<BatchStepResult>(n).fill(inner), index);
   }
 
   /**
