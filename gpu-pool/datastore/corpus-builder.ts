@@ -17,7 +17,7 @@ import { readCorpusDistributions } from './corpus-distributions';
 
 export interface CorpusBuildProgress {
   phase: 'tokenize' | 'generate' | 'read' | 'index';
-  /** Bytes read (tokenize), continuations generated (generate) or tokens indexed (index). */
+  /** Bytes read (tokenize), continuations generated (generate), documents read into the table (read) or tokens indexed (index). */
   done: number;
   total: number;
 }

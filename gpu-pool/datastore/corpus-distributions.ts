@@ -7,11 +7,12 @@
  * trained to imitate) than like its own greedy continuations. Reading the
  * corpus takes one prefill pass per few documents, far cheaper than
  * generating the same number of positions token by token: on the default
- * corpus, 380 K positions in ~11 s of a ~2-minute build, and the sampled
+ * corpus, 378 K positions in ~11 s of a ~2-minute build, and the sampled
  * requests' τ with table trees at 4 / 8 / 16 nodes went from 2.65 / 3.20 /
  * 3.67 to 2.67 / 3.27 / 3.75 (docs/benchmarks.md, "The corpus read into the
  * next-token table").
  */
+import { chainParents } from '../runtime/generate';
 import type { ModelRunner } from '../runtime/model-runner';
 import type { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
 
@@ -55,10 +56,4 @@ export async function readCorpusDistributions(
     i = end;
   }
   return added;
-}
-
-function chainParents(n: number): Int32Array {
-  const p = new Int32Array(n);
-  for (let i = 0; i < n; i++) p[i] = i - 1;
-  return p;
 }

@@ -50,7 +50,8 @@ interface Running {
 
 const ROOT_ONLY: readonly number[] = [0];
 
-function chainParents(n: number): Int32Array {
+/** Parents of a chain of n new tokens (a prompt fed whole): each token's is the one before it. */
+export function chainParents(n: number): Int32Array {
   const p = new Int32Array(n);
   for (let i = 0; i < n; i++) p[i] = i - 1;
   return p;
