@@ -113,6 +113,30 @@ function chunkedScheduler(prefillChunk: number, budget: TreeBudget | null = new 
   });
 }
 
+/**
+ * The real runner, failing as onnxruntime would where `fault` throws for a
+ * pass's rows; `keepsStepResults` as host (true) or device-resident (false)
+ * keys/values.
+ */
+function failingRunner(keepsStepResults: boolean, fault: (rows: ReadonlyArray<{ cache: SequenceKvCache; row: StepRow }>) => void): BatchRunner<SequenceKvCache> {
+  return {
+    get config() {
+      return runner.config;
+    },
+    keepsStepResults,
+    newSequence: (capacity) => runner.newSequence(capacity),
+    step: async (rows) => {
+      fault(rows);
+      return runner.step(rows);
+    },
+  };
+}
+
+/** sssd_pool_pass_failures_total by result. */
+async function passFailureCounts(metrics: PoolMetrics): Promise<Record<string, number>> {
+  return Object.fromEntries((await metrics.passFailures.get()).values.map((v) => [String(v.labels.result), v.value]));
+}
+
 function scheduler(budget: TreeBudget | null): Scheduler<SequenceKvCache> {
   return new Scheduler(runner, {
     limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
@@ -635,23 +659,15 @@ describe('continuous batching', () => {
     const poisoned = new WeakSet<SequenceKvCache>();
     let failBatchOnce = false;
     let singleRowPasses = 0;
-    const faulty: BatchRunner<SequenceKvCache> = {
-      get config() {
-        return runner.config;
-      },
-      keepsStepResults,
-      newSequence: (capacity) => runner.newSequence(capacity),
-      step: async (rows) => {
-        if (rows.length === 1) singleRowPasses++;
-        for (const { cache, row } of rows) if (POISON.every((t, i) => row.tokens[i] === t)) poisoned.add(cache);
-        if (rows.some((r) => poisoned.has(r.cache))) throw new Error('onnxruntime: cannot run this sequence');
-        if (failBatchOnce && rows.length > 1) {
-          failBatchOnce = false;
-          throw new Error('onnxruntime: transient fault');
-        }
-        return runner.step(rows);
-      },
-    };
+    const faulty = failingRunner(keepsStepResults, (rows) => {
+      if (rows.length === 1) singleRowPasses++;
+      for (const { cache, row } of rows) if (POISON.every((t, i) => row.tokens[i] === t)) poisoned.add(cache);
+      if (rows.some((r) => poisoned.has(r.cache))) throw new Error('onnxruntime: cannot run this sequence');
+      if (failBatchOnce && rows.length > 1) {
+        failBatchOnce = false;
+        throw new Error('onnxruntime: transient fault');
+      }
+    });
     const metrics = new PoolMetrics();
     const s = new Scheduler(faulty, {
       limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
@@ -665,7 +681,7 @@ describe('continuous batching', () => {
       const events = await c.done;
       return { ids: events.flatMap((e) => (e.type === 'tokens' ? e.ids : [])), last: events.at(-1) };
     };
-    const failures = async () => Object.fromEntries((await metrics.passFailures.get()).values.map((v) => [String(v.labels.result), v.value]));
+    const failures = () => passFailureCounts(metrics);
     const plain = await run('plain', REPEATING_PROMPT, 'off');
 
     // The poisoned prefill joins seven others in one pass.
@@ -708,20 +724,13 @@ describe('continuous batching', () => {
   it('a batch too big for the runtime memory finishes each step in smaller passes, with the same output', async () => {
     // The real runner, refusing any pass of more than 3 rows as a device out of memory would.
     let refused = 0;
-    const limited = (keepsStepResults: boolean): BatchRunner<SequenceKvCache> => ({
-      get config() {
-        return runner.config;
-      },
-      keepsStepResults,
-      newSequence: (capacity) => runner.newSequence(capacity),
-      step: async (rows) => {
+    const limited = (keepsStepResults: boolean): BatchRunner<SequenceKvCache> =>
+      failingRunner(keepsStepResults, (rows) => {
         if (rows.length > 3) {
           refused++;
           throw new Error('onnxruntime: failed to allocate memory');
         }
-        return runner.step(rows);
-      },
-    });
+      });
     const serve = async (keepsStepResults: boolean) => {
       const metrics = new PoolMetrics();
       const s = new Scheduler(limited(keepsStepResults), {
@@ -738,7 +747,7 @@ describe('continuous batching', () => {
       };
       const plain = await run('plain', 'off');
       const six = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((id, i) => run(id, i % 2 ? 'context' : 'off')));
-      const failures = Object.fromEntries((await metrics.passFailures.get()).values.map((v) => [String(v.labels.result), v.value]));
+      const failures = await passFailureCounts(metrics);
       const draftFaults = (await metrics.draftFailures.get()).values.length;
       const cap = (await metrics.passRowCap.get()).values[0]?.value ?? 0;
       return { plain, six, failures, draftFaults, cap, after: await run('after', 'off') };
@@ -776,17 +785,9 @@ describe('continuous batching', () => {
     let tight = true;
     const metrics = new PoolMetrics();
     const s = new Scheduler(
-      {
-        get config() {
-          return runner.config;
-        },
-        keepsStepResults: true,
-        newSequence: (capacity) => runner.newSequence(capacity),
-        step: async (rows) => {
-          if (tight && rows.length > 2) throw new Error('onnxruntime: failed to allocate memory');
-          return runner.step(rows);
-        },
-      },
+      failingRunner(true, (rows) => {
+        if (tight && rows.length > 2) throw new Error('onnxruntime: failed to allocate memory');
+      }),
       { limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 }, budget: null, metrics, createDrafter: drafterFactory(null) },
     );
     const cap = async () => (await metrics.passRowCap.get()).values[0]?.value ?? 0;
