@@ -52,7 +52,8 @@ export class PoolMetrics {
   readonly draftFailures: Counter<'kind'>;
   /** Plain passes that failed, by what followed: `isolated` (rows that failed alone ended, the rest went on), `retried` (no row failed alone; the retry passed), `batch` (every generation in the batch ended). */
   readonly passFailures: Counter<'result'>;
-  readonly passRowCap: Gauge;
+  /** Most padded positions (rows × (longest past + most new tokens)) a pass takes since batches failed as a whole; 0: no cap. */
+  readonly passPositionCap: Gauge;
   /** Prompt tokens looked up in the prefix cache, and those found there (vLLM's names: hit rate = hits / queries). */
   readonly prefixCacheQueries: Counter;
   readonly prefixCacheHits: Counter;
@@ -213,9 +214,9 @@ export class PoolMetrics {
       labelNames: ['kind'],
       registers,
     });
-    this.passRowCap = new Gauge({
-      name: 'sssd_pool_pass_row_cap',
-      help: 'Most rows a forward pass takes since batches failed as a whole in consecutive steps (a device out of memory); larger batches run in pieces. 0: no cap.',
+    this.passPositionCap = new Gauge({
+      name: 'sssd_pool_pass_position_cap',
+      help: 'Most padded positions, rows × (longest past + most new tokens), a forward pass takes since batches failed as a whole in consecutive steps (a device out of memory); larger passes run in pieces. 0: no cap.',
       registers,
     });
     this.passFailures = new Counter({

@@ -127,6 +127,21 @@ interface StepInput<S> {
   row: StepRow;
 }
 
+/**
+ * The positions a pass of inputs[start..end) pads to: every row holds the
+ * longest past and the most new tokens among them (the runner's batch
+ * layout), so this is what its keys/values and activations grow with.
+ */
+function passPositions<S extends RunnerSequence>(inputs: readonly StepInput<S>[], start: number, end: number): number {
+  let past = 0;
+  let tokens = 0;
+  for (let r = start; r < end; r++) {
+    past = Math.max(past, inputs[r].cache.length);
+    tokens = Math.max(tokens, inputs[r].row.tokens.length);
+  }
+  return (end - start) * (past + tokens);
+}
+
 export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly active: Generation<S>[] = [];
   private readonly queue: Generation<S>[] = [];
@@ -159,8 +174,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private draftFailureCount = 0;
   /** Failed passes recovered by running in halves (their log lines are rate-limited). */
   private passRecoveryCount = 0;
-  /** Most rows a pass takes (runPass), once batches failed as a whole in consecutive steps; Infinity: no cap. */
-  private passRowCap = Infinity;
+  /**
+   * Most padded positions a pass takes (runPass; passPositions), once batches
+   * failed as a whole in consecutive steps; Infinity: no cap.
+   */
+  private passCap = Infinity;
   /** Steps run in pieces since the cap was set or last raised. */
   private cappedSteps = 0;
   /** The step (this.steps) at which a batch last failed as a whole and finished in halves. */
@@ -1058,24 +1076,38 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   }
 
   /**
-   * One step's pass: in pieces of at most passRowCap rows where batches have
-   * failed as a whole (isolatePassFailure sets the cap). Every
-   * CAP_PROBE_STEPS such steps the cap doubles, so memory that finished or
-   * shorter sequences freed is taken back; a batch that fails again at the
-   * larger size runs in halves and sets the cap anew.
+   * One step's pass: in pieces of at most passCap padded positions where
+   * batches have failed as a whole (isolatePassFailure sets the cap). The cap
+   * counts positions, not rows, because a pass's memory grows with its rows'
+   * pasts and trees: a cap in rows set on one-token rows at short pasts lets
+   * the same rows through with 16-node trees or three times the past, and
+   * they fail again. Every CAP_PROBE_STEPS such steps the cap doubles, so
+   * memory that finished or shorter sequences freed is taken back; a batch
+   * that fails again at the larger size runs in halves and sets the cap anew.
    */
   private async runPass(inputs: StepInput<S>[], n: number): Promise<BatchStepResult> {
-    if (n <= this.passRowCap) return this.runner.step(inputs);
+    const size = passPositions(inputs, 0, n);
+    if (size <= this.passCap) return this.runner.step(inputs);
     if (++this.cappedSteps >= CAP_PROBE_STEPS) {
       this.cappedSteps = 0;
-      this.setPassRowCap(2 * this.passRowCap >= n ? Infinity : 2 * this.passRowCap);
-      if (n <= this.passRowCap) return this.runner.step(inputs);
+      this.setPassCap(2 * this.passCap >= size ? Infinity : 2 * this.passCap);
+      if (size <= this.passCap) return this.runner.step(inputs);
     }
-    const cap = this.passRowCap;
+    const cap = this.passCap;
     const owner: BatchStepResult[] = new Array(n);
     const index = new Int32Array(n);
-    for (let start = 0; start < n; start += cap) {
-      const rows = inputs.slice(start, start + cap);
+    for (let start = 0, end = 0; start < n; start = end) {
+      // Consecutive rows while their padded pass fits the cap; a row bigger than the cap runs alone.
+      let past = inputs[start].cache.length;
+      let tokens = inputs[start].row.tokens.length;
+      for (end = start + 1; end < n; end++) {
+        const p = Math.max(past, inputs[end].cache.length);
+        const t = Math.max(tokens, inputs[end].row.tokens.length);
+        if ((end + 1 - start) * (p + t) > cap) break;
+        past = p;
+        tokens = t;
+      }
+      const rows = inputs.slice(start, end);
       const result = await this.runner.step(rows);
       for (let i = 0; i < rows.length; i++) {
         owner[start + i] = result;
@@ -1085,9 +1117,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return stitchedResult(owner, index);
   }
 
-  private setPassRowCap(cap: number): void {
-    this.passRowCap = cap;
-    this.options.metrics.passRowCap.set(Number.isFinite(cap) ? cap : 0);
+  private setPassCap(cap: number): void {
+    this.passCap = cap;
+    this.options.metrics.passPositionCap.set(Number.isFinite(cap) ? cap : 0);
   }
 
   /**
@@ -1114,6 +1146,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const index = new Int32Array(n).fill(-1);
     const failing: number[] = [];
     let passes = 0;
+    /** The padded positions of the largest pass that went through. */
     let largestRun = 0;
     const run = async (rows: number[]): Promise<void> => {
       let result: BatchStepResult;
@@ -1129,7 +1162,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         }
         return;
       }
-      largestRun = Math.max(largestRun, rows.length);
+      largestRun = Math.max(largestRun, passPositions(rows.map((r) => inputs[r]), 0, rows.length));
       if (keeps) rows.forEach((r, i) => ((owner[r] = result), (index[r] = i)));
     };
     // The whole batch has just failed: start from its halves.
@@ -1162,10 +1195,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // row, the runtime cannot take that many rows (its memory): later steps
       // run in pieces the size that went through (runPass), not fail first.
       if (failing.length === 0) {
-        if (this.steps - this.wholeBatchFailedAt <= 2 && largestRun < this.passRowCap) {
-          this.setPassRowCap(largestRun);
+        if (this.steps - this.wholeBatchFailedAt <= 2 && largestRun < this.passCap) {
+          this.setPassCap(largestRun);
           this.cappedSteps = 0;
-          process.stderr.write(`pool: passes of ${n} rows failed as a whole in consecutive steps: passes now take at most ${largestRun} rows (sssd_pool_pass_row_cap; doubled every ${CAP_PROBE_STEPS} steps). If the runtime is out of memory, lower --max-active or --max-total-tokens.\n`);
+          process.stderr.write(`pool: passes of ${n} rows failed as a whole in consecutive steps: passes now take at most ${largestRun} padded positions, rows × (longest past + most new tokens) (sssd_pool_pass_position_cap; doubled every ${CAP_PROBE_STEPS} steps). If the runtime is out of memory, lower --max-active or --max-total-tokens.\n`);
         }
         this.wholeBatchFailedAt = this.steps;
       }

@@ -67,7 +67,6 @@ class RefusingGovernor extends SpeculationGovernor {
   }
 }
 
-/** A story told twice and a half: the context drafter has continuations for it. */
 /** A budget that keeps every drafting cost the scheduler reports to it. */
 class RecordingBudget extends TreeBudget {
   readonly drafts: { rows: number; ms: number; method: string; cold: boolean }[] = [];
@@ -78,6 +77,7 @@ class RecordingBudget extends TreeBudget {
 }
 
 const STORY = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317];
+/** A story told twice and a half: the context drafter has continuations for it. */
 const REPEATING_PROMPT = [...STORY, ...STORY.slice(1), ...STORY.slice(1, 8)];
 
 /** A scheduler of up to 32 rows over the real runner, with this pass cost and governor. */
@@ -721,12 +721,17 @@ describe('continuous batching', () => {
     expect((await run('after', REPEATING_PROMPT, 'off')).ids).toEqual(plain.ids);
   });
 
-  it('a batch too big for the runtime memory finishes each step in smaller passes, with the same output', async () => {
-    // The real runner, refusing any pass of more than 3 rows as a device out of memory would.
+  it('a batch too big for the runtime memory finishes each step in smaller passes, with the same output, as pasts and trees grow', async () => {
+    // The real runner, refusing passes over a memory's worth of padded positions
+    // (rows × (longest past + most new tokens)) as a device would: 3 prompts fit, 4 do not.
+    const L = REPEATING_PROMPT.length;
+    const memory = 3.5 * L;
     let refused = 0;
     const limited = (keepsStepResults: boolean): BatchRunner<SequenceKvCache> =>
       failingRunner(keepsStepResults, (rows) => {
-        if (rows.length > 3) {
+        const past = Math.max(...rows.map((r) => r.cache.length));
+        const tokens = Math.max(...rows.map((r) => r.row.tokens.length));
+        if (rows.length * (past + tokens) > memory) {
           refused++;
           throw new Error('onnxruntime: failed to allocate memory');
         }
@@ -749,7 +754,7 @@ describe('continuous batching', () => {
       const six = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f'].map((id, i) => run(id, i % 2 ? 'context' : 'off')));
       const failures = await passFailureCounts(metrics);
       const draftFaults = (await metrics.draftFailures.get()).values.length;
-      const cap = (await metrics.passRowCap.get()).values[0]?.value ?? 0;
+      const cap = (await metrics.passPositionCap.get()).values[0]?.value ?? 0;
       return { plain, six, failures, draftFaults, cap, after: await run('after', 'off') };
     };
 
@@ -759,14 +764,17 @@ describe('continuous batching', () => {
       expect(r.last).toMatchObject({ type: 'done', finishReason: 'length' });
       expect(r.ids).toEqual(host.plain.ids);
     }
-    expect(host.failures.retried).toBeGreaterThan(0);
     expect(host.failures).not.toHaveProperty('batch');
     expect(host.failures).not.toHaveProperty('isolated');
     // The drafts were not what failed: no drafting fault is counted.
     expect(host.draftFaults).toBe(0);
-    // After two steps that failed as a whole, passes take 3 rows: the other ~20 steps do not fail first.
-    expect(host.failures.retried).toBe(2);
-    expect(host.cap).toBe(3);
+    // The first two steps (the prompts, then one token a row) failed as a whole and
+    // finished in halves of 3 rows; passes then take at most the second's 3 × (L + 1)
+    // positions. The ~20 steps after, with trees of up to 17 tokens and pasts growing
+    // to L + 24, split further instead of failing first (a cap of 3 rows would let
+    // 3 rows of trees through, and they fail).
+    expect(host.failures).toEqual({ retried: 2 });
+    expect(host.cap).toBe(3 * (L + 1));
     // Refused: the first two steps' full passes (with drafts, then without them where there were drafts).
     expect(refusedOnHost).toBeGreaterThanOrEqual(2);
     expect(refusedOnHost).toBeLessThanOrEqual(4);
@@ -781,32 +789,48 @@ describe('continuous batching', () => {
     expect(resident.after.ids).toEqual(host.plain.ids);
   });
 
-  it(`lifts the pass-row cap ${CAP_PROBE_STEPS} steps at a time once the runtime takes the whole batch again`, async () => {
+  it(`doubles the pass cap every ${CAP_PROBE_STEPS} capped steps once the runtime takes more, until the batch runs whole`, async () => {
+    const L = REPEATING_PROMPT.length;
     let tight = true;
     const metrics = new PoolMetrics();
     const s = new Scheduler(
       failingRunner(true, (rows) => {
-        if (tight && rows.length > 2) throw new Error('onnxruntime: failed to allocate memory');
+        const past = Math.max(...rows.map((r) => r.cache.length));
+        const tokens = Math.max(...rows.map((r) => r.row.tokens.length));
+        if (tight && rows.length * (past + tokens) > 2.5 * (L + 1)) throw new Error('onnxruntime: failed to allocate memory');
       }),
       { limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 }, budget: null, metrics, createDrafter: drafterFactory(null) },
     );
-    const cap = async () => (await metrics.passRowCap.get()).values[0]?.value ?? 0;
+    const cap = async () => (await metrics.passPositionCap.get()).values[0]?.value ?? 0;
     const streams = ['a', 'b', 'c', 'd'].map((id) => {
       const c = collect();
-      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 3 * CAP_PROBE_STEPS, speculation: 'off' }), c.sink);
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 5 * CAP_PROBE_STEPS, speculation: 'off' }), c.sink);
       return c;
     });
-    // Capped at 2 rows after the first two steps; then the memory is there again.
+    // Capped at what went through after the first steps (two rows, or one row beside prompts); then the memory is there again.
     while (streams[0].events.filter((e) => e.type === 'tokens').length < 4) await new Promise((r) => setImmediate(r));
-    expect(await cap()).toBe(2);
+    const first = await cap();
+    expect(first).toBeGreaterThan(L);
+    expect(first).toBeLessThanOrEqual(2.5 * (L + 1));
     tight = false;
-    const ends = await Promise.all(streams.map((c) => c.done));
-    // 2 → 4 rows after 64 capped steps: the whole batch again, the gauge back at 0.
-    expect(await cap()).toBe(0);
+    // The cap as it moves: doubled at each probe while the four rows' pass (their pasts
+    // growing a position a step) is still bigger, then none (0).
+    const seen = [first];
+    let finished = false;
+    const ends = Promise.all(streams.map((c) => c.done)).finally(() => (finished = true));
+    while (!finished) {
+      const now = await cap();
+      if (now !== seen.at(-1)) seen.push(now);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(seen.at(-1)).toBe(0);
+    const raised = seen.slice(0, -1);
+    expect(raised.length).toBeGreaterThan(1);
+    raised.forEach((value, i) => expect(value).toBe(first * 2 ** i));
     const ids = (evs: PoolEvent[]): number[] => evs.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
-    for (const e of ends) {
+    for (const e of await ends) {
       expect(e.at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
-      expect(ids(e)).toEqual(ids(ends[0]));
+      expect(ids(e)).toEqual(ids((await ends)[0]));
     }
   });
 
