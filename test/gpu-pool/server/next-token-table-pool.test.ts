@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readNextTokenTable, writeNextTokenTable } from '../../../gpu-pool/datastore/next-token-table-file';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 import { models, repoRoot, requireSharedData, workloads } from '../../support/shared-data';
 import { generate, metricValue, startPool, type GenerateBody, type PoolProcess } from './pool-process';
@@ -61,6 +62,7 @@ afterAll(async () => {
 describe("the model's next-token table in the pool", () => {
   it('is loaded from beside the datastore, and sampled requests drafted from it lose nothing', async () => {
     expect(pool.stderr()).toMatch(/next-token table of \d+ contexts drafts for sampled requests/);
+    expect(pool.stderr()).not.toMatch(/predates tables that read the corpus/);
     const body = (i: number, speculation: 'off' | 'sssd'): GenerateBody => ({
       id: `ntt-${speculation}-${i}`,
       promptIds: openings[i],
@@ -103,6 +105,25 @@ describe("the model's next-token table in the pool", () => {
       expect(results[2 * i].ids, `request ${i}`).toEqual(results[2 * i + 1].ids);
     }
     expect(await metricValue(pool, 'sssd_pool_speculating_steps_total', 'drafter="chain"')).toBeGreaterThan(before);
+  });
+
+  it('named by hand and built before tables read the corpus, it serves, with a word on rebuilding it', async () => {
+    // The same table as an older build writes it: a header without the corpus's positions.
+    const file = `${store}.next-tokens`;
+    const bytes = await readFile(file);
+    const header = JSON.parse(bytes.toString('utf8', 12, 12 + bytes.readUInt32LE(8))) as { vocabSize: number; tokenizerSha256: string; modelSha256: string; corpusPositions?: number };
+    expect(header.corpusPositions).toBeGreaterThan(0);
+    const older = path.join(dir, 'older.next-tokens');
+    await writeNextTokenTable(older, await readNextTokenTable(file), { vocabSize: header.vocabSize, tokenizerSha256: header.tokenizerSha256, modelSha256: header.modelSha256 });
+    const old = await startPool(['--datastore', store, '--next-tokens', older]);
+    try {
+      expect(old.stderr()).toMatch(/next-token table of \d+ contexts drafts for sampled requests/);
+      expect(old.stderr()).toMatch(/older\.next-tokens predates tables that read the corpus through the model .*rebuilding it/);
+      const r = await generate(old, { id: 'older', promptIds: openings[1], maxTokens: 8, sampling: { temperature: 1, seed: 3 }, speculation: 'sssd', useDatastore: true });
+      expect(r.ids.length).toBe(8);
+    } finally {
+      await old.stop();
+    }
   });
 
   it("is skipped, with a word, by a pool serving another model on the same tokenizer; named, it stops the start", async () => {
