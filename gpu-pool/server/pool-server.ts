@@ -48,6 +48,8 @@ export class PoolServer {
   readonly http: Server;
   private readonly auth: BearerAuth;
   private readonly maxBodyBytes: number;
+  /** Requests answered busy (503): noteBusy logs the first and one a thousand. */
+  private busyAnswers = 0;
 
   constructor(private readonly options: PoolServerOptions) {
     this.auth = new BearerAuth(options.token);
@@ -266,9 +268,25 @@ export class PoolServer {
     sendJson(res, 202, { id, accepted: true });
   }
 
+  /**
+   * A busy answer is the pool working as meant, not a fault: no stack for it.
+   * Under a burst there are thousands a minute (each written synchronously on
+   * the pool's only thread), so the log says it on the first and then once a
+   * thousand; sssd_pool_rejected_requests_total counts every one.
+   */
+  private noteBusy(): void {
+    const count = ++this.busyAnswers;
+    if (count === 1 || count % 1000 === 0) {
+      process.stderr.write(
+        `pool: at capacity, ${count} request(s) answered busy so far (sssd_pool_rejected_requests_total); if that lasts, raise --max-active, --max-queued or --max-total-tokens, or add pools\n`,
+      );
+    }
+  }
+
   private fail(res: ServerResponse, err: unknown): void {
     const e = toHttpError(err);
-    if (e.status >= 500) process.stderr.write(`pool: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    if (e.code === 'busy') this.noteBusy();
+    else if (e.status >= 500) process.stderr.write(`pool: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     if (res.headersSent) {
       if (!res.writableEnded) res.end();
       return;

@@ -13,12 +13,19 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) {
-      throw new HttpError(413, 'bad_request', `request body exceeds the limit of ${maxBytes} bytes`);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes) {
+        throw new HttpError(413, 'bad_request', `request body exceeds the limit of ${maxBytes} bytes`);
+      }
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } catch (err) {
+    if (err instanceof HttpError) throw err;
+    // The client went away halfway through its body (Node's "aborted", a
+    // reset): the client's doing, not the pool's, and nobody is left to answer.
+    throw new HttpError(400, 'bad_request', `the request body did not arrive whole: ${(err as Error).message}`);
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.length === 0) throw new HttpError(400, 'bad_request', 'request body is empty; expected JSON');

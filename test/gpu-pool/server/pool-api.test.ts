@@ -252,7 +252,30 @@ describe('admission', () => {
     const health = await getJson<PoolHealth>(pool, '/healthz', false);
     expect(health.body.active).toBe(2);
     expect(health.body.queued).toBe(1);
+    // Busy is the pool working as meant: more refusals write no stack, and one log line in all.
+    const more = await Promise.all([4, 5, 6].map((i) => post('/v1/generate', JSON.stringify({ id: `load-${i}`, ...LONG }))));
+    expect(more.map((r) => r.status)).toEqual([503, 503, 503]);
+    await Promise.all(more.map((r) => r.text()));
+    expect(pool.stderr().match(/answered busy/g)).toHaveLength(1);
+    expect(pool.stderr()).not.toMatch(/HttpError|at capacity; retry shortly/);
     await Promise.all(responses.filter((r) => r.status === 200).map((r) => r.text()));
+  });
+
+  it('a client that goes away halfway through its body costs nothing and logs no error', async () => {
+    const { request } = await import('node:http');
+    const url = new URL(`${pool.url}/v1/generate`);
+    await new Promise<void>((resolve) => {
+      const r = request(url, { method: 'POST', headers: { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json', 'content-length': '1000' } });
+      r.on('error', () => resolve());
+      r.write('{"id":"half","promptIds":[1');
+      setTimeout(() => {
+        r.destroy();
+        resolve();
+      }, 50);
+    });
+    expect(await waitFor(async () => (await getJson<PoolHealth>(pool, '/healthz', false)).body.active === 0, 5000)).toBe(true);
+    expect((await generate(pool, { id: 'after-half', promptIds: [1, 403], maxTokens: 4, speculation: 'off' })).ids).toHaveLength(4);
+    expect(pool.stderr()).not.toMatch(/aborted|internal/);
   });
 });
 
