@@ -178,9 +178,12 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
       ),
   );
   // Client gone (where the runtime signals it): stop the generations at the pool.
-  ctx.clientSignal?.addEventListener('abort', () => {
+  // It may have gone already, while the body was read: an abort event is not replayed.
+  const cancelRuns = (): void => {
     for (const run of runs) run.cancel();
-  });
+  };
+  if (ctx.clientSignal?.aborted) cancelRuns();
+  else ctx.clientSignal?.addEventListener('abort', cancelRuns, { once: true });
   const opened = await Promise.allSettled(runs.map((run) => run.open()));
   const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
   if (failed) {
@@ -194,6 +197,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
       meta,
       { includeUsage: body.stream_options?.include_usage === true, smooth: body.stream_options?.smooth === true },
       ctx.headers,
+      ctx.clientSignal,
     );
   }
   const whole = await wholeCompletion(runs, meta);

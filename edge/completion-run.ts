@@ -46,6 +46,8 @@ export interface CompletionDeps {
   edgeTrieNodes: number;
   /** Called once when the run is over (releases the caller's concurrency slot). */
   onFinish: () => void;
+  /** Called at every event from the pool: the request is alive (renews its concurrency lease). */
+  onProgress?: () => void;
 }
 
 /** OpenAI usage plus the per-request speculation figures (vLLM puts them on the final usage chunk). */
@@ -105,7 +107,7 @@ export class CompletionRun {
   private opened: OpenedGeneration | null = null;
   private client: PoolClient | null = null;
   private cancelled = false;
-  private started = false;
+  private finished = false;
   /** Output ids (all received; `counted` of them are the completion). */
   private readonly outputIds: number[] = [];
   private counted = 0;
@@ -120,13 +122,25 @@ export class CompletionRun {
     private readonly deps: CompletionDeps,
   ) {}
 
-  /** Client went away: stop the generation at the pool. */
+  /**
+   * Client went away: stop the generation at the pool, and count the run as
+   * finished now. Its stream may never be read again (a response whose client
+   * left before its headers is dropped unread), so run()'s own end cannot be
+   * what frees the key's in-flight slot.
+   */
   cancel(): void {
     if (this.cancelled) return;
     this.cancelled = true;
     this.controller.abort();
-    if (!this.started) this.deps.onFinish();
+    this.finish();
     if (this.client) this.deps.waitUntil(this.client.cancel(this.plan.id).catch(() => undefined));
+  }
+
+  /** Tells deps the run is over, once, whichever of cancel, a failed open or run()'s end comes first. */
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.deps.onFinish();
   }
 
   /**
@@ -135,7 +149,6 @@ export class CompletionRun {
    */
   async open(): Promise<void> {
     const { plan, deps } = this;
-    this.started = true;
     const request: GenerateInput = {
       id: plan.id,
       promptIds: plan.promptIds,
@@ -151,7 +164,7 @@ export class CompletionRun {
     try {
       this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil);
     } catch (err) {
-      deps.onFinish();
+      this.finish();
       throw err;
     }
     this.client = this.opened.client;
@@ -197,12 +210,13 @@ export class CompletionRun {
     } finally {
       await opened.events.return(undefined as never).catch(() => undefined);
       this.saveCache();
-      deps.onFinish();
+      this.finish();
     }
     return { finishReason, usage: this.usage(poolUsage, cachedTokens) };
   }
 
   private onEvent(event: PoolEvent, assembler: TokenTextAssembler): { segments: SourcedText[]; stopped: boolean } {
+    this.deps.onProgress?.();
     switch (event.type) {
       case 'tokens': {
         const before = this.outputIds.length;

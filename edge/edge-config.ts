@@ -1,5 +1,6 @@
 import { DEFAULT_USER_CACHE_HISTORY_TOKENS } from '../shared/drafting/user-cache';
 import type { EdgeEnv } from './env';
+import { LEASE_MS } from './rate-limiter';
 
 export interface EdgeConfig {
   poolUrls: string[];
@@ -11,6 +12,8 @@ export interface EdgeConfig {
   edgeTrieNodes: number;
   defaultRpm: number;
   defaultConcurrency: number;
+  /** A request in flight that shows no sign of life this long gives its key's slot back (ms; see rate-limiter.ts). */
+  concurrencyLeaseMs: number;
   benchRoutes: boolean;
 }
 
@@ -41,6 +44,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     edgeTrieNodes: intVar(env.SSSD_EDGE_TRIE_NODES, EDGE_TRIE_NODES, 0, 4096),
     defaultRpm: intVar(env.SSSD_DEFAULT_RPM, 600, 1, 1_000_000),
     defaultConcurrency: intVar(env.SSSD_DEFAULT_CONCURRENCY, 8, 1, 10_000),
+    concurrencyLeaseMs: 1000 * intVar(env.SSSD_CONCURRENCY_LEASE_SECONDS, LEASE_MS / 1000, 1, 3600),
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',
   };
   parsed.set(env, config);

@@ -95,7 +95,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
   if (c.req.header('x-sssd-smooth') === '1') {
     parsed.body.stream_options = { ...(parsed.body.stream_options ?? {}), smooth: true };
   }
-  const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency);
+  const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency, config.concurrencyLeaseMs);
   if (!admission.ok) {
     throw new ApiError(
       429,
@@ -119,6 +119,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       waitUntil: (promise) => c.executionCtx.waitUntil(promise),
       edgeTrieNodes: config.edgeTrieNodes,
       onFinish: admission.release,
+      onProgress: admission.alive,
       headers: {},
       clientSignal: c.req.raw.signal,
     });

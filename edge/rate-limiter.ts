@@ -3,42 +3,61 @@
  * minute) and concurrency limits. State lives in the isolate: exact under
  * `wrangler dev` (one isolate), approximate across a fleet of isolates, which
  * is the usual trade-off for edge limiters (docs/edge.md).
+ *
+ * A request in flight holds a lease, not a count: the runtime cancels a
+ * request whose client leaves before its response (none of its code runs
+ * again, so it never releases), and a count would keep that slot taken until
+ * the isolate goes. A lease that shows no sign of life for `leaseMs` (a live
+ * generation shows one every step it streams) is taken back.
  */
-export type Admission = { ok: true; release: () => void } | { ok: false; retryAfterS: number; reason: 'rate' | 'concurrency' };
+export type Admission =
+  | { ok: true; release: () => void; alive: () => void }
+  | { ok: false; retryAfterS: number; reason: 'rate' | 'concurrency' };
+
+/** How long a request may go without a sign of life before its slot is taken back. */
+export const LEASE_MS = 60_000;
 
 interface Bucket {
   tokens: number;
   updatedMs: number;
-  inFlight: number;
+  /** Requests in flight: lease id → when it last showed life (ms). */
+  leases: Map<number, number>;
 }
 
 export class KeyLimiter {
   private readonly buckets = new Map<string, Bucket>();
+  private nextLease = 0;
 
-  constructor(private readonly now: () => number = () => Date.now()) {}
+  constructor(
+    private readonly now: () => number = () => Date.now(),
+    private readonly leaseMs = LEASE_MS,
+  ) {}
 
-  acquire(keyId: string, rpm: number, concurrency: number): Admission {
+  /** `leaseMs`: this key's lease (SSSD_CONCURRENCY_LEASE_SECONDS), else the limiter's. */
+  acquire(keyId: string, rpm: number, concurrency: number, leaseMs = this.leaseMs): Admission {
     const now = this.now();
     let bucket = this.buckets.get(keyId);
     if (!bucket) {
-      bucket = { tokens: rpm, updatedMs: now, inFlight: 0 };
+      bucket = { tokens: rpm, updatedMs: now, leases: new Map() };
       this.buckets.set(keyId, bucket);
     }
     const perMs = rpm / 60_000;
     bucket.tokens = Math.min(rpm, bucket.tokens + (now - bucket.updatedMs) * perMs);
     bucket.updatedMs = now;
-    if (bucket.inFlight >= concurrency) return { ok: false, retryAfterS: 1, reason: 'concurrency' };
+    if (bucket.leases.size >= concurrency) {
+      for (const [id, seen] of bucket.leases) if (now - seen > leaseMs) bucket.leases.delete(id);
+      if (bucket.leases.size >= concurrency) return { ok: false, retryAfterS: 1, reason: 'concurrency' };
+    }
     if (bucket.tokens < 1) return { ok: false, retryAfterS: Math.ceil((1 - bucket.tokens) / perMs / 1000), reason: 'rate' };
     bucket.tokens -= 1;
-    bucket.inFlight += 1;
-    let released = false;
-    const held = bucket;
+    const id = ++this.nextLease;
+    const leases = bucket.leases;
+    leases.set(id, now);
     return {
       ok: true,
-      release: () => {
-        if (released) return;
-        released = true;
-        held.inFlight -= 1;
+      release: () => void leases.delete(id),
+      alive: () => {
+        if (leases.has(id)) leases.set(id, this.now());
       },
     };
   }

@@ -73,7 +73,13 @@ type Tagged = { index: number; next: IteratorResult<SourcedText[], CompletionSum
  * chunks carry its `index`, as they come; a choice's finish chunk when it
  * ends; the usage (all choices) once all have.
  */
-export function streamResponse(runs: readonly CompletionRun[], meta: ResponseMeta, options: StreamOptions, headers: HeadersInit): Response {
+export function streamResponse(
+  runs: readonly CompletionRun[],
+  meta: ResponseMeta,
+  options: StreamOptions,
+  headers: HeadersInit,
+  clientSignal?: AbortSignal,
+): Response {
   const encoder = new TextEncoder();
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
@@ -81,14 +87,23 @@ export function streamResponse(runs: readonly CompletionRun[], meta: ResponseMet
   const cancelAll = (): void => {
     for (const run of runs) run.cancel();
   };
-  // A failed write means the client disconnected: cancel the generations at the pool.
+  // The client is gone: cancel the generations at the pool, and abort the
+  // writer, as a response dropped unread never takes its pending write.
+  const gone = (): void => {
+    if (clientGone) return;
+    clientGone = true;
+    cancelAll();
+    writer.abort(new Error('client disconnected')).catch(() => undefined);
+  };
+  if (clientSignal?.aborted) gone();
+  else clientSignal?.addEventListener('abort', gone, { once: true });
+  // A failed write means the client disconnected too.
   const send = async (payload: object | string): Promise<void> => {
     if (clientGone) return;
     try {
       await writer.write(encoder.encode(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`));
     } catch {
-      clientGone = true;
-      cancelAll();
+      gone();
     }
   };
   void (async () => {

@@ -14,6 +14,8 @@ const PROMPT = 'Once upon a time, there was a little dog named Max.';
 const LIMITED_KEY = 'e2e-limited-key';
 const KV_KEY = 'e2e-kv-key';
 const SHARING_KEY = 'e2e-sharing-key';
+/** One request in flight at a time: a slot it never gets back locks it out. */
+const ONE_SLOT_KEY = 'e2e-one-slot-key';
 
 let stack: TestStack;
 let client: OpenAI;
@@ -27,8 +29,11 @@ beforeAll(async () => {
         SSSD_API_KEYS: JSON.stringify({
           [sha256Hex(LIMITED_KEY)]: { tenant: 'limited', rpm: 2, concurrency: 1 },
           [sha256Hex(SHARING_KEY)]: { tenant: 'sharing', contributeToDatastore: true },
+          [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
         }),
         SSSD_MAX_BODY_BYTES: String(64 * 1024),
+        // Short, so a slot the runtime never gave back returns within the test.
+        SSSD_CONCURRENCY_LEASE_SECONDS: '2',
       },
       kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 } },
     }),
@@ -431,6 +436,38 @@ describe('OpenAI-compatible API on the edge', () => {
       cancelled = after.cancelled === before.cancelled + 1;
     }
     expect(cancelled).toBe(true);
+  });
+
+  it('a key whose clients leave mid-request gets its in-flight slot back', async () => {
+    // Streams cut at every stage: while the edge reads the body, while it opens
+    // the generation at the pool, once tokens flow. The runtime cancels outright
+    // a request whose client left before its response, and none of its code
+    // runs again: that slot comes back with the lease (2 s here), the others at once.
+    const { request } = await import('node:http');
+    const cutOff = (path: string, body: object, afterMs: number): Promise<void> =>
+      new Promise((resolve) => {
+        const r = request(`${stack.edgeUrl}${path}`, { method: 'POST', headers: { authorization: `Bearer ${ONE_SLOT_KEY}`, 'content-type': 'application/json' } });
+        r.on('error', () => resolve());
+        r.on('response', (res) => res.resume());
+        r.end(JSON.stringify(body));
+        setTimeout(() => {
+          r.destroy();
+          resolve();
+        }, afterMs);
+      });
+    for (const afterMs of [0, 1, 2, 3, 5, 8, 12, 20, 40]) {
+      await cutOff('/v1/completions', { model, prompt: 'Once', max_tokens: 400, temperature: 1, stream: true }, afterMs);
+      await cutOff('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'Once' }], max_tokens: 400, temperature: 1, stream: true, n: 2, stream_options: { smooth: true } }, afterMs);
+    }
+    const probe = { model, prompt: 'Lily', max_tokens: 2, temperature: 0 };
+    let status = 0;
+    for (let i = 0; i < 40 && status !== 200; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 200));
+      status = (await post('/v1/completions', probe, ONE_SLOT_KEY)).status;
+    }
+    expect(status).toBe(200);
+    // And the slot goes on being given back: a plain request after it is served too.
+    expect((await post('/v1/completions', probe, ONE_SLOT_KEY)).status).toBe(200);
   });
 
   it('answers CORS preflights for browser front ends', async () => {

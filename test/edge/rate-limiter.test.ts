@@ -31,6 +31,28 @@ describe('KeyLimiter', () => {
     expect(limiter.acquire('k', 100, 1).ok).toBe(false);
   });
 
+  it("takes back the slot of a request that showed no life for the lease, and not one that did", () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now, 1000);
+    const silent = limiter.acquire('k', 100, 2);
+    const live = limiter.acquire('k', 100, 2);
+    expect(silent.ok && live.ok).toBe(true);
+    expect(limiter.acquire('k', 100, 2)).toMatchObject({ ok: false, reason: 'concurrency' });
+    now = 600;
+    if (live.ok) live.alive();
+    now = 1001;
+    // The silent one's lease lapsed (a request the runtime cancelled never releases); the live one's did not.
+    const third = limiter.acquire('k', 100, 2);
+    expect(third.ok).toBe(true);
+    expect(limiter.acquire('k', 100, 2)).toMatchObject({ ok: false, reason: 'concurrency' });
+    // Released or lapsed, a lease is gone for good: a late release frees no second slot.
+    if (silent.ok) silent.release();
+    expect(limiter.acquire('k', 100, 2).ok).toBe(false);
+    // A key's own lease time, where given.
+    now = 1200;
+    expect(limiter.acquire('k', 100, 2, 100).ok).toBe(true);
+  });
+
   it('keeps keys apart', () => {
     const limiter = new KeyLimiter(() => 0);
     expect(limiter.acquire('a', 1, 1).ok).toBe(true);
