@@ -15,7 +15,7 @@ export type Admission =
   | { ok: false; retryAfterS: number; reason: 'rate' | 'concurrency' };
 
 /** How long a request may go without a sign of life before its slot is taken back. */
-export const LEASE_MS = 60_000;
+export const LEASE_MS = 15_000;
 
 interface Bucket {
   tokens: number;
