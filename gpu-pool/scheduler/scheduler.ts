@@ -1086,6 +1086,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * that fails again at the larger size runs in halves and sets the cap anew.
    */
   private async runPass(inputs: StepInput<S>[], n: number): Promise<BatchStepResult> {
+    if (this.passCap === Infinity) return this.runner.step(inputs);
     const size = passPositions(inputs, 0, n);
     if (size <= this.passCap) return this.runner.step(inputs);
     if (++this.cappedSteps >= CAP_PROBE_STEPS) {
