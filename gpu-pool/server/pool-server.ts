@@ -274,18 +274,18 @@ export class PoolServer {
    * the pool's only thread), so the log says it on the first and then once a
    * thousand; sssd_pool_rejected_requests_total counts every one.
    */
-  private noteBusy(): void {
+  private noteBusy(message: string): void {
     const count = ++this.busyAnswers;
     if (count === 1 || count % 1000 === 0) {
       process.stderr.write(
-        `pool: at capacity, ${count} request(s) answered busy so far (sssd_pool_rejected_requests_total); if that lasts, raise --max-active, --max-queued or --max-total-tokens, or add pools\n`,
+        `pool: answered busy ${count} time(s) so far, the latest: ${message} (sssd_pool_rejected_requests_total, by reason; at capacity for long, raise --max-active, --max-queued or --max-total-tokens, or add pools)\n`,
       );
     }
   }
 
   private fail(res: ServerResponse, err: unknown): void {
     const e = toHttpError(err);
-    if (e.code === 'busy') this.noteBusy();
+    if (e.code === 'busy') this.noteBusy(e.message);
     else if (e.status >= 500) process.stderr.write(`pool: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     if (res.headersSent) {
       if (!res.writableEnded) res.end();

@@ -257,7 +257,8 @@ describe('admission', () => {
     expect(more.map((r) => r.status)).toEqual([503, 503, 503]);
     await Promise.all(more.map((r) => r.text()));
     expect(pool.stderr().match(/answered busy/g)).toHaveLength(1);
-    expect(pool.stderr()).not.toMatch(/HttpError|at capacity; retry shortly/);
+    expect(pool.stderr()).toMatch(/answered busy 1 time\(s\) so far, the latest: the pool is at capacity/);
+    expect(pool.stderr()).not.toMatch(/HttpError|\n\s+at /);
     await Promise.all(responses.filter((r) => r.status === 200).map((r) => r.text()));
   });
 
