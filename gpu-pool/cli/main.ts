@@ -13,6 +13,7 @@ import { register as registerPool } from './pool-command';
 import { register as registerBenchServe } from './bench-serve-command';
 import { register as registerUp } from './up-command';
 import { register as registerBenchDrafting } from './bench-drafting-command';
+import { register as registerSoak } from './soak-command';
 
 export function buildProgram(): Command {
   const program = new Command('sssd')
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerBenchServe(program);
   registerUp(program);
   registerBenchDrafting(program);
+  registerSoak(program);
   return program;
 }
 

@@ -1,0 +1,86 @@
+/**
+ * `sssd soak`: against the real pool process it finds every promise kept
+ * (lossless pairs under load, 4xx for broken requests, no 5xx but busy,
+ * nothing left running); against a server that breaks them, it says which.
+ */
+import { execFile } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runSoak } from '../../../gpu-pool/bench/pool-soak';
+import { repoRoot } from '../../support/shared-data';
+import { startPool, type PoolProcess } from '../server/pool-process';
+
+let pool: PoolProcess;
+beforeAll(async () => {
+  // Small limits, so busy answers and the admission queue are part of the soak.
+  pool = await startPool(['--max-active', '6', '--max-queued', '4']);
+});
+afterAll(async () => {
+  await pool?.stop();
+});
+
+describe('sssd soak', () => {
+  it('keeps every promise of the real pool under mixed, broken and cut-off traffic', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [path.join(repoRoot, 'bin/sssd.mjs'), 'soak', '--pool', pool.url, '--seconds', '4', '--concurrency', '10', '--seed', '7', '--max-tokens', '60', '--json'],
+      { cwd: repoRoot, env: { ...process.env, SSSD_POOL_TOKEN: pool.token } },
+    );
+    const report = JSON.parse(stdout) as { counts: Record<string, number>; violations: string[]; violationCount: number };
+    expect(report.violations).toEqual([]);
+    // Every kind of traffic went out, and the lossless pairs were compared.
+    expect(report.counts['pair same']).toBeGreaterThan(0);
+    expect(report.counts['generate 200']).toBeGreaterThan(0);
+    expect(report.counts['broken 400']).toBeGreaterThan(0);
+    expect(Object.keys(report.counts).some((k) => k.startsWith('cancel'))).toBe(true);
+    // The pool kept serving: a plain request after the soak is answered.
+    const health = (await (await fetch(`${pool.url}/healthz`)).json()) as { ok: boolean; active: number };
+    expect(health).toMatchObject({ ok: true, active: 0 });
+  }, 60_000);
+
+  it('names the promises a server breaks: other ids with speculation, a 200 for a broken body, an error ending a stream, work left running', async () => {
+    // A stand-in that gets things wrong on purpose: it tests the soak's checks, not a pool.
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        if (req.url === '/healthz') {
+          res.end(JSON.stringify({ ok: true, active: 1, queued: 0, load: 0.1, tokensPerSecond: 0, draining: false }));
+          return;
+        }
+        if (req.method !== 'POST' || req.url !== '/v1/generate') {
+          res.statusCode = 404;
+          res.end('{}');
+          return;
+        }
+        let parsed: { speculation?: string; sampling?: { temperature?: number } } = {};
+        try {
+          parsed = JSON.parse(body) as typeof parsed;
+        } catch {
+          // A broken body answered as if it were fine.
+        }
+        res.setHeader('content-type', 'application/x-ndjson');
+        const ids = parsed.speculation === 'off' || parsed.speculation === undefined ? [5, 6, 7] : [5, 6, 8];
+        res.write(`${JSON.stringify({ type: 'tokens', ids, sources: ids.map(() => 'model'), drafted: 0, accepted: 0 })}\n`);
+        const sampled = (parsed.sampling?.temperature ?? 0) > 0;
+        res.end(`${JSON.stringify(sampled ? { type: 'error', code: 'internal', message: 'boom' } : { type: 'done', finishReason: 'length', usage: {} })}\n`);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const report = await runSoak({ poolUrl: `http://127.0.0.1:${port}`, token: null, seconds: 1, concurrency: 4, seed: 3, vocabSize: 512, contextLength: 512, maxTokens: 20, settleMs: 300 });
+      const all = report.violations.join('\n');
+      expect(report.violationCount).toBeGreaterThan(0);
+      expect(all).toMatch(/emitted other ids than off/);
+      expect(all).toMatch(/a broken request got 200/);
+      expect(all).toMatch(/the stream ended with \{"type":"error"/);
+      expect(all).toMatch(/after the soak the pool still has 1 running/);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
