@@ -17,6 +17,7 @@
  */
 import http from 'node:http';
 import { encodeEdgeTrie } from '../../shared/drafting/edge-trie';
+import { seededRandom } from '../../shared/seeded-random';
 import type { PoolEvent, PoolHealth } from '../../shared/protocol';
 
 export interface SoakOptions {
@@ -47,18 +48,6 @@ export interface SoakReport {
 const MAX_VIOLATIONS_KEPT = 20;
 const BODY_LIMIT_PROBE_BYTES = 9 * 1024 * 1024;
 
-/** mulberry32: small, seeded, good enough to pick requests. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Reply {
   /** HTTP status; 0 when the client hung up or the connection failed first. */
   status: number;
@@ -74,7 +63,7 @@ interface SendOptions {
 }
 
 export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
-  const random = rng(opts.seed);
+  const random = seededRandom(opts.seed);
   const int = (n: number): number => Math.floor(random() * n);
   const pick = <T>(items: readonly T[]): T => items[int(items.length)];
   const maxTokens = opts.maxTokens ?? 120;

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { benchServe, formatPhaseTable, formatTable, parseMethods } from '../bench/bench-serve';
 import { loadWorkload } from '../bench/workload';
 import { CliError } from './cli-error';
+import { parsePoolUrl } from './pool-url-flag';
 import { parseNumberFlag, parseNumberList } from './number-flags';
 
 interface BenchServeFlags {
@@ -49,12 +50,7 @@ export function register(program: Command): void {
       } catch (err) {
         throw new CliError((err as Error).message);
       }
-      let poolUrl: string;
-      try {
-        poolUrl = new URL(flags.pool).toString().replace(/\/$/, '');
-      } catch {
-        throw new CliError(`--pool must be a URL, not "${flags.pool}"`);
-      }
+      const poolUrl = parsePoolUrl(flags.pool);
       const loaded = await loadWorkload(flags.workload).catch((err: Error) => {
         throw new CliError(err.message);
       });

@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import type { PoolInfo } from '../../shared/protocol';
 import { formatSoakReport, runSoak } from '../bench/pool-soak';
 import { CliError } from './cli-error';
+import { parsePoolUrl } from './pool-url-flag';
 import { parseNumberFlag } from './number-flags';
 
 interface SoakFlags {
@@ -35,12 +36,7 @@ export function register(program: Command): void {
       const concurrency = parseNumberFlag('--concurrency', flags.concurrency, { integer: true, min: 1, max: 4096 })!;
       const seed = parseNumberFlag('--seed', flags.seed, { integer: true, min: 0 })!;
       const maxTokens = parseNumberFlag('--max-tokens', flags.maxTokens, { integer: true, min: 1 })!;
-      let poolUrl: string;
-      try {
-        poolUrl = new URL(flags.pool).toString().replace(/\/$/, '');
-      } catch {
-        throw new CliError(`--pool must be a URL, not "${flags.pool}"`);
-      }
+      const poolUrl = parsePoolUrl(flags.pool);
       const token = flags.token ?? process.env.SSSD_POOL_TOKEN ?? null;
       const info = await fetch(`${poolUrl}/v1/info`, { headers: token ? { authorization: `Bearer ${token}` } : {} }).then(
         async (res) => {

@@ -1,11 +1,2 @@
-/** Deterministic PRNG (mulberry32) in [0, 1) for property tests: failures reproduce from the seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG for property tests: failures reproduce from the seed. */
+export { seededRandom } from '../../shared/seeded-random';

@@ -41,6 +41,18 @@ describe('sssd soak', () => {
     expect(health).toMatchObject({ ok: true, active: 0 });
   }, 60_000);
 
+  it('says plainly what is wrong with its flags or the pool it was given', async () => {
+    const soak = (args: string[], token = pool.token) =>
+      promisify(execFile)(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'soak', ...args], { cwd: repoRoot, env: { ...process.env, SSSD_POOL_TOKEN: token } }).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
+      );
+    expect(await soak(['--pool', 'not a url'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--pool must be a URL, not "not a url"/) });
+    expect(await soak(['--pool', pool.url, '--seconds', '0'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--seconds must be a number > 0/) });
+    expect(await soak(['--pool', pool.url], 'wrong-token')).toMatchObject({ code: 2, stderr: expect.stringMatching(/answered 401 \(set SSSD_POOL_TOKEN or --token\)/) });
+    expect(await soak(['--pool', 'http://127.0.0.1:9'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/cannot reach http:\/\/127\.0\.0\.1:9/) });
+  });
+
   it('names the promises a server breaks: other ids with speculation, a 200 for a broken body, an error ending a stream, work left running', async () => {
     // A stand-in that gets things wrong on purpose: it tests the soak's checks, not a pool.
     const server = http.createServer((req, res) => {
