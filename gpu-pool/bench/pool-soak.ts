@@ -16,6 +16,10 @@
  * and so the batches they meet, is the machine's).
  */
 import http from 'node:http';
+import { soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
+import { SoakTally, type SoakReport } from './soak-tally';
+
+export type { SoakReport } from './soak-tally';
 import { encodeEdgeTrie } from '../../shared/drafting/edge-trie';
 import { seededRandom } from '../../shared/seeded-random';
 import type { PoolEvent, PoolHealth } from '../../shared/protocol';
@@ -36,31 +40,7 @@ export interface SoakOptions {
   settleMs?: number;
 }
 
-export interface SoakReport {
-  /** What was sent and what came back, e.g. "generate 200", "pair same", "stall 408". */
-  counts: Record<string, number>;
-  /** Broken promises, each with the request that broke it (at most 20 kept). */
-  violations: string[];
-  /** Violations in all. */
-  violationCount: number;
-}
-
-const MAX_VIOLATIONS_KEPT = 20;
 const BODY_LIMIT_PROBE_BYTES = 9 * 1024 * 1024;
-
-interface Reply {
-  /** HTTP status; 0 when the client hung up or the connection failed first. */
-  status: number;
-  retryAfter: string | null;
-  text: string;
-}
-
-interface SendOptions {
-  /** Hang up this many ms after sending. */
-  hangUpAfterMs?: number;
-  /** Send the head and part of the body, then hang up after this many ms. */
-  stallForMs?: number;
-}
 
 export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const random = seededRandom(opts.seed);
@@ -69,64 +49,18 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const maxTokens = opts.maxTokens ?? 120;
   const vocab = opts.vocabSize;
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-  const counts: Record<string, number> = {};
-  const violations: string[] = [];
-  let violationCount = 0;
-  const count = (what: string): void => void (counts[what] = (counts[what] ?? 0) + 1);
-  const violate = (what: string, keep = false): void => {
-    violationCount++;
-    if (keep || violations.length < MAX_VIOLATIONS_KEPT) violations.push(what);
-  };
+  const tally = new SoakTally();
+  const count = (what: string): void => tally.count(what);
+  const violate = (what: string, keep = false): void => tally.violate(what, keep);
   const running = new Set<string>();
   let serial = 0;
 
-  const send = (method: string, route: string, body: string | Buffer | null, options: SendOptions = {}): Promise<Reply> =>
-    new Promise((resolve) => {
-      let settled = false;
-      const done = (reply: Reply): void => {
-        if (!settled) {
-          settled = true;
-          resolve(reply);
-        }
-      };
-      const bytes = body === null ? null : Buffer.isBuffer(body) ? body : Buffer.from(body);
-      const req = http.request(`${opts.poolUrl}${route}`, {
-        method,
-        agent,
-        headers: {
-          ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
-          'content-type': 'application/json',
-          ...(bytes ? { 'content-length': bytes.length } : {}),
-        },
-      });
-      req.on('response', (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => done({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] ?? null, text }));
-        res.on('error', () => done({ status: 0, retryAfter: null, text }));
-        res.on('aborted', () => done({ status: 0, retryAfter: null, text }));
-      });
-      req.on('error', () => done({ status: 0, retryAfter: null, text: '' }));
-      if (options.stallForMs !== undefined && bytes) {
-        req.write(bytes.subarray(0, bytes.length >> 1));
-        setTimeout(() => {
-          req.destroy();
-          done({ status: 0, retryAfter: null, text: '' });
-        }, options.stallForMs);
-        return;
-      }
-      req.end(bytes ?? undefined);
-      if (options.hangUpAfterMs !== undefined) {
-        setTimeout(() => {
-          req.destroy();
-          done({ status: 0, retryAfter: null, text: '' });
-        }, options.hangUpAfterMs);
-      }
-    });
+  const headers = { ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), 'content-type': 'application/json' };
+  const send = (method: string, route: string, body: string | Buffer | null, options: SoakSendOptions = {}): Promise<SoakReply> =>
+    soakRequest(agent, `${opts.poolUrl}${route}`, method, headers, body, options);
 
   /** Checks an answer that is not a stream's 200: busy must say when to retry; nothing else may be a 5xx. */
-  const checkStatus = (what: string, reply: Reply, sent: string): void => {
+  const checkStatus = (what: string, reply: SoakReply, sent: string): void => {
     if (reply.status === 503) {
       if (!reply.retryAfter || !reply.text.includes('"busy"')) violate(`${what}: 503 without Retry-After or code busy: ${reply.text.slice(0, 200)} (sent ${sent.slice(0, 200)})`);
     } else if (reply.status >= 500) {
@@ -135,7 +69,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   };
 
   /** A 200 stream's ids, and a violation unless it ended with `done`. */
-  const readStream = (what: string, reply: Reply, sent: string, cutShort: boolean): number[] | null => {
+  const readStream = (what: string, reply: SoakReply, sent: string, cutShort: boolean): number[] | null => {
     const lines = reply.text.split('\n').filter((l) => l.length > 0);
     const events: PoolEvent[] = [];
     for (const line of lines) {
@@ -303,16 +237,5 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     violate(`after the soak the pool still has ${health ? `${health.active} running and ${health.queued} queued` : 'no healthy answer'}`, true);
   }
   agent.destroy();
-  return { counts, violations, violationCount };
-}
-
-/** The report as a few lines: counts by kind, then the violations. */
-export function formatSoakReport(report: SoakReport): string {
-  const lines = Object.entries(report.counts)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([what, n]) => `  ${what.padEnd(24)} ${n}`);
-  lines.unshift('sent and answered:');
-  if (report.violationCount === 0) lines.push('no violations');
-  else lines.push(`${report.violationCount} violation(s):`, ...report.violations.map((v) => `  ${v}`));
-  return lines.join('\n');
+  return tally.report();
 }

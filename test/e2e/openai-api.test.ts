@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../launcher/stack';
 import { referenceGenerate, startAll, startTestStack, type GenerateOutput, type TestStack } from './stack-fixture';
 import type { CompletionUsage } from '../../edge/completion-run';
+import { runEdgeSoak } from '../../gpu-pool/bench/edge-soak';
 
 // The edge's own usage type: the test reads what the edge declares it sends.
 type SpeculationFigures = CompletionUsage['speculation'];
@@ -16,6 +17,8 @@ const KV_KEY = 'e2e-kv-key';
 const SHARING_KEY = 'e2e-sharing-key';
 /** One request in flight at a time: a slot it never gets back locks it out. */
 const ONE_SLOT_KEY = 'e2e-one-slot-key';
+/** The soak's own key: its traffic spends no other test's rate or slots. */
+const SOAK_KEY = 'e2e-soak-key';
 
 let stack: TestStack;
 let client: OpenAI;
@@ -30,6 +33,7 @@ beforeAll(async () => {
           [sha256Hex(LIMITED_KEY)]: { tenant: 'limited', rpm: 2, concurrency: 1 },
           [sha256Hex(SHARING_KEY)]: { tenant: 'sharing', contributeToDatastore: true },
           [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
+          [sha256Hex(SOAK_KEY)]: { tenant: 'soak', rpm: 100000, concurrency: 4 },
         }),
         SSSD_MAX_BODY_BYTES: String(64 * 1024),
         // Short, so a slot the runtime never gave back returns within the test.
@@ -469,6 +473,13 @@ describe('OpenAI-compatible API on the edge', () => {
     // And the slot goes on being given back: a plain request after it is served too.
     expect((await post('/v1/completions', probe, ONE_SLOT_KEY)).status).toBe(200);
   });
+
+  it('keeps its promises under a soak of mixed, broken and cut-off requests (sssd soak --edge)', async () => {
+    const report = await runEdgeSoak({ edgeUrl: stack.edgeUrl, key: SOAK_KEY, seconds: 3, concurrency: 2, seed: 9, model, maxTokens: 40, leaseSeconds: 2 });
+    expect(report.violations).toEqual([]);
+    expect(report.counts['pair same']).toBeGreaterThan(0);
+    expect(report.counts['broken 400']).toBeGreaterThan(0);
+  }, 60_000);
 
   it('answers CORS preflights for browser front ends', async () => {
     const res = await fetch(`${stack.edgeUrl}/v1/chat/completions`, {

@@ -1,0 +1,223 @@
+/**
+ * A soak of a running edge's OpenAI-compatible API (what `sssd soak --edge`
+ * sends): completions and chat, streamed or not, n > 1, stops, logprobs,
+ * echo, penalties, and broken ones, from many clients at once, a quarter of
+ * them hanging up early. It checks what a user relies on:
+ *
+ * - no 5xx other than 503 `pool_unavailable` with Retry-After (every pool
+ *   busy or gone), and 429s carry Retry-After;
+ * - a broken request gets a 4xx, never a 200;
+ * - a stream that starts ends with `data: [DONE]` and no error chunk;
+ * - the same request with speculation off and auto (seeded where sampled)
+ *   gives the same text and finish reasons;
+ * - when the soak stops, the key is served again within its in-flight lease
+ *   (clients that hung up hold no slot for good).
+ */
+import http from 'node:http';
+import { seededRandom } from '../../shared/seeded-random';
+import { soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
+import { SoakTally, type SoakReport } from './soak-tally';
+
+export interface EdgeSoakOptions {
+  edgeUrl: string;
+  /** The API key the soak sends as Bearer. */
+  key: string;
+  seconds: number;
+  concurrency: number;
+  seed: number;
+  /** The served model's name (GET /v1/models). */
+  model: string;
+  /** Longest generation asked for. */
+  maxTokens?: number;
+  /** The edge's in-flight lease (SSSD_CONCURRENCY_LEASE_SECONDS): how long the final check may wait for the key (default 15). */
+  leaseSeconds?: number;
+}
+
+const WORDS = ['Once', 'upon', 'a', 'time', 'there', 'was', 'a', 'little', 'girl', 'named', 'Lily', '.', 'She', 'liked', 'to', 'play', '\n', 'é', '日本', '🙂', '"', '\\'];
+const OVERSIZED_BYTES = 9 * 1024 * 1024;
+
+type Body = Record<string, unknown>;
+
+export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
+  const random = seededRandom(opts.seed);
+  const int = (n: number): number => Math.floor(random() * n);
+  const pick = <T>(items: readonly T[]): T => items[int(items.length)];
+  const maxTokens = opts.maxTokens ?? 80;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const tally = new SoakTally();
+  const send = (path: string, body: string | Buffer, key = opts.key, options: SoakSendOptions = {}): Promise<SoakReply> =>
+    soakRequest(agent, `${opts.edgeUrl}${path}`, 'POST', { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body, options);
+
+  const text = (): string => Array.from({ length: 1 + int(30) }, () => pick(WORDS)).join(' ');
+  /** A valid body: every field inside its range. */
+  const validBody = (): { path: string; body: Body } => {
+    const chat = int(2) === 0;
+    const body: Body = { model: opts.model, max_tokens: 1 + int(maxTokens) };
+    if (chat) body.messages = Array.from({ length: 1 + int(3) }, (_, i) => ({ role: i === 0 && int(3) === 0 ? 'system' : 'user', content: int(5) === 0 ? [{ type: 'text', text: text() }] : text() }));
+    else body.prompt = int(6) === 0 ? Array.from({ length: 1 + int(20) }, () => 2 + int(400)) : text();
+    if (int(2) === 0) body.stream = true;
+    if (body.stream && int(3) === 0) body.stream_options = { include_usage: int(2) === 0, smooth: int(3) === 0 };
+    if (int(3) !== 0) {
+      body.temperature = pick([0, 0.5, 0.8, 1, 1.3]);
+      body.seed = int(1e6);
+    } else body.temperature = 0;
+    if (int(3) === 0) body.top_p = pick([0.5, 0.9, 1]);
+    if (int(4) === 0) body.top_k = pick([0, 5, 40]);
+    if (int(4) === 0) body.n = 1 + int(3);
+    if (int(4) === 0) body.stop = pick(['.', ['\n', 'Lily'], ' the']);
+    if (int(5) === 0) body.logprobs = chat ? true : int(4);
+    if (chat && body.logprobs === true && int(2) === 0) body.top_logprobs = int(4);
+    if (!chat && int(8) === 0) body.echo = true;
+    if (int(6) === 0) body.frequency_penalty = Math.round((random() * 4 - 2) * 100) / 100;
+    if (int(6) === 0) body.presence_penalty = Math.round((random() * 4 - 2) * 100) / 100;
+    if (int(8) === 0) body.logit_bias = { [String(int(500))]: int(200) - 100 };
+    if (int(6) === 0) body.user = `u${int(5)}`;
+    return { path: chat ? '/v1/chat/completions' : '/v1/completions', body };
+  };
+
+  /** Per choice, its text and finish reason (the same shape streamed or not). */
+  const choicesOf = (reply: SoakReply, streamed: boolean): string[] | null => {
+    try {
+      if (!streamed) {
+        const json = JSON.parse(reply.text) as { choices: Array<{ text?: string; message?: { content?: string }; finish_reason?: string }> };
+        return json.choices.map((c) => `${c.text ?? c.message?.content ?? ''}|${c.finish_reason ?? ''}`);
+      }
+      const texts: string[] = [];
+      const reasons: string[] = [];
+      for (const line of reply.text.split('\n')) {
+        if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
+        const chunk = JSON.parse(line.slice(6)) as { choices?: Array<{ index: number; text?: string; delta?: { content?: string }; finish_reason?: string | null }> };
+        for (const c of chunk.choices ?? []) {
+          texts[c.index] = (texts[c.index] ?? '') + (c.text ?? c.delta?.content ?? '');
+          if (c.finish_reason) reasons[c.index] = c.finish_reason;
+        }
+      }
+      return texts.map((t, i) => `${t}|${reasons[i] ?? ''}`);
+    } catch {
+      return null;
+    }
+  };
+
+  /** A 5xx must be every pool unavailable, with Retry-After; a 429 must carry Retry-After. */
+  const checkStatus = (what: string, reply: SoakReply, sent: string): void => {
+    if (reply.status === 503) {
+      if (!reply.retryAfter || !reply.text.includes('pool_unavailable')) tally.violate(`${what}: 503 without Retry-After or pool_unavailable: ${reply.text.slice(0, 200)} (sent ${sent.slice(0, 200)})`);
+    } else if (reply.status >= 500) {
+      tally.violate(`${what}: ${reply.status} ${reply.text.slice(0, 200)} (sent ${sent.slice(0, 200)})`);
+    } else if (reply.status === 429 && !reply.retryAfter) {
+      tally.violate(`${what}: 429 without Retry-After`);
+    }
+  };
+
+  /** A 200's body as promised: a stream ends with [DONE] and no error; a JSON body has choices. */
+  const checkComplete = (what: string, reply: SoakReply, body: Body, sent: string): boolean => {
+    if (body.stream) {
+      if (!reply.text.includes('data: [DONE]')) {
+        tally.violate(`${what}: a stream without data: [DONE]: …${reply.text.slice(-200)} (sent ${sent.slice(0, 200)})`);
+        return false;
+      }
+      if (/^data: \{"error"/m.test(reply.text)) {
+        tally.violate(`${what}: a stream carried an error: ${(/^data: \{"error".*$/m.exec(reply.text) ?? [''])[0].slice(0, 200)} (sent ${sent.slice(0, 200)})`);
+        return false;
+      }
+    }
+    if (choicesOf(reply, body.stream === true) === null) {
+      tally.violate(`${what}: an unreadable 200: ${reply.text.slice(0, 200)}`);
+      return false;
+    }
+    return true;
+  };
+
+  const actions: Array<() => Promise<void>> = [
+    // A request, a quarter of them cut off by their client.
+    async () => {
+      const { path, body } = validBody();
+      const sent = JSON.stringify(body);
+      const cut = int(4) === 0;
+      const reply = await send(path, sent, opts.key, cut ? { hangUpAfterMs: int(60) } : {});
+      tally.count(`request ${reply.status}`);
+      if (reply.status === 200 && !cut) checkComplete('request', reply, body, sent);
+      else if (reply.status !== 0) checkStatus('request', reply, sent);
+    },
+    // The same request with speculation off and auto: the same text.
+    async () => {
+      const { path, body } = validBody();
+      const off = JSON.stringify({ ...body, speculation: 'off' });
+      const auto = JSON.stringify({ ...body, speculation: 'auto' });
+      const [a, b] = await Promise.all([send(path, off), send(path, auto)]);
+      if (a.status !== 200 || b.status !== 200) {
+        tally.count('pair refused');
+        checkStatus('pair', a, off);
+        checkStatus('pair', b, auto);
+        return;
+      }
+      if (!checkComplete('pair', a, body, off) || !checkComplete('pair', b, body, auto)) return;
+      const x = JSON.stringify(choicesOf(a, body.stream === true));
+      const y = JSON.stringify(choicesOf(b, body.stream === true));
+      tally.count(x === y ? 'pair same' : 'pair different');
+      if (x !== y) tally.violate(`speculation changed the answer to ${off.slice(0, 300)}: off ${x.slice(0, 200)}, auto ${y.slice(0, 200)}`);
+    },
+    // A broken request: a 4xx.
+    async () => {
+      const { path, body } = validBody();
+      const broken: Body = pick<Body>([
+        { ...body, max_tokens: -1 },
+        { ...body, temperature: 3 },
+        { ...body, n: 99 },
+        { ...body, model: '' },
+        { ...body, top_p: 0 },
+        { ...body, stop: ['a', 'b', 'c', 'd', 'e'] },
+        { ...body, response_format: { type: 'json_object' } },
+        { ...body, logit_bias: { x: 1 } },
+        path.endsWith('chat/completions') ? { ...body, messages: [] } : { ...body, prompt: [] },
+        { ...body, model: 'no-such-model' },
+      ]);
+      const raw = int(8) === 0 ? '{"model":' : JSON.stringify(broken);
+      const reply = await send(path, raw);
+      tally.count(`broken ${reply.status}`);
+      if (reply.status === 200 || reply.status >= 500) tally.violate(`a broken request got ${reply.status}: ${raw.slice(0, 160)} → ${reply.text.slice(0, 160)}`);
+    },
+    // A body over the edge's limit, or the wrong key.
+    async () => {
+      if (int(2) === 0) {
+        const reply = await send('/v1/completions', Buffer.alloc(OVERSIZED_BYTES, 32));
+        tally.count(`oversized ${reply.status}`);
+        if (reply.status !== 413 && reply.status !== 0) tally.violate(`a ${OVERSIZED_BYTES}-byte body got ${reply.status}, not 413`);
+      } else {
+        const reply = await send('/v1/completions', JSON.stringify({ model: opts.model, prompt: 'Lily', max_tokens: 2 }), `${opts.key}-not`);
+        tally.count(`wrong key ${reply.status}`);
+        if (reply.status !== 401) tally.violate(`a wrong key got ${reply.status}, not 401`);
+      }
+    },
+  ];
+  const weights = [6, 4, 2, 1];
+  const total = weights.reduce((a, b) => a + b, 0);
+  const nextAction = (): (() => Promise<void>) => {
+    let r = int(total);
+    for (let i = 0; i < actions.length; i++) {
+      r -= weights[i];
+      if (r < 0) return actions[i];
+    }
+    return actions[0];
+  };
+
+  const end = Date.now() + opts.seconds * 1000;
+  await Promise.all(
+    Array.from({ length: opts.concurrency }, async () => {
+      while (Date.now() < end) await nextAction()();
+    }),
+  );
+
+  // Clients that hung up must not hold the key's slots: it is served again within the lease.
+  const probe = JSON.stringify({ model: opts.model, prompt: 'Lily', max_tokens: 2, temperature: 0 });
+  const settleBy = Date.now() + ((opts.leaseSeconds ?? 15) + 5) * 1000;
+  let last: SoakReply = { status: 0, retryAfter: null, text: '' };
+  for (;;) {
+    last = await send('/v1/completions', probe);
+    if (last.status === 200 || Date.now() > settleBy) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  if (last.status !== 200) tally.violate(`after the soak the key is still refused: ${last.status} ${last.text.slice(0, 200)}`, true);
+  agent.destroy();
+  return tally.report();
+}

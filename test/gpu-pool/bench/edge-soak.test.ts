@@ -1,0 +1,58 @@
+/**
+ * The edge soak's checks against a stand-in that breaks the promises on
+ * purpose (the real edge is soaked in test/e2e/openai-api.test.ts): each
+ * broken promise is named.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { runEdgeSoak } from '../../../gpu-pool/bench/edge-soak';
+
+describe('the edge soak', () => {
+  it('names a 500 for a broken body, a 200 for one, a stream without [DONE], speculation changing the text and a key left refused', async () => {
+    const server = http.createServer((req, res) => {
+      let raw = '';
+      req.on('data', (d: Buffer) => (raw += d.toString()));
+      req.on('end', () => {
+        let body: { stream?: boolean; speculation?: string; max_tokens?: number; n?: number } = {};
+        try {
+          body = JSON.parse(raw) as typeof body;
+        } catch {
+          res.statusCode = 500;
+          res.end('{"error":{"message":"boom"}}');
+          return;
+        }
+        // The final check's probe: refused, as a key whose slots leaked would be.
+        if (body.max_tokens === 2) {
+          res.statusCode = 429;
+          res.setHeader('retry-after', '1');
+          res.end('{"error":{"message":"Too many requests in flight"}}');
+          return;
+        }
+        // Broken or not, answered as fine; speculation changes the text.
+        const text = body.speculation === 'off' ? 'one' : 'two';
+        res.statusCode = 200;
+        if (body.stream) {
+          res.setHeader('content-type', 'text/event-stream');
+          res.end(`data: ${JSON.stringify({ choices: [{ index: 0, text, finish_reason: 'length' }] })}\n\n`);
+        } else {
+          res.setHeader('content-type', 'application/json');
+          res.end(JSON.stringify({ choices: [{ index: 0, text, finish_reason: 'length' }] }));
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const report = await runEdgeSoak({ edgeUrl: url, key: 'k', seconds: 1, concurrency: 4, seed: 2, model: 'm', leaseSeconds: 0 });
+      const all = report.violations.join('\n');
+      expect(all).toMatch(/a broken request got 500/);
+      expect(all).toMatch(/a broken request got 200/);
+      expect(all).toMatch(/a stream without data: \[DONE\]/);
+      expect(all).toMatch(/speculation changed the answer/);
+      expect(all).toMatch(/after the soak the key is still refused: 429/);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }, 30_000);
+});
