@@ -16,6 +16,7 @@
 import http from 'node:http';
 import { seededRandom } from '../../shared/seeded-random';
 import { soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
+import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
 
 export interface EdgeSoakOptions {
@@ -128,9 +129,9 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     return true;
   };
 
-  const actions: Array<() => Promise<void>> = [
+  const actions: WeightedAction[] = [
     // A request, a quarter of them cut off by their client.
-    async () => {
+    { weight: 6, run: async () => {
       const { path, body } = validBody();
       const sent = JSON.stringify(body);
       const cut = int(4) === 0;
@@ -138,9 +139,9 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       tally.count(`request ${reply.status}`);
       if (reply.status === 200 && !cut) checkComplete('request', reply, body, sent);
       else if (reply.status !== 0) checkStatus('request', reply, sent);
-    },
+    } },
     // The same request with speculation off and auto: the same text.
-    async () => {
+    { weight: 4, run: async () => {
       const { path, body } = validBody();
       const off = JSON.stringify({ ...body, speculation: 'off' });
       const auto = JSON.stringify({ ...body, speculation: 'auto' });
@@ -156,9 +157,9 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       const y = JSON.stringify(choicesOf(b, body.stream === true));
       tally.count(x === y ? 'pair same' : 'pair different');
       if (x !== y) tally.violate(`speculation changed the answer to ${off.slice(0, 300)}: off ${x.slice(0, 200)}, auto ${y.slice(0, 200)}`);
-    },
+    } },
     // A broken request: a 4xx.
-    async () => {
+    { weight: 2, run: async () => {
       const { path, body } = validBody();
       const broken: Body = pick<Body>([
         { ...body, max_tokens: -1 },
@@ -176,9 +177,9 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       const reply = await send(path, raw);
       tally.count(`broken ${reply.status}`);
       if (reply.status === 200 || reply.status >= 500) tally.violate(`a broken request got ${reply.status}: ${raw.slice(0, 160)} → ${reply.text.slice(0, 160)}`);
-    },
+    } },
     // A body over the edge's limit, or the wrong key.
-    async () => {
+    { weight: 1, run: async () => {
       if (int(2) === 0) {
         const reply = await send('/v1/completions', Buffer.alloc(OVERSIZED_BYTES, 32));
         tally.count(`oversized ${reply.status}`);
@@ -188,25 +189,9 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
         tally.count(`wrong key ${reply.status}`);
         if (reply.status !== 401) tally.violate(`a wrong key got ${reply.status}, not 401`);
       }
-    },
+    } },
   ];
-  const weights = [6, 4, 2, 1];
-  const total = weights.reduce((a, b) => a + b, 0);
-  const nextAction = (): (() => Promise<void>) => {
-    let r = int(total);
-    for (let i = 0; i < actions.length; i++) {
-      r -= weights[i];
-      if (r < 0) return actions[i];
-    }
-    return actions[0];
-  };
-
-  const end = Date.now() + opts.seconds * 1000;
-  await Promise.all(
-    Array.from({ length: opts.concurrency }, async () => {
-      while (Date.now() < end) await nextAction()();
-    }),
-  );
+  await runSoakClients(actions, random, opts.seconds, opts.concurrency);
 
   // Clients that hung up must not hold the key's slots: it is served again within the lease.
   const probe = JSON.stringify({ model: opts.model, prompt: 'Lily', max_tokens: 2, temperature: 0 });

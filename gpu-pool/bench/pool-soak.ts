@@ -17,6 +17,7 @@
  */
 import http from 'node:http';
 import { soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
+import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
 
 export type { SoakReport } from './soak-tally';
@@ -112,9 +113,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     };
   };
 
-  const actions: Array<() => Promise<void>> = [
+  // Generations and pairs most of the time: they are what the other actions interfere with.
+  const actions: WeightedAction[] = [
     // A generation, one in four cut off by its client.
-    async () => {
+    { weight: 6, run: async () => {
       const id = `soak-${opts.seed}-${serial++}`;
       const body = JSON.stringify({
         id,
@@ -134,9 +136,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       count(`generate ${reply.status}`);
       if (reply.status === 200) readStream('generate', reply, body, cut);
       else if (reply.status !== 0) checkStatus('generate', reply, body);
-    },
+    } },
     // The same request without and with speculation, sent together: the same ids.
-    async () => {
+    { weight: 4, run: async () => {
       const id = `soak-${opts.seed}-${serial++}`;
       const common = { promptIds: prompt(), maxTokens: 1 + int(maxTokens), sampling: sampling(), ...(int(4) === 0 ? { logprobs: int(4) } : {}), useDatastore: int(4) !== 0 };
       const method = pick(['sssd', 'pld', 'context']);
@@ -155,24 +157,24 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       const same = x.length === y.length && x.every((v, i) => v === y[i]);
       count(same ? 'pair same' : 'pair different');
       if (!same) violate(`${method} emitted other ids than off for ${off.slice(0, 300)}: off ${x.slice(0, 20).join(',')}…, ${method} ${y.slice(0, 20).join(',')}…`);
-    },
+    } },
     // A trie pushed to a running or unknown generation.
-    async () => {
+    { weight: 1, run: async () => {
       const target = running.size > 0 && int(2) === 0 ? pick([...running]) : `unknown-${int(100)}`;
       const body = JSON.stringify({ outputLength: int(50), trie: trie() });
       const reply = await send('POST', `/v1/generations/${target}/trie`, body);
       count(`push ${reply.status}`);
       checkStatus('push', reply, body);
-    },
+    } },
     // A cancel of a running or unknown generation.
-    async () => {
+    { weight: 1, run: async () => {
       const target = running.size > 0 && int(2) === 0 ? pick([...running]) : `unknown-${int(100)}`;
       const reply = await send('DELETE', `/v1/generations/${target}`, null);
       count(`cancel ${reply.status}`);
       checkStatus('cancel', reply, target);
-    },
+    } },
     // A broken request: a 4xx, never a 200 or a 5xx.
-    async () => {
+    { weight: 2, run: async () => {
       const id = `soak-${opts.seed}-${serial++}`;
       const body = pick([
         '{',
@@ -191,38 +193,21 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       const reply = await send('POST', '/v1/generate', body);
       count(`broken ${reply.status}`);
       if (reply.status === 200 || reply.status >= 500) violate(`a broken request got ${reply.status}: ${body.slice(0, 120)} → ${reply.text.slice(0, 160)}`);
-    },
+    } },
     // A body over the size limit: 413.
-    async () => {
+    { weight: 1, run: async () => {
       const reply = await send('POST', '/v1/generate', Buffer.alloc(BODY_LIMIT_PROBE_BYTES, 32));
       count(`oversized ${reply.status}`);
       if (reply.status !== 413 && reply.status !== 0) violate(`a ${BODY_LIMIT_PROBE_BYTES}-byte body got ${reply.status}, not 413`);
-    },
+    } },
     // Half a body, then the client goes away.
-    async () => {
+    { weight: 1, run: async () => {
       const reply = await send('POST', '/v1/generate', JSON.stringify({ id: `soak-${opts.seed}-${serial++}`, promptIds: [1, 2], maxTokens: 5 }), { stallForMs: 50 + int(300) });
       count(`stalled ${reply.status}`);
       checkStatus('stalled', reply, 'half a body');
-    },
+    } },
   ];
-  // Generations and pairs most of the time: they are what the other actions interfere with.
-  const weights = [6, 4, 1, 1, 2, 1, 1];
-  const total = weights.reduce((a, b) => a + b, 0);
-  const nextAction = (): (() => Promise<void>) => {
-    let r = int(total);
-    for (let i = 0; i < actions.length; i++) {
-      r -= weights[i];
-      if (r < 0) return actions[i];
-    }
-    return actions[0];
-  };
-
-  const end = Date.now() + opts.seconds * 1000;
-  await Promise.all(
-    Array.from({ length: opts.concurrency }, async () => {
-      while (Date.now() < end) await nextAction()();
-    }),
-  );
+  await runSoakClients(actions, random, opts.seconds, opts.concurrency);
 
   // Every generation has ended: nothing may be left running or queued.
   let health: PoolHealth | null = null;
