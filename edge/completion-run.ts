@@ -46,8 +46,6 @@ export interface CompletionDeps {
   edgeTrieNodes: number;
   /** Called once when the run is over (releases the caller's concurrency slot). */
   onFinish: () => void;
-  /** Called at every event from the pool: the request is alive (renews its concurrency lease). */
-  onProgress?: () => void;
 }
 
 /** OpenAI usage plus the per-request speculation figures (vLLM puts them on the final usage chunk). */
@@ -216,7 +214,6 @@ export class CompletionRun {
   }
 
   private onEvent(event: PoolEvent, assembler: TokenTextAssembler): { segments: SourcedText[]; stopped: boolean } {
-    this.deps.onProgress?.();
     switch (event.type) {
       case 'tokens': {
         const before = this.outputIds.length;

@@ -24,7 +24,7 @@ export interface EdgeEnv {
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;
   SSSD_DEFAULT_CONCURRENCY?: string;
-  /** Seconds a request in flight may show no sign of life before its key's slot is taken back (default 15). */
+  /** Seconds a request in flight may show no sign of life before its key's slot is taken back (default 5). */
   SSSD_CONCURRENCY_LEASE_SECONDS?: string;
   /** "1" enables GET /bench/* (CPU-time measurements inside workerd). */
   SSSD_BENCH_ROUTES?: string;

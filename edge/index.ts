@@ -14,7 +14,7 @@ import { demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
 import { PoolPicker } from './pool-picker';
-import { KeyLimiter } from './rate-limiter';
+import { KeyLimiter, LEASE_HEARTBEAT_MS } from './rate-limiter';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from './request-schema';
 import { servedModel } from './served-model';
 import { UserCacheStore } from './user-cache-store';
@@ -108,6 +108,13 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       admission.retryAfterS,
     );
   }
+  // The request shows life while its code can run; one the runtime cancelled
+  // (client gone before the response) runs no timers, and its lease lapses.
+  const heartbeat = setInterval(admission.alive, LEASE_HEARTBEAT_MS);
+  const release = (): void => {
+    clearInterval(heartbeat);
+    admission.release();
+  };
   try {
     const pools = poolPicker(env);
     const model = await servedModel(pools);
@@ -118,13 +125,12 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       store: new UserCacheStore(env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize, config.userCacheHistoryTokens),
       waitUntil: (promise) => c.executionCtx.waitUntil(promise),
       edgeTrieNodes: config.edgeTrieNodes,
-      onFinish: admission.release,
-      onProgress: admission.alive,
+      onFinish: release,
       headers: {},
       clientSignal: c.req.raw.signal,
     });
   } catch (err) {
-    admission.release();
+    release();
     throw err;
   }
 }

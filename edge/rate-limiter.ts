@@ -6,16 +6,19 @@
  *
  * A request in flight holds a lease, not a count: the runtime cancels a
  * request whose client leaves before its response (none of its code runs
- * again, so it never releases), and a count would keep that slot taken until
- * the isolate goes. A lease that shows no sign of life for `leaseMs` (a live
- * generation shows one every step it streams) is taken back.
+ * again, its timers included, so it never releases), and a count would keep
+ * that slot taken until the isolate goes. A live request shows life every
+ * LEASE_HEARTBEAT_MS from a timer of its own; a lease that shows none for
+ * `leaseMs` is taken back.
  */
 export type Admission =
   | { ok: true; release: () => void; alive: () => void }
   | { ok: false; retryAfterS: number; reason: 'rate' | 'concurrency' };
 
 /** How long a request may go without a sign of life before its slot is taken back. */
-export const LEASE_MS = 15_000;
+export const LEASE_MS = 5_000;
+/** How often a live request shows life (`alive`), well inside LEASE_MS. */
+export const LEASE_HEARTBEAT_MS = 1_000;
 
 interface Bucket {
   tokens: number;

@@ -30,7 +30,7 @@ export interface EdgeSoakOptions {
   model: string;
   /** Longest generation asked for. */
   maxTokens?: number;
-  /** The edge's in-flight lease (SSSD_CONCURRENCY_LEASE_SECONDS): how long the final check may wait for the key (default 15). */
+  /** The edge's in-flight lease (SSSD_CONCURRENCY_LEASE_SECONDS): how long the final check may wait for the key (default 5). */
   leaseSeconds?: number;
 }
 
@@ -195,7 +195,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
 
   // Clients that hung up must not hold the key's slots: it is served again within the lease.
   const probe = JSON.stringify({ model: opts.model, prompt: 'Lily', max_tokens: 2, temperature: 0 });
-  const settleBy = Date.now() + ((opts.leaseSeconds ?? 15) + 5) * 1000;
+  const settleBy = Date.now() + ((opts.leaseSeconds ?? 5) + 5) * 1000;
   let last: SoakReply = { status: 0, retryAfter: null, text: '' };
   for (;;) {
     last = await send('/v1/completions', probe);

@@ -48,7 +48,7 @@ export function register(program: Command): void {
     .option('--concurrency <n>', 'clients at once', '16')
     .option('--seed <n>', 'picks the requests (the same seed, the same requests)', '1')
     .option('--max-tokens <n>', 'longest generation asked for', '120')
-    .option('--lease-seconds <n>', "with --edge: the edge's in-flight lease (SSSD_CONCURRENCY_LEASE_SECONDS), how long the key may stay refused after the soak", '15')
+    .option('--lease-seconds <n>', "with --edge: the edge's in-flight lease (SSSD_CONCURRENCY_LEASE_SECONDS), how long the key may stay refused after the soak", '5')
     .option('--token <token>', "with --pool: the pool's bearer token (default $SSSD_POOL_TOKEN)")
     .option('--key <key>', 'with --edge: an API key (default $SSSD_API_KEY)')
     .option('--json', 'print the report as JSON')
