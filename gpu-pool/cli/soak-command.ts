@@ -12,7 +12,7 @@ import { runSoak } from '../bench/pool-soak';
 import { formatSoakReport, type SoakReport } from '../bench/soak-tally';
 import { CliError } from './cli-error';
 import { parseNumberFlag } from './number-flags';
-import { parsePoolUrl } from './pool-url-flag';
+import { parsePoolUrl, parseUrlFlag } from './pool-url-flag';
 
 interface SoakFlags {
   pool?: string;
@@ -66,12 +66,7 @@ export function register(program: Command): void {
         const info = await getJson<PoolInfo>(`${poolUrl}/v1/info`, token, 'set SSSD_POOL_TOKEN or --token');
         report = await runSoak({ poolUrl, token, seconds, concurrency, seed, maxTokens, vocabSize: info.model.vocabSize, contextLength: info.model.contextLength });
       } else {
-        let edgeUrl: string;
-        try {
-          edgeUrl = new URL(flags.edge!).toString().replace(/\/$/, '');
-        } catch {
-          throw new CliError(`--edge must be a URL, not "${flags.edge}"`);
-        }
+        const edgeUrl = parseUrlFlag('--edge', flags.edge!);
         const key = flags.key ?? process.env.SSSD_API_KEY;
         if (!key) throw new CliError('soak: --edge needs an API key: --key or SSSD_API_KEY');
         const models = await getJson<{ data: Array<{ id: string }> }>(`${edgeUrl}/v1/models`, key, 'check --key or SSSD_API_KEY');
