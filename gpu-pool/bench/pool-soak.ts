@@ -1,7 +1,8 @@
 /**
  * A soak of a running pool's HTTP API: many clients at once sending what real
  * and broken edges send (every method, greedy and sampled, penalties, logit
- * bias, logprobs, random and malformed tries, trie pushes and cancels for live
+ * bias, logprobs, outputs contributed to the datastore while others draft
+ * from it, random and malformed tries, trie pushes and cancels for live
  * and unknown ids, bodies too big, bodies that stall, clients that hang up
  * mid-stream), checking what a user relies on as it goes:
  *
@@ -128,6 +129,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
         ...(int(8) === 0 ? { promptLogprobs: int(3) } : {}),
         ...(int(2) === 0 ? { trie: trie() } : {}),
         ...(int(3) === 0 ? { cacheSalt: `s${int(3)}` } : {}),
+        // Outputs fed to the global datastore while others draft from it.
+        ...(int(6) === 0 ? { contributeToDatastore: true } : {}),
+        ...(int(5) === 0 ? { useDatastore: false } : {}),
       });
       const cut = int(4) === 0;
       running.add(id);
