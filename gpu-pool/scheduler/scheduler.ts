@@ -1099,15 +1099,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const index = new Int32Array(n);
     for (let start = 0, end = 0; start < n; start = end) {
       // Consecutive rows while their padded pass fits the cap; a row bigger than the cap runs alone.
-      let past = inputs[start].cache.length;
-      let tokens = inputs[start].row.tokens.length;
-      for (end = start + 1; end < n; end++) {
-        const p = Math.max(past, inputs[end].cache.length);
-        const t = Math.max(tokens, inputs[end].row.tokens.length);
-        if ((end + 1 - start) * (p + t) > cap) break;
-        past = p;
-        tokens = t;
-      }
+      // Quadratic in a piece's rows, and only in the steps a memory failure capped.
+      end = start + 1;
+      while (end < n && passPositions(inputs, start, end + 1) <= cap) end++;
       const rows = inputs.slice(start, end);
       const result = await this.runner.step(rows);
       for (let i = 0; i < rows.length; i++) {
