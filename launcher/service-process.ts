@@ -4,6 +4,7 @@
  * for error messages and optionally echoed with a prefix.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -94,18 +95,53 @@ export function spawnService(name: string, command: string, args: string[], opts
   };
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
+/**
+ * The first port of the kernel's ephemeral range: outgoing connections take
+ * their local ports from there, so a port picked below it cannot be taken by
+ * one of them between freePort() and the service binding it.
+ */
+function ephemeralStart(): number {
+  try {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(first) && first > 1024 ? first : 32768;
+  } catch {
+    return 32768; // not Linux: the IANA range starts at 49152, the Linux default at 32768
+  }
+}
+
+/** Listens on `port` (0: any) and gives back the port it got. */
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
+      const got = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(got));
     });
   });
+}
+
+const LOWEST_PICKED_PORT = 10_000;
+
+/**
+ * A TCP port that was free a moment ago on 127.0.0.1, picked at random below
+ * the ephemeral range where one is left (services take seconds to bind it).
+ */
+export async function freePort(): Promise<number> {
+  const top = ephemeralStart();
+  if (top - LOWEST_PICKED_PORT >= 1000) {
+    for (let attempt = 0; attempt < 32; attempt++) {
+      const port = LOWEST_PICKED_PORT + Math.floor(Math.random() * (top - LOWEST_PICKED_PORT));
+      try {
+        return await listenOnce(port);
+      } catch {
+        // taken: another
+      }
+    }
+  }
+  return listenOnce(0);
 }
 
 /** Whether nothing listens on 127.0.0.1:`port` right now. */

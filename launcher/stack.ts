@@ -37,15 +37,18 @@ export interface RunningPool {
  * Starts a service on a free port of its own choosing, again on another one if
  * the port was taken between freePort() and the service binding it (another
  * process's listener or outgoing connection; wrangler takes seconds to bind).
- * A port the caller named is tried once.
+ * A port the caller named is tried once; the others (wrangler's inspector
+ * port) are picked anew when taken.
  */
-async function onFreePort<T>(named: number | undefined, start: (port: number) => Promise<T>): Promise<T> {
+export async function onFreePort<T>(named: number | undefined, start: (port: number) => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await start(named || (await freePort()));
     } catch (err) {
-      const taken = /EADDRINUSE|Address already in use/.test((err as Error).message);
-      if (named || !taken || attempt === 3) throw err;
+      const message = (err as Error).message;
+      if (!/EADDRINUSE|Address already in use/.test(message) || attempt === 3) throw err;
+      // A named port is tried once; one the service picked itself (wrangler's inspector) is picked anew.
+      if (named && new RegExp(`[:(]${named}\\b`).test(message)) throw err;
     }
   }
 }
