@@ -1,11 +1,13 @@
 /**
  * API keys are never stored in plaintext: a key is known by its SHA-256 (hex),
  * looked up in (1) the dev-key hash var, (2) the SSSD_API_KEYS secret (JSON map
- * hash → record), (3) KV `key:<hash>`. Lookups are cached per isolate briefly.
+ * hash → record), (3) KV `key:<hash>`. Lookups are cached per isolate briefly
+ * (key-lookup-cache.ts, bounded).
  */
 import { ApiError } from './api-error';
 import type { EdgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
+import { KeyLookupCache } from './key-lookup-cache';
 
 export interface KeyRecord {
   /** Stable id of the key (a prefix of its hash): scopes caches and limits. */
@@ -54,9 +56,7 @@ function toRecord(hash: string, stored: StoredKey, config: EdgeConfig): KeyRecor
   };
 }
 
-const CACHE_MS = 30_000;
-const MISS_CACHE_MS = 2_000;
-const lookupCache = new Map<string, { record: KeyRecord | null; until: number }>();
+const lookupCache = new KeyLookupCache<KeyRecord>();
 let secretKeys: { source: string; map: Record<string, StoredKey> } | null = null;
 
 function secretKeyMap(env: EdgeEnv): Record<string, StoredKey> {
@@ -80,8 +80,8 @@ async function lookup(hash: string, env: EdgeEnv, config: EdgeConfig): Promise<K
   const secret = secretKeyMap(env)[hash];
   if (secret && typeof secret === 'object') return toRecord(hash, secret, config);
   const now = Date.now();
-  const cached = lookupCache.get(hash);
-  if (cached && cached.until > now) return cached.record;
+  const cached = lookupCache.get(hash, now);
+  if (cached?.fresh) return cached.record;
   let record: KeyRecord | null = null;
   try {
     const stored = await env.SSSD_KV.get<StoredKey>(`key:${hash}`, 'json');
@@ -92,7 +92,7 @@ async function lookup(hash: string, env: EdgeEnv, config: EdgeConfig): Promise<K
     console.error('edge: key lookup failed', err);
     throw new ApiError(503, 'Key store unavailable, retry shortly.', 'service_unavailable', 'key_store_unavailable', null, 2);
   }
-  lookupCache.set(hash, { record, until: now + (record ? CACHE_MS : MISS_CACHE_MS) });
+  lookupCache.set(hash, record, now);
   return record;
 }
 

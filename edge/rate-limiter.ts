@@ -20,9 +20,16 @@ export const LEASE_MS = 5_000;
 /** How often a live request shows life (`alive`), well inside LEASE_MS. */
 export const LEASE_HEARTBEAT_MS = 1_000;
 
+/** Keys the limiter holds before it forgets idle ones (one per key seen by this isolate otherwise). */
+export const BUCKETS_BEFORE_SWEEP = 10_000;
+/** A token bucket refills fully within a minute: one idle that long is as good as new. */
+const REFILL_MS = 60_000;
+
 interface Bucket {
   tokens: number;
   updatedMs: number;
+  /** The lease of the key's last request: leases older than this are dead. */
+  leaseMs: number;
   /** Requests in flight: lease id → when it last showed life (ms). */
   leases: Map<number, number>;
 }
@@ -30,6 +37,7 @@ interface Bucket {
 export class KeyLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private nextLease = 0;
+  private sweepAt = BUCKETS_BEFORE_SWEEP;
 
   constructor(
     private readonly now: () => number = () => Date.now(),
@@ -41,9 +49,11 @@ export class KeyLimiter {
     const now = this.now();
     let bucket = this.buckets.get(keyId);
     if (!bucket) {
-      bucket = { tokens: rpm, updatedMs: now, leases: new Map() };
+      if (this.buckets.size >= this.sweepAt) this.sweep(now);
+      bucket = { tokens: rpm, updatedMs: now, leaseMs, leases: new Map() };
       this.buckets.set(keyId, bucket);
     }
+    bucket.leaseMs = leaseMs;
     const perMs = rpm / 60_000;
     bucket.tokens = Math.min(rpm, bucket.tokens + (now - bucket.updatedMs) * perMs);
     bucket.updatedMs = now;
@@ -63,5 +73,22 @@ export class KeyLimiter {
         if (leases.has(id)) leases.set(id, this.now());
       },
     };
+  }
+
+  /** Keys held now (tests, metrics). */
+  get keys(): number {
+    return this.buckets.size;
+  }
+
+  /** Forgets keys whose bucket is full again and whose leases are all dead: a new bucket would behave the same. */
+  private sweep(now: number): void {
+    for (const [key, bucket] of this.buckets) {
+      if (now - bucket.updatedMs < REFILL_MS) continue;
+      let live = false;
+      for (const seen of bucket.leases.values()) if (now - seen <= bucket.leaseMs) live = true;
+      if (!live) this.buckets.delete(key);
+    }
+    // Busy keys all: sweep again only once as many more came, so a sweep costs O(1) a new key.
+    this.sweepAt = Math.max(BUCKETS_BEFORE_SWEEP, 2 * this.buckets.size);
   }
 }

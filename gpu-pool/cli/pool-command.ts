@@ -286,6 +286,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   }
   if (runner.kvBuffers) metrics.watchKvBuffers(runner.kvBuffers);
   metrics.watchDatastore(() => datastore.tokenCount);
+  metrics.watchProcess();
   const saver = flags.saveDatastore
     ? new DatastoreSaver(datastore, flags.saveDatastore, {
         intervalMs: saveSeconds * 1000,

@@ -3,7 +3,7 @@
  * counters use vLLM's names so existing dashboards work:
  * mean acceptance length = 1 + accepted_tokens / num_drafts.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FinishReason } from '../../shared/protocol';
 
 /** Where the scheduler's time goes (`sssd_pool_phase_seconds_total{phase}`), in the order of a step. */
@@ -79,6 +79,20 @@ export class PoolMetrics {
         this.set(tokens());
       },
     });
+  }
+
+  private processMetrics = false;
+
+  /**
+   * Adds the process's own figures (prom-client's defaults: resident memory,
+   * V8 heap by space, event-loop lag, GC time, open handles) so an operator
+   * sees memory grow or the loop stall. Once per process: the collectors hook
+   * GC and the event loop, so the pool's command calls it, not tests' pools.
+   */
+  watchProcess(): void {
+    if (this.processMetrics) return;
+    this.processMetrics = true;
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
   }
 
   /** Gauges filled at scrape time by `watchKvBuffers`. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KeyLimiter } from '../../edge/rate-limiter';
+import { BUCKETS_BEFORE_SWEEP, KeyLimiter } from '../../edge/rate-limiter';
 
 describe('KeyLimiter', () => {
   it('allows rpm requests per minute, then answers with a retry delay', () => {
@@ -58,5 +58,19 @@ describe('KeyLimiter', () => {
     expect(limiter.acquire('a', 1, 1).ok).toBe(true);
     expect(limiter.acquire('b', 1, 1).ok).toBe(true);
     expect(limiter.acquire('a', 1, 1).ok).toBe(false);
+  });
+
+  it('forgets keys idle for a minute once it holds many, but not their limits while they are busy', () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now, 5_000);
+    const busy = limiter.acquire('busy', 1, 1); // in flight, and its one request a minute used up
+    expect(busy.ok).toBe(true);
+    for (let i = 0; i < BUCKETS_BEFORE_SWEEP - 1; i++) limiter.acquire(`idle-${i}`, 10, 1);
+    expect(limiter.keys).toBe(BUCKETS_BEFORE_SWEEP);
+    now = 61_000;
+    if (busy.ok) busy.alive();
+    expect(limiter.acquire('newcomer', 10, 1).ok).toBe(true);
+    expect(limiter.keys).toBe(2); // the busy key and the newcomer
+    expect(limiter.acquire('busy', 100, 1)).toMatchObject({ ok: false, reason: 'concurrency' });
   });
 });

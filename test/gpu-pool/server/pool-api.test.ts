@@ -301,6 +301,14 @@ describe('metrics', () => {
     expect(await metricValue(pool, 'vllm:spec_decode_num_drafts_total')).toBeGreaterThan(0);
     expect(await metricValue(pool, 'vllm:generation_tokens_total')).toBeGreaterThan(100);
   });
+
+  it("exposes the process's memory and event-loop lag, so an operator sees growth", async () => {
+    expect(await metricValue(pool, 'process_resident_memory_bytes')).toBeGreaterThan(10e6);
+    expect(await metricValue(pool, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(1e6);
+    const text = await (await fetch(`${pool.url}/metrics`)).text();
+    expect(text).toContain('nodejs_eventloop_lag_p99_seconds');
+    expect(text).toContain('nodejs_gc_duration_seconds');
+  });
 });
 
 describe('key/value buffers', () => {
