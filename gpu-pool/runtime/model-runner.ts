@@ -223,7 +223,7 @@ export class ModelRunner {
     const ep = opts.executionProvider ?? envEp ?? 'cpu';
     if (ep === 'cuda' && !cudaProviderInstalled()) {
       throw new CliError(
-        'CUDA execution provider requested but not installed: run `npm rebuild onnxruntime-node --onnxruntime-node-install=cuda12` on a machine with CUDA 12',
+        'CUDA execution provider requested but not installed: run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` on a machine with CUDA 12',
       );
     }
     const threads = opts.threads ?? (Number(process.env.SSSD_THREADS) || 1);
