@@ -25,6 +25,7 @@ import { TreeBudget, budgetPolicies } from '../budget/tree-budget';
 import { SpeculationGovernor } from '../budget/speculation-governor';
 import { PoolMetrics } from '../metrics/pool-metrics';
 import { startStatsLog } from '../metrics/stats-log';
+import { requestLogLine } from '../metrics/request-log';
 import { Scheduler } from '../scheduler/scheduler';
 import { drafterFactory } from '../scheduler/drafter-factory';
 import { PrefixCache } from '../scheduler/prefix-cache';
@@ -58,6 +59,7 @@ interface PoolFlags {
   prefixCacheMb: string;
   prefillChunk?: string;
   logStats: string;
+  logRequests?: boolean;
   speculativeConfig?: string;
   saveDatastore?: string;
   saveDatastoreSeconds: string;
@@ -86,6 +88,7 @@ export function register(program: Command): void {
     .option('--drain-seconds <n>', 'on SIGTERM/SIGINT: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
     .option('--prefill-chunk <tokens>', `most prompt tokens one step feeds, over all the prompts going in (chunked prefill): long prompts, or many arriving together, go in over several steps, so the streams decoding beside them are held up by one chunk a step, not whole prompts (0 = every prompt whole; default ${CPU_PREFILL_CHUNK} on the CPU, ${DEVICE_PREFILL_CHUNK} on a GPU)`)
+    .option('--log-requests', 'a JSON line on stderr per finished generation: id, method, finish reason, token counts, queue time, time to first token, duration, drafted and accepted tokens (never the text)')
     .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, speculation acceptance, prefix cache hit rate (0 = never)', '10')
     .option('--save-datastore <file>', 'write the datastore, with the outputs requests contributed (contributeToDatastore), to FILE when the pool stops and every --save-datastore-seconds; start again with --datastore FILE')
     .option('--save-datastore-seconds <n>', 'with --save-datastore: also save this often while contributions arrive (0 = only when the pool stops)', '600')
@@ -307,6 +310,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       datastore.append(tokens);
       saver?.noteContribution();
     },
+    onFinished: flags.logRequests ? (summary) => process.stderr.write(`${requestLogLine(summary)}\n`) : undefined,
     maxTreeNodes,
     batchSizeCaps,
     chainTable: nextTokens,

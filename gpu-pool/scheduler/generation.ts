@@ -12,6 +12,7 @@ import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import type { RunnerSequence } from './batch-runner';
 import type { LogitAdjustments } from '../verify/logit-adjustments';
 import type { SharedPrefix } from './prefix-cache';
+import type { FinishedGeneration } from '../metrics/request-log';
 
 /** Where events go (the HTTP response, or a test's collector). */
 export interface GenerationSink {
@@ -119,6 +120,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   startedAt = 0;
   /** When its last tokens event was emitted (0 = none yet), for the inter-token latency. */
   lastTokenAt = 0;
+  /** When its first tokens event was emitted (0 = none yet). */
+  firstTokenAt = 0;
 
   constructor(
     readonly request: GenerateRequest,
@@ -187,6 +190,26 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
       acceptedTokens: this.acceptedTokens,
       steps: this.steps,
       meanAcceptanceLength: this.steps === 0 ? 0 : this.output.length / this.steps,
+    };
+  }
+
+  /** For the request log, as the generation ends. */
+  finishedSummary(finishReason: FinishedGeneration['finishReason']): FinishedGeneration {
+    return {
+      id: this.id,
+      speculation: this.request.speculation,
+      temperature: this.request.sampling.temperature,
+      finishReason,
+      promptTokens: this.promptIds.length,
+      cachedPromptTokens: this.cachedPromptTokens,
+      completionTokens: this.output.length,
+      queueMs: this.startedAt === 0 ? null : this.startedAt - this.submittedAt,
+      timeToFirstTokenMs: this.firstTokenAt === 0 ? null : this.firstTokenAt - this.submittedAt,
+      durationMs: performance.now() - this.submittedAt,
+      steps: this.steps,
+      drafts: this.drafts,
+      draftTokens: this.draftTokens,
+      acceptedTokens: this.acceptedTokens,
     };
   }
 

@@ -21,6 +21,7 @@ import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
 import type { SpeculationGovernor } from '../budget/speculation-governor';
 import type { BatchSizeCaps } from '../budget/batch-size-caps';
 import type { PoolMetrics } from '../metrics/pool-metrics';
+import type { FinishedGeneration } from '../metrics/request-log';
 import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runner';
 import { Generation, type Drafter, type GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
@@ -72,6 +73,8 @@ export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
   createDrafter: (request: GenerateRequest, expectedLength?: number) => Drafter | null;
   /** Called with prompt + output of finished generations that opted in. */
   onContribute?: (tokens: Int32Array) => void;
+  /** Called once per generation as it ends, however it ends (the request log). */
+  onFinished?: (summary: FinishedGeneration) => void;
   /** Most draft nodes per request per step. */
   maxTreeNodes?: number;
   /** The operator's caps on draft nodes per request by running batch size (within maxTreeNodes); none: maxTreeNodes at every size. */
@@ -971,7 +974,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         if (logprobs) tokensEvent.logprobs = logprobs;
         if (alternatives) tokensEvent.topLogprobs = alternatives;
         gen.sink.send(tokensEvent);
-        if (gen.lastTokenAt === 0) metrics.timeToFirstToken.observe((emittedAt - gen.submittedAt) / 1000);
+        if (gen.lastTokenAt === 0) {
+          gen.firstTokenAt = emittedAt;
+          metrics.timeToFirstToken.observe((emittedAt - gen.submittedAt) / 1000);
+        }
         else metrics.interTokenLatency.observe((emittedAt - gen.lastTokenAt) / 1000);
         gen.lastTokenAt = emittedAt;
         if (reason !== null) {
@@ -1381,6 +1387,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     if (gen.request.contributeToDatastore && (reason === 'stop' || reason === 'length') && this.options.onContribute) {
       this.options.onContribute(gen.contextTokens());
+    }
+    if (this.options.onFinished) {
+      try {
+        this.options.onFinished(gen.finishedSummary(reason));
+      } catch (err) {
+        process.stderr.write(`pool: request log failed for ${gen.id}: ${(err as Error).message}\n`);
+      }
     }
   }
 

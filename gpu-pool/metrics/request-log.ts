@@ -1,0 +1,52 @@
+/**
+ * One line per finished generation (`sssd pool --log-requests`), as JSON so
+ * log pipelines can parse it: what it asked for, how it ended, where its time
+ * went and what speculation bought it. Counts and timings only, never the
+ * prompt or the output: the pool serves many tenants and logs outlive requests.
+ */
+import type { FinishReason } from '../../shared/protocol';
+
+export interface FinishedGeneration {
+  id: string;
+  speculation: string;
+  temperature: number;
+  finishReason: FinishReason;
+  promptTokens: number;
+  cachedPromptTokens: number;
+  completionTokens: number;
+  /** Waiting for a batch slot (null: never admitted). */
+  queueMs: number | null;
+  /** From arrival to the first tokens event (null: none emitted). */
+  timeToFirstTokenMs: number | null;
+  /** From arrival to the end. */
+  durationMs: number;
+  steps: number;
+  drafts: number;
+  draftTokens: number;
+  acceptedTokens: number;
+}
+
+/** The line for one generation (no newline): `{"event":"request",...}` with times rounded to 0.1 ms. */
+export function requestLogLine(g: FinishedGeneration, at: Date = new Date()): string {
+  const ms = (v: number | null): number | null => (v === null ? null : Math.round(v * 10) / 10);
+  return JSON.stringify({
+    time: at.toISOString(),
+    event: 'request',
+    id: g.id,
+    speculation: g.speculation,
+    temperature: g.temperature,
+    finishReason: g.finishReason,
+    promptTokens: g.promptTokens,
+    cachedPromptTokens: g.cachedPromptTokens,
+    completionTokens: g.completionTokens,
+    queueMs: ms(g.queueMs),
+    timeToFirstTokenMs: ms(g.timeToFirstTokenMs),
+    durationMs: ms(g.durationMs),
+    steps: g.steps,
+    drafts: g.drafts,
+    draftTokens: g.draftTokens,
+    acceptedTokens: g.acceptedTokens,
+    // vLLM's mean acceptance length: output tokens per step (1.0 without speculation).
+    tokensPerStep: g.steps === 0 ? null : Math.round((g.completionTokens / g.steps) * 100) / 100,
+  });
+}
