@@ -49,7 +49,8 @@ describe('sssd pool --log-requests', () => {
         break;
       }
     }
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The cancel lands at the pool's next step: wait for its line.
+    for (let waited = 0; waited < 10_000 && !logged().some((l) => l.id === 'logged-2'); waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
 
     const lines = logged();
     const first = lines.find((l) => l.id === 'logged-1');
