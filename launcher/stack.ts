@@ -91,12 +91,35 @@ export interface EdgeOptions {
   vars?: Record<string, string>;
   echo?: (line: string) => void;
   startTimeoutMs?: number;
+  /**
+   * Run wrangler's DevTools proxy (default: SSSD_EDGE_DEVTOOLS=1). Off, as
+   * by default: it enables the runtime's network inspection and keeps every
+   * event, each subrequest's whole body included, until a DevTools client
+   * attaches, so under load it grows without bound (~0.9 GB after a
+   * 3-minute soak) and the edge served half the requests it serves without it.
+   */
+  devtools?: boolean;
 }
 
 export interface RunningEdge {
   url: string;
   service: ServiceProcess;
+  /** Where DevTools connect (chrome://inspect), or null when the DevTools proxy is off. */
+  inspectorPort: number | null;
   stop(): Promise<void>;
+}
+
+/**
+ * wrangler dev (4.80) has no switch for its DevTools proxy but leaves it out
+ * inside a VS Code debug terminal, which it knows by VSCODE_INSPECTOR_OPTIONS;
+ * miniflare then only looks for VS Code's bootloader in NODE_OPTIONS, which
+ * is not there, so the variable does nothing else.
+ */
+export function edgeProcessEnv(env: NodeJS.ProcessEnv, devtools: boolean): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env, WRANGLER_SEND_METRICS: 'false', CI: '1', NO_COLOR: '1' };
+  if (devtools) delete out.VSCODE_INSPECTOR_OPTIONS;
+  else out.VSCODE_INSPECTOR_OPTIONS = out.VSCODE_INSPECTOR_OPTIONS || '{}';
+  return out;
 }
 
 export function sha256Hex(text: string): string {
@@ -140,9 +163,10 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
     mkdirSync(opts.persistTo, { recursive: true });
     args.push('--persist-to', opts.persistTo);
   }
+  const devtools = opts.devtools ?? process.env.SSSD_EDGE_DEVTOOLS === '1';
   const service = spawnService('edge', process.execPath, args, {
     cwd: repoRoot,
-    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CI: '1', NO_COLOR: '1' },
+    env: edgeProcessEnv(process.env, devtools),
     echo: opts.echo,
     // wrangler and workerd stop if this process is killed outright (launcher/orphan-guard.mjs).
     guard: true,
@@ -158,7 +182,7 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
     await stop();
     throw err;
   }
-  return { url, service, stop };
+  return { url, service, inspectorPort: devtools ? inspectorPort : null, stop };
 }
 
 export interface StackOptions extends Omit<PoolOptions, 'port' | 'token'>, Omit<EdgeOptions, 'poolUrls' | 'poolToken' | 'port'> {

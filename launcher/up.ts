@@ -123,6 +123,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   log(`  demo page  ${stack.edgeUrl}/#key=${encodeURIComponent(devKey)}`);
   log(`  API        ${stack.edgeUrl}/v1  (OpenAI-compatible; Authorization: Bearer ${devKey})`);
   log(`  pool       ${stack.poolUrl}  (metrics at ${stack.poolUrl}/metrics)`);
+  if (stack.edge.inspectorPort !== null) log(`  devtools   chrome://inspect, target 127.0.0.1:${stack.edge.inspectorPort} (SSSD_EDGE_DEVTOOLS=1)`);
   log('');
   log('Ctrl-C stops both.');
 
