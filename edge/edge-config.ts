@@ -21,9 +21,47 @@ export interface EdgeConfig {
 export const EDGE_USER_CACHE_MAX_BYTES = 64 * 1024;
 export const EDGE_TRIE_NODES = 128;
 
-function intVar(value: string | undefined, fallback: number, min: number, max: number): number {
+/** The Worker's integer vars: their range, and the default a missing or bad value takes. */
+const INT_VARS = {
+  SSSD_MAX_BODY_BYTES: { fallback: 1024 * 1024, min: 1024, max: 64 * 1024 * 1024 },
+  SSSD_USER_CACHE_MAX_BYTES: { fallback: EDGE_USER_CACHE_MAX_BYTES, min: 1024, max: 16 * 1024 * 1024 },
+  SSSD_USER_CACHE_HISTORY_TOKENS: { fallback: DEFAULT_USER_CACHE_HISTORY_TOKENS, min: 0, max: 1 << 20 },
+  SSSD_EDGE_TRIE_NODES: { fallback: EDGE_TRIE_NODES, min: 0, max: 4096 },
+  SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
+  SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
+  SSSD_CONCURRENCY_LEASE_SECONDS: { fallback: LEASE_MS / 1000, min: 1, max: 3600 },
+} as const;
+type IntVar = keyof typeof INT_VARS;
+
+/** The Worker's vars an operator may set, besides the pool's URLs and token and the keys (the launcher passes these through). */
+export const EDGE_TUNING_VARS: readonly string[] = [...Object.keys(INT_VARS), 'SSSD_BENCH_ROUTES'];
+
+function intValue(value: string | undefined, name: IntVar): number | null {
+  const { min, max } = INT_VARS[name];
   const n = value === undefined || value.trim() === '' ? NaN : Number(value);
-  return Number.isInteger(n) && n >= min && n <= max ? n : fallback;
+  return Number.isInteger(n) && n >= min && n <= max ? n : null;
+}
+
+function intVar(env: Partial<Record<IntVar, string>>, name: IntVar): number {
+  return intValue(env[name], name) ?? INT_VARS[name].fallback;
+}
+
+/**
+ * One line per var that is set but out of its range or not an integer (the
+ * Worker then uses the default: a typo must not take the edge down, but it
+ * must not pass unnoticed either).
+ */
+export function invalidEdgeVars(env: Partial<Record<string, unknown>>): string[] {
+  const problems: string[] = [];
+  for (const name of Object.keys(INT_VARS) as IntVar[]) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    if (typeof value !== 'string' || intValue(value, name) === null) {
+      const { min, max, fallback } = INT_VARS[name];
+      problems.push(`${name}=${JSON.stringify(value)} is not an integer in [${min}, ${max}]; using ${fallback}`);
+    }
+  }
+  return problems;
 }
 
 // The env object is stable for an isolate's lifetime: parse it once.
@@ -32,19 +70,20 @@ const parsed = new WeakMap<object, EdgeConfig>();
 export function edgeConfig(env: EdgeEnv): EdgeConfig {
   const hit = parsed.get(env);
   if (hit) return hit;
+  for (const problem of invalidEdgeVars(env as unknown as Record<string, unknown>)) console.warn(`edge: ${problem}`);
   const config: EdgeConfig = {
     poolUrls: (env.SSSD_POOL_URLS ?? '')
       .split(',')
       .map((u) => u.trim().replace(/\/+$/, ''))
       .filter((u) => u.length > 0),
     poolToken: env.SSSD_POOL_TOKEN ?? '',
-    maxBodyBytes: intVar(env.SSSD_MAX_BODY_BYTES, 1024 * 1024, 1024, 64 * 1024 * 1024),
-    userCacheMaxBytes: intVar(env.SSSD_USER_CACHE_MAX_BYTES, EDGE_USER_CACHE_MAX_BYTES, 1024, 16 * 1024 * 1024),
-    userCacheHistoryTokens: intVar(env.SSSD_USER_CACHE_HISTORY_TOKENS, DEFAULT_USER_CACHE_HISTORY_TOKENS, 0, 1 << 20),
-    edgeTrieNodes: intVar(env.SSSD_EDGE_TRIE_NODES, EDGE_TRIE_NODES, 0, 4096),
-    defaultRpm: intVar(env.SSSD_DEFAULT_RPM, 600, 1, 1_000_000),
-    defaultConcurrency: intVar(env.SSSD_DEFAULT_CONCURRENCY, 8, 1, 10_000),
-    concurrencyLeaseMs: 1000 * intVar(env.SSSD_CONCURRENCY_LEASE_SECONDS, LEASE_MS / 1000, 1, 3600),
+    maxBodyBytes: intVar(env, 'SSSD_MAX_BODY_BYTES'),
+    userCacheMaxBytes: intVar(env, 'SSSD_USER_CACHE_MAX_BYTES'),
+    userCacheHistoryTokens: intVar(env, 'SSSD_USER_CACHE_HISTORY_TOKENS'),
+    edgeTrieNodes: intVar(env, 'SSSD_EDGE_TRIE_NODES'),
+    defaultRpm: intVar(env, 'SSSD_DEFAULT_RPM'),
+    defaultConcurrency: intVar(env, 'SSSD_DEFAULT_CONCURRENCY'),
+    concurrencyLeaseMs: 1000 * intVar(env, 'SSSD_CONCURRENCY_LEASE_SECONDS'),
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',
   };
   parsed.set(env, config);

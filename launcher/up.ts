@@ -10,6 +10,7 @@ import { CliError } from '../gpu-pool/cli/cli-error';
 import { locateModel } from './model-locator';
 import { isPortFree } from './service-process';
 import { repoRoot, startStack, type RunningStack } from './stack';
+import { EDGE_TUNING_VARS, invalidEdgeVars } from '../edge/edge-config';
 
 export interface UpOptions {
   model?: string;
@@ -77,8 +78,25 @@ export function selfContinuationsWanted(raw: string | undefined): boolean {
   throw new CliError(`SSSD_DATASTORE_SELF must be on or off, got "${raw}".`);
 }
 
+/**
+ * The Worker's tuning vars set in this environment (SSSD_DEFAULT_CONCURRENCY,
+ * SSSD_DEFAULT_RPM, ...: edge-config.ts), for the edge; a bad value is an
+ * error here, where the Worker would only warn and use its default.
+ */
+export function edgeVarsFrom(env: NodeJS.ProcessEnv): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const name of EDGE_TUNING_VARS) {
+    const value = env[name];
+    if (value !== undefined && value !== '') vars[name] = value;
+  }
+  const problems = invalidEdgeVars(vars).map((p) => p.replace(/; using .*$/, ''));
+  if (problems.length > 0) throw new CliError(problems.join('\n'));
+  return vars;
+}
+
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
+  const edgeVars = edgeVarsFrom(env);
   const files = await locateModel({
     repoRoot,
     env: { ...env, ...(opts.model ? { SSSD_MODEL: opts.model } : {}), ...(opts.tokenizer ? { SSSD_TOKENIZER: opts.tokenizer } : {}) },
@@ -113,6 +131,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
       devKey,
       // Local KV lives in .wrangler/state unless SSSD_EDGE_STATE points elsewhere.
       persistTo: env.SSSD_EDGE_STATE || undefined,
+      vars: edgeVars,
       echo: opts.verbose ? log : undefined,
     });
   } catch (err) {

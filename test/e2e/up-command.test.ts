@@ -22,7 +22,7 @@ async function startUp(): Promise<{ up: ChildProcess; edgePort: number; poolPort
   const [edgePort, poolPort] = [await freePort(), await freePort()];
   const up = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up'], {
     cwd: repoRoot,
-    env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_DEV_API_KEY: 'up-test-key', SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off' },
+    env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_DEV_API_KEY: 'up-test-key', SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off', SSSD_DEFAULT_CONCURRENCY: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child = up;
@@ -55,6 +55,22 @@ describe('sssd up', () => {
     expect(((await res.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(8);
     const page = await fetch(`http://127.0.0.1:${edgePort}/`);
     expect(await page.text()).toContain('SSSD edge demo');
+
+    // The Worker's tuning vars pass through: SSSD_DEFAULT_CONCURRENCY=1 lets the dev key run one request at a time.
+    const completion = (maxTokens: number, signal?: AbortSignal): Promise<Response> =>
+      fetch(`http://127.0.0.1:${edgePort}/v1/completions`, {
+        method: 'POST',
+        signal,
+        headers: { authorization: 'Bearer up-test-key', 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: maxTokens, stream: true }),
+      });
+    const cut = new AbortController();
+    const running = await completion(400, cut.signal);
+    await running.body!.getReader().read();
+    const second = await completion(4);
+    expect(second.status).toBe(429);
+    await second.body?.cancel();
+    cut.abort();
 
     up.kill('SIGINT');
     expect(await exited).toBe(0);

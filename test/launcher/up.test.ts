@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { CliError } from '../../gpu-pool/cli/cli-error';
 import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
-import { defaultDatastoreComplete, selfContinuationsWanted } from '../../launcher/up';
+import { defaultDatastoreComplete, edgeVarsFrom, selfContinuationsWanted } from '../../launcher/up';
 
 describe('SSSD_DATASTORE_SELF', () => {
   it("builds the default datastore with the model's own continuations unless told off", () => {
@@ -41,5 +41,21 @@ describe('the default datastore', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("the Worker's tuning vars", () => {
+  it('pass from the environment to the edge, and nothing else does', () => {
+    expect(edgeVarsFrom({ SSSD_DEFAULT_CONCURRENCY: '64', SSSD_DEFAULT_RPM: '6000', SSSD_POOL_TOKEN: 'secret', SSSD_EDGE_TRIE_NODES: '', PATH: '/bin' })).toEqual({
+      SSSD_DEFAULT_CONCURRENCY: '64',
+      SSSD_DEFAULT_RPM: '6000',
+    });
+  });
+
+  it('refuse to start on a bad value, naming the variable and its range', () => {
+    expect(() => edgeVarsFrom({ SSSD_DEFAULT_CONCURRENCY: 'lots' })).toThrow(CliError);
+    expect(() => edgeVarsFrom({ SSSD_DEFAULT_CONCURRENCY: 'lots', SSSD_MAX_BODY_BYTES: '10' })).toThrow(
+      'SSSD_MAX_BODY_BYTES="10" is not an integer in [1024, 67108864]\nSSSD_DEFAULT_CONCURRENCY="lots" is not an integer in [1, 10000]',
+    );
   });
 });

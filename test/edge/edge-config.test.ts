@@ -1,0 +1,27 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { edgeConfig, invalidEdgeVars } from '../../edge/edge-config';
+import type { EdgeEnv } from '../../edge/env';
+
+const env = (vars: Record<string, string>): EdgeEnv => ({ SSSD_KV: {} as KVNamespace, ...vars });
+
+afterEach(() => vi.restoreAllMocks());
+
+describe('edge config', () => {
+  it('reads the vars, and a bad one takes its default with a warning, once per isolate', () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const e = env({ SSSD_DEFAULT_CONCURRENCY: '3', SSSD_DEFAULT_RPM: '1e9', SSSD_EDGE_TRIE_NODES: '12.5' });
+    const config = edgeConfig(e);
+    expect(config.defaultConcurrency).toBe(3);
+    expect(config.defaultRpm).toBe(600);
+    expect(config.edgeTrieNodes).toBe(128);
+    expect(edgeConfig(e)).toBe(config);
+    expect(warn.mock.calls.map((c) => c[0])).toEqual([
+      'edge: SSSD_EDGE_TRIE_NODES="12.5" is not an integer in [0, 4096]; using 128',
+      'edge: SSSD_DEFAULT_RPM="1e9" is not an integer in [1, 1000000]; using 600',
+    ]);
+  });
+
+  it('has nothing to say of vars that are unset, empty or in range', () => {
+    expect(invalidEdgeVars({ SSSD_DEFAULT_RPM: '', SSSD_CONCURRENCY_LEASE_SECONDS: '30', SSSD_POOL_URLS: 'not a number' })).toEqual([]);
+  });
+});
