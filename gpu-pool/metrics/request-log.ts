@@ -46,7 +46,7 @@ export function requestLogLine(g: FinishedGeneration, at: Date = new Date()): st
     drafts: g.drafts,
     draftTokens: g.draftTokens,
     acceptedTokens: g.acceptedTokens,
-    // vLLM's mean acceptance length: output tokens per step (1.0 without speculation).
+    // Output tokens per step (1.0 without speculation): the usage's meanAcceptanceLength.
     tokensPerStep: g.steps === 0 ? null : Math.round((g.completionTokens / g.steps) * 100) / 100,
   });
 }
