@@ -44,8 +44,13 @@ describe('the edge soak', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const report = await runEdgeSoak({ edgeUrl: url, key: 'k', seconds: 1, concurrency: 4, seed: 2, model: 'm', leaseSeconds: 0 });
-      const all = report.violations.join('\n');
+      // Random traffic: soak again (other seeds) until each broken promise was met, however slow the machine.
+      const wanted = [/a broken request got 500/, /a broken request got 200/, /a stream without data: \[DONE\]/, /speculation changed the answer/, /after the soak the key is still refused: 429/];
+      let all = '';
+      for (let seed = 2; seed < 22 && !wanted.every((w) => w.test(all)); seed++) {
+        const report = await runEdgeSoak({ edgeUrl: url, key: 'k', seconds: 1, concurrency: 4, seed, model: 'm', leaseSeconds: 0 });
+        all += `${report.violations.join('\n')}\n`;
+      }
       expect(all).toMatch(/a broken request got 500/);
       expect(all).toMatch(/a broken request got 200/);
       expect(all).toMatch(/a stream without data: \[DONE\]/);
@@ -54,5 +59,5 @@ describe('the edge soak', () => {
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
-  }, 30_000);
+  }, 90_000);
 });
