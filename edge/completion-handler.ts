@@ -24,13 +24,8 @@ export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   headers: HeadersInit;
   /** The client request's abort signal. */
   clientSignal?: AbortSignal;
-}
-
-function randomId(prefix: string): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  let hex = '';
-  for (const b of bytes) hex += b.toString(16).padStart(2, '0');
-  return `${prefix}-${hex}`;
+  /** The request's id hex (request-id.ts): the completion's id is `cmpl-<hex>` / `chatcmpl-<hex>`. */
+  requestHex: string;
 }
 
 /** The names a request may use for the served model. */
@@ -132,7 +127,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const kind: EndpointKind = parsed.kind;
   const asked = logprobsAsked(parsed);
   const meta: ResponseMeta = {
-    id: randomId(kind === 'chat' ? 'chatcmpl' : 'cmpl'),
+    id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${ctx.requestHex}`,
     created: Math.floor(Date.now() / 1000),
     model: model.info.model.name,
     kind,

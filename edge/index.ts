@@ -16,10 +16,11 @@ import type { EdgeEnv } from './env';
 import { PoolPicker } from './pool-picker';
 import { KeyLimiter, LEASE_HEARTBEAT_MS } from './rate-limiter';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from './request-schema';
+import { REQUEST_ID_HEADER, requestId } from './request-id';
 import { servedModel } from './served-model';
 import { UserCacheStore } from './user-cache-store';
 
-type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord } };
+type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string } };
 
 // Per-isolate state: limiter buckets and pool health outlive a request.
 const limiter = new KeyLimiter();
@@ -40,10 +41,12 @@ app.use(
     origin: '*',
     allowMethods: ['GET', 'POST', 'OPTIONS'],
     allowHeaders: ['authorization', 'content-type', 'x-sssd-smooth'],
-    exposeHeaders: ['retry-after'],
+    exposeHeaders: ['retry-after', REQUEST_ID_HEADER],
     maxAge: 600,
   }),
 );
+// After the route and after onError: errors carry the id too.
+app.use('*', requestId);
 
 app.onError((err) => errorResponse(toApiError(err)));
 app.notFound((c) => errorResponse(new ApiError(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`, 'invalid_request_error', 'not_found')));
@@ -128,6 +131,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       onFinish: release,
       headers: {},
       clientSignal: c.req.raw.signal,
+      requestHex: c.get('requestHex'),
     });
   } catch (err) {
     release();

@@ -313,6 +313,21 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(missing.json.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_api_key' });
   });
 
+  it("names every request in x-request-id, as the SDK's _request_id, the completion's id carrying the same hex", async () => {
+    const completion = await client.completions.create({ model, prompt: PROMPT, max_tokens: 4, temperature: 0 });
+    const hex = /^req-([0-9a-f]{24})$/.exec(completion._request_id ?? '')?.[1];
+    expect(hex, completion._request_id ?? 'no _request_id').toBeDefined();
+    expect(completion.id).toBe(`cmpl-${hex}`);
+    const chat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, stream: true });
+    const first = await chat[Symbol.asyncIterator]().next();
+    const chatHex = /^req-([0-9a-f]{24})$/.exec(chat._request_id ?? '')?.[1];
+    expect((first.value as OpenAI.ChatCompletionChunk).id).toBe(`chatcmpl-${chatHex}`);
+    chat.controller.abort();
+    const refused = await post('/v1/completions', { model, prompt: 'hi' }, null);
+    expect(refused.headers.get('x-request-id')).toMatch(/^req-[0-9a-f]{24}$/);
+    expect(refused.headers.get('x-request-id')).not.toBe(completion._request_id);
+  });
+
   it('answers bad bodies with 400 in the OpenAI error shape, naming the field', async () => {
     const cases: Array<[unknown, string | null]> = [
       [{ prompt: 'hi' }, 'model'],
