@@ -318,9 +318,10 @@ describe('OpenAI-compatible API on the edge', () => {
     const hex = /^req-([0-9a-f]{24})$/.exec(completion._request_id ?? '')?.[1];
     expect(hex, completion._request_id ?? 'no _request_id').toBeDefined();
     expect(completion.id).toBe(`cmpl-${hex}`);
-    const chat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, stream: true });
+    const { data: chat, request_id: chatRequestId } = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, stream: true }).withResponse();
     const first = await chat[Symbol.asyncIterator]().next();
-    const chatHex = /^req-([0-9a-f]{24})$/.exec(chat._request_id ?? '')?.[1];
+    const chatHex = /^req-([0-9a-f]{24})$/.exec(chatRequestId ?? '')?.[1];
+    expect(chatHex, chatRequestId ?? 'no request id on the stream').toBeDefined();
     expect((first.value as OpenAI.ChatCompletionChunk).id).toBe(`chatcmpl-${chatHex}`);
     chat.controller.abort();
     const refused = await post('/v1/completions', { model, prompt: 'hi' }, null);
