@@ -491,11 +491,17 @@ describe('OpenAI-compatible API on the edge', () => {
   });
 
   it('keeps its promises under a soak of mixed, broken and cut-off requests (sssd soak --edge)', async () => {
-    const report = await runEdgeSoak({ edgeUrl: stack.edgeUrl, key: SOAK_KEY, seconds: 3, concurrency: 2, seed: 9, model, maxTokens: 40, leaseSeconds: 2 });
-    expect(report.violations).toEqual([]);
-    expect(report.counts['pair same']).toBeGreaterThan(0);
-    expect(report.counts['broken 400']).toBeGreaterThan(0);
-  }, 60_000);
+    // The traffic is random and a slow machine sends less of it: soak again (another seed) until the
+    // lossless pairs and the broken bodies both came up, every round free of violations.
+    const counts: Record<string, number> = {};
+    for (let seed = 9; seed < 14 && !(counts['pair same'] > 0 && counts['broken 400'] > 0); seed++) {
+      const report = await runEdgeSoak({ edgeUrl: stack.edgeUrl, key: SOAK_KEY, seconds: 3, concurrency: 2, seed, model, maxTokens: 40, leaseSeconds: 2 });
+      expect(report.violations).toEqual([]);
+      for (const [kind, n] of Object.entries(report.counts)) counts[kind] = (counts[kind] ?? 0) + n;
+    }
+    expect(counts['pair same']).toBeGreaterThan(0);
+    expect(counts['broken 400']).toBeGreaterThan(0);
+  }, 120_000);
 
   it('answers CORS preflights for browser front ends', async () => {
     const res = await fetch(`${stack.edgeUrl}/v1/chat/completions`, {

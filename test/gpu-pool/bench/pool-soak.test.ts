@@ -24,22 +24,28 @@ afterAll(async () => {
 
 describe('sssd soak', () => {
   it('keeps every promise of the real pool under mixed, broken and cut-off traffic', async () => {
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      [path.join(repoRoot, 'bin/sssd.mjs'), 'soak', '--pool', pool.url, '--seconds', '4', '--concurrency', '10', '--seed', '7', '--max-tokens', '60', '--json'],
-      { cwd: repoRoot, env: { ...process.env, SSSD_POOL_TOKEN: pool.token } },
-    );
-    const report = JSON.parse(stdout) as { counts: Record<string, number>; violations: string[]; violationCount: number };
-    expect(report.violations).toEqual([]);
-    // Every kind of traffic went out, and the lossless pairs were compared.
-    expect(report.counts['pair same']).toBeGreaterThan(0);
-    expect(report.counts['generate 200']).toBeGreaterThan(0);
-    expect(report.counts['broken 400']).toBeGreaterThan(0);
-    expect(Object.keys(report.counts).some((k) => k.startsWith('cancel'))).toBe(true);
+    // Every kind of traffic went out, and the lossless pairs were compared: the traffic is random and a
+    // slow machine sends less of it, so soak again (another seed) until all came up, every round clean.
+    const counts: Record<string, number> = {};
+    const covered = (): boolean => counts['pair same'] > 0 && counts['generate 200'] > 0 && counts['broken 400'] > 0 && Object.keys(counts).some((k) => k.startsWith('cancel'));
+    for (let seed = 7; seed < 12 && !covered(); seed++) {
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [path.join(repoRoot, 'bin/sssd.mjs'), 'soak', '--pool', pool.url, '--seconds', '4', '--concurrency', '10', '--seed', String(seed), '--max-tokens', '60', '--json'],
+        { cwd: repoRoot, env: { ...process.env, SSSD_POOL_TOKEN: pool.token } },
+      );
+      const report = JSON.parse(stdout) as { counts: Record<string, number>; violations: string[]; violationCount: number };
+      expect(report.violations).toEqual([]);
+      for (const [kind, n] of Object.entries(report.counts)) counts[kind] = (counts[kind] ?? 0) + n;
+    }
+    expect(counts['pair same']).toBeGreaterThan(0);
+    expect(counts['generate 200']).toBeGreaterThan(0);
+    expect(counts['broken 400']).toBeGreaterThan(0);
+    expect(Object.keys(counts).some((k) => k.startsWith('cancel'))).toBe(true);
     // The pool kept serving: a plain request after the soak is answered.
     const health = (await (await fetch(`${pool.url}/healthz`)).json()) as { ok: boolean; active: number };
     expect(health).toMatchObject({ ok: true, active: 0 });
-  }, 60_000);
+  }, 120_000);
 
   it('says plainly what is wrong with its flags or the pool it was given', async () => {
     const soak = (args: string[], token = pool.token) =>
