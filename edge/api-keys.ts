@@ -5,6 +5,7 @@
  * (key-lookup-cache.ts, bounded).
  */
 import { ApiError } from './api-error';
+import { bytesToHex } from './hex';
 import type { EdgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
 import { KeyLookupCache } from './key-lookup-cache';
@@ -32,13 +33,8 @@ interface StoredKey {
   contributeToDatastore?: unknown;
 }
 
-const hexTable = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-
 export async function sha256Hex(text: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
-  let hex = '';
-  for (let i = 0; i < digest.length; i++) hex += hexTable[digest[i]];
-  return hex;
+  return bytesToHex(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))));
 }
 
 function positiveInt(value: unknown, fallback: number): number {

@@ -5,15 +5,13 @@
  * `chatcmpl-<hex>`), and so does the pool's generation id (`--log-requests`).
  */
 import type { Context, Next } from 'hono';
+import { bytesToHex } from './hex';
 
 export const REQUEST_ID_HEADER = 'x-request-id';
 
 /** 24 hex digits (96 random bits). */
 export function newRequestHex(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  let hex = '';
-  for (const b of bytes) hex += b.toString(16).padStart(2, '0');
-  return hex;
+  return bytesToHex(crypto.getRandomValues(new Uint8Array(12)));
 }
 
 export function requestIdOf(hex: string): string {
