@@ -46,19 +46,26 @@ function intVar(env: Partial<Record<IntVar, string>>, name: IntVar): number {
   return intValue(env[name], name) ?? INT_VARS[name].fallback;
 }
 
+export interface InvalidEdgeVar {
+  /** `NAME="value" is not an integer in [min, max]` */
+  message: string;
+  /** What the Worker uses instead. */
+  fallback: number;
+}
+
 /**
- * One line per var that is set but out of its range or not an integer (the
- * Worker then uses the default: a typo must not take the edge down, but it
- * must not pass unnoticed either).
+ * The vars that are set but out of their range or not integers (the Worker
+ * then uses the default: a typo must not take the edge down, but it must not
+ * pass unnoticed either).
  */
-export function invalidEdgeVars(env: Partial<Record<string, unknown>>): string[] {
-  const problems: string[] = [];
+export function invalidEdgeVars(env: Partial<Record<string, unknown>>): InvalidEdgeVar[] {
+  const problems: InvalidEdgeVar[] = [];
   for (const name of Object.keys(INT_VARS) as IntVar[]) {
     const value = env[name];
     if (value === undefined || value === '') continue;
     if (typeof value !== 'string' || intValue(value, name) === null) {
       const { min, max, fallback } = INT_VARS[name];
-      problems.push(`${name}=${JSON.stringify(value)} is not an integer in [${min}, ${max}]; using ${fallback}`);
+      problems.push({ message: `${name}=${JSON.stringify(value)} is not an integer in [${min}, ${max}]`, fallback });
     }
   }
   return problems;
@@ -70,7 +77,7 @@ const parsed = new WeakMap<object, EdgeConfig>();
 export function edgeConfig(env: EdgeEnv): EdgeConfig {
   const hit = parsed.get(env);
   if (hit) return hit;
-  for (const problem of invalidEdgeVars(env as unknown as Record<string, unknown>)) console.warn(`edge: ${problem}`);
+  for (const { message, fallback } of invalidEdgeVars(env as unknown as Record<string, unknown>)) console.warn(`edge: ${message}; using ${fallback}`);
   const config: EdgeConfig = {
     poolUrls: (env.SSSD_POOL_URLS ?? '')
       .split(',')

@@ -146,12 +146,10 @@ export async function freePort(): Promise<number> {
 
 /** Whether nothing listens on 127.0.0.1:`port` right now. */
 export function isPortFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
+  return listenOnce(port).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Polls `url` until it answers 2xx; fails early, with the service's output, if the service exits. */

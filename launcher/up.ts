@@ -89,7 +89,7 @@ export function edgeVarsFrom(env: NodeJS.ProcessEnv): Record<string, string> {
     const value = env[name];
     if (value !== undefined && value !== '') vars[name] = value;
   }
-  const problems = invalidEdgeVars(vars).map((p) => p.replace(/; using .*$/, ''));
+  const problems = invalidEdgeVars(vars).map((p) => p.message);
   if (problems.length > 0) throw new CliError(problems.join('\n'));
   return vars;
 }
