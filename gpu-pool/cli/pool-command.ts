@@ -63,6 +63,7 @@ interface PoolFlags {
   speculativeConfig?: string;
   saveDatastore?: string;
   saveDatastoreSeconds: string;
+  datastoreIndexerDuty: string;
 }
 
 export function register(program: Command): void {
@@ -92,6 +93,7 @@ export function register(program: Command): void {
     .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, speculation acceptance, prefix cache hit rate (0 = never)', '10')
     .option('--save-datastore <file>', 'write the datastore, with the outputs requests contributed (contributeToDatastore), to FILE when the pool stops and every --save-datastore-seconds; start again with --datastore FILE')
     .option('--save-datastore-seconds <n>', 'with --save-datastore: also save this often while contributions arrive (0 = only when the pool stops)', '600')
+    .option('--datastore-indexer-duty <share>', 'most of the time, in (0, 1], that re-indexing contributed outputs may keep a core busy (a worker thread); between two rebuilds it rests, and contributions wait for the next', '0.25')
     .option(
       '--speculative-config <json>',
       'speculation settings as one JSON object, or @FILE: num_speculative_tokens, budget, governor, disable_by_batch_size, max_tree_nodes_by_batch_size ({"1":32,"32":4}), fusion (drafter weights); see docs/protocol.md',
@@ -183,6 +185,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     // Found now rather than at the first save, minutes or hours in.
     if (!isDir) throw new CliError(`--save-datastore: the folder ${dir} does not exist`);
   }
+  const indexerDuty = Number(flags.datastoreIndexerDuty);
+  if (!(indexerDuty > 0 && indexerDuty <= 1)) throw new CliError(`--datastore-indexer-duty must be a number in (0, 1], not "${flags.datastoreIndexerDuty}"`);
   const logStatsSeconds = Number(flags.logStats);
   if (!(logStatsSeconds >= 0) || !Number.isFinite(logStatsSeconds)) throw new CliError(`--log-stats must be a non-negative number of seconds, not "${flags.logStats}"`);
   const token = process.env.SSSD_POOL_TOKEN?.trim() || null;
@@ -219,11 +223,11 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
 
   let datastore: Datastore;
   if (flags.datastore) {
-    datastore = await Datastore.load(flags.datastore, { expectVocabSize: config.vocabSize, expectTokenizerSha256: tokenizerSha }).catch((err: Error) => {
+    datastore = await Datastore.load(flags.datastore, { expectVocabSize: config.vocabSize, expectTokenizerSha256: tokenizerSha, indexerDuty }).catch((err: Error) => {
       throw new CliError(`cannot load datastore ${flags.datastore}: ${err.message}`);
     });
   } else {
-    datastore = Datastore.empty({ vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha });
+    datastore = Datastore.empty({ vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha, indexerDuty });
   }
   const nextTokens = await openNextTokenTable(
     flags.nextTokens,
@@ -288,7 +292,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     process.stderr.write(`pool: draft nodes per request by batch size: ${batchSizeCaps.entries.map((e) => `${e.fromBatchSize}+ → ${e.maxTreeNodes}`).join(', ')}\n`);
   }
   if (runner.kvBuffers) metrics.watchKvBuffers(runner.kvBuffers);
-  metrics.watchDatastore(() => datastore.tokenCount);
+  metrics.watchDatastore(datastore);
   metrics.watchProcess();
   const saver = flags.saveDatastore
     ? new DatastoreSaver(datastore, flags.saveDatastore, {

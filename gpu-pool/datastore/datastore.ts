@@ -16,6 +16,10 @@
  * the last chunk (or new chunks past `chunkTokens`), indexes the copy on a
  * worker thread and swaps it in. Lookups are synchronous and read the chunk
  * list once, so they always see a complete old or new index and never wait.
+ * Each rebuild re-indexes the whole live chunk (~170 ms of a core at 2^20
+ * tokens), so under a steady stream of appends the worker would never rest;
+ * after a rebuild of d ms the next waits d * (1/indexerDuty - 1), which keeps
+ * the indexer to that share of a core and lets more appends share a rebuild.
  */
 import { ChunkPacker } from './chunk-packer';
 import { createChunk, findRange, hasMatch, indexChunk, type DatastoreChunk } from './datastore-chunk';
@@ -64,6 +68,22 @@ export interface DatastoreOptions {
   tokenizerSha256?: string;
   /** Where live appends are indexed (default 'worker'). */
   indexer?: 'worker' | 'inline';
+  /**
+   * Most of the wall time the background rebuilds may take, in (0, 1]
+   * (default 0.25): on a pool whose cores serve passes, a worker rebuilding
+   * back to back would take one of them. `flush` skips the wait.
+   */
+  indexerDuty?: number;
+}
+
+/** What the live appends have cost so far (`Datastore.indexing`). */
+export interface DatastoreIndexingStats {
+  /** Rebuilds swapped in. */
+  rebuilds: number;
+  /** Wall seconds the rebuilds took (packing, indexing, swapping). */
+  seconds: number;
+  /** Tokens appended but not yet searchable. */
+  pendingTokens: number;
 }
 
 export interface DatastoreLoadOptions extends Omit<DatastoreOptions, 'separatorId' | 'vocabSize' | 'tokenizerSha256'> {
@@ -75,6 +95,7 @@ export interface DatastoreLoadOptions extends Omit<DatastoreOptions, 'separatorI
 
 const DEFAULT_CHUNK_TOKENS = 1 << 20;
 const DEFAULT_MAX_CHUNKS = 64;
+const DEFAULT_INDEXER_DUTY = 0.25;
 
 /** A result buffer for `lookup`, reusable across calls. */
 export function createDatastoreMatches(maxMatches = DEFAULT_LOOKUP.maxMatches, width = DEFAULT_LOOKUP.width): DatastoreMatches {
@@ -87,6 +108,7 @@ export class Datastore {
   readonly tokenizerSha256: string;
   readonly chunkTokens: number;
   readonly maxChunks: number;
+  readonly indexerDuty: number;
 
   private chunks: readonly DatastoreChunk[] = [];
   private chunkGeneration = 0;
@@ -101,6 +123,13 @@ export class Datastore {
   private indexer: SuffixArrayIndexer | null = null;
   private closed = false;
   private failure: Error | null = null;
+  private rebuilds = 0;
+  private indexSeconds = 0;
+  // The pause between two rebuilds (see indexerDuty), and how to cut it short.
+  private restTimer: NodeJS.Timeout | null = null;
+  private endRest: (() => void) | null = null;
+  // A flush is waiting: rebuild back to back until the queue is empty.
+  private urgent = false;
 
   private constructor(chunks: readonly DatastoreChunk[], private readonly opts: DatastoreOptions & { separatorId: number }) {
     this.separatorId = opts.separatorId;
@@ -112,6 +141,8 @@ export class Datastore {
       throw new RangeError(`chunkTokens must be an integer in [2, 2^31), got ${this.chunkTokens}`);
     }
     if (!Number.isInteger(this.maxChunks) || this.maxChunks < 1) throw new RangeError(`maxChunks must be a positive integer, got ${this.maxChunks}`);
+    this.indexerDuty = opts.indexerDuty ?? DEFAULT_INDEXER_DUTY;
+    if (!(this.indexerDuty > 0 && this.indexerDuty <= 1)) throw new RangeError(`indexerDuty must be in (0, 1], got ${this.indexerDuty}`);
     this.setChunks(chunks);
   }
 
@@ -169,6 +200,11 @@ export class Datastore {
   /** Tokens appended but not yet searchable. */
   get pendingTokens(): number {
     return this.queuedTokens;
+  }
+
+  /** Rebuilds so far, their time, and what waits for the next one. */
+  get indexing(): DatastoreIndexingStats {
+    return { rebuilds: this.rebuilds, seconds: this.indexSeconds, pendingTokens: this.queuedTokens };
   }
 
   get chunkCount(): number {
@@ -279,10 +315,13 @@ export class Datastore {
     });
   }
 
-  /** Starts indexing queued appends now and waits for them. */
+  /** Starts indexing queued appends now (no rest between rebuilds) and waits for them. */
   flush(): Promise<void> {
     this.schedule();
-    return this.whenIdle();
+    const idle = this.whenIdle();
+    this.urgent = true;
+    this.stopResting();
+    return idle;
   }
 
   /** Writes the searchable chunks to `file` (atomically). Returns the bytes written. */
@@ -301,6 +340,7 @@ export class Datastore {
     this.closed = true;
     this.queue = [];
     this.queuedTokens = 0;
+    this.stopResting();
     const indexer = this.indexer;
     this.indexer = null;
     if (indexer) await indexer.close();
@@ -337,17 +377,40 @@ export class Datastore {
         const docs = this.queue;
         this.queue = [];
         this.queuedTokens = 0;
+        const started = performance.now();
         await this.integrate(docs);
+        const ms = performance.now() - started;
+        this.rebuilds++;
+        this.indexSeconds += ms / 1000;
+        if (this.queue.length > 0 && !this.closed && !this.urgent && this.indexerDuty < 1) await this.rest(ms * (1 / this.indexerDuty - 1));
       }
     } catch (err) {
-      this.failure = err instanceof Error ? err : new Error(String(err));
+      // A rebuild that `close` cut off is not a failure: its appends were to be dropped.
+      if (!this.closed) this.failure = err instanceof Error ? err : new Error(String(err));
     } finally {
       this.job = null;
       this.wakeIdle();
     }
   }
 
+  /** Waits `ms` unless `flush` or `close` cuts it short (queued appends hold the process open, as a pending build does). */
+  private rest(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.endRest = resolve;
+      this.restTimer = setTimeout(() => this.stopResting(), ms);
+    });
+  }
+
+  private stopResting(): void {
+    if (this.restTimer) clearTimeout(this.restTimer);
+    this.restTimer = null;
+    const end = this.endRest;
+    this.endRest = null;
+    end?.();
+  }
+
   private wakeIdle(): void {
+    this.urgent = false;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const w of waiters) w();

@@ -5,6 +5,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FinishReason } from '../../shared/protocol';
+import type { DatastoreIndexingStats } from '../datastore/datastore';
 
 /** Where the scheduler's time goes (`sssd_pool_phase_seconds_total{phase}`), in the order of a step. */
 export const SCHEDULER_PHASES = ['draft', 'forward', 'accept', 'between', 'idle'] as const;
@@ -68,15 +69,45 @@ export class PoolMetrics {
   private datastoreGauge: Gauge | null = null;
   readonly datastoreSaves: Counter<'result'>;
 
-  /** Exposes the global datastore's searchable tokens (they grow with contributed outputs). */
-  watchDatastore(tokens: () => number): void {
+  /**
+   * Exposes the global datastore: its searchable tokens (they grow with
+   * contributed outputs) and what indexing the contributions costs.
+   */
+  watchDatastore(store: { readonly tokenCount: number; readonly indexing: DatastoreIndexingStats }): void {
     if (this.datastoreGauge) return;
     this.datastoreGauge = new Gauge({
       name: 'sssd_pool_datastore_tokens',
       help: 'Tokens the global datastore searches: the loaded file plus contributed outputs indexed since.',
       registers: [this.registry],
       collect() {
-        this.set(tokens());
+        this.set(store.tokenCount);
+      },
+    });
+    new Gauge({
+      name: 'sssd_pool_datastore_pending_tokens',
+      help: 'Contributed tokens waiting for the next background rebuild of the datastore index.',
+      registers: [this.registry],
+      collect() {
+        this.set(store.indexing.pendingTokens);
+      },
+    });
+    // Counters read off the datastore at scrape time: reset, then the running total.
+    new Counter({
+      name: 'sssd_pool_datastore_rebuilds_total',
+      help: 'Background rebuilds of the datastore index that swapped in contributed outputs.',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(store.indexing.rebuilds);
+      },
+    });
+    new Counter({
+      name: 'sssd_pool_datastore_rebuild_seconds_total',
+      help: 'Wall seconds the background rebuilds of the datastore index took (on a worker thread).',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc(store.indexing.seconds);
       },
     });
   }

@@ -112,6 +112,60 @@ describe('Datastore appends', () => {
     expect(Array.from(store.indexedChunks[1].tokens)).toEqual([1, 150, 151, 152]);
   });
 
+  describe('the indexer rests between rebuilds (indexerDuty)', () => {
+    // ~240K tokens: each rebuild of the live chunk takes a few ms at least.
+    const big = (): number[][] => randomDocuments(seededRandom(11), 4000, 500, 60);
+
+    /** Appends one document, and another while the first one's rebuild runs; resolves when the first rebuild is in. */
+    const twoRebuilds = async (store: Datastore): Promise<{ firstSeconds: number; firstAt: number }> => {
+      const { rebuilds, seconds } = store.indexing;
+      store.append([1, 510 - rebuilds, 511, 509]);
+      await turn(); // the rebuild starts
+      store.append([1, 508, 507, 506]);
+      while (store.indexing.rebuilds === rebuilds) await turn();
+      return { firstSeconds: store.indexing.seconds - seconds, firstAt: performance.now() };
+    };
+
+    it('waits (1/duty - 1) times the last rebuild before the next, and counts them', async () => {
+      const store = track(Datastore.fromChunks([], { vocabSize: 512, indexerDuty: 0.2 }));
+      for (const doc of big()) store.append(doc);
+      await store.flush();
+      const { firstSeconds, firstAt } = await twoRebuilds(store);
+      expect(store.lookup([509, 511]).count).toBe(1);
+      expect(store.lookup([508, 507]).count).toBe(0); // waiting for the next rebuild
+      expect(store.indexing.pendingTokens).toBe(4);
+      await store.whenIdle();
+      // The rest alone is 4x the first rebuild; timers fire no earlier than asked (1 ms of rounding).
+      expect(performance.now() - firstAt).toBeGreaterThanOrEqual(4 * firstSeconds * 1000 - 1);
+      expect(store.lookup([508, 507]).count).toBe(1);
+      expect(store.indexing).toMatchObject({ rebuilds: 3, pendingTokens: 0 });
+    });
+
+    it('flush cuts the rest short, and close does not wait for it', async () => {
+      const store = track(Datastore.fromChunks([], { vocabSize: 512, indexerDuty: 0.001 }));
+      for (const doc of big()) store.append(doc);
+      await store.flush();
+      const { firstSeconds } = await twoRebuilds(store);
+      const rest = 999 * firstSeconds * 1000; // seconds, at the least
+      const started = performance.now();
+      await store.flush();
+      expect(performance.now() - started).toBeLessThan(rest / 4);
+      expect(store.lookup([508, 507]).count).toBe(1);
+
+      await twoRebuilds(store); // resting again
+      expect(store.indexing.pendingTokens).toBe(4);
+      const closing = performance.now();
+      await store.close();
+      await store.whenIdle();
+      expect(performance.now() - closing).toBeLessThan(rest / 4);
+    });
+
+    it('rejects a duty outside (0, 1]', () => {
+      expect(() => Datastore.empty({ indexerDuty: 0 })).toThrow(/indexerDuty/);
+      expect(() => Datastore.empty({ indexerDuty: 1.5 })).toThrow(/indexerDuty/);
+    });
+  });
+
   it('ignores appends after close and keeps serving lookups', async () => {
     const store = Datastore.fromDocuments([[1, 5, 6]]);
     await store.close();

@@ -28,6 +28,10 @@ describe('--save-datastore', () => {
     const until = Date.now() + 30_000;
     while ((await infoTokens()) === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect(await infoTokens()).toBeGreaterThanOrEqual(prompt.length + told.ids.length);
+    // What indexing the contribution cost, for an operator to see.
+    expect(await metricValue(first, 'sssd_pool_datastore_rebuilds_total')).toBeGreaterThanOrEqual(1);
+    expect(await metricValue(first, 'sssd_pool_datastore_rebuild_seconds_total')).toBeGreaterThan(0);
+    expect(await metricValue(first, 'sssd_pool_datastore_pending_tokens')).toBe(0);
     // Not opted in: not kept.
     await generate(first, { id: 'private', promptIds: [1, 300, 301, 302], maxTokens: 16, speculation: 'off' });
     expect(existsSync(file)).toBe(false);
@@ -42,6 +46,7 @@ describe('--save-datastore', () => {
     const info = (await getJson<PoolInfo>(second, '/v1/info')).body;
     expect(info.datastore).toEqual({ enabled: true, tokens: Number(saved![1]) });
     expect(await metricValue(second, 'sssd_pool_datastore_tokens')).toBe(Number(saved![1]));
+    expect(await metricValue(second, 'sssd_pool_datastore_rebuilds_total')).toBe(0);
     // The same story again: the remembered output is drafted and accepted, and the text is the same.
     const retold = await generate(second, { id: 'retold', promptIds: prompt, maxTokens: 48, speculation: 'sssd' });
     expect(retold.ids).toEqual(told.ids);
