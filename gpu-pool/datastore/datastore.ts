@@ -13,7 +13,8 @@
  * with its longest match length.
  *
  * Live appends: finished outputs are queued; a background job appends them to
- * the last chunk (or new chunks past `chunkTokens`), indexes the copy on a
+ * the last chunk of appended outputs (or new chunks past `chunkTokens`; the
+ * chunks the store was made with stay as they are), indexes the copy on a
  * worker thread and swaps it in. Lookups are synchronous and read the chunk
  * list once, so they always see a complete old or new index and never wait.
  * Each rebuild re-indexes the whole live chunk (~170 ms of a core at 2^20
@@ -55,10 +56,15 @@ export interface DatastoreOptions {
   /**
    * Largest chunk a live append extends, past which appends open a new chunk
    * (default 2^20 tokens, or the file's chunk size when smaller): it bounds the
-   * cost of one background rebuild. Bigger chunks built offline are kept whole.
+   * cost of one background rebuild. Appends never go into the chunks the
+   * store was made with, so those are never re-indexed.
    */
   chunkTokens?: number;
-  /** Oldest chunks are dropped past this many (default 64). */
+  /**
+   * Chunks of appended outputs kept (default 64): past this many, the oldest
+   * of them is dropped. The chunks the store was made with (a file's, say)
+   * are never dropped nor extended.
+   */
   maxChunks?: number;
   /** Document separator (default 1, BOS in the llama2.c models); kept from the file when loading. */
   separatorId?: number;
@@ -111,6 +117,8 @@ export class Datastore {
   readonly indexerDuty: number;
 
   private chunks: readonly DatastoreChunk[] = [];
+  // The first baseCount chunks came with the store: appends go into chunks after them.
+  private baseCount: number;
   private chunkGeneration = 0;
   private visibleTokens = 0;
   // Per-chunk search ranges [lo, hi) at 2c, 2c+1; sized when the chunk list changes so lookup never allocates.
@@ -143,6 +151,7 @@ export class Datastore {
     if (!Number.isInteger(this.maxChunks) || this.maxChunks < 1) throw new RangeError(`maxChunks must be a positive integer, got ${this.maxChunks}`);
     this.indexerDuty = opts.indexerDuty ?? DEFAULT_INDEXER_DUTY;
     if (!(this.indexerDuty > 0 && this.indexerDuty <= 1)) throw new RangeError(`indexerDuty must be in (0, 1], got ${this.indexerDuty}`);
+    this.baseCount = chunks.length;
     this.setChunks(chunks);
   }
 
@@ -160,7 +169,9 @@ export class Datastore {
       store.checkTokens(doc);
       packer.add(doc);
     }
-    store.setChunks(packer.finish().map(indexChunk));
+    const chunks = packer.finish().map(indexChunk);
+    store.baseCount = chunks.length;
+    store.setChunks(chunks);
     return store;
   }
 
@@ -356,7 +367,8 @@ export class Datastore {
   }
 
   private setChunks(chunks: readonly DatastoreChunk[]): void {
-    const kept = chunks.length > this.maxChunks ? chunks.slice(chunks.length - this.maxChunks) : chunks;
+    const over = chunks.length - this.baseCount - this.maxChunks;
+    const kept = over > 0 ? [...chunks.slice(0, this.baseCount), ...chunks.slice(this.baseCount + over)] : chunks;
     if (this.ranges.length < 2 * kept.length) this.ranges = new Int32Array(2 * kept.length);
     let total = 0;
     for (const c of kept) total += c.tokens.length;
@@ -416,10 +428,10 @@ export class Datastore {
     for (const w of waiters) w();
   }
 
-  /** Appends documents to a copy of the last chunk (new chunks past the size), indexes them, swaps them in. */
+  /** Appends documents to a copy of the last appended chunk (new chunks past the size), indexes them, swaps them in. */
   private async integrate(docs: Int32Array[]): Promise<void> {
     const before = this.chunks;
-    const last = before.length > 0 ? before[before.length - 1] : null;
+    const last = before.length > this.baseCount ? before[before.length - 1] : null;
     const packer = new ChunkPacker(this.separatorId, this.chunkTokens, last?.tokens ?? null);
     for (const doc of docs) packer.add(doc);
     const packed = packer.finish();

@@ -37,7 +37,10 @@ describe('Datastore appends', () => {
   it('keeps answering lookups from the old index while a worker rebuilds, then swaps in the new one', async () => {
     const next = seededRandom(7);
     const base = randomDocuments(next, 4000, 500, 60); // ~240K tokens: the rebuild takes a while
-    const store = track(Datastore.fromDocuments(base, { vocabSize: 512 }));
+    // Appended, not made with: appends extend (and re-index) only a chunk of appended outputs.
+    const store = track(Datastore.empty({ vocabSize: 512 }));
+    for (const doc of base) store.append(doc);
+    await store.flush();
     const known = base[10].slice(1, 6);
     const before = store.lookup(known);
     const beforeTokens = Array.from(before.tokens.subarray(0, before.count * before.width));
@@ -100,6 +103,21 @@ describe('Datastore appends', () => {
     await store.whenIdle();
     expect(store.tokenCount).toBe(80);
     expect(store.lookup([90], undefined, { maxMatches: 100 }).count).toBe(20);
+  });
+
+  it('never drops nor extends the chunks it was made with; the cap counts appended chunks', async () => {
+    const made = [0, 1, 2].map((i) => indexChunk(Int32Array.from([1, 10 + i, 20 + i, 1])));
+    const store = track(Datastore.fromChunks(made, { chunkTokens: 12, maxChunks: 2, indexer: 'inline' }));
+    expect(store.chunkCount).toBe(3); // more than maxChunks, all kept
+    const doc = (i: number): number[] => [100 + i, 200 + i, 300 + i, 400 + i];
+    for (let i = 0; i < 8; i++) {
+      store.append(doc(i));
+      await store.flush();
+    }
+    expect(store.indexedChunks.slice(0, 3)).toEqual(made);
+    expect(store.chunkCount).toBe(5);
+    for (let i = 0; i < 3; i++) expect(store.lookup([10 + i, 20 + i]).count, `made ${i}`).toBe(1);
+    for (let i = 0; i < 8; i++) expect(store.lookup([100 + i, 200 + i]).count, `appended ${i}`).toBe(i >= 4 ? 1 : 0);
   });
 
   it('leaves a chunk bigger than the append size untouched and appends into a new one', async () => {
