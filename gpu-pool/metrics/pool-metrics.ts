@@ -91,23 +91,27 @@ export class PoolMetrics {
         this.set(store.indexing.pendingTokens);
       },
     });
-    // Counters read off the datastore at scrape time: reset, then the running total.
+    this.scrapedTotal(
+      'sssd_pool_datastore_rebuilds_total',
+      'Background rebuilds of the datastore index that swapped in contributed outputs.',
+      () => store.indexing.rebuilds,
+    );
+    this.scrapedTotal(
+      'sssd_pool_datastore_rebuild_seconds_total',
+      'Wall seconds the background rebuilds of the datastore index took (on a worker thread).',
+      () => store.indexing.seconds,
+    );
+  }
+
+  /** A counter whose running total something else keeps: read at scrape time. */
+  private scrapedTotal(name: string, help: string, total: () => number): void {
     new Counter({
-      name: 'sssd_pool_datastore_rebuilds_total',
-      help: 'Background rebuilds of the datastore index that swapped in contributed outputs.',
+      name,
+      help,
       registers: [this.registry],
       collect() {
         this.reset();
-        this.inc(store.indexing.rebuilds);
-      },
-    });
-    new Counter({
-      name: 'sssd_pool_datastore_rebuild_seconds_total',
-      help: 'Wall seconds the background rebuilds of the datastore index took (on a worker thread).',
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        this.inc(store.indexing.seconds);
+        this.inc(total());
       },
     });
   }
