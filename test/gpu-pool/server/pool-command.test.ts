@@ -54,6 +54,9 @@ describe('sssd pool start-up checks', () => {
     expect(save.stderr).toMatch(/--save-datastore: the folder \/nonexistent\/dir does not exist/);
     const every = await pool([...model, '--save-datastore-seconds', 'often'], { SSSD_POOL_TOKEN: 't' });
     expect(every.stderr).toMatch(/--save-datastore-seconds must be a non-negative number, not "often"/);
+    const duty = await pool([...model, '--datastore-indexer-duty', '0'], { SSSD_POOL_TOKEN: 't' });
+    expect(duty.code).toBe(2);
+    expect(duty.stderr).toMatch(/--datastore-indexer-duty must be a number in \(0, 1\], not "0"/);
     const twice = await pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
     expect(twice.code).toBe(2);
     expect(twice.stderr).toMatch(/--max-tree-nodes and --speculative-config's num_speculative_tokens both set it/);
