@@ -330,8 +330,10 @@ export class Datastore {
   flush(): Promise<void> {
     this.schedule();
     const idle = this.whenIdle();
-    this.urgent = true;
-    this.stopResting();
+    if (this.job) {
+      this.urgent = true; // until this job ends (wakeIdle)
+      this.stopResting();
+    }
     return idle;
   }
 
