@@ -292,6 +292,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     process.stderr.write(`pool: draft nodes per request by batch size: ${batchSizeCaps.entries.map((e) => `${e.fromBatchSize}+ → ${e.maxTreeNodes}`).join(', ')}\n`);
   }
   if (runner.kvBuffers) metrics.watchKvBuffers(runner.kvBuffers);
+  metrics.watchRunnerSteps(runner.stepCounts);
   metrics.watchDatastore(datastore);
   metrics.watchProcess();
   const saver = flags.saveDatastore

@@ -67,6 +67,13 @@ export const COMMIT_SRC = 'commit_src';
 export const COMMIT_DST = 'commit_dst';
 export const PAST_ROWS = 'past_rows';
 export const PAST_LENGTH = 'past_length';
+/** Rows in each attention group ([2] int64), with `attentionGroups`. */
+export const GROUP_ROWS = 'group_rows';
+
+/** An input's name for attention group `group` of a grouped graph: `input_ids_1`, `past_key_3_0`. */
+export function groupInputName(name: string, group: number): string {
+  return `${name}_${group}`;
+}
 
 /** How the graph takes the past and hands its results back. */
 export interface GraphLayout {
@@ -74,12 +81,20 @@ export interface GraphLayout {
   packedOutputs: boolean;
   /** Keys/values kept on the device in a store the graph updates (see the file comment); excludes packedOutputs. */
   residentKv?: boolean;
+  /**
+   * 2: the rows come in two groups, each with its own past length, mask and
+   * packed past (inputs named by groupInputName, plus GROUP_ROWS); the
+   * weight matmuls run over both at once, the attention per group, so rows
+   * with short pasts do not attend over the longest row's padding. Host
+   * keys/values and separate outputs only.
+   */
+  attentionGroups?: 1 | 2;
 }
 export const SEPARATE_OUTPUTS: GraphLayout = { packedOutputs: false };
 
 /** The graph's version and layout, as the graph and calibration caches key them. */
 export function graphId(layout: GraphLayout): string {
-  return `g${GRAPH_VERSION}${layout.packedOutputs ? 'p' : ''}${layout.residentKv ? 'r' : ''}`;
+  return `g${GRAPH_VERSION}${layout.packedOutputs ? 'p' : ''}${layout.residentKv ? 'r' : ''}${(layout.attentionGroups ?? 1) > 1 ? `a${layout.attentionGroups}` : ''}`;
 }
 
 /** The on-disk cache key of a model's graph in a layout. */
@@ -204,13 +219,21 @@ export function buildLlamaGraph(
   const g = new OnnxGraphBuilder(external);
   const resident = layout.residentKv === true;
   if (resident && layout.packedOutputs) throw new Error('a graph layout cannot both pack its outputs and keep the keys/values resident');
+  const groups = layout.attentionGroups ?? 1;
+  if (groups > 1 && (resident || layout.packedOutputs)) throw new Error('attention groups need host keys/values and separate outputs');
+  const grouped = (name: string, elem: 'int64' | 'float', dims: (j: number) => Array<string | number>): string[] =>
+    groups === 1 ? [g.input(name, elem, dims(0))] : Array.from({ length: groups }, (_, j) => g.input(groupInputName(name, j), elem, dims(j)));
+  const joined = (parts: string[]): string => (parts.length === 1 ? parts[0] : g.op1('Concat', parts, { axis: 0 }));
+  // Group j's dimensions are named apart (`batch_1`), so each group has its own rows and past.
+  const dimOf = (name: string, j: number): string => (groups === 1 ? name : `${name}_${j}`);
 
-  const inputIds = g.input('input_ids', 'int64', ['batch', 'tokens']);
-  const positionIds = g.input('position_ids', 'int64', ['batch', 'tokens']);
-  const mask = g.input('attention_mask', 'float', ['batch', 1, 'tokens', 'total']);
-  // Per layer, the names of its past keys and values.
-  const pastK: string[] = [];
-  const pastV: string[] = [];
+  const inputIds = joined(grouped('input_ids', 'int64', (j) => [dimOf('batch', j), 'tokens']));
+  const positionIds = joined(grouped('position_ids', 'int64', (j) => [dimOf('batch', j), 'tokens']));
+  const masks = grouped('attention_mask', 'float', (j) => [dimOf('batch', j), 1, 'tokens', dimOf('total', j)]);
+  const groupRows = groups > 1 ? g.input(GROUP_ROWS, 'int64', [groups]) : '';
+  // Per layer and group, the names of its past keys and values.
+  const pastK: string[][] = [];
+  const pastV: string[][] = [];
   if (resident) {
     g.input(KV_STORE, 'float', ['store_rows', nKvHeads, contextLength, hd]);
     g.input(PREV_NEW_KV, 'float', ['prev_rows', nKvHeads, 'prev_tokens', hd]);
@@ -226,13 +249,13 @@ export function buildLlamaGraph(
     const past = g.op1('Slice', [g.op1('Gather', [store, PAST_ROWS], { axis: 0 }), g.ints('past_start', [0]), PAST_LENGTH, g.ints('past_axis', [2])]);
     const parts = g.op('Split', [past], { axis: 0 }, 2 * nLayers);
     for (let l = 0; l < nLayers; l++) {
-      pastK.push(parts[2 * l]);
-      pastV.push(parts[2 * l + 1]);
+      pastK.push([parts[2 * l]]);
+      pastV.push([parts[2 * l + 1]]);
     }
   } else {
     for (let l = 0; l < nLayers; l++) {
-      pastK.push(g.input(pastKeyName(l), 'float', ['batch', nKvHeads, 'past', hd]));
-      pastV.push(g.input(pastValueName(l), 'float', ['batch', nKvHeads, 'past', hd]));
+      pastK.push(grouped(pastKeyName(l), 'float', (j) => [dimOf('batch', j), nKvHeads, dimOf('past', j), hd]));
+      pastV.push(grouped(pastValueName(l), 'float', (j) => [dimOf('batch', j), nKvHeads, dimOf('past', j), hd]));
     }
   }
   if (layout.packedOutputs) {
@@ -254,7 +277,9 @@ export function buildLlamaGraph(
   const rope = ropeTables(config, nHeads + nKvHeads);
   const cosQK = g.op1('Gather', [g.floats('rope_cos_qk', [contextLength, qkWidth], rope.cos), positionIds], { axis: 0 });
   const sinQK = g.op1('Gather', [g.floats('rope_sin_qk', [contextLength, qkWidth], rope.sin), positionIds], { axis: 0 });
-  const tiledMask = g.op1('Tile', [mask, g.ints('mask_repeats', [1, 1, G, 1])]);
+  const maskRepeats = g.ints('mask_repeats', [1, 1, G, 1]);
+  const tiledMasks = masks.map((m) => g.op1('Tile', [m, maskRepeats]));
+  const byGroup = (t: string): string[] => (groups === 1 ? [t] : g.op('Split', [t, groupRows], { axis: 0 }, groups));
 
   const qkvSplit = g.ints('qkv_split', [qkWidth, qkWidth, kvDim]);
   const qkSplit = g.ints('qk_split', [dim, kvDim]);
@@ -292,13 +317,17 @@ export function buildLlamaGraph(
     const newK = g.op1('Transpose', [g.op1('Reshape', [k, kShape4])], { perm: [0, 2, 1, 3] }, newKeyName(l));
     const newV = g.op1('Transpose', [g.op1('Reshape', [v0, kShape4])], { perm: [0, 2, 1, 3] }, newValueName(l));
     newKV.push(newK, newV);
-    const keys = g.op1('Concat', [pastK[l], newK], { axis: 2 });
-    const values = g.op1('Concat', [pastV[l], newV], { axis: 2 });
 
     // Q: [B,T,kvH,G,hd] -> [B,kvH,G,T,hd] -> [B,kvH,G*T,hd]
     const q4 = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [q, qShape5])], { perm: [0, 2, 3, 1, 4] }), gqaShape4]);
-    const scores = g.op1('Add', [g.op1('MatMul', [q4, g.op1('Transpose', [keys], { perm: [0, 1, 3, 2] })]), tiledMask]);
-    const attn = g.op1('MatMul', [g.op1('Softmax', [scores], { axis: -1 }), values]);
+    const [qs, ks, vs] = [byGroup(q4), byGroup(newK), byGroup(newV)];
+    const attns = qs.map((qj, j) => {
+      const keys = g.op1('Concat', [pastK[l][j], ks[j]], { axis: 2 });
+      const values = g.op1('Concat', [pastV[l][j], vs[j]], { axis: 2 });
+      const scores = g.op1('Add', [g.op1('MatMul', [qj, g.op1('Transpose', [keys], { perm: [0, 1, 3, 2] })]), tiledMasks[j]]);
+      return g.op1('MatMul', [g.op1('Softmax', [scores], { axis: -1 }), values]);
+    });
+    const attn = joined(attns);
     // [B,kvH,G*T,hd] -> [B,kvH,G,T,hd] -> [B,T,kvH,G,hd] -> [B,T,dim]; head = kvh*G + g as in llama2.c.
     const merged = g.op1('Reshape', [g.op1('Transpose', [g.op1('Reshape', [attn, outShape5])], { perm: [0, 3, 1, 2, 4] }), outShape3]);
     x = g.op1('Add', [x, g.op1('MatMul', [merged, g.floats(`l${l}_wo`, [dim, dim], transposeScaled(w.wo, dim, dim))])]);

@@ -130,6 +130,26 @@ export class PoolMetrics {
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
   }
 
+  private watchingSteps = false;
+
+  /** Exposes how the runner ran its steps: one pass, two passes (padding split), or one pass in two attention groups. */
+  watchRunnerSteps(counts: { readonly single: number; readonly split: number; readonly grouped: number }): void {
+    if (this.watchingSteps) return;
+    this.watchingSteps = true;
+    new Counter({
+      name: 'sssd_pool_runner_steps_total',
+      help: 'Forward steps by how they ran: "single" (one pass), "split" (two passes, rows of very different lengths), "grouped" (one pass, short and long pasts attending apart).',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        this.inc({ kind: 'single' }, counts.single);
+        this.inc({ kind: 'split' }, counts.split);
+        this.inc({ kind: 'grouped' }, counts.grouped);
+      },
+    });
+  }
+
   /** Gauges filled at scrape time by `watchKvBuffers`. */
   private kvBufferMetrics: { taken: Counter<'source'>; kept: Gauge } | null = null;
 

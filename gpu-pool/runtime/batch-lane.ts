@@ -79,11 +79,15 @@ export class BatchLane {
     }
   }
 
-  /** Graph inputs for rows[members[0..count)], in that order. Throws on malformed rows before touching any state. */
-  prepare(rows: StepRows, members: ArrayLike<number>, count: number): Record<string, Tensor> {
+  /**
+   * Graph inputs for rows[members[0..count)], in that order, each row padded
+   * to at least `minTokens` new tokens (so two lanes can share one pass).
+   * Throws on malformed rows before touching any state.
+   */
+  prepare(rows: StepRows, members: ArrayLike<number>, count: number, minTokens = 0): Record<string, Tensor> {
     const { nLayers, nKvHeads, headDim: hd, vocabSize, contextLength } = this.config;
     const B = count;
-    let T = 0;
+    let T = minTokens;
     let maxPast = 0;
     for (let b = 0; b < B; b++) {
       const { cache, row } = rows[members[b]];

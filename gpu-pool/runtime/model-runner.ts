@@ -7,7 +7,10 @@
  *
  * Normally one `session.run` per step. When padding would dominate (a long
  * prompt joining short decode rows), the rows are run as two padded passes,
- * short and long (padding-split.ts); the StepResult hides that.
+ * short and long (padding-split.ts); the StepResult hides that. When the
+ * rows' pasts spread wide, one pass runs them in two attention groups, short
+ * pasts and long (past-groups.ts, a second graph), so the short ones do not
+ * attend over the long ones' padding.
  *
  * Per pass, host -> session: ids, positions, mask, packed past ([B,kvH,P,hd]
  * per layer, kept between steps); session -> host: logits [B,T,V] and only
@@ -16,13 +19,25 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { InferenceSession } from 'onnxruntime-node';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { LoadedModel } from '../model/load-model';
 import type { ModelConfig } from '../model/model-config';
 import { CliError } from '../cli/cli-error';
 import { loadOrBuildGraph } from '../graph/graph-cache';
-import { buildKvStoreGrowGraph, KV_STORE_OUT, NEW_KV, newKeyName, newValueName, PACKED_OUTPUTS, packedOutputLayout, type GraphLayout } from '../graph/llama-graph';
-import { BatchLane, type StepRows } from './batch-lane';
+import {
+  buildKvStoreGrowGraph,
+  GROUP_ROWS,
+  groupInputName,
+  KV_STORE_OUT,
+  NEW_KV,
+  newKeyName,
+  newValueName,
+  PACKED_OUTPUTS,
+  packedOutputLayout,
+  type GraphLayout,
+} from '../graph/llama-graph';
+import { BatchLane, PAST_BUCKET, type StepRows } from './batch-lane';
+import { pastGroupThreshold } from './past-groups';
 import { KvBufferPool } from './kv-buffer-pool';
 import { SequenceKvCache } from './kv-cache';
 import { paddingSplitThreshold } from './padding-split';
@@ -69,6 +84,13 @@ export interface ModelRunnerOptions {
    */
   residentKv?: boolean;
   /**
+   * Run a pass whose rows' pasts spread wide as two attention groups
+   * (past-groups.ts; default $SSSD_ATTENTION_GROUPS = 1 or 0, else on for
+   * models whose graph keeps its weights inline: the second session holds
+   * them again). Host keys/values with separate outputs only (the CPU layout).
+   */
+  attentionGroups?: boolean;
+  /**
    * The most sequences the caller keeps open at once (the pool's
    * --max-active). A resident store doubles only up to that many slots, then
    * grows by one; without it, 128 sequences got a 256-slot store.
@@ -90,6 +112,8 @@ export interface StepResult {
   /** Rows of this step, and session runs it took (1, or 2 when split). */
   readonly batch: number;
   readonly passes: number;
+  /** Attention groups of the pass (2 where short and long pasts attended apart, past-groups.ts), else 1. */
+  readonly attentionGroups: number;
   /** For allocation-free reads: the array holding row `rowIndex`'s logits, and the offset of a token's vocab-long slice in it. */
   logitsArray(rowIndex: number): Float32Array;
   logitsOffset(rowIndex: number, tokenIndex: number): number;
@@ -161,7 +185,11 @@ export class ModelRunner {
   private members: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
   private ordered: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
   private lengths = new Int32Array(0);
+  private pasts = new Int32Array(0);
   private sorted = new Int32Array(0);
+  private readonly groupRows = new BigInt64Array(2);
+  /** Steps run so far, by how: one pass, two passes (padding-split.ts), one pass in two attention groups (past-groups.ts). */
+  readonly stepCounts = { single: 0, split: 0, grouped: 0 };
   private busy = false;
   /** The device-side keys/values (resident layout), else null. */
   private readonly kvStore: ResidentKvStore | null;
@@ -172,6 +200,8 @@ export class ModelRunner {
     private readonly session: InferenceSession,
     /** The resident layout's store-growth session, else null. */
     private readonly growSession: InferenceSession | null,
+    /** The two-group graph's session (past-groups.ts), else null. */
+    private readonly groupedSession: InferenceSession | null,
     model: LoadedModel,
     ep: ExecutionProviderName,
     fromCache: boolean,
@@ -234,6 +264,7 @@ export class ModelRunner {
     const provider = ep === 'webgpu' ? { name: 'webgpu', ...webGpuOptions(process.env.SSSD_WEBGPU_OPTIONS) } : ep;
     let session: InferenceSession;
     let growSession: InferenceSession | null = null;
+    let groupedSession: InferenceSession | null = null;
     try {
       const options: InferenceSession.SessionOptions = {
         executionProviders: [provider],
@@ -247,6 +278,12 @@ export class ModelRunner {
       // Resident keys/values stay where the provider made them; only the logits come back.
       if (layout.residentKv && ep !== 'cpu') options.preferredOutputLocation = { logits: 'cpu', [NEW_KV]: 'gpu-buffer', [KV_STORE_OUT]: 'gpu-buffer' };
       session = graph.kind === 'bytes' ? await InferenceSession.create(graph.bytes, options) : await InferenceSession.create(graph.file, options);
+      // A second session holds the weights again: by default only for models small enough to keep them inline.
+      const groups = opts.attentionGroups ?? switchFromEnv('SSSD_ATTENTION_GROUPS', process.env.SSSD_ATTENTION_GROUPS) ?? graph.kind === 'bytes';
+      if (groups && !layout.residentKv && !layout.packedOutputs) {
+        const two = await loadOrBuildGraph(model, { cacheDir: opts.cacheDir, externalDataAboveBytes: opts.externalDataAboveBytes, layout: { ...layout, attentionGroups: 2 } });
+        groupedSession = two.kind === 'bytes' ? await InferenceSession.create(two.bytes, options) : await InferenceSession.create(two.file, options);
+      }
       if (layout.residentKv) {
         growSession = await InferenceSession.create(buildKvStoreGrowGraph(model.config), {
           ...options,
@@ -263,7 +300,7 @@ export class ModelRunner {
       throw err;
     }
     const keptKvTokens = opts.keptKvTokens ?? (Number.isFinite(maxSequences) ? maxSequences : 64) * model.config.contextLength;
-    return new ModelRunner(session, growSession, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), layout, maxSequences, keptKvTokens);
+    return new ModelRunner(session, growSession, groupedSession, model, ep, graph.fromCache, opts.splitOverheadTokens ?? (ep === 'cpu' ? 32 : Infinity), layout, maxSequences, keptKvTokens);
   }
 
   /** A fresh, empty KV cache for one sequence (capacity grows on demand up to the context length). */
@@ -291,6 +328,7 @@ export class ModelRunner {
     if (this.lengths.length < B) {
       const n = Math.max(B, 2 * this.lengths.length);
       this.lengths = new Int32Array(n);
+      this.pasts = new Int32Array(n);
       this.sorted = new Int32Array(n);
       this.rowPass = new Uint8Array(n);
       this.rowSlot = new Int32Array(n);
@@ -313,8 +351,25 @@ export class ModelRunner {
       this.members[pass][counts[pass]++] = r;
     }
     const passes = counts[1] > 0 ? 2 : 1;
+    // One pass whose pasts spread wide: two attention groups, lane 0 the short pasts.
+    let grouped = false;
+    if (passes === 1 && this.groupedSession) {
+      for (let r = 0; r < B; r++) this.pasts[r] = rows[r].cache.length;
+      const cut = pastGroupThreshold(this.pasts, B, PAST_BUCKET, this.sorted);
+      if (cut >= 0) {
+        grouped = true;
+        counts[0] = 0;
+        for (let r = 0; r < B; r++) {
+          const group = this.pasts[r] > cut ? 1 : 0;
+          this.rowPass[r] = group;
+          this.rowSlot[r] = counts[group];
+          this.members[group][counts[group]++] = r;
+        }
+      }
+    }
+    const lanes = grouped ? 2 : passes;
     // Rows keep their packed-past slots across steps where they can (see assignSlots).
-    for (let p = 0; p < passes; p++) {
+    for (let p = 0; p < lanes; p++) {
       const ordered = this.ordered[p];
       this.lanes[p].assignSlots(rows, this.members[p], counts[p], ordered);
       for (let slot = 0; slot < counts[p]; slot++) {
@@ -322,6 +377,12 @@ export class ModelRunner {
         this.rowSlot[ordered[slot]] = slot;
       }
     }
+    if (grouped) {
+      this.stepCounts.grouped++;
+      return this.groupedStep(rows, counts);
+    }
+    if (passes === 2) this.stepCounts.split++;
+    else this.stepCounts.single++;
     const feeds = [];
     for (let p = 0; p < passes; p++) feeds.push(this.lanes[p].prepare(rows, this.members[p], counts[p]));
 
@@ -364,7 +425,41 @@ export class ModelRunner {
     return this.result(rows, outputs, this.rowPass.slice(0, B), this.rowSlot.slice(0, B));
   }
 
-  private result(rows: StepRows, outputs: PassOutput[], rowPass: Uint8Array, rowSlot: Int32Array): StepResult {
+  /** One pass over both lanes' rows (lane 0's first), each lane attending over its own past. */
+  private async groupedStep(rows: StepRows, counts: number[]): Promise<StepResult> {
+    const B = rows.length;
+    let T = 0;
+    for (let r = 0; r < B; r++) T = Math.max(T, this.lengths[r]);
+    const feeds: Record<string, Tensor> = {};
+    for (let j = 0; j < 2; j++) {
+      const laneFeeds = this.lanes[j].prepare(rows, this.members[j], counts[j], T);
+      for (const name in laneFeeds) feeds[groupInputName(name, j)] = laneFeeds[name];
+    }
+    this.groupRows[0] = BigInt(counts[0]);
+    this.groupRows[1] = BigInt(counts[1]);
+    feeds[GROUP_ROWS] = new Tensor('int64', this.groupRows, [2]);
+    let out: InferenceSession.OnnxValueMapType;
+    this.busy = true;
+    try {
+      out = await this.groupedSession!.run(feeds);
+    } finally {
+      this.busy = false;
+    }
+    // The outputs hold lane 0's rows, then lane 1's: one pass, slots counted across both.
+    const rowPass = new Uint8Array(B);
+    const rowSlot = this.rowSlot.slice(0, B);
+    for (let r = 0; r < B; r++) if (this.rowPass[r] === 1) rowSlot[r] += counts[0];
+    const nLayers = this.config.nLayers;
+    const output: PassOutput = {
+      logits: out.logits.data as Float32Array,
+      newK: Array.from({ length: nLayers }, (_, l) => out[newKeyName(l)].data as Float32Array),
+      newV: Array.from({ length: nLayers }, (_, l) => out[newValueName(l)].data as Float32Array),
+      tokensPerRow: T,
+    };
+    return this.result(rows, [output], rowPass, rowSlot, 2);
+  }
+
+  private result(rows: StepRows, outputs: PassOutput[], rowPass: Uint8Array, rowSlot: Int32Array, attentionGroups = 1): StepResult {
     const { nLayers, nKvHeads, headDim: hd, vocabSize } = this.config;
     const B = rows.length;
     const kvStore = this.kvStore;
@@ -380,6 +475,7 @@ export class ModelRunner {
     return {
       batch: B,
       passes: outputs.length,
+      attentionGroups,
       logitsOffset,
       logitsArray: (rowIndex: number) => outputs[rowPass[rowIndex]].logits,
       logitsAt(rowIndex: number, tokenIndex: number): Float32Array {
@@ -431,6 +527,7 @@ export class ModelRunner {
 
   async dispose(): Promise<void> {
     this.kvStore?.dispose();
+    await this.groupedSession?.release();
     await this.growSession?.release();
     await this.session.release();
   }

@@ -183,6 +183,42 @@ describe('ModelRunner', () => {
     for (const c of caches) c.release();
   });
 
+  it('attends short and long pasts apart in one pass, with the logits of one group, step after step', async () => {
+    const plain = await ModelRunner.create(model, { cacheDir, attentionGroups: false });
+    // Twelve rows: eight short histories and four long ones (a wide spread of pasts).
+    const histories = Array.from({ length: 12 }, (_, i) => {
+      const n = i < 8 ? 4 + i : 150 + 20 * i;
+      return Array.from({ length: n }, (_, j) => (j === 0 ? 1 : 3 + ((i * 31 + j * 17) % 500)));
+    });
+    const both = [runner, plain].map((r) => histories.map(() => r.newSequence()));
+    for (const [k, r] of [runner, plain].entries()) {
+      const pre = await r.step(histories.map((t, i) => ({ cache: both[k][i], row: chain(t) })));
+      histories.forEach((t, i) => pre.commit(i, t.map((_, j) => j)));
+    }
+    // A few steps of trees (root, two children, a grandchild), keeping the first branch.
+    const tree = (i: number, step: number) => ({ tokens: Int32Array.from([20 + i, 30 + step, 40 + i, 50]), parents: Int32Array.from([-1, 0, 0, 1]) });
+    for (let step = 0; step < 3; step++) {
+      const [g, p] = await Promise.all([runner, plain].map((r, k) => r.step(histories.map((_, i) => ({ cache: both[k][i], row: tree(i, step) })))));
+      expect(g.attentionGroups).toBe(2);
+      expect(p.attentionGroups).toBe(1);
+      expect(g.passes).toBe(1);
+      for (let i = 0; i < histories.length; i++) {
+        for (let t = 0; t < 4; t++) expect(maxAbsDiff(g.logitsAt(i, t), p.logitsAt(i, t)), `row ${i} token ${t}`).toBeLessThanOrEqual(1e-5);
+        g.commit(i, [0, 1, 3]);
+        p.commit(i, [0, 1, 3]);
+        histories[i].push(20 + i, 30 + step, 50);
+      }
+    }
+    // And both agree with the reference forward pass after the commits.
+    const s = await runner.step(histories.map((_, i) => ({ cache: both[0][i], row: chain([7]) })));
+    for (const i of [0, 7, 8, 11]) expect(maxAbsDiff(s.logitsAt(i, 0), lastReferenceLogits(model, [...histories[i], 7])), `row ${i}`).toBeLessThanOrEqual(1e-4);
+    // Pasts alike: one group.
+    const alike = await runner.step(histories.slice(0, 8).map((_, i) => ({ cache: both[0][i], row: chain([7]) })));
+    expect(alike.attentionGroups).toBe(1);
+    for (const c of both.flat()) c.release();
+    await plain.dispose();
+  });
+
   it.skipIf(cudaProviderInstalled())('explains that CUDA is not installed when asked for it', async () => {
     const attempt = ModelRunner.create(model, { cacheDir, executionProvider: 'cuda' });
     await expect(attempt).rejects.toThrow(CliError);

@@ -12,7 +12,7 @@ import { models } from '../../support/shared-data';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import { generate as generateLocally } from '../../../gpu-pool/runtime/generate';
-import { generate, startPool, type GenerateBody, type PoolProcess } from './pool-process';
+import { generate, metricValue, startPool, type GenerateBody, type PoolProcess } from './pool-process';
 
 interface Fixture {
   prompt_ids: number[];
@@ -104,6 +104,29 @@ describe('greedy output through the pool equals run.c, with and without speculat
     // A seeded sampled request gives the same tokens with and without speculation, even in a mixed batch.
     const byId = new Map(all.map((b, k) => [b.id, results[k].ids]));
     for (let i = 0; i < 6; i++) expect(byId.get(`sampled-sssd-${i}`), `sampled ${i}`).toEqual(byId.get(`sampled-off-${i}`));
+  });
+
+  it('rows with short and long pasts in one batch, attending apart, give run.c\'s tokens', async () => {
+    // A fixture's prompt plus the first 180 tokens of its output continues with
+    // the rest of the output (greedy decoding is deterministic): long pasts
+    // beside the other fixtures' short ones, so steps run in two attention groups.
+    const long = (i: number, speculation: 'off' | 'sssd'): GenerateBody => {
+      const f = fixtures[i];
+      return { id: `long-${speculation}-${i}`, promptIds: [...f.prompt_ids, ...f.output_ids.slice(0, 180)], maxTokens: f.output_ids.length - 180, speculation };
+    };
+    const grouped = (): Promise<number> => metricValue(pool, 'sssd_pool_runner_steps_total', 'kind="grouped"');
+    const before = await grouped();
+    const bodies = [
+      ...[0, 1, 2, 3, 4, 5].flatMap((i) => [greedyBody(i, 'off'), greedyBody(i, 'sssd')]),
+      ...[6, 7, 8, 9].flatMap((i) => [long(i, 'off'), long(i, 'sssd')]),
+    ];
+    const results = await Promise.all(bodies.map((b) => generate(pool, b)));
+    bodies.forEach((body, k) => {
+      const i = Number(body.id.split('-')[2]);
+      const want = body.id.startsWith('long-') ? fixtures[i].output_ids.slice(180) : fixtures[i].output_ids;
+      expect(results[k].ids, body.id).toEqual(want);
+    });
+    expect(await grouped()).toBeGreaterThan(before);
   });
 
   it('sampled generations are reproducible for a seed, and the same with or without speculation', async () => {

@@ -1,0 +1,43 @@
+/**
+ * Whether to split a pass's rows into two attention groups by past length
+ * (the `attentionGroups` graph, llama-graph.ts). Every row of a group
+ * attends over the group's longest past, padded to the past bucket, so a
+ * batch whose pasts spread wide spends much of its attention on padding:
+ * 52-60% of the query-key pairs were real at 32 rows in serving. Two groups
+ * in one pass cost ~70 more kernels than one (the split, a second attention
+ * per layer, the joins), so they only pay where they drop enough padding.
+ * Measured (stories260K, one thread, docs/benchmarks.md "Attention in two
+ * groups of rows"): 32 rows at 59% real, -8 to -10% a pass; 8 rows at 67%,
+ * -0.3 to -4.5%.
+ */
+
+/** Fewest rows worth splitting. */
+export const MIN_GROUPED_ROWS = 8;
+/** Least share of the padded past positions (rows × bucketed past) the split must save. */
+export const MIN_SAVED_SHARE = 0.2;
+
+/**
+ * The longest past of the short group, or -1 for one group: rows whose past
+ * is at most the returned length form group 0. Pasts are bucketed as the
+ * runner pads them (`bucket`); `sorted` is scratch (length >= n).
+ */
+export function pastGroupThreshold(pasts: ArrayLike<number>, n: number, bucket: number, sorted: Int32Array): number {
+  if (n < MIN_GROUPED_ROWS) return -1;
+  for (let i = 0; i < n; i++) sorted[i] = pasts[i];
+  const s = sorted.subarray(0, n).sort();
+  const padded = (p: number): number => Math.ceil(p / bucket) * bucket;
+  const longest = padded(s[n - 1]);
+  const whole = n * longest;
+  let best = whole;
+  let threshold = -1;
+  // The first k rows (the shortest pasts) form group 0; equal pasts stay together.
+  for (let k = 1; k < n; k++) {
+    if (s[k] === s[k - 1]) continue;
+    const cost = k * padded(s[k - 1]) + (n - k) * longest;
+    if (cost < best) {
+      best = cost;
+      threshold = s[k - 1];
+    }
+  }
+  return whole - best >= MIN_SAVED_SHARE * whole ? threshold : -1;
+}
