@@ -188,6 +188,8 @@ export class ModelRunner {
   private pasts = new Int32Array(0);
   private sorted = new Int32Array(0);
   private readonly groupRows = new BigInt64Array(2);
+  // A lane's input names as the two-group graph names them, per group (made once).
+  private readonly groupNames = [new Map<string, string>(), new Map<string, string>()];
   /** Steps run so far, by how: one pass, two passes (padding-split.ts), one pass in two attention groups (past-groups.ts). */
   readonly stepCounts = { single: 0, split: 0, grouped: 0 };
   private busy = false;
@@ -433,7 +435,8 @@ export class ModelRunner {
     const feeds: Record<string, Tensor> = {};
     for (let j = 0; j < 2; j++) {
       const laneFeeds = this.lanes[j].prepare(rows, this.members[j], counts[j], T);
-      for (const name in laneFeeds) feeds[groupInputName(name, j)] = laneFeeds[name];
+      const names = this.groupNames[j];
+      for (const name in laneFeeds) feeds[names.get(name) ?? names.set(name, groupInputName(name, j)).get(name)!] = laneFeeds[name];
     }
     this.groupRows[0] = BigInt(counts[0]);
     this.groupRows[1] = BigInt(counts[1]);

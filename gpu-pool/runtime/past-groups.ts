@@ -11,10 +11,14 @@
  * -0.3 to -4.5%.
  */
 
+import { cheapestCut } from './padding-split';
+
 /** Fewest rows worth splitting. */
 export const MIN_GROUPED_ROWS = 8;
 /** Least share of the padded past positions (rows × bucketed past) the split must save. */
 export const MIN_SAVED_SHARE = 0.2;
+
+const costs = { cut: 0, whole: 0 };
 
 /**
  * The longest past of the short group, or -1 for one group: rows whose past
@@ -23,21 +27,6 @@ export const MIN_SAVED_SHARE = 0.2;
  */
 export function pastGroupThreshold(pasts: ArrayLike<number>, n: number, bucket: number, sorted: Int32Array): number {
   if (n < MIN_GROUPED_ROWS) return -1;
-  for (let i = 0; i < n; i++) sorted[i] = pasts[i];
-  const s = sorted.subarray(0, n).sort();
-  const padded = (p: number): number => Math.ceil(p / bucket) * bucket;
-  const longest = padded(s[n - 1]);
-  const whole = n * longest;
-  let best = whole;
-  let threshold = -1;
-  // The first k rows (the shortest pasts) form group 0; equal pasts stay together.
-  for (let k = 1; k < n; k++) {
-    if (s[k] === s[k - 1]) continue;
-    const cost = k * padded(s[k - 1]) + (n - k) * longest;
-    if (cost < best) {
-      best = cost;
-      threshold = s[k - 1];
-    }
-  }
-  return whole - best >= MIN_SAVED_SHARE * whole ? threshold : -1;
+  const threshold = cheapestCut(pasts, n, sorted, (p) => Math.ceil(p / bucket) * bucket, costs);
+  return threshold >= 0 && costs.whole - costs.cut >= MIN_SAVED_SHARE * costs.whole ? threshold : -1;
 }
