@@ -33,6 +33,8 @@ import {
   newKeyName,
   newValueName,
   PACKED_OUTPUTS,
+  pastKeyName,
+  pastValueName,
   packedOutputLayout,
   type GraphLayout,
 } from '../graph/llama-graph';
@@ -188,8 +190,8 @@ export class ModelRunner {
   private pasts = new Int32Array(0);
   private sorted = new Int32Array(0);
   private readonly groupRows = new BigInt64Array(2);
-  // A lane's input names as the two-group graph names them, per group (made once).
-  private readonly groupNames = [new Map<string, string>(), new Map<string, string>()];
+  // A lane's input names as the two-group graph names them, per group.
+  private readonly groupNames: Array<Record<string, string>>;
   /** Steps run so far, by how: one pass, two passes (padding-split.ts), one pass in two attention groups (past-groups.ts). */
   readonly stepCounts = { single: 0, split: 0, grouped: 0 };
   private busy = false;
@@ -223,6 +225,9 @@ export class ModelRunner {
     // A resident step is one pass: commits address the one pass's new_kv.
     this.splitOverheadTokens = resident ? Infinity : splitOverheadTokens;
     this.config = model.config;
+    const laneInputs = ['input_ids', 'position_ids', 'attention_mask'];
+    for (let l = 0; l < c.nLayers; l++) laneInputs.push(pastKeyName(l), pastValueName(l));
+    this.groupNames = [0, 1].map((j) => Object.fromEntries(laneInputs.map((name) => [name, groupInputName(name, j)])));
     this.sha256 = model.sha256;
     this.executionProvider = ep;
     this.graphFromCache = fromCache;
@@ -436,7 +441,7 @@ export class ModelRunner {
     for (let j = 0; j < 2; j++) {
       const laneFeeds = this.lanes[j].prepare(rows, this.members[j], counts[j], T);
       const names = this.groupNames[j];
-      for (const name in laneFeeds) feeds[names.get(name) ?? names.set(name, groupInputName(name, j)).get(name)!] = laneFeeds[name];
+      for (const name in laneFeeds) feeds[names[name]] = laneFeeds[name];
     }
     this.groupRows[0] = BigInt(counts[0]);
     this.groupRows[1] = BigInt(counts[1]);

@@ -13,11 +13,13 @@
 /**
  * The cheapest cut of `values[0..n)` sorted ascending into `sorted` (scratch,
  * length >= n): the largest value of the first part, or -1 where no cut
- * beats one part. A part costs its rows times its largest value after `pad`
- * (how the runner pads it); equal values stay in one part. Returns the cut
- * and leaves the cost of the best cut, and of one part, in `cost`.
+ * beats one part. A part costs its rows times its largest value rounded up
+ * to a multiple of `bucket` (how the runner pads it; 1 = as it is); equal
+ * values stay in one part. Returns the cut and leaves the cost of the best
+ * cut, and of one part, in `cost`.
  */
-export function cheapestCut(values: ArrayLike<number>, n: number, sorted: Int32Array, pad: (value: number) => number, cost: { cut: number; whole: number }): number {
+export function cheapestCut(values: ArrayLike<number>, n: number, sorted: Int32Array, bucket: number, cost: { cut: number; whole: number }): number {
+  const pad = (value: number): number => Math.ceil(value / bucket) * bucket;
   for (let i = 0; i < n; i++) sorted[i] = values[i];
   const s = sorted.subarray(0, n).sort();
   const longest = pad(s[n - 1]);
@@ -36,7 +38,6 @@ export function cheapestCut(values: ArrayLike<number>, n: number, sorted: Int32A
   return threshold;
 }
 
-const unpadded = (value: number): number => value;
 const costs = { cut: 0, whole: 0 };
 
 /**
@@ -45,6 +46,6 @@ const costs = { cut: 0, whole: 0 };
  */
 export function paddingSplitThreshold(lengths: ArrayLike<number>, n: number, overheadTokens: number, sorted: Int32Array): number {
   if (n < 2 || !Number.isFinite(overheadTokens)) return -1;
-  const threshold = cheapestCut(lengths, n, sorted, unpadded, costs);
+  const threshold = cheapestCut(lengths, n, sorted, 1, costs);
   return threshold >= 0 && costs.cut + overheadTokens < costs.whole ? threshold : -1;
 }

@@ -27,6 +27,6 @@ const costs = { cut: 0, whole: 0 };
  */
 export function pastGroupThreshold(pasts: ArrayLike<number>, n: number, bucket: number, sorted: Int32Array): number {
   if (n < MIN_GROUPED_ROWS) return -1;
-  const threshold = cheapestCut(pasts, n, sorted, (p) => Math.ceil(p / bucket) * bucket, costs);
+  const threshold = cheapestCut(pasts, n, sorted, bucket, costs);
   return threshold >= 0 && costs.whole - costs.cut >= MIN_SAVED_SHARE * costs.whole ? threshold : -1;
 }
