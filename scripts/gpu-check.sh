@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One pass over what a GPU host must show before it serves: greedy output on
-# the GPU equals the CPU's, the ceiling of speculation there (bench-decode
-# --accepted), and sssd against off through a real pool (bench-serve).
+# the GPU equals the CPU's, the pool's suites on that provider (lossless
+# fixtures, exact sampling, the API), the ceiling of speculation there
+# (bench-decode --accepted), and sssd against off through a real pool
+# (bench-serve).
 #
 #   bash scripts/gpu-check.sh                    # WebGPU (needs a Vulkan driver)
 #   EP=cuda bash scripts/gpu-check.sh            # after the CUDA provider install (README)
-#   CONC=1,8 LIMIT=8 CEILING=0 bash scripts/gpu-check.sh   # shorter, no bench-decode
+#   CONC=1,8 LIMIT=8 CEILING=0 SUITES=0 bash scripts/gpu-check.sh   # shorter: no bench-decode, no suites
 #
 # MODEL, TOKENIZER, DATASTORE and WORKLOAD default to the shared stories260K
 # files and the datastore `npm start` builds; PORT to a free one.
@@ -31,7 +33,14 @@ if [ "$(ids "$cpu")" != "$(ids "$gpu")" ]; then
   echo "gpu-check: $EP's greedy output differs from the CPU's" >&2
   exit 1
 fi
-echo "identical (200 tokens)"
+echo "identical ($(node -e 'process.stdout.write(String(JSON.parse(process.argv[1]).output_ids.length))' "$cpu") tokens)"
+
+if [ "${SUITES:-1}" != 0 ]; then
+  echo "== the pool's suites on $EP"
+  # The tests read the provider from the environment; those of the CPU's own
+  # layout (host keys/values, split and grouped passes) name the CPU.
+  SSSD_EXECUTION_PROVIDER=$EP npx vitest run test/gpu-pool/server test/gpu-pool/runtime test/gpu-pool/verify --testTimeout 600000 --hookTimeout 600000
+fi
 
 if [ "${CEILING:-1}" != 0 ]; then
   echo "== ceiling on $EP (perfect drafts)"

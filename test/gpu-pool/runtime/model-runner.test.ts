@@ -30,24 +30,29 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
+// The host-side layout (keys/values in host buffers, split and grouped passes):
+// the CPU provider named, so a GPU host's run of the suite with
+// SSSD_EXECUTION_PROVIDER set still checks it; the WebGPU test below checks the device's.
+const onCpu = { cacheDir, executionProvider: 'cpu' } as const;
+
 describe('ModelRunner', () => {
   let model: LoadedModel;
   let runner: ModelRunner;
   beforeAll(async () => {
     model = await loadModel(models.stories260K.checkpoint);
-    runner = await ModelRunner.create(model, { cacheDir });
+    runner = await ModelRunner.create(model, onCpu);
   });
   afterAll(async () => runner?.dispose());
 
   it('reuses a cached graph on the second start', async () => {
-    const again = await ModelRunner.create(model, { cacheDir });
+    const again = await ModelRunner.create(model, onCpu);
     expect(again.graphFromCache).toBe(true);
     await again.dispose();
   });
 
   it('runs a graph whose weights live in an external data file (large models) like the inline one', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sssd-graphs-external-'));
-    const ext = await ModelRunner.create(model, { cacheDir: dir, externalDataAboveBytes: 0 });
+    const ext = await ModelRunner.create(model, { ...onCpu, cacheDir: dir, externalDataAboveBytes: 0 });
     expect(readdirSync(dir).sort()).toEqual([`${model.sha256}-g${GRAPH_VERSION}.onnx`, `${model.sha256}-g${GRAPH_VERSION}.onnx.data`]);
     const tokens = [1, 403, 407, 261, 378];
     const a = runner.newSequence();
@@ -55,7 +60,7 @@ describe('ModelRunner', () => {
     const ra = await runner.step([{ cache: a, row: chain(tokens) }]);
     const rb = await ext.step([{ cache: b, row: chain(tokens) }]);
     expect(maxAbsDiff(ra.logitsAt(0, 4), rb.logitsAt(0, 4))).toBeLessThanOrEqual(1e-6);
-    const again = await ModelRunner.create(model, { cacheDir: dir, externalDataAboveBytes: 0 });
+    const again = await ModelRunner.create(model, { ...onCpu, cacheDir: dir, externalDataAboveBytes: 0 });
     expect(again.graphFromCache).toBe(true);
     await Promise.all([ext.dispose(), again.dispose()]);
     a.release();
@@ -64,7 +69,7 @@ describe('ModelRunner', () => {
   });
 
   it('gives the same logits and cached keys/values from one packed output (the GPU layout) as from separate outputs', async () => {
-    const packed = await ModelRunner.create(model, { cacheDir, packedOutputs: true });
+    const packed = await ModelRunner.create(model, { ...onCpu, packedOutputs: true });
     expect(packed.layout.packedOutputs).toBe(true);
     expect(runner.layout.packedOutputs).toBe(false);
     expect(readdirSync(cacheDir)).toContain(`${model.sha256}-g${GRAPH_VERSION}p.onnx`);
@@ -138,7 +143,7 @@ describe('ModelRunner', () => {
   });
 
   it('takes the pass cost it is told: a short tree runs apart from plain rows once a pass is cheap enough', async () => {
-    const own = await ModelRunner.create(model, { cacheDir });
+    const own = await ModelRunner.create(model, onCpu);
     expect(own.splitsPasses).toBe(true);
     const caches = Array.from({ length: 8 }, () => own.newSequence());
     const pre = await own.step(caches.map((cache, i) => ({ cache, row: chain([1, 40 + i, 80 + i]) })));
@@ -184,7 +189,7 @@ describe('ModelRunner', () => {
   });
 
   it('attends short and long pasts apart in one pass, with the logits of one group, step after step', async () => {
-    const plain = await ModelRunner.create(model, { cacheDir, attentionGroups: false });
+    const plain = await ModelRunner.create(model, { ...onCpu, attentionGroups: false });
     // Twelve rows: eight short histories and four long ones (a wide spread of pasts).
     const histories = Array.from({ length: 12 }, (_, i) => {
       const n = i < 8 ? 4 + i : 150 + 20 * i;

@@ -126,7 +126,8 @@ describe('greedy output through the pool equals run.c, with and without speculat
       const want = body.id.startsWith('long-') ? fixtures[i].output_ids.slice(180) : fixtures[i].output_ids;
       expect(results[k].ids, body.id).toEqual(want);
     });
-    expect(await grouped()).toBeGreaterThan(before);
+    // Two attention groups are a CPU layout (host keys/values); a GPU provider keeps them resident and never groups.
+    if ((process.env.SSSD_EXECUTION_PROVIDER ?? 'cpu') === 'cpu') expect(await grouped()).toBeGreaterThan(before);
   });
 
   it('sampled generations are reproducible for a seed, and the same with or without speculation', async () => {

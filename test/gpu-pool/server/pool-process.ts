@@ -19,7 +19,11 @@ export interface PoolProcess {
   exited: Promise<number | null>;
 }
 
-export async function startPool(extraArgs: string[] = [], token = 'test-token-' + Math.random().toString(36).slice(2)): Promise<PoolProcess> {
+export async function startPool(
+  extraArgs: string[] = [],
+  token = 'test-token-' + Math.random().toString(36).slice(2),
+  env: Record<string, string> = {},
+): Promise<PoolProcess> {
   const args = [
     // As the launcher does: the pool's node flags here, so it runs without a relaunch.
     ...POOL_NODE_FLAGS,
@@ -35,7 +39,7 @@ export async function startPool(extraArgs: string[] = [], token = 'test-token-' 
   ];
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: repoRoot,
-    env: { ...process.env, SSSD_POOL_TOKEN: token },
+    env: { ...process.env, ...env, SSSD_POOL_TOKEN: token },
     // With a channel the pool stops if the test process dies before stopping it (pool-command.ts, watchLauncher).
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
