@@ -177,12 +177,14 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
   const info = {
     file,
     bytes: size,
-    formatVersion: DATASTORE_FILE_VERSION,
+    formatVersion: contents.formatVersion ?? DATASTORE_FILE_VERSION,
     vocabSize: contents.vocabSize,
     separatorId: contents.separatorId,
     tokenizerSha256: contents.tokenizerSha256 || null,
     chunkTokens: contents.chunkTokens,
     chunks: contents.chunks.map((c) => c.tokens.length),
+    /** Chunks of outputs a pool contributed (the last ones), saved with --save-datastore. */
+    contributedChunks: contents.chunks.length - (contents.builtChunks ?? contents.chunks.length),
     tokens,
     documents,
     loadMs: Math.round(loadMs * 10) / 10,
@@ -196,7 +198,9 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
     [
       `${file}: SSSD datastore, format ${info.formatVersion}, ${(size / 1e6).toFixed(1)} MB (loaded and verified in ${info.loadMs} ms)`,
       `  tokens     ${tokens} (${documents} separators, id ${info.separatorId})`,
-      `  chunks     ${info.chunks.length}${info.chunks.length ? ` (${info.chunks.join(', ')} tokens; chunk size ${info.chunkTokens})` : ''}`,
+      `  chunks     ${info.chunks.length}${info.chunks.length ? ` (${info.chunks.join(', ')} tokens; chunk size ${info.chunkTokens})` : ''}${
+        info.contributedChunks ? `, the last ${info.contributedChunks} of contributed outputs` : ''
+      }`,
       `  vocabulary ${info.vocabSize || 'unknown'}`,
       `  tokenizer  ${info.tokenizerSha256 ? `sha256 ${info.tokenizerSha256}` : 'unknown'}`,
       `  next-token table ${table ? (table.error ? `${table.file}: unreadable (${table.error})` : `${table.file}: ${table.contexts} contexts, ${table.candidates} candidates each${table.corpusPositions === null ? ', built before tables read the corpus' : `, ${table.corpusPositions} of its positions from the corpus`}`) : 'none'}`,

@@ -5,14 +5,15 @@
  *
  * Layout (little-endian):
  *   0   magic "SSSD-DS\0" (8 bytes)
- *   8   u32 format version (1)
+ *   8   u32 format version (1, or 2 where some chunks are contributions)
  *   12  u32 header bytes H (offset of the first chunk's data, a multiple of 8)
  *   16  u32 vocabulary size (0 = unknown)
  *   20  i32 separator id (document boundary; BOS)
  *   24  u32 chunk count C
  *   28  u32 chunk size used when building (target for live appends)
  *   32  32 bytes SHA-256 of the tokenizer file (all zero = unknown)
- *   64  C x u32 token count per chunk, zero padding up to H
+ *   64  C x u32 token count per chunk (version 2: bit 31 set on chunks of
+ *       contributed outputs, which follow the built ones), zero padding up to H
  *   H   per chunk: i32 tokens[n], then i32 suffixArray[n]
  *   end 32 bytes SHA-256 of every byte before it
  */
@@ -22,7 +23,10 @@ import { CliError } from '../cli/cli-error';
 import { createChunk, type DatastoreChunk } from './datastore-chunk';
 
 export const DATASTORE_FILE_MAGIC = 'SSSD-DS\0';
-export const DATASTORE_FILE_VERSION = 1;
+/** The version this build writes when some chunks are contributions; a file with none is written as version 1, which older builds read. */
+export const DATASTORE_FILE_VERSION = 2;
+/** Bit 31 of a chunk's token count in a version-2 file: a chunk of contributed outputs. */
+const CONTRIBUTED_BIT = 0x80000000;
 const FIXED_HEADER_BYTES = 64;
 const CHECKSUM_BYTES = 32;
 
@@ -36,6 +40,14 @@ export interface DatastoreFileMeta {
 
 export interface DatastoreFileContents extends DatastoreFileMeta {
   chunks: DatastoreChunk[];
+  /**
+   * How many of the chunks, from the first, were built (`sssd datastore
+   * build`); the rest hold contributed outputs, which a loading pool may
+   * extend and drop like its own. Absent when writing: all built.
+   */
+  builtChunks?: number;
+  /** The file's format version, as read (ignored when writing). */
+  formatVersion?: number;
 }
 
 /** A datastore file that is not one, is of another version, or is damaged. Printed plainly by the CLI. */
@@ -60,10 +72,12 @@ function bytesOf(a: Int32Array): Uint8Array {
 export async function writeDatastoreFile(file: string, contents: DatastoreFileContents): Promise<number> {
   if (!littleEndian) throw new Error('datastore files are little-endian; this host is not');
   const { chunks } = contents;
+  const built = contents.builtChunks ?? chunks.length;
+  if (!Number.isInteger(built) || built < 0 || built > chunks.length) throw new RangeError(`builtChunks must be in [0, ${chunks.length}], got ${built}`);
   const h = headerBytes(chunks.length);
   const header = Buffer.alloc(h);
   header.write(DATASTORE_FILE_MAGIC, 0, 'latin1');
-  header.writeUInt32LE(DATASTORE_FILE_VERSION, 8);
+  header.writeUInt32LE(built < chunks.length ? DATASTORE_FILE_VERSION : 1, 8);
   header.writeUInt32LE(h, 12);
   header.writeUInt32LE(contents.vocabSize, 16);
   header.writeInt32LE(contents.separatorId, 20);
@@ -75,7 +89,8 @@ export async function writeDatastoreFile(file: string, contents: DatastoreFileCo
   }
   chunks.forEach((c, i) => {
     if (c.suffixArray.length !== c.tokens.length) throw new RangeError(`chunk ${i}: suffix array length differs from token count`);
-    header.writeUInt32LE(c.tokens.length, FIXED_HEADER_BYTES + 4 * i);
+    if (c.tokens.length >= CONTRIBUTED_BIT) throw new RangeError(`chunk ${i}: ${c.tokens.length} tokens, more than a chunk may hold`);
+    header.writeUInt32LE((c.tokens.length | (i >= built ? CONTRIBUTED_BIT : 0)) >>> 0, FIXED_HEADER_BYTES + 4 * i);
   });
 
   const hash = createHash('sha256');
@@ -131,14 +146,22 @@ export function parseDatastoreFile(bytes: Uint8Array, name = 'datastore file'): 
     fail('wrong magic bytes (not a datastore file, or one built by something else)');
   }
   const version = buf.readUInt32LE(8);
-  if (version !== DATASTORE_FILE_VERSION) fail(`format version ${version}, this build reads version ${DATASTORE_FILE_VERSION}; rebuild it with \`sssd datastore build\``);
+  if (version !== 1 && version !== DATASTORE_FILE_VERSION) {
+    fail(`format version ${version}, this build reads versions 1 and ${DATASTORE_FILE_VERSION}; rebuild it with \`sssd datastore build\``);
+  }
   const h = buf.readUInt32LE(12);
   const chunkCount = buf.readUInt32LE(24);
   if (h !== headerBytes(chunkCount) || h > buf.byteLength) fail('header is damaged');
   const counts: number[] = [];
+  let builtChunks = chunkCount;
   let expected = h + CHECKSUM_BYTES;
   for (let i = 0; i < chunkCount; i++) {
-    const n = buf.readUInt32LE(FIXED_HEADER_BYTES + 4 * i);
+    const word = buf.readUInt32LE(FIXED_HEADER_BYTES + 4 * i);
+    const contributed = version >= 2 && word >= CONTRIBUTED_BIT;
+    const n = contributed ? word - CONTRIBUTED_BIT : word;
+    // Contributions follow the built chunks; a built one after them is no file this code wrote.
+    if (contributed) builtChunks = Math.min(builtChunks, i);
+    else if (builtChunks < chunkCount) fail('header is damaged (a built chunk after contributed ones)');
     counts.push(n);
     expected += 8 * n;
   }
@@ -166,5 +189,7 @@ export function parseDatastoreFile(bytes: Uint8Array, name = 'datastore file'): 
     chunkTokens: buf.readUInt32LE(28),
     tokenizerSha256: tokenizer.every((b) => b === 0) ? '' : tokenizer.toString('hex'),
     chunks,
+    builtChunks,
+    formatVersion: version,
   };
 }

@@ -62,8 +62,9 @@ export interface DatastoreOptions {
   chunkTokens?: number;
   /**
    * Chunks of appended outputs kept (default 64): past this many, the oldest
-   * of them is dropped. The chunks the store was made with (a file's, say)
-   * are never dropped nor extended.
+   * of them is dropped. The chunks the store was built with are never
+   * dropped nor extended; a saved file's chunks of contributed outputs are
+   * appended ones again once loaded (counted, extended, dropped).
    */
   maxChunks?: number;
   /** Document separator (default 1, BOS in the llama2.c models); kept from the file when loading. */
@@ -117,7 +118,7 @@ export class Datastore {
   readonly indexerDuty: number;
 
   private chunks: readonly DatastoreChunk[] = [];
-  // The first baseCount chunks came with the store: appends go into chunks after them.
+  // The first baseCount chunks were built (a corpus): appends go into chunks after them.
   private baseCount: number;
   private chunkGeneration = 0;
   private visibleTokens = 0;
@@ -139,7 +140,11 @@ export class Datastore {
   // A flush is waiting: rebuild back to back until the queue is empty.
   private urgent = false;
 
-  private constructor(chunks: readonly DatastoreChunk[], private readonly opts: DatastoreOptions & { separatorId: number }) {
+  private constructor(
+    chunks: readonly DatastoreChunk[],
+    private readonly opts: DatastoreOptions & { separatorId: number },
+    builtChunks = chunks.length,
+  ) {
     this.separatorId = opts.separatorId;
     this.vocabSize = opts.vocabSize ?? 0;
     this.tokenizerSha256 = opts.tokenizerSha256 ?? '';
@@ -151,7 +156,7 @@ export class Datastore {
     if (!Number.isInteger(this.maxChunks) || this.maxChunks < 1) throw new RangeError(`maxChunks must be a positive integer, got ${this.maxChunks}`);
     this.indexerDuty = opts.indexerDuty ?? DEFAULT_INDEXER_DUTY;
     if (!(this.indexerDuty > 0 && this.indexerDuty <= 1)) throw new RangeError(`indexerDuty must be in (0, 1], got ${this.indexerDuty}`);
-    this.baseCount = chunks.length;
+    this.baseCount = builtChunks;
     this.setChunks(chunks);
   }
 
@@ -189,13 +194,17 @@ export class Datastore {
     if (opts.expectTokenizerSha256 && contents.tokenizerSha256 && contents.tokenizerSha256 !== opts.expectTokenizerSha256.toLowerCase()) {
       throw new DatastoreFileError(`${file} was built with a different tokenizer (sha256 ${contents.tokenizerSha256.slice(0, 12)}…, expected ${opts.expectTokenizerSha256.slice(0, 12)}…)`);
     }
-    return new Datastore(contents.chunks, {
-      ...opts,
-      chunkTokens: opts.chunkTokens ?? Math.min(contents.chunkTokens || DEFAULT_CHUNK_TOKENS, DEFAULT_CHUNK_TOKENS),
-      separatorId: contents.separatorId,
-      vocabSize: contents.vocabSize,
-      tokenizerSha256: contents.tokenizerSha256,
-    });
+    return new Datastore(
+      contents.chunks,
+      {
+        ...opts,
+        chunkTokens: opts.chunkTokens ?? Math.min(contents.chunkTokens || DEFAULT_CHUNK_TOKENS, DEFAULT_CHUNK_TOKENS),
+        separatorId: contents.separatorId,
+        vocabSize: contents.vocabSize,
+        tokenizerSha256: contents.tokenizerSha256,
+      },
+      contents.builtChunks,
+    );
   }
 
   /** Tokens searchable now (separators included; queued appends not yet). */
@@ -345,6 +354,8 @@ export class Datastore {
       chunkTokens: this.chunkTokens,
       tokenizerSha256: this.tokenizerSha256,
       chunks: [...this.chunks],
+      // Marked, so that loaded again they stay under the cap (and restarts do not grow the file past it).
+      builtChunks: this.baseCount,
     });
   }
 
@@ -393,6 +404,8 @@ export class Datastore {
         this.queuedTokens = 0;
         const started = performance.now();
         await this.integrate(docs);
+        // A rebuild that close() cut off swapped nothing in: not one to count.
+        if (this.closed) break;
         const ms = performance.now() - started;
         this.rebuilds++;
         this.indexSeconds += ms / 1000;

@@ -184,6 +184,19 @@ describe('Datastore appends', () => {
     });
   });
 
+  it('does not count a rebuild that close cuts off', async () => {
+    // Two chunks' worth: close() lands while the first chunk's index is being built.
+    const store = track(Datastore.fromChunks([], { vocabSize: 512, chunkTokens: 4, indexer: 'inline' }));
+    store.append([1, 10, 11, 12]);
+    store.append([1, 20, 21, 22]);
+    await turn(); // the rebuild has started
+    expect(store.indexing.pendingTokens).toBe(0);
+    await store.close();
+    await store.whenIdle();
+    expect(store.indexing).toMatchObject({ rebuilds: 0, seconds: 0 });
+    expect(store.tokenCount).toBe(0);
+  });
+
   it('ignores appends after close and keeps serving lookups', async () => {
     const store = Datastore.fromDocuments([[1, 5, 6]]);
     await store.close();

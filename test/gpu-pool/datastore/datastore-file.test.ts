@@ -83,6 +83,53 @@ describe('datastore file', () => {
     await expect(Datastore.load(file, { expectTokenizerSha256: 'cd'.repeat(32) })).rejects.toThrow(/different tokenizer/);
   });
 
+  it('marks the chunks of contributed outputs, so restarts keep them under the cap and extend the newest', async () => {
+    const built = Datastore.fromDocuments(randomDocuments(seededRandom(5), 40, 512), { vocabSize: 512, chunkTokens: 1000 });
+    const file = path.join(dir, 'restarts.sssd-ds');
+    await built.save(file);
+    expect((await readFile(file)).readUInt32LE(8)).toBe(1); // nothing contributed: the version older builds read
+    const builtChunks = built.chunkCount;
+    const doc = (run: number, i: number): number[] => [1, 200 + run, 300 + i, 400 + run, 450 + i];
+    // Each run loads the file, contributes 30 documents of 5 tokens (150 tokens; 40 to a chunk of 200), saves.
+    for (let run = 0; run < 6; run++) {
+      const store = await Datastore.load(file, { chunkTokens: 200, maxChunks: 3, indexer: 'inline' });
+      for (let i = 0; i < 30; i++) store.append(doc(run, i));
+      await store.flush();
+      await store.save(file);
+      await store.close();
+    }
+    const contents = parseDatastoreFile(await readFile(file));
+    expect(contents.formatVersion).toBe(2);
+    expect(contents.builtChunks).toBe(builtChunks);
+    // 900 tokens contributed in 200-token chunks: 5 chunks had the runs each opened their own, the cap keeps 3.
+    expect(contents.chunks.length).toBe(builtChunks + 3);
+    expect(contents.chunks.slice(builtChunks).map((c) => c.tokens.length)).toEqual([200, 200, 100]);
+    const loaded = await Datastore.load(file);
+    expect(loaded.indexedChunks.slice(0, builtChunks)).toHaveLength(builtChunks);
+    // The newest contributions are kept, the oldest dropped, the built chunks all there.
+    const one = { minMatches: 1 };
+    const found = (q: number[]): number[] => {
+      const m = loaded.lookup(q, undefined, one);
+      return m.count === 0 ? [] : [m.matchLengths[0], m.tokens[0]];
+    };
+    expect(found([205, 329, 405])).toEqual([3, 479]);
+    expect(found([200, 300, 400])[0]).toBeLessThan(3);
+    const first = built.indexedChunks[0].tokens;
+    expect(found(Array.from(first.subarray(3, 9)))).toEqual([6, first[9]]);
+  });
+
+  it('rejects a header that puts a built chunk after contributed ones', async () => {
+    const store = Datastore.fromDocuments(randomDocuments(seededRandom(6), 20, 512), { vocabSize: 512, chunkTokens: 100, indexer: 'inline' });
+    store.append([1, 500, 501, 502]);
+    await store.flush();
+    const file = path.join(dir, 'marked.sssd-ds');
+    await store.save(file);
+    const bytes = Buffer.from(await readFile(file));
+    expect(parseDatastoreFile(bytes).builtChunks).toBe(store.chunkCount - 1);
+    bytes.writeUInt32LE((bytes.readUInt32LE(64) | 0x80000000) >>> 0, 64); // the first chunk marked contributed
+    expect(() => parseDatastoreFile(bytes)).toThrow(/a built chunk after contributed ones/);
+  });
+
   it('saves what was appended live, so a restart keeps it', async () => {
     const store = Datastore.empty({ vocabSize: 512, indexer: 'inline' });
     store.append([1, 300, 301, 302]);
