@@ -101,7 +101,7 @@ describe('datastore file', () => {
     const contents = parseDatastoreFile(await readFile(file));
     expect(contents.formatVersion).toBe(2);
     expect(contents.builtChunks).toBe(builtChunks);
-    // 900 tokens contributed in 200-token chunks: 5 chunks had the runs each opened their own, the cap keeps 3.
+    // 900 tokens contributed fill 4.5 chunks of 200 (six, had each run opened its own); the cap keeps the newest 3.
     expect(contents.chunks.length).toBe(builtChunks + 3);
     expect(contents.chunks.slice(builtChunks).map((c) => c.tokens.length)).toEqual([200, 200, 100]);
     const loaded = await Datastore.load(file);

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserCache, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
 import { draftEdgeTrie } from '../../../shared/drafting/edge-trie';
 import { models } from '../../support/shared-data';
+import { suiteProvider } from '../../support/execution-provider';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import { generate as generateLocally } from '../../../gpu-pool/runtime/generate';
@@ -127,7 +128,7 @@ describe('greedy output through the pool equals run.c, with and without speculat
       expect(results[k].ids, body.id).toEqual(want);
     });
     // Two attention groups are a CPU layout (host keys/values); a GPU provider keeps them resident and never groups.
-    if ((process.env.SSSD_EXECUTION_PROVIDER ?? 'cpu') === 'cpu') expect(await grouped()).toBeGreaterThan(before);
+    if (suiteProvider === 'cpu') expect(await grouped()).toBeGreaterThan(before);
   });
 
   it('sampled generations are reproducible for a seed, and the same with or without speculation', async () => {

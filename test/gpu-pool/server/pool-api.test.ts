@@ -10,6 +10,7 @@ import type { PoolHealth, PoolInfo, PoolEvent } from '../../../shared/protocol';
 import { defaultFusionWeights } from '../../../shared/drafting/fusion';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
 import { models } from '../../support/shared-data';
+import { suiteProvider } from '../../support/execution-provider';
 import { generate, getJson, metricValue, startPool, streamEvents, type PoolProcess } from './pool-process';
 
 let pool: PoolProcess;
@@ -57,7 +58,7 @@ describe('info and tokenizer', () => {
     expect(body.protocol).toBe(1);
     expect(body.model).toMatchObject({ contextLength: 512, vocabSize: 512, bosId: 1, eosIds: [1] });
     expect(body.limits.maxActive).toBe(2);
-    expect(body.runtime?.executionProvider).toBe(process.env.SSSD_EXECUTION_PROVIDER || 'cpu');
+    expect(body.runtime?.executionProvider).toBe(suiteProvider);
     // Chunked prefill at the provider's default: 128 prompt tokens a step on the CPU, 2,048 on a GPU.
     expect(body.limits.prefillChunk).toBe(body.runtime?.executionProvider === 'cpu' ? 128 : 2048);
     // The speculation settings it runs with: the flags' defaults and --speculative-config.
@@ -334,7 +335,7 @@ describe('key/value buffers', () => {
 });
 
 // A GPU provider keeps keys/values resident, and the pool has no prefix cache there (README, GPU hosts).
-describe.skipIf((process.env.SSSD_EXECUTION_PROVIDER ?? 'cpu') !== 'cpu')('prefix cache', () => {
+describe.skipIf(suiteProvider !== 'cpu')('prefix cache', () => {
   it('forgets cached prompts on DELETE /v1/prefix-cache, one salt or all', async () => {
     const prompt = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 285, 336, 261, 401, 389, 274];
     const cached = async (id: string, cacheSalt: string): Promise<number> =>
