@@ -613,9 +613,20 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     const nearlyFree = budget !== null && n * 4 <= budget.kneeTokens;
     const unvoted = (nearlyFree || !lateRows) && n < GOVERNED_FROM_ROWS;
+    // Where two tokens a row already take the pass past its knee (2 · rows >
+    // knee tokens), a draft token costs about what a row does, and the fused
+    // drafter's extra accepted tokens do not pay for its sources (40-130 µs a
+    // row) against a table chain's hash probes: the batch chains. At concurrency 8 on the 2-core
+    // CPU (knee 10 tokens: from 6 rows), 1.59x of `off` on average over
+    // eleven runs against 1.45x over seven with fused trees to 20 rows, at
+    // 3.0-3.3 tokens a step against 3.5 (docs/benchmarks.md, "Chains from
+    // half the knee"). On a GPU the knee is hundreds of tokens, and fused
+    // trees stay.
+    const fusedSitsOut = chainable && 2 * n > budget.kneeTokens;
     const speculate =
       userCap > 0 &&
       !allChain &&
+      !fusedSitsOut &&
       budget !== null &&
       method !== null &&
       (unvoted || (budget.wantsDrafts(n, method, maxPast) && (governor ? governor.decide(n, method) : true)));

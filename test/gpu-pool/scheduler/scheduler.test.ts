@@ -24,6 +24,7 @@ import { readFileSync } from 'node:fs';
 import { ReferenceForward } from '../../../gpu-pool/model/reference-forward';
 import { logSumExp } from '../../../gpu-pool/runtime/logprobs';
 import { models } from '../../support/shared-data';
+import { Datastore } from '../../../gpu-pool/datastore/datastore';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
 class RecordingRunner implements BatchRunner<SequenceKvCache> {
@@ -1026,14 +1027,18 @@ describe('continuous batching', () => {
     // knee (16 rows) on the fused drafter sits out.
     const cpuLike = new CostModel({ fixed: 0.4, perRow: 0.011, perPaddedToken: 0, perToken: 0.017, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
 
-    function chainScheduler(table: NextTokenTable | null, governor: SpeculationGovernor | null = null): { s: Scheduler<SequenceKvCache>; metrics: PoolMetrics } {
+    function chainScheduler(
+      table: NextTokenTable | null,
+      governor: SpeculationGovernor | null = null,
+      datastore: Datastore | null = null,
+    ): { s: Scheduler<SequenceKvCache>; metrics: PoolMetrics } {
       const metrics = new PoolMetrics();
       const s = new Scheduler(runner, {
         limits: { maxActive: 32, maxQueued: 32, maxTotalTokens: 1_000_000 },
         budget: new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 16 }),
         governor,
         metrics,
-        createDrafter: drafterFactory(null),
+        createDrafter: drafterFactory(datastore),
         chainTable: table,
       });
       return { s, metrics };
@@ -1101,6 +1106,40 @@ describe('continuous batching', () => {
       const off = await Promise.all(Array.from({ length: n }, (_, i) => run(s, `plain${i}`, i, 'off', i % 4 === 3)));
       for (let i = 0; i < n; i++) expect(ids(sssd[i]), `request ${i}`).toEqual(ids(off[i]));
       for (let i = 0; i < n; i++) if (i % 4 !== 3) expect(ids(sssd[i])).toEqual(fixtures[i % fixtures.length].output_ids.slice(0, 48));
+    });
+
+    it('a batch whose rows take two tokens past the knee chains; a narrower one drafts fused trees', async () => {
+      const table = await fixtureTable();
+      // A datastore that knows the fixtures' continuations: fused trees pay wherever the budget lets them draft.
+      const store = Datastore.fromDocuments(fixtures.map((f) => [...f.prompt_ids, ...f.output_ids]), { vocabSize: runner.config.vocabSize, indexer: 'inline' });
+      class RecordingGovernor extends SpeculationGovernor {
+        readonly asked: string[] = [];
+        override decide(batch: number, key = 'default'): boolean {
+          this.asked.push(`${batch} ${key}`);
+          return true;
+        }
+      }
+      const governor = new RecordingGovernor();
+      const { s, metrics } = chainScheduler(table, governor, store);
+      const knee = new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 16 }).kneeTokens;
+      const treeSteps = async (): Promise<number> =>
+        Number(/sssd_pool_speculating_steps_total\{drafter="tree"\} (\d+)/.exec(await metrics.registry.metrics())?.[1] ?? 0);
+      const level = async (rows: number, tag: string): Promise<void> => {
+        const ends = await Promise.all(Array.from({ length: rows }, (_, i) => run(s, `${tag}${i}`, i, 'sssd', false)));
+        for (let i = 0; i < rows; i++) expect(ids(ends[i]), `${tag} ${i}`).toEqual(fixtures[i % fixtures.length].output_ids.slice(0, 48));
+      };
+      // Two tokens a row past the knee: the whole batch chains (put to the chains' vote) for as long as it is that wide.
+      const wide = Math.floor(knee / 2) + 1;
+      await level(wide, 'half-knee');
+      const asked = governor.asked.filter((a) => Number(a.split(' ')[0]) >= wide);
+      expect(asked.length).toBeGreaterThan(5);
+      expect(asked.every((a) => a.endsWith(` ${CHAIN_METHOD}`))).toBe(true);
+      // Under it the fused drafter drafts, unvoted, and nothing chains.
+      governor.asked.length = 0;
+      const before = await treeSteps();
+      await level(Math.floor(knee / 2) - 2, 'under-half-knee');
+      expect((await treeSteps()) - before).toBeGreaterThan(5);
+      expect(governor.asked.filter((a) => a.endsWith(CHAIN_METHOD))).toEqual([]);
     });
 
     it("a repeated request's history chain is its chain in a wide batch: the edge's tokens, accepted, then a fresh trie asked for", async () => {
