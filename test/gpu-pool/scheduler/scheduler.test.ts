@@ -1023,8 +1023,9 @@ describe('continuous batching', () => {
       return b.build();
     }
 
-    // A CPU's pass: a second token in every row costs a third more, so from the
-    // knee (16 rows) on the fused drafter sits out.
+    // A CPU's pass: a second token in every row costs a third more. Its knee is
+    // 16 tokens, so where the table can chain the fused drafter sits out from 9
+    // rows (two tokens a row past the knee); without one, the budget's guard decides (wantsDrafts).
     const cpuLike = new CostModel({ fixed: 0.4, perRow: 0.011, perPaddedToken: 0, perToken: 0.017, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
 
     function chainScheduler(
