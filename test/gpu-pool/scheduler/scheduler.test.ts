@@ -1028,6 +1028,15 @@ describe('continuous batching', () => {
     // rows (two tokens a row past the knee); without one, the budget's guard decides (wantsDrafts).
     const cpuLike = new CostModel({ fixed: 0.4, perRow: 0.011, perPaddedToken: 0, perToken: 0.017, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
 
+    /** A governor that always lets speculation run and records what it was asked: "<rows> <method>". */
+    class RecordingGovernor extends SpeculationGovernor {
+      readonly asked: string[] = [];
+      override decide(batch: number, key = 'default'): boolean {
+        this.asked.push(`${batch} ${key}`);
+        return true;
+      }
+    }
+
     function chainScheduler(
       table: NextTokenTable | null,
       governor: SpeculationGovernor | null = null,
@@ -1113,13 +1122,6 @@ describe('continuous batching', () => {
       const table = await fixtureTable();
       // A datastore that knows the fixtures' continuations: fused trees pay wherever the budget lets them draft.
       const store = Datastore.fromDocuments(fixtures.map((f) => [...f.prompt_ids, ...f.output_ids]), { vocabSize: runner.config.vocabSize, indexer: 'inline' });
-      class RecordingGovernor extends SpeculationGovernor {
-        readonly asked: string[] = [];
-        override decide(batch: number, key = 'default'): boolean {
-          this.asked.push(`${batch} ${key}`);
-          return true;
-        }
-      }
       const governor = new RecordingGovernor();
       const { s, metrics } = chainScheduler(table, governor, store);
       const knee = new TreeBudget(cpuLike, { policy: 'marginal', maxNodes: 16 }).kneeTokens;
@@ -1181,13 +1183,6 @@ describe('continuous batching', () => {
 
     it('rows that chained while the batch was wide go on chaining when it narrows, rather than build the fused drafter late', async () => {
       const table = await fixtureTable();
-      class RecordingGovernor extends SpeculationGovernor {
-        readonly asked: string[] = [];
-        override decide(batch: number, key = 'default'): boolean {
-          this.asked.push(`${batch} ${key}`);
-          return true;
-        }
-      }
       const governor = new RecordingGovernor();
       const { s, metrics } = chainScheduler(table, governor);
       const runFor = (id: string, i: number, maxTokens: number): Promise<PoolEvent[]> => {
