@@ -409,7 +409,7 @@ export class Datastore {
         const ms = performance.now() - started;
         this.rebuilds++;
         this.indexSeconds += ms / 1000;
-        if (this.queue.length > 0 && !this.closed && !this.urgent && this.indexerDuty < 1) await this.rest(ms * (1 / this.indexerDuty - 1));
+        if (this.queue.length > 0 && !this.urgent && this.indexerDuty < 1) await this.rest(ms * (1 / this.indexerDuty - 1));
       }
     } catch (err) {
       // A rebuild that `close` cut off is not a failure: its appends were to be dropped.
