@@ -89,7 +89,7 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   acceptedPerDraft = -1;
   /** Consecutive speculating steps this row was kept from drafting (resting or unpaid). */
   skippedDrafts = 0;
-  /** Draft nodes the budget sent per drafted step, decayed; -1 before the first (Scheduler.draftSize). */
+  /** Draft nodes the budget sent per drafted step, decayed; -1 before the first (RowDrafting.draftSize). */
   sentPerDraft = -1;
   /** Consecutive drafted steps the budget gave no nodes to. */
   refusedSteps = 0;
@@ -99,7 +99,7 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   /** The chain's tree, made at the first chained step, and its calibrated estimates (what the budget reads). */
   chainTree: DraftTree | null = null;
   chainProbs: Float32Array | null = null;
-  /** A sampled row's table tree (Scheduler.sampledFromTable), made at its first. */
+  /** A sampled row's table tree (RowDrafting.sampledFromTable), made at its first. */
   tableTree: DraftTree | null = null;
   /** Acceptance calibration key of this row's chains. */
   readonly chainAcceptanceKey: string;

@@ -13,7 +13,6 @@
  * over the limit the caller gets a `busy` AdmissionError with a retry hint.
  */
 import { tokenSources, type GenerateRequest, type PoolEvent, type TokenSource } from '../../shared/protocol';
-import type { StepRow } from '../runtime/step-types';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { TreeVerifier } from '../verify/tree-verifier';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
@@ -26,28 +25,16 @@ import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runne
 import { Generation, type Drafter, type GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
-import { createDraftTree, type DraftTree } from '../../shared/drafting/draft-tree';
 import { EdgeTrieFollower, edgeTrieMalformation, edgeTrieTokenOutside, historyChainNodes } from '../../shared/drafting/edge-trie';
-import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
-import { draftTableTree } from '../../shared/drafting/table-tree';
-import { DepthCalibration } from '../budget/depth-calibration';
+import { AcceptanceRecord } from '../budget/acceptance-record';
 import { pushLogprobs } from '../runtime/logprobs';
 import { PREFIX_BLOCK, type PrefixCache } from './prefix-cache';
+import { PassRecovery, type StepInput } from './pass-recovery';
+import { RowDrafting, type DraftingStep, type DraftingTally } from './row-drafting';
 
 /** Batches of at least this many rows speculate only where the governor's measurements say it pays, however cheap the pass makes extra tokens. */
 export const GOVERNED_FROM_ROWS = 16;
-/** Output tokens past which a row that has not drafted yet may stay plain (Scheduler.startsTooLate). */
-export const LATE_BUILD_TOKENS = 32;
-/**
- * Longest table chain a row drafts (the budget picks one length for all,
- * TreeBudget.allocateUniform). Chains have an arm of their own in the
- * governor (CHAIN_METHOD) and their own acceptance calibration: they cost and
- * accept unlike the fused drafter's trees.
- */
-export const CHAIN_NODES = 4;
 export const CHAIN_METHOD = 'sssd:chain';
-/** Steps a pass-row cap holds before it doubles (Scheduler.runPass). */
-export const CAP_PROBE_STEPS = 64;
 
 export interface SchedulerLimits {
   /** Rows in the running batch. */
@@ -125,26 +112,6 @@ interface StepOutcome {
   rerun?: boolean;
 }
 
-interface StepInput<S> {
-  cache: S;
-  row: StepRow;
-}
-
-/**
- * The positions a pass of inputs[start..end) pads to: every row holds the
- * longest past and the most new tokens among them (the runner's batch
- * layout), so this is what its keys/values and activations grow with.
- */
-function passPositions<S extends RunnerSequence>(inputs: readonly StepInput<S>[], start: number, end: number): number {
-  let past = 0;
-  let tokens = 0;
-  for (let r = start; r < end; r++) {
-    past = Math.max(past, inputs[r].cache.length);
-    tokens = Math.max(tokens, inputs[r].row.tokens.length);
-  }
-  return (end - start) * (past + tokens);
-}
-
 export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly active: Generation<S>[] = [];
   private readonly queue: Generation<S>[] = [];
@@ -165,8 +132,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /** Running mean of drafter-building time per speculating cycle (see loop). */
   private buildMsPerCycle = 0;
 
-  // Acceptance calibration per method: observed accepted / predicted (drafter estimates), decayed.
-  private readonly acceptance = new Map<string, { predicted: number; observed: number }>();
+  /** What each kind of draft has had accepted: the budget's estimates are corrected by it. */
+  private readonly acceptance = new AcceptanceRecord();
 
   // Per-step scratch, grown with the batch.
   private readonly budgetRowPool: BudgetRow[] = [];
@@ -175,19 +142,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private inputs: StepInput<S>[] = [];
   /** Drafting faults recovered from (dropDrafts, dropDrafter): the log tells of the first. */
   private draftFailureCount = 0;
-  /** Failed passes recovered by running in halves (their log lines are rate-limited). */
-  private passRecoveryCount = 0;
-  /**
-   * Most padded positions a pass takes (runPass; passPositions), once batches
-   * failed as a whole in consecutive steps; Infinity: no cap.
-   */
-  private passCap = Infinity;
-  /** Steps run in pieces since the cap was set or last raised. */
-  private cappedSteps = 0;
-  /** The step (this.steps) at which a batch last failed as a whole and finished in halves. */
-  private wholeBatchFailedAt = -Infinity;
-  /** The last context tokens of the row being chained (a table key spans at most 8). */
-  private readonly chainTail = new Int32Array(8);
+  /** The step's pass, kept going through the runtime's failures. */
+  private readonly passes: PassRecovery<S>;
+  /** How each row drafts, once a step's plan is made. */
+  private readonly drafting: RowDrafting;
+  /** The step's plan and what its drafting did: one object each, reused every step. */
+  private readonly draftingStep: DraftingStep = { n: 0, cap: 0, userCap: 0, chains: false, lateChains: false, nearlyFree: false, method: null, maxPast: 0 };
+  private readonly draftingTally: DraftingTally = { draftedRows: 0, buildMs: 0, chained: 0, chainMs: 0 };
 
   constructor(
     readonly runner: BatchRunner<S>,
@@ -199,6 +160,15 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.prefixes = options.prefixCache && runner.copyPrefix ? options.prefixCache : null;
     this.verifier = new TreeVerifier(runner.config.vocabSize, runner.config.contextLength + this.maxTreeNodes + 2);
     this.eos = new Set(runner.config.eosIds);
+    this.passes = new PassRecovery(runner, options.metrics);
+    this.drafting = new RowDrafting({
+      maxTreeNodes: this.maxTreeNodes,
+      contextLength: runner.config.contextLength,
+      budget: options.budget,
+      chainTable: options.chainTable ?? null,
+      acceptance: this.acceptance,
+      dropDrafter: (gen, err) => this.dropDrafter(gen, err),
+    });
   }
 
   get contextLength(): number {
@@ -215,51 +185,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     };
   }
 
-  /**
-   * How much of what the drafters of `method` predict is accepted (corrects
-   * their estimates). Sampled rows are calibrated apart (`<method>:sampled`):
-   * they accept far less than greedy ones, and one shared scale starved the
-   * greedy rows' trees while over-feeding the sampled ones.
-   */
+  /** How much of what the drafters of `method` predict is accepted (AcceptanceRecord.probScale). */
   probScale(method = 'sssd'): number {
-    const a = this.acceptance.get(method);
-    return a ? Math.min(2, Math.max(0.05, a.observed / a.predicted)) : 1;
+    return this.acceptance.probScale(method);
   }
 
   /** Generations ended by a fault in their acceptance (the first is logged with its stack). */
   private acceptFaults = 0;
-
-  /** Accepted tokens per drafted row-step, decayed, per acceptance key (the prior of a row not drafted yet). */
-  private readonly meanAccepted = new Map<string, number>();
-
-  /** What a row is expected to accept if drafted now: its own record, else its kind's, else optimism. */
-  private expectedAccepted(gen: Generation<S>): number {
-    if (gen.acceptedPerDraft >= 0) return gen.acceptedPerDraft;
-    return this.meanAccepted.get(gen.acceptanceKey) ?? 1;
-  }
-
-  /** Per chain acceptance key (greedy and sampled rows apart): the chains' estimates corrected by depth. */
-  private readonly chainCalibrations = new Map<string, DepthCalibration>();
-
-  private chainCalibration(key: string): DepthCalibration {
-    let c = this.chainCalibrations.get(key);
-    if (!c) {
-      c = new DepthCalibration(MAX_CHAIN);
-      this.chainCalibrations.set(key, c);
-    }
-    return c;
-  }
-
-  private recordAcceptance(method: string, predicted: number, observed: number): void {
-    let a = this.acceptance.get(method);
-    if (!a) {
-      a = { predicted: 1, observed: 1 };
-      this.acceptance.set(method, a);
-    }
-    // Decayed per row-step: the last few hundred drafted rows of this method count.
-    a.predicted = a.predicted * 0.995 + predicted;
-    a.observed = a.observed * 0.995 + observed;
-  }
 
   /**
    * Validates and enqueues a generation; its events go to `sink`. Throws
@@ -608,8 +540,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
       maxPast = Math.max(maxPast, gen.cache!.length);
-      if (!lateRows && this.ranPlainLong(gen)) lateRows = true;
-      if (allChain && gen.drafter && !this.lateChain(gen)) allChain = false;
+      if (!lateRows && this.drafting.ranPlainLong(gen)) lateRows = true;
+      if (allChain && gen.drafter && !this.drafting.lateChain(gen)) allChain = false;
     }
     const nearlyFree = budget !== null && n * 4 <= budget.kneeTokens;
     const unvoted = (nearlyFree || !lateRows) && n < GOVERNED_FROM_ROWS;
@@ -647,7 +579,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // (each late row's first draft indexes its whole context) against ~6
     // for chains; all rows of a level chaining to their end measured
     // 1.20-1.32x of `off` against 1.02-1.30x (docs/benchmarks.md). Sampled
-    // rows draft table trees in such steps (sampledFromTable).
+    // rows draft table trees in such steps (RowDrafting.sampledFromTable).
     const lateChains = speculate && chainable;
     if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
     // The budget reads this step's rows (their count too) from budgetRows:
@@ -659,11 +591,20 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
 
     // 1. Draft.
-    let draftedRows = 0;
-    let buildMs = 0;
-    let chained = 0;
-    // Time spent on chains and table trees beside fused trees (late and sampled rows): not the fused drafter's cost.
-    let chainMs = 0;
+    const step = this.draftingStep;
+    step.n = n;
+    step.cap = cap;
+    step.userCap = userCap;
+    step.chains = chains;
+    step.lateChains = lateChains;
+    step.nearlyFree = nearlyFree;
+    step.method = method;
+    step.maxPast = maxPast;
+    const tally = this.draftingTally;
+    tally.draftedRows = 0;
+    tally.buildMs = 0;
+    tally.chained = 0;
+    tally.chainMs = 0;
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
       gen.chainStep = false;
@@ -675,116 +616,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         gen.edgeAcceptedSinceTrie = 0;
       }
       gen.incomingTrie = null;
-      const row = this.budgetRows[r];
-      row.chainLength = gen.feedLength;
-      row.available = 0;
-      row.probs = null;
-      gen.tree = null;
-      // A prompt still going in by chunks drafts nothing until its last chunk.
-      const room = gen.feedLength < gen.pendingLength ? 0 : this.draftRoom(gen);
-      // Drafting costs CPU time every step: a row the budget keeps refusing
-      // only drafts now and then, to notice when speculation pays again.
-      // Counted per row over speculating steps only: a probe keyed to the
-      // global step count could stay out of phase with the budget's and the
-      // governor's own probes, and a row would never draft again.
-      // Where tokens are nearly free, a row still on the user's own edge trie
-      // always drafts: following it costs next to nothing, and the history of
-      // other requests (what the resting and paying rules go by) says nothing
-      // about this user's cache.
-      const followsEdge = nearlyFree && gen.hasEdgeTrie && gen.drafter !== null && !gen.drafter.edgeTrieExhausted;
-      const probe = cap > 0 && (followsEdge || gen.skippedDrafts % 8 === 7);
-      const resting = (gen.refusedSteps >= 2 && !probe) || this.startsTooLate(gen);
-      // Likewise a row whose recent acceptance does not pay for its drafting.
-      const unpaid = !probe && cap > 0 && !budget!.rowPaysForDrafting(n, this.expectedAccepted(gen), maxPast, method!);
-      if (cap > 0 && gen.drafter && room > 0) gen.skippedDrafts = resting || unpaid ? gen.skippedDrafts + 1 : 0;
-      const chainsHere = chains || (lateChains && (this.lateChain(gen) || this.sampledFromTable(gen)));
-      if (gen.drafter && cap > 0 && room > 0 && !resting && !unpaid && !chainsHere) {
-        // A lazy drafter's first draft builds it (once per request), and a
-        // draft after steps without one takes in the queued tokens: both kept
-        // out of the per-step drafting time the budget learns, or each would
-        // make drafting look several times dearer than a steady step's is.
-        const building = gen.drafter.built === false || (gen.drafter.queuedTokens ?? 0) > 8;
-        const t = building ? performance.now() : 0;
-        let tree: DraftTree | null = null;
-        try {
-          tree = gen.drafter.draft(this.draftSize(gen, Math.min(cap, room)));
-        } catch (err) {
-          this.dropDrafter(gen, err);
-        }
-        if (building) buildMs += performance.now() - t;
-        else if (tree) draftedRows++;
-        if (tree) {
-          gen.tree = tree;
-          row.available = Math.min(tree.size - 1, this.maxTreeNodes);
-          row.probs = tree.probs;
-          row.scale = this.probScale(gen.acceptanceKey);
-        }
-      }
-      gen.historyChainStep = false;
-      if (chainsHere && !chains && gen.drafter && this.sampledFromTable(gen) && room > 0) {
-        // A sampled row beside fused trees (or alone): a coupled tree from the table.
-        const started = performance.now();
-        gen.tableTree ??= createDraftTree(this.maxTreeNodes + 1);
-        let len = 0;
-        try {
-          const k = gen.fillTail(this.chainTail);
-          len = draftTableTree(chainTable!, this.chainTail, k, gen.sequenceLength, this.draftSize(gen, Math.min(cap, room, this.maxTreeNodes)), gen.tableTree, gen.chainCoupling!);
-        } catch (err) {
-          this.dropDrafter(gen, err);
-        }
-        if (len > 0) {
-          gen.tree = gen.tableTree;
-          row.available = len;
-          row.probs = gen.tableTree.probs;
-          row.scale = this.probScale(gen.acceptanceKey);
-        }
-        chainMs += performance.now() - started;
-      } else if (chainsHere && gen.drafter && this.canChain(gen) && room > 0) {
-        const chainStarted = chains ? 0 : performance.now();
-        gen.chainTree ??= createDraftTree(MAX_CHAIN + 1);
-        // A repeated request's history chain, where the edge shipped one, before
-        // the table's guess: at concurrency 32 the table's chains accept ~1.4
-        // tokens a row a step, a history chain nearly all it is sent. As long
-        // as the table's: a pass pads every row to its longest.
-        let fromHistory = 0;
-        let len = 0;
-        try {
-          fromHistory = gen.historyChain !== null ? gen.historyChain.chainAhead(gen.chainTree, Math.min(CHAIN_NODES, room, userCap)) : 0;
-          len = fromHistory;
-          if (fromHistory === 0) {
-            const k = gen.fillTail(this.chainTail);
-            len = draftTableChain(chainTable!, this.chainTail, k, gen.sequenceLength, Math.min(CHAIN_NODES, room, userCap), gen.chainTree, gen.chainCoupling);
-          }
-        } catch (err) {
-          // As a drafter that throws (dropDrafter): this row goes on plainly.
-          this.dropDrafter(gen, err);
-          len = 0;
-        }
-        if (len > 0) {
-          gen.tree = gen.chainTree;
-          gen.chainStep = true;
-          if (fromHistory > 0) {
-            // The edge's estimates are measured ones (history-match.ts); the table's calibration is not theirs.
-            gen.historyChainStep = true;
-            row.probs = gen.chainTree.probs;
-          } else {
-            gen.chainProbs ??= new Float32Array(MAX_CHAIN + 1);
-            gen.chainCalibration ??= this.chainCalibration(gen.chainAcceptanceKey);
-            gen.chainCalibration.apply(gen.chainTree.probs, len, gen.chainProbs);
-            row.probs = gen.chainProbs;
-          }
-          row.available = len;
-          row.scale = 1;
-          chained++;
-        }
-        if (!chains) chainMs += performance.now() - chainStarted;
-      }
+      this.drafting.draft(gen, this.budgetRows[r], step, tally);
     }
 
     // 2. Budget.
     const alloc = this.allocation;
     if (budget && speculate) budget.allocate(this.budgetRows, alloc, maxPast, method!);
-    else if (budget && chained > 0) budget.allocate(this.budgetRows, alloc, maxPast, CHAIN_METHOD);
+    else if (budget && tally.chained > 0) budget.allocate(this.budgetRows, alloc, maxPast, CHAIN_METHOD);
     else alloc.fill(0, 0, n);
 
     // 3. Build rows: chain (pending tokens), then the allocated tree prefix under the chain's last token.
@@ -807,7 +645,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       let len = chain;
       const tree = gen.tree;
       const take = tree ? Math.min(alloc[r], tree.size - 1) : 0;
-      const maxDepth = this.draftRoom(gen);
+      const maxDepth = this.drafting.draftRoom(gen);
       if (tree) {
         gen.treeToRow[0] = chain - 1;
         for (let node = 1; node <= take; node++) {
@@ -847,14 +685,14 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // it, an estimate set too high kept rows from drafting, and only steady
     // drafting could lower it (a run at concurrency 4 stayed at 1.07x with the
     // estimate at 1.7 ms per row; drafting steadily costs ~0.06).
-    if (cap > 0 && method) budget?.observeDraft(draftedRows, drafted - started - buildMs - chainMs, method, !this.draftedLastStep);
-    this.draftedLastStep = cap > 0 && draftedRows > 0;
+    if (cap > 0 && method) budget?.observeDraft(tally.draftedRows, drafted - started - tally.buildMs - tally.chainMs, method, !this.draftedLastStep);
+    this.draftedLastStep = cap > 0 && tally.draftedRows > 0;
     metrics.batchSize.observe(n);
     metrics.stepTokens.observe(totalTokens);
     let result: BatchStepResult;
     let rerun = false;
     try {
-      result = await this.runPass(inputs, n);
+      result = await this.passes.run(inputs, n);
     } catch (err) {
       // Draft tokens are the pool's guesses: a pass that fails with them
       // (a drafting bug, a token the model does not have) runs again
@@ -863,7 +701,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       let failure = err;
       if (this.dropDrafts(batch, inputs, n)) {
         try {
-          result = await this.runPass(inputs, n);
+          result = await this.passes.run(inputs, n);
           // Counted only where the drafts were the fault: a pass that fails
           // without them too (the device's memory, a bad sequence) is not.
           this.draftingFault('pass', 'a pass with drafts failed and ran again without them', err);
@@ -872,7 +710,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         }
       }
       // A plain pass that fails: the rows that fail alone end, the rest go on.
-      result ??= await this.isolatePassFailure(batch, inputs, n, failure);
+      result ??= await this.passes.isolate(inputs, n, failure, this.steps, (r, message) => this.endWithError(batch[r], message));
     }
     const forwarded = performance.now();
     metrics.phase.forward.inc((forwarded - drafted) / 1000);
@@ -939,12 +777,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
           const tree = gen.tree!;
           let predicted = 0;
           for (let i = chain; i < gen.rowLength; i++) predicted += tree.probs[gen.rowToTree[i]];
-          this.recordAcceptance(gen.acceptanceKey, predicted, accepted);
-          // Per row: accepted tokens per drafted step, decayed over a few steps.
-          // Starts from its kind's mean: one unlucky first draft must not stop a row drafting.
-          gen.acceptedPerDraft = this.expectedAccepted(gen) * 0.7 + accepted * 0.3;
-          const mean = this.meanAccepted.get(gen.acceptanceKey);
-          this.meanAccepted.set(gen.acceptanceKey, mean === undefined ? accepted : mean * 0.99 + accepted * 0.01);
+          gen.acceptedPerDraft = this.acceptance.recordTree(gen.acceptanceKey, gen.acceptedPerDraft, predicted, accepted);
         }
 
         // Emitted tokens: accepted path + bonus, cut at eos / maxTokens / context.
@@ -1063,7 +896,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     if (!rerun) budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
     // The step's bookkeeping above is acceptance's too (the phases leave no gap).
     metrics.phase.accept.inc((performance.now() - forwarded) / 1000);
-    if (chains && chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill, rerun };
+    const { buildMs } = tally;
+    if (chains && tally.chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill, rerun };
     return { batch: n, speculated: speculate, tokens: generated, method, buildMs, prefill, rerun };
   }
 
@@ -1071,7 +905,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * A drafter that threw: its generation goes on without speculation (its
    * output is the same, only plainer), the rest of the batch untouched.
    */
-  private dropDrafter(gen: Generation<S>, err: unknown): void {
+  private dropDrafter(gen: Generation<RunnerSequence>, err: unknown): void {
     const drafter = gen.drafter;
     gen.drafter = null;
     gen.historyChain = null;
@@ -1090,149 +924,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const count = ++this.draftFailureCount;
     if (count === 1) process.stderr.write(`pool: ${what}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     else if (count % 1000 === 0) process.stderr.write(`pool: ${count} drafting faults recovered from (see sssd_pool_draft_failures_total); the latest: ${what}\n`);
-  }
-
-  /**
-   * One step's pass: in pieces of at most passCap padded positions where
-   * batches have failed as a whole (isolatePassFailure sets the cap). The cap
-   * counts positions, not rows, because a pass's memory grows with its rows'
-   * pasts and trees: a cap in rows set on one-token rows at short pasts lets
-   * the same rows through with 16-node trees or three times the past, and
-   * they fail again. Every CAP_PROBE_STEPS such steps the cap doubles, so
-   * memory that finished or shorter sequences freed is taken back; a batch
-   * that fails again at the larger size runs in halves and sets the cap anew.
-   */
-  private async runPass(inputs: StepInput<S>[], n: number): Promise<BatchStepResult> {
-    if (this.passCap === Infinity) return this.runner.step(inputs);
-    const size = passPositions(inputs, 0, n);
-    if (size <= this.passCap) return this.runner.step(inputs);
-    if (++this.cappedSteps >= CAP_PROBE_STEPS) {
-      this.cappedSteps = 0;
-      this.setPassCap(2 * this.passCap >= size ? Infinity : 2 * this.passCap);
-      if (size <= this.passCap) return this.runner.step(inputs);
-    }
-    const cap = this.passCap;
-    const owner: BatchStepResult[] = new Array(n);
-    const index = new Int32Array(n);
-    for (let start = 0, end = 0; start < n; start = end) {
-      // Consecutive rows while their padded pass fits the cap; a row bigger than the cap runs alone.
-      // Quadratic in a piece's rows, and only in the steps a memory failure capped.
-      end = start + 1;
-      while (end < n && passPositions(inputs, start, end + 1) <= cap) end++;
-      const rows = inputs.slice(start, end);
-      const result = await this.runner.step(rows);
-      for (let i = 0; i < rows.length; i++) {
-        owner[start + i] = result;
-        index[start + i] = i;
-      }
-    }
-    return stitchedResult(owner, index);
-  }
-
-  private setPassCap(cap: number): void {
-    this.passCap = cap;
-    this.options.metrics.passPositionCap.set(Number.isFinite(cap) ? cap : 0);
-  }
-
-  /**
-   * After a plain pass failed: runs the batch again in halves, a half that
-   * fails in halves again, down to single rows. The rows that fail alone (a
-   * sequence the runtime cannot take, a prompt too big for its memory) end
-   * with an `internal` error; every other row's result is read from the pass
-   * it ran in. So a batch too big for the runtime's memory finishes its step
-   * in smaller passes instead of ending everyone, and one bad row among n
-   * costs about 2·log2(n) passes, not n + 1. Where a runner cannot commit
-   * from an earlier pass's result (keys/values resident on a device), the
-   * rows that do not fail alone run together once more. Throws (and
-   * failActive ends every generation) where every row fails alone or that
-   * last pass fails too: the fault is the runtime's, not a row's.
-   */
-  private async isolatePassFailure(batch: readonly Generation<S>[], inputs: StepInput<S>[], n: number, err: unknown): Promise<BatchStepResult> {
-    const { metrics } = this.options;
-    if (n === 1) {
-      metrics.passFailures.inc({ result: 'batch' });
-      throw err;
-    }
-    const keeps = this.runner.keepsStepResults === true;
-    const owner: Array<BatchStepResult | undefined> = new Array(n);
-    const index = new Int32Array(n).fill(-1);
-    const failing: number[] = [];
-    let passes = 0;
-    /** The padded positions of the largest pass that went through. */
-    let largestRun = 0;
-    const run = async (rows: number[]): Promise<void> => {
-      let result: BatchStepResult;
-      try {
-        passes++;
-        result = await this.runner.step(rows.map((r) => inputs[r]));
-      } catch {
-        if (rows.length === 1) failing.push(rows[0]);
-        else {
-          const half = rows.length >> 1;
-          await run(rows.slice(0, half));
-          await run(rows.slice(half));
-        }
-        return;
-      }
-      largestRun = Math.max(largestRun, passPositions(rows.map((r) => inputs[r]), 0, rows.length));
-      if (keeps) rows.forEach((r, i) => ((owner[r] = result), (index[r] = i)));
-    };
-    // The whole batch has just failed: start from its halves.
-    const all = Array.from({ length: n }, (_, r) => r);
-    await run(all.slice(0, n >> 1));
-    await run(all.slice(n >> 1));
-    if (failing.length === n) {
-      metrics.passFailures.inc({ result: 'batch' });
-      throw err;
-    }
-    const message = err instanceof Error ? err.message : String(err);
-    // In full the first time and whenever rows end; a batch that keeps failing
-    // as a whole (more than the device's memory takes) gets one line a hundred.
-    const count = ++this.passRecoveryCount;
-    if (count === 1 || failing.length > 0) {
-      process.stderr.write(
-        `pool: a pass of ${n} rows failed; run again in ${passes} smaller passes, ${failing.length === 0 ? 'no row fails alone' : `${failing.length} row(s) fail alone and end, the other ${n - failing.length} go on`}: ${err instanceof Error ? (err.stack ?? message) : message}\n`,
-      );
-    } else if (count % 100 === 0) {
-      process.stderr.write(
-        `pool: ${count} failed passes run again in smaller ones (see sssd_pool_pass_failures_total); if the runtime is out of memory, lower --max-active or --max-total-tokens. The latest, ${n} rows: ${message}\n`,
-      );
-    }
-    failing.sort((a, b) => a - b);
-    for (const r of failing) this.endWithError(batch[r], `verification step failed for this generation: ${message}`);
-    const result = failing.length === 0 ? 'retried' : 'isolated';
-    if (keeps) {
-      metrics.passFailures.inc({ result });
-      // A batch that fails as a whole once may be a passing fault; twice in a
-      // row, the runtime cannot take that many rows (its memory): later steps
-      // run in pieces the size that went through (runPass), not fail first.
-      if (failing.length === 0) {
-        if (this.steps - this.wholeBatchFailedAt <= 2 && largestRun < this.passCap) {
-          this.setPassCap(largestRun);
-          this.cappedSteps = 0;
-          process.stderr.write(`pool: passes of ${n} rows failed as a whole in consecutive steps: passes now take at most ${largestRun} padded positions, rows × (longest past + most new tokens) (sssd_pool_pass_position_cap; doubled every ${CAP_PROBE_STEPS} steps). If the runtime is out of memory, lower --max-active or --max-total-tokens.\n`);
-        }
-        this.wholeBatchFailedAt = this.steps;
-      }
-      return stitchedResult(owner as BatchStepResult[], index);
-    }
-    // Commits address the latest pass only: the survivors' pass, read through the batch's row indices.
-    const survivors: StepInput<S>[] = [];
-    index.fill(-1);
-    for (let r = 0; r < n; r++) {
-      if (batch[r].finished) continue;
-      index[r] = survivors.length;
-      survivors.push(inputs[r]);
-    }
-    let inner: BatchStepResult;
-    try {
-      inner = await this.runner.step(survivors);
-    } catch (again) {
-      metrics.passFailures.inc({ result: 'batch' });
-      throw again;
-    }
-    metrics.passFailures.inc({ result });
-    return stitchedResult(new Array<BatchStepResult>(n).fill(inner), index);
   }
 
   /**
@@ -1274,68 +965,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   }
 
   /**
-   * A row that can draft but has not, past LATE_BUILD_TOKENS output tokens
-   * (its drafter was never built). A sampled row that drafts from the table
-   * by design (sampledFromTable) never builds it and is not such a row.
-   */
-  private ranPlainLong(gen: Generation<S>): boolean {
-    return gen.drafter !== null && gen.drafter.built === false && gen.output.length > LATE_BUILD_TOKENS && !this.sampledFromTable(gen);
-  }
-
-  /**
-   * A sampled `sssd` row drafts from the table alone, never building its
-   * fused drafter: a coupled tree (table-tree.ts) in steps where the fused
-   * drafter drafts for greedy rows, a chain in wide batches. On dev-sessions'
-   * sampled requests as served (eval-drafts), table chains had τ 2.55 /
-   * 2.89 at 4 / 8 nodes against 2.38 / 2.84 for the fused tree, for 6-8 µs
-   * of drafting a step against 17-25; served alone, sampled requests went
-   * from 1.51x to 1.85x of `off` at concurrency 1 and from 1.15x to 1.49x at
-   * 8 (docs/benchmarks.md, "Sampled rows chain"). The table tree drafts them
-   * better still: 2.65 / 3.20 / 3.51 / 3.67 at 4 / 8 / 12 / 16 nodes, where
-   * the chain stops at 2.89 ("Coupled drafts that know how sure they are").
-   */
-  private sampledFromTable(gen: Generation<S>): boolean {
-    return this.options.chainTable != null && this.canChain(gen) && gen.request.sampling.temperature > 0;
-  }
-
-  /** A row that chains rather than build its fused drafter now: it ran long without one (see ranPlainLong). */
-  private lateChain(gen: Generation<S>): boolean {
-    return this.canChain(gen) && this.ranPlainLong(gen);
-  }
-
-  /** Whether a row may draft table chains at all: `sssd` rows that use the datastore (the table is its sidecar). */
-  private canChain(gen: Generation<S>): boolean {
-    return gen.request.speculation === 'sssd' && gen.request.useDatastore;
-  }
-
-  /**
-   * Whether a row that has not drafted yet should stay plain: one that ran
-   * plain for over LATE_BUILD_TOKENS tokens (a batch too wide to speculate)
-   * and has fewer tokens left than twice its context. Its first draft
-   * indexes its whole context (~0.3-0.5 ms cold), and its remaining steps
-   * would not pay that back: in the tail of a concurrency-32 level (the batch
-   * falling below 16 rows), speculation by such rows ran 21-33% slower a step
-   * than plain decoding.
-   */
-  private startsTooLate(gen: Generation<S>): boolean {
-    return this.ranPlainLong(gen) && gen.request.maxTokens - gen.output.length < 2 * gen.sequenceLength;
-  }
-
-  /**
-   * Nodes to draft for a row, at most `cap`: the budget's recent use of this
-   * row's drafts with room to grow (a quarter more, plus 2), not the cap
-   * itself. Drafting costs about linearly in nodes (the table source: 15 /
-   * 33 / 75 µs at 4 / 12 / 32), and at concurrency 1 sampled rows drafted 20
-   * nodes a step for the 9 the budget sent; with this, 14 for the same 9
-   * (greedy rows: 20 for 15 either way). A row whose drafts are all sent
-   * grows its size by a quarter a step, back to the cap.
-   */
-  private draftSize(gen: Generation<S>, cap: number): number {
-    if (gen.sentPerDraft < 0) return cap;
-    return Math.min(cap, Math.ceil(gen.sentPerDraft * 1.25) + 2);
-  }
-
-  /**
    * Sets each row's feedLength for this step and returns the rows that feed
    * anything. Decode rows feed their pending token; prompts share
    * prefillChunk tokens a step, oldest first (a prompt being scored goes in
@@ -1358,14 +987,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     rows.length = kept;
     return rows;
-  }
-
-  /** Deepest useful draft: within the context and within maxTokens (the bonus needs a slot too). */
-  private draftRoom(gen: Generation<S>): number {
-    const rootPosition = gen.sequenceLength - 1;
-    const byContext = this.contextLength - 1 - rootPosition;
-    const byTokens = gen.request.maxTokens - gen.output.length - 1;
-    return Math.max(0, Math.min(byContext, byTokens));
   }
 
   private finish(gen: Generation<S>, reason: 'stop' | 'length' | 'context_length' | 'cancelled' | 'error'): void {
@@ -1441,12 +1062,4 @@ function historyChainOf(bytes: Uint8Array | null, output: readonly number[] | nu
   const f = new EdgeTrieFollower(bytes);
   if (output !== null && (outputLength > output.length || !f.advanceAll(output, outputLength, output.length))) return null;
   return f.onChainAhead ? f : null;
-}
-
-/** One step's result read from several passes: row r is row index[r] of owner[r]'s pass. */
-function stitchedResult(owner: readonly BatchStepResult[], index: Int32Array): BatchStepResult {
-  return {
-    logitsAt: (r, t) => owner[r].logitsAt(index[r], t),
-    commit: (r, tokens) => owner[r].commit(index[r], tokens),
-  };
 }
