@@ -22,6 +22,7 @@ import type { BatchSizeCaps } from '../budget/batch-size-caps';
 import type { PoolMetrics } from '../metrics/pool-metrics';
 import type { FinishedGeneration } from '../metrics/request-log';
 import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runner';
+import type { StepRow } from '../runtime/step-types';
 import { Generation, type Drafter, type GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
@@ -98,6 +99,18 @@ export interface SchedulerStats {
   probScale: number;
 }
 
+/** What a step's rows emitted and drafted, counted into the metrics once per step. */
+interface StepCounts {
+  /** Output tokens emitted. */
+  generated: number;
+  /** Prompt tokens of generations that emitted their first token. */
+  promptTokens: number;
+  /** Rows that verified a draft, the draft tokens they sent, and how many were accepted. */
+  drafts: number;
+  draftTokens: number;
+  accepted: number;
+}
+
 interface StepOutcome {
   batch: number;
   speculated: boolean;
@@ -149,6 +162,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /** The step's plan and what its drafting did: one object each, reused every step. */
   private readonly draftingStep: DraftingStep = { n: 0, cap: 0, userCap: 0, chains: false, lateChains: false, nearlyFree: false, method: null, maxPast: 0 };
   private readonly draftingTally: DraftingTally = { draftedRows: 0, buildMs: 0, chained: 0, chainMs: 0 };
+  private readonly stepCounts: StepCounts = { generated: 0, promptTokens: 0, drafts: 0, draftTokens: 0, accepted: 0 };
 
   constructor(
     readonly runner: BatchRunner<S>,
@@ -717,164 +731,20 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.steps++;
 
     // 5. Accept, commit, stream, retire.
-    let generated = 0;
     // Counters are bumped once per step, not per row.
-    let stepPromptTokens = 0;
-    let stepDrafts = 0;
-    let stepDraftTokens = 0;
-    let stepAccepted = 0;
+    const counts = this.stepCounts;
+    counts.generated = 0;
+    counts.promptTokens = 0;
+    counts.drafts = 0;
+    counts.draftTokens = 0;
+    counts.accepted = 0;
     // One clock reading for the step's token events: they leave together, when the step ends.
     const emittedAt = performance.now();
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
       if (gen.finished) continue;
       try {
-        if (gen.cancelled) {
-          this.finish(gen, 'cancelled');
-          continue;
-        }
-        const chain = gen.feedLength;
-        if (chain < gen.pendingLength) {
-          // A chunk of a long prompt: into the cache; the rest goes in next step.
-          const commit = gen.commitBuffer;
-          for (let i = 0; i < chain; i++) commit[i] = i;
-          result.commit(r, commit.subarray(0, chain));
-          gen.pending = gen.pending.subarray(chain);
-          gen.pendingLength -= chain;
-          continue;
-        }
-        const rootIndex = chain - 1;
-        const row = inputs[r].row;
-        const v = this.verifier;
-        if (gen.steps === 0 && gen.request.promptLogprobs !== undefined) this.sendPromptLogprobs(gen, result, r, row.tokens, chain);
-        if (gen.request.maxTokens === 0) {
-          // Only the prompt was asked for (scored above, or just read).
-          gen.steps++;
-          stepPromptTokens += gen.promptIds.length;
-          this.commitForPrefixCache(gen, result, r, chain, 0);
-          this.finish(gen, 'length');
-          continue;
-        }
-        const accepted = gen.noise
-          ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength, gen.adjustments)
-          : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r, gen.adjustments);
-
-        // Usage and metrics.
-        gen.steps++;
-        if (gen.steps === 1) stepPromptTokens += gen.promptIds.length;
-        if (gen.treeUsed > 0) {
-          gen.drafts++;
-          gen.draftTokens += gen.treeUsed;
-          gen.acceptedTokens += accepted;
-          stepDrafts++;
-          stepDraftTokens += gen.treeUsed;
-          stepAccepted += accepted;
-          for (let k = 0; k < accepted; k++) metrics.recordAccepted(k);
-        }
-        if (gen.treeUsed > 0 && gen.chainStep) {
-          if (!gen.historyChainStep) gen.chainCalibration!.record(gen.tree!.probs, gen.treeUsed, accepted);
-        } else if (gen.treeUsed > 0) {
-          const tree = gen.tree!;
-          let predicted = 0;
-          for (let i = chain; i < gen.rowLength; i++) predicted += tree.probs[gen.rowToTree[i]];
-          gen.acceptedPerDraft = this.acceptance.recordTree(gen.acceptanceKey, gen.acceptedPerDraft, predicted, accepted);
-        }
-
-        // Emitted tokens: accepted path + bonus, cut at eos / maxTokens / context.
-        const ids: number[] = [];
-        const sources: TokenSource[] = [];
-        const wantLogprobs = gen.request.logprobs;
-        const logprobs: number[] | undefined = wantLogprobs === undefined ? undefined : [];
-        const alternatives: Array<Array<[number, number]>> | undefined = wantLogprobs ? [] : undefined;
-        let reason: 'stop' | 'length' | 'context_length' | null = null;
-        // As plain decoding: the last token may sit at position contextLength (emitted, never fed).
-        const limit = Math.min(gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
-        for (let k = 0; k <= accepted && reason === null; k++) {
-          let token: number;
-          let source: TokenSource;
-          if (k < accepted) {
-            const rowIndex = v.acceptedPath[k];
-            token = row.tokens[rowIndex];
-            source = tokenSources[gen.tree!.sources[gen.rowToTree[rowIndex]]] ?? 'model';
-          } else {
-            token = v.bonusToken;
-            source = 'model';
-          }
-          ids.push(token);
-          sources.push(source);
-          if (logprobs) {
-            // The token was chosen at its parent: the root, then each accepted node in turn.
-            pushLogprobs(result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]), token, wantLogprobs!, logprobs, alternatives ?? null);
-          }
-          if (source === 'edge') gen.edgeAcceptedSinceTrie++;
-          if (this.eos.has(token)) reason = 'stop';
-          else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
-          else if (ids.length >= limit) reason = 'context_length';
-        }
-        for (const id of ids) gen.output.push(id);
-        if (gen.adjustments) for (const id of ids) gen.adjustments.observe(id);
-        generated += ids.length;
-        const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted };
-        if (logprobs) tokensEvent.logprobs = logprobs;
-        if (alternatives) tokensEvent.topLogprobs = alternatives;
-        gen.sink.send(tokensEvent);
-        if (gen.lastTokenAt === 0) {
-          gen.firstTokenAt = emittedAt;
-          metrics.timeToFirstToken.observe((emittedAt - gen.submittedAt) / 1000);
-        }
-        else metrics.interTokenLatency.observe((emittedAt - gen.lastTokenAt) / 1000);
-        gen.lastTokenAt = emittedAt;
-        if (reason !== null) {
-          // Of the accepted path, the tokens emitted before the cut (the bonus, if emitted, was never fed).
-          this.commitForPrefixCache(gen, result, r, chain, Math.min(accepted, ids.length));
-          this.finish(gen, reason);
-          continue;
-        }
-
-        // Commit the chain and the accepted path; the bonus token is next step's chain.
-        const commit = gen.commitBuffer;
-        for (let i = 0; i < chain; i++) commit[i] = i;
-        for (let k = 0; k < accepted; k++) commit[chain + k] = v.acceptedPath[k];
-        result.commit(r, commit.subarray(0, chain + accepted));
-        // The prompt (or the part of it the prefix cache did not hold) was the chain: the bonus token gets a
-        // buffer of its own, and the prompt, now all in the cache, is offered to other prompts while this runs.
-        if (gen.pending.buffer === gen.promptIds.buffer) {
-          gen.pending = new Int32Array(1);
-          if (this.prefixes) gen.sharedPrefix = this.prefixes.share(gen.cacheSalt, gen.promptIds, gen.cache!);
-        }
-        gen.pending[0] = ids[ids.length - 1];
-        gen.pendingLength = 1;
-
-        if (gen.drafter) {
-          try {
-            gen.drafter.accept(ids);
-          } catch (err) {
-            this.dropDrafter(gen, err);
-          }
-        }
-        if (gen.drafter) {
-          // A history chain that ran out asks for a fresh trie as an exhausted
-          // trie does (the edge's next may go on with it): in a wide batch the
-          // drafter is never built and its follower never runs out.
-          let chainEnded = false;
-          if (gen.historyChain) {
-            gen.historyChain.advanceAll(ids);
-            if (!gen.historyChain.onChainAhead) {
-              gen.historyChain = null;
-              chainEnded = true;
-            }
-          }
-          // The hint costs the edge a re-draft and the pool a request to read:
-          // it is sent only when the trie it replaces got tokens accepted (a
-          // user cache with nothing for this text would only answer with
-          // another trie that goes unused; on the 2-core VM, hints after
-          // every exhaustion cost more time than their tries saved).
-          if ((gen.drafter.edgeTrieExhausted || chainEnded) && !gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0) {
-            gen.trieExhaustedSent = true;
-            this.options.metrics.trieHints.inc();
-            gen.sink.send({ type: 'trie-exhausted', outputLength: gen.output.length });
-          }
-        }
+        this.acceptRow(gen, r, inputs[r].row, result, emittedAt, counts);
       } catch (err) {
         // One row's fault (acceptance, its commit, its stream) ends its own
         // generation, not the batch's.
@@ -884,13 +754,14 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         this.endWithError(gen, `generation failed: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
-    if (stepPromptTokens > 0) metrics.promptTokens.inc(stepPromptTokens);
-    if (stepDrafts > 0) {
+    if (counts.promptTokens > 0) metrics.promptTokens.inc(counts.promptTokens);
+    if (counts.drafts > 0) {
       metrics.speculatingSteps.inc({ drafter: chains ? 'chain' : 'tree' });
-      metrics.numDrafts.inc(stepDrafts);
-      metrics.numDraftTokens.inc(stepDraftTokens);
-      if (stepAccepted > 0) metrics.numAcceptedTokens.inc(stepAccepted);
+      metrics.numDrafts.inc(counts.drafts);
+      metrics.numDraftTokens.inc(counts.draftTokens);
+      if (counts.accepted > 0) metrics.numAcceptedTokens.inc(counts.accepted);
     }
+    const { generated } = counts;
     const end = performance.now();
     metrics.endStep(end, generated);
     if (!rerun) budget?.observeStep(n, maxTokens, totalTokens, maxPast, end - drafted);
@@ -899,6 +770,161 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const { buildMs } = tally;
     if (chains && tally.chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill, rerun };
     return { batch: n, speculated: speculate, tokens: generated, method, buildMs, prefill, rerun };
+  }
+
+  /**
+   * One row after the pass: a prompt chunk goes into the cache; otherwise its
+   * tree is verified, the accepted path and the bonus token are emitted (cut
+   * at a stop token, maxTokens or the context), committed to its cache, and
+   * fed to its drafter, and the generation finishes where it was cut.
+   */
+  private acceptRow(gen: Generation<S>, r: number, row: StepRow, result: BatchStepResult, emittedAt: number, counts: StepCounts): void {
+    if (gen.cancelled) {
+      this.finish(gen, 'cancelled');
+      return;
+    }
+    const chain = gen.feedLength;
+    if (chain < gen.pendingLength) {
+      // A chunk of a long prompt: into the cache; the rest goes in next step.
+      const commit = gen.commitBuffer;
+      for (let i = 0; i < chain; i++) commit[i] = i;
+      result.commit(r, commit.subarray(0, chain));
+      gen.pending = gen.pending.subarray(chain);
+      gen.pendingLength -= chain;
+      return;
+    }
+    const rootIndex = chain - 1;
+    const { metrics } = this.options;
+    const v = this.verifier;
+    if (gen.steps === 0 && gen.request.promptLogprobs !== undefined) this.sendPromptLogprobs(gen, result, r, row.tokens, chain);
+    if (gen.request.maxTokens === 0) {
+      // Only the prompt was asked for (scored above, or just read).
+      gen.steps++;
+      counts.promptTokens += gen.promptIds.length;
+      this.commitForPrefixCache(gen, result, r, chain, 0);
+      this.finish(gen, 'length');
+      return;
+    }
+    const accepted = gen.noise
+      ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength, gen.adjustments)
+      : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r, gen.adjustments);
+
+    // Usage and metrics.
+    gen.steps++;
+    if (gen.steps === 1) counts.promptTokens += gen.promptIds.length;
+    if (gen.treeUsed > 0) {
+      gen.drafts++;
+      gen.draftTokens += gen.treeUsed;
+      gen.acceptedTokens += accepted;
+      counts.drafts++;
+      counts.draftTokens += gen.treeUsed;
+      counts.accepted += accepted;
+      for (let k = 0; k < accepted; k++) metrics.recordAccepted(k);
+    }
+    if (gen.treeUsed > 0 && gen.chainStep) {
+      if (!gen.historyChainStep) gen.chainCalibration!.record(gen.tree!.probs, gen.treeUsed, accepted);
+    } else if (gen.treeUsed > 0) {
+      const tree = gen.tree!;
+      let predicted = 0;
+      for (let i = chain; i < gen.rowLength; i++) predicted += tree.probs[gen.rowToTree[i]];
+      gen.acceptedPerDraft = this.acceptance.recordTree(gen.acceptanceKey, gen.acceptedPerDraft, predicted, accepted);
+    }
+
+    // Emitted tokens: accepted path + bonus, cut at eos / maxTokens / context.
+    const ids: number[] = [];
+    const sources: TokenSource[] = [];
+    const wantLogprobs = gen.request.logprobs;
+    const logprobs: number[] | undefined = wantLogprobs === undefined ? undefined : [];
+    const alternatives: Array<Array<[number, number]>> | undefined = wantLogprobs ? [] : undefined;
+    let reason: 'stop' | 'length' | 'context_length' | null = null;
+    // As plain decoding: the last token may sit at position contextLength (emitted, never fed).
+    const limit = Math.min(gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
+    for (let k = 0; k <= accepted && reason === null; k++) {
+      let token: number;
+      let source: TokenSource;
+      if (k < accepted) {
+        const rowIndex = v.acceptedPath[k];
+        token = row.tokens[rowIndex];
+        source = tokenSources[gen.tree!.sources[gen.rowToTree[rowIndex]]] ?? 'model';
+      } else {
+        token = v.bonusToken;
+        source = 'model';
+      }
+      ids.push(token);
+      sources.push(source);
+      if (logprobs) {
+        // The token was chosen at its parent: the root, then each accepted node in turn.
+        pushLogprobs(result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]), token, wantLogprobs!, logprobs, alternatives ?? null);
+      }
+      if (source === 'edge') gen.edgeAcceptedSinceTrie++;
+      if (this.eos.has(token)) reason = 'stop';
+      else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
+      else if (ids.length >= limit) reason = 'context_length';
+    }
+    for (const id of ids) gen.output.push(id);
+    if (gen.adjustments) for (const id of ids) gen.adjustments.observe(id);
+    counts.generated += ids.length;
+    const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted };
+    if (logprobs) tokensEvent.logprobs = logprobs;
+    if (alternatives) tokensEvent.topLogprobs = alternatives;
+    gen.sink.send(tokensEvent);
+    if (gen.lastTokenAt === 0) {
+      gen.firstTokenAt = emittedAt;
+      metrics.timeToFirstToken.observe((emittedAt - gen.submittedAt) / 1000);
+    }
+    else metrics.interTokenLatency.observe((emittedAt - gen.lastTokenAt) / 1000);
+    gen.lastTokenAt = emittedAt;
+    if (reason !== null) {
+      // Of the accepted path, the tokens emitted before the cut (the bonus, if emitted, was never fed).
+      this.commitForPrefixCache(gen, result, r, chain, Math.min(accepted, ids.length));
+      this.finish(gen, reason);
+      return;
+    }
+
+    // Commit the chain and the accepted path; the bonus token is next step's chain.
+    const commit = gen.commitBuffer;
+    for (let i = 0; i < chain; i++) commit[i] = i;
+    for (let k = 0; k < accepted; k++) commit[chain + k] = v.acceptedPath[k];
+    result.commit(r, commit.subarray(0, chain + accepted));
+    // The prompt (or the part of it the prefix cache did not hold) was the chain: the bonus token gets a
+    // buffer of its own, and the prompt, now all in the cache, is offered to other prompts while this runs.
+    if (gen.pending.buffer === gen.promptIds.buffer) {
+      gen.pending = new Int32Array(1);
+      if (this.prefixes) gen.sharedPrefix = this.prefixes.share(gen.cacheSalt, gen.promptIds, gen.cache!);
+    }
+    gen.pending[0] = ids[ids.length - 1];
+    gen.pendingLength = 1;
+
+    if (gen.drafter) {
+      try {
+        gen.drafter.accept(ids);
+      } catch (err) {
+        this.dropDrafter(gen, err);
+      }
+    }
+    if (gen.drafter) {
+      // A history chain that ran out asks for a fresh trie as an exhausted
+      // trie does (the edge's next may go on with it): in a wide batch the
+      // drafter is never built and its follower never runs out.
+      let chainEnded = false;
+      if (gen.historyChain) {
+        gen.historyChain.advanceAll(ids);
+        if (!gen.historyChain.onChainAhead) {
+          gen.historyChain = null;
+          chainEnded = true;
+        }
+      }
+      // The hint costs the edge a re-draft and the pool a request to read:
+      // it is sent only when the trie it replaces got tokens accepted (a
+      // user cache with nothing for this text would only answer with
+      // another trie that goes unused; on the 2-core VM, hints after
+      // every exhaustion cost more time than their tries saved).
+      if ((gen.drafter.edgeTrieExhausted || chainEnded) && !gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0) {
+        gen.trieExhaustedSent = true;
+        metrics.trieHints.inc();
+        gen.sink.send({ type: 'trie-exhausted', outputLength: gen.output.length });
+      }
+    }
   }
 
   /**
