@@ -647,43 +647,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     let prefill = false;
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
-      const chain = gen.feedLength;
-      if (chain > 1) prefill = true;
-      const tokens = gen.rowTokens;
-      const parents = gen.rowParents;
-      for (let i = 0; i < chain; i++) {
-        tokens[i] = gen.pending[i];
-        parents[i] = i - 1;
-        gen.rowToTree[i] = -1;
-      }
-      let len = chain;
-      const tree = gen.tree;
-      const take = tree ? Math.min(alloc[r], tree.size - 1) : 0;
-      const maxDepth = this.drafting.draftRoom(gen);
-      if (tree) {
-        gen.treeToRow[0] = chain - 1;
-        for (let node = 1; node <= take; node++) {
-          const parentRow = gen.treeToRow[tree.parents[node]];
-          if (parentRow === -1 || tree.depths[node] > maxDepth) {
-            gen.treeToRow[node] = -1;
-            continue;
-          }
-          tokens[len] = tree.tokens[node];
-          parents[len] = parentRow;
-          gen.rowToTree[len] = node;
-          gen.treeToRow[node] = len;
-          len++;
-        }
-      }
-      gen.rowLength = len;
-      gen.treeUsed = len - chain;
-      if (tree && tree.size > 1 && !gen.chainStep) {
-        gen.refusedSteps = gen.treeUsed === 0 ? gen.refusedSteps + 1 : 0;
-        gen.sentPerDraft = gen.sentPerDraft < 0 ? gen.treeUsed : gen.sentPerDraft * 0.7 + gen.treeUsed * 0.3;
-      }
+      if (gen.feedLength > 1) prefill = true;
+      const input = this.buildRow(gen, alloc[r]);
+      const len = input.row.tokens.length;
       totalTokens += len;
       if (len > maxTokens) maxTokens = len;
-      inputs[r] = { cache: gen.cache!, row: { tokens: tokens.subarray(0, len), parents: parents.subarray(0, len) } };
+      inputs[r] = input;
     }
 
     // 4. One forward pass for the whole batch.
@@ -770,6 +739,50 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const { buildMs } = tally;
     if (chains && tally.chained > 0) return { batch: n, speculated: true, tokens: generated, method: CHAIN_METHOD, buildMs, prefill, rerun };
     return { batch: n, speculated: speculate, tokens: generated, method, buildMs, prefill, rerun };
+  }
+
+  /**
+   * A row's tokens for the pass: its pending tokens as a chain, then the
+   * first `allocated` nodes of its tree under the chain's last token (nodes
+   * deeper than its draft room, or under a node left out, are left out too).
+   * Also notes how much of its draft went out, which the resting rule and
+   * the next draft's size go by.
+   */
+  private buildRow(gen: Generation<S>, allocated: number): StepInput<S> {
+    const chain = gen.feedLength;
+    const tokens = gen.rowTokens;
+    const parents = gen.rowParents;
+    for (let i = 0; i < chain; i++) {
+      tokens[i] = gen.pending[i];
+      parents[i] = i - 1;
+      gen.rowToTree[i] = -1;
+    }
+    let len = chain;
+    const tree = gen.tree;
+    const take = tree ? Math.min(allocated, tree.size - 1) : 0;
+    const maxDepth = this.drafting.draftRoom(gen);
+    if (tree) {
+      gen.treeToRow[0] = chain - 1;
+      for (let node = 1; node <= take; node++) {
+        const parentRow = gen.treeToRow[tree.parents[node]];
+        if (parentRow === -1 || tree.depths[node] > maxDepth) {
+          gen.treeToRow[node] = -1;
+          continue;
+        }
+        tokens[len] = tree.tokens[node];
+        parents[len] = parentRow;
+        gen.rowToTree[len] = node;
+        gen.treeToRow[node] = len;
+        len++;
+      }
+    }
+    gen.rowLength = len;
+    gen.treeUsed = len - chain;
+    if (tree && tree.size > 1 && !gen.chainStep) {
+      gen.refusedSteps = gen.treeUsed === 0 ? gen.refusedSteps + 1 : 0;
+      gen.sentPerDraft = gen.sentPerDraft < 0 ? gen.treeUsed : gen.sentPerDraft * 0.7 + gen.treeUsed * 0.3;
+    }
+    return { cache: gen.cache!, row: { tokens: tokens.subarray(0, len), parents: parents.subarray(0, len) } };
   }
 
   /**
