@@ -7,6 +7,10 @@ import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { Generation, type Drafter } from '../../../gpu-pool/scheduler/generation';
 import { RowDrafting, type DraftingStep, type DraftingTally } from '../../../gpu-pool/scheduler/row-drafting';
 import type { RunnerSequence } from '../../../gpu-pool/scheduler/batch-runner';
+import { CHAIN_NODES } from '../../../gpu-pool/scheduler/row-drafting';
+import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
+import type { NextTokenTable } from '../../../shared/drafting/next-token-table';
+import { countingTable } from '../../shared/drafting/counting-table';
 
 // A prompt that repeats itself: the context source alone drafts its continuation.
 const PROMPT = [1, 50, 60, 70, 80, 90, 50, 60, 70, 80, 90, 50, 60, 70];
@@ -17,14 +21,14 @@ function generation(drafter: Drafter | null, maxTokens = 64, promptIds = PROMPT)
   return new Generation<RunnerSequence>(request, { send: () => {}, end: () => {} }, drafter, null, 32, promptIds.length + maxTokens);
 }
 
-function drafting(dropped: Generation<RunnerSequence>[] = []): RowDrafting {
+function drafting(dropped: Generation<RunnerSequence>[] = [], chainTable: NextTokenTable | null = null): RowDrafting {
   // Cheap tokens: the budget lets any row with accepted drafts go on drafting.
   const budget = new TreeBudget(new CostModel({ fixed: 0.2, perRow: 0.01, perPaddedToken: 0.001, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 }), { policy: 'marginal', maxNodes: 32 });
   return new RowDrafting({
     maxTreeNodes: 32,
     contextLength: CONTEXT,
     budget,
-    chainTable: null,
+    chainTable,
     acceptance: new AcceptanceRecord(),
     dropDrafter: (gen) => {
       gen.drafter = null;
@@ -102,5 +106,51 @@ describe('RowDrafting', () => {
     expect(d.draftRoom(gen)).toBe(1);
     const full = generation(null, 64, [1, ...new Array<number>(CONTEXT - 1).fill(9)]);
     expect(d.draftRoom(full)).toBe(0);
+  });
+
+  describe('with the model\'s next-token table', () => {
+    // The table counts 1 2 3 4 5 6: after 3 4 comes 5, then 6.
+    const COUNTING = [1, 2, 3, 4];
+
+    function tableGeneration(sampling: { temperature: number; seed?: number }): Generation<RunnerSequence> {
+      const request = generateRequestSchema.parse({ id: 'g', promptIds: COUNTING, maxTokens: 16, speculation: 'sssd', useDatastore: true, sampling });
+      const noise = sampling.temperature > 0 ? new GumbelNoise(sampling.seed ?? 0) : null;
+      const gen = new Generation<RunnerSequence>(request, { send: () => {}, end: () => {} }, drafterFactory(null)(request), noise, 32, COUNTING.length + 16);
+      gen.feedLength = gen.pendingLength;
+      return gen;
+    }
+
+    it('chains every sssd row in a batch the fused drafter sits out, from the table, at most CHAIN_NODES tokens', () => {
+      const gen = tableGeneration({ temperature: 0 });
+      const row = emptyRow();
+      const tally = emptyTally();
+      drafting([], countingTable()).draft(gen, row, { ...fusedStep(), n: 32, cap: 0, chains: true, nearlyFree: false }, tally);
+      expect(gen.chainStep).toBe(true);
+      expect(tally.chained).toBe(1);
+      expect(row.available).toBeGreaterThan(0);
+      expect(row.available).toBeLessThanOrEqual(CHAIN_NODES);
+      expect(Array.from(gen.tree!.tokens.subarray(1, 3))).toEqual([5, 6]);
+      // A chain never builds the fused drafter (its first draft would index the whole context).
+      expect(gen.drafter!.built).toBe(false);
+    });
+
+    it('drafts a sampled row beside fused trees a coupled tree from the table, never building its fused drafter', () => {
+      const gen = tableGeneration({ temperature: 0.7, seed: 11 });
+      const row = emptyRow();
+      const tally = emptyTally();
+      drafting([], countingTable()).draft(gen, row, { ...fusedStep(), lateChains: true }, tally);
+      expect(gen.tree).toBe(gen.tableTree);
+      expect(gen.chainStep).toBe(false);
+      expect(row.available).toBeGreaterThan(0);
+      expect(gen.drafter!.built).toBe(false);
+      expect(tally.chained).toBe(0);
+    });
+
+    it('drafts a greedy row beside them its fused tree', () => {
+      const gen = tableGeneration({ temperature: 0 });
+      drafting([], countingTable()).draft(gen, emptyRow(), { ...fusedStep(), lateChains: true }, emptyTally());
+      expect(gen.tree).not.toBe(gen.tableTree);
+      expect(gen.drafter!.built).toBe(true);
+    });
   });
 });
