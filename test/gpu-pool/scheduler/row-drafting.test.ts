@@ -21,6 +21,13 @@ function generation(drafter: Drafter | null, maxTokens = 64, promptIds = PROMPT)
   return new Generation<RunnerSequence>(request, { send: () => {}, end: () => {} }, drafter, null, 32, promptIds.length + maxTokens);
 }
 
+/** A generation of PROMPT with the pool's own lazy fused drafter (no datastore). */
+function fusedGeneration(): Generation<RunnerSequence> {
+  const gen = generation(null);
+  gen.drafter = drafterFactory(null)(gen.request);
+  return gen;
+}
+
 function drafting(dropped: Generation<RunnerSequence>[] = [], chainTable: NextTokenTable | null = null): RowDrafting {
   // Cheap tokens: the budget lets any row with accepted drafts go on drafting.
   const budget = new TreeBudget(new CostModel({ fixed: 0.2, perRow: 0.01, perPaddedToken: 0.001, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 }), { policy: 'marginal', maxNodes: 32 });
@@ -43,7 +50,7 @@ const emptyRow = (): BudgetRow => ({ chainLength: 1, available: 0, probs: null, 
 
 describe('RowDrafting', () => {
   it("drafts a prompt-fed row's fused tree under its last prompt token, and counts its first draft as building", () => {
-    const gen = generation(drafterFactory(null)(generateRequestSchema.parse({ id: 'g', promptIds: PROMPT, maxTokens: 64, speculation: 'sssd' })));
+    const gen = fusedGeneration();
     gen.feedLength = gen.pendingLength;
     const row = emptyRow();
     const tally = emptyTally();
@@ -61,7 +68,7 @@ describe('RowDrafting', () => {
   });
 
   it('drafts nothing for a prompt still going in by chunks, until its last chunk', () => {
-    const gen = generation(drafterFactory(null)(generateRequestSchema.parse({ id: 'g', promptIds: PROMPT, maxTokens: 64, speculation: 'sssd' })));
+    const gen = fusedGeneration();
     gen.feedLength = 8;
     const row = emptyRow();
     drafting().draft(gen, row, fusedStep(), emptyTally());
@@ -71,7 +78,7 @@ describe('RowDrafting', () => {
   });
 
   it('drafts nothing where the fused drafter sits the step out (cap 0) and the batch does not chain', () => {
-    const gen = generation(drafterFactory(null)(generateRequestSchema.parse({ id: 'g', promptIds: PROMPT, maxTokens: 64, speculation: 'sssd' })));
+    const gen = fusedGeneration();
     gen.feedLength = gen.pendingLength;
     const row = emptyRow();
     drafting().draft(gen, row, { ...fusedStep(), cap: 0 }, emptyTally());
