@@ -94,7 +94,7 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   /** Consecutive drafted steps the budget gave no nodes to. */
   refusedSteps = 0;
   tree: DraftTree | null = null;
-  /** This step's tree is a table chain (wide batches, see Scheduler.iterate), not the drafter's. */
+  /** This step's tree is a table chain (wide batches, see step-plan.ts), not the drafter's. */
   chainStep = false;
   /** The chain's tree, made at the first chained step, and its calibrated estimates (what the budget reads). */
   chainTree: DraftTree | null = null;

@@ -1,7 +1,7 @@
 /**
- * How each row of a step drafts, once the step's plan is made (Scheduler.
- * iterate decides whether the batch speculates with fused trees, with table
- * chains, or not at all): a row drafts its fused tree (edge trie, context,
+ * How each row of a step drafts, once the step's plan is made (StepPlanner,
+ * step-plan.ts, decides whether the batch speculates with fused trees, with
+ * table chains, or not at all): a row drafts its fused tree (edge trie, context,
  * datastore), a coupled tree from the model's next-token table (a sampled
  * row), a table or history chain (a batch too wide for the fused drafter, or
  * a row that ran plain too long to build it now), or nothing (a row the
@@ -28,7 +28,7 @@ export const LATE_BUILD_TOKENS = 32;
  */
 export const CHAIN_NODES = 4;
 
-/** What a step decided that its rows draft under (set by Scheduler.iterate, one object reused every step). */
+/** What a step decided that its rows draft under (StepPlanner.plan fills it, one object reused every step). */
 export interface DraftingStep {
   /** Rows in the batch. */
   n: number;

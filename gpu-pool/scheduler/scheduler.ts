@@ -31,11 +31,9 @@ import { AcceptanceRecord } from '../budget/acceptance-record';
 import { pushLogprobs } from '../runtime/logprobs';
 import { PREFIX_BLOCK, type PrefixCache } from './prefix-cache';
 import { PassRecovery, type StepInput } from './pass-recovery';
-import { RowDrafting, type DraftingStep, type DraftingTally } from './row-drafting';
+import { RowDrafting, type DraftingTally } from './row-drafting';
+import { CHAIN_METHOD, StepPlanner, type StepPlan } from './step-plan';
 
-/** Batches of at least this many rows speculate only where the governor's measurements say it pays, however cheap the pass makes extra tokens. */
-export const GOVERNED_FROM_ROWS = 16;
-export const CHAIN_METHOD = 'sssd:chain';
 
 export interface SchedulerLimits {
   /** Rows in the running batch. */
@@ -70,7 +68,7 @@ export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
   /**
    * The model's next-token table (the datastore's sidecar): `sssd` rows of
    * batches too wide for the fused drafter draft a short chain from it
-   * instead (see iterate). null: wide batches decode plain.
+   * instead (see step-plan.ts). null: wide batches decode plain.
    */
   chainTable?: NextTokenTable | null;
   /**
@@ -159,8 +157,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly passes: PassRecovery<S>;
   /** How each row drafts, once a step's plan is made. */
   private readonly drafting: RowDrafting;
+  /** Decides each step whether and how the batch drafts. */
+  private readonly planner: StepPlanner;
   /** The step's plan and what its drafting did: one object each, reused every step. */
-  private readonly draftingStep: DraftingStep = { n: 0, cap: 0, userCap: 0, chains: false, lateChains: false, nearlyFree: false, method: null, maxPast: 0 };
+  private readonly stepPlan: StepPlan = { n: 0, cap: 0, userCap: 0, chains: false, lateChains: false, nearlyFree: false, method: null, maxPast: 0, speculate: false };
   private readonly draftingTally: DraftingTally = { draftedRows: 0, buildMs: 0, chained: 0, chainMs: 0 };
   private readonly stepCounts: StepCounts = { generated: 0, promptTokens: 0, drafts: 0, draftTokens: 0, accepted: 0 };
 
@@ -182,6 +182,14 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       chainTable: options.chainTable ?? null,
       acceptance: this.acceptance,
       dropDrafter: (gen, err) => this.dropDrafter(gen, err),
+    });
+    this.planner = new StepPlanner({
+      budget: options.budget,
+      governor: options.governor ?? null,
+      chainTable: options.chainTable ?? null,
+      batchSizeCaps: options.batchSizeCaps ?? null,
+      maxTreeNodes: this.maxTreeNodes,
+      drafting: this.drafting,
     });
   }
 
@@ -522,79 +530,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const batch = this.planFeeds(this.active.slice());
     const n = batch.length;
     const budget = this.options.budget;
-    const governor = this.options.governor;
-    // Only batches with rows that can draft take part in the governor's
-    // comparison, judged under the method most of their rows use.
-    const method = this.dominantDraftMethod(batch);
-    // Below GOVERNED_FROM_ROWS rows speculation is not put to the measured
-    // vote, and the budget alone sizes the trees to what pays,
-    // unless a row in the batch ran plain past LATE_BUILD_TOKENS (its first
-    // draft would index a long context: the tail of a level that ran wide,
-    // where speculating measured 1-11% slower end to end). The vote's
-    // samples are per cycle on a machine whose speed drifts by 20-40% within
-    // a minute, and the losing arm is only seen in probe blocks, cold:
-    // voting at batch 3-15 kept speculation off for long stretches at
-    // concurrency 8 (1.5-2.2 tokens per step, 0.89-1.11x in six runs, against
-    // 3.1-3.2 and 1.10-1.24x with no vote) and its probes of plain decoding
-    // cost a tenth of the steps at concurrency 1. From GOVERNED_FROM_ROWS rows
-    // on the vote is held anyway: there the CPU's share of a step (drafting,
-    // acceptance, reading more logits back), which the pass's cost curve does
-    // not see, decides; on an H200 with resident keys/values, `pld` ran at
-    // 0.82x of `off` at 128 rows without it.
-    const chainTable = this.options.chainTable ?? null;
-    // The operator's cap for this batch size bounds trees and chains alike; 0 drafts nothing.
-    const userCap = this.options.batchSizeCaps ? this.options.batchSizeCaps.capFor(n) : this.maxTreeNodes;
-    const chainable = userCap > 0 && chainTable !== null && budget !== null && method === 'sssd' && budget.options.policy === 'marginal';
-    let maxPast = 0;
-    let lateRows = false;
-    // Whether every row that could draft would chain rather than build its
-    // fused drafter late (lateChain): then the batch is a chains batch, put to
-    // the chains' vote, not the fused drafter's.
-    let allChain = chainable;
-    for (let r = 0; r < n; r++) {
-      const gen = batch[r];
-      maxPast = Math.max(maxPast, gen.cache!.length);
-      if (!lateRows && this.drafting.ranPlainLong(gen)) lateRows = true;
-      if (allChain && gen.drafter && !this.drafting.lateChain(gen)) allChain = false;
-    }
-    const nearlyFree = budget !== null && n * 4 <= budget.kneeTokens;
-    const unvoted = (nearlyFree || !lateRows) && n < GOVERNED_FROM_ROWS;
-    // Where two tokens a row already take the pass past its knee (2 · rows >
-    // knee tokens), a draft token costs about what a row does, and the fused
-    // drafter's extra accepted tokens do not pay for its sources (40-130 µs a
-    // row) against a table chain's hash probes: the batch chains. At concurrency 8 on the 2-core
-    // CPU (knee 10 tokens: from 6 rows), 1.59x of `off` on average over
-    // eleven runs against 1.45x over seven with fused trees to 20 rows, at
-    // 3.0-3.3 tokens a step against 3.5 (docs/benchmarks.md, "Chains from
-    // half the knee"). On a GPU the knee is hundreds of tokens, and fused
-    // trees stay.
-    const fusedSitsOut = chainable && 2 * n > budget.kneeTokens;
-    const speculate =
-      userCap > 0 &&
-      !allChain &&
-      !fusedSitsOut &&
-      budget !== null &&
-      method !== null &&
-      (unvoted || (budget.wantsDrafts(n, method, maxPast) && (governor ? governor.decide(n, method) : true)));
-    const cap = budget && speculate ? Math.min(userCap, budget.draftCap(n, maxPast)) : 0;
-    // A batch the fused drafter sits out (too wide, or the vote went against
-    // it) speculates with table chains where the governor measures them
-    // paying (an arm of their own, CHAIN_METHOD). A chain costs a hash probe
-    // or two per node against 40-130 µs for a fused tree's sources, and that
-    // drafting, more than the extra tokens, was what made speculation lose at
-    // 16+ rows on the 2-core CPU: at concurrency 32 and 128, chains of up to
-    // 3-4 tokens ran at 1.02-1.12x and 1.24-1.29x of `off` (2.2-2.8 tokens per
-    // step), where the pool had decoded plain at 0.87-0.97x (docs/benchmarks.md).
-    const chains = !speculate && chainable && (governor ? governor.decide(n, CHAIN_METHOD) : true);
-    // In a step the fused drafter speculates, rows that ran long without it
-    // (they chained, or decoded plain, while the batch was wide) chain rather
-    // than build it late: in the tails of levels at concurrency 32, where
-    // the batch narrows, fused steps of 1-7 rows ran at ~1.2-3.8 tokens/ms
-    // (each late row's first draft indexes its whole context) against ~6
-    // for chains; all rows of a level chaining to their end measured
-    // 1.20-1.32x of `off` against 1.02-1.30x (docs/benchmarks.md). Sampled
-    // rows draft table trees in such steps (RowDrafting.sampledFromTable).
-    const lateChains = speculate && chainable;
+    const step = this.planner.plan(batch, this.stepPlan);
+    const { cap, chains, speculate, method, maxPast } = step;
     if (this.allocation.length < n) this.allocation = new Int32Array(n * 2);
     // The budget reads this step's rows (their count too) from budgetRows:
     // pooled row objects, no per-step allocation.
@@ -605,15 +542,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
 
     // 1. Draft.
-    const step = this.draftingStep;
-    step.n = n;
-    step.cap = cap;
-    step.userCap = userCap;
-    step.chains = chains;
-    step.lateChains = lateChains;
-    step.nearlyFree = nearlyFree;
-    step.method = method;
-    step.maxPast = maxPast;
     const tally = this.draftingTally;
     tally.draftedRows = 0;
     tally.buildMs = 0;
@@ -981,26 +909,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       dropped = true;
     }
     return dropped;
-  }
-
-  private readonly methodCounts = new Map<string, number>();
-
-  private dominantDraftMethod(batch: readonly Generation<S>[]): string | null {
-    const counts = this.methodCounts;
-    counts.clear();
-    let best: string | null = null;
-    let bestCount = 0;
-    for (const gen of batch) {
-      if (!gen.drafter) continue;
-      const m = gen.request.speculation;
-      const c = (counts.get(m) ?? 0) + 1;
-      counts.set(m, c);
-      if (c > bestCount) {
-        bestCount = c;
-        best = m;
-      }
-    }
-    return best;
   }
 
   /**
