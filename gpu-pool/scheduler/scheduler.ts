@@ -29,7 +29,8 @@ import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { EdgeTrieFollower, edgeTrieMalformation, edgeTrieTokenOutside, historyChainNodes } from '../../shared/drafting/edge-trie';
 import { AcceptanceRecord } from '../budget/acceptance-record';
 import { pushLogprobs } from '../runtime/logprobs';
-import { PREFIX_BLOCK, type PrefixCache } from './prefix-cache';
+import type { PrefixCache } from './prefix-cache';
+import { PrefixReuse } from './prefix-reuse';
 import { PassRecovery, type StepInput } from './pass-recovery';
 import { RowDrafting, type DraftingTally } from './row-drafting';
 import { CHAIN_METHOD, StepPlanner, type StepPlan } from './step-plan';
@@ -139,7 +140,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /** Whether the previous step drafted (see observeDraft in iterate). */
   private draftedLastStep = false;
   /** The prefix cache, where the runner can copy a prefix into a sequence (else none). */
-  private readonly prefixes: PrefixCache<S> | null;
+  private readonly prefixes: PrefixReuse<S> | null;
   /** Running mean of drafter-building time per speculating cycle (see loop). */
   private buildMsPerCycle = 0;
 
@@ -171,7 +172,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // Until the first request the pool is idle too: the phases then add up to its uptime.
     options.metrics.startIdle(performance.now());
     this.maxTreeNodes = options.maxTreeNodes ?? 64;
-    this.prefixes = options.prefixCache && runner.copyPrefix ? options.prefixCache : null;
+    this.prefixes = options.prefixCache && PrefixReuse.usable(runner) ? new PrefixReuse(options.prefixCache, runner, options.metrics) : null;
     this.verifier = new TreeVerifier(runner.config.vocabSize, runner.config.contextLength + this.maxTreeNodes + 2);
     this.eos = new Set(runner.config.eosIds);
     this.passes = new PassRecovery(runner, options.metrics);
@@ -341,11 +342,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * the pool has no prefix cache.
    */
   clearPrefixCache(salt?: string): { sequences: number; bytes: number } | null {
-    const prefixes = this.prefixes;
-    if (!prefixes) return null;
-    const cleared = prefixes.clear(salt);
-    this.options.metrics.prefixCacheBytes.set(prefixes.totalBytes);
-    return cleared;
+    return this.prefixes?.clear(salt) ?? null;
   }
 
   /** The prompt's own log-probabilities, read off the prefill: token i given tokens 0..i-1, from the logits at i-1. */
@@ -440,7 +437,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     while (this.active.length < this.options.limits.maxActive && this.queue.length > 0) {
       const gen = this.queue.shift()!;
       gen.cache = this.runner.newSequence(Math.min(this.contextLength, gen.reservedTokens));
-      this.restorePrefix(gen, gen.cache);
+      this.prefixes?.restore(gen, gen.cache);
       gen.startedAt = performance.now();
       metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
       this.active.push(gen);
@@ -448,60 +445,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     metrics.running.set(this.active.length);
     metrics.waiting.set(this.queue.length);
-  }
-
-  /**
-   * Starts the generation's cache with the longest prompt prefix a kept
-   * sequence holds (at least the last prompt token is still fed: its logits
-   * give the first output token). Not for a prompt being scored: its
-   * log-probabilities need the prefill's logits at every position.
-   */
-  private restorePrefix(gen: Generation<S>, cache: S): void {
-    const prefixes = this.prefixes;
-    if (!prefixes || gen.request.promptLogprobs !== undefined) return;
-    const prompt = gen.promptIds;
-    const { metrics } = this.options;
-    metrics.prefixCacheQueries.inc(prompt.length);
-    const match = prefixes.lookup(gen.cacheSalt, prompt, prompt.length - 1);
-    if (!match) return;
-    this.runner.copyPrefix!(match.sequence, cache, match.length);
-    prefixes.touch(match);
-    gen.pending = prompt.subarray(match.length);
-    gen.pendingLength = prompt.length - match.length;
-    gen.cachedPromptTokens = match.length;
-    metrics.prefixCacheHits.inc(match.length);
-  }
-
-  /**
-   * Offers a finished generation's cache to the prefix cache; true when kept
-   * (the cache owns it then). A cache more than twice the size of what it
-   * holds (a generation that stopped well short of its reservation) is copied
-   * to one of its length first, so the byte bound holds sequences, not slack;
-   * others are kept as they are: a copy of every finished generation was new
-   * memory for the garbage collector to chase (6-9% of the pool's throughput
-   * at concurrency 128).
-   */
-  private keepPrefix(gen: Generation<S>, cache: S): boolean {
-    const prefixes = this.prefixes;
-    const length = cache.length;
-    if (!prefixes || length < PREFIX_BLOCK) return false;
-    const tokens = gen.contextTokens(length);
-    const salt = gen.cacheSalt;
-    const { metrics } = this.options;
-    if (cache.capacity === undefined || cache.capacity <= 2 * length) {
-      const kept = prefixes.store(salt, tokens, cache);
-      if (kept) metrics.prefixCacheBytes.set(prefixes.totalBytes);
-      return kept;
-    }
-    const compact = this.runner.newSequence(length);
-    this.runner.copyPrefix!(cache, compact, length);
-    if (prefixes.store(salt, tokens, compact)) {
-      cache.release();
-      metrics.prefixCacheBytes.set(prefixes.totalBytes);
-      return true;
-    }
-    compact.release();
-    return false;
   }
 
   /**
@@ -831,7 +774,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // buffer of its own, and the prompt, now all in the cache, is offered to other prompts while this runs.
     if (gen.pending.buffer === gen.promptIds.buffer) {
       gen.pending = new Int32Array(1);
-      if (this.prefixes) gen.sharedPrefix = this.prefixes.share(gen.cacheSalt, gen.promptIds, gen.cache!);
+      this.prefixes?.share(gen);
     }
     gen.pending[0] = ids[ids.length - 1];
     gen.pendingLength = 1;
@@ -945,13 +888,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.reservedTokens -= gen.reservedTokens;
     const cache = gen.cache;
     gen.cache = null;
-    if (gen.sharedPrefix) {
-      this.prefixes?.unshare(gen.sharedPrefix);
-      gen.sharedPrefix = null;
-    }
+    this.prefixes?.unshare(gen);
     // A cancelled generation's committed positions are as good as a finished one's (an edge cancels at a
     // stop string); a failed step's may not be.
-    if (cache && !(reason !== 'error' && this.keepPrefix(gen, cache))) cache.release();
+    if (cache && !(reason !== 'error' && this.prefixes !== null && this.prefixes.keep(gen, cache))) cache.release();
     gen.drafter?.release?.();
     const { metrics } = this.options;
     metrics.recordFinished(reason);
