@@ -454,7 +454,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * leave nothing of its prompt there). Nothing to do without a prefix cache.
    */
   private commitForPrefixCache(gen: Generation<S>, result: BatchStepResult, r: number, chain: number, pathTokens: number): void {
-    if (!this.prefixes) return;
+    if (this.prefixes) this.commit(gen, result, r, chain, pathTokens);
+  }
+
+  /** Commits row r's fed chain and the first `pathTokens` nodes of its accepted path to its cache. */
+  private commit(gen: Generation<S>, result: BatchStepResult, r: number, chain: number, pathTokens: number): void {
     const commit = gen.commitBuffer;
     for (let i = 0; i < chain; i++) commit[i] = i;
     for (let k = 0; k < pathTokens; k++) commit[chain + k] = this.verifier.acceptedPath[k];
@@ -670,9 +674,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const chain = gen.feedLength;
     if (chain < gen.pendingLength) {
       // A chunk of a long prompt: into the cache; the rest goes in next step.
-      const commit = gen.commitBuffer;
-      for (let i = 0; i < chain; i++) commit[i] = i;
-      result.commit(r, commit.subarray(0, chain));
+      this.commit(gen, result, r, chain, 0);
       gen.pending = gen.pending.subarray(chain);
       gen.pendingLength -= chain;
       return;
@@ -766,10 +768,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
 
     // Commit the chain and the accepted path; the bonus token is next step's chain.
-    const commit = gen.commitBuffer;
-    for (let i = 0; i < chain; i++) commit[i] = i;
-    for (let k = 0; k < accepted; k++) commit[chain + k] = v.acceptedPath[k];
-    result.commit(r, commit.subarray(0, chain + accepted));
+    this.commit(gen, result, r, chain, accepted);
     // The prompt (or the part of it the prefix cache did not hold) was the chain: the bonus token gets a
     // buffer of its own, and the prompt, now all in the cache, is offered to other prompts while this runs.
     if (gen.pending.buffer === gen.promptIds.buffer) {
