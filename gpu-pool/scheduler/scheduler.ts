@@ -35,7 +35,6 @@ import { PassRecovery, type StepInput } from './pass-recovery';
 import { RowDrafting, type DraftingTally } from './row-drafting';
 import { CHAIN_METHOD, StepPlanner, type StepPlan } from './step-plan';
 
-
 export interface SchedulerLimits {
   /** Rows in the running batch. */
   maxActive: number;
