@@ -1,7 +1,8 @@
 /**
  * POST /v1/completions and /v1/chat/completions after auth and parsing:
  * prompt → ids, limits against the model's context, the user's cache (one KV
- * read), the edge trie, then a CompletionRun answered as SSE or JSON.
+ * read, waited for a bounded time), the edge trie, then a CompletionRun
+ * answered as SSE or JSON.
  */
 import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import { ApiError, badRequest } from './api-error';
@@ -11,6 +12,7 @@ import { CompletionRun, type CompletionDeps } from './completion-run';
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
 import type { ChatRequest, CompletionRequest } from './request-schema';
 import type { ServedModel } from './served-model';
+import { settledWithin } from './settled-within';
 import { streamResponse, wholeCompletion } from './sse-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 
@@ -26,6 +28,8 @@ export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   clientSignal?: AbortSignal;
   /** The request's id hex (request-id.ts): the completion's id is `cmpl-<hex>` / `chatcmpl-<hex>`. */
   requestHex: string;
+  /** How long the request waits for the user's cache before it opens without it (SSSD_USER_CACHE_WAIT_MS). */
+  userCacheWaitMs: number;
 }
 
 /** The names a request may use for the served model. */
@@ -114,12 +118,17 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const stops = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
   const speculate = body.speculation !== 'off';
 
-  const userCache = await ctx.store.load(await cacheScope(ctx.key.keyId, body.user));
+  // The user's cache only makes drafts better: the request waits for it a
+  // bounded time (a read KV must fetch from afar takes tens to hundreds of
+  // ms), then opens without it, and its trie follows when it comes.
+  const userCache = ctx.store.load(await cacheScope(ctx.key.keyId, body.user));
   const cacheSalt = await prefixCacheSalt(ctx.key.tenant, body.cache_salt ?? null);
+  const drafts = speculate && ctx.edgeTrieNodes > 0;
+  const cacheInTime = drafts ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;
   let trie: Uint8Array | null = null;
-  if (speculate && ctx.edgeTrieNodes > 0 && !userCache.cache.isEmpty) {
+  if (cacheInTime && !cacheInTime.cache.isEmpty) {
     try {
-      trie = draftEdgeTrie(userCache.cache, ids, { maxNodes: ctx.edgeTrieNodes, historyChain: (body.temperature ?? 1) === 0 });
+      trie = draftEdgeTrie(cacheInTime.cache, ids, { maxNodes: ctx.edgeTrieNodes, historyChain: (body.temperature ?? 1) === 0 });
     } catch (err) {
       console.warn('edge: drafting the edge trie failed; going on without it', err);
     }
@@ -161,6 +170,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           stops,
           userCache,
           trie,
+          trieFollows: drafts && cacheInTime === null,
           logprobs: asked,
           // The user's cache learns from one choice: n writes of one KV key would race.
           saveToCache: i === 0,

@@ -1,7 +1,8 @@
 /**
  * One completion from the edge's side: open it on a pool (with failover), turn
  * the pool's token bursts into released text segments (decoder + stop strings),
- * answer 'trie-exhausted' with a fresh edge trie (fire-and-forget), cancel at
+ * answer 'trie-exhausted' with a fresh edge trie (fire-and-forget), push the
+ * first trie when the user's cache came after the generation opened, cancel at
  * the pool on stop or client disconnect, and finally merge prompt + output into
  * the user's cache with one bounded write (waitUntil).
  */
@@ -23,9 +24,12 @@ export interface CompletionPlan {
   sampling: { temperature: number; topP: number; topK: number; seed?: number; frequencyPenalty: number; presencePenalty: number; repetitionPenalty: number; logitBias?: Record<string, number> };
   speculate: boolean;
   stops: string[];
-  userCache: LoadedUserCache;
-  /** The edge trie drafted for the prompt (absent when speculation is off or the cache is empty). */
+  /** The user's cache, read from KV as the request came in (it may come after the generation opened). */
+  userCache: Promise<LoadedUserCache>;
+  /** The edge trie drafted for the prompt, shipped with it (null: speculation off, an empty cache, or one not in yet). */
   trie: Uint8Array | null;
+  /** The cache was not in when the generation opened: once it comes, its trie is pushed to the running generation. */
+  trieFollows: boolean;
   /** Log-probabilities asked: of each token and of this many most likely ones (null = none). */
   logprobs: number | null;
   /** Merge prompt + output into the user's cache at the end (one choice of n does). */
@@ -64,7 +68,7 @@ export interface CompletionUsage {
     mean_acceptance_length: number;
     /** Emitted tokens whose draft came from the user's cache (the edge trie). */
     edge_accepted_tokens: number;
-    /** Size in bytes of the edge trie shipped with the request (0 = none). */
+    /** Size in bytes of the first edge trie shipped: with the request, or pushed once the user's cache came (0 = none). */
     edge_trie_bytes: number;
   };
 }
@@ -114,11 +118,19 @@ export class CompletionRun {
   private acceptedTokens = 0;
   private steps = 0;
   private edgeAccepted = 0;
+  /** The user's cache once it has come (re-drafting on 'trie-exhausted' needs it). */
+  private loaded: LoadedUserCache | null = null;
+  private trieBytes: number;
 
   constructor(
     private readonly plan: CompletionPlan,
     private readonly deps: CompletionDeps,
-  ) {}
+  ) {
+    this.trieBytes = plan.trie?.length ?? 0;
+    void plan.userCache.then((loaded) => {
+      this.loaded = loaded;
+    });
+  }
 
   /**
    * Client went away: stop the generation at the pool, and count the run as
@@ -167,6 +179,8 @@ export class CompletionRun {
     }
     this.client = this.opened.client;
     if (this.cancelled) deps.waitUntil(this.opened.client.cancel(plan.id).catch(() => undefined));
+    // The cache came too late to ship a trie with the request: push one for where the stream is when it does.
+    else if (plan.trieFollows) deps.waitUntil(plan.userCache.then(() => this.pushFreshTrie(this.outputIds.length)));
   }
 
   /** Yields released text segments, one array per pool step; returns the summary. Call after open(). */
@@ -245,12 +259,16 @@ export class CompletionRun {
     }
   }
 
-  /** The accepted path left the shipped trie: draft a new one for prompt + output so far. Never awaited. */
+  /**
+   * Drafts a trie for prompt + output so far and pushes it to the running
+   * generation: the accepted path left the shipped one, or the user's cache
+   * came after the generation opened. Never awaited.
+   */
   private pushFreshTrie(outputLength: number): void {
     const client = this.client;
-    if (!client || !this.plan.speculate || this.cancelled) return;
-    const cache = this.plan.userCache.cache;
-    if (cache.isEmpty) return;
+    if (!client || !this.plan.speculate || this.cancelled || this.finished) return;
+    const cache = this.loaded?.cache;
+    if (!cache || cache.isEmpty) return;
     const length = Math.min(outputLength, this.outputIds.length);
     const context = this.plan.promptIds.concat(this.outputIds.slice(0, length));
     let trie: Uint8Array;
@@ -261,13 +279,15 @@ export class CompletionRun {
       return;
     }
     if (trie.length === 0) return;
+    if (this.trieBytes === 0) this.trieBytes = trie.length;
     this.deps.waitUntil(client.pushTrie(this.plan.id, { outputLength: length, trie: bytesToBase64(trie) }).catch(() => undefined));
   }
 
   private saveCache(): void {
     if (!this.plan.saveToCache) return;
     const tokens = this.plan.promptIds.concat(this.outputIds.slice(0, this.counted));
-    this.deps.waitUntil(this.deps.store.saveMerged(this.plan.userCache, tokens));
+    // After a read that has not come yet (or never will: the Worker's waitUntil time bounds it).
+    this.deps.waitUntil(this.plan.userCache.then((loaded) => this.deps.store.saveMerged(loaded, tokens)));
   }
 
   private usage(pool: SpeculationUsage | null, cachedTokens: number): CompletionUsage {
@@ -290,7 +310,7 @@ export class CompletionRun {
         // As the pool defines it (shared/protocol.ts): tokens emitted per step.
         mean_acceptance_length: exact ? pool.meanAcceptanceLength : this.steps > 0 ? completion / this.steps : 0,
         edge_accepted_tokens: this.edgeAccepted,
-        edge_trie_bytes: this.plan.trie?.length ?? 0,
+        edge_trie_bytes: this.trieBytes,
       },
     };
   }

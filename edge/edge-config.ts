@@ -10,6 +10,8 @@ export interface EdgeConfig {
   /** Tokens of the user's latest requests kept verbatim in their cache (0: none; see shared/drafting/user-cache.ts). */
   userCacheHistoryTokens: number;
   edgeTrieNodes: number;
+  /** How long a request waits for the user's cache from KV before it opens without it (ms; its trie is pushed when the cache comes). */
+  userCacheWaitMs: number;
   defaultRpm: number;
   defaultConcurrency: number;
   /** A request in flight that shows no sign of life this long gives its key's slot back (ms; see rate-limiter.ts). */
@@ -20,6 +22,13 @@ export interface EdgeConfig {
 /** The Worker's defaults for the user cache and the trie it ships (bench-serve plays the edge with them). */
 export const EDGE_USER_CACHE_MAX_BYTES = 64 * 1024;
 export const EDGE_TRIE_NODES = 128;
+/**
+ * A read of a key KV holds near the Worker takes a millisecond or so; one it
+ * must fetch from its central store can take tens to hundreds. Past this the
+ * request opens without the cache (the pool drafts from its own sources), and
+ * the trie follows when the cache comes.
+ */
+export const EDGE_USER_CACHE_WAIT_MS = 20;
 
 /** The Worker's integer vars: their range, and the default a missing or bad value takes. */
 const INT_VARS = {
@@ -27,6 +36,7 @@ const INT_VARS = {
   SSSD_USER_CACHE_MAX_BYTES: { fallback: EDGE_USER_CACHE_MAX_BYTES, min: 1024, max: 16 * 1024 * 1024 },
   SSSD_USER_CACHE_HISTORY_TOKENS: { fallback: DEFAULT_USER_CACHE_HISTORY_TOKENS, min: 0, max: 1 << 20 },
   SSSD_EDGE_TRIE_NODES: { fallback: EDGE_TRIE_NODES, min: 0, max: 4096 },
+  SSSD_USER_CACHE_WAIT_MS: { fallback: EDGE_USER_CACHE_WAIT_MS, min: 0, max: 10_000 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
   SSSD_CONCURRENCY_LEASE_SECONDS: { fallback: LEASE_MS / 1000, min: 1, max: 3600 },
@@ -88,6 +98,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     userCacheMaxBytes: intVar(env, 'SSSD_USER_CACHE_MAX_BYTES'),
     userCacheHistoryTokens: intVar(env, 'SSSD_USER_CACHE_HISTORY_TOKENS'),
     edgeTrieNodes: intVar(env, 'SSSD_EDGE_TRIE_NODES'),
+    userCacheWaitMs: intVar(env, 'SSSD_USER_CACHE_WAIT_MS'),
     defaultRpm: intVar(env, 'SSSD_DEFAULT_RPM'),
     defaultConcurrency: intVar(env, 'SSSD_DEFAULT_CONCURRENCY'),
     concurrencyLeaseMs: 1000 * intVar(env, 'SSSD_CONCURRENCY_LEASE_SECONDS'),

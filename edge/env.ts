@@ -21,6 +21,8 @@ export interface EdgeEnv {
   SSSD_USER_CACHE_HISTORY_TOKENS?: string;
   /** Draft nodes in the edge trie shipped with a request (default 128). */
   SSSD_EDGE_TRIE_NODES?: string;
+  /** Milliseconds a request waits for the user's cache before it opens without it, its trie following (default 20). */
+  SSSD_USER_CACHE_WAIT_MS?: string;
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;
   SSSD_DEFAULT_CONCURRENCY?: string;

@@ -128,6 +128,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       store: new UserCacheStore(env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize, config.userCacheHistoryTokens),
       waitUntil: (promise) => c.executionCtx.waitUntil(promise),
       edgeTrieNodes: config.edgeTrieNodes,
+      userCacheWaitMs: config.userCacheWaitMs,
       onFinish: release,
       headers: {},
       clientSignal: c.req.raw.signal,

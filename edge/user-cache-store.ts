@@ -3,7 +3,7 @@
  * at the end (via waitUntil). The cache scope is hash(keyId + ':' + user), so a
  * request can only ever read or write its own user's cache. Missing or corrupt
  * values decode to an empty cache and a KV outage never fails a request: the
- * request just drafts without the cache.
+ * request just drafts without the cache, and leaves the stored value alone.
  */
 import { mergeIntoUserCache, UserCache } from '../shared/drafting/user-cache';
 import { sha256Hex } from './api-keys';
@@ -13,6 +13,12 @@ export interface LoadedUserCache {
   /** The stored bytes (null when none or unreadable): the base of the merge at the end. */
   bytes: Uint8Array | null;
   cache: UserCache;
+  /**
+   * The read failed (KV unreachable): what is stored is unknown, so the write
+   * at the end is skipped rather than replace the user's cache with one made
+   * of this request alone.
+   */
+  unread: boolean;
 }
 
 export async function cacheScope(keyId: string, user: string | null | undefined): Promise<string> {
@@ -35,10 +41,12 @@ export class UserCacheStore {
 
   async load(scope: string): Promise<LoadedUserCache> {
     let bytes: Uint8Array | null = null;
+    let unread = false;
     try {
       const value = await this.kv.get(UserCacheStore.keyFor(scope), 'arrayBuffer');
       bytes = value ? new Uint8Array(value) : null;
     } catch (err) {
+      unread = true;
       console.warn('edge: user cache read failed; drafting without it', err);
     }
     let cache: UserCache;
@@ -52,11 +60,12 @@ export class UserCacheStore {
     }
     // A value that decodes as empty (corrupt, foreign) is not merged into either.
     if (cache.isEmpty) bytes = null;
-    return { scope, bytes, cache };
+    return { scope, bytes, cache, unread };
   }
 
-  /** Merge the finished request's tokens into the stored value and write it back; never throws. */
+  /** Merge the finished request's tokens into the stored value and write it back (not after a failed read); never throws. */
   async saveMerged(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
+    if (loaded.unread) return;
     try {
       const merged = mergeIntoUserCache(loaded.bytes, tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize, historyTokens: this.historyTokens });
       await this.kv.put(UserCacheStore.keyFor(loaded.scope), merged);

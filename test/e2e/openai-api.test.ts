@@ -1,8 +1,11 @@
 // The edge's OpenAI-compatible API against the real stack: a pool process and
 // `wrangler dev` with local KV, driven by the official `openai` client.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../launcher/stack';
+import { sha256Hex, startEdge, type RunningEdge } from '../../launcher/stack';
 import { referenceGenerate, startAll, startTestStack, type GenerateOutput, type TestStack } from './stack-fixture';
 import type { CompletionUsage } from '../../edge/completion-run';
 import { runEdgeSoak } from '../../gpu-pool/bench/edge-soak';
@@ -526,3 +529,40 @@ async function finishedCounts(): Promise<{ total: number; cancelled: number }> {
   }
   return { total, cancelled };
 }
+
+// A second edge on the same pool that never waits for the user's cache (as
+// when KV must fetch it from afar): the generation opens without it, and the
+// trie drafted from it follows by push.
+describe('an edge that opens generations before the user cache is read', () => {
+  const LATE_KEY = 'e2e-late-cache-key';
+  let edge: RunningEdge;
+  let dir: string;
+  let late: OpenAI;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'sssd-e2e-late-'));
+    edge = await startEdge({ poolUrls: [stack.poolUrl], poolToken: stack.poolToken, devKey: LATE_KEY, persistTo: dir, vars: { SSSD_USER_CACHE_WAIT_MS: '0' } });
+    late = new OpenAI({ apiKey: LATE_KEY, baseURL: `${edge.url}/v1`, maxRetries: 0 });
+  });
+
+  afterAll(async () => {
+    await edge?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("still writes the user's cache, and drafts their repeated request from it", async () => {
+    const prompt = 'Lily went to the park with her mom.';
+    // Its cache was read after the generation opened: the write at the end waited for it.
+    const first = await streamCompletion({ prompt, max_tokens: 96, temperature: 0, user: 'erin' }, late);
+    expect(first.usage!.speculation).toMatchObject({ edge_accepted_tokens: 0, edge_trie_bytes: 0 });
+    await new Promise((r) => setTimeout(r, 500)); // the cache write runs after the response (waitUntil)
+    const again = await streamCompletion({ prompt, max_tokens: 96, temperature: 0, user: 'erin' }, late);
+    expect(again.text).toBe(first.text);
+    const spec = again.usage!.speculation;
+    // The trie came after the first step or few: the history it holds drafts
+    // much of the rest (44-56 of 96 tokens by hand, 5-8 steps against 15).
+    expect(spec.edge_trie_bytes).toBeGreaterThan(0);
+    expect(spec.edge_accepted_tokens).toBeGreaterThan(20);
+    expect(spec.steps).toBeLessThan(first.usage!.speculation.steps);
+  });
+});

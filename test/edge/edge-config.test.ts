@@ -21,6 +21,12 @@ describe('edge config', () => {
     ]);
   });
 
+  it("waits 20 ms for a user's cache unless told otherwise, and 0 means not at all", () => {
+    expect(edgeConfig(env({})).userCacheWaitMs).toBe(20);
+    expect(edgeConfig(env({ SSSD_USER_CACHE_WAIT_MS: '0' })).userCacheWaitMs).toBe(0);
+    expect(invalidEdgeVars({ SSSD_USER_CACHE_WAIT_MS: '-1' }).map((p) => p.message)).toEqual(['SSSD_USER_CACHE_WAIT_MS="-1" is not an integer in [0, 10000]']);
+  });
+
   it('has nothing to say of vars that are unset, empty or in range', () => {
     expect(invalidEdgeVars({ SSSD_DEFAULT_RPM: '', SSSD_CONCURRENCY_LEASE_SECONDS: '30', SSSD_POOL_URLS: 'not a number' })).toEqual([]);
   });

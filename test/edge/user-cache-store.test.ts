@@ -8,8 +8,9 @@ import { draftEdgeTrie, edgeTrieTokenOutside } from '../../shared/drafting/edge-
 class MapKv {
   readonly values = new Map<string, Uint8Array>();
   failing = false;
+  failingReads = false;
   async get(key: string, _type: 'arrayBuffer'): Promise<ArrayBuffer | null> {
-    if (this.failing) throw new Error('KV GET failed: 503');
+    if (this.failing || this.failingReads) throw new Error('KV GET failed: 503');
     const v = this.values.get(key);
     return v ? v.slice().buffer : null;
   }
@@ -67,6 +68,25 @@ describe('UserCacheStore', () => {
     const loaded = await store.load(scope);
     expect(loaded.cache.isEmpty).toBe(true);
     await expect(store.saveMerged(loaded, story)).resolves.toBeUndefined();
+  });
+
+  it("leaves the stored cache alone after a read that failed, rather than replace it with the one request", async () => {
+    const kv = new MapKv();
+    const store = storeOn(kv);
+    const scope = await cacheScope('k', 'w');
+    const stored = mergeIntoUserCache(null, story, { vocabSize: 512 });
+    kv.values.set(UserCacheStore.keyFor(scope), stored);
+    kv.failingReads = true;
+    const loaded = await store.load(scope);
+    expect(loaded.unread).toBe(true);
+    kv.failingReads = false; // the outage is over by the write
+    await store.saveMerged(loaded, [1, 2, 3]);
+    expect(kv.values.get(UserCacheStore.keyFor(scope))).toBe(stored);
+    // A read that worked (nothing stored) is written as before.
+    const fresh = await store.load(await cacheScope('k', 'x'));
+    expect(fresh.unread).toBe(false);
+    await store.saveMerged(fresh, [1, 2, 3]);
+    expect(Array.from((await store.load(fresh.scope)).cache.history)).toEqual([1, 2, 3]);
   });
 
   it('drafts from a damaged value inside the vocabulary, and replaces it with a valid one at the write', async () => {
