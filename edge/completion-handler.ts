@@ -117,6 +117,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   }
   const stops = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
   const speculate = body.speculation !== 'off';
+  const temperature = body.temperature ?? 1;
 
   // The user's cache only makes drafts better: the request waits for it a
   // bounded time (a read KV must fetch from afar takes tens to hundreds of
@@ -128,7 +129,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   let trie: Uint8Array | null = null;
   if (cacheInTime && !cacheInTime.cache.isEmpty) {
     try {
-      trie = draftEdgeTrie(cacheInTime.cache, ids, { maxNodes: ctx.edgeTrieNodes, historyChain: (body.temperature ?? 1) === 0 });
+      trie = draftEdgeTrie(cacheInTime.cache, ids, { maxNodes: ctx.edgeTrieNodes, historyChain: temperature === 0 });
     } catch (err) {
       console.warn('edge: drafting the edge trie failed; going on without it', err);
     }
@@ -143,8 +144,11 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, (id) => model.tokenizer.decode([id]), asked > 0) } : {}),
   };
   // One generation per choice. A seed makes choice i use seed + i (the choices
-  // differ, and repeat run to run); without one the pool draws each its own.
+  // differ, and repeat run to run). A sampled request without one gets one
+  // drawn here rather than at the pool: a generation resumed on another pool
+  // (CompletionRun.resume) then goes on as it would have on the first.
   const n = body.n ?? 1;
+  const seed = body.seed ?? (temperature > 0 ? crypto.getRandomValues(new Uint32Array(1))[0] : null);
   const echoed = echo ? echoText(parsed, ids, model) : null;
   let unfinished = n;
   const deps = { ...ctx, onFinish: () => --unfinished === 0 && ctx.onFinish() };
@@ -157,10 +161,10 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           promptIds: ids,
           maxTokens,
           sampling: {
-            temperature: body.temperature ?? 1,
+            temperature,
             topP: body.top_p ?? 1,
             topK: body.top_k !== undefined && body.top_k !== null && body.top_k > 0 ? body.top_k : 0,
-            ...(body.seed !== undefined && body.seed !== null ? { seed: (Math.abs(body.seed) + i) % 2 ** 53 } : {}),
+            ...(seed !== null ? { seed: (Math.abs(seed) + i) % 2 ** 53 } : {}),
             frequencyPenalty: body.frequency_penalty ?? 0,
             presencePenalty: body.presence_penalty ?? 0,
             repetitionPenalty: body.repetition_penalty ?? 1,

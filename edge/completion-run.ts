@@ -1,6 +1,7 @@
 /**
  * One completion from the edge's side: open it on a pool (with failover), turn
  * the pool's token bursts into released text segments (decoder + stop strings),
+ * resume it on another pool from where it was when its pool fails mid-stream,
  * answer 'trie-exhausted' with a fresh edge trie (fire-and-forget), push the
  * first trie when the user's cache came after the generation opened, cancel at
  * the pool on stop or client disconnect, and finally merge prompt + output into
@@ -41,6 +42,12 @@ export interface CompletionPlan {
   /** Let the pool add prompt + output to its global datastore (the key opted in; one choice of n does). */
   contributeToDatastore: boolean;
 }
+
+/**
+ * Times a generation moves to another pool after its pool failed mid-stream
+ * (the stream cut, an error, or the pool cancelling it as it shut down).
+ */
+export const MAX_RESUMES = 2;
 
 export interface CompletionDeps {
   picker: PoolPicker;
@@ -118,6 +125,11 @@ export class CompletionRun {
   private acceptedTokens = 0;
   private steps = 0;
   private edgeAccepted = 0;
+  /** The pool's id of the generation: the plan's, then `<id>.r<k>` after the k-th resume. */
+  private generationId: string;
+  /** Output ids the current pool's generation started after (those before came from a pool that failed). */
+  private outputBase = 0;
+  private resumes = 0;
   /** The user's cache once it has come (re-drafting on 'trie-exhausted' needs it). */
   private loaded: LoadedUserCache | null = null;
   private trieBytes: number;
@@ -127,6 +139,7 @@ export class CompletionRun {
     private readonly deps: CompletionDeps,
   ) {
     this.trieBytes = plan.trie?.length ?? 0;
+    this.generationId = plan.id;
     void plan.userCache.then((loaded) => {
       this.loaded = loaded;
     });
@@ -143,7 +156,7 @@ export class CompletionRun {
     this.cancelled = true;
     this.controller.abort();
     this.finish();
-    if (this.client) this.deps.waitUntil(this.client.cancel(this.plan.id).catch(() => undefined));
+    if (this.client) this.deps.waitUntil(this.client.cancel(this.generationId).catch(() => undefined));
   }
 
   /** Tells deps the run is over, once, whichever of cancel, a failed open or run()'s end comes first. */
@@ -159,18 +172,33 @@ export class CompletionRun {
    */
   async open(): Promise<void> {
     const { plan, deps } = this;
-    const request: GenerateInput = {
-      id: plan.id,
-      promptIds: plan.promptIds,
-      maxTokens: plan.maxTokens,
+    await this.openOn(this.generateRequest(plan.promptIds, plan.maxTokens, plan.trie, 0));
+    // The cache came too late to ship a trie with the request: push one for where the stream is when it does.
+    if (!this.cancelled && plan.trieFollows) deps.waitUntil(plan.userCache.then(() => this.pushFreshTrie(this.outputIds.length - this.outputBase)));
+  }
+
+  /** The generate body for prompt ids (the plan's, or the plan's + the output so far when resuming). */
+  private generateRequest(promptIds: number[], maxTokens: number, trie: Uint8Array | null, resumedOutputTokens: number): GenerateInput {
+    const { plan } = this;
+    const first = resumedOutputTokens === 0;
+    return {
+      id: this.generationId,
+      promptIds,
+      maxTokens,
       sampling: plan.sampling,
       speculation: plan.speculate ? 'sssd' : 'off',
-      ...(plan.trie && plan.trie.length > 0 ? { trie: bytesToBase64(plan.trie) } : {}),
+      ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),
       ...(plan.logprobs !== null ? { logprobs: plan.logprobs } : {}),
-      ...(plan.echo !== null && plan.logprobs !== null ? { promptLogprobs: plan.logprobs } : {}),
+      // The prompt was scored before the first token, by the first pool.
+      ...(first && plan.echo !== null && plan.logprobs !== null ? { promptLogprobs: plan.logprobs } : {}),
       cacheSalt: plan.cacheSalt,
       ...(plan.contributeToDatastore ? { contributeToDatastore: true } : {}),
+      ...(first ? {} : { resumedOutputTokens }),
     };
+  }
+
+  private async openOn(request: GenerateInput): Promise<void> {
+    const { deps } = this;
     try {
       this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil);
     } catch (err) {
@@ -178,16 +206,13 @@ export class CompletionRun {
       throw err;
     }
     this.client = this.opened.client;
-    if (this.cancelled) deps.waitUntil(this.opened.client.cancel(plan.id).catch(() => undefined));
-    // The cache came too late to ship a trie with the request: push one for where the stream is when it does.
-    else if (plan.trieFollows) deps.waitUntil(plan.userCache.then(() => this.pushFreshTrie(this.outputIds.length)));
+    if (this.cancelled) deps.waitUntil(this.opened.client.cancel(request.id).catch(() => undefined));
   }
 
   /** Yields released text segments, one array per pool step; returns the summary. Call after open(). */
   async *run(): AsyncGenerator<SourcedText[], CompletionSummary> {
     const { plan, deps } = this;
-    const opened = this.opened;
-    if (!opened) throw new Error('CompletionRun.run() before open()');
+    if (!this.opened) throw new Error('CompletionRun.run() before open()');
     const promptLast = plan.promptIds[plan.promptIds.length - 1];
     const assembler = new TokenTextAssembler(deps.model.tokenizer.createDecoder({ previousId: promptLast }), plan.stops, deps.model.eosIds);
     let finishReason: 'stop' | 'length' = 'length';
@@ -196,35 +221,78 @@ export class CompletionRun {
     try {
       // The echoed prompt comes first; scored, once the pool has read it.
       if (plan.echo !== null && plan.logprobs === null && plan.echo.length > 0) yield [{ text: plan.echo, source: 'model' }];
-      for await (const event of opened.events) {
-        if (this.cancelled) break;
-        const outcome = this.onEvent(event, assembler);
-        if (outcome.segments.length > 0) yield outcome.segments;
-        if (outcome.stopped) {
-          finishReason = 'stop';
-          deps.waitUntil(opened.client.cancel(plan.id).catch(() => undefined));
-          break;
-        }
-        if (event.type === 'done') {
-          if (event.finishReason === 'error') {
-            throw new ApiError(500, 'Generation failed at the inference pool.', 'server_error', 'pool_error');
+      streams: for (;;) {
+        const opened = this.opened;
+        let broke: string | null = null;
+        for await (const event of opened.events) {
+          if (this.cancelled) break streams;
+          broke = interruption(event);
+          if (broke !== null) break;
+          const outcome = this.onEvent(event, assembler);
+          if (outcome.segments.length > 0) yield outcome.segments;
+          if (outcome.stopped) {
+            finishReason = 'stop';
+            deps.waitUntil(opened.client.cancel(this.generationId).catch(() => undefined));
+            break streams;
           }
-          finishReason = event.finishReason === 'stop' ? 'stop' : 'length';
-          poolUsage = event.usage.speculation;
-          cachedTokens = event.usage.cachedPromptTokens ?? 0;
+          if (event.type === 'done') {
+            finishReason = event.finishReason === 'stop' ? 'stop' : 'length';
+            poolUsage = event.usage.speculation;
+            cachedTokens = event.usage.cachedPromptTokens ?? 0;
+            break streams;
+          }
+        }
+        if (broke === null) break;
+        await opened.events.return(undefined as never).catch(() => undefined);
+        // Every token was in before the pool failed: the end is known without it.
+        const ended = this.endedWithoutDone();
+        if (ended !== null) {
+          finishReason = ended;
           break;
         }
+        if (this.resumes >= MAX_RESUMES) throw new ApiError(500, `Generation failed at the inference pool: ${broke}`, 'server_error', 'pool_error');
+        await this.resume(broke);
       }
       if (!assembler.stopped) {
         const tail = assembler.finish();
         if (tail.length > 0) yield tail;
       }
     } finally {
-      await opened.events.return(undefined as never).catch(() => undefined);
+      await this.opened.events.return(undefined as never).catch(() => undefined);
       this.saveCache();
       this.finish();
     }
     return { finishReason, usage: this.usage(poolUsage, cachedTokens) };
+  }
+
+  /** 'stop' or 'length' when the output received so far is a whole generation (its pool failed before saying so); else null. */
+  private endedWithoutDone(): 'stop' | 'length' | null {
+    const n = this.outputIds.length;
+    if (n > 0 && this.deps.model.eosIds.has(this.outputIds[n - 1])) return 'stop';
+    // As the pool: the last token may sit at position contextLength (emitted, never fed).
+    if (n >= this.plan.maxTokens || this.plan.promptIds.length + n > this.deps.model.info.model.contextLength) return 'length';
+    return null;
+  }
+
+  /**
+   * The pool failed mid-stream: open the generation again, on another pool
+   * where there is one, with the output so far as part of its prompt. The
+   * same seed and the positions' sampling noise make the rest what the
+   * first pool would have written; the penalties count the output so far as
+   * output (resumedOutputTokens).
+   */
+  private async resume(reason: string): Promise<void> {
+    const { plan, deps } = this;
+    const failed = this.client!;
+    deps.picker.markFailed(failed.baseUrl);
+    // Where the pool lives on, its generation must not (a cut connection it has not noticed yet).
+    deps.waitUntil(failed.cancel(this.generationId).catch(() => undefined));
+    this.resumes += 1;
+    this.outputBase = this.outputIds.length;
+    this.generationId = `${plan.id}.r${this.resumes}`;
+    console.warn(`edge: generation ${plan.id} resumes on another pool after ${this.outputBase} tokens (${failed.baseUrl}: ${reason})`);
+    const promptIds = plan.promptIds.concat(this.outputIds);
+    await this.openOn(this.generateRequest(promptIds, plan.maxTokens - this.outputBase, this.draftTrie(promptIds), this.outputBase));
   }
 
   private onEvent(event: PoolEvent, assembler: TokenTextAssembler): { segments: SourcedText[]; stopped: boolean } {
@@ -252,35 +320,38 @@ export class CompletionRun {
       case 'trie-exhausted':
         this.pushFreshTrie(event.outputLength);
         return { segments: [], stopped: false };
-      case 'error':
-        throw new ApiError(500, `Generation failed at the inference pool: ${event.message}`, 'server_error', 'pool_error');
       default:
         return { segments: [], stopped: false };
+    }
+  }
+
+  /** A trie from the user's cache continuing `context` (null: speculation off, no cache (yet), or nothing to draft). */
+  private draftTrie(context: number[]): Uint8Array | null {
+    const cache = this.loaded?.cache;
+    if (!this.plan.speculate || this.deps.edgeTrieNodes === 0 || !cache || cache.isEmpty) return null;
+    try {
+      const trie = draftEdgeTrie(cache, context, { maxNodes: this.deps.edgeTrieNodes, historyChain: this.plan.sampling.temperature === 0 });
+      return trie.length > 0 ? trie : null;
+    } catch (err) {
+      console.warn('edge: drafting the trie failed', err);
+      return null;
     }
   }
 
   /**
    * Drafts a trie for prompt + output so far and pushes it to the running
    * generation: the accepted path left the shipped one, or the user's cache
-   * came after the generation opened. Never awaited.
+   * came after the generation opened. `outputLength` counts the current
+   * pool's generation's output (after a resume, the tokens since). Never awaited.
    */
   private pushFreshTrie(outputLength: number): void {
     const client = this.client;
-    if (!client || !this.plan.speculate || this.cancelled || this.finished) return;
-    const cache = this.loaded?.cache;
-    if (!cache || cache.isEmpty) return;
-    const length = Math.min(outputLength, this.outputIds.length);
-    const context = this.plan.promptIds.concat(this.outputIds.slice(0, length));
-    let trie: Uint8Array;
-    try {
-      trie = draftEdgeTrie(cache, context, { maxNodes: this.deps.edgeTrieNodes, historyChain: this.plan.sampling.temperature === 0 });
-    } catch (err) {
-      console.warn('edge: re-drafting the trie failed', err);
-      return;
-    }
-    if (trie.length === 0) return;
+    if (!client || this.cancelled || this.finished) return;
+    const length = Math.min(this.outputBase + outputLength, this.outputIds.length);
+    const trie = this.draftTrie(this.plan.promptIds.concat(this.outputIds.slice(0, length)));
+    if (trie === null) return;
     if (this.trieBytes === 0) this.trieBytes = trie.length;
-    this.deps.waitUntil(client.pushTrie(this.plan.id, { outputLength: length, trie: bytesToBase64(trie) }).catch(() => undefined));
+    this.deps.waitUntil(client.pushTrie(this.generationId, { outputLength: length - this.outputBase, trie: bytesToBase64(trie) }).catch(() => undefined));
   }
 
   private saveCache(): void {
@@ -293,14 +364,16 @@ export class CompletionRun {
   private usage(pool: SpeculationUsage | null, cachedTokens: number): CompletionUsage {
     const completion = this.counted;
     // The pool's figures cover the whole generation; after a stop string the edge's own count is exact.
-    const exact = pool !== null && completion === this.outputIds.length;
+    // After a resume the last pool saw only part of the generation: the edge's own counts are the whole.
+    const exact = pool !== null && completion === this.outputIds.length && this.resumes === 0;
     const drafts = exact ? pool.drafts : this.drafts;
     const accepted = exact ? pool.acceptedTokens : this.acceptedTokens;
     return {
       prompt_tokens: this.plan.promptIds.length,
       completion_tokens: completion,
       total_tokens: this.plan.promptIds.length + completion,
-      prompt_tokens_details: { cached_tokens: cachedTokens },
+      // After a resume, the first pool's figure never came (it rides `done`).
+      prompt_tokens_details: { cached_tokens: this.resumes === 0 ? cachedTokens : 0 },
       speculation: {
         method: this.plan.speculate ? 'sssd' : 'off',
         drafts,
@@ -314,4 +387,14 @@ export class CompletionRun {
       },
     };
   }
+}
+
+/** Why a pool's event means its generation broke off (null: it did not). */
+function interruption(event: PoolEvent): string | null {
+  if (event.type === 'error') return event.message;
+  if (event.type !== 'done') return null;
+  if (event.finishReason === 'error') return 'the generation failed';
+  // Not the edge's cancel (run() stops reading at its own): the pool shut down under it.
+  if (event.finishReason === 'cancelled') return 'the pool cancelled the generation';
+  return null;
 }

@@ -74,6 +74,15 @@ export const generateRequestSchema = z.object({
    * tenant's cache hits cannot reveal another's prompts.
    */
   cacheSalt: z.string().min(1).max(256).optional(),
+  /**
+   * A generation resumed after its pool failed mid-stream: the last this-many
+   * `promptIds` are output it had already produced, and count as output for
+   * the frequency and presence penalties (less than the prompt's length;
+   * absent = 0). The edge resumes with the same seed, and sampling noise is
+   * tied to positions, so the continuation is the one the first pool would
+   * have written.
+   */
+  resumedOutputTokens: z.number().int().min(0).optional(),
 });
 export type GenerateRequest = z.infer<typeof generateRequestSchema>;
 

@@ -234,6 +234,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (let i = 0; i < prompt.length; i++) {
       if (prompt[i] >= vocab) throw new AdmissionError('bad_request', `promptIds[${i}] = ${prompt[i]} is outside the vocabulary (size ${vocab})`);
     }
+    const resumed = request.resumedOutputTokens ?? 0;
+    if (resumed >= prompt.length) {
+      throw new AdmissionError('bad_request', `resumedOutputTokens (${resumed}) must be less than the prompt's ${prompt.length} tokens`);
+    }
     if (this.byId.has(request.id)) {
       throw new AdmissionError('conflict', `a generation with id '${request.id}' is already running`);
     }
@@ -272,7 +276,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
-    if (hasLogitAdjustments(request.sampling)) gen.adjustments = new LogitAdjustments(request.sampling, vocab, prompt);
+    if (hasLogitAdjustments(request.sampling)) {
+      // A resumed generation's earlier output, at the prompt's end, is output to the penalties.
+      const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed));
+      for (let i = prompt.length - resumed; i < prompt.length; i++) adjustments.observe(prompt[i]);
+      gen.adjustments = adjustments;
+    }
     this.reservedTokens += reserved;
     this.byId.set(request.id, gen);
     this.queue.push(gen);

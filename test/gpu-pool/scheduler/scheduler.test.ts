@@ -179,6 +179,30 @@ describe('continuous batching', () => {
     }
   });
 
+  it('resumes a generation from its earlier output as the one it would have been, penalties and seeded sampling included', async () => {
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    const run = async (id: string, promptIds: number[], maxTokens: number, sampling: Record<string, unknown>, resumedOutputTokens?: number) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds, maxTokens, speculation: 'context', sampling, resumedOutputTokens }), c.sink);
+      return (await c.done).flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    };
+    for (const [name, sampling] of [
+      ['frequency', { frequencyPenalty: 1.5 }],
+      ['presence, sampled', { temperature: 0.9, seed: 5, presencePenalty: 1.2 }],
+    ] as const) {
+      const whole = await run(`whole-${name.replace(/\W+/g, '-')}`, REPEATING_PROMPT, 48, sampling);
+      expect(whole).toHaveLength(48);
+      const cut = 17;
+      const rest = await run(`resumed-${name.replace(/\W+/g, '-')}`, [...REPEATING_PROMPT, ...whole.slice(0, cut)], 48 - cut, sampling, cut);
+      expect(rest, name).toEqual(whole.slice(cut));
+      // Without saying which tokens were output, the penalties count them as prompt: another text.
+      const naive = await run(`naive-${name.replace(/\W+/g, '-')}`, [...REPEATING_PROMPT, ...whole.slice(0, cut)], 48 - cut, sampling);
+      expect(naive, name).not.toEqual(whole.slice(cut));
+    }
+    const c = collect();
+    expect(() => s.submit(generateRequestSchema.parse({ id: 'resumed-too-many', promptIds: [1, 2], maxTokens: 4, resumedOutputTokens: 2 }), c.sink)).toThrow(/resumedOutputTokens/);
+  });
+
   it("reports each emitted token's log-probability under the model, the same whether it was drafted or decoded plainly", async () => {
     const model = await loadModel(models.stories260K.checkpoint);
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));

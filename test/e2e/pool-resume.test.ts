@@ -1,0 +1,116 @@
+// Two real pools behind one edge, each behind a proxy that can break its
+// generation streams the way a failing pool does: a generation whose pool
+// fails mid-stream goes on, on the other pool, as it would have gone on the
+// first, and the client sees one unbroken completion.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { startFaultProxy, type FaultMode, type FaultProxy } from '../support/fault-proxy';
+import { startAll } from './stack-fixture';
+import { models } from '../support/shared-data';
+
+const KEY = 'resume-key';
+let pools: RunningPool[];
+let proxies: FaultProxy[];
+let edge: RunningEdge;
+let dir: string;
+
+beforeAll(async () => {
+  const token = generatePoolToken();
+  dir = mkdtempSync(path.join(tmpdir(), 'sssd-resume-'));
+  const start = (): Promise<RunningPool> => startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token });
+  pools = await startAll([start(), start()]);
+  proxies = await Promise.all(pools.map((p) => startFaultProxy(p.url)));
+  edge = await startEdge({ poolUrls: proxies.map((p) => p.url), poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000' } });
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all([edge?.stop(), ...(proxies ?? []).map((p) => p.close()), ...(pools ?? []).map((p) => p.service.stop())]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Streamed {
+  id: string;
+  text: string;
+  finish: string | null;
+  completionTokens: number;
+  /** The stream's error event's message, if it ended with one. */
+  error: string | null;
+}
+
+/** A streamed completion, read as an SSE client reads it. */
+async function stream(body: Record<string, unknown>): Promise<Streamed> {
+  const res = await fetch(`${edge.url}/v1/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'stories260K', stream: true, stream_options: { include_usage: true }, ...body }),
+  });
+  expect(res.status).toBe(200);
+  const out: Streamed = { id: '', text: '', finish: null, completionTokens: 0, error: null };
+  for (const block of (await res.text()).split('\n\n')) {
+    if (!block.startsWith('data: ') || block === 'data: [DONE]') continue;
+    const chunk = JSON.parse(block.slice(6)) as {
+      id?: string;
+      choices?: Array<{ text: string; finish_reason: string | null }>;
+      usage?: { completion_tokens: number };
+      error?: { message: string };
+    };
+    if (chunk.error) out.error = chunk.error.message;
+    if (chunk.id) out.id = chunk.id;
+    for (const choice of chunk.choices ?? []) {
+      out.text += choice.text;
+      out.finish = choice.finish_reason ?? out.finish;
+    }
+    if (chunk.usage) out.completionTokens = chunk.usage.completion_tokens;
+  }
+  return out;
+}
+
+function arm(mode: FaultMode, breakResumed = false): void {
+  for (const p of proxies) {
+    p.mode = mode;
+    p.breakResumed = breakResumed;
+  }
+}
+
+/** The pool generations opened for a completion, in either proxy: its own id, then `<id>.r<k>` for each resume. */
+const opened = (id: string): string[] => proxies.flatMap((p) => p.opened.filter((g) => g === id || g.startsWith(`${id}.r`))).sort();
+const broken = (id: string): string[] => proxies.flatMap((p) => p.broken.filter((g) => g === id || g.startsWith(`${id}.r`))).sort();
+
+describe('a generation whose pool fails mid-stream', () => {
+  it('goes on on another pool as it would have gone on the first: greedy, seeded sampling, penalties', async () => {
+    const cases: Array<[FaultMode, Record<string, unknown>]> = [
+      ['cut', { prompt: 'Lily went to the park with her mom.', max_tokens: 120, temperature: 0 }],
+      ['cut', { prompt: 'Tom had a big red ball.', max_tokens: 120, temperature: 0.9, seed: 77, speculation: 'off' }],
+      ['cancel', { prompt: 'Sue found a little cat.', max_tokens: 120, temperature: 0.8, seed: 5, frequency_penalty: 1.2, presence_penalty: 0.5 }],
+      ['cancel', { prompt: 'Ben and Mia played in the sand.', max_tokens: 120, temperature: 0, repetition_penalty: 1.3 }],
+    ];
+    for (const [mode, body] of cases) {
+      arm('pass');
+      const whole = await stream(body);
+      expect(whole.error).toBeNull();
+      expect(whole.completionTokens).toBeGreaterThan(20);
+      arm(mode);
+      const resumed = await stream(body);
+      // Its stream was broken after two steps' tokens, on whichever pool it went to, and it went on as `<id>.r1`.
+      expect(broken(resumed.id), JSON.stringify(body)).toEqual([resumed.id]);
+      expect(opened(resumed.id)).toEqual([resumed.id, `${resumed.id}.r1`]);
+      expect(resumed.error).toBeNull();
+      expect(resumed.text, JSON.stringify(body)).toBe(whole.text);
+      expect(resumed.finish).toBe(whole.finish);
+      expect(resumed.completionTokens).toBe(whole.completionTokens);
+    }
+  });
+
+  it('gives up with an error in the stream once it has failed on every resume', async () => {
+    arm('cut', true);
+    const out = await stream({ prompt: 'Once upon a time, there was a dog.', max_tokens: 200, temperature: 0 });
+    arm('pass');
+    // The first pool and two resumes, each broken.
+    expect(broken(out.id)).toEqual([out.id, `${out.id}.r1`, `${out.id}.r2`]);
+    expect(out.error).toMatch(/Generation failed at the inference pool/);
+    expect(out.text.length).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,92 @@
+/**
+ * An HTTP proxy in front of a real pool that breaks generation streams the way
+ * a failing pool does, after a set number of `tokens` events: `cut` drops the
+ * connection (a pool that crashed, a network that failed), `cancel` ends the
+ * stream with the `done` / `cancelled` a pool sends when it shuts down under
+ * a generation. Everything else passes through untouched.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { PoolEvent } from '../../shared/protocol';
+
+/** What a draining pool sends a generation still running when its time is up (docs/protocol.md, "Shutdown"). */
+const shutDown: PoolEvent = {
+  type: 'done',
+  finishReason: 'cancelled',
+  usage: { promptTokens: 0, completionTokens: 0, speculation: { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 } },
+};
+
+export type FaultMode = 'pass' | 'cut' | 'cancel';
+
+export interface FaultProxy {
+  url: string;
+  /** What happens to the next generation streams. */
+  mode: FaultMode;
+  /** `tokens` events let through before the fault. */
+  afterTokenEvents: number;
+  /** Break resumed generations (ids ending `.r<k>`) too; off: they pass. */
+  breakResumed: boolean;
+  /** Ids of the generations opened through the proxy, and of those broken. */
+  readonly opened: string[];
+  readonly broken: string[];
+  close(): Promise<void>;
+}
+
+export async function startFaultProxy(target: string): Promise<FaultProxy> {
+  const upstream = new URL(target);
+  const proxy: FaultProxy = { url: '', mode: 'pass', afterTokenEvents: 2, breakResumed: false, opened: [], broken: [], close: async () => undefined };
+
+  const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
+    const out = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      const id = req.method === 'POST' && req.url === '/v1/generate' ? (JSON.parse(body.toString('utf8')) as { id: string }).id : null;
+      if (id !== null && up.statusCode === 200) proxy.opened.push(id);
+      const faulty = id !== null && proxy.mode !== 'pass' && up.statusCode === 200 && (proxy.breakResumed || !/\.r\d+$/.test(id));
+      if (!faulty) {
+        up.pipe(res);
+        return;
+      }
+      const mode = proxy.mode;
+      let seen = 0;
+      let pending = '';
+      up.on('data', (chunk: Buffer) => {
+        if (res.destroyed || res.writableEnded) return;
+        pending += chunk.toString('utf8');
+        let nl: number;
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, nl + 1);
+          pending = pending.slice(nl + 1);
+          const done = (JSON.parse(line) as { type: string }).type === 'done';
+          if (seen >= proxy.afterTokenEvents && !done) {
+            proxy.broken.push(id);
+            up.destroy();
+            // Closed once what was sent before the cut is out (a reset may discard it at the edge).
+            if (mode === 'cut') res.socket?.destroySoon();
+            else res.end(JSON.stringify(shutDown) + '\n');
+            return;
+          }
+          res.write(line);
+          if (line.includes('"type":"tokens"')) seen++;
+        }
+      });
+      up.on('end', () => {
+        if (!res.destroyed && !res.writableEnded) res.end();
+      });
+    });
+    out.on('error', () => res.destroy());
+    out.end(body);
+  };
+
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => forward(req, res, Buffer.concat(chunks)));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  proxy.url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  proxy.close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return proxy;
+}
