@@ -4,11 +4,10 @@
  * read, waited for a bounded time), the edge trie, then a CompletionRun
  * answered as SSE or JSON.
  */
-import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import { ApiError, badRequest } from './api-error';
 import { sha256Hex, type KeyRecord } from './api-keys';
 import { renderChatPrompt } from './chat-template';
-import { CompletionRun, type CompletionDeps } from './completion-run';
+import { CompletionRun, draftUserTrie, type CompletionDeps } from './completion-run';
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
 import type { ChatRequest, CompletionRequest } from './request-schema';
 import type { ServedModel } from './served-model';
@@ -126,14 +125,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const cacheSalt = await prefixCacheSalt(ctx.key.tenant, body.cache_salt ?? null);
   const drafts = speculate && ctx.edgeTrieNodes > 0;
   const cacheInTime = drafts ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;
-  let trie: Uint8Array | null = null;
-  if (cacheInTime && !cacheInTime.cache.isEmpty) {
-    try {
-      trie = draftEdgeTrie(cacheInTime.cache, ids, { maxNodes: ctx.edgeTrieNodes, historyChain: temperature === 0 });
-    } catch (err) {
-      console.warn('edge: drafting the edge trie failed; going on without it', err);
-    }
-  }
+  const trie = cacheInTime ? draftUserTrie(cacheInTime.cache, ids, ctx.edgeTrieNodes, temperature) : null;
   const kind: EndpointKind = parsed.kind;
   const asked = logprobsAsked(parsed);
   const meta: ResponseMeta = {

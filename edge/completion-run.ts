@@ -9,6 +9,7 @@
  */
 import type { PoolEvent, SpeculationUsage } from '../shared/protocol';
 import { draftEdgeTrie } from '../shared/drafting/edge-trie';
+import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
 import { bytesToBase64 } from './base64';
 import { openGeneration, type OpenedGeneration } from './open-generation';
@@ -327,15 +328,8 @@ export class CompletionRun {
 
   /** A trie from the user's cache continuing `context` (null: speculation off, no cache (yet), or nothing to draft). */
   private draftTrie(context: number[]): Uint8Array | null {
-    const cache = this.loaded?.cache;
-    if (!this.plan.speculate || this.deps.edgeTrieNodes === 0 || !cache || cache.isEmpty) return null;
-    try {
-      const trie = draftEdgeTrie(cache, context, { maxNodes: this.deps.edgeTrieNodes, historyChain: this.plan.sampling.temperature === 0 });
-      return trie.length > 0 ? trie : null;
-    } catch (err) {
-      console.warn('edge: drafting the trie failed', err);
-      return null;
-    }
+    if (!this.plan.speculate || !this.loaded) return null;
+    return draftUserTrie(this.loaded.cache, context, this.deps.edgeTrieNodes, this.plan.sampling.temperature);
   }
 
   /**
@@ -386,6 +380,23 @@ export class CompletionRun {
         edge_trie_bytes: this.trieBytes,
       },
     };
+  }
+}
+
+/**
+ * The edge trie the user's cache drafts for `context` (a greedy request's
+ * with their verbatim history as a chain), or null: an empty cache, no nodes
+ * allowed, nothing drafted, or a drafting fault (logged; the request goes on
+ * without it).
+ */
+export function draftUserTrie(cache: UserCache, context: number[], maxNodes: number, temperature: number): Uint8Array | null {
+  if (maxNodes === 0 || cache.isEmpty) return null;
+  try {
+    const trie = draftEdgeTrie(cache, context, { maxNodes, historyChain: temperature === 0 });
+    return trie.length > 0 ? trie : null;
+  } catch (err) {
+    console.warn('edge: drafting the edge trie failed; going on without it', err);
+    return null;
   }
 }
 
