@@ -48,8 +48,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       const mode = proxy.mode;
       let seen = 0;
       let pending = '';
+      let broke = false;
       up.on('data', (chunk: Buffer) => {
-        if (res.destroyed || res.writableEnded) return;
+        // Chunks read before the upstream was destroyed still arrive: after the fault, nothing passes.
+        if (broke || res.destroyed || res.writableEnded) return;
         pending += chunk.toString('utf8');
         let nl: number;
         while ((nl = pending.indexOf('\n')) >= 0) {
@@ -57,6 +59,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           pending = pending.slice(nl + 1);
           const done = (JSON.parse(line) as { type: string }).type === 'done';
           if (seen >= proxy.afterTokenEvents && !done) {
+            broke = true;
             proxy.broken.push(id);
             up.destroy();
             // Closed once what was sent before the cut is out (a reset may discard it at the edge).
@@ -69,7 +72,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         }
       });
       up.on('end', () => {
-        if (!res.destroyed && !res.writableEnded) res.end();
+        if (!broke && !res.destroyed && !res.writableEnded) res.end();
       });
     });
     out.on('error', () => res.destroy());
