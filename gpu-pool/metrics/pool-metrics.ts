@@ -49,6 +49,9 @@ export class PoolMetrics {
   readonly trieHints: Counter;
   readonly triePushes: Counter<'result'>;
   readonly shippedTries: Counter<'result'>;
+  /** Generations admitted as resumed (an edge moved them here after their pool failed mid-stream), and the output they brought. */
+  readonly resumedGenerations: Counter;
+  readonly resumedOutputTokens: Counter;
   /** Drafting faults recovered from: a pass with drafts that failed and ran again without them, a drafter that threw. */
   readonly draftFailures: Counter<'kind'>;
   /** Plain passes that failed, by what followed: `isolated` (rows that failed alone ended, the rest went on), `retried` (no row failed alone; the retry passed), `batch` (every generation in the batch ended). */
@@ -298,6 +301,16 @@ export class PoolMetrics {
       name: 'sssd_pool_trie_pushes_total',
       help: 'Fresh edge tries pushed for running generations, by result (applied; unknown: the generation had ended; invalid: malformed or naming a token outside the vocabulary, refused).',
       labelNames: ['result'],
+      registers,
+    });
+    this.resumedGenerations = new Counter({
+      name: 'sssd_pool_resumed_generations_total',
+      help: 'Generations admitted as resumed: an edge moved them here after their pool failed mid-stream (resumedOutputTokens > 0).',
+      registers,
+    });
+    this.resumedOutputTokens = new Counter({
+      name: 'sssd_pool_resumed_output_tokens_total',
+      help: 'Output tokens resumed generations had produced on the pool that failed (read again here as prompt).',
       registers,
     });
     this.shippedTries = new Counter({

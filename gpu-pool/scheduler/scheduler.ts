@@ -282,6 +282,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       for (let i = prompt.length - resumed; i < prompt.length; i++) adjustments.observe(prompt[i]);
       gen.adjustments = adjustments;
     }
+    if (resumed > 0) {
+      this.options.metrics.resumedGenerations.inc();
+      this.options.metrics.resumedOutputTokens.inc(resumed);
+    }
     this.reservedTokens += reserved;
     this.byId.set(request.id, gen);
     this.queue.push(gen);

@@ -180,7 +180,13 @@ describe('continuous batching', () => {
   });
 
   it('resumes a generation from its earlier output as the one it would have been, penalties and seeded sampling included', async () => {
-    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    const metrics = new PoolMetrics();
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+      metrics,
+      createDrafter: drafterFactory(null),
+    });
     const run = async (id: string, promptIds: number[], maxTokens: number, sampling: Record<string, unknown>, resumedOutputTokens?: number) => {
       const c = collect();
       s.submit(generateRequestSchema.parse({ id, promptIds, maxTokens, speculation: 'context', sampling, resumedOutputTokens }), c.sink);
@@ -201,6 +207,9 @@ describe('continuous batching', () => {
     }
     const c = collect();
     expect(() => s.submit(generateRequestSchema.parse({ id: 'resumed-too-many', promptIds: [1, 2], maxTokens: 4, resumedOutputTokens: 2 }), c.sink)).toThrow(/resumedOutputTokens/);
+    // Counted where operators look: two generations came in resumed, with 17 tokens each.
+    expect((await metrics.resumedGenerations.get()).values[0].value).toBe(2);
+    expect((await metrics.resumedOutputTokens.get()).values[0].value).toBe(34);
   });
 
   it("reports each emitted token's log-probability under the model, the same whether it was drafted or decoded plainly", async () => {
