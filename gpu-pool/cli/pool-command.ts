@@ -8,7 +8,8 @@
  *
  * Auth: the bearer token comes from SSSD_POOL_TOKEN. Without it the pool
  * refuses to start, unless --insecure-no-auth is given, which is only allowed
- * on a loopback host (local development, tests).
+ * on a loopback host (local development, tests). SSSD_POOL_PREVIOUS_TOKENS
+ * (comma-separated) are accepted too, while edges move to a new token.
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
@@ -193,6 +194,13 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   if (!token && !flags.insecureNoAuth) {
     throw new CliError('set SSSD_POOL_TOKEN (the bearer token edges must send), or pass --insecure-no-auth for local use');
   }
+  const previousTokens = (process.env.SSSD_POOL_PREVIOUS_TOKENS ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0);
+  if (previousTokens.length > 0 && !token) {
+    throw new CliError('SSSD_POOL_PREVIOUS_TOKENS is set without SSSD_POOL_TOKEN: the previous tokens are accepted beside a current one, not instead of it');
+  }
   if (!token && !LOOPBACK.has(flags.host)) {
     throw new CliError(`--insecure-no-auth only binds loopback hosts (127.0.0.1, ::1), not ${flags.host}`);
   }
@@ -347,7 +355,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       fusion: { ...speculation.fusion },
     },
   };
-  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000) });
+  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, previousTokens, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000) });
   let url: string;
   try {
     url = await server.listen(port, flags.host);
@@ -355,6 +363,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     throw new CliError(`cannot listen on ${flags.host}:${port}: ${(err as Error).message}`);
   }
   if (!token) process.stderr.write('pool: WARNING: authentication is off (--insecure-no-auth)\n');
+  // Said at every start: a rotation left half done keeps an old token valid.
+  if (previousTokens.length > 0) process.stderr.write(`pool: also accepting ${previousTokens.length} previous token(s) from SSSD_POOL_PREVIOUS_TOKENS; unset it once every edge sends SSSD_POOL_TOKEN\n`);
   const stopStatsLog = logStatsSeconds > 0 ? startStatsLog(metrics, logStatsSeconds, (line) => process.stderr.write(`${line}\n`)) : () => {};
 
   await new Promise<void>((resolve) => {

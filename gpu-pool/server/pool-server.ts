@@ -30,6 +30,8 @@ export interface PoolServerOptions {
   tokenizerBytes: Uint8Array;
   /** null = no authentication. */
   token: string | null;
+  /** Tokens accepted besides `token` while edges move to it (SSSD_POOL_PREVIOUS_TOKENS). */
+  previousTokens?: readonly string[];
   /** Largest accepted request body (default 8 MiB: a 4 MiB base64 trie plus a long prompt). */
   maxBodyBytes?: number;
   /**
@@ -52,7 +54,7 @@ export class PoolServer {
   private busyAnswers = 0;
 
   constructor(private readonly options: PoolServerOptions) {
-    this.auth = new BearerAuth(options.token);
+    this.auth = new BearerAuth(options.token, options.previousTokens);
     this.maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
     // Node's request timeout counts until the request has been received, not
     // the response: a stream runs as long as its generation does, while a

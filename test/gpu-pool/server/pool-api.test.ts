@@ -14,8 +14,12 @@ import { suiteProvider } from '../../support/execution-provider';
 import { generate, getJson, metricValue, startPool, streamEvents, type PoolProcess } from './pool-process';
 
 let pool: PoolProcess;
+/** A token the pool still accepts while edges move to its current one. */
+const ROTATED_OUT = 'rotated-out-token';
 beforeAll(async () => {
-  pool = await startPool(['--max-active', '2', '--max-queued', '1', '--speculative-config', JSON.stringify({ max_tree_nodes_by_batch_size: { '2': 6 }, fusion: { datastoreWidth: 12 } })]);
+  pool = await startPool(['--max-active', '2', '--max-queued', '1', '--speculative-config', JSON.stringify({ max_tree_nodes_by_batch_size: { '2': 6 }, fusion: { datastoreWidth: 12 } })], undefined, {
+    SSSD_POOL_PREVIOUS_TOKENS: ` ${ROTATED_OUT}, second-old-token `,
+  });
 });
 afterAll(async () => {
   await pool?.stop();
@@ -48,6 +52,16 @@ describe('auth', () => {
     expect(((await wrong.json()) as PoolEvent & { code: string }).code).toBe('unauthorized');
     expect((await getJson<PoolHealth>(pool, '/healthz', false)).status).toBe(200);
     expect((await fetch(`${pool.url}/metrics`)).status).toBe(200);
+  });
+
+  it('accepts the previous tokens of a rotation beside the current one, and says so', async () => {
+    for (const token of [ROTATED_OUT, 'second-old-token']) {
+      const res = await post('/v1/generate', JSON.stringify({ id: `rotated-${token}`, promptIds: [1], maxTokens: 2, speculation: 'off' }), token);
+      expect(res.status, token).toBe(200);
+      await res.text();
+    }
+    expect((await post('/v1/generate', JSON.stringify({ id: 'x', promptIds: [1], maxTokens: 1 }), 'rotated-out')).status).toBe(401);
+    expect(pool.stderr()).toContain('also accepting 2 previous token(s)');
   });
 });
 

@@ -29,6 +29,12 @@ describe('sssd pool start-up checks', () => {
     expect(r.stderr).not.toMatch(/\.ts:\d+/);
   });
 
+  it('refuses previous tokens of a rotation without a current one', async () => {
+    const r = await pool([...model, '--insecure-no-auth'], { SSSD_POOL_PREVIOUS_TOKENS: 'old' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/SSSD_POOL_PREVIOUS_TOKENS is set without SSSD_POOL_TOKEN/);
+  });
+
   it('allows --insecure-no-auth on loopback only', async () => {
     const r = await pool([...model, '--insecure-no-auth', '--host', '0.0.0.0']);
     expect(r.code).toBe(2);
