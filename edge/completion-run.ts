@@ -46,7 +46,8 @@ export interface CompletionPlan {
 
 /**
  * Times a generation moves to another pool after its pool failed mid-stream
- * (the stream cut, an error, or the pool cancelling it as it shut down).
+ * (the stream cut, an error, the pool cancelling it as it shut down, or
+ * silent past the stall window).
  */
 export const MAX_RESUMES = 2;
 
@@ -56,6 +57,8 @@ export interface CompletionDeps {
   store: UserCacheStore;
   waitUntil: (promise: Promise<unknown>) => void;
   edgeTrieNodes: number;
+  /** A pool silent this long on the generation has hung: fail over, or resume (SSSD_POOL_STALL_SECONDS). */
+  poolStallMs: number;
   /** Called once when the run is over (releases the caller's concurrency slot). */
   onFinish: () => void;
 }
@@ -201,7 +204,7 @@ export class CompletionRun {
   private async openOn(request: GenerateInput): Promise<void> {
     const { deps } = this;
     try {
-      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil);
+      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs);
     } catch (err) {
       this.finish();
       throw err;

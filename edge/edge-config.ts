@@ -12,6 +12,8 @@ export interface EdgeConfig {
   edgeTrieNodes: number;
   /** How long a request waits for the user's cache from KV before it opens without it (ms; its trie is pushed when the cache comes). */
   userCacheWaitMs: number;
+  /** A pool silent this long on a generation has hung (ms; see stall-watch.ts). */
+  poolStallMs: number;
   defaultRpm: number;
   defaultConcurrency: number;
   /** A request in flight that shows no sign of life this long gives its key's slot back (ms; see rate-limiter.ts). */
@@ -37,6 +39,7 @@ const INT_VARS = {
   SSSD_USER_CACHE_HISTORY_TOKENS: { fallback: DEFAULT_USER_CACHE_HISTORY_TOKENS, min: 0, max: 1 << 20 },
   SSSD_EDGE_TRIE_NODES: { fallback: EDGE_TRIE_NODES, min: 0, max: 4096 },
   SSSD_USER_CACHE_WAIT_MS: { fallback: EDGE_USER_CACHE_WAIT_MS, min: 0, max: 10_000 },
+  SSSD_POOL_STALL_SECONDS: { fallback: 30, min: 1, max: 3600 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
   SSSD_CONCURRENCY_LEASE_SECONDS: { fallback: LEASE_MS / 1000, min: 1, max: 3600 },
@@ -99,6 +102,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     userCacheHistoryTokens: intVar(env, 'SSSD_USER_CACHE_HISTORY_TOKENS'),
     edgeTrieNodes: intVar(env, 'SSSD_EDGE_TRIE_NODES'),
     userCacheWaitMs: intVar(env, 'SSSD_USER_CACHE_WAIT_MS'),
+    poolStallMs: 1000 * intVar(env, 'SSSD_POOL_STALL_SECONDS'),
     defaultRpm: intVar(env, 'SSSD_DEFAULT_RPM'),
     defaultConcurrency: intVar(env, 'SSSD_DEFAULT_CONCURRENCY'),
     concurrencyLeaseMs: 1000 * intVar(env, 'SSSD_CONCURRENCY_LEASE_SECONDS'),

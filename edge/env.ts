@@ -23,6 +23,8 @@ export interface EdgeEnv {
   SSSD_EDGE_TRIE_NODES?: string;
   /** Milliseconds a request waits for the user's cache before it opens without it, its trie following (default 20). */
   SSSD_USER_CACHE_WAIT_MS?: string;
+  /** Seconds a pool may send nothing on a generation before the edge takes it as hung and moves on (default 30). */
+  SSSD_POOL_STALL_SECONDS?: string;
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;
   SSSD_DEFAULT_CONCURRENCY?: string;

@@ -129,6 +129,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       waitUntil: (promise) => c.executionCtx.waitUntil(promise),
       edgeTrieNodes: config.edgeTrieNodes,
       userCacheWaitMs: config.userCacheWaitMs,
+      poolStallMs: config.poolStallMs,
       onFinish: release,
       headers: {},
       clientSignal: c.req.raw.signal,

@@ -1,12 +1,14 @@
 /**
  * Opens a generation on the best pool and fails over to the next one while no
- * token has been produced yet (unreachable, busy, or an error before the first
- * tokens event). Once tokens flow, the request stays on its pool.
+ * token has been produced yet (unreachable, busy, silent past the stall
+ * window, or an error before the first tokens event). Once tokens flow, the
+ * request stays on its pool until that pool fails (CompletionRun.resume).
  */
 import type { PoolEvent } from '../shared/protocol';
 import { ApiError } from './api-error';
 import { PoolRejectedError, PoolUnavailableError, type GenerateInput, type PoolClient } from './pool-client';
 import { affinityKey, type PoolPicker } from './pool-picker';
+import { StallWatch } from './stall-watch';
 
 export interface OpenedGeneration {
   client: PoolClient;
@@ -15,8 +17,13 @@ export interface OpenedGeneration {
 }
 
 async function* prepend(head: PoolEvent[], rest: AsyncGenerator<PoolEvent>): AsyncGenerator<PoolEvent> {
-  yield* head;
-  yield* rest;
+  try {
+    yield* head;
+    yield* rest;
+  } finally {
+    // Closed while still in the head: the stream (its body, its stall watch) is let go of too.
+    await rest.return(undefined);
+  }
 }
 
 export async function openGeneration(
@@ -24,15 +31,19 @@ export async function openGeneration(
   request: GenerateInput,
   signal?: AbortSignal,
   waitUntil?: (promise: Promise<unknown>) => void,
+  /** A pool silent this long (no answer, no event) has hung: the next pool, or, once tokens flowed, a resume (stall-watch.ts). */
+  stallMs = 30_000,
 ): Promise<OpenedGeneration> {
   let retryAfterMs = 2000;
   // The pool that holds this tenant's prefixes of this prompt, unless it is much busier than another.
   const affinity = affinityKey(request.cacheSalt ?? '', request.promptIds);
   for (const client of await picker.ordered(waitUntil, affinity)) {
     let events: AsyncGenerator<PoolEvent>;
+    const watch = new StallWatch(stallMs, signal);
     try {
-      events = await client.generate(request, signal);
+      events = watch.watch(await client.generate(request, watch.signal));
     } catch (err) {
+      watch.stop();
       if (err instanceof PoolRejectedError) {
         throw new ApiError(400, `The inference pool rejected the request: ${err.message || err.status}`, 'invalid_request_error', 'pool_rejected');
       }

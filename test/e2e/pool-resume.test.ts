@@ -23,7 +23,7 @@ beforeAll(async () => {
   const start = (): Promise<RunningPool> => startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token });
   pools = await startAll([start(), start()]);
   proxies = await Promise.all(pools.map((p) => startFaultProxy(p.url)));
-  edge = await startEdge({ poolUrls: proxies.map((p) => p.url), poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000' } });
+  edge = await startEdge({ poolUrls: proxies.map((p) => p.url), poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', SSSD_POOL_STALL_SECONDS: '2' } });
 }, 180_000);
 
 afterAll(async () => {
@@ -68,10 +68,12 @@ async function stream(body: Record<string, unknown>): Promise<Streamed> {
   return out;
 }
 
-function arm(mode: FaultMode, breakResumed = false): void {
+/** Sets both proxies: what they do, to which generations (default: not resumed ones), after how many tokens events. */
+function arm(mode: FaultMode, breaks: (id: string) => boolean = (id) => !/\.r\d+$/.test(id), afterTokenEvents = 2): void {
   for (const p of proxies) {
     p.mode = mode;
-    p.breakResumed = breakResumed;
+    p.breaks = breaks;
+    p.afterTokenEvents = afterTokenEvents;
   }
 }
 
@@ -86,6 +88,8 @@ describe('a generation whose pool fails mid-stream', () => {
       ['cut', { prompt: 'Tom had a big red ball.', max_tokens: 120, temperature: 0.9, seed: 77, speculation: 'off' }],
       ['cancel', { prompt: 'Sue found a little cat.', max_tokens: 120, temperature: 0.8, seed: 5, frequency_penalty: 1.2, presence_penalty: 0.5 }],
       ['cancel', { prompt: 'Ben and Mia played in the sand.', max_tokens: 120, temperature: 0, repetition_penalty: 1.3 }],
+      // A pool that hangs: silent past the edge's stall window (2 s here).
+      ['stall', { prompt: 'The sun was hot and the sky was blue.', max_tokens: 120, temperature: 0.7, seed: 9 }],
     ];
     for (const [mode, body] of cases) {
       arm('pass');
@@ -104,8 +108,26 @@ describe('a generation whose pool fails mid-stream', () => {
     }
   });
 
+  it('moves to the other pool when its pool hangs before the first token', async () => {
+    const body = { prompt: 'Max had a small boat.', max_tokens: 60, temperature: 0 };
+    arm('pass');
+    const whole = await stream(body);
+    // Only the first pool it goes to hangs.
+    arm('stall', (id) => !proxies.some((p) => p.broken.includes(id)), 0);
+    const started = performance.now();
+    const moved = await stream(body);
+    arm('pass');
+    expect(broken(moved.id)).toEqual([moved.id]);
+    // The same id on the other pool: a failover, not a resume (no token had reached the edge).
+    expect(opened(moved.id)).toEqual([moved.id, moved.id]);
+    expect(proxies.every((p) => p.opened.includes(moved.id))).toBe(true);
+    expect(moved.error).toBeNull();
+    expect(moved.text).toBe(whole.text);
+    expect(performance.now() - started).toBeGreaterThan(1900);
+  });
+
   it('gives up with an error in the stream once it has failed on every resume', async () => {
-    arm('cut', true);
+    arm('cut', () => true);
     const out = await stream({ prompt: 'Once upon a time, there was a dog.', max_tokens: 200, temperature: 0 });
     arm('pass');
     // The first pool and two resumes, each broken.

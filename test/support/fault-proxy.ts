@@ -3,7 +3,8 @@
  * a failing pool does, after a set number of `tokens` events: `cut` drops the
  * connection (a pool that crashed, a network that failed), `cancel` ends the
  * stream with the `done` / `cancelled` a pool sends when it shuts down under
- * a generation. Everything else passes through untouched.
+ * a generation, `stall` sends nothing more and keeps the connection open (a
+ * pool that hangs). Everything else passes through untouched.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { PoolEvent } from '../../shared/protocol';
@@ -15,7 +16,7 @@ const shutDown: PoolEvent = {
   usage: { promptTokens: 0, completionTokens: 0, speculation: { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 } },
 };
 
-export type FaultMode = 'pass' | 'cut' | 'cancel';
+export type FaultMode = 'pass' | 'cut' | 'cancel' | 'stall';
 
 export interface FaultProxy {
   url: string;
@@ -23,8 +24,8 @@ export interface FaultProxy {
   mode: FaultMode;
   /** `tokens` events let through before the fault. */
   afterTokenEvents: number;
-  /** Break resumed generations (ids ending `.r<k>`) too; off: they pass. */
-  breakResumed: boolean;
+  /** Which generations to break, by id (default: not the resumed ones, ids ending `.r<k>`). */
+  breaks: (id: string) => boolean;
   /** Ids of the generations opened through the proxy, and of those broken. */
   readonly opened: string[];
   readonly broken: string[];
@@ -33,19 +34,21 @@ export interface FaultProxy {
 
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const upstream = new URL(target);
-  const proxy: FaultProxy = { url: '', mode: 'pass', afterTokenEvents: 2, breakResumed: false, opened: [], broken: [], close: async () => undefined };
+  const proxy: FaultProxy = { url: '', mode: 'pass', afterTokenEvents: 2, breaks: (id) => !/\.r\d+$/.test(id), opened: [], broken: [], close: async () => undefined };
 
   const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
     const out = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       const id = req.method === 'POST' && req.url === '/v1/generate' ? (JSON.parse(body.toString('utf8')) as { id: string }).id : null;
       if (id !== null && up.statusCode === 200) proxy.opened.push(id);
-      const faulty = id !== null && proxy.mode !== 'pass' && up.statusCode === 200 && (proxy.breakResumed || !/\.r\d+$/.test(id));
+      const faulty = id !== null && proxy.mode !== 'pass' && up.statusCode === 200 && proxy.breaks(id);
       if (!faulty) {
         up.pipe(res);
         return;
       }
       const mode = proxy.mode;
+      // The edge let go (it took the stall for a hung pool): so does the pool's stream.
+      res.on('close', () => up.destroy());
       let seen = 0;
       let pending = '';
       let broke = false;
@@ -61,6 +64,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           if (seen >= proxy.afterTokenEvents && !done) {
             broke = true;
             proxy.broken.push(id);
+            if (mode === 'stall') return;
             up.destroy();
             // Closed once what was sent before the cut is out (a reset may discard it at the edge).
             if (mode === 'cut') res.socket?.destroySoon();

@@ -1,0 +1,70 @@
+/**
+ * A pool's generation stream that goes silent: a pool sends an event every
+ * step (milliseconds apart), so a stream with nothing for `stallMs` has a
+ * pool that hangs (a stuck device, a network that stopped delivering without
+ * a reset), which would otherwise hold the client until it gives up. The
+ * watch aborts the generation's fetch and ends its events with an error, so
+ * the edge moves on: to the next pool before the first token, or resumes the
+ * generation elsewhere after it (CompletionRun.resume).
+ *
+ * One timer per stream that re-arms itself for what is left of the window,
+ * not one per event: events only stamp the time.
+ */
+import type { PoolEvent } from '../shared/protocol';
+
+export class StallWatch {
+  private readonly controller = new AbortController();
+  private last = Date.now();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private stalled = false;
+  private readonly onOuterAbort = (): void => this.controller.abort();
+
+  /** `outer`: the run's own signal (the client left, a stop string): it aborts this stream too. */
+  constructor(
+    private readonly stallMs: number,
+    private readonly outer?: AbortSignal,
+  ) {
+    if (outer?.aborted) this.controller.abort();
+    else outer?.addEventListener('abort', this.onOuterAbort);
+    this.arm(stallMs);
+  }
+
+  /** The signal to fetch the generation with. */
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** The stream's events, each one proof of life; after a stall, one `error` event ends them. */
+  async *watch(events: AsyncGenerator<PoolEvent>): AsyncGenerator<PoolEvent> {
+    try {
+      for await (const event of events) {
+        if (this.stalled) break;
+        this.last = Date.now();
+        yield event;
+      }
+      if (this.stalled) yield { type: 'error', code: 'internal', message: `the pool sent nothing for ${Math.round(this.stallMs / 1000)} s` };
+    } finally {
+      this.stop();
+    }
+  }
+
+  /** The stream is over (or never opened): no more timer, no tie to the outer signal. */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.outer?.removeEventListener('abort', this.onOuterAbort);
+  }
+
+  private arm(ms: number): void {
+    this.timer = setTimeout(() => {
+      const quiet = Date.now() - this.last;
+      if (quiet < this.stallMs) {
+        this.arm(this.stallMs - quiet);
+        return;
+      }
+      this.stalled = true;
+      this.timer = undefined;
+      this.controller.abort();
+    }, ms);
+  }
+}

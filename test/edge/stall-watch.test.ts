@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import type { PoolEvent } from '../../shared/protocol';
+import { StallWatch } from '../../edge/stall-watch';
+
+const tokens = (id: number): PoolEvent => ({ type: 'tokens', ids: [id], sources: ['model'], drafted: 0, accepted: 0 });
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A pool's stream: an event every `gapMs`, `count` of them, then (when `hang`) nothing until its fetch is aborted. */
+async function* pool(signal: AbortSignal, count: number, gapMs: number, hang: boolean): AsyncGenerator<PoolEvent> {
+  for (let i = 0; i < count; i++) {
+    await sleep(gapMs);
+    yield tokens(i);
+  }
+  if (!hang) return;
+  await new Promise((resolve) => signal.addEventListener('abort', resolve));
+  yield { type: 'error', code: 'internal', message: 'pool stream broke: AbortError' };
+}
+
+async function read(events: AsyncGenerator<PoolEvent>): Promise<PoolEvent[]> {
+  const out: PoolEvent[] = [];
+  for await (const e of events) out.push(e);
+  return out;
+}
+
+describe('StallWatch', () => {
+  it('lets a stream through whose events keep coming, however long it runs in all', async () => {
+    const watch = new StallWatch(60);
+    const events = await read(watch.watch(pool(watch.signal, 8, 20, false)));
+    expect(events).toHaveLength(8);
+    expect(watch.signal.aborted).toBe(false);
+  });
+
+  it('ends a stream gone silent with an error naming the stall, and aborts its fetch', async () => {
+    const watch = new StallWatch(1000);
+    const started = Date.now();
+    const events = await read(watch.watch(pool(watch.signal, 2, 10, true)));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(990);
+    expect(events.map((e) => e.type)).toEqual(['tokens', 'tokens', 'error']);
+    expect(events[2]).toMatchObject({ message: 'the pool sent nothing for 1 s' });
+    expect(watch.signal.aborted).toBe(true);
+  });
+
+  it("aborts with the run's own signal (the client left)", async () => {
+    const outer = new AbortController();
+    const watch = new StallWatch(10_000, outer.signal);
+    const reading = read(watch.watch(pool(watch.signal, 1, 5, true)));
+    await sleep(30);
+    outer.abort();
+    expect(watch.signal.aborted).toBe(true);
+    // Not a stall: the stream's own end, as the fetch reports it.
+    expect((await reading).at(-1)).toMatchObject({ message: 'pool stream broke: AbortError' });
+  });
+});
