@@ -201,6 +201,12 @@ export interface PoolHealth {
   tokensPerSecond: number;
   /** True while the pool finishes its running generations before it stops (it refuses new ones; /healthz answers 503). */
   draining: boolean;
+  /**
+   * True while a forward pass has run past the pool's --stuck-seconds: its
+   * device may hang; `ok` is false and /healthz answers 503, so edges route
+   * elsewhere (absent from pools before it).
+   */
+  stuck?: boolean;
 }
 
 /** Encode one event as an NDJSON line. */

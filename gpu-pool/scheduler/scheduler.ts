@@ -95,6 +95,8 @@ export interface SchedulerStats {
   reservedTokens: number;
   steps: number;
   probScale: number;
+  /** How long the forward pass now running has run (0: none is): one that runs for seconds has a device that hangs. */
+  passRunningMs: number;
 }
 
 /** What a step's rows emitted and drafted, counted into the metrics once per step. */
@@ -138,6 +140,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private loopDone: Promise<void> = Promise.resolve();
   /** Whether the previous step drafted (see observeDraft in iterate). */
   private draftedLastStep = false;
+  /** When the running forward pass started (performance.now()); 0 between passes. */
+  private passStartedAt = 0;
   /** The prefix cache, where the runner can copy a prefix into a sequence (else none). */
   private readonly prefixes: PrefixReuse<S> | null;
   /** Running mean of drafter-building time per speculating cycle (see loop). */
@@ -204,6 +208,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       reservedTokens: this.reservedTokens,
       steps: this.steps,
       probScale: this.probScale(),
+      passRunningMs: this.passStartedAt === 0 ? 0 : performance.now() - this.passStartedAt,
     };
   }
 
@@ -561,26 +566,32 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     metrics.stepTokens.observe(totalTokens);
     let result: BatchStepResult;
     let rerun = false;
+    this.passStartedAt = drafted;
     try {
-      result = await this.passes.run(inputs, n);
-    } catch (err) {
-      // Draft tokens are the pool's guesses: a pass that fails with them
-      // (a drafting bug, a token the model does not have) runs again
-      // without them rather than fail every generation in the batch.
-      rerun = true;
-      let failure = err;
-      if (this.dropDrafts(batch, inputs, n)) {
-        try {
-          result = await this.passes.run(inputs, n);
-          // Counted only where the drafts were the fault: a pass that fails
-          // without them too (the device's memory, a bad sequence) is not.
-          this.draftingFault('pass', 'a pass with drafts failed and ran again without them', err);
-        } catch (plainErr) {
-          failure = plainErr;
+      try {
+        result = await this.passes.run(inputs, n);
+      } catch (err) {
+        // Draft tokens are the pool's guesses: a pass that fails with them
+        // (a drafting bug, a token the model does not have) runs again
+        // without them rather than fail every generation in the batch.
+        rerun = true;
+        let failure = err;
+        if (this.dropDrafts(batch, inputs, n)) {
+          try {
+            result = await this.passes.run(inputs, n);
+            // Counted only where the drafts were the fault: a pass that fails
+            // without them too (the device's memory, a bad sequence) is not.
+            this.draftingFault('pass', 'a pass with drafts failed and ran again without them', err);
+          } catch (plainErr) {
+            failure = plainErr;
+          }
         }
+        // A plain pass that fails: the rows that fail alone end, the rest go on.
+        result ??= await this.passes.isolate(inputs, n, failure, this.steps, (r, message) => this.endWithError(batch[r], message));
       }
-      // A plain pass that fails: the rows that fail alone end, the rest go on.
-      result ??= await this.passes.isolate(inputs, n, failure, this.steps, (r, message) => this.endWithError(batch[r], message));
+    } finally {
+      // /healthz reads how long a pass has run (a device that hangs shows there).
+      this.passStartedAt = 0;
     }
     const forwarded = performance.now();
     metrics.phase.forward.inc((forwarded - drafted) / 1000);

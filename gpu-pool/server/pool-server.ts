@@ -40,9 +40,13 @@ export interface PoolServerOptions {
    * closed. What follows the request, a generation's stream, has no limit.
    */
   requestTimeoutMs?: number;
+  /** A forward pass running longer than this makes /healthz say `stuck` (503); 0 = never (--stuck-seconds). */
+  stuckMs?: number;
 }
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+/** A pass is milliseconds long, a long prompt's chunk on a large model about a second: ten is a device that hangs. */
+export const DEFAULT_STUCK_MS = 10_000;
 
 const GENERATION_PATH = /^\/v1\/generations\/([A-Za-z0-9._:-]{1,128})(\/trie)?$/;
 
@@ -121,13 +125,16 @@ export class PoolServer {
     const s = this.options.scheduler.stats();
     const { maxActive } = this.options.info.limits;
     const draining = this.options.scheduler.isDraining;
+    const stuckMs = this.options.stuckMs ?? DEFAULT_STUCK_MS;
+    const stuck = stuckMs > 0 && s.passRunningMs > stuckMs;
     return {
-      ok: !draining,
+      ok: !draining && !stuck,
       active: s.active,
       queued: s.queued,
       load: Math.min(1, (s.active + s.queued) / Math.max(1, maxActive)),
       tokensPerSecond: Math.round(this.options.metrics.currentTokensPerSecond(performance.now()) * 10) / 10,
       draining,
+      stuck,
     };
   }
 
@@ -137,10 +144,10 @@ export class PoolServer {
     const route = url.pathname;
 
     if (route === '/healthz') {
-      // A draining pool is up but must get no new work: 503 takes it out of load balancers and the edge's picks.
+      // A draining pool, or one whose pass has hung, is up but must get no new work: 503 takes it out of load balancers and the edge's picks.
       return this.expect(method, 'GET', () => {
         const health = this.health();
-        sendJson(res, health.draining ? 503 : 200, health);
+        sendJson(res, health.ok ? 200 : 503, health);
       });
     }
     if (route === '/metrics') {

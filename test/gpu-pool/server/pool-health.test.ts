@@ -1,0 +1,84 @@
+/**
+ * /healthz while a forward pass hangs: the real model and scheduler behind an
+ * in-process server, the runner's pass held until the test lets it go (as a
+ * device that hangs holds it).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateRequestSchema, type PoolEvent, type PoolHealth, type PoolInfo } from '../../../shared/protocol';
+import { loadModel } from '../../../gpu-pool/model/load-model';
+import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
+import type { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
+import type { BatchRunner } from '../../../gpu-pool/scheduler/batch-runner';
+import { Scheduler } from '../../../gpu-pool/scheduler/scheduler';
+import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
+import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
+import { PoolServer } from '../../../gpu-pool/server/pool-server';
+import { models } from '../../support/shared-data';
+
+let server: PoolServer;
+let url: string;
+let scheduler: Scheduler<SequenceKvCache>;
+/** Set: the next pass waits for it to be called. */
+let hold: Promise<void> | null = null;
+let entered: () => void = () => undefined;
+
+beforeAll(async () => {
+  const runner = await ModelRunner.create(await loadModel(models.stories260K.checkpoint));
+  const held: BatchRunner<SequenceKvCache> = {
+    get config() {
+      return runner.config;
+    },
+    keepsStepResults: runner.keepsStepResults,
+    newSequence: (capacity) => runner.newSequence(capacity),
+    step: async (rows) => {
+      if (hold) {
+        entered();
+        await hold;
+      }
+      return runner.step(rows);
+    },
+  };
+  const metrics = new PoolMetrics();
+  scheduler = new Scheduler(held, { limits: { maxActive: 4, maxQueued: 4, maxTotalTokens: 10_000 }, budget: null, metrics, createDrafter: drafterFactory(null) });
+  const info: PoolInfo = {
+    protocol: 1,
+    model: { name: 'stories260K', contextLength: 512, vocabSize: 512, bosId: 1, eosIds: [1], chatTemplate: 'concat' },
+    tokenizer: { format: 'llama2c', path: '/v1/tokenizer', sha256: '' },
+    datastore: { enabled: false, tokens: 0 },
+    limits: { maxActive: 4, maxQueued: 4, maxTotalTokens: 10_000 },
+  };
+  server = new PoolServer({ scheduler, metrics, info, tokenizerBytes: new Uint8Array(0), token: 't', stuckMs: 200 });
+  url = await server.listen(0, '127.0.0.1');
+});
+
+afterAll(async () => {
+  await server?.close();
+});
+
+async function health(): Promise<{ status: number; body: PoolHealth }> {
+  const res = await fetch(`${url}/healthz`);
+  return { status: res.status, body: (await res.json()) as PoolHealth };
+}
+
+describe('/healthz', () => {
+  it('answers 503 "stuck" while a forward pass runs past --stuck-seconds, and recovers when it returns', async () => {
+    expect(await health()).toMatchObject({ status: 200, body: { ok: true, stuck: false } });
+    let release: () => void = () => undefined;
+    hold = new Promise<void>((resolve) => (release = resolve));
+    const inPass = new Promise<void>((resolve) => (entered = resolve));
+    const events: PoolEvent[] = [];
+    let done: () => void = () => undefined;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    scheduler.submit(generateRequestSchema.parse({ id: 'held', promptIds: [1, 400, 300], maxTokens: 8, speculation: 'off' }), { send: (e) => events.push(e), end: () => done() });
+    await inPass;
+    // Running, but not for long yet: still healthy.
+    expect((await health()).body).toMatchObject({ ok: true, stuck: false, active: 1 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await health()).toMatchObject({ status: 503, body: { ok: false, stuck: true, draining: false } });
+    hold = null;
+    release();
+    await finished;
+    expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+    expect(await health()).toMatchObject({ status: 200, body: { ok: true, stuck: false } });
+  });
+});
