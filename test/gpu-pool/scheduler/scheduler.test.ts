@@ -141,11 +141,11 @@ async function passFailureCounts(metrics: PoolMetrics): Promise<Record<string, n
   return Object.fromEntries((await metrics.passFailures.get()).values.map((v) => [String(v.labels.result), v.value]));
 }
 
-function scheduler(budget: TreeBudget | null): Scheduler<SequenceKvCache> {
+function scheduler(budget: TreeBudget | null, metrics = new PoolMetrics()): Scheduler<SequenceKvCache> {
   return new Scheduler(runner, {
     limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
     budget,
-    metrics: new PoolMetrics(),
+    metrics,
     createDrafter: drafterFactory(null),
   });
 }
@@ -181,12 +181,7 @@ describe('continuous batching', () => {
 
   it('resumes a generation from its earlier output as the one it would have been, penalties and seeded sampling included', async () => {
     const metrics = new PoolMetrics();
-    const s = new Scheduler(runner, {
-      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
-      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
-      metrics,
-      createDrafter: drafterFactory(null),
-    });
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), metrics);
     const run = async (id: string, promptIds: number[], maxTokens: number, sampling: Record<string, unknown>, resumedOutputTokens?: number) => {
       const c = collect();
       s.submit(generateRequestSchema.parse({ id, promptIds, maxTokens, speculation: 'context', sampling, resumedOutputTokens }), c.sink);
