@@ -126,6 +126,25 @@ describe('a generation whose pool fails mid-stream', () => {
     expect(performance.now() - started).toBeGreaterThan(1900);
   });
 
+  it('ends as it would have, without a resume, when its pool failed with the output already whole', async () => {
+    // Whole at max_tokens, and at the story's end token (181 tokens in).
+    for (const [finish, body] of [
+      ['length', { prompt: 'Amy saw a big tree.', max_tokens: 40, temperature: 0 }],
+      ['stop', { prompt: 'Once upon a time, there was a little dog named Max.', max_tokens: 400, temperature: 0 }],
+    ] as const) {
+      arm('pass');
+      const whole = await stream(body);
+      expect(whole.finish).toBe(finish);
+      arm('drop-done');
+      const cut = await stream(body);
+      arm('pass');
+      expect(broken(cut.id)).toEqual([cut.id]);
+      expect(opened(cut.id)).toEqual([cut.id]);
+      expect(cut.error).toBeNull();
+      expect(cut).toMatchObject({ text: whole.text, finish: whole.finish, completionTokens: whole.completionTokens });
+    }
+  });
+
   it('gives up with an error in the stream once it has failed on every resume', async () => {
     arm('cut', () => true);
     const out = await stream({ prompt: 'Once upon a time, there was a dog.', max_tokens: 200, temperature: 0 });

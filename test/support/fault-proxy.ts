@@ -4,7 +4,9 @@
  * connection (a pool that crashed, a network that failed), `cancel` ends the
  * stream with the `done` / `cancelled` a pool sends when it shuts down under
  * a generation, `stall` sends nothing more and keeps the connection open (a
- * pool that hangs). Everything else passes through untouched.
+ * pool that hangs), `drop-done` passes every event but the last and drops
+ * the connection there (a pool that died with the generation whole).
+ * Everything else passes through untouched.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { PoolEvent } from '../../shared/protocol';
@@ -16,7 +18,7 @@ const shutDown: PoolEvent = {
   usage: { promptTokens: 0, completionTokens: 0, speculation: { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 } },
 };
 
-export type FaultMode = 'pass' | 'cut' | 'cancel' | 'stall';
+export type FaultMode = 'pass' | 'cut' | 'cancel' | 'stall' | 'drop-done';
 
 export interface FaultProxy {
   url: string;
@@ -61,13 +63,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           const line = pending.slice(0, nl + 1);
           pending = pending.slice(nl + 1);
           const done = (JSON.parse(line) as { type: string }).type === 'done';
-          if (seen >= proxy.afterTokenEvents && !done) {
+          if (mode === 'drop-done' ? done : seen >= proxy.afterTokenEvents && !done) {
             broke = true;
             proxy.broken.push(id);
             if (mode === 'stall') return;
             up.destroy();
             // Closed once what was sent before the cut is out (a reset may discard it at the edge).
-            if (mode === 'cut') res.socket?.destroySoon();
+            if (mode === 'cut' || mode === 'drop-done') res.socket?.destroySoon();
             else res.end(JSON.stringify(shutDown) + '\n');
             return;
           }
