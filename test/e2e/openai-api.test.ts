@@ -551,16 +551,19 @@ describe('an edge that opens generations before the user cache is read', () => {
   });
 
   it("still writes the user's cache, and drafts their repeated request from it", async () => {
-    const prompt = 'Lily went to the park with her mom.';
+    // A long generation (the end token banned): the trie, pushed after the
+    // first tokens, lands while it runs however slow the machine is.
+    const body = { prompt: 'Lily went to the park with her mom.', max_tokens: 400, temperature: 0, logit_bias: { '1': -100 }, user: 'erin' };
     // Its cache was read after the generation opened: the write at the end waited for it.
-    const first = await streamCompletion({ prompt, max_tokens: 96, temperature: 0, user: 'erin' }, late);
+    const first = await streamCompletion(body, late);
     expect(first.usage!.speculation).toMatchObject({ edge_accepted_tokens: 0, edge_trie_bytes: 0 });
+    expect(first.usage!.completion_tokens).toBe(400);
     await new Promise((r) => setTimeout(r, 500)); // the cache write runs after the response (waitUntil)
-    const again = await streamCompletion({ prompt, max_tokens: 96, temperature: 0, user: 'erin' }, late);
+    const again = await streamCompletion(body, late);
     expect(again.text).toBe(first.text);
     const spec = again.usage!.speculation;
-    // The trie came after the first step or few: the history it holds drafts
-    // much of the rest (44-56 of 96 tokens by hand, 5-8 steps against 15).
+    // The history the trie holds drafts much of the rest (129-223 of 400
+    // tokens by hand, 16-19 steps against 30).
     expect(spec.edge_trie_bytes).toBeGreaterThan(0);
     expect(spec.edge_accepted_tokens).toBeGreaterThan(20);
     expect(spec.steps).toBeLessThan(first.usage!.speculation.steps);
