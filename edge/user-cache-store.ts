@@ -1,6 +1,6 @@
 /**
- * The per-user cache in KV (an n-gram table and the latest requests verbatim): one read at request start, one bounded write
- * at the end (via waitUntil). The cache scope is hash(keyId + ':' + user), so a
+ * The per-user cache in KV (an n-gram table and the latest requests verbatim): one read at request start, and at the end
+ * (via waitUntil) a read and one bounded write. The cache scope is hash(keyId + ':' + user), so a
  * request can only ever read or write its own user's cache. Missing or corrupt
  * values decode to an empty cache and a KV outage never fails a request: the
  * request just drafts without the cache, and leaves the stored value alone.
@@ -63,11 +63,26 @@ export class UserCacheStore {
     return { scope, bytes, cache, unread };
   }
 
-  /** Merge the finished request's tokens into the stored value and write it back (not after a failed read); never throws. */
+  /**
+   * Merge the finished request's tokens into the stored value and write it
+   * back (not after a failed read); never throws. The value is read again
+   * first: the user's other requests that ended while this one ran wrote
+   * theirs in the meantime, and merging into the value read at the start
+   * would drop what they added (last writer wins). Concurrent ends still race
+   * for the few ms between this read and the write; KV has no compare-and-set.
+   */
   async saveMerged(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
     if (loaded.unread) return;
+    let base = loaded.bytes;
     try {
-      const merged = mergeIntoUserCache(loaded.bytes, tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize, historyTokens: this.historyTokens });
+      const value = await this.kv.get(UserCacheStore.keyFor(loaded.scope), 'arrayBuffer');
+      base = value ? new Uint8Array(value) : null;
+    } catch (err) {
+      // Still the value of a moment ago at worst: merge into that.
+      console.warn('edge: user cache re-read failed; merging into the value read at the start', err);
+    }
+    try {
+      const merged = mergeIntoUserCache(base, tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize, historyTokens: this.historyTokens });
       await this.kv.put(UserCacheStore.keyFor(loaded.scope), merged);
     } catch (err) {
       console.warn('edge: user cache write failed', err);

@@ -152,6 +152,22 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(spec.steps).toBeLessThanOrEqual(6);
   });
 
+  it("keeps what each of a user's concurrent requests added to their cache, not only the last one's", async () => {
+    // Both read the (empty) cache at the start; the short one writes first,
+    // and the long one's write must not drop it.
+    const short = { prompt: 'Tom went to the shop with his dad.', max_tokens: 48, temperature: 0, user: 'dave' };
+    const long = { prompt: 'Sue found a big box in the yard.', max_tokens: 240, temperature: 0, logit_bias: { '1': -100 }, user: 'dave' };
+    const [first] = await Promise.all([streamCompletion(short), streamCompletion(long)]);
+    expect(first.usage!.speculation.edge_accepted_tokens).toBe(0);
+    await new Promise((r) => setTimeout(r, 500)); // the cache writes run after the responses (waitUntil)
+    const again = await streamCompletion(short);
+    expect(again.text).toBe(first.text);
+    // Drafted from its own verbatim history: 48 tokens in 2 steps here; 30,
+    // none of them from the edge, when the long one's write dropped it.
+    expect(again.usage!.speculation.edge_accepted_tokens).toBeGreaterThan(40);
+    expect(again.usage!.speculation.steps).toBeLessThanOrEqual(3);
+  });
+
   it("reports each token's log-probability and the most likely alternatives, streamed or whole, chat or completions", async () => {
     const maxTokens = 24;
     // Legacy completions: logprobs = how many alternatives.

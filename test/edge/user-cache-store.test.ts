@@ -89,6 +89,20 @@ describe('UserCacheStore', () => {
     expect(Array.from((await store.load(fresh.scope)).cache.history)).toEqual([1, 2, 3]);
   });
 
+  it("merges into the value read at the start when the read before the write fails, keeping the user's history", async () => {
+    const kv = new MapKv();
+    const store = storeOn(kv);
+    const scope = await cacheScope('k', 'v');
+    kv.values.set(UserCacheStore.keyFor(scope), mergeIntoUserCache(null, story, { vocabSize: 512 }));
+    const loaded = await store.load(scope);
+    kv.failingReads = true; // KV fails the read at the end, not the write
+    await store.saveMerged(loaded, [1, 2, 3]);
+    kv.failingReads = false;
+    const history = Array.from((await store.load(scope)).cache.history);
+    expect(history.slice(0, story.length)).toEqual(story);
+    expect(history.slice(-3)).toEqual([1, 2, 3]);
+  });
+
   it('drafts from a damaged value inside the vocabulary, and replaces it with a valid one at the write', async () => {
     const kv = new MapKv();
     const store = storeOn(kv);
