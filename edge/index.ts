@@ -9,7 +9,7 @@ import { cors } from 'hono/cors';
 import { ApiError, errorResponse, toApiError } from './api-error';
 import { authenticate, type KeyRecord } from './api-keys';
 import { benchEdgeCpu } from './bench-route';
-import { handleCompletion, type ParsedRequest } from './completion-handler';
+import { acceptsModelName, handleCompletion, type ParsedRequest } from './completion-handler';
 import { demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
@@ -17,7 +17,7 @@ import { PoolPicker } from './pool-picker';
 import { KeyLimiter, LEASE_HEARTBEAT_MS } from './rate-limiter';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from './request-schema';
 import { REQUEST_ID_HEADER, requestId } from './request-id';
-import { servedModel } from './served-model';
+import { servedModel, type ServedModel } from './served-model';
 import { UserCacheStore } from './user-cache-store';
 
 type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string } };
@@ -62,12 +62,23 @@ const requireKey = async (c: Context<AppEnv>, next: () => Promise<void>): Promis
 app.use('/v1/*', requireKey);
 app.use('/bench/*', requireKey);
 
+function modelObject(model: ServedModel): { id: string; object: 'model'; created: number; owned_by: string; context_length: number } {
+  return { id: model.info.model.name, object: 'model', created: 0, owned_by: 'sssd', context_length: model.info.model.contextLength };
+}
+
 app.get('/v1/models', async (c) => {
   const model = await servedModel(poolPicker(c.env));
-  return c.json({
-    object: 'list',
-    data: [{ id: model.info.model.name, object: 'model', created: 0, owned_by: 'sssd', context_length: model.info.model.contextLength }],
-  });
+  return c.json({ object: 'list', data: [modelObject(model)] });
+});
+
+// The SDK's models.retrieve(id); 'default' names the served model, as in a completion's `model`.
+app.get('/v1/models/:model{.+}', async (c) => {
+  const model = await servedModel(poolPicker(c.env));
+  const name = c.req.param('model');
+  if (!acceptsModelName(model, name)) {
+    throw new ApiError(404, `The model '${name}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
+  }
+  return c.json(modelObject(model));
 });
 
 // Body size limit (SSSD_MAX_BODY_BYTES): by Content-Length when sent, else counted while reading.

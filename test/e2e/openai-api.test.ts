@@ -83,8 +83,16 @@ async function streamCompletion(params: Record<string, unknown>, c: OpenAI = cli
 }
 
 describe('OpenAI-compatible API on the edge', () => {
-  it('lists the served model', async () => {
+  it('lists the served model, and retrieves it by name (or as default); another name is 404', async () => {
     expect(model).toBe('stories260K');
+    const retrieved = await client.models.retrieve(model);
+    expect(retrieved).toMatchObject({ id: 'stories260K', object: 'model', owned_by: 'sssd', context_length: 512 });
+    expect((await client.models.retrieve('default')).id).toBe('stories260K');
+    const missing = await client.models.retrieve('gpt-4o').catch((err: unknown) => err);
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((missing as InstanceType<typeof OpenAI.NotFoundError>).code).toBe('model_not_found');
+    const res = await fetch(`${stack.edgeUrl}/v1/models/stories260K`);
+    expect(res.status).toBe(401);
   });
 
   it('gives the same greedy text as `sssd generate`, streamed or not, chat or completions', async () => {
