@@ -38,12 +38,15 @@ export async function openGeneration(
   // The pool that holds this tenant's prefixes of this prompt, unless it is much busier than another.
   const affinity = affinityKey(request.cacheSalt ?? '', request.promptIds);
   for (const client of await picker.ordered(waitUntil, affinity)) {
+    if (signal?.aborted) throw cancelledError();
     let events: AsyncGenerator<PoolEvent>;
     const watch = new StallWatch(stallMs, signal);
     try {
       events = watch.watch(await client.generate(request, watch.signal));
     } catch (err) {
       watch.stop();
+      // The client left (or a sibling choice failed): the fetch failed for that, not for the pool.
+      if (signal?.aborted) throw cancelledError();
       if (err instanceof PoolRejectedError) {
         throw new ApiError(400, `The inference pool rejected the request: ${err.message || err.status}`, 'invalid_request_error', 'pool_rejected');
       }
@@ -63,6 +66,7 @@ export async function openGeneration(
       const event = next.value;
       if (event.type === 'error') {
         if (event.code === 'bad_request') {
+          await events.return(undefined);
           throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
         }
         if (event.retryAfterMs) retryAfterMs = Math.min(retryAfterMs, event.retryAfterMs);
@@ -75,9 +79,15 @@ export async function openGeneration(
     if (failed) {
       await events.return(undefined);
       if (head.length > 0) void client.cancel(request.id).catch(() => undefined);
+      if (signal?.aborted) throw cancelledError();
       continue;
     }
     return { client, events: prepend(head, events) };
   }
   throw new ApiError(503, 'No inference pool can take the request now; retry shortly.', 'service_unavailable', 'pool_unavailable', null, retryAfterMs / 1000);
+}
+
+/** The run was cancelled while opening: no pool is to blame, and no one reads the answer. */
+function cancelledError(): ApiError {
+  return new ApiError(400, 'The request was cancelled before the generation started.', 'invalid_request_error', 'cancelled');
 }

@@ -17,6 +17,8 @@ export class StallWatch {
   private last = Date.now();
   private timer: ReturnType<typeof setTimeout> | undefined;
   private stalled = false;
+  /** Waiting for the pool: for its answer at first, then for each event the reader asked for. */
+  private waiting = true;
   private readonly onOuterAbort = (): void => this.controller.abort();
 
   /** `outer`: the run's own signal (the client left, a stop string): it aborts this stream too. */
@@ -36,16 +38,34 @@ export class StallWatch {
 
   /** The stream's events, each one proof of life; after a stall, one `error` event ends them. */
   async *watch(events: AsyncGenerator<PoolEvent>): AsyncGenerator<PoolEvent> {
+    let done = false;
     try {
-      for await (const event of events) {
-        if (this.stalled) break;
-        this.last = Date.now();
-        yield event;
+      for (;;) {
+        this.startWaiting();
+        const next = await events.next();
+        this.waiting = false;
+        if (this.stalled || next.done) {
+          done = next.done === true;
+          break;
+        }
+        yield next.value;
       }
       if (this.stalled) yield { type: 'error', code: 'internal', message: `the pool sent nothing for ${Math.round(this.stallMs / 1000)} s` };
     } finally {
       this.stop();
+      if (!done) await events.return(undefined);
     }
+  }
+
+  /**
+   * The window runs while the edge waits for the pool, not while it is busy
+   * elsewhere: a client that reads slowly holds the reading of events back
+   * (the pool's own events wait, buffered, meanwhile), and a healthy pool is
+   * not to be taken for a hung one for that.
+   */
+  private startWaiting(): void {
+    this.last = Date.now();
+    this.waiting = true;
   }
 
   /** The stream is over (or never opened): no more timer, no tie to the outer signal. */
@@ -57,7 +77,8 @@ export class StallWatch {
 
   private arm(ms: number): void {
     this.timer = setTimeout(() => {
-      const quiet = Date.now() - this.last;
+      // Not waiting: the window starts again when the reader next asks.
+      const quiet = this.waiting ? Date.now() - this.last : 0;
       if (quiet < this.stallMs) {
         this.arm(this.stallMs - quiet);
         return;

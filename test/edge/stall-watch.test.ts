@@ -50,4 +50,25 @@ describe('StallWatch', () => {
     // Not a stall: the stream's own end, as the fetch reports it.
     expect((await reading).at(-1)).toMatchObject({ message: 'pool stream broke: AbortError' });
   });
+
+  it('does not take a reader that pauses (a slow client) for a silent pool', async () => {
+    const watch = new StallWatch(60);
+    const events = watch.watch(pool(watch.signal, 4, 5, false));
+    const out: PoolEvent[] = [];
+    for await (const e of events) {
+      out.push(e);
+      await sleep(150); // the client's socket is full: the next event is asked for late
+    }
+    expect(out.map((e) => e.type)).toEqual(['tokens', 'tokens', 'tokens', 'tokens']);
+    expect(watch.signal.aborted).toBe(false);
+  });
+
+  it('counts the wait for the pool to answer at all', async () => {
+    const watch = new StallWatch(50);
+    const answer = new Promise<void>((resolve) => watch.signal.addEventListener('abort', () => resolve()));
+    const started = Date.now();
+    await answer; // as a fetch whose response never comes, aborted by the watch
+    expect(Date.now() - started).toBeGreaterThanOrEqual(45);
+    watch.stop();
+  });
 });

@@ -1,0 +1,52 @@
+// Opening a generation against a real pool process: a run cancelled while it
+// opens (its client left, a sibling choice failed) blames no pool. Marked
+// failed, every pool would lose its load figures for a while, and with them
+// the order that keeps a stuck or draining pool last.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiError } from '../../edge/api-error';
+import { openGeneration } from '../../edge/open-generation';
+import { PoolPicker } from '../../edge/pool-picker';
+import type { GenerateInput } from '../../edge/pool-client';
+import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
+import { models } from '../support/shared-data';
+
+/** The real picker, with the pools it was told had failed written down. */
+class WatchedPicker extends PoolPicker {
+  readonly failed: string[] = [];
+  override markFailed(url: string): void {
+    this.failed.push(url);
+    super.markFailed(url);
+  }
+}
+
+let pool: RunningPool;
+let token: string;
+
+beforeAll(async () => {
+  token = generatePoolToken();
+  pool = await startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token });
+}, 120_000);
+
+afterAll(async () => {
+  await pool?.service.stop();
+});
+
+let seq = 0;
+const request = (): GenerateInput => ({ id: `open-${++seq}`, promptIds: [1, 403, 407, 261], maxTokens: 8, sampling: { temperature: 0 }, speculation: 'sssd' });
+
+describe('openGeneration', () => {
+  it('blames no pool when the run is cancelled while it opens, before or during the fetch', async () => {
+    // The same pool by two names: two pools to the picker.
+    const urls = [pool.url, pool.url.replace('127.0.0.1', 'localhost')];
+    const before = new WatchedPicker(urls, token);
+    await expect(openGeneration(before, request(), AbortSignal.abort())).rejects.toMatchObject({ code: 'cancelled' });
+    const during = new WatchedPicker(urls, token);
+    const controller = new AbortController();
+    const opening = openGeneration(during, request(), controller.signal);
+    controller.abort();
+    const err = await opening.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({ code: 'cancelled' });
+    expect([...before.failed, ...during.failed]).toEqual([]);
+  });
+});
