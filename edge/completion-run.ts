@@ -134,6 +134,8 @@ export class CompletionRun {
   /** Output ids the current pool's generation started after (those before came from a pool that failed). */
   private outputBase = 0;
   private resumes = 0;
+  /** The echoed prompt's log-probabilities came (and were sent on). */
+  private promptScored = false;
   /** The user's cache once it has come (re-drafting on 'trie-exhausted' needs it). */
   private loaded: LoadedUserCache | null = null;
   private trieBytes: number;
@@ -184,7 +186,6 @@ export class CompletionRun {
   /** The generate body for prompt ids (the plan's, or the plan's + the output so far when resuming). */
   private generateRequest(promptIds: number[], maxTokens: number, trie: Uint8Array | null, resumedOutputTokens: number): GenerateInput {
     const { plan } = this;
-    const first = resumedOutputTokens === 0;
     return {
       id: this.generationId,
       promptIds,
@@ -193,11 +194,11 @@ export class CompletionRun {
       speculation: plan.speculate ? 'sssd' : 'off',
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),
       ...(plan.logprobs !== null ? { logprobs: plan.logprobs } : {}),
-      // The prompt was scored before the first token, by the first pool.
-      ...(first && plan.echo !== null && plan.logprobs !== null ? { promptLogprobs: plan.logprobs } : {}),
+      // The prompt is scored before the first token, by the first pool that got that far.
+      ...(!this.promptScored && plan.echo !== null && plan.logprobs !== null ? { promptLogprobs: plan.logprobs } : {}),
       cacheSalt: plan.cacheSalt,
       ...(plan.contributeToDatastore ? { contributeToDatastore: true } : {}),
-      ...(first ? {} : { resumedOutputTokens }),
+      ...(resumedOutputTokens > 0 ? { resumedOutputTokens } : {}),
     };
   }
 
@@ -316,7 +317,9 @@ export class CompletionRun {
       }
       case 'prompt-logprobs': {
         const echo = this.plan.echo;
-        if (echo === null) return { segments: [], stopped: false };
+        // Once: a pool that failed after scoring the prompt (before any token) is not asked again.
+        if (echo === null || this.promptScored) return { segments: [], stopped: false };
+        this.promptScored = true;
         const ids = this.plan.promptIds;
         const tokens: TokenLogprob[] = ids.map((id, i) => (i === 0 ? { id, logprob: null, top: null } : { id, logprob: event.logprobs[i - 1], top: event.topLogprobs?.[i - 1] ?? [] }));
         return { segments: [{ text: echo, source: 'model', tokens }], stopped: false };

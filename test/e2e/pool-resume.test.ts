@@ -126,6 +126,19 @@ describe('a generation whose pool fails mid-stream', () => {
     expect(performance.now() - started).toBeGreaterThan(1900);
   });
 
+  it('echoes the prompt once when its pool shut down after scoring it, before any token', async () => {
+    const body = { prompt: 'Tim had a blue kite.', max_tokens: 40, temperature: 0, echo: true, logprobs: 0 };
+    arm('pass');
+    const whole = await stream(body);
+    expect(whole.text.startsWith('Tim had a blue kite.')).toBe(true);
+    arm('cancel', undefined, 0);
+    const resumed = await stream(body);
+    arm('pass');
+    expect(opened(resumed.id)).toEqual([resumed.id, `${resumed.id}.r1`]);
+    expect(resumed.error).toBeNull();
+    expect(resumed.text).toBe(whole.text);
+  });
+
   it('ends as it would have, without a resume, when its pool failed with the output already whole', async () => {
     // Whole at max_tokens, and at the story's end token (181 tokens in).
     for (const [finish, body] of [

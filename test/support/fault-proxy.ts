@@ -24,7 +24,7 @@ export interface FaultProxy {
   url: string;
   /** What happens to the next generation streams. */
   mode: FaultMode;
-  /** `tokens` events let through before the fault. */
+  /** `tokens` events let through before the fault (which comes at the next one). */
   afterTokenEvents: number;
   /** Which generations to break, by id (default: not the resumed ones, ids ending `.r<k>`). */
   breaks: (id: string) => boolean;
@@ -62,8 +62,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         while ((nl = pending.indexOf('\n')) >= 0) {
           const line = pending.slice(0, nl + 1);
           pending = pending.slice(nl + 1);
-          const done = (JSON.parse(line) as { type: string }).type === 'done';
-          if (mode === 'drop-done' ? done : seen >= proxy.afterTokenEvents && !done) {
+          const type = (JSON.parse(line) as { type: string }).type;
+          // At a tokens event: what comes before the first one (start, the prompt's log-probabilities) passes.
+          if (mode === 'drop-done' ? type === 'done' : seen >= proxy.afterTokenEvents && type === 'tokens') {
             broke = true;
             proxy.broken.push(id);
             if (mode === 'stall') return;
@@ -74,7 +75,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
             return;
           }
           res.write(line);
-          if (line.includes('"type":"tokens"')) seen++;
+          if (type === 'tokens') seen++;
         }
       });
       up.on('end', () => {
