@@ -36,6 +36,18 @@ export function acceptsModelName(model: ServedModel, name: string): boolean {
   return name === model.info.model.name || name === 'default';
 }
 
+const SEED_SPACE = 2n ** 53n;
+
+/**
+ * The pool's seed (0 to 2^53 - 1) for choice `i` of a request's seed (any
+ * integer, as OpenAI takes an int64): in integers, not floats, where seed + i
+ * would round back to seed past 2^53 and every choice would be the same text;
+ * negative seeds as int64 bits (-s is not s).
+ */
+export function choiceSeed(seed: number, i: number): number {
+  return Number((BigInt.asUintN(64, BigInt(seed)) + BigInt(i)) % SEED_SPACE);
+}
+
 /** Prefix-cache salts by tenant (and request salt), hashed once per isolate (bounded: a full map starts over). */
 const prefixSalts = new Map<string, string>();
 
@@ -156,7 +168,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
             temperature,
             topP: body.top_p ?? 1,
             topK: body.top_k !== undefined && body.top_k !== null && body.top_k > 0 ? body.top_k : 0,
-            ...(seed !== null ? { seed: (Math.abs(seed) + i) % 2 ** 53 } : {}),
+            ...(seed !== null ? { seed: choiceSeed(seed, i) } : {}),
             frequencyPenalty: body.frequency_penalty ?? 0,
             presencePenalty: body.presence_penalty ?? 0,
             repetitionPenalty: body.repetition_penalty ?? 1,

@@ -31,7 +31,11 @@ const commonFields = {
   top_p: z.number().gt(0).max(1).nullish(),
   /** Non-standard (vLLM): 0 or -1 = no top-k cut. */
   top_k: z.number().int().min(-1).max(100_000).nullish(),
-  seed: z.number().int().nullish(),
+  /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
+  seed: z
+    .number()
+    .refine((v) => Number.isInteger(v) && Math.abs(v) <= 2 ** 63, 'seed must be an integer within the int64 range')
+    .nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   /** Token id (as a string) → bias added to its logit, -100..100 (OpenAI's). */

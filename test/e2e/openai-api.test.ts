@@ -290,6 +290,9 @@ describe('OpenAI-compatible API on the edge', () => {
       expect(whole.choices[i].text).toBe(alone.choices[0].text);
     }
     expect(new Set(whole.choices.map((c) => c.text)).size).toBeGreaterThan(1);
+    // An int64 seed past 2^53: still a seed of its own per choice.
+    const big = await client.completions.create({ ...params, seed: 1e17 });
+    expect(new Set(big.choices.map((c) => c.text)).size).toBeGreaterThan(1);
     const usage = whole.usage as UsageWithSpeculation;
     const tokensOf = (text: string) => (text.length > 0 ? 1 : 0); // at least one token per non-empty choice
     expect(usage.completion_tokens).toBeGreaterThanOrEqual(whole.choices.reduce((n, c) => n + tokensOf(c.text), 0));

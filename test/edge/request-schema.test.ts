@@ -71,3 +71,14 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(err!.toBody().error).toMatchObject({ param: 'temperature', code: 'invalid_value' });
   });
 });
+
+describe('seed', () => {
+  it('takes any int64, as OpenAI does, and refuses what is not one by name', () => {
+    for (const seed of [0, -3, 2 ** 53 + 2, 9.2e18, -(2 ** 63)]) expect(refusal({ seed }), String(seed)).toBeNull();
+    for (const seed of [1.5, 2 ** 64, '7']) {
+      const err = refusal({ seed });
+      expect(err?.status, String(seed)).toBe(400);
+      expect(err!.toBody().error.param).toBe('seed');
+    }
+  });
+});
