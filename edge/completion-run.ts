@@ -136,6 +136,8 @@ export class CompletionRun {
   private resumes = 0;
   /** The echoed prompt's log-probabilities came (and were sent on). */
   private promptScored = false;
+  /** Prompt tokens the first pool took from its prefix cache (its `start` says; a resumed pool's prompt is not the user's). */
+  private cachedTokens = 0;
   /** The user's cache once it has come (re-drafting on 'trie-exhausted' needs it). */
   private loaded: LoadedUserCache | null = null;
   private trieBytes: number;
@@ -222,7 +224,6 @@ export class CompletionRun {
     const assembler = new TokenTextAssembler(deps.model.tokenizer.createDecoder({ previousId: promptLast }), plan.stops, deps.model.eosIds);
     let finishReason: 'stop' | 'length' = 'length';
     let poolUsage: SpeculationUsage | null = null;
-    let cachedTokens = 0;
     try {
       // The echoed prompt comes first; scored, once the pool has read it.
       if (plan.echo !== null && plan.logprobs === null && plan.echo.length > 0) yield [{ text: plan.echo, source: 'model' }];
@@ -243,7 +244,7 @@ export class CompletionRun {
           if (event.type === 'done') {
             finishReason = event.finishReason === 'stop' ? 'stop' : 'length';
             poolUsage = event.usage.speculation;
-            cachedTokens = event.usage.cachedPromptTokens ?? 0;
+            if (this.resumes === 0) this.cachedTokens = event.usage.cachedPromptTokens ?? this.cachedTokens;
             break streams;
           }
         }
@@ -267,7 +268,7 @@ export class CompletionRun {
       this.saveCache();
       this.finish();
     }
-    return { finishReason, usage: this.usage(poolUsage, cachedTokens) };
+    return { finishReason, usage: this.usage(poolUsage) };
   }
 
   /** 'stop' or 'length' when the output received so far is a whole generation (its pool failed before saying so); else null. */
@@ -324,6 +325,9 @@ export class CompletionRun {
         const tokens: TokenLogprob[] = ids.map((id, i) => (i === 0 ? { id, logprob: null, top: null } : { id, logprob: event.logprobs[i - 1], top: event.topLogprobs?.[i - 1] ?? [] }));
         return { segments: [{ text: echo, source: 'model', tokens }], stopped: false };
       }
+      case 'start':
+        if (this.resumes === 0) this.cachedTokens = event.cachedPromptTokens ?? 0;
+        return { segments: [], stopped: false };
       case 'trie-exhausted':
         this.pushFreshTrie(event.outputLength);
         return { segments: [], stopped: false };
@@ -361,7 +365,7 @@ export class CompletionRun {
     this.deps.waitUntil(this.plan.userCache.then((loaded) => this.deps.store.saveMerged(loaded, tokens)));
   }
 
-  private usage(pool: SpeculationUsage | null, cachedTokens: number): CompletionUsage {
+  private usage(pool: SpeculationUsage | null): CompletionUsage {
     const completion = this.counted;
     // The pool's figures cover the whole generation; after a stop string the edge's own count is exact.
     // After a resume the last pool saw only part of the generation: the edge's own counts are the whole.
@@ -372,8 +376,7 @@ export class CompletionRun {
       prompt_tokens: this.plan.promptIds.length,
       completion_tokens: completion,
       total_tokens: this.plan.promptIds.length + completion,
-      // After a resume, the first pool's figure never came (it rides `done`).
-      prompt_tokens_details: { cached_tokens: this.resumes === 0 ? cachedTokens : 0 },
+      prompt_tokens_details: { cached_tokens: this.cachedTokens },
       speculation: {
         method: this.plan.speculate ? 'sssd' : 'off',
         drafts,

@@ -114,7 +114,13 @@ export interface SpeculationUsage {
 }
 
 export type PoolEvent =
-  | { type: 'start'; id: string; queuedMs: number }
+  | {
+      type: 'start';
+      id: string;
+      queuedMs: number;
+      /** Prompt tokens taken from the prefix cache (also in `done`'s usage; here for a stream cut short before it). */
+      cachedPromptTokens?: number;
+    }
   | {
       type: 'tokens';
       /** Accepted tokens of one step, in order. */

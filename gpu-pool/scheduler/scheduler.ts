@@ -458,7 +458,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       gen.startedAt = performance.now();
       metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
       this.active.push(gen);
-      gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt) });
+      gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt), cachedPromptTokens: gen.cachedPromptTokens });
     }
     metrics.running.set(this.active.length);
     metrics.waiting.set(this.queue.length);

@@ -426,6 +426,10 @@ describe('OpenAI-compatible API on the edge', () => {
     const salted = (salt: string) => client.chat.completions.create({ model, messages: turn, max_tokens: 8, temperature: 0, cache_salt: salt } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect((await salted('user-42')).usage?.prompt_tokens_details?.cached_tokens).toBe(0);
     expect((await salted('user-42')).usage?.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(16);
+    // Ended at a stop string (the edge cancels before the pool's `done`): the figure came with the start.
+    const stopped = await client.chat.completions.create({ model, messages: turn, max_tokens: 40, temperature: 0, stop: [second.choices[0].message.content!.slice(2, 6)] });
+    expect(stopped.choices[0].finish_reason).toBe('stop');
+    expect(stopped.usage?.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(cached);
   });
 
   it("adds the outputs of a key the operator opted in to the pool's global datastore, and no one else's", async () => {
