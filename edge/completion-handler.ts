@@ -145,7 +145,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     created: Math.floor(Date.now() / 1000),
     model: model.info.model.name,
     kind,
-    ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, (id) => model.tokenizer.decode([id]), asked > 0) } : {}),
+    ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, model.tokenizer, asked > 0) } : {}),
   };
   // One generation per choice. A seed makes choice i use seed + i (the choices
   // differ, and repeat run to run). A sampled request without one gets one

@@ -322,7 +322,14 @@ export class CompletionRun {
         if (echo === null || this.promptScored) return { segments: [], stopped: false };
         this.promptScored = true;
         const ids = this.plan.promptIds;
-        const tokens: TokenLogprob[] = ids.map((id, i) => (i === 0 ? { id, logprob: null, top: null } : { id, logprob: event.logprobs[i - 1], top: event.topLogprobs?.[i - 1] ?? [] }));
+        // Each token's text as decoding the prompt gives it: the texts join to the echo (a prompt the tokenizer round-trips).
+        const decoder = this.deps.model.tokenizer.createDecoder();
+        const tokens: TokenLogprob[] = ids.map((id, i) => ({
+          id,
+          logprob: i === 0 ? null : event.logprobs[i - 1],
+          top: i === 0 ? null : (event.topLogprobs?.[i - 1] ?? []),
+          text: decoder.push(id),
+        }));
         return { segments: [{ text: echo, source: 'model', tokens }], stopped: false };
       }
       case 'start':

@@ -5,6 +5,7 @@
  * source of their tokens (OpenAI SDKs ignore unknown fields).
  */
 import type { CompletionUsage } from './completion-run';
+import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import type { SourcedText, TokenLogprob } from './token-text';
 
 export type EndpointKind = 'completion' | 'chat';
@@ -18,39 +19,65 @@ export interface ResponseMeta {
   logprobs?: LogprobsFormatter;
 }
 
-const utf8 = new TextEncoder();
+/** What the formatter needs of the tokenizer. */
+export type TokenBytes = Pick<Tokenizer, 'tokenBytes'>;
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+/** Each id's display string, per tokenizer, made when first asked for. */
+const displays = new WeakMap<TokenBytes, Map<number, string>>();
+
+/**
+ * An id's text, or, where its bytes are not text on their own (a byte of a
+ * character split over ids), OpenAI's `bytes:\xe4` spelling: distinct ids
+ * keep distinct names in `top_logprobs`.
+ */
+export function tokenDisplay(tokenizer: TokenBytes, id: number): string {
+  let byId = displays.get(tokenizer);
+  if (!byId) displays.set(tokenizer, (byId = new Map()));
+  let display = byId.get(id);
+  if (display === undefined) {
+    const bytes = tokenizer.tokenBytes(id);
+    try {
+      display = strictUtf8.decode(bytes);
+    } catch {
+      display = 'bytes:' + Array.from(bytes, (b) => `\\x${b.toString(16).padStart(2, '0')}`).join('');
+    }
+    byId.set(id, display);
+  }
+  return display;
+}
 
 /**
  * Tokens' log-probabilities in the endpoint's shape: chat's `{content: [{token,
  * logprob, bytes, top_logprobs}]}`, or legacy completions' `{tokens,
  * token_logprobs, top_logprobs, text_offset}` (offsets run on across the
- * chunks of a response, so one formatter serves one response).
+ * chunks of a response, so one formatter serves one response). Legacy
+ * `tokens` are the texts each token added to the response (they join to its
+ * text, and `text_offset` indexes it); alternatives and chat tokens are named
+ * by tokenDisplay, with chat's `bytes` the token's own bytes.
  */
 export class LogprobsFormatter {
   private offset = 0;
 
   constructor(
     private readonly kind: EndpointKind,
-    /** A token's own text. */
-    private readonly tokenText: (id: number) => string,
+    private readonly tokenizer: TokenBytes,
     /** Alternatives were asked for (legacy completions: `top_logprobs` is null otherwise). */
     private readonly withTop: boolean,
   ) {}
 
   /** A fresh formatter of the same kind (another choice's text offsets start at 0). */
   another(): LogprobsFormatter {
-    return new LogprobsFormatter(this.kind, this.tokenText, this.withTop);
+    return new LogprobsFormatter(this.kind, this.tokenizer, this.withTop);
   }
 
   format(tokens: readonly TokenLogprob[]): object {
+    const name = (id: number): string => tokenDisplay(this.tokenizer, id);
     if (this.kind === 'chat') {
-      const entry = (id: number, logprob: number) => {
-        const token = this.tokenText(id);
-        return { token, logprob, bytes: [...utf8.encode(token)] };
-      };
+      const entry = (id: number, logprob: number) => ({ token: name(id), logprob, bytes: Array.from(this.tokenizer.tokenBytes(id)) });
       return { content: tokens.map((t) => ({ ...entry(t.id, t.logprob ?? 0), top_logprobs: (t.top ?? []).map(([id, lp]) => entry(id, lp)) })), refusal: null };
     }
-    const texts = tokens.map((t) => this.tokenText(t.id));
+    const texts = tokens.map((t) => t.text ?? name(t.id));
     const textOffset = texts.map((text) => {
       const at = this.offset;
       this.offset += text.length;
@@ -59,7 +86,7 @@ export class LogprobsFormatter {
     return {
       tokens: texts,
       token_logprobs: tokens.map((t) => t.logprob),
-      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : Object.fromEntries(t.top.map(([id, lp]) => [this.tokenText(id), lp])))) : null,
+      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : Object.fromEntries(t.top.map(([id, lp]) => [name(id), lp])))) : null,
       text_offset: textOffset,
     };
   }

@@ -30,6 +30,12 @@ export interface TokenLogprob {
   id: number;
   logprob: number | null;
   top: Array<[number, number]> | null;
+  /**
+   * The text this token added to what was sent ('' for a byte of a character
+   * a later token completes, which then carries the whole character). Set as
+   * the token is decoded; the token texts of a response join to its text.
+   */
+  text?: string;
 }
 
 export interface AssembledText {
@@ -72,7 +78,11 @@ export class TokenTextAssembler {
       if (this.skipIds.has(id)) continue;
       const piece = this.decoder.push(id);
       this.appended += piece.length;
-      if (logprobs?.[i]) this.heldTokens.push({ token: logprobs[i], end: this.appended });
+      const token = logprobs?.[i];
+      if (token) {
+        token.text = piece;
+        this.heldTokens.push({ token, end: this.appended });
+      }
       if (piece.length === 0) continue;
       this.pending.push({ text: piece, source: sources[i] ?? 'model' });
       const { release, stopped } = this.matcher.push(piece);

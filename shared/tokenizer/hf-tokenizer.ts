@@ -7,7 +7,7 @@
 // (e.g. byte-level BPE) decode through the library; their streaming decoder
 // re-decodes all ids so far (quadratic, acceptable for that rare case).
 import { Tokenizer as LibraryTokenizer } from '@huggingface/tokenizers';
-import { PieceDecoder, SILENT_PIECE, TEXT_PIECE, decodeWithTable, type PieceTable } from './incremental-decoder';
+import { PieceDecoder, SILENT_PIECE, TEXT_PIECE, decodeWithTable, pieceBytes, type PieceTable } from './incremental-decoder';
 import {
   TokenizerFormatError,
   type DecoderOptions,
@@ -168,6 +168,12 @@ export class HfTokenizer implements Tokenizer {
   createDecoder(opts?: DecoderOptions): IncrementalDecoder {
     if (this.table) return new PieceDecoder(this.table, opts);
     return new LibraryStreamDecoder(this.library);
+  }
+
+  tokenBytes(id: number): Uint8Array {
+    if (this.table) return pieceBytes(this.table, id);
+    // Other vocabularies: the id's text alone (a byte-level piece that is part of a character shows as U+FFFD).
+    return new TextEncoder().encode(this.decode([id]));
   }
 }
 

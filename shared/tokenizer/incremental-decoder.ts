@@ -114,3 +114,13 @@ export function decodeWithTable(table: PieceTable, ids: ArrayLike<number>, opts?
   for (let i = 0; i < ids.length; i++) out += decoder.push(ids[i]);
   return out + decoder.flush();
 }
+
+const utf8 = new TextEncoder();
+
+/** The bytes an id of the table adds to decoded text (see Tokenizer.tokenBytes). */
+export function pieceBytes(table: PieceTable, id: number): Uint8Array {
+  const kind = table.kinds[id];
+  if (kind === undefined) throw new RangeError(`token id ${id} is outside the vocabulary (size ${table.kinds.length})`);
+  if (kind >= 0) return Uint8Array.of(kind);
+  return kind === SILENT_PIECE ? new Uint8Array(0) : utf8.encode(table.texts[id]);
+}

@@ -10,7 +10,7 @@
 // when the vocabulary has those pieces; otherwise (e.g. babyllama105's
 // character-level vocabulary) each unknown character becomes one <unk> (id 0)
 // -- run.c would emit byte+3, which is a wrong or out-of-range id there.
-import { PieceDecoder, SILENT_PIECE, TEXT_PIECE, decodeWithTable, type PieceTable } from './incremental-decoder';
+import { PieceDecoder, SILENT_PIECE, TEXT_PIECE, decodeWithTable, pieceBytes, type PieceTable } from './incremental-decoder';
 import {
   TokenizerFormatError,
   type DecoderOptions,
@@ -141,6 +141,11 @@ export class Llama2cTokenizer implements Tokenizer {
 
   static fromBytes(bytes: Uint8Array): Llama2cTokenizer {
     return new Llama2cTokenizer(parseLlama2cTokenizer(bytes));
+  }
+
+  tokenBytes(id: number): Uint8Array {
+    // A text piece's own bytes, as the file holds them.
+    return this.table.kinds[id] === TEXT_PIECE ? this.vocabulary.pieces[id] : pieceBytes(this.table, id);
   }
 
   /** The piece of an id as text (byte pieces as their `<0xNN>` spelling). */

@@ -26,6 +26,12 @@ export interface Tokenizer {
   decode(ids: ArrayLike<number>): string;
   /** A streaming decoder; its pushes concatenated equal decode() of the same ids. */
   createDecoder(opts?: DecoderOptions): IncrementalDecoder;
+  /**
+   * The bytes an id adds to decoded text: one byte for a byte-fallback piece
+   * (a character split over several ids), none for ids that print nothing.
+   * What OpenAI's log-probabilities carry as `bytes`.
+   */
+  tokenBytes(id: number): Uint8Array;
 }
 
 export interface IncrementalDecoder {

@@ -263,6 +263,13 @@ describe('OpenAI-compatible API on the edge', () => {
     const echoed = await client.completions.create({ model, prompt: PROMPT, max_tokens: 8, echo: true, temperature: 0 });
     const plain = await client.completions.create({ model, prompt: PROMPT, max_tokens: 8, temperature: 0 });
     expect(echoed.choices[0].text).toBe(PROMPT + plain.choices[0].text);
+    // Scored: the tokens join to that text, and each text_offset points at its token in it (harnesses cut the prompt off by offset).
+    const offsets = await client.completions.create({ model, prompt: PROMPT, max_tokens: 8, echo: true, logprobs: 0, temperature: 0 });
+    const { tokens, text_offset } = offsets.choices[0].logprobs!;
+    expect(offsets.choices[0].text).toBe(echoed.choices[0].text);
+    expect(tokens!.join('')).toBe(offsets.choices[0].text);
+    tokens!.forEach((t, i) => expect(offsets.choices[0].text.slice(text_offset![i], text_offset![i] + t.length)).toBe(t));
+    expect(text_offset![tokens!.length - 8]).toBe(PROMPT.length);
     // Streamed: the prompt's chunk first.
     const stream = await client.completions.create({ model, prompt: PROMPT, max_tokens: 8, echo: true, temperature: 0, stream: true });
     const chunks: string[] = [];

@@ -51,6 +51,17 @@ describe('tokenizer.json converted from llama2.c', () => {
     }
   });
 
+  it("gives each id's bytes as the llama2.c tokenizer does: byte pieces one byte, BOS none; they join to the text's UTF-8", () => {
+    const rand = seededRandom(7);
+    for (let i = 0; i < 100; i++) {
+      const ids = tok512.encode(randomText(rand), { bos: false });
+      for (const id of ids) expect(hf512.tokenBytes(id)).toEqual(tok512.tokenBytes(id));
+      // Not after BOS: the first piece keeps its leading space, in decode() too.
+      expect(Buffer.concat(ids.map((id) => tok512.tokenBytes(id))).toString('utf8')).toBe(tok512.decode(ids));
+    }
+    expect(tok512.tokenBytes(1)).toHaveLength(0);
+  });
+
   it('encodes random strings exactly like the llama2.c tokenizer (tok105, unknown characters as <unk>)', () => {
     const rand = seededRandom(105);
     for (let i = 0; i < 100; i++) {

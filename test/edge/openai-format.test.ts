@@ -1,0 +1,69 @@
+// Log-probabilities in OpenAI's shapes, with the real stories260K tokenizer:
+// a character outside its pieces is spelled in byte-fallback ids, each of
+// which must keep its own bytes and name.
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { LogprobsFormatter, tokenDisplay } from '../../edge/openai-format';
+import { TokenTextAssembler, type SourcedText, type TokenLogprob } from '../../edge/token-text';
+import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
+import { models } from '../support/shared-data';
+
+let tokenizer: Tokenizer;
+
+beforeAll(() => {
+  tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'llama2c');
+});
+
+/** Ids through the assembler as the edge streams them, in steps of `step` ids; the sent text and its tokens. */
+function streamed(ids: number[], previousId: number, step: number): { text: string; tokens: TokenLogprob[] } {
+  const assembler = new TokenTextAssembler(tokenizer.createDecoder({ previousId }), []);
+  const segments: SourcedText[] = [];
+  for (let i = 0; i < ids.length; i += step) {
+    const part = ids.slice(i, i + step);
+    // The token itself and another as alternatives.
+    const logprobs = part.map((id): TokenLogprob => ({ id, logprob: -0.5, top: [[id, -0.5], [id === ids[0] ? ids[1] : ids[0], -2]] }));
+    segments.push(...assembler.push(part, part.map(() => 'model'), logprobs).segments);
+  }
+  segments.push(...assembler.finish());
+  return { text: segments.map((s) => s.text).join(''), tokens: segments.flatMap((s) => s.tokens ?? []) };
+}
+
+describe('log-probabilities', () => {
+  const TEXT = 'Tom saw 中 and é.';
+
+  it('legacy: tokens join to the text sent, and text_offset indexes it, across chunks and split characters', () => {
+    const ids = tokenizer.encode(TEXT, { bos: false });
+    expect(ids.some((id) => tokenizer.tokenBytes(id).length === 1 && tokenizer.tokenBytes(id)[0] >= 0x80)).toBe(true);
+    const { text, tokens } = streamed(ids, 0, 3);
+    expect(text).toBe(tokenizer.decode(ids));
+    const formatter = new LogprobsFormatter('completion', tokenizer, true);
+    // Formatted a chunk at a time, offsets running on.
+    const parts = [tokens.slice(0, 4), tokens.slice(4)].map((t) => formatter.format(t) as { tokens: string[]; text_offset: number[]; top_logprobs: Array<Record<string, number>> });
+    const all = parts.flatMap((p) => p.tokens);
+    const offsets = parts.flatMap((p) => p.text_offset);
+    expect(all.join('')).toBe(text);
+    all.forEach((t, i) => expect(text.slice(offsets[i], offsets[i] + t.length)).toBe(t));
+    // Alternatives keep distinct names, byte ids in OpenAI's bytes: spelling.
+    for (const top of parts.flatMap((p) => p.top_logprobs)) expect(Object.keys(top)).toHaveLength(2);
+  });
+
+  it("chat: each token's own bytes, which join to the text's UTF-8", () => {
+    const ids = tokenizer.encode(TEXT, { bos: false });
+    const { text, tokens } = streamed(ids, 0, 1);
+    const content = (new LogprobsFormatter('chat', tokenizer, true).format(tokens) as { content: Array<{ token: string; bytes: number[] }> }).content;
+    expect(content).toHaveLength(ids.length);
+    expect(Buffer.from(content.flatMap((c) => c.bytes)).toString('utf8')).toBe(text);
+    const split = content.filter((c) => c.bytes.length === 1 && c.bytes[0] >= 0x80);
+    expect(split.length).toBeGreaterThanOrEqual(3);
+    for (const c of split) expect(c.token).toBe(`bytes:\\x${c.bytes[0].toString(16)}`);
+  });
+
+  it('names a text piece by its text, and an id that prints nothing by the empty string', () => {
+    for (const id of tokenizer.encode('Tom saw a dog', { bos: false })) {
+      expect(tokenDisplay(tokenizer, id).length).toBeGreaterThan(0);
+      expect(tokenDisplay(tokenizer, id)).toBe(tokenizer.decode([id]));
+    }
+    expect(tokenDisplay(tokenizer, tokenizer.bosId)).toBe('');
+  });
+});
