@@ -401,8 +401,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // own phases and `idle`, the pool's whole time is accounted for.
     let since = performance.now();
     for (;;) {
-      this.admit();
-      this.reapCancelled();
+      try {
+        this.admit();
+        this.reapCancelled();
+      } catch (err) {
+        // Nothing here may end the loop: a rejected loopDone would take the process down, every stream with it.
+        this.failActive(err);
+      }
       if (this.active.length === 0 && (this.closed || this.queue.length === 0)) {
         // Cleared in the same synchronous turn as the check, so kick() never misses a submit.
         this.running = false;
@@ -444,7 +449,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
           this.buildMsPerCycle = this.buildMsPerCycle * 0.98 + outcome.buildMs * 0.02;
           ms += this.buildMsPerCycle - outcome.buildMs;
         }
-        this.options.governor?.record(outcome.batch, outcome.speculated, outcome.tokens, ms, outcome.method ?? 'off');
+        try {
+          this.options.governor?.record(outcome.batch, outcome.speculated, outcome.tokens, ms, outcome.method ?? 'off');
+        } catch (err) {
+          process.stderr.write(`pool: the speculation governor failed to record a step: ${(err as Error).message}\n`);
+        }
       }
     }
   }
@@ -453,8 +462,15 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const { metrics } = this.options;
     while (this.active.length < this.options.limits.maxActive && this.queue.length > 0) {
       const gen = this.queue.shift()!;
-      gen.cache = this.runner.newSequence(Math.min(this.contextLength, gen.reservedTokens));
-      this.prefixes?.restore(gen, gen.cache);
+      try {
+        gen.cache = this.runner.newSequence(Math.min(this.contextLength, gen.reservedTokens));
+        this.prefixes?.restore(gen, gen.cache);
+      } catch (err) {
+        // Its memory could not be had (the runtime's, or the prefix copy's): this request fails, not the pool.
+        process.stderr.write(`pool: could not start generation ${gen.id}: ${(err as Error).message}\n`);
+        this.endWithError(gen, `could not start the generation: ${(err as Error).message}`);
+        continue;
+      }
       gen.startedAt = performance.now();
       metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
       this.active.push(gen);
@@ -910,11 +926,18 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.reservedTokens -= gen.reservedTokens;
     const cache = gen.cache;
     gen.cache = null;
-    this.prefixes?.unshare(gen);
-    // A cancelled generation's committed positions are as good as a finished one's (an edge cancels at a
-    // stop string); a failed step's may not be.
-    if (cache && !(reason !== 'error' && this.prefixes !== null && this.prefixes.keep(gen, cache))) cache.release();
-    gen.drafter?.release?.();
+    // What follows frees memory, and may fail for want of it (the prefix cache's compacting copy):
+    // the stream is ended all the same, below.
+    try {
+      this.prefixes?.unshare(gen);
+      // A cancelled generation's committed positions are as good as a finished one's (an edge cancels at a
+      // stop string); a failed step's may not be.
+      if (cache && !(reason !== 'error' && this.prefixes !== null && this.prefixes.keep(gen, cache))) cache.release();
+    } catch (err) {
+      process.stderr.write(`pool: could not keep or free generation ${gen.id}'s cache: ${(err as Error).message}\n`);
+      if (cache) releaseQuietly(cache);
+    }
+    if (gen.drafter?.release) releaseQuietly(gen.drafter);
     const { metrics } = this.options;
     metrics.recordFinished(reason);
     if (reason === 'stop' || reason === 'length' || reason === 'context_length') metrics.e2eLatency.observe((performance.now() - gen.submittedAt) / 1000);
@@ -952,6 +975,15 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // finish() ends the stream all the same.
     }
     this.finish(gen, 'error');
+  }
+}
+
+/** Frees what can be freed, once: a second release or a failing one is logged, not thrown. */
+function releaseQuietly(owner: { release?: () => void }): void {
+  try {
+    owner.release?.();
+  } catch (err) {
+    process.stderr.write(`pool: release failed: ${(err as Error).message}\n`);
   }
 }
 

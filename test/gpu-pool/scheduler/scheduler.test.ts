@@ -28,12 +28,13 @@ import { ReferenceForward } from '../../../gpu-pool/model/reference-forward';
 import { logSumExp } from '../../../gpu-pool/runtime/logprobs';
 import { models } from '../../support/shared-data';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
+import { PrefixCache } from '../../../gpu-pool/scheduler/prefix-cache';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
 class RecordingRunner implements BatchRunner<SequenceKvCache> {
   steps: number[][] = [];
   created: SequenceKvCache[] = [];
-  constructor(private readonly inner: ModelRunner) {}
+  constructor(readonly inner: ModelRunner) {}
   get config() {
     return this.inner.config;
   }
@@ -925,6 +926,58 @@ describe('continuous batching', () => {
     s.submit(generateRequestSchema.parse({ id: 'r3', promptIds: [1, 403], maxTokens: 200, speculation: 'context' }), next.sink);
     expect(ids(await next.done)).toEqual(ids(ends[0]));
     expect(contextTriePool.reused).toBe(reused + 1);
+  });
+
+  it('a generation whose memory cannot be had fails alone, at admission or when its cache is kept; the pool serves on', async () => {
+    // The real runner, whose next allocations fail as a full heap's do (RangeError: Array buffer allocation failed).
+    let failAllocations = 0;
+    const starved: BatchRunner<SequenceKvCache> = {
+      get config() {
+        return runner.config;
+      },
+      newSequence: (capacity) => {
+        if (failAllocations > 0) {
+          failAllocations -= 1;
+          throw new RangeError('Array buffer allocation failed');
+        }
+        return runner.newSequence(capacity);
+      },
+      copyPrefix: (from, to, length) => runner.inner.copyPrefix(from, to, length),
+      step: (rows) => runner.step(rows),
+    };
+    const s = new Scheduler(starved, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+      metrics: new PoolMetrics(),
+      createDrafter: drafterFactory(null),
+      prefixCache: new PrefixCache<SequenceKvCache>({ maxBytes: 64 << 20, bytesOf: (q) => q.byteLength }),
+    });
+    const ids = (evs: PoolEvent[]): number[] => evs.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    const submit = (id: string, maxTokens: number) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: STORY, maxTokens, speculation: 'context' }), c.sink);
+      return c;
+    };
+    const alone = ids(await submit('alone', 40).done);
+
+    // At admission: the first of three gets no cache.
+    failAllocations = 1;
+    const runs = ['a', 'b', 'c'].map((id) => submit(id, 40));
+    const [a, b, c] = await Promise.all(runs.map((r) => r.done));
+    expect(a.at(-1)).toMatchObject({ type: 'error', code: 'internal', message: expect.stringContaining('Array buffer allocation failed') });
+    expect(ids(b)).toEqual(alone);
+    expect(ids(c)).toEqual(alone);
+
+    // When its cache is kept: a generation cancelled far short of its reservation is compacted into a new
+    // sequence first, and that allocation fails. Its stream still ends, with its `done`.
+    const long = submit('long', 400);
+    while (long.events.filter((e) => e.type === 'tokens').length < 2) await new Promise((r) => setImmediate(r));
+    failAllocations = 1;
+    s.cancel('long');
+    expect((await long.done).at(-1)).toMatchObject({ type: 'done', finishReason: 'cancelled' });
+    expect(failAllocations).toBe(0);
+    expect(s.stats()).toMatchObject({ active: 0, queued: 0, reservedTokens: 0 });
+    expect(ids(await submit('after', 40).done)).toEqual(alone);
   });
 
   it('a context-trie drafter speculates: multi-token steps, fewer passes than tokens', async () => {
