@@ -47,6 +47,8 @@ export interface PoolServerOptions {
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 /** A pass is milliseconds long, a long prompt's chunk on a large model about a second: ten is a device that hangs. */
 export const DEFAULT_STUCK_MS = 10_000;
+/** How long close() lets ended streams reach readers that are behind before it closes their connections. */
+export const CLOSE_FLUSH_MS = 5_000;
 
 const GENERATION_PATH = /^\/v1\/generations\/([A-Za-z0-9._:-]{1,128})(\/trie)?$/;
 
@@ -56,6 +58,8 @@ export class PoolServer {
   private readonly maxBodyBytes: number;
   /** Requests answered busy (503): noteBusy logs the first and one a thousand. */
   private busyAnswers = 0;
+  /** Generation responses not yet written out to their readers. */
+  private readonly streams = new Set<ServerResponse>();
 
   constructor(private readonly options: PoolServerOptions) {
     this.auth = new BearerAuth(options.token, options.previousTokens);
@@ -115,10 +119,33 @@ export class PoolServer {
     }
   }
 
-  async close(): Promise<void> {
+  /**
+   * Ends every stream (close() of the scheduler sends each its `done`), lets
+   * what they were sent reach their readers, then closes the server. Without
+   * the wait, http.close() takes a connection whose response has ended as
+   * idle and destroys it with its last events, `done` among them, still in
+   * the socket's buffer: a reader behind by more than that lost its end.
+   */
+  async close(flushMs = CLOSE_FLUSH_MS): Promise<void> {
     await this.options.scheduler.close();
-    await new Promise<void>((resolve) => this.http.close(() => resolve()));
-    this.http.closeAllConnections();
+    await this.flushed(flushMs);
+    await new Promise<void>((resolve) => {
+      this.http.close(() => resolve());
+      this.http.closeAllConnections();
+    });
+  }
+
+  /** Resolves once every generation stream has been written out (or closed), or after `ms`. */
+  private async flushed(ms: number): Promise<void> {
+    if (this.streams.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const waits = [...this.streams].map((res) => new Promise<void>((resolve) => {
+      if (res.writableFinished || res.destroyed) return resolve();
+      res.once('finish', () => resolve());
+      res.once('close', () => resolve());
+    }));
+    await Promise.race([Promise.all(waits), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    clearTimeout(timer);
   }
 
   health(): PoolHealth {
@@ -241,19 +268,28 @@ export class PoolServer {
         open = false;
       },
     };
-    try {
-      this.options.scheduler.submit(request, sink);
-    } catch (err) {
-      throw toHttpError(err);
-    }
-    if (open) head();
     // The client went away before `done`: free the row (within one step).
     res.on('close', () => {
+      this.streams.delete(res);
       if (open) {
         open = false;
         this.options.scheduler.cancel(request.id);
       }
     });
+    res.on('finish', () => this.streams.delete(res));
+    // Gone while its body was read (a 'close' before the listener is not replayed): nothing to run.
+    if (req.socket.destroyed) {
+      open = false;
+      return;
+    }
+    try {
+      this.options.scheduler.submit(request, sink);
+    } catch (err) {
+      open = false;
+      throw toHttpError(err);
+    }
+    this.streams.add(res);
+    if (open) head();
   }
 
   private async pushTrie(id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
