@@ -161,6 +161,8 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
  * second ^C rarely comes within a second of the first.
  */
 const SAME_SIGNAL_MS = 1000;
+/** How long stopping may wait for the pass in flight to return before the process exits without it. */
+const STOP_LIMIT_MS = 30_000;
 
 async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Promise<void> {
   const launcher = watchLauncher();
@@ -373,15 +375,39 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
 
   await new Promise<void>((resolve) => {
     let stopping: Promise<void> | null = null;
+    let closingServer = false;
+    let lastSignalAt = 0;
+    // The streams end once the pass in flight returns: one that never does (a hung device) would hold the process for ever.
+    const exitIfHung = (why: string): never => {
+      process.stderr.write(`pool: ${why}: a forward pass has not returned; exiting without it (its generations' streams are cut; edges resume them elsewhere)\n`);
+      process.exit(1);
+    };
     const stopNow = (): Promise<void> =>
-      (stopping ??= Promise.resolve(stopStatsLog())
-        .then(() => server.close())
-        .then(() => saver?.stop())
-        .then(() => datastore.close())
-        .then(resolve, resolve));
+      (stopping ??= (async () => {
+        stopStatsLog();
+        const watchdog = setTimeout(() => exitIfHung(`still stopping after ${STOP_LIMIT_MS / 1000} s`), STOP_LIMIT_MS);
+        watchdog.unref();
+        closingServer = true;
+        try {
+          await server.close();
+        } finally {
+          closingServer = false;
+          clearTimeout(watchdog);
+        }
+        // Not cut short by a signal: the contributed outputs since the last save are written here.
+        await saver?.stop();
+        await datastore.close();
+      })().then(resolve, resolve));
     let firstSignalAt = 0;
     const onSignal = (): void => {
       const now = performance.now();
+      const previous = lastSignalAt;
+      lastSignalAt = now;
+      if (stopping !== null) {
+        // Asked again while the generations are being cancelled: do not wait for the pass any longer.
+        if (closingServer && now - previous >= SAME_SIGNAL_MS) exitIfHung('signalled again while stopping');
+        return;
+      }
       if (server.draining) {
         // One signal delivered twice: a terminal's ^C reaches the whole process
         // group, and the relaunch in bin/sssd.mjs forwards it too. A second
