@@ -165,6 +165,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly planner: StepPlanner;
   /** The step's plan and what its drafting did: one object each, reused every step. */
   private readonly stepPlan: StepPlan = { n: 0, cap: 0, userCap: 0, chains: false, lateChains: false, nearlyFree: false, method: null, maxPast: 0, speculate: false };
+  /** The rows of the step running now (null between steps): the ones a step that fails outright ends. */
+  private stepRows: Generation<S>[] | null = null;
   private readonly draftingTally: DraftingTally = { draftedRows: 0, buildMs: 0, chained: 0, chainMs: 0 };
   private readonly stepCounts: StepCounts = { generated: 0, promptTokens: 0, drafts: 0, draftTokens: 0, accepted: 0 };
 
@@ -423,8 +425,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       try {
         outcome = await this.iterate();
       } catch (err) {
-        this.failActive(err);
+        // The step's own rows: a prompt chunked prefill held out of it was in no failing pass.
+        this.failActive(err, this.stepRows);
       }
+      this.stepRows = null;
       const t1 = performance.now();
       since = t1;
       metrics.stepSeconds.observe((t1 - t0) / 1000);
@@ -508,6 +512,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private async iterate(): Promise<StepOutcome> {
     const started = performance.now();
     const batch = this.planFeeds(this.active.slice());
+    this.stepRows = batch;
     const n = batch.length;
     const budget = this.options.budget;
     const step = this.planner.plan(batch, this.stepPlan);
@@ -961,10 +966,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
   }
 
-  private failActive(err: unknown): void {
+  /** Ends `rows` (default: every active generation) with the error of a step that failed. */
+  private failActive(err: unknown, rows: readonly Generation<S>[] | null = null): void {
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`pool: step failed: ${err instanceof Error ? (err.stack ?? message) : message}\n`);
-    for (const gen of this.active.slice()) this.endWithError(gen, `verification step failed: ${message}`);
+    for (const gen of (rows ?? this.active).slice()) this.endWithError(gen, `verification step failed: ${message}`);
   }
 
   /** Ends a generation with an `internal` error event (a sink that throws cannot stop it ending). */

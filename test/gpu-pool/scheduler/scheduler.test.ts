@@ -368,6 +368,43 @@ describe('continuous batching', () => {
     for (const ids of outputs) expect(ids).toEqual(wholeIds);
   });
 
+  it("a pass that fails outright ends its own rows, not a prompt chunked prefill held out of it", async () => {
+    const story = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[1]) as { prompt_ids: number[]; output_ids: number[] };
+    const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 100);
+    const tokensOf = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    const whole = collect();
+    scheduler(null).submit(generateRequestSchema.parse({ id: 'whole', promptIds: prompt, maxTokens: 20, speculation: 'off' }), whole.sink);
+    const wholeIds = tokensOf(await whole.done);
+    let failures = 0;
+    const s = new Scheduler(
+      failingRunner(true, () => {
+        if (failures > 0) {
+          failures -= 1;
+          throw new Error('device lost');
+        }
+      }),
+      { limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null), prefillChunk: 100 },
+    );
+    const start = (id: string, promptIds: number[]) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds, maxTokens: 20, speculation: 'off' }), c.sink);
+      return c;
+    };
+    const lead = start('lead', [1, 403]);
+    while (!lead.events.some((e) => e.type === 'tokens')) await new Promise((r) => setImmediate(r));
+    // Both join at the next step; its chunk of 100 prompt tokens is first's, and held's prompt waits.
+    const first = start('first', prompt);
+    const held = start('held', prompt);
+    // That step's pass fails whole, then each of its two rows alone: the step fails outright.
+    failures = 3;
+    const [leadEvents, firstEvents, heldEvents] = await Promise.all([lead.done, first.done, held.done]);
+    expect(failures).toBe(0);
+    for (const events of [leadEvents, firstEvents]) expect(events.at(-1)).toMatchObject({ type: 'error', message: expect.stringContaining('device lost') });
+    // In no pass that failed: it goes on as it would have.
+    expect(heldEvents.at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+    expect(tokensOf(heldEvents)).toEqual(wholeIds);
+  });
+
   it('chunked prompts: a sampled request samples the same, a prompt-only one ends after its last chunk, a cancel mid-prompt frees its cache', async () => {
     const story = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[2]) as { prompt_ids: number[]; output_ids: number[] };
     const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 150);
