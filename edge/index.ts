@@ -40,7 +40,8 @@ app.use(
   cors({
     origin: '*',
     allowMethods: ['GET', 'POST', 'OPTIONS'],
-    allowHeaders: ['authorization', 'content-type', 'x-sssd-smooth'],
+    // No list: the headers a preflight asks for are allowed (the OpenAI SDK in a browser sends its x-stainless-* ones).
+    // A key, not a cookie, authorises a request, so no header makes a cross-origin call more than the key allows.
     exposeHeaders: ['retry-after', REQUEST_ID_HEADER],
     maxAge: 600,
   }),

@@ -544,14 +544,17 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(counts['broken 400']).toBeGreaterThan(0);
   }, 120_000);
 
-  it('answers CORS preflights for browser front ends', async () => {
+  it('answers CORS preflights for browser front ends, the OpenAI SDK\'s own headers included', async () => {
+    // What the SDK in a browser (dangerouslyAllowBrowser) asks for.
+    const asked = 'authorization, content-type, x-stainless-retry-count, x-stainless-lang, x-stainless-os, x-stainless-timeout';
     const res = await fetch(`${stack.edgeUrl}/v1/chat/completions`, {
       method: 'OPTIONS',
-      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': asked },
     });
     expect(res.status).toBeLessThan(300);
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
-    expect(res.headers.get('access-control-allow-headers')?.toLowerCase()).toContain('authorization');
+    const allowed = (res.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(/\s*,\s*/);
+    for (const header of asked.split(', ')) expect(allowed).toContain(header);
   });
 });
 
