@@ -68,13 +68,13 @@ function modelObject(model: ServedModel): { id: string; object: 'model'; created
 }
 
 app.get('/v1/models', async (c) => {
-  const model = await servedModel(poolPicker(c.env));
+  const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
   return c.json({ object: 'list', data: [modelObject(model)] });
 });
 
 // The SDK's models.retrieve(id); 'default' names the served model, as in a completion's `model`.
 app.get('/v1/models/:model{.+}', async (c) => {
-  const model = await servedModel(poolPicker(c.env));
+  const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
   const name = c.req.param('model');
   if (!acceptsModelName(model, name)) {
     throw new ApiError(404, `The model '${name}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
@@ -132,7 +132,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
   };
   try {
     const pools = poolPicker(env);
-    const model = await servedModel(pools);
+    const model = await servedModel(pools, (promise) => c.executionCtx.waitUntil(promise));
     return await handleCompletion(parsed, {
       key,
       model,
@@ -158,7 +158,7 @@ app.post('/v1/chat/completions', limitBody, (c) => complete(c, (body) => ({ kind
 
 app.post('/bench/edge-cpu', limitBody, async (c) => {
   if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');
-  const model = await servedModel(poolPicker(c.env));
+  const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
   return c.json(await benchEdgeCpu(await readJson(c), model, c.env.SSSD_KV));
 });
 

@@ -1,7 +1,16 @@
 /**
- * The served model's info and tokenizer, fetched from a pool once per isolate
- * (GET /v1/info, then the tokenizer file it names). All pools of one edge serve
- * the same model; a failed load is retried on the next request.
+ * The served model's info and tokenizer, fetched from a pool (GET /v1/info,
+ * then the tokenizer file it names) and kept per isolate. All pools of one
+ * edge serve the same model; a failed load is retried on the next request.
+ *
+ * What is shared between requests is the loaded value, never a promise: in
+ * workerd a request must not wait on I/O another request started (a load
+ * whose request was cancelled never settles, and everyone waiting on it would
+ * hang). Until the first load lands, each request that needs the model loads
+ * it itself. Once loaded, the info is checked again every MODEL_CHECK_MS in
+ * the background (a pool rolled to another model, context length or
+ * tokenizer at the same address); the tokenizer is fetched again only when
+ * its checksum changed.
  */
 import type { PoolInfo } from '../shared/protocol';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
@@ -16,15 +25,29 @@ export interface ServedModel {
   eosIds: ReadonlySet<number>;
 }
 
-let loading: Promise<ServedModel> | null = null;
+/** How often a loaded model's info is checked against the pools. */
+export const MODEL_CHECK_MS = 60_000;
+/** A check that has not ended by then (its request went away mid-check) no longer holds the next one back. */
+const CHECK_GIVEN_UP_MS = 30_000;
 
-async function load(picker: PoolPicker): Promise<ServedModel> {
+interface Loaded {
+  picker: PoolPicker;
+  model: ServedModel;
+  checkedAt: number;
+  /** When a background check started (0: none running). */
+  checkingSince: number;
+}
+
+let loaded: Loaded | null = null;
+
+async function load(picker: PoolPicker, previous: ServedModel | null): Promise<ServedModel> {
   let lastError: unknown = null;
   for (const client of await picker.ordered()) {
     try {
       const info = await client.info();
-      const bytes = await client.tokenizerBytes(info.tokenizer.path);
-      const tokenizer = loadTokenizer(bytes, info.tokenizer.format);
+      // The same tokenizer file (by checksum): the one already loaded.
+      const same = previous !== null && info.tokenizer.sha256 !== '' && info.tokenizer.sha256 === previous.info.tokenizer.sha256 && info.tokenizer.format === previous.info.tokenizer.format;
+      const tokenizer = same ? previous.tokenizer : loadTokenizer(await client.tokenizerBytes(info.tokenizer.path), info.tokenizer.format);
       return { info, tokenizer, eosIds: new Set([...info.model.eosIds, ...tokenizer.eosIds]) };
     } catch (err) {
       lastError = err;
@@ -35,12 +58,31 @@ async function load(picker: PoolPicker): Promise<ServedModel> {
   throw new ApiError(503, 'No inference pool is reachable; retry shortly.', 'service_unavailable', 'pool_unavailable', null, 2);
 }
 
-export function servedModel(picker: PoolPicker): Promise<ServedModel> {
-  if (!loading) {
-    loading = load(picker);
-    loading.catch(() => {
-      loading = null;
-    });
+/**
+ * The model the pools of `picker` serve. `waitUntil` keeps a background
+ * check alive past the request that started it.
+ */
+export async function servedModel(picker: PoolPicker, waitUntil?: (promise: Promise<unknown>) => void, checkMs = MODEL_CHECK_MS): Promise<ServedModel> {
+  const now = Date.now();
+  const current = loaded;
+  if (current === null || current.picker !== picker) {
+    const model = await load(picker, null);
+    loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0 };
+    return model;
   }
-  return loading;
+  if (now - current.checkedAt >= checkMs && (current.checkingSince === 0 || now - current.checkingSince > CHECK_GIVEN_UP_MS)) {
+    current.checkingSince = now;
+    const check = load(picker, current.model).then(
+      (model) => {
+        if (loaded === current) loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0 };
+      },
+      () => {
+        // Pools unreachable: keep serving what was loaded, and look again after the interval.
+        current.checkedAt = Date.now();
+        current.checkingSince = 0;
+      },
+    );
+    waitUntil?.(check);
+  }
+  return current.model;
 }

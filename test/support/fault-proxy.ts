@@ -31,12 +31,25 @@ export interface FaultProxy {
   /** Ids of the generations opened through the proxy, and of those broken. */
   readonly opened: string[];
   readonly broken: string[];
+  /** Sends what comes next to another pool (a pool replaced at the same address). */
+  retarget(target: string): void;
   close(): Promise<void>;
 }
 
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
-  const upstream = new URL(target);
-  const proxy: FaultProxy = { url: '', mode: 'pass', afterTokenEvents: 2, breaks: (id) => !/\.r\d+$/.test(id), opened: [], broken: [], close: async () => undefined };
+  let upstream = new URL(target);
+  const proxy: FaultProxy = {
+    url: '',
+    mode: 'pass',
+    afterTokenEvents: 2,
+    breaks: (id) => !/\.r\d+$/.test(id),
+    opened: [],
+    broken: [],
+    retarget: (to) => {
+      upstream = new URL(to);
+    },
+    close: async () => undefined,
+  };
 
   const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
     const out = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (up) => {

@@ -1,0 +1,80 @@
+// The served model as the edge learns it, against real pool processes behind
+// a proxy that can send the edge to another pool at the same address (a pool
+// rolled to another model): loaded once, checked again in the background,
+// kept through an outage.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiError } from '../../edge/api-error';
+import { PoolPicker } from '../../edge/pool-picker';
+import { servedModel } from '../../edge/served-model';
+import { freePort } from '../../launcher/service-process';
+import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
+import { startAll } from '../e2e/stack-fixture';
+import { models } from '../support/shared-data';
+
+let stories: RunningPool;
+let baby: RunningPool;
+let proxy: FaultProxy;
+let token: string;
+
+beforeAll(async () => {
+  token = generatePoolToken();
+  [stories, baby] = await startAll([
+    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token }),
+    startPool({ model: models.babyllama105.checkpoint, tokenizer: models.babyllama105.tokenizer, token }),
+  ]);
+  proxy = await startFaultProxy(stories.url);
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all([proxy?.close(), stories?.service.stop(), baby?.service.stop()]);
+});
+
+/** Runs servedModel with a waitUntil that collects the background checks it starts. */
+async function served(picker: PoolPicker, checkMs: number): Promise<{ model: Awaited<ReturnType<typeof servedModel>>; checks: Promise<unknown>[] }> {
+  const checks: Promise<unknown>[] = [];
+  const model = await servedModel(picker, (p) => checks.push(p), checkMs);
+  return { model, checks };
+}
+
+describe('the served model', () => {
+  it('answers 503 while no pool can say what it serves, and loads on the next request once one can', async () => {
+    const picker = new PoolPicker([`http://127.0.0.1:${await freePort()}`], token);
+    const err = await servedModel(picker).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(503);
+  });
+
+  it('is loaded once, checked again in the background, and follows a pool that now serves another model', async () => {
+    const picker = new PoolPicker([proxy.url], token);
+    const first = await served(picker, 60_000);
+    expect(first.model.info.model.name).toBe('stories260K');
+    expect(first.model.tokenizer.vocabSize).toBe(512);
+    // Within the interval: the same model, no check.
+    const again = await served(picker, 60_000);
+    expect(again.model).toBe(first.model);
+    expect(again.checks).toHaveLength(0);
+
+    // Past it, the same pool: a check, and the tokenizer (same checksum) not fetched again.
+    const checked = await served(picker, 0);
+    expect(checked.model).toBe(first.model);
+    expect(checked.checks).toHaveLength(1);
+    await Promise.all(checked.checks);
+    expect((await served(picker, 60_000)).model.tokenizer).toBe(first.model.tokenizer);
+
+    // The address now answers with another model: served as it was until the check lands, then the new one.
+    proxy.retarget(baby.url);
+    const during = await served(picker, 0);
+    expect(during.model.info.model.name).toBe('stories260K');
+    await Promise.all(during.checks);
+    const after = (await served(picker, 60_000)).model;
+    expect(after.info.model.name).toBe('babyllama105');
+    expect(after.tokenizer.vocabSize).toBe(105);
+
+    // No pool answers the next check: what was loaded is served on.
+    proxy.retarget(`http://127.0.0.1:${await freePort()}`);
+    const outage = await served(picker, 0);
+    await Promise.all(outage.checks);
+    expect((await served(picker, 60_000)).model).toBe(after);
+  });
+});
