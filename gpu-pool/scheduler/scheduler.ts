@@ -996,7 +996,7 @@ function releaseQuietly(owner: { release?: () => void }): void {
 /** Refuses an edge trie naming a token the model does not have (see edgeTrieTokenOutside). */
 function checkTrieTokens(bytes: Uint8Array, vocabSize: number): void {
   const token = edgeTrieTokenOutside(bytes, vocabSize);
-  if (token !== -1) throw new AdmissionError('bad_request', `trie: token ${token} is outside the vocabulary (size ${vocabSize})`);
+  if (token !== null) throw new AdmissionError('bad_request', `trie: token ${token} is outside the vocabulary (size ${vocabSize})`);
 }
 
 /**

@@ -194,20 +194,21 @@ export function historyChainNodes(bytes: Uint8Array | null | undefined): number 
 
 /**
  * The first token id of a well-formed trie that lies outside [0, vocabSize),
- * or -1 (none; or the trie is malformed, which decodeEdgeTrie ignores). The
+ * or null (none; or the trie is malformed, which decodeEdgeTrie ignores;
+ * not -1, which a wide trie's token can be). The
  * pool refuses such a trie at admission: a token its model does not have
  * reached the forward pass and failed the whole batch's step, every other
  * generation in it with it.
  */
-export function edgeTrieTokenOutside(bytes: Uint8Array, vocabSize: number): number {
+export function edgeTrieTokenOutside(bytes: Uint8Array, vocabSize: number): number | null {
   const h = readHeader(bytes);
-  if (typeof h === 'string') return -1;
+  if (typeof h === 'string') return null;
   const { view, n, wide, tw } = h;
   for (let i = 0, o = HEADER_BYTES; i < n; i++, o += tw) {
     const token = wide ? view.getInt32(o, true) : view.getUint16(o, true);
     if (token < 0 || token >= vocabSize) return token;
   }
-  return -1;
+  return null;
 }
 
 /** The wire form's header, checked against its length; what is wrong with it when malformed. */

@@ -118,7 +118,7 @@ describe('UserCacheStore', () => {
     // Read without the checksum (the request path): whatever it drafts names only tokens the model has.
     expect(loaded.cache.nextTokens(story.slice(0, 4), 4)[0].token).toBeGreaterThanOrEqual(512);
     const trie = draftEdgeTrie(loaded.cache, story.slice(0, 6), { maxNodes: 64 });
-    expect(edgeTrieTokenOutside(trie, 512)).toBe(-1);
+    expect(edgeTrieTokenOutside(trie, 512)).toBeNull();
     await store.saveMerged(loaded, [1, 2, 3]);
     const rewritten = kv.values.get(UserCacheStore.keyFor(scope))!;
     // The merge checked it: the damaged value is gone, the new request alone is kept.

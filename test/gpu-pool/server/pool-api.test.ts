@@ -126,6 +126,11 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     const refused = await generate(pool, { id: 'trie-bad', promptIds: prompt, maxTokens: 60, speculation: 'sssd', useDatastore: false, trie: bad });
     expect(refused.status).toBe(400);
     expect((refused.events[0] as Extract<PoolEvent, { type: 'error' }>).message).toMatch(/trie: token 600 is outside the vocabulary \(size 512\)/);
+    // A wide trie's -1 (bytes ff ff ff ff) as well.
+    const minusOne = Buffer.from(encodeEdgeTrie([378, greedy.ids[0], -1], [-1, 0, 1], [1, 0.99, 0.99])).toString('base64');
+    const refusedToo = await generate(pool, { id: 'trie-minus-one', promptIds: prompt, maxTokens: 8, speculation: 'sssd', trie: minusOne });
+    expect(refusedToo.status).toBe(400);
+    expect((refusedToo.events[0] as Extract<PoolEvent, { type: 'error' }>).message).toMatch(/trie: token -1 is outside the vocabulary/);
 
     // Pushed to a running generation: refused as well (and counted), the generation runs on.
     const invalidBefore = await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="invalid"');

@@ -55,15 +55,17 @@ describe('edge trie', () => {
   });
 
   it('names the first token outside a vocabulary (what the pool refuses), in narrow and wide tries', () => {
-    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 7, 511], [-1, 0, 1], [1, 0.5, 0.5]), 512)).toBe(-1);
+    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 7, 511], [-1, 0, 1], [1, 0.5, 0.5]), 512)).toBeNull();
     expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 7, 512, 900], [-1, 0, 1, 2], [1, 0.5, 0.5, 0.5]), 512)).toBe(512);
     expect(edgeTrieTokenOutside(encodeEdgeTrie([600, 7], [-1, 0], [1, 0.5]), 512)).toBe(600);
     const wide = encodeEdgeTrie([5, 70_000, 3], [-1, 0, 0], [1, 0.5, 0.5]);
-    expect(edgeTrieTokenOutside(wide, 100_000)).toBe(-1);
+    expect(edgeTrieTokenOutside(wide, 100_000)).toBeNull();
     expect(edgeTrieTokenOutside(wide, 32_000)).toBe(70_000);
+    // A wide trie's token can be -1 (bytes ff ff ff ff): named, not taken for "none".
+    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, -1, -1], [-1, 0, 1], [1, 0.99, 0.99], 2), 512)).toBe(-1);
     // Malformed bytes are not a token error: decodeEdgeTrie ignores them.
-    expect(edgeTrieTokenOutside(new Uint8Array([1, 2, 3]), 512)).toBe(-1);
-    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 600], [-1, 0], [1, 0.5]).subarray(0, 12), 512)).toBe(-1);
+    expect(edgeTrieTokenOutside(new Uint8Array([1, 2, 3]), 512)).toBeNull();
+    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 600], [-1, 0], [1, 0.5]).subarray(0, 12), 512)).toBeNull();
   });
 
   it('says what makes bytes no trie (what the pool refuses a push for), exactly where decodeEdgeTrie gives up', () => {
