@@ -331,7 +331,9 @@ export function mergeIntoUserCache(old: Uint8Array | null, tokens: ArrayLike<num
   // Size the working table for every old entry plus every context of the request.
   let newContexts = 0;
   for (let o = 1; o <= maxOrder; o++) newContexts += Math.max(0, tokens.length - o);
-  const mask = resetWork(prev.entryCount + newContexts + 1);
+  // By the old table's slots, not the count its header gives: a value whose count understates its
+  // entries (checksum recomputed: it is no signature) filled the index, and the probing never ended.
+  const mask = resetWork(prev.slotCount + newContexts + 1);
   const work = workEntries;
 
   // Old entries, decayed (recency: newer material outweighs older); read in place.

@@ -165,6 +165,22 @@ describe('UserCache', () => {
     }
   });
 
+  it('merges into a value whose header understates its entries (its checksum made again) without hanging, keeping them', () => {
+    const tokens = tokenStream(seededRandom(4), 300, 40);
+    const forged = mergeIntoUserCache(null, tokens).slice();
+    const all = new Uint32Array(forged.buffer, forged.byteOffset, forged.byteLength / 4);
+    all[4] = 0; // usedSlots
+    // The checksum is FNV-1a over every word but itself: anyone can make it again.
+    let h = 0x811c9dc5;
+    for (let i = 0; i < all.length; i++) if (i !== 7) h = Math.imul(h ^ all[i], 0x01000193);
+    all[7] = h >>> 0;
+    expect(UserCache.decode(forged).isEmpty).toBe(true); // decodes, as a table with nothing in it
+    const merged = UserCache.decode(mergeIntoUserCache(forged, [7, 8, 9]));
+    expect(merged.nextTokens([8], 1)[0]?.token).toBe(9);
+    // What the old table held survives the merge.
+    expect(merged.nextTokens([tokens[0]], 1).length).toBeGreaterThan(0);
+  });
+
   it('decodes damaged values unchecked for drafting, in bounds and inside the vocabulary; the merge still checks them', () => {
     const vocab = 512;
     const good = mergeIntoUserCache(null, tokenStream(seededRandom(3), 300, 40), { vocabSize: vocab });
