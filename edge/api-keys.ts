@@ -4,6 +4,7 @@
  * hash → record), (3) KV `key:<hash>`. Lookups are cached per isolate briefly
  * (key-lookup-cache.ts, bounded).
  */
+import { z } from 'zod';
 import { ApiError } from './api-error';
 import { bytesToHex } from './hex';
 import type { EdgeConfig } from './edge-config';
@@ -25,43 +26,59 @@ export interface KeyRecord {
   contributeToDatastore: boolean;
 }
 
-interface StoredKey {
-  tenant?: unknown;
-  rpm?: unknown;
-  concurrency?: unknown;
-  disabled?: unknown;
-  contributeToDatastore?: unknown;
-}
+/**
+ * A key's record as the operator writes it (SSSD_API_KEYS, KV). Checked, not
+ * coerced: `"disabled": "true"` or `"rpm": "60"` must not quietly serve the
+ * key at the defaults, so a record that does not parse refuses its key (and
+ * says why in the log). Fields it does not name are left alone (notes).
+ */
+const storedKeySchema = z.object({
+  tenant: z.string().min(1).max(256).optional(),
+  rpm: z.number().int().positive().optional(),
+  concurrency: z.number().int().positive().optional(),
+  disabled: z.boolean().optional(),
+  contributeToDatastore: z.boolean().optional(),
+});
 
 export async function sha256Hex(text: string): Promise<string> {
   return bytesToHex(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))));
 }
 
-function positiveInt(value: unknown, fallback: number): number {
-  return typeof value === 'number' && Number.isInteger(value) && value > 0 ? value : fallback;
-}
+/** Hashes whose bad record was logged already (bounded): one line per key, not one per request. */
+const reported = new Set<string>();
 
-function toRecord(hash: string, stored: StoredKey, config: EdgeConfig): KeyRecord | null {
-  if (stored.disabled === true) return null;
+function toRecord(hash: string, stored: unknown, config: EdgeConfig): KeyRecord | null {
+  const parsed = storedKeySchema.safeParse(stored);
+  if (!parsed.success) {
+    if (!reported.has(hash)) {
+      if (reported.size >= 1000) reported.clear();
+      reported.add(hash);
+      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'record'}: ${i.message}`).join('; ');
+      console.error(`edge: the record of key ${hash.slice(0, 12)}… is invalid (${issues}); the key is refused until it is fixed`);
+    }
+    return null;
+  }
+  const record = parsed.data;
+  if (record.disabled === true) return null;
   return {
     keyId: hash.slice(0, 24),
-    tenant: typeof stored.tenant === 'string' ? stored.tenant : hash.slice(0, 12),
-    rpm: positiveInt(stored.rpm, config.defaultRpm),
-    concurrency: positiveInt(stored.concurrency, config.defaultConcurrency),
-    contributeToDatastore: stored.contributeToDatastore === true,
+    tenant: record.tenant ?? hash.slice(0, 12),
+    rpm: record.rpm ?? config.defaultRpm,
+    concurrency: record.concurrency ?? config.defaultConcurrency,
+    contributeToDatastore: record.contributeToDatastore === true,
   };
 }
 
 const lookupCache = new KeyLookupCache<KeyRecord>();
-let secretKeys: { source: string; map: Record<string, StoredKey> } | null = null;
+let secretKeys: { source: string; map: Record<string, unknown> } | null = null;
 
-function secretKeyMap(env: EdgeEnv): Record<string, StoredKey> {
+function secretKeyMap(env: EdgeEnv): Record<string, unknown> {
   const source = env.SSSD_API_KEYS ?? '';
   if (secretKeys?.source === source) return secretKeys.map;
-  let map: Record<string, StoredKey> = {};
+  let map: Record<string, unknown> = {};
   try {
     const parsed: unknown = source ? JSON.parse(source) : {};
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) map = parsed as Record<string, StoredKey>;
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) map = parsed as Record<string, unknown>;
   } catch {
     console.error('edge: SSSD_API_KEYS is not valid JSON; ignoring it');
   }
@@ -73,15 +90,15 @@ async function lookup(hash: string, env: EdgeEnv, config: EdgeConfig): Promise<K
   if (env.SSSD_DEV_KEY_SHA256 && env.SSSD_DEV_KEY_SHA256.toLowerCase() === hash) {
     return toRecord(hash, { tenant: 'dev' }, config);
   }
-  const secret = secretKeyMap(env)[hash];
-  if (secret && typeof secret === 'object') return toRecord(hash, secret, config);
+  const map = secretKeyMap(env);
+  if (Object.hasOwn(map, hash)) return toRecord(hash, map[hash], config);
   const now = Date.now();
   const cached = lookupCache.get(hash, now);
   if (cached?.fresh) return cached.record;
   let record: KeyRecord | null = null;
   try {
-    const stored = await env.SSSD_KV.get<StoredKey>(`key:${hash}`, 'json');
-    record = stored && typeof stored === 'object' ? toRecord(hash, stored, config) : null;
+    const stored = await env.SSSD_KV.get<unknown>(`key:${hash}`, 'json');
+    record = stored === null ? null : toRecord(hash, stored, config);
   } catch (err) {
     // A KV outage must not lock everyone out of keys we saw recently.
     if (cached) return cached.record;

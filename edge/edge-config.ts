@@ -42,7 +42,8 @@ const INT_VARS = {
   SSSD_POOL_STALL_SECONDS: { fallback: 30, min: 1, max: 3600 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
-  SSSD_CONCURRENCY_LEASE_SECONDS: { fallback: LEASE_MS / 1000, min: 1, max: 3600 },
+  // At least three heartbeats (LEASE_HEARTBEAT_MS): a lease as short as one lapsed under a live request whose timer ran late.
+  SSSD_CONCURRENCY_LEASE_SECONDS: { fallback: LEASE_MS / 1000, min: 3, max: 3600 },
 } as const;
 type IntVar = keyof typeof INT_VARS;
 

@@ -40,7 +40,7 @@ beforeAll(async () => {
         }),
         SSSD_MAX_BODY_BYTES: String(64 * 1024),
         // Short, so a slot the runtime never gave back returns within the test.
-        SSSD_CONCURRENCY_LEASE_SECONDS: '2',
+        SSSD_CONCURRENCY_LEASE_SECONDS: '3',
       },
       kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 } },
     }),
@@ -503,7 +503,7 @@ describe('OpenAI-compatible API on the edge', () => {
     // Streams cut at every stage: while the edge reads the body, while it opens
     // the generation at the pool, once tokens flow. The runtime cancels outright
     // a request whose client left before its response, and none of its code
-    // runs again: that slot comes back with the lease (2 s here), the others at once.
+    // runs again: that slot comes back with the lease (3 s here), the others at once.
     const { request } = await import('node:http');
     const cutOff = (path: string, body: object, afterMs: number): Promise<void> =>
       new Promise((resolve) => {
@@ -536,7 +536,7 @@ describe('OpenAI-compatible API on the edge', () => {
     // lossless pairs and the broken bodies both came up, every round free of violations.
     const counts: Record<string, number> = {};
     for (let seed = 9; seed < 14 && !(counts['pair same'] > 0 && counts['broken 400'] > 0); seed++) {
-      const report = await runEdgeSoak({ edgeUrl: stack.edgeUrl, key: SOAK_KEY, seconds: 3, concurrency: 2, seed, model, maxTokens: 40, leaseSeconds: 2 });
+      const report = await runEdgeSoak({ edgeUrl: stack.edgeUrl, key: SOAK_KEY, seconds: 3, concurrency: 2, seed, model, maxTokens: 40, leaseSeconds: 3 });
       expect(report.violations).toEqual([]);
       for (const [kind, n] of Object.entries(report.counts)) counts[kind] = (counts[kind] ?? 0) + n;
     }

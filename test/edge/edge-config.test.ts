@@ -27,6 +27,10 @@ describe('edge config', () => {
     expect(invalidEdgeVars({ SSSD_USER_CACHE_WAIT_MS: '-1' }).map((p) => p.message)).toEqual(['SSSD_USER_CACHE_WAIT_MS="-1" is not an integer in [0, 10000]']);
   });
 
+  it('keeps a lease at least three of its renewals long', () => {
+    expect(invalidEdgeVars({ SSSD_CONCURRENCY_LEASE_SECONDS: '1' }).map((p) => p.message)).toEqual(['SSSD_CONCURRENCY_LEASE_SECONDS="1" is not an integer in [3, 3600]']);
+  });
+
   it('has nothing to say of vars that are unset, empty or in range', () => {
     expect(invalidEdgeVars({ SSSD_DEFAULT_RPM: '', SSSD_CONCURRENCY_LEASE_SECONDS: '30', SSSD_POOL_URLS: 'not a number' })).toEqual([]);
   });

@@ -1,0 +1,49 @@
+// Key records from SSSD_API_KEYS (the secret map: no KV is read for the keys
+// it holds). A record is checked, not coerced: a limit or a revocation written
+// wrongly refuses its key rather than serve it at the defaults.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ApiError } from '../../edge/api-error';
+import { authenticate, sha256Hex } from '../../edge/api-keys';
+import { edgeConfig } from '../../edge/edge-config';
+import type { EdgeEnv } from '../../edge/env';
+
+afterEach(() => vi.restoreAllMocks());
+
+async function envWith(records: Record<string, unknown>): Promise<EdgeEnv> {
+  const map: Record<string, unknown> = {};
+  for (const [key, record] of Object.entries(records)) map[await sha256Hex(key)] = record;
+  // Every key asked for below is in the map: KV is never reached.
+  return { SSSD_KV: null as unknown as KVNamespace, SSSD_API_KEYS: JSON.stringify(map) };
+}
+
+const auth = async (key: string, env: EdgeEnv) => authenticate(`Bearer ${key}`, env, edgeConfig(env)).catch((err: unknown) => err);
+
+describe('API key records', () => {
+  it('serves a key at its own limits, the defaults where it names none', async () => {
+    const env = await envWith({ good: { tenant: 'acme', rpm: 60, concurrency: 2, note: 'owner: ops' }, bare: {} });
+    expect(await auth('good', env)).toMatchObject({ tenant: 'acme', rpm: 60, concurrency: 2, contributeToDatastore: false });
+    expect(await auth('bare', env)).toMatchObject({ rpm: 600, concurrency: 8 });
+  });
+
+  it('refuses a revoked key, and one whose record is written wrongly, saying why once', async () => {
+    const error = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const env = await envWith({
+      revoked: { disabled: true },
+      revokedAsText: { disabled: 'true' },
+      zeroLimit: { rpm: 0 },
+      textLimit: { rpm: '60' },
+      fraction: { concurrency: 1.5 },
+      notARecord: 'yes',
+    });
+    for (const key of ['revoked', 'revokedAsText', 'zeroLimit', 'textLimit', 'fraction', 'notARecord']) {
+      const err = await auth(key, env);
+      expect(err, key).toBeInstanceOf(ApiError);
+      expect((err as ApiError).status, key).toBe(401);
+    }
+    await auth('textLimit', env);
+    const logged = error.mock.calls.map((c) => String(c[0]));
+    expect(logged).toHaveLength(5);
+    expect(logged.find((l) => l.includes('rpm: Invalid input: expected number, received string'))).toBeDefined();
+    expect(logged.every((l) => l.includes('the key is refused until it is fixed'))).toBe(true);
+  });
+});
