@@ -136,9 +136,26 @@ export function startEdge(opts: EdgeOptions): Promise<RunningEdge> {
   return onFreePort(opts.port, (port) => startEdgeOn(port, opts));
 }
 
+/** Folders holding an edge's secrets (the pool token) while its edge runs; removed at the latest when this process exits. */
+const secretDirs = new Set<string>();
+let removeOnExit = false;
+
+function secretsFolder(): string {
+  if (!removeOnExit) {
+    removeOnExit = true;
+    // Also where the launcher exits mid-start (an interrupt before the services answer: launcher/up.ts).
+    process.on('exit', () => {
+      for (const dir of secretDirs) rmSync(dir, { recursive: true, force: true });
+    });
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), 'sssd-edge-'));
+  secretDirs.add(dir);
+  return dir;
+}
+
 async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge> {
   const inspectorPort = await freePort();
-  const secretsDir = mkdtempSync(path.join(tmpdir(), 'sssd-edge-'));
+  const secretsDir = secretsFolder();
   const envFile = path.join(secretsDir, 'edge.env');
   const vars: Record<string, string> = {
     SSSD_POOL_URLS: opts.poolUrls.join(','),
@@ -175,6 +192,7 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
   const stop = async (): Promise<void> => {
     await service.stop();
     rmSync(secretsDir, { recursive: true, force: true });
+    secretDirs.delete(secretsDir);
   };
   try {
     await waitForHttp(`${url}/healthz`, service, opts.startTimeoutMs ?? 120_000);

@@ -119,6 +119,13 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   }
 
   log(`starting pool (model ${files.model}${datastore ? `, datastore ${datastore}` : ', no datastore'}) and edge...`);
+  // Interrupted before both answer: exit at once. The services stop on their own once this process is gone
+  // (the pool's IPC channel, wrangler's orphan guard), and the edge's secrets file goes with the exit.
+  const interruptStart = (signal: NodeJS.Signals): void => {
+    log(`\n${signal} while starting; stopping edge and pool...`);
+    process.exit(130);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interruptStart);
   let stack: RunningStack;
   try {
     stack = await startStack({
@@ -136,6 +143,8 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     });
   } catch (err) {
     throw new CliError(`the stack did not start: ${err instanceof Error ? err.message : String(err)}`, 1);
+  } finally {
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, interruptStart);
   }
 
   log('');

@@ -2,7 +2,7 @@
 // go, serves the API with the dev key, and Ctrl-C (SIGINT) stops both; killed
 // outright (SIGKILL), it leaves neither running.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -77,6 +77,40 @@ describe('sssd up', () => {
     expect(out()).toContain('stopped.');
     expect(await isPortFree(edgePort)).toBe(true);
     expect(await isPortFree(poolPort)).toBe(true);
+  }, 150_000);
+
+  it('interrupted while it starts, exits leaving neither services nor the file that holds the pool token', async () => {
+    // Its own temporary folder: the edge's secrets folder (sssd-edge-*) is made there.
+    const tmp = mkdtempSync(path.join(tmpdir(), 'sssd-up-tmp-'));
+    try {
+      const [edgePort, poolPort] = [await freePort(), await freePort()];
+      const up = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up'], {
+        cwd: repoRoot,
+        env: { ...process.env, TMPDIR: tmp, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child = up;
+      let output = '';
+      up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+      up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+      const exited = new Promise<number | null>((resolve) => up.on('exit', resolve));
+      const secrets = (): string[] => readdirSync(tmp).filter((name) => name.startsWith('sssd-edge-'));
+      for (let i = 0; i < 300 && secrets().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(secrets()).toHaveLength(1);
+      expect(output).not.toContain('Ctrl-C stops both');
+      up.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(output).toContain('SIGINT while starting');
+      expect(secrets()).toEqual([]);
+      let free = false;
+      for (let i = 0; i < 100 && !free; i++) {
+        free = (await isPortFree(edgePort)) && (await isPortFree(poolPort));
+        if (!free) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(free, 'the edge or the pool still holds its port 20 s after sssd up was interrupted').toBe(true);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   }, 150_000);
 
   it('leaves neither the pool nor wrangler/workerd serving when it is killed outright', async () => {
