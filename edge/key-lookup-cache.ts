@@ -9,11 +9,17 @@
 export interface KeyLookupCacheOptions {
   hitMs: number;
   missMs: number;
+  /**
+   * How long past its time to live a known key still serves while the key
+   * store fails: an outage keeps known keys working, but a key revoked before
+   * it does not work for ever.
+   */
+  staleMs: number;
   maxHits: number;
   maxMisses: number;
 }
 
-export const DEFAULT_KEY_LOOKUP_CACHE: Readonly<KeyLookupCacheOptions> = { hitMs: 30_000, missMs: 2_000, maxHits: 10_000, maxMisses: 1_000 };
+export const DEFAULT_KEY_LOOKUP_CACHE: Readonly<KeyLookupCacheOptions> = { hitMs: 30_000, missMs: 2_000, staleMs: 15 * 60_000, maxHits: 10_000, maxMisses: 1_000 };
 
 export interface CachedLookup<V> {
   record: V | null;
@@ -29,7 +35,8 @@ export class KeyLookupCache<V> {
 
   get(hash: string, now: number): CachedLookup<V> | undefined {
     const hit = this.hits.get(hash);
-    if (hit) return { record: hit.record, fresh: hit.until > now };
+    if (hit && now > hit.until + this.opts.staleMs) this.hits.delete(hash);
+    else if (hit) return { record: hit.record, fresh: hit.until > now };
     const missUntil = this.misses.get(hash);
     if (missUntil !== undefined) return { record: null, fresh: missUntil > now };
     return undefined;

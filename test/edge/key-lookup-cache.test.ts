@@ -1,14 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { KeyLookupCache } from '../../edge/key-lookup-cache';
 
-const opts = { hitMs: 30_000, missMs: 2_000, maxHits: 3, maxMisses: 5 };
+const opts = { hitMs: 30_000, missMs: 2_000, staleMs: 60_000, maxHits: 3, maxMisses: 5 };
 
 describe('KeyLookupCache', () => {
-  it('remembers known keys for their time to live, then serves them stale (for a key store outage)', () => {
+  it('remembers known keys for their time to live, then serves them stale (for a key store outage) for a while', () => {
     const cache = new KeyLookupCache<string>(opts);
     cache.set('a', 'tenant-a', 0);
     expect(cache.get('a', 29_999)).toEqual({ record: 'tenant-a', fresh: true });
     expect(cache.get('a', 30_000)).toEqual({ record: 'tenant-a', fresh: false });
+    expect(cache.get('a', 90_000)).toEqual({ record: 'tenant-a', fresh: false });
+    // Past that, a key revoked while it sat here is not served through an outage: it is gone.
+    expect(cache.get('a', 90_001)).toBeUndefined();
+    expect(cache.size.hits).toBe(0);
     cache.set('x', null, 0);
     expect(cache.get('x', 1_999)).toEqual({ record: null, fresh: true });
     expect(cache.get('x', 2_000)).toEqual({ record: null, fresh: false });
