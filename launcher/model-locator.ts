@@ -48,6 +48,8 @@ export async function locateModel(opts: LocateOptions): Promise<ModelFiles> {
     }
     return { model, tokenizer, origin: 'configured' };
   }
+  // A tokenizer alone would be dropped for the default model's own: say so rather than serve something else.
+  if (env.SSSD_TOKENIZER) throw new CliError('SSSD_TOKENIZER (--tokenizer) is set without SSSD_MODEL (--model): give the model it belongs to as well.');
   const shared = path.resolve(opts.repoRoot, '..', 'shared', 'models');
   const sharedModel = path.join(shared, defaultFiles.model);
   const sharedTokenizer = path.join(shared, defaultFiles.tokenizer);

@@ -33,6 +33,12 @@ describe('locateModel', () => {
     expect((err as Error).message).toMatch(/SSSD_MODEL/);
   });
 
+  it('refuses a tokenizer given without its model, rather than serve the default model with its own', async () => {
+    const err = await locateModel({ repoRoot, env: { SSSD_TOKENIZER: models.babyllama105.tokenizer } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CliError);
+    expect((err as Error).message).toMatch(/SSSD_TOKENIZER \(--tokenizer\) is set without SSSD_MODEL \(--model\)/);
+  });
+
   it('rejects a configured model that does not exist', async () => {
     await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: '/nowhere/model.bin' } })).rejects.toThrow(/SSSD_MODEL points at/);
   });
