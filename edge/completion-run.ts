@@ -136,6 +136,8 @@ export class CompletionRun {
   private resumes = 0;
   /** The echoed prompt's log-probabilities came (and were sent on). */
   private promptScored = false;
+  /** The stream's close after a stop string, once the pool has had the stop (null: closed in run()'s end). */
+  private closing: Promise<unknown> | null = null;
   /** Prompt tokens the first pool took from its prefix cache (its `start` says; a resumed pool's prompt is not the user's). */
   private cachedTokens = 0;
   /** The user's cache once it has come (re-drafting on 'trie-exhausted' needs it). */
@@ -160,7 +162,9 @@ export class CompletionRun {
    * what frees the key's in-flight slot.
    */
   cancel(): void {
-    if (this.cancelled) return;
+    // Over already (the client's signal can fire as it goes after the last byte): nothing to stop,
+    // and a cancel now would race the stop the pool has been told of.
+    if (this.cancelled || this.finished) return;
     this.cancelled = true;
     this.controller.abort();
     this.finish();
@@ -230,7 +234,11 @@ export class CompletionRun {
       streams: for (;;) {
         const opened = this.opened;
         let broke: string | null = null;
-        for await (const event of opened.events) {
+        // Read by hand, not with for-await: leaving that loop would close the stream at once (see the stop below).
+        for (;;) {
+          const next = await opened.events.next();
+          if (next.done) break;
+          const event = next.value;
           if (this.cancelled) break streams;
           broke = interruption(event);
           if (broke !== null) break;
@@ -238,7 +246,15 @@ export class CompletionRun {
           if (outcome.segments.length > 0) yield outcome.segments;
           if (outcome.stopped) {
             finishReason = 'stop';
-            deps.waitUntil(opened.client.cancel(this.generationId).catch(() => undefined));
+            // The pool hears of the stop before the stream closes: closed first, it would count the
+            // generation as cut off (a client gone) rather than ended at a stop.
+            const events = opened.events;
+            this.closing = opened.client
+              .cancel(this.generationId, 'stop')
+              .catch(() => undefined)
+              .then(() => events.return(undefined as never))
+              .catch(() => undefined);
+            deps.waitUntil(this.closing);
             break streams;
           }
           if (event.type === 'done') {
@@ -264,7 +280,7 @@ export class CompletionRun {
         if (tail.length > 0) yield tail;
       }
     } finally {
-      await this.opened.events.return(undefined as never).catch(() => undefined);
+      if (this.closing === null) await this.opened.events.return(undefined as never).catch(() => undefined);
       this.saveCache();
       this.finish();
     }

@@ -95,8 +95,9 @@ export class PoolClient {
     await res.body?.cancel();
   }
 
-  async cancel(id: string): Promise<void> {
-    const res = await fetch(`${this.baseUrl}/v1/generations/${encodeURIComponent(id)}`, {
+  /** `reason` 'stop': the edge found a stop string, and the generation is finished, not cut off. */
+  async cancel(id: string, reason?: 'stop'): Promise<void> {
+    const res = await fetch(`${this.baseUrl}/v1/generations/${encodeURIComponent(id)}${reason ? `?reason=${reason}` : ''}`, {
       method: 'DELETE',
       headers: this.headers(),
     });

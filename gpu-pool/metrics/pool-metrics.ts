@@ -12,6 +12,9 @@ export const SCHEDULER_PHASES = ['draft', 'forward', 'accept', 'between', 'idle'
 export type SchedulerPhase = (typeof SCHEDULER_PHASES)[number];
 export const PHASE_SECONDS_METRIC = 'sssd_pool_phase_seconds_total';
 
+/** vllm:request_success_total's label for each finish reason (vLLM's FinishReason strings). */
+const VLLM_FINISH_REASON: Readonly<Record<FinishReason, string>> = { stop: 'stop', length: 'length', context_length: 'length', cancelled: 'abort', error: 'error' };
+
 /** Positions tracked by the per-position acceptance counter. */
 export const MAX_TRACKED_POSITIONS = 32;
 const WINDOW_BUCKET_MS = 100;
@@ -229,7 +232,7 @@ export class PoolMetrics {
     this.promptTokens = new Counter({ name: 'vllm:prompt_tokens_total', help: 'Prompt tokens prefilled.', registers });
     this.requestsByReason = new Counter({
       name: 'vllm:request_success_total',
-      help: 'Finished generations by finish reason.',
+      help: "Finished generations by finish reason, in vLLM's words: stop (an end token, or a stop string the edge found), length (max tokens or the context), abort (cancelled: a client gone, a shutdown), error.",
       labelNames: ['finished_reason'],
       registers,
     });
@@ -326,7 +329,7 @@ export class PoolMetrics {
   }
 
   recordFinished(reason: FinishReason): void {
-    this.requestsByReason.inc({ finished_reason: reason });
+    this.requestsByReason.inc({ finished_reason: VLLM_FINISH_REASON[reason] });
   }
 
   /** When the scheduler's loop last stopped for want of work (null while it runs). */

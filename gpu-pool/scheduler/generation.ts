@@ -52,6 +52,13 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   feedLength = 0;
   cache: S | null = null;
   cancelled = false;
+  /** Cancelled by an edge that found a stop string in the output: the generation ended as `stop`, not cut off. */
+  stoppedByEdge = false;
+
+  /** How a cancelled generation ends: at the edge's stop string, or cut off. */
+  get cancelReason(): 'stop' | 'cancelled' {
+    return this.stoppedByEdge ? 'stop' : 'cancelled';
+  }
   finished = false;
   trieExhaustedSent = false;
   /** A trie pushed by the edge, applied between steps. */

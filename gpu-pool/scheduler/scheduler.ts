@@ -301,16 +301,23 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return gen;
   }
 
-  /** Cancels a queued or running generation; false when unknown. */
-  cancel(id: string): boolean {
+  /**
+   * Cancels a queued or running generation; false when unknown. `atStop`: the
+   * edge ended it at a stop string, so it finished (`stop` in the metrics and
+   * the request log), it was not cut off.
+   */
+  cancel(id: string, atStop = false): boolean {
     const gen = this.byId.get(id);
     if (!gen || gen.finished) return false;
+    // The first word stands: an edge's stop, then its stream closing, is still a stop.
+    if (gen.cancelled) return true;
     gen.cancelled = true;
+    gen.stoppedByEdge = atStop;
     const q = this.queue.indexOf(gen);
     if (q !== -1) {
       this.queue.splice(q, 1);
       this.options.metrics.waiting.set(this.queue.length);
-      this.finish(gen, 'cancelled');
+      this.finish(gen, gen.cancelReason);
     }
     // Running: dropped at the start of the next iteration (within one step).
     return true;
@@ -505,7 +512,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private reapCancelled(): void {
     for (let i = this.active.length - 1; i >= 0; i--) {
       const gen = this.active[i];
-      if (gen.cancelled) this.finish(gen, 'cancelled');
+      if (gen.cancelled) this.finish(gen, gen.cancelReason);
     }
   }
 
@@ -712,7 +719,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    */
   private acceptRow(gen: Generation<S>, r: number, row: StepRow, result: BatchStepResult, emittedAt: number, counts: StepCounts): void {
     if (gen.cancelled) {
-      this.finish(gen, 'cancelled');
+      this.finish(gen, gen.cancelReason);
       return;
     }
     const chain = gen.feedLength;

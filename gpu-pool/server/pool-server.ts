@@ -216,7 +216,9 @@ export class PoolServer {
       const id = m[1];
       if (m[2]) return this.expect(method, 'POST', () => this.pushTrie(id, req, res));
       return this.expect(method, 'DELETE', () => {
-        if (!this.options.scheduler.cancel(id)) throw new HttpError(404, 'not_found', `no running generation '${id}'`);
+        const reason = url.searchParams.get('reason');
+        if (reason !== null && reason !== 'stop') throw new HttpError(400, 'bad_request', `reason: "stop" or none, not "${reason.slice(0, 40)}"`);
+        if (!this.options.scheduler.cancel(id, reason === 'stop')) throw new HttpError(404, 'not_found', `no running generation '${id}'`);
         sendJson(res, 200, { id, cancelled: true });
       });
     }

@@ -341,6 +341,23 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(whole.choices[0].finish_reason).toBe('stop');
   });
 
+  it("counts a completion ended at a stop string as a stop at the pool, not as an abort", async () => {
+    // The tests before may have left generations the pool is still ending (cancels go out after the response).
+    for (let i = 0; i < 50 && (await poolGauge('vllm:num_requests_running')) + (await poolGauge('vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    const before = await finishedCounts();
+    // Long (the end token banned): the edge's cancel at the stop string reaches the pool while it still runs.
+    const body = { prompt: PROMPT, max_tokens: 400, temperature: 0, logit_bias: { '1': -100 }, stop: [reference.text.slice(20, 31)], user: 'stop-metrics' };
+    for (let i = 0; i < 3; i++) expect((await streamCompletion(body)).finish).toBe('stop');
+    let after = before;
+    for (let i = 0; i < 50 && after.total < before.total + 3; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await finishedCounts();
+    }
+    expect(after.total).toBe(before.total + 3);
+    expect(after.cancelled).toBe(before.cancelled);
+    expect(after.stopped).toBe(before.stopped + 3);
+  });
+
   it('answers bad and missing keys with 401', async () => {
     const bad = new OpenAI({ apiKey: 'not-a-key', baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
     const err = await bad.completions.create({ model, prompt: 'hi', max_tokens: 2 }).catch((e: unknown) => e);
@@ -558,17 +575,25 @@ describe('OpenAI-compatible API on the edge', () => {
   });
 });
 
-async function finishedCounts(): Promise<{ total: number; cancelled: number }> {
+async function poolGauge(name: string): Promise<number> {
+  const line = (await (await fetch(`${stack.poolUrl}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${name} `));
+  return Number(line?.split(' ').pop() ?? NaN);
+}
+
+/** The pool's finished generations: all, those aborted (cancelled: vLLM's `abort`), and those ended at a stop. */
+async function finishedCounts(): Promise<{ total: number; cancelled: number; stopped: number }> {
   const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
   let total = 0;
   let cancelled = 0;
+  let stopped = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith('vllm:request_success_total')) continue;
     const value = Number(line.split(' ').pop());
     total += value;
-    if (line.includes('finished_reason="cancelled"')) cancelled += value;
+    if (line.includes('finished_reason="abort"')) cancelled += value;
+    if (line.includes('finished_reason="stop"')) stopped += value;
   }
-  return { total, cancelled };
+  return { total, cancelled, stopped };
 }
 
 // A second edge on the same pool that never waits for the user's cache (as

@@ -219,7 +219,7 @@ describe('cancellation', () => {
   });
 
   it('a client that disconnects frees its row', async () => {
-    const before = await metricValue(pool, 'vllm:request_success_total', 'finished_reason="cancelled"');
+    const before = await metricValue(pool, 'vllm:request_success_total', 'finished_reason="abort"');
     const abort = new AbortController();
     const res = await fetch(`${pool.url}/v1/generate`, {
       method: 'POST',
@@ -233,7 +233,7 @@ describe('cancellation', () => {
     abort.abort();
     const freed = await waitFor(async () => (await getJson<PoolHealth>(pool, '/healthz', false)).body.active === 0, 2000);
     expect(freed).toBe(true);
-    expect(await metricValue(pool, 'vllm:request_success_total', 'finished_reason="cancelled"')).toBe(before + 1);
+    expect(await metricValue(pool, 'vllm:request_success_total', 'finished_reason="abort"')).toBe(before + 1);
   });
 
   it('a fresh trie for a running generation is accepted; unknown ids are 404; both are counted', async () => {
