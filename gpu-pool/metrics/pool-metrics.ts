@@ -216,7 +216,8 @@ export class PoolMetrics {
   /** Earliest step time recorded in each ring slot. */
   private readonly windowFirst = new Float64Array(WINDOW_BUCKETS);
 
-  constructor() {
+  /** `clock`: the time the scheduler stamps its steps with (ms), read again at each scrape. */
+  constructor(private readonly clock: () => number = () => performance.now()) {
     const registers = [this.registry];
     const histogram = (name: string, help: string, buckets: number[]): Histogram => new Histogram({ name, help, buckets, registers });
     this.numDrafts = new Counter({ name: 'vllm:spec_decode_num_drafts_total', help: 'Verification steps that carried a draft.', registers });
@@ -245,7 +246,16 @@ export class PoolMetrics {
     this.e2eLatency = histogram('vllm:e2e_request_latency_seconds', "From a request's arrival at the pool to its end, for requests that completed (stop, length, context_length).", [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]);
     this.queueTime = histogram('vllm:request_queue_time_seconds', "From a request's arrival at the pool to its admission into the running batch.", [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60]);
     this.stepTokens = histogram('sssd_pool_step_tokens', 'New tokens (roots + draft nodes + prefill) per forward pass.', [1, 4, 16, 64, 256, 1024, 4096]);
-    this.tokensPerSecond = new Gauge({ name: 'sssd_pool_generation_tokens_per_second', help: 'Generated tokens per second over the last 10 s.', registers });
+    // Read at each scrape: set only by steps, it kept its last busy figure through an idle pool.
+    const rate = (): number => this.currentTokensPerSecond(this.clock());
+    this.tokensPerSecond = new Gauge({
+      name: 'sssd_pool_generation_tokens_per_second',
+      help: 'Generated tokens per second over the last 10 s.',
+      registers,
+      collect() {
+        this.set(rate());
+      },
+    });
     // collect() runs with the counter as `this`.
     const metrics = this;
     this.phaseSeconds = new Counter({
@@ -363,8 +373,6 @@ export class PoolMetrics {
       this.windowBucket[slot] = bucket;
       this.windowTokens[slot] = 0;
       this.windowFirst[slot] = now;
-      // The gauge only needs to move as often as buckets turn over.
-      this.tokensPerSecond.set(this.currentTokensPerSecond(now));
     }
     this.windowTokens[slot] += generated;
   }

@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
+
+/** One sample's value from the rendered exposition. */
+async function sample(metrics: PoolMetrics, line: string): Promise<number> {
+  const found = (await metrics.render()).body.split('\n').find((l) => l.startsWith(`${line} `));
+  return Number(found?.split(' ').pop());
+}
+
+describe('pool metrics', () => {
+  it('reads the output rate at the scrape: a pool gone idle reads 0, not its last busy figure', async () => {
+    let clock = 100_000;
+    const metrics = new PoolMetrics(() => clock);
+    // 5 s of steps at 1,000 tokens a second.
+    for (let ms = 0; ms <= 5_000; ms += 10) metrics.endStep(100_000 + ms, 10);
+    clock = 105_000;
+    expect(await sample(metrics, 'sssd_pool_generation_tokens_per_second')).toBeCloseTo(1000, -1);
+    // Then nothing for 20 s.
+    clock = 125_000;
+    expect(await sample(metrics, 'sssd_pool_generation_tokens_per_second')).toBe(0);
+  });
+
+  it("counts finished generations in vLLM's reasons: a cancelled one is an abort, the context's end a length", async () => {
+    const metrics = new PoolMetrics();
+    for (const reason of ['stop', 'length', 'context_length', 'cancelled', 'error'] as const) metrics.recordFinished(reason);
+    expect(await sample(metrics, 'vllm:request_success_total{finished_reason="stop"}')).toBe(1);
+    expect(await sample(metrics, 'vllm:request_success_total{finished_reason="length"}')).toBe(2);
+    expect(await sample(metrics, 'vllm:request_success_total{finished_reason="abort"}')).toBe(1);
+    expect(await sample(metrics, 'vllm:request_success_total{finished_reason="error"}')).toBe(1);
+  });
+});
