@@ -227,9 +227,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * AdmissionError ('bad_request' or 'busy') without side effects.
    */
   submit(request: GenerateRequest, sink: GenerationSink): Generation<S> {
-    if (this.closed) throw new AdmissionError('busy', 'the pool is shutting down', 1000);
-    if (this.draining) {
+    if (this.closed || this.draining) {
+      // Counted the same: shutting down after a drain or without one.
       this.options.metrics.rejected.inc({ reason: 'draining' });
+      if (this.closed) throw new AdmissionError('busy', 'the pool is shutting down', 1000);
       throw new AdmissionError('busy', 'the pool is draining to shut down; retry on another pool', 1000);
     }
     const ctx = this.contextLength;

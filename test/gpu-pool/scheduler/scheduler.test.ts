@@ -270,10 +270,11 @@ describe('continuous batching', () => {
   });
 
   it('drains: refuses new generations as busy, lets the running and queued ones finish, then resolves', async () => {
+    const metrics = new PoolMetrics();
     const s = new Scheduler(runner, {
       limits: { maxActive: 1, maxQueued: 4, maxTotalTokens: 100_000 },
       budget: null,
-      metrics: new PoolMetrics(),
+      metrics,
       createDrafter: drafterFactory(null),
     });
     const running = collect();
@@ -297,6 +298,10 @@ describe('continuous batching', () => {
     expect(s.stats()).toMatchObject({ active: 0, queued: 0, reservedTokens: 0 });
     // Idle already: a second drain resolves at once.
     await s.drain();
+    // Refused while draining and once closed, each counted.
+    await s.close();
+    expect(() => s.submit(generateRequestSchema.parse({ id: 'later', promptIds: [1], maxTokens: 5 }), collect().sink)).toThrow(expect.objectContaining({ kind: 'busy' }));
+    expect((await metrics.rejected.get()).values.find((v) => v.labels.reason === 'draining')?.value).toBe(2);
   });
 
   it('a new request prefills in the same forward pass as a running one decodes', async () => {
