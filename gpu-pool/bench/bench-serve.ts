@@ -136,8 +136,11 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
     const serve = async (p: Prepared & { repeat: boolean }, method: SpeculationMethod, idPrefix: string): Promise<TimedGeneration> => {
       const playEdge = edge !== null && method === 'sssd' && !p.repeat;
       const greedy = p.request.temperature === 0;
+      // The request starts before its trie is drafted, as at the edge: its time to first token includes the drafting.
+      const startedAt = performance.now();
       const trie = playEdge ? await edge.trieFor(p.user, p.promptIds, greedy) : undefined;
       const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, idPrefix), ...(trie ? { trie } : {}) }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds], greedy) } : {});
+      r.sentAt = startedAt;
       // As the edge's waitUntil: the cache update happens after the response, off the request path.
       if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);
       return r;

@@ -18,6 +18,7 @@ export interface TimedGeneration {
   ok: boolean;
   error?: string;
   outputIds: number[];
+  /** When the request started (sent; bench-serve moves it back to before the edge drafted its trie): TTFT runs from here. */
   sentAt: number;
   firstTokenAt: number;
   lastTokenAt: number;
