@@ -10,6 +10,8 @@ export interface SoakReply {
   status: number;
   retryAfter: string | null;
   text: string;
+  /** The whole reply came (a client meant to hang up may have been too late to). */
+  complete: boolean;
 }
 
 export interface SoakSendOptions {
@@ -35,14 +37,14 @@ export function soakRequest(
         resolve(reply);
       }
     };
-    const cut = (): SoakReply => ({ status: 0, retryAfter: null, text: '' });
+    const cut = (): SoakReply => ({ status: 0, retryAfter: null, text: '', complete: false });
     const bytes = body === null ? null : Buffer.isBuffer(body) ? body : Buffer.from(body);
     const req = http.request(url, { method, agent, headers: { ...headers, ...(bytes ? { 'content-length': String(bytes.length) } : {}) } });
     req.on('response', (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (text += d));
-      res.on('end', () => done({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] ?? null, text }));
+      res.on('end', () => done({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] ?? null, text, complete: true }));
       res.on('error', () => done({ ...cut(), text }));
       res.on('aborted', () => done({ ...cut(), text }));
     });

@@ -9,12 +9,12 @@ import { describe, expect, it } from 'vitest';
 import { runEdgeSoak } from '../../../gpu-pool/bench/edge-soak';
 
 describe('the edge soak', () => {
-  it('names a 500 for a broken body, a 200 for one, a stream without [DONE], speculation changing the text and a key left refused', async () => {
+  it('names a 500 for a broken body, a 200 for one, a stream without [DONE] or cut, speculation changing the text and a key left refused', async () => {
     const server = http.createServer((req, res) => {
       let raw = '';
       req.on('data', (d: Buffer) => (raw += d.toString()));
       req.on('end', () => {
-        let body: { stream?: boolean; speculation?: string; max_tokens?: number; n?: number } = {};
+        let body: { stream?: boolean; speculation?: string; max_tokens?: number; n?: number; stop?: unknown } = {};
         try {
           body = JSON.parse(raw) as typeof body;
         } catch {
@@ -32,6 +32,13 @@ describe('the edge soak', () => {
         // Broken or not, answered as fine; speculation changes the text.
         const text = body.speculation === 'off' ? 'one' : 'two';
         res.statusCode = 200;
+        if (body.stream && body.stop !== undefined) {
+          // With a stop string: the connection dropped mid-stream.
+          res.setHeader('content-type', 'text/event-stream');
+          res.write(`data: ${JSON.stringify({ choices: [{ index: 0, text, finish_reason: null }] })}\n\n`);
+          res.socket?.destroySoon();
+          return;
+        }
         if (body.stream) {
           res.setHeader('content-type', 'text/event-stream');
           res.end(`data: ${JSON.stringify({ choices: [{ index: 0, text, finish_reason: 'length' }] })}\n\n`);
@@ -45,7 +52,7 @@ describe('the edge soak', () => {
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       // Random traffic: soak again (other seeds) until each broken promise was met, however slow the machine.
-      const wanted = [/a broken request got 500/, /a broken request got 200/, /a stream without data: \[DONE\]/, /speculation changed the answer/, /after the soak the key is still refused: 429/];
+      const wanted = [/a broken request got 500/, /a broken request got 200/, /a stream without data: \[DONE\]/, /speculation changed the answer/, /after the soak the key is still refused: 429/, /the connection was cut before a whole reply/];
       let all = '';
       for (let seed = 2; seed < 22 && !wanted.every((w) => w.test(all)); seed++) {
         const report = await runEdgeSoak({ edgeUrl: url, key: 'k', seconds: 1, concurrency: 4, seed, model: 'm', leaseSeconds: 0 });
@@ -56,6 +63,7 @@ describe('the edge soak', () => {
       expect(all).toMatch(/a stream without data: \[DONE\]/);
       expect(all).toMatch(/speculation changed the answer/);
       expect(all).toMatch(/after the soak the key is still refused: 429/);
+      expect(all).toMatch(/the connection was cut before a whole reply/);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }

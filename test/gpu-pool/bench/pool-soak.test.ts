@@ -59,7 +59,7 @@ describe('sssd soak', () => {
     expect(await soak(['--pool', 'http://127.0.0.1:9'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/cannot reach http:\/\/127\.0\.0\.1:9/) });
   });
 
-  it('names the promises a server breaks: other ids with speculation, a 200 for a broken body, an error ending a stream, work left running', async () => {
+  it('names the promises a server breaks: other ids with speculation, a 200 for a broken body, an error ending a stream, a stream cut, work left running', async () => {
     // A stand-in that gets things wrong on purpose: it tests the soak's checks, not a pool.
     const server = http.createServer((req, res) => {
       let body = '';
@@ -74,7 +74,7 @@ describe('sssd soak', () => {
           res.end('{}');
           return;
         }
-        let parsed: { speculation?: string; sampling?: { temperature?: number } } = {};
+        let parsed: { speculation?: string; sampling?: { temperature?: number }; logprobs?: number } = {};
         try {
           parsed = JSON.parse(body) as typeof parsed;
         } catch {
@@ -83,6 +83,11 @@ describe('sssd soak', () => {
         res.setHeader('content-type', 'application/x-ndjson');
         const ids = parsed.speculation === 'off' || parsed.speculation === undefined ? [5, 6, 7] : [5, 6, 8];
         res.write(`${JSON.stringify({ type: 'tokens', ids, sources: ids.map(() => 'model'), drafted: 0, accepted: 0 })}\n`);
+        // Asked for log-probabilities: the connection dropped mid-stream.
+        if (parsed.logprobs !== undefined) {
+          res.socket?.destroySoon();
+          return;
+        }
         const sampled = (parsed.sampling?.temperature ?? 0) > 0;
         res.end(`${JSON.stringify(sampled ? { type: 'error', code: 'internal', message: 'boom' } : { type: 'done', finishReason: 'length', usage: {} })}\n`);
       });
@@ -92,7 +97,7 @@ describe('sssd soak', () => {
       const port = (server.address() as AddressInfo).port;
       // The traffic is random: soak again (other seeds) until each kind of request has met its broken promise;
       // a slow machine sends fewer requests a second, so a fixed window could miss one.
-      const wanted = [/emitted other ids than off/, /a broken request got 200/, /the stream ended with \{"type":"error"/, /after the soak the pool still has 1 running/];
+      const wanted = [/emitted other ids than off/, /a broken request got 200/, /the stream ended with \{"type":"error"/, /after the soak the pool still has 1 running/, /the connection was cut before a whole reply/];
       let all = '';
       for (let seed = 3; seed < 23 && !wanted.every((w) => w.test(all)); seed++) {
         const report = await runSoak({ poolUrl: `http://127.0.0.1:${port}`, token: null, seconds: 1, concurrency: 4, seed, vocabSize: 512, contextLength: 512, maxTokens: 20, settleMs: 300 });
@@ -103,6 +108,7 @@ describe('sssd soak', () => {
       expect(all).toMatch(/a broken request got 200/);
       expect(all).toMatch(/the stream ended with \{"type":"error"/);
       expect(all).toMatch(/after the soak the pool still has 1 running/);
+      expect(all).toMatch(/the connection was cut before a whole reply/);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
