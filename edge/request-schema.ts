@@ -40,7 +40,7 @@ const commonFields = {
   presence_penalty: z.number().min(-2).max(2).nullish(),
   /** Token id (as a string) → bias added to its logit, -100..100 (OpenAI's). */
   logit_bias: z
-    .record(z.string().regex(/^\d{1,9}$/, 'logit_bias keys are token ids'), z.number().min(-100).max(100))
+    .record(z.string().regex(/^(0|[1-9]\d{0,8})$/, 'logit_bias keys are token ids, written without leading zeros'), z.number().min(-100).max(100))
     .refine((b) => Object.keys(b).length <= 1024, 'logit_bias holds at most 1024 tokens')
     .nullish(),
   /** Non-standard (vLLM): > 1 discourages tokens of the prompt and the output, 1 = none. */

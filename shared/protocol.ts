@@ -30,7 +30,7 @@ export const samplingSchema = z.object({
   repetitionPenalty: z.number().gt(0).max(10).default(1),
   /** OpenAI's: added to the logits of these token ids (decimal strings), before the penalties; -100 bans, 100 forces. */
   logitBias: z
-    .record(z.string().regex(/^\d{1,9}$/, 'logitBias keys are token ids'), z.number().min(-100).max(100))
+    .record(z.string().regex(/^(0|[1-9]\d{0,8})$/, 'logitBias keys are token ids, written without leading zeros'), z.number().min(-100).max(100))
     .refine((b) => Object.keys(b).length <= 1024, 'logitBias holds at most 1024 tokens')
     .optional(),
 });

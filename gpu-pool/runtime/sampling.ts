@@ -90,7 +90,13 @@ export function toProbabilities(logits: Float32Array, opts: SamplingOptions, out
   if (!(temperature > 0)) throw new RangeError('toProbabilities needs temperature > 0 (use argmax for greedy)');
   const n = logits.length;
   let max = -Infinity;
-  for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
+  let best = 0;
+  for (let i = 0; i < n; i++) {
+    if (logits[i] > max) {
+      max = logits[i];
+      best = i;
+    }
+  }
   let sum = 0;
   for (let i = 0; i < n; i++) {
     const e = Math.exp((logits[i] - max) / temperature);
@@ -113,16 +119,25 @@ export function toProbabilities(logits: Float32Array, opts: SamplingOptions, out
     m = selectTopK(out, k, order);
   } else {
     const cutoff = (1 - topP) / (n - 1);
-    for (let i = 0; i < n; i++) if (out[i] >= cutoff) order[m++] = i;
+    // The most probable token always stays: under a tiny top-p and a flat distribution it alone is the nucleus.
+    for (let i = 0; i < n; i++) if (out[i] >= cutoff || i === best) order[m++] = i;
   }
   const ids = order.subarray(0, m);
   ids.sort((x, y) => out[y] - out[x] || x - y);
   let keep = m;
   if (topP < 1) {
+    // Top-p over what top-k left, renormalised (as vLLM, Hugging Face and llama.cpp do); without top-k
+    // over the whole vocabulary (the tokens the pre-filter left out hold less than 1 - topP together).
+    let total = 1;
+    if (k < n) {
+      total = 0;
+      for (let r = 0; r < m; r++) total += out[ids[r]];
+    }
+    const nucleus = topP * total;
     let cum = 0;
     for (let r = 0; r < m; r++) {
       cum += out[ids[r]];
-      if (cum >= topP) {
+      if (cum >= nucleus) {
         keep = r + 1;
         break;
       }

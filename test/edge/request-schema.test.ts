@@ -82,3 +82,12 @@ describe('seed', () => {
     }
   });
 });
+
+describe('logit_bias', () => {
+  it('takes token ids as OpenAI writes them, and refuses one token written twice ("7" and "007")', () => {
+    expect(refusal({ logit_bias: { '0': 1, '7': -100, '511': 5 } })).toBeNull();
+    const err = refusal({ logit_bias: { '7': 5, '007': 5 } });
+    expect(err?.status).toBe(400);
+    expect(err!.toBody().error.message).toMatch(/without leading zeros/);
+  });
+});

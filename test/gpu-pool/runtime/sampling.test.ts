@@ -45,6 +45,20 @@ describe('sampling', () => {
     expect(() => toProbabilities(logits, { temperature: 0, topP: 1, topK: 0 }, new Float32Array(5))).toThrow(RangeError);
   });
 
+  it('applies top-p to what top-k left, renormalised, and always keeps the most likely token', () => {
+    // Probabilities 0.5, 0.05, and 18 tokens sharing 0.45: top-k 2 leaves 0.909 / 0.091, and top-p 0.9 then keeps the first alone.
+    const probs = [0.5, 0.05, ...Array.from({ length: 18 }, () => 0.45 / 18)];
+    const logits = Float32Array.from(probs, Math.log);
+    const both = toProbabilities(logits, { temperature: 1, topP: 0.9, topK: 2 }, new Float32Array(20));
+    expect(both[0]).toBeCloseTo(1, 6);
+    expect(both[1]).toBe(0);
+    // A flat distribution under a tiny top-p: the single most likely token, not none.
+    const flat = Float32Array.from({ length: 512 }, (_, i) => (i === 77 ? 0.002 : 0));
+    const tiny = toProbabilities(flat, { temperature: 2, topP: 1e-4, topK: 0 }, new Float32Array(512));
+    expect(tiny[77]).toBeCloseTo(1, 6);
+    expect(tiny.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+  });
+
   it('matches a plain sort-everything implementation on random logits', () => {
     const naive = (l: Float32Array, t: number, p: number, k: number): number[] => {
       const e = Array.from(l, (x) => Math.exp(x / t));
@@ -52,9 +66,11 @@ describe('sampling', () => {
       const probs = e.map((x) => x / z);
       const ids = probs.map((_, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
       let keep = k > 0 ? Math.min(k, ids.length) : ids.length;
+      // Top-p over the top-k survivors, renormalised (vLLM's order: top-k, then top-p).
+      const topKMass = ids.slice(0, keep).reduce((a, i) => a + probs[i], 0);
       let cum = 0;
       for (let r = 0; r < keep; r++) {
-        cum += probs[ids[r]];
+        cum += probs[ids[r]] / topKMass;
         if (p < 1 && cum >= p) { keep = r + 1; break; }
       }
       const kept = ids.slice(0, keep).reduce((a, i) => a + probs[i], 0);
@@ -63,7 +79,7 @@ describe('sampling', () => {
       return out;
     };
     const rng = new Rng(3);
-    for (const [t, p, k] of [[1, 0.9, 0], [0.7, 1, 20], [1.3, 0.5, 50], [1, 0.99, 1], [0.8, 0.3, 0]] as const) {
+    for (const [t, p, k] of [[1, 0.9, 0], [0.7, 1, 20], [1.3, 0.5, 50], [1, 0.99, 1], [0.8, 0.3, 0], [1, 0.6, 30], [0.9, 0.95, 5]] as const) {
       const logits = Float32Array.from({ length: 1000 }, () => 6 * rng.next());
       const got = toProbabilities(logits, { temperature: t, topP: p, topK: k }, new Float32Array(1000));
       const want = naive(logits, t, p, k);
