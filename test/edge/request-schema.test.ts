@@ -88,6 +88,6 @@ describe('logit_bias', () => {
     expect(refusal({ logit_bias: { '0': 1, '7': -100, '511': 5 } })).toBeNull();
     const err = refusal({ logit_bias: { '7': 5, '007': 5 } });
     expect(err?.status).toBe(400);
-    expect(err!.toBody().error.message).toMatch(/without leading zeros/);
+    expect(err!.toBody().error.message).toMatch(/logit_bias\.007/);
   });
 });
