@@ -28,10 +28,22 @@ interface HfConfig {
   bos_token_id?: number;
   eos_token_id?: number | number[];
   rope_scaling?: unknown;
+  /** Newer transformers: rope_theta and the scaling together. */
+  rope_parameters?: { rope_type?: string; rope_theta?: number } & Record<string, unknown>;
   attention_bias?: boolean;
   mlp_bias?: boolean;
   model_type?: string;
+  hidden_act?: string;
+  sliding_window?: number | null;
 }
+
+/**
+ * The architectures whose checkpoints are Llama's forward pass exactly (the
+ * same tensors, SiLU MLP, RMSNorm, RoPE, full attention). Others that reuse
+ * Llama's tensor names (Qwen3's q/k norms, Gemma's norm and scale, Mistral's
+ * sliding window) would load and answer wrong: they are refused by name.
+ */
+const LLAMA_MODEL_TYPES = new Set(['llama']);
 
 /**
  * Moves q/k rows between RoPE conventions. llama2.c row (h, 2i + j) is HF row
@@ -50,6 +62,16 @@ export function permuteRopeRows(w: Float32Array, nHeads: number, rows: number, c
         out.set(w.subarray(src, src + cols), dst);
       }
   return out;
+}
+
+/** eos_token_id as ids (absent: 2, Llama's </s>); anything but token ids is refused, not read as none. */
+function eosIdsOf(eos: unknown, name: string): number[] {
+  if (eos === undefined) return [2];
+  const ids = Array.isArray(eos) ? eos : [eos];
+  if (ids.length === 0 || !ids.every((id) => typeof id === 'number' && Number.isInteger(id) && id >= 0)) {
+    throw new ModelLoadError(`${name}: eos_token_id must be a token id or a list of them, not ${JSON.stringify(eos)}`);
+  }
+  return ids as number[];
 }
 
 function requirePositiveInt(cfg: HfConfig, key: keyof HfConfig, name: string): number {
@@ -74,7 +96,18 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   } catch {
     throw new ModelLoadError(`${configPath}: not valid JSON`);
   }
+  if (cfg.model_type !== undefined && !LLAMA_MODEL_TYPES.has(cfg.model_type)) {
+    throw new ModelLoadError(`${name}: model_type "${cfg.model_type}" is not supported (only Llama's forward pass: model_type "llama")`);
+  }
+  if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') throw new ModelLoadError(`${name}: hidden_act "${cfg.hidden_act}" is not supported (only silu)`);
+  if (cfg.sliding_window !== undefined && cfg.sliding_window !== null) throw new ModelLoadError(`${name}: sliding-window attention is not supported`);
   if (cfg.rope_scaling) throw new ModelLoadError(`${name}: rope_scaling is not supported`);
+  const rope = cfg.rope_parameters;
+  if (rope !== undefined && rope !== null && (rope.rope_type ?? 'default') !== 'default') {
+    throw new ModelLoadError(`${name}: rope_parameters.rope_type "${String(rope.rope_type)}" is not supported (only default RoPE)`);
+  }
+  const ropeTheta = rope?.rope_theta ?? cfg.rope_theta ?? 10000;
+  if (typeof ropeTheta !== 'number' || !(ropeTheta > 0)) throw new ModelLoadError(`${name}: rope_theta must be a positive number`);
   if (cfg.attention_bias || cfg.mlp_bias) throw new ModelLoadError(`${name}: attention/MLP biases are not supported`);
   const dim = requirePositiveInt(cfg, 'hidden_size', name);
   const hiddenDim = requirePositiveInt(cfg, 'intermediate_size', name);
@@ -93,10 +126,10 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   const eos = cfg.eos_token_id;
   const config: ModelConfig = {
     name, dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize, contextLength,
-    ropeTheta: cfg.rope_theta ?? 10000,
+    ropeTheta,
     normEps: cfg.rms_norm_eps ?? 1e-6,
     bosId: cfg.bos_token_id ?? 1,
-    eosIds: eos === undefined ? [2] : Array.isArray(eos) ? eos : [eos],
+    eosIds: eosIdsOf(eos, name),
   };
 
   // Shards: the index names each tensor's file; otherwise one model.safetensors.

@@ -43,7 +43,9 @@ export function readSafetensors(bytes: Uint8Array, name: string): Map<string, Sa
     const [begin, end] = e.data_offsets ?? [];
     const count = (e.shape ?? []).reduce((a, b) => a * b, 1);
     const width = BYTES_PER[e.dtype];
-    if (!Number.isInteger(begin) || !Number.isInteger(end) || width === undefined || end - begin !== count * width) {
+    const shapeOk = Array.isArray(e.shape) && e.shape.every((d) => Number.isInteger(d) && d >= 0);
+    // A negative begin would read the header as weights.
+    if (!shapeOk || !Number.isInteger(begin) || !Number.isInteger(end) || begin < 0 || width === undefined || end - begin !== count * width) {
       throw new ModelLoadError(`${name}: tensor ${key} has an inconsistent header entry`);
     }
     if (dataStart + end > bytes.byteLength) {

@@ -90,4 +90,35 @@ describe('Hugging Face checkpoints', () => {
     rmSync(path.join(dir, 'config.json'));
     await expect(loadModel(dir)).rejects.toThrow(/no config\.json/);
   });
+
+  it("refuse what Llama's forward pass would answer wrong, rather than load it: other architectures, scaled RoPE, no end token", async () => {
+    const bin = await loadModel(models.stories260K.checkpoint);
+    const dir = path.join(tmp, 'variants');
+    await writeHfCheckpoint(dir, bin.config, bin.weights);
+    const base = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const withConfig = async (change: Record<string, unknown>, drop: string[] = []): Promise<unknown> => {
+      const cfg: Record<string, unknown> = { ...base, ...change };
+      for (const key of drop) delete cfg[key];
+      writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+      return loadModel(dir).then((m) => m.config, (err: unknown) => err);
+    };
+    expect(String(await withConfig({ model_type: 'qwen3' }))).toMatch(/model_type "qwen3" is not supported/);
+    expect(String(await withConfig({ hidden_act: 'gelu_pytorch_tanh' }))).toMatch(/hidden_act "gelu_pytorch_tanh" is not supported/);
+    expect(String(await withConfig({ sliding_window: 4096 }))).toMatch(/sliding-window attention is not supported/);
+    // Newer transformers keep theta and the scaling in rope_parameters: read there, and a scaled one refused.
+    expect(String(await withConfig({ rope_parameters: { rope_type: 'llama3', rope_theta: 500000, factor: 8 } }, ['rope_theta']))).toMatch(/rope_type "llama3" is not supported/);
+    expect(await withConfig({ rope_parameters: { rope_type: 'default', rope_theta: 500000 } }, ['rope_theta'])).toMatchObject({ ropeTheta: 500000 });
+    expect(String(await withConfig({ eos_token_id: null }))).toMatch(/eos_token_id must be a token id/);
+    expect(await withConfig({ sliding_window: null, hidden_act: 'silu', model_type: 'llama' })).toMatchObject({ nLayers: bin.config.nLayers });
+  });
+
+  it('refuse a safetensors entry whose data would start before the data (in the header)', () => {
+    const file = writeSafetensors([{ name: 'w', shape: [2], data: new Float32Array([1, 2]) }]);
+    const headerLen = Number(new DataView(file.buffer, file.byteOffset).getBigUint64(0, true));
+    const header = JSON.parse(Buffer.from(file.subarray(8, 8 + headerLen)).toString('utf8')) as Record<string, { data_offsets: number[] }>;
+    header.w.data_offsets = [-8, 0];
+    const text = Buffer.from(JSON.stringify(header).padEnd(headerLen, ' '));
+    const forged = Buffer.concat([file.subarray(0, 8), text, file.subarray(8 + headerLen)]);
+    expect(() => readSafetensors(new Uint8Array(forged), 'forged')).toThrow(/inconsistent header entry/);
+  });
 });
