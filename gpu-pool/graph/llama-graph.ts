@@ -109,16 +109,17 @@ export function graphKey(sha256: string, layout: GraphLayout): string {
  */
 export interface PackedOutputLayout {
   logits: number;
-  keys: Int32Array;
-  values: Int32Array;
+  keys: Float64Array;
+  values: Float64Array;
   total: number;
 }
 
 export function packedOutputLayout(config: ModelConfig, batch: number, tokens: number): PackedOutputLayout {
   const perLayer = batch * config.nKvHeads * tokens * config.headDim;
   const logitsLength = batch * tokens * config.vocabSize;
-  const keys = new Int32Array(config.nLayers);
-  const values = new Int32Array(config.nLayers);
+  // Offsets in doubles: a 7B-shaped pass of 32 rows × 2,048 tokens runs past 2^31 floats, where int32 wrapped negative.
+  const keys = new Float64Array(config.nLayers);
+  const values = new Float64Array(config.nLayers);
   for (let l = 0; l < config.nLayers; l++) {
     keys[l] = logitsLength + 2 * l * perLayer;
     values[l] = keys[l] + perLayer;

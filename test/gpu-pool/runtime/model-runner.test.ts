@@ -111,6 +111,10 @@ describe('ModelRunner', () => {
     expect(at.values[0]).toBe(at.keys[0] + perLayer);
     expect(at.keys[nLayers - 1]).toBe(3 * 2 * vocabSize + 2 * (nLayers - 1) * perLayer);
     expect(at.total).toBe(3 * 2 * vocabSize + 2 * nLayers * perLayer);
+    // Past 2^31 floats (a 7B-shaped model, 32 rows of 2,048 tokens): offsets stay exact and ascending.
+    const big = packedOutputLayout({ ...model.config, dim: 4096, nLayers: 32, nHeads: 32, nKvHeads: 8, headDim: 128, vocabSize: 32000 }, 32, 2048);
+    for (let l = 1; l < 32; l++) expect(big.keys[l]).toBeGreaterThan(big.values[l - 1]);
+    expect(big.values[31] + 32 * 8 * 2048 * 128).toBe(big.total);
   });
 
   it('splits a step whose padding would dominate into two passes, with the same logits', async () => {
