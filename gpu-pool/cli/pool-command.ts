@@ -271,7 +271,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       );
     }
   }
-  const metrics = new PoolMetrics();
+  // Every accepted position counted: a step accepts at most --max-tree-nodes drafted tokens.
+  const metrics = new PoolMetrics(undefined, maxTreeNodes);
   let budget: TreeBudget | null = null;
   if (speculation.budget !== 'off') {
     const t0 = performance.now();

@@ -15,7 +15,7 @@ export const PHASE_SECONDS_METRIC = 'sssd_pool_phase_seconds_total';
 /** vllm:request_success_total's label for each finish reason (vLLM's FinishReason strings). */
 const VLLM_FINISH_REASON: Readonly<Record<FinishReason, string>> = { stop: 'stop', length: 'length', context_length: 'length', cancelled: 'abort', error: 'error' };
 
-/** Positions tracked by the per-position acceptance counter. */
+/** Positions tracked by the per-position acceptance counter, at the least. */
 export const MAX_TRACKED_POSITIONS = 32;
 const WINDOW_BUCKET_MS = 100;
 const WINDOW_BUCKETS = 100;
@@ -204,7 +204,7 @@ export class PoolMetrics {
   }
 
   /** Accepted counts per position since the last flush (hot path: no label lookups per token). */
-  private readonly pendingPerPosition = new Float64Array(MAX_TRACKED_POSITIONS);
+  private readonly pendingPerPosition: Float64Array;
   /**
    * Tokens of the last 10 s in 100 ms buckets (a ring): the rate is read every
    * step, and a per-step list made that O(steps in 10 s), several percent of
@@ -216,8 +216,17 @@ export class PoolMetrics {
   /** Earliest step time recorded in each ring slot. */
   private readonly windowFirst = new Float64Array(WINDOW_BUCKETS);
 
-  /** `clock`: the time the scheduler stamps its steps with (ms), read again at each scrape. */
-  constructor(private readonly clock: () => number = () => performance.now()) {
+  /**
+   * `clock`: the time the scheduler stamps its steps with (ms), read again at
+   * each scrape. `positions`: accepted positions counted one by one, at least
+   * the deepest path a step can accept (the pool's --max-tree-nodes), so the
+   * per-position counts add up to the accepted total as vLLM's do.
+   */
+  constructor(
+    private readonly clock: () => number = () => performance.now(),
+    positions = MAX_TRACKED_POSITIONS,
+  ) {
+    this.pendingPerPosition = new Float64Array(Math.max(MAX_TRACKED_POSITIONS, positions));
     const registers = [this.registry];
     const histogram = (name: string, help: string, buckets: number[]): Histogram => new Histogram({ name, help, buckets, registers });
     this.numDrafts = new Counter({ name: 'vllm:spec_decode_num_drafts_total', help: 'Verification steps that carried a draft.', registers });
@@ -335,7 +344,7 @@ export class PoolMetrics {
   }
 
   recordAccepted(position: number): void {
-    if (position < MAX_TRACKED_POSITIONS) this.pendingPerPosition[position]++;
+    if (position < this.pendingPerPosition.length) this.pendingPerPosition[position]++;
   }
 
   recordFinished(reason: FinishReason): void {
@@ -359,7 +368,7 @@ export class PoolMetrics {
 
   /** Once per step: fold per-position counts into the labelled counter and update the rate window. */
   endStep(now: number, generated: number): void {
-    for (let i = 0; i < MAX_TRACKED_POSITIONS; i++) {
+    for (let i = 0; i < this.pendingPerPosition.length; i++) {
       const n = this.pendingPerPosition[i];
       if (n > 0) {
         this.acceptedPerPosition.inc({ position: String(i) }, n);

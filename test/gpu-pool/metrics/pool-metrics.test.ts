@@ -28,4 +28,12 @@ describe('pool metrics', () => {
     expect(await sample(metrics, 'vllm:request_success_total{finished_reason="abort"}')).toBe(1);
     expect(await sample(metrics, 'vllm:request_success_total{finished_reason="error"}')).toBe(1);
   });
+
+  it('counts every accepted position a step can reach, past 32 where the trees may hold more', async () => {
+    const metrics = new PoolMetrics(undefined, 64);
+    for (let p = 0; p < 48; p++) metrics.recordAccepted(p);
+    metrics.endStep(1, 48);
+    expect(await sample(metrics, 'vllm:spec_decode_num_accepted_tokens_per_pos_total{position="40"}')).toBe(1);
+    expect(await sample(metrics, 'vllm:spec_decode_num_accepted_tokens_per_pos_total{position="47"}')).toBe(1);
+  });
 });
