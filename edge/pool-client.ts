@@ -31,6 +31,9 @@ export class PoolRejectedError extends Error {
 /** The body of POST /v1/generate as sent (fields with defaults may be left out). */
 export type GenerateInput = z.input<typeof generateRequestSchema>;
 
+/** A trie push or a cancel the pool has not answered by then will not help (and a stream's close waits on a stop's cancel). */
+const CONTROL_TIMEOUT_MS = 5_000;
+
 export class PoolClient {
   constructor(
     readonly baseUrl: string,
@@ -89,6 +92,7 @@ export class PoolClient {
   async pushTrie(id: string, body: PushTrieRequest): Promise<void> {
     const res = await fetch(`${this.baseUrl}/v1/generations/${encodeURIComponent(id)}/trie`, {
       method: 'POST',
+      signal: AbortSignal.timeout(CONTROL_TIMEOUT_MS),
       headers: this.headers({ 'content-type': 'application/json' }),
       body: JSON.stringify(body),
     });
@@ -99,6 +103,7 @@ export class PoolClient {
   async cancel(id: string, reason?: 'stop'): Promise<void> {
     const res = await fetch(`${this.baseUrl}/v1/generations/${encodeURIComponent(id)}${reason ? `?reason=${reason}` : ''}`, {
       method: 'DELETE',
+      signal: AbortSignal.timeout(CONTROL_TIMEOUT_MS),
       headers: this.headers(),
     });
     await res.body?.cancel();
