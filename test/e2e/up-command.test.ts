@@ -17,12 +17,20 @@ afterAll(() => {
   rmSync(state, { recursive: true, force: true });
 });
 
-/** Starts `sssd up` on free ports and waits for its "Ctrl-C stops both" line. */
-async function startUp(): Promise<{ up: ChildProcess; edgePort: number; poolPort: number; output: () => string; exited: Promise<number | null> }> {
+interface RunningUp {
+  up: ChildProcess;
+  edgePort: number;
+  poolPort: number;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Spawns `sssd up` on free ports with `env` added, its output collected. */
+async function spawnUp(env: Record<string, string>): Promise<RunningUp> {
   const [edgePort, poolPort] = [await freePort(), await freePort()];
   const up = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up'], {
     cwd: repoRoot,
-    env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_DEV_API_KEY: 'up-test-key', SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off', SSSD_DEFAULT_CONCURRENCY: '1' },
+    env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child = up;
@@ -30,13 +38,21 @@ async function startUp(): Promise<{ up: ChildProcess; edgePort: number; poolPort
   up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => up.on('exit', resolve));
+  return { up, edgePort, poolPort, output: () => output, exited };
+}
+
+/** Starts `sssd up` on free ports and waits for its "Ctrl-C stops both" line. */
+async function startUp(): Promise<RunningUp> {
+  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1' });
+  const { up } = started;
+  const output = started.output;
   const deadline = Date.now() + 110_000;
-  while (!output.includes('Ctrl-C stops both')) {
-    if (up.exitCode !== null) throw new Error(`sssd up exited early:\n${output}`);
-    if (Date.now() > deadline) throw new Error(`sssd up did not come up:\n${output}`);
+  while (!output().includes('Ctrl-C stops both')) {
+    if (up.exitCode !== null) throw new Error(`sssd up exited early:\n${output()}`);
+    if (Date.now() > deadline) throw new Error(`sssd up did not come up:\n${output()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { up, edgePort, poolPort, output: () => output, exited };
+  return started;
 }
 
 describe('sssd up', () => {
@@ -83,24 +99,14 @@ describe('sssd up', () => {
     // Its own temporary folder: the edge's secrets folder (sssd-edge-*) is made there.
     const tmp = mkdtempSync(path.join(tmpdir(), 'sssd-up-tmp-'));
     try {
-      const [edgePort, poolPort] = [await freePort(), await freePort()];
-      const up = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up'], {
-        cwd: repoRoot,
-        env: { ...process.env, TMPDIR: tmp, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      child = up;
-      let output = '';
-      up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-      up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-      const exited = new Promise<number | null>((resolve) => up.on('exit', resolve));
+      const { up, edgePort, poolPort, output, exited } = await spawnUp({ TMPDIR: tmp });
       const secrets = (): string[] => readdirSync(tmp).filter((name) => name.startsWith('sssd-edge-'));
       for (let i = 0; i < 300 && secrets().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
       expect(secrets()).toHaveLength(1);
-      expect(output).not.toContain('Ctrl-C stops both');
+      expect(output()).not.toContain('Ctrl-C stops both');
       up.kill('SIGINT');
       expect(await exited).toBe(130);
-      expect(output).toContain('SIGINT while starting');
+      expect(output()).toContain('SIGINT while starting');
       expect(secrets()).toEqual([]);
       let free = false;
       for (let i = 0; i < 100 && !free; i++) {

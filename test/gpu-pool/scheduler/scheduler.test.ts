@@ -61,6 +61,23 @@ function collect(): { events: PoolEvent[]; done: Promise<PoolEvent[]>; sink: { s
   return { events, done, sink: { send: (e) => events.push(e), end: () => resolve(events) } };
 }
 
+/** Story `line` of the greedy fixtures: its prompt and output ids. */
+function fixtureStory(line: number): { prompt_ids: number[]; output_ids: number[] } {
+  return JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[line]) as { prompt_ids: number[]; output_ids: number[] };
+}
+
+/** The ids a generation's events emitted, in order. */
+function tokensOf(events: PoolEvent[]): number[] {
+  return events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+}
+
+/** What plain decoding emits for a prompt, alone on a scheduler of its own. */
+async function plainIds(promptIds: number[], maxTokens: number): Promise<number[]> {
+  const c = collect();
+  scheduler(null).submit(generateRequestSchema.parse({ id: 'plain-reference', promptIds, maxTokens, speculation: 'off' }), c.sink);
+  return tokensOf(await c.done);
+}
+
 const cost = new CostModel({ fixed: 1, perRow: 0.01, perPaddedToken: 0.01, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
 
 /** A governor that refuses speculation and records the batch sizes it was asked about. */
@@ -324,10 +341,9 @@ describe('continuous batching', () => {
 
   it('a long prompt goes in by chunks beside a decoding row, and both emit what they would alone', async () => {
     // A natural 150-token prompt: a reference story and its continuation.
-    const story = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[0]) as { prompt_ids: number[]; output_ids: number[] };
+    const story = fixtureStory(0);
     const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 150);
     expect(prompt.length).toBe(150);
-    const tokensOf = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
     const whole = collect();
     scheduler(null).submit(generateRequestSchema.parse({ id: 'whole', promptIds: prompt, maxTokens: 30, speculation: 'off' }), whole.sink);
     const wholeIds = tokensOf(await whole.done);
@@ -353,12 +369,9 @@ describe('continuous batching', () => {
   });
 
   it('prompts arriving together share one chunk of prompt tokens a step, oldest first', async () => {
-    const story = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[1]) as { prompt_ids: number[]; output_ids: number[] };
+    const story = fixtureStory(1);
     const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 100);
-    const tokensOf = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
-    const whole = collect();
-    scheduler(null).submit(generateRequestSchema.parse({ id: 'whole', promptIds: prompt, maxTokens: 20, speculation: 'off' }), whole.sink);
-    const wholeIds = tokensOf(await whole.done);
+    const wholeIds = await plainIds(prompt, 20);
     const chunked = chunkedScheduler(40, null);
     runner.steps = [];
     const runs = ['p', 'q', 'r'].map((id) => {
@@ -374,12 +387,9 @@ describe('continuous batching', () => {
   });
 
   it("a pass that fails outright ends its own rows, not a prompt chunked prefill held out of it", async () => {
-    const story = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[1]) as { prompt_ids: number[]; output_ids: number[] };
+    const story = fixtureStory(1);
     const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 100);
-    const tokensOf = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
-    const whole = collect();
-    scheduler(null).submit(generateRequestSchema.parse({ id: 'whole', promptIds: prompt, maxTokens: 20, speculation: 'off' }), whole.sink);
-    const wholeIds = tokensOf(await whole.done);
+    const wholeIds = await plainIds(prompt, 20);
     let failures = 0;
     const s = new Scheduler(
       failingRunner(true, () => {
@@ -411,7 +421,7 @@ describe('continuous batching', () => {
   });
 
   it('chunked prompts: a sampled request samples the same, a prompt-only one ends after its last chunk, a cancel mid-prompt frees its cache', async () => {
-    const story = JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[2]) as { prompt_ids: number[]; output_ids: number[] };
+    const story = fixtureStory(2);
     const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 150);
     const chunked = chunkedScheduler(16);
     const whole = chunkedScheduler(0);
@@ -420,7 +430,6 @@ describe('continuous batching', () => {
       s.submit(generateRequestSchema.parse({ id, promptIds: prompt, ...extra }), c.sink);
       return c.done;
     };
-    const tokensOf = (events: PoolEvent[]): number[] => events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
     const sampled = { maxTokens: 30, speculation: 'sssd', sampling: { temperature: 0.9, seed: 7 } };
     expect(tokensOf(await run(chunked, 's1', sampled))).toEqual(tokensOf(await run(whole, 's2', sampled)));
 
@@ -1073,7 +1082,6 @@ describe('continuous batching', () => {
     /** A chain trie rooted at `root` predicting `next` (p = 1 each), base64. */
     const chain = (root: number, next: number[]): string =>
       Buffer.from(encodeEdgeTrie([root, ...next], [-1, ...next.map((_, i) => i)], [1, ...next.map(() => 1)])).toString('base64');
-    const tokensOf = (evs: PoolEvent[]): number[] => evs.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
     const edgeTokens = (evs: PoolEvent[]): number => evs.reduce((n, e) => n + (e.type === 'tokens' ? e.sources.filter((x) => x === 'edge').length : 0), 0);
     const hints = (evs: PoolEvent[]): Extract<PoolEvent, { type: 'trie-exhausted' }>[] =>
       evs.filter((e): e is Extract<PoolEvent, { type: 'trie-exhausted' }> => e.type === 'trie-exhausted');
