@@ -66,14 +66,26 @@ function rotl(x: number, k: number): number {
 
 export function argmax(logits: Float32Array): number {
   let best = 0;
-  let max = logits[0];
-  for (let i = 1; i < logits.length; i++) {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
     if (logits[i] > max) {
       max = logits[i];
       best = i;
     }
   }
+  // NaN never wins a comparison; a row of them (or an overflow to +Infinity) is a broken pass, not a token.
+  if (!(max > -Infinity && max < Infinity)) throw new RangeError(nonFiniteLogits(logits));
   return best;
+}
+
+function nonFiniteLogits(logits: Float32Array): string {
+  let nan = 0;
+  let inf = 0;
+  for (let i = 0; i < logits.length; i++) {
+    if (Number.isNaN(logits[i])) nan++;
+    else if (!Number.isFinite(logits[i])) inf++;
+  }
+  return `the model's logits are not finite (${nan} NaN, ${inf} infinite of ${logits.length}): the forward pass overflowed or the weights are broken`;
 }
 
 // Scratch for top-k/top-p ordering; grow-only, shared (single-threaded JS).
@@ -97,11 +109,14 @@ export function toProbabilities(logits: Float32Array, opts: SamplingOptions, out
       best = i;
     }
   }
+  if (!(max > -Infinity && max < Infinity)) throw new RangeError(nonFiniteLogits(logits));
   let sum = 0;
   for (let i = 0; i < n; i++) {
     const e = Math.exp((logits[i] - max) / temperature);
-    out[i] = e;
-    sum += e;
+    // A NaN logit is a token that cannot be drawn, not a NaN in every probability.
+    const w = e >= 0 ? e : 0;
+    out[i] = w;
+    sum += w;
   }
   for (let i = 0; i < n; i++) out[i] /= sum;
   const k = topK > 0 && topK < n ? topK : n;

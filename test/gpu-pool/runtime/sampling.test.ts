@@ -11,6 +11,17 @@ describe('sampling', () => {
     expect(argmax(Float32Array.from([2, 5, 5]))).toBe(1);
   });
 
+  it('passes over a NaN logit, and refuses logits with no finite maximum rather than answer token 0', () => {
+    expect(argmax(Float32Array.from([NaN, 1, 3, 2]))).toBe(2);
+    const p = toProbabilities(Float32Array.from([NaN, 1, 3, 2]), { temperature: 1, topP: 0.99, topK: 0 }, new Float32Array(4));
+    expect(p[0]).toBe(0);
+    expect(p.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+    for (const broken of [Float32Array.from([NaN, NaN]), Float32Array.from([1, Infinity])]) {
+      expect(() => argmax(broken)).toThrow(/logits are not finite/);
+      expect(() => toProbabilities(broken, { temperature: 1, topP: 0.9, topK: 0 }, new Float32Array(2))).toThrow(/logits are not finite/);
+    }
+  });
+
   it('Rng is deterministic per seed, uniform enough, and seeds above 2^32 differ', () => {
     const draw = (seed: number) => Array.from({ length: 5 }, ((r) => () => r.next())(new Rng(seed)));
     expect(draw(42)).toEqual(draw(42));
