@@ -38,6 +38,7 @@ import { CliError } from './cli-error';
 import { POOL_NODE_FLAGS, oldSpaceFlag } from './pool-node-flags';
 import { parseSpeculativeConfig, resolveSpeculation, type SpeculationSettings } from './speculative-config';
 import { BatchSizeCaps } from '../budget/batch-size-caps';
+import { poolCacheDir } from '../graph/graph-cache';
 
 interface PoolFlags {
   model: string;
@@ -277,6 +278,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   if (speculation.budget !== 'off') {
     const t0 = performance.now();
     const cal = await calibrate(runner, {
+      // Beside the graphs, wherever the pool is started from.
+      cacheDir: path.join(poolCacheDir(), 'calibration'),
       modelSha256: model.sha256,
       executionProvider: runner.executionProvider,
       layout: runner.layout,

@@ -19,9 +19,13 @@ import { buildLlamaGraph, graphKey, graphWeightBytes, SEPARATE_OUTPUTS, type Gra
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEFAULT_EXTERNAL_ABOVE = 1 << 30;
 
+/** Where the pool keeps what it builds once per model and machine: $SSSD_CACHE_DIR, else `.cache` in the repository. */
+export function poolCacheDir(): string {
+  return process.env.SSSD_CACHE_DIR ?? path.join(repoRoot, '.cache');
+}
+
 export function defaultGraphCacheDir(): string {
-  const base = process.env.SSSD_CACHE_DIR ?? path.join(repoRoot, '.cache');
-  return path.join(base, 'graphs');
+  return path.join(poolCacheDir(), 'graphs');
 }
 
 /** A graph to open: in memory, or (external weights) by file path. */
