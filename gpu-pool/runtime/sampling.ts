@@ -131,7 +131,7 @@ export function toProbabilities(logits: Float32Array, opts: SamplingOptions, out
   }
   let m = 0;
   if (k < n) {
-    m = selectTopK(out, k, order);
+    m = keepTies(out, selectTopK(out, k, order), order);
   } else {
     const cutoff = (1 - topP) / (n - 1);
     // The most probable token always stays: under a tiny top-p and a flat distribution it alone is the nucleus.
@@ -164,6 +164,37 @@ export function toProbabilities(logits: Float32Array, opts: SamplingOptions, out
   for (let r = 0; r < keep; r++) scaled[r] = out[ids[r]] / kept;
   out.fill(0);
   for (let r = 0; r < keep; r++) out[ids[r]] = scaled[r];
+  return out;
+}
+
+let inTop = new Uint8Array(0);
+
+/**
+ * Adds to order[0..m) every token tied with the smallest probability there:
+ * top-k masks only what is below the k-th value (vLLM, Hugging Face), so a
+ * tie at the boundary stays whole rather than lose its higher ids. Returns
+ * the new count.
+ */
+function keepTies(probs: Float32Array, m: number, order: Int32Array): number {
+  let kth = Infinity;
+  let atKth = 0;
+  for (let r = 0; r < m; r++) {
+    const p = probs[order[r]];
+    if (p < kth) {
+      kth = p;
+      atKth = 1;
+    } else if (p === kth) atKth++;
+  }
+  // Tokens whose probability underflowed to 0 stay out: they could not be drawn anyway.
+  if (!(kth > 0)) return m;
+  let tied = 0;
+  for (let i = 0; i < probs.length; i++) if (probs[i] === kth) tied++;
+  if (tied === atKth) return m;
+  if (inTop.length < probs.length) inTop = new Uint8Array(probs.length);
+  for (let r = 0; r < m; r++) inTop[order[r]] = 1;
+  let out = m;
+  for (let i = 0; i < probs.length; i++) if (probs[i] === kth && inTop[i] === 0) order[out++] = i;
+  for (let r = 0; r < m; r++) inTop[order[r]] = 0;
   return out;
 }
 

@@ -70,6 +70,14 @@ describe('sampling', () => {
     expect(tiny.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
   });
 
+  it('keeps every token tied with the k-th, as vLLM does, not only those of lower ids', () => {
+    const tied = Float32Array.from([3, 1, 2, 2, 2, 0]);
+    const p = toProbabilities(tied, { temperature: 1, topP: 1, topK: 2 }, new Float32Array(6));
+    expect(Array.from(p, (v) => v > 0)).toEqual([true, false, true, true, true, false]);
+    expect(p.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 6);
+    expect(p[2]).toBeCloseTo(p[4], 7);
+  });
+
   it('matches a plain sort-everything implementation on random logits', () => {
     const naive = (l: Float32Array, t: number, p: number, k: number): number[] => {
       const e = Array.from(l, (x) => Math.exp(x / t));
@@ -77,6 +85,8 @@ describe('sampling', () => {
       const probs = e.map((x) => x / z);
       const ids = probs.map((_, i) => i).sort((a, b) => probs[b] - probs[a] || a - b);
       let keep = k > 0 ? Math.min(k, ids.length) : ids.length;
+      // Ties with the k-th value stay (vLLM masks only what is below it).
+      while (keep < ids.length && probs[ids[keep]] === probs[ids[keep - 1]]) keep++;
       // Top-p over the top-k survivors, renormalised (vLLM's order: top-k, then top-p).
       const topKMass = ids.slice(0, keep).reduce((a, i) => a + probs[i], 0);
       let cum = 0;
@@ -91,7 +101,8 @@ describe('sampling', () => {
     };
     const rng = new Rng(3);
     for (const [t, p, k] of [[1, 0.9, 0], [0.7, 1, 20], [1.3, 0.5, 50], [1, 0.99, 1], [0.8, 0.3, 0], [1, 0.6, 30], [0.9, 0.95, 5]] as const) {
-      const logits = Float32Array.from({ length: 1000 }, () => 6 * rng.next());
+      // Rounded to tenths: ties at the top-k boundary happen.
+      const logits = Float32Array.from({ length: 1000 }, () => Math.round(60 * rng.next()) / 10);
       const got = toProbabilities(logits, { temperature: t, topP: p, topK: k }, new Float32Array(1000));
       const want = naive(logits, t, p, k);
       expect(Array.from(got).map((x) => x > 0)).toEqual(want.map((x) => x > 0));
