@@ -9,6 +9,7 @@ import { sha256Hex, startEdge, type RunningEdge } from '../../launcher/stack';
 import { referenceGenerate, startAll, startTestStack, type GenerateOutput, type TestStack } from './stack-fixture';
 import type { CompletionUsage } from '../../edge/completion-run';
 import { runEdgeSoak } from '../../gpu-pool/bench/edge-soak';
+import { metricValue } from '../gpu-pool/server/pool-process';
 
 // The edge's own usage type: the test reads what the edge declares it sends.
 type SpeculationFigures = CompletionUsage['speculation'];
@@ -343,7 +344,7 @@ describe('OpenAI-compatible API on the edge', () => {
 
   it("counts a completion ended at a stop string as a stop at the pool, not as an abort", async () => {
     // The tests before may have left generations the pool is still ending (cancels go out after the response).
-    for (let i = 0; i < 50 && (await poolGauge('vllm:num_requests_running')) + (await poolGauge('vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 50 && (await metricValue({ url: stack.poolUrl }, 'vllm:num_requests_running')) + (await metricValue({ url: stack.poolUrl }, 'vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 100));
     const before = await finishedCounts();
     // Long (the end token banned): the edge's cancel at the stop string reaches the pool while it still runs.
     const body = { prompt: PROMPT, max_tokens: 400, temperature: 0, logit_bias: { '1': -100 }, stop: [reference.text.slice(20, 31)], user: 'stop-metrics' };
@@ -574,11 +575,6 @@ describe('OpenAI-compatible API on the edge', () => {
     for (const header of asked.split(', ')) expect(allowed).toContain(header);
   });
 });
-
-async function poolGauge(name: string): Promise<number> {
-  const line = (await (await fetch(`${stack.poolUrl}/metrics`)).text()).split('\n').find((l) => l.startsWith(`${name} `));
-  return Number(line?.split(' ').pop() ?? NaN);
-}
 
 /** The pool's finished generations: all, those aborted (cancelled: vLLM's `abort`), and those ended at a stop. */
 async function finishedCounts(): Promise<{ total: number; cancelled: number; stopped: number }> {

@@ -148,7 +148,7 @@ export async function getJson<T>(pool: PoolProcess, route: string, auth = true):
   return { status: res.status, body: (await res.json()) as T };
 }
 
-export async function metricValue(pool: PoolProcess, name: string, labels = ''): Promise<number> {
+export async function metricValue(pool: Pick<PoolProcess, 'url'>, name: string, labels = ''): Promise<number> {
   const text = await (await fetch(`${pool.url}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(name + (labels ? `{${labels}}` : ' ')));
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
