@@ -18,7 +18,7 @@
  *   end 32 bytes SHA-256 of every byte before it
  */
 import { createHash } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { CliError } from '../cli/cli-error';
 import { createChunk, type DatastoreChunk } from './datastore-chunk';
 
@@ -124,34 +124,115 @@ export async function writeDatastoreFile(file: string, contents: DatastoreFileCo
   return size;
 }
 
-/** Reads and verifies a datastore file; throws DatastoreFileError naming what is wrong. */
+/**
+ * Reads and verifies a datastore file; throws DatastoreFileError naming what
+ * is wrong. Chunk by chunk into arrays of their own, hashing as it goes: no
+ * copy of the whole file is held (readFile stops at 2 GiB, one Buffer at 4,
+ * and a datastore built from a large corpus passes both).
+ */
 export async function readDatastoreFile(file: string): Promise<DatastoreFileContents> {
-  let bytes: Buffer;
+  if (!littleEndian) throw new Error('datastore files are little-endian; this host is not');
+  let handle: FileHandle;
   try {
-    bytes = await readFile(file);
+    handle = await open(file, 'r');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new DatastoreFileError(`cannot read datastore file ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
-  return parseDatastoreFile(bytes, file);
+  try {
+    const size = (await handle.stat()).size;
+    let position = 0;
+    const readInto = async (into: Uint8Array): Promise<void> => {
+      for (let done = 0; done < into.byteLength; ) {
+        // One read returns at most ~2 GiB; a chunk's array may be larger.
+        const want = Math.min(into.byteLength - done, 1 << 30);
+        const { bytesRead } = await handle.read(into, done, want, position);
+        if (bytesRead === 0) throw new DatastoreFileError(`${file} is not a usable SSSD datastore: truncated while reading`);
+        done += bytesRead;
+        position += bytesRead;
+      }
+    };
+    const fixed = Buffer.alloc(Math.min(FIXED_HEADER_BYTES, size));
+    await readInto(fixed);
+    const h = checkFixedHeader(fixed, size, file);
+    const header = Buffer.alloc(h);
+    position = 0;
+    await readInto(header);
+    const layout = parseLayout(header, size, file);
+    const hash = createHash('sha256').update(header);
+    const chunks: DatastoreChunk[] = [];
+    for (const n of layout.counts) {
+      const tokens = new Int32Array(n);
+      const suffixArray = new Int32Array(n);
+      await readInto(bytesOf(tokens));
+      await readInto(bytesOf(suffixArray));
+      hash.update(bytesOf(tokens));
+      hash.update(bytesOf(suffixArray));
+      chunks.push(createChunk(tokens, suffixArray));
+    }
+    const stored = Buffer.alloc(CHECKSUM_BYTES);
+    await readInto(stored);
+    if (!hash.digest().equals(stored)) throw new DatastoreFileError(`${file} is not a usable SSSD datastore: checksum mismatch (the file is corrupt)`);
+    return { ...layout.meta, chunks, builtChunks: layout.builtChunks, formatVersion: layout.version };
+  } finally {
+    await handle.close();
+  }
 }
 
+/** Verifies a whole datastore file held in memory (one written to a buffer, a test's). */
 export function parseDatastoreFile(bytes: Uint8Array, name = 'datastore file'): DatastoreFileContents {
   if (!littleEndian) throw new Error('datastore files are little-endian; this host is not');
-  const fail = (why: string): never => {
-    throw new DatastoreFileError(`${name} is not a usable SSSD datastore: ${why}`);
-  };
   const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (buf.byteLength < FIXED_HEADER_BYTES + CHECKSUM_BYTES || buf.toString('latin1', 0, 8) !== DATASTORE_FILE_MAGIC) {
-    fail('wrong magic bytes (not a datastore file, or one built by something else)');
+  checkFixedHeader(buf, buf.byteLength, name);
+  const layout = parseLayout(buf, buf.byteLength, name);
+  const body = buf.subarray(0, buf.byteLength - CHECKSUM_BYTES);
+  const digest = createHash('sha256').update(body).digest();
+  if (!digest.equals(buf.subarray(buf.byteLength - CHECKSUM_BYTES))) damaged(name, 'checksum mismatch (the file is corrupt)');
+
+  // Typed-array views need 4-byte alignment; copy once only if the read buffer lacks it.
+  const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf);
+  const chunks: DatastoreChunk[] = [];
+  let offset = layout.headerBytes;
+  for (const n of layout.counts) {
+    const tokens = new Int32Array(aligned.buffer, aligned.byteOffset + offset, n);
+    const suffixArray = new Int32Array(aligned.buffer, aligned.byteOffset + offset + 4 * n, n);
+    chunks.push(createChunk(tokens, suffixArray));
+    offset += 8 * n;
+  }
+  return { ...layout.meta, chunks, builtChunks: layout.builtChunks, formatVersion: layout.version };
+}
+
+function damaged(name: string, why: string): never {
+  throw new DatastoreFileError(`${name} is not a usable SSSD datastore: ${why}`);
+}
+
+/** Checks magic and version in the first 64 bytes of a file of `size` bytes; returns the header's length. */
+function checkFixedHeader(buf: Buffer, size: number, name: string): number {
+  if (size < FIXED_HEADER_BYTES + CHECKSUM_BYTES || buf.byteLength < FIXED_HEADER_BYTES || buf.toString('latin1', 0, 8) !== DATASTORE_FILE_MAGIC) {
+    damaged(name, 'wrong magic bytes (not a datastore file, or one built by something else)');
   }
   const version = buf.readUInt32LE(8);
   if (version !== 1 && version !== DATASTORE_FILE_VERSION) {
-    fail(`format version ${version}, this build reads versions 1 and ${DATASTORE_FILE_VERSION}; rebuild it with \`sssd datastore build\``);
+    damaged(name, `format version ${version}, this build reads versions 1 and ${DATASTORE_FILE_VERSION}; rebuild it with \`sssd datastore build\``);
   }
   const h = buf.readUInt32LE(12);
+  if (h !== headerBytes(buf.readUInt32LE(24)) || h > size) damaged(name, 'header is damaged');
+  return h;
+}
+
+interface FileLayout {
+  version: number;
+  headerBytes: number;
+  counts: number[];
+  builtChunks: number;
+  meta: DatastoreFileMeta;
+}
+
+/** Reads the chunk table from the whole header (`buf` holds at least its H bytes) and checks the file's size against it. */
+function parseLayout(buf: Buffer, size: number, name: string): FileLayout {
+  const version = buf.readUInt32LE(8);
+  const h = buf.readUInt32LE(12);
   const chunkCount = buf.readUInt32LE(24);
-  if (h !== headerBytes(chunkCount) || h > buf.byteLength) fail('header is damaged');
   const counts: number[] = [];
   let builtChunks = chunkCount;
   let expected = h + CHECKSUM_BYTES;
@@ -161,35 +242,24 @@ export function parseDatastoreFile(bytes: Uint8Array, name = 'datastore file'): 
     const n = contributed ? word - CONTRIBUTED_BIT : word;
     // Contributions follow the built chunks; a built one after them is no file this code wrote.
     if (contributed) builtChunks = Math.min(builtChunks, i);
-    else if (builtChunks < chunkCount) fail('header is damaged (a built chunk after contributed ones)');
+    else if (builtChunks < chunkCount) damaged(name, 'header is damaged (a built chunk after contributed ones)');
     counts.push(n);
     expected += 8 * n;
   }
-  if (buf.byteLength !== expected) {
-    fail(buf.byteLength < expected ? `truncated (${buf.byteLength} bytes, expected ${expected})` : `has ${buf.byteLength - expected} unexpected trailing bytes`);
-  }
-  const body = buf.subarray(0, buf.byteLength - CHECKSUM_BYTES);
-  const digest = createHash('sha256').update(body).digest();
-  if (!digest.equals(buf.subarray(buf.byteLength - CHECKSUM_BYTES))) fail('checksum mismatch (the file is corrupt)');
-
-  // Typed-array views need 4-byte alignment; copy once only if the read buffer lacks it.
-  const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf);
-  const chunks: DatastoreChunk[] = [];
-  let offset = h;
-  for (const n of counts) {
-    const tokens = new Int32Array(aligned.buffer, aligned.byteOffset + offset, n);
-    const suffixArray = new Int32Array(aligned.buffer, aligned.byteOffset + offset + 4 * n, n);
-    chunks.push(createChunk(tokens, suffixArray));
-    offset += 8 * n;
+  if (size !== expected) {
+    damaged(name, size < expected ? `truncated (${size} bytes, expected ${expected})` : `has ${size - expected} unexpected trailing bytes`);
   }
   const tokenizer = buf.subarray(32, 64);
   return {
-    vocabSize: buf.readUInt32LE(16),
-    separatorId: buf.readInt32LE(20),
-    chunkTokens: buf.readUInt32LE(28),
-    tokenizerSha256: tokenizer.every((b) => b === 0) ? '' : tokenizer.toString('hex'),
-    chunks,
+    version,
+    headerBytes: h,
+    counts,
     builtChunks,
-    formatVersion: version,
+    meta: {
+      vocabSize: buf.readUInt32LE(16),
+      separatorId: buf.readInt32LE(20),
+      chunkTokens: buf.readUInt32LE(28),
+      tokenizerSha256: tokenizer.every((b) => b === 0) ? '' : tokenizer.toString('hex'),
+    },
   };
 }

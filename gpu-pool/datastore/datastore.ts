@@ -191,6 +191,14 @@ export class Datastore {
     if (opts.expectVocabSize !== undefined && contents.vocabSize !== 0 && contents.vocabSize !== opts.expectVocabSize) {
       throw new DatastoreFileError(`${file} was built for a vocabulary of ${contents.vocabSize} tokens, but the model has ${opts.expectVocabSize}`);
     }
+    // A file that does not say its vocabulary is checked token by token: a draft token past the model's embedding table fails the batch's pass.
+    if (opts.expectVocabSize !== undefined && contents.vocabSize === 0) {
+      const limit = opts.expectVocabSize;
+      for (const chunk of contents.chunks) {
+        const at = chunk.tokens.findIndex((t) => t < 0 || t >= limit);
+        if (at >= 0) throw new DatastoreFileError(`${file} holds token ${chunk.tokens[at]}, outside the model's vocabulary of ${limit}`);
+      }
+    }
     if (opts.expectTokenizerSha256 && contents.tokenizerSha256 && contents.tokenizerSha256 !== opts.expectTokenizerSha256.toLowerCase()) {
       throw new DatastoreFileError(`${file} was built with a different tokenizer (sha256 ${contents.tokenizerSha256.slice(0, 12)}…, expected ${opts.expectTokenizerSha256.slice(0, 12)}…)`);
     }
@@ -200,7 +208,8 @@ export class Datastore {
         ...opts,
         chunkTokens: opts.chunkTokens ?? Math.min(contents.chunkTokens || DEFAULT_CHUNK_TOKENS, DEFAULT_CHUNK_TOKENS),
         separatorId: contents.separatorId,
-        vocabSize: contents.vocabSize,
+        // Checked above: appends are held to it and a save records it.
+        vocabSize: contents.vocabSize || (opts.expectVocabSize ?? 0),
         tokenizerSha256: contents.tokenizerSha256,
       },
       contents.builtChunks,

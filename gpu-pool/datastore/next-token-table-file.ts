@@ -10,7 +10,7 @@
  * and probs (f32), entries or entries × candidates long each.
  */
 import { existsSync } from 'node:fs';
-import { open, readFile, rename, writeFile } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { NextTokenTable, type NextTokenTableArrays } from '../../shared/drafting/next-token-table';
 
 const MAGIC = 'SSSDNTT1';
@@ -100,12 +100,27 @@ export async function writeNextTokenTable(
   head.write(MAGIC, 0, 'latin1');
   head.writeUInt32LE(json.length, 8);
   json.copy(head, 12);
-  const parts = [head, a.keysA, a.keysB, a.tokens, a.probs].map((x) => (Buffer.isBuffer(x) ? x : Buffer.from(x.buffer, x.byteOffset, x.byteLength)));
-  const body = Buffer.concat(parts);
+  // Part by part, not one concatenated buffer: a table of a large corpus passes the 2-4 GiB a single Buffer or write holds.
+  const parts = [head, a.keysA, a.keysB, a.tokens, a.probs].map((x) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
   const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, body);
+  const handle = await open(tmp, 'w');
+  let size = 0;
+  try {
+    for (const part of parts) {
+      for (let done = 0; done < part.byteLength; ) {
+        const { bytesWritten } = await handle.write(part, done, Math.min(part.byteLength - done, 1 << 30));
+        done += bytesWritten;
+      }
+      size += part.byteLength;
+    }
+  } catch (err) {
+    await handle.close();
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await handle.close();
   await rename(tmp, file);
-  return body.length;
+  return size;
 }
 
 /**
@@ -133,13 +148,37 @@ export async function nextTokenTableCorpusPositions(file: string): Promise<numbe
 }
 
 export async function readNextTokenTable(file: string, expect: NextTokenExpectations = {}): Promise<NextTokenTable> {
-  const buf = await readFile(file);
-  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== MAGIC) throw new NextTokenFileError(`${file} is not a next-token table`);
-  const len = buf.readUInt32LE(8);
-  if (12 + len > buf.length) throw new NextTokenFileError(`${file} is truncated`);
+  const handle = await open(file, 'r');
+  try {
+    return await readOpenTable(handle, file, expect);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Straight into the table's typed arrays, array by array: no copy of the whole file (readFile stops at 2 GiB). */
+async function readOpenTable(handle: FileHandle, file: string, expect: NextTokenExpectations): Promise<NextTokenTable> {
+  const size = (await handle.stat()).size;
+  let position = 0;
+  const readInto = async (into: Uint8Array): Promise<void> => {
+    for (let done = 0; done < into.byteLength; ) {
+      const { bytesRead } = await handle.read(into, done, Math.min(into.byteLength - done, 1 << 30), position);
+      if (bytesRead === 0) throw new NextTokenFileError(`${file} is truncated`);
+      done += bytesRead;
+      position += bytesRead;
+    }
+  };
+  const head = Buffer.alloc(12);
+  if (size < 12) throw new NextTokenFileError(`${file} is not a next-token table`);
+  await readInto(head);
+  if (head.toString('latin1', 0, 8) !== MAGIC) throw new NextTokenFileError(`${file} is not a next-token table`);
+  const len = head.readUInt32LE(8);
+  if (12 + len > size || len > 1 << 24) throw new NextTokenFileError(`${file} is truncated`);
+  const json = Buffer.alloc(len);
+  await readInto(json);
   let header: Header;
   try {
-    header = JSON.parse(buf.toString('utf8', 12, 12 + len)) as Header;
+    header = JSON.parse(json.toString('utf8')) as Header;
   } catch {
     throw new NextTokenFileError(`${file} has a damaged header`);
   }
@@ -156,22 +195,19 @@ export async function readNextTokenTable(file: string, expect: NextTokenExpectat
   const n = header.entries;
   const c = header.candidates;
   if (!Number.isInteger(n) || n < 0 || !Number.isInteger(c) || c < 1 || c > 64) throw new NextTokenFileError(`${file} has a damaged header`);
-  let at = 12 + len;
-  at += (4 - (at % 4)) % 4;
-  if (buf.length !== at + 4 * (2 * n + 2 * n * c)) throw new NextTokenFileError(`${file} is truncated or damaged (${buf.length} bytes)`);
-  // Copied out of the file buffer: typed arrays need 4-byte aligned offsets, which a pooled Buffer does not promise.
-  const take = <T>(make: (b: ArrayBuffer) => T, count: number): T => {
-    const bytes = buf.subarray(at, at + 4 * count);
-    at += 4 * count;
-    return make(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
+  position = 12 + len + ((4 - ((12 + len) % 4)) % 4);
+  if (size !== position + 4 * (2 * n + 2 * n * c)) throw new NextTokenFileError(`${file} is truncated or damaged (${size} bytes)`);
+  const take = async <T extends Uint32Array | Int32Array | Float32Array>(array: T): Promise<T> => {
+    await readInto(new Uint8Array(array.buffer, array.byteOffset, array.byteLength));
+    return array;
   };
   const arrays: NextTokenTableArrays = {
     orders: header.orders,
     candidates: c,
-    keysA: take((b) => new Uint32Array(b), n),
-    keysB: take((b) => new Uint32Array(b), n),
-    tokens: take((b) => new Int32Array(b), n * c),
-    probs: take((b) => new Float32Array(b), n * c),
+    keysA: await take(new Uint32Array(n)),
+    keysB: await take(new Uint32Array(n)),
+    tokens: await take(new Int32Array(n * c)),
+    probs: await take(new Float32Array(n * c)),
   };
   for (let i = 0; i < arrays.tokens.length; i++) {
     const t = arrays.tokens[i];

@@ -64,6 +64,29 @@ describe('datastore file', () => {
     }
   });
 
+  it('reads a corrupt file from disk (any flipped byte) as a checksum error, chunk by chunk', async () => {
+    const { bytes, file } = await savedStore();
+    for (const at of [20, 70, Math.floor(bytes.length / 2), bytes.length - 40, bytes.length - 1]) {
+      const bad = Buffer.from(bytes);
+      bad[at] ^= 0x5a;
+      await writeFile(file, bad);
+      await expect(Datastore.load(file), `byte ${at}`).rejects.toThrow(/checksum mismatch|damaged|truncated|magic/);
+    }
+    await writeFile(file, bytes);
+    expect((await Datastore.load(file)).tokenCount).toBeGreaterThan(0);
+    await writeFile(file, bytes.subarray(0, 50));
+    await expect(Datastore.load(file)).rejects.toThrow(/wrong magic/);
+  });
+
+  it('checks a file that does not record its vocabulary token by token against the model', async () => {
+    const file = path.join(dir, 'no-vocab.sssd-ds');
+    await Datastore.fromDocuments([[1, 5, 6, 7, 300, 8]], { indexer: 'inline' }).save(file);
+    await expect(Datastore.load(file, { expectVocabSize: 256 })).rejects.toThrow(/holds token 300, outside the model's vocabulary of 256/);
+    const loaded = await Datastore.load(file, { expectVocabSize: 512 });
+    expect(loaded.vocabSize).toBe(512);
+    expect(() => loaded.append([1, 600])).toThrow(RangeError);
+  });
+
   it('rejects a truncated file, a foreign file and another version, with clear errors', async () => {
     const { bytes, file } = await savedStore();
     await writeFile(file, bytes.subarray(0, bytes.length - 100));
