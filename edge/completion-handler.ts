@@ -12,7 +12,8 @@ import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './opena
 import type { ChatRequest, CompletionRequest } from './request-schema';
 import type { ServedModel } from './served-model';
 import { settledWithin } from './settled-within';
-import { streamResponse, wholeCompletion } from './sse-response';
+import { WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
+import { streamResponse, wholeCompletionResponse } from './sse-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 
 export type ParsedRequest = { kind: 'completion'; body: CompletionRequest } | { kind: 'chat'; body: ChatRequest };
@@ -29,6 +30,8 @@ export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   requestHex: string;
   /** How long the request waits for the user's cache before it opens without it (SSSD_USER_CACHE_WAIT_MS). */
   userCacheWaitMs: number;
+  /** A non-streamed reply not done this long starts, a space following as often (SSSD_WHOLE_REPLY_HEARTBEAT_MS; 0 = whole). */
+  wholeReplyHeartbeatMs?: number;
 }
 
 /** The names a request may use for the served model. */
@@ -213,6 +216,5 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
       ctx.clientSignal,
     );
   }
-  const whole = await wholeCompletion(runs, meta);
-  return new Response(JSON.stringify(whole), { headers: { ...Object.fromEntries(new Headers(ctx.headers)), 'content-type': 'application/json' } });
+  return wholeCompletionResponse(runs, meta, ctx.headers, ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS, ctx.clientSignal);
 }

@@ -14,6 +14,8 @@ export interface EdgeConfig {
   userCacheWaitMs: number;
   /** A pool silent this long on a generation has hung (ms; see stall-watch.ts). */
   poolStallMs: number;
+  /** A non-streamed reply not done this long goes out as 200 headers and spaces, one each as long (ms; 0 = always whole; see sse-response.ts). */
+  wholeReplyHeartbeatMs: number;
   defaultRpm: number;
   defaultConcurrency: number;
   /** A request in flight that shows no sign of life this long gives its key's slot back (ms; see rate-limiter.ts). */
@@ -31,6 +33,13 @@ export const EDGE_TRIE_NODES = 128;
  * the trie follows when the cache comes.
  */
 export const EDGE_USER_CACHE_WAIT_MS = 20;
+/**
+ * workerd does not notice a client that leaves before a response's headers
+ * (nor one whose compressed body is still in the encoder): a non-streamed
+ * reply still generating this long starts, and a space follows as often, so
+ * the client's leaving fails a write and cancels the generation.
+ */
+export const WHOLE_REPLY_HEARTBEAT_MS = 500;
 
 /** The Worker's integer vars: their range, and the default a missing or bad value takes. */
 const INT_VARS = {
@@ -40,6 +49,7 @@ const INT_VARS = {
   SSSD_EDGE_TRIE_NODES: { fallback: EDGE_TRIE_NODES, min: 0, max: 4096 },
   SSSD_USER_CACHE_WAIT_MS: { fallback: EDGE_USER_CACHE_WAIT_MS, min: 0, max: 10_000 },
   SSSD_POOL_STALL_SECONDS: { fallback: 30, min: 1, max: 3600 },
+  SSSD_WHOLE_REPLY_HEARTBEAT_MS: { fallback: WHOLE_REPLY_HEARTBEAT_MS, min: 0, max: 60_000 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
   // At least three heartbeats (LEASE_HEARTBEAT_MS): a lease as short as one lapsed under a live request whose timer ran late.
@@ -104,6 +114,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     edgeTrieNodes: intVar(env, 'SSSD_EDGE_TRIE_NODES'),
     userCacheWaitMs: intVar(env, 'SSSD_USER_CACHE_WAIT_MS'),
     poolStallMs: 1000 * intVar(env, 'SSSD_POOL_STALL_SECONDS'),
+    wholeReplyHeartbeatMs: intVar(env, 'SSSD_WHOLE_REPLY_HEARTBEAT_MS'),
     defaultRpm: intVar(env, 'SSSD_DEFAULT_RPM'),
     defaultConcurrency: intVar(env, 'SSSD_DEFAULT_CONCURRENCY'),
     concurrencyLeaseMs: 1000 * intVar(env, 'SSSD_CONCURRENCY_LEASE_SECONDS'),

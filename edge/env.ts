@@ -25,6 +25,8 @@ export interface EdgeEnv {
   SSSD_USER_CACHE_WAIT_MS?: string;
   /** Seconds a pool may send nothing on a generation before the edge takes it as hung and moves on (default 30). */
   SSSD_POOL_STALL_SECONDS?: string;
+  /** Milliseconds a non-streamed reply is held back whole before its headers go and a space follows every as many, so a client that leaves is noticed (default 500, 0 = always whole). */
+  SSSD_WHOLE_REPLY_HEARTBEAT_MS?: string;
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;
   SSSD_DEFAULT_CONCURRENCY?: string;

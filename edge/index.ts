@@ -142,6 +142,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       edgeTrieNodes: config.edgeTrieNodes,
       userCacheWaitMs: config.userCacheWaitMs,
       poolStallMs: config.poolStallMs,
+      wholeReplyHeartbeatMs: config.wholeReplyHeartbeatMs,
       onFinish: release,
       headers: {},
       clientSignal: c.req.raw.signal,

@@ -140,6 +140,78 @@ export function streamResponse(
   return new Response(readable, { headers: { ...sseHeaders, ...Object.fromEntries(new Headers(headers)) } });
 }
 
+/**
+ * A non-streamed completion's response. Done within `heartbeatMs`, it is
+ * sent whole, with its status: an error is an OpenAI error with its own.
+ * Not done by then, its 200 headers go out and a space follows every
+ * `heartbeatMs` until the JSON (leading whitespace is valid JSON): workerd
+ * notices a client that leaves only when a write to it fails, and without
+ * this a client that gave up (a timeout, a closed tab, an SDK's retry) left
+ * its generations running at the pool to the end, and its key's slot taken.
+ * The price: an error after that point (every pool gone mid-generation) can
+ * only be the error object in the 200's body. Uncompressed (`encodeBody:
+ * 'manual'`): a compressed body's spaces wait in the encoder and never fail.
+ */
+export async function wholeCompletionResponse(
+  runs: readonly CompletionRun[],
+  meta: ResponseMeta,
+  headers: HeadersInit,
+  heartbeatMs: number,
+  clientSignal?: AbortSignal,
+): Promise<Response> {
+  const jsonHeaders = { ...Object.fromEntries(new Headers(headers)), 'content-type': 'application/json' };
+  const whole = wholeCompletion(runs, meta);
+  if (heartbeatMs <= 0) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = await Promise.race([
+    whole.then(
+      () => false,
+      () => false,
+    ),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), heartbeatMs))),
+  ]);
+  clearTimeout(timer);
+  // Done in time: sent whole, and an error thrown here keeps its status.
+  if (!late) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
+
+  const encoder = new TextEncoder();
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = writable.getWriter();
+  let gone = false;
+  const leave = (): void => {
+    if (gone) return;
+    gone = true;
+    for (const run of runs) run.cancel();
+    writer.abort(new Error('client disconnected')).catch(() => undefined);
+  };
+  if (clientSignal?.aborted) leave();
+  else clientSignal?.addEventListener('abort', leave, { once: true });
+  const space = encoder.encode(' ');
+  const beat = setInterval(() => {
+    if (!gone) writer.write(space).catch(leave);
+  }, heartbeatMs);
+  void (async () => {
+    let body: string;
+    try {
+      body = JSON.stringify(await whole);
+    } catch (err) {
+      body = JSON.stringify(toApiError(err).toBody());
+    }
+    clearInterval(beat);
+    if (gone) return;
+    try {
+      await writer.write(encoder.encode(body));
+      await writer.close();
+    } catch {
+      leave();
+    }
+  })();
+  return new Response(readable, {
+    headers: { ...jsonHeaders, 'content-encoding': 'identity', 'cache-control': 'no-store' },
+    encodeBody: 'manual',
+  });
+}
+
 /** The whole completion, every choice, as one JSON response (errors before the end become OpenAI errors). */
 export async function wholeCompletion(runs: readonly CompletionRun[], meta: ResponseMeta): Promise<object> {
   const finished = await Promise.all(

@@ -58,6 +58,7 @@ interface PoolFlags {
   governor: boolean;
   drainSeconds: string;
   stuckSeconds: string;
+  stalledReaderSeconds: string;
   requestTimeoutSeconds: string;
   prefixCacheMb: string;
   prefillChunk?: string;
@@ -89,6 +90,7 @@ export function register(program: Command): void {
     .option('--no-governor', 'marginal budget: do not switch speculation off where measured throughput says it loses')
     .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
     .option('--request-timeout-seconds <n>', 'longest a client may take to send a whole request, headers and body (past it: 408 and the connection closed); streams are not limited by it', '60')
+    .option('--stalled-reader-seconds <n>', "a generation stream whose reader takes nothing for this long while its events wait (more than the kernel's buffers hold) is cut and its generation cancelled, so a reader that stopped cannot hold its row or its bytes; one that catches up now and then never is (0 = never)", '300')
     .option('--stuck-seconds <n>', 'a forward pass running longer than this makes /healthz answer 503 with "stuck": true, so edges and load balancers route elsewhere while the device hangs (0 = never)', '10')
     .option('--drain-seconds <n>', 'on SIGTERM/SIGINT: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
@@ -176,6 +178,10 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const drainSeconds = positiveInt(flags.drainSeconds, '--drain-seconds', true);
   const stuckSeconds = Number(flags.stuckSeconds);
   if (!(stuckSeconds >= 0) || !Number.isFinite(stuckSeconds)) throw new CliError(`--stuck-seconds must be a non-negative number of seconds, not "${flags.stuckSeconds}"`);
+  const stalledReaderSeconds = Number(flags.stalledReaderSeconds);
+  if (!(stalledReaderSeconds >= 0) || !Number.isFinite(stalledReaderSeconds)) {
+    throw new CliError(`--stalled-reader-seconds must be a non-negative number of seconds, not "${flags.stalledReaderSeconds}"`);
+  }
   const requestTimeoutSeconds = Number(flags.requestTimeoutSeconds);
   if (!(requestTimeoutSeconds >= 0.1) || !Number.isFinite(requestTimeoutSeconds)) {
     throw new CliError(`--request-timeout-seconds must be a number of seconds, at least 0.1, not "${flags.requestTimeoutSeconds}"`);
@@ -365,7 +371,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       fusion: { ...speculation.fusion },
     },
   };
-  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, previousTokens, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000), stuckMs: stuckSeconds * 1000 });
+  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, previousTokens, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000), stuckMs: stuckSeconds * 1000, stalledReaderMs: stalledReaderSeconds * 1000 });
   let url: string;
   try {
     url = await server.listen(port, flags.host);

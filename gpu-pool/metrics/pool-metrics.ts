@@ -51,6 +51,8 @@ export class PoolMetrics {
   readonly phase: Readonly<Record<SchedulerPhase, { inc(seconds: number): void }>>;
   readonly trieHints: Counter;
   readonly triePushes: Counter<'result'>;
+  /** Generation streams cut because their reader stopped taking bytes (pool-server.ts, stalled-readers.ts). */
+  readonly stalledStreams: Counter;
   readonly shippedTries: Counter<'result'>;
   /** Generations admitted as resumed (an edge moved them here after their pool failed mid-stream), and the output they brought. */
   readonly resumedGenerations: Counter;
@@ -282,6 +284,11 @@ export class PoolMetrics {
     const phaseCounter = this.phaseSeconds;
     this.phase = Object.fromEntries(SCHEDULER_PHASES.map((p) => [p, phaseCounter.labels(p)])) as Record<SchedulerPhase, { inc(seconds: number): void }>;
     this.rejected = new Counter({ name: 'sssd_pool_rejected_requests_total', help: 'Requests refused at admission.', labelNames: ['reason'], registers });
+    this.stalledStreams = new Counter({
+      name: 'sssd_pool_stalled_streams_total',
+      help: 'Generation streams cut, and their generations cancelled, because their reader took nothing for --stalled-reader-seconds while events waited.',
+      registers,
+    });
     this.trieHints = new Counter({
       name: 'sssd_pool_trie_exhausted_total',
       help: "'trie-exhausted' hints sent to edges (only after an edge trie that got tokens accepted).",

@@ -22,6 +22,7 @@ import type { PoolMetrics } from '../metrics/pool-metrics';
 import { BearerAuth } from './bearer-auth';
 import { HttpError } from './http-error';
 import { readJsonBody } from './read-body';
+import { DEFAULT_STALLED_READER_MS, StalledReaders } from './stalled-readers';
 
 export interface PoolServerOptions {
   scheduler: Scheduler;
@@ -42,6 +43,13 @@ export interface PoolServerOptions {
   requestTimeoutMs?: number;
   /** A forward pass running longer than this makes /healthz say `stuck` (503); 0 = never (--stuck-seconds). */
   stuckMs?: number;
+  /**
+   * A generation stream whose reader takes nothing for this long while its
+   * events wait is cut, and its generation cancelled (default 300 s; 0 =
+   * never; --stalled-reader-seconds): a reader that stopped otherwise holds
+   * a generation's worth of bytes here for as long as its connection lasts.
+   */
+  stalledReaderMs?: number;
 }
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
@@ -60,6 +68,9 @@ export class PoolServer {
   private busyAnswers = 0;
   /** Generation responses not yet written out to their readers. */
   private readonly streams = new Set<ServerResponse>();
+  private readonly stalledReaders: StalledReaders;
+  /** Streams cut for a stalled reader: noteStalled logs the first and one a hundred. */
+  private stalledCuts = 0;
 
   constructor(private readonly options: PoolServerOptions) {
     this.auth = new BearerAuth(options.token, options.previousTokens);
@@ -81,6 +92,7 @@ export class PoolServer {
       },
     );
     this.http.keepAliveTimeout = 30_000;
+    this.stalledReaders = new StalledReaders(options.stalledReaderMs ?? DEFAULT_STALLED_READER_MS, (_res, waiting) => this.noteStalled(waiting));
   }
 
   async listen(port: number, host: string): Promise<string> {
@@ -129,6 +141,7 @@ export class PoolServer {
   async close(flushMs = CLOSE_FLUSH_MS): Promise<void> {
     await this.options.scheduler.close();
     await this.flushed(flushMs);
+    this.stalledReaders.close();
     await new Promise<void>((resolve) => {
       this.http.close(() => resolve());
       this.http.closeAllConnections();
@@ -273,12 +286,16 @@ export class PoolServer {
     // The client went away before `done`: free the row (within one step).
     res.on('close', () => {
       this.streams.delete(res);
+      this.stalledReaders.forget(res);
       if (open) {
         open = false;
         this.options.scheduler.cancel(request.id);
       }
     });
-    res.on('finish', () => this.streams.delete(res));
+    res.on('finish', () => {
+      this.streams.delete(res);
+      this.stalledReaders.forget(res);
+    });
     // Gone while its body was read (a 'close' before the listener is not replayed): nothing to run.
     if (req.socket.destroyed) {
       open = false;
@@ -291,6 +308,7 @@ export class PoolServer {
       throw toHttpError(err);
     }
     this.streams.add(res);
+    if (!res.writableFinished) this.stalledReaders.watch(res);
     if (open) head();
   }
 
@@ -326,6 +344,16 @@ export class PoolServer {
     if (count === 1 || count % 1000 === 0) {
       process.stderr.write(
         `pool: answered busy ${count} time(s) so far, the latest: ${message} (sssd_pool_rejected_requests_total, by reason; at capacity for long, raise --max-active, --max-queued or --max-total-tokens, or add pools)\n`,
+      );
+    }
+  }
+
+  private noteStalled(waitingBytes: number): void {
+    this.options.metrics.stalledStreams.inc();
+    const count = ++this.stalledCuts;
+    if (count === 1 || count % 100 === 0) {
+      process.stderr.write(
+        `pool: cut a generation stream whose reader took nothing for ${((this.options.stalledReaderMs ?? DEFAULT_STALLED_READER_MS) / 1000).toFixed(0)} s with ${waitingBytes} bytes waiting (${count} so far; sssd_pool_stalled_streams_total; --stalled-reader-seconds)\n`,
       );
     }
   }

@@ -42,6 +42,8 @@ beforeAll(async () => {
         SSSD_MAX_BODY_BYTES: String(64 * 1024),
         // Short, so a slot the runtime never gave back returns within the test.
         SSSD_CONCURRENCY_LEASE_SECONDS: '3',
+        // Short, so a non-streamed reply's client that leaves is noticed well before the tiny model finishes.
+        SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100',
       },
       kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 } },
     }),
@@ -513,6 +515,49 @@ describe('OpenAI-compatible API on the edge', () => {
       }
       expect(after.total).toBe(before.total + 1);
       cancelled = after.cancelled === before.cancelled + 1;
+    }
+    expect(cancelled).toBe(true);
+  });
+
+  it('cancels a non-streamed generation at the pool when its client goes away, and sends a whole one that runs long as valid JSON', async () => {
+    // Past the heartbeat the reply has begun: 200, JSON, spaces first.
+    const started = Date.now();
+    const long = await fetch(`${stack.edgeUrl}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.devKey}` },
+      body: JSON.stringify({ model, prompt: 'Once', max_tokens: 400, n: 4, temperature: 1, seed: 3, speculation: 'off' }),
+    });
+    const text = await long.text();
+    expect(long.status).toBe(200);
+    expect(long.headers.get('content-type')).toBe('application/json');
+    const parsed = JSON.parse(text) as { choices: unknown[]; usage: { completion_tokens: number } };
+    expect(parsed.choices).toHaveLength(4);
+    if (Date.now() - started > 400) expect(text.startsWith(' ')).toBe(true);
+
+    // The tiny model can finish before the client's leaving is noticed (four
+    // replies of eight choices keep it busy for a while); such an attempt proves nothing and is repeated.
+    let cancelled = false;
+    for (let attempt = 0; attempt < 5 && !cancelled; attempt++) {
+      const before = await finishedCounts();
+      const controller = new AbortController();
+      const replies = [0, 1, 2, 3].map((i) =>
+        fetch(`${stack.edgeUrl}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.devKey}` },
+          body: JSON.stringify({ model, prompt: 'Once', max_tokens: 500, n: 8, temperature: 1, seed: 11 + 4 * attempt + i, speculation: 'off' }),
+          signal: controller.signal,
+        }).then((r) => r.text()),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      controller.abort();
+      await Promise.allSettled(replies);
+      let after = before;
+      for (let i = 0; i < 100 && after.total < before.total + 32; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await finishedCounts();
+      }
+      expect(after.total).toBe(before.total + 32);
+      cancelled = after.cancelled > before.cancelled;
     }
     expect(cancelled).toBe(true);
   });

@@ -63,6 +63,9 @@ describe('sssd pool start-up checks', () => {
     const duty = await pool([...model, '--datastore-indexer-duty', '0'], { SSSD_POOL_TOKEN: 't' });
     expect(duty.code).toBe(2);
     expect(duty.stderr).toMatch(/--datastore-indexer-duty must be a number in \(0, 1\], not "0"/);
+    const stalled = await pool([...model, '--stalled-reader-seconds', '-1'], { SSSD_POOL_TOKEN: 't' });
+    expect(stalled.code).toBe(2);
+    expect(stalled.stderr).toMatch(/--stalled-reader-seconds must be a non-negative number of seconds, not "-1"/);
     const twice = await pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
     expect(twice.code).toBe(2);
     expect(twice.stderr).toMatch(/--max-tree-nodes and --speculative-config's num_speculative_tokens both set it/);
