@@ -33,7 +33,8 @@ export interface TokenLogprob {
   /**
    * The text this token added to what was sent ('' for a byte of a character
    * a later token completes, which then carries the whole character). Set as
-   * the token is decoded; the token texts of a response join to its text.
+   * the token is decoded; the token texts of a response join to its text
+   * (up to a token a stop string began inside: see stop()).
    */
   text?: string;
 }
@@ -88,9 +89,7 @@ export class TokenTextAssembler {
       const { release, stopped } = this.matcher.push(piece);
       this.take(release.length, segments);
       if (stopped) {
-        this.stoppedAlready = true;
-        this.pending.length = 0;
-        this.heldTokens.length = 0;
+        this.stop();
         return { segments, stopped: true, consumed: i + 1 };
       }
     }
@@ -104,19 +103,35 @@ export class TokenTextAssembler {
     const tail = this.decoder.flush();
     if (tail.length > 0) {
       this.appended += tail.length;
+      // The bytes the decoder held (U+FFFD for an unfinished character) are the text of the last token that added nothing yet.
+      const owner = this.heldTokens.findLast((h) => h.token.text === '');
+      if (owner) {
+        owner.token.text = tail;
+        owner.end = this.appended;
+      }
       this.pending.push({ text: tail, source: 'model' });
       const { release, stopped } = this.matcher.push(tail);
       this.take(release.length, segments);
       if (stopped) {
-        this.stoppedAlready = true;
-        this.pending.length = 0;
-        this.heldTokens.length = 0;
+        this.stop();
         return segments;
       }
     }
     this.take(this.matcher.flush().length, segments);
     this.take(Infinity, segments);
     return segments;
+  }
+
+  /**
+   * A stop string was reached: nothing after what was released is sent, nor
+   * any token whose text is not wholly in it. The one token a stop string
+   * began inside is left out too (its leading characters were sent): the
+   * tokens' texts join to the text up to that token's first character.
+   */
+  private stop(): void {
+    this.stoppedAlready = true;
+    this.pending.length = 0;
+    this.heldTokens.length = 0;
   }
 
   /** Move `chars` characters from the front of `pending` to `out`, splitting a segment if needed. */

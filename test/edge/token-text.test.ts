@@ -61,6 +61,35 @@ describe('TokenTextAssembler', () => {
     }
   });
 
+  it("lists the token of a character left unfinished at the end, so the tokens' texts join to the text", () => {
+    const promptIds = tokenizer.encode(prompt);
+    const storyIds = tokenizer.encode(prompt + story).slice(promptIds.length);
+    const lp = (id: number) => ({ id, logprob: -1, top: null });
+    // A lone first byte of a two-byte character (max_tokens reached inside a character): the decoder's flush gives U+FFFD for it.
+    const stray = Array.from({ length: tokenizer.vocabSize }, (_, id) => id).find((id) => {
+      const bytes = tokenizer.tokenBytes(id);
+      return bytes.length === 1 && bytes[0] === 0xc3;
+    });
+    expect(stray).toBeDefined();
+    for (const [burst, outputIds] of [
+      [1, [...storyIds.slice(0, 6), stray!]],
+      [5, [...storyIds.slice(0, 6), stray!]],
+    ] as Array<[number, number[]]>) {
+      const a = new TokenTextAssembler(tokenizer.createDecoder({ previousId: promptIds[promptIds.length - 1] }), [], new Set(tokenizer.eosIds));
+      const segments: SourcedText[] = [];
+      for (let i = 0; i < outputIds.length; i += burst) {
+        const ids = outputIds.slice(i, i + burst);
+        segments.push(...a.push(ids, ids.map(() => 'model'), ids.map(lp)).segments);
+      }
+      segments.push(...a.finish());
+      const text = segments.map((s) => s.text).join('');
+      const tokens = segments.flatMap((s) => s.tokens ?? []);
+      expect(text.endsWith('\uFFFD')).toBe(true);
+      expect(tokens).toHaveLength(outputIds.length);
+      expect(tokens.map((t) => t.text).join('')).toBe(text);
+    }
+  });
+
   it('streams exactly the text a whole decode gives, in any burst size', () => {
     const promptIds = tokenizer.encode(prompt);
     const all = tokenizer.encode(prompt + story);
