@@ -1,7 +1,7 @@
 /**
  * Paces the tokens of speculative bursts into an even cadence: a verification
  * step may emit 1..k tokens at once; spreading them over the expected time to
- * the next step hides the speculation settings from the client (PEERS.md #6)
+ * the next step hides the speculation settings from the client (vLLM PR #45678: bursty chunks reveal them)
  * and reads smoother. The gap never lets a backlog build up: with more queued
  * than one step's worth it shortens, and at the end of generation it drains fast.
  */

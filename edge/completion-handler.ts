@@ -80,7 +80,7 @@ function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
   if (typeof prompt[0] === 'string') return tokenizer.encode(prompt[0], { bos: true });
   const ids = prompt as number[];
   for (const id of ids) {
-    if (id >= tokenizer.vocabSize) throw badRequest(`prompt: token id ${id} is outside the vocabulary (size ${tokenizer.vocabSize}).`, 'prompt');
+    if (id >= tokenizer.vocabSize) throw badRequest(`prompt: token id ${id} is outside the vocabulary (size ${tokenizer.vocabSize}).`, 'prompt', 'invalid_value');
   }
   return ids.slice();
 }

@@ -107,6 +107,10 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) =>
   tool_choice: { neutral: (v) => v === 'none', hint: '"none"' },
   function_call: { neutral: (v) => v === 'none', hint: '"none"' },
   response_format: { neutral: (v) => typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'text', hint: '{"type": "text"}' },
+  // Text is the only output: an audio reply, or searching the web first, would change the answer.
+  modalities: { neutral: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', hint: '["text"]' },
+  audio: { neutral: () => false, hint: 'null' },
+  web_search_options: { neutral: () => false, hint: 'null' },
 };
 
 /** Completions' fields that chat does not have: refused there the same way. */
@@ -133,11 +137,24 @@ export function parseOpenAiBody<T>(schema: z.ZodType<T>, body: unknown, endpoint
   return parseBody(schema, body);
 }
 
+/**
+ * A union's "Invalid input" names no reason: the issue of the branch the
+ * value's type matched does ("stop accepts at most 4 sequences"), its path
+ * under the union's.
+ */
+function specific(issue: z.core.$ZodIssue | undefined): z.core.$ZodIssue | undefined {
+  if (!issue || issue.code !== 'invalid_union') return issue;
+  const branch = issue.errors.find((errors) => errors.length > 0 && !(errors[0].code === 'invalid_type' && errors[0].path.length === 0));
+  if (!branch) return issue;
+  const inner = specific(branch[0]);
+  return inner ? { ...inner, path: [...issue.path, ...inner.path] } : issue;
+}
+
 /** Parse or throw a 400 naming the first offending field (OpenAI's `param`). */
 export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const result = schema.safeParse(body);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
+  const issue = specific(result.error.issues[0]);
   const param = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : null;
   const message = issue ? `${param ? `${param}: ` : ''}${issue.message}` : 'Invalid request body.';
   throw badRequest(message, param, 'invalid_value') satisfies ApiError;

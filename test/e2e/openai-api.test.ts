@@ -424,6 +424,9 @@ describe('OpenAI-compatible API on the edge', () => {
     const long = await post('/v1/completions', { model, prompt: Array.from({ length: 600 }, () => 300) });
     expect(long.status).toBe(400);
     expect(long.json.error?.code).toBe('context_length_exceeded');
+    const outside = await post('/v1/completions', { model, prompt: [1, 99_999] });
+    expect(outside.status).toBe(400);
+    expect(outside.json.error).toMatchObject({ param: 'prompt', code: 'invalid_value' });
     const tooMany = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 10_000 });
     expect(tooMany.status).toBe(400);
     expect(tooMany.json.error?.param).toBe('max_tokens');

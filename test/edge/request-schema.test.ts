@@ -26,6 +26,9 @@ describe('OpenAI parameters this server does not implement', () => {
       ['functions', [{ name: 'f' }]],
       ['function_call', 'auto'],
       ['response_format', { type: 'json_object' }],
+      ['modalities', ['text', 'audio']],
+      ['audio', { voice: 'alloy', format: 'wav' }],
+      ['web_search_options', {}],
     ];
     for (const [name, value] of asked) {
       const err = refusal({ [name]: value });
@@ -44,6 +47,7 @@ describe('OpenAI parameters this server does not implement', () => {
       tool_choice: 'none',
       function_call: 'none',
       response_format: { type: 'text' },
+      modalities: ['text'],
     };
     expect(refusal(neutral)).toBeNull();
     expect(refusal(Object.fromEntries(Object.keys(neutral).map((k) => [k, null])))).toBeNull();
@@ -57,6 +61,10 @@ describe('OpenAI parameters this server does not implement', () => {
     // Penalties are served, within OpenAI's range.
     expect(refusal({ frequency_penalty: 0.5, presence_penalty: -1, repetition_penalty: 1.2 })).toBeNull();
     expect(refusal({ frequency_penalty: 3 })!.toBody().error).toMatchObject({ param: 'frequency_penalty', code: 'invalid_value' });
+    // A union's error says why, from the branch the value's type matched.
+    expect(refusal({ stop: ['a', 'b', 'c', 'd', 'e'] })!.toBody().error).toMatchObject({ param: 'stop', code: 'invalid_value', message: 'stop: stop accepts at most 4 sequences' });
+    expect(refusal({ stop: ['a', ''] })!.toBody().error).toMatchObject({ param: 'stop.1', code: 'invalid_value' });
+    expect(refusal({ stop: 5 })!.toBody().error).toMatchObject({ param: 'stop', code: 'invalid_value' });
   });
 
   it('refuses echo on chat, which has no such field', () => {
