@@ -41,10 +41,10 @@ export async function locateModel(opts: LocateOptions): Promise<ModelFiles> {
   const env = opts.env ?? process.env;
   if (env.SSSD_MODEL) {
     const model = path.resolve(env.SSSD_MODEL);
-    if (!existsSync(model)) throw new CliError(`SSSD_MODEL points at ${model}, which does not exist.`);
+    if (!existsSync(model)) throw new CliError(`SSSD_MODEL (--model) points at ${model}, which does not exist.`);
     const tokenizer = env.SSSD_TOKENIZER ? path.resolve(env.SSSD_TOKENIZER) : path.join(path.dirname(model), 'tok512.bin');
     if (!existsSync(tokenizer)) {
-      throw new CliError(`No tokenizer found for SSSD_MODEL at ${tokenizer}; set SSSD_TOKENIZER to the model's tokenizer file.`);
+      throw new CliError(`No tokenizer found for SSSD_MODEL (--model) at ${tokenizer}; set SSSD_TOKENIZER (--tokenizer) to the model's tokenizer file.`);
     }
     return { model, tokenizer, origin: 'configured' };
   }

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { nextTokenTableCorpusPositions, nextTokenTablePath } from '../gpu-pool/datastore/next-token-table-file';
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
+import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { locateModel } from './model-locator';
 import { isPortFree } from './service-process';
 import { repoRoot, startStack, type RunningStack } from './stack';
@@ -37,8 +38,13 @@ function portFrom(value: number | string | undefined, fallback: number, name: st
  * (shared/drafting/next-token-table.ts); a second start reuses them. Without the corpus the pool
  * starts without a datastore, which only costs acceptance length.
  */
+/** Where the default model's datastore lives: the repository's .cache, or SSSD_CACHE_DIR (a checkout that is not writable). */
+export function defaultDatastoreFile(withSelf: boolean): string {
+  return path.join(poolCacheDir(), 'datastore', `stories260K${withSelf ? '.self' : ''}.sssd-ds`);
+}
+
 async function ensureDefaultDatastore(files: { model: string; tokenizer: string }, withSelf: boolean, log: (line: string) => void): Promise<string> {
-  const file = path.join(repoRoot, `.cache/datastore/stories260K${withSelf ? '.self' : ''}.sssd-ds`);
+  const file = defaultDatastoreFile(withSelf);
   const corpus = path.resolve(repoRoot, '..', 'shared', 'workloads', 'datastore-corpus.jsonl');
   if ((await defaultDatastoreComplete(file, withSelf)) || !existsSync(corpus)) return file;
   log(
@@ -114,7 +120,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, 'SSSD_EDGE_PORT');
 
   // Another service on our port would answer the readiness checks in our place.
-  for (const [port, name] of [[poolPort, 'SSSD_POOL_PORT'], [edgePort, 'SSSD_EDGE_PORT']] as const) {
+  for (const [port, name] of [[poolPort, '--pool-port or SSSD_POOL_PORT'], [edgePort, '--edge-port or SSSD_EDGE_PORT']] as const) {
     if (!(await isPortFree(port))) throw new CliError(`port ${port} is already in use; stop what runs there or choose another port with ${name}.`);
   }
 

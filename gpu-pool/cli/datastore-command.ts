@@ -198,7 +198,7 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
     [
       `${file}: SSSD datastore, format ${info.formatVersion}, ${(size / 1e6).toFixed(1)} MB (loaded and verified in ${info.loadMs} ms)`,
       `  tokens     ${tokens} (${documents} separators, id ${info.separatorId})`,
-      `  chunks     ${info.chunks.length}${info.chunks.length ? ` (${info.chunks.join(', ')} tokens; chunk size ${info.chunkTokens})` : ''}${
+      `  chunks     ${info.chunks.length}${info.chunks.length ? ` (${info.chunks.join(', ')} tokens; new chunks of up to ${info.chunkTokens})` : ''}${
         info.contributedChunks ? `, the last ${info.contributedChunks} of contributed outputs` : ''
       }`,
       `  vocabulary ${info.vocabSize || 'unknown'}`,

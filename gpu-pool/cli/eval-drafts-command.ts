@@ -1,7 +1,7 @@
 /**
  * `sssd eval-drafts`: offline acceptance of the drafting methods on a workload.
  * Replays it in arrival order against each request's true continuation
- * (computed once with the model, cached under .cache/eval/) and prints mean
+ * (computed once with the model, cached under .cache/eval/ or SSSD_CACHE_DIR) and prints mean
  * acceptance length τ per method × budget and drafting time per step.
  * Continuations are greedy, or with `--sampling as-served` each request's own
  * (temperature, top_p, seed), which is what the pool emits for it.
@@ -18,6 +18,7 @@ import { formatEvalTable } from '../eval/eval-report';
 import { type EvalMethod, type ReplayRequest, type ReplayResult, evalMethods, replay } from '../eval/replay';
 import { readWorkload } from '../eval/workload';
 import { loadModel } from '../model/load-model';
+import { poolCacheDir } from '../graph/graph-cache';
 import { ModelRunner } from '../runtime/model-runner';
 import { CliError } from './cli-error';
 import { parseFusionWeights } from './speculative-config';
@@ -37,7 +38,7 @@ interface EvalDraftsFlags {
   maxTokens?: string;
   edgeTrieNodes: string;
   weights?: string;
-  cacheDir: string;
+  cacheDir?: string;
   liveDatastore?: boolean;
   nextTokens?: string;
   sampling: string;
@@ -60,7 +61,7 @@ export function register(program: Command): void {
     .option('--max-tokens <n>', 'cap every request at n tokens (default: each request its own max_tokens)')
     .option('--edge-trie-nodes <n>', 'edge trie size, nodes', '128')
     .option('--weights <json>', 'fusion weight overrides as JSON, e.g. {"edge":0.7,"combine":"max"}')
-    .option('--cache-dir <dir>', 'where continuations are cached', '.cache/eval')
+    .option('--cache-dir <dir>', "where continuations are cached (default: the repository's .cache/eval, or SSSD_CACHE_DIR/eval)")
     .option('--sampling <mode>', "greedy: every request decoded greedily; as-served: each request's temperature, top_p and seed, drafts coupled to its noise as in the pool", 'greedy')
     .option('--next-tokens <file>', "the model's next-token table, drafting for sampled requests in the datastore methods (default: --datastore's FILE.next-tokens when present; none = without)")
     .option('--live-datastore', "datastore methods also learn from every finished request (the pool's opt-in contributeToDatastore)")
@@ -115,7 +116,7 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
     ...(asServed && r.temperature > 0 ? { sampling: { temperature: r.temperature, topP: r.top_p, seed: r.seed ?? i } } : {}),
   }));
 
-  const cacheFile = continuationCacheFile(path.resolve(flags.cacheDir), {
+  const cacheFile = continuationCacheFile(path.resolve(flags.cacheDir ?? path.join(poolCacheDir(), 'eval')), {
     modelSha256: model.sha256,
     tokenizerSha256: await sha256File(flags.tokenizer),
     workloadText: text,

@@ -19,7 +19,8 @@ export function buildProgram(): Command {
   const program = new Command('sssd')
     .description('SSSD speculative decoding: edge drafting, pooled tree verification')
     .exitOverride()
-    .showHelpAfterError();
+    // One line, not the whole help: the mistake stays on screen.
+    .showHelpAfterError('(add --help for usage)');
   registerGenerate(program);
   registerBenchDecode(program);
   registerDatastore(program);
@@ -37,7 +38,8 @@ export async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      process.exitCode = err.exitCode;
+      // A usage mistake exits 2, as every other refusal of ours does; --help and --version exit 0.
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
     if (err instanceof CliError) {

@@ -8,7 +8,7 @@ export function register(program: Command): void {
     .description('run the local stack: a pool (stories260K on CPU by default) and the edge under wrangler dev')
     .option('--model <path>', 'checkpoint (default: SSSD_MODEL, ../shared/models/stories260K, or .models/)')
     .option('--tokenizer <path>', 'tokenizer file (default: SSSD_TOKENIZER or beside the model)')
-    .option('--datastore <file>', 'datastore file (default: .cache/datastore/stories260K.self.sssd-ds, built on first start from ../shared/workloads when present)')
+    .option('--datastore <file>', 'datastore file (default: .cache/datastore/stories260K.self.sssd-ds, under SSSD_CACHE_DIR instead of .cache when set; built on first start from ../shared/workloads when present)')
     .option('--pool-port <port>', 'pool port (default: SSSD_POOL_PORT or 8788)', Number)
     .option('--edge-port <port>', 'edge port (default: SSSD_EDGE_PORT or 8787)', Number)
     .option('--verbose', 'echo the pool and edge output')

@@ -40,7 +40,7 @@ describe('locateModel', () => {
   });
 
   it('rejects a configured model that does not exist', async () => {
-    await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: '/nowhere/model.bin' } })).rejects.toThrow(/SSSD_MODEL points at/);
+    await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: '/nowhere/model.bin' } })).rejects.toThrow(/SSSD_MODEL \(--model\) points at/);
   });
 
   it('fetches the default model once into .models/ from its home', async () => {

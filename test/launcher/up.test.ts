@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { CliError } from '../../gpu-pool/cli/cli-error';
 import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
-import { defaultDatastoreComplete, edgeVarsFrom, selfContinuationsWanted } from '../../launcher/up';
+import { defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, selfContinuationsWanted } from '../../launcher/up';
+import { repoRoot } from '../../launcher/stack';
 
 describe('SSSD_DATASTORE_SELF', () => {
   it("builds the default datastore with the model's own continuations unless told off", () => {
@@ -22,6 +23,19 @@ describe('SSSD_DATASTORE_SELF', () => {
 });
 
 describe('the default datastore', () => {
+  it("lives in the repository's .cache, or under SSSD_CACHE_DIR where that is set", () => {
+    const saved = process.env.SSSD_CACHE_DIR;
+    try {
+      delete process.env.SSSD_CACHE_DIR;
+      expect(defaultDatastoreFile(true)).toBe(path.join(repoRoot, '.cache', 'datastore', 'stories260K.self.sssd-ds'));
+      process.env.SSSD_CACHE_DIR = '/var/cache/sssd';
+      expect(defaultDatastoreFile(false)).toBe('/var/cache/sssd/datastore/stories260K.sssd-ds');
+    } finally {
+      if (saved === undefined) delete process.env.SSSD_CACHE_DIR;
+      else process.env.SSSD_CACHE_DIR = saved;
+    }
+  });
+
   it('is rebuilt once where its next-token table is missing or from before the table read the corpus', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'sssd-up-'));
     try {

@@ -83,4 +83,19 @@ describe('sssd generate', () => {
     expect(lines[0]).toMatch(message);
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
+
+  it('answers a usage mistake (a typo in a flag, an unknown command, a missing option) with one line and exit 2, as its other refusals', async () => {
+    const typo = await sssd(['generate', '--model', m.checkpoint, '--max-token', '5']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toMatch(/unknown option '--max-token'\n\(Did you mean --max-tokens\?\)\n\(add --help for usage\)\n$/);
+    const unknown = await sssd(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).not.toMatch(/Usage:/);
+    const missing = await sssd(['generate']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/required option '--model <path>' not specified/);
+    const help = await sssd(['generate', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/Usage: sssd generate/);
+  });
 });
