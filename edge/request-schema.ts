@@ -44,7 +44,7 @@ const commonFields = {
     .refine((b) => Object.keys(b).length <= 1024, 'logit_bias holds at most 1024 tokens')
     .nullish(),
   /** Non-standard (vLLM): > 1 discourages tokens of the prompt and the output, 1 = none. */
-  repetition_penalty: z.number().gt(0).max(10).nullish(),
+  repetition_penalty: z.number().min(0.01).max(10).nullish(),
   stop: stopSchema,
   user: z.string().max(256).nullish(),
   /** Choices: one generation each, at most MAX_CHOICES. */

@@ -27,7 +27,8 @@ export const samplingSchema = z.object({
   /** OpenAI's: minus this from the logit of every token generated at least once (0 = none). */
   presencePenalty: z.number().min(-2).max(2).default(0),
   /** vLLM's: a positive logit of a token in the prompt or the output divided by this, a negative one multiplied (1 = none). */
-  repetitionPenalty: z.number().gt(0).max(10).default(1),
+  /** At least 0.01: a logit divided by less overflows to infinity. */
+  repetitionPenalty: z.number().min(0.01).max(10).default(1),
   /** OpenAI's: added to the logits of these token ids (decimal strings), before the penalties; -100 bans, 100 forces. */
   logitBias: z
     .record(z.string().regex(/^(0|[1-9]\d{0,8})$/, 'logitBias keys are token ids, written without leading zeros'), z.number().min(-100).max(100))
@@ -39,12 +40,40 @@ export type SamplingParams = z.infer<typeof samplingSchema>;
 /** Most alternatives a generation may ask log-probabilities for, per token (OpenAI's limit). */
 export const MAX_TOP_LOGPROBS = 20;
 
+/** Most prompt tokens a request may carry: past any context served here, and few enough to check in milliseconds. */
+export const MAX_PROMPT_IDS = 1 << 20;
+
+/** Why `value` is no list of 1..MAX_PROMPT_IDS token ids (integers in [0, 2^31)), naming the first bad one; null when it is one. */
+function promptIdsProblem(value: unknown): string | null {
+  if (!Array.isArray(value)) return 'expected an array of token ids';
+  if (value.length === 0) return 'at least one token id';
+  if (value.length > MAX_PROMPT_IDS) return `at most ${MAX_PROMPT_IDS} token ids, got ${value.length}`;
+  for (let i = 0; i < value.length; i++) {
+    const t: unknown = value[i];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0x7fffffff) return `[${i}] = ${JSON.stringify(t)?.slice(0, 40)} is not a token id (an integer >= 0)`;
+  }
+  return null;
+}
+
+/**
+ * Checked in one pass with one issue for the first bad id: as
+ * z.array(z.number().int()) it made an issue per bad element, and an 8 MiB
+ * body of 2M of them held the pool's one thread (every stream) for 13 s.
+ */
+const promptIdsSchema = z.custom<number[]>((value) => promptIdsProblem(value) === null, { error: (issue) => promptIdsProblem(issue.input) ?? 'not a list of token ids' });
+
 /** POST /v1/generate */
 export const generateRequestSchema = z.object({
   /** Caller-chosen id, unique among the caller's running generations. */
-  id: z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/),
+  id: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[A-Za-z0-9._:-]+$/)
+    // URL paths drop '.' and '..' segments: such a generation could never be cancelled or pushed a trie.
+    .refine((id) => id !== '.' && id !== '..', 'an id may not be "." or ".."'),
   /** Prompt token ids, BOS included. */
-  promptIds: z.array(z.number().int().min(0)).min(1),
+  promptIds: promptIdsSchema,
   /** Tokens to generate; 0 = only read the prompt (with `promptLogprobs`: score it). */
   maxTokens: z.number().int().min(0),
   sampling: samplingSchema.default({ temperature: 0, topP: 1, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),

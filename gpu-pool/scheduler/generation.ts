@@ -80,6 +80,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   cachedPromptTokens = 0;
   /** This generation's prompt, offered to other prompts while it runs (prefix-cache.ts). */
   sharedPrefix: SharedPrefix | null = null;
+  /** The prefix cache's clear count when this generation came in: a clear of its salt since means its keys/values are not kept. */
+  prefixEpoch = 0;
   /** Logit bias and repetition / frequency / presence penalties, when the request has any. */
   adjustments: LogitAdjustments | null = null;
 

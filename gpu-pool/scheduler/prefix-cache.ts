@@ -89,9 +89,18 @@ export class PrefixCache<S extends RunnerSequence> {
   /** Kept sequences, least recently used first (a Set keeps insertion order). */
   private readonly entries = new Set<Entry<S>>();
   private bytes = 0;
+  /** Clears so far, and the count at the latest clear of everything and of each salt cleared. */
+  private clears = 0;
+  private clearedAll = 0;
+  private readonly clearedSalts = new Map<string, number>();
 
   constructor(private readonly options: PrefixCacheOptions<S>) {
     if (!(options.maxBytes > 0)) throw new RangeError(`a prefix cache needs a positive byte bound, not ${options.maxBytes}`);
+  }
+
+  /** Clears so far: pass the count read when a generation came in to `store`. */
+  get epoch(): number {
+    return this.clears;
   }
 
   /** Sequences kept. */
@@ -141,7 +150,9 @@ export class PrefixCache<S extends RunnerSequence> {
    * already holds all of it): the caller still owns it then. Once kept, the
    * cache owns it and releases it on eviction.
    */
-  store(salt: string, tokens: Int32Array, sequence: S): boolean {
+  store(salt: string, tokens: Int32Array, sequence: S, since?: number): boolean {
+    // Its generation came in before a clear of its salt (a tenant's deletion request): its keys/values go too.
+    if (since !== undefined && since < Math.max(this.clearedAll, this.clearedSalts.get(salt) ?? 0)) return false;
     const bytes = this.options.bytesOf(sequence);
     if (tokens.length < PREFIX_BLOCK || tokens.length !== sequence.length || bytes > this.options.maxBytes) return false;
     // (A running generation's shared prompt does not count: it goes when that generation does.)
@@ -192,10 +203,15 @@ export class PrefixCache<S extends RunnerSequence> {
 
   /**
    * Releases every kept sequence, or those of one salt (a tenant's prompts to
-   * forget); running generations' shared prompts leave when they end.
-   * Returns how many sequences and bytes went.
+   * forget). Running generations' prompts are no longer offered to others,
+   * and their sequences are not kept when they end (`store`'s `since`).
+   * Returns how many kept sequences and bytes went.
    */
   clear(salt?: string): { sequences: number; bytes: number } {
+    this.clears++;
+    if (salt === undefined) this.clearedAll = this.clears;
+    else this.clearedSalts.set(salt, this.clears);
+    for (const [key, entry] of this.byKey) if (entry.live && (salt === undefined || entry.salt === salt)) this.byKey.delete(key);
     let sequences = 0;
     let bytes = 0;
     for (const entry of [...this.entries]) {

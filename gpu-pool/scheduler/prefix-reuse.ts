@@ -71,19 +71,24 @@ export class PrefixReuse<S extends RunnerSequence> {
     const tokens = gen.contextTokens(length);
     const salt = gen.cacheSalt;
     if (sequence.capacity === undefined || sequence.capacity <= 2 * length) {
-      const kept = this.cache.store(salt, tokens, sequence);
+      const kept = this.cache.store(salt, tokens, sequence, gen.prefixEpoch);
       if (kept) this.metrics.prefixCacheBytes.set(this.cache.totalBytes);
       return kept;
     }
     const compact = this.runner.newSequence(length);
     this.runner.copyPrefix!(sequence, compact, length);
-    if (this.cache.store(salt, tokens, compact)) {
+    if (this.cache.store(salt, tokens, compact, gen.prefixEpoch)) {
       sequence.release();
       this.metrics.prefixCacheBytes.set(this.cache.totalBytes);
       return true;
     }
     compact.release();
     return false;
+  }
+
+  /** Clears so far: a generation records it when it comes in (Generation.prefixEpoch). */
+  get epoch(): number {
+    return this.cache.epoch;
   }
 
   /** Forgets the kept sequences: all, or one salt's. */

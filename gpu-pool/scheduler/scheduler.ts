@@ -283,6 +283,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
+    gen.prefixEpoch = this.prefixes?.epoch ?? 0;
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
     if (hasLogitAdjustments(request.sampling)) {
       // A resumed generation's earlier output, at the prompt's end, is output to the penalties.

@@ -179,7 +179,7 @@ export class PoolServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://pool');
+    const url = requestUrl(req.url);
     const method = req.method ?? 'GET';
     const route = url.pathname;
 
@@ -372,6 +372,21 @@ export class PoolServer {
       res.setHeader('retry-after', String(Math.max(1, Math.ceil(e.retryAfterMs / 1000))));
     }
     sendJson(res, e.status, event);
+  }
+}
+
+/**
+ * The request's path and query. Appended to a fixed origin rather than
+ * resolved against it: `//v1/info` is a path here, not a host. A target
+ * that is no URL at all (`//[`) is the client's mistake: 400, not a 500
+ * with a stack in the log for every one sent.
+ */
+function requestUrl(target: string | undefined): URL {
+  const raw = target ?? '/';
+  try {
+    return raw.startsWith('/') ? new URL(`http://pool${raw}`) : new URL(raw, 'http://pool');
+  } catch {
+    throw new HttpError(400, 'bad_request', `not a request target: ${JSON.stringify(raw.slice(0, 80))}`);
   }
 }
 

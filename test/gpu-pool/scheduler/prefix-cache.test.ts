@@ -103,6 +103,31 @@ describe('prefix cache index', () => {
     expect(fourth.isReleased).toBe(true);
   });
 
+  it("forgets a salt's running prompts too: no longer offered, and not kept when their generations end", () => {
+    const c = cache();
+    const prompt = range(1, 40);
+    const since = c.epoch;
+    const running = sequenceOf(prompt);
+    c.share('tenant', Int32Array.from(prompt), running);
+    const other = c.share('other', Int32Array.from(prompt), sequenceOf(prompt));
+    expect(c.lookup('tenant', [...prompt, 0], 40)?.sequence).toBe(running);
+    c.clear('tenant');
+    expect(c.lookup('tenant', [...prompt, 0], 40)).toBeNull();
+    expect(c.lookup('other', [...prompt, 0], 40)).not.toBeNull();
+    // Came in before the clear: not kept. Another salt's, and one that came in after, are.
+    expect(c.store('tenant', Int32Array.from(prompt), running, since)).toBe(false);
+    expect(c.lookup('tenant', [...prompt, 0], 40)).toBeNull();
+    c.unshare(other!);
+    expect(c.store('other', Int32Array.from(prompt), sequenceOf(prompt), since)).toBe(true);
+    expect(c.store('tenant', Int32Array.from(prompt), sequenceOf(prompt), c.epoch)).toBe(true);
+    expect(c.lookup('tenant', [...prompt, 0], 40)?.length).toBe(40);
+    // Clearing everything covers every salt's running generations.
+    const before = c.epoch;
+    c.clear();
+    expect(c.store('other', Int32Array.from(prompt), sequenceOf(prompt), before)).toBe(false);
+    expect(c.size).toBe(0);
+  });
+
   it("offers a running generation's prompt until it ends, without owning or evicting it", () => {
     const c = cache(1);
     const prompt = range(1, 33);

@@ -103,6 +103,8 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     ['unknown speculation method', JSON.stringify({ id: 'e', promptIds: [1], maxTokens: 4, speculation: 'magic' }), 400, /speculation/],
     ['trie not base64', JSON.stringify({ id: 'f', promptIds: [1], maxTokens: 4, trie: '***' }), 400, /base64/],
     ['body over the size limit', JSON.stringify({ id: 'g', promptIds: [1], maxTokens: 4, pad: 'x'.repeat(9 * 1024 * 1024) }), 413, /limit/],
+    ['an id URL paths would drop', JSON.stringify({ id: '..', promptIds: [1], maxTokens: 4 }), 400, /may not be "\." or "\.\."/],
+    ['a repetition penalty whose division overflows', JSON.stringify({ id: 'h', promptIds: [1], maxTokens: 4, sampling: { repetitionPenalty: 1e-38 } }), 400, /repetitionPenalty/],
   ];
   it.each(cases)('%s', async (_name, body, status, message) => {
     const res = await post('/v1/generate', body);
@@ -189,6 +191,33 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
   it('unknown routes and methods', async () => {
     expect((await getJson(pool, '/v1/nope')).status).toBe(404);
     expect((await getJson(pool, '/v1/generate')).status).toBe(405);
+    // A path that looks like a host is a path; a target that is no URL at all is a 400, logged as nothing.
+    expect((await getJson(pool, '//v1/info')).status).toBe(404);
+    const { request } = await import('node:http');
+    const status = await new Promise<number>((resolve, reject) => {
+      const r = request(`${pool.url}/`, { method: 'GET', path: 'http://[::1', headers: { authorization: `Bearer ${pool.token}` } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      r.on('error', reject);
+      r.end();
+    });
+    expect(status).toBe(400);
+    expect(pool.stderr()).not.toMatch(/Invalid URL/);
+  });
+
+  it('a body of millions of bad prompt ids is refused at once, and the streams beside it hardly notice', async () => {
+    const beside = generate(pool, { id: 'beside-bad-ids', promptIds: [1, 403], maxTokens: 200, speculation: 'off' });
+    const started = performance.now();
+    const res = await post('/v1/generate', `{"id":"bad-ids","maxTokens":1,"promptIds":[${new Array(1_000_000).fill('0.5').join(',')}]}`);
+    const took = performance.now() - started;
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { message: string }).message).toMatch(/promptIds: \[0\] = 0\.5 is not a token id/);
+    // 13 s when every bad element made an issue of its own.
+    expect(took).toBeLessThan(3000);
+    expect((await beside).ids.length).toBeGreaterThan(0);
+    const many = await post('/v1/generate', JSON.stringify({ id: 'many-ids', maxTokens: 1, promptIds: new Array((1 << 20) + 1).fill(5) }));
+    expect(((await many.json()) as { message: string }).message).toMatch(/at most 1048576 token ids/);
   });
 });
 
