@@ -85,6 +85,19 @@ function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
   return ids.slice();
 }
 
+/** Predicted tokens the edge sends, at most: what the pool drafts from (request-drafter.ts's PREDICTION_TOKENS). */
+const PREDICTION_TOKENS = 8192;
+
+/** The request's predicted output as token ids (no BOS), cut to what the pool uses; null for none. */
+function predictionIds(parsed: ParsedRequest, model: ServedModel): number[] | null {
+  const prediction = parsed.body.prediction;
+  if (!prediction) return null;
+  const text = typeof prediction.content === 'string' ? prediction.content : prediction.content.map((part) => part.text).join('');
+  if (text.length === 0) return null;
+  const ids = model.tokenizer.encode(text, { bos: false });
+  return ids.length > PREDICTION_TOKENS ? ids.slice(0, PREDICTION_TOKENS) : ids;
+}
+
 /** The prompt as `echo` sends it back: as given when it was text, decoded when it was token ids. */
 function echoText(parsed: ParsedRequest, ids: number[], model: ServedModel): string {
   const prompt = parsed.kind === 'completion' ? parsed.body.prompt : null;
@@ -157,6 +170,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const n = body.n ?? 1;
   const seed = body.seed ?? (temperature > 0 ? crypto.getRandomValues(new Uint32Array(1))[0] : null);
   const echoed = echo ? echoText(parsed, ids, model) : null;
+  const predicted = speculate ? predictionIds(parsed, model) : null;
   let unfinished = n;
   const deps = { ...ctx, onFinish: () => --unfinished === 0 && ctx.onFinish() };
   const runs = Array.from(
@@ -189,6 +203,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           cacheSalt,
           // n choices of one prompt would add it n times.
           contributeToDatastore: ctx.key.contributeToDatastore && i === 0,
+          predictionIds: predicted,
         },
         deps,
       ),

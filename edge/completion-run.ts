@@ -42,6 +42,8 @@ export interface CompletionPlan {
   cacheSalt: string;
   /** Let the pool add prompt + output to its global datastore (the key opted in; one choice of n does). */
   contributeToDatastore: boolean;
+  /** The request's predicted output (`prediction`), tokenized: the pool drafts from it; null = none. */
+  predictionIds?: number[] | null;
 }
 
 /**
@@ -205,6 +207,7 @@ export class CompletionRun {
       cacheSalt: plan.cacheSalt,
       ...(plan.contributeToDatastore ? { contributeToDatastore: true } : {}),
       ...(resumedOutputTokens > 0 ? { resumedOutputTokens } : {}),
+      ...(plan.speculate && plan.predictionIds && plan.predictionIds.length > 0 ? { predictionIds: plan.predictionIds } : {}),
     };
   }
 

@@ -51,6 +51,17 @@ const commonFields = {
   n: z.number().int().min(1).max(MAX_CHOICES, `n is at most ${MAX_CHOICES}`).nullish(),
   /** Non-standard per-request switch: "auto" (default) speculates, "off" decodes plainly. */
   speculation: z.enum(['auto', 'off']).nullish(),
+  /**
+   * OpenAI's predicted outputs: text the reply is expected to resemble (the
+   * file being edited, say). Drafted from as the prompt is; the reply is the
+   * same with or without it, only sooner where it holds.
+   */
+  prediction: z
+    .object({
+      type: z.literal('content'),
+      content: z.union([z.string(), z.array(z.object({ type: z.literal('text'), text: z.string() })).min(1)]),
+    })
+    .nullish(),
   /** vLLM's: narrows prefix-cache sharing to requests of the key's tenant that give the same salt (absent: the whole tenant). */
   cache_salt: z.string().min(1).max(256).nullish(),
 };

@@ -98,6 +98,13 @@ export const generateRequestSchema = z.object({
    */
   promptLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
   /**
+   * The output expected, more or less (OpenAI's predicted outputs: the file
+   * being edited, say), as token ids without BOS: drafted from as the prompt
+   * is, by `sssd`, `context` and `pld`; the output is the same with or
+   * without it. Its first 8,192 tokens are used. Absent = none.
+   */
+  predictionIds: promptIdsSchema.optional(),
+  /**
    * Prefix caching scope: the pool reuses a cached prompt prefix only between
    * requests with the same salt (absent = the pool's shared scope), so one
    * tenant's cache hits cannot reveal another's prompts.

@@ -41,6 +41,7 @@ export function drafterFactory(
           method: request.speculation,
           promptIds: request.promptIds,
           expectedLength,
+          predictionIds: request.predictionIds,
           edgeTrie,
           datastore: store,
           nextTokens: store && nextTokens ? nextTokens : undefined,

@@ -242,6 +242,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (let i = 0; i < prompt.length; i++) {
       if (prompt[i] >= vocab) throw new AdmissionError('bad_request', `promptIds[${i}] = ${prompt[i]} is outside the vocabulary (size ${vocab})`);
     }
+    const predicted = request.predictionIds ?? [];
+    for (let i = 0; i < predicted.length; i++) {
+      // A draft token past the embedding table would fail the batch's pass.
+      if (predicted[i] >= vocab) throw new AdmissionError('bad_request', `predictionIds[${i}] = ${predicted[i]} is outside the vocabulary (size ${vocab})`);
+    }
     const resumed = request.resumedOutputTokens ?? 0;
     if (resumed >= prompt.length) {
       throw new AdmissionError('bad_request', `resumedOutputTokens (${resumed}) must be less than the prompt's ${prompt.length} tokens`);

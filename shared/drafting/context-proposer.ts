@@ -29,6 +29,11 @@ export class ContextProposer implements Proposer {
     this.trie.release();
   }
 
+  predict(tokens: ArrayLike<number>): void {
+    this.trie.appendAll(tokens);
+    this.trie.breakWindows();
+  }
+
   observe(context: TokenBuffer, from: number, to: number): void {
     this.trie.appendAll(context.data, from, to);
   }

@@ -73,6 +73,11 @@ export class ContextTrie {
     for (let i = from; i < to; i++) this.append(tokens[i]);
   }
 
+  /** Closes every open window: what is appended next is another text (a predicted output before the prompt), and no n-gram spans the two. */
+  breakWindows(): void {
+    this.open.fill(-1);
+  }
+
   /**
    * Matches every suffix of `context[0..end)` of length maxQuery down to 1.
    * Writes the node of the length-k suffix into out[k] (-1 when absent) for

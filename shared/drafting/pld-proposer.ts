@@ -24,17 +24,31 @@ export class PldProposer implements Proposer {
     this.minNgram = Math.max(1, Math.min(this.maxNgram, opts.minNgram ?? 1));
   }
 
+  /** A predicted output, looked up where the context has no match. */
+  private prediction: Int32Array | null = null;
+
   observe(): void {}
+
+  predict(tokens: ArrayLike<number>): void {
+    this.prediction = tokens.length > 0 ? Int32Array.from(tokens) : null;
+  }
 
   propose(context: TokenBuffer, budget: number): DraftTree {
     if (this.tree.tokens.length < budget + 1) this.tree = createDraftTree(budget + 1);
     const tree = this.tree;
     resetDraftTree(tree, context.last);
-    const start = findPromptLookup(context.data, context.length, this.maxNgram, this.minNgram);
+    let source: ArrayLike<number> = context.data;
+    let sourceLength = context.length;
+    let start = findPromptLookup(context.data, context.length, this.maxNgram, this.minNgram);
+    if (start < 0 && this.prediction) {
+      start = findInText(this.prediction, context.data, context.length, this.maxNgram, this.minNgram);
+      source = this.prediction;
+      sourceLength = this.prediction.length;
+    }
     if (start < 0) return tree;
-    const end = Math.min(context.length, start + budget);
+    const end = Math.min(sourceLength, start + budget);
     let parent = 0;
-    for (let i = start; i < end; i++) parent = appendNode(tree, parent, context.data[i], 1, SOURCE_CONTEXT);
+    for (let i = start; i < end; i++) parent = appendNode(tree, parent, source[i], 1, SOURCE_CONTEXT);
     return tree;
   }
 }
@@ -51,6 +65,23 @@ export function findPromptLookup(tokens: ArrayLike<number>, length: number, maxN
     for (let i = length - n - 1; i >= 0; i--) {
       let j = 0;
       while (j < n && tokens[i + j] === tokens[suffix + j]) j++;
+      if (j === n) return i + n;
+    }
+  }
+  return -1;
+}
+
+/**
+ * Position in `text` of the token after the last occurrence there of the
+ * context's final n tokens (largest n in [minNgram, maxNgram] that has one
+ * with a token after it), or -1.
+ */
+export function findInText(text: ArrayLike<number>, context: ArrayLike<number>, length: number, maxNgram: number, minNgram: number): number {
+  for (let n = Math.min(maxNgram, length); n >= minNgram; n--) {
+    const suffix = length - n;
+    for (let i = text.length - n - 1; i >= 0; i--) {
+      let j = 0;
+      while (j < n && text[i + j] === context[suffix + j]) j++;
       if (j === n) return i + n;
     }
   }

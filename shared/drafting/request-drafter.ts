@@ -35,7 +35,16 @@ export interface RequestDrafterOptions {
   expectedLength?: number;
   /** A sampled request's seed and temperature: drafts are coupled to its sampling noise (see fusion.ts). */
   sampling?: { seed: number; temperature: number };
+  /** The output the caller expects, more or less (OpenAI's `prediction`): drafted from like the prompt; its first PREDICTION_TOKENS are used. */
+  predictionIds?: ArrayLike<number>;
 }
+
+/**
+ * Predicted tokens indexed, at most: they go in whole at construction, on
+ * the pool's main thread (~2 µs a token, so ~16 ms at most), and an output
+ * longer than this is rarely predicted well past it.
+ */
+export const PREDICTION_TOKENS = 8192;
 
 /**
  * Context tokens indexed at most at construction and at each draft() after.
@@ -70,7 +79,8 @@ export class RequestDrafter {
     // times over a 300-500-token request, each time copying and rehashing
     // every node (6% of the pool's CPU in its loop at concurrency 8). A
     // request that stops early leaves the rest unused (~28 bytes a node).
-    const expected = Math.max(opts.promptIds.length, opts.expectedLength ?? opts.promptIds.length + 64);
+    const predicted = Math.min(opts.predictionIds?.length ?? 0, PREDICTION_TOKENS);
+    const expected = Math.max(opts.promptIds.length, opts.expectedLength ?? opts.promptIds.length + 64) + predicted;
     const initialNodes = Math.min(opts.maxTrieNodes ?? 1 << 20, 64 + weights.contextWindow * expected);
     // The trie's arrays come from finished requests' tries (release).
     const trieOptions = { maxNodes: opts.maxTrieNodes, window: weights.contextWindow, initialNodes, pool: contextTriePool };
@@ -91,6 +101,10 @@ export class RequestDrafter {
     }
     if (opts.sampling && opts.sampling.temperature > 0) {
       this.proposer.couple?.({ noise: new GumbelNoise(opts.sampling.seed), temperature: opts.sampling.temperature, firstIndex: this.context.length });
+    }
+    if (predicted > 0) {
+      const ids = opts.predictionIds!;
+      this.proposer.predict?.(ids.length > predicted ? Array.prototype.slice.call(ids, 0, predicted) : ids);
     }
     this.indexSlice();
   }

@@ -102,6 +102,12 @@ export class SssdProposer implements Proposer {
     this.trie?.release();
   }
 
+  predict(tokens: ArrayLike<number>): void {
+    if (!this.trie) return;
+    this.trie.appendAll(tokens);
+    this.trie.breakWindows();
+  }
+
   observe(context: TokenBuffer, from: number, to: number): void {
     this.trie?.appendAll(context.data, from, to);
   }

@@ -522,6 +522,28 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(cancelled).toBe(true);
   });
 
+  it("drafts from a chat's predicted output (OpenAI's prediction), with the same reply in fewer steps", async () => {
+    const ask = { model, messages: [{ role: 'user' as const, content: 'Tell me about a cat.' }], max_tokens: 150, temperature: 0 };
+    const plain = await client.chat.completions.create({ ...ask, speculation: 'off' } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const reply = plain.choices[0].message.content!;
+    expect(reply.length).toBeGreaterThan(100);
+    // The reply with a few words changed: an edit of what it predicts.
+    const edited = reply.replace(/ the /g, ' a ');
+    // Users of their own: neither has a cache that holds the reply (the plain request taught the default user's).
+    const predicted = await client.chat.completions.create({ ...ask, user: 'prediction-user', prediction: { type: 'content', content: edited } });
+    const without = await client.chat.completions.create({ ...ask, user: 'no-prediction-user' });
+    expect(predicted.choices[0].message.content).toBe(reply);
+    expect(without.choices[0].message.content).toBe(reply);
+    const steps = (r: OpenAI.ChatCompletion): number => (r.usage as unknown as UsageWithSpeculation).speculation.steps;
+    expect(steps(predicted)).toBeLessThan(steps(without));
+    // Parts of text are joined; anything but content is refused.
+    const parts = await client.chat.completions.create({ ...ask, user: 'prediction-parts-user', prediction: { type: 'content', content: [{ type: 'text', text: edited.slice(0, 40) }, { type: 'text', text: edited.slice(40) }] } });
+    expect(parts.choices[0].message.content).toBe(reply);
+    const wrong = await post('/v1/chat/completions', { ...ask, prediction: { type: 'guess', content: 'x' } });
+    expect(wrong.status).toBe(400);
+    expect(wrong.json.error?.param).toMatch(/^prediction/);
+  });
+
   it('cancels a non-streamed generation at the pool when its client goes away, and sends a whole one that runs long as valid JSON', async () => {
     // Past the heartbeat the reply has begun: 200, JSON, spaces first.
     const started = Date.now();

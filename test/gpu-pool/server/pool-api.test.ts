@@ -221,6 +221,27 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
   });
 });
 
+describe('predicted outputs', () => {
+  it('draft from the prediction where the output follows it, with the same output, greedy and seeded, and refuse ids outside the vocabulary', async () => {
+    const prompt = [1, 365, 281, 261, 373, 300];
+    for (const sampling of [{ temperature: 0 }, { temperature: 0.8, seed: 21 }]) {
+      const plain = await generate(pool, { id: `plain-${sampling.temperature}`, promptIds: prompt, maxTokens: 200, speculation: 'off', sampling });
+      expect(plain.ids.length).toBeGreaterThan(50);
+      // The output itself, with every 25th token changed: an edit.
+      const edited = plain.ids.map((t, i) => (i % 25 === 12 ? (t + 7) % 512 : t));
+      const without = await generate(pool, { id: `without-${sampling.temperature}`, promptIds: prompt, maxTokens: 200, speculation: 'context', sampling });
+      const withIt = await generate(pool, { id: `with-${sampling.temperature}`, promptIds: prompt, maxTokens: 200, speculation: 'context', sampling, predictionIds: edited });
+      expect(without.ids).toEqual(plain.ids);
+      expect(withIt.ids).toEqual(plain.ids);
+      const steps = (o: typeof plain): number => o.done!.usage.speculation.steps;
+      expect(steps(withIt)).toBeLessThan(steps(without) / 3);
+    }
+    const bad = await post('/v1/generate', JSON.stringify({ id: 'bad-prediction', promptIds: [1, 5], maxTokens: 4, speculation: 'sssd', predictionIds: [5, 9999] }));
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { message: string }).message).toMatch(/predictionIds\[1\] = 9999 is outside the vocabulary/);
+  });
+});
+
 describe('cancellation', () => {
   it('DELETE ends a running generation at the next step and frees its row', async () => {
     const res = await post('/v1/generate', JSON.stringify({ id: 'to-cancel', ...LONG }));

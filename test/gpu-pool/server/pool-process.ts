@@ -97,6 +97,7 @@ export interface GenerateBody {
   trie?: string;
   cacheSalt?: string;
   contributeToDatastore?: boolean;
+  predictionIds?: number[];
 }
 
 export interface GenerationOutcome {

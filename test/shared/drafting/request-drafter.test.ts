@@ -42,6 +42,25 @@ describe('RequestDrafter', () => {
     expect(paths(d.draft(4))).toContain('52,53,54');
   });
 
+  it('drafts from a predicted output where the output meets it, for context, sssd and pld, and not across its end into the prompt', () => {
+    // The prediction: 60 61 62 63 64 65; the output so far has reached 61 (after an edit: 70 instead of 60).
+    const prediction = [60, 61, 62, 63, 64, 65];
+    for (const method of ['context', 'sssd', 'pld'] as const) {
+      const d = new RequestDrafter({ method, promptIds: [1, 40, 41], predictionIds: prediction });
+      d.accept([70, 61]);
+      expect(paths(d.draft(4)), method).toContain('62,63,64,65');
+      const without = new RequestDrafter({ method, promptIds: [1, 40, 41] });
+      without.accept([70, 61]);
+      expect(paths(without.draft(4)), method).not.toContain('62');
+    }
+    // No n-gram spans the prediction's end and the prompt's start: 65 is not followed by 1.
+    const d = new RequestDrafter({ method: 'context', promptIds: [1, 40, 41], predictionIds: prediction });
+    d.accept([65]);
+    expect(paths(d.draft(4))).not.toContain('1');
+    // Speculation off drafts nothing whatever it is given.
+    expect(new RequestDrafter({ method: 'off', promptIds: [1, 60], predictionIds: prediction }).draft(4).size).toBe(1);
+  });
+
   it('uses the datastore in sssd mode', () => {
     const datastore = Datastore.fromDocuments([[1, 7, 8, 9, 10, 11, 12]], { indexer: 'inline' });
     const d = new RequestDrafter({ method: 'sssd', promptIds: [1, 3, 8, 9], datastore });
