@@ -207,7 +207,8 @@ export async function wholeCompletionResponse(
     }
   })();
   return new Response(readable, {
-    headers: { ...jsonHeaders, 'content-encoding': 'identity', 'cache-control': 'no-store' },
+    // no-transform: a proxy that compressed or buffered it would hold the spaces back, and the client's leaving with them.
+    headers: { ...jsonHeaders, 'content-encoding': 'identity', 'cache-control': 'no-store, no-transform' },
     encodeBody: 'manual',
   });
 }

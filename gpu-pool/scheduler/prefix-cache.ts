@@ -98,7 +98,12 @@ export class PrefixCache<S extends RunnerSequence> {
     if (!(options.maxBytes > 0)) throw new RangeError(`a prefix cache needs a positive byte bound, not ${options.maxBytes}`);
   }
 
-  /** Clears so far: pass the count read when a generation came in to `store`. */
+  /** Whether `salt` (or everything) was cleared after the clear count `since` was read (undefined: never asked). */
+  private clearedSince(salt: string, since: number | undefined): boolean {
+    return since !== undefined && since < Math.max(this.clearedAll, this.clearedSalts.get(salt) ?? 0);
+  }
+
+  /** Clears so far: pass the count read when a generation came in to `store` and `share`. */
   get epoch(): number {
     return this.clears;
   }
@@ -152,7 +157,7 @@ export class PrefixCache<S extends RunnerSequence> {
    */
   store(salt: string, tokens: Int32Array, sequence: S, since?: number): boolean {
     // Its generation came in before a clear of its salt (a tenant's deletion request): its keys/values go too.
-    if (since !== undefined && since < Math.max(this.clearedAll, this.clearedSalts.get(salt) ?? 0)) return false;
+    if (this.clearedSince(salt, since)) return false;
     const bytes = this.options.bytesOf(sequence);
     if (tokens.length < PREFIX_BLOCK || tokens.length !== sequence.length || bytes > this.options.maxBytes) return false;
     // (A running generation's shared prompt does not count: it goes when that generation does.)
@@ -183,8 +188,9 @@ export class PrefixCache<S extends RunnerSequence> {
    * first positions and will not change them. Blocks a kept sequence already
    * holds stay with that one. Null when shorter than a block.
    */
-  share(salt: string, tokens: Int32Array, sequence: S): SharedPrefix | null {
-    if (tokens.length < PREFIX_BLOCK || sequence.length < tokens.length) return null;
+  share(salt: string, tokens: Int32Array, sequence: S, since?: number): SharedPrefix | null {
+    // Queued or prefilling when its salt was cleared: offered to nobody, or a later request would copy it and be kept.
+    if (tokens.length < PREFIX_BLOCK || sequence.length < tokens.length || this.clearedSince(salt, since)) return null;
     const keys: number[] = [];
     const entry: Entry<S> = { sequence, tokens, salt, keys, bytes: 0, live: true };
     forEachBlockKey(salt, tokens, tokens.length, (_, key) => {

@@ -47,7 +47,7 @@ export class PrefixReuse<S extends RunnerSequence> {
 
   /** Offers a running generation's prompt, all in its cache now, to other prompts while it runs. */
   share(gen: Generation<S>): void {
-    gen.sharedPrefix = this.cache.share(gen.cacheSalt, gen.promptIds, gen.cache!);
+    gen.sharedPrefix = this.cache.share(gen.cacheSalt, gen.promptIds, gen.cache!, gen.prefixEpoch);
   }
 
   /** Takes back what share offered, as the generation ends. */

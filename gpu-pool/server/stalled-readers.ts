@@ -37,7 +37,8 @@ export class StalledReaders {
     private readonly clock: () => number = () => performance.now(),
   ) {
     // Looked at four times a window: a stream is cut between 1 and 1.25 windows after it stalled.
-    this.timer = limitMs > 0 ? setInterval(() => this.sweep(), Math.max(50, Math.floor(limitMs / 4))) : null;
+    // At most a minute apart: Node fires an interval past 2^31 ms every millisecond.
+    this.timer = limitMs > 0 ? setInterval(() => this.sweep(), Math.min(60_000, Math.max(50, Math.floor(limitMs / 4)))) : null;
     this.timer?.unref();
   }
 
@@ -57,11 +58,13 @@ export class StalledReaders {
   /** Public for tests; the interval calls it. */
   sweep(now = this.clock()): void {
     for (const [res, w] of this.watched) {
-      const socket = res.socket;
-      if (!socket || res.destroyed) {
+      if (res.destroyed) {
         this.watched.delete(res);
         continue;
       }
+      // A pipelined response gets its socket once the one before it has finished.
+      const socket = res.socket;
+      if (!socket) continue;
       const dispatched = dispatchedBytes(res);
       const waiting = socket.writableLength;
       if (waiting === 0 || dispatched !== w.dispatched) {

@@ -121,6 +121,12 @@ describe('prefix cache index', () => {
     expect(c.store('other', Int32Array.from(prompt), sequenceOf(prompt), since)).toBe(true);
     expect(c.store('tenant', Int32Array.from(prompt), sequenceOf(prompt), c.epoch)).toBe(true);
     expect(c.lookup('tenant', [...prompt, 0], 40)?.length).toBe(40);
+    // One queued or still prefilling at the clear shares its prompt with nobody after it.
+    const late = c.epoch;
+    c.clear('queued');
+    expect(c.share('queued', Int32Array.from(prompt), sequenceOf(prompt), late)).toBeNull();
+    expect(c.lookup('queued', [...prompt, 0], 40)).toBeNull();
+    expect(c.share('queued', Int32Array.from(prompt), sequenceOf(prompt), c.epoch)).not.toBeNull();
     // Clearing everything covers every salt's running generations.
     const before = c.epoch;
     c.clear();

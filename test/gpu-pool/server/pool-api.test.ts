@@ -192,7 +192,7 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     expect((await getJson(pool, '/v1/nope')).status).toBe(404);
     expect((await getJson(pool, '/v1/generate')).status).toBe(405);
     // A path that looks like a host is a path; a target that is no URL at all is a 400, logged as nothing.
-    expect((await getJson(pool, '//v1/info')).status).toBe(404);
+    expect((await getJson(pool, '//v1/v1/info')).status).toBe(404);
     const { request } = await import('node:http');
     const status = await new Promise<number>((resolve, reject) => {
       const r = request(`${pool.url}/`, { method: 'GET', path: 'http://[::1', headers: { authorization: `Bearer ${pool.token}` } }, (res) => {
