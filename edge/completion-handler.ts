@@ -13,7 +13,7 @@ import type { ChatRequest, CompletionRequest } from './request-schema';
 import type { ServedModel } from './served-model';
 import { settledWithin } from './settled-within';
 import { WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
-import { streamResponse, wholeCompletionResponse } from './sse-response';
+import { openedOrLate, streamResponse, wholeCompletionResponse } from './sse-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 
 export type ParsedRequest = { kind: 'completion'; body: CompletionRequest } | { kind: 'chat'; body: ChatRequest };
@@ -215,21 +215,28 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   };
   if (ctx.clientSignal?.aborted) cancelRuns();
   else ctx.clientSignal?.addEventListener('abort', cancelRuns, { once: true });
+  const opening = openAll(runs);
+  if (!body.stream) return wholeCompletionResponse(runs, meta, ctx.headers, ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS, opening, ctx.clientSignal);
+  // A stream starts once its generations opened, or, queued at a pool past the heartbeat, before (SSE comments meanwhile).
+  const heartbeatMs = ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS;
+  const when = await openedOrLate(runs, opening, heartbeatMs);
+  return streamResponse(
+    runs,
+    meta,
+    { includeUsage: body.stream_options?.include_usage === true, smooth: body.stream_options?.smooth === true },
+    ctx.headers,
+    ctx.clientSignal,
+    opening,
+    when === 'late' ? heartbeatMs : 0,
+  );
+}
+
+/** Opens every choice's generation; a choice that cannot start fails the request, and the others are stopped. */
+async function openAll(runs: readonly CompletionRun[]): Promise<void> {
   const opened = await Promise.allSettled(runs.map((run) => run.open()));
   const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
   if (failed) {
-    // A choice that could not start fails the request; the others are stopped.
     for (const run of runs) run.cancel();
     throw failed.reason;
   }
-  if (body.stream) {
-    return streamResponse(
-      runs,
-      meta,
-      { includeUsage: body.stream_options?.include_usage === true, smooth: body.stream_options?.smooth === true },
-      ctx.headers,
-      ctx.clientSignal,
-    );
-  }
-  return wholeCompletionResponse(runs, meta, ctx.headers, ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS, ctx.clientSignal);
 }

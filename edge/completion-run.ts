@@ -120,6 +120,9 @@ export interface CompletionSummary {
 export class CompletionRun {
   private readonly controller = new AbortController();
   private opened: OpenedGeneration | null = null;
+  private markAccepted: () => void = () => {};
+  /** Resolves once a pool has taken the generation in (it may still be queued there); never, if none does. */
+  readonly accepted: Promise<void> = new Promise<void>((resolve) => (this.markAccepted = resolve));
   private client: PoolClient | null = null;
   private cancelled = false;
   private finished = false;
@@ -214,7 +217,7 @@ export class CompletionRun {
   private async openOn(request: GenerateInput): Promise<void> {
     const { deps } = this;
     try {
-      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs);
+      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs, this.markAccepted);
     } catch (err) {
       this.finish();
       throw err;

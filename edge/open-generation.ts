@@ -33,6 +33,8 @@ export async function openGeneration(
   waitUntil?: (promise: Promise<unknown>) => void,
   /** A pool silent this long (no answer, no event) has hung: the next pool, or, once tokens flowed, a resume (stall-watch.ts). */
   stallMs = 30_000,
+  /** A pool took the generation in (its 200), which may wait in its queue before the first tokens. */
+  onAccepted?: () => void,
 ): Promise<OpenedGeneration> {
   let retryAfterMs = 2000;
   // The pool that holds this tenant's prefixes of this prompt, unless it is much busier than another.
@@ -43,6 +45,7 @@ export async function openGeneration(
     const watch = new StallWatch(stallMs, signal);
     try {
       events = watch.watch(await client.generate(request, watch.signal));
+      onAccepted?.();
     } catch (err) {
       watch.stop();
       // The client left (or a sibling choice failed): the fetch failed for that, not for the pool.

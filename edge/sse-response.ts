@@ -79,6 +79,14 @@ export function streamResponse(
   options: StreamOptions,
   headers: HeadersInit,
   clientSignal?: AbortSignal,
+  /**
+   * The generations being opened, when the stream starts before they have
+   * (see openedOrLate): until they are, an SSE comment goes out every
+   * `heartbeatMs`, so a client that leaves meanwhile is noticed; an error
+   * opening them ends the stream with the error chunk.
+   */
+  opening: Promise<void> = Promise.resolve(),
+  heartbeatMs = 0,
 ): Response {
   const encoder = new TextEncoder();
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
@@ -107,6 +115,18 @@ export function streamResponse(
     }
   };
   void (async () => {
+    const comment = encoder.encode(': waiting for the pool\n\n');
+    const beat = heartbeatMs > 0 ? setInterval(() => void writer.write(comment).catch(gone), heartbeatMs) : null;
+    try {
+      await opening;
+    } catch (err) {
+      if (beat) clearInterval(beat);
+      await send(toApiError(err).toBody());
+      await send('[DONE]');
+      await writer.close().catch(() => undefined);
+      return;
+    }
+    if (beat) clearInterval(beat);
     const generators = runs.map((run) => paced(run.run(), options.smooth));
     const formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
     const pending = new Map<number, Promise<Tagged>>();
@@ -141,10 +161,34 @@ export function streamResponse(
 }
 
 /**
- * A non-streamed completion's response. Done within `heartbeatMs`, it is
- * sent whole, with its status: an error is an OpenAI error with its own.
- * Not done by then, its 200 headers go out and a space follows every
- * `heartbeatMs` until the JSON (leading whitespace is valid JSON): workerd
+ * When a streamed reply may start: 'opened' once every generation has
+ * opened (its first tokens came), or 'late' once `graceMs` has passed and a
+ * pool holds every generation (queued there, perhaps, for long). Throws what
+ * opening threw before either: "busy" and the like keep their HTTP status.
+ */
+export async function openedOrLate(runs: readonly CompletionRun[], opening: Promise<void>, graceMs: number): Promise<'opened' | 'late'> {
+  if (graceMs <= 0) {
+    await opening;
+    return 'opened';
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+  try {
+    return await Promise.race([opening.then(() => 'opened' as const), Promise.all([graceOver, ...runs.map((run) => run.accepted)]).then(() => 'late' as const)]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * A non-streamed completion's response. Done within `heartbeatMs` of the
+ * request (`opening` is its generations being opened), it is sent whole,
+ * with its status: an error is an OpenAI error with its own, as is one
+ * before any pool took every generation in ("busy" stays a 503 an SDK
+ * retries). Otherwise, once `heartbeatMs` has passed and a pool holds every
+ * generation (perhaps queued there still), its 200 headers go out and a
+ * space follows every `heartbeatMs` until the JSON (leading whitespace is
+ * valid JSON): workerd
  * notices a client that leaves only when a write to it fails, and without
  * this a client that gave up (a timeout, a closed tab, an SDK's retry) left
  * its generations running at the pool to the end, and its key's slot taken.
@@ -157,18 +201,20 @@ export async function wholeCompletionResponse(
   meta: ResponseMeta,
   headers: HeadersInit,
   heartbeatMs: number,
+  opening: Promise<void>,
   clientSignal?: AbortSignal,
 ): Promise<Response> {
   const jsonHeaders = { ...Object.fromEntries(new Headers(headers)), 'content-type': 'application/json' };
-  const whole = wholeCompletion(runs, meta);
+  const whole = opening.then(() => wholeCompletion(runs, meta));
   if (heartbeatMs <= 0) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
   let timer: ReturnType<typeof setTimeout> | undefined;
+  const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, heartbeatMs)));
   const late = await Promise.race([
     whole.then(
       () => false,
       () => false,
     ),
-    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), heartbeatMs))),
+    Promise.all([graceOver, ...runs.map((run) => run.accepted)]).then(() => true),
   ]);
   clearTimeout(timer);
   // Done in time: sent whole, and an error thrown here keeps its status.

@@ -1,0 +1,109 @@
+// A request (whole or streamed) whose generation waits in the pool's queue, and
+// whose client leaves meanwhile, against real processes: a pool of one row
+// with a queue of other requests, and an edge under wrangler dev. The edge
+// must notice the client's leaving and cancel the queued generation, not
+// hold it (and the key's slot) until the queue reaches it.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { metricValue } from '../gpu-pool/server/pool-process';
+import { models } from '../support/shared-data';
+
+const KEY = 'queued-cancel-key';
+let token = '';
+let pool: RunningPool;
+let edge: RunningEdge;
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  token = generatePoolToken();
+  dirs.push(mkdtempSync(path.join(tmpdir(), 'sssd-queued-')));
+  pool = await startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, extraArgs: ['--max-active', '1', '--max-queued', '64'] });
+  edge = await startEdge({
+    poolUrls: [pool.url],
+    poolToken: token,
+    devKey: KEY,
+    persistTo: dirs[0],
+    vars: { SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100', SSSD_DEFAULT_RPM: '100000' },
+  });
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all([edge?.stop(), pool?.service.stop()]);
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** `n` generations of 480 tokens straight at the pool, one at a time through its single row. */
+function fill(n: number): Array<Promise<string>> {
+  return Array.from({ length: n }, (_, i) =>
+    fetch(`${pool.url}/v1/generate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: `filler-${Math.random().toString(36).slice(2)}-${i}`, promptIds: [1, 403], maxTokens: 480, speculation: 'off', sampling: { temperature: 1, seed: i, logitBias: { '1': -100 } } }),
+    }).then((r) => r.text()),
+  );
+}
+
+/** Generations the pool ended as aborted (cancelled). */
+async function aborts(): Promise<number> {
+  const text = await (await fetch(`${pool.url}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith('vllm:request_success_total') && line.includes('finished_reason="abort"'))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
+
+describe('a client that leaves while its generation is queued', () => {
+  for (const stream of [false, true]) {
+    it(`has it cancelled at the pool while the queue ahead of it still waits (${stream ? 'streamed' : 'whole'})`, async () => {
+      const fillers = fill(30);
+      const abortsBefore = await aborts();
+      const controller = new AbortController();
+      const reply = fetch(`${edge.url}/v1/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 100, temperature: 0, stream }),
+        signal: controller.signal,
+      }).then((r) => r.text());
+      // Queued behind the fillers: the headers go out once the pool took it in, then spaces (or SSE comments).
+      await new Promise((r) => setTimeout(r, 600));
+      expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(1);
+      controller.abort();
+      await reply.catch(() => undefined);
+      let aborted = false;
+      for (let i = 0; i < 40 && !aborted; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        aborted = (await aborts()) > abortsBefore;
+      }
+      expect(aborted).toBe(true);
+      // Cancelled from the queue: the fillers ahead of it were still waiting.
+      expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(0);
+      await Promise.all(fillers);
+    });
+  }
+
+  it('serves a stream that started while queued as any other: comments first, then the same chunks', async () => {
+    const fillers = fill(10);
+    await new Promise((r) => setTimeout(r, 100));
+    const res = await fetch(`${edge.url}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 40, temperature: 0, stream: true }),
+    });
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    expect(text.startsWith(': waiting for the pool')).toBe(true);
+    const chunks = text.split('\n\n').filter((block) => block.startsWith('data: ')).map((block) => block.slice(6));
+    expect(chunks.at(-1)).toBe('[DONE]');
+    const streamed = chunks.slice(0, -1).map((c) => (JSON.parse(c) as { choices: Array<{ text: string }> }).choices[0]?.text ?? '').join('');
+    await Promise.all(fillers);
+    const whole = await fetch(`${edge.url}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 40, temperature: 0, speculation: 'off' }),
+    });
+    expect(streamed).toBe(((await whole.json()) as { choices: Array<{ text: string }> }).choices[0].text);
+  });
+});
