@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { CliError } from '../cli/cli-error';
 import { createChunk, type DatastoreChunk } from './datastore-chunk';
+import { SequentialReader, writeFully } from './sequential-file';
 
 export const DATASTORE_FILE_MAGIC = 'SSSD-DS\0';
 /** The version this build writes when some chunks are contributions; a file with none is written as version 1, which older builds read. */
@@ -100,10 +101,7 @@ export async function writeDatastoreFile(file: string, contents: DatastoreFileCo
   try {
     const write = async (bytes: Uint8Array): Promise<void> => {
       hash.update(bytes);
-      for (let done = 0; done < bytes.byteLength; ) {
-        const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done);
-        done += bytesWritten;
-      }
+      await writeFully(fh, bytes);
       size += bytes.byteLength;
     };
     await write(header);
@@ -141,22 +139,13 @@ export async function readDatastoreFile(file: string): Promise<DatastoreFileCont
   }
   try {
     const size = (await handle.stat()).size;
-    let position = 0;
-    const readInto = async (into: Uint8Array): Promise<void> => {
-      for (let done = 0; done < into.byteLength; ) {
-        // One read returns at most ~2 GiB; a chunk's array may be larger.
-        const want = Math.min(into.byteLength - done, 1 << 30);
-        const { bytesRead } = await handle.read(into, done, want, position);
-        if (bytesRead === 0) throw new DatastoreFileError(`${file} is not a usable SSSD datastore: truncated while reading`);
-        done += bytesRead;
-        position += bytesRead;
-      }
-    };
+    const reader = new SequentialReader(handle, () => new DatastoreFileError(`${file} is not a usable SSSD datastore: truncated while reading`));
+    const readInto = (into: Uint8Array): Promise<void> => reader.readInto(into);
     const fixed = Buffer.alloc(Math.min(FIXED_HEADER_BYTES, size));
     await readInto(fixed);
     const h = checkFixedHeader(fixed, size, file);
     const header = Buffer.alloc(h);
-    position = 0;
+    reader.seek(0);
     await readInto(header);
     const layout = parseLayout(header, size, file);
     const hash = createHash('sha256').update(header);

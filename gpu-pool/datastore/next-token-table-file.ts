@@ -12,6 +12,7 @@
 import { existsSync } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { NextTokenTable, type NextTokenTableArrays } from '../../shared/drafting/next-token-table';
+import { SequentialReader, writeFully } from './sequential-file';
 
 const MAGIC = 'SSSDNTT1';
 export const NEXT_TOKEN_FILE_VERSION = 1;
@@ -107,10 +108,7 @@ export async function writeNextTokenTable(
   let size = 0;
   try {
     for (const part of parts) {
-      for (let done = 0; done < part.byteLength; ) {
-        const { bytesWritten } = await handle.write(part, done, Math.min(part.byteLength - done, 1 << 30));
-        done += bytesWritten;
-      }
+      await writeFully(handle, part);
       size += part.byteLength;
     }
   } catch (err) {
@@ -159,15 +157,8 @@ export async function readNextTokenTable(file: string, expect: NextTokenExpectat
 /** Straight into the table's typed arrays, array by array: no copy of the whole file (readFile stops at 2 GiB). */
 async function readOpenTable(handle: FileHandle, file: string, expect: NextTokenExpectations): Promise<NextTokenTable> {
   const size = (await handle.stat()).size;
-  let position = 0;
-  const readInto = async (into: Uint8Array): Promise<void> => {
-    for (let done = 0; done < into.byteLength; ) {
-      const { bytesRead } = await handle.read(into, done, Math.min(into.byteLength - done, 1 << 30), position);
-      if (bytesRead === 0) throw new NextTokenFileError(`${file} is truncated`);
-      done += bytesRead;
-      position += bytesRead;
-    }
-  };
+  const reader = new SequentialReader(handle, () => new NextTokenFileError(`${file} is truncated`));
+  const readInto = (into: Uint8Array): Promise<void> => reader.readInto(into);
   const head = Buffer.alloc(12);
   if (size < 12) throw new NextTokenFileError(`${file} is not a next-token table`);
   await readInto(head);
@@ -195,8 +186,9 @@ async function readOpenTable(handle: FileHandle, file: string, expect: NextToken
   const n = header.entries;
   const c = header.candidates;
   if (!Number.isInteger(n) || n < 0 || !Number.isInteger(c) || c < 1 || c > 64) throw new NextTokenFileError(`${file} has a damaged header`);
-  position = 12 + len + ((4 - ((12 + len) % 4)) % 4);
-  if (size !== position + 4 * (2 * n + 2 * n * c)) throw new NextTokenFileError(`${file} is truncated or damaged (${size} bytes)`);
+  const arraysAt = 12 + len + ((4 - ((12 + len) % 4)) % 4);
+  reader.seek(arraysAt);
+  if (size !== arraysAt + 4 * (2 * n + 2 * n * c)) throw new NextTokenFileError(`${file} is truncated or damaged (${size} bytes)`);
   const take = async <T extends Uint32Array | Int32Array | Float32Array>(array: T): Promise<T> => {
     await readInto(new Uint8Array(array.buffer, array.byteOffset, array.byteLength));
     return array;
