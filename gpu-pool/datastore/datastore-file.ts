@@ -18,10 +18,10 @@
  *   end 32 bytes SHA-256 of every byte before it
  */
 import { createHash } from 'node:crypto';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { CliError } from '../cli/cli-error';
 import { createChunk, type DatastoreChunk } from './datastore-chunk';
-import { SequentialReader, writeFully } from './sequential-file';
+import { SequentialReader, writeFileAtomically, writeFully } from './sequential-file';
 
 export const DATASTORE_FILE_MAGIC = 'SSSD-DS\0';
 /** The version this build writes when some chunks are contributions; a file with none is written as version 1, which older builds read. */
@@ -94,11 +94,9 @@ export async function writeDatastoreFile(file: string, contents: DatastoreFileCo
     header.writeUInt32LE((c.tokens.length | (i >= built ? CONTRIBUTED_BIT : 0)) >>> 0, FIXED_HEADER_BYTES + 4 * i);
   });
 
-  const hash = createHash('sha256');
-  const tmp = `${file}.${process.pid}.tmp`;
-  const fh = await open(tmp, 'w');
-  let size = 0;
-  try {
+  return writeFileAtomically(file, async (fh) => {
+    const hash = createHash('sha256');
+    let size = 0;
     const write = async (bytes: Uint8Array): Promise<void> => {
       hash.update(bytes);
       await writeFully(fh, bytes);
@@ -110,16 +108,9 @@ export async function writeDatastoreFile(file: string, contents: DatastoreFileCo
       await write(bytesOf(c.suffixArray));
     }
     const digest = hash.digest();
-    await fh.write(digest, 0, digest.byteLength);
-    size += digest.byteLength;
-  } catch (err) {
-    await fh.close();
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
-  await fh.close();
-  await rename(tmp, file);
-  return size;
+    await writeFully(fh, digest);
+    return size + digest.byteLength;
+  });
 }
 
 /**

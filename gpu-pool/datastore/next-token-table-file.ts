@@ -10,9 +10,9 @@
  * and probs (f32), entries or entries × candidates long each.
  */
 import { existsSync } from 'node:fs';
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { NextTokenTable, type NextTokenTableArrays } from '../../shared/drafting/next-token-table';
-import { SequentialReader, writeFully } from './sequential-file';
+import { SequentialReader, writeFileAtomically, writeFully } from './sequential-file';
 
 const MAGIC = 'SSSDNTT1';
 export const NEXT_TOKEN_FILE_VERSION = 1;
@@ -103,22 +103,14 @@ export async function writeNextTokenTable(
   json.copy(head, 12);
   // Part by part, not one concatenated buffer: a table of a large corpus passes the 2-4 GiB a single Buffer or write holds.
   const parts = [head, a.keysA, a.keysB, a.tokens, a.probs].map((x) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength));
-  const tmp = `${file}.tmp-${process.pid}`;
-  const handle = await open(tmp, 'w');
-  let size = 0;
-  try {
+  return writeFileAtomically(file, async (handle) => {
+    let size = 0;
     for (const part of parts) {
       await writeFully(handle, part);
       size += part.byteLength;
     }
-  } catch (err) {
-    await handle.close();
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
-  await handle.close();
-  await rename(tmp, file);
-  return size;
+    return size;
+  });
 }
 
 /**

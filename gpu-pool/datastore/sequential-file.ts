@@ -4,7 +4,7 @@
  * read or write call, can take. Each call moves at most 1 GiB; a short read
  * (the file ended) is an error the caller names.
  */
-import type { FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 
 /** Most bytes one read or write call is asked for (Node refuses more than ~2 GiB in one). */
 const PIECE_BYTES = 1 << 30;
@@ -40,4 +40,25 @@ export async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise
     const { bytesWritten } = await handle.write(bytes, done, Math.min(bytes.byteLength - done, PIECE_BYTES));
     done += bytesWritten;
   }
+}
+
+/**
+ * Writes `file` through `write` into a temporary file beside it, then renames
+ * it into place: a reader never sees half of one, and a failed write leaves
+ * the old file as it was. Returns the bytes written (what `write` returns).
+ */
+export async function writeFileAtomically(file: string, write: (handle: FileHandle) => Promise<number>): Promise<number> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  const handle = await open(tmp, 'w');
+  let size: number;
+  try {
+    size = await write(handle);
+  } catch (err) {
+    await handle.close();
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  await handle.close();
+  await rename(tmp, file);
+  return size;
 }
