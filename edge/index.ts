@@ -4,11 +4,11 @@
  * (one KV read) → edge trie → pool (failover) → SSE/JSON → cache write (waitUntil).
  */
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { ApiError, errorResponse, toApiError } from './api-error';
 import { authenticate, type KeyRecord } from './api-keys';
 import { benchEdgeCpu } from './bench-route';
+import { limitRequestBody } from './body-limit';
 import { acceptsModelName, handleCompletion, type ParsedRequest } from './completion-handler';
 import { demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
@@ -83,15 +83,7 @@ app.get('/v1/models/:model{.+}', async (c) => {
 });
 
 // Body size limit (SSSD_MAX_BODY_BYTES): by Content-Length when sent, else counted while reading.
-const limitBody = async (c: Context<AppEnv>, next: () => Promise<void>): Promise<Response | void> => {
-  const maxSize = edgeConfig(c.env).maxBodyBytes;
-  return bodyLimit({
-    maxSize,
-    onError: () => {
-      throw new ApiError(413, `Request body too large (limit ${maxSize} bytes).`, 'invalid_request_error', 'request_too_large');
-    },
-  })(c, next);
-};
+const limitBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> => limitRequestBody(c, edgeConfig(c.env).maxBodyBytes, next);
 
 async function readJson(c: Context<AppEnv>): Promise<unknown> {
   try {

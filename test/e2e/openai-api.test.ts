@@ -433,6 +433,22 @@ describe('OpenAI-compatible API on the edge', () => {
     const huge = await post('/v1/completions', { model, prompt: 'a '.repeat(40_000) });
     expect(huge.status).toBe(413);
     expect(huge.json.error?.code).toBe('request_too_large');
+    // Sent in chunks, no length declared: refused while read, and the next request is served (wrangler dev failed it, 503, while the refused body was left half read).
+    const { request } = await import('node:http');
+    const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const r = request(`${stack.edgeUrl}/v1/completions`, { method: 'POST', headers: { authorization: `Bearer ${stack.devKey}`, 'content-type': 'application/json' } }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      r.on('error', reject);
+      r.write(`{"model":"${model}","prompt":"`);
+      for (let i = 0; i < 20; i++) r.write('a '.repeat(5_000));
+      r.end('"}');
+    });
+    expect(chunked.status).toBe(413);
+    expect((JSON.parse(chunked.body) as { error: { code: string } }).error.code).toBe('request_too_large');
+    expect((await post('/v1/completions', { model, prompt: 'Once', max_tokens: 2 })).status).toBe(200);
   });
 
   it("takes a chat's earlier turn from the pool's prefix cache, within the key's tenant only", async () => {
