@@ -3,19 +3,21 @@
  * one is sent, else counted while reading. Hono's bodyLimit does the same
  * but leaves a chunked body it refused half read: under `wrangler dev` the
  * request after such a 413 got workerd's "worker restarted" 503 (cancelling
- * the body did too). Here the rest of the body is read and dropped, up to a
- * bound, before the 413.
+ * the body did too). Here the rest of the body is read and dropped, within
+ * bounds (8x the limit, 2 s), before the 413.
  */
 import type { Context } from 'hono';
 import { ApiError } from './api-error';
 
 /**
- * A refused body is read on, and dropped, up to this many bytes; past that
- * it is cancelled. Cloudflare itself refuses bodies over 100 MB on most
- * plans, so in production this reads whatever gets through; reading costs
- * the isolate next to no CPU and holds no memory.
+ * A refused body is read on, and dropped, up to this many times the limit
+ * (at most DRAIN_BYTES) and for at most DRAIN_MS; past either it is
+ * cancelled. Bounded both ways: one read per chunk, and a client may send
+ * its body in one-byte chunks.
  */
-const DRAIN_BYTES = 128 * 1024 * 1024;
+const DRAIN_FACTOR = 8;
+const DRAIN_BYTES = 64 * 1024 * 1024;
+const DRAIN_MS = 2_000;
 
 /** Reads the body once (at most `maxBytes`), or throws a 413; later handlers read the buffered copy. */
 export async function limitRequestBody(c: Context, maxBytes: number, next: () => Promise<void>): Promise<void> {
@@ -28,16 +30,25 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
     return next();
   }
   const reader = raw.body.getReader();
+  // A body that breaks off (the client gave up, bad chunking) is the client's fault.
+  const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+    try {
+      return await reader.read();
+    } catch {
+      throw new ApiError(400, 'The request body could not be read to its end.', 'invalid_request_error', 'invalid_body');
+    }
+  };
   const chunks: Uint8Array[] = [];
   let size = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await read();
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {
-      // Read to its end, up to a bound, before the 413: cancelling it left workerd (wrangler dev) failing the next request.
-      for (let drained = size; drained <= DRAIN_BYTES; ) {
-        const rest = await reader.read();
+      // Read to its end, within bounds, before the 413: cancelling it left workerd (wrangler dev) failing the 413 and the next request.
+      const until = Date.now() + DRAIN_MS;
+      for (let drained = size; drained <= Math.min(DRAIN_BYTES, DRAIN_FACTOR * maxBytes) && Date.now() < until; ) {
+        const rest = await read();
         if (rest.done) throw tooLarge();
         drained += rest.value.byteLength;
       }

@@ -233,12 +233,17 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   );
 }
 
-/** Opens every choice's generation; a choice that cannot start fails the request, and the others are stopped. */
+/**
+ * Opens every choice's generation; the first choice that cannot start fails
+ * the request at once (its error, not a sibling's "cancelled"), and the
+ * others are stopped: waiting for a sibling queued at a pool would hold the
+ * answer, and the client's slot, for as long as that queue.
+ */
 async function openAll(runs: readonly CompletionRun[]): Promise<void> {
-  const opened = await Promise.allSettled(runs.map((run) => run.open()));
-  const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-  if (failed) {
+  try {
+    await Promise.all(runs.map((run) => run.open()));
+  } catch (err) {
     for (const run of runs) run.cancel();
-    throw failed.reason;
+    throw err;
   }
 }

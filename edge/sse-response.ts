@@ -17,7 +17,7 @@ export interface StreamOptions {
 
 const sseHeaders = {
   'content-type': 'text/event-stream; charset=utf-8',
-  'cache-control': 'no-cache',
+  'cache-control': 'no-cache, no-transform',
   'x-accel-buffering': 'no',
 };
 

@@ -84,6 +84,26 @@ describe('a client that leaves while its generation is queued', () => {
     });
   }
 
+  it('answers busy at once when one choice is refused, rather than wait for a sibling queued at the pool', async () => {
+    // One row running and 63 waiting: the first choice takes the queue's last place, the second is refused.
+    const fillers = fill(64);
+    for (let i = 0; i < 100 && (await metricValue(pool, 'vllm:num_requests_waiting')) < 63; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBe(63);
+    const started = performance.now();
+    const res = await fetch(`${edge.url}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 20, temperature: 1, n: 2 }),
+    });
+    const took = performance.now() - started;
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('pool_unavailable');
+    // The queue ahead takes seconds; the answer came while it still waited.
+    expect(took).toBeLessThan(3000);
+    expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(10);
+    await Promise.all(fillers);
+  });
+
   it('serves a stream that started while queued as any other: comments first, then the same chunks', async () => {
     const fillers = fill(10);
     await new Promise((r) => setTimeout(r, 100));
