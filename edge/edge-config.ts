@@ -48,7 +48,8 @@ const INT_VARS = {
   SSSD_USER_CACHE_HISTORY_TOKENS: { fallback: DEFAULT_USER_CACHE_HISTORY_TOKENS, min: 0, max: 1 << 20 },
   SSSD_EDGE_TRIE_NODES: { fallback: EDGE_TRIE_NODES, min: 0, max: 4096 },
   SSSD_USER_CACHE_WAIT_MS: { fallback: EDGE_USER_CACHE_WAIT_MS, min: 0, max: 10_000 },
-  SSSD_POOL_STALL_SECONDS: { fallback: 30, min: 1, max: 3600 },
+  // Past the pool's keep-alive for a queued generation (QUEUED_KEEPALIVE_MS, 1 s) with room to spare.
+  SSSD_POOL_STALL_SECONDS: { fallback: 30, min: 2, max: 3600 },
   SSSD_WHOLE_REPLY_HEARTBEAT_MS: { fallback: WHOLE_REPLY_HEARTBEAT_MS, min: 0, max: 60_000 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },

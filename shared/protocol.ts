@@ -178,6 +178,13 @@ export type PoolEvent =
       topLogprobs?: Array<Array<[number, number]>>;
     }
   | { type: 'trie-exhausted'; outputLength: number }
+  /**
+   * Sent every QUEUED_KEEPALIVE_MS while the generation waits for a batch
+   * slot (before `start`): proof of life for a reader that takes a silent
+   * pool for a hung one. Added in protocol 1's lifetime; readers ignore it
+   * otherwise, as they do any event type they do not know.
+   */
+  | { type: 'queued'; queuedMs: number }
   | {
       type: 'done';
       finishReason: FinishReason;
@@ -190,6 +197,9 @@ export type PoolEvent =
       };
     }
   | { type: 'error'; code: PoolErrorCode; message: string; retryAfterMs?: number };
+
+/** How often a queued generation's stream says it is still queued (a `queued` event). */
+export const QUEUED_KEEPALIVE_MS = 1_000;
 
 export type PoolErrorCode = 'bad_request' | 'busy' | 'unauthorized' | 'not_found' | 'internal' | 'cancelled';
 

@@ -11,6 +11,7 @@ import {
   encodeEvent,
   generateRequestSchema,
   pushTrieSchema,
+  QUEUED_KEEPALIVE_MS,
   type PoolEvent,
   type PoolHealth,
   type PoolInfo,
@@ -264,8 +265,19 @@ export class PoolServer {
       corked = false;
       res.uncork();
     };
+    // While it waits for a batch slot, nothing else comes: a `queued` event now and then says the pool is alive.
+    let started = false;
+    let keepAlive: NodeJS.Timeout | null = null;
+    const stopKeepAlive = (): void => {
+      if (keepAlive) clearInterval(keepAlive);
+      keepAlive = null;
+    };
     const sink = {
       send: (event: PoolEvent): void => {
+        if (event.type === 'start') {
+          started = true;
+          stopKeepAlive();
+        }
         if (!open) return;
         if (!corked) {
           corked = true;
@@ -276,6 +288,7 @@ export class PoolServer {
         res.write(encodeEvent(event));
       },
       end: (): void => {
+        stopKeepAlive();
         if (open) {
           head();
           res.end();
@@ -285,6 +298,7 @@ export class PoolServer {
     };
     // The client went away before `done`: free the row (within one step).
     res.on('close', () => {
+      stopKeepAlive();
       this.streams.delete(res);
       this.stalledReaders.forget(res);
       if (open) {
@@ -310,6 +324,10 @@ export class PoolServer {
     this.streams.add(res);
     if (!res.writableFinished) this.stalledReaders.watch(res);
     if (open) head();
+    if (open && !started) {
+      const queuedAt = performance.now();
+      keepAlive = setInterval(() => sink.send({ type: 'queued', queuedMs: Math.round(performance.now() - queuedAt) }), QUEUED_KEEPALIVE_MS);
+    }
   }
 
   private async pushTrie(id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {

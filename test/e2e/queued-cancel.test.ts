@@ -15,11 +15,13 @@ const KEY = 'queued-cancel-key';
 let token = '';
 let pool: RunningPool;
 let edge: RunningEdge;
+/** An edge that takes a pool silent for 2 s for a hung one. */
+let impatient: RunningEdge;
 const dirs: string[] = [];
 
 beforeAll(async () => {
   token = generatePoolToken();
-  dirs.push(mkdtempSync(path.join(tmpdir(), 'sssd-queued-')));
+  dirs.push(mkdtempSync(path.join(tmpdir(), 'sssd-queued-')), mkdtempSync(path.join(tmpdir(), 'sssd-impatient-')));
   pool = await startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, extraArgs: ['--max-active', '1', '--max-queued', '64'] });
   edge = await startEdge({
     poolUrls: [pool.url],
@@ -28,10 +30,17 @@ beforeAll(async () => {
     persistTo: dirs[0],
     vars: { SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100', SSSD_DEFAULT_RPM: '100000' },
   });
+  impatient = await startEdge({
+    poolUrls: [pool.url],
+    poolToken: token,
+    devKey: KEY,
+    persistTo: dirs[1],
+    vars: { SSSD_POOL_STALL_SECONDS: '2', SSSD_DEFAULT_RPM: '100000' },
+  });
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all([edge?.stop(), pool?.service.stop()]);
+  await Promise.all([edge?.stop(), impatient?.stop(), pool?.service.stop()]);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -102,6 +111,37 @@ describe('a client that leaves while its generation is queued', () => {
     expect(took).toBeLessThan(3000);
     expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(10);
     await Promise.all(fillers);
+  });
+
+  it("keeps a queued generation's stream alive, so an edge does not take a long queue for a hung pool", async () => {
+    const fillers = fill(20);
+    await new Promise((r) => setTimeout(r, 100));
+    // Straight at the pool: `queued` events, about a second apart, before `start`.
+    const res = await fetch(`${pool.url}/v1/generate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'queued-direct', promptIds: [1, 403], maxTokens: 4, speculation: 'off' }),
+    });
+    const events = (await res.text()).trim().split('\n').map((line) => JSON.parse(line) as { type: string; queuedMs?: number });
+    const start = events.findIndex((e) => e.type === 'start');
+    const queued = events.filter((e) => e.type === 'queued');
+    expect(queued.length).toBeGreaterThanOrEqual(2);
+    expect(events.slice(0, start).every((e) => e.type === 'queued')).toBe(true);
+    expect(queued[0].queuedMs).toBeGreaterThanOrEqual(900);
+    expect(events.at(-1)?.type).toBe('done');
+    await Promise.all(fillers);
+    // Through an edge whose stall window is 2 s, queued behind ~5 s of others: served, not moved or refused.
+    const more = fill(30);
+    await new Promise((r) => setTimeout(r, 100));
+    const reply = await fetch(`${impatient.url}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 8, temperature: 0 }),
+    });
+    expect(reply.status).toBe(200);
+    expect(((await reply.json()) as { choices: unknown[] }).choices).toHaveLength(1);
+    expect(impatient.service.tail()).not.toMatch(/resumes on another pool|sent nothing for/);
+    await Promise.all(more);
   });
 
   it('serves a stream that started while queued as any other: comments first, then the same chunks', async () => {
