@@ -21,28 +21,30 @@ const dirs: string[] = [];
 
 beforeAll(async () => {
   token = generatePoolToken();
-  dirs.push(mkdtempSync(path.join(tmpdir(), 'sssd-queued-')), mkdtempSync(path.join(tmpdir(), 'sssd-impatient-')));
   pool = await startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, extraArgs: ['--max-active', '1', '--max-queued', '64'] });
-  edge = await startEdge({
-    poolUrls: [pool.url],
-    poolToken: token,
-    devKey: KEY,
-    persistTo: dirs[0],
-    vars: { SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100', SSSD_DEFAULT_RPM: '100000' },
-  });
-  impatient = await startEdge({
-    poolUrls: [pool.url],
-    poolToken: token,
-    devKey: KEY,
-    persistTo: dirs[1],
-    vars: { SSSD_POOL_STALL_SECONDS: '2', SSSD_DEFAULT_RPM: '100000' },
-  });
+  // Edges on that pool, each with its own local KV.
+  const edgeWith = (vars: Record<string, string>): Promise<RunningEdge> => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sssd-queued-'));
+    dirs.push(dir);
+    return startEdge({ poolUrls: [pool.url], poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', ...vars } });
+  };
+  [edge, impatient] = await Promise.all([edgeWith({ SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100' }), edgeWith({ SSSD_POOL_STALL_SECONDS: '2' })]);
 }, 180_000);
 
 afterAll(async () => {
   await Promise.all([edge?.stop(), impatient?.stop(), pool?.service.stop()]);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
+
+/** POST /v1/completions at an edge with the test's key. */
+function complete(at: RunningEdge, body: object, signal?: AbortSignal): Promise<Response> {
+  return fetch(`${at.url}/v1/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
+  });
+}
 
 /** `n` generations of 480 tokens straight at the pool, one at a time through its single row. */
 function fill(n: number): Array<Promise<string>> {
@@ -70,12 +72,7 @@ describe('a client that leaves while its generation is queued', () => {
       const fillers = fill(30);
       const abortsBefore = await aborts();
       const controller = new AbortController();
-      const reply = fetch(`${edge.url}/v1/completions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 100, temperature: 0, stream }),
-        signal: controller.signal,
-      }).then((r) => r.text());
+      const reply = complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 100, temperature: 0, stream }, controller.signal).then((r) => r.text());
       // Queued behind the fillers: the headers go out once the pool took it in, then spaces (or SSE comments).
       await new Promise((r) => setTimeout(r, 600));
       expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(1);
@@ -99,11 +96,7 @@ describe('a client that leaves while its generation is queued', () => {
     for (let i = 0; i < 100 && (await metricValue(pool, 'vllm:num_requests_waiting')) < 63; i++) await new Promise((r) => setTimeout(r, 50));
     expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBe(63);
     const started = performance.now();
-    const res = await fetch(`${edge.url}/v1/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 20, temperature: 1, n: 2 }),
-    });
+    const res = await complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 20, temperature: 1, n: 2 });
     const took = performance.now() - started;
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('pool_unavailable');
@@ -133,11 +126,7 @@ describe('a client that leaves while its generation is queued', () => {
     // Through an edge whose stall window is 2 s, queued behind ~5 s of others: served, not moved or refused.
     const more = fill(30);
     await new Promise((r) => setTimeout(r, 100));
-    const reply = await fetch(`${impatient.url}/v1/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 8, temperature: 0 }),
-    });
+    const reply = await complete(impatient, { model: 'stories260K', prompt: 'Once', max_tokens: 8, temperature: 0 });
     expect(reply.status).toBe(200);
     expect(((await reply.json()) as { choices: unknown[] }).choices).toHaveLength(1);
     expect(impatient.service.tail()).not.toMatch(/resumes on another pool|sent nothing for/);
@@ -147,11 +136,7 @@ describe('a client that leaves while its generation is queued', () => {
   it('serves a stream that started while queued as any other: comments first, then the same chunks', async () => {
     const fillers = fill(10);
     await new Promise((r) => setTimeout(r, 100));
-    const res = await fetch(`${edge.url}/v1/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 40, temperature: 0, stream: true }),
-    });
+    const res = await complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 40, temperature: 0, stream: true });
     const text = await res.text();
     expect(res.status).toBe(200);
     expect(text.startsWith(': waiting for the pool')).toBe(true);
@@ -159,11 +144,7 @@ describe('a client that leaves while its generation is queued', () => {
     expect(chunks.at(-1)).toBe('[DONE]');
     const streamed = chunks.slice(0, -1).map((c) => (JSON.parse(c) as { choices: Array<{ text: string }> }).choices[0]?.text ?? '').join('');
     await Promise.all(fillers);
-    const whole = await fetch(`${edge.url}/v1/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 40, temperature: 0, speculation: 'off' }),
-    });
+    const whole = await complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 40, temperature: 0, speculation: 'off' });
     expect(streamed).toBe(((await whole.json()) as { choices: Array<{ text: string }> }).choices[0].text);
   });
 });
