@@ -10,6 +10,7 @@ import { renderChatPrompt } from './chat-template';
 import { CompletionRun, draftUserTrie, type CompletionDeps } from './completion-run';
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
 import type { ChatRequest, CompletionRequest } from './request-schema';
+import { PREDICTION_TOKENS } from '../shared/protocol';
 import type { ServedModel } from './served-model';
 import { settledWithin } from './settled-within';
 import { WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
@@ -84,9 +85,6 @@ function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
   }
   return ids.slice();
 }
-
-/** Predicted tokens the edge sends, at most: what the pool drafts from (request-drafter.ts's PREDICTION_TOKENS). */
-const PREDICTION_TOKENS = 8192;
 
 /** The request's predicted output as token ids (no BOS), cut to what the pool uses; null for none. */
 function predictionIds(parsed: ParsedRequest, model: ServedModel): number[] | null {
@@ -218,9 +216,9 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   if (ctx.clientSignal?.aborted) cancelRuns();
   else ctx.clientSignal?.addEventListener('abort', cancelRuns, { once: true });
   const opening = openAll(runs);
-  if (!body.stream) return wholeCompletionResponse(runs, meta, ctx.headers, ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS, opening, ctx.clientSignal);
-  // A stream starts once its generations opened, or, queued at a pool past the heartbeat, before (SSE comments meanwhile).
   const heartbeatMs = ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS;
+  if (!body.stream) return wholeCompletionResponse(runs, meta, ctx.headers, heartbeatMs, opening, ctx.clientSignal);
+  // A stream starts once its generations opened, or, queued at a pool past the heartbeat, before (SSE comments meanwhile).
   const when = await openedOrLate(runs, opening, heartbeatMs);
   return streamResponse(
     runs,

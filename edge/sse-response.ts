@@ -167,14 +167,26 @@ export function streamResponse(
  * opening threw before either: "busy" and the like keep their HTTP status.
  */
 export async function openedOrLate(runs: readonly CompletionRun[], opening: Promise<void>, graceMs: number): Promise<'opened' | 'late'> {
-  if (graceMs <= 0) {
-    await opening;
-    return 'opened';
-  }
+  if (await lateBefore(runs, opening, graceMs)) return 'late';
+  await opening;
+  return 'opened';
+}
+
+/**
+ * Whether `graceMs` passed, with a pool holding every generation, before
+ * `work` settled (true), or `work` settled first, either way (false).
+ * Always false for a grace of 0.
+ */
+async function lateBefore(runs: readonly CompletionRun[], work: Promise<unknown>, graceMs: number): Promise<boolean> {
+  const settled = work.then(
+    () => false,
+    () => false,
+  );
+  if (graceMs <= 0) return settled;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
   try {
-    return await Promise.race([opening.then(() => 'opened' as const), Promise.all([graceOver, ...runs.map((run) => run.accepted)]).then(() => 'late' as const)]);
+    return await Promise.race([settled, Promise.all([graceOver, ...runs.map((run) => run.accepted)]).then(() => true)]);
   } finally {
     clearTimeout(timer);
   }
@@ -206,19 +218,8 @@ export async function wholeCompletionResponse(
 ): Promise<Response> {
   const jsonHeaders = { ...Object.fromEntries(new Headers(headers)), 'content-type': 'application/json' };
   const whole = opening.then(() => wholeCompletion(runs, meta));
-  if (heartbeatMs <= 0) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, heartbeatMs)));
-  const late = await Promise.race([
-    whole.then(
-      () => false,
-      () => false,
-    ),
-    Promise.all([graceOver, ...runs.map((run) => run.accepted)]).then(() => true),
-  ]);
-  clearTimeout(timer);
-  // Done in time: sent whole, and an error thrown here keeps its status.
-  if (!late) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
+  // Done in time (or heartbeats off): sent whole, and an error thrown here keeps its status.
+  if (!(await lateBefore(runs, whole, heartbeatMs))) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
 
   const encoder = new TextEncoder();
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();

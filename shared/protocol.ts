@@ -62,6 +62,9 @@ function promptIdsProblem(value: unknown): string | null {
  */
 const promptIdsSchema = z.custom<number[]>((value) => promptIdsProblem(value) === null, { error: (issue) => promptIdsProblem(issue.input) ?? 'not a list of token ids' });
 
+/** Predicted tokens (`predictionIds`) a pool drafts from, at most: the rest is ignored, and an edge need not send it. */
+export const PREDICTION_TOKENS = 8192;
+
 /** POST /v1/generate */
 export const generateRequestSchema = z.object({
   /** Caller-chosen id, unique among the caller's running generations. */

@@ -3,7 +3,7 @@
  * accepted output), the proposer of its speculation method and, for `sssd`,
  * the follower of the edge trie shipped with the request.
  */
-import type { SpeculationMethod } from '../protocol';
+import { PREDICTION_TOKENS, type SpeculationMethod } from '../protocol';
 import type { DatastoreLike } from './datastore-source';
 import type { DraftTree } from './draft-tree';
 import { EdgeTrieFollower } from './edge-trie';
@@ -39,12 +39,6 @@ export interface RequestDrafterOptions {
   predictionIds?: ArrayLike<number>;
 }
 
-/**
- * Predicted tokens indexed, at most: they go in whole at construction, on
- * the pool's main thread (~2 µs a token, so ~16 ms at most), and an output
- * longer than this is rarely predicted well past it.
- */
-export const PREDICTION_TOKENS = 8192;
 
 /**
  * Context tokens indexed at most at construction and at each draft() after.
@@ -79,6 +73,7 @@ export class RequestDrafter {
     // times over a 300-500-token request, each time copying and rehashing
     // every node (6% of the pool's CPU in its loop at concurrency 8). A
     // request that stops early leaves the rest unused (~28 bytes a node).
+    // Indexed whole here, on the pool's main thread (~2 µs a token): hence the protocol's cap.
     const predicted = Math.min(opts.predictionIds?.length ?? 0, PREDICTION_TOKENS);
     const expected = Math.max(opts.promptIds.length, opts.expectedLength ?? opts.promptIds.length + 64) + predicted;
     const initialNodes = Math.min(opts.maxTrieNodes ?? 1 << 20, 64 + weights.contextWindow * expected);
