@@ -39,7 +39,6 @@ export interface RequestDrafterOptions {
   predictionIds?: ArrayLike<number>;
 }
 
-
 /**
  * Context tokens indexed at most at construction and at each draft() after.
  * Indexing costs ~1.5-2.5 µs a token (the context trie's W windows), all of
