@@ -170,7 +170,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const n = body.n ?? 1;
   const seed = body.seed ?? (temperature > 0 ? crypto.getRandomValues(new Uint32Array(1))[0] : null);
   const echoed = echo ? echoText(parsed, ids, model) : null;
-  const predicted = speculate ? predictionIds(parsed, model) : null;
+  // Tokenized with speculation off too: usage reports how much of it the reply followed.
+  const predicted = predictionIds(parsed, model);
   let unfinished = n;
   const deps = { ...ctx, onFinish: () => --unfinished === 0 && ctx.onFinish() };
   const runs = Array.from(

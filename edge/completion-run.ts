@@ -13,6 +13,7 @@ import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
 import { bytesToBase64 } from './base64';
 import { openGeneration, type OpenedGeneration } from './open-generation';
+import { matchPrediction } from './prediction-match';
 import type { GenerateInput, PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
 import type { ServedModel } from './served-model';
@@ -42,7 +43,7 @@ export interface CompletionPlan {
   cacheSalt: string;
   /** Let the pool add prompt + output to its global datastore (the key opted in; one choice of n does). */
   contributeToDatastore: boolean;
-  /** The request's predicted output (`prediction`), tokenized: the pool drafts from it; null = none. */
+  /** The request's predicted output (`prediction`), tokenized: the pool drafts from it when speculating, and usage says how much the reply followed; null = none. */
   predictionIds?: number[] | null;
 }
 
@@ -72,6 +73,8 @@ export interface CompletionUsage {
   total_tokens: number;
   /** OpenAI's: prompt tokens the pool took from its prefix cache instead of prefilling them. */
   prompt_tokens_details: { cached_tokens: number };
+  /** OpenAI's, for a request with a `prediction`: its tokens the completion followed, and the rest (edge/prediction-match.ts). */
+  completion_tokens_details?: { accepted_prediction_tokens: number; rejected_prediction_tokens: number };
   speculation: {
     method: 'sssd' | 'off';
     drafts: number;
@@ -99,6 +102,14 @@ export function combinedUsage(usages: readonly CompletionUsage[]): CompletionUsa
     total_tokens: first.prompt_tokens + completion,
     // The prompt counts once, so its cached part does too: the most any choice found.
     prompt_tokens_details: { cached_tokens: Math.max(...usages.map((u) => u.prompt_tokens_details.cached_tokens)) },
+    ...(first.completion_tokens_details
+      ? {
+          completion_tokens_details: {
+            accepted_prediction_tokens: sum((u) => u.completion_tokens_details?.accepted_prediction_tokens ?? 0),
+            rejected_prediction_tokens: sum((u) => u.completion_tokens_details?.rejected_prediction_tokens ?? 0),
+          },
+        }
+      : {}),
     speculation: {
       method: first.speculation.method,
       drafts: sum((u) => u.speculation.drafts),
@@ -394,6 +405,11 @@ export class CompletionRun {
     this.deps.waitUntil(this.plan.userCache.then((loaded) => this.deps.store.saveMerged(loaded, tokens)));
   }
 
+  private predictionDetails(): NonNullable<CompletionUsage['completion_tokens_details']> {
+    const { accepted, rejected } = matchPrediction(this.plan.predictionIds ?? [], this.outputIds.slice(0, this.counted));
+    return { accepted_prediction_tokens: accepted, rejected_prediction_tokens: rejected };
+  }
+
   private usage(pool: SpeculationUsage | null): CompletionUsage {
     const completion = this.counted;
     // The pool's figures cover the whole generation; after a stop string the edge's own count is exact.
@@ -406,6 +422,7 @@ export class CompletionRun {
       completion_tokens: completion,
       total_tokens: this.plan.promptIds.length + completion,
       prompt_tokens_details: { cached_tokens: this.cachedTokens },
+      ...(this.plan.predictionIds ? { completion_tokens_details: this.predictionDetails() } : {}),
       speculation: {
         method: this.plan.speculate ? 'sssd' : 'off',
         drafts,

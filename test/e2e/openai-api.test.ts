@@ -552,6 +552,16 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(without.choices[0].message.content).toBe(reply);
     const steps = (r: OpenAI.ChatCompletion): number => (r.usage as unknown as UsageWithSpeculation).speculation.steps;
     expect(steps(predicted)).toBeLessThan(steps(without));
+    // OpenAI's counts of the prediction's tokens the reply followed, and the rest (the changed words).
+    const details = predicted.usage!.completion_tokens_details!;
+    expect(details.accepted_prediction_tokens).toBeGreaterThan(predicted.usage!.completion_tokens * 0.7);
+    expect(details.accepted_prediction_tokens).toBeLessThanOrEqual(predicted.usage!.completion_tokens);
+    expect(details.rejected_prediction_tokens).toBeGreaterThan(0);
+    expect(without.usage!.completion_tokens_details).toBeUndefined();
+    // Speculation off still says how much of it the reply followed: the same counts.
+    const offPredicted = await client.chat.completions.create({ ...ask, speculation: 'off', prediction: { type: 'content', content: edited } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    expect(offPredicted.choices[0].message.content).toBe(reply);
+    expect(offPredicted.usage!.completion_tokens_details).toEqual(details);
     // Parts of text are joined; anything but content is refused.
     const parts = await client.chat.completions.create({ ...ask, user: 'prediction-parts-user', prediction: { type: 'content', content: [{ type: 'text', text: edited.slice(0, 40) }, { type: 'text', text: edited.slice(40) }] } });
     expect(parts.choices[0].message.content).toBe(reply);
