@@ -25,6 +25,14 @@ export async function cacheScope(keyId: string, user: string | null | undefined)
   return sha256Hex(`${keyId}:${user ?? ''}`);
 }
 
+/**
+ * Per scope, the merge-and-write begun last in this isolate: the next one
+ * waits for it, so a user's requests that end together here merge one after
+ * the other instead of each overwriting the other's tokens. (Requests that
+ * end in other isolates still race: KV has no compare-and-set.)
+ */
+const writesInFlight = new Map<string, Promise<void>>();
+
 export class UserCacheStore {
   constructor(
     private readonly kv: KVNamespace,
@@ -68,11 +76,24 @@ export class UserCacheStore {
    * back (not after a failed read); never throws. The value is read again
    * first: the user's other requests that ended while this one ran wrote
    * theirs in the meantime, and merging into the value read at the start
-   * would drop what they added (last writer wins). Concurrent ends still race
-   * for the few ms between this read and the write; KV has no compare-and-set.
+   * would drop what they added (last writer wins). Ends in this isolate wait
+   * for each other (writesInFlight); ends in others still race for the few ms
+   * between this read and the write.
    */
   async saveMerged(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
     if (loaded.unread) return;
+    const { scope } = loaded;
+    const write = (writesInFlight.get(scope) ?? Promise.resolve()).then(() => this.mergeAndWrite(loaded, tokens));
+    writesInFlight.set(scope, write);
+    try {
+      await write;
+    } finally {
+      if (writesInFlight.get(scope) === write) writesInFlight.delete(scope);
+    }
+  }
+
+  /** Reads the stored value, merges `tokens` in and writes it back; never throws. */
+  private async mergeAndWrite(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
     let base = loaded.bytes;
     try {
       const value = await this.kv.get(UserCacheStore.keyFor(loaded.scope), 'arrayBuffer');

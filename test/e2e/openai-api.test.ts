@@ -179,6 +179,19 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(again.usage!.speculation.steps).toBeLessThanOrEqual(3);
   });
 
+  it("keeps every one of a user's requests that end at the same moment", async () => {
+    // One batch at the pool, the same length: they end in the same step, and their cache writes meet.
+    const asks = ['The cat sat on a mat.', 'A boy had a blue kite.', 'The sun was hot today.', 'Mia baked a small cake.'].map((prompt) => ({ prompt, max_tokens: 40, temperature: 0, logit_bias: { '1': -100 }, user: 'erin' }));
+    const firsts = await Promise.all(asks.map((ask) => streamCompletion(ask)));
+    await new Promise((r) => setTimeout(r, 500)); // the cache writes run after the responses (waitUntil)
+    for (const [i, ask] of asks.entries()) {
+      const again = await streamCompletion(ask);
+      expect(again.text).toBe(firsts[i].text);
+      // Drafted from its own verbatim history (the n-gram table alone drafts ~half of it from the edge).
+      expect(again.usage!.speculation.edge_accepted_tokens, ask.prompt).toBeGreaterThan(32);
+    }
+  });
+
   it("reports each token's log-probability and the most likely alternatives, streamed or whole, chat or completions", async () => {
     const maxTokens = 24;
     // Legacy completions: logprobs = how many alternatives.

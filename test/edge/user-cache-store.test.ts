@@ -103,6 +103,17 @@ describe('UserCacheStore', () => {
     expect(history.slice(-3)).toEqual([1, 2, 3]);
   });
 
+  it("keeps every one of a user's requests that end at once in one isolate (each write merges into the one before)", async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'parallel');
+    // Four requests of one user, loaded before any ended; each store is a request's own, as in the Worker.
+    const loads = await Promise.all([0, 1, 2, 3].map(() => storeOn(kv).load(scope)));
+    const requests = [0, 1, 2, 3].map((i) => [1, 100 + i, 200 + i, 300 + i]);
+    await Promise.all(loads.map((loaded, i) => storeOn(kv).saveMerged(loaded, requests[i])));
+    const cache = (await storeOn(kv).load(scope)).cache;
+    for (let i = 0; i < 4; i++) expect(cache.nextTokens([100 + i, 200 + i], 1)[0]?.token).toBe(300 + i);
+  });
+
   it('drafts from a damaged value inside the vocabulary, and replaces it with a valid one at the write', async () => {
     const kv = new MapKv();
     const store = storeOn(kv);
