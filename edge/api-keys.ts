@@ -47,15 +47,30 @@ export async function sha256Hex(text: string): Promise<string> {
 /** Hashes whose bad record was logged already (bounded): one line per key, not one per request. */
 const reported = new Set<string>();
 
+/** Logs once per key (bounded) why its record refuses it. */
+function reportInvalid(hash: string, why: string): void {
+  if (reported.has(hash)) return;
+  if (reported.size >= 1000) reported.clear();
+  reported.add(hash);
+  console.error(`edge: the record of key ${hash.slice(0, 12)}… is invalid (${why}); the key is refused until it is fixed`);
+}
+
+/** A record as stored in KV (JSON text): a key record, or null (refused, logged) when it is no JSON or breaks the schema. */
+function recordFromText(hash: string, text: string, config: EdgeConfig): KeyRecord | null {
+  let stored: unknown;
+  try {
+    stored = JSON.parse(text);
+  } catch (err) {
+    reportInvalid(hash, `not JSON: ${err instanceof Error ? err.message : String(err)}`);
+    return null;
+  }
+  return toRecord(hash, stored, config);
+}
+
 function toRecord(hash: string, stored: unknown, config: EdgeConfig): KeyRecord | null {
   const parsed = storedKeySchema.safeParse(stored);
   if (!parsed.success) {
-    if (!reported.has(hash)) {
-      if (reported.size >= 1000) reported.clear();
-      reported.add(hash);
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'record'}: ${i.message}`).join('; ');
-      console.error(`edge: the record of key ${hash.slice(0, 12)}… is invalid (${issues}); the key is refused until it is fixed`);
-    }
+    reportInvalid(hash, parsed.error.issues.map((i) => `${i.path.join('.') || 'record'}: ${i.message}`).join('; '));
     return null;
   }
   const record = parsed.data;
@@ -78,7 +93,8 @@ function secretKeyMap(env: EdgeEnv): Record<string, unknown> {
   let map: Record<string, unknown> = {};
   try {
     const parsed: unknown = source ? JSON.parse(source) : {};
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) map = parsed as Record<string, unknown>;
+    // Hashes as some tools print them (upper case) name the same keys.
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) map = Object.fromEntries(Object.entries(parsed).map(([hash, record]) => [hash.toLowerCase(), record]));
   } catch {
     console.error('edge: SSSD_API_KEYS is not valid JSON; ignoring it');
   }
@@ -95,16 +111,19 @@ async function lookup(hash: string, env: EdgeEnv, config: EdgeConfig): Promise<K
   const now = Date.now();
   const cached = lookupCache.get(hash, now);
   if (cached?.fresh) return cached.record;
-  let record: KeyRecord | null = null;
+  let text: string | null;
   try {
-    const stored = await env.SSSD_KV.get<unknown>(`key:${hash}`, 'json');
-    record = stored === null ? null : toRecord(hash, stored, config);
+    text = await env.SSSD_KV.get(`key:${hash}`, 'text');
   } catch (err) {
     // A KV outage must not lock everyone out of keys we saw recently.
     if (cached) return cached.record;
     console.error('edge: key lookup failed', err);
     throw new ApiError(503, 'Key store unavailable, retry shortly.', 'service_unavailable', 'key_store_unavailable', null, 2);
   }
+  // Parsed apart from the read: a record that is not JSON is the operator's
+  // mistake, refused as any invalid record is (a botched edit that meant to
+  // revoke the key must not keep it serving), not an outage.
+  const record = text === null ? null : recordFromText(hash, text, config);
   lookupCache.set(hash, record, now);
   return record;
 }

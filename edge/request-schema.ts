@@ -81,6 +81,8 @@ export const completionRequestSchema = z.object({
     z.string(),
     z.array(z.string()).length(1, 'prompt as a list must hold exactly one string'),
     z.array(z.number().int().min(0)).min(1),
+    // A batch of one token list: what lm-evaluation-harness sends (tokenized requests, batch size 1).
+    z.array(z.array(z.number().int().min(0)).min(1)).length(1, 'prompt as a list of token lists must hold exactly one (send one request per prompt)'),
   ]),
 });
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;

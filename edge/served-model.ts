@@ -23,6 +23,14 @@ export interface ServedModel {
   tokenizer: Tokenizer;
   /** Ids that end a generation and print nothing. */
   eosIds: ReadonlySet<number>;
+  /** The most UTF-8 bytes one token stands for: a text of n bytes is at least n / this many tokens. */
+  maxTokenBytes: number;
+}
+
+function longestToken(tokenizer: Tokenizer): number {
+  let longest = 1;
+  for (let id = 0; id < tokenizer.vocabSize; id++) longest = Math.max(longest, tokenizer.tokenBytes(id).length);
+  return longest;
 }
 
 /** How often a loaded model's info is checked against the pools. */
@@ -48,7 +56,8 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
       // The same tokenizer file (by checksum): the one already loaded.
       const same = previous !== null && info.tokenizer.sha256 !== '' && info.tokenizer.sha256 === previous.info.tokenizer.sha256 && info.tokenizer.format === previous.info.tokenizer.format;
       const tokenizer = same ? previous.tokenizer : loadTokenizer(await client.tokenizerBytes(info.tokenizer.path), info.tokenizer.format);
-      return { info, tokenizer, eosIds: new Set([...info.model.eosIds, ...tokenizer.eosIds]) };
+      const maxTokenBytes = same ? previous.maxTokenBytes : longestToken(tokenizer);
+      return { info, tokenizer, eosIds: new Set([...info.model.eosIds, ...tokenizer.eosIds]), maxTokenBytes };
     } catch (err) {
       lastError = err;
       picker.markFailed(client.baseUrl);

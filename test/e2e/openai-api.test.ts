@@ -18,6 +18,10 @@ type UsageWithSpeculation = OpenAI.CompletionUsage & { speculation: SpeculationF
 const PROMPT = 'Once upon a time, there was a little dog named Max.';
 const LIMITED_KEY = 'e2e-limited-key';
 const KV_KEY = 'e2e-kv-key';
+/** Its KV record is not JSON (a revocation edited by hand, its brace left out). */
+const BROKEN_KV_KEY = 'e2e-broken-kv-key';
+/** Named in SSSD_API_KEYS by its hash in upper case, as some tools print it. */
+const UPPER_HASH_KEY = 'e2e-upper-hash-key';
 const SHARING_KEY = 'e2e-sharing-key';
 /** One request in flight at a time: a slot it never gets back locks it out. */
 const ONE_SLOT_KEY = 'e2e-one-slot-key';
@@ -38,6 +42,7 @@ beforeAll(async () => {
           [sha256Hex(SHARING_KEY)]: { tenant: 'sharing', contributeToDatastore: true },
           [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
           [sha256Hex(SOAK_KEY)]: { tenant: 'soak', rpm: 100000, concurrency: 4 },
+          [sha256Hex(UPPER_HASH_KEY).toUpperCase()]: { tenant: 'upper' },
         }),
         SSSD_MAX_BODY_BYTES: String(64 * 1024),
         // Short, so a slot the runtime never gave back returns within the test.
@@ -45,7 +50,7 @@ beforeAll(async () => {
         // Short, so a non-streamed reply's client that leaves is noticed well before the tiny model finishes.
         SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100',
       },
-      kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 } },
+      kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 }, [BROKEN_KV_KEY]: '{"tenant": "broken", "disabled": true' },
     }),
     referenceGenerate(PROMPT, 80),
   ]);
@@ -292,6 +297,20 @@ describe('OpenAI-compatible API on the edge', () => {
     for await (const chunk of stream) if (chunk.choices[0]?.text) chunks.push(chunk.choices[0].text);
     expect(chunks[0]).toBe(PROMPT);
     expect(chunks.join('')).toBe(echoed.choices[0].text);
+    // lm-eval's own payload: a batch of one token list, max_tokens 1; the same scores as the flat list.
+    const batched = await post('/v1/completions', { model, prompt: [ids], max_tokens: 1, echo: true, logprobs: 1, temperature: 0, seed: 1234 });
+    expect(batched.status).toBe(200);
+    const batchedLp = (batched.json.choices as OpenAI.CompletionChoice[])[0].logprobs!;
+    expect(batchedLp.tokens!.slice(0, ids.length)).toEqual(lp.tokens);
+    batchedLp.token_logprobs!.slice(1, ids.length).forEach((v, i) => expect(v).toBeCloseTo(lp.token_logprobs![i + 1]!, 4));
+    const two = await post('/v1/completions', { model, prompt: [ids, ids], max_tokens: 1, echo: true });
+    expect(two.status).toBe(400);
+    expect(two.json.error?.message).toMatch(/exactly one/);
+    // A prompt that fills the whole context can be scored, not continued.
+    const full = Array.from({ length: 512 }, (_, i) => [...reference.prompt_ids, ...reference.output_ids][i % 90]);
+    const fullScore = await client.completions.create({ model, prompt: full, max_tokens: 0, echo: true, logprobs: 0, temperature: 0 });
+    expect(fullScore.choices[0].logprobs!.tokens).toHaveLength(512);
+    expect((await post('/v1/completions', { model, prompt: full, max_tokens: 1, echo: true })).json.error?.code).toBe('context_length_exceeded');
     // max_tokens 0 without echo asks for nothing: a 400 naming the field.
     const nothing = await post('/v1/completions', { model, prompt: 'hi', max_tokens: 0 });
     expect(nothing.status).toBe(400);
@@ -381,6 +400,13 @@ describe('OpenAI-compatible API on the edge', () => {
     const missing = await post('/v1/completions', { model, prompt: 'hi' }, null);
     expect(missing.status).toBe(401);
     expect(missing.json.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_api_key' });
+    // A KV record that is not JSON refuses its key (it was a 503 "key store unavailable", retried for ever).
+    const broken = await post('/v1/completions', { model, prompt: 'hi', max_tokens: 2 }, BROKEN_KV_KEY);
+    expect(broken.status).toBe(401);
+    expect(broken.json.error).toMatchObject({ code: 'invalid_api_key' });
+    expect(broken.headers.get('retry-after')).toBeNull();
+    // A hash written in upper case names its key.
+    expect((await post('/v1/completions', { model, prompt: 'hi', max_tokens: 2 }, UPPER_HASH_KEY)).status).toBe(200);
   });
 
   it("names every request in x-request-id, as the SDK's _request_id, the completion's id carrying the same hex", async () => {
@@ -443,6 +469,13 @@ describe('OpenAI-compatible API on the edge', () => {
     const tooMany = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 10_000 });
     expect(tooMany.status).toBe(400);
     expect(tooMany.json.error?.param).toBe('max_tokens');
+    // Far past what the context holds: refused before it is tokenized (the message says so, in characters), chat too.
+    const farTooLong = await post('/v1/completions', { model, prompt: 'a '.repeat(30_000) });
+    expect(farTooLong.status).toBe(400);
+    expect(farTooLong.json.error).toMatchObject({ code: 'context_length_exceeded', param: 'prompt' });
+    expect(farTooLong.json.error?.message).toMatch(/60000 characters/);
+    const chatTooLong = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: [{ type: 'text', text: 'a '.repeat(15_000) }, { type: 'text', text: 'b '.repeat(15_000) }] }] });
+    expect(chatTooLong.json.error).toMatchObject({ code: 'context_length_exceeded', param: 'messages' });
     const huge = await post('/v1/completions', { model, prompt: 'a '.repeat(40_000) });
     expect(huge.status).toBe(413);
     expect(huge.json.error?.code).toBe('request_too_large');

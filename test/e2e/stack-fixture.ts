@@ -15,14 +15,14 @@ export interface TestStack extends RunningStack {
 
 export interface TestStackOptions {
   vars?: Record<string, string>;
-  /** API keys provisioned in local KV before the edge starts: plaintext → record. */
-  kvKeys?: Record<string, object>;
+  /** API keys provisioned in local KV before the edge starts: plaintext → record (a string is stored as it is). */
+  kvKeys?: Record<string, object | string>;
 }
 
 export async function startTestStack(opts: TestStackOptions = {}): Promise<TestStack> {
   const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-e2e-kv-'));
   for (const [key, record] of Object.entries(opts.kvKeys ?? {})) {
-    await putLocalKv(`key:${sha256Hex(key)}`, JSON.stringify(record), persistTo);
+    await putLocalKv(`key:${sha256Hex(key)}`, typeof record === 'string' ? record : JSON.stringify(record), persistTo);
   }
   const stack = await startStack({
     model: models.stories260K.checkpoint,
