@@ -32,6 +32,19 @@ export async function cacheScope(keyId: string, user: string | null | undefined)
  * end in other isolates still race: KV has no compare-and-set.)
  */
 const writesInFlight = new Map<string, Promise<void>>();
+/**
+ * The most a write waits for the one before it. That one is another
+ * request's I/O: if the runtime cancels that request first (its waitUntil
+ * time ran out), its promise never settles, and without a bound every later
+ * write of the user in this isolate would wait for it for ever.
+ */
+const PREVIOUS_WRITE_WAIT_MS = 2_000;
+
+function settledOrTimedOut(previous: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+  return Promise.race([previous, timeout]).finally(() => clearTimeout(timer));
+}
 
 export class UserCacheStore {
   constructor(
@@ -83,7 +96,8 @@ export class UserCacheStore {
   async saveMerged(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
     if (loaded.unread) return;
     const { scope } = loaded;
-    const write = (writesInFlight.get(scope) ?? Promise.resolve()).then(() => this.mergeAndWrite(loaded, tokens));
+    const previous = writesInFlight.get(scope);
+    const write = (previous ? settledOrTimedOut(previous, PREVIOUS_WRITE_WAIT_MS) : Promise.resolve()).then(() => this.mergeAndWrite(loaded, tokens));
     writesInFlight.set(scope, write);
     try {
       await write;

@@ -9,6 +9,8 @@ class MapKv {
   readonly values = new Map<string, Uint8Array>();
   failing = false;
   failingReads = false;
+  /** The next put never settles (its request was cancelled by the runtime mid-write). */
+  hangNextPut = false;
   async get(key: string, _type: 'arrayBuffer'): Promise<ArrayBuffer | null> {
     if (this.failing || this.failingReads) throw new Error('KV GET failed: 503');
     const v = this.values.get(key);
@@ -16,6 +18,10 @@ class MapKv {
   }
   async put(key: string, value: Uint8Array): Promise<void> {
     if (this.failing) throw new Error('KV PUT failed: 503');
+    if (this.hangNextPut) {
+      this.hangNextPut = false;
+      return new Promise<void>(() => undefined);
+    }
     this.values.set(key, value);
   }
 }
@@ -112,6 +118,20 @@ describe('UserCacheStore', () => {
     await Promise.all(loads.map((loaded, i) => storeOn(kv).saveMerged(loaded, requests[i])));
     const cache = (await storeOn(kv).load(scope)).cache;
     for (let i = 0; i < 4; i++) expect(cache.nextTokens([100 + i, 200 + i], 1)[0]?.token).toBe(300 + i);
+  });
+
+  it("does not wait for ever on a write before it that never ends (another request's, cancelled mid-write)", async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'stuck');
+    kv.hangNextPut = true;
+    void storeOn(kv).saveMerged(await storeOn(kv).load(scope), [1, 50, 60, 70]);
+    const started = Date.now();
+    await storeOn(kv).saveMerged(await storeOn(kv).load(scope), [1, 80, 90, 100]);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect((await storeOn(kv).load(scope)).cache.nextTokens([80, 90], 1)[0]?.token).toBe(100);
+    // And the user's writes after it go on as before.
+    await storeOn(kv).saveMerged(await storeOn(kv).load(scope), [1, 110, 120, 130]);
+    expect((await storeOn(kv).load(scope)).cache.nextTokens([110, 120], 1)[0]?.token).toBe(130);
   });
 
   it('drafts from a damaged value inside the vocabulary, and replaces it with a valid one at the write', async () => {
