@@ -16,7 +16,7 @@ import { openGeneration, type OpenedGeneration } from './open-generation';
 import { matchPrediction } from './prediction-match';
 import type { GenerateInput, PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
-import type { ServedModel } from './served-model';
+import { modelIdentity, type ServedModel } from './served-model';
 import { TokenTextAssembler, type SourcedText, type TokenLogprob } from './token-text';
 import type { LoadedUserCache, UserCacheStore } from './user-cache-store';
 
@@ -207,13 +207,15 @@ export class CompletionRun {
 
   /** The generate body for prompt ids (the plan's, or the plan's + the output so far when resuming). */
   private generateRequest(promptIds: number[], maxTokens: number, trie: Uint8Array | null, resumedOutputTokens: number): GenerateInput {
-    const { plan } = this;
+    const { plan, deps } = this;
     return {
       id: this.generationId,
       promptIds,
       maxTokens,
       sampling: plan.sampling,
       speculation: plan.speculate ? 'sssd' : 'off',
+      // Ids meant for this model: a pool serving another refuses them (421), and the next one is tried.
+      model: modelIdentity(deps.model.info),
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),
       ...(plan.logprobs !== null ? { logprobs: plan.logprobs } : {}),
       // The prompt is scored before the first token, by the first pool that got that far.

@@ -96,6 +96,21 @@ export function invalidEdgeVars(env: Partial<Record<string, unknown>>): InvalidE
   return problems;
 }
 
+/** The pools' base URLs; an entry that is no http(s) URL is left out, said once (it could never be reached). */
+function poolUrls(list: string): string[] {
+  const urls: string[] = [];
+  for (const entry of list.split(',')) {
+    const url = entry.trim().replace(/\/+$/, '');
+    if (url.length === 0) continue;
+    if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
+      console.warn(`edge: SSSD_POOL_URLS entry ${JSON.stringify(url.slice(0, 200))} is not an http(s) URL; left out`);
+      continue;
+    }
+    urls.push(url);
+  }
+  return urls;
+}
+
 // The env object is stable for an isolate's lifetime: parse it once.
 const parsed = new WeakMap<object, EdgeConfig>();
 
@@ -104,10 +119,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
   if (hit) return hit;
   for (const { message, fallback } of invalidEdgeVars(env as unknown as Record<string, unknown>)) console.warn(`edge: ${message}; using ${fallback}`);
   const config: EdgeConfig = {
-    poolUrls: (env.SSSD_POOL_URLS ?? '')
-      .split(',')
-      .map((u) => u.trim().replace(/\/+$/, ''))
-      .filter((u) => u.length > 0),
+    poolUrls: poolUrls(env.SSSD_POOL_URLS ?? ''),
     poolToken: env.SSSD_POOL_TOKEN ?? '',
     maxBodyBytes: intVar(env, 'SSSD_MAX_BODY_BYTES'),
     userCacheMaxBytes: intVar(env, 'SSSD_USER_CACHE_MAX_BYTES'),

@@ -6,8 +6,9 @@
  */
 import type { PoolEvent } from '../shared/protocol';
 import { ApiError } from './api-error';
-import { PoolRejectedError, PoolUnavailableError, type GenerateInput, type PoolClient } from './pool-client';
+import { PoolMisdirectedError, PoolRejectedError, PoolUnavailableError, type GenerateInput, type PoolClient } from './pool-client';
 import { affinityKey, type PoolPicker } from './pool-picker';
+import { checkModelSoon } from './served-model';
 import { StallWatch } from './stall-watch';
 
 export interface OpenedGeneration {
@@ -52,6 +53,11 @@ export async function openGeneration(
       if (signal?.aborted) throw cancelledError();
       if (err instanceof PoolRejectedError) {
         throw new ApiError(400, `The inference pool rejected the request: ${err.message || err.status}`, 'invalid_request_error', 'pool_rejected');
+      }
+      if (err instanceof PoolMisdirectedError) {
+        picker.markMisdirected(client.baseUrl, err.message);
+        if (err.status === 421) checkModelSoon();
+        continue;
       }
       if (err instanceof PoolUnavailableError && err.retryAfterMs) retryAfterMs = Math.min(retryAfterMs, err.retryAfterMs);
       picker.markFailed(client.baseUrl);

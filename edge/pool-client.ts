@@ -17,6 +17,22 @@ export class PoolUnavailableError extends Error {
   }
 }
 
+/**
+ * This pool cannot serve this edge at all, whatever the request: it serves
+ * another model (421 `model_mismatch`), refuses the edge's token (401), or
+ * its URL names no pool (403, 404, 405: a proxy, a path such as `/v1` added
+ * to the base URL). Another pool may serve it; the operator must hear of it.
+ */
+export class PoolMisdirectedError extends PoolUnavailableError {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PoolMisdirectedError';
+  }
+}
+
 /** The pool refused the request itself (4xx other than busy): another pool would too. */
 export class PoolRejectedError extends Error {
   constructor(
@@ -30,6 +46,9 @@ export class PoolRejectedError extends Error {
 
 /** The body of POST /v1/generate as sent (fields with defaults may be left out). */
 export type GenerateInput = z.input<typeof generateRequestSchema>;
+
+/** Statuses that say the pool cannot serve this edge whatever it sends (PoolMisdirectedError). */
+const MISDIRECTED = new Set([401, 403, 404, 405, 421]);
 
 /** A trie push or a cancel the pool has not answered by then will not help (and a stream's close waits on a stop's cancel). */
 const CONTROL_TIMEOUT_MS = 5_000;
@@ -79,8 +98,8 @@ export class PoolClient {
     if (!res.ok || !res.body) {
       const text = await res.text().catch(() => '');
       const retryAfter = Number(res.headers.get('retry-after'));
-      if (res.status === 429 || res.status === 503 || res.status >= 500 || res.status === 401) {
-        // 401 too: a misconfigured token on one pool should not sink the request.
+      if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 300)}`);
+      if (res.status === 429 || res.status === 503 || res.status >= 500) {
         throw new PoolUnavailableError(`pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 200)}`, retryAfter > 0 ? retryAfter * 1000 : undefined);
       }
       throw new PoolRejectedError(res.status, text.slice(0, 500));

@@ -18,6 +18,12 @@ import { PoolClient } from './pool-client';
 
 const HEALTH_TTL_MS = 2_000;
 const FAILED_TTL_MS = 1_000;
+/**
+ * How long a pool that cannot serve this edge at all (another model, the
+ * wrong token or URL) is tried only after every other; then it is tried in
+ * its turn again (it may have been fixed).
+ */
+const MISDIRECTED_TTL_MS = 60_000;
 /** How much more loaded (load is 0..1) a request's own pool may be than the least loaded before load wins. */
 export const AFFINITY_SLACK = 0.25;
 /** Prompt tokens an affinity key covers: a system prompt or a chat's first turn opens the prompt. */
@@ -67,6 +73,8 @@ interface HealthEntry {
 export class PoolPicker {
   private readonly clients: PoolClient[];
   private readonly entries = new Map<string, HealthEntry>();
+  /** Pools found misdirected → until when they go last (their /healthz may well say ok). */
+  private readonly misdirected = new Map<string, number>();
 
   constructor(urls: readonly string[], token: string) {
     this.clients = urls.map((url) => new PoolClient(url, token));
@@ -86,6 +94,17 @@ export class PoolPicker {
   }
 
   /**
+   * Mark a pool that cannot serve this edge at all (PoolMisdirectedError):
+   * tried after every other pool for a while, and said once in the log per
+   * isolate and spell of it, since no client's error will show it.
+   */
+  markMisdirected(url: string, why: string): void {
+    const now = Date.now();
+    if ((this.misdirected.get(url) ?? 0) <= now) console.error(`edge: pool ${url} cannot serve this edge (${why}); it is tried last for ${MISDIRECTED_TTL_MS / 1000} s`);
+    this.misdirected.set(url, now + MISDIRECTED_TTL_MS);
+  }
+
+  /**
    * All pools in the order to try them. `waitUntil` keeps a background health
    * check alive past the request that started it (workerd would cancel it).
    */
@@ -100,7 +119,8 @@ export class PoolPicker {
       this.clients.map((client) => ({ url: client.baseUrl, health: this.entries.get(client.baseUrl)?.health ?? null })),
       affinity,
     );
-    return urls.map((url) => this.client(url)!);
+    const last = (url: string): boolean => (this.misdirected.get(url) ?? 0) > now;
+    return [...urls.filter((url) => !last(url)), ...urls.filter(last)].map((url) => this.client(url)!);
   }
 
   private refresh(client: PoolClient, now: number): Promise<void> {

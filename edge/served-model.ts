@@ -16,6 +16,7 @@ import type { PoolInfo } from '../shared/protocol';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { ApiError } from './api-error';
+import type { PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
 
 export interface ServedModel {
@@ -48,23 +49,67 @@ interface Loaded {
 
 let loaded: Loaded | null = null;
 
+/** What a pool must serve to take this edge's token ids (the generate request's `model`). */
+export function modelIdentity(info: PoolInfo): { name: string; contextLength: number; tokenizerSha256: string } {
+  return { name: info.model.name, contextLength: info.model.contextLength, tokenizerSha256: info.tokenizer.sha256 };
+}
+
+function sameModel(a: PoolInfo, b: PoolInfo): boolean {
+  const x = modelIdentity(a);
+  const y = modelIdentity(b);
+  return x.name === y.name && x.contextLength === y.contextLength && x.tokenizerSha256 === y.tokenizerSha256;
+}
+
+async function served(client: PoolClient, info: PoolInfo, previous: ServedModel | null): Promise<ServedModel> {
+  // The same tokenizer file (by checksum): the one already loaded.
+  const same = previous !== null && info.tokenizer.sha256 !== '' && info.tokenizer.sha256 === previous.info.tokenizer.sha256 && info.tokenizer.format === previous.info.tokenizer.format;
+  const tokenizer = same ? previous.tokenizer : loadTokenizer(await client.tokenizerBytes(info.tokenizer.path), info.tokenizer.format);
+  const maxTokenBytes = same ? previous.maxTokenBytes : longestToken(tokenizer);
+  return { info, tokenizer, eosIds: new Set([...info.model.eosIds, ...tokenizer.eosIds]), maxTokenBytes };
+}
+
+/**
+ * The model of the first pool that answers; on a check, the model served
+ * until now while any pool still serves it (in a fleet mid-upgrade the edge
+ * would otherwise flip between models with the pool order).
+ */
 async function load(picker: PoolPicker, previous: ServedModel | null): Promise<ServedModel> {
   let lastError: unknown = null;
+  let other: { client: PoolClient; info: PoolInfo } | null = null;
   for (const client of await picker.ordered()) {
     try {
       const info = await client.info();
-      // The same tokenizer file (by checksum): the one already loaded.
-      const same = previous !== null && info.tokenizer.sha256 !== '' && info.tokenizer.sha256 === previous.info.tokenizer.sha256 && info.tokenizer.format === previous.info.tokenizer.format;
-      const tokenizer = same ? previous.tokenizer : loadTokenizer(await client.tokenizerBytes(info.tokenizer.path), info.tokenizer.format);
-      const maxTokenBytes = same ? previous.maxTokenBytes : longestToken(tokenizer);
-      return { info, tokenizer, eosIds: new Set([...info.model.eosIds, ...tokenizer.eosIds]), maxTokenBytes };
+      if (previous !== null && !sameModel(info, previous.info)) {
+        other ??= { client, info };
+        continue;
+      }
+      return await served(client, info, previous);
     } catch (err) {
       lastError = err;
       picker.markFailed(client.baseUrl);
     }
   }
+  if (other !== null) {
+    try {
+      const model = await served(other.client, other.info, previous);
+      console.warn(`edge: no pool serves ${previous?.info.model.name} any more; serving ${model.info.model.name} from now on`);
+      return model;
+    } catch (err) {
+      lastError = err;
+      picker.markFailed(other.client.baseUrl);
+    }
+  }
   console.error('edge: no pool answered /v1/info', lastError);
   throw new ApiError(503, 'No inference pool is reachable; retry shortly.', 'service_unavailable', 'pool_unavailable', null, 2);
+}
+
+/**
+ * A pool said it serves another model than the one loaded (421): the pools
+ * may have moved on to another (a single pool restarted with a new one), so
+ * look again at the next request rather than at the end of the interval.
+ */
+export function checkModelSoon(): void {
+  if (loaded) loaded.checkedAt = 0;
 }
 
 /**

@@ -108,6 +108,21 @@ export const generateRequestSchema = z.object({
    */
   predictionIds: promptIdsSchema.optional(),
   /**
+   * The model the caller tokenized for, as a pool's /v1/info names it: a pool
+   * serving another (a fleet mid-upgrade, a pool started with the wrong
+   * checkpoint) answers 421 `model_mismatch` instead of generating from ids
+   * meant for another vocabulary, and the caller tries another pool. Absent =
+   * not checked. Added within protocol 1.
+   */
+  model: z
+    .object({
+      name: z.string().max(256),
+      contextLength: z.number().int().positive(),
+      /** The tokenizer file's SHA-256 (hex). */
+      tokenizerSha256: z.string().max(64),
+    })
+    .optional(),
+  /**
    * Prefix caching scope: the pool reuses a cached prompt prefix only between
    * requests with the same salt (absent = the pool's shared scope), so one
    * tenant's cache hits cannot reveal another's prompts.
@@ -204,7 +219,7 @@ export type PoolEvent =
 /** How often a queued generation's stream says it is still queued (a `queued` event). */
 export const QUEUED_KEEPALIVE_MS = 1_000;
 
-export type PoolErrorCode = 'bad_request' | 'busy' | 'unauthorized' | 'not_found' | 'internal' | 'cancelled';
+export type PoolErrorCode = 'bad_request' | 'busy' | 'unauthorized' | 'not_found' | 'internal' | 'cancelled' | 'model_mismatch';
 
 /** GET /v1/info */
 export interface PoolInfo {

@@ -12,6 +12,7 @@ import {
   generateRequestSchema,
   pushTrieSchema,
   QUEUED_KEEPALIVE_MS,
+  type GenerateRequest,
   type PoolEvent,
   type PoolHealth,
   type PoolInfo,
@@ -244,11 +245,23 @@ export class PoolServer {
     await run();
   }
 
+  /** 421 unless the caller tokenized for this pool's model (another pool may serve it). */
+  private checkModel(expected: NonNullable<GenerateRequest['model']>): void {
+    const { model, tokenizer } = this.options.info;
+    if (expected.name === model.name && expected.contextLength === model.contextLength && expected.tokenizerSha256 === tokenizer.sha256) return;
+    throw new HttpError(
+      421,
+      'model_mismatch',
+      `this pool serves ${model.name} (context ${model.contextLength}, tokenizer ${tokenizer.sha256.slice(0, 12)}), not ${expected.name.slice(0, 80)} (context ${expected.contextLength}, tokenizer ${expected.tokenizerSha256.slice(0, 12)})`,
+    );
+  }
+
   private async generate(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readJsonBody(req, this.maxBodyBytes);
     const parsed = generateRequestSchema.safeParse(body);
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
     const request = parsed.data;
+    if (request.model) this.checkModel(request.model);
     let open = true;
     // The loop may emit `start` synchronously inside submit(): headers go out with the first byte.
     const head = (): void => {

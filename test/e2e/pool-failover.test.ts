@@ -1,35 +1,49 @@
 // Pool choice at the edge against real processes: an unreachable pool is
-// skipped before the first token; with no pool at all the edge answers 503.
+// skipped before the first token; with no pool at all the edge answers 503; a
+// pool serving another model, or a URL that names no pool, is passed over.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
-import { startAll } from './stack-fixture';
+import { referenceGenerate, startAll, type GenerateOutput } from './stack-fixture';
 import { models } from '../support/shared-data';
 
 const KEY = 'failover-key';
 let pool: RunningPool;
+/** llama2xs on stories260K's tokenizer: the same ids mean something else to it. */
+let otherModel: RunningPool;
 let failover: RunningEdge;
 let stranded: RunningEdge;
+/** stories260K's pool, llama2xs's, and the first pool's URL with `/v1` added (a route-less path). */
+let mixed: RunningEdge;
+let token: string;
 const dirs: string[] = [];
+const PROMPTS = ['Once upon a time', 'The dog ran to the park', 'Lily had a red ball', 'Tom and Sue went to the sea', 'The cat was sad', 'A big bird sat on a tree'];
+let references: GenerateOutput[];
 
 beforeAll(async () => {
-  const token = generatePoolToken();
+  token = generatePoolToken();
   const [poolPort, deadPort] = [await freePort(), await freePort()];
   const deadPool = `http://127.0.0.1:${deadPort}`;
-  dirs.push(mkdtempSync(path.join(tmpdir(), 'sssd-failover-')), mkdtempSync(path.join(tmpdir(), 'sssd-stranded-')));
-  [pool, failover, stranded] = await startAll([
+  dirs.push(mkdtempSync(path.join(tmpdir(), 'sssd-failover-')), mkdtempSync(path.join(tmpdir(), 'sssd-stranded-')), mkdtempSync(path.join(tmpdir(), 'sssd-mixed-')));
+  [pool, otherModel, references] = await startAll([
     startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
+    startPool({ model: models.llama2xs.checkpoint, tokenizer: models.stories260K.tokenizer, token }),
+    Promise.all(PROMPTS.map((prompt) => referenceGenerate(prompt, 24))),
+  ]);
+  [failover, stranded, mixed] = await startAll([
     // The dead pool comes first in the list: it must be skipped, not merely never tried.
     startEdge({ poolUrls: [deadPool, `http://127.0.0.1:${poolPort}`], poolToken: token, devKey: KEY, persistTo: dirs[0] }),
     startEdge({ poolUrls: [deadPool], poolToken: token, devKey: KEY, persistTo: dirs[1] }),
+    // The right pool first, so the edge serves its model; the other two can only be passed over.
+    startEdge({ poolUrls: [pool.url, otherModel.url, `${pool.url}/v1`], poolToken: token, devKey: KEY, persistTo: dirs[2] }),
   ]);
-}, 180_000);
+}, 240_000);
 
 afterAll(async () => {
-  await Promise.all([failover?.stop(), stranded?.stop(), pool?.service.stop()]);
+  await Promise.all([failover?.stop(), stranded?.stop(), mixed?.stop(), pool?.service.stop(), otherModel?.service.stop()]);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -50,6 +64,38 @@ describe('pool failover', () => {
       expect(body.usage.completion_tokens).toBe(16);
       expect(body.choices[0].text.length).toBeGreaterThan(10);
     }
+  });
+
+  it("never serves one model's text under another's name: a pool of another model refuses the edge's ids (421), and the edge passes it over", async () => {
+    // Asked directly, with the model the ids are meant for: a 421 that names both.
+    const direct = await fetch(`${otherModel.url}/v1/generate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'mismatch', promptIds: [1, 403], maxTokens: 4, model: { name: 'stories260K', contextLength: 512, tokenizerSha256: 'f'.repeat(64) } }),
+    });
+    expect(direct.status).toBe(421);
+    const refusal = (await direct.json()) as { type: string; code: string; message: string };
+    expect(refusal).toMatchObject({ type: 'error', code: 'model_mismatch' });
+    expect(refusal.message).toMatch(/serves llama2xs .*not stories260K/);
+    // Through the edge: prompts whose affinity falls on either pool all get stories260K's own text,
+    // and the llama2xs pool and the route-less URL never take a generation.
+    const res = await Promise.all(
+      PROMPTS.map((prompt) =>
+        fetch(`${mixed.url}/v1/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'stories260K', prompt, max_tokens: 24, temperature: 0, user: prompt }),
+        }),
+      ),
+    );
+    for (const [i, r] of res.entries()) {
+      expect(r.status, PROMPTS[i]).toBe(200);
+      const body = (await r.json()) as { model: string; choices: Array<{ text: string }> };
+      expect(body.model).toBe('stories260K');
+      expect(body.choices[0].text, PROMPTS[i]).toBe(references[i].text);
+    }
+    const metrics = await (await fetch(`${otherModel.url}/metrics`)).text();
+    expect(metrics).toMatch(/^vllm:prompt_tokens_total 0$/m);
   });
 
   it('answers 503 with Retry-After when no pool is reachable, streaming or not', async () => {

@@ -21,6 +21,14 @@ describe('edge config', () => {
     ]);
   });
 
+  it('takes the pools\' URLs without trailing slashes, and leaves out one that is no http(s) URL, saying so', () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const config = edgeConfig(env({ SSSD_POOL_URLS: ' http://10.0.0.1:8788/ ,notaurl,http://[::1:9101, https://pool.example/base,ftp://x' }));
+    expect(config.poolUrls).toEqual(['http://10.0.0.1:8788', 'https://pool.example/base']);
+    expect(warn).toHaveBeenCalledTimes(3);
+    expect(warn.mock.calls[0][0]).toMatch(/"notaurl" is not an http\(s\) URL/);
+  });
+
   it("waits 20 ms for a user's cache unless told otherwise, and 0 means not at all", () => {
     expect(edgeConfig(env({})).userCacheWaitMs).toBe(20);
     expect(edgeConfig(env({ SSSD_USER_CACHE_WAIT_MS: '0' })).userCacheWaitMs).toBe(0);
