@@ -34,6 +34,22 @@ interface Bucket {
   leases: Map<number, number>;
 }
 
+/**
+ * When a slot is likely free, for a concurrency 429's Retry-After: a live
+ * request may end any moment (1 s); one that has missed its heartbeats
+ * (its client left, and the runtime stopped its code) frees its slot only when
+ * its lease lapses, and saying 1 s then sends the client back to a 429 again
+ * and again.
+ */
+function slotFreeInS(leases: ReadonlyMap<number, number>, now: number, leaseMs: number): number {
+  let soonestMs = Infinity;
+  for (const seen of leases.values()) {
+    const silentMs = now - seen;
+    soonestMs = Math.min(soonestMs, silentMs > 1.5 * LEASE_HEARTBEAT_MS ? seen + leaseMs - now : LEASE_HEARTBEAT_MS);
+  }
+  return Math.max(1, Math.ceil(soonestMs / 1000));
+}
+
 export class KeyLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private nextLease = 0;
@@ -59,7 +75,7 @@ export class KeyLimiter {
     bucket.updatedMs = now;
     if (bucket.leases.size >= concurrency) {
       for (const [id, seen] of bucket.leases) if (now - seen > leaseMs) bucket.leases.delete(id);
-      if (bucket.leases.size >= concurrency) return { ok: false, retryAfterS: 1, reason: 'concurrency' };
+      if (bucket.leases.size >= concurrency) return { ok: false, retryAfterS: slotFreeInS(bucket.leases, now, leaseMs), reason: 'concurrency' };
     }
     if (bucket.tokens < 1) return { ok: false, retryAfterS: Math.ceil((1 - bucket.tokens) / perMs / 1000), reason: 'rate' };
     bucket.tokens -= 1;

@@ -53,6 +53,34 @@ describe('KeyLimiter', () => {
     expect(limiter.acquire('k', 100, 2, 100).ok).toBe(true);
   });
 
+  it("says when a slot will be free: 1 s while the requests in flight show life, the lapse of the first silent one's lease when all are silent", () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now, 5000);
+    const a = limiter.acquire('k', 100, 2);
+    const b = limiter.acquire('k', 100, 2);
+    const retryAfter = (): number => {
+      const refused = limiter.acquire('k', 100, 2);
+      if (refused.ok) throw new Error('admitted');
+      return refused.retryAfterS;
+    };
+    expect(retryAfter()).toBe(1);
+    // a's client left at 0 (no more heartbeats); b shows life every second.
+    for (now = 1000; now <= 3000; now += 1000) if (b.ok) b.alive();
+    expect(retryAfter()).toBe(1);
+    // b leaves too, at 3 s: a's lease lapses at 5 s, b's at 8 s.
+    now = 4600;
+    expect(retryAfter()).toBe(1); // a: 0.4 s to go
+    now = 5001;
+    expect(limiter.acquire('k', 100, 2).ok).toBe(true);
+    // Two whose clients both left at 0: seen silent at 2 s, the first slot is free at 5 s.
+    now = 0;
+    const quiet = new KeyLimiter(() => now, 5000);
+    quiet.acquire('q', 100, 2);
+    quiet.acquire('q', 100, 2);
+    now = 2000;
+    expect(quiet.acquire('q', 100, 2)).toMatchObject({ ok: false, retryAfterS: 3 });
+  });
+
   it('keeps keys apart', () => {
     const limiter = new KeyLimiter(() => 0);
     expect(limiter.acquire('a', 1, 1).ok).toBe(true);
