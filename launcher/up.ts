@@ -119,7 +119,8 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, 'SSSD_POOL_PORT');
   const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, 'SSSD_EDGE_PORT');
 
-  // Another service on our port would answer the readiness checks in our place.
+  // Another service on our port would answer the readiness checks in our place (the pool, the edge's).
+  if (poolPort === edgePort) throw new CliError(`the pool and the edge cannot share port ${poolPort}; give them two (--pool-port and --edge-port, or SSSD_POOL_PORT and SSSD_EDGE_PORT).`);
   for (const [port, name] of [[poolPort, '--pool-port or SSSD_POOL_PORT'], [edgePort, '--edge-port or SSSD_EDGE_PORT']] as const) {
     if (!(await isPortFree(port))) throw new CliError(`port ${port} is already in use; stop what runs there or choose another port with ${name}.`);
   }
@@ -161,20 +162,22 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   log('');
   log('Ctrl-C stops both.');
 
-  await new Promise<void>((resolve) => {
+  // A service that exits on its own is a failure: a supervisor must see a non-zero exit and restart the stack.
+  const failure = await new Promise<string | null>((resolve) => {
     let stopping = false;
-    const stop = (why: string): void => {
+    const stop = (why: string, failed: boolean): void => {
       if (stopping) return;
       stopping = true;
       log(`\n${why}; stopping edge and pool...`);
-      void stack.stop().then(resolve);
+      void stack.stop().then(() => resolve(failed ? why.split('\n')[0] : null));
     };
-    process.once('SIGINT', () => stop('interrupted'));
-    process.once('SIGTERM', () => stop('terminated'));
+    process.once('SIGINT', () => stop('interrupted', false));
+    process.once('SIGTERM', () => stop('terminated', false));
     // A closed terminal: stop as on ^C rather than die with the services still up.
-    process.once('SIGHUP', () => stop('hung up'));
-    void stack.pool.service.exited.then((code) => stop(`pool exited (${code}):\n${stack.pool.service.tail()}`));
-    void stack.edge.service.exited.then((code) => stop(`edge exited (${code}):\n${stack.edge.service.tail()}`));
+    process.once('SIGHUP', () => stop('hung up', false));
+    void stack.pool.service.exited.then((code) => stop(`pool exited (${code}):\n${stack.pool.service.tail()}`, true));
+    void stack.edge.service.exited.then((code) => stop(`edge exited (${code}):\n${stack.edge.service.tail()}`, true));
   });
   log('stopped.');
+  if (failure !== null) throw new CliError(`${failure}, so the stack stopped.`, 1);
 }

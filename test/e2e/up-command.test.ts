@@ -1,7 +1,7 @@
 // `npm start` (= `sssd up`): one command brings up pool + edge, prints where to
 // go, serves the API with the dev key, and Ctrl-C (SIGINT) stops both; killed
 // outright (SIGKILL), it leaves neither running.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -117,6 +117,20 @@ describe('sssd up', () => {
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
+  }, 150_000);
+
+  it('exits 1, not 0, when a service dies under it (a supervisor must see it and restart), and refuses one port for both', async () => {
+    const { poolPort, output, exited } = await startUp();
+    // The pool's processes (the relaunching parent and the pool itself) are the ones that hold its port on their command line.
+    const pids = execFileSync('pgrep', ['-f', `sssd.mjs pool .*--port ${poolPort}`]).toString().trim().split('\n').map(Number);
+    expect(pids.length).toBeGreaterThan(0);
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    expect(await exited).toBe(1);
+    expect(output()).toMatch(/pool exited .*so the stack stopped/s);
+    const port = await freePort();
+    const same = await spawnUp({ SSSD_EDGE_PORT: String(port), SSSD_POOL_PORT: String(port) });
+    expect(await same.exited).toBe(2);
+    expect(same.output()).toMatch(/cannot share port/);
   }, 150_000);
 
   it('leaves neither the pool nor wrangler/workerd serving when it is killed outright', async () => {
