@@ -12,7 +12,8 @@
  * (comma-separated) are accepted too, while edges move to a new token.
  */
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { PROTOCOL_VERSION, type PoolInfo } from '../../shared/protocol';
@@ -115,6 +116,36 @@ export function register(program: Command): void {
     });
 }
 
+/** --save-datastore names a file that can be written: its folder exists and is writable, and it is no folder itself. */
+async function checkSaveTarget(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const isDir = await stat(dir).then(
+    (st) => st.isDirectory(),
+    () => false,
+  );
+  if (!isDir) throw new CliError(`--save-datastore: the folder ${dir} does not exist`);
+  const target = await stat(file).catch(() => null);
+  if (target?.isDirectory()) throw new CliError(`--save-datastore: ${file} is a folder; name the file to write`);
+  try {
+    await access(dir, constants.W_OK);
+  } catch {
+    throw new CliError(`--save-datastore: the folder ${dir} is not writable`);
+  }
+}
+
+/** The longest wait node's timers take (2^31 - 1 ms, 24.8 days): a longer one fires after 1 ms. */
+const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/** A duration flag in seconds, at least `min`, within node's timers. */
+function seconds(value: string | undefined, flag: string, min = 0, integer = false): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
+    throw new CliError(`${flag} must be a ${integer ? 'whole ' : ''}number of seconds, at least ${min}, not "${value}"`);
+  }
+  if (n > MAX_TIMER_SECONDS) throw new CliError(`${flag} must be at most ${MAX_TIMER_SECONDS} seconds (24.8 days, the longest wait node's timers take), not "${value}"`);
+  return n;
+}
+
 function positiveInt(value: string | undefined, flag: string, allowZero = false): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) throw new CliError(`${flag} must be a ${allowZero ? 'non-negative' : 'positive'} integer, not "${value}"`);
@@ -175,34 +206,18 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const { maxTreeNodes } = speculation;
   const chunkFlag = flags.prefillChunk === undefined ? undefined : positiveInt(flags.prefillChunk, '--prefill-chunk', true);
   const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads');
-  const drainSeconds = positiveInt(flags.drainSeconds, '--drain-seconds', true);
-  const stuckSeconds = Number(flags.stuckSeconds);
-  if (!(stuckSeconds >= 0) || !Number.isFinite(stuckSeconds)) throw new CliError(`--stuck-seconds must be a non-negative number of seconds, not "${flags.stuckSeconds}"`);
-  const stalledReaderSeconds = Number(flags.stalledReaderSeconds);
-  if (!(stalledReaderSeconds >= 0) || !Number.isFinite(stalledReaderSeconds)) {
-    throw new CliError(`--stalled-reader-seconds must be a non-negative number of seconds, not "${flags.stalledReaderSeconds}"`);
-  }
-  const requestTimeoutSeconds = Number(flags.requestTimeoutSeconds);
-  if (!(requestTimeoutSeconds >= 0.1) || !Number.isFinite(requestTimeoutSeconds)) {
-    throw new CliError(`--request-timeout-seconds must be a number of seconds, at least 0.1, not "${flags.requestTimeoutSeconds}"`);
-  }
+  const drainSeconds = seconds(flags.drainSeconds, '--drain-seconds', 0, true);
+  const stuckSeconds = seconds(flags.stuckSeconds, '--stuck-seconds');
+  const stalledReaderSeconds = seconds(flags.stalledReaderSeconds, '--stalled-reader-seconds');
+  const requestTimeoutSeconds = seconds(flags.requestTimeoutSeconds, '--request-timeout-seconds', 0.1);
   const prefixCacheMb = Number(flags.prefixCacheMb);
   if (!(prefixCacheMb >= 0) || !Number.isFinite(prefixCacheMb)) throw new CliError(`--prefix-cache-mb must be a non-negative number, not "${flags.prefixCacheMb}"`);
-  const saveSeconds = Number(flags.saveDatastoreSeconds);
-  if (!(saveSeconds >= 0) || !Number.isFinite(saveSeconds)) throw new CliError(`--save-datastore-seconds must be a non-negative number, not "${flags.saveDatastoreSeconds}"`);
-  if (flags.saveDatastore) {
-    const dir = path.dirname(path.resolve(flags.saveDatastore));
-    const isDir = await stat(dir).then(
-      (st) => st.isDirectory(),
-      () => false,
-    );
-    // Found now rather than at the first save, minutes or hours in.
-    if (!isDir) throw new CliError(`--save-datastore: the folder ${dir} does not exist`);
-  }
+  const saveSeconds = seconds(flags.saveDatastoreSeconds, '--save-datastore-seconds');
+  // Found now rather than at the first save, minutes or hours in.
+  if (flags.saveDatastore) await checkSaveTarget(path.resolve(flags.saveDatastore));
   const indexerDuty = Number(flags.datastoreIndexerDuty);
   if (!(indexerDuty > 0 && indexerDuty <= 1)) throw new CliError(`--datastore-indexer-duty must be a number in (0, 1], not "${flags.datastoreIndexerDuty}"`);
-  const logStatsSeconds = Number(flags.logStats);
-  if (!(logStatsSeconds >= 0) || !Number.isFinite(logStatsSeconds)) throw new CliError(`--log-stats must be a non-negative number of seconds, not "${flags.logStats}"`);
+  const logStatsSeconds = seconds(flags.logStats, '--log-stats');
   const token = process.env.SSSD_POOL_TOKEN?.trim() || null;
   if (!token && !flags.insecureNoAuth) {
     throw new CliError('set SSSD_POOL_TOKEN (the bearer token edges must send), or pass --insecure-no-auth for local use');
@@ -406,6 +421,11 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
         }
         // Not cut short by a signal: the contributed outputs since the last save are written here.
         await saver?.stop();
+        if (saver && saver.unsavedOutputs > 0) {
+          // Lost with the process: a supervisor must not take this stop for a clean one.
+          process.stderr.write(`pool: ${saver.unsavedOutputs} contributed outputs could not be saved (see above); exiting with 1\n`);
+          process.exitCode = 1;
+        }
         await datastore.close();
       })().then(resolve, resolve));
     let firstSignalAt = 0;
@@ -437,6 +457,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // A closed terminal: drain and save as on SIGTERM (node's default for SIGHUP exits at once, losing both).
+    process.on('SIGHUP', onSignal);
     launcher.onGone(() => {
       if (server.draining) return; // already stopping, within --drain-seconds
       process.stderr.write('pool: the process that started it is gone (killed before it could pass a signal on): stopping as on SIGTERM\n');

@@ -75,6 +75,11 @@ export class DatastoreSaver {
     return run;
   }
 
+  /** Contributed outputs not in the file (after stop(): the last save failed). */
+  get unsavedOutputs(): number {
+    return this.unsaved;
+  }
+
   /** Stops the timer and saves what is left (the pool's last word on shutdown). */
   async stop(): Promise<void> {
     if (this.stopped) return;

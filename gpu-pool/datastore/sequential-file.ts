@@ -59,6 +59,12 @@ export async function writeFileAtomically(file: string, write: (handle: FileHand
     throw err;
   }
   await handle.close();
-  await rename(tmp, file);
+  try {
+    await rename(tmp, file);
+  } catch (err) {
+    // `file` a folder, say: the whole written copy must not stay behind.
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
   return size;
 }

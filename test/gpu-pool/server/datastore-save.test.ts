@@ -3,7 +3,7 @@
  * global datastore survive a restart (the real pool process, stopped by
  * SIGTERM, and a second one started on the saved file).
  */
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -51,5 +51,20 @@ describe('--save-datastore', () => {
     const retold = await generate(second, { id: 'retold', promptIds: prompt, maxTokens: 48, speculation: 'sssd' });
     expect(retold.ids).toEqual(told.ids);
     expect(retold.done!.usage.speculation.acceptedTokens).toBeGreaterThan(told.ids.length / 2);
+  });
+
+  it('exits 1 when the last save fails, so the lost outputs are not taken for a clean stop, and leaves no half-written copy', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pool-save-fail-'));
+    const file = path.join(dir, 'live.sssd-ds');
+    const pool = await startPool(['--save-datastore', file, '--save-datastore-seconds', '0']);
+    pools.push(pool);
+    await generate(pool, { id: 'told', promptIds: [1, 403, 407, 261], maxTokens: 24, speculation: 'off', contributeToDatastore: true });
+    // A folder where the file goes, made after the start's check: the rename at the stop fails.
+    mkdirSync(file);
+    pool.kill('SIGTERM');
+    expect(await pool.exited).toBe(1);
+    expect(pool.stderr()).toMatch(/cannot save the datastore to .*live\.sssd-ds/);
+    expect(pool.stderr()).toMatch(/1 contributed outputs could not be saved/);
+    expect(readdirSync(dir)).toEqual(['live.sssd-ds']);
   });
 });

@@ -1,6 +1,7 @@
 /** `sssd pool` refuses unsafe or broken setups with a clear message (no stack trace, non-zero exit). */
 import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { models, repoRoot } from '../../support/shared-data';
@@ -59,13 +60,21 @@ describe('sssd pool start-up checks', () => {
     expect(save.code).toBe(2);
     expect(save.stderr).toMatch(/--save-datastore: the folder \/nonexistent\/dir does not exist/);
     const every = await pool([...model, '--save-datastore-seconds', 'often'], { SSSD_POOL_TOKEN: 't' });
-    expect(every.stderr).toMatch(/--save-datastore-seconds must be a non-negative number, not "often"/);
+    expect(every.stderr).toMatch(/--save-datastore-seconds must be a number of seconds, at least 0, not "often"/);
+    // A folder where the file should go, found at the start (the save at the stop failed, and the contributions were lost).
+    const folder = await pool([...model, '--save-datastore', tmpdir()], { SSSD_POOL_TOKEN: 't' });
+    expect(folder.code).toBe(2);
+    expect(folder.stderr).toMatch(/--save-datastore: .* is a folder; name the file to write/);
+    // Past node's timers (24.8 days) a wait fires after 1 ms: "drain for 30 days" cancelled everything at once.
+    const forever = await pool([...model, '--drain-seconds', '2592000'], { SSSD_POOL_TOKEN: 't' });
+    expect(forever.code).toBe(2);
+    expect(forever.stderr).toMatch(/--drain-seconds must be at most 2147483 seconds/);
     const duty = await pool([...model, '--datastore-indexer-duty', '0'], { SSSD_POOL_TOKEN: 't' });
     expect(duty.code).toBe(2);
     expect(duty.stderr).toMatch(/--datastore-indexer-duty must be a number in \(0, 1\], not "0"/);
     const stalled = await pool([...model, '--stalled-reader-seconds', '-1'], { SSSD_POOL_TOKEN: 't' });
     expect(stalled.code).toBe(2);
-    expect(stalled.stderr).toMatch(/--stalled-reader-seconds must be a non-negative number of seconds, not "-1"/);
+    expect(stalled.stderr).toMatch(/--stalled-reader-seconds must be a number of seconds, at least 0, not "-1"/);
     const twice = await pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
     expect(twice.code).toBe(2);
     expect(twice.stderr).toMatch(/--max-tree-nodes and --speculative-config's num_speculative_tokens both set it/);
