@@ -9,6 +9,8 @@ export interface EdgeConfig {
   userCacheMaxBytes: number;
   /** Tokens of the user's latest requests kept verbatim in their cache (0: none; see shared/drafting/user-cache.ts). */
   userCacheHistoryTokens: number;
+  /** A user's cache expires from KV this long after its last write (seconds; 0 = never). */
+  userCacheTtlSeconds: number;
   edgeTrieNodes: number;
   /** How long a request waits for the user's cache from KV before it opens without it (ms; its trie is pushed when the cache comes). */
   userCacheWaitMs: number;
@@ -46,6 +48,8 @@ const INT_VARS = {
   SSSD_MAX_BODY_BYTES: { fallback: 1024 * 1024, min: 1024, max: 64 * 1024 * 1024 },
   SSSD_USER_CACHE_MAX_BYTES: { fallback: EDGE_USER_CACHE_MAX_BYTES, min: 1024, max: 16 * 1024 * 1024 },
   SSSD_USER_CACHE_HISTORY_TOKENS: { fallback: DEFAULT_USER_CACHE_HISTORY_TOKENS, min: 0, max: 1 << 20 },
+  // A `user` per session or per request would otherwise leave a value in KV for good.
+  SSSD_USER_CACHE_TTL_DAYS: { fallback: 30, min: 0, max: 3650 },
   SSSD_EDGE_TRIE_NODES: { fallback: EDGE_TRIE_NODES, min: 0, max: 4096 },
   SSSD_USER_CACHE_WAIT_MS: { fallback: EDGE_USER_CACHE_WAIT_MS, min: 0, max: 10_000 },
   // Past the pool's keep-alive for a queued generation (QUEUED_KEEPALIVE_MS, 1 s) with room to spare.
@@ -124,6 +128,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     maxBodyBytes: intVar(env, 'SSSD_MAX_BODY_BYTES'),
     userCacheMaxBytes: intVar(env, 'SSSD_USER_CACHE_MAX_BYTES'),
     userCacheHistoryTokens: intVar(env, 'SSSD_USER_CACHE_HISTORY_TOKENS'),
+    userCacheTtlSeconds: 86_400 * intVar(env, 'SSSD_USER_CACHE_TTL_DAYS'),
     edgeTrieNodes: intVar(env, 'SSSD_EDGE_TRIE_NODES'),
     userCacheWaitMs: intVar(env, 'SSSD_USER_CACHE_WAIT_MS'),
     poolStallMs: 1000 * intVar(env, 'SSSD_POOL_STALL_SECONDS'),

@@ -19,6 +19,8 @@ export interface EdgeEnv {
   SSSD_USER_CACHE_MAX_BYTES?: string;
   /** Tokens of a user's latest requests kept verbatim in their cache (default 2048, 0 = none). */
   SSSD_USER_CACHE_HISTORY_TOKENS?: string;
+  /** Days a user's cache stays in KV after its last write (default 30, 0 = for good). */
+  SSSD_USER_CACHE_TTL_DAYS?: string;
   /** Draft nodes in the edge trie shipped with a request (default 128). */
   SSSD_EDGE_TRIE_NODES?: string;
   /** Milliseconds a request waits for the user's cache before it opens without it, its trie following (default 20). */

@@ -129,7 +129,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       key,
       model,
       picker: pools,
-      store: new UserCacheStore(env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize, config.userCacheHistoryTokens),
+      store: new UserCacheStore(env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize, config.userCacheHistoryTokens, config.userCacheTtlSeconds),
       waitUntil: (promise) => c.executionCtx.waitUntil(promise),
       edgeTrieNodes: config.edgeTrieNodes,
       userCacheWaitMs: config.userCacheWaitMs,

@@ -21,9 +21,16 @@ export interface LoadedUserCache {
   unread: boolean;
 }
 
+const LONE_SURROGATE = /\p{Cs}/u;
+
 export async function cacheScope(keyId: string, user: string | null | undefined): Promise<string> {
-  return sha256Hex(`${keyId}:${user ?? ''}`);
+  // UTF-8 turns every lone surrogate into U+FFFD, and "\udc01", "\ud83d" and
+  // "\ufffd" would share one user's cache (and its verbatim history): such
+  // a name is hashed as its JSON, which spells each surrogate out.
+  const name = user ?? '';
+  return sha256Hex(`${keyId}:${LONE_SURROGATE.test(name) ? JSON.stringify(name) : name}`);
 }
+
 
 /**
  * Per scope, the merge-and-write begun last in this isolate: the next one
@@ -54,6 +61,8 @@ export class UserCacheStore {
     private readonly vocabSize?: number,
     /** Tokens of the latest requests kept verbatim (undefined: the codec's default; 0: none, and a stored history goes at the next write). */
     private readonly historyTokens?: number,
+    /** Seconds a value stays after its last write (0: for good); KV takes 60 at least. */
+    private readonly ttlSeconds = 0,
   ) {}
 
   static keyFor(scope: string): string {
@@ -118,7 +127,7 @@ export class UserCacheStore {
     }
     try {
       const merged = mergeIntoUserCache(base, tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize, historyTokens: this.historyTokens });
-      await this.kv.put(UserCacheStore.keyFor(loaded.scope), merged);
+      await this.kv.put(UserCacheStore.keyFor(loaded.scope), merged, this.ttlSeconds > 0 ? { expirationTtl: Math.max(60, this.ttlSeconds) } : undefined);
     } catch (err) {
       console.warn('edge: user cache write failed', err);
     }

@@ -1,6 +1,7 @@
 // The KV side of the user cache. Real KV runs in the e2e suites; here a KV that
 // throws stands in for an outage, which local KV cannot produce.
 import { describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../edge/api-keys';
 import { cacheScope, UserCacheStore } from '../../edge/user-cache-store';
 import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
 import { draftEdgeTrie, edgeTrieTokenOutside } from '../../shared/drafting/edge-trie';
@@ -16,8 +17,10 @@ class MapKv {
     const v = this.values.get(key);
     return v ? v.slice().buffer : null;
   }
-  async put(key: string, value: Uint8Array): Promise<void> {
+  readonly putOptions: Array<{ expirationTtl?: number } | undefined> = [];
+  async put(key: string, value: Uint8Array, options?: { expirationTtl?: number }): Promise<void> {
     if (this.failing) throw new Error('KV PUT failed: 503');
+    this.putOptions.push(options);
     if (this.hangNextPut) {
       this.hangNextPut = false;
       return new Promise<void>(() => undefined);
@@ -63,6 +66,21 @@ describe('UserCacheStore', () => {
     const scopes = await Promise.all([cacheScope('k1', 'alice'), cacheScope('k1', 'bob'), cacheScope('k2', 'alice'), cacheScope('k1', null)]);
     expect(new Set(scopes).size).toBe(4);
     expect(await cacheScope('k1', 'alice')).toBe(scopes[0]);
+    // Names UTF-8 would make the same (every lone surrogate becomes U+FFFD) stay apart; well-formed ones keep their scope.
+    const odd = await Promise.all(['\udc01', '\ud83d', '\ufffd', '\ud83d\ude00'].map((u) => cacheScope('k1', u)));
+    expect(new Set(odd).size).toBe(4);
+    expect(odd[3]).toBe(await sha256Hex('k1:\ud83d\ude00'));
+  });
+
+  it('writes a value to expire its TTL after the last write (KV takes 60 s at least), or for good with none', async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'ttl');
+    const month = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 30 * 86_400);
+    await month.saveMerged(await month.load(scope), story);
+    const short = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 5);
+    await short.saveMerged(await short.load(scope), story);
+    await storeOn(kv).saveMerged(await storeOn(kv).load(scope), story);
+    expect(kv.putOptions).toEqual([{ expirationTtl: 30 * 86_400 }, { expirationTtl: 60 }, undefined]);
   });
 
   it('drafts without the cache when KV is down, and the write never throws', async () => {
