@@ -28,7 +28,8 @@ const commonFields = {
   stream_options: streamOptionsSchema,
   max_tokens: z.number().int().min(1).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().gt(0).max(1).nullish(),
+  /** 0 as OpenAI takes it: the smallest nucleus, the most likely token alone. */
+  top_p: z.number().min(0).max(1).nullish(),
   /** Non-standard (vLLM): 0 or -1 = no top-k cut. */
   top_k: z.number().int().min(-1).max(100_000).nullish(),
   /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
@@ -124,6 +125,17 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) =>
   modalities: { neutral: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', hint: '["text"]' },
   audio: { neutral: () => false, hint: 'null' },
   web_search_options: { neutral: () => false, hint: 'null' },
+  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt): each changes the answer, and a vLLM user would expect them honoured.
+  min_tokens: { neutral: (v) => v === 0, hint: '0' },
+  ignore_eos: { neutral: (v) => v === false, hint: 'false' },
+  stop_token_ids: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
+  include_stop_str_in_output: { neutral: (v) => v === false, hint: 'false' },
+  min_p: { neutral: (v) => v === 0, hint: '0' },
+  use_beam_search: { neutral: (v) => v === false, hint: 'false' },
+  guided_json: { neutral: () => false, hint: 'null' },
+  guided_regex: { neutral: () => false, hint: 'null' },
+  guided_choice: { neutral: () => false, hint: 'null' },
+  guided_grammar: { neutral: () => false, hint: 'null' },
 };
 
 /** Completions' fields that chat does not have: refused there the same way. */

@@ -108,6 +108,9 @@ describe('OpenAI-compatible API on the edge', () => {
     const whole = await client.completions.create({ model, prompt: PROMPT, max_tokens: 80, temperature: 0, user: 'greedy' });
     expect(whole.choices[0].text).toBe(reference.text);
     expect(whole.usage?.completion_tokens).toBe(reference.output_ids.filter((id) => id !== 1).length);
+    // top_p 0 (OpenAI takes it) keeps the most likely token alone, whatever the temperature: the greedy text.
+    const nucleusOfOne = await client.completions.create({ model, prompt: PROMPT, max_tokens: 80, temperature: 1.3, top_p: 0, seed: 5, user: 'top-p-0' });
+    expect(nucleusOfOne.choices[0].text).toBe(reference.text);
 
     const streamed = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, user: 'greedy-stream' });
     expect(streamed.text).toBe(reference.text);

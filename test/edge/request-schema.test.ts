@@ -29,6 +29,17 @@ describe('OpenAI parameters this server does not implement', () => {
       ['modalities', ['text', 'audio']],
       ['audio', { voice: 'alloy', format: 'wav' }],
       ['web_search_options', {}],
+      // vLLM's extensions not served (a vLLM user would expect them honoured).
+      ['min_tokens', 25],
+      ['ignore_eos', true],
+      ['stop_token_ids', [432]],
+      ['include_stop_str_in_output', true],
+      ['min_p', 0.1],
+      ['use_beam_search', true],
+      ['guided_json', { type: 'object' }],
+      ['guided_regex', 'a+'],
+      ['guided_choice', ['yes', 'no']],
+      ['guided_grammar', 'root ::= "a"'],
     ];
     for (const [name, value] of asked) {
       const err = refusal({ [name]: value });
@@ -48,6 +59,12 @@ describe('OpenAI parameters this server does not implement', () => {
       function_call: 'none',
       response_format: { type: 'text' },
       modalities: ['text'],
+      min_tokens: 0,
+      ignore_eos: false,
+      stop_token_ids: [],
+      include_stop_str_in_output: false,
+      min_p: 0,
+      use_beam_search: false,
     };
     expect(refusal(neutral)).toBeNull();
     expect(refusal(Object.fromEntries(Object.keys(neutral).map((k) => [k, null])))).toBeNull();
