@@ -57,6 +57,8 @@ export class TokenTextAssembler {
   private released = 0;
   /** Tokens not released yet, with the character count (`appended`) at which their text ends. */
   private readonly heldTokens: Array<{ token: TokenLogprob; end: number }> = [];
+  /** The last token, while the decoder holds bytes after it (its end is not known until the next piece, or the flush). */
+  private holder: { token: TokenLogprob; end: number } | null = null;
 
   constructor(
     private readonly decoder: IncrementalDecoder,
@@ -79,10 +81,21 @@ export class TokenTextAssembler {
       if (this.skipIds.has(id)) continue;
       const piece = this.decoder.push(id);
       this.appended += piece.length;
+      // The token before, held while the decoder held its bytes, is done with: its text ends here.
+      if (this.holder) {
+        this.holder.end = this.appended - piece.length;
+        this.holder = null;
+      }
       const token = logprobs?.[i];
       if (token) {
         token.text = piece;
-        this.heldTokens.push({ token, end: this.appended });
+        const held = { token, end: this.appended };
+        this.heldTokens.push(held);
+        // Bytes the decoder still holds may come out only at the end (flush): their text is then this token's, so it waits.
+        if (this.decoder.holding()) {
+          held.end = Infinity;
+          this.holder = held;
+        }
       }
       if (piece.length === 0) continue;
       this.pending.push({ text: piece, source: sources[i] ?? 'model' });
@@ -103,11 +116,11 @@ export class TokenTextAssembler {
     const tail = this.decoder.flush();
     if (tail.length > 0) {
       this.appended += tail.length;
-      // The bytes the decoder held (U+FFFD for an unfinished character) are the text of the last token that added nothing yet.
-      const owner = this.heldTokens.findLast((h) => h.token.text === '');
-      if (owner) {
-        owner.token.text = tail;
-        owner.end = this.appended;
+      // The bytes the decoder held (U+FFFD for an unfinished character) are the text of the last token, held for them.
+      if (this.holder) {
+        this.holder.token.text = (this.holder.token.text ?? '') + tail;
+        this.holder.end = this.appended;
+        this.holder = null;
       }
       this.pending.push({ text: tail, source: 'model' });
       const { release, stopped } = this.matcher.push(tail);
@@ -132,6 +145,7 @@ export class TokenTextAssembler {
     this.stoppedAlready = true;
     this.pending.length = 0;
     this.heldTokens.length = 0;
+    this.holder = null;
   }
 
   /** Move `chars` characters from the front of `pending` to `out`, splitting a segment if needed. */

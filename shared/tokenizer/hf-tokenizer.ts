@@ -212,6 +212,10 @@ class LibraryStreamDecoder implements IncrementalDecoder {
     return out;
   }
 
+  holding(): boolean {
+    return this.ids.length > this.printed;
+  }
+
   flush(): string {
     const out = this.ids.length > this.printed ? this.decodeWindow().slice(this.printedText.length) : '';
     this.ids = [];

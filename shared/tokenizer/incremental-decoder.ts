@@ -53,6 +53,10 @@ export class PieceDecoder implements IncrementalDecoder {
     return broken === '' ? text : broken + text;
   }
 
+  holding(): boolean {
+    return this.needed !== 0;
+  }
+
   flush(): string {
     this.afterBos = false;
     return this.needed !== 0 ? this.resetBroken() : '';

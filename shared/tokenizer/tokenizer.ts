@@ -39,6 +39,8 @@ export interface IncrementalDecoder {
   push(id: number): string;
   /** The rest: bytes of an unfinished character become U+FFFD. Resets the decoder. */
   flush(): string;
+  /** Whether ids pushed are held, unprinted (bytes of an unfinished character): flush() would print them. */
+  holding(): boolean;
 }
 
 /** Thrown for unreadable tokenizer files: callers show the message as is. */

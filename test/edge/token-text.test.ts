@@ -71,9 +71,18 @@ describe('TokenTextAssembler', () => {
       return bytes.length === 1 && bytes[0] === 0xc3;
     });
     expect(stray).toBeDefined();
+    // Bytes that never make a character, then one left unfinished at the end: each a U+FFFD.
+    const f0 = Array.from({ length: tokenizer.vocabSize }, (_, id) => id).find((id) => {
+      const bytes = tokenizer.tokenBytes(id);
+      return bytes.length === 1 && bytes[0] === 0xf0;
+    });
+    expect(f0).toBeDefined();
     for (const [burst, outputIds] of [
       [1, [...storyIds.slice(0, 6), stray!]],
       [5, [...storyIds.slice(0, 6), stray!]],
+      // The first token's '' went out with the first U+FFFD, and the last U+FFFD (from the flush) had no token left to join.
+      [1, [f0!, f0!, f0!, f0!, f0!, f0!]],
+      [4, [...storyIds.slice(0, 2), f0!, stray!, f0!, f0!]],
     ] as Array<[number, number[]]>) {
       const a = new TokenTextAssembler(tokenizer.createDecoder({ previousId: promptIds[promptIds.length - 1] }), [], new Set(tokenizer.eosIds));
       const segments: SourcedText[] = [];
