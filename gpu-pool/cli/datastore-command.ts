@@ -112,6 +112,8 @@ async function selfContinuationsFromFlags(
 async function buildCommand(opts: BuildFlags): Promise<void> {
   if (!opts.tokenizer || !opts.input || !opts.out) throw new CliError('datastore build needs --tokenizer PATH --input corpus.jsonl --out FILE');
   const chunkTokens = parseNumberFlag('--chunk-tokens', opts.chunkTokens, { integer: true, min: 2, max: 0x7fffffff }) ?? DEFAULT_BUILD_CHUNK_TOKENS;
+  // Found before the build's minutes, not at the rename after them.
+  if ((await stat(opts.out).catch(() => null))?.isDirectory()) throw new CliError(`--out ${opts.out} is a folder; name the file to write`);
   const { tokenizer, sha256 } = await readTokenizerWithHash(opts.tokenizer);
   const selfContinuations = await selfContinuationsFromFlags(opts, tokenizer);
   const t0 = performance.now();

@@ -33,8 +33,17 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Settings every command reads from the environment, checked before any runs (onnxruntime threw deep inside on SSSD_THREADS=-1, and took "abc" for 1). */
+function checkEnvironment(): void {
+  const threads = process.env.SSSD_THREADS;
+  if (threads !== undefined && threads !== '' && !/^[1-9]\d{0,3}$/.test(threads.trim())) {
+    throw new CliError(`SSSD_THREADS must be a positive integer (onnxruntime's intra-op threads), not "${threads}"`);
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   try {
+    checkEnvironment();
     await buildProgram().parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {

@@ -63,8 +63,11 @@ export async function buildChunksFromJsonl(opts: CorpusBuildOptions): Promise<Co
   const chunkTokens = opts.chunkTokens ?? DEFAULT_BUILD_CHUNK_TOKENS;
   let totalBytes: number;
   try {
-    totalBytes = (await stat(opts.input)).size;
-  } catch {
+    const st = await stat(opts.input);
+    if (st.isDirectory()) throw new CliError(`corpus ${opts.input} is a folder; name a JSONL file`);
+    totalBytes = st.size;
+  } catch (err) {
+    if (err instanceof CliError) throw err;
     throw new CliError(`corpus not found: ${opts.input}`);
   }
 

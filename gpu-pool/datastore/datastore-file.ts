@@ -129,7 +129,9 @@ export async function readDatastoreFile(file: string): Promise<DatastoreFileCont
     throw new DatastoreFileError(`cannot read datastore file ${file}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
   try {
-    const size = (await handle.stat()).size;
+    const st = await handle.stat();
+    if (st.isDirectory()) throw new DatastoreFileError(`cannot read datastore file ${file}: it is a folder`);
+    const size = st.size;
     const reader = new SequentialReader(handle, () => new DatastoreFileError(`${file} is not a usable SSSD datastore: truncated while reading`));
     const readInto = (into: Uint8Array): Promise<void> => reader.readInto(into);
     const fixed = Buffer.alloc(Math.min(FIXED_HEADER_BYTES, size));

@@ -105,6 +105,20 @@ describe('sssd datastore', () => {
     expect(c.stderr).toContain('needs --tokenizer PATH --input corpus.jsonl --out FILE');
     expect(d.code).not.toBe(0);
     expect(d.stderr).toMatch(/not a usable SSSD datastore: wrong magic/);
-    for (const r of [a, b, c, d]) expect(r.stderr).not.toMatch(/\n\s+at /);
+    // A folder where a file goes: named, exit 2, no stack (EISDIR came out raw, one only after the whole build).
+    const [e, f, g] = await Promise.all([
+      cli('datastore', 'info', dir),
+      cli('datastore', 'build', '--tokenizer', tok, '--input', dir, '--out', path.join(dir, 'z.sssd-ds')),
+      cli('datastore', 'build', '--tokenizer', tok, '--input', noField, '--out', dir),
+    ]);
+    expect(e.stderr).toMatch(/cannot read datastore file .*: it is a folder/);
+    expect(f.stderr).toMatch(/corpus .* is a folder; name a JSONL file/);
+    expect(g.stderr).toMatch(/--out .* is a folder; name the file to write/);
+    for (const r of [a, b, c, d, e, f, g]) expect(r.stderr).not.toMatch(/\n\s+at /);
+    for (const r of [e, f, g]) expect(r.code).toBe(2);
+    // The threads setting every command reads, checked before any runs.
+    const threads = await run(process.execPath, [sssd, 'datastore', 'info', badJson], { cwd: repoRoot, env: { ...process.env, SSSD_THREADS: '-1' } }).catch((err: CliResult) => err);
+    expect(threads.code).toBe(2);
+    expect(threads.stderr).toMatch(/SSSD_THREADS must be a positive integer/);
   });
 });
