@@ -393,7 +393,7 @@ export class PoolMetrics {
     this.windowTokens[slot] += generated;
   }
 
-  /** Output tokens per second over the last 10 s (at least 1 s of span). */
+  /** Output tokens of the last 10 s over the time since the first of them (at least 1 s): a pool just busy shows its rate at once. */
   currentTokensPerSecond(now: number): number {
     const newest = Math.floor(now / WINDOW_BUCKET_MS);
     let sum = 0;
