@@ -117,7 +117,10 @@ describe('sssd datastore', () => {
     for (const r of [a, b, c, d, e, f, g]) expect(r.stderr).not.toMatch(/\n\s+at /);
     for (const r of [e, f, g]) expect(r.code).toBe(2);
     // The threads setting every command reads, checked before any runs.
-    const threads = await run(process.execPath, [sssd, 'datastore', 'info', badJson], { cwd: repoRoot, env: { ...process.env, SSSD_THREADS: '-1' } }).catch((err: CliResult) => err);
+    const threads = await run(process.execPath, [sssd, 'datastore', 'info', badJson], { cwd: repoRoot, env: { ...process.env, SSSD_THREADS: '-1' } }).then(
+      (): CliResult => ({ code: 0, stdout: '', stderr: '' }),
+      (err: CliResult) => err,
+    );
     expect(threads.code).toBe(2);
     expect(threads.stderr).toMatch(/SSSD_THREADS must be a positive integer/);
   });

@@ -29,6 +29,23 @@ describe('pool metrics', () => {
     expect(await sample(metrics, 'vllm:request_success_total{finished_reason="error"}')).toBe(1);
   });
 
+  it('has every failure and refusal series at 0 from the start (increase() misses a series\' first sample, and with it a first failure)', async () => {
+    const metrics = new PoolMetrics();
+    for (const series of [
+      'vllm:request_success_total{finished_reason="error"}',
+      'vllm:request_success_total{finished_reason="abort"}',
+      'sssd_pool_rejected_requests_total{reason="busy"}',
+      'sssd_pool_pass_failures_total{result="batch"}',
+      'sssd_pool_draft_failures_total{kind="drafter"}',
+      'sssd_pool_datastore_saves_total{result="error"}',
+      'sssd_pool_trie_pushes_total{result="invalid"}',
+      'sssd_pool_shipped_tries_total{result="malformed"}',
+      'sssd_pool_speculating_steps_total{drafter="tree"}',
+    ]) {
+      expect(await sample(metrics, series), series).toBe(0);
+    }
+  });
+
   it('counts every accepted position a step can reach, past 32 where the trees may hold more', async () => {
     const metrics = new PoolMetrics(undefined, 64);
     for (let p = 0; p < 48; p++) metrics.recordAccepted(p);
