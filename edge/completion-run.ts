@@ -333,7 +333,22 @@ export class CompletionRun {
     this.generationId = `${plan.id}.r${this.resumes}`;
     console.warn(`edge: generation ${plan.id} resumes on another pool after ${this.outputBase} tokens (${failed.baseUrl}: ${reason})`);
     const promptIds = plan.promptIds.concat(this.outputIds);
-    await this.openOn(this.generateRequest(promptIds, plan.maxTokens - this.outputBase, this.draftTrie(promptIds), this.outputBase));
+    try {
+      await this.openOn(this.generateRequest(promptIds, plan.maxTokens - this.outputBase, this.draftTrie(promptIds), this.outputBase));
+    } catch (err) {
+      // Mid-reply, "retry shortly" would misread: the client has part of an answer, and a retry starts it over.
+      if (err instanceof ApiError && err.code === 'pool_unavailable') {
+        throw new ApiError(
+          503,
+          `The generation was cut off after ${this.outputBase} tokens: its pool failed and no other could go on with it. A retry starts it over.`,
+          'service_unavailable',
+          'pool_unavailable',
+          null,
+          err.retryAfterS,
+        );
+      }
+      throw err;
+    }
   }
 
   private onEvent(event: PoolEvent, assembler: TokenTextAssembler): { segments: SourcedText[]; stopped: boolean } {

@@ -68,6 +68,8 @@ export function orderPools(pools: ReadonlyArray<{ url: string; health: PoolHealt
 interface HealthEntry {
   health: PoolHealth | null;
   until: number;
+  /** The last check, or call, failed (health null only means unknown while a first check is in flight). */
+  down: boolean;
 }
 
 export class PoolPicker {
@@ -90,7 +92,7 @@ export class PoolPicker {
 
   /** Mark a pool as failing (a generate call could not reach it) until its health is checked again. */
   markFailed(url: string): void {
-    this.entries.set(url, { health: null, until: Date.now() + FAILED_TTL_MS });
+    this.entries.set(url, { health: null, until: Date.now() + FAILED_TTL_MS, down: true });
   }
 
   /**
@@ -123,22 +125,36 @@ export class PoolPicker {
     return [...urls.filter((url) => !last(url)), ...urls.filter(last)].map((url) => this.client(url)!);
   }
 
+  /**
+   * All pools in the order the operator listed them, those known to be down
+   * last: where the model info comes from. The load order would make it
+   * depend on whose health check came back first, and in a fleet serving two
+   * models (mid-upgrade, or by mistake) concurrent first requests loaded
+   * different ones.
+   */
+  inListOrder(): PoolClient[] {
+    const down = (client: PoolClient): boolean => this.entries.get(client.baseUrl)?.down === true;
+    return [...this.clients.filter((client) => !down(client)), ...this.clients.filter(down)];
+  }
+
   private refresh(client: PoolClient, now: number): Promise<void> {
     const entry = this.entries.get(client.baseUrl);
     if (entry && entry.until > now) return Promise.resolve();
     // Claim the refresh so concurrent requests keep the stale figure instead of
     // checking again. Promises are not shared across requests: in workerd a
     // request must not wait on I/O that another request started.
-    const next: HealthEntry = { health: entry?.health ?? null, until: now + HEALTH_TTL_MS };
+    const next: HealthEntry = { health: entry?.health ?? null, until: now + HEALTH_TTL_MS, down: entry?.down ?? false };
     this.entries.set(client.baseUrl, next);
     return client.health().then(
       (health) => {
         next.health = health;
         next.until = Date.now() + HEALTH_TTL_MS;
+        next.down = !health.ok;
       },
       () => {
         next.health = null;
         next.until = Date.now() + FAILED_TTL_MS;
+        next.down = true;
       },
     );
   }

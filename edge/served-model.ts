@@ -69,14 +69,15 @@ async function served(client: PoolClient, info: PoolInfo, previous: ServedModel 
 }
 
 /**
- * The model of the first pool that answers; on a check, the model served
+ * The model of the first pool that answers, in the order the pools are
+ * listed (known-down ones last); on a check, the model served
  * until now while any pool still serves it (in a fleet mid-upgrade the edge
  * would otherwise flip between models with the pool order).
  */
 async function load(picker: PoolPicker, previous: ServedModel | null): Promise<ServedModel> {
   let lastError: unknown = null;
   let other: { client: PoolClient; info: PoolInfo } | null = null;
-  for (const client of await picker.ordered()) {
+  for (const client of picker.inListOrder()) {
     try {
       const info = await client.info();
       if (previous !== null && !sameModel(info, previous.info)) {

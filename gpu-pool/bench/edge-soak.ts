@@ -171,7 +171,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
         { ...body, temperature: 3 },
         { ...body, n: 99 },
         { ...body, model: '' },
-        { ...body, top_p: 0 },
+        { ...body, top_p: -0.5 },
         { ...body, stop: ['a', 'b', 'c', 'd', 'e'] },
         { ...body, response_format: { type: 'json_object' } },
         { ...body, logit_bias: { x: 1 } },

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { PoolHealth } from '../../shared/protocol';
-import { AFFINITY_SLACK, AFFINITY_TOKENS, affinityKey, orderPools } from '../../edge/pool-picker';
+import { AFFINITY_SLACK, AFFINITY_TOKENS, affinityKey, orderPools, PoolPicker } from '../../edge/pool-picker';
 
 const health = (load: number, ok = true): PoolHealth => ({ ok, active: 0, queued: 0, load, tokensPerSecond: 0, draining: !ok });
 const urls = ['http://pool-a', 'http://pool-b', 'http://pool-c', 'http://pool-d'];
@@ -58,5 +58,14 @@ describe('pool order', () => {
     const opening = Array.from({ length: AFFINITY_TOKENS }, (_, i) => i + 1);
     expect(affinityKey('t', [...opening, 5, 6])).toBe(affinityKey('t', [...opening, 7, 8, 9]));
     expect(affinityKey('t', opening)).not.toBe(affinityKey('u', opening));
+  });
+});
+
+describe('PoolPicker.inListOrder (where the model info comes from)', () => {
+  it('keeps the order the operator listed, whatever the health checks said first, with pools known down last', () => {
+    const picker = new PoolPicker(['http://a:1', 'http://b:1', 'http://c:1'], 't');
+    expect(picker.inListOrder().map((c) => c.baseUrl)).toEqual(['http://a:1', 'http://b:1', 'http://c:1']);
+    picker.markFailed('http://a:1');
+    expect(picker.inListOrder().map((c) => c.baseUrl)).toEqual(['http://b:1', 'http://c:1', 'http://a:1']);
   });
 });
