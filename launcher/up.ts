@@ -17,15 +17,15 @@ export interface UpOptions {
   model?: string;
   tokenizer?: string;
   datastore?: string;
-  poolPort?: number;
-  edgePort?: number;
+  poolPort?: number | string;
+  edgePort?: number | string;
   verbose?: boolean;
 }
 
 function portFrom(value: number | string | undefined, fallback: number, name: string): number {
   if (value === undefined || value === '') return fallback;
   const port = Number(value);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`${name} must be a TCP port (1-65535), got "${value}".`);
+  if (!/^\d+$/.test(String(value).trim()) || !Number.isInteger(port) || port < 1 || port > 65535) throw new CliError(`${name} must be a TCP port (1-65535), got "${value}".`);
   return port;
 }
 
@@ -116,8 +116,8 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   const datastore = opts.datastore ?? env.SSSD_DATASTORE ?? (defaultDatastore && existsSync(defaultDatastore) ? defaultDatastore : undefined);
   if (datastore && !existsSync(datastore)) throw new CliError(`Datastore file ${datastore} does not exist (build one with: sssd datastore build).`);
   const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
-  const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, 'SSSD_POOL_PORT');
-  const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, 'SSSD_EDGE_PORT');
+  const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, opts.poolPort !== undefined ? '--pool-port' : 'SSSD_POOL_PORT');
+  const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, opts.edgePort !== undefined ? '--edge-port' : 'SSSD_EDGE_PORT');
 
   // Another service on our port would answer the readiness checks in our place (the pool, the edge's).
   if (poolPort === edgePort) throw new CliError(`the pool and the edge cannot share port ${poolPort}; give them two (--pool-port and --edge-port, or SSSD_POOL_PORT and SSSD_EDGE_PORT).`);

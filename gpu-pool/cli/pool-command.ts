@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { access, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -133,6 +134,18 @@ async function checkSaveTarget(file: string): Promise<void> {
   }
 }
 
+/** Binds the port and lets it go: a CliError naming it if it cannot be listened on. */
+function checkPortFree(port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      // err.message as listen() words it (EADDRINUSE ...): the launcher picks another port on it.
+      reject(new CliError(`cannot listen on ${host}:${port}: ${err.message}`));
+    });
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
+}
+
 /** The longest wait node's timers take (2^31 - 1 ms, 24.8 days): a longer one fires after 1 ms. */
 const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
@@ -245,6 +258,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   } catch (err) {
     throw new CliError(`cannot read tokenizer ${flags.tokenizer}: ${(err as Error).message}`);
   }
+  // A port already taken is found now, not after the model's load and calibration (minutes, for a large one).
+  if (port !== 0) await checkPortFree(port, flags.host);
   const model = await loadModel(flags.model).catch((err: Error) => {
     throw new CliError(err.message);
   });

@@ -9,8 +9,9 @@ export function register(program: Command): void {
     .option('--model <path>', 'checkpoint (default: SSSD_MODEL, ../shared/models/stories260K, or .models/)')
     .option('--tokenizer <path>', 'tokenizer file (default: SSSD_TOKENIZER or beside the model)')
     .option('--datastore <file>', 'datastore file (default: .cache/datastore/stories260K.self.sssd-ds, under SSSD_CACHE_DIR instead of .cache when set; built on first start from ../shared/workloads when present)')
-    .option('--pool-port <port>', 'pool port (default: SSSD_POOL_PORT or 8788)', Number)
-    .option('--edge-port <port>', 'edge port (default: SSSD_EDGE_PORT or 8787)', Number)
+    // Kept as given: runUp checks it and names the flag and the value sent (Number gave "NaN").
+    .option('--pool-port <port>', 'pool port (default: SSSD_POOL_PORT or 8788)')
+    .option('--edge-port <port>', 'edge port (default: SSSD_EDGE_PORT or 8787)')
     .option('--verbose', 'echo the pool and edge output')
     .action(async (opts: { model?: string; tokenizer?: string; datastore?: string; poolPort?: number; edgePort?: number; verbose?: boolean }) => {
       await runUp(opts);

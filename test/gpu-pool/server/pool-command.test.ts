@@ -1,5 +1,6 @@
 /** `sssd pool` refuses unsafe or broken setups with a clear message (no stack trace, non-zero exit). */
 import { execFile } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
@@ -28,6 +29,21 @@ describe('sssd pool start-up checks', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/SSSD_POOL_TOKEN/);
     expect(r.stderr).not.toMatch(/\.ts:\d+/);
+  });
+
+  it('names a port already in use before it loads the model (minutes, for a large one)', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const r = await pool(['--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--port', String(port)], { SSSD_POOL_TOKEN: 't' });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
+      // Before the model: the line that follows its load never came.
+      expect(r.stderr).not.toMatch(/on cpu/);
+    } finally {
+      taken.close();
+    }
   });
 
   it('refuses previous tokens of a rotation without a current one', async () => {
