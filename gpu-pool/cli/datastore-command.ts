@@ -125,6 +125,8 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
     progress.stop();
     await selfContinuations?.runner.dispose();
   }
+  // An empty datastore drafts nothing: more likely the wrong file, or --field, than a wish.
+  if (result.tokens === 0) throw new CliError(`${opts.input} holds no documents (no line with a "${opts.field ?? 'text'}" field); nothing written`);
   await mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
   const t1 = performance.now();
   const bytes = await writeDatastoreFile(opts.out, {

@@ -3,7 +3,11 @@
  * Errors meant for users (CliError, and any error carrying `userMessage`) are
  * printed plainly; anything else is a bug and keeps its stack trace.
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { PROTOCOL_VERSION } from '../../shared/protocol';
 import { CliError } from './cli-error';
 import { register as registerGenerate } from './generate-command';
 import { register as registerBenchDecode } from './bench-decode-command';
@@ -15,9 +19,17 @@ import { register as registerUp } from './up-command';
 import { register as registerBenchDrafting } from './bench-drafting-command';
 import { register as registerSoak } from './soak-command';
 
+/** package.json's version, and the protocol's: what a bug report should name. */
+function packageVersion(): string {
+  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
+  const pkg = JSON.parse(readFileSync(file, 'utf8')) as { version: string };
+  return `sssd-serve ${pkg.version} (edge-pool protocol ${PROTOCOL_VERSION})`;
+}
+
 export function buildProgram(): Command {
   const program = new Command('sssd')
     .description('SSSD speculative decoding: edge drafting, pooled tree verification')
+    .version(packageVersion(), '-V, --version', 'the version of sssd-serve (package.json), and of the edge-pool protocol')
     .exitOverride()
     // One line, not the whole help: the mistake stays on screen.
     .showHelpAfterError('(add --help for usage)');

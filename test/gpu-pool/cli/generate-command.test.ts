@@ -97,5 +97,9 @@ describe('sssd generate', () => {
     const help = await sssd(['generate', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/Usage: sssd generate/);
+    // What a bug report should name.
+    const version = await sssd(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^sssd-serve \d+\.\d+\.\d+ \(edge-pool protocol 1\)\n$/);
   });
 });

@@ -106,16 +106,21 @@ describe('sssd datastore', () => {
     expect(d.code).not.toBe(0);
     expect(d.stderr).toMatch(/not a usable SSSD datastore: wrong magic/);
     // A folder where a file goes: named, exit 2, no stack (EISDIR came out raw, one only after the whole build).
-    const [e, f, g] = await Promise.all([
+    const empty = path.join(dir, 'empty.jsonl');
+    await writeFile(empty, '');
+    const [e, f, g, h] = await Promise.all([
       cli('datastore', 'info', dir),
       cli('datastore', 'build', '--tokenizer', tok, '--input', dir, '--out', path.join(dir, 'z.sssd-ds')),
       cli('datastore', 'build', '--tokenizer', tok, '--input', noField, '--out', dir),
+      // No documents: refused, nothing written (it wrote a datastore of 0 tokens).
+      cli('datastore', 'build', '--tokenizer', tok, '--input', empty, '--out', path.join(dir, 'empty.sssd-ds')),
     ]);
+    expect(h.stderr).toMatch(/holds no documents .*nothing written/);
     expect(e.stderr).toMatch(/cannot read datastore file .*: it is a folder/);
     expect(f.stderr).toMatch(/corpus .* is a folder; name a JSONL file/);
     expect(g.stderr).toMatch(/--out .* is a folder; name the file to write/);
     for (const r of [a, b, c, d, e, f, g]) expect(r.stderr).not.toMatch(/\n\s+at /);
-    for (const r of [e, f, g]) expect(r.code).toBe(2);
+    for (const r of [e, f, g, h]) expect(r.code).toBe(2);
     // The threads setting every command reads, checked before any runs.
     const threads = await run(process.execPath, [sssd, 'datastore', 'info', badJson], { cwd: repoRoot, env: { ...process.env, SSSD_THREADS: '-1' } }).then(
       (): CliResult => ({ code: 0, stdout: '', stderr: '' }),
