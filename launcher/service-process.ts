@@ -16,6 +16,8 @@ export interface ServiceProcess {
   /** Last lines of stdout + stderr. */
   tail(): string;
   stop(graceMs?: number): Promise<void>;
+  /** Sends `signal` to the process group (a pool's second SIGTERM cancels what its drain still waits for). */
+  signal(signal: NodeJS.Signals): void;
 }
 
 export interface SpawnOptions {
@@ -77,6 +79,7 @@ export function spawnService(name: string, command: string, args: string[], opts
     child,
     exited,
     tail: () => lines.slice(-40).join('\n'),
+    signal: signalGroup,
     stop(graceMs = 5000) {
       if (stopping) return stopping;
       stopping = (async () => {

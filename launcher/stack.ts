@@ -216,8 +216,18 @@ export interface RunningStack {
   devKey: string;
   pool: RunningPool;
   edge: RunningEdge;
+  /**
+   * Stops the pool first, as it drains (its running generations finish,
+   * new ones are refused), then the edge, which carries their streams to
+   * the end: stopped together, the streams through the edge were cut.
+   */
   stop(): Promise<void>;
+  /** Stops both at once, cancelling what the pool's drain still waits for (a second ^C). */
+  stopNow(): Promise<void>;
 }
+
+/** The pool's drain (its --drain-seconds default, 30 s) and its wind-down, before it is killed. */
+const POOL_DRAIN_GRACE_MS = 40_000;
 
 export function generatePoolToken(): string {
   return randomBytes(24).toString('base64url');
@@ -241,6 +251,12 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
     pool,
     edge,
     async stop() {
+      await pool.service.stop(POOL_DRAIN_GRACE_MS);
+      await edge.stop();
+    },
+    async stopNow() {
+      // A pool stopping already takes a second SIGTERM as "cancel what is left".
+      pool.service.signal('SIGTERM');
       await Promise.all([edge.stop(), pool.service.stop()]);
     },
   };

@@ -166,15 +166,22 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   const failure = await new Promise<string | null>((resolve) => {
     let stopping = false;
     const stop = (why: string, failed: boolean): void => {
-      if (stopping) return;
+      if (stopping) {
+        // Asked again while the pool drains: cut what is left. (A service ending meanwhile is the stop itself.)
+        if (!failed) {
+          log(`${why} again; stopping now...`);
+          void stack.stopNow();
+        }
+        return;
+      }
       stopping = true;
-      log(`\n${why}; stopping edge and pool...`);
+      log(failed ? `\n${why}; stopping edge and pool...` : `\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ^C again to stop now...`);
       void stack.stop().then(() => resolve(failed ? why.split('\n')[0] : null));
     };
-    process.once('SIGINT', () => stop('interrupted', false));
-    process.once('SIGTERM', () => stop('terminated', false));
+    process.on('SIGINT', () => stop('interrupted', false));
+    process.on('SIGTERM', () => stop('terminated', false));
     // A closed terminal: stop as on ^C rather than die with the services still up.
-    process.once('SIGHUP', () => stop('hung up', false));
+    process.on('SIGHUP', () => stop('hung up', false));
     void stack.pool.service.exited.then((code) => stop(`pool exited (${code}):\n${stack.pool.service.tail()}`, true));
     void stack.edge.service.exited.then((code) => stop(`edge exited (${code}):\n${stack.edge.service.tail()}`, true));
   });

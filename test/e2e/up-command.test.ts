@@ -88,7 +88,25 @@ describe('sssd up', () => {
     await second.body?.cancel();
     cut.abort();
 
+    // ^C with a stream running: the pool drains it, the edge carries it to its end, then both stop.
+    let draining: Response;
+    const until = Date.now() + 10_000;
+    // The cut request's slot may come back only when its lease lapses (docs/edge.md, "Keys and limits").
+    do {
+      draining = await fetch(`http://127.0.0.1:${edgePort}/v1/completions`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer up-test-key', 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 480, temperature: 1, seed: 3, logit_bias: { '1': -100 }, speculation: 'off', stream: true }),
+      });
+      if (draining.status === 429) await new Promise((r) => setTimeout(r, 250));
+    } while (draining.status === 429 && Date.now() < until);
+    expect(draining.status).toBe(200);
+    const reader = draining.body!.getReader();
+    let streamed = new TextDecoder().decode((await reader.read()).value);
     up.kill('SIGINT');
+    for (let next = await reader.read(); !next.done; next = await reader.read()) streamed += new TextDecoder().decode(next.value);
+    expect(streamed).toContain('"finish_reason":"length"');
+    expect(streamed.trimEnd().endsWith('data: [DONE]')).toBe(true);
     expect(await exited).toBe(0);
     expect(out()).toContain('stopped.');
     expect(await isPortFree(edgePort)).toBe(true);
