@@ -197,6 +197,16 @@ async function readOpenTable(handle: FileHandle, file: string, expect: NextToken
     const t = arrays.tokens[i];
     if (t < -1 || t >= header.vocabSize) throw new NextTokenFileError(`${file} holds token ${t}, outside the vocabulary`);
   }
+  // The file has no checksum: damaged probabilities (NaN, negative, a context's summing past 1) drafted nothing, silently.
+  for (let row = 0; row < n; row++) {
+    let sum = 0;
+    for (let k = row * c; k < (row + 1) * c; k++) {
+      const p = arrays.probs[k];
+      if (!(p >= 0 && p <= 1)) throw new NextTokenFileError(`${file} is damaged: probability ${p} at context ${row}`);
+      sum += p;
+    }
+    if (sum > 1.001) throw new NextTokenFileError(`${file} is damaged: the probabilities of context ${row} add up to ${sum.toFixed(3)}`);
+  }
   try {
     return new NextTokenTable(arrays);
   } catch (err) {

@@ -81,6 +81,17 @@ describe('next-token table file', () => {
     await expect(readNextTokenTable(file)).rejects.toThrow(NextTokenFileError);
     await writeFile(file, 'not a table at all');
     await expect(readNextTokenTable(file)).rejects.toThrow(/not a next-token table/);
+    // Damaged probabilities (the file has no checksum): they drafted nothing, without a word.
+    const nan = Buffer.from(bytes);
+    nan.writeFloatLE(Number.NaN, nan.length - 4);
+    await writeFile(file, nan);
+    await expect(readNextTokenTable(file)).rejects.toThrow(/damaged: probability NaN/);
+    const overfull = Buffer.from(bytes);
+    overfull.writeFloatLE(0.9, overfull.length - 4);
+    overfull.writeFloatLE(0.9, overfull.length - 8);
+    await writeFile(file, overfull);
+    const err = await readNextTokenTable(file).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(/damaged: the probabilities of context \d+ add up to [12]\.\d{3}/);
   });
 
   it("opens the datastore's own table by default, none on request, and an explicit file that must exist", async () => {
