@@ -47,33 +47,57 @@ export const demoPageHtml = `<!doctype html>
 <script type="module">
 const $ = (id) => document.getElementById(id);
 const fragmentKey = new URLSearchParams(location.hash.slice(1)).get('key');
+// Out of the address bar (and the history, and a shared screen) once read.
+if (fragmentKey) history.replaceState(null, '', location.pathname + location.search);
 $('key').value = fragmentKey || localStorage.getItem('sssd-key') || '';
 let model = null;
+/** The error an answer carries: its JSON error's message, else its status (a proxy's HTML page is no JSON). */
+async function failure(res) {
+  const text = await res.text();
+  try {
+    const body = JSON.parse(text);
+    if (body.error && body.error.message) return new Error(body.error.message);
+  } catch {}
+  return new Error(res.status + ' ' + res.statusText);
+}
 async function servedModel(key) {
   if (model) return model;
   const res = await fetch('/v1/models', { headers: { authorization: 'Bearer ' + key } });
-  const body = await res.json();
-  if (!res.ok) throw new Error(body.error ? body.error.message : res.statusText);
-  model = body.data[0].id;
+  if (!res.ok) throw await failure(res);
+  model = (await res.json()).data[0].id;
   return model;
 }
+/** The generation on screen: a new one, or Stop, aborts it (its text must not run into the next one's). */
+let current = null;
+function stop() {
+  if (current) current.abort();
+  current = null;
+  $('go').textContent = 'Generate';
+}
 async function generate() {
+  if (current) return stop();
+  const controller = new AbortController();
+  current = controller;
+  $('go').textContent = 'Stop';
   const key = $('key').value.trim();
   localStorage.setItem('sssd-key', key);
+  // What is asked is what the form said at the click.
+  const ask = {
+    prompt: $('prompt').value, stream: true,
+    max_tokens: Number($('maxTokens').value), temperature: Number($('temperature').value),
+    user: $('user').value, speculation: $('speculation').checked ? 'auto' : 'off',
+    stream_options: { include_usage: true, smooth: $('smooth').checked },
+  };
   $('output').textContent = ''; $('usage').textContent = ''; $('error').textContent = '';
   document.body.dataset.state = 'streaming';
   try {
     const res = await fetch('/v1/completions', {
       method: 'POST',
+      signal: controller.signal,
       headers: { 'content-type': 'application/json', authorization: 'Bearer ' + key },
-      body: JSON.stringify({
-        model: await servedModel(key), prompt: $('prompt').value, stream: true,
-        max_tokens: Number($('maxTokens').value), temperature: Number($('temperature').value),
-        user: $('user').value, speculation: $('speculation').checked ? 'auto' : 'off',
-        stream_options: { include_usage: true, smooth: $('smooth').checked },
-      }),
+      body: JSON.stringify({ model: await servedModel(key), ...ask }),
     });
-    if (!res.ok) { const body = await res.json(); throw new Error(body.error ? body.error.message : res.statusText); }
+    if (!res.ok) throw await failure(res);
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
     for (;;) {
@@ -101,9 +125,13 @@ async function generate() {
       }
     }
   } catch (err) {
-    $('error').textContent = String(err.message || err);
+    if (!controller.signal.aborted) $('error').textContent = String(err.message || err);
   } finally {
-    document.body.dataset.state = 'done';
+    if (current === controller) {
+      current = null;
+      $('go').textContent = 'Generate';
+    }
+    document.body.dataset.state = controller.signal.aborted ? 'stopped' : 'done';
   }
 }
 function showUsage(u) {

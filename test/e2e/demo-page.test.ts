@@ -82,4 +82,29 @@ describe('demo page', () => {
     }
     expect(edgeTokens).toBeGreaterThan(5);
   });
+
+  it('stops its stream at a second click, so the next text is that generation\'s alone; the key leaves the address bar', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${stack.edgeUrl}/#key=${encodeURIComponent(stack.devKey)}`);
+      expect(page.url()).not.toContain('key=');
+      await page.fill('#prompt', 'Once upon a time, there was a little girl named Lily.');
+      await page.fill('#maxTokens', '400');
+      await page.click('#go');
+      expect(await page.textContent('#go')).toBe('Stop');
+      // Two streams ran into one output before (a second click started another beside the first).
+      await page.click('#go');
+      await page.waitForSelector('body[data-state="stopped"]', { timeout: 30_000 });
+      expect(await page.textContent('#go')).toBe('Generate');
+      expect(await page.textContent('#error')).toBe('');
+      await page.fill('#prompt', 'Tom had a red ball.');
+      await page.fill('#maxTokens', '64');
+      await page.click('#go');
+      await page.waitForSelector('body[data-state="done"]', { timeout: 30_000 });
+      const text = (await page.$$eval('#output span.tok', (els) => els.map((e) => e.textContent ?? ''))).join('');
+      expect(text).toBe((await runDemo('Tom had a red ball.')).text);
+    } finally {
+      await page.close();
+    }
+  });
 });
