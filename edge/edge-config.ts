@@ -122,6 +122,8 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
   const hit = parsed.get(env);
   if (hit) return hit;
   for (const { message, fallback } of invalidEdgeVars(env as unknown as Record<string, unknown>)) console.warn(`edge: ${message}; using ${fallback}`);
+  // Pools refuse an edge without their token: every request would be a 503 with no other word of why.
+  if (!env.SSSD_POOL_TOKEN) console.warn('edge: SSSD_POOL_TOKEN is not set (a secret: wrangler secret put SSSD_POOL_TOKEN); pools will refuse this edge');
   const config: EdgeConfig = {
     poolUrls: poolUrls(env.SSSD_POOL_URLS ?? ''),
     poolToken: env.SSSD_POOL_TOKEN ?? '',

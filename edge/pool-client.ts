@@ -71,6 +71,7 @@ export class PoolClient {
 
   async info(): Promise<PoolInfo> {
     const res = await fetch(`${this.baseUrl}/v1/info`, { headers: this.headers(), signal: AbortSignal.timeout(5000) });
+    if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${this.baseUrl} answered /v1/info with ${res.status}${res.status === 401 ? ' (it refuses SSSD_POOL_TOKEN)' : ''}`);
     if (!res.ok) throw new PoolUnavailableError(`/v1/info answered ${res.status}`);
     return (await res.json()) as PoolInfo;
   }
@@ -98,7 +99,7 @@ export class PoolClient {
     if (!res.ok || !res.body) {
       const text = await res.text().catch(() => '');
       const retryAfter = Number(res.headers.get('retry-after'));
-      if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 300)}`);
+      if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${this.baseUrl} answered ${res.status}${res.status === 401 ? ' (it refuses SSSD_POOL_TOKEN)' : ''}: ${text.slice(0, 300)}`);
       if (res.status === 429 || res.status === 503 || res.status >= 500) {
         throw new PoolUnavailableError(`pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 200)}`, retryAfter > 0 ? retryAfter * 1000 : undefined);
       }

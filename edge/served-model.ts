@@ -16,7 +16,7 @@ import type { PoolInfo } from '../shared/protocol';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { ApiError } from './api-error';
-import type { PoolClient } from './pool-client';
+import { PoolMisdirectedError, type PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
 
 export interface ServedModel {
@@ -87,7 +87,9 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
       return await served(client, info, previous);
     } catch (err) {
       lastError = err;
-      picker.markFailed(client.baseUrl);
+      // A pool that refuses the edge's token, or a URL naming no pool, is said in the log (once a spell), not only failed over.
+      if (err instanceof PoolMisdirectedError) picker.markMisdirected(client.baseUrl, err.message);
+      else picker.markFailed(client.baseUrl);
     }
   }
   if (other !== null) {

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PoolClient, PoolMisdirectedError } from '../../edge/pool-client';
 import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { referenceGenerate, startAll, type GenerateOutput } from './stack-fixture';
@@ -96,6 +97,15 @@ describe('pool failover', () => {
     }
     const metrics = await (await fetch(`${otherModel.url}/metrics`)).text();
     expect(metrics).toMatch(/^vllm:prompt_tokens_total 0$/m);
+  });
+
+  it("takes a pool that refuses the edge's token, or a URL naming no pool, as misdirected (said in the log), not as down", async () => {
+    const wrongToken = await new PoolClient(pool.url, 'not-the-token').info().catch((err: unknown) => err);
+    expect(wrongToken).toBeInstanceOf(PoolMisdirectedError);
+    expect((wrongToken as PoolMisdirectedError).message).toMatch(/401 \(it refuses SSSD_POOL_TOKEN\)/);
+    const noPool = await new PoolClient(`${pool.url}/v1`, token).info().catch((err: unknown) => err);
+    expect(noPool).toBeInstanceOf(PoolMisdirectedError);
+    expect((noPool as PoolMisdirectedError).status).toBe(404);
   });
 
   it('answers 503 with Retry-After when no pool is reachable, streaming or not', async () => {

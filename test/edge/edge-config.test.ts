@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { edgeConfig, invalidEdgeVars } from '../../edge/edge-config';
 import type { EdgeEnv } from '../../edge/env';
 
-const env = (vars: Record<string, string>): EdgeEnv => ({ SSSD_KV: {} as KVNamespace, ...vars });
+const env = (vars: Record<string, string>): EdgeEnv => ({ SSSD_KV: {} as KVNamespace, SSSD_POOL_TOKEN: 't', ...vars });
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -27,6 +27,14 @@ describe('edge config', () => {
     expect(config.poolUrls).toEqual(['http://10.0.0.1:8788', 'https://pool.example/base']);
     expect(warn).toHaveBeenCalledTimes(3);
     expect(warn.mock.calls[0][0]).toMatch(/"notaurl" is not an http\(s\) URL/);
+  });
+
+  it('says once that the pool token is missing (every request would be a 503, and nothing said why)', () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const e: EdgeEnv = { SSSD_KV: {} as KVNamespace };
+    edgeConfig(e);
+    edgeConfig(e);
+    expect(warn.mock.calls.map((c) => c[0])).toEqual([expect.stringMatching(/SSSD_POOL_TOKEN is not set .*pools will refuse this edge/)]);
   });
 
   it("waits 20 ms for a user's cache unless told otherwise, and 0 means not at all", () => {
