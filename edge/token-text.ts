@@ -114,6 +114,11 @@ export class TokenTextAssembler {
     const segments: SourcedText[] = [];
     if (this.stoppedAlready) return segments;
     const tail = this.decoder.flush();
+    // Held for bytes that printed nothing after all (a special token the decoder skips): its text ends where it is.
+    if (tail.length === 0 && this.holder) {
+      this.holder.end = this.appended;
+      this.holder = null;
+    }
     if (tail.length > 0) {
       this.appended += tail.length;
       // The bytes the decoder held (U+FFFD for an unfinished character) are the text of the last token, held for them.
@@ -132,6 +137,13 @@ export class TokenTextAssembler {
     }
     this.take(this.matcher.flush().length, segments);
     this.take(Infinity, segments);
+    // Tokens that printed nothing after the last text (a special token the decoder skips) go with it, or alone.
+    if (this.heldTokens.length > 0) {
+      const rest = this.heldTokens.splice(0).map((h) => h.token);
+      const last = segments.at(-1);
+      if (last) last.tokens = last.tokens ? last.tokens.concat(rest) : rest;
+      else segments.push({ text: '', source: 'model', tokens: rest });
+    }
     return segments;
   }
 

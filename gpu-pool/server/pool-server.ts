@@ -391,9 +391,10 @@ export class PoolServer {
 
   private fail(res: ServerResponse, err: unknown): void {
     const e = toHttpError(err);
-    // Refused while draining: the pool is stopping, not short of capacity (no advice to raise limits).
-    if (e.code === 'busy' && !this.draining) this.noteBusy(e.message);
-    else if (e.status >= 500) process.stderr.write(`pool: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    if (e.code === 'busy') {
+      // Refused while draining: the pool is stopping, not short of capacity (no advice to raise limits).
+      if (!this.draining) this.noteBusy(e.message);
+    } else if (e.status >= 500) process.stderr.write(`pool: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     if (res.headersSent) {
       if (!res.writableEnded) res.end();
       return;

@@ -5,7 +5,7 @@
 // llama2.c tokenizer, so decode() and the streaming decoder agree with run.c
 // (a piece right after BOS drops its leading space). Other vocabularies
 // (e.g. byte-level BPE) decode through the library; their streaming decoder
-// re-decodes all ids so far (quadratic, acceptable for that rare case).
+// decodes a short window of the latest ids (LibraryStreamDecoder).
 import { Tokenizer as LibraryTokenizer } from '@huggingface/tokenizers';
 import { PieceDecoder, SILENT_PIECE, TEXT_PIECE, decodeWithTable, pieceBytes, type PieceTable } from './incremental-decoder';
 import {
@@ -196,20 +196,51 @@ class LibraryStreamDecoder implements IncrementalDecoder {
 
   constructor(private readonly library: LibraryTokenizer) {}
 
-  private decodeWindow(): string {
-    return this.library.decode(this.ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+  private decode(ids: readonly number[]): string {
+    return this.library.decode(ids as number[], { skip_special_tokens: true, clean_up_tokenization_spaces: false });
   }
 
   push(id: number): string {
     this.ids.push(id);
-    const text = this.decodeWindow();
-    if (text.endsWith('\uFFFD') || text.length <= this.printedText.length) return '';
+    const text = this.decode(this.ids);
+    if (text.endsWith('\uFFFD')) {
+      // The bytes of a character still to come, or bytes that make none (a
+      // run of invalid ones would grow the window, and the cost, without end):
+      // past a character's worth, emit up to the last id whose text is final.
+      return this.ids.length - this.printed > UTF8_MAX_BYTES ? this.emitFinalHead(text) : '';
+    }
+    if (text.length <= this.printedText.length) {
+      // The new ids print nothing (special tokens, skipped): out of the window, which they would grow.
+      this.ids.length = this.printed;
+      return '';
+    }
+    return this.emit(this.ids.length, text);
+  }
+
+  /** Emits ids[printed, end) as text (`text`: the window's up to `end`), and starts the window at them. */
+  private emit(end: number, text: string): string {
     const out = text.slice(this.printedText.length);
-    // The new window starts where this one's new tokens did.
-    this.ids = this.ids.slice(this.printed);
+    const pending = this.ids.slice(end);
+    this.ids = this.ids.slice(this.printed, end);
     this.printed = this.ids.length;
-    this.printedText = this.decodeWindow();
+    this.printedText = this.decode(this.ids);
+    for (const id of pending) this.ids.push(id);
     return out;
+  }
+
+  /**
+   * Of the ids not printed, the first ones whose text is final: the window's
+   * whole text begins with it and goes on past it (a U+FFFD at its end that
+   * the bytes after did not complete is final too), not inside a surrogate pair.
+   */
+  private emitFinalHead(whole: string): string {
+    for (let end = this.ids.length - (UTF8_MAX_BYTES - 1); end > this.printed; end--) {
+      const text = this.decode(this.ids.slice(0, end));
+      const last = text.charCodeAt(text.length - 1);
+      const final = text.length > this.printedText.length && text.length < whole.length && whole.startsWith(text) && !(last >= 0xd800 && last <= 0xdbff);
+      if (final) return this.emit(end, text);
+    }
+    return '';
   }
 
   holding(): boolean {
@@ -217,10 +248,13 @@ class LibraryStreamDecoder implements IncrementalDecoder {
   }
 
   flush(): string {
-    const out = this.ids.length > this.printed ? this.decodeWindow().slice(this.printedText.length) : '';
+    const out = this.ids.length > this.printed ? this.decode(this.ids).slice(this.printedText.length) : '';
     this.ids = [];
     this.printed = 0;
     this.printedText = '';
     return out;
   }
 }
+
+/** The most bytes, so the most byte-level tokens, one character takes. */
+const UTF8_MAX_BYTES = 4;

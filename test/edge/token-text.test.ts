@@ -4,6 +4,7 @@ import { TokenTextAssembler, type SourcedText } from '../../edge/token-text';
 import type { TokenSource } from '../../shared/protocol';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
+import { byteLevelTokenizer } from '../support/byte-level-tokenizer';
 import { models } from '../support/shared-data';
 
 let tokenizer: Tokenizer;
@@ -96,6 +97,22 @@ describe('TokenTextAssembler', () => {
       expect(text.endsWith('\uFFFD')).toBe(true);
       expect(tokens).toHaveLength(outputIds.length);
       expect(tokens.map((t) => t.text).join('')).toBe(text);
+    }
+  });
+
+  it('hands out every token of a byte-level vocabulary, special tokens and unfinished characters included', () => {
+    const byteLevel = byteLevelTokenizer();
+    const lp = (id: number) => ({ id, logprob: -1, top: null });
+    for (const ids of [
+      [104, 105, 257],
+      [104, 0xf0, 0x9f, 257],
+      [0xe4, 257, 0xb8, 0xad, 104],
+    ]) {
+      const a = new TokenTextAssembler(byteLevel.createDecoder(), []);
+      const segments = [...a.push(ids, ids.map(() => 'model'), ids.map(lp)).segments, ...a.finish()];
+      const tokens = segments.flatMap((s) => s.tokens ?? []);
+      expect(tokens.map((t) => t.id), ids.join(',')).toEqual(ids);
+      expect(tokens.map((t) => t.text).join('')).toBe(segments.map((s) => s.text).join(''));
     }
   });
 

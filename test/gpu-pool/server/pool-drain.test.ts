@@ -98,6 +98,28 @@ describe('pool shutdown', () => {
     expect(pool.stderr()).toMatch(/drain time over: cancelling \d+ generations/);
   });
 
+  it('drains on a hang-up whose terminal is gone: writes to its stderr fail, and the drain goes on', async () => {
+    const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--port', '0', '--max-active', '1', '--drain-seconds', '60'];
+    const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, SSSD_POOL_TOKEN: 'hangup-test' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (c, sig) => resolve([c, sig])));
+    const url = await new Promise<string>((resolve) => {
+      let stdout = '';
+      child.stdout!.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        const m = /pool listening on (\S+)/.exec(stdout);
+        if (m) resolve(m[1]);
+      });
+    });
+    const p = { url, token: 'hangup-test' } as PoolProcess;
+    const streams = await Promise.all(['h1', 'h2', 'h3'].map((id) => open(p, `hup-${id}`, 400)));
+    await streams[0].firstTokens;
+    // As a closed terminal: nothing reads the pool's stderr any more (its next write fails with EPIPE; with a tty, EIO).
+    child.stderr!.destroy();
+    child.kill('SIGHUP');
+    for (const s of streams) expect((await s.events).at(-1)).toMatchObject({ type: 'done' });
+    expect((await exited)[1]).toBeNull();
+  }, 90_000);
+
   it('drains on a signal sent the moment it says it is listening (its handlers are in place by then)', async () => {
     const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--port', '0'];
     const child = spawn(process.execPath, args, { cwd: repoRoot, env: { ...process.env, SSSD_POOL_TOKEN: 'signal-test' }, stdio: ['ignore', 'pipe', 'pipe'] });
