@@ -1,7 +1,7 @@
 /**
  * `sssd pool`: the verification pool service. Loads the model, tokenizer and
  * (optionally) the datastore, calibrates the step-cost curve (cached), and
- * serves protocol v1 over HTTP until SIGINT/SIGTERM. The first signal
+ * serves protocol v1 over HTTP until SIGINT/SIGTERM/SIGHUP. The first signal
  * drains: new generations are refused (503, /healthz 503 "draining") while
  * the running and queued ones finish, for up to --drain-seconds; then, or at
  * a second signal, whatever is left is cancelled and the process exits.
@@ -94,7 +94,7 @@ export function register(program: Command): void {
     .option('--request-timeout-seconds <n>', 'longest a client may take to send a whole request, headers and body (past it: 408 and the connection closed); streams are not limited by it', '60')
     .option('--stalled-reader-seconds <n>', "a generation stream whose reader takes nothing for this long while its events wait (more than the kernel's buffers hold) is cut and its generation cancelled, so a reader that stopped cannot hold its row or its bytes; one that catches up now and then never is (0 = never)", '300')
     .option('--stuck-seconds <n>', 'a forward pass running longer than this makes /healthz answer 503 with "stuck": true, so edges and load balancers route elsewhere while the device hangs (0 = never)', '10')
-    .option('--drain-seconds <n>', 'on SIGTERM/SIGINT: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
+    .option('--drain-seconds <n>', 'on SIGTERM/SIGINT/SIGHUP: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
     .option('--prefill-chunk <tokens>', `most prompt tokens one step feeds, over all the prompts going in (chunked prefill): long prompts, or many arriving together, go in over several steps, so the streams decoding beside them are held up by one chunk a step, not whole prompts (0 = every prompt whole; default ${CPU_PREFILL_CHUNK} on the CPU, ${DEVICE_PREFILL_CHUNK} on a GPU)`)
     .option('--log-requests', 'a JSON line on stderr per finished generation: id, method, finish reason, token counts, queue time, time to first token, duration, drafted and accepted tokens (never the text)')
@@ -127,6 +127,8 @@ async function checkSaveTarget(file: string): Promise<void> {
   if (!isDir) throw new CliError(`--save-datastore: the folder ${dir} does not exist`);
   const target = await stat(file).catch(() => null);
   if (target?.isDirectory()) throw new CliError(`--save-datastore: ${file} is a folder; name the file to write`);
+  // The save renames a new file over it: a device or a pipe (/dev/null, to discard) would be replaced by a file.
+  if (target && !target.isFile()) throw new CliError(`--save-datastore: ${file} is not a regular file (a device or a pipe would be replaced by one)`);
   try {
     await access(dir, constants.W_OK);
   } catch {
@@ -149,11 +151,12 @@ function checkPortFree(port: number, host: string): Promise<void> {
 /** The longest wait node's timers take (2^31 - 1 ms, 24.8 days): a longer one fires after 1 ms. */
 const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
-/** A duration flag in seconds, at least `min`, within node's timers. */
-function seconds(value: string | undefined, flag: string, min = 0, integer = false): number {
-  const n = Number(value);
+/** A duration flag in seconds, written in decimal, at least `min` (0 stays 0 where it means "never"), within node's timers. */
+function seconds(value: string | undefined, flag: string, min = 0, integer = false, zeroMeansNever = false): number {
+  const n = value !== undefined && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+  if (zeroMeansNever && n === 0) return 0;
   if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
-    throw new CliError(`${flag} must be a ${integer ? 'whole ' : ''}number of seconds, at least ${min}, not "${value}"`);
+    throw new CliError(`${flag} must be a ${integer ? 'whole ' : ''}number of seconds, at least ${min}${zeroMeansNever ? ' (or 0: never)' : ''}, not "${value}"`);
   }
   if (n > MAX_TIMER_SECONDS) throw new CliError(`${flag} must be at most ${MAX_TIMER_SECONDS} seconds (24.8 days, the longest wait node's timers take), not "${value}"`);
   return n;
@@ -220,8 +223,9 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const chunkFlag = flags.prefillChunk === undefined ? undefined : positiveInt(flags.prefillChunk, '--prefill-chunk', true);
   const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads');
   const drainSeconds = seconds(flags.drainSeconds, '--drain-seconds', 0, true);
-  const stuckSeconds = seconds(flags.stuckSeconds, '--stuck-seconds');
-  const stalledReaderSeconds = seconds(flags.stalledReaderSeconds, '--stalled-reader-seconds');
+  // Below a second, any pass would be "stuck", and any pause a stalled reader.
+  const stuckSeconds = seconds(flags.stuckSeconds, '--stuck-seconds', 1, false, true);
+  const stalledReaderSeconds = seconds(flags.stalledReaderSeconds, '--stalled-reader-seconds', 1, false, true);
   const requestTimeoutSeconds = seconds(flags.requestTimeoutSeconds, '--request-timeout-seconds', 0.1);
   const prefixCacheMb = Number(flags.prefixCacheMb);
   if (!(prefixCacheMb >= 0) || !Number.isFinite(prefixCacheMb)) throw new CliError(`--prefix-cache-mb must be a non-negative number, not "${flags.prefixCacheMb}"`);
@@ -230,7 +234,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   if (flags.saveDatastore) await checkSaveTarget(path.resolve(flags.saveDatastore));
   const indexerDuty = Number(flags.datastoreIndexerDuty);
   if (!(indexerDuty > 0 && indexerDuty <= 1)) throw new CliError(`--datastore-indexer-duty must be a number in (0, 1], not "${flags.datastoreIndexerDuty}"`);
-  const logStatsSeconds = seconds(flags.logStats, '--log-stats');
+  const logStatsSeconds = seconds(flags.logStats, '--log-stats', 1, false, true);
   const token = process.env.SSSD_POOL_TOKEN?.trim() || null;
   if (!token && !flags.insecureNoAuth) {
     throw new CliError('set SSSD_POOL_TOKEN (the bearer token edges must send), or pass --insecure-no-auth for local use');

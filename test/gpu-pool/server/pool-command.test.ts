@@ -81,6 +81,10 @@ describe('sssd pool start-up checks', () => {
     const folder = await pool([...model, '--save-datastore', tmpdir()], { SSSD_POOL_TOKEN: 't' });
     expect(folder.code).toBe(2);
     expect(folder.stderr).toMatch(/--save-datastore: .* is a folder; name the file to write/);
+    // A device would be replaced by a file at the save (as root, /dev/null itself).
+    const device = await pool([...model, '--save-datastore', '/dev/null'], { SSSD_POOL_TOKEN: 't' });
+    expect(device.code).toBe(2);
+    expect(device.stderr).toMatch(/--save-datastore: \/dev\/null is not a regular file/);
     // Past node's timers (24.8 days) a wait fires after 1 ms: "drain for 30 days" cancelled everything at once.
     const forever = await pool([...model, '--drain-seconds', '2592000'], { SSSD_POOL_TOKEN: 't' });
     expect(forever.code).toBe(2);
@@ -90,7 +94,10 @@ describe('sssd pool start-up checks', () => {
     expect(duty.stderr).toMatch(/--datastore-indexer-duty must be a number in \(0, 1\], not "0"/);
     const stalled = await pool([...model, '--stalled-reader-seconds', '-1'], { SSSD_POOL_TOKEN: 't' });
     expect(stalled.code).toBe(2);
-    expect(stalled.stderr).toMatch(/--stalled-reader-seconds must be a number of seconds, at least 0, not "-1"/);
+    expect(stalled.stderr).toMatch(/--stalled-reader-seconds must be a number of seconds, at least 1 \(or 0: never\), not "-1"/);
+    // Decimal only: '' was 0 ("cancel at once") and 0x10 sixteen.
+    const empty = await pool([...model, '--drain-seconds', ''], { SSSD_POOL_TOKEN: 't' });
+    expect(empty.stderr).toMatch(/--drain-seconds must be a whole number of seconds, at least 0, not ""/);
     const twice = await pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
     expect(twice.code).toBe(2);
     expect(twice.stderr).toMatch(/--max-tree-nodes and --speculative-config's num_speculative_tokens both set it/);
