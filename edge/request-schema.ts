@@ -136,12 +136,22 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) =>
   guided_regex: { neutral: () => false, hint: 'null' },
   guided_choice: { neutral: () => false, hint: 'null' },
   guided_grammar: { neutral: () => false, hint: 'null' },
+  structured_outputs: { neutral: () => false, hint: 'null' },
+  allowed_token_ids: { neutral: () => false, hint: 'null' },
+  bad_words: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
+  truncate_prompt_tokens: { neutral: () => false, hint: 'null' },
+  prompt_logprobs: { neutral: () => false, hint: 'null (completions: echo with logprobs scores the prompt)' },
 };
 
 /** Completions' fields that chat does not have: refused there the same way. */
 const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) => boolean; hint: string }>> = {
   ...UNSUPPORTED_PARAMETERS,
   echo: { neutral: (v) => v === false, hint: 'false' },
+  // vLLM's chat-template controls: the template is the model's own (docs/chat-template.md), always ending in the assistant's turn.
+  chat_template: { neutral: () => false, hint: 'null' },
+  chat_template_kwargs: { neutral: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0, hint: 'empty' },
+  add_generation_prompt: { neutral: (v) => v === true, hint: 'true' },
+  continue_final_message: { neutral: (v) => v === false, hint: 'false' },
 };
 
 /** Throws a 400 (`unsupported_parameter`) for the first parameter of the endpoint's list sent at a value other than its neutral one. */

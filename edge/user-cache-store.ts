@@ -25,12 +25,12 @@ const LONE_SURROGATE = /\p{Cs}/u;
 
 export async function cacheScope(keyId: string, user: string | null | undefined): Promise<string> {
   // UTF-8 turns every lone surrogate into U+FFFD, and "\udc01", "\ud83d" and
-  // "\ufffd" would share one user's cache (and its verbatim history): such
-  // a name is hashed as its JSON, which spells each surrogate out.
+  // "\ufffd" would share one user's cache (and its verbatim history): such a
+  // name is hashed spelled out as JSON, after '#' where others have ':' (a
+  // key id is hex), so no other name can spell the same.
   const name = user ?? '';
-  return sha256Hex(`${keyId}:${LONE_SURROGATE.test(name) ? JSON.stringify(name) : name}`);
+  return sha256Hex(LONE_SURROGATE.test(name) ? `${keyId}#${JSON.stringify(name)}` : `${keyId}:${name}`);
 }
-
 
 /**
  * Per scope, the merge-and-write begun last in this isolate: the next one

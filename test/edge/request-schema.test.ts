@@ -40,6 +40,11 @@ describe('OpenAI parameters this server does not implement', () => {
       ['guided_regex', 'a+'],
       ['guided_choice', ['yes', 'no']],
       ['guided_grammar', 'root ::= "a"'],
+      ['structured_outputs', { json: {} }],
+      ['allowed_token_ids', [1, 2]],
+      ['bad_words', ['dog']],
+      ['truncate_prompt_tokens', 100],
+      ['prompt_logprobs', 1],
     ];
     for (const [name, value] of asked) {
       const err = refusal({ [name]: value });
@@ -84,8 +89,17 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(refusal({ stop: 5 })!.toBody().error).toMatchObject({ param: 'stop', code: 'invalid_value' });
   });
 
-  it('refuses echo on chat, which has no such field', () => {
+  it('refuses echo on chat, which has no such field, and vLLM\'s chat-template controls unless neutral', () => {
     const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    for (const [name, value] of [
+      ['chat_template', '{{ messages }}'],
+      ['chat_template_kwargs', { enable_thinking: true }],
+      ['add_generation_prompt', false],
+      ['continue_final_message', true],
+    ] as const) {
+      expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, [name]: value }, 'chat'), name).toThrow(expect.objectContaining({ param: name, code: 'unsupported_parameter' }));
+    }
+    expect(parseOpenAiBody(chatRequestSchema, { ...chat, add_generation_prompt: true, continue_final_message: false, chat_template_kwargs: {} }, 'chat').messages).toHaveLength(1);
     expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, echo: true }, 'chat')).toThrow(expect.objectContaining({ param: 'echo', code: 'unsupported_parameter' }));
     expect(parseOpenAiBody(chatRequestSchema, { ...chat, echo: false }, 'chat').messages).toHaveLength(1);
     expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', echo: true }).echo).toBe(true);

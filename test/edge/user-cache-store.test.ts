@@ -67,8 +67,9 @@ describe('UserCacheStore', () => {
     expect(new Set(scopes).size).toBe(4);
     expect(await cacheScope('k1', 'alice')).toBe(scopes[0]);
     // Names UTF-8 would make the same (every lone surrogate becomes U+FFFD) stay apart; well-formed ones keep their scope.
-    const odd = await Promise.all(['\udc01', '\ud83d', '\ufffd', '\ud83d\ude00'].map((u) => cacheScope('k1', u)));
-    expect(new Set(odd).size).toBe(4);
+    // ...and none of them shares one with the name its JSON spelling is, quotes and all.
+    const odd = await Promise.all(['\udc01', '\ud83d', '\ufffd', '\ud83d\ude00', '"\\udc01"', JSON.stringify('\udc01')].map((u) => cacheScope('k1', u)));
+    expect(new Set(odd).size).toBe(5);
     expect(odd[3]).toBe(await sha256Hex('k1:\ud83d\ude00'));
   });
 
