@@ -11,6 +11,7 @@ import { CompletionRun, draftUserTrie, type CompletionDeps } from './completion-
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
 import type { ChatRequest, CompletionRequest } from './request-schema';
 import { PREDICTION_TOKENS } from '../shared/protocol';
+import { encodeContinuation } from '../shared/tokenizer/encode-continuation';
 import type { ServedModel } from './served-model';
 import { settledWithin } from './settled-within';
 import { WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
@@ -125,15 +126,16 @@ function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
   return ids.slice();
 }
 
-/** The request's predicted output as token ids (no BOS), cut to what the pool uses; null for none. */
+/** The request's predicted output as token ids (no BOS, as the reply's would be), cut to what the pool uses; null for none. */
 function predictionIds(parsed: ParsedRequest, model: ServedModel): number[] | null {
   const prediction = parsed.body.prediction;
   if (!prediction) return null;
   const whole = typeof prediction.content === 'string' ? prediction.content : prediction.content.map((part) => part.text).join('');
-  if (whole.length === 0) return null;
+  // Empty, but given: usage still says 0 accepted, 0 rejected (the pool is sent none).
+  if (whole.length === 0) return [];
   // Cut before encoding: a token is rarely over 16 characters, and a 1 MiB prediction took ~0.3-0.45 s of edge CPU to encode whole.
   const text = whole.length > PREDICTION_TOKENS * 16 ? whole.slice(0, PREDICTION_TOKENS * 16) : whole;
-  const ids = model.tokenizer.encode(text, { bos: false });
+  const ids = encodeContinuation(model.tokenizer, text);
   return ids.length > PREDICTION_TOKENS ? ids.slice(0, PREDICTION_TOKENS) : ids;
 }
 

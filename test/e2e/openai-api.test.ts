@@ -611,6 +611,13 @@ describe('OpenAI-compatible API on the edge', () => {
     const offPredicted = await client.chat.completions.create({ ...ask, speculation: 'off', prediction: { type: 'content', content: edited } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(offPredicted.choices[0].message.content).toBe(reply);
     expect(offPredicted.usage!.completion_tokens_details).toEqual(details);
+    // The reply itself as the prediction: all of it accepted, none rejected (its tokens as the reply's, no leading space of its own).
+    const exact = await client.completions.create({ model, prompt: PROMPT, max_tokens: 40, temperature: 0, prediction: { type: 'content', content: reference.text.slice(0, 60) } } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect(exact.usage!.completion_tokens_details).toMatchObject({ rejected_prediction_tokens: 0 });
+    expect(exact.usage!.completion_tokens_details!.accepted_prediction_tokens).toBeGreaterThan(10);
+    // Empty, but given: 0 and 0.
+    const empty = await client.chat.completions.create({ ...ask, max_tokens: 8, prediction: { type: 'content', content: '' } });
+    expect(empty.usage!.completion_tokens_details).toEqual({ accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 });
     // Parts of text are joined; anything but content is refused.
     const parts = await client.chat.completions.create({ ...ask, user: 'prediction-parts-user', prediction: { type: 'content', content: [{ type: 'text', text: edited.slice(0, 40) }, { type: 'text', text: edited.slice(40) }] } });
     expect(parts.choices[0].message.content).toBe(reply);

@@ -1,0 +1,17 @@
+// Tokens of a text that continues a sequence (a predicted reply), without the
+// dummy-prefix space that SentencePiece-style tokenizers put in front of a
+// text of their own: ", there was" alone is [' ', ',', ' there', ' was'],
+// while the model, going on from "Once upon a time", writes [',', ' there',
+// ' was'], and the extra token misaligned every prediction by one.
+import type { Tokenizer } from './tokenizer';
+
+/** A text no merge crosses: its tokens, in front of the text's, are cut off again. */
+const ANCHOR = '\n';
+
+export function encodeContinuation(tokenizer: Tokenizer, text: string): number[] {
+  const anchor = tokenizer.encode(ANCHOR, { bos: false });
+  const both = tokenizer.encode(ANCHOR + text, { bos: false });
+  const anchored = anchor.length > 0 && anchor.length <= both.length && anchor.every((id, i) => both[i] === id);
+  // A tokenizer that merged across the anchor after all: the text alone, as before.
+  return anchored ? both.slice(anchor.length) : tokenizer.encode(text, { bos: false });
+}
