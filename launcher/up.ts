@@ -100,6 +100,32 @@ export function edgeVarsFrom(env: NodeJS.ProcessEnv): Record<string, string> {
   return vars;
 }
 
+/** How often, and how many times in a row, a service's /healthz may go unanswered before the stack is taken for broken. */
+const WATCH_EVERY_MS = 3_000;
+const WATCH_MISSES = 3;
+
+/**
+ * Calls `gone` once the service at `url` has not answered /healthz (any
+ * status: a busy or draining pool answers 503) WATCH_MISSES times in a row.
+ */
+function watchAnswers(url: string, gone: (why: string) => void): void {
+  let misses = 0;
+  const timer = setInterval(() => {
+    fetch(`${url}/healthz`, { signal: AbortSignal.timeout(WATCH_EVERY_MS) }).then(
+      async (res) => {
+        await res.body?.cancel();
+        misses = 0;
+      },
+      (err: unknown) => {
+        if (++misses < WATCH_MISSES) return;
+        clearInterval(timer);
+        gone(`${url}/healthz: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`);
+      },
+    );
+  }, WATCH_EVERY_MS);
+  timer.unref();
+}
+
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
   const edgeVars = edgeVarsFrom(env);
@@ -182,8 +208,11 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     process.on('SIGTERM', () => stop('terminated', false));
     // A closed terminal: stop as on ^C rather than die with the services still up.
     process.on('SIGHUP', () => stop('hung up', false));
-    void stack.pool.service.exited.then((code) => stop(`pool exited (${code}):\n${stack.pool.service.tail()}`, true));
-    void stack.edge.service.exited.then((code) => stop(`edge exited (${code}):\n${stack.edge.service.tail()}`, true));
+    void stack.pool.service.exited.then((code) => stop(`pool exited (${code})\n${stack.pool.service.tail()}`, true));
+    void stack.edge.service.exited.then((code) => stop(`edge exited (${code})\n${stack.edge.service.tail()}`, true));
+    // wrangler outlives a workerd that crashed (or was killed for memory): the edge's port is what tells.
+    watchAnswers(stack.edgeUrl, (why) => stop(`edge stopped answering (${why})`, true));
+    watchAnswers(stack.poolUrl, (why) => stop(`pool stopped answering (${why})`, true));
   });
   log('stopped.');
   if (failure !== null) throw new CliError(`${failure}, so the stack stopped.`, 1);

@@ -145,6 +145,13 @@ describe('sssd up', () => {
     for (const pid of pids) process.kill(pid, 'SIGKILL');
     expect(await exited).toBe(1);
     expect(output()).toMatch(/pool exited .*so the stack stopped/s);
+    // workerd dying leaves wrangler running: the edge's silence is what stops the stack.
+    const second = await startUp();
+    const workerd = execFileSync('pgrep', ['-f', `workerd serve .*entry=127\\.0\\.0\\.1:${second.edgePort}`]).toString().trim().split('\n').map(Number);
+    expect(workerd.length).toBeGreaterThan(0);
+    for (const pid of workerd) process.kill(pid, 'SIGKILL');
+    expect(await second.exited).toBe(1);
+    expect(second.output()).toMatch(/edge stopped answering .*so the stack stopped/s);
     const port = await freePort();
     const same = await spawnUp({ SSSD_EDGE_PORT: String(port), SSSD_POOL_PORT: String(port) });
     expect(await same.exited).toBe(2);
