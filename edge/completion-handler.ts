@@ -103,7 +103,8 @@ const NORMALISATION_SLACK = 4;
 function refuseFarTooLong(parsed: ParsedRequest, model: ServedModel): void {
   const length = promptTextLength(parsed);
   const contextLength = model.info.model.contextLength;
-  if (length <= contextLength * model.maxTokenBytes * NORMALISATION_SLACK) return;
+  // A token stands for a byte at least: most prompts are passed without the vocabulary's longest token.
+  if (length <= contextLength * NORMALISATION_SLACK || length <= contextLength * model.maxTokenBytes() * NORMALISATION_SLACK) return;
   throw badRequest(
     `This model's maximum context length is ${contextLength} tokens; the prompt (${length} characters) has far more.`,
     parsed.kind === 'chat' ? 'messages' : 'prompt',

@@ -45,7 +45,8 @@ function slotFreeInS(leases: ReadonlyMap<number, number>, now: number, leaseMs: 
   let soonestMs = Infinity;
   for (const seen of leases.values()) {
     const silentMs = now - seen;
-    soonestMs = Math.min(soonestMs, silentMs > 1.5 * LEASE_HEARTBEAT_MS ? seen + leaseMs - now : LEASE_HEARTBEAT_MS);
+    // A lease lapses once silent for more than leaseMs: at seen + leaseMs + 1.
+    soonestMs = Math.min(soonestMs, silentMs > 1.5 * LEASE_HEARTBEAT_MS ? seen + leaseMs + 1 - now : LEASE_HEARTBEAT_MS);
   }
   return Math.max(1, Math.ceil(soonestMs / 1000));
 }

@@ -24,8 +24,18 @@ export interface ServedModel {
   tokenizer: Tokenizer;
   /** Ids that end a generation and print nothing. */
   eosIds: ReadonlySet<number>;
-  /** The most UTF-8 bytes one token stands for: a text of n bytes is at least n / this many tokens. */
-  maxTokenBytes: number;
+  /**
+   * The most UTF-8 bytes one token stands for: a text of n bytes is at least
+   * n / this many tokens. Worked out at the first call (a walk over the
+   * vocabulary: ~0.3 s for 128K tokens, which a cold isolate's first request
+   * should not pay unless its prompt is long enough to ask).
+   */
+  maxTokenBytes(): number;
+}
+
+function lazyLongestToken(tokenizer: Tokenizer): () => number {
+  let longest = 0;
+  return () => (longest ||= longestToken(tokenizer));
 }
 
 function longestToken(tokenizer: Tokenizer): number {
@@ -64,7 +74,7 @@ async function served(client: PoolClient, info: PoolInfo, previous: ServedModel 
   // The same tokenizer file (by checksum): the one already loaded.
   const same = previous !== null && info.tokenizer.sha256 !== '' && info.tokenizer.sha256 === previous.info.tokenizer.sha256 && info.tokenizer.format === previous.info.tokenizer.format;
   const tokenizer = same ? previous.tokenizer : loadTokenizer(await client.tokenizerBytes(info.tokenizer.path), info.tokenizer.format);
-  const maxTokenBytes = same ? previous.maxTokenBytes : longestToken(tokenizer);
+  const maxTokenBytes = same ? previous.maxTokenBytes : lazyLongestToken(tokenizer);
   return { info, tokenizer, eosIds: new Set([...info.model.eosIds, ...tokenizer.eosIds]), maxTokenBytes };
 }
 
@@ -77,6 +87,9 @@ async function served(client: PoolClient, info: PoolInfo, previous: ServedModel 
 async function load(picker: PoolPicker, previous: ServedModel | null): Promise<ServedModel> {
   let lastError: unknown = null;
   let other: { client: PoolClient; info: PoolInfo } | null = null;
+  // Health first where none is known yet (a cold isolate): a hung pool listed first is then known down
+  // after the health check's 1 s, not tried for /v1/info's 5 s.
+  await picker.ordered();
   for (const client of picker.inListOrder()) {
     try {
       const info = await client.info();

@@ -72,13 +72,14 @@ describe('KeyLimiter', () => {
     expect(retryAfter()).toBe(1); // a: 0.4 s to go
     now = 5001;
     expect(limiter.acquire('k', 100, 2).ok).toBe(true);
-    // Two whose clients both left at 0: seen silent at 2 s, the first slot is free at 5 s.
+    // Two whose clients both left at 0: seen silent at 2 s.
     now = 0;
     const quiet = new KeyLimiter(() => now, 5000);
     quiet.acquire('q', 100, 2);
     quiet.acquire('q', 100, 2);
     now = 2000;
-    expect(quiet.acquire('q', 100, 2)).toMatchObject({ ok: false, retryAfterS: 3 });
+    // Free after 5,000 ms of silence (at 5,001): 3,001 ms from now, so 4 s, not 3 (at 5,000 it was still refused).
+    expect(quiet.acquire('q', 100, 2)).toMatchObject({ ok: false, retryAfterS: 4 });
   });
 
   it('keeps keys apart', () => {
