@@ -165,7 +165,14 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const contextLength = model.info.model.contextLength;
   const requested = (parsed.kind === 'chat' ? (body as ChatRequest).max_completion_tokens : null) ?? body.max_tokens ?? null;
   // A prompt that fills the context can still be scored (echo, max_tokens 0); generating needs one position more.
-  if (ids.length > contextLength || (ids.length === contextLength && requested !== 0)) {
+  if (ids.length === contextLength && requested !== 0) {
+    throw badRequest(
+      `This model's maximum context length is ${contextLength} tokens, and the prompt fills it: no token can be generated${parsed.kind === 'completion' ? ' (max_tokens 0 with echo scores the prompt)' : ''}.`,
+      requested === null ? (parsed.kind === 'chat' ? 'messages' : 'prompt') : parsed.kind === 'chat' && (body as ChatRequest).max_completion_tokens ? 'max_completion_tokens' : 'max_tokens',
+      'context_length_exceeded',
+    );
+  }
+  if (ids.length > contextLength) {
     throw badRequest(
       `This model's maximum context length is ${contextLength} tokens; the prompt has ${ids.length}.`,
       parsed.kind === 'chat' ? 'messages' : 'prompt',

@@ -70,6 +70,32 @@ const commonFields = {
 /** Most alternatives per token a request may ask log-probabilities for (the pool's limit, OpenAI's for chat). */
 const MAX_TOP_LOGPROBS = 20;
 
+/** A completion's prompt: text, a list of one text, token ids, or a list of one token-id list (lm-evaluation-harness's batch of one). */
+export type CompletionPrompt = string | [string] | number[] | [number[]];
+
+function isTokenId(v: unknown): boolean {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0;
+}
+
+/** Why a value is not a CompletionPrompt, or null. One message per shape a client sends (a union's errors named the wrong branch). */
+function promptProblem(v: unknown): string | null {
+  if (typeof v === 'string') return null;
+  if (!Array.isArray(v)) return 'prompt must be a string, a list of one string, token ids, or a list of one token-id list';
+  if (v.length === 0) return 'prompt must not be empty';
+  if (v.every((x) => typeof x === 'string')) return v.length === 1 ? null : 'prompt as a list must hold exactly one string (send one request per prompt)';
+  if (v.every((x) => Array.isArray(x))) {
+    if (v.length !== 1) return 'prompt as a list of token lists must hold exactly one (send one request per prompt)';
+    const ids = v[0] as unknown[];
+    if (ids.length === 0) return 'prompt[0] must not be empty';
+    const bad = ids.findIndex((x) => !isTokenId(x));
+    return bad < 0 ? null : `prompt[0][${bad}] is ${JSON.stringify(ids[bad])}: token ids are non-negative integers`;
+  }
+  const bad = v.findIndex((x) => !isTokenId(x));
+  return bad < 0 ? null : `prompt[${bad}] is ${JSON.stringify(v[bad])}: token ids are non-negative integers (or the prompt is a string)`;
+}
+
+const promptSchema = z.custom<CompletionPrompt>((v) => promptProblem(v) === null, { error: (issue) => promptProblem(issue.input) ?? 'not a prompt' });
+
 export const completionRequestSchema = z.object({
   ...commonFields,
   /** Log-probabilities of each token and of this many most likely ones (legacy completions shape). */
@@ -78,13 +104,7 @@ export const completionRequestSchema = z.object({
   echo: z.boolean().nullish(),
   /** 0 only with `echo`: score the prompt, generate nothing (what evaluation harnesses send). */
   max_tokens: z.number().int().min(0).nullish(),
-  prompt: z.union([
-    z.string(),
-    z.array(z.string()).length(1, 'prompt as a list must hold exactly one string'),
-    z.array(z.number().int().min(0)).min(1),
-    // A batch of one token list: what lm-evaluation-harness sends (tokenized requests, batch size 1).
-    z.array(z.array(z.number().int().min(0)).min(1)).length(1, 'prompt as a list of token lists must hold exactly one (send one request per prompt)'),
-  ]),
+  prompt: promptSchema,
 });
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 

@@ -115,7 +115,8 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
       picker.markFailed(other.client.baseUrl);
     }
   }
-  console.error('edge: no pool answered /v1/info', lastError);
+  // One line (no stack): it comes at every request while no pool answers.
+  console.error(`edge: no pool answered /v1/info: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
   throw new ApiError(503, 'No inference pool is reachable; retry shortly.', 'service_unavailable', 'pool_unavailable', null, 2);
 }
 
