@@ -66,6 +66,10 @@ export class LogprobsFormatter {
     private readonly withTop: boolean,
   ) {}
 
+  private topEntries(top: ReadonlyArray<[number, number]>): Record<string, number> {
+    return topEntriesOf(this.tokenizer, top);
+  }
+
   /** A fresh formatter of the same kind (another choice's text offsets start at 0). */
   another(): LogprobsFormatter {
     return new LogprobsFormatter(this.kind, this.tokenizer, this.withTop);
@@ -86,10 +90,22 @@ export class LogprobsFormatter {
     return {
       tokens: texts,
       token_logprobs: tokens.map((t) => t.logprob),
-      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : Object.fromEntries(t.top.map(([id, lp]) => [name(id), lp])))) : null,
+      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : this.topEntries(t.top))) : null,
       text_offset: textOffset,
     };
   }
+}
+
+/** Alternatives as legacy completions' {name: logprob}: two ids of one name (a text piece and the byte piece of the same byte) keep both, the less likely by its bytes, else its id. */
+function topEntriesOf(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [id, lp] of top) {
+    let key = tokenDisplay(tokenizer, id);
+    if (Object.hasOwn(out, key)) key = 'bytes:' + Array.from(tokenizer.tokenBytes(id), (b) => `\\x${b.toString(16).padStart(2, '0')}`).join('');
+    if (Object.hasOwn(out, key)) key = `token_id:${id}`;
+    out[key] = lp;
+  }
+  return out;
 }
 
 /** The tokens carried by these segments, in order. */

@@ -66,4 +66,14 @@ describe('log-probabilities', () => {
     }
     expect(tokenDisplay(tokenizer, tokenizer.bosId)).toBe('');
   });
+
+  it("legacy: keeps two alternatives that print the same (a text piece and its byte's fallback piece), the less likely by its bytes", () => {
+    const comma = tokenizer.encode(',', { bos: false }).at(-1)!;
+    const commaByte = 0x2c + 3; // <0x2C>: byte-fallback pieces start at id 3
+    expect(tokenizer.tokenBytes(commaByte)).toEqual(new Uint8Array([0x2c]));
+    expect(tokenDisplay(tokenizer, commaByte)).toBe(tokenDisplay(tokenizer, comma));
+    const formatter = new LogprobsFormatter('completion', tokenizer, true);
+    const out = formatter.format([{ id: comma, logprob: -0.1, top: [[comma, -0.1], [commaByte, -3]], text: ',' }]) as { top_logprobs: Array<Record<string, number>> };
+    expect(out.top_logprobs[0]).toEqual({ ',': -0.1, 'bytes:\\x2c': -3 });
+  });
 });
