@@ -26,6 +26,11 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 /** Each id's display string, per tokenizer, made when first asked for. */
 const displays = new WeakMap<TokenBytes, Map<number, string>>();
 
+/** OpenAI's spelling of a token by its bytes: `bytes:\\xe4\\xb8`. */
+function bytesSpelling(bytes: Uint8Array): string {
+  return 'bytes:' + Array.from(bytes, (b) => `\\x${b.toString(16).padStart(2, '0')}`).join('');
+}
+
 /**
  * An id's text, or, where its bytes are not text on their own (a byte of a
  * character split over ids), OpenAI's `bytes:\xe4` spelling: distinct ids
@@ -40,7 +45,7 @@ export function tokenDisplay(tokenizer: TokenBytes, id: number): string {
     try {
       display = strictUtf8.decode(bytes);
     } catch {
-      display = 'bytes:' + Array.from(bytes, (b) => `\\x${b.toString(16).padStart(2, '0')}`).join('');
+      display = bytesSpelling(bytes);
     }
     byId.set(id, display);
   }
@@ -101,7 +106,7 @@ function topEntriesOf(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]
   const out: Record<string, number> = {};
   for (const [id, lp] of top) {
     let key = tokenDisplay(tokenizer, id);
-    if (Object.hasOwn(out, key)) key = 'bytes:' + Array.from(tokenizer.tokenBytes(id), (b) => `\\x${b.toString(16).padStart(2, '0')}`).join('');
+    if (Object.hasOwn(out, key)) key = bytesSpelling(tokenizer.tokenBytes(id));
     if (Object.hasOwn(out, key)) key = `token_id:${id}`;
     out[key] = lp;
   }

@@ -112,13 +112,13 @@ function ephemeralStart(): number {
   }
 }
 
-/** Listens on `port` (0: any) and gives back the port it got. */
-function listenOnce(port: number): Promise<number> {
+/** Binds `port` on `host` and lets it go: the port bound (the kernel's pick for 0), or listen()'s error. */
+export function listenOnce(port: number, host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
+    server.listen(port, host, () => {
       const address = server.address();
       const got = typeof address === 'object' && address ? address.port : 0;
       server.close(() => resolve(got));

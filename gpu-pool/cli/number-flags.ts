@@ -11,6 +11,14 @@ export interface NumberFlagRange {
   minExclusive?: boolean;
 }
 
+/**
+ * A number written in decimal (`8`, `-1`, `0.25`), or NaN: Number() alone took
+ * '' for 0, `0x10` for 16 and `1e3` for 1000, none of them what a flag means.
+ */
+export function decimalNumber(raw: string): number {
+  return /^\s*[+-]?(\d+(\.\d*)?|\.\d+)\s*$/.test(raw) ? Number(raw) : NaN;
+}
+
 /** Parses a numeric flag; a user's typo becomes a one-line CliError. */
 export function parseNumberFlag(
   flag: string,
@@ -18,9 +26,9 @@ export function parseNumberFlag(
   opts: NumberFlagRange,
 ): number | undefined {
   if (raw === undefined) return undefined;
-  const v = Number(raw);
+  const v = decimalNumber(raw);
   const bad =
-    raw.trim() === '' || !Number.isFinite(v) || (opts.integer && !Number.isInteger(v)) ||
+    !Number.isFinite(v) || (opts.integer && !Number.isInteger(v)) ||
     (opts.min !== undefined && (opts.minExclusive ? v <= opts.min : v < opts.min)) || (opts.max !== undefined && v > opts.max);
   if (bad) {
     const range = [

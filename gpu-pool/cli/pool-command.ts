@@ -13,7 +13,6 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { createServer as createNetServer } from 'node:net';
 import { access, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -37,6 +36,8 @@ import { nextTokenTableCorpusPositions, nextTokenTableFile, openNextTokenTable }
 import { DatastoreSaver } from '../datastore/datastore-saver';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
+import { decimalNumber } from './number-flags';
+import { listenOnce } from '../../launcher/service-process';
 import { POOL_NODE_FLAGS, oldSpaceFlag } from './pool-node-flags';
 import { parseSpeculativeConfig, resolveSpeculation, type SpeculationSettings } from './speculative-config';
 import { BatchSizeCaps } from '../budget/batch-size-caps';
@@ -137,14 +138,10 @@ async function checkSaveTarget(file: string): Promise<void> {
 }
 
 /** Binds the port and lets it go: a CliError naming it if it cannot be listened on. */
-function checkPortFree(port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.once('error', (err: NodeJS.ErrnoException) => {
-      // err.message as listen() words it (EADDRINUSE ...): the launcher picks another port on it.
-      reject(new CliError(`cannot listen on ${host}:${port}: ${err.message}`));
-    });
-    probe.listen(port, host, () => probe.close(() => resolve()));
+async function checkPortFree(port: number, host: string): Promise<void> {
+  // err.message as listen() words it (EADDRINUSE ...): the launcher picks another port on it.
+  await listenOnce(port, host).catch((err: Error) => {
+    throw new CliError(`cannot listen on ${host}:${port}: ${err.message}`);
   });
 }
 
@@ -153,7 +150,7 @@ const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 /** A duration flag in seconds, written in decimal, at least `min` (0 stays 0 where it means "never"), within node's timers. */
 function seconds(value: string | undefined, flag: string, min = 0, integer = false, zeroMeansNever = false): number {
-  const n = value !== undefined && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : NaN;
+  const n = value === undefined ? NaN : decimalNumber(value);
   if (zeroMeansNever && n === 0) return 0;
   if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
     throw new CliError(`${flag} must be a ${integer ? 'whole ' : ''}number of seconds, at least ${min}${zeroMeansNever ? ' (or 0: never)' : ''}, not "${value}"`);
@@ -163,7 +160,7 @@ function seconds(value: string | undefined, flag: string, min = 0, integer = fal
 }
 
 function positiveInt(value: string | undefined, flag: string, allowZero = false): number {
-  const n = Number(value);
+  const n = value === undefined ? NaN : decimalNumber(value);
   if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) throw new CliError(`${flag} must be a ${allowZero ? 'non-negative' : 'positive'} integer, not "${value}"`);
   return n;
 }
@@ -227,12 +224,12 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const stuckSeconds = seconds(flags.stuckSeconds, '--stuck-seconds', 1, false, true);
   const stalledReaderSeconds = seconds(flags.stalledReaderSeconds, '--stalled-reader-seconds', 1, false, true);
   const requestTimeoutSeconds = seconds(flags.requestTimeoutSeconds, '--request-timeout-seconds', 0.1);
-  const prefixCacheMb = Number(flags.prefixCacheMb);
+  const prefixCacheMb = decimalNumber(flags.prefixCacheMb ?? '');
   if (!(prefixCacheMb >= 0) || !Number.isFinite(prefixCacheMb)) throw new CliError(`--prefix-cache-mb must be a non-negative number, not "${flags.prefixCacheMb}"`);
   const saveSeconds = seconds(flags.saveDatastoreSeconds, '--save-datastore-seconds');
   // Found now rather than at the first save, minutes or hours in.
   if (flags.saveDatastore) await checkSaveTarget(path.resolve(flags.saveDatastore));
-  const indexerDuty = Number(flags.datastoreIndexerDuty);
+  const indexerDuty = decimalNumber(flags.datastoreIndexerDuty ?? '');
   if (!(indexerDuty > 0 && indexerDuty <= 1)) throw new CliError(`--datastore-indexer-duty must be a number in (0, 1], not "${flags.datastoreIndexerDuty}"`);
   const logStatsSeconds = seconds(flags.logStats, '--log-stats', 1, false, true);
   const token = process.env.SSSD_POOL_TOKEN?.trim() || null;
