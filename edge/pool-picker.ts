@@ -112,17 +112,26 @@ export class PoolPicker {
    */
   async ordered(waitUntil?: (promise: Promise<unknown>) => void, affinity: string | null = null): Promise<PoolClient[]> {
     const now = Date.now();
-    const refreshing = Promise.all(this.clients.map((client) => this.refresh(client, now)));
-    waitUntil?.(refreshing);
-    // Stale-while-revalidate: wait for health checks only when no pool is known to be up.
-    const anyKnownUp = this.clients.some((client) => this.entries.get(client.baseUrl)?.health?.ok === true);
-    if (!anyKnownUp) await refreshing;
+    await this.checkHealth(waitUntil);
     const urls = orderPools(
       this.clients.map((client) => ({ url: client.baseUrl, health: this.entries.get(client.baseUrl)?.health ?? null })),
       affinity,
     );
     const last = (url: string): boolean => (this.misdirected.get(url) ?? 0) > now;
     return [...urls.filter((url) => !last(url)), ...urls.filter(last)].map((url) => this.client(url)!);
+  }
+
+  /**
+   * Starts the health checks that are due, and waits for them only when no
+   * pool is known to be up (stale-while-revalidate; a cold isolate waits).
+   * `waitUntil` keeps them alive past the request that started them.
+   */
+  async checkHealth(waitUntil?: (promise: Promise<unknown>) => void): Promise<void> {
+    const now = Date.now();
+    const refreshing = Promise.all(this.clients.map((client) => this.refresh(client, now)));
+    waitUntil?.(refreshing);
+    const anyKnownUp = this.clients.some((client) => this.entries.get(client.baseUrl)?.health?.ok === true);
+    if (!anyKnownUp) await refreshing;
   }
 
   /**

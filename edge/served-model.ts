@@ -89,7 +89,7 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
   let other: { client: PoolClient; info: PoolInfo } | null = null;
   // Health first where none is known yet (a cold isolate): a hung pool listed first is then known down
   // after the health check's 1 s, not tried for /v1/info's 5 s.
-  await picker.ordered();
+  await picker.checkHealth();
   for (const client of picker.inListOrder()) {
     try {
       const info = await client.info();
