@@ -14,6 +14,8 @@ import path from 'node:path';
 import { loadWorkload } from '../gpu-pool/bench/workload';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import type { PoolEvent } from '../shared/protocol';
+import { CliError } from '../gpu-pool/cli/cli-error';
+import { parsePoolUrl } from '../gpu-pool/cli/pool-url-flag';
 import { numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
 import { sharedDir } from './stack';
 
@@ -33,12 +35,19 @@ await runBenchmark(async () => {
     },
     process.argv.slice(2),
   );
-  if (!values.pool) throw new Error('--pool URL is required');
-  const pool = values.pool.replace(/\/$/, '');
+  if (!values.pool) throw new CliError('--pool URL is required');
+  const pool = parsePoolUrl(values.pool);
   const promptCount = numberFlag('prompts', values.prompts, { integer: true, min: 1 });
   const maxTokens = numberFlag('tokens', values.tokens, { integer: true, min: 1, max: 4096 });
   const editEvery = numberFlag('edit-every', values['edit-every'], { integer: true, min: 2 });
   const headers = { authorization: `Bearer ${process.env.SSSD_POOL_TOKEN ?? ''}`, 'content-type': 'application/json' };
+  // Before the table: a pool that is not there, or refuses the token, is one line, not a stack after the header.
+  const info = await fetch(`${pool}/v1/info`, { headers, signal: AbortSignal.timeout(10_000) }).catch((err: Error) => {
+    throw new CliError(`cannot reach ${pool}/v1/info: ${err.cause instanceof Error ? err.cause.message : err.message}`);
+  });
+  await info.body?.cancel();
+  if (info.status === 401) throw new CliError(`${pool} refused the token: set SSSD_POOL_TOKEN to the pool's`);
+  if (!info.ok) throw new CliError(`${pool}/v1/info answered ${info.status}`);
   const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(sharedDir, 'models/stories260K/tok512.bin'))));
   const prompts = (await loadWorkload(path.join(sharedDir, 'workloads/dev-sessions.jsonl'))).slice(0, promptCount).map((r) => tokenizer.encode(r.prompt, { bos: true }));
 
@@ -47,7 +56,7 @@ await runBenchmark(async () => {
     const started = performance.now();
     const res = await fetch(`${pool}/v1/generate`, { method: 'POST', headers, body: JSON.stringify({ id: `bench-prediction-${process.pid}-${serial++}`, ...body }) });
     const text = await res.text();
-    if (res.status !== 200) throw new Error(`pool answered ${res.status}: ${text.slice(0, 200)}`);
+    if (res.status !== 200) throw new CliError(`pool answered ${res.status}: ${text.slice(0, 200)}`, 1);
     const events = text.trim().split('\n').map((line) => JSON.parse(line) as PoolEvent);
     const tokenEvents = events.filter((e): e is Extract<PoolEvent, { type: 'tokens' }> => e.type === 'tokens');
     return { ids: tokenEvents.flatMap((e) => e.ids), steps: tokenEvents.length, ms: performance.now() - started };

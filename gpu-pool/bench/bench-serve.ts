@@ -49,6 +49,8 @@ export interface MethodResult {
   method: SpeculationMethod;
   requests: number;
   failed: number;
+  /** The distinct errors of the failed requests (at most 5), each with how many had it. */
+  errors: Array<{ error: string; count: number }>;
   outputTokens: number;
   wallSeconds: number;
   outputTokensPerSecond: number;
@@ -89,7 +91,9 @@ interface Prepared {
 
 export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[]> {
   const headers = opts.token ? { authorization: `Bearer ${opts.token}` } : undefined;
-  const infoRes = await fetch(`${opts.poolUrl}/v1/info`, { headers });
+  const infoRes = await fetch(`${opts.poolUrl}/v1/info`, { headers }).catch((err: Error) => {
+    throw new Error(`cannot reach ${opts.poolUrl}/v1/info: ${err.cause instanceof Error ? err.cause.message : err.message}`);
+  });
   if (!infoRes.ok) throw new Error(`GET /v1/info answered ${infoRes.status}: ${(await infoRes.text()).slice(0, 200)}`);
   const info = (await infoRes.json()) as PoolInfo;
   const tokRes = await fetch(`${opts.poolUrl}${info.tokenizer.path}`, { headers });
@@ -217,7 +221,9 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
         results.push(result);
       }
       const off = results.find((r) => r.concurrency === concurrency && r.method === 'off');
-      if (off) {
+      // A level with failed requests has no ratio: its throughput counts only what did not fail.
+      const clean = results.every((r) => r.concurrency !== concurrency || r.failed === 0);
+      if (off && clean) {
         for (const r of results) {
           if (r.concurrency !== concurrency) continue;
           r.speedupVsOff = r.outputTokensPerSecond / off.outputTokensPerSecond;
@@ -260,6 +266,20 @@ async function replay<T, R>(items: readonly T[], concurrency: number, run: (item
   return out;
 }
 
+function distinctErrors(runs: readonly TimedGeneration[]): Array<{ error: string; count: number }> {
+  const counts = new Map<string, number>();
+  for (const r of runs) if (!r.ok) counts.set(r.error ?? 'unknown error', (counts.get(r.error ?? 'unknown error') ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([error, count]) => ({ error, count }));
+}
+
+/** What failed, per level and method, for the end of a run's output (empty when nothing did). */
+export function formatFailures(results: readonly MethodResult[]): string {
+  return results
+    .filter((r) => r.failed > 0)
+    .flatMap((r) => r.errors.map((e) => `concurrency ${r.concurrency}, ${r.method}: ${e.count} failed: ${e.error}`))
+    .join('\n');
+}
+
 function summarise(concurrency: number, method: SpeculationMethod, runs: TimedGeneration[], wall: number): MethodResult {
   const ok = runs.filter((r) => r.ok);
   const outputTokens = ok.reduce((s, r) => s + r.outputIds.length, 0);
@@ -274,6 +294,7 @@ function summarise(concurrency: number, method: SpeculationMethod, runs: TimedGe
     method,
     requests: runs.length,
     failed: runs.length - ok.length,
+    errors: distinctErrors(runs),
     outputTokens,
     wallSeconds: wall,
     outputTokensPerSecond: outputTokens / wall,
@@ -340,5 +361,7 @@ export function parseMethods(list: string): SpeculationMethod[] {
   for (const m of methods) {
     if (!(speculationMethods as readonly string[]).includes(m)) throw new Error(`unknown method "${m}" (use ${speculationMethods.join(', ')})`);
   }
-  return methods as SpeculationMethod[];
+  if (methods.length === 0) throw new Error('--methods needs at least one method');
+  // A method twice ran every round twice, under one merged row.
+  return [...new Set(methods)] as SpeculationMethod[];
 }

@@ -74,6 +74,13 @@ async function runBench(flags: BenchFlags): Promise<void> {
   if (promptLength + steps > contextLength) {
     throw new CliError(`--prompt ${promptLength} + --tokens ${steps} exceed the model's context of ${contextLength}`);
   }
+  // With k accepted a step, the positions fed are the prompt's and (timed steps + the warm-up) × (k + 1): rounded up to whole steps.
+  for (const accepted of acceptedList) {
+    const positions = promptLength + positionsFed(steps, accepted);
+    if (positions > contextLength) {
+      throw new CliError(`--prompt ${promptLength} + --tokens ${steps} with --accepted ${accepted} feed ${positions} positions, past the model's context of ${contextLength}`);
+    }
+  }
   const runner = await ModelRunner.create(model, { executionProvider, threads });
   const rows: DecodeBenchRow[] = [];
   for (const batch of batches) {
@@ -114,6 +121,12 @@ async function medianOfRounds(rounds: number, run: () => Promise<DecodeBenchRow>
  * feeds its next token and `accepted` more per step and keeps them all (their
  * values do not change the work, only their number does).
  */
+/** Positions past the prompt that benchBatch feeds a row: the warm-up step and the timed ones, `accepted` + 1 tokens each. */
+export function positionsFed(steps: number, accepted: number): number {
+  const perStep = 1 + accepted;
+  return (Math.max(1, Math.ceil((steps - 1) / perStep)) + 1) * perStep;
+}
+
 export async function benchBatch(runner: ModelRunner, batch: number, steps: number, promptLength: number, vocabSize: number, accepted = 0): Promise<DecodeBenchRow> {
   const perStep = 1 + accepted;
   const timedSteps = Math.max(1, Math.ceil((steps - 1) / perStep));

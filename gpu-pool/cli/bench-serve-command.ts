@@ -3,7 +3,7 @@
  * against a running pool. Token from --token or SSSD_POOL_TOKEN.
  */
 import type { Command } from 'commander';
-import { benchServe, formatPhaseTable, formatTable, parseMethods } from '../bench/bench-serve';
+import { benchServe, formatFailures, formatPhaseTable, formatTable, parseMethods } from '../bench/bench-serve';
 import { loadWorkload } from '../bench/workload';
 import { CliError } from './cli-error';
 import { parsePoolUrl } from './pool-url-flag';
@@ -32,7 +32,7 @@ export function register(program: Command): void {
     .requiredOption('--workload <file>', 'workload JSONL (user, prompt, max_tokens, temperature, top_p, seed)')
     .option('--concurrency <list>', 'generations in flight, comma-separated', '1,8,32,128')
     .option('--methods <list>', 'speculation methods, comma-separated (off, pld, context, sssd)', 'off,pld,sssd')
-    .option('--limit <n>', 'requests per concurrency level (at least 4 × the concurrency, cycling through the workload)', '96')
+    .option('--limit <n>', 'requests per concurrency level, at most the workload\'s (at least 4 × the concurrency, cycling through the workload for that)', '96')
     .option('--repeat <n>', 'measured replays of each level; ratios to off are also shown per replay (their range)', '1')
     .option('--no-datastore', "do not use the pool's global datastore for sssd")
     .option('--no-edge', 'do not play the edge for sssd (no per-user caches, no shipped tries)')
@@ -41,7 +41,8 @@ export function register(program: Command): void {
     .option('--json', 'print the results as JSON')
     .option('--phases', "also print where the pool's time went per output token, by scheduler phase (from its /metrics)")
     .action(async (flags: BenchServeFlags) => {
-      const concurrencies = parseNumberList('--concurrency', flags.concurrency, { integer: true, min: 1 });
+      // A level twice compared its second run with the first's `off`: once each, in the order given.
+      const concurrencies = [...new Set(parseNumberList('--concurrency', flags.concurrency, { integer: true, min: 1 }))];
       const limit = parseNumberFlag('--limit', flags.limit, { integer: true, min: 1 })!;
       const repeats = parseNumberFlag('--repeat', flags.repeat, { integer: true, min: 1 })!;
       let methods;
@@ -78,5 +79,8 @@ export function register(program: Command): void {
         if (flags.phases) process.stdout.write(formatPhaseTable(results) + '\n');
         process.stdout.write(`(${workload.length} workload requests, ${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
       }
+      // Figures with failures in them are not a clean run: say what failed, and exit 1.
+      const failures = formatFailures(results);
+      if (failures) throw new CliError(`requests failed (no ratio for their levels):\n${failures}`, 1);
     });
 }

@@ -3,6 +3,8 @@
  * concurrency gets a row, figures are consistent, user mistakes are clear.
  */
 import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -175,6 +177,24 @@ describe('bench-serve', () => {
     }).catch((e: { code: number; stderr: string }) => e);
     expect((badRepeat as { code: number }).code).toBe(2);
     expect((badRepeat as { stderr: string }).stderr).toMatch(/--repeat/);
+  });
+
+  it('says what failed and exits 1, with no ratio for a level that had failures (it printed figures and exited 0)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bench-fail-'));
+    const workload = path.join(dir, 'w.jsonl');
+    writeFileSync(workload, '{"user":"u","prompt":"Hi","max_tokens":8,"temperature":5}\n');
+    const cli = path.join(repoRoot, 'bin/sssd.mjs');
+    const failed = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workload, '--concurrency', '1,1', '--methods', 'off,sssd,off', '--limit', '1'], {
+      env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
+    }).catch((e: { code: number; stdout: string; stderr: string }) => e);
+    rmSync(dir, { recursive: true, force: true });
+    const { code, stdout, stderr } = failed as { code: number; stdout: string; stderr: string };
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/requests failed .*\nconcurrency 1, off: 4 failed: .*temperature/s);
+    // One row per method and level, even when named twice; no ratio where requests failed.
+    const rows = stdout.split('\n').filter((l) => /^1 +(off|sssd) /.test(l));
+    expect(rows).toHaveLength(2);
+    for (const row of rows) expect(row.split(/ +/)[5]).toBe('-');
   });
 
   it("reads a generation's stream to done over one kept-alive client, and reports the pool's refusals", async () => {

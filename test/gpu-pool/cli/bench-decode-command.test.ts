@@ -44,4 +44,10 @@ describe('sssd bench-decode', () => {
     expect(r.stderr.trim()).toMatch(/^sssd: --batch must be an integer/);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
+
+  it('refuses --accepted steps that would run past the context, before any (it crashed at position 512)', async () => {
+    const r = await sssd(['bench-decode', '--model', models.stories260K.checkpoint, '--batch', '1', '--rounds', '1', '--prompt', '380', '--tokens', '128', '--accepted', '7']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe("sssd: --prompt 380 + --tokens 128 with --accepted 7 feed 516 positions, past the model's context of 512");
+  });
 });
