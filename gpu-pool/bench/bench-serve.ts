@@ -99,11 +99,14 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
   const tokRes = await fetch(`${opts.poolUrl}${info.tokenizer.path}`, { headers });
   if (!tokRes.ok) throw new Error(`GET ${info.tokenizer.path} answered ${tokRes.status}`);
   const tokenizer = loadTokenizer(new Uint8Array(await tokRes.arrayBuffer()), info.tokenizer.format);
-  const prepared: Prepared[] = opts.workload.map((request) => ({
-    user: request.user,
-    promptIds: tokenizer.encode(request.prompt, { bos: true }).slice(0, info.model.contextLength),
-    request,
-  }));
+  const prepared: Prepared[] = opts.workload.map((request, i) => {
+    const promptIds = tokenizer.encode(request.prompt, { bos: true });
+    // Cut to the context, a prompt left no room to generate and the run measured nothing, without a word.
+    if (promptIds.length >= info.model.contextLength) {
+      throw new Error(`workload request ${i + 1}: its prompt (with any --prompt-prefix) is ${promptIds.length} tokens, and the model's context ${info.model.contextLength}: no room to generate`);
+    }
+    return { user: request.user, promptIds, request };
+  });
 
   const results: MethodResult[] = [];
   let runId = 0;
@@ -268,7 +271,11 @@ async function replay<T, R>(items: readonly T[], concurrency: number, run: (item
 
 function distinctErrors(runs: readonly TimedGeneration[]): Array<{ error: string; count: number }> {
   const counts = new Map<string, number>();
-  for (const r of runs) if (!r.ok) counts.set(r.error ?? 'unknown error', (counts.get(r.error ?? 'unknown error') ?? 0) + 1);
+  for (const r of runs) {
+    if (r.ok) continue;
+    const error = r.error ?? 'unknown error';
+    counts.set(error, (counts.get(error) ?? 0) + 1);
+  }
   return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([error, count]) => ({ error, count }));
 }
 

@@ -156,6 +156,12 @@ describe('bench-serve', () => {
     expect((JSON.parse(stdout) as MethodResult[])[0]).toMatchObject({ requests: 4, failed: 0 });
     // The bench's warm-up and the level: every request after the first finds at least the prefix's whole blocks.
     expect((await hits()) - before).toBeGreaterThanOrEqual(10 * 16);
+    // A prefix that fills the context leaves no room to generate: said, not measured as nothing.
+    const tooLong = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '1', '--methods', 'off', '--limit', '4', '--prompt-prefix', prefix.repeat(30)], {
+      env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
+    }).catch((e: { code: number; stderr: string }) => e);
+    expect((tooLong as { code: number }).code).toBe(2);
+    expect((tooLong as { stderr: string }).stderr).toMatch(/workload request 1: its prompt \(with any --prompt-prefix\) is \d+ tokens, and the model's context 512: no room to generate/);
   });
 
   it('runs from the command line and prints JSON; bad flags are clear errors', async () => {
