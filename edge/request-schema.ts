@@ -71,7 +71,7 @@ const commonFields = {
 const MAX_TOP_LOGPROBS = 20;
 
 /** A completion's prompt: text, a list of one text, token ids, or a list of one token-id list (lm-evaluation-harness's batch of one). */
-export type CompletionPrompt = string | [string] | number[] | [number[]];
+type CompletionPrompt = string | [string] | number[] | [number[]];
 
 function isTokenId(v: unknown): boolean {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0;

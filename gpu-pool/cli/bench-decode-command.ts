@@ -122,7 +122,7 @@ async function medianOfRounds(rounds: number, run: () => Promise<DecodeBenchRow>
  * values do not change the work, only their number does).
  */
 /** Positions past the prompt that benchBatch feeds a row: the warm-up step and the timed ones, `accepted` + 1 tokens each. */
-export function positionsFed(steps: number, accepted: number): number {
+function positionsFed(steps: number, accepted: number): number {
   const perStep = 1 + accepted;
   return (Math.max(1, Math.ceil((steps - 1) / perStep)) + 1) * perStep;
 }

@@ -8,8 +8,12 @@ import type { Tokenizer } from './tokenizer';
 /** A text no merge crosses: its tokens, in front of the text's, are cut off again. */
 const ANCHOR = '\n';
 
+/** Each tokenizer's tokens of ANCHOR, made once (this runs on the edge's per-request path). */
+const anchors = new WeakMap<Tokenizer, number[]>();
+
 export function encodeContinuation(tokenizer: Tokenizer, text: string): number[] {
-  const anchor = tokenizer.encode(ANCHOR, { bos: false });
+  let anchor = anchors.get(tokenizer);
+  if (!anchor) anchors.set(tokenizer, (anchor = tokenizer.encode(ANCHOR, { bos: false })));
   const both = tokenizer.encode(ANCHOR + text, { bos: false });
   const anchored = anchor.length > 0 && anchor.length <= both.length && anchor.every((id, i) => both[i] === id);
   // A tokenizer that merged across the anchor after all: the text alone, as before.
