@@ -14,13 +14,14 @@ import { demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
 import { PoolPicker } from './pool-picker';
-import { KeyLimiter, LEASE_HEARTBEAT_MS } from './rate-limiter';
+import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
+import { KeyLimiter, LEASE_HEARTBEAT_MS, type RequestQuota } from './rate-limiter';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from './request-schema';
 import { REQUEST_ID_HEADER, requestId } from './request-id';
 import { servedModel, type ServedModel } from './served-model';
 import { UserCacheStore } from './user-cache-store';
 
-type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string } };
+type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string; quota: RequestQuota | undefined } };
 
 // Per-isolate state: limiter buckets and pool health outlive a request.
 const limiter = new KeyLimiter();
@@ -42,7 +43,7 @@ app.use(
     allowMethods: ['GET', 'POST', 'OPTIONS'],
     // No list: the headers a preflight asks for are allowed (the OpenAI SDK in a browser sends its x-stainless-* ones).
     // A key, not a cookie, authorises a request, so no header makes a cross-origin call more than the key allows.
-    exposeHeaders: ['retry-after', REQUEST_ID_HEADER],
+    exposeHeaders: ['retry-after', REQUEST_ID_HEADER, ...RATE_LIMIT_HEADERS],
     maxAge: 600,
   }),
 );
@@ -103,6 +104,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
     parsed.body.stream_options = { ...(parsed.body.stream_options ?? {}), smooth: true };
   }
   const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency, config.concurrencyLeaseMs);
+  c.set('quota', admission.quota);
   if (!admission.ok) {
     throw new ApiError(
       429,
@@ -146,8 +148,8 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
   }
 }
 
-app.post('/v1/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) })));
-app.post('/v1/chat/completions', limitBody, (c) => complete(c, (body) => ({ kind: 'chat', body: parseOpenAiBody(chatRequestSchema, body, 'chat') })));
+app.post('/v1/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) })));
+app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ kind: 'chat', body: parseOpenAiBody(chatRequestSchema, body, 'chat') })));
 
 app.post('/bench/edge-cpu', limitBody, async (c) => {
   if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');

@@ -12,8 +12,22 @@
  * `leaseMs` is taken back.
  */
 export type Admission =
-  | { ok: true; release: () => void; alive: () => void }
-  | { ok: false; retryAfterS: number; reason: 'rate' | 'concurrency' };
+  | { ok: true; release: () => void; alive: () => void; quota: RequestQuota }
+  | { ok: false; retryAfterS: number; reason: 'rate' | 'concurrency'; quota: RequestQuota };
+
+/**
+ * The key's request budget after this request, for OpenAI's
+ * `x-ratelimit-*-requests` headers: clients pace themselves by them rather
+ * than by 429s.
+ */
+export interface RequestQuota {
+  /** Requests per minute (the bucket's size). */
+  limit: number;
+  /** Whole requests the bucket holds now. */
+  remaining: number;
+  /** Until the bucket is full again, ms. */
+  resetMs: number;
+}
 
 /** How long a request may go without a sign of life before its slot is taken back. */
 export const LEASE_MS = 5_000;
@@ -51,6 +65,10 @@ function slotFreeInS(leases: ReadonlyMap<number, number>, now: number, leaseMs: 
   return Math.max(1, Math.ceil(soonestMs / 1000));
 }
 
+function quotaOf(rpm: number, tokens: number): RequestQuota {
+  return { limit: rpm, remaining: Math.floor(tokens), resetMs: Math.ceil(((rpm - tokens) * 60_000) / rpm) };
+}
+
 export class KeyLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private nextLease = 0;
@@ -74,17 +92,19 @@ export class KeyLimiter {
     const perMs = rpm / 60_000;
     bucket.tokens = Math.min(rpm, bucket.tokens + (now - bucket.updatedMs) * perMs);
     bucket.updatedMs = now;
+    const tokens = bucket.tokens;
     if (bucket.leases.size >= concurrency) {
       for (const [id, seen] of bucket.leases) if (now - seen > leaseMs) bucket.leases.delete(id);
-      if (bucket.leases.size >= concurrency) return { ok: false, retryAfterS: slotFreeInS(bucket.leases, now, leaseMs), reason: 'concurrency' };
+      if (bucket.leases.size >= concurrency) return { ok: false, retryAfterS: slotFreeInS(bucket.leases, now, leaseMs), reason: 'concurrency', quota: quotaOf(rpm, tokens) };
     }
-    if (bucket.tokens < 1) return { ok: false, retryAfterS: Math.ceil((1 - bucket.tokens) / perMs / 1000), reason: 'rate' };
-    bucket.tokens -= 1;
+    if (tokens < 1) return { ok: false, retryAfterS: Math.ceil((1 - tokens) / perMs / 1000), reason: 'rate', quota: quotaOf(rpm, tokens) };
+    bucket.tokens = tokens - 1;
     const id = ++this.nextLease;
     const leases = bucket.leases;
     leases.set(id, now);
     return {
       ok: true,
+      quota: quotaOf(rpm, bucket.tokens),
       release: () => void leases.delete(id),
       alive: () => {
         if (leases.has(id)) leases.set(id, this.now());

@@ -552,11 +552,26 @@ describe('OpenAI-compatible API on the edge', () => {
 
   it('rate-limits a key with 429 and Retry-After, leaving other keys alone', async () => {
     const body = { model, prompt: 'Lily', max_tokens: 2, temperature: 0 };
-    expect((await post('/v1/completions', body, LIMITED_KEY)).status).toBe(200);
-    expect((await post('/v1/completions', body, LIMITED_KEY)).status).toBe(200);
+    const first = await post('/v1/completions', body, LIMITED_KEY);
+    expect(first.status).toBe(200);
+    // OpenAI's budget headers: 2 a minute, one left, full again within the half minute one request takes to refill.
+    expect(first.headers.get('x-ratelimit-limit-requests')).toBe('2');
+    expect(first.headers.get('x-ratelimit-remaining-requests')).toBe('1');
+    expect(first.headers.get('x-ratelimit-reset-requests')).toMatch(/^(2\d|30)(\.\d+)?s$/);
+    // A stream carries them too.
+    const second = await fetch(`${stack.edgeUrl}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${LIMITED_KEY}` },
+      body: JSON.stringify({ ...body, stream: true }),
+    });
+    expect(second.status).toBe(200);
+    expect(await second.text()).toContain('[DONE]');
+    expect(second.headers.get('x-ratelimit-remaining-requests')).toBe('0');
     const limited = await post('/v1/completions', body, LIMITED_KEY);
     expect(limited.status).toBe(429);
     expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(limited.headers.get('x-ratelimit-remaining-requests')).toBe('0');
+    expect(limited.headers.get('x-ratelimit-reset-requests')).toMatch(/^(\d+(\.\d+)?s|1m\d+(\.\d+)?s)$/);
     expect(limited.json.error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
     expect((await post('/v1/completions', body)).status).toBe(200);
   });

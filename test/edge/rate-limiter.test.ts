@@ -102,4 +102,18 @@ describe('KeyLimiter', () => {
     expect(limiter.keys).toBe(2); // the busy key and the newcomer
     expect(limiter.acquire('busy', 100, 1)).toMatchObject({ ok: false, reason: 'concurrency' });
   });
+
+  it("tells each answer the key's budget: requests left and when the bucket is full again", () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now);
+    const first = limiter.acquire('k', 60, 10);
+    expect(first.quota).toEqual({ limit: 60, remaining: 59, resetMs: 1000 });
+    limiter.acquire('k', 60, 10);
+    now += 500; // half a request back
+    expect(limiter.acquire('k', 60, 10).quota).toEqual({ limit: 60, remaining: 57, resetMs: 2500 });
+    const small = new KeyLimiter(() => now);
+    small.acquire('s', 1, 10);
+    const refused = small.acquire('s', 1, 10);
+    expect(refused).toMatchObject({ ok: false, reason: 'rate', quota: { limit: 1, remaining: 0, resetMs: 60_000 } });
+  });
 });
