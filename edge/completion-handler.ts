@@ -212,6 +212,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     created: Math.floor(Date.now() / 1000),
     model: model.info.model.name,
     kind,
+    sources: body.stream_options?.sources === true,
     ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, model.tokenizer, asked > 0) } : {}),
   };
   // One generation per choice. A seed makes choice i use seed + i (the choices

@@ -86,7 +86,7 @@ async function generate() {
     prompt: $('prompt').value, stream: true,
     max_tokens: Number($('maxTokens').value), temperature: Number($('temperature').value),
     user: $('user').value, speculation: $('speculation').checked ? 'auto' : 'off',
-    stream_options: { include_usage: true, smooth: $('smooth').checked },
+    stream_options: { include_usage: true, smooth: $('smooth').checked, sources: true },
   };
   $('output').textContent = ''; $('usage').textContent = ''; $('error').textContent = '';
   document.body.dataset.state = 'streaming';

@@ -1,8 +1,10 @@
 /**
  * OpenAI response objects for completions and chat completions, streamed
- * (chunks) or whole. Each streamed chunk's choice carries a non-standard
- * `sssd_sources` field: the chunk's text split into segments with the draft
- * source of their tokens (OpenAI SDKs ignore unknown fields).
+ * (chunks) or whole. Asked for (`stream_options.sources`), each streamed
+ * chunk's choice carries a non-standard `sssd_sources` field: the chunk's text
+ * split into segments with the draft source of their tokens. Only when asked:
+ * the SDKs' stream helpers copy unknown choice fields into the final object,
+ * where the last chunk's segments would pass for the whole reply's.
  */
 import type { CompletionUsage } from './completion-run';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
@@ -15,6 +17,8 @@ export interface ResponseMeta {
   created: number;
   model: string;
   kind: EndpointKind;
+  /** Streamed text chunks carry `sssd_sources` (stream_options.sources). */
+  sources?: boolean;
   /** Present when the request asked for log-probabilities: the formatter of choice 0 (streams make one per choice with `newLogprobs`). */
   logprobs?: LogprobsFormatter;
 }
@@ -139,9 +143,9 @@ export function roleChunk(meta: ResponseMeta, index = 0): object {
 /** A chunk of choice `index`'s text; `logprobs` formats its tokens (one formatter per choice), when asked. */
 export function textChunk(meta: ResponseMeta, segments: readonly SourcedText[], index = 0, logprobs: LogprobsFormatter | undefined = meta.logprobs): object {
   const text = joinText(segments);
-  const sssd_sources = segments.map((s) => ({ text: s.text, source: s.source }));
   const content = meta.kind === 'chat' ? { delta: { content: text } } : { text };
-  return chunk(meta, [{ index, ...content, logprobs: logprobs ? logprobs.format(tokensOf(segments)) : null, finish_reason: null, sssd_sources }]);
+  const choice = { index, ...content, logprobs: logprobs ? logprobs.format(tokensOf(segments)) : null, finish_reason: null };
+  return chunk(meta, [meta.sources ? { ...choice, sssd_sources: segments.map((s) => ({ text: s.text, source: s.source })) } : choice]);
 }
 
 export function finishChunk(meta: ResponseMeta, finishReason: string, index = 0): object {
@@ -170,7 +174,7 @@ export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[
     model: meta.model,
     choices: choices.map((c, index) => ({
       index,
-      ...(chat ? { message: { role: 'assistant', content: c.text } } : { text: c.text }),
+      ...(chat ? { message: { role: 'assistant', content: c.text, refusal: null } } : { text: c.text }),
       logprobs: c.logprobs ? c.logprobs.format(c.tokens) : null,
       finish_reason: c.finishReason,
     })),

@@ -16,6 +16,8 @@ const streamOptionsSchema = z
     include_usage: z.boolean().optional(),
     /** Non-standard: pace the tokens of a burst evenly instead of one chunk per verification step. */
     smooth: z.boolean().optional(),
+    /** Non-standard: each text chunk's choice carries `sssd_sources`, its text split by draft source. */
+    sources: z.boolean().optional(),
   })
   .nullish();
 

@@ -74,7 +74,7 @@ async function one(settings: Settings, edgeUrl: string, session: Session, userPr
       user: `${userPrefix}${session.user}`,
       speculation: settings.speculation,
       stream: true,
-      stream_options: { include_usage: true },
+      stream_options: { include_usage: true, sources: true },
     }),
   });
   if (!res.ok || !res.body) throw new Error(`edge answered ${res.status}: ${await res.text()}`);

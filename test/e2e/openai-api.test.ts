@@ -73,7 +73,7 @@ async function post(path: string, body: unknown, key: string | null = stack.devK
 }
 
 async function streamCompletion(params: Record<string, unknown>, c: OpenAI = client): Promise<{ text: string; chunks: string[]; segmentsPerChunk: number[]; finish: string | null; usage: UsageWithSpeculation | null }> {
-  const stream = await c.completions.create({ model, stream: true, stream_options: { include_usage: true }, ...params } as unknown as OpenAI.CompletionCreateParamsStreaming);
+  const stream = await c.completions.create({ model, stream: true, stream_options: { include_usage: true, sources: true }, ...params } as unknown as OpenAI.CompletionCreateParamsStreaming);
   const chunks: string[] = [];
   const segmentsPerChunk: number[] = [];
   let finish: string | null = null;
@@ -122,18 +122,23 @@ describe('OpenAI-compatible API on the edge', () => {
 
     const chat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_completion_tokens: 80, temperature: 0, user: 'greedy-chat' });
     expect(chat.choices[0].message.content).toBe(reference.text);
+    expect(chat.choices[0].message.refusal).toBeNull();
     expect(chat.object).toBe('chat.completion');
 
     const chatStream = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 80, temperature: 0, stream: true });
     let chatText = '';
-    for await (const chunk of chatStream) chatText += chunk.choices[0]?.delta?.content ?? '';
+    for await (const chunk of chatStream) {
+      chatText += chunk.choices[0]?.delta?.content ?? '';
+      // Not asked for: the SDK's stream helper would copy it into its final object.
+      if (chunk.choices[0]) expect(chunk.choices[0]).not.toHaveProperty('sssd_sources');
+    }
     expect(chatText).toBe(reference.text);
 
     const plain = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, speculation: 'off', user: 'greedy-off' });
     expect(plain.text).toBe(reference.text);
     expect(plain.usage?.speculation).toMatchObject({ method: 'off', drafts: 0, draft_tokens: 0 });
 
-    const smooth = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, user: 'greedy-smooth', stream_options: { include_usage: true, smooth: true } });
+    const smooth = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, user: 'greedy-smooth', stream_options: { include_usage: true, smooth: true, sources: true } });
     expect(smooth.text).toBe(reference.text);
     expect(Math.max(...smooth.segmentsPerChunk)).toBe(1);
   });
