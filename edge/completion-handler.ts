@@ -149,6 +149,21 @@ function echoText(parsed: ParsedRequest, ids: number[], model: ServedModel): str
 }
 
 /** How many alternatives per token the request wants log-probabilities for (0 = the token's own only); null = none. */
+/**
+ * The most tokens asked for, by either name (`max_completion_tokens` is the
+ * newer one, on both endpoints), and the field errors about it name. Two
+ * different values are refused: taking either one silently would bill or cut
+ * a reply the client did not mean.
+ */
+function requestedTokens(body: ParsedRequest['body']): { requested: number | null; param: 'max_tokens' | 'max_completion_tokens' } {
+  const legacy = body.max_tokens ?? null;
+  const current = body.max_completion_tokens ?? null;
+  if (legacy !== null && current !== null && legacy !== current) {
+    throw badRequest(`max_tokens (${legacy}) and max_completion_tokens (${current}) differ: send one of them.`, 'max_completion_tokens', 'invalid_value');
+  }
+  return current !== null ? { requested: current, param: 'max_completion_tokens' } : { requested: legacy, param: 'max_tokens' };
+}
+
 function logprobsAsked(parsed: ParsedRequest): number | null {
   if (parsed.kind === 'chat') return parsed.body.logprobs === true ? (parsed.body.top_logprobs ?? 0) : null;
   return parsed.body.logprobs ?? null;
@@ -163,12 +178,12 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   refuseFarTooLong(parsed, model);
   const ids = promptIds(parsed, model);
   const contextLength = model.info.model.contextLength;
-  const requested = (parsed.kind === 'chat' ? (body as ChatRequest).max_completion_tokens : null) ?? body.max_tokens ?? null;
+  const { requested, param: limitParam } = requestedTokens(body);
   // A prompt that fills the context can still be scored (echo, max_tokens 0); generating needs one position more.
   if (ids.length === contextLength && requested !== 0) {
     throw badRequest(
       `This model's maximum context length is ${contextLength} tokens, and the prompt fills it: no token can be generated${parsed.kind === 'completion' ? ' (max_tokens 0 with echo scores the prompt)' : ''}.`,
-      requested === null ? (parsed.kind === 'chat' ? 'messages' : 'prompt') : parsed.kind === 'chat' && (body as ChatRequest).max_completion_tokens ? 'max_completion_tokens' : 'max_tokens',
+      requested === null ? (parsed.kind === 'chat' ? 'messages' : 'prompt') : limitParam,
       'context_length_exceeded',
     );
   }
@@ -183,12 +198,12 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   if (requested !== null && requested > room) {
     throw badRequest(
       `This model's maximum context length is ${contextLength} tokens; the prompt has ${ids.length} and ${requested} more were requested.`,
-      parsed.kind === 'chat' && (body as ChatRequest).max_completion_tokens ? 'max_completion_tokens' : 'max_tokens',
+      limitParam,
       'context_length_exceeded',
     );
   }
   const echo = parsed.kind === 'completion' && parsed.body.echo === true;
-  if (requested === 0 && !echo) throw badRequest('max_tokens must be at least 1 (0 only with echo: score the prompt).', 'max_tokens', 'invalid_value');
+  if (requested === 0 && !echo) throw badRequest(`${limitParam} must be at least 1 (0 only with echo: score the prompt).`, limitParam, 'invalid_value');
   const maxTokens = requested ?? room;
   for (const id of Object.keys(body.logit_bias ?? {})) {
     if (Number(id) >= model.tokenizer.vocabSize) throw badRequest(`logit_bias: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'logit_bias', 'invalid_value');

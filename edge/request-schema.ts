@@ -106,6 +106,8 @@ export const completionRequestSchema = z.object({
   echo: z.boolean().nullish(),
   /** 0 only with `echo`: score the prompt, generate nothing (what evaluation harnesses send). */
   max_tokens: z.number().int().min(0).nullish(),
+  /** Chat's newer name for max_tokens, taken here too: a client that moved to it must not get an unbounded reply. */
+  max_completion_tokens: z.number().int().min(0).nullish(),
   prompt: promptSchema,
 });
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;

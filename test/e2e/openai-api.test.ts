@@ -469,6 +469,23 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(unknownModel.json.error?.code).toBe('model_not_found');
   });
 
+  it('bounds a reply by max_completion_tokens on either endpoint, and refuses two different bounds', async () => {
+    // A client that moved to the newer name must not get an unbounded (and billed) reply from /v1/completions.
+    const completion = await post('/v1/completions', { model, prompt: PROMPT, max_completion_tokens: 3, temperature: 0, speculation: 'off' });
+    expect(completion.status).toBe(200);
+    expect(completion.json).toMatchObject({ usage: { completion_tokens: 3 }, choices: [{ finish_reason: 'length' }] });
+    const same = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, max_completion_tokens: 2, temperature: 0 });
+    expect(same.json).toMatchObject({ usage: { completion_tokens: 2 } });
+    for (const path of ['/v1/completions', '/v1/chat/completions']) {
+      const differ = await post(path, { model, prompt: PROMPT, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, max_completion_tokens: 5 });
+      expect(differ.status).toBe(400);
+      expect(differ.json.error).toMatchObject({ param: 'max_completion_tokens', code: 'invalid_value' });
+      expect(differ.json.error?.message).toMatch(/max_tokens \(2\) and max_completion_tokens \(5\) differ/);
+    }
+    const tooMany = await post('/v1/completions', { model, prompt: PROMPT, max_completion_tokens: 10_000 });
+    expect(tooMany.json.error).toMatchObject({ param: 'max_completion_tokens', code: 'context_length_exceeded' });
+  });
+
   it('refuses oversize prompts (400) and oversize bodies (413)', async () => {
     const long = await post('/v1/completions', { model, prompt: Array.from({ length: 600 }, () => 300) });
     expect(long.status).toBe(400);
