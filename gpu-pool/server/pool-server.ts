@@ -187,13 +187,13 @@ export class PoolServer {
 
     if (route === '/healthz') {
       // A draining pool, or one whose pass has hung, is up but must get no new work: 503 takes it out of load balancers and the edge's picks.
-      return this.expect(method, 'GET', () => {
+      return this.expect(method, 'GET', res, () => {
         const health = this.health();
         sendJson(res, health.ok ? 200 : 503, health);
       });
     }
     if (route === '/metrics') {
-      return this.expect(method, 'GET', async () => {
+      return this.expect(method, 'GET', res, async () => {
         const { contentType, body } = await this.options.metrics.render();
         res.writeHead(200, { 'content-type': contentType });
         res.end(body);
@@ -204,9 +204,9 @@ export class PoolServer {
       res.setHeader('www-authenticate', 'Bearer');
       throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token (Authorization: Bearer $SSSD_POOL_TOKEN)');
     }
-    if (route === '/v1/info') return this.expect(method, 'GET', () => sendJson(res, 200, this.options.info));
+    if (route === '/v1/info') return this.expect(method, 'GET', res, () => sendJson(res, 200, this.options.info));
     if (route === '/v1/tokenizer') {
-      return this.expect(method, 'GET', () => {
+      return this.expect(method, 'GET', res, () => {
         res.writeHead(200, {
           'content-type': 'application/octet-stream',
           'content-length': this.options.tokenizerBytes.byteLength,
@@ -215,13 +215,13 @@ export class PoolServer {
         res.end(this.options.tokenizerBytes);
       });
     }
-    if (route === '/v1/generate') return this.expect(method, 'POST', () => this.generate(req, res));
+    if (route === '/v1/generate') return this.expect(method, 'POST', res, () => this.generate(req, res));
     if (route === '/v1/prefix-cache') {
       // An operator's: forget cached prompts (all, or one cacheSalt's: a tenant's), e.g. on a deletion request.
-      return this.expect(method, 'DELETE', () => {
+      return this.expect(method, 'DELETE', res, () => {
         // The same rule as a request's cacheSalt.
         const salt = generateRequestSchema.shape.cacheSalt.safeParse(url.searchParams.get('salt') ?? undefined);
-        if (!salt.success) throw new HttpError(400, 'bad_request', `salt: ${describeIssues(salt.error)}`);
+        if (!salt.success) throw new HttpError(400, 'bad_request', describeIssues(salt.error, 'salt'));
         const cleared = this.options.scheduler.clearPrefixCache(salt.data);
         sendJson(res, 200, cleared ? { enabled: true, cleared: cleared.sequences, bytes: cleared.bytes } : { enabled: false, cleared: 0, bytes: 0 });
       });
@@ -229,8 +229,8 @@ export class PoolServer {
     const m = GENERATION_PATH.exec(route);
     if (m) {
       const id = m[1];
-      if (m[2]) return this.expect(method, 'POST', () => this.pushTrie(id, req, res));
-      return this.expect(method, 'DELETE', () => {
+      if (m[2]) return this.expect(method, 'POST', res, () => this.pushTrie(id, req, res));
+      return this.expect(method, 'DELETE', res, () => {
         const reason = url.searchParams.get('reason');
         if (reason !== null && reason !== 'stop') throw new HttpError(400, 'bad_request', `reason: "stop" or none, not "${reason.slice(0, 40)}"`);
         if (!this.options.scheduler.cancel(id, reason === 'stop')) throw new HttpError(404, 'not_found', `no running generation '${id}'`);
@@ -240,8 +240,12 @@ export class PoolServer {
     throw new HttpError(404, 'not_found', `no route ${method} ${route}`);
   }
 
-  private async expect(method: string, wanted: string, run: () => void | Promise<void>): Promise<void> {
-    if (method !== wanted) throw new HttpError(405, 'bad_request', `use ${wanted} here, not ${method}`);
+  /** Runs `run` for the route's method (HEAD too where it is GET: load balancers check health so; Node sends no body), else 405 with Allow. */
+  private async expect(method: string, wanted: 'GET' | 'POST' | 'DELETE', res: ServerResponse, run: () => void | Promise<void>): Promise<void> {
+    if (method !== wanted && !(wanted === 'GET' && method === 'HEAD')) {
+      res.setHeader('allow', wanted === 'GET' ? 'GET, HEAD' : wanted);
+      throw new HttpError(405, 'bad_request', `use ${wanted} here, not ${method}`);
+    }
     await run();
   }
 
@@ -433,10 +437,11 @@ function toHttpError(err: unknown): HttpError {
   return new HttpError(500, 'internal', err instanceof Error ? err.message : String(err));
 }
 
-function describeIssues(error: z.ZodError): string {
+/** `whole`: what an issue at the top names (the body; a query parameter names itself). */
+function describeIssues(error: z.ZodError, whole = 'body'): string {
   return error.issues
     .slice(0, 5)
-    .map((i) => `${i.path.length > 0 ? i.path.join('.') : 'body'}: ${i.message}`)
+    .map((i) => `${i.path.length > 0 ? i.path.join('.') : whole}: ${i.message}`)
     .join('; ');
 }
 

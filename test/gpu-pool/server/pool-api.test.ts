@@ -190,7 +190,17 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
 
   it('unknown routes and methods', async () => {
     expect((await getJson(pool, '/v1/nope')).status).toBe(404);
-    expect((await getJson(pool, '/v1/generate')).status).toBe(405);
+    const wrongMethod = await fetch(`${pool.url}/v1/generate`, { headers: { authorization: `Bearer ${pool.token}` } });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('POST');
+    // Load balancers probe health with HEAD: the GET routes answer it (no body), and a 405 names what is allowed.
+    const head = await fetch(`${pool.url}/healthz`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(await head.text()).toBe('');
+    expect((await fetch(`${pool.url}/metrics`, { method: 'HEAD' })).status).toBe(200);
+    const posted = await fetch(`${pool.url}/healthz`, { method: 'POST' });
+    expect(posted.status).toBe(405);
+    expect(posted.headers.get('allow')).toBe('GET, HEAD');
     // A path that looks like a host is a path; a target that is no URL at all is a 400, logged as nothing.
     expect((await getJson(pool, '//v1/v1/info')).status).toBe(404);
     const { request } = await import('node:http');
@@ -429,6 +439,9 @@ describe.skipIf(suiteProvider !== 'cpu')('prefix cache', () => {
     // An operator's route: the bearer token, DELETE only, a sane salt.
     expect((await fetch(`${pool.url}/v1/prefix-cache`, { method: 'DELETE' })).status).toBe(401);
     expect((await fetch(`${pool.url}/v1/prefix-cache`, { headers: { authorization: `Bearer ${pool.token}` } })).status).toBe(405);
-    expect((await drop(`?salt=${'x'.repeat(300)}`)).status).toBe(400);
+    const longSalt = await drop(`?salt=${'x'.repeat(300)}`);
+    expect(longSalt.status).toBe(400);
+    expect(((await longSalt.json()) as { message: string }).message).toMatch(/^salt: /);
+    expect(((await (await drop('?salt=')).json()) as { message: string }).message).not.toMatch(/body/);
   });
 });
