@@ -35,21 +35,21 @@ export function drafterFactory(
       edgeTrie = bytes;
     }
     const store = request.useDatastore && datastore ? datastore : undefined;
+    // The lazy drafter's closure lives as long as the generation: it holds what it needs, not the request (a trie's text).
+    const { speculation: method, promptIds, predictionIds, sampling } = request;
     return new LazyDrafter(
       () =>
         new RequestDrafter({
-          method: request.speculation,
-          promptIds: request.promptIds,
+          method,
+          promptIds,
           expectedLength,
-          predictionIds: request.predictionIds,
+          predictionIds,
           edgeTrie,
           datastore: store,
           nextTokens: store && nextTokens ? nextTokens : undefined,
           weights,
           // The scheduler has seeded every sampled request by now.
-          ...(request.sampling.temperature > 0 && request.sampling.seed !== undefined
-            ? { sampling: { seed: request.sampling.seed, temperature: request.sampling.temperature } }
-            : {}),
+          ...(sampling.temperature > 0 && sampling.seed !== undefined ? { sampling: { seed: sampling.seed, temperature: sampling.temperature } } : {}),
         }),
       edgeTrie ?? null,
     );

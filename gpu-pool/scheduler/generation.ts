@@ -146,7 +146,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
     this.acceptanceKey = noise ? `${request.speculation}:sampled` : request.speculation;
     this.chainAcceptanceKey = `${this.acceptanceKey}:chain`;
     this.chainCoupling = noise ? { noise, temperature: request.sampling.temperature } : null;
-    this.hasEdgeTrie = request.speculation === 'sssd' && request.trie !== undefined && request.trie.length > 0;
+    // From the drafter: the request's trie text is dropped once decoded.
+    this.hasEdgeTrie = request.speculation === 'sssd' && (drafter?.shippedTrie?.length ?? 0) > 0;
     this.promptIds = Int32Array.from(request.promptIds);
     this.pending = this.promptIds;
     this.pendingLength = this.promptIds.length;

@@ -12,7 +12,7 @@
  * next iteration. Admission is bounded (active rows, queue, reserved tokens);
  * over the limit the caller gets a `busy` AdmissionError with a retry hint.
  */
-import { tokenSources, type GenerateRequest, type PoolEvent, type TokenSource } from '../../shared/protocol';
+import { PREDICTION_TOKENS, tokenSources, type GenerateRequest, type PoolEvent, type TokenSource } from '../../shared/protocol';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { TreeVerifier } from '../verify/tree-verifier';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
@@ -242,6 +242,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (let i = 0; i < prompt.length; i++) {
       if (prompt[i] >= vocab) throw new AdmissionError('bad_request', `promptIds[${i}] = ${prompt[i]} is outside the vocabulary (size ${vocab})`);
     }
+    if (request.predictionIds !== undefined && request.predictionIds.length > PREDICTION_TOKENS) {
+      // Drafts read no further; a generation that kept the rest would hold megabytes while it waits in the queue.
+      request = { ...request, predictionIds: request.predictionIds.slice(0, PREDICTION_TOKENS) };
+    }
     const predicted = request.predictionIds ?? [];
     for (let i = 0; i < predicted.length; i++) {
       // A draft token past the embedding table would fail the batch's pass.
@@ -285,6 +289,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         throw err;
       }
       shipped.inc({ result: edgeTrieMalformation(drafter.shippedTrie) === null ? 'used' : 'malformed' });
+    }
+    if (request.trie !== undefined) {
+      // Decoded into the drafter: its base64 text (up to 4 MiB) is not kept for the generation's life.
+      const { trie: _decoded, ...rest } = request;
+      request = rest;
     }
     const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);

@@ -266,6 +266,8 @@ export class PoolServer {
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
     const request = parsed.data;
     if (request.model) this.checkModel(request.model);
+    // The closures below live as long as the stream: they hold the id, not the request (a trie's text, predicted tokens).
+    const id = request.id;
     let open = true;
     // The loop may emit `start` synchronously inside submit(): headers go out with the first byte.
     const head = (): void => {
@@ -320,7 +322,7 @@ export class PoolServer {
       this.stalledReaders.forget(res);
       if (open) {
         open = false;
-        this.options.scheduler.cancel(request.id);
+        this.options.scheduler.cancel(id);
       }
     });
     res.on('finish', () => {

@@ -129,4 +129,10 @@ describe('logit_bias', () => {
     expect(err?.status).toBe(400);
     expect(err!.toBody().error.message).toMatch(/logit_bias\.007/);
   });
+
+  it('refuses more than 1024 tokens by their count, with param logit_bias', () => {
+    expect(refusal({ logit_bias: Object.fromEntries(Array.from({ length: 1024 }, (_, i) => [String(i), 1])) })).toBeNull();
+    const err = refusal({ logit_bias: Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [String(i), 1])) });
+    expect(err!.toBody().error).toMatchObject({ param: 'logit_bias', message: 'logit_bias: logit_bias holds at most 1024 tokens' });
+  });
 });

@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { contextTriePool } from '../../../shared/drafting/trie-storage-pool';
-import { generateRequestSchema, type PoolEvent } from '../../../shared/protocol';
+import { PREDICTION_TOKENS, generateRequestSchema, type PoolEvent } from '../../../shared/protocol';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import type { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
@@ -1124,6 +1124,20 @@ describe('continuous batching', () => {
       expect(hint?.outputLength).toBeGreaterThanOrEqual(10);
       // Tokens came from the first trie and from the pushed one.
       expect(edgeTokens(events)).toBeGreaterThan(12);
+    });
+
+    it("a generation keeps no more of its request than it uses: not the trie's text, nor predicted tokens drafts never read", async () => {
+      // Queued requests with megabytes of either took a pool's heap past its limit.
+      const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+      const c = collect();
+      const predictionIds = Array.from({ length: PREDICTION_TOKENS + 5000 }, (_, i) => greedy[i % greedy.length]);
+      const gen = s.submit(generateRequestSchema.parse({ id: 'lean', promptIds: prompt, maxTokens: 48, speculation: 'sssd', trie: chain(prompt.at(-1)!, greedy.slice(0, 10)), predictionIds }), c.sink);
+      expect(gen.request.trie).toBeUndefined();
+      expect(gen.request.predictionIds).toHaveLength(PREDICTION_TOKENS);
+      const events = await c.done;
+      expect(tokensOf(events)).toEqual(greedy);
+      // The trie, decoded before its text was dropped, was still followed.
+      expect(edgeTokens(events)).toBeGreaterThan(0);
     });
 
     it('a trie that got nothing accepted does not ask for another', async () => {

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { MAX_LOGIT_BIAS, generateRequestSchema } from '../../shared/protocol';
+
+const base = { id: 'g', promptIds: [1, 2], maxTokens: 4 };
+
+function issue(body: unknown): string {
+  const parsed = generateRequestSchema.safeParse(body);
+  expect(parsed.success).toBe(false);
+  return parsed.success ? '' : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+}
+
+describe('the generate request', () => {
+  it('refuses too many logitBias tokens by their count, before checking each, in milliseconds', () => {
+    const ok = Object.fromEntries(Array.from({ length: MAX_LOGIT_BIAS }, (_, i) => [String(i), 1]));
+    expect(generateRequestSchema.parse({ ...base, sampling: { logitBias: ok } }).sampling.logitBias).toEqual(ok);
+    // A body of 580k keys held the pool's one thread for seconds while each key was checked.
+    const huge = Object.fromEntries(Array.from({ length: 400_000 }, (_, i) => [String(100_000_000 + i), 1]));
+    const started = performance.now();
+    expect(issue({ ...base, sampling: { logitBias: huge } })).toMatch(/sampling\.logitBias: logitBias holds at most 1024 tokens/);
+    expect(performance.now() - started).toBeLessThan(1000); // checked key by key: over 3 s here
+    expect(issue({ ...base, sampling: { logitBias: { '01': 1 } } })).toMatch(/sampling\.logitBias\.01/);
+    expect(issue({ ...base, sampling: { logitBias: [1] } })).toMatch(/sampling\.logitBias/);
+  });
+
+  it('names a bad token id briefly, whatever it is: a deeply nested array is a 400, not a stack overflow', () => {
+    let deep: unknown = [1];
+    for (let i = 0; i < 20_000; i++) deep = [deep];
+    expect(issue({ ...base, promptIds: [1, deep] })).toMatch(/\[1\] = an array is not a token id/);
+    expect(issue({ ...base, predictionIds: [{ a: 1 }] })).toMatch(/\[0\] = an object/);
+    expect(issue({ ...base, promptIds: ['x'.repeat(100)] })).toMatch(/\[0\] = "x{40}" is not/);
+    expect(issue({ ...base, promptIds: [-1] })).toMatch(/\[0\] = -1 is not/);
+  });
+});
