@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import type { ModelConfig } from './model-config';
-import type { ModelWeights } from './model-weights';
+import { firstNonFiniteWeight, type ModelWeights } from './model-weights';
 import { ModelLoadError } from './model-load-error';
 import { parseLlama2cCheckpoint } from './llama2c-checkpoint';
 import { loadHfCheckpoint } from './hf-checkpoint';
@@ -25,8 +25,13 @@ export async function loadModel(modelPath: string): Promise<LoadedModel> {
   } catch {
     throw new ModelLoadError(`model not found: ${modelPath}`);
   }
-  if (info.isDirectory()) return loadHfCheckpoint(modelPath);
-  const bytes = new Uint8Array(await readFile(modelPath));
+  const model = info.isDirectory() ? await loadHfCheckpoint(modelPath) : llama2cModel(new Uint8Array(await readFile(modelPath)), modelPath);
+  const bad = firstNonFiniteWeight(model.weights);
+  if (bad) throw new ModelLoadError(`${modelPath}: weight ${bad.tensor}[${bad.index}] is ${bad.value}, not a finite number: the checkpoint is corrupt (every logit would be NaN)`);
+  return model;
+}
+
+function llama2cModel(bytes: Uint8Array, modelPath: string): LoadedModel {
   const { config, weights } = parseLlama2cCheckpoint(bytes, modelPath);
   return { config, weights, sha256: createHash('sha256').update(bytes).digest('hex') };
 }

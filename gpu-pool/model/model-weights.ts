@@ -23,3 +23,25 @@ export interface ModelWeights {
   /** [vocab, dim]; the same array as tokenEmbedding when tied. */
   classifier: Float32Array;
 }
+
+/**
+ * The first weight that is not a finite number, by tensor name and index;
+ * null when all are. A checkpoint holding one (a bad conversion, a corrupt
+ * copy) makes every logit NaN: the pool would start healthy and answer every
+ * request with an error, so loading refuses it instead (~1 ns a weight).
+ */
+export function firstNonFiniteWeight(weights: ModelWeights): { tensor: string; index: number; value: number } | null {
+  const tensors: Array<[string, Float32Array]> = [['tokenEmbedding', weights.tokenEmbedding]];
+  weights.layers.forEach((layer, l) => {
+    for (const [name, values] of Object.entries(layer) as Array<[string, Float32Array]>) tensors.push([`layers.${l}.${name}`, values]);
+  });
+  tensors.push(['finalNorm', weights.finalNorm]);
+  if (weights.classifier !== weights.tokenEmbedding) tensors.push(['classifier', weights.classifier]);
+  for (const [tensor, values] of tensors) {
+    for (let i = 0; i < values.length; i++) {
+      // x - x is 0 for every finite x, NaN for NaN and ±Infinity: one test, no calls.
+      if (values[i] - values[i] !== 0) return { tensor, index: i, value: values[i] };
+    }
+  }
+  return null;
+}

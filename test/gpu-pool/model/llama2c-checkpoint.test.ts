@@ -29,6 +29,23 @@ describe('llama2.c checkpoints', () => {
     expect(Array.from(back.weights.layers[4].w2)).toEqual(Array.from(m.weights.layers[4].w2));
   });
 
+  it('refuse a checkpoint holding a weight that is not finite, naming it: it would start healthy and answer nothing', async () => {
+    const m = await loadModel(models.stories260K.checkpoint);
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'nan-ckpt-'));
+    for (const [value, label] of [[NaN, 'NaN'], [Infinity, 'Infinity']] as const) {
+      const finalNorm = m.weights.finalNorm.slice();
+      finalNorm[3] = value;
+      const file = join(dir, `bad-${label}.bin`);
+      writeFileSync(file, writeLlama2cCheckpoint(m.config, { ...m.weights, finalNorm }));
+      const err = await loadModel(file).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CliError);
+      expect((err as Error).message).toContain(`weight finalNorm[3] is ${label}, not a finite number`);
+    }
+  });
+
   it('reject truncated, padded and foreign files with a CliError', () => {
     const bytes = new Uint8Array(readFileSync(models.stories260K.checkpoint));
     expect(() => parseLlama2cCheckpoint(bytes.subarray(0, 1000), 'x.bin')).toThrow(CliError);
