@@ -4,7 +4,7 @@
  * else a local copy in `.models/` (git-ignored), fetched once from the model's
  * public home (Hugging Face karpathy/tinyllamas) when missing.
  */
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
 
@@ -37,25 +37,66 @@ async function download(url: string, file: string, fetchImpl: typeof fetch): Pro
   renameSync(`${file}.part`, file);
 }
 
+/**
+ * The tokenizer beside a configured model: a Hugging Face directory's
+ * `tokenizer.json`; for a llama2.c file, the one `tok*.bin` or
+ * `tokenizer.bin` in its folder (stories260K's tok512.bin, babyllama105's
+ * tok105.bin). None, or several, is an error that says what to pass.
+ */
+function tokenizerBeside(model: string): string {
+  if (statSync(model).isDirectory()) {
+    if (!existsSync(path.join(model, 'config.json'))) {
+      const bins = readdirSync(model).filter((f) => f.endsWith('.bin'));
+      throw new CliError(
+        `SSSD_MODEL (--model) is the folder ${model}, which is not a Hugging Face model (no config.json); give the checkpoint file${bins.length > 0 ? ` (one of: ${bins.join(', ')})` : ''} and, if need be, SSSD_TOKENIZER (--tokenizer).`,
+      );
+    }
+    const tokenizer = path.join(model, 'tokenizer.json');
+    if (!existsSync(tokenizer)) throw new CliError(`No tokenizer.json in ${model}; set SSSD_TOKENIZER (--tokenizer) to the model's tokenizer file.`);
+    return tokenizer;
+  }
+  const folder = path.dirname(model);
+  const found = readdirSync(folder).filter((f) => f !== path.basename(model) && /^(tok.*|tokenizer)\.bin$/.test(f));
+  if (found.length === 1) return path.join(folder, found[0]);
+  throw new CliError(
+    found.length === 0
+      ? `No tokenizer found beside SSSD_MODEL (--model) ${model} (no tok*.bin or tokenizer.bin in ${folder}); set SSSD_TOKENIZER (--tokenizer) to the model's tokenizer file.`
+      : `Several tokenizers beside SSSD_MODEL (--model) ${model} (${found.join(', ')}); set SSSD_TOKENIZER (--tokenizer) to the model's.`,
+  );
+}
+
+/** The same file, however named (a relative path, a link). */
+function sameFile(a: string, b: string): boolean {
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
+  }
+}
+
 export async function locateModel(opts: LocateOptions): Promise<ModelFiles> {
   const env = opts.env ?? process.env;
+  const shared = path.resolve(opts.repoRoot, '..', 'shared', 'models');
+  const local = path.join(opts.repoRoot, '.models');
   if (env.SSSD_MODEL) {
     const model = path.resolve(env.SSSD_MODEL);
     if (!existsSync(model)) throw new CliError(`SSSD_MODEL (--model) points at ${model}, which does not exist.`);
-    const tokenizer = env.SSSD_TOKENIZER ? path.resolve(env.SSSD_TOKENIZER) : path.join(path.dirname(model), 'tok512.bin');
+    const tokenizer = env.SSSD_TOKENIZER ? path.resolve(env.SSSD_TOKENIZER) : tokenizerBeside(model);
     if (!existsSync(tokenizer)) {
       throw new CliError(`No tokenizer found for SSSD_MODEL (--model) at ${tokenizer}; set SSSD_TOKENIZER (--tokenizer) to the model's tokenizer file.`);
+    }
+    // The default model named by its path is still the default model: its datastore is built and used.
+    for (const [home, origin] of [[shared, 'shared'], [local, 'local']] as const) {
+      if (sameFile(model, path.join(home, defaultFiles.model)) && sameFile(tokenizer, path.join(home, defaultFiles.tokenizer))) return { model, tokenizer, origin };
     }
     return { model, tokenizer, origin: 'configured' };
   }
   // A tokenizer alone would be dropped for the default model's own: say so rather than serve something else.
   if (env.SSSD_TOKENIZER) throw new CliError('SSSD_TOKENIZER (--tokenizer) is set without SSSD_MODEL (--model): give the model it belongs to as well.');
-  const shared = path.resolve(opts.repoRoot, '..', 'shared', 'models');
   const sharedModel = path.join(shared, defaultFiles.model);
   const sharedTokenizer = path.join(shared, defaultFiles.tokenizer);
   if (existsSync(sharedModel) && existsSync(sharedTokenizer)) return { model: sharedModel, tokenizer: sharedTokenizer, origin: 'shared' };
 
-  const local = path.join(opts.repoRoot, '.models');
   const localModel = path.join(local, defaultFiles.model);
   const localTokenizer = path.join(local, defaultFiles.tokenizer);
   if (existsSync(localModel) && existsSync(localTokenizer)) return { model: localModel, tokenizer: localTokenizer, origin: 'local' };

@@ -43,6 +43,20 @@ describe('locateModel', () => {
     await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: '/nowhere/model.bin' } })).rejects.toThrow(/SSSD_MODEL \(--model\) points at/);
   });
 
+  it("finds a configured model's tokenizer beside it, and says what to pass where it cannot", async () => {
+    const baby = await locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: models.babyllama105.checkpoint } });
+    expect(baby).toMatchObject({ tokenizer: models.babyllama105.tokenizer, origin: 'configured' });
+    const folder = path.dirname(models.llama2xs.checkpoint);
+    await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: folder } })).rejects.toThrow(/not a Hugging Face model \(no config\.json\); give the checkpoint file \(one of: llama2xs\.bin\)/);
+    // llama2xs has no tokenizer of its own beside it (it uses stories260K's).
+    await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: models.llama2xs.checkpoint } })).rejects.toThrow(/No tokenizer found beside SSSD_MODEL/);
+  });
+
+  it.runIf(sharedDir === path.resolve(repoRoot, '..', 'shared'))('takes the default model named by its path as the default model (its datastore is built and used)', async () => {
+    const files = await locateModel({ repoRoot, env: { SSSD_MODEL: path.relative(process.cwd(), models.stories260K.checkpoint) } });
+    expect(files).toMatchObject({ tokenizer: models.stories260K.tokenizer, origin: 'shared' });
+  });
+
   it('fetches the default model once into .models/ from its home', async () => {
     const served: string[] = [];
     const server: Server = createServer((req, res) => {
