@@ -60,14 +60,17 @@ interface Loaded {
 let loaded: Loaded | null = null;
 
 /** What a pool must serve to take this edge's token ids (the generate request's `model`). */
-export function modelIdentity(info: PoolInfo): { name: string; contextLength: number; tokenizerSha256: string } {
-  return { name: info.model.name, contextLength: info.model.contextLength, tokenizerSha256: info.tokenizer.sha256 };
+export function modelIdentity(info: PoolInfo): { name: string; contextLength: number; tokenizerSha256: string; sha256?: string } {
+  const identity = { name: info.model.name, contextLength: info.model.contextLength, tokenizerSha256: info.tokenizer.sha256 };
+  // The weights too, where the pool names them: a retrained checkpoint under the same file name is another model.
+  return info.model.sha256 ? { ...identity, sha256: info.model.sha256 } : identity;
 }
 
 function sameModel(a: PoolInfo, b: PoolInfo): boolean {
   const x = modelIdentity(a);
   const y = modelIdentity(b);
-  return x.name === y.name && x.contextLength === y.contextLength && x.tokenizerSha256 === y.tokenizerSha256;
+  const sameWeights = x.sha256 === undefined || y.sha256 === undefined || x.sha256 === y.sha256;
+  return x.name === y.name && x.contextLength === y.contextLength && x.tokenizerSha256 === y.tokenizerSha256 && sameWeights;
 }
 
 async function served(client: PoolClient, info: PoolInfo, previous: ServedModel | null): Promise<ServedModel> {

@@ -135,6 +135,8 @@ export const generateRequestSchema = z.object({
       contextLength: z.number().int().positive(),
       /** The tokenizer file's SHA-256 (hex). */
       tokenizerSha256: z.string().max(64),
+      /** The checkpoint's SHA-256 (hex), as /v1/info's model.sha256; absent = not checked (edges before it). */
+      sha256: z.string().max(64).optional(),
     })
     .optional(),
   /**
@@ -247,6 +249,8 @@ export interface PoolInfo {
     eosIds: number[];
     /** How chat messages become a prompt (see docs/chat-template.md). */
     chatTemplate: 'concat';
+    /** The checkpoint's SHA-256 (hex): a retrained model under the same file name is another model. Optional: added within protocol 1. */
+    sha256?: string;
   };
   tokenizer: {
     format: 'llama2c' | 'hf-json';

@@ -386,6 +386,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       bosId: config.bosId,
       eosIds: [...config.eosIds],
       chatTemplate: 'concat',
+      sha256: model.sha256,
     },
     tokenizer: { format: detectTokenizerFormat(tokenizerBytes), path: '/v1/tokenizer', sha256: tokenizerSha },
     // Read at each request: contributed outputs grow the datastore while the pool runs.

@@ -252,11 +252,12 @@ export class PoolServer {
   /** 421 unless the caller tokenized for this pool's model (another pool may serve it). */
   private checkModel(expected: NonNullable<GenerateRequest['model']>): void {
     const { model, tokenizer } = this.options.info;
-    if (expected.name === model.name && expected.contextLength === model.contextLength && expected.tokenizerSha256 === tokenizer.sha256) return;
+    const sameWeights = expected.sha256 === undefined || model.sha256 === undefined || expected.sha256 === model.sha256;
+    if (expected.name === model.name && expected.contextLength === model.contextLength && expected.tokenizerSha256 === tokenizer.sha256 && sameWeights) return;
     throw new HttpError(
       421,
       'model_mismatch',
-      `this pool serves ${model.name} (context ${model.contextLength}, tokenizer ${tokenizer.sha256.slice(0, 12)}), not ${expected.name.slice(0, 80)} (context ${expected.contextLength}, tokenizer ${expected.tokenizerSha256.slice(0, 12)})`,
+      `this pool serves ${model.name} (context ${model.contextLength}, tokenizer ${tokenizer.sha256.slice(0, 12)}${model.sha256 ? `, weights ${model.sha256.slice(0, 12)}` : ''}), not ${expected.name.slice(0, 80)} (context ${expected.contextLength}, tokenizer ${expected.tokenizerSha256.slice(0, 12)}${expected.sha256 ? `, weights ${expected.sha256.slice(0, 12)}` : ''})`,
     );
   }
 

@@ -78,6 +78,21 @@ describe('pool failover', () => {
     const refusal = (await direct.json()) as { type: string; code: string; message: string };
     expect(refusal).toMatchObject({ type: 'error', code: 'model_mismatch' });
     expect(refusal.message).toMatch(/serves llama2xs .*not stories260K/);
+    // Same name, context and tokenizer, other weights (a retrained checkpoint under the same file name): another model too.
+    const info = (await (await fetch(`${pool.url}/v1/info`, { headers: { authorization: `Bearer ${token}` } })).json()) as { model: { sha256: string }; tokenizer: { sha256: string } };
+    expect(info.model.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const byWeights = async (sha256: string): Promise<Response> =>
+      fetch(`${pool.url}/v1/generate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ id: `weights-${sha256.slice(0, 4)}`, promptIds: [1, 403], maxTokens: 2, model: { name: 'stories260K', contextLength: 512, tokenizerSha256: info.tokenizer.sha256, sha256 } }),
+      });
+    const retrained = await byWeights('a'.repeat(64));
+    expect(retrained.status).toBe(421);
+    expect(((await retrained.json()) as { message: string }).message).toMatch(/weights [0-9a-f]{12}\), not stories260K .*weights aaaaaaaaaaaa/);
+    const same = await byWeights(info.model.sha256);
+    expect(same.status).toBe(200);
+    await same.text();
     // Through the edge: prompts whose affinity falls on either pool all get stories260K's own text,
     // and the llama2xs pool and the route-less URL never take a generation.
     const res = await Promise.all(
