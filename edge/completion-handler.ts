@@ -12,6 +12,7 @@ import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './opena
 import type { ChatRequest, CompletionRequest } from './request-schema';
 import { PREDICTION_TOKENS } from '../shared/protocol';
 import { encodeContinuation } from '../shared/tokenizer/encode-continuation';
+import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import type { ServedModel } from './served-model';
 import { settledWithin } from './settled-within';
 import { WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
@@ -141,11 +142,17 @@ function predictionIds(parsed: ParsedRequest, model: ServedModel): number[] | nu
 }
 
 /** The prompt as `echo` sends it back: as given when it was text, decoded when it was token ids. */
-function echoText(parsed: ParsedRequest, ids: number[], model: ServedModel): string {
+/**
+ * The prompt sent back: as given, unless its tokens are listed (logprobs) and
+ * do not decode to it (characters the tokenizer lacks, `<unk>`): then as the
+ * model saw it, so the tokens join to the text and `text_offset` indexes it
+ * (evaluation harnesses slice the text by them).
+ */
+export function echoText(parsed: ParsedRequest, ids: readonly number[], tokenizer: Tokenizer, listsTokens: boolean): string {
   const prompt = parsed.kind === 'completion' ? parsed.body.prompt : null;
-  if (typeof prompt === 'string') return prompt;
-  if (Array.isArray(prompt) && typeof prompt[0] === 'string') return prompt[0] as string;
-  return model.tokenizer.decode(ids);
+  const given = typeof prompt === 'string' ? prompt : Array.isArray(prompt) && typeof prompt[0] === 'string' ? (prompt[0] as string) : null;
+  if (given !== null && !listsTokens) return given;
+  return tokenizer.decode(ids);
 }
 
 /** How many alternatives per token the request wants log-probabilities for (0 = the token's own only); null = none. */
@@ -236,7 +243,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   // (CompletionRun.resume) then goes on as it would have on the first.
   const n = body.n ?? 1;
   const seed = body.seed ?? (temperature > 0 ? crypto.getRandomValues(new Uint32Array(1))[0] : null);
-  const echoed = echo ? echoText(parsed, ids, model) : null;
+  const echoed = echo ? echoText(parsed, ids, model.tokenizer, asked !== null) : null;
   // Tokenized with speculation off too: usage reports how much of it the reply followed.
   const predicted = predictionIds(parsed, model);
   let unfinished = n;
