@@ -65,6 +65,9 @@ type IntVar = keyof typeof INT_VARS;
 /** The Worker's vars an operator may set, besides the pool's URLs and token and the keys (the launcher passes these through). */
 export const EDGE_TUNING_VARS: readonly string[] = [...Object.keys(INT_VARS), 'SSSD_BENCH_ROUTES'];
 
+/** What an on/off var (SSSD_BENCH_ROUTES) takes. */
+const SWITCH_VALUES: readonly string[] = ['0', '1', 'true', 'false'];
+
 function intValue(value: string | undefined, name: IntVar): number | null {
   const { min, max } = INT_VARS[name];
   const n = value === undefined || value.trim() === '' ? NaN : Number(value);
@@ -96,6 +99,11 @@ export function invalidEdgeVars(env: Partial<Record<string, unknown>>): InvalidE
       const { min, max, fallback } = INT_VARS[name];
       problems.push({ message: `${name}=${JSON.stringify(value)} is not an integer in [${min}, ${max}]`, fallback });
     }
+  }
+  const bench = env.SSSD_BENCH_ROUTES;
+  // "yes" or "on" meant on and quietly was off.
+  if (bench !== undefined && bench !== '' && !(typeof bench === 'string' && SWITCH_VALUES.includes(bench))) {
+    problems.push({ message: `SSSD_BENCH_ROUTES=${JSON.stringify(bench)} is not one of ${SWITCH_VALUES.join(', ')}`, fallback: 0 });
   }
   return problems;
 }

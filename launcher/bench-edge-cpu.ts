@@ -25,6 +25,7 @@ await runBenchmark(async () => {
       json: { type: 'boolean', default: false },
     },
     process.argv.slice(2),
+    'npm run bench:edge-cpu -- [options]\nEdge CPU time per request inside workerd (POST /bench/edge-cpu): tokenize, user-cache decode, edge-trie draft and merge, with a user history of model-written stories.',
   );
   const historyCount = numberFlag('history', values.history, { integer: true, min: 0, max: 256 });
   // The bench route's own bound on repeats.

@@ -38,6 +38,7 @@ async function readSettings(argv: string[]): Promise<Settings> {
       json: { type: 'boolean', default: false },
     },
     argv,
+    'npm run bench:edge-delay -- [options]\nOutput tokens/s per request after the first token, with and without a one-way delay (--delay ms) between edge and pool; --speculation auto|off.',
   );
   const delayMs = numberFlag('delay', raw.delay, { min: 0, max: 10_000 });
   const requests = numberFlag('requests', raw.requests, { integer: true, min: 1 });

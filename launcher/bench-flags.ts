@@ -14,8 +14,22 @@ type BenchOptions = Record<string, { type: 'string'; default: string } | { type:
 /** Parsed values: a string per string flag (its default when absent), a boolean per switch. */
 type BenchFlagValues<O extends BenchOptions> = { [K in keyof O]: O[K] extends { type: 'boolean' } ? boolean : string };
 
-/** Parses `argv` (strict: unknown flags and positionals are errors); throws CliError. */
-export function parseBenchFlags<O extends BenchOptions>(options: O, argv: string[]): BenchFlagValues<O> {
+/** `--help`'s text: what the benchmark does, then each flag with its default. */
+function usage(about: string, options: BenchOptions): string {
+  const lines = Object.entries(options).map(([name, o]) => `  --${name}${o.type === 'string' ? ` <value>  (default ${o.default})` : ''}`);
+  return `${about}\n\nOptions:\n${lines.join('\n')}\n  --help  this text\n`;
+}
+
+/**
+ * Parses `argv` (strict: unknown flags and positionals are errors); throws
+ * CliError. `--help` prints `about` and the flags with their defaults, and
+ * exits 0, as every `sssd` command does.
+ */
+export function parseBenchFlags<O extends BenchOptions>(options: O, argv: string[], about: string): BenchFlagValues<O> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(usage(about, options));
+    process.exit(0);
+  }
   try {
     const { values } = parseArgs({ options, args: argv, strict: true, allowPositionals: false } as ParseArgsConfig);
     return values as BenchFlagValues<O>;

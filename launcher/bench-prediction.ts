@@ -34,6 +34,7 @@ await runBenchmark(async () => {
       'edit-every': { type: 'string', default: '25' },
     },
     process.argv.slice(2),
+    'SSSD_POOL_TOKEN=... npm run bench:prediction -- --pool URL [options]\nPredicted outputs against a running pool: tokens per step and time per method, with no prediction, the output itself, and the output edited every --edit-every\'th token; fails if any output differs from the one without speculation.',
   );
   if (!values.pool) throw new CliError('--pool URL is required');
   const pool = parsePoolUrl(values.pool);

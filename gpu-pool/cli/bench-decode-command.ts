@@ -13,7 +13,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import { loadModel } from '../model/load-model';
-import { ModelRunner } from '../runtime/model-runner';
+import { ModelRunner, intraOpThreads } from '../runtime/model-runner';
 import { argmax } from '../runtime/sampling';
 import { CliError } from './cli-error';
 import { exitQuietlyOnBrokenPipe, parseExecutionProvider } from './generate-command';
@@ -52,7 +52,7 @@ export function register(program: Command): void {
     .option('--prompt <n>', 'prompt length in tokens (prefilled, not timed)', '16')
     .option('--accepted <list>', 'draft tokens per row per step, all accepted: the ceiling of speculation (e.g. 0,3,7)', '0')
     .option('--rounds <n>', 'measure each figure this many times, from fresh sequences, and report the median', '3')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default 1)')
+    .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
     .option('--execution-provider <name>', 'cpu, cuda or webgpu (default cpu, or $SSSD_EXECUTION_PROVIDER)')
     .option('--json', 'print one JSON object')
     .action(async (flags: BenchFlags) => {
@@ -99,7 +99,7 @@ async function runBench(flags: BenchFlags): Promise<void> {
     }
   }
   await runner.dispose();
-  const device = runner.executionProvider === 'cpu' ? `cpu (${os.cpus()[0]?.model ?? 'unknown'}, ${threads ?? 1} thread(s))` : runner.executionProvider;
+  const device = runner.executionProvider === 'cpu' ? `cpu (${os.cpus()[0]?.model ?? 'unknown'}, ${intraOpThreads(threads)} thread(s))` : runner.executionProvider;
   if (flags.json) {
     process.stdout.write(`${JSON.stringify({ model: model.config.name, sha256: model.sha256, device, results: rows })}\n`);
   } else {

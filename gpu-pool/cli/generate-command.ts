@@ -98,7 +98,7 @@ export function register(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling mass in (0, 1] (default 1)')
     .option('--top-k <k>', 'keep the k most likely tokens; 0 = all (default 0)')
     .option('--seed <s>', 'random seed for sampling (default: time)')
-    .option('--threads <n>', 'onnxruntime intra-op threads (default 1)')
+    .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
     .option('--execution-provider <name>', 'cpu, cuda or webgpu (default cpu, or $SSSD_EXECUTION_PROVIDER)')
     .option('--json', 'print one JSON object instead of streaming text')
     .action(async (flags: GenerateFlags) => {

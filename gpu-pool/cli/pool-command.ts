@@ -86,7 +86,7 @@ export function register(program: Command): void {
     .option('--insecure-no-auth', 'serve without a bearer token (loopback hosts only)')
     .option('--max-active <n>', 'generations in the running batch', '128')
     .option('--max-queued <n>', 'generations waiting for a batch slot', '512')
-    .option('--max-total-tokens <n>', 'token reservations (prompt + max tokens) over running and queued generations (default: (max-active + max-queued) × context)')
+    .option('--max-total-tokens <n>', 'token reservations (prompt + max tokens) over running and queued generations (default: (max-active + max-queued) × (context + 1))')
     .option('--budget <policy>', `tree budget: ${budgetPolicies.join(', ')} or off`, 'marginal')
     .option('--max-tree-nodes <n>', 'most draft nodes per request per step', '32')
     .option('--recalibrate', 'measure the step-cost curve again instead of using the cache')

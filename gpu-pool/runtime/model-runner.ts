@@ -163,6 +163,11 @@ function switchFromEnv(name: string, raw: string | undefined): boolean | undefin
   throw new CliError(`${name} must be 1 or 0, not "${raw}"`);
 }
 
+/** onnxruntime's intra-op threads: the flag's, else SSSD_THREADS, else 1 (what a run reports it used). */
+export function intraOpThreads(requested?: number): number {
+  return requested ?? (Number(process.env.SSSD_THREADS) || 1);
+}
+
 /** The graph layout a runner on `ep` uses, from its options, then the environment, then the provider's default. */
 export function chooseLayout(ep: ExecutionProviderName, opts: Pick<ModelRunnerOptions, 'packedOutputs' | 'residentKv'>, env: NodeJS.ProcessEnv = process.env): GraphLayout {
   const resident = opts.residentKv ?? switchFromEnv('SSSD_RESIDENT_KV', env.SSSD_RESIDENT_KV);
@@ -263,7 +268,7 @@ export class ModelRunner {
         'CUDA execution provider requested but not installed: run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` on a machine with CUDA 12',
       );
     }
-    const threads = opts.threads ?? (Number(process.env.SSSD_THREADS) || 1);
+    const threads = intraOpThreads(opts.threads);
     const maxSequences = opts.maxSequences ?? Infinity;
     if (!(maxSequences >= 1)) throw new RangeError(`maxSequences must be at least 1, not ${opts.maxSequences}`);
     const layout = chooseLayout(ep, opts);

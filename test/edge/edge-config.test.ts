@@ -47,6 +47,12 @@ describe('edge config', () => {
     expect(invalidEdgeVars({ SSSD_CONCURRENCY_LEASE_SECONDS: '1' }).map((p) => p.message)).toEqual(['SSSD_CONCURRENCY_LEASE_SECONDS="1" is not an integer in [3, 3600]']);
   });
 
+  it('takes bench routes on with 1 or true, and says so of anything else rather than leave them off quietly', () => {
+    expect(edgeConfig(env({ SSSD_BENCH_ROUTES: 'true' })).benchRoutes).toBe(true);
+    expect(invalidEdgeVars({ SSSD_BENCH_ROUTES: '0' })).toEqual([]);
+    expect(invalidEdgeVars({ SSSD_BENCH_ROUTES: 'yes' }).map((p) => p.message)).toEqual(['SSSD_BENCH_ROUTES="yes" is not one of 0, 1, true, false']);
+  });
+
   it('has nothing to say of vars that are unset, empty or in range', () => {
     expect(invalidEdgeVars({ SSSD_DEFAULT_RPM: '', SSSD_CONCURRENCY_LEASE_SECONDS: '30', SSSD_POOL_URLS: 'not a number' })).toEqual([]);
   });

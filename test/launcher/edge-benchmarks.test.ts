@@ -44,6 +44,11 @@ describe('bench-edge-cpu', () => {
     const unknown = await bench('bench-edge-cpu.ts', ['--repeats', '5']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/error: Unknown option '--repeats'/);
+    // --help, as every sssd command takes it: the flags with their defaults, exit 0.
+    const help = await bench('bench-edge-cpu.ts', ['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/^npm run bench:edge-cpu -- \[options\]/);
+    expect(help.stdout).toContain('--repeat <value>  (default');
   });
 });
 
