@@ -10,6 +10,9 @@
 // when the vocabulary has those pieces; otherwise (e.g. babyllama105's
 // character-level vocabulary) each unknown character becomes one <unk> (id 0)
 // -- run.c would emit byte+3, which is a wrong or out-of-range id there.
+// The text `<unk>` is id 0, the text id 0 decodes to (run.c would spell it
+// out in five pieces): babyllama105 writes its paragraph breaks as <unk>, and
+// a reply sent back in the next turn must reach the model as it wrote it.
 import { PieceDecoder, SILENT_PIECE, TEXT_PIECE, decodeWithTable, pieceBytes, type PieceTable } from './incremental-decoder';
 import {
   TokenizerFormatError,
@@ -99,6 +102,8 @@ export class Llama2cTokenizer implements Tokenizer {
   /** (left * vocabSize + right) -> merged id or -1; filled lazily. */
   private readonly mergeCache = new Map<number, number>();
   private readonly spaceId: number;
+  /** The text id 0 decodes to (`<unk>`), read back as id 0; null where it prints as nothing or as one character. */
+  private readonly unkText: string | null;
   private readonly table: PieceTable;
 
   constructor(vocabulary: Llama2cVocabulary) {
@@ -136,6 +141,7 @@ export class Llama2cTokenizer implements Tokenizer {
     }
     this.hasByteFallback = this.byteIds.every((id) => id >= 0);
     this.spaceId = this.idOfCodePoint.get(0x20) ?? -1;
+    this.unkText = kinds[LLAMA2C_UNK_ID] === TEXT_PIECE && texts[LLAMA2C_UNK_ID].length > 1 ? texts[LLAMA2C_UNK_ID] : null;
     this.table = { texts, textsAfterBos, kinds, bosId: LLAMA2C_BOS_ID };
   }
 
@@ -162,6 +168,11 @@ export class Llama2cTokenizer implements Tokenizer {
     if (text.length > 0) n = this.pushSymbol(tokens, n, 0x20, this.spaceId);
     for (let i = 0; i < text.length; i++) {
       let cp = text.codePointAt(i) as number;
+      if (this.unkText !== null && cp === this.unkText.charCodeAt(0) && text.startsWith(this.unkText, i)) {
+        tokens[n++] = LLAMA2C_UNK_ID;
+        i += this.unkText.length - 1;
+        continue;
+      }
       if (cp > 0xffff) i++;
       else if (cp >= 0xd800 && cp <= 0xdfff) cp = 0xfffd; // lone surrogate: as TextEncoder would
       n = this.pushSymbol(tokens, n, cp, this.idOfCodePoint.get(cp) ?? -1);

@@ -96,6 +96,18 @@ describe('llama2.c encode', () => {
     for (const id of tok105.encode('日本語 ñ ü\t', { bos: true })) expect(id).toBeLessThan(tok105.vocabSize);
   });
 
+  it("reads the text `<unk>` back as id 0, the text id 0 decodes to: a reply's paragraph break (babyllama105 writes it so) reaches the model as written", () => {
+    // From babyllama105's own greedy output: `…the bird too.<unk>Tom said…`.
+    for (const tok of [tok105, tok512]) {
+      const written = [...tok.encode('the bird too.', { bos: true }), 0, ...tok.encode('Tom said', { bos: false }).slice(1)];
+      const text = tok.decode(written);
+      expect(text).toContain('<unk>');
+      expect(tok.encode(text, { bos: true })).toContain(0);
+      expect(tok.decode(tok.encode(text, { bos: true }))).toBe(text);
+    }
+    expect(tok105.encode('<unk>', { bos: false })).toEqual([3, 0]);
+  });
+
   it('treats a lone surrogate like U+FFFD instead of throwing', () => {
     expect(tok512.encode('a\ud800b')).toEqual(tok512.encode('a\ufffdb'));
   });
