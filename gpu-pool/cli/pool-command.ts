@@ -34,6 +34,7 @@ import { PrefixCache } from '../scheduler/prefix-cache';
 import type { SequenceKvCache } from '../runtime/kv-cache';
 import { nextTokenTableCorpusPositions, nextTokenTableFile, openNextTokenTable } from '../datastore/next-token-table-file';
 import { DatastoreSaver } from '../datastore/datastore-saver';
+import { RepeatFilter } from '../datastore/repeat-filter';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
 import { decimalNumber } from './number-flags';
@@ -358,6 +359,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
         onSaved: (result) => metrics.datastoreSaves.inc({ result }),
       })
     : null;
+  // A contribution that repeats a recent one is not indexed again (gpu-pool/datastore/repeat-filter.ts).
+  const repeats = new RepeatFilter();
   const governor = budget && speculation.governor ? new SpeculationGovernor() : null;
   if (governor) metrics.watchGovernor(() => governor.snapshot());
   const scheduler = new Scheduler(runner, {
@@ -367,6 +370,11 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     metrics,
     createDrafter: drafterFactory(datastore, nextTokens, speculation.fusion),
     onContribute: (tokens) => {
+      if (!repeats.admit(tokens)) {
+        metrics.datastoreContributions.inc({ result: 'repeat' });
+        return;
+      }
+      metrics.datastoreContributions.inc({ result: 'indexed' });
       datastore.append(tokens);
       saver?.noteContribution();
     },

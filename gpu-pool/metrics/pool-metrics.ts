@@ -76,6 +76,7 @@ export class PoolMetrics {
   /** Gauges filled at scrape time by `watchDatastore`. */
   private datastoreGauge: Gauge | null = null;
   readonly datastoreSaves: Counter<'result'>;
+  readonly datastoreContributions: Counter<'result'>;
 
   /**
    * Exposes the global datastore: its searchable tokens (they grow with
@@ -309,6 +310,12 @@ export class PoolMetrics {
       labelNames: ['result'],
       registers,
     });
+    this.datastoreContributions = new Counter({
+      name: 'sssd_pool_datastore_contributions_total',
+      help: 'Outputs requests contributed to the datastore, by result (indexed; repeat: the same tokens as a recent one, not indexed again).',
+      labelNames: ['result'],
+      registers,
+    });
     this.draftFailures = new Counter({
       name: 'sssd_pool_draft_failures_total',
       help: 'Drafting faults the pool recovered from, by kind: pass (a pass with draft tokens failed and ran without them), drafter (a drafter threw; its generation went on without speculation). The pool log has the first error.',
@@ -356,6 +363,7 @@ export class PoolMetrics {
     for (const result of ['isolated', 'retried', 'batch']) this.passFailures.inc({ result }, 0);
     for (const kind of ['pass', 'drafter']) this.draftFailures.inc({ kind }, 0);
     for (const result of ['ok', 'error']) this.datastoreSaves.inc({ result }, 0);
+    for (const result of ['indexed', 'repeat']) this.datastoreContributions.inc({ result }, 0);
     for (const result of ['applied', 'unknown', 'invalid']) this.triePushes.inc({ result }, 0);
     for (const result of ['used', 'malformed', 'invalid']) this.shippedTries.inc({ result }, 0);
     for (const drafter of ['tree', 'chain']) this.speculatingSteps.inc({ drafter }, 0);

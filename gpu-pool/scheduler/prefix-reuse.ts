@@ -91,9 +91,9 @@ export class PrefixReuse<S extends RunnerSequence> {
     return this.cache.epoch;
   }
 
-  /** Forgets the kept sequences: all, or one salt's. */
-  clear(salt?: string): { sequences: number; bytes: number } {
-    const cleared = this.cache.clear(salt);
+  /** Forgets the kept sequences: all, or one salt's (`oldestLive`: see PrefixCache.clear). */
+  clear(salt?: string, oldestLive?: number): { sequences: number; bytes: number } {
+    const cleared = this.cache.clear(salt, oldestLive);
     this.metrics.prefixCacheBytes.set(this.cache.totalBytes);
     return cleared;
   }

@@ -384,7 +384,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * the pool has no prefix cache.
    */
   clearPrefixCache(salt?: string): { sequences: number; bytes: number } | null {
-    return this.prefixes?.clear(salt) ?? null;
+    if (!this.prefixes) return null;
+    let oldestLive = this.prefixes.epoch;
+    for (const gen of this.active) oldestLive = Math.min(oldestLive, gen.prefixEpoch);
+    for (const gen of this.queue) oldestLive = Math.min(oldestLive, gen.prefixEpoch);
+    return this.prefixes.clear(salt, oldestLive);
   }
 
   /** The prompt's own log-probabilities, read off the prefill: token i given tokens 0..i-1, from the logits at i-1. */

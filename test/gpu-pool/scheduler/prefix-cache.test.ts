@@ -134,6 +134,24 @@ describe('prefix cache index', () => {
     expect(c.size).toBe(0);
   });
 
+  it('remembers a salt\'s clear only while a generation that came in before it runs', () => {
+    const c = cache();
+    const prompt = range(1, 40);
+    // Nothing running: an operator clearing tenant after tenant leaves one record, not one each.
+    for (let i = 0; i < 1000; i++) c.clear(`tenant-${i}`, c.epoch);
+    expect(c.clearedSaltCount).toBe(1);
+    // One running since before these clears: their records stay, and it still keeps nothing of theirs.
+    const since = c.epoch;
+    c.clear('a', since);
+    c.clear('b', since);
+    expect(c.store('a', Int32Array.from(prompt), sequenceOf(prompt), since)).toBe(false);
+    expect(c.store('c', Int32Array.from(prompt), sequenceOf(prompt), since)).toBe(true);
+    expect(c.clearedSaltCount).toBeGreaterThanOrEqual(2);
+    // It ended: the next clear forgets them.
+    c.clear('d', c.epoch);
+    expect(c.clearedSaltCount).toBe(1);
+  });
+
   it("offers a running generation's prompt until it ends, without owning or evicting it", () => {
     const c = cache(1);
     const prompt = range(1, 33);

@@ -32,6 +32,14 @@ describe('--save-datastore', () => {
     expect(await metricValue(first, 'sssd_pool_datastore_rebuilds_total')).toBeGreaterThanOrEqual(1);
     expect(await metricValue(first, 'sssd_pool_datastore_rebuild_seconds_total')).toBeGreaterThan(0);
     expect(await metricValue(first, 'sssd_pool_datastore_pending_tokens')).toBe(0);
+    // The same request again (a retry, a greedy prompt asked twice): its copy is counted, not indexed again.
+    const indexed = await infoTokens();
+    const again = await generate(first, { id: 'told-again', promptIds: prompt, maxTokens: 48, speculation: 'off', contributeToDatastore: true });
+    expect(again.ids).toEqual(told.ids);
+    expect(await metricValue(first, 'sssd_pool_datastore_contributions_total', 'result="repeat"')).toBe(1);
+    expect(await metricValue(first, 'sssd_pool_datastore_contributions_total', 'result="indexed"')).toBe(1);
+    expect(await metricValue(first, 'sssd_pool_datastore_pending_tokens')).toBe(0);
+    expect(await infoTokens()).toBe(indexed);
     // Not opted in: not kept.
     await generate(first, { id: 'private', promptIds: [1, 300, 301, 302], maxTokens: 16, speculation: 'off' });
     expect(existsSync(file)).toBe(false);
