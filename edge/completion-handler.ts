@@ -141,9 +141,9 @@ function predictionIds(parsed: ParsedRequest, model: ServedModel): number[] | nu
   return ids.length > PREDICTION_TOKENS ? ids.slice(0, PREDICTION_TOKENS) : ids;
 }
 
-/** The prompt as `echo` sends it back: as given when it was text, decoded when it was token ids. */
 /**
- * The prompt sent back: as given, unless its tokens are listed (logprobs) and
+ * The prompt sent back: decoded when it was token ids; as given when it was
+ * text, unless its tokens are listed (logprobs) and
  * do not decode to it (characters the tokenizer lacks, `<unk>`): then as the
  * model saw it, so the tokens join to the text and `text_offset` indexes it
  * (evaluation harnesses slice the text by them).
@@ -155,7 +155,6 @@ export function echoText(parsed: ParsedRequest, ids: readonly number[], tokenize
   return tokenizer.decode(ids);
 }
 
-/** How many alternatives per token the request wants log-probabilities for (0 = the token's own only); null = none. */
 /**
  * The most tokens asked for, by either name (`max_completion_tokens` is the
  * newer one, on both endpoints), and the field errors about it name. Two
@@ -171,6 +170,7 @@ function requestedTokens(body: ParsedRequest['body']): { requested: number | nul
   return current !== null ? { requested: current, param: 'max_completion_tokens' } : { requested: legacy, param: 'max_tokens' };
 }
 
+/** How many alternatives per token the request wants log-probabilities for (0 = the token's own only); null = none. */
 function logprobsAsked(parsed: ParsedRequest): number | null {
   if (parsed.kind === 'chat') return parsed.body.logprobs === true ? (parsed.body.top_logprobs ?? 0) : null;
   return parsed.body.logprobs ?? null;

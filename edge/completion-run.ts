@@ -380,6 +380,9 @@ export class CompletionRun {
           top: i === 0 ? null : (event.topLogprobs?.[i - 1] ?? []),
           text: decoder.push(id),
         }));
+        // A prompt ending inside a character (token ids): its bytes print as U+FFFD in the echo, so in its last token too.
+        const rest = decoder.flush();
+        if (rest !== '' && tokens.length > 0) tokens[tokens.length - 1].text += rest;
         return { segments: [{ text: echo, source: 'model', tokens }], stopped: false };
       }
       case 'start':

@@ -5,7 +5,7 @@
  * (UNSUPPORTED_PARAMETERS).
  */
 import { z } from 'zod';
-import { MAX_LOGIT_BIAS } from '../shared/protocol';
+import { MAX_LOGIT_BIAS, describeValue } from '../shared/protocol';
 import { badRequest, type ApiError } from './api-error';
 
 const stopSchema = z
@@ -94,10 +94,10 @@ function promptProblem(v: unknown): string | null {
     const ids = v[0] as unknown[];
     if (ids.length === 0) return 'prompt[0] must not be empty';
     const bad = ids.findIndex((x) => !isTokenId(x));
-    return bad < 0 ? null : `prompt[0][${bad}] is ${JSON.stringify(ids[bad])}: token ids are non-negative integers`;
+    return bad < 0 ? null : `prompt[0][${bad}] is ${describeValue(ids[bad])}: token ids are non-negative integers`;
   }
   const bad = v.findIndex((x) => !isTokenId(x));
-  return bad < 0 ? null : `prompt[${bad}] is ${JSON.stringify(v[bad])}: token ids are non-negative integers (or the prompt is a string)`;
+  return bad < 0 ? null : `prompt[${bad}] is ${describeValue(v[bad])}: token ids are non-negative integers (or the prompt is a string)`;
 }
 
 const promptSchema = z.custom<CompletionPrompt>((v) => promptProblem(v) === null, { error: (issue) => promptProblem(issue.input) ?? 'not a prompt' });

@@ -37,6 +37,9 @@ async function download(url: string, file: string, fetchImpl: typeof fetch): Pro
   renameSync(`${file}.part`, file);
 }
 
+/** A llama2.c tokenizer's file name: tok512.bin, tok105.bin, tokenizer.bin. */
+const TOKENIZER_FILE = /^(tok.*|tokenizer)\.bin$/;
+
 /**
  * The tokenizer beside a configured model: a Hugging Face directory's
  * `tokenizer.json`; for a llama2.c file, the one `tok*.bin` or
@@ -46,7 +49,7 @@ async function download(url: string, file: string, fetchImpl: typeof fetch): Pro
 function tokenizerBeside(model: string): string {
   if (statSync(model).isDirectory()) {
     if (!existsSync(path.join(model, 'config.json'))) {
-      const bins = readdirSync(model).filter((f) => f.endsWith('.bin'));
+      const bins = readdirSync(model).filter((f) => f.endsWith('.bin') && !TOKENIZER_FILE.test(f));
       throw new CliError(
         `SSSD_MODEL (--model) is the folder ${model}, which is not a Hugging Face model (no config.json); give the checkpoint file${bins.length > 0 ? ` (one of: ${bins.join(', ')})` : ''} and, if need be, SSSD_TOKENIZER (--tokenizer).`,
       );
@@ -56,7 +59,7 @@ function tokenizerBeside(model: string): string {
     return tokenizer;
   }
   const folder = path.dirname(model);
-  const found = readdirSync(folder).filter((f) => f !== path.basename(model) && /^(tok.*|tokenizer)\.bin$/.test(f));
+  const found = readdirSync(folder).filter((f) => f !== path.basename(model) && TOKENIZER_FILE.test(f));
   if (found.length === 1) return path.join(folder, found[0]);
   throw new CliError(
     found.length === 0

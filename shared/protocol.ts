@@ -50,7 +50,7 @@ export const MAX_TOP_LOGPROBS = 20;
 export const MAX_PROMPT_IDS = 1 << 20;
 
 /** A bad element, briefly: never stringified whole (an array nested 10,000 deep overflowed the stack, a 500). */
-function describeValue(value: unknown): string {
+export function describeValue(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (value === null) return 'null';
   if (typeof value === 'object') return 'an object';

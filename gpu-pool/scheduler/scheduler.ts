@@ -242,14 +242,14 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (let i = 0; i < prompt.length; i++) {
       if (prompt[i] >= vocab) throw new AdmissionError('bad_request', `promptIds[${i}] = ${prompt[i]} is outside the vocabulary (size ${vocab})`);
     }
-    if (request.predictionIds !== undefined && request.predictionIds.length > PREDICTION_TOKENS) {
-      // Drafts read no further; a generation that kept the rest would hold megabytes while it waits in the queue.
-      request = { ...request, predictionIds: request.predictionIds.slice(0, PREDICTION_TOKENS) };
-    }
     const predicted = request.predictionIds ?? [];
     for (let i = 0; i < predicted.length; i++) {
       // A draft token past the embedding table would fail the batch's pass.
       if (predicted[i] >= vocab) throw new AdmissionError('bad_request', `predictionIds[${i}] = ${predicted[i]} is outside the vocabulary (size ${vocab})`);
+    }
+    if (predicted.length > PREDICTION_TOKENS) {
+      // Drafts read no further; a generation that kept the rest would hold megabytes while it waits in the queue.
+      request = { ...request, predictionIds: predicted.slice(0, PREDICTION_TOKENS) };
     }
     const resumed = request.resumedOutputTokens ?? 0;
     if (resumed >= prompt.length) {

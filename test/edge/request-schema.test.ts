@@ -136,3 +136,13 @@ describe('logit_bias', () => {
     expect(err!.toBody().error).toMatchObject({ param: 'logit_bias', message: 'logit_bias: logit_bias holds at most 1024 tokens' });
   });
 });
+
+describe('prompt', () => {
+  it('names a bad token id briefly, however big it is (a 900 KB string came back whole in the error)', () => {
+    const err = refusal({ prompt: [1, 'x'.repeat(900_000)] });
+    expect(err!.toBody().error.message).toBe(`prompt: prompt[1] is "${'x'.repeat(40)}": token ids are non-negative integers (or the prompt is a string)`);
+    let deep: unknown = [1];
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    expect(refusal({ prompt: [[1, deep]] })!.toBody().error.message).toBe("prompt: prompt[0][1] is an array: token ids are non-negative integers");
+  });
+});

@@ -48,6 +48,8 @@ describe('locateModel', () => {
     expect(baby).toMatchObject({ tokenizer: models.babyllama105.tokenizer, origin: 'configured' });
     const folder = path.dirname(models.llama2xs.checkpoint);
     await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: folder } })).rejects.toThrow(/not a Hugging Face model \(no config\.json\); give the checkpoint file \(one of: llama2xs\.bin\)/);
+    // Its tokenizer is no checkpoint to choose.
+    await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: path.dirname(models.stories260K.checkpoint) } })).rejects.toThrow(/\(one of: stories260K\.bin\)/);
     // llama2xs has no tokenizer of its own beside it (it uses stories260K's).
     await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: models.llama2xs.checkpoint } })).rejects.toThrow(/No tokenizer found beside SSSD_MODEL/);
   });

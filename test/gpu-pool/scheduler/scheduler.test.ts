@@ -1134,6 +1134,9 @@ describe('continuous batching', () => {
       const gen = s.submit(generateRequestSchema.parse({ id: 'lean', promptIds: prompt, maxTokens: 48, speculation: 'sssd', trie: chain(prompt.at(-1)!, greedy.slice(0, 10)), predictionIds }), c.sink);
       expect(gen.request.trie).toBeUndefined();
       expect(gen.request.predictionIds).toHaveLength(PREDICTION_TOKENS);
+      // What is cut is checked all the same: an id outside the vocabulary anywhere is refused.
+      const past = [...predictionIds.slice(0, PREDICTION_TOKENS + 10), 99_999];
+      expect(() => s.submit(generateRequestSchema.parse({ id: 'lean-bad', promptIds: prompt, maxTokens: 4, speculation: 'sssd', predictionIds: past }), collect().sink)).toThrow(/predictionIds\[8202\] = 99999 is outside the vocabulary/);
       const events = await c.done;
       expect(tokensOf(events)).toEqual(greedy);
       // The trie, decoded before its text was dropped, was still followed.
