@@ -22,7 +22,7 @@ import type { PoolPicker } from './pool-picker';
 export interface ServedModel {
   info: PoolInfo;
   tokenizer: Tokenizer;
-  /** Ids that end a generation and print nothing. */
+  /** Ids that end a generation and print nothing: the pool's (`/v1/info` model.eosIds), where it stops. */
   eosIds: ReadonlySet<number>;
   /**
    * The most UTF-8 bytes one token stands for: a text of n bytes is at least
@@ -78,7 +78,9 @@ async function served(client: PoolClient, info: PoolInfo, previous: ServedModel 
   const same = previous !== null && info.tokenizer.sha256 !== '' && info.tokenizer.sha256 === previous.info.tokenizer.sha256 && info.tokenizer.format === previous.info.tokenizer.format;
   const tokenizer = same ? previous.tokenizer : loadTokenizer(await client.tokenizerBytes(info.tokenizer.path), info.tokenizer.format);
   const maxTokenBytes = same ? previous.maxTokenBytes : lazyLongestToken(tokenizer);
-  return { info, tokenizer, eosIds: new Set([...info.model.eosIds, ...tokenizer.eosIds]), maxTokenBytes };
+  // Where the pool stops, and nowhere else: a tokenizer's own end ids (an HF tokenizer's `<s>` beside a config's
+  // eos 2) were dropped from the text and logprobs while the pool went on generating past them.
+  return { info, tokenizer, eosIds: new Set(info.model.eosIds), maxTokenBytes };
 }
 
 /**

@@ -11,23 +11,37 @@ import { generatePoolToken, startPool, type RunningPool } from '../../launcher/s
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { startAll } from '../e2e/stack-fixture';
 import { models } from '../support/shared-data';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadModel } from '../../gpu-pool/model/load-model';
+import { writeHfCheckpoint } from '../../gpu-pool/model/hf-checkpoint';
+import { parseLlama2cTokenizer } from '../../shared/tokenizer/llama2c-tokenizer';
+import { llama2cToTokenizerJson } from '../../shared/tokenizer/tokenizer-json';
 
 let stories: RunningPool;
 let baby: RunningPool;
+/** stories260K as a Hugging Face folder whose config ends on id 2, while its tokenizer's end ids are 2 and BOS (1). */
+let hfEos2: RunningPool;
 let proxy: FaultProxy;
 let token: string;
 
 beforeAll(async () => {
   token = generatePoolToken();
-  [stories, baby] = await startAll([
+  const hfDir = mkdtempSync(path.join(tmpdir(), 'served-hf-'));
+  const bin = await loadModel(models.stories260K.checkpoint);
+  await writeHfCheckpoint(hfDir, { ...bin.config, eosIds: [2] }, bin.weights);
+  writeFileSync(path.join(hfDir, 'tokenizer.json'), JSON.stringify(llama2cToTokenizerJson(parseLlama2cTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer))))));
+  [stories, baby, hfEos2] = await startAll([
     startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token }),
     startPool({ model: models.babyllama105.checkpoint, tokenizer: models.babyllama105.tokenizer, token }),
+    startPool({ model: hfDir, tokenizer: path.join(hfDir, 'tokenizer.json'), token }),
   ]);
   proxy = await startFaultProxy(stories.url);
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all([proxy?.close(), stories?.service.stop(), baby?.service.stop()]);
+  await Promise.all([proxy?.close(), stories?.service.stop(), baby?.service.stop(), hfEos2?.service.stop()]);
 });
 
 /** Runs servedModel with a waitUntil that collects the background checks it starts. */
@@ -38,6 +52,13 @@ async function served(picker: PoolPicker, checkMs: number): Promise<{ model: Awa
 }
 
 describe('the served model', () => {
+  it("ends a reply where the pool stops, not at the tokenizer's other end ids (those the pool generates past were dropped from text and logprobs)", async () => {
+    const { model } = await served(new PoolPicker([hfEos2.url], token), 60_000);
+    expect(model.info.model.eosIds).toEqual([2]);
+    expect(model.tokenizer.eosIds).toContain(1);
+    expect([...model.eosIds]).toEqual([2]);
+  });
+
   it('answers 503 while no pool can say what it serves, and loads on the next request once one can', async () => {
     const picker = new PoolPicker([`http://127.0.0.1:${await freePort()}`], token);
     const err = await servedModel(picker).catch((e: unknown) => e);
