@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { ModelConfig } from './model-config';
 import type { LayerWeights, ModelWeights } from './model-weights';
 import { ModelLoadError } from './model-load-error';
-import { readSafetensors, toFloat32, writeSafetensors, type SafetensorsEntry } from './safetensors';
+import { readSafetensorsFile, toFloat32, writeSafetensors, type SafetensorsEntry } from './safetensors';
 
 interface HfConfig {
   hidden_size?: number;
@@ -151,9 +151,7 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   for (const f of files) {
     const p = path.join(dir, f);
     if (!existsSync(p)) throw new ModelLoadError(`${name}: missing weights file ${f}`);
-    const bytes = new Uint8Array(await readFile(p));
-    hash.update(bytes);
-    for (const [k, v] of readSafetensors(bytes, f)) tensors.set(k, v);
+    for (const [k, v] of await readSafetensorsFile(p, f, (chunk) => hash.update(chunk))) tensors.set(k, v);
   }
 
   const biases = [...tensors.keys()].filter((k) => k.endsWith('.bias'));

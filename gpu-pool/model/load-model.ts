@@ -18,12 +18,18 @@ export interface LoadedModel {
   sha256: string;
 }
 
+/** Node reads at most this much in one readFile. */
+const LLAMA2C_MAX_BYTES = 2 ** 31 - 1;
+
 export async function loadModel(modelPath: string): Promise<LoadedModel> {
   let info;
   try {
     info = await stat(modelPath);
   } catch {
     throw new ModelLoadError(`model not found: ${modelPath}`);
+  }
+  if (!info.isDirectory() && info.size > LLAMA2C_MAX_BYTES) {
+    throw new ModelLoadError(`${modelPath}: ${(info.size / 2 ** 30).toFixed(1)} GiB, past the 2 GiB a llama2.c checkpoint is read in at once; give a Hugging Face folder (safetensors, read in chunks) instead`);
   }
   const model = info.isDirectory() ? await loadHfCheckpoint(modelPath) : llama2cModel(new Uint8Array(await readFile(modelPath)), modelPath);
   const bad = firstNonFiniteWeight(model.weights);

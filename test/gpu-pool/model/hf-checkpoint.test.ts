@@ -6,7 +6,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { writeHfCheckpoint } from '../../../gpu-pool/model/hf-checkpoint';
-import { readSafetensors, toFloat32, writeSafetensors } from '../../../gpu-pool/model/safetensors';
+import { readSafetensors, readSafetensorsFile, toFloat32, writeSafetensors } from '../../../gpu-pool/model/safetensors';
+import { createHash } from 'node:crypto';
 import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import { generate } from '../../../gpu-pool/runtime/generate';
 import { models, requireSharedData } from '../../support/shared-data';
@@ -120,5 +121,31 @@ describe('Hugging Face checkpoints', () => {
     const text = Buffer.from(JSON.stringify(header).padEnd(headerLen, ' '));
     const forged = Buffer.concat([file.subarray(0, 8), text, file.subarray(8 + headerLen)]);
     expect(() => readSafetensors(new Uint8Array(forged), 'forged')).toThrow(/inconsistent header entry/);
+  });
+
+  it('read weights files in chunks, each tensor whole whatever the chunks cut (files past 2 GiB could not be read at once), and checksum every byte', async () => {
+    const bin = await loadModel(models.stories260K.checkpoint);
+    const dir = path.join(tmp, 'chunked');
+    await writeHfCheckpoint(dir, bin.config, bin.weights);
+    const file = path.join(dir, 'model.safetensors');
+    const whole = new Uint8Array(readFileSync(file));
+    const inMemory = readSafetensors(whole, 'm');
+    for (const chunkBytes of [7, 4096, 1 << 26]) {
+      const seen = createHash('sha256');
+      const read = await readSafetensorsFile(file, 'm', (chunk) => seen.update(chunk), chunkBytes);
+      expect([...read.keys()].sort()).toEqual([...inMemory.keys()].sort());
+      for (const [key, entry] of inMemory) expect(Buffer.from(read.get(key)!.data).equals(Buffer.from(entry.data)), key).toBe(true);
+      expect(seen.digest('hex')).toBe(createHash('sha256').update(whole).digest('hex'));
+    }
+  });
+
+  it('name a dtype it cannot read (FP8, unsigned) rather than call the header inconsistent', () => {
+    for (const dtype of ['F8_E4M3', 'U16']) {
+      const h = new TextEncoder().encode(JSON.stringify({ t: { dtype, shape: [2], data_offsets: [0, 2] } }));
+      const bytes = new Uint8Array(8 + h.length + 2);
+      new DataView(bytes.buffer).setBigUint64(0, BigInt(h.length), true);
+      bytes.set(h, 8);
+      expect(() => readSafetensors(bytes, 'fp8')).toThrow(`tensor t has dtype ${dtype}, unsupported (F32, F16, BF16 are supported)`);
+    }
   });
 });
