@@ -106,6 +106,11 @@ export class PoolPicker {
     this.misdirected.set(url, now + MISDIRECTED_TTL_MS);
   }
 
+  /** The served model changed: pools passed over for serving another (421) may serve this one, so none goes last for it. */
+  forgetMisdirected(): void {
+    this.misdirected.clear();
+  }
+
   /**
    * All pools in the order to try them. `waitUntil` keeps a background health
    * check alive past the request that started it (workerd would cancel it).
@@ -141,6 +146,11 @@ export class PoolPicker {
    * models (mid-upgrade, or by mistake) concurrent first requests loaded
    * different ones.
    */
+  /** Whether the pool at `url` is known down (its health check failed or said not ok: draining, stuck). */
+  isDown(url: string): boolean {
+    return this.entries.get(url)?.down === true;
+  }
+
   inListOrder(): PoolClient[] {
     const down = (client: PoolClient): boolean => this.entries.get(client.baseUrl)?.down === true;
     return [...this.clients.filter((client) => !down(client)), ...this.clients.filter(down)];

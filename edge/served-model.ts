@@ -66,6 +66,12 @@ export function modelIdentity(info: PoolInfo): { name: string; contextLength: nu
   return info.model.sha256 ? { ...identity, sha256: info.model.sha256 } : identity;
 }
 
+/** A model in the log: its name and the short hashes that tell two of the same name apart. */
+function describeModel(info: PoolInfo | undefined): string {
+  if (!info) return 'the model loaded';
+  return `${info.model.name} (${info.model.sha256 ? `weights ${info.model.sha256.slice(0, 12)}, ` : ''}tokenizer ${info.tokenizer.sha256.slice(0, 12)})`;
+}
+
 function sameModel(a: PoolInfo, b: PoolInfo): boolean {
   const x = modelIdentity(a);
   const y = modelIdentity(b);
@@ -92,6 +98,9 @@ async function served(client: PoolClient, info: PoolInfo, previous: ServedModel 
 async function load(picker: PoolPicker, previous: ServedModel | null): Promise<ServedModel> {
   let lastError: unknown = null;
   let other: { client: PoolClient; info: PoolInfo } | null = null;
+  // The model served until now, from a pool known down (draining, stuck): kept only where no pool that is up
+  // serves another. The last pool of the old model draining in a rolling upgrade was otherwise a full outage.
+  let previousOnDown: { client: PoolClient; info: PoolInfo } | null = null;
   // Health first where none is known yet (a cold isolate): a hung pool listed first is then known down
   // after the health check's 1 s, not tried for /v1/info's 5 s.
   await picker.checkHealth();
@@ -102,6 +111,10 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
         other ??= { client, info };
         continue;
       }
+      if (previous !== null && picker.isDown(client.baseUrl)) {
+        previousOnDown ??= { client, info };
+        continue;
+      }
       return await served(client, info, previous);
     } catch (err) {
       lastError = err;
@@ -110,10 +123,18 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
       else picker.markFailed(client.baseUrl);
     }
   }
+  if (previousOnDown !== null && (other === null || picker.isDown(other.client.baseUrl))) {
+    try {
+      return await served(previousOnDown.client, previousOnDown.info, previous);
+    } catch (err) {
+      lastError = err;
+    }
+  }
   if (other !== null) {
     try {
       const model = await served(other.client, other.info, previous);
-      console.warn(`edge: no pool serves ${previous?.info.model.name} any more; serving ${model.info.model.name} from now on`);
+      console.warn(`edge: no pool that is up serves ${describeModel(previous?.info)} any more; serving ${describeModel(model.info)} from now on`);
+      picker.forgetMisdirected();
       return model;
     } catch (err) {
       lastError = err;

@@ -98,4 +98,30 @@ describe('the served model', () => {
     await Promise.all(outage.checks);
     expect((await served(picker, 60_000)).model).toBe(after);
   });
+
+  it("keeps the model while a pool that is up serves it, and moves on when the last one drains rather than turn everyone away", async () => {
+    // The last pool of the old model (stories260K, through the proxy) and one already on the new (babyllama105).
+    proxy.retarget(stories.url);
+    proxy.health = 'pass';
+    const picker = new PoolPicker([proxy.url, baby.url], token);
+    const first = await served(picker, 60_000);
+    expect(first.model.info.model.name).toBe('stories260K');
+    // Checked while the old pool is up: kept (a fleet mid-upgrade does not flip with the pool order).
+    const kept = await served(picker, 0);
+    await Promise.all(kept.checks);
+    expect((await served(picker, 60_000)).model.info.model.name).toBe('stories260K');
+    // It drains: once its health says so, the next check serves the model the pools that are up serve.
+    proxy.health = 'draining';
+    const until = Date.now() + 15_000;
+    let now = first.model;
+    while (now.info.model.name === 'stories260K' && Date.now() < until) {
+      await picker.checkHealth();
+      const check = await served(picker, 0);
+      await Promise.all(check.checks);
+      now = (await served(picker, 60_000)).model;
+      if (now.info.model.name === 'stories260K') await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(now.info.model.name).toBe('babyllama105');
+    proxy.health = 'pass';
+  });
 });

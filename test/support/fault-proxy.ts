@@ -6,6 +6,8 @@
  * a generation, `stall` sends nothing more and keeps the connection open (a
  * pool that hangs), `drop-done` passes every event but the last and drops
  * the connection there (a pool that died with the generation whole).
+ * `health: 'draining'` answers `/healthz` as a draining pool does (503),
+ * while the pool behind still serves everything else.
  * Everything else passes through untouched.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -26,6 +28,8 @@ export interface FaultProxy {
   mode: FaultMode;
   /** `tokens` events let through before the fault (which comes at the next one). */
   afterTokenEvents: number;
+  /** What `/healthz` says: the pool's own answer, or a draining pool's 503. */
+  health: 'pass' | 'draining';
   /** Which generations to break, by id (default: not the resumed ones, ids ending `.r<k>`). */
   breaks: (id: string) => boolean;
   /** Ids of the generations opened through the proxy, and of those broken. */
@@ -41,6 +45,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const proxy: FaultProxy = {
     url: '',
     mode: 'pass',
+    health: 'pass',
     afterTokenEvents: 2,
     breaks: (id) => !/\.r\d+$/.test(id),
     opened: [],
@@ -100,6 +105,11 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   };
 
   const server = http.createServer((req, res) => {
+    if (proxy.health === 'draining' && req.url === '/healthz') {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ok: false, active: 1, queued: 0, load: 0.01, tokensPerSecond: 0, draining: true, stuck: false }));
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => forward(req, res, Buffer.concat(chunks)));
