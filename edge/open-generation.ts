@@ -27,6 +27,12 @@ async function* prepend(head: PoolEvent[], rest: AsyncGenerator<PoolEvent>): Asy
   }
 }
 
+/**
+ * How long a pool known down has to answer and send its first event: a live
+ * pool sends one within a second (a step's, or `queued` while it waits).
+ */
+export const DOWN_POOL_ANSWER_MS = 2_000;
+
 export async function openGeneration(
   picker: PoolPicker,
   request: GenerateInput,
@@ -43,7 +49,8 @@ export async function openGeneration(
   for (const client of await picker.ordered(waitUntil, affinity)) {
     if (signal?.aborted) throw cancelledError();
     let events: AsyncGenerator<PoolEvent>;
-    const watch = new StallWatch(stallMs, signal);
+    // A pool known down (its health check failed) is still tried, last, but not waited on for the whole window.
+    const watch = new StallWatch(stallMs, signal, picker.isDown(client.baseUrl) ? Math.min(stallMs, DOWN_POOL_ANSWER_MS) : undefined);
     try {
       events = watch.watch(await client.generate(request, watch.signal));
       onAccepted?.();

@@ -21,14 +21,24 @@ export class StallWatch {
   private waiting = true;
   private readonly onOuterAbort = (): void => this.controller.abort();
 
-  /** `outer`: the run's own signal (the client left, a stop string): it aborts this stream too. */
+  /** The window now: `firstMs` until the pool's first event, `stallMs` after. */
+  private windowMs: number;
+
+  /**
+   * `outer`: the run's own signal (the client left, a stop string): it aborts
+   * this stream too. `firstMs`: a shorter window for the pool's answer and
+   * first event (a pool known down: a hung fleet otherwise held a request
+   * the whole window once per pool before its 503).
+   */
   constructor(
     private readonly stallMs: number,
     private readonly outer?: AbortSignal,
+    firstMs?: number,
   ) {
+    this.windowMs = firstMs ?? stallMs;
     if (outer?.aborted) this.controller.abort();
     else outer?.addEventListener('abort', this.onOuterAbort);
-    this.arm(stallMs);
+    this.arm(this.windowMs);
   }
 
   /** The signal to fetch the generation with. */
@@ -44,13 +54,14 @@ export class StallWatch {
         this.startWaiting();
         const next = await events.next();
         this.waiting = false;
+        if (!this.stalled) this.windowMs = this.stallMs;
         if (this.stalled || next.done) {
           done = next.done === true;
           break;
         }
         yield next.value;
       }
-      if (this.stalled) yield { type: 'error', code: 'internal', message: `the pool sent nothing for ${Math.round(this.stallMs / 1000)} s` };
+      if (this.stalled) yield { type: 'error', code: 'internal', message: `the pool sent nothing for ${Number((this.windowMs / 1000).toFixed(1))} s` };
     } finally {
       this.stop();
       if (!done) await events.return(undefined);
@@ -79,8 +90,8 @@ export class StallWatch {
     this.timer = setTimeout(() => {
       // Not waiting: the window starts again when the reader next asks.
       const quiet = this.waiting ? Date.now() - this.last : 0;
-      if (quiet < this.stallMs) {
-        this.arm(this.stallMs - quiet);
+      if (quiet < this.windowMs) {
+        this.arm(this.windowMs - quiet);
         return;
       }
       this.stalled = true;

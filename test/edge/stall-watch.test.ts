@@ -30,6 +30,28 @@ describe('StallWatch', () => {
     expect(watch.signal.aborted).toBe(false);
   });
 
+  it('gives a pool known down a shorter window for its first event only, the usual one after it', async () => {
+    // Hung before its first event: given up after the short window, not the long one.
+    const hung = new StallWatch(5000, undefined, 100);
+    const started = Date.now();
+    const none = await read(hung.watch(pool(hung.signal, 0, 0, true)));
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(none).toEqual([{ type: 'error', code: 'internal', message: 'the pool sent nothing for 0.1 s' }]);
+    // Its first event in time: gaps longer than the short window are fine after it.
+    async function* firstSoonThenSlow(): AsyncGenerator<PoolEvent> {
+      await sleep(20);
+      yield tokens(0);
+      for (let i = 1; i < 4; i++) {
+        await sleep(250);
+        yield tokens(i);
+      }
+    }
+    const live = new StallWatch(1000, undefined, 100);
+    const events = await read(live.watch(firstSoonThenSlow()));
+    expect(events.map((e) => e.type)).toEqual(['tokens', 'tokens', 'tokens', 'tokens']);
+    expect(live.signal.aborted).toBe(false);
+  });
+
   it('ends a stream gone silent with an error naming the stall, and aborts its fetch', async () => {
     const watch = new StallWatch(1000);
     const started = Date.now();
