@@ -359,7 +359,7 @@ export class PoolMetrics {
     // increase() and rate() miss a series' first sample, so a first failure
     // that also made its series would never alert.
     for (const finishedReason of new Set(Object.values(VLLM_FINISH_REASON))) this.requestsByReason.inc({ finished_reason: finishedReason }, 0);
-    for (const reason of ['busy', 'draining']) this.rejected.inc({ reason }, 0);
+    for (const reason of ['busy', 'draining', 'model_mismatch']) this.rejected.inc({ reason }, 0);
     for (const result of ['isolated', 'retried', 'batch']) this.passFailures.inc({ result }, 0);
     for (const kind of ['pass', 'drafter']) this.draftFailures.inc({ kind }, 0);
     for (const result of ['ok', 'error']) this.datastoreSaves.inc({ result }, 0);

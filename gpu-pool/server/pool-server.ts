@@ -254,6 +254,8 @@ export class PoolServer {
     const { model, tokenizer } = this.options.info;
     const sameWeights = expected.sha256 === undefined || model.sha256 === undefined || expected.sha256 === model.sha256;
     if (expected.name === model.name && expected.contextLength === model.contextLength && expected.tokenizerSha256 === tokenizer.sha256 && sameWeights) return;
+    // Counted: an upgraded pool an edge passes over otherwise just shows no traffic.
+    this.options.metrics.rejected.inc({ reason: 'model_mismatch' });
     throw new HttpError(
       421,
       'model_mismatch',

@@ -10,6 +10,7 @@ import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { referenceGenerate, startAll, type GenerateOutput } from './stack-fixture';
 import { models } from '../support/shared-data';
+import { metricValue } from '../gpu-pool/server/pool-process';
 
 const KEY = 'failover-key';
 let pool: RunningPool;
@@ -87,8 +88,12 @@ describe('pool failover', () => {
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
         body: JSON.stringify({ id: `weights-${sha256.slice(0, 4)}`, promptIds: [1, 403], maxTokens: 2, model: { name: 'stories260K', contextLength: 512, tokenizerSha256: info.tokenizer.sha256, sha256 } }),
       });
+    const mismatches = await metricValue(pool, 'sssd_pool_rejected_requests_total', 'reason="model_mismatch"');
     const retrained = await byWeights('a'.repeat(64));
     expect(retrained.status).toBe(421);
+    // Counted, so an operator sees why an upgraded pool takes no traffic.
+    // (Node's fetch sends a request answered 421 once more, on a new connection, as RFC 9110 allows: each is counted.)
+    expect(await metricValue(pool, 'sssd_pool_rejected_requests_total', 'reason="model_mismatch"')).toBeGreaterThan(mismatches);
     expect(((await retrained.json()) as { message: string }).message).toMatch(/weights [0-9a-f]{12}\), not stories260K .*weights aaaaaaaaaaaa/);
     const same = await byWeights(info.model.sha256);
     expect(same.status).toBe(200);
