@@ -29,17 +29,28 @@ export async function readTokenizerFile(file: string): Promise<Tokenizer> {
 
 /** readTokenizerFile, plus the sha256 of the file's bytes (datastores record which tokenizer built them). */
 export async function readTokenizerWithHash(file: string): Promise<{ tokenizer: Tokenizer; sha256: string }> {
+  const bytes = await readTokenizerBytes(file);
+  try {
+    return { tokenizer: loadTokenizer(bytes), sha256: createHash('sha256').update(bytes).digest('hex') };
+  } catch (err) {
+    throw new CliError(`${file}: not a usable tokenizer (${(err as Error).message})`);
+  }
+}
+
+/** A tokenizer file's bytes; one-line CliErrors for a missing file, a folder (which file in it), an empty file. */
+export async function readTokenizerBytes(file: string): Promise<Uint8Array> {
+  if (existsSync(file) && statSync(file).isDirectory()) {
+    const inside = path.join(file, 'tokenizer.json');
+    throw new CliError(`tokenizer ${file} is a folder; give the file${existsSync(inside) ? ` (${inside})` : ''}`);
+  }
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(await readFile(file));
   } catch {
     throw new CliError(`tokenizer not found: ${file}`);
   }
-  try {
-    return { tokenizer: loadTokenizer(bytes), sha256: createHash('sha256').update(bytes).digest('hex') };
-  } catch (err) {
-    throw new CliError(`${file}: not a usable tokenizer (${(err as Error).message})`);
-  }
+  if (bytes.byteLength === 0) throw new CliError(`tokenizer ${file} is empty`);
+  return bytes;
 }
 
 /** --tokenizer, or the tokenizer.json inside a Hugging Face model directory. */

@@ -19,6 +19,7 @@ import type { Command } from 'commander';
 import { PROTOCOL_VERSION, type PoolInfo } from '../../shared/protocol';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { detectTokenizerFormat } from '../../shared/tokenizer/load-tokenizer';
+import { readTokenizerBytes, resolveTokenizerPath } from './generate-command';
 import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
 import { Datastore } from '../datastore/datastore';
@@ -46,7 +47,7 @@ import { poolCacheDir } from '../graph/graph-cache';
 
 interface PoolFlags {
   model: string;
-  tokenizer: string;
+  tokenizer?: string;
   datastore?: string;
   nextTokens?: string;
   port: string;
@@ -79,7 +80,7 @@ export function register(program: Command): void {
     .command('pool')
     .description('run the verification pool (batched tree verification over HTTP)')
     .requiredOption('--model <path>', 'llama2.c .bin checkpoint or Hugging Face model directory')
-    .requiredOption('--tokenizer <path>', 'tokenizer file (llama2.c tokenizer .bin or tokenizer.json)')
+    .option('--tokenizer <path>', "tokenizer file (llama2.c tokenizer .bin or tokenizer.json; default for a Hugging Face folder: its tokenizer.json)")
     .option('--datastore <file>', 'global datastore file (sssd datastore build); default: empty, filled by opted-in outputs')
     .option('--next-tokens <file>', "the model's next-token table (datastore build --model writes FILE.next-tokens beside the datastore, the default when present; none = without): drafts for sampled requests, and short chains for every sssd row of a batch too wide for the fused drafter")
     .option('--port <n>', 'port (0 = any free port)', '8788')
@@ -248,17 +249,13 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     throw new CliError(`--insecure-no-auth only binds loopback hosts (127.0.0.1, ::1), not ${flags.host}`);
   }
 
-  let tokenizerBytes: Uint8Array;
-  try {
-    tokenizerBytes = new Uint8Array(await readFile(flags.tokenizer));
-  } catch {
-    throw new CliError(`tokenizer not found: ${flags.tokenizer}`);
-  }
+  const tokenizerPath = resolveTokenizerPath(flags.model, flags.tokenizer);
+  const tokenizerBytes = await readTokenizerBytes(tokenizerPath);
   let tokenizer;
   try {
     tokenizer = loadTokenizer(tokenizerBytes);
   } catch (err) {
-    throw new CliError(`cannot read tokenizer ${flags.tokenizer}: ${(err as Error).message}`);
+    throw new CliError(`cannot read tokenizer ${tokenizerPath}: ${(err as Error).message}`);
   }
   // A port already taken is found now, not after the model's load and calibration (minutes, for a large one).
   if (port !== 0) await checkPortFree(port, flags.host);

@@ -28,6 +28,7 @@ interface HfConfig {
   bos_token_id?: number;
   eos_token_id?: number | number[];
   rope_scaling?: unknown;
+  quantization_config?: unknown;
   /** Newer transformers: rope_theta and the scaling together. */
   rope_parameters?: { rope_type?: string; rope_theta?: number } & Record<string, unknown>;
   attention_bias?: boolean;
@@ -96,12 +97,22 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   } catch {
     throw new ModelLoadError(`${configPath}: not valid JSON`);
   }
-  if (cfg.model_type !== undefined && !LLAMA_MODEL_TYPES.has(cfg.model_type)) {
+  // Named or refused: a config without one says nothing of the architecture its weights need.
+  if (cfg.model_type === undefined) throw new ModelLoadError(`${name}: config.json names no model_type (only Llama's forward pass is supported: model_type "llama")`);
+  if (!LLAMA_MODEL_TYPES.has(cfg.model_type)) {
     throw new ModelLoadError(`${name}: model_type "${cfg.model_type}" is not supported (only Llama's forward pass: model_type "llama")`);
+  }
+  if (cfg.quantization_config !== undefined && cfg.quantization_config !== null) {
+    const method = (cfg.quantization_config as { quant_method?: unknown }).quant_method;
+    throw new ModelLoadError(`${name}: quantized checkpoints are not supported${typeof method === 'string' ? ` (quant_method "${method.slice(0, 40)}")` : ''}: give F32, F16 or BF16 weights`);
   }
   if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') throw new ModelLoadError(`${name}: hidden_act "${cfg.hidden_act}" is not supported (only silu)`);
   if (cfg.sliding_window !== undefined && cfg.sliding_window !== null) throw new ModelLoadError(`${name}: sliding-window attention is not supported`);
-  if (cfg.rope_scaling) throw new ModelLoadError(`${name}: rope_scaling is not supported`);
+  // Some exports write the default as an object: only a scaling that changes RoPE is refused.
+  const scaling = cfg.rope_scaling as { rope_type?: unknown; type?: unknown } | null | undefined;
+  if (scaling && (scaling.rope_type ?? scaling.type ?? 'default') !== 'default') {
+    throw new ModelLoadError(`${name}: rope_scaling "${String(scaling.rope_type ?? scaling.type)}" is not supported (only default RoPE)`);
+  }
   const rope = cfg.rope_parameters;
   if (rope !== undefined && rope !== null && (rope.rope_type ?? 'default') !== 'default') {
     throw new ModelLoadError(`${name}: rope_parameters.rope_type "${String(rope.rope_type)}" is not supported (only default RoPE)`);

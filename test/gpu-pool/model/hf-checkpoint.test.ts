@@ -111,6 +111,11 @@ describe('Hugging Face checkpoints', () => {
     expect(await withConfig({ rope_parameters: { rope_type: 'default', rope_theta: 500000 } }, ['rope_theta'])).toMatchObject({ ropeTheta: 500000 });
     expect(String(await withConfig({ eos_token_id: null }))).toMatch(/eos_token_id must be a token id/);
     expect(await withConfig({ sliding_window: null, hidden_act: 'silu', model_type: 'llama' })).toMatchObject({ nLayers: bin.config.nLayers });
+    // A config naming no architecture, or quantized weights, is refused by name; RoPE's default written out is RoPE.
+    expect(String(await withConfig({}, ['model_type']))).toMatch(/names no model_type/);
+    expect(String(await withConfig({ quantization_config: { quant_method: 'awq', bits: 4 } }))).toMatch(/quantized checkpoints are not supported \(quant_method "awq"\)/);
+    expect(String(await withConfig({ rope_scaling: { type: 'linear', factor: 2 } }))).toMatch(/rope_scaling "linear" is not supported/);
+    expect(await withConfig({ rope_scaling: { rope_type: 'default' } })).toMatchObject({ nLayers: bin.config.nLayers });
   });
 
   it('refuse a safetensors entry whose data would start before the data (in the header)', () => {

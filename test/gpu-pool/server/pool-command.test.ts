@@ -64,6 +64,11 @@ describe('sssd pool start-up checks', () => {
     expect(missing.stderr).toMatch(/\/nonexistent\/model\.bin/);
     const tok = await pool(['--model', models.stories260K.checkpoint, '--tokenizer', '/nonexistent/tok.bin'], { SSSD_POOL_TOKEN: 't' });
     expect(tok.stderr).toMatch(/tokenizer not found/);
+    // No --tokenizer for a llama2.c file: said, with where one comes from by itself; a folder for it: which file.
+    const none = await pool(['--model', models.stories260K.checkpoint], { SSSD_POOL_TOKEN: 't' });
+    expect(none.stderr).toMatch(/--tokenizer is required \(only a Hugging Face model directory with a tokenizer\.json provides its own\)/);
+    const tokFolder = await pool(["--model", models.stories260K.checkpoint, "--tokenizer", path.dirname(models.stories260K.tokenizer)], { SSSD_POOL_TOKEN: "t" });
+    expect(tokFolder.stderr).toMatch(/tokenizer .*stories260K is a folder; give the file/);
     const flag = await pool([...model, '--budget', 'huge'], { SSSD_POOL_TOKEN: 't' });
     expect(flag.stderr).toMatch(/--budget must be one of/);
     const prefix = await pool([...model, '--prefix-cache-mb', 'lots'], { SSSD_POOL_TOKEN: 't' });
