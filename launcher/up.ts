@@ -100,30 +100,48 @@ export function edgeVarsFrom(env: NodeJS.ProcessEnv): Record<string, string> {
   return vars;
 }
 
-/** How often, and how many times in a row, a service's /healthz may go unanswered before the stack is taken for broken. */
+/** How often, and how many times in a row, a service's /healthz may be refused before the stack is taken for broken. */
 const WATCH_EVERY_MS = 3_000;
 const WATCH_MISSES = 3;
+/**
+ * How long a service may stay silent (its /healthz timing out, the connection
+ * open) before it is taken for hung. A busy one is silent, not gone: workerd
+ * spent 12 s of CPU on one request's body sent a byte a chunk, and the stack
+ * was stopped under everyone after 9 s.
+ */
+const WATCH_SILENT_MS = 60_000;
 
 /**
- * Calls `gone` once the service at `url` has not answered /healthz (any
- * status: a busy or draining pool answers 503) WATCH_MISSES times in a row.
+ * Calls `gone` once the service at `url` has refused /healthz WATCH_MISSES
+ * times in a row (any status is an answer: a busy or draining pool answers
+ * 503), or has not answered for WATCH_SILENT_MS.
  */
-function watchAnswers(url: string, gone: (why: string) => void): void {
+export function watchAnswers(url: string, gone: (why: string) => void, timing = { everyMs: WATCH_EVERY_MS, misses: WATCH_MISSES, silentMs: WATCH_SILENT_MS }): () => void {
   let misses = 0;
+  let silentSince = 0;
   const timer = setInterval(() => {
-    fetch(`${url}/healthz`, { signal: AbortSignal.timeout(WATCH_EVERY_MS) }).then(
+    fetch(`${url}/healthz`, { signal: AbortSignal.timeout(timing.everyMs) }).then(
       async (res) => {
         await res.body?.cancel();
         misses = 0;
+        silentSince = 0;
       },
       (err: unknown) => {
-        if (++misses < WATCH_MISSES) return;
+        const why = `${url}/healthz: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`;
+        if (err instanceof Error && err.name === 'TimeoutError') {
+          const now = Date.now();
+          if (silentSince === 0) silentSince = now - timing.everyMs;
+          if (now - silentSince < timing.silentMs) return;
+        } else if (++misses < timing.misses) {
+          return;
+        }
         clearInterval(timer);
-        gone(`${url}/healthz: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`);
+        gone(why);
       },
     );
-  }, WATCH_EVERY_MS);
+  }, timing.everyMs);
   timer.unref();
+  return () => clearInterval(timer);
 }
 
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {

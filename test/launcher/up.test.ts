@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { CliError } from '../../gpu-pool/cli/cli-error';
 import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
-import { defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, selfContinuationsWanted } from '../../launcher/up';
+import { defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, selfContinuationsWanted, watchAnswers } from '../../launcher/up';
 import { repoRoot } from '../../launcher/stack';
 
 describe('SSSD_DATASTORE_SELF', () => {
@@ -71,5 +71,30 @@ describe("the Worker's tuning vars", () => {
     expect(() => edgeVarsFrom({ SSSD_DEFAULT_CONCURRENCY: 'lots', SSSD_MAX_BODY_BYTES: '10' })).toThrow(
       'SSSD_MAX_BODY_BYTES="10" is not an integer in [1024, 67108864]\nSSSD_DEFAULT_CONCURRENCY="lots" is not an integer in [1, 10000]',
     );
+  });
+});
+
+describe("sssd up's watch on its services", () => {
+  it('stops the stack for a service that refuses its health checks, not for one busy past them', async () => {
+    const { createServer } = await import('node:net');
+    const { freePort } = await import('../../launcher/service-process');
+    const timing = { everyMs: 100, misses: 3, silentMs: 1500 };
+    // Nothing listens: gone after three refusals.
+    const refused = `http://127.0.0.1:${await freePort()}`;
+    let started = Date.now();
+    const refusedAfter = await new Promise<number>((resolve) => watchAnswers(refused, () => resolve(Date.now() - started), timing));
+    expect(refusedAfter).toBeLessThan(1200);
+    // Accepts, never answers (a worker busy with one request for seconds): silent, given the longer window.
+    const sockets: import('node:net').Socket[] = [];
+    const busy = createServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    started = Date.now();
+    const why = await new Promise<{ after: number; why: string }>((resolve) =>
+      watchAnswers(`http://127.0.0.1:${(busy.address() as { port: number }).port}`, (w) => resolve({ after: Date.now() - started, why: w }), timing),
+    );
+    expect(why.after).toBeGreaterThanOrEqual(1400);
+    expect(why.why).toMatch(/healthz/);
+    for (const s of sockets) s.destroy();
+    busy.close();
   });
 });
