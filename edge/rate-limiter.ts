@@ -12,7 +12,18 @@
  * `leaseMs` is taken back.
  */
 export type Admission =
-  | { ok: true; release: () => void; alive: () => void; quota: RequestQuota }
+  | {
+      ok: true;
+      release: () => void;
+      alive: () => void;
+      /**
+       * Takes `extra` more slots for this request (its `n` choices are as many
+       * generations in flight): null, or when one is likely free (s) where
+       * the key has not that many.
+       */
+      widen: (extra: number) => number | null;
+      quota: RequestQuota;
+    }
   | { ok: false; retryAfterS: number; reason: 'rate' | 'concurrency'; quota: RequestQuota };
 
 /**
@@ -99,15 +110,29 @@ export class KeyLimiter {
     }
     if (tokens < 1) return { ok: false, retryAfterS: Math.ceil((1 - tokens) / perMs / 1000), reason: 'rate', quota: quotaOf(rpm, tokens) };
     bucket.tokens = tokens - 1;
-    const id = ++this.nextLease;
+    const ids = [++this.nextLease];
     const leases = bucket.leases;
-    leases.set(id, now);
+    leases.set(ids[0], now);
     return {
       ok: true,
       quota: quotaOf(rpm, bucket.tokens),
-      release: () => void leases.delete(id),
+      release: () => {
+        for (const id of ids) leases.delete(id);
+      },
       alive: () => {
-        if (leases.has(id)) leases.set(id, this.now());
+        const at = this.now();
+        for (const id of ids) if (leases.has(id)) leases.set(id, at);
+      },
+      widen: (extra) => {
+        const at = this.now();
+        for (const [id, seen] of leases) if (at - seen > leaseMs) leases.delete(id);
+        if (leases.size + extra > concurrency) return slotFreeInS(leases, at, leaseMs);
+        for (let k = 0; k < extra; k++) {
+          const id = ++this.nextLease;
+          ids.push(id);
+          leases.set(id, at);
+        }
+        return null;
       },
     };
   }

@@ -45,6 +45,8 @@ beforeAll(async () => {
           [sha256Hex(UPPER_HASH_KEY).toUpperCase()]: { tenant: 'upper' },
         }),
         SSSD_MAX_BODY_BYTES: String(64 * 1024),
+        // The dev key runs four replies of eight choices at once (32 generations, each a slot).
+        SSSD_DEFAULT_CONCURRENCY: '40',
         // Short, so a slot the runtime never gave back returns within the test.
         SSSD_CONCURRENCY_LEASE_SECONDS: '3',
         // Short, so a non-streamed reply's client that leaves is noticed well before the tiny model finishes.
@@ -600,7 +602,15 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(limited.headers.get('x-ratelimit-remaining-requests')).toBe('0');
     expect(limited.headers.get('x-ratelimit-reset-requests')).toMatch(/^(\d+(\.\d+)?s|1m\d+(\.\d+)?s)$/);
     expect(limited.json.error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
+    // Past its limit a key's body is not even read: a broken one is the same 429 (no parse billed for it).
+    expect((await post('/v1/completions', '{"model": [[[', LIMITED_KEY)).status).toBe(429);
     expect((await post('/v1/completions', body)).status).toBe(200);
+    // Each of n choices is a generation in flight: n takes as many of the key's slots, and more than it has is a 400.
+    const tooMany = await post('/v1/completions', { ...body, n: 2 }, ONE_SLOT_KEY);
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.json.error).toMatchObject({ param: 'n', code: 'invalid_value' });
+    expect(tooMany.json.error?.message).toMatch(/n is 2, more than the 1 generations this key may run at once/);
+    expect((await post('/v1/completions', body, ONE_SLOT_KEY)).status).toBe(200);
   });
 
   it('cancels the generation at the pool when the client goes away', async () => {

@@ -116,4 +116,25 @@ describe('KeyLimiter', () => {
     const refused = small.acquire('s', 1, 10);
     expect(refused).toMatchObject({ ok: false, reason: 'rate', quota: { limit: 1, remaining: 0, resetMs: 60_000 } });
   });
+
+  it("takes a slot per generation of a request (n), all given back together, and says when the key has not enough", () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now, 5000);
+    const a = limiter.acquire('k', 100, 4);
+    if (!a.ok) throw new Error('refused');
+    expect(a.widen(2)).toBeNull(); // three slots now
+    const b = limiter.acquire('k', 100, 4);
+    if (!b.ok) throw new Error('refused');
+    expect(b.widen(1)).toBe(1); // only one left for its two: try again within a second
+    expect(limiter.acquire('k', 100, 4)).toMatchObject({ ok: false, reason: 'concurrency' });
+    a.release();
+    expect(b.widen(3)).toBeNull();
+    // Its slots show life together: none lapses while the request lives.
+    now += 4000;
+    b.alive();
+    now += 4000;
+    expect(limiter.acquire('k', 100, 4)).toMatchObject({ ok: false, reason: 'concurrency' });
+    b.release();
+    expect(limiter.acquire('k', 100, 4).ok).toBe(true);
+  });
 });
