@@ -135,10 +135,12 @@ function predictionIds(parsed: ParsedRequest, model: ServedModel): number[] | nu
   const whole = typeof prediction.content === 'string' ? prediction.content : prediction.content.map((part) => part.text).join('');
   // Empty, but given: usage still says 0 accepted, 0 rejected (the pool is sent none).
   if (whole.length === 0) return [];
-  // Cut before encoding: a token is rarely over 16 characters, and a 1 MiB prediction took ~0.3-0.45 s of edge CPU to encode whole.
-  const text = whole.length > PREDICTION_TOKENS * 16 ? whole.slice(0, PREDICTION_TOKENS * 16) : whole;
+  // Cut before encoding, to what a reply could follow (no more than the context) at 16 characters a token, rarely
+  // exceeded: a 1 MiB prediction took ~0.3-0.45 s of edge CPU to encode whole, and 128K characters of CJK ~60 ms.
+  const usable = Math.min(PREDICTION_TOKENS, model.info.model.contextLength);
+  const text = whole.length > usable * 16 ? whole.slice(0, usable * 16) : whole;
   const ids = encodeContinuation(model.tokenizer, text);
-  return ids.length > PREDICTION_TOKENS ? ids.slice(0, PREDICTION_TOKENS) : ids;
+  return ids.length > usable ? ids.slice(0, usable) : ids;
 }
 
 /**

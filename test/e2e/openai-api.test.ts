@@ -669,6 +669,11 @@ describe('OpenAI-compatible API on the edge', () => {
     const exact = await client.completions.create({ model, prompt: PROMPT, max_tokens: 40, temperature: 0, prediction: { type: 'content', content: reference.text.slice(0, 60) } } as OpenAI.CompletionCreateParamsNonStreaming);
     expect(exact.usage!.completion_tokens_details).toMatchObject({ rejected_prediction_tokens: 0 });
     expect(exact.usage!.completion_tokens_details!.accepted_prediction_tokens).toBeGreaterThan(10);
+    // Longer than any reply could follow: tokenized only as far as the context (512 here), not its 20,000 characters.
+    const long = await client.completions.create({ model, prompt: PROMPT, max_tokens: 2, temperature: 0, prediction: { type: 'content', content: 'the dog '.repeat(2500) } } as OpenAI.CompletionCreateParamsNonStreaming);
+    const longDetails = long.usage!.completion_tokens_details!;
+    expect(longDetails.accepted_prediction_tokens! + longDetails.rejected_prediction_tokens!).toBeLessThanOrEqual(512);
+    expect(longDetails.rejected_prediction_tokens).toBeGreaterThan(400);
     // Empty, but given: 0 and 0.
     const empty = await client.chat.completions.create({ ...ask, max_tokens: 8, prediction: { type: 'content', content: '' } });
     expect(empty.usage!.completion_tokens_details).toEqual({ accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 });
