@@ -16,7 +16,7 @@ import type { EdgeEnv } from './env';
 import { PoolPicker } from './pool-picker';
 import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
 import { KeyLimiter, LEASE_HEARTBEAT_MS, type RequestQuota } from './rate-limiter';
-import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from './request-schema';
+import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody } from './request-schema';
 import { REQUEST_ID_HEADER, requestId } from './request-id';
 import { servedModel, type ServedModel } from './served-model';
 import { UserCacheStore } from './user-cache-store';
@@ -51,7 +51,7 @@ app.use(
 app.use('*', requestId);
 
 app.onError((err) => errorResponse(toApiError(err)));
-app.notFound((c) => errorResponse(new ApiError(404, `No route for ${c.req.method} ${new URL(c.req.url).pathname}.`, 'invalid_request_error', 'not_found')));
+app.notFound((c) => errorResponse(new ApiError(404, `No route for ${c.req.method} ${clipped(new URL(c.req.url).pathname, 200)}.`, 'invalid_request_error', 'not_found')));
 
 app.get('/', (c) => c.html(demoPageHtml));
 app.get('/healthz', (c) => c.json({ ok: true }));
@@ -78,7 +78,7 @@ app.get('/v1/models/:model{.+}', async (c) => {
   const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
   const name = c.req.param('model');
   if (!acceptsModelName(model, name)) {
-    throw new ApiError(404, `The model '${name}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
+    throw new ApiError(404, `The model '${clipped(name, 200)}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
   }
   return c.json(modelObject(model));
 });
@@ -166,6 +166,11 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
 
 app.post('/v1/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) })));
 app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ kind: 'chat', body: parseOpenAiBody(chatRequestSchema, body, 'chat') })));
+
+// The right path with the wrong method: 405 naming the one it takes, not "no route".
+for (const path of ['/v1/completions', '/v1/chat/completions']) {
+  app.all(path, (c) => errorResponse(new ApiError(405, `${path} takes POST, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow: 'POST' }));
+}
 
 app.post('/bench/edge-cpu', limitBody, async (c) => {
   if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');

@@ -213,12 +213,18 @@ function specific(issue: z.core.$ZodIssue | undefined): z.core.$ZodIssue | undef
   return inner ? { ...inner, path: [...issue.path, ...inner.path] } : issue;
 }
 
+/** `text`, cut to `max` characters (an ellipsis saying so). */
+export function clipped(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
 /** Parse or throw a 400 naming the first offending field (OpenAI's `param`). */
 export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const result = schema.safeParse(body);
   if (result.success) return result.data;
   const issue = specific(result.error.issues[0]);
-  const param = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : null;
-  const message = issue ? `${param ? `${param}: ` : ''}${issue.message}` : 'Invalid request body.';
+  // Bounded: a path holds the client's own keys (a 1 MB logit_bias key came back twice in a 2 MB error).
+  const param = issue && issue.path.length > 0 ? clipped(issue.path.map(String).join('.'), 100) : null;
+  const message = issue ? clipped(`${param ? `${param}: ` : ''}${issue.message}`, 500) : 'Invalid request body.';
   throw badRequest(message, param, 'invalid_value') satisfies ApiError;
 }

@@ -474,6 +474,14 @@ describe('OpenAI-compatible API on the edge', () => {
     const unknownModel = await post('/v1/completions', { model: 'gpt-4', prompt: 'hi' });
     expect(unknownModel.status).toBe(404);
     expect(unknownModel.json.error?.code).toBe('model_not_found');
+    // The right path, the wrong method: 405 with Allow; an unknown route 404, quoting a long path only in part.
+    const got = await fetch(`${stack.edgeUrl}/v1/chat/completions`, { headers: { authorization: `Bearer ${stack.devKey}` } });
+    expect(got.status).toBe(405);
+    expect(got.headers.get('allow')).toBe('POST');
+    expect(((await got.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
+    const nowhere = await fetch(`${stack.edgeUrl}/v1/${'x'.repeat(20_000)}`, { headers: { authorization: `Bearer ${stack.devKey}` } });
+    expect(nowhere.status).toBe(404);
+    expect((await nowhere.text()).length).toBeLessThan(1000);
   });
 
   it('bounds a reply by max_completion_tokens on either endpoint, and refuses two different bounds', async () => {

@@ -145,4 +145,11 @@ describe('prompt', () => {
     for (let i = 0; i < 100_000; i++) deep = [deep];
     expect(refusal({ prompt: [[1, deep]] })!.toBody().error.message).toBe("prompt: prompt[0][1] is an array: token ids are non-negative integers");
   });
+
+  it('bounds what an error quotes of the client: a 1 MB logit_bias key is not sent back twice', () => {
+    const err = refusal({ logit_bias: { ['x'.repeat(1_000_000)]: 1 } })!.toBody().error;
+    expect(err.param!.length).toBeLessThanOrEqual(101);
+    expect(err.message.length).toBeLessThanOrEqual(501);
+    expect(err.param).toMatch(/^logit_bias\.x+…$/);
+  });
 });
