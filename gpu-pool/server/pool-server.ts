@@ -165,7 +165,7 @@ export class PoolServer {
 
   health(): PoolHealth {
     const s = this.options.scheduler.stats();
-    const { maxActive } = this.options.info.limits;
+    const { maxActive, maxTotalTokens } = this.options.info.limits;
     const draining = this.options.scheduler.isDraining;
     const stuckMs = this.options.stuckMs ?? DEFAULT_STUCK_MS;
     const stuck = stuckMs > 0 && s.passRunningMs > stuckMs;
@@ -173,7 +173,8 @@ export class PoolServer {
       ok: !draining && !stuck,
       active: s.active,
       queued: s.queued,
-      load: Math.min(1, (s.active + s.queued) / Math.max(1, maxActive)),
+      // Slots or tokens, whichever is fuller: a pool whose token reservations are spent refuses as surely as a full one.
+      load: Math.min(1, Math.max((s.active + s.queued) / Math.max(1, maxActive), s.reservedTokens / Math.max(1, maxTotalTokens))),
       tokensPerSecond: Math.round(this.options.metrics.currentTokensPerSecond(performance.now()) * 10) / 10,
       draining,
       stuck,

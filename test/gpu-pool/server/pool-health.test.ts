@@ -81,4 +81,33 @@ describe('/healthz', () => {
     expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
     expect(await health()).toMatchObject({ status: 200, body: { ok: true, stuck: false } });
   });
+
+  it('says how loaded the pool is by slots or by token reservations, whichever is fuller', async () => {
+    // The same scheduler behind a pool whose token limit is 600: one request reserving 503 fills it far more than its slot.
+    const tight = new PoolServer({
+      scheduler,
+      metrics: new PoolMetrics(),
+      info: { protocol: 1, model: { name: 'stories260K', contextLength: 512, vocabSize: 512, bosId: 1, eosIds: [1], chatTemplate: 'concat' }, tokenizer: { format: 'llama2c', path: '/v1/tokenizer', sha256: '' }, datastore: { enabled: false, tokens: 0 }, limits: { maxActive: 4, maxQueued: 4, maxTotalTokens: 600 } },
+      tokenizerBytes: new Uint8Array(0),
+      token: 't',
+    });
+    const tightUrl = await tight.listen(0, '127.0.0.1');
+    try {
+      let release: () => void = () => undefined;
+      hold = new Promise<void>((resolve) => (release = resolve));
+      const inPass = new Promise<void>((resolve) => (entered = resolve));
+      let done: () => void = () => undefined;
+      const finished = new Promise<void>((resolve) => (done = resolve));
+      scheduler.submit(generateRequestSchema.parse({ id: 'reserving', promptIds: [1, 400, 300], maxTokens: 500, speculation: 'off' }), { send: () => undefined, end: () => done() });
+      await inPass;
+      const body = (await (await fetch(`${tightUrl}/healthz`)).json()) as PoolHealth;
+      expect(body.active).toBe(1);
+      expect(body.load).toBeCloseTo(503 / 600, 2);
+      hold = null;
+      release();
+      await finished;
+    } finally {
+      await tight.close();
+    }
+  });
 });
