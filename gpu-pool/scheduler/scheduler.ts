@@ -83,7 +83,8 @@ export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
    * several steps, so the rows decoding beside them wait for one chunk's
    * pass a step rather than the whole prompts' (480 tokens of stories260K:
    * 14 ms in one pass on the 2-core CPU, against ~1 ms a decode step at 8
-   * rows). A prompt being scored (promptLogprobs) goes in whole. 0 or
+   * rows). A prompt being scored (promptLogprobs) goes in whole, in a step
+   * whose prompt tokens no other prompt has begun. 0 or
    * absent: every prompt in one step.
    */
   prefillChunk?: number;
@@ -938,9 +939,18 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     let kept = 0;
     for (const gen of rows) {
       let feed = gen.pendingLength;
-      if (chunk > 0 && feed > 1 && gen.request.promptLogprobs === undefined) {
-        feed = Math.min(feed, left);
-        left -= feed;
+      if (chunk > 0 && feed > 1) {
+        if (gen.request.promptLogprobs === undefined) {
+          feed = Math.min(feed, left);
+          left -= feed;
+        } else if (feed > left && left < chunk) {
+          // A scored prompt goes in whole (its log-probabilities come of one pass), but it counts: past what another
+          // prompt left of this step's tokens it waits for a step it begins. Exempt, several went into one pass and
+          // held the streams beside them up to 100 ms.
+          feed = 0;
+        } else {
+          left = Math.max(0, left - feed);
+        }
       }
       gen.feedLength = feed;
       if (feed > 0) rows[kept++] = gen;

@@ -387,6 +387,27 @@ describe('continuous batching', () => {
     for (const ids of outputs) expect(ids).toEqual(wholeIds);
   });
 
+  it('a scored prompt goes in whole, but not into a step another prompt has begun, and scores the same', async () => {
+    const story = fixtureStory(1);
+    const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 100);
+    const scoredAlone = collect();
+    chunkedScheduler(0, null).submit(generateRequestSchema.parse({ id: 'alone', promptIds: prompt, maxTokens: 0, promptLogprobs: 0 }), scoredAlone.sink);
+    const alone = (await scoredAlone.done).find((e): e is Extract<PoolEvent, { type: 'prompt-logprobs' }> => e.type === 'prompt-logprobs')!;
+    const chunked = chunkedScheduler(40, null);
+    runner.steps = [];
+    const plain = collect();
+    chunked.submit(generateRequestSchema.parse({ id: 'plain', promptIds: prompt, maxTokens: 4, speculation: 'off' }), plain.sink);
+    const scored = collect();
+    chunked.submit(generateRequestSchema.parse({ id: 'scored', promptIds: prompt, maxTokens: 0, promptLogprobs: 0 }), scored.sink);
+    const [, events] = await Promise.all([plain.done, scored.done]);
+    // The plain prompt's 100 go in by 40s; the scored 100 whole (past the chunk), in a step of their own: never beside them.
+    expect(runner.steps.slice(0, 3).map((rows) => rows.filter((t) => t > 1))).toEqual([[40], [40], [20]]);
+    expect(runner.steps.some((rows) => rows.includes(100))).toBe(true);
+    for (const rows of runner.steps) expect(rows.filter((t) => t > 1).length).toBeLessThanOrEqual(1);
+    const lps = events.find((e): e is Extract<PoolEvent, { type: 'prompt-logprobs' }> => e.type === 'prompt-logprobs')!;
+    lps.logprobs.forEach((lp, i) => expect(lp).toBeCloseTo(alone.logprobs[i], 4));
+  });
+
   it("a pass that fails outright ends its own rows, not a prompt chunked prefill held out of it", async () => {
     const story = fixtureStory(1);
     const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 100);
