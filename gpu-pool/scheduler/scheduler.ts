@@ -134,6 +134,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly maxTreeNodes: number;
   private readonly eos: Set<number>;
   private reservedTokens = 0;
+  /** A step's wall time, smoothed (ms): what a busy answer's retry hint is counted in. */
+  private stepMsAverage = 0;
   private steps = 0;
   private running = false;
   private closed = false;
@@ -270,7 +272,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const fitsNow = this.active.length + this.queue.length < limits.maxActive + limits.maxQueued;
     if (!fitsNow || this.reservedTokens + reserved > limits.maxTotalTokens) {
       this.options.metrics.rejected.inc({ reason: 'busy' });
-      throw new AdmissionError('busy', 'the pool is at capacity; retry shortly', this.retryAfterMs());
+      const full = !fitsNow
+        ? `all ${limits.maxActive} running and ${limits.maxQueued} queued places are taken`
+        : `${this.reservedTokens} of its ${limits.maxTotalTokens} tokens are reserved and this request needs ${reserved}`;
+      throw new AdmissionError('busy', `the pool is at capacity (${full}); retry after the time given`, this.retryAfterMs());
     }
     const temperature = request.sampling.temperature;
     // An unseeded sampled request gets its seed here, so the verifier and the
@@ -411,8 +416,19 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.options.metrics.prefixCacheBytes.set(0);
   }
 
+  /**
+   * When room is likely: the running generation nearest its end finishes (its
+   * tokens left, a step each at most, at the recent step time), clamped to
+   * 0.1-30 s. A fixed 500 ms sent clients back long before any room was
+   * made, and once generations ran for seconds, into retry storms.
+   */
   private retryAfterMs(): number {
-    return 500;
+    let fewestSteps = Infinity;
+    for (const gen of this.active) {
+      fewestSteps = Math.min(fewestSteps, gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
+    }
+    if (!Number.isFinite(fewestSteps) || this.stepMsAverage === 0) return 500;
+    return Math.round(Math.min(30_000, Math.max(100, Math.max(1, fewestSteps) * this.stepMsAverage)));
   }
 
   /** Starts the loop if it is idle (it ends itself when nothing is left to run). */
@@ -460,6 +476,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       const t1 = performance.now();
       since = t1;
       metrics.stepSeconds.observe((t1 - t0) / 1000);
+      this.stepMsAverage = this.stepMsAverage === 0 ? t1 - t0 : 0.9 * this.stepMsAverage + 0.1 * (t1 - t0);
       // Let HTTP handlers (new requests, cancels, tries) run between steps;
       // the step's events are written to their sockets here too.
       await new Promise<void>((resolve) => setImmediate(resolve));

@@ -387,6 +387,46 @@ describe('continuous batching', () => {
     for (const ids of outputs) expect(ids).toEqual(wholeIds);
   });
 
+  it('a busy answer names the limit it hit and hints at when room is likely, not a fixed half second', async () => {
+    // Steps of at least 5 ms: what the hint is counted in.
+    const slow: BatchRunner<SequenceKvCache> = {
+      get config() {
+        return runner.config;
+      },
+      keepsStepResults: runner.inner.keepsStepResults,
+      newSequence: (capacity) => runner.newSequence(capacity),
+      step: async (rows) => {
+        await new Promise((r) => setTimeout(r, 5));
+        return runner.step(rows);
+      },
+    };
+    const s = new Scheduler(slow, { limits: { maxActive: 1, maxQueued: 0, maxTotalTokens: 600 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
+    const c = collect();
+    s.submit(generateRequestSchema.parse({ id: 'long', promptIds: [1, 403], maxTokens: 400, speculation: 'off', sampling: { temperature: 1, seed: 1, logitBias: { '1': -100 } } }), c.sink);
+    while (c.events.filter((e) => e.type === 'tokens').length < 20) await new Promise((r) => setImmediate(r));
+    const busy = (() => {
+      try {
+        s.submit(generateRequestSchema.parse({ id: 'late', promptIds: [1], maxTokens: 4 }), collect().sink);
+      } catch (err) {
+        return err as { kind: string; message: string; retryAfterMs: number };
+      }
+      return null;
+    })();
+    expect(busy).toMatchObject({ kind: 'busy', message: expect.stringMatching(/all 1 running and 0 queued places are taken/) });
+    // ~380 steps left of the one running, 5 ms or more each: seconds, not a fixed 500 ms; within the clamp.
+    expect(busy!.retryAfterMs).toBeGreaterThan(1500);
+    expect(busy!.retryAfterMs).toBeLessThanOrEqual(30_000);
+    expect(s.cancel('long')).toBe(true);
+    await c.done;
+    // The token limit named as such.
+    const wide = new Scheduler(runner, { limits: { maxActive: 4, maxQueued: 4, maxTotalTokens: 600 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
+    const first = collect();
+    wide.submit(generateRequestSchema.parse({ id: 'big', promptIds: [1, 403], maxTokens: 400, speculation: 'off' }), first.sink);
+    expect(() => wide.submit(generateRequestSchema.parse({ id: 'big-2', promptIds: [1, 403], maxTokens: 400 }), collect().sink)).toThrow(/402 of its 600 tokens are reserved and this request needs 402/);
+    wide.cancel('big');
+    await first.done;
+  });
+
   it('a scored prompt goes in whole, but not into a step another prompt has begun, and scores the same', async () => {
     const story = fixtureStory(1);
     const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 100);
