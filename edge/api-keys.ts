@@ -132,7 +132,9 @@ async function lookup(hash: string, env: EdgeEnv, config: EdgeConfig): Promise<K
 export async function authenticate(authorization: string | undefined, env: EdgeEnv, config: EdgeConfig): Promise<KeyRecord> {
   const match = authorization ? /^Bearer\s+(\S+)\s*$/i.exec(authorization) : null;
   if (!match) {
-    throw new ApiError(401, 'Missing API key: send it as "Authorization: Bearer <key>".', 'invalid_request_error', 'invalid_api_key');
+    // Sent but not as a bearer key (Basic, two values, a space inside): said so, not taken for none.
+    const said = authorization ? 'Malformed Authorization header' : 'Missing API key';
+    throw new ApiError(401, `${said}: send it as "Authorization: Bearer <key>".`, 'invalid_request_error', 'invalid_api_key');
   }
   const record = await lookup(await sha256Hex(match[1]), env, config);
   if (!record) throw new ApiError(401, 'Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key');

@@ -36,6 +36,8 @@ function poolPicker(env: EdgeEnv): PoolPicker {
 
 const app = new Hono<AppEnv>();
 
+// First, so that it stamps whatever comes after: the route's answer, onError's, and a preflight's.
+app.use('*', requestId);
 app.use(
   '*',
   cors({
@@ -47,8 +49,6 @@ app.use(
     maxAge: 600,
   }),
 );
-// After the route and after onError: errors carry the id too.
-app.use('*', requestId);
 
 app.onError((err) => errorResponse(toApiError(err)));
 app.notFound((c) => errorResponse(new ApiError(404, `No route for ${c.req.method} ${clipped(new URL(c.req.url).pathname, 200)}.`, 'invalid_request_error', 'not_found')));

@@ -793,6 +793,19 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
     const allowed = (res.headers.get('access-control-allow-headers') ?? '').toLowerCase().split(/\s*,\s*/);
     for (const header of asked.split(', ')) expect(allowed).toContain(header);
+    // Every answer names its request, a preflight's too.
+    expect(res.headers.get('x-request-id')).toMatch(/^req-[0-9a-f]{24}$/);
+  });
+
+  it('tells a malformed Authorization header from a missing key', async () => {
+    const sent = async (authorization?: string): Promise<string> => {
+      const res = await fetch(`${stack.edgeUrl}/v1/models`, { headers: authorization ? { authorization } : {} });
+      expect(res.status).toBe(401);
+      return ((await res.json()) as { error: { message: string } }).error.message;
+    };
+    expect(await sent()).toMatch(/^Missing API key/);
+    expect(await sent('Basic dXNlcjpwYXNz')).toMatch(/^Malformed Authorization header/);
+    expect(await sent('Bearer a b')).toMatch(/^Malformed Authorization header/);
   });
 });
 
