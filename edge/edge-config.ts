@@ -23,6 +23,8 @@ export interface EdgeConfig {
   /** A request in flight that shows no sign of life this long gives its key's slot back (ms; see rate-limiter.ts). */
   concurrencyLeaseMs: number;
   benchRoutes: boolean;
+  /** SSSD_MODEL_SHA256, lower case: the weights to serve; null = those of the first pool that answers. */
+  modelSha256: string | null;
 }
 
 /** The Worker's defaults for the user cache and the trie it ships (bench-serve plays the edge with them). */
@@ -63,7 +65,9 @@ const INT_VARS = {
 type IntVar = keyof typeof INT_VARS;
 
 /** The Worker's vars an operator may set, besides the pool's URLs and token and the keys (the launcher passes these through). */
-export const EDGE_TUNING_VARS: readonly string[] = [...Object.keys(INT_VARS), 'SSSD_BENCH_ROUTES'];
+export const EDGE_TUNING_VARS: readonly string[] = [...Object.keys(INT_VARS), 'SSSD_BENCH_ROUTES', 'SSSD_MODEL_SHA256'];
+
+const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 
 /** What an on/off var (SSSD_BENCH_ROUTES) takes. */
 const SWITCH_VALUES: readonly string[] = ['0', '1', 'true', 'false'];
@@ -82,7 +86,7 @@ export interface InvalidEdgeVar {
   /** `NAME="value" is not an integer in [min, max]` */
   message: string;
   /** What the Worker uses instead. */
-  fallback: number;
+  fallback: number | string;
 }
 
 /**
@@ -104,6 +108,10 @@ export function invalidEdgeVars(env: Partial<Record<string, unknown>>): InvalidE
   // "yes" or "on" meant on and quietly was off.
   if (bench !== undefined && bench !== '' && !(typeof bench === 'string' && SWITCH_VALUES.includes(bench))) {
     problems.push({ message: `SSSD_BENCH_ROUTES=${JSON.stringify(bench)} is not one of ${SWITCH_VALUES.join(', ')}`, fallback: 0 });
+  }
+  const pin = env.SSSD_MODEL_SHA256;
+  if (pin !== undefined && pin !== '' && !(typeof pin === 'string' && SHA256_HEX.test(pin))) {
+    problems.push({ message: `SSSD_MODEL_SHA256=${JSON.stringify(String(pin).slice(0, 80))} is not a SHA-256 in hex (64 digits)`, fallback: 'no pin: the first pool\'s model' });
   }
   return problems;
 }
@@ -147,6 +155,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     defaultConcurrency: intVar(env, 'SSSD_DEFAULT_CONCURRENCY'),
     concurrencyLeaseMs: 1000 * intVar(env, 'SSSD_CONCURRENCY_LEASE_SECONDS'),
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',
+    modelSha256: env.SSSD_MODEL_SHA256 && SHA256_HEX.test(env.SSSD_MODEL_SHA256) ? env.SSSD_MODEL_SHA256.toLowerCase() : null,
   };
   parsed.set(env, config);
   return config;

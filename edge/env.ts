@@ -34,6 +34,8 @@ export interface EdgeEnv {
   SSSD_DEFAULT_CONCURRENCY?: string;
   /** Seconds a request in flight may show no sign of life before its key's slot is taken back (default 5). */
   SSSD_CONCURRENCY_LEASE_SECONDS?: string;
+  /** The checkpoint's SHA-256 (hex) the edge serves, whatever pools list first: pools with other weights are passed over (an operator's switch for a rolling upgrade across isolates). */
+  SSSD_MODEL_SHA256?: string;
   /** "1" enables GET /bench/* (CPU-time measurements inside workerd). */
   SSSD_BENCH_ROUTES?: string;
 }

@@ -29,8 +29,8 @@ let picker: { source: string; picker: PoolPicker } | null = null;
 
 function poolPicker(env: EdgeEnv): PoolPicker {
   const config = edgeConfig(env);
-  const source = `${config.poolUrls.join(',')}|${config.poolToken}`;
-  if (!picker || picker.source !== source) picker = { source, picker: new PoolPicker(config.poolUrls, config.poolToken) };
+  const source = `${config.poolUrls.join(',')}|${config.poolToken}|${config.modelSha256 ?? ''}`;
+  if (!picker || picker.source !== source) picker = { source, picker: new PoolPicker(config.poolUrls, config.poolToken, config.modelSha256) };
   return picker.picker;
 }
 

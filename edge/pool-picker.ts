@@ -78,7 +78,12 @@ export class PoolPicker {
   /** Pools found misdirected → until when they go last (their /healthz may well say ok). */
   private readonly misdirected = new Map<string, number>();
 
-  constructor(urls: readonly string[], token: string) {
+  /** `modelSha256`: the weights the edge serves (SSSD_MODEL_SHA256); pools with others are passed over. */
+  constructor(
+    urls: readonly string[],
+    token: string,
+    readonly modelSha256: string | null = null,
+  ) {
     this.clients = urls.map((url) => new PoolClient(url, token));
   }
 

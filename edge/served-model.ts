@@ -107,6 +107,13 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
   for (const client of picker.inListOrder()) {
     try {
       const info = await client.info();
+      if (picker.modelSha256 !== null && info.model.sha256 !== picker.modelSha256) {
+        // Pinned: another checkpoint (or a pool too old to name its own) is not this edge's, whatever the list's order.
+        const why = `it serves weights ${info.model.sha256?.slice(0, 12) ?? '(unnamed)'}, not SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}`;
+        picker.markMisdirected(client.baseUrl, why);
+        lastError = new Error(`${client.baseUrl}: ${why}`);
+        continue;
+      }
       if (previous !== null && !sameModel(info, previous.info)) {
         other ??= { client, info };
         continue;

@@ -53,6 +53,12 @@ describe('edge config', () => {
     expect(invalidEdgeVars({ SSSD_BENCH_ROUTES: 'yes' }).map((p) => p.message)).toEqual(['SSSD_BENCH_ROUTES="yes" is not one of 0, 1, true, false']);
   });
 
+  it('pins the served weights by a SHA-256, and says so of anything else', () => {
+    expect(edgeConfig(env({ SSSD_MODEL_SHA256: 'AB'.repeat(32) })).modelSha256).toBe('ab'.repeat(32));
+    expect(edgeConfig(env({})).modelSha256).toBeNull();
+    expect(invalidEdgeVars({ SSSD_MODEL_SHA256: 'b0a507e7' }).map((p) => p.message)).toEqual(['SSSD_MODEL_SHA256="b0a507e7" is not a SHA-256 in hex (64 digits)']);
+  });
+
   it('has nothing to say of vars that are unset, empty or in range', () => {
     expect(invalidEdgeVars({ SSSD_DEFAULT_RPM: '', SSSD_CONCURRENCY_LEASE_SECONDS: '30', SSSD_POOL_URLS: 'not a number' })).toEqual([]);
   });

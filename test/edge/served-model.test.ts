@@ -124,4 +124,14 @@ describe('the served model', () => {
     expect(now.info.model.name).toBe('babyllama105');
     proxy.health = 'pass';
   });
+
+  it('serves the pinned weights (SSSD_MODEL_SHA256) whatever pool is listed first, and none where no pool has them', async () => {
+    const storiesSha = (await loadModel(models.stories260K.checkpoint)).sha256;
+    const pinned = await served(new PoolPicker([baby.url, stories.url], token, storiesSha), 60_000);
+    expect(pinned.model.info.model.name).toBe('stories260K');
+    expect(pinned.model.info.model.sha256).toBe(storiesSha);
+    const err = await servedModel(new PoolPicker([baby.url, stories.url], token, 'f'.repeat(64))).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(503);
+  });
 });
