@@ -68,11 +68,13 @@ export async function openGeneration(
       }
       if (err instanceof PoolUnavailableError && err.retryAfterMs) retryAfterMs = Math.min(retryAfterMs, err.retryAfterMs);
       picker.markFailed(client.baseUrl);
+      picker.notePassedOver(client.baseUrl, passedOverReason(err));
       continue;
     }
     // Read up to the first tokens (or the end): an error before that moves on.
     const head: PoolEvent[] = [];
     let failed = false;
+    let failedReason = 'its stream ended before the first token';
     for (;;) {
       const next = await events.next();
       if (next.done) {
@@ -87,6 +89,7 @@ export async function openGeneration(
         }
         if (event.retryAfterMs) retryAfterMs = Math.min(retryAfterMs, event.retryAfterMs);
         failed = true;
+        failedReason = `${event.code}: ${event.message.slice(0, 120)}`;
         break;
       }
       head.push(event);
@@ -96,11 +99,17 @@ export async function openGeneration(
       await events.return(undefined);
       if (head.length > 0) void client.cancel(request.id).catch(() => undefined);
       if (signal?.aborted) throw cancelledError();
+      picker.notePassedOver(client.baseUrl, failedReason);
       continue;
     }
     return { client, events: prepend(head, events) };
   }
   throw new ApiError(503, 'No inference pool can take the request now; retry shortly.', 'service_unavailable', 'pool_unavailable', null, retryAfterMs / 1000);
+}
+
+/** Why a pool could not take a generation, in a few words for the log (busy, unreachable: the error's own message). */
+function passedOverReason(err: unknown): string {
+  return err instanceof Error ? err.message.slice(0, 160) : String(err).slice(0, 160);
 }
 
 /** The run was cancelled while opening: no pool is to blame, and no one reads the answer. */

@@ -24,6 +24,8 @@ const FAILED_TTL_MS = 1_000;
  * its turn again (it may have been fixed).
  */
 const MISDIRECTED_TTL_MS = 60_000;
+/** A pool passed over for the same reason is said in the log at most this often. */
+const PASSED_OVER_LOG_MS = 60_000;
 /** How much more loaded (load is 0..1) a request's own pool may be than the least loaded before load wins. */
 export const AFFINITY_SLACK = 0.25;
 /** Prompt tokens an affinity key covers: a system prompt or a chat's first turn opens the prompt. */
@@ -77,6 +79,8 @@ export class PoolPicker {
   private readonly entries = new Map<string, HealthEntry>();
   /** Pools found misdirected → until when they go last (their /healthz may well say ok). */
   private readonly misdirected = new Map<string, number>();
+  /** `url reason` → when it was last said that the pool was passed over for it. */
+  private readonly passedOverSaid = new Map<string, number>();
 
   /** `modelSha256`: the weights the edge serves (SSSD_MODEL_SHA256); pools with others are passed over. */
   constructor(
@@ -109,6 +113,22 @@ export class PoolPicker {
     const now = Date.now();
     if ((this.misdirected.get(url) ?? 0) <= now) console.error(`edge: pool ${url} cannot serve this edge (${why}); it is tried last for ${MISDIRECTED_TTL_MS / 1000} s`);
     this.misdirected.set(url, now + MISDIRECTED_TTL_MS);
+  }
+
+  /**
+   * A generation moved on from this pool before its first token (busy,
+   * unreachable, silent, an error): said in the log once a minute per pool
+   * and reason, so an operator sees why a pool takes no traffic (the edge has
+   * no metrics of its own; `wrangler tail` shows it).
+   */
+  notePassedOver(url: string, reason: string): void {
+    const key = `${url} ${reason}`;
+    const now = Date.now();
+    if ((this.passedOverSaid.get(key) ?? 0) > now - PASSED_OVER_LOG_MS) return;
+    // Bounded: pools times reasons, a handful; cleared whole if something odd grows it.
+    if (this.passedOverSaid.size >= 1000) this.passedOverSaid.clear();
+    this.passedOverSaid.set(key, now);
+    console.warn(`edge: pool ${url} passed over before a generation's first token: ${reason} (said once a minute)`);
   }
 
   /** The served model changed: pools passed over for serving another (421) may serve this one, so none goes last for it. */

@@ -69,3 +69,21 @@ describe('PoolPicker.inListOrder (where the model info comes from)', () => {
     expect(picker.inListOrder().map((c) => c.baseUrl)).toEqual(['http://b:1', 'http://c:1', 'http://a:1']);
   });
 });
+
+describe('pools passed over', () => {
+  it('are said in the log once a minute per pool and reason, not once per request', () => {
+    const picker = new PoolPicker(['http://pool-a', 'http://pool-b'], 't');
+    const said: string[] = [];
+    const warn = console.warn;
+    console.warn = (line: string) => void said.push(line);
+    try {
+      for (let i = 0; i < 50; i++) picker.notePassedOver('http://pool-a', 'busy: the pool is at capacity');
+      picker.notePassedOver('http://pool-a', 'internal: the pool sent nothing for 2 s');
+      picker.notePassedOver('http://pool-b', 'busy: the pool is at capacity');
+    } finally {
+      console.warn = warn;
+    }
+    expect(said).toHaveLength(3);
+    expect(said[0]).toBe('edge: pool http://pool-a passed over before a generation\'s first token: busy: the pool is at capacity (said once a minute)');
+  });
+});
