@@ -43,7 +43,14 @@ export async function openGeneration(
   /** A pool took the generation in (its 200), which may wait in its queue before the first tokens. */
   onAccepted?: () => void,
 ): Promise<OpenedGeneration> {
-  let retryAfterMs = 2000;
+  // The soonest any pool said it would have room (its busy hint, up to 30 s); a pool that gave none (unreachable,
+  // silent) may be back any moment: 2 s. Capped at 2 s, a pool's honest 30 s became a storm of early retries.
+  let retryAfterMs: number | null = null;
+  let lastBusy: string | null = null;
+  const hint = (ms: number | undefined): void => {
+    const at = ms ?? 2000;
+    retryAfterMs = retryAfterMs === null ? at : Math.min(retryAfterMs, at);
+  };
   // The pool that holds this tenant's prefixes of this prompt, unless it is much busier than another.
   const affinity = affinityKey(request.cacheSalt ?? '', request.promptIds);
   for (const client of await picker.ordered(waitUntil, affinity)) {
@@ -66,7 +73,8 @@ export async function openGeneration(
         if (err.status === 421) checkModelSoon();
         continue;
       }
-      if (err instanceof PoolUnavailableError && err.retryAfterMs) retryAfterMs = Math.min(retryAfterMs, err.retryAfterMs);
+      hint(err instanceof PoolUnavailableError ? err.retryAfterMs || undefined : undefined);
+      if (err instanceof PoolUnavailableError && err.poolMessage) lastBusy = err.poolMessage;
       picker.markFailed(client.baseUrl);
       picker.notePassedOver(client.baseUrl, passedOverReason(err));
       continue;
@@ -87,7 +95,7 @@ export async function openGeneration(
           await events.return(undefined);
           throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
         }
-        if (event.retryAfterMs) retryAfterMs = Math.min(retryAfterMs, event.retryAfterMs);
+        hint(event.retryAfterMs || undefined);
         failed = true;
         failedReason = `${event.code}: ${event.message.slice(0, 120)}`;
         break;
@@ -104,7 +112,8 @@ export async function openGeneration(
     }
     return { client, events: prepend(head, events) };
   }
-  throw new ApiError(503, 'No inference pool can take the request now; retry shortly.', 'service_unavailable', 'pool_unavailable', null, retryAfterMs / 1000);
+  const why = lastBusy ? ` (the last: ${lastBusy.slice(0, 200)})` : '';
+  throw new ApiError(503, `No inference pool can take the request now${why}; retry shortly.`, 'service_unavailable', 'pool_unavailable', null, (retryAfterMs ?? 2000) / 1000);
 }
 
 /** Why a pool could not take a generation, in a few words for the log (busy, unreachable: the error's own message). */

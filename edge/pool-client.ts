@@ -11,6 +11,8 @@ export class PoolUnavailableError extends Error {
   constructor(
     message: string,
     readonly retryAfterMs?: number,
+    /** What a busy pool said (which limit), for the client's 503; never the pool's address. */
+    readonly poolMessage?: string,
   ) {
     super(message);
     this.name = 'PoolUnavailableError';
@@ -101,7 +103,15 @@ export class PoolClient {
       const retryAfter = Number(res.headers.get('retry-after'));
       if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${this.baseUrl} answered ${res.status}${res.status === 401 ? ' (it refuses SSSD_POOL_TOKEN)' : ''}: ${text.slice(0, 300)}`);
       if (res.status === 429 || res.status === 503 || res.status >= 500) {
-        throw new PoolUnavailableError(`pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 200)}`, retryAfter > 0 ? retryAfter * 1000 : undefined);
+        // The body's retryAfterMs is the pool's own hint to the millisecond; the header rounds it up to seconds.
+        let said: { retryAfterMs?: unknown; message?: unknown } = {};
+        try {
+          said = JSON.parse(text) as typeof said;
+        } catch {
+          // Not the pool's JSON (a proxy's page): the header alone.
+        }
+        const hintMs = typeof said.retryAfterMs === 'number' && said.retryAfterMs > 0 ? said.retryAfterMs : retryAfter > 0 ? retryAfter * 1000 : undefined;
+        throw new PoolUnavailableError(`pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 200)}`, hintMs, typeof said.message === 'string' ? said.message : undefined);
       }
       throw new PoolRejectedError(res.status, text.slice(0, 500));
     }

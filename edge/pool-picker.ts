@@ -79,6 +79,8 @@ export class PoolPicker {
   private readonly entries = new Map<string, HealthEntry>();
   /** Pools found misdirected → until when they go last (their /healthz may well say ok). */
   private readonly misdirected = new Map<string, number>();
+  /** Pools whose last /v1/info named other weights than the pinned ones (modelSha256): not tried at all. */
+  private readonly unpinned = new Set<string>();
   /** `url reason` → when it was last said that the pool was passed over for it. */
   private readonly passedOverSaid = new Map<string, number>();
 
@@ -148,7 +150,15 @@ export class PoolPicker {
       affinity,
     );
     const last = (url: string): boolean => (this.misdirected.get(url) ?? 0) > now;
-    return [...urls.filter((url) => !last(url)), ...urls.filter(last)].map((url) => this.client(url)!);
+    // Pinned weights: a pool known to serve others is left out (one too old to check a request's weights would run it).
+    const tried = this.unpinned.size > 0 ? urls.filter((url) => !this.unpinned.has(url)) : urls;
+    return [...tried.filter((url) => !last(url)), ...tried.filter(last)].map((url) => this.client(url)!);
+  }
+
+  /** What a pool's /v1/info said of the pinned weights: `matches` false leaves it out of `ordered()` until it says true. */
+  notePinned(url: string, matches: boolean): void {
+    if (matches) this.unpinned.delete(url);
+    else this.unpinned.add(url);
   }
 
   /**

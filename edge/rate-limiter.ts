@@ -126,7 +126,11 @@ export class KeyLimiter {
       widen: (extra) => {
         const at = this.now();
         for (const [id, seen] of leases) if (at - seen > leaseMs) leases.delete(id);
-        if (leases.size + extra > concurrency) return slotFreeInS(leases, at, leaseMs);
+        if (leases.size + extra > concurrency) {
+          // Refused for slots, as a concurrency 429 is: the request's rate token goes back.
+          bucket.tokens = Math.min(rpm, bucket.tokens + 1);
+          return slotFreeInS(leases, at, leaseMs);
+        }
         for (let k = 0; k < extra; k++) {
           const id = ++this.nextLease;
           ids.push(id);

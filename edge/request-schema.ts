@@ -209,7 +209,10 @@ function specific(issue: z.core.$ZodIssue | undefined): z.core.$ZodIssue | undef
 
 /** `text`, cut to `max` characters (an ellipsis saying so). */
 export function clipped(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
+  if (text.length <= max) return text;
+  // Not between the two halves of a character: a lone surrogate is invalid in strict JSON decoders.
+  const end = /[\ud800-\udbff]/.test(text[max - 1]) ? max - 1 : max;
+  return `${text.slice(0, end)}…`;
 }
 
 /** Parse or throw a 400 naming the first offending field (OpenAI's `param`). */

@@ -107,9 +107,11 @@ const WATCH_MISSES = 3;
  * How long a service may stay silent (its /healthz timing out, the connection
  * open) before it is taken for hung. A busy one is silent, not gone: workerd
  * spent 12 s of CPU on one request's body sent a byte a chunk, and the stack
- * was stopped under everyone after 9 s.
+ * was stopped under everyone after 9 s. A dead one is silent too (wrangler's
+ * proxy still takes connections when the runtime behind it died), so not
+ * much longer.
  */
-const WATCH_SILENT_MS = 60_000;
+const WATCH_SILENT_MS = 20_000;
 
 /**
  * Calls `gone` once the service at `url` has refused /healthz WATCH_MISSES

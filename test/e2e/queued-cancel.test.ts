@@ -99,7 +99,12 @@ describe('a client that leaves while its generation is queued', () => {
     const res = await complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 20, temperature: 1, n: 2 });
     const took = performance.now() - started;
     expect(res.status).toBe(503);
-    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('pool_unavailable');
+    const refusal = ((await res.json()) as { error: { code: string; message: string } }).error;
+    expect(refusal.code).toBe('pool_unavailable');
+    // What the pool said of its limit reaches the client (never the pool's address), with its hint as Retry-After.
+    expect(refusal.message).toMatch(/the last: the pool is at capacity \(all \d+ running and \d+ queued places are taken\)/);
+    expect(refusal.message).not.toContain(pool.url);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     // The queue ahead takes seconds; the answer came while it still waited.
     expect(took).toBeLessThan(3000);
     expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(10);

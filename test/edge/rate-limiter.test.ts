@@ -137,4 +137,17 @@ describe('KeyLimiter', () => {
     b.release();
     expect(limiter.acquire('k', 100, 4).ok).toBe(true);
   });
+
+  it("gives a request refused for its n the rate token back, as any concurrency 429", () => {
+    const limiter = new KeyLimiter(() => 0);
+    const a = limiter.acquire('r', 2, 1);
+    if (!a.ok) throw new Error('refused');
+    expect(a.widen(1)).not.toBeNull();
+    a.release();
+    for (let i = 0; i < 2; i++) {
+      const next = limiter.acquire('r', 2, 1);
+      expect(next.ok).toBe(true);
+      if (next.ok) next.release();
+    }
+  });
 });

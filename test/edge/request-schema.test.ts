@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
+import { clipped } from '../../edge/request-schema';
 
 function refusal(body: Record<string, unknown>): ApiError | null {
   try {
@@ -151,5 +152,11 @@ describe('prompt', () => {
     expect(err.param!.length).toBeLessThanOrEqual(101);
     expect(err.message.length).toBeLessThanOrEqual(501);
     expect(err.param).toMatch(/^logit_bias\.x+…$/);
+  });
+
+  it('cuts a quote between characters, never inside one', () => {
+    expect(clipped('ab😀cd', 3)).toBe('ab…');
+    expect(clipped('ab😀cd', 4)).toBe('ab😀…');
+    expect(clipped('abc', 3)).toBe('abc');
   });
 });

@@ -127,11 +127,15 @@ describe('the served model', () => {
 
   it('serves the pinned weights (SSSD_MODEL_SHA256) whatever pool is listed first, and none where no pool has them', async () => {
     const storiesSha = (await loadModel(models.stories260K.checkpoint)).sha256;
-    const pinned = await served(new PoolPicker([baby.url, stories.url], token, storiesSha), 60_000);
+    const pinnedPicker = new PoolPicker([baby.url, stories.url], token, storiesSha);
+    const pinned = await served(pinnedPicker, 60_000);
     expect(pinned.model.info.model.name).toBe('stories260K');
     expect(pinned.model.info.model.sha256).toBe(storiesSha);
+    // The pool with other weights is not tried for generations either, however idle.
+    expect((await pinnedPicker.ordered()).map((c) => c.baseUrl)).toEqual([stories.url]);
     const err = await servedModel(new PoolPicker([baby.url, stories.url], token, 'f'.repeat(64))).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApiError);
     expect((err as ApiError).status).toBe(503);
+    expect((err as ApiError).message).toMatch(/No pool serves the weights this edge is pinned to \(SSSD_MODEL_SHA256 ffffffffffff/);
   });
 });
