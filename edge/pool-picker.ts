@@ -187,7 +187,7 @@ export class PoolPicker {
   }
 
   inListOrder(): PoolClient[] {
-    const down = (client: PoolClient): boolean => this.entries.get(client.baseUrl)?.down === true;
+    const down = (client: PoolClient): boolean => this.isDown(client.baseUrl);
     return [...this.clients.filter((client) => !down(client)), ...this.clients.filter(down)];
   }
 

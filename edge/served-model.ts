@@ -101,8 +101,8 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
   // The model served until now, from a pool known down (draining, stuck): kept only where no pool that is up
   // serves another. The last pool of the old model draining in a rolling upgrade was otherwise a full outage.
   let previousOnDown: { client: PoolClient; info: PoolInfo } | null = null;
-  /** Pools that answered with other weights than the pinned ones. */
-  const pinnedOut: string[] = [];
+  /** A pool answered with other weights than the pinned ones. */
+  let pinnedOut = false;
   // Health first where none is known yet (a cold isolate): a hung pool listed first is then known down
   // after the health check's 1 s, not tried for /v1/info's 5 s.
   await picker.checkHealth();
@@ -116,7 +116,7 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
           // Pinned: another checkpoint (or a pool too old to name its own) is not this edge's, whatever the list's order.
           const why = `it serves weights ${info.model.sha256?.slice(0, 12) ?? '(unnamed)'}, not SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}`;
           picker.markMisdirected(client.baseUrl, why);
-          pinnedOut.push(client.baseUrl);
+          pinnedOut = true;
           continue;
         }
       }
@@ -154,7 +154,7 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
       picker.markFailed(other.client.baseUrl);
     }
   }
-  if (pinnedOut.length > 0 && picker.modelSha256 !== null) {
+  if (pinnedOut && picker.modelSha256 !== null) {
     // Up, but none with the pinned weights: said so, not taken for an outage.
     throw new ApiError(503, `No pool serves the weights this edge is pinned to (SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}…); retry shortly.`, 'service_unavailable', 'pool_unavailable', null, 2);
   }

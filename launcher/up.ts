@@ -118,7 +118,7 @@ const WATCH_SILENT_MS = 20_000;
  * times in a row (any status is an answer: a busy or draining pool answers
  * 503), or has not answered for WATCH_SILENT_MS.
  */
-export function watchAnswers(url: string, gone: (why: string) => void, timing = { everyMs: WATCH_EVERY_MS, misses: WATCH_MISSES, silentMs: WATCH_SILENT_MS }): () => void {
+export function watchAnswers(url: string, gone: (why: string) => void, timing = { everyMs: WATCH_EVERY_MS, misses: WATCH_MISSES, silentMs: WATCH_SILENT_MS }): void {
   let misses = 0;
   let silentSince = 0;
   const timer = setInterval(() => {
@@ -143,7 +143,6 @@ export function watchAnswers(url: string, gone: (why: string) => void, timing = 
     );
   }, timing.everyMs);
   timer.unref();
-  return () => clearInterval(timer);
 }
 
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
