@@ -7,7 +7,7 @@
  * the pool on stop or client disconnect, and finally merge prompt + output into
  * the user's cache with one bounded write (waitUntil).
  */
-import type { PoolEvent, SpeculationUsage } from '../shared/protocol';
+import { modelIdentity, type PoolEvent, type SpeculationUsage } from '../shared/protocol';
 import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
@@ -16,7 +16,7 @@ import { openGeneration, type OpenedGeneration } from './open-generation';
 import { matchPrediction } from './prediction-match';
 import type { GenerateInput, PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
-import { modelIdentity, type ServedModel } from './served-model';
+import type { ServedModel } from './served-model';
 import { TokenTextAssembler, type SourcedText, type TokenLogprob } from './token-text';
 import type { LoadedUserCache, UserCacheStore } from './user-cache-store';
 

@@ -12,7 +12,7 @@
  * tokenizer at the same address); the tokenizer is fetched again only when
  * its checksum changed.
  */
-import type { PoolInfo } from '../shared/protocol';
+import { modelIdentity, sameModelIdentity, type PoolInfo } from '../shared/protocol';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { ApiError } from './api-error';
@@ -59,13 +59,6 @@ interface Loaded {
 
 let loaded: Loaded | null = null;
 
-/** What a pool must serve to take this edge's token ids (the generate request's `model`). */
-export function modelIdentity(info: PoolInfo): { name: string; contextLength: number; tokenizerSha256: string; sha256?: string } {
-  const identity = { name: info.model.name, contextLength: info.model.contextLength, tokenizerSha256: info.tokenizer.sha256 };
-  // The weights too, where the pool names them: a retrained checkpoint under the same file name is another model.
-  return info.model.sha256 ? { ...identity, sha256: info.model.sha256 } : identity;
-}
-
 /** A model in the log: its name and the short hashes that tell two of the same name apart. */
 function describeModel(info: PoolInfo | undefined): string {
   if (!info) return 'the model loaded';
@@ -73,10 +66,7 @@ function describeModel(info: PoolInfo | undefined): string {
 }
 
 function sameModel(a: PoolInfo, b: PoolInfo): boolean {
-  const x = modelIdentity(a);
-  const y = modelIdentity(b);
-  const sameWeights = x.sha256 === undefined || y.sha256 === undefined || x.sha256 === y.sha256;
-  return x.name === y.name && x.contextLength === y.contextLength && x.tokenizerSha256 === y.tokenizerSha256 && sameWeights;
+  return sameModelIdentity(modelIdentity(a), modelIdentity(b));
 }
 
 async function served(client: PoolClient, info: PoolInfo, previous: ServedModel | null): Promise<ServedModel> {

@@ -275,6 +275,21 @@ export interface PoolInfo {
   speculation?: PoolSpeculationInfo;
 }
 
+/** What a generation's ids are meant for (the generate request's `model`), as a pool's /v1/info names it. */
+export type ModelIdentity = NonNullable<GenerateRequest['model']>;
+
+export function modelIdentity(info: PoolInfo): ModelIdentity {
+  const identity = { name: info.model.name, contextLength: info.model.contextLength, tokenizerSha256: info.tokenizer.sha256 };
+  // The weights too, where the pool names them: a retrained checkpoint under the same file name is another model.
+  return info.model.sha256 ? { ...identity, sha256: info.model.sha256 } : identity;
+}
+
+/** The same model: name, context, tokenizer, and the weights where both sides name them (older pools and edges do not). */
+export function sameModelIdentity(x: ModelIdentity, y: ModelIdentity): boolean {
+  const sameWeights = x.sha256 === undefined || y.sha256 === undefined || x.sha256 === y.sha256;
+  return x.name === y.name && x.contextLength === y.contextLength && x.tokenizerSha256 === y.tokenizerSha256 && sameWeights;
+}
+
 export interface PoolSpeculationInfo {
   /** Tree budget policy; 'off' drafts nothing whatever a request asks. */
   budget: 'marginal' | 'static' | 'off';

@@ -10,6 +10,8 @@ import { z } from 'zod';
 import {
   encodeEvent,
   generateRequestSchema,
+  modelIdentity,
+  sameModelIdentity,
   pushTrieSchema,
   QUEUED_KEEPALIVE_MS,
   type GenerateRequest,
@@ -253,8 +255,7 @@ export class PoolServer {
   /** 421 unless the caller tokenized for this pool's model (another pool may serve it). */
   private checkModel(expected: NonNullable<GenerateRequest['model']>): void {
     const { model, tokenizer } = this.options.info;
-    const sameWeights = expected.sha256 === undefined || model.sha256 === undefined || expected.sha256 === model.sha256;
-    if (expected.name === model.name && expected.contextLength === model.contextLength && expected.tokenizerSha256 === tokenizer.sha256 && sameWeights) return;
+    if (sameModelIdentity(expected, modelIdentity(this.options.info))) return;
     // Counted: an upgraded pool an edge passes over otherwise just shows no traffic.
     this.options.metrics.rejected.inc({ reason: 'model_mismatch' });
     throw new HttpError(
