@@ -65,7 +65,7 @@ app.use('/v1/*', requireKey);
 app.use('/bench/*', requireKey);
 
 function modelObject(model: ServedModel): { id: string; object: 'model'; created: number; owned_by: string; context_length: number } {
-  return { id: model.info.model.name, object: 'model', created: 0, owned_by: 'sssd', context_length: model.info.model.contextLength };
+  return { id: model.info.model.name, object: 'model', created: model.info.model.created ?? 0, owned_by: 'sssd', context_length: model.info.model.contextLength };
 }
 
 app.get('/v1/models', async (c) => {

@@ -259,6 +259,8 @@ export interface PoolInfo {
     chatTemplate: 'concat';
     /** The checkpoint's SHA-256 (hex): a retrained model under the same file name is another model. Optional: added within protocol 1. */
     sha256?: string;
+    /** When the checkpoint was written (Unix seconds), an OpenAI model's `created`. Optional: added within protocol 1. */
+    created?: number;
   };
   tokenizer: {
     format: 'llama2c' | 'hf-json';

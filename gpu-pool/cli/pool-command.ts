@@ -392,6 +392,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       eosIds: [...config.eosIds],
       chatTemplate: 'concat',
       sha256: model.sha256,
+      created: model.createdAt,
     },
     tokenizer: { format: detectTokenizerFormat(tokenizerBytes), path: '/v1/tokenizer', sha256: tokenizerSha },
     // Read at each request: contributed outputs grow the datastore while the pool runs.

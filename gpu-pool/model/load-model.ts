@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
 import type { ModelConfig } from './model-config';
 import { firstNonFiniteWeight, type ModelWeights } from './model-weights';
 import { ModelLoadError } from './model-load-error';
@@ -16,6 +17,8 @@ export interface LoadedModel {
   weights: ModelWeights;
   /** Hex sha256 of the checkpoint bytes (HF: of config.json then each weights file, in order). */
   sha256: string;
+  /** When the checkpoint was written (Unix seconds; HF: config.json's time), as an OpenAI model's `created`. */
+  createdAt: number;
 }
 
 /** Node reads at most this much in one readFile. */
@@ -31,13 +34,19 @@ export async function loadModel(modelPath: string): Promise<LoadedModel> {
   if (!info.isDirectory() && info.size > LLAMA2C_MAX_BYTES) {
     throw new ModelLoadError(`${modelPath}: ${(info.size / 2 ** 30).toFixed(1)} GiB, past the 2 GiB a llama2.c checkpoint is read in at once; give a Hugging Face folder (safetensors, read in chunks) instead`);
   }
-  const model = info.isDirectory() ? await loadHfCheckpoint(modelPath) : llama2cModel(new Uint8Array(await readFile(modelPath)), modelPath);
+  const model = info.isDirectory()
+    ? { ...(await loadHfCheckpoint(modelPath)), createdAt: unixSeconds((await stat(path.join(modelPath, 'config.json'))).mtimeMs) }
+    : { ...llama2cModel(new Uint8Array(await readFile(modelPath)), modelPath), createdAt: unixSeconds(info.mtimeMs) };
   const bad = firstNonFiniteWeight(model.weights);
   if (bad) throw new ModelLoadError(`${modelPath}: weight ${bad.tensor}[${bad.index}] is ${bad.value}, not a finite number: the checkpoint is corrupt (every logit would be NaN)`);
   return model;
 }
 
-function llama2cModel(bytes: Uint8Array, modelPath: string): LoadedModel {
+function unixSeconds(ms: number): number {
+  return Math.floor(ms / 1000);
+}
+
+function llama2cModel(bytes: Uint8Array, modelPath: string): Omit<LoadedModel, 'createdAt'> {
   const { config, weights } = parseLlama2cCheckpoint(bytes, modelPath);
   return { config, weights, sha256: createHash('sha256').update(bytes).digest('hex') };
 }

@@ -1,6 +1,6 @@
 // The edge's OpenAI-compatible API against the real stack: a pool process and
 // `wrangler dev` with local KV, driven by the official `openai` client.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -10,6 +10,7 @@ import { referenceGenerate, startAll, startTestStack, type GenerateOutput, type 
 import type { CompletionUsage } from '../../edge/completion-run';
 import { runEdgeSoak } from '../../gpu-pool/bench/edge-soak';
 import { metricValue } from '../gpu-pool/server/pool-process';
+import { models } from '../support/shared-data';
 
 // The edge's own usage type: the test reads what the edge declares it sends.
 type SpeculationFigures = CompletionUsage['speculation'];
@@ -97,6 +98,8 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(model).toBe('stories260K');
     const retrieved = await client.models.retrieve(model);
     expect(retrieved).toMatchObject({ id: 'stories260K', object: 'model', owned_by: 'sssd', context_length: 512 });
+    // `created` is when the checkpoint was written, not a placeholder.
+    expect(retrieved.created).toBe(Math.floor(statSync(models.stories260K.checkpoint).mtimeMs / 1000));
     expect((await client.models.retrieve('default')).id).toBe('stories260K');
     const missing = await client.models.retrieve('gpt-4o').catch((err: unknown) => err);
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
