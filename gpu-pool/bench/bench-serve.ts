@@ -42,6 +42,8 @@ export interface BenchServeOptions {
   /** Read the pool's phase counters around each round (MethodResult.poolSeconds); default false. */
   phases?: boolean;
   progress: boolean;
+  /** Called after each concurrency level with every result so far (what an interrupted run still has to show). */
+  onLevel?: (results: readonly MethodResult[]) => void;
 }
 
 export interface MethodResult {
@@ -233,6 +235,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
           if (repeats > 1) r.speedupVsOffRuns = perReplay.map((m) => rate(m.get(r.method)) / rate(m.get('off')));
         }
       }
+      opts.onLevel?.(results);
     }
   } finally {
     await edge?.close();

@@ -3,7 +3,7 @@
  * against a running pool. Token from --token or SSSD_POOL_TOKEN.
  */
 import type { Command } from 'commander';
-import { benchServe, formatFailures, formatPhaseTable, formatTable, parseMethods } from '../bench/bench-serve';
+import { benchServe, formatFailures, formatPhaseTable, formatTable, parseMethods, type MethodResult } from '../bench/bench-serve';
 import { loadWorkload } from '../bench/workload';
 import { CliError } from './cli-error';
 import { parsePoolUrl } from './pool-url-flag';
@@ -58,6 +58,23 @@ export function register(program: Command): void {
       const prefix = flags.promptPrefix;
       const workload = prefix ? loaded.map((r) => ({ ...r, prompt: `${prefix}${r.prompt}` })) : loaded;
       const t0 = performance.now();
+      // Ctrl-C prints the levels already measured (a long run's first levels are not lost), then exits 130.
+      let finished: readonly MethodResult[] = [];
+      const printResults = (results: readonly MethodResult[]): void => {
+        if (flags.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+        else {
+          process.stdout.write(formatTable(results) + '\n');
+          if (flags.phases) process.stdout.write(formatPhaseTable(results) + '\n');
+          process.stdout.write(`(${workload.length} workload requests, ${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+        }
+      };
+      const onInterrupt = (): void => {
+        const levels = new Set(finished.map((r) => r.concurrency));
+        process.stderr.write(`\nbench-serve: interrupted; ${levels.size === 0 ? 'no level was finished' : `the finished levels (concurrency ${[...levels].join(', ')})`}:\n`);
+        if (finished.length > 0) printResults(finished);
+        process.exit(130);
+      };
+      process.once('SIGINT', onInterrupt);
       const results = await benchServe({
         poolUrl,
         token: flags.token ?? process.env.SSSD_POOL_TOKEN ?? null,
@@ -70,15 +87,18 @@ export function register(program: Command): void {
         edgeTries: flags.edge,
         phases: flags.phases === true || flags.json === true,
         progress: !flags.json && process.stderr.isTTY === true,
-      }).catch((err: Error) => {
-        throw new CliError(`bench-serve: ${err.message}`);
-      });
-      if (flags.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
-      else {
-        process.stdout.write(formatTable(results) + '\n');
-        if (flags.phases) process.stdout.write(formatPhaseTable(results) + '\n');
-        process.stdout.write(`(${workload.length} workload requests, ${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
-      }
+        onLevel: (results) => {
+          finished = [...results];
+          // A line per level on stderr: a long run shows where it is, where no progress bar is drawn.
+          const level = results[results.length - 1].concurrency;
+          process.stderr.write(`bench-serve: concurrency ${level} measured (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+        },
+      })
+        .catch((err: Error) => {
+          throw new CliError(`bench-serve: ${err.message}`);
+        })
+        .finally(() => process.off('SIGINT', onInterrupt));
+      printResults(results);
       // Figures with failures in them are not a clean run: say what failed, and exit 1.
       const failures = formatFailures(results);
       if (failures) throw new CliError(`requests failed (no ratio for their levels):\n${failures}`, 1);

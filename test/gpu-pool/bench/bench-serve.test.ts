@@ -2,7 +2,7 @@
  * `sssd bench-serve` against the real pool process: every method and
  * concurrency gets a row, figures are consistent, user mistakes are clear.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -183,6 +183,28 @@ describe('bench-serve', () => {
     }).catch((e: { code: number; stderr: string }) => e);
     expect((badRepeat as { code: number }).code).toBe(2);
     expect((badRepeat as { stderr: string }).stderr).toMatch(/--repeat/);
+  });
+
+  it('prints the levels already measured when interrupted (Ctrl-C), and exits 130', async () => {
+    const cli = path.join(repoRoot, 'bin/sssd.mjs');
+    const child = spawn(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '1,4', '--methods', 'off', '--limit', '4'], {
+      env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve) =>
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (/concurrency 1 measured/.test(stderr)) resolve();
+      }),
+    );
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/interrupted; the finished levels \(concurrency 1\)/);
+    const rows = stdout.split('\n').filter((l) => /^\d+ +off /.test(l));
+    expect(rows.map((l) => l.split(/ +/)[0])).toEqual(['1']);
   });
 
   it('says what failed and exits 1, with no ratio for a level that had failures (it printed figures and exited 0)', async () => {
