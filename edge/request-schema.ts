@@ -34,7 +34,7 @@ const commonFields = {
   /** 0 as OpenAI takes it: the smallest nucleus, the most likely token alone. */
   top_p: z.number().min(0).max(1).nullish(),
   /** Non-standard (vLLM): 0 or -1 = no top-k cut. */
-  top_k: z.number().int().min(-1).max(100_000).nullish(),
+  top_k: z.number().min(-1).max(100_000).int().nullish(),
   /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
   seed: z
     .number()
@@ -49,7 +49,7 @@ const commonFields = {
   stop: stopSchema,
   user: z.string().max(256).nullish(),
   /** Choices: one generation each, at most MAX_CHOICES. */
-  n: z.number().int().min(1).max(MAX_CHOICES, `n is at most ${MAX_CHOICES}`).nullish(),
+  n: z.number().min(1).max(MAX_CHOICES, `n is at most ${MAX_CHOICES}`).int().nullish(),
   /** Non-standard per-request switch: "auto" (default) speculates, "off" decodes plainly. */
   speculation: z.enum(['auto', 'off']).nullish(),
   /**
@@ -99,7 +99,7 @@ const promptSchema = z.custom<CompletionPrompt>((v) => promptProblem(v) === null
 export const completionRequestSchema = z.object({
   ...commonFields,
   /** Log-probabilities of each token and of this many most likely ones (legacy completions shape). */
-  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+  logprobs: z.number().min(0).max(MAX_TOP_LOGPROBS).int().nullish(),
   /** Send the prompt back before the completion (with `logprobs`: the prompt's tokens scored too). */
   echo: z.boolean().nullish(),
   /** 0 only with `echo`: score the prompt, generate nothing (what evaluation harnesses send). */
@@ -124,7 +124,7 @@ export const chatRequestSchema = z.object({
   messages: z.array(chatMessageSchema).min(1, 'messages must not be empty'),
   max_completion_tokens: z.number().int().min(1).nullish(),
   logprobs: z.boolean().nullish(),
-  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+  top_logprobs: z.number().min(0).max(MAX_TOP_LOGPROBS).int().nullish(),
 }).refine((b) => !b.top_logprobs || b.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 

@@ -36,9 +36,9 @@ export const samplingSchema = z.object({
   temperature: z.number().min(0).max(2).default(0),
   topP: z.number().gt(0).max(1).default(1),
   /** 0 = no top-k cut. */
-  topK: z.number().int().min(0).max(100_000).default(0),
+  topK: z.number().min(0).max(100_000).int().default(0),
   /** Per-request seed; absent = drawn by the pool. */
-  seed: z.number().int().min(0).max(2 ** 53 - 1).optional(),
+  seed: z.number().min(0).max(2 ** 53 - 1).int().optional(),
   /** OpenAI's: minus this × times a token was generated, from its logit (0 = none). */
   frequencyPenalty: z.number().min(-2).max(2).default(0),
   /** OpenAI's: minus this from the logit of every token generated at least once (0 = none). */
@@ -116,13 +116,13 @@ export const generateRequestSchema = z.object({
    * vLLM's default), and the `logprobs` most likely tokens' (0 = only the
    * emitted token's). Absent = none.
    */
-  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
+  logprobs: z.number().min(0).max(MAX_TOP_LOGPROBS).int().optional(),
   /**
    * Score the prompt: each prompt token after the first, its log-probability
    * given the ones before it, and the `promptLogprobs` most likely tokens'
    * there (a `prompt-logprobs` event after the prefill). Absent = none.
    */
-  promptLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
+  promptLogprobs: z.number().min(0).max(MAX_TOP_LOGPROBS).int().optional(),
   /**
    * The output expected, more or less (OpenAI's predicted outputs: the file
    * being edited, say), as token ids without BOS: drafted from as the prompt

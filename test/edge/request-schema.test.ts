@@ -112,6 +112,17 @@ describe('OpenAI parameters this server does not implement', () => {
   });
 });
 
+describe('bounded integers', () => {
+  it('name their own bound for a huge value, not the largest safe integer', () => {
+    for (const [param, value, bound] of [['top_k', 1e300, '100000'], ['n', 1e20, 'at most 8'], ['logprobs', 1e300, '20']] as const) {
+      const err = refusal({ [param]: value });
+      expect(err!.toBody().error.param).toBe(param);
+      expect(err!.message, param).toContain(bound);
+      expect(err!.message).not.toContain('9007199254740991');
+    }
+  });
+});
+
 describe('seed', () => {
   it('takes any int64, as OpenAI does, and refuses what is not one by name', () => {
     for (const seed of [0, -3, 2 ** 53 + 2, 9.2e18, -(2 ** 63)]) expect(refusal({ seed }), String(seed)).toBeNull();
