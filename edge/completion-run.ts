@@ -296,6 +296,8 @@ export class CompletionRun {
       }
       if (!assembler.stopped) {
         const tail = assembler.finish();
+        // The decoder's last held bytes (a U+FFFD) can complete a stop string: the output ended at a stop.
+        if (assembler.stopped) finishReason = 'stop';
         if (tail.length > 0) yield tail;
       }
     } finally {

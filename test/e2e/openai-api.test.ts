@@ -394,6 +394,11 @@ describe('OpenAI-compatible API on the edge', () => {
     const whole = await client.completions.create({ model, prompt: PROMPT, max_tokens: 80, temperature: 0, stop });
     expect(whole.choices[0].text).toBe(expected);
     expect(whole.choices[0].finish_reason).toBe('stop');
+    // A stop string completed only by the decoder's last held byte (a lone lead byte, U+FFFD) is a stop too.
+    const held = { prompt: PROMPT, max_tokens: 1, temperature: 0, logit_bias: { '231': 100 }, stop: ['\ufffd'] };
+    const flushed = await client.completions.create({ model, ...held });
+    expect(flushed.choices[0]).toMatchObject({ text: '', finish_reason: 'stop' });
+    expect((await streamCompletion({ ...held, user: 'stop-flush' })).finish).toBe('stop');
   });
 
   it("counts a completion ended at a stop string as a stop at the pool, not as an abort", async () => {
