@@ -99,10 +99,20 @@ export class LogprobsFormatter {
     return {
       tokens: texts,
       token_logprobs: tokens.map((t) => t.logprob),
-      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : this.topEntries(t.top))) : null,
+      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : this.topEntries(withChosen(t.top, t)))) : null,
       text_offset: textOffset,
     };
   }
+}
+
+/**
+ * Legacy completions' alternatives hold the chosen token too, as OpenAI's and
+ * vLLM's do (up to logprobs + 1 entries): a sampled token outside the top N
+ * is looked up there by clients.
+ */
+function withChosen(top: ReadonlyArray<[number, number]>, t: TokenLogprob): ReadonlyArray<[number, number]> {
+  if (t.logprob === null || top.some(([id]) => id === t.id)) return top;
+  return [...top, [t.id, t.logprob]];
 }
 
 /** Alternatives as legacy completions' {name: logprob}: two ids of one name (a text piece and the byte piece of the same byte) keep both, the less likely by its bytes, else its id. */

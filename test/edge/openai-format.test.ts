@@ -76,4 +76,17 @@ describe('log-probabilities', () => {
     const out = formatter.format([{ id: comma, logprob: -0.1, top: [[comma, -0.1], [commaByte, -3]], text: ',' }]) as { top_logprobs: Array<Record<string, number>> };
     expect(out.top_logprobs[0]).toEqual({ ',': -0.1, 'bytes:\\x2c': -3 });
   });
+
+  it('legacy: alternatives hold the sampled token when it is not among the top N (up to N + 1, as OpenAI); chat: exactly the top N', () => {
+    const [tom, saw, dog] = ['Tom', ' saw', ' dog'].map((w) => tokenizer.encode(w, { bos: false }).at(-1)!);
+    expect(new Set([tom, saw, dog]).size).toBe(3);
+    const sampled: TokenLogprob = { id: dog, logprob: -4.5, top: [[tom, -0.2], [saw, -1.9]], text: ' dog' };
+    const legacy = new LogprobsFormatter('completion', tokenizer, true).format([sampled]) as { top_logprobs: Array<Record<string, number>> };
+    const name = (id: number) => tokenDisplay(tokenizer, id);
+    expect(legacy.top_logprobs[0]).toEqual({ [name(tom)]: -0.2, [name(saw)]: -1.9, [name(dog)]: -4.5 });
+    const inTop = new LogprobsFormatter('completion', tokenizer, true).format([{ ...sampled, id: saw, logprob: -1.9, text: ' saw' }]) as { top_logprobs: Array<Record<string, number>> };
+    expect(Object.keys(inTop.top_logprobs[0])).toHaveLength(2);
+    const chat = new LogprobsFormatter('chat', tokenizer, true).format([sampled]) as { content: Array<{ top_logprobs: unknown[] }> };
+    expect(chat.content[0].top_logprobs).toHaveLength(2);
+  });
 });
