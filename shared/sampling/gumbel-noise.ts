@@ -51,6 +51,13 @@ export function gumbelTier(u: number): number {
 
 export class GumbelNoise {
   private readonly key: number;
+  /**
+   * The seed's high word on its own (0 below 2^32): folded into every index's
+   * key, so two seeds whose 32-bit `key`s meet (one in 2^32 pairs, ~2^21
+   * seeds below 2^53 for each) still draw different noise. Zero for seeds
+   * below 2^32, whose noise is what it was before.
+   */
+  private readonly highKey: number;
   private lastIndex = -1;
   private indexKey = 0;
 
@@ -61,13 +68,15 @@ export class GumbelNoise {
     const lo = s >>> 0;
     const hi = Math.floor(s / 2 ** 32) >>> 0;
     this.key = mix32(lo ^ mix32(hi + 0x9e3779b9));
+    // hi < 2^21 never equals the constant, and mix32 is a bijection with mix32(0) = 0: distinct high words, distinct non-zero keys.
+    this.highKey = hi === 0 ? 0 : mix32(hi ^ 0xc2b2ae3d);
   }
 
   /** The uniform (0, 1) behind g(index, token). */
   uniform(index: number, token: number): number {
     if (index !== this.lastIndex) {
       this.lastIndex = index;
-      this.indexKey = mix32(this.key ^ Math.imul(index + 1, 0x9e3779b1));
+      this.indexKey = (mix32(this.key ^ Math.imul(index + 1, 0x9e3779b1)) ^ this.highKey) >>> 0;
     }
     const h = mix32(mix32(this.indexKey ^ Math.imul(token + 1, 0x85ebca77)) + this.indexKey);
     return (h + 0.5) / 4294967296;

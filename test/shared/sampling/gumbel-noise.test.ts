@@ -15,6 +15,20 @@ describe('GumbelNoise', () => {
     expect(new GumbelNoise(2 ** 40 + 1).gumbel(0, 0)).not.toBe(new GumbelNoise(1).gumbel(0, 0));
   });
 
+  it("gives seeds whose 32-bit keys meet their own noise (42, 4369077839 and 530243421733615 drew the same text), and kept the noise of seeds below 2^32", () => {
+    const draws = (seed: number) => {
+      const noise = new GumbelNoise(seed);
+      return [0, 1, 7].flatMap((i) => [0, 5, 300].map((t) => noise.uniform(i, t)));
+    };
+    const colliding = [42, 4369077839, 530243421733615, 12345, 4369081948].map(draws);
+    for (let a = 0; a < colliding.length; a++) {
+      for (let b = a + 1; b < colliding.length; b++) expect(colliding[a].some((u, k) => u !== colliding[b][k]), `${a} ${b}`).toBe(true);
+    }
+    // Seeds below 2^32 draw what they drew before the high word was folded in (seeded outputs people kept stay the same).
+    expect(colliding[0].slice(0, 3).map((u) => u.toFixed(8))).toEqual(['0.72674886', '0.56990639', '0.82214472']);
+    expect(colliding[3].slice(0, 3).map((u) => u.toFixed(8))).toEqual(['0.76870098', '0.39826522', '0.77242716']);
+  });
+
   it('gives uniforms in (0, 1) that pass a 20-bin chi-square test, and Gumbel draws below GUMBEL_MAX', () => {
     const noise = new GumbelNoise(7);
     const bins = new Array<number>(20).fill(0);
