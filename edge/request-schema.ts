@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { describeValue, logitBiasSchema } from '../shared/protocol';
+import { specificIssue } from '../shared/specific-issue';
 import { badRequest, type ApiError } from './api-error';
 
 const stopSchema = z
@@ -194,19 +195,6 @@ export function parseOpenAiBody<T>(schema: z.ZodType<T>, body: unknown, endpoint
   return parseBody(schema, body);
 }
 
-/**
- * A union's "Invalid input" names no reason: the issue of the branch the
- * value's type matched does ("stop accepts at most 4 sequences"), its path
- * under the union's.
- */
-function specific(issue: z.core.$ZodIssue | undefined): z.core.$ZodIssue | undefined {
-  if (!issue || issue.code !== 'invalid_union') return issue;
-  const branch = issue.errors.find((errors) => errors.length > 0 && !(errors[0].code === 'invalid_type' && errors[0].path.length === 0));
-  if (!branch) return issue;
-  const inner = specific(branch[0]);
-  return inner ? { ...inner, path: [...issue.path, ...inner.path] } : issue;
-}
-
 /** `text`, cut to `max` characters (an ellipsis saying so). */
 export function clipped(text: string, max: number): string {
   if (text.length <= max) return text;
@@ -219,7 +207,7 @@ export function clipped(text: string, max: number): string {
 export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const result = schema.safeParse(body);
   if (result.success) return result.data;
-  const issue = specific(result.error.issues[0]);
+  const issue = specificIssue(result.error.issues[0]);
   // Bounded: a path holds the client's own keys (a 1 MB logit_bias key came back twice in a 2 MB error).
   const param = issue && issue.path.length > 0 ? clipped(issue.path.map(String).join('.'), 100) : null;
   const message = issue ? clipped(`${param ? `${param}: ` : ''}${issue.message}`, 500) : 'Invalid request body.';

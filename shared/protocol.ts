@@ -38,7 +38,7 @@ export const samplingSchema = z.object({
   /** 0 = no top-k cut. */
   topK: z.number().min(0).max(100_000).int().default(0),
   /** Per-request seed; absent = drawn by the pool. */
-  seed: z.number().min(0).max(2 ** 53 - 1).int().optional(),
+  seed: z.number().int().min(0).optional(), // int(): a safe integer, below 2^53
   /** OpenAI's: minus this × times a token was generated, from its logit (0 = none). */
   frequencyPenalty: z.number().min(-2).max(2).default(0),
   /** OpenAI's: minus this from the logit of every token generated at least once (0 = none). */

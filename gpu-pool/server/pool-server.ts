@@ -25,6 +25,7 @@ import { decodeBase64 } from '../scheduler/base64';
 import type { PoolMetrics } from '../metrics/pool-metrics';
 import { BearerAuth } from './bearer-auth';
 import { HttpError } from './http-error';
+import { specificIssue } from '../../shared/specific-issue';
 import { readJsonBody } from './read-body';
 import { DEFAULT_STALLED_READER_MS, StalledReaders } from './stalled-readers';
 
@@ -448,6 +449,7 @@ function toHttpError(err: unknown): HttpError {
 function describeIssues(error: z.ZodError, whole = 'body'): string {
   return error.issues
     .slice(0, 5)
+    .map((issue) => specificIssue(issue) ?? issue)
     .map((i) => `${i.path.length > 0 ? i.path.join('.') : whole}: ${i.message}`)
     .join('; ');
 }
