@@ -224,10 +224,13 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   // The user's cache only makes drafts better: the request waits for it a
   // bounded time (a read KV must fetch from afar takes tens to hundreds of
   // ms), then opens without it, and its trie follows when it comes.
-  const userCache = ctx.store.load(await cacheScope(ctx.key.keyId, body.user));
-  const cacheSalt = await prefixCacheSalt(ctx.key.tenant, body.cache_salt ?? null);
+  // The cache is there to draft from: a request that does not draft at the
+  // edge (speculation off, or SSSD_EDGE_TRIE_NODES=0) neither reads it nor
+  // leaves its text in it.
   const drafts = speculate && ctx.edgeTrieNodes > 0;
-  const cacheInTime = drafts ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;
+  const userCache = drafts ? ctx.store.load(await cacheScope(ctx.key.keyId, body.user)) : null;
+  const cacheSalt = await prefixCacheSalt(ctx.key.tenant, body.cache_salt ?? null);
+  const cacheInTime = userCache ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;
   const trie = cacheInTime ? draftUserTrie(cacheInTime.cache, ids, ctx.edgeTrieNodes, temperature) : null;
   const kind: EndpointKind = parsed.kind;
   const asked = logprobsAsked(parsed);

@@ -27,8 +27,13 @@ export interface CompletionPlan {
   sampling: { temperature: number; topP: number; topK: number; seed?: number; frequencyPenalty: number; presencePenalty: number; repetitionPenalty: number; logitBias?: Record<string, number> };
   speculate: boolean;
   stops: string[];
-  /** The user's cache, read from KV as the request came in (it may come after the generation opened). */
-  userCache: Promise<LoadedUserCache>;
+  /**
+   * The user's cache, read from KV as the request came in (it may come after
+   * the generation opened); null where the request does not draft at the
+   * edge (speculation off, or the edge's tries off): then nothing of it is
+   * read or written.
+   */
+  userCache: Promise<LoadedUserCache> | null;
   /** The edge trie drafted for the prompt, shipped with it (null: speculation off, an empty cache, or one not in yet). */
   trie: Uint8Array | null;
   /** The cache was not in when the generation opened: once it comes, its trie is pushed to the running generation. */
@@ -166,7 +171,7 @@ export class CompletionRun {
   ) {
     this.trieBytes = plan.trie?.length ?? 0;
     this.generationId = plan.id;
-    void plan.userCache.then((loaded) => {
+    void plan.userCache?.then((loaded) => {
       this.loaded = loaded;
     });
   }
@@ -202,7 +207,7 @@ export class CompletionRun {
     const { plan, deps } = this;
     await this.openOn(this.generateRequest(plan.promptIds, plan.maxTokens, plan.trie, 0));
     // The cache came too late to ship a trie with the request: push one for where the stream is when it does.
-    if (!this.cancelled && plan.trieFollows) deps.waitUntil(plan.userCache.then(() => this.pushFreshTrie(this.outputIds.length - this.outputBase)));
+    if (!this.cancelled && plan.trieFollows && plan.userCache) deps.waitUntil(plan.userCache.then(() => this.pushFreshTrie(this.outputIds.length - this.outputBase)));
   }
 
   /** The generate body for prompt ids (the plan's, or the plan's + the output so far when resuming). */
@@ -421,10 +426,11 @@ export class CompletionRun {
   }
 
   private saveCache(): void {
-    if (!this.plan.saveToCache) return;
+    const { userCache } = this.plan;
+    if (!this.plan.saveToCache || !userCache) return;
     const tokens = this.plan.promptIds.concat(this.outputIds.slice(0, this.counted));
     // After a read that has not come yet (or never will: the Worker's waitUntil time bounds it).
-    this.deps.waitUntil(this.plan.userCache.then((loaded) => this.deps.store.saveMerged(loaded, tokens)));
+    this.deps.waitUntil(userCache.then((loaded) => this.deps.store.saveMerged(loaded, tokens)));
   }
 
   private predictionDetails(): NonNullable<CompletionUsage['completion_tokens_details']> {

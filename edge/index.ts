@@ -16,10 +16,10 @@ import type { EdgeEnv } from './env';
 import { PoolPicker } from './pool-picker';
 import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
 import { KeyLimiter, LEASE_HEARTBEAT_MS, type RequestQuota } from './rate-limiter';
-import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody } from './request-schema';
+import { chatRequestSchema, clipped, completionRequestSchema, MAX_USER_LENGTH, parseOpenAiBody } from './request-schema';
 import { REQUEST_ID_HEADER, requestId } from './request-id';
 import { servedModel, type ServedModel } from './served-model';
-import { UserCacheStore } from './user-cache-store';
+import { cacheScope, UserCacheStore } from './user-cache-store';
 
 type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string; quota: RequestQuota | undefined } };
 
@@ -42,7 +42,7 @@ app.use(
   '*',
   cors({
     origin: '*',
-    allowMethods: ['GET', 'POST', 'OPTIONS'],
+    allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
     // No list: the headers a preflight asks for are allowed (the OpenAI SDK in a browser sends its x-stainless-* ones).
     // A key, not a cookie, authorises a request, so no header makes a cross-origin call more than the key allows.
     exposeHeaders: ['retry-after', REQUEST_ID_HEADER, ...RATE_LIMIT_HEADERS],
@@ -171,6 +171,19 @@ app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) => complete(c,
 for (const path of ['/v1/completions', '/v1/chat/completions']) {
   app.all(path, (c) => errorResponse(new ApiError(405, `${path} takes POST, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow: 'POST' }));
 }
+
+// A user's cache, forgotten: the key's own users only (the scope hashes the key's id with the name).
+app.delete('/v1/user-cache', async (c) => {
+  const user = c.req.query('user') ?? null;
+  if (user !== null && user.length > MAX_USER_LENGTH) {
+    throw new ApiError(400, `user is at most ${MAX_USER_LENGTH} characters.`, 'invalid_request_error', 'invalid_value', 'user');
+  }
+  const config = edgeConfig(c.env);
+  const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes);
+  const deleted = await store.delete(await cacheScope(c.get('key').keyId, user));
+  return c.json({ object: 'user_cache.deleted', user, deleted });
+});
+app.all('/v1/user-cache', (c) => errorResponse(new ApiError(405, `/v1/user-cache takes DELETE, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow: 'DELETE' }));
 
 app.post('/bench/edge-cpu', limitBody, async (c) => {
   if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');

@@ -25,6 +25,8 @@ const streamOptionsSchema = z
 
 /** Most choices (`n`) a request may ask for: each is a whole generation on a pool. */
 export const MAX_CHOICES = 8;
+/** Characters of a `user` name (OpenAI's field; the per-user cache's scope). */
+export const MAX_USER_LENGTH = 256;
 
 const commonFields = {
   model: z.string().min(1).max(256),
@@ -48,7 +50,7 @@ const commonFields = {
   /** Non-standard (vLLM): > 1 discourages tokens of the prompt and the output, 1 = none. */
   repetition_penalty: z.number().min(0.01).max(10).nullish(),
   stop: stopSchema,
-  user: z.string().max(256).nullish(),
+  user: z.string().max(MAX_USER_LENGTH).nullish(),
   /** Choices: one generation each, at most MAX_CHOICES. */
   n: z.number().min(1).max(MAX_CHOICES, `n is at most ${MAX_CHOICES}`).int().nullish(),
   /** Non-standard per-request switch: "auto" (default) speculates, "off" decodes plainly. */

@@ -115,6 +115,21 @@ export class UserCacheStore {
     }
   }
 
+  /**
+   * Deletes a user's cache (their request to be forgotten, or an operator's):
+   * after this isolate's write in flight for them, if any, so that one does
+   * not put it back. Whether a value was there. A request of theirs still
+   * running in another isolate can write a new one when it ends.
+   */
+  async delete(scope: string): Promise<boolean> {
+    const previous = writesInFlight.get(scope);
+    if (previous) await settledOrTimedOut(previous, PREVIOUS_WRITE_WAIT_MS);
+    const key = UserCacheStore.keyFor(scope);
+    const existed = (await this.kv.get(key, 'arrayBuffer')) !== null;
+    await this.kv.delete(key);
+    return existed;
+  }
+
   /** Reads the stored value, merges `tokens` in and writes it back; never throws. */
   private async mergeAndWrite(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
     let base = loaded.bytes;

@@ -167,6 +167,37 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(alias.usage?.speculation.edge_accepted_tokens).toBe(0);
   });
 
+  it("forgets a user's cache on DELETE /v1/user-cache, and keeps nothing of a request that does not draft at the edge", async () => {
+    const prompt = 'Ben saw a big cat on the wall. The cat was sleeping in the sun.';
+    const forget = async (user: string | null, key = stack.devKey) => {
+      const res = await fetch(`${stack.edgeUrl}/v1/user-cache${user === null ? '' : `?user=${encodeURIComponent(user)}`}`, { method: 'DELETE', headers: { authorization: `Bearer ${key}` } });
+      return { status: res.status, body: (await res.json()) as { deleted?: boolean; user?: string | null; error?: { param: string | null } } };
+    };
+    // speculation "off" reads and writes nothing: a later request finds no cache.
+    await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'frank', speculation: 'off' });
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await forget('frank')).body).toMatchObject({ object: 'user_cache.deleted', user: 'frank', deleted: false });
+    const first = await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'frank' });
+    expect(first.usage!.speculation.edge_trie_bytes).toBe(0);
+    await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'gina' });
+    await new Promise((r) => setTimeout(r, 500)); // the cache writes run after the responses (waitUntil)
+    // Another key cannot reach frank's cache under that name.
+    expect((await forget('frank', KV_KEY)).body.deleted).toBe(false);
+    expect((await forget('frank')).body.deleted).toBe(true);
+    const after = await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'frank' });
+    expect(after.text).toBe(first.text);
+    expect(after.usage!.speculation.edge_trie_bytes).toBe(0);
+    // gina's cache is untouched.
+    const gina = await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'gina' });
+    expect(gina.usage!.speculation.edge_accepted_tokens).toBeGreaterThan(10);
+    expect((await forget('x'.repeat(257))).status).toBe(400);
+    const unkeyed = await fetch(`${stack.edgeUrl}/v1/user-cache?user=gina`, { method: 'DELETE' });
+    expect(unkeyed.status).toBe(401);
+    const wrongMethod = await fetch(`${stack.edgeUrl}/v1/user-cache`, { headers: { authorization: `Bearer ${stack.devKey}` } });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('DELETE');
+  });
+
   it("drafts a user's repeated greedy request from what they were answered before, verbatim", async () => {
     // Stories that share most of their phrases: the cache's n-gram table alone drafts a repeat no better than the others.
     const prompts = ['Lily went to the park with her mom.', 'Lily went to the park with her dad.', 'Lily went to the park with her dog.'];
