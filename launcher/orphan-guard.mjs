@@ -10,8 +10,13 @@
 // their ports. The guard sits in that group with an IPC channel to the
 // launcher, used for nothing but its closing: then it sends SIGTERM to the
 // command and, if the group is still there 5 s later, SIGKILL to the group.
+// With SSSD_GUARD_REMOVES=DIR in its environment it also removes DIR when
+// the command exits or the launcher is gone: the edge's secrets folder (the
+// pool token), which the launcher's own exit handler cannot remove when the
+// launcher is killed outright.
 // Plain JavaScript, no tsx: nothing to load before the command starts.
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 
 const [command, ...args] = process.argv.slice(2);
 if (!command || !process.channel) {
@@ -19,12 +24,26 @@ if (!command || !process.channel) {
   process.exit(2);
 }
 
-const child = spawn(command, args, { stdio: 'inherit' });
+const { SSSD_GUARD_REMOVES: removes, ...childEnv } = process.env;
+const removeFolder = () => {
+  if (!removes) return;
+  try {
+    rmSync(removes, { recursive: true, force: true });
+  } catch {
+    // Gone already, or not ours to remove: nothing more to do.
+  }
+};
+
+const child = spawn(command, args, { stdio: 'inherit', env: childEnv });
 child.on('error', (err) => {
   process.stderr.write(`orphan-guard: cannot start ${command}: ${err.message}\n`);
+  removeFolder();
   process.exit(1);
 });
-child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+child.on('exit', (code, signal) => {
+  removeFolder();
+  process.exit(code ?? (signal ? 1 : 0));
+});
 
 // The launcher signals the whole group, which reaches the command directly:
 // the guard stays to report the command's exit instead of dying first.
@@ -32,6 +51,8 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => {
 
 process.channel.unref();
 process.once('disconnect', () => {
+  // The command read its secrets when it started: they need not outlive the launcher.
+  removeFolder();
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   setTimeout(() => {
     try {

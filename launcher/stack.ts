@@ -136,7 +136,7 @@ export function startEdge(opts: EdgeOptions): Promise<RunningEdge> {
   return onFreePort(opts.port, (port) => startEdgeOn(port, opts));
 }
 
-/** Folders holding an edge's secrets (the pool token) while its edge runs; removed at the latest when this process exits. */
+/** Folders holding an edge's secrets (the pool token) while its edge runs; removed at the latest when this process exits (killed outright: by the edge's orphan guard). */
 const secretDirs = new Set<string>();
 let removeOnExit = false;
 
@@ -183,7 +183,8 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
   const devtools = opts.devtools ?? process.env.SSSD_EDGE_DEVTOOLS === '1';
   const service = spawnService('edge', process.execPath, args, {
     cwd: repoRoot,
-    env: edgeProcessEnv(process.env, devtools),
+    // The guard removes the secrets folder if this process is killed outright (its exit handler does not run then).
+    env: { ...edgeProcessEnv(process.env, devtools), SSSD_GUARD_REMOVES: secretsDir },
     echo: opts.echo,
     // wrangler and workerd stop if this process is killed outright (launcher/orphan-guard.mjs).
     guard: true,

@@ -1,8 +1,8 @@
 // `npm start` (= `sssd up`): one command brings up pool + edge, prints where to
 // go, serves the API with the dev key, and Ctrl-C (SIGINT) stops both; killed
-// outright (SIGKILL), it leaves neither running.
+// outright (SIGKILL), it leaves neither running, nor the edge's secrets on disk.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -158,8 +158,20 @@ describe('sssd up', () => {
     expect(same.output()).toMatch(/cannot share port/);
   }, 150_000);
 
-  it('leaves neither the pool nor wrangler/workerd serving when it is killed outright', async () => {
+  it('leaves neither the pool nor wrangler/workerd serving, nor the pool token on disk, when it is killed outright', async () => {
     const { up, edgePort, poolPort, exited } = await startUp();
+    // This edge's secrets folder: the one whose env file names this pool.
+    const secrets = readdirSync(tmpdir())
+      .filter((name) => name.startsWith('sssd-edge-'))
+      .map((name) => path.join(tmpdir(), name))
+      .filter((dir) => {
+        try {
+          return readFileSync(path.join(dir, 'edge.env'), 'utf8').includes(`:${poolPort}`);
+        } catch {
+          return false;
+        }
+      });
+    expect(secrets).toHaveLength(1);
     up.kill('SIGKILL');
     await exited;
     // No one signals the services' process groups now: they stop on their own, the pool as on SIGTERM.
@@ -169,5 +181,6 @@ describe('sssd up', () => {
       if (!free) await new Promise((r) => setTimeout(r, 200));
     }
     expect(free, 'the edge or the pool still holds its port 20 s after sssd up was killed').toBe(true);
+    expect(existsSync(secrets[0]), `${secrets[0]} (the pool token) outlived sssd up`).toBe(false);
   }, 150_000);
 });
