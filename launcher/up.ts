@@ -220,7 +220,10 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
         return;
       }
       stopping = true;
-      log(failed ? `\n${why}; stopping edge and pool...` : `\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ^C again to stop now...`);
+      // The headline first: `why` may go on with the dead service's last lines, which the note must not end.
+      const [headline, ...tail] = why.split('\n');
+      if (failed) log(`\n${headline}; stopping edge and pool...${tail.length > 0 ? `\n${tail.join('\n')}` : ''}`);
+      else log(`\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ^C again to stop now...`);
       void stack.stop().then(() => resolve(failed ? why.split('\n')[0] : null));
     };
     process.on('SIGINT', () => stop('interrupted', false));

@@ -242,7 +242,7 @@ export class PoolMetrics {
       registers,
     });
     this.generationTokens = new Counter({ name: 'vllm:generation_tokens_total', help: 'Tokens generated.', registers });
-    this.promptTokens = new Counter({ name: 'vllm:prompt_tokens_total', help: 'Prompt tokens prefilled.', registers });
+    this.promptTokens = new Counter({ name: 'vllm:prompt_tokens_total', help: 'Prompt tokens taken in, prefix-cache hits included (as vLLM counts them); minus vllm:prefix_cache_hits_total, those prefilled.', registers });
     this.requestsByReason = new Counter({
       name: 'vllm:request_success_total',
       help: "Finished generations by finish reason, in vLLM's words: stop (an end token, or a stop string the edge found), length (max tokens or the context), abort (cancelled: a client gone, a shutdown), error.",
