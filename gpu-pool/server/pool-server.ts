@@ -204,6 +204,18 @@ export class PoolServer {
       });
     }
     if (!route.startsWith('/v1/')) throw new HttpError(404, 'not_found', `no route ${method} ${route}`);
+    // An OpenAI client pointed at the pool instead of the edge: said in OpenAI's error shape (its SDK showed "401 status code (no body)").
+    if (OPENAI_ROUTES.has(route) || route.startsWith('/v1/models/')) {
+      sendJson(res, 404, {
+        error: {
+          message: `This is an SSSD verification pool, which speaks the edge's protocol (docs/protocol.md); the OpenAI API (${route}) is served by the edge (sssd up prints its URL).`,
+          type: 'invalid_request_error',
+          param: null,
+          code: 'not_found',
+        },
+      });
+      return;
+    }
     if (!this.auth.check(req.headers.authorization)) {
       res.setHeader('www-authenticate', 'Bearer');
       throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token (Authorization: Bearer $SSSD_POOL_TOKEN)');
@@ -444,6 +456,9 @@ function toHttpError(err: unknown): HttpError {
   }
   return new HttpError(500, 'internal', err instanceof Error ? err.message : String(err));
 }
+
+/** The OpenAI API's routes, which the edge serves and the pool does not. */
+const OPENAI_ROUTES: ReadonlySet<string> = new Set(['/v1/completions', '/v1/chat/completions', '/v1/models', '/v1/embeddings', '/v1/responses']);
 
 /** `whole`: what an issue at the top names (the body; a query parameter names itself). */
 function describeIssues(error: z.ZodError, whole = 'body'): string {

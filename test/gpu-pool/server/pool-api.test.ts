@@ -214,6 +214,14 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     });
     expect(status).toBe(400);
     expect(pool.stderr()).not.toMatch(/Invalid URL/);
+    // An OpenAI client pointed at the pool, token or not: told where the API is, in OpenAI's error shape.
+    for (const [route, authorization] of [['/v1/chat/completions', null], ['/v1/models', `Bearer ${pool.token}`], ['/v1/models/default', null]] as const) {
+      const res = await fetch(`${pool.url}${route}`, { method: route.includes('completions') ? 'POST' : 'GET', headers: authorization ? { authorization } : {} });
+      expect(res.status, route).toBe(404);
+      const body = (await res.json()) as { error: { message: string; type: string } };
+      expect(body.error.type).toBe('invalid_request_error');
+      expect(body.error.message).toMatch(/verification pool.*served by the edge/);
+    }
   });
 
   it('a body of millions of bad prompt ids is refused at once, and the streams beside it hardly notice', async () => {
