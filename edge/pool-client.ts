@@ -72,9 +72,12 @@ export class PoolClient {
   }
 
   async info(): Promise<PoolInfo> {
-    const res = await fetch(`${this.baseUrl}/v1/info`, { headers: this.headers(), signal: AbortSignal.timeout(5000) });
-    if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${this.baseUrl} answered /v1/info with ${res.status}${res.status === 401 ? ' (it refuses SSSD_POOL_TOKEN)' : ''}`);
-    if (!res.ok) throw new PoolUnavailableError(`/v1/info answered ${res.status}`);
+    // The whole URL in what is said of it: a pool URL given with its own /v1 fetched /v1/v1/info.
+    const url = `${this.baseUrl}/v1/info`;
+    const res = await fetch(url, { headers: this.headers(), signal: AbortSignal.timeout(5000) });
+    const why = res.status === 401 ? ' (it refuses SSSD_POOL_TOKEN)' : res.status === 404 ? ' (no pool there: SSSD_POOL_URLS takes base URLs, without /v1)' : '';
+    if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${url} answered ${res.status}${why}`);
+    if (!res.ok) throw new PoolUnavailableError(`${url} answered ${res.status}`);
     return (await res.json()) as PoolInfo;
   }
 

@@ -126,6 +126,8 @@ describe('pool failover', () => {
     const noPool = await new PoolClient(`${pool.url}/v1`, token).info().catch((err: unknown) => err);
     expect(noPool).toBeInstanceOf(PoolMisdirectedError);
     expect((noPool as PoolMisdirectedError).status).toBe(404);
+    // The URL fetched, whole: the log said "/v1/info" where /v1/v1/info was asked.
+    expect((noPool as PoolMisdirectedError).message).toContain(`${pool.url}/v1/v1/info answered 404 (no pool there: SSSD_POOL_URLS takes base URLs, without /v1)`);
   });
 
   it('answers 503 with Retry-After when no pool is reachable, streaming or not', async () => {
