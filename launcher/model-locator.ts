@@ -4,6 +4,7 @@
  * else a local copy in `.models/` (git-ignored), fetched once from the model's
  * public home (Hugging Face karpathy/tinyllamas) when missing.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
@@ -17,6 +18,15 @@ export interface ModelFiles {
 
 export const defaultModelHome = 'https://huggingface.co/karpathy/tinyllamas/resolve/main';
 const defaultFiles = { model: 'stories260K/stories260K.bin', tokenizer: 'stories260K/tok512.bin' } as const;
+/**
+ * The default files' SHA-256: a download is kept only when it is these bytes
+ * (a mirror or proxy that answers 200 with an HTML page was kept, and every
+ * later start failed on "not a llama2.c checkpoint").
+ */
+const defaultSha256 = {
+  model: 'b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696',
+  tokenizer: '037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312',
+} as const;
 
 export interface LocateOptions {
   repoRoot: string;
@@ -27,10 +37,12 @@ export interface LocateOptions {
   log?: (line: string) => void;
 }
 
-async function download(url: string, file: string, fetchImpl: typeof fetch): Promise<void> {
+async function download(url: string, file: string, sha256: string, fetchImpl: typeof fetch): Promise<void> {
   const res = await fetchImpl(url, { signal: AbortSignal.timeout(60_000) });
   if (!res.ok) throw new Error(`HTTP ${res.status}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
+  const got = createHash('sha256').update(bytes).digest('hex');
+  if (got !== sha256) throw new Error(`${url} served ${bytes.length} bytes that are not the file (SHA-256 ${got.slice(0, 12)}…, expected ${sha256.slice(0, 12)}…); nothing was kept`);
   mkdirSync(path.dirname(file), { recursive: true });
   // Write beside and rename so an interrupted download never looks complete.
   writeFileSync(`${file}.part`, bytes);
@@ -59,6 +71,11 @@ function tokenizerBeside(model: string): string {
     return tokenizer;
   }
   const folder = path.dirname(model);
+  // A tokenizer given as the model: said as such, not as "no tokenizer beside it" (the folder holds it, and the checkpoint).
+  if (TOKENIZER_FILE.test(path.basename(model))) {
+    const checkpoints = readdirSync(folder).filter((f) => f.endsWith('.bin') && !TOKENIZER_FILE.test(f));
+    throw new CliError(`SSSD_MODEL (--model) ${model} is named as a tokenizer is; give the checkpoint${checkpoints.length > 0 ? ` (one of: ${checkpoints.join(', ')})` : ''}.`);
+  }
   const found = readdirSync(folder).filter((f) => f !== path.basename(model) && TOKENIZER_FILE.test(f));
   if (found.length === 1) return path.join(folder, found[0]);
   throw new CliError(
@@ -108,8 +125,8 @@ export async function locateModel(opts: LocateOptions): Promise<ModelFiles> {
   const fetchImpl = opts.fetchImpl ?? fetch;
   opts.log?.(`fetching the default model stories260K from ${home} into ${local} (once)`);
   try {
-    if (!existsSync(localModel)) await download(`${home}/${defaultFiles.model}`, localModel, fetchImpl);
-    if (!existsSync(localTokenizer)) await download(`${home}/${defaultFiles.tokenizer}`, localTokenizer, fetchImpl);
+    if (!existsSync(localModel)) await download(`${home}/${defaultFiles.model}`, localModel, defaultSha256.model, fetchImpl);
+    if (!existsSync(localTokenizer)) await download(`${home}/${defaultFiles.tokenizer}`, localTokenizer, defaultSha256.tokenizer, fetchImpl);
   } catch (err) {
     throw new CliError(
       [

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -50,6 +50,8 @@ describe('locateModel', () => {
     await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: folder } })).rejects.toThrow(/not a Hugging Face model \(no config\.json\); give the checkpoint file \(one of: llama2xs\.bin\)/);
     // Its tokenizer is no checkpoint to choose.
     await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: path.dirname(models.stories260K.checkpoint) } })).rejects.toThrow(/\(one of: stories260K\.bin\)/);
+    // The tokenizer given as the model: said as such, naming the checkpoint beside it.
+    await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: models.stories260K.tokenizer } })).rejects.toThrow(/tok512\.bin is named as a tokenizer is; give the checkpoint \(one of: stories260K\.bin\)/);
     // llama2xs has no tokenizer of its own beside it (it uses stories260K's).
     await expect(locateModel({ repoRoot: emptyRepo(), env: { SSSD_MODEL: models.llama2xs.checkpoint } })).rejects.toThrow(/No tokenizer found beside SSSD_MODEL/);
   });
@@ -57,6 +59,21 @@ describe('locateModel', () => {
   it.runIf(sharedDir === path.resolve(repoRoot, '..', 'shared'))('takes the default model named by its path as the default model (its datastore is built and used)', async () => {
     const files = await locateModel({ repoRoot, env: { SSSD_MODEL: path.relative(process.cwd(), models.stories260K.checkpoint) } });
     expect(files).toMatchObject({ tokenizer: models.stories260K.tokenizer, origin: 'shared' });
+  });
+
+  it('keeps nothing a home serves that is not the model (an HTML page answered with 200), and says what came', async () => {
+    const server: Server = createServer((_req, res) => res.end('<html>sign in</html>'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const repo = emptyRepo();
+      const err = await locateModel({ repoRoot: repo, env: {}, modelHome: `http://127.0.0.1:${port}` }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CliError);
+      expect((err as Error).message).toMatch(/stories260K\.bin served 20 bytes that are not the file \(SHA-256 [0-9a-f]{12}…, expected b0a507e7ad0f…\); nothing was kept/);
+      expect(existsSync(path.join(repo, '.models/stories260K/stories260K.bin'))).toBe(false);
+    } finally {
+      server.close();
+    }
   });
 
   it('fetches the default model once into .models/ from its home', async () => {
