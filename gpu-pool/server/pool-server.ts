@@ -217,6 +217,8 @@ export class PoolServer {
       return;
     }
     if (!this.auth.check(req.headers.authorization)) {
+      // Counted, not logged one by one (a scanner would fill the log): an edge with a stale token shows here.
+      this.options.metrics.rejected.inc({ reason: 'unauthorized' });
       res.setHeader('www-authenticate', 'Bearer');
       throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token (Authorization: Bearer $SSSD_POOL_TOKEN)');
     }

@@ -45,11 +45,13 @@ async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boole
 }
 
 describe('auth', () => {
-  it('refuses /v1 routes without the bearer token, serves health and metrics openly', async () => {
+  it('refuses /v1 routes without the bearer token (counted), serves health and metrics openly', async () => {
+    const refusedBefore = await metricValue(pool, 'sssd_pool_rejected_requests_total', 'reason="unauthorized"');
     expect((await getJson(pool, '/v1/info', false)).status).toBe(401);
     const wrong = await post('/v1/generate', JSON.stringify({ id: 'x', promptIds: [1], maxTokens: 1 }), 'not-the-token');
     expect(wrong.status).toBe(401);
     expect(((await wrong.json()) as PoolEvent & { code: string }).code).toBe('unauthorized');
+    expect(await metricValue(pool, 'sssd_pool_rejected_requests_total', 'reason="unauthorized"')).toBe(refusedBefore + 2);
     expect((await getJson<PoolHealth>(pool, '/healthz', false)).status).toBe(200);
     expect((await fetch(`${pool.url}/metrics`)).status).toBe(200);
   });
