@@ -106,5 +106,5 @@ describe('sssd pool start-up checks', () => {
     const twice = await pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
     expect(twice.code).toBe(2);
     expect(twice.stderr).toMatch(/--max-tree-nodes and --speculative-config's num_speculative_tokens both set it/);
-  });
+  }, 180_000); // some twenty pool starts: past the default 60 s on a loaded 2-core machine
 });
