@@ -35,6 +35,8 @@ export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   userCacheWaitMs: number;
   /** A non-streamed reply not done this long starts, a space following as often (SSSD_WHOLE_REPLY_HEARTBEAT_MS; 0 = whole). */
   wholeReplyHeartbeatMs?: number;
+  /** A stream silent this long mid-reply gets an SSE comment (SSSD_STREAM_QUIET_COMMENT_MS). */
+  streamQuietCommentMs?: number;
 }
 
 /** The names a request may use for the served model. */
@@ -309,6 +311,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     ctx.clientSignal,
     opening,
     when === 'late' ? heartbeatMs : 0,
+    ctx.streamQuietCommentMs,
   );
 }
 

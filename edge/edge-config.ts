@@ -18,6 +18,8 @@ export interface EdgeConfig {
   poolStallMs: number;
   /** A non-streamed reply not done this long goes out as 200 headers and spaces, one each as long (ms; 0 = always whole; see sse-response.ts). */
   wholeReplyHeartbeatMs: number;
+  /** A stream silent this long mid-reply gets an SSE comment (ms; see sse-response.ts). */
+  streamQuietCommentMs: number;
   defaultRpm: number;
   defaultConcurrency: number;
   /** A request in flight that shows no sign of life this long gives its key's slot back (ms; see rate-limiter.ts). */
@@ -45,6 +47,14 @@ export const EDGE_USER_CACHE_WAIT_MS = 20;
  */
 export const WHOLE_REPLY_HEARTBEAT_MS = 500;
 
+/**
+ * A stream that has sent nothing this long mid-reply (its pool hangs until the
+ * stall window moves the generation on) gets an SSE comment: proxies cut a
+ * stream idle past their read timeout (nginx: 60 s), and a failed write
+ * notices a client that left.
+ */
+export const QUIET_STREAM_COMMENT_MS = 5_000;
+
 /** The Worker's integer vars: their range, and the default a missing or bad value takes. */
 const INT_VARS = {
   SSSD_MAX_BODY_BYTES: { fallback: 1024 * 1024, min: 1024, max: 64 * 1024 * 1024 },
@@ -57,6 +67,7 @@ const INT_VARS = {
   // Past the pool's keep-alive for a queued generation (QUEUED_KEEPALIVE_MS, 1 s) with room to spare.
   SSSD_POOL_STALL_SECONDS: { fallback: 30, min: 2, max: 3600 },
   SSSD_WHOLE_REPLY_HEARTBEAT_MS: { fallback: WHOLE_REPLY_HEARTBEAT_MS, min: 0, max: 60_000 },
+  SSSD_STREAM_QUIET_COMMENT_MS: { fallback: QUIET_STREAM_COMMENT_MS, min: 100, max: 600_000 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
   // At least three heartbeats (LEASE_HEARTBEAT_MS): a lease as short as one lapsed under a live request whose timer ran late.
@@ -151,6 +162,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     userCacheWaitMs: intVar(env, 'SSSD_USER_CACHE_WAIT_MS'),
     poolStallMs: 1000 * intVar(env, 'SSSD_POOL_STALL_SECONDS'),
     wholeReplyHeartbeatMs: intVar(env, 'SSSD_WHOLE_REPLY_HEARTBEAT_MS'),
+    streamQuietCommentMs: intVar(env, 'SSSD_STREAM_QUIET_COMMENT_MS'),
     defaultRpm: intVar(env, 'SSSD_DEFAULT_RPM'),
     defaultConcurrency: intVar(env, 'SSSD_DEFAULT_CONCURRENCY'),
     concurrencyLeaseMs: 1000 * intVar(env, 'SSSD_CONCURRENCY_LEASE_SECONDS'),

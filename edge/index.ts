@@ -153,6 +153,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       userCacheWaitMs: config.userCacheWaitMs,
       poolStallMs: config.poolStallMs,
       wholeReplyHeartbeatMs: config.wholeReplyHeartbeatMs,
+      streamQuietCommentMs: config.streamQuietCommentMs,
       onFinish: release,
       headers: {},
       clientSignal: c.req.raw.signal,

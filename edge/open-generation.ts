@@ -28,8 +28,9 @@ async function* prepend(head: PoolEvent[], rest: AsyncGenerator<PoolEvent>): Asy
 }
 
 /**
- * How long a pool known down has to answer and send its first event: a live
- * pool sends one within a second (a step's, or `queued` while it waits).
+ * How long a pool known down, or doubted after another went silent, has to
+ * answer and send its first event: a live pool sends one within a second (a
+ * step's, or `queued` while it waits).
  */
 export const DOWN_POOL_ANSWER_MS = 2_000;
 
@@ -56,8 +57,11 @@ export async function openGeneration(
   for (const client of await picker.ordered(waitUntil, affinity)) {
     if (signal?.aborted) throw cancelledError();
     let events: AsyncGenerator<PoolEvent>;
-    // A pool known down (its health check failed) is still tried, last, but not waited on for the whole window.
-    const watch = new StallWatch(stallMs, signal, picker.isDown(client.baseUrl) ? Math.min(stallMs, DOWN_POOL_ANSWER_MS) : undefined);
+    // A pool known down (its health check failed), or not heard from since another went silent, is still tried
+    // but not waited on for the whole window; one that goes silent past it is noted (the others are doubted then).
+    const watch = new StallWatch(stallMs, signal, picker.doubted(client.baseUrl) ? Math.min(stallMs, DOWN_POOL_ANSWER_MS) : undefined, () =>
+      picker.noteStalled(client.baseUrl),
+    );
     try {
       events = watch.watch(await client.generate(request, watch.signal));
       onAccepted?.();

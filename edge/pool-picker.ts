@@ -72,7 +72,17 @@ interface HealthEntry {
   until: number;
   /** The last check, or call, failed (health null only means unknown while a first check is in flight). */
   down: boolean;
+  /** When a health check last answered ok (0: never). */
+  okAt: number;
 }
+
+/**
+ * How long after a pool went silent mid-request the others are doubted
+ * until heard from: a fleet hangs together (a device stall, a partition
+ * between the edge and the pools), and a request moving on from a hung pool
+ * to another hung one waited the whole stall window on each.
+ */
+const STALL_DOUBT_MS = 60_000;
 
 export class PoolPicker {
   private readonly clients: PoolClient[];
@@ -101,9 +111,29 @@ export class PoolPicker {
     return this.clients.find((c) => c.baseUrl === url);
   }
 
+  /** When a pool last went silent past its stall window here (0: never). */
+  private stalledAt = 0;
+
   /** Mark a pool as failing (a generate call could not reach it) until its health is checked again. */
   markFailed(url: string): void {
-    this.entries.set(url, { health: null, until: Date.now() + FAILED_TTL_MS, down: true });
+    this.entries.set(url, { health: null, until: Date.now() + FAILED_TTL_MS, down: true, okAt: this.entries.get(url)?.okAt ?? 0 });
+  }
+
+  /** A pool went silent past its stall window: failed, and every pool not heard from since is doubted (`doubted`). */
+  noteStalled(url: string): void {
+    this.markFailed(url);
+    this.stalledAt = Date.now();
+  }
+
+  /**
+   * Whether a pool is to get only a short window for its first event: known
+   * down, or, after a pool here went silent (noteStalled), not heard from
+   * since. A live pool sends its first event within a second.
+   */
+  doubted(url: string): boolean {
+    if (this.isDown(url)) return true;
+    if (this.stalledAt === 0 || Date.now() - this.stalledAt > STALL_DOUBT_MS) return false;
+    return (this.entries.get(url)?.okAt ?? 0) < this.stalledAt;
   }
 
   /**
@@ -197,13 +227,14 @@ export class PoolPicker {
     // Claim the refresh so concurrent requests keep the stale figure instead of
     // checking again. Promises are not shared across requests: in workerd a
     // request must not wait on I/O that another request started.
-    const next: HealthEntry = { health: entry?.health ?? null, until: now + HEALTH_TTL_MS, down: entry?.down ?? false };
+    const next: HealthEntry = { health: entry?.health ?? null, until: now + HEALTH_TTL_MS, down: entry?.down ?? false, okAt: entry?.okAt ?? 0 };
     this.entries.set(client.baseUrl, next);
     return client.health().then(
       (health) => {
         next.health = health;
         next.until = Date.now() + HEALTH_TTL_MS;
         next.down = !health.ok;
+        if (health.ok) next.okAt = Date.now();
       },
       () => {
         next.health = null;

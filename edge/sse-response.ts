@@ -5,6 +5,7 @@
  * BurstSmoother. Cancelling the response stream (client gone) cancels the run.
  */
 import { toApiError } from './api-error';
+import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { BurstSmoother } from './burst-smoother';
 import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
 import { finishChunk, joinText, roleChunk, textChunk, tokensOf, usageChunk, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
@@ -87,6 +88,8 @@ export function streamResponse(
    */
   opening: Promise<void> = Promise.resolve(),
   heartbeatMs = 0,
+  /** Mid-reply, a stream that has sent nothing this long gets an SSE comment (QUIET_STREAM_COMMENT_MS). */
+  quietCommentMs = QUIET_STREAM_COMMENT_MS,
 ): Response {
   const encoder = new TextEncoder();
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
@@ -105,9 +108,11 @@ export function streamResponse(
   };
   if (clientSignal?.aborted) gone();
   else clientSignal?.addEventListener('abort', gone, { once: true });
+  let lastWriteAt = Date.now();
   // A failed write means the client disconnected too.
   const send = async (payload: object | string): Promise<void> => {
     if (clientGone) return;
+    lastWriteAt = Date.now();
     try {
       await writer.write(encoder.encode(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`));
     } catch {
@@ -127,6 +132,13 @@ export function streamResponse(
       return;
     }
     if (beat) clearInterval(beat);
+    // Silent mid-stream (a pool that hangs until the stall window moves the generation on, up to 30 s and more):
+    // a comment now and then keeps proxies from cutting the stream, and a failed write notices a client gone.
+    const quiet = setInterval(() => {
+      if (clientGone || Date.now() - lastWriteAt < quietCommentMs) return;
+      lastWriteAt = Date.now();
+      void writer.write(comment).catch(gone);
+    }, quietCommentMs);
     const generators = runs.map((run) => paced(run.run(), options.smooth));
     const formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
     const pending = new Map<number, Promise<Tagged>>();
@@ -153,6 +165,7 @@ export function streamResponse(
       cancelAll();
       await send(toApiError(err).toBody());
     }
+    clearInterval(quiet);
     for (const g of generators) await g.return(undefined as never).catch(() => undefined);
     await send('[DONE]');
     await writer.close().catch(() => undefined);

@@ -34,6 +34,8 @@ export class StallWatch {
     private readonly stallMs: number,
     private readonly outer?: AbortSignal,
     firstMs?: number,
+    /** Called once if the pool goes silent past its window (the picker then doubts every pool not heard from since). */
+    private readonly onStall?: () => void,
   ) {
     this.windowMs = firstMs ?? stallMs;
     if (outer?.aborted) this.controller.abort();
@@ -97,6 +99,7 @@ export class StallWatch {
       this.stalled = true;
       this.timer = undefined;
       this.controller.abort();
+      this.onStall?.();
     }, ms);
   }
 }

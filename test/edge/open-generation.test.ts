@@ -4,7 +4,8 @@
 // the order that keeps a stuck or draining pool last.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
-import { openGeneration } from '../../edge/open-generation';
+import { DOWN_POOL_ANSWER_MS, openGeneration } from '../../edge/open-generation';
+import { startFaultProxy } from '../support/fault-proxy';
 import { PoolPicker } from '../../edge/pool-picker';
 import type { GenerateInput } from '../../edge/pool-client';
 import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
@@ -35,6 +36,34 @@ let seq = 0;
 const request = (): GenerateInput => ({ id: `open-${++seq}`, promptIds: [1, 403, 407, 261], maxTokens: 8, sampling: { temperature: 0 }, speculation: 'sssd' });
 
 describe('openGeneration', () => {
+  it('waits the whole stall window once, not once per pool, when the pools hang together', async () => {
+    const proxies = await Promise.all([startFaultProxy(pool.url), startFaultProxy(pool.url)]);
+    try {
+      for (const p of proxies) p.mode = 'hang';
+      const picker = new PoolPicker(proxies.map((p) => p.url), token);
+      const started = performance.now();
+      const err = await openGeneration(picker, request(), undefined, undefined, 6_000).catch((e: unknown) => e);
+      const seconds = (performance.now() - started) / 1000;
+      expect(err).toMatchObject({ status: 503, code: 'pool_unavailable' });
+      // The first pool tried gets the whole window; the other, not heard from since, DOWN_POOL_ANSWER_MS (12 s before).
+      expect(seconds).toBeGreaterThan(6 + DOWN_POOL_ANSWER_MS / 1000 - 0.5);
+      expect(seconds).toBeLessThan(6 + DOWN_POOL_ANSWER_MS / 1000 + 2);
+      expect(proxies.flatMap((p) => p.broken)).toHaveLength(2);
+
+      // A live pool answers well within the short window: after one hung pool, the other serves.
+      const live = new PoolPicker(proxies.map((p) => p.url), token);
+      const hung = new Set<string>();
+      for (const p of proxies) p.breaks = (id) => hung.size === 0 && (hung.add(id), true);
+      const opened = await openGeneration(live, request(), undefined, undefined, 6_000);
+      expect(opened.client.baseUrl).not.toBe(undefined);
+      for await (const event of opened.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
+      expect(proxies.flatMap((p) => p.broken)).toHaveLength(3);
+    } finally {
+      await Promise.all(proxies.map((p) => p.close()));
+    }
+  }, 60_000);
+
+
   it('blames no pool when the run is cancelled while it opens, before or during the fetch', async () => {
     // The same pool by two names: two pools to the picker.
     const urls = [pool.url, pool.url.replace('127.0.0.1', 'localhost')];

@@ -5,7 +5,9 @@
  * stream with the `done` / `cancelled` a pool sends when it shuts down under
  * a generation, `stall` sends nothing more and keeps the connection open (a
  * pool that hangs), `drop-done` passes every event but the last and drops
- * the connection there (a pool that died with the generation whole).
+ * the connection there (a pool that died with the generation whole), `hang`
+ * never answers the generate request at all (a pool stopped dead: SIGSTOP,
+ * a stuck device, a partition).
  * `health: 'draining'` answers `/healthz` as a draining pool does (503),
  * while the pool behind still serves everything else.
  * Everything else passes through untouched.
@@ -20,7 +22,7 @@ const shutDown: PoolEvent = {
   usage: { promptTokens: 0, completionTokens: 0, speculation: { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 } },
 };
 
-export type FaultMode = 'pass' | 'cut' | 'cancel' | 'stall' | 'drop-done';
+export type FaultMode = 'pass' | 'cut' | 'cancel' | 'stall' | 'drop-done' | 'hang';
 
 export interface FaultProxy {
   url: string;
@@ -57,6 +59,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   };
 
   const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
+    if (proxy.mode === 'hang' && req.method === 'POST' && req.url === '/v1/generate') {
+      const id = (JSON.parse(body.toString('utf8')) as { id: string }).id;
+      if (proxy.breaks(id)) {
+        proxy.broken.push(id);
+        return; // No answer, ever: the connection stays open until the edge lets go.
+      }
+    }
     const out = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       const id = req.method === 'POST' && req.url === '/v1/generate' ? (JSON.parse(body.toString('utf8')) as { id: string }).id : null;
