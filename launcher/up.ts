@@ -35,24 +35,46 @@ function portFrom(value: number | string | undefined, fallback: number, name: st
  * the model's own continuations of the corpus's story openings
  * (gpu-pool/datastore/self-continuations.ts; SSSD_DATASTORE_SELF=off leaves
  * them out), with the model's next-token table beside it
- * (shared/drafting/next-token-table.ts); a second start reuses them. Without the corpus the pool
- * starts without a datastore, which only costs acceptance length.
+ * (shared/drafting/next-token-table.ts); a second start reuses them.
+ * Without the corpus (a machine outside, with the model alone) it is built
+ * from the model's own stories instead (`datastore build --self-samples`,
+ * gpu-pool/datastore/self-samples.ts), which drafts almost as well; with
+ * SSSD_DATASTORE_SELF=off as well, the pool starts without a datastore, and
+ * says so.
  */
 /** Where the default model's datastore lives: the repository's .cache, or SSSD_CACHE_DIR (a checkout that is not writable). */
-export function defaultDatastoreFile(withSelf: boolean): string {
-  return path.join(poolCacheDir(), 'datastore', `stories260K${withSelf ? '.self' : ''}.sssd-ds`);
+export function defaultDatastoreFile(withSelf: boolean, source: 'corpus' | 'samples' = 'corpus'): string {
+  return path.join(poolCacheDir(), 'datastore', `stories260K${source === 'samples' ? '.samples' : withSelf ? '.self' : ''}.sssd-ds`);
 }
 
-async function ensureDefaultDatastore(files: { model: string; tokenizer: string }, withSelf: boolean, log: (line: string) => void): Promise<string> {
-  const file = defaultDatastoreFile(withSelf);
-  const corpus = path.resolve(repoRoot, '..', 'shared', 'workloads', 'datastore-corpus.jsonl');
-  if ((await defaultDatastoreComplete(file, withSelf)) || !existsSync(corpus)) return file;
+/** The model's own stories a datastore is built from where there is no corpus (self-samples.ts; τ 5.59 / 9.64 at 8 / 32 nodes against the corpus's 5.80 / 10.18). */
+export const DEFAULT_SELF_SAMPLES = 1500;
+
+/** Builds the default datastore where it is not built yet; its file (which may not exist: no datastore). `where`: for tests. */
+export async function ensureDefaultDatastore(
+  files: { model: string; tokenizer: string },
+  withSelf: boolean,
+  log: (line: string) => void,
+  where: { corpus?: string; samples?: number } = {},
+): Promise<string> {
+  const corpus = where.corpus ?? path.resolve(repoRoot, '..', 'shared', 'workloads', 'datastore-corpus.jsonl');
+  const samples = where.samples ?? DEFAULT_SELF_SAMPLES;
+  const hasCorpus = existsSync(corpus);
+  if (!hasCorpus && !withSelf) {
+    log("no datastore: no corpus beside the repository, and SSSD_DATASTORE_SELF=off leaves out the model's own stories; drafts come from each prompt and the user's cache alone");
+    return defaultDatastoreFile(false);
+  }
+  const file = defaultDatastoreFile(withSelf, hasCorpus ? 'corpus' : 'samples');
+  if (await defaultDatastoreComplete(file, withSelf)) return file;
   log(
-    withSelf
-      ? `building the global datastore from ${corpus} and the model's own continuations of its openings (once; 2-3 minutes on 2 CPU cores)...`
-      : `building the global datastore from ${corpus} (once)...`,
+    !hasCorpus
+      ? `building the global datastore from ${samples} of the model's own stories and its continuations of their openings (no corpus beside the repository; once; 3-4 minutes on 2 CPU cores)...`
+      : withSelf
+        ? `building the global datastore from ${corpus} and the model's own continuations of its openings (once; 2-3 minutes on 2 CPU cores)...`
+        : `building the global datastore from ${corpus} (once)...`,
   );
-  const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'datastore', 'build', '--tokenizer', files.tokenizer, '--input', corpus, '--out', file];
+  const source = hasCorpus ? ['--input', corpus] : ['--self-samples', String(samples)];
+  const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'datastore', 'build', '--tokenizer', files.tokenizer, ...source, '--out', file];
   if (withSelf) args.push('--model', files.model);
   const { execFile } = await import('node:child_process');
   await new Promise<void>((resolve, reject) => {

@@ -2,19 +2,20 @@
  * `sssd datastore`: build the global datastore file from a JSONL corpus, show
  * what a file holds, and time lookups on it.
  *
- *   sssd datastore build --tokenizer PATH --input corpus.jsonl --out FILE [--chunk-tokens N] [--field text]
+ *   sssd datastore build --tokenizer PATH (--input corpus.jsonl | --model PATH --self-samples N) --out FILE [--chunk-tokens N] [--field text]
  *                        [--model PATH [--self-openings N] [--self-temperatures LIST] [--self-max-tokens N] [--self-documents N] [--no-self-read-corpus]]
  *   sssd datastore info FILE [--json]
  *   sssd datastore bench FILE [--lookups N] [--cold-mb N] [--contexts-from JSONL --tokenizer PATH [--field prompt]]
  */
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { buildChunksFromJsonl, DEFAULT_BUILD_CHUNK_TOKENS, type CorpusBuildOptions, type CorpusBuildProgress } from '../datastore/corpus-builder';
 import { DEFAULT_SELF_CONTINUATIONS } from '../datastore/self-continuations';
+import { sampleSelfStories } from '../datastore/self-samples';
 import { nextTokenTableCorpusPositions, nextTokenTablePath, readNextTokenTable, writeNextTokenTable } from '../datastore/next-token-table-file';
 import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
@@ -27,11 +28,11 @@ import { checkTokenizerFits, readTokenizerWithHash } from './generate-command';
 
 /** A bar on a terminal; otherwise a plain line now and then (logs, CI). */
 function progressReporter(): { update(p: CorpusBuildProgress): void; stop(): void } {
-  const labels = { tokenize: 'tokenizing (MB)', generate: 'continuing openings', read: 'reading documents', index: 'indexing (K tokens)' } as const;
+  const labels = { sample: 'sampling stories', tokenize: 'tokenizing (MB)', generate: 'continuing openings', read: 'reading documents', index: 'indexing (K tokens)' } as const;
   const scale = (p: CorpusBuildProgress): [number, number] =>
     p.phase === 'tokenize'
       ? [Math.round(p.done / 1e5) / 10, Math.round(p.total / 1e5) / 10]
-      : p.phase === 'generate' || p.phase === 'read'
+      : p.phase === 'generate' || p.phase === 'read' || p.phase === 'sample'
         ? [p.done, p.total]
         : [Math.round(p.done / 1e3), Math.round(p.total / 1e3)];
   if (process.stderr.isTTY) {
@@ -77,10 +78,11 @@ interface BuildFlags {
   selfMaxTokens?: string;
   selfDocuments?: string;
   selfReadCorpus?: boolean;
+  selfSamples?: string;
   threads?: string;
 }
 
-const SELF_FLAGS = ['selfOpenings', 'selfTemperatures', 'selfMaxTokens', 'selfDocuments', 'threads'] as const;
+const SELF_FLAGS = ['selfOpenings', 'selfTemperatures', 'selfMaxTokens', 'selfDocuments', 'selfSamples', 'threads'] as const;
 
 /** --model turns on the model's own continuations; the --self-* flags tune them. */
 async function selfContinuationsFromFlags(
@@ -110,7 +112,11 @@ async function selfContinuationsFromFlags(
 }
 
 async function buildCommand(opts: BuildFlags): Promise<void> {
-  if (!opts.tokenizer || !opts.input || !opts.out) throw new CliError('datastore build needs --tokenizer PATH --input corpus.jsonl --out FILE');
+  if (opts.input !== undefined && opts.selfSamples !== undefined) throw new CliError('datastore build takes --input corpus.jsonl or --self-samples N (the model\'s own stories as the corpus), not both');
+  if (!opts.tokenizer || !(opts.input ?? opts.selfSamples) || !opts.out) {
+    throw new CliError('datastore build needs --tokenizer PATH --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N)');
+  }
+  const samples = parseNumberFlag('--self-samples', opts.selfSamples, { integer: true, min: 1, max: 1_000_000 });
   const chunkTokens = parseNumberFlag('--chunk-tokens', opts.chunkTokens, { integer: true, min: 2, max: 0x7fffffff }) ?? DEFAULT_BUILD_CHUNK_TOKENS;
   // Found before the build's minutes, not at the rename after them.
   if ((await stat(opts.out).catch(() => null))?.isDirectory()) throw new CliError(`--out ${opts.out} is a folder; name the file to write`);
@@ -119,14 +125,27 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
   const t0 = performance.now();
   const progress = progressReporter();
   let result;
+  let sampleSeconds = 0;
+  // The model's own stories, when they are the corpus: written as one, read back as any corpus is.
+  const samplesDir = samples !== undefined ? await mkdtemp(path.join(os.tmpdir(), 'sssd-samples-')) : null;
   try {
-    result = await buildChunksFromJsonl({ input: opts.input, tokenizer, field: opts.field, chunkTokens, selfContinuations, onProgress: (p) => progress.update(p) });
+    let input = opts.input!;
+    let field = opts.field;
+    if (samplesDir !== null && selfContinuations) {
+      const texts = await sampleSelfStories(selfContinuations.runner, tokenizer, { count: samples!, onProgress: (done, total) => progress.update({ phase: 'sample', done, total }) });
+      input = path.join(samplesDir, 'samples.jsonl');
+      field = 'text';
+      await writeFile(input, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+      sampleSeconds = (performance.now() - t0) / 1000;
+    }
+    result = await buildChunksFromJsonl({ input, tokenizer, field, chunkTokens, selfContinuations, onProgress: (p) => progress.update(p) });
   } finally {
     progress.stop();
     await selfContinuations?.runner.dispose();
+    if (samplesDir !== null) await rm(samplesDir, { recursive: true, force: true });
   }
   // An empty datastore drafts nothing: more likely the wrong file, or --field, than a wish.
-  if (result.tokens === 0) throw new CliError(`${opts.input} holds no documents (no line with a "${opts.field ?? 'text'}" field); nothing written`);
+  if (result.tokens === 0) throw new CliError(`${opts.input ?? 'the samples'} holds no documents (no line with a "${opts.field ?? 'text'}" field); nothing written`);
   await mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
   const t1 = performance.now();
   const bytes = await writeDatastoreFile(opts.out, {
@@ -151,7 +170,7 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
   process.stdout.write(
     `built ${opts.out}: ${result.tokens} tokens from ${result.documents} documents in ${result.chunks.length} chunk(s), ` +
       `${(bytes / 1e6).toFixed(1)} MB, ${((t2 - t0) / 1000).toFixed(2)} s ` +
-      `(tokenize ${result.tokenizeSeconds.toFixed(2)} s, ` +
+      `(${sampleSeconds > 0 ? `sample ${sampleSeconds.toFixed(2)} s, ` : ''}tokenize ${result.tokenizeSeconds.toFixed(2)} s, ` +
       (selfContinuations ? `generate ${result.generateSeconds.toFixed(2)} s, ` : '') +
       (result.readSeconds > 0 ? `read ${result.readSeconds.toFixed(2)} s, ` : '') +
       `index ${result.indexSeconds.toFixed(2)} s, write ${((t2 - t1) / 1000).toFixed(2)} s)\n` +
@@ -325,6 +344,7 @@ export function register(program: Command): void {
     .option('--self-max-tokens <n>', `new tokens per continuation (default ${DEFAULT_SELF_CONTINUATIONS.maxTokens})`)
     .option('--self-documents <n>', 'continue only the first n documents (default: all)')
     .option('--no-self-read-corpus', "leave the documents' own positions out of the next-token table (it holds the model's distributions at every position of them and of its continuations)")
+    .option('--self-samples <n>', "with --model, instead of --input: the corpus is n of the model's own stories, sampled from its start token alone (temperature 1, seeded: reproducible); a datastore for a model without a corpus")
     .option('--threads <n>', 'onnxruntime intra-op threads for the continuations (default: the cores, at most 8)')
     .action((opts: BuildFlags) => buildCommand(opts));
   ds.command('info')

@@ -16,8 +16,8 @@ import { generateSelfContinuations, selfContinuationJobs, type SelfContinuationO
 import { readCorpusDistributions } from './corpus-distributions';
 
 export interface CorpusBuildProgress {
-  phase: 'tokenize' | 'generate' | 'read' | 'index';
-  /** Bytes read (tokenize), continuations generated (generate), documents read into the table (read) or tokens indexed (index). */
+  phase: 'sample' | 'tokenize' | 'generate' | 'read' | 'index';
+  /** Stories sampled (sample: `datastore build --self-samples`), bytes read (tokenize), continuations generated (generate), documents read into the table (read) or tokens indexed (index). */
   done: number;
   total: number;
 }

@@ -1,12 +1,16 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { CliError } from '../../gpu-pool/cli/cli-error';
 import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
-import { defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, selfContinuationsWanted, watchAnswers } from '../../launcher/up';
+import { defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers } from '../../launcher/up';
 import { repoRoot } from '../../launcher/stack';
+import { models } from '../support/shared-data';
 
 describe('SSSD_DATASTORE_SELF', () => {
   it("builds the default datastore with the model's own continuations unless told off", () => {
@@ -56,6 +60,35 @@ describe('the default datastore', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("is built from the model's own stories where there is no corpus (a machine outside), and said to be missing with that off too", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'sssd-up-'));
+    const saved = process.env.SSSD_CACHE_DIR;
+    process.env.SSSD_CACHE_DIR = dir;
+    try {
+      const files = { model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer };
+      const lines: string[] = [];
+      const where = { corpus: path.join(dir, 'no-corpus.jsonl'), samples: 8 };
+      const file = await ensureDefaultDatastore(files, true, (line) => lines.push(line), where);
+      expect(file).toBe(path.join(dir, 'datastore', 'stories260K.samples.sssd-ds'));
+      expect(lines.join('\n')).toMatch(/from 8 of the model's own stories .*no corpus beside the repository/);
+      expect(await defaultDatastoreComplete(file, true)).toBe(true);
+      const info = JSON.parse((await promisify(execFile)(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'datastore', 'info', file, '--json'])).stdout) as { documents: number };
+      expect(info.documents).toBeGreaterThan(8);
+      // Built once: a second start reuses it.
+      lines.length = 0;
+      expect(await ensureDefaultDatastore(files, true, (line) => lines.push(line), where)).toBe(file);
+      expect(lines).toEqual([]);
+      // Neither a corpus nor the model's own text: no datastore, said.
+      const none = await ensureDefaultDatastore(files, false, (line) => lines.push(line), where);
+      expect(existsSync(none)).toBe(false);
+      expect(lines.join('\n')).toMatch(/no datastore: no corpus beside the repository, and SSSD_DATASTORE_SELF=off/);
+    } finally {
+      if (saved === undefined) delete process.env.SSSD_CACHE_DIR;
+      else process.env.SSSD_CACHE_DIR = saved;
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe("the Worker's tuning vars", () => {

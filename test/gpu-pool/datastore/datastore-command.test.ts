@@ -85,6 +85,31 @@ describe('sssd datastore', () => {
     expect(bad.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it("builds a datastore with no corpus at all from the model's own stories (--self-samples), the same file twice", async () => {
+    const args = (out: string) => ['datastore', 'build', '--tokenizer', models.stories260K.tokenizer, '--model', models.stories260K.checkpoint, '--self-samples', '24', '--self-openings', '1', '--self-temperatures', '0', '--self-max-tokens', '24', '--threads', '1', '--out', out];
+    const [one, two] = [path.join(dir, 'samples-1.sssd-ds'), path.join(dir, 'samples-2.sssd-ds')];
+    const built = await cli(...args(one));
+    expect(built.stderr).not.toMatch(/at .*\.ts:\d+/);
+    expect(built.code).toBe(0);
+    // 24 stories, and one greedy continuation of each one's first sentence.
+    expect(built.stdout).toMatch(/tokens from 48 documents .*\(sample [\d.]+ s, /);
+    expect(built.stdout).toMatch(/of which the model's own continuations: 24 documents/);
+    expect((await cli(...args(two))).code).toBe(0);
+    // Seeded: reproducible, byte for byte.
+    expect((await readFile(one)).equals(await readFile(two))).toBe(true);
+    const tokenizer = loadTokenizer(new Uint8Array(await readFile(models.stories260K.tokenizer)));
+    const store = await Datastore.load(one, { expectVocabSize: tokenizer.vocabSize });
+    // The model's own stories open as its stories do.
+    expect(store.lookup(tokenizer.encode('Once upon a time')).count).toBeGreaterThan(5);
+    await store.close();
+    const [noModel, both] = await Promise.all([
+      cli('datastore', 'build', '--tokenizer', models.stories260K.tokenizer, '--self-samples', '4', '--out', path.join(dir, 'n.sssd-ds')),
+      cli('datastore', 'build', '--tokenizer', models.stories260K.tokenizer, '--model', models.stories260K.checkpoint, '--self-samples', '4', '--input', workloads.datastoreCorpus, '--out', path.join(dir, 'b.sssd-ds')),
+    ]);
+    expect(noModel.stderr).toMatch(/--self-samples needs --model PATH/);
+    expect(both.stderr).toMatch(/--input corpus\.jsonl or --self-samples N .*not both/);
+  });
+
   it('names the line of a bad corpus record and exits non-zero without a stack trace', async () => {
     const badJson = path.join(dir, 'bad.jsonl');
     await writeFile(badJson, '{"text": "Once upon a time."}\n\n{"text": "Tom ran."\n');
@@ -102,7 +127,7 @@ describe('sssd datastore', () => {
     expect(b.code).not.toBe(0);
     expect(b.stderr).toContain(`${noField}:2: expected an object with a string "text" field`);
     expect(c.code).not.toBe(0);
-    expect(c.stderr).toContain('needs --tokenizer PATH --input corpus.jsonl --out FILE');
+    expect(c.stderr).toContain('needs --tokenizer PATH --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N)');
     expect(d.code).not.toBe(0);
     expect(d.stderr).toMatch(/not a usable SSSD datastore: wrong magic/);
     // A folder where a file goes: named, exit 2, no stack (EISDIR came out raw, one only after the whole build).
