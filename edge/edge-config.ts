@@ -6,6 +6,8 @@ export interface EdgeConfig {
   poolUrls: string[];
   poolToken: string;
   maxBodyBytes: number;
+  /** A request body not read whole within this long is refused with 408 (ms). */
+  bodyTimeoutMs: number;
   userCacheMaxBytes: number;
   /** Tokens of the user's latest requests kept verbatim in their cache (0: none; see shared/drafting/user-cache.ts). */
   userCacheHistoryTokens: number;
@@ -58,6 +60,8 @@ export const QUIET_STREAM_COMMENT_MS = 5_000;
 /** The Worker's integer vars: their range, and the default a missing or bad value takes. */
 const INT_VARS = {
   SSSD_MAX_BODY_BYTES: { fallback: 1024 * 1024, min: 1024, max: 64 * 1024 * 1024 },
+  // A body still arriving this long is refused (408): its key's in-flight slot is held while it is read.
+  SSSD_BODY_TIMEOUT_SECONDS: { fallback: 30, min: 1, max: 600 },
   SSSD_USER_CACHE_MAX_BYTES: { fallback: EDGE_USER_CACHE_MAX_BYTES, min: 1024, max: 16 * 1024 * 1024 },
   SSSD_USER_CACHE_HISTORY_TOKENS: { fallback: DEFAULT_USER_CACHE_HISTORY_TOKENS, min: 0, max: 1 << 20 },
   // A `user` per session or per request would otherwise leave a value in KV for good.
@@ -155,6 +159,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     poolUrls: poolUrls(env.SSSD_POOL_URLS ?? ''),
     poolToken: env.SSSD_POOL_TOKEN ?? '',
     maxBodyBytes: intVar(env, 'SSSD_MAX_BODY_BYTES'),
+    bodyTimeoutMs: 1000 * intVar(env, 'SSSD_BODY_TIMEOUT_SECONDS'),
     userCacheMaxBytes: intVar(env, 'SSSD_USER_CACHE_MAX_BYTES'),
     userCacheHistoryTokens: intVar(env, 'SSSD_USER_CACHE_HISTORY_TOKENS'),
     userCacheTtlSeconds: 86_400 * intVar(env, 'SSSD_USER_CACHE_TTL_DAYS'),

@@ -30,6 +30,7 @@ export interface EdgeEnv {
   /** Milliseconds a non-streamed reply is held back whole before its headers go and a space follows every as many, so a client that leaves is noticed (default 500, 0 = always whole). */
   SSSD_WHOLE_REPLY_HEARTBEAT_MS?: string;
   SSSD_STREAM_QUIET_COMMENT_MS?: string;
+  SSSD_BODY_TIMEOUT_SECONDS?: string;
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;
   SSSD_DEFAULT_CONCURRENCY?: string;

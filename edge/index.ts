@@ -87,11 +87,22 @@ app.get('/v1/models/:model{.+}', async (c) => {
 const limitBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> => limitRequestBody(c, edgeConfig(c.env).maxBodyBytes, next);
 
 async function readJson(c: Context<AppEnv>): Promise<unknown> {
+  // Bounded: a body sent slowly, or never finished, held its key's in-flight slot for as long as the client liked.
+  const { bodyTimeoutMs } = edgeConfig(c.env);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ApiError(408, `The request body did not arrive whole within ${bodyTimeoutMs / 1000} s.`, 'invalid_request_error', 'request_timeout')),
+      bodyTimeoutMs,
+    );
+  });
   try {
-    return (await c.req.json()) as unknown;
+    return (await Promise.race([c.req.json(), late])) as unknown;
   } catch (err) {
     if (err instanceof ApiError) throw err;
     throw new ApiError(400, 'The request body is not valid JSON.', 'invalid_request_error', 'invalid_json');
+  } finally {
+    clearTimeout(timer);
   }
 }
 

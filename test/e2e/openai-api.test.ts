@@ -52,6 +52,8 @@ beforeAll(async () => {
         SSSD_CONCURRENCY_LEASE_SECONDS: '3',
         // Short, so a non-streamed reply's client that leaves is noticed well before the tiny model finishes.
         SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100',
+        // Short, so a body that never arrives whole is refused within the test.
+        SSSD_BODY_TIMEOUT_SECONDS: '2',
       },
       kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 }, [BROKEN_KV_KEY]: '{"tenant": "broken", "disabled": true' },
     }),
@@ -806,6 +808,29 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(status).toBe(200);
     // And the slot goes on being given back: a plain request after it is served too.
     expect((await post('/v1/completions', probe, ONE_SLOT_KEY)).status).toBe(200);
+  });
+
+  it('refuses a body that never arrives whole (408) within SSSD_BODY_TIMEOUT_SECONDS, and gives its key the slot back', async () => {
+    const { connect } = await import('node:net');
+    const edge = new URL(stack.edgeUrl);
+    const socket = connect(Number(edge.port), edge.hostname);
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => undefined);
+    const started = performance.now();
+    // Headers promise 500 bytes; 20 come, then nothing.
+    socket.write(`POST /v1/completions HTTP/1.1\r\nHost: ${edge.host}\r\nAuthorization: Bearer ${ONE_SLOT_KEY}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"model": "stories26`);
+    for (let i = 0; i < 100 && !answer.includes('\r\n\r\n'); i++) await new Promise((r) => setTimeout(r, 100));
+    const seconds = (performance.now() - started) / 1000;
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(answer).toMatch(/did not arrive whole within 2 s/);
+    expect(seconds).toBeGreaterThan(1.5);
+    expect(seconds).toBeLessThan(8);
+    socket.destroy();
+    await closed;
+    // The key's one slot is free again.
+    expect((await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2, temperature: 0 }, ONE_SLOT_KEY)).status).toBe(200);
   });
 
   it('keeps its promises under a soak of mixed, broken and cut-off requests (sssd soak --edge)', async () => {
