@@ -135,6 +135,10 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
   let parsed: ParsedRequest;
   try {
     parsed = parse(await readJson(c));
+    // As OpenAI and vLLM: options of a stream on a reply that is not one were silently ignored.
+    if (parsed.body.stream_options !== undefined && parsed.body.stream_options !== null && parsed.body.stream !== true) {
+      throw new ApiError(400, 'stream_options is only allowed with stream: true.', 'invalid_request_error', 'invalid_value', 'stream_options');
+    }
     // Each of `n` choices is a generation in flight: `n` takes as many of the key's slots.
     const n = parsed.body.n ?? 1;
     if (n > key.concurrency) {

@@ -489,6 +489,9 @@ describe('OpenAI-compatible API on the edge', () => {
       [{ model, prompt: 'hi', n: 0 }, 'n'],
       [{ model, prompt: 'hi', temperature: 7 }, 'temperature'],
       [{ model, prompt: 'hi', stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
+      // As OpenAI: options of a stream without one.
+      [{ model, prompt: 'hi', stream_options: { include_usage: true } }, 'stream_options'],
+      [{ model, messages: [{ role: 'user', content: 'hi' }], stream: false, stream_options: { include_usage: true } }, 'stream_options'],
       [{ model, messages: [] }, null],
       ['{"model": ', null],
     ];
