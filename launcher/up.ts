@@ -193,6 +193,13 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   }
 
   log(`starting pool (model ${files.model}${datastore ? `, datastore ${datastore}` : ', no datastore'}) and edge...`);
+  // Another model gets no default datastore (building one takes its own minutes): say how, since drafts are much poorer without.
+  if (!datastore && files.origin === 'configured') {
+    log(
+      `  without a datastore, drafts come from each prompt and the user's cache alone; build one from the model's own stories with\n` +
+        `  node bin/sssd.mjs datastore build --model ${files.model} --tokenizer ${files.tokenizer} --self-samples 1500 --out FILE, then set SSSD_DATASTORE=FILE`,
+    );
+  }
   // Interrupted before both answer: exit at once. The services stop on their own once this process is gone
   // (the pool's IPC channel, wrangler's orphan guard), and the edge's secrets file goes with the exit.
   const interruptStart = (signal: NodeJS.Signals): void => {
