@@ -84,6 +84,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   prefixEpoch = 0;
   /** Logit bias and repetition / frequency / presence penalties, when the request has any. */
   adjustments: LogitAdjustments | null = null;
+  /** A scored prompt's log-probabilities so far (promptLogprobs), read off each prefill chunk; sent whole after the last. */
+  promptScores: { logprobs: number[]; top: Array<Array<[number, number]>> } | null = null;
 
   // Per-step row buffers (chain + tree), sized for the prompt or the largest tree.
   readonly rowTokens: Int32Array;

@@ -83,9 +83,9 @@ export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
    * several steps, so the rows decoding beside them wait for one chunk's
    * pass a step rather than the whole prompts' (480 tokens of stories260K:
    * 14 ms in one pass on the 2-core CPU, against ~1 ms a decode step at 8
-   * rows). A prompt being scored (promptLogprobs) goes in whole, in a step
-   * whose prompt tokens no other prompt has begun. 0 or
-   * absent: every prompt in one step.
+   * rows). A prompt being scored (promptLogprobs) is chunked too, its
+   * log-probabilities kept chunk by chunk. 0 or absent: every prompt in one
+   * step.
    */
   prefillChunk?: number;
 }
@@ -397,11 +397,24 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return this.prefixes.clear(salt, oldestLive);
   }
 
-  /** The prompt's own log-probabilities, read off the prefill: token i given tokens 0..i-1, from the logits at i-1. */
+  /**
+   * A chunk of a scored prompt (not its last): the log-probabilities of its
+   * tokens after its first, and of the next chunk's first token, from the
+   * logits at the position before each; kept until the prompt is in.
+   */
+  private scorePromptChunk(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number, next: number): void {
+    const n = gen.request.promptLogprobs!;
+    const scores = (gen.promptScores ??= { logprobs: [], top: [] });
+    for (let i = 1; i < chain; i++) pushLogprobs(result.logitsAt(r, i - 1), tokens[i], n, scores.logprobs, n > 0 ? scores.top : null);
+    pushLogprobs(result.logitsAt(r, chain - 1), next, n, scores.logprobs, n > 0 ? scores.top : null);
+  }
+
+  /** The prompt's own log-probabilities, read off the prefill: token i given tokens 0..i-1, from the logits at i-1 (earlier chunks' kept in promptScores). */
   private sendPromptLogprobs(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number): void {
     const n = gen.request.promptLogprobs!;
-    const logprobs: number[] = [];
-    const top: Array<Array<[number, number]>> = [];
+    const logprobs: number[] = gen.promptScores?.logprobs ?? [];
+    const top: Array<Array<[number, number]>> = gen.promptScores?.top ?? [];
+    gen.promptScores = null;
     for (let i = 1; i < chain; i++) pushLogprobs(result.logitsAt(r, i - 1), tokens[i], n, logprobs, n > 0 ? top : null);
     gen.sink.send(n > 0 ? { type: 'prompt-logprobs', logprobs, topLogprobs: top } : { type: 'prompt-logprobs', logprobs });
   }
@@ -762,7 +775,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     const chain = gen.feedLength;
     if (chain < gen.pendingLength) {
-      // A chunk of a long prompt: into the cache; the rest goes in next step.
+      // A chunk of a long prompt: into the cache; the rest goes in next step. A scored one keeps this chunk's scores.
+      if (gen.request.promptLogprobs !== undefined) this.scorePromptChunk(gen, result, r, row.tokens, chain, gen.pending[chain]);
       this.commit(gen, result, r, chain, 0);
       gen.pending = gen.pending.subarray(chain);
       gen.pendingLength -= chain;
@@ -945,8 +959,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /**
    * Sets each row's feedLength for this step and returns the rows that feed
    * anything. Decode rows feed their pending token; prompts share
-   * prefillChunk tokens a step, oldest first (a prompt being scored goes in
-   * whole). A prompt left nothing this step waits for the next; the oldest
+   * prefillChunk tokens a step, oldest first (a prompt being scored too). A
+   * prompt left nothing this step waits for the next; the oldest
    * always gets its share, so every prompt gets in. Without prefillChunk,
    * every row feeds all it has pending.
    */
@@ -957,17 +971,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (const gen of rows) {
       let feed = gen.pendingLength;
       if (chunk > 0 && feed > 1) {
-        if (gen.request.promptLogprobs === undefined) {
-          feed = Math.min(feed, left);
-          left -= feed;
-        } else if (feed > left && left < chunk) {
-          // A scored prompt goes in whole (its log-probabilities come of one pass), but it counts: past what another
-          // prompt left of this step's tokens it waits for a step it begins. Exempt, several went into one pass and
-          // held the streams beside them up to 100 ms.
-          feed = 0;
-        } else {
-          left = Math.max(0, left - feed);
-        }
+        // A scored prompt too: each chunk's log-probabilities are kept until the last (scorePromptChunk).
+        feed = Math.min(feed, left);
+        left -= feed;
       }
       gen.feedLength = feed;
       if (feed > 0) rows[kept++] = gen;

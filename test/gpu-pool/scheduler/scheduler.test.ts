@@ -427,25 +427,33 @@ describe('continuous batching', () => {
     await first.done;
   });
 
-  it('a scored prompt goes in whole, but not into a step another prompt has begun, and scores the same', async () => {
+  it('a scored prompt goes in by chunks like any other, and scores the same as whole, alternatives and continuation included', async () => {
     const story = fixtureStory(1);
     const prompt = [...story.prompt_ids, ...story.output_ids].slice(0, 100);
+    const promptLogprobsOf = (events: PoolEvent[]) => events.find((e): e is Extract<PoolEvent, { type: 'prompt-logprobs' }> => e.type === 'prompt-logprobs')!;
     const scoredAlone = collect();
-    chunkedScheduler(0, null).submit(generateRequestSchema.parse({ id: 'alone', promptIds: prompt, maxTokens: 0, promptLogprobs: 0 }), scoredAlone.sink);
-    const alone = (await scoredAlone.done).find((e): e is Extract<PoolEvent, { type: 'prompt-logprobs' }> => e.type === 'prompt-logprobs')!;
+    chunkedScheduler(0, null).submit(generateRequestSchema.parse({ id: 'alone', promptIds: prompt, maxTokens: 3, promptLogprobs: 2, speculation: 'off' }), scoredAlone.sink);
+    const aloneEvents = await scoredAlone.done;
+    const alone = promptLogprobsOf(aloneEvents);
+    expect(alone.logprobs).toHaveLength(prompt.length - 1);
     const chunked = chunkedScheduler(40, null);
     runner.steps = [];
     const plain = collect();
     chunked.submit(generateRequestSchema.parse({ id: 'plain', promptIds: prompt, maxTokens: 4, speculation: 'off' }), plain.sink);
     const scored = collect();
-    chunked.submit(generateRequestSchema.parse({ id: 'scored', promptIds: prompt, maxTokens: 0, promptLogprobs: 0 }), scored.sink);
+    chunked.submit(generateRequestSchema.parse({ id: 'scored', promptIds: prompt, maxTokens: 3, promptLogprobs: 2, speculation: 'off' }), scored.sink);
     const [, events] = await Promise.all([plain.done, scored.done]);
-    // The plain prompt's 100 go in by 40s; the scored 100 whole (past the chunk), in a step of their own: never beside them.
-    expect(runner.steps.slice(0, 3).map((rows) => rows.filter((t) => t > 1))).toEqual([[40], [40], [20]]);
-    expect(runner.steps.some((rows) => rows.includes(100))).toBe(true);
-    for (const rows of runner.steps) expect(rows.filter((t) => t > 1).length).toBeLessThanOrEqual(1);
-    const lps = events.find((e): e is Extract<PoolEvent, { type: 'prompt-logprobs' }> => e.type === 'prompt-logprobs')!;
-    lps.logprobs.forEach((lp, i) => expect(lp).toBeCloseTo(alone.logprobs[i], 4));
+    // 200 prompt tokens, 40 a step: never a pass of more (the scored 100 went in whole, holding the streams beside it).
+    for (const rows of runner.steps) expect(rows.reduce((sum, t) => sum + (t > 1 ? t : 0), 0)).toBeLessThanOrEqual(40);
+    expect(runner.steps.some((rows) => rows.includes(100))).toBe(false);
+    const lps = promptLogprobsOf(events);
+    expect(lps.logprobs).toHaveLength(prompt.length - 1);
+    lps.logprobs.forEach((lp, i) => expect(lp, `token ${i + 1}`).toBeCloseTo(alone.logprobs[i], 4));
+    lps.topLogprobs!.forEach((top, i) => expect(top.map(([id]) => id), `token ${i + 1}`).toEqual(alone.topLogprobs![i].map(([id]) => id)));
+    // And the continuation after it is the one a whole prefill gives.
+    const tokensOf = (all: PoolEvent[]) => all.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
+    expect(tokensOf(events)).toHaveLength(3);
+    expect(tokensOf(events)).toEqual(tokensOf(aloneEvents));
   });
 
   it("a pass that fails outright ends its own rows, not a prompt chunked prefill held out of it", async () => {
