@@ -29,7 +29,9 @@ export interface EdgeEnv {
   SSSD_POOL_STALL_SECONDS?: string;
   /** Milliseconds a non-streamed reply is held back whole before its headers go and a space follows every as many, so a client that leaves is noticed (default 500, 0 = always whole). */
   SSSD_WHOLE_REPLY_HEARTBEAT_MS?: string;
+  /** Milliseconds a stream may send nothing mid-reply before an SSE comment goes out, for proxies' read timeouts (default 5000). */
   SSSD_STREAM_QUIET_COMMENT_MS?: string;
+  /** Seconds a request body sent with Content-Length may take to arrive whole before a 408 (default 30). */
   SSSD_BODY_TIMEOUT_SECONDS?: string;
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;

@@ -195,9 +195,23 @@ app.delete('/v1/user-cache', async (c) => {
     throw new ApiError(400, `user is at most ${MAX_USER_LENGTH} characters.`, 'invalid_request_error', 'invalid_value', 'user');
   }
   const config = edgeConfig(c.env);
-  const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes);
-  const deleted = await store.delete(await cacheScope(c.get('key').keyId, user));
-  return c.json({ object: 'user_cache.deleted', user, deleted });
+  const key = c.get('key');
+  // Counted as a request of the key (each costs KV a read and a write): a loop of deletes is limited as completions are.
+  const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency, config.concurrencyLeaseMs);
+  if (!admission.ok) {
+    const why = admission.reason === 'rate' ? `${key.rpm} requests per minute` : `at most ${key.concurrency} at once`;
+    throw new ApiError(429, `Rate limit reached: ${why} for this key.`, 'rate_limit_error', 'rate_limit_exceeded', null, admission.retryAfterS);
+  }
+  try {
+    const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes);
+    const deleted = await store.delete(await cacheScope(key.keyId, user)).catch((err: unknown) => {
+      console.error('edge: user cache delete failed', err);
+      throw new ApiError(503, 'The user cache store is unavailable; retry shortly (the cache may not be forgotten yet).', 'service_unavailable', 'user_cache_unavailable', null, 2);
+    });
+    return c.json({ object: 'user_cache.deleted', user, deleted });
+  } finally {
+    admission.release();
+  }
 });
 app.all('/v1/user-cache', (c) => errorResponse(new ApiError(405, `/v1/user-cache takes DELETE, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow: 'DELETE' }));
 

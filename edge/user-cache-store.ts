@@ -13,6 +13,8 @@ export interface LoadedUserCache {
   /** The stored bytes (null when none or unreadable): the base of the merge at the end. */
   bytes: Uint8Array | null;
   cache: UserCache;
+  /** When it was read (Date.now()): a delete of the scope after it means the request merges into nothing. */
+  readAt: number;
   /**
    * The read failed (KV unreachable): what is stored is unknown, so the write
    * at the end is skipped rather than replace the user's cache with one made
@@ -47,6 +49,27 @@ const writesInFlight = new Map<string, Promise<void>>();
  */
 const PREVIOUS_WRITE_WAIT_MS = 2_000;
 
+/**
+ * Per scope, when this isolate last deleted it (DELETE /v1/user-cache): a
+ * request of that user which read the cache before then writes nothing at
+ * its end (merged, it would put the forgotten value back, which a read at
+ * its end may still see: KV is eventually consistent). Kept
+ * DELETED_MEMORY_MS, past KV's ~60 s of staleness; bounded.
+ */
+const deletedAt = new Map<string, number>();
+const DELETED_MEMORY_MS = 120_000;
+const DELETED_MAX = 10_000;
+
+function noteDeleted(scope: string, at: number): void {
+  if (deletedAt.size >= DELETED_MAX) {
+    for (const [s, t] of deletedAt) if (t < at - DELETED_MEMORY_MS) deletedAt.delete(s);
+    // Still full of fresh ones: the oldest goes (Map keeps insertion order).
+    if (deletedAt.size >= DELETED_MAX) deletedAt.delete(deletedAt.keys().next().value!);
+  }
+  deletedAt.delete(scope);
+  deletedAt.set(scope, at);
+}
+
 function settledOrTimedOut(previous: Promise<void>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
@@ -70,6 +93,7 @@ export class UserCacheStore {
   }
 
   async load(scope: string): Promise<LoadedUserCache> {
+    const readAt = Date.now();
     let bytes: Uint8Array | null = null;
     let unread = false;
     try {
@@ -90,7 +114,7 @@ export class UserCacheStore {
     }
     // A value that decodes as empty (corrupt, foreign) is not merged into either.
     if (cache.isEmpty) bytes = null;
-    return { scope, bytes, cache, unread };
+    return { scope, bytes, cache, readAt, unread };
   }
 
   /**
@@ -116,22 +140,40 @@ export class UserCacheStore {
   }
 
   /**
-   * Deletes a user's cache (their request to be forgotten, or an operator's):
-   * after this isolate's write in flight for them, if any, so that one does
-   * not put it back. Whether a value was there. A request of theirs still
-   * running in another isolate can write a new one when it ends.
+   * Deletes a user's cache (their request to be forgotten, or an operator's),
+   * in turn with this isolate's writes for them: after the one in flight (so
+   * it does not put the value back), and before any that follows, which
+   * writes nothing if its request read the cache before the delete
+   * (deletedAt). Whether a value was there. Throws where KV fails. A request
+   * of theirs ending in another isolate within KV's staleness (~60 s) can
+   * still merge into the old value there.
    */
   async delete(scope: string): Promise<boolean> {
     const previous = writesInFlight.get(scope);
-    if (previous) await settledOrTimedOut(previous, PREVIOUS_WRITE_WAIT_MS);
     const key = UserCacheStore.keyFor(scope);
-    const existed = (await this.kv.get(key, 'arrayBuffer')) !== null;
-    await this.kv.delete(key);
-    return existed;
+    const op = (previous ? settledOrTimedOut(previous, PREVIOUS_WRITE_WAIT_MS) : Promise.resolve()).then(async () => {
+      noteDeleted(scope, Date.now());
+      const existed = (await this.kv.get(key, 'arrayBuffer')) !== null;
+      await this.kv.delete(key);
+      return existed;
+    });
+    const settled = op.then(
+      () => undefined,
+      () => undefined,
+    );
+    writesInFlight.set(scope, settled);
+    try {
+      return await op;
+    } finally {
+      if (writesInFlight.get(scope) === settled) writesInFlight.delete(scope);
+    }
   }
 
   /** Reads the stored value, merges `tokens` in and writes it back; never throws. */
   private async mergeAndWrite(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
+    // Deleted since this request read it: the user asked to be forgotten after sending it, so it is not kept
+    // either (and what it read, or what KV may still show, is not written back).
+    if ((deletedAt.get(loaded.scope) ?? 0) >= loaded.readAt) return;
     let base = loaded.bytes;
     try {
       const value = await this.kv.get(UserCacheStore.keyFor(loaded.scope), 'arrayBuffer');

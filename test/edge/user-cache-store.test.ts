@@ -12,13 +12,25 @@ class MapKv {
   failingReads = false;
   /** The next put never settles (its request was cancelled by the runtime mid-write). */
   hangNextPut = false;
+  /** Each call takes this long (KV far away): lets calls of two requests interleave. */
+  latencyMs = 0;
+  private async wait(): Promise<void> {
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+  }
+  async delete(key: string): Promise<void> {
+    await this.wait();
+    if (this.failing) throw new Error('KV DELETE failed: 503');
+    this.values.delete(key);
+  }
   async get(key: string, _type: 'arrayBuffer'): Promise<ArrayBuffer | null> {
+    await this.wait();
     if (this.failing || this.failingReads) throw new Error('KV GET failed: 503');
     const v = this.values.get(key);
     return v ? v.slice().buffer : null;
   }
   readonly putOptions: Array<{ expirationTtl?: number } | undefined> = [];
   async put(key: string, value: Uint8Array, options?: { expirationTtl?: number }): Promise<void> {
+    await this.wait();
     if (this.failing) throw new Error('KV PUT failed: 503');
     this.putOptions.push(options);
     if (this.hangNextPut) {
@@ -60,6 +72,31 @@ describe('UserCacheStore', () => {
     const loaded = await store.load(scope);
     expect(loaded.cache.isEmpty).toBe(false);
     expect(loaded.cache.nextTokens([403, 407], 2)[0]?.token).toBe(261);
+  });
+
+  it("forgets a user on delete, and a request of theirs that read the cache before it ends without writing it back", async () => {
+    const kv = new MapKv();
+    const store = storeOn(kv);
+    const scope = await cacheScope('k', 'forget-me');
+    await store.saveMerged(await store.load(scope), [1, 400, 401, 400, 401]);
+    expect((await store.load(scope)).cache.nextTokens([400], 1).length).toBeGreaterThan(0);
+    // A request running when the user asks to be forgotten, ending while the delete is under way (KV far away).
+    const running = await store.load(scope);
+    kv.latencyMs = 30;
+    const deleting = store.delete(scope);
+    await new Promise((r) => setTimeout(r, 5));
+    const ending = store.saveMerged(running, [1, 300, 301, 302]);
+    expect(await deleting).toBe(true);
+    await ending;
+    kv.latencyMs = 0;
+    expect(kv.values.has(UserCacheStore.keyFor(scope))).toBe(false);
+    expect(await store.delete(scope)).toBe(false);
+    // A request that reads after the delete is kept as any other.
+    await new Promise((r) => setTimeout(r, 2));
+    await store.saveMerged(await store.load(scope), [1, 300, 301, 302]);
+    const after = (await store.load(scope)).cache;
+    expect(after.nextTokens([300], 1).length).toBeGreaterThan(0);
+    expect(after.nextTokens([400], 1)).toEqual([]);
   });
 
   it('scopes caches by key and user', async () => {
