@@ -79,6 +79,11 @@ export async function openGeneration(
       }
       hint(err instanceof PoolUnavailableError ? err.retryAfterMs || undefined : undefined);
       if (err instanceof PoolUnavailableError && err.poolMessage) lastBusy = err.poolMessage;
+      // Silent past its window (the watch aborted the fetch, and noted the pool as failed): said as such, not as "unreachable".
+      if (watch.didStall) {
+        picker.notePassedOver(client.baseUrl, `it did not answer within ${watch.windowSeconds} s`);
+        continue;
+      }
       picker.markFailed(client.baseUrl);
       picker.notePassedOver(client.baseUrl, passedOverReason(err));
       continue;

@@ -93,6 +93,8 @@ export class PoolPicker {
   private readonly unpinned = new Set<string>();
   /** `url reason` → when it was last said that the pool was passed over for it. */
   private readonly passedOverSaid = new Map<string, number>();
+  /** When a pool last went silent past its stall window here (0: never). */
+  private stalledAt = 0;
 
   /** `modelSha256`: the weights the edge serves (SSSD_MODEL_SHA256); pools with others are passed over. */
   constructor(
@@ -110,9 +112,6 @@ export class PoolPicker {
   client(url: string): PoolClient | undefined {
     return this.clients.find((c) => c.baseUrl === url);
   }
-
-  /** When a pool last went silent past its stall window here (0: never). */
-  private stalledAt = 0;
 
   /** Mark a pool as failing (a generate call could not reach it) until its health is checked again. */
   markFailed(url: string): void {

@@ -134,19 +134,21 @@ export function streamResponse(
     if (beat) clearInterval(beat);
     // Silent mid-stream (a pool that hangs until the stall window moves the generation on, up to 30 s and more):
     // a comment now and then keeps proxies from cutting the stream, and a failed write notices a client gone.
+    // Checked twice a window, so a silence is broken within `quietCommentMs` (at most 1.5 of it), not within two of it.
     const quiet = setInterval(() => {
       if (clientGone || Date.now() - lastWriteAt < quietCommentMs) return;
       lastWriteAt = Date.now();
       void writer.write(comment).catch(gone);
-    }, quietCommentMs);
-    const generators = runs.map((run) => paced(run.run(), options.smooth));
-    const formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
+    }, Math.max(50, quietCommentMs / 2));
+    const generators: Array<AsyncGenerator<SourcedText[], CompletionSummary>> = [];
     const pending = new Map<number, Promise<Tagged>>();
     const pull = (index: number): void => {
       pending.set(index, generators[index].next().then((next) => ({ index, next })));
     };
     const usages: CompletionUsage[] = [];
     try {
+      for (const run of runs) generators.push(paced(run.run(), options.smooth));
+      const formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
       if (meta.kind === 'chat') for (let i = 0; i < runs.length; i++) await send(roleChunk(meta, i));
       for (let i = 0; i < runs.length; i++) pull(i);
       while (pending.size > 0 && !clientGone) {
@@ -164,8 +166,9 @@ export function streamResponse(
     } catch (err) {
       cancelAll();
       await send(toApiError(err).toBody());
+    } finally {
+      clearInterval(quiet);
     }
-    clearInterval(quiet);
     for (const g of generators) await g.return(undefined as never).catch(() => undefined);
     await send('[DONE]');
     await writer.close().catch(() => undefined);

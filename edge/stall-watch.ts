@@ -48,6 +48,16 @@ export class StallWatch {
     return this.controller.signal;
   }
 
+  /** The pool went silent past its window (what aborted the fetch, when it was aborted). */
+  get didStall(): boolean {
+    return this.stalled;
+  }
+
+  /** The window the pool had, in seconds, for what is said of a stall. */
+  get windowSeconds(): number {
+    return Number((this.windowMs / 1000).toFixed(1));
+  }
+
   /** The stream's events, each one proof of life; after a stall, one `error` event ends them. */
   async *watch(events: AsyncGenerator<PoolEvent>): AsyncGenerator<PoolEvent> {
     let done = false;
@@ -63,7 +73,7 @@ export class StallWatch {
         }
         yield next.value;
       }
-      if (this.stalled) yield { type: 'error', code: 'internal', message: `the pool sent nothing for ${Number((this.windowMs / 1000).toFixed(1))} s` };
+      if (this.stalled) yield { type: 'error', code: 'internal', message: `the pool sent nothing for ${this.windowSeconds} s` };
     } finally {
       this.stop();
       if (!done) await events.return(undefined);
@@ -94,6 +104,11 @@ export class StallWatch {
       const quiet = this.waiting ? Date.now() - this.last : 0;
       if (quiet < this.windowMs) {
         this.arm(this.windowMs - quiet);
+        return;
+      }
+      // The run itself ended meanwhile (the client left, a stop string): no pool is to blame.
+      if (this.outer?.aborted) {
+        this.timer = undefined;
         return;
       }
       this.stalled = true;

@@ -17,6 +17,8 @@
 // Plain JavaScript, no tsx: nothing to load before the command starts.
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const [command, ...args] = process.argv.slice(2);
 if (!command || !process.channel) {
@@ -25,8 +27,11 @@ if (!command || !process.channel) {
 }
 
 const { SSSD_GUARD_REMOVES: removes, ...childEnv } = process.env;
+// Only a launcher's own secrets folder: an inherited or mistaken value must never turn this into `rm -rf` elsewhere.
+const removable = removes && path.dirname(path.resolve(removes)) === path.resolve(os.tmpdir()) && path.basename(removes).startsWith('sssd-edge-');
+if (removes && !removable) process.stderr.write(`orphan-guard: SSSD_GUARD_REMOVES=${removes} is no sssd-edge-* folder in ${os.tmpdir()}; left alone\n`);
 const removeFolder = () => {
-  if (!removes) return;
+  if (!removable) return;
   try {
     rmSync(removes, { recursive: true, force: true });
   } catch {
