@@ -19,8 +19,12 @@ const DRAIN_FACTOR = 8;
 const DRAIN_BYTES = 64 * 1024 * 1024;
 const DRAIN_MS = 2_000;
 
-/** Reads the body once (at most `maxBytes`), or throws a 413; later handlers read the buffered copy. */
-export async function limitRequestBody(c: Context, maxBytes: number, next: () => Promise<void>): Promise<void> {
+/**
+ * Reads the body once (at most `maxBytes`), or throws a 413; later handlers
+ * read the buffered copy. A chunked body not read whole within `timeoutMs`
+ * is a 408 (one sent with its length is timed where it is read).
+ */
+export async function limitRequestBody(c: Context, maxBytes: number, next: () => Promise<void>, timeoutMs = Infinity): Promise<void> {
   const raw = c.req.raw;
   const tooLarge = (): ApiError => new ApiError(413, `Request body too large (limit ${maxBytes} bytes).`, 'invalid_request_error', 'request_too_large');
   if (!raw.body) return next();
@@ -30,12 +34,28 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
     return next();
   }
   const reader = raw.body.getReader();
-  // A body that breaks off (the client gave up, bad chunking) is the client's fault.
+  const deadline = Date.now() + timeoutMs;
+  // A body that breaks off (the client gave up, bad chunking) is the client's fault; one that trickles past the deadline too.
   const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = Number.isFinite(timeoutMs)
+      ? new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new ApiError(408, `The request body did not arrive whole within ${timeoutMs / 1000} s.`, 'invalid_request_error', 'request_timeout')),
+            Math.max(0, deadline - Date.now()),
+          );
+        })
+      : null;
     try {
-      return await reader.read();
-    } catch {
+      return await (late ? Promise.race([reader.read(), late]) : reader.read());
+    } catch (err) {
+      if (err instanceof ApiError) {
+        await reader.cancel().catch(() => undefined);
+        throw err;
+      }
       throw new ApiError(400, 'The request body could not be read to its end.', 'invalid_request_error', 'invalid_body');
+    } finally {
+      clearTimeout(timer);
     }
   };
   const chunks: Uint8Array[] = [];

@@ -16,10 +16,11 @@ import type { EdgeEnv } from './env';
 import { PoolPicker } from './pool-picker';
 import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
 import { KeyLimiter, LEASE_HEARTBEAT_MS, type RequestQuota } from './rate-limiter';
-import { chatRequestSchema, clipped, completionRequestSchema, MAX_USER_LENGTH, parseOpenAiBody } from './request-schema';
+import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody } from './request-schema';
 import { REQUEST_ID_HEADER, requestId } from './request-id';
 import { servedModel, type ServedModel } from './served-model';
 import { cacheScope, UserCacheStore } from './user-cache-store';
+import { userToForget } from './user-to-forget';
 
 type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string; quota: RequestQuota | undefined } };
 
@@ -84,10 +85,13 @@ app.get('/v1/models/:model{.+}', async (c) => {
 });
 
 // Body size limit (SSSD_MAX_BODY_BYTES): by Content-Length when sent, else counted while reading.
-const limitBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> => limitRequestBody(c, edgeConfig(c.env).maxBodyBytes, next);
+const limitBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> => {
+  const config = edgeConfig(c.env);
+  return limitRequestBody(c, config.maxBodyBytes, next, config.bodyTimeoutMs);
+};
 
-async function readJson(c: Context<AppEnv>): Promise<unknown> {
-  // Bounded: a body sent slowly, or never finished, held its key's in-flight slot for as long as the client liked.
+/** The body's text, or a 408 past SSSD_BODY_TIMEOUT_SECONDS: a body sent slowly, or never finished, held its key's in-flight slot as long as the client liked. */
+async function readBodyText(c: Context<AppEnv>): Promise<string> {
   const { bodyTimeoutMs } = edgeConfig(c.env);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<never>((_, reject) => {
@@ -97,12 +101,22 @@ async function readJson(c: Context<AppEnv>): Promise<unknown> {
     );
   });
   try {
-    return (await Promise.race([c.req.json(), late])) as unknown;
+    return await Promise.race([c.req.text(), late]);
   } catch (err) {
     if (err instanceof ApiError) throw err;
-    throw new ApiError(400, 'The request body is not valid JSON.', 'invalid_request_error', 'invalid_json');
+    // A body that breaks off (the client gave up, bad chunking) is the client's fault.
+    throw new ApiError(400, 'The request body could not be read to its end.', 'invalid_request_error', 'invalid_body');
   } finally {
     clearTimeout(timer);
+  }
+}
+
+async function readJson(c: Context<AppEnv>): Promise<unknown> {
+  const text = await readBodyText(c);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new ApiError(400, 'The request body is not valid JSON.', 'invalid_request_error', 'invalid_json');
   }
 }
 
@@ -189,20 +203,18 @@ for (const path of ['/v1/completions', '/v1/chat/completions']) {
 }
 
 // A user's cache, forgotten: the key's own users only (the scope hashes the key's id with the name).
-app.delete('/v1/user-cache', async (c) => {
-  const user = c.req.query('user') ?? null;
-  if (user !== null && user.length > MAX_USER_LENGTH) {
-    throw new ApiError(400, `user is at most ${MAX_USER_LENGTH} characters.`, 'invalid_request_error', 'invalid_value', 'user');
-  }
+app.delete('/v1/user-cache', rateLimitHeaders, limitBody, async (c) => {
   const config = edgeConfig(c.env);
   const key = c.get('key');
   // Counted as a request of the key (each costs KV a read and a write): a loop of deletes is limited as completions are.
   const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency, config.concurrencyLeaseMs);
+  c.set('quota', admission.quota);
   if (!admission.ok) {
     const why = admission.reason === 'rate' ? `${key.rpm} requests per minute` : `at most ${key.concurrency} at once`;
     throw new ApiError(429, `Rate limit reached: ${why} for this key.`, 'rate_limit_error', 'rate_limit_exceeded', null, admission.retryAfterS);
   }
   try {
+    const user = userToForget(new URL(c.req.url).search, await readBodyText(c));
     const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes);
     const deleted = await store.delete(await cacheScope(key.keyId, user)).catch((err: unknown) => {
       console.error('edge: user cache delete failed', err);

@@ -154,6 +154,7 @@ export class UserCacheStore {
     const op = (previous ? settledOrTimedOut(previous, PREVIOUS_WRITE_WAIT_MS) : Promise.resolve()).then(async () => {
       noteDeleted(scope, Date.now());
       const existed = (await this.kv.get(key, 'arrayBuffer')) !== null;
+      // Whatever the read said: it may be stale (KV is eventually consistent), and a forgotten value must go.
       await this.kv.delete(key);
       return existed;
     });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { locateModel } from './model-locator';
-import { isPortFree } from './service-process';
+import { isPortFree, spawnService } from './service-process';
 import { repoRoot, startStack, type RunningStack } from './stack';
 import { EDGE_TUNING_VARS, invalidEdgeVars } from '../edge/edge-config';
 
@@ -76,15 +76,16 @@ export async function ensureDefaultDatastore(
   const source = hasCorpus ? ['--input', corpus] : ['--self-samples', String(samples)];
   const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'datastore', 'build', '--tokenizer', files.tokenizer, ...source, '--out', file];
   if (withSelf) args.push('--model', files.model);
-  const { execFile } = await import('node:child_process');
-  await new Promise<void>((resolve, reject) => {
-    execFile(
-      process.execPath,
-      args,
-      { cwd: repoRoot },
-      (err, _stdout, stderr) => (err ? reject(new CliError(`building the datastore failed: ${stderr.trim() || err.message}`)) : resolve()),
+  // Under the orphan guard: a launcher stopped or killed mid-build takes the build with it (it ran on for minutes,
+  // and a restart built the same file beside it). Its progress lines are shown: minutes of one line looked hung.
+  const build = spawnService('datastore', process.execPath, args, { cwd: repoRoot, env: process.env, echo: (line) => log(`  ${line}`), guard: true });
+  const code = await build.exited;
+  if (code !== 0) {
+    throw new CliError(
+      `building the datastore failed (${code}):\n${build.tail()}\n` +
+        'Set SSSD_DATASTORE to a datastore of your own, or SSSD_DATASTORE_SELF=off to build from the corpus alone where there is one (or start without).',
     );
-  });
+  }
   return file;
 }
 
@@ -170,6 +171,23 @@ export function watchAnswers(url: string, gone: (why: string) => void, timing = 
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
   const edgeVars = edgeVarsFrom(env);
+  const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
+  const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, opts.poolPort !== undefined ? '--pool-port' : 'SSSD_POOL_PORT');
+  const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, opts.edgePort !== undefined ? '--edge-port' : 'SSSD_EDGE_PORT');
+  // Before a download or a datastore build of minutes: a port in use was found only after them.
+  // Another service on our port would answer the readiness checks in our place (the pool, the edge's).
+  if (poolPort === edgePort) throw new CliError(`the pool and the edge cannot share port ${poolPort}; give them two (--pool-port and --edge-port, or SSSD_POOL_PORT and SSSD_EDGE_PORT).`);
+  for (const [port, name] of [[poolPort, '--pool-port or SSSD_POOL_PORT'], [edgePort, '--edge-port or SSSD_EDGE_PORT']] as const) {
+    if (!(await isPortFree(port))) throw new CliError(`port ${port} is already in use; stop what runs there or choose another port with ${name}.`);
+  }
+  // Interrupted before both services answer (a build of the datastore included): exit at once. The services and a
+  // build stop on their own once this process is gone (the pool's IPC channel, the orphan guard), and the edge's
+  // secrets file goes with the exit.
+  const interruptStart = (signal: NodeJS.Signals): void => {
+    log(`\n${signal} while starting; stopping...`);
+    process.exit(130);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interruptStart);
   const files = await locateModel({
     repoRoot,
     env: { ...env, ...(opts.model ? { SSSD_MODEL: opts.model } : {}), ...(opts.tokenizer ? { SSSD_TOKENIZER: opts.tokenizer } : {}) },
@@ -182,15 +200,6 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   }
   const datastore = opts.datastore ?? env.SSSD_DATASTORE ?? (defaultDatastore && existsSync(defaultDatastore) ? defaultDatastore : undefined);
   if (datastore && !existsSync(datastore)) throw new CliError(`Datastore file ${datastore} does not exist (build one with: sssd datastore build).`);
-  const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
-  const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, opts.poolPort !== undefined ? '--pool-port' : 'SSSD_POOL_PORT');
-  const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, opts.edgePort !== undefined ? '--edge-port' : 'SSSD_EDGE_PORT');
-
-  // Another service on our port would answer the readiness checks in our place (the pool, the edge's).
-  if (poolPort === edgePort) throw new CliError(`the pool and the edge cannot share port ${poolPort}; give them two (--pool-port and --edge-port, or SSSD_POOL_PORT and SSSD_EDGE_PORT).`);
-  for (const [port, name] of [[poolPort, '--pool-port or SSSD_POOL_PORT'], [edgePort, '--edge-port or SSSD_EDGE_PORT']] as const) {
-    if (!(await isPortFree(port))) throw new CliError(`port ${port} is already in use; stop what runs there or choose another port with ${name}.`);
-  }
 
   log(`starting pool (model ${files.model}${datastore ? `, datastore ${datastore}` : ', no datastore'}) and edge...`);
   // Another model gets no default datastore (building one takes its own minutes): say how, since drafts are much poorer without.
@@ -200,13 +209,6 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
         `  node bin/sssd.mjs datastore build --model ${files.model} --tokenizer ${files.tokenizer} --self-samples 1500 --out FILE, then set SSSD_DATASTORE=FILE`,
     );
   }
-  // Interrupted before both answer: exit at once. The services stop on their own once this process is gone
-  // (the pool's IPC channel, wrangler's orphan guard), and the edge's secrets file goes with the exit.
-  const interruptStart = (signal: NodeJS.Signals): void => {
-    log(`\n${signal} while starting; stopping edge and pool...`);
-    process.exit(130);
-  };
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interruptStart);
   let stack: RunningStack;
   try {
     stack = await startStack({

@@ -193,6 +193,20 @@ describe('OpenAI-compatible API on the edge', () => {
     const gina = await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'gina' });
     expect(gina.usage!.speculation.edge_accepted_tokens).toBeGreaterThan(10);
     expect((await forget('x'.repeat(257))).status).toBe(400);
+    // A name no URL can carry (a lone surrogate has a cache of its own) is forgotten by a JSON body.
+    await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: '\ud800' });
+    await new Promise((r) => setTimeout(r, 500));
+    const byBody = await fetch(`${stack.edgeUrl}/v1/user-cache`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${stack.devKey}`, 'content-type': 'application/json' },
+      body: '{"user": "\\ud800"}',
+    });
+    expect(byBody.status).toBe(200);
+    expect(((await byBody.json()) as { deleted: boolean }).deleted).toBe(true);
+    // Counted against the key's limits like a completion, and said so.
+    expect(byBody.headers.get('x-ratelimit-limit-requests')).not.toBeNull();
+    // A misspelt parameter is refused, not taken for the key's unnamed user.
+    expect((await fetch(`${stack.edgeUrl}/v1/user-cache?user_id=gina`, { method: 'DELETE', headers: { authorization: `Bearer ${stack.devKey}` } })).status).toBe(400);
     const unkeyed = await fetch(`${stack.edgeUrl}/v1/user-cache?user=gina`, { method: 'DELETE' });
     expect(unkeyed.status).toBe(401);
     const wrongMethod = await fetch(`${stack.edgeUrl}/v1/user-cache`, { headers: { authorization: `Bearer ${stack.devKey}` } });
@@ -816,22 +830,27 @@ describe('OpenAI-compatible API on the edge', () => {
   it('refuses a body that never arrives whole (408) within SSSD_BODY_TIMEOUT_SECONDS, and gives its key the slot back', async () => {
     const { connect } = await import('node:net');
     const edge = new URL(stack.edgeUrl);
-    const socket = connect(Number(edge.port), edge.hostname);
-    let answer = '';
-    socket.on('data', (d: Buffer) => (answer += d.toString()));
-    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-    socket.on('error', () => undefined);
-    const started = performance.now();
-    // Headers promise 500 bytes; 20 come, then nothing.
-    socket.write(`POST /v1/completions HTTP/1.1\r\nHost: ${edge.host}\r\nAuthorization: Bearer ${ONE_SLOT_KEY}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"model": "stories26`);
-    for (let i = 0; i < 100 && !answer.includes('\r\n\r\n'); i++) await new Promise((r) => setTimeout(r, 100));
-    const seconds = (performance.now() - started) / 1000;
-    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
-    expect(answer).toMatch(/did not arrive whole within 2 s/);
-    expect(seconds).toBeGreaterThan(1.5);
-    expect(seconds).toBeLessThan(8);
-    socket.destroy();
-    await closed;
+    // Headers promise 500 bytes and 20 come, then nothing; or a chunked body's first chunk, then nothing.
+    for (const [framing, start] of [
+      ['Content-Length: 500', '{"model": "stories26'],
+      ['Transfer-Encoding: chunked', '14\r\n{"model": "stories26\r\n'],
+    ]) {
+      const socket = connect(Number(edge.port), edge.hostname);
+      let answer = '';
+      socket.on('data', (d: Buffer) => (answer += d.toString()));
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.on('error', () => undefined);
+      const started = performance.now();
+      socket.write(`POST /v1/completions HTTP/1.1\r\nHost: ${edge.host}\r\nAuthorization: Bearer ${ONE_SLOT_KEY}\r\nContent-Type: application/json\r\n${framing}\r\n\r\n${start}`);
+      for (let i = 0; i < 100 && !answer.includes('\r\n\r\n'); i++) await new Promise((r) => setTimeout(r, 100));
+      const seconds = (performance.now() - started) / 1000;
+      expect(answer, framing).toMatch(/^HTTP\/1\.1 408 /);
+      expect(answer).toMatch(/did not arrive whole within 2 s/);
+      expect(seconds).toBeGreaterThan(1.5);
+      expect(seconds).toBeLessThan(8);
+      socket.destroy();
+      await closed;
+    }
     // The key's one slot is free again.
     expect((await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2, temperature: 0 }, ONE_SLOT_KEY)).status).toBe(200);
   });

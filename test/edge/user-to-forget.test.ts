@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { ApiError } from '../../edge/api-error';
+import { userToForget } from '../../edge/user-to-forget';
+
+function refusal(search: string, body = ''): ApiError | null {
+  try {
+    userToForget(search, body);
+    return null;
+  } catch (err) {
+    return err as ApiError;
+  }
+}
+
+describe('the user DELETE /v1/user-cache forgets', () => {
+  it('is ?user=NAME, form-decoded, or the unnamed user with none (or an empty one)', () => {
+    expect(userToForget('?user=alice', '')).toBe('alice');
+    expect(userToForget('?user=a%2Bb+c', '')).toBe('a+b c');
+    expect(userToForget('?user=%F0%9F%98%80', '')).toBe('😀');
+    expect(userToForget('', '')).toBeNull();
+    expect(userToForget('?user=', '')).toBeNull();
+    expect(userToForget('?user', '')).toBeNull();
+  });
+
+  it('takes a JSON body {"user"}: a name with a lone surrogate, which no URL can carry, can be forgotten too', () => {
+    expect(userToForget('', '{"user": "\\ud800"}')).toBe('\ud800');
+    expect(userToForget('', '{"user": null}')).toBeNull();
+  });
+
+  it('refuses what it would have guessed at: other parameters, user twice, both places, bad encoding, other bodies', () => {
+    for (const [search, body, param] of [
+      ['?user_id=alice', '', 'user_id'],
+      ['?user=a&user=b', '', 'user'],
+      ['?user=a', '{"user": "a"}', 'user'],
+      ['?user=%FF', '', null],
+      ['?user=%ED%A0%80', '', null],
+      ['?user=%', '', null],
+      ['', '{"user": "a", "all": true}', 'user'],
+      ['', '{"user": 7}', 'user'],
+      ['', `{"user": "${'x'.repeat(257)}"}`, 'user'],
+      [`?user=${'x'.repeat(257)}`, '', 'user'],
+    ] as const) {
+      const err = refusal(search, body);
+      expect(err?.status, `${search} ${body}`).toBe(400);
+      expect(err!.toBody().error.param).toBe(param);
+    }
+    expect(refusal('', '{"user": ')!.toBody().error.code).toBe('invalid_json');
+  });
+});
