@@ -5,7 +5,7 @@
  * public home (Hugging Face karpathy/tinyllamas) when missing.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
 
@@ -38,11 +38,14 @@ export interface LocateOptions {
 }
 
 async function download(url: string, file: string, sha256: string, fetchImpl: typeof fetch): Promise<void> {
-  const res = await fetchImpl(url, { signal: AbortSignal.timeout(60_000) });
-  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  // The URL and the cause in what is said: "fetch failed" alone named neither the file nor why (a DNS failure, a refused connection).
+  const res = await fetchImpl(url, { signal: AbortSignal.timeout(60_000) }).catch((err: Error) => {
+    throw new Error(`${url}: ${err.cause instanceof Error ? err.cause.message : err.message}`);
+  });
+  if (!res.ok) throw new Error(`${url} answered HTTP ${res.status}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
   const got = createHash('sha256').update(bytes).digest('hex');
-  if (got !== sha256) throw new Error(`${url} served ${bytes.length} bytes that are not the file (SHA-256 ${got.slice(0, 12)}…, expected ${sha256.slice(0, 12)}…); nothing was kept`);
+  if (got !== sha256) throw new Error(`${url} served ${bytes.length} bytes that are not the file (SHA-256 ${got.slice(0, 12)}…, expected ${sha256.slice(0, 12)}…); not kept`);
   mkdirSync(path.dirname(file), { recursive: true });
   // Write beside and rename so an interrupted download never looks complete.
   writeFileSync(`${file}.part`, bytes);
@@ -119,6 +122,13 @@ export async function locateModel(opts: LocateOptions): Promise<ModelFiles> {
 
   const localModel = path.join(local, defaultFiles.model);
   const localTokenizer = path.join(local, defaultFiles.tokenizer);
+  // A copy that is not the file (kept before downloads were checked, or changed since) is fetched again, not served or failed on at every start.
+  for (const [file, sha256] of [[localModel, defaultSha256.model], [localTokenizer, defaultSha256.tokenizer]] as const) {
+    if (existsSync(file) && createHash('sha256').update(readFileSync(file)).digest('hex') !== sha256) {
+      opts.log?.(`${file} is not the default model's file (its SHA-256 differs); fetching it again`);
+      rmSync(file, { force: true });
+    }
+  }
   if (existsSync(localModel) && existsSync(localTokenizer)) return { model: localModel, tokenizer: localTokenizer, origin: 'local' };
 
   const home = (opts.modelHome ?? env.SSSD_MODEL_HOME ?? defaultModelHome).replace(/\/+$/, '');
@@ -132,6 +142,7 @@ export async function locateModel(opts: LocateOptions): Promise<ModelFiles> {
       [
         `No model configured and the default model could not be fetched from ${home} (${err instanceof Error ? err.message : String(err)}).`,
         'Either set SSSD_MODEL (and SSSD_TOKENIZER) to a llama2.c checkpoint and its tokenizer,',
+        `or SSSD_MODEL_HOME to a mirror serving ${defaultFiles.model} and ${defaultFiles.tokenizer} (what the files are checked against: their SHA-256),`,
         `or place stories260K.bin and tok512.bin in ${path.join(local, 'stories260K')}.`,
       ].join('\n'),
     );

@@ -61,8 +61,10 @@ export async function ensureDefaultDatastore(
   const samples = where.samples ?? DEFAULT_SELF_SAMPLES;
   const hasCorpus = existsSync(corpus);
   if (!hasCorpus && !withSelf) {
-    log("no datastore: no corpus beside the repository, and SSSD_DATASTORE_SELF=off leaves out the model's own stories; drafts come from each prompt and the user's cache alone");
-    return defaultDatastoreFile(false);
+    // One built from the corpus when it was there is still the corpus's: used, as with the corpus.
+    const built = defaultDatastoreFile(false);
+    if (!existsSync(built)) log("no datastore: no corpus beside the repository, and SSSD_DATASTORE_SELF=off leaves out the model's own stories; drafts come from each prompt and the user's cache alone");
+    return built;
   }
   const file = defaultDatastoreFile(withSelf, hasCorpus ? 'corpus' : 'samples');
   if (await defaultDatastoreComplete(file, withSelf)) return file;
@@ -204,9 +206,11 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   log(`starting pool (model ${files.model}${datastore ? `, datastore ${datastore}` : ', no datastore'}) and edge...`);
   // Another model gets no default datastore (building one takes its own minutes): say how, since drafts are much poorer without.
   if (!datastore && files.origin === 'configured') {
+    const quoted = (p: string): string => JSON.stringify(p);
     log(
       `  without a datastore, drafts come from each prompt and the user's cache alone; build one from the model's own stories with\n` +
-        `  node bin/sssd.mjs datastore build --model ${files.model} --tokenizer ${files.tokenizer} --self-samples 1500 --out FILE, then set SSSD_DATASTORE=FILE`,
+        `  node bin/sssd.mjs datastore build --model ${quoted(files.model)} --tokenizer ${quoted(files.tokenizer)} --self-samples 1500 --out FILE, then set SSSD_DATASTORE=FILE\n` +
+        '  (minutes for a small model on a CPU; the sampling and continuing run the model, so a large one takes as much longer)',
     );
   }
   let stack: RunningStack;

@@ -7,7 +7,7 @@
  *   sssd datastore info FILE [--json]
  *   sssd datastore bench FILE [--lookups N] [--cold-mb N] [--contexts-from JSONL --tokenizer PATH [--field prompt]]
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -92,7 +92,7 @@ async function selfContinuationsFromFlags(
   if (!opts.model) {
     const key = SELF_FLAGS.find((k) => opts[k] !== undefined);
     const stray = key ? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : opts.selfReadCorpus === false ? '--no-self-read-corpus' : undefined;
-    if (stray) throw new CliError(`${stray} needs --model PATH (the model whose continuations are stored)`);
+    if (stray) throw new CliError(`${stray} needs --model PATH (the model whose own text is stored)`);
     return undefined;
   }
   const d = DEFAULT_SELF_CONTINUATIONS;
@@ -128,6 +128,12 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
   let sampleSeconds = 0;
   // The model's own stories, when they are the corpus: written as one, read back as any corpus is.
   const samplesDir = samples !== undefined ? await mkdtemp(path.join(os.tmpdir(), 'sssd-samples-')) : null;
+  // Stopped mid-build (Ctrl-C, a supervisor's SIGTERM): the samples go too, as the finally below does not run.
+  const onSignal = (): void => {
+    if (samplesDir !== null) rmSync(samplesDir, { recursive: true, force: true });
+    process.exit(130);
+  };
+  if (samplesDir !== null) for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, onSignal);
   try {
     let input = opts.input!;
     let field = opts.field;
@@ -143,6 +149,7 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
     progress.stop();
     await selfContinuations?.runner.dispose();
     if (samplesDir !== null) await rm(samplesDir, { recursive: true, force: true });
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, onSignal);
   }
   // An empty datastore drafts nothing: more likely the wrong file, or --field, than a wish.
   if (result.tokens === 0) throw new CliError(`${opts.input ?? 'the samples'} holds no documents (no line with a "${opts.field ?? 'text'}" field); nothing written`);

@@ -8,7 +8,7 @@ export function register(program: Command): void {
     .description('run the local stack: a pool (stories260K on CPU by default) and the edge under wrangler dev')
     .option('--model <path>', 'checkpoint: a llama2.c .bin or a Hugging Face folder (default: SSSD_MODEL, ../shared/models/stories260K/stories260K.bin, or .models/)')
     .option('--tokenizer <path>', 'tokenizer file (default: SSSD_TOKENIZER, else the one tok*.bin or tokenizer.bin beside a .bin model, a Hugging Face folder\'s tokenizer.json)')
-    .option('--datastore <file>', 'datastore file (default: .cache/datastore/stories260K.self.sssd-ds, under SSSD_CACHE_DIR instead of .cache when set; built on first start from ../shared/workloads when present)')
+    .option('--datastore <file>', 'datastore file (default: .cache/datastore/stories260K.self.sssd-ds, under SSSD_CACHE_DIR instead of .cache when set; built on first start from ../shared/workloads when present, else stories260K.samples.sssd-ds from the model\'s own stories)')
     // Kept as given: runUp checks it and names the flag and the value sent (Number gave "NaN").
     .option('--pool-port <port>', 'pool port (default: SSSD_POOL_PORT or 8788)')
     .option('--edge-port <port>', 'edge port (default: SSSD_EDGE_PORT or 8787)')

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -30,6 +30,9 @@ describe('locateModel', () => {
     const err = await locateModel({ repoRoot: emptyRepo(), env: {}, modelHome: 'http://127.0.0.1:1' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CliError);
     expect((err as Error).message).toMatch(/could not be fetched from http:\/\/127\.0\.0\.1:1/);
+    // Which file, and why (not "fetch failed" alone); and the mirror option.
+    expect((err as Error).message).toMatch(/http:\/\/127\.0\.0\.1:1\/stories260K\/stories260K\.bin: (bad port|.*ECONNREFUSED)/);
+    expect((err as Error).message).toMatch(/SSSD_MODEL_HOME to a mirror serving stories260K\/stories260K\.bin and stories260K\/tok512\.bin/);
     expect((err as Error).message).toMatch(/SSSD_MODEL/);
   });
 
@@ -69,7 +72,7 @@ describe('locateModel', () => {
       const repo = emptyRepo();
       const err = await locateModel({ repoRoot: repo, env: {}, modelHome: `http://127.0.0.1:${port}` }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(CliError);
-      expect((err as Error).message).toMatch(/stories260K\.bin served 20 bytes that are not the file \(SHA-256 [0-9a-f]{12}…, expected b0a507e7ad0f…\); nothing was kept/);
+      expect((err as Error).message).toMatch(/stories260K\.bin served 20 bytes that are not the file \(SHA-256 [0-9a-f]{12}…, expected b0a507e7ad0f…\); not kept/);
       expect(existsSync(path.join(repo, '.models/stories260K/stories260K.bin'))).toBe(false);
     } finally {
       server.close();
@@ -94,6 +97,14 @@ describe('locateModel', () => {
       expect(readFileSync(files.model).equals(readFileSync(models.stories260K.checkpoint))).toBe(true);
       const again = await locateModel({ repoRoot: repo, env: {}, modelHome: home });
       expect(again.origin).toBe('local');
+      // A kept copy that is not the file (damaged, or kept before downloads were checked) is fetched again.
+      writeFileSync(files.tokenizer, 'not a tokenizer');
+      const lines: string[] = [];
+      const fixed = await locateModel({ repoRoot: repo, env: {}, modelHome: home, log: (l) => lines.push(l) });
+      expect(fixed.origin).toBe('downloaded');
+      expect(readFileSync(fixed.tokenizer).equals(readFileSync(models.stories260K.tokenizer))).toBe(true);
+      expect(lines.join('\n')).toMatch(/tok512\.bin is not the default model's file/);
+      served.splice(2);
       expect(served).toEqual(['/karpathy/tinyllamas/resolve/main/stories260K/stories260K.bin', '/karpathy/tinyllamas/resolve/main/stories260K/tok512.bin']);
     } finally {
       server.close();
