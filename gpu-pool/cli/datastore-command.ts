@@ -339,9 +339,9 @@ async function benchCommand(file: string, opts: { lookups?: string; seed?: strin
 export function register(program: Command): void {
   const ds = program.command('datastore').description('build and inspect the global datastore (suffix arrays over a token corpus)');
   ds.command('build')
-    .description('tokenize a JSONL corpus and write a datastore file')
+    .description("tokenize a JSONL corpus (or the model's own stories) and write a datastore file")
     .option('--tokenizer <path>', 'tokenizer file (llama2.c tokenizer.bin or tokenizer.json)')
-    .option('--input <path>', 'JSONL corpus, one document per line')
+    .option('--input <path>', 'JSONL corpus, one document per line (or, with --model, --self-samples N instead)')
     .option('--out <path>', 'datastore file to write')
     .option('--chunk-tokens <n>', `tokens per chunk (default ${DEFAULT_BUILD_CHUNK_TOKENS})`)
     .option('--field <name>', 'JSON field holding the text', 'text')
@@ -352,7 +352,7 @@ export function register(program: Command): void {
     .option('--self-documents <n>', 'continue only the first n documents (default: all)')
     .option('--no-self-read-corpus', "leave the documents' own positions out of the next-token table (it holds the model's distributions at every position of them and of its continuations)")
     .option('--self-samples <n>', "with --model, instead of --input: the corpus is n of the model's own stories, sampled from its start token alone (temperature 1, seeded: reproducible); a datastore for a model without a corpus")
-    .option('--threads <n>', 'onnxruntime intra-op threads for the continuations (default: the cores, at most 8)')
+    .option('--threads <n>', "onnxruntime intra-op threads for the model's samples and continuations (default: the cores, at most 8)")
     .action((opts: BuildFlags) => buildCommand(opts));
   ds.command('info')
     .description('show what a datastore file holds (and verify its checksum)')
