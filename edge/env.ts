@@ -31,7 +31,7 @@ export interface EdgeEnv {
   SSSD_WHOLE_REPLY_HEARTBEAT_MS?: string;
   /** Milliseconds a stream may send nothing mid-reply before an SSE comment goes out, for proxies' read timeouts (default 5000). */
   SSSD_STREAM_QUIET_COMMENT_MS?: string;
-  /** Seconds a request body sent with Content-Length may take to arrive whole before a 408 (default 30). */
+  /** Seconds a request body may take to arrive whole before a 408 (default 30). */
   SSSD_BODY_TIMEOUT_SECONDS?: string;
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;

@@ -134,7 +134,7 @@ export function streamResponse(
     if (beat) clearInterval(beat);
     // Silent mid-stream (a pool that hangs until the stall window moves the generation on, up to 30 s and more):
     // a comment now and then keeps proxies from cutting the stream, and a failed write notices a client gone.
-    // Checked twice a window, so a silence is broken within `quietCommentMs` (at most 1.5 of it), not within two of it.
+    // Checked twice a window: a silence gets its comment after quietCommentMs to 1.5 × it (on the window's tick alone, up to 2 ×).
     const quiet = setInterval(() => {
       if (clientGone || Date.now() - lastWriteAt < quietCommentMs) return;
       lastWriteAt = Date.now();

@@ -180,6 +180,11 @@ export class UserCacheStore {
       const value = await this.kv.get(UserCacheStore.keyFor(loaded.scope), 'arrayBuffer');
       base = value ? new Uint8Array(value) : null;
     } catch (err) {
+      // Deleted lately: the value read at the start may be the forgotten one (read while the delete ran); not written back.
+      if ((deletedAt.get(loaded.scope) ?? 0) > Date.now() - DELETED_MEMORY_MS) {
+        console.warn('edge: user cache re-read failed after a delete of it; this request is not kept', err);
+        return;
+      }
       // Still the value of a moment ago at worst: merge into that.
       console.warn('edge: user cache re-read failed; merging into the value read at the start', err);
     }

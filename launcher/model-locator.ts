@@ -5,7 +5,7 @@
  * public home (Hugging Face karpathy/tinyllamas) when missing.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
 
@@ -122,28 +122,31 @@ export async function locateModel(opts: LocateOptions): Promise<ModelFiles> {
 
   const localModel = path.join(local, defaultFiles.model);
   const localTokenizer = path.join(local, defaultFiles.tokenizer);
-  // A copy that is not the file (kept before downloads were checked, or changed since) is fetched again, not served or failed on at every start.
-  for (const [file, sha256] of [[localModel, defaultSha256.model], [localTokenizer, defaultSha256.tokenizer]] as const) {
-    if (existsSync(file) && createHash('sha256').update(readFileSync(file)).digest('hex') !== sha256) {
-      opts.log?.(`${file} is not the default model's file (its SHA-256 differs); fetching it again`);
-      rmSync(file, { force: true });
-    }
-  }
-  if (existsSync(localModel) && existsSync(localTokenizer)) return { model: localModel, tokenizer: localTokenizer, origin: 'local' };
+  // A copy that is not the file (kept before downloads were checked, or changed since) is fetched again, not served or
+  // failed on at every start; it is left as it is until a good one replaces it (a failed fetch must not lose it).
+  const good = (file: string, sha256: string): boolean => {
+    if (!existsSync(file)) return false;
+    if (createHash('sha256').update(readFileSync(file)).digest('hex') === sha256) return true;
+    opts.log?.(`${file} is not the default model's file (its SHA-256 differs); fetching the file`);
+    return false;
+  };
+  const modelGood = good(localModel, defaultSha256.model);
+  const tokenizerGood = good(localTokenizer, defaultSha256.tokenizer);
+  if (modelGood && tokenizerGood) return { model: localModel, tokenizer: localTokenizer, origin: 'local' };
 
   const home = (opts.modelHome ?? env.SSSD_MODEL_HOME ?? defaultModelHome).replace(/\/+$/, '');
   const fetchImpl = opts.fetchImpl ?? fetch;
   opts.log?.(`fetching the default model stories260K from ${home} into ${local} (once)`);
   try {
-    if (!existsSync(localModel)) await download(`${home}/${defaultFiles.model}`, localModel, defaultSha256.model, fetchImpl);
-    if (!existsSync(localTokenizer)) await download(`${home}/${defaultFiles.tokenizer}`, localTokenizer, defaultSha256.tokenizer, fetchImpl);
+    if (!modelGood) await download(`${home}/${defaultFiles.model}`, localModel, defaultSha256.model, fetchImpl);
+    if (!tokenizerGood) await download(`${home}/${defaultFiles.tokenizer}`, localTokenizer, defaultSha256.tokenizer, fetchImpl);
   } catch (err) {
     throw new CliError(
       [
         `No model configured and the default model could not be fetched from ${home} (${err instanceof Error ? err.message : String(err)}).`,
         'Either set SSSD_MODEL (and SSSD_TOKENIZER) to a llama2.c checkpoint and its tokenizer,',
         `or SSSD_MODEL_HOME to a mirror serving ${defaultFiles.model} and ${defaultFiles.tokenizer} (what the files are checked against: their SHA-256),`,
-        `or place stories260K.bin and tok512.bin in ${path.join(local, 'stories260K')}.`,
+        `or place stories260K.bin and tok512.bin in ${path.join(local, 'stories260K')} (they must be those files: their SHA-256 is checked).`,
       ].join('\n'),
     );
   }

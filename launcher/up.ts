@@ -83,9 +83,12 @@ export async function ensureDefaultDatastore(
   const build = spawnService('datastore', process.execPath, args, { cwd: repoRoot, env: process.env, echo: (line) => log(`  ${line}`), guard: true });
   const code = await build.exited;
   if (code !== 0) {
+    // Its lines were shown as they came: the last one says why.
     throw new CliError(
-      `building the datastore failed (${code}):\n${build.tail()}\n` +
-        'Set SSSD_DATASTORE to a datastore of your own, or SSSD_DATASTORE_SELF=off to build from the corpus alone where there is one (or start without).',
+      `building the datastore failed (${code}): ${build.tail().split('\n').at(-1) ?? ''}\n` +
+        (withSelf
+          ? 'Set SSSD_DATASTORE to a datastore of your own, or SSSD_DATASTORE_SELF=off (the corpus alone where there is one, else no datastore).'
+          : 'Set SSSD_DATASTORE to a datastore of your own.'),
     );
   }
   return file;
@@ -176,12 +179,15 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
   const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, opts.poolPort !== undefined ? '--pool-port' : 'SSSD_POOL_PORT');
   const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, opts.edgePort !== undefined ? '--edge-port' : 'SSSD_EDGE_PORT');
-  // Before a download or a datastore build of minutes: a port in use was found only after them.
   // Another service on our port would answer the readiness checks in our place (the pool, the edge's).
   if (poolPort === edgePort) throw new CliError(`the pool and the edge cannot share port ${poolPort}; give them two (--pool-port and --edge-port, or SSSD_POOL_PORT and SSSD_EDGE_PORT).`);
-  for (const [port, name] of [[poolPort, '--pool-port or SSSD_POOL_PORT'], [edgePort, '--edge-port or SSSD_EDGE_PORT']] as const) {
-    if (!(await isPortFree(port))) throw new CliError(`port ${port} is already in use; stop what runs there or choose another port with ${name}.`);
-  }
+  const checkPorts = async (): Promise<void> => {
+    for (const [port, name] of [[poolPort, '--pool-port or SSSD_POOL_PORT'], [edgePort, '--edge-port or SSSD_EDGE_PORT']] as const) {
+      if (!(await isPortFree(port))) throw new CliError(`port ${port} is already in use; stop what runs there or choose another port with ${name}.`);
+    }
+  };
+  // Before a download or a datastore build of minutes (a port in use was found only after them), and again after them.
+  await checkPorts();
   // Interrupted before both services answer (a build of the datastore included): exit at once. The services and a
   // build stop on their own once this process is gone (the pool's IPC channel, the orphan guard), and the edge's
   // secrets file goes with the exit.
@@ -190,18 +196,30 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     process.exit(130);
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interruptStart);
-  const files = await locateModel({
-    repoRoot,
-    env: { ...env, ...(opts.model ? { SSSD_MODEL: opts.model } : {}), ...(opts.tokenizer ? { SSSD_TOKENIZER: opts.tokenizer } : {}) },
-    log,
-  });
-  const withSelf = selfContinuationsWanted(env.SSSD_DATASTORE_SELF);
-  let defaultDatastore: string | undefined;
-  if (!opts.datastore && !env.SSSD_DATASTORE && files.origin !== 'configured') {
-    defaultDatastore = await ensureDefaultDatastore(files, withSelf, log);
+  const stopInterrupting = (): void => {
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, interruptStart);
+  };
+  let files: Awaited<ReturnType<typeof locateModel>>;
+  let datastore: string | undefined;
+  try {
+    files = await locateModel({
+      repoRoot,
+      env: { ...env, ...(opts.model ? { SSSD_MODEL: opts.model } : {}), ...(opts.tokenizer ? { SSSD_TOKENIZER: opts.tokenizer } : {}) },
+      log,
+    });
+    const withSelf = selfContinuationsWanted(env.SSSD_DATASTORE_SELF);
+    let defaultDatastore: string | undefined;
+    if (!opts.datastore && !env.SSSD_DATASTORE && files.origin !== 'configured') {
+      defaultDatastore = await ensureDefaultDatastore(files, withSelf, log);
+    }
+    datastore = opts.datastore ?? env.SSSD_DATASTORE ?? (defaultDatastore && existsSync(defaultDatastore) ? defaultDatastore : undefined);
+    if (datastore && !existsSync(datastore)) throw new CliError(`Datastore file ${datastore} does not exist (build one with: sssd datastore build).`);
+    // Something may have taken a port during a build.
+    await checkPorts();
+  } catch (err) {
+    stopInterrupting();
+    throw err;
   }
-  const datastore = opts.datastore ?? env.SSSD_DATASTORE ?? (defaultDatastore && existsSync(defaultDatastore) ? defaultDatastore : undefined);
-  if (datastore && !existsSync(datastore)) throw new CliError(`Datastore file ${datastore} does not exist (build one with: sssd datastore build).`);
 
   log(`starting pool (model ${files.model}${datastore ? `, datastore ${datastore}` : ', no datastore'}) and edge...`);
   // Another model gets no default datastore (building one takes its own minutes): say how, since drafts are much poorer without.
@@ -231,7 +249,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   } catch (err) {
     throw new CliError(`the stack did not start: ${err instanceof Error ? err.message : String(err)}`, 1);
   } finally {
-    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, interruptStart);
+    stopInterrupting();
   }
 
   log('');

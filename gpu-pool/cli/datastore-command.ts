@@ -129,9 +129,9 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
   // The model's own stories, when they are the corpus: written as one, read back as any corpus is.
   const samplesDir = samples !== undefined ? await mkdtemp(path.join(os.tmpdir(), 'sssd-samples-')) : null;
   // Stopped mid-build (Ctrl-C, a supervisor's SIGTERM): the samples go too, as the finally below does not run.
-  const onSignal = (): void => {
+  const onSignal = (signal: NodeJS.Signals): void => {
     if (samplesDir !== null) rmSync(samplesDir, { recursive: true, force: true });
-    process.exit(130);
+    process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
   };
   if (samplesDir !== null) for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, onSignal);
   try {

@@ -23,6 +23,23 @@ async function read(events: AsyncGenerator<PoolEvent>): Promise<PoolEvent[]> {
 }
 
 describe('StallWatch', () => {
+  it('says a stall once (the picker then doubts the other pools), and none where the run itself ended first', async () => {
+    let stalls = 0;
+    const hung = new StallWatch(80, undefined, undefined, () => stalls++);
+    await read(hung.watch(pool(hung.signal, 0, 0, true)));
+    expect(stalls).toBe(1);
+    expect(hung.didStall).toBe(true);
+    expect(hung.windowSeconds).toBe(0.1);
+    // The client left just before the window ran out: its end, not the pool's silence.
+    const outer = new AbortController();
+    const left = new StallWatch(80, outer.signal, undefined, () => stalls++);
+    setTimeout(() => outer.abort(), 60);
+    await read(left.watch(pool(left.signal, 0, 0, true)));
+    await sleep(100);
+    expect(stalls).toBe(1);
+    expect(left.didStall).toBe(false);
+  });
+
   it('lets a stream through whose events keep coming, however long it runs in all', async () => {
     const watch = new StallWatch(60);
     const events = await read(watch.watch(pool(watch.signal, 8, 20, false)));

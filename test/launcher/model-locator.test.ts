@@ -104,6 +104,10 @@ describe('locateModel', () => {
       expect(fixed.origin).toBe('downloaded');
       expect(readFileSync(fixed.tokenizer).equals(readFileSync(models.stories260K.tokenizer))).toBe(true);
       expect(lines.join('\n')).toMatch(/tok512\.bin is not the default model's file/);
+      // And a failed fetch leaves such a copy where it was (a user's own file is not lost for want of a network).
+      writeFileSync(fixed.tokenizer, 'my own tokenizer');
+      await expect(locateModel({ repoRoot: repo, env: {}, modelHome: 'http://127.0.0.1:1' })).rejects.toThrow(/their SHA-256 is checked/);
+      expect(readFileSync(fixed.tokenizer, 'utf8')).toBe('my own tokenizer');
       served.splice(2);
       expect(served).toEqual(['/karpathy/tinyllamas/resolve/main/stories260K/stories260K.bin', '/karpathy/tinyllamas/resolve/main/stories260K/tok512.bin']);
     } finally {
