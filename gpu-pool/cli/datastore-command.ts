@@ -9,13 +9,13 @@
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Presets, SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { buildChunksFromJsonl, DEFAULT_BUILD_CHUNK_TOKENS, type CorpusBuildOptions, type CorpusBuildProgress } from '../datastore/corpus-builder';
 import { DEFAULT_SELF_CONTINUATIONS } from '../datastore/self-continuations';
-import { sampleSelfStories } from '../datastore/self-samples';
+import { sampleSelfStories, SELF_SAMPLE_MAX_TOKENS } from '../datastore/self-samples';
 import { nextTokenTableCorpusPositions, nextTokenTablePath, readNextTokenTable, writeNextTokenTable } from '../datastore/next-token-table-file';
 import { loadModel } from '../model/load-model';
 import { ModelRunner } from '../runtime/model-runner';
@@ -111,21 +111,44 @@ async function selfContinuationsFromFlags(
   return { runner: await ModelRunner.create(model, { threads }), options, modelSha256: model.sha256 };
 }
 
+/**
+ * mkdir -p one level at a time: Node's recursive mkdir spins for ever where
+ * a filesystem answers ENOENT to every mkdir (/proc), where this says so.
+ */
+async function makeFolder(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = dir; !(await stat(d).catch(() => null)); d = path.dirname(d)) {
+    missing.unshift(d);
+    if (path.dirname(d) === d) break;
+  }
+  for (const d of missing) await mkdir(d);
+}
+
 async function buildCommand(opts: BuildFlags): Promise<void> {
   if (opts.input !== undefined && opts.selfSamples !== undefined) throw new CliError('datastore build takes --input corpus.jsonl or --self-samples N (the model\'s own stories as the corpus), not both');
   if (!opts.tokenizer || !(opts.input ?? opts.selfSamples) || !opts.out) {
     throw new CliError('datastore build needs --tokenizer PATH --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N)');
   }
-  const samples = parseNumberFlag('--self-samples', opts.selfSamples, { integer: true, min: 1, max: 1_000_000 });
+  // Bounded: the samples are held, and written, as one text (a string's limit is ~500M characters: ~400K stories).
+  const samples = parseNumberFlag('--self-samples', opts.selfSamples, { integer: true, min: 1, max: 100_000 });
   const chunkTokens = parseNumberFlag('--chunk-tokens', opts.chunkTokens, { integer: true, min: 2, max: 0x7fffffff }) ?? DEFAULT_BUILD_CHUNK_TOKENS;
   // Found before the build's minutes, not at the rename after them.
   if ((await stat(opts.out).catch(() => null))?.isDirectory()) throw new CliError(`--out ${opts.out} is a folder; name the file to write`);
+  // Its folder made and writable now, not found otherwise after the build's minutes (with a stack trace).
+  const outDir = path.dirname(path.resolve(opts.out));
+  try {
+    await makeFolder(outDir);
+    await access(outDir, constants.W_OK);
+  } catch (err) {
+    throw new CliError(`--out ${opts.out}: cannot write in ${outDir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
   const { tokenizer, sha256 } = await readTokenizerWithHash(opts.tokenizer);
   const selfContinuations = await selfContinuationsFromFlags(opts, tokenizer);
   const t0 = performance.now();
   const progress = progressReporter();
   let result;
   let sampleSeconds = 0;
+  let sampleNote = '';
   // The model's own stories, when they are the corpus: written as one, read back as any corpus is.
   const samplesDir = samples !== undefined ? await mkdtemp(path.join(os.tmpdir(), 'sssd-samples-')) : null;
   // Stopped mid-build (Ctrl-C, a supervisor's SIGTERM): the samples go too, as the finally below does not run.
@@ -138,7 +161,9 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
     let input = opts.input!;
     let field = opts.field;
     if (samplesDir !== null && selfContinuations) {
-      const texts = await sampleSelfStories(selfContinuations.runner, tokenizer, { count: samples!, onProgress: (done, total) => progress.update({ phase: 'sample', done, total }) });
+      const { texts, empty } = await sampleSelfStories(selfContinuations.runner, tokenizer, { count: samples!, onProgress: (done, total) => progress.update({ phase: 'sample', done, total }) });
+      if (texts.length === 0) throw new CliError(`all ${samples} of the model's stories were empty (it ended each at its first token): nothing to build from; nothing written`);
+      sampleNote = `  the model's own stories: ${texts.length} of ${samples} sampled${empty > 0 ? ` (${empty} empty: the model ended them at once)` : ''}\n`;
       input = path.join(samplesDir, 'samples.jsonl');
       field = 'text';
       await writeFile(input, texts.map((text) => JSON.stringify({ text })).join('\n') + '\n');
@@ -153,7 +178,6 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
   }
   // An empty datastore drafts nothing: more likely the wrong file, or --field, than a wish.
   if (result.tokens === 0) throw new CliError(`${opts.input ?? 'the samples'} holds no documents (no line with a "${opts.field ?? 'text'}" field); nothing written`);
-  await mkdir(path.dirname(path.resolve(opts.out)), { recursive: true });
   const t1 = performance.now();
   const bytes = await writeDatastoreFile(opts.out, {
     vocabSize: tokenizer.vocabSize,
@@ -181,6 +205,7 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
       (selfContinuations ? `generate ${result.generateSeconds.toFixed(2)} s, ` : '') +
       (result.readSeconds > 0 ? `read ${result.readSeconds.toFixed(2)} s, ` : '') +
       `index ${result.indexSeconds.toFixed(2)} s, write ${((t2 - t1) / 1000).toFixed(2)} s)\n` +
+      sampleNote +
       (selfContinuations ? `  of which the model's own continuations: ${result.selfDocuments} documents, ${result.selfTokens} tokens\n` : '') +
       tableNote,
   );
@@ -351,7 +376,7 @@ export function register(program: Command): void {
     .option('--self-max-tokens <n>', `new tokens per continuation (default ${DEFAULT_SELF_CONTINUATIONS.maxTokens})`)
     .option('--self-documents <n>', 'continue only the first n documents (default: all)')
     .option('--no-self-read-corpus', "leave the documents' own positions out of the next-token table (it holds the model's distributions at every position of them and of its continuations)")
-    .option('--self-samples <n>', "with --model, instead of --input: the corpus is n of the model's own stories, sampled from its start token alone (temperature 1, seeded: reproducible); a datastore for a model without a corpus")
+    .option('--self-samples <n>', `with --model, instead of --input: the corpus is n (at most 100,000) of the model's own stories, sampled from its start token alone (temperature 1, seeded: reproducible; up to ${SELF_SAMPLE_MAX_TOKENS} tokens each); a datastore for a model without a corpus`)
     .option('--threads <n>', "onnxruntime intra-op threads for the model's samples and continuations (default: the cores, at most 8)")
     .action((opts: BuildFlags) => buildCommand(opts));
   ds.command('info')

@@ -31,12 +31,16 @@ export interface SelfSampleOptions {
 /** Seeds start here: far from the small seeds requests commonly send. */
 const SEED_BASE = 1_000_003;
 
-/** The stories' texts, end-of-story ids left out, in seed order. */
-export async function sampleSelfStories(runner: ModelRunner, tokenizer: Tokenizer, opts: SelfSampleOptions): Promise<string[]> {
+/** Most tokens a story is sampled to (fewer where the context is shorter): longer ones drafted no better (τ 5.44 / 9.18 with 511). */
+export const SELF_SAMPLE_MAX_TOKENS = 300;
+
+/** The stories' texts, end-of-story ids left out, in seed order; an empty one (the model ended it at once) is left out and counted. */
+export async function sampleSelfStories(runner: ModelRunner, tokenizer: Tokenizer, opts: SelfSampleOptions): Promise<{ texts: string[]; empty: number }> {
   const { bosId, eosIds, contextLength } = runner.config;
-  const maxTokens = Math.max(1, Math.min(opts.maxTokens ?? 300, contextLength - 1));
+  const maxTokens = Math.max(1, Math.min(opts.maxTokens ?? SELF_SAMPLE_MAX_TOKENS, contextLength - 1));
   const batchSize = Math.max(1, opts.batchSize ?? 64);
   const texts: string[] = [];
+  let empty = 0;
   opts.onProgress?.(0, opts.count);
   for (let start = 0; start < opts.count; start += batchSize) {
     const batch = Array.from({ length: Math.min(batchSize, opts.count - start) }, (_, j) => ({ promptIds: [bosId], maxTokens, temperature: 1, seed: SEED_BASE + start + j }));
@@ -44,8 +48,9 @@ export async function sampleSelfStories(runner: ModelRunner, tokenizer: Tokenize
       const ids = result.outputIds.filter((id) => !eosIds.includes(id));
       const text = tokenizer.decode(ids).trim();
       if (text.length > 0) texts.push(text);
+      else empty++;
     }
     opts.onProgress?.(Math.min(opts.count, start + batch.length), opts.count);
   }
-  return texts;
+  return { texts, empty };
 }

@@ -94,6 +94,7 @@ describe('sssd datastore', () => {
     // 24 stories, and one greedy continuation of each one's first sentence.
     expect(built.stdout).toMatch(/tokens from 48 documents .*\(sample [\d.]+ s, /);
     expect(built.stdout).toMatch(/of which the model's own continuations: 24 documents/);
+    expect(built.stdout).toMatch(/the model's own stories: 24 of 24 sampled\n/);
     expect((await cli(...args(two))).code).toBe(0);
     // Seeded: reproducible, byte for byte.
     expect((await readFile(one)).equals(await readFile(two))).toBe(true);
