@@ -20,6 +20,31 @@ const DRAIN_BYTES = 64 * 1024 * 1024;
 const DRAIN_MS = 2_000;
 
 /**
+ * `reading` (a body, or a part of one) if it settles before `deadline`
+ * (Date.now() time), else a 408; a read that fails is the client's body
+ * breaking off, a 400. One timer, cleared either way.
+ */
+export async function readBy<T>(reading: Promise<T>, deadline: number, timeoutMs: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  // No deadline: no timer (one past 2^31 ms would fire at once).
+  const late = new Promise<never>((_, reject) => {
+    if (!Number.isFinite(deadline)) return;
+    timer = setTimeout(
+      () => reject(new ApiError(408, `The request body did not arrive whole within ${timeoutMs / 1000} s.`, 'invalid_request_error', 'request_timeout')),
+      Math.max(0, deadline - Date.now()),
+    );
+  });
+  try {
+    return await Promise.race([reading, late]);
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw new ApiError(400, 'The request body could not be read to its end.', 'invalid_request_error', 'invalid_body');
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Reads the body once (at most `maxBytes`), or throws a 413; later handlers
  * read the buffered copy. A chunked body not read whole within `timeoutMs`
  * is a 408 (one sent with its length is timed where it is read).
@@ -37,25 +62,11 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
   const deadline = Date.now() + timeoutMs;
   // A body that breaks off (the client gave up, bad chunking) is the client's fault; one that trickles past the deadline too.
   const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = Number.isFinite(timeoutMs)
-      ? new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new ApiError(408, `The request body did not arrive whole within ${timeoutMs / 1000} s.`, 'invalid_request_error', 'request_timeout')),
-            Math.max(0, deadline - Date.now()),
-          );
-        })
-      : null;
     try {
-      return await (late ? Promise.race([reader.read(), late]) : reader.read());
+      return await readBy(reader.read(), deadline, timeoutMs);
     } catch (err) {
-      if (err instanceof ApiError) {
-        await reader.cancel().catch(() => undefined);
-        throw err;
-      }
-      throw new ApiError(400, 'The request body could not be read to its end.', 'invalid_request_error', 'invalid_body');
-    } finally {
-      clearTimeout(timer);
+      if ((err as ApiError).status === 408) await reader.cancel().catch(() => undefined);
+      throw err;
     }
   };
   const chunks: Uint8Array[] = [];

@@ -8,14 +8,14 @@ import { cors } from 'hono/cors';
 import { ApiError, errorResponse, toApiError } from './api-error';
 import { authenticate, type KeyRecord } from './api-keys';
 import { benchEdgeCpu } from './bench-route';
-import { limitRequestBody } from './body-limit';
+import { limitRequestBody, readBy } from './body-limit';
 import { acceptsModelName, handleCompletion, type ParsedRequest } from './completion-handler';
 import { demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
 import { PoolPicker } from './pool-picker';
 import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
-import { KeyLimiter, LEASE_HEARTBEAT_MS, type RequestQuota } from './rate-limiter';
+import { KeyLimiter, LEASE_HEARTBEAT_MS, type Admission, type RequestQuota } from './rate-limiter';
 import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody } from './request-schema';
 import { REQUEST_ID_HEADER, requestId } from './request-id';
 import { servedModel, type ServedModel } from './served-model';
@@ -91,24 +91,9 @@ const limitBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void>
 };
 
 /** The body's text, or a 408 past SSSD_BODY_TIMEOUT_SECONDS: a body sent slowly, or never finished, held its key's in-flight slot as long as the client liked. */
-async function readBodyText(c: Context<AppEnv>): Promise<string> {
+function readBodyText(c: Context<AppEnv>): Promise<string> {
   const { bodyTimeoutMs } = edgeConfig(c.env);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new ApiError(408, `The request body did not arrive whole within ${bodyTimeoutMs / 1000} s.`, 'invalid_request_error', 'request_timeout')),
-      bodyTimeoutMs,
-    );
-  });
-  try {
-    return await Promise.race([c.req.text(), late]);
-  } catch (err) {
-    if (err instanceof ApiError) throw err;
-    // A body that breaks off (the client gave up, bad chunking) is the client's fault.
-    throw new ApiError(400, 'The request body could not be read to its end.', 'invalid_request_error', 'invalid_body');
-  } finally {
-    clearTimeout(timer);
-  }
+  return readBy(c.req.text(), Date.now() + bodyTimeoutMs, bodyTimeoutMs);
 }
 
 async function readJson(c: Context<AppEnv>): Promise<unknown> {
@@ -120,25 +105,30 @@ async function readJson(c: Context<AppEnv>): Promise<unknown> {
   }
 }
 
+/** The key's admission for this request (its quota stamped for rateLimitHeaders), or its 429. */
+function admit(c: Context<AppEnv>): Extract<Admission, { ok: true }> {
+  const key = c.get('key');
+  const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency, edgeConfig(c.env).concurrencyLeaseMs);
+  c.set('quota', admission.quota);
+  if (admission.ok) return admission;
+  throw new ApiError(
+    429,
+    admission.reason === 'rate'
+      ? `Rate limit reached: ${key.rpm} requests per minute for this key.`
+      : `Too many requests in flight: at most ${key.concurrency} at once for this key.`,
+    'rate_limit_error',
+    'rate_limit_exceeded',
+    null,
+    admission.retryAfterS,
+  );
+}
+
 async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequest): Promise<Response> {
   const env = c.env;
   const config = edgeConfig(env);
   const key = c.get('key');
   // Limits first: a key past them costs no parse of its body (CPU is billed; a 1 MiB body took ~30 ms).
-  const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency, config.concurrencyLeaseMs);
-  c.set('quota', admission.quota);
-  if (!admission.ok) {
-    throw new ApiError(
-      429,
-      admission.reason === 'rate'
-        ? `Rate limit reached: ${key.rpm} requests per minute for this key.`
-        : `Too many requests in flight: at most ${key.concurrency} at once for this key.`,
-      'rate_limit_error',
-      'rate_limit_exceeded',
-      null,
-      admission.retryAfterS,
-    );
-  }
+  const admission = admit(c);
   // The request shows life while its code can run; one the runtime cancelled
   // (client gone before the response) runs no timers, and its lease lapses.
   const heartbeat = setInterval(admission.alive, LEASE_HEARTBEAT_MS);
@@ -207,12 +197,7 @@ app.delete('/v1/user-cache', rateLimitHeaders, limitBody, async (c) => {
   const config = edgeConfig(c.env);
   const key = c.get('key');
   // Counted as a request of the key (each costs KV a read and a write): a loop of deletes is limited as completions are.
-  const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency, config.concurrencyLeaseMs);
-  c.set('quota', admission.quota);
-  if (!admission.ok) {
-    const why = admission.reason === 'rate' ? `${key.rpm} requests per minute` : `at most ${key.concurrency} at once`;
-    throw new ApiError(429, `Rate limit reached: ${why} for this key.`, 'rate_limit_error', 'rate_limit_exceeded', null, admission.retryAfterS);
-  }
+  const admission = admit(c);
   try {
     const user = userToForget(new URL(c.req.url).search, await readBodyText(c));
     const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes);
