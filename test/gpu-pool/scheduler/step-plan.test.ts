@@ -101,6 +101,22 @@ describe('StepPlanner', () => {
     expect(plan).toMatchObject({ method: 'pld', speculate: false, chains: false });
   });
 
+  it('puts fused trees to the vote past half the knee where there is no table to chain from (no datastore), and not below it', () => {
+    const b = budget();
+    const wide = Math.floor(b.kneeTokens / 2) + 1;
+    const refusing = new FixedGovernor(false);
+    // No datastore's table: unvoted, such a batch ran at 0.89-0.91x of plain decoding at concurrency 8.
+    expect(planner({ budget: b, governor: refusing, chainTable: null }).plan(rows(wide), emptyPlan())).toMatchObject({ speculate: false, chains: false, cap: 0 });
+    expect(refusing.asked).toEqual([`${wide} sssd`]);
+    const narrower = new FixedGovernor(false);
+    expect(planner({ budget: b, governor: narrower, chainTable: null }).plan(rows(wide - 1), emptyPlan())).toMatchObject({ speculate: true });
+    expect(narrower.asked).toEqual([]);
+    // pld rows (which never chain) likewise.
+    const pld = new FixedGovernor(false);
+    expect(planner({ budget: b, governor: pld }).plan(rows(wide, 'pld'), emptyPlan())).toMatchObject({ speculate: false, method: 'pld' });
+    expect(pld.asked).toEqual([`${wide} pld`]);
+  });
+
   it('reuses the plan object it is given', () => {
     const p = planner();
     const plan = emptyPlan();
