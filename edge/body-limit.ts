@@ -79,7 +79,9 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
       // Read to its end, within bounds, before the 413: cancelling it left workerd (wrangler dev) failing the 413 and the next request.
       const until = Date.now() + DRAIN_MS;
       for (let drained = size; drained <= Math.min(DRAIN_BYTES, DRAIN_FACTOR * maxBytes) && Date.now() < until; ) {
-        const rest = await read();
+        // Each read within what is left of the 2 s too: a body known too large that then stalls is a 413, not a 408 later.
+        const rest = await readBy(reader.read(), Math.min(deadline, until), timeoutMs).catch(() => null);
+        if (rest === null) break;
         if (rest.done) throw tooLarge();
         drained += rest.value.byteLength;
       }

@@ -105,12 +105,27 @@ async function readJson(c: Context<AppEnv>): Promise<unknown> {
   }
 }
 
-/** The key's admission for this request (its quota stamped for rateLimitHeaders), or its 429. */
+/**
+ * The key's admission for this request (its quota stamped for
+ * rateLimitHeaders), or its 429. The request shows life while its code can
+ * run, so its slot stays its own however long it takes (a slow body, KV far
+ * away); one the runtime cancelled (client gone before the response) runs no
+ * timers, and its lease lapses. `release` ends both.
+ */
 function admit(c: Context<AppEnv>): Extract<Admission, { ok: true }> {
   const key = c.get('key');
   const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency, edgeConfig(c.env).concurrencyLeaseMs);
   c.set('quota', admission.quota);
-  if (admission.ok) return admission;
+  if (admission.ok) {
+    const heartbeat = setInterval(admission.alive, LEASE_HEARTBEAT_MS);
+    return {
+      ...admission,
+      release: () => {
+        clearInterval(heartbeat);
+        admission.release();
+      },
+    };
+  }
   throw new ApiError(
     429,
     admission.reason === 'rate'
@@ -129,13 +144,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
   const key = c.get('key');
   // Limits first: a key past them costs no parse of its body (CPU is billed; a 1 MiB body took ~30 ms).
   const admission = admit(c);
-  // The request shows life while its code can run; one the runtime cancelled
-  // (client gone before the response) runs no timers, and its lease lapses.
-  const heartbeat = setInterval(admission.alive, LEASE_HEARTBEAT_MS);
-  const release = (): void => {
-    clearInterval(heartbeat);
-    admission.release();
-  };
+  const release = admission.release;
   let parsed: ParsedRequest;
   try {
     parsed = parse(await readJson(c));

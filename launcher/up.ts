@@ -193,7 +193,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   // secrets file goes with the exit.
   const interruptStart = (signal: NodeJS.Signals): void => {
     log(`\n${signal} while starting; stopping...`);
-    process.exit(130);
+    process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interruptStart);
   const stopInterrupting = (): void => {

@@ -138,6 +138,7 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
   const outDir = path.dirname(path.resolve(opts.out));
   try {
     await makeFolder(outDir);
+    if (!(await stat(outDir)).isDirectory()) throw Object.assign(new Error(), { code: 'ENOTDIR' });
     await access(outDir, constants.W_OK);
   } catch (err) {
     throw new CliError(`--out ${opts.out}: cannot write in ${outDir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);

@@ -81,9 +81,9 @@ export class StepPlanner {
       if (allChain && gen.drafter && !drafting.lateChain(gen)) allChain = false;
     }
     const nearlyFree = budget !== null && n * 4 <= budget.kneeTokens;
-    // Past half the knee with no table to chain from (no datastore's table, or another method), fused trees are put
-    // to the vote: unvoted, `sssd` with no datastore ran at 0.89-0.91x of `off` at concurrency 8 (1.46 tokens a step).
-    const wideUnchained = !chainable && budget !== null && 2 * n > budget.kneeTokens;
+    // Past half the knee with no table to chain from (no datastore's table, or another method; the marginal budget's
+    // rule, as chains are), fused trees are put to the vote: unvoted, `sssd` with no datastore ran at 0.89-0.91x of `off` at concurrency 8 (1.46 tokens a step).
+    const wideUnchained = !chainable && budget !== null && budget.options.policy === 'marginal' && 2 * n > budget.kneeTokens;
     const unvoted = (nearlyFree || !lateRows) && n < GOVERNED_FROM_ROWS && !wideUnchained;
     // Where two tokens a row already take the pass past its knee (2 · rows >
     // knee tokens), a draft token costs about what a row does, and the fused

@@ -42,19 +42,20 @@ describe('openGeneration', () => {
       for (const p of proxies) p.mode = 'hang';
       const picker = new PoolPicker(proxies.map((p) => p.url), token);
       const started = performance.now();
-      const err = await openGeneration(picker, request(), undefined, undefined, 6_000).catch((e: unknown) => e);
+      const err = await openGeneration(picker, request(), undefined, undefined, 10_000).catch((e: unknown) => e);
       const seconds = (performance.now() - started) / 1000;
       expect(err).toMatchObject({ status: 503, code: 'pool_unavailable' });
-      // The first pool tried gets the whole window; the other, not heard from since, DOWN_POOL_ANSWER_MS (12 s before).
-      expect(seconds).toBeGreaterThan(6 + DOWN_POOL_ANSWER_MS / 1000 - 0.5);
-      expect(seconds).toBeLessThan(6 + DOWN_POOL_ANSWER_MS / 1000 + 2);
+      // The first pool tried gets the whole window; the other, not heard from since, DOWN_POOL_ANSWER_MS (20 s before;
+      // the margin is for a loaded machine).
+      expect(seconds).toBeGreaterThan(10 + DOWN_POOL_ANSWER_MS / 1000 - 0.5);
+      expect(seconds).toBeLessThan(10 + DOWN_POOL_ANSWER_MS / 1000 + 5);
       expect(proxies.flatMap((p) => p.broken)).toHaveLength(2);
 
       // A live pool answers well within the short window: after one hung pool, the other serves.
       const live = new PoolPicker(proxies.map((p) => p.url), token);
       const hung = new Set<string>();
       for (const p of proxies) p.breaks = (id) => hung.size === 0 && (hung.add(id), true);
-      const opened = await openGeneration(live, request(), undefined, undefined, 6_000);
+      const opened = await openGeneration(live, request(), undefined, undefined, 10_000);
       expect(opened.client.baseUrl).not.toBe(undefined);
       for await (const event of opened.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
       expect(proxies.flatMap((p) => p.broken)).toHaveLength(3);

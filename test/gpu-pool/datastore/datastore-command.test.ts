@@ -108,6 +108,11 @@ describe('sssd datastore', () => {
       cli('datastore', 'build', '--tokenizer', models.stories260K.tokenizer, '--model', models.stories260K.checkpoint, '--self-samples', '4', '--input', workloads.datastoreCorpus, '--out', path.join(dir, 'b.sssd-ds')),
     ]);
     expect(noModel.stderr).toMatch(/--self-samples needs --model PATH/);
+    // An --out under a file: said before the build, not after it with a stack trace.
+    const underFile = await cli('datastore', 'build', '--tokenizer', models.stories260K.tokenizer, '--input', workloads.datastoreCorpus, '--out', path.join(one, 'x.sssd-ds'));
+    expect(underFile.code).toBe(2);
+    expect(underFile.stderr).toMatch(/cannot write in .*samples-1\.sssd-ds \(ENOTDIR\)/);
+    expect(underFile.stderr).not.toMatch(/at .*\.ts:\d+/);
     expect(both.stderr).toMatch(/--input corpus\.jsonl or --self-samples N .*not both/);
   });
 
