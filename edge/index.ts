@@ -197,9 +197,10 @@ app.post('/v1/completions', rateLimitHeaders, limitBody, (c) => complete(c, (bod
 app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ kind: 'chat', body: parseOpenAiBody(chatRequestSchema, body, 'chat') })));
 
 // The right path with the wrong method: 405 naming the one it takes, not "no route".
-for (const path of ['/v1/completions', '/v1/chat/completions']) {
-  app.all(path, (c) => errorResponse(new ApiError(405, `${path} takes POST, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow: 'POST' }));
+function methodNotAllowed(path: string, allow: string): void {
+  app.all(path, (c) => errorResponse(new ApiError(405, `${path} takes ${allow}, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow }));
 }
+for (const path of ['/v1/completions', '/v1/chat/completions']) methodNotAllowed(path, 'POST');
 
 // A user's cache, forgotten: the key's own users only (the scope hashes the key's id with the name).
 app.delete('/v1/user-cache', rateLimitHeaders, limitBody, async (c) => {
@@ -219,7 +220,7 @@ app.delete('/v1/user-cache', rateLimitHeaders, limitBody, async (c) => {
     admission.release();
   }
 });
-app.all('/v1/user-cache', (c) => errorResponse(new ApiError(405, `/v1/user-cache takes DELETE, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow: 'DELETE' }));
+methodNotAllowed('/v1/user-cache', 'DELETE');
 
 app.post('/bench/edge-cpu', limitBody, async (c) => {
   if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');

@@ -4,6 +4,7 @@
  * edge under `wrangler dev`, prints where to go, and stops both on Ctrl-C.
  */
 import { existsSync } from 'node:fs';
+import os from 'node:os';
 import { nextTokenTableCorpusPositions, nextTokenTablePath } from '../gpu-pool/datastore/next-token-table-file';
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
@@ -193,7 +194,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   // secrets file goes with the exit.
   const interruptStart = (signal: NodeJS.Signals): void => {
     log(`\n${signal} while starting; stopping...`);
-    process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
+    process.exit(128 + os.constants.signals[signal]);
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interruptStart);
   const stopInterrupting = (): void => {

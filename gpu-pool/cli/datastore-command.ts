@@ -155,7 +155,7 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
   // Stopped mid-build (Ctrl-C, a supervisor's SIGTERM): the samples go too, as the finally below does not run.
   const onSignal = (signal: NodeJS.Signals): void => {
     if (samplesDir !== null) rmSync(samplesDir, { recursive: true, force: true });
-    process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
+    process.exit(128 + os.constants.signals[signal]);
   };
   if (samplesDir !== null) for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, onSignal);
   try {

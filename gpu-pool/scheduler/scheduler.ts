@@ -403,20 +403,24 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * logits at the position before each; kept until the prompt is in.
    */
   private scorePromptChunk(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number, next: number): void {
+    const scores = this.scoreChunk(gen, result, r, tokens, chain);
+    const n = gen.request.promptLogprobs!;
+    pushLogprobs(result.logitsAt(r, chain - 1), next, n, scores.logprobs, n > 0 ? scores.top : null);
+  }
+
+  /** Into the prompt's scores so far: each of this chunk's tokens after its first, from the logits at the position before it. */
+  private scoreChunk(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number): NonNullable<Generation<S>['promptScores']> {
     const n = gen.request.promptLogprobs!;
     const scores = (gen.promptScores ??= { logprobs: [], top: [] });
     for (let i = 1; i < chain; i++) pushLogprobs(result.logitsAt(r, i - 1), tokens[i], n, scores.logprobs, n > 0 ? scores.top : null);
-    pushLogprobs(result.logitsAt(r, chain - 1), next, n, scores.logprobs, n > 0 ? scores.top : null);
+    return scores;
   }
 
   /** The prompt's own log-probabilities, read off the prefill: token i given tokens 0..i-1, from the logits at i-1 (earlier chunks' kept in promptScores). */
   private sendPromptLogprobs(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number): void {
-    const n = gen.request.promptLogprobs!;
-    const logprobs: number[] = gen.promptScores?.logprobs ?? [];
-    const top: Array<Array<[number, number]>> = gen.promptScores?.top ?? [];
+    const { logprobs, top } = this.scoreChunk(gen, result, r, tokens, chain);
     gen.promptScores = null;
-    for (let i = 1; i < chain; i++) pushLogprobs(result.logitsAt(r, i - 1), tokens[i], n, logprobs, n > 0 ? top : null);
-    gen.sink.send(n > 0 ? { type: 'prompt-logprobs', logprobs, topLogprobs: top } : { type: 'prompt-logprobs', logprobs });
+    gen.sink.send(gen.request.promptLogprobs! > 0 ? { type: 'prompt-logprobs', logprobs, topLogprobs: top } : { type: 'prompt-logprobs', logprobs });
   }
 
   /** Stops admitting, cancels everything, waits for the loop to end. */
