@@ -11,7 +11,7 @@ import { generatePoolToken, startPool, type RunningPool } from '../../launcher/s
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { startAll } from '../e2e/stack-fixture';
 import { models } from '../support/shared-data';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadModel } from '../../gpu-pool/model/load-model';
@@ -25,10 +25,11 @@ let baby: RunningPool;
 let hfEos2: RunningPool;
 let proxy: FaultProxy;
 let token: string;
+let hfDir: string | undefined;
 
 beforeAll(async () => {
   token = generatePoolToken();
-  const hfDir = mkdtempSync(path.join(tmpdir(), 'served-hf-'));
+  hfDir = mkdtempSync(path.join(tmpdir(), 'served-hf-'));
   const bin = await loadModel(models.stories260K.checkpoint);
   await writeHfCheckpoint(hfDir, { ...bin.config, eosIds: [2] }, bin.weights);
   writeFileSync(path.join(hfDir, 'tokenizer.json'), JSON.stringify(llama2cToTokenizerJson(parseLlama2cTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer))))));
@@ -42,6 +43,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([proxy?.close(), stories?.service.stop(), baby?.service.stop(), hfEos2?.service.stop()]);
+  if (hfDir) rmSync(hfDir, { recursive: true, force: true });
 });
 
 /** Runs servedModel with a waitUntil that collects the background checks it starts. */

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { defaultFusionWeights } from '../../../shared/drafting/fusion';
 import { parseFusionWeights, parseSpeculativeConfig, resolveSpeculation, type SpeculationFlags } from '../../../gpu-pool/cli/speculative-config';
 
@@ -17,6 +17,7 @@ describe('--speculative-config', () => {
       fusion: { datastoreWidth: 12, combine: 'max' },
     });
     const dir = mkdtempSync(path.join(tmpdir(), 'spec-config-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     writeFileSync(path.join(dir, 'spec.json'), text);
     for (const raw of [text, `@${path.join(dir, 'spec.json')}`]) {
       const s = resolveSpeculation(parseSpeculativeConfig(raw), defaults);

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,11 +7,17 @@ import { DatastoreSaver } from '../../../gpu-pool/datastore/datastore-saver';
 
 const open: Datastore[] = [];
 const track = (d: Datastore): Datastore => (open.push(d), d);
+const made: string[] = [];
 afterEach(async () => {
   await Promise.all(open.splice(0).map((d) => d.close()));
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-const dir = (): string => mkdtempSync(path.join(tmpdir(), 'ds-saver-'));
+const dir = (): string => {
+  const d = mkdtempSync(path.join(tmpdir(), 'ds-saver-'));
+  made.push(d);
+  return d;
+};
 const continuation = (store: Datastore, query: number[]): number[] => {
   const out = store.lookup(query, undefined, { width: 3, maxMatches: 1, minMatches: 1 });
   return out.count === 0 ? [] : Array.from(out.tokens.subarray(0, 3));

@@ -1,6 +1,6 @@
 // llama2.c checkpoints: header, shared vs separate classifier, size checks.
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { parseLlama2cCheckpoint, writeLlama2cCheckpoint } from '../../../gpu-pool/model/llama2c-checkpoint';
 import { CliError } from '../../../gpu-pool/cli/cli-error';
@@ -31,10 +31,11 @@ describe('llama2.c checkpoints', () => {
 
   it('refuse a checkpoint holding a weight that is not finite, naming it: it would start healthy and answer nothing', async () => {
     const m = await loadModel(models.stories260K.checkpoint);
-    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const { join } = await import('node:path');
     const dir = mkdtempSync(join(tmpdir(), 'nan-ckpt-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     for (const [value, label] of [[NaN, 'NaN'], [Infinity, 'Infinity']] as const) {
       const finalNorm = m.weights.finalNorm.slice();
       finalNorm[3] = value;

@@ -3,7 +3,7 @@
  * global datastore survive a restart (the real pool process, stopped by
  * SIGTERM, and a second one started on the saved file).
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -11,13 +11,20 @@ import type { PoolInfo } from '../../../shared/protocol';
 import { generate, getJson, metricValue, startPool, type PoolProcess } from './pool-process';
 
 const pools: PoolProcess[] = [];
+const made: string[] = [];
 afterEach(async () => {
   await Promise.all(pools.splice(0).map((p) => p.stop()));
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
 });
+const scratch = (prefix: string): string => {
+  const d = mkdtempSync(path.join(tmpdir(), prefix));
+  made.push(d);
+  return d;
+};
 
 describe('--save-datastore', () => {
   it('keeps contributed outputs across a restart, and the next pool drafts from them', async () => {
-    const file = path.join(mkdtempSync(path.join(tmpdir(), 'pool-save-')), 'live.sssd-ds');
+    const file = path.join(scratch('pool-save-'), 'live.sssd-ds');
     const first = await startPool(['--save-datastore', file, '--save-datastore-seconds', '0']);
     pools.push(first);
     const prompt = [1, 403, 407, 261, 378, 432, 383];
@@ -62,7 +69,7 @@ describe('--save-datastore', () => {
   });
 
   it('exits 1 when the last save fails, so the lost outputs are not taken for a clean stop, and leaves no half-written copy', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'pool-save-fail-'));
+    const dir = scratch('pool-save-fail-');
     const file = path.join(dir, 'live.sssd-ds');
     const pool = await startPool(['--save-datastore', file, '--save-datastore-seconds', '0']);
     pools.push(pool);
