@@ -56,23 +56,31 @@ export function choiceSeed(seed: number, i: number): number {
   return Number((BigInt.asUintN(64, BigInt(seed)) + BigInt(i)) % SEED_SPACE);
 }
 
-/** Prefix-cache salts by tenant (and request salt), hashed once per isolate (bounded: a full map starts over). */
-const prefixSalts = new Map<string, string>();
+/** Hashes the edge sends the pool (tenants, prefix-cache salts), each computed once per isolate (bounded: a full map starts over). */
+const hashedNames = new Map<string, string>();
+
+async function hashedOnce(text: string): Promise<string> {
+  let hash = hashedNames.get(text);
+  if (hash === undefined) {
+    hash = await sha256Hex(text);
+    if (hashedNames.size >= 1024) hashedNames.clear();
+    hashedNames.set(text, hash);
+  }
+  return hash;
+}
 
 /**
  * The pool shares cached prompt prefixes within a tenant, as OpenAI shares
  * them within an organisation; a request's own `cache_salt` (vLLM's) narrows
  * that to the requests that give the same one.
  */
-async function prefixCacheSalt(tenant: string, requestSalt: string | null): Promise<string> {
-  const scope = JSON.stringify([tenant, requestSalt]);
-  let salt = prefixSalts.get(scope);
-  if (salt === undefined) {
-    salt = await sha256Hex(`prefix-cache:${scope}`);
-    if (prefixSalts.size >= 1024) prefixSalts.clear();
-    prefixSalts.set(scope, salt);
-  }
-  return salt;
+function prefixCacheSalt(tenant: string, requestSalt: string | null): Promise<string> {
+  return hashedOnce(`prefix-cache:${JSON.stringify([tenant, requestSalt])}`);
+}
+
+/** The key's tenant as the pool's admission knows it (its fair share of batch slots): hashed, so pools never hold tenant names. */
+export function poolTenant(tenant: string): Promise<string> {
+  return hashedOnce(`tenant:${JSON.stringify(tenant)}`);
 }
 
 /** UTF-16 length of the prompt's text (the messages' contents for chat; 0 for token ids): no more UTF-8 bytes than that. */
@@ -232,6 +240,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const drafts = speculate && ctx.edgeTrieNodes > 0;
   const userCache = drafts ? ctx.store.load(await cacheScope(ctx.key.keyId, body.user)) : null;
   const cacheSalt = await prefixCacheSalt(ctx.key.tenant, body.cache_salt ?? null);
+  const tenant = await poolTenant(ctx.key.tenant);
   const cacheInTime = userCache ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;
   const trie = cacheInTime ? draftUserTrie(cacheInTime.cache, ids, ctx.edgeTrieNodes, temperature) : null;
   const kind: EndpointKind = parsed.kind;
@@ -284,6 +293,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           saveToCache: i === 0,
           echo: echoed,
           cacheSalt,
+          tenant,
           // n choices of one prompt would add it n times.
           contributeToDatastore: ctx.key.contributeToDatastore && i === 0,
           predictionIds: predicted,

@@ -46,6 +46,8 @@ export interface CompletionPlan {
   echo: string | null;
   /** The pool's prefix-caching scope (the key's tenant, hashed): prompts share cached prefixes only within it. */
   cacheSalt: string;
+  /** Who the generation is for at the pool's admission (the key's tenant, hashed): a flood of one tenant's requests does not hold back another's. */
+  tenant: string;
   /** Let the pool add prompt + output to its global datastore (the key opted in; one choice of n does). */
   contributeToDatastore: boolean;
   /** The request's predicted output (`prediction`), tokenized: the pool drafts from it when speculating, and usage says how much the reply followed; null = none. */
@@ -226,6 +228,7 @@ export class CompletionRun {
       // The prompt is scored before the first token, by the first pool that got that far.
       ...(!this.promptScored && plan.echo !== null && plan.logprobs !== null ? { promptLogprobs: plan.logprobs } : {}),
       cacheSalt: plan.cacheSalt,
+      tenant: plan.tenant,
       ...(plan.contributeToDatastore ? { contributeToDatastore: true } : {}),
       ...(resumedOutputTokens > 0 ? { resumedOutputTokens } : {}),
       ...(plan.speculate && plan.predictionIds && plan.predictionIds.length > 0 ? { predictionIds: plan.predictionIds } : {}),

@@ -154,6 +154,14 @@ export const generateRequestSchema = z.object({
    */
   cacheSalt: z.string().min(1).max(256).optional(),
   /**
+   * Who the generation is for, as the pool's admission sees it (the edge
+   * sends a hash of the key's tenant): when generations wait for a batch
+   * slot, the next slot goes to the tenant with the fewest running, the
+   * queue's order among equals, so one tenant's flood does not hold back
+   * another's request. Absent = one shared tenant. Added within protocol 1.
+   */
+  tenant: z.string().min(1).max(256).optional(),
+  /**
    * A generation resumed after its pool failed mid-stream: the last this-many
    * `promptIds` are output it had already produced, and count as output for
    * the frequency and presence penalties (less than the prompt's length;

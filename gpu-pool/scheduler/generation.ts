@@ -170,6 +170,11 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
     return this.promptIds.length + this.output.length;
   }
 
+  /** Whose share of the batch's slots it takes (the scheduler's admission): its tenant, or the shared one. */
+  get tenant(): string {
+    return this.request.tenant ?? '';
+  }
+
   /** The prefix cache's scope of this request (prefix-cache.ts): its cacheSalt, or the shared one. */
   get cacheSalt(): string {
     return this.request.cacheSalt ?? '';

@@ -35,6 +35,9 @@ import { PassRecovery, type StepInput } from './pass-recovery';
 import { RowDrafting, type DraftingTally } from './row-drafting';
 import { CHAIN_METHOD, StepPlanner, type StepPlan } from './step-plan';
 
+/** Tenants whose fair share admission keeps; past it, those with nothing running are forgotten. */
+const MAX_TRACKED_TENANTS = 4096;
+
 export interface SchedulerLimits {
   /** Rows in the running batch. */
   maxActive: number;
@@ -129,6 +132,9 @@ interface StepOutcome {
 export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly active: Generation<S>[] = [];
   private readonly queue: Generation<S>[] = [];
+  /** Admission's fair share by tenant (Generation.tenant): generations running, and when it was last given a slot (a count of admissions). */
+  private readonly tenants = new Map<string, { running: number; lastAdmitted: number }>();
+  private admissions = 0;
   private readonly byId = new Map<string, Generation<S>>();
   private readonly verifier: TreeVerifier;
   private readonly maxTreeNodes: number;
@@ -527,7 +533,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private admit(): void {
     const { metrics } = this.options;
     while (this.active.length < this.options.limits.maxActive && this.queue.length > 0) {
-      const gen = this.queue.shift()!;
+      const gen = this.queue.splice(this.nextToAdmit(), 1)[0];
       try {
         gen.cache = this.runner.newSequence(Math.min(this.contextLength, gen.reservedTokens));
         this.prefixes?.restore(gen, gen.cache);
@@ -540,10 +546,56 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       gen.startedAt = performance.now();
       metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
       this.active.push(gen);
+      this.admitted(gen.tenant);
       gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt), cachedPromptTokens: gen.cachedPromptTokens });
     }
     metrics.running.set(this.active.length);
     metrics.waiting.set(this.queue.length);
+  }
+
+  /**
+   * The queued generation to take next: the first of the tenant with the
+   * fewest running, and among those the one given a slot longest ago. A
+   * tenant that queued hundreds does not hold back one that queued one
+   * behind them, at any batch size; within a tenant, and for callers that
+   * name none (one shared tenant), the queue's order.
+   */
+  private nextToAdmit(): number {
+    if (this.tenants.size === 0) return 0;
+    let best = 0;
+    let fewest = Infinity;
+    let longestAgo = Infinity;
+    let previous: string | null = null;
+    for (let i = 0; i < this.queue.length; i++) {
+      // A run of one tenant's generations (the usual queue) is weighed once, at its first.
+      const tenant = this.queue[i].tenant;
+      if (tenant === previous) continue;
+      previous = tenant;
+      const share = this.tenants.get(tenant);
+      const running = share?.running ?? 0;
+      const last = share?.lastAdmitted ?? -1;
+      if (running < fewest || (running === fewest && last < longestAgo)) {
+        best = i;
+        fewest = running;
+        longestAgo = last;
+        if (running === 0 && last === -1) break;
+      }
+    }
+    return best;
+  }
+
+  private admitted(tenant: string): void {
+    const share = this.tenants.get(tenant);
+    if (share) {
+      share.running++;
+      share.lastAdmitted = ++this.admissions;
+      return;
+    }
+    if (this.tenants.size >= MAX_TRACKED_TENANTS) {
+      // Bounded: the idle ones go (each then counts as never served, a slight edge for it next time).
+      for (const [name, s] of this.tenants) if (s.running === 0) this.tenants.delete(name);
+    }
+    this.tenants.set(tenant, { running: 1, lastAdmitted: ++this.admissions });
   }
 
   /**
@@ -990,7 +1042,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     if (gen.finished) return;
     gen.finished = true;
     const i = this.active.indexOf(gen);
-    if (i !== -1) this.active.splice(i, 1);
+    if (i !== -1) {
+      this.active.splice(i, 1);
+      const share = this.tenants.get(gen.tenant);
+      if (share) share.running--;
+    }
     this.byId.delete(gen.id);
     this.reservedTokens -= gen.reservedTokens;
     const cache = gen.cache;

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { poolTenant } from '../../edge/completion-handler';
 import { metricValue } from '../gpu-pool/server/pool-process';
 import { models } from '../support/shared-data';
 
@@ -46,13 +47,18 @@ function complete(at: RunningEdge, body: object, signal?: AbortSignal): Promise<
   });
 }
 
-/** `n` generations of 480 tokens straight at the pool, one at a time through its single row. */
-function fill(n: number): Array<Promise<string>> {
-  return Array.from({ length: n }, (_, i) =>
+/**
+ * `n` generations of 480 tokens straight at the pool, one at a time through
+ * its single row; as the edge's key's tenant (the dev key's, 'dev'), so that
+ * the edge's requests wait behind them, or as another.
+ */
+function fill(n: number, tenant = 'dev'): Array<Promise<string>> {
+  const asTenant = poolTenant(tenant);
+  return Array.from({ length: n }, async (_, i) =>
     fetch(`${pool.url}/v1/generate`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ id: `filler-${Math.random().toString(36).slice(2)}-${i}`, promptIds: [1, 403], maxTokens: 480, speculation: 'off', sampling: { temperature: 1, seed: i, logitBias: { '1': -100 } } }),
+      body: JSON.stringify({ id: `filler-${Math.random().toString(36).slice(2)}-${i}`, promptIds: [1, 403], maxTokens: 480, speculation: 'off', sampling: { temperature: 1, seed: i, logitBias: { '1': -100 } }, tenant: await asTenant }),
     }).then((r) => r.text()),
   );
 }
@@ -65,6 +71,19 @@ async function aborts(): Promise<number> {
     .filter((line) => line.startsWith('vllm:request_success_total') && line.includes('finished_reason="abort"'))
     .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 }
+
+describe("one tenant's flood", () => {
+  it("does not hold back another tenant's request: it takes the next free row, not the queue's end", async () => {
+    const fillers = fill(20, 'flooding');
+    for (let i = 0; i < 100 && (await metricValue(pool, 'vllm:num_requests_waiting')) < 19; i++) await new Promise((r) => setTimeout(r, 20));
+    const res = await complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 8, temperature: 0 });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { choices: Array<{ finish_reason: string }> }).choices[0].finish_reason).toBe('length');
+    // Answered after at most the row running when it came: the flood's others still wait.
+    expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(10);
+    await Promise.all(fillers);
+  });
+});
 
 describe('a client that leaves while its generation is queued', () => {
   for (const stream of [false, true]) {
@@ -118,7 +137,7 @@ describe('a client that leaves while its generation is queued', () => {
     const res = await fetch(`${pool.url}/v1/generate`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ id: 'queued-direct', promptIds: [1, 403], maxTokens: 4, speculation: 'off' }),
+      body: JSON.stringify({ id: 'queued-direct', promptIds: [1, 403], maxTokens: 4, speculation: 'off', tenant: await poolTenant('dev') }),
     });
     const events = (await res.text()).trim().split('\n').map((line) => JSON.parse(line) as { type: string; queuedMs?: number });
     const start = events.findIndex((e) => e.type === 'start');

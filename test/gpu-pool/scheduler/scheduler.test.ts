@@ -387,6 +387,47 @@ describe('continuous batching', () => {
     for (const ids of outputs) expect(ids).toEqual(wholeIds);
   });
 
+  it("gives a free slot to the tenant waiting longest for one, not to the one that queued most; one tenant's queue keeps its order", async () => {
+    const s = new Scheduler(runner, { limits: { maxActive: 1, maxQueued: 8, maxTotalTokens: 100_000 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
+    const started: string[] = [];
+    const submit = (id: string, tenant?: string): Promise<PoolEvent[]> => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: [1, 403, 407], maxTokens: 6, speculation: 'off', ...(tenant ? { tenant } : {}) }), {
+        send: (e) => {
+          if (e.type === 'start') started.push(id);
+          c.sink.send(e);
+        },
+        end: () => c.sink.end(),
+      });
+      return c.done;
+    };
+    const runs = [submit('a1', 'a'), submit('a2', 'a'), submit('a3', 'a'), submit('a4', 'a'), submit('b1', 'b'), submit('shared1'), submit('b2', 'b'), submit('shared2')];
+    await Promise.all(runs);
+    // a1 had the slot first; then each tenant in turn by how long since it had one, a tenant's own in the order sent.
+    expect(started).toEqual(['a1', 'b1', 'shared1', 'a2', 'b2', 'shared2', 'a3', 'a4']);
+    // With one row of a tenant running and none of another's, the other's goes first whatever it waited.
+    const wide = new Scheduler(runner, { limits: { maxActive: 2, maxQueued: 8, maxTotalTokens: 100_000 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
+    const order: string[] = [];
+    const long = collect();
+    wide.submit(generateRequestSchema.parse({ id: 'x-long', promptIds: [1, 403], maxTokens: 200, speculation: 'off', tenant: 'x' }), long.sink);
+    const short = (id: string, tenant: string): Promise<PoolEvent[]> => {
+      const c = collect();
+      wide.submit(generateRequestSchema.parse({ id, promptIds: [1, 403, 407], maxTokens: 4, speculation: 'off', tenant }), {
+        send: (e) => {
+          if (e.type === 'start') order.push(id);
+          c.sink.send(e);
+        },
+        end: () => c.sink.end(),
+      });
+      return c.done;
+    };
+    await Promise.all([short('x1', 'x'), short('x2', 'x'), short('x3', 'x'), short('y1', 'y'), short('y2', 'y')]);
+    // All queued by the first admission: x held a row (x-long) and y none, so y's went first.
+    expect(order).toEqual(['y1', 'y2', 'x1', 'x2', 'x3']);
+    wide.cancel('x-long');
+    await long.done;
+  });
+
   it('a busy answer names the limit it hit and hints at when room is likely, not a fixed half second', async () => {
     // Steps of at least 5 ms: what the hint is counted in.
     const slow: BatchRunner<SequenceKvCache> = {
