@@ -11,16 +11,26 @@ import { mergeIntoUserCache, UserCache } from '../shared/drafting/user-cache';
 import { parseBody } from './request-schema';
 import type { ServedModel } from './served-model';
 
-const benchSchema = z.object({
-  prompt: z.string().min(1),
-  /** Earlier texts of the same user: merged into the cache before timing. */
-  history: z.array(z.string()).max(256).default([]),
-  /** The request's output (merged at the end); default: the prompt again. */
-  output: z.string().optional(),
-  repeat: z.number().int().min(1).max(100_000).default(500),
-  trieNodes: z.number().int().min(1).max(4096).default(128),
-  maxBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
-});
+/** Text a request may give in one field; and the characters tokenized and merged, over all its repeats. */
+const BENCH_TEXT_CHARS = 16_384;
+export const BENCH_WORK_CHARS = 4_000_000;
+
+const benchSchema = z
+  .object({
+    prompt: z.string().min(1).max(BENCH_TEXT_CHARS),
+    /** Earlier texts of the same user: merged into the cache before timing. */
+    history: z.array(z.string().max(BENCH_TEXT_CHARS)).max(256).default([]),
+    /** The request's output (merged at the end); default: the prompt again. */
+    output: z.string().max(BENCH_TEXT_CHARS).optional(),
+    repeat: z.number().int().min(1).max(100_000).default(500),
+    trieNodes: z.number().int().min(1).max(4096).default(128),
+    maxBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+  })
+  // workerd's clock stands still while it computes, so no deadline can end a long run: its size is bounded instead.
+  .refine((b) => b.repeat * (b.prompt.length + (b.output ?? b.prompt).length) <= BENCH_WORK_CHARS, {
+    message: `repeat × (prompt + output characters) must be at most ${BENCH_WORK_CHARS.toLocaleString('en-US')}: the edge computes it all at once`,
+    path: ['repeat'],
+  });
 
 export interface EdgeCpuFigures {
   repeat: number;

@@ -112,9 +112,9 @@ async function readJson(c: Context<AppEnv>): Promise<unknown> {
  * away); one the runtime cancelled (client gone before the response) runs no
  * timers, and its lease lapses. `release` ends both.
  */
-function admit(c: Context<AppEnv>): Extract<Admission, { ok: true }> {
+function admit(c: Context<AppEnv>, holdsSlot = true): Extract<Admission, { ok: true }> {
   const key = c.get('key');
-  const admission = limiter.acquire(key.keyId, key.rpm, key.concurrency, edgeConfig(c.env).concurrencyLeaseMs);
+  const admission = limiter.acquire(key.keyId, key.rpm, holdsSlot ? key.concurrency : Infinity, edgeConfig(c.env).concurrencyLeaseMs);
   c.set('quota', admission.quota);
   if (admission.ok) {
     const heartbeat = setInterval(admission.alive, LEASE_HEARTBEAT_MS);
@@ -206,8 +206,9 @@ for (const path of ['/v1/completions', '/v1/chat/completions']) methodNotAllowed
 app.delete('/v1/user-cache', rateLimitHeaders, limitBody, async (c) => {
   const config = edgeConfig(c.env);
   const key = c.get('key');
-  // Counted as a request of the key (each costs KV a read and a write): a loop of deletes is limited as completions are.
-  const admission = admit(c);
+  // Counted as a request of the key (each costs KV a read and a write): a loop of deletes is limited as completions
+  // are. It takes no slot: a user's erasure goes through while the key's generations fill them.
+  const admission = admit(c, false);
   try {
     const user = userToForget(new URL(c.req.url).search, await readBodyText(c));
     const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes);
@@ -222,10 +223,16 @@ app.delete('/v1/user-cache', rateLimitHeaders, limitBody, async (c) => {
 });
 methodNotAllowed('/v1/user-cache', 'DELETE');
 
-app.post('/bench/edge-cpu', limitBody, async (c) => {
+app.post('/bench/edge-cpu', rateLimitHeaders, limitBody, async (c) => {
   if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');
-  const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
-  return c.json(await benchEdgeCpu(await readJson(c), model, c.env.SSSD_KV));
+  // The key's limits, as for a completion: a run holds the isolate's thread for up to seconds.
+  const admission = admit(c);
+  try {
+    const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
+    return c.json(await benchEdgeCpu(await readJson(c), model, c.env.SSSD_KV));
+  } finally {
+    admission.release();
+  }
 });
 
 export default app;

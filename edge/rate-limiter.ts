@@ -90,7 +90,11 @@ export class KeyLimiter {
     private readonly leaseMs = LEASE_MS,
   ) {}
 
-  /** `leaseMs`: this key's lease (SSSD_CONCURRENCY_LEASE_SECONDS), else the limiter's. */
+  /**
+   * `leaseMs`: this key's lease (SSSD_CONCURRENCY_LEASE_SECONDS), else the
+   * limiter's. `concurrency` Infinity: a request of the minute's budget that
+   * takes no slot (a millisecond's KV delete beside the key's generations).
+   */
   acquire(keyId: string, rpm: number, concurrency: number, leaseMs = this.leaseMs): Admission {
     const now = this.now();
     let bucket = this.buckets.get(keyId);
@@ -110,9 +114,12 @@ export class KeyLimiter {
     }
     if (tokens < 1) return { ok: false, retryAfterS: Math.ceil((1 - tokens) / perMs / 1000), reason: 'rate', quota: quotaOf(rpm, tokens) };
     bucket.tokens = tokens - 1;
-    const ids = [++this.nextLease];
     const leases = bucket.leases;
-    leases.set(ids[0], now);
+    const ids: number[] = [];
+    if (concurrency !== Infinity) {
+      ids.push(++this.nextLease);
+      leases.set(ids[0], now);
+    }
     return {
       ok: true,
       quota: quotaOf(rpm, bucket.tokens),

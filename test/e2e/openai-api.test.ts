@@ -28,6 +28,7 @@ const SHARING_KEY = 'e2e-sharing-key';
 const ONE_SLOT_KEY = 'e2e-one-slot-key';
 /** The soak's own key: its traffic spends no other test's rate or slots. */
 const SOAK_KEY = 'e2e-soak-key';
+const BENCH_KEY = 'e2e-bench-key';
 
 let stack: TestStack;
 let client: OpenAI;
@@ -43,6 +44,7 @@ beforeAll(async () => {
           [sha256Hex(SHARING_KEY)]: { tenant: 'sharing', contributeToDatastore: true },
           [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
           [sha256Hex(SOAK_KEY)]: { tenant: 'soak', rpm: 100000, concurrency: 4 },
+          [sha256Hex(BENCH_KEY)]: { tenant: 'bench', rpm: 1, concurrency: 1 },
           [sha256Hex(UPPER_HASH_KEY).toUpperCase()]: { tenant: 'upper' },
         }),
         SSSD_MAX_BODY_BYTES: String(64 * 1024),
@@ -54,6 +56,7 @@ beforeAll(async () => {
         SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100',
         // Short, so a body that never arrives whole is refused within the test.
         SSSD_BODY_TIMEOUT_SECONDS: '2',
+        SSSD_BENCH_ROUTES: '1',
       },
       kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 }, [BROKEN_KV_KEY]: '{"tenant": "broken", "disabled": true' },
     }),
@@ -212,6 +215,16 @@ describe('OpenAI-compatible API on the edge', () => {
     const wrongMethod = await fetch(`${stack.edgeUrl}/v1/user-cache`, { headers: { authorization: `Bearer ${stack.devKey}` } });
     expect(wrongMethod.status).toBe(405);
     expect(wrongMethod.headers.get('allow')).toBe('DELETE');
+    // It takes none of the key's slots: a key whose one slot a stream holds still forgets.
+    const holding = await fetch(`${stack.edgeUrl}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${ONE_SLOT_KEY}` },
+      body: JSON.stringify({ model, prompt, max_tokens: 400, temperature: 0, stream: true, speculation: 'off' }),
+    });
+    expect(holding.status).toBe(200);
+    expect((await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2 }, ONE_SLOT_KEY)).status).toBe(429);
+    expect((await forget('gina', ONE_SLOT_KEY)).status).toBe(200);
+    await holding.text();
   });
 
   it("drafts a user's repeated greedy request from what they were answered before, verbatim", async () => {
@@ -643,6 +656,25 @@ describe('OpenAI-compatible API on the edge', () => {
     // would have been indexed no later).
     expect(grown).toBeGreaterThanOrEqual(copy);
     expect(grown).toBeLessThan(2 * copy);
+  });
+
+  it("holds the bench route to the key's limits and to a bounded run: it takes the isolate's thread while it computes", async () => {
+    const small = { prompt: 'Once upon a time', repeat: 5 };
+    const first = await post('/bench/edge-cpu', small, BENCH_KEY);
+    expect(first.status).toBe(200);
+    expect(first.json).toMatchObject({ repeat: 5 });
+    expect(first.headers.get('x-ratelimit-remaining-requests')).toBe('0');
+    const again = await post('/bench/edge-cpu', small, BENCH_KEY);
+    expect(again.status).toBe(429);
+    expect(again.json.error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
+    // 9,000 characters 300 times held the edge 4.5 s: refused by its size, before any of it runs.
+    const started = performance.now();
+    const big = await post('/bench/edge-cpu', { prompt: 'Once upon a time there was a cat. '.repeat(260), repeat: 300 });
+    expect(big.status).toBe(400);
+    expect(big.json.error).toMatchObject({ param: 'repeat' });
+    expect(big.json.error?.message).toContain('repeat × (prompt + output characters) must be at most 4,000,000');
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect((await post('/bench/edge-cpu', { prompt: 'x'.repeat(16_385) })).json.error).toMatchObject({ param: 'prompt' });
   });
 
   it('rate-limits a key with 429 and Retry-After, leaving other keys alone', async () => {

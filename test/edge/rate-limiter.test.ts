@@ -31,6 +31,19 @@ describe('KeyLimiter', () => {
     expect(limiter.acquire('k', 100, 1).ok).toBe(false);
   });
 
+  it('counts a request that takes no slot (concurrency Infinity) against the rate only, even with every slot held', () => {
+    const limiter = new KeyLimiter(() => 0);
+    const running = limiter.acquire('k', 2, 1);
+    expect(running.ok).toBe(true);
+    const slotless = limiter.acquire('k', 2, Infinity);
+    expect(slotless.ok).toBe(true);
+    // It held no slot meanwhile: the key's one slot is still the running request's alone, and free once that ends.
+    expect(limiter.acquire('k', 2, 1)).toMatchObject({ ok: false, reason: 'concurrency' });
+    if (running.ok) running.release();
+    // The slotless one, never released, holds no slot: what stops the next is the minute's budget.
+    expect(limiter.acquire('k', 2, 1)).toMatchObject({ ok: false, reason: 'rate' });
+  });
+
   it("takes back the slot of a request that showed no life for the lease, and not one that did", () => {
     let now = 0;
     const limiter = new KeyLimiter(() => now, 1000);
