@@ -9,7 +9,7 @@ import { sha256Hex, type KeyRecord } from './api-keys';
 import { renderChatPrompt } from './chat-template';
 import { CompletionRun, draftUserTrie, type CompletionDeps } from './completion-run';
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
-import type { ChatRequest, CompletionRequest } from './request-schema';
+import { clipped, type ChatRequest, type CompletionRequest } from './request-schema';
 import { PREDICTION_TOKENS } from '../shared/protocol';
 import { encodeContinuation } from '../shared/tokenizer/encode-continuation';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
@@ -192,7 +192,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const body = parsed.body;
   const model = ctx.model;
   if (!acceptsModelName(model, body.model)) {
-    throw new ApiError(404, `The model '${body.model}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
+    throw new ApiError(404, `The model '${clipped(body.model, 200)}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
   }
   refuseFarTooLong(parsed, model);
   const ids = promptIds(parsed, model);

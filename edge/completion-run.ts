@@ -299,7 +299,11 @@ export class CompletionRun {
           finishReason = ended;
           break;
         }
-        if (this.resumes >= MAX_RESUMES) throw new ApiError(500, `Generation failed at the inference pool: ${broke}`, 'server_error', 'pool_error');
+        if (this.resumes >= MAX_RESUMES) {
+          // The cause is the operator's (a runtime's message can name files and shapes): logged here, not sent.
+          console.error(`edge: generation ${this.plan.id} failed on ${MAX_RESUMES + 1} pools; the last: ${broke}`);
+          throw new ApiError(500, `Generation failed at the inference pool, on ${MAX_RESUMES + 1} pools in turn; the operator's logs have the cause under ${this.plan.id}.`, 'server_error', 'pool_error');
+        }
         await this.resume(broke);
       }
       if (!assembler.stopped) {

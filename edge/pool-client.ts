@@ -107,14 +107,16 @@ export class PoolClient {
       if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${this.baseUrl} answered ${res.status}${res.status === 401 ? ' (it refuses SSSD_POOL_TOKEN)' : ''}: ${text.slice(0, 300)}`);
       if (res.status === 429 || res.status === 503 || res.status >= 500) {
         // The body's retryAfterMs is the pool's own hint to the millisecond; the header rounds it up to seconds.
-        let said: { retryAfterMs?: unknown; message?: unknown } = {};
+        let said: { retryAfterMs?: unknown; message?: unknown; code?: unknown } = {};
         try {
           said = JSON.parse(text) as typeof said;
         } catch {
           // Not the pool's JSON (a proxy's page): the header alone.
         }
         const hintMs = typeof said.retryAfterMs === 'number' && said.retryAfterMs > 0 ? said.retryAfterMs : retryAfter > 0 ? retryAfter * 1000 : undefined;
-        throw new PoolUnavailableError(`pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 200)}`, hintMs, typeof said.message === 'string' ? said.message : undefined);
+        // Only a busy pool's words reach the client (which limit it hit); an internal error's are the operator's.
+        const busyMessage = said.code === 'busy' && typeof said.message === 'string' ? said.message : undefined;
+        throw new PoolUnavailableError(`pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 200)}`, hintMs, busyMessage);
       }
       throw new PoolRejectedError(res.status, text.slice(0, 500));
     }

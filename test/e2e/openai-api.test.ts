@@ -545,6 +545,9 @@ describe('OpenAI-compatible API on the edge', () => {
     const unknownModel = await post('/v1/completions', { model: 'gpt-4', prompt: 'hi' });
     expect(unknownModel.status).toBe(404);
     expect(unknownModel.json.error?.code).toBe('model_not_found');
+    // A long unknown name is quoted in part, as docs/edge.md says of model names.
+    const longModel = await post('/v1/completions', { model: 'm'.repeat(256), prompt: 'hi' });
+    expect(longModel.json.error?.message).toContain(`'${'m'.repeat(200)}…'`);
     // The right path, the wrong method: 405 with Allow; an unknown route 404, quoting a long path only in part.
     const got = await fetch(`${stack.edgeUrl}/v1/chat/completions`, { headers: { authorization: `Bearer ${stack.devKey}` } });
     expect(got.status).toBe(405);
