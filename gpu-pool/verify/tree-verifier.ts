@@ -6,7 +6,9 @@
  * nodes hang below the chain's last token (`rootIndex`). Verification walks from
  * that root:
  * - greedy: follow the argmax; the longest matching path is accepted and the
- *   argmax after its last node is the bonus token (identical to greedy decoding);
+ *   argmax after its last node is the bonus token (greedy decoding's choice,
+ *   on this pass's logits: a multi-token pass's differ from a one-token
+ *   pass's by up to ~1e-5, so a closer tie can go the other way);
  * - sampling: exact speculative sampling with one-hot drafts — try the children
  *   in order, accept child c with probability p(c) under the current residual,
  *   else zero p(c) (renormalising implicitly); when all are rejected, sample
@@ -20,7 +22,7 @@
  *   residual procedure above, realised with shared noise; and the output for
  *   a seed does not depend on the tree the budget happened to give (load,
  *   batch, method): a seeded request gives the same tokens with speculation
- *   `off` or `sssd`. The drafter sees the same noise, so it can put the
+ *   `off` or `sssd`, but for such float ties. The drafter sees the same noise, so it can put the
  *   candidate the model will most likely sample first. Passing an
  *   AcceptRule selects the literal sequential form (fresh draws per child).
  *
