@@ -40,6 +40,6 @@ export interface EdgeEnv {
   SSSD_CONCURRENCY_LEASE_SECONDS?: string;
   /** The checkpoint's SHA-256 (hex) the edge serves, whatever pools list first: pools with other weights are passed over (an operator's switch for a rolling upgrade across isolates). */
   SSSD_MODEL_SHA256?: string;
-  /** "1" enables GET /bench/* (CPU-time measurements inside workerd). */
+  /** "1" enables POST /bench/edge-cpu (CPU-time measurements inside workerd). */
   SSSD_BENCH_ROUTES?: string;
 }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, spawnService, waitForHttp, type ServiceProcess } from './service-process';
 import { POOL_NODE_FLAGS } from '../gpu-pool/cli/pool-node-flags';
+import { CliError } from '../gpu-pool/cli/cli-error';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The read-only development data beside the repository (models, workloads); SSSD_SHARED_DIR overrides. */
@@ -180,7 +181,7 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
     mkdirSync(opts.persistTo, { recursive: true });
     args.push('--persist-to', opts.persistTo);
   }
-  const devtools = opts.devtools ?? process.env.SSSD_EDGE_DEVTOOLS === '1';
+  const devtools = opts.devtools ?? edgeDevtoolsFromEnv(process.env.SSSD_EDGE_DEVTOOLS);
   const service = spawnService('edge', process.execPath, args, {
     cwd: repoRoot,
     // The guard removes the secrets folder if this process is killed outright (its exit handler does not run then).
@@ -229,6 +230,13 @@ export interface RunningStack {
 
 /** The pool's drain (its --drain-seconds default, 30 s) and its wind-down, before it is killed. */
 const POOL_DRAIN_GRACE_MS = 40_000;
+
+/** SSSD_EDGE_DEVTOOLS: 1 or true runs wrangler's DevTools proxy; unset, empty, 0 or false not; anything else is a one-line error, as with the other switches. */
+export function edgeDevtoolsFromEnv(raw: string | undefined): boolean {
+  if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false;
+  if (raw === '1' || raw === 'true') return true;
+  throw new CliError(`SSSD_EDGE_DEVTOOLS must be 0, 1, true or false, got "${raw}".`);
+}
 
 export function generatePoolToken(): string {
   return randomBytes(24).toString('base64url');

@@ -11,7 +11,7 @@ import { CliError } from '../gpu-pool/cli/cli-error';
 import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { locateModel } from './model-locator';
 import { isPortFree, spawnService } from './service-process';
-import { repoRoot, startStack, type RunningStack } from './stack';
+import { edgeDevtoolsFromEnv, repoRoot, startStack, type RunningStack } from './stack';
 import { EDGE_TUNING_VARS, invalidEdgeVars } from '../edge/edge-config';
 
 export interface UpOptions {
@@ -177,6 +177,8 @@ export function watchAnswers(url: string, gone: (why: string) => void, timing = 
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
   const edgeVars = edgeVarsFrom(env);
+  // Checked before anything starts, as the edge's vars are.
+  edgeDevtoolsFromEnv(env.SSSD_EDGE_DEVTOOLS);
   const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
   const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, opts.poolPort !== undefined ? '--pool-port' : 'SSSD_POOL_PORT');
   const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, opts.edgePort !== undefined ? '--edge-port' : 'SSSD_EDGE_PORT');

@@ -48,8 +48,8 @@ export function buildProgram(): Command {
 /** Settings every command reads from the environment, checked before any runs (onnxruntime threw deep inside on SSSD_THREADS=-1, and took "abc" for 1). */
 function checkEnvironment(): void {
   const threads = process.env.SSSD_THREADS;
-  if (threads !== undefined && threads !== '' && !/^[1-9]\d{0,3}$/.test(threads.trim())) {
-    throw new CliError(`SSSD_THREADS must be a positive integer (onnxruntime's intra-op threads), not "${threads}"`);
+  if (threads !== undefined && threads !== '' && !(/^[1-9]\d{0,2}$/.test(threads.trim()) && Number(threads) <= 256)) {
+    throw new CliError(`SSSD_THREADS must be an integer from 1 to 256 (onnxruntime's intra-op threads), not "${threads}"`);
   }
 }
 

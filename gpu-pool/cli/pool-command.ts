@@ -161,11 +161,15 @@ function seconds(value: string | undefined, flag: string, min = 0, integer = fal
   return n;
 }
 
-function positiveInt(value: string | undefined, flag: string, allowZero = false): number {
+function positiveInt(value: string | undefined, flag: string, allowZero = false, max = Number.MAX_SAFE_INTEGER): number {
   const n = value === undefined ? NaN : decimalNumber(value);
   if (!Number.isInteger(n) || n < (allowZero ? 0 : 1)) throw new CliError(`${flag} must be a ${allowZero ? 'non-negative' : 'positive'} integer, not "${value}"`);
+  if (n > max) throw new CliError(`${flag} must be at most ${max}, not ${value}`);
   return n;
 }
+
+/** onnxruntime's intra-op threads: past a few hundred it spends minutes making them and never listens (100,000 held 755 MB and hung). */
+export const MAX_THREADS = 256;
 
 /**
  * Whoever starts the pool with an IPC channel to it (the relaunch in
@@ -215,12 +219,12 @@ const STOP_LIMIT_MS = 30_000;
 
 async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Promise<void> {
   const launcher = watchLauncher();
-  const port = positiveInt(flags.port, '--port', true);
+  const port = positiveInt(flags.port, '--port', true, 65_535);
   const maxActive = positiveInt(flags.maxActive, '--max-active');
   const maxQueued = positiveInt(flags.maxQueued, '--max-queued', true);
   const { maxTreeNodes } = speculation;
   const chunkFlag = flags.prefillChunk === undefined ? undefined : positiveInt(flags.prefillChunk, '--prefill-chunk', true);
-  const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads');
+  const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads', false, MAX_THREADS);
   const drainSeconds = seconds(flags.drainSeconds, '--drain-seconds', 0, true);
   // Below a second, any pass would be "stuck", and any pause a stalled reader.
   const stuckSeconds = seconds(flags.stuckSeconds, '--stuck-seconds', 1, false, true);

@@ -9,8 +9,18 @@ import { CliError } from '../../gpu-pool/cli/cli-error';
 import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
 import { defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers } from '../../launcher/up';
+import { edgeDevtoolsFromEnv } from '../../launcher/stack';
 import { repoRoot } from '../../launcher/stack';
 import { models } from '../support/shared-data';
+
+describe('SSSD_EDGE_DEVTOOLS', () => {
+  it('turns the DevTools proxy on with 1 or true, off unset or with 0 or false, and refuses the rest by name', () => {
+    for (const on of ['1', 'true']) expect(edgeDevtoolsFromEnv(on)).toBe(true);
+    for (const off of [undefined, '', '0', 'false']) expect(edgeDevtoolsFromEnv(off)).toBe(false);
+    // "yes" was taken for off without a word.
+    expect(() => edgeDevtoolsFromEnv('yes')).toThrow(/SSSD_EDGE_DEVTOOLS must be 0, 1, true or false, got "yes"/);
+  });
+});
 
 describe('SSSD_DATASTORE_SELF', () => {
   it("builds the default datastore with the model's own continuations unless told off", () => {

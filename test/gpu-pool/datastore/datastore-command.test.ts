@@ -158,6 +158,6 @@ describe('sssd datastore', () => {
       (err: CliResult) => err,
     );
     expect(threads.code).toBe(2);
-    expect(threads.stderr).toMatch(/SSSD_THREADS must be a positive integer/);
+    expect(threads.stderr).toMatch(/SSSD_THREADS must be an integer from 1 to 256/);
   });
 });

@@ -94,6 +94,13 @@ describe('sssd pool start-up checks', () => {
     const forever = await pool([...model, '--drain-seconds', '2592000'], { SSSD_POOL_TOKEN: 't' });
     expect(forever.code).toBe(2);
     expect(forever.stderr).toMatch(/--drain-seconds must be at most 2147483 seconds/);
+    // onnxruntime spent minutes making 100,000 threads and never listened; a port past 65535 was Node's raw error.
+    const threads = await pool([...model, '--threads', '100000'], { SSSD_POOL_TOKEN: 't' });
+    expect(threads.code).toBe(2);
+    expect(threads.stderr).toMatch(/--threads must be at most 256, not 100000/);
+    const port = await pool([...model, '--port', '70000'], { SSSD_POOL_TOKEN: 't' });
+    expect(port.code).toBe(2);
+    expect(port.stderr).toMatch(/--port must be at most 65535, not 70000/);
     const duty = await pool([...model, '--datastore-indexer-duty', '0'], { SSSD_POOL_TOKEN: 't' });
     expect(duty.code).toBe(2);
     expect(duty.stderr).toMatch(/--datastore-indexer-duty must be a number in \(0, 1\], not "0"/);
