@@ -54,7 +54,18 @@ app.use(
 app.onError((err) => errorResponse(toApiError(err)));
 app.notFound((c) => errorResponse(new ApiError(404, `No route for ${c.req.method} ${clipped(new URL(c.req.url).pathname, 200)}.`, 'invalid_request_error', 'not_found')));
 
-app.get('/', (c) => c.html(demoPageHtml));
+/**
+ * The demo page keeps an API key in the browser: nothing but its own inline
+ * code runs on it, it is never framed (clickjacking), and it sends no referrer.
+ * Its HTML is static: no request text is ever put into it.
+ */
+const DEMO_PAGE_HEADERS = {
+  'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+};
+app.get('/', (c) => c.html(demoPageHtml, 200, DEMO_PAGE_HEADERS));
 app.get('/healthz', (c) => c.json({ ok: true }));
 
 // Everything under /v1 and /bench needs a key.

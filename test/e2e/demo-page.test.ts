@@ -83,6 +83,32 @@ describe('demo page', () => {
     expect(edgeTokens).toBeGreaterThan(5);
   });
 
+  it("shows the key in use by its end, and a link's key never replaces the one saved in the browser; the page runs only its own code and is never framed", async () => {
+    const res = await fetch(`${stack.edgeUrl}/`);
+    expect(res.headers.get('content-security-policy')).toMatch(/default-src 'none'.*frame-ancestors 'none'/);
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('referrer-policy')).toBe('no-referrer');
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${stack.edgeUrl}/`);
+      await page.evaluate((k) => localStorage.setItem('sssd-key', k), stack.devKey);
+      // Someone else's link (a fresh load: a change of fragment alone loads nothing): its key is used on this page, said so, and the saved one stays.
+      await page.goto('about:blank');
+      await page.goto(`${stack.edgeUrl}/#key=someone-elses-9z7q`);
+      expect(await page.textContent('#keyNote')).toBe(`key …9z7q from the link; the one saved here, …${stack.devKey.slice(-4)}, is kept`);
+      await page.click('#go');
+      await page.waitForSelector('body[data-state="done"]', { timeout: 30_000 });
+      expect(await page.textContent('#error')).toMatch(/API key/i);
+      expect(await page.evaluate(() => localStorage.getItem('sssd-key'))).toBe(stack.devKey);
+      // Without a link, the saved key, said so.
+      await page.goto('about:blank');
+      await page.goto(`${stack.edgeUrl}/`);
+      expect(await page.textContent('#keyNote')).toBe(`key …${stack.devKey.slice(-4)} from this browser`);
+    } finally {
+      await page.close();
+    }
+  });
+
   it('stops its stream at a second click, so the next text is that generation\'s alone; the key leaves the address bar', async () => {
     const page = await browser.newPage();
     try {
