@@ -122,7 +122,9 @@ export async function openGeneration(
     return { client, events: prepend(head, events) };
   }
   const why = lastBusy ? ` (the last: ${lastBusy.slice(0, 200)})` : '';
-  throw new ApiError(503, `No inference pool can take the request now${why}; retry shortly.`, 'service_unavailable', 'pool_unavailable', null, (retryAfterMs ?? 2000) / 1000);
+  // The pool's words end "retry after the time given": the time is said here, as Retry-After gives it.
+  const retryS = (retryAfterMs ?? 2000) / 1000;
+  throw new ApiError(503, `No inference pool can take the request now${why}; retry in ${Math.max(1, Math.ceil(retryS))} s.`, 'service_unavailable', 'pool_unavailable', null, retryS);
 }
 
 /** Why a pool could not take a generation, in a few words for the log (busy, unreachable: the error's own message). */

@@ -329,6 +329,13 @@ export interface PoolHealth {
    * elsewhere (absent from pools before it).
    */
   stuck?: boolean;
+  /**
+   * Tokens reserved (prompt + max tokens, capped at the context) by running
+   * and queued generations, and the pool's limit on them (--max-total-tokens):
+   * admission refuses a request that would pass it (absent from pools before it).
+   */
+  reservedTokens?: number;
+  maxTotalTokens?: number;
 }
 
 /** Encode one event as an NDJSON line. */

@@ -31,6 +31,8 @@ export class PoolMetrics {
   readonly requestsByReason: Counter<'finished_reason'>;
   readonly running: Gauge;
   readonly waiting: Gauge;
+  /** Token reservations of running and queued generations (admission's third limit). */
+  readonly reservedTokens: Gauge;
   readonly batchSize: Histogram;
   readonly stepSeconds: Histogram;
   readonly stepTokens: Histogram;
@@ -251,6 +253,11 @@ export class PoolMetrics {
     });
     this.running = new Gauge({ name: 'vllm:num_requests_running', help: 'Generations in the running batch.', registers });
     this.waiting = new Gauge({ name: 'vllm:num_requests_waiting', help: 'Generations queued for admission.', registers });
+    this.reservedTokens = new Gauge({
+      name: 'sssd_pool_reserved_tokens',
+      help: 'Tokens reserved (prompt + max tokens, capped at the context) by running and queued generations; a request that would pass --max-total-tokens is refused busy.',
+      registers,
+    });
     this.batchSize = histogram('sssd_pool_batch_size', 'Rows per forward pass.', [1, 2, 4, 8, 16, 32, 64, 128, 256]);
     this.stepSeconds = histogram('sssd_pool_step_seconds', 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
     this.timeToFirstToken = histogram('vllm:time_to_first_token_seconds', "From a request's arrival at the pool to its first tokens (queueing and prefill included).", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);

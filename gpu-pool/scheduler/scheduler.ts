@@ -322,6 +322,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       this.options.metrics.resumedOutputTokens.inc(resumed);
     }
     this.reservedTokens += reserved;
+    this.options.metrics.reservedTokens.set(this.reservedTokens);
     this.byId.set(request.id, gen);
     this.queue.push(gen);
     this.options.metrics.waiting.set(this.queue.length);
@@ -1049,6 +1050,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     this.byId.delete(gen.id);
     this.reservedTokens -= gen.reservedTokens;
+    this.options.metrics.reservedTokens.set(this.reservedTokens);
     const cache = gen.cache;
     gen.cache = null;
     // What follows frees memory, and may fail for want of it (the prefix cache's compacting copy):

@@ -181,6 +181,8 @@ export class PoolServer {
       tokensPerSecond: Math.round(this.options.metrics.currentTokensPerSecond(performance.now()) * 10) / 10,
       draining,
       stuck,
+      reservedTokens: s.reservedTokens,
+      maxTotalTokens,
     };
   }
 

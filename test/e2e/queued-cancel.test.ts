@@ -124,6 +124,8 @@ describe('a client that leaves while its generation is queued', () => {
     expect(refusal.message).toMatch(/the last: the pool is at capacity \(all \d+ running and \d+ queued places are taken\)/);
     expect(refusal.message).not.toContain(pool.url);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    // One time to wait, said once: the header's (it read "retry after the time given); retry shortly").
+    expect(refusal.message).toMatch(new RegExp(`; retry in ${res.headers.get('retry-after')} s\\.$`));
     // The queue ahead takes seconds; the answer came while it still waited.
     expect(took).toBeLessThan(3000);
     expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(10);

@@ -103,9 +103,14 @@ describe('/healthz', () => {
       const body = (await (await fetch(`${tightUrl}/healthz`)).json()) as PoolHealth;
       expect(body.active).toBe(1);
       expect(body.load).toBeCloseTo(503 / 600, 2);
+      // How near the token limit is, in tokens: on /healthz, and on /metrics of the scheduler's pool.
+      expect(body).toMatchObject({ reservedTokens: 503, maxTotalTokens: 600 });
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^sssd_pool_reserved_tokens 503$/m);
       hold = null;
       release();
       await finished;
+      expect(((await (await fetch(`${tightUrl}/healthz`)).json()) as PoolHealth).reservedTokens).toBe(0);
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^sssd_pool_reserved_tokens 0$/m);
     } finally {
       await tight.close();
     }
