@@ -39,6 +39,12 @@ const app = new Hono<AppEnv>();
 
 // First, so that it stamps whatever comes after: the route's answer, onError's, and a preflight's.
 app.use('*', requestId);
+// Chrome's Private Network Access: a page on a public origin calling an edge on this machine or the LAN
+// (`npm start`'s) asks leave in its preflight. The key still authorises every request, as for any origin.
+app.use('*', async (c, next) => {
+  await next();
+  if (c.req.method === 'OPTIONS' && c.req.header('access-control-request-private-network') === 'true') c.res.headers.set('access-control-allow-private-network', 'true');
+});
 app.use(
   '*',
   cors({

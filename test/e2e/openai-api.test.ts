@@ -921,6 +921,13 @@ describe('OpenAI-compatible API on the edge', () => {
     for (const header of asked.split(', ')) expect(allowed).toContain(header);
     // Every answer names its request, a preflight's too.
     expect(res.headers.get('x-request-id')).toMatch(/^req-[0-9a-f]{24}$/);
+    // Chrome's Private Network Access: a public page calling an edge on this machine or the LAN asks first.
+    const pna = await fetch(`${stack.edgeUrl}/v1/chat/completions`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-private-network': 'true' },
+    });
+    expect(pna.headers.get('access-control-allow-private-network')).toBe('true');
+    expect(res.headers.get('access-control-allow-private-network')).toBeNull();
   });
 
   it('tells a malformed Authorization header from a missing key', async () => {
