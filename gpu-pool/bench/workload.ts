@@ -1,6 +1,7 @@
 /** Serving workloads: JSONL, one request per line (../shared/workloads/dev-sessions.jsonl format). */
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { unreadableFile } from '../cli/cli-error';
 
 export const workloadRequestSchema = z.object({
   user: z.string(),
@@ -17,8 +18,8 @@ export async function loadWorkload(file: string): Promise<WorkloadRequest[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
-  } catch {
-    throw new Error(`workload not found: ${file}`);
+  } catch (err) {
+    throw unreadableFile('workload', file, err);
   }
   const out: WorkloadRequest[] = [];
   text.split('\n').forEach((line, i) => {

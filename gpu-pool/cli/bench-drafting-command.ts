@@ -28,7 +28,7 @@ import { quantile } from '../bench/latency-stats';
 import { Datastore } from '../datastore/datastore';
 import { openNextTokenTable } from '../datastore/next-token-table-file';
 import { readWorkload } from '../eval/workload';
-import { CliError } from './cli-error';
+import { CliError, unreadableFile } from './cli-error';
 import { readTokenizerWithHash } from './generate-command';
 import { parseNumberFlag } from './number-flags';
 
@@ -76,8 +76,8 @@ async function readCorpus(file: string, encode: (t: string) => number[], limit: 
   let text: string;
   try {
     text = await readFile(file, 'utf8');
-  } catch {
-    throw new CliError(`corpus not found: ${file}`);
+  } catch (err) {
+    throw unreadableFile('corpus', file, err);
   }
   const docs: number[][] = [];
   for (const line of text.split('\n')) {

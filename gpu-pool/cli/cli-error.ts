@@ -12,3 +12,16 @@ export class CliError extends Error {
     this.name = 'CliError';
   }
 }
+
+/**
+ * Why a file named on the command line could not be read, in words (Node's
+ * own were "ENOENT: no such file or directory, open ...", or nothing): `what`
+ * names its role ("workload", "corpus").
+ */
+export function unreadableFile(what: string, file: string, err: unknown): CliError {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code === 'ENOENT') return new CliError(`${what} not found: ${file}`);
+  if (code === 'EISDIR') return new CliError(`${what} ${file} is a folder; name a file`);
+  if (code === 'EACCES' || code === 'EPERM') return new CliError(`${what} ${file} cannot be read: permission denied`);
+  return new CliError(`cannot read ${what} ${file}: ${err instanceof Error ? err.message : String(err)}`);
+}

@@ -20,7 +20,7 @@ import { readWorkload } from '../eval/workload';
 import { loadModel } from '../model/load-model';
 import { poolCacheDir } from '../graph/graph-cache';
 import { ModelRunner } from '../runtime/model-runner';
-import { CliError } from './cli-error';
+import { CliError, unreadableFile } from './cli-error';
 import { parseFusionWeights } from './speculative-config';
 import { checkTokenizerFits, readTokenizerFile } from './generate-command';
 import { parseNumberList, parseNumberFlag } from './number-flags';
@@ -195,8 +195,8 @@ async function openDatastore(flags: EvalDraftsFlags, encode: (text: string, opts
   let text: string;
   try {
     text = await readFile(file, 'utf8');
-  } catch {
-    throw new CliError(`datastore corpus not found: ${file}`);
+  } catch (err) {
+    throw unreadableFile('datastore corpus', file, err);
   }
   const docs: number[][] = [];
   for (const line of text.split('\n')) {

@@ -97,7 +97,7 @@ export function register(program: Command): void {
     .option('--request-timeout-seconds <n>', 'longest a client may take to send a whole request, headers and body (past it: 408 and the connection closed); streams are not limited by it', '60')
     .option('--stalled-reader-seconds <n>', "a generation stream whose reader takes nothing for this long while its events wait (more than the kernel's buffers hold) is cut and its generation cancelled, so a reader that stopped cannot hold its row or its bytes; one that catches up now and then never is (0 = never)", '300')
     .option('--stuck-seconds <n>', 'a forward pass running longer than this makes /healthz answer 503 with "stuck": true, so edges and load balancers route elsewhere while the device hangs (0 = never)', '10')
-    .option('--drain-seconds <n>', 'on SIGTERM/SIGINT/SIGHUP: refuse new generations and let the running ones finish for up to this long before cancelling them (0 = cancel at once; a second signal also does)', '30')
+    .option('--drain-seconds <n>', 'on SIGTERM/SIGINT/SIGHUP: refuse new generations and let the running ones finish for up to this long before cancelling them, in whole seconds (0 = cancel at once; a second signal also does)', '30')
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
     .option('--prefill-chunk <tokens>', `most prompt tokens one step feeds, over all the prompts going in (chunked prefill): long prompts, or many arriving together, go in over several steps, so the streams decoding beside them are held up by one chunk a step, not whole prompts (0 = every prompt whole; default ${CPU_PREFILL_CHUNK} on the CPU, ${DEVICE_PREFILL_CHUNK} on a GPU)`)
     .option('--log-requests', 'a JSON line on stderr per finished generation: id, method, finish reason, token counts, queue time, time to first token, duration, drafted and accepted tokens (never the text)')
@@ -242,6 +242,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   if (!token && !flags.insecureNoAuth) {
     throw new CliError('set SSSD_POOL_TOKEN (the bearer token edges must send), or pass --insecure-no-auth for local use');
   }
+  // The safe way round, but said: someone who asked for no auth gets 401s otherwise without a word.
+  if (token && flags.insecureNoAuth) process.stderr.write('pool: --insecure-no-auth is ignored: SSSD_POOL_TOKEN is set, and requests must send it\n');
   const previousTokens = (process.env.SSSD_POOL_PREVIOUS_TOKENS ?? '')
     .split(',')
     .map((t) => t.trim())

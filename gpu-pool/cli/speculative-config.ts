@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { type FusionWeights, defaultFusionWeights } from '../../shared/drafting/fusion';
 import { budgetPolicies } from '../budget/tree-budget';
-import { CliError } from './cli-error';
+import { CliError, unreadableFile } from './cli-error';
 
 /** The largest tree a config may ask for: the verifier and per-row buffers are sized from it. */
 export const MAX_TREE_NODES_LIMIT = 256;
@@ -84,8 +84,8 @@ export function parseSpeculativeConfig(raw: string): SpeculativeConfig {
     const file = raw.slice(1);
     try {
       text = readFileSync(file, 'utf8');
-    } catch {
-      throw new CliError(`--speculative-config: cannot read ${file}`);
+    } catch (err) {
+      throw unreadableFile('--speculative-config file', file, err);
     }
     where = `--speculative-config ${file}`;
   }

@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { NextTokenTable, type NextTokenTableArrays } from '../../shared/drafting/next-token-table';
 import { SequentialReader, writeFileAtomically, writeFully } from './sequential-file';
+import { unreadableFile } from '../cli/cli-error';
 
 const MAGIC = 'SSSDNTT1';
 export const NEXT_TOKEN_FILE_VERSION = 1;
@@ -138,7 +139,9 @@ export async function nextTokenTableCorpusPositions(file: string): Promise<numbe
 }
 
 export async function readNextTokenTable(file: string, expect: NextTokenExpectations = {}): Promise<NextTokenTable> {
-  const handle = await open(file, 'r');
+  const handle = await open(file, 'r').catch((err: unknown) => {
+    throw new NextTokenFileError(unreadableFile('next-token table', file, err).message);
+  });
   try {
     return await readOpenTable(handle, file, expect);
   } finally {

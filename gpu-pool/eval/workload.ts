@@ -1,7 +1,7 @@
 /** The request workload replayed by the evaluator (../shared/workloads/*.jsonl lines). */
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { CliError } from '../cli/cli-error';
+import { CliError, unreadableFile } from '../cli/cli-error';
 
 export const workloadRequestSchema = z.object({
   user: z.string().min(1),
@@ -19,8 +19,8 @@ export async function readWorkload(file: string): Promise<{ requests: WorkloadRe
   let text: string;
   try {
     text = await readFile(file, 'utf8');
-  } catch {
-    throw new CliError(`workload not found: ${file}`);
+  } catch (err) {
+    throw unreadableFile('workload', file, err);
   }
   const requests: WorkloadRequest[] = [];
   const lines = text.split('\n');

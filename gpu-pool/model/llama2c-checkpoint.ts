@@ -8,6 +8,16 @@ import path from 'node:path';
 import type { ModelConfig } from './model-config';
 import type { LayerWeights, ModelWeights } from './model-weights';
 import { ModelLoadError } from './model-load-error';
+import { parseLlama2cTokenizer } from '../../shared/tokenizer/llama2c-tokenizer';
+
+/** Whether the bytes parse whole as a llama2.c tokenizer (the file next to a checkpoint, named in its place). */
+function isLlama2cTokenizer(bytes: Uint8Array): boolean {
+  try {
+    return parseLlama2cTokenizer(bytes).pieces.length > 1;
+  } catch {
+    return false;
+  }
+}
 
 const HEADER_BYTES = 28;
 
@@ -34,7 +44,8 @@ export function readLlama2cHeader(bytes: Uint8Array, name: string): Llama2cHeade
     nHeads > 0 && nKvHeads > 0 && nHeads % nKvHeads === 0 && dim % nHeads === 0 && (dim / nHeads) % 2 === 0 &&
     vocab !== 0 && Math.abs(vocab) <= 1 << 22 && contextLength > 0 && contextLength <= 1 << 20;
   if (!sane) {
-    throw new ModelLoadError(`${name}: not a llama2.c checkpoint (implausible header ${h.join(',')})`);
+    const hint = isLlama2cTokenizer(bytes) ? ': it is a llama2.c tokenizer; give it as --tokenizer and the checkpoint as --model' : ` (implausible header ${h.join(',')})`;
+    throw new ModelLoadError(`${name}: not a llama2.c checkpoint${hint}`);
   }
   return { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize: Math.abs(vocab), contextLength, sharedClassifier: vocab > 0 };
 }

@@ -50,7 +50,9 @@ describe('--speculative-config', () => {
     expect(() => parseSpeculativeConfig('{"fusion": {"datastoreWidth": 0}}')).toThrow(/fusion\.datastoreWidth/);
     expect(() => parseSpeculativeConfig('[1]')).toThrow(/--speculative-config/);
     expect(() => parseSpeculativeConfig('{oops')).toThrow(/not JSON/);
-    expect(() => parseSpeculativeConfig('@/nonexistent/spec.json')).toThrow(/cannot read \/nonexistent\/spec\.json/);
+    expect(() => parseSpeculativeConfig('@/nonexistent/spec.json')).toThrow(/--speculative-config file not found: \/nonexistent\/spec\.json/);
+    // A folder named: said so (it was "cannot read" and no reason).
+    expect(() => parseSpeculativeConfig(`@${tmpdir()}`)).toThrow(/--speculative-config file .* is a folder; name a file/);
   });
 
   it('refuses a setting given both as a flag and in the config, and table caps above the most nodes', () => {

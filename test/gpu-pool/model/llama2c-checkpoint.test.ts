@@ -29,6 +29,11 @@ describe('llama2.c checkpoints', () => {
     expect(Array.from(back.weights.layers[4].w2)).toEqual(Array.from(m.weights.layers[4].w2));
   });
 
+  it('say a tokenizer given as the checkpoint is one, and which flag takes it', async () => {
+    const err = await loadModel(models.stories260K.tokenizer).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/tok512\.bin: not a llama2\.c checkpoint: it is a llama2\.c tokenizer; give it as --tokenizer and the checkpoint as --model$/);
+  });
+
   it('refuse a checkpoint holding a weight that is not finite, naming it: it would start healthy and answer nothing', async () => {
     const m = await loadModel(models.stories260K.checkpoint);
     const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadModel, type LoadedModel } from '../../../gpu-pool/model/load-model';
 import { chooseLayout, ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import type { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
@@ -158,7 +158,14 @@ describe('resident keys/values', () => {
     expect(chooseLayout('webgpu', {}, {})).toEqual({ packedOutputs: false, residentKv: true });
     expect(chooseLayout('webgpu', {}, { SSSD_RESIDENT_KV: '0' })).toEqual({ packedOutputs: true });
     expect(chooseLayout('webgpu', {}, { SSSD_PACKED_OUTPUTS: '1' })).toEqual({ packedOutputs: true });
-    expect(chooseLayout('cpu', {}, { SSSD_RESIDENT_KV: '1' })).toEqual({ packedOutputs: false, residentKv: true });
+    const warned = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(chooseLayout('cpu', {}, { SSSD_RESIDENT_KV: '1' })).toEqual({ packedOutputs: false, residentKv: true });
+      // Honoured, but said: on the CPU it ran 16-20x slower.
+      expect(String(warned.mock.calls[0]?.[0])).toMatch(/SSSD_RESIDENT_KV=1 on the CPU .* many times slower/);
+    } finally {
+      warned.mockRestore();
+    }
     expect(chooseLayout('webgpu', { residentKv: false }, { SSSD_RESIDENT_KV: '1' })).toEqual({ packedOutputs: true });
     expect(() => chooseLayout('webgpu', {}, { SSSD_RESIDENT_KV: 'yes' })).toThrow('SSSD_RESIDENT_KV must be 1 or 0, not "yes"');
     expect(() => chooseLayout('cpu', { residentKv: true, packedOutputs: true }, {})).toThrow(CliError);
