@@ -31,7 +31,7 @@ export const demoPageHtml = `<!doctype html>
 <h1>SSSD edge demo</h1>
 <p class="legend">Draft source of each token:
   <span class="tok-edge">your cache (edge)</span><span class="tok-context">this prompt (context)</span><span class="tok-datastore">datastore</span><span class="tok-model">model (not drafted)</span></p>
-<div class="row"><input id="key" type="password" placeholder="API key" autocomplete="off"> <span id="keyNote"></span></div>
+<div class="row"><input id="key" type="password" placeholder="API key" autocomplete="off"> <span id="keyNote"></span> <button id="useLinkKey" hidden>Use the link's key</button></div>
 <textarea id="prompt" rows="3">Once upon a time, there was a little girl named Lily.</textarea>
 <div class="row">
   <label>max tokens <input id="maxTokens" type="number" value="128" min="1"></label>
@@ -49,18 +49,21 @@ const $ = (id) => document.getElementById(id);
 const fragmentKey = new URLSearchParams(location.hash.slice(1)).get('key');
 // Out of the address bar (and the history, and a shared screen) once read.
 if (fragmentKey) history.replaceState(null, '', location.pathname + location.search);
-// A link's key never replaces one this browser saved: a link sent by someone
-// else would send this user's prompts under their key, to their user cache.
-// Which key is in use shows by its last characters.
+// A link's key is not used in place of one this browser saved unless the user
+// says so: a link sent by someone else would send this user's prompts under
+// their key, into their user cache. Which key is in use shows by its end.
 const savedKey = localStorage.getItem('sssd-key') || '';
-let keyFrom = fragmentKey ? 'the link' : savedKey ? 'this browser' : '';
-$('key').value = fragmentKey || savedKey;
+const linkDiffers = Boolean(fragmentKey && savedKey && fragmentKey !== savedKey);
+let keyFrom = savedKey ? 'saved in this browser' : fragmentKey ? 'from the link' : '';
+$('key').value = savedKey || fragmentKey || '';
 function showKey() {
   const k = $('key').value.trim();
-  const replaced = keyFrom === 'the link' && savedKey && savedKey !== k ? '; the one saved here, …' + savedKey.slice(-4) + ', is kept' : '';
-  $('keyNote').textContent = k ? 'key …' + k.slice(-4) + (keyFrom ? ' from ' + keyFrom : '') + replaced : '';
+  const other = linkDiffers && keyFrom !== 'from the link' ? '; the link carries another, …' + fragmentKey.slice(-4) : '';
+  $('keyNote').textContent = k ? 'key …' + k.slice(-4) + (keyFrom ? ' ' + keyFrom : '') + other : '';
+  $('useLinkKey').hidden = !other;
 }
-$('key').addEventListener('input', () => { keyFrom = 'typed'; showKey(); });
+$('key').addEventListener('input', () => { keyFrom = 'typed here'; showKey(); });
+$('useLinkKey').addEventListener('click', () => { $('key').value = fragmentKey; keyFrom = 'from the link'; showKey(); });
 showKey();
 let model = null;
 /** The error an answer carries: its JSON error's message, else its status (a proxy's HTML page is no JSON). */
@@ -92,7 +95,8 @@ async function generate() {
   current = controller;
   $('go').textContent = 'Stop';
   const key = $('key').value.trim();
-  if (keyFrom === 'typed' || !savedKey) localStorage.setItem('sssd-key', key);
+  // Kept: what the user typed, or a link's key where none was.
+  if (keyFrom === 'typed here' || !savedKey) localStorage.setItem('sssd-key', key);
   // What is asked is what the form said at the click.
   const ask = {
     prompt: $('prompt').value, stream: true,

@@ -156,9 +156,10 @@ export const generateRequestSchema = z.object({
   /**
    * Who the generation is for, as the pool's admission sees it (the edge
    * sends a hash of the key's tenant): when generations wait for a batch
-   * slot, the next slot goes to the tenant with the fewest running, the
-   * queue's order among equals, so one tenant's flood does not hold back
-   * another's request. Absent = one shared tenant. Added within protocol 1.
+   * slot, the next slot goes to the tenant with the fewest running, then to
+   * the one given a slot longest ago (gpu-pool/scheduler/fair-shares.ts), so
+   * one tenant's flood does not hold back another's request. Absent = one
+   * shared tenant. Added within protocol 1.
    */
   tenant: z.string().min(1).max(256).optional(),
   /**
@@ -330,7 +331,7 @@ export interface PoolHealth {
    */
   stuck?: boolean;
   /**
-   * Tokens reserved (prompt + max tokens, capped at the context) by running
+   * Tokens reserved (prompt + max tokens, capped at the context length + 1) by running
    * and queued generations, and the pool's limit on them (--max-total-tokens):
    * admission refuses a request that would pass it (absent from pools before it).
    */

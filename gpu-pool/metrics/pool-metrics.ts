@@ -255,7 +255,7 @@ export class PoolMetrics {
     this.waiting = new Gauge({ name: 'vllm:num_requests_waiting', help: 'Generations queued for admission.', registers });
     this.reservedTokens = new Gauge({
       name: 'sssd_pool_reserved_tokens',
-      help: 'Tokens reserved (prompt + max tokens, capped at the context) by running and queued generations; a request that would pass --max-total-tokens is refused busy.',
+      help: 'Tokens reserved (prompt + max tokens, capped at the context length + 1) by running and queued generations; a request that would pass --max-total-tokens is refused busy.',
       registers,
     });
     this.batchSize = histogram('sssd_pool_batch_size', 'Rows per forward pass.', [1, 2, 4, 8, 16, 32, 64, 128, 256]);

@@ -34,9 +34,7 @@ import { PrefixReuse } from './prefix-reuse';
 import { PassRecovery, type StepInput } from './pass-recovery';
 import { RowDrafting, type DraftingTally } from './row-drafting';
 import { CHAIN_METHOD, StepPlanner, type StepPlan } from './step-plan';
-
-/** Tenants whose fair share admission keeps; past it, those with nothing running are forgotten. */
-const MAX_TRACKED_TENANTS = 4096;
+import { FairShares } from './fair-shares';
 
 export interface SchedulerLimits {
   /** Rows in the running batch. */
@@ -132,9 +130,8 @@ interface StepOutcome {
 export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly active: Generation<S>[] = [];
   private readonly queue: Generation<S>[] = [];
-  /** Admission's fair share by tenant (Generation.tenant): generations running, and when it was last given a slot (a count of admissions). */
-  private readonly tenants = new Map<string, { running: number; lastAdmitted: number }>();
-  private admissions = 0;
+  /** Which queued generation a free row goes to: fair-shares.ts. */
+  private readonly fairShares = new FairShares();
   private readonly byId = new Map<string, Generation<S>>();
   private readonly verifier: TreeVerifier;
   private readonly maxTreeNodes: number;
@@ -325,6 +322,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.options.metrics.reservedTokens.set(this.reservedTokens);
     this.byId.set(request.id, gen);
     this.queue.push(gen);
+    this.fairShares.queued(gen.tenant);
     this.options.metrics.waiting.set(this.queue.length);
     this.kick();
     return gen;
@@ -534,7 +532,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private admit(): void {
     const { metrics } = this.options;
     while (this.active.length < this.options.limits.maxActive && this.queue.length > 0) {
-      const gen = this.queue.splice(this.nextToAdmit(), 1)[0];
+      const gen = this.queue.splice(this.fairShares.next(this.queue), 1)[0];
       try {
         gen.cache = this.runner.newSequence(Math.min(this.contextLength, gen.reservedTokens));
         this.prefixes?.restore(gen, gen.cache);
@@ -547,56 +545,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       gen.startedAt = performance.now();
       metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
       this.active.push(gen);
-      this.admitted(gen.tenant);
+      this.fairShares.started(gen.tenant);
       gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt), cachedPromptTokens: gen.cachedPromptTokens });
     }
     metrics.running.set(this.active.length);
     metrics.waiting.set(this.queue.length);
-  }
-
-  /**
-   * The queued generation to take next: the first of the tenant with the
-   * fewest running, and among those the one given a slot longest ago. A
-   * tenant that queued hundreds does not hold back one that queued one
-   * behind them, at any batch size; within a tenant, and for callers that
-   * name none (one shared tenant), the queue's order.
-   */
-  private nextToAdmit(): number {
-    if (this.tenants.size === 0) return 0;
-    let best = 0;
-    let fewest = Infinity;
-    let longestAgo = Infinity;
-    let previous: string | null = null;
-    for (let i = 0; i < this.queue.length; i++) {
-      // A run of one tenant's generations (the usual queue) is weighed once, at its first.
-      const tenant = this.queue[i].tenant;
-      if (tenant === previous) continue;
-      previous = tenant;
-      const share = this.tenants.get(tenant);
-      const running = share?.running ?? 0;
-      const last = share?.lastAdmitted ?? -1;
-      if (running < fewest || (running === fewest && last < longestAgo)) {
-        best = i;
-        fewest = running;
-        longestAgo = last;
-        if (running === 0 && last === -1) break;
-      }
-    }
-    return best;
-  }
-
-  private admitted(tenant: string): void {
-    const share = this.tenants.get(tenant);
-    if (share) {
-      share.running++;
-      share.lastAdmitted = ++this.admissions;
-      return;
-    }
-    if (this.tenants.size >= MAX_TRACKED_TENANTS) {
-      // Bounded: the idle ones go (each then counts as never served, a slight edge for it next time).
-      for (const [name, s] of this.tenants) if (s.running === 0) this.tenants.delete(name);
-    }
-    this.tenants.set(tenant, { running: 1, lastAdmitted: ++this.admissions });
   }
 
   /**
@@ -1045,8 +998,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const i = this.active.indexOf(gen);
     if (i !== -1) {
       this.active.splice(i, 1);
-      const share = this.tenants.get(gen.tenant);
-      if (share) share.running--;
+      this.fairShares.ended(gen.tenant);
     }
     this.byId.delete(gen.id);
     this.reservedTokens -= gen.reservedTokens;

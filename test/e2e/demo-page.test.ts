@@ -83,7 +83,7 @@ describe('demo page', () => {
     expect(edgeTokens).toBeGreaterThan(5);
   });
 
-  it("shows the key in use by its end, and a link's key never replaces the one saved in the browser; the page runs only its own code and is never framed", async () => {
+  it("shows the key in use by its end, and takes a link's key in place of the one saved in the browser only when asked; the page runs only its own code and is never framed", async () => {
     const res = await fetch(`${stack.edgeUrl}/`);
     expect(res.headers.get('content-security-policy')).toMatch(/default-src 'none'.*frame-ancestors 'none'/);
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
@@ -92,18 +92,25 @@ describe('demo page', () => {
     try {
       await page.goto(`${stack.edgeUrl}/`);
       await page.evaluate((k) => localStorage.setItem('sssd-key', k), stack.devKey);
-      // Someone else's link (a fresh load: a change of fragment alone loads nothing): its key is used on this page, said so, and the saved one stays.
+      // Someone else's link (a fresh load: a change of fragment alone loads nothing): the saved key stays in use, and the link's is offered.
       await page.goto('about:blank');
       await page.goto(`${stack.edgeUrl}/#key=someone-elses-9z7q`);
-      expect(await page.textContent('#keyNote')).toBe(`key …9z7q from the link; the one saved here, …${stack.devKey.slice(-4)}, is kept`);
+      const saved = stack.devKey.slice(-4);
+      expect(await page.textContent('#keyNote')).toBe(`key …${saved} saved in this browser; the link carries another, …9z7q`);
+      expect(await page.inputValue('#key')).toBe(stack.devKey);
+      // Taken only when asked: then it is the one sent (refused here), and the saved one is still kept.
+      await page.click('#useLinkKey');
+      expect(await page.textContent('#keyNote')).toBe('key …9z7q from the link');
+      expect(await page.isHidden('#useLinkKey')).toBe(true);
       await page.click('#go');
       await page.waitForSelector('body[data-state="done"]', { timeout: 30_000 });
       expect(await page.textContent('#error')).toMatch(/API key/i);
       expect(await page.evaluate(() => localStorage.getItem('sssd-key'))).toBe(stack.devKey);
-      // Without a link, the saved key, said so.
+      // Without a link, the saved key, said so, and nothing offered.
       await page.goto('about:blank');
       await page.goto(`${stack.edgeUrl}/`);
-      expect(await page.textContent('#keyNote')).toBe(`key …${stack.devKey.slice(-4)} from this browser`);
+      expect(await page.textContent('#keyNote')).toBe(`key …${saved} saved in this browser`);
+      expect(await page.isHidden('#useLinkKey')).toBe(true);
     } finally {
       await page.close();
     }

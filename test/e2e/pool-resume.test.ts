@@ -169,7 +169,16 @@ describe('a generation whose pool fails mid-stream', () => {
     arm('pass');
     // The first pool and two resumes, each broken.
     expect(broken(out.id)).toEqual([out.id, `${out.id}.r1`, `${out.id}.r2`]);
-    expect(out.error).toMatch(/Generation failed at the inference pool/);
+    expect(out.error).toMatch(/Generation failed at the inference pool 3 times \(the first try and 2 resumes\); the operator's logs have the cause under cmpl-/);
     expect(out.text.length).toBeGreaterThan(0);
+  });
+
+  it("keeps a pool's internal error text from the client: it is the operator's (a path, the runtime's words)", async () => {
+    arm('fail', () => true);
+    const out = await stream({ prompt: 'Once upon a time, there was a dog.', max_tokens: 200, temperature: 0 });
+    arm('pass');
+    expect(broken(out.id)).toEqual([out.id, `${out.id}.r1`, `${out.id}.r2`]);
+    expect(out.error).toMatch(/Generation failed at the inference pool/);
+    expect(out.error).not.toContain('secret-checkpoint');
   });
 });

@@ -22,7 +22,10 @@ const shutDown: PoolEvent = {
   usage: { promptTokens: 0, completionTokens: 0, speculation: { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 } },
 };
 
-export type FaultMode = 'pass' | 'cut' | 'cancel' | 'stall' | 'drop-done' | 'hang';
+export type FaultMode = 'pass' | 'cut' | 'cancel' | 'fail' | 'stall' | 'drop-done' | 'hang';
+
+/** What `fail` sends: the pool's internal error, with text (a path, a runtime's words) that is the operator's, not a client's. */
+export const INTERNAL_FAILURE_MARKER = 'verification step failed: /srv/models/secret-checkpoint.onnx node MatMul_17';
 
 export interface FaultProxy {
   url: string;
@@ -98,6 +101,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
             up.destroy();
             // Closed once what was sent before the cut is out (a reset may discard it at the edge).
             if (mode === 'cut' || mode === 'drop-done') res.socket?.destroySoon();
+            else if (mode === 'fail') res.end(JSON.stringify({ type: 'error', code: 'internal', message: INTERNAL_FAILURE_MARKER }) + '\n');
             else res.end(JSON.stringify(shutDown) + '\n');
             return;
           }

@@ -403,8 +403,9 @@ describe('continuous batching', () => {
     };
     const runs = [submit('a1', 'a'), submit('a2', 'a'), submit('a3', 'a'), submit('a4', 'a'), submit('b1', 'b'), submit('shared1'), submit('b2', 'b'), submit('shared2')];
     await Promise.all(runs);
-    // a1 had the slot first; then each tenant in turn by how long since it had one, a tenant's own in the order sent.
-    expect(started).toEqual(['a1', 'b1', 'shared1', 'a2', 'b2', 'shared2', 'a3', 'a4']);
+    // a1 had the row at once; then each tenant in turn by how long since it had one (b and the shared one
+    // queued after a1 started: behind a in the rotation), a tenant's own in the order sent.
+    expect(started).toEqual(['a1', 'a2', 'b1', 'shared1', 'a3', 'b2', 'shared2', 'a4']);
     // With one row of a tenant running and none of another's, the other's goes first whatever it waited.
     const wide = new Scheduler(runner, { limits: { maxActive: 2, maxQueued: 8, maxTotalTokens: 100_000 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
     const order: string[] = [];
