@@ -107,6 +107,16 @@ const limitBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void>
   return limitRequestBody(c, config.maxBodyBytes, next, config.bodyTimeoutMs);
 };
 
+/**
+ * A user-cache delete's body is `{"user": NAME}` at most (a name of 256
+ * characters, each escaped: ~1.6 KB). It takes no concurrency slot, so a
+ * body of SSSD_MAX_BODY_BYTES held while it trickles in would let one key
+ * park its requests-per-minute worth of megabytes in the isolate.
+ */
+const USER_CACHE_BODY_BYTES = 4096;
+const limitUserCacheBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> =>
+  limitRequestBody(c, USER_CACHE_BODY_BYTES, next, edgeConfig(c.env).bodyTimeoutMs);
+
 /** The body's text, or a 408 past SSSD_BODY_TIMEOUT_SECONDS: a body sent slowly, or never finished, held its key's in-flight slot as long as the client liked. */
 function readBodyText(c: Context<AppEnv>): Promise<string> {
   const { bodyTimeoutMs } = edgeConfig(c.env);
@@ -220,7 +230,7 @@ function methodNotAllowed(path: string, allow: string): void {
 for (const path of ['/v1/completions', '/v1/chat/completions']) methodNotAllowed(path, 'POST');
 
 // A user's cache, forgotten: the key's own users only (the scope hashes the key's id with the name).
-app.delete('/v1/user-cache', rateLimitHeaders, limitBody, async (c) => {
+app.delete('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => {
   const config = edgeConfig(c.env);
   const key = c.get('key');
   // Counted as a request of the key (each costs KV a read and a write): a loop of deletes is limited as completions

@@ -225,6 +225,14 @@ describe('OpenAI-compatible API on the edge', () => {
     expect((await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2 }, ONE_SLOT_KEY)).status).toBe(429);
     expect((await forget('gina', ONE_SLOT_KEY)).status).toBe(200);
     await holding.text();
+    // Holding no slot, its body is small: a name's JSON, not SSSD_MAX_BODY_BYTES parked in the isolate while it trickles.
+    const big = await fetch(`${stack.edgeUrl}/v1/user-cache`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${stack.devKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'gina', pad: 'x'.repeat(5000) }),
+    });
+    expect(big.status).toBe(413);
+    expect(((await big.json()) as { error: { message: string } }).error.message).toMatch(/limit 4096 bytes/);
   });
 
   it("drafts a user's repeated greedy request from what they were answered before, verbatim", async () => {
