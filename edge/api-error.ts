@@ -31,10 +31,15 @@ export function badRequest(message: string, param: string | null = null, code: s
   return new ApiError(400, message, 'invalid_request_error', code, param);
 }
 
+/** Retry-After's whole seconds for a wait of `s`: at least 1. */
+export function retryAfterSeconds(s: number): number {
+  return Math.max(1, Math.ceil(s));
+}
+
 export function errorResponse(err: ApiError, extraHeaders?: HeadersInit): Response {
   const headers = new Headers(extraHeaders);
   headers.set('content-type', 'application/json');
-  if (err.retryAfterS !== undefined) headers.set('retry-after', String(Math.max(1, Math.ceil(err.retryAfterS))));
+  if (err.retryAfterS !== undefined) headers.set('retry-after', String(retryAfterSeconds(err.retryAfterS)));
   return new Response(JSON.stringify(err.toBody()), { status: err.status, headers });
 }
 

@@ -63,7 +63,8 @@ async function hashedOnce(text: string): Promise<string> {
   let hash = hashedNames.get(text);
   if (hash === undefined) {
     hash = await sha256Hex(text);
-    if (hashedNames.size >= 1024) hashedNames.clear();
+    // Two per tenant (its admission tenant and its prefix-cache salt), more with request salts.
+    if (hashedNames.size >= 4096) hashedNames.clear();
     hashedNames.set(text, hash);
   }
   return hash;

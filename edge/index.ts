@@ -144,6 +144,8 @@ function admit(c: Context<AppEnv>, holdsSlot = true): Extract<Admission, { ok: t
   const admission = limiter.acquire(key.keyId, key.rpm, holdsSlot ? key.concurrency : Infinity, edgeConfig(c.env).concurrencyLeaseMs);
   c.set('quota', admission.quota);
   if (admission.ok) {
+    // A slotless admission has no lease to keep alive.
+    if (!holdsSlot) return admission;
     const heartbeat = setInterval(admission.alive, LEASE_HEARTBEAT_MS);
     return {
       ...admission,

@@ -5,7 +5,7 @@
  * request stays on its pool until that pool fails (CompletionRun.resume).
  */
 import type { PoolEvent } from '../shared/protocol';
-import { ApiError } from './api-error';
+import { ApiError, retryAfterSeconds } from './api-error';
 import { PoolMisdirectedError, PoolRejectedError, PoolUnavailableError, type GenerateInput, type PoolClient } from './pool-client';
 import { affinityKey, type PoolPicker } from './pool-picker';
 import { checkModelSoon } from './served-model';
@@ -121,10 +121,10 @@ export async function openGeneration(
     }
     return { client, events: prepend(head, events) };
   }
-  const why = lastBusy ? ` (the last: ${lastBusy.slice(0, 200)})` : '';
-  // The pool's words end "retry after the time given": the time is said here, as Retry-After gives it.
+  // The pool's words end "retry after the time given": the time is said once, here, as Retry-After gives it.
+  const why = lastBusy ? ` (the last: ${lastBusy.replace(/; retry after the time given$/, '').slice(0, 200)})` : '';
   const retryS = (retryAfterMs ?? 2000) / 1000;
-  throw new ApiError(503, `No inference pool can take the request now${why}; retry in ${Math.max(1, Math.ceil(retryS))} s.`, 'service_unavailable', 'pool_unavailable', null, retryS);
+  throw new ApiError(503, `No inference pool can take the request now${why}; retry in ${retryAfterSeconds(retryS)} s.`, 'service_unavailable', 'pool_unavailable', null, retryS);
 }
 
 /** Why a pool could not take a generation, in a few words for the log (busy, unreachable: the error's own message). */

@@ -116,7 +116,8 @@ export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 const contentPartSchema = z.object({ type: z.literal('text'), text: z.string() });
 
 export const chatMessageSchema = z.object({
-  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  // `function`: OpenAI's deprecated tool role, still in replayed histories.
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
   content: z.union([z.string(), z.array(contentPartSchema), z.null()]).optional(),
   name: z.string().optional(),
 });

@@ -12,7 +12,7 @@
  * (comma-separated) are accepted too, while edges move to a new token.
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, statSync } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -21,6 +21,7 @@ import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { detectTokenizerFormat } from '../../shared/tokenizer/load-tokenizer';
 import { readTokenizerBytes, resolveTokenizerPath } from './generate-command';
 import { loadModel } from '../model/load-model';
+import { declaredChatTemplate } from '../model/hf-checkpoint';
 import { ModelRunner } from '../runtime/model-runner';
 import { Datastore } from '../datastore/datastore';
 import { calibrate } from '../budget/calibration';
@@ -269,6 +270,11 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     throw new CliError(err.message);
   });
   const config = model.config;
+  if (statSync(flags.model).isDirectory() && (await declaredChatTemplate(flags.model)) !== null) {
+    process.stderr.write(
+      `pool: ${path.join(flags.model, 'tokenizer_config.json')} declares a chat template; this pool renders chats with its own, \`concat\` (docs/chat-template.md), so a chat-tuned model sees none of its role markers. Render the chat yourself and send it to /v1/completions.\n`,
+    );
+  }
   if (tokenizer.vocabSize !== config.vocabSize) {
     throw new CliError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
   }

@@ -142,6 +142,11 @@ export async function readNextTokenTable(file: string, expect: NextTokenExpectat
   const handle = await open(file, 'r').catch((err: unknown) => {
     throw new NextTokenFileError(unreadableFile('next-token table', file, err).message);
   });
+  // A folder opens on Linux; only its read fails, with Node's words and no name.
+  if ((await handle.stat()).isDirectory()) {
+    await handle.close();
+    throw new NextTokenFileError(`next-token table ${file} is a folder; name a file`);
+  }
   try {
     return await readOpenTable(handle, file, expect);
   } finally {

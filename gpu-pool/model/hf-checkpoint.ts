@@ -199,6 +199,26 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
 }
 
 /** Writes canonical weights as an HF Llama directory (config.json + model.safetensors). */
+/**
+ * The chat template a Hugging Face folder declares (`tokenizer_config.json`'s
+ * `chat_template`, Jinja), or null. The pool renders chats with its own
+ * (docs/chat-template.md); a chat-tuned model would see none of its role
+ * markers, so the pool says so at start.
+ */
+export async function declaredChatTemplate(dir: string): Promise<string | null> {
+  const file = path.join(dir, 'tokenizer_config.json');
+  if (!existsSync(file)) return null;
+  try {
+    const config = JSON.parse(await readFile(file, 'utf8')) as { chat_template?: unknown };
+    if (typeof config.chat_template === 'string' && config.chat_template.trim() !== '') return config.chat_template;
+    // Several named templates: [{name, template}].
+    if (Array.isArray(config.chat_template) && config.chat_template.length > 0) return JSON.stringify(config.chat_template);
+    return null;
+  } catch {
+    return null;
+  }
+}
+
 export async function writeHfCheckpoint(dir: string, config: ModelConfig, weights: ModelWeights): Promise<void> {
   await mkdir(dir, { recursive: true });
   const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize } = config;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { renderChatPrompt } from '../../edge/chat-template';
-import type { ChatMessage } from '../../edge/request-schema';
+import { chatMessageSchema, type ChatMessage } from '../../edge/request-schema';
 
 describe("the 'concat' chat template", () => {
   it('joins messages with a newline, no roles; a lone user message is its text', () => {
@@ -12,6 +12,15 @@ describe("the 'concat' chat template", () => {
     ];
     expect(renderChatPrompt(messages, 'concat')).toBe('Tell a story.\nOnce upon a time\nThe end.');
     expect(renderChatPrompt([{ role: 'user', content: 'Once upon a time' }], 'concat')).toBe('Once upon a time');
+  });
+
+  it("takes the roles of replayed OpenAI histories, the deprecated `function` included, rendered as any turn", () => {
+    const messages = [
+      { role: 'user', content: 'Find a cat.' },
+      { role: 'function', name: 'find', content: 'The cat is in the box.' },
+    ].map((m) => chatMessageSchema.parse(m));
+    expect(renderChatPrompt(messages, 'concat')).toBe('Find a cat.\nThe cat is in the box.');
+    expect(chatMessageSchema.safeParse({ role: 'narrator', content: 'x' }).success).toBe(false);
   });
 
   it("continues the text before an assistant reply with no newline, as the model wrote it, so the next turn's prompt extends the last one", () => {

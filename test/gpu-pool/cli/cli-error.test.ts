@@ -16,5 +16,6 @@ describe('a file that cannot be read', () => {
     // As the commands say it (eval-drafts' workload was "not found" for a folder; the pool's --next-tokens gave Node's ENOENT).
     await expect(readWorkload(tmpdir())).rejects.toThrow(`workload ${tmpdir()} is a folder; name a file`);
     await expect(readNextTokenTable('/nonexistent/t.next-tokens')).rejects.toThrow(/^next-token table not found: \/nonexistent\/t\.next-tokens$/);
+    await expect(readNextTokenTable(tmpdir())).rejects.toThrow(`next-token table ${tmpdir()} is a folder; name a file`);
   });
 });

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../../gpu-pool/model/load-model';
-import { writeHfCheckpoint } from '../../../gpu-pool/model/hf-checkpoint';
+import { declaredChatTemplate, writeHfCheckpoint } from '../../../gpu-pool/model/hf-checkpoint';
 import { readSafetensors, readSafetensorsFile, toFloat32, writeSafetensors } from '../../../gpu-pool/model/safetensors';
 import { createHash } from 'node:crypto';
 import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
@@ -141,6 +141,22 @@ describe('Hugging Face checkpoints', () => {
       expect([...read.keys()].sort()).toEqual([...inMemory.keys()].sort());
       for (const [key, entry] of inMemory) expect(Buffer.from(read.get(key)!.data).equals(Buffer.from(entry.data)), key).toBe(true);
       expect(seen.digest('hex')).toBe(createHash('sha256').update(whole).digest('hex'));
+    }
+  });
+
+  it("tell the chat template a folder declares (the pool renders its own, and says so at start)", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'hf-chat-'));
+    try {
+      expect(await declaredChatTemplate(dir)).toBeNull();
+      writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>' }));
+      expect(await declaredChatTemplate(dir)).toBeNull();
+      const jinja = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}";
+      writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: jinja }));
+      expect(await declaredChatTemplate(dir)).toBe(jinja);
+      writeFileSync(path.join(dir, 'tokenizer_config.json'), '{ not json');
+      expect(await declaredChatTemplate(dir)).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
