@@ -15,11 +15,13 @@
  */
 import http from 'node:http';
 import { seededRandom } from '../../shared/seeded-random';
-import { soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
+import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
 import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
 
 export interface EdgeSoakOptions {
+  /** Aborted: start nothing more, finish what runs, and report (Ctrl-C). */
+  stop?: AbortSignal;
   edgeUrl: string;
   /** The API key the soak sends as Bearer. */
   key: string;
@@ -44,7 +46,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
   const int = (n: number): number => Math.floor(random() * n);
   const pick = <T>(items: readonly T[]): T => items[int(items.length)];
   const maxTokens = opts.maxTokens ?? 80;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const agent = soakAgent(opts.edgeUrl);
   const tally = new SoakTally();
   const send = (path: string, body: string | Buffer, key = opts.key, options: SoakSendOptions = {}): Promise<SoakReply> =>
     soakRequest(agent, `${opts.edgeUrl}${path}`, 'POST', { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body, options);
@@ -140,7 +142,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       // One its client meant to cut off that came whole before the hang-up is checked as whole.
       if (reply.status === 200 && (!cut || reply.complete)) checkComplete('request', reply, body, sent);
       else if (reply.status !== 0 && reply.status !== 200) checkStatus('request', reply, sent);
-      else if (reply.status === 0 && !cut) tally.violate(`request: the connection was cut before a whole reply (sent ${sent.slice(0, 200)})`);
+      else if (reply.status === 0 && !cut) tally.violate(`request: ${cutReason(reply)} (sent ${sent.slice(0, 200)})`);
     } },
     // The same request with speculation off and auto: the same text.
     { weight: 4, run: async () => {
@@ -149,7 +151,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       const auto = JSON.stringify({ ...body, speculation: 'auto' });
       const [a, b] = await Promise.all([send(path, off), send(path, auto)]);
       for (const [reply, sent] of [[a, off], [b, auto]] as const) {
-        if (reply.status === 0) tally.violate(`pair: the connection was cut before a whole reply (sent ${sent.slice(0, 200)})`);
+        if (reply.status === 0) tally.violate(`pair: ${cutReason(reply)} (sent ${sent.slice(0, 200)})`);
       }
       if (a.status !== 200 || b.status !== 200) {
         tally.count('pair refused');
@@ -196,7 +198,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       }
     } },
   ];
-  await runSoakClients(actions, random, opts.seconds, opts.concurrency);
+  await runSoakClients(actions, random, opts.seconds, opts.concurrency, opts.stop);
 
   // Clients that hung up must not hold the key's slots: it is served again within the lease.
   const probe = JSON.stringify({ model: opts.model, prompt: 'Lily', max_tokens: 2, temperature: 0 });

@@ -17,7 +17,7 @@
  * and so the batches they meet, is the machine's).
  */
 import http from 'node:http';
-import { soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
+import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
 import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
 
@@ -27,6 +27,8 @@ import { seededRandom } from '../../shared/seeded-random';
 import type { PoolEvent, PoolHealth } from '../../shared/protocol';
 
 export interface SoakOptions {
+  /** Aborted: start nothing more, finish what runs, and report (Ctrl-C). */
+  stop?: AbortSignal;
   poolUrl: string;
   token: string | null;
   seconds: number;
@@ -50,7 +52,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const pick = <T>(items: readonly T[]): T => items[int(items.length)];
   const maxTokens = opts.maxTokens ?? 120;
   const vocab = opts.vocabSize;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+  const agent = soakAgent(opts.poolUrl);
   const tally = new SoakTally();
   const count = (what: string): void => tally.count(what);
   const violate = (what: string, keep = false): void => tally.violate(what, keep);
@@ -148,7 +150,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       // One its client meant to cut off that came whole before the hang-up is checked as whole.
       if (reply.status === 200) readStream('generate', reply, body, cut && !reply.complete);
       else if (reply.status !== 0) checkStatus('generate', reply, body);
-      else if (!cut) violate(`generate: the connection was cut before a whole reply (sent ${body.slice(0, 200)})`);
+      else if (!cut) violate(`generate: ${cutReason(reply)} (sent ${body.slice(0, 200)})`);
     } },
     // The same request without and with speculation, sent together: the same ids.
     { weight: 4, run: async () => {
@@ -161,7 +163,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       const on = JSON.stringify({ ...common, id: `${id}-on`, speculation: method, ...shipped });
       const [a, b] = await Promise.all([send('POST', '/v1/generate', off), send('POST', '/v1/generate', on)]);
       for (const [reply, sent] of [[a, off], [b, on]] as const) {
-        if (reply.status === 0) violate(`pair: the connection was cut before a whole reply (sent ${sent.slice(0, 200)})`);
+        if (reply.status === 0) violate(`pair: ${cutReason(reply)} (sent ${sent.slice(0, 200)})`);
       }
       if (a.status !== 200 || b.status !== 200) {
         count('pair refused');
@@ -225,7 +227,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       checkStatus('stalled', reply, 'half a body');
     } },
   ];
-  await runSoakClients(actions, random, opts.seconds, opts.concurrency);
+  await runSoakClients(actions, random, opts.seconds, opts.concurrency, opts.stop);
 
   // Every generation has ended: nothing may be left running or queued.
   let health: PoolHealth | null = null;

@@ -5,7 +5,8 @@ export interface WeightedAction {
   run: () => Promise<void>;
 }
 
-export async function runSoakClients(actions: readonly WeightedAction[], random: () => number, seconds: number, concurrency: number): Promise<void> {
+/** `stop`: no client starts another action once it is aborted (Ctrl-C); those running finish. */
+export async function runSoakClients(actions: readonly WeightedAction[], random: () => number, seconds: number, concurrency: number, stop?: AbortSignal): Promise<void> {
   const total = actions.reduce((sum, a) => sum + a.weight, 0);
   const next = (): WeightedAction => {
     let r = random() * total;
@@ -18,7 +19,7 @@ export async function runSoakClients(actions: readonly WeightedAction[], random:
   const end = Date.now() + seconds * 1000;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (Date.now() < end) await next().run();
+      while (Date.now() < end && !stop?.aborted) await next().run();
     }),
   );
 }

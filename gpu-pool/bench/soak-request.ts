@@ -4,6 +4,19 @@
  * Never rejects: a connection that failed or was cut is status 0.
  */
 import http from 'node:http';
+import https from 'node:https';
+
+/** A keep-alive agent for the soak's address: https for a deployed Worker (always https), http for a local one. */
+export function soakAgent(baseUrl: string): http.Agent {
+  return baseUrl.startsWith('https:') ? new https.Agent({ keepAlive: true, maxSockets: Infinity }) : new http.Agent({ keepAlive: true, maxSockets: Infinity });
+}
+
+/**
+ * A server that sends nothing for this long has hung: the reply is cut and
+ * said so (`stalled`). The pool sends a `queued` event each second while a
+ * generation waits, the edge a comment every 5 s of a quiet stream.
+ */
+export const SOAK_IDLE_MS = 60_000;
 
 export interface SoakReply {
   /** HTTP status; 0 when the client hung up or the connection failed first. */
@@ -12,6 +25,8 @@ export interface SoakReply {
   text: string;
   /** The whole reply came (a client meant to hang up may have been too late to). */
   complete: boolean;
+  /** Cut by the soak because the server sent nothing for `idleMs` (it hung). */
+  stalled?: boolean;
 }
 
 export interface SoakSendOptions {
@@ -19,6 +34,13 @@ export interface SoakSendOptions {
   hangUpAfterMs?: number;
   /** Send the head and half the body, then hang up after this many ms. */
   stallForMs?: number;
+  /** Cut the request when the server sends nothing for this long (SOAK_IDLE_MS). */
+  idleMs?: number;
+}
+
+/** Why a reply came to nothing, in the soak's report: hung, or cut. */
+export function cutReason(reply: SoakReply): string {
+  return reply.stalled ? 'the server sent nothing for a minute (hung)' : 'the connection was cut before a whole reply';
 }
 
 export function soakRequest(
@@ -39,7 +61,18 @@ export function soakRequest(
     };
     const cut = (): SoakReply => ({ status: 0, retryAfter: null, text: '', complete: false });
     const bytes = body === null ? null : Buffer.isBuffer(body) ? body : Buffer.from(body);
-    const req = http.request(url, { method, agent, headers: { ...headers, ...(bytes ? { 'content-length': String(bytes.length) } : {}) } });
+    let req: http.ClientRequest;
+    try {
+      req = (url.startsWith('https:') ? https : http).request(url, { method, agent, headers: { ...headers, ...(bytes ? { 'content-length': String(bytes.length) } : {}) } });
+    } catch {
+      // A URL the client cannot take (a bad port): as a failed connection, never a throw.
+      done(cut());
+      return;
+    }
+    req.setTimeout(options.idleMs ?? SOAK_IDLE_MS, () => {
+      req.destroy();
+      done({ ...cut(), stalled: true });
+    });
     req.on('response', (res) => {
       let text = '';
       res.setEncoding('utf8');

@@ -80,9 +80,16 @@ async function readCorpus(file: string, encode: (t: string) => number[], limit: 
     throw unreadableFile('corpus', file, err);
   }
   const docs: number[][] = [];
-  for (const line of text.split('\n')) {
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
     if (!line.trim()) continue;
-    const t = (JSON.parse(line) as { text?: unknown }).text;
+    let t: unknown;
+    try {
+      t = (JSON.parse(line) as { text?: unknown } | null)?.text;
+    } catch (err) {
+      throw new CliError(`${file}:${i + 1}: not JSON (${(err as Error).message}); each line is {"text": ...}`);
+    }
     if (typeof t === 'string') docs.push(encode(t));
     if (docs.length >= limit) break;
   }

@@ -60,11 +60,20 @@ export function register(program: Command): void {
       const maxTokens = parseNumberFlag('--max-tokens', flags.maxTokens, { integer: true, min: 1 })!;
       const leaseSeconds = parseNumberFlag('--lease-seconds', flags.leaseSeconds, { min: 0 })!;
       let report: SoakReport;
+      // Ctrl-C: no new requests, the ones in flight finish (a minute at most: SOAK_IDLE_MS), and the report so far is printed.
+      // A second one quits at once.
+      const stop = new AbortController();
+      const onInterrupt = (): void => {
+        if (stop.signal.aborted) process.exit(130);
+        process.stderr.write('\nsoak: interrupted; the requests in flight finish, then the report so far (Ctrl-C again to quit at once)\n');
+        stop.abort();
+      };
+      process.on('SIGINT', onInterrupt);
       if (flags.pool !== undefined) {
         const poolUrl = parsePoolUrl(flags.pool);
         const token = flags.token ?? process.env.SSSD_POOL_TOKEN ?? null;
         const info = await getJson<PoolInfo>(`${poolUrl}/v1/info`, token, 'set SSSD_POOL_TOKEN or --token');
-        report = await runSoak({ poolUrl, token, seconds, concurrency, seed, maxTokens, vocabSize: info.model.vocabSize, contextLength: info.model.contextLength });
+        report = await runSoak({ poolUrl, token, seconds, concurrency, seed, maxTokens, vocabSize: info.model.vocabSize, contextLength: info.model.contextLength, stop: stop.signal });
       } else {
         const edgeUrl = parseUrlFlag('--edge', flags.edge!);
         const key = flags.key ?? process.env.SSSD_API_KEY;
@@ -72,9 +81,12 @@ export function register(program: Command): void {
         const models = await getJson<{ data: Array<{ id: string }> }>(`${edgeUrl}/v1/models`, key, 'check --key or SSSD_API_KEY');
         const model = models.data[0]?.id;
         if (!model) throw new CliError(`soak: ${edgeUrl}/v1/models lists no model`);
-        report = await runEdgeSoak({ edgeUrl, key, seconds, concurrency, seed, maxTokens, model, leaseSeconds });
+        report = await runEdgeSoak({ edgeUrl, key, seconds, concurrency, seed, maxTokens, model, leaseSeconds, stop: stop.signal });
       }
+      process.off('SIGINT', onInterrupt);
       process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatSoakReport(report)}\n`);
+      // A violation is the finding, interrupted or not; an interrupted clean run is not a full one.
       if (report.violationCount > 0) process.exitCode = 1;
+      else if (stop.signal.aborted) process.exitCode = 130;
     });
 }

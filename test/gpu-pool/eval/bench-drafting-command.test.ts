@@ -27,6 +27,21 @@ describe('sssd bench-drafting', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
+  it('names a corpus line that is not JSON, and a corpus given as a folder, in one line each', async () => {
+    await writeFile(path.join(dir, 'bad.jsonl'), '{"text": "fine"}\n{bad\n');
+    const fails = async (corpus: string): Promise<{ code: number; stderr: string }> =>
+      run(process.execPath, [sssd, 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', corpus, '--rounds', '1']).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: { code: number; stderr: string }) => err,
+      );
+    const bad = await fails(path.join(dir, 'bad.jsonl'));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/bad\.jsonl:2: not JSON \(.*\); each line is \{"text": \.\.\.\}/);
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+    const folder = await fails(dir);
+    expect(folder.stderr).toMatch(/corpus .* is a folder; name a file/);
+  });
+
   it('reports construction, merge and (with a datastore) step costs as JSON', async () => {
     const { stdout } = await run(
       process.execPath,
