@@ -77,7 +77,15 @@ export async function benchEdgeCpu(body: unknown, model: ServedModel, kv: KVName
   let bytes: Uint8Array | null = null;
   // As the Worker keeps them: values that name the model's vocabulary.
   const vocabSize = tokenizer.vocabSize;
-  for (const text of opts.history) bytes = mergeIntoUserCache(bytes, tokenizer.encode(text), { maxBytes: opts.maxBytes, vocabSize });
+  // Each merge re-reads and re-writes the whole cache: counted as it grows, against the same bound.
+  let historyWork = 0;
+  for (const text of opts.history) {
+    historyWork += (bytes?.length ?? 0) + text.length;
+    if (historyWork > BENCH_WORK_UNITS) {
+      throw new ApiError(400, `history: merging it is past ${BENCH_WORK_UNITS.toLocaleString('en-US')} units of work (the cache read and written once a text); send fewer or shorter texts, or a smaller maxBytes`, 'invalid_request_error', 'invalid_value', 'history');
+    }
+    bytes = mergeIntoUserCache(bytes, tokenizer.encode(text), { maxBytes: opts.maxBytes, vocabSize });
+  }
   const cacheBytes = bytes ?? mergeIntoUserCache(null, [], { maxBytes: opts.maxBytes, vocabSize });
   const promptIds = tokenizer.encode(opts.prompt);
   const outputIds = tokenizer.encode(opts.output ?? opts.prompt, { bos: false });

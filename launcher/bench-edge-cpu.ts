@@ -28,7 +28,7 @@ await runBenchmark(async () => {
     'npm run bench:edge-cpu -- [options]\nEdge CPU time per request inside workerd (POST /bench/edge-cpu): tokenize, user-cache decode, edge-trie draft and merge, with a user history of model-written stories.',
   );
   const historyCount = numberFlag('history', values.history, { integer: true, min: 0, max: 256 });
-  // The bench route's own bound on repeats.
+  // The bench route's own bound on repeats; it also refuses a run past its work bound (docs/edge.md, Benchmarks), with a 400 naming repeat.
   const repeat = numberFlag('repeat', values.repeat, { integer: true, min: 1, max: 100_000 });
   const requests = numberFlag('requests', values.requests, { integer: true, min: 1 });
   const stories = readFileSync(path.join(sharedDir, 'workloads/datastore-corpus.jsonl'), 'utf8')

@@ -13,7 +13,6 @@
  * - when the soak stops, the key is served again within its in-flight lease
  *   (clients that hung up hold no slot for good).
  */
-import http from 'node:http';
 import { seededRandom } from '../../shared/seeded-random';
 import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
 import { runSoakClients, type WeightedAction } from './soak-clients';

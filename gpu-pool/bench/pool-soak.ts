@@ -16,7 +16,6 @@
  * Seeded: the same seed sends the same sequence of requests (their timing,
  * and so the batches they meet, is the machine's).
  */
-import http from 'node:http';
 import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
 import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';

@@ -13,7 +13,7 @@ export function soakAgent(baseUrl: string): http.Agent {
 
 /**
  * A server that sends nothing for this long has hung: the reply is cut and
- * said so (`stalled`). The pool sends a `queued` event each second while a
+ * said so (`stalledMs`). The pool sends a `queued` event each second while a
  * generation waits, the edge a comment every 5 s of a quiet stream.
  */
 export const SOAK_IDLE_MS = 60_000;
@@ -25,8 +25,8 @@ export interface SoakReply {
   text: string;
   /** The whole reply came (a client meant to hang up may have been too late to). */
   complete: boolean;
-  /** Cut by the soak because the server sent nothing for `idleMs` (it hung). */
-  stalled?: boolean;
+  /** Cut by the soak because the server sent nothing for this many ms (it hung). */
+  stalledMs?: number;
 }
 
 export interface SoakSendOptions {
@@ -40,7 +40,7 @@ export interface SoakSendOptions {
 
 /** Why a reply came to nothing, in the soak's report: hung, or cut. */
 export function cutReason(reply: SoakReply): string {
-  return reply.stalled ? 'the server sent nothing for a minute (hung)' : 'the connection was cut before a whole reply';
+  return reply.stalledMs !== undefined ? `the server sent nothing for ${reply.stalledMs / 1000} s (hung)` : 'the connection was cut before a whole reply';
 }
 
 export function soakRequest(
@@ -69,12 +69,13 @@ export function soakRequest(
       done(cut());
       return;
     }
-    req.setTimeout(options.idleMs ?? SOAK_IDLE_MS, () => {
+    const idleMs = options.idleMs ?? SOAK_IDLE_MS;
+    let text = '';
+    req.setTimeout(idleMs, () => {
       req.destroy();
-      done({ ...cut(), stalled: true });
+      done({ ...cut(), text, stalledMs: idleMs });
     });
     req.on('response', (res) => {
-      let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (text += d));
       res.on('end', () => done({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] ?? null, text, complete: true }));

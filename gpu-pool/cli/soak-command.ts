@@ -60,7 +60,8 @@ export function register(program: Command): void {
       const maxTokens = parseNumberFlag('--max-tokens', flags.maxTokens, { integer: true, min: 1 })!;
       const leaseSeconds = parseNumberFlag('--lease-seconds', flags.leaseSeconds, { min: 0 })!;
       let report: SoakReport;
-      // Ctrl-C: no new requests, the ones in flight finish (a minute at most: SOAK_IDLE_MS), and the report so far is printed.
+      // Ctrl-C: no new requests, the ones in flight finish (one silent for a minute, SOAK_IDLE_MS, is cut as hung), then the
+      // soak's closing checks, and the report so far is printed.
       // A second one quits at once.
       const stop = new AbortController();
       const onInterrupt = (): void => {
@@ -69,21 +70,24 @@ export function register(program: Command): void {
         stop.abort();
       };
       process.on('SIGINT', onInterrupt);
-      if (flags.pool !== undefined) {
-        const poolUrl = parsePoolUrl(flags.pool);
-        const token = flags.token ?? process.env.SSSD_POOL_TOKEN ?? null;
-        const info = await getJson<PoolInfo>(`${poolUrl}/v1/info`, token, 'set SSSD_POOL_TOKEN or --token');
-        report = await runSoak({ poolUrl, token, seconds, concurrency, seed, maxTokens, vocabSize: info.model.vocabSize, contextLength: info.model.contextLength, stop: stop.signal });
-      } else {
-        const edgeUrl = parseUrlFlag('--edge', flags.edge!);
-        const key = flags.key ?? process.env.SSSD_API_KEY;
-        if (!key) throw new CliError('soak: --edge needs an API key: --key or SSSD_API_KEY');
-        const models = await getJson<{ data: Array<{ id: string }> }>(`${edgeUrl}/v1/models`, key, 'check --key or SSSD_API_KEY');
-        const model = models.data[0]?.id;
-        if (!model) throw new CliError(`soak: ${edgeUrl}/v1/models lists no model`);
-        report = await runEdgeSoak({ edgeUrl, key, seconds, concurrency, seed, maxTokens, model, leaseSeconds, stop: stop.signal });
+      try {
+        if (flags.pool !== undefined) {
+          const poolUrl = parsePoolUrl(flags.pool);
+          const token = flags.token ?? process.env.SSSD_POOL_TOKEN ?? null;
+          const info = await getJson<PoolInfo>(`${poolUrl}/v1/info`, token, 'set SSSD_POOL_TOKEN or --token');
+          report = await runSoak({ poolUrl, token, seconds, concurrency, seed, maxTokens, vocabSize: info.model.vocabSize, contextLength: info.model.contextLength, stop: stop.signal });
+        } else {
+          const edgeUrl = parseUrlFlag('--edge', flags.edge!);
+          const key = flags.key ?? process.env.SSSD_API_KEY;
+          if (!key) throw new CliError('soak: --edge needs an API key: --key or SSSD_API_KEY');
+          const models = await getJson<{ data: Array<{ id: string }> }>(`${edgeUrl}/v1/models`, key, 'check --key or SSSD_API_KEY');
+          const model = models.data[0]?.id;
+          if (!model) throw new CliError(`soak: ${edgeUrl}/v1/models lists no model`);
+          report = await runEdgeSoak({ edgeUrl, key, seconds, concurrency, seed, maxTokens, model, leaseSeconds, stop: stop.signal });
+        }
+      } finally {
+        process.off('SIGINT', onInterrupt);
       }
-      process.off('SIGINT', onInterrupt);
       process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatSoakReport(report)}\n`);
       // A violation is the finding, interrupted or not; an interrupted clean run is not a full one.
       if (report.violationCount > 0) process.exitCode = 1;

@@ -198,15 +198,28 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   return { config, weights: { tokenEmbedding, layers, finalNorm, classifier }, sha256: hash.digest('hex') };
 }
 
-/** Writes canonical weights as an HF Llama directory (config.json + model.safetensors). */
 /**
- * The chat template a Hugging Face folder declares (`tokenizer_config.json`'s
- * `chat_template`, Jinja), or null. The pool renders chats with its own
+ * The chat template a Hugging Face folder declares (`chat_template.jinja`,
+ * `chat_template.json`'s `chat_template`, as newer transformers save it, or
+ * `tokenizer_config.json`'s), or null. The pool renders chats with its own
  * (docs/chat-template.md); a chat-tuned model would see none of its role
  * markers, so the pool says so at start.
  */
 export async function declaredChatTemplate(dir: string): Promise<string | null> {
-  const file = path.join(dir, 'tokenizer_config.json');
+  const jinja = path.join(dir, 'chat_template.jinja');
+  if (existsSync(jinja)) {
+    const text = await readFile(jinja, 'utf8').catch(() => '');
+    if (text.trim() !== '') return text;
+  }
+  for (const name of ['chat_template.json', 'tokenizer_config.json']) {
+    const found = await templateIn(path.join(dir, name));
+    if (found !== null) return found;
+  }
+  return null;
+}
+
+/** The `chat_template` of a JSON file, if it exists and holds one. */
+async function templateIn(file: string): Promise<string | null> {
   if (!existsSync(file)) return null;
   try {
     const config = JSON.parse(await readFile(file, 'utf8')) as { chat_template?: unknown };
@@ -219,6 +232,7 @@ export async function declaredChatTemplate(dir: string): Promise<string | null> 
   }
 }
 
+/** Writes canonical weights as an HF Llama directory (config.json + model.safetensors). */
 export async function writeHfCheckpoint(dir: string, config: ModelConfig, weights: ModelWeights): Promise<void> {
   await mkdir(dir, { recursive: true });
   const { dim, hiddenDim, nHeads, nKvHeads, headDim, vocabSize } = config;

@@ -10,7 +10,7 @@
  * for it.
  */
 
-/** Tenants whose share is kept; past it, those with nothing running are forgotten (and rejoin at the back). */
+/** Tenants whose share is kept; past it, those with nothing running are forgotten (one still waiting then goes first among its equals). */
 export const MAX_TRACKED_TENANTS = 4096;
 
 interface Share {
@@ -55,9 +55,10 @@ export class FairShares {
       if (tenant === previous) continue;
       previous = tenant;
       const share = this.tenants.get(tenant);
-      // Forgotten while it waited (past maxTracked): as if it queued now.
+      // Forgotten while it waited (past maxTracked): first among its equals. As if queued now, it would
+      // stay behind every tenant served since, on every call, for ever; there are at most maxQueued such.
       const running = share?.running ?? 0;
-      const last = share?.lastAdmitted ?? this.admissions + 0.5;
+      const last = share?.lastAdmitted ?? -1;
       if (running < fewest || (running === fewest && last < longestAgo)) {
         best = i;
         fewest = running;

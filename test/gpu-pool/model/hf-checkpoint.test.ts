@@ -155,6 +155,9 @@ describe('Hugging Face checkpoints', () => {
       expect(await declaredChatTemplate(dir)).toBe(jinja);
       writeFileSync(path.join(dir, 'tokenizer_config.json'), '{ not json');
       expect(await declaredChatTemplate(dir)).toBeNull();
+      // Where newer transformers save it.
+      writeFileSync(path.join(dir, 'chat_template.jinja'), jinja);
+      expect(await declaredChatTemplate(dir)).toBe(jinja);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -50,6 +50,25 @@ describe('fair shares of batch rows between tenants', () => {
     expect(order.indexOf('x')).toBe(0);
   });
 
+  it('never leave a tenant forgotten while it waited (past the bound) behind a busy one for ever', () => {
+    const shares = new FairShares(2);
+    shares.queued('x');
+    shares.queued('w');
+    // A third tenant past the bound of 2: the idle shares go, w's with it, while w still waits.
+    shares.queued('p');
+    const queue = [{ tenant: 'x' }, { tenant: 'w' }, ...Array.from({ length: 8 }, () => ({ tenant: 'x' }))];
+    shares.queued('x');
+    const order: string[] = [];
+    while (queue.length > 0) {
+      const [next] = queue.splice(shares.next(queue), 1);
+      shares.started(next.tenant);
+      shares.ended(next.tenant);
+      order.push(next.tenant);
+    }
+    // As if queued anew at every turn, w came after all nine of x's (x served just before each look).
+    expect(order.indexOf('w')).toBeLessThanOrEqual(1);
+  });
+
   it('keep a bounded number of tenants: past it the idle ones are forgotten, never one with a row running', () => {
     const shares = new FairShares(8);
     shares.queued('busy');
