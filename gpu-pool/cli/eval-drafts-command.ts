@@ -7,6 +7,7 @@
  * (temperature, top_p, seed), which is what the pool emits for it.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -105,6 +106,13 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
     throw new CliError(`method ${tableMethod} needs the next-token table: --datastore FILE (its FILE.next-tokens) or --next-tokens FILE`);
   }
 
+  // Files named found now, not after the continuations have been computed (minutes, on a larger model).
+  const named: Array<[string, string | undefined]> = [
+    ['--datastore', flags.datastore],
+    ['--datastore-corpus', flags.datastoreCorpus],
+    ['--next-tokens', flags.nextTokens === 'none' ? undefined : flags.nextTokens],
+  ];
+  for (const [flag, file] of named) if (file !== undefined && !existsSync(file)) throw new CliError(`${flag} not found: ${file}`);
   const tokenizer = await readTokenizerFile(flags.tokenizer);
   const model = await loadModel(flags.model);
   checkTokenizerFits(tokenizer, model, flags.tokenizer);

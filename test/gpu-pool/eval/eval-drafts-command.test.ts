@@ -107,5 +107,9 @@ describe('sssd eval-drafts', () => {
     const noTable = await run(process.execPath, args(['--methods', 'table-chain']), { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
     expect((noTable as { code: number }).code).toBe(2);
     expect((noTable as { stderr: string }).stderr).toMatch(/table-chain needs the next-token table/);
+    // A datastore path with a typo is named before the model runs, not after the continuations.
+    const typo = await run(process.execPath, args(['--methods', 'context+datastore', '--datastore', '/nonexistent/d.sssd-ds']), { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
+    expect((typo as { code: number }).code).toBe(2);
+    expect((typo as { stderr: string }).stderr).toMatch(/^sssd: --datastore not found: \/nonexistent\/d\.sssd-ds/);
   });
 });
