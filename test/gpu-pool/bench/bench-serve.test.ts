@@ -210,15 +210,20 @@ describe('bench-serve', () => {
   it('says what failed and exits 1, with no ratio for a level that had failures (it printed figures and exited 0)', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'bench-fail-'));
     const workload = path.join(dir, 'w.jsonl');
-    writeFileSync(workload, '{"user":"u","prompt":"Hi","max_tokens":8,"temperature":5}\n');
+    // A pool that holds fewer tokens than the request needs refuses each (the workload's own check now refuses what
+    // every pool would, such as a temperature of 5, before the run).
+    writeFileSync(workload, '{"user":"u","prompt":"Once upon a time, there was a little dog.","max_tokens":8}\n');
+    const small = await startPool(['--max-total-tokens', '8']);
     const cli = path.join(repoRoot, 'bin/sssd.mjs');
-    const failed = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workload, '--concurrency', '1,1', '--methods', 'off,sssd,off', '--limit', '1'], {
-      env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
-    }).catch((e: { code: number; stdout: string; stderr: string }) => e);
+    const failed = await run(process.execPath, [cli, 'bench-serve', '--pool', small.url, '--workload', workload, '--concurrency', '1,1', '--methods', 'off,sssd,off', '--limit', '1'], {
+      env: { ...process.env, SSSD_POOL_TOKEN: small.token },
+    })
+      .catch((e: { code: number; stdout: string; stderr: string }) => e)
+      .finally(() => small.stop());
     rmSync(dir, { recursive: true, force: true });
     const { code, stdout, stderr } = failed as { code: number; stdout: string; stderr: string };
     expect(code).toBe(1);
-    expect(stderr).toMatch(/requests failed .*\nconcurrency 1, off: 4 failed: .*temperature/s);
+    expect(stderr).toMatch(/requests failed .*\nconcurrency 1, off: 4 failed: .*this pool holds at most 8/s);
     // One row per method and level, even when named twice; no ratio where requests failed.
     const rows = stdout.split('\n').filter((l) => /^1 +(off|sssd) /.test(l));
     expect(rows).toHaveLength(2);
