@@ -8,6 +8,8 @@ import type { FinishReason } from '../../shared/protocol';
 
 export interface FinishedGeneration {
   id: string;
+  /** Its tenant as admission knew it (the edge's hash), null when it named none: whose queue wait a line is. */
+  tenant: string | null;
   speculation: string;
   temperature: number;
   finishReason: FinishReason;
@@ -33,6 +35,8 @@ export function requestLogLine(g: FinishedGeneration, at: Date = new Date()): st
     time: at.toISOString(),
     event: 'request',
     id: g.id,
+    // 12 characters of the hash tell tenants apart in a log, as the pool's other hash prefixes do.
+    tenant: g.tenant === null ? null : g.tenant.slice(0, 12),
     speculation: g.speculation,
     temperature: g.temperature,
     finishReason: g.finishReason,

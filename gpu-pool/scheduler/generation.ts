@@ -214,6 +214,7 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   finishedSummary(finishReason: FinishedGeneration['finishReason']): FinishedGeneration {
     return {
       id: this.id,
+      tenant: this.request.tenant ?? null,
       speculation: this.request.speculation,
       temperature: this.request.sampling.temperature,
       finishReason,

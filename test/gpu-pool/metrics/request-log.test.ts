@@ -7,13 +7,13 @@ describe('request log line', () => {
   it('is one JSON object with times rounded to 0.1 ms and the tokens per step', () => {
     const line = requestLogLine(
       {
-        id: 'r1', speculation: 'sssd', temperature: 0, finishReason: 'length', promptTokens: 12, cachedPromptTokens: 0, completionTokens: 60,
+        id: 'r1', tenant: '5d41402abc4b2a76b9719d911017c592', speculation: 'sssd', temperature: 0, finishReason: 'length', promptTokens: 12, cachedPromptTokens: 0, completionTokens: 60,
         queueMs: 0.04321, timeToFirstTokenMs: 1.26, durationMs: 20.049, steps: 12, drafts: 11, draftTokens: 150, acceptedTokens: 48,
       },
       new Date('2026-12-04T08:00:00Z'),
     );
     expect(JSON.parse(line)).toEqual({
-      time: '2026-12-04T08:00:00.000Z', event: 'request', id: 'r1', speculation: 'sssd', temperature: 0, finishReason: 'length',
+      time: '2026-12-04T08:00:00.000Z', event: 'request', id: 'r1', tenant: '5d41402abc4b', speculation: 'sssd', temperature: 0, finishReason: 'length',
       promptTokens: 12, cachedPromptTokens: 0, completionTokens: 60, queueMs: 0, timeToFirstTokenMs: 1.3, durationMs: 20,
       steps: 12, drafts: 11, draftTokens: 150, acceptedTokens: 48, tokensPerStep: 5,
     });
@@ -35,7 +35,7 @@ describe('sssd pool --log-requests', () => {
 
   it('logs a finished generation with its figures, and a cancelled one, without their tokens', async () => {
     const prompt = [1, 403, 407, 261, 378, 432, 383, 286, 261];
-    const r = await generate(pool, { id: 'logged-1', promptIds: prompt, maxTokens: 40, speculation: 'sssd' });
+    const r = await generate(pool, { id: 'logged-1', promptIds: prompt, maxTokens: 40, speculation: 'sssd', tenant: 'b94d27b9934d3e08a52e52d7da7dabfa' });
     expect(r.ids).toHaveLength(40);
 
     const res = await fetch(`${pool.url}/v1/generate`, {
@@ -54,7 +54,7 @@ describe('sssd pool --log-requests', () => {
 
     const lines = logged();
     const first = lines.find((l) => l.id === 'logged-1');
-    expect(first).toMatchObject({ event: 'request', speculation: 'sssd', temperature: 0, finishReason: 'length', promptTokens: prompt.length, completionTokens: 40 });
+    expect(first).toMatchObject({ event: 'request', tenant: 'b94d27b9934d', speculation: 'sssd', temperature: 0, finishReason: 'length', promptTokens: prompt.length, completionTokens: 40 });
     expect(first!.steps as number).toBeLessThanOrEqual(40);
     expect(first!.timeToFirstTokenMs as number).toBeGreaterThan(0);
     expect(first!.durationMs as number).toBeGreaterThanOrEqual(first!.timeToFirstTokenMs as number);

@@ -96,6 +96,7 @@ export interface GenerateBody {
   useDatastore?: boolean;
   trie?: string;
   cacheSalt?: string;
+  tenant?: string;
   contributeToDatastore?: boolean;
   predictionIds?: number[];
 }
