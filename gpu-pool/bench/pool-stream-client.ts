@@ -9,8 +9,8 @@
  * between every two requests at concurrency 1, where the pool waits for the
  * next one, and on the cores the pool shares at every level.
  */
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { requestTo, sharedAgent } from './http-client';
 import type { z } from 'zod';
 import type { generateRequestSchema, PoolEvent, SpeculationUsage } from '../../shared/protocol';
 import { readPoolEvents } from '../../shared/pool-event-stream';
@@ -40,17 +40,14 @@ export interface GenerationHooks {
   freshTrie?: (outputIds: readonly number[]) => Promise<string | undefined>;
 }
 
-/** One agent for every generation (one per scheme: a pool behind TLS is https): connections are reused, and as many open as generations run at once. */
-const agents = { http: new http.Agent({ keepAlive: true, maxSockets: Infinity }), https: new https.Agent({ keepAlive: true, maxSockets: Infinity }) };
-
 /** POSTs a JSON body; resolves with the response once its head has arrived. */
 function postJson(url: string, token: string | null, body: unknown): Promise<IncomingMessage> {
   const payload = Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
-    const secure = url.startsWith('https:');
-    const req = (secure ? https : http).request(url, {
+    const req = requestTo(url, {
       method: 'POST',
-      agent: secure ? agents.https : agents.http,
+      // One agent for every generation: connections are reused, and as many open as generations run at once.
+      agent: sharedAgent(url),
       headers: {
         'content-type': 'application/json',
         'content-length': payload.length,

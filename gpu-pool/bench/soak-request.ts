@@ -3,13 +3,11 @@
  * up after a while, or one that sends half its body and then goes away.
  * Never rejects: a connection that failed or was cut is status 0.
  */
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
+import { keepAliveAgent, requestTo } from './http-client';
 
 /** A keep-alive agent for the soak's address: https for a deployed Worker (always https), http for a local one. */
-export function soakAgent(baseUrl: string): http.Agent {
-  return baseUrl.startsWith('https:') ? new https.Agent({ keepAlive: true, maxSockets: Infinity }) : new http.Agent({ keepAlive: true, maxSockets: Infinity });
-}
+export const soakAgent = keepAliveAgent;
 
 /**
  * A server that sends nothing for this long has hung: the reply is cut and
@@ -63,7 +61,7 @@ export function soakRequest(
     const bytes = body === null ? null : Buffer.isBuffer(body) ? body : Buffer.from(body);
     let req: http.ClientRequest;
     try {
-      req = (url.startsWith('https:') ? https : http).request(url, { method, agent, headers: { ...headers, ...(bytes ? { 'content-length': String(bytes.length) } : {}) } });
+      req = requestTo(url, { method, agent, headers: { ...headers, ...(bytes ? { 'content-length': String(bytes.length) } : {}) } });
     } catch {
       // A URL the client cannot take (a bad port): as a failed connection, never a throw.
       done(cut());

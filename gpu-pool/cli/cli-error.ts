@@ -19,9 +19,14 @@ export class CliError extends Error {
  * names its role ("workload", "corpus").
  */
 export function unreadableFile(what: string, file: string, err: unknown): CliError {
+  return new CliError(unreadableFileMessage(what, file, err));
+}
+
+/** unreadableFile's words, for an error class of another kind (the next-token table's). */
+export function unreadableFileMessage(what: string, file: string, err: unknown): string {
   const code = (err as NodeJS.ErrnoException | null)?.code;
-  if (code === 'ENOENT') return new CliError(`${what} not found: ${file}`);
-  if (code === 'EISDIR') return new CliError(`${what} ${file} is a folder; name a file`);
-  if (code === 'EACCES' || code === 'EPERM') return new CliError(`${what} ${file} cannot be read: permission denied`);
-  return new CliError(`cannot read ${what} ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  if (code === 'ENOENT') return `${what} not found: ${file}`;
+  if (code === 'EISDIR') return `${what} ${file} is a folder; name a file`;
+  if (code === 'EACCES' || code === 'EPERM') return `${what} ${file} cannot be read: permission denied`;
+  return `cannot read ${what} ${file}: ${err instanceof Error ? err.message : String(err)}`;
 }

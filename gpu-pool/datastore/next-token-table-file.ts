@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { NextTokenTable, type NextTokenTableArrays } from '../../shared/drafting/next-token-table';
 import { SequentialReader, writeFileAtomically, writeFully } from './sequential-file';
-import { unreadableFile } from '../cli/cli-error';
+import { unreadableFileMessage } from '../cli/cli-error';
 
 const MAGIC = 'SSSDNTT1';
 export const NEXT_TOKEN_FILE_VERSION = 1;
@@ -140,7 +140,7 @@ export async function nextTokenTableCorpusPositions(file: string): Promise<numbe
 
 export async function readNextTokenTable(file: string, expect: NextTokenExpectations = {}): Promise<NextTokenTable> {
   const handle = await open(file, 'r').catch((err: unknown) => {
-    throw new NextTokenFileError(unreadableFile('next-token table', file, err).message);
+    throw new NextTokenFileError(unreadableFileMessage('next-token table', file, err));
   });
   // A folder opens on Linux; only its read fails, with Node's words and no name.
   if ((await handle.stat()).isDirectory()) {
