@@ -105,6 +105,8 @@ export async function openGeneration(
           throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
         }
         hint(event.retryAfterMs || undefined);
+        // A queued generation that gave its place to another tenant's (the pool's fair share of a full queue).
+        if (event.code === 'busy') lastBusy = event.message;
         failed = true;
         failedReason = `${event.code}: ${event.message.slice(0, 120)}`;
         break;

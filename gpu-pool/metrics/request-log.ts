@@ -12,7 +12,8 @@ export interface FinishedGeneration {
   tenant: string | null;
   speculation: string;
   temperature: number;
-  finishReason: FinishReason;
+  /** `displaced`: it gave its place in the queue to another tenant's generation before it ran (its stream said busy). */
+  finishReason: FinishReason | 'displaced';
   promptTokens: number;
   cachedPromptTokens: number;
   completionTokens: number;

@@ -82,3 +82,44 @@ export class FairShares {
     if (share && share.running > 0) share.running--;
   }
 }
+
+/**
+ * The queue's fair share, when the pool is full: the queued generations that
+ * give their places (and reservations) to a request of `tenant`, or null
+ * when it is refused. A place goes from the tenant with the most queued,
+ * its newest first, and only while that tenant keeps at least as many
+ * queued as `tenant` will hold: so one tenant's flood fills the queue only
+ * until another tenant asks, and a full queue refuses a tenant no sooner
+ * than the others. Callers that name no tenant are one tenant here too.
+ * Per refused request, one pass over the queue; never per step.
+ */
+export function queuePlacesFor<G extends { readonly tenant: string; readonly reservedTokens: number }>(
+  tenant: string,
+  reserved: number,
+  queue: readonly G[],
+  free: { freePlaces: number; freeTokens: number },
+): G[] | null {
+  let places = free.freePlaces;
+  let tokens = free.freeTokens;
+  if (places >= 1 && tokens >= reserved) return [];
+  const byTenant = new Map<string, G[]>();
+  for (const gen of queue) {
+    const own = byTenant.get(gen.tenant);
+    if (own) own.push(gen);
+    else byTenant.set(gen.tenant, [gen]);
+  }
+  const mine = byTenant.get(tenant)?.length ?? 0;
+  byTenant.delete(tenant);
+  const given: G[] = [];
+  while (places < 1 || tokens < reserved) {
+    let most: G[] | null = null;
+    for (const own of byTenant.values()) if (most === null || own.length > most.length) most = own;
+    // Past this, the newcomer's tenant would hold more queued than the one giving way.
+    if (most === null || most.length < mine + 2) return null;
+    const gen = most.pop() as G;
+    given.push(gen);
+    places++;
+    tokens += gen.reservedTokens;
+  }
+  return given;
+}

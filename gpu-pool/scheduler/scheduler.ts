@@ -34,7 +34,7 @@ import { PrefixReuse } from './prefix-reuse';
 import { PassRecovery, type StepInput } from './pass-recovery';
 import { RowDrafting, type DraftingTally } from './row-drafting';
 import { CHAIN_METHOD, StepPlanner, type StepPlan } from './step-plan';
-import { FairShares } from './fair-shares';
+import { FairShares, queuePlacesFor } from './fair-shares';
 
 export interface SchedulerLimits {
   /** Rows in the running batch. */
@@ -273,7 +273,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       throw new AdmissionError('bad_request', `request needs ${reserved} tokens; this pool holds at most ${limits.maxTotalTokens}`);
     }
     const fitsNow = this.active.length + this.queue.length < limits.maxActive + limits.maxQueued;
-    if (!fitsNow || this.reservedTokens + reserved > limits.maxTotalTokens) {
+    const tokensFit = this.reservedTokens + reserved <= limits.maxTotalTokens;
+    // Full: the place may be another tenant's, one that queued more than its share (fair-shares.ts, queuePlacesFor).
+    const displaced = fitsNow && tokensFit ? [] : queuePlacesFor(request.tenant ?? '', reserved, this.queue, {
+      freePlaces: limits.maxActive + limits.maxQueued - this.active.length - this.queue.length,
+      freeTokens: limits.maxTotalTokens - this.reservedTokens,
+    });
+    if (displaced === null) {
       this.options.metrics.rejected.inc({ reason: 'busy' });
       const full = !fitsNow
         ? `all ${limits.maxActive} running and ${limits.maxQueued} queued places are taken`
@@ -318,6 +324,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       this.options.metrics.resumedGenerations.inc();
       this.options.metrics.resumedOutputTokens.inc(resumed);
     }
+    for (const other of displaced) this.displace(other);
     this.reservedTokens += reserved;
     this.options.metrics.reservedTokens.set(this.reservedTokens);
     this.byId.set(request.id, gen);
@@ -348,6 +355,45 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     // Running: dropped at the start of the next iteration (within one step).
     return true;
+  }
+
+  /**
+   * Ends a queued generation that gives its place to another tenant's (the
+   * queue's fair share): its stream says busy, with a retry hint, as a
+   * refusal at the door would have; the edge tries another pool. Counted
+   * with the refusals (`displaced`), not with the finished requests: it
+   * never ran.
+   */
+  private displace(gen: Generation<S>): void {
+    const q = this.queue.indexOf(gen);
+    if (q === -1 || gen.finished) return;
+    this.queue.splice(q, 1);
+    gen.finished = true;
+    this.byId.delete(gen.id);
+    this.reservedTokens -= gen.reservedTokens;
+    const { metrics } = this.options;
+    metrics.reservedTokens.set(this.reservedTokens);
+    metrics.waiting.set(this.queue.length);
+    metrics.rejected.inc({ reason: 'displaced' });
+    if (gen.drafter?.release) releaseQuietly(gen.drafter);
+    try {
+      gen.sink.send({
+        type: 'error',
+        code: 'busy',
+        message: "the pool is at capacity and this generation's place in the queue went to another tenant's, which had fewer queued; retry after the time given",
+        retryAfterMs: this.retryAfterMs(),
+      });
+      gen.sink.end();
+    } catch (err) {
+      process.stderr.write(`pool: could not end generation ${gen.id}: ${(err as Error).message}\n`);
+    }
+    if (this.options.onFinished) {
+      try {
+        this.options.onFinished(gen.finishedSummary('displaced'));
+      } catch (err) {
+        process.stderr.write(`pool: request log failed for ${gen.id}: ${(err as Error).message}\n`);
+      }
+    }
   }
 
   /**

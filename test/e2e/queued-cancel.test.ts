@@ -90,6 +90,38 @@ describe("one tenant's flood", () => {
   });
 });
 
+describe("one tenant's flood that fills the queue", () => {
+  it("gives its newest place to another tenant's request, whose client is answered, not refused", async () => {
+    const flood = new AbortController();
+    // One row and 64 queued places: all of them the flood's.
+    const fillers = fill(65, 'flooding', flood.signal).map((reply) => reply.catch(() => ''));
+    for (let i = 0; i < 200 && (await metricValue(pool, 'vllm:num_requests_waiting')) < 64; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBe(64);
+    // Full: the flood's own next request is refused (it takes no place from anyone).
+    const more = await fetch(`${pool.url}/v1/generate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'flood-more', promptIds: [1, 403], maxTokens: 4, speculation: 'off', tenant: await poolTenant('flooding') }),
+    });
+    expect(more.status).toBe(503);
+    await more.text();
+    const displacedBefore = await metricValue(pool, 'sssd_pool_rejected_requests_total', 'reason="displaced"');
+    const res = await complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 8, temperature: 0 });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { choices: Array<{ finish_reason: string }> }).choices[0].finish_reason).toBe('length');
+    expect(await metricValue(pool, 'sssd_pool_rejected_requests_total', 'reason="displaced"')).toBe(displacedBefore + 1);
+    // The flood's newest generation gave way: its stream ended with a busy error and a retry hint, before any token.
+    const ended = await Promise.race([Promise.any(fillers.map(async (reply) => ((await reply).includes('"type":"error"') ? reply : Promise.reject()))), new Promise<string>((r) => setTimeout(() => r(''), 5000))]);
+    const events = (await ended).trim().split('\n').map((line) => JSON.parse(line) as { type: string; code?: string; retryAfterMs?: number });
+    expect(events.every((e) => e.type === 'queued' || e.type === 'error')).toBe(true);
+    expect(events.at(-1)).toMatchObject({ type: 'error', code: 'busy' });
+    expect(events.at(-1)?.retryAfterMs).toBeGreaterThan(0);
+    flood.abort();
+    await Promise.allSettled(fillers);
+    for (let i = 0; i < 100 && (await metricValue(pool, 'vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  });
+});
+
 describe('a client that leaves while its generation is queued', () => {
   for (const stream of [false, true]) {
     it(`has it cancelled at the pool while the queue ahead of it still waits (${stream ? 'streamed' : 'whole'})`, async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FairShares } from '../../../gpu-pool/scheduler/fair-shares';
+import { FairShares, queuePlacesFor } from '../../../gpu-pool/scheduler/fair-shares';
 
 /** Admits from `queue` (tenant names, oldest first) until it is empty, each run ending before the next starts; the order of admission. */
 function drain(shares: FairShares, queue: string[]): string[] {
@@ -79,5 +79,51 @@ describe('fair shares of batch rows between tenants', () => {
     const queue = [{ tenant: 'busy' }, { tenant: 'fresh' }];
     for (const q of queue) shares.queued(q.tenant);
     expect(queue[shares.next(queue)].tenant).toBe('fresh');
+  });
+});
+
+/** A queue of tenants' generations (oldest first), each reserving `tokens`. */
+function queueOf(tenants: string, tokens = 10): Array<{ tenant: string; reservedTokens: number; at: number }> {
+  return [...tenants].map((tenant, at) => ({ tenant, reservedTokens: tokens, at }));
+}
+
+describe("fair shares of a full queue's places between tenants", () => {
+  it('take nothing while a place and the tokens are free', () => {
+    expect(queuePlacesFor('b', 10, queueOf('aaaa'), { freePlaces: 1, freeTokens: 10 })).toEqual([]);
+  });
+
+  it("give a newcomer the newest place of the tenant with the most queued, not the oldest", () => {
+    const queue = queueOf('aaabaaccc');
+    const given = queuePlacesFor('d', 10, queue, { freePlaces: 0, freeTokens: 1000 });
+    expect(given?.map((g) => g.at)).toEqual([5]);
+  });
+
+  it("refuse a tenant once it would hold as many queued as the one giving way", () => {
+    // a: 3 queued, b: 1. b's second takes a's newest (a keeps 2, b holds 2); its third is refused (a would keep 1 against b's 3).
+    expect(queuePlacesFor('b', 10, queueOf('aaab'), { freePlaces: 0, freeTokens: 1000 })?.map((g) => g.at)).toEqual([2]);
+    expect(queuePlacesFor('b', 10, queueOf('aabb'), { freePlaces: 0, freeTokens: 1000 })).toBeNull();
+    // The flooding tenant itself never takes a place from anyone.
+    expect(queuePlacesFor('a', 10, queueOf('aaab'), { freePlaces: 0, freeTokens: 1000 })).toBeNull();
+  });
+
+  it('treat callers that name no tenant as one tenant', () => {
+    expect(queuePlacesFor('', 10, queueOf('aa'), { freePlaces: 0, freeTokens: 1000 })?.map((g) => g.at)).toEqual([1]);
+    const shared = [{ tenant: '', reservedTokens: 10 }, { tenant: '', reservedTokens: 10 }];
+    expect(queuePlacesFor('', 10, shared, { freePlaces: 0, freeTokens: 1000 })).toBeNull();
+  });
+
+  it('take as many places as free the tokens asked for, or none at all', () => {
+    // 25 tokens short: three of a's 10-token reservations, the newest first.
+    const queue = queueOf('aaaaaa');
+    expect(queuePlacesFor('b', 30, queue, { freePlaces: 5, freeTokens: 5 })?.map((g) => g.at)).toEqual([5, 4, 3]);
+    // More than a's share could give (it must keep at least 2 to b's 1): refused, and nothing taken.
+    expect(queuePlacesFor('b', 100, queue, { freePlaces: 5, freeTokens: 5 })).toBeNull();
+    expect(queue).toHaveLength(6);
+  });
+
+  it('take from the tenants in turn as their counts even out', () => {
+    const given = queuePlacesFor('z', 40, queueOf('aaaabbbbb'), { freePlaces: 0, freeTokens: 0 });
+    // b (5), then a or b at 4 each, then the other: never one tenant drained while another keeps more.
+    expect(given?.map((g) => g.tenant).sort()).toEqual(['a', 'b', 'b', 'a'].sort());
   });
 });
