@@ -21,6 +21,8 @@ export interface UpOptions {
   poolPort?: number | string;
   edgePort?: number | string;
   verbose?: boolean;
+  /** Flags for the pool beyond those `up` sets itself (given after `--`). */
+  poolFlags?: string[];
 }
 
 function portFrom(value: number | string | undefined, fallback: number, name: string): number {
@@ -174,12 +176,39 @@ export function watchAnswers(url: string, gone: (why: string) => void, timing = 
   timer.unref();
 }
 
+/** The pool flags `up` sets itself, and what sets them in `up` instead. */
+const FLAGS_OF_UP: Readonly<Record<string, string>> = {
+  '--model': "up's --model or SSSD_MODEL",
+  '--tokenizer': "up's --tokenizer or SSSD_TOKENIZER",
+  '--datastore': "up's --datastore or SSSD_DATASTORE",
+  '--port': "up's --pool-port or SSSD_POOL_PORT",
+};
+
+/**
+ * The pool flags given after `--`, as they are; the pool checks them itself
+ * (a bad one stops the stack with its words). Those `up` sets itself are
+ * refused by name, rather than given twice with the later one winning.
+ */
+export function checkPoolFlags(flags: readonly string[]): string[] {
+  // A value may follow its flag; the first word must be a flag (`sssd up 16` is a slip, not a pool flag).
+  if (flags.length > 0 && !flags[0].startsWith('-')) {
+    throw new CliError(`"${flags[0]}" after -- is not a pool flag; give the pool's flags there, e.g. sssd up -- --max-active 16 (see sssd pool --help).`);
+  }
+  for (const flag of flags) {
+    const name = flag.split('=')[0];
+    const instead = FLAGS_OF_UP[name];
+    if (instead) throw new CliError(`${name} after -- is set by sssd up itself; use ${instead}.`);
+  }
+  return [...flags];
+}
+
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
   const edgeVars = edgeVarsFrom(env);
   // Checked before anything starts, as the edge's vars are.
   edgeDevtoolsFromEnv(env.SSSD_EDGE_DEVTOOLS);
   const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
+  const poolFlags = checkPoolFlags(opts.poolFlags ?? []);
   const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, opts.poolPort !== undefined ? '--pool-port' : 'SSSD_POOL_PORT');
   const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, opts.edgePort !== undefined ? '--edge-port' : 'SSSD_EDGE_PORT');
   // Another service on our port would answer the readiness checks in our place (the pool, the edge's).
@@ -247,6 +276,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
       // Local KV lives in .wrangler/state unless SSSD_EDGE_STATE points elsewhere.
       persistTo: env.SSSD_EDGE_STATE || undefined,
       vars: edgeVars,
+      extraArgs: poolFlags,
       echo: opts.verbose ? log : undefined,
     });
   } catch (err) {

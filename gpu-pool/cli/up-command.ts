@@ -13,7 +13,10 @@ export function register(program: Command): void {
     .option('--pool-port <port>', 'pool port (default: SSSD_POOL_PORT or 8788)')
     .option('--edge-port <port>', 'edge port (default: SSSD_EDGE_PORT or 8787)')
     .option('--verbose', 'echo the pool and edge output')
-    .action(async (opts: { model?: string; tokenizer?: string; datastore?: string; poolPort?: number; edgePort?: number; verbose?: boolean }) => {
-      await runUp(opts);
+    // `sssd up --max-active 16` is the likely slip: say where the pool's flags go.
+    .showHelpAfterError("(the pool's own flags go after --, e.g. sssd up -- --max-active 16; add --help for usage)")
+    .argument('[pool-flags...]', "after --, flags for the pool (see sssd pool --help), e.g. sssd up -- --max-active 16 --log-requests; npm start -- -- --max-active 16")
+    .action(async (poolFlags: string[], opts: { model?: string; tokenizer?: string; datastore?: string; poolPort?: number; edgePort?: number; verbose?: boolean }) => {
+      await runUp({ ...opts, poolFlags });
     });
 }

@@ -26,9 +26,9 @@ interface RunningUp {
 }
 
 /** Spawns `sssd up` on free ports with `env` added, its output collected. */
-async function spawnUp(env: Record<string, string>): Promise<RunningUp> {
+async function spawnUp(env: Record<string, string>, args: string[] = []): Promise<RunningUp> {
   const [edgePort, poolPort] = [await freePort(), await freePort()];
-  const up = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up'], {
+  const up = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', ...args], {
     cwd: repoRoot,
     env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -43,7 +43,8 @@ async function spawnUp(env: Record<string, string>): Promise<RunningUp> {
 
 /** Starts `sssd up` on free ports and waits for its "Ctrl-C stops both" line. */
 async function startUp(): Promise<RunningUp> {
-  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1' });
+  // A pool flag after --: the pool takes it (checked on /healthz below).
+  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1' }, ['--', '--max-total-tokens', '123456']);
   const { up } = started;
   const output = started.output;
   const deadline = Date.now() + 110_000;
@@ -69,6 +70,7 @@ describe('sssd up', () => {
     });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(8);
+    expect(((await (await fetch(`http://127.0.0.1:${poolPort}/healthz`)).json()) as { maxTotalTokens: number }).maxTotalTokens).toBe(123456);
     const page = await fetch(`http://127.0.0.1:${edgePort}/`);
     expect(await page.text()).toContain('SSSD edge demo');
 

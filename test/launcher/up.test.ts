@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { CliError } from '../../gpu-pool/cli/cli-error';
 import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
-import { defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers } from '../../launcher/up';
+import { checkPoolFlags, defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers } from '../../launcher/up';
 import { edgeDevtoolsFromEnv } from '../../launcher/stack';
 import { repoRoot } from '../../launcher/stack';
 import { models } from '../support/shared-data';
@@ -139,5 +139,14 @@ describe("sssd up's watch on its services", () => {
     expect(why.why).toMatch(/healthz/);
     for (const s of sockets) s.destroy();
     busy.close();
+  });
+});
+
+describe("the pool's flags after --", () => {
+  it('pass as given, and the ones sssd up sets itself are refused with what sets them instead', () => {
+    expect(checkPoolFlags(['--max-active', '16', '--log-requests'])).toEqual(['--max-active', '16', '--log-requests']);
+    expect(() => checkPoolFlags(['--port', '9000'])).toThrow(/--port after -- is set by sssd up itself; use up's --pool-port or SSSD_POOL_PORT/);
+    expect(() => checkPoolFlags(['--model=x.bin'])).toThrow(/--model after -- is set by sssd up itself; use up's --model or SSSD_MODEL/);
+    expect(() => checkPoolFlags(['16'])).toThrow(/"16" after -- is not a pool flag/);
   });
 });
