@@ -41,7 +41,8 @@ export function userToForget(search: string, bodyText: string): string | null {
   }
   if (fromQuery !== undefined && fromBody !== undefined) throw refused('user is given both in the query and in the body: send one.');
   const user = fromBody !== undefined ? fromBody : (fromQuery ?? null);
-  if (user !== null && user.length > MAX_USER_LENGTH) throw refused(`user is at most ${MAX_USER_LENGTH} characters.`);
+  // Characters as the completion routes count them (zod's max: code points), so every name they took can be forgotten.
+  if (user !== null && user.length > MAX_USER_LENGTH && [...user].length > MAX_USER_LENGTH) throw refused(`user is at most ${MAX_USER_LENGTH} characters.`);
   // As the completion routes: an empty name is the unnamed user.
   return user === '' ? null : user;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
+import { completionRequestSchema } from '../../edge/request-schema';
 import { userToForget } from '../../edge/user-to-forget';
 
 function refusal(search: string, body = ''): ApiError | null {
@@ -19,6 +20,15 @@ describe('the user DELETE /v1/user-cache forgets', () => {
     expect(userToForget('', '')).toBeNull();
     expect(userToForget('?user=', '')).toBeNull();
     expect(userToForget('?user', '')).toBeNull();
+  });
+
+  it('takes every name the completion routes take: 256 characters, emoji counted as one each as there', () => {
+    const emoji = '🙂'.repeat(256);
+    expect(completionRequestSchema.safeParse({ model: 'default', prompt: 'x', user: emoji }).success).toBe(true);
+    expect(userToForget(`?user=${encodeURIComponent(emoji)}`, '')).toBe(emoji);
+    expect(userToForget('', JSON.stringify({ user: emoji }))).toBe(emoji);
+    expect(refusal(`?user=${encodeURIComponent(emoji + '🙂')}`)?.message).toBe('user is at most 256 characters.');
+    expect(refusal(`?user=${'a'.repeat(257)}`)?.message).toBe('user is at most 256 characters.');
   });
 
   it('takes a JSON body {"user"}: a name with a lone surrogate, which no URL can carry, can be forgotten too', () => {
