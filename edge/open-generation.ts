@@ -54,79 +54,107 @@ export async function openGeneration(
   };
   // The pool that holds this tenant's prefixes of this prompt, unless it is much busier than another.
   const affinity = affinityKey(request.cacheSalt ?? '', request.promptIds);
-  for (const client of await picker.ordered(waitUntil, affinity)) {
-    if (signal?.aborted) throw cancelledError();
-    let events: AsyncGenerator<PoolEvent>;
-    // A pool known down (its health check failed), or not heard from since another went silent, is still tried
-    // but not waited on for the whole window; one that goes silent past it is noted (the others are doubted then).
-    const watch = new StallWatch(stallMs, signal, picker.doubted(client.baseUrl) ? Math.min(stallMs, DOWN_POOL_ANSWER_MS) : undefined, () =>
-      picker.noteStalled(client.baseUrl),
-    );
-    try {
-      events = watch.watch(await client.generate(request, watch.signal));
-      onAccepted?.();
-    } catch (err) {
-      watch.stop();
-      // The client left (or a sibling choice failed): the fetch failed for that, not for the pool.
+  // Set once a pool that took the generation in gave its place away (busy, before the first token): its client
+  // may already hold a started reply (a heartbeat, SSE comments), so the pools are tried again, after their hint,
+  // until then, rather than the client getting an error inside that 200.
+  let requeueUntil: number | null = null;
+  for (;;) {
+    for (const client of await picker.ordered(waitUntil, affinity)) {
       if (signal?.aborted) throw cancelledError();
-      if (err instanceof PoolRejectedError) {
-        throw new ApiError(400, `The inference pool rejected the request: ${err.message || err.status}`, 'invalid_request_error', 'pool_rejected');
-      }
-      if (err instanceof PoolMisdirectedError) {
-        picker.markMisdirected(client.baseUrl, err.message);
-        if (err.status === 421) checkModelSoon();
-        continue;
-      }
-      hint(err instanceof PoolUnavailableError ? err.retryAfterMs || undefined : undefined);
-      if (err instanceof PoolUnavailableError && err.poolMessage) lastBusy = err.poolMessage;
-      // Silent past its window (the watch aborted the fetch, and noted the pool as failed): said as such, not as "unreachable".
-      if (watch.didStall) {
-        picker.notePassedOver(client.baseUrl, `it did not answer within ${watch.windowSeconds} s`);
-        continue;
-      }
-      picker.markFailed(client.baseUrl);
-      picker.notePassedOver(client.baseUrl, passedOverReason(err));
-      continue;
-    }
-    // Read up to the first tokens (or the end): an error before that moves on.
-    const head: PoolEvent[] = [];
-    let failed = false;
-    let failedReason = 'its stream ended before the first token';
-    for (;;) {
-      const next = await events.next();
-      if (next.done) {
-        failed = true;
-        break;
-      }
-      const event = next.value;
-      if (event.type === 'error') {
-        if (event.code === 'bad_request') {
-          await events.return(undefined);
-          throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
+      let events: AsyncGenerator<PoolEvent>;
+      // A pool known down (its health check failed), or not heard from since another went silent, is still tried
+      // but not waited on for the whole window; one that goes silent past it is noted (the others are doubted then).
+      const watch = new StallWatch(stallMs, signal, picker.doubted(client.baseUrl) ? Math.min(stallMs, DOWN_POOL_ANSWER_MS) : undefined, () =>
+        picker.noteStalled(client.baseUrl),
+      );
+      try {
+        events = watch.watch(await client.generate(request, watch.signal));
+        onAccepted?.();
+      } catch (err) {
+        watch.stop();
+        // The client left (or a sibling choice failed): the fetch failed for that, not for the pool.
+        if (signal?.aborted) throw cancelledError();
+        if (err instanceof PoolRejectedError) {
+          throw new ApiError(400, `The inference pool rejected the request: ${err.message || err.status}`, 'invalid_request_error', 'pool_rejected');
         }
-        hint(event.retryAfterMs || undefined);
-        // A queued generation that gave its place to another tenant's (the pool's fair share of a full queue).
-        if (event.code === 'busy') lastBusy = event.message;
-        failed = true;
-        failedReason = `${event.code}: ${event.message.slice(0, 120)}`;
-        break;
+        if (err instanceof PoolMisdirectedError) {
+          picker.markMisdirected(client.baseUrl, err.message);
+          if (err.status === 421) checkModelSoon();
+          continue;
+        }
+        hint(err instanceof PoolUnavailableError ? err.retryAfterMs || undefined : undefined);
+        if (err instanceof PoolUnavailableError && err.poolMessage) lastBusy = err.poolMessage;
+        // Silent past its window (the watch aborted the fetch, and noted the pool as failed): said as such, not as "unreachable".
+        if (watch.didStall) {
+          picker.notePassedOver(client.baseUrl, `it did not answer within ${watch.windowSeconds} s`);
+          continue;
+        }
+        picker.markFailed(client.baseUrl);
+        picker.notePassedOver(client.baseUrl, passedOverReason(err));
+        continue;
       }
-      head.push(event);
-      if (event.type === 'tokens' || event.type === 'done') break;
+      // Read up to the first tokens (or the end): an error before that moves on.
+      const head: PoolEvent[] = [];
+      let failed = false;
+      let failedReason = 'its stream ended before the first token';
+      for (;;) {
+        const next = await events.next();
+        if (next.done) {
+          failed = true;
+          break;
+        }
+        const event = next.value;
+        if (event.type === 'error') {
+          if (event.code === 'bad_request') {
+            await events.return(undefined);
+            throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
+          }
+          hint(event.retryAfterMs || undefined);
+          // A queued generation that gave its place to another tenant's (the pool's fair share of a full queue).
+          if (event.code === 'busy') {
+            lastBusy = event.message;
+            requeueUntil ??= Date.now() + stallMs;
+          }
+          failed = true;
+          failedReason = `${event.code}: ${event.message.slice(0, 120)}`;
+          break;
+        }
+        head.push(event);
+        if (event.type === 'tokens' || event.type === 'done') break;
+      }
+      if (failed) {
+        await events.return(undefined);
+        if (head.length > 0) void client.cancel(request.id).catch(() => undefined);
+        if (signal?.aborted) throw cancelledError();
+        picker.notePassedOver(client.baseUrl, failedReason);
+        continue;
+      }
+      return { client, events: prepend(head, events) };
     }
-    if (failed) {
-      await events.return(undefined);
-      if (head.length > 0) void client.cancel(request.id).catch(() => undefined);
-      if (signal?.aborted) throw cancelledError();
-      picker.notePassedOver(client.baseUrl, failedReason);
-      continue;
-    }
-    return { client, events: prepend(head, events) };
+    const waitMs = Math.max(100, retryAfterMs ?? 2000);
+    if (requeueUntil === null || Date.now() + waitMs > requeueUntil) break;
+    if (!(await pause(waitMs, signal))) throw cancelledError();
+    retryAfterMs = null;
   }
   // The pool's words end "retry after the time given": the time is said once, here, as Retry-After gives it.
   const why = lastBusy ? ` (the last: ${lastBusy.replace(/; retry after the time given$/, '').slice(0, 200)})` : '';
   const retryS = (retryAfterMs ?? 2000) / 1000;
   throw new ApiError(503, `No inference pool can take the request now${why}; retry in ${retryAfterSeconds(retryS)} s.`, 'service_unavailable', 'pool_unavailable', null, retryS);
+}
+
+/** Waits `ms`; false when `signal` aborted first. */
+function pause(ms: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const done = (went: boolean): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(went);
+    };
+    const onAbort = (): void => done(false);
+    const timer = setTimeout(() => done(true), ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** Why a pool could not take a generation, in a few words for the log (busy, unreachable: the error's own message). */
