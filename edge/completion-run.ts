@@ -235,10 +235,10 @@ export class CompletionRun {
     };
   }
 
-  private async openOn(request: GenerateInput): Promise<void> {
+  private async openOn(request: GenerateInput, midReply = false): Promise<void> {
     const { deps } = this;
     try {
-      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs, this.markAccepted);
+      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs, this.markAccepted, midReply);
     } catch (err) {
       this.finish();
       throw err;
@@ -348,13 +348,14 @@ export class CompletionRun {
     console.warn(`edge: generation ${plan.id} resumes on another pool after ${this.outputBase} tokens (${failed.baseUrl}: ${reason})`);
     const promptIds = plan.promptIds.concat(this.outputIds);
     try {
-      await this.openOn(this.generateRequest(promptIds, plan.maxTokens - this.outputBase, this.draftTrie(promptIds), this.outputBase));
+      // The client has part of the answer: busy pools are waited for (their hint, up to the stall window), not given up on.
+      await this.openOn(this.generateRequest(promptIds, plan.maxTokens - this.outputBase, this.draftTrie(promptIds), this.outputBase), true);
     } catch (err) {
       // Mid-reply, "retry shortly" would misread: the client has part of an answer, and a retry starts it over.
       if (err instanceof ApiError && err.code === 'pool_unavailable') {
         throw new ApiError(
           503,
-          `The generation was cut off after ${this.outputBase} tokens: its pool failed and no other could go on with it. A retry starts it over.`,
+          `The generation was cut off after ${this.outputBase} tokens: its pool failed and no other could go on with it within ${Math.round(deps.poolStallMs / 1000)} s. A retry starts it over.`,
           'service_unavailable',
           'pool_unavailable',
           null,

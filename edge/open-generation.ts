@@ -43,6 +43,12 @@ export async function openGeneration(
   stallMs = 30_000,
   /** A pool took the generation in (its 200), which may wait in its queue before the first tokens. */
   onAccepted?: () => void,
+  /**
+   * The client holds part of the answer already (a resume after its pool
+   * failed): a refusal now would cut it off, so pools that are busy (or
+   * gone) are tried again after their hint, for up to the stall window.
+   */
+  midReply = false,
 ): Promise<OpenedGeneration> {
   // The soonest any pool said it would have room (its busy hint, up to 30 s); a pool that gave none (unreachable,
   // silent) may be back any moment: 2 s. Capped at 2 s, a pool's honest 30 s became a storm of early retries.
@@ -56,8 +62,8 @@ export async function openGeneration(
   const affinity = affinityKey(request.cacheSalt ?? '', request.promptIds);
   // Set once a pool that took the generation in gave its place away (busy, before the first token): its client
   // may already hold a started reply (a heartbeat, SSE comments), so the pools are tried again, after their hint,
-  // until then, rather than the client getting an error inside that 200.
-  let requeueUntil: number | null = null;
+  // until then, rather than the client getting an error inside that 200. Mid-reply, from the start.
+  let requeueUntil: number | null = midReply ? Date.now() + stallMs : null;
   for (;;) {
     for (const client of await picker.ordered(waitUntil, affinity)) {
       if (signal?.aborted) throw cancelledError();

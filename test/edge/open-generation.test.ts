@@ -65,6 +65,33 @@ describe('openGeneration', () => {
   }, 60_000);
 
 
+  it('mid-reply (a resume), waits out a busy pool for its hint rather than cut the reply off; a new request is refused at once', async () => {
+    const proxy = await startFaultProxy(pool.url);
+    try {
+      proxy.busyAnswers = 1;
+      const refused = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ status: 503, code: 'pool_unavailable' });
+      // Three refusals, 200 ms apart by the pool's hint: well within the window.
+      proxy.busyAnswers = 3;
+      const started = performance.now();
+      const resumed = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000, undefined, true);
+      expect(performance.now() - started).toBeGreaterThan(3 * 200 - 50);
+      expect(proxy.busyAnswers).toBe(0);
+      let finish = '';
+      for await (const event of resumed.events) if (event.type === 'done') finish = event.finishReason;
+      expect(finish).toBe('length');
+      // Busy past the window: refused in the end, after about the window.
+      proxy.busyAnswers = 1000;
+      const until = performance.now();
+      const gaveUp = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, true).catch((e: unknown) => e);
+      expect(gaveUp).toMatchObject({ status: 503, code: 'pool_unavailable' });
+      expect(performance.now() - until).toBeGreaterThan(700);
+      expect(performance.now() - until).toBeLessThan(3_000);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('blames no pool when the run is cancelled while it opens, before or during the fetch', async () => {
     // The same pool by two names: two pools to the picker.
     const urls = [pool.url, pool.url.replace('127.0.0.1', 'localhost')];

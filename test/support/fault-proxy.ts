@@ -7,7 +7,8 @@
  * pool that hangs), `drop-done` passes every event but the last and drops
  * the connection there (a pool that died with the generation whole), `hang`
  * never answers the generate request at all (a pool stopped dead: SIGSTOP,
- * a stuck device, a partition).
+ * a stuck device, a partition). `busyAnswers`: that many generate requests
+ * are refused as a full pool refuses them first.
  * `health: 'draining'` answers `/healthz` as a draining pool does (503),
  * while the pool behind still serves everything else.
  * Everything else passes through untouched.
@@ -40,6 +41,8 @@ export interface FaultProxy {
   /** Ids of the generations opened through the proxy, and of those broken. */
   readonly opened: string[];
   readonly broken: string[];
+  /** Generate requests answered as a full pool answers (503 busy, a 200 ms hint) before they pass again; counted down. */
+  busyAnswers: number;
   /** Sends what comes next to another pool (a pool replaced at the same address). */
   retarget(target: string): void;
   close(): Promise<void>;
@@ -52,6 +55,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     mode: 'pass',
     health: 'pass',
     afterTokenEvents: 2,
+    busyAnswers: 0,
     breaks: (id) => !/\.r\d+$/.test(id),
     opened: [],
     broken: [],
@@ -62,6 +66,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   };
 
   const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
+    if (proxy.busyAnswers > 0 && req.method === 'POST' && req.url === '/v1/generate') {
+      proxy.busyAnswers--;
+      const refusal = JSON.stringify({ type: 'error', code: 'busy', message: 'the pool is at capacity (all 1 running and 1 queued places are taken); retry after the time given', retryAfterMs: 200 });
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'content-length': Buffer.byteLength(refusal) });
+      res.end(refusal);
+      return;
+    }
     if (proxy.mode === 'hang' && req.method === 'POST' && req.url === '/v1/generate') {
       const id = (JSON.parse(body.toString('utf8')) as { id: string }).id;
       if (proxy.breaks(id)) {
