@@ -5,13 +5,8 @@
  * model itself (not drafted). The API key comes from the URL fragment
  * (`/#key=...`, printed by `npm start`) or the key field.
  */
-export const demoPageHtml = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>SSSD edge demo</title>
-<style>
+/** The page's one style element, as it stands between its tags (its CSP hash is of exactly this). */
+const demoPageStyle = `
   body { font: 15px/1.5 system-ui, sans-serif; max-width: 56rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
   textarea, input { font: inherit; width: 100%; box-sizing: border-box; }
   .row { display: flex; gap: .75rem; align-items: center; margin: .5rem 0; flex-wrap: wrap; }
@@ -25,26 +20,10 @@ export const demoPageHtml = `<!doctype html>
   .legend span { padding: 0 .4rem; border-radius: 3px; margin-right: .4rem; }
   #usage { font-size: 13px; color: #555; margin-top: .5rem; }
   #error { color: #c92a2a; }
-</style>
-</head>
-<body>
-<h1>SSSD edge demo</h1>
-<p class="legend">Draft source of each token:
-  <span class="tok-edge">your cache (edge)</span><span class="tok-context">this prompt (context)</span><span class="tok-datastore">datastore</span><span class="tok-model">model (not drafted)</span></p>
-<div class="row"><input id="key" type="password" placeholder="API key" autocomplete="off"> <span id="keyNote"></span> <button id="useLinkKey" hidden>Use the link's key</button></div>
-<textarea id="prompt" rows="3">Once upon a time, there was a little girl named Lily.</textarea>
-<div class="row">
-  <label>max tokens <input id="maxTokens" type="number" value="128" min="1"></label>
-  <label>temperature <input id="temperature" type="number" value="0" min="0" max="2" step="0.1"></label>
-  <label>user <input id="user" type="text" value="demo-user" style="width:10rem"></label>
-  <label><input id="speculation" type="checkbox" checked> speculation</label>
-  <label><input id="smooth" type="checkbox"> smooth</label>
-  <button id="go">Generate</button>
-</div>
-<div id="output" aria-live="polite"></div>
-<div id="usage"></div>
-<div id="error"></div>
-<script type="module">
+`;
+
+/** The page's one script, as it stands between its tags (its CSP hash is of exactly this). */
+const demoPageScript = `
 const $ = (id) => document.getElementById(id);
 const fragmentKey = new URLSearchParams(location.hash.slice(1)).get('key');
 // Out of the address bar (and the history, and a shared screen) once read.
@@ -157,7 +136,56 @@ function showUsage(u) {
     ', prompt tokens cached at the pool: ' + ((u.prompt_tokens_details || {}).cached_tokens ?? 0);
 }
 $('go').addEventListener('click', generate);
-</script>
+`;
+
+export const demoPageHtml = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>SSSD edge demo</title>
+<style>${demoPageStyle}</style>
+</head>
+<body>
+<h1>SSSD edge demo</h1>
+<p class="legend">Draft source of each token:
+  <span class="tok-edge">your cache (edge)</span><span class="tok-context">this prompt (context)</span><span class="tok-datastore">datastore</span><span class="tok-model">model (not drafted)</span></p>
+<div class="row"><input id="key" type="password" placeholder="API key" autocomplete="off"> <span id="keyNote"></span> <button id="useLinkKey" hidden>Use the link's key</button></div>
+<textarea id="prompt" rows="3">Once upon a time, there was a little girl named Lily.</textarea>
+<div class="row">
+  <label>max tokens <input id="maxTokens" type="number" value="128" min="1"></label>
+  <label>temperature <input id="temperature" type="number" value="0" min="0" max="2" step="0.1"></label>
+  <label>user <input id="user" type="text" value="demo-user" style="width:10rem"></label>
+  <label><input id="speculation" type="checkbox" checked> speculation</label>
+  <label><input id="smooth" type="checkbox"> smooth</label>
+  <button id="go">Generate</button>
+</div>
+<div id="output" aria-live="polite"></div>
+<div id="usage"></div>
+<div id="error"></div>
+<script type="module">${demoPageScript}</script>
 </body>
 </html>
 `;
+
+async function cspHash(text: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
+  let binary = '';
+  for (const byte of digest) binary += String.fromCharCode(byte);
+  return `'sha256-${btoa(binary)}'`;
+}
+
+/**
+ * The page keeps an API key in the browser: nothing but its own style and
+ * script run on it (by their hashes: an injected inline script would not),
+ * it is never framed (clickjacking), and it sends no referrer. Its HTML is
+ * static: no request text is ever put into it.
+ */
+export async function demoPageHeaders(): Promise<Record<string, string>> {
+  return {
+    'content-security-policy': `default-src 'none'; script-src ${await cspHash(demoPageScript)}; style-src ${await cspHash(demoPageStyle)}; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+    'x-frame-options': 'DENY',
+  };
+}

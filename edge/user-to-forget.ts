@@ -22,7 +22,7 @@ export function userToForget(search: string, bodyText: string): string | null {
   let fromQuery: string | null | undefined;
   for (const pair of pairs) {
     const [rawName, ...rest] = pair.split('=');
-    const name = decodeStrictly(rawName);
+    const name = decodeStrictly(rawName, null);
     if (name !== 'user') throw refused(`Unknown query parameter ${JSON.stringify(name.slice(0, 100))}: the only one is user.`, name.slice(0, 100));
     if (fromQuery !== undefined) throw refused('user is given twice.');
     fromQuery = decodeStrictly(rest.join('='));
@@ -48,10 +48,10 @@ export function userToForget(search: string, bodyText: string): string | null {
 }
 
 /** Form decoding ('+' is a space), refusing what is not percent-encoded UTF-8 (it was taken literally, naming another user). */
-function decodeStrictly(raw: string): string {
+function decodeStrictly(raw: string, param: string | null = 'user'): string {
   try {
     return decodeURIComponent(raw.replace(/\+/g, ' '));
   } catch {
-    throw refused(`${JSON.stringify(raw.slice(0, 100))} is not percent-encoded UTF-8.`, null);
+    throw refused(`${JSON.stringify(raw.slice(0, 100))} is not percent-encoded UTF-8.`, param);
   }
 }

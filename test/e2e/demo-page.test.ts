@@ -85,12 +85,25 @@ describe('demo page', () => {
 
   it("shows the key in use by its end, and takes a link's key in place of the one saved in the browser only when asked; the page runs only its own code and is never framed", async () => {
     const res = await fetch(`${stack.edgeUrl}/`);
-    expect(res.headers.get('content-security-policy')).toMatch(/default-src 'none'.*frame-ancestors 'none'/);
+    const csp = res.headers.get('content-security-policy') ?? '';
+    expect(csp).toMatch(/default-src 'none'.*frame-ancestors 'none'/);
+    // Its own script and style by their hashes, nothing inline besides (the page's script running, below, checks the hash).
+    expect(csp).toMatch(/script-src 'sha256-[A-Za-z0-9+/]+=*';/);
+    expect(csp).not.toContain('unsafe-inline');
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     expect(res.headers.get('referrer-policy')).toBe('no-referrer');
     const page = await browser.newPage();
     try {
       await page.goto(`${stack.edgeUrl}/`);
+      // The style ran (its hash matched): the body is 56rem wide at most.
+      expect(await page.evaluate(() => getComputedStyle(document.body).maxWidth)).toBe('896px');
+      // An inline script that is not the page's own does not run.
+      await page.evaluate(() => {
+        const injected = document.createElement('script');
+        injected.textContent = 'document.body.dataset.injected = "ran"';
+        document.body.append(injected);
+      });
+      expect(await page.evaluate(() => document.body.dataset.injected ?? null)).toBeNull();
       await page.evaluate((k) => localStorage.setItem('sssd-key', k), stack.devKey);
       // Someone else's link (a fresh load: a change of fragment alone loads nothing): the saved key stays in use, and the link's is offered.
       await page.goto('about:blank');
