@@ -75,8 +75,15 @@ export class LogprobsFormatter {
     private readonly withTop: boolean,
   ) {}
 
-  private topEntries(top: ReadonlyArray<[number, number]>): Record<string, number> {
-    return topEntriesOf(this.tokenizer, top);
+  /**
+   * Where a token's text is its name less the leading space (the first
+   * token after BOS: the decoder drops that space), its alternatives are
+   * named the same way, so the chosen one's key is its `tokens` entry, as
+   * clients that compare the two (is this token the greedy one?) expect.
+   */
+  private topEntries(top: ReadonlyArray<[number, number]>, t: TokenLogprob): Record<string, number> {
+    const spaceDropped = t.text !== undefined && t.text !== '' && tokenDisplay(this.tokenizer, t.id) === ` ${t.text}`;
+    return topEntriesOf(this.tokenizer, top, spaceDropped ? t.id : null);
   }
 
   /** A fresh formatter of the same kind (another choice's text offsets start at 0). */
@@ -99,7 +106,7 @@ export class LogprobsFormatter {
     return {
       tokens: texts,
       token_logprobs: tokens.map((t) => t.logprob),
-      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : this.topEntries(withChosen(t.top, t)))) : null,
+      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : this.topEntries(withChosen(t.top, t), t))) : null,
       text_offset: textOffset,
     };
   }
@@ -115,13 +122,27 @@ function withChosen(top: ReadonlyArray<[number, number]>, t: TokenLogprob): Read
   return [...top, [t.id, t.logprob]];
 }
 
-/** Alternatives as legacy completions' {name: logprob}: two ids of one name (a text piece and the byte piece of the same byte) keep both, the less likely by its bytes, else its id. */
-function topEntriesOf(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]>): Record<string, number> {
+/**
+ * Alternatives as legacy completions' {name: logprob}: two ids of one name (a
+ * text piece and the byte piece of the same byte) keep both, the less likely
+ * by its bytes, else its id. `spaceDroppedFor`: names lose a leading space
+ * (see topEntries), and this id, the chosen one, keeps its plain name
+ * whatever another's would be.
+ */
+function topEntriesOf(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]>, spaceDroppedFor: number | null = null): Record<string, number> {
+  const named = (id: number): string => {
+    const display = tokenDisplay(tokenizer, id);
+    return spaceDroppedFor !== null && display.startsWith(' ') ? display.slice(1) : display;
+  };
+  const taken = new Set<string>(spaceDroppedFor !== null ? [named(spaceDroppedFor)] : []);
   const out: Record<string, number> = {};
   for (const [id, lp] of top) {
-    let key = tokenDisplay(tokenizer, id);
-    if (Object.hasOwn(out, key)) key = bytesSpelling(tokenizer.tokenBytes(id));
-    if (Object.hasOwn(out, key)) key = `token_id:${id}`;
+    let key = named(id);
+    if (id !== spaceDroppedFor) {
+      if (taken.has(key)) key = bytesSpelling(tokenizer.tokenBytes(id));
+      if (taken.has(key)) key = `token_id:${id}`;
+      taken.add(key);
+    }
     out[key] = lp;
   }
   return out;

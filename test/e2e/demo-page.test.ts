@@ -101,7 +101,7 @@ describe('demo page', () => {
       await page.evaluate(() => {
         const injected = document.createElement('script');
         injected.textContent = 'document.body.dataset.injected = "ran"';
-        document.body.append(injected);
+        document.body.appendChild(injected);
       });
       expect(await page.evaluate(() => document.body.dataset.injected ?? null)).toBeNull();
       await page.evaluate((k) => localStorage.setItem('sssd-key', k), stack.devKey);

@@ -77,6 +77,28 @@ describe('log-probabilities', () => {
     expect(out.top_logprobs[0]).toEqual({ ',': -0.1, 'bytes:\\x2c': -3 });
   });
 
+  it("legacy: after BOS, where the token's text drops its leading space, its alternatives' names do too, so its own key is its tokens entry", () => {
+    const [once, the] = [' Once', ' The'].map((w) => tokenizer.encode(w, { bos: false }).at(-1)!);
+    expect(tokenDisplay(tokenizer, once)).toBe(' Once');
+    // Decoded right after BOS, as an echoed prompt's first token is.
+    const { tokens } = streamed([once, the], tokenizer.bosId, 1);
+    expect(tokens[0].text).toBe('Once');
+    const out = new LogprobsFormatter('completion', tokenizer, true).format([{ ...tokens[0], top: [[once, -0.1], [the, -2]] }]) as { tokens: string[]; top_logprobs: Array<Record<string, number>> };
+    expect(out.tokens[0]).toBe('Once');
+    expect(out.top_logprobs[0]).toEqual({ Once: -0.1, The: -2 });
+    // The chosen keeps its name when another's would be the same (a piece without the space, more likely): that one is named by its bytes.
+    const names = Array.from({ length: tokenizer.vocabSize }, (_, id) => tokenDisplay(tokenizer, id));
+    const spaced = names.findIndex((n, id) => n.length > 2 && n.startsWith(' ') && names.indexOf(n.slice(1)) !== -1 && id > 258);
+    const bare = names.indexOf(names[spaced].slice(1));
+    const clash = new LogprobsFormatter('completion', tokenizer, true).format([{ id: spaced, logprob: -0.1, top: [[bare, -0.05], [spaced, -0.1]], text: names[spaced].slice(1) }]) as { top_logprobs: Array<Record<string, number>> };
+    expect(clash.top_logprobs[0][names[spaced].slice(1)]).toBe(-0.1);
+    expect(Object.keys(clash.top_logprobs[0])).toHaveLength(2);
+    // Later tokens keep their spaces.
+    const later = new LogprobsFormatter('completion', tokenizer, true).format([tokens[1]]) as { tokens: string[]; top_logprobs: Array<Record<string, number>> };
+    expect(later.tokens[0]).toBe(' The');
+    expect(Object.keys(later.top_logprobs[0])).toContain(' The');
+  });
+
   it('legacy: alternatives hold the sampled token when it is not among the top N (up to N + 1, as OpenAI); chat: exactly the top N', () => {
     const [tom, saw, dog] = ['Tom', ' saw', ' dog'].map((w) => tokenizer.encode(w, { bos: false }).at(-1)!);
     expect(new Set([tom, saw, dog]).size).toBe(3);
