@@ -31,11 +31,11 @@ export function parseNumberFlag(
     !Number.isFinite(v) || (opts.integer && !Number.isInteger(v)) ||
     (opts.min !== undefined && (opts.minExclusive ? v <= opts.min : v < opts.min)) || (opts.max !== undefined && v > opts.max);
   if (bad) {
-    const range = [
-      opts.integer ? 'an integer' : 'a number',
+    const bounds = [
       opts.min !== undefined ? `${opts.minExclusive ? '>' : '>='} ${opts.min}` : '',
       opts.max !== undefined ? `<= ${opts.max}` : '',
-    ].filter(Boolean).join(' ');
+    ].filter(Boolean);
+    const range = `${opts.integer ? 'an integer' : 'a number'}${bounds.length > 0 ? ` ${bounds.join(' and ')}` : ''}`;
     throw new CliError(`${flag} must be ${range}, not "${raw}"`);
   }
   return v;

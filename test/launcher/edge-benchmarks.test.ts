@@ -40,7 +40,7 @@ describe('bench-edge-cpu', () => {
   it('refuses bad flags before starting anything', async () => {
     const r = await bench('bench-edge-cpu.ts', ['--repeat', '0']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('error: --repeat must be an integer >= 1 <= 100000, not "0"');
+    expect(r.stderr).toContain('error: --repeat must be an integer >= 1 and <= 100000, not "0"');
     const unknown = await bench('bench-edge-cpu.ts', ['--repeats', '5']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/error: Unknown option '--repeats'/);
@@ -73,7 +73,7 @@ describe('bench-edge-delay', () => {
 
   it('refuses bad flags before starting anything', async () => {
     for (const [args, message] of [
-      [['--delay=-5'], /error: --delay must be a number >= 0 <= 10000, not "-5"/],
+      [['--delay=-5'], /error: --delay must be a number >= 0 and <= 10000, not "-5"/],
       [['--requests', '100000'], /error: --requests must be at most \d+ \(the workload's prompts\), not 100000/],
       [['--speculation', 'sssd'], /error: --speculation must be one of auto, off, not "sssd"/],
     ] as const) {
@@ -96,6 +96,6 @@ describe('bench-sampling', () => {
   it('refuses bad flags with a clear error', async () => {
     const r = await bench('bench-sampling.ts', ['--tokens', 'many']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('error: --tokens must be an integer >= 1 <= 4096, not "many"');
+    expect(r.stderr).toContain('error: --tokens must be an integer >= 1 and <= 4096, not "many"');
   });
 });
