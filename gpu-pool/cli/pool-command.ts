@@ -36,6 +36,7 @@ import { PrefixCache } from '../scheduler/prefix-cache';
 import type { SequenceKvCache } from '../runtime/kv-cache';
 import { nextTokenTableCorpusPositions, nextTokenTableFile, openNextTokenTable } from '../datastore/next-token-table-file';
 import { DatastoreSaver } from '../datastore/datastore-saver';
+import { acquireSaveLock } from '../datastore/save-lock';
 import { RepeatFilter } from '../datastore/repeat-filter';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
@@ -121,8 +122,14 @@ export function register(program: Command): void {
     });
 }
 
-/** --save-datastore names a file that can be written: its folder exists and is writable, and it is no folder itself. */
-async function checkSaveTarget(file: string): Promise<void> {
+/**
+ * --save-datastore names a file that can be written: its folder exists and
+ * is writable, and it is no folder itself; and one that exists is the
+ * datastore this pool loads (each save replaces the file with what the pool
+ * holds: another file's contents, a corpus or an earlier run's outputs,
+ * were lost without a word).
+ */
+async function checkSaveTarget(file: string, loaded: string | undefined): Promise<void> {
   const dir = path.dirname(file);
   const isDir = await stat(dir).then(
     (st) => st.isDirectory(),
@@ -133,6 +140,15 @@ async function checkSaveTarget(file: string): Promise<void> {
   if (target?.isDirectory()) throw new CliError(`--save-datastore: ${file} is a folder; name the file to write`);
   // The save renames a new file over it: a device or a pipe (/dev/null, to discard) would be replaced by a file.
   if (target && !target.isFile()) throw new CliError(`--save-datastore: ${file} is not a regular file (a device or a pipe would be replaced by one)`);
+  if (target) {
+    const source = loaded === undefined ? null : await stat(loaded).catch(() => null);
+    const same = source !== null && source.dev === target.dev && source.ino === target.ino;
+    if (!same) {
+      throw new CliError(
+        `--save-datastore: ${file} exists and is not the datastore this pool loads (--datastore${loaded === undefined ? ', none given' : ` ${loaded}`}): saving would replace it and what it holds. To go on adding to it, load it too (--datastore ${file}); else remove it or name another file.`,
+      );
+    }
+  }
   try {
     await access(dir, constants.W_OK);
   } catch {
@@ -235,7 +251,9 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   if (!(prefixCacheMb >= 0) || !Number.isFinite(prefixCacheMb)) throw new CliError(`--prefix-cache-mb must be a non-negative number, not "${flags.prefixCacheMb}"`);
   const saveSeconds = seconds(flags.saveDatastoreSeconds, '--save-datastore-seconds');
   // Found now rather than at the first save, minutes or hours in.
-  if (flags.saveDatastore) await checkSaveTarget(path.resolve(flags.saveDatastore));
+  if (flags.saveDatastore) await checkSaveTarget(path.resolve(flags.saveDatastore), flags.datastore === undefined ? undefined : path.resolve(flags.datastore));
+  // Before the model loads: a second pool on the file is refused in a second, not after its start-up.
+  const saveLock = flags.saveDatastore ? await acquireSaveLock(path.resolve(flags.saveDatastore)) : null;
   const indexerDuty = decimalNumber(flags.datastoreIndexerDuty ?? '');
   if (!(indexerDuty > 0 && indexerDuty <= 1)) throw new CliError(`--datastore-indexer-duty must be a number in (0, 1], not "${flags.datastoreIndexerDuty}"`);
   const logStatsSeconds = seconds(flags.logStats, '--log-stats', 1, false, true);
@@ -462,6 +480,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
           process.exitCode = 1;
         }
         await datastore.close();
+        await saveLock?.release();
       })().then(resolve, resolve));
     let firstSignalAt = 0;
     const onSignal = (): void => {

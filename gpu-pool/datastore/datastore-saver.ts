@@ -13,10 +13,11 @@
  * ~20-35 ms and holds the event loop ~6 ms at most (the checksum). A failed
  * save is reported and retried at the next interval; it never stops the pool.
  */
-import { access, copyFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Datastore } from './datastore';
 import { nextTokenTablePath } from './next-token-table-file';
+import { copyFileAtomically } from './sequential-file';
 
 export interface DatastoreSaverOptions {
   /** Save this often while contributions arrive (ms; 0 = only at stop). */
@@ -97,8 +98,8 @@ export class DatastoreSaver {
     try {
       await this.datastore.flush();
       const bytes = await this.datastore.save(this.file);
-      await this.copyNextTokens();
       this.options.onSaved?.('ok', bytes);
+      await this.copyNextTokens();
       this.options.log?.(
         `datastore saved to ${this.file}: ${this.datastore.tokenCount} tokens, ${(bytes / 2 ** 20).toFixed(1)} MiB, ${taken} new outputs, ${(performance.now() - t0).toFixed(0)} ms`,
       );
@@ -110,15 +111,34 @@ export class DatastoreSaver {
     }
   }
 
+  /** The last copy of the next-token table failed (said once, until one works). */
+  private tableCopyFailed = false;
+
+  /**
+   * The loaded next-token table beside the saved file, so that a pool that
+   * loads FILE drafts as this one does: copied once, whole or not at all (a
+   * crash mid-copy left half a table, which the next start refused), and
+   * again where the one there is not the same size (such a half copy).
+   * Its failure is not the save's: the datastore and its outputs are saved.
+   */
   private async copyNextTokens(): Promise<void> {
     const source = this.options.nextTokensFile;
     if (!source) return;
     const target = nextTokenTablePath(this.file);
     if (path.resolve(source) === path.resolve(target)) return;
-    const exists = await access(target).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) await copyFile(source, target);
+    try {
+      const [from, there] = await Promise.all([stat(source), stat(target).catch(() => null)]);
+      if (there?.size === from.size) return;
+      await copyFileAtomically(source, target);
+      if (this.tableCopyFailed) this.options.log?.(`next-token table copied beside ${this.file} (${target})`);
+      this.tableCopyFailed = false;
+    } catch (err) {
+      if (!this.tableCopyFailed) {
+        this.options.log?.(
+          `the datastore is saved, but its next-token table could not be copied beside it (${target}): ${(err as Error).message}; tried again at each save, and a pool loading ${this.file} until then runs without it or with --next-tokens ${source}`,
+        );
+      }
+      this.tableCopyFailed = true;
+    }
   }
 }

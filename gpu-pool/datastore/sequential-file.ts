@@ -4,7 +4,8 @@
  * read or write call, can take. Each call moves at most 1 GiB; a short read
  * (the file ended) is an error the caller names.
  */
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { copyFile, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 
 /** Most bytes one read or write call is asked for (Node refuses more than ~2 GiB in one). */
 const PIECE_BYTES = 1 << 30;
@@ -48,6 +49,7 @@ export async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise
  * the old file as it was. Returns the bytes written (what `write` returns).
  */
 export async function writeFileAtomically(file: string, write: (handle: FileHandle) => Promise<number>): Promise<number> {
+  await removeOrphanedTemporaries(file);
   const tmp = `${file}.${process.pid}.tmp`;
   const handle = await open(tmp, 'w');
   let size: number;
@@ -67,4 +69,52 @@ export async function writeFileAtomically(file: string, write: (handle: FileHand
     throw err;
   }
   return size;
+}
+
+/** Copies `source` to `target` as writeFileAtomically writes: a crash mid-copy leaves no half of it at `target`. */
+export async function copyFileAtomically(source: string, target: string): Promise<void> {
+  await removeOrphanedTemporaries(target);
+  const tmp = `${target}.${process.pid}.tmp`;
+  try {
+    await copyFile(source, tmp);
+    await rename(tmp, target);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+/** A temporary file this old, of a writer that no longer runs here, is left over from a crash. */
+const ORPHAN_AGE_MS = 60_000;
+
+/**
+ * Removes the temporary files beside `file` (`FILE.<pid>.tmp`) that writers
+ * killed mid-write left: each may be as big as the file, and a pool killed
+ * over and over left one per crash. One whose writer still runs on this
+ * host, or that was written to within the last minute (a writer on another
+ * host sharing the folder), is kept.
+ */
+export async function removeOrphanedTemporaries(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const prefix = `${path.basename(file)}.`;
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = /^(\d+)\.tmp$/.exec(name.slice(prefix.length))?.[1];
+    if (pid === undefined || Number(pid) === process.pid || processRuns(Number(pid))) continue;
+    const orphan = path.join(dir, name);
+    const modified = await stat(orphan).then((st) => st.mtimeMs, () => Date.now());
+    if (Date.now() - modified < ORPHAN_AGE_MS) continue;
+    await unlink(orphan).catch(() => {});
+  }
+}
+
+/** Whether a process with this id runs on this host (one of another user's counts). */
+export function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

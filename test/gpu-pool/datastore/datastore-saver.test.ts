@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -81,7 +81,7 @@ describe('DatastoreSaver', () => {
     expect(saver.pending).toBe(1);
   });
 
-  it("puts the pool's next-token table beside the file, so --datastore FILE finds it, and leaves one already there", async () => {
+  it("puts the pool's next-token table beside the file, so --datastore FILE finds it, whole: a half copy a crash left is replaced, one whole is left", async () => {
     const d = dir();
     const table = path.join(d, 'built.sssd-ds.next-tokens');
     writeFileSync(table, 'table bytes');
@@ -92,10 +92,38 @@ describe('DatastoreSaver', () => {
     saver.noteContribution();
     await saver.save();
     expect(readFileSync(`${file}.next-tokens`, 'utf8')).toBe('table bytes');
-    writeFileSync(`${file}.next-tokens`, 'kept');
+    // The start of a copy a crash cut short (the next pool refused to start on it): replaced.
+    writeFileSync(`${file}.next-tokens`, 'table');
     store.append([1, 52, 53]);
     saver.noteContribution();
+    await saver.save();
+    expect(readFileSync(`${file}.next-tokens`, 'utf8')).toBe('table bytes');
+    // Whole (its size): left as it is, not copied at every save.
+    writeFileSync(`${file}.next-tokens`, 'TABLE BYTES');
+    store.append([1, 54, 55]);
+    saver.noteContribution();
     await saver.stop();
-    expect(readFileSync(`${file}.next-tokens`, 'utf8')).toBe('kept');
+    expect(readFileSync(`${file}.next-tokens`, 'utf8')).toBe('TABLE BYTES');
+    // No temporary file stays beside it.
+    expect(readdirSync(d).sort()).toEqual(['built.sssd-ds.next-tokens', 'live.sssd-ds', 'live.sssd-ds.next-tokens']);
+  });
+
+  it("counts a table that cannot be copied apart from the save: the datastore and its outputs are saved", async () => {
+    const d = dir();
+    const store = track(Datastore.empty({ vocabSize: 64, indexer: 'inline' }));
+    const file = path.join(d, 'live.sssd-ds');
+    const lines: string[] = [];
+    const results: string[] = [];
+    const saver = new DatastoreSaver(store, file, { intervalMs: 0, nextTokensFile: path.join(d, 'missing.next-tokens'), log: (l) => lines.push(l), onSaved: (r) => results.push(r) });
+    for (const tokens of [[1, 50, 51], [1, 52, 53]]) {
+      store.append(tokens);
+      saver.noteContribution();
+      await saver.save();
+    }
+    expect(results).toEqual(['ok', 'ok']);
+    expect(saver.unsavedOutputs).toBe(0);
+    // Said once, not at every save.
+    expect(lines.filter((l) => l.includes('next-token table could not be copied'))).toHaveLength(1);
+    expect(existsSync(file)).toBe(true);
   });
 });

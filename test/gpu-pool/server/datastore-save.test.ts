@@ -3,7 +3,7 @@
  * global datastore survive a restart (the real pool process, stopped by
  * SIGTERM, and a second one started on the saved file).
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -66,6 +66,36 @@ describe('--save-datastore', () => {
     const retold = await generate(second, { id: 'retold', promptIds: prompt, maxTokens: 48, speculation: 'sssd' });
     expect(retold.ids).toEqual(told.ids);
     expect(retold.done!.usage.speculation.acceptedTokens).toBeGreaterThan(told.ids.length / 2);
+  });
+
+  it("refuses a file that exists and is not the datastore it loads, and one another running pool saves to; takes over a killed pool's lock", async () => {
+    const dir = scratch('pool-save-guard-');
+    const file = path.join(dir, 'live.sssd-ds');
+    // Not the datastore loaded (here a corpus named by mistake): each save would have replaced it.
+    writeFileSync(file, '{"text": "a corpus line"}\n');
+    await expect(startPool(['--save-datastore', file])).rejects.toThrow(/pool exited with 2:[^]*--save-datastore: .*live\.sssd-ds exists and is not the datastore this pool loads \(--datastore, none given\)[^]*load it too \(--datastore /);
+    expect(readFileSync(file, 'utf8')).toContain('a corpus line');
+    rmSync(file);
+
+    const first = await startPool(['--save-datastore', file, '--save-datastore-seconds', '0']);
+    pools.push(first);
+    // Two pools saving to one file kept only the last one's outputs.
+    await expect(startPool(['--save-datastore', path.join(dir, '.', 'live.sssd-ds')])).rejects.toThrow(/--save-datastore: another pool \(pid \d+\) saves to /);
+    await generate(first, { id: 'told', promptIds: [1, 403, 407, 261], maxTokens: 24, speculation: 'off', contributeToDatastore: true });
+    first.kill('SIGKILL');
+    await first.exited;
+    expect(existsSync(`${file}.lock`)).toBe(true);
+    // Killed outright, its lock names a process that no longer runs: the next pool takes it over, and lets it go at its stop.
+    const second = await startPool(['--save-datastore', file, '--save-datastore-seconds', '0']);
+    pools.push(second);
+    await generate(second, { id: 'told-again', promptIds: [1, 403, 407, 261], maxTokens: 24, speculation: 'off', contributeToDatastore: true });
+    second.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+    expect(existsSync(file)).toBe(true);
+    expect(existsSync(`${file}.lock`)).toBe(false);
+    // Saved once: the next run loads it and saves to it again.
+    const third = await startPool(['--datastore', file, '--save-datastore', file]);
+    pools.push(third);
   });
 
   it('exits 1 when the last save fails, so the lost outputs are not taken for a clean stop, and leaves no half-written copy', async () => {
