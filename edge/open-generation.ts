@@ -102,6 +102,7 @@ export async function openGeneration(
       // Read up to the first tokens (or the end): an error before that moves on.
       const head: PoolEvent[] = [];
       let failed = false;
+      let endedByPool = false;
       let failedReason = 'its stream ended before the first token';
       for (;;) {
         const next = await events.next();
@@ -122,6 +123,7 @@ export async function openGeneration(
             requeueUntil ??= Date.now() + stallMs;
           }
           failed = true;
+          endedByPool = true;
           failedReason = `${event.code}: ${event.message.slice(0, 120)}`;
           break;
         }
@@ -130,16 +132,19 @@ export async function openGeneration(
       }
       if (failed) {
         await events.return(undefined);
-        if (head.length > 0) void client.cancel(request.id).catch(() => undefined);
+        // The pool's own error ended its generation: a cancel would only be late, and could reach the same id tried
+        // again there (a generation that gave its queued place away is queued again under its id).
+        if (head.length > 0 && !endedByPool) void client.cancel(request.id).catch(() => undefined);
         if (signal?.aborted) throw cancelledError();
         picker.notePassedOver(client.baseUrl, failedReason);
         continue;
       }
       return { client, events: prepend(head, events) };
     }
-    const waitMs = Math.max(100, retryAfterMs ?? 2000);
-    if (requeueUntil === null || Date.now() + waitMs > requeueUntil) break;
-    if (!(await pause(waitMs, signal))) throw cancelledError();
+    // A hint past the deadline (a pool behind long generations says up to 30 s) still gets one try at the deadline.
+    const leftMs = requeueUntil === null ? 0 : requeueUntil - Date.now();
+    if (leftMs <= 0) break;
+    if (!(await pause(Math.min(Math.max(100, retryAfterMs ?? 2000), leftMs), signal))) throw cancelledError();
     retryAfterMs = null;
   }
   // The pool's words end "retry after the time given": the time is said once, here, as Retry-After gives it.

@@ -206,6 +206,8 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
 }
 
 export interface StackOptions extends Omit<PoolOptions, 'port' | 'token'>, Omit<EdgeOptions, 'poolUrls' | 'poolToken' | 'port'> {
+  /** How long stop() lets the pool drain before it is killed (default 40 s: its 30 s drain and 10 s). */
+  poolDrainGraceMs?: number;
   poolPort?: number;
   edgePort?: number;
   poolToken?: string;
@@ -260,7 +262,7 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
     pool,
     edge,
     async stop() {
-      await pool.service.stop(POOL_DRAIN_GRACE_MS);
+      await pool.service.stop(opts.poolDrainGraceMs ?? POOL_DRAIN_GRACE_MS);
       await edge.stop();
     },
     async stopNow() {

@@ -202,6 +202,17 @@ export function checkPoolFlags(flags: readonly string[]): string[] {
   return [...flags];
 }
 
+/** How long the pool may take to stop once asked: its drain (`--drain-seconds` after --, else its 30 s) and 10 s to wind down. */
+export function poolDrainGraceMs(poolFlags: readonly string[]): number {
+  let seconds = 30;
+  poolFlags.forEach((flag, i) => {
+    const value = flag === '--drain-seconds' ? poolFlags[i + 1] : flag.startsWith('--drain-seconds=') ? flag.slice('--drain-seconds='.length) : undefined;
+    // A bad value stops the pool at its start, with its own words.
+    if (value !== undefined && Number(value) >= 0) seconds = Number(value);
+  });
+  return (seconds + 10) * 1000;
+}
+
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
   const edgeVars = edgeVarsFrom(env);
@@ -209,6 +220,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   edgeDevtoolsFromEnv(env.SSSD_EDGE_DEVTOOLS);
   const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
   const poolFlags = checkPoolFlags(opts.poolFlags ?? []);
+  const drainGraceMs = poolDrainGraceMs(poolFlags);
   const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, opts.poolPort !== undefined ? '--pool-port' : 'SSSD_POOL_PORT');
   const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, opts.edgePort !== undefined ? '--edge-port' : 'SSSD_EDGE_PORT');
   // Another service on our port would answer the readiness checks in our place (the pool, the edge's).
@@ -277,6 +289,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
       persistTo: env.SSSD_EDGE_STATE || undefined,
       vars: edgeVars,
       extraArgs: poolFlags,
+      poolDrainGraceMs: drainGraceMs,
       echo: opts.verbose ? log : undefined,
     });
   } catch (err) {
@@ -310,7 +323,11 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
       const [headline, ...tail] = why.split('\n');
       if (failed) log(`\n${headline}; stopping edge and pool...${tail.length > 0 ? `\n${tail.join('\n')}` : ''}`);
       else log(`\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ^C again to stop now...`);
-      void stack.stop().then(() => resolve(failed ? why.split('\n')[0] : null));
+      void stack
+        .stop()
+        .then(() => stack.pool.service.exited)
+        // Killed after its drain's grace: generations it still ran were cut, not a clean stop.
+        .then((code) => resolve(failed ? why.split('\n')[0] : code === 'SIGKILL' ? `the pool did not stop within ${Math.round(drainGraceMs / 1000)} s of its drain and was killed` : null));
     };
     process.on('SIGINT', () => stop('interrupted', false));
     process.on('SIGTERM', () => stop('terminated', false));

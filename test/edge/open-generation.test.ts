@@ -80,6 +80,14 @@ describe('openGeneration', () => {
       let finish = '';
       for await (const event of resumed.events) if (event.type === 'done') finish = event.finishReason;
       expect(finish).toBe('length');
+      // A hint past the window (a pool behind long generations says up to 30 s): one more try at the window's end.
+      proxy.busyAnswers = 1;
+      proxy.busyHintMs = 30_000;
+      const late = performance.now();
+      const atDeadline = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, true);
+      expect(performance.now() - late).toBeGreaterThan(900);
+      for await (const event of atDeadline.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
+      proxy.busyHintMs = 200;
       // Busy past the window: refused in the end, after about the window.
       proxy.busyAnswers = 1000;
       const until = performance.now();

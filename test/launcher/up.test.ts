@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { CliError } from '../../gpu-pool/cli/cli-error';
 import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
-import { checkPoolFlags, defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers } from '../../launcher/up';
+import { checkPoolFlags, poolDrainGraceMs, defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers } from '../../launcher/up';
 import { edgeDevtoolsFromEnv } from '../../launcher/stack';
 import { repoRoot } from '../../launcher/stack';
 import { models } from '../support/shared-data';
@@ -148,5 +148,12 @@ describe("the pool's flags after --", () => {
     expect(() => checkPoolFlags(['--port', '9000'])).toThrow(/--port after -- is set by sssd up itself; use up's --pool-port or SSSD_POOL_PORT/);
     expect(() => checkPoolFlags(['--model=x.bin'])).toThrow(/--model after -- is set by sssd up itself; use up's --model or SSSD_MODEL/);
     expect(() => checkPoolFlags(['16'])).toThrow(/"16" after -- is not a pool flag/);
+  });
+
+  it("give the pool its own --drain-seconds to stop in, and 10 s more, before it is killed", () => {
+    expect(poolDrainGraceMs([])).toBe(40_000);
+    expect(poolDrainGraceMs(['--max-active', '4', '--drain-seconds', '120'])).toBe(130_000);
+    expect(poolDrainGraceMs(['--drain-seconds=0'])).toBe(10_000);
+    expect(poolDrainGraceMs(['--drain-seconds', 'soon'])).toBe(40_000);
   });
 });

@@ -41,8 +41,10 @@ export interface FaultProxy {
   /** Ids of the generations opened through the proxy, and of those broken. */
   readonly opened: string[];
   readonly broken: string[];
-  /** Generate requests answered as a full pool answers (503 busy, a 200 ms hint) before they pass again; counted down. */
+  /** Generate requests answered as a full pool answers (503 busy, with busyHintMs) before they pass again; counted down. */
   busyAnswers: number;
+  /** The retry hint of those answers (default 200 ms). */
+  busyHintMs: number;
   /** Sends what comes next to another pool (a pool replaced at the same address). */
   retarget(target: string): void;
   close(): Promise<void>;
@@ -56,6 +58,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     health: 'pass',
     afterTokenEvents: 2,
     busyAnswers: 0,
+    busyHintMs: 200,
     breaks: (id) => !/\.r\d+$/.test(id),
     opened: [],
     broken: [],
@@ -68,7 +71,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
     if (proxy.busyAnswers > 0 && req.method === 'POST' && req.url === '/v1/generate') {
       proxy.busyAnswers--;
-      const refusal = JSON.stringify({ type: 'error', code: 'busy', message: 'the pool is at capacity (all 1 running and 1 queued places are taken); retry after the time given', retryAfterMs: 200 });
+      const refusal = JSON.stringify({ type: 'error', code: 'busy', message: 'the pool is at capacity (all 1 running and 1 queued places are taken); retry after the time given', retryAfterMs: proxy.busyHintMs });
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'content-length': Buffer.byteLength(refusal) });
       res.end(refusal);
       return;
