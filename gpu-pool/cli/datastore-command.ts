@@ -22,7 +22,7 @@ import { ModelRunner } from '../runtime/model-runner';
 import { Rng } from '../runtime/sampling';
 import { createDatastoreMatches, Datastore, DEFAULT_LOOKUP } from '../datastore/datastore';
 import { readDatastoreFile, writeDatastoreFile, DATASTORE_FILE_VERSION } from '../datastore/datastore-file';
-import { CliError } from './cli-error';
+import { CliError, unreadableFile } from './cli-error';
 import { parseNumberFlag, parseNumberList } from './number-flags';
 import { checkTokenizerFits, readTokenizerWithHash } from './generate-command';
 
@@ -133,7 +133,15 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
   const samples = parseNumberFlag('--self-samples', opts.selfSamples, { integer: true, min: 1, max: 100_000 });
   const chunkTokens = parseNumberFlag('--chunk-tokens', opts.chunkTokens, { integer: true, min: 2, max: 0x7fffffff }) ?? DEFAULT_BUILD_CHUNK_TOKENS;
   // Found before the build's minutes, not at the rename after them.
-  if ((await stat(opts.out).catch(() => null))?.isDirectory()) throw new CliError(`--out ${opts.out} is a folder; name the file to write`);
+  const existing = await stat(opts.out).catch(() => null);
+  if (existing?.isDirectory()) throw new CliError(`--out ${opts.out} is a folder; name the file to write`);
+  // The write renames a new file over it: a device (/dev/null, as root) would become a file.
+  if (existing && !existing.isFile()) throw new CliError(`--out ${opts.out} is not a regular file (a device or a pipe would be replaced by one)`);
+  // Its own inputs: a build over them destroyed them (the corpus, the tokenizer, the model).
+  for (const [flag, input] of [['--input', opts.input], ['--tokenizer', opts.tokenizer], ['--model', opts.model]] as const) {
+    const st = input === undefined || existing === null ? null : await stat(input).catch(() => null);
+    if (st && existing && st.dev === existing.dev && st.ino === existing.ino) throw new CliError(`--out ${opts.out} is the ${flag} file: the build would replace it; name another file`);
+  }
   // Its folder made and writable now, not found otherwise after the build's minutes (with a stack trace).
   const outDir = path.dirname(path.resolve(opts.out));
   try {
@@ -180,13 +188,17 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
   // An empty datastore drafts nothing: more likely the wrong file, or --field, than a wish.
   if (result.tokens === 0) throw new CliError(`${opts.input ?? 'the samples'} holds no documents (no line with a "${opts.field ?? 'text'}" field); nothing written`);
   const t1 = performance.now();
+  // A full disk, say: one line, not a stack (nothing is left half-written: the write is atomic).
+  const cannotWrite = (file: string) => (err: Error): never => {
+    throw new CliError(`cannot write ${file}: ${err.message}; nothing of it was left behind`, 1);
+  };
   const bytes = await writeDatastoreFile(opts.out, {
     vocabSize: tokenizer.vocabSize,
     separatorId: tokenizer.bosId,
     chunkTokens,
     tokenizerSha256: sha256,
     chunks: result.chunks,
-  });
+  }).catch(cannotWrite(opts.out));
   let tableNote = '';
   if (result.nextTokens && selfContinuations) {
     const file = nextTokenTablePath(opts.out);
@@ -195,7 +207,7 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
       tokenizerSha256: sha256,
       modelSha256: selfContinuations.modelSha256,
       corpusPositions: result.corpusPositions,
-    });
+    }).catch(cannotWrite(file));
     tableNote = `  and ${file}: the model's next-token distributions for ${result.nextTokens.size} contexts, ${(tableBytes / 1e6).toFixed(1)} MB\n`;
   }
   const t2 = performance.now();
@@ -308,8 +320,8 @@ async function benchCommand(file: string, opts: { lookups?: string; seed?: strin
     let raw: string;
     try {
       raw = readFileSync(opts.contextsFrom, 'utf8');
-    } catch {
-      throw new CliError(`not found: ${opts.contextsFrom}`);
+    } catch (err) {
+      throw unreadableFile('--contexts-from', opts.contextsFrom, err);
     }
     texts = raw
       .split('\n')
@@ -326,6 +338,7 @@ async function benchCommand(file: string, opts: { lookups?: string; seed?: strin
         if (typeof text !== 'string') throw new CliError(`${opts.contextsFrom}:${i + 1}: no string "${opts.field}" field`);
         return tokenizer.encode(text, { bos: true });
       });
+    if (texts.every((ids) => ids.length < 2)) throw new CliError(`${opts.contextsFrom} holds no text to look up (no line with a non-empty "${opts.field}" field)`);
   }
   const contexts = benchContexts(store, lookups, seed, texts);
   const out = createDatastoreMatches();

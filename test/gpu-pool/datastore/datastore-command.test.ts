@@ -152,6 +152,30 @@ describe('sssd datastore', () => {
     expect(g.stderr).toMatch(/--out .* is a folder; name the file to write/);
     for (const r of [a, b, c, d, e, f, g]) expect(r.stderr).not.toMatch(/\n\s+at /);
     for (const r of [e, f, g, h]) expect(r.code).toBe(2);
+    // Its own inputs as --out: the build replaced them (the corpus was lost). Checked before any work, the input whole.
+    const corpus = path.join(dir, 'corpus.jsonl');
+    await writeFile(corpus, '{"text": "Once upon a time."}\n');
+    const [overInput, overTokenizer] = await Promise.all([
+      cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(dir, '.', 'corpus.jsonl')),
+      cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', tok),
+    ]);
+    expect(overInput.stderr).toMatch(/--out .*corpus\.jsonl is the --input file: the build would replace it/);
+    expect(overTokenizer.stderr).toMatch(/--out .*tok512\.bin is the --tokenizer file/);
+    for (const r of [overInput, overTokenizer]) expect(r.code).toBe(2);
+    expect(await readFile(corpus, 'utf8')).toBe('{"text": "Once upon a time."}\n');
+    // bench's contexts: a file with none, and a folder, are said as such (a TypeError, and "not found", before).
+    const built = path.join(dir, 'small.sssd-ds');
+    expect((await cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', built)).code).toBe(0);
+    const [noContexts, folderContexts] = await Promise.all([
+      cli('datastore', 'bench', built, '--tokenizer', tok, '--contexts-from', empty),
+      cli('datastore', 'bench', built, '--tokenizer', tok, '--contexts-from', dir),
+    ]);
+    expect(noContexts.stderr).toMatch(/empty\.jsonl holds no text to look up/);
+    expect(folderContexts.stderr).toMatch(/--contexts-from .* is a folder; name a file/);
+    for (const r of [noContexts, folderContexts]) {
+      expect(r.code).toBe(2);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
     // The threads setting every command reads, checked before any runs.
     const threads = await run(process.execPath, [sssd, 'datastore', 'info', badJson], { cwd: repoRoot, env: { ...process.env, SSSD_THREADS: '-1' } }).then(
       (): CliResult => ({ code: 0, stdout: '', stderr: '' }),
