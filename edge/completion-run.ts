@@ -244,7 +244,9 @@ export class CompletionRun {
       throw err;
     }
     this.client = this.opened.client;
-    if (this.cancelled) deps.waitUntil(this.opened.client.cancel(request.id).catch(() => undefined));
+    // Taken in again after it gave its queued place away, it runs under another id there.
+    this.generationId = this.opened.id;
+    if (this.cancelled) deps.waitUntil(this.opened.client.cancel(this.generationId).catch(() => undefined));
   }
 
   /** Yields released text segments, one array per pool step; returns the summary. Call after open(). */
@@ -355,7 +357,7 @@ export class CompletionRun {
       if (err instanceof ApiError && err.code === 'pool_unavailable') {
         throw new ApiError(
           503,
-          `The generation was cut off after ${this.outputBase} tokens: its pool failed and no other could go on with it within ${Math.round(deps.poolStallMs / 1000)} s. A retry starts it over.`,
+          `The generation was cut off after ${this.outputBase} tokens: its pool failed and no other could go on with it within ${Math.max(1, Math.round(deps.poolStallMs / 1000))} s. A retry starts it over.`,
           'service_unavailable',
           'pool_unavailable',
           null,

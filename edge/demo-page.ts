@@ -18,6 +18,7 @@ const demoPageStyle = `
   .tok-context { background: #b2f2bb; }
   .tok-datastore { background: #a5d8ff; }
   .legend span { padding: 0 .4rem; border-radius: 3px; margin-right: .4rem; }
+  #user { width: 10rem; }
   #usage { font-size: 13px; color: #555; margin-top: .5rem; }
   #error { color: #c92a2a; }
 `;
@@ -155,7 +156,7 @@ export const demoPageHtml = `<!doctype html>
 <div class="row">
   <label>max tokens <input id="maxTokens" type="number" value="128" min="1"></label>
   <label>temperature <input id="temperature" type="number" value="0" min="0" max="2" step="0.1"></label>
-  <label>user <input id="user" type="text" value="demo-user" style="width:10rem"></label>
+  <label>user <input id="user" type="text" value="demo-user"></label>
   <label><input id="speculation" type="checkbox" checked> speculation</label>
   <label><input id="smooth" type="checkbox"> smooth</label>
   <button id="go">Generate</button>

@@ -13,6 +13,8 @@ import { StallWatch } from './stall-watch';
 
 export interface OpenedGeneration {
   client: PoolClient;
+  /** The id it runs under at that pool: the request's, or, taken in again after it gave its place away, `<id>.q<n>`. */
+  id: string;
   /** The pool's events, starting with the first one (already read). */
   events: AsyncGenerator<PoolEvent>;
 }
@@ -64,7 +66,11 @@ export async function openGeneration(
   // may already hold a started reply (a heartbeat, SSE comments), so the pools are tried again, after their hint,
   // until then, rather than the client getting an error inside that 200. Mid-reply, from the start.
   let requeueUntil: number | null = midReply ? Date.now() + stallMs : null;
-  for (;;) {
+  const givenId = request.id;
+  for (let round = 0; ; round++) {
+    // Each round under its own id: a cancel sent for an attempt of an earlier one, arriving late, cannot end this one,
+    // nor can a pool still holding that id refuse it as a duplicate.
+    if (round > 0) request = { ...request, id: `${givenId}.q${round}` };
     for (const client of await picker.ordered(waitUntil, affinity)) {
       if (signal?.aborted) throw cancelledError();
       let events: AsyncGenerator<PoolEvent>;
@@ -123,7 +129,8 @@ export async function openGeneration(
             requeueUntil ??= Date.now() + stallMs;
           }
           failed = true;
-          endedByPool = true;
+          // The stall watch's own error (the pool went silent) ended nothing at the pool.
+          endedByPool = !watch.didStall;
           failedReason = `${event.code}: ${event.message.slice(0, 120)}`;
           break;
         }
@@ -139,7 +146,7 @@ export async function openGeneration(
         picker.notePassedOver(client.baseUrl, failedReason);
         continue;
       }
-      return { client, events: prepend(head, events) };
+      return { client, id: request.id, events: prepend(head, events) };
     }
     // A hint past the deadline (a pool behind long generations says up to 30 s) still gets one try at the deadline.
     const leftMs = requeueUntil === null ? 0 : requeueUntil - Date.now();

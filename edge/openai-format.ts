@@ -82,8 +82,10 @@ export class LogprobsFormatter {
    * clients that compare the two (is this token the greedy one?) expect.
    */
   private topEntries(top: ReadonlyArray<[number, number]>, t: TokenLogprob): Record<string, number> {
-    const spaceDropped = t.text !== undefined && t.text !== '' && tokenDisplay(this.tokenizer, t.id) === ` ${t.text}`;
-    return topEntriesOf(this.tokenizer, top, spaceDropped ? t.id : null);
+    const text = t.text;
+    const display = tokenDisplay(this.tokenizer, t.id);
+    const spaceDropped = text !== undefined && text !== '' && display.length === text.length + 1 && display.charCodeAt(0) === 32 && display.endsWith(text);
+    return spaceDropped ? topEntriesSpaceDropped(this.tokenizer, top, t.id) : topEntriesOf(this.tokenizer, top);
   }
 
   /** A fresh formatter of the same kind (another choice's text offsets start at 0). */
@@ -122,23 +124,33 @@ function withChosen(top: ReadonlyArray<[number, number]>, t: TokenLogprob): Read
   return [...top, [t.id, t.logprob]];
 }
 
+/** Alternatives as legacy completions' {name: logprob}: two ids of one name (a text piece and the byte piece of the same byte) keep both, the less likely by its bytes, else its id. */
+function topEntriesOf(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [id, lp] of top) {
+    let key = tokenDisplay(tokenizer, id);
+    if (Object.hasOwn(out, key)) key = bytesSpelling(tokenizer.tokenBytes(id));
+    if (Object.hasOwn(out, key)) key = `token_id:${id}`;
+    out[key] = lp;
+  }
+  return out;
+}
+
 /**
- * Alternatives as legacy completions' {name: logprob}: two ids of one name (a
- * text piece and the byte piece of the same byte) keep both, the less likely
- * by its bytes, else its id. `spaceDroppedFor`: names lose a leading space
- * (see topEntries), and this id, the chosen one, keeps its plain name
- * whatever another's would be.
+ * topEntriesOf at a token whose text dropped its leading space (see
+ * topEntries): the names drop it too, and the chosen id keeps its plain
+ * name whatever another's would be. Rare (once a response), so it may allocate.
  */
-function topEntriesOf(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]>, spaceDroppedFor: number | null = null): Record<string, number> {
+function topEntriesSpaceDropped(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]>, chosen: number): Record<string, number> {
   const named = (id: number): string => {
     const display = tokenDisplay(tokenizer, id);
-    return spaceDroppedFor !== null && display.startsWith(' ') ? display.slice(1) : display;
+    return display.charCodeAt(0) === 32 ? display.slice(1) : display;
   };
-  const taken = new Set<string>(spaceDroppedFor !== null ? [named(spaceDroppedFor)] : []);
+  const taken = new Set<string>([named(chosen)]);
   const out: Record<string, number> = {};
   for (const [id, lp] of top) {
     let key = named(id);
-    if (id !== spaceDroppedFor) {
+    if (id !== chosen) {
       if (taken.has(key)) key = bytesSpelling(tokenizer.tokenBytes(id));
       if (taken.has(key)) key = `token_id:${id}`;
       taken.add(key);

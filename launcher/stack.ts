@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, spawnService, waitForHttp, type ServiceProcess } from './service-process';
 import { POOL_NODE_FLAGS } from '../gpu-pool/cli/pool-node-flags';
+import { poolStopGraceMs } from '../gpu-pool/cli/pool-drain';
 import { CliError } from '../gpu-pool/cli/cli-error';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -206,7 +207,7 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
 }
 
 export interface StackOptions extends Omit<PoolOptions, 'port' | 'token'>, Omit<EdgeOptions, 'poolUrls' | 'poolToken' | 'port'> {
-  /** How long stop() lets the pool drain before it is killed (default 40 s: its 30 s drain and 10 s). */
+  /** How long stop() lets the pool drain and wind down before it is killed (default: poolStopGraceMs of its default drain). */
   poolDrainGraceMs?: number;
   poolPort?: number;
   edgePort?: number;
@@ -230,8 +231,6 @@ export interface RunningStack {
   stopNow(): Promise<void>;
 }
 
-/** The pool's drain (its --drain-seconds default, 30 s) and its wind-down, before it is killed. */
-const POOL_DRAIN_GRACE_MS = 40_000;
 
 /** SSSD_EDGE_DEVTOOLS: 1 or true runs wrangler's DevTools proxy; unset, empty, 0 or false not; anything else is a one-line error, as with the other switches. */
 export function edgeDevtoolsFromEnv(raw: string | undefined): boolean {
@@ -262,7 +261,7 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
     pool,
     edge,
     async stop() {
-      await pool.service.stop(opts.poolDrainGraceMs ?? POOL_DRAIN_GRACE_MS);
+      await pool.service.stop(opts.poolDrainGraceMs ?? poolStopGraceMs());
       await edge.stop();
     },
     async stopNow() {

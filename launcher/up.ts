@@ -8,6 +8,7 @@ import os from 'node:os';
 import { nextTokenTableCorpusPositions, nextTokenTablePath } from '../gpu-pool/datastore/next-token-table-file';
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
+import { DEFAULT_DRAIN_SECONDS, poolStopGraceMs } from '../gpu-pool/cli/pool-drain';
 import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { locateModel } from './model-locator';
 import { isPortFree, spawnService } from './service-process';
@@ -192,7 +193,7 @@ const FLAGS_OF_UP: Readonly<Record<string, string>> = {
 export function checkPoolFlags(flags: readonly string[]): string[] {
   // A value may follow its flag; the first word must be a flag (`sssd up 16` is a slip, not a pool flag).
   if (flags.length > 0 && !flags[0].startsWith('-')) {
-    throw new CliError(`"${flags[0]}" after -- is not a pool flag; give the pool's flags there, e.g. sssd up -- --max-active 16 (see sssd pool --help).`);
+    throw new CliError(`"${flags[0]}" is not a flag: sssd up takes the pool's flags after --, e.g. sssd up -- --max-active 16 (see sssd pool --help).`);
   }
   for (const flag of flags) {
     const name = flag.split('=')[0];
@@ -202,15 +203,15 @@ export function checkPoolFlags(flags: readonly string[]): string[] {
   return [...flags];
 }
 
-/** How long the pool may take to stop once asked: its drain (`--drain-seconds` after --, else its 30 s) and 10 s to wind down. */
+/** How long the pool may take to stop once asked: its drain (`--drain-seconds` after --, else its default) and its wind-down. */
 export function poolDrainGraceMs(poolFlags: readonly string[]): number {
-  let seconds = 30;
+  let seconds = DEFAULT_DRAIN_SECONDS;
   poolFlags.forEach((flag, i) => {
     const value = flag === '--drain-seconds' ? poolFlags[i + 1] : flag.startsWith('--drain-seconds=') ? flag.slice('--drain-seconds='.length) : undefined;
     // A bad value stops the pool at its start, with its own words.
     if (value !== undefined && Number(value) >= 0) seconds = Number(value);
   });
-  return (seconds + 10) * 1000;
+  return poolStopGraceMs(seconds);
 }
 
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
@@ -327,7 +328,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
         .stop()
         .then(() => stack.pool.service.exited)
         // Killed after its drain's grace: generations it still ran were cut, not a clean stop.
-        .then((code) => resolve(failed ? why.split('\n')[0] : code === 'SIGKILL' ? `the pool did not stop within ${Math.round(drainGraceMs / 1000)} s of its drain and was killed` : null));
+        .then((code) => resolve(failed ? why.split('\n')[0] : code === 'SIGKILL' ? `the pool did not stop within ${Math.round(drainGraceMs / 1000)} s of being asked to (its drain and wind-down) and was killed` : null));
     };
     process.on('SIGINT', () => stop('interrupted', false));
     process.on('SIGTERM', () => stop('terminated', false));

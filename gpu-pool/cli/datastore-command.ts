@@ -23,6 +23,7 @@ import { Rng } from '../runtime/sampling';
 import { createDatastoreMatches, Datastore, DEFAULT_LOOKUP } from '../datastore/datastore';
 import { readDatastoreFile, writeDatastoreFile, DATASTORE_FILE_VERSION } from '../datastore/datastore-file';
 import { CliError, unreadableFile } from './cli-error';
+import { sameFile } from './same-file';
 import { parseNumberFlag, parseNumberList } from './number-flags';
 import { checkTokenizerFits, readTokenizerWithHash } from './generate-command';
 
@@ -140,7 +141,7 @@ async function buildCommand(opts: BuildFlags): Promise<void> {
   // Its own inputs: a build over them destroyed them (the corpus, the tokenizer, the model).
   for (const [flag, input] of [['--input', opts.input], ['--tokenizer', opts.tokenizer], ['--model', opts.model]] as const) {
     const st = input === undefined || existing === null ? null : await stat(input).catch(() => null);
-    if (st && existing && st.dev === existing.dev && st.ino === existing.ino) throw new CliError(`--out ${opts.out} is the ${flag} file: the build would replace it; name another file`);
+    if (sameFile(st, existing)) throw new CliError(`--out ${opts.out} is the ${flag} file: the build would replace it; name another file`);
   }
   // Its folder made and writable now, not found otherwise after the build's minutes (with a stack trace).
   const outDir = path.dirname(path.resolve(opts.out));

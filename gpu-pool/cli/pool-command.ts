@@ -37,6 +37,8 @@ import type { SequenceKvCache } from '../runtime/kv-cache';
 import { nextTokenTableCorpusPositions, nextTokenTableFile, openNextTokenTable } from '../datastore/next-token-table-file';
 import { DatastoreSaver } from '../datastore/datastore-saver';
 import { acquireSaveLock } from '../datastore/save-lock';
+import { DEFAULT_DRAIN_SECONDS } from './pool-drain';
+import { sameFile } from './same-file';
 import { RepeatFilter } from '../datastore/repeat-filter';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
@@ -99,7 +101,7 @@ export function register(program: Command): void {
     .option('--request-timeout-seconds <n>', 'longest a client may take to send a whole request, headers and body (past it: 408 and the connection closed); streams are not limited by it', '60')
     .option('--stalled-reader-seconds <n>', "a generation stream whose reader takes nothing for this long while its events wait (more than the kernel's buffers hold) is cut and its generation cancelled, so a reader that stopped cannot hold its row or its bytes; one that catches up now and then never is (0 = never)", '300')
     .option('--stuck-seconds <n>', 'a forward pass running longer than this makes /healthz answer 503 with "stuck": true, so edges and load balancers route elsewhere while the device hangs (0 = never)', '10')
-    .option('--drain-seconds <n>', 'on SIGTERM/SIGINT/SIGHUP: refuse new generations and let the running ones finish for up to this long before cancelling them, in whole seconds (0 = cancel at once; a second signal also does)', '30')
+    .option('--drain-seconds <n>', 'on SIGTERM/SIGINT/SIGHUP: refuse new generations and let the running ones finish for up to this long before cancelling them, in whole seconds (0 = cancel at once; a second signal also does)', String(DEFAULT_DRAIN_SECONDS))
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
     .option('--prefill-chunk <tokens>', `most prompt tokens one step feeds, over all the prompts going in (chunked prefill): long prompts, or many arriving together, go in over several steps, so the streams decoding beside them are held up by one chunk a step, not whole prompts (0 = every prompt whole; default ${CPU_PREFILL_CHUNK} on the CPU, ${DEVICE_PREFILL_CHUNK} on a GPU)`)
     .option('--log-requests', 'a JSON line on stderr per finished generation: id, tenant (hash prefix), method, finish reason, token counts, queue time, time to first token, duration, drafted and accepted tokens (never the text)')
@@ -142,8 +144,7 @@ async function checkSaveTarget(file: string, loaded: string | undefined): Promis
   if (target && !target.isFile()) throw new CliError(`--save-datastore: ${file} is not a regular file (a device or a pipe would be replaced by one)`);
   if (target) {
     const source = loaded === undefined ? null : await stat(loaded).catch(() => null);
-    const same = source !== null && source.dev === target.dev && source.ino === target.ino;
-    if (!same) {
+    if (!sameFile(source, target)) {
       throw new CliError(
         `--save-datastore: ${file} exists and is not the datastore this pool loads (--datastore${loaded === undefined ? ', none given' : ` ${loaded}`}): saving would replace it and what it holds. To go on adding to it, load it too (--datastore ${file}); else remove it or name another file.`,
       );

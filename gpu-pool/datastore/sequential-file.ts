@@ -6,6 +6,7 @@
  */
 import { copyFile, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { processRuns } from './process-runs';
 
 /** Most bytes one read or write call is asked for (Node refuses more than ~2 GiB in one). */
 const PIECE_BYTES = 1 << 30;
@@ -106,15 +107,5 @@ export async function removeOrphanedTemporaries(file: string): Promise<void> {
     const modified = await stat(orphan).then((st) => st.mtimeMs, () => Date.now());
     if (Date.now() - modified < ORPHAN_AGE_MS) continue;
     await unlink(orphan).catch(() => {});
-  }
-}
-
-/** Whether a process with this id runs on this host (one of another user's counts). */
-export function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -10,7 +10,9 @@
  * decode. Finished or cancelled generations leave at once and release their
  * cache. The loop never waits for an edge: pushed tries are picked up at the
  * next iteration. Admission is bounded (active rows, queue, reserved tokens);
- * over the limit the caller gets a `busy` AdmissionError with a retry hint.
+ * over the limit the caller gets a `busy` AdmissionError with a retry hint,
+ * unless another tenant queued more than its share: then that tenant's
+ * newest queued generation gives its place (fair-shares.ts, queuePlacesFor).
  */
 import { PREDICTION_TOKENS, tokenSources, type GenerateRequest, type PoolEvent, type TokenSource } from '../../shared/protocol';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
@@ -230,7 +232,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
 
   /**
    * Validates and enqueues a generation; its events go to `sink`. Throws
-   * AdmissionError ('bad_request' or 'busy') without side effects.
+   * AdmissionError ('bad_request' or 'busy') without side effects; where it
+   * takes another tenant's queued place, that generation ends (displace).
    */
   submit(request: GenerateRequest, sink: GenerationSink): Generation<S> {
     if (this.closed || this.draining) {
@@ -360,7 +363,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /**
    * Ends a queued generation that gives its place to another tenant's (the
    * queue's fair share): its stream says busy, with a retry hint, as a
-   * refusal at the door would have; the edge tries another pool. Counted
+   * refusal at the door would have; the edge tries the pools again. Counted
    * with the refusals (`displaced`), not with the finished requests: it
    * never ran.
    */
@@ -368,32 +371,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const q = this.queue.indexOf(gen);
     if (q === -1 || gen.finished) return;
     this.queue.splice(q, 1);
-    gen.finished = true;
-    this.byId.delete(gen.id);
-    this.reservedTokens -= gen.reservedTokens;
-    const { metrics } = this.options;
-    metrics.reservedTokens.set(this.reservedTokens);
-    metrics.waiting.set(this.queue.length);
-    metrics.rejected.inc({ reason: 'displaced' });
-    if (gen.drafter?.release) releaseQuietly(gen.drafter);
-    try {
-      gen.sink.send({
-        type: 'error',
-        code: 'busy',
-        message: "the pool is at capacity and this generation's place in the queue went to another tenant's, which had fewer queued; retry after the time given",
-        retryAfterMs: this.retryAfterMs(),
-      });
-      gen.sink.end();
-    } catch (err) {
-      process.stderr.write(`pool: could not end generation ${gen.id}: ${(err as Error).message}\n`);
-    }
-    if (this.options.onFinished) {
-      try {
-        this.options.onFinished(gen.finishedSummary('displaced'));
-      } catch (err) {
-        process.stderr.write(`pool: request log failed for ${gen.id}: ${(err as Error).message}\n`);
-      }
-    }
+    this.options.metrics.waiting.set(this.queue.length);
+    this.finish(gen, 'displaced');
   }
 
   /**
@@ -1038,7 +1017,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return rows;
   }
 
-  private finish(gen: Generation<S>, reason: 'stop' | 'length' | 'context_length' | 'cancelled' | 'error'): void {
+  private finish(gen: Generation<S>, reason: 'stop' | 'length' | 'context_length' | 'cancelled' | 'error' | 'displaced'): void {
     if (gen.finished) return;
     gen.finished = true;
     const i = this.active.indexOf(gen);
@@ -1064,12 +1043,18 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     if (gen.drafter?.release) releaseQuietly(gen.drafter);
     const { metrics } = this.options;
-    metrics.recordFinished(reason);
+    if (reason === 'displaced') metrics.rejected.inc({ reason: 'displaced' });
+    else metrics.recordFinished(reason);
     if (reason === 'stop' || reason === 'length' || reason === 'context_length') metrics.e2eLatency.observe((performance.now() - gen.submittedAt) / 1000);
     metrics.running.set(this.active.length);
     // A sink that throws (a broken connection) must not take the loop down with it.
     try {
-      if (reason !== 'error') gen.sink.send(gen.doneEvent(reason));
+      if (reason === 'displaced') {
+        const message = "the pool is at capacity and this generation's place in the queue went to another tenant's, which had fewer queued; retry after the time given";
+        gen.sink.send({ type: 'error', code: 'busy', message, retryAfterMs: this.retryAfterMs() });
+      } else if (reason !== 'error') {
+        gen.sink.send(gen.doneEvent(reason));
+      }
       gen.sink.end();
     } catch (err) {
       process.stderr.write(`pool: could not end generation ${gen.id}: ${(err as Error).message}\n`);

@@ -97,6 +97,9 @@ describe('demo page', () => {
       await page.goto(`${stack.edgeUrl}/`);
       // The style ran (its hash matched): the body is 56rem wide at most.
       expect(await page.evaluate(() => getComputedStyle(document.body).maxWidth)).toBe('896px');
+      // No style attribute the policy would drop (hashes do not cover them): the user field is 10rem wide.
+      expect(await page.evaluate(() => getComputedStyle(document.getElementById('user')!).width)).toBe('160px');
+      expect(await page.evaluate(() => document.querySelectorAll('[style]').length)).toBe(0);
       // An inline script that is not the page's own does not run.
       await page.evaluate(() => {
         const injected = document.createElement('script');

@@ -77,6 +77,8 @@ describe('openGeneration', () => {
       const resumed = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000, undefined, true);
       expect(performance.now() - started).toBeGreaterThan(3 * 200 - 50);
       expect(proxy.busyAnswers).toBe(0);
+      // Each round under its own id (a late cancel of an earlier one cannot end it): the fourth, `.q3`.
+      expect(resumed.id).toMatch(/^open-\d+\.q3$/);
       let finish = '';
       for await (const event of resumed.events) if (event.type === 'done') finish = event.finishReason;
       expect(finish).toBe('length');

@@ -147,7 +147,7 @@ describe("the pool's flags after --", () => {
     expect(checkPoolFlags(['--max-active', '16', '--log-requests'])).toEqual(['--max-active', '16', '--log-requests']);
     expect(() => checkPoolFlags(['--port', '9000'])).toThrow(/--port after -- is set by sssd up itself; use up's --pool-port or SSSD_POOL_PORT/);
     expect(() => checkPoolFlags(['--model=x.bin'])).toThrow(/--model after -- is set by sssd up itself; use up's --model or SSSD_MODEL/);
-    expect(() => checkPoolFlags(['16'])).toThrow(/"16" after -- is not a pool flag/);
+    expect(() => checkPoolFlags(['16'])).toThrow(/"16" is not a flag: sssd up takes the pool's flags after --/);
   });
 
   it("give the pool its own --drain-seconds to stop in, and 10 s more, before it is killed", () => {
