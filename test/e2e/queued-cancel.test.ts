@@ -113,7 +113,10 @@ describe("one tenant's flood that fills the queue", () => {
     expect(events.at(-1)?.retryAfterMs).toBeGreaterThan(0);
     flood.abort();
     await Promise.allSettled(fillers);
-    for (let i = 0; i < 100 && (await metricValue(pool, 'vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    // Every reservation given back, the displaced ones' included.
+    for (let i = 0; i < 100 && (await metricValue(pool, 'sssd_pool_reserved_tokens')) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await metricValue(pool, 'sssd_pool_reserved_tokens')).toBe(0);
+    expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBe(0);
   });
 });
 
