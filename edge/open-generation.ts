@@ -62,9 +62,8 @@ export async function openGeneration(
   };
   // The pool that holds this tenant's prefixes of this prompt, unless it is much busier than another.
   const affinity = affinityKey(request.cacheSalt ?? '', request.promptIds);
-  // Set once a pool that took the generation in gave its place away (busy, before the first token): its client
-  // may already hold a started reply (a heartbeat, SSE comments), so the pools are tried again, after their hint,
-  // until then, rather than the client getting an error inside that 200. Mid-reply, from the start.
+  // Until when the pools are tried again after a round in which none took the generation to its first token: set once
+  // a pool took it in (below); mid-reply, from the start.
   let requeueUntil: number | null = midReply ? Date.now() + stallMs : null;
   const givenId = request.id;
   for (let round = 0; ; round++) {
@@ -82,6 +81,10 @@ export async function openGeneration(
       try {
         events = watch.watch(await client.generate(request, watch.signal));
         onAccepted?.();
+        // Taken in: its client may hold a started reply from here on (a heartbeat, SSE comments), so a failure before
+        // the first token (the pool gives its queued place away, dies, goes silent) tries the pools again after
+        // their hint, until then, rather than end in an error inside that 200.
+        requeueUntil ??= Date.now() + stallMs;
       } catch (err) {
         watch.stop();
         // The client left (or a sibling choice failed): the fetch failed for that, not for the pool.
@@ -101,7 +104,8 @@ export async function openGeneration(
           picker.notePassedOver(client.baseUrl, `it did not answer within ${watch.windowSeconds} s`);
           continue;
         }
-        picker.markFailed(client.baseUrl);
+        // A busy pool answered: it is up, ranked by its load, not doubted (a doubted pool gets 2 s, not the window).
+        if (!(err instanceof PoolUnavailableError && err.poolMessage !== undefined)) picker.markFailed(client.baseUrl);
         picker.notePassedOver(client.baseUrl, passedOverReason(err));
         continue;
       }
@@ -123,11 +127,8 @@ export async function openGeneration(
             throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
           }
           hint(event.retryAfterMs || undefined);
-          // A queued generation that gave its place to another tenant's (the pool's fair share of a full queue).
-          if (event.code === 'busy') {
-            lastBusy = event.message;
-            requeueUntil ??= Date.now() + stallMs;
-          }
+            // A queued generation that gave its place to another tenant's (the pool's fair share of a full queue).
+          if (event.code === 'busy') lastBusy = event.message;
           failed = true;
           // The stall watch's own error (the pool went silent) ended nothing at the pool.
           endedByPool = !watch.didStall;

@@ -102,6 +102,33 @@ describe('openGeneration', () => {
     }
   });
 
+  it('tries again, under a new id, a generation whose pool took it in and then failed before its first token (its reply may have started)', async () => {
+    const proxy = await startFaultProxy(pool.url);
+    try {
+      // Cut at the first tokens event: the pool had answered 200 and sent `start`.
+      proxy.mode = 'cut';
+      proxy.afterTokenEvents = 0;
+      proxy.breaks = (id) => !id.includes('.q');
+      const picker = new WatchedPicker([proxy.url], token);
+      const started = performance.now();
+      const opened = await openGeneration(picker, request(), undefined, undefined, 10_000);
+      // No hint from a cut stream: the pools again after 2 s.
+      expect(performance.now() - started).toBeGreaterThan(1900);
+      expect(opened.id).toMatch(/\.q1$/);
+      expect(proxy.broken).toHaveLength(1);
+      let finish = '';
+      for await (const event of opened.events) if (event.type === 'done') finish = event.finishReason;
+      expect(finish).toBe('length');
+      // A pool that answers busy is up: not marked failed (which gave it 2 s, not the window, at its next generation).
+      proxy.mode = 'pass';
+      proxy.busyAnswers = 1;
+      await expect(openGeneration(picker, request(), undefined, undefined, 10_000)).rejects.toMatchObject({ status: 503 });
+      expect(picker.failed).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('blames no pool when the run is cancelled while it opens, before or during the fetch', async () => {
     // The same pool by two names: two pools to the picker.
     const urls = [pool.url, pool.url.replace('127.0.0.1', 'localhost')];

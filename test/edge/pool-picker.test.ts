@@ -77,13 +77,14 @@ describe('pools passed over', () => {
     const warn = console.warn;
     console.warn = (line: string) => void said.push(line);
     try {
-      for (let i = 0; i < 50; i++) picker.notePassedOver('http://pool-a', 'busy: the pool is at capacity');
+      // A busy pool's words carry live counts: the same reason all the same.
+      for (let i = 0; i < 50; i++) picker.notePassedOver('http://pool-a', `busy: the pool is at capacity (${400 + i} of its 600 tokens are reserved)`);
       picker.notePassedOver('http://pool-a', 'internal: the pool sent nothing for 2 s');
       picker.notePassedOver('http://pool-b', 'busy: the pool is at capacity');
     } finally {
       console.warn = warn;
     }
     expect(said).toHaveLength(3);
-    expect(said[0]).toBe('edge: pool http://pool-a passed over before a generation\'s first token: busy: the pool is at capacity (said once a minute)');
+    expect(said[0]).toBe('edge: pool http://pool-a passed over before a generation\'s first token: busy: the pool is at capacity (400 of its 600 tokens are reserved) (said once a minute)');
   });
 });
