@@ -13,7 +13,7 @@ import { StallWatch } from './stall-watch';
 
 export interface OpenedGeneration {
   client: PoolClient;
-  /** The id it runs under at that pool: the request's, or, taken in again after it gave its place away, `<id>.q<n>`. */
+  /** The id it runs under at that pool: the request's, or, tried again after a pool took it in and failed before its first token, `<id>.q<n>`. */
   id: string;
   /** The pool's events, starting with the first one (already read). */
   events: AsyncGenerator<PoolEvent>;
@@ -127,7 +127,7 @@ export async function openGeneration(
             throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
           }
           hint(event.retryAfterMs || undefined);
-            // A queued generation that gave its place to another tenant's (the pool's fair share of a full queue).
+          // A queued generation that gave its place to another tenant's (the pool's fair share of a full queue).
           if (event.code === 'busy') lastBusy = event.message;
           failed = true;
           // The stall watch's own error (the pool went silent) ended nothing at the pool.
