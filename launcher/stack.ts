@@ -231,7 +231,6 @@ export interface RunningStack {
   stopNow(): Promise<void>;
 }
 
-
 /** SSSD_EDGE_DEVTOOLS: 1 or true runs wrangler's DevTools proxy; unset, empty, 0 or false not; anything else is a one-line error, as with the other switches. */
 export function edgeDevtoolsFromEnv(raw: string | undefined): boolean {
   if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false;
