@@ -141,6 +141,14 @@ export class CompletionRun {
   private markAccepted: () => void = () => {};
   /** Resolves once a pool has taken the generation in (it may still be queued there); never, if none does. */
   readonly accepted: Promise<void> = new Promise<void>((resolve) => (this.markAccepted = resolve));
+  /**
+   * The client's reply started before this generation opened (its 200 with
+   * spaces, or SSE comments, while a pool held it queued): set by the
+   * response. From then on a failure before the first token is tried again
+   * within the stall window, since a refusal could only be an error inside
+   * that 200; before it, the client gets a clean 503 it can retry.
+   */
+  replyStarted = false;
   private client: PoolClient | null = null;
   private cancelled = false;
   private finished = false;
@@ -238,7 +246,7 @@ export class CompletionRun {
   private async openOn(request: GenerateInput, midReply = false): Promise<void> {
     const { deps } = this;
     try {
-      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs, this.markAccepted, midReply);
+      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs, this.markAccepted, midReply, () => this.replyStarted);
     } catch (err) {
       this.finish();
       throw err;

@@ -51,6 +51,8 @@ export async function openGeneration(
    * gone) are tried again after their hint, for up to the stall window.
    */
   midReply = false,
+  /** Whether the client's reply has started (while a pool held the generation queued): then a failure is tried again too. */
+  replyStarted: () => boolean = () => false,
 ): Promise<OpenedGeneration> {
   // The soonest any pool said it would have room (its busy hint, up to 30 s); a pool that gave none (unreachable,
   // silent) may be back any moment: 2 s. Capped at 2 s, a pool's honest 30 s became a storm of early retries.
@@ -62,9 +64,14 @@ export async function openGeneration(
   };
   // The pool that holds this tenant's prefixes of this prompt, unless it is much busier than another.
   const affinity = affinityKey(request.cacheSalt ?? '', request.promptIds);
-  // Until when the pools are tried again after a round in which none took the generation to its first token: set once
-  // a pool took it in (below); mid-reply, from the start.
+  // Until when the pools are tried again after a round in which none took the generation to its first token: mid-reply,
+  // from the start; else from the first failure of a generation a pool had taken in (below), and only once the
+  // client's reply has started: a refusal then could only be an error inside that 200, where before it a clean 503,
+  // which clients retry, beats waiting.
   let requeueUntil: number | null = midReply ? Date.now() + stallMs : null;
+  // Internal errors (the pool's, or its stream cut): often the request's own (its memory, a row the runtime fails
+  // on), so tried twice at most.
+  let internalErrors = 0;
   const givenId = request.id;
   for (let round = 0; ; round++) {
     // Each round under its own id: a cancel sent for an attempt of an earlier one, arriving late, cannot end this one,
@@ -81,10 +88,6 @@ export async function openGeneration(
       try {
         events = watch.watch(await client.generate(request, watch.signal));
         onAccepted?.();
-        // Taken in: its client may hold a started reply from here on (a heartbeat, SSE comments), so a failure before
-        // the first token (the pool gives its queued place away, dies, goes silent) tries the pools again after
-        // their hint, until then, rather than end in an error inside that 200.
-        requeueUntil ??= Date.now() + stallMs;
       } catch (err) {
         watch.stop();
         // The client left (or a sibling choice failed): the fetch failed for that, not for the pool.
@@ -112,7 +115,6 @@ export async function openGeneration(
       // Read up to the first tokens (or the end): an error before that moves on.
       const head: PoolEvent[] = [];
       let failed = false;
-      let endedByPool = false;
       let failedReason = 'its stream ended before the first token';
       for (;;) {
         const next = await events.next();
@@ -130,8 +132,8 @@ export async function openGeneration(
           // A queued generation that gave its place to another tenant's (the pool's fair share of a full queue).
           if (event.code === 'busy') lastBusy = event.message;
           failed = true;
-          // The stall watch's own error (the pool went silent) ended nothing at the pool.
-          endedByPool = !watch.didStall;
+          // Not the stall watch's own (the pool went silent): that one took the whole window already.
+          if (event.code === 'internal' && !watch.didStall) internalErrors++;
           failedReason = `${event.code}: ${event.message.slice(0, 120)}`;
           break;
         }
@@ -139,16 +141,19 @@ export async function openGeneration(
         if (event.type === 'tokens' || event.type === 'done') break;
       }
       if (failed) {
+        // Taken in, then failed before its first token (it gave its queued place away, the pool died or went silent).
+        requeueUntil ??= Date.now() + stallMs;
         await events.return(undefined);
-        // The pool's own error ended its generation: a cancel would only be late, and could reach the same id tried
-        // again there (a generation that gave its queued place away is queued again under its id).
-        if (head.length > 0 && !endedByPool) void client.cancel(request.id).catch(() => undefined);
+        // Where the pool may still hold it (a cut the pool has not noticed). A late cancel cannot reach the next
+        // round's attempt: that one runs under another id.
+        if (head.length > 0) void client.cancel(request.id).catch(() => undefined);
         if (signal?.aborted) throw cancelledError();
         picker.notePassedOver(client.baseUrl, failedReason);
         continue;
       }
       return { client, id: request.id, events: prepend(head, events) };
     }
+    if (!(midReply || replyStarted()) || internalErrors >= 2) break;
     // A hint past the deadline (a pool behind long generations says up to 30 s) still gets one try at the deadline.
     const leftMs = requeueUntil === null ? 0 : requeueUntil - Date.now();
     if (leftMs <= 0) break;

@@ -191,7 +191,9 @@ export async function openedOrLate(runs: readonly CompletionRun[], opening: Prom
 /**
  * Whether `graceMs` passed, with a pool holding every generation, before
  * `work` settled (true), or `work` settled first, either way (false).
- * Always false for a grace of 0.
+ * Always false for a grace of 0. True: the caller starts the reply, and the
+ * runs are told (a generation failing before its first token from then on is
+ * tried again rather than refused: open-generation.ts).
  */
 async function lateBefore(runs: readonly CompletionRun[], work: Promise<unknown>, graceMs: number): Promise<boolean> {
   const settled = work.then(
@@ -202,7 +204,9 @@ async function lateBefore(runs: readonly CompletionRun[], work: Promise<unknown>
   let timer: ReturnType<typeof setTimeout> | undefined;
   const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
   try {
-    return await Promise.race([settled, Promise.all([graceOver, ...runs.map((run) => run.accepted)]).then(() => true)]);
+    const late = await Promise.race([settled, Promise.all([graceOver, ...runs.map((run) => run.accepted)]).then(() => true)]);
+    if (late) for (const run of runs) run.replyStarted = true;
+    return late;
   } finally {
     clearTimeout(timer);
   }

@@ -173,6 +173,27 @@ describe('a generation whose pool fails mid-stream', () => {
     expect(out.text.length).toBeGreaterThan(0);
   });
 
+  it('answers a clean 503 at once, not a 200 that waits and then carries an error, when every pool fails a generation before its first token', async () => {
+    // Both pools answer 200, then end the generation before any token: their internal error, the stream cut, its
+    // queued place given to another tenant's (before the edge's 500 ms heartbeat started the reply).
+    for (const p of proxies) p.displaceAfterMs = 200;
+    for (const mode of ['fail', 'cut', 'displace'] as const) {
+      arm(mode, () => true, 0);
+      const started = performance.now();
+      const res = await fetch(`${edge.url}/v1/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'stories260K', prompt: 'Lily went to the park.', max_tokens: 20, temperature: 0 }),
+      });
+      const took = performance.now() - started;
+      arm('pass');
+      expect(res.status, mode).toBe(503);
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      await res.text();
+      expect(took).toBeLessThan(2000);
+    }
+  });
+
   it("keeps a pool's internal error text from the client: it is the operator's (a path, the runtime's words)", async () => {
     arm('fail', () => true);
     const out = await stream({ prompt: 'Once upon a time, there was a dog.', max_tokens: 200, temperature: 0 });

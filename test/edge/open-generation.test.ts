@@ -102,7 +102,7 @@ describe('openGeneration', () => {
     }
   });
 
-  it('tries again, under a new id, a generation whose pool took it in and then failed before its first token (its reply may have started)', async () => {
+  it("tries again, under a new id, a generation whose pool took it in and then failed before its first token once the client's reply has started; before it, refuses at once", async () => {
     const proxy = await startFaultProxy(pool.url);
     try {
       // Cut at the first tokens event: the pool had answered 200 and sent `start`.
@@ -110,12 +110,25 @@ describe('openGeneration', () => {
       proxy.afterTokenEvents = 0;
       proxy.breaks = (id) => !id.includes('.q');
       const picker = new WatchedPicker([proxy.url], token);
+      // The reply not started: a clean 503 at once, which clients retry (waiting would start the 200 and end in an error inside it).
+      const quick = performance.now();
+      await expect(openGeneration(picker, request(), undefined, undefined, 10_000)).rejects.toMatchObject({ status: 503 });
+      expect(performance.now() - quick).toBeLessThan(1000);
+      // The pool's own internal error, the reply started: tried twice, not for the whole window (it is often the request's own).
+      proxy.mode = 'fail';
+      proxy.breaks = () => true;
+      const internal = performance.now();
+      await expect(openGeneration(picker, request(), undefined, undefined, 10_000, undefined, false, () => true)).rejects.toMatchObject({ status: 503 });
+      expect(performance.now() - internal).toBeLessThan(5000);
+      expect(proxy.broken.length).toBe(3);
+      proxy.mode = 'cut';
+      proxy.breaks = (id) => !id.includes('.q');
       const started = performance.now();
-      const opened = await openGeneration(picker, request(), undefined, undefined, 10_000);
+      const opened = await openGeneration(picker, request(), undefined, undefined, 10_000, undefined, false, () => true);
       // No hint from a cut stream: the pools again after 2 s.
       expect(performance.now() - started).toBeGreaterThan(1900);
       expect(opened.id).toMatch(/\.q1$/);
-      expect(proxy.broken).toHaveLength(1);
+      expect(proxy.broken).toHaveLength(4);
       let finish = '';
       for await (const event of opened.events) if (event.type === 'done') finish = event.finishReason;
       expect(finish).toBe('length');
@@ -124,6 +137,20 @@ describe('openGeneration', () => {
       proxy.busyAnswers = 1;
       await expect(openGeneration(picker, request(), undefined, undefined, 10_000)).rejects.toMatchObject({ status: 503 });
       expect(picker.failed).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('gives a generation displaced after waiting queued longer than the stall window its retries all the same: the window runs from the failure', async () => {
+    const proxy = await startFaultProxy(pool.url);
+    try {
+      proxy.mode = 'displace';
+      proxy.displaceAfterMs = 1500;
+      proxy.breaks = (id) => !id.includes('.q');
+      const opened = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, false, () => true);
+      expect(opened.id).toMatch(/\.q1$/);
+      for await (const event of opened.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
     } finally {
       await proxy.close();
     }

@@ -8,7 +8,9 @@
  * the connection there (a pool that died with the generation whole), `hang`
  * never answers the generate request at all (a pool stopped dead: SIGSTOP,
  * a stuck device, a partition). `busyAnswers`: that many generate requests
- * are refused as a full pool refuses them first.
+ * are refused as a full pool refuses them first. `displace` takes a generation
+ * in, keeps it queued for `displaceAfterMs`, then ends it as a full pool does
+ * when its place goes to another tenant's.
  * `health: 'draining'` answers `/healthz` as a draining pool does (503),
  * while the pool behind still serves everything else.
  * Everything else passes through untouched.
@@ -23,7 +25,7 @@ const shutDown: PoolEvent = {
   usage: { promptTokens: 0, completionTokens: 0, speculation: { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 } },
 };
 
-export type FaultMode = 'pass' | 'cut' | 'cancel' | 'fail' | 'stall' | 'drop-done' | 'hang';
+export type FaultMode = 'pass' | 'cut' | 'cancel' | 'fail' | 'stall' | 'drop-done' | 'hang' | 'displace';
 
 /** What `fail` sends: the pool's internal error, with text (a path, a runtime's words) that is the operator's, not a client's. */
 export const INTERNAL_FAILURE_MARKER = 'verification step failed: /srv/models/secret-checkpoint.onnx node MatMul_17';
@@ -41,6 +43,8 @@ export interface FaultProxy {
   /** Ids of the generations opened through the proxy, and of those broken. */
   readonly opened: string[];
   readonly broken: string[];
+  /** `displace`: how long the generation waits "queued" (a `queued` event every 400 ms) before its place goes to another tenant's. */
+  displaceAfterMs: number;
   /** Generate requests answered as a full pool answers (503 busy, with busyHintMs) before they pass again; counted down. */
   busyAnswers: number;
   /** The retry hint of those answers (default 200 ms). */
@@ -58,6 +62,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     health: 'pass',
     afterTokenEvents: 2,
     busyAnswers: 0,
+    displaceAfterMs: 1000,
     busyHintMs: 200,
     breaks: (id) => !/\.r\d+$/.test(id),
     opened: [],
@@ -75,6 +80,22 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'content-length': Buffer.byteLength(refusal) });
       res.end(refusal);
       return;
+    }
+    if (proxy.mode === 'displace' && req.method === 'POST' && req.url === '/v1/generate') {
+      const id = (JSON.parse(body.toString('utf8')) as { id: string }).id;
+      if (proxy.breaks(id)) {
+        // As a full pool does: taken in, queued, then its place given to another tenant's request.
+        proxy.broken.push(id);
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        const queuedAt = Date.now();
+        const beat = setInterval(() => res.write(JSON.stringify({ type: 'queued', queuedMs: Date.now() - queuedAt }) + '\n'), 400);
+        setTimeout(() => {
+          clearInterval(beat);
+          res.end(JSON.stringify({ type: 'error', code: 'busy', message: "the pool is at capacity and this generation's place in the queue went to another tenant's", retryAfterMs: 100 }) + '\n');
+        }, proxy.displaceAfterMs);
+        res.on('close', () => clearInterval(beat));
+        return;
+      }
     }
     if (proxy.mode === 'hang' && req.method === 'POST' && req.url === '/v1/generate') {
       const id = (JSON.parse(body.toString('utf8')) as { id: string }).id;
