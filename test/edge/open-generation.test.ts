@@ -5,9 +5,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { DOWN_POOL_ANSWER_MS, openGeneration } from '../../edge/open-generation';
-import { startFaultProxy } from '../support/fault-proxy';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { PoolPicker } from '../../edge/pool-picker';
 import type { GenerateInput } from '../../edge/pool-client';
+import type { PoolEvent } from '../../shared/protocol';
 import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
 import { models } from '../support/shared-data';
 
@@ -34,6 +35,23 @@ afterAll(async () => {
 
 let seq = 0;
 const request = (): GenerateInput => ({ id: `open-${++seq}`, promptIds: [1, 403, 407, 261], maxTokens: 8, sampling: { temperature: 0 }, speculation: 'sssd' });
+
+/** Runs `use` with a fault proxy in front of the test's pool, closed after. */
+async function withFaultProxy(use: (proxy: FaultProxy) => Promise<void>): Promise<void> {
+  const proxy = await startFaultProxy(pool.url);
+  try {
+    await use(proxy);
+  } finally {
+    await proxy.close();
+  }
+}
+
+/** Reads an opened generation to its end: its finish reason. */
+async function finishOf(opened: { events: AsyncGenerator<PoolEvent> }): Promise<string> {
+  let finish = '';
+  for await (const event of opened.events) if (event.type === 'done') finish = event.finishReason;
+  return finish;
+}
 
 describe('openGeneration', () => {
   it('waits the whole stall window once, not once per pool, when the pools hang together', async () => {
@@ -66,94 +84,85 @@ describe('openGeneration', () => {
 
 
   it('mid-reply (a resume), waits out a busy pool for its hint rather than cut the reply off; a new request is refused at once', async () => {
-    const proxy = await startFaultProxy(pool.url);
-    try {
-      proxy.busyAnswers = 1;
-      const refused = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000).catch((e: unknown) => e);
-      expect(refused).toMatchObject({ status: 503, code: 'pool_unavailable' });
-      // Three refusals, 200 ms apart by the pool's hint: well within the window.
-      proxy.busyAnswers = 3;
-      const started = performance.now();
-      const resumed = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000, undefined, true);
-      expect(performance.now() - started).toBeGreaterThan(3 * 200 - 50);
-      expect(proxy.busyAnswers).toBe(0);
-      // Each round under its own id (a late cancel of an earlier one cannot end it): the fourth, `.q3`.
-      expect(resumed.id).toMatch(/^open-\d+\.q3$/);
-      let finish = '';
-      for await (const event of resumed.events) if (event.type === 'done') finish = event.finishReason;
-      expect(finish).toBe('length');
-      // A hint past the window (a pool behind long generations says up to 30 s): one more try at the window's end.
-      proxy.busyAnswers = 1;
-      proxy.busyHintMs = 30_000;
-      const late = performance.now();
-      const atDeadline = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, true);
-      expect(performance.now() - late).toBeGreaterThan(900);
-      for await (const event of atDeadline.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
-      proxy.busyHintMs = 200;
-      // Busy past the window: refused in the end, after about the window.
-      proxy.busyAnswers = 1000;
-      const until = performance.now();
-      const gaveUp = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, true).catch((e: unknown) => e);
-      expect(gaveUp).toMatchObject({ status: 503, code: 'pool_unavailable' });
-      expect(performance.now() - until).toBeGreaterThan(700);
-      expect(performance.now() - until).toBeLessThan(3_000);
-    } finally {
-      await proxy.close();
-    }
+    await withFaultProxy(async (proxy) => {
+    proxy.busyAnswers = 1;
+    const refused = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ status: 503, code: 'pool_unavailable' });
+    // Three refusals, 200 ms apart by the pool's hint: well within the window.
+    proxy.busyAnswers = 3;
+    const started = performance.now();
+    const resumed = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000, undefined, true);
+    expect(performance.now() - started).toBeGreaterThan(3 * 200 - 50);
+    expect(proxy.busyAnswers).toBe(0);
+    // Each round under its own id (a late cancel of an earlier one cannot end it): the fourth, `.q3`.
+    expect(resumed.id).toMatch(/^open-\d+\.q3$/);
+    let finish = '';
+    for await (const event of resumed.events) if (event.type === 'done') finish = event.finishReason;
+    expect(finish).toBe('length');
+    // A hint past the window (a pool behind long generations says up to 30 s): one more try at the window's end.
+    proxy.busyAnswers = 1;
+    proxy.busyHintMs = 30_000;
+    const late = performance.now();
+    const atDeadline = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, true);
+    expect(performance.now() - late).toBeGreaterThan(900);
+    for await (const event of atDeadline.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
+    proxy.busyHintMs = 200;
+    // Busy past the window: refused in the end, after about the window.
+    proxy.busyAnswers = 1000;
+    const until = performance.now();
+    const gaveUp = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, true).catch((e: unknown) => e);
+    expect(gaveUp).toMatchObject({ status: 503, code: 'pool_unavailable' });
+    expect(performance.now() - until).toBeGreaterThan(700);
+    expect(performance.now() - until).toBeLessThan(3_000);
+    });
   });
 
   it("tries again, under a new id, a generation whose pool took it in and then failed before its first token once the client's reply has started; before it, refuses at once", async () => {
-    const proxy = await startFaultProxy(pool.url);
-    try {
-      // Cut at the first tokens event: the pool had answered 200 and sent `start`.
-      proxy.mode = 'cut';
-      proxy.afterTokenEvents = 0;
-      proxy.breaks = (id) => !id.includes('.q');
-      const picker = new WatchedPicker([proxy.url], token);
-      // The reply not started: a clean 503 at once, which clients retry (waiting would start the 200 and end in an error inside it).
-      const quick = performance.now();
-      await expect(openGeneration(picker, request(), undefined, undefined, 10_000)).rejects.toMatchObject({ status: 503 });
-      expect(performance.now() - quick).toBeLessThan(1000);
-      // The pool's own internal error, the reply started: tried twice, not for the whole window (it is often the request's own).
-      proxy.mode = 'fail';
-      proxy.breaks = () => true;
-      const internal = performance.now();
-      await expect(openGeneration(picker, request(), undefined, undefined, 10_000, undefined, false, () => true)).rejects.toMatchObject({ status: 503 });
-      expect(performance.now() - internal).toBeLessThan(5000);
-      expect(proxy.broken.length).toBe(3);
-      proxy.mode = 'cut';
-      proxy.breaks = (id) => !id.includes('.q');
-      const started = performance.now();
-      const opened = await openGeneration(picker, request(), undefined, undefined, 10_000, undefined, false, () => true);
-      // No hint from a cut stream: the pools again after 2 s.
-      expect(performance.now() - started).toBeGreaterThan(1900);
-      expect(opened.id).toMatch(/\.q1$/);
-      expect(proxy.broken).toHaveLength(4);
-      let finish = '';
-      for await (const event of opened.events) if (event.type === 'done') finish = event.finishReason;
-      expect(finish).toBe('length');
-      // A pool that answers busy is up: not marked failed (which gave it 2 s, not the window, at its next generation).
-      proxy.mode = 'pass';
-      proxy.busyAnswers = 1;
-      await expect(openGeneration(picker, request(), undefined, undefined, 10_000)).rejects.toMatchObject({ status: 503 });
-      expect(picker.failed).toEqual([]);
-    } finally {
-      await proxy.close();
-    }
+    await withFaultProxy(async (proxy) => {
+    // Cut at the first tokens event: the pool had answered 200 and sent `start`.
+    proxy.mode = 'cut';
+    proxy.afterTokenEvents = 0;
+    proxy.breaks = (id) => !id.includes('.q');
+    const picker = new WatchedPicker([proxy.url], token);
+    // The reply not started: a clean 503 at once, which clients retry (waiting would start the 200 and end in an error inside it).
+    const quick = performance.now();
+    await expect(openGeneration(picker, request(), undefined, undefined, 10_000)).rejects.toMatchObject({ status: 503 });
+    expect(performance.now() - quick).toBeLessThan(1000);
+    // The pool's own internal error, the reply started: tried twice, not for the whole window (it is often the request's own).
+    proxy.mode = 'fail';
+    proxy.breaks = () => true;
+    const internal = performance.now();
+    await expect(openGeneration(picker, request(), undefined, undefined, 10_000, undefined, false, () => true)).rejects.toMatchObject({ status: 503 });
+    expect(performance.now() - internal).toBeLessThan(5000);
+    expect(proxy.broken.length).toBe(3);
+    proxy.mode = 'cut';
+    proxy.breaks = (id) => !id.includes('.q');
+    const started = performance.now();
+    const opened = await openGeneration(picker, request(), undefined, undefined, 10_000, undefined, false, () => true);
+    // No hint from a cut stream: the pools again after 2 s.
+    expect(performance.now() - started).toBeGreaterThan(1900);
+    expect(opened.id).toMatch(/\.q1$/);
+    expect(proxy.broken).toHaveLength(4);
+    let finish = '';
+    for await (const event of opened.events) if (event.type === 'done') finish = event.finishReason;
+    expect(finish).toBe('length');
+    // A pool that answers busy is up: not marked failed (which gave it 2 s, not the window, at its next generation).
+    proxy.mode = 'pass';
+    proxy.busyAnswers = 1;
+    await expect(openGeneration(picker, request(), undefined, undefined, 10_000)).rejects.toMatchObject({ status: 503 });
+    expect(picker.failed).toEqual([]);
+    });
   });
 
   it('gives a generation displaced after waiting queued longer than the stall window its retries all the same: the window runs from the failure', async () => {
-    const proxy = await startFaultProxy(pool.url);
-    try {
-      proxy.mode = 'displace';
-      proxy.displaceAfterMs = 1500;
-      proxy.breaks = (id) => !id.includes('.q');
-      const opened = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, false, () => true);
-      expect(opened.id).toMatch(/\.q1$/);
-      for await (const event of opened.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
-    } finally {
-      await proxy.close();
-    }
+    await withFaultProxy(async (proxy) => {
+    proxy.mode = 'displace';
+    proxy.displaceAfterMs = 1500;
+    proxy.breaks = (id) => !id.includes('.q');
+    const opened = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, false, () => true);
+    expect(opened.id).toMatch(/\.q1$/);
+    for await (const event of opened.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
+    });
   });
 
   it('blames no pool when the run is cancelled while it opens, before or during the fetch', async () => {
