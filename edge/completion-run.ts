@@ -246,13 +246,13 @@ export class CompletionRun {
   private async openOn(request: GenerateInput, midReply = false): Promise<void> {
     const { deps } = this;
     try {
-      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs, this.markAccepted, midReply, () => this.replyStarted);
+      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs, this.markAccepted, () => midReply || this.replyStarted);
     } catch (err) {
       this.finish();
       throw err;
     }
     this.client = this.opened.client;
-    // Taken in again after it gave its queued place away, it runs under another id there.
+    // Tried again after a pool took it in and failed before its first token, it runs under another id there.
     this.generationId = this.opened.id;
     if (this.cancelled) deps.waitUntil(this.opened.client.cancel(this.generationId).catch(() => undefined));
   }

@@ -46,13 +46,15 @@ export async function openGeneration(
   /** A pool took the generation in (its 200), which may wait in its queue before the first tokens. */
   onAccepted?: () => void,
   /**
-   * The client holds part of the answer already (a resume after its pool
-   * failed): a refusal now would cut it off, so pools that are busy (or
-   * gone) are tried again after their hint, for up to the stall window.
+   * Whether the client holds a started reply (a 200 with spaces, SSE
+   * comments, while a pool held the generation queued) or part of the
+   * answer (a resume after its pool failed): then a refusal could only be an
+   * error inside that reply, so a round in which no pool took the generation
+   * to its first token is followed by another, after the soonest hint, for up
+   * to the stall window from the first such round. Before that, a clean 503,
+   * which clients retry, beats waiting.
    */
-  midReply = false,
-  /** Whether the client's reply has started (while a pool held the generation queued): then a failure is tried again too. */
-  replyStarted: () => boolean = () => false,
+  mayWait: () => boolean = () => false,
 ): Promise<OpenedGeneration> {
   // The soonest any pool said it would have room (its busy hint, up to 30 s); a pool that gave none (unreachable,
   // silent) may be back any moment: 2 s. Capped at 2 s, a pool's honest 30 s became a storm of early retries.
@@ -64,11 +66,8 @@ export async function openGeneration(
   };
   // The pool that holds this tenant's prefixes of this prompt, unless it is much busier than another.
   const affinity = affinityKey(request.cacheSalt ?? '', request.promptIds);
-  // Until when the pools are tried again after a round in which none took the generation to its first token: mid-reply,
-  // from the start; else from the first failure of a generation a pool had taken in (below), and only once the
-  // client's reply has started: a refusal then could only be an error inside that 200, where before it a clean 503,
-  // which clients retry, beats waiting.
-  let requeueUntil: number | null = midReply ? Date.now() + stallMs : null;
+  // Until when rounds follow one another (mayWait): the stall window from the first round that failed.
+  let requeueUntil: number | null = null;
   // Internal errors (the pool's, or its stream cut): often the request's own (its memory, a row the runtime fails
   // on), so tried twice at most.
   let internalErrors = 0;
@@ -141,8 +140,6 @@ export async function openGeneration(
         if (event.type === 'tokens' || event.type === 'done') break;
       }
       if (failed) {
-        // Taken in, then failed before its first token (it gave its queued place away, the pool died or went silent).
-        requeueUntil ??= Date.now() + stallMs;
         await events.return(undefined);
         // Where the pool may still hold it (a cut the pool has not noticed). A late cancel cannot reach the next
         // round's attempt: that one runs under another id.
@@ -153,9 +150,10 @@ export async function openGeneration(
       }
       return { client, id: request.id, events: prepend(head, events) };
     }
-    if (!(midReply || replyStarted()) || internalErrors >= 2) break;
+    if (!mayWait() || internalErrors >= 2) break;
+    requeueUntil ??= Date.now() + stallMs;
     // A hint past the deadline (a pool behind long generations says up to 30 s) still gets one try at the deadline.
-    const leftMs = requeueUntil === null ? 0 : requeueUntil - Date.now();
+    const leftMs = requeueUntil - Date.now();
     if (leftMs <= 0) break;
     if (!(await pause(Math.min(Math.max(100, retryAfterMs ?? 2000), leftMs), signal))) throw cancelledError();
     retryAfterMs = null;

@@ -350,12 +350,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     if (gen.cancelled) return true;
     gen.cancelled = true;
     gen.stoppedByEdge = atStop;
-    const q = this.queue.indexOf(gen);
-    if (q !== -1) {
-      this.queue.splice(q, 1);
-      this.options.metrics.waiting.set(this.queue.length);
-      this.finish(gen, gen.cancelReason);
-    }
+    this.endQueued(gen, gen.cancelReason);
     // Running: dropped at the start of the next iteration (within one step).
     return true;
   }
@@ -368,11 +363,16 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * never ran.
    */
   private displace(gen: Generation<S>): void {
+    this.endQueued(gen, 'displaced');
+  }
+
+  /** Ends `gen` if it is still queued (a running one ends at the next step). */
+  private endQueued(gen: Generation<S>, reason: 'stop' | 'cancelled' | 'displaced'): void {
     const q = this.queue.indexOf(gen);
-    if (q === -1 || gen.finished) return;
+    if (q === -1) return;
     this.queue.splice(q, 1);
     this.options.metrics.waiting.set(this.queue.length);
-    this.finish(gen, 'displaced');
+    this.finish(gen, reason);
   }
 
   /**

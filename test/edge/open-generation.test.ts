@@ -91,7 +91,7 @@ describe('openGeneration', () => {
     // Three refusals, 200 ms apart by the pool's hint: well within the window.
     proxy.busyAnswers = 3;
     const started = performance.now();
-    const resumed = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000, undefined, true);
+    const resumed = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000, undefined, () => true);
     expect(performance.now() - started).toBeGreaterThan(3 * 200 - 50);
     expect(proxy.busyAnswers).toBe(0);
     // Each round under its own id (a late cancel of an earlier one cannot end it): the fourth, `.q3`.
@@ -103,14 +103,14 @@ describe('openGeneration', () => {
     proxy.busyAnswers = 1;
     proxy.busyHintMs = 30_000;
     const late = performance.now();
-    const atDeadline = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, true);
+    const atDeadline = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, () => true);
     expect(performance.now() - late).toBeGreaterThan(900);
     for await (const event of atDeadline.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
     proxy.busyHintMs = 200;
     // Busy past the window: refused in the end, after about the window.
     proxy.busyAnswers = 1000;
     const until = performance.now();
-    const gaveUp = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, true).catch((e: unknown) => e);
+    const gaveUp = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, () => true).catch((e: unknown) => e);
     expect(gaveUp).toMatchObject({ status: 503, code: 'pool_unavailable' });
     expect(performance.now() - until).toBeGreaterThan(700);
     expect(performance.now() - until).toBeLessThan(3_000);
@@ -132,13 +132,13 @@ describe('openGeneration', () => {
     proxy.mode = 'fail';
     proxy.breaks = () => true;
     const internal = performance.now();
-    await expect(openGeneration(picker, request(), undefined, undefined, 10_000, undefined, false, () => true)).rejects.toMatchObject({ status: 503 });
+    await expect(openGeneration(picker, request(), undefined, undefined, 10_000, undefined, () => true)).rejects.toMatchObject({ status: 503 });
     expect(performance.now() - internal).toBeLessThan(5000);
     expect(proxy.broken.length).toBe(3);
     proxy.mode = 'cut';
     proxy.breaks = (id) => !id.includes('.q');
     const started = performance.now();
-    const opened = await openGeneration(picker, request(), undefined, undefined, 10_000, undefined, false, () => true);
+    const opened = await openGeneration(picker, request(), undefined, undefined, 10_000, undefined, () => true);
     // No hint from a cut stream: the pools again after 2 s.
     expect(performance.now() - started).toBeGreaterThan(1900);
     expect(opened.id).toMatch(/\.q1$/);
@@ -159,7 +159,7 @@ describe('openGeneration', () => {
     proxy.mode = 'displace';
     proxy.displaceAfterMs = 1500;
     proxy.breaks = (id) => !id.includes('.q');
-    const opened = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, false, () => true);
+    const opened = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, () => true);
     expect(opened.id).toMatch(/\.q1$/);
     for await (const event of opened.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
     });
