@@ -328,7 +328,8 @@ export function formatTable(results: readonly MethodResult[]): string {
     r.method,
     String(r.requests),
     String(r.failed),
-    r.outputTokensPerSecond.toFixed(0),
+    // A method with failures counts only what did not fail: marked, so that it is not read as its throughput.
+    r.failed > 0 ? `${r.outputTokensPerSecond.toFixed(0)}*` : r.outputTokensPerSecond.toFixed(0),
     r.speedupVsOff === undefined ? '-' : `${r.speedupVsOff.toFixed(2)}x`,
     ...(spread ? [r.speedupVsOffRuns ? `${Math.min(...r.speedupVsOffRuns).toFixed(2)}-${Math.max(...r.speedupVsOffRuns).toFixed(2)}x` : '-'] : []),
     `${r.tpotMedianMs.toFixed(2)}ms`,
@@ -340,7 +341,8 @@ export function formatTable(results: readonly MethodResult[]): string {
     r.meanAcceptanceLength.toFixed(2),
     r.method === 'off' ? '-' : `${(r.acceptanceRate * 100).toFixed(0)}%`,
   ]);
-  return renderColumns(head, rows);
+  const partial = results.some((r) => r.failed > 0);
+  return renderColumns(head, rows) + (partial ? '\n* counts only the requests that did not fail; the time includes the failed ones' : '');
 }
 
 /** Aligned columns under a rule: the first two (concurrency, method) to the left, figures to the right. */
