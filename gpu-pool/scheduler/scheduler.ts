@@ -275,6 +275,23 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     if (reserved > limits.maxTotalTokens) {
       throw new AdmissionError('bad_request', `request needs ${reserved} tokens; this pool holds at most ${limits.maxTotalTokens}`);
     }
+    const temperature = request.sampling.temperature;
+    // An unseeded sampled request gets its seed here, so the verifier and the
+    // drafter (which reads the same noise) agree on it.
+    if (temperature > 0 && request.sampling.seed === undefined) {
+      request = { ...request, sampling: { ...request.sampling, seed: Math.floor(Math.random() * 2 ** 32) } };
+    }
+    // Before the capacity check: a trie that is not base64 or names a token outside the vocabulary is a 400
+    // at any load, not a busy answer to retry (the drafter itself is built lazily, so this costs a decode).
+    const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request, reserved);
+    if (drafter?.shippedTrie) {
+      try {
+        checkTrieTokens(drafter.shippedTrie, vocab);
+      } catch (err) {
+        this.options.metrics.shippedTries.inc({ result: 'invalid' });
+        throw err;
+      }
+    }
     const fitsNow = this.active.length + this.queue.length < limits.maxActive + limits.maxQueued;
     const tokensFit = this.reservedTokens + reserved <= limits.maxTotalTokens;
     // Full: the place may be another tenant's, one that queued more than its share (fair-shares.ts, queuePlacesFor).
@@ -289,24 +306,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         : `${this.reservedTokens} of its ${limits.maxTotalTokens} tokens are reserved and this request needs ${reserved}`;
       throw new AdmissionError('busy', `the pool is at capacity (${full}); retry after the time given`, this.retryAfterMs());
     }
-    const temperature = request.sampling.temperature;
-    // An unseeded sampled request gets its seed here, so the verifier and the
-    // drafter (which reads the same noise) agree on it.
-    if (temperature > 0 && request.sampling.seed === undefined) {
-      request = { ...request, sampling: { ...request.sampling, seed: Math.floor(Math.random() * 2 ** 32) } };
-    }
-    const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request, reserved);
     if (drafter?.shippedTrie) {
       // A malformed shipped trie is dropped (the drafter ignores it), not refused:
       // the request was valid without it. Counted, so a faulty edge shows.
-      const shipped = this.options.metrics.shippedTries;
-      try {
-        checkTrieTokens(drafter.shippedTrie, vocab);
-      } catch (err) {
-        shipped.inc({ result: 'invalid' });
-        throw err;
-      }
-      shipped.inc({ result: edgeTrieMalformation(drafter.shippedTrie) === null ? 'used' : 'malformed' });
+      this.options.metrics.shippedTries.inc({ result: edgeTrieMalformation(drafter.shippedTrie) === null ? 'used' : 'malformed' });
     }
     if (request.trie !== undefined) {
       // Decoded into the drafter: its base64 text (up to 4 MiB) is not kept for the generation's life.

@@ -458,6 +458,14 @@ describe('continuous batching', () => {
     // ~380 steps left of the one running, 5 ms or more each: seconds, not a fixed 500 ms; within the clamp.
     expect(busy!.retryAfterMs).toBeGreaterThan(1500);
     expect(busy!.retryAfterMs).toBeLessThanOrEqual(30_000);
+    // A request that can never run is refused as such while full, not told to retry: a trie that is not base64,
+    // or one naming a token outside the vocabulary.
+    const outside = Buffer.from(encodeEdgeTrie([1, 9999], [-1, 0], [1, 1])).toString('base64');
+    for (const [trie, why] of [['!!!', /trie: not valid base64/], [outside, /trie: token 9999 is outside the vocabulary/]] as const) {
+      expect(() => s.submit(generateRequestSchema.parse({ id: 'bad-trie', promptIds: [1], maxTokens: 4, speculation: 'sssd', trie }), collect().sink)).toThrow(
+        expect.objectContaining({ kind: 'bad_request', message: expect.stringMatching(why) }),
+      );
+    }
     expect(s.cancel('long')).toBe(true);
     await c.done;
     // The token limit named as such.
