@@ -277,7 +277,7 @@ export class CompletionRun {
           if (next.done) break;
           const event = next.value;
           if (this.cancelled) break streams;
-          broke = interruption(event);
+          broke = interruption(event, deps.model.tokenizer.vocabSize);
           if (broke !== null) break;
           const outcome = this.onEvent(event, assembler);
           if (outcome.segments.length > 0) yield outcome.segments;
@@ -502,8 +502,13 @@ export function draftUserTrie(cache: UserCache, context: number[], maxNodes: num
 }
 
 /** Why a pool's event means its generation broke off (null: it did not). */
-function interruption(event: PoolEvent): string | null {
+function interruption(event: PoolEvent, vocabSize: number): string | null {
   if (event.type === 'error') return event.message;
+  // A token this model does not have (a pool of another model behind a proxy, a pool bug): the pool failed, so
+  // another goes on; decoded, it threw and cost the client its generation.
+  if (event.type === 'tokens') {
+    for (const id of event.ids) if (id >= vocabSize) return `pool sent token ${id}, outside the vocabulary (size ${vocabSize})`;
+  }
   if (event.type !== 'done') return null;
   if (event.finishReason === 'error') return 'the generation failed';
   // Not the edge's cancel (run() stops reading at its own): the pool shut down under it.

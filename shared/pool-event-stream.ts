@@ -1,16 +1,18 @@
 /**
  * Reads a pool's generation response (NDJSON, one PoolEvent per line; see
  * docs/protocol.md) as events. Shared by the edge and the serving benchmark so
- * both read the stream the same way: a broken line, a cut connection or a
- * stream that ends without `done` ends with one `error` event, and reading
- * stops after `done` or `error`.
+ * both read the stream the same way: a broken line, an event of the wrong
+ * shape, a cut connection or a stream that ends without `done` ends with one
+ * `error` event, and reading stops after `done` or `error`.
  */
+import { poolEventMalformation } from './pool-event-shape';
 import type { PoolEvent } from './protocol';
 
 /**
- * NDJSON body → events. A broken line or a cut connection ends with an 'error'
- * event. Takes a web ReadableStream (fetch, workerd) or any async iterable of
- * byte chunks (a Node response read with `iterator({ destroyOnReturn: false })`,
+ * NDJSON body → events. A broken line, an event of the wrong shape
+ * (pool-event-shape.ts) or a cut connection ends with an 'error' event.
+ * Takes a web ReadableStream (fetch, workerd) or any async iterable of byte
+ * chunks (a Node response read with `iterator({ destroyOnReturn: false })`,
  * so that stopping after `done` leaves a keep-alive socket usable).
  */
 export async function* readPoolEvents(body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): AsyncGenerator<PoolEvent> {
@@ -35,13 +37,20 @@ export async function* readPoolEvents(body: ReadableStream<Uint8Array> | AsyncIt
         const line = buffer.slice(0, newline).trim();
         buffer = buffer.slice(newline + 1);
         if (line.length === 0) continue;
-        let event: PoolEvent;
+        let parsed: unknown;
         try {
-          event = JSON.parse(line) as PoolEvent;
+          parsed = JSON.parse(line);
         } catch {
           yield { type: 'error', code: 'internal', message: 'pool sent a malformed event' };
           return;
         }
+        // Valid JSON of the wrong shape is as broken a stream as a broken line: an error event, not a throw.
+        const malformation = poolEventMalformation(parsed);
+        if (malformation !== null) {
+          yield { type: 'error', code: 'internal', message: `pool sent a malformed event (${malformation})` };
+          return;
+        }
+        const event = parsed as PoolEvent;
         if (event.type === 'done') sawDone = true;
         yield event;
         if (event.type === 'done' || event.type === 'error') return;

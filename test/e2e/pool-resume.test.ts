@@ -113,6 +113,28 @@ describe('a generation whose pool fails mid-stream', () => {
     }
   });
 
+  it('goes on on another pool when its pool sends an event of the wrong shape or a token the model does not have', async () => {
+    const body = { prompt: 'Anna baked a cake for her friend.', max_tokens: 80, temperature: 0 };
+    arm('pass');
+    const whole = await stream(body);
+    expect(whole.error).toBeNull();
+    const garbled = ['null', '{"type":"tokens"}', JSON.stringify({ type: 'tokens', ids: [100, 99_999], sources: ['model', 'model'], drafted: 0, accepted: 0 })];
+    // Mid-reply (a resume) and before the first token (the next pool, or a resume from nothing): never a 500.
+    for (const afterTokenEvents of [2, 0]) {
+      for (const line of garbled) {
+        // Only the first pool it goes to garbles (before the first token, the next pool takes the same id).
+        arm('garble', (id) => !proxies.some((p) => p.broken.some((b) => b.split('.')[0] === id.split('.')[0])), afterTokenEvents);
+        for (const p of proxies) p.garbledLine = line;
+        const recovered = await stream(body);
+        expect(broken(recovered.id), line).toEqual([recovered.id]);
+        expect(recovered.error, line).toBeNull();
+        expect(recovered.text, line).toBe(whole.text);
+        expect(recovered.completionTokens).toBe(whole.completionTokens);
+      }
+    }
+    arm('pass');
+  });
+
   it('moves to the other pool when its pool hangs before the first token', async () => {
     const body = { prompt: 'Max had a small boat.', max_tokens: 60, temperature: 0 };
     arm('pass');

@@ -80,9 +80,26 @@ describe('readPoolEvents', () => {
     expect(source.pulled).toBe(1);
   });
 
-  it('ends with one error for a malformed line, a stream without done, or a broken stream', async () => {
+  it('ends with one error for a malformed line, an event of the wrong shape, a stream without done, or a broken stream', async () => {
     const malformed = await collect(iterable(cut(`${JSON.stringify(tokens([1]))}\n{"type": tok\n${JSON.stringify(done)}\n`, [])));
     expect(malformed).toEqual([tokens([1]), { type: 'error', code: 'internal', message: 'pool sent a malformed event' }]);
+
+    // Valid JSON of the wrong shape (a pool of another version, a proxy): the same error, naming what is wrong.
+    for (const [line, why] of [
+      ['null', 'not an object'],
+      ['{"type":"tokens"}', 'tokens without ids'],
+      ['{"type":"tokens","ids":[1,-2],"sources":["model","model"],"drafted":0,"accepted":0}', 'a token id that is not a count'],
+      ['{"type":"tokens","ids":[1,2],"sources":["model"],"drafted":0,"accepted":0}', 'tokens whose sources do not match its ids'],
+      ['{"type":"done","finishReason":"stop"}', 'done without usage'],
+      ['{"type":"error"}', 'error without a code and message'],
+    ] as const) {
+      expect(await collect(iterable(cut(`${JSON.stringify(tokens([1]))}\n${line}\n${JSON.stringify(done)}\n`, []))), line).toEqual([
+        tokens([1]),
+        { type: 'error', code: 'internal', message: `pool sent a malformed event (${why})` },
+      ]);
+    }
+    // An event type it does not know passes (protocol 1 grows by adding events; readers ignore them).
+    expect(await collect(iterable(cut(`{"type":"later-event","x":1}\n${JSON.stringify(done)}\n`, [])))).toEqual([{ type: 'later-event', x: 1 }, done]);
 
     const short = await collect(webStream(cut(`${JSON.stringify(tokens([1]))}\n`, [])));
     expect(short.at(-1)).toEqual({ type: 'error', code: 'internal', message: 'pool stream ended without a done event' });

@@ -10,7 +10,9 @@
  * a stuck device, a partition). `busyAnswers`: that many generate requests
  * are refused as a full pool refuses them first. `displace` takes a generation
  * in, keeps it queued for `displaceAfterMs`, then ends it as a full pool does
- * when its place goes to another tenant's.
+ * when its place goes to another tenant's. `garble` sends `garbledLine` in
+ * place of the tokens event and ends the stream (a pool of another version,
+ * a proxy or a pool bug sending valid JSON of the wrong shape).
  * `health: 'draining'` answers `/healthz` as a draining pool does (503),
  * while the pool behind still serves everything else.
  * Everything else passes through untouched.
@@ -25,7 +27,7 @@ const shutDown: PoolEvent = {
   usage: { promptTokens: 0, completionTokens: 0, speculation: { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 } },
 };
 
-export type FaultMode = 'pass' | 'cut' | 'cancel' | 'fail' | 'stall' | 'drop-done' | 'hang' | 'displace';
+export type FaultMode = 'pass' | 'cut' | 'cancel' | 'fail' | 'stall' | 'drop-done' | 'hang' | 'displace' | 'garble';
 
 /** What `fail` sends: the pool's internal error, with text (a path, a runtime's words) that is the operator's, not a client's. */
 export const INTERNAL_FAILURE_MARKER = 'verification step failed: /srv/models/secret-checkpoint.onnx node MatMul_17';
@@ -49,6 +51,8 @@ export interface FaultProxy {
   busyAnswers: number;
   /** The retry hint of those answers (default 200 ms). */
   busyHintMs: number;
+  /** `garble`: the line sent in place of the tokens event (default `null`). */
+  garbledLine: string;
   /** Sends what comes next to another pool (a pool replaced at the same address). */
   retarget(target: string): void;
   close(): Promise<void>;
@@ -64,6 +68,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     busyAnswers: 0,
     displaceAfterMs: 1000,
     busyHintMs: 200,
+    garbledLine: 'null',
     breaks: (id) => !/\.r\d+$/.test(id),
     opened: [],
     broken: [],
@@ -137,6 +142,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
             // Closed once what was sent before the cut is out (a reset may discard it at the edge).
             if (mode === 'cut' || mode === 'drop-done') res.socket?.destroySoon();
             else if (mode === 'fail') res.end(JSON.stringify({ type: 'error', code: 'internal', message: INTERNAL_FAILURE_MARKER }) + '\n');
+            else if (mode === 'garble') res.end(proxy.garbledLine + '\n');
             else res.end(JSON.stringify(shutDown) + '\n');
             return;
           }
