@@ -9,9 +9,13 @@ import { describeValue, logitBiasSchema } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
 import { badRequest, type ApiError } from './api-error';
 
-const stopSchema = z
-  .union([z.string().min(1), z.array(z.string().min(1)).max(4, 'stop accepts at most 4 sequences')])
-  .nullish();
+// A lone surrogate (half of a character) never occurs in decoded text; matched on UTF-16 units, it stopped
+// a reply in the middle of an emoji and left half of it at the end.
+const stopString = z
+  .string()
+  .min(1)
+  .refine((s) => !/\p{Cs}/u.test(s), 'a stop sequence may not hold a lone surrogate (half of a character)');
+const stopSchema = z.union([stopString, z.array(stopString).max(4, 'stop accepts at most 4 sequences')]).nullish();
 
 const streamOptionsSchema = z
   .object({

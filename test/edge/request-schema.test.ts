@@ -88,6 +88,11 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(refusal({ stop: ['a', 'b', 'c', 'd', 'e'] })!.toBody().error).toMatchObject({ param: 'stop', code: 'invalid_value', message: 'stop: stop accepts at most 4 sequences' });
     expect(refusal({ stop: ['a', ''] })!.toBody().error).toMatchObject({ param: 'stop.1', code: 'invalid_value' });
     expect(refusal({ stop: 5 })!.toBody().error).toMatchObject({ param: 'stop', code: 'invalid_value' });
+    // Half of a character can never be in the text: refused, not matched inside an emoji. A whole one is a stop like any.
+    for (const [stop, param] of [['\ud83d', 'stop'], [['x', 'a\ude00'], 'stop.1']] as const) {
+      expect(refusal({ stop })!.toBody().error).toMatchObject({ param, code: 'invalid_value', message: expect.stringMatching(/lone surrogate/) });
+    }
+    expect(refusal({ stop: ['😀', 'e\u0301', '\ufffd'] })).toBeNull();
   });
 
   it('refuses echo on chat, which has no such field, and vLLM\'s chat-template controls unless neutral', () => {
