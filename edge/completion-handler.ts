@@ -228,6 +228,13 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   for (const id of Object.keys(body.logit_bias ?? {})) {
     if (Number(id) >= model.tokenizer.vocabSize) throw badRequest(`logit_bias: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'logit_bias', 'invalid_value');
   }
+  const choices = body.n ?? 1;
+  const { maxActive, maxQueued } = model.info.limits;
+  if (ctx.picker.size === 1 && choices > maxActive + maxQueued) {
+    // Each choice is a generation: with one pool that holds fewer, its own choices fill it and the last is refused
+    // busy, a 503 that clients retry for ever.
+    throw badRequest(`n: ${choices} choices are ${choices} generations at once, and this server's pool holds at most ${maxActive + maxQueued} (running and queued); ask for fewer.`, 'n', 'invalid_value');
+  }
   const stops = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
   const speculate = body.speculation !== 'off';
   const temperature = body.temperature ?? 1;
@@ -258,7 +265,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   // differ, and repeat run to run). A sampled request without one gets one
   // drawn here rather than at the pool: a generation resumed on another pool
   // (CompletionRun.resume) then goes on as it would have on the first.
-  const n = body.n ?? 1;
+  const n = choices;
   const seed = body.seed ?? (temperature > 0 ? crypto.getRandomValues(new Uint32Array(1))[0] : null);
   const echoed = echo ? echoText(parsed, ids, model.tokenizer, asked !== null) : null;
   // Tokenized with speculation off too: usage reports how much of it the reply followed.

@@ -18,22 +18,27 @@ let pool: RunningPool;
 let edge: RunningEdge;
 /** An edge that takes a pool silent for 2 s for a hung one. */
 let impatient: RunningEdge;
+/** A pool of three places (one running, two queued), alone behind its edge. */
+let tiny: RunningPool;
+let tinyEdge: RunningEdge;
 const dirs: string[] = [];
 
 beforeAll(async () => {
   token = generatePoolToken();
-  pool = await startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, extraArgs: ['--max-active', '1', '--max-queued', '64'] });
-  // Edges on that pool, each with its own local KV.
-  const edgeWith = (vars: Record<string, string>): Promise<RunningEdge> => {
+  const poolOf = (maxQueued: number): Promise<RunningPool> =>
+    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, extraArgs: ['--max-active', '1', '--max-queued', String(maxQueued)] });
+  [pool, tiny] = await Promise.all([poolOf(64), poolOf(2)]);
+  // Edges on those pools, each with its own local KV.
+  const edgeWith = (vars: Record<string, string>, on = pool): Promise<RunningEdge> => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sssd-queued-'));
     dirs.push(dir);
-    return startEdge({ poolUrls: [pool.url], poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', ...vars } });
+    return startEdge({ poolUrls: [on.url], poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', ...vars } });
   };
-  [edge, impatient] = await Promise.all([edgeWith({ SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100' }), edgeWith({ SSSD_POOL_STALL_SECONDS: '2' })]);
+  [edge, impatient, tinyEdge] = await Promise.all([edgeWith({ SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100' }), edgeWith({ SSSD_POOL_STALL_SECONDS: '2' }), edgeWith({}, tiny)]);
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all([edge?.stop(), impatient?.stop(), pool?.service.stop()]);
+  await Promise.all([edge?.stop(), impatient?.stop(), tinyEdge?.stop(), pool?.service.stop(), tiny?.service.stop()]);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -205,6 +210,17 @@ describe('a client that leaves while its generation is queued', () => {
     expect(took).toBeLessThan(3000);
     expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(10);
     await Promise.all(fillers);
+  });
+
+  it('refuses more choices than its only pool holds as a 400 naming n, not a busy answer clients retry for ever', async () => {
+    const tooMany = await complete(tinyEdge, { model: 'stories260K', prompt: 'Once', max_tokens: 5, temperature: 1, n: 4 });
+    expect(tooMany.status).toBe(400);
+    expect(((await tooMany.json()) as { error: { param: string; message: string } }).error).toMatchObject({ param: 'n', message: expect.stringMatching(/holds at most 3 /) });
+    // Nothing was opened at the pool for it; as many choices as it holds are served.
+    expect(await metricValue(tiny, 'sssd_pool_rejected_requests_total', 'reason="busy"')).toBe(0);
+    const fits = await complete(tinyEdge, { model: 'stories260K', prompt: 'Once', max_tokens: 5, temperature: 1, n: 3 });
+    expect(fits.status).toBe(200);
+    expect(((await fits.json()) as { choices: unknown[] }).choices).toHaveLength(3);
   });
 
   it("keeps a queued generation's stream alive, so an edge does not take a long queue for a hung pool", async () => {
