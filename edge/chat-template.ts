@@ -14,9 +14,10 @@ export type ChatTemplate = PoolInfo['model']['chatTemplate'];
 
 function messageText(message: ChatMessage): string {
   const content = message.content;
-  if (content === undefined || content === null) return '';
+  // An assistant that refused (OpenAI's reply: null content, a refusal): what it said is the refusal.
+  if (content === undefined || content === null) return message.role === 'assistant' ? (message.refusal ?? '') : '';
   if (typeof content === 'string') return content;
-  return content.map((part) => part.text).join('');
+  return content.map((part) => (part.type === 'text' ? part.text : part.refusal)).join('');
 }
 
 export function renderChatPrompt(messages: readonly ChatMessage[], template: ChatTemplate): string {

@@ -91,7 +91,8 @@ function promptTextLength(parsed: ParsedRequest): number {
     for (const message of parsed.body.messages) {
       const content = message.content;
       if (typeof content === 'string') length += content.length;
-      else if (content) for (const part of content) length += part.text.length;
+      else if (content) for (const part of content) length += part.type === 'text' ? part.text.length : part.refusal.length;
+      else length += message.refusal?.length ?? 0;
     }
     return length;
   }
@@ -259,6 +260,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     model: model.info.model.name,
     kind,
     sources: body.stream_options?.sources === true,
+    includeUsage: body.stream === true && body.stream_options?.include_usage === true,
     ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, model.tokenizer, asked > 0) } : {}),
   };
   // One generation per choice. A seed makes choice i use seed + i (the choices

@@ -19,6 +19,8 @@ export interface ResponseMeta {
   kind: EndpointKind;
   /** Streamed text chunks carry `sssd_sources` (stream_options.sources). */
   sources?: boolean;
+  /** stream_options.include_usage: the last chunk carries the usage, and every other one `usage: null` (as OpenAI's). */
+  includeUsage?: boolean;
   /** Present when the request asked for log-probabilities: the formatter of choice 0 (streams make one per choice with `newLogprobs`). */
   logprobs?: LogprobsFormatter;
 }
@@ -176,7 +178,7 @@ export function joinText(segments: readonly SourcedText[]): string {
 /** A streamed chunk: the endpoint's chunk object around `choices` (and `usage`, for the last one). */
 function chunk(meta: ResponseMeta, choices: object[], usage?: CompletionUsage): object {
   const object = meta.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
-  return { id: meta.id, object, created: meta.created, model: meta.model, choices, ...(usage ? { usage } : {}) };
+  return { id: meta.id, object, created: meta.created, model: meta.model, choices, ...(usage ? { usage } : meta.includeUsage ? { usage: null } : {}) };
 }
 
 export function roleChunk(meta: ResponseMeta, index = 0): object {

@@ -117,13 +117,20 @@ export const completionRequestSchema = z.object({
 });
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 
-const contentPartSchema = z.object({ type: z.literal('text'), text: z.string() });
+const contentPartSchema = z.union([
+  z.object({ type: z.literal('text'), text: z.string() }),
+  // An assistant's refusal, as OpenAI's replies carry it: in a replayed history it is what the assistant said.
+  z.object({ type: z.literal('refusal'), refusal: z.string() }),
+]);
+export type ContentPart = z.infer<typeof contentPartSchema>;
 
 export const chatMessageSchema = z.object({
   // `function`: OpenAI's deprecated tool role, still in replayed histories.
   role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
   content: z.union([z.string(), z.array(contentPartSchema), z.null()]).optional(),
   name: z.string().optional(),
+  /** An assistant message's refusal (OpenAI's, with null content): its text, as the content would be. */
+  refusal: z.string().nullish(),
 });
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
@@ -188,10 +195,26 @@ const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknow
 export function rejectUnsupportedParameters(body: unknown, endpoint: 'completion' | 'chat' = 'completion'): void {
   if (typeof body !== 'object' || body === null) return;
   const rules = endpoint === 'chat' ? CHAT_UNSUPPORTED_PARAMETERS : UNSUPPORTED_PARAMETERS;
+  if (endpoint === 'chat') rejectNonTextParts((body as { messages?: unknown }).messages);
   for (const [name, value] of Object.entries(body)) {
     const rule = Object.hasOwn(rules, name) ? rules[name] : undefined;
     if (rule && value !== null && value !== undefined && !rule.neutral(value)) {
       throw badRequest(`${name} is not supported by this server (leave it out, or send it as ${rule.hint})`, name, 'unsupported_parameter');
+    }
+  }
+}
+
+/** Content parts a text model cannot read (images, audio, files): refused by their type, not as a malformed body. */
+function rejectNonTextParts(messages: unknown): void {
+  if (!Array.isArray(messages)) return;
+  for (let i = 0; i < messages.length; i++) {
+    const content = (messages[i] as { content?: unknown } | null)?.content;
+    if (!Array.isArray(content)) continue;
+    for (let j = 0; j < content.length; j++) {
+      const type = (content[j] as { type?: unknown } | null)?.type;
+      if (typeof type !== 'string' || type === 'text' || type === 'refusal') continue;
+      const param = `messages.${i}.content.${j}.type`;
+      throw badRequest(`${param}: content parts of type '${clipped(type, 40)}' are not supported by this server: its model reads text only`, param, 'unsupported_parameter');
     }
   }
 }

@@ -432,13 +432,18 @@ describe('OpenAI-compatible API on the edge', () => {
     const texts = ['', ''];
     const finished = [false, false];
     let streamedUsage: OpenAI.CompletionUsage | undefined;
+    // As OpenAI documents include_usage: every chunk but the last carries `usage: null` (a strict client checks it).
+    const usageFields: unknown[] = [];
     for await (const chunk of stream) {
       for (const c of chunk.choices) {
         texts[c.index] += c.delta.content ?? '';
         if (c.finish_reason) finished[c.index] = true;
       }
+      usageFields.push('usage' in chunk ? chunk.usage : 'absent');
       if (chunk.usage) streamedUsage = chunk.usage;
     }
+    expect(usageFields.slice(0, -1).every((u) => u === null)).toBe(true);
+    expect(usageFields.at(-1)).toMatchObject({ completion_tokens: expect.any(Number) });
     expect(finished).toEqual([true, true]);
     const wholeChat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 12, temperature: 1, seed: 9, n: 2 });
     expect(texts).toEqual(wholeChat.choices.map((c) => c.message.content));

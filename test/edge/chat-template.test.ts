@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { renderChatPrompt } from '../../edge/chat-template';
-import { chatMessageSchema, type ChatMessage } from '../../edge/request-schema';
+import { chatMessageSchema, chatRequestSchema, parseOpenAiBody, type ChatMessage } from '../../edge/request-schema';
+import type { ApiError } from '../../edge/api-error';
 
 describe("the 'concat' chat template", () => {
   it('joins messages with a newline, no roles; a lone user message is its text', () => {
@@ -21,6 +22,36 @@ describe("the 'concat' chat template", () => {
     ].map((m) => chatMessageSchema.parse(m));
     expect(renderChatPrompt(messages, 'concat')).toBe('Find a cat.\nThe cat is in the box.');
     expect(chatMessageSchema.safeParse({ role: 'narrator', content: 'x' }).success).toBe(false);
+  });
+
+  it("takes an assistant's refusal, as OpenAI's replies carry it (a part, or the field beside null content), as what it said", () => {
+    const messages = [
+      { role: 'user', content: 'Tell me a secret.' },
+      { role: 'assistant', content: [{ type: 'refusal', refusal: ' I cannot.' }] },
+      { role: 'user', content: 'Then a story.' },
+      { role: 'assistant', content: null, refusal: ' No.' },
+    ].map((m) => chatMessageSchema.parse(m));
+    expect(renderChatPrompt(messages, 'concat')).toBe('Tell me a secret. I cannot.\nThen a story. No.');
+  });
+
+  it('refuses images, audio and files by their type, as a feature this text model lacks, not as a malformed body', () => {
+    const refusal = (part: object): Record<string, unknown> => {
+      try {
+        parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'Look:' }, { role: 'user', content: [{ type: 'text', text: 'at' }, part] }] }, 'chat');
+      } catch (err) {
+        return (err as ApiError).toBody().error as Record<string, unknown>;
+      }
+      return {};
+    };
+    for (const part of [{ type: 'image_url', image_url: { url: 'http://x/y.png' } }, { type: 'input_audio', input_audio: { data: '', format: 'wav' } }, { type: 'file', file: {} }]) {
+      expect(refusal(part)).toMatchObject({
+        code: 'unsupported_parameter',
+        param: 'messages.1.content.1.type',
+        message: `messages.1.content.1.type: content parts of type '${part.type}' are not supported by this server: its model reads text only`,
+      });
+    }
+    // A part with no type at all is still a malformed body.
+    expect(refusal({ text: 'x' })).toMatchObject({ code: 'invalid_value' });
   });
 
   it("continues the text before an assistant reply with no newline, as the model wrote it, so the next turn's prompt extends the last one", () => {
