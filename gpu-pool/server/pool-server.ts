@@ -28,6 +28,7 @@ import { HttpError } from './http-error';
 import { specificIssue } from '../../shared/specific-issue';
 import { readJsonBody } from './read-body';
 import { DEFAULT_STALLED_READER_MS, StalledReaders } from './stalled-readers';
+import { pipelinedTurn } from './pipelined-turn';
 
 export interface PoolServerOptions {
   scheduler: Scheduler;
@@ -288,6 +289,8 @@ export class PoolServer {
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
     const request = parsed.data;
     if (request.model) this.checkModel(request.model);
+    // Pipelined behind a stream still running on this connection: it runs when its response can flow.
+    if (!(await pipelinedTurn(req, res))) return;
     // The closures below live as long as the stream: they hold the id, not the request (a trie's text, predicted tokens).
     const id = request.id;
     let open = true;

@@ -352,6 +352,32 @@ describe('admission', () => {
     await Promise.all(responses.filter((r) => r.status === 200).map((r) => r.text()));
   });
 
+  it('a generate pipelined behind a running stream on its connection waits its turn, not runs with its output held; at most 16 wait', async () => {
+    const { connect } = await import('node:net');
+    const url = new URL(pool.url);
+    const raw = (body: object): string => {
+      const text = JSON.stringify(body);
+      return `POST /v1/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${pool.token}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
+    };
+    const socket = connect(Number(url.port), url.hostname);
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('utf8')));
+    // One long stream, then 17 short ones sent behind it without waiting: the 17th finds 16 waiting.
+    const short = Array.from({ length: 17 }, (_, i) => raw({ id: `pipe-${i + 2}`, promptIds: [1, 403], maxTokens: 8, speculation: 'off' }));
+    socket.write(raw({ id: 'pipe-1', ...LONG }) + short.join(''));
+    expect(await waitFor(async () => received.includes('"type":"start","id":"pipe-1"'), 5000)).toBe(true);
+    // The pool holds three places: before, the next two took them at once, their events held in the process.
+    const deleteOf = (id: string): Promise<number> =>
+      fetch(`${pool.url}/v1/generations/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } }).then(async (r) => (await r.text(), r.status));
+    expect(await deleteOf('pipe-2')).toBe(404);
+    expect((await getJson<PoolHealth>(pool, '/healthz', false)).body).toMatchObject({ active: 1, queued: 0 });
+    expect(await deleteOf('pipe-1')).toBe(200);
+    // Then each in turn, to its end; the one over the bound answered as such, in its place.
+    expect(await waitFor(async () => (received.match(/"type":"done"/g) ?? []).length === 17 && received.includes('open a connection per generation'), 20_000)).toBe(true);
+    expect(received).toMatch(/HTTP\/1\.1 400 [^]*at most 16 generate requests may wait pipelined/);
+    socket.destroy();
+  });
+
   it('a client that goes away halfway through its body costs nothing and logs no error', async () => {
     const { request } = await import('node:http');
     const url = new URL(`${pool.url}/v1/generate`);
