@@ -69,12 +69,25 @@ function stop() {
   current = null;
   $('go').textContent = 'Generate';
 }
+/** Why the key cannot be sent (said on the page, nothing sent nor saved), or '' when it can. */
+function keyProblem(key) {
+  if (!key) return 'Enter an API key (npm start prints a link to this page with the development key).';
+  // A bearer token is printable ASCII: anything else fails in fetch itself, in the browser's words.
+  if (/[^\\x21-\\x7e]/.test(key)) return 'That API key holds characters no key has: keys are printable ASCII, without spaces.';
+  return '';
+}
 async function generate() {
   if (current) return stop();
+  const key = $('key').value.trim();
+  const problem = keyProblem(key);
+  if (problem) {
+    $('error').textContent = problem;
+    document.body.dataset.state = 'done';
+    return;
+  }
   const controller = new AbortController();
   current = controller;
   $('go').textContent = 'Stop';
-  const key = $('key').value.trim();
   // Kept: what the user typed, or a link's key where none was.
   if (keyFrom === 'typed here' || !savedKey) localStorage.setItem('sssd-key', key);
   // What is asked is what the form said at the click.
@@ -137,6 +150,14 @@ function showUsage(u) {
     ', prompt tokens cached at the pool: ' + ((u.prompt_tokens_details || {}).cached_tokens ?? 0);
 }
 $('go').addEventListener('click', generate);
+// Enter in a one-line field, or Ctrl/Cmd+Enter in the prompt, starts a generation (a running one goes on).
+for (const id of ['key', 'maxTokens', 'temperature', 'user', 'prompt']) {
+  $(id).addEventListener('keydown', (e) => {
+    if (e.key !== 'Enter' || e.isComposing || (id === 'prompt' && !(e.ctrlKey || e.metaKey))) return;
+    e.preventDefault();
+    if (!current) generate();
+  });
+}
 `;
 
 export const demoPageHtml = `<!doctype html>
@@ -151,8 +172,8 @@ export const demoPageHtml = `<!doctype html>
 <h1>SSSD edge demo</h1>
 <p class="legend">Draft source of each token:
   <span class="tok-edge">your cache (edge)</span><span class="tok-context">this prompt (context)</span><span class="tok-datastore">datastore</span><span class="tok-model">model (not drafted)</span></p>
-<div class="row"><input id="key" type="password" placeholder="API key" autocomplete="off"> <span id="keyNote"></span> <button id="useLinkKey" hidden>Use the link's key</button></div>
-<textarea id="prompt" rows="3">Once upon a time, there was a little girl named Lily.</textarea>
+<div class="row"><input id="key" type="password" placeholder="API key" aria-label="API key" autocomplete="off"> <span id="keyNote"></span> <button id="useLinkKey" hidden>Use the link's key</button></div>
+<textarea id="prompt" rows="3" aria-label="Prompt (Ctrl+Enter generates)">Once upon a time, there was a little girl named Lily.</textarea>
 <div class="row">
   <label>max tokens <input id="maxTokens" type="number" value="128" min="1"></label>
   <label>temperature <input id="temperature" type="number" value="0" min="0" max="2" step="0.1"></label>

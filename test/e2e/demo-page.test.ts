@@ -132,6 +132,47 @@ describe('demo page', () => {
     }
   });
 
+  it('is usable from the keyboard, and says what is wrong with a key it cannot send rather than send it', async () => {
+    const page = await browser.newPage();
+    const sent: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/v1/')) sent.push(r.url());
+    });
+    try {
+      await page.goto(`${stack.edgeUrl}/`);
+      await page.evaluate(() => localStorage.clear());
+      // Every field is named for a screen reader.
+      for (const id of ['key', 'prompt', 'maxTokens', 'temperature', 'user']) {
+        expect(await page.evaluate((i) => (document.getElementById(i) as HTMLInputElement).labels?.length || document.getElementById(i)!.getAttribute('aria-label'), id), id).toBeTruthy();
+      }
+      // No key, or one no key could be: said on the page; nothing sent, nothing saved.
+      for (const [key, said] of [['', /Enter an API key/], ['ключ', /printable ASCII/]] as const) {
+        await page.fill('#key', key);
+        await page.click('#go');
+        expect(await page.textContent('#error')).toMatch(said);
+        expect(await page.textContent('#go')).toBe('Generate');
+      }
+      expect(sent).toEqual([]);
+      expect(await page.evaluate(() => localStorage.getItem('sssd-key'))).toBeNull();
+      // Enter in a one-line field starts a generation, as a form would.
+      await page.fill('#key', stack.devKey);
+      await page.fill('#maxTokens', '16');
+      await page.press('#maxTokens', 'Enter');
+      await page.waitForSelector('body[data-state="done"]', { timeout: 30_000 });
+      expect(await page.textContent('#error')).toBe('');
+      expect(await page.$$eval('#output span.tok', (els) => els.length)).toBeGreaterThan(0);
+      // Enter in the prompt is a new line; Ctrl+Enter generates.
+      await page.evaluate(() => (document.body.dataset.state = 'idle'));
+      await page.press('#prompt', 'Enter');
+      expect(await page.evaluate(() => document.body.dataset.state)).toBe('idle');
+      await page.press('#prompt', 'Control+Enter');
+      await page.waitForSelector('body[data-state="done"]', { timeout: 30_000 });
+      expect(await page.textContent('#error')).toBe('');
+    } finally {
+      await page.close();
+    }
+  });
+
   it('stops its stream at a second click, so the next text is that generation\'s alone; the key leaves the address bar', async () => {
     const page = await browser.newPage();
     try {
