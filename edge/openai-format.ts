@@ -86,7 +86,8 @@ export class LogprobsFormatter {
   private topEntries(top: ReadonlyArray<[number, number]>, t: TokenLogprob): Record<string, number> {
     const text = t.text;
     const display = tokenDisplay(this.tokenizer, t.id);
-    const spaceDropped = text !== undefined && text !== '' && display.length === text.length + 1 && display.charCodeAt(0) === 32 && display.endsWith(text);
+    // A bare ' ' piece there prints nothing at all (babyllama105's second token, always): dropped as well.
+    const spaceDropped = text !== undefined && display.length === text.length + 1 && display.charCodeAt(0) === 32 && display.endsWith(text);
     return spaceDropped ? topEntriesSpaceDropped(this.tokenizer, top, t.id) : topEntriesOf(this.tokenizer, top);
   }
 

@@ -93,6 +93,11 @@ describe('log-probabilities', () => {
     const clash = new LogprobsFormatter('completion', tokenizer, true).format([{ id: spaced, logprob: -0.1, top: [[bare, -0.05], [spaced, -0.1]], text: names[spaced].slice(1) }]) as { top_logprobs: Array<Record<string, number>> };
     expect(clash.top_logprobs[0][names[spaced].slice(1)]).toBe(-0.1);
     expect(Object.keys(clash.top_logprobs[0])).toHaveLength(2);
+    // A bare space there prints nothing: its key is '' as its tokens entry is (babyllama105's second token, always).
+    const space = names.indexOf(' ');
+    const bareSpace = new LogprobsFormatter('completion', tokenizer, true).format([{ id: space, logprob: -0.02, top: [[space, -0.02], [once, -4]], text: '' }]) as { tokens: string[]; top_logprobs: Array<Record<string, number>> };
+    expect(bareSpace.tokens[0]).toBe('');
+    expect(bareSpace.top_logprobs[0]).toEqual({ '': -0.02, Once: -4 });
     // Later tokens keep their spaces.
     const later = new LogprobsFormatter('completion', tokenizer, true).format([tokens[1]]) as { tokens: string[]; top_logprobs: Array<Record<string, number>> };
     expect(later.tokens[0]).toBe(' The');
