@@ -40,6 +40,8 @@ export interface Calibration {
   samples: CostSample[];
   fromCache: boolean;
   file: string;
+  /** Why the measurement could not be kept (a read-only cache folder): measured again at the next start. */
+  notCached?: string;
 }
 
 /** onnxruntime-node's installed version ('unknown' if its package.json cannot be read): its kernels set the costs. */
@@ -80,9 +82,15 @@ export async function calibrate<S extends RunnerSequence>(
   for (const past of new Set(PASTS.map((p) => Math.min(p, Math.max(1, ctx - 64))))) {
     samples.push(...(await measureGrid(runner, past, opts.maxBatchTokens ?? 1024)));
   }
-  await mkdir(dir, { recursive: true });
-  await writeFile(file, JSON.stringify(samples, null, 1));
-  return { model: CostModel.fit(samples), samples, fromCache: false, file };
+  const calibration: Calibration = { model: CostModel.fit(samples), samples, fromCache: false, file };
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeFile(file, JSON.stringify(samples, null, 1));
+  } catch (err) {
+    // The costs are measured: a service account's read-only folder costs the next start a measurement, not this one its start.
+    calibration.notCached = (err as Error).message;
+  }
+  return calibration;
 }
 
 async function measureGrid<S extends RunnerSequence>(runner: BatchRunner<S>, past: number, maxBatchTokens: number): Promise<CostSample[]> {

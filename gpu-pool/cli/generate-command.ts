@@ -19,7 +19,7 @@ import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { loadModel, type LoadedModel } from '../model/load-model';
 import { generate } from '../runtime/generate';
 import { EXECUTION_PROVIDERS, isExecutionProvider, ModelRunner, type ExecutionProviderName } from '../runtime/model-runner';
-import { CliError } from './cli-error';
+import { CliError, unreadableFile } from './cli-error';
 import { parseNumberFlag } from './number-flags';
 
 /** Reads and parses a tokenizer file; one-line CliErrors for a missing or unusable file. */
@@ -46,8 +46,8 @@ export async function readTokenizerBytes(file: string): Promise<Uint8Array> {
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(await readFile(file));
-  } catch {
-    throw new CliError(`tokenizer not found: ${file}`);
+  } catch (err) {
+    throw unreadableFile('tokenizer', file, err);
   }
   if (bytes.byteLength === 0) throw new CliError(`tokenizer ${file} is empty`);
   return bytes;

@@ -362,6 +362,9 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
         (runner.splitsPasses ? `a second pass costs ${passTokens} padded tokens; ` : '') +
         `budget ${budget.options.policy} (${cal.fromCache ? 'calibration cached' : `calibrated in ${((performance.now() - t0) / 1000).toFixed(1)} s`}, ${path.relative(process.cwd(), cal.file)})\n`,
     );
+    if (cal.notCached) {
+      process.stderr.write(`pool: warning: the calibration could not be kept (${cal.notCached}); it is measured again at the next start (SSSD_CACHE_DIR names a writable folder)\n`);
+    }
   }
 
   // Resident keys/values live on the device, where a prefix would need a copy on the device too (not built).

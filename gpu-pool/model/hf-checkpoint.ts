@@ -10,6 +10,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ModelConfig } from './model-config';
 import type { LayerWeights, ModelWeights } from './model-weights';
+import { unreadableFileMessage } from '../cli/cli-error';
 import { ModelLoadError } from './model-load-error';
 import { readSafetensorsFile, toFloat32, writeSafetensors, type SafetensorsEntry } from './safetensors';
 
@@ -90,8 +91,10 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   if (!existsSync(configPath)) throw new ModelLoadError(`${dir}: not a Hugging Face model directory (no config.json)`);
   const hash = createHash('sha256');
   let cfg: HfConfig;
+  const configBytes = await readFile(configPath).catch((err: unknown) => {
+    throw new ModelLoadError(unreadableFileMessage('model config', configPath, err));
+  });
   try {
-    const configBytes = await readFile(configPath);
     hash.update(configBytes);
     cfg = JSON.parse(configBytes.toString('utf8')) as HfConfig;
   } catch {
@@ -148,8 +151,11 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   let files: string[];
   if (existsSync(indexPath)) {
     let index: { weight_map?: Record<string, string> };
+    const indexText = await readFile(indexPath, 'utf8').catch((err: unknown) => {
+      throw new ModelLoadError(unreadableFileMessage('model index', indexPath, err));
+    });
     try {
-      index = JSON.parse(await readFile(indexPath, 'utf8')) as typeof index;
+      index = JSON.parse(indexText) as typeof index;
     } catch {
       throw new ModelLoadError(`${indexPath}: not valid JSON`);
     }

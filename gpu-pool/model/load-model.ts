@@ -8,6 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ModelConfig } from './model-config';
 import { firstNonFiniteWeight, type ModelWeights } from './model-weights';
+import { unreadableFileMessage } from '../cli/cli-error';
 import { ModelLoadError } from './model-load-error';
 import { parseLlama2cCheckpoint } from './llama2c-checkpoint';
 import { loadHfCheckpoint } from './hf-checkpoint';
@@ -28,18 +29,27 @@ export async function loadModel(modelPath: string): Promise<LoadedModel> {
   let info;
   try {
     info = await stat(modelPath);
-  } catch {
-    throw new ModelLoadError(`model not found: ${modelPath}`);
+  } catch (err) {
+    throw new ModelLoadError(unreadableFileMessage('model', modelPath, err));
   }
   if (!info.isDirectory() && info.size > LLAMA2C_MAX_BYTES) {
     throw new ModelLoadError(`${modelPath}: ${(info.size / 2 ** 30).toFixed(1)} GiB, past the 2 GiB a llama2.c checkpoint is read in at once; give a Hugging Face folder (safetensors, read in chunks) instead`);
   }
   const model = info.isDirectory()
     ? { ...(await loadHfCheckpoint(modelPath)), createdAt: unixSeconds((await stat(path.join(modelPath, 'config.json'))).mtimeMs) }
-    : { ...llama2cModel(new Uint8Array(await readFile(modelPath)), modelPath), createdAt: unixSeconds(info.mtimeMs) };
+    : { ...llama2cModel(await readModelFile(modelPath), modelPath), createdAt: unixSeconds(info.mtimeMs) };
   const bad = firstNonFiniteWeight(model.weights);
   if (bad) throw new ModelLoadError(`${modelPath}: weight ${bad.tensor}[${bad.index}] is ${bad.value}, not a finite number: the checkpoint is corrupt (every logit would be NaN)`);
   return model;
+}
+
+/** The checkpoint's bytes; an unreadable file (permissions) is said in words, not as a stack. */
+async function readModelFile(modelPath: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(modelPath));
+  } catch (err) {
+    throw new ModelLoadError(unreadableFileMessage('model', modelPath, err));
+  }
 }
 
 function unixSeconds(ms: number): number {

@@ -4,6 +4,7 @@
  * optional "__metadata__"), then the raw little-endian tensor bytes.
  */
 import { open } from 'node:fs/promises';
+import { unreadableFileMessage } from '../cli/cli-error';
 import { ModelLoadError } from './model-load-error';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
@@ -88,7 +89,9 @@ const READ_CHUNK_BYTES = 64 * 1024 * 1024;
  * `onBytes` sees every byte of the file, in order (the model's checksum).
  */
 export async function readSafetensorsFile(file: string, name: string, onBytes: (chunk: Uint8Array) => void, chunkBytes = READ_CHUNK_BYTES): Promise<Map<string, SafetensorsEntry>> {
-  const handle = await open(file, 'r');
+  const handle = await open(file, 'r').catch((err: unknown) => {
+    throw new ModelLoadError(unreadableFileMessage('weights file', file, err));
+  });
   try {
     const size = (await handle.stat()).size;
     const first8 = new Uint8Array(8);

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -29,5 +29,13 @@ describe('start-up calibration with the real runner', () => {
     expect(again.model.coefficients).toEqual(first.model.coefficients);
     const otherEp = await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cuda', cacheDir: dir, maxBatchTokens: 16 });
     expect(otherEp.file).not.toBe(first.file);
+    // A folder it cannot write (here under a file, which even root cannot make one in): measured and used, said why not kept.
+    const blocker = path.join(dir, 'a-file');
+    writeFileSync(blocker, '');
+    const unkept = await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cpu', cacheDir: path.join(blocker, 'calibration'), maxBatchTokens: 16 });
+    expect(unkept.fromCache).toBe(false);
+    expect(unkept.model.stepMs(1, 1, 1, 64)).toBeGreaterThan(0);
+    expect(unkept.notCached).toMatch(/ENOTDIR/);
+    expect(first.notCached).toBeUndefined();
   }, 60_000);
 });

@@ -1,7 +1,7 @@
 // `sssd generate` as a user runs it: a child process; bad input gives a
 // one-line message and a non-zero exit, never a stack trace.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -82,6 +82,38 @@ describe('sssd generate', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(message);
     expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  // Root reads any file: there, the run is as `nobody` (a service account's view), where runuser exists.
+  const asRoot = process.getuid?.() === 0;
+  const canRunAsOther = !asRoot || existsSync('/usr/sbin/runuser') || existsSync('/sbin/runuser');
+  it.runIf(canRunAsOther)('says a file it may not read is unreadable, not missing, in one line', async () => {
+    // Reached (the files' own modes refuse them, not a folder on the way: the model is found, then not read).
+    const dir = path.join(tmp, 'unreadable');
+    chmodSync(tmp, 0o711);
+    mkdirSync(dir);
+    chmodSync(dir, 0o755);
+    const model = path.join(dir, 'model.bin');
+    const tokenizer = path.join(dir, 'tok.bin');
+    copyFileSync(m.checkpoint, model);
+    copyFileSync(m.tokenizer, tokenizer);
+    for (const file of [model, tokenizer]) chmodSync(file, 0o000);
+    const run = (args: string[]): Promise<Run> =>
+      new Promise((resolve) => {
+        const cli = [path.join(repoRoot, 'bin/sssd.mjs'), 'generate', '--max-tokens', '2', ...args];
+        const [file, argv] = asRoot ? ['runuser', ['-u', 'nobody', '--', process.execPath, ...cli]] : [process.execPath, cli];
+        execFile(file, argv, { cwd: repoRoot, env: { ...process.env, SSSD_CACHE_DIR: path.join(dir, 'cache') } }, (err, stdout, stderr) =>
+          resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+    for (const [args, said] of [
+      [['--model', model, '--tokenizer', m.tokenizer], `model ${model} cannot be read: permission denied`],
+      [['--model', m.checkpoint, '--tokenizer', tokenizer], `tokenizer ${tokenizer} cannot be read: permission denied`],
+    ] as const) {
+      const r = await run([...args]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(`sssd: ${said}\n`);
+    }
   });
 
   it('answers a usage mistake (a typo in a flag, an unknown command, a missing option) with one line and exit 2, as its other refusals', async () => {
