@@ -212,6 +212,8 @@ export interface StackOptions extends Omit<PoolOptions, 'port' | 'token'>, Omit<
   poolPort?: number;
   edgePort?: number;
   poolToken?: string;
+  /** The pool's output alone, where `echo` (both services') is not given. */
+  poolEcho?: (line: string) => void;
 }
 
 export interface RunningStack {
@@ -244,7 +246,7 @@ export function generatePoolToken(): string {
 
 export async function startStack(opts: StackOptions): Promise<RunningStack> {
   const poolToken = opts.poolToken || generatePoolToken();
-  const pool = await startPool({ ...opts, port: opts.poolPort, token: poolToken });
+  const pool = await startPool({ ...opts, port: opts.poolPort, token: poolToken, echo: opts.echo ?? opts.poolEcho });
   let edge: RunningEdge;
   try {
     edge = await startEdge({ ...opts, port: opts.edgePort, poolUrls: [pool.url], poolToken });

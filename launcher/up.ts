@@ -292,6 +292,8 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
       extraArgs: poolFlags,
       poolDrainGraceMs: drainGraceMs,
       echo: opts.verbose ? log : undefined,
+      // Flags that ask the pool for logs are asked for them here too: without --verbose they went nowhere.
+      poolEcho: poolFlags.some((f) => /^--log-(requests|stats)(=|$)/.test(f)) ? log : undefined,
     });
   } catch (err) {
     throw new CliError(`the stack did not start: ${err instanceof Error ? err.message : String(err)}`, 1);

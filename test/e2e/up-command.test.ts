@@ -43,8 +43,8 @@ async function spawnUp(env: Record<string, string>, args: string[] = []): Promis
 
 /** Starts `sssd up` on free ports and waits for its "Ctrl-C stops both" line. */
 async function startUp(): Promise<RunningUp> {
-  // A pool flag after --: the pool takes it (checked on /healthz below).
-  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1' }, ['--', '--max-total-tokens', '123456']);
+  // Pool flags after --: the pool takes them (checked on /healthz, and in the output, below).
+  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1' }, ['--', '--max-total-tokens', '123456', '--log-requests']);
   const { up } = started;
   const output = started.output;
   const deadline = Date.now() + 110_000;
@@ -71,6 +71,10 @@ describe('sssd up', () => {
     expect(res.status).toBe(200);
     expect(((await res.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(8);
     expect(((await (await fetch(`http://127.0.0.1:${poolPort}/healthz`)).json()) as { maxTotalTokens: number }).maxTotalTokens).toBe(123456);
+    // Logs asked of the pool reach the terminal without --verbose (they went nowhere); the rest stays quiet.
+    for (let i = 0; i < 50 && !out().includes('"completionTokens":8'); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(out()).toMatch(/"event":"request","id":"cmpl-[^\n]*"finishReason":"length"[^\n]*"completionTokens":8/);
+    expect(out()).not.toMatch(/wrangler|workerd/i);
     const page = await fetch(`http://127.0.0.1:${edgePort}/`);
     expect(await page.text()).toContain('SSSD edge demo');
 
