@@ -20,6 +20,8 @@ describe('the generate request', () => {
     expect(performance.now() - started).toBeLessThan(1000); // checked key by key: over 3 s here
     expect(issue({ ...base, sampling: { logitBias: { '01': 1 } } })).toMatch(/sampling\.logitBias\.01/);
     expect(issue({ ...base, sampling: { logitBias: [1] } })).toMatch(/sampling\.logitBias/);
+    // A `__proto__` key (an own one, as JSON.parse makes it) is refused as any other key that is no token id, not dropped.
+    expect(issue({ ...base, sampling: JSON.parse('{"logitBias": {"__proto__": 5}}') as object })).toMatch(/sampling\.logitBias: logitBias keys are token ids/);
   });
 
   it('names a bad token id briefly, whatever it is: a deeply nested array is a 400, not a stack overflow', () => {
