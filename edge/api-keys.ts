@@ -24,6 +24,8 @@ export interface KeyRecord {
    * datastore (`contributeToDatastore`), which drafts for every tenant.
    */
   contributeToDatastore: boolean;
+  /** The development key (SSSD_DEV_KEY_SHA256): known to everyone, so web pages of other origins may not use it (dev-key-origin.ts). */
+  dev?: boolean;
 }
 
 /**
@@ -104,7 +106,8 @@ function secretKeyMap(env: EdgeEnv): Record<string, unknown> {
 
 async function lookup(hash: string, env: EdgeEnv, config: EdgeConfig): Promise<KeyRecord | null> {
   if (env.SSSD_DEV_KEY_SHA256 && env.SSSD_DEV_KEY_SHA256.toLowerCase() === hash) {
-    return toRecord(hash, { tenant: 'dev' }, config);
+    const record = toRecord(hash, { tenant: 'dev' }, config);
+    return record && { ...record, dev: true };
   }
   const map = secretKeyMap(env);
   if (Object.hasOwn(map, hash)) return toRecord(hash, map[hash], config);

@@ -7,6 +7,7 @@ import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
 import { ApiError, errorResponse, toApiError } from './api-error';
 import { authenticate, type KeyRecord } from './api-keys';
+import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
 import { limitRequestBody, readBy } from './body-limit';
 import { acceptsModelName, handleCompletion, type ParsedRequest } from './completion-handler';
@@ -67,7 +68,9 @@ app.get('/healthz', (c) => c.json({ ok: true }));
 
 // Everything under /v1 and /bench needs a key.
 const requireKey = async (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> => {
-  c.set('key', await authenticate(c.req.header('authorization'), c.env, edgeConfig(c.env)));
+  const key = await authenticate(c.req.header('authorization'), c.env, edgeConfig(c.env));
+  if (key.dev) checkDevKeyOrigin(c.req.header('origin'), c.req.url);
+  c.set('key', key);
   await next();
 };
 app.use('/v1/*', requireKey);

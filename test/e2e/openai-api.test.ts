@@ -943,6 +943,26 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(res.headers.get('access-control-allow-private-network')).toBeNull();
   });
 
+  it('serves the development key, which every site knows, to pages of this edge or this machine only; other keys to any origin', async () => {
+    const models = (key: string, origin?: string): Promise<Response> =>
+      fetch(`${stack.edgeUrl}/v1/models`, { headers: { authorization: `Bearer ${key}`, ...(origin ? { origin } : {}) } });
+    for (const origin of ['https://evil.example', 'null', 'http://127.0.0.1.evil.example']) {
+      const refused = await models(stack.devKey, origin);
+      expect(refused.status, origin).toBe(403);
+      // Readable by the page (CORS headers on the refusal), and saying why.
+      expect(refused.headers.get('access-control-allow-origin')).toBe('*');
+      expect(((await refused.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'origin_not_allowed', message: expect.stringMatching(/every site knows it/) });
+    }
+    for (const origin of [undefined, stack.edgeUrl, 'http://localhost:5173', 'http://127.0.0.1:3000', 'http://[::1]:8080']) {
+      const served = await models(stack.devKey, origin);
+      expect(served.status, origin).toBe(200);
+      await served.body?.cancel();
+    }
+    const own = await models(KV_KEY, 'https://app.example');
+    expect(own.status).toBe(200);
+    await own.body?.cancel();
+  });
+
   it('tells a malformed Authorization header from a missing key', async () => {
     const sent = async (authorization?: string): Promise<string> => {
       const res = await fetch(`${stack.edgeUrl}/v1/models`, { headers: authorization ? { authorization } : {} });
