@@ -216,6 +216,8 @@ export class NextTokenTableBuilder {
   private probs: Float32Array;
 
   constructor(readonly vocabSize: number, initialEntries = 1 << 16) {
+    // The slots are probed by a mask: a power of two, or the probe circles a few slots for ever.
+    initialEntries = 2 ** Math.ceil(Math.log2(Math.max(2, initialEntries)));
     this.keysA = new Uint32Array(initialEntries);
     this.keysB = new Uint32Array(initialEntries);
     this.positions = new Uint32Array(initialEntries);

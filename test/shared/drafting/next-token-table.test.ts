@@ -26,6 +26,17 @@ describe('NextTokenTableBuilder', () => {
     expect(b.added).toBe(2);
   });
 
+  it('takes any starting size, growing as it fills (a size not a power of two once probed a few slots for ever)', () => {
+    const seq = [1, 2, 0, 3, 4, 2, 5, 6, 7, 1, 2, 0];
+    for (const initial of [0, 1, 5, 9, 10, 16]) {
+      const b = new NextTokenTableBuilder(V, initial);
+      for (let end = 1; end <= seq.length; end++) b.add(seq, end, logitsOf({ [seq[end] ?? 0]: 0.9 }));
+      const table = b.build();
+      expect(b.added, String(initial)).toBeGreaterThan(0);
+      expect(table.tokenAt(table.lookup([1, 2], 2), 0), String(initial)).toBe(0);
+    }
+  });
+
   it('answers with the longest context kept, and leaves out 3+ token contexts seen once', () => {
     const b = new NextTokenTableBuilder(V);
     // 4-token context 1,5,6,7 twice (kept) → token 3; 2-token context 6,7 also from 2,8,6,7 once.
