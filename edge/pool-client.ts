@@ -91,15 +91,25 @@ export class PoolClient {
   /** Opens a generation; resolves once the pool answered with a stream of events. */
   async generate(request: GenerateInput, signal?: AbortSignal): Promise<AsyncGenerator<PoolEvent>> {
     let res: Response;
+    // `signal` aborts the fetch until the pool answers, and then ends the body by cancelling its reader
+    // (readPoolEvents), not by aborting the fetch: an aborted body fails its pending read with an error whose
+    // stack holds every generator awaiting it, and workerd keeps that error for good once the client has left
+    // (a streamed request whose client left kept its whole run and request, ~60-100 KB each).
+    const answer = new AbortController();
+    const abortAnswer = (): void => answer.abort(signal?.reason);
+    if (signal?.aborted) abortAnswer();
+    else signal?.addEventListener('abort', abortAnswer, { once: true });
     try {
       res = await fetch(`${this.baseUrl}/v1/generate`, {
         method: 'POST',
         headers: this.headers({ 'content-type': 'application/json' }),
         body: JSON.stringify(request),
-        signal,
+        signal: answer.signal,
       });
     } catch (err) {
       throw new PoolUnavailableError(`pool ${this.baseUrl} unreachable: ${String(err)}`);
+    } finally {
+      signal?.removeEventListener('abort', abortAnswer);
     }
     if (!res.ok || !res.body) {
       const text = await res.text().catch(() => '');
@@ -120,7 +130,7 @@ export class PoolClient {
       }
       throw new PoolRejectedError(res.status, text.slice(0, 500));
     }
-    return readPoolEvents(res.body);
+    return readPoolEvents(res.body, signal);
   }
 
   /** Fire-and-forget: a fresh trie for a running generation. */

@@ -15,8 +15,12 @@ import type { PoolEvent } from './protocol';
  * chunks (a Node response read with `iterator({ destroyOnReturn: false })`,
  * so that stopping after `done` leaves a keep-alive socket usable).
  */
-export async function* readPoolEvents(body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>): AsyncGenerator<PoolEvent> {
-  const chunks = 'getReader' in body ? streamChunks(body) : body;
+export async function* readPoolEvents(
+  body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+  /** Ends a web stream's reading: its reader is cancelled, so a pending read ends rather than fails. */
+  signal?: AbortSignal,
+): AsyncGenerator<PoolEvent> {
+  const chunks = 'getReader' in body ? streamChunks(body, signal) : body;
   const it = chunks[Symbol.asyncIterator]();
   const decoder = new TextDecoder();
   let buffer = '';
@@ -62,9 +66,13 @@ export async function* readPoolEvents(body: ReadableStream<Uint8Array> | AsyncIt
   }
 }
 
-/** A web stream's chunks; stopping early releases and cancels the stream. */
-async function* streamChunks(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+/** A web stream's chunks; stopping early, or `signal`, cancels the stream. */
+async function* streamChunks(body: ReadableStream<Uint8Array>, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
   const reader = body.getReader();
+  // Cancelled, a pending read ends ({done: true}) with no error made and kept (see PoolClient.generate).
+  const cancel = (): void => void reader.cancel().catch(() => undefined);
+  if (signal?.aborted) cancel();
+  else signal?.addEventListener('abort', cancel, { once: true });
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -72,6 +80,7 @@ async function* streamChunks(body: ReadableStream<Uint8Array>): AsyncGenerator<U
       yield value;
     }
   } finally {
+    signal?.removeEventListener('abort', cancel);
     reader.releaseLock();
     await body.cancel().catch(() => undefined);
   }

@@ -80,6 +80,28 @@ describe('readPoolEvents', () => {
     expect(source.pulled).toBe(1);
   });
 
+  it("ends a web stream's reading at its signal by cancelling the reader: the pending read ends, nothing fails", async () => {
+    let cancelled = false;
+    // A pool that sent one step and then nothing: the read after it waits.
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(enc.encode(`${JSON.stringify(tokens([1]))}\n`));
+      },
+      cancel: () => {
+        cancelled = true;
+      },
+    });
+    const stop = new AbortController();
+    const events = readPoolEvents(body, stop.signal);
+    expect((await events.next()).value).toEqual(tokens([1]));
+    const pending = events.next();
+    stop.abort();
+    // Ended as a stream without `done` ends, with the source cancelled (the pool's connection closed).
+    expect((await pending).value).toEqual({ type: 'error', code: 'internal', message: 'pool stream ended without a done event' });
+    expect((await events.next()).done).toBe(true);
+    expect(cancelled).toBe(true);
+  });
+
   it('ends with one error for a malformed line, an event of the wrong shape, a stream without done, or a broken stream', async () => {
     const malformed = await collect(iterable(cut(`${JSON.stringify(tokens([1]))}\n{"type": tok\n${JSON.stringify(done)}\n`, [])));
     expect(malformed).toEqual([tokens([1]), { type: 'error', code: 'internal', message: 'pool sent a malformed event' }]);

@@ -1,0 +1,102 @@
+// The edge under wrangler dev keeps nothing of a streamed request whose client
+// left mid-reply: counted in the Worker's own heap (a snapshot through the
+// DevTools protocol, after a collection). Before, workerd kept the error that
+// failed the pool stream's pending read, and that error's stack held every
+// generator awaiting it: the run, its request and response, ~60-100 KB each,
+// for good (an edge up for hours grew by hundreds of MB).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { models } from '../support/shared-data';
+import { startAll } from './stack-fixture';
+
+const KEY = 'memory-key';
+let pool: RunningPool;
+let edge: RunningEdge;
+let state: string;
+
+beforeAll(async () => {
+  const token = generatePoolToken();
+  state = mkdtempSync(path.join(tmpdir(), 'sssd-memory-'));
+  pool = await startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token });
+  // DevTools on: its protocol is what can count the Worker's objects.
+  [edge] = await startAll([startEdge({ poolUrls: [pool.url], poolToken: token, devKey: KEY, persistTo: state, devtools: true, vars: { SSSD_DEFAULT_RPM: '100000' } })]);
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all([edge?.stop(), pool?.service.stop()]);
+  if (state) rmSync(state, { recursive: true, force: true });
+});
+
+/** How many objects of each constructor the Worker's heap holds after a collection. */
+async function liveObjects(names: readonly string[]): Promise<Record<string, number>> {
+  const targets = (await (await fetch(`http://127.0.0.1:${edge.inspectorPort}/json`)).json()) as Array<{ webSocketDebuggerUrl: string }>;
+  const ws = new WebSocket(targets[0].webSocketDebuggerUrl);
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+
+  let id = 0;
+  const chunks: string[] = [];
+  const waiting = new Map<number, () => void>();
+  ws.on('message', (data: Buffer) => {
+    const m = JSON.parse(data.toString()) as { id?: number; method?: string; params?: { chunk: string } };
+    if (m.method === 'HeapProfiler.addHeapSnapshotChunk') chunks.push(m.params!.chunk);
+    if (m.id !== undefined) waiting.get(m.id)?.();
+  });
+  const send = (method: string): Promise<void> =>
+    new Promise((resolve) => {
+      waiting.set(++id, resolve);
+      ws.send(JSON.stringify({ id, method, params: {} }));
+    });
+  try {
+    // A snapshot collects first (wrangler's DevTools proxy does not pass collectGarbage on).
+    await send('HeapProfiler.enable');
+    await send('HeapProfiler.takeHeapSnapshot');
+  } finally {
+    ws.close();
+  }
+  const snapshot = JSON.parse(chunks.join('')) as { snapshot: { meta: { node_fields: string[] } }; nodes: number[]; strings: string[] };
+  const fields = snapshot.snapshot.meta.node_fields.length;
+  const nameAt = snapshot.snapshot.meta.node_fields.indexOf('name');
+  const counts: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
+  for (let i = 0; i < snapshot.nodes.length; i += fields) {
+    const name = snapshot.strings[snapshot.nodes[i + nameAt]];
+    if (Object.hasOwn(counts, name)) counts[name]++;
+  }
+  return counts;
+}
+
+/** A streamed completion whose client reads its first chunks, then leaves. */
+async function leaveMidReply(i: number): Promise<void> {
+  const controller = new AbortController();
+  const res = await fetch(`${edge.url}/v1/completions`, {
+    method: 'POST',
+    signal: controller.signal,
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'stories260K', prompt: 'Once upon a time there was a', max_tokens: 400, temperature: 0, stream: true, user: `leaver-${i}` }),
+  });
+  expect(res.status).toBe(200);
+  const reader = res.body!.getReader();
+  await reader.read();
+  await reader.read();
+  controller.abort();
+  await reader.closed.catch(() => undefined);
+}
+
+describe('the edge under wrangler dev', () => {
+  it('keeps nothing of streamed requests whose clients left mid-reply', async () => {
+    const names = ['CompletionRun', 'workerd / Request'];
+    // One first, so that what a first request leaves for good (compiled code, caches) is in the baseline.
+    await leaveMidReply(0);
+    await new Promise((r) => setTimeout(r, 500));
+    const before = await liveObjects(names);
+    for (let i = 1; i <= 12; i++) await leaveMidReply(i);
+    // The pool hears of each cancel; the edge's last ones settle.
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = await liveObjects(names);
+    expect(after.CompletionRun - before.CompletionRun, JSON.stringify({ before, after })).toBeLessThanOrEqual(1);
+    expect(after['workerd / Request'] - before['workerd / Request'], JSON.stringify({ before, after })).toBeLessThanOrEqual(1);
+  }, 60_000);
+});
