@@ -15,36 +15,42 @@ import { HttpError } from './http-error';
 /** Generate requests that may wait their turn on one connection. */
 export const MAX_PIPELINED_WAITING = 16;
 
-const waitingOn = new WeakMap<Socket, number>();
+/** Per connection, its waiting requests' ends (false: the connection closed first). */
+const waitingOn = new WeakMap<Socket, Set<(turn: boolean) => void>>();
 
 /**
  * Resolves true once `res` can be written (at once where it already can),
  * false if the connection closed first. Throws a 400 where the connection
  * already holds MAX_PIPELINED_WAITING waiting requests.
  */
-export async function pipelinedTurn(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-  if (res.socket) return true;
+export function pipelinedTurn(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+  if (res.socket) return Promise.resolve(true);
   const socket = req.socket;
-  const waiting = waitingOn.get(socket) ?? 0;
-  if (waiting >= MAX_PIPELINED_WAITING) {
+  // The request itself has closed by now (its body read to the end): the connection is what can still go.
+  if (socket.destroyed) return Promise.resolve(false);
+  let waiters = waitingOn.get(socket);
+  if (!waiters) {
+    const ends = new Set<(turn: boolean) => void>();
+    waitingOn.set(socket, ends);
+    // One listener a connection, however many wait on it. A pipelined response gets no 'close' of its own then.
+    socket.once('close', () => {
+      for (const end of [...ends]) end(false);
+      waitingOn.delete(socket);
+    });
+    waiters = ends;
+  }
+  if (waiters.size >= MAX_PIPELINED_WAITING) {
     throw new HttpError(400, 'bad_request', `at most ${MAX_PIPELINED_WAITING} generate requests may wait pipelined behind a stream on one connection; open a connection per generation`);
   }
-  waitingOn.set(socket, waiting + 1);
-  try {
-    return await new Promise<boolean>((resolve) => {
-      const onSocket = (): void => {
-        req.off('close', onClose);
-        resolve(true);
-      };
-      // A pipelined request's response gets no 'close' when the connection goes; its request does.
-      const onClose = (): void => {
-        res.off('socket', onSocket);
-        resolve(false);
-      };
-      res.once('socket', onSocket);
-      req.once('close', onClose);
-    });
-  } finally {
-    waitingOn.set(socket, (waitingOn.get(socket) ?? 1) - 1);
-  }
+  const ends = waiters;
+  return new Promise<boolean>((resolve) => {
+    const end = (turn: boolean): void => {
+      ends.delete(end);
+      res.off('socket', onSocket);
+      resolve(turn);
+    };
+    const onSocket = (): void => end(true);
+    res.once('socket', onSocket);
+    ends.add(end);
+  });
 }
