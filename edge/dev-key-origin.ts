@@ -3,25 +3,28 @@
  * is in the README: with CORS open to every origin, any web page a developer
  * visits while `npm start` runs could call their local edge with it (use it,
  * read drafts of the demo user's cache through `sssd_sources`, delete that
- * cache). So a browser's request with it is served only from this edge's own
- * origin (the demo page) or a page on this machine (a front end's dev
- * server); clients that send no Origin (curl, SDKs outside a browser) are
- * unaffected, and real keys are served from any origin as before.
+ * cache). So a browser's request with it is served only from a page on this
+ * machine (the demo page, at 127.0.0.1; a front end's dev server), by its
+ * origin's host alone: not "the edge's own origin", since the URL the edge
+ * sees is built from the Host header, which a page whose name was re-pointed
+ * at 127.0.0.1 (DNS rebinding) sets to its own. Clients that send no Origin
+ * (curl, SDKs outside a browser) are unaffected, and real keys are served
+ * from any origin as before.
  */
 import { ApiError } from './api-error';
 
 /** A 403 for the dev key used from a page of another origin; nothing otherwise. */
-export function checkDevKeyOrigin(origin: string | undefined, requestUrl: string): void {
-  if (origin === undefined || allowedOrigin(origin, requestUrl)) return;
+export function checkDevKeyOrigin(origin: string | undefined): void {
+  if (origin === undefined || loopbackOrigin(origin)) return;
   throw new ApiError(
     403,
-    'The development API key is not accepted from web pages of other sites: every site knows it. Use a key of your own (docs/deploy.md), or serve the page from this machine.',
+    'The development API key is accepted only from web pages on this machine (localhost, 127.x.x.x, [::1]): every site knows it. Use a key of your own (docs/deploy.md), or serve the page from this machine.',
     'invalid_request_error',
     'origin_not_allowed',
   );
 }
 
-function allowedOrigin(origin: string, requestUrl: string): boolean {
+function loopbackOrigin(origin: string): boolean {
   let url: URL;
   try {
     url = new URL(origin);
@@ -29,7 +32,7 @@ function allowedOrigin(origin: string, requestUrl: string): boolean {
     // `null` (a sandboxed frame, a file): anyone's page can be one.
     return false;
   }
-  if (url.origin === new URL(requestUrl).origin) return true;
+  // Browsers resolve these to this machine whatever DNS says; the URL parser has normalised the forms (0x7f.1, upper case).
   const host = url.hostname;
   return host === 'localhost' || host.endsWith('.localhost') || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
 }

@@ -69,7 +69,7 @@ app.get('/healthz', (c) => c.json({ ok: true }));
 // Everything under /v1 and /bench needs a key.
 const requireKey = async (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> => {
   const key = await authenticate(c.req.header('authorization'), c.env, edgeConfig(c.env));
-  if (key.dev) checkDevKeyOrigin(c.req.header('origin'), c.req.url);
+  if (key.dev) checkDevKeyOrigin(c.req.header('origin'));
   c.set('key', key);
   await next();
 };

@@ -958,6 +958,18 @@ describe('OpenAI-compatible API on the edge', () => {
       expect(served.status, origin).toBe(200);
       await served.body?.cancel();
     }
+    // A page whose name now points at this machine (DNS rebinding) sends its own name as Host too: still refused.
+    const { request } = await import('node:http');
+    const port = new URL(stack.edgeUrl).port;
+    const rebound = await new Promise<number>((resolve, reject) => {
+      const req = request(`${stack.edgeUrl}/v1/models`, { headers: { host: `attacker.example:${port}`, origin: `http://attacker.example:${port}`, authorization: `Bearer ${stack.devKey}` } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(rebound).toBe(403);
     const own = await models(KV_KEY, 'https://app.example');
     expect(own.status).toBe(200);
     await own.body?.cancel();
