@@ -230,11 +230,17 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     if (Number(id) >= model.tokenizer.vocabSize) throw badRequest(`logit_bias: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'logit_bias', 'invalid_value');
   }
   const choices = body.n ?? 1;
-  const { maxActive, maxQueued } = model.info.limits;
-  if (ctx.picker.size === 1 && choices > maxActive + maxQueued) {
-    // Each choice is a generation: with one pool that holds fewer, its own choices fill it and the last is refused
-    // busy, a 503 that clients retry for ever.
-    throw badRequest(`n: ${choices} choices are ${choices} generations at once, and this server's pool holds at most ${maxActive + maxQueued} (running and queued); ask for fewer.`, 'n', 'invalid_value');
+  const { maxActive, maxQueued, maxTotalTokens } = model.info.limits;
+  // Each choice is a generation: with one pool that holds fewer (places, or tokens: each reserves its prompt and
+  // max_tokens), its own choices fill it and the last is refused busy, a 503 that clients retry for ever.
+  if (ctx.picker.size === 1 && choices > 1) {
+    if (choices > maxActive + maxQueued) {
+      throw badRequest(`n: ${choices} choices are ${choices} generations at once, and this server's pool holds at most ${maxActive + maxQueued} (running and queued); ask for fewer.`, 'n', 'invalid_value');
+    }
+    const reserved = ids.length + maxTokens;
+    if (choices * reserved > maxTotalTokens) {
+      throw badRequest(`n: ${choices} choices of ${reserved} tokens each (prompt and ${limitParam}) need ${choices * reserved}, and this server's pool holds at most ${maxTotalTokens} at once; ask for fewer choices or tokens.`, 'n', 'invalid_value');
+    }
   }
   const stops = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
   const speculate = body.speculation !== 'off';

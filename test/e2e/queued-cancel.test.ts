@@ -18,16 +18,16 @@ let pool: RunningPool;
 let edge: RunningEdge;
 /** An edge that takes a pool silent for 2 s for a hung one. */
 let impatient: RunningEdge;
-/** A pool of three places (one running, two queued), alone behind its edge. */
+/** A pool of three places (one running, two queued) and 600 tokens, alone behind its edge. */
 let tiny: RunningPool;
 let tinyEdge: RunningEdge;
 const dirs: string[] = [];
 
 beforeAll(async () => {
   token = generatePoolToken();
-  const poolOf = (maxQueued: number): Promise<RunningPool> =>
-    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, extraArgs: ['--max-active', '1', '--max-queued', String(maxQueued)] });
-  [pool, tiny] = await Promise.all([poolOf(64), poolOf(2)]);
+  const poolOf = (maxQueued: number, more: string[] = []): Promise<RunningPool> =>
+    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, extraArgs: ['--max-active', '1', '--max-queued', String(maxQueued), ...more] });
+  [pool, tiny] = await Promise.all([poolOf(64), poolOf(2, ['--max-total-tokens', '600'])]);
   // Edges on those pools, each with its own local KV.
   const edgeWith = (vars: Record<string, string>, on = pool): Promise<RunningEdge> => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sssd-queued-'));
@@ -221,6 +221,14 @@ describe('a client that leaves while its generation is queued', () => {
     const fits = await complete(tinyEdge, { model: 'stories260K', prompt: 'Once', max_tokens: 5, temperature: 1, n: 3 });
     expect(fits.status).toBe(200);
     expect(((await fits.json()) as { choices: unknown[] }).choices).toHaveLength(3);
+    // Its tokens too: two choices of 400 tokens each need more than its 600.
+    const tooLong = await complete(tinyEdge, { model: 'stories260K', prompt: 'Once', max_tokens: 400, temperature: 1, n: 2 });
+    expect(tooLong.status).toBe(400);
+    expect(((await tooLong.json()) as { error: { param: string; message: string } }).error).toMatchObject({ param: 'n', message: expect.stringMatching(/holds at most 600 at once/) });
+    const one = await complete(tinyEdge, { model: 'stories260K', prompt: 'Once', max_tokens: 400, temperature: 1, logit_bias: { '1': -100 } });
+    expect(one.status).toBe(200);
+    await one.text();
+    expect(await metricValue(tiny, 'sssd_pool_rejected_requests_total', 'reason="busy"')).toBe(0);
   });
 
   it("keeps a queued generation's stream alive, so an edge does not take a long queue for a hung pool", async () => {
