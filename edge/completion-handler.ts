@@ -273,19 +273,18 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   // differ, and repeat run to run). A sampled request without one gets one
   // drawn here rather than at the pool: a generation resumed on another pool
   // (CompletionRun.resume) then goes on as it would have on the first.
-  const n = choices;
   const seed = body.seed ?? (temperature > 0 ? crypto.getRandomValues(new Uint32Array(1))[0] : null);
   const echoed = echo ? echoText(parsed, ids, model.tokenizer, asked !== null) : null;
   // Tokenized with speculation off too: usage reports how much of it the reply followed.
   const predicted = predictionIds(parsed, model);
-  let unfinished = n;
+  let unfinished = choices;
   const deps = { ...ctx, onFinish: () => --unfinished === 0 && ctx.onFinish() };
   const runs = Array.from(
-    { length: n },
+    { length: choices },
     (_, i) =>
       new CompletionRun(
         {
-          id: n === 1 ? meta.id : `${meta.id}-${i}`,
+          id: choices === 1 ? meta.id : `${meta.id}-${i}`,
           promptIds: ids,
           maxTokens,
           sampling: {

@@ -122,7 +122,6 @@ const contentPartSchema = z.union([
   // An assistant's refusal, as OpenAI's replies carry it: in a replayed history it is what the assistant said.
   z.object({ type: z.literal('refusal'), refusal: z.string() }),
 ]);
-export type ContentPart = z.infer<typeof contentPartSchema>;
 
 export const chatMessageSchema = z.object({
   // `function`: OpenAI's deprecated tool role, still in replayed histories.
