@@ -67,6 +67,12 @@ async function* paced(source: AsyncGenerator<SourcedText[], CompletionSummary>, 
   return end.summary;
 }
 
+/** A call of `target.gone` that does not keep `target` alive. */
+function weakCall(target: { gone: () => void }): () => void {
+  const ref = new WeakRef(target);
+  return () => ref.deref()?.gone();
+}
+
 type Tagged = { index: number; next: IteratorResult<SourcedText[], CompletionSummary> };
 
 /**
@@ -106,29 +112,38 @@ export function streamResponse(
     cancelAll();
     writer.abort(new Error('client disconnected')).catch(() => undefined);
   };
+  // What the response's pending writes and the client's signal call back is `gone` through a weak link only: when
+  // the client leaves while a write waits on it, workerd (wrangler dev) never settles that write nor fires the
+  // signal, and keeps both for good; holding `gone` strongly, they kept the runs and the request (~60 KB each).
+  // The task below holds `ender` for as long as it runs, so the link reaches `gone` while anything can happen.
+  const ender = { gone };
+  const goneLater = weakCall(ender);
   if (clientSignal?.aborted) gone();
-  else clientSignal?.addEventListener('abort', gone, { once: true });
+  else clientSignal?.addEventListener('abort', goneLater, { once: true });
   let lastWriteAt = Date.now();
-  // A failed write means the client disconnected too.
-  const send = async (payload: object | string): Promise<void> => {
+  // A failed write means the client disconnected too. Not awaited (see `ender`): a slow client's chunks wait in
+  // the stream, at most a generation's worth.
+  const send = (payload: object | string): void => {
     if (clientGone) return;
     lastWriteAt = Date.now();
-    try {
-      await writer.write(encoder.encode(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`));
-    } catch {
-      gone();
-    }
+    void writer.write(encoder.encode(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`)).catch(goneLater);
+  };
+  const end = (): void => {
+    send('[DONE]');
+    void writer.close().catch(() => undefined);
+    clientSignal?.removeEventListener('abort', goneLater);
+    // Over: nothing is left to end (and naming `ender` here is what keeps it held by the task until now).
+    ender.gone = () => undefined;
   };
   void (async () => {
     const comment = encoder.encode(': waiting for the pool\n\n');
-    const beat = heartbeatMs > 0 ? setInterval(() => void writer.write(comment).catch(gone), heartbeatMs) : null;
+    const beat = heartbeatMs > 0 ? setInterval(() => void writer.write(comment).catch(goneLater), heartbeatMs) : null;
     try {
       await opening;
     } catch (err) {
       if (beat) clearInterval(beat);
-      await send(toApiError(err).toBody());
-      await send('[DONE]');
-      await writer.close().catch(() => undefined);
+      send(toApiError(err).toBody());
+      end();
       return;
     }
     if (beat) clearInterval(beat);
@@ -138,7 +153,7 @@ export function streamResponse(
     const quiet = setInterval(() => {
       if (clientGone || Date.now() - lastWriteAt < quietCommentMs) return;
       lastWriteAt = Date.now();
-      void writer.write(comment).catch(gone);
+      void writer.write(comment).catch(goneLater);
     }, Math.max(50, quietCommentMs / 2));
     const generators: Array<AsyncGenerator<SourcedText[], CompletionSummary>> = [];
     const pending = new Map<number, Promise<Tagged>>();
@@ -149,29 +164,28 @@ export function streamResponse(
     try {
       for (const run of runs) generators.push(paced(run.run(), options.smooth));
       const formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
-      if (meta.kind === 'chat') for (let i = 0; i < runs.length; i++) await send(roleChunk(meta, i));
+      if (meta.kind === 'chat') for (let i = 0; i < runs.length; i++) send(roleChunk(meta, i));
       for (let i = 0; i < runs.length; i++) pull(i);
       while (pending.size > 0 && !clientGone) {
         const { index, next } = await Promise.race(pending.values());
         if (next.done) {
           pending.delete(index);
           usages[index] = next.value.usage;
-          await send(finishChunk(meta, next.value.finishReason, index));
+          send(finishChunk(meta, next.value.finishReason, index));
           continue;
         }
-        await send(textChunk(meta, next.value, index, formatters[index]));
+        send(textChunk(meta, next.value, index, formatters[index]));
         pull(index);
       }
-      if (pending.size === 0 && options.includeUsage) await send(usageChunk(meta, combinedUsage(usages)));
+      if (pending.size === 0 && options.includeUsage) send(usageChunk(meta, combinedUsage(usages)));
     } catch (err) {
       cancelAll();
-      await send(toApiError(err).toBody());
+      send(toApiError(err).toBody());
     } finally {
       clearInterval(quiet);
     }
     for (const g of generators) await g.return(undefined as never).catch(() => undefined);
-    await send('[DONE]');
-    await writer.close().catch(() => undefined);
+    end();
   })();
   return new Response(readable, { headers: { ...sseHeaders, ...Object.fromEntries(new Headers(headers)) } });
 }
