@@ -16,13 +16,13 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'sssd-generate-cli-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 interface Run { code: number; stdout: string; stderr: string }
-function sssd(args: string[]): Promise<Run> {
+/** `sssd ARGS`, as this user or, where `as` names one, as that user (runuser: the test runs as root). */
+function sssd(args: string[], opts: { cacheDir?: string; as?: string } = {}): Promise<Run> {
+  const cli = [path.join(repoRoot, 'bin/sssd.mjs'), ...args];
+  const [file, argv] = opts.as ? ['runuser', ['-u', opts.as, '--', process.execPath, ...cli]] : [process.execPath, cli];
   return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [path.join(repoRoot, 'bin/sssd.mjs'), ...args],
-      { cwd: repoRoot, env: { ...process.env, SSSD_CACHE_DIR: path.join(tmp, 'cache') } },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    execFile(file, argv, { cwd: repoRoot, env: { ...process.env, SSSD_CACHE_DIR: opts.cacheDir ?? path.join(tmp, 'cache') } }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -98,14 +98,7 @@ describe('sssd generate', () => {
     copyFileSync(m.checkpoint, model);
     copyFileSync(m.tokenizer, tokenizer);
     for (const file of [model, tokenizer]) chmodSync(file, 0o000);
-    const run = (args: string[]): Promise<Run> =>
-      new Promise((resolve) => {
-        const cli = [path.join(repoRoot, 'bin/sssd.mjs'), 'generate', '--max-tokens', '2', ...args];
-        const [file, argv] = asRoot ? ['runuser', ['-u', 'nobody', '--', process.execPath, ...cli]] : [process.execPath, cli];
-        execFile(file, argv, { cwd: repoRoot, env: { ...process.env, SSSD_CACHE_DIR: path.join(dir, 'cache') } }, (err, stdout, stderr) =>
-          resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-        );
-      });
+    const run = (args: string[]): Promise<Run> => sssd(['generate', '--max-tokens', '2', ...args], { cacheDir: path.join(dir, 'cache'), as: asRoot ? 'nobody' : undefined });
     for (const [args, said] of [
       [['--model', model, '--tokenizer', m.tokenizer], `model ${model} cannot be read: permission denied`],
       [['--model', m.checkpoint, '--tokenizer', tokenizer], `tokenizer ${tokenizer} cannot be read: permission denied`],
