@@ -4,6 +4,7 @@
  * read, waited for a bounded time), the edge trie, then a CompletionRun
  * answered as SSE or JSON.
  */
+import { choiceSeed } from '../shared/sampling/request-seed';
 import { ApiError, badRequest } from './api-error';
 import { sha256Hex, type KeyRecord } from './api-keys';
 import { renderChatPrompt } from './chat-template';
@@ -44,17 +45,6 @@ export function acceptsModelName(model: ServedModel, name: string): boolean {
   return name === model.info.model.name || name === 'default';
 }
 
-const SEED_SPACE = 2n ** 53n;
-
-/**
- * The pool's seed (0 to 2^53 - 1) for choice `i` of a request's seed (any
- * integer, as OpenAI takes an int64): in integers, not floats, where seed + i
- * would round back to seed past 2^53 and every choice would be the same text;
- * negative seeds as int64 bits (-s is not s).
- */
-export function choiceSeed(seed: number, i: number): number {
-  return Number((BigInt.asUintN(64, BigInt(seed)) + BigInt(i)) % SEED_SPACE);
-}
 
 /** Hashes the edge sends the pool (tenants, prefix-cache salts), each computed once per isolate (bounded: a full map starts over). */
 const hashedNames = new Map<string, string>();

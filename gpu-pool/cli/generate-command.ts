@@ -19,6 +19,7 @@ import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { loadModel, type LoadedModel } from '../model/load-model';
 import { generate } from '../runtime/generate';
 import { EXECUTION_PROVIDERS, isExecutionProvider, ModelRunner, type ExecutionProviderName } from '../runtime/model-runner';
+import { choiceSeed } from '../../shared/sampling/request-seed';
 import { CliError, unreadableFile } from './cli-error';
 import { parseNumberFlag } from './number-flags';
 
@@ -123,7 +124,8 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
   const temperature = parseNumberFlag('--temperature', flags.temperature, { min: 0, max: 100 }) ?? 0;
   const topP = parseNumberFlag('--top-p', flags.topP, { min: 0, max: 1, minExclusive: true }) ?? 1;
   const topK = parseNumberFlag('--top-k', flags.topK, { integer: true, min: 0 }) ?? 0;
-  const seed = parseNumberFlag('--seed', flags.seed, { integer: true, min: 0, max: Number.MAX_SAFE_INTEGER }) ?? Date.now();
+  // Any integer JSON's numbers hold exactly, negative ones included, mapped as the API maps a request's (request-seed.ts).
+  const seed = parseNumberFlag('--seed', flags.seed, { integer: true, min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }) ?? Date.now();
   const threads = parseNumberFlag('--threads', flags.threads, { integer: true, min: 1, max: 256 });
   const executionProvider = parseExecutionProvider(flags.executionProvider);
 
@@ -144,7 +146,7 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
   let text = '';
   let firstTokenAt = 0;
   if (!flags.json) process.stdout.write(tokenizer.decode(promptIds));
-  const [result] = await generate(runner, [{ promptIds, maxTokens, temperature, topP, topK, seed }], {
+  const [result] = await generate(runner, [{ promptIds, maxTokens, temperature, topP, topK, seed: choiceSeed(seed, 0) }], {
     onToken: (_i, id) => {
       if (firstTokenAt === 0) firstTokenAt = performance.now();
       const piece = decoder.push(id);

@@ -109,6 +109,17 @@ describe('sssd generate', () => {
     }
   });
 
+  it('takes a negative seed as the API does (int64 bits): -7 samples what 2^53 - 7 does', async () => {
+    const sampled = async (seed: string): Promise<number[]> => {
+      const r = await sssd(['generate', '--model', m.checkpoint, '--tokenizer', m.tokenizer, '--prompt', 'Once upon a time', '--max-tokens', '24', '--temperature', '1', '--seed', seed, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      return (JSON.parse(r.stdout) as { output_ids: number[] }).output_ids;
+    };
+    const negative = await sampled('-7');
+    expect(negative).toEqual(await sampled(String(2 ** 53 - 7)));
+    expect(negative).not.toEqual(await sampled('7'));
+  });
+
   it('answers a usage mistake (a typo in a flag, an unknown command, a missing option) with one line and exit 2, as its other refusals', async () => {
     const typo = await sssd(['generate', '--model', m.checkpoint, '--max-token', '5']);
     expect(typo.code).toBe(2);
