@@ -5,7 +5,7 @@
  * (UNSUPPORTED_PARAMETERS).
  */
 import { z } from 'zod';
-import { describeValue, logitBiasSchema } from '../shared/protocol';
+import { describeValue, isNonNegativeInteger, logitBiasSchema } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
 import { badRequest, type ApiError } from './api-error';
 
@@ -80,10 +80,6 @@ const MAX_TOP_LOGPROBS = 20;
 /** A completion's prompt: text, a list of one text, token ids, or a list of one token-id list (lm-evaluation-harness's batch of one). */
 type CompletionPrompt = string | [string] | number[] | [number[]];
 
-function isTokenId(v: unknown): boolean {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0;
-}
-
 /** Why a value is not a CompletionPrompt, or null. One message per shape a client sends (a union's errors named the wrong branch). */
 function promptProblem(v: unknown): string | null {
   if (typeof v === 'string') return null;
@@ -94,10 +90,10 @@ function promptProblem(v: unknown): string | null {
     if (v.length !== 1) return 'prompt as a list of token lists must hold exactly one (send one request per prompt)';
     const ids = v[0] as unknown[];
     if (ids.length === 0) return 'prompt[0] must not be empty';
-    const bad = ids.findIndex((x) => !isTokenId(x));
+    const bad = ids.findIndex((x) => !isNonNegativeInteger(x));
     return bad < 0 ? null : `prompt[0][${bad}] is ${describeValue(ids[bad])}: token ids are non-negative integers`;
   }
-  const bad = v.findIndex((x) => !isTokenId(x));
+  const bad = v.findIndex((x) => !isNonNegativeInteger(x));
   return bad < 0 ? null : `prompt[${bad}] is ${describeValue(v[bad])}: token ids are non-negative integers (or the prompt is a string)`;
 }
 

@@ -10,6 +10,7 @@
  * Event types it does not know pass (readers ignore them: protocol 1 grows by
  * adding events); the fields of the known ones that readers act on are checked.
  */
+import { isNonNegativeInteger } from './protocol';
 
 /** Why `value` is not a usable event (a short phrase), or null when it is. */
 export function poolEventMalformation(value: unknown): string | null {
@@ -25,12 +26,12 @@ export function poolEventMalformation(value: unknown): string | null {
     case 'prompt-logprobs':
       return Array.isArray(event.logprobs) ? null : 'prompt-logprobs without logprobs';
     case 'trie-exhausted':
-      return isCount(event.outputLength) ? null : 'trie-exhausted without an output length';
+      return isNonNegativeInteger(event.outputLength) ? null : 'trie-exhausted without an output length';
     case 'done': {
       if (typeof event.finishReason !== 'string') return 'done without a finish reason';
       const usage = event.usage as Record<string, unknown> | null | undefined;
       if (typeof usage !== 'object' || usage === null || typeof usage.speculation !== 'object' || usage.speculation === null) return 'done without usage';
-      return isCount(usage.promptTokens) && isCount(usage.completionTokens) ? null : 'done without token counts';
+      return isNonNegativeInteger(usage.promptTokens) && isNonNegativeInteger(usage.completionTokens) ? null : 'done without token counts';
     }
     case 'error':
       return typeof event.code === 'string' && typeof event.message === 'string' ? null : 'error without a code and message';
@@ -42,14 +43,10 @@ export function poolEventMalformation(value: unknown): string | null {
 function tokensMalformation(event: Record<string, unknown>): string | null {
   const { ids, sources, logprobs, topLogprobs } = event;
   if (!Array.isArray(ids)) return 'tokens without ids';
-  for (let i = 0; i < ids.length; i++) if (!isCount(ids[i])) return 'a token id that is not a count';
+  for (let i = 0; i < ids.length; i++) if (!isNonNegativeInteger(ids[i])) return 'a token id that is not a count';
   if (!Array.isArray(sources) || sources.length !== ids.length) return 'tokens whose sources do not match its ids';
   if (typeof event.drafted !== 'number' || typeof event.accepted !== 'number') return 'tokens without drafted and accepted counts';
   if (logprobs !== undefined && (!Array.isArray(logprobs) || logprobs.length !== ids.length)) return 'tokens whose logprobs do not match its ids';
   if (topLogprobs !== undefined && (!Array.isArray(topLogprobs) || topLogprobs.length !== ids.length)) return 'tokens whose top logprobs do not match its ids';
   return null;
-}
-
-function isCount(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value >= 0;
 }

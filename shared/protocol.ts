@@ -59,6 +59,11 @@ export const MAX_TOP_LOGPROBS = 20;
 /** Most prompt tokens a request may carry: past any context served here, and few enough to check in milliseconds. */
 export const MAX_PROMPT_IDS = 1 << 20;
 
+/** A token id, a count, a length: what the protocol's integers are. */
+export function isNonNegativeInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0;
+}
+
 /** A bad element, briefly: never stringified whole (an array nested 10,000 deep overflowed the stack, a 500). */
 export function describeValue(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
