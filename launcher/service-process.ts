@@ -155,13 +155,24 @@ export function isPortFree(port: number): Promise<boolean> {
   );
 }
 
+/** A service that ended before it answered; `code` is its exit code (or signal): 2 is a service refusing its configuration. */
+export class ServiceExitedError extends Error {
+  constructor(
+    message: string,
+    readonly code: number | string,
+  ) {
+    super(message);
+    this.name = 'ServiceExitedError';
+  }
+}
+
 /** Polls `url` until it answers 2xx; fails early, with the service's output, if the service exits. */
 export async function waitForHttp(url: string, service: ServiceProcess, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  void service.exited.then(() => (exited = true));
+  let exitCode: number | string | null = null;
+  void service.exited.then((code) => (exitCode = code));
   for (;;) {
-    if (exited) throw new Error(`${service.name} exited before it answered at ${url}:\n${service.tail()}`);
+    if (exitCode !== null) throw new ServiceExitedError(`${service.name} exited before it answered at ${url}:\n${service.tail()}`, exitCode);
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
       await res.body?.cancel();

@@ -11,7 +11,7 @@ import { CliError } from '../gpu-pool/cli/cli-error';
 import { DEFAULT_DRAIN_SECONDS, poolStopGraceMs } from '../gpu-pool/cli/pool-drain';
 import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { locateModel } from './model-locator';
-import { isPortFree, spawnService } from './service-process';
+import { isPortFree, ServiceExitedError, spawnService } from './service-process';
 import { edgeDevtoolsFromEnv, repoRoot, startStack, type RunningStack } from './stack';
 import { EDGE_TUNING_VARS, invalidEdgeVars } from '../edge/edge-config';
 
@@ -296,7 +296,10 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
       poolEcho: poolFlags.some((f) => /^--log-(requests|stats)(=|$)/.test(f)) ? log : undefined,
     });
   } catch (err) {
-    throw new CliError(`the stack did not start: ${err instanceof Error ? err.message : String(err)}`, 1);
+    // A service that refused its configuration (the pool exits 2 for a bad model or flag) is a usage error here too:
+    // a supervisor restarting on 1 would only meet it again.
+    const refused = err instanceof ServiceExitedError && err.code === 2;
+    throw new CliError(`the stack did not start: ${err instanceof Error ? err.message : String(err)}`, refused ? 2 : 1);
   } finally {
     stopInterrupting();
   }

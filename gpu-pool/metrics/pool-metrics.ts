@@ -195,14 +195,15 @@ export class PoolMetrics {
   watchGovernor(snapshot: () => { method: string; batch: number; state: { specRate: number; plainRate: number } }[]): void {
     if (this.governorGauge) return;
     this.governorGauge = new Gauge({
-      name: 'sssd_pool_governor_tokens_per_ms',
-      help: 'Measured emitted tokens per ms of scheduler cycle, with (arm="spec") and without (arm="plain") speculation, per method and batch-size bucket.',
+      // Seconds, Prometheus's base unit; the governor itself counts per ms.
+      name: 'sssd_pool_governor_tokens_per_second',
+      help: 'Measured emitted tokens per second of scheduler cycle, with (arm="spec") and without (arm="plain") speculation, per method and batch-size bucket.',
       labelNames: ['method', 'batch', 'arm'],
       registers: [this.registry],
       collect() {
         for (const { method, batch, state } of snapshot()) {
-          this.set({ method, batch: String(batch), arm: 'spec' }, state.specRate);
-          this.set({ method, batch: String(batch), arm: 'plain' }, state.plainRate);
+          this.set({ method, batch: String(batch), arm: 'spec' }, state.specRate * 1000);
+          this.set({ method, batch: String(batch), arm: 'plain' }, state.plainRate * 1000);
         }
       },
     });

@@ -143,7 +143,7 @@ describe('sssd up', () => {
     }
   }, 150_000);
 
-  it('exits 1, not 0, when a service dies under it (a supervisor must see it and restart), and refuses one port for both', async () => {
+  it('exits 1, not 0, when a service dies under it (a supervisor must see it and restart), and 2 for one port for both or a pool flag the pool refuses', async () => {
     const { poolPort, output, exited } = await startUp();
     // The pool's processes (the relaunching parent and the pool itself) are the ones that hold its port on their command line.
     const pids = execFileSync('pgrep', ['-f', `sssd.mjs pool .*--port ${poolPort}`]).toString().trim().split('\n').map(Number);
@@ -162,6 +162,10 @@ describe('sssd up', () => {
     const same = await spawnUp({ SSSD_EDGE_PORT: String(port), SSSD_POOL_PORT: String(port) });
     expect(await same.exited).toBe(2);
     expect(same.output()).toMatch(/cannot share port/);
+    // A pool that refuses what it was given exits 2, and so does up: restarting would meet the same refusal.
+    const refused = await spawnUp({}, ['--', '--max-active', 'abc']);
+    expect(await refused.exited).toBe(2);
+    expect(refused.output()).toMatch(/the stack did not start: pool exited .*--max-active must be a positive integer/s);
   }, 150_000);
 
   it('leaves neither the pool nor wrangler/workerd serving, nor the pool token on disk, when it is killed outright', async () => {

@@ -46,6 +46,13 @@ describe('pool metrics', () => {
     }
   });
 
+  it("shows the speculation governor's rates in tokens per second, Prometheus's base unit (the governor counts per ms)", async () => {
+    const metrics = new PoolMetrics();
+    metrics.watchGovernor(() => [{ method: 'sssd', batch: 8, state: { specRate: 12.5, plainRate: 7 } }]);
+    expect(await sample(metrics, 'sssd_pool_governor_tokens_per_second{method="sssd",batch="8",arm="spec"}')).toBe(12_500);
+    expect(await sample(metrics, 'sssd_pool_governor_tokens_per_second{method="sssd",batch="8",arm="plain"}')).toBe(7_000);
+  });
+
   it('counts every accepted position a step can reach, past 32 where the trees may hold more', async () => {
     const metrics = new PoolMetrics(undefined, 64);
     for (let p = 0; p < 48; p++) metrics.recordAccepted(p);
