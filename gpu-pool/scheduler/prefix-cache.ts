@@ -29,6 +29,9 @@ import type { RunnerSequence } from './batch-runner';
 /** Prefixes are matched in blocks of this many tokens at least (shorter ones are not worth a copy). */
 export const PREFIX_BLOCK = 16;
 
+/** Holders of a block a lookup compares once it has a match. */
+const HOLDERS_COMPARED = 16;
+
 export interface PrefixCacheOptions<S extends RunnerSequence> {
   /** Bound on the bytes of kept sequences (bytesOf summed). */
   maxBytes: number;
@@ -84,8 +87,14 @@ function forEachBlockKey(salt: string, tokens: ArrayLike<number>, upTo: number, 
 }
 
 export class PrefixCache<S extends RunnerSequence> {
-  /** Block key → the newest kept sequence registered under it. */
-  private readonly byKey = new Map<number, Entry<S>>();
+  /**
+   * Block key → every sequence registered under it, oldest first. All of them,
+   * not the newest alone: when the newest goes, the older ones that hold the
+   * same blocks must still be found (a chat evicted took its system prompt's
+   * blocks out of reach of the chats that shared them, which then prefilled
+   * it again).
+   */
+  private readonly byKey = new Map<number, Entry<S>[]>();
   /** Kept sequences, least recently used first (a Set keeps insertion order). */
   private readonly entries = new Set<Entry<S>>();
   private bytes = 0;
@@ -130,19 +139,29 @@ export class PrefixCache<S extends RunnerSequence> {
   lookup(salt: string, tokens: ArrayLike<number>, limit: number): PrefixMatch<S> | null {
     const upTo = Math.min(limit, tokens.length);
     if (upTo < PREFIX_BLOCK) return null;
-    const found: Array<{ boundary: number; entry: Entry<S> }> = [];
+    const found: Array<{ boundary: number; holders: Entry<S>[] }> = [];
     forEachBlockKey(salt, tokens, upTo, (boundary, key) => {
-      const entry = this.byKey.get(key);
-      if (entry) found.push({ boundary, entry });
+      const holders = this.byKey.get(key);
+      if (holders) found.push({ boundary, holders });
     });
     // Longest first; a candidate whose tokens differ is a hash collision.
     for (let f = found.length - 1; f >= 0; f--) {
-      const { boundary, entry } = found[f];
-      if (entry.salt !== salt || !samePrefix(entry.tokens, tokens, boundary)) continue;
-      let length = boundary;
-      const most = Math.min(upTo, entry.tokens.length);
-      while (length < most && entry.tokens[length] === tokens[length]) length++;
-      return { sequence: entry.sequence, length, entry };
+      const { boundary, holders } = found[f];
+      let best: PrefixMatch<S> | null = null;
+      // Newest first. A kept sequence before a running one's prompt (store's
+      // dedup asks for the kept), then the one that goes furthest past the
+      // boundary; past the newest few, only until one is found (a burst
+      // sharing a system prompt makes the holders many, and each costs a compare).
+      for (let h = holders.length - 1, looked = 0; h >= 0 && (best === null || looked < HOLDERS_COMPARED); h--, looked++) {
+        const entry = holders[h];
+        if (entry.salt !== salt || !samePrefix(entry.tokens, tokens, boundary)) continue;
+        let length = boundary;
+        const most = Math.min(upTo, entry.tokens.length);
+        while (length < most && entry.tokens[length] === tokens[length]) length++;
+        const better = best === null || (best.entry.live && !entry.live) || (best.entry.live === entry.live && length > best.length);
+        if (better) best = { sequence: entry.sequence, length, entry };
+      }
+      if (best) return best;
     }
     return null;
   }
@@ -177,7 +196,7 @@ export class PrefixCache<S extends RunnerSequence> {
     const entry: Entry<S> = { sequence, tokens, salt, keys, bytes, live: false };
     forEachBlockKey(salt, tokens, tokens.length, (_, key) => {
       keys.push(key);
-      this.byKey.set(key, entry);
+      this.index(key, entry);
     });
     this.entries.add(entry);
     this.bytes += bytes;
@@ -190,8 +209,8 @@ export class PrefixCache<S extends RunnerSequence> {
 
   /**
    * Shares a running generation's prompt: `sequence` holds `tokens` at its
-   * first positions and will not change them. Blocks a kept sequence already
-   * holds stay with that one. Null when shorter than a block.
+   * first positions and will not change them. Where a kept sequence holds the
+   * same blocks, lookups take the kept one. Null when shorter than a block.
    */
   share(salt: string, tokens: Int32Array, sequence: S, since?: number): SharedPrefix | null {
     // Queued or prefilling when its salt was cleared: offered to nobody, or a later request would copy it and be kept.
@@ -199,17 +218,15 @@ export class PrefixCache<S extends RunnerSequence> {
     const keys: number[] = [];
     const entry: Entry<S> = { sequence, tokens, salt, keys, bytes: 0, live: true };
     forEachBlockKey(salt, tokens, tokens.length, (_, key) => {
-      if (this.byKey.has(key)) return;
       keys.push(key);
-      this.byKey.set(key, entry);
+      this.index(key, entry);
     });
     return entry as Entry<S> & SharedPrefix;
   }
 
   /** The generation behind a shared prompt has ended: its sequence is no longer offered. */
   unshare(shared: SharedPrefix): void {
-    const entry = shared as unknown as Entry<S>;
-    for (const key of entry.keys) if (this.byKey.get(key) === entry) this.byKey.delete(key);
+    this.unindex(shared as unknown as Entry<S>);
   }
 
   /**
@@ -226,7 +243,11 @@ export class PrefixCache<S extends RunnerSequence> {
     for (const [cleared, at] of this.clearedSalts) if (at <= oldestLive) this.clearedSalts.delete(cleared);
     if (salt === undefined) this.clearedAll = this.clears;
     else this.clearedSalts.set(salt, this.clears);
-    for (const [key, entry] of this.byKey) if (entry.live && (salt === undefined || entry.salt === salt)) this.byKey.delete(key);
+    for (const [key, holders] of this.byKey) {
+      const kept = holders.filter((entry) => !entry.live || (salt !== undefined && entry.salt !== salt));
+      if (kept.length === 0) this.byKey.delete(key);
+      else if (kept.length < holders.length) this.byKey.set(key, kept);
+    }
     let sequences = 0;
     let bytes = 0;
     for (const entry of [...this.entries]) {
@@ -240,9 +261,27 @@ export class PrefixCache<S extends RunnerSequence> {
 
   private evict(entry: Entry<S>): void {
     if (!this.entries.delete(entry)) return;
-    for (const key of entry.keys) if (this.byKey.get(key) === entry) this.byKey.delete(key);
+    this.unindex(entry);
     this.bytes -= entry.bytes;
     entry.sequence.release();
+  }
+
+  private index(key: number, entry: Entry<S>): void {
+    const holders = this.byKey.get(key);
+    if (holders) holders.push(entry);
+    else this.byKey.set(key, [entry]);
+  }
+
+  /** Takes `entry` out of the index; a key no one else holds goes. */
+  private unindex(entry: Entry<S>): void {
+    for (const key of entry.keys) {
+      const holders = this.byKey.get(key);
+      if (!holders) continue;
+      const at = holders.indexOf(entry);
+      if (at < 0) continue;
+      if (holders.length === 1) this.byKey.delete(key);
+      else holders.splice(at, 1);
+    }
   }
 }
 

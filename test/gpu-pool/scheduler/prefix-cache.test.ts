@@ -103,6 +103,27 @@ describe('prefix cache index', () => {
     expect(fourth.isReleased).toBe(true);
   });
 
+  it('still finds a shared prefix in an older sequence when a newer one that shared its blocks is evicted', () => {
+    const x = range(1, 32);
+    const a = [...x, ...range(500, 16)];
+    const b = [...x, ...range(600, 16)];
+    const c = cache(2 * sequenceOf(a).byteLength);
+    const kept = sequenceOf(a);
+    c.store('', Int32Array.from(a), kept);
+    c.store('', Int32Array.from(b), sequenceOf(b));
+    // A's chat goes on (A used last), then another text pushes B out.
+    c.touch(c.lookup('', [...a, 1], 48)!);
+    c.store('', Int32Array.from(range(900, 48)), sequenceOf(range(900, 48)));
+    expect(c.size).toBe(2);
+    // A still holds the shared 32 tokens and its own first 47: both found, in A.
+    expect(c.lookup('', [...x, ...range(700, 16)], 47)).toMatchObject({ sequence: kept, length: 32 });
+    expect(c.lookup('', a, 47)).toMatchObject({ sequence: kept, length: 47 });
+    // Likewise when a running generation's prompt shared them and ends.
+    const live = c.share('', Int32Array.from([...x, 7, 7]), sequenceOf([...x, 7, 7]))!;
+    c.unshare(live);
+    expect(c.lookup('', [...x, 5], 32)).toMatchObject({ sequence: kept, length: 32 });
+  });
+
   it("forgets a salt's running prompts too: no longer offered, and not kept when their generations end", () => {
     const c = cache();
     const prompt = range(1, 40);
