@@ -136,6 +136,14 @@ export async function openGeneration(
           failedReason = `${event.code}: ${event.message.slice(0, 120)}`;
           break;
         }
+        // Ended by the pool before a token (its drain ran out, or the generation failed there): another pool takes it
+        // as a refusal, not the run as a reply broken off, which spent one of its few resumes on it.
+        if (event.type === 'done' && (event.finishReason === 'cancelled' || event.finishReason === 'error')) {
+          failed = true;
+          if (event.finishReason === 'error' && !watch.didStall) internalErrors++;
+          failedReason = `its generation ${event.finishReason === 'error' ? 'failed' : 'was cancelled by the pool'} before the first token`;
+          break;
+        }
         head.push(event);
         if (event.type === 'tokens' || event.type === 'done') break;
       }

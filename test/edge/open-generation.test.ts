@@ -154,6 +154,28 @@ describe('openGeneration', () => {
     });
   });
 
+  it("moves on to another pool when one ends the generation as cancelled before its first token (a drain run out), the run's resumes left whole", async () => {
+    const proxies = await Promise.all([startFaultProxy(pool.url), startFaultProxy(pool.url)]);
+    try {
+      // `start`, then the `done` / `cancelled` a pool whose drain ran out sends what it still holds.
+      const cancelled = new Set<string>();
+      for (const p of proxies) {
+        p.mode = 'cancel';
+        p.afterTokenEvents = 0;
+        p.breaks = (id) => cancelled.size === 0 && (cancelled.add(id), true);
+      }
+      const opened = await openGeneration(new PoolPicker(proxies.map((p) => p.url), token), request(), undefined, undefined, 10_000);
+      const broken = proxies.find((p) => p.broken.length > 0)!;
+      expect(broken.broken).toHaveLength(1);
+      // Opened on the other pool, in the same round (not a resume, nor a requeue under a new id): tokens, to the end.
+      expect(opened.client.baseUrl).not.toBe(broken.url);
+      expect(opened.id).not.toMatch(/\.[qr]\d+$/);
+      expect(await finishOf(opened)).toBe('length');
+    } finally {
+      await Promise.all(proxies.map((p) => p.close()));
+    }
+  });
+
   it('gives a generation displaced after waiting queued longer than the stall window its retries all the same: the window runs from the failure', async () => {
     await withFaultProxy(async (proxy) => {
     proxy.mode = 'displace';
