@@ -118,8 +118,10 @@ async function lookup(hash: string, env: EdgeEnv, config: EdgeConfig): Promise<K
   try {
     text = await env.SSSD_KV.get(`key:${hash}`, 'text');
   } catch (err) {
-    // A KV outage must not lock everyone out of keys we saw recently.
-    if (cached) return cached.record;
+    // A KV outage must not lock everyone out of keys we saw recently. A key found unknown before is not refused on
+    // that: it may have been provisioned since (a client's first try often comes before KV has its record), and a
+    // 401 is an answer SDKs do not retry.
+    if (cached?.record) return cached.record;
     console.error('edge: key lookup failed', err);
     throw new ApiError(503, 'Key store unavailable, retry shortly.', 'service_unavailable', 'key_store_unavailable', null, 2);
   }

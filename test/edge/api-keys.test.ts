@@ -7,7 +7,10 @@ import { authenticate, sha256Hex } from '../../edge/api-keys';
 import { edgeConfig } from '../../edge/edge-config';
 import type { EdgeEnv } from '../../edge/env';
 
-afterEach(() => vi.restoreAllMocks());
+afterEach(() => {
+  vi.restoreAllMocks();
+  vi.useRealTimers();
+});
 
 async function envWith(records: Record<string, unknown>): Promise<EdgeEnv> {
   const map: Record<string, unknown> = {};
@@ -23,6 +26,30 @@ describe('API key records', () => {
     const env = await envWith({ good: { tenant: 'acme', rpm: 60, concurrency: 2, note: 'owner: ops' }, bare: {} });
     expect(await auth('good', env)).toMatchObject({ tenant: 'acme', rpm: 60, concurrency: 2, contributeToDatastore: false });
     expect(await auth('bare', env)).toMatchObject({ rpm: 600, concurrency: 8 });
+  });
+
+  it('answers a key store outage with 503 for a key once unknown (provisioned since, maybe), and serves a key it knows through it', async () => {
+    vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    vi.useFakeTimers({ toFake: ['Date'] });
+    let failing = false;
+    let stored: string | null = null;
+    const kv = {
+      get: async (): Promise<string | null> => {
+        if (failing) throw new Error('KV GET failed: 503');
+        return stored;
+      },
+    };
+    const env: EdgeEnv = { SSSD_KV: kv as unknown as KVNamespace };
+    expect(await auth('provisioned-late', env)).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    stored = JSON.stringify({ tenant: 'late' });
+    vi.setSystemTime(Date.now() + 60_000);
+    failing = true;
+    expect(await auth('provisioned-late', env)).toMatchObject({ status: 503, code: 'key_store_unavailable' });
+    failing = false;
+    expect(await auth('provisioned-late', env)).toMatchObject({ tenant: 'late' });
+    vi.setSystemTime(Date.now() + 60_000);
+    failing = true;
+    expect(await auth('provisioned-late', env)).toMatchObject({ tenant: 'late' });
   });
 
   it('refuses a revoked key, and one whose record is written wrongly, saying why once', async () => {
