@@ -84,11 +84,28 @@ export class KeyLimiter {
   private readonly buckets = new Map<string, Bucket>();
   private nextLease = 0;
   private sweepAt = BUCKETS_BEFORE_SWEEP;
+  /** The latest time read, and what is added to the clock's readings so that none is earlier. */
+  private lastMs = -Infinity;
+  private behindMs = 0;
 
   constructor(
-    private readonly now: () => number = () => Date.now(),
+    private readonly clock: () => number = () => Date.now(),
     private readonly leaseMs = LEASE_MS,
   ) {}
+
+  /**
+   * The clock, never going back: a wall clock set back (NTP, a host's clock
+   * fixed by hand) read as it is made every bucket owe the time it went back
+   * (a key refused for minutes, a negative `remaining` in its headers) and
+   * every lease live that long. Set back, time stands still for an instant
+   * and goes on from there.
+   */
+  private now(): number {
+    const read = this.clock() + this.behindMs;
+    if (read >= this.lastMs) return (this.lastMs = read);
+    this.behindMs += this.lastMs - read;
+    return this.lastMs;
+  }
 
   /**
    * `leaseMs`: this key's lease (SSSD_CONCURRENCY_LEASE_SECONDS), else the

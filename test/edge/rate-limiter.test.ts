@@ -116,6 +116,22 @@ describe('KeyLimiter', () => {
     expect(limiter.acquire('busy', 100, 1)).toMatchObject({ ok: false, reason: 'concurrency' });
   });
 
+  it('goes on as before when the wall clock is set back: no key refused for the time it went back, no lease kept that long', () => {
+    let now = 1_000_000;
+    const limiter = new KeyLimiter(() => now, 5_000);
+    limiter.acquire('k', 600, 2);
+    // A lease whose request the runtime stopped: no heartbeat again.
+    limiter.acquire('k', 600, 2);
+    now -= 5 * 60_000;
+    const after = limiter.acquire('k', 600, 3);
+    expect(after).toMatchObject({ ok: true, quota: { remaining: 597 } });
+    // Time goes on from there: the silent leases lapse after their 5 s, not 5 minutes and 5 s.
+    if (after.ok) after.release();
+    expect(limiter.acquire('k', 600, 2)).toMatchObject({ ok: false, reason: 'concurrency' });
+    now += 5_001;
+    expect(limiter.acquire('k', 600, 2).ok).toBe(true);
+  });
+
   it("tells each answer the key's budget: requests left and when the bucket is full again", () => {
     let now = 0;
     const limiter = new KeyLimiter(() => now);
