@@ -78,7 +78,16 @@ export class TokenTextAssembler {
     if (this.stoppedAlready) return { segments, stopped: true, consumed: 0 };
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
-      if (this.skipIds.has(id)) continue;
+      if (this.skipIds.has(id)) {
+        // The end token adds no text, but is counted in the usage and listed with its log-probability (vLLM does
+        // the same): the entries then number the completion's tokens. It goes with the text before it.
+        const token = logprobs?.[i];
+        if (token) {
+          token.text = '';
+          this.heldTokens.push({ token, end: this.holder ? Infinity : this.appended });
+        }
+        continue;
+      }
       const piece = this.decoder.push(id);
       this.appended += piece.length;
       // The token before, held while the decoder held its bytes, is done with: its text ends here.

@@ -316,6 +316,16 @@ describe('OpenAI-compatible API on the edge', () => {
       expect(t.top_logprobs[0].logprob).toBeCloseTo(t.logprob, 4);
       expect(t.bytes).toEqual([...new TextEncoder().encode(t.token)]);
     }
+    // A reply the story's end token ended lists that token last, with no text: the entries number the tokens counted.
+    const ended = await client.completions.create({ model, prompt: 'Once upon a time, Tom', max_tokens: 300, temperature: 0, logprobs: 1 });
+    expect(ended.choices[0].finish_reason).toBe('stop');
+    expect(ended.choices[0].logprobs!.tokens).toHaveLength(ended.usage!.completion_tokens);
+    expect(ended.choices[0].logprobs!.tokens!.at(-1)).toBe('');
+    expect(ended.choices[0].logprobs!.tokens!.join('')).toBe(ended.choices[0].text);
+    const endedChat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Once upon a time, Tom' }], max_tokens: 300, temperature: 0, logprobs: true });
+    expect(endedChat.choices[0].finish_reason).toBe('stop');
+    expect(endedChat.choices[0].logprobs!.content).toHaveLength(endedChat.usage!.completion_tokens);
+    expect(endedChat.choices[0].logprobs!.content!.at(-1)).toMatchObject({ token: '', bytes: [] });
     // Not asked: null, as OpenAI sends it.
     const plain = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 4, temperature: 0 });
     expect(plain.choices[0].logprobs).toBeNull();

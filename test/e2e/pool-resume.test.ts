@@ -153,17 +153,20 @@ describe('a generation whose pool fails mid-stream', () => {
     expect(performance.now() - started).toBeGreaterThan(1900);
   });
 
-  it('echoes the prompt once when its pool shut down after scoring it, before any token', async () => {
+  it('echoes the prompt once when its pool shut down after scoring it, before any token: the other pool takes it, no resume spent', async () => {
     const body = { prompt: 'Tim had a blue kite.', max_tokens: 40, temperature: 0, echo: true, logprobs: 0 };
     arm('pass');
     const whole = await stream(body);
     expect(whole.text.startsWith('Tim had a blue kite.')).toBe(true);
-    arm('cancel', undefined, 0);
-    const resumed = await stream(body);
+    // The first pool to take it ends it as a drain run out does (`done` / cancelled after the prompt's scores).
+    const first = new Set<string>();
+    arm('cancel', (id) => first.size === 0 && (first.add(id), true), 0);
+    const moved = await stream(body);
     arm('pass');
-    expect(opened(resumed.id)).toEqual([resumed.id, `${resumed.id}.r1`]);
-    expect(resumed.error).toBeNull();
-    expect(resumed.text).toBe(whole.text);
+    expect(broken(moved.id)).toEqual([moved.id]);
+    expect(opened(moved.id)).toEqual([moved.id, moved.id]);
+    expect(moved.error).toBeNull();
+    expect(moved.text).toBe(whole.text);
   });
 
   it('ends as it would have, without a resume, when its pool failed with the output already whole', async () => {

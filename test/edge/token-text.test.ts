@@ -100,6 +100,33 @@ describe('TokenTextAssembler', () => {
     }
   });
 
+  it('lists the end token that ends a reply, with no text, so the entries number the tokens counted', () => {
+    const promptIds = tokenizer.encode(prompt);
+    const storyIds = tokenizer.encode(prompt + story).slice(promptIds.length);
+    const eos = tokenizer.eosIds[0];
+    const lp = (id: number, i: number) => ({ id, logprob: -i, top: null });
+    for (const [burst, outputIds] of [
+      [1, [...storyIds.slice(0, 6), eos]],
+      [4, [...storyIds.slice(0, 6), eos]],
+      // Right after the first byte of a character (cut there by the end): the U+FFFD is the byte's, the end token's ''.
+      [3, [...storyIds.slice(0, 2), 0xc3 + 3, eos]],
+      [1, [eos]],
+    ] as Array<[number, number[]]>) {
+      const a = new TokenTextAssembler(tokenizer.createDecoder({ previousId: promptIds[promptIds.length - 1] }), [], new Set(tokenizer.eosIds));
+      const segments: SourcedText[] = [];
+      for (let i = 0; i < outputIds.length; i += burst) {
+        const ids = outputIds.slice(i, i + burst);
+        segments.push(...a.push(ids, ids.map(() => 'model'), ids.map((id, j) => lp(id, i + j))).segments);
+      }
+      segments.push(...a.finish());
+      const tokens = segments.flatMap((s) => s.tokens ?? []);
+      expect(tokens.map((t) => t.id)).toEqual(outputIds);
+      expect(tokens.map((t) => t.logprob)).toEqual(outputIds.map((_, i) => -i));
+      expect(tokens.at(-1)!.text).toBe('');
+      expect(tokens.map((t) => t.text).join('')).toBe(segments.map((s) => s.text).join(''));
+    }
+  });
+
   it('hands out every token of a byte-level vocabulary, special tokens and unfinished characters included', () => {
     const byteLevel = byteLevelTokenizer();
     const lp = (id: number) => ({ id, logprob: -1, top: null });
