@@ -89,19 +89,32 @@ function toRecord(hash: string, stored: unknown, config: EdgeConfig): KeyRecord 
 const lookupCache = new KeyLookupCache<KeyRecord>();
 let secretKeys: { source: string; map: Record<string, unknown> } | null = null;
 
+let secretKeyObject: { source: object; map: Record<string, unknown> } | null = null;
+
 function secretKeyMap(env: EdgeEnv): Record<string, unknown> {
-  const source = env.SSSD_API_KEYS ?? '';
+  // A secret is text; the same map written as a table under [vars] reaches the Worker as an object.
+  const given: unknown = env.SSSD_API_KEYS;
+  if (given !== null && typeof given === 'object') {
+    if (secretKeyObject?.source !== given) secretKeyObject = { source: given, map: keyMapOf(given) };
+    return secretKeyObject.map;
+  }
+  const source = typeof given === 'string' ? given : '';
   if (secretKeys?.source === source) return secretKeys.map;
   let map: Record<string, unknown> = {};
   try {
-    const parsed: unknown = source ? JSON.parse(source) : {};
-    // Hashes as some tools print them (upper case) name the same keys.
-    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) map = Object.fromEntries(Object.entries(parsed).map(([hash, record]) => [hash.toLowerCase(), record]));
+    map = keyMapOf(source ? JSON.parse(source) : {});
   } catch {
     console.error('edge: SSSD_API_KEYS is not valid JSON; ignoring it');
   }
   secretKeys = { source, map };
   return map;
+}
+
+/** SSSD_API_KEYS parsed: hash → record, the hashes in lower case (some tools print them in upper case). */
+function keyMapOf(parsed: unknown): Record<string, unknown> {
+  if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return Object.fromEntries(Object.entries(parsed).map(([hash, record]) => [hash.toLowerCase(), record]));
+  console.error('edge: SSSD_API_KEYS is not a JSON object of key hash → record; ignoring it');
+  return {};
 }
 
 async function lookup(hash: string, env: EdgeEnv, config: EdgeConfig): Promise<KeyRecord | null> {

@@ -87,9 +87,9 @@ const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 /** What an on/off var (SSSD_BENCH_ROUTES) takes. */
 const SWITCH_VALUES: readonly string[] = ['0', '1', 'true', 'false'];
 
-function intValue(value: string | undefined, name: IntVar): number | null {
+function intValue(value: unknown, name: IntVar): number | null {
   const { min, max } = INT_VARS[name];
-  const n = value === undefined || value.trim() === '' ? NaN : Number(value);
+  const n = typeof value !== 'string' || value.trim() === '' ? NaN : Number(value);
   return Number.isInteger(n) && n >= min && n <= max ? n : null;
 }
 
@@ -132,7 +132,11 @@ export function invalidEdgeVars(env: Partial<Record<string, unknown>>): InvalidE
 }
 
 /** The pools' base URLs; an entry that is no http(s) URL is left out, said once (it could never be reached). */
-function poolUrls(list: string): string[] {
+function poolUrls(list: unknown): string[] {
+  if (typeof list !== 'string') {
+    console.warn(`edge: SSSD_POOL_URLS is not a comma-separated list of URLs (got ${JSON.stringify(list)?.slice(0, 200)}); no pool`);
+    return [];
+  }
   const urls: string[] = [];
   for (const entry of list.split(',')) {
     const url = entry.trim().replace(/\/+$/, '');
@@ -146,12 +150,34 @@ function poolUrls(list: string): string[] {
   return urls;
 }
 
+/**
+ * The vars as text. wrangler hands a var written in `wrangler.toml` as a TOML
+ * number or boolean (`SSSD_DEFAULT_RPM = 60`) to the Worker as that, and an
+ * array as an array: read as the text it stands for, not refused (it was a
+ * 500 for every request, from a string method called on a number).
+ */
+function varsAsText(env: EdgeEnv): EdgeEnv {
+  const raw = env as unknown as Record<string, unknown>;
+  let text: Record<string, unknown> | null = null;
+  for (const [name, value] of Object.entries(raw)) {
+    if (!name.startsWith('SSSD_') || name === 'SSSD_KV') continue;
+    let spelled: string | undefined;
+    if (typeof value === 'number' || typeof value === 'boolean') spelled = String(value);
+    else if (name === 'SSSD_POOL_URLS' && Array.isArray(value) && value.every((v) => typeof v === 'string')) spelled = value.join(',');
+    if (spelled === undefined) continue;
+    text ??= { ...raw };
+    text[name] = spelled;
+  }
+  return (text ?? raw) as unknown as EdgeEnv;
+}
+
 // The env object is stable for an isolate's lifetime: parse it once.
 const parsed = new WeakMap<object, EdgeConfig>();
 
-export function edgeConfig(env: EdgeEnv): EdgeConfig {
-  const hit = parsed.get(env);
+export function edgeConfig(given: EdgeEnv): EdgeConfig {
+  const hit = parsed.get(given);
   if (hit) return hit;
+  const env = varsAsText(given);
   for (const { message, fallback } of invalidEdgeVars(env as unknown as Record<string, unknown>)) console.warn(`edge: ${message}; using ${fallback}`);
   // Pools refuse an edge without their token: every request would be a 503 with no other word of why.
   if (!env.SSSD_POOL_TOKEN) console.warn('edge: SSSD_POOL_TOKEN is not set (a secret: wrangler secret put SSSD_POOL_TOKEN); pools will refuse this edge');
@@ -174,6 +200,7 @@ export function edgeConfig(env: EdgeEnv): EdgeConfig {
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',
     modelSha256: env.SSSD_MODEL_SHA256 && SHA256_HEX.test(env.SSSD_MODEL_SHA256) ? env.SSSD_MODEL_SHA256.toLowerCase() : null,
   };
-  parsed.set(env, config);
+  if (config.poolUrls.length === 0) console.warn('edge: SSSD_POOL_URLS names no pool (a comma-separated list of http(s) URLs in [vars]); every generation will be a 503');
+  parsed.set(given, config);
   return config;
 }

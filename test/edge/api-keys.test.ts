@@ -16,7 +16,7 @@ async function envWith(records: Record<string, unknown>): Promise<EdgeEnv> {
   const map: Record<string, unknown> = {};
   for (const [key, record] of Object.entries(records)) map[await sha256Hex(key)] = record;
   // Every key asked for below is in the map: KV is never reached.
-  return { SSSD_KV: null as unknown as KVNamespace, SSSD_API_KEYS: JSON.stringify(map) };
+  return { SSSD_KV: null as unknown as KVNamespace, SSSD_POOL_URLS: 'http://127.0.0.1:8788', SSSD_API_KEYS: JSON.stringify(map) };
 }
 
 const auth = async (key: string, env: EdgeEnv) => authenticate(`Bearer ${key}`, env, edgeConfig(env)).catch((err: unknown) => err);
@@ -26,6 +26,9 @@ describe('API key records', () => {
     const env = await envWith({ good: { tenant: 'acme', rpm: 60, concurrency: 2, note: 'owner: ops' }, bare: {} });
     expect(await auth('good', env)).toMatchObject({ tenant: 'acme', rpm: 60, concurrency: 2, contributeToDatastore: false });
     expect(await auth('bare', env)).toMatchObject({ rpm: 600, concurrency: 8 });
+    // The same map written as a table under [vars] reaches the Worker as an object, not as text.
+    const asTable = { ...env, SSSD_API_KEYS: JSON.parse(env.SSSD_API_KEYS!) as Record<string, unknown> };
+    expect(await auth('good', asTable as unknown as EdgeEnv)).toMatchObject({ tenant: 'acme', rpm: 60 });
   });
 
   it('answers a key store outage with 503 for a key once unknown (provisioned since, maybe), and serves a key it knows through it', async () => {
@@ -39,7 +42,7 @@ describe('API key records', () => {
         return stored;
       },
     };
-    const env: EdgeEnv = { SSSD_KV: kv as unknown as KVNamespace };
+    const env: EdgeEnv = { SSSD_KV: kv as unknown as KVNamespace, SSSD_POOL_URLS: 'http://127.0.0.1:8788' };
     expect(await auth('provisioned-late', env)).toMatchObject({ status: 401, code: 'invalid_api_key' });
     stored = JSON.stringify({ tenant: 'late' });
     vi.setSystemTime(Date.now() + 60_000);

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { edgeConfig, invalidEdgeVars } from '../../edge/edge-config';
 import type { EdgeEnv } from '../../edge/env';
 
-const env = (vars: Record<string, string>): EdgeEnv => ({ SSSD_KV: {} as KVNamespace, SSSD_POOL_TOKEN: 't', ...vars });
+const env = (vars: Record<string, string>): EdgeEnv => ({ SSSD_KV: {} as KVNamespace, SSSD_POOL_TOKEN: 't', SSSD_POOL_URLS: 'http://127.0.0.1:8788', ...vars });
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -31,10 +31,26 @@ describe('edge config', () => {
 
   it('says once that the pool token is missing (every request would be a 503, and nothing said why)', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
-    const e: EdgeEnv = { SSSD_KV: {} as KVNamespace };
+    const e: EdgeEnv = { SSSD_KV: {} as KVNamespace, SSSD_POOL_URLS: 'http://127.0.0.1:8788' };
     edgeConfig(e);
     edgeConfig(e);
     expect(warn.mock.calls.map((c) => c[0])).toEqual([expect.stringMatching(/SSSD_POOL_TOKEN is not set .*pools will refuse this edge/)]);
+  });
+
+  it('reads vars that wrangler.toml gives as numbers, booleans or a list as the text they stand for, and says so of a pool list with no pool', () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    // `SSSD_DEFAULT_RPM = 60` in [vars] is a TOML number: the Worker sees 60, not "60".
+    const typed = { SSSD_KV: {} as KVNamespace, SSSD_POOL_TOKEN: 't', SSSD_DEFAULT_RPM: 60, SSSD_DEFAULT_CONCURRENCY: 4, SSSD_BENCH_ROUTES: true, SSSD_POOL_URLS: ['http://10.0.0.1:8788', 'http://10.0.0.2:8788/'] };
+    const config = edgeConfig(typed as unknown as EdgeEnv);
+    expect(config).toMatchObject({ defaultRpm: 60, defaultConcurrency: 4, benchRoutes: true, poolUrls: ['http://10.0.0.1:8788', 'http://10.0.0.2:8788'] });
+    expect(warn).not.toHaveBeenCalled();
+    // A table where a number goes: its default, said; nothing thrown.
+    const odd = edgeConfig({ SSSD_KV: {} as KVNamespace, SSSD_POOL_TOKEN: 't', SSSD_DEFAULT_RPM: { per: 60 }, SSSD_POOL_URLS: '' } as unknown as EdgeEnv);
+    expect(odd.defaultRpm).toBe(600);
+    expect(warn.mock.calls.map((c) => c[0])).toEqual([
+      'edge: SSSD_DEFAULT_RPM={"per":60} is not an integer in [1, 1000000]; using 600',
+      expect.stringMatching(/SSSD_POOL_URLS names no pool .*every generation will be a 503/),
+    ]);
   });
 
   it("waits 20 ms for a user's cache unless told otherwise, and 0 means not at all", () => {
