@@ -128,10 +128,21 @@ export function sha256Hex(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** dotenv syntax: single quotes keep the value literal (JSON included). */
+/** Why `value` cannot go to the edge through wrangler's env file, or null when it can. */
+export function edgeVarProblem(name: string, value: string): string | null {
+  return /['\n\r\\]/.test(value) ? `${name} cannot hold quotes, backslashes or newlines (wrangler reads it from a dotenv file)` : null;
+}
+
+/**
+ * dotenv syntax: single quotes keep the value literal (JSON included), but
+ * for `$`: wrangler expands `$NAME` even there (a pool token `abc$HOMEx`
+ * reached the edge as `abc`, and the pool refused every request), and `\$`
+ * is its literal dollar.
+ */
 function envFileLine(name: string, value: string): string {
-  if (/['\n\r]/.test(value)) throw new Error(`edge var ${name} cannot hold quotes or newlines`);
-  return `${name}='${value}'`;
+  const problem = edgeVarProblem(name, value);
+  if (problem) throw new Error(problem);
+  return `${name}='${value.replace(/\$/g, () => '\\$')}'`;
 }
 
 export function startEdge(opts: EdgeOptions): Promise<RunningEdge> {

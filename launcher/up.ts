@@ -12,7 +12,7 @@ import { DEFAULT_DRAIN_SECONDS, poolStopGraceMs } from '../gpu-pool/cli/pool-dra
 import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { locateModel } from './model-locator';
 import { isPortFree, ServiceExitedError, spawnService } from './service-process';
-import { edgeDevtoolsFromEnv, repoRoot, startStack, type RunningStack } from './stack';
+import { edgeDevtoolsFromEnv, edgeVarProblem, repoRoot, startStack, type RunningStack } from './stack';
 import { EDGE_TUNING_VARS, invalidEdgeVars } from '../edge/edge-config';
 
 export interface UpOptions {
@@ -216,10 +216,22 @@ export function poolDrainGraceMs(poolFlags: readonly string[]): number {
 
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
+  // Paths are given from where `up` runs, and the services run in the repository: made whole for both (a relative
+  // datastore was found here and then not by the pool; a relative cache folder had its datastore rebuilt each start).
+  for (const name of ['SSSD_CACHE_DIR', 'SSSD_DATASTORE', 'SSSD_EDGE_STATE'] as const) {
+    const given = env[name];
+    if (given) env[name] = path.resolve(given);
+  }
+  if (opts.datastore) opts = { ...opts, datastore: path.resolve(opts.datastore) };
   const edgeVars = edgeVarsFrom(env);
   // Checked before anything starts, as the edge's vars are.
   edgeDevtoolsFromEnv(env.SSSD_EDGE_DEVTOOLS);
   const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
+  // Sent as `Authorization: Bearer <key>`, which the edge reads as one word of printable ASCII: any other never matched.
+  if (!/^[\x21-\x7e]+$/.test(devKey)) throw new CliError('SSSD_DEV_API_KEY must be printable ASCII without spaces (clients send it as "Authorization: Bearer <key>").');
+  // Before the pool loads, not after (it reaches the edge through wrangler's env file).
+  const tokenProblem = env.SSSD_POOL_TOKEN ? edgeVarProblem('SSSD_POOL_TOKEN', env.SSSD_POOL_TOKEN) : null;
+  if (tokenProblem) throw new CliError(`${tokenProblem}.`);
   const poolFlags = checkPoolFlags(opts.poolFlags ?? []);
   const drainGraceMs = poolDrainGraceMs(poolFlags);
   const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, opts.poolPort !== undefined ? '--pool-port' : 'SSSD_POOL_PORT');

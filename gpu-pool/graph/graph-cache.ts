@@ -21,7 +21,9 @@ const DEFAULT_EXTERNAL_ABOVE = 1 << 30;
 
 /** Where the pool keeps what it builds once per model and machine: $SSSD_CACHE_DIR, else `.cache` in the repository. */
 export function poolCacheDir(): string {
-  return process.env.SSSD_CACHE_DIR ?? path.join(repoRoot, '.cache');
+  // Empty is unset, as for the other variables (it was the current folder).
+  const given = process.env.SSSD_CACHE_DIR;
+  return given ? path.resolve(given) : path.join(repoRoot, '.cache');
 }
 
 export function defaultGraphCacheDir(): string {

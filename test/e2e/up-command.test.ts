@@ -44,7 +44,8 @@ async function spawnUp(env: Record<string, string>, args: string[] = []): Promis
 /** Starts `sssd up` on free ports and waits for its "Ctrl-C stops both" line. */
 async function startUp(): Promise<RunningUp> {
   // Pool flags after --: the pool takes them (checked on /healthz, and in the output, below).
-  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1' }, ['--', '--max-total-tokens', '123456', '--log-requests']);
+  // A pool token with a `$` in it: wrangler expands `$NAME` in its env file, and the edge got another token than the pool.
+  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1', SSSD_POOL_TOKEN: 'up-$HOME-token' }, ['--', '--max-total-tokens', '123456', '--log-requests']);
   const { up } = started;
   const output = started.output;
   const deadline = Date.now() + 110_000;
@@ -143,7 +144,7 @@ describe('sssd up', () => {
     }
   }, 150_000);
 
-  it('exits 1, not 0, when a service dies under it (a supervisor must see it and restart), and 2 for one port for both or a pool flag the pool refuses', async () => {
+  it('exits 1, not 0, when a service dies under it (a supervisor must see it and restart), and 2 for what cannot work: one port for both, a bad dev key or token, a missing datastore, a pool flag the pool refuses', async () => {
     const { poolPort, output, exited } = await startUp();
     // The pool's processes (the relaunching parent and the pool itself) are the ones that hold its port on their command line.
     const pids = execFileSync('pgrep', ['-f', `sssd.mjs pool .*--port ${poolPort}`]).toString().trim().split('\n').map(Number);
@@ -162,6 +163,27 @@ describe('sssd up', () => {
     const same = await spawnUp({ SSSD_EDGE_PORT: String(port), SSSD_POOL_PORT: String(port) });
     expect(await same.exited).toBe(2);
     expect(same.output()).toMatch(/cannot share port/);
+    // What cannot work is refused before anything starts, with 2: a dev key no header can carry, a token wrangler cannot take.
+    for (const [env, said] of [
+      [{ SSSD_DEV_API_KEY: 'my key' }, /SSSD_DEV_API_KEY must be printable ASCII without spaces/],
+      [{ SSSD_POOL_TOKEN: "it's" }, /SSSD_POOL_TOKEN cannot hold quotes, backslashes or newlines/],
+    ] as const) {
+      const early = await spawnUp(env);
+      expect(await early.exited).toBe(2);
+      expect(early.output()).toMatch(said);
+      expect(early.output()).not.toContain('starting pool');
+    }
+    // A relative datastore is taken from where up runs (the pool runs in the repository, and did not find it).
+    const elsewhere = mkdtempSync(path.join(tmpdir(), 'sssd-up-cwd-'));
+    try {
+      const relative = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', '--datastore', 'here.sssd-ds'], { cwd: elsewhere, env: { ...process.env, SSSD_DATASTORE_SELF: 'off', SSSD_EDGE_PORT: String(await freePort()), SSSD_POOL_PORT: String(await freePort()) }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let said = '';
+      relative.stderr.on('data', (d: Buffer) => (said += d.toString()));
+      expect(await new Promise((resolve) => relative.on('exit', resolve))).toBe(2);
+      expect(said).toContain(`Datastore file ${path.join(elsewhere, 'here.sssd-ds')} does not exist`);
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
     // A pool that refuses what it was given exits 2, and so does up: restarting would meet the same refusal.
     const refused = await spawnUp({}, ['--', '--max-active', 'abc']);
     expect(await refused.exited).toBe(2);
