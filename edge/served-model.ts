@@ -93,6 +93,8 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
   let previousOnDown: { client: PoolClient; info: PoolInfo } | null = null;
   /** A pool answered with other weights than the pinned ones. */
   let pinnedOut = false;
+  /** Every pool asked answered 401: the edge's SSSD_POOL_TOKEN is not theirs. */
+  let everyRefusedToken = true;
   // Health first where none is known yet (a cold isolate): a hung pool listed first is then known down
   // after the health check's 1 s, not tried for /v1/info's 5 s.
   await picker.checkHealth();
@@ -121,6 +123,7 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
       return await served(client, info, previous);
     } catch (err) {
       lastError = err;
+      if (!(err instanceof PoolMisdirectedError && err.status === 401)) everyRefusedToken = false;
       // A pool that refuses the edge's token, or a URL naming no pool, is said in the log (once a spell), not only failed over.
       if (err instanceof PoolMisdirectedError) picker.markMisdirected(client.baseUrl, err.message);
       else picker.markFailed(client.baseUrl);
@@ -150,6 +153,10 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
   }
   // One line (no stack): it comes at every request while no pool answers.
   console.error(`edge: no pool answered /v1/info: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
+  if (lastError !== null && everyRefusedToken && other === null && previousOnDown === null) {
+    // Reachable, and refusing this edge: not an outage a client's retry outlasts, but the operator's to fix.
+    throw new ApiError(503, "The inference pools refuse this edge's credentials (its pool token); the service's operator must fix its configuration.", 'service_unavailable', 'pool_unavailable', null, 60);
+  }
   throw new ApiError(503, 'No inference pool is reachable; retry shortly.', 'service_unavailable', 'pool_unavailable', null, 2);
 }
 

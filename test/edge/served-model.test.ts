@@ -68,6 +68,16 @@ describe('the served model', () => {
     expect((err as ApiError).status).toBe(503);
   });
 
+  it("says that the pools refuse the edge's token, not that none is reachable, where every pool answers 401", async () => {
+    const err = await servedModel(new PoolPicker([stories.url, baby.url], 'not-the-pools-token')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60 });
+    expect((err as ApiError).message).toMatch(/refuse this edge's credentials/);
+    // One pool down among them is an outage again, which a retry may outlast.
+    const mixed = await servedModel(new PoolPicker([stories.url, `http://127.0.0.1:${await freePort()}`], 'not-the-pools-token')).catch((e: unknown) => e);
+    expect((mixed as ApiError).message).toMatch(/No inference pool is reachable/);
+  });
+
   it('is loaded once, checked again in the background, and follows a pool that now serves another model', async () => {
     const picker = new PoolPicker([proxy.url], token);
     const first = await served(picker, 60_000);
