@@ -149,6 +149,14 @@ export class CompletionRun {
    * that 200; before it, the client gets a clean 503 it can retry.
    */
   replyStarted = false;
+  /**
+   * Set by a streamed response: writes to the client and says, a moment
+   * later, whether it is still there. Asked before a resume, since a silent
+   * pool is silence to the client too, and one that left meanwhile was
+   * noticed only at the next write, after the generation had been opened
+   * again and run to its end with no one reading.
+   */
+  clientStillThere: (() => Promise<boolean>) | null = null;
   private client: PoolClient | null = null;
   private cancelled = false;
   private finished = false;
@@ -348,6 +356,8 @@ export class CompletionRun {
    */
   private async resume(reason: string): Promise<void> {
     const { plan, deps } = this;
+    if (this.clientStillThere && !(await this.clientStillThere())) this.cancel();
+    if (this.cancelled) throw new ApiError(400, 'The client left; the generation was not resumed.', 'invalid_request_error', 'cancelled');
     const failed = this.client!;
     deps.picker.markFailed(failed.baseUrl);
     // Where the pool lives on, its generation must not (a cut connection it has not noticed yet).

@@ -16,6 +16,9 @@ export interface StreamOptions {
   smooth: boolean;
 }
 
+/** How long a write is given to fail before a resume takes the client for still there. */
+const CLIENT_CHECK_MS = 100;
+
 const sseHeaders = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache, no-transform',
@@ -155,6 +158,17 @@ export function streamResponse(
       lastWriteAt = Date.now();
       void writer.write(comment).catch(goneLater);
     }, Math.max(50, quietCommentMs / 2));
+    // Before a resume: comments, and a moment for a failed write to tell of a client gone. Two: the runtime finds
+    // the client gone as it sends the first, and only the writes after it fail.
+    const stillThere = async (): Promise<boolean> => {
+      for (let i = 0; i < 2 && !clientGone; i++) {
+        lastWriteAt = Date.now();
+        void writer.write(comment).catch(goneLater);
+        await new Promise((resolve) => setTimeout(resolve, CLIENT_CHECK_MS / 2));
+      }
+      return !clientGone;
+    };
+    for (const run of runs) run.clientStillThere = stillThere;
     const generators: Array<AsyncGenerator<SourcedText[], CompletionSummary>> = [];
     const pending = new Map<number, Promise<Tagged>>();
     const pull = (index: number): void => {

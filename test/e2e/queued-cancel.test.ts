@@ -4,6 +4,7 @@
 // must notice the client's leaving and cancel the queued generation, not
 // hold it (and the key's slot) until the queue reaches it.
 import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -271,5 +272,49 @@ describe('a client that leaves while its generation is queued', () => {
     await Promise.all(fillers);
     const whole = await complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 40, temperature: 0, speculation: 'off' });
     expect(streamed).toBe(((await whole.json()) as { choices: Array<{ text: string }> }).choices[0].text);
+  });
+});
+
+describe('a client that leaves while its pool is silent mid-reply', () => {
+  it('is noticed before the generation is resumed, not after it ran again to its end with no one reading', async () => {
+    for (let i = 0; i < 200 && (await metricValue(pool, 'vllm:num_requests_running')) + (await metricValue(pool, 'vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    // Generations the pool has ended, for any reason: a resume would add one.
+    const finished = async (): Promise<number> => {
+      let sum = 0;
+      for (const reason of ['stop', 'length', 'abort', 'error']) sum += await metricValue(pool, 'vllm:request_success_total', `finished_reason="${reason}"`);
+      return sum;
+    };
+    const before = await finished();
+    // The impatient edge takes 2 s of silence for a hung pool, and comments on a silent stream only every 5 s.
+    const body = JSON.stringify({ model: 'stories260K', prompt: 'Once', max_tokens: 480, temperature: 1, seed: 5, logit_bias: { '1': -100 }, speculation: 'off', stream: true });
+    const url = new URL(`${impatient.url}/v1/completions`);
+    const client = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' } });
+    const firstChunk = new Promise<void>((resolve, reject) => {
+      client.on('response', (res) => res.once('data', () => resolve()));
+      client.on('error', reject);
+    });
+    client.end(body);
+    await firstChunk;
+    // The pool falls silent mid-reply (stopped), and the client leaves 0.3 s into the silence.
+    pool.service.signal('SIGSTOP');
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      client.on('error', () => undefined);
+      client.destroy();
+      // Past the stall window: the edge would resume now, on the only pool, which answers once it runs again.
+      await new Promise((r) => setTimeout(r, 2_600));
+    } finally {
+      pool.service.signal('SIGCONT');
+    }
+    // The first generation is cancelled; a resumed one would have started and ended too (noticed at its first write,
+    // or run to its end: 8 choices of a client gone ran ~400 tokens each).
+    let ended = before;
+    for (let i = 0; i < 50 && ended === before; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      ended = await finished();
+    }
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect(await finished()).toBe(before + 1);
+    expect(await metricValue(pool, 'vllm:num_requests_running')).toBe(0);
   });
 });
