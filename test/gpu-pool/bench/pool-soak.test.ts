@@ -59,6 +59,43 @@ describe('sssd soak', () => {
     expect(await soak(['--pool', 'http://127.0.0.1:9'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/cannot reach http:\/\/127\.0\.0\.1:9/) });
   });
 
+  it("counts a queued generation whose place went to another tenant's (busy, with a hint) as a refusal, not a broken promise", async () => {
+    // A stand-in for a pool shared with an edge's tenants: it displaces every generation it takes in.
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        if (req.url === '/healthz') {
+          res.end(JSON.stringify({ ok: true, active: 0, queued: 0, load: 0, tokensPerSecond: 0, draining: false }));
+          return;
+        }
+        let parsed: { id?: unknown } | null = null;
+        try {
+          parsed = JSON.parse(body) as { id?: unknown };
+        } catch {
+          // refused below
+        }
+        if (req.method !== 'POST' || req.url !== '/v1/generate' || typeof parsed?.id !== 'string') {
+          res.statusCode = req.url === '/v1/generate' ? 400 : 404;
+          res.end('{"type":"error","code":"bad_request","message":"no"}');
+          return;
+        }
+        res.setHeader('content-type', 'application/x-ndjson');
+        res.end(`${JSON.stringify({ type: 'error', code: 'busy', message: "this generation's place in the queue went to another tenant's", retryAfterMs: 500 })}\n`);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const report = await runSoak({ poolUrl: `http://127.0.0.1:${port}`, token: null, seconds: 1, concurrency: 4, seed: 5, vocabSize: 512, contextLength: 512, maxTokens: 20, settleMs: 100 });
+      // (The stand-in answers broken requests wrongly too; what this is about is how the streams ended.)
+      expect(report.violations.filter((v) => /stream ended/.test(v))).toEqual([]);
+      expect((report.counts['generate displaced'] ?? 0) + (report.counts['pair displaced'] ?? 0)).toBeGreaterThan(0);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }, 30_000);
+
   it('names the promises a server breaks: other ids with speculation, a 200 for a broken body, an error ending a stream, a stream cut, work left running', async () => {
     // A stand-in that gets things wrong on purpose: it tests the soak's checks, not a pool.
     const server = http.createServer((req, res) => {
