@@ -634,6 +634,19 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(chunked.status).toBe(413);
     expect((JSON.parse(chunked.body) as { error: { code: string } }).error.code).toBe('request_too_large');
     expect((await post('/v1/completions', { model, prompt: 'Once', max_tokens: 2 })).status).toBe(200);
+    // The same far past a small route's limit (the user cache's 4 KiB): read to its end too, not only to 8 times that.
+    const forgetting = await new Promise<number>((resolve, reject) => {
+      // (Node sends a DELETE's body chunked only when told.)
+      const r = request(`${stack.edgeUrl}/v1/user-cache`, { method: 'DELETE', headers: { authorization: `Bearer ${stack.devKey}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      r.on('error', reject);
+      for (let i = 0; i < 20; i++) r.write('a'.repeat(5_000));
+      r.end();
+    });
+    expect(forgetting).toBe(413);
+    expect((await post('/v1/completions', { model, prompt: 'Once', max_tokens: 2 })).status).toBe(200);
   });
 
   it("takes a chat's earlier turn from the pool's prefix cache, within the key's tenant only", async () => {
