@@ -109,7 +109,7 @@ export function register(program: Command): void {
     .option('--temperature <t>', 'sampling temperature; 0 = greedy (default 0)')
     .option('--top-p <p>', 'nucleus sampling mass in (0, 1] (default 1)')
     .option('--top-k <k>', 'keep the k most likely tokens; 0 = all (default 0)')
-    .option('--seed <s>', 'random seed for sampling (default: time)')
+    .option('--seed <s>', 'random seed for sampling, any int64 as the API takes it (default: time)')
     .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
     .option('--execution-provider <name>', 'cpu, cuda or webgpu (default cpu, or $SSSD_EXECUTION_PROVIDER)')
     .option('--json', 'print one JSON object instead of streaming text')
@@ -124,8 +124,8 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
   const temperature = parseNumberFlag('--temperature', flags.temperature, { min: 0, max: 100 }) ?? 0;
   const topP = parseNumberFlag('--top-p', flags.topP, { min: 0, max: 1, minExclusive: true }) ?? 1;
   const topK = parseNumberFlag('--top-k', flags.topK, { integer: true, min: 0 }) ?? 0;
-  // Any integer JSON's numbers hold exactly, negative ones included, mapped as the API maps a request's (request-seed.ts).
-  const seed = parseNumberFlag('--seed', flags.seed, { integer: true, min: -Number.MAX_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER }) ?? Date.now();
+  // What the API takes (an int64, as read into a double), negative ones included, mapped as the API maps a request's (request-seed.ts).
+  const seed = parseNumberFlag('--seed', flags.seed, { integer: true, min: -(2 ** 63), max: 2 ** 63 }) ?? Date.now();
   const threads = parseNumberFlag('--threads', flags.threads, { integer: true, min: 1, max: 256 });
   const executionProvider = parseExecutionProvider(flags.executionProvider);
 

@@ -109,7 +109,7 @@ describe('sssd generate', () => {
     }
   });
 
-  it('takes a negative seed as the API does (int64 bits): -7 samples what 2^53 - 7 does', async () => {
+  it('takes any int64 seed as the API does (int64 bits): -7 samples what 2^53 - 7 does', async () => {
     const sampled = async (seed: string): Promise<number[]> => {
       const r = await sssd(['generate', '--model', m.checkpoint, '--tokenizer', m.tokenizer, '--prompt', 'Once upon a time', '--max-tokens', '24', '--temperature', '1', '--seed', seed, '--json']);
       expect(r.code, r.stderr).toBe(0);
@@ -118,6 +118,8 @@ describe('sssd generate', () => {
     const negative = await sampled('-7');
     expect(negative).toEqual(await sampled(String(2 ** 53 - 7)));
     expect(negative).not.toEqual(await sampled('7'));
+    // The whole int64 range, as the API takes it: 2^63 - 1 (read as 2^63) is seed 0 there too.
+    expect(await sampled('9223372036854775807')).toEqual(await sampled('0'));
   });
 
   it('answers a usage mistake (a typo in a flag, an unknown command, a missing option) with one line and exit 2, as its other refusals', async () => {
