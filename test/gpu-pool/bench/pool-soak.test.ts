@@ -22,6 +22,27 @@ afterAll(async () => {
   await pool?.stop();
 });
 
+/**
+ * Runs `use` against a stand-in server: `/healthz` says `active` generations run, every other request goes to
+ * `answer` with its body read. It tests the soak's checks, not a pool.
+ */
+async function withStandIn(active: number, answer: (req: http.IncomingMessage, body: string, res: http.ServerResponse) => void, use: (url: string) => Promise<void>): Promise<void> {
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      if (req.url === '/healthz') res.end(JSON.stringify({ ok: true, active, queued: 0, load: active / 10, tokensPerSecond: 0, draining: false }));
+      else answer(req, body, res);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    await use(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
 describe('sssd soak', () => {
   it('keeps every promise of the real pool under mixed, broken and cut-off traffic', async () => {
     // Every kind of traffic went out, and the lossless pairs were compared: the traffic is random and a
@@ -61,83 +82,61 @@ describe('sssd soak', () => {
 
   it("counts a queued generation whose place went to another tenant's (busy, with a hint) as a refusal, not a broken promise", async () => {
     // A stand-in for a pool shared with an edge's tenants: it displaces every generation it takes in.
-    const server = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        if (req.url === '/healthz') {
-          res.end(JSON.stringify({ ok: true, active: 0, queued: 0, load: 0, tokensPerSecond: 0, draining: false }));
-          return;
-        }
-        let parsed: { id?: unknown } | null = null;
-        try {
-          parsed = JSON.parse(body) as { id?: unknown };
-        } catch {
-          // refused below
-        }
-        if (req.method !== 'POST' || req.url !== '/v1/generate' || typeof parsed?.id !== 'string') {
-          res.statusCode = req.url === '/v1/generate' ? 400 : 404;
-          res.end('{"type":"error","code":"bad_request","message":"no"}');
-          return;
-        }
-        res.setHeader('content-type', 'application/x-ndjson');
-        res.end(`${JSON.stringify({ type: 'error', code: 'busy', message: "this generation's place in the queue went to another tenant's", retryAfterMs: 500 })}\n`);
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const port = (server.address() as AddressInfo).port;
-      const report = await runSoak({ poolUrl: `http://127.0.0.1:${port}`, token: null, seconds: 1, concurrency: 4, seed: 5, vocabSize: 512, contextLength: 512, maxTokens: 20, settleMs: 100 });
+    const displacing = (req: http.IncomingMessage, body: string, res: http.ServerResponse): void => {
+      let parsed: { id?: unknown } | null = null;
+      try {
+        parsed = JSON.parse(body) as { id?: unknown };
+      } catch {
+        // refused below
+      }
+      if (req.method !== 'POST' || req.url !== '/v1/generate' || typeof parsed?.id !== 'string') {
+        res.statusCode = req.url === '/v1/generate' ? 400 : 404;
+        res.end('{"type":"error","code":"bad_request","message":"no"}');
+        return;
+      }
+      res.setHeader('content-type', 'application/x-ndjson');
+      res.end(`${JSON.stringify({ type: 'error', code: 'busy', message: "this generation's place in the queue went to another tenant's", retryAfterMs: 500 })}\n`);
+    };
+    await withStandIn(0, displacing, async (poolUrl) => {
+      const report = await runSoak({ poolUrl, token: null, seconds: 1, concurrency: 4, seed: 5, vocabSize: 512, contextLength: 512, maxTokens: 20, settleMs: 100 });
       // (The stand-in answers broken requests wrongly too; what this is about is how the streams ended.)
       expect(report.violations.filter((v) => /stream ended/.test(v))).toEqual([]);
       expect((report.counts['generate displaced'] ?? 0) + (report.counts['pair displaced'] ?? 0)).toBeGreaterThan(0);
-    } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
+    });
   }, 30_000);
 
   it('names the promises a server breaks: other ids with speculation, a 200 for a broken body, an error ending a stream, a stream cut, work left running', async () => {
-    // A stand-in that gets things wrong on purpose: it tests the soak's checks, not a pool.
-    const server = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        if (req.url === '/healthz') {
-          res.end(JSON.stringify({ ok: true, active: 1, queued: 0, load: 0.1, tokensPerSecond: 0, draining: false }));
-          return;
-        }
-        if (req.method !== 'POST' || req.url !== '/v1/generate') {
-          res.statusCode = 404;
-          res.end('{}');
-          return;
-        }
-        let parsed: { speculation?: string; sampling?: { temperature?: number }; logprobs?: number } = {};
-        try {
-          parsed = JSON.parse(body) as typeof parsed;
-        } catch {
-          // A broken body answered as if it were fine.
-        }
-        res.setHeader('content-type', 'application/x-ndjson');
-        const ids = parsed.speculation === 'off' || parsed.speculation === undefined ? [5, 6, 7] : [5, 6, 8];
-        res.write(`${JSON.stringify({ type: 'tokens', ids, sources: ids.map(() => 'model'), drafted: 0, accepted: 0 })}\n`);
-        // Asked for log-probabilities: the connection dropped mid-stream.
-        if (parsed.logprobs !== undefined) {
-          res.socket?.destroySoon();
-          return;
-        }
-        const sampled = (parsed.sampling?.temperature ?? 0) > 0;
-        res.end(`${JSON.stringify(sampled ? { type: 'error', code: 'internal', message: 'boom' } : { type: 'done', finishReason: 'length', usage: {} })}\n`);
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const port = (server.address() as AddressInfo).port;
+    // A stand-in that gets things wrong on purpose.
+    const wrong = (req: http.IncomingMessage, body: string, res: http.ServerResponse): void => {
+      if (req.method !== 'POST' || req.url !== '/v1/generate') {
+        res.statusCode = 404;
+        res.end('{}');
+        return;
+      }
+      let parsed: { speculation?: string; sampling?: { temperature?: number }; logprobs?: number } = {};
+      try {
+        parsed = JSON.parse(body) as typeof parsed;
+      } catch {
+        // A broken body answered as if it were fine.
+      }
+      res.setHeader('content-type', 'application/x-ndjson');
+      const ids = parsed.speculation === 'off' || parsed.speculation === undefined ? [5, 6, 7] : [5, 6, 8];
+      res.write(`${JSON.stringify({ type: 'tokens', ids, sources: ids.map(() => 'model'), drafted: 0, accepted: 0 })}\n`);
+      // Asked for log-probabilities: the connection dropped mid-stream.
+      if (parsed.logprobs !== undefined) {
+        res.socket?.destroySoon();
+        return;
+      }
+      const sampled = (parsed.sampling?.temperature ?? 0) > 0;
+      res.end(`${JSON.stringify(sampled ? { type: 'error', code: 'internal', message: 'boom' } : { type: 'done', finishReason: 'length', usage: {} })}\n`);
+    };
+    await withStandIn(1, wrong, async (poolUrl) => {
       // The traffic is random: soak again (other seeds) until each kind of request has met its broken promise;
       // a slow machine sends fewer requests a second, so a fixed window could miss one.
       const wanted = [/emitted other ids than off/, /a broken request got 200/, /the stream ended with \{"type":"error"/, /after the soak the pool still has 1 running/, /the connection was cut before a whole reply/];
       let all = '';
       for (let seed = 3; seed < 23 && !wanted.every((w) => w.test(all)); seed++) {
-        const report = await runSoak({ poolUrl: `http://127.0.0.1:${port}`, token: null, seconds: 1, concurrency: 4, seed, vocabSize: 512, contextLength: 512, maxTokens: 20, settleMs: 300 });
+        const report = await runSoak({ poolUrl, token: null, seconds: 1, concurrency: 4, seed, vocabSize: 512, contextLength: 512, maxTokens: 20, settleMs: 300 });
         expect(report.violationCount).toBeGreaterThan(0);
         all += `${report.violations.join('\n')}\n`;
       }
@@ -146,8 +145,6 @@ describe('sssd soak', () => {
       expect(all).toMatch(/the stream ended with \{"type":"error"/);
       expect(all).toMatch(/after the soak the pool still has 1 running/);
       expect(all).toMatch(/the connection was cut before a whole reply/);
-    } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    }
+    });
   }, 60_000);
 });
