@@ -22,6 +22,7 @@ import { SCHEDULER_PHASES } from '../metrics/pool-metrics';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { startBenchEdge } from './edge-emulator-thread';
 import { quantile } from './latency-stats';
+import { clearPoolDraftCache } from './pool-draft-cache';
 import { addPhaseDelta, readPoolPhases, zeroPhases, type PhaseSeconds } from './pool-phases';
 import { runGeneration, type TimedGeneration } from './pool-stream-client';
 import type { WorkloadRequest } from './workload';
@@ -44,6 +45,8 @@ export interface BenchServeOptions {
   progress: boolean;
   /** Called after each concurrency level with every result so far (what an interrupted run still has to show). */
   onLevel?: (results: readonly MethodResult[]) => void;
+  /** Told once where the pool's draft cache could not be emptied before a replay (a pool from before DELETE /v1/draft-cache). */
+  onWarmDraftCache?: () => void;
 }
 
 export interface MethodResult {
@@ -154,11 +157,12 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);
       return r;
     };
+    let draftCacheWarned = false;
     for (const concurrency of opts.concurrencies) {
       // High concurrency needs enough requests to stay at that concurrency for a
       // while: at least 4 × concurrency, cycling through the workload (a repeat
       // ships no edge trie: the user cache would already hold its answer).
-      const count = Math.max(Math.min(prepared.length, opts.limit), 4 * concurrency);
+      const count = levelRequestCount(prepared.length, opts.limit, concurrency);
       const requests = Array.from({ length: count }, (_, i) => ({ ...prepared[i % prepared.length], repeat: i >= prepared.length }));
       const roundSize = Math.min(count, Math.max(2 * concurrency, 16));
       // One unmeasured round per method, at full length and as served (the
@@ -192,8 +196,13 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
         : null;
       bar?.start(count * opts.methods.length * repeats, 0);
       for (let replayIndex = 0, turn = 0; replayIndex < repeats; replayIndex++) {
-        // User caches start empty at each level, and at each replay of it.
+        // User caches start empty at each level, and at each replay of it; so does the pool's draft cache, which
+        // held every datastore lookup of the requests replayed (the warm-up rounds' and earlier levels' included).
         edge?.reset();
+        if (!(await clearPoolDraftCache(opts.poolUrl, opts.token)) && !draftCacheWarned) {
+          draftCacheWarned = true;
+          opts.onWarmDraftCache?.();
+        }
         for (let start = 0; start < count; start += roundSize, turn++) {
           const round = requests.slice(start, start + roundSize);
           const order = opts.methods.map((_, i) => opts.methods[(i + turn) % opts.methods.length]);
@@ -241,6 +250,20 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
     await edge?.close();
   }
   return results;
+}
+
+/** Requests a level measures: the workload's first `limit`, and at least 4 × the concurrency (cycling through the workload for that). */
+export function levelRequestCount(workloadLength: number, limit: number, concurrency: number): number {
+  return Math.max(Math.min(workloadLength, limit), 4 * concurrency);
+}
+
+/** What the levels measured, in words: the figures of each are of those requests, not of the whole workload. */
+export function describeLevelRequests(workloadLength: number, limit: number, concurrencies: readonly number[]): string {
+  const parts = concurrencies.map((c) => {
+    const n = levelRequestCount(workloadLength, limit, c);
+    return `${n <= workloadLength ? `the first ${n}` : `all ${workloadLength} and ${n - workloadLength} repeats`} at ${c}`;
+  });
+  return `${workloadLength} workload requests; measured: ${parts.join(', ')}`;
 }
 
 /**

@@ -3,7 +3,7 @@
  * against a running pool. Token from --token or SSSD_POOL_TOKEN.
  */
 import type { Command } from 'commander';
-import { benchServe, formatFailures, formatPhaseTable, formatTable, parseMethods, type MethodResult } from '../bench/bench-serve';
+import { benchServe, describeLevelRequests, formatFailures, formatPhaseTable, formatTable, parseMethods, type MethodResult } from '../bench/bench-serve';
 import { loadWorkload } from '../bench/workload';
 import { CliError } from './cli-error';
 import { parsePoolUrl } from './pool-url-flag';
@@ -65,7 +65,8 @@ export function register(program: Command): void {
         else {
           process.stdout.write(formatTable(results) + '\n');
           if (flags.phases) process.stdout.write(formatPhaseTable(results) + '\n');
-          process.stdout.write(`(${workload.length} workload requests, ${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+          const levels = [...new Set(results.map((r) => r.concurrency))];
+          process.stdout.write(`(${describeLevelRequests(workload.length, limit, levels)}; ${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
         }
       };
       const onInterrupt = (): void => {
@@ -93,6 +94,8 @@ export function register(program: Command): void {
           const level = results[results.length - 1].concurrency;
           process.stderr.write(`bench-serve: concurrency ${level} measured (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
         },
+        onWarmDraftCache: () =>
+          process.stderr.write("bench-serve: warning: the pool's draft cache could not be emptied before a replay (a pool without DELETE /v1/draft-cache): `sssd` drafts dearer in a first replay than in the later ones\n"),
       })
         .catch((err: Error) => {
           throw new CliError(`bench-serve: ${err.message}`);

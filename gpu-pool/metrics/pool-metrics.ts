@@ -55,6 +55,8 @@ export class PoolMetrics {
   readonly triePushes: Counter<'result'>;
   /** Generation streams cut because their reader stopped taking bytes (pool-server.ts, stalled-readers.ts). */
   readonly stalledStreams: Counter;
+  /** DELETE /v1/draft-cache calls (a measurement's replays, each starting its drafting cold). */
+  readonly draftCacheClears: Counter;
   readonly shippedTries: Counter<'result'>;
   /** Generations admitted as resumed (an edge moved them here after their pool failed mid-stream), and the output they brought. */
   readonly resumedGenerations: Counter;
@@ -293,6 +295,11 @@ export class PoolMetrics {
     const phaseCounter = this.phaseSeconds;
     this.phase = Object.fromEntries(SCHEDULER_PHASES.map((p) => [p, phaseCounter.labels(p)])) as Record<SchedulerPhase, { inc(seconds: number): void }>;
     this.rejected = new Counter({ name: 'sssd_pool_rejected_requests_total', help: 'Requests refused: at admission (busy, draining), in the queue for another tenant\'s (displaced), for another model (model_mismatch), or without the bearer token (unauthorized).', labelNames: ['reason'], registers });
+    this.draftCacheClears = new Counter({
+      name: 'sssd_pool_draft_cache_clears_total',
+      help: "Times the datastore's draft cache was emptied on request (DELETE /v1/draft-cache: bench-serve does it before each replay).",
+      registers,
+    });
     this.stalledStreams = new Counter({
       name: 'sssd_pool_stalled_streams_total',
       help: 'Generation streams cut, and their generations cancelled, because their reader took nothing for --stalled-reader-seconds while events waited.',

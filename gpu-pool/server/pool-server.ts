@@ -29,6 +29,7 @@ import { specificIssue } from '../../shared/specific-issue';
 import { readJsonBody } from './read-body';
 import { DEFAULT_STALLED_READER_MS, StalledReaders } from './stalled-readers';
 import { pipelinedTurn } from './pipelined-turn';
+import { resetDraftCache } from '../../shared/drafting/datastore-source';
 
 export interface PoolServerOptions {
   scheduler: Scheduler;
@@ -245,6 +246,14 @@ export class PoolServer {
         if (!salt.success) throw new HttpError(400, 'bad_request', describeIssues(salt.error, 'salt'));
         const cleared = this.options.scheduler.clearPrefixCache(salt.data);
         sendJson(res, 200, cleared ? { enabled: true, cleared: cleared.sequences, bytes: cleared.bytes } : { enabled: false, cleared: 0, bytes: 0 });
+      });
+    }
+    if (route === '/v1/draft-cache') {
+      // For measurements that replay the same requests (bench-serve): each replay drafts as cold as the first did.
+      return this.expect(method, 'DELETE', res, () => {
+        resetDraftCache();
+        this.options.metrics.draftCacheClears.inc();
+        sendJson(res, 200, { cleared: true });
       });
     }
     const m = GENERATION_PATH.exec(route);

@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchServe, warmupRound, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
+import { benchServe, describeLevelRequests, warmupRound, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
 import { runGeneration } from '../../../gpu-pool/bench/pool-stream-client';
 import { loadWorkload } from '../../../gpu-pool/bench/workload';
 import { repoRoot, workloads } from '../../support/shared-data';
-import { startPool, type PoolProcess } from '../server/pool-process';
+import { metricValue, startPool, type PoolProcess } from '../server/pool-process';
 
 const run = promisify(execFile);
 let pool: PoolProcess;
@@ -90,7 +90,13 @@ describe('bench-serve', () => {
     expect(lines.slice(phaseHead).find((l) => /^2\s+off\s/.test(l))).toMatch(/^2\s+off(\s+\d+\.\d){6}\s+\d+%$/);
 
     const workload = (await loadWorkload(workloads.devSessions)).slice(0, 4).map((r) => ({ ...r, max_tokens: Math.min(r.max_tokens, 24) }));
+    // Each replay starts with the pool's draft cache empty, as the first did: a replay of the same requests found
+    // every datastore lookup of theirs recorded, and `sssd` drafted about half as dear as in the first.
+    const clears = (): Promise<number> => metricValue(pool, 'sssd_pool_draft_cache_clears_total');
+    const clearsBefore = await clears();
+    let warm = 0;
     const results = await benchServe({
+      onWarmDraftCache: () => warm++,
       poolUrl: pool.url,
       token: pool.token,
       workload,
@@ -102,6 +108,8 @@ describe('bench-serve', () => {
       progress: false,
     });
     const [off, sssd] = results;
+    expect(await clears()).toBe(clearsBefore + 2);
+    expect(warm).toBe(0);
     // Every replay runs the level's requests again: twice the requests, twice the tokens of one replay.
     expect(off.requests).toBe(8);
     // Not asked for: no reads of the pool's counters between rounds.
@@ -113,6 +121,10 @@ describe('bench-serve', () => {
     const runs = sssd.speedupVsOffRuns!;
     expect(sssd.speedupVsOff!).toBeGreaterThanOrEqual(Math.min(...runs) - 1e-9);
     expect(sssd.speedupVsOff!).toBeLessThanOrEqual(Math.max(...runs) + 1e-9);
+  });
+
+  it('says which requests each level measured, not the whole workload alone', () => {
+    expect(describeLevelRequests(192, 96, [1, 8, 32, 128])).toBe('192 workload requests; measured: the first 96 at 1, the first 96 at 8, the first 128 at 32, all 192 and 320 repeats at 128');
   });
 
   it('warms every method with an unmeasured round above concurrency 4, on requests the level does not measure where there are any', async () => {

@@ -449,6 +449,20 @@ describe('key/value buffers', () => {
   });
 });
 
+describe('draft cache', () => {
+  it('forgets its recorded datastore lookups on DELETE /v1/draft-cache, and the answers stay the same', async () => {
+    const body = { promptIds: [1, 403, 407, 261, 378, 432, 383], maxTokens: 40, speculation: 'sssd' as const };
+    const before = await generate(pool, { id: 'draft-cache-1', ...body });
+    const cleared = await fetch(`${pool.url}/v1/draft-cache`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } });
+    expect(cleared.status).toBe(200);
+    expect(await cleared.json()).toEqual({ cleared: true });
+    expect((await generate(pool, { id: 'draft-cache-2', ...body })).ids).toEqual(before.ids);
+    // The bearer token, DELETE only.
+    expect((await fetch(`${pool.url}/v1/draft-cache`, { method: 'DELETE' })).status).toBe(401);
+    expect((await fetch(`${pool.url}/v1/draft-cache`, { headers: { authorization: `Bearer ${pool.token}` } })).status).toBe(405);
+  });
+});
+
 // A GPU provider keeps keys/values resident, and the pool has no prefix cache there (README, GPU hosts).
 describe.skipIf(suiteProvider !== 'cpu')('prefix cache', () => {
   it('forgets cached prompts on DELETE /v1/prefix-cache, one salt or all', async () => {
