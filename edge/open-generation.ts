@@ -8,7 +8,7 @@ import type { PoolEvent } from '../shared/protocol';
 import { ApiError, retryAfterSeconds } from './api-error';
 import { PoolMisdirectedError, PoolRejectedError, PoolUnavailableError, type GenerateInput, type PoolClient } from './pool-client';
 import { affinityKey, type PoolPicker } from './pool-picker';
-import { checkModelSoon } from './served-model';
+import { checkModelSoon, poolsRefuseTokenError } from './served-model';
 import { StallWatch } from './stall-watch';
 
 export interface OpenedGeneration {
@@ -72,12 +72,16 @@ export async function openGeneration(
   // on), so tried twice at most.
   let internalErrors = 0;
   const givenId = request.id;
+  // Pools tried, and those that refused the edge's token: all of them refusing it is said as such.
+  let tries = 0;
+  let tokenRefusals = 0;
   for (let round = 0; ; round++) {
     // Each round under its own id: a cancel sent for an attempt of an earlier one, arriving late, cannot end this one,
     // nor can a pool still holding that id refuse it as a duplicate.
     if (round > 0) request = { ...request, id: `${givenId}.q${round}` };
     for (const client of await picker.ordered(waitUntil, affinity)) {
       if (signal?.aborted) throw cancelledError();
+      tries++;
       let events: AsyncGenerator<PoolEvent>;
       // A pool known down (its health check failed), or not heard from since another went silent, is still tried
       // but not waited on for the whole window; one that goes silent past it is noted (the others are doubted then).
@@ -95,6 +99,7 @@ export async function openGeneration(
           throw new ApiError(400, `The inference pool rejected the request: ${err.message || err.status}`, 'invalid_request_error', 'pool_rejected');
         }
         if (err instanceof PoolMisdirectedError) {
+          if (err.status === 401) tokenRefusals++;
           picker.markMisdirected(client.baseUrl, err.message);
           if (err.status === 421) checkModelSoon();
           continue;
@@ -166,6 +171,7 @@ export async function openGeneration(
     if (!(await pause(Math.min(Math.max(100, retryAfterMs ?? 2000), leftMs), signal))) throw cancelledError();
     retryAfterMs = null;
   }
+  if (tries > 0 && tokenRefusals === tries) throw poolsRefuseTokenError();
   // The pool's words end "retry after the time given": the time is said once, here, as Retry-After gives it.
   const why = lastBusy ? ` (the last: ${lastBusy.replace(/; retry after the time given$/, '').slice(0, 200)})` : '';
   const retryS = (retryAfterMs ?? 2000) / 1000;

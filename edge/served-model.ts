@@ -154,10 +154,18 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
   // One line (no stack): it comes at every request while no pool answers.
   console.error(`edge: no pool answered /v1/info: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
   if (lastError !== null && everyRefusedToken && other === null && previousOnDown === null) {
-    // Reachable, and refusing this edge: not an outage a client's retry outlasts, but the operator's to fix.
-    throw new ApiError(503, "The inference pools refuse this edge's credentials (its pool token); the service's operator must fix its configuration.", 'service_unavailable', 'pool_unavailable', null, 60);
+    throw poolsRefuseTokenError();
   }
   throw new ApiError(503, 'No inference pool is reachable; retry shortly.', 'service_unavailable', 'pool_unavailable', null, 2);
+}
+
+/**
+ * Every pool tried answered 401: reachable, and refusing this edge's
+ * SSSD_POOL_TOKEN. Not an outage a client's retry outlasts but the
+ * operator's to fix; said so, with a long retry hint, not "retry shortly".
+ */
+export function poolsRefuseTokenError(): ApiError {
+  return new ApiError(503, "The inference pools refuse this edge's credentials (its pool token); the service's operator must fix its configuration.", 'service_unavailable', 'pool_unavailable', null, 60);
 }
 
 /**

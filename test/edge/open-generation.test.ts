@@ -176,6 +176,12 @@ describe('openGeneration', () => {
     }
   });
 
+  it("says that the pools refuse the edge's token where every one answers 401, not that they are busy", async () => {
+    const err = await openGeneration(new PoolPicker([pool.url, pool.url.replace('127.0.0.1', 'localhost')], 'not-the-pools-token'), request()).catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60 });
+    expect((err as ApiError).message).toMatch(/refuse this edge's credentials/);
+  });
+
   it('gives a generation displaced after waiting queued longer than the stall window its retries all the same: the window runs from the failure', async () => {
     await withFaultProxy(async (proxy) => {
     proxy.mode = 'displace';
