@@ -26,6 +26,8 @@ export interface PoolOptions {
   port?: number;
   token: string;
   extraArgs?: string[];
+  /** Where the pool runs, and so where relative paths among `extraArgs` are found (default: the repository). */
+  cwd?: string;
   echo?: (line: string) => void;
   startTimeoutMs?: number;
 }
@@ -65,7 +67,7 @@ async function startPoolOn(port: number, opts: PoolOptions): Promise<RunningPool
   if (opts.datastore) args.push('--datastore', opts.datastore);
   args.push(...(opts.extraArgs ?? []));
   const service = spawnService('pool', process.execPath, args, {
-    cwd: repoRoot,
+    cwd: opts.cwd ?? repoRoot,
     env: { ...process.env, SSSD_POOL_TOKEN: opts.token },
     echo: opts.echo,
     // The pool drains and exits if this process is killed outright (pool-command.ts, watchLauncher).

@@ -221,6 +221,8 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   for (const name of ['SSSD_CACHE_DIR', 'SSSD_DATASTORE', 'SSSD_EDGE_STATE'] as const) {
     const given = env[name];
     if (given) env[name] = path.resolve(given);
+    // Empty is unset, as everywhere else (SSSD_DATASTORE= started the pool with no datastore at all).
+    else delete env[name];
   }
   if (opts.datastore) opts = { ...opts, datastore: path.resolve(opts.datastore) };
   const edgeVars = edgeVarsFrom(env);
@@ -302,6 +304,8 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
       persistTo: env.SSSD_EDGE_STATE || undefined,
       vars: edgeVars,
       extraArgs: poolFlags,
+      // The pool's own flags (`--speculative-config @FILE`, `--save-datastore FILE`) name files from here too.
+      cwd: process.cwd(),
       poolDrainGraceMs: drainGraceMs,
       echo: opts.verbose ? log : undefined,
       // Flags that ask the pool for logs are asked for them here too: without --verbose they went nowhere.

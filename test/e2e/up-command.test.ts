@@ -2,12 +2,13 @@
 // go, serves the API with the dev key, and Ctrl-C (SIGINT) stops both; killed
 // outright (SIGKILL), it leaves neither running, nor the edge's secrets on disk.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, isPortFree } from '../../launcher/service-process';
 import { repoRoot } from '../../launcher/stack';
+import { models } from '../support/shared-data';
 
 let child: ChildProcess | null = null;
 const state = mkdtempSync(path.join(tmpdir(), 'sssd-up-'));
@@ -181,6 +182,18 @@ describe('sssd up', () => {
       relative.stderr.on('data', (d: Buffer) => (said += d.toString()));
       expect(await new Promise((resolve) => relative.on('exit', resolve))).toBe(2);
       expect(said).toContain(`Datastore file ${path.join(elsewhere, 'here.sssd-ds')} does not exist`);
+      // So do the pool's own flags: its speculative config is read from there (the pool looked in the repository).
+      writeFileSync(path.join(elsewhere, 'spec.json'), '{"num_speculative_tokens": "many"}');
+      const flagged = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', '--', '--speculative-config', '@spec.json'], {
+        cwd: elsewhere,
+        // Any file passes up's own check; the pool reads its flags before it.
+        env: { ...process.env, SSSD_DATASTORE: models.stories260K.checkpoint, SSSD_EDGE_PORT: String(await freePort()), SSSD_POOL_PORT: String(await freePort()) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let flaggedSaid = '';
+      flagged.stderr.on('data', (d: Buffer) => (flaggedSaid += d.toString()));
+      expect(await new Promise((resolve) => flagged.on('exit', resolve))).toBe(2);
+      expect(flaggedSaid).toMatch(/--speculative-config spec\.json: num_speculative_tokens/);
     } finally {
       rmSync(elsewhere, { recursive: true, force: true });
     }
