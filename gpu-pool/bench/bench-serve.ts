@@ -59,6 +59,7 @@ export interface MethodResult {
   outputTokens: number;
   wallSeconds: number;
   outputTokensPerSecond: number;
+  /** Latencies: NaN (null in `--json`) where the level had no sample (every request one token long has no TPOT nor ITL). */
   tpotMedianMs: number;
   tpotP99Ms: number;
   ttftMedianMs: number;
@@ -71,7 +72,12 @@ export interface MethodResult {
    */
   itlP99Ms: number;
   itlMaxMs: number;
-  /** Tokens emitted per verification step (bonus included). */
+  /**
+   * Tokens emitted per verification step (bonus included), every step
+   * counted, those that carried no draft and a prompt's first included: the
+   * table's "tok/step". Not vLLM's mean acceptance length (1 + accepted /
+   * drafts, over drafting steps only), which is higher where few steps draft.
+   */
   meanAcceptanceLength: number;
   /** Accepted / drafted tokens. */
   acceptanceRate: number;
@@ -342,6 +348,11 @@ function summarise(concurrency: number, method: SpeculationMethod, runs: TimedGe
   };
 }
 
+/** A latency for the table; '-' where the level had no sample of it (every request one token long: no TPOT, no ITL). */
+function millis(ms: number, digits: number): string {
+  return Number.isFinite(ms) ? `${ms.toFixed(digits)}ms` : '-';
+}
+
 export function formatTable(results: readonly MethodResult[]): string {
   // With repeats, the per-replay ratios' range follows the pooled ratio.
   const spread = results.some((r) => (r.speedupVsOffRuns?.length ?? 0) > 1);
@@ -355,12 +366,12 @@ export function formatTable(results: readonly MethodResult[]): string {
     r.failed > 0 ? `${r.outputTokensPerSecond.toFixed(0)}*` : r.outputTokensPerSecond.toFixed(0),
     r.speedupVsOff === undefined ? '-' : `${r.speedupVsOff.toFixed(2)}x`,
     ...(spread ? [r.speedupVsOffRuns ? `${Math.min(...r.speedupVsOffRuns).toFixed(2)}-${Math.max(...r.speedupVsOffRuns).toFixed(2)}x` : '-'] : []),
-    `${r.tpotMedianMs.toFixed(2)}ms`,
-    `${r.tpotP99Ms.toFixed(2)}ms`,
-    `${r.ttftMedianMs.toFixed(1)}ms`,
-    `${r.ttftP99Ms.toFixed(1)}ms`,
-    `${r.itlP99Ms.toFixed(2)}ms`,
-    `${r.itlMaxMs.toFixed(1)}ms`,
+    millis(r.tpotMedianMs, 2),
+    millis(r.tpotP99Ms, 2),
+    millis(r.ttftMedianMs, 1),
+    millis(r.ttftP99Ms, 1),
+    millis(r.itlP99Ms, 2),
+    millis(r.itlMaxMs, 1),
     r.meanAcceptanceLength.toFixed(2),
     r.method === 'off' ? '-' : `${(r.acceptanceRate * 100).toFixed(0)}%`,
   ]);

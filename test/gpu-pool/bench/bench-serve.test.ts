@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchServe, describeLevelRequests, warmupRound, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
+import { benchServe, describeLevelRequests, formatTable, warmupRound, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
 import { runGeneration } from '../../../gpu-pool/bench/pool-stream-client';
 import { loadWorkload } from '../../../gpu-pool/bench/workload';
 import { repoRoot, workloads } from '../../support/shared-data';
@@ -121,6 +121,16 @@ describe('bench-serve', () => {
     const runs = sssd.speedupVsOffRuns!;
     expect(sssd.speedupVsOff!).toBeGreaterThanOrEqual(Math.min(...runs) - 1e-9);
     expect(sssd.speedupVsOff!).toBeLessThanOrEqual(Math.max(...runs) + 1e-9);
+  });
+
+  it("shows '-' for a latency the level had no sample of (one-token requests: no TPOT, no ITL), not NaNms", () => {
+    const level: MethodResult = {
+      concurrency: 1, method: 'off', requests: 4, failed: 0, errors: [], outputTokens: 4, wallSeconds: 0.01, outputTokensPerSecond: 400,
+      tpotMedianMs: NaN, tpotP99Ms: NaN, ttftMedianMs: 1.5, ttftP99Ms: 2, itlP99Ms: NaN, itlMaxMs: NaN, meanAcceptanceLength: 1, acceptanceRate: 0,
+    };
+    const row = formatTable([level]).split('\n').at(-1)!;
+    expect(row).not.toMatch(/NaN/);
+    expect(row.split(/ +/).slice(6, 12)).toEqual(['-', '-', '1.5ms', '2.0ms', '-', '-']);
   });
 
   it('says which requests each level measured, not the whole workload alone', () => {
