@@ -17,7 +17,7 @@ export interface StreamOptions {
 }
 
 /** How long a write is given to fail before a resume takes the client for still there. */
-const CLIENT_CHECK_MS = 100;
+const CLIENT_CHECK_MS = 200;
 
 const sseHeaders = {
   'content-type': 'text/event-stream; charset=utf-8',
