@@ -113,6 +113,13 @@ export class LazyDrafter implements Drafter {
     return this.inner !== null && this.inner.edgeTrieExhausted;
   }
 
+  /** Takes the queued tokens in first: only for a row following an edge trie, which drafts at its next step anyway. */
+  edgeTrieExhaustedNow(): boolean {
+    if (this.inner === null) return false;
+    if (this.pending.length > 0 || this.pushed) this.flush(this.inner);
+    return this.inner.edgeTrieExhausted;
+  }
+
   release(): void {
     this.inner?.release?.();
     this.pending = [];

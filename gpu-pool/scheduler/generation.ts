@@ -27,6 +27,12 @@ export interface Drafter {
   accept(tokens: ArrayLike<number>): void;
   pushEdgeTrie(trie: Uint8Array, outputLength: number): void;
   readonly edgeTrieExhausted: boolean;
+  /**
+   * The same as of every token emitted so far (a lazy drafter takes its
+   * queued ones in for it, which its next draft would do): for the edge's
+   * hint, which came a step late from the state of the last draft.
+   */
+  edgeTrieExhaustedNow?(): boolean;
   /** The edge trie shipped with the request, decoded (null: none). */
   readonly shippedTrie?: Uint8Array | null;
   /** False while a lazy drafter has not built its state yet (its first draft() builds it). */

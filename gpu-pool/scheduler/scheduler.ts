@@ -943,7 +943,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // user cache with nothing for this text would only answer with
       // another trie that goes unused; on the 2-core VM, hints after
       // every exhaustion cost more time than their tries saved).
-      if ((gen.drafter.edgeTrieExhausted || chainEnded) && !gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0) {
+      // Asked last, and of rows following a trie only: for a lazy drafter it takes the step's tokens in now.
+      if (!gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0 && (chainEnded || (gen.drafter.edgeTrieExhaustedNow?.() ?? gen.drafter.edgeTrieExhausted))) {
         gen.trieExhaustedSent = true;
         metrics.trieHints.inc();
         gen.sink.send({ type: 'trie-exhausted', outputLength: gen.output.length });

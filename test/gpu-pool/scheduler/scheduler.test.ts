@@ -1245,6 +1245,20 @@ describe('continuous batching', () => {
       expect(edgeTokens(events)).toBeGreaterThan(12);
     });
 
+    it('asks for a fresh trie right after the step that leaves the shipped one, not a step later', async () => {
+      const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id: 'edge-hint', promptIds: prompt, maxTokens: 48, speculation: 'sssd', trie: chain(prompt.at(-1)!, greedy.slice(0, 10)) }), c.sink);
+      const events = await c.done;
+      const at = events.findIndex((e) => e.type === 'trie-exhausted');
+      expect(at).toBeGreaterThan(0);
+      const before = events.slice(0, at).filter((e): e is Extract<PoolEvent, { type: 'tokens' }> => e.type === 'tokens');
+      // The step just before the hint is the one whose accepted path ran off the trie's end (its tokens from the edge).
+      expect(before.at(-1)!.sources).toContain('edge');
+      expect(hints(events)[0].outputLength).toBe(before.reduce((n, e) => n + e.ids.length, 0));
+      expect(hints(events)[0].outputLength).toBeGreaterThan(10);
+    });
+
     it("a generation keeps no more of its request than it uses: not the trie's text, nor predicted tokens drafts never read", async () => {
       // Queued requests with megabytes of either took a pool's heap past its limit.
       const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
