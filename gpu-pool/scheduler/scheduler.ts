@@ -392,6 +392,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const problem = edgeTrieMalformation(bytes);
     if (problem !== null) throw new AdmissionError('bad_request', `trie: ${problem}`);
     checkTrieTokens(bytes, this.runner.config.vocabSize);
+    // A trie for output the generation has not written cannot be followed: refused, not taken and never used.
+    if (outputLength > gen.output.length) throw new AdmissionError('bad_request', `outputLength ${outputLength} is past the generation's output (${gen.output.length} tokens so far)`);
     if (!gen.drafter) return true;
     gen.incomingTrie = { bytes, outputLength };
     return true;

@@ -1245,6 +1245,16 @@ describe('continuous batching', () => {
       expect(edgeTokens(events)).toBeGreaterThan(12);
     });
 
+    it('refuses a pushed trie for output the generation has not written, which it could never follow', async () => {
+      const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id: 'edge-ahead', promptIds: prompt, maxTokens: 48, speculation: 'sssd' }), c.sink);
+      const trie = Buffer.from(chain(greedy[4], greedy.slice(5, 10)), 'base64');
+      expect(() => s.pushTrie('edge-ahead', trie, 5)).toThrow(/outputLength 5 is past the generation's output \(0 tokens so far\)/);
+      expect(s.pushTrie('edge-ahead', Buffer.from(chain(prompt.at(-1)!, greedy.slice(0, 5)), 'base64'), 0)).toBe(true);
+      expect(tokensOf(await c.done)).toEqual(greedy);
+    });
+
     it('asks for a fresh trie right after the step that leaves the shipped one, not a step later', async () => {
       const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
       const c = collect();
