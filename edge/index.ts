@@ -182,9 +182,11 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
     }
     const busyForS = n > 1 ? admission.widen(n - 1) : null;
     if (busyForS !== null) {
+      c.set('quota', admission.refund());
       throw new ApiError(429, `Too many requests in flight: at most ${key.concurrency} generations at once for this key (n = ${n} takes ${n}).`, 'rate_limit_error', 'rate_limit_exceeded', null, busyForS);
     }
   } catch (err) {
+    refundIfRefusedForN(c, admission, err);
     release();
     throw err;
   }
@@ -211,9 +213,19 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       requestHex: c.get('requestHex'),
     });
   } catch (err) {
+    refundIfRefusedForN(c, admission, err);
     release();
     throw err;
   }
+}
+
+/**
+ * A request refused for its `n` (more choices than the key's slots, or than
+ * its only pool holds) gets its rate token back, as a concurrency 429 does:
+ * it asked for too much at once, not too often (docs/edge.md, "Keys and limits").
+ */
+function refundIfRefusedForN(c: Context<AppEnv>, admission: Extract<Admission, { ok: true }>, err: unknown): void {
+  if (err instanceof ApiError && err.status === 400 && err.param === 'n') c.set('quota', admission.refund());
 }
 
 app.post('/v1/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) })));

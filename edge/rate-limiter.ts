@@ -22,6 +22,8 @@ export type Admission =
        * the key has not that many.
        */
       widen: (extra: number) => number | null;
+      /** Gives the request's rate token back (once): it was refused for its `n`, as a concurrency 429 is. The quota then. */
+      refund: () => RequestQuota;
       quota: RequestQuota;
     }
   | { ok: false; retryAfterS: number; reason: 'rate' | 'concurrency'; quota: RequestQuota };
@@ -137,6 +139,12 @@ export class KeyLimiter {
       ids.push(++this.nextLease);
       leases.set(ids[0], now);
     }
+    let refunded = false;
+    const refund = (): RequestQuota => {
+      if (!refunded) bucket.tokens = Math.min(rpm, bucket.tokens + 1);
+      refunded = true;
+      return quotaOf(rpm, bucket.tokens);
+    };
     return {
       ok: true,
       quota: quotaOf(rpm, bucket.tokens),
@@ -152,7 +160,7 @@ export class KeyLimiter {
         for (const [id, seen] of leases) if (at - seen > leaseMs) leases.delete(id);
         if (leases.size + extra > concurrency) {
           // Refused for slots, as a concurrency 429 is: the request's rate token goes back.
-          bucket.tokens = Math.min(rpm, bucket.tokens + 1);
+          refund();
           return slotFreeInS(leases, at, leaseMs);
         }
         for (let k = 0; k < extra; k++) {
@@ -162,6 +170,7 @@ export class KeyLimiter {
         }
         return null;
       },
+      refund,
     };
   }
 

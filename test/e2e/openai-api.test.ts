@@ -26,6 +26,8 @@ const UPPER_HASH_KEY = 'e2e-upper-hash-key';
 const SHARING_KEY = 'e2e-sharing-key';
 /** One request in flight at a time: a slot it never gets back locks it out. */
 const ONE_SLOT_KEY = 'e2e-one-slot-key';
+/** Two requests a minute and one slot: a request refused for its n must not spend one of the two. */
+const N_REFUSED_KEY = 'e2e-n-refused-key';
 /** The soak's own key: its traffic spends no other test's rate or slots. */
 const SOAK_KEY = 'e2e-soak-key';
 const BENCH_KEY = 'e2e-bench-key';
@@ -43,6 +45,7 @@ beforeAll(async () => {
           [sha256Hex(LIMITED_KEY)]: { tenant: 'limited', rpm: 2, concurrency: 1 },
           [sha256Hex(SHARING_KEY)]: { tenant: 'sharing', contributeToDatastore: true },
           [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
+          [sha256Hex(N_REFUSED_KEY)]: { tenant: 'n-refused', rpm: 2, concurrency: 1 },
           [sha256Hex(SOAK_KEY)]: { tenant: 'soak', rpm: 100000, concurrency: 4 },
           [sha256Hex(BENCH_KEY)]: { tenant: 'bench', rpm: 1, concurrency: 1 },
           [sha256Hex(UPPER_HASH_KEY).toUpperCase()]: { tenant: 'upper' },
@@ -748,6 +751,14 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(tooMany.json.error).toMatchObject({ param: 'n', code: 'invalid_value' });
     expect(tooMany.json.error?.message).toMatch(/n is 2, more than the 1 generations this key may run at once/);
     expect((await post('/v1/completions', body, ONE_SLOT_KEY)).status).toBe(200);
+    // ... and spends none of the key's rate: two such refusals, and the key's two requests a minute are still whole.
+    for (let i = 0; i < 2; i++) {
+      const refused = await post('/v1/completions', { ...body, n: 2 }, N_REFUSED_KEY);
+      expect(refused.status).toBe(400);
+      expect(refused.headers.get('x-ratelimit-remaining-requests')).toBe('2');
+    }
+    expect((await post('/v1/completions', body, N_REFUSED_KEY)).status).toBe(200);
+    expect((await post('/v1/completions', body, N_REFUSED_KEY)).status).toBe(200);
   });
 
   it('cancels the generation at the pool when the client goes away', async () => {

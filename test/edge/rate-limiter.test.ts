@@ -179,4 +179,16 @@ describe('KeyLimiter', () => {
       if (next.ok) next.release();
     }
   });
+
+  it('gives the rate token back once for a request refused for its n by a 400, and tells the quota then', () => {
+    const limiter = new KeyLimiter(() => 0);
+    const a = limiter.acquire('q', 2, 1);
+    if (!a.ok) throw new Error('refused');
+    expect(a.quota.remaining).toBe(1);
+    expect(a.refund().remaining).toBe(2);
+    // Once: a second call gives nothing more.
+    expect(a.refund().remaining).toBe(2);
+    a.release();
+    expect(limiter.acquire('q', 2, 1).ok).toBe(true);
+  });
 });
