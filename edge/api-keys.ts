@@ -87,26 +87,23 @@ function toRecord(hash: string, stored: unknown, config: EdgeConfig): KeyRecord 
 }
 
 const lookupCache = new KeyLookupCache<KeyRecord>();
-let secretKeys: { source: string; map: Record<string, unknown> } | null = null;
-
-let secretKeyObject: { source: object; map: Record<string, unknown> } | null = null;
+/** SSSD_API_KEYS as last read: its value (text, or the object a table under [vars] becomes), and its map. */
+let secretKeys: { source: unknown; map: Record<string, unknown> } | null = null;
 
 function secretKeyMap(env: EdgeEnv): Record<string, unknown> {
-  // A secret is text; the same map written as a table under [vars] reaches the Worker as an object.
-  const given: unknown = env.SSSD_API_KEYS;
-  if (given !== null && typeof given === 'object') {
-    if (secretKeyObject?.source !== given) secretKeyObject = { source: given, map: keyMapOf(given) };
-    return secretKeyObject.map;
-  }
-  const source = typeof given === 'string' ? given : '';
-  if (secretKeys?.source === source) return secretKeys.map;
+  // Text compares by value, a table's object by identity (the env object lives as long as the isolate).
+  const given: unknown = env.SSSD_API_KEYS ?? '';
+  if (secretKeys !== null && secretKeys.source === given) return secretKeys.map;
   let map: Record<string, unknown> = {};
-  try {
-    map = keyMapOf(source ? JSON.parse(source) : {});
-  } catch {
-    console.error('edge: SSSD_API_KEYS is not valid JSON; ignoring it');
+  if (typeof given === 'object') map = keyMapOf(given);
+  else {
+    try {
+      map = given ? keyMapOf(JSON.parse(String(given))) : {};
+    } catch {
+      console.error('edge: SSSD_API_KEYS is not valid JSON; ignoring it');
+    }
   }
-  secretKeys = { source, map };
+  secretKeys = { source: given, map };
   return map;
 }
 
