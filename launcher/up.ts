@@ -216,8 +216,9 @@ export function poolDrainGraceMs(poolFlags: readonly string[]): number {
 
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
-  // Paths are given from where `up` runs, and the services run in the repository: made whole for both (a relative
-  // datastore was found here and then not by the pool; a relative cache folder had its datastore rebuilt each start).
+  // Paths are given from where `up` runs, and wrangler runs in the repository (the pool ran there too): made whole
+  // (a relative datastore was found here and then not by the pool; a relative cache folder had its datastore
+  // rebuilt at each start).
   for (const name of ['SSSD_CACHE_DIR', 'SSSD_DATASTORE', 'SSSD_EDGE_STATE'] as const) {
     const given = env[name];
     if (given) env[name] = path.resolve(given);
