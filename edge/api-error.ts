@@ -27,6 +27,18 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * A request asking more choices (`n`) at once than the key or its only pool
+ * runs: it asked for too much at once, not too often, so it spends no rate
+ * token (docs/edge.md, "Keys and limits"). A malformed `n` is a plain 400.
+ */
+export class TooManyChoicesError extends ApiError {
+  constructor(message: string) {
+    super(400, message, 'invalid_request_error', 'invalid_value', 'n');
+    this.name = 'TooManyChoicesError';
+  }
+}
+
 export function badRequest(message: string, param: string | null = null, code: string | null = null): ApiError {
   return new ApiError(400, message, 'invalid_request_error', code, param);
 }

@@ -5,7 +5,7 @@
  * answered as SSE or JSON.
  */
 import { choiceSeed } from '../shared/sampling/request-seed';
-import { ApiError, badRequest } from './api-error';
+import { ApiError, badRequest, TooManyChoicesError } from './api-error';
 import { sha256Hex, type KeyRecord } from './api-keys';
 import { renderChatPrompt } from './chat-template';
 import { CompletionRun, draftUserTrie, type CompletionDeps } from './completion-run';
@@ -225,11 +225,11 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   // max_tokens), its own choices fill it and the last is refused busy, a 503 that clients retry for ever.
   if (ctx.picker.size === 1 && choices > 1) {
     if (choices > maxActive + maxQueued) {
-      throw badRequest(`n: ${choices} choices are ${choices} generations at once, and this server's pool holds at most ${maxActive + maxQueued} (running and queued); ask for fewer.`, 'n', 'invalid_value');
+      throw new TooManyChoicesError(`n: ${choices} choices are ${choices} generations at once, and this server's pool holds at most ${maxActive + maxQueued} (running and queued); ask for fewer.`);
     }
     const reserved = ids.length + maxTokens;
     if (choices * reserved > maxTotalTokens) {
-      throw badRequest(`n: ${choices} choices of ${reserved} tokens each (prompt and ${limitParam}) need ${choices * reserved}, and this server's pool holds at most ${maxTotalTokens} at once; ask for fewer choices or tokens.`, 'n', 'invalid_value');
+      throw new TooManyChoicesError(`n: ${choices} choices of ${reserved} tokens each (prompt and ${limitParam}) need ${choices * reserved}, and this server's pool holds at most ${maxTotalTokens} at once; ask for fewer choices or tokens.`);
     }
   }
   const stops = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;

@@ -5,7 +5,7 @@
  */
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
-import { ApiError, errorResponse, toApiError } from './api-error';
+import { ApiError, errorResponse, toApiError, TooManyChoicesError } from './api-error';
 import { authenticate, type KeyRecord } from './api-keys';
 import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
@@ -178,7 +178,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
     // Each of `n` choices is a generation in flight: `n` takes as many of the key's slots.
     const n = parsed.body.n ?? 1;
     if (n > key.concurrency) {
-      throw new ApiError(400, `n is ${n}, more than the ${key.concurrency} generations this key may run at once.`, 'invalid_request_error', 'invalid_value', 'n');
+      throw new TooManyChoicesError(`n is ${n}, more than the ${key.concurrency} generations this key may run at once.`);
     }
     const busyForS = n > 1 ? admission.widen(n - 1) : null;
     if (busyForS !== null) {
@@ -219,13 +219,9 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
   }
 }
 
-/**
- * A request refused for its `n` (more choices than the key's slots, or than
- * its only pool holds) gets its rate token back, as a concurrency 429 does:
- * it asked for too much at once, not too often (docs/edge.md, "Keys and limits").
- */
+/** A request refused for asking too many choices at once gets its rate token back, as a concurrency 429 does. */
 function refundIfRefusedForN(c: Context<AppEnv>, admission: Extract<Admission, { ok: true }>, err: unknown): void {
-  if (err instanceof ApiError && err.status === 400 && err.param === 'n') c.set('quota', admission.refund());
+  if (err instanceof TooManyChoicesError) c.set('quota', admission.refund());
 }
 
 app.post('/v1/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) })));

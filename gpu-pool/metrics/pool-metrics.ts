@@ -350,7 +350,7 @@ export class PoolMetrics {
     });
     this.triePushes = new Counter({
       name: 'sssd_pool_trie_pushes_total',
-      help: 'Fresh edge tries pushed for running generations, by result (applied; unknown: the generation had ended; invalid: malformed or naming a token outside the vocabulary, refused).',
+      help: "Fresh edge tries pushed for running generations, by result (applied; unknown: the generation had ended; invalid: malformed, naming a token outside the vocabulary, or for output past the generation's, refused).",
       labelNames: ['result'],
       registers,
     });

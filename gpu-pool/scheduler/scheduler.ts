@@ -945,12 +945,29 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // user cache with nothing for this text would only answer with
       // another trie that goes unused; on the 2-core VM, hints after
       // every exhaustion cost more time than their tries saved).
-      // Asked last, and of rows following a trie only: for a lazy drafter it takes the step's tokens in now.
-      if (!gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0 && (chainEnded || (gen.drafter.edgeTrieExhaustedNow?.() ?? gen.drafter.edgeTrieExhausted))) {
+      if (!gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0 && (chainEnded || this.edgeTrieExhaustedNow(gen))) {
         gen.trieExhaustedSent = true;
         metrics.trieHints.inc();
         gen.sink.send({ type: 'trie-exhausted', outputLength: gen.output.length });
       }
+    }
+  }
+
+  /**
+   * Whether a row following an edge trie has left it, as of this step's
+   * tokens: a lazy drafter takes them in now, which its next draft would do
+   * (the hint came a step late from the last draft's state). Asked last, of
+   * such rows only. A drafter that throws taking them in is dropped, as one
+   * that throws drafting is: it costs speculation, never output.
+   */
+  private edgeTrieExhaustedNow(gen: Generation<RunnerSequence>): boolean {
+    const drafter = gen.drafter;
+    if (!drafter) return false;
+    try {
+      return drafter.edgeTrieExhaustedNow?.() ?? drafter.edgeTrieExhausted;
+    } catch (err) {
+      this.dropDrafter(gen, err);
+      return false;
     }
   }
 

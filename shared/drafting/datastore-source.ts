@@ -137,8 +137,9 @@ function addCandidates(fuser: TreeFuser, found: DatastoreMatchesLike, weights: F
  * Draft cache: the datastore candidates of recent queries, shared by every
  * drafter of the process. The datastore's answer depends only on the query
  * (the context's last datastoreMaxQuery tokens), the datastore's contents and
- * the weights, and on stories-like traffic ~60% of steps repeat a query seen
- * before (measured on dev-sessions): a hit replays the recorded adds (a few
+ * the weights, and on stories-like traffic many steps repeat a query seen
+ * before (about a third of the lookups in a pass over dev-sessions as
+ * served, docs/benchmarks.md): a hit replays the recorded adds (a few
  * hundred ns) instead of the lookup and the candidate trie (~20-50 µs).
  * Direct-mapped, typed arrays, allocated on first use (the edge never uses
  * it); entries are verified against the full query, the recorded length and the

@@ -758,7 +758,11 @@ describe('OpenAI-compatible API on the edge', () => {
       expect(refused.headers.get('x-ratelimit-remaining-requests')).toBe('2');
     }
     expect((await post('/v1/completions', body, N_REFUSED_KEY)).status).toBe(200);
-    expect((await post('/v1/completions', body, N_REFUSED_KEY)).status).toBe(200);
+    // A malformed n is a broken body, which spends its token as any does.
+    const malformed = await post('/v1/completions', { ...body, n: '2' }, N_REFUSED_KEY);
+    expect(malformed.status).toBe(400);
+    expect(malformed.headers.get('x-ratelimit-remaining-requests')).toBe('0');
+    expect((await post('/v1/completions', body, N_REFUSED_KEY)).status).toBe(429);
   });
 
   it('cancels the generation at the pool when the client goes away', async () => {

@@ -1255,6 +1255,35 @@ describe('continuous batching', () => {
       expect(tokensOf(await c.done)).toEqual(greedy);
     });
 
+    it('drops a drafter that throws as the hint is looked for (taking the step in), and the output is the same', async () => {
+      const factory = drafterFactory(null);
+      const s = new Scheduler(runner, {
+        limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+        budget: new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }),
+        metrics: new PoolMetrics(),
+        createDrafter: (request, expectedLength) => {
+          const inner = factory(request, expectedLength)!;
+          return {
+            draft: (n: number) => inner.draft(n),
+            accept: (tokens: ArrayLike<number>) => inner.accept(tokens),
+            pushEdgeTrie: (trie: Uint8Array, outputLength: number) => inner.pushEdgeTrie(trie, outputLength),
+            get edgeTrieExhausted() {
+              return inner.edgeTrieExhausted;
+            },
+            shippedTrie: inner.shippedTrie,
+            edgeTrieExhaustedNow: () => {
+              throw new Error('accept fault');
+            },
+          };
+        },
+      });
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id: 'hint-fault', promptIds: prompt, maxTokens: 48, speculation: 'sssd', trie: chain(prompt.at(-1)!, greedy.slice(0, 10)) }), c.sink);
+      const events = await c.done;
+      expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+      expect(tokensOf(events)).toEqual(greedy);
+    });
+
     it('asks for a fresh trie right after the step that leaves the shipped one, not a step later', async () => {
       const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
       const c = collect();
