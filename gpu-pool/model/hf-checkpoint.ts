@@ -5,7 +5,7 @@
  * pairs at load (and forward again when writing).
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ModelConfig } from './model-config';
@@ -76,6 +76,18 @@ function eosIdsOf(eos: unknown, name: string): number[] {
   return ids as number[];
 }
 
+/** Bounds a config's sizes must keep (a llama2.c header's are the same): past them a table would not fit in memory. */
+const MAX_CONTEXT_LENGTH = 1 << 20;
+const MAX_VOCAB_SIZE = 1 << 22;
+
+/** A special token's id from config.json: an integer inside the vocabulary (the pool sends it to edges, and starts self-samples with it). */
+function tokenIdOf(id: unknown, key: string, vocabSize: number, name: string): number {
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
+    throw new ModelLoadError(`${name}: ${key} ${JSON.stringify(id)} is not a token id of the vocabulary (0-${vocabSize - 1})`);
+  }
+  return id;
+}
+
 function requirePositiveInt(cfg: HfConfig, key: keyof HfConfig, name: string): number {
   const v = cfg[key];
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
@@ -100,6 +112,8 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   } catch {
     throw new ModelLoadError(`${configPath}: not valid JSON`);
   }
+  // `null` or a number is valid JSON too: it crashed on the first field read, with a stack.
+  if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new ModelLoadError(`${configPath}: not a Hugging Face config (a JSON object)`);
   // Named or refused: a config without one says nothing of the architecture its weights need.
   if (cfg.model_type === undefined) throw new ModelLoadError(`${name}: config.json names no model_type (only Llama's forward pass is supported: model_type "llama")`);
   if (!LLAMA_MODEL_TYPES.has(cfg.model_type)) {
@@ -127,9 +141,15 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   const hiddenDim = requirePositiveInt(cfg, 'intermediate_size', name);
   const nLayers = requirePositiveInt(cfg, 'num_hidden_layers', name);
   const nHeads = requirePositiveInt(cfg, 'num_attention_heads', name);
-  const nKvHeads = cfg.num_key_value_heads ?? nHeads;
+  const nKvHeads = cfg.num_key_value_heads === undefined ? nHeads : requirePositiveInt(cfg, 'num_key_value_heads', name);
   const vocabSize = requirePositiveInt(cfg, 'vocab_size', name);
   const contextLength = requirePositiveInt(cfg, 'max_position_embeddings', name);
+  // As a llama2.c header's bounds: past them the RoPE tables alone would not fit in memory (1e9 positions crashed).
+  if (contextLength > MAX_CONTEXT_LENGTH) throw new ModelLoadError(`${name}: max_position_embeddings ${contextLength} is more than this server takes (${MAX_CONTEXT_LENGTH})`);
+  if (vocabSize > MAX_VOCAB_SIZE) throw new ModelLoadError(`${name}: vocab_size ${vocabSize} is more than this server takes (${MAX_VOCAB_SIZE})`);
+  const normEps = cfg.rms_norm_eps ?? 1e-6;
+  // A norm's epsilon that is not a small positive number gave non-finite logits mid-generation, or wrong text (1e30).
+  if (typeof normEps !== 'number' || !(normEps > 0 && normEps < 1)) throw new ModelLoadError(`${name}: rms_norm_eps must be a positive number below 1, not ${JSON.stringify(normEps)}`);
   const headDim = dim / nHeads;
   if (!Number.isInteger(headDim) || headDim % 2 !== 0 || nHeads % nKvHeads !== 0) {
     throw new ModelLoadError(`${name}: unsupported head layout (hidden ${dim}, heads ${nHeads}, kv heads ${nKvHeads})`);
@@ -141,25 +161,30 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   const config: ModelConfig = {
     name, dim, hiddenDim, nLayers, nHeads, nKvHeads, headDim, vocabSize, contextLength,
     ropeTheta,
-    normEps: cfg.rms_norm_eps ?? 1e-6,
-    bosId: cfg.bos_token_id ?? 1,
-    eosIds: eosIdsOf(eos, name),
+    normEps,
+    bosId: tokenIdOf(cfg.bos_token_id ?? 1, 'bos_token_id', vocabSize, name),
+    eosIds: eosIdsOf(eos, name).map((id) => tokenIdOf(id, 'eos_token_id', vocabSize, name)),
   };
 
   // Shards: the index names each tensor's file; otherwise one model.safetensors.
   const indexPath = path.join(dir, 'model.safetensors.index.json');
   let files: string[];
   if (existsSync(indexPath)) {
-    let index: { weight_map?: Record<string, string> };
+    let index: unknown;
     const indexText = await readFile(indexPath, 'utf8').catch((err: unknown) => {
       throw new ModelLoadError(unreadableFileMessage('model index', indexPath, err));
     });
     try {
-      index = JSON.parse(indexText) as typeof index;
+      index = JSON.parse(indexText);
     } catch {
       throw new ModelLoadError(`${indexPath}: not valid JSON`);
     }
-    files = [...new Set(Object.values(index.weight_map ?? {}))].sort();
+    const weightMap = index !== null && typeof index === 'object' ? (index as { weight_map?: unknown }).weight_map : undefined;
+    if (weightMap === null || typeof weightMap !== 'object' || Array.isArray(weightMap)) throw new ModelLoadError(`${indexPath}: no weight_map object (tensor name → file name)`);
+    files = [...new Set(Object.values(weightMap))].sort();
+    // Files beside the index, by plain name: not a path out of the folder, nor anything but a name.
+    const odd = files.find((f) => typeof f !== 'string' || f === '' || f !== path.basename(f) || f === '.' || f === '..');
+    if (odd !== undefined) throw new ModelLoadError(`${indexPath}: weight_map names ${JSON.stringify(odd)}, not a file name in the model's folder`);
     if (files.length === 0) throw new ModelLoadError(`${indexPath}: empty weight_map`);
   } else {
     files = ['model.safetensors'];
@@ -168,6 +193,7 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
   for (const f of files) {
     const p = path.join(dir, f);
     if (!existsSync(p)) throw new ModelLoadError(`${name}: missing weights file ${f}`);
+    if (statSync(p).isDirectory()) throw new ModelLoadError(`${name}: ${f} is a folder; the weights must be a file`);
     for (const [k, v] of await readSafetensorsFile(p, f, (chunk) => hash.update(chunk))) tensors.set(k, v);
   }
 

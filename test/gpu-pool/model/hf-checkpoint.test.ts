@@ -1,6 +1,6 @@
 // A Hugging Face directory (permuted q/k, config.json, safetensors) written
 // from stories260K's weights loads to the same model and generates the same tokens.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -116,6 +116,42 @@ describe('Hugging Face checkpoints', () => {
     expect(String(await withConfig({ quantization_config: { quant_method: 'awq', bits: 4 } }))).toMatch(/quantized checkpoints are not supported \(quant_method "awq"\)/);
     expect(String(await withConfig({ rope_scaling: { type: 'linear', factor: 2 } }))).toMatch(/rope_scaling "linear" is not supported/);
     expect(await withConfig({ rope_scaling: { rope_type: 'default' } })).toMatchObject({ nLayers: bin.config.nLayers });
+  });
+
+  it('refuse a config whose values would crash the pool or answer wrong, each with a one-line reason', async () => {
+    const bin = await loadModel(models.stories260K.checkpoint);
+    const dir = path.join(tmp, 'values');
+    await writeHfCheckpoint(dir, bin.config, bin.weights);
+    const base = readFileSync(path.join(dir, 'config.json'), 'utf8');
+    const withConfig = async (text: string): Promise<string> => {
+      writeFileSync(path.join(dir, 'config.json'), text);
+      return loadModel(dir).then(() => 'loaded', (err: unknown) => String(err));
+    };
+    const changed = (change: Record<string, unknown>): string => JSON.stringify({ ...(JSON.parse(base) as Record<string, unknown>), ...change });
+    expect(await withConfig('null')).toMatch(/not a Hugging Face config \(a JSON object\)/);
+    expect(await withConfig('42')).toMatch(/not a Hugging Face config/);
+    expect(await withConfig(changed({ max_position_embeddings: 1e9 }))).toMatch(/max_position_embeddings 1000000000 is more than this server takes/);
+    expect(await withConfig(changed({ num_key_value_heads: '4' }))).toMatch(/lacks a positive integer "num_key_value_heads"/);
+    expect(await withConfig(changed({ num_key_value_heads: -4 }))).toMatch(/lacks a positive integer "num_key_value_heads"/);
+    for (const eps of ['abc', -1, 1e30]) expect(await withConfig(changed({ rms_norm_eps: eps }))).toMatch(/rms_norm_eps must be a positive number below 1/);
+    expect(await withConfig(changed({ bos_token_id: 99_999 }))).toMatch(/bos_token_id 99999 is not a token id of the vocabulary \(0-511\)/);
+    expect(await withConfig(changed({ bos_token_id: '1' }))).toMatch(/bos_token_id "1" is not a token id/);
+    expect(await withConfig(changed({ eos_token_id: [2, 99_999] }))).toMatch(/eos_token_id 99999 is not a token id/);
+    writeFileSync(path.join(dir, 'config.json'), base);
+    // A sharded folder's index: an object naming plain file names beside it, and weights that are files.
+    const index = path.join(dir, 'model.safetensors.index.json');
+    const withIndex = async (text: string): Promise<string> => {
+      writeFileSync(index, text);
+      return loadModel(dir).then(() => 'loaded', (err: unknown) => String(err));
+    };
+    expect(await withIndex('null')).toMatch(/no weight_map object/);
+    expect(await withIndex('{"weight_map":{"a":5}}')).toMatch(/weight_map names 5, not a file name/);
+    expect(await withIndex('{"weight_map":{"a":"../elsewhere/model.safetensors"}}')).toMatch(/not a file name in the model's folder/);
+    rmSync(index);
+    const weights = path.join(dir, 'model.safetensors');
+    rmSync(weights);
+    mkdirSync(weights);
+    expect(await loadModel(dir).then(() => 'loaded', (err: unknown) => String(err))).toMatch(/model\.safetensors is a folder; the weights must be a file/);
   });
 
   it('refuse a safetensors entry whose data would start before the data (in the header)', () => {
