@@ -47,7 +47,11 @@ export async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise
 /**
  * Writes `file` through `write` into a temporary file beside it, then renames
  * it into place: a reader never sees half of one, and a failed write leaves
- * the old file as it was. Returns the bytes written (what `write` returns).
+ * the old file as it was. The bytes reach the disk before the rename, and the
+ * rename before it returns: after a power loss the file is the old one or the
+ * new one, not an empty or half-written one (some file systems order a
+ * rename before the data it names). Returns the bytes written (what `write`
+ * returns).
  */
 export async function writeFileAtomically(file: string, write: (handle: FileHandle) => Promise<number>): Promise<number> {
   await removeOrphanedTemporaries(file);
@@ -56,6 +60,7 @@ export async function writeFileAtomically(file: string, write: (handle: FileHand
   let size: number;
   try {
     size = await write(handle);
+    await handle.sync();
   } catch (err) {
     await handle.close();
     await unlink(tmp).catch(() => {});
@@ -69,7 +74,16 @@ export async function writeFileAtomically(file: string, write: (handle: FileHand
     await unlink(tmp).catch(() => {});
     throw err;
   }
+  await syncFolder(path.dirname(file));
   return size;
+}
+
+/** Makes a rename in `dir` durable; where a folder cannot be opened to sync (some platforms), the rename stands as it is. */
+async function syncFolder(dir: string): Promise<void> {
+  const handle = await open(dir, 'r').catch(() => null);
+  if (!handle) return;
+  await handle.sync().catch(() => {});
+  await handle.close();
 }
 
 /** Copies `source` to `target` as writeFileAtomically writes: a crash mid-copy leaves no half of it at `target`. */
@@ -78,11 +92,18 @@ export async function copyFileAtomically(source: string, target: string): Promis
   const tmp = `${target}.${process.pid}.tmp`;
   try {
     await copyFile(source, tmp);
+    const copied = await open(tmp, 'r+');
+    try {
+      await copied.sync();
+    } finally {
+      await copied.close();
+    }
     await rename(tmp, target);
   } catch (err) {
     await unlink(tmp).catch(() => {});
     throw err;
   }
+  await syncFolder(path.dirname(target));
 }
 
 /** A temporary file this old, of a writer that no longer runs here, is left over from a crash. */

@@ -1,15 +1,42 @@
 import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { writeFileAtomically, writeFully } from '../../../gpu-pool/datastore/sequential-file';
+import { open } from 'node:fs/promises';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { copyFileAtomically, writeFileAtomically, writeFully } from '../../../gpu-pool/datastore/sequential-file';
 
 const made: string[] = [];
 afterEach(() => {
+  vi.restoreAllMocks();
   for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 describe('writeFileAtomically', () => {
+  it('syncs the written bytes before the rename and the folder after it, so a power loss leaves the old file or the new one', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'seq-file-'));
+    made.push(dir);
+    // Every FileHandle's sync, and what the folder held when each came.
+    const probe = await open(path.join(dir, 'probe'), 'w');
+    const handleProto = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
+    await probe.close();
+    const seen: string[][] = [];
+    const sync = handleProto.sync;
+    vi.spyOn(handleProto, 'sync').mockImplementation(function (this: unknown) {
+      seen.push(readdirSync(dir).filter((n) => n !== 'probe').sort());
+      return sync.call(this);
+    });
+    const file = path.join(dir, 'saved.sssd-ds');
+    await writeFileAtomically(file, async (handle) => {
+      await writeFully(handle, new Uint8Array([1, 2, 3]));
+      return 3;
+    });
+    // The temporary file synced while it alone was there, then the folder once renamed.
+    expect(seen).toEqual([[`saved.sssd-ds.${process.pid}.tmp`], ['saved.sssd-ds']]);
+    seen.length = 0;
+    await copyFileAtomically(file, path.join(dir, 'copy.sssd-ds'));
+    expect(seen).toEqual([[`copy.sssd-ds.${process.pid}.tmp`, 'saved.sssd-ds'], ['copy.sssd-ds', 'saved.sssd-ds']]);
+  });
+
   it("removes the temporary files writers killed mid-write left beside the file, not a live writer's nor a fresh one", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'seq-file-'));
     made.push(dir);
