@@ -142,7 +142,7 @@ export async function readDatastoreFile(file: string): Promise<DatastoreFileCont
     await readInto(header);
     const layout = parseLayout(header, size, file);
     const hash = createHash('sha256').update(header);
-    const chunks: DatastoreChunk[] = [];
+    const arrays: Array<{ tokens: Int32Array; suffixArray: Int32Array }> = [];
     for (const n of layout.counts) {
       const tokens = new Int32Array(n);
       const suffixArray = new Int32Array(n);
@@ -150,11 +150,17 @@ export async function readDatastoreFile(file: string): Promise<DatastoreFileCont
       await readInto(bytesOf(suffixArray));
       hash.update(bytesOf(tokens));
       hash.update(bytesOf(suffixArray));
-      chunks.push(createChunk(tokens, suffixArray));
+      arrays.push({ tokens, suffixArray });
     }
     const stored = Buffer.alloc(CHECKSUM_BYTES);
     await readInto(stored);
     if (!hash.digest().equals(stored)) throw new DatastoreFileError(`${file} is not a usable SSSD datastore: checksum mismatch (the file is corrupt)`);
+    // The contents once the file is known whole (a flipped byte is corruption, said as such), before any index is built on them.
+    checkSeparator(layout.meta, file);
+    const chunks: DatastoreChunk[] = arrays.map(({ tokens, suffixArray }) => {
+      checkChunkContents(tokens, suffixArray, layout.meta.vocabSize, file);
+      return createChunk(tokens, suffixArray);
+    });
     return { ...layout.meta, chunks, builtChunks: layout.builtChunks, formatVersion: layout.version };
   } finally {
     await handle.close();
@@ -173,15 +179,45 @@ export function parseDatastoreFile(bytes: Uint8Array, name = 'datastore file'): 
 
   // Typed-array views need 4-byte alignment; copy once only if the read buffer lacks it.
   const aligned = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf);
+  checkSeparator(layout.meta, name);
   const chunks: DatastoreChunk[] = [];
   let offset = layout.headerBytes;
   for (const n of layout.counts) {
     const tokens = new Int32Array(aligned.buffer, aligned.byteOffset + offset, n);
     const suffixArray = new Int32Array(aligned.buffer, aligned.byteOffset + offset + 4 * n, n);
+    checkChunkContents(tokens, suffixArray, layout.meta.vocabSize, name);
     chunks.push(createChunk(tokens, suffixArray));
     offset += 8 * n;
   }
   return { ...layout.meta, chunks, builtChunks: layout.builtChunks, formatVersion: layout.version };
+}
+
+/** The header's separator (document boundary) id, past the checksum: a token id, inside the vocabulary where it is named. */
+function checkSeparator(meta: { vocabSize: number; separatorId: number }, name: string): void {
+  const { vocabSize, separatorId } = meta;
+  if (separatorId < 0 || (vocabSize > 0 && separatorId >= vocabSize)) damaged(name, `separator id ${separatorId} is outside the vocabulary${vocabSize > 0 ? ` (size ${vocabSize})` : ''}`);
+}
+
+/**
+ * A chunk's contents, past its checksum (which only says the file is as its
+ * writer wrote it): token ids inside the vocabulary (any count where the file
+ * names none), and a suffix array that holds each position once. Lookups
+ * index by both; a file that broke this (a buggy or crafted writer) loaded,
+ * and read out of bounds at the first request. O(n), once at load.
+ */
+function checkChunkContents(tokens: Int32Array, suffixArray: Int32Array, vocabSize: number, name: string): void {
+  const limit = vocabSize > 0 ? vocabSize : 0x7fffffff;
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (t < 0 || t >= limit) damaged(name, `token id ${t} at position ${i} is outside the vocabulary${vocabSize > 0 ? ` (size ${vocabSize})` : ''}`);
+  }
+  const n = suffixArray.length;
+  const seen = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const at = suffixArray[i];
+    if (at < 0 || at >= n || seen[at] === 1) damaged(name, `its suffix array is not a permutation of the chunk's ${n} positions (entry ${i}: ${at})`);
+    seen[at] = 1;
+  }
 }
 
 function damaged(name: string, why: string): never {

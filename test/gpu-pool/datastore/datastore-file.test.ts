@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -44,6 +45,32 @@ describe('datastore file', () => {
     expect(b.count).toBeGreaterThan(0);
     expect(Array.from(b.tokens.subarray(0, b.count * b.width))).toEqual(Array.from(a.tokens.subarray(0, a.count * a.width)));
     await loaded.close();
+  });
+
+  it('refuses a file whose checksum holds but whose contents a lookup would read out of bounds (a buggy or crafted writer)', async () => {
+    const { store, file, bytes } = await savedStore();
+    const headerBytes = bytes.readUInt32LE(12);
+    const n = store.indexedChunks[0].tokens.length;
+    /** `bytes` with `edit` applied and the checksum made to match again. */
+    const resealed = (edit: (b: Buffer) => void): Buffer => {
+      const b = Buffer.from(bytes);
+      edit(b);
+      createHash('sha256').update(b.subarray(0, b.length - 32)).digest().copy(b, b.length - 32);
+      return b;
+    };
+    const cases: Array<[(b: Buffer) => void, RegExp]> = [
+      [(b) => b.writeInt32LE(600, headerBytes), /token id 600 at position 0 is outside the vocabulary \(size 512\)/],
+      [(b) => b.writeInt32LE(-7, headerBytes + 4), /token id -7 at position 1 is outside the vocabulary/],
+      [(b) => b.writeInt32LE(100_000_000, headerBytes + 4 * n), /suffix array is not a permutation .* \(entry 0: 100000000\)/],
+      [(b) => b.writeInt32LE(b.readInt32LE(headerBytes + 4 * n), headerBytes + 4 * n + 4), /suffix array is not a permutation .* \(entry 1: /],
+      [(b) => b.writeInt32LE(99_999, 20), /separator id 99999 is outside the vocabulary \(size 512\)/],
+    ];
+    for (const [edit, said] of cases) {
+      const bad = resealed(edit);
+      expect(() => parseDatastoreFile(bad)).toThrow(said);
+      await writeFile(file, bad);
+      await expect(Datastore.load(file)).rejects.toThrow(said);
+    }
   });
 
   it('round-trips an empty datastore', async () => {
