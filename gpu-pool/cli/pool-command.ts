@@ -133,11 +133,9 @@ export function register(program: Command): void {
  */
 async function checkSaveTarget(file: string, loaded: string | undefined): Promise<void> {
   const dir = path.dirname(file);
-  const isDir = await stat(dir).then(
-    (st) => st.isDirectory(),
-    () => false,
-  );
-  if (!isDir) throw new CliError(`--save-datastore: the folder ${dir} does not exist`);
+  const folder = await stat(dir).catch(() => null);
+  if (!folder) throw new CliError(`--save-datastore: the folder ${dir} does not exist`);
+  if (!folder.isDirectory()) throw new CliError(`--save-datastore: ${dir} is a file, not a folder to write ${path.basename(file)} in`);
   const target = await stat(file).catch(() => null);
   if (target?.isDirectory()) throw new CliError(`--save-datastore: ${file} is a folder; name the file to write`);
   // The save renames a new file over it: a device or a pipe (/dev/null, to discard) would be replaced by a file.

@@ -80,6 +80,10 @@ describe('sssd pool start-up checks', () => {
     const save = await pool([...model, '--save-datastore', '/nonexistent/dir/live.sssd-ds'], { SSSD_POOL_TOKEN: 't' });
     expect(save.code).toBe(2);
     expect(save.stderr).toMatch(/--save-datastore: the folder \/nonexistent\/dir does not exist/);
+    // A file where its folder should be: said as such, not as a folder missing.
+    const underFile = await pool([...model, '--save-datastore', path.join(models.stories260K.checkpoint, 'live.sssd-ds')], { SSSD_POOL_TOKEN: 't' });
+    expect(underFile.code).toBe(2);
+    expect(underFile.stderr).toMatch(/--save-datastore: .*stories260K\.bin is a file, not a folder to write live\.sssd-ds in/);
     const every = await pool([...model, '--save-datastore-seconds', 'often'], { SSSD_POOL_TOKEN: 't' });
     expect(every.stderr).toMatch(/--save-datastore-seconds must be a number of seconds, at least 0, not "often"/);
     // A folder where the file should go, found at the start (the save at the stop failed, and the contributions were lost).
