@@ -153,17 +153,18 @@ export function streamResponse(
     // Silent mid-stream (a pool that hangs until the stall window moves the generation on, up to 30 s and more):
     // a comment now and then keeps proxies from cutting the stream, and a failed write notices a client gone.
     // Checked twice a window: a silence gets its comment after quietCommentMs to 1.5 × it (on the window's tick alone, up to 2 ×).
-    const quiet = setInterval(() => {
-      if (clientGone || Date.now() - lastWriteAt < quietCommentMs) return;
+    const sendComment = (): void => {
       lastWriteAt = Date.now();
       void writer.write(comment).catch(goneLater);
+    };
+    const quiet = setInterval(() => {
+      if (!clientGone && Date.now() - lastWriteAt >= quietCommentMs) sendComment();
     }, Math.max(50, quietCommentMs / 2));
     // Before a resume: comments, and a moment for a failed write to tell of a client gone. Two: the runtime finds
     // the client gone as it sends the first, and only the writes after it fail.
     const stillThere = async (): Promise<boolean> => {
       for (let i = 0; i < 2 && !clientGone; i++) {
-        lastWriteAt = Date.now();
-        void writer.write(comment).catch(goneLater);
+        sendComment();
         await new Promise((resolve) => setTimeout(resolve, CLIENT_CHECK_MS / 2));
       }
       return !clientGone;
