@@ -5,8 +5,8 @@
  *
  * Fairness: at each concurrency level every method replays the same requests;
  * methods take turns round by round (so they see the same machine load over
- * time), and the order rotates from round to round, so that no method
- * always goes first; above concurrency 4 each level starts with an
+ * time), and the order changes from round to round (methodOrder: a rotation,
+ * then its reverse), so that no method always goes first; above concurrency 4 each level starts with an
  * unmeasured round of every method (see below). User caches start empty at each level (the
  * edge learns during the level, never from a previous replay of the same
  * request).
@@ -22,6 +22,7 @@ import { SCHEDULER_PHASES } from '../metrics/pool-metrics';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { startBenchEdge } from './edge-emulator-thread';
 import { quantile } from './latency-stats';
+import { methodOrder } from './method-order';
 import { clearPoolDraftCache } from './pool-draft-cache';
 import { addPhaseDelta, readPoolPhases, zeroPhases, type PhaseSeconds } from './pool-phases';
 import { runGeneration, type TimedGeneration } from './pool-stream-client';
@@ -211,7 +212,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
         }
         for (let start = 0; start < count; start += roundSize, turn++) {
           const round = requests.slice(start, start + roundSize);
-          const order = opts.methods.map((_, i) => opts.methods[(i + turn) % opts.methods.length]);
+          const order = methodOrder(opts.methods, turn);
           for (const method of order) {
             const before = phasesRead ? await readPoolPhases(opts.poolUrl, opts.token) : null;
             const t0 = performance.now();
