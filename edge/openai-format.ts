@@ -127,9 +127,14 @@ function withChosen(top: ReadonlyArray<[number, number]>, t: TokenLogprob): Read
   return [...top, [t.id, t.logprob]];
 }
 
+/** An object for token names as keys: without a prototype, a piece spelled `__proto__` is an entry like any other, not a prototype assignment that drops it. */
+function entries(): Record<string, number> {
+  return Object.create(null) as Record<string, number>;
+}
+
 /** Alternatives as legacy completions' {name: logprob}: two ids of one name (a text piece and the byte piece of the same byte) keep both, the less likely by its bytes, else its id. */
 function topEntriesOf(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]>): Record<string, number> {
-  const out: Record<string, number> = {};
+  const out = entries();
   for (const [id, lp] of top) {
     let key = tokenDisplay(tokenizer, id);
     if (Object.hasOwn(out, key)) key = bytesSpelling(tokenizer.tokenBytes(id));
@@ -150,7 +155,7 @@ function topEntriesSpaceDropped(tokenizer: TokenBytes, top: ReadonlyArray<[numbe
     return display.charCodeAt(0) === 32 ? display.slice(1) : display;
   };
   const taken = new Set<string>([named(chosen)]);
-  const out: Record<string, number> = {};
+  const out = entries();
   for (const [id, lp] of top) {
     let key = named(id);
     if (id !== chosen) {

@@ -116,4 +116,14 @@ describe('log-probabilities', () => {
     const chat = new LogprobsFormatter('chat', tokenizer, true).format([sampled]) as { content: Array<{ top_logprobs: unknown[] }> };
     expect(chat.content[0].top_logprobs).toHaveLength(2);
   });
+
+  it("legacy: a piece spelled like an Object's own names (`__proto__`, `constructor`) is an alternative like any other, chosen or not", () => {
+    const pieces = ['a', '__proto__', 'b', 'constructor'];
+    const named = { tokenBytes: (id: number) => new TextEncoder().encode(pieces[id]) };
+    const format = (id: number) =>
+      (new LogprobsFormatter('completion', named, true).format([{ id, logprob: -0.1, text: pieces[id], top: [[0, -0.1], [1, -2], [3, -3]] }]) as { top_logprobs: Array<Record<string, number>> }).top_logprobs[0];
+    expect(JSON.stringify(format(0))).toBe('{"a":-0.1,"__proto__":-2,"constructor":-3}');
+    expect(Object.keys(format(1))).toEqual(['a', '__proto__', 'constructor']);
+    expect(JSON.stringify(format(2))).toBe('{"a":-0.1,"__proto__":-2,"constructor":-3,"b":-0.1}');
+  });
 });
