@@ -337,7 +337,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     }
   }
   // Every accepted position counted: a step accepts at most --max-tree-nodes drafted tokens.
-  const metrics = new PoolMetrics(undefined, maxTreeNodes);
+  const metrics = new PoolMetrics(undefined, maxTreeNodes, config.name);
   let budget: TreeBudget | null = null;
   if (speculation.budget !== 'off') {
     const t0 = performance.now();

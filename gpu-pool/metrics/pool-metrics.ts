@@ -15,6 +15,9 @@ export const PHASE_SECONDS_METRIC = 'sssd_pool_phase_seconds_total';
 /** vllm:request_success_total's label for each finish reason (vLLM's FinishReason strings). */
 const VLLM_FINISH_REASON: Readonly<Record<FinishReason, string>> = { stop: 'stop', length: 'length', context_length: 'length', cancelled: 'abort', error: 'error' };
 
+/** The statuses the pool answers errors with (docs/protocol.md, Errors); each series exists from the start, at 0. */
+const ERROR_STATUSES = ['400', '401', '404', '405', '409', '413', '421', '500', '503'] as const;
+
 /** Positions tracked by the per-position acceptance counter, at the least. */
 export const MAX_TRACKED_POSITIONS = 32;
 const WINDOW_BUCKET_MS = 100;
@@ -48,6 +51,8 @@ export class PoolMetrics {
   readonly queueTime: Histogram;
   readonly tokensPerSecond: Gauge;
   readonly rejected: Counter<'reason'>;
+  /** Answers refused with an error status outside a stream, by status (a 500 here is a bug, with its stack in the log). */
+  readonly errorResponses: Counter<'status'>;
   readonly phaseSeconds: Counter<'phase'>;
   /** `phaseSeconds` per phase, bound once: a step adds to four of them. */
   readonly phase: Readonly<Record<SchedulerPhase, { inc(seconds: number): void }>>;
@@ -229,12 +234,17 @@ export class PoolMetrics {
    * each scrape. `positions`: accepted positions counted one by one, at least
    * the deepest path a step can accept (the pool's --max-tree-nodes), so the
    * per-position counts add up to the accepted total as vLLM's do.
+   * `modelName`: the served model's name, a `model_name` label on every
+   * series, as vLLM puts it on its own: its Grafana dashboard and the usual
+   * autoscaling queries select on it, and match nothing without it.
    */
   constructor(
     private readonly clock: () => number = () => performance.now(),
     positions = MAX_TRACKED_POSITIONS,
+    modelName?: string,
   ) {
     this.pendingPerPosition = new Float64Array(Math.max(MAX_TRACKED_POSITIONS, positions));
+    if (modelName !== undefined) this.registry.setDefaultLabels({ model_name: modelName });
     const registers = [this.registry];
     const histogram = (name: string, help: string, buckets: number[]): Histogram => new Histogram({ name, help, buckets, registers });
     this.numDrafts = new Counter({ name: 'vllm:spec_decode_num_drafts_total', help: 'Verification steps that carried a draft.', registers });
@@ -262,11 +272,11 @@ export class PoolMetrics {
       registers,
     });
     this.batchSize = histogram('sssd_pool_batch_size', 'Rows per forward pass.', [1, 2, 4, 8, 16, 32, 64, 128, 256]);
-    this.stepSeconds = histogram('sssd_pool_step_seconds', 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
-    this.timeToFirstToken = histogram('vllm:time_to_first_token_seconds', "From a request's arrival at the pool to its first tokens (queueing and prefill included).", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
-    this.interTokenLatency = histogram('vllm:inter_token_latency_seconds', "Between a generation's consecutive token events (the tokens a speculative step accepts are one event): where streams stall.", [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
-    this.e2eLatency = histogram('vllm:e2e_request_latency_seconds', "From a request's arrival at the pool to its end, for requests that completed (stop, length, context_length).", [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]);
-    this.queueTime = histogram('vllm:request_queue_time_seconds', "From a request's arrival at the pool to its admission into the running batch.", [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60]);
+    this.stepSeconds = histogram('sssd_pool_step_seconds', 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).', [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
+    this.timeToFirstToken = histogram('vllm:time_to_first_token_seconds', "From a request's arrival at the pool to its first tokens (queueing and prefill included).", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 640, 2560]);
+    this.interTokenLatency = histogram('vllm:inter_token_latency_seconds', "Between a generation's consecutive token events (the tokens a speculative step accepts are one event): where streams stall.", [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
+    this.e2eLatency = histogram('vllm:e2e_request_latency_seconds', "From a request's arrival at the pool to its end, for requests that completed (stop, length, context_length).", [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 240, 480, 960, 1920, 7680]);
+    this.queueTime = histogram('vllm:request_queue_time_seconds', "From a request's arrival at the pool to its admission into the running batch.", [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 120, 300, 600, 1200]);
     this.stepTokens = histogram('sssd_pool_step_tokens', 'New tokens (roots + draft nodes + prefill) per forward pass.', [1, 4, 16, 64, 256, 1024, 4096]);
     // Read at each scrape: set only by steps, it kept its last busy figure through an idle pool.
     const rate = (): number => this.currentTokensPerSecond(this.clock());
@@ -295,6 +305,12 @@ export class PoolMetrics {
     const phaseCounter = this.phaseSeconds;
     this.phase = Object.fromEntries(SCHEDULER_PHASES.map((p) => [p, phaseCounter.labels(p)])) as Record<SchedulerPhase, { inc(seconds: number): void }>;
     this.rejected = new Counter({ name: 'sssd_pool_rejected_requests_total', help: 'Requests refused: at admission (busy, draining), in the queue for another tenant\'s (displaced), for another model (model_mismatch), or without the bearer token (unauthorized).', labelNames: ['reason'], registers });
+    this.errorResponses = new Counter({
+      name: 'sssd_pool_error_responses_total',
+      help: 'Requests answered with an error status outside a stream (a body or parameter refused, no such route or generation, busy, unauthorized, a bug: 500), by status.',
+      labelNames: ['status'],
+      registers,
+    });
     this.draftCacheClears = new Counter({
       name: 'sssd_pool_draft_cache_clears_total',
       help: "Times the datastore's draft cache was emptied on request (DELETE /v1/draft-cache: bench-serve does it before each replay).",
@@ -382,6 +398,13 @@ export class PoolMetrics {
     for (const result of ['applied', 'unknown', 'invalid']) this.triePushes.inc({ result }, 0);
     for (const result of ['used', 'malformed', 'invalid']) this.shippedTries.inc({ result }, 0);
     for (const drafter of ['tree', 'chain']) this.speculatingSteps.inc({ drafter }, 0);
+    for (const status of ERROR_STATUSES) this.errorResponses.inc({ status }, 0);
+  }
+
+  /** An error answer outside a stream; statuses outside the pool's own set count as `other`, so no client can make series. */
+  recordErrorResponse(status: number): void {
+    const label = String(status);
+    this.errorResponses.inc({ status: (ERROR_STATUSES as readonly string[]).includes(label) ? label : 'other' });
   }
 
   recordAccepted(position: number): void {

@@ -210,6 +210,7 @@ export class PoolServer {
     if (!route.startsWith('/v1/')) throw new HttpError(404, 'not_found', `no route ${method} ${route}`);
     // An OpenAI client pointed at the pool instead of the edge: said in OpenAI's error shape (its SDK showed "401 status code (no body)").
     if (OPENAI_ROUTES.has(route) || route.startsWith('/v1/models/')) {
+      this.options.metrics.recordErrorResponse(404);
       sendJson(res, 404, {
         error: {
           message: `This is an SSSD verification pool, which speaks the edge's protocol (docs/protocol.md); the OpenAI API (${route}) is served by the edge (sssd up prints its URL).`,
@@ -439,6 +440,7 @@ export class PoolServer {
       if (!res.writableEnded) res.end();
       return;
     }
+    this.options.metrics.recordErrorResponse(e.status);
     const event: PoolEvent = { type: 'error', code: e.code, message: e.message };
     if (e.retryAfterMs !== undefined) {
       event.retryAfterMs = e.retryAfterMs;

@@ -682,7 +682,7 @@ describe('OpenAI-compatible API on the edge', () => {
   it("adds the outputs of a key the operator opted in to the pool's global datastore, and no one else's", async () => {
     const datastoreTokens = async (): Promise<number> => {
       const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
-      return Number(/^sssd_pool_datastore_tokens (\d+)/m.exec(text)?.[1] ?? NaN);
+      return Number(/^sssd_pool_datastore_tokens(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? NaN);
     };
     const before = await datastoreTokens();
     expect(Number.isFinite(before)).toBe(true);

@@ -23,6 +23,12 @@ describe('pool phases', () => {
     expect(window).toEqual({ draft: 0, forward: 2, accept: 0, between: 0, idle: 0.75 });
   });
 
+  it("reads them whatever other labels the pool adds (its model_name)", async () => {
+    const metrics = new PoolMetrics(undefined, undefined, 'stories260K');
+    metrics.phase.forward.inc(1.5);
+    expect(parsePhaseSeconds((await metrics.render()).body)).toEqual({ draft: 0, forward: 1.5, accept: 0, between: 0, idle: 0 });
+  });
+
   it('says none where the text has no phase counters (another server, an older pool)', () => {
     expect(parsePhaseSeconds('# HELP other_total x\nother_total 3\n')).toBeNull();
     expect(parsePhaseSeconds('')).toBeNull();

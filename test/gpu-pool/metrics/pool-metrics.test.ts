@@ -60,4 +60,27 @@ describe('pool metrics', () => {
     expect(await sample(metrics, 'vllm:spec_decode_num_accepted_tokens_per_pos_total{position="40"}')).toBe(1);
     expect(await sample(metrics, 'vllm:spec_decode_num_accepted_tokens_per_pos_total{position="47"}')).toBe(1);
   });
+
+  it('names the served model on every series, as vLLM does, when given one', async () => {
+    const metrics = new PoolMetrics(undefined, undefined, 'stories260K');
+    metrics.recordFinished('stop');
+    const lines = (await metrics.render()).body.split('\n').filter((l) => l && !l.startsWith('#'));
+    expect(lines).toContain('vllm:request_success_total{finished_reason="stop",model_name="stories260K"} 1');
+    expect(lines).toContain('vllm:num_requests_running{model_name="stories260K"} 0');
+    expect(lines.filter((l) => !l.includes('model_name="stories260K"'))).toEqual([]);
+  });
+
+  it("resolves a CPU's sub-millisecond steps, and queueing past 10 s, in buckets of their own", async () => {
+    const metrics = new PoolMetrics();
+    metrics.stepSeconds.observe(0.0003);
+    metrics.interTokenLatency.observe(0.0002);
+    metrics.timeToFirstToken.observe(15);
+    metrics.e2eLatency.observe(300);
+    expect(await sample(metrics, 'sssd_pool_step_seconds_bucket{le="0.0005"}')).toBe(1);
+    expect(await sample(metrics, 'sssd_pool_step_seconds_bucket{le="0.00025"}')).toBe(0);
+    expect(await sample(metrics, 'vllm:inter_token_latency_seconds_bucket{le="0.00025"}')).toBe(1);
+    expect(await sample(metrics, 'vllm:time_to_first_token_seconds_bucket{le="10"}')).toBe(0);
+    expect(await sample(metrics, 'vllm:time_to_first_token_seconds_bucket{le="20"}')).toBe(1);
+    expect(await sample(metrics, 'vllm:e2e_request_latency_seconds_bucket{le="480"}')).toBe(1);
+  });
 });

@@ -404,18 +404,34 @@ describe('metrics', () => {
       'vllm:spec_decode_num_drafts_total',
       'vllm:spec_decode_num_draft_tokens_total',
       'vllm:spec_decode_num_accepted_tokens_total',
-      'vllm:spec_decode_num_accepted_tokens_per_pos_total{position="0"}',
+      'vllm:spec_decode_num_accepted_tokens_per_pos_total{position="0",model_name="stories260K"}',
       'vllm:num_requests_running',
       'vllm:num_requests_waiting',
       'sssd_pool_batch_size_bucket',
       'sssd_pool_step_seconds_bucket',
       'sssd_pool_generation_tokens_per_second',
-      'vllm:request_success_total{finished_reason="length"}',
+      'vllm:request_success_total{finished_reason="length",model_name="stories260K"}',
     ]) {
       expect(text, name).toContain(name);
     }
+    // Every series names the served model, as vLLM's do: dashboards and autoscalers select on model_name.
+    expect(text).toMatch(/^vllm:num_requests_running\{model_name="stories260K"\} 0$/m);
+    expect(text.split('\n').filter((l) => l && !l.startsWith('#') && !l.includes('model_name="stories260K"'))).toEqual([]);
     expect(await metricValue(pool, 'vllm:spec_decode_num_drafts_total')).toBeGreaterThan(0);
     expect(await metricValue(pool, 'vllm:generation_tokens_total')).toBeGreaterThan(100);
+  });
+
+  it('counts the errors it answers outside a stream by status, so an alert can fire on 400s from a mismatched edge or on a 500', async () => {
+    const before400 = await metricValue(pool, 'sssd_pool_error_responses_total', 'status="400"');
+    const before404 = await metricValue(pool, 'sssd_pool_error_responses_total', 'status="404"');
+    const headers = { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json' };
+    expect((await fetch(`${pool.url}/v1/generate`, { method: 'POST', headers, body: 'notjson' })).status).toBe(400);
+    expect((await fetch(`${pool.url}/v1/generate`, { method: 'POST', headers, body: JSON.stringify({ id: 'x', promptIds: [1, 99_999], maxTokens: 2 }) })).status).toBe(400);
+    expect((await fetch(`${pool.url}/v1/nothing`, { headers })).status).toBe(404);
+    expect((await fetch(`${pool.url}/v1/chat/completions`, { method: 'POST', headers, body: '{}' })).status).toBe(404);
+    expect(await metricValue(pool, 'sssd_pool_error_responses_total', 'status="400"')).toBe(before400 + 2);
+    expect(await metricValue(pool, 'sssd_pool_error_responses_total', 'status="404"')).toBe(before404 + 2);
+    expect((await (await fetch(`${pool.url}/metrics`)).text()).match(/^sssd_pool_error_responses_total\{status="500",model_name="stories260K"\} \d+$/m)).not.toBeNull();
   });
 
   it("exposes the process's memory and event-loop lag, so an operator sees growth", async () => {

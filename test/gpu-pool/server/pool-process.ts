@@ -151,8 +151,19 @@ export async function getJson<T>(pool: PoolProcess, route: string, auth = true):
   return { status: res.status, body: (await res.json()) as T };
 }
 
+/** A series' value in a pool's /metrics: `name` with `labels` (`a="x",b="y"`) among its labels, whatever others it carries (the pool's model_name); 0 when absent. */
 export async function metricValue(pool: Pick<PoolProcess, 'url'>, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${pool.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(name + (labels ? `{${labels}}` : ' ')));
-  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+  return seriesValue(await (await fetch(`${pool.url}/metrics`)).text(), name, labels);
+}
+
+/** metricValue on a /metrics text already read. */
+export function seriesValue(text: string, name: string, labels = ''): number {
+  const wanted = labels ? labels.split(/,(?=[a-z_]+=")/) : [];
+  for (const line of text.split('\n')) {
+    const m = /^([^\s{]+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const has = m[2] ? m[2].split(/,(?=[a-z_]+=")/) : [];
+    if (wanted.every((l) => has.includes(l))) return Number(m[3]);
+  }
+  return 0;
 }
