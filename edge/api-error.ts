@@ -55,9 +55,13 @@ export function errorResponse(err: ApiError, extraHeaders?: HeadersInit): Respon
   return new Response(JSON.stringify(err.toBody()), { status: err.status, headers });
 }
 
-/** Any thrown value as an ApiError: unknown errors become a 500 without internals. */
-export function toApiError(err: unknown): ApiError {
+/**
+ * Any thrown value as an ApiError: unknown errors become a 500 without
+ * internals, logged with `id` (the request's `req-<hex>` or its completion's
+ * `cmpl-<hex>`, the same hex), so the id a user reports finds the log line.
+ */
+export function toApiError(err: unknown, id?: string): ApiError {
   if (err instanceof ApiError) return err;
-  console.error('edge: unexpected error', err);
+  console.error(`edge: unexpected error${id ? ` in ${id}` : ''}`, err);
   return new ApiError(500, 'Internal error while serving the request.', 'server_error', 'internal_error');
 }

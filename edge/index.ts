@@ -18,7 +18,7 @@ import { PoolPicker } from './pool-picker';
 import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
 import { KeyLimiter, LEASE_HEARTBEAT_MS, type Admission, type RequestQuota } from './rate-limiter';
 import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody } from './request-schema';
-import { REQUEST_ID_HEADER, requestId } from './request-id';
+import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
 import { servedModel, type ServedModel } from './served-model';
 import { cacheScope, UserCacheStore } from './user-cache-store';
 import { userToForget } from './user-to-forget';
@@ -58,7 +58,7 @@ app.use(
   }),
 );
 
-app.onError((err) => errorResponse(toApiError(err)));
+app.onError((err, c) => errorResponse(toApiError(err, requestIdOf(c.get('requestHex')))));
 app.notFound((c) => errorResponse(new ApiError(404, `No route for ${c.req.method} ${clipped(new URL(c.req.url).pathname, 200)}.`, 'invalid_request_error', 'not_found')));
 
 // Hashed once per isolate (demo-page.ts).

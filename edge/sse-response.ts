@@ -145,7 +145,7 @@ export function streamResponse(
       await opening;
     } catch (err) {
       if (beat) clearInterval(beat);
-      send(toApiError(err).toBody());
+      send(toApiError(err, meta.id).toBody());
       end();
       return;
     }
@@ -195,7 +195,7 @@ export function streamResponse(
       if (pending.size === 0 && options.includeUsage) send(usageChunk(meta, combinedUsage(usages)));
     } catch (err) {
       cancelAll();
-      send(toApiError(err).toBody());
+      send(toApiError(err, meta.id).toBody());
     } finally {
       clearInterval(quiet);
     }
@@ -291,7 +291,7 @@ export async function wholeCompletionResponse(
     try {
       body = JSON.stringify(await whole);
     } catch (err) {
-      body = JSON.stringify(toApiError(err).toBody());
+      body = JSON.stringify(toApiError(err, meta.id).toBody());
     }
     clearInterval(beat);
     if (gone) return;
