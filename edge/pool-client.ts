@@ -81,8 +81,15 @@ export class PoolClient {
     return (await res.json()) as PoolInfo;
   }
 
+  /**
+   * The file at `path` on this pool (its /v1/info's tokenizer.path). Appended
+   * to the base URL, not resolved against it: a pool behind a path prefix
+   * (`https://host/poolA`) keeps it, and a path that names another host is
+   * refused rather than sent the pool token.
+   */
   async tokenizerBytes(path: string): Promise<Uint8Array> {
-    const url = new URL(path, `${this.baseUrl}/`).toString();
+    if (!path.startsWith('/') || path.startsWith('//')) throw new PoolUnavailableError(`the pool at ${this.baseUrl} names its tokenizer ${JSON.stringify(path.slice(0, 80))}, not a path on it`);
+    const url = `${this.baseUrl}${path}`;
     const res = await fetch(url, { headers: this.headers(), signal: AbortSignal.timeout(10_000) });
     if (!res.ok) throw new PoolUnavailableError(`${path} answered ${res.status}`);
     return new Uint8Array(await res.arrayBuffer());
