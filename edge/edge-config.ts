@@ -1,3 +1,4 @@
+import { bearerTokenProblem } from '../shared/bearer-token';
 import { DEFAULT_USER_CACHE_HISTORY_TOKENS } from '../shared/drafting/user-cache';
 import type { EdgeEnv } from './env';
 import { LEASE_MS } from './rate-limiter';
@@ -181,6 +182,8 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
   for (const { message, fallback } of invalidEdgeVars(env as unknown as Record<string, unknown>)) console.warn(`edge: ${message}; using ${fallback}`);
   // Pools refuse an edge without their token: every request would be a 503 with no other word of why.
   if (!env.SSSD_POOL_TOKEN) console.warn('edge: SSSD_POOL_TOKEN is not set (a secret: wrangler secret put SSSD_POOL_TOKEN); pools will refuse this edge');
+  const tokenProblem = env.SSSD_POOL_TOKEN ? bearerTokenProblem('SSSD_POOL_TOKEN', env.SSSD_POOL_TOKEN) : null;
+  if (tokenProblem) console.warn(`edge: ${tokenProblem}; pools will refuse this edge`);
   const config: EdgeConfig = {
     poolUrls: poolUrls(env.SSSD_POOL_URLS ?? ''),
     poolToken: env.SSSD_POOL_TOKEN ?? '',

@@ -11,6 +11,7 @@
  * on a loopback host (local development, tests). SSSD_POOL_PREVIOUS_TOKENS
  * (comma-separated) are accepted too, while edges move to a new token.
  */
+import { bearerTokenProblem } from '../../shared/bearer-token';
 import { createHash } from 'node:crypto';
 import { constants, statSync } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
@@ -266,6 +267,10 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     .split(',')
     .map((t) => t.trim())
     .filter((t) => t.length > 0);
+  for (const [name, value] of [['SSSD_POOL_TOKEN', token], ...previousTokens.map((t) => ['SSSD_POOL_PREVIOUS_TOKENS', t])] as const) {
+    const problem = value === null ? null : bearerTokenProblem(name, value);
+    if (problem) throw new CliError(problem);
+  }
   if (previousTokens.length > 0 && !token) {
     throw new CliError('SSSD_POOL_PREVIOUS_TOKENS is set without SSSD_POOL_TOKEN: the previous tokens are accepted beside a current one, not instead of it');
   }

@@ -52,6 +52,15 @@ describe('sssd pool start-up checks', () => {
     expect(r.stderr).toMatch(/SSSD_POOL_PREVIOUS_TOKENS is set without SSSD_POOL_TOKEN/);
   });
 
+  it('refuses a token that HTTP clients send differently or not at all (spaces, non-ASCII), current or previous', async () => {
+    for (const env of [{ SSSD_POOL_TOKEN: 'tök-secret' }, { SSSD_POOL_TOKEN: 'two words' }, { SSSD_POOL_TOKEN: 'ok', SSSD_POOL_PREVIOUS_TOKENS: 'токен' }]) {
+      const r = await pool(model, env);
+      expect(r.code, JSON.stringify(env)).toBe(2);
+      expect(r.stderr).toMatch(/printable ASCII/);
+      expect(r.stderr).not.toMatch(/tök|токен|two words/);
+    }
+  });
+
   it('allows --insecure-no-auth on loopback only', async () => {
     const r = await pool([...model, '--insecure-no-auth', '--host', '0.0.0.0']);
     expect(r.code).toBe(2);
