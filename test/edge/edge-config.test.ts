@@ -37,6 +37,13 @@ describe('edge config', () => {
     expect(warn.mock.calls.map((c) => c[0])).toEqual([expect.stringMatching(/SSSD_POOL_TOKEN is not set .*pools will refuse this edge/)]);
   });
 
+  it('says of a pool token with spaces or non-ASCII characters that no pool will take it, without printing it', () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    edgeConfig(env({ SSSD_POOL_TOKEN: 'tök-secret' }));
+    expect(warn.mock.calls.map((c) => c[0])).toEqual([expect.stringMatching(/SSSD_POOL_TOKEN holds .*printable ASCII.*pools will refuse this edge/)]);
+    expect(String(warn.mock.calls[0][0])).not.toContain('tök');
+  });
+
   it('reads vars that wrangler.toml gives as numbers, booleans or a list as the text they stand for, and says so of a pool list with no pool', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
     // `SSSD_DEFAULT_RPM = 60` in [vars] is a TOML number: the Worker sees 60, not "60".
