@@ -109,6 +109,7 @@ async function generate() {
     if (!res.ok) throw await failure(res);
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
+    let ended = false;
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
@@ -118,7 +119,7 @@ async function generate() {
         const line = buffer.slice(0, cut).trim(); buffer = buffer.slice(cut + 2);
         if (!line.startsWith('data: ')) continue;
         const data = line.slice(6);
-        if (data === '[DONE]') continue;
+        if (data === '[DONE]') { ended = true; continue; }
         const chunk = JSON.parse(data);
         if (chunk.error) throw new Error(chunk.error.message);
         if (chunk.usage) showUsage(chunk.usage);
@@ -133,6 +134,8 @@ async function generate() {
         }
       }
     }
+    // The edge always ends with [DONE]; a stream closed before it (a proxy, a dropped connection) was cut off.
+    if (!ended) throw new Error('The reply was cut off before its end.');
   } catch (err) {
     if (!controller.signal.aborted) $('error').textContent = String(err.message || err);
   } finally {

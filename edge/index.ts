@@ -53,7 +53,8 @@ app.use(
     allowMethods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
     // No list: the headers a preflight asks for are allowed (the OpenAI SDK in a browser sends its x-stainless-* ones).
     // A key, not a cookie, authorises a request, so no header makes a cross-origin call more than the key allows.
-    exposeHeaders: ['retry-after', REQUEST_ID_HEADER, ...RATE_LIMIT_HEADERS],
+    // allow: a 405's, naming the method the route takes.
+    exposeHeaders: ['retry-after', REQUEST_ID_HEADER, ...RATE_LIMIT_HEADERS, 'allow'],
     maxAge: 600,
   }),
 );

@@ -197,4 +197,21 @@ describe('demo page', () => {
       await page.close();
     }
   });
+
+  it('says a reply was cut off when its stream closes before [DONE] (a proxy closing it), rather than show it as finished', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.route('**/v1/completions', (route) =>
+        route.fulfill({ status: 200, contentType: 'text/event-stream', body: 'data: {"choices":[{"index":0,"text":"partial","sssd_sources":[{"text":"partial","source":"model"}]}]}\n\n' }),
+      );
+      await page.goto(`${stack.edgeUrl}/#key=${encodeURIComponent(stack.devKey)}`);
+      await page.fill('#prompt', 'Tom had a red ball.');
+      await page.click('#go');
+      await page.waitForFunction(() => document.body.dataset.state !== 'streaming', undefined, { timeout: 30_000 });
+      expect(await page.textContent('#error')).toMatch(/cut off/);
+      expect(await page.textContent('#output')).toBe('partial');
+    } finally {
+      await page.close();
+    }
+  });
 });

@@ -981,6 +981,15 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(res.headers.get('access-control-allow-private-network')).toBeNull();
   });
 
+  it("lets a browser page read a 405's Allow, beside the request id, rate-limit headers and Retry-After", async () => {
+    const res = await fetch(`${stack.edgeUrl}/v1/completions`, { headers: { authorization: `Bearer ${KV_KEY}`, origin: 'https://app.example' } });
+    expect(res.status).toBe(405);
+    expect(res.headers.get('allow')).toBe('POST');
+    const exposed = (res.headers.get('access-control-expose-headers') ?? '').toLowerCase().split(/\s*,\s*/);
+    for (const h of ['allow', 'x-request-id', 'retry-after']) expect(exposed, h).toContain(h);
+    await res.body?.cancel();
+  });
+
   it('serves the development key, which every site knows, to pages of this edge or this machine only; other keys to any origin', async () => {
     const models = (key: string, origin?: string): Promise<Response> =>
       fetch(`${stack.edgeUrl}/v1/models`, { headers: { authorization: `Bearer ${key}`, ...(origin ? { origin } : {}) } });
