@@ -48,6 +48,10 @@ export class PoolMetrics {
   readonly timeToFirstToken: Histogram;
   readonly interTokenLatency: Histogram;
   readonly e2eLatency: Histogram;
+  /** vLLM's per-request histograms, of completed generations: decode time per output token after the first, prompt and output lengths. */
+  readonly timePerOutputToken: Histogram;
+  readonly requestPromptTokens: Histogram;
+  readonly requestGenerationTokens: Histogram;
   readonly queueTime: Histogram;
   readonly tokensPerSecond: Gauge;
   readonly rejected: Counter<'reason'>;
@@ -276,6 +280,14 @@ export class PoolMetrics {
     this.timeToFirstToken = histogram('vllm:time_to_first_token_seconds', "From a request's arrival at the pool to its first tokens (queueing and prefill included).", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 640, 2560]);
     this.interTokenLatency = histogram('vllm:inter_token_latency_seconds', "Between a generation's consecutive token events (the tokens a speculative step accepts are one event): where streams stall.", [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
     this.e2eLatency = histogram('vllm:e2e_request_latency_seconds', "From a request's arrival at the pool to its end, for requests that completed (stop, length, context_length).", [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 240, 480, 960, 1920, 7680]);
+    this.timePerOutputToken = histogram(
+      'vllm:request_time_per_output_token_seconds',
+      "A completed request's time from its first tokens to its end over its output tokens after the first (requests of 2 tokens or more).",
+      [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80],
+    );
+    const lengths = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000];
+    this.requestPromptTokens = histogram('vllm:request_prompt_tokens', "A completed request's prompt tokens (prefix-cache hits included).", lengths);
+    this.requestGenerationTokens = histogram('vllm:request_generation_tokens', "A completed request's output tokens.", lengths);
     this.queueTime = histogram('vllm:request_queue_time_seconds', "From a request's arrival at the pool to its admission into the running batch.", [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 120, 300, 600, 1200]);
     this.stepTokens = histogram('sssd_pool_step_tokens', 'New tokens (roots + draft nodes + prefill) per forward pass.', [1, 4, 16, 64, 256, 1024, 4096]);
     // Read at each scrape: set only by steps, it kept its last busy figure through an idle pool.
@@ -413,6 +425,14 @@ export class PoolMetrics {
 
   recordFinished(reason: FinishReason): void {
     this.requestsByReason.inc({ finished_reason: VLLM_FINISH_REASON[reason] });
+  }
+
+  /** A generation that completed (stop, length, context_length): its latency, time per output token and lengths, as vLLM's histograms take them. */
+  recordCompleted(g: { promptTokens: number; completionTokens: number; timeToFirstTokenMs: number | null; durationMs: number }): void {
+    this.e2eLatency.observe(g.durationMs / 1000);
+    this.requestPromptTokens.observe(g.promptTokens);
+    this.requestGenerationTokens.observe(g.completionTokens);
+    if (g.completionTokens > 1 && g.timeToFirstTokenMs !== null) this.timePerOutputToken.observe((g.durationMs - g.timeToFirstTokenMs) / 1000 / (g.completionTokens - 1));
   }
 
   /** When the scheduler's loop last stopped for want of work (null while it runs). */

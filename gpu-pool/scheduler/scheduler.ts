@@ -1068,7 +1068,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const { metrics } = this.options;
     if (reason === 'displaced') metrics.rejected.inc({ reason: 'displaced' });
     else metrics.recordFinished(reason);
-    if (reason === 'stop' || reason === 'length' || reason === 'context_length') metrics.e2eLatency.observe((performance.now() - gen.submittedAt) / 1000);
+    const summary = gen.finishedSummary(reason);
+    if (reason === 'stop' || reason === 'length' || reason === 'context_length') metrics.recordCompleted(summary);
     metrics.running.set(this.active.length);
     // A sink that throws (a broken connection) must not take the loop down with it.
     try {
@@ -1087,7 +1088,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     if (this.options.onFinished) {
       try {
-        this.options.onFinished(gen.finishedSummary(reason));
+        this.options.onFinished(summary);
       } catch (err) {
         process.stderr.write(`pool: request log failed for ${gen.id}: ${(err as Error).message}\n`);
       }

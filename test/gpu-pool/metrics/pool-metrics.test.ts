@@ -83,4 +83,17 @@ describe('pool metrics', () => {
     expect(await sample(metrics, 'vllm:time_to_first_token_seconds_bucket{le="20"}')).toBe(1);
     expect(await sample(metrics, 'vllm:e2e_request_latency_seconds_bucket{le="480"}')).toBe(1);
   });
+
+  it("keeps vLLM's per-request histograms of completed requests: time per output token after the first, prompt and output lengths", async () => {
+    const metrics = new PoolMetrics();
+    metrics.recordCompleted({ promptTokens: 10, completionTokens: 11, timeToFirstTokenMs: 5, durationMs: 15 });
+    // One token: no time per output token to give.
+    metrics.recordCompleted({ promptTokens: 3, completionTokens: 1, timeToFirstTokenMs: 4, durationMs: 4 });
+    expect(await sample(metrics, 'vllm:request_time_per_output_token_seconds_count')).toBe(1);
+    expect(await sample(metrics, 'vllm:request_time_per_output_token_seconds_sum')).toBeCloseTo(0.001, 9);
+    expect(await sample(metrics, 'vllm:request_prompt_tokens_sum')).toBe(13);
+    expect(await sample(metrics, 'vllm:request_generation_tokens_bucket{le="5"}')).toBe(1);
+    expect(await sample(metrics, 'vllm:e2e_request_latency_seconds_count')).toBe(2);
+  });
 });
+

@@ -419,6 +419,8 @@ describe('metrics', () => {
     expect(text.split('\n').filter((l) => l && !l.startsWith('#') && !l.includes('model_name="stories260K"'))).toEqual([]);
     expect(await metricValue(pool, 'vllm:spec_decode_num_drafts_total')).toBeGreaterThan(0);
     expect(await metricValue(pool, 'vllm:generation_tokens_total')).toBeGreaterThan(100);
+    expect(await metricValue(pool, 'vllm:request_generation_tokens_sum')).toBeGreaterThanOrEqual(120);
+    expect(await metricValue(pool, 'vllm:request_time_per_output_token_seconds_count')).toBeGreaterThanOrEqual(1);
   });
 
   it('counts the errors it answers outside a stream by status, so an alert can fire on 400s from a mismatched edge or on a 500', async () => {
