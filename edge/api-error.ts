@@ -17,6 +17,13 @@ export class ApiError extends Error {
     readonly code: string | null = null,
     readonly param: string | null = null,
     readonly retryAfterS?: number,
+    /**
+     * false: no retry of the same request can succeed until someone acts (an
+     * operator's misconfiguration, a request that failed every try), said as
+     * `x-should-retry: false`, which the OpenAI SDKs obey over Retry-After:
+     * without it they slept out 60 s twice before reporting the error.
+     */
+    readonly shouldRetry?: boolean,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -48,10 +55,14 @@ export function retryAfterSeconds(s: number): number {
   return Math.max(1, Math.ceil(s));
 }
 
+/** The OpenAI SDKs' own header: `false` makes them report an error at once instead of retrying it. */
+export const SHOULD_RETRY_HEADER = 'x-should-retry';
+
 export function errorResponse(err: ApiError, extraHeaders?: HeadersInit): Response {
   const headers = new Headers(extraHeaders);
   headers.set('content-type', 'application/json');
   if (err.retryAfterS !== undefined) headers.set('retry-after', String(retryAfterSeconds(err.retryAfterS)));
+  if (err.shouldRetry === false) headers.set(SHOULD_RETRY_HEADER, 'false');
   return new Response(JSON.stringify(err.toBody()), { status: err.status, headers });
 }
 

@@ -320,7 +320,7 @@ export class CompletionRun {
         if (this.resumes >= MAX_RESUMES) {
           // The cause is the operator's (a runtime's message can name files and shapes): logged here, not sent.
           console.error(`edge: generation ${this.plan.id} failed ${MAX_RESUMES + 1} times (the first and ${MAX_RESUMES} resumes); the last: ${broke}`);
-          throw new ApiError(500, `Generation failed at the inference pool ${MAX_RESUMES + 1} times (the first try and ${MAX_RESUMES} resumes); the operator's logs have the cause under ${this.plan.id}.`, 'server_error', 'pool_error');
+          throw new ApiError(500, `Generation failed at the inference pool ${MAX_RESUMES + 1} times (the first try and ${MAX_RESUMES} resumes); the operator's logs have the cause under ${this.plan.id}.`, 'server_error', 'pool_error', null, undefined, false);
         }
         await this.resume(broke);
       }

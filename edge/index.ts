@@ -5,7 +5,7 @@
  */
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
-import { ApiError, errorResponse, toApiError, TooManyChoicesError } from './api-error';
+import { ApiError, errorResponse, SHOULD_RETRY_HEADER, toApiError, TooManyChoicesError } from './api-error';
 import { authenticate, type KeyRecord } from './api-keys';
 import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
@@ -54,7 +54,7 @@ app.use(
     // No list: the headers a preflight asks for are allowed (the OpenAI SDK in a browser sends its x-stainless-* ones).
     // A key, not a cookie, authorises a request, so no header makes a cross-origin call more than the key allows.
     // allow: a 405's, naming the method the route takes.
-    exposeHeaders: ['retry-after', REQUEST_ID_HEADER, ...RATE_LIMIT_HEADERS, 'allow'],
+    exposeHeaders: ['retry-after', SHOULD_RETRY_HEADER, REQUEST_ID_HEADER, ...RATE_LIMIT_HEADERS, 'allow'],
     maxAge: 600,
   }),
 );

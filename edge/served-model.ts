@@ -165,7 +165,7 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
  * operator's to fix; said so, with a long retry hint, not "retry shortly".
  */
 export function poolsRefuseTokenError(): ApiError {
-  return new ApiError(503, "The inference pools refuse this edge's credentials (its pool token); the service's operator must fix its configuration.", 'service_unavailable', 'pool_unavailable', null, 60);
+  return new ApiError(503, "The inference pools refuse this edge's credentials (its pool token); the service's operator must fix its configuration.", 'service_unavailable', 'pool_unavailable', null, 60, false);
 }
 
 /**

@@ -3,7 +3,7 @@
 // rolled to another model): loaded once, checked again in the background,
 // kept through an outage.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError } from '../../edge/api-error';
+import { ApiError, errorResponse } from '../../edge/api-error';
 import { PoolPicker } from '../../edge/pool-picker';
 import { servedModel } from '../../edge/served-model';
 import { freePort } from '../../launcher/service-process';
@@ -73,9 +73,12 @@ describe('the served model', () => {
     expect(err).toBeInstanceOf(ApiError);
     expect(err).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60 });
     expect((err as ApiError).message).toMatch(/refuse this edge's credentials/);
+    // No retry of the client's fixes it: the OpenAI SDKs are told so, or they sleep out Retry-After twice first.
+    expect(errorResponse(err as ApiError).headers.get('x-should-retry')).toBe('false');
     // One pool down among them is an outage again, which a retry may outlast.
     const mixed = await servedModel(new PoolPicker([stories.url, `http://127.0.0.1:${await freePort()}`], 'not-the-pools-token')).catch((e: unknown) => e);
     expect((mixed as ApiError).message).toMatch(/No inference pool is reachable/);
+    expect(errorResponse(mixed as ApiError).headers.get('x-should-retry')).toBeNull();
   });
 
   it('is loaded once, checked again in the background, and follows a pool that now serves another model', async () => {
