@@ -21,6 +21,7 @@ import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustmen
 import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
 import type { SpeculationGovernor } from '../budget/speculation-governor';
 import type { BatchSizeCaps } from '../budget/batch-size-caps';
+import { RecentMedian } from '../budget/recent-median';
 import type { PoolMetrics } from '../metrics/pool-metrics';
 import type { FinishedGeneration } from '../metrics/request-log';
 import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runner';
@@ -103,6 +104,9 @@ export interface SchedulerStats {
   passRunningMs: number;
 }
 
+/** Steps the busy hint's step time is the median of. */
+const STEP_MS_SAMPLES = 15;
+
 /** What a step's rows emitted and drafted, counted into the metrics once per step. */
 interface StepCounts {
   /** Output tokens emitted. */
@@ -140,7 +144,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly eos: Set<number>;
   private reservedTokens = 0;
   /** A step's wall time, smoothed (ms): what a busy answer's retry hint is counted in. */
-  private stepMsAverage = 0;
+  /** Recent steps' time (ms), for the busy hint: a median, since a fresh pool's first steps (compiling, the first prefill) ran 10-100x a later one's, and an average kept a hint of 6 s for a generation done in half a second. */
+  private readonly stepMs = new RecentMedian(STEP_MS_SAMPLES);
   private steps = 0;
   private running = false;
   private closed = false;
@@ -479,8 +484,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (const gen of this.active) {
       fewestSteps = Math.min(fewestSteps, gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
     }
-    if (!Number.isFinite(fewestSteps) || this.stepMsAverage === 0) return 500;
-    return Math.round(Math.min(30_000, Math.max(100, Math.max(1, fewestSteps) * this.stepMsAverage)));
+    const stepMs = this.stepMs.value;
+    if (!Number.isFinite(fewestSteps) || stepMs === undefined) return 500;
+    return Math.round(Math.min(30_000, Math.max(100, Math.max(1, fewestSteps) * stepMs)));
   }
 
   /** Starts the loop if it is idle (it ends itself when nothing is left to run). */
@@ -528,7 +534,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       const t1 = performance.now();
       since = t1;
       metrics.stepSeconds.observe((t1 - t0) / 1000);
-      this.stepMsAverage = this.stepMsAverage === 0 ? t1 - t0 : 0.9 * this.stepMsAverage + 0.1 * (t1 - t0);
+      this.stepMs.add(t1 - t0);
       // Let HTTP handlers (new requests, cancels, tries) run between steps;
       // the step's events are written to their sockets here too.
       await new Promise<void>((resolve) => setImmediate(resolve));

@@ -429,6 +429,37 @@ describe('continuous batching', () => {
     await long.done;
   });
 
+  it("a fresh pool's slow first steps do not stretch its busy hint (a median of recent steps, not an average)", async () => {
+    // The first step 400 ms (compiling, the first prefill), every later one as fast as the runner goes.
+    let first = true;
+    const warming: BatchRunner<SequenceKvCache> = {
+      get config() {
+        return runner.config;
+      },
+      keepsStepResults: runner.inner.keepsStepResults,
+      newSequence: (capacity) => runner.newSequence(capacity),
+      step: async (rows) => {
+        if (first) await new Promise((r) => setTimeout(r, 400));
+        first = false;
+        return runner.step(rows);
+      },
+    };
+    const s = new Scheduler(warming, { limits: { maxActive: 1, maxQueued: 0, maxTotalTokens: 600 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
+    const c = collect();
+    s.submit(generateRequestSchema.parse({ id: 'long', promptIds: [1, 403], maxTokens: 400, speculation: 'off', sampling: { temperature: 1, seed: 1, logitBias: { '1': -100 } } }), c.sink);
+    while (c.events.filter((e) => e.type === 'tokens').length < 20) await new Promise((r) => setImmediate(r));
+    let hint = NaN;
+    try {
+      s.submit(generateRequestSchema.parse({ id: 'late', promptIds: [1], maxTokens: 4 }), collect().sink);
+    } catch (err) {
+      hint = (err as { retryAfterMs: number }).retryAfterMs;
+    }
+    // ~380 steps left at well under 5 ms each; an average still carrying the 400 ms step said ~18 s.
+    expect(hint).toBeLessThan(2000);
+    expect(s.cancel('long')).toBe(true);
+    await c.done;
+  });
+
   it('a busy answer names the limit it hit and hints at when room is likely, not a fixed half second', async () => {
     // Steps of at least 5 ms: what the hint is counted in.
     const slow: BatchRunner<SequenceKvCache> = {
