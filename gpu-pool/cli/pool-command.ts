@@ -292,9 +292,10 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     throw new CliError(err.message);
   });
   const config = model.config;
-  if (statSync(flags.model).isDirectory() && (await declaredChatTemplate(flags.model)) !== null) {
+  const chatTemplate = statSync(flags.model).isDirectory() ? await declaredChatTemplate(flags.model) : null;
+  if (chatTemplate !== null) {
     process.stderr.write(
-      `pool: ${path.join(flags.model, 'tokenizer_config.json')} declares a chat template; this pool renders chats with its own, \`concat\` (docs/chat-template.md), so a chat-tuned model sees none of its role markers. Render the chat yourself and send it to /v1/completions.\n`,
+      `pool: ${chatTemplate.file} declares a chat template; this pool renders chats with its own, \`concat\` (docs/chat-template.md), so a chat-tuned model sees none of its role markers. Render the chat yourself and send it to /v1/completions.\n`,
     );
   }
   if (tokenizer.vocabSize !== config.vocabSize) {

@@ -237,15 +237,16 @@ export async function loadHfCheckpoint(dir: string): Promise<{ config: ModelConf
  * (docs/chat-template.md); a chat-tuned model would see none of its role
  * markers, so the pool says so at start.
  */
-export async function declaredChatTemplate(dir: string): Promise<string | null> {
+export async function declaredChatTemplate(dir: string): Promise<{ file: string; template: string } | null> {
   const jinja = path.join(dir, 'chat_template.jinja');
   if (existsSync(jinja)) {
     const text = await readFile(jinja, 'utf8').catch(() => '');
-    if (text.trim() !== '') return text;
+    if (text.trim() !== '') return { file: jinja, template: text };
   }
   for (const name of ['chat_template.json', 'tokenizer_config.json']) {
-    const found = await templateIn(path.join(dir, name));
-    if (found !== null) return found;
+    const file = path.join(dir, name);
+    const found = await templateIn(file);
+    if (found !== null) return { file, template: found };
   }
   return null;
 }

@@ -188,12 +188,12 @@ describe('Hugging Face checkpoints', () => {
       expect(await declaredChatTemplate(dir)).toBeNull();
       const jinja = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}";
       writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ chat_template: jinja }));
-      expect(await declaredChatTemplate(dir)).toBe(jinja);
+      expect(await declaredChatTemplate(dir)).toEqual({ file: path.join(dir, 'tokenizer_config.json'), template: jinja });
       writeFileSync(path.join(dir, 'tokenizer_config.json'), '{ not json');
       expect(await declaredChatTemplate(dir)).toBeNull();
-      // Where newer transformers save it.
+      // Where newer transformers save it, and the file the pool's warning names.
       writeFileSync(path.join(dir, 'chat_template.jinja'), jinja);
-      expect(await declaredChatTemplate(dir)).toBe(jinja);
+      expect(await declaredChatTemplate(dir)).toEqual({ file: path.join(dir, 'chat_template.jinja'), template: jinja });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
