@@ -28,6 +28,8 @@ export interface CalibrationOptions {
   executionProvider: string;
   /** The runner's graph layout (a GPU provider's pass costs differently in each); default separate outputs. */
   layout?: GraphLayout;
+  /** onnxruntime's intra-op threads the runner runs with (default 1): a pass on 2 costs differently from one on 1. */
+  threads?: number;
   cacheDir?: string;
   /** Ignore the cache and measure again. */
   refresh?: boolean;
@@ -54,10 +56,15 @@ function onnxruntimeVersion(): string {
   }
 }
 
-/** Keys the calibration file: machine, execution provider, grid, graph version and layout, onnxruntime version (a different graph costs differently). */
-export function machineKey(executionProvider: string, layout: GraphLayout = SEPARATE_OUTPUTS): string {
+/**
+ * Keys the calibration file: machine, execution provider, grid, graph version
+ * and layout, onnxruntime version (a different graph costs differently), and
+ * intra-op threads other than the default 1 (so files measured with 1 keep
+ * their names).
+ */
+export function machineKey(executionProvider: string, layout: GraphLayout = SEPARATE_OUTPUTS, threads = 1): string {
   const cpus = os.cpus();
-  const id = `${cpus[0]?.model ?? 'cpu'}|${cpus.length}|${os.arch()}|${executionProvider}|v${GRID_VERSION}|${graphId(layout)}|ort${onnxruntimeVersion()}`;
+  const id = `${cpus[0]?.model ?? 'cpu'}|${cpus.length}|${os.arch()}|${executionProvider}|v${GRID_VERSION}|${graphId(layout)}|ort${onnxruntimeVersion()}${threads === 1 ? '' : `|t${threads}`}`;
   return createHash('sha256').update(id).digest('hex').slice(0, 16);
 }
 
@@ -66,7 +73,7 @@ export async function calibrate<S extends RunnerSequence>(
   opts: CalibrationOptions,
 ): Promise<Calibration> {
   const dir = opts.cacheDir ?? path.resolve('.cache', 'calibration');
-  const file = path.join(dir, `${opts.modelSha256.slice(0, 16)}-${machineKey(opts.executionProvider, opts.layout)}.json`);
+  const file = path.join(dir, `${opts.modelSha256.slice(0, 16)}-${machineKey(opts.executionProvider, opts.layout, opts.threads)}.json`);
   if (!opts.refresh) {
     try {
       const samples = JSON.parse(await readFile(file, 'utf8')) as CostSample[];

@@ -23,7 +23,7 @@ import { detectTokenizerFormat } from '../../shared/tokenizer/load-tokenizer';
 import { readTokenizerBytes, resolveTokenizerPath } from './generate-command';
 import { loadModel } from '../model/load-model';
 import { declaredChatTemplate } from '../model/hf-checkpoint';
-import { ModelRunner } from '../runtime/model-runner';
+import { intraOpThreads, ModelRunner } from '../runtime/model-runner';
 import { Datastore } from '../datastore/datastore';
 import { calibrate } from '../budget/calibration';
 import { TreeBudget, budgetPolicies } from '../budget/tree-budget';
@@ -353,6 +353,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       modelSha256: model.sha256,
       executionProvider: runner.executionProvider,
       layout: runner.layout,
+      threads: intraOpThreads(threads),
       refresh: flags.recalibrate,
     });
     const m = cal.model;

@@ -29,6 +29,11 @@ describe('start-up calibration with the real runner', () => {
     expect(again.model.coefficients).toEqual(first.model.coefficients);
     const otherEp = await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cuda', cacheDir: dir, maxBatchTokens: 16 });
     expect(otherEp.file).not.toBe(first.file);
+    // Another intra-op thread count is another cost curve; 1, the default, keeps the file's name.
+    const twoThreads = await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cpu', cacheDir: dir, maxBatchTokens: 16, threads: 2 });
+    expect(twoThreads.fromCache).toBe(false);
+    expect(twoThreads.file).not.toBe(first.file);
+    expect((await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cpu', cacheDir: dir, threads: 1 })).file).toBe(first.file);
     // A folder it cannot write (here under a file, which even root cannot make one in): measured and used, said why not kept.
     const blocker = path.join(dir, 'a-file');
     writeFileSync(blocker, '');
