@@ -7,7 +7,7 @@
  *   sssd datastore info FILE [--json]
  *   sssd datastore bench FILE [--lookups N] [--cold-mb N] [--contexts-from JSONL --tokenizer PATH [--field prompt]]
  */
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { access, constants, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -125,10 +125,18 @@ async function makeFolder(dir: string): Promise<void> {
   for (const d of missing) await mkdir(d);
 }
 
+/** A Hugging Face model folder's tokenizer.json, where it has one. */
+function tokenizerInside(model: string): string | undefined {
+  const inside = path.join(model, 'tokenizer.json');
+  return existsSync(model) && statSync(model).isDirectory() && existsSync(inside) ? inside : undefined;
+}
+
 async function buildCommand(opts: BuildFlags): Promise<void> {
   if (opts.input !== undefined && opts.selfSamples !== undefined) throw new CliError('datastore build takes --input corpus.jsonl or --self-samples N (the model\'s own stories as the corpus), not both');
+  // A Hugging Face folder given as --model brings its tokenizer.json, as for `pool` and `generate`.
+  if (!opts.tokenizer && opts.model !== undefined) opts = { ...opts, tokenizer: tokenizerInside(opts.model) };
   if (!opts.tokenizer || !(opts.input ?? opts.selfSamples) || !opts.out) {
-    throw new CliError('datastore build needs --tokenizer PATH --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N)');
+    throw new CliError("datastore build needs --tokenizer PATH --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N); a Hugging Face --model folder brings its own tokenizer.json");
   }
   // Bounded: the samples are held, and written, as one text (a string's limit is ~500M characters: ~400K stories).
   const samples = parseNumberFlag('--self-samples', opts.selfSamples, { integer: true, min: 1, max: 100_000 });
@@ -380,7 +388,7 @@ export function register(program: Command): void {
   const ds = program.command('datastore').description('build and inspect the global datastore (suffix arrays over a token corpus)');
   ds.command('build')
     .description("tokenize a JSONL corpus (or the model's own stories) and write a datastore file")
-    .option('--tokenizer <path>', 'tokenizer file (llama2.c tokenizer.bin or tokenizer.json)')
+    .option('--tokenizer <path>', "tokenizer file (llama2.c tokenizer.bin or tokenizer.json; default: a Hugging Face --model folder's tokenizer.json)")
     .option('--input <path>', 'JSONL corpus, one document per line (or, with --model, --self-samples N instead)')
     .option('--out <path>', 'datastore file to write')
     .option('--chunk-tokens <n>', `tokens per chunk (default ${DEFAULT_BUILD_CHUNK_TOKENS})`)

@@ -5,6 +5,10 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
+import { writeHfCheckpoint } from '../../../gpu-pool/model/hf-checkpoint';
+import { loadModel } from '../../../gpu-pool/model/load-model';
+import { parseLlama2cTokenizer } from '../../../shared/tokenizer/llama2c-tokenizer';
+import { llama2cToTokenizerJson } from '../../../shared/tokenizer/tokenizer-json';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 import { models, repoRoot, requireSharedData, workloads } from '../../support/shared-data';
 
@@ -114,6 +118,21 @@ describe('sssd datastore', () => {
     expect(underFile.stderr).toMatch(/cannot write in .*samples-1\.sssd-ds \(ENOTDIR\)/);
     expect(underFile.stderr).not.toMatch(/at .*\.ts:\d+/);
     expect(both.stderr).toMatch(/--input corpus\.jsonl or --self-samples N .*not both/);
+  });
+
+  it("takes a Hugging Face --model folder's own tokenizer.json when --tokenizer is left out, as pool and generate do", async () => {
+    const bin = await loadModel(models.stories260K.checkpoint);
+    const hf = path.join(dir, 'hf');
+    await writeHfCheckpoint(hf, bin.config, bin.weights);
+    const vocab = parseLlama2cTokenizer(new Uint8Array(await readFile(models.stories260K.tokenizer)));
+    await writeFile(path.join(hf, 'tokenizer.json'), JSON.stringify(llama2cToTokenizerJson(vocab)));
+    const out = path.join(dir, 'hf.sssd-ds');
+    const built = await cli('datastore', 'build', '--model', hf, '--self-samples', '4', '--self-openings', '1', '--self-temperatures', '0', '--self-max-tokens', '16', '--threads', '1', '--out', out);
+    expect(built.stderr).not.toMatch(/needs --tokenizer/);
+    expect(built.code).toBe(0);
+    const store = await Datastore.load(out, { expectVocabSize: 512 });
+    expect(store.tokenCount).toBeGreaterThan(0);
+    await store.close();
   });
 
   it('names the line of a bad corpus record and exits non-zero without a stack trace', async () => {
