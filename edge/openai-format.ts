@@ -105,7 +105,7 @@ export class LogprobsFormatter {
     const texts = tokens.map((t) => t.text ?? name(t.id));
     const textOffset = texts.map((text) => {
       const at = this.offset;
-      this.offset += text.length;
+      this.offset += codePoints(text);
       return at;
     });
     return {
@@ -115,6 +115,26 @@ export class LogprobsFormatter {
       text_offset: textOffset,
     };
   }
+}
+
+/**
+ * Characters as OpenAI's legacy API and vLLM count them for `text_offset`
+ * (Python's len: code points), not UTF-16 units: a client that slices the
+ * text by offset in Python was one off per emoji before.
+ */
+function codePoints(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length - 1; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n--;
+        i++;
+      }
+    }
+  }
+  return n;
 }
 
 /**

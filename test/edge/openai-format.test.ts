@@ -30,7 +30,7 @@ function streamed(ids: number[], previousId: number, step: number): { text: stri
 }
 
 describe('log-probabilities', () => {
-  const TEXT = 'Tom saw 中 and é.';
+  const TEXT = 'Tom saw 中 and é, 😀 and 𝄞 too.';
 
   it('legacy: tokens join to the text sent, and text_offset indexes it, across chunks and split characters', () => {
     const ids = tokenizer.encode(TEXT, { bos: false });
@@ -43,7 +43,9 @@ describe('log-probabilities', () => {
     const all = parts.flatMap((p) => p.tokens);
     const offsets = parts.flatMap((p) => p.text_offset);
     expect(all.join('')).toBe(text);
-    all.forEach((t, i) => expect(text.slice(offsets[i], offsets[i] + t.length)).toBe(t));
+    // Offsets in characters (code points, as Python and vLLM count), so a Python client's text[off:off+len(t)] finds each.
+    const chars = Array.from(text);
+    all.forEach((t, i) => expect(chars.slice(offsets[i], offsets[i] + Array.from(t).length).join('')).toBe(t));
     // Alternatives keep distinct names, byte ids in OpenAI's bytes: spelling.
     for (const top of parts.flatMap((p) => p.top_logprobs)) expect(Object.keys(top)).toHaveLength(2);
   });
