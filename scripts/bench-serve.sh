@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The serving figures of docs/benchmarks.md: a fresh pool on the CPU, then
+# `sssd bench-serve` against it (with --phases), then the pool stopped.
+#
+#   bash scripts/bench-serve.sh                          # 1,8,32,128, --repeat 3, off,pld,sssd
+#   bash scripts/bench-serve.sh 1,8,32 2 off,sssd        # concurrencies, replays, methods
+#   DATASTORE=none bash scripts/bench-serve.sh 8,32 2 off,sssd   # a pool without a datastore
+#
+# MODEL, TOKENIZER, WORKLOAD and DATASTORE default to the shared stories260K
+# files and the datastore `npm start` builds; PORT to a free one. Extra
+# bench-serve flags go in BENCH_FLAGS (e.g. BENCH_FLAGS=--json).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONC=${1:-1,8,32,128}
+REPEAT=${2:-3}
+METHODS=${3:-off,pld,sssd}
+PORT=${PORT:-0}
+MODEL=${MODEL:-../shared/models/stories260K/stories260K.bin}
+TOKENIZER=${TOKENIZER:-../shared/models/stories260K/tok512.bin}
+WORKLOAD=${WORKLOAD:-../shared/workloads/dev-sessions.jsonl}
+DATASTORE=${DATASTORE:-.cache/datastore/stories260K.self.sssd-ds}
+export SSSD_POOL_TOKEN=${SSSD_POOL_TOKEN:-bench-serve}
+
+datastore_flag=()
+if [ "$DATASTORE" != none ]; then
+  [ -f "$DATASTORE" ] || { echo "bench-serve.sh: no datastore at $DATASTORE (npm start builds it; DATASTORE=none runs without)" >&2; exit 2; }
+  datastore_flag=(--datastore "$DATASTORE")
+fi
+log=$(mktemp)
+node bin/sssd.mjs pool --model "$MODEL" --tokenizer "$TOKENIZER" "${datastore_flag[@]}" --port "$PORT" >"$log" 2>&1 &
+pool=$!
+trap 'kill $pool 2>/dev/null || true; wait $pool 2>/dev/null || true; rm -f "$log"' EXIT
+url=""
+for _ in $(seq 1 600); do
+  url=$(sed -n 's/^pool listening on \(http:[^ ]*\)$/\1/p' "$log")
+  [ -n "$url" ] && break
+  kill -0 $pool 2>/dev/null || { cat "$log" >&2; echo "bench-serve.sh: the pool exited" >&2; exit 1; }
+  sleep 0.5
+done
+[ -n "$url" ] || { cat "$log" >&2; echo "bench-serve.sh: the pool did not start within 5 minutes" >&2; exit 1; }
+# shellcheck disable=SC2086
+node bin/sssd.mjs bench-serve --pool "$url" --workload "$WORKLOAD" --concurrency "$CONC" --methods "$METHODS" --repeat "$REPEAT" --phases ${BENCH_FLAGS:-}
