@@ -8,6 +8,7 @@
  * beside the `.onnx` and are opened by path; the weights are streamed to that
  * file tensor by tensor, so the build never holds a second full copy.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -40,6 +41,13 @@ export interface GraphCacheOptions {
   externalDataAboveBytes?: number;
   /** Output layout (default: separate outputs). */
   layout?: GraphLayout;
+  /** Build it again whatever the cache holds (a cached file that could not be opened). */
+  rebuild?: boolean;
+}
+
+/** The SHA-256 (hex) of an inline graph, kept beside it (`<key>.onnx.sha256`): a file damaged on disk but still parseable served wrong outputs. */
+function digestOf(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 export async function loadOrBuildGraph(model: LoadedModel, opts: GraphCacheOptions = {}): Promise<CachedGraph> {
@@ -51,8 +59,13 @@ export async function loadOrBuildGraph(model: LoadedModel, opts: GraphCacheOptio
   const dataFile = path.join(cacheDir, dataName);
   const external = graphWeightBytes(model.config) > (opts.externalDataAboveBytes ?? DEFAULT_EXTERNAL_ABOVE);
 
-  if (existsSync(file) && (!external || existsSync(dataFile))) {
-    return external ? { kind: 'file', file, fromCache: true } : { kind: 'bytes', bytes: new Uint8Array(await readFile(file)), file, fromCache: true };
+  const digestFile = `${file}.sha256`;
+  if (!opts.rebuild && existsSync(file) && (!external || existsSync(dataFile))) {
+    if (external) return { kind: 'file', file, fromCache: true };
+    const bytes = new Uint8Array(await readFile(file));
+    const recorded = await readFile(digestFile, 'utf8').catch(() => null);
+    // A graph without its digest (written before digests were kept), or that no longer matches it, is built again.
+    if (recorded !== null && recorded.trim() === digestOf(bytes)) return { kind: 'bytes', bytes, file, fromCache: true };
   }
   // Write then rename: concurrent starts never read a half-written file.
   const tmpSuffix = `.${process.pid}.${Date.now()}.tmp`;
@@ -61,7 +74,10 @@ export async function loadOrBuildGraph(model: LoadedModel, opts: GraphCacheOptio
     try {
       await mkdir(cacheDir, { recursive: true });
       await writeFile(file + tmpSuffix, bytes);
+      await writeFile(digestFile + tmpSuffix, `${digestOf(bytes)}\n`);
+      // The digest last: a crash between the renames leaves a graph that is built again, never one trusted unchecked.
       await rename(file + tmpSuffix, file);
+      await rename(digestFile + tmpSuffix, digestFile);
     } catch {
       // A read-only cache directory only costs a rebuild next time.
     }

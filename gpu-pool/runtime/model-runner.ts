@@ -23,7 +23,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { LoadedModel } from '../model/load-model';
 import type { ModelConfig } from '../model/model-config';
 import { CliError } from '../cli/cli-error';
-import { loadOrBuildGraph } from '../graph/graph-cache';
+import { loadOrBuildGraph, type CachedGraph } from '../graph/graph-cache';
 import {
   buildKvStoreGrowGraph,
   GROUP_ROWS,
@@ -163,6 +163,9 @@ function switchFromEnv(name: string, raw: string | undefined): boolean | undefin
   throw new CliError(`${name} must be 1 or 0, not "${raw}"`);
 }
 
+/** onnxruntime's words for a model file it cannot parse (truncated, overwritten), as against a provider that cannot start. */
+const UNREADABLE_GRAPH = /protobuf parsing failed|failed to load model|ModelProto|external data/i;
+
 /** onnxruntime's intra-op threads: the flag's, else SSSD_THREADS, else 1 (what a run reports it used). */
 export function intraOpThreads(requested?: number): number {
   return requested ?? (Number(process.env.SSSD_THREADS) || 1);
@@ -276,7 +279,8 @@ export class ModelRunner {
     const maxSequences = opts.maxSequences ?? Infinity;
     if (!(maxSequences >= 1)) throw new RangeError(`maxSequences must be at least 1, not ${opts.maxSequences}`);
     const layout = chooseLayout(ep, opts);
-    const graph = await loadOrBuildGraph(model, { cacheDir: opts.cacheDir, externalDataAboveBytes: opts.externalDataAboveBytes, layout });
+    const graphOptions = { cacheDir: opts.cacheDir, externalDataAboveBytes: opts.externalDataAboveBytes };
+    let graph = await loadOrBuildGraph(model, { ...graphOptions, layout });
     const provider = ep === 'webgpu' ? { name: 'webgpu', ...webGpuOptions(process.env.SSSD_WEBGPU_OPTIONS) } : ep;
     let session: InferenceSession;
     let growSession: InferenceSession | null = null;
@@ -293,12 +297,28 @@ export class ModelRunner {
       };
       // Resident keys/values stay where the provider made them; only the logits come back.
       if (layout.residentKv && ep !== 'cpu') options.preferredOutputLocation = { logits: 'cpu', [NEW_KV]: 'gpu-buffer', [KV_STORE_OUT]: 'gpu-buffer' };
-      session = graph.kind === 'bytes' ? await InferenceSession.create(graph.bytes, options) : await InferenceSession.create(graph.file, options);
+      const open = (g: CachedGraph): Promise<InferenceSession> => (g.kind === 'bytes' ? InferenceSession.create(g.bytes, options) : InferenceSession.create(g.file, options));
+      try {
+        session = await open(graph);
+      } catch (err) {
+        // A cached graph damaged on disk (an inline one is checked against its digest as it is read): built again, once.
+        if (!graph.fromCache || !UNREADABLE_GRAPH.test((err as Error).message)) throw err;
+        process.stderr.write(`sssd: the cached graph ${graph.file} cannot be read (${(err as Error).message.split('\n')[0].slice(0, 200)}); building it again\n`);
+        graph = await loadOrBuildGraph(model, { ...graphOptions, layout, rebuild: true });
+        session = await open(graph);
+      }
       // A second session holds the weights again: by default only for models small enough to keep them inline.
       const groups = opts.attentionGroups ?? switchFromEnv('SSSD_ATTENTION_GROUPS', process.env.SSSD_ATTENTION_GROUPS) ?? graph.kind === 'bytes';
       if (groups && !layout.residentKv && !layout.packedOutputs) {
-        const two = await loadOrBuildGraph(model, { cacheDir: opts.cacheDir, externalDataAboveBytes: opts.externalDataAboveBytes, layout: { ...layout, attentionGroups: 2 } });
-        groupedSession = two.kind === 'bytes' ? await InferenceSession.create(two.bytes, options) : await InferenceSession.create(two.file, options);
+        const groupedLayout: GraphLayout = { ...layout, attentionGroups: 2 };
+        const two = await loadOrBuildGraph(model, { ...graphOptions, layout: groupedLayout });
+        try {
+          groupedSession = await open(two);
+        } catch (err) {
+          if (!two.fromCache || !UNREADABLE_GRAPH.test((err as Error).message)) throw err;
+          process.stderr.write(`sssd: the cached graph ${two.file} cannot be read (${(err as Error).message.split('\n')[0].slice(0, 200)}); building it again\n`);
+          groupedSession = await open(await loadOrBuildGraph(model, { ...graphOptions, layout: groupedLayout, rebuild: true }));
+        }
       }
       if (layout.residentKv) {
         growSession = await InferenceSession.create(buildKvStoreGrowGraph(model.config), {

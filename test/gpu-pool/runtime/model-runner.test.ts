@@ -1,6 +1,6 @@
 // ModelRunner's cache bookkeeping: rolled-back and reordered sequences get
 // exactly the logits a fresh run of their tokens gets.
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,41 @@ describe('ModelRunner', () => {
     a.release();
     b.release();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('builds a cached graph damaged on disk again: one altered but still readable (by its digest), one cut short (external weights)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sssd-graphs-damaged-'));
+    const tokens = [1, 403, 407, 261, 378];
+    const logits = async (r: ModelRunner): Promise<Float32Array> => {
+      const seq = r.newSequence();
+      const out = Float32Array.from((await r.step([{ cache: seq, row: chain(tokens) }])).logitsAt(0, 4));
+      seq.release();
+      return out;
+    };
+    const want = await logits(runner);
+    try {
+      const inline = path.join(dir, `${model.sha256}-g${GRAPH_VERSION}.onnx`);
+      await (await ModelRunner.create(model, { ...onCpu, cacheDir: dir })).dispose();
+      // A byte in the middle of the weights: the file still parses, and served other outputs before.
+      const bytes = readFileSync(inline);
+      bytes[bytes.length >> 1] ^= 0x40;
+      writeFileSync(inline, bytes);
+      const rebuilt = await ModelRunner.create(model, { ...onCpu, cacheDir: dir });
+      expect(rebuilt.graphFromCache).toBe(false);
+      expect(maxAbsDiff(await logits(rebuilt), want)).toBeLessThanOrEqual(1e-6);
+      await rebuilt.dispose();
+      expect((await ModelRunner.create(model, { ...onCpu, cacheDir: dir })).graphFromCache).toBe(true);
+
+      const external = { ...onCpu, cacheDir: dir, externalDataAboveBytes: 0 };
+      await (await ModelRunner.create(model, external)).dispose();
+      truncateSync(inline, 1000);
+      const again = await ModelRunner.create(model, external);
+      expect(again.graphFromCache).toBe(false);
+      expect(maxAbsDiff(await logits(again), want)).toBeLessThanOrEqual(1e-6);
+      await again.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('gives the same logits and cached keys/values from one packed output (the GPU layout) as from separate outputs', async () => {
