@@ -68,6 +68,19 @@ export function machineKey(executionProvider: string, layout: GraphLayout = SEPA
   return createHash('sha256').update(id).digest('hex').slice(0, 16);
 }
 
+/**
+ * A measured step as the cache holds it: counts of at least one (a past of
+ * 0 or more) and a time above 0. A file of anything else (hand-edited, or
+ * another program's) fitted a curve of NaN or free passes, which kept
+ * speculation off, or made every tree look free, at every start.
+ */
+function isCostSample(s: unknown): s is CostSample {
+  if (typeof s !== 'object' || s === null) return false;
+  const { rows, maxTokens, totalTokens, maxPast, ms } = s as Record<string, unknown>;
+  const count = (v: unknown, min: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= min;
+  return count(rows, 1) && count(maxTokens, 1) && count(totalTokens, 1) && count(maxPast, 0) && typeof ms === 'number' && Number.isFinite(ms) && ms > 0;
+}
+
 export async function calibrate<S extends RunnerSequence>(
   runner: BatchRunner<S>,
   opts: CalibrationOptions,
@@ -76,9 +89,11 @@ export async function calibrate<S extends RunnerSequence>(
   const file = path.join(dir, `${opts.modelSha256.slice(0, 16)}-${machineKey(opts.executionProvider, opts.layout, opts.threads)}.json`);
   if (!opts.refresh) {
     try {
-      const samples = JSON.parse(await readFile(file, 'utf8')) as CostSample[];
-      if (Array.isArray(samples) && samples.length >= 4) {
-        return { model: CostModel.fit(samples), samples, fromCache: true, file };
+      const samples: unknown = JSON.parse(await readFile(file, 'utf8'));
+      if (Array.isArray(samples) && samples.length >= 4 && samples.every(isCostSample)) {
+        const model = CostModel.fit(samples);
+        // A file of samples that fit nothing (all at one shape) is measured again too.
+        if (Object.values(model.coefficients).every(Number.isFinite)) return { model, samples, fromCache: true, file };
       }
     } catch {
       // no cache yet (or unreadable): measure

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -27,6 +27,17 @@ describe('start-up calibration with the real runner', () => {
     expect(again.fromCache).toBe(true);
     expect(again.file).toBe(first.file);
     expect(again.model.coefficients).toEqual(first.model.coefficients);
+    // A file that parses but holds no measured steps, or times below zero: measured again and rewritten, not fitted.
+    const good = readFileSync(first.file, 'utf8');
+    const negative = (JSON.parse(good) as Array<{ ms: number }>).map((x) => ({ ...x, ms: -x.ms }));
+    for (const bad of ['[{},{},{},{},{}]', '[1,2,3,4,5]', JSON.stringify(negative)]) {
+      writeFileSync(first.file, bad);
+      const remeasured = await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cpu', cacheDir: dir, maxBatchTokens: 16 });
+      expect(remeasured.fromCache, bad.slice(0, 20)).toBe(false);
+      expect(remeasured.model.stepMs(1, 1, 1, 64)).toBeGreaterThan(0);
+      expect(JSON.parse(readFileSync(first.file, 'utf8'))).not.toEqual(JSON.parse(bad));
+    }
+    writeFileSync(first.file, good);
     const otherEp = await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cuda', cacheDir: dir, maxBatchTokens: 16 });
     expect(otherEp.file).not.toBe(first.file);
     // Another intra-op thread count is another cost curve; 1, the default, keeps the file's name.
