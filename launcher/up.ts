@@ -3,7 +3,7 @@
  * pool (default model stories260K on CPU, the datastore when built) and the
  * edge under `wrangler dev`, prints where to go, and stops both on Ctrl-C.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { nextTokenTableCorpusPositions, nextTokenTablePath } from '../gpu-pool/datastore/next-token-table-file';
 import path from 'node:path';
@@ -226,6 +226,18 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     else delete env[name];
   }
   if (opts.datastore) opts = { ...opts, datastore: path.resolve(opts.datastore) };
+  // The edge's KV lives in this folder: a file there, or a folder that cannot be made, is said now and as the
+  // user's mistake (exit 2), not as wrangler's EEXIST after the pool has started.
+  if (env.SSSD_EDGE_STATE) {
+    const state = env.SSSD_EDGE_STATE;
+    try {
+      mkdirSync(state, { recursive: true });
+      if (!statSync(state).isDirectory()) throw Object.assign(new Error(), { code: 'ENOTDIR' });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new CliError(`SSSD_EDGE_STATE=${state} must be a folder the edge can keep its keys and users' caches in (${code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way' : (code ?? (err as Error).message)}).`);
+    }
+  }
   const edgeVars = edgeVarsFrom(env);
   // Checked before anything starts, as the edge's vars are.
   edgeDevtoolsFromEnv(env.SSSD_EDGE_DEVTOOLS);

@@ -168,6 +168,8 @@ describe('sssd up', () => {
     for (const [env, said] of [
       [{ SSSD_DEV_API_KEY: 'my key' }, /SSSD_DEV_API_KEY must be printable ASCII without spaces/],
       [{ SSSD_POOL_TOKEN: "it's" }, /SSSD_POOL_TOKEN cannot hold quotes, backslashes or newlines/],
+      // A file where the edge keeps its KV: said before the pool starts, not as wrangler's EEXIST after it.
+      [{ SSSD_EDGE_STATE: models.stories260K.tokenizer }, /SSSD_EDGE_STATE=.* must be a folder .*a file is in the way/],
     ] as const) {
       const early = await spawnUp(env);
       expect(await early.exited).toBe(2);
