@@ -216,6 +216,9 @@ export function poolDrainGraceMs(poolFlags: readonly string[]): number {
 
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
+  // `npm start` runs in the package's folder whatever folder it was typed in, and says which in INIT_CWD: paths
+  // are taken from there, as from `node bin/sssd.mjs up` run in that folder (they were taken from the repository).
+  if (env.npm_lifecycle_event === 'start' && env.INIT_CWD && existsSync(env.INIT_CWD)) process.chdir(env.INIT_CWD);
   // Paths are given from where `up` runs, and wrangler runs in the repository (the pool ran there too): made whole
   // (a relative datastore was found here and then not by the pool; a relative cache folder had its datastore
   // rebuilt at each start).

@@ -156,8 +156,12 @@ export class TreeVerifier {
     outer: for (;;) {
       const l = logits.logitsAt(rowIndex, node);
       toProbabilities(adjustments ? adjustments.apply(l, row.tokens, this.acceptedPath, count) : l, sampling, p);
-      // Residual mass instead of renormalising the whole vector after each rejection.
-      let mass = 1;
+      // Residual mass instead of renormalising the whole vector after each rejection; from the vector's own sum,
+      // not 1: float32 probabilities sum a hair under it, and children covering every allowed token could then all
+      // be rejected, leaving nothing to sample.
+      let mass = 0;
+      for (let i = 0; i < p.length; i++) mass += p[i];
+      let lastRejected = -1;
       for (let child = this.firstChild[node]; child !== -1; child = this.nextSibling[child]) {
         const token = row.tokens[child];
         const pc = p[token];
@@ -167,9 +171,10 @@ export class TreeVerifier {
           continue outer;
         }
         mass -= pc;
+        if (pc > 0) lastRejected = token;
         p[token] = 0;
       }
-      this.bonusToken = sampleResidual(p, mass, rng);
+      this.bonusToken = sampleResidual(p, mass, rng, lastRejected);
       break;
     }
     this.acceptedCount = count;
@@ -194,8 +199,8 @@ export class TreeVerifier {
   }
 }
 
-/** Sample from `p` whose entries sum to `mass` (rejected children already zeroed). */
-function sampleResidual(p: Float32Array, mass: number, rng: Rng): number {
+/** Sample from `p` whose entries sum to `mass` (rejected children already zeroed); nothing left (rounding): `fallback`, the last child rejected, else the argmax. */
+function sampleResidual(p: Float32Array, mass: number, rng: Rng, fallback: number): number {
   let u = rng.next() * mass;
   let last = -1;
   for (let i = 0; i < p.length; i++) {
@@ -206,7 +211,7 @@ function sampleResidual(p: Float32Array, mass: number, rng: Rng): number {
     if (u < 0) return i;
   }
   // Rounding left u a hair above zero: the last token with mass is the answer.
-  return last === -1 ? argmaxOf(p) : last;
+  return last !== -1 ? last : fallback !== -1 ? fallback : argmaxOf(p);
 }
 
 function argmaxOf(p: Float32Array): number {

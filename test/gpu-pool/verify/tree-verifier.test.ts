@@ -1,6 +1,6 @@
 import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
 import { describe, expect, it } from 'vitest';
-import { TreeVerifier } from '../../../gpu-pool/verify/tree-verifier';
+import { exactAcceptRule, TreeVerifier } from '../../../gpu-pool/verify/tree-verifier';
 import { Rng } from '../../../gpu-pool/runtime/sampling';
 
 const VOCAB = 8;
@@ -101,5 +101,30 @@ describe('sampled tree acceptance', () => {
     };
     expect(run(42)).toEqual(run(42));
     expect(run(42)).not.toEqual(run(43));
+  });
+});
+
+describe('sequential speculative sampling (the reference form)', () => {
+  it('never emits a token its cuts removed when the drafted children, covering every allowed token, are all rejected', () => {
+    // Top-k 2 keeps tokens 2 and 3 (their float32 probabilities sum a hair under 1); the root's children are both.
+    const logits = new Float32Array([-5, -4, 3, 0.1]);
+    const sampling = { temperature: 1, topP: 1, topK: 2 };
+    const row = { tokens: Int32Array.from([3, 2, 3]), parents: Int32Array.from([-1, 0, 0]) };
+    const logitsOf = { logitsAt: () => logits };
+    // Draws that reject the first child and, but for the sum, the second: the residual then held nothing.
+    class Draws extends Rng {
+      constructor(private readonly values: number[]) {
+        super(1);
+      }
+      override next(): number {
+        return this.values.shift() ?? 0.5;
+      }
+    }
+    for (const second of [0.9999999, 0.99999999]) {
+      const v = new TreeVerifier(4, 8, exactAcceptRule);
+      v.verifySampled(row, 3, 0, logitsOf, 0, sampling, new Draws([0.99, second, 0.5]));
+      // Accepted, the child is an allowed token; rejected, so must the bonus be (token 0 came out before).
+      if (v.acceptedCount === 0) expect([2, 3], `second draw ${second}`).toContain(v.bonusToken);
+    }
   });
 });
