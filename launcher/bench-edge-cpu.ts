@@ -3,7 +3,7 @@
  * tokenize + user-cache decode + edge-trie draft + merge, with a user history
  * of model-written stories.
  * Usage: npx tsx launcher/bench-edge-cpu.ts [--history N] [--repeat N] [--requests N] [--json]
- * Needs the development data beside the repository (../sharedDir).
+ * Needs the development data beside the repository (../shared, or SSSD_SHARED_DIR).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import path from 'node:path';
 import { loadWorkload } from '../gpu-pool/bench/workload';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
-import { sharedDir, startStack } from './stack';
+import { sharedFile, startStack } from './stack';
 
 /** The output of request r is corpus story OUTPUT_FROM + r, past every user's history. */
 const OUTPUT_FROM = 1000;
@@ -31,12 +31,12 @@ await runBenchmark(async () => {
   // The bench route's own bound on repeats; it also refuses a run past its work bound (docs/edge.md, Benchmarks), with a 400 naming repeat.
   const repeat = numberFlag('repeat', values.repeat, { integer: true, min: 1, max: 100_000 });
   const requests = numberFlag('requests', values.requests, { integer: true, min: 1 });
-  const stories = readFileSync(path.join(sharedDir, 'workloads/datastore-corpus.jsonl'), 'utf8')
+  const stories = readFileSync(sharedFile('workloads/datastore-corpus.jsonl'), 'utf8')
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as { text?: string; story?: string })
     .map((o) => o.text ?? o.story ?? '');
-  const sessions = await loadWorkload(path.join(sharedDir, 'workloads/dev-sessions.jsonl'));
+  const sessions = await loadWorkload(sharedFile('workloads/dev-sessions.jsonl'));
   if (requests > sessions.length) throw new CliError(`--requests must be at most ${sessions.length} (the workload's prompts), not ${requests}`);
   if (requests * historyCount > OUTPUT_FROM || OUTPUT_FROM + requests > stories.length) {
     throw new CliError(`--requests ${requests} × --history ${historyCount} needs more stories than the corpus holds (${stories.length})`);
@@ -44,8 +44,8 @@ await runBenchmark(async () => {
 
   const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-bench-kv-'));
   const stack = await startStack({
-    model: path.join(sharedDir, 'models/stories260K/stories260K.bin'),
-    tokenizer: path.join(sharedDir, 'models/stories260K/tok512.bin'),
+    model: sharedFile('models/stories260K/stories260K.bin'),
+    tokenizer: sharedFile('models/stories260K/tok512.bin'),
     devKey: 'bench-key',
     persistTo,
     vars: { SSSD_BENCH_ROUTES: '1' },

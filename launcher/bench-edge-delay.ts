@@ -15,7 +15,7 @@ import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import { readPoolEvents } from '../shared/pool-event-stream';
 import { choiceFlag, numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
 import { startDelayProxy, type DelayProxy } from './delay-proxy';
-import { generatePoolToken, sharedDir, startEdge, startPool } from './stack';
+import { generatePoolToken, sharedFile, startEdge, startPool } from './stack';
 
 type Session = WorkloadRequest;
 
@@ -45,13 +45,17 @@ async function readSettings(argv: string[]): Promise<Settings> {
   const maxTokens = numberFlag('max-tokens', raw['max-tokens'], { integer: true, min: 1, max: 4096 });
   // What the edge's completions API takes (edge/request-schema.ts).
   const speculation = choiceFlag('speculation', raw.speculation, ['auto', 'off'] as const);
-  const workload = await loadWorkload(path.join(sharedDir, 'workloads/dev-sessions.jsonl'));
+  const workload = await loadWorkload(sharedFile('workloads/dev-sessions.jsonl'));
   if (requests > workload.length) throw new CliError(`--requests must be at most ${workload.length} (the workload's prompts), not ${requests}`);
   const sessions = workload.slice(0, requests);
   return { delayMs, maxTokens, speculation, json: raw.json, sessions };
 }
 
-const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(sharedDir, 'models/stories260K/tok512.bin'))));
+// Read on first use, inside runBenchmark: a missing file is then said in one line, not thrown at module load.
+let loaded: ReturnType<typeof loadTokenizer> | null = null;
+const tokenizer = {
+  encode: (text: string): number[] => (loaded ??= loadTokenizer(new Uint8Array(readFileSync(sharedFile('models/stories260K/tok512.bin'))))).encode(text),
+};
 
 interface Sample {
   tokens: number;
@@ -155,8 +159,8 @@ await runBenchmark(async () => {
   const { delayMs, sessions } = settings;
   const token = generatePoolToken();
   const pool = await startPool({
-    model: path.join(sharedDir, 'models/stories260K/stories260K.bin'),
-    tokenizer: path.join(sharedDir, 'models/stories260K/tok512.bin'),
+    model: sharedFile('models/stories260K/stories260K.bin'),
+    tokenizer: sharedFile('models/stories260K/tok512.bin'),
     token,
   });
   const target = { host: '127.0.0.1', port: Number(new URL(pool.url).port) };

@@ -17,7 +17,7 @@ import type { PoolEvent } from '../shared/protocol';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { parsePoolUrl } from '../gpu-pool/cli/pool-url-flag';
 import { numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
-import { sharedDir } from './stack';
+import { sharedFile } from './stack';
 
 interface Outcome {
   ids: number[];
@@ -49,8 +49,8 @@ await runBenchmark(async () => {
   await info.body?.cancel();
   if (info.status === 401) throw new CliError(`${pool} refused the token: set SSSD_POOL_TOKEN to the pool's`);
   if (!info.ok) throw new CliError(`${pool}/v1/info answered ${info.status}`);
-  const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(sharedDir, 'models/stories260K/tok512.bin'))));
-  const prompts = (await loadWorkload(path.join(sharedDir, 'workloads/dev-sessions.jsonl'))).slice(0, promptCount).map((r) => tokenizer.encode(r.prompt, { bos: true }));
+  const tokenizer = loadTokenizer(new Uint8Array(readFileSync(sharedFile('models/stories260K/tok512.bin'))));
+  const prompts = (await loadWorkload(sharedFile('workloads/dev-sessions.jsonl'))).slice(0, promptCount).map((r) => tokenizer.encode(r.prompt, { bos: true }));
 
   let serial = 0;
   const run = async (body: Record<string, unknown>): Promise<Outcome> => {

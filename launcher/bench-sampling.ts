@@ -4,7 +4,7 @@
  * without top-p. The logits are those of sampled continuations of the
  * development workload's first prompts.
  * Usage: npx tsx launcher/bench-sampling.ts [--prompts N] [--tokens N] [--rounds N]
- * Needs the development data beside the repository (../sharedDir).
+ * Needs the development data beside the repository (../shared, or SSSD_SHARED_DIR).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -16,7 +16,7 @@ import { sampleWithNoise } from '../gpu-pool/runtime/sampling';
 import { GumbelNoise } from '../shared/sampling/gumbel-noise';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import { numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
-import { sharedDir } from './stack';
+import { sharedFile } from './stack';
 
 await runBenchmark(async () => {
   const values = parseBenchFlags(
@@ -31,10 +31,10 @@ await runBenchmark(async () => {
   const promptCount = numberFlag('prompts', values.prompts, { integer: true, min: 1 });
   const tokens = numberFlag('tokens', values.tokens, { integer: true, min: 1, max: 4096 });
   const rounds = numberFlag('rounds', values.rounds, { integer: true, min: 1 });
-  const tokenizer = loadTokenizer(new Uint8Array(readFileSync(path.join(sharedDir, 'models/stories260K/tok512.bin'))));
-  const prompts = (await loadWorkload(path.join(sharedDir, 'workloads/dev-sessions.jsonl'))).slice(0, promptCount).map((r) => tokenizer.encode(r.prompt, { bos: true }));
+  const tokenizer = loadTokenizer(new Uint8Array(readFileSync(sharedFile('models/stories260K/tok512.bin'))));
+  const prompts = (await loadWorkload(sharedFile('workloads/dev-sessions.jsonl'))).slice(0, promptCount).map((r) => tokenizer.encode(r.prompt, { bos: true }));
 
-  const runner = await ModelRunner.create(await loadModel(path.join(sharedDir, 'models/stories260K/stories260K.bin')));
+  const runner = await ModelRunner.create(await loadModel(sharedFile('models/stories260K/stories260K.bin')));
   const logits: Float32Array[] = [];
   for (const [i, promptIds] of prompts.entries()) {
     await generate(runner, [{ promptIds, maxTokens: tokens, temperature: 1, seed: 5 + i }], {

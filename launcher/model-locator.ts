@@ -30,6 +30,8 @@ const defaultSha256 = {
 
 export interface LocateOptions {
   repoRoot: string;
+  /** The development data (default: `../shared` beside the repository); `up` passes SSSD_SHARED_DIR's. */
+  sharedDir?: string;
   env?: NodeJS.ProcessEnv;
   /** Base URL of the public copy (tests point it at an unreachable address). */
   modelHome?: string;
@@ -99,7 +101,7 @@ function sameFile(a: string, b: string): boolean {
 
 export async function locateModel(opts: LocateOptions): Promise<ModelFiles> {
   const env = opts.env ?? process.env;
-  const shared = path.resolve(opts.repoRoot, '..', 'shared', 'models');
+  const shared = path.join(opts.sharedDir ?? path.resolve(opts.repoRoot, '..', 'shared'), 'models');
   const local = path.join(opts.repoRoot, '.models');
   if (env.SSSD_MODEL) {
     const model = path.resolve(env.SSSD_MODEL);

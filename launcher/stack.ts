@@ -5,7 +5,7 @@
  * (mode 0600, outside git), never the command line.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,16 @@ import { CliError } from '../gpu-pool/cli/cli-error';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** The read-only development data beside the repository (models, workloads); SSSD_SHARED_DIR overrides. */
-export const sharedDir = process.env.SSSD_SHARED_DIR ?? path.resolve(repoRoot, '..', 'shared');
+export const sharedDir = process.env.SSSD_SHARED_DIR ? path.resolve(process.env.SSSD_SHARED_DIR) : path.resolve(repoRoot, '..', 'shared');
+
+/** A file of the development data, said plainly where it is missing (the bench scripts ended in a raw ENOENT stack). */
+export function sharedFile(relative: string): string {
+  const file = path.join(sharedDir, relative);
+  if (!existsSync(file)) {
+    throw new CliError(`development data not found: ${file} (the benchmarks read the team's data beside the repository, ../shared, or where SSSD_SHARED_DIR names)`);
+  }
+  return file;
+}
 
 export interface PoolOptions {
   model: string;

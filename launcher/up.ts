@@ -12,7 +12,7 @@ import { DEFAULT_DRAIN_SECONDS, poolStopGraceMs } from '../gpu-pool/cli/pool-dra
 import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { locateModel } from './model-locator';
 import { isPortFree, ServiceExitedError, spawnService } from './service-process';
-import { edgeDevtoolsFromEnv, edgeVarProblem, repoRoot, startStack, type RunningStack } from './stack';
+import { edgeDevtoolsFromEnv, edgeVarProblem, repoRoot, sharedDir, startStack, type RunningStack } from './stack';
 import { EDGE_TUNING_VARS, invalidEdgeVars } from '../edge/edge-config';
 
 export interface UpOptions {
@@ -61,7 +61,7 @@ export async function ensureDefaultDatastore(
   log: (line: string) => void,
   where: { corpus?: string; samples?: number } = {},
 ): Promise<string> {
-  const corpus = where.corpus ?? path.resolve(repoRoot, '..', 'shared', 'workloads', 'datastore-corpus.jsonl');
+  const corpus = where.corpus ?? path.join(sharedDir, 'workloads', 'datastore-corpus.jsonl');
   const samples = where.samples ?? DEFAULT_SELF_SAMPLES;
   const hasCorpus = existsSync(corpus);
   if (!hasCorpus && !withSelf) {
@@ -279,6 +279,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   try {
     files = await locateModel({
       repoRoot,
+      sharedDir,
       env: { ...env, ...(opts.model ? { SSSD_MODEL: opts.model } : {}), ...(opts.tokenizer ? { SSSD_TOKENIZER: opts.tokenizer } : {}) },
       log,
     });
@@ -339,7 +340,9 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   log('');
   log(`  demo page  ${stack.edgeUrl}/#key=${encodeURIComponent(devKey)}`);
   log(`  API        ${stack.edgeUrl}/v1  (OpenAI-compatible; Authorization: Bearer ${devKey})`);
-  log(`  pool       ${stack.poolUrl}  (metrics at ${stack.poolUrl}/metrics)`);
+  // The pool's own tools (bench-serve, soak) need its token; one made for this run is never shown or written out.
+  const tokenNote = env.SSSD_POOL_TOKEN ? 'its /v1 routes take your SSSD_POOL_TOKEN' : 'its /v1 routes take a token made for this run; set SSSD_POOL_TOKEN before starting to point bench-serve or soak at it';
+  log(`  pool       ${stack.poolUrl}  (metrics at ${stack.poolUrl}/metrics; ${tokenNote})`);
   if (stack.edge.inspectorPort !== null) log(`  devtools   chrome://inspect, target 127.0.0.1:${stack.edge.inspectorPort} (SSSD_EDGE_DEVTOOLS=1)`);
   log('');
   log('Ctrl-C stops both.');

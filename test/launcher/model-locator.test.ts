@@ -26,6 +26,12 @@ describe('locateModel', () => {
     expect(files.model).toBe(models.stories260K.checkpoint);
   });
 
+  it('uses the development copy where SSSD_SHARED_DIR puts it, wherever the repository is', async () => {
+    const files = await locateModel({ repoRoot: emptyRepo(), sharedDir: path.resolve(path.dirname(models.stories260K.checkpoint), '..', '..'), env: {}, modelHome: 'http://127.0.0.1:1' });
+    expect(files.origin).toBe('shared');
+    expect(files.model).toBe(models.stories260K.checkpoint);
+  });
+
   it('explains what to do when the model can be neither found nor fetched', async () => {
     const err = await locateModel({ repoRoot: emptyRepo(), env: {}, modelHome: 'http://127.0.0.1:1' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CliError);
