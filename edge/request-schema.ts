@@ -173,6 +173,9 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) =>
   bad_words: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
   truncate_prompt_tokens: { neutral: () => false, hint: 'null' },
   prompt_logprobs: { neutral: () => false, hint: 'null (completions: echo with logprobs scores the prompt)' },
+  // A completion's prompt always starts with the model's BOS, as vLLM's does by default; false (no BOS) was ignored.
+  add_special_tokens: { neutral: (v) => v === true, hint: 'true (send the prompt as token ids to leave BOS out)' },
+  return_tokens_as_token_ids: { neutral: (v) => v === false, hint: 'false' },
 };
 
 /** Completions' fields that chat does not have: refused there the same way. */
@@ -184,6 +187,8 @@ const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknow
   chat_template_kwargs: { neutral: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0, hint: 'empty' },
   add_generation_prompt: { neutral: (v) => v === true, hint: 'true' },
   continue_final_message: { neutral: (v) => v === false, hint: 'false' },
+  // The chat template places BOS itself; vLLM's default for chat is false, and either is taken.
+  add_special_tokens: { neutral: (v) => typeof v === 'boolean', hint: 'true or false' },
 };
 
 /** Throws a 400 (`unsupported_parameter`) for the first parameter of the endpoint's list sent at a value other than its neutral one. */

@@ -46,6 +46,9 @@ describe('OpenAI parameters this server does not implement', () => {
       ['bad_words', ['dog']],
       ['truncate_prompt_tokens', 100],
       ['prompt_logprobs', 1],
+      // A prompt without BOS, and tokens named by id: silently ignored before, a vLLM user got other text or names.
+      ['add_special_tokens', false],
+      ['return_tokens_as_token_ids', true],
     ];
     for (const [name, value] of asked) {
       const err = refusal({ [name]: value });
@@ -71,6 +74,8 @@ describe('OpenAI parameters this server does not implement', () => {
       include_stop_str_in_output: false,
       min_p: 0,
       use_beam_search: false,
+      add_special_tokens: true,
+      return_tokens_as_token_ids: false,
     };
     expect(refusal(neutral)).toBeNull();
     expect(refusal(Object.fromEntries(Object.keys(neutral).map((k) => [k, null])))).toBeNull();
@@ -106,6 +111,8 @@ describe('OpenAI parameters this server does not implement', () => {
       expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, [name]: value }, 'chat'), name).toThrow(expect.objectContaining({ param: name, code: 'unsupported_parameter' }));
     }
     expect(parseOpenAiBody(chatRequestSchema, { ...chat, add_generation_prompt: true, continue_final_message: false, chat_template_kwargs: {} }, 'chat').messages).toHaveLength(1);
+    // The template places BOS itself: chat takes add_special_tokens either way, as vLLM's chat defaults to false.
+    for (const add of [true, false]) expect(parseOpenAiBody(chatRequestSchema, { ...chat, add_special_tokens: add }, 'chat').messages).toHaveLength(1);
     expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, echo: true }, 'chat')).toThrow(expect.objectContaining({ param: 'echo', code: 'unsupported_parameter' }));
     expect(parseOpenAiBody(chatRequestSchema, { ...chat, echo: false }, 'chat').messages).toHaveLength(1);
     expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', echo: true }).echo).toBe(true);
