@@ -127,11 +127,14 @@ export class KeyLimiter {
     bucket.tokens = Math.min(rpm, bucket.tokens + (now - bucket.updatedMs) * perMs);
     bucket.updatedMs = now;
     const tokens = bucket.tokens;
+    // The wait for a rate token, counted for a concurrency refusal too: told only the slot's 1 s, a client whose
+    // bucket was empty met a second 429 saying 20 s.
+    const rateWaitS = tokens < 1 ? Math.ceil((1 - tokens) / perMs / 1000) : 0;
     if (bucket.leases.size >= concurrency) {
       for (const [id, seen] of bucket.leases) if (now - seen > leaseMs) bucket.leases.delete(id);
-      if (bucket.leases.size >= concurrency) return { ok: false, retryAfterS: slotFreeInS(bucket.leases, now, leaseMs), reason: 'concurrency', quota: quotaOf(rpm, tokens) };
+      if (bucket.leases.size >= concurrency) return { ok: false, retryAfterS: Math.max(slotFreeInS(bucket.leases, now, leaseMs), rateWaitS), reason: 'concurrency', quota: quotaOf(rpm, tokens) };
     }
-    if (tokens < 1) return { ok: false, retryAfterS: Math.ceil((1 - tokens) / perMs / 1000), reason: 'rate', quota: quotaOf(rpm, tokens) };
+    if (tokens < 1) return { ok: false, retryAfterS: rateWaitS, reason: 'rate', quota: quotaOf(rpm, tokens) };
     bucket.tokens = tokens - 1;
     const leases = bucket.leases;
     const ids: number[] = [];

@@ -17,6 +17,25 @@ describe('KeyLimiter', () => {
     expect(limiter.acquire('k', 3, 10).ok).toBe(true);
   });
 
+  it('tells a request refused for its slots the wait for a rate token too, where that is longer', () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now);
+    // rpm 3, one slot: two requests end, a third holds the slot and spends the last token.
+    for (let i = 0; i < 2; i++) {
+      const a = limiter.acquire('k', 3, 1);
+      if (a.ok) a.release();
+    }
+    const held = limiter.acquire('k', 3, 1);
+    expect(held.ok).toBe(true);
+    const refused = limiter.acquire('k', 3, 1);
+    expect(refused).toMatchObject({ ok: false, reason: 'concurrency' });
+    // A slot in 1 s, a token in 20: told 20, so a client that waits as told is not refused again.
+    if (!refused.ok) expect(refused.retryAfterS).toBe(20);
+    if (held.ok) held.release();
+    now += 20_000;
+    expect(limiter.acquire('k', 3, 1).ok).toBe(true);
+  });
+
   it('limits requests in flight and frees a slot on release (once)', () => {
     const limiter = new KeyLimiter(() => 0);
     const first = limiter.acquire('k', 100, 1);
