@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { describeValue, isNonNegativeInteger, logitBiasSchema } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
-import { badRequest, type ApiError } from './api-error';
+import { badRequest, TooManyChoicesError, type ApiError } from './api-error';
 
 // A lone surrogate (half of a character) never occurs in decoded text; matched on UTF-16 units, it stopped
 // a reply in the middle of an emoji and left half of it at the end.
@@ -241,5 +241,7 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   // Bounded: a path holds the client's own keys (a 1 MB logit_bias key came back twice in a 2 MB error).
   const param = issue && issue.path.length > 0 ? clipped(issue.path.map(String).join('.'), 100) : null;
   const message = issue ? clipped(`${param ? `${param}: ` : ''}${issue.message}`, 500) : 'Invalid request body.';
+  // More choices than any request may ask: too much at once, not too often, so its rate token comes back (TooManyChoicesError).
+  if (param === 'n' && issue?.code === 'too_big') throw new TooManyChoicesError(message);
   throw badRequest(message, param, 'invalid_value') satisfies ApiError;
 }

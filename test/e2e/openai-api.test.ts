@@ -752,8 +752,9 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(tooMany.json.error?.message).toMatch(/n is 2, more than the 1 generations this key may run at once/);
     expect((await post('/v1/completions', body, ONE_SLOT_KEY)).status).toBe(200);
     // ... and spends none of the key's rate: two such refusals, and the key's two requests a minute are still whole.
-    for (let i = 0; i < 2; i++) {
-      const refused = await post('/v1/completions', { ...body, n: 2 }, N_REFUSED_KEY);
+    // So is one past the n any request may ask (8), refused by the request's schema rather than the key's slots.
+    for (const n of [2, 9]) {
+      const refused = await post('/v1/completions', { ...body, n }, N_REFUSED_KEY);
       expect(refused.status).toBe(400);
       expect(refused.headers.get('x-ratelimit-remaining-requests')).toBe('2');
     }
