@@ -132,6 +132,8 @@ export function combinedUsage(usages: readonly CompletionUsage[]): CompletionUsa
 
 export interface CompletionSummary {
   finishReason: 'stop' | 'length';
+  /** vLLM's `stop_reason`: the stop string the text ended at; null at the model's end token or a length. */
+  stopReason: string | null;
   usage: CompletionUsage;
 }
 
@@ -335,7 +337,7 @@ export class CompletionRun {
       this.saveCache();
       this.finish();
     }
-    return { finishReason, usage: this.usage(poolUsage) };
+    return { finishReason, stopReason: finishReason === 'stop' ? assembler.stopString : null, usage: this.usage(poolUsage) };
   }
 
   /** 'stop' or 'length' when the output received so far is a whole generation (its pool failed before saying so); else null. */

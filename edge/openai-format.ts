@@ -219,9 +219,10 @@ export function textChunk(meta: ResponseMeta, segments: readonly SourcedText[], 
   return chunk(meta, [meta.sources ? { ...choice, sssd_sources: segments.map((s) => ({ text: s.text, source: s.source })) } : choice]);
 }
 
-export function finishChunk(meta: ResponseMeta, finishReason: string, index = 0): object {
+/** A choice's last chunk; `stopReason` is vLLM's `stop_reason` (the stop string it ended at, else null). */
+export function finishChunk(meta: ResponseMeta, finishReason: string, index = 0, stopReason: string | null = null): object {
   const content = meta.kind === 'chat' ? { delta: {} } : { text: '' };
-  return chunk(meta, [{ index, ...content, logprobs: null, finish_reason: finishReason }]);
+  return chunk(meta, [{ index, ...content, logprobs: null, finish_reason: finishReason, stop_reason: stopReason }]);
 }
 
 export function usageChunk(meta: ResponseMeta, usage: CompletionUsage): object {
@@ -232,6 +233,8 @@ export function usageChunk(meta: ResponseMeta, usage: CompletionUsage): object {
 export interface WholeChoice {
   text: string;
   finishReason: string;
+  /** vLLM's `stop_reason`: the stop string the choice ended at, else null. */
+  stopReason: string | null;
   tokens: readonly TokenLogprob[];
   logprobs?: LogprobsFormatter;
 }
@@ -248,6 +251,7 @@ export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[
       ...(chat ? { message: { role: 'assistant', content: c.text, refusal: null } } : { text: c.text }),
       logprobs: c.logprobs ? c.logprobs.format(c.tokens) : null,
       finish_reason: c.finishReason,
+      stop_reason: c.stopReason,
     })),
     usage,
   };

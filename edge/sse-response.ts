@@ -186,7 +186,7 @@ export function streamResponse(
         if (next.done) {
           pending.delete(index);
           usages[index] = next.value.usage;
-          send(finishChunk(meta, next.value.finishReason, index));
+          send(finishChunk(meta, next.value.finishReason, index, next.value.stopReason));
           continue;
         }
         send(textChunk(meta, next.value, index, formatters[index]));
@@ -320,7 +320,7 @@ export async function wholeCompletion(runs: readonly CompletionRun[], meta: Resp
         for (;;) {
           const next = await generator.next();
           if (next.done) {
-            const choice: WholeChoice = { text: parts.join(''), finishReason: next.value.finishReason, tokens, logprobs: i === 0 ? meta.logprobs : meta.logprobs?.another() };
+            const choice: WholeChoice = { text: parts.join(''), finishReason: next.value.finishReason, stopReason: next.value.stopReason, tokens, logprobs: i === 0 ? meta.logprobs : meta.logprobs?.another() };
             return { choice, usage: next.value.usage };
           }
           parts.push(joinText(next.value));

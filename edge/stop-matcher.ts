@@ -6,6 +6,8 @@
 export class StopMatcher {
   private held = '';
   private readonly maxLen: number;
+  /** The stop string that ended the text (the earliest found; of two at one place, the first listed); null until one does. */
+  matched: string | null = null;
 
   constructor(private readonly stops: readonly string[]) {
     this.maxLen = stops.reduce((m, s) => Math.max(m, s.length), 0);
@@ -18,7 +20,10 @@ export class StopMatcher {
     let stopAt = -1;
     for (const stop of this.stops) {
       const at = pending.indexOf(stop);
-      if (at >= 0 && (stopAt < 0 || at < stopAt)) stopAt = at;
+      if (at >= 0 && (stopAt < 0 || at < stopAt)) {
+        stopAt = at;
+        this.matched = stop;
+      }
     }
     if (stopAt >= 0) {
       this.held = '';

@@ -72,6 +72,11 @@ export class TokenTextAssembler {
     return this.stoppedAlready;
   }
 
+  /** The stop string that ended the text; null while none has (vLLM's `stop_reason`). */
+  get stopString(): string | null {
+    return this.matcher.matched;
+  }
+
   /** `logprobs[i]` (when given) travels with the text of `ids[i]`. */
   push(ids: ArrayLike<number>, sources: ArrayLike<TokenSource>, logprobs?: readonly TokenLogprob[]): AssembledText {
     const segments: SourcedText[] = [];

@@ -83,11 +83,12 @@ async function post(path: string, body: unknown, key: string | null = stack.devK
   return { status: res.status, headers: res.headers, json: (await res.json()) as never };
 }
 
-async function streamCompletion(params: Record<string, unknown>, c: OpenAI = client): Promise<{ text: string; chunks: string[]; segmentsPerChunk: number[]; finish: string | null; usage: UsageWithSpeculation | null }> {
+async function streamCompletion(params: Record<string, unknown>, c: OpenAI = client): Promise<{ text: string; chunks: string[]; segmentsPerChunk: number[]; finish: string | null; stopReason: string | null | undefined; usage: UsageWithSpeculation | null }> {
   const stream = await c.completions.create({ model, stream: true, stream_options: { include_usage: true, sources: true }, ...params } as unknown as OpenAI.CompletionCreateParamsStreaming);
   const chunks: string[] = [];
   const segmentsPerChunk: number[] = [];
   let finish: string | null = null;
+  let stopReason: string | null | undefined;
   let usage: UsageWithSpeculation | null = null;
   for await (const chunk of stream) {
     if (chunk.choices[0]) {
@@ -95,10 +96,11 @@ async function streamCompletion(params: Record<string, unknown>, c: OpenAI = cli
       const sources = (chunk.choices[0] as { sssd_sources?: unknown[] }).sssd_sources;
       if (sources) segmentsPerChunk.push(sources.length);
       finish = chunk.choices[0].finish_reason ?? finish;
+      if (chunk.choices[0].finish_reason) stopReason = (chunk.choices[0] as { stop_reason?: string | null }).stop_reason;
     }
     if (chunk.usage) usage = chunk.usage as UsageWithSpeculation;
   }
-  return { text: chunks.join(''), chunks, segmentsPerChunk, finish, usage };
+  return { text: chunks.join(''), chunks, segmentsPerChunk, finish, stopReason, usage };
 }
 
 describe('OpenAI-compatible API on the edge', () => {
@@ -474,12 +476,19 @@ describe('OpenAI-compatible API on the edge', () => {
       const streamed = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, stop: [stop, 'zzz'], speculation, user: `stop-${speculation}` });
       expect(streamed.text).toBe(expected);
       expect(streamed.finish).toBe('stop');
+      // vLLM's stop_reason: which stop string ended it.
+      expect(streamed.stopReason).toBe(stop);
       for (const chunk of streamed.chunks) expect(stop.startsWith(chunk) && chunk.length > 0).toBe(false);
       expect(streamed.usage!.completion_tokens).toBeLessThan(80);
     }
     const whole = await client.completions.create({ model, prompt: PROMPT, max_tokens: 80, temperature: 0, stop });
     expect(whole.choices[0].text).toBe(expected);
     expect(whole.choices[0].finish_reason).toBe('stop');
+    expect((whole.choices[0] as { stop_reason?: string | null }).stop_reason).toBe(stop);
+    // Ended by the model's end token or a length: no stop string, null (as vLLM's).
+    const ended = await client.completions.create({ model, prompt: PROMPT, max_tokens: 3, temperature: 0, stop: ['zzz'] });
+    expect(ended.choices[0].finish_reason).toBe('length');
+    expect((ended.choices[0] as { stop_reason?: string | null }).stop_reason).toBeNull();
     // A stop string completed only by the decoder's last held byte (a lone lead byte, U+FFFD) is a stop too.
     const held = { prompt: PROMPT, max_tokens: 1, temperature: 0, logit_bias: { '231': 100 }, stop: ['\ufffd'] };
     const flushed = await client.completions.create({ model, ...held });

@@ -29,6 +29,15 @@ describe('StopMatcher', () => {
     expect(feed(['dog', 'cat'], ['the cat and the dog'])).toEqual({ sent: 'the ', stopped: true });
   });
 
+  it('names the stop string it ended at (vLLM\'s stop_reason): the earliest, and of two at one place the first listed', () => {
+    const m = new StopMatcher(['dog', 'cat', 'ca']);
+    expect(m.matched).toBeNull();
+    expect(m.push('the c').stopped).toBe(false);
+    expect(m.matched).toBeNull();
+    expect(m.push('at and the dog').stopped).toBe(true);
+    expect(m.matched).toBe('cat');
+  });
+
   it('flushes held text at the end of the stream', () => {
     expect(feed(['Lily went'], ['and Lily'])).toEqual({ sent: 'and Lily', stopped: false });
   });
