@@ -145,7 +145,15 @@ export type ChatRequest = z.infer<typeof chatRequestSchema>;
  * ignoring, say, `best_of` or a JSON response format would answer a
  * different request than the one asked, with nothing to tell the caller so.
  */
-const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) => boolean; hint: string }>> = {
+type UnsupportedRule = { neutral: (value: unknown, body: Readonly<Record<string, unknown>>) => boolean; hint: string };
+
+/** A prompt given as token ids (or a list of one such list): taken as it is, no BOS added. */
+function isTokenIdPrompt(prompt: unknown): boolean {
+  const ids = (a: unknown): boolean => Array.isArray(a) && a.length > 0 && a.every((x) => typeof x === 'number');
+  return ids(prompt) || (Array.isArray(prompt) && prompt.length === 1 && ids(prompt[0]));
+}
+
+const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   best_of: { neutral: (v) => v === 1, hint: '1' },
   suffix: { neutral: (v) => v === '', hint: 'empty' },
   tools: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
@@ -174,12 +182,13 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) =>
   truncate_prompt_tokens: { neutral: () => false, hint: 'null' },
   prompt_logprobs: { neutral: () => false, hint: 'null (completions: echo with logprobs scores the prompt)' },
   // A completion's prompt always starts with the model's BOS, as vLLM's does by default; false (no BOS) was ignored.
-  add_special_tokens: { neutral: (v) => v === true, hint: 'true (send the prompt as token ids to leave BOS out)' },
+  // A prompt of token ids gets none either way, as vLLM takes it.
+  add_special_tokens: { neutral: (v, body) => v === true || isTokenIdPrompt(body.prompt), hint: 'true (send the prompt as token ids to leave BOS out)' },
   return_tokens_as_token_ids: { neutral: (v) => v === false, hint: 'false' },
 };
 
 /** Completions' fields that chat does not have: refused there the same way. */
-const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, { neutral: (v: unknown) => boolean; hint: string }>> = {
+const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   ...UNSUPPORTED_PARAMETERS,
   echo: { neutral: (v) => v === false, hint: 'false' },
   // vLLM's chat-template controls: the template is the model's own (docs/chat-template.md), always ending in the assistant's turn.
@@ -198,7 +207,7 @@ export function rejectUnsupportedParameters(body: unknown, endpoint: 'completion
   if (endpoint === 'chat') rejectNonTextParts((body as { messages?: unknown }).messages);
   for (const [name, value] of Object.entries(body)) {
     const rule = Object.hasOwn(rules, name) ? rules[name] : undefined;
-    if (rule && value !== null && value !== undefined && !rule.neutral(value)) {
+    if (rule && value !== null && value !== undefined && !rule.neutral(value, body as Record<string, unknown>)) {
       throw badRequest(`${name} is not supported by this server (leave it out, or send it as ${rule.hint})`, name, 'unsupported_parameter');
     }
   }

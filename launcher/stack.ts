@@ -15,8 +15,12 @@ import { poolStopGraceMs } from '../gpu-pool/cli/pool-drain';
 import { CliError } from '../gpu-pool/cli/cli-error';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-/** The read-only development data beside the repository (models, workloads); SSSD_SHARED_DIR overrides. */
-export const sharedDir = process.env.SSSD_SHARED_DIR ? path.resolve(process.env.SSSD_SHARED_DIR) : path.resolve(repoRoot, '..', 'shared');
+/** The read-only development data beside the repository (models, workloads); SSSD_SHARED_DIR overrides, taken from the current folder. */
+export function sharedDirFrom(env: NodeJS.ProcessEnv = process.env): string {
+  return env.SSSD_SHARED_DIR ? path.resolve(env.SSSD_SHARED_DIR) : path.resolve(repoRoot, '..', 'shared');
+}
+/** sharedDirFrom as the process starts (`up`, which may move to the folder `npm start` was typed in, asks again after). */
+export const sharedDir = sharedDirFrom();
 
 /** A file of the development data, said plainly where it is missing (the bench scripts ended in a raw ENOENT stack). */
 export function sharedFile(relative: string): string {

@@ -12,7 +12,7 @@ import { DEFAULT_DRAIN_SECONDS, poolStopGraceMs } from '../gpu-pool/cli/pool-dra
 import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { locateModel } from './model-locator';
 import { isPortFree, ServiceExitedError, spawnService } from './service-process';
-import { edgeDevtoolsFromEnv, edgeVarProblem, repoRoot, sharedDir, startStack, type RunningStack } from './stack';
+import { edgeDevtoolsFromEnv, edgeVarProblem, repoRoot, sharedDirFrom, startStack, type RunningStack } from './stack';
 import { EDGE_TUNING_VARS, invalidEdgeVars } from '../edge/edge-config';
 
 export interface UpOptions {
@@ -61,7 +61,7 @@ export async function ensureDefaultDatastore(
   log: (line: string) => void,
   where: { corpus?: string; samples?: number } = {},
 ): Promise<string> {
-  const corpus = where.corpus ?? path.join(sharedDir, 'workloads', 'datastore-corpus.jsonl');
+  const corpus = where.corpus ?? path.join(sharedDirFrom(), 'workloads', 'datastore-corpus.jsonl');
   const samples = where.samples ?? DEFAULT_SELF_SAMPLES;
   const hasCorpus = existsSync(corpus);
   if (!hasCorpus && !withSelf) {
@@ -218,7 +218,10 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   const env = process.env;
   // `npm start` runs in the package's folder whatever folder it was typed in, and says which in INIT_CWD: paths
   // are taken from there, as from `node bin/sssd.mjs up` run in that folder (they were taken from the repository).
-  if (env.npm_lifecycle_event === 'start' && env.INIT_CWD && existsSync(env.INIT_CWD)) process.chdir(env.INIT_CWD);
+  // Only this package's own `start`, run where npm put it: another package's start script that cd's here named its
+  // paths from here.
+  const ownStart = env.npm_lifecycle_event === 'start' && env.npm_package_json === path.join(repoRoot, 'package.json') && process.cwd() === repoRoot;
+  if (ownStart && env.INIT_CWD && existsSync(env.INIT_CWD)) process.chdir(env.INIT_CWD);
   // Paths are given from where `up` runs, and wrangler runs in the repository (the pool ran there too): made whole
   // (a relative datastore was found here and then not by the pool; a relative cache folder had its datastore
   // rebuilt at each start).
@@ -279,7 +282,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   try {
     files = await locateModel({
       repoRoot,
-      sharedDir,
+      sharedDir: sharedDirFrom(env),
       env: { ...env, ...(opts.model ? { SSSD_MODEL: opts.model } : {}), ...(opts.tokenizer ? { SSSD_TOKENIZER: opts.tokenizer } : {}) },
       log,
     });

@@ -10,15 +10,20 @@
 # files and the datastore `npm start` builds; PORT to a free one. Extra
 # bench-serve flags go in BENCH_FLAGS (e.g. BENCH_FLAGS=--json).
 set -euo pipefail
+# Paths given are taken from the caller's folder; the defaults from the repository (SSSD_SHARED_DIR: the data's).
+from=$PWD
+given() { case "$1" in /*|none) printf '%s' "$1" ;; *) printf '%s/%s' "$from" "$1" ;; esac; }
 cd "$(dirname "$0")/.."
+SHARED=${SSSD_SHARED_DIR:+$(cd "$from" && cd "$SSSD_SHARED_DIR" && pwd)}
+SHARED=${SHARED:-../shared}
 CONC=${1:-1,8,32,128}
 REPEAT=${2:-3}
 METHODS=${3:-off,pld,sssd}
 PORT=${PORT:-0}
-MODEL=${MODEL:-../shared/models/stories260K/stories260K.bin}
-TOKENIZER=${TOKENIZER:-../shared/models/stories260K/tok512.bin}
-WORKLOAD=${WORKLOAD:-../shared/workloads/dev-sessions.jsonl}
-DATASTORE=${DATASTORE:-.cache/datastore/stories260K.self.sssd-ds}
+MODEL=$( [ -n "${MODEL:-}" ] && given "$MODEL" || printf '%s' "$SHARED/models/stories260K/stories260K.bin")
+TOKENIZER=$( [ -n "${TOKENIZER:-}" ] && given "$TOKENIZER" || printf '%s' "$SHARED/models/stories260K/tok512.bin")
+WORKLOAD=$( [ -n "${WORKLOAD:-}" ] && given "$WORKLOAD" || printf '%s' "$SHARED/workloads/dev-sessions.jsonl")
+DATASTORE=$( [ -n "${DATASTORE:-}" ] && given "$DATASTORE" || printf '%s' ".cache/datastore/stories260K.self.sssd-ds")
 export SSSD_POOL_TOKEN=${SSSD_POOL_TOKEN:-bench-serve}
 
 datastore_flag=()

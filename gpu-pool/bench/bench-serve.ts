@@ -203,6 +203,9 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
         : null;
       bar?.start(count * opts.methods.length * repeats, 0);
       for (let replayIndex = 0, turn = 0; replayIndex < repeats; replayIndex++) {
+        // Each replay starts a pair of turns (methodOrder balances a pair): a level of an odd number of rounds
+        // started the next replay at an odd turn, whose pair with the one after put a method last twice.
+        turn += turn % 2;
         // User caches start empty at each level, and at each replay of it; so does the pool's draft cache, which
         // held every datastore lookup of the requests replayed (the warm-up rounds' and earlier levels' included).
         edge?.reset();

@@ -12,8 +12,8 @@ export function zeroPhases(): PhaseSeconds {
   return Object.fromEntries(SCHEDULER_PHASES.map((p) => [p, 0])) as PhaseSeconds;
 }
 
-// The phase label, and any others the pool adds (its model_name) after it.
-const SAMPLE = new RegExp(`^${PHASE_SECONDS_METRIC}\\{phase="([a-z]+)"(?:,[^}]*)?\\} (\\S+)$`);
+// The phase label, and any others the pool adds (its model_name) after it, whose quoted values may hold any character.
+const SAMPLE = new RegExp(`^${PHASE_SECONDS_METRIC}\\{phase="([a-z]+)"(?:,[a-zA-Z_]+="(?:[^"\\\\]|\\\\.)*")*\\} (\\S+)$`);
 
 /** The phase counters in a Prometheus text exposition; null when it has none (a pool without them). */
 export function parsePhaseSeconds(text: string): PhaseSeconds | null {

@@ -164,7 +164,7 @@ function switchFromEnv(name: string, raw: string | undefined): boolean | undefin
 }
 
 /** onnxruntime's words for a model file it cannot parse (truncated, overwritten), as against a provider that cannot start. */
-const UNREADABLE_GRAPH = /protobuf parsing failed|failed to load model|ModelProto|external data/i;
+const UNREADABLE_GRAPH = /protobuf parsing failed|failed to load model|ModelProto|external data|external initializer|out of bounds or can not be read/i;
 
 /** onnxruntime's intra-op threads: the flag's, else SSSD_THREADS, else 1 (what a run reports it used). */
 export function intraOpThreads(requested?: number): number {

@@ -143,7 +143,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly maxTreeNodes: number;
   private readonly eos: Set<number>;
   private reservedTokens = 0;
-  /** A step's wall time, smoothed (ms): what a busy answer's retry hint is counted in. */
   /** Recent steps' time (ms), for the busy hint: a median, since a fresh pool's first steps (compiling, the first prefill) ran 10-100x a later one's, and an average kept a hint of 6 s for a generation done in half a second. */
   private readonly stepMs = new RecentMedian(STEP_MS_SAMPLES);
   private steps = 0;

@@ -185,15 +185,18 @@ describe('sssd up', () => {
       expect(await new Promise((resolve) => relative.on('exit', resolve))).toBe(2);
       expect(said).toContain(`Datastore file ${path.join(elsewhere, 'here.sssd-ds')} does not exist`);
       // So under `npm start` typed in that folder: npm runs the script in the repository and names the folder in INIT_CWD.
-      const viaNpm = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', '--datastore', 'here.sssd-ds'], {
-        cwd: repoRoot,
-        env: { ...process.env, npm_lifecycle_event: 'start', INIT_CWD: elsewhere, SSSD_DATASTORE_SELF: 'off', SSSD_EDGE_PORT: String(await freePort()), SSSD_POOL_PORT: String(await freePort()) },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let viaNpmSaid = '';
-      viaNpm.stderr.on('data', (d: Buffer) => (viaNpmSaid += d.toString()));
-      expect(await new Promise((resolve) => viaNpm.on('exit', resolve))).toBe(2);
-      expect(viaNpmSaid).toContain(`Datastore file ${path.join(elsewhere, 'here.sssd-ds')} does not exist`);
+      // Another package's start script that cd's into the repository named its paths from there: taken from there.
+      for (const [packageJson, from] of [[path.join(repoRoot, 'package.json'), elsewhere], [path.join(elsewhere, 'package.json'), repoRoot]] as const) {
+        const viaNpm = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', '--datastore', 'here.sssd-ds'], {
+          cwd: repoRoot,
+          env: { ...process.env, npm_lifecycle_event: 'start', npm_package_json: packageJson, INIT_CWD: elsewhere, SSSD_DATASTORE_SELF: 'off', SSSD_EDGE_PORT: String(await freePort()), SSSD_POOL_PORT: String(await freePort()) },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let viaNpmSaid = '';
+        viaNpm.stderr.on('data', (d: Buffer) => (viaNpmSaid += d.toString()));
+        expect(await new Promise((resolve) => viaNpm.on('exit', resolve))).toBe(2);
+        expect(viaNpmSaid).toContain(`Datastore file ${path.join(from, 'here.sssd-ds')} does not exist`);
+      }
       // So do the pool's own flags: its speculative config is read from there (the pool looked in the repository).
       writeFileSync(path.join(elsewhere, 'spec.json'), '{"num_speculative_tokens": "many"}');
       const flagged = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', '--', '--speculative-config', '@spec.json'], {

@@ -11,7 +11,7 @@ function placeSums(from: number, count: number, list: readonly string[] = method
 }
 
 describe('methodOrder', () => {
-  it('gives every method the same mean place over two rounds, wherever the pair starts', () => {
+  it('gives every method the same mean place over each pair of turns (2k, 2k + 1)', () => {
     for (const from of [0, 2, 4]) expect(new Set(placeSums(from, 2).values())).toEqual(new Set([2]));
     expect(new Set(placeSums(0, 2, ['off', 'sssd']).values())).toEqual(new Set([1]));
   });

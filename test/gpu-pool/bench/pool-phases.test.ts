@@ -24,9 +24,12 @@ describe('pool phases', () => {
   });
 
   it("reads them whatever other labels the pool adds (its model_name)", async () => {
-    const metrics = new PoolMetrics(undefined, undefined, 'stories260K');
-    metrics.phase.forward.inc(1.5);
-    expect(parsePhaseSeconds((await metrics.render()).body)).toEqual({ draft: 0, forward: 1.5, accept: 0, between: 0, idle: 0 });
+    // A model's name is its file's or folder's: any character, '}' and quotes included.
+    for (const name of ['stories260K', 'my}model', 'say "hi", \\ok']) {
+      const metrics = new PoolMetrics(undefined, undefined, name);
+      metrics.phase.forward.inc(1.5);
+      expect(parsePhaseSeconds((await metrics.render()).body), name).toEqual({ draft: 0, forward: 1.5, accept: 0, between: 0, idle: 0 });
+    }
   });
 
   it('says none where the text has no phase counters (another server, an older pool)', () => {

@@ -158,11 +158,13 @@ export async function metricValue(pool: Pick<PoolProcess, 'url'>, name: string, 
 
 /** metricValue on a /metrics text already read. */
 export function seriesValue(text: string, name: string, labels = ''): number {
-  const wanted = labels ? labels.split(/,(?=[a-z_]+=")/) : [];
+  // Label pairs as written, quoted values whole (a value may hold ',' or '}').
+  const pairs = (l: string): string[] => [...l.matchAll(/[a-zA-Z_]+="(?:[^"\\]|\\.)*"/g)].map((p) => p[0]);
+  const wanted = pairs(labels);
   for (const line of text.split('\n')) {
-    const m = /^([^\s{]+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    const m = /^([^\s{]+)(?:\{((?:[a-zA-Z_]+="(?:[^"\\]|\\.)*",?)*)\})? (\S+)$/.exec(line);
     if (!m || m[1] !== name) continue;
-    const has = m[2] ? m[2].split(/,(?=[a-z_]+=")/) : [];
+    const has = pairs(m[2] ?? '');
     if (wanted.every((l) => has.includes(l))) return Number(m[3]);
   }
   return 0;
