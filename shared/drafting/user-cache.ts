@@ -115,8 +115,9 @@ export class UserCache {
       // isView, not instanceof: values may come from another realm (workerd, vm).
       if (!bytes || !ArrayBuffer.isView(bytes) || bytes.BYTES_PER_ELEMENT !== 1) return empty();
       if (bytes.byteLength < HEADER_BYTES || bytes.byteLength % 4 !== 0) return empty();
-      // Word views need 4-byte alignment; KV hands out fresh buffers, copy otherwise.
-      const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+      // Word views need 4-byte alignment; KV hands out fresh buffers, copy otherwise (a copy made by the
+      // constructor: a Node Buffer's slice() is a view at the same offset, and such a value decoded as empty).
+      const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
       const all = new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
       const version = all[1] & 0xffff;
       if (all[0] !== MAGIC || (version !== VERSION && version !== VERSION_NO_HISTORY)) return empty();

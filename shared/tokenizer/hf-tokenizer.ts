@@ -80,6 +80,31 @@ function templateBosId(processor: JsonValue | undefined): number | undefined {
   return Array.isArray(ids) && typeof ids[0] === 'number' ? ids[0] : undefined;
 }
 
+/** Most token ids a tokenizer.json may name, as a model's vocabulary (gpu-pool/model/hf-checkpoint.ts). */
+const MAX_TOKEN_ID = 1 << 22;
+
+/** Every id `model.vocab` and `added_tokens` give is an integer in [0, 2^22), and a vocab list holds [piece, score] pairs. */
+function checkTokenIds(json: ParsedJson): void {
+  const bad = (what: string, id: unknown): TokenizerFormatError =>
+    new TokenizerFormatError(`tokenizer.json: ${what} has id ${JSON.stringify(id) ?? String(id)}, not an integer in [0, ${MAX_TOKEN_ID})`);
+  const isId = (id: unknown): boolean => typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < MAX_TOKEN_ID;
+  const vocab: unknown = json.model?.vocab ?? {};
+  if (Array.isArray(vocab)) {
+    if (vocab.length > MAX_TOKEN_ID) throw new TokenizerFormatError(`tokenizer.json: model.vocab holds ${vocab.length} pieces, more than ${MAX_TOKEN_ID}`);
+    vocab.forEach((entry: unknown, i) => {
+      if (!Array.isArray(entry) || typeof entry[0] !== 'string') throw new TokenizerFormatError(`tokenizer.json: model.vocab[${i}] is not a [piece, score] pair`);
+    });
+  } else if (typeof vocab === 'object' && vocab !== null) {
+    for (const [name, id] of Object.entries(vocab)) if (!isId(id)) throw bad(`model.vocab's ${JSON.stringify(name.slice(0, 40))}`, id);
+  }
+  const added: unknown = json.added_tokens ?? [];
+  if (!Array.isArray(added)) throw new TokenizerFormatError('tokenizer.json: added_tokens is not a list');
+  added.forEach((t: unknown, i) => {
+    const id = typeof t === 'object' && t !== null ? (t as { id?: unknown }).id : undefined;
+    if (!isId(id)) throw bad(`added_tokens[${i}]`, id);
+  });
+}
+
 export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number;
@@ -90,6 +115,8 @@ export class HfTokenizer implements Tokenizer {
 
   constructor(source: string | Uint8Array | object, opts?: HfTokenizerOptions) {
     const json = parseJson(source);
+    // Before anything is built by id: one id of 2^31 made the tables below run the process out of memory.
+    checkTokenIds(json);
     try {
       this.library = new LibraryTokenizer(json, { clean_up_tokenization_spaces: false });
     } catch (err) {
@@ -121,6 +148,8 @@ export class HfTokenizer implements Tokenizer {
     if (bosId === undefined) {
       throw new TokenizerFormatError('tokenizer.json names no BOS token (<s>, <|begin_of_text|>, ...): pass bosId');
     }
+    // A post-processor's id is the file's word too: outside the vocabulary, every prompt began with it.
+    if (!Number.isInteger(bosId) || bosId < 0 || bosId >= size) throw new TokenizerFormatError(`tokenizer.json's BOS id ${bosId} is outside its ${size} tokens`);
     this.bosId = bosId;
     const eosId = findId(EOS_NAMES);
     this.eosIds = opts?.eosIds ?? (eosId === undefined || eosId === bosId ? [bosId] : [eosId, bosId]);

@@ -117,6 +117,21 @@ describe('UserCache', () => {
     expect(old[0].count).toBeLessThan(USER_CACHE_UNIT);
   });
 
+  it('decodes a value handed over at an unaligned offset, a Node Buffer view included (its slice() copies nothing)', () => {
+    const value = mergeIntoUserCache(null, tokenStream(seededRandom(5), 200, 30));
+    const entries = UserCache.decode(value).entryCount;
+    expect(entries).toBeGreaterThan(50);
+    const plain = new Uint8Array(value.byteLength + 1);
+    plain.set(value, 1);
+    const buffer = Buffer.alloc(value.byteLength + 1);
+    buffer.set(value, 1);
+    for (const view of [plain.subarray(1), buffer.subarray(1)]) {
+      expect(UserCache.decode(view).entryCount).toBe(entries);
+      // A merge into it keeps what it held.
+      expect(UserCache.decode(mergeIntoUserCache(view, [1, 2])).entryCount).toBeGreaterThanOrEqual(entries);
+    }
+  });
+
   it('newer material outweighs older for the same context', () => {
     let bytes: Uint8Array | null = null;
     for (let i = 0; i < 3; i++) bytes = mergeIntoUserCache(bytes, [1, 7, 8, 9]);

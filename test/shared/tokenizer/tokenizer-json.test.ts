@@ -96,4 +96,29 @@ describe('tokenizer.json converted from llama2.c', () => {
     expect(() => loadTokenizer(new TextEncoder().encode('{"version": "1.0"}'))).toThrow(/no "model" object/);
     expect(() => loadTokenizer(new TextEncoder().encode('{"model": {"type": "BPE"}}'))).toThrow(/model\.vocab/);
   });
+
+  it('refuses token ids no vocabulary has, before building tables by them (one id of 2^31 ran the pool out of memory)', () => {
+    const base = JSON.parse(json512) as { added_tokens: Array<Record<string, unknown>>; model: { vocab: unknown }; post_processor?: unknown };
+    const variant = (change: (j: typeof base) => void): Uint8Array => {
+      const j = JSON.parse(json512) as typeof base;
+      change(j);
+      return new TextEncoder().encode(JSON.stringify(j));
+    };
+    const cases: Array<[(j: typeof base) => void, RegExp]> = [
+      [(j) => j.added_tokens.push({ id: 2 ** 31, content: '<x>', special: true }), /added_tokens\[\d+\] has id 2147483648, not an integer/],
+      [(j) => j.added_tokens.push({ content: '<y>', special: true }), /added_tokens\[\d+\] has id undefined/],
+      [(j) => j.added_tokens.push({ id: 2.5, content: '<z>', special: true }), /has id 2\.5/],
+    ];
+    for (const [change, said] of cases) {
+      const t0 = performance.now();
+      expect(() => loadTokenizer(variant(change))).toThrow(said);
+      expect(performance.now() - t0).toBeLessThan(2000);
+    }
+    // A post-processor naming a BOS id past the vocabulary began every prompt with it.
+    const vocab = JSON.parse(json512) as { post_processor?: unknown };
+    if (vocab.post_processor) {
+      const outside = JSON.stringify(vocab).replace(/"ids":\[1\]/g, '"ids":[1000000000]');
+      expect(() => loadTokenizer(new TextEncoder().encode(outside))).toThrow(/BOS id 1000000000 is outside its 512 tokens/);
+    }
+  });
 });
