@@ -15,8 +15,10 @@
  * where the n-gram table does as well, so they are not drafted this way.
  *
  * Cost: one pass over the history, extending only where the last token
- * matches, each extension at most `maxLength`: ~2,048 × (1 + a few) word
- * compares; no allocation.
+ * matches and the run could beat the longest so far, each extension at most
+ * `maxLength`: ~2,048 × (1 + a few) word compares; no allocation. (Without
+ * the check against the longest, a history of one token repeated, at the
+ * largest SSSD_USER_CACHE_HISTORY_TOKENS, took 165-230 ms a draft.)
  */
 import { HISTORY_SEPARATOR } from './user-cache';
 
@@ -43,6 +45,10 @@ export function longestHistoryMatch(history: Uint32Array, context: ArrayLike<num
     if (history[i] !== last) continue;
     const after = history[i + 1];
     if (after === HISTORY_SEPARATOR) continue;
+    // Only a run longer than the best so far counts (ties go to the later one, found first), so it must match at
+    // the best's length too: checked first, a history of one token repeated cost ~63 compares per position.
+    const best = out.length;
+    if (best > 0 && (i - best < 0 || history[i - best] !== context[n - 1 - best])) continue;
     let m = 1;
     while (m < limit && i - m >= 0 && history[i - m] === context[n - 1 - m]) m++;
     if (m > out.length) {

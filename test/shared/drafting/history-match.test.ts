@@ -39,6 +39,43 @@ describe('longestHistoryMatch', () => {
   });
 });
 
+/** The definition, by brute force: the longest run (latest on ties) ending at i with a token after it in the same request. */
+function bruteForce(history: Uint32Array, context: number[], maxLength: number): { length: number; next: number } {
+  let best = { length: 0, next: -1 };
+  for (let i = history.length - 2; i >= 0; i--) {
+    if (history[i + 1] === SEP) continue;
+    let m = 0;
+    while (m < Math.min(maxLength, context.length) && i - m >= 0 && history[i - m] === context[context.length - 1 - m]) m++;
+    if (m > best.length) best = { length: m, next: i + 1 };
+  }
+  return best;
+}
+
+describe('longestHistoryMatch against its definition', () => {
+  it('finds what brute force finds, on random histories over a few tokens (long runs and many ties)', () => {
+    let seed = 7;
+    const rand = (k: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) % k);
+    for (let round = 0; round < 2000; round++) {
+      const history = Uint32Array.from({ length: 1 + rand(120) }, () => (rand(12) === 0 ? SEP : rand(3)));
+      const context = Array.from({ length: 1 + rand(20) }, () => rand(3));
+      const maxLength = 1 + rand(24);
+      const m = match();
+      longestHistoryMatch(history, context, maxLength, m);
+      expect(m, `round ${round}`).toEqual(bruteForce(history, context, maxLength));
+    }
+  });
+
+  it('stays one pass over a history of one token repeated (the longest allowed history took 165-230 ms a draft)', () => {
+    const history = new Uint32Array(1 << 20).fill(7);
+    const context = [9, ...Array.from({ length: 63 }, () => 7)];
+    const m = match();
+    const t0 = performance.now();
+    longestHistoryMatch(history, context, 64, m);
+    expect(performance.now() - t0).toBeLessThan(60);
+    expect(m).toEqual({ length: 63, next: history.length - 1 });
+  });
+});
+
 describe('chainTrust', () => {
   it('is 0 below the shortest match worth a chain, then grows with the match and stays below 1', () => {
     expect(chainTrust(MIN_CHAIN_MATCH - 1)).toBe(0);
