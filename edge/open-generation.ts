@@ -85,8 +85,21 @@ export async function openGeneration(
       let events: AsyncGenerator<PoolEvent>;
       // A pool known down (its health check failed), or not heard from since another went silent, is still tried
       // but not waited on for the whole window; one that goes silent past it is noted (the others are doubted then).
-      const watch = new StallWatch(stallMs, signal, picker.doubted(client.baseUrl) ? Math.min(stallMs, DOWN_POOL_ANSWER_MS) : undefined, () =>
-        picker.noteStalled(client.baseUrl),
+      const downWindowMs = Math.min(stallMs, DOWN_POOL_ANSWER_MS);
+      const watch = new StallWatch(
+        stallMs,
+        signal,
+        picker.doubted(client.baseUrl) ? downWindowMs : undefined,
+        () => picker.noteStalled(client.baseUrl),
+        // While no event has come: the health checks that fall due go on (their answers land later), and a pool
+        // they find down gets the short window.
+        {
+          firstMs: downWindowMs,
+          doubted: () => {
+            void picker.checkHealth(waitUntil).catch(() => undefined);
+            return picker.doubted(client.baseUrl);
+          },
+        },
       );
       try {
         events = watch.watch(await client.generate(request, watch.signal));

@@ -12,6 +12,9 @@
  */
 import type { PoolEvent } from '../shared/protocol';
 
+/** How often a stream not yet heard from asks whether its pool is now known down. */
+const RECHECK_MS = 1_000;
+
 export class StallWatch {
   private readonly controller = new AbortController();
   private last = Date.now();
@@ -23,6 +26,8 @@ export class StallWatch {
 
   /** The window now: `firstMs` until the pool's first event, `stallMs` after. */
   private windowMs: number;
+  /** The pool's first event has come. */
+  private heard = false;
 
   /**
    * `outer`: the run's own signal (the client left, a stop string): it aborts
@@ -36,11 +41,24 @@ export class StallWatch {
     firstMs?: number,
     /** Called once if the pool goes silent past its window (the picker then doubts every pool not heard from since). */
     private readonly onStall?: () => void,
+    /**
+     * Asked about once a second until the pool's first event: a pool found
+     * down meanwhile (its health check failed since the request went to it)
+     * gets `firstMs` from the start, not the whole window. Sent while its
+     * health still said up (a pool frozen a moment before), a request waited
+     * out the 30 s window while another pool sat idle.
+     */
+    private readonly recheck?: { doubted: () => boolean; firstMs: number },
   ) {
     this.windowMs = firstMs ?? stallMs;
     if (outer?.aborted) this.controller.abort();
     else outer?.addEventListener('abort', this.onOuterAbort);
-    this.arm(this.windowMs);
+    this.arm(this.nextCheckIn(this.windowMs));
+  }
+
+  /** Until the first event, a recheck comes at least every RECHECK_MS. */
+  private nextCheckIn(ms: number): number {
+    return this.recheck && !this.heard ? Math.min(ms, RECHECK_MS) : ms;
   }
 
   /** The signal to fetch the generation with. */
@@ -66,6 +84,7 @@ export class StallWatch {
         this.startWaiting();
         const next = await events.next();
         this.waiting = false;
+        this.heard = true;
         if (!this.stalled) this.windowMs = this.stallMs;
         if (this.stalled || next.done) {
           done = next.done === true;
@@ -100,10 +119,11 @@ export class StallWatch {
 
   private arm(ms: number): void {
     this.timer = setTimeout(() => {
+      if (this.recheck && !this.heard && this.recheck.doubted()) this.windowMs = Math.min(this.windowMs, this.recheck.firstMs);
       // Not waiting: the window starts again when the reader next asks.
       const quiet = this.waiting ? Date.now() - this.last : 0;
       if (quiet < this.windowMs) {
-        this.arm(this.windowMs - quiet);
+        this.arm(this.nextCheckIn(this.windowMs - quiet));
         return;
       }
       // The run itself ended meanwhile (the client left, a stop string): no pool is to blame.

@@ -40,6 +40,26 @@ describe('StallWatch', () => {
     expect(left.didStall).toBe(false);
   });
 
+  it("gives a pool found down while the request waits for its first event the short window, counted from the start, and only then", async () => {
+    // Sent while its health still said up; found down half a second later: given up at the first recheck (1 s), not after 10 s.
+    let started = Date.now();
+    const found = new StallWatch(10_000, undefined, undefined, undefined, { firstMs: 300, doubted: () => Date.now() - started > 500 });
+    const events = await read(found.watch(pool(found.signal, 0, 0, true)));
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(events).toEqual([{ type: 'error', code: 'internal', message: 'the pool sent nothing for 0.3 s' }]);
+    // Never doubted: the whole window.
+    started = Date.now();
+    const trusted = new StallWatch(1500, undefined, undefined, undefined, { firstMs: 300, doubted: () => false });
+    await read(trusted.watch(pool(trusted.signal, 0, 0, true)));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
+    // Heard from, then silent: the usual window after the first event, doubted or not.
+    started = Date.now();
+    const heard = new StallWatch(1500, undefined, undefined, undefined, { firstMs: 300, doubted: () => true });
+    const got = await read(heard.watch(pool(heard.signal, 1, 50, true)));
+    expect(got[0]).toEqual(tokens(0));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
+  });
+
   it('lets a stream through whose events keep coming, however long it runs in all', async () => {
     const watch = new StallWatch(60);
     const events = await read(watch.watch(pool(watch.signal, 8, 20, false)));
