@@ -31,17 +31,8 @@ if [ "$DATASTORE" != none ]; then
   [ -f "$DATASTORE" ] || { echo "bench-serve.sh: no datastore at $DATASTORE (npm start builds it; DATASTORE=none runs without)" >&2; exit 2; }
   datastore_flag=(--datastore "$DATASTORE")
 fi
-log=$(mktemp)
-node bin/sssd.mjs pool --model "$MODEL" --tokenizer "$TOKENIZER" "${datastore_flag[@]}" --port "$PORT" >"$log" 2>&1 &
-pool=$!
-trap 'kill $pool 2>/dev/null || true; wait $pool 2>/dev/null || true; rm -f "$log"' EXIT
-url=""
-for _ in $(seq 1 600); do
-  url=$(sed -n 's/^pool listening on \(http:[^ ]*\)$/\1/p' "$log")
-  [ -n "$url" ] && break
-  kill -0 $pool 2>/dev/null || { cat "$log" >&2; echo "bench-serve.sh: the pool exited" >&2; exit 1; }
-  sleep 0.5
-done
-[ -n "$url" ] || { cat "$log" >&2; echo "bench-serve.sh: the pool did not start within 5 minutes" >&2; exit 1; }
+# shellcheck source=scripts/start-pool.sh
+. scripts/start-pool.sh
+start_pool bench-serve.sh 300 --model "$MODEL" --tokenizer "$TOKENIZER" "${datastore_flag[@]}" --port "$PORT"
 # shellcheck disable=SC2086
 node bin/sssd.mjs bench-serve --pool "$url" --workload "$WORKLOAD" --concurrency "$CONC" --methods "$METHODS" --repeat "$REPEAT" --phases ${BENCH_FLAGS:-}

@@ -50,19 +50,10 @@ fi
 echo "== pool on $EP"
 datastore_flag=()
 [ -f "$DATASTORE" ] && datastore_flag=(--datastore "$DATASTORE")
-log=$(mktemp)
-SSSD_EXECUTION_PROVIDER=$EP node bin/sssd.mjs pool --model "$MODEL" --tokenizer "$TOKENIZER" "${datastore_flag[@]}" --port "$PORT" >"$log" 2>&1 &
-pool=$!
-trap 'kill $pool 2>/dev/null || true; rm -f "$log"' EXIT
-url=""
-for _ in $(seq 1 1200); do
-  url=$(sed -n 's/^pool listening on \(http:[^ ]*\)$/\1/p' "$log")
-  [ -n "$url" ] && break
-  kill -0 $pool 2>/dev/null || { cat "$log" >&2; echo "gpu-check: the pool exited" >&2; exit 1; }
-  sleep 0.5
-done
-[ -n "$url" ] || { cat "$log" >&2; echo "gpu-check: the pool did not start within 10 minutes" >&2; exit 1; }
-cat "$log"
+# shellcheck source=scripts/start-pool.sh
+. scripts/start-pool.sh
+SSSD_EXECUTION_PROVIDER=$EP start_pool gpu-check 600 --model "$MODEL" --tokenizer "$TOKENIZER" "${datastore_flag[@]}" --port "$PORT"
+cat "$pool_log"
 # One concurrency at a time, so a slow provider still prints what it finished.
 for c in ${CONC//,/ }; do
   sssd bench-serve --pool "$url" --workload "$WORKLOAD" --concurrency "$c" --limit "$LIMIT" --methods off,pld,sssd
