@@ -12,6 +12,7 @@ import type { ModelConfig } from './model-config';
 import type { LayerWeights, ModelWeights } from './model-weights';
 import { unreadableFileMessage } from '../cli/cli-error';
 import { ModelLoadError } from './model-load-error';
+import { MAX_VOCAB_SIZE } from '../../shared/tokenizer/tokenizer';
 import { readSafetensorsFile, toFloat32, writeSafetensors, type SafetensorsEntry } from './safetensors';
 
 interface HfConfig {
@@ -78,7 +79,6 @@ function eosIdsOf(eos: unknown, name: string): number[] {
 
 /** Bounds a config's sizes must keep (a llama2.c header's are the same): past them a table would not fit in memory. */
 const MAX_CONTEXT_LENGTH = 1 << 20;
-const MAX_VOCAB_SIZE = 1 << 22;
 
 /** A special token's id from config.json: an integer inside the vocabulary (the pool sends it to edges, and starts self-samples with it). */
 function tokenIdOf(id: unknown, key: string, vocabSize: number, name: string): number {

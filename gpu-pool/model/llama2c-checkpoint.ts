@@ -9,6 +9,7 @@ import type { ModelConfig } from './model-config';
 import type { LayerWeights, ModelWeights } from './model-weights';
 import { ModelLoadError } from './model-load-error';
 import { parseLlama2cTokenizer } from '../../shared/tokenizer/llama2c-tokenizer';
+import { MAX_VOCAB_SIZE } from '../../shared/tokenizer/tokenizer';
 
 /** Whether the bytes parse whole as a llama2.c tokenizer (the file next to a checkpoint, named in its place). */
 function isLlama2cTokenizer(bytes: Uint8Array): boolean {
@@ -42,7 +43,7 @@ export function readLlama2cHeader(bytes: Uint8Array, name: string): Llama2cHeade
   const sane =
     dim > 0 && dim <= 65536 && hiddenDim > 0 && hiddenDim <= 262144 && nLayers > 0 && nLayers <= 1024 &&
     nHeads > 0 && nKvHeads > 0 && nHeads % nKvHeads === 0 && dim % nHeads === 0 && (dim / nHeads) % 2 === 0 &&
-    vocab !== 0 && Math.abs(vocab) <= 1 << 22 && contextLength > 0 && contextLength <= 1 << 20;
+    vocab !== 0 && Math.abs(vocab) <= MAX_VOCAB_SIZE && contextLength > 0 && contextLength <= 1 << 20;
   if (!sane) {
     const hint = isLlama2cTokenizer(bytes) ? ': it is a llama2.c tokenizer; give it as --tokenizer and the checkpoint as --model' : ` (implausible header ${h.join(',')})`;
     throw new ModelLoadError(`${name}: not a llama2.c checkpoint${hint}`);

@@ -9,6 +9,7 @@
 import { Tokenizer as LibraryTokenizer } from '@huggingface/tokenizers';
 import { PieceDecoder, SILENT_PIECE, TEXT_PIECE, decodeWithTable, pieceBytes, type PieceTable } from './incremental-decoder';
 import {
+  MAX_VOCAB_SIZE,
   TokenizerFormatError,
   type DecoderOptions,
   type EncodeOptions,
@@ -80,8 +81,8 @@ function templateBosId(processor: JsonValue | undefined): number | undefined {
   return Array.isArray(ids) && typeof ids[0] === 'number' ? ids[0] : undefined;
 }
 
-/** Most token ids a tokenizer.json may name, as a model's vocabulary (gpu-pool/model/hf-checkpoint.ts). */
-const MAX_TOKEN_ID = 1 << 22;
+/** Most token ids a tokenizer.json may name: the vocabulary a checkpoint may have too. */
+const MAX_TOKEN_ID = MAX_VOCAB_SIZE;
 
 /** Every id `model.vocab` and `added_tokens` give is an integer in [0, 2^22), and a vocab list holds [piece, score] pairs. */
 function checkTokenIds(json: ParsedJson): void {

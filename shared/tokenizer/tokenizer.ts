@@ -2,6 +2,9 @@
 // evaluator. Implementations: llama2.c binary (llama2c-tokenizer.ts) and
 // Hugging Face tokenizer.json (hf-tokenizer.ts); loadTokenizer() picks one.
 
+/** The largest vocabulary this server takes, from a tokenizer or a checkpoint: past it a table by token id would not fit in memory. */
+export const MAX_VOCAB_SIZE = 1 << 22;
+
 export interface EncodeOptions {
   /** Prepend the BOS id (default true), as llama2.c's run.c does for prompts. */
   bos?: boolean;
