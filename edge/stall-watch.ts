@@ -28,6 +28,8 @@ export class StallWatch {
   private windowMs: number;
   /** The pool's first event has come. */
   private heard = false;
+  /** A recheck found the pool doubted (once: its window is set then). */
+  private doubtSeen = false;
 
   /**
    * `outer`: the run's own signal (the client left, a stop string): it aborts
@@ -44,7 +46,7 @@ export class StallWatch {
     /**
      * Asked about once a second until the pool's first event: a pool found
      * down meanwhile (its health check failed since the request went to it)
-     * gets `firstMs` from the start, not the whole window. Sent while its
+     * gets `firstMs` more from then, not the whole window. Sent while its
      * health still said up (a pool frozen a moment before), a request waited
      * out the 30 s window while another pool sat idle.
      */
@@ -119,9 +121,14 @@ export class StallWatch {
 
   private arm(ms: number): void {
     this.timer = setTimeout(() => {
-      if (this.recheck && !this.heard && this.recheck.doubted()) this.windowMs = Math.min(this.windowMs, this.recheck.firstMs);
       // Not waiting: the window starts again when the reader next asks.
       const quiet = this.waiting ? Date.now() - this.last : 0;
+      // Found doubted: `firstMs` more from now, not from the send (a pool that answers slowly, busy compiling,
+      // had its requests cut at once, and their stall doubted every other pool).
+      if (this.recheck && !this.heard && !this.doubtSeen && this.recheck.doubted()) {
+        this.doubtSeen = true;
+        this.windowMs = Math.min(this.windowMs, quiet + this.recheck.firstMs);
+      }
       if (quiet < this.windowMs) {
         this.arm(this.nextCheckIn(this.windowMs - quiet));
         return;

@@ -214,6 +214,23 @@ export function poolDrainGraceMs(poolFlags: readonly string[]): number {
   return poolStopGraceMs(seconds);
 }
 
+/**
+ * Whether the edge can read its local KV: a key no one holds answers 401
+ * where it can, 503 `key_store_unavailable` where it cannot. Null when it
+ * can (or the edge could not be asked: its own errors say more).
+ */
+export async function localKvProblem(edgeUrl: string): Promise<string | null> {
+  try {
+    const probe = `sssd-kv-probe-${Math.random().toString(36).slice(2)}`;
+    const res = await fetch(`${edgeUrl}/v1/models`, { headers: { authorization: `Bearer ${probe}` }, signal: AbortSignal.timeout(5000) });
+    const body = (await res.json().catch(() => null)) as { error?: { code?: string } } | null;
+    if (res.status !== 503 || body?.error?.code !== 'key_store_unavailable') return null;
+    return `the edge cannot read its KV store (${process.env.SSSD_EDGE_STATE ?? '.wrangler/state'}): every key stored there answers 503 until it can; the dev key works. A damaged folder can be moved away (keys and users' caches stored in it are lost); --verbose shows workerd's error.`;
+  } catch {
+    return null;
+  }
+}
+
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
   // `npm start` runs in the package's folder whatever folder it was typed in, and says which in INIT_CWD: paths
@@ -340,6 +357,10 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     stopInterrupting();
   }
 
+  // A local KV store that workerd cannot read (a damaged file under SSSD_EDGE_STATE) makes every stored key a 503
+  // "retry shortly" that never clears, said nowhere but in workerd's own logs: asked once here.
+  const kvProblem = await localKvProblem(stack.edgeUrl);
+  if (kvProblem) log(`warning: ${kvProblem}`);
   log('');
   log(`  demo page  ${stack.edgeUrl}/#key=${encodeURIComponent(devKey)}`);
   log(`  API        ${stack.edgeUrl}/v1  (OpenAI-compatible; Authorization: Bearer ${devKey})`);
