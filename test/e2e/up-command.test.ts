@@ -2,6 +2,7 @@
 // go, serves the API with the dev key, and Ctrl-C (SIGINT) stops both; killed
 // outright (SIGKILL), it leaves neither running, nor the edge's secrets on disk.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -117,8 +118,28 @@ describe('sssd up', () => {
     expect(streamed.trimEnd().endsWith('data: [DONE]')).toBe(true);
     expect(await exited).toBe(0);
     expect(out()).toContain('stopped.');
+    expect(out()).not.toContain('cannot read its KV store');
     expect(await isPortFree(edgePort)).toBe(true);
     expect(await isPortFree(poolPort)).toBe(true);
+  }, 150_000);
+
+  it("says so when the edge cannot read its local KV store (a damaged file under SSSD_EDGE_STATE), which made every stored key a silent 503", async () => {
+    // The stack above left its KV namespace's database in the state folder: overwritten with noise.
+    const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+    const stores = files(state).filter((f) => f.includes('KVNamespaceObject') && f.endsWith('.sqlite') && !f.endsWith('metadata.sqlite'));
+    expect(stores.length).toBeGreaterThan(0);
+    try {
+      for (const store of stores) {
+        writeFileSync(store, randomBytes(4096));
+        for (const extra of ['-wal', '-shm']) rmSync(store + extra, { force: true });
+      }
+      const { up, output, exited } = await startUp();
+      expect(output()).toMatch(/warning: the edge cannot read its KV store \(.*\): every key stored there answers 503/);
+      up.kill('SIGINT');
+      expect(await exited).toBe(0);
+    } finally {
+      rmSync(path.join(state, 'v3'), { recursive: true, force: true });
+    }
   }, 150_000);
 
   it('interrupted while it starts, exits leaving neither services nor the file that holds the pool token', async () => {
