@@ -54,6 +54,23 @@ beforeAll(async () => {
   runner = new RecordingRunner(await ModelRunner.create(await loadModel(models.stories260K.checkpoint)));
 });
 
+/** The shared runner, each step waiting `delayMs(step index)` first: a slow device, or one warming up. */
+function delayedRunner(delayMs: (step: number) => number): BatchRunner<SequenceKvCache> {
+  let steps = 0;
+  return {
+    get config() {
+      return runner.config;
+    },
+    keepsStepResults: runner.inner.keepsStepResults,
+    newSequence: (capacity) => runner.newSequence(capacity),
+    step: async (rows) => {
+      const ms = delayMs(steps++);
+      if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+      return runner.step(rows);
+    },
+  };
+}
+
 function collect(): { events: PoolEvent[]; done: Promise<PoolEvent[]>; sink: { send(e: PoolEvent): void; end(): void } } {
   const events: PoolEvent[] = [];
   let resolve!: (e: PoolEvent[]) => void;
@@ -431,19 +448,7 @@ describe('continuous batching', () => {
 
   it("a fresh pool's slow first steps do not stretch its busy hint (a median of recent steps, not an average)", async () => {
     // The first step 400 ms (compiling, the first prefill), every later one as fast as the runner goes.
-    let first = true;
-    const warming: BatchRunner<SequenceKvCache> = {
-      get config() {
-        return runner.config;
-      },
-      keepsStepResults: runner.inner.keepsStepResults,
-      newSequence: (capacity) => runner.newSequence(capacity),
-      step: async (rows) => {
-        if (first) await new Promise((r) => setTimeout(r, 400));
-        first = false;
-        return runner.step(rows);
-      },
-    };
+    const warming = delayedRunner((step) => (step === 0 ? 400 : 0));
     const s = new Scheduler(warming, { limits: { maxActive: 1, maxQueued: 0, maxTotalTokens: 600 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
     const c = collect();
     s.submit(generateRequestSchema.parse({ id: 'long', promptIds: [1, 403], maxTokens: 400, speculation: 'off', sampling: { temperature: 1, seed: 1, logitBias: { '1': -100 } } }), c.sink);
@@ -462,17 +467,7 @@ describe('continuous batching', () => {
 
   it('a busy answer names the limit it hit and hints at when room is likely, not a fixed half second', async () => {
     // Steps of at least 5 ms: what the hint is counted in.
-    const slow: BatchRunner<SequenceKvCache> = {
-      get config() {
-        return runner.config;
-      },
-      keepsStepResults: runner.inner.keepsStepResults,
-      newSequence: (capacity) => runner.newSequence(capacity),
-      step: async (rows) => {
-        await new Promise((r) => setTimeout(r, 5));
-        return runner.step(rows);
-      },
-    };
+    const slow = delayedRunner(() => 5);
     const s = new Scheduler(slow, { limits: { maxActive: 1, maxQueued: 0, maxTotalTokens: 600 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
     const c = collect();
     s.submit(generateRequestSchema.parse({ id: 'long', promptIds: [1, 403], maxTokens: 400, speculation: 'off', sampling: { temperature: 1, seed: 1, logitBias: { '1': -100 } } }), c.sink);
