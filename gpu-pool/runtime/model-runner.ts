@@ -298,27 +298,23 @@ export class ModelRunner {
       // Resident keys/values stay where the provider made them; only the logits come back.
       if (layout.residentKv && ep !== 'cpu') options.preferredOutputLocation = { logits: 'cpu', [NEW_KV]: 'gpu-buffer', [KV_STORE_OUT]: 'gpu-buffer' };
       const open = (g: CachedGraph): Promise<InferenceSession> => (g.kind === 'bytes' ? InferenceSession.create(g.bytes, options) : InferenceSession.create(g.file, options));
-      try {
-        session = await open(graph);
-      } catch (err) {
-        // A cached graph damaged on disk (an inline one is checked against its digest as it is read): built again, once.
-        if (!graph.fromCache || !UNREADABLE_GRAPH.test((err as Error).message)) throw err;
-        process.stderr.write(`sssd: the cached graph ${graph.file} cannot be read (${(err as Error).message.split('\n')[0].slice(0, 200)}); building it again\n`);
-        graph = await loadOrBuildGraph(model, { ...graphOptions, layout, rebuild: true });
-        session = await open(graph);
-      }
+      // A cached graph damaged on disk (an inline one is checked against its digest as it is read): built again, once.
+      const openOrRebuild = async (cached: CachedGraph, forLayout: GraphLayout): Promise<{ graph: CachedGraph; session: InferenceSession }> => {
+        try {
+          return { graph: cached, session: await open(cached) };
+        } catch (err) {
+          if (!cached.fromCache || !UNREADABLE_GRAPH.test((err as Error).message)) throw err;
+          process.stderr.write(`sssd: the cached graph ${cached.file} cannot be read (${(err as Error).message.split('\n')[0].slice(0, 200)}); building it again\n`);
+          const rebuilt = await loadOrBuildGraph(model, { ...graphOptions, layout: forLayout, rebuild: true });
+          return { graph: rebuilt, session: await open(rebuilt) };
+        }
+      };
+      ({ graph, session } = await openOrRebuild(graph, layout));
       // A second session holds the weights again: by default only for models small enough to keep them inline.
       const groups = opts.attentionGroups ?? switchFromEnv('SSSD_ATTENTION_GROUPS', process.env.SSSD_ATTENTION_GROUPS) ?? graph.kind === 'bytes';
       if (groups && !layout.residentKv && !layout.packedOutputs) {
         const groupedLayout: GraphLayout = { ...layout, attentionGroups: 2 };
-        const two = await loadOrBuildGraph(model, { ...graphOptions, layout: groupedLayout });
-        try {
-          groupedSession = await open(two);
-        } catch (err) {
-          if (!two.fromCache || !UNREADABLE_GRAPH.test((err as Error).message)) throw err;
-          process.stderr.write(`sssd: the cached graph ${two.file} cannot be read (${(err as Error).message.split('\n')[0].slice(0, 200)}); building it again\n`);
-          groupedSession = await open(await loadOrBuildGraph(model, { ...graphOptions, layout: groupedLayout, rebuild: true }));
-        }
+        groupedSession = (await openOrRebuild(await loadOrBuildGraph(model, { ...graphOptions, layout: groupedLayout }), groupedLayout)).session;
       }
       if (layout.residentKv) {
         growSession = await InferenceSession.create(buildKvStoreGrowGraph(model.config), {
