@@ -9,7 +9,8 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, spawnService, waitForHttp, type ServiceProcess } from './service-process';
+import { freePort, ServiceExitedError, spawnService, waitForHttp, type ServiceProcess } from './service-process';
+import { damagedStateNote } from './edge-state-files';
 import { POOL_NODE_FLAGS } from '../gpu-pool/cli/pool-node-flags';
 import { poolStopGraceMs } from '../gpu-pool/cli/pool-drain';
 import { CliError } from '../gpu-pool/cli/cli-error';
@@ -227,7 +228,9 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
     await waitForHttp(`${url}/healthz`, service, opts.startTimeoutMs ?? 120_000);
   } catch (err) {
     await stop();
-    throw err;
+    // workerd's own words name no file when a state file is damaged.
+    const note = err instanceof ServiceExitedError ? damagedStateNote(path.resolve(repoRoot, opts.persistTo ?? path.join('.wrangler', 'state'))) : '';
+    throw note && err instanceof ServiceExitedError ? new ServiceExitedError(`${err.message}${note}`, err.code) : err;
   }
   return { url, service, inspectorPort: devtools ? inspectorPort : null, stop };
 }
