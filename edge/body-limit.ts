@@ -41,7 +41,7 @@ export async function readBy<T>(reading: Promise<T>, deadline: number, timeoutMs
     if (err instanceof ApiError) throw err;
     throw new ApiError(400, 'The request body could not be read to its end.', 'invalid_request_error', 'invalid_body');
   } finally {
-    clearTimeout(timer);
+    if (timer !== undefined) clearTimeout(timer);
   }
 }
 

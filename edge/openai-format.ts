@@ -28,7 +28,7 @@ export interface ResponseMeta {
 /** What the formatter needs of the tokenizer. */
 export type TokenBytes = Pick<Tokenizer, 'tokenBytes'>;
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 /** Each id's display string, per tokenizer, made when first asked for. */
 const displays = new WeakMap<TokenBytes, Map<number, string>>();
 

@@ -237,7 +237,7 @@ async function lateBefore(runs: readonly CompletionRun[], work: Promise<unknown>
     if (late) for (const run of runs) run.replyStarted = true;
     return late;
   } finally {
-    clearTimeout(timer);
+    if (timer !== undefined) clearTimeout(timer);
   }
 }
 

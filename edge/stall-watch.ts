@@ -114,7 +114,7 @@ export class StallWatch {
 
   /** The stream is over (or never opened): no more timer, no tie to the outer signal. */
   stop(): void {
-    clearTimeout(this.timer);
+    if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.outer?.removeEventListener('abort', this.onOuterAbort);
   }

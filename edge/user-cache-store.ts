@@ -73,7 +73,9 @@ function noteDeleted(scope: string, at: number): void {
 function settledOrTimedOut(previous: Promise<void>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  return Promise.race([previous, timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([previous, timeout]).finally(() => {
+    if (timer !== undefined) clearTimeout(timer);
+  });
 }
 
 export class UserCacheStore {
