@@ -168,19 +168,3 @@ export function llama2cToTokenizerJson(vocabulary: Llama2cVocabulary): Tokenizer
 export function tokenizerJsonFromLlama2c(bytes: Uint8Array): string {
   return JSON.stringify(llama2cToTokenizerJson(parseLlama2cTokenizer(bytes)));
 }
-
-/** The tokenizer_config.json that goes beside it (LlamaTokenizerFast conventions). */
-export function llama2cTokenizerConfigJson(modelMaxLength: number): Record<string, JsonValue> {
-  return {
-    tokenizer_class: 'LlamaTokenizer',
-    add_bos_token: true,
-    add_eos_token: false,
-    bos_token: '<s>',
-    eos_token: '</s>',
-    unk_token: '<unk>',
-    pad_token: null,
-    clean_up_tokenization_spaces: false,
-    legacy: true,
-    model_max_length: modelMaxLength,
-  };
-}

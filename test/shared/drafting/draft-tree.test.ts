@@ -2,8 +2,6 @@ import { describe, expect, it } from 'vitest';
 import {
   appendNode,
   createDraftTree,
-  decodeDraftTree,
-  encodeDraftTree,
   longestMatchingPath,
   pathTokens,
   validateDraftTree,
@@ -35,19 +33,5 @@ describe('DraftTree', () => {
     expect(longestMatchingPath(t, [5, 1], 0)).toBe(1);
     expect(longestMatchingPath(t, [3], 0)).toBe(0);
     expect(longestMatchingPath(t, [5, 7], 0)).toBe(3); // continuation ends inside the tree
-  });
-
-  it('round-trips its wire encoding and rejects malformed bytes', () => {
-    const t = sample();
-    const bytes = encodeDraftTree(t);
-    const back = decodeDraftTree(bytes);
-    expect(back.size).toBe(t.size);
-    expect(Array.from(back.tokens.subarray(0, t.size))).toEqual(Array.from(t.tokens.subarray(0, t.size)));
-    expect(Array.from(back.parents.subarray(0, t.size))).toEqual(Array.from(t.parents.subarray(0, t.size)));
-    expect(Array.from(back.depths.subarray(0, t.size))).toEqual(Array.from(t.depths.subarray(0, t.size)));
-    expect(Array.from(back.sources.subarray(0, t.size))).toEqual(Array.from(t.sources.subarray(0, t.size)));
-    for (let i = 0; i < t.size; i++) expect(back.probs[i]).toBeCloseTo(t.probs[i], 4);
-    expect(() => decodeDraftTree(bytes.subarray(0, bytes.length - 1))).toThrow(RangeError);
-    expect(() => decodeDraftTree(new Uint8Array(20))).toThrow(RangeError);
   });
 });
