@@ -7,7 +7,7 @@
  * the pool on stop or client disconnect, and finally merge prompt + output into
  * the user's cache with one bounded write (waitUntil).
  */
-import { modelIdentity, type PoolEvent, type SpeculationUsage } from '../shared/protocol';
+import { modelIdentity, type PoolEvent, type SamplingParams, type SpeculationUsage } from '../shared/protocol';
 import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
@@ -24,7 +24,8 @@ export interface CompletionPlan {
   id: string;
   promptIds: number[];
   maxTokens: number;
-  sampling: { temperature: number; topP: number; topK: number; seed?: number; frequencyPenalty: number; presencePenalty: number; repetitionPenalty: number; logitBias?: Record<string, number> };
+  /** The protocol's own type: a field added to the pool's schema is asked for here too. */
+  sampling: SamplingParams;
   speculate: boolean;
   stops: string[];
   /**

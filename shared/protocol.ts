@@ -45,8 +45,7 @@ export const samplingSchema = z.object({
   frequencyPenalty: z.number().min(-2).max(2).default(0),
   /** OpenAI's: minus this from the logit of every token generated at least once (0 = none). */
   presencePenalty: z.number().min(-2).max(2).default(0),
-  /** vLLM's: a positive logit of a token in the prompt or the output divided by this, a negative one multiplied (1 = none). */
-  /** At least 0.01: a logit divided by less overflows to infinity. */
+  /** vLLM's: a positive logit of a token in the prompt or the output divided by this, a negative one multiplied (1 = none); at least 0.01, as a logit divided by less overflows to infinity. */
   repetitionPenalty: z.number().min(0.01).max(10).default(1),
   /** OpenAI's: added to the logits of these token ids (decimal strings), before the penalties; -100 bans, 100 forces. */
   logitBias: logitBiasSchema('logitBias').optional(),
@@ -97,7 +96,7 @@ export const PREDICTION_TOKENS = 8192;
 
 /** POST /v1/generate */
 export const generateRequestSchema = z.object({
-  /** Caller-chosen id, unique among the caller's running generations. */
+  /** Caller-chosen id, unique among the pool's running generations (a second one with an id in use is refused). */
   id: z
     .string()
     .min(1)
@@ -111,9 +110,9 @@ export const generateRequestSchema = z.object({
   maxTokens: z.number().int().min(0),
   sampling: samplingSchema.default({ temperature: 0, topP: 1, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
   speculation: z.enum(speculationMethods).default('sssd'),
-  /** Use the pool's global datastore as a draft source (opt-in). */
+  /** Use the pool's global datastore as a draft source (on unless turned off). */
   useDatastore: z.boolean().default(true),
-  /** Let this generation's output feed the global datastore (opt-in). */
+  /** Let this generation's output feed the global datastore (off unless asked for). */
   contributeToDatastore: z.boolean().default(false),
   /** Edge-drafted candidate trie (shared/drafting wire encoding), base64. */
   trie: z.string().max(4 * 1024 * 1024).optional(),

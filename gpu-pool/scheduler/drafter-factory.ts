@@ -1,7 +1,7 @@
 /**
  * Builds a generation's drafter from its request: the speculation method, the
- * edge trie shipped with it (base64), and the global datastore when the request
- * opts in (`useDatastore`).
+ * edge trie shipped with it (base64), and the global datastore unless the
+ * request turns it off (`useDatastore: false`).
  *
  * The RequestDrafter itself is built lazily, at the first step that asks for a
  * draft (LazyDrafter below): building it indexes the whole prompt (0.4-1.7 ms
