@@ -82,6 +82,8 @@ export class PoolMetrics {
   readonly prefixCacheBytes: Gauge;
   /** Steps that carried drafts, by drafter: `tree` (the request's fused drafter) or `chain` (the next-token table's chains, wide batches). */
   readonly speculatingSteps: Counter<'drafter'>;
+  /** speculatingSteps bound to each drafter, for the step loop. */
+  readonly speculatingStepsOf: Record<'tree' | 'chain', { inc(): void }>;
 
   /** Gauges filled at scrape time by `watchGovernor`. */
   private governorGauge: Gauge<'method' | 'batch' | 'arm'> | null = null;
@@ -222,6 +224,8 @@ export class PoolMetrics {
 
   /** Accepted counts per position since the last flush (hot path: no label lookups per token). */
   private readonly pendingPerPosition: Float64Array;
+  /** acceptedPerPosition bound to each position, made the first time it counts (the step loop makes no label objects). */
+  private readonly acceptedAt: ({ inc(n: number): void } | undefined)[] = [];
   /**
    * Tokens of the last 10 s in 100 ms buckets (a ring): the rate is read every
    * step, and a per-step list made that O(steps in 10 s), several percent of
@@ -410,6 +414,7 @@ export class PoolMetrics {
     for (const result of ['applied', 'unknown', 'invalid']) this.triePushes.inc({ result }, 0);
     for (const result of ['used', 'malformed', 'invalid']) this.shippedTries.inc({ result }, 0);
     for (const drafter of ['tree', 'chain']) this.speculatingSteps.inc({ drafter }, 0);
+    this.speculatingStepsOf = { tree: this.speculatingSteps.labels('tree'), chain: this.speculatingSteps.labels('chain') };
     for (const status of ERROR_STATUSES) this.errorResponses.inc({ status }, 0);
   }
 
@@ -455,7 +460,9 @@ export class PoolMetrics {
     for (let i = 0; i < this.pendingPerPosition.length; i++) {
       const n = this.pendingPerPosition[i];
       if (n > 0) {
-        this.acceptedPerPosition.inc({ position: String(i) }, n);
+        let counter = this.acceptedAt[i];
+        if (counter === undefined) counter = this.acceptedAt[i] = this.acceptedPerPosition.labels(String(i));
+        counter.inc(n);
         this.pendingPerPosition[i] = 0;
       }
     }

@@ -747,7 +747,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     if (counts.promptTokens > 0) metrics.promptTokens.inc(counts.promptTokens);
     if (counts.drafts > 0) {
-      metrics.speculatingSteps.inc({ drafter: chains ? 'chain' : 'tree' });
+      metrics.speculatingStepsOf[chains ? 'chain' : 'tree'].inc();
       metrics.numDrafts.inc(counts.drafts);
       metrics.numDraftTokens.inc(counts.draftTokens);
       if (counts.accepted > 0) metrics.numAcceptedTokens.inc(counts.accepted);
