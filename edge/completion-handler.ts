@@ -17,7 +17,9 @@ import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import type { ServedModel } from './served-model';
 import { settledWithin } from './settled-within';
 import { WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
-import { openedOrLate, streamResponse, wholeCompletionResponse } from './sse-response';
+import { openedOrLate } from './reply-start';
+import { streamResponse } from './sse-response';
+import { wholeCompletionResponse } from './whole-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 
 export type ParsedRequest = { kind: 'completion'; body: CompletionRequest } | { kind: 'chat'; body: ChatRequest };

@@ -19,7 +19,7 @@ export interface EdgeConfig {
   userCacheWaitMs: number;
   /** A pool silent this long on a generation has hung (ms; see stall-watch.ts). */
   poolStallMs: number;
-  /** A non-streamed reply not done this long goes out as 200 headers and spaces, one each as long (ms; 0 = always whole; see sse-response.ts). */
+  /** A non-streamed reply not done this long goes out as 200 headers and spaces, one each as long (ms; 0 = always whole; see whole-response.ts). */
   wholeReplyHeartbeatMs: number;
   /** A stream silent this long mid-reply gets an SSE comment (ms; see sse-response.ts). */
   streamQuietCommentMs: number;

@@ -1,6 +1,6 @@
 /**
  * Completion runs (one per choice) as a Server-Sent Events response (`data:
- * {chunk}` lines, final `data: [DONE]`), or as one JSON body. Without smoothing a chunk is one
+ * {chunk}` lines, final `data: [DONE]`). Without smoothing a chunk is one
  * verification step's released text; with it, one token's text, paced by
  * BurstSmoother. Cancelling the response stream (client gone) cancels the run.
  */
@@ -8,8 +8,8 @@ import { toApiError } from './api-error';
 import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { BurstSmoother } from './burst-smoother';
 import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
-import { finishChunk, joinText, roleChunk, textChunk, tokensOf, usageChunk, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
-import type { SourcedText, TokenLogprob } from './token-text';
+import { finishChunk, roleChunk, textChunk, usageChunk, type ResponseMeta } from './openai-format';
+import type { SourcedText } from './token-text';
 
 export interface StreamOptions {
   includeUsage: boolean;
@@ -203,134 +203,4 @@ export function streamResponse(
     end();
   })();
   return new Response(readable, { headers: { ...sseHeaders, ...Object.fromEntries(new Headers(headers)) } });
-}
-
-/**
- * When a streamed reply may start: 'opened' once every generation has
- * opened (its first tokens came), or 'late' once `graceMs` has passed and a
- * pool holds every generation (queued there, perhaps, for long). Throws what
- * opening threw before either: "busy" and the like keep their HTTP status.
- */
-export async function openedOrLate(runs: readonly CompletionRun[], opening: Promise<void>, graceMs: number): Promise<'opened' | 'late'> {
-  if (await lateBefore(runs, opening, graceMs)) return 'late';
-  await opening;
-  return 'opened';
-}
-
-/**
- * Whether `graceMs` passed, with a pool holding every generation, before
- * `work` settled (true), or `work` settled first, either way (false).
- * Always false for a grace of 0. True: the caller starts the reply, and the
- * runs are told (a generation failing before its first token from then on is
- * tried again rather than refused: open-generation.ts).
- */
-async function lateBefore(runs: readonly CompletionRun[], work: Promise<unknown>, graceMs: number): Promise<boolean> {
-  const settled = work.then(
-    () => false,
-    () => false,
-  );
-  if (graceMs <= 0) return settled;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-  try {
-    const late = await Promise.race([settled, Promise.all([graceOver, ...runs.map((run) => run.accepted)]).then(() => true)]);
-    if (late) for (const run of runs) run.replyStarted = true;
-    return late;
-  } finally {
-    if (timer !== undefined) clearTimeout(timer);
-  }
-}
-
-/**
- * A non-streamed completion's response. Done within `heartbeatMs` of the
- * request (`opening` is its generations being opened), it is sent whole,
- * with its status: an error is an OpenAI error with its own, as is one
- * before any pool took every generation in ("busy" stays a 503 an SDK
- * retries). Otherwise, once `heartbeatMs` has passed and a pool holds every
- * generation (perhaps queued there still), its 200 headers go out and a
- * space follows every `heartbeatMs` until the JSON (leading whitespace is
- * valid JSON): workerd
- * notices a client that leaves only when a write to it fails, and without
- * this a client that gave up (a timeout, a closed tab, an SDK's retry) left
- * its generations running at the pool to the end, and its key's slot taken.
- * The price: an error after that point (every pool gone mid-generation) can
- * only be the error object in the 200's body. Uncompressed (`encodeBody:
- * 'manual'`): a compressed body's spaces wait in the encoder and never fail.
- */
-export async function wholeCompletionResponse(
-  runs: readonly CompletionRun[],
-  meta: ResponseMeta,
-  headers: HeadersInit,
-  heartbeatMs: number,
-  opening: Promise<void>,
-  clientSignal?: AbortSignal,
-): Promise<Response> {
-  const jsonHeaders = { ...Object.fromEntries(new Headers(headers)), 'content-type': 'application/json' };
-  const whole = opening.then(() => wholeCompletion(runs, meta));
-  // Done in time (or heartbeats off): sent whole, and an error thrown here keeps its status.
-  if (!(await lateBefore(runs, whole, heartbeatMs))) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
-
-  const encoder = new TextEncoder();
-  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-  const writer = writable.getWriter();
-  let gone = false;
-  const leave = (): void => {
-    if (gone) return;
-    gone = true;
-    for (const run of runs) run.cancel();
-    writer.abort(new Error('client disconnected')).catch(() => undefined);
-  };
-  if (clientSignal?.aborted) leave();
-  else clientSignal?.addEventListener('abort', leave, { once: true });
-  const space = encoder.encode(' ');
-  const beat = setInterval(() => {
-    if (!gone) writer.write(space).catch(leave);
-  }, heartbeatMs);
-  void (async () => {
-    let body: string;
-    try {
-      body = JSON.stringify(await whole);
-    } catch (err) {
-      body = JSON.stringify(toApiError(err, meta.id).toBody());
-    }
-    clearInterval(beat);
-    if (gone) return;
-    try {
-      await writer.write(encoder.encode(body));
-      await writer.close();
-    } catch {
-      leave();
-    }
-  })();
-  return new Response(readable, {
-    // no-transform: a proxy that compressed or buffered it would hold the spaces back, and the client's leaving with them.
-    headers: { ...jsonHeaders, 'content-encoding': 'identity', 'cache-control': 'no-store, no-transform' },
-    encodeBody: 'manual',
-  });
-}
-
-/** The whole completion, every choice, as one JSON response (errors before the end become OpenAI errors). */
-export async function wholeCompletion(runs: readonly CompletionRun[], meta: ResponseMeta): Promise<object> {
-  const finished = await Promise.all(
-    runs.map(async (run, i) => {
-      const generator = run.run();
-      const parts: string[] = [];
-      const tokens: TokenLogprob[] = [];
-      try {
-        for (;;) {
-          const next = await generator.next();
-          if (next.done) {
-            const choice: WholeChoice = { text: parts.join(''), finishReason: next.value.finishReason, stopReason: next.value.stopReason, tokens, logprobs: i === 0 ? meta.logprobs : meta.logprobs?.another() };
-            return { choice, usage: next.value.usage };
-          }
-          parts.push(joinText(next.value));
-          for (const t of tokensOf(next.value)) tokens.push(t);
-        }
-      } catch (err) {
-        for (const other of runs) other.cancel();
-        throw err;
-      }
-    }),
-  );
-  return wholeResponse(meta, finished.map((f) => f.choice), combinedUsage(finished.map((f) => f.usage)));
 }

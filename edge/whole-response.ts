@@ -1,0 +1,103 @@
+/**
+ * Completion runs (one per choice) as one JSON body, with space heartbeats
+ * while a long one is still running (see wholeCompletionResponse).
+ */
+import { toApiError } from './api-error';
+import { combinedUsage, type CompletionRun } from './completion-run';
+import { joinText, tokensOf, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
+import { lateBefore } from './reply-start';
+import type { TokenLogprob } from './token-text';
+
+/**
+ * A non-streamed completion's response. Done within `heartbeatMs` of the
+ * request (`opening` is its generations being opened), it is sent whole,
+ * with its status: an error is an OpenAI error with its own, as is one
+ * before any pool took every generation in ("busy" stays a 503 an SDK
+ * retries). Otherwise, once `heartbeatMs` has passed and a pool holds every
+ * generation (perhaps queued there still), its 200 headers go out and a
+ * space follows every `heartbeatMs` until the JSON (leading whitespace is
+ * valid JSON): workerd
+ * notices a client that leaves only when a write to it fails, and without
+ * this a client that gave up (a timeout, a closed tab, an SDK's retry) left
+ * its generations running at the pool to the end, and its key's slot taken.
+ * The price: an error after that point (every pool gone mid-generation) can
+ * only be the error object in the 200's body. Uncompressed (`encodeBody:
+ * 'manual'`): a compressed body's spaces wait in the encoder and never fail.
+ */
+export async function wholeCompletionResponse(
+  runs: readonly CompletionRun[],
+  meta: ResponseMeta,
+  headers: HeadersInit,
+  heartbeatMs: number,
+  opening: Promise<void>,
+  clientSignal?: AbortSignal,
+): Promise<Response> {
+  const jsonHeaders = { ...Object.fromEntries(new Headers(headers)), 'content-type': 'application/json' };
+  const whole = opening.then(() => wholeCompletion(runs, meta));
+  // Done in time (or heartbeats off): sent whole, and an error thrown here keeps its status.
+  if (!(await lateBefore(runs, whole, heartbeatMs))) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
+
+  const encoder = new TextEncoder();
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = writable.getWriter();
+  let gone = false;
+  const leave = (): void => {
+    if (gone) return;
+    gone = true;
+    for (const run of runs) run.cancel();
+    writer.abort(new Error('client disconnected')).catch(() => undefined);
+  };
+  if (clientSignal?.aborted) leave();
+  else clientSignal?.addEventListener('abort', leave, { once: true });
+  const space = encoder.encode(' ');
+  const beat = setInterval(() => {
+    if (!gone) writer.write(space).catch(leave);
+  }, heartbeatMs);
+  void (async () => {
+    let body: string;
+    try {
+      body = JSON.stringify(await whole);
+    } catch (err) {
+      body = JSON.stringify(toApiError(err, meta.id).toBody());
+    }
+    clearInterval(beat);
+    if (gone) return;
+    try {
+      await writer.write(encoder.encode(body));
+      await writer.close();
+    } catch {
+      leave();
+    }
+  })();
+  return new Response(readable, {
+    // no-transform: a proxy that compressed or buffered it would hold the spaces back, and the client's leaving with them.
+    headers: { ...jsonHeaders, 'content-encoding': 'identity', 'cache-control': 'no-store, no-transform' },
+    encodeBody: 'manual',
+  });
+}
+
+/** The whole completion, every choice, as one JSON response (errors before the end become OpenAI errors). */
+export async function wholeCompletion(runs: readonly CompletionRun[], meta: ResponseMeta): Promise<object> {
+  const finished = await Promise.all(
+    runs.map(async (run, i) => {
+      const generator = run.run();
+      const parts: string[] = [];
+      const tokens: TokenLogprob[] = [];
+      try {
+        for (;;) {
+          const next = await generator.next();
+          if (next.done) {
+            const choice: WholeChoice = { text: parts.join(''), finishReason: next.value.finishReason, stopReason: next.value.stopReason, tokens, logprobs: i === 0 ? meta.logprobs : meta.logprobs?.another() };
+            return { choice, usage: next.value.usage };
+          }
+          parts.push(joinText(next.value));
+          for (const t of tokensOf(next.value)) tokens.push(t);
+        }
+      } catch (err) {
+        for (const other of runs) other.cancel();
+        throw err;
+      }
+    }),
+  );
+  return wholeResponse(meta, finished.map((f) => f.choice), combinedUsage(finished.map((f) => f.usage)));
+}
