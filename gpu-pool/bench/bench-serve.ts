@@ -263,7 +263,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
 }
 
 /** Requests a level measures: the workload's first `limit`, and at least 4 × the concurrency (cycling through the workload for that). */
-export function levelRequestCount(workloadLength: number, limit: number, concurrency: number): number {
+function levelRequestCount(workloadLength: number, limit: number, concurrency: number): number {
   return Math.max(Math.min(workloadLength, limit), 4 * concurrency);
 }
 

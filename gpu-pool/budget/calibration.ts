@@ -62,7 +62,7 @@ function onnxruntimeVersion(): string {
  * intra-op threads other than the default 1 (so files measured with 1 keep
  * their names).
  */
-export function machineKey(executionProvider: string, layout: GraphLayout = SEPARATE_OUTPUTS, threads = 1): string {
+function machineKey(executionProvider: string, layout: GraphLayout = SEPARATE_OUTPUTS, threads = 1): string {
   const cpus = os.cpus();
   const id = `${cpus[0]?.model ?? 'cpu'}|${cpus.length}|${os.arch()}|${executionProvider}|v${GRID_VERSION}|${graphId(layout)}|ort${onnxruntimeVersion()}${threads === 1 ? '' : `|t${threads}`}`;
   return createHash('sha256').update(id).digest('hex').slice(0, 16);

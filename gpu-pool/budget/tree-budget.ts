@@ -20,7 +20,7 @@ export const budgetPolicies = ['marginal', 'static'] as const;
 export type BudgetPolicyName = (typeof budgetPolicies)[number];
 
 /** The authors' menu of tree sizes. */
-export const staticTreeSizes = [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32] as const;
+const staticTreeSizes = [0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32] as const;
 
 export interface BudgetRow {
   /** Tokens of the row before the tree (prompt at prefill, 1 afterwards). */

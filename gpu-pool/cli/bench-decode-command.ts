@@ -127,7 +127,7 @@ function positionsFed(steps: number, accepted: number): number {
   return (Math.max(1, Math.ceil((steps - 1) / perStep)) + 1) * perStep;
 }
 
-export async function benchBatch(runner: ModelRunner, batch: number, steps: number, promptLength: number, vocabSize: number, accepted = 0): Promise<DecodeBenchRow> {
+async function benchBatch(runner: ModelRunner, batch: number, steps: number, promptLength: number, vocabSize: number, accepted = 0): Promise<DecodeBenchRow> {
   const perStep = 1 + accepted;
   const timedSteps = Math.max(1, Math.ceil((steps - 1) / perStep));
   const caches = Array.from({ length: batch }, () => runner.newSequence(promptLength + (timedSteps + 1) * perStep + 2));

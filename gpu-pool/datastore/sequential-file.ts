@@ -116,7 +116,7 @@ const ORPHAN_AGE_MS = 60_000;
  * host, or that was written to within the last minute (a writer on another
  * host sharing the folder), is kept.
  */
-export async function removeOrphanedTemporaries(file: string): Promise<void> {
+async function removeOrphanedTemporaries(file: string): Promise<void> {
   const dir = path.dirname(file);
   const prefix = `${path.basename(file)}.`;
   const names = await readdir(dir).catch(() => [] as string[]);

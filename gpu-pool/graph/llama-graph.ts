@@ -179,7 +179,7 @@ function concatColumns(mats: Float32Array[], rows: number, widths: number[]): Fl
 }
 
 /** cos/sin of position * theta^(-2j/hd) for each of `heads` heads' pairs: [contextLength, heads*hd]. */
-export function ropeTables(config: ModelConfig, heads: number): { cos: Float32Array; sin: Float32Array } {
+function ropeTables(config: ModelConfig, heads: number): { cos: Float32Array; sin: Float32Array } {
   const { headDim: hd, contextLength, ropeTheta } = config;
   const width = heads * hd;
   const cos = new Float32Array(contextLength * width);

@@ -52,7 +52,7 @@ const LLAMA_MODEL_TYPES = new Set(['llama']);
  * Moves q/k rows between RoPE conventions. llama2.c row (h, 2i + j) is HF row
  * (h, j * hd/2 + i): HF's export `permute` goes 'toHalves', loading goes 'toPairs'.
  */
-export function permuteRopeRows(w: Float32Array, nHeads: number, rows: number, cols: number, to: 'toHalves' | 'toPairs'): Float32Array {
+function permuteRopeRows(w: Float32Array, nHeads: number, rows: number, cols: number, to: 'toHalves' | 'toPairs'): Float32Array {
   const out = new Float32Array(w.length);
   const hd = rows / nHeads;
   const half = hd / 2;

@@ -33,7 +33,7 @@ export interface Llama2cHeader {
   sharedClassifier: boolean;
 }
 
-export function readLlama2cHeader(bytes: Uint8Array, name: string): Llama2cHeader {
+function readLlama2cHeader(bytes: Uint8Array, name: string): Llama2cHeader {
   if (bytes.byteLength < HEADER_BYTES) {
     throw new ModelLoadError(`${name}: too short to be a llama2.c checkpoint (${bytes.byteLength} bytes)`);
   }

@@ -58,7 +58,7 @@ export class PldProposer implements Proposer {
  * the last occurrence of tokens[length-n..length) ending before length-1, for
  * the largest n in [minNgram, maxNgram] that has one.
  */
-export function findPromptLookup(tokens: ArrayLike<number>, length: number, maxNgram: number, minNgram: number): number {
+function findPromptLookup(tokens: ArrayLike<number>, length: number, maxNgram: number, minNgram: number): number {
   for (let n = Math.min(maxNgram, length - 1); n >= minNgram; n--) {
     const suffix = length - n;
     // Occurrence starting at i ends at i+n-1 and must leave a token after it: i+n <= length-1.
@@ -76,7 +76,7 @@ export function findPromptLookup(tokens: ArrayLike<number>, length: number, maxN
  * context's final n tokens (largest n in [minNgram, maxNgram] that has one
  * with a token after it), or -1.
  */
-export function findInText(text: ArrayLike<number>, context: ArrayLike<number>, length: number, maxNgram: number, minNgram: number): number {
+function findInText(text: ArrayLike<number>, context: ArrayLike<number>, length: number, maxNgram: number, minNgram: number): number {
   for (let n = Math.min(maxNgram, length); n >= minNgram; n--) {
     const suffix = length - n;
     for (let i = text.length - n - 1; i >= 0; i--) {
