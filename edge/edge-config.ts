@@ -90,7 +90,8 @@ const SWITCH_VALUES: readonly string[] = ['0', '1', 'true', 'false'];
 
 function intValue(value: unknown, name: IntVar): number | null {
   const { min, max } = INT_VARS[name];
-  const n = typeof value !== 'string' || value.trim() === '' ? NaN : Number(value);
+  // Decimal digits only, as the command line's flags take them: Number() also read "1e6", "0x100000" and "0b1".
+  const n = typeof value === 'string' && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : NaN;
   return Number.isInteger(n) && n >= min && n <= max ? n : null;
 }
 

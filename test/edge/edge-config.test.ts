@@ -66,6 +66,13 @@ describe('edge config', () => {
     expect(invalidEdgeVars({ SSSD_USER_CACHE_WAIT_MS: '-1' }).map((p) => p.message)).toEqual(['SSSD_USER_CACHE_WAIT_MS="-1" is not an integer in [0, 10000]']);
   });
 
+  it('reads integers written in decimal digits only, as the command line does', () => {
+    expect(edgeConfig(env({ SSSD_MAX_BODY_BYTES: ' 1000000 ' })).maxBodyBytes).toBe(1_000_000);
+    for (const written of ['1e6', '0x100000', '0b1', '1_000_000']) {
+      expect(invalidEdgeVars({ SSSD_MAX_BODY_BYTES: written }).map((p) => p.message)).toEqual([expect.stringContaining(`SSSD_MAX_BODY_BYTES="${written}" is not an integer`)]);
+    }
+  });
+
   it('keeps a lease at least three of its renewals long', () => {
     expect(invalidEdgeVars({ SSSD_CONCURRENCY_LEASE_SECONDS: '1' }).map((p) => p.message)).toEqual(['SSSD_CONCURRENCY_LEASE_SECONDS="1" is not an integer in [3, 3600]']);
   });
