@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { putLocalKv } from '../../launcher/local-kv';
+import { putLocalKv } from '../support/local-kv';
 import { repoRoot, sha256Hex, startStack, type RunningStack } from '../../launcher/stack';
 import { models } from '../support/shared-data';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { damagedStateFiles } from '../../launcher/edge-state-files';
-import { putLocalKv } from '../../launcher/local-kv';
+import { putLocalKv } from '../support/local-kv';
 import { ServiceExitedError } from '../../launcher/service-process';
 import { startEdge } from '../../launcher/stack';
 

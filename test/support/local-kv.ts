@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { repoRoot } from './stack';
+import { repoRoot } from '../../launcher/stack';
 
 export async function putLocalKv(key: string, value: string, persistTo?: string): Promise<void> {
   const args = [
