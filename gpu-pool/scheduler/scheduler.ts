@@ -356,7 +356,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     // The first word stands: an edge's stop, then its stream closing, is still a stop.
     if (gen.cancelled) return true;
     gen.cancelled = true;
-    gen.stoppedByEdge = atStop;
+    // A stop string is found in output: with none yet (queued, or in its prefill) the generation is cut off, not stopped.
+    gen.stoppedByEdge = atStop && gen.output.length > 0;
     this.endQueued(gen, gen.cancelReason);
     // Running: dropped at the start of the next iteration (within one step).
     return true;

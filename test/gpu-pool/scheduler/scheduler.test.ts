@@ -339,6 +339,27 @@ describe('continuous batching', () => {
     expect((await metrics.rejected.get()).values.find((v) => v.labels.reason === 'draining')?.value).toBe(2);
   });
 
+  it("ends a generation the edge stopped at a stop string as 'stop', and one stopped before it had any output as cancelled", async () => {
+    const metrics = new PoolMetrics();
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 1, maxQueued: 4, maxTotalTokens: 100_000 },
+      budget: null,
+      metrics,
+      createDrafter: drafterFactory(null),
+    });
+    const running = collect();
+    const queued = collect();
+    s.submit(generateRequestSchema.parse({ id: 'running', promptIds: [1], maxTokens: 200, speculation: 'off' }), running.sink);
+    s.submit(generateRequestSchema.parse({ id: 'queued', promptIds: [1, 403], maxTokens: 20, speculation: 'off' }), queued.sink);
+    while (running.events.filter((e) => e.type === 'tokens').length < 3) await new Promise((r) => setImmediate(r));
+    expect(s.cancel('queued', true)).toBe(true);
+    expect(s.cancel('running', true)).toBe(true);
+    expect((await queued.done).at(-1)).toMatchObject({ type: 'done', finishReason: 'cancelled' });
+    expect((await running.done).at(-1)).toMatchObject({ type: 'done', finishReason: 'stop' });
+    const reasons = Object.fromEntries((await metrics.requestsByReason.get()).values.map((v) => [v.labels.finished_reason, v.value]));
+    expect(reasons).toMatchObject({ stop: 1, abort: 1 });
+  });
+
   it('a new request prefills in the same forward pass as a running one decodes', async () => {
     const s = scheduler(null);
     runner.steps = [];
