@@ -189,9 +189,9 @@ function scheduler(budget: TreeBudget | null, metrics = new PoolMetrics()): Sche
 describe('continuous batching', () => {
   it('applies repetition, frequency and presence penalties, and drafted steps emit exactly what plain decoding does under them', async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
-    const run = async (id: string, speculation: 'off' | 'context', sampling: Record<string, unknown>) => {
+    const run = async (id: string, speculation: 'off' | 'context' | 'sssd', sampling: Record<string, unknown>, predictionIds?: number[]) => {
       const c = collect();
-      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 48, speculation, sampling }), c.sink);
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 48, speculation, sampling, predictionIds }), c.sink);
       const tokens = (await c.done).filter((e): e is Extract<PoolEvent, { type: 'tokens' }> => e.type === 'tokens');
       return { ids: tokens.flatMap((e) => e.ids), accepted: tokens.reduce((n, e) => n + e.accepted, 0) };
     };
@@ -208,6 +208,11 @@ describe('continuous batching', () => {
       const drafted = await run(`pen-ctx-${name.replace(/\W+/g, '-')}`, 'context', sampling);
       expect(drafted.ids, name).toEqual(plain.ids);
       expect(drafted.accepted, name).toBeGreaterThan(0);
+      // The output itself as the prediction: long accepted paths, a token often twice on one, and every node
+      // deeper than the first sees the penalties of the path's tokens above it.
+      const predicted = await run(`pen-pred-${name.replace(/\W+/g, '-')}`, 'sssd', sampling, plain.ids);
+      expect(predicted.ids, name).toEqual(plain.ids);
+      expect(predicted.accepted, name).toBeGreaterThan(plain.ids.length / 2);
       // The penalty changed the text (a strong frequency penalty: it repeats itself less).
       if (!('temperature' in sampling)) expect(plain.ids, name).not.toEqual(unpenalised.ids);
       if (name === 'frequency') expect(new Set(plain.ids).size).toBeGreaterThan(new Set(unpenalised.ids).size);
