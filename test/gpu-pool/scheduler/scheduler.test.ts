@@ -365,6 +365,38 @@ describe('continuous batching', () => {
     expect(reasons).toMatchObject({ stop: 1, abort: 1 });
   });
 
+  it('gives the datastore the outputs of generations that opted in and finished (at the end token, a stop string or max tokens), not cut-off ones', async () => {
+    const contributed: number[][] = [];
+    const s = new Scheduler(runner, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: null,
+      metrics: new PoolMetrics(),
+      createDrafter: drafterFactory(null),
+      onContribute: (tokens) => contributed.push(Array.from(tokens)),
+    });
+    /** `cancelAfter`: the edge cancels it once it has that many tokens, at a stop string it found or not. */
+    const run = async (id: string, extra: Record<string, unknown>, cancelAfter?: { tokens: number; atStop: boolean }): Promise<{ ids: number[]; finishReason: unknown }> => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: [1, 403, 407], maxTokens: 30, speculation: 'off', contributeToDatastore: true, ...extra }), c.sink);
+      if (cancelAfter) {
+        while (tokensOf(c.events).length < cancelAfter.tokens) await new Promise((r) => setImmediate(r));
+        s.cancel(id, cancelAfter.atStop);
+      }
+      const events = await c.done;
+      return { ids: tokensOf(events), finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason };
+    };
+    // The end token forced at once.
+    const atEos = await run('at-eos', { sampling: { logitBias: { [String(runner.config.eosIds[0])]: 100 } } });
+    expect(atEos.finishReason).toBe('stop');
+    const atStop = await run('at-stop-string', {}, { tokens: 3, atStop: true });
+    expect(atStop.finishReason).toBe('stop');
+    const atLength = await run('at-length', { maxTokens: 5 });
+    expect(atLength.finishReason).toBe('length');
+    const cutOff = await run('cut-off', {}, { tokens: 2, atStop: false });
+    expect(cutOff.finishReason).toBe('cancelled');
+    expect(contributed).toEqual([[1, 403, 407, ...atEos.ids], [1, 403, 407, ...atStop.ids], [1, 403, 407, ...atLength.ids]]);
+  });
+
   it('a new request prefills in the same forward pass as a running one decodes', async () => {
     const s = scheduler(null);
     runner.steps = [];
