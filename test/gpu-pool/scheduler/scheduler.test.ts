@@ -397,6 +397,46 @@ describe('continuous batching', () => {
     expect(contributed).toEqual([[1, 403, 407, ...atEos.ids], [1, 403, 407, ...atStop.ids], [1, 403, 407, ...atLength.ids]]);
   });
 
+  it('admits up to exactly its token capacity, and refuses ids one past the vocabulary', async () => {
+    // One scheduler at a time on the shared runner: each is done before the next starts.
+    const pool = () =>
+      new Scheduler(runner, {
+        limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 40 },
+        budget: null,
+        metrics: new PoolMetrics(),
+        createDrafter: drafterFactory(null),
+      });
+    const whole = pool();
+    const all = collect();
+    whole.submit(generateRequestSchema.parse({ id: 'all-of-it', promptIds: [1, 403, 407], maxTokens: 37, speculation: 'off' }), all.sink);
+    expect(whole.stats().reservedTokens).toBe(40);
+    whole.cancel('all-of-it');
+    await all.done;
+    await whole.close();
+
+    const s = pool();
+    const runs: ReturnType<typeof collect>[] = [];
+    const submit = (id: string, maxTokens: number, extra: Record<string, unknown> = {}) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: [1, 403, 407], maxTokens, speculation: 'off', ...extra }), c.sink);
+      runs.push(c);
+    };
+    const vocab = runner.config.vocabSize;
+    // One past the vocabulary is outside it (a prediction's token would reach the pass and fail the batch's).
+    expect(() => submit('pred-past', 4, { predictionIds: [vocab] })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('predictionIds[0]') }));
+    expect(() => submit('bias-past', 4, { sampling: { logitBias: { [String(vocab)]: 5 } } })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('logitBias') }));
+    // More than the pool holds is a request that can never run (exactly all of it can, above).
+    expect(() => submit('too-big', 38)).toThrow(expect.objectContaining({ kind: 'bad_request' }));
+    // Two of 20 tokens each fill the 40 exactly (submitted in one go: neither has ended); a third of 4 waits for room.
+    submit('first-half', 17);
+    submit('second-half', 17);
+    expect(s.stats().reservedTokens).toBe(40);
+    expect(() => submit('no-room', 1)).toThrow(expect.objectContaining({ kind: 'busy' }));
+    for (const c of runs) expect((await c.done).at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+    expect(runs).toHaveLength(2);
+    await s.close();
+  });
+
   it('a new request prefills in the same forward pass as a running one decodes', async () => {
     const s = scheduler(null);
     runner.steps = [];
