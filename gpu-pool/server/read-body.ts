@@ -16,10 +16,11 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
   try {
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length;
-      if (size > maxBytes) {
-        throw new HttpError(413, 'bad_request', `request body exceeds the limit of ${maxBytes} bytes`);
-      }
-      chunks.push(chunk);
+      // Past the cap (a body of no declared length) the rest is read and dropped, not kept: stopping at once
+      // destroyed the connection, and a client still sending got a reset instead of its 413. One more cap's worth
+      // at most; a client that sends on past that gets the reset.
+      if (size > 2 * maxBytes) throw new HttpError(413, 'bad_request', `request body exceeds the limit of ${maxBytes} bytes`);
+      if (size <= maxBytes) chunks.push(chunk);
     }
   } catch (err) {
     if (err instanceof HttpError) throw err;
@@ -27,6 +28,7 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
     // reset): the client's doing, not the pool's, and nobody is left to answer.
     throw new HttpError(400, 'bad_request', `the request body did not arrive whole: ${(err as Error).message}`);
   }
+  if (size > maxBytes) throw new HttpError(413, 'bad_request', `request body exceeds the limit of ${maxBytes} bytes`);
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.length === 0) throw new HttpError(400, 'bad_request', 'request body is empty; expected JSON');
   try {

@@ -119,6 +119,34 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     expect(ok.ids.length).toBe(5);
   });
 
+  it('a body sent in chunks, with no length declared, is cut off at the size limit too (413)', async () => {
+    const chunk = new TextEncoder().encode('x'.repeat(1024 * 1024));
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        // 9 MiB: past the 8 MiB cap, announced by no Content-Length.
+        if (sent++ < 9) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    const res = await fetch(`${pool.url}/v1/generate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json' },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { message: string }).message).toMatch(/exceeds the limit of 8388608 bytes/);
+    const ok = await generate(pool, { id: 'after-chunked-413', promptIds: [1, 403], maxTokens: 5 });
+    expect(ok.ids.length).toBe(5);
+  });
+
+  it('a cancel names no reason but "stop" (400)', async () => {
+    const res = await fetch(`${pool.url}/v1/generations/anything?reason=timeout`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { message: string }).message).toMatch(/reason: "stop" or none/);
+  });
+
   it('a trie naming a token the model does not have is a 400, and the generations beside it go on', async () => {
     // A trie that follows the real greedy output for two tokens, then names
     // token 600 (the vocabulary has 512): it used to reach the forward pass and
