@@ -186,3 +186,31 @@ describe('prompt', () => {
     expect(clipped('abc', 3)).toBe('abc');
   });
 });
+
+describe('sampling bounds', () => {
+  it('refuses top_p above 1 by name (400)', () => {
+    expect(refusal({ top_p: 1 })).toBeNull();
+    const err = refusal({ top_p: 1.5 });
+    expect(err?.status).toBe(400);
+    expect(err!.toBody().error).toMatchObject({ param: 'top_p', code: 'invalid_value' });
+  });
+
+  it('refuses chat top_logprobs without logprobs: true, by name', () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    for (const logprobs of [undefined, false]) {
+      expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, logprobs, top_logprobs: 2 }, 'chat'), String(logprobs)).toThrow(
+        expect.objectContaining({ status: 400, param: 'top_logprobs', message: expect.stringContaining('top_logprobs needs logprobs: true') }),
+      );
+    }
+    expect(parseOpenAiBody(chatRequestSchema, { ...chat, logprobs: true, top_logprobs: 2 }, 'chat').top_logprobs).toBe(2);
+  });
+});
+
+describe('user', () => {
+  it('takes 256 characters and refuses 257 by name', () => {
+    expect(refusal({ user: 'u'.repeat(256) })).toBeNull();
+    const err = refusal({ user: 'u'.repeat(257) });
+    expect(err?.status).toBe(400);
+    expect(err!.toBody().error).toMatchObject({ param: 'user', code: 'invalid_value' });
+  });
+});
