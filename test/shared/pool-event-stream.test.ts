@@ -131,4 +131,28 @@ describe('readPoolEvents', () => {
     expect(broken[1]).toMatchObject({ type: 'error', code: 'internal' });
     expect((broken[1] as { message: string }).message).toMatch(/pool stream broke: .*socket hang up/);
   });
+
+  it('refuses an event missing one field its readers act on: logprobs short of the ids, done without completionTokens, error without a message', async () => {
+    for (const [line, why] of [
+      ['{"type":"tokens","ids":[1,2],"sources":["model","model"],"drafted":0,"accepted":0,"logprobs":[-0.1]}', 'tokens whose logprobs do not match its ids'],
+      ['{"type":"done","finishReason":"stop","usage":{"promptTokens":1,"speculation":{}}}', 'done without token counts'],
+      ['{"type":"error","code":"internal"}', 'error without a code and message'],
+    ] as const) {
+      expect(await collect(iterable(cut(`${line}\n${JSON.stringify(done)}\n`, []))), line).toEqual([
+        { type: 'error', code: 'internal', message: `pool sent a malformed event (${why})` },
+      ]);
+    }
+  });
+
+  it('stops at an error event: the lines after it are left unread', async () => {
+    const error: PoolEvent = { type: 'error', code: 'busy', message: 'pool is full' };
+    const after = `${JSON.stringify(tokens([1]))}\n${JSON.stringify(error)}\n${JSON.stringify(tokens([2]))}\n${JSON.stringify(done)}\n`;
+    const chunks = cut(after, [after.indexOf(JSON.stringify(tokens([2])))]);
+    const source = iterable(chunks);
+    expect(await collect(source)).toEqual([tokens([1]), error]);
+    expect(source.pulled).toBe(1);
+    let cancelled = false;
+    expect(await collect(webStream(chunks, () => (cancelled = true)))).toEqual([tokens([1]), error]);
+    expect(cancelled).toBe(true);
+  });
 });
