@@ -210,4 +210,46 @@ describe('KeyLimiter', () => {
     a.release();
     expect(limiter.acquire('q', 2, 1).ok).toBe(true);
   });
+
+  it('fills a bucket no fuller than rpm however long the key was idle: a burst after 10 minutes gets rpm admissions', () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now);
+    const first = limiter.acquire('k', 3, 10);
+    if (first.ok) first.release();
+    now += 10 * 60_000;
+    for (let i = 0; i < 3; i++) {
+      const a = limiter.acquire('k', 3, 10);
+      expect(a.ok, String(i)).toBe(true);
+      if (a.ok) a.release();
+    }
+    expect(limiter.acquire('k', 3, 10)).toMatchObject({ ok: false, reason: 'rate' });
+  });
+
+  it('gives back one token for a request refused for its n, though the refusal refunds twice (widen, then the handler)', () => {
+    const limiter = new KeyLimiter(() => 0);
+    // rpm 3, one slot: two requests end, a third spends the last token and asks for n = 2.
+    for (let i = 0; i < 2; i++) {
+      const a = limiter.acquire('k', 3, 1);
+      if (a.ok) a.release();
+    }
+    const a = limiter.acquire('k', 3, 1);
+    if (!a.ok) throw new Error('refused');
+    expect(a.widen(1)).not.toBeNull();
+    expect(a.refund().remaining).toBe(1);
+    a.release();
+    // One token back, not two: the key gets one more request this minute.
+    const next = limiter.acquire('k', 3, 1);
+    expect(next.ok).toBe(true);
+    if (next.ok) next.release();
+    expect(limiter.acquire('k', 3, 1)).toMatchObject({ ok: false, reason: 'rate' });
+  });
+
+  it('brings no released lease back when it shows life after its release', () => {
+    const limiter = new KeyLimiter(() => 0);
+    const a = limiter.acquire('k', 100, 1);
+    if (!a.ok) throw new Error('refused');
+    a.release();
+    a.alive();
+    expect(limiter.acquire('k', 100, 1).ok).toBe(true);
+  });
 });
