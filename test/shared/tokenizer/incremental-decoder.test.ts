@@ -73,6 +73,16 @@ describe('incremental decoder', () => {
     expect(d.push(0x41 + 3)).toBe('A');
   });
 
+  it('turns an unfinished character interrupted by BOS or EOS into U+FFFD there, and resets', () => {
+    for (const silent of [1, 2]) {
+      const d = tok512.createDecoder();
+      expect(d.push(0xc3 + 3)).toBe('');
+      expect(d.push(silent), String(silent)).toBe('\ufffd');
+      expect(d.flush()).toBe('');
+      expect(tok512.decode([0xe2 + 3, 0x82 + 3, silent, 0x41 + 3])).toBe('\ufffdA');
+    }
+  });
+
   it('replaces invalid byte sequences like TextDecoder does', () => {
     const sequences = [
       [0xff],
