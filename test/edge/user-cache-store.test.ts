@@ -1,6 +1,9 @@
-// The KV side of the user cache. Real KV runs in the e2e suites; here a KV that
-// throws stands in for an outage, which local KV cannot produce.
-import { describe, expect, it } from 'vitest';
+// The KV side of the user cache, on workerd's own KV (Miniflare, as `wrangler
+// dev` runs it) wherever the test needs no fault: a KV that throws, hangs or
+// answers slowly (MapKv) stands in only for an outage, a cancelled write or a
+// far-away KV, which local KV cannot produce.
+import { Miniflare } from 'miniflare';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../edge/api-keys';
 import { cacheScope, UserCacheStore } from '../../edge/user-cache-store';
 import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
@@ -28,11 +31,9 @@ class MapKv {
     const v = this.values.get(key);
     return v ? v.slice().buffer : null;
   }
-  readonly putOptions: Array<{ expirationTtl?: number } | undefined> = [];
-  async put(key: string, value: Uint8Array, options?: { expirationTtl?: number }): Promise<void> {
+  async put(key: string, value: Uint8Array): Promise<void> {
     await this.wait();
     if (this.failing) throw new Error('KV PUT failed: 503');
-    this.putOptions.push(options);
     if (this.hangNextPut) {
       this.hangNextPut = false;
       return new Promise<void>(() => undefined);
@@ -43,18 +44,33 @@ class MapKv {
 
 const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395];
 
-function storeOn(kv: MapKv): UserCacheStore {
-  return new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512);
+function storeOn(kv: MapKv | KVNamespace): UserCacheStore {
+  return new UserCacheStore(kv as KVNamespace, 16 * 1024, 512);
+}
+
+let miniflare: Miniflare;
+let realKv: KVNamespace;
+beforeAll(async () => {
+  miniflare = new Miniflare({ modules: true, script: 'export default { fetch() { return new Response(null); } }', kvNamespaces: ['SSSD_KV'], compatibilityDate: '2025-01-01' });
+  realKv = (await miniflare.getKVNamespace('SSSD_KV')) as unknown as KVNamespace;
+});
+afterAll(async () => {
+  await miniflare?.dispose();
+});
+
+async function storedBytes(kv: KVNamespace, key: string): Promise<Uint8Array | null> {
+  const value = await kv.get(key, 'arrayBuffer');
+  return value ? new Uint8Array(value) : null;
 }
 
 describe('UserCacheStore', () => {
   it('keeps the latest requests verbatim, or none where the operator says 0 (and drops what was kept)', async () => {
-    const kv = new MapKv();
+    const kv = realKv;
     const scope = await cacheScope('key-1', 'carol');
     const store = storeOn(kv);
     await store.saveMerged(await store.load(scope), story);
     expect(Array.from((await store.load(scope)).cache.history)).toEqual(story);
-    const none = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, 0);
+    const none = new UserCacheStore(kv, 16 * 1024, 512, 0);
     await none.saveMerged(await none.load(scope), story);
     const loaded = await none.load(scope);
     expect(loaded.cache.history).toHaveLength(0);
@@ -62,13 +78,13 @@ describe('UserCacheStore', () => {
   });
 
   it('round-trips a merged cache through one read and one write', async () => {
-    const kv = new MapKv();
+    const kv = realKv;
     const store = storeOn(kv);
     const scope = await cacheScope('key-1', 'alice');
     const empty = await store.load(scope);
     expect(empty.cache.isEmpty).toBe(true);
     await store.saveMerged(empty, story);
-    expect(kv.values.size).toBe(1);
+    expect(await storedBytes(kv, UserCacheStore.keyFor(scope))).not.toBeNull();
     const loaded = await store.load(scope);
     expect(loaded.cache.isEmpty).toBe(false);
     expect(loaded.cache.nextTokens([403, 407], 2)[0]?.token).toBe(261);
@@ -111,14 +127,23 @@ describe('UserCacheStore', () => {
   });
 
   it('writes a value to expire its TTL after the last write (KV takes 60 s at least), or for good with none', async () => {
-    const kv = new MapKv();
-    const scope = await cacheScope('k', 'ttl');
-    const month = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 30 * 86_400);
-    await month.saveMerged(await month.load(scope), story);
-    const short = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 5);
-    await short.saveMerged(await short.load(scope), story);
-    await storeOn(kv).saveMerged(await storeOn(kv).load(scope), story);
-    expect(kv.putOptions).toEqual([{ expirationTtl: 30 * 86_400 }, { expirationTtl: 60 }, undefined]);
+    const kv = realKv;
+    const expiresIn = async (scope: string): Promise<number | null> => {
+      const { keys } = await kv.list({ prefix: UserCacheStore.keyFor(scope) });
+      return keys[0]?.expiration === undefined ? null : keys[0].expiration - Date.now() / 1000;
+    };
+    const month = new UserCacheStore(kv, 16 * 1024, 512, undefined, 30 * 86_400);
+    const monthScope = await cacheScope('k', 'ttl-month');
+    await month.saveMerged(await month.load(monthScope), story);
+    expect(await expiresIn(monthScope)).toBeCloseTo(30 * 86_400, -2);
+    const short = new UserCacheStore(kv, 16 * 1024, 512, undefined, 5);
+    const shortScope = await cacheScope('k', 'ttl-short');
+    await short.saveMerged(await short.load(shortScope), story);
+    expect(await expiresIn(shortScope)).toBeCloseTo(60, -1);
+    // Written again without a TTL: kept for good.
+    await storeOn(kv).saveMerged(await storeOn(kv).load(shortScope), story);
+    expect(await expiresIn(shortScope)).toBeNull();
+    expect((await storeOn(kv).load(shortScope)).cache.isEmpty).toBe(false);
   });
 
   it('drafts without the cache when KV is down, and the write never throws', async () => {
@@ -166,7 +191,7 @@ describe('UserCacheStore', () => {
   });
 
   it("keeps every one of a user's requests that end at once in one isolate (each write merges into the one before)", async () => {
-    const kv = new MapKv();
+    const kv = realKv;
     const scope = await cacheScope('k', 'parallel');
     // Four requests of one user, loaded before any ended; each store is a request's own, as in the Worker.
     const loads = await Promise.all([0, 1, 2, 3].map(() => storeOn(kv).load(scope)));
@@ -191,23 +216,23 @@ describe('UserCacheStore', () => {
   });
 
   it('drafts from a damaged value inside the vocabulary, and replaces it with a valid one at the write', async () => {
-    const kv = new MapKv();
+    const kv = realKv;
     const store = storeOn(kv);
-    const scope = await cacheScope('k', 'u');
+    const scope = await cacheScope('k', 'damaged');
     const damaged = mergeIntoUserCache(null, story, { vocabSize: 512 });
     // Every slot's next tokens made ids past the vocabulary (keys left intact,
     // so the contexts are still found): the checksum no longer holds.
     const slotCount = new DataView(damaged.buffer, damaged.byteOffset).getUint32(12, true);
     for (let slot = 0; slot < slotCount; slot++) for (let i = 0; i < 4; i++) damaged[32 + slot * 32 + 4 + 4 * i + 1] |= 0x7f;
     expect(UserCache.decode(damaged, { vocabSize: 512 }).isEmpty).toBe(true);
-    kv.values.set(UserCacheStore.keyFor(scope), damaged);
+    await kv.put(UserCacheStore.keyFor(scope), damaged);
     const loaded = await store.load(scope);
     // Read without the checksum (the request path): whatever it drafts names only tokens the model has.
     expect(loaded.cache.nextTokens(story.slice(0, 4), 4)[0].token).toBeGreaterThanOrEqual(512);
     const trie = draftEdgeTrie(loaded.cache, story.slice(0, 6), { maxNodes: 64 });
     expect(edgeTrieTokenOutside(trie, 512)).toBeNull();
     await store.saveMerged(loaded, [1, 2, 3]);
-    const rewritten = kv.values.get(UserCacheStore.keyFor(scope))!;
+    const rewritten = (await storedBytes(kv, UserCacheStore.keyFor(scope)))!;
     // The merge checked it: the damaged value is gone, the new request alone is kept.
     const fresh = UserCache.decode(rewritten, { vocabSize: 512 });
     expect(fresh.isEmpty).toBe(false);
@@ -215,10 +240,10 @@ describe('UserCacheStore', () => {
   });
 
   it('treats a value that is not a cache at all as empty', async () => {
-    const kv = new MapKv();
+    const kv = realKv;
     const store = storeOn(kv);
-    const scope = await cacheScope('k', 'v');
-    kv.values.set(UserCacheStore.keyFor(scope), new TextEncoder().encode('not a cache, not even close'));
+    const scope = await cacheScope('k', 'not-a-cache');
+    await kv.put(UserCacheStore.keyFor(scope), 'not a cache, not even close');
     const loaded = await store.load(scope);
     expect(loaded.cache.isEmpty).toBe(true);
     expect(loaded.bytes).toBeNull();
