@@ -49,6 +49,7 @@ import { POOL_NODE_FLAGS, oldSpaceFlag } from './pool-node-flags';
 import { parseSpeculativeConfig, resolveSpeculation, type SpeculationSettings } from './speculative-config';
 import { BatchSizeCaps } from '../budget/batch-size-caps';
 import { poolCacheDir } from '../graph/graph-cache';
+import { logLine } from '../metrics/log-line';
 
 interface PoolFlags {
   model: string;
@@ -200,7 +201,7 @@ export const MAX_THREADS = 256;
  */
 function watchLauncher(): { onGone(handler: () => void): void } {
   let handler = (): void => {
-    process.stderr.write('pool: the process that started it is gone: exiting before serving\n');
+    logLine('pool: the process that started it is gone: exiting before serving');
     process.exit(1);
   };
   if (process.channel) {
@@ -262,7 +263,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     throw new CliError('set SSSD_POOL_TOKEN (the bearer token edges must send), or pass --insecure-no-auth for local use');
   }
   // The safe way round, but said: someone who asked for no auth gets 401s otherwise without a word.
-  if (token && flags.insecureNoAuth) process.stderr.write('pool: --insecure-no-auth is ignored: SSSD_POOL_TOKEN is set, and requests must send it\n');
+  if (token && flags.insecureNoAuth) logLine('pool: --insecure-no-auth is ignored: SSSD_POOL_TOKEN is set, and requests must send it');
   const previousTokens = (process.env.SSSD_POOL_PREVIOUS_TOKENS ?? '')
     .split(',')
     .map((t) => t.trim())
@@ -294,8 +295,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const config = model.config;
   const chatTemplate = statSync(flags.model).isDirectory() ? await declaredChatTemplate(flags.model) : null;
   if (chatTemplate !== null) {
-    process.stderr.write(
-      `pool: ${chatTemplate.file} declares a chat template; this pool renders chats with its own, \`concat\` (docs/chat-template.md), so a chat-tuned model sees none of its role markers. Render the chat yourself and send it to /v1/completions.\n`,
+    logLine(
+      `pool: ${chatTemplate.file} declares a chat template; this pool renders chats with its own, \`concat\` (docs/chat-template.md), so a chat-tuned model sees none of its role markers. Render the chat yourself and send it to /v1/completions.`,
     );
   }
   if (tokenizer.vocabSize !== config.vocabSize) {
@@ -318,27 +319,27 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     flags.nextTokens,
     flags.datastore,
     { vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha, modelSha256: model.sha256 },
-    (why) => process.stderr.write(`pool: ${why}\n`),
+    (why) => logLine(`pool: ${why}`),
   ).catch((err: Error) => {
     throw new CliError(`cannot load the next-token table: ${err.message} (--next-tokens none runs without it)`);
   });
 
   const runner = await ModelRunner.create(model, { threads, maxSequences: maxActive, keptKvTokens: Math.min(maxActive * config.contextLength, maxTotalTokens) });
   const layoutNote = runner.layout.residentKv ? ' (resident keys/values)' : runner.layout.packedOutputs ? ' (packed outputs)' : '';
-  process.stderr.write(`pool: ${config.name} on ${runner.executionProvider}${layoutNote}\n`);
+  logLine(`pool: ${config.name} on ${runner.executionProvider}${layoutNote}`);
   const prefillChunk = chunkFlag ?? (runner.executionProvider === 'cpu' ? CPU_PREFILL_CHUNK : DEVICE_PREFILL_CHUNK);
   const heapFlag = oldSpaceFlag(process.execArgv, process.env.NODE_OPTIONS);
   const heapNote = heapFlag
     ? `V8 heap ${heapFlag}`
     : `WARNING: node's default initial old generation; run the pool with \`node ${POOL_NODE_FLAGS.join(' ')}\` (bin/sssd.mjs does) or large passes bring on a full collection every few hundred steps`;
-  process.stderr.write(`pool: ${heapNote}\n`);
+  logLine(`pool: ${heapNote}`);
   if (nextTokens) {
-    process.stderr.write(`pool: next-token table of ${nextTokens.size} contexts drafts for sampled requests, and chains for batches too wide for the fused drafter\n`);
+    logLine(`pool: next-token table of ${nextTokens.size} contexts drafts for sampled requests, and chains for batches too wide for the fused drafter`);
     const tableFile = nextTokenTableFile(flags.nextTokens, flags.datastore);
     // A table built before builds read the corpus's own positions drafts sampled requests a few percent worse.
     if (tableFile && (await nextTokenTableCorpusPositions(tableFile)) === null) {
-      process.stderr.write(
-        `pool: the next-token table ${tableFile} predates tables that read the corpus through the model (datastore build --model does since 2026-12-03); rebuilding it drafts sampled requests ~2% more tokens a step (stories260K)\n`,
+      logLine(
+        `pool: the next-token table ${tableFile} predates tables that read the corpus through the model (datastore build --model does since 2026-12-03); rebuilding it drafts sampled requests ~2% more tokens a step (stories260K)`,
       );
     }
   }
@@ -361,14 +362,14 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     const passTokens = m.passOverheadTokens();
     runner.setSplitOverheadTokens(passTokens);
     budget = new TreeBudget(m, { policy: speculation.budget, maxNodes: maxTreeNodes, splitsPasses: runner.splitsPasses });
-    process.stderr.write(
+    logLine(
       `pool: step cost (past 128): 1 row ${m.stepMs(1, 1, 1, 128).toFixed(2)} ms, 1 row × 16 tokens ${m.stepMs(1, 16, 16, 128).toFixed(2)} ms, ` +
         `32 rows ${m.stepMs(32, 1, 32, 128).toFixed(2)} ms, 32 rows × 4 tokens ${m.stepMs(32, 4, 128, 128).toFixed(2)} ms; knee ${budget.kneeTokens} tokens; ` +
         (runner.splitsPasses ? `a second pass costs ${passTokens} padded tokens; ` : '') +
-        `budget ${budget.options.policy} (${cal.fromCache ? 'calibration cached' : `calibrated in ${((performance.now() - t0) / 1000).toFixed(1)} s`}, ${path.relative(process.cwd(), cal.file)})\n`,
+        `budget ${budget.options.policy} (${cal.fromCache ? 'calibration cached' : `calibrated in ${((performance.now() - t0) / 1000).toFixed(1)} s`}, ${path.relative(process.cwd(), cal.file)})`,
     );
     if (cal.notCached) {
-      process.stderr.write(`pool: warning: the calibration could not be kept (${cal.notCached}); it is measured again at the next start (SSSD_CACHE_DIR names a writable folder)\n`);
+      logLine(`pool: warning: the calibration could not be kept (${cal.notCached}); it is measured again at the next start (SSSD_CACHE_DIR names a writable folder)`);
     }
   }
 
@@ -377,11 +378,11 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     prefixCacheMb > 0 && !runner.layout.residentKv
       ? new PrefixCache<SequenceKvCache>({ maxBytes: prefixCacheMb * 2 ** 20, bytesOf: (sequence) => sequence.byteLength })
       : null;
-  if (prefixCacheMb > 0 && !prefixCache) process.stderr.write('pool: prefix caching is off: keys/values are resident on the device\n');
+  if (prefixCacheMb > 0 && !prefixCache) logLine('pool: prefix caching is off: keys/values are resident on the device');
 
   const batchSizeCaps = new BatchSizeCaps(maxTreeNodes, speculation.maxTreeNodesByBatchSize, speculation.disableByBatchSize);
   if (batchSizeCaps.entries.length > 1) {
-    process.stderr.write(`pool: draft nodes per request by batch size: ${batchSizeCaps.entries.map((e) => `${e.fromBatchSize}+ → ${e.maxTreeNodes}`).join(', ')}\n`);
+    logLine(`pool: draft nodes per request by batch size: ${batchSizeCaps.entries.map((e) => `${e.fromBatchSize}+ → ${e.maxTreeNodes}`).join(', ')}`);
   }
   if (runner.kvBuffers) metrics.watchKvBuffers(runner.kvBuffers);
   metrics.watchRunnerSteps(runner.stepCounts);
@@ -391,7 +392,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     ? new DatastoreSaver(datastore, flags.saveDatastore, {
         intervalMs: saveSeconds * 1000,
         nextTokensFile: nextTokens ? nextTokenTableFile(flags.nextTokens, flags.datastore) : null,
-        log: (line) => process.stderr.write(`pool: ${line}\n`),
+        log: (line) => logLine(`pool: ${line}`),
         onSaved: (result) => metrics.datastoreSaves.inc({ result }),
       })
     : null;
@@ -455,10 +456,10 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   } catch (err) {
     throw new CliError(`cannot listen on ${flags.host}:${port}: ${(err as Error).message}`);
   }
-  if (!token) process.stderr.write('pool: WARNING: authentication is off (--insecure-no-auth)\n');
+  if (!token) logLine('pool: WARNING: authentication is off (--insecure-no-auth)');
   // Said at every start: a rotation left half done keeps an old token valid.
-  if (previousTokens.length > 0) process.stderr.write(`pool: also accepting ${previousTokens.length} previous token(s) from SSSD_POOL_PREVIOUS_TOKENS; unset it once every edge sends SSSD_POOL_TOKEN\n`);
-  const stopStatsLog = logStatsSeconds > 0 ? startStatsLog(metrics, logStatsSeconds, (line) => process.stderr.write(`${line}\n`)) : () => {};
+  if (previousTokens.length > 0) logLine(`pool: also accepting ${previousTokens.length} previous token(s) from SSSD_POOL_PREVIOUS_TOKENS; unset it once every edge sends SSSD_POOL_TOKEN`);
+  const stopStatsLog = logStatsSeconds > 0 ? startStatsLog(metrics, logStatsSeconds, logLine) : () => {};
 
   await new Promise<void>((resolve) => {
     let stopping: Promise<void> | null = null;
@@ -466,7 +467,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     let lastSignalAt = 0;
     // The streams end once the pass in flight returns: one that never does (a hung device) would hold the process for ever.
     const exitIfHung = (why: string): never => {
-      process.stderr.write(`pool: ${why}: a forward pass has not returned; exiting without it (its generations' streams are cut; edges resume them elsewhere)\n`);
+      logLine(`pool: ${why}: a forward pass has not returned; exiting without it (its generations' streams are cut; edges resume them elsewhere)`);
       process.exit(1);
     };
     const stopNow = (): Promise<void> =>
@@ -485,7 +486,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
         await saver?.stop();
         if (saver && saver.unsavedOutputs > 0) {
           // Lost with the process: a supervisor must not take this stop for a clean one.
-          process.stderr.write(`pool: ${saver.unsavedOutputs} contributed outputs could not be saved (see above); exiting with 1\n`);
+          logLine(`pool: ${saver.unsavedOutputs} contributed outputs could not be saved (see above); exiting with 1`);
           process.exitCode = 1;
         }
         await datastore.close();
@@ -506,15 +507,15 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
         // group, and the relaunch in bin/sssd.mjs forwards it too. A second
         // one on purpose comes later.
         if (now - firstSignalAt < SAME_SIGNAL_MS) return;
-        process.stderr.write('pool: second signal: cancelling the generations left\n');
+        logLine('pool: second signal: cancelling the generations left');
         void stopNow();
         return;
       }
       firstSignalAt = now;
       const { active, queued } = scheduler.stats();
-      process.stderr.write(`pool: draining: ${active} running and ${queued} queued generations may finish for ${drainSeconds} s; new ones are refused (a second signal stops at once)\n`);
+      logLine(`pool: draining: ${active} running and ${queued} queued generations may finish for ${drainSeconds} s; new ones are refused (a second signal stops at once)`);
       void server.drain(drainSeconds * 1000).then((finished) => {
-        if (!finished) process.stderr.write(`pool: drain time over: cancelling ${scheduler.stats().active + scheduler.stats().queued} generations\n`);
+        if (!finished) logLine(`pool: drain time over: cancelling ${scheduler.stats().active + scheduler.stats().queued} generations`);
         return stopNow();
       });
     };
@@ -524,7 +525,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     process.on('SIGHUP', onSignal);
     launcher.onGone(() => {
       if (server.draining) return; // already stopping, within --drain-seconds
-      process.stderr.write('pool: the process that started it is gone (killed before it could pass a signal on): stopping as on SIGTERM\n');
+      logLine('pool: the process that started it is gone (killed before it could pass a signal on): stopping as on SIGTERM');
       onSignal();
     });
     // Announced only now: whoever started the pool may signal it the moment it reads this line.

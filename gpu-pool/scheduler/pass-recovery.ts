@@ -8,6 +8,7 @@
 import type { PoolMetrics } from '../metrics/pool-metrics';
 import type { StepRow } from '../runtime/step-types';
 import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runner';
+import { logLine } from '../metrics/log-line';
 
 /** Steps a pass cap holds before it doubles (PassRecovery.run). */
 export const CAP_PROBE_STEPS = 64;
@@ -145,12 +146,12 @@ export class PassRecovery<S extends RunnerSequence> {
     // as a whole (more than the device's memory takes) gets one line a hundred.
     const count = ++this.recoveries;
     if (count === 1 || failing.length > 0) {
-      process.stderr.write(
-        `pool: a pass of ${n} rows failed; run again in ${passes} smaller passes, ${failing.length === 0 ? 'no row fails alone' : `${failing.length} row(s) fail alone and end, the other ${n - failing.length} go on`}: ${err instanceof Error ? (err.stack ?? message) : message}\n`,
+      logLine(
+        `pool: a pass of ${n} rows failed; run again in ${passes} smaller passes, ${failing.length === 0 ? 'no row fails alone' : `${failing.length} row(s) fail alone and end, the other ${n - failing.length} go on`}: ${err instanceof Error ? (err.stack ?? message) : message}`,
       );
     } else if (count % 100 === 0) {
-      process.stderr.write(
-        `pool: ${count} failed passes run again in smaller ones (see sssd_pool_pass_failures_total); if the runtime is out of memory, lower --max-active or --max-total-tokens. The latest, ${n} rows: ${message}\n`,
+      logLine(
+        `pool: ${count} failed passes run again in smaller ones (see sssd_pool_pass_failures_total); if the runtime is out of memory, lower --max-active or --max-total-tokens. The latest, ${n} rows: ${message}`,
       );
     }
     failing.sort((a, b) => a - b);
@@ -165,7 +166,7 @@ export class PassRecovery<S extends RunnerSequence> {
         if (step - this.wholeBatchFailedAt <= 2 && largestRun < this.cap) {
           this.setCap(largestRun);
           this.cappedSteps = 0;
-          process.stderr.write(`pool: passes of ${n} rows failed as a whole in consecutive steps: passes now take at most ${largestRun} padded positions, rows × (longest past + most new tokens) (sssd_pool_pass_position_cap; doubled every ${CAP_PROBE_STEPS} steps). If the runtime is out of memory, lower --max-active or --max-total-tokens.\n`);
+          logLine(`pool: passes of ${n} rows failed as a whole in consecutive steps: passes now take at most ${largestRun} padded positions, rows × (longest past + most new tokens) (sssd_pool_pass_position_cap; doubled every ${CAP_PROBE_STEPS} steps). If the runtime is out of memory, lower --max-active or --max-total-tokens.`);
         }
         this.wholeBatchFailedAt = step;
       }

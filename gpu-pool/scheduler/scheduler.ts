@@ -38,6 +38,7 @@ import { PassRecovery, type StepInput } from './pass-recovery';
 import { RowDrafting, type DraftingTally } from './row-drafting';
 import { CHAIN_METHOD, StepPlanner, type StepPlan } from './step-plan';
 import { FairShares, queuePlacesFor } from './fair-shares';
+import { logLine } from '../metrics/log-line';
 
 export interface SchedulerLimits {
   /** Rows in the running batch. */
@@ -559,7 +560,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         try {
           this.options.governor?.record(outcome.batch, outcome.speculated, outcome.tokens, ms, outcome.method ?? 'off');
         } catch (err) {
-          process.stderr.write(`pool: the speculation governor failed to record a step: ${(err as Error).message}\n`);
+          logLine(`pool: the speculation governor failed to record a step: ${(err as Error).message}`);
         }
       }
     }
@@ -574,7 +575,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         this.prefixes?.restore(gen, gen.cache);
       } catch (err) {
         // Its memory could not be had (the runtime's, or the prefix copy's): this request fails, not the pool.
-        process.stderr.write(`pool: could not start generation ${gen.id}: ${(err as Error).message}\n`);
+        logLine(`pool: could not start generation ${gen.id}: ${(err as Error).message}`);
         this.endWithError(gen, `could not start the generation: ${(err as Error).message}`);
         continue;
       }
@@ -742,7 +743,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         // generation, not the batch's.
         // The first with its stack; after it a line each (each ends a generation).
         const first = this.acceptFaults++ === 0;
-        process.stderr.write(`pool: generation ${gen.id} failed in acceptance: ${err instanceof Error ? ((first ? err.stack : undefined) ?? err.message) : String(err)}\n`);
+        logLine(`pool: generation ${gen.id} failed in acceptance: ${err instanceof Error ? ((first ? err.stack : undefined) ?? err.message) : String(err)}`);
         this.endWithError(gen, `generation failed: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
@@ -998,8 +999,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private draftingFault(kind: 'pass' | 'drafter', what: string, err: unknown): void {
     this.options.metrics.draftFailures.inc({ kind });
     const count = ++this.draftFailureCount;
-    if (count === 1) process.stderr.write(`pool: ${what}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    else if (count % 1000 === 0) process.stderr.write(`pool: ${count} drafting faults recovered from (see sssd_pool_draft_failures_total); the latest: ${what}\n`);
+    if (count === 1) logLine(`pool: ${what}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    else if (count % 1000 === 0) logLine(`pool: ${count} drafting faults recovered from (see sssd_pool_draft_failures_total); the latest: ${what}`);
   }
 
   /**
@@ -1067,7 +1068,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       // stop string); a failed step's may not be.
       if (cache && !(reason !== 'error' && this.prefixes !== null && this.prefixes.keep(gen, cache))) cache.release();
     } catch (err) {
-      process.stderr.write(`pool: could not keep or free generation ${gen.id}'s cache: ${(err as Error).message}\n`);
+      logLine(`pool: could not keep or free generation ${gen.id}'s cache: ${(err as Error).message}`);
       if (cache) releaseQuietly(cache);
     }
     if (gen.drafter?.release) releaseQuietly(gen.drafter);
@@ -1087,7 +1088,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       }
       gen.sink.end();
     } catch (err) {
-      process.stderr.write(`pool: could not end generation ${gen.id}: ${(err as Error).message}\n`);
+      logLine(`pool: could not end generation ${gen.id}: ${(err as Error).message}`);
     }
     if (gen.request.contributeToDatastore && (reason === 'stop' || reason === 'length') && this.options.onContribute) {
       this.options.onContribute(gen.contextTokens());
@@ -1096,7 +1097,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       try {
         this.options.onFinished(summary);
       } catch (err) {
-        process.stderr.write(`pool: request log failed for ${gen.id}: ${(err as Error).message}\n`);
+        logLine(`pool: request log failed for ${gen.id}: ${(err as Error).message}`);
       }
     }
   }
@@ -1104,7 +1105,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /** Ends `rows` (default: every active generation) with the error of a step that failed. */
   private failActive(err: unknown, rows: readonly Generation<S>[] | null = null): void {
     const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(`pool: step failed: ${err instanceof Error ? (err.stack ?? message) : message}\n`);
+    logLine(`pool: step failed: ${err instanceof Error ? (err.stack ?? message) : message}`);
     for (const gen of (rows ?? this.active).slice()) this.endWithError(gen, `verification step failed: ${message}`);
   }
 
@@ -1124,7 +1125,7 @@ function releaseQuietly(owner: { release?: () => void }): void {
   try {
     owner.release?.();
   } catch (err) {
-    process.stderr.write(`pool: release failed: ${(err as Error).message}\n`);
+    logLine(`pool: release failed: ${(err as Error).message}`);
   }
 }
 

@@ -30,6 +30,7 @@ import { readJsonBody } from './read-body';
 import { DEFAULT_STALLED_READER_MS, StalledReaders } from './stalled-readers';
 import { pipelinedTurn } from './pipelined-turn';
 import { resetDraftCache } from '../../shared/drafting/datastore-source';
+import { logLine } from '../metrics/log-line';
 
 export interface PoolServerOptions {
   scheduler: Scheduler;
@@ -414,8 +415,8 @@ export class PoolServer {
   private noteBusy(message: string): void {
     const count = ++this.busyAnswers;
     if (count === 1 || count % 1000 === 0) {
-      process.stderr.write(
-        `pool: answered busy ${count} time(s) so far, the latest: ${message} (sssd_pool_rejected_requests_total, by reason; at capacity for long, raise --max-active, --max-queued or --max-total-tokens, or add pools)\n`,
+      logLine(
+        `pool: answered busy ${count} time(s) so far, the latest: ${message} (sssd_pool_rejected_requests_total, by reason; at capacity for long, raise --max-active, --max-queued or --max-total-tokens, or add pools)`,
       );
     }
   }
@@ -424,8 +425,8 @@ export class PoolServer {
     this.options.metrics.stalledStreams.inc();
     const count = ++this.stalledCuts;
     if (count === 1 || count % 100 === 0) {
-      process.stderr.write(
-        `pool: cut a generation stream whose reader took nothing for ${((this.options.stalledReaderMs ?? DEFAULT_STALLED_READER_MS) / 1000).toFixed(0)} s with ${waitingBytes} bytes waiting (${count} so far; sssd_pool_stalled_streams_total; --stalled-reader-seconds)\n`,
+      logLine(
+        `pool: cut a generation stream whose reader took nothing for ${((this.options.stalledReaderMs ?? DEFAULT_STALLED_READER_MS) / 1000).toFixed(0)} s with ${waitingBytes} bytes waiting (${count} so far; sssd_pool_stalled_streams_total; --stalled-reader-seconds)`,
       );
     }
   }
@@ -435,7 +436,7 @@ export class PoolServer {
     if (e.code === 'busy') {
       // Refused while draining: the pool is stopping, not short of capacity (no advice to raise limits).
       if (!this.draining) this.noteBusy(e.message);
-    } else if (e.status >= 500) process.stderr.write(`pool: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    } else if (e.status >= 500) logLine(`pool: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     if (res.headersSent) {
       if (!res.writableEnded) res.end();
       return;

@@ -37,13 +37,15 @@ describe('sssd pool --log-stats', () => {
     const r = await generate(pool, { id: 'stats-1', promptIds: [1, 403, 407, 261, 378, 432, 383, 286, 261], maxTokens: 40 });
     expect(r.ids.length).toBe(40);
     await new Promise((resolve) => setTimeout(resolve, 2500));
-    const lines = pool.stderr().split('\n').filter((l) => l.startsWith('pool: last '));
+    // Each line stamped with when it was written, as every line of the pool's log.
+    const stamped = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pool: last /;
+    const lines = pool.stderr().split('\n').filter((l) => stamped.test(l));
     expect(lines.length).toBeGreaterThanOrEqual(1);
     const worked = lines.find((l) => / [1-9][\d.]* tok\/s out/.test(l));
-    expect(worked).toMatch(/^pool: last \d+ s: [\d.]+ tok\/s out, [\d.]+ tok\/s prompt; \d+ running, \d+ waiting/);
+    expect(worked).toMatch(/Z pool: last \d+ s: [\d.]+ tok\/s out, [\d.]+ tok\/s prompt; \d+ running, \d+ waiting/);
     // Idle since: at most the interval the generation ended in, and one after it, were written.
     const count = lines.length;
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    expect(pool.stderr().split('\n').filter((l) => l.startsWith('pool: last ')).length).toBe(count);
+    expect(pool.stderr().split('\n').filter((l) => stamped.test(l)).length).toBe(count);
   });
 });

@@ -63,6 +63,9 @@ describe("the model's next-token table in the pool", () => {
   it('is loaded from beside the datastore, and sampled requests drafted from it lose nothing', async () => {
     expect(pool.stderr()).toMatch(/next-token table of \d+ contexts drafts for sampled requests/);
     expect(pool.stderr()).not.toMatch(/predates tables that read the corpus/);
+    // Every line of the pool's log says when it was written.
+    expect(pool.stderr()).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pool: next-token table of/m);
+    expect(pool.stderr()).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pool: stories260K on cpu/m);
     const body = (i: number, speculation: 'off' | 'sssd'): GenerateBody => ({
       id: `ntt-${speculation}-${i}`,
       promptIds: openings[i],
