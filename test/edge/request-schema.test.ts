@@ -214,3 +214,11 @@ describe('user', () => {
     expect(err!.toBody().error).toMatchObject({ param: 'user', code: 'invalid_value' });
   });
 });
+
+describe('numbers too large to read', () => {
+  it('says so, not that Infinity was sent', () => {
+    const err = refusal(JSON.parse('{"max_tokens":1e400}') as Record<string, unknown>);
+    expect(err?.status).toBe(400);
+    expect(err!.toBody().error).toMatchObject({ param: 'max_tokens', message: 'max_tokens: a number too large to be read (past ±1.8e308)' });
+  });
+});
