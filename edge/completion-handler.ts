@@ -284,6 +284,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
             // top_p 0 keeps the most likely token alone (the pool takes top-p in (0, 1]): top-k 1 is that.
             topP: body.top_p === 0 ? 1 : (body.top_p ?? 1),
             topK: body.top_p === 0 ? 1 : body.top_k !== undefined && body.top_k !== null && body.top_k > 0 ? body.top_k : 0,
+            minP: body.min_p ?? 0,
             ...(seed !== null ? { seed: choiceSeed(seed, i) } : {}),
             frequencyPenalty: body.frequency_penalty ?? 0,
             presencePenalty: body.presence_penalty ?? 0,

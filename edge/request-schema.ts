@@ -42,6 +42,8 @@ const commonFields = {
   top_p: z.number().min(0).max(1).nullish(),
   /** Non-standard (vLLM): 0 or -1 = no top-k cut. */
   top_k: z.number().min(-1).max(100_000).int().nullish(),
+  /** Non-standard (vLLM): tokens less likely than this times the likeliest are cut; 0 = none. */
+  min_p: z.number().min(0).max(1).nullish(),
   /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
   seed: z
     .number()
@@ -170,7 +172,6 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   ignore_eos: { neutral: (v) => v === false, hint: 'false' },
   stop_token_ids: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
   include_stop_str_in_output: { neutral: (v) => v === false, hint: 'false' },
-  min_p: { neutral: (v) => v === 0, hint: '0' },
   use_beam_search: { neutral: (v) => v === false, hint: 'false' },
   guided_json: { neutral: () => false, hint: 'null' },
   guided_regex: { neutral: () => false, hint: 'null' },

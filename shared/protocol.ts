@@ -37,6 +37,8 @@ export function logitBiasSchema(field: string) {
 export const samplingSchema = z.object({
   temperature: z.number().min(0).max(2).default(0),
   topP: z.number().gt(0).max(1).default(1),
+  /** vLLM's min-p: tokens less likely than this times the likeliest are cut (0 = none). Added within version 1: older pools ignore it. */
+  minP: z.number().min(0).max(1).default(0),
   /** 0 = no top-k cut. */
   topK: z.number().min(0).max(100_000).int().default(0),
   /** Per-request seed; absent = drawn by the pool. */
@@ -108,7 +110,7 @@ export const generateRequestSchema = z.object({
   promptIds: promptIdsSchema,
   /** Tokens to generate; 0 = only read the prompt (with `promptLogprobs`: score it). */
   maxTokens: z.number().int().min(0),
-  sampling: samplingSchema.default({ temperature: 0, topP: 1, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
+  sampling: samplingSchema.default({ temperature: 0, topP: 1, minP: 0, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
   speculation: z.enum(speculationMethods).default('sssd'),
   /** Use the pool's global datastore as a draft source (on unless turned off). */
   useDatastore: z.boolean().default(true),

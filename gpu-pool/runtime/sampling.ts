@@ -1,5 +1,5 @@
 /**
- * Token selection: argmax, temperature / top-k / top-p to a distribution, and
+ * Token selection: argmax, temperature / min-p / top-k / top-p to a distribution, and
  * a seeded generator, so a (seed, logits) pair always gives the same token.
  */
 import { GUMBEL_MAX, GUMBEL_TIER_BOUND, gumbelOf, gumbelTier, type GumbelNoise } from '../../shared/sampling/gumbel-noise';
@@ -10,6 +10,8 @@ export interface SamplingOptions {
   topP: number;
   /** 0 = no top-k cut. */
   topK: number;
+  /** vLLM's min-p: tokens less likely than this times the likeliest are cut, before top-k / top-p (0 or absent = none). */
+  minP?: number;
 }
 
 /**
@@ -93,12 +95,13 @@ let order = new Int32Array(0);
 let scaled = new Float32Array(0);
 
 /**
- * Writes the next-token distribution after temperature, top-k and top-p into
- * `out` (length vocab) and returns it. Tokens cut by top-k/top-p get 0.
- * Temperature must be > 0 (use argmax for greedy).
+ * Writes the next-token distribution after temperature, min-p, top-k and
+ * top-p (vLLM's order) into `out` (length vocab) and returns it. Tokens cut
+ * get 0. Temperature must be > 0 (use argmax for greedy).
  */
 export function toProbabilities(logits: Float32Array, opts: SamplingOptions, out: Float32Array): Float32Array {
   const { temperature, topP, topK } = opts;
+  const minP = opts.minP ?? 0;
   if (!(temperature > 0)) throw new RangeError('toProbabilities needs temperature > 0 (use argmax for greedy)');
   const n = logits.length;
   let max = -Infinity;
@@ -119,6 +122,16 @@ export function toProbabilities(logits: Float32Array, opts: SamplingOptions, out
     sum += w;
   }
   for (let i = 0; i < n; i++) out[i] /= sum;
+  if (minP > 0) {
+    // Relative to the likeliest token (probability out[best]); the survivors renormalised before top-k / top-p.
+    const floor = minP * out[best];
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      if (out[i] < floor) out[i] = 0;
+      else kept += out[i];
+    }
+    for (let i = 0; i < n; i++) out[i] /= kept;
+  }
   const k = topK > 0 && topK < n ? topK : n;
   if (k === n && !(topP < 1)) return out;
 
@@ -244,7 +257,7 @@ export function sampleFrom(probs: Float32Array, rng: Rng): number {
 
 /**
  * The token at sequence index `index` for a seeded request: argmax of
- * logit / T + Gumbel noise over the tokens top-k / top-p allow, an exact
+ * logit / T + Gumbel noise over the tokens min-p / top-k / top-p allow, an exact
  * sample of that distribution (see shared/sampling/gumbel-noise.ts). The
  * argmax token is scored first; a token whose logit term trails the best
  * score by more than its draw could make up is skipped without the draw
@@ -258,7 +271,7 @@ export function sampleWithNoise(logits: Float32Array, opts: SamplingOptions, scr
   const { temperature, topP, topK } = opts;
   if (!(temperature > 0)) throw new RangeError('sampleWithNoise needs temperature > 0 (use argmax for greedy)');
   const n = logits.length;
-  const cut = (topK > 0 && topK < n) || topP < 1;
+  const cut = (topK > 0 && topK < n) || topP < 1 || (opts.minP ?? 0) > 0;
   if (cut) return sampleCut(toProbabilities(logits, opts, scratch), noise, index);
   const inv = 1 / temperature;
   let best = argmax(logits);
@@ -279,7 +292,7 @@ export function sampleWithNoise(logits: Float32Array, opts: SamplingOptions, scr
 }
 
 /**
- * sampleWithNoise under a top-k / top-p cut: scores are log p of the
+ * sampleWithNoise under a min-p / top-k / top-p cut: scores are log p of the
  * renormalised set. Tokens are compared in the probability domain (p against
  * exp(best - bound), a hair lower so rounding never skips a winner), so only
  * the tokens that could win cost a logarithm.

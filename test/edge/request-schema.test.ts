@@ -35,7 +35,6 @@ describe('OpenAI parameters this server does not implement', () => {
       ['ignore_eos', true],
       ['stop_token_ids', [432]],
       ['include_stop_str_in_output', true],
-      ['min_p', 0.1],
       ['use_beam_search', true],
       ['guided_json', { type: 'object' }],
       ['guided_regex', 'a+'],
@@ -72,7 +71,6 @@ describe('OpenAI parameters this server does not implement', () => {
       ignore_eos: false,
       stop_token_ids: [],
       include_stop_str_in_output: false,
-      min_p: 0,
       use_beam_search: false,
       add_special_tokens: true,
       return_tokens_as_token_ids: false,
@@ -212,6 +210,13 @@ describe('user', () => {
     const err = refusal({ user: 'u'.repeat(257) });
     expect(err?.status).toBe(400);
     expect(err!.toBody().error).toMatchObject({ param: 'user', code: 'invalid_value' });
+  });
+});
+
+describe('min_p', () => {
+  it('takes 0 to 1 (vLLM) and refuses more by name', () => {
+    expect(refusal({ min_p: 0.05 })).toBeNull();
+    expect(refusal({ min_p: 1.5 })!.toBody().error).toMatchObject({ param: 'min_p', code: 'invalid_value' });
   });
 });
 

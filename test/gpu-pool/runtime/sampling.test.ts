@@ -56,6 +56,22 @@ describe('sampling', () => {
     expect(() => toProbabilities(logits, { temperature: 0, topP: 1, topK: 0 }, new Float32Array(5))).toThrow(RangeError);
   });
 
+  it('min-p cuts tokens less likely than its share of the likeliest, before top-k and top-p, renormalised (vLLM)', () => {
+    // Probabilities 0.5, 0.2, 0.15, 0.1, 0.05: min-p 0.25 cuts below 0.125.
+    const logits = Float32Array.from([0.5, 0.2, 0.15, 0.1, 0.05], Math.log);
+    const cut = toProbabilities(logits, { temperature: 1, topP: 1, topK: 0, minP: 0.25 }, new Float32Array(5));
+    [0.5 / 0.85, 0.2 / 0.85, 0.15 / 0.85, 0, 0].forEach((v, i) => expect(cut[i], String(i)).toBeCloseTo(v, 6));
+    // Top-p over what min-p left: 0.8 of 0.5/0.85 + 0.2/0.85 = 0.82 keeps two.
+    const then = toProbabilities(logits, { temperature: 1, topP: 0.8, topK: 0, minP: 0.25 }, new Float32Array(5));
+    expect(Array.from(then).map((v) => v > 0)).toEqual([true, true, false, false, false]);
+    // 0 is no cut; 1 keeps the likeliest alone.
+    expect(toProbabilities(logits, { temperature: 1, topP: 1, topK: 0, minP: 0 }, new Float32Array(5))[4]).toBeCloseTo(0.05, 6);
+    expect(toProbabilities(logits, { temperature: 1, topP: 1, topK: 0, minP: 1 }, new Float32Array(5))[0]).toBeCloseTo(1, 6);
+    // The seeded sampler draws inside the same set.
+    const scratch = new Float32Array(5);
+    for (let t = 0; t < 2000; t++) expect(sampleWithNoise(logits, { temperature: 1, topP: 1, topK: 0, minP: 0.25 }, scratch, new GumbelNoise(t), 0)).toBeLessThan(3);
+  });
+
   it('applies top-p to what top-k left, renormalised, and always keeps the most likely token', () => {
     // Probabilities 0.5, 0.05, and 18 tokens sharing 0.45: top-k 2 leaves 0.909 / 0.091, and top-p 0.9 then keeps the first alone.
     const probs = [0.5, 0.05, ...Array.from({ length: 18 }, () => 0.45 / 18)];

@@ -201,6 +201,7 @@ describe('continuous batching', () => {
       ['presence', { presencePenalty: 1.2 }],
       ['repetition', { repetitionPenalty: 1.15 }],
       ['all, sampled', { temperature: 0.8, seed: 11, frequencyPenalty: 0.6, presencePenalty: 0.4, repetitionPenalty: 1.3 }],
+      ['min-p, sampled', { temperature: 1.2, seed: 5, minP: 0.2 }],
       // The unpenalised text's first token banned.
       ['bias', { logitBias: { [String(unpenalised.ids[0])]: -100 } }],
     ] as const) {
