@@ -57,6 +57,9 @@ export type SamplingParams = z.infer<typeof samplingSchema>;
 /** Most alternatives a generation may ask log-probabilities for, per token (OpenAI's limit). */
 export const MAX_TOP_LOGPROBS = 20;
 
+/** Most stop token ids a generation may name. */
+export const MAX_STOP_TOKEN_IDS = 64;
+
 /** Most prompt tokens a request may carry: past any context served here, and few enough to check in milliseconds. */
 export const MAX_PROMPT_IDS = 1 << 20;
 
@@ -110,6 +113,12 @@ export const generateRequestSchema = z.object({
   promptIds: promptIdsSchema,
   /** Tokens to generate; 0 = only read the prompt (with `promptLogprobs`: score it). */
   maxTokens: z.number().int().min(0),
+  /** vLLM's `ignore_eos`: the model's end token does not end the generation (it runs to maxTokens or the context). Added within version 1: older pools ignore it. */
+  ignoreEos: z.boolean().default(false),
+  /** vLLM's `stop_token_ids`: more ids that end the generation as the end token does (emitted, as its last id); inside the vocabulary. Added within version 1. */
+  stopTokenIds: z.array(z.number().int().min(0)).max(MAX_STOP_TOKEN_IDS).optional(),
+  /** vLLM's `min_tokens`: the end token and the stop token ids cannot be generated before this many output tokens (their logits masked). Added within version 1. */
+  minTokens: z.number().int().min(0).default(0),
   sampling: samplingSchema.default({ temperature: 0, topP: 1, minP: 0, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
   speculation: z.enum(speculationMethods).default('sssd'),
   /** Use the pool's global datastore as a draft source (on unless turned off). */

@@ -88,8 +88,10 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   sharedPrefix: SharedPrefix | null = null;
   /** The prefix cache's clear count when this generation came in: a clear of its salt since means its keys/values are not kept. */
   prefixEpoch = 0;
-  /** Logit bias and repetition / frequency / presence penalties, when the request has any. */
+  /** Logit bias, repetition / frequency / presence penalties and min_tokens' masked end ids, when the request has any. */
   adjustments: LogitAdjustments | null = null;
+  /** The ids that end this generation: the model's end tokens (unless ignoreEos) and its stop token ids. Set at admission. */
+  endIds: ReadonlySet<number> = new Set<number>();
   /** A scored prompt's log-probabilities so far (promptLogprobs), read off each prefill chunk; sent whole after the last. */
   promptScores: { logprobs: number[]; top: Array<Array<[number, number]>> } | null = null;
 

@@ -275,6 +275,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (const id of Object.keys(request.sampling.logitBias ?? {})) {
       if (Number(id) >= vocab) throw new AdmissionError('bad_request', `sampling.logitBias: token ${id} is outside the vocabulary (size ${vocab})`);
     }
+    const stopTokenIds = request.stopTokenIds ?? [];
+    for (let i = 0; i < stopTokenIds.length; i++) {
+      if (stopTokenIds[i] >= vocab) throw new AdmissionError('bad_request', `stopTokenIds[${i}] = ${stopTokenIds[i]} is outside the vocabulary (size ${vocab})`);
+    }
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this.options;
     if (reserved > limits.maxTotalTokens) {
@@ -325,9 +329,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
     gen.prefixEpoch = this.prefixes?.epoch ?? 0;
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
-    if (hasLogitAdjustments(request.sampling)) {
-      // A resumed generation's earlier output, at the prompt's end, is output to the penalties.
-      const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed));
+    // Most requests end at the model's end tokens alone: they share the scheduler's set.
+    gen.endIds = !request.ignoreEos && stopTokenIds.length === 0 ? this.eos : new Set([...(request.ignoreEos ? [] : this.eos), ...stopTokenIds]);
+    const ends = { ids: [...gen.endIds], minTokens: request.minTokens };
+    if (hasLogitAdjustments(request.sampling, ends)) {
+      // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.
+      const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed), ends);
       for (let i = prompt.length - resumed; i < prompt.length; i++) adjustments.observe(prompt[i]);
       gen.adjustments = adjustments;
     }
@@ -866,7 +873,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       gen.acceptedPerDraft = this.acceptance.recordTree(gen.acceptanceKey, gen.acceptedPerDraft, predicted, accepted);
     }
 
-    // Emitted tokens: accepted path + bonus, cut at eos / maxTokens / context.
+    // Emitted tokens: accepted path + bonus, cut at an end id / maxTokens / context.
     const ids: number[] = [];
     const sources: TokenSource[] = [];
     const wantLogprobs = gen.request.logprobs;
@@ -893,7 +900,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         pushLogprobs(result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]), token, wantLogprobs!, logprobs, alternatives ?? null);
       }
       if (source === 'edge') gen.edgeAcceptedSinceTrie++;
-      if (this.eos.has(token)) reason = 'stop';
+      if (gen.endIds.has(token)) reason = 'stop';
       else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
       else if (ids.length >= limit) reason = 'context_length';
     }

@@ -11,6 +11,10 @@
  * positive logit divided by it, a negative one multiplied), then frequency
  * (minus penalty × times generated) and presence (minus penalty once
  * generated). Temperature and top-p/top-k come after, in the sampler.
+ *
+ * And vLLM's `min_tokens`: the ids that would end the generation (the end
+ * token, the request's stop token ids) are masked while the output, the
+ * path's tokens counted, is shorter than that.
  */
 export interface LogitAdjustmentSettings {
   frequencyPenalty: number;
@@ -20,8 +24,18 @@ export interface LogitAdjustmentSettings {
   logitBias?: Readonly<Record<string, number>>;
 }
 
-export function hasLogitAdjustments(s: LogitAdjustmentSettings): boolean {
+/** The ids that end a generation, masked until its output holds `minTokens` tokens. */
+export interface EndsWithheld {
+  ids: readonly number[];
+  minTokens: number;
+}
+
+function penalises(s: LogitAdjustmentSettings): boolean {
   return s.frequencyPenalty !== 0 || s.presencePenalty !== 0 || s.repetitionPenalty !== 1 || (s.logitBias !== undefined && Object.keys(s.logitBias).length > 0);
+}
+
+export function hasLogitAdjustments(s: LogitAdjustmentSettings, ends?: EndsWithheld): boolean {
+  return penalises(s) || (ends !== undefined && ends.minTokens > 0 && ends.ids.length > 0);
 }
 
 export class LogitAdjustments {
@@ -37,12 +51,21 @@ export class LogitAdjustments {
   private epoch = 0;
   private readonly biasIds: Int32Array;
   private readonly biasValues: Float32Array;
+  private readonly penalising: boolean;
+  private readonly endIds: Int32Array;
+  private readonly minTokens: number;
+  /** Tokens observed (the output so far). */
+  private outputLength = 0;
 
   constructor(
     readonly settings: LogitAdjustmentSettings,
     vocabSize: number,
     promptIds: ArrayLike<number>,
+    ends?: EndsWithheld,
   ) {
+    this.penalising = penalises(settings);
+    this.endIds = Int32Array.from(ends?.ids ?? []);
+    this.minTokens = ends?.minTokens ?? 0;
     this.counts = new Int32Array(vocabSize);
     this.inPrompt = new Uint8Array(vocabSize);
     this.scratch = new Float32Array(vocabSize);
@@ -62,17 +85,24 @@ export class LogitAdjustments {
 
   /** One emitted token joins the output. */
   observe(token: number): void {
+    this.outputLength++;
     if (this.counts[token]++ === 0) this.outputTokens.push(token);
   }
 
   /**
    * The penalised logits of a node whose path from the root carries
    * `rowTokens[path[0..depth)]` (written into scratch owned by this object;
-   * valid until the next call). `logits` is not modified.
+   * valid until the next call; `logits` itself where nothing applies to
+   * it). `logits` is not modified.
    */
   apply(logits: Float32Array, rowTokens: ArrayLike<number>, path: ArrayLike<number>, depth: number): Float32Array {
+    const withheld = this.outputLength + depth < this.minTokens;
+    // Past min_tokens, without penalties: the logits as they are, no copy.
+    if (!this.penalising && !withheld) return logits;
     const out = this.scratch;
     out.set(logits);
+    if (withheld) for (let i = 0; i < this.endIds.length; i++) out[this.endIds[i]] = -Infinity;
+    if (!this.penalising) return out;
     for (let i = 0; i < this.biasIds.length; i++) out[this.biasIds[i]] += this.biasValues[i];
     const { counts, stamp } = this;
     const { repetitionPenalty } = this.settings;

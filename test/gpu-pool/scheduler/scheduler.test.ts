@@ -398,6 +398,48 @@ describe('continuous batching', () => {
     expect(contributed).toEqual([[1, 403, 407, ...atEos.ids], [1, 403, 407, ...atStop.ids], [1, 403, 407, ...atLength.ids]]);
   });
 
+  it("ends at a stop token id, runs past the end token with ignoreEos, and holds both back for minTokens: with speculation as without", async () => {
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    const eos = runner.config.eosIds[0];
+    const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 40, speculation, ...extra, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
+      const events = await c.done;
+      return { ids: tokensOf(events), finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason };
+    };
+    /** The same with speculation off and with `sssd` drafting from the output itself (long accepted paths). */
+    const both = async (name: string, extra: Record<string, unknown>) => {
+      const plain = await run(`${name}-off`, 'off', extra);
+      const drafted = await run(`${name}-sssd`, 'sssd', extra, plain.ids);
+      expect(drafted, name).toEqual(plain);
+      return plain;
+    };
+    const free = await both('free', {});
+    // A stop token id: the first time it comes, emitted as the last id.
+    const stopAt = free.ids.findIndex((t, i) => i >= 4 && t !== eos);
+    const stopToken = free.ids[stopAt];
+    const stopped = await both('stop-id', { stopTokenIds: [stopToken] });
+    expect(stopped.finishReason).toBe('stop');
+    expect(stopped.ids).toEqual(free.ids.slice(0, free.ids.indexOf(stopToken) + 1));
+    // The end token forced at every step: it ends the generation at once, unless ignoreEos.
+    const forced = { sampling: { logitBias: { [String(eos)]: 100 } } };
+    expect(await both('eos', forced)).toEqual({ ids: [eos], finishReason: 'stop' });
+    expect(await both('ignore-eos', { ...forced, ignoreEos: true })).toEqual({ ids: new Array(40).fill(eos), finishReason: 'length' });
+    // minTokens: no end token before 7 tokens, then the forced one.
+    const held = await both('min-tokens', { ...forced, minTokens: 7 });
+    expect(held.finishReason).toBe('stop');
+    expect(held.ids).toHaveLength(8);
+    expect(held.ids.slice(0, 7)).not.toContain(eos);
+    expect(held.ids[7]).toBe(eos);
+    // And a stop token id held back likewise: not among the first tokens, though greedy decoding would pick it there.
+    const heldStop = await both('min-tokens-stop-id', { stopTokenIds: [stopToken], minTokens: free.ids.indexOf(stopToken) + 3 });
+    expect(heldStop.ids.slice(0, free.ids.indexOf(stopToken) + 3)).not.toContain(stopToken);
+    // A stop token id outside the vocabulary is refused at the door.
+    expect(() => s.submit(generateRequestSchema.parse({ id: 'stop-past', promptIds: [1], maxTokens: 4, stopTokenIds: [runner.config.vocabSize] }), collect().sink)).toThrow(
+      expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('stopTokenIds[0]') }),
+    );
+  });
+
   it('admits up to exactly its token capacity, and refuses ids one past the vocabulary', async () => {
     // One scheduler at a time on the shared runner: each is done before the next starts.
     const pool = () =>
