@@ -221,6 +221,13 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   for (const id of Object.keys(body.logit_bias ?? {})) {
     if (Number(id) >= model.tokenizer.vocabSize) throw badRequest(`logit_bias: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'logit_bias', 'invalid_value');
   }
+  const stopTokenIds = body.stop_token_ids ?? [];
+  for (const id of stopTokenIds) {
+    if (id >= model.tokenizer.vocabSize) throw badRequest(`stop_token_ids: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'stop_token_ids', 'invalid_value');
+  }
+  const minTokens = body.min_tokens ?? 0;
+  // vLLM's rule: a reply cannot be held open past the tokens it may have.
+  if (minTokens > maxTokens) throw badRequest(`min_tokens (${minTokens}) must be at most ${limitParam} (${maxTokens}).`, 'min_tokens', 'invalid_value');
   const choices = body.n ?? 1;
   const { maxActive, maxQueued, maxTotalTokens } = model.info.limits;
   // Each choice is a generation: with one pool that holds fewer (places, or tokens: each reserves its prompt and
@@ -293,6 +300,10 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           },
           speculate,
           stops,
+          ignoreEos: body.ignore_eos === true,
+          stopTokenIds,
+          minTokens,
+          includeStop: body.include_stop_str_in_output === true,
           userCache,
           trie,
           trieFollows: drafts && cacheInTime === null,

@@ -28,6 +28,11 @@ export interface CompletionPlan {
   sampling: SamplingParams;
   speculate: boolean;
   stops: string[];
+  /** vLLM's ignore_eos, stop_token_ids, min_tokens and include_stop_str_in_output (the pool holds the ids back; the edge, stop strings). */
+  ignoreEos: boolean;
+  stopTokenIds: number[];
+  minTokens: number;
+  includeStop: boolean;
   /**
    * The user's cache, read from KV as the request came in (it may come after
    * the generation opened); null where the request does not draft at the
@@ -134,7 +139,8 @@ export function combinedUsage(usages: readonly CompletionUsage[]): CompletionUsa
 export interface CompletionSummary {
   finishReason: 'stop' | 'length';
   /** vLLM's `stop_reason`: the stop string the text ended at; null at the model's end token or a length. */
-  stopReason: string | null;
+  /** vLLM's stop_reason: the stop string or stop token id the reply ended at; null otherwise. */
+  stopReason: string | number | null;
   usage: CompletionUsage;
 }
 
@@ -240,6 +246,9 @@ export class CompletionRun {
       maxTokens,
       sampling: plan.sampling,
       speculation: plan.speculate ? 'sssd' : 'off',
+      ...(plan.ignoreEos ? { ignoreEos: true } : {}),
+      ...(plan.stopTokenIds.length > 0 ? { stopTokenIds: plan.stopTokenIds } : {}),
+      ...(plan.minTokens > 0 ? { minTokens: plan.minTokens } : {}),
       // Ids meant for this model: a pool serving another refuses them (421), and the next one is tried.
       model: modelIdentity(deps.model.info),
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),
@@ -273,7 +282,9 @@ export class CompletionRun {
     const { plan, deps } = this;
     if (!this.opened) throw new Error('CompletionRun.run() before open()');
     const promptLast = plan.promptIds[plan.promptIds.length - 1];
-    const assembler = new TokenTextAssembler(deps.model.tokenizer.createDecoder({ previousId: promptLast }), plan.stops, deps.model.eosIds);
+    // The ids that end the reply print nothing (the end token wherever it comes, under ignoreEos too), unless asked for.
+    const silent = plan.includeStop || plan.stopTokenIds.length === 0 ? deps.model.eosIds : new Set([...deps.model.eosIds, ...plan.stopTokenIds]);
+    const assembler = new TokenTextAssembler(deps.model.tokenizer.createDecoder({ previousId: promptLast }), plan.stops, silent, { includeStop: plan.includeStop, minTokens: plan.minTokens });
     let finishReason: 'stop' | 'length' = 'length';
     let poolUsage: SpeculationUsage | null = null;
     try {
@@ -338,13 +349,25 @@ export class CompletionRun {
       this.saveCache();
       this.finish();
     }
-    return { finishReason, stopReason: finishReason === 'stop' ? assembler.stopString : null, usage: this.usage(poolUsage) };
+    return { finishReason, stopReason: finishReason === 'stop' ? (assembler.stopString ?? this.stopTokenId()) : null, usage: this.usage(poolUsage) };
+  }
+
+  /** Whether `id` ends this generation: an end token (unless ignoreEos) or a stop token id. */
+  private ends(id: number): boolean {
+    return (!this.plan.ignoreEos && this.deps.model.eosIds.has(id)) || this.plan.stopTokenIds.includes(id);
+  }
+
+  /** vLLM's stop_reason for a reply that ended at a stop token id (not at the end token, whose is null). */
+  private stopTokenId(): number | null {
+    const last = this.outputIds.at(-1);
+    if (last === undefined || !this.plan.stopTokenIds.includes(last)) return null;
+    return !this.plan.ignoreEos && this.deps.model.eosIds.has(last) ? null : last;
   }
 
   /** 'stop' or 'length' when the output received so far is a whole generation (its pool failed before saying so); else null. */
   private endedWithoutDone(): 'stop' | 'length' | null {
     const n = this.outputIds.length;
-    if (n > 0 && this.deps.model.eosIds.has(this.outputIds[n - 1])) return 'stop';
+    if (n > 0 && this.ends(this.outputIds[n - 1])) return 'stop';
     // As the pool: the last token may sit at position contextLength (emitted, never fed).
     if (n >= this.plan.maxTokens || this.plan.promptIds.length + n > this.deps.model.info.model.contextLength) return 'length';
     return null;

@@ -219,8 +219,8 @@ export function textChunk(meta: ResponseMeta, segments: readonly SourcedText[], 
   return chunk(meta, [meta.sources ? { ...choice, sssd_sources: segments.map((s) => ({ text: s.text, source: s.source })) } : choice]);
 }
 
-/** A choice's last chunk; `stopReason` is vLLM's `stop_reason` (the stop string it ended at, else null). */
-export function finishChunk(meta: ResponseMeta, finishReason: string, index = 0, stopReason: string | null = null): object {
+/** A choice's last chunk; `stopReason` is vLLM's `stop_reason` (the stop string or stop token id it ended at, else null). */
+export function finishChunk(meta: ResponseMeta, finishReason: string, index = 0, stopReason: string | number | null = null): object {
   const content = meta.kind === 'chat' ? { delta: {} } : { text: '' };
   return chunk(meta, [{ index, ...content, logprobs: null, finish_reason: finishReason, stop_reason: stopReason }]);
 }
@@ -234,7 +234,7 @@ export interface WholeChoice {
   text: string;
   finishReason: string;
   /** vLLM's `stop_reason`: the stop string the choice ended at, else null. */
-  stopReason: string | null;
+  stopReason: string | number | null;
   tokens: readonly TokenLogprob[];
   logprobs?: LogprobsFormatter;
 }

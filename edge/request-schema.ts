@@ -5,7 +5,7 @@
  * (UNSUPPORTED_PARAMETERS).
  */
 import { z } from 'zod';
-import { describeValue, isNonNegativeInteger, logitBiasSchema } from '../shared/protocol';
+import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_STOP_TOKEN_IDS } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
 import { badRequest, TooManyChoicesError, type ApiError } from './api-error';
 
@@ -44,6 +44,14 @@ const commonFields = {
   top_k: z.number().min(-1).max(100_000).int().nullish(),
   /** Non-standard (vLLM): tokens less likely than this times the likeliest are cut; 0 = none. */
   min_p: z.number().min(0).max(1).nullish(),
+  /** Non-standard (vLLM): no end token, stop token id or stop string before this many output tokens. */
+  min_tokens: z.number().int().min(0).nullish(),
+  /** Non-standard (vLLM): the end token does not end the reply (it runs to max_tokens or the context). */
+  ignore_eos: z.boolean().nullish(),
+  /** Non-standard (vLLM): token ids that end the reply as the end token does (`stop_reason` = the id). */
+  stop_token_ids: z.array(z.number().int().min(0)).max(MAX_STOP_TOKEN_IDS, `stop_token_ids holds at most ${MAX_STOP_TOKEN_IDS} ids`).nullish(),
+  /** Non-standard (vLLM): the stop string (or stop token's text) that ended the reply is sent with it. */
+  include_stop_str_in_output: z.boolean().nullish(),
   /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
   seed: z
     .number()
@@ -168,10 +176,6 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   audio: { neutral: () => false, hint: 'null' },
   web_search_options: { neutral: () => false, hint: 'null' },
   // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt): each changes the answer, and a vLLM user would expect them honoured.
-  min_tokens: { neutral: (v) => v === 0, hint: '0' },
-  ignore_eos: { neutral: (v) => v === false, hint: 'false' },
-  stop_token_ids: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
-  include_stop_str_in_output: { neutral: (v) => v === false, hint: 'false' },
   use_beam_search: { neutral: (v) => v === false, hint: 'false' },
   guided_json: { neutral: () => false, hint: 'null' },
   guided_regex: { neutral: () => false, hint: 'null' },

@@ -9,11 +9,15 @@ export class StopMatcher {
   /** The stop string that ended the text (the earliest found; of two at one place, the first listed); null until one does. */
   matched: string | null = null;
 
-  constructor(private readonly stops: readonly string[]) {
+  /** `includeStop`: the stop string itself is released with the text before it (vLLM's include_stop_str_in_output). */
+  constructor(
+    private readonly stops: readonly string[],
+    private readonly includeStop = false,
+  ) {
     this.maxLen = stops.reduce((m, s) => Math.max(m, s.length), 0);
   }
 
-  /** Append text; returns what may be sent now and whether a stop string was hit (the text before it is released, the rest dropped). */
+  /** Append text; returns what may be sent now and whether a stop string was hit (the text before it is released, the stop too with includeStop, the rest dropped). */
   push(text: string): { release: string; stopped: boolean } {
     if (this.stops.length === 0) return { release: text, stopped: false };
     const pending = this.held + text;
@@ -27,7 +31,7 @@ export class StopMatcher {
     }
     if (stopAt >= 0) {
       this.held = '';
-      return { release: pending.slice(0, stopAt), stopped: true };
+      return { release: pending.slice(0, this.includeStop ? stopAt + this.matched!.length : stopAt), stopped: true };
     }
     const keep = this.heldSuffixLength(pending);
     this.held = pending.slice(pending.length - keep);

@@ -60,12 +60,23 @@ export class TokenTextAssembler {
   /** The last token, while the decoder holds bytes after it (its end is not known until the next piece, or the flush). */
   private holder: { token: TokenLogprob; end: number } | null = null;
 
+  /** Tokens pushed so far (those past `minTokens` are looked at for stop strings). */
+  private tokens = 0;
+  private readonly minTokens: number;
+
+  /**
+   * `stopOptions`: `includeStop` sends the stop string with the text before
+   * it; stop strings are looked for only in the text of tokens after the
+   * first `minTokens` (vLLM's include_stop_str_in_output and min_tokens).
+   */
   constructor(
     private readonly decoder: IncrementalDecoder,
     stops: readonly string[],
     private readonly skipIds: ReadonlySet<number> = new Set(),
+    stopOptions: { includeStop?: boolean; minTokens?: number } = {},
   ) {
-    this.matcher = new StopMatcher(stops);
+    this.matcher = new StopMatcher(stops, stopOptions.includeStop ?? false);
+    this.minTokens = stopOptions.minTokens ?? 0;
   }
 
   get stopped(): boolean {
@@ -83,6 +94,7 @@ export class TokenTextAssembler {
     if (this.stoppedAlready) return { segments, stopped: true, consumed: 0 };
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
+      this.tokens++;
       if (this.skipIds.has(id)) {
         // The end token adds no text, but is counted in the usage and listed with its log-probability (vLLM does
         // the same): the entries then number the completion's tokens. It goes with the text before it.
@@ -113,6 +125,11 @@ export class TokenTextAssembler {
       }
       if (piece.length === 0) continue;
       this.pending.push({ text: piece, source: sources[i] ?? 'model' });
+      // Within the first minTokens tokens no stop string counts: their text goes out as it comes.
+      if (this.tokens <= this.minTokens) {
+        this.take(piece.length, segments);
+        continue;
+      }
       const { release, stopped } = this.matcher.push(piece);
       this.take(release.length, segments);
       if (stopped) {
@@ -142,7 +159,7 @@ export class TokenTextAssembler {
         this.holder = null;
       }
       this.pending.push({ text: tail, source: 'model' });
-      const { release, stopped } = this.matcher.push(tail);
+      const { release, stopped } = this.tokens <= this.minTokens ? { release: tail, stopped: false } : this.matcher.push(tail);
       this.take(release.length, segments);
       if (stopped) {
         this.stop();

@@ -83,12 +83,12 @@ async function post(path: string, body: unknown, key: string | null = stack.devK
   return { status: res.status, headers: res.headers, json: (await res.json()) as never };
 }
 
-async function streamCompletion(params: Record<string, unknown>, c: OpenAI = client): Promise<{ text: string; chunks: string[]; segmentsPerChunk: number[]; finish: string | null; stopReason: string | null | undefined; usage: UsageWithSpeculation | null }> {
+async function streamCompletion(params: Record<string, unknown>, c: OpenAI = client): Promise<{ text: string; chunks: string[]; segmentsPerChunk: number[]; finish: string | null; stopReason: string | number | null | undefined; usage: UsageWithSpeculation | null }> {
   const stream = await c.completions.create({ model, stream: true, stream_options: { include_usage: true, sources: true }, ...params } as unknown as OpenAI.CompletionCreateParamsStreaming);
   const chunks: string[] = [];
   const segmentsPerChunk: number[] = [];
   let finish: string | null = null;
-  let stopReason: string | null | undefined;
+  let stopReason: string | number | null | undefined;
   let usage: UsageWithSpeculation | null = null;
   for await (const chunk of stream) {
     if (chunk.choices[0]) {
@@ -96,7 +96,7 @@ async function streamCompletion(params: Record<string, unknown>, c: OpenAI = cli
       const sources = (chunk.choices[0] as { sssd_sources?: unknown[] }).sssd_sources;
       if (sources) segmentsPerChunk.push(sources.length);
       finish = chunk.choices[0].finish_reason ?? finish;
-      if (chunk.choices[0].finish_reason) stopReason = (chunk.choices[0] as { stop_reason?: string | null }).stop_reason;
+      if (chunk.choices[0].finish_reason) stopReason = (chunk.choices[0] as { stop_reason?: string | number | null }).stop_reason;
     }
     if (chunk.usage) usage = chunk.usage as UsageWithSpeculation;
   }
@@ -494,6 +494,52 @@ describe('OpenAI-compatible API on the edge', () => {
     const flushed = await client.completions.create({ model, ...held });
     expect(flushed.choices[0]).toMatchObject({ text: '', finish_reason: 'stop' });
     expect((await streamCompletion({ ...held, user: 'stop-flush' })).finish).toBe('stop');
+  });
+
+  it("serves vLLM's include_stop_str_in_output, stop_token_ids, ignore_eos and min_tokens, the same with speculation and without", async () => {
+    const full = reference.text;
+    const eos = '1'; // stories260K's end token
+    for (const speculation of ['auto', 'off']) {
+      const ask = (params: Record<string, unknown>) => client.completions.create({ model, prompt: PROMPT, max_tokens: 40, temperature: 0, speculation, ...params } as OpenAI.CompletionCreateParamsNonStreaming);
+      const reasonOf = (c: OpenAI.Completion) => (c.choices[0] as { stop_reason?: string | number | null }).stop_reason;
+      // The stop string sent with the text before it.
+      const stop = full.slice(20, 31);
+      const withStop = await ask({ stop, include_stop_str_in_output: true });
+      expect(withStop.choices[0].text, speculation).toBe(full.slice(0, full.indexOf(stop) + stop.length));
+      expect(reasonOf(withStop)).toBe(stop);
+      const streamed = await streamCompletion({ prompt: PROMPT, max_tokens: 40, temperature: 0, speculation, stop, include_stop_str_in_output: true, user: `incl-${speculation}` });
+      expect(streamed.text).toBe(withStop.choices[0].text);
+      // A stop token id: the reply ends where the model first gives it, its id the stop_reason, its text left out unless asked for.
+      const at = reference.output_ids.findIndex((id, i) => i >= 3 && id !== 1);
+      const stopId = reference.output_ids[at];
+      const first = reference.output_ids.indexOf(stopId);
+      const byId = await ask({ stop_token_ids: [stopId] });
+      expect(byId.choices[0].finish_reason).toBe('stop');
+      expect(reasonOf(byId)).toBe(stopId);
+      expect(byId.usage!.completion_tokens).toBe(first + 1);
+      const byIdShown = await ask({ stop_token_ids: [stopId], include_stop_str_in_output: true });
+      expect(full.startsWith(byIdShown.choices[0].text) && byIdShown.choices[0].text.startsWith(byId.choices[0].text)).toBe(true);
+      expect(byIdShown.choices[0].text.length).toBeGreaterThan(byId.choices[0].text.length);
+      // The end token forced: the reply ends at once, unless ignore_eos (then it runs to max_tokens), or min_tokens holds it back.
+      const forced = { logit_bias: { [eos]: 100 }, max_tokens: 6 };
+      expect((await ask(forced)).usage!.completion_tokens).toBe(1);
+      const ignored = await ask({ ...forced, ignore_eos: true });
+      expect(ignored.choices[0].finish_reason).toBe('length');
+      expect(ignored.usage!.completion_tokens).toBe(6);
+      const held = await ask({ ...forced, min_tokens: 4 });
+      expect(held.choices[0].finish_reason).toBe('stop');
+      expect(held.usage!.completion_tokens).toBe(5);
+      expect(held.choices[0].text.length).toBeGreaterThan(0);
+      // A stop string is not looked for in the first min_tokens tokens' text.
+      const early = full.slice(0, 3);
+      expect((await ask({ stop: early })).choices[0].text).toBe('');
+      const late = await ask({ stop: early, min_tokens: 3 });
+      expect(late.choices[0].text.length).toBeGreaterThan(0);
+      expect(full.startsWith(late.choices[0].text)).toBe(true);
+    }
+    // Out of range: named.
+    await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, min_tokens: 6 } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'min_tokens' });
+    await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, stop_token_ids: [512] } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'stop_token_ids' });
   });
 
   it("counts a completion ended at a stop string as a stop at the pool, not as an abort", async () => {

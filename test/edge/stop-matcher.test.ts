@@ -38,6 +38,13 @@ describe('StopMatcher', () => {
     expect(m.matched).toBe('cat');
   });
 
+  it('sends the stop string with the text before it when asked (include_stop_str_in_output), and nothing after', () => {
+    const m = new StopMatcher(['The end', 'end'], true);
+    expect(m.push('and they lived. Th')).toEqual({ release: 'and they lived. ', stopped: false });
+    expect(m.push('e end! More')).toEqual({ release: 'The end', stopped: true });
+    expect(m.matched).toBe('The end');
+  });
+
   it('flushes held text at the end of the stream', () => {
     expect(feed(['Lily went'], ['and Lily'])).toEqual({ sent: 'and Lily', stopped: false });
   });

@@ -172,6 +172,28 @@ describe('TokenTextAssembler', () => {
     }
   });
 
+  it("looks for stop strings only after the first min_tokens tokens, and sends the stop string itself when asked (vLLM)", () => {
+    const promptIds = tokenizer.encode(prompt);
+    const outputIds = tokenizer.encode(prompt + story).slice(promptIds.length);
+    const text = (opts: { includeStop?: boolean; minTokens?: number }, stops: string[], burst: number) => {
+      const a = new TokenTextAssembler(tokenizer.createDecoder({ previousId: promptIds[promptIds.length - 1] }), stops, new Set(tokenizer.eosIds), opts);
+      let out = '';
+      for (let i = 0; i < outputIds.length; i += burst) {
+        const ids = outputIds.slice(i, i + burst);
+        const pushed = a.push(ids, ids.map(() => 'model'));
+        out += pushed.segments.map((seg) => seg.text).join('');
+        if (pushed.stopped) return { out, stopped: true };
+      }
+      return { out: out + a.finish().map((seg) => seg.text).join(''), stopped: false };
+    };
+    for (const burst of [1, 3]) {
+      expect(text({ includeStop: true }, ['play outside'], burst)).toEqual({ out: ' there was a little girl named Lily. She liked to play outside', stopped: true });
+      // " there" is the first token's text: a stop on "there" ends the reply at once, unless the first token is past min_tokens' reach.
+      expect(text({}, ['there'], burst)).toEqual({ out: ' ', stopped: true });
+      expect(text({ minTokens: 1 }, ['there', 'dog'], burst)).toEqual({ out: ' there was a little girl named Lily. She liked to play outside. One day, she saw a big ', stopped: true });
+    }
+  });
+
   it('emits multi-byte characters only once complete', () => {
     const text = ' the café was naïve 😀 ok';
     const promptIds = tokenizer.encode(prompt);
