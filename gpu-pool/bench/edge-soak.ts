@@ -1,8 +1,9 @@
 /**
  * A soak of a running edge's OpenAI-compatible API (what `sssd soak --edge`
  * sends): completions and chat, streamed or not, n > 1, stops, logprobs,
- * echo, penalties, and broken ones, from many clients at once, a quarter of
- * them hanging up early. It checks what a user relies on:
+ * echo, penalties, vLLM's min_p / min_tokens / ignore_eos / stop_token_ids,
+ * and broken ones, from many clients at once, a quarter of them hanging up
+ * early. It checks what a user relies on:
  *
  * - no 5xx other than 503 `pool_unavailable` with Retry-After (every pool
  *   busy or gone), and 429s carry Retry-After;
@@ -54,7 +55,8 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
   /** A valid body: every field inside its range. */
   const validBody = (): { path: string; body: Body } => {
     const chat = int(2) === 0;
-    const body: Body = { model: opts.model, max_tokens: 1 + int(maxTokens) };
+    const limit = 1 + int(maxTokens);
+    const body: Body = { model: opts.model, max_tokens: limit };
     if (chat) body.messages = Array.from({ length: 1 + int(3) }, (_, i) => ({ role: i === 0 && int(3) === 0 ? 'system' : 'user', content: int(5) === 0 ? [{ type: 'text', text: text() }] : text() }));
     else body.prompt = int(6) === 0 ? Array.from({ length: 1 + int(20) }, () => 2 + int(400)) : text();
     if (int(2) === 0) body.stream = true;
@@ -67,6 +69,12 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     if (int(4) === 0) body.top_k = pick([0, 5, 40]);
     if (int(4) === 0) body.n = 1 + int(3);
     if (int(4) === 0) body.stop = pick(['.', ['\n', 'Lily'], ' the']);
+    // vLLM's extensions the edge serves.
+    if (int(6) === 0) body.min_p = pick([0.05, 0.2]);
+    if (int(6) === 0) body.min_tokens = int(limit + 1);
+    if (int(8) === 0) body.ignore_eos = true;
+    if (int(8) === 0) body.stop_token_ids = [2 + int(400)];
+    if (int(4) === 0 && body.stop !== undefined) body.include_stop_str_in_output = true;
     if (int(5) === 0) body.logprobs = chat ? true : int(4);
     if (chat && body.logprobs === true && int(2) === 0) body.top_logprobs = int(4);
     if (!chat && int(8) === 0) body.echo = true;
