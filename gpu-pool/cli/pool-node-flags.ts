@@ -22,6 +22,7 @@
  * relaunches a `pool` started without it.
  */
 import { spawn } from 'node:child_process';
+import { logLine } from '../metrics/log-line';
 
 /** Node flags for the pool process. */
 export const POOL_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=256'];
@@ -70,7 +71,7 @@ export function relaunch(args: readonly string[]): Promise<never> {
       return [signal, forward] as const;
     });
     child.on('error', (err) => {
-      process.stderr.write(`sssd: cannot start ${process.execPath}: ${err.message}\n`);
+      logLine(`sssd: cannot start ${process.execPath}: ${err.message}`);
       process.exit(1);
     });
     child.on('exit', (code, signal) => {

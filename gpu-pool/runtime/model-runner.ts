@@ -44,6 +44,7 @@ import { KvBufferPool } from './kv-buffer-pool';
 import { SequenceKvCache } from './kv-cache';
 import { paddingSplitThreshold } from './padding-split';
 import { ResidentKvStore } from './resident-kv';
+import { logLine } from '../metrics/log-line';
 
 /**
  * Where the forward pass runs. `webgpu` is bundled in onnxruntime-node's Linux
@@ -178,7 +179,7 @@ export function chooseLayout(ep: ExecutionProviderName, opts: Pick<ModelRunnerOp
   if (resident === true && packed === true) throw new CliError('resident keys/values and packed outputs exclude each other: set SSSD_RESIDENT_KV=0 to pack outputs');
   if (ep === 'cpu' && opts.residentKv === undefined && resident === true) {
     // Meant for a device's memory: on the CPU it measured 16-20x slower (30 tokens in 919 ms against 56).
-    process.stderr.write('sssd: SSSD_RESIDENT_KV=1 on the CPU keeps keys/values in onnxruntime buffers, many times slower than the default there; unset it unless you are measuring that\n');
+    logLine('sssd: SSSD_RESIDENT_KV=1 on the CPU keeps keys/values in onnxruntime buffers, many times slower than the default there; unset it unless you are measuring that');
   }
   if (resident ?? (ep === 'webgpu' && packed !== true)) return { packedOutputs: false, residentKv: true };
   return { packedOutputs: packed ?? ep !== 'cpu' };
@@ -304,7 +305,7 @@ export class ModelRunner {
           return { graph: cached, session: await open(cached) };
         } catch (err) {
           if (!cached.fromCache || !UNREADABLE_GRAPH.test((err as Error).message)) throw err;
-          process.stderr.write(`sssd: the cached graph ${cached.file} cannot be read (${(err as Error).message.split('\n')[0].slice(0, 200)}); building it again\n`);
+          logLine(`sssd: the cached graph ${cached.file} cannot be read (${(err as Error).message.split('\n')[0].slice(0, 200)}); building it again`);
           const rebuilt = await loadOrBuildGraph(model, { ...graphOptions, layout: forLayout, rebuild: true });
           return { graph: rebuilt, session: await open(rebuilt) };
         }
