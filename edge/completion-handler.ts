@@ -225,6 +225,10 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   for (const id of stopTokenIds) {
     if (id >= model.tokenizer.vocabSize) throw badRequest(`stop_token_ids: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'stop_token_ids', 'invalid_value');
   }
+  const allowedTokenIds = body.allowed_token_ids ?? null;
+  for (const id of allowedTokenIds ?? []) {
+    if (id >= model.tokenizer.vocabSize) throw badRequest(`allowed_token_ids: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'allowed_token_ids', 'invalid_value');
+  }
   const minTokens = body.min_tokens ?? 0;
   // vLLM's rule: a reply cannot be held open past the tokens it may have.
   if (minTokens > maxTokens) throw badRequest(`min_tokens (${minTokens}) must be at most ${limitParam} (${maxTokens}).`, 'min_tokens', 'invalid_value');
@@ -304,6 +308,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           stopTokenIds,
           minTokens,
           includeStop: body.include_stop_str_in_output === true,
+          allowedTokenIds,
           userCache,
           trie,
           trieFollows: drafts && cacheInTime === null,

@@ -33,6 +33,8 @@ export interface CompletionPlan {
   stopTokenIds: number[];
   minTokens: number;
   includeStop: boolean;
+  /** vLLM's allowed_token_ids: the only ids the pool may generate (null = any). */
+  allowedTokenIds: number[] | null;
   /**
    * The user's cache, read from KV as the request came in (it may come after
    * the generation opened); null where the request does not draft at the
@@ -249,6 +251,7 @@ export class CompletionRun {
       ...(plan.ignoreEos ? { ignoreEos: true } : {}),
       ...(plan.stopTokenIds.length > 0 ? { stopTokenIds: plan.stopTokenIds } : {}),
       ...(plan.minTokens > 0 ? { minTokens: plan.minTokens } : {}),
+      ...(plan.allowedTokenIds ? { allowedTokenIds: plan.allowedTokenIds } : {}),
       // Ids meant for this model: a pool serving another refuses them (421), and the next one is tried.
       model: modelIdentity(deps.model.info),
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),

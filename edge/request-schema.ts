@@ -5,7 +5,7 @@
  * (UNSUPPORTED_PARAMETERS).
  */
 import { z } from 'zod';
-import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_STOP_TOKEN_IDS } from '../shared/protocol';
+import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_STOP_TOKEN_IDS } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
 import { badRequest, TooManyChoicesError, type ApiError } from './api-error';
 
@@ -52,6 +52,8 @@ const commonFields = {
   stop_token_ids: z.array(z.number().int().min(0)).max(MAX_STOP_TOKEN_IDS, `stop_token_ids holds at most ${MAX_STOP_TOKEN_IDS} ids`).nullish(),
   /** Non-standard (vLLM): the stop string (or stop token's text) that ended the reply is sent with it. */
   include_stop_str_in_output: z.boolean().nullish(),
+  /** Non-standard (vLLM): the only token ids the reply may hold. */
+  allowed_token_ids: z.array(z.number().int().min(0)).min(1, 'allowed_token_ids must name at least one id').max(MAX_ALLOWED_TOKEN_IDS).nullish(),
   /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
   seed: z
     .number()
@@ -182,7 +184,6 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   guided_choice: { neutral: () => false, hint: 'null' },
   guided_grammar: { neutral: () => false, hint: 'null' },
   structured_outputs: { neutral: () => false, hint: 'null' },
-  allowed_token_ids: { neutral: () => false, hint: 'null' },
   bad_words: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
   truncate_prompt_tokens: { neutral: () => false, hint: 'null' },
   prompt_logprobs: { neutral: () => false, hint: 'null (completions: echo with logprobs scores the prompt)' },

@@ -59,6 +59,8 @@ export const MAX_TOP_LOGPROBS = 20;
 
 /** Most stop token ids a generation may name. */
 export const MAX_STOP_TOKEN_IDS = 64;
+/** Most ids an allowed-token list may hold (past any vocabulary served here). */
+export const MAX_ALLOWED_TOKEN_IDS = 262_144;
 
 /** Most prompt tokens a request may carry: past any context served here, and few enough to check in milliseconds. */
 export const MAX_PROMPT_IDS = 1 << 20;
@@ -119,6 +121,8 @@ export const generateRequestSchema = z.object({
   stopTokenIds: z.array(z.number().int().min(0)).max(MAX_STOP_TOKEN_IDS).optional(),
   /** vLLM's `min_tokens`: the end token and the stop token ids cannot be generated before this many output tokens (their logits masked). Added within version 1. */
   minTokens: z.number().int().min(0).default(0),
+  /** vLLM's `allowed_token_ids`: the only ids that may be generated (every other logit masked). Added within version 1. */
+  allowedTokenIds: z.array(z.number().int().min(0)).min(1).max(MAX_ALLOWED_TOKEN_IDS).optional(),
   sampling: samplingSchema.default({ temperature: 0, topP: 1, minP: 0, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
   speculation: z.enum(speculationMethods).default('sssd'),
   /** Use the pool's global datastore as a draft source (on unless turned off). */

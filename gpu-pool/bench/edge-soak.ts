@@ -1,9 +1,9 @@
 /**
  * A soak of a running edge's OpenAI-compatible API (what `sssd soak --edge`
  * sends): completions and chat, streamed or not, n > 1, stops, logprobs,
- * echo, penalties, vLLM's min_p / min_tokens / ignore_eos / stop_token_ids,
- * and broken ones, from many clients at once, a quarter of them hanging up
- * early. It checks what a user relies on:
+ * echo, penalties, vLLM's min_p / min_tokens / ignore_eos / stop_token_ids /
+ * allowed_token_ids, and broken ones, from many clients at once, a quarter
+ * of them hanging up early. It checks what a user relies on:
  *
  * - no 5xx other than 503 `pool_unavailable` with Retry-After (every pool
  *   busy or gone), and 429s carry Retry-After;
@@ -75,6 +75,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     if (int(8) === 0) body.ignore_eos = true;
     if (int(8) === 0) body.stop_token_ids = [2 + int(400)];
     if (int(4) === 0 && body.stop !== undefined) body.include_stop_str_in_output = true;
+    if (int(12) === 0) body.allowed_token_ids = Array.from({ length: 1 + int(40) }, () => 2 + int(400));
     if (int(5) === 0) body.logprobs = chat ? true : int(4);
     if (chat && body.logprobs === true && int(2) === 0) body.top_logprobs = int(4);
     if (!chat && int(8) === 0) body.echo = true;

@@ -279,6 +279,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (let i = 0; i < stopTokenIds.length; i++) {
       if (stopTokenIds[i] >= vocab) throw new AdmissionError('bad_request', `stopTokenIds[${i}] = ${stopTokenIds[i]} is outside the vocabulary (size ${vocab})`);
     }
+    const allowed = request.allowedTokenIds;
+    if (allowed) {
+      for (let i = 0; i < allowed.length; i++) {
+        if (allowed[i] >= vocab) throw new AdmissionError('bad_request', `allowedTokenIds[${i}] = ${allowed[i]} is outside the vocabulary (size ${vocab})`);
+      }
+    }
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this.options;
     if (reserved > limits.maxTotalTokens) {
@@ -331,7 +337,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
     // Most requests end at the model's end tokens alone: they share the scheduler's set.
     gen.endIds = !request.ignoreEos && stopTokenIds.length === 0 ? this.eos : new Set([...(request.ignoreEos ? [] : this.eos), ...stopTokenIds]);
-    const ends = { ids: [...gen.endIds], minTokens: request.minTokens };
+    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed };
     if (hasLogitAdjustments(request.sampling, ends)) {
       // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.
       const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed), ends);

@@ -14,7 +14,8 @@
  *
  * And vLLM's `min_tokens`: the ids that would end the generation (the end
  * token, the request's stop token ids) are masked while the output, the
- * path's tokens counted, is shorter than that.
+ * path's tokens counted, is shorter than that; and its `allowed_token_ids`:
+ * every other id masked, at every node.
  */
 export interface LogitAdjustmentSettings {
   frequencyPenalty: number;
@@ -24,18 +25,19 @@ export interface LogitAdjustmentSettings {
   logitBias?: Readonly<Record<string, number>>;
 }
 
-/** The ids that end a generation, masked until its output holds `minTokens` tokens. */
-export interface EndsWithheld {
+/** What a request masks: the ids that end it, until its output holds `minTokens` tokens; every id outside `allowed`, where it names one. */
+export interface TokenMasks {
   ids: readonly number[];
   minTokens: number;
+  allowed?: readonly number[];
 }
 
 function penalises(s: LogitAdjustmentSettings): boolean {
   return s.frequencyPenalty !== 0 || s.presencePenalty !== 0 || s.repetitionPenalty !== 1 || (s.logitBias !== undefined && Object.keys(s.logitBias).length > 0);
 }
 
-export function hasLogitAdjustments(s: LogitAdjustmentSettings, ends?: EndsWithheld): boolean {
-  return penalises(s) || (ends !== undefined && ends.minTokens > 0 && ends.ids.length > 0);
+export function hasLogitAdjustments(s: LogitAdjustmentSettings, ends?: TokenMasks): boolean {
+  return penalises(s) || (ends !== undefined && ((ends.minTokens > 0 && ends.ids.length > 0) || ends.allowed !== undefined));
 }
 
 export class LogitAdjustments {
@@ -54,6 +56,8 @@ export class LogitAdjustments {
   private readonly penalising: boolean;
   private readonly endIds: Int32Array;
   private readonly minTokens: number;
+  /** Ids outside the request's allowed list (vLLM's allowed_token_ids), masked at every node; null = every id allowed. */
+  private readonly disallowed: Int32Array | null;
   /** Tokens observed (the output so far). */
   private outputLength = 0;
 
@@ -61,11 +65,18 @@ export class LogitAdjustments {
     readonly settings: LogitAdjustmentSettings,
     vocabSize: number,
     promptIds: ArrayLike<number>,
-    ends?: EndsWithheld,
+    ends?: TokenMasks,
   ) {
     this.penalising = penalises(settings);
     this.endIds = Int32Array.from(ends?.ids ?? []);
     this.minTokens = ends?.minTokens ?? 0;
+    if (ends?.allowed) {
+      const allowed = new Uint8Array(vocabSize);
+      for (const id of ends.allowed) allowed[id] = 1;
+      const out: number[] = [];
+      for (let id = 0; id < vocabSize; id++) if (!allowed[id]) out.push(id);
+      this.disallowed = Int32Array.from(out);
+    } else this.disallowed = null;
     this.counts = new Int32Array(vocabSize);
     this.inPrompt = new Uint8Array(vocabSize);
     this.scratch = new Float32Array(vocabSize);
@@ -97,11 +108,13 @@ export class LogitAdjustments {
    */
   apply(logits: Float32Array, rowTokens: ArrayLike<number>, path: ArrayLike<number>, depth: number): Float32Array {
     const withheld = this.outputLength + depth < this.minTokens;
-    // Past min_tokens, without penalties: the logits as they are, no copy.
-    if (!this.penalising && !withheld) return logits;
+    const { disallowed } = this;
+    // Past min_tokens, without penalties or an allowed list: the logits as they are, no copy.
+    if (!this.penalising && !withheld && disallowed === null) return logits;
     const out = this.scratch;
     out.set(logits);
     if (withheld) for (let i = 0; i < this.endIds.length; i++) out[this.endIds[i]] = -Infinity;
+    if (disallowed !== null) for (let i = 0; i < disallowed.length; i++) out[disallowed[i]] = -Infinity;
     if (!this.penalising) return out;
     for (let i = 0; i < this.biasIds.length; i++) out[this.biasIds[i]] += this.biasValues[i];
     const { counts, stamp } = this;

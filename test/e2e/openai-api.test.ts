@@ -496,7 +496,7 @@ describe('OpenAI-compatible API on the edge', () => {
     expect((await streamCompletion({ ...held, user: 'stop-flush' })).finish).toBe('stop');
   });
 
-  it("serves vLLM's include_stop_str_in_output, stop_token_ids, ignore_eos and min_tokens, the same with speculation and without", async () => {
+  it("serves vLLM's include_stop_str_in_output, stop_token_ids, ignore_eos, min_tokens and allowed_token_ids, the same with speculation and without", async () => {
     const full = reference.text;
     const eos = '1'; // stories260K's end token
     for (const speculation of ['auto', 'off']) {
@@ -530,6 +530,11 @@ describe('OpenAI-compatible API on the edge', () => {
       expect(held.choices[0].finish_reason).toBe('stop');
       expect(held.usage!.completion_tokens).toBe(5);
       expect(held.choices[0].text.length).toBeGreaterThan(0);
+      // Only the allowed ids: here the first three words' tokens, so the reply repeats a few of them.
+      const few = reference.output_ids.slice(0, 3);
+      const narrowed = await ask({ allowed_token_ids: few, logprobs: 0 });
+      expect(narrowed.usage!.completion_tokens).toBe(40);
+      expect(narrowed.choices[0].text.length).toBeGreaterThan(0);
       // A stop string is not looked for in the first min_tokens tokens' text.
       const early = full.slice(0, 3);
       expect((await ask({ stop: early })).choices[0].text).toBe('');
@@ -540,6 +545,8 @@ describe('OpenAI-compatible API on the edge', () => {
     // Out of range: named.
     await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, min_tokens: 6 } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'min_tokens' });
     await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, stop_token_ids: [512] } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'stop_token_ids' });
+    await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, allowed_token_ids: [3, 512] } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'allowed_token_ids' });
+    await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, allowed_token_ids: [] } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'allowed_token_ids' });
   });
 
   it("counts a completion ended at a stop string as a stop at the pool, not as an abort", async () => {

@@ -37,7 +37,6 @@ describe('OpenAI parameters this server does not implement', () => {
       ['guided_choice', ['yes', 'no']],
       ['guided_grammar', 'root ::= "a"'],
       ['structured_outputs', { json: {} }],
-      ['allowed_token_ids', [1, 2]],
       ['bad_words', ['dog']],
       ['truncate_prompt_tokens', 100],
       ['prompt_logprobs', 1],

@@ -398,7 +398,7 @@ describe('continuous batching', () => {
     expect(contributed).toEqual([[1, 403, 407, ...atEos.ids], [1, 403, 407, ...atStop.ids], [1, 403, 407, ...atLength.ids]]);
   });
 
-  it("ends at a stop token id, runs past the end token with ignoreEos, and holds both back for minTokens: with speculation as without", async () => {
+  it("ends at a stop token id, runs past the end token with ignoreEos, holds both back for minTokens, and keeps to allowedTokenIds: with speculation as without", async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
     const eos = runner.config.eosIds[0];
     const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
@@ -434,6 +434,14 @@ describe('continuous batching', () => {
     // And a stop token id held back likewise: not among the first tokens, though greedy decoding would pick it there.
     const heldStop = await both('min-tokens-stop-id', { stopTokenIds: [stopToken], minTokens: free.ids.indexOf(stopToken) + 3 });
     expect(heldStop.ids.slice(0, free.ids.indexOf(stopToken) + 3)).not.toContain(stopToken);
+    // Only the allowed ids (vLLM's allowed_token_ids): drafts of others are rejected as plain decoding never picks them.
+    const allowed = [...new Set(free.ids.slice(0, 6))].filter((t) => t !== eos);
+    const narrowed = await both('allowed', { allowedTokenIds: allowed });
+    expect(narrowed.ids.length).toBeGreaterThan(0);
+    expect(narrowed.ids.every((t) => allowed.includes(t))).toBe(true);
+    expect(() => s.submit(generateRequestSchema.parse({ id: 'allowed-past', promptIds: [1], maxTokens: 4, allowedTokenIds: [2, runner.config.vocabSize] }), collect().sink)).toThrow(
+      expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('allowedTokenIds[1]') }),
+    );
     // A stop token id outside the vocabulary is refused at the door.
     expect(() => s.submit(generateRequestSchema.parse({ id: 'stop-past', promptIds: [1], maxTokens: 4, stopTokenIds: [runner.config.vocabSize] }), collect().sink)).toThrow(
       expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('stopTokenIds[0]') }),
