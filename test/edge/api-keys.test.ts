@@ -31,6 +31,13 @@ describe('API key records', () => {
     expect(await auth('good', asTable as unknown as EdgeEnv)).toMatchObject({ tenant: 'acme', rpm: 60 });
   });
 
+  it('makes each key whose record names no tenant a tenant of its own (no prefix cache or fair share in common)', async () => {
+    const env = await envWith({ one: {}, two: {} });
+    const [a, b] = [(await auth('one', env)) as { tenant: string }, (await auth('two', env)) as { tenant: string }];
+    expect(a.tenant).not.toBe(b.tenant);
+    expect(((await auth('one', env)) as { tenant: string }).tenant).toBe(a.tenant);
+  });
+
   it('answers a key store outage with 503 for a key once unknown (provisioned since, maybe), and serves a key it knows through it', async () => {
     vi.spyOn(console, 'error').mockImplementation(() => undefined);
     vi.useFakeTimers({ toFake: ['Date'] });

@@ -20,6 +20,34 @@ describe('pool metrics', () => {
     expect(await sample(metrics, 'sssd_pool_generation_tokens_per_second')).toBe(0);
   });
 
+  it('reads a pool busy for a moment over a second at least, not as a tenfold rate', async () => {
+    let clock = 100_000;
+    const metrics = new PoolMetrics(() => clock);
+    // 110 tokens in 0.1 s.
+    for (let ms = 0; ms <= 100; ms += 10) metrics.endStep(100_000 + ms, 10);
+    clock = 100_100;
+    expect(await sample(metrics, 'sssd_pool_generation_tokens_per_second')).toBeCloseTo(110, 0);
+  });
+
+  it('counts accepted tokens by position once each, however many steps follow', async () => {
+    const metrics = new PoolMetrics(undefined, 64);
+    metrics.recordAccepted(0);
+    metrics.recordAccepted(1);
+    metrics.endStep(1, 3);
+    metrics.endStep(2, 1);
+    metrics.recordAccepted(0);
+    metrics.endStep(3, 2);
+    expect(await sample(metrics, 'vllm:spec_decode_num_accepted_tokens_per_pos_total{position="0"}')).toBe(2);
+    expect(await sample(metrics, 'vllm:spec_decode_num_accepted_tokens_per_pos_total{position="1"}')).toBe(1);
+  });
+
+  it('observes end-to-end latency in seconds, as vLLM dashboards read it', async () => {
+    const metrics = new PoolMetrics();
+    metrics.recordCompleted({ promptTokens: 1, completionTokens: 2, timeToFirstTokenMs: 5, durationMs: 1500 });
+    expect(await sample(metrics, 'vllm:e2e_request_latency_seconds_sum')).toBeCloseTo(1.5, 6);
+    expect(await sample(metrics, 'vllm:e2e_request_latency_seconds_count')).toBe(1);
+  });
+
   it("counts finished generations in vLLM's reasons: a cancelled one is an abort, the context's end a length", async () => {
     const metrics = new PoolMetrics();
     for (const reason of ['stop', 'length', 'context_length', 'cancelled', 'error'] as const) metrics.recordFinished(reason);

@@ -102,6 +102,8 @@ describe("fair shares of a full queue's places between tenants", () => {
     // a: 3 queued, b: 1. b's second takes a's newest (a keeps 2, b holds 2); its third is refused (a would keep 1 against b's 3).
     expect(queuePlacesFor('b', 10, queueOf('aaab'), { freePlaces: 0, freeTokens: 1000 })?.map((g) => g.at)).toEqual([2]);
     expect(queuePlacesFor('b', 10, queueOf('aabb'), { freePlaces: 0, freeTokens: 1000 })).toBeNull();
+    // a: 2, b: 1. Giving b a's newest would leave a 1 against b's 2: refused.
+    expect(queuePlacesFor('b', 10, queueOf('aab'), { freePlaces: 0, freeTokens: 1000 })).toBeNull();
     // The flooding tenant itself never takes a place from anyone.
     expect(queuePlacesFor('a', 10, queueOf('aaab'), { freePlaces: 0, freeTokens: 1000 })).toBeNull();
   });

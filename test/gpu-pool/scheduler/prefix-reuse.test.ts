@@ -123,6 +123,21 @@ describe('PrefixReuse', () => {
     expect(again.pendingLength).toBe(1);
   });
 
+  it('keeps the prefix joining prompts keep taking, and evicts the one none took, when the cache is full', () => {
+    const seqBytes = sequence(48, 40).byteLength;
+    const { prefixes, reuse: r } = reuse(2 * seqBytes);
+    const hot = sequence(48, 40);
+    const cold = sequence(48, 40);
+    r.keep(generation(range(1, 40)), hot);
+    r.keep(generation(range(100, 40)), cold);
+    // A prompt that starts as the first, older one did: that prefix is the recently used one now.
+    r.restore(generation([...range(1, 36), 300, 301]), runner.newSequence(64));
+    r.keep(generation(range(200, 40)), sequence(48, 40));
+    expect(cold.isReleased).toBe(true);
+    expect(hot.isReleased).toBe(false);
+    expect(prefixes.lookup('', Int32Array.from(range(1, 40)), 40)?.sequence).toBe(hot);
+  });
+
   it('takes nothing for a prompt being scored, or from another salt', () => {
     const { reuse: r } = reuse();
     r.keep(generation(range(1, 40)), sequence(48, 40));
