@@ -14,7 +14,9 @@
  * place of the tokens event and ends the stream (a pool of another version,
  * a proxy or a pool bug sending valid JSON of the wrong shape).
  * `health: 'draining'` answers `/healthz` as a draining pool does (503),
- * while the pool behind still serves everything else.
+ * while the pool behind still serves everything else. A cancel of a
+ * generation the proxy broke is answered 404 by the proxy itself, as the
+ * separate pool it stands for would (the generation is over there).
  * Everything else passes through untouched.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -79,6 +81,15 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   };
 
   const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
+    // A generation this proxy broke is over, as a pool of its own would have it: its cancel is answered here. Passed
+    // on, it reached the one pool behind every proxy of a test, where another proxy's attempt under the same id ran.
+    const cancelled = req.method === 'DELETE' ? /^\/v1\/generations\/([^/?]+)/.exec(req.url ?? '') : null;
+    if (cancelled && proxy.broken.includes(decodeURIComponent(cancelled[1]))) {
+      const notFound = JSON.stringify({ type: 'error', code: 'not_found', message: `no running generation '${cancelled[1]}'` });
+      res.writeHead(404, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(notFound) });
+      res.end(notFound);
+      return;
+    }
     if (proxy.busyAnswers > 0 && req.method === 'POST' && req.url === '/v1/generate') {
       proxy.busyAnswers--;
       const refusal = JSON.stringify({ type: 'error', code: 'busy', message: 'the pool is at capacity (all 1 running and 1 queued places are taken); retry after the time given', retryAfterMs: proxy.busyHintMs });
@@ -138,12 +149,21 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
             broke = true;
             proxy.broken.push(id);
             if (mode === 'stall') return;
+            if (mode === 'cancel') {
+              // As a pool that ends the generation itself: ended there first (its id free again), then the
+              // `done` / `cancelled` (cut off at once, the pool behind still held the id another proxy's attempt took).
+              const headers = req.headers.authorization ? { authorization: req.headers.authorization } : {};
+              http.request({ host: upstream.hostname, port: upstream.port, path: `/v1/generations/${encodeURIComponent(id)}`, method: 'DELETE', headers }, (r) => r.resume()).end();
+              up.on('end', () => {
+                if (!res.destroyed && !res.writableEnded) res.end(JSON.stringify(shutDown) + '\n');
+              });
+              return;
+            }
             up.destroy();
             // Closed once what was sent before the cut is out (a reset may discard it at the edge).
             if (mode === 'cut' || mode === 'drop-done') res.socket?.destroySoon();
             else if (mode === 'fail') res.end(JSON.stringify({ type: 'error', code: 'internal', message: INTERNAL_FAILURE_MARKER }) + '\n');
-            else if (mode === 'garble') res.end(proxy.garbledLine + '\n');
-            else res.end(JSON.stringify(shutDown) + '\n');
+            else res.end(proxy.garbledLine + '\n');
             return;
           }
           res.write(line);
