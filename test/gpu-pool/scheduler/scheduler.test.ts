@@ -11,7 +11,7 @@ import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import type { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
 import type { StepRow } from '../../../gpu-pool/runtime/step-types';
 import type { BatchRunner } from '../../../gpu-pool/scheduler/batch-runner';
-import { Scheduler } from '../../../gpu-pool/scheduler/scheduler';
+import { Scheduler, type SchedulerOptions } from '../../../gpu-pool/scheduler/scheduler';
 import { CHAIN_METHOD, GOVERNED_FROM_ROWS } from '../../../gpu-pool/scheduler/step-plan';
 import { CHAIN_NODES } from '../../../gpu-pool/scheduler/row-drafting';
 import { CAP_PROBE_STEPS } from '../../../gpu-pool/scheduler/pass-recovery';
@@ -177,12 +177,14 @@ async function passFailureCounts(metrics: PoolMetrics): Promise<Record<string, n
   return Object.fromEntries((await metrics.passFailures.get()).values.filter((v) => v.value > 0).map((v) => [String(v.labels.result), v.value]));
 }
 
-function scheduler(budget: TreeBudget | null, metrics = new PoolMetrics()): Scheduler<SequenceKvCache> {
+/** A scheduler over the real runner: 8 rows, 8 queued and 100,000 tokens unless `options` says otherwise. */
+function scheduler(budget: TreeBudget | null, metrics = new PoolMetrics(), options: Partial<SchedulerOptions<SequenceKvCache>> = {}): Scheduler<SequenceKvCache> {
   return new Scheduler(runner, {
     limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
     budget,
     metrics,
     createDrafter: drafterFactory(null),
+    ...options,
   });
 }
 
@@ -347,12 +349,7 @@ describe('continuous batching', () => {
 
   it("ends a generation the edge stopped at a stop string as 'stop', and one stopped before it had any output as cancelled", async () => {
     const metrics = new PoolMetrics();
-    const s = new Scheduler(runner, {
-      limits: { maxActive: 1, maxQueued: 4, maxTotalTokens: 100_000 },
-      budget: null,
-      metrics,
-      createDrafter: drafterFactory(null),
-    });
+    const s = scheduler(null, metrics, { limits: { maxActive: 1, maxQueued: 4, maxTotalTokens: 100_000 } });
     const running = collect();
     const queued = collect();
     s.submit(generateRequestSchema.parse({ id: 'running', promptIds: [1], maxTokens: 200, speculation: 'off' }), running.sink);
@@ -368,13 +365,7 @@ describe('continuous batching', () => {
 
   it('gives the datastore the outputs of generations that opted in and finished (at the end token, a stop string or max tokens), not cut-off ones', async () => {
     const contributed: number[][] = [];
-    const s = new Scheduler(runner, {
-      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
-      budget: null,
-      metrics: new PoolMetrics(),
-      createDrafter: drafterFactory(null),
-      onContribute: (tokens) => contributed.push(Array.from(tokens)),
-    });
+    const s = scheduler(null, new PoolMetrics(), { onContribute: (tokens) => contributed.push(Array.from(tokens)) });
     /** `cancelAfter`: the edge cancels it once it has that many tokens, at a stop string it found or not. */
     const run = async (id: string, extra: Record<string, unknown>, cancelAfter?: { tokens: number; atStop: boolean }): Promise<{ ids: number[]; finishReason: unknown }> => {
       const c = collect();
@@ -450,13 +441,7 @@ describe('continuous batching', () => {
 
   it('admits up to exactly its token capacity, and refuses ids one past the vocabulary', async () => {
     // One scheduler at a time on the shared runner: each is done before the next starts.
-    const pool = () =>
-      new Scheduler(runner, {
-        limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 40 },
-        budget: null,
-        metrics: new PoolMetrics(),
-        createDrafter: drafterFactory(null),
-      });
+    const pool = () => scheduler(null, new PoolMetrics(), { limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 40 } });
     const whole = pool();
     const all = collect();
     whole.submit(generateRequestSchema.parse({ id: 'all-of-it', promptIds: [1, 403, 407], maxTokens: 37, speculation: 'off' }), all.sink);
