@@ -2,7 +2,7 @@
  * The order the edge tries pools in: by load, down ones last, and a request's
  * own pool first (its prefix cache) while that pool is not much busier.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { PoolHealth } from '../../shared/protocol';
 import { AFFINITY_SLACK, AFFINITY_TOKENS, affinityKey, orderPools, PoolPicker } from '../../edge/pool-picker';
 
@@ -67,6 +67,25 @@ describe('PoolPicker.inListOrder (where the model info comes from)', () => {
     expect(picker.inListOrder().map((c) => c.baseUrl)).toEqual(['http://a:1', 'http://b:1', 'http://c:1']);
     picker.markFailed('http://a:1');
     expect(picker.inListOrder().map((c) => c.baseUrl)).toEqual(['http://b:1', 'http://c:1', 'http://a:1']);
+  });
+});
+
+describe('PoolPicker.ordered', () => {
+  it('tries a pool that cannot serve this edge (401, 421) last for a while, and not once the served model changes', async () => {
+    // Nothing listens on either: both unknown to the health checks, in the same standing.
+    const picker = new PoolPicker(['http://127.0.0.1:1', 'http://127.0.0.1:2'], 't');
+    const order = async () => (await picker.ordered()).map((c) => c.baseUrl);
+    const before = await order();
+    const said = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      picker.markMisdirected(before[0], 'model_mismatch');
+      expect(await order()).toEqual([before[1], before[0]]);
+      expect(said).toHaveBeenCalledTimes(1);
+    } finally {
+      said.mockRestore();
+    }
+    picker.forgetMisdirected();
+    expect(await order()).toEqual(before);
   });
 });
 
