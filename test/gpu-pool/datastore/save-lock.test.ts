@@ -1,7 +1,7 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { processStartTicks } from '../../../gpu-pool/datastore/process-runs';
 import { STALE_LOCK_MS, acquireSaveLock, saveLockPath } from '../../../gpu-pool/datastore/save-lock';
 
@@ -30,6 +30,27 @@ describe('the --save-datastore lock', () => {
     expect(JSON.parse(readFileSync(saveLockPath(file), 'utf8'))).toMatchObject({ pid: process.pid, host: hostname() });
     await lock.release();
     expect(existsSync(saveLockPath(file))).toBe(false);
+  });
+
+  it('keeps its lock fresh while the pool runs, and a released lock leaves nothing to remove at exit', async () => {
+    const file = fileIn();
+    const exitHandlers = process.listenerCount('exit');
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const lock = await acquireSaveLock(file);
+      expect(process.listenerCount('exit')).toBe(exitHandlers + 1);
+      // Made to look old, then a minute of the pool running: refreshed, so a pool on another host sees it live.
+      const old = new Date(Date.now() - STALE_LOCK_MS);
+      utimesSync(saveLockPath(file), old, old);
+      vi.advanceTimersByTime(60_000);
+      for (let i = 0; i < 50 && statSync(saveLockPath(file)).mtimeMs < Date.now() - 10_000; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(statSync(saveLockPath(file)).mtimeMs).toBeGreaterThan(Date.now() - 10_000);
+      await lock.release();
+      // Another pool may take the file's lock now: this process's exit must not remove it.
+      expect(process.listenerCount('exit')).toBe(exitHandlers);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('refuses while another process on this host that took it still runs', async () => {
