@@ -62,6 +62,20 @@ describe('StallWatch', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
   });
 
+  it("closes the pool's stream when its reader lets go early (a stop string, a client gone), not only at its end", async () => {
+    const watch = new StallWatch(1000);
+    let closed = false;
+    async function* stream(): AsyncGenerator<PoolEvent> {
+      try {
+        for (let i = 0; ; i++) yield tokens(i);
+      } finally {
+        closed = true;
+      }
+    }
+    for await (const event of watch.watch(stream())) if (event.type === 'tokens' && event.ids[0] === 2) break;
+    expect(closed).toBe(true);
+  });
+
   it('lets a stream through whose events keep coming, however long it runs in all', async () => {
     const watch = new StallWatch(60);
     const events = await read(watch.watch(pool(watch.signal, 8, 20, false)));
