@@ -449,8 +449,11 @@ describe('OpenAI-compatible API on the edge', () => {
     let streamedUsage: OpenAI.CompletionUsage | undefined;
     // As OpenAI documents include_usage: every chunk but the last carries `usage: null` (a strict client checks it).
     const usageFields: unknown[] = [];
+    // Each choice's role first, under its own index.
+    const roles: number[] = [];
     for await (const chunk of stream) {
       for (const c of chunk.choices) {
+        if (c.delta.role) roles.push(c.index);
         texts[c.index] += c.delta.content ?? '';
         if (c.finish_reason) finished[c.index] = true;
       }
@@ -460,6 +463,7 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(usageFields.slice(0, -1).every((u) => u === null)).toBe(true);
     expect(usageFields.at(-1)).toMatchObject({ completion_tokens: expect.any(Number) });
     expect(finished).toEqual([true, true]);
+    expect(roles).toEqual([0, 1]);
     const wholeChat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 12, temperature: 1, seed: 9, n: 2 });
     expect(texts).toEqual(wholeChat.choices.map((c) => c.message.content));
     expect(streamedUsage?.completion_tokens).toBe(wholeChat.usage?.completion_tokens);
