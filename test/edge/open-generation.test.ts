@@ -117,6 +117,20 @@ describe('openGeneration', () => {
     });
   });
 
+  it('refuses with the soonest busy hint of the pools, not the latest', async () => {
+    const proxies = await Promise.all([startFaultProxy(pool.url), startFaultProxy(pool.url)]);
+    try {
+      proxies[0].busyAnswers = 1;
+      proxies[0].busyHintMs = 20_000;
+      proxies[1].busyAnswers = 1;
+      proxies[1].busyHintMs = 3_000;
+      const refused = await openGeneration(new PoolPicker(proxies.map((p) => p.url), token), request(), undefined, undefined, 10_000).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 3 });
+    } finally {
+      await Promise.all(proxies.map((p) => p.close()));
+    }
+  });
+
   it("tries again, under a new id, a generation whose pool took it in and then failed before its first token once the client's reply has started; before it, refuses at once", async () => {
     await withFaultProxy(async (proxy) => {
     // Cut at the first tokens event: the pool had answered 200 and sent `start`.
