@@ -101,6 +101,14 @@ describe('PrefixReuse', () => {
     expect(prefixes.size).toBe(0);
   });
 
+  it('takes a kept prefix of exactly one block', () => {
+    const { reuse: r } = reuse();
+    r.keep(generation(range(1, 40)), sequence(48, 40));
+    const next = generation([...range(1, PREFIX_BLOCK), 300]);
+    r.restore(next, runner.newSequence(64));
+    expect(next.cachedPromptTokens).toBe(PREFIX_BLOCK);
+  });
+
   it('starts a joining generation with the longest kept prefix, and still feeds its last prompt token', async () => {
     const { reuse: r, metrics } = reuse();
     const first = generation(range(1, 40));
