@@ -31,6 +31,11 @@ describe('API key records', () => {
     expect(await auth('good', asTable as unknown as EdgeEnv)).toMatchObject({ tenant: 'acme', rpm: 60 });
   });
 
+  it('serves the development key named by its hash in either case', async () => {
+    const env = { ...(await envWith({})), SSSD_DEV_KEY_SHA256: (await sha256Hex('dev-key')).toUpperCase() };
+    expect(await auth('dev-key', env)).toMatchObject({ tenant: 'dev', dev: true });
+  });
+
   it('makes each key whose record names no tenant a tenant of its own (no prefix cache or fair share in common)', async () => {
     const env = await envWith({ one: {}, two: {} });
     const [a, b] = [(await auth('one', env)) as { tenant: string }, (await auth('two', env)) as { tenant: string }];

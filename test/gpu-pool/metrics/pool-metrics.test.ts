@@ -41,6 +41,16 @@ describe('pool metrics', () => {
     expect(await sample(metrics, 'vllm:spec_decode_num_accepted_tokens_per_pos_total{position="1"}')).toBe(1);
   });
 
+  it('counts error responses by status, any status it does not name as "other" (a bounded set of series)', async () => {
+    const metrics = new PoolMetrics();
+    metrics.recordErrorResponse(413);
+    metrics.recordErrorResponse(418);
+    metrics.recordErrorResponse(502);
+    expect(await sample(metrics, 'sssd_pool_error_responses_total{status="413"}')).toBe(1);
+    expect(await sample(metrics, 'sssd_pool_error_responses_total{status="other"}')).toBe(2);
+    expect((await metrics.render()).body).not.toMatch(/status="418"/);
+  });
+
   it('observes end-to-end latency in seconds, as vLLM dashboards read it', async () => {
     const metrics = new PoolMetrics();
     metrics.recordCompleted({ promptTokens: 1, completionTokens: 2, timeToFirstTokenMs: 5, durationMs: 1500 });
