@@ -2,6 +2,8 @@
  * The order the edge tries pools in: by load, down ones last, and a request's
  * own pool first (its prefix cache) while that pool is not much busier.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
 import type { PoolHealth } from '../../shared/protocol';
 import { AFFINITY_SLACK, AFFINITY_TOKENS, affinityKey, orderPools, PoolPicker } from '../../edge/pool-picker';
@@ -86,6 +88,24 @@ describe('PoolPicker.ordered', () => {
     }
     picker.forgetMisdirected();
     expect(await order()).toEqual(before);
+  });
+});
+
+describe('a cold picker', () => {
+  it('waits for its first health checks before it orders the pools: the one that answers comes before the one that does not', async () => {
+    const up = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(health(0.5)));
+    });
+    await new Promise<void>((resolve) => up.listen(0, '127.0.0.1', resolve));
+    try {
+      const upUrl = `http://127.0.0.1:${(up.address() as AddressInfo).port}`;
+      // Listed first: nothing listens there.
+      const picker = new PoolPicker(['http://127.0.0.1:1', upUrl], 't');
+      expect((await picker.ordered()).map((c) => c.baseUrl)).toEqual([upUrl, 'http://127.0.0.1:1']);
+    } finally {
+      await new Promise((resolve) => up.close(resolve));
+    }
   });
 });
 
