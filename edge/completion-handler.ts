@@ -218,17 +218,16 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const echo = parsed.kind === 'completion' && parsed.body.echo === true;
   if (requested === 0 && !echo) throw badRequest(`${limitParam} must be at least 1 (0 only with echo: score the prompt).`, limitParam, 'invalid_value');
   const maxTokens = requested ?? room;
-  for (const id of Object.keys(body.logit_bias ?? {})) {
-    if (Number(id) >= model.tokenizer.vocabSize) throw badRequest(`logit_bias: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'logit_bias', 'invalid_value');
-  }
+  const inVocabulary = (param: string, ids: readonly number[]): void => {
+    for (const id of ids) {
+      if (id >= model.tokenizer.vocabSize) throw badRequest(`${param}: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, param, 'invalid_value');
+    }
+  };
+  inVocabulary('logit_bias', Object.keys(body.logit_bias ?? {}).map(Number));
   const stopTokenIds = body.stop_token_ids ?? [];
-  for (const id of stopTokenIds) {
-    if (id >= model.tokenizer.vocabSize) throw badRequest(`stop_token_ids: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'stop_token_ids', 'invalid_value');
-  }
+  inVocabulary('stop_token_ids', stopTokenIds);
   const allowedTokenIds = body.allowed_token_ids ?? null;
-  for (const id of allowedTokenIds ?? []) {
-    if (id >= model.tokenizer.vocabSize) throw badRequest(`allowed_token_ids: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, 'allowed_token_ids', 'invalid_value');
-  }
+  inVocabulary('allowed_token_ids', allowedTokenIds ?? []);
   const minTokens = body.min_tokens ?? 0;
   // vLLM's rule: a reply cannot be held open past the tokens it may have.
   if (minTokens > maxTokens) throw badRequest(`min_tokens (${minTokens}) must be at most ${limitParam} (${maxTokens}).`, 'min_tokens', 'invalid_value');

@@ -19,6 +19,7 @@ import type { PoolPicker } from './pool-picker';
 import type { ServedModel } from './served-model';
 import { TokenTextAssembler, type SourcedText, type TokenLogprob } from './token-text';
 import type { LoadedUserCache, UserCacheStore } from './user-cache-store';
+import { generationEndIds } from '../shared/end-ids';
 
 export interface CompletionPlan {
   id: string;
@@ -355,11 +356,6 @@ export class CompletionRun {
     return { finishReason, stopReason: finishReason === 'stop' ? (assembler.stopString ?? this.stopTokenId()) : null, usage: this.usage(poolUsage) };
   }
 
-  /** Whether `id` ends this generation: an end token (unless ignoreEos) or a stop token id. */
-  private ends(id: number): boolean {
-    return (!this.plan.ignoreEos && this.deps.model.eosIds.has(id)) || this.plan.stopTokenIds.includes(id);
-  }
-
   /** vLLM's stop_reason for a reply that ended at a stop token id (not at the end token, whose is null). */
   private stopTokenId(): number | null {
     const last = this.outputIds.at(-1);
@@ -370,7 +366,7 @@ export class CompletionRun {
   /** 'stop' or 'length' when the output received so far is a whole generation (its pool failed before saying so); else null. */
   private endedWithoutDone(): 'stop' | 'length' | null {
     const n = this.outputIds.length;
-    if (n > 0 && this.ends(this.outputIds[n - 1])) return 'stop';
+    if (n > 0 && generationEndIds(this.deps.model.eosIds, this.plan.ignoreEos, this.plan.stopTokenIds).has(this.outputIds[n - 1])) return 'stop';
     // As the pool: the last token may sit at position contextLength (emitted, never fed).
     if (n >= this.plan.maxTokens || this.plan.promptIds.length + n > this.deps.model.info.model.contextLength) return 'length';
     return null;

@@ -39,6 +39,7 @@ import { RowDrafting, type DraftingTally } from './row-drafting';
 import { CHAIN_METHOD, StepPlanner, type StepPlan } from './step-plan';
 import { FairShares, queuePlacesFor } from './fair-shares';
 import { logLine } from '../metrics/log-line';
+import { generationEndIds } from '../../shared/end-ids';
 
 export interface SchedulerLimits {
   /** Rows in the running batch. */
@@ -257,10 +258,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       if (prompt[i] >= vocab) throw new AdmissionError('bad_request', `promptIds[${i}] = ${prompt[i]} is outside the vocabulary (size ${vocab})`);
     }
     const predicted = request.predictionIds ?? [];
-    for (let i = 0; i < predicted.length; i++) {
-      // A draft token past the embedding table would fail the batch's pass.
-      if (predicted[i] >= vocab) throw new AdmissionError('bad_request', `predictionIds[${i}] = ${predicted[i]} is outside the vocabulary (size ${vocab})`);
-    }
+    // A draft token past the embedding table would fail the batch's pass.
+    checkInVocabulary('predictionIds', predicted, vocab);
     if (predicted.length > PREDICTION_TOKENS) {
       // Drafts read no further; a generation that kept the rest would hold megabytes while it waits in the queue.
       request = { ...request, predictionIds: predicted.slice(0, PREDICTION_TOKENS) };
@@ -276,15 +275,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       if (Number(id) >= vocab) throw new AdmissionError('bad_request', `sampling.logitBias: token ${id} is outside the vocabulary (size ${vocab})`);
     }
     const stopTokenIds = request.stopTokenIds ?? [];
-    for (let i = 0; i < stopTokenIds.length; i++) {
-      if (stopTokenIds[i] >= vocab) throw new AdmissionError('bad_request', `stopTokenIds[${i}] = ${stopTokenIds[i]} is outside the vocabulary (size ${vocab})`);
-    }
+    checkInVocabulary('stopTokenIds', stopTokenIds, vocab);
     const allowed = request.allowedTokenIds;
-    if (allowed) {
-      for (let i = 0; i < allowed.length; i++) {
-        if (allowed[i] >= vocab) throw new AdmissionError('bad_request', `allowedTokenIds[${i}] = ${allowed[i]} is outside the vocabulary (size ${vocab})`);
-      }
-    }
+    if (allowed) checkInVocabulary('allowedTokenIds', allowed, vocab);
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this.options;
     if (reserved > limits.maxTotalTokens) {
@@ -335,8 +328,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
     gen.prefixEpoch = this.prefixes?.epoch ?? 0;
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
-    // Most requests end at the model's end tokens alone: they share the scheduler's set.
-    gen.endIds = !request.ignoreEos && stopTokenIds.length === 0 ? this.eos : new Set([...(request.ignoreEos ? [] : this.eos), ...stopTokenIds]);
+    gen.endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
     const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed };
     if (hasLogitAdjustments(request.sampling, ends)) {
       // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.
@@ -1134,6 +1126,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
 }
 
 /** Frees what can be freed, once: a second release or a failing one is logged, not thrown. */
+/** A 400 naming the first of `ids` outside the vocabulary. */
+function checkInVocabulary(field: string, ids: readonly number[], vocab: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] >= vocab) throw new AdmissionError('bad_request', `${field}[${i}] = ${ids[i]} is outside the vocabulary (size ${vocab})`);
+  }
+}
+
 function releaseQuietly(owner: { release?: () => void }): void {
   try {
     owner.release?.();
