@@ -8,6 +8,10 @@
 import { z } from 'zod';
 import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import { mergeIntoUserCache, UserCache } from '../shared/drafting/user-cache';
+import type { PoolEventDecoder } from '../shared/pool-event-decoder';
+import { encodeEventFrame, PoolEventFrameDecoder } from '../shared/pool-event-frames';
+import { encodeEventLine, PoolEventLineDecoder } from '../shared/pool-event-lines';
+import type { PoolEvent } from '../shared/protocol';
 import { ApiError } from './api-error';
 import { parseBody } from './request-schema';
 import type { ServedModel } from './served-model';
@@ -17,9 +21,9 @@ import type { ServedModel } from './served-model';
  * long run: its size is bounded instead. Text a request may give in one
  * field, and in its history all told; and the work of all its repeats, in
  * units of about 13 ns on the development machine (a character of prompt or
- * output, a byte of the user cache, 1/64 of a trie node): 200,000,000 is
- * about 3 s, and the documented runs (1,000 repeats of a 64 KiB cache) take
- * ~80,000,000.
+ * output, a byte of the user cache, 1/64 of a trie node, 1/96 of an output
+ * token read back as pool events): 200,000,000 is about 3 s, and the
+ * documented runs (1,000 repeats of a 64 KiB cache) take ~100,000,000.
  */
 const BENCH_TEXT_CHARS = 16_384;
 const BENCH_HISTORY_CHARS = 262_144;
@@ -38,6 +42,8 @@ const benchSchema = z.object({
   repeat: z.number().int().min(1).max(100_000).default(500),
   trieNodes: z.number().int().min(1).max(4096).default(128),
   maxBytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+  /** Output tokens per `tokens` event as the pool's steps send them (1 = plain decoding; speculation sends several). */
+  stepTokens: z.number().int().min(1).max(64).default(1),
 });
 
 export interface EdgeCpuFigures {
@@ -49,9 +55,23 @@ export interface EdgeCpuFigures {
   /**
    * cacheDecode is the request path's (no checksum, user-cache-store.ts);
    * cacheCheck the checked decode the merge does inside cacheMerge (not
-   * added to the totals again).
+   * added to the totals again). poolEvents: reading the output back from the
+   * pool as event frames, as the edge does; poolEventsNdjson the same as
+   * NDJSON, what it cost before frames (not in the totals).
    */
-  microseconds: { tokenize: number; cacheDecode: number; cacheCheck: number; trieDraft: number; cacheMerge: number; userCache: number; total: number };
+  microseconds: {
+    tokenize: number;
+    cacheDecode: number;
+    cacheCheck: number;
+    trieDraft: number;
+    cacheMerge: number;
+    poolEvents: number;
+    poolEventsNdjson: number;
+    userCache: number;
+    total: number;
+  };
+  /** The pool events read per request: one per step, and `done`. */
+  poolEventCount: number;
   /** Clock advance seen over the empty I/O baseline (ms): 0 would mean the clock did not move. */
   baselineMs: number;
 }
@@ -91,11 +111,11 @@ export async function benchEdgeCpu(body: unknown, model: ServedModel, kv: KVName
   const outputIds = tokenizer.encode(opts.output ?? opts.prompt, { bos: false });
   const finished = promptIds.concat(outputIds);
   const cache = UserCache.decode(cacheBytes, { vocabSize, verify: false });
-  const work = opts.repeat * (opts.prompt.length + (opts.output ?? opts.prompt).length + cacheBytes.length + 64 * opts.trieNodes);
+  const work = opts.repeat * (opts.prompt.length + (opts.output ?? opts.prompt).length + cacheBytes.length + 64 * opts.trieNodes + 96 * outputIds.length);
   if (work > BENCH_WORK_UNITS) {
     throw new ApiError(
       400,
-      `repeat: this run is ${work.toLocaleString('en-US')} units of work, repeat × (prompt + output characters + ${cacheBytes.length.toLocaleString('en-US')} bytes of user cache + 64 × trieNodes), more than ${BENCH_WORK_UNITS.toLocaleString('en-US')}: lower repeat (the edge computes it all at once)`,
+      `repeat: this run is ${work.toLocaleString('en-US')} units of work, repeat × (prompt + output characters + ${cacheBytes.length.toLocaleString('en-US')} bytes of user cache + 64 × trieNodes + 96 × ${outputIds.length} output tokens), more than ${BENCH_WORK_UNITS.toLocaleString('en-US')}: lower repeat (the edge computes it all at once)`,
       'invalid_request_error',
       'invalid_value',
       'repeat',
@@ -120,6 +140,17 @@ export async function benchEdgeCpu(body: unknown, model: ServedModel, kv: KVName
   const cacheMerge = await timeIt(n, io, () => {
     sink += mergeIntoUserCache(cacheBytes, finished, { maxBytes: opts.maxBytes, vocabSize }).length;
   });
+  // The output as a pool sends it: a chunk per step (one socket write each), then `done`.
+  const events = poolEventsOf(outputIds, opts.stepTokens, promptIds.length);
+  const frameChunks = events.map(encodeEventFrame);
+  const lineEncoder = new TextEncoder();
+  const lineChunks = events.map((e) => lineEncoder.encode(encodeEventLine(e)));
+  const poolEvents = await timeIt(n, io, () => {
+    sink += readEvents(new PoolEventFrameDecoder(), frameChunks);
+  });
+  const poolEventsNdjson = await timeIt(n, io, () => {
+    sink += readEvents(new PoolEventLineDecoder(), lineChunks);
+  });
   await io();
   const b0 = performance.now();
   await io();
@@ -135,9 +166,35 @@ export async function benchEdgeCpu(body: unknown, model: ServedModel, kv: KVName
       cacheCheck,
       trieDraft,
       cacheMerge,
+      poolEvents,
+      poolEventsNdjson,
       userCache: cacheDecode + trieDraft + cacheMerge,
-      total: tokenize + cacheDecode + trieDraft + cacheMerge,
+      total: tokenize + cacheDecode + trieDraft + cacheMerge + poolEvents,
     },
+    poolEventCount: events.length,
     baselineMs,
   };
+}
+
+/** A generation's events for `outputIds`, `stepTokens` a step, the last of each step the bonus token. */
+function poolEventsOf(outputIds: number[], stepTokens: number, promptTokens: number): PoolEvent[] {
+  const events: PoolEvent[] = [];
+  for (let i = 0; i < outputIds.length; i += stepTokens) {
+    const ids = outputIds.slice(i, i + stepTokens);
+    const sources = ids.map((_, k): 'datastore' | 'model' => (k === ids.length - 1 ? 'model' : 'datastore'));
+    events.push({ type: 'tokens', ids, sources, drafted: stepTokens === 1 ? 0 : 2 * stepTokens, accepted: ids.length - 1 });
+  }
+  const speculation = { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: events.length, meanAcceptanceLength: outputIds.length / Math.max(1, events.length) };
+  events.push({ type: 'done', finishReason: 'length', usage: { promptTokens, completionTokens: outputIds.length, speculation } });
+  return events;
+}
+
+/** Every event of `chunks`, as the edge reads a stream: a number so the work is not optimised away. */
+function readEvents(decoder: PoolEventDecoder, chunks: Uint8Array[]): number {
+  let seen = 0;
+  for (const chunk of chunks) {
+    decoder.push(chunk);
+    for (let event = decoder.next(); event !== null; event = decoder.next()) seen += typeof event === 'string' ? 1000 : event.type.length;
+  }
+  return seen;
 }

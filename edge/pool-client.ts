@@ -4,7 +4,8 @@
  */
 import type { z } from 'zod';
 import type { generateRequestSchema, PoolEvent, PoolHealth, PoolInfo, PushTrieRequest } from '../shared/protocol';
-import { readPoolEvents } from '../shared/pool-event-stream';
+import { POOL_EVENT_FRAMES_ACCEPT } from '../shared/pool-event-frames';
+import { poolEventFormat, readPoolEvents } from '../shared/pool-event-stream';
 
 /** The pool could not take the request (unreachable, busy, 5xx): try another one. */
 export class PoolUnavailableError extends Error {
@@ -109,7 +110,8 @@ export class PoolClient {
     try {
       res = await fetch(`${this.baseUrl}/v1/generate`, {
         method: 'POST',
-        headers: this.headers({ 'content-type': 'application/json' }),
+        // Frames: a tokens event is bytes, not JSON to parse (this CPU is billed); a pool from before them answers NDJSON.
+        headers: this.headers({ 'content-type': 'application/json', accept: POOL_EVENT_FRAMES_ACCEPT }),
         body: JSON.stringify(request),
         signal: answer.signal,
       });
@@ -137,7 +139,7 @@ export class PoolClient {
       }
       throw new PoolRejectedError(res.status, text.slice(0, 500));
     }
-    return readPoolEvents(res.body, signal);
+    return readPoolEvents(res.body, { format: poolEventFormat(res.headers.get('content-type')), signal });
   }
 
   /** Fire-and-forget: a fresh trie for a running generation. */

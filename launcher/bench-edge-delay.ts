@@ -12,7 +12,8 @@ import path from 'node:path';
 import { loadWorkload, type WorkloadRequest } from '../gpu-pool/bench/workload';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
-import { readPoolEvents } from '../shared/pool-event-stream';
+import { POOL_EVENT_FRAMES_ACCEPT } from '../shared/pool-event-frames';
+import { poolEventFormat, readPoolEvents } from '../shared/pool-event-stream';
 import { choiceFlag, numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
 import { startDelayProxy, type DelayProxy } from './delay-proxy';
 import { generatePoolToken, sharedFile, startEdge, startPool } from './stack';
@@ -123,11 +124,11 @@ async function one(settings: Settings, edgeUrl: string, session: Session, userPr
   };
 }
 
-/** The pool's NDJSON stream read directly (no edge): isolates the link from the edge's own CPU cost. */
+/** The pool's event stream read directly (no edge; frames, as the edge asks): isolates the link from the edge's own CPU cost. */
 async function poolOnly(settings: Settings, baseUrl: string, session: Session, token: string, i: number): Promise<number> {
   const res = await fetch(`${baseUrl}/v1/generate`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: POOL_EVENT_FRAMES_ACCEPT },
     body: JSON.stringify({
       id: `bench-${i}-${Math.random().toString(36).slice(2)}`,
       promptIds: tokenizer.encode(session.prompt),
@@ -139,7 +140,7 @@ async function poolOnly(settings: Settings, baseUrl: string, session: Session, t
   let first = -1;
   let last = -1;
   let after = 0;
-  for await (const event of readPoolEvents(res.body!)) {
+  for await (const event of readPoolEvents(res.body!, { format: poolEventFormat(res.headers.get('content-type')) })) {
     if (event.type !== 'tokens') continue;
     const now = performance.now();
     if (first < 0) first = now;

@@ -1,29 +1,46 @@
 /**
- * Reads a pool's generation response (NDJSON, one PoolEvent per line; see
- * docs/protocol.md) as events. Shared by the edge and the serving benchmark so
- * both read the stream the same way: a broken line, an event of the wrong
- * shape, a cut connection or a stream that ends without `done` ends with one
- * `error` event, and reading stops after `done` or `error`.
+ * Reads a pool's generation response as events, in either of its forms:
+ * binary frames (pool-event-frames.ts, what the edge and the serving benchmark
+ * ask for) or NDJSON (pool-event-lines.ts, what a pool answers a client that
+ * does not ask, and what pools from before frames answer everyone). Shared by
+ * the edge and the serving benchmark so both read the stream the same way: a
+ * broken event, an event of the wrong shape, a cut connection or a stream that
+ * ends without `done` ends with one `error` event, and reading stops after
+ * `done` or `error`. See docs/protocol.md.
  */
-import { poolEventMalformation } from './pool-event-shape';
+import { POOL_EVENT_FRAMES_TYPE, PoolEventFrameDecoder } from './pool-event-frames';
+import type { PoolEventDecoder } from './pool-event-decoder';
+import { PoolEventLineDecoder } from './pool-event-lines';
 import type { PoolEvent } from './protocol';
 
+export type PoolEventFormat = 'frames' | 'ndjson';
+
+/** The form of a generation's body, from its `content-type`: frames only where the pool says so. */
+export function poolEventFormat(contentType: string | null | undefined): PoolEventFormat {
+  const mediaType = (contentType ?? '').split(';', 1)[0].trim().toLowerCase();
+  return mediaType === POOL_EVENT_FRAMES_TYPE ? 'frames' : 'ndjson';
+}
+
+export interface ReadPoolEventsOptions {
+  /** The body's form (poolEventFormat of its content-type); NDJSON when not given. */
+  format?: PoolEventFormat;
+  /** Ends a web stream's reading: its reader is cancelled, so a pending read ends rather than fails. */
+  signal?: AbortSignal;
+}
+
 /**
- * NDJSON body → events. A broken line, an event of the wrong shape
- * (pool-event-shape.ts) or a cut connection ends with an 'error' event.
- * Takes a web ReadableStream (fetch, workerd) or any async iterable of byte
- * chunks (a Node response read with `iterator({ destroyOnReturn: false })`,
- * so that stopping after `done` leaves a keep-alive socket usable).
+ * A generation's body → events. Takes a web ReadableStream (fetch, workerd)
+ * or any async iterable of byte chunks (a Node response read with
+ * `iterator({ destroyOnReturn: false })`, so that stopping after `done` leaves
+ * a keep-alive socket usable).
  */
 export async function* readPoolEvents(
   body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
-  /** Ends a web stream's reading: its reader is cancelled, so a pending read ends rather than fails. */
-  signal?: AbortSignal,
+  options: ReadPoolEventsOptions = {},
 ): AsyncGenerator<PoolEvent> {
-  const chunks = 'getReader' in body ? streamChunks(body, signal) : body;
+  const chunks = 'getReader' in body ? streamChunks(body, options.signal) : body;
   const it = chunks[Symbol.asyncIterator]();
-  const decoder = new TextDecoder();
-  let buffer = '';
+  const decoder: PoolEventDecoder = options.format === 'frames' ? new PoolEventFrameDecoder() : new PoolEventLineDecoder();
   let sawDone = false;
   try {
     for (;;) {
@@ -35,26 +52,12 @@ export async function* readPoolEvents(
         return;
       }
       if (chunk.done) break;
-      buffer += decoder.decode(chunk.value, { stream: true });
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, newline).trim();
-        buffer = buffer.slice(newline + 1);
-        if (line.length === 0) continue;
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(line);
-        } catch {
-          yield { type: 'error', code: 'internal', message: 'pool sent a malformed event' };
+      decoder.push(chunk.value);
+      for (let event = decoder.next(); event !== null; event = decoder.next()) {
+        if (typeof event === 'string') {
+          yield { type: 'error', code: 'internal', message: event };
           return;
         }
-        // Valid JSON of the wrong shape is as broken a stream as a broken line: an error event, not a throw.
-        const malformation = poolEventMalformation(parsed);
-        if (malformation !== null) {
-          yield { type: 'error', code: 'internal', message: `pool sent a malformed event (${malformation})` };
-          return;
-        }
-        const event = parsed as PoolEvent;
         if (event.type === 'done') sawDone = true;
         yield event;
         if (event.type === 'done' || event.type === 'error') return;

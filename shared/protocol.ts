@@ -4,8 +4,10 @@
  *
  * Transport: HTTP/1.1, bearer token `SSSD_POOL_TOKEN` on every request except
  * GET /healthz and GET /metrics. A generation is one POST whose response body is
- * a stream of newline-delimited JSON events (application/x-ndjson). Binary
- * payloads (draft tries) travel base64-encoded inside the JSON body.
+ * a stream of events: binary frames where the request accepts them
+ * (pool-event-frames.ts), newline-delimited JSON otherwise (pool-event-lines.ts).
+ * Binary payloads in requests (draft tries) travel base64-encoded inside the
+ * JSON body.
  */
 import { z } from 'zod';
 import type { FusionWeights } from './drafting/fusion';
@@ -358,9 +360,4 @@ export interface PoolHealth {
    */
   reservedTokens?: number;
   maxTotalTokens?: number;
-}
-
-/** Encode one event as an NDJSON line. */
-export function encodeEvent(event: PoolEvent): string {
-  return JSON.stringify(event) + '\n';
 }

@@ -26,6 +26,7 @@ import { methodOrder } from './method-order';
 import { clearPoolDraftCache } from './pool-draft-cache';
 import { addPhaseDelta, readPoolPhases, zeroPhases, type PhaseSeconds } from './pool-phases';
 import { runGeneration, type TimedGeneration } from './pool-stream-client';
+import type { PoolEventFormat } from '../../shared/pool-event-stream';
 import type { WorkloadRequest } from './workload';
 
 export interface BenchServeOptions {
@@ -44,6 +45,8 @@ export interface BenchServeOptions {
   /** Read the pool's phase counters around each round (MethodResult.poolSeconds); default false. */
   phases?: boolean;
   progress: boolean;
+  /** The form of the pool's event streams: frames (default, as the edge asks) or NDJSON. */
+  events?: PoolEventFormat;
   /** Called after each concurrency level with every result so far (what an interrupted run still has to show). */
   onLevel?: (results: readonly MethodResult[]) => void;
   /** Told once where the pool's draft cache could not be emptied before a replay (a pool from before DELETE /v1/draft-cache). */
@@ -148,7 +151,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
           maxTokens: Math.min(32, p.request.max_tokens),
           speculation: method,
           useDatastore: opts.useDatastore,
-        }),
+        }, { events: opts.events }),
       );
     }
     /** One workload request as served under `method`: for `sssd` the edge ships the user's trie, refreshes it, and learns from the answer. */
@@ -158,7 +161,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       // The request starts before its trie is drafted, as at the edge: its time to first token includes the drafting.
       const startedAt = performance.now();
       const trie = playEdge ? await edge.trieFor(p.user, p.promptIds, greedy) : undefined;
-      const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, idPrefix), ...(trie ? { trie } : {}) }, playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds], greedy) } : {});
+      const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, idPrefix), ...(trie ? { trie } : {}) }, { events: opts.events, ...(playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds], greedy) } : {}) });
       r.sentAt = startedAt;
       // As the edge's waitUntil: the cache update happens after the response, off the request path.
       if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);

@@ -2,7 +2,7 @@
  * `sssd bench-serve`: the serving benchmark (gpu-pool/bench/bench-serve.ts)
  * against a running pool. Token from --token or SSSD_POOL_TOKEN.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { benchServe, describeLevelRequests, formatFailures, formatPhaseTable, formatTable, parseMethods, type MethodResult } from '../bench/bench-serve';
 import { loadWorkload } from '../bench/workload';
 import { CliError } from './cli-error';
@@ -22,6 +22,7 @@ interface BenchServeFlags {
   datastore: boolean;
   edge: boolean;
   promptPrefix?: string;
+  events: 'frames' | 'ndjson';
 }
 
 export function register(program: Command): void {
@@ -37,6 +38,7 @@ export function register(program: Command): void {
     .option('--no-datastore', "do not use the pool's global datastore for sssd")
     .option('--no-edge', 'do not play the edge for sssd (no per-user caches, no shipped tries)')
     .option('--prompt-prefix <text>', "text put before every workload prompt: a system prompt all requests share (what the pool's prefix cache is for)")
+    .addOption(new Option('--events <form>', "the form of the pool's event streams: frames (binary, as the edge asks) or ndjson").choices(['frames', 'ndjson']).default('frames'))
     .option('--token <token>', 'bearer token (default $SSSD_POOL_TOKEN)')
     .option('--json', 'print the results as JSON')
     .option('--phases', "also print where the pool's time went per output token, by scheduler phase (from its /metrics)")
@@ -86,6 +88,7 @@ export function register(program: Command): void {
         repeats,
         useDatastore: flags.datastore,
         edgeTries: flags.edge,
+        events: flags.events,
         phases: flags.phases === true || flags.json === true,
         progress: !flags.json && process.stderr.isTTY === true,
         onLevel: (results) => {

@@ -8,7 +8,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import {
-  encodeEvent,
   generateRequestSchema,
   modelIdentity,
   sameModelIdentity,
@@ -31,6 +30,7 @@ import { DEFAULT_STALLED_READER_MS, StalledReaders } from './stalled-readers';
 import { pipelinedTurn } from './pipelined-turn';
 import { resetDraftCache } from '../../shared/drafting/datastore-source';
 import { logLine } from '../metrics/log-line';
+import { eventEncodingFor } from './event-encoding';
 
 export interface PoolServerOptions {
   scheduler: Scheduler;
@@ -304,12 +304,13 @@ export class PoolServer {
     if (!(await pipelinedTurn(req, res))) return;
     // The closures below live as long as the stream: they hold the id, not the request (a trie's text, predicted tokens).
     const id = request.id;
+    const encoding = eventEncodingFor(req.headers.accept);
     let open = true;
     // The loop may emit `start` synchronously inside submit(): headers go out with the first byte.
     const head = (): void => {
       if (res.headersSent) return;
       req.socket.setNoDelay(true);
-      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+      res.writeHead(200, { 'content-type': encoding.contentType, 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
       res.flushHeaders();
     };
     // A step's events for this generation (tokens, a trie hint, done) and the
@@ -340,7 +341,7 @@ export class PoolServer {
           process.nextTick(uncork);
         }
         head();
-        res.write(encodeEvent(event));
+        res.write(encoding.encode(event));
       },
       end: (): void => {
         stopKeepAlive();

@@ -4,6 +4,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PoolClient } from '../../edge/pool-client';
+import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
+import { POOL_EVENT_FRAMES_TYPE } from '../../shared/pool-event-frames';
+import type { PoolEvent } from '../../shared/protocol';
+import { startFaultProxy } from '../support/fault-proxy';
+import { models } from '../support/shared-data';
 
 let server: Server;
 let base: string;
@@ -34,5 +39,46 @@ describe('PoolClient.tokenizerBytes', () => {
       await expect(client.tokenizerBytes(path), path).rejects.toThrow(/not a path on it/);
     }
     expect(seen.length).toBe(before);
+  });
+});
+
+describe('PoolClient.generate', () => {
+  let pool: RunningPool;
+  let token: string;
+  beforeAll(async () => {
+    token = generatePoolToken();
+    pool = await startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token });
+  }, 120_000);
+  afterAll(async () => {
+    await pool?.service.stop();
+  });
+
+  async function outputThrough(client: PoolClient, id: string): Promise<{ ids: number[]; last: PoolEvent | undefined }> {
+    const ids: number[] = [];
+    let last: PoolEvent | undefined;
+    for await (const event of await client.generate({ id, promptIds: [1, 403, 407, 261], maxTokens: 40, sampling: { temperature: 0 }, speculation: 'sssd' })) {
+      if (event.type === 'tokens') ids.push(...event.ids);
+      last = event;
+    }
+    return { ids, last };
+  }
+
+  it('asks the pool for event frames, and reads the NDJSON a pool from before them answers to the same output', async () => {
+    const proxy = await startFaultProxy(pool.url);
+    try {
+      const framed = await outputThrough(new PoolClient(proxy.url, token), 'framed');
+      expect(proxy.answeredAs).toEqual([POOL_EVENT_FRAMES_TYPE]);
+      // A breaking mode that breaks nothing: the proxy asks without `accept`, as an older pool would ignore it.
+      proxy.mode = 'cut';
+      proxy.breaks = () => false;
+      const lines = await outputThrough(new PoolClient(proxy.url, token), 'lines');
+      expect(proxy.answeredAs).toEqual([POOL_EVENT_FRAMES_TYPE, 'application/x-ndjson']);
+      expect(framed.ids).toHaveLength(40);
+      expect(lines.ids).toEqual(framed.ids);
+      expect(framed.last).toMatchObject({ type: 'done', finishReason: 'length' });
+      expect(lines.last).toMatchObject({ type: 'done', finishReason: 'length' });
+    } finally {
+      await proxy.close();
+    }
   });
 });

@@ -22,16 +22,18 @@ async function bench(script: string, args: string[]): Promise<{ code: number; st
 
 describe('bench-edge-cpu', () => {
   it("times each part of the edge's per-request work inside workerd", async () => {
-    const r = await bench('bench-edge-cpu.ts', ['--requests', '2', '--history', '3', '--repeat', '200', '--json']);
+    const r = await bench('bench-edge-cpu.ts', ['--requests', '2', '--history', '3', '--repeat', '200', '--step-tokens', '3', '--json']);
     expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as { users: number; history: number; repeat: number; rows: Array<Record<string, number>>; mean: Record<string, number> };
-    expect(out).toMatchObject({ users: 2, history: 3, repeat: 200 });
+    const out = JSON.parse(r.stdout) as { users: number; history: number; repeat: number; stepTokens: number; rows: Array<Record<string, number>>; mean: Record<string, number> };
+    expect(out).toMatchObject({ users: 2, history: 3, repeat: 200, stepTokens: 3 });
     for (const row of out.rows) {
       // Three stories of history make a cache far past its 32-byte header, and a trie for the prompt.
       expect(row.cacheBytes).toBeGreaterThan(1024);
       expect(row.promptTokens).toBeGreaterThan(0);
-      for (const part of ['tokenize', 'cacheDecode', 'cacheCheck', 'trieDraft', 'cacheMerge']) expect(row[part]).toBeGreaterThanOrEqual(0);
-      expect(row.total).toBeCloseTo(row.tokenize + row.cacheDecode + row.trieDraft + row.cacheMerge, 6);
+      for (const part of ['tokenize', 'cacheDecode', 'cacheCheck', 'trieDraft', 'cacheMerge', 'poolEvents', 'poolEventsNdjson']) expect(row[part]).toBeGreaterThanOrEqual(0);
+      expect(row.total).toBeCloseTo(row.tokenize + row.cacheDecode + row.trieDraft + row.cacheMerge + row.poolEvents, 6);
+      // The story's output read back a step of three tokens at a time, and `done`.
+      expect(row.poolEventCount).toBeGreaterThan(10);
     }
     // A merge of a ~60 KB cache takes well over the clock's step over 200 repeats: the clock moved.
     expect(out.mean.cacheMerge).toBeGreaterThan(0);

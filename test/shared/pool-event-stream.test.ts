@@ -92,7 +92,7 @@ describe('readPoolEvents', () => {
       },
     });
     const stop = new AbortController();
-    const events = readPoolEvents(body, stop.signal);
+    const events = readPoolEvents(body, { signal: stop.signal });
     expect((await events.next()).value).toEqual(tokens([1]));
     const pending = events.next();
     stop.abort();

@@ -17,7 +17,10 @@
  * while the pool behind still serves everything else. A cancel of a
  * generation the proxy broke is answered 404 by the proxy itself, as the
  * separate pool it stands for would (the generation is over there).
- * Everything else passes through untouched.
+ * Everything else passes through untouched. In a mode that breaks streams, a
+ * generation is asked of the pool as NDJSON (its `accept` dropped, so the pool
+ * answers as pools from before binary frames do), whose events the proxy can
+ * cut at their lines; the edge reads either form.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { PoolEvent } from '../../shared/protocol';
@@ -47,6 +50,8 @@ export interface FaultProxy {
   /** Ids of the generations opened through the proxy, and of those broken. */
   readonly opened: string[];
   readonly broken: string[];
+  /** The content-type the pool answered each generation opened through the proxy with (frames or NDJSON). */
+  readonly answeredAs: string[];
   /** `displace`: how long the generation waits "queued" (a `queued` event every 400 ms) before its place goes to another tenant's. */
   displaceAfterMs: number;
   /** Generate requests answered as a full pool answers (503 busy, with busyHintMs) before they pass again; counted down. */
@@ -74,6 +79,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     breaks: (id) => !/\.r\d+$/.test(id),
     opened: [],
     broken: [],
+    answeredAs: [],
     retarget: (to) => {
       upstream = new URL(to);
     },
@@ -120,10 +126,16 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         return; // No answer, ever: the connection stays open until the edge lets go.
       }
     }
-    const out = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (up) => {
+    const generate = req.method === 'POST' && req.url === '/v1/generate';
+    const headers = { ...req.headers };
+    if (generate && proxy.mode !== 'pass') delete headers.accept;
+    const out = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers }, (up) => {
       res.writeHead(up.statusCode ?? 502, up.headers);
       const id = req.method === 'POST' && req.url === '/v1/generate' ? (JSON.parse(body.toString('utf8')) as { id: string }).id : null;
-      if (id !== null && up.statusCode === 200) proxy.opened.push(id);
+      if (id !== null && up.statusCode === 200) {
+        proxy.opened.push(id);
+        proxy.answeredAs.push(String(up.headers['content-type']));
+      }
       const faulty = id !== null && proxy.mode !== 'pass' && up.statusCode === 200 && proxy.breaks(id);
       if (!faulty) {
         up.pipe(res);

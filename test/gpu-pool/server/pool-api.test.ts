@@ -12,6 +12,8 @@ import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
 import { models } from '../../support/shared-data';
 import { suiteProvider } from '../../support/execution-provider';
 import { generate, getJson, metricValue, startPool, streamEvents, type PoolProcess } from './pool-process';
+import { POOL_EVENT_FRAMES_ACCEPT, POOL_EVENT_FRAMES_TYPE } from '../../../shared/pool-event-frames';
+import { poolEventFormat, readPoolEvents } from '../../../shared/pool-event-stream';
 
 let pool: PoolProcess;
 /** A token the pool still accepts while edges move to its current one. */
@@ -288,6 +290,47 @@ describe('predicted outputs', () => {
     const bad = await post('/v1/generate', JSON.stringify({ id: 'bad-prediction', promptIds: [1, 5], maxTokens: 4, speculation: 'sssd', predictionIds: [5, 9999] }));
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { message: string }).message).toMatch(/predictionIds\[1\] = 9999 is outside the vocabulary/);
+  });
+});
+
+describe('event frames', () => {
+  /** The events of one generation read as the edge reads them, with `accept` as given. */
+  async function eventsAs(accept: string | undefined, body: Record<string, unknown>): Promise<{ contentType: string | null; events: PoolEvent[] }> {
+    const res = await fetch(`${pool.url}/v1/generate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${pool.token}`, ...(accept ? { accept } : {}) },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(200);
+    const contentType = res.headers.get('content-type');
+    const events: PoolEvent[] = [];
+    for await (const event of readPoolEvents(res.body!, { format: poolEventFormat(contentType) })) events.push(event);
+    return { contentType, events };
+  }
+  /** What a client keeps of a generation: its tokens, their log-probabilities, how it ended (how steps split them varies run to run with the budget). */
+  const outcome = (events: PoolEvent[]) => ({
+    ids: events.flatMap((e) => (e.type === 'tokens' ? e.ids : [])),
+    logprobs: events.flatMap((e) => (e.type === 'tokens' ? (e.logprobs ?? []) : [])),
+    topLogprobs: events.flatMap((e) => (e.type === 'tokens' ? (e.topLogprobs ?? []) : [])),
+    done: events.filter((e) => e.type === 'done').map((e) => e.type === 'done' && [e.finishReason, e.usage.completionTokens]),
+  });
+
+  it('carry what NDJSON carries to a client that asks for them: multi-token steps with their sources, log-probabilities, done', async () => {
+    const prompt = [1, 365, 281, 261, 373, 300, 365, 281, 261];
+    for (const extra of [{}, { logprobs: 2 }, { sampling: { temperature: 0.9, seed: 4 } }]) {
+      const body = { promptIds: prompt, maxTokens: 80, speculation: 'sssd', ...extra };
+      const lines = await eventsAs(undefined, { ...body, id: `lines-${Object.keys(extra).join()}` });
+      const frames = await eventsAs(POOL_EVENT_FRAMES_ACCEPT, { ...body, id: `frames-${Object.keys(extra).join()}` });
+      expect(lines.contentType).toBe('application/x-ndjson');
+      expect(frames.contentType).toBe(POOL_EVENT_FRAMES_TYPE);
+      expect(frames.events.map((e) => e.type)).toContain('start');
+      expect(outcome(frames.events).ids).toHaveLength(80);
+      expect(outcome(frames.events)).toEqual(outcome(lines.events));
+    }
+    // A greedy run drafts: some step carried several tokens from a draft source, and they came through whole.
+    const greedy = await eventsAs(POOL_EVENT_FRAMES_ACCEPT, { id: 'frames-drafted', promptIds: prompt, maxTokens: 80, speculation: 'sssd' });
+    const steps = greedy.events.filter((e) => e.type === 'tokens');
+    expect(steps.some((e) => e.ids.length > 1 && e.sources.some((s) => s !== 'model') && e.drafted >= e.accepted && e.accepted === e.ids.length - 1)).toBe(true);
   });
 });
 
