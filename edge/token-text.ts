@@ -60,14 +60,15 @@ export class TokenTextAssembler {
   /** The last token, while the decoder holds bytes after it (its end is not known until the next piece, or the flush). */
   private holder: { token: TokenLogprob; end: number } | null = null;
 
-  /** Tokens pushed so far (those past `minTokens` are looked at for stop strings). */
+  /** Tokens pushed so far (a stop string must end in the text of those past `minTokens`). */
   private tokens = 0;
   private readonly minTokens: number;
 
   /**
    * `stopOptions`: `includeStop` sends the stop string with the text before
-   * it; stop strings are looked for only in the text of tokens after the
-   * first `minTokens` (vLLM's include_stop_str_in_output and min_tokens).
+   * it; a stop string counts only where it ends in the text of a token after
+   * the first `minTokens`, though it may start before (vLLM's
+   * include_stop_str_in_output and min_tokens).
    */
   constructor(
     private readonly decoder: IncrementalDecoder,
@@ -125,12 +126,8 @@ export class TokenTextAssembler {
       }
       if (piece.length === 0) continue;
       this.pending.push({ text: piece, source: sources[i] ?? 'model' });
-      // Within the first minTokens tokens no stop string counts: their text goes out as it comes.
-      if (this.tokens <= this.minTokens) {
-        this.take(piece.length, segments);
-        continue;
-      }
-      const { release, stopped } = this.matcher.push(piece);
+      // No stop string may end in the first minTokens tokens' text, but one may start there (its start is held).
+      const { release, stopped } = this.matcher.push(piece, this.tokens > this.minTokens);
       this.take(release.length, segments);
       if (stopped) {
         this.stop();
@@ -159,7 +156,7 @@ export class TokenTextAssembler {
         this.holder = null;
       }
       this.pending.push({ text: tail, source: 'model' });
-      const { release, stopped } = this.tokens <= this.minTokens ? { release: tail, stopped: false } : this.matcher.push(tail);
+      const { release, stopped } = this.matcher.push(tail, this.tokens > this.minTokens);
       this.take(release.length, segments);
       if (stopped) {
         this.stop();

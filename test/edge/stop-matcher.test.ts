@@ -49,6 +49,29 @@ describe('StopMatcher', () => {
     expect(feed(['Lily went'], ['and Lily'])).toEqual({ sent: 'and Lily', stopped: false });
   });
 
+  it("finds no stop string that ends in text pushed unsearched (vLLM's min_tokens), but holds its end, so one that starts there and ends after is found", () => {
+    // Straddling: "The e" of the stop is in the unsearched text, "nd" after it.
+    const m = new StopMatcher(['The end']);
+    expect(m.push('and they lived. The e', false)).toEqual({ release: 'and they lived. ', stopped: false });
+    expect(m.push('nd!')).toEqual({ release: '', stopped: true });
+    expect(m.matched).toBe('The end');
+    // Wholly inside the unsearched text: never a stop, even while its characters are still held for a longer one.
+    const inside = new StopMatcher(['end', 'end of it']);
+    expect(inside.push('The end', false)).toEqual({ release: 'The ', stopped: false });
+    expect(inside.push('ing')).toEqual({ release: 'ending', stopped: false });
+    expect(inside.matched).toBeNull();
+    expect(inside.push(' end')).toEqual({ release: ' ', stopped: true });
+    expect(inside.matched).toBe('end');
+  });
+
+  it('sends a stop string that starts in unsearched text with the text before it when asked (include_stop_str_in_output)', () => {
+    // "they", inside the unsearched text, is no stop.
+    const m = new StopMatcher(['The end', 'they'], true);
+    expect(m.push('and they lived. The e', false)).toEqual({ release: 'and they lived. ', stopped: false });
+    expect(m.push('nd! More')).toEqual({ release: 'The end', stopped: true });
+    expect(m.matched).toBe('The end');
+  });
+
   it('passes text through untouched without stop strings', () => {
     const m = new StopMatcher([]);
     expect(m.push('abc')).toEqual({ release: 'abc', stopped: false });

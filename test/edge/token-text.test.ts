@@ -194,6 +194,56 @@ describe('TokenTextAssembler', () => {
     }
   });
 
+  describe('with min_tokens, a stop string that starts in the first min_tokens tokens\' text (vLLM)', () => {
+    // The first 4 tokens: " there", " was", " a", " little"; then " g", "ir", "l" (" there was a little girl").
+    const text = (opts: { includeStop?: boolean; minTokens?: number }, stops: string[], burst: number) => {
+      const promptIds = tokenizer.encode(prompt);
+      const outputIds = tokenizer.encode(prompt + story).slice(promptIds.length);
+      const a = new TokenTextAssembler(tokenizer.createDecoder({ previousId: promptIds[promptIds.length - 1] }), stops, new Set(tokenizer.eosIds), opts);
+      let out = '';
+      let tokens = 0;
+      const take = (segments: SourcedText[]) => {
+        out += segments.map((seg) => seg.text).join('');
+        for (const seg of segments) tokens += seg.tokens?.length ?? 0;
+      };
+      for (let i = 0; i < outputIds.length; i += burst) {
+        const ids = outputIds.slice(i, i + burst);
+        const pushed = a.push(ids, ids.map(() => 'model'), ids.map((id, j) => ({ id, logprob: -(i + j), top: null })));
+        take(pushed.segments);
+        if (pushed.stopped) return { out, stopped: true, reason: a.stopString, tokens };
+      }
+      take(a.finish());
+      return { out, stopped: false, reason: a.stopString, tokens };
+    };
+    const bursts = [1, 3, 8];
+
+    it('is found where it ends after them, cut at its start (the token it starts inside not listed)', () => {
+      for (const burst of bursts) {
+        // Ends in the first token past min_tokens (" g").
+        expect(text({ minTokens: 4 }, ['tle g'], burst)).toEqual({ out: ' there was a lit', stopped: true, reason: 'tle g', tokens: 3 });
+        // Ends three tokens past them.
+        expect(text({ minTokens: 4 }, ['little girl'], burst)).toEqual({ out: ' there was a ', stopped: true, reason: 'little girl', tokens: 3 });
+        // Ends in the last of them ("l" is token 7): not a stop, there or later.
+        expect(text({ minTokens: 7 }, ['little girl'], burst)).toMatchObject({ out: ' there was a little girl named Lily. She liked to play outside. One day, she saw a big dog. The end.', stopped: false, reason: null });
+      }
+    });
+
+    it('is not found wholly inside them, even while held as the start of a longer one', () => {
+      for (const burst of bursts) {
+        expect(text({ minTokens: 4 }, ['little', 'dog'], burst)).toMatchObject({ out: ' there was a little girl named Lily. She liked to play outside. One day, she saw a big ', stopped: true, reason: 'dog' });
+        // "little" is held after token 4 as the start of "little girl"; "tle" inside it is no stop.
+        expect(text({ minTokens: 4 }, ['tle', 'little girl'], burst)).toEqual({ out: ' there was a ', stopped: true, reason: 'little girl', tokens: 3 });
+      }
+    });
+
+    it('is sent whole with the text before it when asked (include_stop_str_in_output), nothing after', () => {
+      for (const burst of bursts) {
+        expect(text({ minTokens: 4, includeStop: true }, ['little girl'], burst)).toMatchObject({ out: ' there was a little girl', stopped: true, reason: 'little girl' });
+        expect(text({ minTokens: 4, includeStop: true }, ['tle g'], burst)).toMatchObject({ out: ' there was a little g', stopped: true, reason: 'tle g' });
+      }
+    });
+  });
+
   it('emits multi-byte characters only once complete', () => {
     const text = ' the café was naïve 😀 ok';
     const promptIds = tokenizer.encode(prompt);
