@@ -15,6 +15,7 @@ import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { createDraftTree, type DraftTree } from '../../shared/drafting/draft-tree';
 import { MAX_CHAIN, draftTableChain } from '../../shared/drafting/table-chain';
 import { draftTableTree } from '../../shared/drafting/table-tree';
+import { EdgeTrieFollower, historyChainNodes } from '../../shared/drafting/edge-trie';
 import type { RunnerSequence } from './batch-runner';
 import type { Generation } from './generation';
 
@@ -270,4 +271,16 @@ export class RowDrafting {
     const byTokens = gen.request.maxTokens - gen.output.length - 1;
     return Math.max(0, Math.min(byContext, byTokens));
   }
+}
+
+/**
+ * A follower of a trie's history chain, caught up along `output` from
+ * `outputLength` (the prompt's end for the trie shipped with the request);
+ * null where the trie has none or the output has left it.
+ */
+export function historyChainOf(bytes: Uint8Array | null, output: readonly number[] | null, outputLength: number): EdgeTrieFollower | null {
+  if (historyChainNodes(bytes) === 0) return null;
+  const f = new EdgeTrieFollower(bytes);
+  if (output !== null && (outputLength > output.length || !f.advanceAll(output, outputLength, output.length))) return null;
+  return f.onChainAhead ? f : null;
 }

@@ -12,43 +12,31 @@
  * next iteration. Admission is bounded (active rows, queue, reserved tokens);
  * over the limit the caller gets a `busy` AdmissionError with a retry hint,
  * unless another tenant queued more than its share: then that tenant's
- * newest queued generation gives its place (fair-shares.ts, queuePlacesFor).
+ * newest queued generation gives its place (admission.ts, fair-shares.ts).
+ * What a row's pass accepted, and the events it emits: row-acceptance.ts.
  */
-import { PREDICTION_TOKENS, tokenSources, type GenerateRequest, type PoolEvent, type TokenSource } from '../../shared/protocol';
-import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
-import { TreeVerifier } from '../verify/tree-verifier';
-import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
+import type { GenerateRequest } from '../../shared/protocol';
 import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
 import type { SpeculationGovernor } from '../budget/speculation-governor';
 import type { BatchSizeCaps } from '../budget/batch-size-caps';
-import { RecentMedian } from '../budget/recent-median';
 import type { PoolMetrics } from '../metrics/pool-metrics';
 import type { FinishedGeneration } from '../metrics/request-log';
 import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runner';
-import type { StepRow } from '../runtime/step-types';
-import { Generation, type Drafter, type GenerationSink } from './generation';
+import type { Generation, Drafter, GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
-import { EdgeTrieFollower, edgeTrieMalformation, edgeTrieTokenOutside, historyChainNodes } from '../../shared/drafting/edge-trie';
+import { edgeTrieMalformation } from '../../shared/drafting/edge-trie';
 import { AcceptanceRecord } from '../budget/acceptance-record';
-import { pushLogprobs } from '../runtime/logprobs';
 import type { PrefixCache } from './prefix-cache';
 import { PrefixReuse } from './prefix-reuse';
 import { PassRecovery, type StepInput } from './pass-recovery';
-import { RowDrafting, type DraftingTally } from './row-drafting';
+import { RowDrafting, historyChainOf, type DraftingTally } from './row-drafting';
 import { CHAIN_METHOD, StepPlanner, type StepPlan } from './step-plan';
-import { FairShares, queuePlacesFor } from './fair-shares';
+import { Admission, checkTrieTokens, type SchedulerLimits } from './admission';
+import { RowAcceptance, type StepCounts } from './row-acceptance';
 import { logLine } from '../metrics/log-line';
-import { generationEndIds } from '../../shared/end-ids';
 
-export interface SchedulerLimits {
-  /** Rows in the running batch. */
-  maxActive: number;
-  /** Generations waiting for a row. */
-  maxQueued: number;
-  /** Sum over active + queued of prompt + maxTokens (clamped to the context). */
-  maxTotalTokens: number;
-}
+export type { SchedulerLimits } from './admission';
 
 export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
   limits: SchedulerLimits;
@@ -106,21 +94,6 @@ export interface SchedulerStats {
   passRunningMs: number;
 }
 
-/** Steps the busy hint's step time is the median of. */
-const STEP_MS_SAMPLES = 15;
-
-/** What a step's rows emitted and drafted, counted into the metrics once per step. */
-interface StepCounts {
-  /** Output tokens emitted. */
-  generated: number;
-  /** Prompt tokens of generations that emitted their first token. */
-  promptTokens: number;
-  /** Rows that verified a draft, the draft tokens they sent, and how many were accepted. */
-  drafts: number;
-  draftTokens: number;
-  accepted: number;
-}
-
 interface StepOutcome {
   batch: number;
   speculated: boolean;
@@ -136,17 +109,14 @@ interface StepOutcome {
 }
 
 export class Scheduler<S extends RunnerSequence = RunnerSequence> {
-  private readonly active: Generation<S>[] = [];
-  private readonly queue: Generation<S>[] = [];
-  /** Which queued generation a free row goes to: fair-shares.ts. */
-  private readonly fairShares = new FairShares();
-  private readonly byId = new Map<string, Generation<S>>();
-  private readonly verifier: TreeVerifier;
+  /** Who gets a batch row: the queue, the limits, the busy answers, the tenants' turn. */
+  private readonly admission: Admission<S>;
+  /** The admission's running rows and queue (the same arrays): the loop's to run. */
+  private readonly active: Generation<S>[];
+  private readonly queue: Generation<S>[];
+  /** What each row's pass accepted, and the events it emits. */
+  private readonly rowAcceptance: RowAcceptance<S>;
   private readonly maxTreeNodes: number;
-  private readonly eos: Set<number>;
-  private reservedTokens = 0;
-  /** Recent steps' time (ms), for the busy hint: a median, since a fresh pool's first steps (compiling, the first prefill) ran 10-100x a later one's, and an average kept a hint of 6 s for a generation done in half a second. */
-  private readonly stepMs = new RecentMedian(STEP_MS_SAMPLES);
   private steps = 0;
   private running = false;
   private closed = false;
@@ -192,8 +162,27 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     options.metrics.startIdle(performance.now());
     this.maxTreeNodes = options.maxTreeNodes ?? 64;
     this.prefixes = options.prefixCache && PrefixReuse.usable(runner) ? new PrefixReuse(options.prefixCache, runner, options.metrics) : null;
-    this.verifier = new TreeVerifier(runner.config.vocabSize, runner.config.contextLength + this.maxTreeNodes + 2);
-    this.eos = new Set(runner.config.eosIds);
+    this.admission = new Admission({
+      runner,
+      limits: options.limits,
+      metrics: options.metrics,
+      createDrafter: options.createDrafter,
+      prefixes: this.prefixes,
+      maxTreeNodes: this.maxTreeNodes,
+      end: (gen, reason) => this.finish(gen, reason),
+      endWithError: (gen, message) => this.endWithError(gen, message),
+    });
+    this.active = this.admission.active;
+    this.queue = this.admission.queue;
+    this.rowAcceptance = new RowAcceptance({
+      runner,
+      maxTreeNodes: this.maxTreeNodes,
+      metrics: options.metrics,
+      acceptance: this.acceptance,
+      prefixes: this.prefixes,
+      finish: (gen, reason) => this.finish(gen, reason),
+      dropDrafter: (gen, err) => this.dropDrafter(gen, err),
+    });
     this.passes = new PassRecovery(runner, options.metrics);
     this.drafting = new RowDrafting({
       maxTreeNodes: this.maxTreeNodes,
@@ -221,7 +210,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return {
       active: this.active.length,
       queued: this.queue.length,
-      reservedTokens: this.reservedTokens,
+      reservedTokens: this.admission.reservedTokens,
       steps: this.steps,
       probScale: this.probScale(),
       passRunningMs: this.passStartedAt === 0 ? 0 : performance.now() - this.passStartedAt,
@@ -248,105 +237,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       if (this.closed) throw new AdmissionError('busy', 'the pool is shutting down', 1000);
       throw new AdmissionError('busy', 'the pool is draining to shut down; retry on another pool', 1000);
     }
-    const ctx = this.contextLength;
-    const vocab = this.runner.config.vocabSize;
-    const prompt = request.promptIds;
-    if (prompt.length > ctx) {
-      throw new AdmissionError('bad_request', `prompt has ${prompt.length} tokens, more than the model's context length ${ctx}`);
-    }
-    for (let i = 0; i < prompt.length; i++) {
-      if (prompt[i] >= vocab) throw new AdmissionError('bad_request', `promptIds[${i}] = ${prompt[i]} is outside the vocabulary (size ${vocab})`);
-    }
-    const predicted = request.predictionIds ?? [];
-    // A draft token past the embedding table would fail the batch's pass.
-    checkInVocabulary('predictionIds', predicted, vocab);
-    if (predicted.length > PREDICTION_TOKENS) {
-      // Drafts read no further; a generation that kept the rest would hold megabytes while it waits in the queue.
-      request = { ...request, predictionIds: predicted.slice(0, PREDICTION_TOKENS) };
-    }
-    const resumed = request.resumedOutputTokens ?? 0;
-    if (resumed >= prompt.length) {
-      throw new AdmissionError('bad_request', `resumedOutputTokens (${resumed}) must be less than the prompt's ${prompt.length} tokens`);
-    }
-    if (this.byId.has(request.id)) {
-      throw new AdmissionError('conflict', `a generation with id '${request.id}' is already running`);
-    }
-    for (const id of Object.keys(request.sampling.logitBias ?? {})) {
-      if (Number(id) >= vocab) throw new AdmissionError('bad_request', `sampling.logitBias: token ${id} is outside the vocabulary (size ${vocab})`);
-    }
-    const stopTokenIds = request.stopTokenIds ?? [];
-    checkInVocabulary('stopTokenIds', stopTokenIds, vocab);
-    const allowed = request.allowedTokenIds;
-    if (allowed) checkInVocabulary('allowedTokenIds', allowed, vocab);
-    const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
-    const { limits } = this.options;
-    if (reserved > limits.maxTotalTokens) {
-      throw new AdmissionError('bad_request', `request needs ${reserved} tokens; this pool holds at most ${limits.maxTotalTokens}`);
-    }
-    const temperature = request.sampling.temperature;
-    // An unseeded sampled request gets its seed here, so the verifier and the
-    // drafter (which reads the same noise) agree on it.
-    if (temperature > 0 && request.sampling.seed === undefined) {
-      request = { ...request, sampling: { ...request.sampling, seed: Math.floor(Math.random() * 2 ** 32) } };
-    }
-    // Before the capacity check: a trie that is not base64 or names a token outside the vocabulary is a 400
-    // at any load, not a busy answer to retry (the drafter itself is built lazily, so this costs a decode).
-    const drafter = request.speculation === 'off' ? null : this.options.createDrafter(request, reserved);
-    if (drafter?.shippedTrie) {
-      try {
-        checkTrieTokens(drafter.shippedTrie, vocab);
-      } catch (err) {
-        this.options.metrics.shippedTries.inc({ result: 'invalid' });
-        throw err;
-      }
-    }
-    const fitsNow = this.active.length + this.queue.length < limits.maxActive + limits.maxQueued;
-    const tokensFit = this.reservedTokens + reserved <= limits.maxTotalTokens;
-    // Full: the place may be another tenant's, one that queued more than its share (fair-shares.ts, queuePlacesFor).
-    const displaced = fitsNow && tokensFit ? [] : queuePlacesFor(request.tenant ?? '', reserved, this.queue, {
-      freePlaces: limits.maxActive + limits.maxQueued - this.active.length - this.queue.length,
-      freeTokens: limits.maxTotalTokens - this.reservedTokens,
-    });
-    if (displaced === null) {
-      this.options.metrics.rejected.inc({ reason: 'busy' });
-      const full = !fitsNow
-        ? `all ${limits.maxActive} running and ${limits.maxQueued} queued places are taken`
-        : `${this.reservedTokens} of its ${limits.maxTotalTokens} tokens are reserved and this request needs ${reserved}`;
-      throw new AdmissionError('busy', `the pool is at capacity (${full}); retry after the time given`, this.retryAfterMs());
-    }
-    if (drafter?.shippedTrie) {
-      // A malformed shipped trie is dropped (the drafter ignores it), not refused:
-      // the request was valid without it. Counted, so a faulty edge shows.
-      this.options.metrics.shippedTries.inc({ result: edgeTrieMalformation(drafter.shippedTrie) === null ? 'used' : 'malformed' });
-    }
-    if (request.trie !== undefined) {
-      // Decoded into the drafter: its base64 text (up to 4 MiB) is not kept for the generation's life.
-      const { trie: _decoded, ...rest } = request;
-      request = rest;
-    }
-    const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
-    const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
-    gen.prefixEpoch = this.prefixes?.epoch ?? 0;
-    if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
-    gen.endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
-    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed };
-    if (hasLogitAdjustments(request.sampling, ends)) {
-      // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.
-      const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed), ends);
-      for (let i = prompt.length - resumed; i < prompt.length; i++) adjustments.observe(prompt[i]);
-      gen.adjustments = adjustments;
-    }
-    if (resumed > 0) {
-      this.options.metrics.resumedGenerations.inc();
-      this.options.metrics.resumedOutputTokens.inc(resumed);
-    }
-    for (const other of displaced) this.displace(other);
-    this.reservedTokens += reserved;
-    this.options.metrics.reservedTokens.set(this.reservedTokens);
-    this.byId.set(request.id, gen);
-    this.queue.push(gen);
-    this.fairShares.queued(gen.tenant);
-    this.options.metrics.waiting.set(this.queue.length);
+    const gen = this.admission.enqueue(request, sink);
     this.kick();
     return gen;
   }
@@ -357,36 +248,16 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * the request log), it was not cut off.
    */
   cancel(id: string, atStop = false): boolean {
-    const gen = this.byId.get(id);
+    const gen = this.admission.byId.get(id);
     if (!gen || gen.finished) return false;
     // The first word stands: an edge's stop, then its stream closing, is still a stop.
     if (gen.cancelled) return true;
     gen.cancelled = true;
     // A stop string is found in output: with none yet (queued, or in its prefill) the generation is cut off, not stopped.
     gen.stoppedByEdge = atStop && gen.output.length > 0;
-    this.endQueued(gen, gen.cancelReason);
+    this.admission.endQueued(gen, gen.cancelReason);
     // Running: dropped at the start of the next iteration (within one step).
     return true;
-  }
-
-  /**
-   * Ends a queued generation that gives its place to another tenant's (the
-   * queue's fair share): its stream says busy, with a retry hint, as a
-   * refusal at the door would have; the edge tries the pools again. Counted
-   * with the refusals (`displaced`), not with the finished requests: it
-   * never ran.
-   */
-  private displace(gen: Generation<S>): void {
-    this.endQueued(gen, 'displaced');
-  }
-
-  /** Ends `gen` if it is still queued (a running one ends at the next step). */
-  private endQueued(gen: Generation<S>, reason: 'stop' | 'cancelled' | 'displaced'): void {
-    const q = this.queue.indexOf(gen);
-    if (q === -1) return;
-    this.queue.splice(q, 1);
-    this.options.metrics.waiting.set(this.queue.length);
-    this.finish(gen, reason);
   }
 
   /**
@@ -396,7 +267,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * vocabulary.
    */
   pushTrie(id: string, bytes: Uint8Array, outputLength: number): boolean {
-    const gen = this.byId.get(id);
+    const gen = this.admission.byId.get(id);
     if (!gen || gen.finished) return false;
     // A shipped trie that is malformed is dropped (the request runs without
     // it); a pushed one is refused, so the edge hears of it rather than a 202.
@@ -411,7 +282,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   }
 
   has(id: string): boolean {
-    return this.byId.has(id);
+    return this.admission.byId.has(id);
   }
 
   /**
@@ -443,32 +314,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return this.prefixes.clear(salt, oldestLive);
   }
 
-  /**
-   * A chunk of a scored prompt (not its last): the log-probabilities of its
-   * tokens after its first, and of the next chunk's first token, from the
-   * logits at the position before each; kept until the prompt is in.
-   */
-  private scorePromptChunk(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number, next: number): void {
-    const scores = this.scoreChunk(gen, result, r, tokens, chain);
-    const n = gen.request.promptLogprobs!;
-    pushLogprobs(result.logitsAt(r, chain - 1), next, n, scores.logprobs, n > 0 ? scores.top : null);
-  }
-
-  /** Into the prompt's scores so far: each of this chunk's tokens after its first, from the logits at the position before it. */
-  private scoreChunk(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number): NonNullable<Generation<S>['promptScores']> {
-    const n = gen.request.promptLogprobs!;
-    const scores = (gen.promptScores ??= { logprobs: [], top: [] });
-    for (let i = 1; i < chain; i++) pushLogprobs(result.logitsAt(r, i - 1), tokens[i], n, scores.logprobs, n > 0 ? scores.top : null);
-    return scores;
-  }
-
-  /** The prompt's own log-probabilities, read off the prefill: token i given tokens 0..i-1, from the logits at i-1 (earlier chunks' kept in promptScores). */
-  private sendPromptLogprobs(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number): void {
-    const { logprobs, top } = this.scoreChunk(gen, result, r, tokens, chain);
-    gen.promptScores = null;
-    gen.sink.send(gen.request.promptLogprobs! > 0 ? { type: 'prompt-logprobs', logprobs, topLogprobs: top } : { type: 'prompt-logprobs', logprobs });
-  }
-
   /** Stops admitting, cancels everything, waits for the loop to end. */
   async close(): Promise<void> {
     this.closed = true;
@@ -477,22 +322,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     await this.loopDone;
     this.prefixes?.clear();
     this.options.metrics.prefixCacheBytes.set(0);
-  }
-
-  /**
-   * When room is likely: the running generation nearest its end finishes (its
-   * tokens left, a step each at most, at the recent step time), clamped to
-   * 0.1-30 s. A fixed 500 ms sent clients back long before any room was
-   * made, and once generations ran for seconds, into retry storms.
-   */
-  private retryAfterMs(): number {
-    let fewestSteps = Infinity;
-    for (const gen of this.active) {
-      fewestSteps = Math.min(fewestSteps, gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
-    }
-    const stepMs = this.stepMs.value;
-    if (!Number.isFinite(fewestSteps) || stepMs === undefined) return 500;
-    return Math.round(Math.min(30_000, Math.max(100, Math.max(1, fewestSteps) * stepMs)));
   }
 
   /** Starts the loop if it is idle (it ends itself when nothing is left to run). */
@@ -512,7 +341,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     let since = performance.now();
     for (;;) {
       try {
-        this.admit();
+        this.admission.admit();
         this.reapCancelled();
       } catch (err) {
         // Nothing here may end the loop: a rejected loopDone would take the process down, every stream with it.
@@ -540,7 +369,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       const t1 = performance.now();
       since = t1;
       metrics.stepSeconds.observe((t1 - t0) / 1000);
-      this.stepMs.add(t1 - t0);
+      this.admission.stepMs.add(t1 - t0);
       // Let HTTP handlers (new requests, cancels, tries) run between steps;
       // the step's events are written to their sockets here too.
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -569,47 +398,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         }
       }
     }
-  }
-
-  private admit(): void {
-    const { metrics } = this.options;
-    while (this.active.length < this.options.limits.maxActive && this.queue.length > 0) {
-      const gen = this.queue.splice(this.fairShares.next(this.queue), 1)[0];
-      try {
-        gen.cache = this.runner.newSequence(Math.min(this.contextLength, gen.reservedTokens));
-        this.prefixes?.restore(gen, gen.cache);
-      } catch (err) {
-        // Its memory could not be had (the runtime's, or the prefix copy's): this request fails, not the pool.
-        logLine(`pool: could not start generation ${gen.id}: ${(err as Error).message}`);
-        this.endWithError(gen, `could not start the generation: ${(err as Error).message}`);
-        continue;
-      }
-      gen.startedAt = performance.now();
-      metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
-      this.active.push(gen);
-      this.fairShares.started(gen.tenant);
-      gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt), cachedPromptTokens: gen.cachedPromptTokens });
-    }
-    metrics.running.set(this.active.length);
-    metrics.waiting.set(this.queue.length);
-  }
-
-  /**
-   * A generation's last step: its fed tokens' keys/values into the cache
-   * too, before finish offers the cache to the prefix cache (else a
-   * generation that ends in its first step, its whole answer drafted, would
-   * leave nothing of its prompt there). Nothing to do without a prefix cache.
-   */
-  private commitForPrefixCache(gen: Generation<S>, result: BatchStepResult, r: number, chain: number, pathTokens: number): void {
-    if (this.prefixes) this.commit(gen, result, r, chain, pathTokens);
-  }
-
-  /** Commits row r's fed chain and the first `pathTokens` nodes of its accepted path to its cache. */
-  private commit(gen: Generation<S>, result: BatchStepResult, r: number, chain: number, pathTokens: number): void {
-    const commit = gen.commitBuffer;
-    for (let i = 0; i < chain; i++) commit[i] = i;
-    for (let k = 0; k < pathTokens; k++) commit[chain + k] = this.verifier.acceptedPath[k];
-    result.commit(r, commit.subarray(0, chain + pathTokens));
   }
 
   private reapCancelled(): void {
@@ -742,7 +530,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       const gen = batch[r];
       if (gen.finished) continue;
       try {
-        this.acceptRow(gen, r, inputs[r].row, result, emittedAt, counts);
+        this.rowAcceptance.accept(gen, r, inputs[r].row, result, emittedAt, counts);
       } catch (err) {
         // One row's fault (acceptance, its commit, its stream) ends its own
         // generation, not the batch's.
@@ -812,175 +600,6 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       gen.sentPerDraft = gen.sentPerDraft < 0 ? gen.treeUsed : gen.sentPerDraft * 0.7 + gen.treeUsed * 0.3;
     }
     return { cache: gen.cache!, row: { tokens: tokens.subarray(0, len), parents: parents.subarray(0, len) } };
-  }
-
-  /**
-   * One row after the pass: a prompt chunk goes into the cache; otherwise its
-   * tree is verified, the accepted path and the bonus token are emitted (cut
-   * at a stop token, maxTokens or the context), committed to its cache, and
-   * fed to its drafter, and the generation finishes where it was cut.
-   */
-  private acceptRow(gen: Generation<S>, r: number, row: StepRow, result: BatchStepResult, emittedAt: number, counts: StepCounts): void {
-    if (gen.cancelled) {
-      this.finish(gen, gen.cancelReason);
-      return;
-    }
-    const chain = gen.feedLength;
-    if (chain < gen.pendingLength) {
-      // A chunk of a long prompt: into the cache; the rest goes in next step. A scored one keeps this chunk's scores.
-      if (gen.request.promptLogprobs !== undefined) this.scorePromptChunk(gen, result, r, row.tokens, chain, gen.pending[chain]);
-      this.commit(gen, result, r, chain, 0);
-      gen.pending = gen.pending.subarray(chain);
-      gen.pendingLength -= chain;
-      return;
-    }
-    const rootIndex = chain - 1;
-    const { metrics } = this.options;
-    const v = this.verifier;
-    if (gen.steps === 0 && gen.request.promptLogprobs !== undefined) this.sendPromptLogprobs(gen, result, r, row.tokens, chain);
-    if (gen.request.maxTokens === 0) {
-      // Only the prompt was asked for (scored above, or just read).
-      gen.steps++;
-      counts.promptTokens += gen.promptIds.length;
-      this.commitForPrefixCache(gen, result, r, chain, 0);
-      this.finish(gen, 'length');
-      return;
-    }
-    const accepted = gen.noise
-      ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength, gen.adjustments)
-      : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r, gen.adjustments);
-
-    // Usage and metrics.
-    gen.steps++;
-    if (gen.steps === 1) counts.promptTokens += gen.promptIds.length;
-    if (gen.treeUsed > 0) {
-      gen.drafts++;
-      gen.draftTokens += gen.treeUsed;
-      gen.acceptedTokens += accepted;
-      counts.drafts++;
-      counts.draftTokens += gen.treeUsed;
-      counts.accepted += accepted;
-      for (let k = 0; k < accepted; k++) metrics.recordAccepted(k);
-    }
-    if (gen.treeUsed > 0 && gen.chainStep) {
-      if (!gen.historyChainStep) gen.chainCalibration!.record(gen.tree!.probs, gen.treeUsed, accepted);
-    } else if (gen.treeUsed > 0) {
-      const tree = gen.tree!;
-      let predicted = 0;
-      for (let i = chain; i < gen.rowLength; i++) predicted += tree.probs[gen.rowToTree[i]];
-      gen.acceptedPerDraft = this.acceptance.recordTree(gen.acceptanceKey, gen.acceptedPerDraft, predicted, accepted);
-    }
-
-    // Emitted tokens: accepted path + bonus, cut at an end id / maxTokens / context.
-    const ids: number[] = [];
-    const sources: TokenSource[] = [];
-    const wantLogprobs = gen.request.logprobs;
-    const logprobs: number[] | undefined = wantLogprobs === undefined ? undefined : [];
-    const alternatives: Array<Array<[number, number]>> | undefined = wantLogprobs ? [] : undefined;
-    let reason: 'stop' | 'length' | 'context_length' | null = null;
-    // As plain decoding: the last token may sit at position contextLength (emitted, never fed).
-    const limit = Math.min(gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
-    for (let k = 0; k <= accepted && reason === null; k++) {
-      let token: number;
-      let source: TokenSource;
-      if (k < accepted) {
-        const rowIndex = v.acceptedPath[k];
-        token = row.tokens[rowIndex];
-        source = tokenSources[gen.tree!.sources[gen.rowToTree[rowIndex]]] ?? 'model';
-      } else {
-        token = v.bonusToken;
-        source = 'model';
-      }
-      ids.push(token);
-      sources.push(source);
-      if (logprobs) {
-        // The token was chosen at its parent: the root, then each accepted node in turn.
-        pushLogprobs(result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]), token, wantLogprobs!, logprobs, alternatives ?? null);
-      }
-      if (source === 'edge') gen.edgeAcceptedSinceTrie++;
-      if (gen.endIds.has(token)) reason = 'stop';
-      else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
-      else if (ids.length >= limit) reason = 'context_length';
-    }
-    for (const id of ids) gen.output.push(id);
-    if (gen.adjustments) for (const id of ids) gen.adjustments.observe(id);
-    counts.generated += ids.length;
-    const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted };
-    if (logprobs) tokensEvent.logprobs = logprobs;
-    if (alternatives) tokensEvent.topLogprobs = alternatives;
-    gen.sink.send(tokensEvent);
-    if (gen.lastTokenAt === 0) {
-      gen.firstTokenAt = emittedAt;
-      metrics.timeToFirstToken.observe((emittedAt - gen.submittedAt) / 1000);
-    }
-    else metrics.interTokenLatency.observe((emittedAt - gen.lastTokenAt) / 1000);
-    gen.lastTokenAt = emittedAt;
-    if (reason !== null) {
-      // Of the accepted path, the tokens emitted before the cut (the bonus, if emitted, was never fed).
-      this.commitForPrefixCache(gen, result, r, chain, Math.min(accepted, ids.length));
-      this.finish(gen, reason);
-      return;
-    }
-
-    // Commit the chain and the accepted path; the bonus token is next step's chain.
-    this.commit(gen, result, r, chain, accepted);
-    // The prompt (or the part of it the prefix cache did not hold) was the chain: the bonus token gets a
-    // buffer of its own, and the prompt, now all in the cache, is offered to other prompts while this runs.
-    if (gen.pending.buffer === gen.promptIds.buffer) {
-      gen.pending = new Int32Array(1);
-      this.prefixes?.share(gen);
-    }
-    gen.pending[0] = ids[ids.length - 1];
-    gen.pendingLength = 1;
-
-    if (gen.drafter) {
-      try {
-        gen.drafter.accept(ids);
-      } catch (err) {
-        this.dropDrafter(gen, err);
-      }
-    }
-    if (gen.drafter) {
-      // A history chain that ran out asks for a fresh trie as an exhausted
-      // trie does (the edge's next may go on with it): in a wide batch the
-      // drafter is never built and its follower never runs out.
-      let chainEnded = false;
-      if (gen.historyChain) {
-        gen.historyChain.advanceAll(ids);
-        if (!gen.historyChain.onChainAhead) {
-          gen.historyChain = null;
-          chainEnded = true;
-        }
-      }
-      // The hint costs the edge a re-draft and the pool a request to read:
-      // it is sent only when the trie it replaces got tokens accepted (a
-      // user cache with nothing for this text would only answer with
-      // another trie that goes unused; on the 2-core VM, hints after
-      // every exhaustion cost more time than their tries saved).
-      if (!gen.trieExhaustedSent && gen.edgeAcceptedSinceTrie > 0 && (chainEnded || this.edgeTrieExhaustedNow(gen))) {
-        gen.trieExhaustedSent = true;
-        metrics.trieHints.inc();
-        gen.sink.send({ type: 'trie-exhausted', outputLength: gen.output.length });
-      }
-    }
-  }
-
-  /**
-   * Whether a row following an edge trie has left it, as of this step's
-   * tokens: a lazy drafter takes them in now, which its next draft would do
-   * (the hint came a step late from the last draft's state). Asked last, of
-   * such rows only. A drafter that throws taking them in is dropped, as one
-   * that throws drafting is: it costs speculation, never output.
-   */
-  private edgeTrieExhaustedNow(gen: Generation<RunnerSequence>): boolean {
-    const drafter = gen.drafter;
-    if (!drafter) return false;
-    try {
-      return drafter.edgeTrieExhaustedNow?.() ?? drafter.edgeTrieExhausted;
-    } catch (err) {
-      this.dropDrafter(gen, err);
-      return false;
-    }
   }
 
   /**
@@ -1055,14 +674,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private finish(gen: Generation<S>, reason: 'stop' | 'length' | 'context_length' | 'cancelled' | 'error' | 'displaced'): void {
     if (gen.finished) return;
     gen.finished = true;
-    const i = this.active.indexOf(gen);
-    if (i !== -1) {
-      this.active.splice(i, 1);
-      this.fairShares.ended(gen.tenant);
-    }
-    this.byId.delete(gen.id);
-    this.reservedTokens -= gen.reservedTokens;
-    this.options.metrics.reservedTokens.set(this.reservedTokens);
+    this.admission.release(gen);
     const cache = gen.cache;
     gen.cache = null;
     // What follows frees memory, and may fail for want of it (the prefix cache's compacting copy):
@@ -1087,7 +699,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     try {
       if (reason === 'displaced') {
         const message = "the pool is at capacity and this generation's place in the queue went to another tenant's, which had fewer queued; retry after the time given";
-        gen.sink.send({ type: 'error', code: 'busy', message, retryAfterMs: this.retryAfterMs() });
+        gen.sink.send({ type: 'error', code: 'busy', message, retryAfterMs: this.admission.retryAfterMs() });
       } else if (reason !== 'error') {
         gen.sink.send(gen.doneEvent(reason));
       }
@@ -1126,35 +738,10 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
 }
 
 /** Frees what can be freed, once: a second release or a failing one is logged, not thrown. */
-/** A 400 naming the first of `ids` outside the vocabulary. */
-function checkInVocabulary(field: string, ids: readonly number[], vocab: number): void {
-  for (let i = 0; i < ids.length; i++) {
-    if (ids[i] >= vocab) throw new AdmissionError('bad_request', `${field}[${i}] = ${ids[i]} is outside the vocabulary (size ${vocab})`);
-  }
-}
-
 function releaseQuietly(owner: { release?: () => void }): void {
   try {
     owner.release?.();
   } catch (err) {
     logLine(`pool: release failed: ${(err as Error).message}`);
   }
-}
-
-/** Refuses an edge trie naming a token the model does not have (see edgeTrieTokenOutside). */
-function checkTrieTokens(bytes: Uint8Array, vocabSize: number): void {
-  const token = edgeTrieTokenOutside(bytes, vocabSize);
-  if (token !== null) throw new AdmissionError('bad_request', `trie: token ${token} is outside the vocabulary (size ${vocabSize})`);
-}
-
-/**
- * A follower of a trie's history chain, caught up along `output` from
- * `outputLength` (the prompt's end for the trie shipped with the request);
- * null where the trie has none or the output has left it.
- */
-function historyChainOf(bytes: Uint8Array | null, output: readonly number[] | null, outputLength: number): EdgeTrieFollower | null {
-  if (historyChainNodes(bytes) === 0) return null;
-  const f = new EdgeTrieFollower(bytes);
-  if (output !== null && (outputLength > output.length || !f.advanceAll(output, outputLength, output.length))) return null;
-  return f.onChainAhead ? f : null;
 }

@@ -1,0 +1,282 @@
+/**
+ * Who gets a batch row. A request is checked first (what no load would make
+ * valid is a 400), then weighed against the pool's limits (rows, queue
+ * places, reserved tokens): over them it is refused `busy` with a retry hint,
+ * unless another tenant queued more than its share, in which case that
+ * tenant's newest queued generation gives its place (fair-shares.ts,
+ * queuePlacesFor). Queued generations take free rows in their tenants' turn
+ * (FairShares.next). The step loop (scheduler.ts) runs the rows in `active`;
+ * whatever ends a generation hands its row and reservation back here.
+ */
+import { PREDICTION_TOKENS, type GenerateRequest } from '../../shared/protocol';
+import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
+import { edgeTrieMalformation, edgeTrieTokenOutside } from '../../shared/drafting/edge-trie';
+import { generationEndIds } from '../../shared/end-ids';
+import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
+import { RecentMedian } from '../budget/recent-median';
+import type { PoolMetrics } from '../metrics/pool-metrics';
+import { logLine } from '../metrics/log-line';
+import type { BatchRunner, RunnerSequence } from './batch-runner';
+import { Generation, type Drafter, type GenerationSink } from './generation';
+import { AdmissionError } from './admission-error';
+import type { PrefixReuse } from './prefix-reuse';
+import { FairShares, queuePlacesFor } from './fair-shares';
+import { historyChainOf } from './row-drafting';
+
+export interface SchedulerLimits {
+  /** Rows in the running batch. */
+  maxActive: number;
+  /** Generations waiting for a row. */
+  maxQueued: number;
+  /** Sum over active + queued of prompt + maxTokens (clamped to the context). */
+  maxTotalTokens: number;
+}
+
+/** Steps the busy hint's step time is the median of. */
+const STEP_MS_SAMPLES = 15;
+
+export interface AdmissionOptions<S extends RunnerSequence> {
+  runner: BatchRunner<S>;
+  limits: SchedulerLimits;
+  metrics: PoolMetrics;
+  /** Builds the per-request drafter (SchedulerOptions.createDrafter). */
+  createDrafter: (request: GenerateRequest, expectedLength?: number) => Drafter | null;
+  /** The prefix cache a joining prompt starts from; null: none. */
+  prefixes: PrefixReuse<S> | null;
+  maxTreeNodes: number;
+  // The two ends are methods, not function-typed fields: those would make a Scheduler<S> no Scheduler<RunnerSequence>.
+  /** Ends a generation that leaves the queue without running (Scheduler.finish). */
+  end(gen: Generation<S>, reason: 'stop' | 'cancelled' | 'displaced'): void;
+  /** Ends a generation whose row could not be had (Scheduler.endWithError). */
+  endWithError(gen: Generation<S>, message: string): void;
+}
+
+export class Admission<S extends RunnerSequence> {
+  /** The running batch's rows, oldest first: the step loop's. */
+  readonly active: Generation<S>[] = [];
+  /** Generations waiting for a row, oldest first. */
+  readonly queue: Generation<S>[] = [];
+  /** Every admitted generation not yet finished, queued or running. */
+  readonly byId = new Map<string, Generation<S>>();
+  /** Recent steps' time (ms), for the busy hint: a median, since a fresh pool's first steps (compiling, the first prefill) ran 10-100x a later one's, and an average kept a hint of 6 s for a generation done in half a second. */
+  readonly stepMs = new RecentMedian(STEP_MS_SAMPLES);
+  /** Which queued generation a free row goes to: fair-shares.ts. */
+  private readonly fairShares = new FairShares();
+  private reserved = 0;
+  private readonly runner: BatchRunner<S>;
+  private readonly limits: SchedulerLimits;
+  private readonly metrics: PoolMetrics;
+  private readonly createDrafter: AdmissionOptions<S>['createDrafter'];
+  private readonly prefixes: PrefixReuse<S> | null;
+  private readonly maxTreeNodes: number;
+  private readonly eos: Set<number>;
+  /** For its two ends (called through it: see AdmissionOptions). */
+  private readonly options: AdmissionOptions<S>;
+
+  constructor(options: AdmissionOptions<S>) {
+    this.runner = options.runner;
+    this.limits = options.limits;
+    this.metrics = options.metrics;
+    this.createDrafter = options.createDrafter;
+    this.prefixes = options.prefixes;
+    this.maxTreeNodes = options.maxTreeNodes;
+    this.eos = new Set(options.runner.config.eosIds);
+    this.options = options;
+  }
+
+  /** Tokens reserved (prompt + maxTokens, within the context) by running and queued generations. */
+  get reservedTokens(): number {
+    return this.reserved;
+  }
+
+  /**
+   * Validates and enqueues a generation; its events go to `sink`. Throws
+   * AdmissionError ('bad_request', 'conflict' or 'busy') without side
+   * effects; where it takes another tenant's queued place, that generation
+   * ends (displaced).
+   */
+  enqueue(request: GenerateRequest, sink: GenerationSink): Generation<S> {
+    const ctx = this.runner.config.contextLength;
+    const vocab = this.runner.config.vocabSize;
+    const prompt = request.promptIds;
+    if (prompt.length > ctx) {
+      throw new AdmissionError('bad_request', `prompt has ${prompt.length} tokens, more than the model's context length ${ctx}`);
+    }
+    for (let i = 0; i < prompt.length; i++) {
+      if (prompt[i] >= vocab) throw new AdmissionError('bad_request', `promptIds[${i}] = ${prompt[i]} is outside the vocabulary (size ${vocab})`);
+    }
+    const predicted = request.predictionIds ?? [];
+    // A draft token past the embedding table would fail the batch's pass.
+    checkInVocabulary('predictionIds', predicted, vocab);
+    if (predicted.length > PREDICTION_TOKENS) {
+      // Drafts read no further; a generation that kept the rest would hold megabytes while it waits in the queue.
+      request = { ...request, predictionIds: predicted.slice(0, PREDICTION_TOKENS) };
+    }
+    const resumed = request.resumedOutputTokens ?? 0;
+    if (resumed >= prompt.length) {
+      throw new AdmissionError('bad_request', `resumedOutputTokens (${resumed}) must be less than the prompt's ${prompt.length} tokens`);
+    }
+    if (this.byId.has(request.id)) {
+      throw new AdmissionError('conflict', `a generation with id '${request.id}' is already running`);
+    }
+    for (const id of Object.keys(request.sampling.logitBias ?? {})) {
+      if (Number(id) >= vocab) throw new AdmissionError('bad_request', `sampling.logitBias: token ${id} is outside the vocabulary (size ${vocab})`);
+    }
+    const stopTokenIds = request.stopTokenIds ?? [];
+    checkInVocabulary('stopTokenIds', stopTokenIds, vocab);
+    const allowed = request.allowedTokenIds;
+    if (allowed) checkInVocabulary('allowedTokenIds', allowed, vocab);
+    const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
+    const { limits } = this;
+    if (reserved > limits.maxTotalTokens) {
+      throw new AdmissionError('bad_request', `request needs ${reserved} tokens; this pool holds at most ${limits.maxTotalTokens}`);
+    }
+    const temperature = request.sampling.temperature;
+    // An unseeded sampled request gets its seed here, so the verifier and the
+    // drafter (which reads the same noise) agree on it.
+    if (temperature > 0 && request.sampling.seed === undefined) {
+      request = { ...request, sampling: { ...request.sampling, seed: Math.floor(Math.random() * 2 ** 32) } };
+    }
+    // Before the capacity check: a trie that is not base64 or names a token outside the vocabulary is a 400
+    // at any load, not a busy answer to retry (the drafter itself is built lazily, so this costs a decode).
+    const drafter = request.speculation === 'off' ? null : this.createDrafter(request, reserved);
+    if (drafter?.shippedTrie) {
+      try {
+        checkTrieTokens(drafter.shippedTrie, vocab);
+      } catch (err) {
+        this.metrics.shippedTries.inc({ result: 'invalid' });
+        throw err;
+      }
+    }
+    const fitsNow = this.active.length + this.queue.length < limits.maxActive + limits.maxQueued;
+    const tokensFit = this.reserved + reserved <= limits.maxTotalTokens;
+    // Full: the place may be another tenant's, one that queued more than its share (fair-shares.ts, queuePlacesFor).
+    const displaced = fitsNow && tokensFit ? [] : queuePlacesFor(request.tenant ?? '', reserved, this.queue, {
+      freePlaces: limits.maxActive + limits.maxQueued - this.active.length - this.queue.length,
+      freeTokens: limits.maxTotalTokens - this.reserved,
+    });
+    if (displaced === null) {
+      this.metrics.rejected.inc({ reason: 'busy' });
+      const full = !fitsNow
+        ? `all ${limits.maxActive} running and ${limits.maxQueued} queued places are taken`
+        : `${this.reserved} of its ${limits.maxTotalTokens} tokens are reserved and this request needs ${reserved}`;
+      throw new AdmissionError('busy', `the pool is at capacity (${full}); retry after the time given`, this.retryAfterMs());
+    }
+    if (drafter?.shippedTrie) {
+      // A malformed shipped trie is dropped (the drafter ignores it), not refused:
+      // the request was valid without it. Counted, so a faulty edge shows.
+      this.metrics.shippedTries.inc({ result: edgeTrieMalformation(drafter.shippedTrie) === null ? 'used' : 'malformed' });
+    }
+    if (request.trie !== undefined) {
+      // Decoded into the drafter: its base64 text (up to 4 MiB) is not kept for the generation's life.
+      const { trie: _decoded, ...rest } = request;
+      request = rest;
+    }
+    const noise = temperature > 0 ? new GumbelNoise(request.sampling.seed ?? 0) : null;
+    const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
+    gen.prefixEpoch = this.prefixes?.epoch ?? 0;
+    if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
+    gen.endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
+    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed };
+    if (hasLogitAdjustments(request.sampling, ends)) {
+      // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.
+      const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed), ends);
+      for (let i = prompt.length - resumed; i < prompt.length; i++) adjustments.observe(prompt[i]);
+      gen.adjustments = adjustments;
+    }
+    if (resumed > 0) {
+      this.metrics.resumedGenerations.inc();
+      this.metrics.resumedOutputTokens.inc(resumed);
+    }
+    // Ends a queued generation that gives its place to this one: its stream says busy, with a retry hint, as a
+    // refusal at the door would have, and the edge tries the pools again. Counted with the refusals
+    // (`displaced`), not with the finished requests: it never ran.
+    for (const other of displaced) this.endQueued(other, 'displaced');
+    this.reserved += reserved;
+    this.metrics.reservedTokens.set(this.reserved);
+    this.byId.set(request.id, gen);
+    this.queue.push(gen);
+    this.fairShares.queued(gen.tenant);
+    this.metrics.waiting.set(this.queue.length);
+    return gen;
+  }
+
+  /** Ends `gen` if it is still queued (a running one ends at the next step). */
+  endQueued(gen: Generation<S>, reason: 'stop' | 'cancelled' | 'displaced'): void {
+    const q = this.queue.indexOf(gen);
+    if (q === -1) return;
+    this.queue.splice(q, 1);
+    this.metrics.waiting.set(this.queue.length);
+    this.options.end(gen, reason);
+  }
+
+  /**
+   * Gives free rows to queued generations, in their tenants' turn: each gets
+   * its sequence (started from the prefix cache where it can be) and its
+   * `start` event. One whose memory cannot be had ends; the rest go on.
+   */
+  admit(): void {
+    const { metrics } = this;
+    while (this.active.length < this.limits.maxActive && this.queue.length > 0) {
+      const gen = this.queue.splice(this.fairShares.next(this.queue), 1)[0];
+      try {
+        gen.cache = this.runner.newSequence(Math.min(this.runner.config.contextLength, gen.reservedTokens));
+        this.prefixes?.restore(gen, gen.cache);
+      } catch (err) {
+        // Its memory could not be had (the runtime's, or the prefix copy's): this request fails, not the pool.
+        logLine(`pool: could not start generation ${gen.id}: ${(err as Error).message}`);
+        this.options.endWithError(gen, `could not start the generation: ${(err as Error).message}`);
+        continue;
+      }
+      gen.startedAt = performance.now();
+      metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
+      this.active.push(gen);
+      this.fairShares.started(gen.tenant);
+      gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt), cachedPromptTokens: gen.cachedPromptTokens });
+    }
+    metrics.running.set(this.active.length);
+    metrics.waiting.set(this.queue.length);
+  }
+
+  /** A generation that ended: its row (if it had one), its id and its reservation are free. */
+  release(gen: Generation<S>): void {
+    const i = this.active.indexOf(gen);
+    if (i !== -1) {
+      this.active.splice(i, 1);
+      this.fairShares.ended(gen.tenant);
+    }
+    this.byId.delete(gen.id);
+    this.reserved -= gen.reservedTokens;
+    this.metrics.reservedTokens.set(this.reserved);
+  }
+
+  /**
+   * When room is likely: the running generation nearest its end finishes (its
+   * tokens left, a step each at most, at the recent step time), clamped to
+   * 0.1-30 s. A fixed 500 ms sent clients back long before any room was
+   * made, and once generations ran for seconds, into retry storms.
+   */
+  retryAfterMs(): number {
+    const contextLength = this.runner.config.contextLength;
+    let fewestSteps = Infinity;
+    for (const gen of this.active) {
+      fewestSteps = Math.min(fewestSteps, gen.request.maxTokens - gen.output.length, contextLength + 1 - gen.sequenceLength);
+    }
+    const stepMs = this.stepMs.value;
+    if (!Number.isFinite(fewestSteps) || stepMs === undefined) return 500;
+    return Math.round(Math.min(30_000, Math.max(100, Math.max(1, fewestSteps) * stepMs)));
+  }
+}
+
+/** Refuses an edge trie naming a token the model does not have (see edgeTrieTokenOutside). */
+export function checkTrieTokens(bytes: Uint8Array, vocabSize: number): void {
+  const token = edgeTrieTokenOutside(bytes, vocabSize);
+  if (token !== null) throw new AdmissionError('bad_request', `trie: token ${token} is outside the vocabulary (size ${vocabSize})`);
+}
+
+/** A 400 naming the first of `ids` outside the vocabulary. */
+function checkInVocabulary(field: string, ids: readonly number[], vocab: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] >= vocab) throw new AdmissionError('bad_request', `${field}[${i}] = ${ids[i]} is outside the vocabulary (size ${vocab})`);
+  }
+}
