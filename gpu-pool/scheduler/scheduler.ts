@@ -708,7 +708,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       logLine(`pool: could not end generation ${gen.id}: ${(err as Error).message}`);
     }
     if (gen.request.contributeToDatastore && (reason === 'stop' || reason === 'length') && this.options.onContribute) {
-      this.options.onContribute(gen.contextTokens());
+      // The generation is over and answered: a datastore that cannot take its text (out of memory) must not end the others.
+      try {
+        this.options.onContribute(gen.contextTokens());
+      } catch (err) {
+        logLine(`pool: could not add generation ${gen.id}'s output to the datastore: ${(err as Error).message}`);
+      }
     }
     if (this.options.onFinished) {
       try {

@@ -389,6 +389,23 @@ describe('continuous batching', () => {
     expect(contributed).toEqual([[1, 403, 407, ...atEos.ids], [1, 403, 407, ...atStop.ids], [1, 403, 407, ...atLength.ids]]);
   });
 
+  it('a datastore that cannot take an output (it throws) costs that output alone: the generations beside it run on', async () => {
+    const s = scheduler(null, new PoolMetrics(), {
+      onContribute: () => {
+        throw new RangeError('Array buffer allocation failed');
+      },
+    });
+    const running = collect();
+    s.submit(generateRequestSchema.parse({ id: 'beside', promptIds: [1, 403], maxTokens: 40, speculation: 'off' }), running.sink);
+    while (tokensOf(running.events).length < 2) await new Promise((r) => setImmediate(r));
+    const contributing = collect();
+    s.submit(generateRequestSchema.parse({ id: 'contributes', promptIds: [1, 407], maxTokens: 4, speculation: 'off', contributeToDatastore: true }), contributing.sink);
+    expect((await contributing.done).at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+    const beside = await running.done;
+    expect(beside.at(-1)).toMatchObject({ type: 'done' });
+    expect(tokensOf(beside).length).toBeGreaterThan(4);
+  });
+
   it("ends at a stop token id, runs past the end token with ignoreEos, holds both back for minTokens, and keeps to allowedTokenIds: with speculation as without", async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
     const eos = runner.config.eosIds[0];
