@@ -76,6 +76,8 @@ export class PoolServer {
   private busyAnswers = 0;
   /** Generation responses not yet written out to their readers. */
   private readonly streams = new Set<ServerResponse>();
+  /** Generate requests waiting their turn behind a stream on their connection (pipelined-turn.ts), by id: whether a cancel came for one. */
+  private readonly waitingTurn = new Map<string, { cancelled: boolean }>();
   private readonly stalledReaders: StalledReaders;
   /** Streams cut for a stalled reader: noteStalled logs the first and one a hundred. */
   private stalledCuts = 0;
@@ -265,7 +267,9 @@ export class PoolServer {
       return this.expect(method, 'DELETE', res, () => {
         const reason = url.searchParams.get('reason');
         if (reason !== null && reason !== 'stop') throw new HttpError(400, 'bad_request', `reason: "stop" or none, not "${reason.slice(0, 40)}"`);
-        if (!this.options.scheduler.cancel(id, reason === 'stop')) throw new HttpError(404, 'not_found', `no running generation '${id}'`);
+        const waiting = this.options.scheduler.cancel(id, reason === 'stop') ? null : this.waitingTurn.get(id);
+        if (waiting === undefined) throw new HttpError(404, 'not_found', `no running generation '${id}'`);
+        if (waiting) waiting.cancelled = true;
         sendJson(res, 200, { id, cancelled: true });
       });
     }
@@ -300,8 +304,17 @@ export class PoolServer {
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
     const request = parsed.data;
     if (request.model) this.checkModel(request.model);
-    // Pipelined behind a stream still running on this connection: it runs when its response can flow.
-    if (!(await pipelinedTurn(req, res))) return;
+    // Pipelined behind a stream still running on this connection: it runs when its response can flow. Meanwhile a
+    // cancel of its id is kept for its turn (it is no generation yet), which it then takes without running.
+    const waiting = !res.socket && !this.waitingTurn.has(request.id) ? { cancelled: false } : null;
+    if (waiting) this.waitingTurn.set(request.id, waiting);
+    let turn: boolean;
+    try {
+      turn = await pipelinedTurn(req, res);
+    } finally {
+      if (waiting) this.waitingTurn.delete(request.id);
+    }
+    if (!turn) return;
     // The closures below live as long as the stream: they hold the id, not the request (a trie's text, predicted tokens).
     const id = request.id;
     const encoding = eventEncodingFor(req.headers.accept);
@@ -369,6 +382,14 @@ export class PoolServer {
     // Gone while its body was read (a 'close' before the listener is not replayed): nothing to run.
     if (req.socket.destroyed) {
       open = false;
+      return;
+    }
+    if (waiting?.cancelled) {
+      // As a generation cancelled while queued ends: `done` alone, never having joined the batch.
+      this.options.metrics.recordFinished('cancelled');
+      const speculation = { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 };
+      sink.send({ type: 'done', finishReason: 'cancelled', usage: { promptTokens: request.promptIds.length, completionTokens: 0, cachedPromptTokens: 0, speculation } });
+      sink.end();
       return;
     }
     try {

@@ -424,7 +424,7 @@ describe('admission', () => {
     await Promise.all(responses.filter((r) => r.status === 200).map((r) => r.text()));
   });
 
-  it('a generate pipelined behind a running stream on its connection waits its turn, not runs with its output held; at most 16 wait', async () => {
+  it('a generate pipelined behind a running stream on its connection waits its turn, not runs with its output held, and a cancel meanwhile ends it in its turn; at most 16 wait', async () => {
     const { connect } = await import('node:net');
     const url = new URL(pool.url);
     const raw = (body: object): string => {
@@ -441,12 +441,17 @@ describe('admission', () => {
     // The pool holds three places: before, the next two took them at once, their events held in the process.
     const deleteOf = (id: string): Promise<number> =>
       fetch(`${pool.url}/v1/generations/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } }).then(async (r) => (await r.text(), r.status));
-    expect(await deleteOf('pipe-2')).toBe(404);
+    // A waiting one is no generation yet, but its cancel is kept: in its turn it ends at once, without running.
+    expect(await deleteOf('pipe-2')).toBe(200);
+    expect(await deleteOf('pipe-never-sent')).toBe(404);
     expect((await getJson<PoolHealth>(pool, '/healthz', false)).body).toMatchObject({ active: 1, queued: 0 });
     expect(await deleteOf('pipe-1')).toBe(200);
     // Then each in turn, to its end; the one over the bound answered as such, in its place.
     expect(await waitFor(async () => (received.match(/"type":"done"/g) ?? []).length === 17 && received.includes('open a connection per generation'), 20_000)).toBe(true);
     expect(received).toMatch(/HTTP\/1\.1 400 [^]*at most 16 generate requests may wait pipelined/);
+    expect(received.match(/"finishReason":"cancelled"/g)).toHaveLength(2);
+    expect(received).not.toContain('"type":"start","id":"pipe-2"');
+    expect(received).toContain('"type":"start","id":"pipe-3"');
     socket.destroy();
   });
 
