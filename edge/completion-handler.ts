@@ -12,6 +12,7 @@ import { CompletionRun, draftUserTrie, type CompletionDeps } from './completion-
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
 import { clipped, type ChatRequest, type CompletionRequest } from './request-schema';
 import { PREDICTION_TOKENS } from '../shared/protocol';
+import { promptTokensKept, truncatedPrompt } from './prompt-truncation';
 import { encodeContinuation } from '../shared/tokenizer/encode-continuation';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import type { ServedModel } from './served-model';
@@ -132,6 +133,11 @@ function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
   return ids.slice();
 }
 
+/** A completion's text prompt keeps its BOS when cut (HF's truncation keeps the special tokens it adds); token ids and a chat's templated prompt do not. */
+function keepsBos(parsed: ParsedRequest): boolean {
+  return parsed.kind === 'completion' && (typeof parsed.body.prompt === 'string' || typeof parsed.body.prompt[0] === 'string');
+}
+
 /** The request's predicted output as token ids (no BOS, as the reply's would be), cut to what the pool uses; null for none. */
 function predictionIds(parsed: ParsedRequest, model: ServedModel): number[] | null {
   const prediction = parsed.body.prediction;
@@ -188,10 +194,12 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   if (!acceptsModelName(model, body.model)) {
     throw new ApiError(404, `The model '${clipped(body.model, 200)}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
   }
-  refuseFarTooLong(parsed, model);
-  const ids = promptIds(parsed, model);
   const contextLength = model.info.model.contextLength;
   const { requested, param: limitParam } = requestedTokens(body);
+  const kept = promptTokensKept(body.truncate_prompt_tokens, contextLength, requested, limitParam);
+  // A prompt to be cut may be as long as the body allows: tokenized whole, as vLLM does, since its last tokens depend on all of it.
+  if (kept === null) refuseFarTooLong(parsed, model);
+  const ids = truncatedPrompt(promptIds(parsed, model), kept, keepsBos(parsed));
   // A prompt that fills the context can still be scored (echo, max_tokens 0); generating needs one position more.
   if (ids.length === contextLength && requested !== 0) {
     throw badRequest(
@@ -269,7 +277,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     kind,
     sources: body.stream_options?.sources === true,
     includeUsage: body.stream === true && body.stream_options?.include_usage === true,
-    ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, model.tokenizer, asked > 0) } : {}),
+    ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, model.tokenizer, asked > 0, body.return_tokens_as_token_ids === true) } : {}),
   };
   // One generation per choice. A seed makes choice i use seed + i (the choices
   // differ, and repeat run to run). A sampled request without one gets one

@@ -58,6 +58,15 @@ export function tokenDisplay(tokenizer: TokenBytes, id: number): string {
   return display;
 }
 
+/** vLLM's `token_id:<id>` names (return_tokens_as_token_ids), each made when first asked for: the vocabulary bounds them. */
+const idNames = new Map<number, string>();
+
+export function tokenIdName(id: number): string {
+  let name = idNames.get(id);
+  if (name === undefined) idNames.set(id, (name = `token_id:${id}`));
+  return name;
+}
+
 /**
  * Tokens' log-probabilities in the endpoint's shape: chat's `{content: [{token,
  * logprob, bytes, top_logprobs}]}`, or legacy completions' `{tokens,
@@ -75,6 +84,13 @@ export class LogprobsFormatter {
     private readonly tokenizer: TokenBytes,
     /** Alternatives were asked for (legacy completions: `top_logprobs` is null otherwise). */
     private readonly withTop: boolean,
+    /**
+     * vLLM's return_tokens_as_token_ids: tokens and alternatives are named
+     * `token_id:<id>`, distinct and JSON-safe whatever their bytes. Legacy
+     * `text_offset` still indexes the text (vLLM's counts the names' lengths);
+     * chat's `bytes` are still the token's own.
+     */
+    private readonly byId = false,
   ) {}
 
   /**
@@ -93,25 +109,25 @@ export class LogprobsFormatter {
 
   /** A fresh formatter of the same kind (another choice's text offsets start at 0). */
   another(): LogprobsFormatter {
-    return new LogprobsFormatter(this.kind, this.tokenizer, this.withTop);
+    return new LogprobsFormatter(this.kind, this.tokenizer, this.withTop, this.byId);
   }
 
   format(tokens: readonly TokenLogprob[]): object {
-    const name = (id: number): string => tokenDisplay(this.tokenizer, id);
+    const name = this.byId ? tokenIdName : (id: number): string => tokenDisplay(this.tokenizer, id);
     if (this.kind === 'chat') {
       const entry = (id: number, logprob: number) => ({ token: name(id), logprob, bytes: Array.from(this.tokenizer.tokenBytes(id)) });
       return { content: tokens.map((t) => ({ ...entry(t.id, t.logprob ?? 0), top_logprobs: (t.top ?? []).map(([id, lp]) => entry(id, lp)) })), refusal: null };
     }
-    const texts = tokens.map((t) => t.text ?? name(t.id));
+    const texts = tokens.map((t) => t.text ?? tokenDisplay(this.tokenizer, t.id));
     const textOffset = texts.map((text) => {
       const at = this.offset;
       this.offset += codePoints(text);
       return at;
     });
     return {
-      tokens: texts,
+      tokens: this.byId ? tokens.map((t) => tokenIdName(t.id)) : texts,
       token_logprobs: tokens.map((t) => t.logprob),
-      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : this.topEntries(withChosen(t.top, t), t))) : null,
+      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : this.byId ? topEntriesById(withChosen(t.top, t)) : this.topEntries(withChosen(t.top, t), t))) : null,
       text_offset: textOffset,
     };
   }
@@ -161,6 +177,13 @@ function topEntriesOf(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]
     if (Object.hasOwn(out, key)) key = `token_id:${id}`;
     out[key] = lp;
   }
+  return out;
+}
+
+/** Alternatives as legacy completions' {`token_id:<id>`: logprob}: one name per id, so none clash. */
+function topEntriesById(top: ReadonlyArray<[number, number]>): Record<string, number> {
+  const out = entries();
+  for (const [id, lp] of top) out[tokenIdName(id)] = lp;
   return out;
 }
 

@@ -84,6 +84,14 @@ const commonFields = {
     .nullish(),
   /** vLLM's: narrows prefix-cache sharing to requests of the key's tenant that give the same salt (absent: the whole tenant). */
   cache_salt: z.string().min(1).max(256).nullish(),
+  /** Non-standard (vLLM): keep the prompt's last this many tokens (-1: as many as fit beside max_tokens); edge/prompt-truncation.ts. */
+  truncate_prompt_tokens: z
+    .number()
+    .int()
+    .refine((v) => v >= 1 || v === -1, 'truncate_prompt_tokens must be an integer >= 1, or -1 (as many as fit beside max_tokens)')
+    .nullish(),
+  /** Non-standard (vLLM): log-probabilities name tokens `token_id:<id>`, not by their text. */
+  return_tokens_as_token_ids: z.boolean().nullish(),
 };
 
 /** Most alternatives per token a request may ask log-probabilities for (the pool's limit, OpenAI's for chat). */
@@ -177,7 +185,7 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   modalities: { neutral: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', hint: '["text"]' },
   audio: { neutral: () => false, hint: 'null' },
   web_search_options: { neutral: () => false, hint: 'null' },
-  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt): each changes the answer, and a vLLM user would expect them honoured.
+  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, return_tokens_as_token_ids): each changes the answer, and a vLLM user would expect them honoured.
   use_beam_search: { neutral: (v) => v === false, hint: 'false' },
   guided_json: { neutral: () => false, hint: 'null' },
   guided_regex: { neutral: () => false, hint: 'null' },
@@ -185,12 +193,10 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   guided_grammar: { neutral: () => false, hint: 'null' },
   structured_outputs: { neutral: () => false, hint: 'null' },
   bad_words: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
-  truncate_prompt_tokens: { neutral: () => false, hint: 'null' },
   prompt_logprobs: { neutral: () => false, hint: 'null (completions: echo with logprobs scores the prompt)' },
   // A completion's prompt always starts with the model's BOS, as vLLM's does by default; false (no BOS) was ignored.
   // A prompt of token ids gets none either way, as vLLM takes it.
   add_special_tokens: { neutral: (v, body) => v === true || isTokenIdPrompt(body.prompt), hint: 'true (send the prompt as token ids to leave BOS out)' },
-  return_tokens_as_token_ids: { neutral: (v) => v === false, hint: 'false' },
 };
 
 /** Completions' fields that chat does not have: refused there the same way. */

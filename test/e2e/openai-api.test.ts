@@ -553,6 +553,52 @@ describe('OpenAI-compatible API on the edge', () => {
     await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, allowed_token_ids: [] } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'allowed_token_ids' });
   });
 
+  it("serves vLLM's truncate_prompt_tokens (the prompt's last k tokens, a text prompt's BOS kept) and return_tokens_as_token_ids", async () => {
+    const ids = reference.prompt_ids;
+    expect(ids[0]).toBe(1); // BOS
+    const ask = (params: Record<string, unknown>) => client.completions.create({ model, max_tokens: 8, temperature: 0, ...params } as unknown as OpenAI.CompletionCreateParamsNonStreaming);
+    const chatAsk = (params: Record<string, unknown>) => client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 8, temperature: 0, ...params } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    // Text: BOS and the last k - 1 tokens, the same reply as those ids sent as the prompt.
+    const text = await ask({ prompt: PROMPT, truncate_prompt_tokens: 6 });
+    expect(text.usage!.prompt_tokens).toBe(6);
+    const asIds = await ask({ prompt: [1, ...ids.slice(-5)] });
+    expect(text.choices[0].text).toBe(asIds.choices[0].text);
+    // Token ids, and a chat's templated prompt: the last k, whatever they are.
+    const tail = await ask({ prompt: ids.slice(-6) });
+    expect((await ask({ prompt: ids, truncate_prompt_tokens: 6 })).choices[0].text).toBe(tail.choices[0].text);
+    const chat = await chatAsk({ truncate_prompt_tokens: 6 });
+    expect(chat.usage!.prompt_tokens).toBe(6);
+    expect(chat.choices[0].message.content).toBe(tail.choices[0].text);
+    // k at or past the prompt's length: whole. -1: as many as fit beside max_tokens, so a prompt past the context is cut to fit.
+    expect((await ask({ prompt: PROMPT, truncate_prompt_tokens: ids.length })).usage!.prompt_tokens).toBe(ids.length);
+    const long = Array.from({ length: 60 }, () => PROMPT).join(' ');
+    expect((await post('/v1/completions', { model, prompt: long, max_tokens: 8 })).json.error).toMatchObject({ code: 'context_length_exceeded' });
+    const fitted = await ask({ prompt: long, truncate_prompt_tokens: -1 });
+    expect(fitted.usage!.prompt_tokens).toBe(512 - 8);
+    // Echoed and scored: the tokens the model saw (BOS scored null), joined to the echoed text.
+    const echoed = await ask({ prompt: PROMPT, truncate_prompt_tokens: 6, echo: true, logprobs: 0, max_tokens: 0 });
+    expect(echoed.choices[0].logprobs!.tokens).toHaveLength(6);
+    expect(echoed.choices[0].logprobs!.token_logprobs![0]).toBeNull();
+    expect(echoed.choices[0].logprobs!.tokens!.join('')).toBe(echoed.choices[0].text);
+    // Out of range: 0, and more than the context less max_tokens, named.
+    for (const k of [0, 505]) expect((await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 8, truncate_prompt_tokens: k })).json.error, String(k)).toMatchObject({ param: 'truncate_prompt_tokens', code: 'invalid_value' });
+
+    // Tokens named by id: the greedy reply's own ids, in both shapes; alternatives too.
+    const byId = await ask({ prompt: PROMPT, logprobs: 2, return_tokens_as_token_ids: true });
+    const idOf = (name: string) => Number(name.replace(/^token_id:/, ''));
+    const lp = byId.choices[0].logprobs!;
+    expect(lp.tokens!.map(idOf)).toEqual(reference.output_ids.slice(0, 8));
+    lp.top_logprobs!.forEach((top, i) => {
+      expect(Object.keys(top!).every((k) => /^token_id:\d+$/.test(k))).toBe(true);
+      expect(top![lp.tokens![i]]).toBeCloseTo(lp.token_logprobs![i]!, 4);
+    });
+    const chatById = await chatAsk({ logprobs: true, top_logprobs: 2, return_tokens_as_token_ids: true });
+    const content = chatById.choices[0].logprobs!.content!;
+    expect(content.map((c) => idOf(c.token))).toEqual(reference.output_ids.slice(0, 8));
+    expect(Buffer.from(content.flatMap((c) => c.bytes!)).toString('utf8')).toBe(chatById.choices[0].message.content);
+    for (const c of content) for (const alt of c.top_logprobs) expect(alt.token).toMatch(/^token_id:\d+$/);
+  });
+
   it("counts a completion ended at a stop string as a stop at the pool, not as an abort", async () => {
     // The tests before may have left generations the pool is still ending (cancels go out after the response).
     for (let i = 0; i < 50 && (await metricValue({ url: stack.poolUrl }, 'vllm:num_requests_running')) + (await metricValue({ url: stack.poolUrl }, 'vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 100));

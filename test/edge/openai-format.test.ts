@@ -119,6 +119,34 @@ describe('log-probabilities', () => {
     expect(chat.content[0].top_logprobs).toHaveLength(2);
   });
 
+  it("vLLM's return_tokens_as_token_ids: tokens and alternatives named token_id:<id>, text_offset still indexing the text, chat's bytes the token's own", () => {
+    const ids = tokenizer.encode(TEXT, { bos: false });
+    const { text, tokens } = streamed(ids, 0, 3);
+    const legacy = new LogprobsFormatter('completion', tokenizer, true, true);
+    const parts = [tokens.slice(0, 4), tokens.slice(4)].map((t) => legacy.format(t) as { tokens: string[]; text_offset: number[]; top_logprobs: Array<Record<string, number>> });
+    const named = parts.flatMap((p) => p.tokens);
+    expect(named).toEqual(tokens.map((t) => `token_id:${t.id}`));
+    // The ids decode to the text (vLLM's own test of the feature), split characters included.
+    expect(tokenizer.decode(named.map((n) => Number(n.slice('token_id:'.length))))).toBe(text);
+    // Offsets as without the names: each token's text at its offset.
+    const plain = new LogprobsFormatter('completion', tokenizer, true);
+    expect(parts.flatMap((p) => p.text_offset)).toEqual([tokens.slice(0, 4), tokens.slice(4)].flatMap((t) => (plain.format(t) as { text_offset: number[] }).text_offset));
+    // Alternatives by id, the chosen one's key its tokens entry.
+    parts.flatMap((p) => p.top_logprobs).forEach((top, i) => {
+      expect(Object.keys(top).every((k) => /^token_id:\d+$/.test(k))).toBe(true);
+      expect(top[named[i]]).toBe(-0.5);
+    });
+    // Where names by text would clash (a piece and its byte's fallback piece), ids never do.
+    const comma = tokenizer.encode(',', { bos: false }).at(-1)!;
+    const one = legacy.another().format([{ id: comma, logprob: -0.1, top: [[comma, -0.1], [0x2c + 3, -3]], text: ',' }]) as { tokens: string[]; top_logprobs: Array<Record<string, number>> };
+    expect(one.tokens).toEqual([`token_id:${comma}`]);
+    expect(one.top_logprobs[0]).toEqual({ [`token_id:${comma}`]: -0.1, [`token_id:${0x2c + 3}`]: -3 });
+    const chat = (new LogprobsFormatter('chat', tokenizer, true, true).format(tokens) as { content: Array<{ token: string; bytes: number[]; top_logprobs: Array<{ token: string; bytes: number[] }> }> }).content;
+    expect(chat.map((c) => c.token)).toEqual(tokens.map((t) => `token_id:${t.id}`));
+    expect(Buffer.from(chat.flatMap((c) => c.bytes)).toString('utf8')).toBe(text);
+    for (const c of chat) for (const alt of c.top_logprobs) expect(alt.bytes).toEqual(Array.from(tokenizer.tokenBytes(Number(alt.token.slice('token_id:'.length)))));
+  });
+
   it("legacy: a piece spelled like an Object's own names (`__proto__`, `constructor`) is an alternative like any other, chosen or not", () => {
     const pieces = ['a', '__proto__', 'b', 'constructor'];
     const named = { tokenBytes: (id: number) => new TextEncoder().encode(pieces[id]) };

@@ -38,11 +38,9 @@ describe('OpenAI parameters this server does not implement', () => {
       ['guided_grammar', 'root ::= "a"'],
       ['structured_outputs', { json: {} }],
       ['bad_words', ['dog']],
-      ['truncate_prompt_tokens', 100],
       ['prompt_logprobs', 1],
-      // A prompt without BOS, and tokens named by id: silently ignored before, a vLLM user got other text or names.
+      // A prompt without BOS: silently ignored before, a vLLM user got other text.
       ['add_special_tokens', false],
-      ['return_tokens_as_token_ids', true],
     ];
     for (const [name, value] of asked) {
       const err = refusal({ [name]: value });
@@ -64,7 +62,6 @@ describe('OpenAI parameters this server does not implement', () => {
       modalities: ['text'],
       use_beam_search: false,
       add_special_tokens: true,
-      return_tokens_as_token_ids: false,
     };
     expect(refusal(neutral)).toBeNull();
     expect(refusal(Object.fromEntries(Object.keys(neutral).map((k) => [k, null])))).toBeNull();
@@ -108,6 +105,24 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, echo: true }, 'chat')).toThrow(expect.objectContaining({ param: 'echo', code: 'unsupported_parameter' }));
     expect(parseOpenAiBody(chatRequestSchema, { ...chat, echo: false }, 'chat').messages).toHaveLength(1);
     expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', echo: true }).echo).toBe(true);
+  });
+
+  it("takes vLLM's truncate_prompt_tokens (>= 1, or -1) and return_tokens_as_token_ids on both endpoints, naming a bad value", () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    for (const value of [1, 100, -1, null]) {
+      expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', truncate_prompt_tokens: value }).truncate_prompt_tokens).toBe(value);
+      expect(parseOpenAiBody(chatRequestSchema, { ...chat, truncate_prompt_tokens: value }, 'chat').truncate_prompt_tokens).toBe(value);
+    }
+    // As vLLM's SamplingParams: 0 and below -1 are no length to keep.
+    for (const value of [0, -2, 1.5, '5']) {
+      expect(refusal({ truncate_prompt_tokens: value })!.toBody().error, String(value)).toMatchObject({ param: 'truncate_prompt_tokens', code: 'invalid_value' });
+    }
+    expect(refusal({ truncate_prompt_tokens: 0 })!.toBody().error.message).toMatch(/>= 1, or -1/);
+    for (const value of [true, false]) {
+      expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', logprobs: 1, return_tokens_as_token_ids: value }).return_tokens_as_token_ids).toBe(value);
+      expect(parseOpenAiBody(chatRequestSchema, { ...chat, logprobs: true, return_tokens_as_token_ids: value }, 'chat').return_tokens_as_token_ids).toBe(value);
+    }
+    expect(refusal({ return_tokens_as_token_ids: 'yes' })!.toBody().error).toMatchObject({ param: 'return_tokens_as_token_ids', code: 'invalid_value' });
   });
 
   it('still reports the schema\'s own errors after its own check', () => {

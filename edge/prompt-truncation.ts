@@ -1,0 +1,42 @@
+/**
+ * vLLM's `truncate_prompt_tokens`: the prompt cut to its last k tokens before
+ * it is generated from (a long chat, retrieved text that overflows), by vLLM's
+ * rules (vllm/renderers/params.py, TokenizeParams): -1 keeps as many as fit
+ * beside max_tokens, a k past that is refused, and a prompt of k tokens or
+ * fewer is kept whole. A completion's text prompt keeps its BOS, as Hugging
+ * Face's left truncation keeps the special tokens it adds (BOS, then the last
+ * k - 1); token ids, and a chat's templated prompt (whose BOS the template
+ * writes, tokenized by vLLM without special tokens), lose their first tokens
+ * whatever they are.
+ */
+import { badRequest } from './api-error';
+
+/**
+ * How many prompt tokens to keep (null: the prompt whole): `asked` (≥ 1, or
+ * -1) checked against the context less `maxTokens` (what the reply may take;
+ * null, the rest of the context, reserves none), as vLLM checks it before
+ * tokenizing. `limitParam` names the reply's bound in the error.
+ */
+export function promptTokensKept(asked: number | null | undefined, contextLength: number, maxTokens: number | null, limitParam: string): number | null {
+  if (asked === undefined || asked === null) return null;
+  const room = contextLength - (maxTokens ?? 0);
+  // At least one: a reply that takes the whole context is then refused by the context check, not sent an empty prompt.
+  if (asked === -1) return Math.max(room, 1);
+  if (asked > room) {
+    throw badRequest(
+      `truncate_prompt_tokens (${asked}) is more than this model's context (${contextLength} tokens) less ${limitParam} (${maxTokens ?? 0}): at most ${room}.`,
+      'truncate_prompt_tokens',
+      'invalid_value',
+    );
+  }
+  return asked;
+}
+
+/** The last `keep` of `ids` (null: all), the first kept too where `keepFirst` (a text prompt's BOS). */
+export function truncatedPrompt(ids: number[], keep: number | null, keepFirst: boolean): number[] {
+  if (keep === null || ids.length <= keep) return ids;
+  if (!keepFirst) return ids.slice(ids.length - keep);
+  const tail = ids.slice(ids.length - (keep - 1));
+  tail.unshift(ids[0]);
+  return tail;
+}
