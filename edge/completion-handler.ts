@@ -11,6 +11,7 @@ import { renderChatPrompt } from './chat-template';
 import { CompletionRun, draftUserTrie, type CompletionDeps } from './completion-run';
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
 import { clipped, type ChatRequest, type CompletionRequest } from './request-schema';
+import { promptLogprobsAsked } from './prompt-logprobs';
 import { PREDICTION_TOKENS } from '../shared/protocol';
 import { promptTokensKept, truncatedPrompt } from './prompt-truncation';
 import { encodeContinuation } from '../shared/tokenizer/encode-continuation';
@@ -270,6 +271,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const trie = cacheInTime ? draftUserTrie(cacheInTime.cache, ids, ctx.edgeTrieNodes, temperature) : null;
   const kind: EndpointKind = parsed.kind;
   const asked = logprobsAsked(parsed);
+  const promptScores = promptLogprobsAsked(body, model.tokenizer.vocabSize);
   const meta: ResponseMeta = {
     id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${ctx.requestHex}`,
     created: Math.floor(Date.now() / 1000),
@@ -278,6 +280,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     sources: body.stream_options?.sources === true,
     includeUsage: body.stream === true && body.stream_options?.include_usage === true,
     ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, model.tokenizer, asked > 0, body.return_tokens_as_token_ids === true) } : {}),
+    ...(promptScores !== null ? { promptLogprobs: true } : {}),
   };
   // One generation per choice. A seed makes choice i use seed + i (the choices
   // differ, and repeat run to run). A sampled request without one gets one
@@ -323,6 +326,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           // The user's cache learns from one choice: n writes of one KV key would race.
           saveToCache: i === 0,
           echo: echoed,
+          // Every choice has the same prompt: the pool scores it once, and the response shows choice 0's.
+          promptLogprobs: i === 0 ? promptScores : null,
           cacheSalt,
           tenant,
           // n choices of one prompt would add it n times.

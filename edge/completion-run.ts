@@ -18,6 +18,7 @@ import type { GenerateInput, PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
 import type { ServedModel } from './served-model';
 import { TokenTextAssembler, type SourcedText, type TokenLogprob } from './token-text';
+import { promptLogprobsOf, type PromptLogprobs } from './prompt-logprobs';
 import type { LoadedUserCache, UserCacheStore } from './user-cache-store';
 import { generationEndIds } from '../shared/end-ids';
 
@@ -53,6 +54,8 @@ export interface CompletionPlan {
   saveToCache: boolean;
   /** Completions' `echo`: the prompt's text, sent before the completion (with `logprobs`: its tokens scored). */
   echo: string | null;
+  /** vLLM's `prompt_logprobs`: the prompt scored, each token with this many most likely ones (null = none; one choice of n asks). */
+  promptLogprobs?: number | null;
   /** The pool's prefix-caching scope (the key's tenant, hashed): prompts share cached prefixes only within it. */
   cacheSalt: string;
   /** Who the generation is for at the pool's admission (the key's tenant, hashed): a flood of one tenant's requests does not hold back another's. */
@@ -145,6 +148,8 @@ export interface CompletionSummary {
   /** vLLM's stop_reason: the stop string or stop token id the reply ended at; null otherwise. */
   stopReason: string | number | null;
   usage: CompletionUsage;
+  /** vLLM's `prompt_logprobs`, where the plan asked for them (null otherwise). */
+  promptLogprobs: PromptLogprobs | null;
 }
 
 export class CompletionRun {
@@ -185,8 +190,9 @@ export class CompletionRun {
   /** Output ids the current pool's generation started after (those before came from a pool that failed). */
   private outputBase = 0;
   private resumes = 0;
-  /** The echoed prompt's log-probabilities came (and were sent on). */
+  /** The prompt's scores came (for the echo's log-probabilities and/or prompt_logprobs). */
   private promptScored = false;
+  private promptLogprobs: PromptLogprobs | null = null;
   /** The stream's close after a stop string, once the pool has had the stop (null: closed in run()'s end). */
   private closing: Promise<unknown> | null = null;
   /** Prompt tokens the first pool took from its prefix cache (its `start` says; a resumed pool's prompt is not the user's). */
@@ -243,6 +249,7 @@ export class CompletionRun {
   /** The generate body for prompt ids (the plan's, or the plan's + the output so far when resuming). */
   private generateRequest(promptIds: number[], maxTokens: number, trie: Uint8Array | null, resumedOutputTokens: number): GenerateInput {
     const { plan, deps } = this;
+    const scored = this.promptScored ? null : this.promptScoresAsked();
     return {
       id: this.generationId,
       promptIds,
@@ -258,13 +265,21 @@ export class CompletionRun {
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),
       ...(plan.logprobs !== null ? { logprobs: plan.logprobs } : {}),
       // The prompt is scored before the first token, by the first pool that got that far.
-      ...(!this.promptScored && plan.echo !== null && plan.logprobs !== null ? { promptLogprobs: plan.logprobs } : {}),
+      ...(scored !== null ? { promptLogprobs: scored } : {}),
       cacheSalt: plan.cacheSalt,
       tenant: plan.tenant,
       ...(plan.contributeToDatastore ? { contributeToDatastore: true } : {}),
       ...(resumedOutputTokens > 0 ? { resumedOutputTokens } : {}),
       ...(plan.speculate && plan.predictionIds && plan.predictionIds.length > 0 ? { predictionIds: plan.predictionIds } : {}),
     };
+  }
+
+  /** Alternatives per prompt token the pool is asked for: enough for the echo's logprobs and for prompt_logprobs (null = no scoring). */
+  private promptScoresAsked(): number | null {
+    const { plan } = this;
+    const forEcho = plan.echo !== null && plan.logprobs !== null ? plan.logprobs : null;
+    const forList = plan.promptLogprobs ?? null;
+    return forEcho === null ? forList : forList === null ? forEcho : Math.max(forEcho, forList);
   }
 
   private async openOn(request: GenerateInput, midReply = false): Promise<void> {
@@ -353,7 +368,7 @@ export class CompletionRun {
       this.saveCache();
       this.finish();
     }
-    return { finishReason, stopReason: finishReason === 'stop' ? (assembler.stopString ?? this.stopTokenId()) : null, usage: this.usage(poolUsage) };
+    return { finishReason, stopReason: finishReason === 'stop' ? (assembler.stopString ?? this.stopTokenId()) : null, usage: this.usage(poolUsage), promptLogprobs: this.promptLogprobs };
   }
 
   /** vLLM's stop_reason for a reply that ended at a stop token id (not at the end token, whose is null). */
@@ -427,17 +442,25 @@ export class CompletionRun {
         return { segments, stopped };
       }
       case 'prompt-logprobs': {
-        const echo = this.plan.echo;
+        const { echo, logprobs: echoTop, promptLogprobs: listTop } = this.plan;
         // Once: a pool that failed after scoring the prompt (before any token) is not asked again.
-        if (echo === null || this.promptScored) return { segments: [], stopped: false };
+        if (this.promptScored) return { segments: [], stopped: false };
         this.promptScored = true;
         const ids = this.plan.promptIds;
+        const tokenizer = this.deps.model.tokenizer;
+        if (listTop !== undefined && listTop !== null) this.promptLogprobs = promptLogprobsOf(ids, event.logprobs, event.topLogprobs, listTop, tokenizer);
+        if (echo === null || echoTop === null) return { segments: [], stopped: false };
         // Each token's text as decoding the prompt gives it: the texts join to the echo (a prompt the tokenizer round-trips).
-        const decoder = this.deps.model.tokenizer.createDecoder();
+        const decoder = tokenizer.createDecoder();
+        // The pool sent as many alternatives as the larger of logprobs and prompt_logprobs asked: the echo shows logprobs' many.
+        const topOf = (i: number): Array<[number, number]> => {
+          const top = event.topLogprobs?.[i - 1] ?? [];
+          return top.length > echoTop ? top.slice(0, echoTop) : top;
+        };
         const tokens: TokenLogprob[] = ids.map((id, i) => ({
           id,
           logprob: i === 0 ? null : event.logprobs[i - 1],
-          top: i === 0 ? null : (event.topLogprobs?.[i - 1] ?? []),
+          top: i === 0 ? null : topOf(i),
           text: decoder.push(id),
         }));
         // A prompt ending inside a character (token ids): its bytes print as U+FFFD in the echo, so in its last token too.

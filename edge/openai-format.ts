@@ -9,6 +9,7 @@
 import type { CompletionUsage } from './completion-run';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import type { SourcedText, TokenLogprob } from './token-text';
+import type { PromptLogprobs } from './prompt-logprobs';
 
 export type EndpointKind = 'completion' | 'chat';
 
@@ -23,6 +24,8 @@ export interface ResponseMeta {
   includeUsage?: boolean;
   /** Present when the request asked for log-probabilities: the formatter of choice 0 (streams make one per choice with `newLogprobs`). */
   logprobs?: LogprobsFormatter;
+  /** The request asked for vLLM's `prompt_logprobs` (a whole response carries them). */
+  promptLogprobs?: boolean;
 }
 
 /** What the formatter needs of the tokenizer. */
@@ -262,8 +265,10 @@ export interface WholeChoice {
   logprobs?: LogprobsFormatter;
 }
 
-export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[], usage: CompletionUsage): object {
+/** `promptLogprobs`: the prompt's scores, where asked (meta.promptLogprobs): in each choice for completions, at the top for chat, as vLLM places them. */
+export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[], usage: CompletionUsage, promptLogprobs: PromptLogprobs | null = null): object {
   const chat = meta.kind === 'chat';
+  const scored = meta.promptLogprobs === true ? { prompt_logprobs: promptLogprobs } : {};
   return {
     id: meta.id,
     object: chat ? 'chat.completion' : 'text_completion',
@@ -275,7 +280,9 @@ export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[
       logprobs: c.logprobs ? c.logprobs.format(c.tokens) : null,
       finish_reason: c.finishReason,
       stop_reason: c.stopReason,
+      ...(chat ? {} : scored),
     })),
     usage,
+    ...(chat ? scored : {}),
   };
 }

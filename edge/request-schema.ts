@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_STOP_TOKEN_IDS } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
 import { badRequest, TooManyChoicesError, type ApiError } from './api-error';
+import { MAX_PROMPT_LOGPROBS } from './prompt-logprobs';
 
 // A lone surrogate (half of a character) never occurs in decoded text; matched on UTF-16 units, it stopped
 // a reply in the middle of an emoji and left half of it at the end.
@@ -92,6 +93,13 @@ const commonFields = {
     .nullish(),
   /** Non-standard (vLLM): log-probabilities name tokens `token_id:<id>`, not by their text. */
   return_tokens_as_token_ids: z.boolean().nullish(),
+  /** vLLM's: score the prompt, each token with this many most likely ones (edge/prompt-logprobs.ts; -1, the whole vocabulary, is refused there). */
+  prompt_logprobs: z
+    .number()
+    .int()
+    .min(-1, 'prompt_logprobs must be 0 or more (or -1)')
+    .max(MAX_PROMPT_LOGPROBS, `prompt_logprobs is at most ${MAX_PROMPT_LOGPROBS}`)
+    .nullish(),
 };
 
 /** Most alternatives per token a request may ask log-probabilities for (the pool's limit, OpenAI's for chat). */
@@ -193,7 +201,6 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   guided_grammar: { neutral: () => false, hint: 'null' },
   structured_outputs: { neutral: () => false, hint: 'null' },
   bad_words: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
-  prompt_logprobs: { neutral: () => false, hint: 'null (completions: echo with logprobs scores the prompt)' },
   // A completion's prompt always starts with the model's BOS, as vLLM's does by default; false (no BOS) was ignored.
   // A prompt of token ids gets none either way, as vLLM takes it.
   add_special_tokens: { neutral: (v, body) => v === true || isTokenIdPrompt(body.prompt), hint: 'true (send the prompt as token ids to leave BOS out)' },

@@ -88,7 +88,7 @@ export async function wholeCompletion(runs: readonly CompletionRun[], meta: Resp
           const next = await generator.next();
           if (next.done) {
             const choice: WholeChoice = { text: parts.join(''), finishReason: next.value.finishReason, stopReason: next.value.stopReason, tokens, logprobs: i === 0 ? meta.logprobs : meta.logprobs?.another() };
-            return { choice, usage: next.value.usage };
+            return { choice, usage: next.value.usage, promptLogprobs: next.value.promptLogprobs };
           }
           parts.push(joinText(next.value));
           for (const t of tokensOf(next.value)) tokens.push(t);
@@ -99,5 +99,6 @@ export async function wholeCompletion(runs: readonly CompletionRun[], meta: Resp
       }
     }),
   );
-  return wholeResponse(meta, finished.map((f) => f.choice), combinedUsage(finished.map((f) => f.usage)));
+  // Choice 0's generation scored the prompt, which every choice shares.
+  return wholeResponse(meta, finished.map((f) => f.choice), combinedUsage(finished.map((f) => f.usage)), finished[0].promptLogprobs);
 }

@@ -420,6 +420,62 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(nothing.json.error?.param).toBe('max_tokens');
   });
 
+  it("serves vLLM's prompt_logprobs: the prompt's scores as echo with logprobs gives them, per choice (completions) or once (chat)", async () => {
+    type Entry = { logprob: number; rank: number | null; decoded_token: string };
+    type Scored = { choices: Array<{ text: string; prompt_logprobs?: Array<Record<string, Entry> | null>; logprobs?: OpenAI.CompletionChoice.Logprobs }>; prompt_logprobs?: unknown; usage: { prompt_tokens: number } };
+    const ids = [...reference.prompt_ids, ...reference.output_ids.slice(0, 6)];
+    const echoed = await client.completions.create({ model, prompt: ids, max_tokens: 0, echo: true, logprobs: 2, temperature: 0 });
+    const lp = echoed.choices[0].logprobs!;
+    const res = await post('/v1/completions', { model, prompt: ids, max_tokens: 2, prompt_logprobs: 2, temperature: 0, n: 2 });
+    expect(res.status).toBe(200);
+    const body = res.json as unknown as Scored;
+    const list = body.choices[0].prompt_logprobs!;
+    expect(list).toHaveLength(ids.length);
+    expect(list[0]).toBeNull();
+    // Every choice has the same prompt, and the same scores.
+    expect(body.choices[1].prompt_logprobs).toEqual(list);
+    for (let i = 1; i < ids.length; i++) {
+      const own = list[i]![String(ids[i])];
+      expect(own.logprob).toBeCloseTo(lp.token_logprobs![i]!, 4);
+      // The 2 most likely, ranked, the same log-probabilities as echo's alternatives.
+      const ranked = Object.values(list[i]!).filter((e) => e.rank !== null).sort((a, b) => a.rank! - b.rank!);
+      expect(ranked.map((e) => e.rank).slice(0, 2)).toEqual([1, 2]);
+      const echoTop = Object.values(lp.top_logprobs![i] as Record<string, number>).sort((a, b) => b - a).slice(0, 2);
+      ranked.slice(0, 2).forEach((e, r) => expect(e.logprob).toBeCloseTo(echoTop[r], 4));
+      // The continuation is the model's greedy output: each of its tokens ranks first.
+      if (i >= reference.prompt_ids.length) expect(own.rank).toBe(1);
+    }
+    // Both asked: echo's alternatives follow logprobs (1), the list prompt_logprobs (2).
+    const both = (await post('/v1/completions', { model, prompt: ids, max_tokens: 0, echo: true, logprobs: 1, prompt_logprobs: 2, temperature: 0 })).json as unknown as Scored;
+    expect(both.choices[0].prompt_logprobs).toEqual(list);
+    expect(both.choices[0].logprobs!.token_logprobs).toEqual(lp.token_logprobs);
+    for (const top of both.choices[0].logprobs!.top_logprobs!.slice(1)) expect(Object.keys(top as object).length).toBeLessThanOrEqual(2);
+    // Chat: once, at the top of the response, 0 = each token's own alone.
+    const chat = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2, prompt_logprobs: 0, temperature: 0 });
+    expect(chat.status).toBe(200);
+    const chatBody = chat.json as unknown as Scored;
+    const chatList = chatBody.prompt_logprobs as Array<Record<string, Entry> | null>;
+    expect(chatList).toHaveLength(chatBody.usage.prompt_tokens);
+    for (const position of chatList.slice(1)) expect(Object.keys(position!)).toHaveLength(1);
+    expect(chatBody.choices[0]).not.toHaveProperty('prompt_logprobs');
+    // vLLM's refusals: none above 0 in a stream, nor the whole vocabulary (-1: past the 20 allowed).
+    for (const extra of [{ prompt_logprobs: 1, stream: true }, { prompt_logprobs: -1 }]) {
+      const refused = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 2, ...extra });
+      expect(refused.status, JSON.stringify(extra)).toBe(400);
+      expect(refused.json.error?.param).toBe('prompt_logprobs');
+    }
+    // 0 in a stream is taken, and sends nothing of it (as vLLM).
+    const streamed = await fetch(`${stack.edgeUrl}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.devKey}` },
+      body: JSON.stringify({ model, prompt: PROMPT, max_tokens: 2, prompt_logprobs: 0, stream: true }),
+    });
+    expect(streamed.status).toBe(200);
+    const sse = await streamed.text();
+    expect(sse).toContain('data: [DONE]');
+    expect(sse).not.toContain('prompt_logprobs');
+  });
+
   it('answers n choices, each its own generation (seed + i), whole or streamed with their indices', async () => {
     const params = { model, prompt: PROMPT, max_tokens: 16, temperature: 1, seed: 5, n: 3, logprobs: 0 };
     const whole = await client.completions.create(params);

@@ -38,7 +38,6 @@ describe('OpenAI parameters this server does not implement', () => {
       ['guided_grammar', 'root ::= "a"'],
       ['structured_outputs', { json: {} }],
       ['bad_words', ['dog']],
-      ['prompt_logprobs', 1],
       // A prompt without BOS: silently ignored before, a vLLM user got other text.
       ['add_special_tokens', false],
     ];
@@ -216,6 +215,17 @@ describe('user', () => {
     const err = refusal({ user: 'u'.repeat(257) });
     expect(err?.status).toBe(400);
     expect(err!.toBody().error).toMatchObject({ param: 'user', code: 'invalid_value' });
+  });
+});
+
+describe('prompt_logprobs', () => {
+  it("is taken on both endpoints (vLLM's, 0..20; -1 passes here and is refused with the vocabulary's size later), and refused by name past its bounds", () => {
+    expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', prompt_logprobs: 3 }).prompt_logprobs).toBe(3);
+    expect(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], prompt_logprobs: 0 }, 'chat').prompt_logprobs).toBe(0);
+    expect(refusal({ prompt_logprobs: -1 })).toBeNull();
+    for (const value of [21, -2, 1.5, '2']) {
+      expect(refusal({ prompt_logprobs: value })!.toBody().error, String(value)).toMatchObject({ param: 'prompt_logprobs', code: 'invalid_value' });
+    }
   });
 });
 
