@@ -448,7 +448,7 @@ export class CompletionRun {
         this.promptScored = true;
         const ids = this.plan.promptIds;
         const tokenizer = this.deps.model.tokenizer;
-        if (listTop !== undefined && listTop !== null) this.promptLogprobs = promptLogprobsOf(ids, event.logprobs, event.topLogprobs, listTop, tokenizer);
+        if (listTop !== undefined && listTop !== null) this.promptLogprobs = promptLogprobsOf(ids, event.logprobs, event.topLogprobs, listTop, tokenizer, event.ranks);
         if (echo === null || echoTop === null) return { segments: [], stopped: false };
         // Each token's text as decoding the prompt gives it: the texts join to the echo (a prompt the tokenizer round-trips).
         const decoder = tokenizer.createDecoder();

@@ -17,9 +17,9 @@ export const MAX_PROMPT_LOGPROBS = 20;
 export interface PromptTokenLogprob {
   logprob: number;
   /**
-   * 1 = the most likely. The pool sends the top `prompt_logprobs` alone, so
-   * a prompt token outside them (every one, with 0) has null here, where
-   * vLLM counts its place in the whole vocabulary.
+   * 1 = the most likely: how many tokens are at least as likely, as vLLM
+   * counts it. A pool from before ranks sends the top `prompt_logprobs`
+   * alone: a prompt token outside them (every one, with 0) has null then.
    */
   rank: number | null;
   decoded_token: string;
@@ -48,10 +48,11 @@ export function promptLogprobsAsked(body: { prompt_logprobs?: number | null; str
 }
 
 /**
- * The pool's scores for `promptIds[1..]` (`logprobs`, and `top`: at least
- * `k` most likely per token, most likely first) in vLLM's shape, `k`
- * alternatives listed. A token among all the pool sent (more than `k` when
- * the echo asked for more) has its place there as its rank, as vLLM gives it.
+ * The pool's scores for `promptIds[1..]` (`logprobs`, `ranks` in the whole
+ * vocabulary, and `top`: at least `k` most likely per token, most likely
+ * first) in vLLM's shape, `k` alternatives listed. Without `ranks` (a pool
+ * from before them), a token among all the pool sent (more than `k` when the
+ * echo asked for more) has its place there as its rank, and null outside.
  */
 export function promptLogprobsOf(
   promptIds: readonly number[],
@@ -59,12 +60,13 @@ export function promptLogprobsOf(
   top: ReadonlyArray<ReadonlyArray<readonly [number, number]>> | undefined,
   k: number,
   tokenizer: TokenBytes,
+  ranks?: readonly number[],
 ): PromptLogprobs {
   const out: PromptLogprobs = [null];
   for (let i = 1; i < promptIds.length; i++) {
     const id = promptIds[i];
     const alternatives = top?.[i - 1] ?? [];
-    const place = alternatives.findIndex(([altId]) => altId === id);
+    const place = ranks ? ranks[i - 1] - 1 : alternatives.findIndex(([altId]) => altId === id);
     const position: Record<string, PromptTokenLogprob> = {};
     position[id] = { logprob: clamped(logprobs[i - 1]), rank: place < 0 ? null : place + 1, decoded_token: tokenDisplay(tokenizer, id) };
     const n = Math.min(k, alternatives.length);

@@ -24,7 +24,8 @@ export function poolEventMalformation(value: unknown): string | null {
     case 'tokens':
       return tokensMalformation(event);
     case 'prompt-logprobs':
-      return Array.isArray(event.logprobs) ? null : 'prompt-logprobs without logprobs';
+      if (!Array.isArray(event.logprobs)) return 'prompt-logprobs without logprobs';
+      return event.ranks === undefined || (Array.isArray(event.ranks) && event.ranks.length === event.logprobs.length) ? null : 'prompt-logprobs whose ranks do not match its logprobs';
     case 'trie-exhausted':
       return isNonNegativeInteger(event.outputLength) ? null : 'trie-exhausted without an output length';
     case 'done': {

@@ -251,6 +251,11 @@ export type PoolEvent =
       logprobs: number[];
       /** With `promptLogprobs` > 0: per token, the most likely tokens there as [id, log-probability]. */
       topLogprobs?: Array<Array<[number, number]>>;
+      /**
+       * Per token, its rank in the vocabulary there: how many tokens are at least as likely, itself included
+       * (1 = the most likely; vLLM's). Added within version 1: absent from pools before it.
+       */
+      ranks?: number[];
     }
   | { type: 'trie-exhausted'; outputLength: number }
   /**

@@ -37,6 +37,14 @@ export function topLogprobs(logits: Float32Array, lse: number, n: number): Array
   return ids.map((id) => [id, logits[id] - lse]);
 }
 
+/** How many tokens are at least as likely as `token` under `logits`, itself included: 1 = the most likely (vLLM's rank, ties counted in). */
+export function rankOf(logits: Float32Array, token: number): number {
+  const x = logits[token];
+  let rank = 0;
+  for (let v = 0; v < logits.length; v++) if (logits[v] >= x) rank++;
+  return rank;
+}
+
 /**
  * Appends `token`'s log-probability under `logits` to `logprobs` and, when
  * `top` is given, the `n` most likely tokens' to `top` (one log-sum-exp for both).

@@ -93,7 +93,7 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   /** The ids that end this generation: the model's end tokens (unless ignoreEos) and its stop token ids. Set at admission. */
   endIds: ReadonlySet<number> = new Set<number>();
   /** A scored prompt's log-probabilities so far (promptLogprobs), read off each prefill chunk; sent whole after the last. */
-  promptScores: { logprobs: number[]; top: Array<Array<[number, number]>> } | null = null;
+  promptScores: { logprobs: number[]; top: Array<Array<[number, number]>>; ranks: number[] } | null = null;
 
   // Per-step row buffers (chain + tree), sized for the prompt or the largest tree.
   readonly rowTokens: Int32Array;

@@ -11,7 +11,7 @@ import { tokenSources, type PoolEvent, type TokenSource } from '../../shared/pro
 import { TreeVerifier } from '../verify/tree-verifier';
 import type { AcceptanceRecord } from '../budget/acceptance-record';
 import type { PoolMetrics } from '../metrics/pool-metrics';
-import { pushLogprobs } from '../runtime/logprobs';
+import { pushLogprobs, rankOf } from '../runtime/logprobs';
 import type { StepRow } from '../runtime/step-types';
 import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runner';
 import type { Generation } from './generation';
@@ -243,22 +243,28 @@ export class RowAcceptance<S extends RunnerSequence> {
   private scorePromptChunk(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number, next: number): void {
     const scores = this.scoreChunk(gen, result, r, tokens, chain);
     const n = gen.request.promptLogprobs!;
-    pushLogprobs(result.logitsAt(r, chain - 1), next, n, scores.logprobs, n > 0 ? scores.top : null);
+    const logits = result.logitsAt(r, chain - 1);
+    pushLogprobs(logits, next, n, scores.logprobs, n > 0 ? scores.top : null);
+    scores.ranks.push(rankOf(logits, next));
   }
 
   /** Into the prompt's scores so far: each of this chunk's tokens after its first, from the logits at the position before it. */
   private scoreChunk(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number): NonNullable<Generation<S>['promptScores']> {
     const n = gen.request.promptLogprobs!;
-    const scores = (gen.promptScores ??= { logprobs: [], top: [] });
-    for (let i = 1; i < chain; i++) pushLogprobs(result.logitsAt(r, i - 1), tokens[i], n, scores.logprobs, n > 0 ? scores.top : null);
+    const scores = (gen.promptScores ??= { logprobs: [], top: [], ranks: [] });
+    for (let i = 1; i < chain; i++) {
+      const logits = result.logitsAt(r, i - 1);
+      pushLogprobs(logits, tokens[i], n, scores.logprobs, n > 0 ? scores.top : null);
+      scores.ranks.push(rankOf(logits, tokens[i]));
+    }
     return scores;
   }
 
   /** The prompt's own log-probabilities, read off the prefill: token i given tokens 0..i-1, from the logits at i-1 (earlier chunks' kept in promptScores). */
   private sendPromptLogprobs(gen: Generation<S>, result: { logitsAt(rowIndex: number, tokenIndex: number): Float32Array }, r: number, tokens: Int32Array, chain: number): void {
-    const { logprobs, top } = this.scoreChunk(gen, result, r, tokens, chain);
+    const { logprobs, top, ranks } = this.scoreChunk(gen, result, r, tokens, chain);
     gen.promptScores = null;
-    gen.sink.send(gen.request.promptLogprobs! > 0 ? { type: 'prompt-logprobs', logprobs, topLogprobs: top } : { type: 'prompt-logprobs', logprobs });
+    gen.sink.send(gen.request.promptLogprobs! > 0 ? { type: 'prompt-logprobs', logprobs, topLogprobs: top, ranks } : { type: 'prompt-logprobs', logprobs, ranks });
   }
 
   /**

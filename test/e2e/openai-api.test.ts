@@ -442,8 +442,11 @@ describe('OpenAI-compatible API on the edge', () => {
       expect(ranked.map((e) => e.rank).slice(0, 2)).toEqual([1, 2]);
       const echoTop = Object.values(lp.top_logprobs![i] as Record<string, number>).sort((a, b) => b - a).slice(0, 2);
       ranked.slice(0, 2).forEach((e, r) => expect(e.logprob).toBeCloseTo(echoTop[r], 4));
-      // The continuation is the model's greedy output: each of its tokens ranks first.
+      // The continuation is the model's greedy output: each of its tokens ranks first. Every token has its rank in the
+      // vocabulary, past the two listed too.
       if (i >= reference.prompt_ids.length) expect(own.rank).toBe(1);
+      expect(own.rank).toBeGreaterThanOrEqual(1);
+      if (own.logprob < ranked[1].logprob - 1e-6) expect(own.rank).toBeGreaterThan(2);
     }
     // Both asked: echo's alternatives follow logprobs (1), the list prompt_logprobs (2).
     const both = (await post('/v1/completions', { model, prompt: ids, max_tokens: 0, echo: true, logprobs: 1, prompt_logprobs: 2, temperature: 0 })).json as unknown as Scored;
@@ -456,7 +459,10 @@ describe('OpenAI-compatible API on the edge', () => {
     const chatBody = chat.json as unknown as Scored;
     const chatList = chatBody.prompt_logprobs as Array<Record<string, Entry> | null>;
     expect(chatList).toHaveLength(chatBody.usage.prompt_tokens);
-    for (const position of chatList.slice(1)) expect(Object.keys(position!)).toHaveLength(1);
+    for (const position of chatList.slice(1)) {
+      expect(Object.keys(position!)).toHaveLength(1);
+      expect(Object.values(position!)[0].rank).toBeGreaterThanOrEqual(1);
+    }
     expect(chatBody.choices[0]).not.toHaveProperty('prompt_logprobs');
     // vLLM's refusals: none above 0 in a stream, nor the whole vocabulary (-1: past the 20 allowed).
     for (const extra of [{ prompt_logprobs: 1, stream: true }, { prompt_logprobs: -1 }]) {

@@ -63,7 +63,7 @@ describe("prompt_logprobs' shape", () => {
     expect(Object.keys(at(1))).toHaveLength(2);
     expect(at(2)[ids[2]]).toMatchObject({ logprob: logprobs[1], rank: 2 });
     expect(Object.keys(at(2))).toHaveLength(2);
-    // Outside the top k: its rank is not known from what the pool sent (vLLM counts it in the whole vocabulary); the k are listed by rank.
+    // From a pool without ranks, outside the top k: its rank is not known (vLLM counts it in the whole vocabulary); the k are listed by rank.
     expect(at(3)[ids[3]]).toEqual({ logprob: logprobs[2], rank: null, decoded_token: tokenDisplay(tokenizer, ids[3]) });
     expect(Object.keys(at(3))).toHaveLength(3);
     expect(at(3)[String(top[2][0][0])]).toEqual({ logprob: -0.1, rank: 1, decoded_token: tokenDisplay(tokenizer, top[2][0][0]) });
@@ -72,6 +72,16 @@ describe("prompt_logprobs' shape", () => {
     const wider = promptLogprobsOf(ids, logprobs, top, 1, tokenizer);
     expect(wider[2]![ids[2]]).toMatchObject({ logprob: logprobs[1], rank: 2 });
     expect(Object.keys(wider[2]!)).toHaveLength(2);
+  });
+
+  it("takes each prompt token's rank in the whole vocabulary from the pool where it sends them, outside the top k and with 0 alike", () => {
+    const ids = [1, 300, 301, 302];
+    const top: Array<Array<[number, number]>> = [[[300, -0.1], [9, -3]], [[8, -0.2], [7, -0.3]], [[6, -0.4], [5, -0.5]]];
+    const list = promptLogprobsOf(ids, [-0.1, -4, -9], top, 2, tokenizer, [1, 17, 230]);
+    expect([1, 2, 3].map((i) => list[i]![ids[i]].rank)).toEqual([1, 17, 230]);
+    expect(list[2]![8]).toMatchObject({ logprob: -0.2, rank: 1 });
+    const own = promptLogprobsOf(ids, [-0.1, -4, -9], undefined, 0, tokenizer, [1, 17, 230]);
+    expect([1, 2, 3].map((i) => own[i]![ids[i]].rank)).toEqual([1, 17, 230]);
   });
 
   it("with 0 alternatives, each token's own alone; -inf clamped to -9999 as vLLM's clamp_prompt_logprobs", () => {

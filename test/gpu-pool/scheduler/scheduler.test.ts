@@ -302,7 +302,10 @@ describe('continuous batching', () => {
     for (let i = 1; i < 10; i++) {
       const l = scorer.forward(REPEATING_PROMPT[i - 1]);
       expect(promptLps.logprobs[i - 1]).toBeCloseTo(l[REPEATING_PROMPT[i]] - logSumExp(l), 3);
+      // Its rank in the whole vocabulary, as vLLM's: the tokens at least as likely, itself included.
+      expect(promptLps.ranks![i - 1]).toBe(l.filter((x) => x >= l[REPEATING_PROMPT[i]]).length);
     }
+    expect(promptLps.ranks).toHaveLength(REPEATING_PROMPT.length - 1);
     // logprobs 0: only the emitted tokens' own; not asked: none at all.
     const own = await run('lp-own', 'off', 0);
     expect(own.lps).toHaveLength(40);
