@@ -2,7 +2,8 @@
  * A soak of a running edge's OpenAI-compatible API (what `sssd soak --edge`
  * sends): completions and chat, streamed or not, n > 1, stops, logprobs,
  * echo, penalties, vLLM's min_p / min_tokens / ignore_eos / stop_token_ids /
- * allowed_token_ids, and broken ones, from many clients at once, a quarter
+ * allowed_token_ids / truncate_prompt_tokens / prompt_logprobs /
+ * return_tokens_as_token_ids, and broken ones, from many clients at once, a quarter
  * of them hanging up early. It checks what a user relies on:
  *
  * - no 5xx other than 503 `pool_unavailable` with Retry-After (every pool
@@ -76,8 +77,11 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     if (int(8) === 0) body.stop_token_ids = [2 + int(400)];
     if (int(4) === 0 && body.stop !== undefined) body.include_stop_str_in_output = true;
     if (int(12) === 0) body.allowed_token_ids = Array.from({ length: 1 + int(40) }, () => 2 + int(400));
+    if (int(8) === 0) body.truncate_prompt_tokens = pick([-1, 1, 5, 50]);
+    if (int(8) === 0) body.prompt_logprobs = body.stream ? 0 : int(4);
     if (int(5) === 0) body.logprobs = chat ? true : int(4);
     if (chat && body.logprobs === true && int(2) === 0) body.top_logprobs = int(4);
+    if (body.logprobs !== undefined && int(3) === 0) body.return_tokens_as_token_ids = true;
     if (!chat && int(8) === 0) body.echo = true;
     if (int(6) === 0) body.frequency_penalty = Math.round((random() * 4 - 2) * 100) / 100;
     if (int(6) === 0) body.presence_penalty = Math.round((random() * 4 - 2) * 100) / 100;
