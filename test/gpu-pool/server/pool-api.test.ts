@@ -307,13 +307,18 @@ describe('event frames', () => {
     for await (const event of readPoolEvents(res.body!, { format: poolEventFormat(contentType) })) events.push(event);
     return { contentType, events };
   }
-  /** What a client keeps of a generation: its tokens, their log-probabilities, how it ended (how steps split them varies run to run with the budget). */
+  /**
+   * What a client keeps of a generation: its tokens, how it ended, and the log-probabilities (apart: a drafted
+   * token's comes from a tree pass, equal to ~1e-6 run to run; how steps split the tokens varies with the budget).
+   */
   const outcome = (events: PoolEvent[]) => ({
     ids: events.flatMap((e) => (e.type === 'tokens' ? e.ids : [])),
-    logprobs: events.flatMap((e) => (e.type === 'tokens' ? (e.logprobs ?? []) : [])),
-    topLogprobs: events.flatMap((e) => (e.type === 'tokens' ? (e.topLogprobs ?? []) : [])),
     done: events.filter((e) => e.type === 'done').map((e) => e.type === 'done' && [e.finishReason, e.usage.completionTokens]),
   });
+  const logprobsOf = (events: PoolEvent[]): number[] => {
+    const steps = events.filter((e) => e.type === 'tokens');
+    return [...steps.flatMap((e) => e.logprobs ?? []), ...steps.flatMap((e) => (e.topLogprobs ?? []).flatMap((top) => top.map(([, lp]) => lp)))];
+  };
 
   it('carry what NDJSON carries to a client that asks for them: multi-token steps with their sources, log-probabilities, done', async () => {
     const prompt = [1, 365, 281, 261, 373, 300, 365, 281, 261];
@@ -326,6 +331,9 @@ describe('event frames', () => {
       expect(frames.events.map((e) => e.type)).toContain('start');
       expect(outcome(frames.events).ids).toHaveLength(80);
       expect(outcome(frames.events)).toEqual(outcome(lines.events));
+      const [framed, lined] = [logprobsOf(frames.events), logprobsOf(lines.events)];
+      expect(framed).toHaveLength(lined.length);
+      framed.forEach((lp, i) => expect(lp).toBeCloseTo(lined[i], 4));
     }
     // A greedy run drafts: some step carried several tokens from a draft source, and they came through whole.
     const greedy = await eventsAs(POOL_EVENT_FRAMES_ACCEPT, { id: 'frames-drafted', promptIds: prompt, maxTokens: 80, speculation: 'sssd' });
