@@ -352,7 +352,12 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   return streamResponse(
     runs,
     meta,
-    { includeUsage: body.stream_options?.include_usage === true, smooth: body.stream_options?.smooth === true },
+    {
+      includeUsage: body.stream_options?.include_usage === true,
+      // As vLLM's should_include_usage: continuous stats only where the final usage is asked too.
+      continuousUsage: body.stream_options?.include_usage === true && body.stream_options.continuous_usage_stats === true,
+      smooth: body.stream_options?.smooth === true,
+    },
     ctx.headers,
     ctx.clientSignal,
     opening,

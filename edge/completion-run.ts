@@ -180,6 +180,16 @@ export class CompletionRun {
   /** Output ids (all received; `counted` of them are the completion). */
   private readonly outputIds: number[] = [];
   private counted = 0;
+
+  /** The prompt's tokens, as usage counts them. */
+  get promptTokens(): number {
+    return this.plan.promptIds.length;
+  }
+
+  /** The completion's tokens so far (received and not cut by a stop string), as usage counts them. */
+  get completionTokens(): number {
+    return this.counted;
+  }
   private drafts = 0;
   private draftTokens = 0;
   private acceptedTokens = 0;

@@ -228,27 +228,37 @@ export function joinText(segments: readonly SourcedText[]): string {
 }
 
 /** A streamed chunk: the endpoint's chunk object around `choices` (and `usage`, for the last one). */
-function chunk(meta: ResponseMeta, choices: object[], usage?: CompletionUsage): object {
+/** A chunk's usage: the whole request's in the last chunk, or one choice's so far (vLLM's continuous_usage_stats). */
+type ChunkUsage = CompletionUsage | RunningUsage;
+
+/** vLLM's continuous usage: the prompt's tokens, and the choice's completion tokens so far. */
+export interface RunningUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+function chunk(meta: ResponseMeta, choices: object[], usage?: ChunkUsage): object {
   const object = meta.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
   return { id: meta.id, object, created: meta.created, model: meta.model, choices, ...(usage ? { usage } : meta.includeUsage ? { usage: null } : {}) };
 }
 
-export function roleChunk(meta: ResponseMeta, index = 0): object {
-  return chunk(meta, [{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]);
+export function roleChunk(meta: ResponseMeta, index = 0, usage?: RunningUsage): object {
+  return chunk(meta, [{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], usage);
 }
 
 /** A chunk of choice `index`'s text; `logprobs` formats its tokens (one formatter per choice), when asked. */
-export function textChunk(meta: ResponseMeta, segments: readonly SourcedText[], index = 0, logprobs: LogprobsFormatter | undefined = meta.logprobs): object {
+export function textChunk(meta: ResponseMeta, segments: readonly SourcedText[], index = 0, logprobs: LogprobsFormatter | undefined = meta.logprobs, usage?: RunningUsage): object {
   const text = joinText(segments);
   const content = meta.kind === 'chat' ? { delta: { content: text } } : { text };
   const choice = { index, ...content, logprobs: logprobs ? logprobs.format(tokensOf(segments)) : null, finish_reason: null };
-  return chunk(meta, [meta.sources ? { ...choice, sssd_sources: segments.map((s) => ({ text: s.text, source: s.source })) } : choice]);
+  return chunk(meta, [meta.sources ? { ...choice, sssd_sources: segments.map((s) => ({ text: s.text, source: s.source })) } : choice], usage);
 }
 
 /** A choice's last chunk; `stopReason` is vLLM's `stop_reason` (the stop string or stop token id it ended at, else null). */
-export function finishChunk(meta: ResponseMeta, finishReason: string, index = 0, stopReason: string | number | null = null): object {
+export function finishChunk(meta: ResponseMeta, finishReason: string, index = 0, stopReason: string | number | null = null, usage?: RunningUsage): object {
   const content = meta.kind === 'chat' ? { delta: {} } : { text: '' };
-  return chunk(meta, [{ index, ...content, logprobs: null, finish_reason: finishReason, stop_reason: stopReason }]);
+  return chunk(meta, [{ index, ...content, logprobs: null, finish_reason: finishReason, stop_reason: stopReason }], usage);
 }
 
 export function usageChunk(meta: ResponseMeta, usage: CompletionUsage): object {

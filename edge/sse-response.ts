@@ -8,11 +8,13 @@ import { toApiError } from './api-error';
 import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { BurstSmoother } from './burst-smoother';
 import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
-import { finishChunk, roleChunk, textChunk, usageChunk, type ResponseMeta } from './openai-format';
+import { finishChunk, roleChunk, textChunk, usageChunk, type ResponseMeta, type RunningUsage } from './openai-format';
 import type { SourcedText } from './token-text';
 
 export interface StreamOptions {
   includeUsage: boolean;
+  /** vLLM's continuous_usage_stats (with includeUsage): every chunk carries its choice's usage so far. */
+  continuousUsage?: boolean;
   smooth: boolean;
 }
 
@@ -179,17 +181,19 @@ export function streamResponse(
     try {
       for (const run of runs) generators.push(paced(run.run(), options.smooth));
       const formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
-      if (meta.kind === 'chat') for (let i = 0; i < runs.length; i++) send(roleChunk(meta, i));
+      // As vLLM's: the prompt's tokens and the choice's completion tokens so far, in every chunk of the choice.
+      const usageOf = options.continuousUsage ? (i: number): RunningUsage => runningUsage(runs[i]) : (): undefined => undefined;
+      if (meta.kind === 'chat') for (let i = 0; i < runs.length; i++) send(roleChunk(meta, i, usageOf(i)));
       for (let i = 0; i < runs.length; i++) pull(i);
       while (pending.size > 0 && !clientGone) {
         const { index, next } = await Promise.race(pending.values());
         if (next.done) {
           pending.delete(index);
           usages[index] = next.value.usage;
-          send(finishChunk(meta, next.value.finishReason, index, next.value.stopReason));
+          send(finishChunk(meta, next.value.finishReason, index, next.value.stopReason, usageOf(index)));
           continue;
         }
-        send(textChunk(meta, next.value, index, formatters[index]));
+        send(textChunk(meta, next.value, index, formatters[index], usageOf(index)));
         pull(index);
       }
       if (pending.size === 0 && options.includeUsage) send(usageChunk(meta, combinedUsage(usages)));
@@ -203,4 +207,10 @@ export function streamResponse(
     end();
   })();
   return new Response(readable, { headers: { ...sseHeaders, ...Object.fromEntries(new Headers(headers)) } });
+}
+
+function runningUsage(run: CompletionRun): RunningUsage {
+  const prompt = run.promptTokens;
+  const completion = run.completionTokens;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }

@@ -420,6 +420,43 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(nothing.json.error?.param).toBe('max_tokens');
   });
 
+  it("with vLLM's continuous_usage_stats, every streamed chunk carries its choice's usage so far; without include_usage, none does", async () => {
+    type Running = { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null | undefined;
+    const chunksOf = async (body: Record<string, unknown>): Promise<Array<{ choices: Array<{ index: number; finish_reason: string | null }>; usage?: Running }>> => {
+      const res = await fetch(`${stack.edgeUrl}${'messages' in body ? '/v1/chat/completions' : '/v1/completions'}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.devKey}` },
+        body: JSON.stringify({ model, max_tokens: 12, temperature: 1, seed: 3, stream: true, ...body }),
+      });
+      expect(res.status).toBe(200);
+      return (await res.text())
+        .split('\n')
+        .filter((l) => l.startsWith('data: {'))
+        .map((l) => JSON.parse(l.slice(6)) as { choices: Array<{ index: number; finish_reason: string | null }>; usage?: Running });
+    };
+    for (const body of [{ prompt: PROMPT, n: 2 }, { messages: [{ role: 'user', content: PROMPT }] }]) {
+      const chunks = await chunksOf({ ...body, stream_options: { include_usage: true, continuous_usage_stats: true } });
+      const last = chunks.at(-1)!;
+      expect(last.choices).toHaveLength(0);
+      const so = new Map<number, number>();
+      for (const chunk of chunks.slice(0, -1)) {
+        const usage = chunk.usage!;
+        expect(usage.prompt_tokens).toBe(last.usage!.prompt_tokens);
+        expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens);
+        // Per choice, never fewer than in its chunk before.
+        const index = chunk.choices[0].index;
+        expect(usage.completion_tokens).toBeGreaterThanOrEqual(so.get(index) ?? 0);
+        so.set(index, usage.completion_tokens);
+      }
+      // A chat's role chunk comes before any token; each choice's last count is what the final usage sums.
+      if ('messages' in body) expect(chunks[0].usage!.completion_tokens).toBe(0);
+      expect([...so.values()].reduce((a, b) => a + b, 0)).toBe(last.usage!.completion_tokens);
+      // Without include_usage, as vLLM's: no usage at all, continuous or final.
+      const without = await chunksOf({ ...body, stream_options: { continuous_usage_stats: true } });
+      expect(without.every((c) => c.usage === undefined)).toBe(true);
+    }
+  });
+
   it("serves vLLM's prompt_logprobs: the prompt's scores as echo with logprobs gives them, per choice (completions) or once (chat)", async () => {
     type Entry = { logprob: number; rank: number | null; decoded_token: string };
     type Scored = { choices: Array<{ text: string; prompt_logprobs?: Array<Record<string, Entry> | null>; logprobs?: OpenAI.CompletionChoice.Logprobs }>; prompt_logprobs?: unknown; usage: { prompt_tokens: number } };
