@@ -61,7 +61,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     if (chat) body.messages = Array.from({ length: 1 + int(3) }, (_, i) => ({ role: i === 0 && int(3) === 0 ? 'system' : 'user', content: int(5) === 0 ? [{ type: 'text', text: text() }] : text() }));
     else body.prompt = int(6) === 0 ? Array.from({ length: 1 + int(20) }, () => 2 + int(400)) : text();
     if (int(2) === 0) body.stream = true;
-    if (body.stream && int(3) === 0) body.stream_options = { include_usage: int(2) === 0, smooth: int(3) === 0 };
+    if (body.stream && int(3) === 0) body.stream_options = { include_usage: int(2) === 0, smooth: int(3) === 0, continuous_usage_stats: int(2) === 0 };
     if (int(3) !== 0) {
       body.temperature = pick([0, 0.5, 0.8, 1, 1.3]);
       body.seed = int(1e6);
