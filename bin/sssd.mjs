@@ -15,5 +15,5 @@ register();
 const { poolRelaunchArgs, relaunch } = await import('../gpu-pool/cli/pool-node-flags.ts');
 const relaunchArgs = poolRelaunchArgs(process.argv, process.execArgv, process.env.NODE_OPTIONS);
 if (relaunchArgs) await relaunch(relaunchArgs);
-const { main } = await import('../gpu-pool/cli/main.ts');
+const { main } = await import('../launcher/sssd-command.ts');
 await main(process.argv);

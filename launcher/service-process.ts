@@ -5,8 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { listenOnce } from '../gpu-pool/server/listen-once';
 
 export interface ServiceProcess {
   readonly name: string;
@@ -110,20 +110,6 @@ function ephemeralStart(): number {
   } catch {
     return 32768; // not Linux: the IANA range starts at 49152, the Linux default at 32768
   }
-}
-
-/** Binds `port` on `host` and lets it go: the port bound (the kernel's pick for 0), or listen()'s error. */
-export function listenOnce(port: number, host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      const address = server.address();
-      const got = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(got));
-    });
-  });
 }
 
 const LOWEST_PICKED_PORT = 10_000;

@@ -44,7 +44,7 @@ import { RepeatFilter } from '../datastore/repeat-filter';
 import { PoolServer } from '../server/pool-server';
 import { CliError } from './cli-error';
 import { decimalNumber } from './number-flags';
-import { listenOnce } from '../../launcher/service-process';
+import { listenOnce } from '../server/listen-once';
 import { POOL_NODE_FLAGS, oldSpaceFlag } from './pool-node-flags';
 import { parseSpeculativeConfig, resolveSpeculation, type SpeculationSettings } from './speculative-config';
 import { BatchSizeCaps } from '../budget/batch-size-caps';

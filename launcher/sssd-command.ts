@@ -1,5 +1,7 @@
 /**
- * `sssd` command line: one subcommand per file, each exporting `register`.
+ * `sssd` command line: one subcommand per file, each exporting `register`
+ * (the pool's, its datastore's and its benchmarks' in gpu-pool/cli/, `up`
+ * here, as it starts the pool and the edge together).
  * Errors meant for users (CliError, and any error carrying `userMessage`) are
  * printed plainly; anything else is a bug and keeps its stack trace.
  */
@@ -7,21 +9,21 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { PROTOCOL_VERSION } from '../../shared/protocol';
-import { CliError } from './cli-error';
-import { register as registerGenerate } from './generate-command';
-import { register as registerBenchDecode } from './bench-decode-command';
-import { register as registerDatastore } from './datastore-command';
-import { register as registerEvalDrafts } from './eval-drafts-command';
-import { register as registerPool } from './pool-command';
-import { register as registerBenchServe } from './bench-serve-command';
+import { PROTOCOL_VERSION } from '../shared/protocol';
+import { CliError } from '../gpu-pool/cli/cli-error';
+import { register as registerGenerate } from '../gpu-pool/cli/generate-command';
+import { register as registerBenchDecode } from '../gpu-pool/cli/bench-decode-command';
+import { register as registerDatastore } from '../gpu-pool/cli/datastore-command';
+import { register as registerEvalDrafts } from '../gpu-pool/cli/eval-drafts-command';
+import { register as registerPool } from '../gpu-pool/cli/pool-command';
+import { register as registerBenchServe } from '../gpu-pool/cli/bench-serve-command';
 import { register as registerUp } from './up-command';
-import { register as registerBenchDrafting } from './bench-drafting-command';
-import { register as registerSoak } from './soak-command';
+import { register as registerBenchDrafting } from '../gpu-pool/cli/bench-drafting-command';
+import { register as registerSoak } from '../gpu-pool/cli/soak-command';
 
 /** package.json's version, and the protocol's: what a bug report should name. */
 function packageVersion(): string {
-  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
+  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../package.json');
   const pkg = JSON.parse(readFileSync(file, 'utf8')) as { version: string };
   return `sssd-serve ${pkg.version} (edge-pool protocol ${PROTOCOL_VERSION})`;
 }

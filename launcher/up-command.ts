@@ -1,6 +1,6 @@
 // `sssd up` (= npm start): the pool and the edge together, see launcher/up.ts.
 import type { Command } from 'commander';
-import { runUp } from '../../launcher/up';
+import { runUp } from './up';
 
 export function register(program: Command): void {
   program
