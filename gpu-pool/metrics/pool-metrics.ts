@@ -66,6 +66,8 @@ export class PoolMetrics {
   readonly stalledStreams: Counter;
   /** DELETE /v1/draft-cache calls (a measurement's replays, each starting its drafting cold). */
   readonly draftCacheClears: Counter;
+  /** Generation streams opened, by the form their events took (frames or NDJSON): which edges still read NDJSON. */
+  readonly eventStreams: Readonly<Record<'frames' | 'ndjson', { inc(): void }>>;
   readonly shippedTries: Counter<'result'>;
   /** Generations admitted as resumed (an edge moved them here after their pool failed mid-stream), and the output they brought. */
   readonly resumedGenerations: Counter;
@@ -332,6 +334,14 @@ export class PoolMetrics {
       help: "Times the datastore's draft cache was emptied on request (DELETE /v1/draft-cache: bench-serve does it before each replay).",
       registers,
     });
+    const eventStreams = new Counter({
+      name: 'sssd_pool_event_streams_total',
+      help: 'Generation streams opened, by the form their events took: encoding="frames" (binary, for a client whose Accept names them: edges since frames) or "ndjson" (anyone else: curl, an edge from before them).',
+      labelNames: ['encoding'],
+      registers,
+    });
+    // Bound once, both series present from the start (a rollout's dashboard shows the NDJSON one at 0, not missing).
+    this.eventStreams = { frames: eventStreams.labels('frames'), ndjson: eventStreams.labels('ndjson') };
     this.stalledStreams = new Counter({
       name: 'sssd_pool_stalled_streams_total',
       help: 'Generation streams cut, and their generations cancelled, because their reader took nothing for --stalled-reader-seconds while events waited.',

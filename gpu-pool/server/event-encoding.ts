@@ -9,12 +9,14 @@ import { encodeEventLine } from '../../shared/pool-event-lines';
 import type { PoolEvent } from '../../shared/protocol';
 
 export interface EventEncoding {
+  /** Its label in sssd_pool_event_streams_total. */
+  name: 'frames' | 'ndjson';
   contentType: string;
   encode(event: PoolEvent): Uint8Array | string;
 }
 
-const frames: EventEncoding = { contentType: POOL_EVENT_FRAMES_TYPE, encode: encodeEventFrame };
-const lines: EventEncoding = { contentType: 'application/x-ndjson', encode: encodeEventLine };
+const frames: EventEncoding = { name: 'frames', contentType: POOL_EVENT_FRAMES_TYPE, encode: encodeEventFrame };
+const lines: EventEncoding = { name: 'ndjson', contentType: 'application/x-ndjson', encode: encodeEventLine };
 
 /** Frames where `accept` lists their media type with a q above 0; NDJSON for anything else, `*\/*` included. */
 export function eventEncodingFor(accept: string | undefined): EventEncoding {

@@ -323,6 +323,7 @@ export class PoolServer {
     const head = (): void => {
       if (res.headersSent) return;
       req.socket.setNoDelay(true);
+      this.options.metrics.eventStreams[encoding.name].inc();
       res.writeHead(200, { 'content-type': encoding.contentType, 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
       res.flushHeaders();
     };

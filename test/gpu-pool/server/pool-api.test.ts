@@ -322,6 +322,8 @@ describe('event frames', () => {
 
   it('carry what NDJSON carries to a client that asks for them: multi-token steps with their sources, log-probabilities, done', async () => {
     const prompt = [1, 365, 281, 261, 373, 300, 365, 281, 261];
+    const streams = (encoding: string): Promise<number> => metricValue(pool, 'sssd_pool_event_streams_total', `encoding="${encoding}"`);
+    const [framesBefore, linesBefore] = [await streams('frames'), await streams('ndjson')];
     for (const extra of [{}, { logprobs: 2 }, { sampling: { temperature: 0.9, seed: 4 } }]) {
       const body = { promptIds: prompt, maxTokens: 80, speculation: 'sssd', ...extra };
       const lines = await eventsAs(undefined, { ...body, id: `lines-${Object.keys(extra).join()}` });
@@ -335,6 +337,8 @@ describe('event frames', () => {
       expect(framed).toHaveLength(lined.length);
       framed.forEach((lp, i) => expect(lp).toBeCloseTo(lined[i], 4));
     }
+    // Counted by form: an operator sees which edges still read NDJSON.
+    expect([await streams('frames'), await streams('ndjson')]).toEqual([framesBefore + 3, linesBefore + 3]);
     // A greedy run drafts: some step carried several tokens from a draft source, and they came through whole.
     const greedy = await eventsAs(POOL_EVENT_FRAMES_ACCEPT, { id: 'frames-drafted', promptIds: prompt, maxTokens: 80, speculation: 'sssd' });
     const steps = greedy.events.filter((e) => e.type === 'tokens');
