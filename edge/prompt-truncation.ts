@@ -20,8 +20,10 @@ import { badRequest } from './api-error';
 export function promptTokensKept(asked: number | null | undefined, contextLength: number, maxTokens: number | null, limitParam: string): number | null {
   if (asked === undefined || asked === null) return null;
   const room = contextLength - (maxTokens ?? 0);
-  // At least one: a reply that takes the whole context is then refused by the context check, not sent an empty prompt.
-  if (asked === -1) return Math.max(room, 1);
+  // A reply that takes the whole context leaves no prompt to keep: the context check refuses it, naming the
+  // reply's bound (as vLLM checks max_tokens first), not a truncation of "at most -88" or an empty prompt.
+  if (room < 1) return null;
+  if (asked === -1) return room;
   if (asked > room) {
     throw badRequest(
       `truncate_prompt_tokens (${asked}) is more than this model's context (${contextLength} tokens) less ${limitParam} (${maxTokens ?? 0}): at most ${room}.`,

@@ -681,6 +681,8 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(echoed.choices[0].logprobs!.tokens!.join('')).toBe(echoed.choices[0].text);
     // Out of range: 0, and more than the context less max_tokens, named.
     for (const k of [0, 505]) expect((await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 8, truncate_prompt_tokens: k })).json.error, String(k)).toMatchObject({ param: 'truncate_prompt_tokens', code: 'invalid_value' });
+    // A reply bound past the context is the reply's fault, as without truncation (and as vLLM checks it first).
+    for (const k of [5, -1]) expect((await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 600, truncate_prompt_tokens: k })).json.error, String(k)).toMatchObject({ param: 'max_tokens', code: 'context_length_exceeded' });
 
     // Tokens named by id: the greedy reply's own ids, in both shapes; alternatives too.
     const byId = await ask({ prompt: PROMPT, logprobs: 2, return_tokens_as_token_ids: true });

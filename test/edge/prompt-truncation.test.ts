@@ -24,8 +24,10 @@ describe('truncate_prompt_tokens', () => {
     // No max_tokens (the rest of the context): none reserved, as vLLM's chat counts it.
     expect(promptTokensKept(-1, 512, null, 'max_tokens')).toBe(512);
     expect(promptTokensKept(512, 512, null, 'max_tokens')).toBe(512);
-    // A reply of the whole context leaves -1 one token, which the context check then refuses: never an empty prompt.
-    expect(promptTokensKept(-1, 512, 512, 'max_tokens')).toBe(1);
+    // A reply of the whole context or more leaves no prompt: nothing is cut, and the context check refuses the reply's
+    // bound (as vLLM checks max_tokens first), never an empty prompt nor a truncation of "at most -88".
+    expect(promptTokensKept(-1, 512, 512, 'max_tokens')).toBeNull();
+    expect(promptTokensKept(5, 512, 600, 'max_tokens')).toBeNull();
     let err: unknown;
     try {
       promptTokensKept(497, 512, 16, 'max_completion_tokens');
