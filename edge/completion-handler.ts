@@ -23,6 +23,7 @@ import { openedOrLate } from './reply-start';
 import { streamResponse } from './sse-response';
 import { wholeCompletionResponse } from './whole-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
+import { badWordsTokenIds } from './bad-words';
 
 export type ParsedRequest = { kind: 'completion'; body: CompletionRequest } | { kind: 'chat'; body: ChatRequest };
 
@@ -237,6 +238,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   inVocabulary('stop_token_ids', stopTokenIds);
   const allowedTokenIds = body.allowed_token_ids ?? null;
   inVocabulary('allowed_token_ids', allowedTokenIds ?? []);
+  const badWords = badWordsTokenIds(body.bad_words ?? [], model.tokenizer);
   const minTokens = body.min_tokens ?? 0;
   // vLLM's rule: a reply cannot be held open past the tokens it may have.
   if (minTokens > maxTokens) throw badRequest(`min_tokens (${minTokens}) must be at most ${limitParam} (${maxTokens}).`, 'min_tokens', 'invalid_value');
@@ -319,6 +321,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           minTokens,
           includeStop: body.include_stop_str_in_output === true,
           allowedTokenIds,
+          badWords,
           userCache,
           trie,
           trieFollows: drafts && cacheInTime === null,

@@ -37,6 +37,8 @@ export interface CompletionPlan {
   includeStop: boolean;
   /** vLLM's allowed_token_ids: the only ids the pool may generate (null = any). */
   allowedTokenIds: number[] | null;
+  /** vLLM's bad_words as token-id sequences (edge/bad-words.ts; empty = none). */
+  badWords: number[][];
   /**
    * The user's cache, read from KV as the request came in (it may come after
    * the generation opened); null where the request does not draft at the
@@ -270,6 +272,7 @@ export class CompletionRun {
       ...(plan.stopTokenIds.length > 0 ? { stopTokenIds: plan.stopTokenIds } : {}),
       ...(plan.minTokens > 0 ? { minTokens: plan.minTokens } : {}),
       ...(plan.allowedTokenIds ? { allowedTokenIds: plan.allowedTokenIds } : {}),
+      ...(plan.badWords.length > 0 ? { badWords: plan.badWords } : {}),
       // Ids meant for this model: a pool serving another refuses them (421), and the next one is tried.
       model: modelIdentity(deps.model.info),
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),

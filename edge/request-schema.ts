@@ -5,7 +5,7 @@
  * (UNSUPPORTED_PARAMETERS).
  */
 import { z } from 'zod';
-import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_STOP_TOKEN_IDS } from '../shared/protocol';
+import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_BAD_WORDS, MAX_STOP_TOKEN_IDS } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
 import { badRequest, TooManyChoicesError, type ApiError } from './api-error';
 import { MAX_PROMPT_LOGPROBS } from './prompt-logprobs';
@@ -32,6 +32,8 @@ const streamOptionsSchema = z
 
 /** Most choices (`n`) a request may ask for: each is a whole generation on a pool. */
 export const MAX_CHOICES = 8;
+/** Characters of one of `bad_words` (each is tokenized twice at the edge, so bounded; vLLM sets none). */
+export const MAX_BAD_WORD_LENGTH = 1024;
 /** Characters of a `user` name (OpenAI's field; the per-user cache's scope). */
 export const MAX_USER_LENGTH = 256;
 
@@ -57,6 +59,11 @@ const commonFields = {
   include_stop_str_in_output: z.boolean().nullish(),
   /** Non-standard (vLLM): the only token ids the reply may hold. */
   allowed_token_ids: z.array(z.number().int().min(0)).min(1, 'allowed_token_ids must name at least one id').max(MAX_ALLOWED_TOKEN_IDS).nullish(),
+  /** Non-standard (vLLM): words the reply may not hold, tokenized as vLLM does (edge/bad-words.ts); a word's length bounds its tokenizing. */
+  bad_words: z
+    .array(z.string().max(MAX_BAD_WORD_LENGTH, `a bad word holds at most ${MAX_BAD_WORD_LENGTH} characters`))
+    .max(MAX_BAD_WORDS, `bad_words holds at most ${MAX_BAD_WORDS} words`)
+    .nullish(),
   /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
   seed: z
     .number()
@@ -195,14 +202,13 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   modalities: { neutral: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', hint: '["text"]' },
   audio: { neutral: () => false, hint: 'null' },
   web_search_options: { neutral: () => false, hint: 'null' },
-  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, return_tokens_as_token_ids): each changes the answer, and a vLLM user would expect them honoured.
+  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, return_tokens_as_token_ids, bad_words): each changes the answer, and a vLLM user would expect them honoured.
   use_beam_search: { neutral: (v) => v === false, hint: 'false' },
   guided_json: { neutral: () => false, hint: 'null' },
   guided_regex: { neutral: () => false, hint: 'null' },
   guided_choice: { neutral: () => false, hint: 'null' },
   guided_grammar: { neutral: () => false, hint: 'null' },
   structured_outputs: { neutral: () => false, hint: 'null' },
-  bad_words: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
   // A completion's prompt always starts with the model's BOS, as vLLM's does by default; false (no BOS) was ignored.
   // A prompt of token ids gets none either way, as vLLM takes it.
   add_special_tokens: { neutral: (v, body) => v === true || isTokenIdPrompt(body.prompt), hint: 'true (send the prompt as token ids to leave BOS out)' },

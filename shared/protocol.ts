@@ -64,6 +64,30 @@ export const MAX_STOP_TOKEN_IDS = 64;
 /** Most ids an allowed-token list may hold (past any vocabulary served here). */
 export const MAX_ALLOWED_TOKEN_IDS = 262_144;
 
+/** Most bad words (token-id sequences) a generation may name, and most ids in all of them (vLLM's VLLM_MAX_NUM_BAD_WORDS and VLLM_MAX_BAD_WORDS_TOTAL_TOKENS). */
+export const MAX_BAD_WORDS = 128;
+export const MAX_BAD_WORDS_TOKENS = 1024;
+
+/** Why `value` is no list of at most MAX_BAD_WORDS non-empty token-id lists of MAX_BAD_WORDS_TOKENS ids in all; null when it is one. Counted before zod reads the elements. */
+function badWordsProblem(value: unknown): string | null {
+  if (!Array.isArray(value)) return 'expected an array of token-id sequences';
+  if (value.length > MAX_BAD_WORDS) return `at most ${MAX_BAD_WORDS} sequences, got ${value.length}`;
+  let total = 0;
+  for (let i = 0; i < value.length; i++) {
+    const word: unknown = value[i];
+    if (!Array.isArray(word) || word.length === 0) return `[${i}] = ${describeValue(word)} is not a non-empty array of token ids`;
+    total += word.length;
+    if (total > MAX_BAD_WORDS_TOKENS) return `at most ${MAX_BAD_WORDS_TOKENS} token ids in all`;
+    for (let j = 0; j < word.length; j++) {
+      const t: unknown = word[j];
+      if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0x7fffffff) return `[${i}][${j}] = ${describeValue(t)} is not a token id (an integer >= 0)`;
+    }
+  }
+  return null;
+}
+
+const badWordsSchema = z.custom<number[][]>((value) => badWordsProblem(value) === null, { error: (issue) => badWordsProblem(issue.input) ?? 'not a list of token-id sequences' });
+
 /** Most prompt tokens a request may carry: past any context served here, and few enough to check in milliseconds. */
 export const MAX_PROMPT_IDS = 1 << 20;
 
@@ -125,6 +149,8 @@ export const generateRequestSchema = z.object({
   minTokens: z.number().int().min(0).default(0),
   /** vLLM's `allowed_token_ids`: the only ids that may be generated (every other logit masked). Added within version 1. */
   allowedTokenIds: z.array(z.number().int().min(0)).min(1).max(MAX_ALLOWED_TOKEN_IDS).optional(),
+  /** vLLM's `bad_words`, tokenized: a sequence's last id cannot be generated where the output ends in its other ids (that logit masked); inside the vocabulary. Added within version 1. */
+  badWords: badWordsSchema.optional(),
   sampling: samplingSchema.default({ temperature: 0, topP: 1, minP: 0, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
   speculation: z.enum(speculationMethods).default('sssd'),
   /** Use the pool's global datastore as a draft source (on unless turned off). */

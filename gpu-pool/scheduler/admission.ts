@@ -126,6 +126,8 @@ export class Admission<S extends RunnerSequence> {
     checkInVocabulary('stopTokenIds', stopTokenIds, vocab);
     const allowed = request.allowedTokenIds;
     if (allowed) checkInVocabulary('allowedTokenIds', allowed, vocab);
+    const badWords = request.badWords ?? [];
+    for (let i = 0; i < badWords.length; i++) checkInVocabulary(`badWords[${i}]`, badWords[i], vocab);
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this;
     if (reserved > limits.maxTotalTokens) {
@@ -177,7 +179,7 @@ export class Admission<S extends RunnerSequence> {
     gen.prefixEpoch = this.prefixes?.epoch ?? 0;
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
     gen.endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
-    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed };
+    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed, badWords };
     if (hasLogitAdjustments(request.sampling, ends)) {
       // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.
       const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed), ends);

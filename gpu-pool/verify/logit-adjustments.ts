@@ -15,7 +15,10 @@
  * And vLLM's `min_tokens`: the ids that would end the generation (the end
  * token, the request's stop token ids) are masked while the output, the
  * path's tokens counted, is shorter than that; and its `allowed_token_ids`:
- * every other id masked, at every node.
+ * every other id masked, at every node. And its `bad_words` (as token-id
+ * sequences): the last id of a sequence is masked where the node's history,
+ * output and path, ends in the sequence's other ids (vLLM matches the output
+ * alone, never the prompt).
  */
 export interface LogitAdjustmentSettings {
   frequencyPenalty: number;
@@ -30,6 +33,15 @@ export interface TokenMasks {
   ids: readonly number[];
   minTokens: number;
   allowed?: readonly number[];
+  /** vLLM's bad words as token-id sequences: each one's last id masked after its others (output only). */
+  badWords?: readonly (readonly number[])[];
+}
+
+/** Bad words, packed: their ids end to end, where each starts (one more entry: the end), and the output's last tokens, as many as the longest word less one, in a ring (the output's token i at i % length). */
+interface BadWordTable {
+  tokens: Int32Array;
+  starts: Int32Array;
+  recent: Int32Array;
 }
 
 function penalises(s: LogitAdjustmentSettings): boolean {
@@ -37,7 +49,7 @@ function penalises(s: LogitAdjustmentSettings): boolean {
 }
 
 export function hasLogitAdjustments(s: LogitAdjustmentSettings, ends?: TokenMasks): boolean {
-  return penalises(s) || (ends !== undefined && ((ends.minTokens > 0 && ends.ids.length > 0) || ends.allowed !== undefined));
+  return penalises(s) || (ends !== undefined && ((ends.minTokens > 0 && ends.ids.length > 0) || ends.allowed !== undefined || (ends.badWords?.length ?? 0) > 0));
 }
 
 export class LogitAdjustments {
@@ -60,6 +72,8 @@ export class LogitAdjustments {
   private readonly disallowed: Int32Array | null;
   /** Tokens observed (the output so far). */
   private outputLength = 0;
+  /** The request's bad words; null = none. */
+  private readonly badWords: BadWordTable | null = null;
 
   constructor(
     readonly settings: LogitAdjustmentSettings,
@@ -77,6 +91,15 @@ export class LogitAdjustments {
       for (let id = 0; id < vocabSize; id++) if (!allowed[id]) out.push(id);
       this.disallowed = Int32Array.from(out);
     } else this.disallowed = null;
+    const bad = ends?.badWords ?? [];
+    if (bad.length > 0) {
+      const starts = new Int32Array(bad.length + 1);
+      for (let w = 0; w < bad.length; w++) starts[w + 1] = starts[w] + bad[w].length;
+      const tokens = Int32Array.from(bad.flat());
+      for (const id of tokens) if (!(id >= 0 && id < vocabSize)) throw new RangeError(`bad word token ${id}, outside the vocabulary (size ${vocabSize})`);
+      // At least one entry: a ring of one-token words alone is written and never read.
+      this.badWords = { tokens, starts, recent: new Int32Array(Math.max(1, ...bad.map((w) => w.length - 1))) };
+    }
     this.counts = new Int32Array(vocabSize);
     this.inPrompt = new Uint8Array(vocabSize);
     this.scratch = new Float32Array(vocabSize);
@@ -96,6 +119,8 @@ export class LogitAdjustments {
 
   /** One emitted token joins the output. */
   observe(token: number): void {
+    const recent = this.badWords?.recent;
+    if (recent) recent[this.outputLength % recent.length] = token;
     this.outputLength++;
     if (this.counts[token]++ === 0) this.outputTokens.push(token);
   }
@@ -109,12 +134,15 @@ export class LogitAdjustments {
   apply(logits: Float32Array, rowTokens: ArrayLike<number>, path: ArrayLike<number>, depth: number): Float32Array {
     const withheld = this.outputLength + depth < this.minTokens;
     const { disallowed } = this;
-    // Past min_tokens, without penalties or an allowed list: the logits as they are, no copy.
-    if (!this.penalising && !withheld && disallowed === null) return logits;
+    const { badWords } = this;
+    const banning = badWords !== null && this.bans(badWords, null, rowTokens, path, depth);
+    // Past min_tokens, without penalties, an allowed list or a bad word to mask here: the logits as they are, no copy.
+    if (!this.penalising && !withheld && disallowed === null && !banning) return logits;
     const out = this.scratch;
     out.set(logits);
     if (withheld) for (let i = 0; i < this.endIds.length; i++) out[this.endIds[i]] = -Infinity;
     if (disallowed !== null) for (let i = 0; i < disallowed.length; i++) out[disallowed[i]] = -Infinity;
+    if (banning) this.bans(badWords, out, rowTokens, path, depth);
     if (!this.penalising) return out;
     for (let i = 0; i < this.biasIds.length; i++) out[this.biasIds[i]] += this.biasValues[i];
     const { counts, stamp } = this;
@@ -131,6 +159,33 @@ export class LogitAdjustments {
     for (let i = 0; i < depth; i++) this.penalise(out, rowTokens[path[i]]);
     for (let i = 0; i < depth; i++) counts[rowTokens[path[i]]]--;
     return out;
+  }
+
+  /**
+   * Whether a bad word's last id is banned at the node (its other ids end the
+   * history: the output, then `rowTokens[path[0..depth)]`); with `out`, every
+   * such id is masked there, else the first one found answers.
+   */
+  private bans({ tokens, starts, recent }: BadWordTable, out: Float32Array | null, rowTokens: ArrayLike<number>, path: ArrayLike<number>, depth: number): boolean {
+    const { outputLength } = this;
+    let any = false;
+    for (let w = 0; w + 1 < starts.length; w++) {
+      const last = starts[w + 1] - 1;
+      const before = last - starts[w];
+      // vLLM's rule: a word longer than the history and the next token is skipped.
+      if (before > outputLength + depth) continue;
+      let k = 0;
+      // k back from the history's end: the path's tokens first, then the output's (the ring holds enough of them).
+      for (; k < before; k++) {
+        const seen = k < depth ? rowTokens[path[depth - 1 - k]] : recent[(outputLength - 1 - (k - depth)) % recent.length];
+        if (seen !== tokens[last - 1 - k]) break;
+      }
+      if (k < before) continue;
+      if (out === null) return true;
+      out[tokens[last]] = -Infinity;
+      any = true;
+    }
+    return any;
   }
 
   /** Penalises token `t` in `out`, once per apply() call (stamped with its epoch). */

@@ -1,6 +1,6 @@
 // The edge's OpenAI-compatible API against the real stack: a pool process and
 // `wrangler dev` with local KV, driven by the official `openai` client.
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
@@ -11,6 +11,7 @@ import type { CompletionUsage } from '../../edge/completion-run';
 import { runEdgeSoak } from '../../gpu-pool/bench/edge-soak';
 import { metricValue } from '../gpu-pool/server/pool-process';
 import { models } from '../support/shared-data';
+import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 
 // The edge's own usage type: the test reads what the edge declares it sends.
 type SpeculationFigures = CompletionUsage['speculation'];
@@ -650,6 +651,29 @@ describe('OpenAI-compatible API on the edge', () => {
     await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, stop_token_ids: [512] } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'stop_token_ids' });
     await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, allowed_token_ids: [3, 512] } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'allowed_token_ids' });
     await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, allowed_token_ids: [] } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'allowed_token_ids' });
+  });
+
+  it("serves vLLM's bad_words: the word's tokens never in the reply, the same with speculation and without", async () => {
+    // The reference reply names Max twice; the word's tokens as vLLM makes them (llama2.c's: with its leading space).
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'llama2c');
+    const word = tokenizer.encode('Max', { bos: false });
+    expect(word.length).toBeGreaterThan(1);
+    const holds = (ids: number[]) => ids.some((_, i) => word.every((t, j) => ids[i + j] === t));
+    expect(holds(reference.output_ids.slice(0, 40))).toBe(true);
+    const ids: number[][] = [];
+    for (const speculation of ['auto', 'off']) {
+      const c = await client.completions.create({ model, prompt: PROMPT, max_tokens: 40, temperature: 0, speculation, bad_words: [' Max'], logprobs: 0, return_tokens_as_token_ids: true } as OpenAI.CompletionCreateParamsNonStreaming);
+      ids.push(c.choices[0].logprobs!.tokens!.map((t) => Number(t.slice('token_id:'.length))));
+      const streamed = await streamCompletion({ prompt: PROMPT, max_tokens: 40, temperature: 0, speculation, bad_words: ['Max'], user: `bad-words-${speculation}` });
+      expect(streamed.text, speculation).toBe(c.choices[0].text);
+    }
+    expect(ids[0]).toEqual(ids[1]);
+    expect(ids[0]).toHaveLength(40);
+    expect(holds(ids[0])).toBe(false);
+    // Its first tokens are the reference's own: only the word's last token is masked, after the others.
+    expect(ids[0].slice(0, word.length - 1)).toEqual(word.slice(0, -1));
+    await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, bad_words: ['Max', ' '] } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'bad_words' });
+    await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, bad_words: 'Max' } as unknown as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'bad_words' });
   });
 
   it("serves vLLM's truncate_prompt_tokens (the prompt's last k tokens, a text prompt's BOS kept) and return_tokens_as_token_ids", async () => {

@@ -37,7 +37,6 @@ describe('OpenAI parameters this server does not implement', () => {
       ['guided_choice', ['yes', 'no']],
       ['guided_grammar', 'root ::= "a"'],
       ['structured_outputs', { json: {} }],
-      ['bad_words', ['dog']],
       // A prompt without BOS: silently ignored before, a vLLM user got other text.
       ['add_special_tokens', false],
     ];
@@ -122,6 +121,15 @@ describe('OpenAI parameters this server does not implement', () => {
       expect(parseOpenAiBody(chatRequestSchema, { ...chat, logprobs: true, return_tokens_as_token_ids: value }, 'chat').return_tokens_as_token_ids).toBe(value);
     }
     expect(refusal({ return_tokens_as_token_ids: 'yes' })!.toBody().error).toMatchObject({ param: 'return_tokens_as_token_ids', code: 'invalid_value' });
+  });
+
+  it("takes vLLM's bad_words on both endpoints, bounded in words and in each word's characters", () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', bad_words: ['dog', ' a cat'] }).bad_words).toEqual(['dog', ' a cat']);
+    expect(parseOpenAiBody(chatRequestSchema, { ...chat, bad_words: ['dog'] }, 'chat').bad_words).toEqual(['dog']);
+    expect(refusal({ bad_words: 'dog' })!.toBody().error).toMatchObject({ param: 'bad_words', code: 'invalid_value' });
+    expect(refusal({ bad_words: new Array(129).fill('dog') })!.toBody().error).toMatchObject({ param: 'bad_words', message: expect.stringContaining('at most 128 words') });
+    expect(refusal({ bad_words: ['x'.repeat(1025)] })!.toBody().error).toMatchObject({ param: 'bad_words.0', message: expect.stringContaining('at most 1024 characters') });
   });
 
   it('still reports the schema\'s own errors after its own check', () => {

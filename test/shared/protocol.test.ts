@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_LOGIT_BIAS, generateRequestSchema } from '../../shared/protocol';
+import { MAX_BAD_WORDS, MAX_BAD_WORDS_TOKENS, MAX_LOGIT_BIAS, generateRequestSchema } from '../../shared/protocol';
 
 const base = { id: 'g', promptIds: [1, 2], maxTokens: 4 };
 
@@ -31,5 +31,15 @@ describe('the generate request', () => {
     expect(issue({ ...base, predictionIds: [{ a: 1 }] })).toMatch(/\[0\] = an object/);
     expect(issue({ ...base, promptIds: ['x'.repeat(100)] })).toMatch(/\[0\] = "x{40}" is not/);
     expect(issue({ ...base, promptIds: [-1] })).toMatch(/\[0\] = -1 is not/);
+  });
+
+  it("takes vLLM's bad words as token-id sequences, bounded in count and in ids, each id named where it is bad", () => {
+    expect(generateRequestSchema.parse({ ...base, badWords: [[5], [6, 7]] }).badWords).toEqual([[5], [6, 7]]);
+    expect(generateRequestSchema.parse(base).badWords).toBeUndefined();
+    expect(issue({ ...base, badWords: Array.from({ length: MAX_BAD_WORDS + 1 }, () => [1]) })).toMatch(new RegExp(`badWords: at most ${MAX_BAD_WORDS} sequences`));
+    expect(issue({ ...base, badWords: [new Array(MAX_BAD_WORDS_TOKENS).fill(1), [2]] })).toMatch(new RegExp(`badWords: at most ${MAX_BAD_WORDS_TOKENS} token ids in all`));
+    expect(issue({ ...base, badWords: [[1], []] })).toMatch(/badWords: \[1\] = an array is not a non-empty array/);
+    expect(issue({ ...base, badWords: [[1, -2]] })).toMatch(/badWords: \[0\]\[1\] = -2 is not a token id/);
+    expect(issue({ ...base, badWords: [5] })).toMatch(/badWords: \[0\] = 5 is not/);
   });
 });

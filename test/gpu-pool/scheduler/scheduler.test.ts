@@ -409,6 +409,41 @@ describe('continuous batching', () => {
     expect(tokensOf(beside).length).toBeGreaterThan(4);
   });
 
+  it("never emits a bad word (vLLM's bad_words), one token or several, with speculation as without", async () => {
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 40, speculation, ignoreEos: true, ...extra, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
+      const events = await c.done;
+      return { ids: tokensOf(events), finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason };
+    };
+    /** The same with speculation off and with `sssd` drafting from the free output (its drafts hold the banned words). */
+    const both = async (name: string, extra: Record<string, unknown>, drafts: number[]) => {
+      const plain = await run(`${name}-off`, 'off', extra);
+      const drafted = await run(`${name}-sssd`, 'sssd', extra, drafts);
+      expect(drafted, name).toEqual(plain);
+      return plain.ids;
+    };
+    const holds = (ids: number[], word: number[]) => ids.some((_, i) => word.every((t, j) => ids[i + j] === t));
+    const free = (await run('free', 'off', {})).ids;
+    // A word of the free output's tokens 5..7 (it repeats: drafts from it would write it again).
+    const word = free.slice(5, 8);
+    expect(holds(free, word)).toBe(true);
+    const banned = await both('three-tokens', { badWords: [word] }, free);
+    expect(banned.slice(0, 7)).toEqual(free.slice(0, 7));
+    expect(holds(banned, word)).toBe(false);
+    // A one-token word: never emitted.
+    const single = await both('one-token', { badWords: [[free[3]]] }, free);
+    expect(single).not.toContain(free[3]);
+    // Both, with penalties beside them.
+    const mixed = await both('with-penalty', { badWords: [word, [free[3]]], sampling: { presencePenalty: 0.5 } }, free);
+    expect(holds(mixed, word) || mixed.includes(free[3])).toBe(false);
+    // A bad word's id outside the vocabulary is refused at the door.
+    expect(() => s.submit(generateRequestSchema.parse({ id: 'bad-past', promptIds: [1], maxTokens: 4, badWords: [[2], [3, runner.config.vocabSize]] }), collect().sink)).toThrow(
+      expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('badWords[1][1]') }),
+    );
+  });
+
   it("ends at a stop token id, runs past the end token with ignoreEos, holds both back for minTokens, and keeps to allowedTokenIds: with speculation as without", async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
     const eos = runner.config.eosIds[0];

@@ -58,4 +58,71 @@ describe('logit adjustments', () => {
     expect(hasLogitAdjustments({ frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1, logitBias: {} })).toBe(false);
     expect(hasLogitAdjustments({ frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1, logitBias: { '2': 1 } })).toBe(true);
   });
+
+  describe("vLLM's bad words", () => {
+    const neutral = { frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 };
+    const masked = (out: Float32Array) => [...out.keys()].filter((t) => out[t] === -Infinity);
+    const banning = (badWords: number[][], output: number[]) => {
+      const a = new LogitAdjustments(neutral, V, [], { ids: [], minTokens: 0, badWords });
+      for (const t of output) a.observe(t);
+      return a;
+    };
+
+    it('turn the adjustments on', () => {
+      expect(hasLogitAdjustments(neutral, { ids: [], minTokens: 0, badWords: [[3]] })).toBe(true);
+      expect(hasLogitAdjustments(neutral, { ids: [], minTokens: 0, badWords: [] })).toBe(false);
+    });
+
+    it('mask a one-token word at every node, and a longer one only after its other tokens', () => {
+      const a = banning([[6], [2, 5, 7]], [1, 2]);
+      // The output ends in 2, not 2 5: only the one-token word.
+      expect(masked(a.apply(logits, [], [], 0))).toEqual([6]);
+      a.observe(5);
+      expect(masked(a.apply(logits, [], [], 0))).toEqual([6, 7]);
+      a.observe(4);
+      expect(masked(a.apply(logits, [], [], 0))).toEqual([6]);
+      expect(logits[7]).toBe(4);
+    });
+
+    it('match the output, never the prompt', () => {
+      const a = new LogitAdjustments(neutral, V, [2, 5], { ids: [], minTokens: 0, badWords: [[2, 5, 7]] });
+      // No copy where no word matches: the logits themselves.
+      expect(a.apply(logits, [], [], 0)).toBe(logits);
+      a.observe(2);
+      expect(a.apply(logits, [], [], 0)).toBe(logits);
+      a.observe(5);
+      expect(masked(a.apply(logits, [], [], 0))).toEqual([7]);
+    });
+
+    it("read a node's history as the output then the draft tokens on its path", () => {
+      // Row: root, then drafts; the node under test follows rows 3 then 1 (tokens 2, then 5).
+      const rowTokens = [0, 5, 9, 2];
+      const path = Int32Array.from([3, 1]);
+      const a = banning([[1, 2, 5, 7], [2, 6]], [4, 1]);
+      // History 4 1 | 2 5: ends in 1 2 5, so 7 is masked; at depth 1 (history 4 1 2) word [2, 6] bans 6.
+      expect(masked(a.apply(logits, rowTokens, path, 2))).toEqual([7]);
+      expect(masked(a.apply(logits, rowTokens, path, 1))).toEqual([6]);
+      expect(a.apply(logits, rowTokens, path, 0)).toBe(logits);
+      // The same as the drafted tokens generated, node by node.
+      const sequential = banning([[1, 2, 5, 7], [2, 6]], [4, 1, 2, 5]);
+      expect(masked(sequential.apply(logits, [], [], 0))).toEqual([7]);
+    });
+
+    it("skip a word longer than the history and the next token, and keep only its longest word's worth of output", () => {
+      const a = banning([[3, 3, 3, 5]], [3, 3]);
+      expect(a.apply(logits, [], [], 0)).toBe(logits);
+      a.observe(3);
+      expect(masked(a.apply(logits, [], [], 0))).toEqual([5]);
+      for (const t of [3, 3, 4, 3, 3, 3]) a.observe(t);
+      expect(masked(a.apply(logits, [], [], 0))).toEqual([5]);
+      a.observe(4);
+      expect(a.apply(logits, [], [], 0)).toBe(logits);
+      expect(() => banning([[2, V]], [])).toThrow(/outside the vocabulary/);
+    });
+
+    it('combine with the other adjustments', () => {
+      const a = new LogitAdjustments({ ...neutral, logitBias: { '6': 100 } }, V, [], { ids: [], minTokens: 0, badWords: [[6]] });
+      expect(a.apply(logits, [], [], 0)[6]).toBe(-Infinity);
+    });
+  });
 });
