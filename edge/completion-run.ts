@@ -331,6 +331,8 @@ export class CompletionRun {
           if (next.done) break;
           const event = next.value;
           if (this.cancelled) break streams;
+          // The request's own fault (its masks left no token): another pool would refuse it too, so no resume.
+          if (event.type === 'error' && event.code === 'bad_request') throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
           broke = interruption(event, deps.model.tokenizer.vocabSize);
           if (broke !== null) break;
           const outcome = this.onEvent(event, assembler);

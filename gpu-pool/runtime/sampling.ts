@@ -76,18 +76,25 @@ export function argmax(logits: Float32Array): number {
     }
   }
   // NaN never wins a comparison; a row of them (or an overflow to +Infinity) is a broken pass, not a token.
-  if (!(max > -Infinity && max < Infinity)) throw new RangeError(nonFiniteLogits(logits));
+  if (!(max > -Infinity && max < Infinity)) throw nonFiniteLogits(logits);
   return best;
 }
 
-function nonFiniteLogits(logits: Float32Array): string {
+/** Every logit masked by the request's own settings (allowedTokenIds, badWords, minTokens): its fault, not the pass's. */
+export class EveryTokenMaskedError extends RangeError {}
+
+function nonFiniteLogits(logits: Float32Array): RangeError {
   let nan = 0;
   let inf = 0;
+  let masked = 0;
   for (let i = 0; i < logits.length; i++) {
     if (Number.isNaN(logits[i])) nan++;
     else if (!Number.isFinite(logits[i])) inf++;
+    if (logits[i] === -Infinity) masked++;
   }
-  return `the model's logits are not finite (${nan} NaN, ${inf} infinite of ${logits.length}): the forward pass overflowed or the weights are broken`;
+  // Every logit -inf is a request's masks, not a pass: no forward pass gives that.
+  if (masked === logits.length) return new EveryTokenMaskedError("every token is masked here by the request's own settings (allowedTokenIds, badWords, minTokens with the end ids): none is left to generate");
+  return new RangeError(`the model's logits are not finite (${nan} NaN, ${inf} infinite of ${logits.length}): the forward pass overflowed or the weights are broken`);
 }
 
 // Scratch for top-k/top-p ordering; grow-only, shared (single-threaded JS).
@@ -112,7 +119,7 @@ export function toProbabilities(logits: Float32Array, opts: SamplingOptions, out
       best = i;
     }
   }
-  if (!(max > -Infinity && max < Infinity)) throw new RangeError(nonFiniteLogits(logits));
+  if (!(max > -Infinity && max < Infinity)) throw nonFiniteLogits(logits);
   let sum = 0;
   for (let i = 0; i < n; i++) {
     const e = Math.exp((logits[i] - max) / temperature);

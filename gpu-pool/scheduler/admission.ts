@@ -128,6 +128,7 @@ export class Admission<S extends RunnerSequence> {
     if (allowed) checkInVocabulary('allowedTokenIds', allowed, vocab);
     const badWords = request.badWords ?? [];
     for (let i = 0; i < badWords.length; i++) checkInVocabulary(`badWords[${i}]`, badWords[i], vocab);
+    if (allowed && request.maxTokens > 0) checkSomethingAllowed(allowed, badWords, request.minTokens > 0 ? generationEndIds(this.eos, request.ignoreEos, stopTokenIds) : null);
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this;
     if (reserved > limits.maxTotalTokens) {
@@ -277,6 +278,20 @@ export function checkTrieTokens(bytes: Uint8Array, vocabSize: number): void {
 }
 
 /** A 400 naming the first of `ids` outside the vocabulary. */
+/**
+ * An allowed list that the request's other masks empty (every id a one-token
+ * bad word, or, with minTokens, an id that ends the generation) leaves the
+ * first token nothing to be: a 400 now, not an error from the step that
+ * finds every logit masked.
+ */
+function checkSomethingAllowed(allowed: readonly number[], badWords: readonly (readonly number[])[], endIdsHeldBack: ReadonlySet<number> | null): void {
+  const banned = new Set<number>();
+  for (const word of badWords) if (word.length === 1) banned.add(word[0]);
+  if (allowed.some((id) => !banned.has(id) && !endIdsHeldBack?.has(id))) return;
+  const why = endIdsHeldBack ? 'a one-token bad word or, before minTokens, an id that ends the generation' : 'a one-token bad word';
+  throw new AdmissionError('bad_request', `allowedTokenIds leaves no token to generate: every one is ${why}`);
+}
+
 function checkInVocabulary(field: string, ids: readonly number[], vocab: number): void {
   for (let i = 0; i < ids.length; i++) {
     if (ids[i] >= vocab) throw new AdmissionError('bad_request', `${field}[${i}] = ${ids[i]} is outside the vocabulary (size ${vocab})`);

@@ -35,6 +35,7 @@ import { CHAIN_METHOD, StepPlanner, type StepPlan } from './step-plan';
 import { Admission, checkTrieTokens, type SchedulerLimits } from './admission';
 import { RowAcceptance, type StepCounts } from './row-acceptance';
 import { logLine } from '../metrics/log-line';
+import { EveryTokenMaskedError } from '../runtime/sampling';
 
 export type { SchedulerLimits } from './admission';
 
@@ -534,6 +535,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       } catch (err) {
         // One row's fault (acceptance, its commit, its stream) ends its own
         // generation, not the batch's.
+        if (err instanceof EveryTokenMaskedError) {
+          // The request's own masks left no token: a bad request, which another pool would refuse as well.
+          this.endWithError(gen, err.message, 'bad_request');
+          continue;
+        }
         // The first with its stack; after it a line each (each ends a generation).
         const first = this.acceptFaults++ === 0;
         logLine(`pool: generation ${gen.id} failed in acceptance: ${err instanceof Error ? ((first ? err.stack : undefined) ?? err.message) : String(err)}`);
@@ -732,9 +738,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   }
 
   /** Ends a generation with an `internal` error event (a sink that throws cannot stop it ending). */
-  private endWithError(gen: Generation<S>, message: string): void {
+  private endWithError(gen: Generation<S>, message: string, code: 'internal' | 'bad_request' = 'internal'): void {
     try {
-      gen.sink.send({ type: 'error', code: 'internal', message });
+      gen.sink.send({ type: 'error', code, message });
     } catch {
       // finish() ends the stream all the same.
     }

@@ -674,6 +674,10 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(ids[0].slice(0, word.length - 1)).toEqual(word.slice(0, -1));
     await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, bad_words: ['Max', ' '] } as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'bad_words' });
     await expect(client.completions.create({ model, prompt: PROMPT, max_tokens: 5, bad_words: 'Max' } as unknown as OpenAI.CompletionCreateParamsNonStreaming)).rejects.toMatchObject({ status: 400, param: 'bad_words' });
+    // Masks that leave the first token nothing to be are the request's fault: a 400 saying so, not a failed model.
+    const none = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 5, allowed_token_ids: [...tokenizer.eosIds], min_tokens: 2 });
+    expect(none.status).toBe(400);
+    expect(none.json.error?.message).toMatch(/allowedTokenIds leaves no token to generate/);
   });
 
   it("serves vLLM's truncate_prompt_tokens (the prompt's last k tokens, a text prompt's BOS kept) and return_tokens_as_token_ids", async () => {

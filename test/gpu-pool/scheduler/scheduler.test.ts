@@ -444,6 +444,24 @@ describe('continuous batching', () => {
     );
   });
 
+  it('refuses an allowed list the other masks leave empty, and ends a generation they empty later with their own words, not the model\'s', async () => {
+    const s = scheduler(null);
+    const eos = runner.config.eosIds[0];
+    const refused = (extra: Record<string, unknown>) => () => s.submit(generateRequestSchema.parse({ id: 'none-left', promptIds: [1, 403], maxTokens: 4, ...extra }), collect().sink);
+    expect(refused({ allowedTokenIds: [5], badWords: [[5]] })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('allowedTokenIds leaves no token to generate') }));
+    expect(refused({ allowedTokenIds: [eos, 7], minTokens: 2, badWords: [[7]] })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('before minTokens') }));
+    // The end token alone, with no minTokens: generated (and the generation ends there), not refused.
+    const ends = collect();
+    s.submit(generateRequestSchema.parse({ id: 'eos-only', promptIds: [1, 403], maxTokens: 4, allowedTokenIds: [eos] }), ends.sink);
+    expect(tokensOf(await ends.done)).toEqual([eos]);
+    // Two ids allowed, every pair of them a bad word: the first token goes through, the second has none left.
+    const later = collect();
+    s.submit(generateRequestSchema.parse({ id: 'emptied', promptIds: [1, 403], maxTokens: 4, allowedTokenIds: [5, 6], badWords: [[5, 5], [5, 6], [6, 5], [6, 6]] }), later.sink);
+    const events = await later.done;
+    expect(tokensOf(events)).toHaveLength(1);
+    expect(events.at(-1)).toMatchObject({ type: 'error', code: 'bad_request', message: expect.stringContaining("every token is masked here by the request's own settings") });
+  });
+
   it("ends at a stop token id, runs past the end token with ignoreEos, holds both back for minTokens, and keeps to allowedTokenIds: with speculation as without", async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
     const eos = runner.config.eosIds[0];
