@@ -3,7 +3,7 @@
  * sends): completions and chat, streamed or not, n > 1, stops, logprobs,
  * echo, penalties, vLLM's min_p / min_tokens / ignore_eos / stop_token_ids /
  * allowed_token_ids / truncate_prompt_tokens / prompt_logprobs /
- * return_tokens_as_token_ids, and broken ones, from many clients at once, a quarter
+ * return_tokens_as_token_ids / bad_words, and broken ones, from many clients at once, a quarter
  * of them hanging up early. It checks what a user relies on:
  *
  * - no 5xx other than 503 `pool_unavailable` with Retry-After (every pool
@@ -78,6 +78,8 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     if (int(4) === 0 && body.stop !== undefined) body.include_stop_str_in_output = true;
     if (int(12) === 0) body.allowed_token_ids = Array.from({ length: 1 + int(40) }, () => 2 + int(400));
     if (int(8) === 0) body.truncate_prompt_tokens = pick([-1, 1, 5, 50]);
+    // Words with text (a blank one is a 400, as vLLM's); the allowed list apart (a one-token bad word may empty it: a 400 too).
+    if (int(8) === 0 && body.allowed_token_ids === undefined) body.bad_words = Array.from({ length: 1 + int(3) }, () => pick(WORDS.filter((w) => w.trim() !== '')));
     if (int(8) === 0) body.prompt_logprobs = body.stream ? 0 : int(4);
     if (int(5) === 0) body.logprobs = chat ? true : int(4);
     if (chat && body.logprobs === true && int(2) === 0) body.top_logprobs = int(4);
@@ -159,6 +161,10 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     // The same request with speculation off and auto: the same text.
     { weight: 4, run: async () => {
       const { path, body } = validBody();
+      // Without an allowed list: a few ids the model finds very unlikely leave near-ties (logits equal to ~1e-6), where
+      // any change of a pass's shape (a batch, a prefix-cache hit) flips a greedy pick, speculation off as well as on
+      // (seed 64: `off` itself gave two texts in two runs of one body). docs/protocol.md, "Scheduling".
+      delete body.allowed_token_ids;
       const off = JSON.stringify({ ...body, speculation: 'off' });
       const auto = JSON.stringify({ ...body, speculation: 'auto' });
       const [a, b] = await Promise.all([send(path, off), send(path, auto)]);
