@@ -2,15 +2,14 @@
 // opens (its client left, a sibling choice failed) blames no pool. Marked
 // failed, every pool would lose its load figures for a while, and with them
 // the order that keeps a stuck or draining pool last.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { DOWN_POOL_ANSWER_MS, openGeneration } from '../../edge/open-generation';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { PoolPicker } from '../../edge/pool-picker';
 import type { GenerateInput } from '../../edge/pool-client';
 import type { PoolEvent } from '../../shared/protocol';
-import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
-import { models } from '../support/shared-data';
+import { realPoolForTests } from '../support/real-pool';
 
 /** The real picker, with the pools it was told had failed written down. */
 class WatchedPicker extends PoolPicker {
@@ -21,17 +20,7 @@ class WatchedPicker extends PoolPicker {
   }
 }
 
-let pool: RunningPool;
-let token: string;
-
-beforeAll(async () => {
-  token = generatePoolToken();
-  pool = await startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token });
-}, 120_000);
-
-afterAll(async () => {
-  await pool?.service.stop();
-});
+const pool = realPoolForTests();
 
 let seq = 0;
 const request = (): GenerateInput => ({ id: `open-${++seq}`, promptIds: [1, 403, 407, 261], maxTokens: 8, sampling: { temperature: 0 }, speculation: 'sssd' });
@@ -58,7 +47,7 @@ describe('openGeneration', () => {
     const proxies = await Promise.all([startFaultProxy(pool.url), startFaultProxy(pool.url)]);
     try {
       for (const p of proxies) p.mode = 'hang';
-      const picker = new PoolPicker(proxies.map((p) => p.url), token);
+      const picker = new PoolPicker(proxies.map((p) => p.url), pool.token);
       const started = performance.now();
       const err = await openGeneration(picker, request(), undefined, undefined, 10_000).catch((e: unknown) => e);
       const seconds = (performance.now() - started) / 1000;
@@ -70,7 +59,7 @@ describe('openGeneration', () => {
       expect(proxies.flatMap((p) => p.broken)).toHaveLength(2);
 
       // A live pool answers well within the short window: after one hung pool, the other serves.
-      const live = new PoolPicker(proxies.map((p) => p.url), token);
+      const live = new PoolPicker(proxies.map((p) => p.url), pool.token);
       const hung = new Set<string>();
       for (const p of proxies) p.breaks = (id) => hung.size === 0 && (hung.add(id), true);
       const opened = await openGeneration(live, request(), undefined, undefined, 10_000);
@@ -86,12 +75,12 @@ describe('openGeneration', () => {
   it('mid-reply (a resume), waits out a busy pool for its hint rather than cut the reply off; a new request is refused at once', async () => {
     await withFaultProxy(async (proxy) => {
     proxy.busyAnswers = 1;
-    const refused = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000).catch((e: unknown) => e);
+    const refused = await openGeneration(new PoolPicker([proxy.url], pool.token), request(), undefined, undefined, 10_000).catch((e: unknown) => e);
     expect(refused).toMatchObject({ status: 503, code: 'pool_unavailable' });
     // Three refusals, 200 ms apart by the pool's hint: well within the window.
     proxy.busyAnswers = 3;
     const started = performance.now();
-    const resumed = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 10_000, undefined, () => true);
+    const resumed = await openGeneration(new PoolPicker([proxy.url], pool.token), request(), undefined, undefined, 10_000, undefined, () => true);
     expect(performance.now() - started).toBeGreaterThan(3 * 200 - 50);
     expect(proxy.busyAnswers).toBe(0);
     // Each round under its own id (a late cancel of an earlier one cannot end it): the fourth, `.q3`.
@@ -103,14 +92,14 @@ describe('openGeneration', () => {
     proxy.busyAnswers = 1;
     proxy.busyHintMs = 30_000;
     const late = performance.now();
-    const atDeadline = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, () => true);
+    const atDeadline = await openGeneration(new PoolPicker([proxy.url], pool.token), request(), undefined, undefined, 1_000, undefined, () => true);
     expect(performance.now() - late).toBeGreaterThan(900);
     for await (const event of atDeadline.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
     proxy.busyHintMs = 200;
     // Busy past the window: refused in the end, after about the window.
     proxy.busyAnswers = 1000;
     const until = performance.now();
-    const gaveUp = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, () => true).catch((e: unknown) => e);
+    const gaveUp = await openGeneration(new PoolPicker([proxy.url], pool.token), request(), undefined, undefined, 1_000, undefined, () => true).catch((e: unknown) => e);
     expect(gaveUp).toMatchObject({ status: 503, code: 'pool_unavailable' });
     expect(performance.now() - until).toBeGreaterThan(700);
     expect(performance.now() - until).toBeLessThan(3_000);
@@ -124,7 +113,7 @@ describe('openGeneration', () => {
       proxies[0].busyHintMs = 20_000;
       proxies[1].busyAnswers = 1;
       proxies[1].busyHintMs = 3_000;
-      const refused = await openGeneration(new PoolPicker(proxies.map((p) => p.url), token), request(), undefined, undefined, 10_000).catch((e: unknown) => e);
+      const refused = await openGeneration(new PoolPicker(proxies.map((p) => p.url), pool.token), request(), undefined, undefined, 10_000).catch((e: unknown) => e);
       expect(refused).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 3 });
     } finally {
       await Promise.all(proxies.map((p) => p.close()));
@@ -137,7 +126,7 @@ describe('openGeneration', () => {
     proxy.mode = 'cut';
     proxy.afterTokenEvents = 0;
     proxy.breaks = (id) => !id.includes('.q');
-    const picker = new WatchedPicker([proxy.url], token);
+    const picker = new WatchedPicker([proxy.url], pool.token);
     // The reply not started: a clean 503 at once, which clients retry (waiting would start the 200 and end in an error inside it).
     const quick = performance.now();
     await expect(openGeneration(picker, request(), undefined, undefined, 10_000)).rejects.toMatchObject({ status: 503 });
@@ -178,7 +167,7 @@ describe('openGeneration', () => {
         p.afterTokenEvents = 0;
         p.breaks = (id) => cancelled.size === 0 && (cancelled.add(id), true);
       }
-      const opened = await openGeneration(new PoolPicker(proxies.map((p) => p.url), token), request(), undefined, undefined, 10_000);
+      const opened = await openGeneration(new PoolPicker(proxies.map((p) => p.url), pool.token), request(), undefined, undefined, 10_000);
       const broken = proxies.find((p) => p.broken.length > 0)!;
       expect(broken.broken).toHaveLength(1);
       // Opened on the other pool, in the same round (not a resume, nor a requeue under a new id): tokens, to the end.
@@ -201,7 +190,7 @@ describe('openGeneration', () => {
     proxy.mode = 'displace';
     proxy.displaceAfterMs = 1500;
     proxy.breaks = (id) => !id.includes('.q');
-    const opened = await openGeneration(new PoolPicker([proxy.url], token), request(), undefined, undefined, 1_000, undefined, () => true);
+    const opened = await openGeneration(new PoolPicker([proxy.url], pool.token), request(), undefined, undefined, 1_000, undefined, () => true);
     expect(opened.id).toMatch(/\.q1$/);
     for await (const event of opened.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
     });
@@ -210,9 +199,9 @@ describe('openGeneration', () => {
   it('blames no pool when the run is cancelled while it opens, before or during the fetch', async () => {
     // The same pool by two names: two pools to the picker.
     const urls = [pool.url, pool.url.replace('127.0.0.1', 'localhost')];
-    const before = new WatchedPicker(urls, token);
+    const before = new WatchedPicker(urls, pool.token);
     await expect(openGeneration(before, request(), AbortSignal.abort())).rejects.toMatchObject({ code: 'cancelled' });
-    const during = new WatchedPicker(urls, token);
+    const during = new WatchedPicker(urls, pool.token);
     const controller = new AbortController();
     const opening = openGeneration(during, request(), controller.signal);
     controller.abort();

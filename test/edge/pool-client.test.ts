@@ -4,11 +4,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PoolClient } from '../../edge/pool-client';
-import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
 import { POOL_EVENT_FRAMES_TYPE } from '../../shared/pool-event-frames';
 import type { PoolEvent } from '../../shared/protocol';
 import { startFaultProxy } from '../support/fault-proxy';
-import { models } from '../support/shared-data';
+import { realPoolForTests } from '../support/real-pool';
 
 let server: Server;
 let base: string;
@@ -43,15 +42,7 @@ describe('PoolClient.tokenizerBytes', () => {
 });
 
 describe('PoolClient.generate', () => {
-  let pool: RunningPool;
-  let token: string;
-  beforeAll(async () => {
-    token = generatePoolToken();
-    pool = await startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token });
-  }, 120_000);
-  afterAll(async () => {
-    await pool?.service.stop();
-  });
+  const pool = realPoolForTests();
 
   async function outputThrough(client: PoolClient, id: string): Promise<{ ids: number[]; last: PoolEvent | undefined }> {
     const ids: number[] = [];
@@ -66,12 +57,12 @@ describe('PoolClient.generate', () => {
   it('asks the pool for event frames, and reads the NDJSON a pool from before them answers to the same output', async () => {
     const proxy = await startFaultProxy(pool.url);
     try {
-      const framed = await outputThrough(new PoolClient(proxy.url, token), 'framed');
+      const framed = await outputThrough(new PoolClient(proxy.url, pool.token), 'framed');
       expect(proxy.answeredAs).toEqual([POOL_EVENT_FRAMES_TYPE]);
       // A breaking mode that breaks nothing: the proxy asks without `accept`, as an older pool would ignore it.
       proxy.mode = 'cut';
       proxy.breaks = () => false;
-      const lines = await outputThrough(new PoolClient(proxy.url, token), 'lines');
+      const lines = await outputThrough(new PoolClient(proxy.url, pool.token), 'lines');
       expect(proxy.answeredAs).toEqual([POOL_EVENT_FRAMES_TYPE, 'application/x-ndjson']);
       expect(framed.ids).toHaveLength(40);
       expect(lines.ids).toEqual(framed.ids);

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { encodeEventFrame, MAX_FRAME_BODY_BYTES, POOL_EVENT_FRAMES_TYPE } from '../../shared/pool-event-frames';
 import { poolEventFormat, readPoolEvents } from '../../shared/pool-event-stream';
 import type { PoolEvent } from '../../shared/protocol';
+import { splitBytes } from '../support/split-bytes';
 
 const done: PoolEvent = {
   type: 'done',
@@ -34,16 +35,6 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-function split(bytes: Uint8Array, at: number[]): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let from = 0;
-  for (const to of [...at, bytes.length]) {
-    out.push(bytes.subarray(from, to));
-    from = to;
-  }
-  return out;
-}
-
 async function* chunksOf(parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield p;
 }
@@ -67,9 +58,9 @@ describe('event frames', () => {
   it('carry every event back as it was, the stream cut into chunks at every byte', async () => {
     const bytes = concat(stream.map(encodeEventFrame));
     expect(await readFrames([bytes])).toEqual(stream);
-    for (let at = 1; at < bytes.length; at++) expect(await readFrames(split(bytes, [at])), `cut at ${at}`).toEqual(stream);
+    for (let at = 1; at < bytes.length; at++) expect(await readFrames(splitBytes(bytes, [at])), `cut at ${at}`).toEqual(stream);
     // A byte at a time: every frame and every header spans chunks.
-    expect(await readFrames(split(bytes, Array.from({ length: bytes.length - 1 }, (_, i) => i + 1)))).toEqual(stream);
+    expect(await readFrames(splitBytes(bytes, Array.from({ length: bytes.length - 1 }, (_, i) => i + 1)))).toEqual(stream);
   });
 
   it('write a tokens event as bytes: 17 bytes and 5 a token, no JSON', () => {
@@ -91,7 +82,7 @@ describe('event frames', () => {
     const big: PoolEvent = { type: 'prompt-logprobs', logprobs };
     const bytes = concat([encodeEventFrame(big), encodeEventFrame(done)]);
     const cuts = Array.from({ length: Math.floor(bytes.length / 997) }, (_, i) => (i + 1) * 997);
-    expect(await readFrames(split(bytes, cuts))).toEqual([big, done]);
+    expect(await readFrames(splitBytes(bytes, cuts))).toEqual([big, done]);
   });
 
   it('skip a frame of a kind they do not know, as NDJSON readers skip an unknown event type', async () => {

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { readPoolEvents } from '../../shared/pool-event-stream';
 import type { PoolEvent } from '../../shared/protocol';
+import { splitBytes } from '../support/split-bytes';
 
 const enc = new TextEncoder();
 const tokens = (ids: number[]): PoolEvent => ({ type: 'tokens', ids, sources: ids.map(() => 'model'), drafted: 0, accepted: 0 });
@@ -17,14 +18,7 @@ const done: PoolEvent = {
 
 /** The NDJSON text cut into chunks at the given offsets. */
 function cut(text: string, at: number[]): Uint8Array[] {
-  const bytes = enc.encode(text);
-  const out: Uint8Array[] = [];
-  let from = 0;
-  for (const to of [...at, bytes.length]) {
-    out.push(bytes.subarray(from, to));
-    from = to;
-  }
-  return out;
+  return splitBytes(enc.encode(text), at);
 }
 
 function webStream(chunks: Uint8Array[], onCancel?: () => void): ReadableStream<Uint8Array> {
