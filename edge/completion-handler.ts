@@ -24,6 +24,8 @@ import { streamResponse } from './sse-response';
 import { wholeCompletionResponse } from './whole-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 import { badWordsTokenIds } from './bad-words';
+import { allowedIdsLeft } from '../shared/allowed-ids-left';
+import { generationEndIds } from '../shared/end-ids';
 
 export type ParsedRequest = { kind: 'completion'; body: CompletionRequest } | { kind: 'chat'; body: ChatRequest };
 
@@ -242,6 +244,14 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const minTokens = body.min_tokens ?? 0;
   // vLLM's rule: a reply cannot be held open past the tokens it may have.
   if (minTokens > maxTokens) throw badRequest(`min_tokens (${minTokens}) must be at most ${limitParam} (${maxTokens}).`, 'min_tokens', 'invalid_value');
+  // A reply with nothing it may start with can only fail: said here, in the request's own words (the pool would refuse it too).
+  if (allowedTokenIds !== null && maxTokens > 0) {
+    const heldBack = minTokens > 0 ? generationEndIds(model.eosIds, body.ignore_eos === true, stopTokenIds) : null;
+    if (!allowedIdsLeft(allowedTokenIds, badWords, heldBack)) {
+      const why = heldBack ? 'one of bad_words, or ends the reply (the end token, stop_token_ids) before min_tokens' : 'one of bad_words';
+      throw badRequest(`allowed_token_ids leaves no token to generate: every one is ${why}.`, 'allowed_token_ids', 'invalid_value');
+    }
+  }
   const choices = body.n ?? 1;
   const { maxActive, maxQueued, maxTotalTokens } = model.info.limits;
   // Each choice is a generation: with one pool that holds fewer (places, or tokens: each reserves its prompt and

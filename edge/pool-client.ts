@@ -137,7 +137,8 @@ export class PoolClient {
         const busyMessage = said.code === 'busy' && typeof said.message === 'string' ? said.message : undefined;
         throw new PoolUnavailableError(`pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 200)}`, hintMs, busyMessage);
       }
-      throw new PoolRejectedError(res.status, text.slice(0, 500));
+      // The pool's own words where it gave them (its JSON error), not the body quoted whole.
+      throw new PoolRejectedError(res.status, poolErrorMessage(text).slice(0, 500));
     }
     return readPoolEvents(res.body, { format: poolEventFormat(res.headers.get('content-type')), signal });
   }
@@ -164,3 +165,14 @@ export class PoolClient {
   }
 }
 
+
+/** A pool's JSON error body's message (`{"type":"error","code","message"}`), else the text as it came. */
+function poolErrorMessage(text: string): string {
+  try {
+    const said = JSON.parse(text) as { message?: unknown };
+    if (typeof said.message === 'string') return said.message;
+  } catch {
+    // Not the pool's JSON (a proxy's page): as it came.
+  }
+  return text;
+}

@@ -20,9 +20,10 @@ const stopSchema = z.union([stopString, z.array(stopString).max(4, 'stop accepts
 
 const streamOptionsSchema = z
   .object({
-    include_usage: z.boolean().optional(),
+    // null as absent, as vLLM's StreamOptions (Optional[bool]) and the OpenAI SDKs' typed nulls send it.
+    include_usage: z.boolean().nullish(),
     /** vLLM's: with include_usage, every chunk carries its choice's usage so far. */
-    continuous_usage_stats: z.boolean().optional(),
+    continuous_usage_stats: z.boolean().nullish(),
     /** Non-standard: pace the tokens of a burst evenly instead of one chunk per verification step. */
     smooth: z.boolean().optional(),
     /** Non-standard: each text chunk's choice carries `sssd_sources`, its text split by draft source. */

@@ -340,8 +340,11 @@ export class PoolMetrics {
       labelNames: ['encoding'],
       registers,
     });
-    // Bound once, both series present from the start (a rollout's dashboard shows the NDJSON one at 0, not missing).
+    // Bound once, both series present from the start (a rollout's dashboard shows the NDJSON one at 0, not missing:
+    // prom-client makes a series at its first inc, not at labels()).
     this.eventStreams = { frames: eventStreams.labels('frames'), ndjson: eventStreams.labels('ndjson') };
+    eventStreams.inc({ encoding: 'frames' }, 0);
+    eventStreams.inc({ encoding: 'ndjson' }, 0);
     this.stalledStreams = new Counter({
       name: 'sssd_pool_stalled_streams_total',
       help: 'Generation streams cut, and their generations cancelled, because their reader took nothing for --stalled-reader-seconds while events waited.',

@@ -12,6 +12,7 @@ import { PREDICTION_TOKENS, type GenerateRequest } from '../../shared/protocol';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { edgeTrieMalformation, edgeTrieTokenOutside } from '../../shared/drafting/edge-trie';
 import { generationEndIds } from '../../shared/end-ids';
+import { allowedIdsLeft } from '../../shared/allowed-ids-left';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
 import { RecentMedian } from '../budget/recent-median';
 import type { PoolMetrics } from '../metrics/pool-metrics';
@@ -278,16 +279,9 @@ export function checkTrieTokens(bytes: Uint8Array, vocabSize: number): void {
 }
 
 /** A 400 naming the first of `ids` outside the vocabulary. */
-/**
- * An allowed list that the request's other masks empty (every id a one-token
- * bad word, or, with minTokens, an id that ends the generation) leaves the
- * first token nothing to be: a 400 now, not an error from the step that
- * finds every logit masked.
- */
+/** An allowed list the request's other masks empty (shared/allowed-ids-left.ts): a 400 now, not an error from the step that finds every logit masked. */
 function checkSomethingAllowed(allowed: readonly number[], badWords: readonly (readonly number[])[], endIdsHeldBack: ReadonlySet<number> | null): void {
-  const banned = new Set<number>();
-  for (const word of badWords) if (word.length === 1) banned.add(word[0]);
-  if (allowed.some((id) => !banned.has(id) && !endIdsHeldBack?.has(id))) return;
+  if (allowedIdsLeft(allowed, badWords, endIdsHeldBack)) return;
   const why = endIdsHeldBack ? 'a one-token bad word or, before minTokens, an id that ends the generation' : 'a one-token bad word';
   throw new AdmissionError('bad_request', `allowedTokenIds leaves no token to generate: every one is ${why}`);
 }

@@ -677,7 +677,7 @@ describe('OpenAI-compatible API on the edge', () => {
     // Masks that leave the first token nothing to be are the request's fault: a 400 saying so, not a failed model.
     const none = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 5, allowed_token_ids: [...tokenizer.eosIds], min_tokens: 2 });
     expect(none.status).toBe(400);
-    expect(none.json.error?.message).toMatch(/allowedTokenIds leaves no token to generate/);
+    expect(none.json.error).toMatchObject({ param: 'allowed_token_ids', message: expect.stringMatching(/^allowed_token_ids leaves no token to generate: every one is .*before min_tokens/) });
   });
 
   it("serves vLLM's truncate_prompt_tokens (the prompt's last k tokens, a text prompt's BOS kept) and return_tokens_as_token_ids", async () => {

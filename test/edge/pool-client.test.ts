@@ -3,7 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PoolClient } from '../../edge/pool-client';
+import { PoolClient, PoolRejectedError } from '../../edge/pool-client';
 import { POOL_EVENT_FRAMES_TYPE } from '../../shared/pool-event-frames';
 import type { PoolEvent } from '../../shared/protocol';
 import { startFaultProxy } from '../support/fault-proxy';
@@ -53,6 +53,13 @@ describe('PoolClient.generate', () => {
     }
     return { ids, last };
   }
+
+  it("refuses what the pool refuses with the pool's own words, not its JSON body quoted", async () => {
+    const err = await new PoolClient(pool.url, pool.token).generate({ id: 'refused', promptIds: [1, 9999], maxTokens: 4, sampling: { temperature: 0 } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PoolRejectedError);
+    expect((err as PoolRejectedError).status).toBe(400);
+    expect((err as PoolRejectedError).message).toMatch(/^promptIds\[1\] = 9999 is outside the vocabulary/);
+  });
 
   it('asks the pool for event frames, and reads the NDJSON a pool from before them answers to the same output', async () => {
     const proxy = await startFaultProxy(pool.url);

@@ -123,6 +123,14 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(refusal({ return_tokens_as_token_ids: 'yes' })!.toBody().error).toMatchObject({ param: 'return_tokens_as_token_ids', code: 'invalid_value' });
   });
 
+  it("takes stream_options' include_usage and vLLM's continuous_usage_stats as booleans, null as left out (vLLM's Optional[bool])", () => {
+    for (const value of [true, false, null]) {
+      const body = parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', stream: true, stream_options: { include_usage: value, continuous_usage_stats: value } });
+      expect(body.stream_options).toEqual({ include_usage: value, continuous_usage_stats: value });
+    }
+    expect(refusal({ stream: true, stream_options: { continuous_usage_stats: 'yes' } })!.toBody().error.message).toMatch(/continuous_usage_stats/);
+  });
+
   it("takes vLLM's bad_words on both endpoints, bounded in words and in each word's characters", () => {
     const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
     expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', bad_words: ['dog', ' a cat'] }).bad_words).toEqual(['dog', ' a cat']);

@@ -8,6 +8,14 @@ async function sample(metrics: PoolMetrics, line: string): Promise<number> {
 }
 
 describe('pool metrics', () => {
+  it('shows both forms of event stream from the start, at 0: a rollout watching NDJSON streams sees 0, not no data', async () => {
+    const metrics = new PoolMetrics();
+    expect(await sample(metrics, 'sssd_pool_event_streams_total{encoding="frames"}')).toBe(0);
+    expect(await sample(metrics, 'sssd_pool_event_streams_total{encoding="ndjson"}')).toBe(0);
+    metrics.eventStreams.ndjson.inc();
+    expect(await sample(metrics, 'sssd_pool_event_streams_total{encoding="ndjson"}')).toBe(1);
+  });
+
   it('reads the output rate at the scrape: a pool gone idle reads 0, not its last busy figure', async () => {
     let clock = 100_000;
     const metrics = new PoolMetrics(() => clock);
