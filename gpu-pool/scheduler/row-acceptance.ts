@@ -139,6 +139,8 @@ export class RowAcceptance<S extends RunnerSequence> {
         const rowIndex = v.acceptedPath[k];
         token = row.tokens[rowIndex];
         source = tokenSources[gen.tree!.sources[gen.rowToTree[rowIndex]]] ?? 'model';
+      } else if (v.maskedOut) {
+        break; // No bonus: the request's masks left none after the path.
       } else {
         token = v.bonusToken;
         source = 'model';
@@ -173,6 +175,8 @@ export class RowAcceptance<S extends RunnerSequence> {
       this.options.finish(gen, reason);
       return;
     }
+    // Its path sent, the generation ends as plain decoding's would at the next token: the request's fault.
+    if (v.maskedOut) throw v.maskedOut;
 
     // Commit the chain and the accepted path; the bonus token is next step's chain.
     this.commit(gen, result, r, chain, accepted);

@@ -29,7 +29,7 @@
  * All scratch is preallocated: nothing is allocated per token.
  */
 import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
-import { argmax, sampleWithNoise, toProbabilities, type Rng, type SamplingOptions } from '../runtime/sampling';
+import { argmax, EveryTokenMaskedError, sampleWithNoise, toProbabilities, type Rng, type SamplingOptions } from '../runtime/sampling';
 import type { LogitAdjustments } from './logit-adjustments';
 
 /** What verification needs from a step's result for one row. */
@@ -57,8 +57,14 @@ export class TreeVerifier {
   /** Indices (into the row) of the accepted draft nodes, root excluded, in path order. */
   readonly acceptedPath: Int32Array;
   acceptedCount = 0;
-  /** The token emitted after the last accepted node (greedy argmax or a sample). */
+  /** The token emitted after the last accepted node (greedy argmax or a sample); -1 where maskedOut. */
   bonusToken = -1;
+  /**
+   * Set where the request's own masks left no token after the accepted path
+   * (greedy and coupled sampling): the path stands, as plain decoding emitted
+   * its tokens before it found none, and no bonus token follows.
+   */
+  maskedOut: EveryTokenMaskedError | null = null;
 
   private readonly firstChild: Int32Array;
   private readonly nextSibling: Int32Array;
@@ -108,11 +114,20 @@ export class TreeVerifier {
   ): number {
     let node = rootIndex;
     let count = 0;
+    this.maskedOut = null;
     for (;;) {
       let l = logits.logitsAt(rowIndex, node);
       // The node's history: the output so far and the accepted path above it.
       if (adjustments) l = adjustments.apply(l, row.tokens, this.acceptedPath, count);
-      const target = noise && sampling ? sampleWithNoise(l, sampling, this.probs, noise, firstIndex + count) : argmax(l);
+      let target: number;
+      try {
+        target = noise && sampling ? sampleWithNoise(l, sampling, this.probs, noise, firstIndex + count) : argmax(l);
+      } catch (err) {
+        if (count === 0 || !(err instanceof EveryTokenMaskedError)) throw err;
+        this.maskedOut = err;
+        this.bonusToken = -1;
+        break;
+      }
       const child = this.childWithToken(row, node, target);
       if (child === -1) {
         this.bonusToken = target;

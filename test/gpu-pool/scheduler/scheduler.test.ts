@@ -460,6 +460,20 @@ describe('continuous batching', () => {
     const events = await later.done;
     expect(tokensOf(events)).toHaveLength(1);
     expect(events.at(-1)).toMatchObject({ type: 'error', code: 'bad_request', message: expect.stringContaining("every token is masked here by the request's own settings") });
+    // Emptied in the middle of a drafted path: the tokens accepted before it are sent, as plain decoding sends them.
+    const drafting = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    const emptiedAt = async (speculation: 'off' | 'sssd'): Promise<{ ids: number[]; last: PoolEvent | undefined; drafted: number }> => {
+      const c = collect();
+      const repeats = Array.from({ length: 12 }, () => 261);
+      drafting.submit(generateRequestSchema.parse({ id: `emptied-${speculation}`, promptIds: [1, ...repeats], maxTokens: 20, speculation, allowedTokenIds: [261, eos], minTokens: 10, badWords: [[261, 261, 261, 261, 261]] }, ), c.sink);
+      const all = await c.done;
+      return { ids: tokensOf(all), last: all.at(-1), drafted: all.reduce((n, e) => n + (e.type === 'tokens' ? e.drafted : 0), 0) };
+    };
+    const [off, sssd] = [await emptiedAt('off'), await emptiedAt('sssd')];
+    expect(off.ids).toEqual([261, 261, 261, 261]);
+    expect(sssd.drafted).toBeGreaterThan(0);
+    expect(sssd.ids).toEqual(off.ids);
+    for (const run of [off, sssd]) expect(run.last).toMatchObject({ type: 'error', code: 'bad_request' });
   });
 
   it("ends at a stop token id, runs past the end token with ignoreEos, holds both back for minTokens, and keeps to allowedTokenIds: with speculation as without", async () => {
