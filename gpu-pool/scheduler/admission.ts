@@ -236,7 +236,13 @@ export class Admission<S extends RunnerSequence> {
       metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
       this.active.push(gen);
       this.fairShares.started(gen.tenant);
-      gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt), cachedPromptTokens: gen.cachedPromptTokens });
+      try {
+        gen.sink.send({ type: 'start', id: gen.id, queuedMs: Math.round(gen.startedAt - gen.submittedAt), cachedPromptTokens: gen.cachedPromptTokens });
+      } catch (err) {
+        // Its stream's fault (a sink that throws): this generation ends, not the step every row is in.
+        logLine(`pool: could not start generation ${gen.id}'s stream: ${(err as Error).message}`);
+        this.options.endWithError(gen, `could not start the stream: ${(err as Error).message}`);
+      }
     }
     metrics.running.set(this.active.length);
     metrics.waiting.set(this.queue.length);

@@ -392,6 +392,26 @@ describe('continuous batching', () => {
     expect(contributed).toEqual([[1, 403, 407, ...atEos.ids], [1, 403, 407, ...atStop.ids], [1, 403, 407, ...atLength.ids]]);
   });
 
+  it("a stream that throws as it starts costs that generation alone: the one beside it runs on", async () => {
+    const s = scheduler(null);
+    const running = collect();
+    s.submit(generateRequestSchema.parse({ id: 'runs-on', promptIds: [1, 403], maxTokens: 40, speculation: 'off' }), running.sink);
+    while (tokensOf(running.events).length < 2) await new Promise((r) => setImmediate(r));
+    const broken = collect();
+    const sink = {
+      send: (e: PoolEvent): void => {
+        if (e.type === 'start') throw new Error('socket gone');
+        broken.sink.send(e);
+      },
+      end: (): void => broken.sink.end(),
+    };
+    s.submit(generateRequestSchema.parse({ id: 'breaks', promptIds: [1, 407], maxTokens: 4, speculation: 'off' }), sink);
+    expect((await broken.done).at(-1)).toMatchObject({ type: 'error', message: expect.stringContaining('could not start the stream') });
+    const beside = await running.done;
+    expect(beside.at(-1)).toMatchObject({ type: 'done' });
+    expect(tokensOf(beside)).toHaveLength(40);
+  });
+
   it('a datastore that cannot take an output (it throws) costs that output alone: the generations beside it run on', async () => {
     const s = scheduler(null, new PoolMetrics(), {
       onContribute: () => {
