@@ -227,18 +227,14 @@ export function joinText(segments: readonly SourcedText[]): string {
   return text;
 }
 
-/** A streamed chunk: the endpoint's chunk object around `choices` (and `usage`, for the last one). */
-/** A chunk's usage: the whole request's in the last chunk, or one choice's so far (vLLM's continuous_usage_stats). */
-type ChunkUsage = CompletionUsage | RunningUsage;
-
 /** vLLM's continuous usage: the prompt's tokens, and the choice's completion tokens so far. */
-export interface RunningUsage {
-  prompt_tokens: number;
-  completion_tokens: number;
-  total_tokens: number;
-}
+export type RunningUsage = Pick<CompletionUsage, 'prompt_tokens' | 'completion_tokens' | 'total_tokens'>;
 
-function chunk(meta: ResponseMeta, choices: object[], usage?: ChunkUsage): object {
+/**
+ * A streamed chunk: the endpoint's chunk object around `choices`, and `usage`:
+ * the whole request's in the last chunk, or one choice's so far (vLLM's continuous_usage_stats).
+ */
+function chunk(meta: ResponseMeta, choices: object[], usage?: RunningUsage): object {
   const object = meta.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
   return { id: meta.id, object, created: meta.created, model: meta.model, choices, ...(usage ? { usage } : meta.includeUsage ? { usage: null } : {}) };
 }
