@@ -4,6 +4,7 @@
  * window, or an error before the first tokens event). Once tokens flow, the
  * request stays on its pool until that pool fails (CompletionRun.resume).
  */
+import { featuresNeeded, type PoolFeature } from '../shared/pool-features';
 import type { PoolEvent } from '../shared/protocol';
 import { ApiError, retryAfterSeconds } from './api-error';
 import { PoolMisdirectedError, PoolRejectedError, PoolUnavailableError, type GenerateInput, type PoolClient } from './pool-client';
@@ -72,6 +73,8 @@ export async function openGeneration(
   // on), so tried twice at most.
   let internalErrors = 0;
   const givenId = request.id;
+  // What the request sets that a pool from before it would drop: only pools that honour it are tried.
+  const needed = featuresNeeded(request);
   // Pools tried, and those that refused the edge's token: all of them refusing it is said as such.
   let tries = 0;
   let tokenRefusals = 0;
@@ -79,7 +82,12 @@ export async function openGeneration(
     // Each round under its own id: a cancel sent for an attempt of an earlier one, arriving late, cannot end this one,
     // nor can a pool still holding that id refuse it as a duplicate.
     if (round > 0) request = { ...request, id: `${givenId}.q${round}` };
-    for (const client of await picker.ordered(waitUntil, affinity)) {
+    const pools = await picker.ordered(waitUntil, affinity, needed);
+    if (pools.length === 0 && needed.length > 0) {
+      const lacking = picker.featuresLacking(needed);
+      if (lacking.length > 0) throw unhonouredError(lacking);
+    }
+    for (const client of pools) {
       if (signal?.aborted) throw cancelledError();
       tries++;
       let events: AsyncGenerator<PoolEvent>;
@@ -189,6 +197,45 @@ export async function openGeneration(
   const why = lastBusy ? ` (the last: ${lastBusy.replace(/; retry after the time given$/, '').slice(0, 200)})` : '';
   const retryS = (retryAfterMs ?? 2000) / 1000;
   throw new ApiError(503, `No inference pool can take the request now${why}; retry in ${retryAfterSeconds(retryS)} s.`, 'service_unavailable', 'pool_unavailable', null, retryS);
+}
+
+/** What a request calls each feature (shared/pool-features.ts). */
+const FEATURE_FIELDS: Readonly<Record<PoolFeature, string>> = {
+  ignoreEos: 'ignore_eos',
+  stopTokenIds: 'stop_token_ids',
+  minTokens: 'min_tokens',
+  allowedTokenIds: 'allowed_token_ids',
+  badWords: 'bad_words',
+  logprobs: 'logprobs',
+  promptLogprobs: 'prompt_logprobs (or echo with logprobs)',
+  resumedOutputTokens: 'going on after a pool failed, with min_tokens, frequency_penalty, presence_penalty or bad_words',
+  'sampling.minP': 'min_p',
+  'sampling.frequencyPenalty': 'frequency_penalty',
+  'sampling.presencePenalty': 'presence_penalty',
+  'sampling.repetitionPenalty': 'repetition_penalty',
+  'sampling.logitBias': 'logit_bias',
+};
+
+/** How soon to try again when the pools up are from before a field the request sets: a rolling upgrade replaces them in minutes. */
+const UNHONOURED_RETRY_S = 30;
+
+/**
+ * The pools up are all from before something the request sets, and would
+ * drop it unread: a 503 naming it (the fleet is mid-upgrade, or older than
+ * the edge), not an answer to another question.
+ */
+function unhonouredError(lacking: readonly PoolFeature[]): ApiError {
+  const fields = lacking.map((f) => FEATURE_FIELDS[f]);
+  // The field's name alone (a resume is no field of the request's).
+  const param = lacking[0] === 'resumedOutputTokens' ? null : fields[0].split(' ', 1)[0];
+  return new ApiError(
+    503,
+    `No inference pool up here honours ${fields.join(', ')}: the pools are from before ${fields.length === 1 ? 'it' : 'them'} and would ignore ${fields.length === 1 ? 'it' : 'them'} (a fleet mid-upgrade). Retry in ${UNHONOURED_RETRY_S} s, or send the request without ${fields.length === 1 ? 'it' : 'them'}.`,
+    'service_unavailable',
+    'pool_unavailable',
+    param,
+    UNHONOURED_RETRY_S,
+  );
 }
 
 /** Waits `ms`; false when `signal` aborted first. */

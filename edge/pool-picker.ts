@@ -13,6 +13,7 @@
  * keys of a pool that leaves or joins move), unless that pool is loaded more
  * than AFFINITY_SLACK above the least loaded one: then load decides.
  */
+import { featuresMissing, type PoolFeature } from '../shared/pool-features';
 import type { PoolHealth } from '../shared/protocol';
 import { PoolClient } from './pool-client';
 
@@ -173,7 +174,7 @@ export class PoolPicker {
    * All pools in the order to try them. `waitUntil` keeps a background health
    * check alive past the request that started it (workerd would cancel it).
    */
-  async ordered(waitUntil?: (promise: Promise<unknown>) => void, affinity: string | null = null): Promise<PoolClient[]> {
+  async ordered(waitUntil?: (promise: Promise<unknown>) => void, affinity: string | null = null, needed: readonly PoolFeature[] = []): Promise<PoolClient[]> {
     const now = Date.now();
     await this.checkHealth(waitUntil);
     const urls = orderPools(
@@ -182,8 +183,39 @@ export class PoolPicker {
     );
     const last = (url: string): boolean => (this.misdirected.get(url) ?? 0) > now;
     // Pinned weights: a pool known to serve others is left out (one too old to check a request's weights would run it).
-    const tried = this.unpinned.size > 0 ? urls.filter((url) => !this.unpinned.has(url)) : urls;
+    const pinned = this.unpinned.size > 0 ? urls.filter((url) => !this.unpinned.has(url)) : urls;
+    // A pool that would drop a field the request sets (it predates it) would answer another question: left out.
+    const tried = needed.length === 0 ? pinned : pinned.filter((url) => this.honours(url, needed));
     return [...tried.filter((url) => !last(url)), ...tried.filter(last)].map((url) => this.client(url)!);
+  }
+
+  /**
+   * Whether the pool at `url` honours every feature in `needed`, by its last
+   * health check; a pool not heard from does not (it may be one from before
+   * them). One left out for it is said in the log, once a minute.
+   */
+  private honours(url: string, needed: readonly PoolFeature[]): boolean {
+    const health = this.entries.get(url)?.health;
+    if (!health) return false;
+    const missing = featuresMissing(needed, health.features);
+    if (missing.length > 0) this.notePassedOver(url, `it does not honour ${missing.join(', ')} (a pool from before ${missing.length === 1 ? 'it' : 'them'})`);
+    return missing.length === 0;
+  }
+
+  /**
+   * Of `needed`, what the pools heard from cannot honour: what the best of
+   * them lacks; empty where one honours it all, or none was heard from (then
+   * the pools are down, whatever they honour).
+   */
+  featuresLacking(needed: readonly PoolFeature[]): PoolFeature[] {
+    let fewest: PoolFeature[] | null = null;
+    for (const client of this.clients) {
+      const health = this.entries.get(client.baseUrl)?.health;
+      if (!health) continue;
+      const missing = featuresMissing(needed, health.features);
+      if (fewest === null || missing.length < fewest.length) fewest = missing;
+    }
+    return fewest ?? [];
   }
 
   /** What a pool's /v1/info said of the pinned weights: `matches` false leaves it out of `ordered()` until it says true. */

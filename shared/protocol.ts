@@ -338,6 +338,8 @@ export interface PoolInfo {
   runtime?: { executionProvider: string };
   /** The pool's speculation settings (`sssd pool --speculative-config`). Optional: added within protocol 1. */
   speculation?: PoolSpeculationInfo;
+  /** The generate request's fields added within protocol 1 that this pool honours (shared/pool-features.ts); absent from pools before the list, which honour none of them. */
+  features?: string[];
 }
 
 /** What a generation's ids are meant for (the generate request's `model`), as a pool's /v1/info names it. */
@@ -391,4 +393,6 @@ export interface PoolHealth {
    */
   reservedTokens?: number;
   maxTotalTokens?: number;
+  /** As /v1/info's `features`, here for the edge's pick of a pool for each request (absent from pools before the list). */
+  features?: string[];
 }

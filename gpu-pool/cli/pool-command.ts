@@ -17,6 +17,7 @@ import { constants, statSync } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { POOL_FEATURES } from '../../shared/pool-features';
 import { PROTOCOL_VERSION, type PoolInfo } from '../../shared/protocol';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { detectTokenizerFormat } from '../../shared/tokenizer/load-tokenizer';
@@ -448,6 +449,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       maxTreeNodesByBatchSize: batchSizeCaps.entries.map((e) => ({ ...e })),
       fusion: { ...speculation.fusion },
     },
+    features: [...POOL_FEATURES],
   };
   const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, previousTokens, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000), stuckMs: stuckSeconds * 1000, stalledReaderMs: stalledReaderSeconds * 1000 });
   let url: string;

@@ -188,6 +188,7 @@ export class PoolServer {
       stuck,
       reservedTokens: s.reservedTokens,
       maxTotalTokens,
+      ...(this.options.info.features ? { features: this.options.info.features } : {}),
     };
   }
 

@@ -211,3 +211,48 @@ describe('openGeneration', () => {
     expect([...before.failed, ...during.failed]).toEqual([]);
   });
 });
+
+/** Reads an opened generation to its end: its output ids. */
+async function idsOf(opened: { events: AsyncGenerator<PoolEvent> }): Promise<number[]> {
+  const ids: number[] = [];
+  for await (const event of opened.events) if (event.type === 'tokens') ids.push(...event.ids);
+  return ids;
+}
+
+describe('pools from before a feature a request sets', () => {
+  it('get none of those requests: they go to a pool that honours it, or are refused with a 503 naming the field, never answered without it', async () => {
+    const older = await startFaultProxy(pool.url);
+    older.forgets = 'all';
+    const current = await startFaultProxy(pool.url);
+    try {
+      // A request that sets nothing new runs on the older pool as before.
+      const plain = await idsOf(await openGeneration(new PoolPicker([older.url], pool.token), request()));
+      expect(plain.length).toBeGreaterThan(0);
+      expect(older.opened).toHaveLength(1);
+      // Its first token banned: the older pool would drop bad_words and write it all the same.
+      const banned = { ...request(), badWords: [[plain[0]]] };
+      const both = new PoolPicker([older.url, current.url], pool.token);
+      const opened = await openGeneration(both, banned);
+      expect(opened.client.baseUrl).toBe(current.url);
+      const ids = await idsOf(opened);
+      expect(ids[0]).not.toBe(plain[0]);
+      expect(older.opened).toHaveLength(1);
+      // Only older pools up: refused, with the field named and a retry hint, and nothing sent to them.
+      const refused = await openGeneration(new PoolPicker([older.url], pool.token), { ...request(), badWords: [[plain[0]]], sampling: { temperature: 0, minP: 0.05 } }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(ApiError);
+      expect(refused).toMatchObject({ status: 503, code: 'pool_unavailable', param: 'bad_words', retryAfterS: 30 });
+      expect((refused as ApiError).message).toMatch(/honours bad_words, min_p: the pools are from before them/);
+      expect(older.opened).toHaveLength(1);
+      // A pool that lists features but not this one (a later field) is passed over the same way.
+      older.forgets = ['badWords'];
+      const lacking = await openGeneration(new PoolPicker([older.url], pool.token), banned).catch((e: unknown) => e);
+      expect(lacking).toMatchObject({ status: 503, param: 'bad_words' });
+      const minP = await openGeneration(new PoolPicker([older.url], pool.token), { ...request(), sampling: { temperature: 0, minP: 0.05 } });
+      expect(await finishOf(minP)).toMatch(/^(stop|length)$/);
+      expect(older.opened).toHaveLength(2);
+    } finally {
+      await Promise.all([older.close(), current.close()]);
+    }
+  });
+});
+

@@ -17,12 +17,18 @@
  * while the pool behind still serves everything else. A cancel of a
  * generation the proxy broke is answered 404 by the proxy itself, as the
  * separate pool it stands for would (the generation is over there).
+ * `forgets` stands for a pool from before some features
+ * (shared/pool-features.ts): its /healthz and /v1/info list only the others
+ * (`'all'`: no list at all, a pool from before the list), and its generate
+ * requests reach the pool without those fields, as such a pool's schema
+ * drops them unread.
  * Everything else passes through untouched. In a mode that breaks streams, a
  * generation is asked of the pool as NDJSON (its `accept` dropped, so the pool
  * answers as pools from before binary frames do), whose events the proxy can
  * cut at their lines; the edge reads either form.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { POOL_FEATURES, type PoolFeature } from '../../shared/pool-features';
 import type { PoolEvent } from '../../shared/protocol';
 
 /** What a draining pool sends a generation still running when its time is up (docs/protocol.md, "Shutdown"). */
@@ -60,9 +66,23 @@ export interface FaultProxy {
   busyHintMs: number;
   /** `garble`: the line sent in place of the tokens event (default `null`). */
   garbledLine: string;
+  /** Features the pool behind stands as not knowing (`'all'`: a pool from before the list); null: none. */
+  forgets: readonly PoolFeature[] | 'all' | null;
   /** Sends what comes next to another pool (a pool replaced at the same address). */
   retarget(target: string): void;
   close(): Promise<void>;
+}
+
+/** A generate body as a pool that does not know `forgets` reads it: those fields gone (sampling's from `sampling`). */
+function forgotten(body: Record<string, unknown>, forgets: readonly PoolFeature[] | 'all'): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...body };
+  const sampling: Record<string, unknown> = { ...((body.sampling as Record<string, unknown> | undefined) ?? {}) };
+  for (const feature of forgets === 'all' ? POOL_FEATURES : forgets) {
+    if (feature.startsWith('sampling.')) delete sampling[feature.slice('sampling.'.length)];
+    else delete out[feature];
+  }
+  if (body.sampling !== undefined) out.sampling = sampling;
+  return out;
 }
 
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
@@ -76,6 +96,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     displaceAfterMs: 1000,
     busyHintMs: 200,
     garbledLine: 'null',
+    forgets: null,
     breaks: (id) => !/\.r\d+$/.test(id),
     opened: [],
     broken: [],
@@ -129,7 +150,26 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     const generate = req.method === 'POST' && req.url === '/v1/generate';
     const headers = { ...req.headers };
     if (generate && proxy.mode !== 'pass') delete headers.accept;
+    if (generate && proxy.forgets !== null) {
+      body = Buffer.from(JSON.stringify(forgotten(JSON.parse(body.toString('utf8')) as Record<string, unknown>, proxy.forgets)));
+      headers['content-length'] = String(body.length);
+    }
+    const listed = req.method === 'GET' && (req.url === '/healthz' || req.url === '/v1/info') && proxy.forgets !== null;
     const out = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers }, (up) => {
+      if (listed) {
+        const parts: Buffer[] = [];
+        up.on('data', (c: Buffer) => parts.push(c));
+        up.on('end', () => {
+          const said = JSON.parse(Buffer.concat(parts).toString('utf8')) as { features?: string[] };
+          const forgets = proxy.forgets;
+          if (forgets === 'all') delete said.features;
+          else if (forgets !== null) said.features = (said.features ?? []).filter((f) => !(forgets as readonly string[]).includes(f));
+          const text = JSON.stringify(said);
+          res.writeHead(up.statusCode ?? 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+          res.end(text);
+        });
+        return;
+      }
       res.writeHead(up.statusCode ?? 502, up.headers);
       const id = req.method === 'POST' && req.url === '/v1/generate' ? (JSON.parse(body.toString('utf8')) as { id: string }).id : null;
       if (id !== null && up.statusCode === 200) {

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PoolHealth, PoolInfo, PoolEvent } from '../../../shared/protocol';
 import { defaultFusionWeights } from '../../../shared/drafting/fusion';
+import { POOL_FEATURES } from '../../../shared/pool-features';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
 import { models } from '../../support/shared-data';
 import { suiteProvider } from '../../support/execution-provider';
@@ -90,6 +91,9 @@ describe('info and tokenizer', () => {
       ],
     });
     expect(body.speculation?.fusion).toMatchObject({ datastoreWidth: 12, datastoreMaxQuery: defaultFusionWeights.datastoreMaxQuery });
+    // What it honours of the fields added within protocol 1, here and in /healthz, where edges pick a pool per request by it.
+    expect(body.features).toEqual([...POOL_FEATURES]);
+    expect((await getJson<PoolHealth>(pool, '/healthz', false)).body.features).toEqual([...POOL_FEATURES]);
     const res = await fetch(`${pool.url}${body.tokenizer.path}`, { headers: { authorization: `Bearer ${pool.token}` } });
     const bytes = new Uint8Array(await res.arrayBuffer());
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(body.tokenizer.sha256);
