@@ -270,16 +270,24 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   pushTrie(id: string, bytes: Uint8Array, outputLength: number): boolean {
     const gen = this.admission.byId.get(id);
     if (!gen || gen.finished) return false;
-    // A shipped trie that is malformed is dropped (the request runs without
-    // it); a pushed one is refused, so the edge hears of it rather than a 202.
-    const problem = edgeTrieMalformation(bytes);
-    if (problem !== null) throw new AdmissionError('bad_request', `trie: ${problem}`);
-    checkTrieTokens(bytes, this.runner.config.vocabSize);
-    // A trie for output the generation has not written cannot be followed: refused, not taken and never used.
-    if (outputLength > gen.output.length) throw new AdmissionError('bad_request', `outputLength ${outputLength} is past the generation's output (${gen.output.length} tokens so far)`);
+    this.checkPushedTrie(bytes, outputLength, gen.output.length);
     if (!gen.drafter) return true;
     gen.incomingTrie = { bytes, outputLength };
     return true;
+  }
+
+  /**
+   * Throws AdmissionError (a 400) for a pushed trie no generation can take:
+   * malformed (a shipped one is dropped instead, the request being valid
+   * without it; a pushed one is refused, so the edge hears of it rather than
+   * a 202), naming a token outside the vocabulary, or for output past the
+   * `written` tokens (it could never be followed).
+   */
+  checkPushedTrie(bytes: Uint8Array, outputLength: number, written: number): void {
+    const problem = edgeTrieMalformation(bytes);
+    if (problem !== null) throw new AdmissionError('bad_request', `trie: ${problem}`);
+    checkTrieTokens(bytes, this.runner.config.vocabSize);
+    if (outputLength > written) throw new AdmissionError('bad_request', `outputLength ${outputLength} is past the generation's output (${written} tokens so far)`);
   }
 
   has(id: string): boolean {

@@ -32,6 +32,12 @@ import { resetDraftCache } from '../../shared/drafting/datastore-source';
 import { logLine } from '../metrics/log-line';
 import { eventEncodingFor } from './event-encoding';
 
+/** A generate request pipelined behind a stream on its connection, until its turn: a cancel, or a trie pushed for it, is kept for then. */
+interface WaitingTurn {
+  cancelled: boolean;
+  pushed: { bytes: Uint8Array; outputLength: number } | null;
+}
+
 export interface PoolServerOptions {
   scheduler: Scheduler;
   metrics: PoolMetrics;
@@ -76,8 +82,8 @@ export class PoolServer {
   private busyAnswers = 0;
   /** Generation responses not yet written out to their readers. */
   private readonly streams = new Set<ServerResponse>();
-  /** Generate requests waiting their turn behind a stream on their connection (pipelined-turn.ts), by id: whether a cancel came for one. */
-  private readonly waitingTurn = new Map<string, { cancelled: boolean }>();
+  /** Generate requests waiting their turn behind a stream on their connection (pipelined-turn.ts), by id: whether a cancel came for one, and the latest trie pushed for it. */
+  private readonly waitingTurn = new Map<string, WaitingTurn>();
   private readonly stalledReaders: StalledReaders;
   /** Streams cut for a stalled reader: noteStalled logs the first and one a hundred. */
   private stalledCuts = 0;
@@ -307,7 +313,7 @@ export class PoolServer {
     if (request.model) this.checkModel(request.model);
     // Pipelined behind a stream still running on this connection: it runs when its response can flow. Meanwhile a
     // cancel of its id is kept for its turn (it is no generation yet), which it then takes without running.
-    const waiting = !res.socket && !this.waitingTurn.has(request.id) ? { cancelled: false } : null;
+    const waiting: WaitingTurn | null = !res.socket && !this.waitingTurn.has(request.id) ? { cancelled: false, pushed: null } : null;
     if (waiting) this.waitingTurn.set(request.id, waiting);
     let turn: boolean;
     try {
@@ -396,6 +402,8 @@ export class PoolServer {
     }
     try {
       this.options.scheduler.submit(request, sink);
+      // A trie pushed while it waited (checked then): taken now, before its first step, as one pushed at once would be.
+      if (waiting?.pushed) this.options.scheduler.pushTrie(id, waiting.pushed.bytes, waiting.pushed.outputLength);
     } catch (err) {
       open = false;
       throw toHttpError(err);
@@ -418,6 +426,14 @@ export class PoolServer {
     let known: boolean;
     try {
       known = this.options.scheduler.pushTrie(id, bytes, parsed.data.outputLength);
+      // Pipelined behind a stream on its connection: no generation yet, but it will be one. Kept for its turn
+      // (the latest push wins, as at a running one), checked now, so the caller hears of a bad one here.
+      const waiting = known ? undefined : this.waitingTurn.get(id);
+      if (waiting && !waiting.cancelled) {
+        this.options.scheduler.checkPushedTrie(bytes, parsed.data.outputLength, 0);
+        waiting.pushed = { bytes, outputLength: parsed.data.outputLength };
+        known = true;
+      }
     } catch (err) {
       this.options.metrics.triePushes.inc({ result: 'invalid' });
       throw toHttpError(err);

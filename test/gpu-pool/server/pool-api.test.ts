@@ -471,6 +471,39 @@ describe('admission', () => {
     socket.destroy();
   });
 
+  it('a trie pushed for a generate waiting its turn behind a stream is checked at once and drafted from in that turn', async () => {
+    const { connect } = await import('node:net');
+    const url = new URL(pool.url);
+    const raw = (body: object): string => {
+      const text = JSON.stringify(body);
+      return `POST /v1/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${pool.token}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
+    };
+    // What the model writes after [1, 403], greedily: a chain of it under the root (the prompt's last token) is the trie to push.
+    const { ids } = await generate(pool, { id: 'pipe-trie-reference', promptIds: [1, 403], maxTokens: 24, speculation: 'off' });
+    const chain = (tokens: number[]): string => {
+      const nodes = [403, ...tokens];
+      return Buffer.from(encodeEdgeTrie(nodes, nodes.map((_, i) => i - 1), nodes.map(() => 0.9))).toString('base64');
+    };
+    const socket = connect(Number(url.port), url.hostname);
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('utf8')));
+    // The stream ahead decodes plainly: any `edge` source after it is the waiting one's.
+    socket.write(raw({ id: 'pipe-trie-ahead', ...LONG }) + raw({ id: 'pipe-trie', promptIds: [1, 403], maxTokens: 24, speculation: 'sssd', useDatastore: false }));
+    expect(await waitFor(async () => received.includes('"type":"start","id":"pipe-trie-ahead"'), 5000)).toBe(true);
+    const push = (body: object): Promise<number> => post('/v1/generations/pipe-trie/trie', JSON.stringify(body)).then(async (r) => (await r.text(), r.status));
+    // Refused now, as at a running generation: a token outside the vocabulary, output it has not written.
+    expect(await push({ outputLength: 0, trie: chain([99_999]) })).toBe(400);
+    expect(await push({ outputLength: 3, trie: chain(ids) })).toBe(400);
+    expect(await push({ outputLength: 0, trie: chain(ids) })).toBe(202);
+    expect(received).not.toContain('"id":"pipe-trie"');
+    expect((await fetch(`${pool.url}/v1/generations/pipe-trie-ahead`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } })).status).toBe(200);
+    expect(await waitFor(async () => (received.match(/"type":"done"/g) ?? []).length === 2, 20_000)).toBe(true);
+    // In its turn it drafted from the pushed trie: the model's own continuation, accepted from the edge's source.
+    expect(received).toContain('"type":"start","id":"pipe-trie"');
+    expect(received).toMatch(/"sources":\["edge"/);
+    socket.destroy();
+  });
+
   it('a client that goes away halfway through its body costs nothing and logs no error', async () => {
     const { request } = await import('node:http');
     const url = new URL(`${pool.url}/v1/generate`);
