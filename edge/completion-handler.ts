@@ -24,6 +24,7 @@ import { streamResponse } from './sse-response';
 import { wholeCompletionResponse } from './whole-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 import { badWordsTokenIds } from './bad-words';
+import { outputChoices } from './output-choices';
 import { allowedIdsLeft } from '../shared/allowed-ids-left';
 import { generationEndIds } from '../shared/end-ids';
 
@@ -241,6 +242,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const allowedTokenIds = body.allowed_token_ids ?? null;
   inVocabulary('allowed_token_ids', allowedTokenIds ?? []);
   const badWords = badWordsTokenIds(body.bad_words ?? [], model.tokenizer);
+  const replyChoices = outputChoices(body);
   const minTokens = body.min_tokens ?? 0;
   // vLLM's rule: a reply cannot be held open past the tokens it may have.
   if (minTokens > maxTokens) throw badRequest(`min_tokens (${minTokens}) must be at most ${limitParam} (${maxTokens}).`, 'min_tokens', 'invalid_value');
@@ -332,6 +334,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           includeStop: body.include_stop_str_in_output === true,
           allowedTokenIds,
           badWords,
+          choices: replyChoices,
           userCache,
           trie,
           trieFollows: drafts && cacheInTime === null,

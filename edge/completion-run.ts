@@ -39,6 +39,8 @@ export interface CompletionPlan {
   allowedTokenIds: number[] | null;
   /** vLLM's bad_words as token-id sequences (edge/bad-words.ts; empty = none). */
   badWords: number[][];
+  /** vLLM's structured_outputs.choice (or guided_choice): the reply's text is one of these (null = any). */
+  choices: string[] | null;
   /**
    * The user's cache, read from KV as the request came in (it may come after
    * the generation opened); null where the request does not draft at the
@@ -273,6 +275,7 @@ export class CompletionRun {
       ...(plan.minTokens > 0 ? { minTokens: plan.minTokens } : {}),
       ...(plan.allowedTokenIds ? { allowedTokenIds: plan.allowedTokenIds } : {}),
       ...(plan.badWords.length > 0 ? { badWords: plan.badWords } : {}),
+      ...(plan.choices !== null ? { choices: plan.choices } : {}),
       // Ids meant for this model: a pool serving another refuses them (421), and the next one is tried.
       model: modelIdentity(deps.model.info),
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),

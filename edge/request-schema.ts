@@ -5,7 +5,7 @@
  * (UNSUPPORTED_PARAMETERS).
  */
 import { z } from 'zod';
-import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_BAD_WORDS, MAX_STOP_TOKEN_IDS } from '../shared/protocol';
+import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_BAD_WORDS, MAX_STOP_TOKEN_IDS, outputChoicesProblem } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
 import { badRequest, TooManyChoicesError, type ApiError } from './api-error';
 import { MAX_PROMPT_LOGPROBS } from './prompt-logprobs';
@@ -30,6 +30,9 @@ const streamOptionsSchema = z
     sources: z.boolean().optional(),
   })
   .nullish();
+
+/** vLLM's choice list: the reply is one of these texts (bounded as the pool's `choices`). */
+const outputChoicesSchema = z.custom<string[]>((v) => outputChoicesProblem(v) === null, { error: (issue) => outputChoicesProblem(issue.input) ?? 'not a list of choices' });
 
 /** Most choices (`n`) a request may ask for: each is a whole generation on a pool. */
 export const MAX_CHOICES = 8;
@@ -65,6 +68,10 @@ const commonFields = {
     .array(z.string().max(MAX_BAD_WORD_LENGTH, `a bad word holds at most ${MAX_BAD_WORD_LENGTH} characters`))
     .max(MAX_BAD_WORDS, `bad_words holds at most ${MAX_BAD_WORDS} words`)
     .nullish(),
+  /** Non-standard (vLLM): the reply is one of these texts (`choice`; its other constraints are refused by name, rejectOtherStructuredOutputs). */
+  structured_outputs: z.object({ choice: outputChoicesSchema.nullish() }).nullish(),
+  /** Non-standard (vLLM, deprecated there for structured_outputs.choice): the same; read only where structured_outputs is not sent, as vLLM does. */
+  guided_choice: outputChoicesSchema.nullish(),
   /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
   seed: z
     .number()
@@ -203,13 +210,11 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   modalities: { neutral: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', hint: '["text"]' },
   audio: { neutral: () => false, hint: 'null' },
   web_search_options: { neutral: () => false, hint: 'null' },
-  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, return_tokens_as_token_ids, bad_words): each changes the answer, and a vLLM user would expect them honoured.
+  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, return_tokens_as_token_ids, bad_words, guided_choice): each changes the answer, and a vLLM user would expect them honoured.
   use_beam_search: { neutral: (v) => v === false, hint: 'false' },
   guided_json: { neutral: () => false, hint: 'null' },
   guided_regex: { neutral: () => false, hint: 'null' },
-  guided_choice: { neutral: () => false, hint: 'null' },
   guided_grammar: { neutral: () => false, hint: 'null' },
-  structured_outputs: { neutral: () => false, hint: 'null' },
   // A completion's prompt always starts with the model's BOS, as vLLM's does by default; false (no BOS) was ignored.
   // A prompt of token ids gets none either way, as vLLM takes it.
   add_special_tokens: { neutral: (v, body) => v === true || isTokenIdPrompt(body.prompt), hint: 'true (send the prompt as token ids to leave BOS out)' },
@@ -233,10 +238,26 @@ export function rejectUnsupportedParameters(body: unknown, endpoint: 'completion
   if (typeof body !== 'object' || body === null) return;
   const rules = endpoint === 'chat' ? CHAT_UNSUPPORTED_PARAMETERS : UNSUPPORTED_PARAMETERS;
   if (endpoint === 'chat') rejectNonTextParts((body as { messages?: unknown }).messages);
+  rejectOtherStructuredOutputs((body as { structured_outputs?: unknown }).structured_outputs);
   for (const [name, value] of Object.entries(body)) {
     const rule = Object.hasOwn(rules, name) ? rules[name] : undefined;
     if (rule && value !== null && value !== undefined && !rule.neutral(value, body as Record<string, unknown>)) {
       throw badRequest(`${name} is not supported by this server (leave it out, or send it as ${rule.hint})`, name, 'unsupported_parameter');
+    }
+  }
+}
+
+/** vLLM's structured-output constraints beside `choice` (StructuredOutputsParams): each would change the answer, and none is served. */
+const STRUCTURED_OUTPUT_CONSTRAINTS = ['json', 'regex', 'grammar', 'json_object', 'structural_tag'] as const;
+
+/** Refuses `structured_outputs` naming a constraint other than `choice` (by its key), as vLLM's other guided_* fields are. */
+function rejectOtherStructuredOutputs(value: unknown): void {
+  if (typeof value !== 'object' || value === null) return;
+  for (const key of STRUCTURED_OUTPUT_CONSTRAINTS) {
+    const v = (value as Record<string, unknown>)[key];
+    if (v !== null && v !== undefined) {
+      const param = `structured_outputs.${key}`;
+      throw badRequest(`${param} is not supported by this server: of structured outputs only choice is (leave ${key} out, or send it as null)`, param, 'unsupported_parameter');
     }
   }
 }

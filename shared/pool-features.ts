@@ -28,6 +28,7 @@ export const POOL_FEATURES = [
   'minTokens',
   'allowedTokenIds',
   'badWords',
+  'choices',
   'logprobs',
   'promptLogprobs',
   'resumedOutputTokens',
@@ -46,7 +47,7 @@ type GenerateInput = z.input<typeof generateRequestSchema>;
  * The features `request` needs honoured: those it sets to something other
  * than what a pool without them does. `resumedOutputTokens` only matters to
  * what counts the output (min_tokens, the frequency and presence penalties,
- * bad words); elsewhere a pool that reads the resumed output as prompt writes
+ * bad words) or follows its text (choices); elsewhere a pool that reads the resumed output as prompt writes
  * the same continuation, and a resume may go to any pool.
  */
 export function featuresNeeded(request: GenerateInput): PoolFeature[] {
@@ -55,14 +56,16 @@ export function featuresNeeded(request: GenerateInput): PoolFeature[] {
   const minTokens = (request.minTokens ?? 0) > 0;
   const countsOutput = (s?.frequencyPenalty ?? 0) !== 0 || (s?.presencePenalty ?? 0) !== 0;
   const badWords = (request.badWords?.length ?? 0) > 0;
+  const choices = request.choices !== undefined;
   if (request.ignoreEos === true) needed.push('ignoreEos');
   if ((request.stopTokenIds?.length ?? 0) > 0) needed.push('stopTokenIds');
   if (minTokens) needed.push('minTokens');
   if (request.allowedTokenIds !== undefined) needed.push('allowedTokenIds');
   if (badWords) needed.push('badWords');
+  if (choices) needed.push('choices');
   if (request.logprobs !== undefined) needed.push('logprobs');
   if (request.promptLogprobs !== undefined) needed.push('promptLogprobs');
-  if ((request.resumedOutputTokens ?? 0) > 0 && (minTokens || countsOutput || badWords)) needed.push('resumedOutputTokens');
+  if ((request.resumedOutputTokens ?? 0) > 0 && (minTokens || countsOutput || badWords || choices)) needed.push('resumedOutputTokens');
   if ((s?.minP ?? 0) !== 0) needed.push('sampling.minP');
   if ((s?.frequencyPenalty ?? 0) !== 0) needed.push('sampling.frequencyPenalty');
   if ((s?.presencePenalty ?? 0) !== 0) needed.push('sampling.presencePenalty');

@@ -127,6 +127,32 @@ const promptIdsSchema = z.custom<number[]>((value) => promptIdsProblem(value) ==
 /** Predicted tokens (`predictionIds`) a pool drafts from, at most: the rest is ignored, and an edge need not send it. */
 export const PREDICTION_TOKENS = 8192;
 
+/** Most choices (vLLM's `structured_outputs.choice`) a generation may name, and most UTF-8 bytes in all of them: the pool's trie of them has a node per byte. vLLM sets no bound. */
+export const MAX_OUTPUT_CHOICES = 1024;
+export const MAX_OUTPUT_CHOICES_BYTES = 65_536;
+
+const utf8 = new TextEncoder();
+
+/** Why `value` is no list of 1 to MAX_OUTPUT_CHOICES non-empty strings of MAX_OUTPUT_CHOICES_BYTES UTF-8 bytes in all; null when it is one. Counted before zod reads the elements. */
+export function outputChoicesProblem(value: unknown): string | null {
+  if (!Array.isArray(value)) return 'expected an array of strings';
+  if (value.length === 0) return 'name at least one choice';
+  if (value.length > MAX_OUTPUT_CHOICES) return `at most ${MAX_OUTPUT_CHOICES} choices, got ${value.length}`;
+  let total = 0;
+  for (let i = 0; i < value.length; i++) {
+    const choice: unknown = value[i];
+    if (typeof choice !== 'string') return `[${i}] = ${describeValue(choice)} is not a string`;
+    if (choice === '') return `[${i}] is empty (an output of no text is no choice served here)`;
+    // Half a character has no UTF-8 bytes: no output could be it.
+    if (/\p{Cs}/u.test(choice)) return `[${i}] holds a lone surrogate (half of a character)`;
+    total += utf8.encode(choice).length;
+    if (total > MAX_OUTPUT_CHOICES_BYTES) return `at most ${MAX_OUTPUT_CHOICES_BYTES} UTF-8 bytes in all`;
+  }
+  return null;
+}
+
+const outputChoicesSchema = z.custom<string[]>((value) => outputChoicesProblem(value) === null, { error: (issue) => outputChoicesProblem(issue.input) ?? 'not a list of choices' });
+
 /** POST /v1/generate */
 export const generateRequestSchema = z.object({
   /** Caller-chosen id, unique among the pool's running generations (a second one with an id in use is refused). */
@@ -151,6 +177,8 @@ export const generateRequestSchema = z.object({
   allowedTokenIds: z.array(z.number().int().min(0)).min(1).max(MAX_ALLOWED_TOKEN_IDS).optional(),
   /** vLLM's `bad_words`, tokenized: a sequence's last id cannot be generated where the output ends in its other ids (that logit masked); inside the vocabulary. Added within version 1. */
   badWords: badWordsSchema.optional(),
+  /** vLLM's `structured_outputs.choice`: the output's text must be one of these (a token that would leave every choice masked; the end ids only once it is one), as the edge prints it. Added within version 1: a pool from before it ignores it. */
+  choices: outputChoicesSchema.optional(),
   sampling: samplingSchema.default({ temperature: 0, topP: 1, minP: 0, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
   speculation: z.enum(speculationMethods).default('sssd'),
   /** Use the pool's global datastore as a draft source (on unless turned off). */

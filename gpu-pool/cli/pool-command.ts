@@ -20,6 +20,7 @@ import type { Command } from 'commander';
 import { POOL_FEATURES } from '../../shared/pool-features';
 import { PROTOCOL_VERSION, type PoolInfo } from '../../shared/protocol';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import { TokenTexts } from '../verify/choice-masks';
 import { detectTokenizerFormat } from '../../shared/tokenizer/load-tokenizer';
 import { readTokenizerBytes, resolveTokenizerPath } from './generate-command';
 import { loadModel } from '../model/load-model';
@@ -407,6 +408,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     governor,
     metrics,
     createDrafter: drafterFactory(datastore, nextTokens, speculation.fusion),
+    // What each token prints, as the edge's text: requests with choices are masked by it.
+    tokenTexts: TokenTexts.of(tokenizer),
     onContribute: (tokens) => {
       if (!repeats.admit(tokens)) {
         metrics.datastoreContributions.inc({ result: 'repeat' });

@@ -14,6 +14,7 @@ import { edgeTrieMalformation, edgeTrieTokenOutside } from '../../shared/draftin
 import { generationEndIds } from '../../shared/end-ids';
 import { allowedIdsLeft } from '../../shared/allowed-ids-left';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
+import { ChoiceMasks, DEAD, type TokenTexts } from '../verify/choice-masks';
 import { RecentMedian } from '../budget/recent-median';
 import type { PoolMetrics } from '../metrics/pool-metrics';
 import { logLine } from '../metrics/log-line';
@@ -45,6 +46,8 @@ export interface AdmissionOptions<S extends RunnerSequence> {
   /** The prefix cache a joining prompt starts from; null: none. */
   prefixes: PrefixReuse<S> | null;
   maxTreeNodes: number;
+  /** What each token prints, for requests with choices (SchedulerOptions.tokenTexts); null: such requests are refused. */
+  tokenTexts?: TokenTexts | null;
   // The two ends are methods, not function-typed fields: those would make a Scheduler<S> no Scheduler<RunnerSequence>.
   /** Ends a generation that leaves the queue without running (Scheduler.finish). */
   end(gen: Generation<S>, reason: 'stop' | 'cancelled' | 'displaced'): void;
@@ -71,6 +74,7 @@ export class Admission<S extends RunnerSequence> {
   private readonly prefixes: PrefixReuse<S> | null;
   private readonly maxTreeNodes: number;
   private readonly eos: Set<number>;
+  private readonly tokenTexts: TokenTexts | null;
   /** For its two ends (called through it: see AdmissionOptions). */
   private readonly options: AdmissionOptions<S>;
 
@@ -82,7 +86,16 @@ export class Admission<S extends RunnerSequence> {
     this.prefixes = options.prefixes;
     this.maxTreeNodes = options.maxTreeNodes;
     this.eos = new Set(options.runner.config.eosIds);
+    this.tokenTexts = options.tokenTexts ?? null;
     this.options = options;
+  }
+
+  /** A request's choice masks: its output's first token prints without its leading space where the token before it (the prompt's last before any resumed output) is BOS, as the edge's decoder prints it. */
+  private choiceMasks(choices: readonly string[], prompt: readonly number[], resumed: number, endIds: ReadonlySet<number>): ChoiceMasks {
+    const texts = this.tokenTexts;
+    if (!texts) throw new AdmissionError('bad_request', 'choices: this pool has no tokenizer to follow the output\'s text with');
+    const before = prompt.length - resumed - 1;
+    return new ChoiceMasks(choices, texts, [...endIds], before >= 0 && prompt[before] === texts.bosId);
   }
 
   /** Tokens reserved (prompt + maxTokens, within the context) by running and queued generations. */
@@ -129,7 +142,10 @@ export class Admission<S extends RunnerSequence> {
     if (allowed) checkInVocabulary('allowedTokenIds', allowed, vocab);
     const badWords = request.badWords ?? [];
     for (let i = 0; i < badWords.length; i++) checkInVocabulary(`badWords[${i}]`, badWords[i], vocab);
-    if (allowed && request.maxTokens > 0) checkSomethingAllowed(allowed, badWords, request.minTokens > 0 ? generationEndIds(this.eos, request.ignoreEos, stopTokenIds) : null);
+    const endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
+    if (allowed && request.maxTokens > 0) checkSomethingAllowed(allowed, badWords, request.minTokens > 0 ? endIds : null);
+    const choices = request.choices ? this.choiceMasks(request.choices, prompt, resumed, endIds) : undefined;
+    if (choices && request.maxTokens > 0) checkChoiceAllowsSomething(choices, prompt.slice(prompt.length - resumed), allowed, badWords, request.minTokens > resumed ? endIds : null);
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this;
     if (reserved > limits.maxTotalTokens) {
@@ -180,8 +196,8 @@ export class Admission<S extends RunnerSequence> {
     const gen = new Generation<S>(request, sink, drafter, noise, this.maxTreeNodes, reserved);
     gen.prefixEpoch = this.prefixes?.epoch ?? 0;
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
-    gen.endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
-    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed, badWords };
+    gen.endIds = endIds;
+    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed, badWords, choices };
     if (hasLogitAdjustments(request.sampling, ends)) {
       // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.
       const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed), ends);
@@ -290,6 +306,28 @@ function checkSomethingAllowed(allowed: readonly number[], badWords: readonly (r
   if (allowedIdsLeft(allowed, badWords, endIdsHeldBack)) return;
   const why = endIdsHeldBack ? 'a one-token bad word or, before minTokens, an id that ends the generation' : 'a one-token bad word';
   throw new AdmissionError('bad_request', `allowedTokenIds leaves no token to generate: every one is ${why}`);
+}
+
+/**
+ * Choices that leave the next token nothing, once the output so far (a
+ * resumed generation's) and the request's other masks apply: a 400 now, not
+ * an error from the step that finds every logit masked.
+ */
+function checkChoiceAllowsSomething(
+  choices: ChoiceMasks,
+  resumedOutput: ArrayLike<number>,
+  allowed: readonly number[] | undefined,
+  badWords: readonly (readonly number[])[],
+  endIdsHeldBack: ReadonlySet<number> | null,
+): void {
+  const state = choices.stateAfter(resumedOutput);
+  if (state === DEAD) throw new AdmissionError('bad_request', 'choices: the resumed output (resumedOutputTokens) is the start of no choice');
+  const next = choices.allowedAt(state);
+  const allowedSet = allowed ? new Set(allowed) : null;
+  const banned = new Set<number>();
+  for (const word of badWords) if (word.length === 1) banned.add(word[0]);
+  for (const id of next) if ((allowedSet === null || allowedSet.has(id)) && !banned.has(id) && !endIdsHeldBack?.has(id)) return;
+  throw new AdmissionError('bad_request', 'choices leave no token to generate next once allowedTokenIds, badWords and minTokens (the end ids held back) apply');
 }
 
 function checkInVocabulary(field: string, ids: readonly number[], vocab: number): void {

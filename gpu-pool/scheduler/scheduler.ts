@@ -36,6 +36,7 @@ import { Admission, checkTrieTokens, type SchedulerLimits } from './admission';
 import { RowAcceptance, type StepCounts } from './row-acceptance';
 import { logLine } from '../metrics/log-line';
 import { EveryTokenMaskedError } from '../runtime/sampling';
+import type { TokenTexts } from '../verify/choice-masks';
 
 export type { SchedulerLimits } from './admission';
 
@@ -58,6 +59,8 @@ export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
   onFinished?: (summary: FinishedGeneration) => void;
   /** Most draft nodes per request per step. */
   maxTreeNodes?: number;
+  /** What each token of the model's tokenizer prints (choice-masks.ts), for requests with choices; absent: they are refused. */
+  tokenTexts?: TokenTexts | null;
   /** The operator's caps on draft nodes per request by running batch size (within maxTreeNodes); none: maxTreeNodes at every size. */
   batchSizeCaps?: BatchSizeCaps | null;
   /**
@@ -170,6 +173,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       createDrafter: options.createDrafter,
       prefixes: this.prefixes,
       maxTreeNodes: this.maxTreeNodes,
+      tokenTexts: options.tokenTexts ?? null,
       end: (gen, reason) => this.finish(gen, reason),
       endWithError: (gen, message) => this.endWithError(gen, message),
     });

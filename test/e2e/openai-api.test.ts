@@ -680,6 +680,40 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(none.json.error).toMatchObject({ param: 'allowed_token_ids', message: expect.stringMatching(/^allowed_token_ids leaves no token to generate: every one is .*before min_tokens/) });
   });
 
+  it("serves vLLM's structured_outputs.choice and guided_choice: the reply is one of the choices, whole or streamed, chat or completions, the same with speculation and without", async () => {
+    const choices = [' Max was happy', ' Max was a good dog and he liked to play', ' Lily'];
+    const answers = ['yes', 'no', 'maybe not'];
+    for (const speculation of ['auto', 'off']) {
+      const whole = await client.completions.create({ model, prompt: PROMPT, max_tokens: 40, temperature: 0, speculation, structured_outputs: { choice: choices } } as OpenAI.CompletionCreateParamsNonStreaming);
+      expect(choices, speculation).toContain(whole.choices[0].text);
+      expect(whole.choices[0].finish_reason).toBe('stop');
+      const streamed = await streamCompletion({ prompt: PROMPT, max_tokens: 40, temperature: 0, speculation, guided_choice: choices, user: `choice-${speculation}` });
+      expect(streamed.text, speculation).toBe(whole.choices[0].text);
+      expect(streamed.finish).toBe('stop');
+      const messages = [{ role: 'user' as const, content: 'Is Max a good dog?' }];
+      const chat = await client.chat.completions.create({ model, messages, max_tokens: 20, temperature: 0, speculation, structured_outputs: { choice: answers } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      expect(answers, speculation).toContain(chat.choices[0].message.content);
+      expect(chat.choices[0].finish_reason).toBe('stop');
+      const chatStream = await client.chat.completions.create({ model, messages, max_tokens: 20, temperature: 0, speculation, stream: true, guided_choice: answers } as OpenAI.ChatCompletionCreateParamsStreaming);
+      let content = '';
+      for await (const chunk of chatStream) content += chunk.choices[0]?.delta.content ?? '';
+      expect(content, speculation).toBe(chat.choices[0].message.content);
+    }
+    // Sampled, n choices: each one of them.
+    const sampled = await client.completions.create({ model, prompt: PROMPT, max_tokens: 40, temperature: 1, seed: 5, n: 4, structured_outputs: { choice: choices } } as OpenAI.CompletionCreateParamsNonStreaming);
+    for (const c of sampled.choices) expect(choices).toContain(c.text);
+    // Cut by max_tokens: the start of a choice, finish length.
+    const cut = await client.completions.create({ model, prompt: PROMPT, max_tokens: 2, temperature: 0, structured_outputs: { choice: [choices[1]] } } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect(cut.choices[0].finish_reason).toBe('length');
+    expect(choices[1].startsWith(cut.choices[0].text)).toBe(true);
+    const empty = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 5, structured_outputs: { choice: [] } });
+    expect(empty.status).toBe(400);
+    expect(empty.json.error).toMatchObject({ param: 'structured_outputs.choice', code: 'invalid_value' });
+    const json = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], structured_outputs: { json: { type: 'object' } } });
+    expect(json.status).toBe(400);
+    expect(json.json.error).toMatchObject({ param: 'structured_outputs.json', code: 'unsupported_parameter' });
+  });
+
   it("serves vLLM's truncate_prompt_tokens (the prompt's last k tokens, a text prompt's BOS kept) and return_tokens_as_token_ids", async () => {
     const ids = reference.prompt_ids;
     expect(ids[0]).toBe(1); // BOS

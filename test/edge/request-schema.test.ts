@@ -34,14 +34,18 @@ describe('OpenAI parameters this server does not implement', () => {
       ['use_beam_search', true],
       ['guided_json', { type: 'object' }],
       ['guided_regex', 'a+'],
-      ['guided_choice', ['yes', 'no']],
       ['guided_grammar', 'root ::= "a"'],
-      ['structured_outputs', { json: {} }],
+      // Of structured outputs, choice alone is served: the others named by their key.
+      ['structured_outputs.json', { json: {} }],
+      ['structured_outputs.regex', { regex: 'a+', choice: null }],
+      ['structured_outputs.grammar', { grammar: 'root ::= "a"' }],
+      ['structured_outputs.json_object', { json_object: true }],
+      ['structured_outputs.structural_tag', { structural_tag: '{}' }],
       // A prompt without BOS: silently ignored before, a vLLM user got other text.
       ['add_special_tokens', false],
     ];
     for (const [name, value] of asked) {
-      const err = refusal({ [name]: value });
+      const err = refusal({ [name.split('.')[0]]: value });
       expect(err, name).toBeInstanceOf(ApiError);
       expect(err!.status).toBe(400);
       expect(err!.toBody().error).toEqual({ message: expect.stringContaining(`${name} is not supported`), type: 'invalid_request_error', param: name, code: 'unsupported_parameter' });

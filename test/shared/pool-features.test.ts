@@ -40,6 +40,7 @@ describe('featuresNeeded', () => {
       [{ minTokens: 3 }, 'minTokens'],
       [{ allowedTokenIds: [4, 5] }, 'allowedTokenIds'],
       [{ badWords: [[7, 8]] }, 'badWords'],
+      [{ choices: ['yes', 'no'] }, 'choices'],
       [{ logprobs: 0 }, 'logprobs'],
       [{ promptLogprobs: 0 }, 'promptLogprobs'],
       [{ sampling: { minP: 0.1 } }, 'sampling.minP'],
@@ -54,11 +55,13 @@ describe('featuresNeeded', () => {
     }
   });
 
-  it('needs resumedOutputTokens honoured only where the output is counted (min_tokens, frequency and presence penalties, bad words)', () => {
+  it('needs resumedOutputTokens honoured only where the output is counted (min_tokens, frequency and presence penalties, bad words) or its text followed (choices)', () => {
     const resumed = { ...plain, resumedOutputTokens: 1 };
     expect(featuresNeeded(resumed)).toEqual([]);
     expect(featuresNeeded({ ...resumed, minTokens: 4 })).toEqual(['minTokens', 'resumedOutputTokens']);
     expect(featuresNeeded({ ...resumed, badWords: [[3]] })).toEqual(['badWords', 'resumedOutputTokens']);
+    // A pool that read the resumed output as prompt would start the text over from no choice's first character.
+    expect(featuresNeeded({ ...resumed, choices: ['yes'] })).toEqual(['choices', 'resumedOutputTokens']);
     expect(featuresNeeded({ ...resumed, sampling: { ...plain.sampling, presencePenalty: 0.5 } })).toEqual(['resumedOutputTokens', 'sampling.presencePenalty']);
     // Repetition counts prompt and output alike: the resumed output as prompt is the same.
     expect(featuresNeeded({ ...resumed, sampling: { ...plain.sampling, repetitionPenalty: 1.3 } })).toEqual(['sampling.repetitionPenalty']);

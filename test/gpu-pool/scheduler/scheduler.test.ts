@@ -29,6 +29,8 @@ import { logSumExp } from '../../../gpu-pool/runtime/logprobs';
 import { models } from '../../support/shared-data';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { PrefixCache } from '../../../gpu-pool/scheduler/prefix-cache';
+import { TokenTexts } from '../../../gpu-pool/verify/choice-masks';
+import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
 class RecordingRunner implements BatchRunner<SequenceKvCache> {
@@ -462,6 +464,81 @@ describe('continuous batching', () => {
     expect(() => s.submit(generateRequestSchema.parse({ id: 'bad-past', promptIds: [1], maxTokens: 4, badWords: [[2], [3, runner.config.vocabSize]] }), collect().sink)).toThrow(
       expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('badWords[1][1]') }),
     );
+  });
+
+  it("writes one of the choices (vLLM's structured_outputs.choice), greedy and seeded sampled, with speculation as without", async () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });
+    const eos = runner.config.eosIds[0];
+    const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 60, speculation, ...extra, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
+      const events = await c.done;
+      const ids = tokensOf(events);
+      const text = tokenizer.decode(ids.filter((t) => t !== eos));
+      return { ids, text, finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason, drafted: events.reduce((n, e) => n + (e.type === 'tokens' ? e.drafted : 0), 0) };
+    };
+    const free = await run('choice-free', 'off', { ignoreEos: true });
+    // Choices the model's own words start (drafts from its free output run along them), one a prefix of another, one it would not write.
+    const own = tokenizer.decode(free.ids.slice(0, 24));
+    const choices = [own, own.slice(0, 20), `${own.slice(0, 12)} and the big red ball`, ' Lily was happy'];
+    /** The same with speculation off and with `sssd` drafting from the free output; the text one of the choices. */
+    const both = async (name: string, extra: Record<string, unknown>) => {
+      const plain = await run(`${name}-off`, 'off', extra);
+      const drafted = await run(`${name}-sssd`, 'sssd', extra, free.ids);
+      expect(drafted.drafted, name).toBeGreaterThan(0);
+      expect({ ...drafted, drafted: 0 }, name).toEqual({ ...plain, drafted: 0 });
+      return plain;
+    };
+    const greedy = await both('choice-greedy', { choices });
+    expect(greedy.finishReason).toBe('stop');
+    expect(greedy.ids.at(-1)).toBe(eos);
+    expect(choices).toContain(greedy.text);
+    for (const seed of [3, 11, 64]) {
+      const sampled = await both(`choice-sampled-${seed}`, { choices, sampling: { temperature: 1, seed } });
+      expect(sampled.finishReason).toBe('stop');
+      expect(choices).toContain(sampled.text);
+    }
+    // Cut by maxTokens: a start of a choice, finish 'length'.
+    const cut = await both('choice-cut', { choices, maxTokens: 3 });
+    expect(cut.finishReason).toBe('length');
+    expect(choices.some((c) => c.startsWith(cut.text))).toBe(true);
+    // With penalties and min_tokens beside them.
+    const penalised = await both('choice-penalised', { choices, minTokens: 2, sampling: { presencePenalty: 1.5, repetitionPenalty: 1.3 } });
+    expect(choices).toContain(penalised.text);
+  });
+
+  it('refuses choices its other masks leave nothing to start with, or a pool with no tokenizer to follow', async () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
+    const s = scheduler(null, new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });
+    let n = 0;
+    const refused = (extra: Record<string, unknown>, target = s) => () => target.submit(generateRequestSchema.parse({ id: `choice-none-${n++}`, promptIds: [1, 403], maxTokens: 4, ...extra }), collect().sink);
+    const yes = tokenizer.encode('yes', { bos: false });
+    expect(refused({ choices: ['yes'], allowedTokenIds: [7] })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('choices leave no token to generate') }));
+    // A one-token bad word leaves the text's other ways in (its bytes): admitted, and written without it.
+    const taken = collect();
+    s.submit(generateRequestSchema.parse({ id: 'choice-banned-way', promptIds: [1, 403], maxTokens: 8, choices: ['yes'], badWords: [[yes[0]]] }), taken.sink);
+    const ids = tokensOf(await taken.done);
+    expect(ids).not.toContain(yes[0]);
+    expect(tokenizer.decode(ids)).toBe('yes');
+    // The resumed output is no start of a choice.
+    expect(refused({ choices: ['yes'], promptIds: [1, 403, 404], resumedOutputTokens: 1 })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('start of no choice') }));
+    expect(refused({ choices: ['yes'] }, scheduler(null))).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('no tokenizer') }));
+  });
+
+  it('goes on from the text a resumed generation had written: the rest of the same choice', async () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
+    const s = scheduler(null, new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });
+    const eos = runner.config.eosIds[0];
+    const choices = [' Tim and Sam went to the park', ' Tim was sad'];
+    const whole = collect();
+    s.submit(generateRequestSchema.parse({ id: 'choice-whole', promptIds: STORY, maxTokens: 40, speculation: 'off', choices }), whole.sink);
+    const ids = tokensOf(await whole.done);
+    expect(choices).toContain(tokenizer.decode(ids.filter((t) => t !== eos)));
+    // Resumed after its first 3 tokens (at the prompt's end, as the edge sends them): the same rest.
+    const resumed = collect();
+    s.submit(generateRequestSchema.parse({ id: 'choice-resumed', promptIds: [...STORY, ...ids.slice(0, 3)], resumedOutputTokens: 3, maxTokens: 37, speculation: 'off', choices }), resumed.sink);
+    expect(tokensOf(await resumed.done)).toEqual(ids.slice(3));
   });
 
   it('refuses an allowed list the other masks leave empty, and ends a generation they empty later with their own words, not the model\'s', async () => {

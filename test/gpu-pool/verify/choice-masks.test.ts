@@ -1,0 +1,160 @@
+import { describe, expect, it } from 'vitest';
+import { ChoiceMasks, ChoiceTrie, DEAD, TokenTexts, type TextsTokenizer } from '../../../gpu-pool/verify/choice-masks';
+import { hasLogitAdjustments, LogitAdjustments } from '../../../gpu-pool/verify/logit-adjustments';
+import { PieceDecoder, pieceBytes, SILENT_PIECE, TEXT_PIECE, type PieceTable } from '../../../shared/tokenizer/incremental-decoder';
+import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
+import { readFileSync } from 'node:fs';
+import { models } from '../../support/shared-data';
+
+/** A Llama-style vocabulary: [text or byte or null (prints nothing)] by id. */
+const PIECES: Array<string | number | null> = [
+  null, // 0: end
+  null, // 1: BOS
+  ' yes', // 2
+  'yes', // 3
+  'ye', // 4
+  's', // 5
+  'no', // 6
+  'ab', // 7
+  'abc', // 8
+  'c', // 9
+  'x', // 10
+  'y', // 11
+  'caf', // 12
+  'é', // 13
+  0xc3, // 14: byte piece
+  0xa9, // 15: byte piece (é = C3 A9)
+  'a', // 16
+  ' ', // 17
+  'abx', // 18
+];
+const END = 0;
+const BOS = 1;
+
+function tokenizer(): TextsTokenizer {
+  const texts = PIECES.map((p) => (typeof p === 'string' ? p : ''));
+  const table: PieceTable = {
+    texts,
+    textsAfterBos: texts.map((t) => (t.startsWith(' ') ? t.slice(1) : t)),
+    kinds: Int16Array.from(PIECES, (p) => (typeof p === 'number' ? p : p === null ? SILENT_PIECE : TEXT_PIECE)),
+    bosId: BOS,
+  };
+  return { vocabSize: PIECES.length, bosId: BOS, createDecoder: (opts) => new PieceDecoder(table, opts), tokenBytes: (id) => pieceBytes(table, id) };
+}
+
+const texts = TokenTexts.of(tokenizer());
+
+/** The ids allowed where the output is `ids` (plus a node's path, empty). */
+function allowedAfter(masks: ChoiceMasks, ids: number[]): number[] {
+  return Array.from(masks.allowedAt(masks.stateAfter(ids)));
+}
+
+describe('choice trie', () => {
+  it('holds every prefix of the choices once, a whole choice marked, by UTF-8 bytes', () => {
+    const trie = new ChoiceTrie(['ab', 'abc', 'é']);
+    // '', a, ab, abc, C3, C3 A9.
+    expect(trie.nodes).toBe(6);
+    const ab = trie.follow(0, new TextEncoder().encode('ab'), 0, 2);
+    expect(trie.whole[ab]).toBe(1);
+    expect(trie.whole[trie.follow(0, Uint8Array.of(0x61), 0, 1)]).toBe(0);
+    expect(trie.follow(ab, Uint8Array.of(0x78), 0, 1)).toBe(DEAD);
+    expect(trie.whole[trie.follow(0, Uint8Array.of(0xc3, 0xa9), 0, 2)]).toBe(1);
+  });
+});
+
+describe('choice masks', () => {
+  it('allow the tokens whose text stays inside a choice, and the end token only once the text is a whole one', () => {
+    const masks = new ChoiceMasks(['yes', 'no'], texts, [END], false);
+    // ' yes' prints its space mid-text: no choice starts with one.
+    expect(allowedAfter(masks, [])).toEqual([3, 4, 6, 11]);
+    expect(allowedAfter(masks, [4])).toEqual([5]);
+    expect(allowedAfter(masks, [4, 5])).toEqual([END]);
+    expect(allowedAfter(masks, [6])).toEqual([END]);
+  });
+
+  it("follow the decoder's first token after BOS: its leading space is not printed", () => {
+    const afterBos = new ChoiceMasks(['yes'], texts, [END], true);
+    expect(allowedAfter(afterBos, [])).toEqual([2, 3, 4, 11]);
+    // Only the first token: ' yes' later would print its space.
+    const spaced = new ChoiceMasks(['yes yes'], texts, [END], true);
+    expect(allowedAfter(spaced, [3])).toEqual([2, 17]);
+    expect(allowedAfter(spaced, [2])).toEqual([2, 17]);
+    // The one-space piece after BOS prints nothing: never allowed.
+    const space = new ChoiceMasks([' yes'], texts, [END], true);
+    expect(allowedAfter(space, [])).toEqual([]);
+    expect(allowedAfter(new ChoiceMasks([' yes'], texts, [END], false), [])).toEqual([2, 17]);
+  });
+
+  it('take a choice that is a prefix of another: the end token and the longer one both allowed there', () => {
+    const masks = new ChoiceMasks(['ab', 'abc'], texts, [END, 10], false);
+    expect(allowedAfter(masks, [])).toEqual([7, 8, 16]);
+    // After 'ab': 'c' goes on, and the end ids (the end token, a stop token id) end it as 'ab'.
+    expect(allowedAfter(masks, [7])).toEqual([END, 9, 10]);
+    expect(allowedAfter(masks, [8])).toEqual([END, 10]);
+    // 'a' is a way in too, though no token here goes on with 'b'.
+    expect(allowedAfter(masks, [16])).toEqual([]);
+  });
+
+  it('let one token span the prefix two choices share', () => {
+    const masks = new ChoiceMasks(['abx', 'aby'], texts, [END], false);
+    expect(allowedAfter(masks, [])).toEqual([7, 16, 18]);
+    expect(allowedAfter(masks, [7])).toEqual([10, 11]);
+    expect(allowedAfter(masks, [18])).toEqual([END]);
+  });
+
+  it('follow multi-byte characters, whole or as byte pieces, and never split one for a text piece', () => {
+    const masks = new ChoiceMasks(['café'], texts, [END], false);
+    expect(allowedAfter(masks, [12])).toEqual([13, 14]);
+    // After the first byte of é only its second: a text piece there would print U+FFFD.
+    expect(allowedAfter(masks, [12, 14])).toEqual([15]);
+    expect(allowedAfter(masks, [12, 14, 15])).toEqual([END]);
+    expect(allowedAfter(masks, [12, 13])).toEqual([END]);
+    expect(masks.stateAfter([12, 10])).toBe(DEAD);
+    expect(masks.allowedAt(DEAD)).toEqual(Int32Array.of(END));
+  });
+
+  it('score a node from the output observed and its draft path, in the logit adjustments', () => {
+    const ends = { ids: [END], minTokens: 0, choices: new ChoiceMasks(['yes', 'no'], texts, [END], false) };
+    const none = { frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 };
+    expect(hasLogitAdjustments(none, ends)).toBe(true);
+    expect(hasLogitAdjustments(none, { ids: [END], minTokens: 0 })).toBe(false);
+    const adjustments = new LogitAdjustments(none, PIECES.length, [BOS], ends);
+    const logits = Float32Array.from(PIECES, (_, i) => i / 10);
+    const finite = (out: Float32Array) => Array.from(out.keys()).filter((i) => out[i] !== -Infinity);
+    expect(finite(adjustments.apply(logits, [], [], 0))).toEqual([3, 4, 6, 11]);
+    // A row: root, then 'ye' (row 1) and under it 's' (row 2); the node under 's' is scored as after 'yes'.
+    const rowTokens = [0, 4, 5];
+    expect(finite(adjustments.apply(logits, rowTokens, [1, 2], 2))).toEqual([END]);
+    expect(finite(adjustments.apply(logits, rowTokens, [1], 1))).toEqual([5]);
+    // The values kept are the logits' own.
+    expect(adjustments.apply(logits, rowTokens, [1], 1)[5]).toBeCloseTo(0.5, 6);
+    adjustments.observe(4);
+    expect(finite(adjustments.apply(logits, [0, 5], [1], 1))).toEqual([END]);
+    // With min_tokens holding the end id back past a whole choice: nothing is left (the generation ends bad_request).
+    const held = new LogitAdjustments(none, PIECES.length, [BOS], { ids: [END], minTokens: 5, choices: new ChoiceMasks(['no'], texts, [END], false) });
+    held.observe(6);
+    expect(finite(held.apply(logits, [], [], 0))).toEqual([]);
+  });
+
+  it("agree with the real tokenizer's text: every allowed path decodes to a prefix of a choice", () => {
+    const real = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
+    const realTexts = TokenTexts.of(real);
+    const choices = ['Once upon a time', 'The end', 'Tim', 'Timmy 😀'];
+    for (const afterBos of [true, false]) {
+      const masks = new ChoiceMasks(choices, realTexts, real.eosIds, afterBos);
+      // Greedy walks taking the smallest, then the largest id allowed at each state: each decodes into a choice.
+      for (const pick of [(a: Int32Array) => a[0], (a: Int32Array) => a[a.length - 1]]) {
+        const ids: number[] = [];
+        for (let step = 0; step < 40; step++) {
+          const allowed = masks.allowedAt(masks.stateAfter(ids));
+          expect(allowed.length).toBeGreaterThan(0);
+          const id = pick(allowed);
+          if (real.eosIds.includes(id)) break;
+          ids.push(id);
+        }
+        const text = real.decode(afterBos ? [real.bosId, ...ids] : [403, ...ids]).slice(afterBos ? 0 : real.decode([403]).length);
+        expect(choices, `${afterBos} ${JSON.stringify(ids)} → ${JSON.stringify(text)}`).toContain(text);
+      }
+    }
+  });
+});
