@@ -77,8 +77,10 @@ const requireKey = async (c: Context<AppEnv>, next: () => Promise<void>): Promis
 app.use('/v1/*', requireKey);
 app.use('/bench/*', requireKey);
 
-function modelObject(model: ServedModel): { id: string; object: 'model'; created: number; owned_by: string; context_length: number } {
-  return { id: model.info.model.name, object: 'model', created: model.info.model.created ?? 0, owned_by: 'sssd', context_length: model.info.model.contextLength };
+function modelObject(model: ServedModel): { id: string; object: 'model'; created: number; owned_by: string; context_length: number; max_model_len: number } {
+  const { name, created, contextLength } = model.info.model;
+  // max_model_len: vLLM's ModelCard names the context so, and clients that size max_tokens by it read nothing else.
+  return { id: name, object: 'model', created: created ?? 0, owned_by: 'sssd', context_length: contextLength, max_model_len: contextLength };
 }
 
 app.get('/v1/models', async (c) => {

@@ -100,8 +100,8 @@ const commonFields = {
       content: z.union([z.string(), z.array(z.object({ type: z.literal('text'), text: z.string() })).min(1)]),
     })
     .nullish(),
-  /** vLLM's: narrows prefix-cache sharing to requests of the key's tenant that give the same salt (absent: the whole tenant). */
-  cache_salt: z.string().min(1).max(256).nullish(),
+  /** vLLM's: narrows prefix-cache sharing to requests of the key's tenant that give the same salt (absent: the whole tenant); up to vLLM's 1,024 characters (the pool gets a hash of it with the tenant, whatever its length). */
+  cache_salt: z.string().min(1).max(1024).nullish(),
   /** Non-standard (vLLM): keep the prompt's last this many tokens (-1: as many as fit beside max_tokens); edge/prompt-truncation.ts. */
   truncate_prompt_tokens: z
     .number()

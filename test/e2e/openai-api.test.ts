@@ -108,7 +108,7 @@ describe('OpenAI-compatible API on the edge', () => {
   it('lists the served model, and retrieves it by name (or as default); another name is 404', async () => {
     expect(model).toBe('stories260K');
     const retrieved = await client.models.retrieve(model);
-    expect(retrieved).toMatchObject({ id: 'stories260K', object: 'model', owned_by: 'sssd', context_length: 512 });
+    expect(retrieved).toMatchObject({ id: 'stories260K', object: 'model', owned_by: 'sssd', context_length: 512, max_model_len: 512 });
     // `created` is when the checkpoint was written, not a placeholder.
     expect(retrieved.created).toBe(Math.floor(statSync(models.stories260K.checkpoint).mtimeMs / 1000));
     expect((await client.models.retrieve('default')).id).toBe('stories260K');

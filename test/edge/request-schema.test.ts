@@ -263,3 +263,11 @@ describe('numbers too large to read', () => {
     expect(err!.toBody().error).toMatchObject({ param: 'max_tokens', message: 'max_tokens: a number too large to be read (past ±1.8e308)' });
   });
 });
+
+describe('cache_salt', () => {
+  it("takes vLLM's 1 to 1,024 characters, and refuses past them naming the field", () => {
+    expect(refusal({ cache_salt: 's'.repeat(1024) })).toBeNull();
+    expect(refusal({ cache_salt: 's'.repeat(1025) })).toMatchObject({ status: 400, param: 'cache_salt' });
+    expect(refusal({ cache_salt: '' })).toMatchObject({ status: 400, param: 'cache_salt' });
+  });
+});
