@@ -81,82 +81,134 @@ async function served(client: PoolClient, info: PoolInfo, previous: ServedModel 
 
 /**
  * The model of the first pool that answers, in the order the pools are
- * listed (known-down ones last); on a check, the model served
- * until now while any pool still serves it (in a fleet mid-upgrade the edge
- * would otherwise flip between models with the pool order).
+ * listed (known-down ones last). On a check (`previous` loaded), every pool
+ * is asked and the pools that are up vote: the model served until now stays
+ * while no other model is served by more of them (in a fleet mid-upgrade the
+ * edge would otherwise flip between models with the pool order), and one
+ * that more of them serve takes over (a pool of another model left up alone
+ * through an outage took the edge over, and kept it once the others were
+ * back: requests for the model they serve were 404s).
  */
 async function load(picker: PoolPicker, previous: ServedModel | null): Promise<ServedModel> {
-  let lastError: unknown = null;
-  let other: { client: PoolClient; info: PoolInfo } | null = null;
-  // The model served until now, from a pool known down (draining, stuck): kept only where no pool that is up
-  // serves another. The last pool of the old model draining in a rolling upgrade was otherwise a full outage.
-  let previousOnDown: { client: PoolClient; info: PoolInfo } | null = null;
-  /** A pool answered with other weights than the pinned ones. */
-  let pinnedOut = false;
-  /** Every pool asked answered 401: the edge's SSSD_POOL_TOKEN is not theirs. */
-  let everyRefusedToken = true;
+  const asked = new InfoAsker(picker);
   // Health first where none is known yet (a cold isolate): a hung pool listed first is then known down
   // after the health check's 1 s, not tried for /v1/info's 5 s.
   await picker.checkHealth();
-  for (const client of picker.inListOrder()) {
-    try {
-      const info = await client.info();
-      if (picker.modelSha256 !== null) {
-        const matches = info.model.sha256 === picker.modelSha256;
-        picker.notePinned(client.baseUrl, matches);
-        if (!matches) {
-          // Pinned: another checkpoint (or a pool too old to name its own) is not this edge's, whatever the list's order.
-          const why = `it serves weights ${info.model.sha256?.slice(0, 12) ?? '(unnamed)'}, not SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}`;
-          picker.markMisdirected(client.baseUrl, why);
-          pinnedOut = true;
-          continue;
-        }
+  const order = picker.inListOrder();
+  if (previous === null) {
+    for (const client of order) {
+      const info = await asked.info(client);
+      if (info === null) continue;
+      try {
+        return await served(client, info, null);
+      } catch (err) {
+        asked.failed(client, err);
       }
-      if (previous !== null && !sameModel(info, previous.info)) {
-        other ??= { client, info };
-        continue;
-      }
-      if (previous !== null && picker.isDown(client.baseUrl)) {
-        previousOnDown ??= { client, info };
-        continue;
-      }
-      return await served(client, info, previous);
-    } catch (err) {
-      lastError = err;
-      if (!(err instanceof PoolMisdirectedError && err.status === 401)) everyRefusedToken = false;
-      // A pool that refuses the edge's token, or a URL naming no pool, is said in the log (once a spell), not only failed over.
-      if (err instanceof PoolMisdirectedError) picker.markMisdirected(client.baseUrl, err.message);
-      else picker.markFailed(client.baseUrl);
     }
+    throw asked.nothingServed(false);
   }
-  if (previousOnDown !== null && (other === null || picker.isDown(other.client.baseUrl))) {
-    try {
-      return await served(previousOnDown.client, previousOnDown.info, previous);
-    } catch (err) {
-      lastError = err;
+  // Asked together: a check of many pools, a hung one among them, is not their timeouts end to end.
+  const infos = await Promise.all(order.map((client) => asked.info(client)));
+  // The models the pools that are up serve, in the order first seen (the list's), with how many serve each.
+  const up: Array<{ client: PoolClient; info: PoolInfo; pools: number }> = [];
+  // The model served until now, from a pool known down (draining, stuck): kept only where no pool that is up
+  // serves another. The last pool of the old model draining in a rolling upgrade was otherwise a full outage.
+  let previousOnDown: { client: PoolClient; info: PoolInfo } | null = null;
+  for (let i = 0; i < order.length; i++) {
+    const client = order[i];
+    const info = infos[i];
+    if (info === null) continue;
+    if (picker.isDown(client.baseUrl)) {
+      if (sameModel(info, previous.info)) previousOnDown ??= { client, info };
+      continue;
     }
+    // By sameModel, not by a key: a pool too old to name its weights serves the model of one that names them.
+    const group = up.find((g) => sameModel(g.info, info));
+    if (group) group.pools++;
+    else up.push({ client, info, pools: 1 });
   }
-  if (other !== null) {
+  const kept = up.find((g) => sameModel(g.info, previous.info));
+  // The most pools, and among as many the first listed.
+  let best: { client: PoolClient; info: PoolInfo; pools: number } | null = null;
+  for (const group of up) if (group !== kept && (best === null || group.pools > best.pools)) best = group;
+  const candidates: Array<{ client: PoolClient; info: PoolInfo; switching: boolean }> = [];
+  if (kept && (best === null || kept.pools >= best.pools)) candidates.push({ ...kept, switching: false });
+  else if (previousOnDown !== null && best === null) candidates.push({ ...previousOnDown, switching: false });
+  if (best !== null) candidates.push({ ...best, switching: true });
+  for (const { client, info, switching } of candidates) {
     try {
-      const model = await served(other.client, other.info, previous);
-      console.warn(`edge: no pool that is up serves ${describeModel(previous?.info)} any more; serving ${describeModel(model.info)} from now on`);
-      picker.forgetMisdirected();
+      const model = await served(client, info, previous);
+      if (switching) {
+        const why = kept ? `more pools that are up serve it (${best!.pools} against ${kept.pools})` : 'no pool that is up serves the model loaded any more';
+        console.warn(`edge: serving ${describeModel(model.info)} from now on, not ${describeModel(previous.info)}: ${why}`);
+        picker.forgetMisdirected();
+      }
       return model;
     } catch (err) {
-      lastError = err;
-      picker.markFailed(other.client.baseUrl);
+      asked.failed(client, err);
     }
   }
-  if (pinnedOut && picker.modelSha256 !== null) {
-    // Up, but none with the pinned weights: said so, not taken for an outage.
-    throw new ApiError(503, `No pool serves the weights this edge is pinned to (SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}…); retry shortly.`, 'service_unavailable', 'pool_unavailable', null, 2);
+  throw asked.nothingServed(up.length > 0 || previousOnDown !== null);
+}
+
+/**
+ * Asks pools what they serve, noting on the picker what their answers say
+ * (pinned weights, misdirection, failure), and what an error should say
+ * when none served.
+ */
+class InfoAsker {
+  private lastError: unknown = null;
+  /** A pool answered with other weights than the pinned ones. */
+  private pinnedOut = false;
+  /** Every pool asked answered 401: the edge's SSSD_POOL_TOKEN is not theirs. */
+  private everyRefusedToken = true;
+
+  constructor(private readonly picker: PoolPicker) {}
+
+  /** The pool's info, or null where it did not answer or serves other weights than the pinned ones. */
+  async info(client: PoolClient): Promise<PoolInfo | null> {
+    const { picker } = this;
+    let info: PoolInfo;
+    try {
+      info = await client.info();
+    } catch (err) {
+      this.failed(client, err);
+      return null;
+    }
+    if (picker.modelSha256 !== null) {
+      const matches = info.model.sha256 === picker.modelSha256;
+      picker.notePinned(client.baseUrl, matches);
+      if (!matches) {
+        // Pinned: another checkpoint (or a pool too old to name its own) is not this edge's, whatever the list's order.
+        picker.markMisdirected(client.baseUrl, `it serves weights ${info.model.sha256?.slice(0, 12) ?? '(unnamed)'}, not SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}`);
+        this.pinnedOut = true;
+        return null;
+      }
+    }
+    return info;
   }
-  // One line (no stack): it comes at every request while no pool answers.
-  console.error(`edge: no pool answered /v1/info: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
-  if (lastError !== null && everyRefusedToken && other === null && previousOnDown === null) {
-    throw poolsRefuseTokenError();
+
+  /** A pool failed to answer, or to serve its tokenizer. */
+  failed(client: PoolClient, err: unknown): void {
+    this.lastError = err;
+    if (!(err instanceof PoolMisdirectedError && err.status === 401)) this.everyRefusedToken = false;
+    // A pool that refuses the edge's token, or a URL naming no pool, is said in the log (once a spell), not only failed over.
+    if (err instanceof PoolMisdirectedError) this.picker.markMisdirected(client.baseUrl, err.message);
+    else this.picker.markFailed(client.baseUrl);
   }
-  throw new ApiError(503, 'No inference pool is reachable; retry shortly.', 'service_unavailable', 'pool_unavailable', null, 2);
+
+  /** What to answer when no pool's model could be served; `answered`: some pool did say what it serves. */
+  nothingServed(answered: boolean): ApiError {
+    const { picker } = this;
+    if (this.pinnedOut && picker.modelSha256 !== null) {
+      // Up, but none with the pinned weights: said so, not taken for an outage.
+      return new ApiError(503, `No pool serves the weights this edge is pinned to (SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}…); retry shortly.`, 'service_unavailable', 'pool_unavailable', null, 2);
+    }
+    // One line (no stack): it comes at every request while no pool answers.
+    console.error(`edge: no pool answered /v1/info: ${this.lastError instanceof Error ? this.lastError.message : String(this.lastError)}`);
+    if (this.lastError !== null && this.everyRefusedToken && !answered) return poolsRefuseTokenError();
+    return new ApiError(503, 'No inference pool is reachable; retry shortly.', 'service_unavailable', 'pool_unavailable', null, 2);
+  }
 }
 
 /**

@@ -140,6 +140,47 @@ describe('the served model', () => {
     proxy.health = 'pass';
   });
 
+  it('goes back to the model most pools serve once they are back: a pool of another model left up alone through an outage does not keep the edge', async () => {
+    // Two pools of stories260K and, listed last, one of babyllama105 (a pool started with the wrong checkpoint).
+    const [a, b] = await Promise.all([startFaultProxy(stories.url), startFaultProxy(stories.url)]);
+    try {
+      const picker = new PoolPicker([a.url, b.url, baby.url], token);
+      /** Checks until the served model is `name` (health and the check run as the background would run them). */
+      const settlesOn = async (name: string): Promise<string> => {
+        const until = Date.now() + 15_000;
+        let now = '';
+        while (Date.now() < until) {
+          await picker.checkHealth();
+          const check = await served(picker, 0);
+          await Promise.all(check.checks);
+          now = (await served(picker, 60_000)).model.info.model.name;
+          if (now === name) break;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        return now;
+      };
+      expect((await served(picker, 60_000)).model.info.model.name).toBe('stories260K');
+      // Both stories pools gone: the one left up is served rather than nothing.
+      const dead = `http://127.0.0.1:${await freePort()}`;
+      a.retarget(dead);
+      b.retarget(dead);
+      expect(await settlesOn('babyllama105')).toBe('babyllama105');
+      // They come back: two pools against one, and the edge serves their model again.
+      a.retarget(stories.url);
+      b.retarget(stories.url);
+      expect(await settlesOn('stories260K')).toBe('stories260K');
+      // As many of each (one stories pool down again): the model served stays, whatever the list's order.
+      a.retarget(dead);
+      await new Promise((r) => setTimeout(r, 1_200));
+      await picker.checkHealth();
+      const tie = await served(picker, 0);
+      await Promise.all(tie.checks);
+      expect((await served(picker, 60_000)).model.info.model.name).toBe('stories260K');
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  }, 60_000);
+
   it('serves the pinned weights (SSSD_MODEL_SHA256) whatever pool is listed first, and none where no pool has them', async () => {
     const storiesSha = (await loadModel(models.stories260K.checkpoint)).sha256;
     const pinnedPicker = new PoolPicker([baby.url, stories.url], token, storiesSha);
