@@ -204,7 +204,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const kept = promptTokensKept(body.truncate_prompt_tokens, contextLength, requested, limitParam);
   // A prompt to be cut may be as long as the body allows: tokenized whole, as vLLM does, since its last tokens depend on all of it.
   if (kept === null) refuseFarTooLong(parsed, model);
-  const ids = truncatedPrompt(promptIds(parsed, model), kept, keepsBos(parsed));
+  const ids = truncatedPrompt(promptIds(parsed, model), kept, keepsBos(parsed), body.truncation_side ?? 'left');
   // A prompt that fills the context can still be scored (echo, max_tokens 0); generating needs one position more.
   if (ids.length === contextLength && requested !== 0) {
     throw badRequest(
@@ -295,6 +295,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     includeUsage: body.stream === true && body.stream_options?.include_usage === true,
     ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, model.tokenizer, asked > 0, body.return_tokens_as_token_ids === true) } : {}),
     ...(promptScores !== null ? { promptLogprobs: true } : {}),
+    ...(body.return_token_ids === true ? { tokenIds: true } : {}),
   };
   // One generation per choice. A seed makes choice i use seed + i (the choices
   // differ, and repeat run to run). A sampled request without one gets one

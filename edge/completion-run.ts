@@ -194,6 +194,16 @@ export class CompletionRun {
   get completionTokens(): number {
     return this.counted;
   }
+
+  /** The prompt's ids as the model reads them (truncated, where asked): vLLM's `prompt_token_ids`. */
+  get promptIds(): readonly number[] {
+    return this.plan.promptIds;
+  }
+
+  /** The completion's ids from `start` on, those usage counts (the end token included, none after a stop string's last): vLLM's `token_ids`. */
+  completionIds(start = 0): number[] {
+    return this.outputIds.slice(start, this.counted);
+  }
   private drafts = 0;
   private draftTokens = 0;
   private acceptedTokens = 0;

@@ -26,6 +26,23 @@ export interface ResponseMeta {
   logprobs?: LogprobsFormatter;
   /** The request asked for vLLM's `prompt_logprobs` (a whole response carries them). */
   promptLogprobs?: boolean;
+  /** vLLM's `return_token_ids`: the response carries `prompt_token_ids` and each choice's `token_ids`. */
+  tokenIds?: boolean;
+}
+
+/**
+ * A streamed chunk's ids (vLLM's return_token_ids): the choice's output ids
+ * since its previous chunk, and in its first chunk the prompt's.
+ */
+export interface ChunkTokenIds {
+  output: readonly number[];
+  prompt?: readonly number[];
+}
+
+/** A choice's fields for `ids`, where vLLM places them: completions' choices carry the prompt's too, chat's their own alone. */
+function choiceTokenIds(meta: ResponseMeta, ids: ChunkTokenIds | undefined): object {
+  if (!ids) return {};
+  return meta.kind === 'completion' && ids.prompt ? { prompt_token_ids: ids.prompt, token_ids: ids.output } : { token_ids: ids.output };
 }
 
 /** What the formatter needs of the tokenizer. */
@@ -234,27 +251,36 @@ export type RunningUsage = Pick<CompletionUsage, 'prompt_tokens' | 'completion_t
  * A streamed chunk: the endpoint's chunk object around `choices`, and `usage`:
  * the whole request's in the last chunk, or one choice's so far (vLLM's continuous_usage_stats).
  */
-function chunk(meta: ResponseMeta, choices: object[], usage?: RunningUsage): object {
+function chunk(meta: ResponseMeta, choices: object[], usage?: RunningUsage, promptTokenIds?: readonly number[]): object {
   const object = meta.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
-  return { id: meta.id, object, created: meta.created, model: meta.model, choices, ...(usage ? { usage } : meta.includeUsage ? { usage: null } : {}) };
+  return {
+    id: meta.id,
+    object,
+    created: meta.created,
+    model: meta.model,
+    choices,
+    ...(usage ? { usage } : meta.includeUsage ? { usage: null } : {}),
+    ...(promptTokenIds ? { prompt_token_ids: promptTokenIds } : {}),
+  };
 }
 
-export function roleChunk(meta: ResponseMeta, index = 0, usage?: RunningUsage): object {
-  return chunk(meta, [{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], usage);
+/** Chat's first chunk of choice `index`; `promptTokenIds` (return_token_ids) go beside its choices, as vLLM's. */
+export function roleChunk(meta: ResponseMeta, index = 0, usage?: RunningUsage, promptTokenIds?: readonly number[]): object {
+  return chunk(meta, [{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], usage, promptTokenIds);
 }
 
-/** A chunk of choice `index`'s text; `logprobs` formats its tokens (one formatter per choice), when asked. */
-export function textChunk(meta: ResponseMeta, segments: readonly SourcedText[], index = 0, logprobs: LogprobsFormatter | undefined = meta.logprobs, usage?: RunningUsage): object {
+/** A chunk of choice `index`'s text; `logprobs` formats its tokens (one formatter per choice), when asked; `ids`, where return_token_ids asked for them. */
+export function textChunk(meta: ResponseMeta, segments: readonly SourcedText[], index = 0, logprobs: LogprobsFormatter | undefined = meta.logprobs, usage?: RunningUsage, ids?: ChunkTokenIds): object {
   const text = joinText(segments);
   const content = meta.kind === 'chat' ? { delta: { content: text } } : { text };
-  const choice = { index, ...content, logprobs: logprobs ? logprobs.format(tokensOf(segments)) : null, finish_reason: null };
+  const choice = { index, ...content, logprobs: logprobs ? logprobs.format(tokensOf(segments)) : null, finish_reason: null, ...choiceTokenIds(meta, ids) };
   return chunk(meta, [meta.sources ? { ...choice, sssd_sources: segments.map((s) => ({ text: s.text, source: s.source })) } : choice], usage);
 }
 
-/** A choice's last chunk; `stopReason` is vLLM's `stop_reason` (the stop string or stop token id it ended at, else null). */
-export function finishChunk(meta: ResponseMeta, finishReason: string, index = 0, stopReason: string | number | null = null, usage?: RunningUsage): object {
+/** A choice's last chunk; `stopReason` is vLLM's `stop_reason` (the stop string or stop token id it ended at, else null); `ids`, as textChunk's. */
+export function finishChunk(meta: ResponseMeta, finishReason: string, index = 0, stopReason: string | number | null = null, usage?: RunningUsage, ids?: ChunkTokenIds): object {
   const content = meta.kind === 'chat' ? { delta: {} } : { text: '' };
-  return chunk(meta, [{ index, ...content, logprobs: null, finish_reason: finishReason, stop_reason: stopReason }], usage);
+  return chunk(meta, [{ index, ...content, logprobs: null, finish_reason: finishReason, stop_reason: stopReason, ...choiceTokenIds(meta, ids) }], usage);
 }
 
 export function usageChunk(meta: ResponseMeta, usage: CompletionUsage): object {
@@ -269,12 +295,19 @@ export interface WholeChoice {
   stopReason: string | number | null;
   tokens: readonly TokenLogprob[];
   logprobs?: LogprobsFormatter;
+  /** The choice's output ids (those usage counts), sent where meta.tokenIds. */
+  tokenIds?: readonly number[];
 }
 
-/** `promptLogprobs`: the prompt's scores, where asked (meta.promptLogprobs): in each choice for completions, at the top for chat, as vLLM places them. */
-export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[], usage: CompletionUsage, promptLogprobs: PromptLogprobs | null = null): object {
+/**
+ * `promptLogprobs`: the prompt's scores, where asked (meta.promptLogprobs);
+ * `promptTokenIds`: the prompt's ids, where meta.tokenIds. Both in each
+ * choice for completions, at the top for chat, as vLLM places them.
+ */
+export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[], usage: CompletionUsage, promptLogprobs: PromptLogprobs | null = null, promptTokenIds: readonly number[] | null = null): object {
   const chat = meta.kind === 'chat';
   const scored = meta.promptLogprobs === true ? { prompt_logprobs: promptLogprobs } : {};
+  const prompted = meta.tokenIds === true ? { prompt_token_ids: promptTokenIds } : {};
   return {
     id: meta.id,
     object: chat ? 'chat.completion' : 'text_completion',
@@ -286,9 +319,10 @@ export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[
       logprobs: c.logprobs ? c.logprobs.format(c.tokens) : null,
       finish_reason: c.finishReason,
       stop_reason: c.stopReason,
-      ...(chat ? {} : scored),
+      ...(chat ? {} : { ...scored, ...prompted }),
+      ...(meta.tokenIds === true ? { token_ids: c.tokenIds ?? [] } : {}),
     })),
     usage,
-    ...(chat ? scored : {}),
+    ...(chat ? { ...scored, ...prompted } : {}),
   };
 }

@@ -7,9 +7,14 @@
  * Face's left truncation keeps the special tokens it adds (BOS, then the last
  * k - 1); token ids, and a chat's templated prompt (whose BOS the template
  * writes, tokenized by vLLM without special tokens), lose their first tokens
- * whatever they are.
+ * whatever they are. vLLM's `truncation_side: "right"` keeps the first k
+ * instead (BOS, if the prompt has one, and the k - 1 after it: what HF's
+ * right truncation keeps of a text prompt too).
  */
 import { badRequest } from './api-error';
+
+/** vLLM's truncation_side: "left" (its default, and null's) keeps the prompt's end, "right" its start. */
+export type TruncationSide = 'left' | 'right';
 
 /**
  * How many prompt tokens to keep (null: the prompt whole): `asked` (≥ 1, or
@@ -34,9 +39,13 @@ export function promptTokensKept(asked: number | null | undefined, contextLength
   return asked;
 }
 
-/** The last `keep` of `ids` (null: all), the first kept too where `keepFirst` (a text prompt's BOS). */
-export function truncatedPrompt(ids: number[], keep: number | null, keepFirst: boolean): number[] {
+/**
+ * `keep` of `ids` (null: all): the last ones, the first kept too where
+ * `keepFirst` (a text prompt's BOS); or, cut on the right, the first ones.
+ */
+export function truncatedPrompt(ids: number[], keep: number | null, keepFirst: boolean, side: TruncationSide = 'left'): number[] {
   if (keep === null || ids.length <= keep) return ids;
+  if (side === 'right') return ids.slice(0, keep);
   if (!keepFirst) return ids.slice(ids.length - keep);
   const tail = ids.slice(ids.length - (keep - 1));
   tail.unshift(ids[0]);

@@ -108,8 +108,14 @@ const commonFields = {
     .int()
     .refine((v) => v >= 1 || v === -1, 'truncate_prompt_tokens must be an integer >= 1, or -1 (as many as fit beside max_tokens)')
     .nullish(),
+  /** Non-standard (vLLM): which end truncate_prompt_tokens keeps: "left" (default, null too) the last tokens, "right" the first. */
+  truncation_side: z.enum(['left', 'right']).nullish(),
   /** Non-standard (vLLM): log-probabilities name tokens `token_id:<id>`, not by their text. */
   return_tokens_as_token_ids: z.boolean().nullish(),
+  /** Non-standard (vLLM): the response carries the prompt's token ids and each choice's output ids (edge/openai-format.ts places them as vLLM does). */
+  return_token_ids: z.boolean().nullish(),
+  /** vLLM's; false is refused by name (UNSUPPORTED_PARAMETERS): typed here so that a non-boolean is a 400 naming it. */
+  skip_special_tokens: z.boolean().nullish(),
   /** vLLM's: score the prompt, each token with this many most likely ones (edge/prompt-logprobs.ts; -1, the whole vocabulary, is refused there). */
   prompt_logprobs: z
     .number()
@@ -180,6 +186,8 @@ export const chatRequestSchema = z.object({
   max_completion_tokens: z.number().int().min(1).nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().min(0).max(MAX_TOP_LOGPROBS).int().nullish(),
+  /** vLLM's values, checked as it checks them; without effect here: the model does not reason, and its template reads no effort. */
+  reasoning_effort: z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']).nullish(),
 }).refine((b) => !b.top_logprobs || b.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 
@@ -210,11 +218,24 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   modalities: { neutral: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', hint: '["text"]' },
   audio: { neutral: () => false, hint: 'null' },
   web_search_options: { neutral: () => false, hint: 'null' },
-  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, return_tokens_as_token_ids, bad_words, guided_choice): each changes the answer, and a vLLM user would expect them honoured.
+  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, truncation_side, return_tokens_as_token_ids, return_token_ids, bad_words, guided_choice): each changes the answer, and a vLLM user would expect them honoured.
   use_beam_search: { neutral: (v) => v === false, hint: 'false' },
   guided_json: { neutral: () => false, hint: 'null' },
   guided_regex: { neutral: () => false, hint: 'null' },
   guided_grammar: { neutral: () => false, hint: 'null' },
+  // vLLM's (vllm/entrypoints/openai/completion/protocol.py, CompletionRequest; chat's the same) that were taken and ignored:
+  // scores of chosen ids, a watermark, ending on repeated n-grams and prompt embeddings each change the answer.
+  logprob_token_ids: { neutral: () => false, hint: 'null' },
+  watermarking: { neutral: (v) => v === false, hint: 'false' },
+  repetition_detection: { neutral: () => false, hint: 'null' },
+  // vLLM takes an empty list as none (validate_prompt_and_prompt_embeds).
+  prompt_embeds: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'null' },
+  // This server prints no special token's text (BOS and the end tokens print nothing), as vLLM's default true.
+  // Anything but false passes here: the schema refuses a non-boolean as invalid_value.
+  skip_special_tokens: { neutral: (v) => v !== false, hint: 'true' },
+  // vLLM refuses any other value unless started with priority scheduling ("Got priority 1 but Priority scheduling
+  // is not enabled.", vllm/v1/engine/input_processor.py); the pools here have none.
+  priority: { neutral: (v) => v === 0, hint: '0: requests are not scheduled by priority here' },
   // A completion's prompt always starts with the model's BOS, as vLLM's does by default; false (no BOS) was ignored.
   // A prompt of token ids gets none either way, as vLLM takes it.
   add_special_tokens: { neutral: (v, body) => v === true || isTokenIdPrompt(body.prompt), hint: 'true (send the prompt as token ids to leave BOS out)' },
@@ -229,6 +250,10 @@ const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   chat_template_kwargs: { neutral: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0, hint: 'empty' },
   add_generation_prompt: { neutral: (v) => v === true, hint: 'true' },
   continue_final_message: { neutral: (v) => v === false, hint: 'false' },
+  // vLLM's rendered prompt in the response (prompt_text): not served.
+  return_prompt_text: { neutral: (v) => v === false, hint: 'false' },
+  // vLLM hands documents to the chat template for RAG; the one here places none, so they would go unread.
+  documents: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'null' },
   // The chat template places BOS itself; vLLM's default for chat is false, and either is taken.
   add_special_tokens: { neutral: (v) => typeof v === 'boolean', hint: 'true or false' },
 };

@@ -8,7 +8,7 @@ import { toApiError } from './api-error';
 import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { BurstSmoother } from './burst-smoother';
 import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
-import { finishChunk, roleChunk, textChunk, usageChunk, type ResponseMeta, type RunningUsage } from './openai-format';
+import { finishChunk, roleChunk, textChunk, usageChunk, type ChunkTokenIds, type ResponseMeta, type RunningUsage } from './openai-format';
 import type { SourcedText } from './token-text';
 
 export interface StreamOptions {
@@ -183,17 +183,18 @@ export function streamResponse(
       const formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
       // As vLLM's: the prompt's tokens and the choice's completion tokens so far, in every chunk of the choice.
       const usageOf = options.continuousUsage ? (i: number): RunningUsage => runningUsage(runs[i]) : (): undefined => undefined;
-      if (meta.kind === 'chat') for (let i = 0; i < runs.length; i++) send(roleChunk(meta, i, usageOf(i)));
+      const idsOf = chunkTokenIds(runs, meta);
+      if (meta.kind === 'chat') for (let i = 0; i < runs.length; i++) send(roleChunk(meta, i, usageOf(i), meta.tokenIds ? runs[i].promptIds : undefined));
       for (let i = 0; i < runs.length; i++) pull(i);
       while (pending.size > 0 && !clientGone) {
         const { index, next } = await Promise.race(pending.values());
         if (next.done) {
           pending.delete(index);
           usages[index] = next.value.usage;
-          send(finishChunk(meta, next.value.finishReason, index, next.value.stopReason, usageOf(index)));
+          send(finishChunk(meta, next.value.finishReason, index, next.value.stopReason, usageOf(index), idsOf(index)));
           continue;
         }
-        send(textChunk(meta, next.value, index, formatters[index], usageOf(index)));
+        send(textChunk(meta, next.value, index, formatters[index], usageOf(index), idsOf(index)));
         pull(index);
       }
       if (pending.size === 0 && options.includeUsage) send(usageChunk(meta, combinedUsage(usages)));
@@ -207,6 +208,25 @@ export function streamResponse(
     end();
   })();
   return new Response(readable, { headers: { ...sseHeaders, ...Object.fromEntries(new Headers(headers)) } });
+}
+
+/**
+ * vLLM's return_token_ids, chunk by chunk (undefined where not asked): the
+ * choice's ids received since its previous chunk (text held back for a
+ * possible stop string comes later than its ids), and in its first chunk the
+ * prompt's (chat sends those with its role chunk instead).
+ */
+function chunkTokenIds(runs: readonly CompletionRun[], meta: ResponseMeta): (index: number) => ChunkTokenIds | undefined {
+  if (!meta.tokenIds) return () => undefined;
+  const idsSent = runs.map(() => 0);
+  const promptSent = runs.map(() => meta.kind === 'chat');
+  return (i) => {
+    const output = runs[i].completionIds(idsSent[i]);
+    idsSent[i] += output.length;
+    if (promptSent[i]) return { output };
+    promptSent[i] = true;
+    return { output, prompt: runs[i].promptIds };
+  };
 }
 
 function runningUsage(run: CompletionRun): RunningUsage {

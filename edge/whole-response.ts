@@ -87,7 +87,14 @@ export async function wholeCompletion(runs: readonly CompletionRun[], meta: Resp
         for (;;) {
           const next = await generator.next();
           if (next.done) {
-            const choice: WholeChoice = { text: parts.join(''), finishReason: next.value.finishReason, stopReason: next.value.stopReason, tokens, logprobs: i === 0 ? meta.logprobs : meta.logprobs?.another() };
+            const choice: WholeChoice = {
+              text: parts.join(''),
+              finishReason: next.value.finishReason,
+              stopReason: next.value.stopReason,
+              tokens,
+              logprobs: i === 0 ? meta.logprobs : meta.logprobs?.another(),
+              ...(meta.tokenIds ? { tokenIds: run.completionIds() } : {}),
+            };
             return { choice, usage: next.value.usage, promptLogprobs: next.value.promptLogprobs };
           }
           parts.push(joinText(next.value));
@@ -100,5 +107,5 @@ export async function wholeCompletion(runs: readonly CompletionRun[], meta: Resp
     }),
   );
   // Choice 0's generation scored the prompt, which every choice shares.
-  return wholeResponse(meta, finished.map((f) => f.choice), combinedUsage(finished.map((f) => f.usage)), finished[0].promptLogprobs);
+  return wholeResponse(meta, finished.map((f) => f.choice), combinedUsage(finished.map((f) => f.usage)), finished[0].promptLogprobs, meta.tokenIds ? runs[0].promptIds : null);
 }

@@ -762,6 +762,71 @@ describe('OpenAI-compatible API on the edge', () => {
     for (const c of content) for (const alt of c.top_logprobs) expect(alt.token).toMatch(/^token_id:\d+$/);
   });
 
+  it("serves vLLM's truncation_side right (the prompt's first k tokens) and return_token_ids (the prompt's ids and each choice's, whole or streamed, chat or completions)", async () => {
+    const ids = reference.prompt_ids;
+    const out = reference.output_ids.slice(0, 8);
+    type Whole = { choices: Array<{ text?: string; message?: { content: string }; token_ids?: number[]; prompt_token_ids?: number[] }>; prompt_token_ids?: number[]; usage: { prompt_tokens: number } };
+    const whole = async (path: string, body: Record<string, unknown>): Promise<Whole> => {
+      const res = await post(path, { model, max_tokens: 8, temperature: 0, ...body });
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      return res.json as unknown as Whole;
+    };
+    const chatBody = { messages: [{ role: 'user', content: PROMPT }] };
+    // Right: the first k (BOS and the k - 1 after it), the same reply as those ids sent as the prompt; the ids say so.
+    const right = await whole('/v1/completions', { prompt: PROMPT, truncate_prompt_tokens: 6, truncation_side: 'right', return_token_ids: true });
+    expect(right.usage.prompt_tokens).toBe(6);
+    expect(right.choices[0].prompt_token_ids).toEqual(ids.slice(0, 6));
+    const head = await whole('/v1/completions', { prompt: ids.slice(0, 6) });
+    expect(right.choices[0].text).toBe(head.choices[0].text);
+    const chatRight = await whole('/v1/chat/completions', { ...chatBody, truncate_prompt_tokens: 6, truncation_side: 'right', return_token_ids: true });
+    expect(chatRight.prompt_token_ids).toEqual(ids.slice(0, 6));
+    expect(chatRight.choices[0].message!.content).toBe(head.choices[0].text);
+    // Left, as null and as left out: the last k.
+    expect((await whole('/v1/completions', { prompt: ids, truncate_prompt_tokens: 6, truncation_side: 'left', return_token_ids: true })).choices[0].prompt_token_ids).toEqual(ids.slice(-6));
+    expect((await post('/v1/completions', { model, prompt: PROMPT, truncate_prompt_tokens: 6, truncation_side: 'middle' })).json.error).toMatchObject({ param: 'truncation_side', code: 'invalid_value' });
+
+    // Whole: completions' choices carry both, chat's its own beside the prompt's at the top; the greedy reply's ids.
+    const completion = await whole('/v1/completions', { prompt: PROMPT, return_token_ids: true });
+    expect(completion.choices[0]).toMatchObject({ prompt_token_ids: ids, token_ids: out });
+    const chat = await whole('/v1/chat/completions', { ...chatBody, return_token_ids: true });
+    expect(chat.prompt_token_ids).toEqual(ids);
+    expect(chat.choices[0].token_ids).toEqual(out);
+    expect(chat.choices[0]).not.toHaveProperty('prompt_token_ids');
+    expect(JSON.stringify(await whole('/v1/completions', { prompt: PROMPT }))).not.toMatch(/token_ids/);
+
+    // Streamed: the ids of each chunk join to the reply's; the prompt's come once, in the first chunk.
+    type Chunk = { choices: Array<{ index: number; token_ids?: number[]; prompt_token_ids?: number[] }>; prompt_token_ids?: number[] };
+    const streamed = async (path: string, body: Record<string, unknown>): Promise<Chunk[]> => {
+      const res = await fetch(`${stack.edgeUrl}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.devKey}` },
+        body: JSON.stringify({ model, max_tokens: 8, temperature: 0, stream: true, return_token_ids: true, ...body }),
+      });
+      expect(res.status).toBe(200);
+      return (await res.text())
+        .split('\n')
+        .filter((l) => l.startsWith('data: {'))
+        .map((l) => JSON.parse(l.slice(6)) as Chunk);
+    };
+    const chunks = await streamed('/v1/completions', { prompt: PROMPT });
+    expect(chunks[0].choices[0].prompt_token_ids).toEqual(ids);
+    expect(chunks.slice(1).every((c) => c.choices[0]?.prompt_token_ids === undefined)).toBe(true);
+    expect(chunks.flatMap((c) => c.choices[0]?.token_ids ?? [])).toEqual(out);
+    const chatChunks = await streamed('/v1/chat/completions', chatBody);
+    expect(chatChunks[0].prompt_token_ids).toEqual(ids);
+    expect(chatChunks.slice(1).every((c) => c.prompt_token_ids === undefined && c.choices[0]?.prompt_token_ids === undefined)).toBe(true);
+    expect(chatChunks.flatMap((c) => c.choices[0]?.token_ids ?? [])).toEqual(out);
+    // n choices: each its own first chunk with the prompt's ids, and its own ids.
+    const sampled = await streamed('/v1/completions', { prompt: PROMPT, n: 2, temperature: 1, seed: 5, stream_options: { include_usage: true } });
+    const usage = sampled.at(-1) as unknown as { usage: { completion_tokens: number } };
+    for (const index of [0, 1]) {
+      const mine = sampled.filter((c) => c.choices[0]?.index === index);
+      expect(mine[0].choices[0].prompt_token_ids).toEqual(ids);
+      expect(mine.slice(1).every((c) => c.choices[0].prompt_token_ids === undefined)).toBe(true);
+    }
+    expect(sampled.flatMap((c) => c.choices[0]?.token_ids ?? [])).toHaveLength(usage.usage.completion_tokens);
+  });
+
   it("counts a completion ended at a stop string as a stop at the pool, not as an abort", async () => {
     // The tests before may have left generations the pool is still ending (cancels go out after the response).
     for (let i = 0; i < 50 && (await metricValue({ url: stack.poolUrl }, 'vllm:num_requests_running')) + (await metricValue({ url: stack.poolUrl }, 'vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 100));

@@ -3,7 +3,7 @@
 // which must keep its own bytes and name.
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { LogprobsFormatter, tokenDisplay } from '../../edge/openai-format';
+import { finishChunk, LogprobsFormatter, roleChunk, textChunk, tokenDisplay, wholeResponse, type ResponseMeta } from '../../edge/openai-format';
 import { TokenTextAssembler, type SourcedText, type TokenLogprob } from '../../edge/token-text';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
@@ -155,5 +155,52 @@ describe('log-probabilities', () => {
     expect(JSON.stringify(format(0))).toBe('{"a":-0.1,"__proto__":-2,"constructor":-3}');
     expect(Object.keys(format(1))).toEqual(['a', '__proto__', 'constructor']);
     expect(JSON.stringify(format(2))).toBe('{"a":-0.1,"__proto__":-2,"constructor":-3,"b":-0.1}');
+  });
+});
+
+describe("vLLM's return_token_ids", () => {
+  const usage = {
+    prompt_tokens: 3,
+    completion_tokens: 2,
+    total_tokens: 5,
+    prompt_tokens_details: { cached_tokens: 0 },
+    speculation: { method: 'off' as const, drafts: 0, draft_tokens: 0, accepted_tokens: 0, steps: 2, mean_acceptance_length: 1, edge_accepted_tokens: 0, edge_trie_bytes: 0 },
+  };
+  const meta = (kind: 'completion' | 'chat', tokenIds?: boolean): ResponseMeta => ({ id: 'x', created: 1, model: 'm', kind, ...(tokenIds ? { tokenIds } : {}) });
+  const choice = { text: 'Hi.', finishReason: 'stop', stopReason: null, tokens: [], tokenIds: [7, 2] };
+
+  it('whole: each choice carries its token_ids; the prompt_token_ids go in each choice (completions) or at the top (chat), as vLLM places them', () => {
+    const completion = wholeResponse(meta('completion', true), [choice, { ...choice, tokenIds: [8] }], usage, null, [1, 5, 6]) as Record<string, unknown>;
+    expect(completion.choices).toEqual([
+      expect.objectContaining({ index: 0, text: 'Hi.', prompt_token_ids: [1, 5, 6], token_ids: [7, 2] }),
+      expect.objectContaining({ index: 1, prompt_token_ids: [1, 5, 6], token_ids: [8] }),
+    ]);
+    expect(completion).not.toHaveProperty('prompt_token_ids');
+    const chat = wholeResponse(meta('chat', true), [choice], usage, null, [1, 5, 6]) as { choices: object[]; prompt_token_ids: number[] };
+    expect(chat.prompt_token_ids).toEqual([1, 5, 6]);
+    expect(chat.choices[0]).toMatchObject({ token_ids: [7, 2] });
+    expect(chat.choices[0]).not.toHaveProperty('prompt_token_ids');
+    // Not asked: neither field.
+    for (const kind of ['completion', 'chat'] as const) {
+      const plain = JSON.stringify(wholeResponse(meta(kind), [choice], usage, null, [1, 5, 6]));
+      expect(plain).not.toMatch(/token_ids/);
+    }
+  });
+
+  it("streamed: a chunk's choice carries the ids since its last; the prompt's come in completions' first choice chunk, or beside chat's role chunk", () => {
+    const segments = [{ text: 'Hi', source: 'model' as const }];
+    expect(textChunk(meta('completion', true), segments, 0, undefined, undefined, { output: [7], prompt: [1, 5] })).toMatchObject({
+      choices: [{ index: 0, text: 'Hi', prompt_token_ids: [1, 5], token_ids: [7] }],
+    });
+    expect((textChunk(meta('completion', true), segments, 1, undefined, undefined, { output: [] }) as { choices: object[] }).choices[0]).toEqual(expect.objectContaining({ index: 1, token_ids: [] }));
+    expect(finishChunk(meta('completion', true), 'stop', 0, null, undefined, { output: [2] })).toMatchObject({ choices: [{ finish_reason: 'stop', token_ids: [2] }] });
+    const role = roleChunk(meta('chat', true), 0, undefined, [1, 5]) as { prompt_token_ids: number[]; choices: object[] };
+    expect(role.prompt_token_ids).toEqual([1, 5]);
+    expect(role.choices[0]).not.toHaveProperty('token_ids');
+    const chatText = textChunk(meta('chat', true), segments, 0, undefined, undefined, { output: [7] }) as { choices: object[] };
+    expect(chatText.choices[0]).toEqual(expect.objectContaining({ delta: { content: 'Hi' }, token_ids: [7] }));
+    expect(chatText).not.toHaveProperty('prompt_token_ids');
+    // Not asked: neither field.
+    expect(JSON.stringify([roleChunk(meta('chat'), 0), textChunk(meta('completion'), segments, 0), finishChunk(meta('completion'), 'stop')])).not.toMatch(/token_ids/);
   });
 });

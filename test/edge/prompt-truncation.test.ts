@@ -38,3 +38,18 @@ describe('truncate_prompt_tokens', () => {
     expect((err as ApiError).toBody().error).toMatchObject({ param: 'truncate_prompt_tokens', code: 'invalid_value', message: expect.stringMatching(/less max_completion_tokens \(16\): at most 496/) });
   });
 });
+
+describe('truncation_side', () => {
+  const BOS = 1;
+  const ids = [BOS, 10, 11, 12, 13, 14];
+
+  it('"right" keeps the first k tokens (BOS and the k - 1 after it, whoever added it); "left", the default, the last', () => {
+    for (const keepFirst of [true, false]) {
+      expect(truncatedPrompt(ids, 3, keepFirst, 'right')).toEqual([BOS, 10, 11]);
+      expect(truncatedPrompt(ids, 6, keepFirst, 'right')).toEqual(ids);
+      expect(truncatedPrompt(ids, null, keepFirst, 'right')).toEqual(ids);
+    }
+    expect(truncatedPrompt([20, 21, 22, 23], 2, false, 'right')).toEqual([20, 21]);
+    expect(truncatedPrompt(ids, 3, true, 'left')).toEqual(truncatedPrompt(ids, 3, true));
+  });
+});

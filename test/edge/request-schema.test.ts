@@ -144,6 +144,75 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(refusal({ bad_words: ['x'.repeat(1025)] })!.toBody().error).toMatchObject({ param: 'bad_words.0', message: expect.stringContaining('at most 1024 characters') });
   });
 
+  it("refuses vLLM's fields that change the answer and are not served (vllm/entrypoints/openai/*/protocol.py), unless neutral", () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    const refused: Array<[string, unknown]> = [
+      ['logprob_token_ids', [5, 7]],
+      ['watermarking', true],
+      ['repetition_detection', { max_pattern_size: 4, min_count: 3 }],
+      ['prompt_embeds', 'AAAA'],
+      ['prompt_embeds', ['AAAA']],
+      ['skip_special_tokens', false],
+      ['priority', 1],
+      ['priority', -5],
+    ];
+    for (const [name, value] of refused) {
+      for (const run of [() => parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', [name]: value }), () => parseOpenAiBody(chatRequestSchema, { ...chat, [name]: value }, 'chat')]) {
+        expect(run, `${name} ${JSON.stringify(value)}`).toThrow(expect.objectContaining({ status: 400, param: name, code: 'unsupported_parameter' }));
+      }
+    }
+    expect(refusal({ priority: 2 })!.message).toMatch(/send it as 0: requests are not scheduled by priority/);
+    // Chat's own: documents for a RAG template, and vLLM's rendered prompt text.
+    for (const [name, value] of [['documents', [{ title: 'a', text: 'b' }]], ['return_prompt_text', true]] as const) {
+      expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, [name]: value }, 'chat'), name).toThrow(expect.objectContaining({ param: name, code: 'unsupported_parameter' }));
+    }
+    // Neutral, or null: taken.
+    const neutral = { logprob_token_ids: null, watermarking: false, repetition_detection: null, prompt_embeds: [], skip_special_tokens: true, priority: 0 };
+    expect(refusal(neutral)).toBeNull();
+    expect(refusal(Object.fromEntries(Object.keys(neutral).map((k) => [k, null])))).toBeNull();
+    expect(parseOpenAiBody(chatRequestSchema, { ...chat, ...neutral, documents: [], return_prompt_text: false }, 'chat').messages).toHaveLength(1);
+    // A non-boolean skip_special_tokens is no value at all: invalid, not unsupported.
+    expect(refusal({ skip_special_tokens: 'no' })!.toBody().error).toMatchObject({ param: 'skip_special_tokens', code: 'invalid_value' });
+  });
+
+  it("takes vLLM's fields that change nothing a client of this server sees, checking reasoning_effort's values as vLLM does", () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    const noEffect = {
+      request_id: 'r-1',
+      session_id: 's-1',
+      kv_transfer_params: { do_remote_decode: false },
+      ec_transfer_params: {},
+      vllm_xargs: { k: 1 },
+      stream_interval: 4,
+      return_token_offsets: true,
+      return_mm_kwargs: false,
+      routed_experts_prompt_start: 2,
+      thinking_token_budget: 100,
+      spaces_between_special_tokens: false,
+      length_penalty: 0.5,
+    };
+    expect(refusal(noEffect)).toBeNull();
+    const chatOnly = { include_reasoning: false, parallel_tool_calls: false, media_io_kwargs: {}, mm_processor_kwargs: {} };
+    for (const effort of ['none', 'low', 'high', 'max', null]) {
+      expect(parseOpenAiBody(chatRequestSchema, { ...chat, ...noEffect, ...chatOnly, reasoning_effort: effort }, 'chat').reasoning_effort).toBe(effort);
+    }
+    expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, reasoning_effort: 'extreme' }, 'chat')).toThrow(expect.objectContaining({ param: 'reasoning_effort', code: 'invalid_value' }));
+  });
+
+  it("takes vLLM's truncation_side (left or right) and return_token_ids (a boolean) on both endpoints, naming a bad value", () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    for (const side of ['left', 'right', null]) {
+      expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', truncate_prompt_tokens: 4, truncation_side: side }).truncation_side).toBe(side);
+      expect(parseOpenAiBody(chatRequestSchema, { ...chat, truncation_side: side }, 'chat').truncation_side).toBe(side);
+    }
+    for (const side of ['middle', 'LEFT', 1]) expect(refusal({ truncation_side: side })!.toBody().error, String(side)).toMatchObject({ param: 'truncation_side', code: 'invalid_value' });
+    for (const value of [true, false, null]) {
+      expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', return_token_ids: value }).return_token_ids).toBe(value);
+      expect(parseOpenAiBody(chatRequestSchema, { ...chat, return_token_ids: value }, 'chat').return_token_ids).toBe(value);
+    }
+    expect(refusal({ return_token_ids: 'yes' })!.toBody().error).toMatchObject({ param: 'return_token_ids', code: 'invalid_value' });
+  });
+
   it('still reports the schema\'s own errors after its own check', () => {
     const err = refusal({ temperature: 7 });
     expect(err!.toBody().error).toMatchObject({ param: 'temperature', code: 'invalid_value' });
