@@ -187,6 +187,9 @@ function requestedTokens(body: ParsedRequest['body']): { requested: number | nul
   return current !== null ? { requested: current, param: 'max_completion_tokens' } : { requested: legacy, param: 'max_tokens' };
 }
 
+/** `max_tokens` of a completion that sends neither it nor `max_completion_tokens` (OpenAI's and vLLM's default). */
+export const DEFAULT_COMPLETION_TOKENS = 16;
+
 /** How many alternatives per token the request wants log-probabilities for (0 = the token's own only); null = none. */
 function logprobsAsked(parsed: ParsedRequest): number | null {
   if (parsed.kind === 'chat') return parsed.body.logprobs === true ? (parsed.body.top_logprobs ?? 0) : null;
@@ -230,7 +233,9 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   }
   const echo = parsed.kind === 'completion' && parsed.body.echo === true;
   if (requested === 0 && !echo) throw badRequest(`${limitParam} must be at least 1 (0 only with echo: score the prompt).`, limitParam, 'invalid_value');
-  const maxTokens = requested ?? room;
+  // Neither sent: a completion takes 16 (within the room left), as OpenAI's legacy API and vLLM's CompletionRequest do
+  // (a vLLM client's reply ran to the context here); chat, the rest of the context, as both do.
+  const maxTokens = requested ?? (parsed.kind === 'completion' ? Math.min(DEFAULT_COMPLETION_TOKENS, room) : room);
   const inVocabulary = (param: string, ids: readonly number[]): void => {
     for (const id of ids) {
       if (id >= model.tokenizer.vocabSize) throw badRequest(`${param}: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, param, 'invalid_value');

@@ -119,6 +119,18 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(res.status).toBe(401);
   });
 
+  it("takes OpenAI's and vLLM's 16 tokens for a completion that names no max_tokens (within the context), and the rest of the context for a chat", async () => {
+    const completion = await client.completions.create({ model, prompt: 'Once upon a time', temperature: 0 });
+    expect(completion.usage?.completion_tokens).toBe(16);
+    expect(completion.choices[0].finish_reason).toBe('length');
+    // A prompt with less room than that gets what is left, not a refusal for a number it never sent.
+    const long = Array.from({ length: 505 }, () => 261);
+    const near = await client.completions.create({ model, prompt: [1, ...long], temperature: 0, extra_body: { ignore_eos: true } } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect(near.usage).toMatchObject({ prompt_tokens: 506, completion_tokens: 6 });
+    const chat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Once upon a time' }], temperature: 0, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    expect(chat.usage!.completion_tokens).toBe(512 - chat.usage!.prompt_tokens);
+  });
+
   it('gives the same greedy text as `sssd generate`, streamed or not, chat or completions', async () => {
     expect(reference.text.length).toBeGreaterThan(50);
     const whole = await client.completions.create({ model, prompt: PROMPT, max_tokens: 80, temperature: 0, user: 'greedy' });
