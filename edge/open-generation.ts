@@ -82,7 +82,8 @@ export async function openGeneration(
     // Each round under its own id: a cancel sent for an attempt of an earlier one, arriving late, cannot end this one,
     // nor can a pool still holding that id refuse it as a duplicate.
     if (round > 0) request = { ...request, id: `${givenId}.q${round}` };
-    const pools = await picker.ordered(waitUntil, affinity, needed);
+    // The first is counted as sent to already (a burst's requests each see those before them).
+    const pools = await picker.orderedToSend(waitUntil, affinity, needed);
     if (pools.length === 0 && needed.length > 0) {
       const lacking = picker.featuresLacking(needed);
       if (lacking.length > 0) throw unhonouredError(lacking);
@@ -110,6 +111,7 @@ export async function openGeneration(
         },
       );
       try {
+        if (client !== pools[0]) picker.noteSending(client.baseUrl);
         events = watch.watch(await client.generate(request, watch.signal));
         onAccepted?.();
       } catch (err) {

@@ -96,6 +96,13 @@ export class PoolPicker {
   private readonly passedOverSaid = new Map<string, number>();
   /** When a pool last went silent past its stall window here (0: never). */
   private stalledAt = 0;
+  /**
+   * Generations sent to each pool since its last health figure: a burst
+   * within the health TTL (a product's requests that share one system
+   * prompt) saw the same load for every request, and went to one pool
+   * while the others idled.
+   */
+  private readonly sentSinceHealth = new Map<string, number>();
 
   /** `modelSha256`: the weights the edge serves (SSSD_MODEL_SHA256); pools with others are passed over. */
   constructor(
@@ -175,10 +182,28 @@ export class PoolPicker {
    * check alive past the request that started it (workerd would cancel it).
    */
   async ordered(waitUntil?: (promise: Promise<unknown>) => void, affinity: string | null = null, needed: readonly PoolFeature[] = []): Promise<PoolClient[]> {
-    const now = Date.now();
     await this.checkHealth(waitUntil);
+    return this.orderNow(affinity, needed);
+  }
+
+  /**
+   * As ordered(), for a generation about to be sent: the first pool counts
+   * it at once (noteSending), in the same turn as it is chosen. The requests
+   * of a burst resume from one health check together and order the pools one
+   * after another before any of them sends: counted later, every one of them
+   * saw the same loads. The caller counts any further pool it moves on to.
+   */
+  async orderedToSend(waitUntil: ((promise: Promise<unknown>) => void) | undefined, affinity: string | null, needed: readonly PoolFeature[]): Promise<PoolClient[]> {
+    await this.checkHealth(waitUntil);
+    const order = this.orderNow(affinity, needed);
+    if (order.length > 0) this.noteSending(order[0].baseUrl);
+    return order;
+  }
+
+  private orderNow(affinity: string | null, needed: readonly PoolFeature[]): PoolClient[] {
+    const now = Date.now();
     const urls = orderPools(
-      this.clients.map((client) => ({ url: client.baseUrl, health: this.entries.get(client.baseUrl)?.health ?? null })),
+      this.clients.map((client) => ({ url: client.baseUrl, health: this.withSent(client.baseUrl, this.entries.get(client.baseUrl)?.health ?? null) })),
       affinity,
     );
     const last = (url: string): boolean => (this.misdirected.get(url) ?? 0) > now;
@@ -216,6 +241,18 @@ export class PoolPicker {
       if (fewest === null || missing.length < fewest.length) fewest = missing;
     }
     return fewest ?? [];
+  }
+
+  /** A generation is being sent to the pool at `url`: its load counts it until the next health figure does. */
+  noteSending(url: string): void {
+    this.sentSinceHealth.set(url, (this.sentSinceHealth.get(url) ?? 0) + 1);
+  }
+
+  /** A pool's health with the generations sent to it since added to its load (where it says what one adds: 1 / maxActive). */
+  private withSent(url: string, health: PoolHealth | null): PoolHealth | null {
+    const sent = this.sentSinceHealth.get(url) ?? 0;
+    if (health === null || sent === 0 || !(typeof health.maxActive === 'number' && health.maxActive > 0)) return health;
+    return { ...health, load: Math.min(1, health.load + sent / health.maxActive) };
   }
 
   /** What a pool's /v1/info said of the pinned weights: `matches` false leaves it out of `ordered()` until it says true. */
@@ -265,6 +302,8 @@ export class PoolPicker {
     return client.health().then(
       (health) => {
         next.health = health;
+        // Those sent before now are in this figure, or finished (near enough: the count only orders a burst).
+        this.sentSinceHealth.delete(client.baseUrl);
         next.until = Date.now() + HEALTH_TTL_MS;
         next.down = !health.ok;
         if (health.ok) next.okAt = Date.now();

@@ -423,4 +423,6 @@ export interface PoolHealth {
   maxTotalTokens?: number;
   /** As /v1/info's `features`, here for the edge's pick of a pool for each request (absent from pools before the list). */
   features?: string[];
+  /** --max-active: what one more generation adds to `load` (1 / maxActive), for an edge's count of those it sent since (absent from pools before it). */
+  maxActive?: number;
 }

@@ -194,6 +194,7 @@ export class PoolServer {
       stuck,
       reservedTokens: s.reservedTokens,
       maxTotalTokens,
+      maxActive,
       ...(this.options.info.features ? { features: this.options.info.features } : {}),
     };
   }

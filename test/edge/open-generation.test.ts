@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { DOWN_POOL_ANSWER_MS, openGeneration } from '../../edge/open-generation';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
-import { PoolPicker } from '../../edge/pool-picker';
+import { AFFINITY_SLACK, PoolPicker } from '../../edge/pool-picker';
 import type { GenerateInput } from '../../edge/pool-client';
 import type { PoolEvent } from '../../shared/protocol';
 import { realPoolForTests } from '../support/real-pool';
@@ -252,6 +252,31 @@ describe('pools from before a feature a request sets', () => {
       expect(older.opened).toHaveLength(2);
     } finally {
       await Promise.all([older.close(), current.close()]);
+    }
+  });
+});
+
+describe('a burst of requests that open alike', () => {
+  it("is spread once its pool's load, counting the generations just sent, passes the others' by the affinity slack", async () => {
+    // Two pools to the picker (one pool behind two proxies), idle, each with its own count of what it was sent.
+    const proxies = await Promise.all([startFaultProxy(pool.url), startFaultProxy(pool.url)]);
+    try {
+      const picker = new PoolPicker(proxies.map((p) => p.url), pool.token);
+      await picker.checkHealth();
+      const { maxActive } = (await (await fetch(`${pool.url}/healthz`)).json()) as { maxActive: number };
+      // Every request opens with the same prompt: one affinity key, one home pool. Sent at once, within one health figure.
+      const alone = Math.floor(maxActive * AFFINITY_SLACK) + 1;
+      const n = alone + 16;
+      const opened = await Promise.all(Array.from({ length: n }, () => openGeneration(picker, request())));
+      await Promise.all(opened.map(finishOf));
+      const counts = proxies.map((p) => p.opened.length).sort((a, b) => b - a);
+      expect(counts[0] + counts[1]).toBe(n);
+      // The home pool takes them until it is the slack busier than the other (a generation adds 1 / maxActive): `alone`
+      // of them; then they take turns.
+      expect(counts[1]).toBeGreaterThanOrEqual((n - alone) / 2 - 1);
+      expect(counts[0]).toBeLessThanOrEqual(alone + (n - alone) / 2 + 1);
+    } finally {
+      await Promise.all(proxies.map((p) => p.close()));
     }
   });
 });
