@@ -54,8 +54,9 @@ export interface EdgeCpuFigures {
   /** Microseconds per request, each part alone. */
   /**
    * cacheDecode is the request path's (no checksum, user-cache-store.ts);
-   * cacheCheck the checked decode the merge does inside cacheMerge (not
-   * added to the totals again). poolEvents: reading the output back from the
+   * cacheCheck a checked decode, apart (the merge inside cacheMerge sums
+   * the old value's checksum beside its new value's since 2026-12-06, in
+   * one loop; not added to the totals). poolEvents: reading the output back from the
    * pool as event frames, as the edge does; poolEventsNdjson the same as
    * NDJSON, what it cost before frames (not in the totals).
    */

@@ -220,6 +220,23 @@ describe('UserCache', () => {
     expect(UserCache.decode(anonymous, { vocabSize: vocab }).isEmpty).toBe(false);
   });
 
+  it("decodes with the checksum left to the caller (verify: 'deferred', the merge's), as verified otherwise", () => {
+    const vocab = 512;
+    const good = mergeIntoUserCache(null, tokenStream(seededRandom(5), 300, 40), { vocabSize: vocab });
+    const damaged = good.slice();
+    damaged[40] ^= 0x10; // a slot word: the structure holds, the checksum fails
+    expect(UserCache.decode(damaged, { vocabSize: vocab }).isEmpty).toBe(true);
+    const deferred = UserCache.decode(damaged, { vocabSize: vocab, verify: 'deferred' });
+    expect(deferred.isEmpty).toBe(false);
+    expect(deferred.entryCount).toBe(UserCache.decode(good).entryCount);
+    // The verified rules otherwise: a value without a vocabulary is taken, one of another is not.
+    expect(UserCache.decode(mergeIntoUserCache(null, [1, 2, 3]), { vocabSize: vocab, verify: 'deferred' }).isEmpty).toBe(false);
+    expect(UserCache.decode(good, { vocabSize: 32000, verify: 'deferred' }).isEmpty).toBe(true);
+    // The merge checks the sum at its end: a damaged value gives exactly the value merged from nothing.
+    const req = tokenStream(seededRandom(6), 120, 40);
+    expect(mergeIntoUserCache(damaged, req, { vocabSize: vocab, maxBytes: 4096 })).toEqual(mergeIntoUserCache(null, req, { vocabSize: vocab, maxBytes: 4096 }));
+  });
+
   it('rejects a cache written for another vocabulary when asked to', () => {
     const bytes = mergeIntoUserCache(null, [1, 2, 3], { vocabSize: 512 });
     expect(UserCache.decode(bytes, { vocabSize: 512 }).isEmpty).toBe(false);
