@@ -172,7 +172,7 @@ export class UserCache {
     if (slots === 0 || order < 1 || order > this.maxOrder || end < order) return -1;
     const key = contextKey(context, end - order, end);
     const w = this.words;
-    let s = key % slots;
+    let s = slotOf(key, slots);
     for (let probes = 0; probes < slots; probes++) {
       const base = s * SLOT_WORDS;
       const k = w[base];
