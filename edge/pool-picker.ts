@@ -103,6 +103,14 @@ export class PoolPicker {
    * while the others idled.
    */
   private readonly sentSinceHealth = new Map<string, number>();
+  /**
+   * What each pool's last health figure listed of the features (undefined:
+   * a pool from before the list), kept while it is marked failed or its
+   * check fails: a pool that dropped one stream, or was down for a moment,
+   * is still tried last, as any other, for requests that need features too.
+   * A pool never heard from is in no such list.
+   */
+  private readonly advertised = new Map<string, readonly string[] | undefined>();
 
   /** `modelSha256`: the weights the edge serves (SSSD_MODEL_SHA256); pools with others are passed over. */
   constructor(
@@ -215,14 +223,14 @@ export class PoolPicker {
   }
 
   /**
-   * Whether the pool at `url` honours every feature in `needed`, by its last
-   * health check; a pool not heard from does not (it may be one from before
-   * them). One left out for it is said in the log, once a minute.
+   * Whether the pool at `url` honours every feature in `needed`, by the last
+   * health figure it gave (kept through failures since); a pool never heard
+   * from does not (it may be one from before them). One left out for it is
+   * said in the log, once a minute.
    */
   private honours(url: string, needed: readonly PoolFeature[]): boolean {
-    const health = this.entries.get(url)?.health;
-    if (!health) return false;
-    const missing = featuresMissing(needed, health.features);
+    if (!this.advertised.has(url)) return false;
+    const missing = featuresMissing(needed, this.advertised.get(url));
     if (missing.length > 0) this.notePassedOver(url, `it does not honour ${missing.join(', ')} (a pool from before ${missing.length === 1 ? 'it' : 'them'})`);
     return missing.length === 0;
   }
@@ -234,10 +242,8 @@ export class PoolPicker {
    */
   featuresLacking(needed: readonly PoolFeature[]): PoolFeature[] {
     let fewest: PoolFeature[] | null = null;
-    for (const client of this.clients) {
-      const health = this.entries.get(client.baseUrl)?.health;
-      if (!health) continue;
-      const missing = featuresMissing(needed, health.features);
+    for (const features of this.advertised.values()) {
+      const missing = featuresMissing(needed, features);
       if (fewest === null || missing.length < fewest.length) fewest = missing;
     }
     return fewest ?? [];
@@ -304,6 +310,7 @@ export class PoolPicker {
         next.health = health;
         // Those sent before now are in this figure, or finished (near enough: the count only orders a burst).
         this.sentSinceHealth.delete(client.baseUrl);
+        this.advertised.set(client.baseUrl, Array.isArray(health.features) ? health.features : undefined);
         next.until = Date.now() + HEALTH_TTL_MS;
         next.down = !health.ok;
         if (health.ok) next.okAt = Date.now();
