@@ -47,6 +47,24 @@ async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boole
   return false;
 }
 
+/**
+ * Generate requests sent back to back on one raw connection, as HTTP/1.1
+ * lets a client pipeline them, and all that comes back, as text.
+ */
+async function pipelined(bodies: object[]): Promise<{ received: () => string; close: () => void }> {
+  const { connect } = await import('node:net');
+  const url = new URL(pool.url);
+  const raw = (body: object): string => {
+    const text = JSON.stringify(body);
+    return `POST /v1/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${pool.token}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
+  };
+  const socket = connect(Number(url.port), url.hostname);
+  let received = '';
+  socket.on('data', (d: Buffer) => (received += d.toString('utf8')));
+  socket.write(bodies.map(raw).join(''));
+  return { received: () => received, close: () => socket.destroy() };
+}
+
 describe('auth', () => {
   it('refuses /v1 routes without the bearer token (counted), serves health and metrics openly', async () => {
     const refusedBefore = await metricValue(pool, 'sssd_pool_rejected_requests_total', 'reason="unauthorized"');
@@ -441,19 +459,10 @@ describe('admission', () => {
   });
 
   it('a generate pipelined behind a running stream on its connection waits its turn, not runs with its output held, and a cancel meanwhile ends it in its turn; at most 16 wait', async () => {
-    const { connect } = await import('node:net');
-    const url = new URL(pool.url);
-    const raw = (body: object): string => {
-      const text = JSON.stringify(body);
-      return `POST /v1/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${pool.token}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
-    };
-    const socket = connect(Number(url.port), url.hostname);
-    let received = '';
-    socket.on('data', (d: Buffer) => (received += d.toString('utf8')));
     // One long stream, then 17 short ones sent behind it without waiting: the 17th finds 16 waiting.
-    const short = Array.from({ length: 17 }, (_, i) => raw({ id: `pipe-${i + 2}`, promptIds: [1, 403], maxTokens: 8, speculation: 'off' }));
-    socket.write(raw({ id: 'pipe-1', ...LONG }) + short.join(''));
-    expect(await waitFor(async () => received.includes('"type":"start","id":"pipe-1"'), 5000)).toBe(true);
+    const short = Array.from({ length: 17 }, (_, i) => ({ id: `pipe-${i + 2}`, promptIds: [1, 403], maxTokens: 8, speculation: 'off' }));
+    const connection = await pipelined([{ id: 'pipe-1', ...LONG }, ...short]);
+    expect(await waitFor(async () => connection.received().includes('"type":"start","id":"pipe-1"'), 5000)).toBe(true);
     // The pool holds three places: before, the next two took them at once, their events held in the process.
     const deleteOf = (id: string): Promise<number> =>
       fetch(`${pool.url}/v1/generations/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } }).then(async (r) => (await r.text(), r.status));
@@ -463,45 +472,36 @@ describe('admission', () => {
     expect((await getJson<PoolHealth>(pool, '/healthz', false)).body).toMatchObject({ active: 1, queued: 0 });
     expect(await deleteOf('pipe-1')).toBe(200);
     // Then each in turn, to its end; the one over the bound answered as such, in its place.
-    expect(await waitFor(async () => (received.match(/"type":"done"/g) ?? []).length === 17 && received.includes('open a connection per generation'), 20_000)).toBe(true);
-    expect(received).toMatch(/HTTP\/1\.1 400 [^]*at most 16 generate requests may wait pipelined/);
-    expect(received.match(/"finishReason":"cancelled"/g)).toHaveLength(2);
-    expect(received).not.toContain('"type":"start","id":"pipe-2"');
-    expect(received).toContain('"type":"start","id":"pipe-3"');
-    socket.destroy();
+    expect(await waitFor(async () => (connection.received().match(/"type":"done"/g) ?? []).length === 17 && connection.received().includes('open a connection per generation'), 20_000)).toBe(true);
+    expect(connection.received()).toMatch(/HTTP\/1\.1 400 [^]*at most 16 generate requests may wait pipelined/);
+    expect(connection.received().match(/"finishReason":"cancelled"/g)).toHaveLength(2);
+    expect(connection.received()).not.toContain('"type":"start","id":"pipe-2"');
+    expect(connection.received()).toContain('"type":"start","id":"pipe-3"');
+    connection.close();
   });
 
   it('a trie pushed for a generate waiting its turn behind a stream is checked at once and drafted from in that turn', async () => {
-    const { connect } = await import('node:net');
-    const url = new URL(pool.url);
-    const raw = (body: object): string => {
-      const text = JSON.stringify(body);
-      return `POST /v1/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${pool.token}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
-    };
     // What the model writes after [1, 403], greedily: a chain of it under the root (the prompt's last token) is the trie to push.
     const { ids } = await generate(pool, { id: 'pipe-trie-reference', promptIds: [1, 403], maxTokens: 24, speculation: 'off' });
     const chain = (tokens: number[]): string => {
       const nodes = [403, ...tokens];
       return Buffer.from(encodeEdgeTrie(nodes, nodes.map((_, i) => i - 1), nodes.map(() => 0.9))).toString('base64');
     };
-    const socket = connect(Number(url.port), url.hostname);
-    let received = '';
-    socket.on('data', (d: Buffer) => (received += d.toString('utf8')));
     // The stream ahead decodes plainly: any `edge` source after it is the waiting one's.
-    socket.write(raw({ id: 'pipe-trie-ahead', ...LONG }) + raw({ id: 'pipe-trie', promptIds: [1, 403], maxTokens: 24, speculation: 'sssd', useDatastore: false }));
-    expect(await waitFor(async () => received.includes('"type":"start","id":"pipe-trie-ahead"'), 5000)).toBe(true);
+    const connection = await pipelined([{ id: 'pipe-trie-ahead', ...LONG }, { id: 'pipe-trie', promptIds: [1, 403], maxTokens: 24, speculation: 'sssd', useDatastore: false }]);
+    expect(await waitFor(async () => connection.received().includes('"type":"start","id":"pipe-trie-ahead"'), 5000)).toBe(true);
     const push = (body: object): Promise<number> => post('/v1/generations/pipe-trie/trie', JSON.stringify(body)).then(async (r) => (await r.text(), r.status));
     // Refused now, as at a running generation: a token outside the vocabulary, output it has not written.
     expect(await push({ outputLength: 0, trie: chain([99_999]) })).toBe(400);
     expect(await push({ outputLength: 3, trie: chain(ids) })).toBe(400);
     expect(await push({ outputLength: 0, trie: chain(ids) })).toBe(202);
-    expect(received).not.toContain('"id":"pipe-trie"');
+    expect(connection.received()).not.toContain('"id":"pipe-trie"');
     expect((await fetch(`${pool.url}/v1/generations/pipe-trie-ahead`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } })).status).toBe(200);
-    expect(await waitFor(async () => (received.match(/"type":"done"/g) ?? []).length === 2, 20_000)).toBe(true);
+    expect(await waitFor(async () => (connection.received().match(/"type":"done"/g) ?? []).length === 2, 20_000)).toBe(true);
     // In its turn it drafted from the pushed trie: the model's own continuation, accepted from the edge's source.
-    expect(received).toContain('"type":"start","id":"pipe-trie"');
-    expect(received).toMatch(/"sources":\["edge"/);
-    socket.destroy();
+    expect(connection.received()).toContain('"type":"start","id":"pipe-trie"');
+    expect(connection.received()).toMatch(/"sources":\["edge"/);
+    connection.close();
   });
 
   it('a client that goes away halfway through its body costs nothing and logs no error', async () => {
