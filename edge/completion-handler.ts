@@ -204,7 +204,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   }
   const contextLength = model.info.model.contextLength;
   const { requested, param: limitParam } = requestedTokens(body);
-  const kept = promptTokensKept(body.truncate_prompt_tokens, contextLength, requested, limitParam);
+  // A completion's default 16 counts here as sent (vLLM's build_tok_params: -1 keeps the context less those 16).
+  const kept = promptTokensKept(body.truncate_prompt_tokens, contextLength, requested ?? (parsed.kind === 'completion' ? DEFAULT_COMPLETION_TOKENS : null), limitParam);
   // A prompt to be cut may be as long as the body allows: tokenized whole, as vLLM does, since its last tokens depend on all of it.
   if (kept === null) refuseFarTooLong(parsed, model);
   const ids = truncatedPrompt(promptIds(parsed, model), kept, keepsBos(parsed), body.truncation_side ?? 'left');

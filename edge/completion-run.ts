@@ -12,7 +12,7 @@ import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
 import { bytesToBase64 } from './base64';
-import { openGeneration, type OpenedGeneration } from './open-generation';
+import { openGeneration, UnhonouredFeaturesError, type OpenedGeneration } from './open-generation';
 import { matchPrediction } from './prediction-match';
 import type { GenerateInput, PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
@@ -439,6 +439,17 @@ export class CompletionRun {
       // The client has part of the answer: busy pools are waited for (their hint, up to the stall window), not given up on.
       await this.openOn(this.generateRequest(promptIds, plan.maxTokens - this.outputBase, this.draftTrie(promptIds), this.outputBase), true);
     } catch (err) {
+      // No pool left that honours what it sets (the one that did failed): said so, not as a wait for a pool.
+      if (err instanceof UnhonouredFeaturesError) {
+        throw new ApiError(
+          503,
+          `The generation was cut off after ${this.outputBase} tokens: its pool failed, and no other pool up here honours ${err.fields.join(', ')} (the others are from before it). A retry starts it over.`,
+          'service_unavailable',
+          'pool_unavailable',
+          err.param,
+          err.retryAfterS,
+        );
+      }
       // Mid-reply, "retry shortly" would misread: the client has part of an answer, and a retry starts it over.
       if (err instanceof ApiError && err.code === 'pool_unavailable') {
         throw new ApiError(

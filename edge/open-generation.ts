@@ -227,18 +227,34 @@ const UNHONOURED_RETRY_S = 30;
  * drop it unread: a 503 naming it (the fleet is mid-upgrade, or older than
  * the edge), not an answer to another question.
  */
-function unhonouredError(lacking: readonly PoolFeature[]): ApiError {
+function unhonouredError(lacking: readonly PoolFeature[]): UnhonouredFeaturesError {
   const fields = lacking.map((f) => FEATURE_FIELDS[f]);
   // The field's name alone (a resume is no field of the request's).
   const param = lacking[0] === 'resumedOutputTokens' ? null : fields[0].split(' ', 1)[0];
-  return new ApiError(
-    503,
+  return new UnhonouredFeaturesError(
+    fields,
     `No inference pool up here honours ${fields.join(', ')}: the pools are from before ${fields.length === 1 ? 'it' : 'them'} and would ignore ${fields.length === 1 ? 'it' : 'them'} (a fleet mid-upgrade). Retry in ${UNHONOURED_RETRY_S} s, or send the request without ${fields.length === 1 ? 'it' : 'them'}.`,
     'service_unavailable',
     'pool_unavailable',
     param,
     UNHONOURED_RETRY_S,
   );
+}
+
+/** No pool up honours what the request sets (unhonouredError): a resume says so rather than that it waited for a pool. */
+export class UnhonouredFeaturesError extends ApiError {
+  constructor(
+    /** The fields, as a request names them. */
+    readonly fields: readonly string[],
+    message: string,
+    type: 'service_unavailable',
+    code: string,
+    param: string | null,
+    retryAfterS: number,
+  ) {
+    super(503, message, type, code, param, retryAfterS);
+    this.name = 'UnhonouredFeaturesError';
+  }
 }
 
 /** Waits `ms`; false when `signal` aborted first. */

@@ -236,11 +236,14 @@ export class PoolPicker {
   }
 
   /**
-   * Of `needed`, what the pools heard from cannot honour: what the best of
-   * them lacks; empty where one honours it all, or none was heard from (then
-   * the pools are down, whatever they honour).
+   * Of `needed`, what the pools cannot honour: what the best of them lacks,
+   * by the last health figure each gave; empty where one honours it all
+   * (down or not: then it is an outage, not a fleet too old), or some pool
+   * was never heard from.
    */
   featuresLacking(needed: readonly PoolFeature[]): PoolFeature[] {
+    // A pool not heard from yet (a cold isolate's check still in flight) may honour it all: nothing to blame on features.
+    if (this.clients.some((client) => !this.advertised.has(client.baseUrl))) return [];
     let fewest: PoolFeature[] | null = null;
     for (const features of this.advertised.values()) {
       const missing = featuresMissing(needed, features);

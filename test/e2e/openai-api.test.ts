@@ -125,8 +125,11 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(completion.choices[0].finish_reason).toBe('length');
     // A prompt with less room than that gets what is left, not a refusal for a number it never sent.
     const long = Array.from({ length: 505 }, () => 261);
-    const near = await client.completions.create({ model, prompt: [1, ...long], temperature: 0, extra_body: { ignore_eos: true } } as OpenAI.CompletionCreateParamsNonStreaming);
+    const near = await client.completions.create({ model, prompt: [1, ...long], temperature: 0, ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming);
     expect(near.usage).toMatchObject({ prompt_tokens: 506, completion_tokens: 6 });
+    // truncate_prompt_tokens -1 keeps what fits beside those 16, as vLLM's: the context less 16, and then 16 tokens.
+    const cut = await client.completions.create({ model, prompt: [1, ...long, ...long], temperature: 0, ignore_eos: true, truncate_prompt_tokens: -1 } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect(cut.usage).toMatchObject({ prompt_tokens: 512 - 16, completion_tokens: 16 });
     const chat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Once upon a time' }], temperature: 0, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(chat.usage!.completion_tokens).toBe(512 - chat.usage!.prompt_tokens);
   });

@@ -219,6 +219,31 @@ describe('a generation whose pool fails mid-stream', () => {
     }
   });
 
+  it('goes on only on a pool that honours what it sets: a pool from before bad_words never gets it, though up and idle', async () => {
+    // The first pool stands for one from before bad_words; the edge learns so at its next health check (2 s).
+    const [older, current] = proxies;
+    const body = { prompt: 'Lily went to the park with her mom.', max_tokens: 120, temperature: 0, bad_words: ['dragon', ' park'] };
+    arm('pass');
+    const whole = await stream(body);
+    older.forgets = 'all';
+    await new Promise((r) => setTimeout(r, 2_500));
+    try {
+      arm('cut');
+      const cut = await stream(body);
+      expect(broken(cut.id)).toEqual([cut.id]);
+      // Opened, and gone on with after the cut, on the pool that honours it (marked failed, tried all the same), never the older one.
+      expect(older.opened.filter((g) => g.startsWith(cut.id))).toEqual([]);
+      expect(current.opened.filter((g) => g.startsWith(cut.id))).toEqual([cut.id, `${cut.id}.r1`]);
+      expect(cut.error).toBeNull();
+      expect(cut.text).toBe(whole.text);
+      expect(cut.text).not.toContain(' park');
+    } finally {
+      arm('pass');
+      older.forgets = null;
+      await new Promise((r) => setTimeout(r, 2_500));
+    }
+  });
+
   it("keeps a pool's internal error text from the client: it is the operator's (a path, the runtime's words)", async () => {
     arm('fail', () => true);
     const out = await stream({ prompt: 'Once upon a time, there was a dog.', max_tokens: 200, temperature: 0 });

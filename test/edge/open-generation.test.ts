@@ -10,6 +10,7 @@ import { AFFINITY_SLACK, PoolPicker } from '../../edge/pool-picker';
 import type { GenerateInput } from '../../edge/pool-client';
 import type { PoolEvent } from '../../shared/protocol';
 import { realPoolForTests } from '../support/real-pool';
+import { freePort } from '../../launcher/service-process';
 
 /** The real picker, with the pools it was told had failed written down. */
 class WatchedPicker extends PoolPicker {
@@ -249,6 +250,12 @@ describe('pools from before a feature a request sets', () => {
       expect(lacking).toMatchObject({ status: 503, param: 'bad_words' });
       const minP = await openGeneration(new PoolPicker([older.url], pool.token), { ...request(), sampling: { temperature: 0, minP: 0.05 } });
       expect(await finishOf(minP)).toMatch(/^(stop|length)$/);
+      expect(older.opened).toHaveLength(2);
+      // A pool never heard from (down since this edge started, or its first check still out) may honour it: no blame
+      // on the fleet's age, but the plain 503 of an outage, and nothing sent to the older pool.
+      const unheard = await openGeneration(new PoolPicker([older.url, `http://127.0.0.1:${await freePort()}`], pool.token), banned).catch((e: unknown) => e);
+      expect(unheard).toMatchObject({ status: 503, code: 'pool_unavailable', param: null });
+      expect((unheard as ApiError).message).not.toMatch(/honours/);
       expect(older.opened).toHaveLength(2);
     } finally {
       await Promise.all([older.close(), current.close()]);
