@@ -247,6 +247,12 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   inVocabulary('stop_token_ids', stopTokenIds);
   const allowedTokenIds = body.allowed_token_ids ?? null;
   inVocabulary('allowed_token_ids', allowedTokenIds ?? []);
+  const logprobIds = body.logprob_token_ids ?? null;
+  inVocabulary('logprob_token_ids', logprobIds ?? []);
+  // vLLM's rule and words: the ids are scored at generated positions, and an echo alone has none (its prompt is scored by logprobs' count).
+  if (logprobIds !== null && requested === 0) {
+    throw badRequest(`\`logprob_token_ids\` is not supported when \`echo=True\` and \`${limitParam}=0\` because no output tokens are generated.`, 'logprob_token_ids', 'invalid_value');
+  }
   const badWords = badWordsTokenIds(body.bad_words ?? [], model.tokenizer);
   const replyChoices = outputChoices(body);
   const minTokens = body.min_tokens ?? 0;
@@ -299,7 +305,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     kind,
     sources: body.stream_options?.sources === true,
     includeUsage: body.stream === true && body.stream_options?.include_usage === true,
-    ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, model.tokenizer, asked > 0, body.return_tokens_as_token_ids === true) } : {}),
+    ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, model.tokenizer, asked > 0 || logprobIds !== null, body.return_tokens_as_token_ids === true, logprobIds !== null) } : {}),
     ...(promptScores !== null ? { promptLogprobs: true } : {}),
     ...(body.return_token_ids === true ? { tokenIds: true } : {}),
   };
@@ -346,6 +352,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           trie,
           trieFollows: drafts && cacheInTime === null,
           logprobs: asked,
+          logprobIds,
           // The user's cache learns from one choice: n writes of one KV key would race.
           saveToCache: i === 0,
           echo: echoed,

@@ -54,6 +54,8 @@ export interface CompletionPlan {
   trieFollows: boolean;
   /** Log-probabilities asked: of each token and of this many most likely ones (null = none). */
   logprobs: number | null;
+  /** vLLM's logprob_token_ids: with logprobs, each token's alternatives are these ids' instead (null = the most likely ones). */
+  logprobIds?: number[] | null;
   /** Merge prompt + output into the user's cache at the end (one choice of n does). */
   saveToCache: boolean;
   /** Completions' `echo`: the prompt's text, sent before the completion (with `logprobs`: its tokens scored). */
@@ -290,6 +292,8 @@ export class CompletionRun {
       model: modelIdentity(deps.model.info),
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),
       ...(plan.logprobs !== null ? { logprobs: plan.logprobs } : {}),
+      // A resumed generation is sent them again: a pool without them would list the most likely tokens.
+      ...(plan.logprobs !== null && plan.logprobIds ? { logprobIds: plan.logprobIds } : {}),
       // The prompt is scored before the first token, by the first pool that got that far.
       ...(scored !== null ? { promptLogprobs: scored } : {}),
       cacheSalt: plan.cacheSalt,

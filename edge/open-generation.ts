@@ -210,6 +210,7 @@ const FEATURE_FIELDS: Readonly<Record<PoolFeature, string>> = {
   badWords: 'bad_words',
   choices: 'structured_outputs.choice (or guided_choice)',
   logprobs: 'logprobs',
+  logprobIds: 'logprob_token_ids',
   promptLogprobs: 'prompt_logprobs (or echo with logprobs)',
   resumedOutputTokens: 'going on after a pool failed, with min_tokens, frequency_penalty, presence_penalty, bad_words or structured_outputs.choice',
   'sampling.minP': 'min_p',

@@ -111,6 +111,13 @@ export class LogprobsFormatter {
      * chat's `bytes` are still the token's own.
      */
     private readonly byId = false,
+    /**
+     * vLLM's logprob_token_ids: each token's alternatives are the listed ids'
+     * (the pool's topLogprobs then hold them, in their order), shown as vLLM
+     * shows them: the chosen token first, then each listed id once, all of
+     * them whatever top_logprobs or logprobs counts.
+     */
+    private readonly listedIds = false,
   ) {}
 
   /**
@@ -129,14 +136,16 @@ export class LogprobsFormatter {
 
   /** A fresh formatter of the same kind (another choice's text offsets start at 0). */
   another(): LogprobsFormatter {
-    return new LogprobsFormatter(this.kind, this.tokenizer, this.withTop, this.byId);
+    return new LogprobsFormatter(this.kind, this.tokenizer, this.withTop, this.byId, this.listedIds);
   }
 
   format(tokens: readonly TokenLogprob[]): object {
     const name = this.byId ? tokenIdName : (id: number): string => tokenDisplay(this.tokenizer, id);
+    const alternatives = this.listedIds ? chosenThenListed : withChosen;
     if (this.kind === 'chat') {
       const entry = (id: number, logprob: number) => ({ token: name(id), logprob, bytes: Array.from(this.tokenizer.tokenBytes(id)) });
-      return { content: tokens.map((t) => ({ ...entry(t.id, t.logprob ?? 0), top_logprobs: (t.top ?? []).map(([id, lp]) => entry(id, lp)) })), refusal: null };
+      const top = (t: TokenLogprob): ReadonlyArray<[number, number]> => (this.listedIds && t.top ? chosenThenListed(t.top, t) : (t.top ?? []));
+      return { content: tokens.map((t) => ({ ...entry(t.id, t.logprob ?? 0), top_logprobs: top(t).map(([id, lp]) => entry(id, lp)) })), refusal: null };
     }
     const texts = tokens.map((t) => t.text ?? tokenDisplay(this.tokenizer, t.id));
     const textOffset = texts.map((text) => {
@@ -147,7 +156,7 @@ export class LogprobsFormatter {
     return {
       tokens: this.byId ? tokens.map((t) => tokenIdName(t.id)) : texts,
       token_logprobs: tokens.map((t) => t.logprob),
-      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : this.byId ? topEntriesById(withChosen(t.top, t)) : this.topEntries(withChosen(t.top, t), t))) : null,
+      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : this.byId ? topEntriesById(alternatives(t.top, t)) : this.topEntries(alternatives(t.top, t), t))) : null,
       text_offset: textOffset,
     };
   }
@@ -181,6 +190,17 @@ function codePoints(text: string): number {
 function withChosen(top: ReadonlyArray<[number, number]>, t: TokenLogprob): ReadonlyArray<[number, number]> {
   if (t.logprob === null || top.some(([id]) => id === t.id)) return top;
   return [...top, [t.id, t.logprob]];
+}
+
+/**
+ * Alternatives at a token whose listed ids (logprob_token_ids) were scored,
+ * in vLLM's order (its sampler gathers the sampled token, then the ids): the
+ * chosen token first, then each listed id once, in the list's order.
+ */
+function chosenThenListed(listed: ReadonlyArray<[number, number]>, t: TokenLogprob): ReadonlyArray<[number, number]> {
+  const out: Array<[number, number]> = t.logprob === null ? [] : [[t.id, t.logprob]];
+  for (const entry of listed) if (!out.some(([id]) => id === entry[0])) out.push(entry);
+  return out;
 }
 
 /** An object for token names as keys: without a prototype, a piece spelled `__proto__` is an entry like any other, not a prototype assignment that drops it. */

@@ -5,7 +5,7 @@
  * (UNSUPPORTED_PARAMETERS).
  */
 import { z } from 'zod';
-import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_BAD_WORDS, MAX_STOP_TOKEN_IDS, outputChoicesProblem } from '../shared/protocol';
+import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_LOGPROB_IDS, MAX_BAD_WORDS, MAX_STOP_TOKEN_IDS, outputChoicesProblem } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
 import { badRequest, TooManyChoicesError, type ApiError } from './api-error';
 import { MAX_PROMPT_LOGPROBS } from './prompt-logprobs';
@@ -116,6 +116,12 @@ const commonFields = {
   return_token_ids: z.boolean().nullish(),
   /** vLLM's; false is refused by name (UNSUPPORTED_PARAMETERS): typed here so that a non-boolean is a 400 naming it. */
   skip_special_tokens: z.boolean().nullish(),
+  /** Non-standard (vLLM): with logprobs, each generated token's alternatives are these ids', not the most likely ones' (vLLM's bound: 128; the vocabulary is checked in the handler). */
+  logprob_token_ids: z
+    .array(z.number().int().min(0))
+    .min(1, 'logprob_token_ids must not be an empty list')
+    .max(MAX_LOGPROB_IDS, `logprob_token_ids holds at most ${MAX_LOGPROB_IDS} ids`)
+    .nullish(),
   /** vLLM's: score the prompt, each token with this many most likely ones (edge/prompt-logprobs.ts; -1, the whole vocabulary, is refused there). */
   prompt_logprobs: z
     .number()
@@ -161,7 +167,8 @@ export const completionRequestSchema = z.object({
   /** Chat's newer name for max_tokens, taken here too: a client that moved to it must not get an unbounded reply. */
   max_completion_tokens: z.number().int().min(0).nullish(),
   prompt: promptSchema,
-});
+  // vLLM's wording (CompletionRequest.check_logprobs): logprobs 0 will do, the alternatives being the listed ids.
+}).refine((b) => !b.logprob_token_ids || (b.logprobs !== undefined && b.logprobs !== null), { message: 'when using `logprob_token_ids`, `logprobs` must be set.', path: ['logprob_token_ids'] });
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 
 const contentPartSchema = z.union([
@@ -188,7 +195,10 @@ export const chatRequestSchema = z.object({
   top_logprobs: z.number().min(0).max(MAX_TOP_LOGPROBS).int().nullish(),
   /** vLLM's values, checked as it checks them; without effect here: the model does not reason, and its template reads no effort. */
   reasoning_effort: z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']).nullish(),
-}).refine((b) => !b.top_logprobs || b.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
+})
+  .refine((b) => !b.top_logprobs || b.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] })
+  // vLLM's wording (ChatCompletionRequest.check_logprobs).
+  .refine((b) => !b.logprob_token_ids || b.logprobs === true, { message: 'when using `logprob_token_ids`, `logprobs` must be set to true.', path: ['logprob_token_ids'] });
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 
 /**
@@ -218,14 +228,13 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   modalities: { neutral: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', hint: '["text"]' },
   audio: { neutral: () => false, hint: 'null' },
   web_search_options: { neutral: () => false, hint: 'null' },
-  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, truncation_side, return_tokens_as_token_ids, return_token_ids, bad_words, guided_choice): each changes the answer, and a vLLM user would expect them honoured.
+  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, truncation_side, return_tokens_as_token_ids, return_token_ids, bad_words, guided_choice, logprob_token_ids): each changes the answer, and a vLLM user would expect them honoured.
   use_beam_search: { neutral: (v) => v === false, hint: 'false' },
   guided_json: { neutral: () => false, hint: 'null' },
   guided_regex: { neutral: () => false, hint: 'null' },
   guided_grammar: { neutral: () => false, hint: 'null' },
   // vLLM's (vllm/entrypoints/openai/completion/protocol.py, CompletionRequest; chat's the same) that were taken and ignored:
-  // scores of chosen ids, a watermark, ending on repeated n-grams and prompt embeddings each change the answer.
-  logprob_token_ids: { neutral: () => false, hint: 'null' },
+  // a watermark, ending on repeated n-grams and prompt embeddings each change the answer.
   watermarking: { neutral: (v) => v === false, hint: 'false' },
   repetition_detection: { neutral: () => false, hint: 'null' },
   // vLLM takes an empty list as none (validate_prompt_and_prompt_embeds).

@@ -30,6 +30,7 @@ export const POOL_FEATURES = [
   'badWords',
   'choices',
   'logprobs',
+  'logprobIds',
   'promptLogprobs',
   'resumedOutputTokens',
   'sampling.minP',
@@ -64,6 +65,8 @@ export function featuresNeeded(request: GenerateInput): PoolFeature[] {
   if (badWords) needed.push('badWords');
   if (choices) needed.push('choices');
   if (request.logprobs !== undefined) needed.push('logprobs');
+  // A pool from before it sends the most likely tokens instead: another answer.
+  if (request.logprobIds !== undefined) needed.push('logprobIds');
   if (request.promptLogprobs !== undefined) needed.push('promptLogprobs');
   if ((request.resumedOutputTokens ?? 0) > 0 && (minTokens || countsOutput || badWords || choices)) needed.push('resumedOutputTokens');
   if ((s?.minP ?? 0) !== 0) needed.push('sampling.minP');

@@ -59,6 +59,9 @@ export type SamplingParams = z.infer<typeof samplingSchema>;
 /** Most alternatives a generation may ask log-probabilities for, per token (OpenAI's limit). */
 export const MAX_TOP_LOGPROBS = 20;
 
+/** Most ids a generation may ask log-probabilities of by id (`logprobIds`; vLLM's MAX_LOGPROB_TOKEN_IDS). */
+export const MAX_LOGPROB_IDS = 128;
+
 /** Most stop token ids a generation may name. */
 export const MAX_STOP_TOKEN_IDS = 64;
 /** Most ids an allowed-token list may hold (past any vocabulary served here). */
@@ -195,6 +198,13 @@ export const generateRequestSchema = z.object({
    */
   logprobs: z.number().min(0).max(MAX_TOP_LOGPROBS).int().optional(),
   /**
+   * vLLM's `logprob_token_ids`: with `logprobs`, each emitted token's
+   * `topLogprobs` are these ids' log-probabilities (the same distribution),
+   * in this order, instead of the most likely tokens'. Inside the
+   * vocabulary. Added within version 1: a pool from before it ignores it.
+   */
+  logprobIds: z.array(z.number().int().min(0)).min(1).max(MAX_LOGPROB_IDS).optional(),
+  /**
    * Score the prompt: each prompt token after the first, its log-probability
    * given the ones before it, and the `promptLogprobs` most likely tokens'
    * there (a `prompt-logprobs` event after the prefill). Absent = none.
@@ -296,7 +306,7 @@ export type PoolEvent =
       accepted: number;
       /** With `logprobs` asked: each id's log-probability (same length as ids). */
       logprobs?: number[];
-      /** With `logprobs` > 0: per id, the most likely tokens as [id, log-probability], most likely first. */
+      /** With `logprobs` > 0: per id, the most likely tokens as [id, log-probability], most likely first; with `logprobIds`, those ids', in their order. */
       topLogprobs?: Array<Array<[number, number]>>;
     }
   | {

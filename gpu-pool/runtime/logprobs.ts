@@ -45,12 +45,25 @@ export function rankOf(logits: Float32Array, token: number): number {
   return rank;
 }
 
+/** The log-probabilities of `ids` (vLLM's logprob_token_ids) as [id, log-probability], in their order, given the logits and their logSumExp. */
+export function idLogprobs(logits: Float32Array, lse: number, ids: readonly number[]): Array<[number, number]> {
+  return ids.map((id) => [id, logits[id] - lse]);
+}
+
 /**
  * Appends `token`'s log-probability under `logits` to `logprobs` and, when
- * `top` is given, the `n` most likely tokens' to `top` (one log-sum-exp for both).
+ * `top` is given, to `top` the listed `ids`' where given, else the `n` most
+ * likely tokens' (one log-sum-exp for all).
  */
-export function pushLogprobs(logits: Float32Array, token: number, n: number, logprobs: number[], top: Array<Array<[number, number]>> | null): void {
+export function pushLogprobs(
+  logits: Float32Array,
+  token: number,
+  n: number,
+  logprobs: number[],
+  top: Array<Array<[number, number]>> | null,
+  ids?: readonly number[],
+): void {
   const lse = logSumExp(logits);
   logprobs.push(logits[token] - lse);
-  if (top) top.push(topLogprobs(logits, lse, n));
+  if (top) top.push(ids ? idLogprobs(logits, lse, ids) : topLogprobs(logits, lse, n));
 }

@@ -122,6 +122,7 @@ export class Admission<S extends RunnerSequence> {
     const predicted = request.predictionIds ?? [];
     // A draft token past the embedding table would fail the batch's pass.
     checkInVocabulary('predictionIds', predicted, vocab);
+    if (request.logprobIds) checkInVocabulary('logprobIds', request.logprobIds, vocab);
     if (predicted.length > PREDICTION_TOKENS) {
       // Drafts read no further; a generation that kept the rest would hold megabytes while it waits in the queue.
       request = { ...request, predictionIds: predicted.slice(0, PREDICTION_TOKENS) };

@@ -127,8 +127,10 @@ export class RowAcceptance<S extends RunnerSequence> {
     const ids: number[] = [];
     const sources: TokenSource[] = [];
     const wantLogprobs = gen.request.logprobs;
+    const logprobIds = gen.request.logprobIds;
     const logprobs: number[] | undefined = wantLogprobs === undefined ? undefined : [];
-    const alternatives: Array<Array<[number, number]>> | undefined = wantLogprobs ? [] : undefined;
+    // Listed ids (logprobIds) stand in for the most likely tokens, whatever their count.
+    const alternatives: Array<Array<[number, number]>> | undefined = logprobs && (wantLogprobs || logprobIds) ? [] : undefined;
     let reason: 'stop' | 'length' | 'context_length' | null = null;
     // As plain decoding: the last token may sit at position contextLength (emitted, never fed).
     const limit = Math.min(gen.request.maxTokens - gen.output.length, this.contextLength + 1 - gen.sequenceLength);
@@ -149,7 +151,7 @@ export class RowAcceptance<S extends RunnerSequence> {
       sources.push(source);
       if (logprobs) {
         // The token was chosen at its parent: the root, then each accepted node in turn.
-        pushLogprobs(result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]), token, wantLogprobs!, logprobs, alternatives ?? null);
+        pushLogprobs(result.logitsAt(r, k === 0 ? rootIndex : v.acceptedPath[k - 1]), token, wantLogprobs!, logprobs, alternatives ?? null, logprobIds);
       }
       if (source === 'edge') gen.edgeAcceptedSinceTrie++;
       if (gen.endIds.has(token)) reason = 'stop';

@@ -356,6 +356,57 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(bad.json.error?.param).toBe('top_logprobs');
   });
 
+  it("serves vLLM's logprob_token_ids: at each generated token the chosen one, then the listed ids' log-probabilities, streamed or whole, chat or completions", async () => {
+    const listed = [2, 300, 511];
+    const byId = (k: string) => Number(k.slice('token_id:'.length));
+    // Completions, by id (return_tokens_as_token_ids), beside the natural top 5 the same request gets.
+    const ask = { model, prompt: PROMPT, max_tokens: 12, temperature: 0, return_tokens_as_token_ids: true };
+    const whole = await client.completions.create({ ...ask, logprobs: 0, logprob_token_ids: listed } as OpenAI.CompletionCreateParamsNonStreaming);
+    const natural = await client.completions.create({ ...ask, logprobs: 5 } as OpenAI.CompletionCreateParamsNonStreaming);
+    const lp = whole.choices[0].logprobs!;
+    expect(whole.choices[0].text).toBe(natural.choices[0].text);
+    expect(lp.tokens).toEqual(natural.choices[0].logprobs!.tokens);
+    lp.top_logprobs!.forEach((top, i) => {
+      const chosen = byId(lp.tokens![i]);
+      expect(Object.keys(top).map(byId)).toEqual([chosen, ...listed.filter((id) => id !== chosen)]);
+      expect(top[lp.tokens![i]]).toBeCloseTo(lp.token_logprobs![i], 6);
+      // Where a listed id is among the natural top 5, the two agree.
+      for (const [k, v] of Object.entries(natural.choices[0].logprobs!.top_logprobs![i])) if (k in top) expect(top[k], `token ${i} ${k}`).toBeCloseTo(v, 3);
+      for (const id of listed) expect(top[`token_id:${id}`]).toBeLessThanOrEqual(0);
+    });
+    // Streamed, with speculation: the same entries, chunk by chunk.
+    const stream = await client.completions.create({ ...ask, logprobs: 0, logprob_token_ids: listed, stream: true } as OpenAI.CompletionCreateParamsStreaming);
+    const streamedTop: Array<Record<string, number>> = [];
+    for await (const chunk of stream) if (chunk.choices[0]?.logprobs) streamedTop.push(...(chunk.choices[0].logprobs.top_logprobs as Array<Record<string, number>>));
+    expect(streamedTop.map((t) => Object.keys(t))).toEqual(lp.top_logprobs!.map((t) => Object.keys(t!)));
+    streamedTop.forEach((t, i) => Object.entries(t).forEach(([k, v]) => expect(v).toBeCloseTo(lp.top_logprobs![i]![k], 3)));
+    // Chat: every listed id whatever top_logprobs says, the chosen token first; streamed the same.
+    const chatAsk = { model, messages: [{ role: 'user' as const, content: PROMPT }], max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 1, logprob_token_ids: listed, return_tokens_as_token_ids: true };
+    const chat = await client.chat.completions.create(chatAsk as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const content = chat.choices[0].logprobs!.content!;
+    expect(content).toHaveLength(8);
+    for (const t of content) {
+      expect(t.top_logprobs.map((e) => byId(e.token))).toEqual([byId(t.token), ...listed.filter((id) => id !== byId(t.token))]);
+      expect(t.top_logprobs[0].logprob).toBeCloseTo(t.logprob, 6);
+    }
+    const chatStream = await client.chat.completions.create({ ...chatAsk, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming);
+    const streamedContent: Array<{ token: string; top_logprobs: Array<{ token: string; logprob: number }> }> = [];
+    for await (const chunk of chatStream) streamedContent.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    expect(streamedContent.map((t) => t.top_logprobs.map((e) => e.token))).toEqual(content.map((t) => t.top_logprobs.map((e) => e.token)));
+    streamedContent.forEach((t, i) => t.top_logprobs.forEach((e, j) => expect(e.logprob).toBeCloseTo(content[i].top_logprobs[j].logprob, 3)));
+    // Refused by name: without logprobs, an id outside the vocabulary, an echo that generates nothing.
+    for (const [path, body] of [
+      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], logprob_token_ids: [5] }],
+      ['/v1/completions', { model, prompt: 'hi', logprob_token_ids: [5] }],
+      ['/v1/completions', { model, prompt: 'hi', logprobs: 1, logprob_token_ids: [5, 512] }],
+      ['/v1/completions', { model, prompt: 'hi', echo: true, max_tokens: 0, logprobs: 1, logprob_token_ids: [5] }],
+    ] as const) {
+      const bad = await post(path, body);
+      expect(bad.status, JSON.stringify(body)).toBe(400);
+      expect(bad.json.error?.param).toBe('logprob_token_ids');
+    }
+  });
+
   it('applies frequency, presence and repetition penalties, the same text with speculation or without', async () => {
     const base = { model, prompt: PROMPT, max_tokens: 40, temperature: 0 };
     const penalties = { frequency_penalty: 1.2, presence_penalty: 0.4, repetition_penalty: 1.2 };

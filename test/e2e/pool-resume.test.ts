@@ -113,6 +113,31 @@ describe('a generation whose pool fails mid-stream', () => {
     }
   });
 
+  it("sends vLLM's logprob_token_ids again on a resume: the tokens after it carry the listed ids' log-probabilities, as the first pool's would", async () => {
+    // Speculation off: a repeated greedy request is otherwise drafted whole from the user's cache, in fewer steps than the cut waits for.
+    const body = { prompt: 'Lily went to the park with her mom.', max_tokens: 60, temperature: 0, speculation: 'off', logprobs: 0, logprob_token_ids: [2, 300, 511], return_tokens_as_token_ids: true };
+    /** Each token's alternatives' names, streamed. */
+    const alternatives = async (): Promise<{ id: string; keys: string[][] }> => {
+      const res = await fetch(`${edge.url}/v1/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'stories260K', stream: true, ...body }) });
+      const out = { id: '', keys: [] as string[][] };
+      for (const block of (await res.text()).split('\n\n')) {
+        if (!block.startsWith('data: ') || block === 'data: [DONE]') continue;
+        const chunk = JSON.parse(block.slice(6)) as { id?: string; choices?: Array<{ logprobs: { top_logprobs: Array<Record<string, number>> } | null }> };
+        if (chunk.id) out.id = chunk.id;
+        for (const c of chunk.choices ?? []) out.keys.push(...(c.logprobs?.top_logprobs ?? []).map((t) => Object.keys(t)));
+      }
+      return out;
+    };
+    arm('pass');
+    const whole = await alternatives();
+    arm('cut');
+    const resumed = await alternatives();
+    expect(opened(resumed.id)).toEqual([resumed.id, `${resumed.id}.r1`]);
+    expect(resumed.keys).toHaveLength(60);
+    expect(resumed.keys).toEqual(whole.keys);
+    for (const keys of resumed.keys) for (const id of [2, 300, 511]) expect(keys).toContain(`token_id:${id}`);
+  });
+
   it('goes on on another pool when its pool sends an event of the wrong shape or a token the model does not have', async () => {
     const body = { prompt: 'Anna baked a cake for her friend.', max_tokens: 80, temperature: 0 };
     arm('pass');

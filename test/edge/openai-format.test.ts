@@ -147,6 +147,28 @@ describe('log-probabilities', () => {
     for (const c of chat) for (const alt of c.top_logprobs) expect(alt.bytes).toEqual(Array.from(tokenizer.tokenBytes(Number(alt.token.slice('token_id:'.length)))));
   });
 
+  it("vLLM's logprob_token_ids: the alternatives are the chosen token, then each listed id once in the list's order, whatever the top-k count; chat and legacy alike", () => {
+    const [tom, saw, dog] = ['Tom', ' saw', ' dog'].map((w) => tokenizer.encode(w, { bos: false }).at(-1)!);
+    const name = (id: number) => tokenDisplay(tokenizer, id);
+    // The pool's topLogprobs hold the listed ids (dog, tom, dog again, saw); the chosen token (saw) is among them, and the count asked was 0.
+    const scored: TokenLogprob = { id: saw, logprob: -1.9, top: [[dog, -4.5], [tom, -0.2], [dog, -4.5], [saw, -1.9]], text: ' saw' };
+    const chat = new LogprobsFormatter('chat', tokenizer, false, false, true).format([scored]) as { content: Array<{ token: string; top_logprobs: Array<{ token: string; logprob: number }> }> };
+    expect(chat.content[0].top_logprobs.map((e) => [e.token, e.logprob])).toEqual([
+      [name(saw), -1.9],
+      [name(dog), -4.5],
+      [name(tom), -0.2],
+    ]);
+    const legacy = new LogprobsFormatter('completion', tokenizer, true, false, true).format([scored]) as { top_logprobs: Array<Record<string, number>> };
+    expect(Object.entries(legacy.top_logprobs[0])).toEqual([
+      [name(saw), -1.9],
+      [name(dog), -4.5],
+      [name(tom), -0.2],
+    ]);
+    // By id too, and in another choice's formatter (n > 1).
+    const byId = new LogprobsFormatter('completion', tokenizer, true, true, true).another().format([{ ...scored, top: [[tom, -0.2]] }]) as { top_logprobs: Array<Record<string, number>> };
+    expect(Object.keys(byId.top_logprobs[0])).toEqual([`token_id:${saw}`, `token_id:${tom}`]);
+  });
+
   it("legacy: a piece spelled like an Object's own names (`__proto__`, `constructor`) is an alternative like any other, chosen or not", () => {
     const pieces = ['a', '__proto__', 'b', 'constructor'];
     const named = { tokenBytes: (id: number) => new TextEncoder().encode(pieces[id]) };

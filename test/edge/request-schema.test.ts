@@ -147,7 +147,6 @@ describe('OpenAI parameters this server does not implement', () => {
   it("refuses vLLM's fields that change the answer and are not served (vllm/entrypoints/openai/*/protocol.py), unless neutral", () => {
     const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
     const refused: Array<[string, unknown]> = [
-      ['logprob_token_ids', [5, 7]],
       ['watermarking', true],
       ['repetition_detection', { max_pattern_size: 4, min_count: 3 }],
       ['prompt_embeds', 'AAAA'],
@@ -173,6 +172,26 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(parseOpenAiBody(chatRequestSchema, { ...chat, ...neutral, documents: [], return_prompt_text: false }, 'chat').messages).toHaveLength(1);
     // A non-boolean skip_special_tokens is no value at all: invalid, not unsupported.
     expect(refusal({ skip_special_tokens: 'no' })!.toBody().error).toMatchObject({ param: 'skip_special_tokens', code: 'invalid_value' });
+  });
+
+  it("takes vLLM's logprob_token_ids with logprobs, checked as vLLM checks them (a list of 1 to 128 ids; logprobs set, chat's true), each refusal naming the field", () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    const completion = { model: 'm', prompt: 'hi' };
+    expect(parseOpenAiBody(completionRequestSchema, { ...completion, logprobs: 0, logprob_token_ids: [5, 7] }).logprob_token_ids).toEqual([5, 7]);
+    expect(parseOpenAiBody(chatRequestSchema, { ...chat, logprobs: true, logprob_token_ids: [5] }, 'chat').logprob_token_ids).toEqual([5]);
+    const refused: Array<[() => unknown, string]> = [
+      [() => parseOpenAiBody(completionRequestSchema, { ...completion, logprob_token_ids: [5] }), 'when using `logprob_token_ids`, `logprobs` must be set.'],
+      [() => parseOpenAiBody(completionRequestSchema, { ...completion, logprobs: null, logprob_token_ids: [5] }), '`logprobs` must be set'],
+      [() => parseOpenAiBody(chatRequestSchema, { ...chat, logprob_token_ids: [5] }, 'chat'), 'when using `logprob_token_ids`, `logprobs` must be set to true.'],
+      [() => parseOpenAiBody(chatRequestSchema, { ...chat, logprobs: false, top_logprobs: 0, logprob_token_ids: [5] }, 'chat'), '`logprobs` must be set to true'],
+      [() => parseOpenAiBody(completionRequestSchema, { ...completion, logprobs: 1, logprob_token_ids: [] }), 'must not be an empty list'],
+      [() => parseOpenAiBody(completionRequestSchema, { ...completion, logprobs: 1, logprob_token_ids: new Array(129).fill(3) }), 'at most 128 ids'],
+      [() => parseOpenAiBody(completionRequestSchema, { ...completion, logprobs: 1, logprob_token_ids: [-1] }), ''],
+      [() => parseOpenAiBody(chatRequestSchema, { ...chat, logprobs: true, logprob_token_ids: 5 }, 'chat'), ''],
+    ];
+    for (const [run, message] of refused) {
+      expect(run).toThrow(expect.objectContaining({ status: 400, code: 'invalid_value', param: expect.stringMatching(/^logprob_token_ids/), message: expect.stringContaining(message) }));
+    }
   });
 
   it("takes vLLM's fields that change nothing a client of this server sees, checking reasoning_effort's values as vLLM does", () => {

@@ -42,6 +42,7 @@ describe('featuresNeeded', () => {
       [{ badWords: [[7, 8]] }, 'badWords'],
       [{ choices: ['yes', 'no'] }, 'choices'],
       [{ logprobs: 0 }, 'logprobs'],
+      [{ logprobIds: [3, 9] }, 'logprobIds'],
       [{ promptLogprobs: 0 }, 'promptLogprobs'],
       [{ sampling: { minP: 0.1 } }, 'sampling.minP'],
       [{ sampling: { frequencyPenalty: -0.5 } }, 'sampling.frequencyPenalty'],

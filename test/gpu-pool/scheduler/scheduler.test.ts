@@ -317,6 +317,44 @@ describe('continuous batching', () => {
     for (const e of await c.done) if (e.type === 'tokens') expect(e.logprobs).toBeUndefined();
   });
 
+  it("reports the listed ids' log-probabilities (logprobIds) at every emitted token instead of the most likely ones, from the model's own distribution, the same with speculation and without", async () => {
+    const model = await loadModel(models.stories260K.checkpoint);
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+    // Unlikely ids among them (the end token, a byte piece), outside any top-k; a repeat kept where it is.
+    const listed = [2, 300, 7, 300, 511];
+    const run = async (id: string, speculation: 'off' | 'sssd') => {
+      const c = collect();
+      // Sampled and penalised: the listed ids' log-probabilities are still the raw model's (temperature 1, before masks), as vLLM's raw_logprobs.
+      const sampling = { temperature: 0.8, seed: 4, repetitionPenalty: 1.2, logitBias: { '300': -100 } };
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 32, speculation, sampling, logprobs: 2, logprobIds: listed }), c.sink);
+      const tokens = (await c.done).filter((e): e is Extract<PoolEvent, { type: 'tokens' }> => e.type === 'tokens');
+      return { ids: tokens.flatMap((e) => e.ids), lps: tokens.flatMap((e) => e.logprobs ?? []), tops: tokens.flatMap((e) => e.topLogprobs ?? []), accepted: tokens.reduce((n, e) => n + e.accepted, 0) };
+    };
+    const plain = await run('lpids-off', 'off');
+    const drafted = await run('lpids-sssd', 'sssd');
+    expect(drafted.accepted).toBeGreaterThan(0);
+    expect(drafted.ids).toEqual(plain.ids);
+    expect(plain.tops).toHaveLength(plain.ids.length);
+    expect(drafted.tops).toHaveLength(plain.ids.length);
+    const ref = new ReferenceForward(model.config, model.weights);
+    let logits: Float32Array = new Float32Array(0);
+    for (const t of REPEATING_PROMPT) logits = ref.forward(t);
+    for (let i = 0; i < plain.ids.length; i++) {
+      const lse = logSumExp(logits);
+      // The listed ids, in their order, each with its log-probability under the full distribution.
+      expect(plain.tops[i].map(([id]) => id)).toEqual(listed);
+      expect(drafted.tops[i].map(([id]) => id)).toEqual(listed);
+      listed.forEach((id, j) => {
+        expect(plain.tops[i][j][1], `token ${i}, id ${id}`).toBeCloseTo(logits[id] - lse, 3);
+        expect(drafted.tops[i][j][1], `token ${i}, id ${id}, drafted`).toBeCloseTo(plain.tops[i][j][1], 4);
+      });
+      expect(plain.lps[i]).toBeCloseTo(logits[plain.ids[i]] - lse, 3);
+      logits = ref.forward(plain.ids[i]);
+    }
+    // An id outside the vocabulary is refused by name before anything runs.
+    expect(() => s.submit(generateRequestSchema.parse({ id: 'lpids-bad', promptIds: [1], maxTokens: 2, logprobs: 0, logprobIds: [3, 512] }), collect().sink)).toThrow(/logprobIds\[1\] = 512 is outside the vocabulary/);
+  });
+
   it('drains: refuses new generations as busy, lets the running and queued ones finish, then resolves', async () => {
     const metrics = new PoolMetrics();
     const s = new Scheduler(runner, {
