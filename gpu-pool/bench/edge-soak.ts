@@ -3,7 +3,9 @@
  * sends): completions and chat, streamed or not, n > 1, stops, logprobs,
  * echo, penalties, vLLM's min_p / min_tokens / ignore_eos / stop_token_ids /
  * allowed_token_ids / truncate_prompt_tokens / prompt_logprobs /
- * return_tokens_as_token_ids / bad_words, and broken ones, from many clients at once, a quarter
+ * return_tokens_as_token_ids / bad_words / structured_outputs.choice (guided_choice) /
+ * return_token_ids / truncation_side / priority 0 / cache_salt, a completion
+ * without max_tokens, and broken ones, from many clients at once, a quarter
  * of them hanging up early. It checks what a user relies on:
  *
  * - no 5xx other than 503 `pool_unavailable` with Retry-After (every pool
@@ -11,7 +13,13 @@
  * - a broken request gets a 4xx, never a 200;
  * - a stream that starts ends with `data: [DONE]` and no error chunk;
  * - the same request with speculation off and auto (seeded where sampled)
- *   gives the same text and finish reasons;
+ *   gives the same text, finish reasons and token ids; streamed and whole, the same;
+ * - a choice constraint's text is one of the choices (the start of one where cut);
+ * - return_token_ids' ids agree with usage and log-probabilities, and a
+ *   stream's concatenate to the whole reply's;
+ * - a completion without max_tokens stops at 16 tokens;
+ * - truncation_side keeps the prompt's first or last truncate_prompt_tokens ids;
+ * - a field refused (vLLM's not served, or out of range) is a 400 naming it;
  * - when the soak stops, the key is served again within its in-flight lease
  *   (clients that hung up hold no slot for good).
  */
@@ -19,6 +27,7 @@ import { seededRandom } from '../../shared/seeded-random';
 import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
 import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
+import { choiceProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from './soak-checks';
 
 export interface EdgeSoakOptions {
   /** Aborted: start nothing more, finish what runs, and report (Ctrl-C). */
@@ -39,6 +48,19 @@ export interface EdgeSoakOptions {
 
 const WORDS = ['Once', 'upon', 'a', 'time', 'there', 'was', 'a', 'little', 'girl', 'named', 'Lily', '.', 'She', 'liked', 'to', 'play', '\n', 'é', '日本', '🙂', '"', '\\'];
 const OVERSIZED_BYTES = 9 * 1024 * 1024;
+/** Choice lists: words, ones that start others, several tokens, characters of several bytes. */
+const CHOICE_LISTS: readonly string[][] = [
+  ['yes', 'no'],
+  ['Lily', 'Tom', 'the little girl'],
+  ['a', 'ab', 'abc'],
+  ['Once upon a time', 'Once'],
+  ['happy', 'sad', 'very happy', 'very sad'],
+  ['日本', '🙂 smile', 'é'],
+  [' leading space', 'trailing space ', 'two\nlines'],
+  ['She liked to play.', 'He liked to run.', '"quoted"', 'back\\slash'],
+];
+/** A completion's max_tokens when none is sent (vLLM's, OpenAI's legacy API). */
+const COMPLETION_DEFAULT_MAX_TOKENS = 16;
 
 type Body = Record<string, unknown>;
 
@@ -56,8 +78,10 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
   /** A valid body: every field inside its range. */
   const validBody = (): { path: string; body: Body } => {
     const chat = int(2) === 0;
-    const limit = 1 + int(maxTokens);
-    const body: Body = { model: opts.model, max_tokens: limit };
+    // A completion without max_tokens: 16.
+    const unlimited = !chat && int(8) === 0;
+    const limit = unlimited ? COMPLETION_DEFAULT_MAX_TOKENS : 1 + int(maxTokens);
+    const body: Body = unlimited ? { model: opts.model } : { model: opts.model, max_tokens: limit };
     if (chat) body.messages = Array.from({ length: 1 + int(3) }, (_, i) => ({ role: i === 0 && int(3) === 0 ? 'system' : 'user', content: int(5) === 0 ? [{ type: 'text', text: text() }] : text() }));
     else body.prompt = int(6) === 0 ? Array.from({ length: 1 + int(20) }, () => 2 + int(400)) : text();
     if (int(2) === 0) body.stream = true;
@@ -89,6 +113,18 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     if (int(6) === 0) body.presence_penalty = Math.round((random() * 4 - 2) * 100) / 100;
     if (int(8) === 0) body.logit_bias = { [String(int(500))]: int(200) - 100 };
     if (int(6) === 0) body.user = `u${int(5)}`;
+    // vLLM's fields added since: a choice constraint (its conflicts left out: ignore_eos is a 400 beside it, and masks or
+    // min_tokens that leave a choice no token are 400s of their own), the ids, which end truncation keeps, the neutral priority, a salt.
+    if (int(8) === 0) {
+      const choices = pick(CHOICE_LISTS);
+      if (int(3) === 0) body.guided_choice = choices;
+      else body.structured_outputs = { choice: choices };
+      for (const field of ['ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens', 'echo']) delete body[field];
+    }
+    if (int(5) === 0) body.return_token_ids = true;
+    if (body.truncate_prompt_tokens !== undefined && int(2) === 0) body.truncation_side = pick(['left', 'right', null]);
+    if (int(10) === 0) body.priority = 0;
+    if (int(8) === 0) body.cache_salt = Array.from({ length: 1 + int(int(4) === 0 ? 1024 : 16) }, () => pick(['s', 'é', '🙂', '-'])).join('');
     return { path: chat ? '/v1/chat/completions' : '/v1/completions', body };
   };
 
@@ -96,20 +132,22 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
   const choicesOf = (reply: SoakReply, streamed: boolean): string[] | null => {
     try {
       if (!streamed) {
-        const json = JSON.parse(reply.text) as { choices: Array<{ text?: string; message?: { content?: string }; finish_reason?: string }> };
-        return json.choices.map((c) => `${c.text ?? c.message?.content ?? ''}|${c.finish_reason ?? ''}`);
+        const json = JSON.parse(reply.text) as { choices: Array<{ text?: string; message?: { content?: string }; finish_reason?: string; token_ids?: number[] }> };
+        return json.choices.map((c) => `${c.text ?? c.message?.content ?? ''}|${c.finish_reason ?? ''}${c.token_ids ? `|${c.token_ids.join(',')}` : ''}`);
       }
       const texts: string[] = [];
       const reasons: string[] = [];
+      const ids: Array<number[] | undefined> = [];
       for (const line of reply.text.split('\n')) {
         if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-        const chunk = JSON.parse(line.slice(6)) as { choices?: Array<{ index: number; text?: string; delta?: { content?: string }; finish_reason?: string | null }> };
+        const chunk = JSON.parse(line.slice(6)) as { choices?: Array<{ index: number; text?: string; delta?: { content?: string }; finish_reason?: string | null; token_ids?: number[] }> };
         for (const c of chunk.choices ?? []) {
           texts[c.index] = (texts[c.index] ?? '') + (c.text ?? c.delta?.content ?? '');
           if (c.finish_reason) reasons[c.index] = c.finish_reason;
+          if (c.token_ids) ids[c.index] = [...(ids[c.index] ?? []), ...c.token_ids];
         }
       }
-      return texts.map((t, i) => `${t}|${reasons[i] ?? ''}`);
+      return texts.map((t, i) => `${t}|${reasons[i] ?? ''}${ids[i] ? `|${ids[i].join(',')}` : ''}`);
     } catch {
       return null;
     }
@@ -142,7 +180,39 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       tally.violate(`${what}: an unreadable 200: ${reply.text.slice(0, 200)}`);
       return false;
     }
-    return true;
+    return checkPromises(what, reply, body, sent);
+  };
+
+  /** The promises of the fields a request set, on its whole 200. */
+  const checkPromises = (what: string, reply: SoakReply, body: Body, sent: string): boolean => {
+    const read = readReply(reply.text, body.stream === true);
+    if (!read) {
+      tally.violate(`${what}: an unreadable 200: ${reply.text.slice(0, 200)}`);
+      return false;
+    }
+    const problems: string[] = [];
+    const choices = (body.structured_outputs as { choice?: string[] } | undefined)?.choice ?? (body.guided_choice as string[] | undefined);
+    if (choices) {
+      const cutEarly = body.stop !== undefined || body.stop_token_ids !== undefined;
+      tally.count('checked choice');
+      for (const c of read.choices) {
+        const problem = choiceProblem(c, choices, cutEarly);
+        if (problem) problems.push(`choice: ${problem}`);
+      }
+    }
+    if (body.return_token_ids === true) {
+      tally.count('checked token ids');
+      // Echo's log-probabilities score the prompt's tokens first.
+      const problem = tokenIdsProblem(read, body.echo === true);
+      if (problem) problems.push(`return_token_ids: ${problem}`);
+    }
+    if (body.max_tokens === undefined && body.max_completion_tokens === undefined && body.prompt !== undefined) {
+      tally.count('checked default max');
+      const problem = maxTokensProblem(read, COMPLETION_DEFAULT_MAX_TOKENS);
+      if (problem) problems.push(`no max_tokens: ${problem}`);
+    }
+    for (const p of problems) tally.violate(`${what}: ${p} (sent ${sent.slice(0, 4000)})`);
+    return problems.length === 0;
   };
 
   const actions: WeightedAction[] = [
@@ -181,7 +251,93 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       const x = JSON.stringify(choicesOf(a, body.stream === true));
       const y = JSON.stringify(choicesOf(b, body.stream === true));
       tally.count(x === y ? 'pair same' : 'pair different');
-      if (x !== y) tally.violate(`speculation changed the answer to ${off.slice(0, 300)}: off ${x.slice(0, 200)}, auto ${y.slice(0, 200)}`);
+      if (x !== y) tally.violate(`speculation changed the answer to ${off.slice(0, 4000)}: off ${x.slice(0, 400)}, auto ${y.slice(0, 400)}`);
+    } },
+    // The same request streamed and whole (greedy or seeded, its ids asked for): the same text, finish reasons and ids,
+    // a stream's ids put together from its chunks.
+    { weight: 2, run: async () => {
+      const { path, body } = validBody();
+      delete body.allowed_token_ids; // near-ties, as in the pair above
+      delete body.stream_options;
+      delete body.prompt_logprobs; // a count above 0 is a 400 when streamed
+      body.return_token_ids = true;
+      const whole = JSON.stringify({ ...body, stream: false });
+      const streamed = JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } });
+      const [a, b] = await Promise.all([send(path, whole), send(path, streamed)]);
+      for (const [reply, sent] of [[a, whole], [b, streamed]] as const) {
+        if (reply.status === 0) tally.violate(`stream/whole: ${cutReason(reply)} (sent ${sent.slice(0, 200)})`);
+      }
+      if (a.status !== 200 || b.status !== 200) {
+        tally.count('stream/whole refused');
+        checkStatus('stream/whole', a, whole);
+        checkStatus('stream/whole', b, streamed);
+        return;
+      }
+      if (!checkComplete('stream/whole', a, { ...body, stream: false }, whole) || !checkComplete('stream/whole', b, { ...body, stream: true }, streamed)) return;
+      const x = JSON.stringify(choicesOf(a, false));
+      const y = JSON.stringify(choicesOf(b, true));
+      tally.count(x === y ? 'stream/whole same' : 'stream/whole different');
+      if (x !== y) tally.violate(`streamed and whole differ for ${whole.slice(0, 4000)}: whole ${x.slice(0, 400)}, streamed ${y.slice(0, 400)}`);
+    } },
+    // truncate_prompt_tokens with truncation_side: the prompt's ids read whole, then those kept, its first or last k.
+    { weight: 1, run: async () => {
+      const { path, body } = validBody();
+      const chat = path.endsWith('chat/completions');
+      const probe: Body = { model: body.model, max_tokens: 1, temperature: 0, return_token_ids: true, ...(chat ? { messages: body.messages } : { prompt: body.prompt }) };
+      const full = await send(path, JSON.stringify(probe));
+      if (full.status !== 200) {
+        tally.count(`truncation refused ${full.status}`);
+        checkStatus('truncation', full, JSON.stringify(probe));
+        return;
+      }
+      const fullIds = readReply(full.text, false)?.choices[0]?.promptTokenIds;
+      if (!fullIds) {
+        tally.violate(`truncation: no prompt_token_ids with return_token_ids: ${full.text.slice(0, 200)}`);
+        return;
+      }
+      const k = 1 + int(Math.max(1, fullIds.length + 2));
+      const side = pick(['left', 'right'] as const);
+      const cut = JSON.stringify({ ...probe, truncate_prompt_tokens: k, truncation_side: side });
+      const kept = await send(path, cut);
+      tally.count(`truncation ${side} ${kept.status}`);
+      if (kept.status !== 200) {
+        checkStatus('truncation', kept, cut);
+        if (kept.status >= 400 && kept.status < 500 && kept.status !== 429) tally.violate(`truncation: ${kept.status} for ${cut.slice(0, 300)}: ${kept.text.slice(0, 200)}`);
+        return;
+      }
+      const keptIds = readReply(kept.text, false)?.choices[0]?.promptTokenIds ?? [];
+      // A completion's text prompt keeps its BOS on the left, as Hugging Face's tokenizer; ids and chat lose it.
+      const problem = truncationProblem(fullIds, keptIds, k, side, !chat && typeof body.prompt === 'string');
+      if (problem) tally.violate(`truncation: ${problem} (sent ${cut.slice(0, 300)})`);
+      else tally.count('truncation kept');
+    } },
+    // A field refused by name: a 400 whose param names it.
+    { weight: 2, run: async () => {
+      const { path, body } = validBody();
+      const [param, broken]: [string, Body] = pick<[string, Body]>([
+        ['logprob_token_ids', { logprob_token_ids: [1 + int(400)] }],
+        ['watermarking', { watermarking: true }],
+        ['repetition_detection', { repetition_detection: { max_pattern_size: 1 + int(8) } }],
+        ['prompt_embeds', { prompt_embeds: 'AAAAAA==' }],
+        ['skip_special_tokens', { skip_special_tokens: pick([false, 'no', 0]) }],
+        ['priority', { priority: pick([1, -1, 10, 0.5]) }],
+        ['truncation_side', { truncation_side: pick(['middle', 'LEFT', 1]) }],
+        ['return_token_ids', { return_token_ids: pick(['yes', 1]) }],
+        ['cache_salt', { cache_salt: pick(['', 's'.repeat(1025)]) }],
+        ['structured_outputs.choice', { structured_outputs: { choice: pick([[], ['yes', ''], 'yes']) } }],
+        ['guided_choice', { guided_choice: pick([[], ['', 'no']]) }],
+        ['structured_outputs', { structured_outputs: {} }],
+        ['structured_outputs.json', { structured_outputs: { json: { type: 'object' } } }],
+        ['structured_outputs.regex', { structured_outputs: { choice: ['a'], regex: 'a' } }],
+        ['ignore_eos', { structured_outputs: { choice: ['yes', 'no'] }, ignore_eos: true }],
+      ]);
+      for (const field of ['structured_outputs', 'guided_choice', 'ignore_eos', 'truncation_side', 'priority', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
+      const sent = JSON.stringify({ ...body, ...broken });
+      const reply = await send(path, sent);
+      tally.count(`refused ${param} ${reply.status}`);
+      checkStatus('refusal', reply, sent);
+      const problem = refusalProblem(reply.status, reply.text, param);
+      if (problem) tally.violate(`refusal of ${param}: ${problem} (sent ${sent.slice(0, 300)})`);
     } },
     // A broken request: a 4xx.
     { weight: 2, run: async () => {

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { runEdgeSoak } from '../../../gpu-pool/bench/edge-soak';
 
 describe('the edge soak', () => {
-  it('names a 500 for a broken body, a 200 for one, a stream without [DONE] or cut, speculation changing the text and a key left refused', async () => {
+  it('names a 500 for a broken body, a 200 for one, a stream without [DONE] or cut, speculation changing the text, a key left refused, and the promises of vLLM fields broken', async () => {
     const server = http.createServer((req, res) => {
       let raw = '';
       req.on('data', (d: Buffer) => (raw += d.toString()));
@@ -52,7 +52,19 @@ describe('the edge soak', () => {
     try {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       // Random traffic: soak again (other seeds) until each broken promise was met, however slow the machine.
-      const wanted = [/a broken request got 500/, /a broken request got 200/, /a stream without data: \[DONE\]/, /speculation changed the answer/, /after the soak the key is still refused: 429/, /the connection was cut before a whole reply/];
+      const wanted = [
+        /a broken request got 500/,
+        /a broken request got 200/,
+        /a stream without data: \[DONE\]/,
+        /speculation changed the answer/,
+        /after the soak the key is still refused: 429/,
+        /the connection was cut before a whole reply/,
+        // Every field answered as fine: a refusal that is a 200, text no choice, no ids.
+        /refusal of [a-z_.]+: got 200 naming undefined/,
+        /choice: "(one|two)" \(finish_reason length\) is the start of none of the choices/,
+        /return_token_ids: choice 0 has no token_ids/,
+        /truncation: no prompt_token_ids with return_token_ids/,
+      ];
       let all = '';
       for (let seed = 2; seed < 22 && !wanted.every((w) => w.test(all)); seed++) {
         const report = await runEdgeSoak({ edgeUrl: url, key: 'k', seconds: 1, concurrency: 4, seed, model: 'm', leaseSeconds: 0 });
@@ -64,6 +76,7 @@ describe('the edge soak', () => {
       expect(all).toMatch(/speculation changed the answer/);
       expect(all).toMatch(/after the soak the key is still refused: 429/);
       expect(all).toMatch(/the connection was cut before a whole reply/);
+      for (const w of wanted) expect(all).toMatch(w);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }

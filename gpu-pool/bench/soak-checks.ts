@@ -1,0 +1,165 @@
+/**
+ * The edge soak's checks of one reply against what its request asked for
+ * (pure: a reply read, the request's fields; each returns what broke, or
+ * null): a choice constraint's text, vLLM's return_token_ids against usage
+ * and log-probabilities, a completion's default max_tokens, truncation_side,
+ * and a refusal naming its field.
+ */
+
+/** One choice of a reply, whole or streamed, as read. */
+export interface ReadChoice {
+  text: string;
+  finishReason: string;
+  /** return_token_ids: the choice's output ids (a stream's concatenated). */
+  tokenIds?: number[];
+  /** return_token_ids: the prompt's ids (completions: in the choice; chat: the response's). */
+  promptTokenIds?: number[];
+  /** Log-probabilities' tokens, in order (with return_tokens_as_token_ids, `token_id:<id>`). */
+  logprobTokens?: string[];
+}
+
+export interface ReadReply {
+  choices: ReadChoice[];
+  /** The whole request's usage (a stream's last, choices-less chunk), where sent. */
+  usage?: { prompt_tokens: number; completion_tokens: number };
+}
+
+interface RawChoice {
+  index?: number;
+  text?: string;
+  message?: { content?: string | null };
+  delta?: { content?: string | null };
+  finish_reason?: string | null;
+  token_ids?: number[];
+  prompt_token_ids?: number[];
+  logprobs?: { tokens?: string[]; content?: Array<{ token: string }> } | null;
+}
+interface RawReply {
+  choices?: RawChoice[];
+  usage?: { prompt_tokens: number; completion_tokens: number } | null;
+  prompt_token_ids?: number[];
+}
+
+function logprobTokensOf(c: RawChoice): string[] | undefined {
+  if (!c.logprobs) return undefined;
+  return c.logprobs.tokens ?? c.logprobs.content?.map((t) => t.token);
+}
+
+/** A reply's choices (whole JSON, or an SSE stream's chunks put together); null when it cannot be read. */
+export function readReply(text: string, streamed: boolean): ReadReply | null {
+  try {
+    if (!streamed) {
+      const json = JSON.parse(text) as RawReply;
+      if (!Array.isArray(json.choices)) return null;
+      return {
+        choices: json.choices.map((c) => ({
+          text: c.text ?? c.message?.content ?? '',
+          finishReason: c.finish_reason ?? '',
+          ...(c.token_ids ? { tokenIds: c.token_ids } : {}),
+          ...((c.prompt_token_ids ?? json.prompt_token_ids) ? { promptTokenIds: c.prompt_token_ids ?? json.prompt_token_ids } : {}),
+          ...(logprobTokensOf(c) ? { logprobTokens: logprobTokensOf(c) } : {}),
+        })),
+        ...(json.usage ? { usage: json.usage } : {}),
+      };
+    }
+    const choices: ReadChoice[] = [];
+    let usage: ReadReply['usage'];
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
+      const chunk = JSON.parse(line.slice(6)) as RawReply;
+      if (chunk.usage && (chunk.choices ?? []).length === 0) usage = chunk.usage;
+      for (const c of chunk.choices ?? []) {
+        const i = c.index ?? 0;
+        const choice = (choices[i] ??= { text: '', finishReason: '' });
+        choice.text += c.text ?? c.delta?.content ?? '';
+        if (c.finish_reason) choice.finishReason = c.finish_reason;
+        if (c.token_ids) choice.tokenIds = [...(choice.tokenIds ?? []), ...c.token_ids];
+        const prompt = c.prompt_token_ids ?? chunk.prompt_token_ids;
+        if (prompt && !choice.promptTokenIds) choice.promptTokenIds = prompt;
+        const tokens = logprobTokensOf(c);
+        if (tokens) choice.logprobTokens = [...(choice.logprobTokens ?? []), ...tokens];
+      }
+    }
+    for (let i = 0; i < choices.length; i++) choices[i] ??= { text: '', finishReason: '' };
+    return { choices, ...(usage ? { usage } : {}) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A choice constraint's promise: a reply that ended (`stop`) is one of the
+ * choices; one cut (`length`, or by a stop string or stop id, `cutEarly`) the
+ * start of one.
+ */
+export function choiceProblem(choice: ReadChoice, choices: readonly string[], cutEarly: boolean): string | null {
+  const whole = choice.finishReason === 'stop' && !cutEarly;
+  if (whole ? choices.includes(choice.text) : choices.some((c) => c.startsWith(choice.text))) return null;
+  return `${JSON.stringify(choice.text)} (finish_reason ${choice.finishReason}) is ${whole ? 'not one' : 'the start of none'} of the choices ${JSON.stringify(choices).slice(0, 200)}`;
+}
+
+/**
+ * return_token_ids' promise: every choice carries its ids, together as many
+ * as usage.completion_tokens counts, the prompt's as many as
+ * usage.prompt_tokens; ids named by log-probabilities
+ * (return_tokens_as_token_ids) are the first of the choice's ids, after the
+ * prompt's where `echo` scored them too.
+ */
+export function tokenIdsProblem(reply: ReadReply, echo = false): string | null {
+  let total = 0;
+  for (const [i, c] of reply.choices.entries()) {
+    if (!Array.isArray(c.tokenIds)) return `choice ${i} has no token_ids`;
+    if (!Array.isArray(c.promptTokenIds)) return `choice ${i} has no prompt_token_ids`;
+    if (c.tokenIds.some((id) => !Number.isInteger(id) || id < 0)) return `choice ${i}'s token_ids hold a non-id: ${JSON.stringify(c.tokenIds).slice(0, 120)}`;
+    total += c.tokenIds.length;
+    if (reply.usage && c.promptTokenIds.length !== reply.usage.prompt_tokens) return `choice ${i}: ${c.promptTokenIds.length} prompt_token_ids, usage.prompt_tokens ${reply.usage.prompt_tokens}`;
+    if (c.logprobTokens && c.logprobTokens.every((t) => t.startsWith('token_id:'))) {
+      const named = c.logprobTokens.map((t) => Number(t.slice('token_id:'.length)));
+      const ids = echo ? [...c.promptTokenIds, ...c.tokenIds] : c.tokenIds;
+      if (named.length > ids.length || named.some((id, k) => id !== ids[k]) || (echo && named.length < c.promptTokenIds.length)) {
+        return `choice ${i}: log-probabilities name ${JSON.stringify(named).slice(0, 120)}, token_ids ${JSON.stringify(c.tokenIds).slice(0, 120)}`;
+      }
+    }
+  }
+  if (reply.usage && total !== reply.usage.completion_tokens) return `${total} token_ids in all, usage.completion_tokens ${reply.usage.completion_tokens}`;
+  return null;
+}
+
+/** A reply with no max_tokens sent: at most `limit` tokens per choice (a completion's default 16). */
+export function maxTokensProblem(reply: ReadReply, limit: number): string | null {
+  for (const [i, c] of reply.choices.entries()) {
+    if (c.tokenIds && c.tokenIds.length > limit) return `choice ${i}: ${c.tokenIds.length} token_ids past the default max_tokens ${limit}`;
+  }
+  if (reply.usage && reply.usage.completion_tokens > limit * reply.choices.length) {
+    return `usage.completion_tokens ${reply.usage.completion_tokens} past ${reply.choices.length} choice(s) of the default max_tokens ${limit}`;
+  }
+  return null;
+}
+
+/**
+ * truncate_prompt_tokens' promise: of the prompt's ids read whole (`full`),
+ * `kept` are the last k ("left"; a completion's text prompt its BOS and the
+ * last k - 1, `bosKept`) or the first k ("right"); a prompt of k or fewer whole.
+ */
+export function truncationProblem(full: readonly number[], kept: readonly number[], k: number, side: 'left' | 'right', bosKept: boolean): string | null {
+  let expected: readonly number[];
+  if (full.length <= k) expected = full;
+  else if (side === 'right') expected = full.slice(0, k);
+  else if (bosKept) expected = [full[0], ...full.slice(full.length - (k - 1))];
+  else expected = full.slice(full.length - k);
+  if (expected.length === kept.length && expected.every((id, i) => id === kept[i])) return null;
+  return `truncation_side ${side}, truncate_prompt_tokens ${k}: kept ${JSON.stringify(kept).slice(0, 120)} of ${JSON.stringify(full).slice(0, 120)}, expected ${JSON.stringify(expected).slice(0, 120)}`;
+}
+
+/** A refused field: 400 with the error's `param` naming it. */
+export function refusalProblem(status: number, text: string, param: string): string | null {
+  if (status === 0 || status === 429 || status === 503) return null; // cut, or busy: not an answer on the field
+  let named: unknown;
+  try {
+    named = (JSON.parse(text) as { error?: { param?: unknown } }).error?.param;
+  } catch {
+    named = undefined;
+  }
+  if (status === 400 && named === param) return null;
+  return `got ${status} naming ${JSON.stringify(named)}, not a 400 naming ${param}: ${text.slice(0, 160)}`;
+}
