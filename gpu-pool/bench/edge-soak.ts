@@ -27,7 +27,7 @@ import { seededRandom } from '../../shared/seeded-random';
 import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
 import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
-import { choiceProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from './soak-checks';
+import { choiceProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from './soak-checks';
 
 export interface EdgeSoakOptions {
   /** Aborted: start nothing more, finish what runs, and report (Ctrl-C). */
@@ -262,7 +262,8 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       delete body.prompt_logprobs; // a count above 0 is a 400 when streamed
       body.return_token_ids = true;
       const whole = JSON.stringify({ ...body, stream: false });
-      const streamed = JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true } });
+      // Smoothed, a step's ids come with its first token's chunk, its text paced after.
+      const streamed = JSON.stringify({ ...body, stream: true, stream_options: { include_usage: true, smooth: int(2) === 0, continuous_usage_stats: int(3) === 0 } });
       const [a, b] = await Promise.all([send(path, whole), send(path, streamed)]);
       for (const [reply, sent] of [[a, whole], [b, streamed]] as const) {
         if (reply.status === 0) tally.violate(`stream/whole: ${cutReason(reply)} (sent ${sent.slice(0, 200)})`);
@@ -278,6 +279,39 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       const y = JSON.stringify(choicesOf(b, true));
       tally.count(x === y ? 'stream/whole same' : 'stream/whole different');
       if (x !== y) tally.violate(`streamed and whole differ for ${whole.slice(0, 4000)}: whole ${x.slice(0, 400)}, streamed ${y.slice(0, 400)}`);
+    } },
+    // return_token_ids' ids read back (echo of the prompt's and the choice's ids, max_tokens 0): the reply's text.
+    { weight: 1, run: async () => {
+      const { path, body } = validBody();
+      for (const field of ['stop', 'stop_token_ids', 'include_stop_str_in_output', 'echo', 'stream', 'stream_options']) delete body[field];
+      body.return_token_ids = true;
+      const sent = JSON.stringify(body);
+      const reply = await send(path, sent);
+      if (reply.status !== 200) {
+        tally.count(`read back refused ${reply.status}`);
+        checkStatus('read back', reply, sent);
+        return;
+      }
+      if (!checkComplete('read back', reply, body, sent)) return;
+      const read = readReply(reply.text, false);
+      const echo = async (ids: number[]): Promise<string | null> => {
+        const sentEcho = JSON.stringify({ model: opts.model, prompt: ids, max_tokens: 0, echo: true });
+        const r = await send('/v1/completions', sentEcho);
+        if (r.status === 200) return readReply(r.text, false)?.choices[0]?.text ?? null;
+        tally.count(`read back echo ${r.status}`);
+        checkStatus('read back echo', r, sentEcho);
+        // The ids the edge itself sent, read back: refused only when busy.
+        if (r.status !== 429 && r.status !== 503 && r.status !== 0) tally.violate(`read back: echo of the reply's ids got ${r.status} ${r.text.slice(0, 200)} (sent ${sentEcho.slice(0, 2000)})`);
+        return null;
+      };
+      for (const c of read?.choices ?? []) {
+        if (!c.tokenIds || !c.promptTokenIds || c.promptTokenIds.length === 0) continue;
+        const [whole, prompt] = await Promise.all([echo([...c.promptTokenIds, ...c.tokenIds]), echo(c.promptTokenIds)]);
+        if (whole === null || prompt === null) continue;
+        tally.count('read back');
+        const problem = idsTextProblem(c.text, whole, prompt);
+        if (problem) tally.violate(`read back: ${problem} (sent ${sent.slice(0, 4000)})`);
+      }
     } },
     // truncate_prompt_tokens with truncation_side: the prompt's ids read whole, then those kept, its first or last k.
     { weight: 1, run: async () => {

@@ -125,6 +125,19 @@ export function tokenIdsProblem(reply: ReadReply, echo = false): string | null {
   return null;
 }
 
+/**
+ * return_token_ids' ids agree with the text: the prompt's ids and the
+ * choice's, read back by echo (`echoWhole`), are the prompt's read alone
+ * (`echoPrompt`) and then the choice's text. Only for a choice no stop string
+ * or stop id cut (the end tokens print nothing); null too where a character
+ * is split at the join (U+FFFD), which neither side can be held to.
+ */
+export function idsTextProblem(text: string, echoWhole: string, echoPrompt: string): string | null {
+  if (echoPrompt.includes('\uFFFD') || echoWhole.includes('\uFFFD') || text.includes('\uFFFD')) return null;
+  if (echoWhole === echoPrompt + text) return null;
+  return `the ids read back give ${JSON.stringify(echoWhole.startsWith(echoPrompt) ? echoWhole.slice(echoPrompt.length) : echoWhole).slice(0, 200)}, the reply's text is ${JSON.stringify(text).slice(0, 200)}`;
+}
+
 /** A reply with no max_tokens sent: at most `limit` tokens per choice (a completion's default 16). */
 export function maxTokensProblem(reply: ReadReply, limit: number): string | null {
   for (const [i, c] of reply.choices.entries()) {

@@ -3,7 +3,7 @@
  * passes the reply its request promised and names one that breaks it.
  */
 import { describe, expect, it } from 'vitest';
-import { choiceProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from '../../../gpu-pool/bench/soak-checks';
+import { choiceProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from '../../../gpu-pool/bench/soak-checks';
 
 const sse = (...chunks: object[]): string => [...chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`), 'data: [DONE]\n\n'].join('');
 
@@ -86,6 +86,19 @@ describe("return_token_ids' ids", () => {
     expect(tokenIdsProblem(echoed, false)).toMatch(/log-probabilities name \[1,9,9,5\]/);
     expect(tokenIdsProblem({ ...reply, choices: [{ ...reply.choices[0], logprobTokens: ['token_id:1', 'token_id:9'] }, reply.choices[1]] }, true)).toMatch(/log-probabilities name \[1,9\]/);
     expect(tokenIdsProblem({ ...reply, choices: [{ ...reply.choices[0], logprobTokens: ['token_id:1', 'token_id:9', 'token_id:9', 'token_id:6'] }, reply.choices[1]] }, true)).toMatch(/log-probabilities name/);
+  });
+});
+
+describe("return_token_ids' ids read back", () => {
+  it("take the prompt's text, then the reply's; a split character is no verdict", () => {
+    expect(idsTextProblem(' there was', 'Once there was', 'Once')).toBeNull();
+    expect(idsTextProblem('', 'Once', 'Once')).toBeNull();
+    expect(idsTextProblem('x', 'Once\uFFFDx', 'Once\uFFFD')).toBeNull();
+  });
+  it('names ids that print other text', () => {
+    expect(idsTextProblem(' there was', 'Once there is', 'Once')).toMatch(/the ids read back give " there is", the reply's text is " there was"/);
+    expect(idsTextProblem('was', 'Once was!', 'Once')).toMatch(/give " was!"/);
+    expect(idsTextProblem('a', 'Twice a', 'Once')).toMatch(/give "Twice a"/);
   });
 });
 
