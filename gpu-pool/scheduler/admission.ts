@@ -145,7 +145,11 @@ export class Admission<S extends RunnerSequence> {
     for (let i = 0; i < badWords.length; i++) checkInVocabulary(`badWords[${i}]`, badWords[i], vocab);
     const endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
     if (allowed && request.maxTokens > 0) checkSomethingAllowed(allowed, badWords, request.minTokens > 0 ? endIds : null);
-    const choices = request.choices ? this.choiceMasks(request.choices, prompt, resumed, endIds) : undefined;
+    // A whole choice ends at the model's end token alone (with choices, ignoreEos is the edge's 400): a stop token id
+    // allowed there as an end wrote its text after the choice, or ended on it in the text's stead. Inside a choice's
+    // text a stop id is a token as any other, and ends the generation there as always.
+    if (request.choices && request.ignoreEos) throw new AdmissionError('bad_request', 'choices with ignoreEos: a whole choice ends at the end token, which ignoreEos would not stop at');
+    const choices = request.choices ? this.choiceMasks(request.choices, prompt, resumed, this.eos) : undefined;
     if (choices && request.maxTokens > 0) checkChoiceAllowsSomething(choices, prompt.slice(prompt.length - resumed), allowed, badWords, request.minTokens > resumed ? endIds : null);
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this;

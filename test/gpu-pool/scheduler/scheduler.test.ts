@@ -544,6 +544,13 @@ describe('continuous batching', () => {
     // With penalties and min_tokens beside them.
     const penalised = await both('choice-penalised', { choices, minTokens: 2, sampling: { presencePenalty: 1.5, repetitionPenalty: 1.3 } });
     expect(choices).toContain(penalised.text);
+    // A stop token id is no way out of a whole choice: the token the model writes next after it, named a stop id, is
+    // masked there as any other, and the model's end token ends it (as vLLM's grammar ends only at the end token).
+    const after = free.ids[24];
+    expect(after).not.toBe(eos);
+    const stopped = await both('choice-stop-id', { choices, stopTokenIds: [after] });
+    expect(stopped.text).toBe(own);
+    expect(stopped.ids.at(-1)).toBe(eos);
   });
 
   it('refuses choices its other masks leave nothing to start with, or a pool with no tokenizer to follow', async () => {
@@ -562,6 +569,7 @@ describe('continuous batching', () => {
     // The resumed output is no start of a choice.
     expect(refused({ choices: ['yes'], promptIds: [1, 403, 404], resumedOutputTokens: 1 })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('start of no choice') }));
     expect(refused({ choices: ['yes'] }, scheduler(null))).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('no tokenizer') }));
+    expect(refused({ choices: ['yes'], ignoreEos: true })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('choices with ignoreEos') }));
   });
 
   it('goes on from the text a resumed generation had written: the rest of the same choice', async () => {
