@@ -349,7 +349,8 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     { weight: 2, run: async () => {
       const { path, body } = validBody();
       const [param, broken]: [string, Body] = pick<[string, Body]>([
-        ['logprob_token_ids', { logprob_token_ids: [1 + int(400)] }],
+        // Served (with logprobs): refused where it is empty or names an id outside the vocabulary.
+        ['logprob_token_ids', { logprob_token_ids: pick([[], [999_999], [3, 1_000_000]]) }],
         ['watermarking', { watermarking: true }],
         ['repetition_detection', { repetition_detection: { max_pattern_size: 1 + int(8) } }],
         ['prompt_embeds', { prompt_embeds: 'AAAAAA==' }],
