@@ -283,7 +283,9 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     // return_token_ids' ids read back (echo of the prompt's and the choice's ids, max_tokens 0): the reply's text.
     { weight: 1, run: async () => {
       const { path, body } = validBody();
-      for (const field of ['stop', 'stop_token_ids', 'include_stop_str_in_output', 'echo', 'stream', 'stream_options']) delete body[field];
+      // Without ignore_eos: an end token inside the reply prints nothing and leaves the next token's space, where an
+      // echo reads the same id as BOS and drops it (id 1 is both here; said in docs/edge.md, return_token_ids).
+      for (const field of ['stop', 'stop_token_ids', 'include_stop_str_in_output', 'echo', 'stream', 'stream_options', 'ignore_eos']) delete body[field];
       body.return_token_ids = true;
       const sent = JSON.stringify(body);
       const reply = await send(path, sent);
