@@ -108,6 +108,8 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     if (int(5) === 0) body.logprobs = chat ? true : int(4);
     if (chat && body.logprobs === true && int(2) === 0) body.top_logprobs = int(4);
     if (body.logprobs !== undefined && int(3) === 0) body.return_tokens_as_token_ids = true;
+    // vLLM's logprob_token_ids: with logprobs, the listed ids' log-probabilities in the top ones' stead.
+    if (body.logprobs !== undefined && int(4) === 0) body.logprob_token_ids = Array.from({ length: 1 + int(4) }, () => 2 + int(400));
     if (!chat && int(8) === 0) body.echo = true;
     if (int(6) === 0) body.frequency_penalty = Math.round((random() * 4 - 2) * 100) / 100;
     if (int(6) === 0) body.presence_penalty = Math.round((random() * 4 - 2) * 100) / 100;
