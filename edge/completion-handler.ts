@@ -204,8 +204,11 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   }
   const contextLength = model.info.model.contextLength;
   const { requested, param: limitParam } = requestedTokens(body);
-  // A completion's default 16 counts here as sent (vLLM's build_tok_params: -1 keeps the context less those 16).
-  const kept = promptTokensKept(body.truncate_prompt_tokens, contextLength, requested ?? (parsed.kind === 'completion' ? DEFAULT_COMPLETION_TOKENS : null), limitParam);
+  // Neither sent: a completion takes 16, as OpenAI's legacy API and vLLM's CompletionRequest do (a vLLM client's reply
+  // ran to the context here); chat, the rest of the context, as both do. The 16 count in truncation as if sent (vLLM's
+  // build_tok_params: -1 keeps the context less those 16).
+  const byDefault = parsed.kind === 'completion' ? DEFAULT_COMPLETION_TOKENS : null;
+  const kept = promptTokensKept(body.truncate_prompt_tokens, contextLength, requested ?? byDefault, limitParam);
   // A prompt to be cut may be as long as the body allows: tokenized whole, as vLLM does, since its last tokens depend on all of it.
   if (kept === null) refuseFarTooLong(parsed, model);
   const ids = truncatedPrompt(promptIds(parsed, model), kept, keepsBos(parsed), body.truncation_side ?? 'left');
@@ -234,9 +237,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   }
   const echo = parsed.kind === 'completion' && parsed.body.echo === true;
   if (requested === 0 && !echo) throw badRequest(`${limitParam} must be at least 1 (0 only with echo: score the prompt).`, limitParam, 'invalid_value');
-  // Neither sent: a completion takes 16 (within the room left), as OpenAI's legacy API and vLLM's CompletionRequest do
-  // (a vLLM client's reply ran to the context here); chat, the rest of the context, as both do.
-  const maxTokens = requested ?? (parsed.kind === 'completion' ? Math.min(DEFAULT_COMPLETION_TOKENS, room) : room);
+  // The default within the room the prompt leaves: not refused for a number the client never sent.
+  const maxTokens = requested ?? (byDefault === null ? room : Math.min(byDefault, room));
   const inVocabulary = (param: string, ids: readonly number[]): void => {
     for (const id of ids) {
       if (id >= model.tokenizer.vocabSize) throw badRequest(`${param}: token id ${id} is outside the vocabulary (size ${model.tokenizer.vocabSize}).`, param, 'invalid_value');

@@ -201,23 +201,23 @@ export async function openGeneration(
   throw new ApiError(503, `No inference pool can take the request now${why}; retry in ${retryAfterSeconds(retryS)} s.`, 'service_unavailable', 'pool_unavailable', null, retryS);
 }
 
-/** What a request calls each feature (shared/pool-features.ts). */
-const FEATURE_FIELDS: Readonly<Record<PoolFeature, string>> = {
-  ignoreEos: 'ignore_eos',
-  stopTokenIds: 'stop_token_ids',
-  minTokens: 'min_tokens',
-  allowedTokenIds: 'allowed_token_ids',
-  badWords: 'bad_words',
-  choices: 'structured_outputs.choice (or guided_choice)',
-  logprobs: 'logprobs',
-  logprobIds: 'logprob_token_ids',
-  promptLogprobs: 'prompt_logprobs (or echo with logprobs)',
-  resumedOutputTokens: 'going on after a pool failed, with min_tokens, frequency_penalty, presence_penalty, bad_words or structured_outputs.choice',
-  'sampling.minP': 'min_p',
-  'sampling.frequencyPenalty': 'frequency_penalty',
-  'sampling.presencePenalty': 'presence_penalty',
-  'sampling.repetitionPenalty': 'repetition_penalty',
-  'sampling.logitBias': 'logit_bias',
+/** What a request calls each feature (shared/pool-features.ts): the field an error's `param` names (null: none of the request's), and how a message says it. */
+const FEATURE_FIELDS: Readonly<Record<PoolFeature, { param: string | null; said: string }>> = {
+  ignoreEos: { param: 'ignore_eos', said: 'ignore_eos' },
+  stopTokenIds: { param: 'stop_token_ids', said: 'stop_token_ids' },
+  minTokens: { param: 'min_tokens', said: 'min_tokens' },
+  allowedTokenIds: { param: 'allowed_token_ids', said: 'allowed_token_ids' },
+  badWords: { param: 'bad_words', said: 'bad_words' },
+  choices: { param: 'structured_outputs.choice', said: 'structured_outputs.choice (or guided_choice)' },
+  logprobs: { param: 'logprobs', said: 'logprobs' },
+  logprobIds: { param: 'logprob_token_ids', said: 'logprob_token_ids' },
+  promptLogprobs: { param: 'prompt_logprobs', said: 'prompt_logprobs (or echo with logprobs)' },
+  resumedOutputTokens: { param: null, said: 'going on after a pool failed, with min_tokens, frequency_penalty, presence_penalty, bad_words or structured_outputs.choice' },
+  'sampling.minP': { param: 'min_p', said: 'min_p' },
+  'sampling.frequencyPenalty': { param: 'frequency_penalty', said: 'frequency_penalty' },
+  'sampling.presencePenalty': { param: 'presence_penalty', said: 'presence_penalty' },
+  'sampling.repetitionPenalty': { param: 'repetition_penalty', said: 'repetition_penalty' },
+  'sampling.logitBias': { param: 'logit_bias', said: 'logit_bias' },
 };
 
 /** How soon to try again when the pools up are from before a field the request sets: a rolling upgrade replaces them in minutes. */
@@ -229,15 +229,12 @@ const UNHONOURED_RETRY_S = 30;
  * the edge), not an answer to another question.
  */
 function unhonouredError(lacking: readonly PoolFeature[]): UnhonouredFeaturesError {
-  const fields = lacking.map((f) => FEATURE_FIELDS[f]);
-  // The field's name alone (a resume is no field of the request's).
-  const param = lacking[0] === 'resumedOutputTokens' ? null : fields[0].split(' ', 1)[0];
+  const fields = lacking.map((f) => FEATURE_FIELDS[f].said);
+  const them = fields.length === 1 ? 'it' : 'them';
   return new UnhonouredFeaturesError(
     fields,
-    `No inference pool up here honours ${fields.join(', ')}: the pools are from before ${fields.length === 1 ? 'it' : 'them'} and would ignore ${fields.length === 1 ? 'it' : 'them'} (a fleet mid-upgrade). Retry in ${UNHONOURED_RETRY_S} s, or send the request without ${fields.length === 1 ? 'it' : 'them'}.`,
-    'service_unavailable',
-    'pool_unavailable',
-    param,
+    `No inference pool up here honours ${fields.join(', ')}: the pools are from before ${them} and would ignore ${them} (a fleet mid-upgrade). Retry in ${UNHONOURED_RETRY_S} s, or send the request without ${them}.`,
+    FEATURE_FIELDS[lacking[0]].param,
     UNHONOURED_RETRY_S,
   );
 }
@@ -248,12 +245,10 @@ export class UnhonouredFeaturesError extends ApiError {
     /** The fields, as a request names them. */
     readonly fields: readonly string[],
     message: string,
-    type: 'service_unavailable',
-    code: string,
     param: string | null,
     retryAfterS: number,
   ) {
-    super(503, message, type, code, param, retryAfterS);
+    super(503, message, 'service_unavailable', 'pool_unavailable', param, retryAfterS);
     this.name = 'UnhonouredFeaturesError';
   }
 }

@@ -327,11 +327,10 @@ function checkChoiceAllowsSomething(
 ): void {
   const state = choices.stateAfter(resumedOutput);
   if (state === DEAD) throw new AdmissionError('bad_request', 'choices: the resumed output (resumedOutputTokens) is the start of no choice');
-  const next = choices.allowedAt(state);
-  const allowedSet = allowed ? new Set(allowed) : null;
-  const banned = new Set<number>();
-  for (const word of badWords) if (word.length === 1) banned.add(word[0]);
-  for (const id of next) if ((allowedSet === null || allowedSet.has(id)) && !banned.has(id) && !endIdsHeldBack?.has(id)) return;
+  // The choices' next ids within the allowed list, then the same rule as an allowed list alone (allowedIdsLeft).
+  const inList = allowed ? new Set(allowed) : null;
+  const next = Array.from(choices.allowedAt(state)).filter((id) => inList === null || inList.has(id));
+  if (allowedIdsLeft(next, badWords, endIdsHeldBack)) return;
   throw new AdmissionError('bad_request', 'choices leave no token to generate next once allowedTokenIds, badWords and minTokens (the end ids held back) apply');
 }
 
