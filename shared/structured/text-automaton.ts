@@ -1,0 +1,24 @@
+/**
+ * A language over the output's text, as a deterministic automaton over its
+ * UTF-8 bytes: the pool masks every token whose bytes would take the text
+ * out of the language's prefixes, and the end ids until the text is a whole
+ * sentence of it (gpu-pool/verify/text-masks.ts). vLLM's structured outputs
+ * (choice, regex, JSON schema, JSON object) are each one such language.
+ *
+ * States are small non-negative integers, 0 the empty text's. An
+ * implementation keeps every state it returns live: some bytes lead from it
+ * to an accepting state, so a text the masks let through can always be
+ * finished (given tokens that print those bytes).
+ */
+
+/** The state outside the language's prefixes (bytes left it). */
+export const DEAD = -1;
+
+export interface TextAutomaton {
+  /** The state after `bytes[start..end)` from `state`; DEAD where they leave the language's prefixes (and from DEAD). */
+  follow(state: number, bytes: Uint8Array, start: number, end: number): number;
+  /** Whether the text at `state` is a whole sentence of the language (the generation may end there). */
+  accepting(state: number): boolean;
+  /** The bytes that lead from `state` to a live state, ascending: a token starting with any other byte is never looked at. */
+  nextBytes(state: number): readonly number[];
+}
