@@ -20,7 +20,7 @@ import type { Command } from 'commander';
 import { POOL_FEATURES } from '../../shared/pool-features';
 import { PROTOCOL_VERSION, type PoolInfo } from '../../shared/protocol';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
-import { TokenTexts } from '../verify/choice-masks';
+import { TokenTexts } from '../verify/token-texts';
 import { detectTokenizerFormat } from '../../shared/tokenizer/load-tokenizer';
 import { readTokenizerBytes, resolveTokenizerPath } from './generate-command';
 import { loadModel } from '../model/load-model';

@@ -95,7 +95,7 @@ function nonFiniteLogits(logits: Float32Array): RangeError {
   // Every logit -inf is a request's masks, not a pass: no forward pass gives that.
   if (masked === logits.length) return new EveryTokenMaskedError(
       // Named as the client wrote them too: the edge passes this on to the client, whose request said allowed_token_ids.
-      "every token is masked here by the request's own settings (allowedTokenIds, badWords, minTokens holding back the end ids, choices; the API's allowed_token_ids, bad_words, min_tokens, structured_outputs.choice): none is left to generate",
+      "every token is masked here by the request's own settings (allowedTokenIds, badWords, minTokens holding back the end ids, a structured output; the API's allowed_token_ids, bad_words, min_tokens, structured_outputs): none is left to generate",
     );
   return new RangeError(`the model's logits are not finite (${nan} NaN, ${inf} infinite of ${logits.length}): the forward pass overflowed or the weights are broken`);
 }

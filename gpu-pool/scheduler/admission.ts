@@ -14,7 +14,8 @@ import { edgeTrieMalformation, edgeTrieTokenOutside } from '../../shared/draftin
 import { generationEndIds } from '../../shared/end-ids';
 import { allowedIdsLeft } from '../../shared/allowed-ids-left';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
-import { ChoiceMasks, DEAD, type TokenTexts } from '../verify/choice-masks';
+import { DEAD, TextMasks } from '../verify/text-masks';
+import type { TokenTexts } from '../verify/token-texts';
 import { RecentMedian } from '../budget/recent-median';
 import type { PoolMetrics } from '../metrics/pool-metrics';
 import { logLine } from '../metrics/log-line';
@@ -91,11 +92,11 @@ export class Admission<S extends RunnerSequence> {
   }
 
   /** A request's choice masks: its output's first token prints without its leading space where the token before it (the prompt's last before any resumed output) is BOS, as the edge's decoder prints it. */
-  private choiceMasks(choices: readonly string[], prompt: readonly number[], resumed: number, endIds: ReadonlySet<number>): ChoiceMasks {
+  private choiceMasks(choices: readonly string[], prompt: readonly number[], resumed: number, endIds: ReadonlySet<number>): TextMasks {
     const texts = this.tokenTexts;
     if (!texts) throw new AdmissionError('bad_request', 'choices: this pool has no tokenizer to follow the output\'s text with');
     const before = prompt.length - resumed - 1;
-    return new ChoiceMasks(choices, texts, [...endIds], before >= 0 && prompt[before] === texts.bosId);
+    return TextMasks.ofChoices(choices, texts, [...endIds], before >= 0 && prompt[before] === texts.bosId);
   }
 
   /** Tokens reserved (prompt + maxTokens, within the context) by running and queued generations. */
@@ -202,7 +203,7 @@ export class Admission<S extends RunnerSequence> {
     gen.prefixEpoch = this.prefixes?.epoch ?? 0;
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
     gen.endIds = endIds;
-    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed, badWords, choices };
+    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed, badWords, text: choices };
     if (hasLogitAdjustments(request.sampling, ends)) {
       // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.
       const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed), ends);
@@ -319,7 +320,7 @@ function checkSomethingAllowed(allowed: readonly number[], badWords: readonly (r
  * an error from the step that finds every logit masked.
  */
 function checkChoiceAllowsSomething(
-  choices: ChoiceMasks,
+  choices: TextMasks,
   resumedOutput: ArrayLike<number>,
   allowed: readonly number[] | undefined,
   badWords: readonly (readonly number[])[],

@@ -36,7 +36,7 @@ import { Admission, checkTrieTokens, type SchedulerLimits } from './admission';
 import { RowAcceptance, type StepCounts } from './row-acceptance';
 import { logLine } from '../metrics/log-line';
 import { EveryTokenMaskedError } from '../runtime/sampling';
-import type { TokenTexts } from '../verify/choice-masks';
+import type { TokenTexts } from '../verify/token-texts';
 
 export type { SchedulerLimits } from './admission';
 
@@ -59,7 +59,7 @@ export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
   onFinished?: (summary: FinishedGeneration) => void;
   /** Most draft nodes per request per step. */
   maxTreeNodes?: number;
-  /** What each token of the model's tokenizer prints (choice-masks.ts), for requests with choices; absent: they are refused. */
+  /** What each token of the model's tokenizer prints (token-texts.ts), for requests with structured outputs; absent: they are refused. */
   tokenTexts?: TokenTexts | null;
   /** The operator's caps on draft nodes per request by running batch size (within maxTreeNodes); none: maxTreeNodes at every size. */
   batchSizeCaps?: BatchSizeCaps | null;

@@ -18,11 +18,12 @@
  * every other id masked, at every node. And its `bad_words` (as token-id
  * sequences): the last id of a sequence is masked where the node's history,
  * output and path, ends in the sequence's other ids (vLLM matches the output
- * alone, never the prompt). And its `structured_outputs.choice`: every id
- * that would take the node's text (output and path) out of every choice is
- * masked, the end ids too until it is a whole one (choice-masks.ts).
+ * alone, never the prompt). And its structured outputs (choice, regex, JSON):
+ * every id that would take the node's text (output and path) out of the
+ * language is masked, the end ids too until it is a whole sentence of it
+ * (text-masks.ts).
  */
-import type { ChoiceMasks } from './choice-masks';
+import type { TextMasks } from './text-masks';
 
 export interface LogitAdjustmentSettings {
   frequencyPenalty: number;
@@ -39,8 +40,8 @@ export interface TokenMasks {
   allowed?: readonly number[];
   /** vLLM's bad words as token-id sequences: each one's last id masked after its others (output only). */
   badWords?: readonly (readonly number[])[];
-  /** vLLM's choices: the text must stay inside one, and end only where it is a whole one. */
-  choices?: ChoiceMasks;
+  /** vLLM's structured outputs: the text must stay inside a language, and end only where it is a whole sentence of it. */
+  text?: TextMasks;
 }
 
 /** Bad words, packed: their ids end to end, where each starts (one more entry: the end), and the output's last tokens, as many as the longest word less one, in a ring (the output's token i at i % length). */
@@ -55,7 +56,7 @@ function penalises(s: LogitAdjustmentSettings): boolean {
 }
 
 export function hasLogitAdjustments(s: LogitAdjustmentSettings, ends?: TokenMasks): boolean {
-  return penalises(s) || (ends !== undefined && ((ends.minTokens > 0 && ends.ids.length > 0) || ends.allowed !== undefined || (ends.badWords?.length ?? 0) > 0 || ends.choices !== undefined));
+  return penalises(s) || (ends !== undefined && ((ends.minTokens > 0 && ends.ids.length > 0) || ends.allowed !== undefined || (ends.badWords?.length ?? 0) > 0 || ends.text !== undefined));
 }
 
 export class LogitAdjustments {
@@ -80,8 +81,8 @@ export class LogitAdjustments {
   private outputLength = 0;
   /** The request's bad words; null = none. */
   private readonly badWords: BadWordTable | null = null;
-  /** The request's choices, and scratch for the logits they keep (vocabulary-sized); null = none. */
-  private readonly choices: ChoiceMasks | null;
+  /** The request's structured output, and scratch for the logits it keeps (vocabulary-sized); null = none. */
+  private readonly text: TextMasks | null;
   private readonly kept: Float32Array;
 
   constructor(
@@ -109,8 +110,8 @@ export class LogitAdjustments {
       // At least one entry: a ring of one-token words alone is written and never read.
       this.badWords = { tokens, starts, recent: new Int32Array(Math.max(1, ...bad.map((w) => w.length - 1))) };
     }
-    this.choices = ends?.choices ?? null;
-    this.kept = new Float32Array(this.choices ? vocabSize : 0);
+    this.text = ends?.text ?? null;
+    this.kept = new Float32Array(this.text ? vocabSize : 0);
     this.counts = new Int32Array(vocabSize);
     this.inPrompt = new Uint8Array(vocabSize);
     this.scratch = new Float32Array(vocabSize);
@@ -133,7 +134,7 @@ export class LogitAdjustments {
     const recent = this.badWords?.recent;
     if (recent) recent[this.outputLength % recent.length] = token;
     this.outputLength++;
-    this.choices?.observe(token);
+    this.text?.observe(token);
     if (this.counts[token]++ === 0) this.outputTokens.push(token);
   }
 
@@ -148,15 +149,15 @@ export class LogitAdjustments {
     const { disallowed } = this;
     const { badWords } = this;
     const banning = badWords !== null && this.bans(badWords, null, rowTokens, path, depth);
-    const { choices } = this;
-    // Past min_tokens, without penalties, an allowed list, choices or a bad word to mask here: the logits as they are, no copy.
-    if (!this.penalising && !withheld && disallowed === null && !banning && choices === null) return logits;
+    const { text } = this;
+    // Past min_tokens, without penalties, an allowed list, a structured output or a bad word to mask here: the logits as they are, no copy.
+    if (!this.penalising && !withheld && disallowed === null && !banning && text === null) return logits;
     const out = this.scratch;
     out.set(logits);
     if (withheld) for (let i = 0; i < this.endIds.length; i++) out[this.endIds[i]] = -Infinity;
     if (disallowed !== null) for (let i = 0; i < disallowed.length; i++) out[disallowed[i]] = -Infinity;
     if (banning) this.bans(badWords, out, rowTokens, path, depth);
-    if (choices !== null) choices.mask(out, choices.stateAt(rowTokens, path, depth), this.kept);
+    if (text !== null) text.mask(out, text.stateAt(rowTokens, path, depth), this.kept);
     if (!this.penalising) return out;
     for (let i = 0; i < this.biasIds.length; i++) out[this.biasIds[i]] += this.biasValues[i];
     const { counts, stamp } = this;

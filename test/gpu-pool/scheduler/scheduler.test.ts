@@ -29,7 +29,7 @@ import { logSumExp } from '../../../gpu-pool/runtime/logprobs';
 import { models } from '../../support/shared-data';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { PrefixCache } from '../../../gpu-pool/scheduler/prefix-cache';
-import { TokenTexts } from '../../../gpu-pool/verify/choice-masks';
+import { TokenTexts } from '../../../gpu-pool/verify/token-texts';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */

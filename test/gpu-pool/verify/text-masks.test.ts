@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ChoiceMasks, ChoiceTrie, DEAD, TokenTexts, type TextsTokenizer } from '../../../gpu-pool/verify/choice-masks';
+import { DEAD, TextMasks } from '../../../gpu-pool/verify/text-masks';
+import { TokenTexts, type TextsTokenizer } from '../../../gpu-pool/verify/token-texts';
+import { ChoiceTrie } from '../../../shared/structured/choice-trie';
 import { hasLogitAdjustments, LogitAdjustments } from '../../../gpu-pool/verify/logit-adjustments';
 import { PieceDecoder, pieceBytes, SILENT_PIECE, TEXT_PIECE, type PieceTable } from '../../../shared/tokenizer/incremental-decoder';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
@@ -45,7 +47,7 @@ function tokenizer(): TextsTokenizer {
 const texts = TokenTexts.of(tokenizer());
 
 /** The ids allowed where the output is `ids` (plus a node's path, empty). */
-function allowedAfter(masks: ChoiceMasks, ids: number[]): number[] {
+function allowedAfter(masks: TextMasks, ids: number[]): number[] {
   return Array.from(masks.allowedAt(masks.stateAfter(ids)));
 }
 
@@ -64,7 +66,7 @@ describe('choice trie', () => {
 
 describe('choice masks', () => {
   it('allow the tokens whose text stays inside a choice, and the end token only once the text is a whole one', () => {
-    const masks = new ChoiceMasks(['yes', 'no'], texts, [END], false);
+    const masks = TextMasks.ofChoices(['yes', 'no'], texts, [END], false);
     // ' yes' prints its space mid-text: no choice starts with one.
     expect(allowedAfter(masks, [])).toEqual([3, 4, 6, 11]);
     expect(allowedAfter(masks, [4])).toEqual([5]);
@@ -73,20 +75,20 @@ describe('choice masks', () => {
   });
 
   it("follow the decoder's first token after BOS: its leading space is not printed", () => {
-    const afterBos = new ChoiceMasks(['yes'], texts, [END], true);
+    const afterBos = TextMasks.ofChoices(['yes'], texts, [END], true);
     expect(allowedAfter(afterBos, [])).toEqual([2, 3, 4, 11]);
     // Only the first token: ' yes' later would print its space.
-    const spaced = new ChoiceMasks(['yes yes'], texts, [END], true);
+    const spaced = TextMasks.ofChoices(['yes yes'], texts, [END], true);
     expect(allowedAfter(spaced, [3])).toEqual([2, 17]);
     expect(allowedAfter(spaced, [2])).toEqual([2, 17]);
     // The one-space piece after BOS prints nothing: never allowed.
-    const space = new ChoiceMasks([' yes'], texts, [END], true);
+    const space = TextMasks.ofChoices([' yes'], texts, [END], true);
     expect(allowedAfter(space, [])).toEqual([]);
-    expect(allowedAfter(new ChoiceMasks([' yes'], texts, [END], false), [])).toEqual([2, 17]);
+    expect(allowedAfter(TextMasks.ofChoices([' yes'], texts, [END], false), [])).toEqual([2, 17]);
   });
 
   it('take a choice that is a prefix of another: the end token and the longer one both allowed there', () => {
-    const masks = new ChoiceMasks(['ab', 'abc'], texts, [END, 10], false);
+    const masks = TextMasks.ofChoices(['ab', 'abc'], texts, [END, 10], false);
     expect(allowedAfter(masks, [])).toEqual([7, 8, 16]);
     // After 'ab': 'c' goes on, and the end ids (the end token, a stop token id) end it as 'ab'.
     expect(allowedAfter(masks, [7])).toEqual([END, 9, 10]);
@@ -96,14 +98,14 @@ describe('choice masks', () => {
   });
 
   it('let one token span the prefix two choices share', () => {
-    const masks = new ChoiceMasks(['abx', 'aby'], texts, [END], false);
+    const masks = TextMasks.ofChoices(['abx', 'aby'], texts, [END], false);
     expect(allowedAfter(masks, [])).toEqual([7, 16, 18]);
     expect(allowedAfter(masks, [7])).toEqual([10, 11]);
     expect(allowedAfter(masks, [18])).toEqual([END]);
   });
 
   it('follow multi-byte characters, whole or as byte pieces, and never split one for a text piece', () => {
-    const masks = new ChoiceMasks(['café'], texts, [END], false);
+    const masks = TextMasks.ofChoices(['café'], texts, [END], false);
     expect(allowedAfter(masks, [12])).toEqual([13, 14]);
     // After the first byte of é only its second: a text piece there would print U+FFFD.
     expect(allowedAfter(masks, [12, 14])).toEqual([15]);
@@ -114,7 +116,7 @@ describe('choice masks', () => {
   });
 
   it('score a node from the output observed and its draft path, in the logit adjustments', () => {
-    const ends = { ids: [END], minTokens: 0, choices: new ChoiceMasks(['yes', 'no'], texts, [END], false) };
+    const ends = { ids: [END], minTokens: 0, text: TextMasks.ofChoices(['yes', 'no'], texts, [END], false) };
     const none = { frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 };
     expect(hasLogitAdjustments(none, ends)).toBe(true);
     expect(hasLogitAdjustments(none, { ids: [END], minTokens: 0 })).toBe(false);
@@ -131,7 +133,7 @@ describe('choice masks', () => {
     adjustments.observe(4);
     expect(finite(adjustments.apply(logits, [0, 5], [1], 1))).toEqual([END]);
     // With min_tokens holding the end id back past a whole choice: nothing is left (the generation ends bad_request).
-    const held = new LogitAdjustments(none, PIECES.length, [BOS], { ids: [END], minTokens: 5, choices: new ChoiceMasks(['no'], texts, [END], false) });
+    const held = new LogitAdjustments(none, PIECES.length, [BOS], { ids: [END], minTokens: 5, text: TextMasks.ofChoices(['no'], texts, [END], false) });
     held.observe(6);
     expect(finite(held.apply(logits, [], [], 0))).toEqual([]);
   });
@@ -141,7 +143,7 @@ describe('choice masks', () => {
     const realTexts = TokenTexts.of(real);
     const choices = ['Once upon a time', 'The end', 'Tim', 'Timmy 😀'];
     for (const afterBos of [true, false]) {
-      const masks = new ChoiceMasks(choices, realTexts, real.eosIds, afterBos);
+      const masks = TextMasks.ofChoices(choices, realTexts, real.eosIds, afterBos);
       // Greedy walks taking the smallest, then the largest id allowed at each state: each decodes into a choice.
       for (const pick of [(a: Int32Array) => a[0], (a: Int32Array) => a[a.length - 1]]) {
         const ids: number[] = [];

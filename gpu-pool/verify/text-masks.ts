@@ -1,0 +1,180 @@
+/**
+ * Structured outputs' masks: the output's text must stay inside a language
+ * (shared/structured/text-automaton.ts: vLLM's choice, regex, JSON schema or
+ * JSON object), and may end only where it is a whole sentence of it. vLLM
+ * masks every token its grammar cannot take next, the end token too until
+ * the grammar is done; so here, at every node of a draft tree: the node's
+ * text (the output, then the draft tokens on its path) is a state, a token
+ * moves it by the bytes it prints as the edge prints them (token-texts.ts),
+ * and the ids allowed at a state are computed once and kept.
+ */
+import { DEAD, type TextAutomaton } from '../../shared/structured/text-automaton';
+import { ChoiceTrie } from '../../shared/structured/choice-trie';
+import type { TokenTexts } from './token-texts';
+
+export { DEAD };
+
+/** A TextMasks state: nothing written yet (the language's start, where the first token prints as it does after the token before it). */
+export const START = -2;
+
+/** Most ids a language keeps, over all its states' lists; past it the cache starts over (a long output in a wide language visits many). */
+const MAX_CACHED_IDS = 1 << 22;
+
+/** A state's ids: the allowed ones ascending, and where they are most of the vocabulary, the rest (masking those is the cheaper write). */
+interface StateIds {
+  allowed: Int32Array;
+  banned: Int32Array | null;
+}
+
+/**
+ * A language over one tokenizer's texts, with the ids allowed at each state
+ * it has visited: shared by every generation that asks for the same one (a
+ * JSON schema sent with every request computes its states' ids once).
+ */
+export class TextLanguage {
+  private readonly byState = new Map<number, StateIds>();
+  private cachedIds = 0;
+  private readonly endIds: Int32Array;
+
+  /** `endIds`: the ids that end a generation, allowed where the text is a whole sentence. */
+  constructor(
+    readonly automaton: TextAutomaton,
+    readonly texts: TokenTexts,
+    endIds: readonly number[],
+  ) {
+    this.endIds = Int32Array.from(endIds);
+  }
+
+  /** The automaton's state after `token` from `state` (`afterBos`: the token printed right after BOS). */
+  next(state: number, token: number, afterBos: boolean): number {
+    const { texts } = this;
+    if (state === DEAD || token < 0 || token >= texts.vocabSize) return DEAD;
+    const start = texts.start(token, afterBos);
+    const end = texts.end(token, afterBos);
+    // A token that prints nothing moves no text: not one the masks allow, so none a path holds.
+    if (start === end) return DEAD;
+    return this.automaton.follow(state, texts.table(afterBos), start, end);
+  }
+
+  /**
+   * The ids allowed at the automaton's `state` (owned by this object, not to
+   * be modified). DEAD, where no accepted path leads (its token was masked at
+   * the node above): the end ids, so it masks like a finished sentence.
+   */
+  idsAt(state: number, afterBos: boolean): StateIds {
+    const key = state * 2 + (afterBos ? 1 : 0);
+    const cached = this.byState.get(key);
+    if (cached) return cached;
+    const { texts, automaton } = this;
+    const allowed = new Uint8Array(texts.vocabSize);
+    let count = 0;
+    if (state !== DEAD) {
+      const table = texts.table(afterBos);
+      // Only ids starting with a byte that goes on from the state can stay inside: the rest are never looked at.
+      for (const byte of automaton.nextBytes(state)) {
+        const { ids, from, to } = texts.startingWith(byte, afterBos);
+        for (let i = from; i < to; i++) {
+          const id = ids[i];
+          if (automaton.follow(state, table, texts.start(id, afterBos), texts.end(id, afterBos)) !== DEAD) {
+            allowed[id] = 1;
+            count++;
+          }
+        }
+      }
+    }
+    if (state === DEAD || automaton.accepting(state)) {
+      for (const id of this.endIds) if (!allowed[id]) {
+        allowed[id] = 1;
+        count++;
+      }
+    }
+    const ids = new Int32Array(count);
+    for (let id = 0, k = 0; id < allowed.length; id++) if (allowed[id]) ids[k++] = id;
+    let banned: Int32Array | null = null;
+    if (count > allowed.length / 2) {
+      banned = new Int32Array(allowed.length - count);
+      for (let id = 0, k = 0; id < allowed.length; id++) if (!allowed[id]) banned[k++] = id;
+    }
+    const entry = { allowed: ids, banned };
+    if (this.cachedIds + allowed.length > MAX_CACHED_IDS) {
+      this.byState.clear();
+      this.cachedIds = 0;
+    }
+    this.byState.set(key, entry);
+    this.cachedIds += allowed.length;
+    return entry;
+  }
+}
+
+/**
+ * One generation's masks: the state of its output (observe), a node's state
+ * (the output's, then the draft tokens on its path), and the ids allowed
+ * there, from its language.
+ */
+export class TextMasks {
+  /** State of the output so far. */
+  private outputState = START;
+
+  /**
+   * `firstAfterBos`: the token before the output (the prompt's last, before
+   * any resumed output) is BOS, so the output's first token prints without
+   * its leading space.
+   */
+  constructor(
+    private readonly language: TextLanguage,
+    private readonly firstAfterBos: boolean,
+  ) {}
+
+  /** Masks for vLLM's choices: a language of their own (a trie of them), `endIds` ending a generation. */
+  static ofChoices(choices: readonly string[], texts: TokenTexts, endIds: readonly number[], firstAfterBos: boolean): TextMasks {
+    return new TextMasks(new TextLanguage(new ChoiceTrie(choices), texts, endIds), firstAfterBos);
+  }
+
+  /** One emitted token joins the output. */
+  observe(token: number): void {
+    this.outputState = this.next(this.outputState, token);
+  }
+
+  /** The state at a node whose path from the root carries `rowTokens[path[0..depth)]`. */
+  stateAt(rowTokens: ArrayLike<number>, path: ArrayLike<number>, depth: number): number {
+    let state = this.outputState;
+    for (let i = 0; i < depth && state !== DEAD; i++) state = this.next(state, rowTokens[path[i]]);
+    return state;
+  }
+
+  /** The state after `ids` from the output's (nothing is observed). */
+  stateAfter(ids: ArrayLike<number>): number {
+    let state = this.outputState;
+    for (let i = 0; i < ids.length && state !== DEAD; i++) state = this.next(state, ids[i]);
+    return state;
+  }
+
+  private next(state: number, token: number): number {
+    return state === START ? this.language.next(0, token, this.firstAfterBos) : this.language.next(state, token, false);
+  }
+
+  private idsAt(state: number): StateIds {
+    return state === START ? this.language.idsAt(0, this.firstAfterBos) : this.language.idsAt(state, false);
+  }
+
+  /** The ids allowed at `state`, ascending (owned by the language, not to be modified). */
+  allowedAt(state: number): Int32Array {
+    return this.idsAt(state).allowed;
+  }
+
+  /**
+   * Masks in `out` every id not allowed at `state`: `kept` (vocabulary-sized
+   * scratch) holds the allowed ids' values meanwhile. No allocation once the
+   * state's ids are known.
+   */
+  mask(out: Float32Array, state: number, kept: Float32Array): void {
+    const { allowed, banned } = this.idsAt(state);
+    if (banned !== null) {
+      for (let i = 0; i < banned.length; i++) out[banned[i]] = -Infinity;
+      return;
+    }
+    for (let i = 0; i < allowed.length; i++) kept[i] = out[allowed[i]];
+    out.fill(-Infinity);
+    for (let i = 0; i < allowed.length; i++) out[allowed[i]] = kept[i];
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * vLLM's `structured_outputs.choice` (and `guided_choice`) as a language: the
+ * output's text must be one of the request's choices. vLLM compiles them into
+ * the grammar `root ::= "a" | "b"` (vllm/v1/structured_output/utils.py,
+ * choice_as_grammar); here a byte trie of the choices' UTF-8 is the automaton:
+ * a state per prefix of a choice, accepting where it is a whole one. Every
+ * node leads to a whole choice, so every state is live.
+ */
+import { DEAD, type TextAutomaton } from './text-automaton';
+
+const utf8 = new TextEncoder();
+
+export class ChoiceTrie implements TextAutomaton {
+  /** node * 256 + byte → child node. */
+  private readonly edges = new Map<number, number>();
+  /** Per node: 1 where its text is a whole choice. */
+  readonly whole: Uint8Array;
+  /** Per node: the bytes that go on from it, ascending. */
+  private readonly childBytes: readonly (readonly number[])[];
+
+  constructor(choices: readonly string[]) {
+    const whole: number[] = [0];
+    const childBytes: number[][] = [[]];
+    for (const choice of choices) {
+      let node = 0;
+      for (const byte of utf8.encode(choice)) {
+        const key = node * 256 + byte;
+        let child = this.edges.get(key);
+        if (child === undefined) {
+          child = whole.length;
+          whole.push(0);
+          childBytes.push([]);
+          childBytes[node].push(byte);
+          this.edges.set(key, child);
+        }
+        node = child;
+      }
+      whole[node] = 1;
+    }
+    this.whole = Uint8Array.from(whole);
+    for (const bytes of childBytes) bytes.sort((a, b) => a - b);
+    this.childBytes = childBytes;
+  }
+
+  get nodes(): number {
+    return this.whole.length;
+  }
+
+  follow(node: number, table: Uint8Array, start: number, end: number): number {
+    for (let i = start; i < end && node !== DEAD; i++) node = this.edges.get(node * 256 + table[i]) ?? DEAD;
+    return node;
+  }
+
+  accepting(node: number): boolean {
+    return node !== DEAD && this.whole[node] === 1;
+  }
+
+  nextBytes(node: number): readonly number[] {
+    return node === DEAD ? [] : this.childBytes[node];
+  }
+}
