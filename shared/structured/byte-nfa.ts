@@ -1,0 +1,185 @@
+/**
+ * A regex tree as a Thompson NFA over UTF-8 bytes: each state either reads
+ * one byte range, or moves without reading (to one or two states), or
+ * accepts. Counted repeats are spelled out copy by copy, so a state limit
+ * bounds both the memory and the time a pattern can cost; states that
+ * cannot reach the accepting one are cut, so any non-empty set of states
+ * left is a live prefix (what the lazy DFA relies on).
+ */
+
+import type { CodePointSet } from './code-point-set';
+import { RegexSyntaxError, type RegexNode } from './regex-syntax';
+import { utf8Sequences } from './utf8-sequences';
+
+export const DEFAULT_MAX_NFA_STATES = 100_000;
+
+/** What an NFA state does (plain numbers: they live in a Uint8Array). */
+export const NfaKind = { Byte: 0, Epsilon: 1, Accept: 2 } as const;
+export type NfaKind = (typeof NfaKind)[keyof typeof NfaKind];
+
+export interface ByteNfa {
+  readonly start: number;
+  readonly stateCount: number;
+  readonly kind: Uint8Array;
+  /** A Byte state's range, inclusive. */
+  readonly lo: Uint8Array;
+  readonly hi: Uint8Array;
+  /** Where a state goes (a Byte state: after its byte); -1 = nowhere (or cut). */
+  readonly out1: Int32Array;
+  /** An Epsilon state's second way; -1 = none. */
+  readonly out2: Int32Array;
+  /** Whether any text matches at all (the start reaches the accepting state). */
+  readonly matchesSomething: boolean;
+}
+
+/** A pattern whose automaton would be too large to build. */
+export class RegexTooLargeError extends RegexSyntaxError {
+  constructor(limit: number) {
+    super(`the pattern is too large: its automaton needs more than ${limit} states (shorten repeat counts or classes)`, 0);
+    this.name = 'RegexTooLargeError';
+  }
+}
+
+export function buildByteNfa(root: RegexNode, maxStates = DEFAULT_MAX_NFA_STATES): ByteNfa {
+  const builder = new NfaBuilder(maxStates);
+  const accept = builder.add(NfaKind.Accept, 0, 0, -1, -1);
+  const start = builder.compile(root, accept);
+  return builder.finish(start, accept);
+}
+
+class NfaBuilder {
+  private readonly kind: number[] = [];
+  private readonly lo: number[] = [];
+  private readonly hi: number[] = [];
+  private readonly out1: number[] = [];
+  private readonly out2: number[] = [];
+
+  constructor(private readonly maxStates: number) {}
+
+  add(kind: NfaKind, lo: number, hi: number, out1: number, out2: number): number {
+    if (this.kind.length >= this.maxStates) throw new RegexTooLargeError(this.maxStates);
+    this.kind.push(kind);
+    this.lo.push(lo);
+    this.hi.push(hi);
+    this.out1.push(out1);
+    this.out2.push(out2);
+    return this.kind.length - 1;
+  }
+
+  /** The start of `node`'s states, built to continue at `next` (built back to front: no patching). */
+  compile(node: RegexNode, next: number): number {
+    switch (node.kind) {
+      case 'empty':
+        return next;
+      case 'chars':
+        return this.chars(node.set, next);
+      case 'concat': {
+        let at = next;
+        for (let i = node.items.length - 1; i >= 0; i--) at = this.compile(node.items[i], at);
+        return at;
+      }
+      case 'alternation':
+        return this.either(node.items.map((item) => this.compile(item, next)));
+      case 'repeat':
+        return this.repeat(node.item, node.min, node.max, next);
+    }
+  }
+
+  private either(starts: readonly number[]): number {
+    let at = starts[starts.length - 1];
+    for (let i = starts.length - 2; i >= 0; i--) at = this.add(NfaKind.Epsilon, 0, 0, starts[i], at);
+    return at;
+  }
+
+  private chars(set: CodePointSet, next: number): number {
+    // Sequences share their tails ([80-BF] into `next` ...): one state each.
+    const shared = new Map<number, number>();
+    const starts: number[] = [];
+    for (let i = 0; i < set.length; i += 2) {
+      for (const seq of utf8Sequences(set[i], set[i + 1])) {
+        let at = next;
+        for (let j = seq.length - 2; j >= 0; j -= 2) {
+          const key = at * 65536 + seq[j] * 256 + seq[j + 1];
+          let state = shared.get(key);
+          if (state === undefined) {
+            state = this.add(NfaKind.Byte, seq[j], seq[j + 1], at, -1);
+            shared.set(key, state);
+          }
+          at = state;
+        }
+        starts.push(at);
+      }
+    }
+    // A set with no encodable member (a lone surrogate, [^\s\S]) matches nothing.
+    if (starts.length === 0) return this.add(NfaKind.Epsilon, 0, 0, -1, -1);
+    return this.either(starts);
+  }
+
+  private repeat(item: RegexNode, min: number, max: number, next: number): number {
+    let tail: number;
+    if (max === Infinity) {
+      const loop = this.add(NfaKind.Epsilon, 0, 0, -1, next);
+      this.out1[loop] = this.compile(item, loop);
+      tail = loop;
+    } else {
+      // x{0,k} as (x(x(x)?)?)?: each optional copy may skip straight to `next`.
+      tail = next;
+      for (let i = 0; i < max - min; i++) tail = this.add(NfaKind.Epsilon, 0, 0, this.compile(item, tail), next);
+    }
+    for (let i = 0; i < min; i++) tail = this.compile(item, tail);
+    return tail;
+  }
+
+  finish(start: number, accept: number): ByteNfa {
+    const n = this.kind.length;
+    const out1 = Int32Array.from(this.out1);
+    const out2 = Int32Array.from(this.out2);
+    const live = reachesAccept(n, out1, out2, accept);
+    for (let s = 0; s < n; s++) {
+      if (out1[s] >= 0 && !live[out1[s]]) out1[s] = -1;
+      if (out2[s] >= 0 && !live[out2[s]]) out2[s] = -1;
+    }
+    return {
+      start,
+      stateCount: n,
+      kind: Uint8Array.from(this.kind),
+      lo: Uint8Array.from(this.lo),
+      hi: Uint8Array.from(this.hi),
+      out1,
+      out2,
+      matchesSomething: live[start] === 1,
+    };
+  }
+}
+
+/** Which states some path leads from to `accept` (a walk over the reversed edges). */
+function reachesAccept(n: number, out1: Int32Array, out2: Int32Array, accept: number): Uint8Array {
+  const inDegree = new Int32Array(n + 1);
+  for (let s = 0; s < n; s++) {
+    if (out1[s] >= 0) inDegree[out1[s] + 1]++;
+    if (out2[s] >= 0) inDegree[out2[s] + 1]++;
+  }
+  for (let s = 0; s < n; s++) inDegree[s + 1] += inDegree[s];
+  const from = new Int32Array(inDegree[n]);
+  const fill = inDegree.slice(0, n);
+  for (let s = 0; s < n; s++) {
+    if (out1[s] >= 0) from[fill[out1[s]]++] = s;
+    if (out2[s] >= 0) from[fill[out2[s]]++] = s;
+  }
+  const live = new Uint8Array(n);
+  const stack = new Int32Array(n);
+  let top = 0;
+  live[accept] = 1;
+  stack[top++] = accept;
+  while (top > 0) {
+    const s = stack[--top];
+    for (let k = inDegree[s]; k < inDegree[s + 1]; k++) {
+      const p = from[k];
+      if (!live[p]) {
+        live[p] = 1;
+        stack[top++] = p;
+      }
+    }
+  }
+  return live;
+}
