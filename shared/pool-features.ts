@@ -29,6 +29,7 @@ export const POOL_FEATURES = [
   'allowedTokenIds',
   'badWords',
   'choices',
+  'regex',
   'logprobs',
   'logprobIds',
   'promptLogprobs',
@@ -48,7 +49,7 @@ type GenerateInput = z.input<typeof generateRequestSchema>;
  * The features `request` needs honoured: those it sets to something other
  * than what a pool without them does. `resumedOutputTokens` only matters to
  * what counts the output (min_tokens, the frequency and presence penalties,
- * bad words) or follows its text (choices); elsewhere a pool that reads the resumed output as prompt writes
+ * bad words) or follows its text (choices, regex); elsewhere a pool that reads the resumed output as prompt writes
  * the same continuation, and a resume may go to any pool.
  */
 export function featuresNeeded(request: GenerateInput): PoolFeature[] {
@@ -58,17 +59,19 @@ export function featuresNeeded(request: GenerateInput): PoolFeature[] {
   const countsOutput = (s?.frequencyPenalty ?? 0) !== 0 || (s?.presencePenalty ?? 0) !== 0;
   const badWords = (request.badWords?.length ?? 0) > 0;
   const choices = request.choices !== undefined;
+  const regex = request.regex !== undefined;
   if (request.ignoreEos === true) needed.push('ignoreEos');
   if ((request.stopTokenIds?.length ?? 0) > 0) needed.push('stopTokenIds');
   if (minTokens) needed.push('minTokens');
   if (request.allowedTokenIds !== undefined) needed.push('allowedTokenIds');
   if (badWords) needed.push('badWords');
   if (choices) needed.push('choices');
+  if (regex) needed.push('regex');
   if (request.logprobs !== undefined) needed.push('logprobs');
   // A pool from before it sends the most likely tokens instead: another answer.
   if (request.logprobIds !== undefined) needed.push('logprobIds');
   if (request.promptLogprobs !== undefined) needed.push('promptLogprobs');
-  if ((request.resumedOutputTokens ?? 0) > 0 && (minTokens || countsOutput || badWords || choices)) needed.push('resumedOutputTokens');
+  if ((request.resumedOutputTokens ?? 0) > 0 && (minTokens || countsOutput || badWords || choices || regex)) needed.push('resumedOutputTokens');
   if ((s?.minP ?? 0) !== 0) needed.push('sampling.minP');
   if ((s?.frequencyPenalty ?? 0) !== 0) needed.push('sampling.frequencyPenalty');
   if ((s?.presencePenalty ?? 0) !== 0) needed.push('sampling.presencePenalty');

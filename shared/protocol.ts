@@ -154,6 +154,9 @@ export function outputChoicesProblem(value: unknown): string | null {
   return null;
 }
 
+/** Most characters of a structured output's regex (vLLM's `structured_outputs.regex`, or the one a JSON schema becomes at the edge); the pool bounds its automaton's states too. */
+export const MAX_OUTPUT_REGEX_CHARS = 262_144;
+
 const outputChoicesSchema = z.custom<string[]>((value) => outputChoicesProblem(value) === null, { error: (issue) => outputChoicesProblem(issue.input) ?? 'not a list of choices' });
 
 /** POST /v1/generate */
@@ -182,6 +185,15 @@ export const generateRequestSchema = z.object({
   badWords: badWordsSchema.optional(),
   /** vLLM's `structured_outputs.choice`: the output's text must be one of these (a token that would leave every choice masked; the end ids only once it is one), as the edge prints it. Added within version 1: a pool from before it ignores it. */
   choices: outputChoicesSchema.optional(),
+  /**
+   * vLLM's other structured outputs: the output's text must match this
+   * regular expression whole (`structured_outputs.regex`; `json`,
+   * `json_object` and `response_format` as the edge writes them into one,
+   * shared/structured/json-schema-regex.ts), in the subset
+   * shared/structured/regex-syntax.ts reads; masked as `choices` are. Not
+   * with `choices`. Added within version 1: a pool from before it ignores it.
+   */
+  regex: z.string().max(MAX_OUTPUT_REGEX_CHARS).optional(),
   sampling: samplingSchema.default({ temperature: 0, topP: 1, minP: 0, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
   speculation: z.enum(speculationMethods).default('sssd'),
   /** Use the pool's global datastore as a draft source (on unless turned off). */

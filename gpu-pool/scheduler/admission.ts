@@ -14,7 +14,8 @@ import { edgeTrieMalformation, edgeTrieTokenOutside } from '../../shared/draftin
 import { generationEndIds } from '../../shared/end-ids';
 import { allowedIdsLeft } from '../../shared/allowed-ids-left';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
-import { DEAD, TextMasks } from '../verify/text-masks';
+import { DEAD, TextLanguage, TextMasks } from '../verify/text-masks';
+import { AutomatonLimitError, compileRegex, RegexSyntaxError } from '../../shared/structured/regex-automaton';
 import type { TokenTexts } from '../verify/token-texts';
 import { RecentMedian } from '../budget/recent-median';
 import type { PoolMetrics } from '../metrics/pool-metrics';
@@ -37,6 +38,8 @@ export interface SchedulerLimits {
 
 /** Steps the busy hint's step time is the median of. */
 const STEP_MS_SAMPLES = 15;
+/** Regex languages kept (with the ids allowed at their states) for the requests that send the same pattern again. */
+const REGEX_LANGUAGES = 16;
 
 export interface AdmissionOptions<S extends RunnerSequence> {
   runner: BatchRunner<S>;
@@ -76,6 +79,8 @@ export class Admission<S extends RunnerSequence> {
   private readonly maxTreeNodes: number;
   private readonly eos: Set<number>;
   private readonly tokenTexts: TokenTexts | null;
+  /** Regex languages by pattern, least recently used first. */
+  private readonly regexLanguages = new Map<string, TextLanguage>();
   /** For its two ends (called through it: see AdmissionOptions). */
   private readonly options: AdmissionOptions<S>;
 
@@ -91,12 +96,48 @@ export class Admission<S extends RunnerSequence> {
     this.options = options;
   }
 
-  /** A request's choice masks: its output's first token prints without its leading space where the token before it (the prompt's last before any resumed output) is BOS, as the edge's decoder prints it. */
-  private choiceMasks(choices: readonly string[], prompt: readonly number[], resumed: number, endIds: ReadonlySet<number>): TextMasks {
+  /**
+   * A request's structured-output masks (choices, or a regex): its output's
+   * first token prints without its leading space where the token before it
+   * (the prompt's last before any resumed output) is BOS, as the edge's
+   * decoder prints it. A regex's language is shared with the generations
+   * that ask for the same one (kept for the last REGEX_LANGUAGES patterns).
+   */
+  private textMasks(request: GenerateRequest, prompt: readonly number[], resumed: number): TextMasks | undefined {
+    const { choices, regex } = request;
+    if (choices === undefined && regex === undefined) return undefined;
+    const field = choices !== undefined ? 'choices' : 'regex';
     const texts = this.tokenTexts;
-    if (!texts) throw new AdmissionError('bad_request', 'choices: this pool has no tokenizer to follow the output\'s text with');
+    if (!texts) throw new AdmissionError('bad_request', `${field}: this pool has no tokenizer to follow the output's text with`);
+    if (choices !== undefined && regex !== undefined) throw new AdmissionError('bad_request', 'choices and regex: one structured output at a time');
+    // A whole sentence ends at the model's end token alone (with a structured output, ignoreEos is the edge's 400): a stop
+    // token id allowed there as an end wrote its text after it, or ended on it in the text's stead. Inside the text a stop
+    // id is a token as any other, and ends the generation there as always.
+    if (request.ignoreEos) throw new AdmissionError('bad_request', `${field} with ignoreEos: a structured output ends at the end token, which ignoreEos would not stop at`);
     const before = prompt.length - resumed - 1;
-    return TextMasks.ofChoices(choices, texts, [...endIds], before >= 0 && prompt[before] === texts.bosId);
+    const firstAfterBos = before >= 0 && prompt[before] === texts.bosId;
+    if (choices !== undefined) return TextMasks.ofChoices(choices, texts, [...this.eos], firstAfterBos);
+    return new TextMasks(this.regexLanguage(regex!, texts), firstAfterBos);
+  }
+
+  private regexLanguage(pattern: string, texts: TokenTexts): TextLanguage {
+    const languages = this.regexLanguages;
+    let language = languages.get(pattern);
+    if (language) {
+      // Most recently used last: the first is the one to drop.
+      languages.delete(pattern);
+      languages.set(pattern, language);
+      return language;
+    }
+    try {
+      language = new TextLanguage(compileRegex(pattern), texts, [...this.eos]);
+    } catch (err) {
+      if (err instanceof RegexSyntaxError) throw new AdmissionError('bad_request', `regex: ${err.message}`);
+      throw err;
+    }
+    if (languages.size >= REGEX_LANGUAGES) languages.delete(languages.keys().next().value!);
+    languages.set(pattern, language);
+    return language;
   }
 
   /** Tokens reserved (prompt + maxTokens, within the context) by running and queued generations. */
@@ -146,12 +187,8 @@ export class Admission<S extends RunnerSequence> {
     for (let i = 0; i < badWords.length; i++) checkInVocabulary(`badWords[${i}]`, badWords[i], vocab);
     const endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
     if (allowed && request.maxTokens > 0) checkSomethingAllowed(allowed, badWords, request.minTokens > 0 ? endIds : null);
-    // A whole choice ends at the model's end token alone (with choices, ignoreEos is the edge's 400): a stop token id
-    // allowed there as an end wrote its text after the choice, or ended on it in the text's stead. Inside a choice's
-    // text a stop id is a token as any other, and ends the generation there as always.
-    if (request.choices && request.ignoreEos) throw new AdmissionError('bad_request', 'choices with ignoreEos: a whole choice ends at the end token, which ignoreEos would not stop at');
-    const choices = request.choices ? this.choiceMasks(request.choices, prompt, resumed, this.eos) : undefined;
-    if (choices && request.maxTokens > 0) checkChoiceAllowsSomething(choices, prompt.slice(prompt.length - resumed), allowed, badWords, request.minTokens > resumed ? endIds : null);
+    const text = this.textMasks(request, prompt, resumed);
+    if (text && request.maxTokens > 0) checkTextAllowsSomething(text, request.choices !== undefined ? 'choices' : 'regex', prompt.slice(prompt.length - resumed), allowed, badWords, request.minTokens > resumed ? endIds : null);
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this;
     if (reserved > limits.maxTotalTokens) {
@@ -203,7 +240,7 @@ export class Admission<S extends RunnerSequence> {
     gen.prefixEpoch = this.prefixes?.epoch ?? 0;
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
     gen.endIds = endIds;
-    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed, badWords, text: choices };
+    const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed, badWords, text };
     if (hasLogitAdjustments(request.sampling, ends)) {
       // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.
       const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed), ends);
@@ -315,24 +352,34 @@ function checkSomethingAllowed(allowed: readonly number[], badWords: readonly (r
 }
 
 /**
- * Choices that leave the next token nothing, once the output so far (a
- * resumed generation's) and the request's other masks apply: a 400 now, not
- * an error from the step that finds every logit masked.
+ * A structured output that leaves the next token nothing, once the output so
+ * far (a resumed generation's) and the request's other masks apply: a 400
+ * now, not an error from the step that finds every logit masked.
  */
-function checkChoiceAllowsSomething(
-  choices: TextMasks,
+function checkTextAllowsSomething(
+  text: TextMasks,
+  field: 'choices' | 'regex',
   resumedOutput: ArrayLike<number>,
   allowed: readonly number[] | undefined,
   badWords: readonly (readonly number[])[],
   endIdsHeldBack: ReadonlySet<number> | null,
 ): void {
-  const state = choices.stateAfter(resumedOutput);
-  if (state === DEAD) throw new AdmissionError('bad_request', 'choices: the resumed output (resumedOutputTokens) is the start of no choice');
-  // The choices' next ids within the allowed list, then the same rule as an allowed list alone (allowedIdsLeft).
-  const inList = allowed ? new Set(allowed) : null;
-  const next = Array.from(choices.allowedAt(state)).filter((id) => inList === null || inList.has(id));
+  let next: number[];
+  try {
+    const state = text.stateAfter(resumedOutput);
+    if (state === DEAD) {
+      throw new AdmissionError('bad_request', field === 'choices' ? 'choices: the resumed output (resumedOutputTokens) is the start of no choice' : 'regex: the resumed output (resumedOutputTokens) is the start of no match');
+    }
+    // The language's next ids within the allowed list, then the same rule as an allowed list alone (allowedIdsLeft).
+    const inList = allowed ? new Set(allowed) : null;
+    next = Array.from(text.allowedAt(state)).filter((id) => inList === null || inList.has(id));
+  } catch (err) {
+    if (err instanceof AutomatonLimitError) throw new AdmissionError('bad_request', `regex: ${err.message}`);
+    throw err;
+  }
   if (allowedIdsLeft(next, badWords, endIdsHeldBack)) return;
-  throw new AdmissionError('bad_request', 'choices leave no token to generate next once allowedTokenIds, badWords and minTokens (the end ids held back) apply');
+  const what = field === 'choices' ? 'choices leave' : 'regex leaves';
+  throw new AdmissionError('bad_request', `${what} no token to generate next once allowedTokenIds, badWords and minTokens (the end ids held back) apply${field === 'regex' ? ', or none of the tokenizer\'s tokens prints what the regex needs next' : ''}`);
 }
 
 function checkInVocabulary(field: string, ids: readonly number[], vocab: number): void {

@@ -37,6 +37,7 @@ import { RowAcceptance, type StepCounts } from './row-acceptance';
 import { logLine } from '../metrics/log-line';
 import { EveryTokenMaskedError } from '../runtime/sampling';
 import type { TokenTexts } from '../verify/token-texts';
+import { AutomatonLimitError } from '../../shared/structured/regex-automaton';
 
 export type { SchedulerLimits } from './admission';
 
@@ -547,8 +548,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       } catch (err) {
         // One row's fault (acceptance, its commit, its stream) ends its own
         // generation, not the batch's.
-        if (err instanceof EveryTokenMaskedError) {
-          // The request's own masks left no token: a bad request, which another pool would refuse as well.
+        if (err instanceof EveryTokenMaskedError || err instanceof AutomatonLimitError) {
+          // The request's own masks left no token, or its regex grew past the states a pool keeps: a bad request,
+          // which another pool would refuse as well.
           this.endWithError(gen, err.message, 'bad_request');
           continue;
         }

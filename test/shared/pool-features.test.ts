@@ -41,6 +41,7 @@ describe('featuresNeeded', () => {
       [{ allowedTokenIds: [4, 5] }, 'allowedTokenIds'],
       [{ badWords: [[7, 8]] }, 'badWords'],
       [{ choices: ['yes', 'no'] }, 'choices'],
+      [{ regex: '[0-9]+' }, 'regex'],
       [{ logprobs: 0 }, 'logprobs'],
       [{ logprobIds: [3, 9] }, 'logprobIds'],
       [{ promptLogprobs: 0 }, 'promptLogprobs'],
@@ -56,13 +57,14 @@ describe('featuresNeeded', () => {
     }
   });
 
-  it('needs resumedOutputTokens honoured only where the output is counted (min_tokens, frequency and presence penalties, bad words) or its text followed (choices)', () => {
+  it('needs resumedOutputTokens honoured only where the output is counted (min_tokens, frequency and presence penalties, bad words) or its text followed (choices, regex)', () => {
     const resumed = { ...plain, resumedOutputTokens: 1 };
     expect(featuresNeeded(resumed)).toEqual([]);
     expect(featuresNeeded({ ...resumed, minTokens: 4 })).toEqual(['minTokens', 'resumedOutputTokens']);
     expect(featuresNeeded({ ...resumed, badWords: [[3]] })).toEqual(['badWords', 'resumedOutputTokens']);
     // A pool that read the resumed output as prompt would start the text over from no choice's first character.
     expect(featuresNeeded({ ...resumed, choices: ['yes'] })).toEqual(['choices', 'resumedOutputTokens']);
+    expect(featuresNeeded({ ...resumed, regex: 'yes|no' })).toEqual(['regex', 'resumedOutputTokens']);
     expect(featuresNeeded({ ...resumed, sampling: { ...plain.sampling, presencePenalty: 0.5 } })).toEqual(['resumedOutputTokens', 'sampling.presencePenalty']);
     // Repetition counts prompt and output alike: the resumed output as prompt is the same.
     expect(featuresNeeded({ ...resumed, sampling: { ...plain.sampling, repetitionPenalty: 1.3 } })).toEqual(['sampling.repetitionPenalty']);

@@ -587,6 +587,67 @@ describe('continuous batching', () => {
     expect(tokensOf(await resumed.done)).toEqual(ids.slice(3));
   });
 
+  it("matches a regex whole (vLLM's structured_outputs.regex; JSON schemas become one at the edge), greedy and seeded sampled, with speculation as without", async () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });
+    const eos = runner.config.eosIds[0];
+    const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 80, speculation, ...extra, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
+      const events = await c.done;
+      const ids = tokensOf(events);
+      const text = tokenizer.decode(ids.filter((t) => t !== eos));
+      return { ids, text, finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason, drafted: events.reduce((n, e) => n + (e.type === 'tokens' ? e.drafted : 0), 0) };
+    };
+    const free = await run('regex-free', 'off', { ignoreEos: true });
+    const own = tokenizer.decode(free.ids.slice(0, 10));
+    const escaped = own.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+    const both = async (name: string, extra: Record<string, unknown>) => {
+      const plain = await run(`${name}-off`, 'off', extra);
+      const drafted = await run(`${name}-sssd`, 'sssd', extra, free.ids);
+      expect(drafted.drafted, name).toBeGreaterThan(0);
+      expect({ ...drafted, drafted: 0 }, name).toEqual({ ...plain, drafted: 0 });
+      return plain;
+    };
+    // The model's own words, then lower-case words to a full stop; and a JSON object of a name and an age.
+    const patterns = [`${escaped}[a-z ,]{0,60}\\.`, '\\{"name": "[A-Z][a-z]{1,10}", "age": (0|[1-9][0-9]?)\\}'];
+    for (const regex of patterns) {
+      const whole = new RegExp(`^(?:${regex})$`, 'u');
+      const greedy = await both(`regex-greedy-${regex.length}`, { regex });
+      expect(greedy.finishReason).toBe('stop');
+      expect(greedy.ids.at(-1)).toBe(eos);
+      expect(greedy.text).toMatch(whole);
+      for (const seed of [3, 11]) {
+        const sampled = await both(`regex-sampled-${regex.length}-${seed}`, { regex, sampling: { temperature: 1, seed } });
+        if (sampled.finishReason === 'stop') expect(sampled.text).toMatch(whole);
+      }
+    }
+    const json = await run('regex-json', 'sssd', { regex: patterns[1] }, free.ids);
+    expect(JSON.parse(json.text)).toEqual({ name: expect.stringMatching(/^[A-Z][a-z]+$/), age: expect.any(Number) });
+  });
+
+  it('refuses a regex it cannot read, or with choices or ignoreEos, or one the other masks leave nothing to start with', async () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
+    const s = scheduler(null, new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });
+    let n = 0;
+    const refused = (extra: Record<string, unknown>) => () => s.submit(generateRequestSchema.parse({ id: `regex-none-${n++}`, promptIds: [1, 403], maxTokens: 4, ...extra }), collect().sink);
+    expect(refused({ regex: '(ab' })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringMatching(/^regex: /) }));
+    expect(refused({ regex: '(?=a)b' })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('regex: ') }));
+    expect(refused({ regex: 'yes', choices: ['yes'] })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('one structured output at a time') }));
+    expect(refused({ regex: 'yes', ignoreEos: true })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('regex with ignoreEos') }));
+    const a = tokenizer.encode('a', { bos: false });
+    expect(refused({ regex: 'b+', allowedTokenIds: a })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('regex leaves no token to generate') }));
+    // The resumed output is no start of a match.
+    const yes = tokenizer.encode('yes', { bos: false });
+    expect(refused({ regex: 'no', promptIds: [1, ...yes], resumedOutputTokens: yes.length })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('start of no match') }));
+    // A regex the pool can follow from a resumed output: admitted.
+    const going = collect();
+    s.submit(generateRequestSchema.parse({ id: 'regex-resumed', promptIds: [1, ...yes], resumedOutputTokens: yes.length, maxTokens: 6, regex: 'yes!{1,3}' }), going.sink);
+    const tail = tokensOf(await going.done);
+    expect(runner.config.eosIds).toContain(tail.at(-1));
+    expect(tokenizer.decode(tail.slice(0, -1))).toMatch(/^!{1,3}$/);
+  });
+
   it('refuses an allowed list the other masks leave empty, and ends a generation they empty later with their own words, not the model\'s', async () => {
     const s = scheduler(null);
     const eos = runner.config.eosIds[0];

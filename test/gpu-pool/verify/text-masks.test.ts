@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEAD, TextMasks } from '../../../gpu-pool/verify/text-masks';
+import { DEAD, TextLanguage, TextMasks } from '../../../gpu-pool/verify/text-masks';
+import type { TextAutomaton } from '../../../shared/structured/text-automaton';
 import { TokenTexts, type TextsTokenizer } from '../../../gpu-pool/verify/token-texts';
 import { ChoiceTrie } from '../../../shared/structured/choice-trie';
 import { hasLogitAdjustments, LogitAdjustments } from '../../../gpu-pool/verify/logit-adjustments';
@@ -61,6 +62,57 @@ describe('choice trie', () => {
     expect(trie.whole[trie.follow(0, Uint8Array.of(0x61), 0, 1)]).toBe(0);
     expect(trie.follow(ab, Uint8Array.of(0x78), 0, 1)).toBe(DEAD);
     expect(trie.whole[trie.follow(0, Uint8Array.of(0xc3, 0xa9), 0, 2)]).toBe(1);
+  });
+});
+
+/** "(yes)*" by hand: a language that comes back to its start state after each "yes". */
+const yesLoop: TextAutomaton = {
+  follow(state, bytes, start, end) {
+    const want = [0x79, 0x65, 0x73];
+    for (let i = start; i < end && state !== DEAD; i++) state = bytes[i] === want[state] ? (state + 1) % 3 : DEAD;
+    return state;
+  },
+  accepting: (state) => state === 0,
+  nextBytes: (state) => (state === DEAD ? [] : [[0x79, 0x65, 0x73][state]]),
+};
+
+describe('text masks over any language', () => {
+  it("print only the output's first token as the first after BOS, though the language comes back to its start state", () => {
+    const masks = new TextMasks(new TextLanguage(yesLoop, texts, [END]), true);
+    // ' yes' after BOS prints 'yes'; 'ye', 'y' start it too; and the empty text is whole.
+    expect(allowedAfter(masks, [])).toEqual([END, 2, 3, 4, 11]);
+    // After 'yes' the language is at its start again, but ' yes' now prints its space.
+    expect(allowedAfter(masks, [2])).toEqual([END, 3, 4, 11]);
+    expect(allowedAfter(masks, [3, 4])).toEqual([5]);
+    expect(masks.stateAfter([3, 2])).toBe(DEAD);
+  });
+
+  it('share a language between generations: the ids at a state are computed once, whatever each output is', () => {
+    let follows = 0;
+    const counted: TextAutomaton = { ...yesLoop, follow: (...args) => (follows++, yesLoop.follow(...args)) };
+    const language = new TextLanguage(counted, texts, [END]);
+    const first = new TextMasks(language, false);
+    first.allowedAt(first.stateAfter([3]));
+    const walked = follows;
+    const second = new TextMasks(language, false);
+    // Its own output walked (one follow a token), the state's ids already known.
+    expect(Array.from(second.allowedAt(second.stateAfter([4, 5])))).toEqual([END, 3, 4, 11]);
+    expect(follows - walked).toBe(2);
+  });
+
+  it('mask the same ids whether the allowed or the banned ones are written', () => {
+    const anyText: TextAutomaton = { follow: (state) => state, accepting: () => true, nextBytes: () => Array.from({ length: 256 }, (_, b) => b) };
+    const kept = new Float32Array(PIECES.length);
+    // Few ids allowed (written as allowed), and most of them (the rest written as banned).
+    for (const [automaton, ids] of [[yesLoop, []], [yesLoop, [4]], [yesLoop, [3, 4]], [anyText, []], [anyText, [7, 9]]] as const) {
+      const masks = new TextMasks(new TextLanguage(automaton, texts, [END]), false);
+      const state = masks.stateAfter(ids);
+      const out = Float32Array.from(PIECES, (_, i) => i + 1);
+      masks.mask(out, state, kept);
+      const finite = Array.from(out.keys()).filter((i) => out[i] !== -Infinity);
+      expect(finite).toEqual(Array.from(masks.allowedAt(state)));
+      for (const i of finite) expect(out[i]).toBe(i + 1);
+    }
   });
 });
 

@@ -1,0 +1,143 @@
+/**
+ * vLLM's structured outputs and OpenAI's response_format: the reply's text
+ * is one of a list of choices, matches a regular expression, or is JSON
+ * valid under a schema (or any JSON object). vLLM reads them from
+ * `structured_outputs` (its current field), else from the older `guided_*`
+ * fields, and maps `response_format` onto the same; one constraint at most.
+ *
+ * The pool masks every token that would leave the language
+ * (gpu-pool/verify/text-masks.ts): choices as a trie of them; every other
+ * constraint as one regular expression, a JSON schema written into one here
+ * (shared/structured/json-schema-regex.ts), so each pool reads one form and
+ * a bad pattern or schema is a 400 before anything is sent.
+ */
+import { badRequest } from './api-error';
+import { MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
+import { checkRegex, RegexLimitError, RegexSyntaxError } from '../shared/structured/regex-automaton';
+import { jsonObjectRegex, jsonSchemaRegex, SchemaError } from '../shared/structured/json-schema-regex';
+
+type JsonSchemaField = string | Record<string, unknown>;
+
+interface StructuredFields {
+  structured_outputs?: {
+    choice?: string[] | null;
+    regex?: string | null;
+    json?: JsonSchemaField | null;
+    json_object?: boolean | null;
+    whitespace_pattern?: string | null;
+    disable_additional_properties?: boolean | null;
+  } | null;
+  guided_choice?: string[] | null;
+  guided_regex?: string | null;
+  guided_json?: JsonSchemaField | null;
+  guided_whitespace_pattern?: string | null;
+  response_format?: { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; json_schema: { schema?: Record<string, unknown> | null } } | null;
+  ignore_eos?: boolean | null;
+}
+
+/** What the pool is sent: choices, or a regex the whole text must match (both null: any text). */
+export interface StructuredOutput {
+  choices: string[] | null;
+  regex: string | null;
+}
+
+/** One constraint as the request named it: the field (an error's `param`) and what it asks. */
+type Constraint =
+  | { param: string; choices: string[] }
+  | { param: string; regex: string }
+  | { param: string; schema: JsonSchemaField }
+  | { param: string; jsonObject: true };
+
+/** The request's structured output, checked: a 400 for two constraints at once, a bad regex or schema, or ignore_eos with one. */
+export function structuredOutput(body: StructuredFields): StructuredOutput {
+  const constraints: Constraint[] = [];
+  let whitespace: { param: string; pattern: string } | null = null;
+  const so = body.structured_outputs;
+  // vLLM reads the guided_* fields only where structured_outputs is not sent (protocol.py, to_sampling_params).
+  if (so !== undefined && so !== null) {
+    if (so.choice != null) constraints.push({ param: 'structured_outputs.choice', choices: so.choice });
+    if (so.regex != null) constraints.push({ param: 'structured_outputs.regex', regex: so.regex });
+    if (so.json != null) constraints.push({ param: 'structured_outputs.json', schema: so.json });
+    if (so.json_object === true) constraints.push({ param: 'structured_outputs.json_object', jsonObject: true });
+    if (so.whitespace_pattern != null) whitespace = { param: 'structured_outputs.whitespace_pattern', pattern: so.whitespace_pattern };
+    if (so.disable_additional_properties === false) {
+      // The layout here never writes a property a schema with `properties` does not list: false would ask for more.
+      throw badRequest('structured_outputs.disable_additional_properties: false is not supported by this server: an object whose schema lists properties holds those alone here (leave it out, or send true)', 'structured_outputs.disable_additional_properties', 'unsupported_parameter');
+    }
+    // vLLM's StructuredOutputsParams refuses one that names no constraint (a response_format may be the one).
+    if (constraints.length === 0 && (body.response_format == null || body.response_format.type === 'text')) {
+      throw badRequest('structured_outputs names no constraint: send one of choice, regex, json or json_object, or leave structured_outputs out.', 'structured_outputs', 'invalid_value');
+    }
+  } else {
+    if (body.guided_choice != null) constraints.push({ param: 'guided_choice', choices: body.guided_choice });
+    if (body.guided_regex != null) constraints.push({ param: 'guided_regex', regex: body.guided_regex });
+    if (body.guided_json != null) constraints.push({ param: 'guided_json', schema: body.guided_json });
+    if (body.guided_whitespace_pattern != null) whitespace = { param: 'guided_whitespace_pattern', pattern: body.guided_whitespace_pattern };
+  }
+  const format = body.response_format;
+  if (format?.type === 'json_object') constraints.push({ param: 'response_format', jsonObject: true });
+  else if (format?.type === 'json_schema') {
+    const schema = format.json_schema.schema;
+    constraints.push(schema != null ? { param: 'response_format.json_schema.schema', schema } : { param: 'response_format', jsonObject: true });
+  }
+  if (constraints.length > 1) {
+    // vLLM's words (StructuredOutputsParams.__post_init__).
+    throw badRequest(`You can only use one kind of structured outputs constraint but multiple are specified: ${constraints.map((c) => c.param).join(', ')}.`, constraints[1].param, 'invalid_value');
+  }
+  const constraint = constraints[0];
+  if (constraint === undefined) return { choices: null, regex: null };
+  // The reply ends at the end token once it is whole: with the end token ignored it could not end there.
+  if (body.ignore_eos === true) {
+    throw badRequest(`ignore_eos cannot be used with a structured output (${constraint.param}): the reply ends at the end token once it is whole.`, 'ignore_eos', 'invalid_value');
+  }
+  if ('choices' in constraint) return { choices: constraint.choices, regex: null };
+  const regex = regexOf(constraint, whitespace);
+  if (regex.length > MAX_OUTPUT_REGEX_CHARS) {
+    throw badRequest(`${constraint.param}: its regular expression is ${regex.length} characters, more than the ${MAX_OUTPUT_REGEX_CHARS} a pool takes; send a smaller one.`, constraint.param, 'invalid_value');
+  }
+  try {
+    checkRegex(regex);
+  } catch (err) {
+    if (err instanceof RegexSyntaxError || err instanceof RegexLimitError) {
+      // A schema's regex is this code's: only its size (or a pattern or whitespace written into it) can fail here.
+      throw badRequest(`${constraint.param}: ${err.message}`, constraint.param, 'invalid_value');
+    }
+    throw err;
+  }
+  return { choices: null, regex };
+}
+
+/** The regex a constraint asks for: a schema's written out; a 400 for a schema this server cannot follow. */
+function regexOf(constraint: Exclude<Constraint, { choices: string[] }>, whitespace: { param: string; pattern: string } | null): string {
+  if ('regex' in constraint) return constraint.regex;
+  const options = whitespace ? { whitespace: whitespace.pattern } : {};
+  if (whitespace) checkPattern(whitespace.param, whitespace.pattern);
+  try {
+    if ('jsonObject' in constraint) return jsonObjectRegex(options);
+    return jsonSchemaRegex(parsedSchema(constraint.param, constraint.schema), options);
+  } catch (err) {
+    if (err instanceof SchemaError) {
+      const at = err.path === '' ? '' : ` (at ${err.path})`;
+      throw badRequest(`${constraint.param}: ${err.message}${at}`, constraint.param, 'invalid_value');
+    }
+    throw err;
+  }
+}
+
+function parsedSchema(param: string, schema: JsonSchemaField): unknown {
+  if (typeof schema !== 'string') return schema;
+  try {
+    return JSON.parse(schema);
+  } catch {
+    throw badRequest(`${param}: a schema sent as a string must be JSON text.`, param, 'invalid_value');
+  }
+}
+
+function checkPattern(param: string, pattern: string): void {
+  try {
+    checkRegex(pattern);
+  } catch (err) {
+    if (err instanceof RegexSyntaxError || err instanceof RegexLimitError) throw badRequest(`${param}: ${err.message}`, param, 'invalid_value');
+    throw err;
+  }
+}
