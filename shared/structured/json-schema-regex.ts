@@ -1,0 +1,461 @@
+/**
+ * A JSON Schema as a regular expression whose full matches are the JSON
+ * texts valid under it, in one fixed layout: vLLM's `structured_outputs.json`
+ * / `guided_json` and OpenAI's `json_schema` and `json_object` response
+ * formats, checked byte by byte through the regex automaton.
+ *
+ * The layout is outlines' (outlines/fsm/json_schema.py, `to_regex`): the
+ * whitespace pattern (default `[ ]?`) between tokens, object properties in
+ * the schema's order, required ones present and optional ones free to be
+ * left out. What the schema leaves open (`{}`, `true`, an absent `items`) and
+ * recursion through `$ref` are bounded by `maxDepth` nested containers.
+ *
+ * The regex uses only the structured-output subset (literals, escaped
+ * metacharacters, \d \w \s, \xHH, \uHHHH, `.`, classes, non-capturing
+ * groups, `|`, * + ? {n} {n,} {n,m} with counts ≤ 1000), which is also JS
+ * with the `u` flag. A keyword that constrains values and that the regex
+ * cannot hold exactly is a SchemaError naming it: a constraint is never
+ * dropped silently.
+ */
+
+import { integerRangeRegex } from './integer-range-regex';
+import { jsonStringPattern, PatternError, regexLiteral } from './json-string-pattern';
+
+export class SchemaError extends Error {
+  /** A JSON Pointer to the offending keyword in the schema given. */
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super(`${path || '/'}: ${message}`);
+    this.name = 'SchemaError';
+    this.path = path;
+  }
+}
+
+export interface JsonSchemaRegexOptions {
+  /** The whitespace allowed between tokens, a regex of the subset (default outlines' `[ ]?`). */
+  whitespace?: string;
+  /** How deep containers may nest where the schema leaves values open or recurses (default 3). */
+  maxDepth?: number;
+}
+
+export const DEFAULT_WHITESPACE = '[ ]?';
+export const DEFAULT_MAX_DEPTH = 3;
+
+const STRING_CHAR = '(?:[^"\\\\\\x00-\\x1F\\x7F]|\\\\["\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})';
+const STRING = `"${STRING_CHAR}*"`;
+// One code point, as minLength and maxLength count: an escaped surrogate pair
+// is one, and a lone escaped surrogate is left out (so a pair is never two).
+const CODE_POINT = '(?:[^"\\\\\\x00-\\x1F\\x7F]|\\\\["\\\\/bfnrt]|\\\\u(?:[0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2})|\\\\u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2})';
+const INTEGER = '-?(?:0|[1-9][0-9]*)';
+const FRACTION_EXPONENT = '(?:\\.[0-9]+)?(?:[eE][+\\-]?[0-9]+)?';
+const NUMBER = `${INTEGER}${FRACTION_EXPONENT}`;
+const NON_NEGATIVE_NUMBER = `(?:0|[1-9][0-9]*)${FRACTION_EXPONENT}`;
+const BOOLEAN = '(?:true|false)';
+const NULL = 'null';
+const SCALAR = `${STRING}|${NUMBER}|true|false|null`;
+
+const DATE = '[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])-30|(?:0[13578]|1[02])-31)';
+const TIME = '(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\\.[0-9]+)?(?:[Zz]|[+\\-](?:[01][0-9]|2[0-3]):[0-5][0-9])';
+const FORMATS: Record<string, string> = {
+  'date-time': `${DATE}[Tt]${TIME}`,
+  date: DATE,
+  time: TIME,
+  uuid: '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}',
+};
+
+/** Keywords that say nothing about which values are valid. */
+const ANNOTATIONS = new Set([
+  'title', 'description', 'examples', 'default', '$schema', '$id', '$comment',
+  'readOnly', 'writeOnly', 'deprecated', '$defs', 'definitions',
+]);
+const TYPE_KEYWORDS: Record<string, readonly string[]> = {
+  string: ['minLength', 'maxLength', 'pattern', 'format'],
+  integer: ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'],
+  number: ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'],
+  array: ['items', 'prefixItems', 'minItems', 'maxItems'],
+  object: ['properties', 'required', 'additionalProperties'],
+  boolean: [],
+  null: [],
+};
+const TYPES = Object.keys(TYPE_KEYWORDS);
+/** Keywords that combine with nothing but annotations (their intersection with siblings is not built). */
+const COMBINATORS = ['enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref'];
+const KNOWN = new Set([...ANNOTATIONS, ...COMBINATORS, 'type', ...Object.values(TYPE_KEYWORDS).flat()]);
+const MAX_COUNT = 1000;
+
+type Schema = Record<string, unknown>;
+
+function pointer(path: string, key: string | number): string {
+  return `${path}/${String(key).replace(/~/g, '~0').replace(/\//g, '~1')}`;
+}
+
+function isObject(v: unknown): v is Schema {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function alternation(parts: readonly (string | null)[]): string | null {
+  const live = parts.filter((p): p is string => p !== null);
+  if (live.length === 0) return null;
+  return live.length === 1 ? live[0] : `(?:${live.join('|')})`;
+}
+
+/** `x{min,max}` in the subset (max Infinity for none); counts past 1000 nest. */
+function repeat(x: string, min: number, max: number, path: string): string {
+  if (max === Infinity) {
+    if (min === 0) return `(?:${x})*`;
+    return `${repeat(x, min, min, path)}(?:${x})*`;
+  }
+  if (max <= MAX_COUNT) {
+    if (min === max) return min === 0 ? '' : min === 1 ? x : `(?:${x}){${min}}`;
+    return `(?:${x}){${min},${max}}`;
+  }
+  const blocks = Math.floor(min / MAX_COUNT);
+  if (blocks > MAX_COUNT || max > MAX_COUNT * MAX_COUNT) throw new SchemaError(path, 'a count past 1,000,000');
+  const whole = blocks === 0 ? '' : `(?:(?:${x}){${MAX_COUNT}}){${blocks}}`;
+  const left = min - blocks * MAX_COUNT;
+  const spare = max - min;
+  const spareBlocks = Math.floor(spare / MAX_COUNT);
+  const spareWhole = spareBlocks === 0 ? '' : `(?:(?:${x}){0,${MAX_COUNT}}){0,${spareBlocks}}`;
+  return `${whole}${repeat(x, left, left, path)}${spareWhole}${repeat(x, 0, spare - spareBlocks * MAX_COUNT, path)}`;
+}
+
+function nonNegativeInteger(schema: Schema, key: string, path: string): number | undefined {
+  const v = schema[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new SchemaError(pointer(path, key), 'must be a non-negative integer');
+  return v;
+}
+
+class RegexBuilder {
+  private readonly ws: string;
+  private readonly maxDepth: number;
+  /** Refs being expanded, with the container depth each was entered at. */
+  private readonly expanding = new Map<string, number[]>();
+  private readonly anyCache = new Map<number, string>();
+
+  constructor(private readonly root: unknown, options: JsonSchemaRegexOptions) {
+    const ws = options.whitespace ?? DEFAULT_WHITESPACE;
+    // Grouped only where an alternation would leak into its neighbours.
+    this.ws = ws.includes('|') ? `(?:${ws})` : ws;
+    this.maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
+    if (!Number.isInteger(this.maxDepth) || this.maxDepth < 0) throw new RangeError('maxDepth must be a non-negative integer');
+  }
+
+  /** The whole document's regex. */
+  document(): string {
+    const r = this.value(this.root, '', 0);
+    if (r === null) throw new SchemaError('', `no JSON value within ${this.maxDepth} nested containers satisfies the schema`);
+    return r;
+  }
+
+  /** Any JSON object, containers nested at most `maxDepth` deep. */
+  anyObjectDocument(): string {
+    return this.anyObject(this.maxDepth);
+  }
+
+  /** The regex for one value under `schema` at container depth `depth`; null where no value fits. */
+  private value(schema: unknown, path: string, depth: number): string | null {
+    if (schema === true) return this.anyValue(this.maxDepth - depth);
+    if (schema === false) throw new SchemaError(path, 'the schema false admits no value');
+    if (!isObject(schema)) throw new SchemaError(path, 'a schema must be an object or a boolean');
+    for (const key of Object.keys(schema)) {
+      if (!KNOWN.has(key)) throw new SchemaError(pointer(path, key), `the keyword ${key} is not supported`);
+    }
+    const combinator = COMBINATORS.find((k) => k in schema);
+    if (combinator !== undefined) {
+      const other = Object.keys(schema).find((k) => !ANNOTATIONS.has(k) && k !== combinator && !(k === 'type' && (combinator === 'enum' || combinator === 'const')));
+      if (other !== undefined) throw new SchemaError(pointer(path, other), `${other} beside ${combinator} is not supported`);
+      return this.combined(schema, combinator, path, depth);
+    }
+    const types = this.types(schema, path);
+    if (types === null) return this.anyValue(this.maxDepth - depth);
+    return alternation(types.map((t) => this.typed(t, schema, path, depth)));
+  }
+
+  /** The schema's types: its `type`, or those its keywords imply; null for any. */
+  private types(schema: Schema, path: string): string[] | null {
+    const t = schema.type;
+    if (t === undefined) {
+      const implied = TYPES.filter((type) => TYPE_KEYWORDS[type].some((k) => k in schema));
+      // integer's keywords are number's: a bound alone means a number.
+      const types = implied.filter((type) => type !== 'integer');
+      return types.length === 0 ? null : types;
+    }
+    const list = Array.isArray(t) ? t : [t];
+    list.forEach((type, i) => {
+      if (typeof type !== 'string' || !TYPES.includes(type)) throw new SchemaError(Array.isArray(t) ? pointer(pointer(path, 'type'), i) : pointer(path, 'type'), `unknown type ${JSON.stringify(type)}`);
+    });
+    if (list.length === 0) throw new SchemaError(pointer(path, 'type'), 'an empty type list admits no value');
+    // A type list naming both: integer is within number.
+    return (list as string[]).filter((type) => !(type === 'integer' && list.includes('number')));
+  }
+
+  private combined(schema: Schema, keyword: string, path: string, depth: number): string | null {
+    const at = pointer(path, keyword);
+    const arg = schema[keyword];
+    switch (keyword) {
+      case 'const':
+        return this.literal(arg, schema, path);
+      case 'enum':
+        if (!Array.isArray(arg) || arg.length === 0) throw new SchemaError(at, 'enum must be a non-empty array');
+        return alternation(arg.map((v) => this.literal(v, schema, path)));
+      case 'anyOf':
+      case 'oneOf':
+        // oneOf is read as anyOf: a value matching two branches is let through
+        // (exclusion between arbitrary branches has no regex here).
+        if (!Array.isArray(arg) || arg.length === 0) throw new SchemaError(at, `${keyword} must be a non-empty array`);
+        return alternation(arg.map((s, i) => this.value(s, pointer(at, i), depth)));
+      case 'allOf':
+        if (!Array.isArray(arg) || arg.length !== 1) throw new SchemaError(at, 'allOf is supported with exactly one schema');
+        return this.value(arg[0], pointer(at, 0), depth);
+      default:
+        return this.reference(arg, at, depth);
+    }
+  }
+
+  /** A const or enum value, as JSON.stringify writes it; one whose JSON type the schema's `type` excludes admits nothing. */
+  private literal(v: unknown, schema: Schema, path: string): string | null {
+    const text = JSON.stringify(v);
+    if (text === undefined) throw new SchemaError(path, 'a const or enum value that is not JSON');
+    if (schema.type !== undefined) {
+      const types = this.types(schema, path) ?? TYPES;
+      const own = v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'number' ? (Number.isInteger(v) ? 'integer' : 'number') : typeof v;
+      if (!types.includes(own) && !(own === 'integer' && types.includes('number'))) return null;
+    }
+    return regexLiteral(text);
+  }
+
+  private reference(ref: unknown, at: string, depth: number): string | null {
+    if (typeof ref !== 'string') throw new SchemaError(at, '$ref must be a string');
+    const m = /^#(\/(?:\$defs|definitions)\/[^/]+)?$/.exec(ref);
+    if (!m) throw new SchemaError(at, `only #, #/$defs/... and #/definitions/... references are supported, not ${ref}`);
+    const target = m[1] ?? '';
+    let schema: unknown = this.root;
+    for (const part of target.split('/').slice(1)) {
+      const key = part.replace(/~1/g, '/').replace(/~0/g, '~');
+      schema = isObject(schema) ? schema[key] : undefined;
+    }
+    if (schema === undefined) throw new SchemaError(at, `${ref} names no schema`);
+    const entered = this.expanding.get(target) ?? [];
+    // Recursion is cut (admits nothing) past maxDepth containers, or where it
+    // came back without entering one (a value can't be its own part).
+    if (entered.length > 0 && (depth >= this.maxDepth || entered[entered.length - 1] === depth)) return null;
+    entered.push(depth);
+    this.expanding.set(target, entered);
+    try {
+      return this.value(schema, target, depth);
+    } finally {
+      entered.pop();
+    }
+  }
+
+  private typed(type: string, schema: Schema, path: string, depth: number): string | null {
+    switch (type) {
+      case 'string': return this.string(schema, path);
+      case 'integer': return this.integer(schema, path);
+      case 'number': return this.number(schema, path);
+      case 'boolean': return BOOLEAN;
+      case 'null': return NULL;
+      case 'array': return this.array(schema, path, depth);
+      default: return this.object(schema, path, depth);
+    }
+  }
+
+  private string(schema: Schema, path: string): string | null {
+    const min = nonNegativeInteger(schema, 'minLength', path);
+    const max = nonNegativeInteger(schema, 'maxLength', path);
+    const lengths = min !== undefined || max !== undefined;
+    for (const key of ['pattern', 'format']) {
+      if (key in schema && lengths) throw new SchemaError(pointer(path, min !== undefined ? 'minLength' : 'maxLength'), `a length beside ${key} is not supported`);
+    }
+    if ('pattern' in schema && 'format' in schema) throw new SchemaError(pointer(path, 'format'), 'format beside pattern is not supported');
+    if ('pattern' in schema) {
+      const p = schema.pattern;
+      if (typeof p !== 'string') throw new SchemaError(pointer(path, 'pattern'), 'pattern must be a string');
+      try {
+        return `"(?:${jsonStringPattern(p)})"`;
+      } catch (e) {
+        if (e instanceof PatternError) throw new SchemaError(pointer(path, 'pattern'), e.message);
+        throw e;
+      }
+    }
+    if ('format' in schema) {
+      const f = schema.format;
+      const r = typeof f === 'string' ? FORMATS[f] : undefined;
+      if (r === undefined) throw new SchemaError(pointer(path, 'format'), `the format ${JSON.stringify(f)} is not supported (date-time, date, time, uuid are)`);
+      return `"${r}"`;
+    }
+    if (!lengths) return STRING;
+    if (min !== undefined && max !== undefined && min > max) return null;
+    return `"${repeat(CODE_POINT, min ?? 0, max ?? Infinity, pointer(path, 'maxLength'))}"`;
+  }
+
+  private bound(schema: Schema, key: string, path: string): number | undefined {
+    const v = schema[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new SchemaError(pointer(path, key), `${key} must be a number`);
+    return v;
+  }
+
+  private integer(schema: Schema, path: string): string | null {
+    let lo = -Infinity;
+    let hi = Infinity;
+    const min = this.bound(schema, 'minimum', path);
+    const xmin = this.bound(schema, 'exclusiveMinimum', path);
+    const max = this.bound(schema, 'maximum', path);
+    const xmax = this.bound(schema, 'exclusiveMaximum', path);
+    if (min !== undefined) lo = Math.max(lo, Math.ceil(min));
+    if (xmin !== undefined) lo = Math.max(lo, Math.floor(xmin) + 1);
+    if (max !== undefined) hi = Math.min(hi, Math.floor(max));
+    if (xmax !== undefined) hi = Math.min(hi, Math.ceil(xmax) - 1);
+    if (lo === -Infinity && hi === Infinity) return INTEGER;
+    for (const [v, key] of [[lo, min !== undefined ? 'minimum' : 'exclusiveMinimum'], [hi, max !== undefined ? 'maximum' : 'exclusiveMaximum']] as const) {
+      if (Number.isFinite(v) && !Number.isSafeInteger(v)) throw new SchemaError(pointer(path, key), 'a bound past 2^53');
+    }
+    const r = integerRangeRegex(lo, hi);
+    return r === null ? null : `(?:${r})`;
+  }
+
+  /** Only `minimum: 0` is held for numbers (no minus sign); other bounds need decimal comparisons not built here. */
+  private number(schema: Schema, path: string): string {
+    for (const key of ['minimum', 'exclusiveMinimum', 'maximum', 'exclusiveMaximum']) {
+      if (!(key in schema)) continue;
+      if (key === 'minimum' && schema.minimum === 0) continue;
+      throw new SchemaError(pointer(path, key), `${key} on a number is not supported (minimum: 0 is, and integer bounds are)`);
+    }
+    return 'minimum' in schema ? NON_NEGATIVE_NUMBER : NUMBER;
+  }
+
+  /** `\[ ELEMENTS \]`, elements as `,`-separated whitespace-padded values. */
+  private array(schema: Schema, path: string, depth: number): string | null {
+    const min = nonNegativeInteger(schema, 'minItems', path) ?? 0;
+    let max = nonNegativeInteger(schema, 'maxItems', path) ?? Infinity;
+    if (min > max) return null;
+    const tuple = Array.isArray(schema.items);
+    const prefixKey = tuple ? 'items' : 'prefixItems';
+    const prefixSchemas = schema[prefixKey] ?? [];
+    if (!Array.isArray(prefixSchemas)) throw new SchemaError(pointer(path, prefixKey), `${prefixKey} must be an array`);
+    const prefix: string[] = [];
+    for (let i = 0; i < prefixSchemas.length && i < max; i++) {
+      const r = this.value(prefixSchemas[i], pointer(pointer(path, prefixKey), i), depth + 1);
+      if (r === null) {
+        max = i;
+        break;
+      }
+      prefix.push(r);
+    }
+    let rest: string | null = null;
+    if (max > prefix.length) {
+      const itemSchema = tuple || schema.items === undefined ? true : schema.items;
+      rest = itemSchema === false ? null : this.value(itemSchema, pointer(path, 'items'), depth + 1);
+    }
+    const restMax = rest === null ? 0 : max - prefix.length;
+    if (prefix.length + restMax < min) return null;
+    const sep = `${this.ws},${this.ws}`;
+    // Built from the end: the items after the prefix, then each prefix item
+    // before them, optional where min allows stopping there.
+    const restMin = Math.max(0, min - prefix.length);
+    let tail = rest === null || restMax === 0 ? '' : repeat(`${sep}${rest}`, restMin, restMax, pointer(path, 'maxItems'));
+    let body: string;
+    if (prefix.length === 0) {
+      if (rest === null || restMax === 0) return `\\[${this.ws}\\]`;
+      const more = repeat(`${sep}${rest}`, Math.max(0, min - 1), restMax - 1, pointer(path, 'maxItems'));
+      body = min === 0 ? `(?:${rest}${more}${this.ws})?` : `${rest}${more}${this.ws}`;
+      return `\\[${this.ws}${body}\\]`;
+    }
+    for (let i = prefix.length - 1; i >= 1; i--) {
+      const item = `${sep}${prefix[i]}${tail}`;
+      tail = i + 1 > min ? `(?:${item})?` : item;
+    }
+    body = `${prefix[0]}${tail}${this.ws}`;
+    return `\\[${this.ws}${min === 0 ? `(?:${body})?` : body}\\]`;
+  }
+
+  private object(schema: Schema, path: string, depth: number): string | null {
+    const props = schema.properties;
+    const extra = schema.additionalProperties;
+    if (props !== undefined && !isObject(props)) throw new SchemaError(pointer(path, 'properties'), 'properties must be an object');
+    const required = schema.required ?? [];
+    if (!Array.isArray(required) || required.some((r) => typeof r !== 'string')) throw new SchemaError(pointer(path, 'required'), 'required must be an array of strings');
+    const names = Object.keys(props ?? {});
+    (required as string[]).forEach((r, i) => {
+      if (!names.includes(r)) throw new SchemaError(pointer(pointer(path, 'required'), i), `required names ${JSON.stringify(r)}, which properties does not list`);
+    });
+    if (names.length === 0) {
+      if (extra === false) return `\\{${this.ws}\\}`;
+      return this.objectOf(this.value(extra ?? true, pointer(path, 'additionalProperties'), depth + 1));
+    }
+    // With properties, only those are written (outlines' layout): additional
+    // ones a schema allows are never needed to be valid, so none is offered.
+    const members: { kv: string; required: boolean }[] = [];
+    for (const name of names) {
+      const v = this.value(props![name], pointer(pointer(path, 'properties'), name), depth + 1);
+      const isRequired = required.includes(name);
+      if (v === null) {
+        if (isRequired) return null;
+        continue;
+      }
+      members.push({ kv: `${regexLiteral(JSON.stringify(name))}${this.ws}:${this.ws}${v}`, required: isRequired });
+    }
+    return this.objectBody(members);
+  }
+
+  private objectBody(members: readonly { kv: string; required: boolean }[]): string {
+    const sep = `${this.ws},${this.ws}`;
+    if (members.length === 0) return `\\{${this.ws}\\}`;
+    const last = members.map((m) => m.required).lastIndexOf(true);
+    if (last < 0) {
+      // None required: any non-empty subsequence, comma-separated. Built
+      // left to right as S(k+1) = S(k)(,p_k)? | p_k, so each member appears
+      // twice (outlines' one alternative per first member is quadratic).
+      let seq = members[0].kv;
+      for (let i = 1; i < members.length; i++) seq = `(?:${seq}(?:${sep}${members[i].kv})?|${members[i].kv})`;
+      return `\\{${this.ws}(?:${seq}${this.ws})?\\}`;
+    }
+    // Before the last required member each one present is followed by a
+    // comma, after it each one is preceded by one.
+    let body = '';
+    members.forEach((m, i) => {
+      const part = i < last ? `${m.kv}${sep}` : i > last ? `${sep}${m.kv}` : m.kv;
+      body += m.required ? part : `(?:${part})?`;
+    });
+    return `\\{${this.ws}${body}${this.ws}\\}`;
+  }
+
+  /** An object with any keys, each value matching `v` (null: only the empty object). */
+  private objectOf(v: string | null): string {
+    if (v === null) return `\\{${this.ws}\\}`;
+    const kv = `${STRING}${this.ws}:${this.ws}${v}`;
+    return `\\{${this.ws}(?:${kv}(?:${this.ws},${this.ws}${kv})*${this.ws})?\\}`;
+  }
+
+  private arrayOf(v: string | null): string {
+    if (v === null) return `\\[${this.ws}\\]`;
+    return `\\[${this.ws}(?:${v}(?:${this.ws},${this.ws}${v})*${this.ws})?\\]`;
+  }
+
+  /** Any JSON value with containers nested at most `budget` deep. */
+  private anyValue(budget: number): string {
+    if (budget <= 0) return `(?:${SCALAR})`;
+    const cached = this.anyCache.get(budget);
+    if (cached !== undefined) return cached;
+    const inner = this.anyValue(budget - 1);
+    const r = `(?:${SCALAR}|${this.arrayOf(inner)}|${this.objectOf(inner)})`;
+    this.anyCache.set(budget, r);
+    return r;
+  }
+
+  private anyObject(budget: number): string {
+    return this.objectOf(this.anyValue(budget - 1));
+  }
+}
+
+/** The regex whose full matches are the JSON texts (in the layout above) valid under `schema`. */
+export function jsonSchemaRegex(schema: unknown, options: JsonSchemaRegexOptions = {}): string {
+  return new RegexBuilder(schema, options).document();
+}
+
+/** The regex for any JSON object (`response_format: {"type": "json_object"}`), containers nested at most `maxDepth` deep (the object itself one of them). */
+export function jsonObjectRegex(options: JsonSchemaRegexOptions = {}): string {
+  return new RegexBuilder({}, options).anyObjectDocument();
+}

@@ -1,0 +1,423 @@
+import { describe, expect, it } from 'vitest';
+import { integerRangeRegex } from '../../../shared/structured/integer-range-regex';
+import { jsonObjectRegex, jsonSchemaRegex, SchemaError } from '../../../shared/structured/json-schema-regex';
+import { jsonStringPattern } from '../../../shared/structured/json-string-pattern';
+import { seededRandom } from '../../support/seeded-random';
+
+type Rng = () => number;
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json } | Verbatim;
+/** A const or enum value: the regex holds it as JSON.stringify writes it, without the layout's whitespace. */
+class Verbatim {
+  constructor(readonly value: unknown) {}
+}
+type S = Record<string, unknown>;
+
+const compile = (r: string) => new RegExp(`^(?:${r})$`, 'u');
+const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)];
+const between = (rng: Rng, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
+
+// Characters a string may hold: ones JSON writes raw, ones it escapes, and
+// one past the BMP (a single code point, two UTF-16 units).
+const CHARS = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\t', '\u0001', 'é', '中', '😀', '{', ':'];
+const randomString = (rng: Rng, min = 0, max = min + 6) => Array.from({ length: between(rng, min, max) }, () => pick(rng, CHARS)).join('');
+const pad = (n: number) => String(n).padStart(2, '0');
+
+const FORMAT_SAMPLES: Record<string, (rng: Rng) => string> = {
+  date: (rng) => `${between(rng, 1000, 2999)}-${pad(between(rng, 1, 12))}-${pad(between(rng, 1, 28))}`,
+  time: (rng) => `${pad(between(rng, 0, 23))}:${pad(between(rng, 0, 59))}:${pad(between(rng, 0, 59))}${pick(rng, ['', '.5', '.123'])}${pick(rng, ['Z', '+05:30', '-11:00'])}`,
+  'date-time': (rng) => `${FORMAT_SAMPLES.date(rng)}T${FORMAT_SAMPLES.time(rng)}`,
+  uuid: (rng) => [8, 4, 4, 4, 12].map((n) => Array.from({ length: n }, () => pick(rng, [...'0123456789abcdefABCDEF'])).join('')).join('-'),
+};
+
+/** Any JSON value with containers nested at most `depth` deep. */
+function randomValue(rng: Rng, depth: number): Json {
+  const kind = between(rng, 0, depth > 0 ? 6 : 4);
+  switch (kind) {
+    case 0: return randomString(rng);
+    case 1: return pick(rng, [0, -3, 17, 2.5, -0.125, 1e21, 123456789]);
+    case 2: return rng() < 0.5;
+    case 3: return null;
+    case 4: return between(rng, -50, 50);
+    case 5: return Array.from({ length: between(rng, 0, 3) }, () => randomValue(rng, depth - 1));
+    default: return Object.fromEntries(Array.from({ length: between(rng, 0, 3) }, () => [randomString(rng, 0, 3), randomValue(rng, depth - 1)]));
+  }
+}
+
+/** A random instance of `schema` (the keywords the cases below use); `root` resolves $ref. */
+function instance(schema: unknown, root: S, rng: Rng, depth: number): Json {
+  if (schema === true || (typeof schema === 'object' && schema !== null && Object.keys(schema).length === 0)) return randomValue(rng, Math.max(0, depth));
+  const s = schema as S;
+  if ('$ref' in s) {
+    const name = String(s.$ref).split('/').pop()!;
+    return instance((root.$defs as S)[name], root, rng, depth);
+  }
+  if ('const' in s) return new Verbatim(s.const);
+  if ('enum' in s) return new Verbatim(pick(rng, s.enum as unknown[]));
+  if ('anyOf' in s) return instance(pick(rng, s.anyOf as unknown[]), root, rng, depth);
+  const type = Array.isArray(s.type) ? pick(rng, s.type as string[]) : (s.type as string);
+  switch (type) {
+    case 'null': return null;
+    case 'boolean': return rng() < 0.5;
+    case 'integer': {
+      const lo = (s.minimum as number | undefined) ?? ((s.exclusiveMinimum as number | undefined) ?? -1001) + 1;
+      const hi = (s.maximum as number | undefined) ?? ((s.exclusiveMaximum as number | undefined) ?? 1001) - 1;
+      return between(rng, lo, hi);
+    }
+    case 'number': {
+      const v = pick(rng, [0, 1.5, 3e-7, 42, 1e21, 0.001]);
+      return s.minimum === 0 || rng() < 0.5 ? v : -v;
+    }
+    case 'string': {
+      if (typeof s.format === 'string') return FORMAT_SAMPLES[s.format](rng);
+      const min = (s.minLength as number | undefined) ?? 0;
+      return randomString(rng, min, (s.maxLength as number | undefined) ?? min + 6);
+    }
+    case 'array': {
+      const prefix = (s.prefixItems as unknown[] | undefined) ?? [];
+      const max = Math.min((s.maxItems as number | undefined) ?? Infinity, prefix.length + 3);
+      const min = (s.minItems as number | undefined) ?? 0;
+      // Past the depth a recursive schema is cut at, arrays stay as short as allowed.
+      const n = depth <= 0 ? min : between(rng, min, max);
+      return Array.from({ length: n }, (_, i) => instance(i < prefix.length ? prefix[i] : s.items ?? true, root, rng, depth - 1));
+    }
+    default: {
+      const props = (s.properties as Record<string, unknown> | undefined) ?? {};
+      const required = (s.required as string[] | undefined) ?? [];
+      if (Object.keys(props).length === 0) {
+        return Object.fromEntries(Array.from({ length: between(rng, 0, 3) }, () => [randomString(rng, 0, 3), instance(s.additionalProperties ?? true, root, rng, depth - 1)]));
+      }
+      const out: Record<string, Json> = {};
+      for (const [k, v] of Object.entries(props)) if (required.includes(k) || rng() < 0.5) out[k] = instance(v, root, rng, depth - 1);
+      return out;
+    }
+  }
+}
+
+/** `value` in outlines' layout, each whitespace slot (after `{`/`[`, around `:` and `,`, before `}`/`]`) a space or nothing at random. */
+function layout(value: Json, rng: Rng): string {
+  const ws = () => (rng() < 0.5 ? ' ' : '');
+  if (value instanceof Verbatim) return JSON.stringify(value.value);
+  if (Array.isArray(value)) return value.length === 0 ? `[${ws()}]` : `[${ws()}${value.map((v) => layout(v, rng)).join(`${ws()},${ws()}`)}${ws()}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value);
+    if (entries.length === 0) return `{${ws()}}`;
+    return `{${ws()}${entries.map(([k, v]) => `${JSON.stringify(k)}${ws()}:${ws()}${layout(v, rng)}`).join(`${ws()},${ws()}`)}${ws()}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Text edits of a valid text: whatever of them the regex takes must still be JSON. */
+function mutations(text: string, rng: Rng, n: number): string[] {
+  const out: string[] = [];
+  const chars = [...'{}[],:"\\ 0-1e.tnx'];
+  for (let i = 0; i < n; i++) {
+    const at = between(rng, 0, text.length);
+    const op = between(rng, 0, 2);
+    if (op === 0) out.push(text.slice(0, at) + text.slice(at + 1));
+    else if (op === 1) out.push(text.slice(0, at) + pick(rng, chars) + text.slice(at));
+    else out.push(text.slice(0, at) + pick(rng, chars) + text.slice(at + 1));
+  }
+  return out;
+}
+
+interface Case {
+  name: string;
+  schema: S;
+  depth?: number;
+  invalid: string[];
+}
+
+const CASES: Case[] = [
+  {
+    name: 'a flat object',
+    schema: {
+      type: 'object',
+      properties: {
+        name: { type: 'string' },
+        age: { type: 'integer', minimum: 0, maximum: 150 },
+        score: { type: 'number' },
+        active: { type: 'boolean' },
+        note: { type: ['string', 'null'] },
+      },
+      required: ['name', 'age'],
+      additionalProperties: false,
+    },
+    invalid: [
+      '{"age":3}', '{"name":"x"}', '{"name":"x","age":-1}', '{"name":"x","age":151}', '{"name":"x","age":"3"}',
+      '{"name":"x","age":3,"extra":1}', '{"name":"x","age":3,}', '{"name":3,"age":3}', '{"name":"x","age":3,"active":"yes"}',
+      '{"name":"x","age":3.5}', '{"name":"x","age":3,"note":1}', '{"name":"x"  ,"age":3}', '{ "name":"x","age":3 ,"score":1e}',
+    ],
+  },
+  {
+    name: 'a nested object with a bounded array',
+    schema: {
+      type: 'object',
+      properties: {
+        address: { type: 'object', properties: { street: { type: 'string' }, city: { type: 'string', minLength: 1 } }, required: ['street', 'city'] },
+        tags: { type: 'array', items: { type: 'string', maxLength: 3 }, minItems: 1, maxItems: 3 },
+      },
+      required: ['address', 'tags'],
+    },
+    invalid: [
+      '{"address":{"street":"a","city":"b"},"tags":[]}', '{"address":{"street":"a","city":"b"},"tags":["a","b","c","d"]}',
+      '{"address":{"street":"a","city":""},"tags":["a"]}', '{"address":{"street":"a"},"tags":["a"]}',
+      '{"address":{"street":"a","city":"b"},"tags":["abcd"]}', '{"address":{"street":"a","city":"b"},"tags":[1]}',
+      '{"address":{"street":"a","city":"b"},"tags":["a",]}', '{"tags":["a"],"address":{"street":"a","city":"b"}}',
+    ],
+  },
+  {
+    name: 'arrays with prefixItems, min and max items',
+    schema: { type: 'array', prefixItems: [{ type: 'integer' }, { type: 'string' }], items: { type: 'boolean' }, minItems: 1, maxItems: 4 },
+    invalid: ['[]', '["a"]', '[1,2]', '[1,"a",true,false,true]', '[1,"a",null]', '[1,,"a"]', '[,1]'],
+  },
+  {
+    name: 'an enum of mixed types',
+    schema: { enum: ['a', 1, null, true, { k: [1, 2] }, [1, 'x'], 2.5, 'quo"te\\', 'a.b*'] },
+    invalid: ['"b"', '3', 'false', '{"k":[1]}', '[1]', '"quo"te"', '"aXb*"', '"a.bbb"', '2.50'],
+  },
+  {
+    name: 'a recursive $defs tree',
+    schema: {
+      $defs: { node: { type: 'object', properties: { value: { type: 'integer' }, children: { type: 'array', items: { $ref: '#/$defs/node' } } }, required: ['value'] } },
+      $ref: '#/$defs/node',
+    },
+    depth: 2,
+    invalid: ['{}', '{"children":[]}', '{"value":1,"children":[{}]}', '{"value":1,"children":[{"value":2,"children":[{"value":3}]}]}'],
+  },
+  {
+    name: 'integer bounds, negative and exclusive',
+    schema: { type: 'integer', exclusiveMinimum: -20, maximum: 35 },
+    invalid: ['-20', '-21', '36', '100', '-0', '007', '1.0', '"5"'],
+  },
+  {
+    name: 'string lengths in code points',
+    schema: { type: 'string', minLength: 2, maxLength: 4 },
+    invalid: ['""', '"a"', '"\\n"', '"abcde"', '"\\ud83d\\ude00"', '"\\ud83d"', '"\\"\\"\\"\\"\\""', '"😀"', 'ab'],
+  },
+  {
+    name: 'formats',
+    schema: {
+      type: 'object',
+      properties: { at: { type: 'string', format: 'date-time' }, day: { type: 'string', format: 'date' }, t: { type: 'string', format: 'time' }, id: { type: 'string', format: 'uuid' } },
+      required: ['at', 'day', 't', 'id'],
+    },
+    invalid: [
+      '{"at":"2024-01-01T00:00:00","day":"2024-01-01","t":"10:00:00Z","id":"01234567-89ab-cdef-0123-456789abcdef"}',
+      '{"at":"2024-01-01T00:00:00Z","day":"2024-02-30","t":"10:00:00Z","id":"01234567-89ab-cdef-0123-456789abcdef"}',
+      '{"at":"2024-01-01T00:00:00Z","day":"2024-13-01","t":"10:00:00Z","id":"01234567-89ab-cdef-0123-456789abcdef"}',
+      '{"at":"2024-01-01T00:00:00Z","day":"2024-01-01","t":"24:00:00Z","id":"01234567-89ab-cdef-0123-456789abcdef"}',
+      '{"at":"2024-01-01T00:00:00Z","day":"2024-01-01","t":"10:00:00Z","id":"01234567-89ab-cdef-0123-456789abcde"}',
+      '{"at":"2024-01-01T00:00:00Z","day":"2024-04-31","t":"10:00:00Z","id":"01234567-89ab-cdef-0123-456789abcdef"}',
+    ],
+  },
+  {
+    name: 'anyOf',
+    schema: { anyOf: [{ type: 'string', maxLength: 2 }, { type: 'integer', minimum: 10 }, { type: 'object', properties: { x: { type: 'null' } }, required: ['x'] }] },
+    invalid: ['"abc"', '9', '-10', '{}', '{"x":1}', 'null', '[]'],
+  },
+  {
+    name: 'an object of any keys with typed values',
+    schema: { type: 'object', additionalProperties: { type: 'integer', minimum: 0 } },
+    invalid: ['{"a":-1}', '{"a":"1"}', '{a:1}', '{"a":1,}', '[]'],
+  },
+  {
+    name: 'any value under {}',
+    schema: {},
+    depth: 3,
+    invalid: ['[[[[1]]]]', '{"a":{"b":{"c":{}}}}', '[1,]', '{"a"}', 'nul', '01', '"\t"', "'a'"],
+  },
+];
+
+describe('jsonSchemaRegex', () => {
+  for (const c of CASES) {
+    it(`matches every valid instance of ${c.name} in the layout, and none of its mutations that is not JSON`, () => {
+      const re = compile(jsonSchemaRegex(c.schema));
+      const rng = seededRandom(c.name.length * 7919);
+      for (let i = 0; i < 150; i++) {
+        const text = layout(instance(c.schema, c.schema, rng, c.depth ?? 3), rng);
+        expect(re.test(text), text).toBe(true);
+        for (const m of mutations(text, rng, 8)) if (re.test(m)) expect(() => JSON.parse(m), m).not.toThrow();
+      }
+    });
+
+    it(`refuses invalid texts for ${c.name}`, () => {
+      const re = compile(jsonSchemaRegex(c.schema));
+      for (const text of c.invalid) expect(re.test(text), text).toBe(false);
+    });
+  }
+
+  it('gets the commas right for every subset of optional properties, with required ones anywhere', () => {
+    const names = ['a', 'b', 'c', 'd'];
+    for (let req = 0; req < 16; req++) {
+      const required = names.filter((_, i) => req & (1 << i));
+      const re = compile(jsonSchemaRegex({ type: 'object', properties: Object.fromEntries(names.map((n) => [n, { type: 'integer' }])), required }));
+      for (let present = 0; present < 16; present++) {
+        const keys = names.filter((_, i) => present & (1 << i));
+        const text = `{${keys.map((k) => `"${k}":1`).join(',')}}`;
+        expect(re.test(text), `${text} required ${required}`).toBe(required.every((r) => keys.includes(r)));
+        expect(re.test(`{${keys.map((k) => `"${k}" : 1`).join(' , ')}}`)).toBe(required.every((r) => keys.includes(r)));
+        if (keys.length > 0) {
+          expect(re.test(`{${keys.map((k) => `"${k}":1`).join(',')},}`)).toBe(false);
+          expect(re.test(`{,${keys.map((k) => `"${k}":1`).join(',')}}`)).toBe(false);
+          expect(re.test(`{${keys.map((k) => `"${k}":1`).join('')}}`)).toBe(keys.length === 1 && required.every((r) => keys.includes(r)));
+        }
+      }
+    }
+  });
+
+  it('matches a const exactly as JSON.stringify writes it, and a type list with its keywords', () => {
+    const c = compile(jsonSchemaRegex({ const: { a: [1, 'x'], b: null } }));
+    expect(c.test('{"a":[1,"x"],"b":null}')).toBe(true);
+    expect(c.test('{"a":[1,"x"]}')).toBe(false);
+    const t = compile(jsonSchemaRegex({ type: ['string', 'null'], maxLength: 3 }));
+    expect(['"abc"', 'null'].every((s) => t.test(s))).toBe(true);
+    expect(['"abcd"', '1'].some((s) => t.test(s))).toBe(false);
+    const e = compile(jsonSchemaRegex({ type: 'string', enum: ['x', 1] }));
+    expect([e.test('"x"'), e.test('1')]).toEqual([true, false]);
+  });
+
+  it('counts an escaped surrogate pair as the one code point it is', () => {
+    const re = compile(jsonSchemaRegex({ type: 'string', minLength: 2, maxLength: 2 }));
+    expect(['"a\\ud83d\\ude00"', '"a😀"', '"\\u0041\\n"'].map((t) => re.test(t))).toEqual([true, true, true]);
+    expect(['"\\ud83d\\ude00"', '"ab\\ud83d\\ude00"'].map((t) => re.test(t))).toEqual([false, false]);
+  });
+
+  it('enforces a pattern on the decoded string, writing quotes and backslashes it allows as escapes', () => {
+    const pattern = '^[a-z"\\\\]+\\.?.$';
+    const re = compile(jsonSchemaRegex({ type: 'string', pattern }));
+    const decoded = new RegExp(`^(?:${pattern.slice(1, -1)})$`, 'u');
+    const rng = seededRandom(5);
+    let matched = 0;
+    for (let i = 0; i < 3000; i++) {
+      const text = JSON.stringify(randomString(rng, 1, 5).replace(/[A-Z0-9]/g, 'q'));
+      const raw = `"${text.slice(1, -1).replace(/\\"/g, '"')}"`;
+      if (re.test(raw)) expect(() => JSON.parse(raw), raw).not.toThrow();
+      expect(re.test(text), text).toBe(decoded.test(JSON.parse(text)));
+      if (re.test(text)) matched++;
+    }
+    expect(matched).toBeGreaterThan(50);
+    expect(re.test('"ab"c"')).toBe(false);
+  });
+
+  it('bounds open values by maxDepth and lets the whitespace pattern be chosen', () => {
+    const deep = '[[[1]]]';
+    expect(compile(jsonSchemaRegex({}, { maxDepth: 3 })).test(deep)).toBe(true);
+    expect(compile(jsonSchemaRegex({}, { maxDepth: 2 })).test(deep)).toBe(false);
+    const schema = { type: 'object', properties: { a: { type: 'array', items: { type: 'integer' } } }, required: ['a'] };
+    const lines = compile(jsonSchemaRegex(schema, { whitespace: '[ \\n]*' }));
+    expect(lines.test('{\n  "a": [\n    1,\n    2\n  ]\n}')).toBe(true);
+    const tight = compile(jsonSchemaRegex(schema, { whitespace: '' }));
+    expect([tight.test('{"a":[1,2]}'), tight.test('{"a": [1,2]}')]).toEqual([true, false]);
+    expect(compile(jsonSchemaRegex(schema)).test('{"a":  [1]}')).toBe(false);
+  });
+
+  it('writes only the regex subset the engine takes', () => {
+    // The pattern parser accepts exactly the subset, so every regex built must parse under it.
+    for (const c of CASES) expect(() => jsonStringPattern(jsonSchemaRegex(c.schema)), c.name).not.toThrow();
+    expect(() => jsonStringPattern(jsonObjectRegex())).not.toThrow();
+    expect(() => jsonStringPattern(jsonSchemaRegex({ type: 'string', pattern: '^[^a]\\s.x$' }))).not.toThrow();
+  });
+
+  it('refuses what it cannot hold exactly, with a JSON Pointer to the keyword', () => {
+    const errors: [unknown, string][] = [
+      [{ type: 'object', properties: { age: { type: 'integer', multipleOf: 5 } } }, '/properties/age/multipleOf'],
+      [{ type: 'array', items: { type: 'string' }, uniqueItems: true }, '/uniqueItems'],
+      [{ type: 'object', patternProperties: { '^x': {} } }, '/patternProperties'],
+      [{ not: { type: 'string' } }, '/not'],
+      [{ if: {}, then: {} }, '/if'],
+      [{ type: 'object', minProperties: 1 }, '/minProperties'],
+      [{ type: 'object', properties: { a: {} }, dependentRequired: { a: [] } }, '/dependentRequired'],
+      [{ type: 'string', format: 'email' }, '/format'],
+      [{ type: 'object', properties: { x: { type: 'string', pattern: '(?=a)b' } } }, '/properties/x/pattern'],
+      [{ type: 'string', pattern: 'a\\1' }, '/pattern'],
+      [{ type: 'number', maximum: 3 }, '/maximum'],
+      [{ type: 'number', minimum: 1 }, '/minimum'],
+      [{ type: 'string', minLength: 2, pattern: 'a+' }, '/minLength'],
+      [{ $ref: 'https://example.com/s.json' }, '/$ref'],
+      [{ $defs: { a: { type: 'string' } }, $ref: '#/$defs/b' }, '/$ref'],
+      [{ type: 'object', properties: { a: {} }, required: ['b'] }, '/required/0'],
+      [{ type: 'object', properties: { 'a/b': false } }, '/properties/a~1b'],
+      [{ type: 'strin' }, '/type'],
+      [{ allOf: [{}, {}] }, '/allOf'],
+      [{ type: 'string', anyOf: [{}] }, '/type'],
+      [false, ''],
+      [{ type: 'integer', minimum: 5, maximum: 4 }, ''],
+    ];
+    for (const [schema, path] of errors) {
+      let caught: unknown;
+      try {
+        jsonSchemaRegex(schema);
+      } catch (e) {
+        caught = e;
+      }
+      expect(caught, JSON.stringify(schema)).toBeInstanceOf(SchemaError);
+      expect((caught as SchemaError).path, JSON.stringify(schema)).toBe(path);
+    }
+  });
+
+  it('resolves $defs and definitions, and cuts recursion that enters no container', () => {
+    const schema = {
+      definitions: { leaf: { type: 'integer' } },
+      $defs: { loop: { anyOf: [{ $ref: '#/$defs/loop' }, { $ref: '#/definitions/leaf' }] } },
+      type: 'array',
+      items: { $ref: '#/$defs/loop' },
+    };
+    const re = compile(jsonSchemaRegex(schema));
+    expect([re.test('[1,2]'), re.test('["a"]')]).toEqual([true, false]);
+  });
+
+  it('spells counts past 1000 in the subset', () => {
+    const re = compile(jsonSchemaRegex({ type: 'string', minLength: 2500, maxLength: 3700 }));
+    expect([2499, 2500, 3700, 3701].map((n) => re.test(`"${'a'.repeat(n)}"`))).toEqual([false, true, true, false]);
+    expect(() => jsonStringPattern(jsonSchemaRegex({ type: 'array', minItems: 1500 }))).not.toThrow();
+  });
+
+  it('ignores annotations', () => {
+    const annotated = { type: 'integer', title: 'n', description: 'a number', examples: [1], default: 0, $comment: 'x', deprecated: false };
+    expect(jsonSchemaRegex(annotated)).toBe(jsonSchemaRegex({ type: 'integer' }));
+  });
+});
+
+describe('integerRangeRegex', () => {
+  it('matches exactly the integers in range, for every integer in [-300, 300] and random bounds', () => {
+    const rng = seededRandom(11);
+    const probes = [...Array.from({ length: 601 }, (_, i) => i - 300), 999, 1000, 12345, -999, -1000, -12345];
+    for (let k = 0; k < 300; k++) {
+      let lo = between(rng, -300, 300);
+      let hi = between(rng, lo, 300);
+      if (k % 10 === 1) lo = -Infinity;
+      if (k % 10 === 2) hi = Infinity;
+      const re = compile(integerRangeRegex(lo, hi)!);
+      const wrong = probes.filter((n) => re.test(String(n)) !== (n >= lo && n <= hi));
+      expect(wrong, `[${lo}, ${hi}]`).toEqual([]);
+      expect(re.test('-0') || re.test('00') || re.test('01')).toBe(false);
+    }
+    expect(integerRangeRegex(3, 2)).toBeNull();
+  });
+
+  it('holds integer schema bounds exactly, exclusive ones and fractional ones included', () => {
+    const re = compile(jsonSchemaRegex({ type: 'integer', exclusiveMinimum: -7.5, exclusiveMaximum: 12 }));
+    for (let n = -30; n <= 30; n++) expect(re.test(String(n)), String(n)).toBe(n >= -7 && n <= 11);
+  });
+});
+
+describe('jsonObjectRegex', () => {
+  it('matches any JSON object within the depth bound, and nothing else', () => {
+    const rng = seededRandom(3);
+    const re = compile(jsonObjectRegex({ maxDepth: 3 }));
+    for (let i = 0; i < 200; i++) {
+      const v = randomValue(rng, 3);
+      const text = layout(v, rng);
+      expect(re.test(text), text).toBe(typeof v === 'object' && v !== null && !Array.isArray(v));
+      for (const m of mutations(text, rng, 8)) if (re.test(m)) expect(() => JSON.parse(m), m).not.toThrow();
+    }
+    expect(re.test('{"a":[{"b":1}]}')).toBe(true);
+    expect(re.test('{"a":[{"b":[1]}]}')).toBe(false);
+  });
+
+  it('stays small enough to expand: 4x per level', () => {
+    const sizes = [2, 3, 4, 5, 6].map((d) => jsonObjectRegex({ maxDepth: d }).length);
+    expect(sizes[1]).toBeLessThan(10_000);
+    for (let i = 1; i < sizes.length; i++) expect(sizes[i] / sizes[i - 1]).toBeLessThan(4.2);
+  });
+});
