@@ -20,6 +20,7 @@
 
 import { integerRangeRegex } from './integer-range-regex';
 import { jsonStringPattern, PatternError, regexLiteral } from './json-string-pattern';
+import { type NumberBound, numberRangeRegex } from './number-range-regex';
 
 export class SchemaError extends Error {
   /** A JSON Pointer to the offending keyword in the schema given. */
@@ -49,7 +50,6 @@ const CODE_POINT = '(?:[^"\\\\\\x00-\\x1F\\x7F]|\\\\["\\\\/bfnrt]|\\\\u(?:[0-9a-
 const INTEGER = '-?(?:0|[1-9][0-9]*)';
 const FRACTION_EXPONENT = '(?:\\.[0-9]+)?(?:[eE][+\\-]?[0-9]+)?';
 const NUMBER = `${INTEGER}${FRACTION_EXPONENT}`;
-const NON_NEGATIVE_NUMBER = `(?:0|[1-9][0-9]*)${FRACTION_EXPONENT}`;
 const BOOLEAN = '(?:true|false)';
 const NULL = 'null';
 const SCALAR = `${STRING}|${NUMBER}|true|false|null`;
@@ -316,14 +316,22 @@ class RegexBuilder {
     return r === null ? null : `(?:${r})`;
   }
 
-  /** Only `minimum: 0` is held for numbers (no minus sign); other bounds need decimal comparisons not built here. */
-  private number(schema: Schema, path: string): string {
-    for (const key of ['minimum', 'exclusiveMinimum', 'maximum', 'exclusiveMaximum']) {
-      if (!(key in schema)) continue;
-      if (key === 'minimum' && schema.minimum === 0) continue;
-      throw new SchemaError(pointer(path, key), `${key} on a number is not supported (minimum: 0 is, and integer bounds are)`);
-    }
-    return 'minimum' in schema ? NON_NEGATIVE_NUMBER : NUMBER;
+  /** Integer bounds are held exactly (bounded numbers lose the exponent); a fractional bound is refused. */
+  private number(schema: Schema, path: string): string | null {
+    const bound = (key: string, exclusive: boolean): NumberBound | null => {
+      const v = this.bound(schema, key, path);
+      if (v === undefined) return null;
+      if (!Number.isSafeInteger(v)) throw new SchemaError(pointer(path, key), `${key} on a number is supported only as an integer`);
+      return { value: v, exclusive };
+    };
+    // Of two bounds on one side the tighter one holds (the exclusive one at a tie).
+    const tighter = (a: NumberBound | null, b: NumberBound | null, sign: number): NumberBound | null =>
+      a === null ? b : b === null ? a : sign * (a.value - b.value) > 0 || (a.value === b.value && a.exclusive) ? a : b;
+    const lo = tighter(bound('minimum', false), bound('exclusiveMinimum', true), 1);
+    const hi = tighter(bound('maximum', false), bound('exclusiveMaximum', true), -1);
+    if (lo === null && hi === null) return NUMBER;
+    const r = numberRangeRegex(lo, hi);
+    return r === null ? null : `(?:${r})`;
   }
 
   /** `\[ ELEMENTS \]`, elements as `,`-separated whitespace-padded values. */

@@ -330,8 +330,8 @@ describe('jsonSchemaRegex', () => {
       [{ type: 'string', format: 'email' }, '/format'],
       [{ type: 'object', properties: { x: { type: 'string', pattern: '(?=a)b' } } }, '/properties/x/pattern'],
       [{ type: 'string', pattern: 'a\\1' }, '/pattern'],
-      [{ type: 'number', maximum: 3 }, '/maximum'],
-      [{ type: 'number', minimum: 1 }, '/minimum'],
+      [{ type: 'number', maximum: 2.5 }, '/maximum'],
+      [{ type: 'number', minimum: 1, exclusiveMinimum: 0.5 }, '/exclusiveMinimum'],
       [{ type: 'string', minLength: 2, pattern: 'a+' }, '/minLength'],
       [{ $ref: 'https://example.com/s.json' }, '/$ref'],
       [{ $defs: { a: { type: 'string' } }, $ref: '#/$defs/b' }, '/$ref'],
@@ -398,6 +398,40 @@ describe('integerRangeRegex', () => {
   it('holds integer schema bounds exactly, exclusive ones and fractional ones included', () => {
     const re = compile(jsonSchemaRegex({ type: 'integer', exclusiveMinimum: -7.5, exclusiveMaximum: 12 }));
     for (let n = -30; n <= 30; n++) expect(re.test(String(n)), String(n)).toBe(n >= -7 && n <= 11);
+  });
+});
+
+describe('numberRangeRegex', () => {
+  it('matches exactly the decimals between integer bounds, inclusive or exclusive, and no exponent where bounded away from 0', () => {
+    const texts = Array.from({ length: 57 }, (_, k) => (k - 28) / 4).flatMap((v) => [String(v), v.toFixed(2), v.toFixed(0)]).filter((t) => t !== '-0');
+    const rng = seededRandom(17);
+    for (let k = 0; k < 200; k++) {
+      const lo = k % 7 === 1 ? null : { value: between(rng, -6, 6), exclusive: rng() < 0.5 };
+      const hi = k % 7 === 2 || lo === null ? (k % 7 === 1 ? { value: between(rng, -6, 6), exclusive: rng() < 0.5 } : null) : { value: between(rng, lo.value, 6), exclusive: rng() < 0.5 };
+      const schema = { type: 'number', ...(lo && { [lo.exclusive ? 'exclusiveMinimum' : 'minimum']: lo.value }), ...(hi && { [hi.exclusive ? 'exclusiveMaximum' : 'maximum']: hi.value }) };
+      const inRange = (v: number) => (lo === null || (lo.exclusive ? v > lo.value : v >= lo.value)) && (hi === null || (hi.exclusive ? v < hi.value : v <= hi.value));
+      let re: RegExp;
+      try {
+        re = compile(jsonSchemaRegex(schema));
+      } catch (e) {
+        // An empty range is refused as a schema admitting nothing.
+        expect(e, JSON.stringify(schema)).toBeInstanceOf(SchemaError);
+        expect(texts.some((t) => inRange(Number(t))), JSON.stringify(schema)).toBe(false);
+        continue;
+      }
+      const wrong = texts.filter((t) => re.test(t) !== inRange(Number(t)));
+      expect(wrong, JSON.stringify(schema)).toEqual([]);
+      expect(re.test('-0'), JSON.stringify(schema)).toBe(false);
+    }
+  });
+
+  it('keeps the exponent where a bound at 0 alone settles the sign', () => {
+    const positive = compile(jsonSchemaRegex({ type: 'number', exclusiveMinimum: 0 }));
+    expect(['1e-7', '0.5E3', '3'].every((t) => positive.test(t))).toBe(true);
+    expect(['0', '0.0e5', '-1e3', '0e1'].some((t) => positive.test(t))).toBe(false);
+    const nonPositive = compile(jsonSchemaRegex({ type: 'number', maximum: 0 }));
+    expect(['-1e-7', '0', '0.0', '-2.5E+3'].every((t) => nonPositive.test(t))).toBe(true);
+    expect(['1e-7', '0.1'].some((t) => nonPositive.test(t))).toBe(false);
   });
 });
 
