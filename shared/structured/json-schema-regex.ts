@@ -135,6 +135,12 @@ class RegexBuilder {
 
   constructor(private readonly root: unknown, options: JsonSchemaRegexOptions) {
     const ws = options.whitespace ?? DEFAULT_WHITESPACE;
+    try {
+      jsonStringPattern(ws);
+    } catch (e) {
+      if (e instanceof PatternError) throw new RangeError(`whitespace must be a regex of the subset: ${e.message}`);
+      throw e;
+    }
     // Grouped only where an alternation would leak into its neighbours.
     this.ws = ws.includes('|') ? `(?:${ws})` : ws;
     this.maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;

@@ -309,6 +309,7 @@ describe('jsonSchemaRegex', () => {
     const tight = compile(jsonSchemaRegex(schema, { whitespace: '' }));
     expect([tight.test('{"a":[1,2]}'), tight.test('{"a": [1,2]}')]).toEqual([true, false]);
     expect(compile(jsonSchemaRegex(schema)).test('{"a":  [1]}')).toBe(false);
+    expect(() => jsonSchemaRegex(schema, { whitespace: '(?= )' })).toThrow(RangeError);
   });
 
   it('writes only the regex subset the engine takes', () => {
