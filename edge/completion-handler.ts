@@ -24,7 +24,7 @@ import { streamResponse } from './sse-response';
 import { wholeCompletionResponse } from './whole-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 import { badWordsTokenIds } from './bad-words';
-import { outputChoices } from './output-choices';
+import { structuredOutput } from './structured-output';
 import { allowedIdsLeft } from '../shared/allowed-ids-left';
 import { generationEndIds } from '../shared/end-ids';
 
@@ -256,7 +256,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     throw badRequest(`\`logprob_token_ids\` is not supported when \`echo=True\` and \`${limitParam}=0\` because no output tokens are generated.`, 'logprob_token_ids', 'invalid_value');
   }
   const badWords = badWordsTokenIds(body.bad_words ?? [], model.tokenizer);
-  const replyChoices = outputChoices(body);
+  const structured = structuredOutput(body);
   const minTokens = body.min_tokens ?? 0;
   // vLLM's rule: a reply cannot be held open past the tokens it may have.
   if (minTokens > maxTokens) throw badRequest(`min_tokens (${minTokens}) must be at most ${limitParam} (${maxTokens}).`, 'min_tokens', 'invalid_value');
@@ -349,7 +349,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           includeStop: body.include_stop_str_in_output === true,
           allowedTokenIds,
           badWords,
-          choices: replyChoices,
+          choices: structured.choices,
+          regex: structured.regex,
           userCache,
           trie,
           trieFollows: drafts && cacheInTime === null,

@@ -41,6 +41,8 @@ export interface CompletionPlan {
   badWords: number[][];
   /** vLLM's structured_outputs.choice (or guided_choice): the reply's text is one of these (null = any). */
   choices: string[] | null;
+  /** vLLM's other structured outputs (regex, json, json_object; response_format), as one regex the reply's text matches whole (edge/structured-output.ts; null = any). */
+  regex?: string | null;
   /**
    * The user's cache, read from KV as the request came in (it may come after
    * the generation opened); null where the request does not draft at the
@@ -288,6 +290,7 @@ export class CompletionRun {
       ...(plan.allowedTokenIds ? { allowedTokenIds: plan.allowedTokenIds } : {}),
       ...(plan.badWords.length > 0 ? { badWords: plan.badWords } : {}),
       ...(plan.choices !== null ? { choices: plan.choices } : {}),
+      ...(plan.regex != null ? { regex: plan.regex } : {}),
       // Ids meant for this model: a pool serving another refuses them (421), and the next one is tried.
       model: modelIdentity(deps.model.info),
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),

@@ -32,6 +32,25 @@ const streamOptionsSchema = z
   .nullish();
 
 /** vLLM's choice list: the reply is one of these texts (bounded as the pool's `choices`). */
+/** A JSON schema as vLLM takes it: an object, or its JSON text. */
+const jsonSchemaFieldSchema = z.union([z.string(), z.record(z.string(), z.unknown())]);
+
+/** OpenAI's response_format (and vLLM's): its `json_schema.schema` is the schema; absent, any JSON object. */
+const responseFormatSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({
+    type: z.literal('json_schema'),
+    json_schema: z.object({
+      name: z.string().min(1).max(64),
+      description: z.string().nullish(),
+      schema: z.record(z.string(), z.unknown()).nullish(),
+      /** OpenAI's strict mode: the reply always follows the schema here, so either value is taken. */
+      strict: z.boolean().nullish(),
+    }),
+  }),
+]);
+
 const outputChoicesSchema = z.custom<string[]>((v) => outputChoicesProblem(v) === null, { error: (issue) => outputChoicesProblem(issue.input) ?? 'not a list of choices' });
 
 /** Most choices (`n`) a request may ask for: each is a whole generation on a pool. */
@@ -68,10 +87,33 @@ const commonFields = {
     .array(z.string().max(MAX_BAD_WORD_LENGTH, `a bad word holds at most ${MAX_BAD_WORD_LENGTH} characters`))
     .max(MAX_BAD_WORDS, `bad_words holds at most ${MAX_BAD_WORDS} words`)
     .nullish(),
-  /** Non-standard (vLLM): the reply is one of these texts (`choice`; its other constraints are refused by name, rejectOtherStructuredOutputs). */
-  structured_outputs: z.object({ choice: outputChoicesSchema.nullish() }).nullish(),
-  /** Non-standard (vLLM, deprecated there for structured_outputs.choice): the same; read only where structured_outputs is not sent, as vLLM does. */
+  /**
+   * Non-standard (vLLM): the reply is one of these texts (`choice`), matches
+   * a regular expression (`regex`), is JSON valid under a schema (`json`) or
+   * a JSON object (`json_object`); one of them (edge/structured-output.ts).
+   * `grammar` and `structural_tag` are refused by name (rejectOtherStructuredOutputs).
+   */
+  structured_outputs: z
+    .object({
+      choice: outputChoicesSchema.nullish(),
+      regex: z.string().nullish(),
+      json: jsonSchemaFieldSchema.nullish(),
+      json_object: z.boolean().nullish(),
+      /** The JSON layout's whitespace between tokens, a regex (default `[ ]?`, as outlines'). */
+      whitespace_pattern: z.string().nullish(),
+      /** vLLM's switch off arbitrary whitespace in JSON: the layout here never has it, so either value is taken. */
+      disable_any_whitespace: z.boolean().nullish(),
+      /** vLLM's switch off properties a schema does not list: here an object with `properties` holds those alone, so true is taken, false refused (edge/structured-output.ts). */
+      disable_additional_properties: z.boolean().nullish(),
+    })
+    .nullish(),
+  /** Non-standard (vLLM, deprecated there for structured_outputs): the same constraints; read only where structured_outputs is not sent, as vLLM does. */
   guided_choice: outputChoicesSchema.nullish(),
+  guided_regex: z.string().nullish(),
+  guided_json: jsonSchemaFieldSchema.nullish(),
+  guided_whitespace_pattern: z.string().nullish(),
+  /** OpenAI's: plain text, any JSON object (`json_object`), or JSON valid under a schema (`json_schema`). */
+  response_format: responseFormatSchema.nullish(),
   /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
   seed: z
     .number()
@@ -223,15 +265,12 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   functions: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
   tool_choice: { neutral: (v) => v === 'none', hint: '"none"' },
   function_call: { neutral: (v) => v === 'none', hint: '"none"' },
-  response_format: { neutral: (v) => typeof v === 'object' && v !== null && (v as { type?: unknown }).type === 'text', hint: '{"type": "text"}' },
   // Text is the only output: an audio reply, or searching the web first, would change the answer.
   modalities: { neutral: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', hint: '["text"]' },
   audio: { neutral: () => false, hint: 'null' },
   web_search_options: { neutral: () => false, hint: 'null' },
-  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, truncation_side, return_tokens_as_token_ids, return_token_ids, bad_words, guided_choice, logprob_token_ids): each changes the answer, and a vLLM user would expect them honoured.
+  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, truncation_side, return_tokens_as_token_ids, return_token_ids, bad_words, guided_choice, guided_regex, guided_json, logprob_token_ids): each changes the answer, and a vLLM user would expect them honoured.
   use_beam_search: { neutral: (v) => v === false, hint: 'false' },
-  guided_json: { neutral: () => false, hint: 'null' },
-  guided_regex: { neutral: () => false, hint: 'null' },
   guided_grammar: { neutral: () => false, hint: 'null' },
   // vLLM's (vllm/entrypoints/openai/completion/protocol.py, CompletionRequest; chat's the same) that were taken and ignored:
   // a watermark, ending on repeated n-grams and prompt embeddings each change the answer.
@@ -281,17 +320,17 @@ export function rejectUnsupportedParameters(body: unknown, endpoint: 'completion
   }
 }
 
-/** vLLM's structured-output constraints beside `choice` (StructuredOutputsParams): each would change the answer, and none is served. */
-const STRUCTURED_OUTPUT_CONSTRAINTS = ['json', 'regex', 'grammar', 'json_object', 'structural_tag'] as const;
+/** vLLM's structured-output constraints not served (StructuredOutputsParams): each would change the answer. */
+const STRUCTURED_OUTPUT_CONSTRAINTS = ['grammar', 'structural_tag'] as const;
 
-/** Refuses `structured_outputs` naming a constraint other than `choice` (by its key), as vLLM's other guided_* fields are. */
+/** Refuses `structured_outputs` naming a constraint not served (by its key), as vLLM's guided_grammar is. */
 function rejectOtherStructuredOutputs(value: unknown): void {
   if (typeof value !== 'object' || value === null) return;
   for (const key of STRUCTURED_OUTPUT_CONSTRAINTS) {
     const v = (value as Record<string, unknown>)[key];
     if (v !== null && v !== undefined) {
       const param = `structured_outputs.${key}`;
-      throw badRequest(`${param} is not supported by this server: of structured outputs only choice is (leave ${key} out, or send it as null)`, param, 'unsupported_parameter');
+      throw badRequest(`${param} is not supported by this server: of structured outputs choice, regex, json and json_object are (leave ${key} out, or send it as null)`, param, 'unsupported_parameter');
     }
   }
 }

@@ -13,7 +13,7 @@
  */
 import { badRequest } from './api-error';
 import { MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
-import { checkRegex, RegexLimitError, RegexSyntaxError } from '../shared/structured/regex-automaton';
+import { checkRegex, RegexSyntaxError } from '../shared/structured/regex-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, SchemaError } from '../shared/structured/json-schema-regex';
 
 type JsonSchemaField = string | Record<string, unknown>;
@@ -95,31 +95,56 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
   if (regex.length > MAX_OUTPUT_REGEX_CHARS) {
     throw badRequest(`${constraint.param}: its regular expression is ${regex.length} characters, more than the ${MAX_OUTPUT_REGEX_CHARS} a pool takes; send a smaller one.`, constraint.param, 'invalid_value');
   }
-  try {
-    checkRegex(regex);
-  } catch (err) {
-    if (err instanceof RegexSyntaxError || err instanceof RegexLimitError) {
-      // A schema's regex is this code's: only its size (or a pattern or whitespace written into it) can fail here.
-      throw badRequest(`${constraint.param}: ${err.message}`, constraint.param, 'invalid_value');
+  if (!checked.has(regex)) {
+    try {
+      checkRegex(regex);
+    } catch (err) {
+      if (err instanceof RegexSyntaxError) {
+        // A schema's regex is this code's: only its size (or a pattern or whitespace written into it) can fail here.
+        throw badRequest(`${constraint.param}: ${err.message}`, constraint.param, 'invalid_value');
+      }
+      throw err;
     }
-    throw err;
+    remember(regex);
   }
   return { choices: null, regex };
+}
+
+/**
+ * Regexes checked lately, least recent first: JSON mode's regex, or a
+ * schema sent with every request, costs 1-30 ms of CPU to check (its
+ * automaton built), once per isolate rather than once a request.
+ */
+const checked = new Set<string>();
+const CHECKED_REGEXES = 32;
+const CHECKED_CHARS = 1 << 20;
+let checkedChars = 0;
+
+function remember(regex: string): void {
+  checked.add(regex);
+  checkedChars += regex.length;
+  for (const old of checked) {
+    if (checked.size <= CHECKED_REGEXES && checkedChars <= CHECKED_CHARS) break;
+    checked.delete(old);
+    checkedChars -= old.length;
+  }
 }
 
 /** The regex a constraint asks for: a schema's written out; a 400 for a schema this server cannot follow. */
 function regexOf(constraint: Exclude<Constraint, { choices: string[] }>, whitespace: { param: string; pattern: string } | null): string {
   if ('regex' in constraint) return constraint.regex;
-  const options = whitespace ? { whitespace: whitespace.pattern } : {};
   if (whitespace) checkPattern(whitespace.param, whitespace.pattern);
+  const options = whitespace ? { whitespace: whitespace.pattern } : {};
+  const schema = 'jsonObject' in constraint ? null : parsedSchema(constraint.param, constraint.schema);
   try {
-    if ('jsonObject' in constraint) return jsonObjectRegex(options);
-    return jsonSchemaRegex(parsedSchema(constraint.param, constraint.schema), options);
+    return schema === null ? jsonObjectRegex(options) : jsonSchemaRegex(schema, options);
   } catch (err) {
     if (err instanceof SchemaError) {
       const at = err.path === '' ? '' : ` (at ${err.path})`;
       throw badRequest(`${constraint.param}: ${err.message}${at}`, constraint.param, 'invalid_value');
     }
+    // The whitespace is the one option read as a regex inside the JSON's (a lazy quantifier, say, is not taken there).
+    if (err instanceof RangeError && whitespace) throw badRequest(`${whitespace.param}: ${err.message}`, whitespace.param, 'invalid_value');
     throw err;
   }
 }
@@ -137,7 +162,7 @@ function checkPattern(param: string, pattern: string): void {
   try {
     checkRegex(pattern);
   } catch (err) {
-    if (err instanceof RegexSyntaxError || err instanceof RegexLimitError) throw badRequest(`${param}: ${err.message}`, param, 'invalid_value');
+    if (err instanceof RegexSyntaxError) throw badRequest(`${param}: ${err.message}`, param, 'invalid_value');
     throw err;
   }
 }

@@ -775,9 +775,48 @@ describe('OpenAI-compatible API on the edge', () => {
     const empty = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 5, structured_outputs: { choice: [] } });
     expect(empty.status).toBe(400);
     expect(empty.json.error).toMatchObject({ param: 'structured_outputs.choice', code: 'invalid_value' });
-    const json = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], structured_outputs: { json: { type: 'object' } } });
-    expect(json.status).toBe(400);
-    expect(json.json.error).toMatchObject({ param: 'structured_outputs.json', code: 'unsupported_parameter' });
+  });
+
+  it("serves structured outputs beside choice: vLLM's regex and json (and guided_*), OpenAI's response_format json_object and json_schema; the reply matches, whole or streamed, the same with speculation and without", async () => {
+    const messages = [{ role: 'user' as const, content: 'Tell me about a dog.' }];
+    const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 20 }, good: { type: 'boolean' } }, required: ['name', 'age', 'good'] };
+    for (const speculation of ['auto', 'off']) {
+      const regex = ' Max (was|is) [a-z ]{1,40}\\.';
+      const whole = await client.completions.create({ model, prompt: PROMPT, max_tokens: 80, temperature: 0, speculation, structured_outputs: { regex } } as OpenAI.CompletionCreateParamsNonStreaming);
+      expect(whole.choices[0].text, speculation).toMatch(new RegExp(`^(?:${regex})$`));
+      expect(whole.choices[0].finish_reason).toBe('stop');
+      const streamed = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, speculation, guided_regex: regex, user: `regex-${speculation}` });
+      expect(streamed.text, speculation).toBe(whole.choices[0].text);
+      // OpenAI's json_schema through its SDK's own field: an object the schema holds.
+      const chat = await client.chat.completions.create({ model, messages, max_tokens: 120, temperature: 0, speculation, response_format: { type: 'json_schema', json_schema: { name: 'dog', schema } } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      expect(chat.choices[0].finish_reason, chat.choices[0].message.content ?? '').toBe('stop');
+      const dog = JSON.parse(chat.choices[0].message.content!) as { name: string; age: number; good: boolean };
+      expect(Object.keys(dog)).toEqual(['name', 'age', 'good']);
+      expect(dog.name.length).toBeLessThanOrEqual(12);
+      expect(Number.isInteger(dog.age) && dog.age >= 0 && dog.age <= 20).toBe(true);
+      expect(typeof dog.good).toBe('boolean');
+      const chatStream = await client.chat.completions.create({ model, messages, max_tokens: 120, temperature: 0, speculation, stream: true, structured_outputs: { json: schema } } as OpenAI.ChatCompletionCreateParamsStreaming);
+      let content = '';
+      for await (const chunk of chatStream) content += chunk.choices[0]?.delta.content ?? '';
+      expect(content, speculation).toBe(chat.choices[0].message.content);
+    }
+    // JSON mode: any JSON object (cut by max_tokens it may be unfinished, as OpenAI's).
+    const mode = await client.chat.completions.create({ model, messages, max_tokens: 200, temperature: 0, response_format: { type: 'json_object' } });
+    if (mode.choices[0].finish_reason === 'stop') expect(typeof JSON.parse(mode.choices[0].message.content!)).toBe('object');
+    else expect(mode.choices[0].message.content!.startsWith('{')).toBe(true);
+    // Sampled, n replies: each valid.
+    const sampled = await client.chat.completions.create({ model, messages, max_tokens: 120, temperature: 1, seed: 9, n: 3, response_format: { type: 'json_schema', json_schema: { name: 'dog', schema } } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    for (const c of sampled.choices) if (c.finish_reason === 'stop') expect(Object.keys(JSON.parse(c.message.content!))).toEqual(['name', 'age', 'good']);
+    // Refused, naming the field: a regex that is not one, a schema keyword not followed, two constraints at once.
+    const bad = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 5, structured_outputs: { regex: '(a' } });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error).toMatchObject({ param: 'structured_outputs.regex', code: 'invalid_value' });
+    const keyword = await post('/v1/chat/completions', { model, messages, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'integer', multipleOf: 3 } } } });
+    expect(keyword.status).toBe(400);
+    expect(keyword.json.error).toMatchObject({ param: 'response_format.json_schema.schema', message: expect.stringContaining('multipleOf') });
+    const two = await post('/v1/chat/completions', { model, messages, structured_outputs: { regex: 'a' }, response_format: { type: 'json_object' } });
+    expect(two.status).toBe(400);
+    expect(two.json.error?.message).toContain('You can only use one kind of structured outputs constraint');
   });
 
   it("serves vLLM's truncate_prompt_tokens (the prompt's last k tokens, a text prompt's BOS kept) and return_tokens_as_token_ids", async () => {
@@ -965,7 +1004,7 @@ describe('OpenAI-compatible API on the edge', () => {
     for (const [path, body, param] of [
       ['/v1/completions', { model, prompt: 'hi', best_of: 3 }, 'best_of'],
       ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
-      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } }, 'response_format'],
+      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], structured_outputs: { grammar: 'root ::= "a"' } }, 'structured_outputs.grammar'],
     ] as const) {
       const res = await post(path, body);
       expect(res.status).toBe(400);

@@ -1,11 +1,11 @@
 /**
- * vLLM's choice constraint at the edge: structured_outputs.choice, or the
- * older guided_choice, read as vLLM reads them; bad lists refused naming the
- * field.
+ * vLLM's structured outputs at the edge (choice, regex, json, json_object;
+ * the older guided_* fields) and OpenAI's response_format, read as vLLM
+ * reads them; what cannot be served refused naming the field.
  */
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
-import { structuredOutput } from '../../edge/structured-output';
+import { structuredOutput, type StructuredOutput } from '../../edge/structured-output';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 
 function choicesOf(body: Record<string, unknown>, endpoint: 'completion' | 'chat' = 'completion'): string[] | null {
@@ -43,6 +43,89 @@ describe('choice constraint (vLLM structured_outputs.choice, guided_choice)', ()
     expect(refusal({ guided_choice: ['x'.repeat(70_000)] })).toMatchObject({ param: 'guided_choice', message: expect.stringContaining('65536 UTF-8 bytes') });
     expect(refusal({ structured_outputs: {} })).toMatchObject({ param: 'structured_outputs', code: 'invalid_value' });
     expect(refusal({ guided_choice: ['yes'], ignore_eos: true })).toMatchObject({ param: 'ignore_eos', code: 'invalid_value' });
-    expect(refusal({ structured_outputs: { choice: ['yes'], regex: 'y.*' } })).toMatchObject({ param: 'structured_outputs.regex', code: 'unsupported_parameter' });
+    // One constraint at a time, as vLLM's StructuredOutputsParams has it.
+    expect(refusal({ structured_outputs: { choice: ['yes'], regex: 'y.*' } })).toMatchObject({ param: 'structured_outputs.regex', code: 'invalid_value', message: expect.stringContaining('You can only use one kind of structured outputs constraint') });
+  });
+});
+
+function structuredOf(body: Record<string, unknown>, endpoint: 'completion' | 'chat' = 'completion'): StructuredOutput {
+  if (endpoint === 'chat') return structuredOutput(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat'));
+  return structuredOutput(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', ...body }));
+}
+
+function refused(body: Record<string, unknown>, endpoint: 'completion' | 'chat' = 'completion'): { param: string | null; code: string | null; message: string } {
+  try {
+    structuredOf(body, endpoint);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ApiError);
+    return (err as ApiError).toBody().error;
+  }
+  throw new Error('not refused');
+}
+
+/** Whether `text` is a whole match of what the pool is sent. */
+function matches(out: StructuredOutput, text: string): boolean {
+  return new RegExp(`^(?:${out.regex!})$`, 'u').test(text);
+}
+
+const DOG = { type: 'object', properties: { name: { type: 'string' }, age: { type: 'integer', minimum: 0 } }, required: ['name'] };
+
+describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_object; guided_*; response_format)', () => {
+  it('sends the pool one regex for each, read from the field the request used', () => {
+    expect(structuredOf({ structured_outputs: { regex: '[0-9]{3}' } })).toEqual({ choices: null, regex: '[0-9]{3}' });
+    expect(structuredOf({ guided_regex: 'a|b' }, 'chat')).toEqual({ choices: null, regex: 'a|b' });
+    for (const body of [{ structured_outputs: { json: DOG } }, { structured_outputs: { json: JSON.stringify(DOG) } }, { guided_json: DOG }, { response_format: { type: 'json_schema', json_schema: { name: 'dog', schema: DOG, strict: true } } }]) {
+      const out = structuredOf(body, 'chat');
+      expect(out.choices).toBeNull();
+      expect(matches(out, '{"name": "Rex", "age": 3}'), JSON.stringify(body)).toBe(true);
+      expect(matches(out, '{"name":"Rex"}')).toBe(true);
+      expect(matches(out, '{"age": 3}')).toBe(false);
+      expect(matches(out, '{"name": "Rex", "age": -3}')).toBe(false);
+    }
+    for (const body of [{ response_format: { type: 'json_object' } }, { structured_outputs: { json_object: true } }, { response_format: { type: 'json_schema', json_schema: { name: 'any' } } }]) {
+      const out = structuredOf(body, 'chat');
+      expect(matches(out, '{"a": [1, 2, {"b": null}], "c": "d"}'), JSON.stringify(body)).toBe(true);
+      expect(matches(out, '[1]')).toBe(false);
+    }
+    // The whitespace between JSON's tokens, where the request names it.
+    const spaced = structuredOf({ structured_outputs: { json: DOG, whitespace_pattern: '[ \\n]{0,2}' } });
+    expect(matches(spaced, '{\n"name":\n "Rex"\n}')).toBe(true);
+    expect(matches(structuredOf({ guided_json: DOG }), '{\n"name": "Rex"}')).toBe(false);
+    // Neutral: text, json_object false, the options that change nothing here.
+    expect(structuredOf({ response_format: { type: 'text' } })).toEqual({ choices: null, regex: null });
+    expect(structuredOf({ structured_outputs: { regex: 'x', json_object: false, disable_any_whitespace: true, disable_additional_properties: true } }).regex).toBe('x');
+    // vLLM reads guided_* only where structured_outputs is not sent.
+    expect(structuredOf({ structured_outputs: { regex: 'a' }, guided_json: DOG }).regex).toBe('a');
+  });
+
+  it('refuses two constraints, a bad regex or schema, and ignore_eos, naming the field', () => {
+    expect(refused({ structured_outputs: { regex: 'a' }, response_format: { type: 'json_object' } }, 'chat')).toMatchObject({ param: 'response_format', message: expect.stringContaining('structured_outputs.regex, response_format') });
+    expect(refused({ guided_choice: ['a'], guided_regex: 'a' })).toMatchObject({ param: 'guided_regex', code: 'invalid_value' });
+    expect(refused({ structured_outputs: { regex: '(a' } })).toMatchObject({ param: 'structured_outputs.regex', code: 'invalid_value', message: expect.stringMatching(/^structured_outputs\.regex: /) });
+    expect(refused({ guided_regex: 'a(?=b)' })).toMatchObject({ param: 'guided_regex', message: expect.stringContaining('lookahead') });
+    expect(refused({ structured_outputs: { regex: '((a{1000}){1000}){1000}' } })).toMatchObject({ param: 'structured_outputs.regex', message: expect.stringContaining('too large') });
+    expect(refused({ response_format: { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object', properties: { a: { type: 'integer', multipleOf: 2 } } } } } }, 'chat')).toMatchObject({
+      param: 'response_format.json_schema.schema',
+      message: expect.stringContaining('/properties/a/multipleOf'),
+    });
+    expect(refused({ structured_outputs: { json: '{not json' } })).toMatchObject({ param: 'structured_outputs.json', message: expect.stringContaining('JSON text') });
+    expect(refused({ guided_json: DOG, guided_whitespace_pattern: '(' })).toMatchObject({ param: 'guided_whitespace_pattern', code: 'invalid_value' });
+    expect(refused({ structured_outputs: { regex: 'a', disable_additional_properties: false } })).toMatchObject({ param: 'structured_outputs.disable_additional_properties', code: 'unsupported_parameter' });
+    expect(refused({ structured_outputs: { whitespace_pattern: ' ' } })).toMatchObject({ param: 'structured_outputs', message: expect.stringContaining('names no constraint') });
+    expect(refused({ response_format: { type: 'json_object' }, ignore_eos: true })).toMatchObject({ param: 'ignore_eos', message: expect.stringContaining('(response_format)') });
+    expect(refused({ response_format: { type: 'xml' } }, 'chat')).toMatchObject({ param: 'response_format.type' });
+    expect(refused({ structured_outputs: { grammar: 'root ::= "a"' } })).toMatchObject({ param: 'structured_outputs.grammar', code: 'unsupported_parameter' });
+  });
+
+  it('checks a regex sent again without building its automaton again', () => {
+    // Warm: the code that converts and checks has run (a first call anywhere pays for its compilation).
+    for (let i = 0; i < 5; i++) structuredOf({ guided_json: { type: 'array', items: { type: 'string', format: 'date' }, maxItems: i + 1 } });
+    const schema = { type: 'array', items: { type: 'object', properties: { when: { type: 'string', format: 'date-time' }, n: { type: 'integer', minimum: -999, maximum: 999 } } }, maxItems: 4 };
+    let t = performance.now();
+    structuredOf({ guided_json: schema });
+    const first = performance.now() - t;
+    t = performance.now();
+    for (let i = 0; i < 10; i++) structuredOf({ guided_json: schema });
+    expect((performance.now() - t) / 10).toBeLessThan(first / 2);
   });
 });
