@@ -3,7 +3,7 @@
  * sends): completions and chat, streamed or not, n > 1, stops, logprobs,
  * echo, penalties, vLLM's min_p / min_tokens / ignore_eos / stop_token_ids /
  * allowed_token_ids / truncate_prompt_tokens / prompt_logprobs /
- * return_tokens_as_token_ids / bad_words / structured_outputs.choice (guided_choice) /
+ * return_tokens_as_token_ids / bad_words / structured outputs (choice, regex, json, json_object; guided_*; response_format) /
  * return_token_ids / truncation_side / priority 0 / cache_salt, a completion
  * without max_tokens, and broken ones, from many clients at once, a quarter
  * of them hanging up early. It checks what a user relies on:
@@ -27,7 +27,7 @@ import { seededRandom } from '../../shared/seeded-random';
 import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
 import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
-import { choiceProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from './soak-checks';
+import { choiceProblem, structuredOf, structuredProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from './soak-checks';
 
 export interface EdgeSoakOptions {
   /** Aborted: start nothing more, finish what runs, and report (Ctrl-C). */
@@ -49,6 +49,24 @@ export interface EdgeSoakOptions {
 const WORDS = ['Once', 'upon', 'a', 'time', 'there', 'was', 'a', 'little', 'girl', 'named', 'Lily', '.', 'She', 'liked', 'to', 'play', '\n', 'é', '日本', '🙂', '"', '\\'];
 const OVERSIZED_BYTES = 9 * 1024 * 1024;
 /** Choice lists: words, ones that start others, several tokens, characters of several bytes. */
+const SOAK_SCHEMA = {
+  type: 'object',
+  properties: { name: { type: 'string', maxLength: 16 }, age: { type: 'integer', minimum: 0, maximum: 120 }, pets: { type: 'array', items: { enum: ['cat', 'dog', 'bird'] }, maxItems: 3 }, happy: { type: 'boolean' } },
+  required: ['name', 'age'],
+};
+
+/** Bodies' fields for a regex, a schema or JSON mode, each in one of the forms a client sends it. */
+const STRUCTURED_SHAPES: ReadonlyArray<(chat: boolean) => Body> = [
+  () => ({ structured_outputs: { regex: ' ?(Lily|Tom) (was|is) [a-z ]{1,30}[.!]' } }),
+  () => ({ guided_regex: '[0-9]{1,3}(, [0-9]{1,3}){0,4}' }),
+  () => ({ structured_outputs: { regex: '(🙂|é|日本){1,4}' } }),
+  () => ({ structured_outputs: { json: SOAK_SCHEMA } }),
+  () => ({ guided_json: JSON.stringify(SOAK_SCHEMA) }),
+  () => ({ response_format: { type: 'json_schema', json_schema: { name: 'person', schema: SOAK_SCHEMA, strict: true } } }),
+  () => ({ response_format: { type: 'json_object' } }),
+  () => ({ structured_outputs: { json_object: true } }),
+];
+
 const CHOICE_LISTS: readonly string[][] = [
   ['yes', 'no'],
   ['Lily', 'Tom', 'the little girl'],
@@ -121,6 +139,12 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       const choices = pick(CHOICE_LISTS);
       if (int(3) === 0) body.guided_choice = choices;
       else body.structured_outputs = { choice: choices };
+      for (const field of ['ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens', 'echo']) delete body[field];
+    }
+    // The other structured outputs: a regex, a JSON schema or JSON mode, by each field that names them (the same conflicts left out).
+    else if (int(8) === 0) {
+      const shape = pick(STRUCTURED_SHAPES);
+      Object.assign(body, shape(chat));
       for (const field of ['ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens', 'echo']) delete body[field];
     }
     if (int(5) === 0) body.return_token_ids = true;
@@ -200,6 +224,15 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       for (const c of read.choices) {
         const problem = choiceProblem(c, choices, cutEarly);
         if (problem) problems.push(`choice: ${problem}`);
+      }
+    }
+    const structured = structuredOf(body);
+    if (structured) {
+      const cutEarly = body.stop !== undefined || body.stop_token_ids !== undefined;
+      tally.count(`checked ${structured.kind}`);
+      for (const c of read.choices) {
+        const problem = structuredProblem(c, structured, cutEarly);
+        if (problem) problems.push(`${structured.kind}: ${problem}`);
       }
     }
     if (body.return_token_ids === true) {
@@ -366,11 +399,14 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
         ['structured_outputs.choice', { structured_outputs: { choice: pick([[], ['yes', ''], 'yes']) } }],
         ['guided_choice', { guided_choice: pick([[], ['', 'no']]) }],
         ['structured_outputs', { structured_outputs: {} }],
-        ['structured_outputs.json', { structured_outputs: { json: { type: 'object' } } }],
+        ['structured_outputs.regex', { structured_outputs: { regex: pick(['(a', 'a(?=b)', '(a)\\1', '[z-a]', 'a{2,1}']) } }],
+        ['response_format.json_schema.schema', { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: pick([{ type: 'integer', multipleOf: 2 }, { type: 'array', uniqueItems: true }, { not: {} }]) } } }],
+        ['guided_json', { guided_json: '{"type": ' }],
+        ['response_format', { structured_outputs: { regex: 'a' }, response_format: { type: 'json_object' } }],
         ['structured_outputs.regex', { structured_outputs: { choice: ['a'], regex: 'a' } }],
         ['ignore_eos', { structured_outputs: { choice: ['yes', 'no'] }, ignore_eos: true }],
       ]);
-      for (const field of ['structured_outputs', 'guided_choice', 'ignore_eos', 'truncation_side', 'priority', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
+      for (const field of ['structured_outputs', 'guided_choice', 'guided_regex', 'guided_json', 'response_format', 'ignore_eos', 'truncation_side', 'priority', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
       const sent = JSON.stringify({ ...body, ...broken });
       const reply = await send(path, sent);
       tally.count(`refused ${param} ${reply.status}`);
@@ -388,7 +424,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
         { ...body, model: '' },
         { ...body, top_p: -0.5 },
         { ...body, stop: ['a', 'b', 'c', 'd', 'e'] },
-        { ...body, response_format: { type: 'json_object' } },
+        { ...body, response_format: { type: 'json_schema' } },
         { ...body, logit_bias: { x: 1 } },
         path.endsWith('chat/completions') ? { ...body, messages: [] } : { ...body, prompt: [] },
         { ...body, model: 'no-such-model' },

@@ -1,10 +1,11 @@
 /**
  * The edge soak's checks of one reply against what its request asked for
  * (pure: a reply read, the request's fields; each returns what broke, or
- * null): a choice constraint's text, vLLM's return_token_ids against usage
- * and log-probabilities, a completion's default max_tokens, truncation_side,
- * and a refusal naming its field.
+ * null): a choice constraint's text, a regex's or JSON schema's, vLLM's
+ * return_token_ids against usage and log-probabilities, a completion's
+ * default max_tokens, truncation_side, and a refusal naming its field.
  */
+import { jsonObjectRegex, jsonSchemaRegex } from '../../shared/structured/json-schema-regex';
 
 /** One choice of a reply, whole or streamed, as read. */
 export interface ReadChoice {
@@ -96,6 +97,44 @@ export function choiceProblem(choice: ReadChoice, choices: readonly string[], cu
   const whole = choice.finishReason === 'stop' && !cutEarly;
   if (whole ? choices.includes(choice.text) : choices.some((c) => c.startsWith(choice.text))) return null;
   return `${JSON.stringify(choice.text)} (finish_reason ${choice.finishReason}) is ${whole ? 'not one' : 'the start of none'} of the choices ${JSON.stringify(choices).slice(0, 200)}`;
+}
+
+/** A request's regex, schema or JSON-mode constraint, as the soak checks it: the regex the edge sends the pool, and whether the text is JSON. */
+export interface StructuredCheck {
+  kind: 'regex' | 'json schema' | 'json object';
+  regex: RegExp;
+}
+
+/** The structured output a soak body asks for (not choices), or null. */
+export function structuredOf(body: Record<string, unknown>): StructuredCheck | null {
+  const so = body.structured_outputs as { regex?: string; json?: unknown; json_object?: boolean } | undefined;
+  const format = body.response_format as { type?: string; json_schema?: { schema?: unknown } } | undefined;
+  const whole = (regex: string) => new RegExp(`^(?:${regex})$`, 'u');
+  const regex = so?.regex ?? (body.guided_regex as string | undefined);
+  if (regex !== undefined) return { kind: 'regex', regex: whole(regex) };
+  const schema = so?.json ?? body.guided_json ?? format?.json_schema?.schema;
+  if (schema !== undefined) return { kind: 'json schema', regex: whole(jsonSchemaRegex(typeof schema === 'string' ? JSON.parse(schema) : schema)) };
+  if (so?.json_object === true || format?.type === 'json_object') return { kind: 'json object', regex: whole(jsonObjectRegex()) };
+  return null;
+}
+
+/**
+ * A structured output's promise: a reply that ended (`stop`, not by a stop
+ * string or id) matches the regex whole, and for JSON parses as JSON (an
+ * object, for JSON mode); one cut is not checked (the start of a match).
+ */
+export function structuredProblem(choice: ReadChoice, check: StructuredCheck, cutEarly: boolean): string | null {
+  if (choice.finishReason !== 'stop' || cutEarly) return null;
+  if (!check.regex.test(choice.text)) return `${JSON.stringify(choice.text).slice(0, 200)} (finish_reason stop) does not match`;
+  if (check.kind === 'regex') return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(choice.text);
+  } catch {
+    return `${JSON.stringify(choice.text).slice(0, 200)} (finish_reason stop) is not JSON`;
+  }
+  if (check.kind === 'json object' && (typeof value !== 'object' || value === null || Array.isArray(value))) return `${JSON.stringify(choice.text).slice(0, 200)} is JSON but no object`;
+  return null;
 }
 
 /**

@@ -3,7 +3,7 @@
  * passes the reply its request promised and names one that breaks it.
  */
 import { describe, expect, it } from 'vitest';
-import { choiceProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from '../../../gpu-pool/bench/soak-checks';
+import { choiceProblem, structuredOf, structuredProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from '../../../gpu-pool/bench/soak-checks';
 
 const sse = (...chunks: object[]): string => [...chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`), 'data: [DONE]\n\n'].join('');
 
@@ -53,6 +53,35 @@ describe('a choice constraint', () => {
     expect(choiceProblem({ text: 'not', finishReason: 'stop' }, choices, false)).toMatch(/is not one of the choices/);
     expect(choiceProblem({ text: 'yes!', finishReason: 'length' }, choices, false)).toMatch(/is the start of none of the choices/);
     expect(choiceProblem({ text: ' yes', finishReason: 'stop' }, choices, true)).toMatch(/the start of none/);
+  });
+});
+
+describe("a regex's or JSON schema's promise", () => {
+  const schema = { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] };
+  it('reads the constraint from whichever field names it', () => {
+    expect(structuredOf({ structured_outputs: { regex: 'a+' } })?.kind).toBe('regex');
+    expect(structuredOf({ guided_regex: 'a+' })?.regex.test('aa')).toBe(true);
+    for (const body of [{ structured_outputs: { json: schema } }, { guided_json: JSON.stringify(schema) }, { response_format: { type: 'json_schema', json_schema: { name: 'n', schema } } }]) {
+      expect(structuredOf(body)?.kind).toBe('json schema');
+    }
+    expect(structuredOf({ response_format: { type: 'json_object' } })?.kind).toBe('json object');
+    expect(structuredOf({ structured_outputs: { choice: ['a'] } })).toBeNull();
+    expect(structuredOf({ response_format: { type: 'text' } })).toBeNull();
+  });
+  it('passes a whole match, and a reply cut by length or a stop', () => {
+    const regex = structuredOf({ guided_regex: '[0-9]{2}' })!;
+    expect(structuredProblem({ text: '42', finishReason: 'stop' }, regex, false)).toBeNull();
+    expect(structuredProblem({ text: '4', finishReason: 'length' }, regex, false)).toBeNull();
+    expect(structuredProblem({ text: 'x', finishReason: 'stop' }, regex, true)).toBeNull();
+    expect(structuredProblem({ text: '{"n": 3}', finishReason: 'stop' }, structuredOf({ guided_json: schema })!, false)).toBeNull();
+  });
+  it('names a reply that ended outside the language, or JSON mode text that is not an object', () => {
+    expect(structuredProblem({ text: '4', finishReason: 'stop' }, structuredOf({ guided_regex: '[0-9]{2}' })!, false)).toMatch(/does not match/);
+    expect(structuredProblem({ text: '{"n": "3"}', finishReason: 'stop' }, structuredOf({ guided_json: schema })!, false)).toMatch(/does not match/);
+    // A regex that lets through what JSON does not: the parse is the soak's own check.
+    expect(structuredProblem({ text: '{"n": 3}', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toBeNull();
+    expect(structuredProblem({ text: '{"n": 3', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toMatch(/is not JSON/);
+    expect(structuredProblem({ text: '[1]', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toMatch(/no object/);
   });
 });
 
