@@ -47,6 +47,8 @@ export interface BenchServeOptions {
   progress: boolean;
   /** The form of the pool's event streams: frames (default, as the edge asks) or NDJSON. */
   events?: PoolEventFormat;
+  /** A structured output every request is sent with (the pool's `regex`; a JSON schema as the edge writes it); absent: none. */
+  regex?: string;
   /** Called after each concurrency level with every result so far (what an interrupted run still has to show). */
   onLevel?: (results: readonly MethodResult[]) => void;
   /** Told once where the pool's draft cache could not be emptied before a replay (a pool from before DELETE /v1/draft-cache). */
@@ -134,6 +136,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
     speculation: method,
     useDatastore: opts.useDatastore,
     contributeToDatastore: false,
+    ...(opts.regex !== undefined ? { regex: opts.regex } : {}),
   });
   const edge = opts.methods.includes('sssd') && opts.edgeTries !== false ? startBenchEdge(info.model.vocabSize) : null;
   try {

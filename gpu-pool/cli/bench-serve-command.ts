@@ -5,7 +5,9 @@
 import { Option, type Command } from 'commander';
 import { benchServe, describeLevelRequests, formatFailures, formatPhaseTable, formatTable, parseMethods, type MethodResult } from '../bench/bench-serve';
 import { loadWorkload } from '../bench/workload';
-import { CliError } from './cli-error';
+import { readFile } from 'node:fs/promises';
+import { CliError, unreadableFile } from './cli-error';
+import { jsonSchemaRegex, SchemaError } from '../../shared/structured/json-schema-regex';
 import { parsePoolUrl } from './pool-url-flag';
 import { parseNumberFlag, parseNumberList } from './number-flags';
 
@@ -22,6 +24,7 @@ interface BenchServeFlags {
   datastore: boolean;
   edge: boolean;
   promptPrefix?: string;
+  jsonSchema?: string;
   events: 'frames' | 'ndjson';
 }
 
@@ -37,6 +40,7 @@ export function register(program: Command): void {
     .option('--repeat <n>', 'measured replays of each level; ratios to off are also shown per replay (their range)', '1')
     .option('--no-datastore', "do not use the pool's global datastore for sssd")
     .option('--no-edge', 'do not play the edge for sssd (no per-user caches, no shipped tries)')
+    .option('--json-schema <schema>', 'every request a structured output: its reply JSON valid under this schema (JSON text, or @FILE), sent to the pool as the regex the edge writes it into')
     .option('--prompt-prefix <text>', "text put before every workload prompt: a system prompt all requests share (what the pool's prefix cache is for)")
     .addOption(new Option('--events <form>', "the form of the pool's event streams: frames (binary, as the edge asks) or ndjson").choices(['frames', 'ndjson']).default('frames'))
     .option('--token <token>', 'bearer token (default $SSSD_POOL_TOKEN)')
@@ -89,6 +93,7 @@ export function register(program: Command): void {
         useDatastore: flags.datastore,
         edgeTries: flags.edge,
         events: flags.events,
+        ...(flags.jsonSchema !== undefined ? { regex: await schemaRegex(flags.jsonSchema) } : {}),
         phases: flags.phases === true || flags.json === true,
         progress: !flags.json && process.stderr.isTTY === true,
         onLevel: (results) => {
@@ -109,4 +114,28 @@ export function register(program: Command): void {
       const failures = formatFailures(results);
       if (failures) throw new CliError(`requests failed (no ratio for their levels):\n${failures}`, 1);
     });
+}
+
+/** The regex of `--json-schema` (JSON text, or @FILE), as the edge writes a schema (shared/structured/json-schema-regex.ts). */
+async function schemaRegex(flag: string): Promise<string> {
+  let text = flag;
+  if (flag.startsWith('@')) {
+    try {
+      text = await readFile(flag.slice(1), 'utf8');
+    } catch (err) {
+      throw unreadableFile('schema', flag.slice(1), err);
+    }
+  }
+  let schema: unknown;
+  try {
+    schema = JSON.parse(text);
+  } catch {
+    throw new CliError('--json-schema: not JSON text (give the schema, or @FILE)');
+  }
+  try {
+    return jsonSchemaRegex(schema);
+  } catch (err) {
+    if (err instanceof SchemaError) throw new CliError(`--json-schema: ${err.message}${err.path ? ` (at ${err.path})` : ''}`);
+    throw err;
+  }
 }

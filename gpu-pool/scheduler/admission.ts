@@ -246,6 +246,7 @@ export class Admission<S extends RunnerSequence> {
       const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed), ends);
       for (let i = prompt.length - resumed; i < prompt.length; i++) adjustments.observe(prompt[i]);
       gen.adjustments = adjustments;
+      gen.textMasks = text ?? null;
     }
     if (resumed > 0) {
       this.metrics.resumedGenerations.inc();

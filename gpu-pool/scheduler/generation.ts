@@ -11,6 +11,7 @@ import type { DepthCalibration } from '../budget/depth-calibration';
 import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import type { RunnerSequence } from './batch-runner';
 import type { LogitAdjustments } from '../verify/logit-adjustments';
+import type { TextMasks } from '../verify/text-masks';
 import type { SharedPrefix } from './prefix-cache';
 import type { FinishedGeneration } from '../metrics/request-log';
 
@@ -90,6 +91,10 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   prefixEpoch = 0;
   /** Logit bias, repetition / frequency / presence penalties and min_tokens' masked end ids, when the request has any. */
   adjustments: LogitAdjustments | null = null;
+  /** The structured output's masks (also inside `adjustments`), which drafts are cut to (structured-drafts.ts); null: none. */
+  textMasks: TextMasks | null = null;
+  /** Scratch for cutting drafts to the language: two entries a node. */
+  pruneScratch: Int32Array | null = null;
   /** The ids that end this generation: the model's end tokens (unless ignoreEos) and its stop token ids. Set at admission. */
   endIds: ReadonlySet<number> = new Set<number>();
   /** A scored prompt's log-probabilities so far (promptLogprobs), read off each prefill chunk; sent whole after the last. */

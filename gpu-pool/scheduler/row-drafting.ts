@@ -18,6 +18,7 @@ import { draftTableTree } from '../../shared/drafting/table-tree';
 import { EdgeTrieFollower, historyChainNodes } from '../../shared/drafting/edge-trie';
 import type { RunnerSequence } from './batch-runner';
 import type { Generation } from './generation';
+import { pruneToLanguage } from '../verify/structured-drafts';
 
 /** Output tokens past which a row that has not drafted yet may stay plain (RowDrafting.startsTooLate). */
 export const LATE_BUILD_TOKENS = 32;
@@ -196,6 +197,23 @@ export class RowDrafting {
         tally.chained++;
       }
       if (!chains) tally.chainMs += performance.now() - chainStarted;
+    }
+    if (gen.textMasks !== null && gen.tree !== null && row.available > 0) this.cutToLanguage(gen, row);
+  }
+
+  /** A structured output's row: the draft nodes its masks would never accept are cut before the budget sizes the tree. */
+  private cutToLanguage(gen: Generation<RunnerSequence>, row: BudgetRow): void {
+    const tree = gen.tree!;
+    if (gen.pruneScratch === null || gen.pruneScratch.length < 2 * tree.size) gen.pruneScratch = new Int32Array(2 * Math.max(tree.size, this.maxTreeNodes + 1));
+    try {
+      const size = pruneToLanguage(tree, row.probs !== tree.probs ? row.probs : null, gen.textMasks!, gen.pruneScratch);
+      row.available = Math.min(size - 1, this.maxTreeNodes);
+    } catch {
+      // The language's automaton past its bound (AutomatonLimitError): the tree half cut is not used, and the
+      // verifier, walking the same states, ends the generation with the error.
+      gen.tree = null;
+      row.available = 0;
+      row.probs = null;
     }
   }
 

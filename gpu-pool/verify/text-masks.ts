@@ -149,6 +149,16 @@ export class TextMasks {
     return state;
   }
 
+  /** The state of the output so far. */
+  get state(): number {
+    return this.outputState;
+  }
+
+  /** The state after `token` from `state` (a state of this generation's: START, DEAD or the language's). */
+  after(state: number, token: number): number {
+    return this.next(state, token);
+  }
+
   private next(state: number, token: number): number {
     return state === START ? this.language.next(0, token, this.firstAfterBos) : this.language.next(state, token, false);
   }
