@@ -13,7 +13,7 @@
  */
 import { badRequest } from './api-error';
 import { MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
-import { checkRegex, RegexSyntaxError } from '../shared/structured/regex-automaton';
+import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, SchemaError } from '../shared/structured/json-schema-regex';
 
 type JsonSchemaField = string | Record<string, unknown>;
@@ -99,10 +99,15 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
     try {
       checkRegex(regex);
     } catch (err) {
-      if (err instanceof RegexSyntaxError) {
-        // A schema's regex is this code's: only its size (or a pattern or whitespace written into it) can fail here.
-        throw badRequest(`${constraint.param}: ${err.message}`, constraint.param, 'invalid_value');
+      if (err instanceof RegexTooLargeError && !('regex' in constraint)) {
+        // A schema's regex is this code's: its size is what fails, said in the schema's terms, not the regex's.
+        throw badRequest(
+          `${constraint.param}: the schema is too large to follow: its regular expression needs more automaton states than a pool holds (long maxLength or maxItems, many optional properties or deep nesting make it grow); send a smaller schema.`,
+          constraint.param,
+          'invalid_value',
+        );
       }
+      if (err instanceof RegexSyntaxError) throw badRequest(`${constraint.param}: ${err.message}`, constraint.param, 'invalid_value');
       throw err;
     }
     remember(regex);

@@ -15,7 +15,7 @@ import { generationEndIds } from '../../shared/end-ids';
 import { allowedIdsLeft } from '../../shared/allowed-ids-left';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
 import { DEAD, TextLanguage, TextMasks } from '../verify/text-masks';
-import { AutomatonLimitError, compileRegex, RegexSyntaxError } from '../../shared/structured/regex-automaton';
+import { AutomatonLimitError, compileRegex, RegexSyntaxError, type RegexAutomaton } from '../../shared/structured/regex-automaton';
 import type { TokenTexts } from '../verify/token-texts';
 import { RecentMedian } from '../budget/recent-median';
 import type { PoolMetrics } from '../metrics/pool-metrics';
@@ -80,7 +80,7 @@ export class Admission<S extends RunnerSequence> {
   private readonly eos: Set<number>;
   private readonly tokenTexts: TokenTexts | null;
   /** Regex languages by pattern, least recently used first. */
-  private readonly regexLanguages = new Map<string, TextLanguage>();
+  private readonly regexLanguages = new Map<string, { language: TextLanguage; automaton: RegexAutomaton }>();
   /** For its two ends (called through it: see AdmissionOptions). */
   private readonly options: AdmissionOptions<S>;
 
@@ -122,21 +122,27 @@ export class Admission<S extends RunnerSequence> {
 
   private regexLanguage(pattern: string, texts: TokenTexts): TextLanguage {
     const languages = this.regexLanguages;
-    let language = languages.get(pattern);
-    if (language) {
-      // Most recently used last: the first is the one to drop.
+    const cached = languages.get(pattern);
+    if (cached) {
       languages.delete(pattern);
-      languages.set(pattern, language);
-      return language;
+      // Most recently used last: the first is the one to drop. An automaton past half its limits (states, building
+      // work: what every generation that shared it has added) is built afresh for the generations to come, so the
+      // limits are each request's, not a pattern's for the pool's life.
+      if (cached.automaton.used <= 0.5) {
+        languages.set(pattern, cached);
+        return cached.language;
+      }
     }
+    let automaton: RegexAutomaton;
     try {
-      language = new TextLanguage(compileRegex(pattern), texts, [...this.eos]);
+      automaton = compileRegex(pattern);
     } catch (err) {
       if (err instanceof RegexSyntaxError) throw new AdmissionError('bad_request', `regex: ${err.message}`);
       throw err;
     }
+    const language = new TextLanguage(automaton, texts, [...this.eos]);
     if (languages.size >= REGEX_LANGUAGES) languages.delete(languages.keys().next().value!);
-    languages.set(pattern, language);
+    languages.set(pattern, { language, automaton });
     return language;
   }
 

@@ -19,12 +19,22 @@ export { RegexTooLargeError } from './byte-nfa';
 export { RegexSyntaxError } from './regex-syntax';
 
 export const DEFAULT_MAX_DFA_STATES = 20_000;
+/**
+ * NFA states visited building DFA states (closures, and the members each
+ * step reads), at most, over the automaton's life: ~0.12 s of CPU here. The
+ * states' count bounds memory, not time: a pattern of long optional runs,
+ * `(?:[a-z ]?){1000}` three times, made each new state walk thousands of NFA
+ * states, and held the pool's one thread for seconds.
+ */
+export const DEFAULT_MAX_BUILD_WORK = 10_000_000;
 
 export interface RegexLimits {
   /** NFA states a pattern may spell out (counted repeats copied); past it, RegexTooLargeError. */
   readonly maxNfaStates?: number;
-  /** DFA states a request may reach; past it, AutomatonLimitError. */
+  /** DFA states the automaton may reach; past it, AutomatonLimitError. */
   readonly maxDfaStates?: number;
+  /** NFA states visited building them, at most; past it, AutomatonLimitError. */
+  readonly maxBuildWork?: number;
 }
 
 /** A row entry not computed yet (DEAD is -1, states are >= 0). */
@@ -36,7 +46,7 @@ export function checkRegex(pattern: string, limits: RegexLimits = {}): void {
 }
 
 export function compileRegex(pattern: string, limits: RegexLimits = {}): RegexAutomaton {
-  return new RegexAutomaton(regexNfa(pattern, limits), limits.maxDfaStates ?? DEFAULT_MAX_DFA_STATES);
+  return new RegexAutomaton(regexNfa(pattern, limits), limits.maxDfaStates ?? DEFAULT_MAX_DFA_STATES, limits.maxBuildWork ?? DEFAULT_MAX_BUILD_WORK);
 }
 
 function regexNfa(pattern: string, limits: RegexLimits): ByteNfa {
@@ -61,10 +71,13 @@ export class RegexAutomaton implements TextAutomaton {
   private stamp = 0;
   private readonly stack: Int32Array;
   private readonly members: Int32Array;
+  /** NFA states visited building states so far (bounded by maxWork). */
+  private work = 0;
 
   constructor(
     private readonly nfa: ByteNfa,
     private readonly maxStates: number,
+    private readonly maxWork: number = DEFAULT_MAX_BUILD_WORK,
   ) {
     this.table = new Int32Array(this.capacity * 256).fill(UNKNOWN);
     this.seen = new Int32Array(nfa.stateCount);
@@ -78,6 +91,11 @@ export class RegexAutomaton implements TextAutomaton {
   /** How many DFA states exist so far (for tests and logs). */
   get stateCount(): number {
     return this.sets.length;
+  }
+
+  /** The share of its limits the automaton has used, the larger of states and building work (0 to 1). */
+  get used(): number {
+    return Math.max(this.sets.length / this.maxStates, this.work / this.maxWork);
   }
 
   follow(state: number, bytes: Uint8Array, start: number, end: number): number {
@@ -119,7 +137,9 @@ export class RegexAutomaton implements TextAutomaton {
   private step(state: number, b: number): number {
     const nfa = this.nfa;
     let top = 0;
-    for (const q of this.sets[state]) {
+    const set = this.sets[state];
+    this.charge(set.length);
+    for (const q of set) {
       if (nfa.kind[q] === NfaKind.Byte && nfa.lo[q] <= b && b <= nfa.hi[q] && nfa.out1[q] >= 0) this.stack[top++] = nfa.out1[q];
     }
     const next = this.closure(top);
@@ -134,21 +154,29 @@ export class RegexAutomaton implements TextAutomaton {
     const stack = this.stack;
     const stamp = ++this.stamp;
     let count = 0;
+    let visited = 0;
     while (top > 0) {
       const q = stack[--top];
       if (seen[q] === stamp) continue;
       seen[q] = stamp;
+      visited++;
       if (nfa.kind[q] === NfaKind.Epsilon) {
         if (nfa.out2[q] >= 0) stack[top++] = nfa.out2[q];
         if (nfa.out1[q] >= 0) stack[top++] = nfa.out1[q];
       } else this.members[count++] = q;
     }
+    this.charge(visited);
     if (count === 0) return DEAD;
     const members = this.members.subarray(0, count).sort();
     const hash = hashOf(members);
     const bucket = this.ids.get(hash);
     if (bucket !== undefined) for (const id of bucket) if (sameSet(this.sets[id], members)) return id;
     return this.addState(hash, members.slice());
+  }
+
+  private charge(visits: number): void {
+    this.work += visits;
+    if (this.work > this.maxWork) throw new AutomatonLimitError(this.maxWork, 'regex', 'steps of building');
   }
 
   private addState(hash: number, set: Int32Array): number {

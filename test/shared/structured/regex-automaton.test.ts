@@ -331,4 +331,25 @@ describe('the regex automaton', () => {
     expect(() => run(wide, 'a')).toThrow(/grew past its limit \(4 states\)/);
     expect(wide.stateCount).toBe(1);
   });
+
+  it('throws AutomatonLimitError when building its states would visit NFA states past its work limit, which bounds the time a pattern takes', () => {
+    // Three long optional runs: each new state's closure walks thousands of NFA states.
+    const pattern = '(?:[a-z ]?){1000}(?:[a-z ]?){1000}(?:[a-z ]?){1000}';
+    const text = new TextEncoder().encode('a'.repeat(40));
+    const bounded = compileRegex(pattern, { maxBuildWork: 100_000 });
+    expect(() => bounded.follow(0, text, 0, text.length)).toThrow(/grew past its limit \(100000 steps of building\)/);
+    const roomy = compileRegex(pattern);
+    expect(roomy.follow(0, text, 0, text.length)).not.toBe(DEAD);
+    expect(roomy.used).toBeGreaterThan(0);
+    expect(roomy.used).toBeLessThan(0.5);
+    // The default bound: a text that makes new states on and on stops within a fraction of a second.
+    const started = performance.now();
+    const endless = compileRegex(pattern);
+    const long = new TextEncoder().encode('ab '.repeat(1000));
+    expect(() => {
+      for (let s = 0, i = 0; i < long.length; i++) s = endless.follow(s, long, i, i + 1);
+    }).toThrow(AutomatonLimitError);
+    expect(endless.used).toBeGreaterThanOrEqual(1);
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
 });
