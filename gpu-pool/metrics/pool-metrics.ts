@@ -69,6 +69,11 @@ export class PoolMetrics {
   /** Generation streams opened, by the form their events took (frames or NDJSON): which edges still read NDJSON. */
   readonly eventStreams: Readonly<Record<'frames' | 'ndjson', { inc(): void }>>;
   readonly shippedTries: Counter<'result'>;
+  /** Generations admitted with a structured output, by kind (`choices`, `regex`), and regexes compiled (a pattern not among the last kept, or whose automaton was past half its limits). */
+  readonly structuredOutputs: Counter<'kind'>;
+  readonly regexCompiles: Counter;
+  /** Generations ended because their structured output's automaton passed its limits (states or building work). */
+  readonly automatonLimits: Counter;
   /** Generations admitted as resumed (an edge moved them here after their pool failed mid-stream), and the output they brought. */
   readonly resumedGenerations: Counter;
   readonly resumedOutputTokens: Counter;
@@ -397,6 +402,22 @@ export class PoolMetrics {
       name: 'sssd_pool_trie_pushes_total',
       help: "Fresh edge tries pushed for running generations, by result (applied; unknown: the generation had ended; invalid: malformed, naming a token outside the vocabulary, or for output past the generation's, refused).",
       labelNames: ['result'],
+      registers,
+    });
+    this.structuredOutputs = new Counter({
+      name: 'sssd_pool_structured_outputs_total',
+      help: "Generations admitted with a structured output, by kind: choices (vLLM's choice) or regex (its regex, and a JSON schema or JSON mode as the edge writes them).",
+      labelNames: ['kind'],
+      registers,
+    });
+    this.regexCompiles = new Counter({
+      name: 'sssd_pool_regex_compiles_total',
+      help: "Structured outputs' regexes compiled into an automaton: a pattern not among the last 16 kept, or one whose automaton had used half its limits.",
+      registers,
+    });
+    this.automatonLimits = new Counter({
+      name: 'sssd_pool_automaton_limit_errors_total',
+      help: "Generations ended because their structured output's automaton passed its limits (20,000 states, or 10M steps of building).",
       registers,
     });
     this.resumedGenerations = new Counter({

@@ -134,6 +134,7 @@ export class Admission<S extends RunnerSequence> {
       }
     }
     let automaton: RegexAutomaton;
+    this.metrics.regexCompiles.inc();
     try {
       automaton = compileRegex(pattern);
     } catch (err) {
@@ -254,6 +255,7 @@ export class Admission<S extends RunnerSequence> {
       gen.adjustments = adjustments;
       gen.textMasks = text ?? null;
     }
+    if (text) this.metrics.structuredOutputs.inc({ kind: request.choices !== undefined ? 'choices' : 'regex' });
     if (resumed > 0) {
       this.metrics.resumedGenerations.inc();
       this.metrics.resumedOutputTokens.inc(resumed);

@@ -548,6 +548,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       } catch (err) {
         // One row's fault (acceptance, its commit, its stream) ends its own
         // generation, not the batch's.
+        if (err instanceof AutomatonLimitError) this.options.metrics.automatonLimits.inc();
         if (err instanceof EveryTokenMaskedError || err instanceof AutomatonLimitError) {
           // The request's own masks left no token, or its regex grew past the states a pool keeps: a bad request,
           // which another pool would refuse as well.

@@ -589,7 +589,8 @@ describe('continuous batching', () => {
 
   it("matches a regex whole (vLLM's structured_outputs.regex; JSON schemas become one at the edge), greedy and seeded sampled, with speculation as without", async () => {
     const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
-    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });
+    const metrics = new PoolMetrics();
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), metrics, { tokenTexts: TokenTexts.of(tokenizer) });
     const eos = runner.config.eosIds[0];
     const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
       const c = collect();
@@ -624,6 +625,10 @@ describe('continuous batching', () => {
     }
     const json = await run('regex-json', 'sssd', { regex: patterns[1] }, free.ids);
     expect(JSON.parse(json.text)).toEqual({ name: expect.stringMatching(/^[A-Z][a-z]+$/), age: expect.any(Number) });
+    // Counted: 13 generations with a regex, each of the two patterns compiled once (kept for the requests after).
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('sssd_pool_structured_outputs_total{kind="regex"} 13');
+    expect(text).toContain('sssd_pool_regex_compiles_total 2');
   });
 
   it('refuses a regex it cannot read, or with choices or ignoreEos, or one the other masks leave nothing to start with', async () => {
