@@ -4,6 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
+import { zodResponseFormat } from 'openai/helpers/zod';
+import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex, startEdge, type RunningEdge } from '../../launcher/stack';
 import { referenceGenerate, startAll, startTestStack, type GenerateOutput, type TestStack } from './stack-fixture';
@@ -799,6 +801,14 @@ describe('OpenAI-compatible API on the edge', () => {
       let content = '';
       for await (const chunk of chatStream) content += chunk.choices[0]?.delta.content ?? '';
       expect(content, speculation).toBe(chat.choices[0].message.content);
+    }
+    // The SDK's own structured-output flow: a zod schema as response_format (strict, additionalProperties false, a
+    // nullable field as a type list), and the reply parsed back by the SDK into the schema's type.
+    const Dog = z.object({ name: z.string().max(12), age: z.number().int().min(0).max(20), mood: z.enum(['happy', 'sad']), toys: z.array(z.string().max(10)).max(3), owner: z.string().max(12).nullable() });
+    for (const temperature of [0, 1]) {
+      const parsed = await client.chat.completions.parse({ model, messages, max_tokens: 300, temperature, seed: 4, response_format: zodResponseFormat(Dog, 'dog') });
+      expect(parsed.choices[0].finish_reason).toBe('stop');
+      expect(Dog.parse(parsed.choices[0].message.parsed)).toEqual(parsed.choices[0].message.parsed);
     }
     // JSON mode: any JSON object (cut by max_tokens it may be unfinished, as OpenAI's).
     const mode = await client.chat.completions.create({ model, messages, max_tokens: 200, temperature: 0, response_format: { type: 'json_object' } });
