@@ -38,8 +38,9 @@ export interface SchedulerLimits {
 
 /** Steps the busy hint's step time is the median of. */
 const STEP_MS_SAMPLES = 15;
-/** Regex languages kept (with the ids allowed at their states) for the requests that send the same pattern again. */
+/** Regex languages kept (with the ids allowed at their states) for the requests that send the same pattern again, and their DFA states in all, at most. */
 const REGEX_LANGUAGES = 16;
+const REGEX_LANGUAGE_STATES = 40_000;
 
 export interface AdmissionOptions<S extends RunnerSequence> {
   runner: BatchRunner<S>;
@@ -142,8 +143,15 @@ export class Admission<S extends RunnerSequence> {
       throw err;
     }
     const language = new TextLanguage(automaton, texts, [...this.eos]);
-    if (languages.size >= REGEX_LANGUAGES) languages.delete(languages.keys().next().value!);
     languages.set(pattern, { language, automaton });
+    // Kept within a count and within their states (1 KiB of table each): a few large automata go sooner than 16 small ones.
+    let states = 0;
+    for (const kept of languages.values()) states += kept.automaton.stateCount;
+    for (const [oldest, kept] of languages) {
+      if (languages.size <= 1 || (languages.size <= REGEX_LANGUAGES && states <= REGEX_LANGUAGE_STATES)) break;
+      languages.delete(oldest);
+      states -= kept.automaton.stateCount;
+    }
     return language;
   }
 

@@ -17,8 +17,8 @@ export { DEAD };
 /** A TextMasks state: nothing written yet (the language's start, where the first token prints as it does after the token before it). */
 export const START = -2;
 
-/** Most ids a language keeps, over all its states' lists; past it the cache starts over (a long output in a wide language visits many). */
-const MAX_CACHED_IDS = 1 << 22;
+/** Most ids a language keeps, over all its states' lists (4 MB; a pool keeps 16 regex languages and each request's choices); past it the cache starts over (a long output in a wide language visits many). */
+const MAX_CACHED_IDS = 1 << 20;
 
 /** A state's ids: the allowed ones ascending, and where they are most of the vocabulary, the rest (masking those is the cheaper write). */
 interface StateIds {
