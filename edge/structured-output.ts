@@ -14,7 +14,7 @@
 import { badRequest } from './api-error';
 import { MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
 import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
-import { jsonObjectRegex, jsonSchemaRegex, SchemaError } from '../shared/structured/json-schema-regex';
+import { jsonObjectRegex, jsonSchemaRegex, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
 
 type JsonSchemaField = string | Record<string, unknown>;
 
@@ -149,7 +149,9 @@ function regexOf(constraint: Exclude<Constraint, { choices: string[] }>, whitesp
       throw badRequest(`${constraint.param}: ${err.message}${at}`, constraint.param, 'invalid_value');
     }
     // The whitespace is the one option read as a regex inside the JSON's (a lazy quantifier, say, is not taken there).
-    if (err instanceof RangeError && whitespace) throw badRequest(`${whitespace.param}: ${err.message}`, whitespace.param, 'invalid_value');
+    if (err instanceof WhitespaceError && whitespace) throw badRequest(`${whitespace.param}: ${err.message}`, whitespace.param, 'invalid_value');
+    // The builder bounds its nesting and its regex's length; a stack or string that still runs out is the schema's size, not a fault here.
+    if (err instanceof RangeError) throw badRequest(`${constraint.param}: the schema is too large or too deeply nested to follow; send a smaller one.`, constraint.param, 'invalid_value');
     throw err;
   }
 }

@@ -16,17 +16,26 @@
  * with the `u` flag. A keyword that constrains values and that the regex
  * cannot hold exactly is a SchemaError naming it: a constraint is never
  * dropped silently.
+ *
+ * A schema is untrusted input: its nesting, the sub-schemas visited (each
+ * `$ref` followed counts) and the regex's length are bounded, each past its
+ * bound a SchemaError, so no schema costs more than some tens of milliseconds.
  */
 
+import { MAX_OUTPUT_REGEX_CHARS } from '../protocol';
 import { integerRangeRegex } from './integer-range-regex';
 import { jsonStringPattern, PatternError, regexLiteral } from './json-string-pattern';
+import { checkWhitespace } from './json-whitespace';
 import { type NumberBound, numberRangeRegex } from './number-range-regex';
 
+export { WhitespaceError } from './json-whitespace';
+
 export class SchemaError extends Error {
-  /** A JSON Pointer to the offending keyword in the schema given. */
+  /** A JSON Pointer to the offending keyword in the schema given ("" for the whole schema). */
   readonly path: string;
+  /** `message` says what is wrong, `path` where: a caller shows both. */
   constructor(path: string, message: string) {
-    super(`${path || '/'}: ${message}`);
+    super(message);
     this.name = 'SchemaError';
     this.path = path;
   }
@@ -37,16 +46,26 @@ export interface JsonSchemaRegexOptions {
   whitespace?: string;
   /** How deep containers may nest where the schema leaves values open or recurses (default 3). */
   maxDepth?: number;
+  /** The longest regex built, in characters (default MAX_OUTPUT_REGEX_CHARS, what a pool takes). */
+  maxLength?: number;
 }
 
 export const DEFAULT_WHITESPACE = '[ ]?';
 export const DEFAULT_MAX_DEPTH = 3;
+/** How deep sub-schemas may nest, `$ref`s followed included (deeper overflows the stack long before it is useful). */
+export const MAX_SCHEMA_NESTING = 128;
+/** How many sub-schemas one regex may visit, each `$ref` followed counted again. */
+export const MAX_SCHEMA_VISITS = 20_000;
 
 const STRING_CHAR = '(?:[^"\\\\\\x00-\\x1F\\x7F]|\\\\["\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4})';
 const STRING = `"${STRING_CHAR}*"`;
-// One code point, as minLength and maxLength count: an escaped surrogate pair
-// is one, and a lone escaped surrogate is left out (so a pair is never two).
-const CODE_POINT = '(?:[^"\\\\\\x00-\\x1F\\x7F]|\\\\["\\\\/bfnrt]|\\\\u(?:[0-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2})|\\\\u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2})';
+// One code point, as minLength and maxLength count: a character written raw,
+// or one of the few escapes a string needs (\" \\ \n \t, and \u00XX for the
+// other controls, lower-case hex as JSON.stringify writes it). Surrogate
+// escapes are left out, so a pair is never counted as two. The narrow escape
+// set keeps the regex engine's NFA at 46 states a code point (the full
+// escape set, surrogate pairs included, cost 127), so maxLength 2,000 fits.
+const CODE_POINT = '(?:[^"\\\\\\x00-\\x1F\\x7F]|\\\\(?:["\\\\nt]|u00[01][0-9a-f]))';
 const INTEGER = '-?(?:0|[1-9][0-9]*)';
 const FRACTION_EXPONENT = '(?:\\.[0-9]+)?(?:[eE][+\\-]?[0-9]+)?';
 const NUMBER = `${INTEGER}${FRACTION_EXPONENT}`;
@@ -132,15 +151,18 @@ class RegexBuilder {
   /** Refs being expanded, with the container depth each was entered at. */
   private readonly expanding = new Map<string, number[]>();
   private readonly anyCache = new Map<number, string>();
+  /** The regex of a `$ref` at a container depth, where it met no reference being expanded (so it depends on nothing else). */
+  private readonly refCache = new Map<string, string | null>();
+  /** How many times a reference met one being expanded: a ref whose expansion raises it is not cached. */
+  private recursions = 0;
+  private readonly maxLength: number;
+  private visits = 0;
+  private nesting = 0;
 
   constructor(private readonly root: unknown, options: JsonSchemaRegexOptions) {
     const ws = options.whitespace ?? DEFAULT_WHITESPACE;
-    try {
-      jsonStringPattern(ws);
-    } catch (e) {
-      if (e instanceof PatternError) throw new RangeError(`whitespace must be a regex of the subset: ${e.message}`);
-      throw e;
-    }
+    checkWhitespace(ws);
+    this.maxLength = options.maxLength ?? MAX_OUTPUT_REGEX_CHARS;
     // Grouped only where an alternation would leak into its neighbours.
     this.ws = ws.includes('|') ? `(?:${ws})` : ws;
     this.maxDepth = options.maxDepth ?? DEFAULT_MAX_DEPTH;
@@ -156,11 +178,27 @@ class RegexBuilder {
 
   /** Any JSON object, containers nested at most `maxDepth` deep. */
   anyObjectDocument(): string {
-    return this.anyObject(this.maxDepth);
+    return this.bounded(this.anyObject(this.maxDepth));
   }
 
   /** The regex for one value under `schema` at container depth `depth`; null where no value fits. */
   private value(schema: unknown, path: string, depth: number): string | null {
+    if (++this.visits > MAX_SCHEMA_VISITS) throw new SchemaError('', `the schema is too large to follow: more than ${MAX_SCHEMA_VISITS} sub-schemas, each $ref followed counted again`);
+    if (++this.nesting > MAX_SCHEMA_NESTING) throw new SchemaError(path, `the schema nests deeper than ${MAX_SCHEMA_NESTING} levels ($refs followed included)`);
+    try {
+      return this.bounded(this.valueOf(schema, path, depth));
+    } finally {
+      this.nesting--;
+    }
+  }
+
+  /** `r`, unless it is past the length bound (checked as each part is built, so none grows far past it). */
+  private bounded<T extends string | null>(r: T): T {
+    if (r !== null && r.length > this.maxLength) throw new SchemaError('', `the schema's regular expression grows past ${this.maxLength} characters: simplify the schema (fewer optional properties, $refs or nested containers)`);
+    return r;
+  }
+
+  private valueOf(schema: unknown, path: string, depth: number): string | null {
     if (schema === true) return this.anyValue(this.maxDepth - depth);
     if (schema === false) throw new SchemaError(path, 'the schema false admits no value');
     if (!isObject(schema)) throw new SchemaError(path, 'a schema must be an object or a boolean');
@@ -210,7 +248,8 @@ class RegexBuilder {
         // oneOf is read as anyOf: a value matching two branches is let through
         // (exclusion between arbitrary branches has no regex here).
         if (!Array.isArray(arg) || arg.length === 0) throw new SchemaError(at, `${keyword} must be a non-empty array`);
-        return alternation(arg.map((s, i) => this.value(s, pointer(at, i), depth)));
+        // A false branch admits nothing: dropped.
+        return alternation(arg.map((s, i) => (s === false ? null : this.value(s, pointer(at, i), depth))));
       case 'allOf':
         if (!Array.isArray(arg) || arg.length !== 1) throw new SchemaError(at, 'allOf is supported with exactly one schema');
         return this.value(arg[0], pointer(at, 0), depth);
@@ -245,11 +284,22 @@ class RegexBuilder {
     const entered = this.expanding.get(target) ?? [];
     // Recursion is cut (admits nothing) past maxDepth containers, or where it
     // came back without entering one (a value can't be its own part).
-    if (entered.length > 0 && (depth >= this.maxDepth || entered[entered.length - 1] === depth)) return null;
+    if (entered.length > 0) {
+      this.recursions++;
+      if (depth >= this.maxDepth || entered[entered.length - 1] === depth) return null;
+    }
+    // Without recursion met inside, a ref's regex depends on its depth alone:
+    // written once, however many places use it.
+    const key = `${depth} ${target}`;
+    const cached = this.refCache.get(key);
+    if (cached !== undefined) return cached;
+    const recursionsBefore = this.recursions;
     entered.push(depth);
     this.expanding.set(target, entered);
     try {
-      return this.value(schema, target, depth);
+      const r = this.value(schema, target, depth);
+      if (this.recursions === recursionsBefore) this.refCache.set(key, r);
+      return r;
     } finally {
       entered.pop();
     }
@@ -391,10 +441,10 @@ class RegexBuilder {
     if (props !== undefined && !isObject(props)) throw new SchemaError(pointer(path, 'properties'), 'properties must be an object');
     const required = schema.required ?? [];
     if (!Array.isArray(required) || required.some((r) => typeof r !== 'string')) throw new SchemaError(pointer(path, 'required'), 'required must be an array of strings');
-    const names = Object.keys(props ?? {});
-    (required as string[]).forEach((r, i) => {
-      if (!names.includes(r)) throw new SchemaError(pointer(pointer(path, 'required'), i), `required names ${JSON.stringify(r)}, which properties does not list`);
-    });
+    const listed = new Set(Object.keys(props ?? {}));
+    const requiredSet = new Set(required as string[]);
+    // A required name properties does not list is written after them, its value additionalProperties'.
+    const names = [...listed, ...[...requiredSet].filter((r) => !listed.has(r))];
     if (names.length === 0) {
       if (extra === false) return `\\{${this.ws}\\}`;
       return this.objectOf(this.value(extra ?? true, pointer(path, 'additionalProperties'), depth + 1));
@@ -403,8 +453,12 @@ class RegexBuilder {
     // ones a schema allows are never needed to be valid, so none is offered.
     const members: { kv: string; required: boolean }[] = [];
     for (const name of names) {
-      const v = this.value(props![name], pointer(pointer(path, 'properties'), name), depth + 1);
-      const isRequired = required.includes(name);
+      const isListed = listed.has(name);
+      const sub = isListed ? props![name] : extra ?? true;
+      const at = isListed ? pointer(pointer(path, 'properties'), name) : pointer(path, 'additionalProperties');
+      // A false property may not appear: it admits no value.
+      const v = sub === false ? null : this.value(sub, at, depth + 1);
+      const isRequired = requiredSet.has(name);
       if (v === null) {
         if (isRequired) return null;
         continue;
@@ -418,14 +472,7 @@ class RegexBuilder {
     const sep = `${this.ws},${this.ws}`;
     if (members.length === 0) return `\\{${this.ws}\\}`;
     const last = members.map((m) => m.required).lastIndexOf(true);
-    if (last < 0) {
-      // None required: any non-empty subsequence, comma-separated. Built
-      // left to right as S(k+1) = S(k)(,p_k)? | p_k, so each member appears
-      // twice (outlines' one alternative per first member is quadratic).
-      let seq = members[0].kv;
-      for (let i = 1; i < members.length; i++) seq = `(?:${seq}(?:${sep}${members[i].kv})?|${members[i].kv})`;
-      return `\\{${this.ws}(?:${seq}${this.ws})?\\}`;
-    }
+    if (last < 0) return `\\{${this.ws}(?:${this.optionalMembers(members.map((m) => m.kv))}${this.ws})?\\}`;
     // Before the last required member each one present is followed by a
     // comma, after it each one is preceded by one.
     let body = '';
@@ -434,6 +481,33 @@ class RegexBuilder {
       body += m.required ? part : `(?:${part})?`;
     });
     return `\\{${this.ws}${body}${this.ws}\\}`;
+  }
+
+  /**
+   * Any non-empty subsequence of `kvs`, comma-separated. Built left to right
+   * as S(k+1) = S(k)(,p_k)? | p_k, each member written twice (outlines' one
+   * alternative per first member is quadratic) -- or, where shorter, with the
+   * longest member written once: present (those before it each followed by a
+   * comma, those after preceded by one) or absent (S of the others). Nested
+   * objects of optional members then grow by their own size a level, not twice it.
+   */
+  private optionalMembers(kvs: readonly string[]): string {
+    const sep = `${this.ws},${this.ws}`;
+    const twice = (list: readonly string[]): string => {
+      let seq = list[0];
+      for (let i = 1; i < list.length; i++) seq = `(?:${this.bounded(seq)}(?:${sep}${list[i]})?|${list[i]})`;
+      return seq;
+    };
+    if (kvs.length === 1) return kvs[0];
+    let pivot = 0;
+    kvs.forEach((kv, i) => {
+      if (kv.length > kvs[pivot].length) pivot = i;
+    });
+    const others = kvs.filter((_, i) => i !== pivot);
+    const around = kvs.map((kv, i) => (i < pivot ? `(?:${kv}${sep})?` : i > pivot ? `(?:${sep}${kv})?` : kv)).join('');
+    const once = `(?:${around}|${twice(others)})`;
+    const plain = twice(kvs);
+    return this.bounded(once.length < plain.length ? once : plain);
   }
 
   /** An object with any keys, each value matching `v` (null: only the empty object). */
@@ -454,7 +528,7 @@ class RegexBuilder {
     const cached = this.anyCache.get(budget);
     if (cached !== undefined) return cached;
     const inner = this.anyValue(budget - 1);
-    const r = `(?:${SCALAR}|${this.arrayOf(inner)}|${this.objectOf(inner)})`;
+    const r = this.bounded(`(?:${SCALAR}|${this.arrayOf(inner)}|${this.objectOf(inner)})`);
     this.anyCache.set(budget, r);
     return r;
   }

@@ -3,7 +3,8 @@
  * (the digit ranges of integer-range-regex.ts) and the fraction, so the bound
  * holds exactly. A bounded number is written without an exponent (a narrower
  * language, never a wider one), except a bound at 0 alone, where the sign
- * settles it.
+ * settles it. Above an exclusive 0 the leading zeros and the negative
+ * exponent are bounded, so no value read as a double underflows to 0.
  */
 
 import { integerRangeRegex } from './integer-range-regex';
@@ -18,6 +19,9 @@ const FRACTION = '(?:\\.[0-9]+)?';
 const NONZERO_FRACTION = '\\.[0-9]*[1-9][0-9]*';
 const ZERO_FRACTION = '(?:\\.0+)?';
 const EXPONENT = '(?:[eE][+\\-]?[0-9]+)?';
+// At least 1e-199 with the fraction below: far above the smallest double (~4.9e-324).
+const EXPONENT_ABOVE_ZERO = '(?:[eE](?:\\+?[0-9]+|-[0-9]{1,2}))?';
+const FRACTION_ABOVE_ZERO = '\\.0{0,99}[1-9][0-9]*';
 
 /** Unsigned magnitudes m between lo (≥ 0) and hi (null: none), hi ≥ lo; null where there are none. */
 function magnitudes(lo: NumberBound, hi: NumberBound | null): string | null {
@@ -25,7 +29,8 @@ function magnitudes(lo: NumberBound, hi: NumberBound | null): string | null {
   const b = hi === null ? Infinity : hi.value;
   if (a === b) return lo.exclusive || hi!.exclusive ? null : `${a}${ZERO_FRACTION}`;
   // Integer part a, then a+1 .. b-1 with any fraction, then b with none.
-  const parts = [lo.exclusive ? `${a}${NONZERO_FRACTION}` : `${a}${FRACTION}`];
+  const above = a === 0 ? FRACTION_ABOVE_ZERO : NONZERO_FRACTION;
+  const parts = [lo.exclusive ? `${a}${above}` : `${a}${FRACTION}`];
   const mid = integerRangeRegex(a + 1, b - 1);
   if (mid !== null) parts.push(`(?:${mid})${FRACTION}`);
   if (hi !== null && !hi.exclusive) parts.push(`${b}${ZERO_FRACTION}`);
@@ -36,7 +41,7 @@ function magnitudes(lo: NumberBound, hi: NumberBound | null): string | null {
 export function numberRangeRegex(lo: NumberBound | null, hi: NumberBound | null): string | null {
   if (lo !== null && hi !== null && (lo.value > hi.value || (lo.value === hi.value && (lo.exclusive || hi.exclusive)))) return null;
   const only = lo === null ? hi : hi === null ? lo : null;
-  const exponent = only !== null && only.value === 0 ? EXPONENT : '';
+  const exponent = only === null || only.value !== 0 ? '' : only.exclusive ? EXPONENT_ABOVE_ZERO : EXPONENT;
   const parts: string[] = [];
   if (lo === null || lo.value < 0) {
     // Negative values, as magnitudes: "-0" is left to the other side's 0.

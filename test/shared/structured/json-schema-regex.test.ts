@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { integerRangeRegex } from '../../../shared/structured/integer-range-regex';
-import { jsonObjectRegex, jsonSchemaRegex, SchemaError } from '../../../shared/structured/json-schema-regex';
+import { jsonObjectRegex, jsonSchemaRegex, SchemaError, WhitespaceError } from '../../../shared/structured/json-schema-regex';
 import { jsonStringPattern } from '../../../shared/structured/json-string-pattern';
+import { DEFAULT_MAX_NFA_STATES, buildByteNfa } from '../../../shared/structured/byte-nfa';
+import { parseRegex } from '../../../shared/structured/regex-syntax';
 import { seededRandom } from '../../support/seeded-random';
 
 type Rng = () => number;
@@ -276,10 +278,17 @@ describe('jsonSchemaRegex', () => {
     expect([e.test('"x"'), e.test('1')]).toEqual([true, false]);
   });
 
-  it('counts an escaped surrogate pair as the one code point it is', () => {
+  it('counts code points in a length-limited string, never an escaped surrogate pair as two', () => {
     const re = compile(jsonSchemaRegex({ type: 'string', minLength: 2, maxLength: 2 }));
-    expect(['"a\\ud83d\\ude00"', '"a😀"', '"\\u0041\\n"'].map((t) => re.test(t))).toEqual([true, true, true]);
-    expect(['"\\ud83d\\ude00"', '"ab\\ud83d\\ude00"'].map((t) => re.test(t))).toEqual([false, false]);
+    expect(['"a😀"', '"\\u0001\\n"', '"\\"\\\\"'].map((t) => re.test(t))).toEqual([true, true, true]);
+    // A pair is written raw: escaped, it is refused, so never read as two code points.
+    expect(['"\\ud83d\\ude00"', '"a\\ud83d\\ude00"', '"ab😀"'].map((t) => re.test(t))).toEqual([false, false, false]);
+  });
+
+  it('keeps a length-limited string small enough for the regex engine: maxLength 2,000 fits its NFA', () => {
+    const r = jsonSchemaRegex({ type: 'string', maxLength: 2000 });
+    expect(buildByteNfa(parseRegex(r), 1e7).stateCount).toBeLessThan(DEFAULT_MAX_NFA_STATES);
+    expect(compile(r).test(`"${'é'.repeat(2000)}"`)).toBe(true);
   });
 
   it('enforces a pattern on the decoded string, writing quotes and backslashes it allows as escapes', () => {
@@ -312,6 +321,36 @@ describe('jsonSchemaRegex', () => {
     expect(() => jsonSchemaRegex(schema, { whitespace: '(?= )' })).toThrow(RangeError);
   });
 
+  it('refuses a whitespace option that is anchored or matches what JSON does not take as whitespace, as a WhitespaceError', () => {
+    const schema = { type: 'integer' };
+    for (const ws of ['[ ]?$', '^ ?', '\\s*', '[ \\f]?', '.?', '(?= )']) {
+      expect(() => jsonSchemaRegex(schema, { whitespace: ws }), ws).toThrow(WhitespaceError);
+      expect(() => jsonSchemaRegex(schema, { whitespace: ws }), ws).not.toThrow(SchemaError);
+    }
+    expect(() => jsonObjectRegex({ whitespace: '\\s?' })).toThrow(WhitespaceError);
+    expect(compile(jsonSchemaRegex({ type: 'array' }, { whitespace: '[ \\t\\n\\r]*' })).test('[\t1 ,\r\n2 ]')).toBe(true);
+  });
+
+  it('keeps what is wrong out of the path: message says what, path says where', () => {
+    try {
+      jsonSchemaRegex({ type: 'object', properties: { a: { type: 'strin' } } });
+      expect.unreachable();
+    } catch (e) {
+      expect((e as SchemaError).path).toBe('/properties/a/type');
+      expect((e as SchemaError).message).not.toContain('/properties');
+    }
+  });
+
+  it('takes false properties and anyOf branches as admitting nothing, and a required name properties does not list', () => {
+    const noX = compile(jsonSchemaRegex({ type: 'object', properties: { x: false, y: { type: 'integer' } } }));
+    expect(['{}', '{"y":1}', '{"x":1}', '{"x":1,"y":1}'].map((t) => noX.test(t))).toEqual([true, true, false, false]);
+    const branch = compile(jsonSchemaRegex({ anyOf: [false, { type: 'integer' }] }));
+    expect([branch.test('1'), branch.test('"a"')]).toEqual([true, false]);
+    const extra = compile(jsonSchemaRegex({ type: 'object', properties: { a: { type: 'integer' } }, required: ['b'], additionalProperties: { type: 'string' } }));
+    expect(['{"b":"x"}', '{"a":1,"b":"x"}', '{"a":1}', '{"b":1}'].map((t) => extra.test(t))).toEqual([true, true, false, false]);
+    expect(() => jsonSchemaRegex({ type: 'object', properties: { a: {} }, required: ['b'], additionalProperties: false })).toThrow(SchemaError);
+  });
+
   it('writes only the regex subset the engine takes', () => {
     // The pattern parser accepts exactly the subset, so every regex built must parse under it.
     for (const c of CASES) expect(() => jsonStringPattern(jsonSchemaRegex(c.schema)), c.name).not.toThrow();
@@ -336,8 +375,7 @@ describe('jsonSchemaRegex', () => {
       [{ type: 'string', minLength: 2, pattern: 'a+' }, '/minLength'],
       [{ $ref: 'https://example.com/s.json' }, '/$ref'],
       [{ $defs: { a: { type: 'string' } }, $ref: '#/$defs/b' }, '/$ref'],
-      [{ type: 'object', properties: { a: {} }, required: ['b'] }, '/required/0'],
-      [{ type: 'object', properties: { 'a/b': false } }, '/properties/a~1b'],
+      [{ type: 'object', properties: { 'a/b': { type: 'strin' } } }, '/properties/a~1b/type'],
       [{ type: 'strin' }, '/type'],
       [{ allOf: [{}, {}] }, '/allOf'],
       [{ type: 'string', anyOf: [{}] }, '/type'],
@@ -376,6 +414,70 @@ describe('jsonSchemaRegex', () => {
   it('ignores annotations', () => {
     const annotated = { type: 'integer', title: 'n', description: 'a number', examples: [1], default: 0, $comment: 'x', deprecated: false };
     expect(jsonSchemaRegex(annotated)).toBe(jsonSchemaRegex({ type: 'integer' }));
+  });
+});
+
+describe('jsonSchemaRegex on schemas built to blow up', () => {
+  /** The SchemaError `schema` is refused with, and the milliseconds it took. */
+  const refusal = (schema: unknown): [SchemaError, number] => {
+    const t0 = performance.now();
+    try {
+      jsonSchemaRegex(schema);
+    } catch (e) {
+      return [e as SchemaError, performance.now() - t0];
+    }
+    throw new Error('not refused');
+  };
+  const nested = (depth: number, wrap: (inner: unknown) => unknown): unknown => {
+    let s: unknown = { type: 'integer' };
+    for (let i = 0; i < depth; i++) s = wrap(s);
+    return s;
+  };
+
+  it('refuses $refs that multiply, quickly and with a SchemaError at the root', () => {
+    const $defs: Record<string, unknown> = { L0: { type: 'integer' } };
+    for (let k = 1; k <= 9; k++) $defs[`L${k}`] = { type: 'array', prefixItems: Array.from({ length: 10 }, () => ({ $ref: `#/$defs/L${k - 1}` })) };
+    const properties = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`p${i}`, { $ref: '#' }]));
+    for (const schema of [{ $defs, $ref: '#/$defs/L9' }, { type: 'object', properties }]) {
+      const [e, ms] = refusal(schema);
+      expect(e).toBeInstanceOf(SchemaError);
+      expect(e.path).toBe('');
+      expect(e.message).toMatch(/grows past 262144 characters|too large to follow/);
+      expect(ms).toBeLessThan(200);
+    }
+    // A reference used many times without recursion is written, and costs, once a depth.
+    expect(jsonSchemaRegex({ $defs, $ref: '#/$defs/L2' })).toBe(jsonSchemaRegex({ $defs, $ref: '#/$defs/L2' }));
+    expect(compile(jsonSchemaRegex({ $defs, $ref: '#/$defs/L2' })).test(`[${Array(10).fill(`[${Array(10).fill(7).join(',')}]`).join(',')}]`)).toBe(true);
+  });
+
+  it('does not double nested objects of optional properties a level', () => {
+    const schema = nested(24, (inner) => ({ type: 'object', properties: { a: { type: 'integer' }, b: inner } }));
+    const re = compile(jsonSchemaRegex(schema));
+    expect(re.test('{"a":1,"b":{"b":{"a":2}}}')).toBe(true);
+    expect(re.test('{"b":{"a":1},"a":1}')).toBe(false);
+    // The longest member written once, in the middle: every subset in order, and no other.
+    const big = { type: 'object', properties: { x: { type: 'string', format: 'date-time' }, y: { type: 'string', format: 'uuid' } }, required: ['x', 'y'] };
+    const mid = compile(jsonSchemaRegex({ type: 'object', properties: { a: { type: 'integer' }, b: big, c: { type: 'boolean' } } }));
+    const members = ['"a":1', '"b":{"x":"2024-01-02T03:04:05Z","y":"01234567-89ab-cdef-0123-456789abcdef"}', '"c":true'];
+    for (let mask = 0; mask < 8; mask++) {
+      const chosen = members.filter((_, i) => mask & (1 << i));
+      expect(mid.test(`{${chosen.join(',')}}`), chosen.join(',')).toBe(true);
+      if (chosen.length > 1) expect(mid.test(`{${[...chosen].reverse().join(',')}}`)).toBe(false);
+      expect(mid.test(`{${chosen.join(',')},}`)).toBe(false);
+    }
+    // Where the regex would still grow too long, a SchemaError, never a RangeError.
+    const wide = nested(24, (inner) => ({ type: 'object', properties: { a: inner, b: inner } }));
+    expect(refusal(wide)[0]).toBeInstanceOf(SchemaError);
+  });
+
+  it('refuses nesting past the bound at the path where it passes it', () => {
+    const [objects] = refusal(nested(1200, (inner) => ({ type: 'object', properties: { a: inner } })));
+    expect(objects).toBeInstanceOf(SchemaError);
+    expect(objects.path).toBe(`${'/properties/a'.repeat(128)}`);
+    const [anyOf] = refusal(nested(3000, (inner) => ({ anyOf: [inner] })));
+    expect(anyOf).toBeInstanceOf(SchemaError);
+    expect(anyOf.path).toBe('/anyOf/0'.repeat(128));
+    expect(() => jsonSchemaRegex(nested(100, (inner) => ({ anyOf: [inner] })))).not.toThrow();
   });
 });
 
@@ -430,6 +532,15 @@ describe('numberRangeRegex', () => {
     const positive = compile(jsonSchemaRegex({ type: 'number', exclusiveMinimum: 0 }));
     expect(['1e-7', '0.5E3', '3'].every((t) => positive.test(t))).toBe(true);
     expect(['0', '0.0e5', '-1e3', '0e1'].some((t) => positive.test(t))).toBe(false);
+    // Nothing that a double reads as 0.
+    for (const schema of [{ type: 'number', exclusiveMinimum: 0 }, { type: 'number', exclusiveMinimum: 0, maximum: 5 }]) {
+      const re = compile(jsonSchemaRegex(schema));
+      for (const t of ['1e-400', `0.${'0'.repeat(400)}1`, '0.1e-330']) if (re.test(t)) expect(JSON.parse(t), t).toBeGreaterThan(0);
+      expect(re.test('0.001')).toBe(true);
+    }
+    expect(compile(jsonSchemaRegex({ type: 'number', exclusiveMinimum: 0 })).test('1e-99')).toBe(true);
+    const negative = compile(jsonSchemaRegex({ type: 'number', exclusiveMaximum: 0 }));
+    expect(negative.test('-1e-400')).toBe(false);
     const nonPositive = compile(jsonSchemaRegex({ type: 'number', maximum: 0 }));
     expect(['-1e-7', '0', '0.0', '-2.5E+3'].every((t) => nonPositive.test(t))).toBe(true);
     expect(['1e-7', '0.1'].some((t) => nonPositive.test(t))).toBe(false);
@@ -451,8 +562,10 @@ describe('jsonObjectRegex', () => {
   });
 
   it('stays small enough to expand: 4x per level', () => {
-    const sizes = [2, 3, 4, 5, 6].map((d) => jsonObjectRegex({ maxDepth: d }).length);
+    const sizes = [2, 3, 4, 5, 6].map((d) => jsonObjectRegex({ maxDepth: d, maxLength: 10_000_000 }).length);
     expect(sizes[1]).toBeLessThan(10_000);
     for (let i = 1; i < sizes.length; i++) expect(sizes[i] / sizes[i - 1]).toBeLessThan(4.2);
+    // Past the length a pool takes, refused as the schema's fault, never built.
+    expect(() => jsonObjectRegex({ maxDepth: 12 })).toThrow(SchemaError);
   });
 });
