@@ -260,7 +260,14 @@ class RegexBuilder {
 
   /** A const or enum value, as JSON.stringify writes it; one whose JSON type the schema's `type` excludes admits nothing. */
   private literal(v: unknown, schema: Schema, path: string): string | null {
-    const text = JSON.stringify(v);
+    let text: string | undefined;
+    try {
+      text = JSON.stringify(v);
+    } catch (e) {
+      // JSON.stringify recurses: a value nested thousands deep overflows its stack.
+      if (e instanceof RangeError) throw new SchemaError(path, 'a const or enum value nested too deep');
+      throw e;
+    }
     if (text === undefined) throw new SchemaError(path, 'a const or enum value that is not JSON');
     if (schema.type !== undefined) {
       const types = this.types(schema, path) ?? TYPES;

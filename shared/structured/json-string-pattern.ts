@@ -16,6 +16,8 @@ const META = '\\.*+?()[]{}|^$/';
 /** Escapes a pattern may use besides META's (outside a class JS's `u` mode refuses `\-` and `\"`, so none is written). */
 const ESCAPABLE = META + '-"';
 const MAX_COUNT = 1000;
+/** As the regex engine's parser (regex-syntax.ts): deeper overflows the stack. */
+const MAX_GROUP_DEPTH = 200;
 const MAX_CODE_POINT = 0x10ffff;
 
 type Range = [number, number];
@@ -127,6 +129,7 @@ function encodedSet(set: readonly Range[]): string {
 
 class PatternParser {
   private i = 0;
+  private depth = 0;
   constructor(private readonly src: string) {}
 
   parse(): string {
@@ -199,6 +202,7 @@ class PatternParser {
   }
 
   private group(): string {
+    if (++this.depth > MAX_GROUP_DEPTH) throw this.error(`groups nested deeper than ${MAX_GROUP_DEPTH}`);
     this.i++;
     if (this.src[this.i] === '?') {
       if (this.src[this.i + 1] !== ':') throw this.error('a lookaround or named group');
@@ -207,6 +211,7 @@ class PatternParser {
     const inner = this.alternatives();
     if (this.src[this.i] !== ')') throw this.error('an unclosed group');
     this.i++;
+    this.depth--;
     return `(?:${inner})`;
   }
 

@@ -478,6 +478,13 @@ describe('jsonSchemaRegex on schemas built to blow up', () => {
     expect(anyOf).toBeInstanceOf(SchemaError);
     expect(anyOf.path).toBe('/anyOf/0'.repeat(128));
     expect(() => jsonSchemaRegex(nested(100, (inner) => ({ anyOf: [inner] })))).not.toThrow();
+    // Nor do a pattern's groups or a const's value overflow the stack.
+    const [pattern] = refusal({ type: 'string', pattern: `${'('.repeat(20_000)}a${')'.repeat(20_000)}` });
+    expect(pattern).toBeInstanceOf(SchemaError);
+    expect(pattern.path).toBe('/pattern');
+    const [deepConst] = refusal({ properties: { c: { const: JSON.parse(`${'['.repeat(20_000)}${']'.repeat(20_000)}`) } } });
+    expect(deepConst).toBeInstanceOf(SchemaError);
+    expect(deepConst.path).toBe('/properties/c');
   });
 });
 
