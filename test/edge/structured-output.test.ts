@@ -117,10 +117,42 @@ describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_
     expect(refused({ structured_outputs: { grammar: 'root ::= "a"' } })).toMatchObject({ param: 'structured_outputs.grammar', code: 'unsupported_parameter' });
   });
 
+  it('refuses a schema too large, too deep or too expanding to follow with a 400 naming it, quickly, never a 500', () => {
+    let nested: Record<string, unknown> = { type: 'integer' };
+    for (let i = 0; i < 24; i++) nested = { type: 'array', items: nested };
+    let deep: Record<string, unknown> = { type: 'integer' };
+    for (let i = 0; i < 1200; i++) deep = { type: 'object', properties: { a: deep }, required: ['a'] };
+    const defs: Record<string, unknown> = { L0: { type: 'integer' } };
+    for (let k = 1; k <= 9; k++) defs[`L${k}`] = { type: 'array', prefixItems: Array.from({ length: 10 }, () => ({ $ref: `#/$defs/L${k - 1}` })) };
+    const fanOut = { type: 'object', properties: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`p${i}`, { $ref: '#' }])) };
+    for (const schema of [nested, deep, { $defs: defs, $ref: '#/$defs/L9' }, fanOut, { type: 'string', maxLength: 1000 }, { type: 'array', items: { type: 'string', maxLength: 20 }, maxItems: 1000 }]) {
+      const started = performance.now();
+      for (const whitespace of [null, '[ ]?']) {
+        const body = whitespace === null ? { guided_json: schema } : { guided_json: schema, guided_whitespace_pattern: whitespace };
+        let error: { param: string | null; message: string } | null = null;
+        try {
+          structuredOf(body);
+        } catch (err) {
+          expect(err).toBeInstanceOf(ApiError);
+          error = (err as ApiError).toBody().error;
+        }
+        // Taken (a long string within the automaton's bounds), or refused naming the schema, never the whitespace.
+        if (error !== null) expect(error, JSON.stringify(schema).slice(0, 80)).toMatchObject({ param: 'guided_json', message: expect.stringMatching(/^guided_json: /) });
+      }
+      expect(performance.now() - started, JSON.stringify(schema).slice(0, 80)).toBeLessThan(1500);
+    }
+    // In the schema's terms where its regex is too large for the automaton, not a regex's offsets.
+    expect(refused({ guided_json: { type: 'array', items: { type: 'string', maxLength: 20 }, maxItems: 1000 } })).toMatchObject({ message: expect.stringContaining('the schema is too large to follow') });
+    // A whitespace pattern that is not JSON's whitespace is refused as the whitespace's fault.
+    expect(refused({ guided_json: DOG, guided_whitespace_pattern: '\\s*' })).toMatchObject({ param: 'guided_whitespace_pattern' });
+    expect(refused({ guided_json: DOG, guided_whitespace_pattern: '[ ]?$' })).toMatchObject({ param: 'guided_whitespace_pattern' });
+  });
+
   it('checks a regex sent again without building its automaton again', () => {
     // Warm: the code that converts and checks has run (a first call anywhere pays for its compilation).
     for (let i = 0; i < 5; i++) structuredOf({ guided_json: { type: 'array', items: { type: 'string', format: 'date' }, maxItems: i + 1 } });
-    const schema = { type: 'array', items: { type: 'object', properties: { when: { type: 'string', format: 'date-time' }, n: { type: 'integer', minimum: -999, maximum: 999 } } }, maxItems: 4 };
+    // A long string: a small regex whose automaton (checked at the edge) is large, tens of thousands of NFA states.
+    const schema = { type: 'object', properties: { story: { type: 'string', maxLength: 1500 } }, required: ['story'] };
     let t = performance.now();
     structuredOf({ guided_json: schema });
     const first = performance.now() - t;
