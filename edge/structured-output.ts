@@ -99,16 +99,18 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
     try {
       checkRegex(regex);
     } catch (err) {
-      if (err instanceof RegexTooLargeError && !('regex' in constraint)) {
-        // A schema's regex is this code's: its size is what fails, said in the schema's terms, not the regex's.
-        throw badRequest(
-          `${constraint.param}: the schema is too large to follow: its regular expression needs more automaton states than a pool holds (long maxLength or maxItems, many optional properties or deep nesting make it grow); send a smaller schema.`,
-          constraint.param,
-          'invalid_value',
-        );
+      if (!(err instanceof RegexSyntaxError)) throw err;
+      if ('regex' in constraint) throw badRequest(`${constraint.param}: ${err.message}`, constraint.param, 'invalid_value');
+      // A schema's regex is this code's: its size (states, or groups nested past the engine's depth) is what fails,
+      // said in the schema's terms, not the regex's; or the whitespace's, where the default would have passed.
+      if (whitespace && fitsWithDefaultWhitespace(constraint)) {
+        throw badRequest(`${whitespace.param}: written between every token of the JSON, this whitespace makes its regular expression too large for a pool; send a shorter one.`, whitespace.param, 'invalid_value');
       }
-      if (err instanceof RegexSyntaxError) throw badRequest(`${constraint.param}: ${err.message}`, constraint.param, 'invalid_value');
-      throw err;
+      throw badRequest(
+        `${constraint.param}: the schema is too large to follow: its regular expression ${err instanceof RegexTooLargeError ? 'needs more automaton states than a pool holds' : 'nests deeper than a pool reads'} (long maxLength or maxItems, many optional properties or deep nesting make it grow); send a smaller schema.`,
+        constraint.param,
+        'invalid_value',
+      );
     }
     remember(regex);
   }
@@ -153,6 +155,16 @@ function regexOf(constraint: Exclude<Constraint, { choices: string[] }>, whitesp
     // The builder bounds its nesting and its regex's length; a stack or string that still runs out is the schema's size, not a fault here.
     if (err instanceof RangeError) throw badRequest(`${constraint.param}: the schema is too large or too deeply nested to follow; send a smaller one.`, constraint.param, 'invalid_value');
     throw err;
+  }
+}
+
+/** Whether the constraint's regex with the default whitespace is one a pool takes (only asked where it failed with the request's). */
+function fitsWithDefaultWhitespace(constraint: Exclude<Constraint, { choices: string[] }>): boolean {
+  try {
+    checkRegex(regexOf(constraint, null));
+    return true;
+  } catch {
+    return false;
   }
 }
 

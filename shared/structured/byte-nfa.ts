@@ -54,6 +54,9 @@ class NfaBuilder {
   private readonly out1: number[] = [];
   private readonly out2: number[] = [];
 
+  /** Nodes compiled so far: bounded with the states, as a repeat of what adds no state (`(?:){1000}` nested) adds none. */
+  private compiled = 0;
+
   constructor(private readonly maxStates: number) {}
 
   add(kind: NfaKind, lo: number, hi: number, out1: number, out2: number): number {
@@ -68,6 +71,8 @@ class NfaBuilder {
 
   /** The start of `node`'s states, built to continue at `next` (built back to front: no patching). */
   compile(node: RegexNode, next: number): number {
+    // Two compiles a state at most in any pattern that adds states; past that, the work is repeats of nothing.
+    if (++this.compiled > 2 * this.maxStates) throw new RegexTooLargeError(this.maxStates);
     switch (node.kind) {
       case 'empty':
         return next;

@@ -143,6 +143,19 @@ describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_
     }
     // In the schema's terms where its regex is too large for the automaton, not a regex's offsets.
     expect(refused({ guided_json: { type: 'array', items: { type: 'string', maxLength: 20 }, maxItems: 1000 } })).toMatchObject({ message: expect.stringContaining('the schema is too large to follow') });
+    // Many optional properties: groups nested past the engine's depth, said in the schema's terms too.
+    const optional = { type: 'object', properties: Object.fromEntries(Array.from({ length: 199 }, (_, i) => [`p${i}`, { type: 'integer' }])) };
+    expect(refused({ guided_json: optional })).toMatchObject({ param: 'guided_json', message: expect.stringContaining('the schema is too large to follow') });
+    // A whitespace that alone makes the regex too large is refused as the whitespace's fault.
+    const eleven = { type: 'object', properties: Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`p${i}`, { type: 'integer' }])) };
+    expect(structuredOf({ guided_json: eleven }).regex).not.toBeNull();
+    expect(refused({ guided_json: eleven, guided_whitespace_pattern: '[ \\n]{0,1000}' })).toMatchObject({ param: 'guided_whitespace_pattern', message: expect.stringContaining('too large') });
+    expect(refused({ response_format: { type: 'json_object' }, guided_whitespace_pattern: '[ \\n]{0,1000}' }, 'chat')).toMatchObject({ param: 'guided_whitespace_pattern' });
+    // Repeats of nothing, nested: refused in milliseconds, not built for seconds.
+    const started = performance.now();
+    expect(refused({ structured_outputs: { regex: '(?:(?:(?:(?:){1000}){1000}){1000}){2}a' } })).toMatchObject({ param: 'structured_outputs.regex', message: expect.stringContaining('too large') });
+    expect(refused({ guided_json: { type: 'string', pattern: '(?:(?:(?:){1000}){1000}){1000}' } })).toMatchObject({ param: 'guided_json' });
+    expect(performance.now() - started).toBeLessThan(500);
     // A whitespace pattern that is not JSON's whitespace is refused as the whitespace's fault.
     expect(refused({ guided_json: DOG, guided_whitespace_pattern: '\\s*' })).toMatchObject({ param: 'guided_whitespace_pattern' });
     expect(refused({ guided_json: DOG, guided_whitespace_pattern: '[ ]?$' })).toMatchObject({ param: 'guided_whitespace_pattern' });

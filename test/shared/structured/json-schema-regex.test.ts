@@ -535,6 +535,20 @@ describe('numberRangeRegex', () => {
     }
   });
 
+  it('writes nothing beside an exclusive bound that a double reads as the bound itself', () => {
+    const cases: Array<[Record<string, number>, string[], string[]]> = [
+      [{ exclusiveMinimum: 1 }, ['1.5', '1.00000000000001', '2'], ['1.0000000000000001', '1.00000000000000001', '1']],
+      [{ exclusiveMaximum: 10 }, ['9.5', '9.999999999999', '9'], ['9.99999999999999999', '9.999999999999999', '10']],
+      [{ exclusiveMinimum: 0, exclusiveMaximum: 1 }, ['0.5', '0.50', '0.99999999999999', '0.05'], ['0.99999999999999999', '0', '1']],
+      [{ exclusiveMinimum: -1, exclusiveMaximum: 3 }, ['-0.5', '2.5', '0'], ['-0.99999999999999999', '2.99999999999999999']],
+    ];
+    for (const [bounds, taken, refused] of cases) {
+      const re = compile(jsonSchemaRegex({ type: 'number', ...bounds }));
+      for (const t of taken) expect(re.test(t), `${JSON.stringify(bounds)} ${t}`).toBe(true);
+      for (const t of refused) expect(re.test(t), `${JSON.stringify(bounds)} ${t}`).toBe(false);
+    }
+  });
+
   it('keeps the exponent where a bound at 0 alone settles the sign', () => {
     const positive = compile(jsonSchemaRegex({ type: 'number', exclusiveMinimum: 0 }));
     expect(['1e-7', '0.5E3', '3'].every((t) => positive.test(t))).toBe(true);
