@@ -310,6 +310,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     ...(asked !== null ? { logprobs: new LogprobsFormatter(kind, model.tokenizer, asked > 0 || logprobIds !== null, body.return_tokens_as_token_ids === true, logprobIds !== null) } : {}),
     ...(promptScores !== null ? { promptLogprobs: true } : {}),
     ...(body.return_token_ids === true ? { tokenIds: true } : {}),
+    ...(structured.toolCalls !== null ? { toolCalls: structured.toolCalls } : {}),
   };
   // One generation per choice. A seed makes choice i use seed + i (the choices
   // differ, and repeat run to run). A sampled request without one gets one

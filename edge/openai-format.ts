@@ -10,6 +10,7 @@ import type { CompletionUsage } from './completion-run';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import type { SourcedText, TokenLogprob } from './token-text';
 import type { PromptLogprobs } from './prompt-logprobs';
+import { toolCallsOf, toolFinishReason, type ToolCall, type ToolCallMode } from './tool-calls';
 
 export type EndpointKind = 'completion' | 'chat';
 
@@ -28,6 +29,8 @@ export interface ResponseMeta {
   promptLogprobs?: boolean;
   /** vLLM's `return_token_ids`: the response carries `prompt_token_ids` and each choice's `token_ids`. */
   tokenIds?: boolean;
+  /** Chat's tool calls (edge/tool-calls.ts): each choice's text is a call's arguments, or a JSON array of calls. */
+  toolCalls?: ToolCallMode;
 }
 
 /**
@@ -333,16 +336,35 @@ export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[
     object: chat ? 'chat.completion' : 'text_completion',
     created: meta.created,
     model: meta.model,
-    choices: choices.map((c, index) => ({
-      index,
-      ...(chat ? { message: { role: 'assistant', content: c.text, refusal: null } } : { text: c.text }),
-      logprobs: c.logprobs ? c.logprobs.format(c.tokens) : null,
-      finish_reason: c.finishReason,
+    choices: choices.map((c, index) => {
+      const calls = chat && meta.toolCalls ? toolCallsOf(meta.toolCalls, c.text) : null;
+      return {
+        index,
+        ...(chat ? { message: assistantMessage(c.text, calls) } : { text: c.text }),
+        logprobs: c.logprobs ? c.logprobs.format(c.tokens) : null,
+        finish_reason: meta.toolCalls ? toolFinishReason(meta.toolCalls, c.finishReason, calls) : c.finishReason,
       stop_reason: c.stopReason,
-      ...(chat ? {} : { ...scored, ...prompted }),
-      ...(meta.tokenIds === true ? { token_ids: c.tokenIds ?? [] } : {}),
-    })),
+        ...(chat ? {} : { ...scored, ...prompted }),
+        ...(meta.tokenIds === true ? { token_ids: c.tokenIds ?? [] } : {}),
+      };
+    }),
     usage,
     ...(chat ? { ...scored, ...prompted } : {}),
   };
+}
+
+/** A whole chat reply's message: its text, or, where it was made tool calls, the calls (content null, as OpenAI's). */
+function assistantMessage(text: string, calls: readonly ToolCall[] | null): object {
+  if (calls === null) return { role: 'assistant', content: text, refusal: null };
+  return { role: 'assistant', content: null, refusal: null, tool_calls: calls };
+}
+
+/**
+ * A streamed chunk of tool calls for choice `index`: `calls`, each with its
+ * list `index`, and in the first delta of a call its id, type and name
+ * (OpenAI's stream of a call: those once, then its arguments piece by piece).
+ */
+export function toolCallChunk(meta: ResponseMeta, calls: ReadonlyArray<{ index: number; id?: string; name?: string; arguments: string }>, index = 0, logprobs: object | null = null, usage?: RunningUsage, ids?: ChunkTokenIds): object {
+  const deltas = calls.map((c) => (c.id !== undefined ? { index: c.index, id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } } : { index: c.index, function: { arguments: c.arguments } }));
+  return chunk(meta, [{ index, delta: { tool_calls: deltas }, logprobs, finish_reason: null, ...choiceTokenIds(meta, ids) }], usage);
 }

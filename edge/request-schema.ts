@@ -229,9 +229,25 @@ export const chatMessageSchema = z.object({
 });
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
+/** A function the reply may call (chat's `tools`): its parameters a JSON schema, followed as structured outputs' are. */
+const toolSchema = z.object({
+  type: z.literal('function'),
+  function: z.object({
+    name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a function name is 1 to 64 letters, digits, underscores or dashes (as OpenAI has it)'),
+    description: z.string().nullish(),
+    parameters: z.record(z.string(), z.unknown()).nullish(),
+    strict: z.boolean().nullish(),
+  }),
+});
+
 export const chatRequestSchema = z.object({
   ...commonFields,
   messages: z.array(chatMessageSchema).min(1, 'messages must not be empty'),
+  /** Functions the reply may call; served where `tool_choice` is `"required"` or names one (edge/tool-calls.ts). */
+  tools: z.array(toolSchema).max(128, 'tools holds at most 128 functions').nullish(),
+  tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) })]).nullish(),
+  /** false: `"required"` makes one call at most. */
+  parallel_tool_calls: z.boolean().nullish(),
   max_completion_tokens: z.number().int().min(1).nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: z.number().min(0).max(MAX_TOP_LOGPROBS).int().nullish(),
@@ -289,9 +305,10 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   add_special_tokens: { neutral: (v, body) => v === true || isTokenIdPrompt(body.prompt), hint: 'true (send the prompt as token ids to leave BOS out)' },
 };
 
-/** Completions' fields that chat does not have: refused there the same way. */
+/** Completions' fields that chat does not have: refused there the same way. Chat's tools are served (edge/tool-calls.ts). */
+const { tools: _tools, tool_choice: _toolChoice, ...UNSUPPORTED_BESIDE_TOOLS } = UNSUPPORTED_PARAMETERS;
 const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
-  ...UNSUPPORTED_PARAMETERS,
+  ...UNSUPPORTED_BESIDE_TOOLS,
   echo: { neutral: (v) => v === false, hint: 'false' },
   // vLLM's chat-template controls: the template is the model's own (docs/chat-template.md), always ending in the assistant's turn.
   chat_template: { neutral: () => false, hint: 'null' },

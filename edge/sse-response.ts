@@ -8,7 +8,9 @@ import { toApiError } from './api-error';
 import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { BurstSmoother } from './burst-smoother';
 import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
-import { finishChunk, roleChunk, textChunk, usageChunk, type ChunkTokenIds, type ResponseMeta, type RunningUsage } from './openai-format';
+import { finishChunk, joinText, roleChunk, textChunk, toolCallChunk, tokensOf, usageChunk, type ChunkTokenIds, type ResponseMeta, type RunningUsage } from './openai-format';
+import { toolCallId, toolCallsOf, toolFinishReason, type ToolCallMode } from './tool-calls';
+import type { TokenLogprob } from './token-text';
 import type { SourcedText } from './token-text';
 
 export interface StreamOptions {
@@ -185,16 +187,26 @@ export function streamResponse(
       const usageOf = options.continuousUsage ? (i: number): RunningUsage => runningUsage(runs[i]) : (): undefined => undefined;
       const idsOf = chunkTokenIds(runs, meta);
       if (meta.kind === 'chat') for (let i = 0; i < runs.length; i++) send(roleChunk(meta, i, usageOf(i), meta.tokenIds ? runs[i].promptIds : undefined));
+      const calls = meta.kind === 'chat' && meta.toolCalls ? new StreamedToolCalls(meta.toolCalls, runs.length) : null;
       for (let i = 0; i < runs.length; i++) pull(i);
       while (pending.size > 0 && !clientGone) {
         const { index, next } = await Promise.race(pending.values());
         if (next.done) {
           pending.delete(index);
           usages[index] = next.value.usage;
-          send(finishChunk(meta, next.value.finishReason, index, next.value.stopReason, usageOf(index), idsOf(index)));
+          let finishReason: string = next.value.finishReason;
+          if (calls) {
+            const ended = calls.finish(index, finishReason);
+            finishReason = ended.finishReason;
+            if (ended.calls) send(toolCallChunk(meta, ended.calls, index, ended.tokens && formatters[index] ? formatters[index].format(ended.tokens) : null, usageOf(index), idsOf(index)));
+            else if (ended.text) send(textChunk(meta, ended.text, index, formatters[index], usageOf(index), idsOf(index)));
+          }
+          send(finishChunk(meta, finishReason, index, next.value.stopReason, usageOf(index), idsOf(index)));
           continue;
         }
-        send(textChunk(meta, next.value, index, formatters[index], usageOf(index), idsOf(index)));
+        const piece = calls ? calls.piece(index, next.value) : null;
+        if (piece) send(toolCallChunk(meta, [piece], index, formatters[index] ? formatters[index].format(tokensOf(next.value)) : null, usageOf(index), idsOf(index)));
+        else if (!calls) send(textChunk(meta, next.value, index, formatters[index], usageOf(index), idsOf(index)));
         pull(index);
       }
       if (pending.size === 0 && options.includeUsage) send(usageChunk(meta, combinedUsage(usages)));
@@ -233,4 +245,56 @@ function runningUsage(run: CompletionRun): RunningUsage {
   const prompt = run.promptTokens;
   const completion = run.completionTokens;
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/**
+ * Each choice's tool calls as a stream: a named function's arguments as
+ * they come (its id, type and name with the first piece, as OpenAI streams a
+ * call); `"required"`'s calls, whose names and arguments are known only once
+ * their JSON array is whole, in one chunk at the end (text, where it never
+ * became one: cut by max_tokens or a stop string).
+ */
+class StreamedToolCalls {
+  private readonly ids: Array<string | null>;
+  private readonly held: SourcedText[][];
+
+  constructor(
+    private readonly mode: ToolCallMode,
+    choices: number,
+  ) {
+    this.ids = Array.from({ length: choices }, () => null);
+    this.held = Array.from({ length: choices }, () => []);
+  }
+
+  /** A named call's piece to send now; null where it is held (`"required"`) or says nothing. */
+  piece(choice: number, segments: SourcedText[]): { index: number; id?: string; name?: string; arguments: string } | null {
+    if (this.mode.kind === 'required') {
+      this.held[choice].push(...segments);
+      return null;
+    }
+    const text = joinText(segments);
+    const id = this.ids[choice];
+    if (id !== null) return text === '' && tokensOf(segments).length === 0 ? null : { index: 0, arguments: text };
+    this.ids[choice] = toolCallId();
+    return { index: 0, id: this.ids[choice]!, name: this.mode.name, arguments: text };
+  }
+
+  /** What a choice's end sends before its finish chunk: its calls (or, unparsed, its text), and its finish reason. */
+  finish(choice: number, finishReason: string): { calls: Array<{ index: number; id?: string; name?: string; arguments: string }> | null; text: SourcedText[] | null; tokens: TokenLogprob[] | null; finishReason: string } {
+    if (this.mode.kind === 'named') {
+      // A call with no piece yet (nothing generated) still says which it is.
+      const calls = this.ids[choice] === null ? [{ index: 0, id: (this.ids[choice] = toolCallId()), name: this.mode.name, arguments: '' }] : null;
+      return { calls, text: null, tokens: null, finishReason: toolFinishReason(this.mode, finishReason, []) };
+    }
+    const held = this.held[choice];
+    this.held[choice] = [];
+    const calls = toolCallsOf(this.mode, joinText(held));
+    if (calls === null) return { calls: null, text: held.length > 0 ? held : null, tokens: null, finishReason };
+    return {
+      calls: calls.map((call, index) => ({ index, id: call.id, name: call.function.name, arguments: call.function.arguments })),
+      text: null,
+      tokens: tokensOf(held),
+      finishReason: toolFinishReason(this.mode, finishReason, calls),
+    };
+  }
 }

@@ -15,6 +15,7 @@ import { badRequest } from './api-error';
 import { MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
 import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
+import { toolCallPlan, type ToolCallMode, type ToolFunction } from './tool-calls';
 
 type JsonSchemaField = string | Record<string, unknown>;
 
@@ -33,12 +34,16 @@ interface StructuredFields {
   guided_whitespace_pattern?: string | null;
   response_format?: { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; json_schema: { schema?: Record<string, unknown> | null } } | null;
   ignore_eos?: boolean | null;
+  tools?: Array<{ type: 'function'; function: ToolFunction }> | null;
+  tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } } | null;
+  parallel_tool_calls?: boolean | null;
 }
 
-/** What the pool is sent: choices, or a regex the whole text must match (both null: any text). */
+/** What the pool is sent: choices, or a regex the whole text must match (both null: any text); and where the text is chat's tool calls, how. */
 export interface StructuredOutput {
   choices: string[] | null;
   regex: string | null;
+  toolCalls: ToolCallMode | null;
 }
 
 /** One constraint as the request named it: the field (an error's `param`) and what it asks. */
@@ -84,13 +89,19 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
     // vLLM's words (StructuredOutputsParams.__post_init__).
     throw badRequest(`You can only use one kind of structured outputs constraint but multiple are specified: ${constraints.map((c) => c.param).join(', ')}.`, constraints[1].param, 'invalid_value');
   }
+  const tools = toolCallPlan(body);
+  if (tools !== null) {
+    // vLLM's words (ChatCompletionRequest.check_structured_outputs_count): the calls are the reply's one constraint.
+    if (constraints.length > 0) throw badRequest('You can only either use constraints for structured outputs or tools, not both.', 'tool_choice', 'invalid_value');
+    constraints.push({ param: tools.param, schema: tools.schema });
+  }
   const constraint = constraints[0];
-  if (constraint === undefined) return { choices: null, regex: null };
+  if (constraint === undefined) return { choices: null, regex: null, toolCalls: null };
   // The reply ends at the end token once it is whole: with the end token ignored it could not end there.
   if (body.ignore_eos === true) {
     throw badRequest(`ignore_eos cannot be used with a structured output (${constraint.param}): the reply ends at the end token once it is whole.`, 'ignore_eos', 'invalid_value');
   }
-  if ('choices' in constraint) return { choices: constraint.choices, regex: null };
+  if ('choices' in constraint) return { choices: constraint.choices, regex: null, toolCalls: null };
   const regex = regexOf(constraint, whitespace);
   if (regex.length > MAX_OUTPUT_REGEX_CHARS) {
     throw badRequest(`${constraint.param}: its regular expression is ${regex.length} characters, more than the ${MAX_OUTPUT_REGEX_CHARS} a pool takes; send a smaller one.`, constraint.param, 'invalid_value');
@@ -114,7 +125,7 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
     }
     remember(regex);
   }
-  return { choices: null, regex };
+  return { choices: null, regex, toolCalls: tools?.mode ?? null };
 }
 
 /**

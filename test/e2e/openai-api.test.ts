@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { zodResponseFormat } from 'openai/helpers/zod';
+import { zodFunction, zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex, startEdge, type RunningEdge } from '../../launcher/stack';
@@ -829,6 +829,81 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(two.json.error?.message).toContain('You can only use one kind of structured outputs constraint');
   });
 
+  it('serves tool calls where tool_choice names a function or is "required": the reply is the call, whole or streamed, through the SDK\'s own tool helpers; "auto" refused by name', async () => {
+    const messages = [{ role: 'user' as const, content: 'What is the weather in Paris?' }];
+    const weather = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 20 }, days: { type: 'integer', minimum: 1, maximum: 7 } }, required: ['city', 'days'] } } };
+    const time = { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string', enum: ['UTC', 'CET'] } }, required: ['zone'] } } };
+    const checkWeather = (args: string): void => {
+      const parsed = JSON.parse(args) as { city: string; days: number };
+      expect(Object.keys(parsed)).toEqual(['city', 'days']);
+      expect(parsed.city.length).toBeLessThanOrEqual(20);
+      expect(Number.isInteger(parsed.days) && parsed.days >= 1 && parsed.days <= 7).toBe(true);
+    };
+    for (const speculation of ['auto', 'off']) {
+      const named = await client.chat.completions.create({ model, messages, tools: [weather, time], tool_choice: { type: 'function', function: { name: 'get_weather' } }, max_tokens: 150, temperature: 0, speculation } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      const message = named.choices[0].message;
+      expect(message.content).toBeNull();
+      expect(named.choices[0].finish_reason).toBe('stop');
+      expect(message.tool_calls).toHaveLength(1);
+      const call = message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
+      expect(call).toMatchObject({ id: expect.stringMatching(/^chatcmpl-tool-[0-9a-f]{32}$/), type: 'function', function: { name: 'get_weather' } });
+      checkWeather(call.function.arguments);
+      // Streamed: the id, type and name once, then the arguments in pieces that join to the same call.
+      const stream = await client.chat.completions.create({ model, messages, tools: [weather, time], tool_choice: { type: 'function', function: { name: 'get_weather' } }, max_tokens: 150, temperature: 0, speculation, stream: true } as OpenAI.ChatCompletionCreateParamsStreaming);
+      let args = '';
+      const ids: string[] = [];
+      let finish: string | null = null;
+      for await (const chunk of stream) {
+        for (const d of chunk.choices[0]?.delta.tool_calls ?? []) {
+          if (d.id) ids.push(d.id);
+          args += d.function?.arguments ?? '';
+        }
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+      }
+      expect(ids).toHaveLength(1);
+      expect(args, speculation).toBe(call.function.arguments);
+      expect(finish).toBe('stop');
+    }
+    // "required": calls of the listed functions, finish tool_calls; one at most without parallel calls.
+    const required = await client.chat.completions.create({ model, messages, tools: [weather, time], tool_choice: 'required', parallel_tool_calls: false, max_tokens: 150, temperature: 0 });
+    expect(required.choices[0].finish_reason).toBe('tool_calls');
+    expect(required.choices[0].message.tool_calls).toHaveLength(1);
+    const first = required.choices[0].message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
+    expect(['get_weather', 'get_time']).toContain(first.function.name);
+    if (first.function.name === 'get_weather') checkWeather(first.function.arguments);
+    const requiredStream = await client.chat.completions.create({ model, messages, tools: [weather, time], tool_choice: 'required', parallel_tool_calls: false, max_tokens: 150, temperature: 0, stream: true });
+    const streamedCalls: Array<{ name?: string; arguments: string }> = [];
+    for await (const chunk of requiredStream) for (const d of chunk.choices[0]?.delta.tool_calls ?? []) (streamedCalls[d.index] ??= { arguments: '' }).arguments += d.function?.arguments ?? '', (streamedCalls[d.index].name ??= d.function?.name);
+    expect(streamedCalls).toEqual([{ name: first.function.name, arguments: first.function.arguments }]);
+    // The SDK's zod helper: strict function tools, and the arguments parsed back into the schema's type.
+    const parsed = await client.chat.completions.parse({
+      model,
+      messages,
+      max_tokens: 150,
+      temperature: 0,
+      tools: [zodFunction({ name: 'get_weather', parameters: z.object({ city: z.string().max(20), days: z.number().int().min(1).max(7) }) })],
+      tool_choice: { type: 'function', function: { name: 'get_weather' } },
+    });
+    const parsedCall = parsed.choices[0].message.tool_calls?.[0] as { function: { parsed_arguments: { city: string; days: number } } } | undefined;
+    expect(parsedCall?.function.parsed_arguments.days).toBeGreaterThanOrEqual(1);
+    // Refused by name: "auto" (and tools with no tool_choice, vLLM's default "auto"), a call with no (or an empty) list, a name not listed, tools beside a structured output.
+    for (const [extra, param] of [
+      [{ tools: [weather], tool_choice: 'auto' }, 'tool_choice'],
+      [{ tools: [weather] }, 'tool_choice'],
+      [{ tools: [], tool_choice: 'required' }, 'tool_choice'],
+      [{ tools: [weather], tool_choice: { type: 'function', function: { name: 'nope' } } }, 'tool_choice'],
+      [{ tools: [weather], tool_choice: 'required', response_format: { type: 'json_object' } }, 'tool_choice'],
+      [{ tool_choice: 'required' }, 'tool_choice'],
+    ] as const) {
+      const res = await post('/v1/chat/completions', { model, messages, ...extra });
+      expect(res.status, JSON.stringify(extra)).toBe(400);
+      expect(res.json.error?.param, JSON.stringify(extra)).toBe(param);
+    }
+    // Completions have no tools, as in vLLM.
+    const completionTools = await post('/v1/completions', { model, prompt: PROMPT, tools: [weather], tool_choice: 'required' });
+    expect(completionTools.json.error).toMatchObject({ param: 'tools', code: 'unsupported_parameter' });
+  });
+
   it("serves vLLM's truncate_prompt_tokens (the prompt's last k tokens, a text prompt's BOS kept) and return_tokens_as_token_ids", async () => {
     const ids = reference.prompt_ids;
     expect(ids[0]).toBe(1); // BOS
@@ -1013,7 +1088,9 @@ describe('OpenAI-compatible API on the edge', () => {
     // Parameters that would change the answer and are not implemented: refused by name, not ignored.
     for (const [path, body, param] of [
       ['/v1/completions', { model, prompt: 'hi', best_of: 3 }, 'best_of'],
-      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
+      ['/v1/completions', { model, prompt: 'hi', tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
+      // Chat's tools with tool_choice "auto" (their default): the model has no tool-call format to decide in.
+      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f' } }] }, 'tool_choice'],
       ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], structured_outputs: { grammar: 'root ::= "a"' } }, 'structured_outputs.grammar'],
     ] as const) {
       const res = await post(path, body);

@@ -72,8 +72,8 @@ const DOG = { type: 'object', properties: { name: { type: 'string' }, age: { typ
 
 describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_object; guided_*; response_format)', () => {
   it('sends the pool one regex for each, read from the field the request used', () => {
-    expect(structuredOf({ structured_outputs: { regex: '[0-9]{3}' } })).toEqual({ choices: null, regex: '[0-9]{3}' });
-    expect(structuredOf({ guided_regex: 'a|b' }, 'chat')).toEqual({ choices: null, regex: 'a|b' });
+    expect(structuredOf({ structured_outputs: { regex: '[0-9]{3}' } })).toEqual({ choices: null, regex: '[0-9]{3}', toolCalls: null });
+    expect(structuredOf({ guided_regex: 'a|b' }, 'chat')).toEqual({ choices: null, regex: 'a|b', toolCalls: null });
     for (const body of [{ structured_outputs: { json: DOG } }, { structured_outputs: { json: JSON.stringify(DOG) } }, { guided_json: DOG }, { response_format: { type: 'json_schema', json_schema: { name: 'dog', schema: DOG, strict: true } } }]) {
       const out = structuredOf(body, 'chat');
       expect(out.choices).toBeNull();
@@ -92,7 +92,7 @@ describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_
     expect(matches(spaced, '{\n"name":\n "Rex"\n}')).toBe(true);
     expect(matches(structuredOf({ guided_json: DOG }), '{\n"name": "Rex"}')).toBe(false);
     // Neutral: text, json_object false, the options that change nothing here.
-    expect(structuredOf({ response_format: { type: 'text' } })).toEqual({ choices: null, regex: null });
+    expect(structuredOf({ response_format: { type: 'text' } })).toEqual({ choices: null, regex: null, toolCalls: null });
     expect(structuredOf({ structured_outputs: { regex: 'x', json_object: false, disable_any_whitespace: true, disable_additional_properties: true } }).regex).toBe('x');
     // vLLM reads guided_* only where structured_outputs is not sent.
     expect(structuredOf({ structured_outputs: { regex: 'a' }, guided_json: DOG }).regex).toBe('a');
