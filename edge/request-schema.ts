@@ -240,12 +240,23 @@ const toolSchema = z.object({
   }),
 });
 
+type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+
+function isToolChoice(v: unknown): v is ToolChoice {
+  if (v === 'none' || v === 'auto' || v === 'required') return true;
+  const named = v as { type?: unknown; function?: { name?: unknown } | null } | null;
+  return typeof named === 'object' && named !== null && named.type === 'function' && typeof named.function === 'object' && named.function !== null && typeof named.function.name === 'string';
+}
+
+/** One message for every wrong shape (a union would name only its first branch's). */
+const toolChoiceSchema = z.custom<ToolChoice>(isToolChoice, { error: 'tool_choice is "none", "auto", "required" or {"type": "function", "function": {"name": "my_function"}}' });
+
 export const chatRequestSchema = z.object({
   ...commonFields,
   messages: z.array(chatMessageSchema).min(1, 'messages must not be empty'),
   /** Functions the reply may call; served where `tool_choice` is `"required"` or names one (edge/tool-calls.ts). */
   tools: z.array(toolSchema).max(128, 'tools holds at most 128 functions').nullish(),
-  tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) })]).nullish(),
+  tool_choice: toolChoiceSchema.nullish(),
   /** false: `"required"` makes one call at most. */
   parallel_tool_calls: z.boolean().nullish(),
   max_completion_tokens: z.number().int().min(1).nullish(),

@@ -50,11 +50,12 @@ export interface StructuredOutput {
 type Constraint =
   | { param: string; choices: string[] }
   | { param: string; regex: string }
-  | { param: string; schema: JsonSchemaField }
+  | { param: string; schema: JsonSchemaField; locate?: (path: string) => { param: string; path: string }; maxDepth?: number }
   | { param: string; jsonObject: true };
 
 /** The request's structured output, checked: a 400 for two constraints at once, a bad regex or schema, or ignore_eos with one. */
 export function structuredOutput(body: StructuredFields): StructuredOutput {
+  const tools = toolCallPlan(body);
   const constraints: Constraint[] = [];
   let whitespace: { param: string; pattern: string } | null = null;
   const so = body.structured_outputs;
@@ -69,8 +70,8 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
       // The layout here never writes a property a schema with `properties` does not list: false would ask for more.
       throw badRequest('structured_outputs.disable_additional_properties: false is not supported by this server: an object whose schema lists properties holds those alone here (leave it out, or send true)', 'structured_outputs.disable_additional_properties', 'unsupported_parameter');
     }
-    // vLLM's StructuredOutputsParams refuses one that names no constraint (a response_format may be the one).
-    if (constraints.length === 0 && (body.response_format == null || body.response_format.type === 'text')) {
+    // vLLM's StructuredOutputsParams refuses one that names no constraint (a response_format or tool calls may be the one).
+    if (constraints.length === 0 && (body.response_format == null || body.response_format.type === 'text') && tools === null) {
       throw badRequest('structured_outputs names no constraint: send one of choice, regex, json or json_object, or leave structured_outputs out.', 'structured_outputs', 'invalid_value');
     }
   } else {
@@ -89,11 +90,10 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
     // vLLM's words (StructuredOutputsParams.__post_init__).
     throw badRequest(`You can only use one kind of structured outputs constraint but multiple are specified: ${constraints.map((c) => c.param).join(', ')}.`, constraints[1].param, 'invalid_value');
   }
-  const tools = toolCallPlan(body);
   if (tools !== null) {
     // vLLM's words (ChatCompletionRequest.check_structured_outputs_count): the calls are the reply's one constraint.
     if (constraints.length > 0) throw badRequest('You can only either use constraints for structured outputs or tools, not both.', 'tool_choice', 'invalid_value');
-    constraints.push({ param: tools.param, schema: tools.schema });
+    constraints.push({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth });
   }
   const constraint = constraints[0];
   if (constraint === undefined) return { choices: null, regex: null, toolCalls: null };
@@ -152,14 +152,15 @@ function remember(regex: string): void {
 function regexOf(constraint: Exclude<Constraint, { choices: string[] }>, whitespace: { param: string; pattern: string } | null): string {
   if ('regex' in constraint) return constraint.regex;
   if (whitespace) checkPattern(whitespace.param, whitespace.pattern);
-  const options = whitespace ? { whitespace: whitespace.pattern } : {};
+  const options = { ...(whitespace ? { whitespace: whitespace.pattern } : {}), ...('maxDepth' in constraint && constraint.maxDepth !== undefined ? { maxDepth: constraint.maxDepth } : {}) };
   const schema = 'jsonObject' in constraint ? null : parsedSchema(constraint.param, constraint.schema);
   try {
     return schema === null ? jsonObjectRegex(options) : jsonSchemaRegex(schema, options);
   } catch (err) {
     if (err instanceof SchemaError) {
-      const at = err.path === '' ? '' : ` (at ${err.path})`;
-      throw badRequest(`${constraint.param}: ${err.message}${at}`, constraint.param, 'invalid_value');
+      const { param, path } = 'locate' in constraint && constraint.locate ? constraint.locate(err.path) : { param: constraint.param, path: err.path };
+      const at = path === '' ? '' : ` (at ${path})`;
+      throw badRequest(`${param}: ${err.message}${at}`, param, 'invalid_value');
     }
     // The whitespace is the one option read as a regex inside the JSON's (a lazy quantifier, say, is not taken there).
     if (err instanceof WhitespaceError && whitespace) throw badRequest(`${whitespace.param}: ${err.message}`, whitespace.param, 'invalid_value');

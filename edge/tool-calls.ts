@@ -12,6 +12,7 @@
  */
 import { badRequest } from './api-error';
 import { bytesToHex } from './hex';
+import { DEFAULT_MAX_DEPTH } from '../shared/structured/json-schema-regex';
 
 export interface ToolFunction {
   name: string;
@@ -29,16 +30,60 @@ interface ToolFields {
 /** How the reply becomes tool calls: one call of the named function, or the calls of a JSON array. */
 export type ToolCallMode = { kind: 'named'; name: string } | { kind: 'required' };
 
-/** The tool calls a request asks for, with the schema its reply follows (`param`: the field an error in it names); null: none. */
+/** The tool calls a request asks for, with the schema its reply follows; null: none. */
 export interface ToolCallPlan {
   mode: ToolCallMode;
   schema: Record<string, unknown>;
-  param: string;
+  /** The field an error in the schema at `path` (a JSON pointer into `schema`) names, and the path within that field. */
+  locate(path: string): { param: string; path: string };
+  /** Nesting the schema's open values and recursion are written to (json-schema-regex.ts's maxDepth): "required"'s array and call objects do not count against a tool's own. */
+  maxDepth: number;
 }
 
-/** A function's parameters as vLLM reads them: none, an object of no properties. */
+/** A function's parameters as vLLM reads them: none (or an empty object), an object of no properties; here of none at all, `{}`, as vLLM writes it. */
 function parametersOf(fn: ToolFunction): Record<string, unknown> {
-  return fn.parameters ?? { type: 'object', properties: {} };
+  return fn.parameters && Object.keys(fn.parameters).length > 0 ? fn.parameters : { type: 'object', properties: {}, additionalProperties: false };
+}
+
+/** Where "required"'s schema keeps tool i's parameters (their own `#` points there). */
+const toolRoot = (i: number): string => `sssd_tool_${i}`;
+
+/** `value` with every `$ref` made to point into the combined schema's `$defs`: `#` at `root`, `#/definitions/x` at `#/$defs/x`. */
+function rebased(value: unknown, root: string): unknown {
+  if (Array.isArray(value)) return value.map((v) => rebased(v, root));
+  if (typeof value !== 'object' || value === null) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    if (key === '$ref' && typeof v === 'string') out[key] = v === '#' ? `#/$defs/${root}` : v.replace(/^#\/definitions\//, '#/$defs/');
+    else out[key] = rebased(v, root);
+  }
+  return out;
+}
+
+/**
+ * vLLM's schema for "required" (_get_json_schema_from_tools): an array of
+ * {name, parameters}, one of the tools each. Each tool's parameters are a
+ * schema of their own, whose `$ref`s point into it: its definitions go to
+ * the top, as vLLM moves them (two tools defining one name differently are
+ * refused), and the tool's own root to a definition of its own.
+ */
+function requiredSchema(tools: ReadonlyArray<{ function: ToolFunction }>, single: boolean): Record<string, unknown> {
+  const defs: Record<string, unknown> = {};
+  const owner = new Map<string, number>();
+  const items = tools.map((tool, i) => {
+    const { $defs, definitions, ...params } = parametersOf(tool.function) as Record<string, unknown> & { $defs?: Record<string, unknown>; definitions?: Record<string, unknown> };
+    for (const [name, def] of [...Object.entries(definitions ?? {}), ...Object.entries($defs ?? {})]) {
+      const written = rebased(def, toolRoot(i));
+      if (owner.has(name) && JSON.stringify(defs[name]) !== JSON.stringify(written)) {
+        throw badRequest(`tools: tool_choice "required" puts every tool's definitions together, and tools ${owner.get(name)} and ${i} define '${name}' differently; rename one.`, `tools.${i}.function.parameters`, 'invalid_value');
+      }
+      owner.set(name, i);
+      defs[name] = written;
+    }
+    defs[toolRoot(i)] = rebased(params, toolRoot(i));
+    return { type: 'object', properties: { name: { type: 'string', enum: [tool.function.name] }, parameters: { $ref: `#/$defs/${toolRoot(i)}` } }, required: ['name', 'parameters'] };
+  });
+  return { $defs: defs, type: 'array', minItems: 1, items: { anyOf: items }, ...(single ? { maxItems: 1 } : {}) };
 }
 
 /** The request's tool calls, checked as vLLM checks them (ChatCompletionRequest.check_tool_usage), in its words. */
@@ -62,14 +107,20 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
     names.add(tool.function.name);
   }
   if (choice === 'required') {
-    // vLLM's schema for it (_get_json_schema_from_tools): an array of {name, parameters}, one of the tools each.
-    const items = { anyOf: tools.map((tool) => ({ type: 'object', properties: { name: { type: 'string', enum: [tool.function.name] }, parameters: parametersOf(tool.function) }, required: ['name', 'parameters'] })) };
-    const schema: Record<string, unknown> = { type: 'array', minItems: 1, items, ...(body.parallel_tool_calls === false ? { maxItems: 1 } : {}) };
-    return { mode: { kind: 'required' }, schema, param: 'tools' };
+    return {
+      mode: { kind: 'required' },
+      schema: requiredSchema(tools, body.parallel_tool_calls === false),
+      maxDepth: DEFAULT_MAX_DEPTH + 2,
+      // An error inside a tool's own parameters names that tool, at its path there.
+      locate: (path) => {
+        const at = /^\/\$defs\/sssd_tool_(\d+)(\/.*)?$/.exec(path);
+        return at ? { param: `tools.${at[1]}.function.parameters`, path: at[2] ?? '' } : { param: 'tools', path };
+      },
+    };
   }
   const index = tools.findIndex((tool) => tool.function.name === choice.function.name);
   if (index < 0) throw badRequest('The tool specified in `tool_choice` does not match any of the specified `tools`', 'tool_choice', 'invalid_value');
-  return { mode: { kind: 'named', name: choice.function.name }, schema: parametersOf(tools[index].function), param: `tools.${index}.function.parameters` };
+  return { mode: { kind: 'named', name: choice.function.name }, schema: parametersOf(tools[index].function), locate: (path) => ({ param: `tools.${index}.function.parameters`, path }), maxDepth: DEFAULT_MAX_DEPTH };
 }
 
 /** A tool call's id, as vLLM makes them (`chatcmpl-tool-` and 32 hex digits). */
@@ -92,6 +143,18 @@ export interface ToolCall {
  */
 export function toolCallsOf(mode: ToolCallMode, text: string, ids: readonly string[] = []): ToolCall[] | null {
   if (mode.kind === 'named') return [{ id: ids[0] ?? toolCallId(), type: 'function', function: { name: mode.name, arguments: text } }];
+  const calls = requiredCalls(text);
+  return calls && calls.map((call, i) => ({ id: ids[i] ?? toolCallId(), type: 'function', function: { name: call.name, arguments: call.arguments } }));
+}
+
+/**
+ * "required"'s text, `[{"name": ..., "parameters": ...}, ...]`, read as
+ * calls whose arguments are each `parameters` value's own text: as written,
+ * where parsing and writing it again would round a number JavaScript cannot
+ * hold (12345678901234567891, 1e400). Null where the text is no whole array
+ * of such objects.
+ */
+function requiredCalls(text: string): Array<{ name: string; arguments: string }> | null {
   let calls: unknown;
   try {
     calls = JSON.parse(text);
@@ -99,7 +162,56 @@ export function toolCallsOf(mode: ToolCallMode, text: string, ids: readonly stri
     return null;
   }
   if (!Array.isArray(calls)) return null;
-  return calls.map((call: { name: string; parameters: unknown }, i) => ({ id: ids[i] ?? toolCallId(), type: 'function', function: { name: call.name, arguments: JSON.stringify(call.parameters) } }));
+  const out: Array<{ name: string; arguments: string }> = [];
+  let at = skipSpace(text, 0) + 1; // past '['
+  for (const call of calls as Array<{ name?: unknown }>) {
+    at = skipSpace(text, at);
+    if (text[at] === ',') at = skipSpace(text, at + 1);
+    // The object's members, each key then its value's span; `parameters`' span is the arguments.
+    at = skipSpace(text, at + 1); // past '{'
+    let args: string | null = null;
+    while (text[at] !== '}') {
+      if (text[at] === ',') at = skipSpace(text, at + 1);
+      const keyEnd = valueEnd(text, at);
+      const key = JSON.parse(text.slice(at, keyEnd)) as string;
+      at = skipSpace(text, skipSpace(text, keyEnd) + 1); // past ':'
+      const end = valueEnd(text, at);
+      if (key === 'parameters') args = text.slice(at, end);
+      at = skipSpace(text, end);
+    }
+    at++;
+    if (typeof call.name !== 'string' || args === null) return null;
+    out.push({ name: call.name, arguments: args });
+  }
+  return out;
+}
+
+function skipSpace(text: string, at: number): number {
+  while (at < text.length && (text[at] === ' ' || text[at] === '\n' || text[at] === '\t' || text[at] === '\r')) at++;
+  return at;
+}
+
+/** Where the JSON value starting at `at` ends (the text is known to be JSON). */
+function valueEnd(text: string, at: number): number {
+  const c = text[at];
+  if (c === '"') {
+    let i = at + 1;
+    while (text[i] !== '"') i += text[i] === '\\' ? 2 : 1;
+    return i + 1;
+  }
+  if (c === '{' || c === '[') {
+    let depth = 0;
+    for (let i = at; i < text.length; i++) {
+      const d = text[i];
+      if (d === '"') i = valueEnd(text, i) - 1;
+      else if (d === '{' || d === '[') depth++;
+      else if ((d === '}' || d === ']') && --depth === 0) return i + 1;
+    }
+    return text.length;
+  }
+  let i = at;
+  while (i < text.length && !',}] \n\t\r'.includes(text[i])) i++;
+  return i;
 }
 
 /**

@@ -27,7 +27,7 @@ import { seededRandom } from '../../shared/seeded-random';
 import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
 import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
-import { choiceProblem, structuredOf, structuredProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from './soak-checks';
+import { choiceProblem, structuredOf, structuredProblem, toolCallsProblem, type ToolChoice, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from './soak-checks';
 
 export interface EdgeSoakOptions {
   /** Aborted: start nothing more, finish what runs, and report (Ctrl-C). */
@@ -54,6 +54,12 @@ const SOAK_SCHEMA = {
   properties: { name: { type: 'string', maxLength: 16 }, age: { type: 'integer', minimum: 0, maximum: 120 }, pets: { type: 'array', items: { enum: ['cat', 'dog', 'bird'] }, maxItems: 3 }, happy: { type: 'boolean' } },
   required: ['name', 'age'],
 };
+
+/** Functions a soak's chat request may call: one with parameters, one with none. */
+const SOAK_TOOLS = [
+  { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 24 }, days: { type: 'integer', minimum: 1, maximum: 7 } }, required: ['city', 'days'] } } },
+  { type: 'function', function: { name: 'ping' } },
+] as const;
 
 /** Bodies' fields for a regex, a schema or JSON mode, each in one of the forms a client sends it. */
 const STRUCTURED_SHAPES: ReadonlyArray<(chat: boolean) => Body> = [
@@ -147,6 +153,13 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       Object.assign(body, shape(chat));
       for (const field of ['ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens', 'echo']) delete body[field];
     }
+    // Chat's tool calls: a named function or "required" (the structured outputs and their conflicts left out).
+    if (chat && int(8) === 0) {
+      body.tools = SOAK_TOOLS;
+      body.tool_choice = pick<Body['tool_choice']>(['required', { type: 'function', function: { name: pick(SOAK_TOOLS).function.name } }]);
+      if (int(2) === 0) body.parallel_tool_calls = false;
+      for (const field of ['structured_outputs', 'guided_choice', 'guided_regex', 'guided_json', 'response_format', 'ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
+    }
     if (int(5) === 0) body.return_token_ids = true;
     if (body.truncate_prompt_tokens !== undefined && int(2) === 0) body.truncation_side = pick(['left', 'right', null]);
     if (int(10) === 0) body.priority = 0;
@@ -157,23 +170,31 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
   /** Per choice, its text and finish reason (the same shape streamed or not). */
   const choicesOf = (reply: SoakReply, streamed: boolean): string[] | null => {
     try {
+      // Tool calls by name and arguments (their ids are drawn anew each time).
+      const callsOf = (calls: Array<{ function: { name: string; arguments: string } }> | undefined): string => (calls && calls.length > 0 ? `|${calls.map((c) => `${c.function.name}(${c.function.arguments})`).join(';')}` : '');
       if (!streamed) {
-        const json = JSON.parse(reply.text) as { choices: Array<{ text?: string; message?: { content?: string }; finish_reason?: string; token_ids?: number[] }> };
-        return json.choices.map((c) => `${c.text ?? c.message?.content ?? ''}|${c.finish_reason ?? ''}${c.token_ids ? `|${c.token_ids.join(',')}` : ''}`);
+        const json = JSON.parse(reply.text) as { choices: Array<{ text?: string; message?: { content?: string | null; tool_calls?: Array<{ function: { name: string; arguments: string } }> }; finish_reason?: string; token_ids?: number[] }> };
+        return json.choices.map((c) => `${c.text ?? c.message?.content ?? ''}|${c.finish_reason ?? ''}${c.token_ids ? `|${c.token_ids.join(',')}` : ''}${callsOf(c.message?.tool_calls)}`);
       }
       const texts: string[] = [];
       const reasons: string[] = [];
       const ids: Array<number[] | undefined> = [];
+      const calls: Array<Array<{ function: { name: string; arguments: string } }>> = [];
       for (const line of reply.text.split('\n')) {
         if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-        const chunk = JSON.parse(line.slice(6)) as { choices?: Array<{ index: number; text?: string; delta?: { content?: string }; finish_reason?: string | null; token_ids?: number[] }> };
+        const chunk = JSON.parse(line.slice(6)) as { choices?: Array<{ index: number; text?: string; delta?: { content?: string; tool_calls?: Array<{ index: number; function?: { name?: string; arguments?: string } }> }; finish_reason?: string | null; token_ids?: number[] }> };
         for (const c of chunk.choices ?? []) {
           texts[c.index] = (texts[c.index] ?? '') + (c.text ?? c.delta?.content ?? '');
           if (c.finish_reason) reasons[c.index] = c.finish_reason;
           if (c.token_ids) ids[c.index] = [...(ids[c.index] ?? []), ...c.token_ids];
+          for (const d of c.delta?.tool_calls ?? []) {
+            const call = ((calls[c.index] ??= [])[d.index] ??= { function: { name: '', arguments: '' } });
+            call.function.name += d.function?.name ?? '';
+            call.function.arguments += d.function?.arguments ?? '';
+          }
         }
       }
-      return texts.map((t, i) => `${t}|${reasons[i] ?? ''}${ids[i] ? `|${ids[i].join(',')}` : ''}`);
+      return texts.map((t, i) => `${t}|${reasons[i] ?? ''}${ids[i] ? `|${ids[i].join(',')}` : ''}${callsOf(calls[i])}`);
     } catch {
       return null;
     }
@@ -233,6 +254,14 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       for (const c of read.choices) {
         const problem = structuredProblem(c, structured, cutEarly);
         if (problem) problems.push(`${structured.kind}: ${problem}`);
+      }
+    }
+    if (body.tool_choice !== undefined) {
+      const cutEarly = body.stop !== undefined || body.stop_token_ids !== undefined;
+      tally.count('checked tool calls');
+      for (const c of read.choices) {
+        const problem = toolCallsProblem(c, body.tool_choice as ToolChoice, SOAK_TOOLS, body.parallel_tool_calls === false, cutEarly);
+        if (problem) problems.push(`tool calls: ${problem}`);
       }
     }
     if (body.return_token_ids === true) {

@@ -17,6 +17,8 @@ export interface ReadChoice {
   promptTokenIds?: number[];
   /** Log-probabilities' tokens, in order (with return_tokens_as_token_ids, `token_id:<id>`). */
   logprobTokens?: string[];
+  /** Chat's tool calls (a stream's put together by their index). */
+  toolCalls?: Array<{ name: string; arguments: string }>;
 }
 
 export interface ReadReply {
@@ -28,8 +30,8 @@ export interface ReadReply {
 interface RawChoice {
   index?: number;
   text?: string;
-  message?: { content?: string | null };
-  delta?: { content?: string | null };
+  message?: { content?: string | null; tool_calls?: Array<{ function: { name: string; arguments: string } }> };
+  delta?: { content?: string | null; tool_calls?: Array<{ index: number; function?: { name?: string; arguments?: string } }> };
   finish_reason?: string | null;
   token_ids?: number[];
   prompt_token_ids?: number[];
@@ -59,6 +61,7 @@ export function readReply(text: string, streamed: boolean): ReadReply | null {
           ...(c.token_ids ? { tokenIds: c.token_ids } : {}),
           ...((c.prompt_token_ids ?? json.prompt_token_ids) ? { promptTokenIds: c.prompt_token_ids ?? json.prompt_token_ids } : {}),
           ...(logprobTokensOf(c) ? { logprobTokens: logprobTokensOf(c) } : {}),
+          ...(c.message?.tool_calls ? { toolCalls: c.message.tool_calls.map((t) => ({ name: t.function.name, arguments: t.function.arguments })) } : {}),
         })),
         ...(json.usage ? { usage: json.usage } : {}),
       };
@@ -79,6 +82,11 @@ export function readReply(text: string, streamed: boolean): ReadReply | null {
         if (prompt && !choice.promptTokenIds) choice.promptTokenIds = prompt;
         const tokens = logprobTokensOf(c);
         if (tokens) choice.logprobTokens = [...(choice.logprobTokens ?? []), ...tokens];
+        for (const d of c.delta?.tool_calls ?? []) {
+          const call = ((choice.toolCalls ??= [])[d.index] ??= { name: '', arguments: '' });
+          call.name += d.function?.name ?? '';
+          call.arguments += d.function?.arguments ?? '';
+        }
       }
     }
     for (let i = 0; i < choices.length; i++) choices[i] ??= { text: '', finishReason: '' };
@@ -134,6 +142,39 @@ export function structuredProblem(choice: ReadChoice, check: StructuredCheck, cu
     return `${JSON.stringify(choice.text).slice(0, 200)} (finish_reason stop) is not JSON`;
   }
   if (check.kind === 'json object' && (typeof value !== 'object' || value === null || Array.isArray(value))) return `${JSON.stringify(choice.text).slice(0, 200)} is JSON but no object`;
+  return null;
+}
+
+/** Chat's tool_choice as the soak sends it: "required" or a named function. */
+export type ToolChoice = 'required' | { type: 'function'; function: { name: string } };
+
+/**
+ * Tool calls' promise: a reply that ended whole (a named call `stop`,
+ * "required"'s `tool_calls`; not cut by a stop string or id) carries its
+ * calls, of the listed functions (the named one), one at most without
+ * parallel calls, each with arguments that are a JSON object its function's
+ * parameters take (the regex the edge writes them into, and JSON.parse).
+ */
+export function toolCallsProblem(choice: ReadChoice, toolChoice: ToolChoice, tools: ReadonlyArray<{ function: { name: string; parameters?: unknown } }>, single: boolean, cutEarly: boolean): string | null {
+  const whole = toolChoice === 'required' ? 'tool_calls' : 'stop';
+  if (cutEarly || choice.finishReason !== whole) return choice.finishReason === 'length' || cutEarly ? null : `finish_reason ${choice.finishReason}, not ${whole}`;
+  const calls = choice.toolCalls ?? [];
+  if (calls.length === 0) return 'no tool_calls';
+  if (single && calls.length > 1) return `${calls.length} calls without parallel_tool_calls`;
+  for (const call of calls) {
+    const fn = tools.find((t) => t.function.name === call.name);
+    if (!fn) return `a call of '${call.name}', no listed function`;
+    if (toolChoice !== 'required' && call.name !== toolChoice.function.name) return `a call of '${call.name}', not the named '${toolChoice.function.name}'`;
+    let value: unknown;
+    try {
+      value = JSON.parse(call.arguments);
+    } catch {
+      return `${call.name}'s arguments are not JSON: ${call.arguments.slice(0, 120)}`;
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return `${call.name}'s arguments are no object`;
+    const regex = new RegExp(`^(?:${jsonSchemaRegex(fn.function.parameters ?? { type: 'object', properties: {} })})$`, 'u');
+    if (!regex.test(call.arguments)) return `${call.name}'s arguments do not follow its parameters: ${call.arguments.slice(0, 120)}`;
+  }
   return null;
 }
 

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { toolCallPlan, toolCallsOf, toolFinishReason } from '../../edge/tool-calls';
 import { jsonSchemaRegex } from '../../shared/structured/json-schema-regex';
+import { chatRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 
 const weather = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
 const ping = { type: 'function' as const, function: { name: 'ping' } };
@@ -24,8 +25,33 @@ function refusal(body: Parameters<typeof toolCallPlan>[0]): { param: string | nu
 describe('toolCallPlan', () => {
   it("follows a named function's parameters (none: an object of no properties)", () => {
     const plan = toolCallPlan({ tools: [weather, ping], tool_choice: { type: 'function', function: { name: 'get_weather' } } })!;
-    expect(plan).toMatchObject({ mode: { kind: 'named', name: 'get_weather' }, schema: weather.function.parameters, param: 'tools.0.function.parameters' });
-    expect(toolCallPlan({ tools: [weather, ping], tool_choice: { type: 'function', function: { name: 'ping' } } })!.schema).toEqual({ type: 'object', properties: {} });
+    expect(plan).toMatchObject({ mode: { kind: 'named', name: 'get_weather' }, schema: weather.function.parameters });
+    expect(plan.locate('/properties/city')).toEqual({ param: 'tools.0.function.parameters', path: '/properties/city' });
+    // A function of no parameters (none, or an empty object): its arguments are `{}`, as vLLM writes them.
+    for (const fn of [ping, { type: 'function' as const, function: { name: 'ping', parameters: {} } }]) {
+      const schema = toolCallPlan({ tools: [weather, fn], tool_choice: { type: 'function', function: { name: 'ping' } } })!.schema;
+      const whole = new RegExp(`^(?:${jsonSchemaRegex(schema)})$`, 'u');
+      expect(whole.test('{}')).toBe(true);
+      expect(whole.test('{"a": 1}')).toBe(false);
+      expect(whole.test('false')).toBe(false);
+    }
+  });
+
+  it("keeps each tool's references its own under \"required\": definitions moved to the top, a tool's `#` its own root", () => {
+    // Pydantic writes $defs for enums and nested models; zod writes `#` for a recursive object.
+    const unit = { type: 'function' as const, function: { name: 'unit', parameters: { $defs: { U: { enum: ['c', 'f'] } }, type: 'object', properties: { u: { $ref: '#/$defs/U' } }, required: ['u'] } } };
+    const tree = { type: 'function' as const, function: { name: 'tree', parameters: { type: 'object', properties: { v: { type: 'integer', minimum: 0, maximum: 3 }, kids: { type: 'array', maxItems: 2, items: { $ref: '#' } } }, required: ['v', 'kids'] } } };
+    const plan = toolCallPlan({ tools: [unit, tree], tool_choice: 'required' })!;
+    // As the edge writes it: the array and its call objects do not count against the tree's own nesting.
+    const whole = new RegExp(`^(?:${jsonSchemaRegex(plan.schema, { maxDepth: plan.maxDepth })})$`, 'u');
+    expect(whole.test('[{"name": "unit", "parameters": {"u": "c"}}]')).toBe(true);
+    expect(whole.test('[{"name": "unit", "parameters": {"u": "k"}}]')).toBe(false);
+    expect(whole.test('[{"name": "tree", "parameters": {"v": 1, "kids": [{"v": 2, "kids": []}]}}]')).toBe(true);
+    // The tree's `#` is the tree, not the array of calls.
+    expect(whole.test('[{"name": "tree", "parameters": {"v": 1, "kids": [[{"name": "tree", "parameters": {"v": 2, "kids": []}}]]}}]')).toBe(false);
+    // Two tools defining one name differently cannot share the top.
+    const other = { type: 'function' as const, function: { name: 'other', parameters: { $defs: { U: { type: 'integer' } }, type: 'object', properties: { u: { $ref: '#/$defs/U' } } } } };
+    expect(refusal({ tools: [unit, other], tool_choice: 'required' })).toMatchObject({ param: 'tools.1.function.parameters', message: expect.stringContaining("define 'U' differently") });
   });
 
   it('writes "required" as an array of calls of the listed functions, one at most without parallel calls', () => {
@@ -55,17 +81,37 @@ describe('toolCallPlan', () => {
   });
 });
 
+describe('tool_choice as a request writes it', () => {
+  it('says what a malformed tool_choice should be', () => {
+    for (const toolChoice of [{ type: 'function' }, { function: { name: 'f' } }, 'bogus']) {
+      let error: { param: string | null; message: string } | null = null;
+      try {
+        parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools: [weather], tool_choice: toolChoice }, 'chat');
+      } catch (err) {
+        error = (err as ApiError).toBody().error;
+      }
+      expect(error, JSON.stringify(toolChoice)).toMatchObject({ param: 'tool_choice', message: expect.stringContaining('{"type": "function", "function": {"name": "my_function"}}') });
+    }
+  });
+});
+
 describe('toolCallsOf', () => {
   it("makes a named function's text its arguments, and \"required\"'s array its calls", () => {
     const named = toolCallsOf({ kind: 'named', name: 'get_weather' }, '{"city": "Paris"}')!;
     expect(named).toEqual([{ id: expect.stringMatching(/^chatcmpl-tool-[0-9a-f]{32}$/), type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }]);
     const calls = toolCallsOf({ kind: 'required' }, '[{"name": "get_weather", "parameters": {"city": "Paris"}}, {"name": "ping", "parameters": {}}]', ['a'])!;
     expect(calls.map((c) => [c.id.slice(0, 1), c.function.name, c.function.arguments])).toEqual([
-      ['a', 'get_weather', '{"city":"Paris"}'],
+      ['a', 'get_weather', '{"city": "Paris"}'],
       ['c', 'ping', '{}'],
     ]);
     // Cut before the array closed: no calls (the reply stays text).
     expect(toolCallsOf({ kind: 'required' }, '[{"name": "ping", "param')).toBeNull();
+    // Arguments as written: numbers JavaScript cannot hold are not rounded, escapes and spacing kept.
+    const exact = toolCallsOf({ kind: 'required' }, '[ { "name" : "n", "parameters" : {"n": 12345678901234567891, "x": 1e400, "s": "a\\"}[,"} } ,{"name":"m","parameters":{}}]')!;
+    expect(exact.map((c) => [c.function.name, c.function.arguments])).toEqual([
+      ['n', '{"n": 12345678901234567891, "x": 1e400, "s": "a\\"}[,"}'],
+      ['m', '{}'],
+    ]);
   });
 
   it('ends "required"\'s whole calls with tool_calls, a named call and a cut reply as they ended', () => {

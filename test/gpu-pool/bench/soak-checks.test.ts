@@ -3,7 +3,7 @@
  * passes the reply its request promised and names one that breaks it.
  */
 import { describe, expect, it } from 'vitest';
-import { choiceProblem, structuredOf, structuredProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from '../../../gpu-pool/bench/soak-checks';
+import { choiceProblem, structuredOf, structuredProblem, toolCallsProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from '../../../gpu-pool/bench/soak-checks';
 
 const sse = (...chunks: object[]): string => [...chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`), 'data: [DONE]\n\n'].join('');
 
@@ -82,6 +82,37 @@ describe("a regex's or JSON schema's promise", () => {
     expect(structuredProblem({ text: '{"n": 3}', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toBeNull();
     expect(structuredProblem({ text: '{"n": 3', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toMatch(/is not JSON/);
     expect(structuredProblem({ text: '[1]', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toMatch(/no object/);
+  });
+});
+
+describe("tool calls' promise", () => {
+  const tools = [{ function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }, { function: { name: 'ping' } }];
+  const named = { type: 'function' as const, function: { name: 'get_weather' } };
+  it('reads calls from a whole reply and from a stream of pieces', () => {
+    const whole = readReply(JSON.stringify({ choices: [{ index: 0, message: { content: null, tool_calls: [{ id: 'x', type: 'function', function: { name: 'ping', arguments: '{}' } }] }, finish_reason: 'tool_calls' }] }), false);
+    expect(whole?.choices[0].toolCalls).toEqual([{ name: 'ping', arguments: '{}' }]);
+    const streamed = readReply(
+      sse(
+        { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, id: 'x', type: 'function', function: { name: 'get_weather', arguments: '{"ci' } }] } }] },
+        { choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: 'ty": "Paris"}' } }] } }] },
+        { choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] },
+      ),
+      true,
+    );
+    expect(streamed?.choices[0]).toMatchObject({ finishReason: 'stop', toolCalls: [{ name: 'get_weather', arguments: '{"city": "Paris"}' }] });
+  });
+  it('passes whole calls of the listed functions with arguments their parameters take, and a cut reply', () => {
+    expect(toolCallsProblem({ text: '', finishReason: 'stop', toolCalls: [{ name: 'get_weather', arguments: '{"city": "Paris"}' }] }, named, tools, false, false)).toBeNull();
+    expect(toolCallsProblem({ text: '', finishReason: 'tool_calls', toolCalls: [{ name: 'ping', arguments: '{}' }, { name: 'get_weather', arguments: '{"city":"Rome"}' }] }, 'required', tools, false, false)).toBeNull();
+    expect(toolCallsProblem({ text: '[{"name"', finishReason: 'length' }, 'required', tools, false, false)).toBeNull();
+  });
+  it('names calls missing, of the wrong function, too many, or with arguments their parameters do not take', () => {
+    expect(toolCallsProblem({ text: 'hi', finishReason: 'stop' }, named, tools, false, false)).toBe('no tool_calls');
+    expect(toolCallsProblem({ text: '', finishReason: 'stop', toolCalls: [{ name: 'ping', arguments: '{}' }] }, named, tools, false, false)).toMatch(/not the named/);
+    expect(toolCallsProblem({ text: '', finishReason: 'tool_calls', toolCalls: [{ name: 'nope', arguments: '{}' }] }, 'required', tools, false, false)).toMatch(/no listed function/);
+    expect(toolCallsProblem({ text: '', finishReason: 'tool_calls', toolCalls: [{ name: 'ping', arguments: '{}' }, { name: 'ping', arguments: '{}' }] }, 'required', tools, true, false)).toMatch(/without parallel_tool_calls/);
+    expect(toolCallsProblem({ text: '', finishReason: 'stop', toolCalls: [{ name: 'get_weather', arguments: '{"town": "Paris"}' }] }, named, tools, false, false)).toMatch(/do not follow its parameters/);
+    expect(toolCallsProblem({ text: '', finishReason: 'tool_calls', toolCalls: [{ name: 'ping', arguments: '{}' }] }, named, tools, false, false)).toMatch(/finish_reason tool_calls, not stop/);
   });
 });
 
