@@ -349,7 +349,8 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       const { path, body } = validBody();
       // Without ignore_eos: an end token inside the reply prints nothing and leaves the next token's space, where an
       // echo reads the same id as BOS and drops it (id 1 is both here; said in docs/edge.md, return_token_ids).
-      for (const field of ['stop', 'stop_token_ids', 'include_stop_str_in_output', 'echo', 'stream', 'stream_options', 'ignore_eos']) delete body[field];
+      // Without tools: a call's text is its arguments, not the message's content the ids are read back against.
+      for (const field of ['stop', 'stop_token_ids', 'include_stop_str_in_output', 'echo', 'stream', 'stream_options', 'ignore_eos', 'tools', 'tool_choice', 'parallel_tool_calls']) delete body[field];
       body.return_token_ids = true;
       const sent = JSON.stringify(body);
       const reply = await send(path, sent);
@@ -435,7 +436,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
         ['structured_outputs.regex', { structured_outputs: { choice: ['a'], regex: 'a' } }],
         ['ignore_eos', { structured_outputs: { choice: ['yes', 'no'] }, ignore_eos: true }],
       ]);
-      for (const field of ['structured_outputs', 'guided_choice', 'guided_regex', 'guided_json', 'response_format', 'ignore_eos', 'truncation_side', 'priority', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
+      for (const field of ['structured_outputs', 'guided_choice', 'guided_regex', 'guided_json', 'response_format', 'tools', 'tool_choice', 'parallel_tool_calls', 'ignore_eos', 'truncation_side', 'priority', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
       const sent = JSON.stringify({ ...body, ...broken });
       const reply = await send(path, sent);
       tally.count(`refused ${param} ${reply.status}`);
