@@ -343,7 +343,7 @@ export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[
         ...(chat ? { message: assistantMessage(c.text, calls) } : { text: c.text }),
         logprobs: c.logprobs ? c.logprobs.format(c.tokens) : null,
         finish_reason: meta.toolCalls ? toolFinishReason(meta.toolCalls, c.finishReason, calls) : c.finishReason,
-      stop_reason: c.stopReason,
+        stop_reason: c.stopReason,
         ...(chat ? {} : { ...scored, ...prompted }),
         ...(meta.tokenIds === true ? { token_ids: c.tokenIds ?? [] } : {}),
       };

@@ -31,7 +31,6 @@ const streamOptionsSchema = z
   })
   .nullish();
 
-/** vLLM's choice list: the reply is one of these texts (bounded as the pool's `choices`). */
 /** A JSON schema as vLLM takes it: an object, or its JSON text. */
 const jsonSchemaFieldSchema = z.union([z.string(), z.record(z.string(), z.unknown())]);
 
@@ -51,6 +50,7 @@ const responseFormatSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
+/** vLLM's choice list: the reply is one of these texts (bounded as the pool's `choices`). */
 const outputChoicesSchema = z.custom<string[]>((v) => outputChoicesProblem(v) === null, { error: (issue) => outputChoicesProblem(issue.input) ?? 'not a list of choices' });
 
 /** Most choices (`n`) a request may ask for: each is a whole generation on a pool. */

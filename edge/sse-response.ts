@@ -10,8 +10,7 @@ import { BurstSmoother } from './burst-smoother';
 import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
 import { finishChunk, joinText, roleChunk, textChunk, toolCallChunk, tokensOf, usageChunk, type ChunkTokenIds, type ResponseMeta, type RunningUsage } from './openai-format';
 import { toolCallId, toolCallsOf, toolFinishReason, type ToolCallMode } from './tool-calls';
-import type { TokenLogprob } from './token-text';
-import type { SourcedText } from './token-text';
+import type { SourcedText, TokenLogprob } from './token-text';
 
 export interface StreamOptions {
   includeUsage: boolean;
@@ -284,7 +283,8 @@ class StreamedToolCalls {
     if (this.mode.kind === 'named') {
       // A call with no piece yet (nothing generated) still says which it is.
       const calls = this.ids[choice] === null ? [{ index: 0, id: (this.ids[choice] = toolCallId()), name: this.mode.name, arguments: '' }] : null;
-      return { calls, text: null, tokens: null, finishReason: toolFinishReason(this.mode, finishReason, []) };
+      // A named call ends as the reply did (`stop`, as OpenAI's and vLLM's forced calls end).
+      return { calls, text: null, tokens: null, finishReason };
     }
     const held = this.held[choice];
     this.held[choice] = [];

@@ -106,7 +106,11 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
   if (regex.length > MAX_OUTPUT_REGEX_CHARS) {
     throw badRequest(`${constraint.param}: its regular expression is ${regex.length} characters, more than the ${MAX_OUTPUT_REGEX_CHARS} a pool takes; send a smaller one.`, constraint.param, 'invalid_value');
   }
-  if (!checked.has(regex)) {
+  if (checked.has(regex)) {
+    // Most recently used last: a schema sent with every request stays, whatever else comes between.
+    checked.delete(regex);
+    checked.add(regex);
+  } else {
     try {
       checkRegex(regex);
     } catch (err) {

@@ -238,9 +238,10 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       return false;
     }
     const problems: string[] = [];
+    // A stop string or stop id may cut a reply inside its constraint: its promise is then only the start of one.
+    const cutEarly = body.stop !== undefined || body.stop_token_ids !== undefined;
     const choices = (body.structured_outputs as { choice?: string[] } | undefined)?.choice ?? (body.guided_choice as string[] | undefined);
     if (choices) {
-      const cutEarly = body.stop !== undefined || body.stop_token_ids !== undefined;
       tally.count('checked choice');
       for (const c of read.choices) {
         const problem = choiceProblem(c, choices, cutEarly);
@@ -249,7 +250,6 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     }
     const structured = structuredOf(body);
     if (structured) {
-      const cutEarly = body.stop !== undefined || body.stop_token_ids !== undefined;
       tally.count(`checked ${structured.kind}`);
       for (const c of read.choices) {
         const problem = structuredProblem(c, structured, cutEarly);
@@ -257,7 +257,6 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       }
     }
     if (body.tool_choice !== undefined) {
-      const cutEarly = body.stop !== undefined || body.stop_token_ids !== undefined;
       tally.count('checked tool calls');
       for (const c of read.choices) {
         const problem = toolCallsProblem(c, body.tool_choice as ToolChoice, SOAK_TOOLS, body.parallel_tool_calls === false, cutEarly);

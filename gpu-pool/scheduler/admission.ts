@@ -131,6 +131,7 @@ export class Admission<S extends RunnerSequence> {
       // limits are each request's, not a pattern's for the pool's life.
       if (cached.automaton.used <= 0.5) {
         languages.set(pattern, cached);
+        this.trimRegexLanguages();
         return cached.language;
       }
     }
@@ -144,7 +145,17 @@ export class Admission<S extends RunnerSequence> {
     }
     const language = new TextLanguage(automaton, texts, [...this.eos]);
     languages.set(pattern, { language, automaton });
-    // Kept within a count and within their states (1 KiB of table each): a few large automata go sooner than 16 small ones.
+    this.trimRegexLanguages();
+    return language;
+  }
+
+  /**
+   * Keeps the regex languages within a count and within their states (1 KiB
+   * of table each), oldest dropped first: a few large automata go sooner
+   * than 16 small ones. Counted at every use, as kept automata grow.
+   */
+  private trimRegexLanguages(): void {
+    const languages = this.regexLanguages;
     let states = 0;
     for (const kept of languages.values()) states += kept.automaton.stateCount;
     for (const [oldest, kept] of languages) {
@@ -152,7 +163,6 @@ export class Admission<S extends RunnerSequence> {
       languages.delete(oldest);
       states -= kept.automaton.stateCount;
     }
-    return language;
   }
 
   /** Tokens reserved (prompt + maxTokens, within the context) by running and queued generations. */
@@ -255,13 +265,14 @@ export class Admission<S extends RunnerSequence> {
     gen.prefixEpoch = this.prefixes?.epoch ?? 0;
     if (drafter?.shippedTrie && noise === null) gen.historyChain = historyChainOf(drafter.shippedTrie, null, 0);
     gen.endIds = endIds;
+    // Drafts are cut to it (row-drafting.ts); its masks apply through `adjustments`, which a structured output always has.
+    gen.textMasks = text ?? null;
     const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed, badWords, text };
     if (hasLogitAdjustments(request.sampling, ends)) {
       // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.
       const adjustments = new LogitAdjustments(request.sampling, vocab, prompt.slice(0, prompt.length - resumed), ends);
       for (let i = prompt.length - resumed; i < prompt.length; i++) adjustments.observe(prompt[i]);
       gen.adjustments = adjustments;
-      gen.textMasks = text ?? null;
     }
     if (text) this.metrics.structuredOutputs.inc({ kind: request.choices !== undefined ? 'choices' : 'regex' });
     if (resumed > 0) {

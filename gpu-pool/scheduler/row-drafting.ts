@@ -19,6 +19,7 @@ import { EdgeTrieFollower, historyChainNodes } from '../../shared/drafting/edge-
 import type { RunnerSequence } from './batch-runner';
 import type { Generation } from './generation';
 import { pruneToLanguage } from '../verify/structured-drafts';
+import { AutomatonLimitError } from '../../shared/structured/automaton-limit-error';
 
 /** Output tokens past which a row that has not drafted yet may stay plain (RowDrafting.startsTooLate). */
 export const LATE_BUILD_TOKENS = 32;
@@ -208,9 +209,10 @@ export class RowDrafting {
     try {
       const size = pruneToLanguage(tree, row.probs !== tree.probs ? row.probs : null, gen.textMasks!, gen.pruneScratch);
       row.available = Math.min(size - 1, this.maxTreeNodes);
-    } catch {
-      // The language's automaton past its bound (AutomatonLimitError): the tree half cut is not used, and the
-      // verifier, walking the same states, ends the generation with the error.
+    } catch (err) {
+      // The language's automaton past its bound: the tree half cut is not used, and the verifier, walking the same
+      // states, ends the generation with the error.
+      if (!(err instanceof AutomatonLimitError)) throw err;
       gen.tree = null;
       row.available = 0;
       row.probs = null;

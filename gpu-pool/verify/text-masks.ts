@@ -96,12 +96,12 @@ export class TextLanguage {
       for (let id = 0, k = 0; id < allowed.length; id++) if (!allowed[id]) banned[k++] = id;
     }
     const entry = { allowed: ids, banned };
-    if (this.cachedIds + allowed.length > MAX_CACHED_IDS) {
+    if (this.cachedIds + ids.length + (banned?.length ?? 0) > MAX_CACHED_IDS) {
       this.byState.clear();
       this.cachedIds = 0;
     }
     this.byState.set(key, entry);
-    this.cachedIds += allowed.length;
+    this.cachedIds += ids.length + (banned?.length ?? 0);
     return entry;
   }
 }
