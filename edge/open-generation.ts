@@ -209,7 +209,7 @@ const FEATURE_FIELDS: Readonly<Record<PoolFeature, { param: string | null; said:
   allowedTokenIds: { param: 'allowed_token_ids', said: 'allowed_token_ids' },
   badWords: { param: 'bad_words', said: 'bad_words' },
   choices: { param: 'structured_outputs.choice', said: 'structured_outputs.choice (or guided_choice)' },
-  regex: { param: 'structured_outputs', said: 'structured outputs (structured_outputs.regex, json or json_object; guided_regex, guided_json; response_format json_object or json_schema)' },
+  regex: { param: 'structured_outputs', said: 'structured outputs (structured_outputs.regex, json or json_object; guided_regex, guided_json; response_format json_object or json_schema; tool calls)' },
   logprobs: { param: 'logprobs', said: 'logprobs' },
   logprobIds: { param: 'logprob_token_ids', said: 'logprob_token_ids' },
   promptLogprobs: { param: 'prompt_logprobs', said: 'prompt_logprobs (or echo with logprobs)' },
