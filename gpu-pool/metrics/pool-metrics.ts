@@ -417,7 +417,7 @@ export class PoolMetrics {
     });
     this.automatonLimits = new Counter({
       name: 'sssd_pool_automaton_limit_errors_total',
-      help: "Generations ended because their structured output's automaton passed its limits (20,000 states, or 10M steps of building).",
+      help: "Generations ended because their structured output's automaton passed a request's limits (20,000 states, or 10M steps of building, of its own) or the automaton's (four times them).",
       registers,
     });
     this.resumedGenerations = new Counter({

@@ -136,13 +136,13 @@ export class Admission<S extends RunnerSequence> {
       }
     }
     let automaton: RegexAutomaton;
-    this.metrics.regexCompiles.inc();
     try {
       automaton = compileRegex(pattern);
     } catch (err) {
       if (err instanceof RegexSyntaxError) throw new AdmissionError('bad_request', `regex: ${err.message}`);
       throw err;
     }
+    this.metrics.regexCompiles.inc();
     const language = new TextLanguage(automaton, texts, [...this.eos]);
     languages.set(pattern, { language, automaton });
     this.trimRegexLanguages();

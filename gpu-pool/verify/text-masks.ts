@@ -8,7 +8,8 @@
  * moves it by the bytes it prints as the edge prints them (token-texts.ts),
  * and the ids allowed at a state are computed once and kept.
  */
-import { DEAD, type TextAutomaton } from '../../shared/structured/text-automaton';
+import { DEAD, UNBUILT, type TextAutomaton } from '../../shared/structured/text-automaton';
+import { AutomatonLimitError } from '../../shared/structured/automaton-limit-error';
 import { ChoiceTrie } from '../../shared/structured/choice-trie';
 import type { TokenTexts } from './token-texts';
 
@@ -16,6 +17,19 @@ export { DEAD };
 
 /** A TextMasks state: nothing written yet (the language's start, where the first token prints as it does after the token before it). */
 export const START = -2;
+/** afterBuilt's answer where the language has not built the state yet. */
+export const NOT_BUILT = -3;
+
+/**
+ * What one request may add to its language's automaton: building work (NFA
+ * states visited, ~0.12 s of CPU here) and states. Charged to the request
+ * whose call did the building, so a request is held to its own, whoever
+ * shares the language; and only states its output reaches are built
+ * (drafts are cut over the states already built, structured-drafts.ts), so
+ * a request fails at the same token with speculation and without.
+ */
+const REQUEST_MAX_WORK = 10_000_000;
+const REQUEST_MAX_STATES = 20_000;
 
 /** Most ids a language keeps, over all its states' lists (4 MB; a pool keeps 16 regex languages and each request's choices); past it the cache starts over (a long output in a wide language visits many). */
 const MAX_CACHED_IDS = 1 << 20;
@@ -43,6 +57,17 @@ export class TextLanguage {
     endIds: readonly number[],
   ) {
     this.endIds = Int32Array.from(endIds);
+  }
+
+  /** As `next`, over the states already built alone: UNBUILT where the state after `token` is not (nothing is built). */
+  nextBuilt(state: number, token: number, afterBos: boolean): number {
+    const { texts, automaton } = this;
+    if (automaton.followBuilt === undefined) return this.next(state, token, afterBos);
+    if (state === DEAD || token < 0 || token >= texts.vocabSize) return DEAD;
+    const start = texts.start(token, afterBos);
+    const end = texts.end(token, afterBos);
+    if (start === end) return DEAD;
+    return automaton.followBuilt(state, texts.table(afterBos), start, end);
   }
 
   /** The automaton's state after `token` from `state` (`afterBos`: the token printed right after BOS). */
@@ -114,6 +139,11 @@ export class TextLanguage {
 export class TextMasks {
   /** State of the output so far. */
   private outputState = START;
+  /** Building this request's calls added to the automaton (work, states), and the automaton's counts when the current call began. */
+  private work = 0;
+  private states = 0;
+  private workBefore = 0;
+  private statesBefore = 0;
 
   /**
    * `firstAfterBos`: the token before the output (the prompt's last, before
@@ -123,6 +153,8 @@ export class TextMasks {
   constructor(
     private readonly language: TextLanguage,
     private readonly firstAfterBos: boolean,
+    /** What this request may build (tests set small ones). */
+    private readonly bounds: { work: number; states: number } = { work: REQUEST_MAX_WORK, states: REQUEST_MAX_STATES },
   ) {}
 
   /** Masks for vLLM's choices: a language of their own (a trie of them), `endIds` ending a generation. */
@@ -132,31 +164,55 @@ export class TextMasks {
 
   /** One emitted token joins the output. */
   observe(token: number): void {
+    this.begin();
     this.outputState = this.next(this.outputState, token);
+    this.charge();
   }
 
   /** The state at a node whose path from the root carries `rowTokens[path[0..depth)]`. */
   stateAt(rowTokens: ArrayLike<number>, path: ArrayLike<number>, depth: number): number {
+    this.begin();
     let state = this.outputState;
     for (let i = 0; i < depth && state !== DEAD; i++) state = this.next(state, rowTokens[path[i]]);
+    this.charge();
     return state;
   }
 
   /** The state after `ids` from the output's (nothing is observed). */
   stateAfter(ids: ArrayLike<number>): number {
+    this.begin();
     let state = this.outputState;
     for (let i = 0; i < ids.length && state !== DEAD; i++) state = this.next(state, ids[i]);
+    this.charge();
     return state;
+  }
+
+  /** The state after `token` from `state` where the language has built it; NOT_BUILT where it has not (nothing is built, nothing charged). */
+  afterBuilt(state: number, token: number): number {
+    if (state === NOT_BUILT) return NOT_BUILT;
+    const next = state === START ? this.language.nextBuilt(0, token, this.firstAfterBos) : this.language.nextBuilt(state, token, false);
+    return next === UNBUILT ? NOT_BUILT : next;
+  }
+
+  private begin(): void {
+    const { automaton } = this.language;
+    this.workBefore = automaton.workDone ?? 0;
+    this.statesBefore = automaton.stateCount ?? 0;
+  }
+
+  /** Charges what the call since begin() built to this request; past its bounds, the request ends (AutomatonLimitError). */
+  private charge(): void {
+    const { automaton } = this.language;
+    if (automaton.workDone === undefined) return;
+    this.work += automaton.workDone - this.workBefore;
+    this.states += (automaton.stateCount ?? 0) - this.statesBefore;
+    if (this.work > this.bounds.work) throw new AutomatonLimitError(this.bounds.work, 'regex', 'steps of building');
+    if (this.states > this.bounds.states) throw new AutomatonLimitError(this.bounds.states, 'regex');
   }
 
   /** The state of the output so far. */
   get state(): number {
     return this.outputState;
-  }
-
-  /** The state after `token` from `state` (a state of this generation's: START, DEAD or the language's). */
-  after(state: number, token: number): number {
-    return this.next(state, token);
   }
 
   private next(state: number, token: number): number {
@@ -169,7 +225,10 @@ export class TextMasks {
 
   /** The ids allowed at `state`, ascending (owned by the language, not to be modified). */
   allowedAt(state: number): Int32Array {
-    return this.idsAt(state).allowed;
+    this.begin();
+    const { allowed } = this.idsAt(state);
+    this.charge();
+    return allowed;
   }
 
   /**
@@ -178,7 +237,9 @@ export class TextMasks {
    * state's ids are known.
    */
   mask(out: Float32Array, state: number, kept: Float32Array): void {
+    this.begin();
     const { allowed, banned } = this.idsAt(state);
+    this.charge();
     if (banned !== null) {
       for (let i = 0; i < banned.length; i++) out[banned[i]] = -Infinity;
       return;

@@ -12,21 +12,27 @@
 import { AutomatonLimitError } from './automaton-limit-error';
 import { type ByteNfa, DEFAULT_MAX_NFA_STATES, NfaKind, buildByteNfa } from './byte-nfa';
 import { RegexSyntaxError, parseRegex } from './regex-syntax';
-import { DEAD, type TextAutomaton } from './text-automaton';
+import { DEAD, UNBUILT, type TextAutomaton } from './text-automaton';
 
 export { AutomatonLimitError } from './automaton-limit-error';
 export { RegexTooLargeError } from './byte-nfa';
 export { RegexSyntaxError } from './regex-syntax';
 
-export const DEFAULT_MAX_DFA_STATES = 20_000;
+/**
+ * An automaton's own bounds over its life, shared by every request that uses
+ * it: a safety net for memory (80 MB of table) and time. Each request is
+ * held to a quarter of them (TextMasks' REQUEST_* bounds), so a few at once
+ * fit under them.
+ */
+export const DEFAULT_MAX_DFA_STATES = 80_000;
 /**
  * NFA states visited building DFA states (closures, and the members each
- * step reads), at most, over the automaton's life: ~0.12 s of CPU here. The
- * states' count bounds memory, not time: a pattern of long optional runs,
- * `(?:[a-z ]?){1000}` three times, made each new state walk thousands of NFA
- * states, and held the pool's one thread for seconds.
+ * step reads), at most, over the automaton's life. The states' count bounds
+ * memory, not time: a pattern of long optional runs, `(?:[a-z ]?){1000}`
+ * three times, made each new state walk thousands of NFA states, and held
+ * the pool's one thread for seconds.
  */
-export const DEFAULT_MAX_BUILD_WORK = 10_000_000;
+export const DEFAULT_MAX_BUILD_WORK = 40_000_000;
 
 export interface RegexLimits {
   /** NFA states a pattern may spell out (counted repeats copied); past it, RegexTooLargeError. */
@@ -91,6 +97,21 @@ export class RegexAutomaton implements TextAutomaton {
   /** How many DFA states exist so far (for tests and logs). */
   get stateCount(): number {
     return this.sets.length;
+  }
+
+  /** NFA states visited building states so far: what a request's calls added is charged to it (TextMasks). */
+  get workDone(): number {
+    return this.work;
+  }
+
+  /** The state after `bytes[start..end)` as far as it is built: UNBUILT where a byte's next state has not been made yet (nothing is built here). */
+  followBuilt(state: number, bytes: Uint8Array, start: number, end: number): number {
+    let s = state;
+    for (let i = start; i < end && s >= 0; i++) {
+      s = this.table[s * 256 + bytes[i]];
+      if (s === UNKNOWN) return UNBUILT;
+    }
+    return s;
   }
 
   /** The share of its limits the automaton has used, the larger of states and building work (0 to 1). */

@@ -13,6 +13,8 @@
 
 /** The state outside the language's prefixes (bytes left it). */
 export const DEAD = -1;
+/** followBuilt's answer where the state is not built yet. */
+export const UNBUILT = -2;
 
 export interface TextAutomaton {
   /** The state after `bytes[start..end)` from `state`; DEAD where they leave the language's prefixes (and from DEAD). */
@@ -21,4 +23,12 @@ export interface TextAutomaton {
   accepting(state: number): boolean;
   /** The bytes that lead from `state` to a live state, ascending: a token starting with any other byte is never looked at. */
   nextBytes(state: number): readonly number[];
+  /**
+   * An automaton built as the text reaches its states (a lazy DFA): its
+   * building work so far, its states, and `follow` over the states already
+   * built alone (UNBUILT past them). Absent: nothing is built on the way.
+   */
+  readonly workDone?: number;
+  readonly stateCount?: number;
+  followBuilt?(state: number, bytes: Uint8Array, start: number, end: number): number;
 }

@@ -631,6 +631,38 @@ describe('continuous batching', () => {
     expect(text).toContain('sssd_pool_regex_compiles_total 2');
   });
 
+  it('ends a request whose regex builds past a request\'s bounds at the same token with speculation and without, and never sooner for others sharing the pattern', async () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });
+    const story = tokenizer.encode(' the cat sat on the mat and the dog ran to the park'.repeat(20), { bos: false });
+    const run = async (id: string, regex: string, seed: number, speculation: 'off' | 'sssd', predictionIds?: number[]) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: [1, ...tokenizer.encode('Once upon a time', { bos: false })], maxTokens: 400, regex, speculation, sampling: { temperature: 1, seed }, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
+      const events = await c.done;
+      const last = events.at(-1) as { type: string; finishReason?: string; code?: string; message?: string };
+      // The tokens, and how it ended (the speculation counts aside).
+      return { ids: tokensOf(events), type: last.type, finishReason: last.finishReason, code: last.code, message: last.message };
+    };
+    // A pattern whose states multiply (each position a choice), one per run so every run starts on a fresh automaton.
+    const pattern = (k: number) => `[a-z ]*(a|e|t|o)[a-z ]{150}|${'q'.repeat(k)}z`;
+    const ends = new Set<string>();
+    for (const seed of [3, 4]) {
+      const plain = await run(`bound-off-${seed}`, pattern(1 + seed * 10), seed, 'off');
+      ends.add(plain.type);
+      const drafted = await run(`bound-sssd-${seed}`, pattern(2 + seed * 10), seed, 'sssd', story);
+      expect(drafted, `seed ${seed}`).toEqual(plain);
+      // Sent beside three others of the same pattern: each charged only what it builds itself, so none ends sooner
+      // than alone (states another built cost it nothing: it may go further), with the same tokens.
+      const together = await Promise.all([0, 1, 2, 3].map((i) => run(`bound-shared-${seed}-${i}`, pattern(3 + seed * 10), seed, i % 2 === 0 ? 'off' : 'sssd', i % 2 === 0 ? undefined : story)));
+      for (const one of together) {
+        expect(one.ids.slice(0, plain.ids.length), `seed ${seed}`).toEqual(plain.ids);
+        if (plain.type === 'done') expect(one, `seed ${seed}`).toEqual(plain);
+      }
+    }
+    // At least one of them ran into its bounds (the case the rule is for), one went to its end.
+    expect([...ends].sort()).toEqual(['done', 'error']);
+  });
+
   it('refuses a regex it cannot read, or with choices or ignoreEos, or one the other masks leave nothing to start with', async () => {
     const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
     const s = scheduler(null, new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });

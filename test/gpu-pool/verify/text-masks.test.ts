@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEAD, TextLanguage, TextMasks } from '../../../gpu-pool/verify/text-masks';
+import { DEAD, NOT_BUILT, TextLanguage, TextMasks } from '../../../gpu-pool/verify/text-masks';
+import { AutomatonLimitError, compileRegex } from '../../../shared/structured/regex-automaton';
 import type { TextAutomaton } from '../../../shared/structured/text-automaton';
 import { TokenTexts, type TextsTokenizer } from '../../../gpu-pool/verify/token-texts';
 import { ChoiceTrie } from '../../../shared/structured/choice-trie';
@@ -113,6 +114,45 @@ describe('text masks over any language', () => {
       expect(finite).toEqual(Array.from(masks.allowedAt(state)));
       for (const i of finite) expect(out[i]).toBe(i + 1);
     }
+  });
+});
+
+describe('a request\'s bounds on its language\'s automaton', () => {
+  const walk = (masks: TextMasks, ids: number[]): void => {
+    for (const id of ids) {
+      masks.allowedAt(masks.state);
+      masks.observe(id);
+    }
+  };
+  const text = [16, 9, 7, 3, 16, 9];
+
+  it('are charged with what its own calls build, not what another request sharing the language built', () => {
+    const language = new TextLanguage(compileRegex('(?:[a-z ]?){200}x'), texts, [END]);
+    const automaton = language.automaton as unknown as { workDone: number; stateCount: number };
+    const first = new TextMasks(language, false);
+    walk(first, text);
+    const built = automaton.workDone;
+    expect(built).toBeGreaterThan(1_000);
+    // The same text again: every state built already, nothing charged to it, though it may build nothing itself.
+    const second = new TextMasks(language, false, { work: 0, states: 0 });
+    walk(second, text);
+    expect(second.state).toBe(first.state);
+    // Alone on a fresh language, a request bounded at half that work ends (the pool ends it bad_request).
+    const alone = new TextMasks(new TextLanguage(compileRegex('(?:[a-z ]?){200}x'), texts, [END]), false, { work: Math.floor(built / 2), states: 100_000 });
+    expect(() => walk(alone, text)).toThrow(AutomatonLimitError);
+  });
+
+  it('are not spent by drafts: a draft cut over the states built alone builds none', () => {
+    const language = new TextLanguage(compileRegex('(?:[a-z ]?){200}x'), texts, [END]);
+    const masks = new TextMasks(language, false);
+    const automaton = language.automaton as unknown as { stateCount: number; workDone: number };
+    masks.allowedAt(masks.state);
+    const built = [automaton.stateCount, automaton.workDone];
+    // One token on from the output is built (its ids were), two are not: kept for verification to decide.
+    expect(masks.afterBuilt(masks.state, 16)).toBeGreaterThanOrEqual(0);
+    expect(masks.afterBuilt(masks.afterBuilt(masks.state, 16), 9)).toBe(NOT_BUILT);
+    expect(masks.afterBuilt(masks.state, 10)).toBeGreaterThanOrEqual(0);
+    expect([automaton.stateCount, automaton.workDone]).toEqual(built);
   });
 });
 
