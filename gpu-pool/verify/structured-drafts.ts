@@ -30,10 +30,10 @@ export function pruneToLanguage(tree: DraftTree, probs: Float32Array | null, mas
   scratch[size] = 0;
   let kept = 1;
   for (let i = 1; i < size; i++) {
-    // Over the states already built alone: a node past them is kept, with what is under it (verification decides it),
-    // so drafts build nothing, and a request's building (and its bounds) is what plain decoding's would be.
+    // Building within the drafts' own budget (not the request's), then over the states already built alone: a node
+    // past them is kept, with what is under it, for verification to decide.
     const parentState = states[parents[i]];
-    const state = parentState === DEAD ? DEAD : masks.afterBuilt(parentState, tokens[i]);
+    const state = parentState === DEAD ? DEAD : masks.afterForDraft(parentState, tokens[i]);
     states[i] = state;
     if (state === DEAD) continue;
     scratch[size + i] = kept;

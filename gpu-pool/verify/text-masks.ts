@@ -23,13 +23,17 @@ export const NOT_BUILT = -3;
 /**
  * What one request may add to its language's automaton: building work (NFA
  * states visited, ~0.12 s of CPU here) and states. Charged to the request
- * whose call did the building, so a request is held to its own, whoever
- * shares the language; and only states its output reaches are built
- * (drafts are cut over the states already built, structured-drafts.ts), so
- * a request fails at the same token with speculation and without.
+ * whose masks did the building, so a request is held to its own, whoever
+ * shares the language. Cutting its drafts (structured-drafts.ts) builds
+ * states apart, within a budget of its own (past it, drafts are cut over
+ * the states already built alone): not charged, so neither speculation nor
+ * another request sharing the pattern ends a request sooner than it would
+ * end alone and without (states built before cost it nothing: it may go
+ * further).
  */
 const REQUEST_MAX_WORK = 10_000_000;
 const REQUEST_MAX_STATES = 20_000;
+const DRAFT_MAX_WORK = 10_000_000;
 
 /** Most ids a language keeps, over all its states' lists (4 MB; a pool keeps 16 regex languages and each request's choices); past it the cache starts over (a long output in a wide language visits many). */
 const MAX_CACHED_IDS = 1 << 20;
@@ -139,6 +143,8 @@ export class TextLanguage {
 export class TextMasks {
   /** State of the output so far. */
   private outputState = START;
+  /** Building cutting this request's drafts added (afterForDraft), apart from its own. */
+  private draftWork = 0;
   /** Building this request's calls added to the automaton (work, states), and the automaton's counts when the current call began. */
   private work = 0;
   private states = 0;
@@ -192,6 +198,22 @@ export class TextMasks {
     if (state === NOT_BUILT) return NOT_BUILT;
     const next = state === START ? this.language.nextBuilt(0, token, this.firstAfterBos) : this.language.nextBuilt(state, token, false);
     return next === UNBUILT ? NOT_BUILT : next;
+  }
+
+  /**
+   * The state after a draft token: built where the drafts' own budget
+   * allows (not charged to the request: see REQUEST_MAX_WORK), over the
+   * states already built alone past it.
+   */
+  afterForDraft(state: number, token: number): number {
+    if (state === NOT_BUILT) return NOT_BUILT;
+    const { automaton } = this.language;
+    if (automaton.workDone === undefined) return this.next(state, token);
+    if (this.draftWork >= DRAFT_MAX_WORK) return this.afterBuilt(state, token);
+    const before = automaton.workDone;
+    const next = this.next(state, token);
+    this.draftWork += automaton.workDone - before;
+    return next;
   }
 
   private begin(): void {

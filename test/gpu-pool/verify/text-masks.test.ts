@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEAD, NOT_BUILT, TextLanguage, TextMasks } from '../../../gpu-pool/verify/text-masks';
+import { DEAD, NOT_BUILT, START, TextLanguage, TextMasks } from '../../../gpu-pool/verify/text-masks';
 import { AutomatonLimitError, compileRegex } from '../../../shared/structured/regex-automaton';
 import type { TextAutomaton } from '../../../shared/structured/text-automaton';
 import { TokenTexts, type TextsTokenizer } from '../../../gpu-pool/verify/token-texts';
@@ -142,17 +142,25 @@ describe('a request\'s bounds on its language\'s automaton', () => {
     expect(() => walk(alone, text)).toThrow(AutomatonLimitError);
   });
 
-  it('are not spent by drafts: a draft cut over the states built alone builds none', () => {
-    const language = new TextLanguage(compileRegex('(?:[a-z ]?){200}x'), texts, [END]);
-    const masks = new TextMasks(language, false);
-    const automaton = language.automaton as unknown as { stateCount: number; workDone: number };
+  it('are not spent by cutting drafts, which builds apart (over the states already built alone, once its own budget is spent)', () => {
+    const fresh = () => new TextLanguage(compileRegex('(?:[a-z ]?){200}x'), texts, [END]);
+    const measured = fresh();
+    new TextMasks(measured, false).allowedAt(START);
+    const cost = (measured.automaton as unknown as { workDone: number }).workDone;
+    const language = fresh();
+    const automaton = language.automaton as unknown as { workDone: number };
+    const masks = new TextMasks(language, false, { work: cost, states: 100_000 });
     masks.allowedAt(masks.state);
-    const built = [automaton.stateCount, automaton.workDone];
-    // One token on from the output is built (its ids were), two are not: kept for verification to decide.
-    expect(masks.afterBuilt(masks.state, 16)).toBeGreaterThanOrEqual(0);
-    expect(masks.afterBuilt(masks.afterBuilt(masks.state, 16), 9)).toBe(NOT_BUILT);
-    expect(masks.afterBuilt(masks.state, 10)).toBeGreaterThanOrEqual(0);
-    expect([automaton.stateCount, automaton.workDone]).toEqual(built);
+    // A draft two tokens on: built, and not charged (the next charged call, building nothing, is still within the bound).
+    const built = automaton.workDone;
+    const two = masks.afterForDraft(masks.afterForDraft(masks.state, 16), 9);
+    expect(two).toBeGreaterThanOrEqual(0);
+    expect(automaton.workDone).toBeGreaterThan(built);
+    expect(() => masks.allowedAt(masks.state)).not.toThrow();
+    // Over the built states alone: what is not built is NOT_BUILT, and nothing is built.
+    const other = new TextMasks(fresh(), false);
+    other.allowedAt(other.state);
+    expect(other.afterBuilt(other.afterBuilt(other.state, 16), 9)).toBe(NOT_BUILT);
   });
 });
 
