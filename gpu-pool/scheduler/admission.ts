@@ -213,7 +213,9 @@ export class Admission<S extends RunnerSequence> {
     const endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
     if (allowed && request.maxTokens > 0) checkSomethingAllowed(allowed, badWords, request.minTokens > 0 ? endIds : null);
     const text = this.textMasks(request, prompt, resumed);
-    if (text && request.maxTokens > 0) checkTextAllowsSomething(text, request.choices !== undefined ? 'choices' : 'regex', prompt.slice(prompt.length - resumed), allowed, badWords, request.minTokens > resumed ? endIds : null);
+    // Which field a structured output came in (its errors and its metric name it).
+    const textKind = request.choices !== undefined ? 'choices' : 'regex';
+    if (text && request.maxTokens > 0) checkTextAllowsSomething(text, textKind, prompt.slice(prompt.length - resumed), allowed, badWords, request.minTokens > resumed ? endIds : null);
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this;
     if (reserved > limits.maxTotalTokens) {
@@ -274,7 +276,7 @@ export class Admission<S extends RunnerSequence> {
       for (let i = prompt.length - resumed; i < prompt.length; i++) adjustments.observe(prompt[i]);
       gen.adjustments = adjustments;
     }
-    if (text) this.metrics.structuredOutputs.inc({ kind: request.choices !== undefined ? 'choices' : 'regex' });
+    if (text) this.metrics.structuredOutputs.inc({ kind: textKind });
     if (resumed > 0) {
       this.metrics.resumedGenerations.inc();
       this.metrics.resumedOutputTokens.inc(resumed);
