@@ -53,6 +53,11 @@ export function acceptsModelName(model: ServedModel, name: string): boolean {
   return name === model.info.model.name || name === 'default';
 }
 
+/** The 404 for a model name this edge does not serve (OpenAI's wording and code). */
+export function unknownModel(model: ServedModel, name: string): ApiError {
+  return new ApiError(404, `The model '${clipped(name, 200)}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
+}
+
 
 /** Hashes the edge sends the pool (tenants, prefix-cache salts), each computed once per isolate (bounded: a full map starts over). */
 const hashedNames = new Map<string, string>();
@@ -200,7 +205,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const body = parsed.body;
   const model = ctx.model;
   if (!acceptsModelName(model, body.model)) {
-    throw new ApiError(404, `The model '${clipped(body.model, 200)}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
+    throw unknownModel(model, body.model);
   }
   const contextLength = model.info.model.contextLength;
   const { requested, param: limitParam } = requestedTokens(body);

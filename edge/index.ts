@@ -10,7 +10,7 @@ import { authenticate, type KeyRecord } from './api-keys';
 import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
 import { limitRequestBody, readBy } from './body-limit';
-import { acceptsModelName, handleCompletion, type ParsedRequest } from './completion-handler';
+import { acceptsModelName, handleCompletion, unknownModel, type ParsedRequest } from './completion-handler';
 import { demoPageHeaders, demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
@@ -20,6 +20,7 @@ import { KeyLimiter, LEASE_HEARTBEAT_MS, type Admission, type RequestQuota } fro
 import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody } from './request-schema';
 import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
 import { servedModel, type ServedModel } from './served-model';
+import { detokenize, tokenize } from './tokenize-route';
 import { cacheScope, UserCacheStore } from './user-cache-store';
 import { userToForget } from './user-to-forget';
 
@@ -76,6 +77,9 @@ const requireKey = async (c: Context<AppEnv>, next: () => Promise<void>): Promis
 };
 app.use('/v1/*', requireKey);
 app.use('/bench/*', requireKey);
+// vLLM's tokenizer routes sit at the root; under /v1 they have the key already.
+app.use('/tokenize', requireKey);
+app.use('/detokenize', requireKey);
 
 function modelObject(model: ServedModel): { id: string; object: 'model'; created: number; owned_by: string; context_length: number; max_model_len: number } {
   const { name, created, contextLength } = model.info.model;
@@ -92,9 +96,7 @@ app.get('/v1/models', async (c) => {
 app.get('/v1/models/:model{.+}', async (c) => {
   const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
   const name = c.req.param('model');
-  if (!acceptsModelName(model, name)) {
-    throw new ApiError(404, `The model '${clipped(name, 200)}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
-  }
+  if (!acceptsModelName(model, name)) throw unknownModel(model, name);
   return c.json(modelObject(model));
 });
 
@@ -256,6 +258,25 @@ app.delete('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => 
   }
 });
 methodNotAllowed('/v1/user-cache', 'DELETE');
+
+// vLLM's tokenizer routes (edge/tokenize-route.ts), also under /v1. Each is a request of the key, with a slot while
+// its body is read and its text encoded (up to ~0.1 s of the isolate's thread).
+function tokenizerRoute(run: (body: unknown, model: ServedModel) => object): (c: Context<AppEnv>) => Promise<Response> {
+  return async (c) => {
+    const admission = admit(c);
+    try {
+      const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
+      return c.json(run(await readJson(c), model));
+    } finally {
+      admission.release();
+    }
+  };
+}
+for (const prefix of ['', '/v1']) {
+  app.post(`${prefix}/tokenize`, rateLimitHeaders, limitBody, tokenizerRoute(tokenize));
+  app.post(`${prefix}/detokenize`, rateLimitHeaders, limitBody, tokenizerRoute(detokenize));
+}
+for (const prefix of ['', '/v1']) for (const path of ['/tokenize', '/detokenize']) methodNotAllowed(prefix + path, 'POST');
 
 app.post('/bench/edge-cpu', rateLimitHeaders, limitBody, async (c) => {
   if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');

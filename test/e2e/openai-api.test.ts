@@ -121,6 +121,34 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(res.status).toBe(401);
   });
 
+  it("counts a prompt's tokens as the completion it would be (vLLM's /tokenize), and turns ids back into text (/detokenize)", async () => {
+    const messages = [{ role: 'system' as const, content: 'You tell stories.' }, { role: 'user' as const, content: PROMPT }];
+    const [chat, completion] = await Promise.all([
+      client.chat.completions.create({ model, messages, max_tokens: 1, temperature: 0 }),
+      client.completions.create({ model, prompt: PROMPT, max_tokens: 1, temperature: 0 }),
+    ]);
+    const ofChat = await post('/tokenize', { model, messages, return_token_strs: true });
+    expect(ofChat.status).toBe(200);
+    expect(ofChat.json).toMatchObject({ count: chat.usage?.prompt_tokens, max_model_len: 512 });
+    const ofPrompt = await post('/v1/tokenize', { model: 'default', prompt: PROMPT });
+    expect(ofPrompt.json).toMatchObject({ count: completion.usage?.prompt_tokens, token_strs: null });
+    const tokens = ofPrompt.json.tokens as number[];
+    expect(tokens[0]).toBe(1);
+    // Each id's text, joined, is the prompt (BOS prints nothing; the first piece's space goes after BOS, as run.c prints it).
+    const strs = (await post('/tokenize', { prompt: PROMPT, return_token_strs: true, add_special_tokens: false })).json;
+    expect((strs.token_strs as string[]).join('').trim()).toBe(PROMPT);
+    expect(strs.count).toBe(tokens.length - 1);
+    expect((await post('/detokenize', { model, tokens })).json).toEqual({ prompt: PROMPT });
+    // Refusals name the field; a key is needed; the wrong method is a 405.
+    const outside = await post('/detokenize', { tokens: [1, 100_000] });
+    expect(outside.status).toBe(400);
+    expect(outside.json.error).toMatchObject({ param: 'tokens.1', code: 'invalid_value' });
+    expect((await post('/tokenize', { model: 'gpt-4o', prompt: 'x' })).json.error?.code).toBe('model_not_found');
+    expect((await post('/tokenize', { messages: [{ role: 'user', content: 'x' }], add_generation_prompt: false })).json.error?.param).toBe('add_generation_prompt');
+    expect((await post('/tokenize', { prompt: 'x' }, null)).status).toBe(401);
+    expect((await fetch(`${stack.edgeUrl}/tokenize`, { headers: { authorization: `Bearer ${stack.devKey}` } })).status).toBe(405);
+  });
+
   it("takes OpenAI's and vLLM's 16 tokens for a completion that names no max_tokens (within the context), and the rest of the context for a chat", async () => {
     const completion = await client.completions.create({ model, prompt: 'Once upon a time', temperature: 0 });
     expect(completion.usage?.completion_tokens).toBe(16);

@@ -1,0 +1,51 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { ApiError } from '../../edge/api-error';
+import type { ServedModel } from '../../edge/served-model';
+import { detokenize, MAX_TOKENIZE_CHARACTERS, tokenize } from '../../edge/tokenize-route';
+import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import { models } from '../support/shared-data';
+
+// What the routes read of the served model: its name, context and template, and the real tokenizer.
+const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'llama2c');
+const model = { info: { model: { name: 'stories260K', contextLength: 512, chatTemplate: 'concat' } }, tokenizer } as unknown as ServedModel;
+const refusal = (run: () => unknown): ApiError => {
+  try {
+    run();
+  } catch (err) {
+    if (err instanceof ApiError) return err;
+    throw err;
+  }
+  throw new Error('not refused');
+};
+
+describe('/tokenize and /detokenize', () => {
+  it("gives a prompt's ids with BOS unless add_special_tokens is false, and their texts only when asked", () => {
+    const withBos = tokenize({ prompt: 'The cat sat.' }, model);
+    expect(withBos.tokens[0]).toBe(tokenizer.bosId);
+    expect(withBos.token_strs).toBeNull();
+    const bare = tokenize({ prompt: 'The cat sat.', add_special_tokens: false, return_token_strs: true }, model);
+    expect(bare.tokens).toEqual(withBos.tokens.slice(1));
+    expect(bare.count).toBe(bare.tokens.length);
+    expect(bare.token_strs!.join('')).toBe(' The cat sat.');
+    expect(detokenize({ tokens: withBos.tokens }, model).prompt).toBe('The cat sat.');
+  });
+
+  it("renders a chat's messages as a chat completion's prompt is, each message on its line after BOS", () => {
+    const chat = tokenize({ messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'A dog.' }] }, model);
+    expect(chat.tokens).toEqual(tokenizer.encode('Be brief.\nA dog.', { bos: true }));
+  });
+
+  it('refuses by field what it cannot do: too long a text, ids outside the vocabulary, another model, a template it does not have', () => {
+    const long = refusal(() => tokenize({ prompt: 'a'.repeat(MAX_TOKENIZE_CHARACTERS + 1) }, model));
+    expect(long).toMatchObject({ status: 400, param: 'prompt' });
+    expect(long.message).toMatch(/at most 262144 are taken at once/);
+    expect(refusal(() => detokenize({ tokens: [5, 512] }, model))).toMatchObject({ status: 400, param: 'tokens.1' });
+    expect(refusal(() => detokenize({ tokens: [-1] }, model))).toMatchObject({ status: 400, param: 'tokens.0' });
+    expect(refusal(() => tokenize({ model: 'gpt-4o', prompt: 'x' }, model))).toMatchObject({ status: 404, code: 'model_not_found' });
+    expect(refusal(() => tokenize({ messages: [{ role: 'user', content: 'x' }], continue_final_message: true }, model))).toMatchObject({ param: 'continue_final_message' });
+    expect(refusal(() => tokenize({ messages: [] }, model))).toMatchObject({ param: 'messages' });
+    expect(refusal(() => tokenize({ prompt: 3 }, model))).toMatchObject({ param: 'prompt' });
+    expect(tokenize({ model: 'default', prompt: 'x' }, model).count).toBe(tokenizer.encode('x', { bos: true }).length);
+  });
+});
