@@ -46,6 +46,8 @@ export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   wholeReplyHeartbeatMs?: number;
   /** A stream silent this long mid-reply gets an SSE comment (SSSD_STREAM_QUIET_COMMENT_MS). */
   streamQuietCommentMs?: number;
+  /** How the reply is answered; absent, in the endpoint's own shape (answerOpenAi). */
+  answer?: Answerer;
 }
 
 /** The names a request may use for the served model. */
@@ -385,7 +387,29 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   else ctx.clientSignal?.addEventListener('abort', cancelRuns, { once: true });
   const opening = openAll(runs);
   const heartbeatMs = ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS;
-  if (!body.stream) return wholeCompletionResponse(runs, meta, ctx.headers, heartbeatMs, opening, ctx.clientSignal);
+  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, opening, heartbeatMs, headers: ctx.headers, clientSignal: ctx.clientSignal, streamQuietCommentMs: ctx.streamQuietCommentMs });
+}
+
+/** A request's generations, opening, to be answered in its API's shape. */
+export interface PreparedReply {
+  body: ParsedRequest['body'];
+  runs: readonly CompletionRun[];
+  meta: ResponseMeta;
+  /** Every generation being opened (the first error of any). */
+  opening: Promise<void>;
+  /** A non-streamed reply not done this long starts, a space following as often; a stream queued this long starts with comments. */
+  heartbeatMs: number;
+  headers: HeadersInit;
+  clientSignal?: AbortSignal;
+  streamQuietCommentMs?: number;
+}
+
+/** Makes the HTTP response of a prepared reply: completions' and chat's (answerOpenAi), or the Responses API's. */
+export type Answerer = (reply: PreparedReply) => Promise<Response>;
+
+/** Completions' and chat completions' answer: one JSON body, or SSE chunks. */
+async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs }: PreparedReply): Promise<Response> {
+  if (!body.stream) return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal);
   // A stream starts once its generations opened, or, queued at a pool past the heartbeat, before (SSE comments meanwhile).
   const when = await openedOrLate(runs, opening, heartbeatMs);
   return streamResponse(
@@ -397,11 +421,11 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
       continuousUsage: body.stream_options?.include_usage === true && body.stream_options.continuous_usage_stats === true,
       smooth: body.stream_options?.smooth === true,
     },
-    ctx.headers,
-    ctx.clientSignal,
+    headers,
+    clientSignal,
     opening,
     when === 'late' ? heartbeatMs : 0,
-    ctx.streamQuietCommentMs,
+    streamQuietCommentMs,
   );
 }
 

@@ -3,12 +3,14 @@
  * {chunk}` lines, final `data: [DONE]`). Without smoothing a chunk is one
  * verification step's released text; with it, one token's text, paced by
  * BurstSmoother. Cancelling the response stream (client gone) cancels the run.
+ * The frames are a StreamFormat's: chat's and completions' chunks here, the
+ * Responses API's events in responses-stream.ts.
  */
-import { toApiError } from './api-error';
+import { toApiError, type ApiError } from './api-error';
 import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { BurstSmoother } from './burst-smoother';
 import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
-import { finishChunk, joinText, roleChunk, textChunk, toolCallChunk, tokensOf, usageChunk, type ChunkTokenIds, type ResponseMeta, type RunningUsage } from './openai-format';
+import { finishChunk, joinText, roleChunk, textChunk, toolCallChunk, tokensOf, usageChunk, type ChunkTokenIds, type LogprobsFormatter, type ResponseMeta, type RunningUsage } from './openai-format';
 import { toolCallId, toolCallsOf, toolFinishReason, type ToolCallMode } from './tool-calls';
 import type { SourcedText, TokenLogprob } from './token-text';
 
@@ -81,6 +83,90 @@ function weakCall(target: { gone: () => void }): () => void {
 
 type Tagged = { index: number; next: IteratorResult<SourcedText[], CompletionSummary> };
 
+/** Writes one frame's text to the client (nothing once it is gone). */
+export type SendFrame = (frame: string) => void;
+
+/**
+ * What a stream says, in its API's frames (chat's and completions' chunks,
+ * or the Responses API's events); sseStream does the rest: the runs, the
+ * client's leaving, heartbeats and quiet comments.
+ */
+export interface StreamFormat {
+  /** Every generation opened: the frames before any text (chat: each choice's role chunk). */
+  begin(send: SendFrame): void;
+  /** A piece of choice `index`'s reply. */
+  piece(index: number, segments: SourcedText[], send: SendFrame): void;
+  /** Choice `index` ended. */
+  finished(index: number, summary: CompletionSummary, send: SendFrame): void;
+  /** Every choice ended; it may wait (a response stored before its last frame), the quiet comments going on meanwhile. */
+  ended(usages: CompletionUsage[], send: SendFrame): void | Promise<void>;
+  /** The reply failed (opening its generations, or mid-way). */
+  failed(error: ApiError, send: SendFrame): void;
+  /** The last frames, whatever happened (chat: `data: [DONE]`). */
+  close(send: SendFrame): void;
+}
+
+/** Chat's and completions' SSE frame: `data: <json>` (or `[DONE]`). */
+function dataFrame(payload: object | string): string {
+  return `data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`;
+}
+
+/** Chat's and completions' chunks (openai-format.ts), one choice per run. */
+class ChatStreamFormat implements StreamFormat {
+  private readonly formatters: Array<LogprobsFormatter | undefined>;
+  private readonly usageOf: (i: number) => RunningUsage | undefined;
+  private readonly idsOf: (index: number) => ChunkTokenIds | undefined;
+  private readonly calls: StreamedToolCalls | null;
+
+  constructor(
+    private readonly runs: readonly CompletionRun[],
+    private readonly meta: ResponseMeta,
+    private readonly options: StreamOptions,
+  ) {
+    this.formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
+    // As vLLM's: the prompt's tokens and the choice's completion tokens so far, in every chunk of the choice.
+    this.usageOf = options.continuousUsage ? (i: number): RunningUsage => runningUsage(runs[i]) : (): undefined => undefined;
+    this.idsOf = chunkTokenIds(runs, meta);
+    this.calls = meta.kind === 'chat' && meta.toolCalls ? new StreamedToolCalls(meta.toolCalls, runs.length) : null;
+  }
+
+  begin(send: SendFrame): void {
+    const meta = this.meta;
+    if (meta.kind === 'chat') for (let i = 0; i < this.runs.length; i++) send(dataFrame(roleChunk(meta, i, this.usageOf(i), meta.tokenIds ? this.runs[i].promptIds : undefined)));
+  }
+
+  piece(index: number, segments: SourcedText[], send: SendFrame): void {
+    const { meta, formatters, usageOf, idsOf, calls } = this;
+    const piece = calls ? calls.piece(index, segments) : null;
+    if (piece) send(dataFrame(toolCallChunk(meta, [piece], index, formatters[index] ? formatters[index].format(tokensOf(segments)) : null, usageOf(index), idsOf(index))));
+    else if (!calls) send(dataFrame(textChunk(meta, segments, index, formatters[index], usageOf(index), idsOf(index))));
+  }
+
+  finished(index: number, summary: CompletionSummary, send: SendFrame): void {
+    const { meta, formatters, usageOf, idsOf, calls } = this;
+    let finishReason: string = summary.finishReason;
+    if (calls) {
+      const ended = calls.finish(index, finishReason);
+      finishReason = ended.finishReason;
+      if (ended.calls) send(dataFrame(toolCallChunk(meta, ended.calls, index, ended.tokens && formatters[index] ? formatters[index].format(ended.tokens) : null, usageOf(index), idsOf(index))));
+      else if (ended.text) send(dataFrame(textChunk(meta, ended.text, index, formatters[index], usageOf(index), idsOf(index))));
+    }
+    send(dataFrame(finishChunk(meta, finishReason, index, summary.stopReason, usageOf(index), idsOf(index))));
+  }
+
+  ended(usages: CompletionUsage[], send: SendFrame): void {
+    if (this.options.includeUsage) send(dataFrame(usageChunk(this.meta, combinedUsage(usages))));
+  }
+
+  failed(error: ApiError, send: SendFrame): void {
+    send(dataFrame(error.toBody()));
+  }
+
+  close(send: SendFrame): void {
+    send(dataFrame('[DONE]'));
+  }
+}
+
 /**
  * The runs (one per choice, `n` of them) as one SSE stream: each choice's
  * chunks carry its `index`, as they come; a choice's finish chunk when it
@@ -92,11 +178,29 @@ export function streamResponse(
   options: StreamOptions,
   headers: HeadersInit,
   clientSignal?: AbortSignal,
+  opening: Promise<void> = Promise.resolve(),
+  heartbeatMs = 0,
+  quietCommentMs = QUIET_STREAM_COMMENT_MS,
+): Response {
+  return sseStream(runs, new ChatStreamFormat(runs, meta, options), { smooth: options.smooth, id: meta.id }, headers, clientSignal, opening, heartbeatMs, quietCommentMs);
+}
+
+/**
+ * The runs as one SSE stream in `format`'s frames. Cancelling the response
+ * stream (client gone) cancels the runs.
+ */
+export function sseStream(
+  runs: readonly CompletionRun[],
+  format: StreamFormat,
+  /** `id`: what an unexpected error is logged with. */
+  options: { smooth: boolean; id: string },
+  headers: HeadersInit,
+  clientSignal?: AbortSignal,
   /**
    * The generations being opened, when the stream starts before they have
    * (see openedOrLate): until they are, an SSE comment goes out every
    * `heartbeatMs`, so a client that leaves meanwhile is noticed; an error
-   * opening them ends the stream with the error chunk.
+   * opening them ends the stream with the format's error frames.
    */
   opening: Promise<void> = Promise.resolve(),
   heartbeatMs = 0,
@@ -129,13 +233,13 @@ export function streamResponse(
   let lastWriteAt = Date.now();
   // A failed write means the client disconnected too. Not awaited (see `ender`): a slow client's chunks wait in
   // the stream, at most a generation's worth.
-  const send = (payload: object | string): void => {
+  const send: SendFrame = (frame) => {
     if (clientGone) return;
     lastWriteAt = Date.now();
-    void writer.write(encoder.encode(`data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`)).catch(goneLater);
+    void writer.write(encoder.encode(frame)).catch(goneLater);
   };
   const end = (): void => {
-    send('[DONE]');
+    format.close(send);
     void writer.close().catch(() => undefined);
     clientSignal?.removeEventListener('abort', goneLater);
     // Over: nothing is left to end (and naming `ender` here is what keeps it held by the task until now).
@@ -148,7 +252,7 @@ export function streamResponse(
       await opening;
     } catch (err) {
       if (beat) clearInterval(beat);
-      send(toApiError(err, meta.id).toBody());
+      format.failed(toApiError(err, options.id), send);
       end();
       return;
     }
@@ -181,37 +285,23 @@ export function streamResponse(
     const usages: CompletionUsage[] = [];
     try {
       for (const run of runs) generators.push(paced(run.run(), options.smooth));
-      const formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
-      // As vLLM's: the prompt's tokens and the choice's completion tokens so far, in every chunk of the choice.
-      const usageOf = options.continuousUsage ? (i: number): RunningUsage => runningUsage(runs[i]) : (): undefined => undefined;
-      const idsOf = chunkTokenIds(runs, meta);
-      if (meta.kind === 'chat') for (let i = 0; i < runs.length; i++) send(roleChunk(meta, i, usageOf(i), meta.tokenIds ? runs[i].promptIds : undefined));
-      const calls = meta.kind === 'chat' && meta.toolCalls ? new StreamedToolCalls(meta.toolCalls, runs.length) : null;
+      format.begin(send);
       for (let i = 0; i < runs.length; i++) pull(i);
       while (pending.size > 0 && !clientGone) {
         const { index, next } = await Promise.race(pending.values());
         if (next.done) {
           pending.delete(index);
           usages[index] = next.value.usage;
-          let finishReason: string = next.value.finishReason;
-          if (calls) {
-            const ended = calls.finish(index, finishReason);
-            finishReason = ended.finishReason;
-            if (ended.calls) send(toolCallChunk(meta, ended.calls, index, ended.tokens && formatters[index] ? formatters[index].format(ended.tokens) : null, usageOf(index), idsOf(index)));
-            else if (ended.text) send(textChunk(meta, ended.text, index, formatters[index], usageOf(index), idsOf(index)));
-          }
-          send(finishChunk(meta, finishReason, index, next.value.stopReason, usageOf(index), idsOf(index)));
+          format.finished(index, next.value, send);
           continue;
         }
-        const piece = calls ? calls.piece(index, next.value) : null;
-        if (piece) send(toolCallChunk(meta, [piece], index, formatters[index] ? formatters[index].format(tokensOf(next.value)) : null, usageOf(index), idsOf(index)));
-        else if (!calls) send(textChunk(meta, next.value, index, formatters[index], usageOf(index), idsOf(index)));
+        format.piece(index, next.value, send);
         pull(index);
       }
-      if (pending.size === 0 && options.includeUsage) send(usageChunk(meta, combinedUsage(usages)));
+      if (pending.size === 0) await format.ended(usages, send);
     } catch (err) {
       cancelAll();
-      send(toApiError(err, meta.id).toBody());
+      format.failed(toApiError(err, options.id), send);
     } finally {
       clearInterval(quiet);
     }

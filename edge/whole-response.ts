@@ -3,7 +3,8 @@
  * while a long one is still running (see wholeCompletionResponse).
  */
 import { toApiError } from './api-error';
-import { combinedUsage, type CompletionRun } from './completion-run';
+import { combinedUsage, type CompletionRun, type CompletionUsage } from './completion-run';
+import type { PromptLogprobs } from './prompt-logprobs';
 import { joinText, tokensOf, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
 import { lateBefore } from './reply-start';
 import type { TokenLogprob } from './token-text';
@@ -31,9 +32,11 @@ export async function wholeCompletionResponse(
   heartbeatMs: number,
   opening: Promise<void>,
   clientSignal?: AbortSignal,
+  /** The body, once every run is done (the Responses API builds its own from finishedChoices). */
+  build: () => Promise<object> = () => wholeCompletion(runs, meta),
 ): Promise<Response> {
   const jsonHeaders = { ...Object.fromEntries(new Headers(headers)), 'content-type': 'application/json' };
-  const whole = opening.then(() => wholeCompletion(runs, meta));
+  const whole = opening.then(build);
   // Done in time (or heartbeats off): sent whole, and an error thrown here keeps its status.
   if (!(await lateBefore(runs, whole, heartbeatMs))) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
 
@@ -76,8 +79,16 @@ export async function wholeCompletionResponse(
   });
 }
 
-/** The whole completion, every choice, as one JSON response (errors before the end become OpenAI errors). */
-export async function wholeCompletion(runs: readonly CompletionRun[], meta: ResponseMeta): Promise<object> {
+/** Every choice's reply, run to its end, with the runs' usage. */
+export interface FinishedChoices {
+  choices: WholeChoice[];
+  usage: CompletionUsage;
+  /** Choice 0's: its generation scored the prompt, which every choice shares. */
+  promptLogprobs: PromptLogprobs | null;
+}
+
+/** Runs every choice to its end (the first error cancels the others, and is thrown). */
+export async function finishedChoices(runs: readonly CompletionRun[], meta: ResponseMeta): Promise<FinishedChoices> {
   const finished = await Promise.all(
     runs.map(async (run, i) => {
       const generator = run.run();
@@ -106,6 +117,11 @@ export async function wholeCompletion(runs: readonly CompletionRun[], meta: Resp
       }
     }),
   );
-  // Choice 0's generation scored the prompt, which every choice shares.
-  return wholeResponse(meta, finished.map((f) => f.choice), combinedUsage(finished.map((f) => f.usage)), finished[0].promptLogprobs, meta.tokenIds ? runs[0].promptIds : null);
+  return { choices: finished.map((f) => f.choice), usage: combinedUsage(finished.map((f) => f.usage)), promptLogprobs: finished[0].promptLogprobs };
+}
+
+/** The whole completion, every choice, as one JSON response (errors before the end become OpenAI errors). */
+export async function wholeCompletion(runs: readonly CompletionRun[], meta: ResponseMeta): Promise<object> {
+  const { choices, usage, promptLogprobs } = await finishedChoices(runs, meta);
+  return wholeResponse(meta, choices, usage, promptLogprobs, meta.tokenIds ? runs[0].promptIds : null);
 }
