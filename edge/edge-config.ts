@@ -28,6 +28,10 @@ export interface EdgeConfig {
   /** A request in flight that shows no sign of life this long gives its key's slot back (ms; see rate-limiter.ts). */
   concurrencyLeaseMs: number;
   benchRoutes: boolean;
+  /** A stored response (Responses API) expires this long after it is written (seconds; 0 = never). */
+  responseTtlSeconds: number;
+  /** A stored response over this many bytes is not stored (response-store.ts). */
+  responseMaxBytes: number;
   /** SSSD_MODEL_SHA256, lower case: the weights to serve; null = those of the first pool that answers. */
   modelSha256: string | null;
 }
@@ -73,6 +77,10 @@ const INT_VARS = {
   SSSD_POOL_STALL_SECONDS: { fallback: 30, min: 2, max: 3600 },
   SSSD_WHOLE_REPLY_HEARTBEAT_MS: { fallback: WHOLE_REPLY_HEARTBEAT_MS, min: 0, max: 60_000 },
   SSSD_STREAM_QUIET_COMMENT_MS: { fallback: QUIET_STREAM_COMMENT_MS, min: 100, max: 600_000 },
+  // OpenAI keeps a stored response 30 days.
+  SSSD_RESPONSE_TTL_DAYS: { fallback: 30, min: 0, max: 3650 },
+  // KV takes values up to 25 MiB.
+  SSSD_RESPONSE_MAX_BYTES: { fallback: 4 * 1024 * 1024, min: 1024, max: 25 * 1024 * 1024 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
   // At least three heartbeats (LEASE_HEARTBEAT_MS): a lease as short as one lapsed under a live request whose timer ran late.
@@ -201,6 +209,8 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
     defaultRpm: intVar(env, 'SSSD_DEFAULT_RPM'),
     defaultConcurrency: intVar(env, 'SSSD_DEFAULT_CONCURRENCY'),
     concurrencyLeaseMs: 1000 * intVar(env, 'SSSD_CONCURRENCY_LEASE_SECONDS'),
+    responseTtlSeconds: 86_400 * intVar(env, 'SSSD_RESPONSE_TTL_DAYS'),
+    responseMaxBytes: intVar(env, 'SSSD_RESPONSE_MAX_BYTES'),
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',
     modelSha256: env.SSSD_MODEL_SHA256 && SHA256_HEX.test(env.SSSD_MODEL_SHA256) ? env.SSSD_MODEL_SHA256.toLowerCase() : null,
   };

@@ -3,7 +3,7 @@
  * parsed by edge-config.ts so a typo falls back to a safe default.
  */
 export interface EdgeEnv {
-  /** Per-user caches (`uc:<scope>`) and hashed API keys (`key:<sha256>`). */
+  /** Per-user caches (`uc:<scope>`), stored responses (`resp:<hash>`) and hashed API keys (`key:<sha256>`). */
   SSSD_KV: KVNamespace;
   /** Comma-separated pool base URLs. */
   SSSD_POOL_URLS?: string;
@@ -33,6 +33,10 @@ export interface EdgeEnv {
   SSSD_STREAM_QUIET_COMMENT_MS?: string;
   /** Seconds a request body may take to arrive whole before a 408 (default 30). */
   SSSD_BODY_TIMEOUT_SECONDS?: string;
+  /** Days a stored response (Responses API) stays in KV (default 30, 0 = for good). */
+  SSSD_RESPONSE_TTL_DAYS?: string;
+  /** Bytes over which a response is not stored (default 4 MiB). */
+  SSSD_RESPONSE_MAX_BYTES?: string;
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;
   SSSD_DEFAULT_CONCURRENCY?: string;

@@ -5,12 +5,12 @@
  */
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
-import { ApiError, errorResponse, SHOULD_RETRY_HEADER, toApiError, TooManyChoicesError } from './api-error';
+import { ApiError, badRequest, errorResponse, SHOULD_RETRY_HEADER, toApiError, TooManyChoicesError } from './api-error';
 import { authenticate, type KeyRecord } from './api-keys';
 import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
 import { limitRequestBody, readBy } from './body-limit';
-import { acceptsModelName, handleCompletion, unknownModel, type ParsedRequest } from './completion-handler';
+import { acceptsModelName, handleCompletion, unknownModel, type Answerer, type ParsedRequest } from './completion-handler';
 import { demoPageHeaders, demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
@@ -19,6 +19,10 @@ import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
 import { KeyLimiter, LEASE_HEARTBEAT_MS, type Admission, type RequestQuota } from './rate-limiter';
 import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody } from './request-schema';
 import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
+import { responseId } from './responses-format';
+import { inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
+import { inResponsesTerms } from './responses-request';
+import { ResponseStore, responseNotFound } from './response-store';
 import { servedModel, type ServedModel } from './served-model';
 import { detokenize, tokenize } from './tokenize-route';
 import { cacheScope, UserCacheStore } from './user-cache-store';
@@ -166,7 +170,10 @@ function admit(c: Context<AppEnv>, holdsSlot = true): Extract<Admission, { ok: t
   );
 }
 
-async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequest): Promise<Response> {
+/** A body parsed, and how its reply is answered where not in its endpoint's own shape. */
+type Handled = { parsed: ParsedRequest; answer?: Answerer };
+
+async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | Promise<Handled>): Promise<Response> {
   const env = c.env;
   const config = edgeConfig(env);
   const key = c.get('key');
@@ -174,8 +181,9 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
   const admission = admit(c);
   const release = admission.release;
   let parsed: ParsedRequest;
+  let answer: Answerer | undefined;
   try {
-    parsed = parse(await readJson(c));
+    ({ parsed, answer } = await parse(await readJson(c)));
     // As OpenAI and vLLM: options of a stream on a reply that is not one were silently ignored.
     if (parsed.body.stream_options !== undefined && parsed.body.stream_options !== null && parsed.body.stream !== true) {
       throw new ApiError(400, 'stream_options is only allowed with stream: true.', 'invalid_request_error', 'invalid_value', 'stream_options');
@@ -216,6 +224,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => ParsedRequ
       headers: {},
       clientSignal: c.req.raw.signal,
       requestHex: c.get('requestHex'),
+      answer,
     });
   } catch (err) {
     refundIfRefusedForN(c, admission, err);
@@ -229,14 +238,61 @@ function refundIfRefusedForN(c: Context<AppEnv>, admission: Extract<Admission, {
   if (err instanceof TooManyChoicesError) c.set('quota', admission.refund());
 }
 
-app.post('/v1/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) })));
-app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ kind: 'chat', body: parseOpenAiBody(chatRequestSchema, body, 'chat') })));
+app.post('/v1/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ parsed: { kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) } })));
+app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ parsed: { kind: 'chat', body: parseOpenAiBody(chatRequestSchema, body, 'chat') } })));
+
+/** This key's stored responses (the Responses API's `store`). */
+function responseStore(c: Context<AppEnv>): ResponseStore {
+  const config = edgeConfig(c.env);
+  return new ResponseStore(c.env.SSSD_KV, c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
+}
+
+// OpenAI's Responses API, run as the chat completion it amounts to (responses-request.ts): chat's limits, cache and path.
+app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
+  try {
+    return await complete(c, async (body) => {
+      const plan = await planResponse(body, responseStore(c), responseId(c.get('requestHex')));
+      return { parsed: { kind: 'chat', body: plan.translated.chat }, answer: responsesAnswerer(plan) };
+    });
+  } catch (err) {
+    // The chat path's errors name chat's fields: said in the Responses request's.
+    throw inResponsesTerms(err);
+  }
+});
+
+/** A stored response's route: counted as a request of the key (each is a KV read), taking no slot. */
+async function storedResponseRoute(c: Context<AppEnv>, answer: (store: ResponseStore, id: string) => Promise<object>): Promise<Response> {
+  const admission = admit(c, false);
+  try {
+    return c.json(await answer(responseStore(c), c.req.param('id') ?? ''));
+  } finally {
+    admission.release();
+  }
+}
+
+app.get('/v1/responses/:id', rateLimitHeaders, (c) => storedResponseRoute(c, async (store, id) => (await storedResponse(store, id)).response));
+app.delete('/v1/responses/:id', rateLimitHeaders, (c) =>
+  storedResponseRoute(c, async (store, id) => {
+    if (!(await store.delete(id))) throw responseNotFound(id, null);
+    return { id, object: 'response', deleted: true };
+  }),
+);
+app.get('/v1/responses/:id/input_items', rateLimitHeaders, (c) => storedResponseRoute(c, async (store, id) => inputItemsPage(await storedResponse(store, id), new URL(c.req.url).searchParams)));
+// Only a background response can be cancelled, and none runs here (`background` is refused).
+app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
+  storedResponseRoute(c, async (store, id) => {
+    await storedResponse(store, id);
+    throw badRequest('Only responses created with background: true can be cancelled, and this server runs none in the background.', null, 'invalid_request_error');
+  }),
+);
 
 // The right path with the wrong method: 405 naming the one it takes, not "no route".
 function methodNotAllowed(path: string, allow: string): void {
   app.all(path, (c) => errorResponse(new ApiError(405, `${path} takes ${allow}, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow }));
 }
-for (const path of ['/v1/completions', '/v1/chat/completions']) methodNotAllowed(path, 'POST');
+for (const path of ['/v1/completions', '/v1/chat/completions', '/v1/responses', '/v1/responses/:id/cancel']) methodNotAllowed(path, 'POST');
+methodNotAllowed('/v1/responses/:id', 'GET, DELETE');
+methodNotAllowed('/v1/responses/:id/input_items', 'GET');
 
 // A user's cache, forgotten: the key's own users only (the scope hashes the key's id with the name).
 app.delete('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => {

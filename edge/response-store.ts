@@ -1,0 +1,102 @@
+/**
+ * Stored responses (the Responses API's `store`, default true) in KV: the
+ * Response object, the input items it was given, and the conversation it
+ * ended (previous conversation, its input, its output), which a request
+ * naming it as `previous_response_id` continues. One value per response,
+ * under a hash of the key's id and the response's id: a key finds its own
+ * responses only. Values expire (SSSD_RESPONSE_TTL_DAYS); one over
+ * SSSD_RESPONSE_MAX_BYTES is not stored at all (a conversation stored cut
+ * would continue as another one). A write that fails is logged, never the
+ * reply's failure.
+ */
+import { ApiError } from './api-error';
+import { sha256Hex } from './api-keys';
+import { clipped, type ChatMessage } from './request-schema';
+import type { ResponseObject } from './responses-format';
+import type { InputItem } from './responses-request';
+
+/** An input item as stored and listed: with its id. */
+export type StoredInputItem = InputItem & { id: string };
+
+export interface StoredResponse {
+  response: ResponseObject;
+  /** This response's input items (not the previous ones'), in the order given. */
+  inputItems: StoredInputItem[];
+  /** The conversation it ended, as chat messages (no instructions: they are not carried over). */
+  conversation: ChatMessage[];
+}
+
+/** KV's smallest expiration. */
+const MIN_KV_TTL_SECONDS = 60;
+
+export class ResponseStore {
+  constructor(
+    private readonly kv: KVNamespace,
+    private readonly keyId: string,
+    /** Seconds a stored response stays (0: for good). */
+    private readonly ttlSeconds: number,
+    /** A value over this many bytes (its JSON's UTF-8) is not stored. */
+    private readonly maxBytes: number,
+  ) {}
+
+  /** The KV key of a response of this API key: no other key's id hashes to it. */
+  async keyFor(id: string): Promise<string> {
+    return `resp:${await sha256Hex(`${this.keyId}:${id}`)}`;
+  }
+
+  /** The stored response, or null (never stored, another key's, expired, deleted). Throws a 503 where KV fails. */
+  async get(id: string): Promise<StoredResponse | null> {
+    let text: string | null;
+    try {
+      text = await this.kv.get(await this.keyFor(id), 'text');
+    } catch (err) {
+      console.error('edge: stored response read failed', err);
+      throw new ApiError(503, 'The response store is unavailable; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
+    }
+    if (text === null) return null;
+    try {
+      return JSON.parse(text) as StoredResponse;
+    } catch {
+      console.error(`edge: stored response ${id} is not JSON; taken as missing`);
+      return null;
+    }
+  }
+
+  /** Stores it (where it fits); whether it was. Never throws: the reply does not fail for it. */
+  async put(record: StoredResponse): Promise<boolean> {
+    const value = JSON.stringify(record);
+    const bytes = new TextEncoder().encode(value).length;
+    if (bytes > this.maxBytes) {
+      console.warn(`edge: response ${record.response.id} not stored: ${bytes} bytes, over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes})`);
+      return false;
+    }
+    try {
+      await this.kv.put(await this.keyFor(record.response.id), value, this.ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, this.ttlSeconds) } : undefined);
+      return true;
+    } catch (err) {
+      console.error(`edge: response ${record.response.id} not stored`, err);
+      return false;
+    }
+  }
+
+  /** Deletes it; whether it was there. Throws a 503 where KV fails. */
+  async delete(id: string): Promise<boolean> {
+    const found = (await this.get(id)) !== null;
+    if (!found) return false;
+    try {
+      await this.kv.delete(await this.keyFor(id));
+    } catch (err) {
+      console.error('edge: stored response delete failed', err);
+      throw new ApiError(503, 'The response store is unavailable; retry shortly (the response may not be deleted yet).', 'service_unavailable', 'response_store_unavailable', null, 2);
+    }
+    return true;
+  }
+}
+
+/** OpenAI's 404 for a response not found (as `previous_response_id`, or by its path). */
+export function responseNotFound(id: string, param: string | null): ApiError {
+  const name = clipped(id, 200);
+  return param === 'previous_response_id'
+    ? new ApiError(404, `Previous response with id '${name}' not found.`, 'invalid_request_error', 'previous_response_not_found', param)
+    : new ApiError(404, `Response with id '${name}' not found.`, 'invalid_request_error', 'not_found', param);
+}

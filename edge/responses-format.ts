@@ -1,0 +1,190 @@
+/**
+ * The Responses API's objects (OpenAI's `Response`, its output items and
+ * usage) made from a chat reply's text, tool calls and usage. The streamed
+ * reply's last event carries the same object as the whole reply.
+ */
+import type { CompletionUsage } from './completion-run';
+import { bytesToHex } from './hex';
+import type { LogprobsFormatter } from './openai-format';
+import type { FunctionTool, ResponsesRequest } from './responses-request';
+import type { TokenLogprob } from './token-text';
+import { toolCallsOf, type ToolCallMode } from './tool-calls';
+
+type ItemStatus = 'in_progress' | 'completed' | 'incomplete';
+
+/** A token's log-probability as the Responses API lists them (chat's entries, as `logprobs` of an output_text). */
+export interface OutputLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] }>;
+}
+
+export interface OutputText {
+  type: 'output_text';
+  text: string;
+  annotations: never[];
+  logprobs: OutputLogprob[];
+}
+
+export interface MessageOutput {
+  type: 'message';
+  id: string;
+  status: ItemStatus;
+  role: 'assistant';
+  content: OutputText[];
+}
+
+export interface FunctionCallOutput {
+  type: 'function_call';
+  id: string;
+  call_id: string;
+  name: string;
+  arguments: string;
+  status: ItemStatus;
+}
+
+export type OutputItem = MessageOutput | FunctionCallOutput;
+
+/** OpenAI's usage, with the edge's speculation figures beside it (as chat's usage has them). */
+export interface ResponsesUsage {
+  input_tokens: number;
+  input_tokens_details: { cached_tokens: number };
+  output_tokens: number;
+  output_tokens_details: { reasoning_tokens: number };
+  total_tokens: number;
+  speculation: CompletionUsage['speculation'];
+}
+
+export interface ResponseObject {
+  id: string;
+  object: 'response';
+  created_at: number;
+  status: 'in_progress' | 'completed' | 'incomplete' | 'failed';
+  background: false;
+  error: { code: string; message: string } | null;
+  incomplete_details: { reason: 'max_output_tokens' } | null;
+  instructions: string | null;
+  max_output_tokens: number | null;
+  model: string;
+  output: OutputItem[];
+  parallel_tool_calls: boolean;
+  previous_response_id: string | null;
+  reasoning: { effort: null; summary: null };
+  store: boolean;
+  temperature: number;
+  text: { format: NonNullable<NonNullable<ResponsesRequest['text']>['format']>; verbosity: 'medium' };
+  tool_choice: NonNullable<ResponsesRequest['tool_choice']>;
+  tools: FunctionTool[];
+  top_logprobs: number;
+  top_p: number;
+  truncation: 'disabled';
+  usage: ResponsesUsage | null;
+  user: string | null;
+  safety_identifier: string | null;
+  metadata: Record<string, string>;
+}
+
+function randomHex(bytes: number): string {
+  return bytesToHex(crypto.getRandomValues(new Uint8Array(bytes)));
+}
+
+/** A response's id: the request's hex, as its `x-request-id` carries it. */
+export function responseId(requestHex: string): string {
+  return `resp_${requestHex}`;
+}
+
+/** An item's id: `msg_`, `fc_` and the like, then 32 hex digits. */
+export function itemId(prefix: string): string {
+  return `${prefix}_${randomHex(16)}`;
+}
+
+/** A function call's id as the model's reply names it (`call_` and hex, as OpenAI's). */
+export function callId(): string {
+  return `call_${randomHex(12)}`;
+}
+
+/** The response as it starts: in progress, no output, no usage. Its fields echo the request's, with OpenAI's defaults. */
+export function startedResponse(id: string, model: string, body: ResponsesRequest, tools: FunctionTool[], createdAt = Math.floor(Date.now() / 1000)): ResponseObject {
+  return {
+    id,
+    object: 'response',
+    created_at: createdAt,
+    status: 'in_progress',
+    background: false,
+    error: null,
+    incomplete_details: null,
+    instructions: body.instructions ?? null,
+    max_output_tokens: body.max_output_tokens ?? null,
+    model,
+    output: [],
+    parallel_tool_calls: body.parallel_tool_calls ?? true,
+    previous_response_id: body.previous_response_id ?? null,
+    reasoning: { effort: null, summary: null },
+    store: body.store ?? true,
+    temperature: body.temperature ?? 1,
+    text: { format: body.text?.format ?? { type: 'text' }, verbosity: 'medium' },
+    tool_choice: body.tool_choice ?? (tools.length > 0 ? 'auto' : 'none'),
+    tools,
+    top_logprobs: body.top_logprobs ?? 0,
+    top_p: body.top_p ?? 1,
+    truncation: 'disabled',
+    usage: null,
+    user: body.user ?? null,
+    safety_identifier: body.safety_identifier ?? null,
+    metadata: body.metadata ?? {},
+  };
+}
+
+export function responsesUsage(usage: CompletionUsage): ResponsesUsage {
+  return {
+    input_tokens: usage.prompt_tokens,
+    input_tokens_details: { cached_tokens: usage.prompt_tokens_details.cached_tokens },
+    output_tokens: usage.completion_tokens,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: usage.total_tokens,
+    speculation: usage.speculation,
+  };
+}
+
+/** Tokens' log-probabilities, where asked (`formatter`): chat's entries. */
+export function outputLogprobs(formatter: LogprobsFormatter | undefined, tokens: readonly TokenLogprob[]): OutputLogprob[] {
+  if (!formatter || tokens.length === 0) return [];
+  return (formatter.format(tokens) as { content: OutputLogprob[] }).content;
+}
+
+export function outputText(text: string, logprobs: OutputLogprob[]): OutputText {
+  return { type: 'output_text', text, annotations: [], logprobs };
+}
+
+export function messageItem(id: string, status: ItemStatus, content: OutputText[]): MessageOutput {
+  return { type: 'message', id, status, role: 'assistant', content };
+}
+
+export function functionCallItem(id: string, call: string, name: string, args: string, status: ItemStatus): FunctionCallOutput {
+  return { type: 'function_call', id, call_id: call, name, arguments: args, status };
+}
+
+/** How an item ended: cut by the token limit, or whole. */
+export function itemStatus(finishReason: string): ItemStatus {
+  return finishReason === 'length' ? 'incomplete' : 'completed';
+}
+
+/** A finished reply's output items: its function calls (the reply was asked for calls and made whole ones), else its text as a message. */
+export function outputItems(mode: ToolCallMode | null, text: string, finishReason: string, logprobs: OutputLogprob[]): OutputItem[] {
+  const calls = mode ? toolCallsOf(mode, text) : null;
+  const status = itemStatus(finishReason);
+  if (calls) return calls.map((call) => functionCallItem(itemId('fc'), callId(), call.function.name, call.function.arguments, status));
+  return [messageItem(itemId('msg'), status, [outputText(text, logprobs)])];
+}
+
+/** The response once its reply ended: `incomplete` where the token limit cut it. */
+export function finishedResponse(started: ResponseObject, output: OutputItem[], finishReason: string, usage: CompletionUsage): ResponseObject {
+  const cut = finishReason === 'length';
+  return { ...started, status: cut ? 'incomplete' : 'completed', incomplete_details: cut ? { reason: 'max_output_tokens' } : null, output, usage: responsesUsage(usage) };
+}
+
+/** The response of a reply that failed. */
+export function failedResponse(started: ResponseObject, output: OutputItem[], error: { code: string | null; message: string }): ResponseObject {
+  return { ...started, status: 'failed', error: { code: error.code ?? 'server_error', message: error.message }, output };
+}

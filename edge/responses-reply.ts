@@ -1,0 +1,123 @@
+/**
+ * The Responses API on the chat path: a request translated (responses-request.ts)
+ * runs as a chat completion, and is answered as a Response object, whole or as
+ * events (responses-stream.ts), stored where asked (response-store.ts) before
+ * the reply's last byte. Also the stored responses' routes: retrieve, delete,
+ * list input items.
+ */
+import { badRequest } from './api-error';
+import type { Answerer } from './completion-handler';
+import { openedOrLate } from './reply-start';
+import type { ChatMessage } from './request-schema';
+import { finishedResponse, itemId, outputItems, outputLogprobs, startedResponse, type OutputItem, type ResponseObject } from './responses-format';
+import { parseResponsesBody, translateResponsesRequest, type InputItem, type TranslatedRequest } from './responses-request';
+import { ResponsesStreamFormat } from './responses-stream';
+import { responseNotFound, type ResponseStore, type StoredInputItem, type StoredResponse } from './response-store';
+import { sseStream } from './sse-response';
+import { finishedChoices, wholeCompletionResponse } from './whole-response';
+
+/** What answering a translated request needs beside its runs. */
+export interface ResponsesPlan {
+  translated: TranslatedRequest;
+  started: ResponseObject;
+  /** This request's input items, with their ids. */
+  inputItems: StoredInputItem[];
+  /** Where it is stored; null: `store` false. */
+  store: ResponseStore | null;
+}
+
+/** An input item with its id (the given one, else a new one), as input_items lists it. */
+function withId(item: InputItem): StoredInputItem {
+  if (item.id) return { ...item, id: item.id };
+  return { ...item, id: itemId(item.type === 'function_call' ? 'fc' : item.type === 'function_call_output' ? 'fco' : 'msg') };
+}
+
+/**
+ * The body checked, its previous response looked up (a 404 where this key
+ * has none of that id), translated into chat. The response reports the
+ * request's model name until answered (responsesAnswerer: the served name).
+ */
+export async function planResponse(raw: unknown, store: ResponseStore, id: string): Promise<ResponsesPlan> {
+  const parsed = parseResponsesBody(raw);
+  const previousId = parsed.body.previous_response_id;
+  let previous: ChatMessage[] = [];
+  if (previousId) {
+    const stored = await store.get(previousId);
+    if (stored === null) throw responseNotFound(previousId, 'previous_response_id');
+    previous = stored.conversation;
+  }
+  const translated = translateResponsesRequest(parsed, previous);
+  return {
+    translated,
+    started: startedResponse(id, parsed.body.model, parsed.body, parsed.tools),
+    inputItems: translated.items.map(withId),
+    store: parsed.body.store === false ? null : store,
+  };
+}
+
+/** The conversation a response ended: what it was given, then what it said (a call as chat renders it: no text). */
+function endedConversation(plan: ResponsesPlan, output: readonly OutputItem[]): ChatMessage[] {
+  const said = output.map((item): ChatMessage => (item.type === 'message' ? { role: 'assistant', content: item.content.map((part) => part.text).join('') } : { role: 'assistant', content: null }));
+  return [...plan.translated.conversation, ...said];
+}
+
+/** Stores the finished response where asked (before the reply's last byte); never throws. */
+async function save(plan: ResponsesPlan, response: ResponseObject): Promise<void> {
+  if (!plan.store) return;
+  await plan.store.put({ response, inputItems: plan.inputItems, conversation: endedConversation(plan, response.output) });
+}
+
+/** Answers the chat run in the Responses shape: a Response object, or its events. */
+export function responsesAnswerer(planned: ResponsesPlan): Answerer {
+  return async ({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs }) => {
+    // As chat's `model`: the served model's name, whatever name ("default") the request gave.
+    const plan = { ...planned, started: { ...planned.started, model: meta.model } };
+    if (!body.stream) {
+      return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {
+        const { choices, usage } = await finishedChoices(runs, meta);
+        const choice = choices[0];
+        const output = outputItems(meta.toolCalls ?? null, choice.text, choice.finishReason, outputLogprobs(choice.logprobs, choice.tokens));
+        const response = finishedResponse(plan.started, output, choice.finishReason, usage);
+        await save(plan, response);
+        return response;
+      });
+    }
+    const when = await openedOrLate(runs, opening, heartbeatMs);
+    const format = new ResponsesStreamFormat(plan.started, meta, (response) => save(plan, response));
+    return sseStream(runs, format, { smooth: body.stream_options?.smooth === true, id: plan.started.id }, headers, clientSignal, opening, when === 'late' ? heartbeatMs : 0, streamQuietCommentMs);
+  };
+}
+
+/** A stored response of this key, or OpenAI's 404. */
+export async function storedResponse(store: ResponseStore, id: string): Promise<StoredResponse> {
+  const stored = await store.get(id);
+  if (stored === null) throw responseNotFound(id, null);
+  return stored;
+}
+
+/** An input item as OpenAI lists it: a message's text as parts, with a status. */
+function listedItem(item: StoredInputItem): object {
+  if (item.type === 'function_call' || item.type === 'function_call_output') return { ...item, status: 'completed' };
+  const content = typeof item.content === 'string' ? [{ type: item.role === 'assistant' ? 'output_text' : 'input_text', text: item.content }] : item.content;
+  return { type: 'message', id: item.id, role: item.role, status: 'completed', content };
+}
+
+/** GET /v1/responses/{id}/input_items's page: newest first by default, `limit` 1-100 (20), after the item `after`. */
+export function inputItemsPage(stored: StoredResponse, query: URLSearchParams): object {
+  const order = query.get('order') ?? 'desc';
+  if (order !== 'asc' && order !== 'desc') throw badRequest(`order must be "asc" or "desc", not '${order.slice(0, 20)}'`, 'order', 'invalid_value');
+  const limitText = query.get('limit');
+  const limit = limitText === null ? 20 : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw badRequest('limit must be an integer from 1 to 100', 'limit', 'invalid_value');
+  const items = order === 'asc' ? stored.inputItems : [...stored.inputItems].reverse();
+  const after = query.get('after');
+  let start = 0;
+  if (after !== null) {
+    const at = items.findIndex((item) => item.id === after);
+    if (at < 0) throw badRequest(`after: no input item of this response has the id '${after.slice(0, 100)}'`, 'after', 'invalid_value');
+    start = at + 1;
+  }
+  const page = items.slice(start, start + limit).map(listedItem);
+  const ids = items.slice(start, start + limit).map((item) => item.id);
+  return { object: 'list', data: page, first_id: ids[0] ?? null, last_id: ids[ids.length - 1] ?? null, has_more: start + limit < items.length };
+}

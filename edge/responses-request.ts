@@ -1,0 +1,310 @@
+/**
+ * OpenAI's Responses API request (`POST /v1/responses`), checked and
+ * translated into the chat request it amounts to: `instructions` a system
+ * message first, the previous response's conversation, then `input`. What
+ * it asks that this server does not do is refused by name, as chat's
+ * UNSUPPORTED_PARAMETERS are; errors name the Responses field.
+ */
+import { z } from 'zod';
+import { ApiError, badRequest } from './api-error';
+import { MAX_USER_LENGTH, clipped, parseBody, type ChatMessage, type ChatRequest } from './request-schema';
+
+const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+const functionName = z.string().regex(FUNCTION_NAME, 'a function name is 1 to 64 letters, digits, underscores or dashes (as OpenAI has it)');
+
+/** Text a model reads: input_text (a user's, a system's), output_text (an assistant's replayed), refusal (an assistant's). */
+const textPartSchema = z.union([
+  z.object({ type: z.enum(['input_text', 'output_text']), text: z.string() }),
+  z.object({ type: z.literal('refusal'), refusal: z.string() }),
+]);
+type TextPart = z.infer<typeof textPartSchema>;
+const TEXT_PART_TYPES: readonly string[] = ['input_text', 'output_text', 'refusal'];
+
+const messageItemSchema = z.object({
+  type: z.literal('message').optional(),
+  id: z.string().nullish(),
+  role: z.enum(['user', 'assistant', 'system', 'developer']),
+  content: z.union([z.string(), z.array(textPartSchema)]),
+});
+const functionCallItemSchema = z.object({
+  type: z.literal('function_call'),
+  id: z.string().nullish(),
+  call_id: z.string().min(1),
+  name: functionName,
+  arguments: z.string(),
+});
+const functionCallOutputItemSchema = z.object({
+  type: z.literal('function_call_output'),
+  id: z.string().nullish(),
+  call_id: z.string().min(1),
+  output: z.union([z.string(), z.array(textPartSchema)]),
+});
+
+export type MessageItem = z.infer<typeof messageItemSchema>;
+export type FunctionCallItem = z.infer<typeof functionCallItemSchema>;
+export type FunctionCallOutputItem = z.infer<typeof functionCallOutputItemSchema>;
+/** An item of `input`, as given. */
+export type InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem;
+
+const ITEM_SCHEMAS: Readonly<Record<string, z.ZodType<InputItem>>> = { message: messageItemSchema, function_call: functionCallItemSchema, function_call_output: functionCallOutputItemSchema };
+
+/** `text.format`, OpenAI's Responses spelling of chat's response_format (the schema's fields flat). */
+const textFormatSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('text') }),
+  z.object({ type: z.literal('json_object') }),
+  z.object({
+    type: z.literal('json_schema'),
+    name: z.string().min(1).max(64),
+    schema: z.record(z.string(), z.unknown()),
+    description: z.string().nullish(),
+    strict: z.boolean().nullish(),
+  }),
+]);
+export type TextFormat = z.infer<typeof textFormatSchema>;
+
+/** Responses' tools are flat: `{type: "function", name, parameters}`, not chat's `{type, function: {...}}`. */
+const functionToolSchema = z.object({
+  type: z.literal('function'),
+  name: functionName,
+  description: z.string().nullish(),
+  parameters: z.record(z.string(), z.unknown()).nullish(),
+  strict: z.boolean().nullish(),
+});
+export type FunctionTool = z.infer<typeof functionToolSchema>;
+
+type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; name: string };
+function isToolChoice(v: unknown): v is ToolChoice {
+  if (v === 'none' || v === 'auto' || v === 'required') return true;
+  const named = v as { type?: unknown; name?: unknown } | null;
+  return typeof named === 'object' && named !== null && named.type === 'function' && typeof named.name === 'string';
+}
+const toolChoiceSchema = z.custom<ToolChoice>(isToolChoice, { error: 'tool_choice is "none", "auto", "required" or {"type": "function", "name": "my_function"}' });
+
+/** What `include` may ask for: the output text's log-probabilities. */
+export const LOGPROBS_INCLUDE = 'message.output_text.logprobs';
+
+/** OpenAI's bounds on `metadata`. */
+const MAX_METADATA_KEYS = 16;
+const metadataSchema = z
+  .record(z.string().max(64, 'a metadata key holds at most 64 characters'), z.string().max(512, 'a metadata value holds at most 512 characters'))
+  .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `metadata holds at most ${MAX_METADATA_KEYS} keys`);
+
+export const responsesRequestSchema = z.object({
+  model: z.string().min(1).max(256),
+  /** Items, checked one by one (inputItems): a union's errors would name the wrong branch. */
+  input: z.union([z.string(), z.array(z.unknown())]),
+  instructions: z.string().nullish(),
+  previous_response_id: z.string().min(1).max(256).nullish(),
+  max_output_tokens: z.number().int().min(1).nullish(),
+  temperature: z.number().min(0).max(2).nullish(),
+  top_p: z.number().min(0).max(1).nullish(),
+  /** vLLM's extras, as chat takes them. */
+  top_k: z.number().min(-1).max(100_000).int().nullish(),
+  min_p: z.number().min(0).max(1).nullish(),
+  repetition_penalty: z.number().min(0.01).max(10).nullish(),
+  seed: z
+    .number()
+    .refine((v) => Number.isInteger(v) && Math.abs(v) <= 2 ** 63, 'seed must be an integer within the int64 range')
+    .nullish(),
+  /** Non-standard, as chat's: "off" decodes plainly. */
+  speculation: z.enum(['auto', 'off']).nullish(),
+  stream: z.boolean().nullish(),
+  /** OpenAI's obfuscation pads events against side channels; taken and not done (the text is the same). */
+  stream_options: z.object({ include_obfuscation: z.boolean().nullish() }).nullish(),
+  text: z
+    .object({
+      format: textFormatSchema.nullish(),
+      verbosity: z.enum(['low', 'medium', 'high']).nullish(),
+    })
+    .nullish(),
+  tools: z.array(z.unknown()).max(128, 'tools holds at most 128 functions').nullish(),
+  tool_choice: toolChoiceSchema.nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  store: z.boolean().nullish(),
+  metadata: metadataSchema.nullish(),
+  user: z.string().max(MAX_USER_LENGTH).nullish(),
+  safety_identifier: z.string().max(MAX_USER_LENGTH).nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
+  include: z.array(z.string()).nullish(),
+});
+export type ResponsesRequest = z.infer<typeof responsesRequestSchema>;
+
+type Rule = { neutral: (value: unknown) => boolean; hint: string };
+
+/** Fields that change the answer and are not done here: refused unless at their neutral value (as chat's UNSUPPORTED_PARAMETERS). */
+const UNSUPPORTED: Readonly<Record<string, Rule>> = {
+  background: { neutral: (v) => v === false, hint: 'false: responses run while the request waits' },
+  conversation: { neutral: () => false, hint: 'null; chain responses with previous_response_id' },
+  prompt: { neutral: () => false, hint: 'null: prompt templates are not served' },
+  reasoning: {
+    neutral: (v) => {
+      const r = v as { effort?: unknown; summary?: unknown; generate_summary?: unknown };
+      return typeof v === 'object' && (r.effort == null || r.effort === 'none') && r.summary == null && r.generate_summary == null;
+    },
+    hint: 'null: the model does not reason',
+  },
+  truncation: { neutral: (v) => v === 'disabled', hint: '"disabled"' },
+  max_tool_calls: { neutral: () => false, hint: 'null' },
+};
+
+/** The first field the request asks for and this server does not do, refused by name. */
+function rejectUnsupported(body: Record<string, unknown>): void {
+  for (const [name, rule] of Object.entries(UNSUPPORTED)) {
+    const value = body[name];
+    if (value !== null && value !== undefined && !rule.neutral(value)) {
+      throw badRequest(`${name} is not supported by this server (leave it out, or send it as ${rule.hint})`, name, 'unsupported_parameter');
+    }
+  }
+  const verbosity = (body.text as { verbosity?: unknown } | null | undefined)?.verbosity;
+  if (verbosity != null && verbosity !== 'medium') {
+    throw badRequest('text.verbosity is not supported by this server (leave it out, or send it as "medium")', 'text.verbosity', 'unsupported_parameter');
+  }
+  if (Array.isArray(body.include)) {
+    for (const [i, value] of body.include.entries()) {
+      if (value !== LOGPROBS_INCLUDE) {
+        throw badRequest(`include.${i}: '${clipped(String(value), 80)}' is not supported by this server: of include, only "${LOGPROBS_INCLUDE}" is`, `include.${i}`, 'unsupported_parameter');
+      }
+    }
+  }
+  if (Array.isArray(body.tools)) {
+    for (const [i, tool] of body.tools.entries()) {
+      const type = (tool as { type?: unknown } | null)?.type;
+      if (typeof type === 'string' && type !== 'function') {
+        throw badRequest(`tools.${i}.type: tools of type '${clipped(type, 40)}' are not supported by this server: only functions are`, `tools.${i}.type`, 'unsupported_parameter');
+      }
+    }
+  }
+}
+
+/** `input` as items, each checked by its type; parts other than text, and item types other than messages and function calls, refused by name. */
+function inputItems(input: string | unknown[]): InputItem[] {
+  if (typeof input === 'string') return [{ role: 'user', content: input }];
+  return input.map((raw, i) => {
+    const item = raw as { type?: unknown; role?: unknown; content?: unknown; output?: unknown } | null;
+    if (typeof item !== 'object' || item === null) throw badRequest(`input.${i}: an item is an object (a message, a function_call or a function_call_output)`, `input.${i}`, 'invalid_value');
+    const type = item.type ?? (item.role !== undefined ? 'message' : undefined);
+    if (typeof type !== 'string' || !Object.hasOwn(ITEM_SCHEMAS, type)) {
+      const named = typeof type === 'string' ? `items of type '${clipped(type, 40)}' are` : 'an item without a type or role is';
+      throw badRequest(`input.${i}.type: ${named} not supported by this server: messages, function_call and function_call_output are`, `input.${i}.type`, typeof type === 'string' ? 'unsupported_parameter' : 'invalid_value');
+    }
+    const parts = type === 'function_call_output' ? item.output : item.content;
+    if (Array.isArray(parts)) {
+      for (const [j, part] of parts.entries()) {
+        const partType = (part as { type?: unknown } | null)?.type;
+        if (typeof partType === 'string' && !TEXT_PART_TYPES.includes(partType)) {
+          const param = `input.${i}.${type === 'function_call_output' ? 'output' : 'content'}.${j}.type`;
+          throw badRequest(`${param}: content parts of type '${clipped(partType, 40)}' are not supported by this server: its model reads text only`, param, 'unsupported_parameter');
+        }
+      }
+    }
+    return parseAt(ITEM_SCHEMAS[type], raw, `input.${i}`);
+  });
+}
+
+/** parseBody for a part of the body: the error's param is the part's path in it. */
+function parseAt<T>(schema: z.ZodType<T>, value: unknown, at: string): T {
+  try {
+    return parseBody(schema, value);
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    const param = err.param === null ? at : `${at}.${err.param}`;
+    throw badRequest(err.param === null ? `${at}: ${err.message}` : err.message.replace(err.param, param), param, err.code);
+  }
+}
+
+function partsText(parts: string | readonly TextPart[]): string {
+  if (typeof parts === 'string') return parts;
+  return parts.map((part) => (part.type === 'refusal' ? part.refusal : part.text)).join('');
+}
+
+/**
+ * An item as the chat message it is: a function call is the assistant's
+ * message with no text (as chat renders a message of tool_calls), its output
+ * a tool message.
+ */
+export function itemMessage(item: InputItem): ChatMessage {
+  if (item.type === 'function_call') return { role: 'assistant', content: null };
+  if (item.type === 'function_call_output') return { role: 'tool', content: partsText(item.output) };
+  return { role: item.role, content: partsText(item.content) };
+}
+
+/** The chat request a Responses request amounts to, with what answering it in the Responses shape needs. */
+export interface TranslatedRequest {
+  chat: ChatRequest;
+  body: ResponsesRequest;
+  items: InputItem[];
+  tools: FunctionTool[];
+  /** The previous conversation and this input, as chat messages (no instructions: they are not carried over). */
+  conversation: ChatMessage[];
+}
+
+/**
+ * Checks a Responses body and translates it; `previous` is the stored
+ * conversation of `previous_response_id` (looked up by the caller, who
+ * refuses a missing one).
+ */
+export function parseResponsesBody(raw: unknown): { body: ResponsesRequest; items: InputItem[]; tools: FunctionTool[] } {
+  if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) rejectUnsupported(raw as Record<string, unknown>);
+  const body = parseBody(responsesRequestSchema, raw);
+  const items = inputItems(body.input);
+  const tools = (body.tools ?? []).map((tool, i) => parseAt(functionToolSchema, tool, `tools.${i}`));
+  return { body, items, tools };
+}
+
+export function translateResponsesRequest(parsed: { body: ResponsesRequest; items: InputItem[]; tools: FunctionTool[] }, previous: readonly ChatMessage[]): TranslatedRequest {
+  const { body, items, tools } = parsed;
+  const conversation = [...previous, ...items.map(itemMessage)];
+  const messages: ChatMessage[] = body.instructions ? [{ role: 'system', content: body.instructions }, ...conversation] : conversation;
+  if (messages.length === 0) throw badRequest('input must not be empty', 'input', 'invalid_value');
+  const logprobs = body.include?.includes(LOGPROBS_INCLUDE) === true;
+  const format = body.text?.format;
+  const choice = body.tool_choice;
+  const chat: ChatRequest = {
+    model: body.model,
+    messages,
+    stream: body.stream,
+    max_completion_tokens: body.max_output_tokens,
+    temperature: body.temperature,
+    top_p: body.top_p,
+    top_k: body.top_k,
+    min_p: body.min_p,
+    repetition_penalty: body.repetition_penalty,
+    seed: body.seed,
+    speculation: body.speculation,
+    user: body.user ?? body.safety_identifier,
+    ...(format
+      ? {
+          response_format:
+            format.type === 'json_schema'
+              ? { type: 'json_schema', json_schema: { name: format.name, schema: format.schema, description: format.description, strict: format.strict } }
+              : { type: format.type },
+        }
+      : {}),
+    ...(tools.length > 0 ? { tools: tools.map(({ type, ...fn }) => ({ type, function: fn })) } : {}),
+    ...(choice != null ? { tool_choice: typeof choice === 'string' ? choice : { type: 'function', function: { name: choice.name } } } : {}),
+    parallel_tool_calls: body.parallel_tool_calls,
+    ...(logprobs ? { logprobs: true, top_logprobs: body.top_logprobs ?? 0 } : {}),
+  };
+  return { chat, body, items, tools, conversation };
+}
+
+/** Chat's fields in errors from the shared path, as the Responses request named them. */
+const CHAT_NAMES: ReadonlyArray<[RegExp, string]> = [
+  [/\bmax_completion_tokens\b/g, 'max_output_tokens'],
+  [/\bresponse_format\.json_schema\.schema\b/g, 'text.format.schema'],
+  [/\bresponse_format\.json_schema\.name\b/g, 'text.format.name'],
+  [/\bresponse_format\b/g, 'text.format'],
+  [/\btools\.(\d+)\.function\./g, 'tools.$1.'],
+  [/\bmessages\b/g, 'input'],
+];
+
+/** An error of the chat path in the Responses request's words: its param (and the message, where it names it) renamed. */
+export function inResponsesTerms(err: unknown): unknown {
+  if (!(err instanceof ApiError) || err.param === null) return err;
+  let param = err.param;
+  for (const [chat, responses] of CHAT_NAMES) param = param.replace(chat, responses);
+  if (param === err.param) return err;
+  let message = err.message;
+  for (const [chat, responses] of CHAT_NAMES) message = message.replace(chat, responses);
+  return new ApiError(err.status, message, err.type, err.code, param, err.retryAfterS, err.shouldRetry);
+}

@@ -1,0 +1,139 @@
+/**
+ * A Responses API reply as SSE events (`event: <type>` and its JSON, each
+ * with an increasing `sequence_number`), in OpenAI's order: the response
+ * created and in progress; per output item, its `added`, its text or
+ * arguments piece by piece, its `done`s; then `response.completed` (or
+ * `.incomplete`) carrying the same object a whole reply is, stored first
+ * where asked, so a client that chains at once finds it. A failure: `error`,
+ * then `response.failed`. No `[DONE]`.
+ */
+import type { ApiError } from './api-error';
+import type { CompletionSummary, CompletionUsage } from './completion-run';
+import { joinText, tokensOf, type LogprobsFormatter, type ResponseMeta } from './openai-format';
+import {
+  callId,
+  failedResponse,
+  finishedResponse,
+  functionCallItem,
+  itemId,
+  itemStatus,
+  messageItem,
+  outputItems,
+  outputLogprobs,
+  outputText,
+  type OutputItem,
+  type ResponseObject,
+} from './responses-format';
+import type { SendFrame, StreamFormat } from './sse-response';
+import type { SourcedText, TokenLogprob } from './token-text';
+import type { ToolCallMode } from './tool-calls';
+
+/** The item being streamed as it comes: the message, or a named function's call. */
+type Streaming = { kind: 'message'; id: string } | { kind: 'call'; id: string; callId: string; name: string } | { kind: 'held' };
+
+export class ResponsesStreamFormat implements StreamFormat {
+  private sequence = 0;
+  private readonly streaming: Streaming;
+  private readonly mode: ToolCallMode | null;
+  private readonly formatter: LogprobsFormatter | undefined;
+  private readonly parts: string[] = [];
+  private readonly tokens: TokenLogprob[] = [];
+  private output: OutputItem[] = [];
+  private finishReason = 'stop';
+
+  constructor(
+    private readonly started: ResponseObject,
+    meta: ResponseMeta,
+    /** Stores the finished response (where asked); never throws. */
+    private readonly save: (response: ResponseObject) => Promise<void>,
+  ) {
+    this.mode = meta.toolCalls ?? null;
+    this.formatter = meta.logprobs;
+    // "required"'s calls are known once their JSON array is whole: held to the end.
+    this.streaming =
+      this.mode === null ? { kind: 'message', id: itemId('msg') } : this.mode.kind === 'named' ? { kind: 'call', id: itemId('fc'), callId: callId(), name: this.mode.name } : { kind: 'held' };
+  }
+
+  private emit(send: SendFrame, type: string, fields: object): void {
+    send(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.sequence++, ...fields })}\n\n`);
+  }
+
+  begin(send: SendFrame): void {
+    this.emit(send, 'response.created', { response: this.started });
+    this.emit(send, 'response.in_progress', { response: this.started });
+    const s = this.streaming;
+    if (s.kind === 'message') {
+      this.emit(send, 'response.output_item.added', { output_index: 0, item: messageItem(s.id, 'in_progress', []) });
+      this.emit(send, 'response.content_part.added', { item_id: s.id, output_index: 0, content_index: 0, part: outputText('', []) });
+    } else if (s.kind === 'call') {
+      this.emit(send, 'response.output_item.added', { output_index: 0, item: functionCallItem(s.id, s.callId, s.name, '', 'in_progress') });
+    }
+  }
+
+  piece(_index: number, segments: SourcedText[], send: SendFrame): void {
+    const text = joinText(segments);
+    const tokens = tokensOf(segments);
+    this.parts.push(text);
+    for (const t of tokens) this.tokens.push(t);
+    const s = this.streaming;
+    if (s.kind === 'message' && (text !== '' || tokens.length > 0)) {
+      this.emit(send, 'response.output_text.delta', { item_id: s.id, output_index: 0, content_index: 0, delta: text, logprobs: outputLogprobs(this.formatter, tokens) });
+    } else if (s.kind === 'call' && text !== '') {
+      this.emit(send, 'response.function_call_arguments.delta', { item_id: s.id, output_index: 0, delta: text });
+    }
+  }
+
+  finished(_index: number, summary: CompletionSummary, send: SendFrame): void {
+    this.finishReason = summary.finishReason;
+    const text = this.parts.join('');
+    const logprobs = outputLogprobs(this.formatter, this.tokens);
+    const status = itemStatus(summary.finishReason);
+    const s = this.streaming;
+    if (s.kind === 'message') {
+      const part = outputText(text, logprobs);
+      this.emit(send, 'response.output_text.done', { item_id: s.id, output_index: 0, content_index: 0, text, logprobs });
+      this.emit(send, 'response.content_part.done', { item_id: s.id, output_index: 0, content_index: 0, part });
+      this.output = [messageItem(s.id, status, [part])];
+      this.emit(send, 'response.output_item.done', { output_index: 0, item: this.output[0] });
+    } else if (s.kind === 'call') {
+      this.emit(send, 'response.function_call_arguments.done', { item_id: s.id, output_index: 0, name: s.name, arguments: text });
+      this.output = [functionCallItem(s.id, s.callId, s.name, text, status)];
+      this.emit(send, 'response.output_item.done', { output_index: 0, item: this.output[0] });
+    } else {
+      this.output = outputItems(this.mode, text, summary.finishReason, logprobs);
+      for (const [i, item] of this.output.entries()) this.emitWhole(send, item, i);
+    }
+  }
+
+  /** An item known whole at once ("required"'s calls, or its text where it never became calls), in the events of one streamed. */
+  private emitWhole(send: SendFrame, item: OutputItem, index: number): void {
+    if (item.type === 'function_call') {
+      this.emit(send, 'response.output_item.added', { output_index: index, item: { ...item, arguments: '', status: 'in_progress' } });
+      this.emit(send, 'response.function_call_arguments.delta', { item_id: item.id, output_index: index, delta: item.arguments });
+      this.emit(send, 'response.function_call_arguments.done', { item_id: item.id, output_index: index, name: item.name, arguments: item.arguments });
+    } else {
+      const part = item.content[0];
+      this.emit(send, 'response.output_item.added', { output_index: index, item: { ...item, status: 'in_progress', content: [] } });
+      this.emit(send, 'response.content_part.added', { item_id: item.id, output_index: index, content_index: 0, part: outputText('', []) });
+      this.emit(send, 'response.output_text.delta', { item_id: item.id, output_index: index, content_index: 0, delta: part.text, logprobs: part.logprobs });
+      this.emit(send, 'response.output_text.done', { item_id: item.id, output_index: index, content_index: 0, text: part.text, logprobs: part.logprobs });
+      this.emit(send, 'response.content_part.done', { item_id: item.id, output_index: index, content_index: 0, part });
+    }
+    this.emit(send, 'response.output_item.done', { output_index: index, item });
+  }
+
+  async ended(usages: CompletionUsage[], send: SendFrame): Promise<void> {
+    const response = finishedResponse(this.started, this.output, this.finishReason, usages[0]);
+    await this.save(response);
+    this.emit(send, response.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response });
+  }
+
+  failed(error: ApiError, send: SendFrame): void {
+    this.emit(send, 'error', { code: error.code, message: error.message, param: error.param });
+    this.emit(send, 'response.failed', { response: failedResponse(this.started, this.output, error) });
+  }
+
+  close(): void {
+    // The Responses API's stream ends with its last event: no `[DONE]`.
+  }
+}

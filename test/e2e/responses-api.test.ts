@@ -1,0 +1,195 @@
+// OpenAI's Responses API on the edge against the real stack (a pool process and
+// `wrangler dev` with local KV), driven by the official `openai` client.
+import OpenAI from 'openai';
+import { zodTextFormat } from 'openai/helpers/zod';
+import { z } from 'zod';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../launcher/stack';
+import { startTestStack, type TestStack } from './stack-fixture';
+
+const OTHER_KEY = 'e2e-responses-other-key';
+const ONE_SLOT_KEY = 'e2e-responses-one-slot-key';
+
+let stack: TestStack;
+let client: OpenAI;
+let model: string;
+
+beforeAll(async () => {
+  stack = await startTestStack({
+    vars: {
+      SSSD_API_KEYS: JSON.stringify({
+        [sha256Hex(OTHER_KEY)]: { tenant: 'other' },
+        [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
+      }),
+      SSSD_CONCURRENCY_LEASE_SECONDS: '3',
+    },
+  });
+  client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+  model = (await client.models.list()).data[0].id;
+});
+
+afterAll(async () => {
+  await stack?.dispose();
+});
+
+const PROMPT = 'Once upon a time, there was a little dog named Max.';
+
+async function chatText(messages: OpenAI.ChatCompletionMessageParam[], maxTokens: number): Promise<{ text: string; promptTokens: number }> {
+  const chat = await client.chat.completions.create({ model, messages, max_completion_tokens: maxTokens, temperature: 0 });
+  return { text: chat.choices[0].message.content ?? '', promptTokens: chat.usage?.prompt_tokens ?? 0 };
+}
+
+describe('Responses API on the edge', () => {
+  it('creates a response whose text is the chat completion of the same messages, and stores it: retrieve, input items, chain, delete', async () => {
+    const response = await client.responses.create({ model, input: PROMPT, instructions: 'A story.', max_output_tokens: 24, temperature: 0 });
+    const chat = await chatText([{ role: 'system', content: 'A story.' }, { role: 'user', content: PROMPT }], 24);
+    expect(response.object).toBe('response');
+    expect(response.id).toMatch(/^resp_[0-9a-f]+$/);
+    expect(response.model).toBe(model);
+    expect(response.output_text).toBe(chat.text);
+    expect(response.output).toHaveLength(1);
+    expect(response.output[0]).toMatchObject({ type: 'message', role: 'assistant', content: [{ type: 'output_text', text: chat.text, annotations: [] }] });
+    expect(response.usage).toMatchObject({ input_tokens: chat.promptTokens, output_tokens: expect.any(Number), output_tokens_details: { reasoning_tokens: 0 } });
+    expect(response.usage!.total_tokens).toBe(response.usage!.input_tokens + response.usage!.output_tokens);
+    expect(['completed', 'incomplete']).toContain(response.status);
+
+    const retrieved = await client.responses.retrieve(response.id);
+    expect(retrieved.output).toEqual(response.output);
+    const items = await client.responses.inputItems.list(response.id);
+    expect(items.data).toHaveLength(1);
+    expect(items.data[0]).toMatchObject({ type: 'message', role: 'user', content: [{ type: 'input_text', text: PROMPT }] });
+
+    // The chain continues the conversation (the instructions are not carried over, as OpenAI's).
+    const next = await client.responses.create({ model, input: 'Max ran.', previous_response_id: response.id, max_output_tokens: 16, temperature: 0 });
+    const whole = await chatText(
+      [
+        { role: 'user', content: PROMPT },
+        { role: 'assistant', content: response.output_text },
+        { role: 'user', content: 'Max ran.' },
+      ],
+      16,
+    );
+    expect(next.output_text).toBe(whole.text);
+    expect(next.usage!.input_tokens).toBe(whole.promptTokens);
+    expect(next.usage!.input_tokens).toBeGreaterThan(response.usage!.input_tokens);
+    expect(next.previous_response_id).toBe(response.id);
+
+    // Another key finds none of this key's responses.
+    const other = new OpenAI({ apiKey: OTHER_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    await expect(other.responses.retrieve(response.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    const chained = await other.responses.create({ model, input: 'x', previous_response_id: response.id }).catch((err: unknown) => err);
+    expect(chained).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((chained as InstanceType<typeof OpenAI.NotFoundError>).code).toBe('previous_response_not_found');
+    expect((chained as InstanceType<typeof OpenAI.NotFoundError>).param).toBe('previous_response_id');
+
+    expect(await client.responses.delete(response.id)).toEqual({ id: response.id, object: 'response', deleted: true });
+    await expect(client.responses.retrieve(response.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it('streams events in order whose deltas join to the text, ending in response.completed with the stored response', async () => {
+    const stream = await client.responses.create({ model, input: PROMPT, max_output_tokens: 24, temperature: 0, stream: true });
+    const events: OpenAI.Responses.ResponseStreamEvent[] = [];
+    for await (const event of stream) events.push(event);
+    const types = events.map((e) => e.type);
+    expect(types.slice(0, 4)).toEqual(['response.created', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+    expect(types.slice(-4)).toEqual(['response.output_text.done', 'response.content_part.done', 'response.output_item.done', expect.stringMatching(/^response\.(completed|incomplete)$/)]);
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+    const deltas = events.filter((e): e is OpenAI.Responses.ResponseTextDeltaEvent => e.type === 'response.output_text.delta');
+    const last = events[events.length - 1] as OpenAI.Responses.ResponseCompletedEvent;
+    const item = last.response.output[0] as OpenAI.Responses.ResponseOutputMessage;
+    expect(deltas.every((d) => d.item_id === item.id)).toBe(true);
+    const text = deltas.map((d) => d.delta).join('');
+    const whole = await client.responses.create({ model, input: PROMPT, max_output_tokens: 24, temperature: 0, store: false });
+    expect(text).toBe(whole.output_text);
+    expect((item.content[0] as OpenAI.Responses.ResponseOutputText).text).toBe(text);
+    expect(Object.keys(last.response).sort()).toEqual(Object.keys(whole).filter((k) => k !== 'output_text').sort());
+    // Stored before its last event: a chain at once finds it.
+    expect((await client.responses.retrieve(last.response.id)).output).toEqual(last.response.output);
+    await expect(client.responses.retrieve(whole.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+
+    const helper = client.responses.stream({ model, input: PROMPT, max_output_tokens: 24, temperature: 0 });
+    expect((await helper.finalResponse()).output_text).toBe(text);
+  });
+
+  it('follows text.format json_schema (responses.parse with zodTextFormat), and makes a named function call', async () => {
+    const Pet = z.object({ name: z.string().max(8), age: z.number().int().min(0).max(20) });
+    const parsed = await client.responses.parse({ model, input: PROMPT, temperature: 0, max_output_tokens: 64, text: { format: zodTextFormat(Pet, 'pet') } });
+    expect(Pet.parse(parsed.output_parsed)).toEqual(parsed.output_parsed);
+
+    const tools: OpenAI.Responses.FunctionTool[] = [{ type: 'function', name: 'get_weather', strict: true, parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'], additionalProperties: false } }];
+    const called = await client.responses.create({ model, input: PROMPT, tools, tool_choice: { type: 'function', name: 'get_weather' }, max_output_tokens: 48, temperature: 0 });
+    expect(called.output).toHaveLength(1);
+    const call = called.output[0] as OpenAI.Responses.ResponseFunctionToolCall;
+    expect(call).toMatchObject({ type: 'function_call', name: 'get_weather', status: 'completed' });
+    expect(call.call_id).toMatch(/^call_/);
+    expect(JSON.parse(call.arguments)).toHaveProperty('city');
+
+    // The call's output continues the chain.
+    const answered = await client.responses.create({ model, previous_response_id: called.id, input: [{ type: 'function_call_output', call_id: call.call_id, output: 'Sunny.' }], max_output_tokens: 8, temperature: 0 });
+    expect(answered.usage!.input_tokens).toBeGreaterThan(called.usage!.input_tokens);
+  });
+
+  it('ends incomplete at max_output_tokens, and refuses what it does not do by name', async () => {
+    const cut = await client.responses.create({ model, input: PROMPT, max_output_tokens: 3, temperature: 0, speculation: 'off' } as OpenAI.Responses.ResponseCreateParamsNonStreaming);
+    expect(cut.status).toBe('incomplete');
+    expect(cut.incomplete_details).toEqual({ reason: 'max_output_tokens' });
+    expect(cut.usage!.output_tokens).toBe(3);
+
+    for (const [params, param] of [
+      [{ background: true }, 'background'],
+      [{ reasoning: { effort: 'high' } }, 'reasoning'],
+      [{ tools: [{ type: 'web_search' }] }, 'tools.0.type'],
+      [{ input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'https://x/y.png' }] }] }, 'input.0.content.0.type'],
+      [{ include: ['reasoning.encrypted_content'] }, 'include.0'],
+    ] as const) {
+      const err = await client.responses.create({ model, input: PROMPT, ...params } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((e: unknown) => e);
+      expect(err, param).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe(param);
+    }
+    // The chat path's checks name the Responses field.
+    const tooMany = await client.responses.create({ model, input: PROMPT, max_output_tokens: 100_000 }).catch((e: unknown) => e);
+    expect((tooMany as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('max_output_tokens');
+    const cancel = await fetch(`${stack.edgeUrl}/v1/responses/${cut.id}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${stack.devKey}` } });
+    expect(cancel.status).toBe(400);
+    const wrongMethod = await fetch(`${stack.edgeUrl}/v1/responses`, { method: 'GET', headers: { authorization: `Bearer ${stack.devKey}` } });
+    expect(wrongMethod.status).toBe(405);
+  });
+
+  it('cancels the generation at the pool when a client aborts a stream, and frees its slot: a one-slot key runs its next request', async () => {
+    const oneSlot = new OpenAI({ apiKey: ONE_SLOT_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    // The tiny model can finish before the abort reaches the pool; such an attempt proves nothing and is repeated.
+    let cancelled = false;
+    for (let attempt = 0; attempt < 5 && !cancelled; attempt++) {
+      const before = await finishedCounts();
+      const controller = new AbortController();
+      const params = { model, input: 'Once', max_output_tokens: 500, temperature: 1, seed: 7 + attempt, stream: true, speculation: 'off', store: false };
+      const stream = await oneSlot.responses.create(params as OpenAI.Responses.ResponseCreateParamsStreaming, { signal: controller.signal, headers: { 'x-sssd-smooth': '1' } });
+      // The SDK ends the iteration quietly on its own abort.
+      for await (const event of stream) if (event.type === 'response.output_text.delta') controller.abort();
+      let after = before;
+      for (let i = 0; i < 50 && after.total === before.total; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await finishedCounts();
+      }
+      expect(after.total).toBe(before.total + 1);
+      cancelled = after.cancelled === before.cancelled + 1;
+    }
+    expect(cancelled).toBe(true);
+    const next = await oneSlot.responses.create({ model, input: PROMPT, max_output_tokens: 4, store: false });
+    expect(next.output_text).toEqual(expect.any(String));
+  });
+});
+
+/** The pool's finished generations, and those of them cancelled. */
+async function finishedCounts(): Promise<{ total: number; cancelled: number }> {
+  const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
+  let total = 0;
+  let cancelled = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('vllm:request_success_total')) continue;
+    const value = Number(line.split(' ').pop());
+    total += value;
+    if (line.includes('finished_reason="abort"')) cancelled += value;
+  }
+  return { total, cancelled };
+}
