@@ -1,0 +1,73 @@
+// Stored responses on workerd's own KV (Miniflare, as `wrangler dev` runs it);
+// a KV that throws stands in only for an outage.
+import { Miniflare } from 'miniflare';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { finishedResponse, outputItems, startedResponse } from '../../edge/responses-format';
+import { parseResponsesBody } from '../../edge/responses-request';
+import { ResponseStore, type StoredResponse } from '../../edge/response-store';
+
+let miniflare: Miniflare;
+let kv: KVNamespace;
+beforeAll(async () => {
+  miniflare = new Miniflare({ modules: true, script: 'export default { fetch() { return new Response(null); } }', kvNamespaces: ['SSSD_KV'], compatibilityDate: '2025-01-01' });
+  kv = (await miniflare.getKVNamespace('SSSD_KV')) as unknown as KVNamespace;
+});
+afterAll(async () => {
+  await miniflare?.dispose();
+});
+
+const usage = {
+  prompt_tokens: 1,
+  completion_tokens: 1,
+  total_tokens: 2,
+  prompt_tokens_details: { cached_tokens: 0 },
+  speculation: { method: 'off' as const, drafts: 0, draft_tokens: 0, accepted_tokens: 0, steps: 1, mean_acceptance_length: 1, edge_accepted_tokens: 0, edge_trie_bytes: 0 },
+};
+
+function record(id: string, text = 'Hello.'): StoredResponse {
+  const { body, tools } = parseResponsesBody({ model: 'm', input: 'Hi' });
+  const response = finishedResponse(startedResponse(id, 'm', body, tools), outputItems(null, text, 'stop', []), 'stop', usage);
+  return { response, inputItems: [{ role: 'user', content: 'Hi', id: 'msg_1' }], conversation: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: text }] };
+}
+
+describe('ResponseStore', () => {
+  it("keeps a key's responses its own: another key's store finds none of them", async () => {
+    const a = new ResponseStore(kv, 'key-a', 0, 1 << 20);
+    const b = new ResponseStore(kv, 'key-b', 0, 1 << 20);
+    const stored = record('resp_a1');
+    expect(await a.put(stored)).toBe(true);
+    expect(await a.get('resp_a1')).toEqual(stored);
+    expect(await b.get('resp_a1')).toBeNull();
+    expect(await b.delete('resp_a1')).toBe(false);
+    expect(await a.get('resp_a1')).not.toBeNull();
+    expect(await a.delete('resp_a1')).toBe(true);
+    expect(await a.get('resp_a1')).toBeNull();
+  });
+
+  it('sets the expiration from its TTL (KV takes 60 s at least), and none at 0', async () => {
+    const before = Date.now() / 1000;
+    await new ResponseStore(kv, 'key-ttl', 30 * 86_400, 1 << 20).put(record('resp_ttl'));
+    await new ResponseStore(kv, 'key-short', 5, 1 << 20).put(record('resp_short'));
+    await new ResponseStore(kv, 'key-forever', 0, 1 << 20).put(record('resp_forever'));
+    const expiration = async (store: ResponseStore, id: string): Promise<number | undefined> => {
+      const name = await store.keyFor(id);
+      return (await kv.list({ prefix: name })).keys.find((k) => k.name === name)?.expiration;
+    };
+    expect(await expiration(new ResponseStore(kv, 'key-ttl', 0, 0), 'resp_ttl')).toBeGreaterThanOrEqual(Math.floor(before + 30 * 86_400));
+    const short = (await expiration(new ResponseStore(kv, 'key-short', 0, 0), 'resp_short'))!;
+    expect(short - before).toBeGreaterThanOrEqual(59);
+    expect(short - before).toBeLessThan(120);
+    expect(await expiration(new ResponseStore(kv, 'key-forever', 0, 0), 'resp_forever')).toBeUndefined();
+  });
+
+  it('does not store a response over its size cap (nor a part of it), and never throws where KV fails', async () => {
+    const store = new ResponseStore(kv, 'key-cap', 0, 2048);
+    expect(await store.put(record('resp_small'))).toBe(true);
+    expect(await store.put(record('resp_big', 'x'.repeat(4096)))).toBe(false);
+    expect(await store.get('resp_big')).toBeNull();
+    const failing = { put: () => Promise.reject(new Error('KV PUT failed: 503')), get: () => Promise.reject(new Error('KV GET failed: 503')) } as unknown as KVNamespace;
+    const down = new ResponseStore(failing, 'key-down', 0, 1 << 20);
+    expect(await down.put(record('resp_down'))).toBe(false);
+    await expect(down.get('resp_down')).rejects.toMatchObject({ status: 503, code: 'response_store_unavailable' });
+  });
+});

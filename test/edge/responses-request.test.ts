@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { ApiError } from '../../edge/api-error';
+import { inResponsesTerms, parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
+
+const translate = (body: object, previous: Parameters<typeof translateResponsesRequest>[1] = []) => translateResponsesRequest(parseResponsesBody({ model: 'default', ...body }), previous);
+
+function refusal(body: object): { param: string | null; code: string | null; message: string } {
+  try {
+    translate(body);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 400) return { param: err.param, code: err.code, message: err.message };
+    throw err;
+  }
+  throw new Error('not refused');
+}
+
+describe('Responses request → chat request', () => {
+  it('takes input as text or as items: messages (text or parts), function calls and their outputs', () => {
+    expect(translate({ input: 'Hi.' }).chat.messages).toEqual([{ role: 'user', content: 'Hi.' }]);
+    const { chat } = translate({
+      input: [
+        { role: 'developer', content: 'Be brief.' },
+        { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'A' }, { type: 'input_text', text: 'B' }] },
+        { role: 'assistant', content: [{ type: 'output_text', text: 'C', annotations: [] }] },
+        { type: 'function_call', call_id: 'call_1', name: 'f', arguments: '{}' },
+        { type: 'function_call_output', call_id: 'call_1', output: 'sunny' },
+      ],
+    });
+    expect(chat.messages).toEqual([
+      { role: 'developer', content: 'Be brief.' },
+      { role: 'user', content: 'AB' },
+      { role: 'assistant', content: 'C' },
+      // As chat renders an assistant message of tool calls: no text.
+      { role: 'assistant', content: null },
+      { role: 'tool', content: 'sunny' },
+    ]);
+  });
+
+  it('puts instructions first as a system message, then the previous conversation, and keeps instructions out of what is carried on', () => {
+    const previous = [{ role: 'user' as const, content: 'Once' }, { role: 'assistant' as const, content: ' upon' }];
+    const t = translate({ input: 'a time', instructions: 'Tell a story.', previous_response_id: 'resp_1' }, previous);
+    expect(t.chat.messages).toEqual([{ role: 'system', content: 'Tell a story.' }, ...previous, { role: 'user', content: 'a time' }]);
+    expect(t.conversation).toEqual([...previous, { role: 'user', content: 'a time' }]);
+  });
+
+  it('maps sampling, limits, user, logprobs, text.format and flat tools onto chat fields', () => {
+    const schema = { type: 'object', properties: { a: { type: 'integer' } }, required: ['a'] };
+    const { chat } = translate({
+      input: 'x',
+      max_output_tokens: 12,
+      temperature: 0,
+      top_p: 0.5,
+      top_k: 3,
+      seed: 9,
+      stream: true,
+      safety_identifier: 'u1',
+      include: ['message.output_text.logprobs'],
+      top_logprobs: 2,
+      text: { format: { type: 'json_schema', name: 'thing', schema, strict: true } },
+      tools: [{ type: 'function', name: 'f', parameters: schema }],
+      tool_choice: { type: 'function', name: 'f' },
+      parallel_tool_calls: false,
+    });
+    expect(chat).toMatchObject({
+      max_completion_tokens: 12,
+      temperature: 0,
+      top_p: 0.5,
+      top_k: 3,
+      seed: 9,
+      stream: true,
+      user: 'u1',
+      logprobs: true,
+      top_logprobs: 2,
+      response_format: { type: 'json_schema', json_schema: { name: 'thing', schema, strict: true } },
+      tools: [{ type: 'function', function: { name: 'f', parameters: schema } }],
+      tool_choice: { type: 'function', function: { name: 'f' } },
+      parallel_tool_calls: false,
+    });
+    expect(translate({ input: 'x', text: { format: { type: 'json_object' } } }).chat.response_format).toEqual({ type: 'json_object' });
+    // `user` wins over safety_identifier; without include, no logprobs.
+    const plain = translate({ input: 'x', user: 'a', safety_identifier: 'b', top_logprobs: 3 }).chat;
+    expect(plain.user).toBe('a');
+    expect(plain.logprobs).toBeUndefined();
+  });
+
+  it('refuses by name what it does not do, unless at its neutral value', () => {
+    expect(refusal({ input: 'x', background: true })).toMatchObject({ param: 'background', code: 'unsupported_parameter' });
+    expect(refusal({ input: 'x', conversation: 'conv_1' }).param).toBe('conversation');
+    expect(refusal({ input: 'x', prompt: { id: 'pmpt_1' } }).param).toBe('prompt');
+    expect(refusal({ input: 'x', reasoning: { effort: 'high' } }).param).toBe('reasoning');
+    expect(refusal({ input: 'x', truncation: 'auto' }).param).toBe('truncation');
+    expect(refusal({ input: 'x', max_tool_calls: 2 }).param).toBe('max_tool_calls');
+    expect(refusal({ input: 'x', text: { verbosity: 'low' } }).param).toBe('text.verbosity');
+    expect(refusal({ input: 'x', include: ['message.output_text.logprobs', 'file_search_call.results'] }).param).toBe('include.1');
+    expect(refusal({ input: 'x', tools: [{ type: 'function', name: 'f' }, { type: 'web_search' }] }).param).toBe('tools.1.type');
+    expect(refusal({ input: [{ role: 'user', content: 'a' }, { role: 'user', content: [{ type: 'input_image', image_url: 'x' }] }] })).toMatchObject({ param: 'input.1.content.0.type', code: 'unsupported_parameter' });
+    expect(refusal({ input: [{ type: 'reasoning', summary: [] }] })).toMatchObject({ param: 'input.0.type', code: 'unsupported_parameter' });
+    // Neutral values pass.
+    expect(() => translate({ input: 'x', background: false, truncation: 'disabled', reasoning: { effort: null }, text: { verbosity: 'medium' } })).not.toThrow();
+  });
+
+  it('names the Responses field in malformed requests', () => {
+    expect(refusal({ input: [{ type: 'function_call', call_id: 'c', name: 'bad name!', arguments: '{}' }] }).param).toBe('input.0.name');
+    expect(refusal({ input: [{ role: 'user', content: 7 }] }).param).toBe('input.0.content');
+    expect(refusal({ input: 'x', tools: [{ type: 'function', name: 'f', parameters: 'no' }] }).param).toBe('tools.0.parameters');
+    expect(refusal({ input: 'x', text: { format: { type: 'json_schema', name: 'n' } } }).param).toBe('text.format.schema');
+    expect(refusal({ input: 'x', max_output_tokens: 0 }).param).toBe('max_output_tokens');
+    expect(refusal({ input: 'x', metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }).param).toBe('metadata');
+    expect(refusal({ input: [] })).toMatchObject({ param: 'input', message: 'input must not be empty' });
+  });
+
+  it("renames the chat path's errors into the Responses request's fields", () => {
+    const renamed = inResponsesTerms(new ApiError(400, 'response_format.json_schema.schema: bad', 'invalid_request_error', 'invalid_value', 'response_format.json_schema.schema')) as ApiError;
+    expect([renamed.param, renamed.message]).toEqual(['text.format.schema', 'text.format.schema: bad']);
+    expect((inResponsesTerms(new ApiError(400, 'x', 'invalid_request_error', null, 'max_completion_tokens')) as ApiError).param).toBe('max_output_tokens');
+    expect((inResponsesTerms(new ApiError(400, 'x', 'invalid_request_error', null, 'tools.2.function.parameters')) as ApiError).param).toBe('tools.2.parameters');
+    const same = new ApiError(400, 'x', 'invalid_request_error', null, 'temperature');
+    expect(inResponsesTerms(same)).toBe(same);
+  });
+});

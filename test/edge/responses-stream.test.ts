@@ -1,0 +1,123 @@
+import { describe, expect, it } from 'vitest';
+import { ApiError } from '../../edge/api-error';
+import type { CompletionSummary, CompletionUsage } from '../../edge/completion-run';
+import type { ResponseMeta } from '../../edge/openai-format';
+import { finishedResponse, outputItems, startedResponse, type ResponseObject } from '../../edge/responses-format';
+import { parseResponsesBody } from '../../edge/responses-request';
+import { ResponsesStreamFormat } from '../../edge/responses-stream';
+import type { SourcedText } from '../../edge/token-text';
+
+const usage: CompletionUsage = {
+  prompt_tokens: 5,
+  completion_tokens: 3,
+  total_tokens: 8,
+  prompt_tokens_details: { cached_tokens: 2 },
+  speculation: { method: 'sssd', drafts: 1, draft_tokens: 2, accepted_tokens: 1, steps: 2, mean_acceptance_length: 1.5, edge_accepted_tokens: 0, edge_trie_bytes: 0 },
+};
+const meta: ResponseMeta = { id: 'chatcmpl-x', created: 1, model: 'm', kind: 'chat' };
+const started = (): ResponseObject => {
+  const { body, tools } = parseResponsesBody({ model: 'm', input: 'x', max_output_tokens: 3 });
+  return startedResponse('resp_1', 'm', body, tools, 100);
+};
+const piece = (text: string): SourcedText[] => [{ text, source: 'model' } as SourcedText];
+const summary = (finishReason: 'stop' | 'length'): CompletionSummary => ({ finishReason, stopReason: null, usage, promptLogprobs: null });
+
+type Event = { type: string; sequence_number: number } & Record<string, unknown>;
+
+/** Runs a format over the pieces, as sseStream would; its frames parsed. */
+async function streamed(format: ResponsesStreamFormat, pieces: string[], finish: CompletionSummary): Promise<Event[]> {
+  const frames: string[] = [];
+  const send = (frame: string): void => void frames.push(frame);
+  format.begin(send);
+  for (const p of pieces) format.piece(0, piece(p), send);
+  format.finished(0, finish, send);
+  await format.ended([finish.usage], send);
+  format.close();
+  return frames.map((frame) => {
+    const [event, data] = frame.split('\n');
+    expect(frame.endsWith('\n\n')).toBe(true);
+    const parsed = JSON.parse(data.slice('data: '.length)) as Event;
+    expect(event).toBe(`event: ${parsed.type}`);
+    return parsed;
+  });
+}
+
+/** Ids differ between two replies; shapes must not. */
+const withoutIds = (r: ResponseObject): unknown => JSON.parse(JSON.stringify(r).replace(/"(msg|fc|call)_[0-9a-f]+"/g, '"ID"'));
+
+describe('Responses API events', () => {
+  it("streams a message in OpenAI's order, numbered, one item id throughout, ending with the response a whole reply is (stored first)", async () => {
+    const saved: ResponseObject[] = [];
+    const events = await streamed(new ResponsesStreamFormat(started(), meta, async (r) => void saved.push(r)), ['Once', ' upon', ''], summary('stop'));
+    expect(events.map((e) => e.type)).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+      'response.output_text.delta',
+      'response.output_text.delta',
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+    expect(events[0].response).toMatchObject({ id: 'resp_1', status: 'in_progress', output: [] });
+    const itemId = (events[2].item as { id: string }).id;
+    expect(itemId).toMatch(/^msg_[0-9a-f]{32}$/);
+    for (const e of events.slice(3, 9)) expect(e.item_id ?? (e.item as { id: string }).id).toBe(itemId);
+    expect(events[6].text).toBe('Once upon');
+    const final = events[9].response as ResponseObject;
+    expect(final.output[0].id).toBe(itemId);
+    expect(saved).toEqual([final]);
+    const whole = finishedResponse(started(), outputItems(null, 'Once upon', 'stop', []), 'stop', usage);
+    expect(withoutIds(final)).toEqual(withoutIds(whole));
+    expect(final.usage).toEqual({ input_tokens: 5, input_tokens_details: { cached_tokens: 2 }, output_tokens: 3, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 8, speculation: usage.speculation });
+  });
+
+  it('ends a reply cut by the token limit incomplete', async () => {
+    const events = await streamed(new ResponsesStreamFormat(started(), meta, async () => undefined), ['Once'], summary('length'));
+    const last = events[events.length - 1];
+    expect(last.type).toBe('response.incomplete');
+    expect(last.response).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, output: [{ status: 'incomplete' }] });
+  });
+
+  it("streams a named function's arguments as they come, as one function_call item", async () => {
+    const events = await streamed(new ResponsesStreamFormat(started(), { ...meta, toolCalls: { kind: 'named', name: 'f' } }, async () => undefined), ['{"a":', ' 1}'], summary('stop'));
+    expect(events.map((e) => e.type)).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.function_call_arguments.delta',
+      'response.function_call_arguments.delta',
+      'response.function_call_arguments.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    expect(events[5]).toMatchObject({ name: 'f', arguments: '{"a": 1}' });
+    const item = (events[7].response as ResponseObject).output[0];
+    expect(item).toMatchObject({ type: 'function_call', name: 'f', arguments: '{"a": 1}', status: 'completed', id: (events[2].item as { id: string }).id });
+  });
+
+  it('sends "required"\'s calls once their array is whole, one item each', async () => {
+    const events = await streamed(new ResponsesStreamFormat(started(), { ...meta, toolCalls: { kind: 'required' } }, async () => undefined), ['[{"name": "f", "parameters": {"a": 1}},', ' {"name": "g", "parameters": {}}]'], summary('stop'));
+    const final = events[events.length - 1].response as ResponseObject;
+    expect(final.output.map((o) => o.type === 'function_call' && [o.name, o.arguments])).toEqual([
+      ['f', '{"a": 1}'],
+      ['g', '{}'],
+    ]);
+    expect(events.filter((e) => e.type === 'response.output_item.added').map((e) => e.output_index)).toEqual([0, 1]);
+  });
+
+  it('ends a failed reply with an error event, then response.failed', () => {
+    const frames: string[] = [];
+    const format = new ResponsesStreamFormat(started(), meta, async () => undefined);
+    format.begin((f) => frames.push(f));
+    format.failed(new ApiError(503, 'every pool is gone', 'service_unavailable', 'pool_unavailable'), (f) => frames.push(f));
+    const events = frames.map((f) => JSON.parse(f.split('\n')[1].slice(6)) as Event);
+    expect(events.slice(-2)).toMatchObject([
+      { type: 'error', code: 'pool_unavailable', message: 'every pool is gone', param: null },
+      { type: 'response.failed', response: { status: 'failed', error: { code: 'pool_unavailable', message: 'every pool is gone' } } },
+    ]);
+  });
+});
