@@ -359,6 +359,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           badWords,
           choices: structured.choices,
           regex: structured.regex,
+          grammar: structured.grammar,
           userCache,
           trie,
           trieFollows: drafts && cacheInTime === null,

@@ -43,6 +43,8 @@ export interface CompletionPlan {
   choices: string[] | null;
   /** vLLM's other structured outputs (regex, json, json_object; response_format), as one regex the reply's text matches whole (edge/structured-output.ts; null = any). */
   regex?: string | null;
+  /** vLLM's structured_outputs.grammar (or guided_grammar): a GBNF grammar the reply's text is a sentence of (null = any). */
+  grammar?: string | null;
   /**
    * The user's cache, read from KV as the request came in (it may come after
    * the generation opened); null where the request does not draft at the
@@ -291,6 +293,7 @@ export class CompletionRun {
       ...(plan.badWords.length > 0 ? { badWords: plan.badWords } : {}),
       ...(plan.choices !== null ? { choices: plan.choices } : {}),
       ...(plan.regex != null ? { regex: plan.regex } : {}),
+      ...(plan.grammar != null ? { grammar: plan.grammar } : {}),
       // Ids meant for this model: a pool serving another refuses them (421), and the next one is tried.
       model: modelIdentity(deps.model.info),
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),

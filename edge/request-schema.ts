@@ -90,13 +90,16 @@ const commonFields = {
   /**
    * Non-standard (vLLM): the reply is one of these texts (`choice`), matches
    * a regular expression (`regex`), is JSON valid under a schema (`json`) or
-   * a JSON object (`json_object`); one of them (edge/structured-output.ts).
-   * `grammar` and `structural_tag` are refused by name (rejectOtherStructuredOutputs).
+   * a JSON object (`json_object`), or is a sentence of a GBNF grammar
+   * (`grammar`); one of them (edge/structured-output.ts). `structural_tag`
+   * is refused by name (rejectOtherStructuredOutputs).
    */
   structured_outputs: z
     .object({
       choice: outputChoicesSchema.nullish(),
       regex: z.string().nullish(),
+      /** A context-free grammar in GBNF (shared/structured/grammar-syntax.ts), start rule `root`. */
+      grammar: z.string().nullish(),
       json: jsonSchemaFieldSchema.nullish(),
       json_object: z.boolean().nullish(),
       /** The JSON layout's whitespace between tokens, a regex (default `[ ]?`, as outlines'). */
@@ -110,6 +113,7 @@ const commonFields = {
   /** Non-standard (vLLM, deprecated there for structured_outputs): the same constraints; read only where structured_outputs is not sent, as vLLM does. */
   guided_choice: outputChoicesSchema.nullish(),
   guided_regex: z.string().nullish(),
+  guided_grammar: z.string().nullish(),
   guided_json: jsonSchemaFieldSchema.nullish(),
   guided_whitespace_pattern: z.string().nullish(),
   /** OpenAI's: plain text, any JSON object (`json_object`), or JSON valid under a schema (`json_schema`). */
@@ -296,9 +300,8 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   modalities: { neutral: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', hint: '["text"]' },
   audio: { neutral: () => false, hint: 'null' },
   web_search_options: { neutral: () => false, hint: 'null' },
-  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, truncation_side, return_tokens_as_token_ids, return_token_ids, bad_words, guided_choice, guided_regex, guided_json, logprob_token_ids): each changes the answer, and a vLLM user would expect them honoured.
+  // vLLM's extensions beside the ones served (top_k, repetition_penalty, cache_salt, truncate_prompt_tokens, truncation_side, return_tokens_as_token_ids, return_token_ids, bad_words, guided_choice, guided_regex, guided_json, guided_grammar, logprob_token_ids): each changes the answer, and a vLLM user would expect them honoured.
   use_beam_search: { neutral: (v) => v === false, hint: 'false' },
-  guided_grammar: { neutral: () => false, hint: 'null' },
   // vLLM's (vllm/entrypoints/openai/completion/protocol.py, CompletionRequest; chat's the same) that were taken and ignored:
   // a watermark, ending on repeated n-grams and prompt embeddings each change the answer.
   watermarking: { neutral: (v) => v === false, hint: 'false' },
@@ -349,16 +352,16 @@ export function rejectUnsupportedParameters(body: unknown, endpoint: 'completion
 }
 
 /** vLLM's structured-output constraints not served (StructuredOutputsParams): each would change the answer. */
-const STRUCTURED_OUTPUT_CONSTRAINTS = ['grammar', 'structural_tag'] as const;
+const STRUCTURED_OUTPUT_CONSTRAINTS = ['structural_tag'] as const;
 
-/** Refuses `structured_outputs` naming a constraint not served (by its key), as vLLM's guided_grammar is. */
+/** Refuses `structured_outputs` naming a constraint not served (by its key). */
 function rejectOtherStructuredOutputs(value: unknown): void {
   if (typeof value !== 'object' || value === null) return;
   for (const key of STRUCTURED_OUTPUT_CONSTRAINTS) {
     const v = (value as Record<string, unknown>)[key];
     if (v !== null && v !== undefined) {
       const param = `structured_outputs.${key}`;
-      throw badRequest(`${param} is not supported by this server: of structured outputs choice, regex, json and json_object are (leave ${key} out, or send it as null)`, param, 'unsupported_parameter');
+      throw badRequest(`${param} is not supported by this server: of structured outputs choice, regex, grammar, json and json_object are (leave ${key} out, or send it as null)`, param, 'unsupported_parameter');
     }
   }
 }

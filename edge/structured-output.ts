@@ -1,19 +1,21 @@
 /**
  * vLLM's structured outputs and OpenAI's response_format: the reply's text
- * is one of a list of choices, matches a regular expression, or is JSON
- * valid under a schema (or any JSON object). vLLM reads them from
+ * is one of a list of choices, matches a regular expression, is a sentence
+ * of a GBNF grammar, or is JSON valid under a schema (or any JSON object). vLLM reads them from
  * `structured_outputs` (its current field), else from the older `guided_*`
  * fields, and maps `response_format` onto the same; one constraint at most.
  *
  * The pool masks every token that would leave the language
- * (gpu-pool/verify/text-masks.ts): choices as a trie of them; every other
- * constraint as one regular expression, a JSON schema written into one here
+ * (gpu-pool/verify/text-masks.ts): choices as a trie of them; a grammar as
+ * itself (checked here: parsed, its rules and size); every other constraint
+ * as one regular expression, a JSON schema written into one here
  * (shared/structured/json-schema-regex.ts), so each pool reads one form and
- * a bad pattern or schema is a 400 before anything is sent.
+ * a bad pattern, grammar or schema is a 400 before anything is sent.
  */
 import { badRequest } from './api-error';
-import { MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
+import { MAX_OUTPUT_GRAMMAR_CHARS, MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
 import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
+import { checkGrammar, GrammarSyntaxError } from '../shared/structured/grammar-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
 import { toolCallPlan, type ToolCallMode, type ToolFunction } from './tool-calls';
 
@@ -23,6 +25,7 @@ interface StructuredFields {
   structured_outputs?: {
     choice?: string[] | null;
     regex?: string | null;
+    grammar?: string | null;
     json?: JsonSchemaField | null;
     json_object?: boolean | null;
     whitespace_pattern?: string | null;
@@ -30,6 +33,7 @@ interface StructuredFields {
   } | null;
   guided_choice?: string[] | null;
   guided_regex?: string | null;
+  guided_grammar?: string | null;
   guided_json?: JsonSchemaField | null;
   guided_whitespace_pattern?: string | null;
   response_format?: { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; json_schema: { schema?: Record<string, unknown> | null } } | null;
@@ -39,10 +43,11 @@ interface StructuredFields {
   parallel_tool_calls?: boolean | null;
 }
 
-/** What the pool is sent: choices, or a regex the whole text must match (both null: any text); and where the text is chat's tool calls, how. */
+/** What the pool is sent: choices, a regex the whole text must match, or a GBNF grammar it is a sentence of (all null: any text); and where the text is chat's tool calls, how. */
 export interface StructuredOutput {
   choices: string[] | null;
   regex: string | null;
+  grammar: string | null;
   toolCalls: ToolCallMode | null;
 }
 
@@ -50,10 +55,11 @@ export interface StructuredOutput {
 type Constraint =
   | { param: string; choices: string[] }
   | { param: string; regex: string }
+  | { param: string; grammar: string }
   | { param: string; schema: JsonSchemaField; locate?: (path: string) => { param: string; path: string }; maxDepth?: number }
   | { param: string; jsonObject: true };
 
-/** The request's structured output, checked: a 400 for two constraints at once, a bad regex or schema, or ignore_eos with one. */
+/** The request's structured output, checked: a 400 for two constraints at once, a bad regex, grammar or schema, or ignore_eos with one. */
 export function structuredOutput(body: StructuredFields): StructuredOutput {
   const tools = toolCallPlan(body);
   const constraints: Constraint[] = [];
@@ -63,6 +69,7 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
   if (so !== undefined && so !== null) {
     if (so.choice != null) constraints.push({ param: 'structured_outputs.choice', choices: so.choice });
     if (so.regex != null) constraints.push({ param: 'structured_outputs.regex', regex: so.regex });
+    if (so.grammar != null) constraints.push({ param: 'structured_outputs.grammar', grammar: so.grammar });
     if (so.json != null) constraints.push({ param: 'structured_outputs.json', schema: so.json });
     if (so.json_object === true) constraints.push({ param: 'structured_outputs.json_object', jsonObject: true });
     if (so.whitespace_pattern != null) whitespace = { param: 'structured_outputs.whitespace_pattern', pattern: so.whitespace_pattern };
@@ -72,11 +79,12 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
     }
     // vLLM's StructuredOutputsParams refuses one that names no constraint (a response_format or tool calls may be the one).
     if (constraints.length === 0 && (body.response_format == null || body.response_format.type === 'text') && tools === null) {
-      throw badRequest('structured_outputs names no constraint: send one of choice, regex, json or json_object, or leave structured_outputs out.', 'structured_outputs', 'invalid_value');
+      throw badRequest('structured_outputs names no constraint: send one of choice, regex, grammar, json or json_object, or leave structured_outputs out.', 'structured_outputs', 'invalid_value');
     }
   } else {
     if (body.guided_choice != null) constraints.push({ param: 'guided_choice', choices: body.guided_choice });
     if (body.guided_regex != null) constraints.push({ param: 'guided_regex', regex: body.guided_regex });
+    if (body.guided_grammar != null) constraints.push({ param: 'guided_grammar', grammar: body.guided_grammar });
     if (body.guided_json != null) constraints.push({ param: 'guided_json', schema: body.guided_json });
     if (body.guided_whitespace_pattern != null) whitespace = { param: 'guided_whitespace_pattern', pattern: body.guided_whitespace_pattern };
   }
@@ -96,12 +104,13 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
     constraints.push({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth });
   }
   const constraint = constraints[0];
-  if (constraint === undefined) return { choices: null, regex: null, toolCalls: null };
+  if (constraint === undefined) return { choices: null, regex: null, grammar: null, toolCalls: null };
   // The reply ends at the end token once it is whole: with the end token ignored it could not end there.
   if (body.ignore_eos === true) {
     throw badRequest(`ignore_eos cannot be used with a structured output (${constraint.param}): the reply ends at the end token once it is whole.`, 'ignore_eos', 'invalid_value');
   }
-  if ('choices' in constraint) return { choices: constraint.choices, regex: null, toolCalls: null };
+  if ('choices' in constraint) return { choices: constraint.choices, regex: null, grammar: null, toolCalls: null };
+  if ('grammar' in constraint) return { choices: null, regex: null, grammar: checkedGrammar(constraint.param, constraint.grammar), toolCalls: null };
   const regex = regexOf(constraint, whitespace);
   if (regex.length > MAX_OUTPUT_REGEX_CHARS) {
     throw badRequest(`${constraint.param}: its regular expression is ${regex.length} characters, more than the ${MAX_OUTPUT_REGEX_CHARS} a pool takes; send a smaller one.`, constraint.param, 'invalid_value');
@@ -129,7 +138,34 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
     }
     remember(regex);
   }
-  return { choices: null, regex, toolCalls: tools?.mode ?? null };
+  return { choices: null, regex, grammar: null, toolCalls: tools?.mode ?? null };
+}
+
+/** A grammar a pool takes (parsed, its rules checked, its automaton's size bounded), or a 400 naming the field and where in it. */
+function checkedGrammar(param: string, grammar: string): string {
+  if (grammar.length > MAX_OUTPUT_GRAMMAR_CHARS) {
+    throw badRequest(`${param}: the grammar is ${grammar.length} characters, more than the ${MAX_OUTPUT_GRAMMAR_CHARS} a pool takes; send a smaller one.`, param, 'invalid_value');
+  }
+  // A grammar sent with every request is checked once per isolate, as a regex is.
+  if (checkedGrammars.has(grammar)) {
+    checkedGrammars.delete(grammar);
+    checkedGrammars.add(grammar);
+    return grammar;
+  }
+  try {
+    checkGrammar(grammar);
+  } catch (err) {
+    if (err instanceof GrammarSyntaxError) throw badRequest(`${param}: ${err.message}`, param, 'invalid_value');
+    throw err;
+  }
+  checkedGrammars.add(grammar);
+  checkedGrammarChars += grammar.length;
+  for (const old of checkedGrammars) {
+    if (checkedGrammars.size <= CHECKED_REGEXES && checkedGrammarChars <= CHECKED_CHARS) break;
+    checkedGrammars.delete(old);
+    checkedGrammarChars -= old.length;
+  }
+  return grammar;
 }
 
 /**
@@ -141,6 +177,9 @@ const checked = new Set<string>();
 const CHECKED_REGEXES = 32;
 const CHECKED_CHARS = 1 << 20;
 let checkedChars = 0;
+/** Grammars checked lately, kept apart from the regexes (one text may be both) and bounded alike. */
+const checkedGrammars = new Set<string>();
+let checkedGrammarChars = 0;
 
 function remember(regex: string): void {
   checked.add(regex);
@@ -153,7 +192,7 @@ function remember(regex: string): void {
 }
 
 /** The regex a constraint asks for: a schema's written out; a 400 for a schema this server cannot follow. */
-function regexOf(constraint: Exclude<Constraint, { choices: string[] }>, whitespace: { param: string; pattern: string } | null): string {
+function regexOf(constraint: Exclude<Constraint, { choices: string[] } | { grammar: string }>, whitespace: { param: string; pattern: string } | null): string {
   if ('regex' in constraint) return constraint.regex;
   if (whitespace) checkPattern(whitespace.param, whitespace.pattern);
   const options = { ...(whitespace ? { whitespace: whitespace.pattern } : {}), ...('maxDepth' in constraint && constraint.maxDepth !== undefined ? { maxDepth: constraint.maxDepth } : {}) };
@@ -175,7 +214,7 @@ function regexOf(constraint: Exclude<Constraint, { choices: string[] }>, whitesp
 }
 
 /** Whether the constraint's regex with the default whitespace is one a pool takes (only asked where it failed with the request's). */
-function fitsWithDefaultWhitespace(constraint: Exclude<Constraint, { choices: string[] }>): boolean {
+function fitsWithDefaultWhitespace(constraint: Exclude<Constraint, { choices: string[] } | { grammar: string }>): boolean {
   try {
     checkRegex(regexOf(constraint, null));
     return true;

@@ -30,6 +30,7 @@ export const POOL_FEATURES = [
   'badWords',
   'choices',
   'regex',
+  'grammar',
   'logprobs',
   'logprobIds',
   'promptLogprobs',
@@ -49,7 +50,7 @@ type GenerateInput = z.input<typeof generateRequestSchema>;
  * The features `request` needs honoured: those it sets to something other
  * than what a pool without them does. `resumedOutputTokens` only matters to
  * what counts the output (min_tokens, the frequency and presence penalties,
- * bad words) or follows its text (choices, regex); elsewhere a pool that reads the resumed output as prompt writes
+ * bad words) or follows its text (choices, regex, grammar); elsewhere a pool that reads the resumed output as prompt writes
  * the same continuation, and a resume may go to any pool.
  */
 export function featuresNeeded(request: GenerateInput): PoolFeature[] {
@@ -60,6 +61,7 @@ export function featuresNeeded(request: GenerateInput): PoolFeature[] {
   const badWords = (request.badWords?.length ?? 0) > 0;
   const choices = request.choices !== undefined;
   const regex = request.regex !== undefined;
+  const grammar = request.grammar !== undefined;
   if (request.ignoreEos === true) needed.push('ignoreEos');
   if ((request.stopTokenIds?.length ?? 0) > 0) needed.push('stopTokenIds');
   if (minTokens) needed.push('minTokens');
@@ -67,11 +69,12 @@ export function featuresNeeded(request: GenerateInput): PoolFeature[] {
   if (badWords) needed.push('badWords');
   if (choices) needed.push('choices');
   if (regex) needed.push('regex');
+  if (grammar) needed.push('grammar');
   if (request.logprobs !== undefined) needed.push('logprobs');
   // A pool from before it sends the most likely tokens instead: another answer.
   if (request.logprobIds !== undefined) needed.push('logprobIds');
   if (request.promptLogprobs !== undefined) needed.push('promptLogprobs');
-  if ((request.resumedOutputTokens ?? 0) > 0 && (minTokens || countsOutput || badWords || choices || regex)) needed.push('resumedOutputTokens');
+  if ((request.resumedOutputTokens ?? 0) > 0 && (minTokens || countsOutput || badWords || choices || regex || grammar)) needed.push('resumedOutputTokens');
   if ((s?.minP ?? 0) !== 0) needed.push('sampling.minP');
   if ((s?.frequencyPenalty ?? 0) !== 0) needed.push('sampling.frequencyPenalty');
   if ((s?.presencePenalty ?? 0) !== 0) needed.push('sampling.presencePenalty');

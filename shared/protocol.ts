@@ -9,6 +9,7 @@
  * Binary payloads in requests (draft tries) travel base64-encoded inside the
  * JSON body.
  */
+import { MAX_GRAMMAR_CHARS } from './structured/grammar-syntax';
 import { z } from 'zod';
 import type { FusionWeights } from './drafting/fusion';
 
@@ -156,6 +157,8 @@ export function outputChoicesProblem(value: unknown): string | null {
 
 /** Most characters of a structured output's regex (vLLM's `structured_outputs.regex`, or the one a JSON schema becomes at the edge); the pool bounds its automaton's states too. */
 export const MAX_OUTPUT_REGEX_CHARS = 262_144;
+/** Most characters of a structured output's grammar (vLLM's `structured_outputs.grammar`); the pool bounds its automaton's states too. */
+export const MAX_OUTPUT_GRAMMAR_CHARS = MAX_GRAMMAR_CHARS;
 
 const outputChoicesSchema = z.custom<string[]>((value) => outputChoicesProblem(value) === null, { error: (issue) => outputChoicesProblem(issue.input) ?? 'not a list of choices' });
 
@@ -194,6 +197,14 @@ export const generateRequestSchema = z.object({
    * with `choices`. Added within version 1: a pool from before it ignores it.
    */
   regex: z.string().max(MAX_OUTPUT_REGEX_CHARS).optional(),
+  /**
+   * vLLM's `structured_outputs.grammar` (`guided_grammar`): the output's
+   * text must be a sentence of this context-free grammar, in GBNF
+   * (shared/structured/grammar-syntax.ts), start rule `root`; masked as
+   * `regex` is. Not with `choices` or `regex`. Added within version 1: a
+   * pool from before it ignores it (the `grammar` feature).
+   */
+  grammar: z.string().max(MAX_OUTPUT_GRAMMAR_CHARS).optional(),
   sampling: samplingSchema.default({ temperature: 0, topP: 1, minP: 0, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 }),
   speculation: z.enum(speculationMethods).default('sssd'),
   /** Use the pool's global datastore as a draft source (on unless turned off). */

@@ -72,6 +72,7 @@ export class PoolMetrics {
   /** Generations admitted with a structured output, by kind (`choices`, `regex`), and regexes compiled (a pattern not among the last kept, or whose automaton was past half its limits). */
   readonly structuredOutputs: Counter<'kind'>;
   readonly regexCompiles: Counter;
+  readonly grammarCompiles: Counter;
   /** Generations ended because their structured output's automaton passed its limits (states or building work). */
   readonly automatonLimits: Counter;
   /** Generations admitted as resumed (an edge moved them here after their pool failed mid-stream), and the output they brought. */
@@ -406,13 +407,18 @@ export class PoolMetrics {
     });
     this.structuredOutputs = new Counter({
       name: 'sssd_pool_structured_outputs_total',
-      help: "Generations admitted with a structured output, by kind: choices (vLLM's choice) or regex (its regex, and a JSON schema or JSON mode as the edge writes them).",
+      help: "Generations admitted with a structured output, by kind: choices (vLLM's choice), regex (its regex, and a JSON schema or JSON mode as the edge writes them) or grammar (its GBNF grammar).",
       labelNames: ['kind'],
       registers,
     });
     this.regexCompiles = new Counter({
       name: 'sssd_pool_regex_compiles_total',
       help: "Structured outputs' regexes compiled into an automaton: a pattern not among the last 16 kept, or one whose automaton had used half its limits.",
+      registers,
+    });
+    this.grammarCompiles = new Counter({
+      name: 'sssd_pool_grammar_compiles_total',
+      help: "Structured outputs' GBNF grammars compiled into an automaton: a grammar not among the last 16 regexes and grammars kept, or one whose automaton had used half its limits.",
       registers,
     });
     this.automatonLimits = new Counter({

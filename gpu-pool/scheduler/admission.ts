@@ -15,7 +15,9 @@ import { generationEndIds } from '../../shared/end-ids';
 import { allowedIdsLeft } from '../../shared/allowed-ids-left';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
 import { DEAD, TextLanguage, TextMasks } from '../verify/text-masks';
-import { AutomatonLimitError, compileRegex, RegexSyntaxError, type RegexAutomaton } from '../../shared/structured/regex-automaton';
+import { AutomatonLimitError, compileRegex, RegexSyntaxError } from '../../shared/structured/regex-automaton';
+import { compileGrammar, GrammarSyntaxError } from '../../shared/structured/grammar-automaton';
+import type { TextAutomaton } from '../../shared/structured/text-automaton';
 import type { TokenTexts } from '../verify/token-texts';
 import { RecentMedian } from '../budget/recent-median';
 import type { PoolMetrics } from '../metrics/pool-metrics';
@@ -38,9 +40,17 @@ export interface SchedulerLimits {
 
 /** Steps the busy hint's step time is the median of. */
 const STEP_MS_SAMPLES = 15;
-/** Regex languages kept (with the ids allowed at their states) for the requests that send the same pattern again, and their DFA states in all, at most. */
+/** Regex and grammar languages kept (with the ids allowed at their states) for the requests that send the same one again, and their DFA states in all, at most. */
 const REGEX_LANGUAGES = 16;
 const REGEX_LANGUAGE_STATES = 40_000;
+
+/** The structured outputs a pool compiles to a lazy automaton, shared by the requests that send the same text. */
+type CompiledKind = 'regex' | 'grammar';
+/** Which field a structured output came in (its errors and its metric name it). */
+type StructuredKind = 'choices' | CompiledKind;
+
+/** A kept language's automaton: built as texts go, with its share of its limits used. */
+type LazyAutomaton = TextAutomaton & { readonly used: number; readonly stateCount: number };
 
 export interface AdmissionOptions<S extends RunnerSequence> {
   runner: BatchRunner<S>;
@@ -80,8 +90,8 @@ export class Admission<S extends RunnerSequence> {
   private readonly maxTreeNodes: number;
   private readonly eos: Set<number>;
   private readonly tokenTexts: TokenTexts | null;
-  /** Regex languages by pattern, least recently used first. */
-  private readonly regexLanguages = new Map<string, { language: TextLanguage; automaton: RegexAutomaton }>();
+  /** Regex and grammar languages by kind and text (compiledKey), least recently used first. */
+  private readonly languages = new Map<string, { language: TextLanguage; automaton: LazyAutomaton }>();
   /** For its two ends (called through it: see AdmissionOptions). */
   private readonly options: AdmissionOptions<S>;
 
@@ -98,64 +108,68 @@ export class Admission<S extends RunnerSequence> {
   }
 
   /**
-   * A request's structured-output masks (choices, or a regex): its output's
-   * first token prints without its leading space where the token before it
-   * (the prompt's last before any resumed output) is BOS, as the edge's
-   * decoder prints it. A regex's language is shared with the generations
-   * that ask for the same one (kept for the last REGEX_LANGUAGES patterns).
+   * A request's structured-output masks (choices, a regex or a grammar): its
+   * output's first token prints without its leading space where the token
+   * before it (the prompt's last before any resumed output) is BOS, as the
+   * edge's decoder prints it. A regex's or grammar's language is shared with
+   * the generations that ask for the same one (kept for the last
+   * REGEX_LANGUAGES texts).
    */
   private textMasks(request: GenerateRequest, prompt: readonly number[], resumed: number): TextMasks | undefined {
-    const { choices, regex } = request;
-    if (choices === undefined && regex === undefined) return undefined;
-    const field = choices !== undefined ? 'choices' : 'regex';
+    const kinds = structuredKinds(request);
+    if (kinds.length === 0) return undefined;
+    const field = kinds[0];
     const texts = this.tokenTexts;
     if (!texts) throw new AdmissionError('bad_request', `${field}: this pool has no tokenizer to follow the output's text with`);
-    if (choices !== undefined && regex !== undefined) throw new AdmissionError('bad_request', 'choices and regex: one structured output at a time');
+    if (kinds.length > 1) throw new AdmissionError('bad_request', `${kinds.join(' and ')}: one structured output at a time`);
     // A whole sentence ends at the model's end token alone (with a structured output, ignoreEos is the edge's 400): a stop
     // token id allowed there as an end wrote its text after it, or ended on it in the text's stead. Inside the text a stop
     // id is a token as any other, and ends the generation there as always.
     if (request.ignoreEos) throw new AdmissionError('bad_request', `${field} with ignoreEos: a structured output ends at the end token, which ignoreEos would not stop at`);
     const before = prompt.length - resumed - 1;
     const firstAfterBos = before >= 0 && prompt[before] === texts.bosId;
-    if (choices !== undefined) return TextMasks.ofChoices(choices, texts, [...this.eos], firstAfterBos);
-    return new TextMasks(this.regexLanguage(regex!, texts), firstAfterBos);
+    if (field === 'choices') return TextMasks.ofChoices(request.choices!, texts, [...this.eos], firstAfterBos);
+    return new TextMasks(this.compiledLanguage(field, field === 'regex' ? request.regex! : request.grammar!, texts), firstAfterBos);
   }
 
-  private regexLanguage(pattern: string, texts: TokenTexts): TextLanguage {
-    const languages = this.regexLanguages;
-    const cached = languages.get(pattern);
+  private compiledLanguage(kind: CompiledKind, text: string, texts: TokenTexts): TextLanguage {
+    const languages = this.languages;
+    // The kind first: a text that is both a regex and a grammar is two languages.
+    const key = `${kind}:${text}`;
+    const cached = languages.get(key);
     if (cached) {
-      languages.delete(pattern);
+      languages.delete(key);
       // Most recently used last: the first is the one to drop. An automaton past half its limits (states, building
       // work: what every generation that shared it has added) is built afresh for the generations to come, so the
       // limits are each request's, not a pattern's for the pool's life.
       if (cached.automaton.used <= 0.5) {
-        languages.set(pattern, cached);
-        this.trimRegexLanguages();
+        languages.set(key, cached);
+        this.trimLanguages();
         return cached.language;
       }
     }
-    let automaton: RegexAutomaton;
+    let automaton: LazyAutomaton;
     try {
-      automaton = compileRegex(pattern);
+      automaton = kind === 'regex' ? compileRegex(text) : compileGrammar(text);
     } catch (err) {
-      if (err instanceof RegexSyntaxError) throw new AdmissionError('bad_request', `regex: ${err.message}`);
+      if (err instanceof RegexSyntaxError || err instanceof GrammarSyntaxError) throw new AdmissionError('bad_request', `${kind}: ${err.message}`);
       throw err;
     }
-    this.metrics.regexCompiles.inc();
+    if (kind === 'regex') this.metrics.regexCompiles.inc();
+    else this.metrics.grammarCompiles.inc();
     const language = new TextLanguage(automaton, texts, [...this.eos]);
-    languages.set(pattern, { language, automaton });
-    this.trimRegexLanguages();
+    languages.set(key, { language, automaton });
+    this.trimLanguages();
     return language;
   }
 
   /**
-   * Keeps the regex languages within a count and within their states (1 KiB
+   * Keeps the compiled languages within a count and within their states (1 KiB
    * of table each), oldest dropped first: a few large automata go sooner
    * than 16 small ones. Counted at every use, as kept automata grow.
    */
-  private trimRegexLanguages(): void {
-    const languages = this.regexLanguages;
+  private trimLanguages(): void {
+    const languages = this.languages;
     let states = 0;
     for (const kept of languages.values()) states += kept.automaton.stateCount;
     for (const [oldest, kept] of languages) {
@@ -213,8 +227,7 @@ export class Admission<S extends RunnerSequence> {
     const endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
     if (allowed && request.maxTokens > 0) checkSomethingAllowed(allowed, badWords, request.minTokens > 0 ? endIds : null);
     const text = this.textMasks(request, prompt, resumed);
-    // Which field a structured output came in (its errors and its metric name it).
-    const textKind = request.choices !== undefined ? 'choices' : 'regex';
+    const textKind = structuredKinds(request)[0] ?? 'regex';
     if (text && request.maxTokens > 0) checkTextAllowsSomething(text, textKind, prompt.slice(prompt.length - resumed), allowed, badWords, request.minTokens > resumed ? endIds : null);
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this;
@@ -388,7 +401,7 @@ function checkSomethingAllowed(allowed: readonly number[], badWords: readonly (r
  */
 function checkTextAllowsSomething(
   text: TextMasks,
-  field: 'choices' | 'regex',
+  field: StructuredKind,
   resumedOutput: ArrayLike<number>,
   allowed: readonly number[] | undefined,
   badWords: readonly (readonly number[])[],
@@ -398,18 +411,28 @@ function checkTextAllowsSomething(
   try {
     const state = text.stateAfter(resumedOutput);
     if (state === DEAD) {
-      throw new AdmissionError('bad_request', field === 'choices' ? 'choices: the resumed output (resumedOutputTokens) is the start of no choice' : 'regex: the resumed output (resumedOutputTokens) is the start of no match');
+      const what = field === 'choices' ? 'the start of no choice' : field === 'regex' ? 'the start of no match' : 'the start of no sentence of the grammar';
+      throw new AdmissionError('bad_request', `${field}: the resumed output (resumedOutputTokens) is ${what}`);
     }
     // The language's next ids within the allowed list, then the same rule as an allowed list alone (allowedIdsLeft).
     const inList = allowed ? new Set(allowed) : null;
     next = Array.from(text.allowedAt(state)).filter((id) => inList === null || inList.has(id));
   } catch (err) {
-    if (err instanceof AutomatonLimitError) throw new AdmissionError('bad_request', `regex: ${err.message}`);
+    if (err instanceof AutomatonLimitError) throw new AdmissionError('bad_request', `${field}: ${err.message}`);
     throw err;
   }
   if (allowedIdsLeft(next, badWords, endIdsHeldBack)) return;
-  const what = field === 'choices' ? 'choices leave' : 'regex leaves';
-  throw new AdmissionError('bad_request', `${what} no token to generate next once allowedTokenIds, badWords and minTokens (the end ids held back) apply${field === 'regex' ? ', or none of the tokenizer\'s tokens prints what the regex needs next' : ''}`);
+  const what = field === 'choices' ? 'choices leave' : `${field} leaves`;
+  throw new AdmissionError('bad_request', `${what} no token to generate next once allowedTokenIds, badWords and minTokens (the end ids held back) apply${field !== 'choices' ? `, or none of the tokenizer's tokens prints what the ${field} needs next` : ''}`);
+}
+
+/** The structured outputs a request sets, as their fields (one at most is served). */
+function structuredKinds(request: GenerateRequest): StructuredKind[] {
+  const kinds: StructuredKind[] = [];
+  if (request.choices !== undefined) kinds.push('choices');
+  if (request.regex !== undefined) kinds.push('regex');
+  if (request.grammar !== undefined) kinds.push('grammar');
+  return kinds;
 }
 
 function checkInVocabulary(field: string, ids: readonly number[], vocab: number): void {

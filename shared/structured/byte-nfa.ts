@@ -8,13 +8,19 @@
  */
 
 import type { CodePointSet } from './code-point-set';
+import type { GrammarNode } from './grammar-syntax';
 import { RegexSyntaxError, type RegexNode } from './regex-syntax';
 import { utf8Sequences } from './utf8-sequences';
 
 export const DEFAULT_MAX_NFA_STATES = 100_000;
 
-/** What an NFA state does (plain numbers: they live in a Uint8Array). */
-export const NfaKind = { Byte: 0, Epsilon: 1, Accept: 2 } as const;
+/**
+ * What an NFA state does (plain numbers: they live in a Uint8Array). A
+ * grammar's (grammar-nfa.ts) has Call states too: enter rule `out2` (its
+ * number, until the rules are laid out: then its start), and go on at
+ * `out1` once it ends; its Accept states are its rules' ends.
+ */
+export const NfaKind = { Byte: 0, Epsilon: 1, Accept: 2, Call: 3 } as const;
 export type NfaKind = (typeof NfaKind)[keyof typeof NfaKind];
 
 export interface ByteNfa {
@@ -47,7 +53,8 @@ export function buildByteNfa(root: RegexNode, maxStates = DEFAULT_MAX_NFA_STATES
   return builder.finish(start, accept);
 }
 
-class NfaBuilder {
+/** Builds NFA states back to front; a regex's tree, or a grammar rule's (its references as Call states). */
+export class NfaBuilder {
   private readonly kind: number[] = [];
   private readonly lo: number[] = [];
   private readonly hi: number[] = [];
@@ -70,7 +77,7 @@ class NfaBuilder {
   }
 
   /** The start of `node`'s states, built to continue at `next` (built back to front: no patching). */
-  compile(node: RegexNode, next: number): number {
+  compile(node: GrammarNode, next: number): number {
     // Two compiles a state at most in any pattern that adds states; past that, the work is repeats of nothing.
     if (++this.compiled > 2 * this.maxStates) throw new RegexTooLargeError(this.maxStates);
     switch (node.kind) {
@@ -87,6 +94,8 @@ class NfaBuilder {
         return this.either(node.items.map((item) => this.compile(item, next)));
       case 'repeat':
         return this.repeat(node.item, node.min, node.max, next);
+      case 'ref':
+        return this.add(NfaKind.Call, 0, 0, next, node.rule);
     }
   }
 
@@ -120,7 +129,7 @@ class NfaBuilder {
     return this.either(starts);
   }
 
-  private repeat(item: RegexNode, min: number, max: number, next: number): number {
+  private repeat(item: GrammarNode, min: number, max: number, next: number): number {
     let tail: number;
     if (max === Infinity) {
       const loop = this.add(NfaKind.Epsilon, 0, 0, -1, next);
@@ -133,6 +142,11 @@ class NfaBuilder {
     }
     for (let i = 0; i < min; i++) tail = this.compile(item, tail);
     return tail;
+  }
+
+  /** The states built so far, as arrays (a grammar lays them out and trims them itself). */
+  states(): { kind: Uint8Array; lo: Uint8Array; hi: Uint8Array; out1: Int32Array; out2: Int32Array } {
+    return { kind: Uint8Array.from(this.kind), lo: Uint8Array.from(this.lo), hi: Uint8Array.from(this.hi), out1: Int32Array.from(this.out1), out2: Int32Array.from(this.out2) };
   }
 
   finish(start: number, accept: number): ByteNfa {

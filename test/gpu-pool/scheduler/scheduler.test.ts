@@ -31,6 +31,7 @@ import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { PrefixCache } from '../../../gpu-pool/scheduler/prefix-cache';
 import { TokenTexts } from '../../../gpu-pool/verify/token-texts';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
+import { compileGrammar } from '../../../shared/structured/grammar-automaton';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
 class RecordingRunner implements BatchRunner<SequenceKvCache> {
@@ -681,6 +682,66 @@ describe('continuous batching', () => {
     const going = collect();
     s.submit(generateRequestSchema.parse({ id: 'regex-resumed', promptIds: [1, ...yes], resumedOutputTokens: yes.length, maxTokens: 6, regex: 'yes!{1,3}' }), going.sink);
     const tail = tokensOf(await going.done);
+    expect(runner.config.eosIds).toContain(tail.at(-1));
+    expect(tokenizer.decode(tail.slice(0, -1))).toMatch(/^!{1,3}$/);
+  });
+
+  it("writes a sentence of a GBNF grammar (vLLM's structured_outputs.grammar), recursive rules included, greedy with speculation as without", async () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
+    const metrics = new PoolMetrics();
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), metrics, { tokenTexts: TokenTexts.of(tokenizer) });
+    const eos = runner.config.eosIds[0];
+    const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 80, speculation, ...extra, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
+      const events = await c.done;
+      const ids = tokensOf(events);
+      return { ids, text: tokenizer.decode(ids.filter((t) => t !== eos)), finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason, drafted: events.reduce((n, e) => n + (e.type === 'tokens' ? e.drafted : 0), 0) };
+    };
+    const free = await run('grammar-free', 'off', { ignoreEos: true });
+    const own = tokenizer.decode(free.ids.slice(0, 10)).replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\n');
+    // The model's own words, then nested parenthesised lower-case words to a full stop; and a JSON object with a list of up to two (nested lists or names).
+    const grammars = [
+      `root ::= "${own}" tail\ntail ::= [a-z ,]{0,40} ("(" tail ")")? "."`,
+      'root ::= "{" ws "\\"name\\":" ws name "," ws "\\"tags\\":" ws list "}"\nname ::= "\\"" [A-Z] [a-z]{1,10} "\\""\nlist ::= "[" ( item ( "," ws item )? )? "]"\nitem ::= "\\"" [a-z]{1,8} "\\"" | list\nws ::= " "?',
+    ];
+    for (const grammar of grammars) {
+      const automaton = compileGrammar(grammar);
+      const plain = await run(`grammar-off-${grammar.length}`, 'off', { grammar });
+      const drafted = await run(`grammar-sssd-${grammar.length}`, 'sssd', { grammar }, free.ids);
+      expect({ ...drafted, drafted: 0 }).toEqual({ ...plain, drafted: 0 });
+      expect(plain.finishReason).toBe('stop');
+      expect(plain.ids.at(-1)).toBe(eos);
+      const bytes = new TextEncoder().encode(plain.text);
+      expect(automaton.accepting(automaton.follow(0, bytes, 0, bytes.length)), plain.text).toBe(true);
+      if (grammar === grammars[0]) expect(drafted.drafted).toBeGreaterThan(0);
+    }
+    const json = await run('grammar-json', 'sssd', { grammar: grammars[1] }, free.ids);
+    expect(JSON.parse(json.text)).toEqual({ name: expect.stringMatching(/^[A-Z][a-z]+$/), tags: expect.any(Array) });
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('sssd_pool_structured_outputs_total{kind="grammar"} 5');
+    expect(text).toContain('sssd_pool_grammar_compiles_total 2');
+  });
+
+  it('refuses a grammar it cannot take, or with another structured output or ignoreEos, naming grammar', async () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
+    const s = scheduler(null, new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });
+    let n = 0;
+    const refused = (extra: Record<string, unknown>) => () => s.submit(generateRequestSchema.parse({ id: `grammar-none-${n++}`, promptIds: [1, 403], maxTokens: 4, ...extra }), collect().sink);
+    const bad = (message: string | RegExp) => expect.objectContaining({ kind: 'bad_request', message: typeof message === 'string' ? expect.stringContaining(message) : expect.stringMatching(message) });
+    expect(refused({ grammar: 'root ::= "a" (' })).toThrow(bad(/^grammar: .*line 1, column 14/));
+    expect(refused({ grammar: 'root ::= root "a" | "a"' })).toThrow(bad(/^grammar: left recursion/));
+    expect(refused({ grammar: 'root ::= x' })).toThrow(bad("grammar: undefined rule 'x'"));
+    expect(refused({ grammar: 'root ::= "yes"', regex: 'yes' })).toThrow(bad('regex and grammar: one structured output at a time'));
+    expect(refused({ grammar: 'root ::= "yes"', choices: ['yes'] })).toThrow(bad('choices and grammar: one structured output at a time'));
+    expect(refused({ grammar: 'root ::= "yes"', ignoreEos: true })).toThrow(bad('grammar with ignoreEos'));
+    const yes = tokenizer.encode('yes', { bos: false });
+    expect(refused({ grammar: 'root ::= "no"', promptIds: [1, ...yes], resumedOutputTokens: yes.length })).toThrow(bad('start of no sentence of the grammar'));
+    // Going on from a resumed output: the rest of the sentence.
+    const going = collect();
+    s.submit(generateRequestSchema.parse({ id: 'grammar-resumed', promptIds: [1, ...yes], resumedOutputTokens: yes.length, maxTokens: 6, grammar: 'root ::= "yes" bang\nbang ::= "!" more?\nmore ::= "!" "!"?' }), going.sink);
+    const goingEvents = await going.done;
+    const tail = tokensOf(goingEvents);
     expect(runner.config.eosIds).toContain(tail.at(-1));
     expect(tokenizer.decode(tail.slice(0, -1))).toMatch(/^!{1,3}$/);
   });
