@@ -845,6 +845,20 @@ describe('OpenAI-compatible API on the edge', () => {
     // Sampled, n replies: each valid.
     const sampled = await client.chat.completions.create({ model, messages, max_tokens: 120, temperature: 1, seed: 9, n: 3, response_format: { type: 'json_schema', json_schema: { name: 'dog', schema } } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     for (const c of sampled.choices) if (c.finish_reason === 'stop') expect(Object.keys(JSON.parse(c.message.content!))).toEqual(['name', 'age', 'good']);
+    // vLLM's GBNF grammar (sent as extra_body is): a JSON object of a name and a list, nested lists allowed; the reply parses.
+    const grammar = [
+      'root ::= "{" ws "\\"name\\":" ws name "," ws "\\"tags\\":" ws list "}"',
+      'name ::= "\\"" [A-Z] [a-z]{1,10} "\\""',
+      'list ::= "[" ( item ( "," ws item )? )? "]"',
+      'item ::= "\\"" [a-z]{1,8} "\\"" | list',
+      'ws ::= " "?',
+    ].join('\n');
+    const byGrammar = await client.chat.completions.create({ model, messages, max_tokens: 120, temperature: 0, structured_outputs: { grammar } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    expect(byGrammar.choices[0].finish_reason, byGrammar.choices[0].message.content ?? '').toBe('stop');
+    expect(JSON.parse(byGrammar.choices[0].message.content!)).toEqual({ name: expect.stringMatching(/^[A-Z][a-z]{1,10}$/), tags: expect.any(Array) });
+    const badGrammar = await post('/v1/chat/completions', { model, messages, guided_grammar: 'root ::= root "a" | "b"' });
+    expect(badGrammar.status).toBe(400);
+    expect(badGrammar.json.error).toMatchObject({ param: 'guided_grammar', code: 'invalid_value', message: expect.stringContaining('left recursion') });
     // Refused, naming the field: a regex that is not one, a schema keyword not followed, two constraints at once.
     const bad = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 5, structured_outputs: { regex: '(a' } });
     expect(bad.status).toBe(400);
@@ -1119,7 +1133,7 @@ describe('OpenAI-compatible API on the edge', () => {
       ['/v1/completions', { model, prompt: 'hi', tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
       // Chat's tools with tool_choice "auto" (their default): the model has no tool-call format to decide in.
       ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f' } }] }, 'tool_choice'],
-      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], structured_outputs: { grammar: 'root ::= "a"' } }, 'structured_outputs.grammar'],
+      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], structured_outputs: { structural_tag: '{}' } }, 'structured_outputs.structural_tag'],
     ] as const) {
       const res = await post(path, body);
       expect(res.status).toBe(400);

@@ -31,9 +31,7 @@ describe('OpenAI parameters this server does not implement', () => {
       ['web_search_options', {}],
       // vLLM's extensions not served (a vLLM user would expect them honoured).
       ['use_beam_search', true],
-      ['guided_grammar', 'root ::= "a"'],
-      // Of structured outputs, grammar and structural_tag are not served: named by their key.
-      ['structured_outputs.grammar', { grammar: 'root ::= "a"' }],
+      // Of structured outputs, structural_tag is not served: named by its key.
       ['structured_outputs.structural_tag', { structural_tag: '{}' }],
       // A prompt without BOS: silently ignored before, a vLLM user got other text.
       ['add_special_tokens', false],

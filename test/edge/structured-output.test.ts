@@ -72,8 +72,8 @@ const DOG = { type: 'object', properties: { name: { type: 'string' }, age: { typ
 
 describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_object; guided_*; response_format)', () => {
   it('sends the pool one regex for each, read from the field the request used', () => {
-    expect(structuredOf({ structured_outputs: { regex: '[0-9]{3}' } })).toEqual({ choices: null, regex: '[0-9]{3}', toolCalls: null });
-    expect(structuredOf({ guided_regex: 'a|b' }, 'chat')).toEqual({ choices: null, regex: 'a|b', toolCalls: null });
+    expect(structuredOf({ structured_outputs: { regex: '[0-9]{3}' } })).toEqual({ choices: null, regex: '[0-9]{3}', grammar: null, toolCalls: null });
+    expect(structuredOf({ guided_regex: 'a|b' }, 'chat')).toEqual({ choices: null, regex: 'a|b', grammar: null, toolCalls: null });
     for (const body of [{ structured_outputs: { json: DOG } }, { structured_outputs: { json: JSON.stringify(DOG) } }, { guided_json: DOG }, { response_format: { type: 'json_schema', json_schema: { name: 'dog', schema: DOG, strict: true } } }]) {
       const out = structuredOf(body, 'chat');
       expect(out.choices).toBeNull();
@@ -92,7 +92,7 @@ describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_
     expect(matches(spaced, '{\n"name":\n "Rex"\n}')).toBe(true);
     expect(matches(structuredOf({ guided_json: DOG }), '{\n"name": "Rex"}')).toBe(false);
     // Neutral: text, json_object false, the options that change nothing here.
-    expect(structuredOf({ response_format: { type: 'text' } })).toEqual({ choices: null, regex: null, toolCalls: null });
+    expect(structuredOf({ response_format: { type: 'text' } })).toEqual({ choices: null, regex: null, grammar: null, toolCalls: null });
     expect(structuredOf({ structured_outputs: { regex: 'x', json_object: false, disable_any_whitespace: true, disable_additional_properties: true } }).regex).toBe('x');
     // vLLM reads guided_* only where structured_outputs is not sent.
     expect(structuredOf({ structured_outputs: { regex: 'a' }, guided_json: DOG }).regex).toBe('a');
@@ -114,7 +114,7 @@ describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_
     expect(refused({ structured_outputs: { whitespace_pattern: ' ' } })).toMatchObject({ param: 'structured_outputs', message: expect.stringContaining('names no constraint') });
     expect(refused({ response_format: { type: 'json_object' }, ignore_eos: true })).toMatchObject({ param: 'ignore_eos', message: expect.stringContaining('(response_format)') });
     expect(refused({ response_format: { type: 'xml' } }, 'chat')).toMatchObject({ param: 'response_format.type' });
-    expect(refused({ structured_outputs: { grammar: 'root ::= "a"' } })).toMatchObject({ param: 'structured_outputs.grammar', code: 'unsupported_parameter' });
+    expect(refused({ structured_outputs: { structural_tag: '{}' } })).toMatchObject({ param: 'structured_outputs.structural_tag', code: 'unsupported_parameter' });
   });
 
   it('refuses a schema too large, too deep or too expanding to follow with a 400 naming it, quickly, never a 500', () => {
@@ -172,5 +172,40 @@ describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_
     t = performance.now();
     for (let i = 0; i < 10; i++) structuredOf({ guided_json: schema });
     expect((performance.now() - t) / 10).toBeLessThan(first / 2);
+  });
+});
+
+describe("grammar constraint (vLLM's structured_outputs.grammar, guided_grammar)", () => {
+  const completion = (body: Record<string, unknown>): StructuredOutput => structuredOutput(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', ...body }));
+  const chat = (body: Record<string, unknown>): StructuredOutput => structuredOutput(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat'));
+  const refusedWith = (read: () => unknown): { param: string | null; code: string | null; message: string } => {
+    try {
+      read();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ApiError);
+      return (err as ApiError).toBody().error;
+    }
+    throw new Error('not refused');
+  };
+  const GRAMMAR = 'root ::= "(" root ")" | "x"';
+
+  it("sends the grammar to the pool as its own field, from structured_outputs.grammar or guided_grammar, on either endpoint", () => {
+    expect(completion({ structured_outputs: { grammar: GRAMMAR } })).toEqual({ choices: null, regex: null, grammar: GRAMMAR, toolCalls: null });
+    expect(chat({ guided_grammar: GRAMMAR })).toEqual({ choices: null, regex: null, grammar: GRAMMAR, toolCalls: null });
+    // structured_outputs is read where both are sent, as vLLM does.
+    expect(completion({ structured_outputs: { grammar: GRAMMAR }, guided_grammar: 'root ::= "y"' }).grammar).toBe(GRAMMAR);
+    expect(completion({ structured_outputs: { grammar: null, regex: 'a' } })).toMatchObject({ regex: 'a', grammar: null });
+  });
+
+  it('refuses a bad grammar before any pool, naming the field and where in it', () => {
+    expect(refusedWith(() => completion({ structured_outputs: { grammar: 'root ::= "a" (' } }))).toMatchObject({ param: 'structured_outputs.grammar', code: 'invalid_value', message: expect.stringMatching(/^structured_outputs\.grammar: unbalanced \(.*line 1, column 14/) });
+    expect(refusedWith(() => chat({ guided_grammar: 'root ::= x' }))).toMatchObject({ param: 'guided_grammar', message: expect.stringContaining("undefined rule 'x'") });
+    expect(refusedWith(() => completion({ guided_grammar: 'root ::= root "a" | "a"' }))).toMatchObject({ param: 'guided_grammar', message: expect.stringContaining('left recursion') });
+    expect(refusedWith(() => completion({ guided_grammar: 'start: "a"' }))).toMatchObject({ param: 'guided_grammar', message: expect.stringContaining('only GBNF') });
+    expect(refusedWith(() => completion({ structured_outputs: { grammar: `root ::= "${'a'.repeat(262_145)}"` } }))).toMatchObject({ param: 'structured_outputs.grammar', message: expect.stringContaining('more than the 262144') });
+    // One structured output at a time, and not with ignore_eos.
+    expect(refusedWith(() => completion({ structured_outputs: { grammar: GRAMMAR, regex: 'x' } }))).toMatchObject({ param: 'structured_outputs.grammar', message: expect.stringContaining('only use one kind') });
+    expect(refusedWith(() => chat({ guided_grammar: GRAMMAR, response_format: { type: 'json_object' } }))).toMatchObject({ message: expect.stringContaining('guided_grammar, response_format') });
+    expect(refusedWith(() => completion({ guided_grammar: GRAMMAR, ignore_eos: true }))).toMatchObject({ param: 'ignore_eos', message: expect.stringContaining('(guided_grammar)') });
   });
 });

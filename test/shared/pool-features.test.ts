@@ -42,6 +42,7 @@ describe('featuresNeeded', () => {
       [{ badWords: [[7, 8]] }, 'badWords'],
       [{ choices: ['yes', 'no'] }, 'choices'],
       [{ regex: '[0-9]+' }, 'regex'],
+      [{ grammar: 'root ::= [0-9]+' }, 'grammar'],
       [{ logprobs: 0 }, 'logprobs'],
       [{ logprobIds: [3, 9] }, 'logprobIds'],
       [{ promptLogprobs: 0 }, 'promptLogprobs'],
@@ -64,6 +65,7 @@ describe('featuresNeeded', () => {
     expect(featuresNeeded({ ...resumed, badWords: [[3]] })).toEqual(['badWords', 'resumedOutputTokens']);
     // A pool that read the resumed output as prompt would start the text over from no choice's first character.
     expect(featuresNeeded({ ...resumed, choices: ['yes'] })).toEqual(['choices', 'resumedOutputTokens']);
+    expect(featuresNeeded({ ...resumed, grammar: 'root ::= "yes"' })).toEqual(['grammar', 'resumedOutputTokens']);
     expect(featuresNeeded({ ...resumed, regex: 'yes|no' })).toEqual(['regex', 'resumedOutputTokens']);
     expect(featuresNeeded({ ...resumed, sampling: { ...plain.sampling, presencePenalty: 0.5 } })).toEqual(['resumedOutputTokens', 'sampling.presencePenalty']);
     // Repetition counts prompt and output alike: the resumed output as prompt is the same.
