@@ -228,8 +228,9 @@ export class TextMasks {
     if (automaton.workDone === undefined) return;
     this.work += automaton.workDone - this.workBefore;
     this.states += (automaton.stateCount ?? 0) - this.statesBefore;
-    if (this.work > this.bounds.work) throw new AutomatonLimitError(this.bounds.work, 'regex', 'steps of building');
-    if (this.states > this.bounds.states) throw new AutomatonLimitError(this.bounds.states, 'regex');
+    const what = automaton.what ?? 'structured output';
+    if (this.work > this.bounds.work) throw new AutomatonLimitError(this.bounds.work, what, 'steps of building');
+    if (this.states > this.bounds.states) throw new AutomatonLimitError(this.bounds.states, what);
   }
 
   /** The state of the output so far. */

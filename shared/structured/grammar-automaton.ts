@@ -53,6 +53,7 @@ export function compileGrammar(text: string, limits: GrammarLimits = {}): Gramma
 }
 
 export class GrammarAutomaton implements TextAutomaton {
+  readonly what = 'grammar';
   /** Row `s` at `s * 256`: the state after each byte, or UNKNOWN. */
   private table: Int32Array;
   private capacity = 16;

@@ -62,6 +62,7 @@ function regexNfa(pattern: string, limits: RegexLimits): ByteNfa {
 }
 
 export class RegexAutomaton implements TextAutomaton {
+  readonly what = 'regex';
   /** Row `s` at `s * 256`: the state after each byte, or UNKNOWN. */
   private table: Int32Array;
   private capacity = 16;

@@ -29,6 +29,8 @@ export interface TextAutomaton {
    * built alone (UNBUILT past them). Absent: nothing is built on the way.
    */
   readonly workDone?: number;
+  /** What it follows, as a limit's error names it ('regex', 'grammar'). */
+  readonly what?: string;
   readonly stateCount?: number;
   followBuilt?(state: number, bytes: Uint8Array, start: number, end: number): number;
 }

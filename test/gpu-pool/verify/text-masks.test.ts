@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEAD, NOT_BUILT, START, TextLanguage, TextMasks } from '../../../gpu-pool/verify/text-masks';
 import { AutomatonLimitError, compileRegex } from '../../../shared/structured/regex-automaton';
+import { compileGrammar } from '../../../shared/structured/grammar-automaton';
 import type { TextAutomaton } from '../../../shared/structured/text-automaton';
 import { TokenTexts, type TextsTokenizer } from '../../../gpu-pool/verify/token-texts';
 import { ChoiceTrie } from '../../../shared/structured/choice-trie';
@@ -140,6 +141,12 @@ describe('a request\'s bounds on its language\'s automaton', () => {
     // Alone on a fresh language, a request bounded at half that work ends (the pool ends it bad_request).
     const alone = new TextMasks(new TextLanguage(compileRegex('(?:[a-z ]?){200}x'), texts, [END]), false, { work: Math.floor(built / 2), states: 100_000 });
     expect(() => walk(alone, text)).toThrow(AutomatonLimitError);
+    expect(() => walk(alone, text)).toThrow(/the regex automaton grew past its limit/);
+  });
+
+  it("name what grew past them in the error the client reads: a grammar's as a grammar's", () => {
+    const grammar = new TextMasks(new TextLanguage(compileGrammar('root ::= [a-z ] root | "x"'), texts, [END]), false, { work: 10, states: 100_000 });
+    expect(() => walk(grammar, text)).toThrow(/the grammar automaton grew past its limit \(10 steps of building\)/);
   });
 
   it('are not spent by cutting drafts, which builds apart (over the states already built alone, once its own budget is spent)', () => {
