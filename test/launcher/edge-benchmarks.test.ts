@@ -1,5 +1,5 @@
 // The launcher benchmarks as a user runs them (`npm run bench:edge-cpu`,
-// `bench:edge-delay`, `bench:sampling`): real processes (pool, wrangler dev),
+// `bench:edge-delay`, `bench:sampling`, `bench:structured`): real processes (pool, wrangler dev),
 // small sizes, the JSON output checked; bad flags fail fast with a clear error.
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -99,5 +99,24 @@ describe('bench-sampling', () => {
     const r = await bench('bench-sampling.ts', ['--tokens', 'many']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('error: --tokens must be an integer >= 1 and <= 4096, not "many"');
+  });
+});
+
+describe('bench-structured', () => {
+  it("times a structured output's costs at each vocabulary size, on a wider vocabulary made from the corpus", async () => {
+    const r = await bench('bench-structured.ts', ['--vocab', '512,2000', '--states', '5', '--rounds', '1']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.filter((l) => /^\d+ ids: the tokens' texts built in [\d.]+ ms/.test(l)).map((l) => l.split(' ')[0])).toEqual(['512', '2000']);
+    // Every language walked at each size, each walk only through ids its masks allowed (a walk that left the language throws).
+    const walks = lines.filter((l) => /^ {2}(regex|JSON schema|grammar)/.test(l));
+    expect(walks).toHaveLength(6);
+    for (const l of walks) expect(Number(/\((\d+) states over 1 walks/.exec(l)?.[1])).toBeGreaterThan(0);
+  });
+
+  it('refuses a vocabulary wider than the corpus gives, with a clear error', async () => {
+    const r = await bench('bench-structured.ts', ['--vocab', '200000']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/error: --vocab 200000: the corpus gives pieces for \d+ ids only/);
   });
 });
