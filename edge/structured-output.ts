@@ -15,7 +15,7 @@
 import { badRequest } from './api-error';
 import { MAX_OUTPUT_GRAMMAR_CHARS, MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
 import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
-import { checkGrammar, GrammarSyntaxError } from '../shared/structured/grammar-automaton';
+import { AutomatonLimitError, checkGrammar, GrammarSyntaxError } from '../shared/structured/grammar-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
 import { toolCallPlan, type ToolCallMode, type ToolFunction } from './tool-calls';
 
@@ -155,7 +155,8 @@ function checkedGrammar(param: string, grammar: string): string {
   try {
     checkGrammar(grammar);
   } catch (err) {
-    if (err instanceof GrammarSyntaxError) throw badRequest(`${param}: ${err.message}`, param, 'invalid_value');
+    // Past the limits already in its first configuration (an ambiguous grammar's multiply): no pool would follow it.
+    if (err instanceof GrammarSyntaxError || err instanceof AutomatonLimitError) throw badRequest(`${param}: ${err.message}`, param, 'invalid_value');
     throw err;
   }
   checkedGrammars.add(grammar);

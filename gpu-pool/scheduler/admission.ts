@@ -152,7 +152,8 @@ export class Admission<S extends RunnerSequence> {
     try {
       automaton = kind === 'regex' ? compileRegex(text) : compileGrammar(text);
     } catch (err) {
-      if (err instanceof RegexSyntaxError || err instanceof GrammarSyntaxError) throw new AdmissionError('bad_request', `${kind}: ${err.message}`);
+      // A grammar's first configuration is built as it compiles, within its bounds: past them, no output could be followed.
+      if (err instanceof RegexSyntaxError || err instanceof GrammarSyntaxError || err instanceof AutomatonLimitError) throw new AdmissionError('bad_request', `${kind}: ${err.message}`);
       throw err;
     }
     if (kind === 'regex') this.metrics.regexCompiles.inc();

@@ -8,7 +8,7 @@ export class AutomatonLimitError extends Error {
   constructor(
     readonly limit: number,
     what: string,
-    unit: 'states' | 'steps of building' = 'states',
+    unit: 'states' | 'steps of building' | 'configurations in one step' = 'states',
   ) {
     super(`the ${what} automaton grew past its limit (${limit} ${unit}): the structured output is too complex to follow`);
     this.name = 'AutomatonLimitError';

@@ -39,12 +39,31 @@ export interface GrammarLimits {
 
 /** A row entry not computed yet (DEAD is -1, states are >= 0). */
 const UNKNOWN = -2;
+/**
+ * A closure's visit (a pair looked up, a stack interned: ~330 ns here)
+ * counted as this much of the building work the limits bound, which were
+ * sized for a regex's NFA states (~12 ns each; 10M ≈ 0.12 s): a grammar's
+ * request is stopped after about as much time as a regex's.
+ */
+export const WORK_PER_VISIT = 25;
+/**
+ * Pairs one closure may visit (~65 ms here). An ambiguous grammar's
+ * configurations can multiply (nullable rules nested in pairs reach 2^d
+ * stacks in the first one): stopped inside the closure, not after it, so a
+ * single step never holds the pool's thread for longer, whatever the limits
+ * left.
+ */
+export const MAX_CLOSURE_VISITS = 200_000;
 /** A member's two numbers as one sortable key: position * 2^32 + stack. */
 const STACK_SPAN = 2 ** 32;
 
-/** Parses, builds the NFA and checks the rules only: cheap enough for the edge to refuse a bad grammar with a 400. */
+/**
+ * Parses, builds the NFA, checks the rules and builds the start state (one
+ * closure, bounded): the edge refuses with a 400 a grammar whose first
+ * configuration is already past the limits, before any pool compiles it.
+ */
 export function checkGrammar(text: string, limits: GrammarLimits = {}): void {
-  buildGrammarNfa(parseGrammar(text), limits.maxNfaStates ?? DEFAULT_MAX_NFA_STATES);
+  compileGrammar(text, limits);
 }
 
 export function compileGrammar(text: string, limits: GrammarLimits = {}): GrammarAutomaton {
@@ -75,6 +94,8 @@ export class GrammarAutomaton implements TextAutomaton {
   private readonly seen = new Set<number>();
   private readonly members: number[] = [];
   private work = 0;
+  /** Positions a call returns to that lead, reading nothing and calling nothing, only to their rule's end: calls returning there push no frame. */
+  private readonly tailReturn: Uint8Array;
 
   constructor(
     private readonly nfa: GrammarNfa,
@@ -82,6 +103,7 @@ export class GrammarAutomaton implements TextAutomaton {
     private readonly maxWork: number = DEFAULT_MAX_BUILD_WORK,
   ) {
     this.table = new Int32Array(this.capacity * 256).fill(UNKNOWN);
+    this.tailReturn = tailReturns(nfa);
     this.todo.push(nfa.start, 0);
     this.closure(); // state 0: the empty text's
   }
@@ -152,7 +174,7 @@ export class GrammarAutomaton implements TextAutomaton {
   private step(state: number, b: number): number {
     const { kind, lo, hi, out1 } = this.nfa;
     const set = this.sets[state];
-    this.charge(set.length);
+    this.charge(set.length * WORK_PER_VISIT);
     const todo = this.todo;
     for (const key of set) {
       const q = Math.floor(key / STACK_SPAN);
@@ -163,12 +185,21 @@ export class GrammarAutomaton implements TextAutomaton {
     return next;
   }
 
-  /** The state of the members reachable without reading from the pairs in `todo` (emptied): found or made. */
+  /**
+   * The state of the members reachable without reading from the pairs in
+   * `todo` (emptied, also when it throws): found or made. A call whose
+   * return leads only to its rule's end (a tail call: `x ::= "a" x | ""`)
+   * pushes nothing, so right recursion keeps a short stack and a closure
+   * does not walk back through one frame per byte read; a rule's end with
+   * nothing to return to is then the sentence's end, whichever rule it is.
+   */
   private closure(): number {
     const { kind, out1, out2, rootEnd, stateCount: n } = this.nfa;
-    const { todo, seen, members } = this;
+    const { todo, seen, members, tailReturn } = this;
     seen.clear();
     members.length = 0;
+    // Within the closure's own cap and the work left: stopped as it reaches either, never after.
+    const budget = Math.min(MAX_CLOSURE_VISITS, Math.floor((this.maxWork - this.work) / WORK_PER_VISIT) + 1);
     let visited = 0;
     while (todo.length > 0) {
       const s = todo.pop()!;
@@ -176,7 +207,14 @@ export class GrammarAutomaton implements TextAutomaton {
       const key = s * n + q;
       if (seen.has(key)) continue;
       seen.add(key);
-      visited++;
+      if (++visited > budget) {
+        todo.length = 0;
+        seen.clear();
+        this.work += visited * WORK_PER_VISIT;
+        throw visited > MAX_CLOSURE_VISITS
+          ? new AutomatonLimitError(MAX_CLOSURE_VISITS, 'grammar', 'configurations in one step')
+          : new AutomatonLimitError(this.maxWork, 'grammar', 'steps of building');
+      }
       switch (kind[q]) {
         case NfaKind.Epsilon:
           if (out2[q] >= 0) todo.push(out2[q], s);
@@ -187,14 +225,14 @@ export class GrammarAutomaton implements TextAutomaton {
           if (out1[q] >= 0) members.push(q * STACK_SPAN + s);
           break;
         case NfaKind.Call:
-          if (out1[q] >= 0) todo.push(out2[q], this.pushed(s, out1[q]));
+          if (out1[q] >= 0) todo.push(out2[q], tailReturn[out1[q]] === 1 ? s : this.pushed(s, out1[q]));
           break;
-        default: // a rule's end: return to the caller, or, root's with nothing to return to, the text is a sentence
+        default: // a rule's end: return to the caller, or, with nothing to return to, the text is a sentence
           if (s !== 0) todo.push(this.stackReturn[s], this.stackParent[s]);
-          else if (q === rootEnd) members.push(q * STACK_SPAN);
+          else members.push(rootEnd * STACK_SPAN);
       }
     }
-    this.charge(visited);
+    this.charge(visited * WORK_PER_VISIT);
     if (members.length === 0) return DEAD;
     const set = Float64Array.from(members).sort();
     const hash = hashOf(set);
@@ -270,4 +308,53 @@ function sameSet(a: Float64Array, b: Float64Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * Whether each position, reading nothing and calling nothing, can only go
+ * on to its rule's end (through Epsilon states alone, with at least one way
+ * there): returning to it and going on is returning to the caller's caller.
+ */
+function tailReturns(nfa: GrammarNfa): Uint8Array {
+  const { kind, out1, out2, stateCount: n } = nfa;
+  // 0 unknown, 1 tail, 2 not, 3 on the current path (an Epsilon cycle: its other ways decide).
+  const mark = new Uint8Array(n);
+  const isTail = (start: number): boolean => {
+    // Iterative depth-first walk over Epsilon states; a Byte or Call reached (live or not) means not a tail.
+    const stack = [start];
+    const seen = new Set<number>([start]);
+    let reachesEnd = false;
+    while (stack.length > 0) {
+      const q = stack.pop()!;
+      if (mark[q] === 1) {
+        reachesEnd = true;
+        continue;
+      }
+      if (mark[q] === 2) return false;
+      if (kind[q] === NfaKind.Byte || kind[q] === NfaKind.Call) {
+        if (out1[q] >= 0) return false;
+        continue; // a trimmed reader or call leads nowhere: no way on
+      }
+      if (kind[q] !== NfaKind.Epsilon) {
+        reachesEnd = true; // the rule's end
+        continue;
+      }
+      for (const next of [out1[q], out2[q]]) {
+        if (next >= 0 && !seen.has(next)) {
+          seen.add(next);
+          stack.push(next);
+        }
+      }
+    }
+    return reachesEnd;
+  };
+  const tail = new Uint8Array(n);
+  for (let q = 0; q < n; q++) {
+    // Only calls' returns are asked for.
+    if (kind[q] !== NfaKind.Call || out1[q] < 0) continue;
+    const ret = out1[q];
+    if (mark[ret] === 0) mark[ret] = isTail(ret) ? 1 : 2;
+    tail[ret] = mark[ret] === 1 ? 1 : 0;
+  }
+  return tail;
 }

@@ -202,7 +202,10 @@ describe("grammar constraint (vLLM's structured_outputs.grammar, guided_grammar)
     expect(refusedWith(() => chat({ guided_grammar: 'root ::= x' }))).toMatchObject({ param: 'guided_grammar', message: expect.stringContaining("undefined rule 'x'") });
     expect(refusedWith(() => completion({ guided_grammar: 'root ::= root "a" | "a"' }))).toMatchObject({ param: 'guided_grammar', message: expect.stringContaining('left recursion') });
     expect(refusedWith(() => completion({ guided_grammar: 'start: "a"' }))).toMatchObject({ param: 'guided_grammar', message: expect.stringContaining('only GBNF') });
-    expect(refusedWith(() => completion({ structured_outputs: { grammar: `root ::= "${'a'.repeat(262_145)}"` } }))).toMatchObject({ param: 'structured_outputs.grammar', message: expect.stringContaining('more than the 262144') });
+    // Its first configuration past the bounds (2^20 return stacks): no pool could follow it, so none is sent it.
+    const pairs = ['root ::= r1 r1', ...Array.from({ length: 19 }, (_, i) => `r${i + 1} ::= r${i + 2} r${i + 2}`), 'r20 ::= "x" | ""'].join('\n');
+    expect(refusedWith(() => completion({ guided_grammar: pairs }))).toMatchObject({ param: 'guided_grammar', code: 'invalid_value', message: expect.stringContaining('configurations in one step') });
+    expect(refusedWith(() => completion({ structured_outputs: { grammar: `root ::= "${'a'.repeat(65_537)}"` } }))).toMatchObject({ param: 'structured_outputs.grammar', message: expect.stringContaining('more than the 65536') });
     // One structured output at a time, and not with ignore_eos.
     expect(refusedWith(() => completion({ structured_outputs: { grammar: GRAMMAR, regex: 'x' } }))).toMatchObject({ param: 'structured_outputs.grammar', message: expect.stringContaining('only use one kind') });
     expect(refusedWith(() => chat({ guided_grammar: GRAMMAR, response_format: { type: 'json_object' } }))).toMatchObject({ message: expect.stringContaining('guided_grammar, response_format') });

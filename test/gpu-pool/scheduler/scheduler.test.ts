@@ -732,6 +732,9 @@ describe('continuous batching', () => {
     expect(refused({ grammar: 'root ::= "a" (' })).toThrow(bad(/^grammar: .*line 1, column 14/));
     expect(refused({ grammar: 'root ::= root "a" | "a"' })).toThrow(bad(/^grammar: left recursion/));
     expect(refused({ grammar: 'root ::= x' })).toThrow(bad("grammar: undefined rule 'x'"));
+    // Past its bounds in its first configuration: a 400, not a 500 after the thread was held for seconds.
+    const pairs = ['root ::= r1 r1', ...Array.from({ length: 19 }, (_, i) => `r${i + 1} ::= r${i + 2} r${i + 2}`), 'r20 ::= "x" | ""'].join('\n');
+    expect(refused({ grammar: pairs })).toThrow(bad(/^grammar: the grammar automaton grew past its limit \(200000 configurations in one step\)/));
     expect(refused({ grammar: 'root ::= "yes"', regex: 'yes' })).toThrow(bad('regex and grammar: one structured output at a time'));
     expect(refused({ grammar: 'root ::= "yes"', choices: ['yes'] })).toThrow(bad('choices and grammar: one structured output at a time'));
     expect(refused({ grammar: 'root ::= "yes"', ignoreEos: true })).toThrow(bad('grammar with ignoreEos'));

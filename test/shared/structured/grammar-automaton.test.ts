@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { seededRandom } from '../../../shared/seeded-random';
-import { AutomatonLimitError, type GrammarAutomaton, compileGrammar } from '../../../shared/structured/grammar-automaton';
+import { AutomatonLimitError, type GrammarAutomaton, MAX_CLOSURE_VISITS, WORK_PER_VISIT, checkGrammar, compileGrammar } from '../../../shared/structured/grammar-automaton';
 import { GrammarSyntaxError } from '../../../shared/structured/grammar-syntax';
 import { compileRegex } from '../../../shared/structured/regex-automaton';
 import { DEAD, type TextAutomaton } from '../../../shared/structured/text-automaton';
@@ -378,6 +378,45 @@ describe('limits', () => {
     const nested = compileGrammar('root ::= "(" root ")" | ""', { maxDfaStates: 50 });
     expect(() => run(nested, '('.repeat(100))).toThrow(AutomatonLimitError);
     expect(run(compileGrammar('root ::= "(" root ")" | ""'), '('.repeat(100) + ')'.repeat(100))).not.toBe(DEAD);
+  });
+
+  it("stops a closure that multiplies as it is built, not after: nullable rules nested in pairs reach 2^23 stacks in the first configuration", () => {
+    const nestedPairs = (depth: number): string => {
+      let text = 'root ::= r1 r1\n';
+      for (let i = 1; i < depth; i++) text += `r${i} ::= r${i + 1} r${i + 1}\n`;
+      return `${text}r${depth} ::= "x" | ""\n`;
+    };
+    // The pool's one thread was held 13-18 s, and a 500 came back ("Set maximum size exceeded"), before the cap.
+    expect(() => checkGrammar(nestedPairs(23))).toThrow(AutomatonLimitError);
+    expect(() => checkGrammar(nestedPairs(23))).toThrow(`${MAX_CLOSURE_VISITS} configurations in one step`);
+    // Shallower, it fits: 2^12 stacks.
+    expect(() => checkGrammar(nestedPairs(12))).not.toThrow();
+  });
+
+  it('charges a visit as WORK_PER_VISIT of building, so a grammar ends within its bounds after about as much time as a regex would', () => {
+    // Each x opens a call that may return to one of two places (2^n stacks after n of them): unbounded, this took 12 s a step.
+    const ambiguous = compileGrammar('root ::= "a" root "b" | "a" root "c" | "d"');
+    const before = ambiguous.workDone;
+    expect(() => run(ambiguous, 'a'.repeat(40))).toThrow(AutomatonLimitError);
+    // Stopped at the automaton's own work bound (40M) or a step's cap, whichever came first: never much past either.
+    expect(ambiguous.workDone - before).toBeLessThanOrEqual(40_000_000 + MAX_CLOSURE_VISITS * WORK_PER_VISIT);
+  });
+
+  it('follows right recursion at a constant cost a byte: a call returning to its rule\'s end keeps no frame', () => {
+    const quoted = compileGrammar('root ::= "\\"" chars "\\""\nchars ::= [a-z ] chars | ""');
+    const start = quoted.workDone;
+    const text = encoder.encode(`"${'ab c'.repeat(5_000)}"`);
+    const end = quoted.follow(0, text, 0, text.length);
+    expect(quoted.accepting(end)).toBe(true);
+    // 20,002 bytes; with a frame per byte each closure walked back through all of them (the 10M bound ran out after ~700).
+    expect(quoted.workDone - start).toBeLessThan(200 * WORK_PER_VISIT);
+    expect(quoted.stateCount).toBeLessThanOrEqual(4);
+    expect(quoted.stackCount).toBeLessThanOrEqual(2);
+    // Right recursion through another rule, and under root itself, as well.
+    const underRoot = compileGrammar('root ::= "x" root | "y"');
+    expect(underRoot.accepting(run(underRoot, 'x'.repeat(10_000) + 'y'))).toBe(true);
+    expect(underRoot.stateCount).toBeLessThanOrEqual(3);
+    expect(run(underRoot, 'x'.repeat(10) + 'yx')).toBe(DEAD);
   });
 
   it('reports its building for the per-request bounds, and follows built states alone with followBuilt', () => {

@@ -140,10 +140,15 @@ describe('refusals, naming what and where', () => {
     expect(() => checkGrammar('root ::= "a"\nunused ::= "x" unused')).not.toThrow();
   });
 
+  it("names a class that matches nothing as such, and reads a file that starts with a byte-order mark", () => {
+    expect(refusal('root ::= [^\\x00-\\U0010FFFF]')).toMatchObject({ message: expect.stringContaining('this class matches no character'), line: 1, column: 10 });
+    expect(() => checkGrammar('\uFEFFroot ::= "a"')).not.toThrow();
+  });
+
   it('refuses a grammar past its bounds: characters, rules, NFA states', () => {
-    expect(refusal(`root ::= "${'a'.repeat(300_000)}"`).message).toContain('more than the 262144');
-    const manyRules = ['root ::= r0', ...Array.from({ length: 10_001 }, (_, i) => `r${i} ::= "a"`)].join('\n');
-    expect(refusal(manyRules).message).toContain('more than 10000 rules');
+    expect(refusal(`root ::= "${'a'.repeat(70_000)}"`).message).toContain('more than the 65536');
+    const manyRules = ['root ::= r0', ...Array.from({ length: 2_001 }, (_, i) => `r${i} ::= "a"`)].join('\n');
+    expect(refusal(manyRules).message).toContain('more than 2000 rules');
     expect(refusal('root ::= ((([a-z]{1000}){100}){10})').message).toContain('too large');
   });
 
