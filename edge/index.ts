@@ -288,7 +288,8 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
 
 // The right path with the wrong method: 405 naming the one it takes, not "no route".
 function methodNotAllowed(path: string, allow: string): void {
-  app.all(path, (c) => errorResponse(new ApiError(405, `${path} takes ${allow}, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow }));
+  // The path as asked (a route's `:id` said as the id sent).
+  app.all(path, (c) => errorResponse(new ApiError(405, `${clipped(c.req.path, 200)} takes ${allow}, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow }));
 }
 for (const path of ['/v1/completions', '/v1/chat/completions', '/v1/responses', '/v1/responses/:id/cancel']) methodNotAllowed(path, 'POST');
 methodNotAllowed('/v1/responses/:id', 'GET, DELETE');

@@ -24,6 +24,8 @@ export interface StoredResponse {
   inputItems: StoredInputItem[];
   /** The conversation it ended, as chat messages (no instructions: they are not carried over). */
   conversation: ChatMessage[];
+  /** The call_ids of the function calls in that conversation: a function_call_output after it answers one of them. */
+  callIds?: string[];
 }
 
 /** KV's smallest expiration. */

@@ -41,12 +41,14 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
   const parsed = parseResponsesBody(raw);
   const previousId = parsed.body.previous_response_id;
   let previous: ChatMessage[] = [];
+  let previousCalls: readonly string[] = [];
   if (previousId) {
     const stored = await store.get(previousId);
     if (stored === null) throw responseNotFound(previousId, 'previous_response_id');
     previous = stored.conversation;
+    previousCalls = stored.callIds ?? [];
   }
-  const translated = translateResponsesRequest(parsed, previous);
+  const translated = translateResponsesRequest(parsed, previous, previousCalls);
   return {
     translated,
     started: startedResponse(id, parsed.body.model, parsed.body, parsed.tools),
@@ -64,7 +66,8 @@ function endedConversation(plan: ResponsesPlan, output: readonly OutputItem[]): 
 /** Stores the finished response where asked (before the reply's last byte); never throws. */
 async function save(plan: ResponsesPlan, response: ResponseObject): Promise<void> {
   if (!plan.store) return;
-  await plan.store.put({ response, inputItems: plan.inputItems, conversation: endedConversation(plan, response.output) });
+  const calls = response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
+  await plan.store.put({ response, inputItems: plan.inputItems, conversation: endedConversation(plan, response.output), callIds: [...plan.translated.callIds, ...calls] });
 }
 
 /** Answers the chat run in the Responses shape: a Response object, or its events. */

@@ -147,8 +147,38 @@ const UNSUPPORTED: Readonly<Record<string, Rule>> = {
   max_tool_calls: { neutral: () => false, hint: 'null' },
 };
 
+/**
+ * Chat's fields that are not the Responses API's, refused by name with
+ * what to send instead: a client ported from chat that sends `max_tokens`
+ * would otherwise get a reply to the end of the context (OpenAI answers
+ * them "Unknown parameter").
+ */
+const CHAT_FIELDS: Readonly<Record<string, string>> = {
+  messages: 'send them as input',
+  max_tokens: 'send max_output_tokens',
+  max_completion_tokens: 'send max_output_tokens',
+  response_format: 'send text.format',
+  logprobs: 'send include: ["message.output_text.logprobs"] with top_logprobs',
+  n: 'a response has one output: send one request per reply',
+  stop: 'the Responses API has no stop sequences: use chat completions for them',
+  frequency_penalty: 'the Responses API has no penalties: use chat completions for them',
+  presence_penalty: 'the Responses API has no penalties: use chat completions for them',
+  logit_bias: 'the Responses API has no logit_bias: use chat completions for it',
+  functions: 'send tools',
+  function_call: 'send tool_choice',
+};
+
 /** The first field the request asks for and this server does not do, refused by name. */
 function rejectUnsupported(body: Record<string, unknown>): void {
+  for (const [name, instead] of Object.entries(CHAT_FIELDS)) {
+    if (body[name] !== undefined && body[name] !== null) {
+      throw badRequest(`${name} is not a field of the Responses API (${instead})`, name, 'unsupported_parameter');
+    }
+  }
+  // As chat's rule: options of a stream on a reply that is not one.
+  if (body.stream_options !== undefined && body.stream_options !== null && body.stream !== true) {
+    throw badRequest('stream_options is only allowed with stream: true.', 'stream_options', 'invalid_value');
+  }
   for (const [name, rule] of Object.entries(UNSUPPORTED)) {
     const value = body[name];
     if (value !== null && value !== undefined && !rule.neutral(value)) {
@@ -236,6 +266,8 @@ export interface TranslatedRequest {
   tools: FunctionTool[];
   /** The previous conversation and this input, as chat messages (no instructions: they are not carried over). */
   conversation: ChatMessage[];
+  /** The call_ids of the function calls in that conversation. */
+  callIds: string[];
 }
 
 /**
@@ -251,8 +283,28 @@ export function parseResponsesBody(raw: unknown): { body: ResponsesRequest; item
   return { body, items, tools };
 }
 
-export function translateResponsesRequest(parsed: { body: ResponsesRequest; items: InputItem[]; tools: FunctionTool[] }, previous: readonly ChatMessage[]): TranslatedRequest {
+/**
+ * The conversation's call_ids, each output checked against the calls made
+ * before it (as OpenAI checks them): a result for no call would be read by
+ * the model as an answer to nothing it asked.
+ */
+function checkedCallIds(items: readonly InputItem[], previousCalls: readonly string[]): string[] {
+  const calls = [...previousCalls];
+  const known = new Set(previousCalls);
+  for (const [i, item] of items.entries()) {
+    if (item.type === 'function_call') {
+      calls.push(item.call_id);
+      known.add(item.call_id);
+    } else if (item.type === 'function_call_output' && !known.has(item.call_id)) {
+      throw badRequest(`No tool call found for function call output with call_id ${clipped(item.call_id, 100)}.`, `input.${i}.call_id`, 'invalid_value');
+    }
+  }
+  return calls;
+}
+
+export function translateResponsesRequest(parsed: { body: ResponsesRequest; items: InputItem[]; tools: FunctionTool[] }, previous: readonly ChatMessage[], previousCalls: readonly string[] = []): TranslatedRequest {
   const { body, items, tools } = parsed;
+  const callIds = checkedCallIds(items, previousCalls);
   const conversation = [...previous, ...items.map(itemMessage)];
   const messages: ChatMessage[] = body.instructions ? [{ role: 'system', content: body.instructions }, ...conversation] : conversation;
   if (messages.length === 0) throw badRequest('input must not be empty', 'input', 'invalid_value');
@@ -285,7 +337,7 @@ export function translateResponsesRequest(parsed: { body: ResponsesRequest; item
     parallel_tool_calls: body.parallel_tool_calls,
     ...(logprobs ? { logprobs: true, top_logprobs: body.top_logprobs ?? 0 } : {}),
   };
-  return { chat, body, items, tools, conversation };
+  return { chat, body, items, tools, conversation, callIds };
 }
 
 /** Chat's fields in errors from the shared path, as the Responses request named them. */

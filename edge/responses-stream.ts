@@ -130,7 +130,16 @@ export class ResponsesStreamFormat implements StreamFormat {
 
   failed(error: ApiError, send: SendFrame): void {
     this.emit(send, 'error', { code: error.code, message: error.message, param: error.param });
-    this.emit(send, 'response.failed', { response: failedResponse(this.started, this.output, error) });
+    this.emit(send, 'response.failed', { response: failedResponse(this.started, this.output.length > 0 ? this.output : this.partialOutput(), error) });
+  }
+
+  /** What was streamed before a failure cut the reply: the item opened, incomplete, with its text so far ("required"'s held text is no call yet: none). */
+  private partialOutput(): OutputItem[] {
+    const s = this.streaming;
+    const text = this.parts.join('');
+    if (s.kind === 'message') return [messageItem(s.id, 'incomplete', [outputText(text, outputLogprobs(this.formatter, this.tokens))])];
+    if (s.kind === 'call') return [functionCallItem(s.id, s.callId, s.name, text, 'incomplete')];
+    return [];
   }
 
   close(): void {

@@ -41,8 +41,8 @@ const chatForm = z.object({
   messages: z.array(chatMessageSchema).min(1, 'messages must not be empty'),
   // The template here always ends in the assistant's turn, as a chat completion's prompt does: other values would
   // count a prompt that no chat request can send.
-  add_generation_prompt: z.literal(true, { error: 'add_generation_prompt: only true is served (the chat template ends in the assistant turn)' }).nullish(),
-  continue_final_message: z.literal(false, { error: 'continue_final_message: only false is served' }).nullish(),
+  add_generation_prompt: z.literal(true, { error: 'only true is served (the chat template ends in the assistant turn)' }).nullish(),
+  continue_final_message: z.literal(false, { error: 'only false is served' }).nullish(),
   /** The chat template places BOS itself (docs/chat-template.md); either value gives the chat completion's ids. */
   add_special_tokens: z.boolean().nullish(),
   /** Taken as chat takes them: the template renders no tools, so they add no tokens. */

@@ -144,7 +144,7 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(outside.status).toBe(400);
     expect(outside.json.error).toMatchObject({ param: 'tokens.1', code: 'invalid_value' });
     expect((await post('/tokenize', { model: 'gpt-4o', prompt: 'x' })).json.error?.code).toBe('model_not_found');
-    expect((await post('/tokenize', { messages: [{ role: 'user', content: 'x' }], add_generation_prompt: false })).json.error?.param).toBe('add_generation_prompt');
+    expect((await post('/tokenize', { messages: [{ role: 'user', content: 'x' }], add_generation_prompt: false })).json.error).toMatchObject({ param: 'add_generation_prompt', message: 'add_generation_prompt: only true is served (the chat template ends in the assistant turn)' });
     expect((await post('/tokenize', { prompt: 'x' }, null)).status).toBe(401);
     expect((await fetch(`${stack.edgeUrl}/tokenize`, { headers: { authorization: `Bearer ${stack.devKey}` } })).status).toBe(405);
   });

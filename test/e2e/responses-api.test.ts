@@ -153,6 +153,9 @@ describe('Responses API on the edge', () => {
     expect(cancel.status).toBe(400);
     const wrongMethod = await fetch(`${stack.edgeUrl}/v1/responses`, { method: 'GET', headers: { authorization: `Bearer ${stack.devKey}` } });
     expect(wrongMethod.status).toBe(405);
+    // The path as asked, not the route's pattern.
+    const wrongOnId = await fetch(`${stack.edgeUrl}/v1/responses/${cut.id}`, { method: 'PUT', headers: { authorization: `Bearer ${stack.devKey}` } });
+    expect([wrongOnId.status, ((await wrongOnId.json()) as { error: { message: string } }).error.message]).toEqual([405, `/v1/responses/${cut.id} takes GET, DELETE, not PUT.`]);
   });
 
   it('cancels the generation at the pool when a client aborts a stream, and frees its slot: a one-slot key runs its next request', async () => {

@@ -95,6 +95,17 @@ describe('Responses request → chat request', () => {
     expect(refusal({ input: 'x', tools: [{ type: 'function', name: 'f' }, { type: 'web_search' }] }).param).toBe('tools.1.type');
     expect(refusal({ input: [{ role: 'user', content: 'a' }, { role: 'user', content: [{ type: 'input_image', image_url: 'x' }] }] })).toMatchObject({ param: 'input.1.content.0.type', code: 'unsupported_parameter' });
     expect(refusal({ input: [{ type: 'reasoning', summary: [] }] })).toMatchObject({ param: 'input.0.type', code: 'unsupported_parameter' });
+    // Chat's fields are not the Responses API's: said with what to send instead, not dropped (max_tokens ran to the context's end).
+    expect(refusal({ input: 'x', max_tokens: 3 })).toMatchObject({ param: 'max_tokens', code: 'unsupported_parameter', message: expect.stringContaining('send max_output_tokens') });
+    expect(refusal({ input: 'x', response_format: { type: 'json_object' } })).toMatchObject({ param: 'response_format', message: expect.stringContaining('send text.format') });
+    for (const field of ['stop', 'n', 'frequency_penalty', 'logprobs', 'messages']) expect(refusal({ input: 'x', [field]: 1 }).param).toBe(field);
+    expect(refusal({ input: 'x', stream_options: { include_obfuscation: true } })).toMatchObject({ param: 'stream_options', message: 'stream_options is only allowed with stream: true.' });
+    expect(() => translate({ input: 'x', stream: true, stream_options: { include_obfuscation: false }, max_tokens: null })).not.toThrow();
+    // A function's output answers a call made before it: in this input, or earlier in the chain.
+    expect(refusal({ input: [{ type: 'function_call_output', call_id: 'call_nowhere', output: 'sunny' }] })).toMatchObject({ param: 'input.0.call_id', message: 'No tool call found for function call output with call_id call_nowhere.' });
+    expect(refusal({ input: [{ type: 'function_call_output', call_id: 'call_2', output: 'x' }, { type: 'function_call', call_id: 'call_2', name: 'f', arguments: '{}' }] }).param).toBe('input.0.call_id');
+    const chained = translateResponsesRequest(parseResponsesBody({ model: 'm', input: [{ type: 'function_call_output', call_id: 'call_1', output: 'sunny' }] }), [], ['call_1']);
+    expect(chained.callIds).toEqual(['call_1']);
     // Neutral values pass.
     expect(() => translate({ input: 'x', background: false, truncation: 'disabled', reasoning: { effort: null }, text: { verbosity: 'medium' } })).not.toThrow();
   });

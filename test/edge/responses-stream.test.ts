@@ -120,4 +120,20 @@ describe('Responses API events', () => {
       { type: 'response.failed', response: { status: 'failed', error: { code: 'pool_unavailable', message: 'every pool is gone' } } },
     ]);
   });
+
+  it('keeps what was streamed before a failure in response.failed: the item opened, incomplete, with its text so far', () => {
+    const frames: string[] = [];
+    const send = (f: string): void => void frames.push(f);
+    const format = new ResponsesStreamFormat(started(), meta, async () => undefined);
+    format.begin(send);
+    format.piece(0, piece('Once upon'), send);
+    format.piece(0, piece(' a time'), send);
+    format.failed(new ApiError(503, 'cut off after 2 tokens', 'service_unavailable', 'pool_unavailable'), send);
+    const events = frames.map((f) => JSON.parse(f.split('\n')[1].slice(6)) as Event);
+    const itemId = (events.find((e) => e.type === 'response.output_item.added')!.item as { id: string }).id;
+    expect(events.at(-1)).toMatchObject({
+      type: 'response.failed',
+      response: { status: 'failed', output: [{ type: 'message', id: itemId, status: 'incomplete', content: [{ type: 'output_text', text: 'Once upon a time' }] }] },
+    });
+  });
 });
