@@ -17,7 +17,7 @@ import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustmen
 import { DEAD, TextLanguage, TextMasks } from '../verify/text-masks';
 import { AutomatonLimitError, compileRegex, RegexSyntaxError } from '../../shared/structured/regex-automaton';
 import { compileGrammar, GrammarSyntaxError } from '../../shared/structured/grammar-automaton';
-import type { TextAutomaton } from '../../shared/structured/text-automaton';
+import type { LazyDfa, MemberSet } from '../../shared/structured/lazy-dfa';
 import type { TokenTexts } from '../verify/token-texts';
 import { RecentMedian } from '../budget/recent-median';
 import type { PoolMetrics } from '../metrics/pool-metrics';
@@ -41,16 +41,14 @@ export interface SchedulerLimits {
 /** Steps the busy hint's step time is the median of. */
 const STEP_MS_SAMPLES = 15;
 /** Regex and grammar languages kept (with the ids allowed at their states) for the requests that send the same one again, and their DFA states in all, at most. */
-const REGEX_LANGUAGES = 16;
-const REGEX_LANGUAGE_STATES = 40_000;
+const KEPT_LANGUAGES = 16;
+const KEPT_LANGUAGE_STATES = 40_000;
 
 /** The structured outputs a pool compiles to a lazy automaton, shared by the requests that send the same text. */
 type CompiledKind = 'regex' | 'grammar';
 /** Which field a structured output came in (its errors and its metric name it). */
 type StructuredKind = 'choices' | CompiledKind;
 
-/** A kept language's automaton: built as texts go, with its share of its limits used. */
-type LazyAutomaton = TextAutomaton & { readonly used: number; readonly stateCount: number };
 
 export interface AdmissionOptions<S extends RunnerSequence> {
   runner: BatchRunner<S>;
@@ -91,7 +89,7 @@ export class Admission<S extends RunnerSequence> {
   private readonly eos: Set<number>;
   private readonly tokenTexts: TokenTexts | null;
   /** Regex and grammar languages by kind and text (compiledKey), least recently used first. */
-  private readonly languages = new Map<string, { language: TextLanguage; automaton: LazyAutomaton }>();
+  private readonly languages = new Map<string, { language: TextLanguage; automaton: LazyDfa<MemberSet> }>();
   /** For its two ends (called through it: see AdmissionOptions). */
   private readonly options: AdmissionOptions<S>;
 
@@ -113,9 +111,9 @@ export class Admission<S extends RunnerSequence> {
    * before it (the prompt's last before any resumed output) is BOS, as the
    * edge's decoder prints it. A regex's or grammar's language is shared with
    * the generations that ask for the same one (kept for the last
-   * REGEX_LANGUAGES texts).
+   * KEPT_LANGUAGES texts).
    */
-  private textMasks(request: GenerateRequest, prompt: readonly number[], resumed: number): TextMasks | undefined {
+  private textMasks(request: GenerateRequest, prompt: readonly number[], resumed: number): { masks: TextMasks; kind: StructuredKind } | undefined {
     const kinds = structuredKinds(request);
     if (kinds.length === 0) return undefined;
     const field = kinds[0];
@@ -128,8 +126,8 @@ export class Admission<S extends RunnerSequence> {
     if (request.ignoreEos) throw new AdmissionError('bad_request', `${field} with ignoreEos: a structured output ends at the end token, which ignoreEos would not stop at`);
     const before = prompt.length - resumed - 1;
     const firstAfterBos = before >= 0 && prompt[before] === texts.bosId;
-    if (field === 'choices') return TextMasks.ofChoices(request.choices!, texts, [...this.eos], firstAfterBos);
-    return new TextMasks(this.compiledLanguage(field, field === 'regex' ? request.regex! : request.grammar!, texts), firstAfterBos);
+    if (field === 'choices') return { masks: TextMasks.ofChoices(request.choices!, texts, [...this.eos], firstAfterBos), kind: field };
+    return { masks: new TextMasks(this.compiledLanguage(field, field === 'regex' ? request.regex! : request.grammar!, texts), firstAfterBos), kind: field };
   }
 
   private compiledLanguage(kind: CompiledKind, text: string, texts: TokenTexts): TextLanguage {
@@ -148,7 +146,7 @@ export class Admission<S extends RunnerSequence> {
         return cached.language;
       }
     }
-    let automaton: LazyAutomaton;
+    let automaton: LazyDfa<MemberSet>;
     try {
       automaton = kind === 'regex' ? compileRegex(text) : compileGrammar(text);
     } catch (err) {
@@ -174,7 +172,7 @@ export class Admission<S extends RunnerSequence> {
     let states = 0;
     for (const kept of languages.values()) states += kept.automaton.stateCount;
     for (const [oldest, kept] of languages) {
-      if (languages.size <= 1 || (languages.size <= REGEX_LANGUAGES && states <= REGEX_LANGUAGE_STATES)) break;
+      if (languages.size <= 1 || (languages.size <= KEPT_LANGUAGES && states <= KEPT_LANGUAGE_STATES)) break;
       languages.delete(oldest);
       states -= kept.automaton.stateCount;
     }
@@ -227,9 +225,9 @@ export class Admission<S extends RunnerSequence> {
     for (let i = 0; i < badWords.length; i++) checkInVocabulary(`badWords[${i}]`, badWords[i], vocab);
     const endIds = generationEndIds(this.eos, request.ignoreEos, stopTokenIds);
     if (allowed && request.maxTokens > 0) checkSomethingAllowed(allowed, badWords, request.minTokens > 0 ? endIds : null);
-    const text = this.textMasks(request, prompt, resumed);
-    const textKind = structuredKinds(request)[0] ?? 'regex';
-    if (text && request.maxTokens > 0) checkTextAllowsSomething(text, textKind, prompt.slice(prompt.length - resumed), allowed, badWords, request.minTokens > resumed ? endIds : null);
+    const structured = this.textMasks(request, prompt, resumed);
+    const text = structured?.masks;
+    if (structured && request.maxTokens > 0) checkTextAllowsSomething(structured.masks, structured.kind, prompt.slice(prompt.length - resumed), allowed, badWords, request.minTokens > resumed ? endIds : null);
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this;
     if (reserved > limits.maxTotalTokens) {
@@ -290,7 +288,7 @@ export class Admission<S extends RunnerSequence> {
       for (let i = prompt.length - resumed; i < prompt.length; i++) adjustments.observe(prompt[i]);
       gen.adjustments = adjustments;
     }
-    if (text) this.metrics.structuredOutputs.inc({ kind: textKind });
+    if (structured) this.metrics.structuredOutputs.inc({ kind: structured.kind });
     if (resumed > 0) {
       this.metrics.resumedGenerations.inc();
       this.metrics.resumedOutputTokens.inc(resumed);

@@ -171,16 +171,24 @@ export class TextMasks {
   /** One emitted token joins the output. */
   observe(token: number): void {
     this.begin();
-    this.outputState = this.next(this.outputState, token);
-    this.charge();
+    try {
+      this.outputState = this.next(this.outputState, token);
+    } finally {
+      this.end();
+    }
+    this.check();
   }
 
   /** The state at a node whose path from the root carries `rowTokens[path[0..depth)]`. */
   stateAt(rowTokens: ArrayLike<number>, path: ArrayLike<number>, depth: number): number {
     this.begin();
     let state = this.outputState;
-    for (let i = 0; i < depth && state !== DEAD; i++) state = this.next(state, rowTokens[path[i]]);
-    this.charge();
+    try {
+      for (let i = 0; i < depth && state !== DEAD; i++) state = this.next(state, rowTokens[path[i]]);
+    } finally {
+      this.end();
+    }
+    this.check();
     return state;
   }
 
@@ -188,8 +196,12 @@ export class TextMasks {
   stateAfter(ids: ArrayLike<number>): number {
     this.begin();
     let state = this.outputState;
-    for (let i = 0; i < ids.length && state !== DEAD; i++) state = this.next(state, ids[i]);
-    this.charge();
+    try {
+      for (let i = 0; i < ids.length && state !== DEAD; i++) state = this.next(state, ids[i]);
+    } finally {
+      this.end();
+    }
+    this.check();
     return state;
   }
 
@@ -203,7 +215,9 @@ export class TextMasks {
   /**
    * The state after a draft token: built where the drafts' own budget
    * allows (not charged to the request: see REQUEST_MAX_WORK), over the
-   * states already built alone past it.
+   * states already built alone past it. A token whose building runs past
+   * that budget is an AutomatonLimitError, stopped as it builds (the
+   * drafts are then cut over the states built).
    */
   afterForDraft(state: number, token: number): number {
     if (state === NOT_BUILT) return NOT_BUILT;
@@ -211,26 +225,38 @@ export class TextMasks {
     if (automaton.workDone === undefined) return this.next(state, token);
     if (this.draftWork >= DRAFT_MAX_WORK) return this.afterBuilt(state, token);
     const before = automaton.workDone;
-    const next = this.next(state, token);
-    this.draftWork += automaton.workDone - before;
-    return next;
+    automaton.setWorkBudget?.(DRAFT_MAX_WORK - this.draftWork, DRAFT_MAX_WORK);
+    try {
+      return this.next(state, token);
+    } finally {
+      automaton.clearWorkBudget?.();
+      this.draftWork += automaton.workDone - before;
+    }
   }
 
+  /** A call begins: what it builds is bounded by what is left of the request's own bound, as it builds. */
   private begin(): void {
     const { automaton } = this.language;
     this.workBefore = automaton.workDone ?? 0;
     this.statesBefore = automaton.stateCount ?? 0;
+    automaton.setWorkBudget?.(this.bounds.work - this.work, this.bounds.work);
   }
 
-  /** Charges what the call since begin() built to this request; past its bounds, the request ends (AutomatonLimitError). */
-  private charge(): void {
+  /** A call ended (or threw): what it built is this request's. */
+  private end(): void {
     const { automaton } = this.language;
+    automaton.clearWorkBudget?.();
     if (automaton.workDone === undefined) return;
     this.work += automaton.workDone - this.workBefore;
     this.states += (automaton.stateCount ?? 0) - this.statesBefore;
-    const what = automaton.what ?? 'structured output';
+  }
+
+  /** Past its bounds, the request ends (AutomatonLimitError). */
+  private check(): void {
+    if (this.work <= this.bounds.work && this.states <= this.bounds.states) return;
+    const what = this.language.automaton.what ?? 'structured output';
     if (this.work > this.bounds.work) throw new AutomatonLimitError(this.bounds.work, what, 'steps of building');
-    if (this.states > this.bounds.states) throw new AutomatonLimitError(this.bounds.states, what);
+    throw new AutomatonLimitError(this.bounds.states, what);
   }
 
   /** The state of the output so far. */
@@ -249,9 +275,14 @@ export class TextMasks {
   /** The ids allowed at `state`, ascending (owned by the language, not to be modified). */
   allowedAt(state: number): Int32Array {
     this.begin();
-    const { allowed } = this.idsAt(state);
-    this.charge();
-    return allowed;
+    let ids: StateIds;
+    try {
+      ids = this.idsAt(state);
+    } finally {
+      this.end();
+    }
+    this.check();
+    return ids.allowed;
   }
 
   /**
@@ -261,8 +292,14 @@ export class TextMasks {
    */
   mask(out: Float32Array, state: number, kept: Float32Array): void {
     this.begin();
-    const { allowed, banned } = this.idsAt(state);
-    this.charge();
+    let ids: StateIds;
+    try {
+      ids = this.idsAt(state);
+    } finally {
+      this.end();
+    }
+    this.check();
+    const { allowed, banned } = ids;
     if (banned !== null) {
       for (let i = 0; i < banned.length; i++) out[banned[i]] = -Infinity;
       return;

@@ -8,7 +8,7 @@
  */
 
 import type { CodePointSet } from './code-point-set';
-import type { GrammarNode } from './grammar-syntax';
+import type { ExpressionNode, RuleReference } from './expression-node';
 import { RegexSyntaxError, type RegexNode } from './regex-syntax';
 import { utf8Sequences } from './utf8-sequences';
 
@@ -77,7 +77,7 @@ export class NfaBuilder {
   }
 
   /** The start of `node`'s states, built to continue at `next` (built back to front: no patching). */
-  compile(node: GrammarNode, next: number): number {
+  compile(node: ExpressionNode<RuleReference>, next: number): number {
     // Two compiles a state at most in any pattern that adds states; past that, the work is repeats of nothing.
     if (++this.compiled > 2 * this.maxStates) throw new RegexTooLargeError(this.maxStates);
     switch (node.kind) {
@@ -129,7 +129,7 @@ export class NfaBuilder {
     return this.either(starts);
   }
 
-  private repeat(item: GrammarNode, min: number, max: number, next: number): number {
+  private repeat(item: ExpressionNode<RuleReference>, min: number, max: number, next: number): number {
     let tail: number;
     if (max === Infinity) {
       const loop = this.add(NfaKind.Epsilon, 0, 0, -1, next);

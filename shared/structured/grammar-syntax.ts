@@ -27,16 +27,10 @@
  */
 
 import { type CodePointSet, MAX_CODE_POINT, complementSet, normalizeSet, setOf } from './code-point-set';
+import type { ExpressionNode, RuleReference } from './expression-node';
 
-export type GrammarNode =
-  | { readonly kind: 'empty' }
-  | { readonly kind: 'chars'; readonly set: CodePointSet }
-  | { readonly kind: 'concat'; readonly items: readonly GrammarNode[] }
-  | { readonly kind: 'alternation'; readonly items: readonly GrammarNode[] }
-  /** `max` is Infinity for an unbounded repeat. */
-  | { readonly kind: 'repeat'; readonly item: GrammarNode; readonly min: number; readonly max: number }
-  /** A reference to rule number `rule` (an index into Grammar.rules). */
-  | { readonly kind: 'ref'; readonly rule: number };
+/** A rule's body: a regex's tree with references to rules (RuleReference: an index into Grammar.rules). */
+export type GrammarNode = ExpressionNode<RuleReference>;
 
 export interface GrammarRule {
   readonly name: string;

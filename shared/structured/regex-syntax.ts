@@ -28,15 +28,10 @@
  * `{m,n}` with m > n, ranges whose start is above their end.
  */
 
+import type { ExpressionNode } from './expression-node';
 import { type CodePointSet, MAX_CODE_POINT, complementSet, normalizeSet, setOf } from './code-point-set';
 
-export type RegexNode =
-  | { readonly kind: 'empty' }
-  | { readonly kind: 'chars'; readonly set: CodePointSet }
-  | { readonly kind: 'concat'; readonly items: readonly RegexNode[] }
-  | { readonly kind: 'alternation'; readonly items: readonly RegexNode[] }
-  /** `max` is Infinity for an unbounded repeat. */
-  | { readonly kind: 'repeat'; readonly item: RegexNode; readonly min: number; readonly max: number };
+export type RegexNode = ExpressionNode;
 
 /** A pattern the regex language cannot take; `position` is its index (UTF-16) in the pattern. */
 export class RegexSyntaxError extends Error {

@@ -29,6 +29,9 @@ export interface TextAutomaton {
    * built alone (UNBUILT past them). Absent: nothing is built on the way.
    */
   readonly workDone?: number;
+  /** Bounds the calls that follow at `budget` more building work (AutomatonLimitError naming `limit` past it), until clearWorkBudget. */
+  setWorkBudget?(budget: number, limit: number): void;
+  clearWorkBudget?(): void;
   /** What it follows, as a limit's error names it ('regex', 'grammar'). */
   readonly what?: string;
   readonly stateCount?: number;

@@ -144,6 +144,19 @@ describe('a request\'s bounds on its language\'s automaton', () => {
     expect(() => walk(alone, text)).toThrow(/the regex automaton grew past its limit/);
   });
 
+  it("stop a call as it builds past them, not after it: a state's ids follow every token, which once ran to the automaton's own bound (4 times the request's)", () => {
+    // A small first configuration (the edge's check passes it); each byte after it builds a closure of ~190,000 pairs.
+    const y = `y ::= "" | ${Array.from({ length: 1000 }, (_, i) => `"k${i}"`).join(' | ')}`;
+    const automaton = compileGrammar(`root ::= . x\nx ::= ${Array.from({ length: 95 }, () => 'y').join(' ')} "z"\n${y}`);
+    const masks = new TextMasks(new TextLanguage(automaton, texts, [END]), false);
+    expect(() => masks.allowedAt(masks.state)).toThrow(/the grammar automaton grew past its limit \(10000000 steps of building\)/);
+    // Stopped at the request's bound (REQUEST_MAX_WORK, 10M), past it by one step's read at most, not at the automaton's 40M.
+    expect(automaton.workDone).toBeLessThan(20_000_000);
+    // The budget is the call's alone: a later request on the same language starts with its own.
+    const next = new TextMasks(new TextLanguage(automaton, texts, [END]), false, { work: 1_000, states: 100_000 });
+    expect(() => next.allowedAt(next.state)).toThrow(/\(1000 steps of building\)/);
+  });
+
   it("name what grew past them in the error the client reads: a grammar's as a grammar's", () => {
     const grammar = new TextMasks(new TextLanguage(compileGrammar('root ::= [a-z ] root | "x"'), texts, [END]), false, { work: 10, states: 100_000 });
     expect(() => walk(grammar, text)).toThrow(/the grammar automaton grew past its limit \(10 steps of building\)/);

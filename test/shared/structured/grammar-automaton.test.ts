@@ -397,9 +397,22 @@ describe('limits', () => {
     // Each x opens a call that may return to one of two places (2^n stacks after n of them): unbounded, this took 12 s a step.
     const ambiguous = compileGrammar('root ::= "a" root "b" | "a" root "c" | "d"');
     const before = ambiguous.workDone;
+    const started = performance.now();
     expect(() => run(ambiguous, 'a'.repeat(40))).toThrow(AutomatonLimitError);
-    // Stopped at the automaton's own work bound (40M) or a step's cap, whichever came first: never much past either.
+    // Stopped at the automaton's own work bound (40M) or a step's cap, whichever came first: never much past either,
+    // and, a visit counted as WORK_PER_VISIT, within the time a regex's bound allows (~0.2-0.5 s here; 12 s a step before).
     expect(ambiguous.workDone - before).toBeLessThanOrEqual(40_000_000 + MAX_CLOSURE_VISITS * WORK_PER_VISIT);
+    expect(performance.now() - started).toBeLessThan(3_000);
+  });
+
+  it('finds the tail calls in time linear in the grammar: many calls returning into one long chain of optional nothing', () => {
+    // Walked forwards from each of the 3,000 returns, the chain of ~48,000 Epsilon states took 11 s (122 s at the bounds).
+    const chained = `root ::= (${Array.from({ length: 3000 }, () => 'x""?').join('|')}) ${Array.from({ length: 12 }, () => '""{0,2000}').join(' ')}\nx ::= "a"`;
+    const started = performance.now();
+    const automaton = compileGrammar(chained);
+    expect(performance.now() - started).toBeLessThan(3_000);
+    expect(automaton.accepting(run(automaton, 'a'))).toBe(true);
+    expect(run(automaton, 'aa')).toBe(DEAD);
   });
 
   it('follows right recursion at a constant cost a byte: a call returning to its rule\'s end keeps no frame', () => {

@@ -1,0 +1,17 @@
+/**
+ * The tree a regex or a grammar rule parses to, which byte-nfa.ts compiles:
+ * one shape for both, a grammar's adding references to its rules.
+ */
+import type { CodePointSet } from './code-point-set';
+
+export type ExpressionNode<Extra = never> =
+  | { readonly kind: 'empty' }
+  | { readonly kind: 'chars'; readonly set: CodePointSet }
+  | { readonly kind: 'concat'; readonly items: readonly ExpressionNode<Extra>[] }
+  | { readonly kind: 'alternation'; readonly items: readonly ExpressionNode<Extra>[] }
+  /** `max` is Infinity for an unbounded repeat. */
+  | { readonly kind: 'repeat'; readonly item: ExpressionNode<Extra>; readonly min: number; readonly max: number }
+  | Extra;
+
+/** A grammar's reference to rule number `rule` (an index into its rules). */
+export type RuleReference = { readonly kind: 'ref'; readonly rule: number };
