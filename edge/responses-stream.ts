@@ -22,11 +22,15 @@ import {
   outputLogprobs,
   outputText,
   type OutputItem,
+  type OutputLogprob,
   type ResponseObject,
 } from './responses-format';
 import type { SendFrame, StreamFormat } from './sse-response';
-import type { SourcedText, TokenLogprob } from './token-text';
+import type { SourcedText } from './token-text';
 import type { ToolCallMode } from './tool-calls';
+
+/** A piece's log-probabilities where none were asked (never added to). */
+const NO_LOGPROBS: readonly OutputLogprob[] = [];
 
 /** The item being streamed as it comes: the message, or a named function's call. */
 type Streaming = { kind: 'message'; id: string } | { kind: 'call'; id: string; callId: string; name: string } | { kind: 'held' };
@@ -37,7 +41,8 @@ export class ResponsesStreamFormat implements StreamFormat {
   private readonly mode: ToolCallMode | null;
   private readonly formatter: LogprobsFormatter | undefined;
   private readonly parts: string[] = [];
-  private readonly tokens: TokenLogprob[] = [];
+  /** The text's log-probabilities as sent, each token's formatted once (asked for: else none kept). */
+  private readonly logprobs: OutputLogprob[] = [];
   private output: OutputItem[] = [];
   private finishReason = 'stop';
 
@@ -72,12 +77,13 @@ export class ResponsesStreamFormat implements StreamFormat {
 
   piece(_index: number, segments: SourcedText[], send: SendFrame): void {
     const text = joinText(segments);
-    const tokens = tokensOf(segments);
+    const logprobs = this.formatter ? outputLogprobs(this.formatter, tokensOf(segments)) : NO_LOGPROBS;
     this.parts.push(text);
-    for (const t of tokens) this.tokens.push(t);
+    for (const entry of logprobs) this.logprobs.push(entry);
     const s = this.streaming;
-    if (s.kind === 'message' && (text !== '' || tokens.length > 0)) {
-      this.emit(send, 'response.output_text.delta', { item_id: s.id, output_index: 0, content_index: 0, delta: text, logprobs: outputLogprobs(this.formatter, tokens) });
+    // A piece of no text (a character's first bytes) still says its tokens' log-probabilities where asked.
+    if (s.kind === 'message' && (text !== '' || logprobs.length > 0)) {
+      this.emit(send, 'response.output_text.delta', { item_id: s.id, output_index: 0, content_index: 0, delta: text, logprobs });
     } else if (s.kind === 'call' && text !== '') {
       this.emit(send, 'response.function_call_arguments.delta', { item_id: s.id, output_index: 0, delta: text });
     }
@@ -86,7 +92,7 @@ export class ResponsesStreamFormat implements StreamFormat {
   finished(_index: number, summary: CompletionSummary, send: SendFrame): void {
     this.finishReason = summary.finishReason;
     const text = this.parts.join('');
-    const logprobs = outputLogprobs(this.formatter, this.tokens);
+    const logprobs = this.logprobs;
     const status = itemStatus(summary.finishReason);
     const s = this.streaming;
     if (s.kind === 'message') {
@@ -137,7 +143,7 @@ export class ResponsesStreamFormat implements StreamFormat {
   private partialOutput(): OutputItem[] {
     const s = this.streaming;
     const text = this.parts.join('');
-    if (s.kind === 'message') return [messageItem(s.id, 'incomplete', [outputText(text, outputLogprobs(this.formatter, this.tokens))])];
+    if (s.kind === 'message') return [messageItem(s.id, 'incomplete', [outputText(text, this.logprobs)])];
     if (s.kind === 'call') return [functionCallItem(s.id, s.callId, s.name, text, 'incomplete')];
     return [];
   }
