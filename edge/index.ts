@@ -249,14 +249,17 @@ function responseStore(c: Context<AppEnv>): ResponseStore {
 
 // OpenAI's Responses API, run as the chat completion it amounts to (responses-request.ts): chat's limits, cache and path.
 app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
+  // Set once the body is planned: the errors after it are the chat path's, in chat's words. The plan's own already
+  // name the Responses request's fields (a `response_format` sent was refused as "text.format is not a field").
+  let planned = false;
   try {
     return await complete(c, async (body) => {
       const plan = await planResponse(body, responseStore(c), responseId(c.get('requestHex')));
+      planned = true;
       return { parsed: { kind: 'chat', body: plan.translated.chat }, answer: responsesAnswerer(plan) };
     });
   } catch (err) {
-    // The chat path's errors name chat's fields: said in the Responses request's.
-    throw inResponsesTerms(err);
+    throw planned ? inResponsesTerms(err) : err;
   }
 });
 

@@ -141,10 +141,15 @@ describe('Responses API on the edge', () => {
       [{ tools: [{ type: 'web_search' }] }, 'tools.0.type'],
       [{ input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'https://x/y.png' }] }] }, 'input.0.content.0.type'],
       [{ include: ['reasoning.encrypted_content'] }, 'include.0'],
+      // Chat's fields, named as sent (not renamed to the Responses field they should have been).
+      [{ response_format: { type: 'json_object' } }, 'response_format'],
+      [{ max_completion_tokens: 5 }, 'max_completion_tokens'],
+      [{ messages: [{ role: 'user', content: 'hi' }] }, 'messages'],
     ] as const) {
       const err = await client.responses.create({ model, input: PROMPT, ...params } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((e: unknown) => e);
       expect(err, param).toBeInstanceOf(OpenAI.BadRequestError);
       expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe(param);
+      expect((err as InstanceType<typeof OpenAI.BadRequestError>).message, param).toContain(param);
     }
     // The chat path's checks name the Responses field.
     const tooMany = await client.responses.create({ model, input: PROMPT, max_output_tokens: 100_000 }).catch((e: unknown) => e);
