@@ -3,10 +3,11 @@
  * sends): completions and chat, streamed or not, n > 1, stops, logprobs,
  * echo, penalties, vLLM's min_p / min_tokens / ignore_eos / stop_token_ids /
  * allowed_token_ids / truncate_prompt_tokens / prompt_logprobs /
- * return_tokens_as_token_ids / bad_words / structured outputs (choice, regex, json, json_object; guided_*; response_format) /
+ * return_tokens_as_token_ids / bad_words / structured outputs (choice, regex, json, json_object, GBNF grammar; guided_*; response_format) /
  * return_token_ids / truncation_side / priority 0 / cache_salt, a completion
- * without max_tokens, and broken ones, from many clients at once, a quarter
- * of them hanging up early. It checks what a user relies on:
+ * without max_tokens, OpenAI's Responses API (edge-soak-responses.ts: whole,
+ * streamed, paired, chained, read back), and broken ones, from many clients
+ * at once, a quarter of them hanging up early. It checks what a user relies on:
  *
  * - no 5xx other than 503 `pool_unavailable` with Retry-After (every pool
  *   busy or gone), and 429s carry Retry-After;
@@ -15,11 +16,23 @@
  * - the same request with speculation off and auto (seeded where sampled)
  *   gives the same text, finish reasons and token ids; streamed and whole, the same;
  * - a choice constraint's text is one of the choices (the start of one where cut);
+ *   a grammar's a sentence of the grammar (the start of one where cut), checked
+ *   by its automaton; a regex's or schema's a match;
+ * - a Responses reply is a Response object (resp_ id, completed or incomplete
+ *   for max_output_tokens, well-formed items, usage total = input + output);
+ *   a stream is OpenAI's events, `event:` its JSON's type, sequence numbers
+ *   without gaps, deltas joining to the final object's text, ending
+ *   response.completed or .incomplete (no error, no [DONE]); text.format's
+ *   and a forced function's output as promised; a stored response is read
+ *   back the same and chained from, one not stored is a 404; speculation
+ *   off and auto say the same;
  * - return_token_ids' ids agree with usage and log-probabilities, and a
  *   stream's concatenate to the whole reply's;
  * - a completion without max_tokens stops at 16 tokens;
  * - truncation_side keeps the prompt's first or last truncate_prompt_tokens ids;
- * - a field refused (vLLM's not served, or out of range) is a 400 naming it;
+ * - a field refused (vLLM's not served, or out of range; a broken grammar; on
+ *   the Responses API chat's max_tokens, an unknown item type, an output for
+ *   no call) is a 400 naming it;
  * - when the soak stops, the key is served again within its in-flight lease
  *   (clients that hung up hold no slot for good).
  */
@@ -27,6 +40,7 @@ import { seededRandom } from '../../shared/seeded-random';
 import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
 import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
+import { responsesAction } from './edge-soak-responses';
 import { choiceProblem, structuredOf, structuredProblem, toolCallsProblem, type ToolChoice, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from './soak-checks';
 
 export interface EdgeSoakOptions {
@@ -61,8 +75,20 @@ const SOAK_TOOLS = [
   { type: 'function', function: { name: 'ping' } },
 ] as const;
 
-/** Bodies' fields for a regex, a schema or JSON mode, each in one of the forms a client sends it. */
-const STRUCTURED_SHAPES: ReadonlyArray<(chat: boolean) => Body> = [
+/**
+ * GBNF grammars (docs/edge.md): a recursive one (nested brackets, an
+ * arithmetic language), a list of words, characters of several bytes in
+ * literals and a class.
+ */
+const SOAK_GRAMMARS: readonly string[] = [
+  'root ::= pair+\npair ::= "(" pair* ")" | "[" pair* "]"',
+  'root ::= expr\nexpr ::= term ([+-] term)*\nterm ::= factor ([*/] factor)*\nfactor ::= [0-9]{1,3} | "(" expr ")"',
+  '# a list of words\nroot ::= word (", " word){0,5} "."\nword ::= "Lily" | "Tom" | "cat" | "dog" | "little girl"',
+  'root ::= (item " "?){1,6}\nitem ::= "日本" | "🙂" | [à-ö] | "é"+',
+];
+
+/** Bodies' fields for a regex, a schema, JSON mode or a grammar, each in one of the forms a client sends it (`pick` draws a grammar). */
+const STRUCTURED_SHAPES: ReadonlyArray<(pick: <T>(items: readonly T[]) => T) => Body> = [
   () => ({ structured_outputs: { regex: ' ?(Lily|Tom) (was|is) [a-z ]{1,30}[.!]' } }),
   () => ({ guided_regex: '[0-9]{1,3}(, [0-9]{1,3}){0,4}' }),
   () => ({ structured_outputs: { regex: '(🙂|é|日本){1,4}' } }),
@@ -71,6 +97,8 @@ const STRUCTURED_SHAPES: ReadonlyArray<(chat: boolean) => Body> = [
   () => ({ response_format: { type: 'json_schema', json_schema: { name: 'person', schema: SOAK_SCHEMA, strict: true } } }),
   () => ({ response_format: { type: 'json_object' } }),
   () => ({ structured_outputs: { json_object: true } }),
+  (pick) => ({ structured_outputs: { grammar: pick(SOAK_GRAMMARS) } }),
+  (pick) => ({ guided_grammar: pick(SOAK_GRAMMARS) }),
 ];
 
 const CHOICE_LISTS: readonly string[][] = [
@@ -97,6 +125,8 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
   const tally = new SoakTally();
   const send = (path: string, body: string | Buffer, key = opts.key, options: SoakSendOptions = {}): Promise<SoakReply> =>
     soakRequest(agent, `${opts.edgeUrl}${path}`, 'POST', { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body, options);
+
+  const get = (path: string): Promise<SoakReply> => soakRequest(agent, `${opts.edgeUrl}${path}`, 'GET', { authorization: `Bearer ${opts.key}` }, null);
 
   const text = (): string => Array.from({ length: 1 + int(30) }, () => pick(WORDS)).join(' ');
   /** A valid body: every field inside its range. */
@@ -147,10 +177,10 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       else body.structured_outputs = { choice: choices };
       for (const field of ['ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens', 'echo']) delete body[field];
     }
-    // The other structured outputs: a regex, a JSON schema or JSON mode, by each field that names them (the same conflicts left out).
+    // The other structured outputs: a regex, a JSON schema, JSON mode or a grammar, by each field that names them (the same conflicts left out).
     else if (int(8) === 0) {
       const shape = pick(STRUCTURED_SHAPES);
-      Object.assign(body, shape(chat));
+      Object.assign(body, shape(pick));
       for (const field of ['ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens', 'echo']) delete body[field];
     }
     // Chat's tool calls: a named function or "required" (the structured outputs and their conflicts left out).
@@ -158,7 +188,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       body.tools = SOAK_TOOLS;
       body.tool_choice = pick<Body['tool_choice']>(['required', { type: 'function', function: { name: pick(SOAK_TOOLS).function.name } }]);
       if (int(2) === 0) body.parallel_tool_calls = false;
-      for (const field of ['structured_outputs', 'guided_choice', 'guided_regex', 'guided_json', 'response_format', 'ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
+      for (const field of ['structured_outputs', 'guided_choice', 'guided_regex', 'guided_json', 'guided_grammar', 'response_format', 'ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
     }
     if (int(5) === 0) body.return_token_ids = true;
     if (body.truncate_prompt_tokens !== undefined && int(2) === 0) body.truncation_side = pick(['left', 'right', null]);
@@ -431,11 +461,14 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
         ['structured_outputs.regex', { structured_outputs: { regex: pick(['(a', 'a(?=b)', '(a)\\1', '[z-a]', 'a{2,1}']) } }],
         ['response_format.json_schema.schema', { response_format: { type: 'json_schema', json_schema: { name: 'x', schema: pick([{ type: 'integer', multipleOf: 2 }, { type: 'array', uniqueItems: true }, { not: {} }]) } } }],
         ['guided_json', { guided_json: '{"type": ' }],
+        // Left recursion, an undefined rule, no root, a syntax error.
+        ['structured_outputs.grammar', { structured_outputs: { grammar: pick(['root ::= root "a" | "b"', 'root ::= item+', 'start ::= "a"', 'root ::= "a']) } }],
+        ['guided_grammar', { guided_grammar: pick(['root ::= [b-a]', 'root ::= x\nx ::= x "y"']) }],
         ['response_format', { structured_outputs: { regex: 'a' }, response_format: { type: 'json_object' } }],
         ['structured_outputs.regex', { structured_outputs: { choice: ['a'], regex: 'a' } }],
         ['ignore_eos', { structured_outputs: { choice: ['yes', 'no'] }, ignore_eos: true }],
       ]);
-      for (const field of ['structured_outputs', 'guided_choice', 'guided_regex', 'guided_json', 'response_format', 'tools', 'tool_choice', 'parallel_tool_calls', 'ignore_eos', 'truncation_side', 'priority', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
+      for (const field of ['structured_outputs', 'guided_choice', 'guided_regex', 'guided_json', 'guided_grammar', 'response_format', 'tools', 'tool_choice', 'parallel_tool_calls', 'ignore_eos', 'truncation_side', 'priority', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
       const sent = JSON.stringify({ ...body, ...broken });
       const reply = await send(path, sent);
       tally.count(`refused ${param} ${reply.status}`);
@@ -463,6 +496,8 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       tally.count(`broken ${reply.status}`);
       if (reply.status === 200 || reply.status >= 500) tally.violate(`a broken request got ${reply.status}: ${raw.slice(0, 160)} → ${reply.text.slice(0, 160)}`);
     } },
+    // OpenAI's Responses API: whole or streamed, paired, chained and read back, broken (edge-soak-responses.ts).
+    { weight: 4, run: responsesAction({ model: opts.model, maxTokens, int, pick, text, post: (path, body, options) => send(path, body, opts.key, options), get, tally, checkStatus, schema: SOAK_SCHEMA }) },
     // A body over the edge's limit, or the wrong key.
     { weight: 1, run: async () => {
       if (int(2) === 0) {

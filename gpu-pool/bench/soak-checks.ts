@@ -1,11 +1,13 @@
 /**
  * The edge soak's checks of one reply against what its request asked for
  * (pure: a reply read, the request's fields; each returns what broke, or
- * null): a choice constraint's text, a regex's or JSON schema's, vLLM's
+ * null): a choice constraint's text, a regex's, JSON schema's or grammar's, vLLM's
  * return_token_ids against usage and log-probabilities, a completion's
  * default max_tokens, truncation_side, and a refusal naming its field.
  */
+import { compileGrammar, type GrammarAutomaton } from '../../shared/structured/grammar-automaton';
 import { jsonObjectRegex, jsonSchemaRegex } from '../../shared/structured/json-schema-regex';
+import { DEAD } from '../../shared/structured/text-automaton';
 
 /** One choice of a reply, whole or streamed, as read. */
 export interface ReadChoice {
@@ -107,32 +109,67 @@ export function choiceProblem(choice: ReadChoice, choices: readonly string[], cu
   return `${JSON.stringify(choice.text)} (finish_reason ${choice.finishReason}) is ${whole ? 'not one' : 'the start of none'} of the choices ${JSON.stringify(choices).slice(0, 200)}`;
 }
 
-/** A request's regex, schema or JSON-mode constraint, as the soak checks it: the regex the edge sends the pool, and whether the text is JSON. */
-export interface StructuredCheck {
-  kind: 'regex' | 'json schema' | 'json object';
-  regex: RegExp;
+/**
+ * A request's regex, schema or JSON-mode constraint, as the soak checks it:
+ * the regex the edge sends the pool, and whether the text is JSON; or its
+ * grammar's automaton (no RegExp holds a context-free language).
+ */
+export type StructuredCheck = { kind: 'regex' | 'json schema' | 'json object'; regex: RegExp } | { kind: 'grammar'; grammar: GrammarAutomaton };
+
+/** Grammars compiled so far, by their text: the soak sends a few, many times each. */
+const grammars = new Map<string, GrammarAutomaton>();
+const MAX_GRAMMARS_KEPT = 32;
+
+function grammarOf(text: string): GrammarAutomaton {
+  let grammar = grammars.get(text);
+  if (!grammar) {
+    if (grammars.size >= MAX_GRAMMARS_KEPT) grammars.clear();
+    grammar = compileGrammar(text);
+    grammars.set(text, grammar);
+  }
+  return grammar;
 }
 
 /** The structured output a soak body asks for (not choices), or null. */
 export function structuredOf(body: Record<string, unknown>): StructuredCheck | null {
-  const so = body.structured_outputs as { regex?: string; json?: unknown; json_object?: boolean } | undefined;
+  const so = body.structured_outputs as { regex?: string; json?: unknown; json_object?: boolean; grammar?: string } | undefined;
   const format = body.response_format as { type?: string; json_schema?: { schema?: unknown } } | undefined;
   const whole = (regex: string) => new RegExp(`^(?:${regex})$`, 'u');
   const regex = so?.regex ?? (body.guided_regex as string | undefined);
   if (regex !== undefined) return { kind: 'regex', regex: whole(regex) };
+  const grammar = so?.grammar ?? (body.guided_grammar as string | undefined);
+  if (grammar !== undefined) return { kind: 'grammar', grammar: grammarOf(grammar) };
   const schema = so?.json ?? body.guided_json ?? format?.json_schema?.schema;
   if (schema !== undefined) return { kind: 'json schema', regex: whole(jsonSchemaRegex(typeof schema === 'string' ? JSON.parse(schema) : schema)) };
   if (so?.json_object === true || format?.type === 'json_object') return { kind: 'json object', regex: whole(jsonObjectRegex()) };
   return null;
 }
 
+const utf8 = new TextEncoder();
+
+/**
+ * A grammar's promise: a reply that ended is a whole sentence of it; one cut
+ * (by length, a stop string or id) the start of one. A character split at
+ * the cut (U+FFFD at the end) is no verdict on its bytes: left off.
+ */
+function grammarProblem(text: string, grammar: GrammarAutomaton, whole: boolean): string | null {
+  const bytes = utf8.encode(whole ? text : text.replace(/\uFFFD+$/u, ''));
+  const state = grammar.follow(0, bytes, 0, bytes.length);
+  if (state === DEAD) return `${JSON.stringify(text).slice(0, 200)} is the start of no sentence of the grammar`;
+  if (whole && !grammar.accepting(state)) return `${JSON.stringify(text).slice(0, 200)} (finish_reason stop) is only the start of a sentence of the grammar`;
+  return null;
+}
+
 /**
  * A structured output's promise: a reply that ended (`stop`, not by a stop
  * string or id) matches the regex whole, and for JSON parses as JSON (an
- * object, for JSON mode); one cut is not checked (the start of a match).
+ * object, for JSON mode); one cut is not checked (the start of a match). A
+ * grammar's: a sentence of it, the start of one where cut.
  */
 export function structuredProblem(choice: ReadChoice, check: StructuredCheck, cutEarly: boolean): string | null {
-  if (choice.finishReason !== 'stop' || cutEarly) return null;
+  const whole = choice.finishReason === 'stop' && !cutEarly;
+  if (check.kind === 'grammar') return grammarProblem(choice.text, check.grammar, whole);
+  if (!whole) return null;
   if (!check.regex.test(choice.text)) return `${JSON.stringify(choice.text).slice(0, 200)} (finish_reason stop) does not match`;
   if (check.kind === 'regex') return null;
   let value: unknown;

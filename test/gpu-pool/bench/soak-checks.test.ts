@@ -60,7 +60,8 @@ describe("a regex's or JSON schema's promise", () => {
   const schema = { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] };
   it('reads the constraint from whichever field names it', () => {
     expect(structuredOf({ structured_outputs: { regex: 'a+' } })?.kind).toBe('regex');
-    expect(structuredOf({ guided_regex: 'a+' })?.regex.test('aa')).toBe(true);
+    const regex = structuredOf({ guided_regex: 'a+' });
+    expect(regex?.kind === 'regex' && regex.regex.test('aa')).toBe(true);
     for (const body of [{ structured_outputs: { json: schema } }, { guided_json: JSON.stringify(schema) }, { response_format: { type: 'json_schema', json_schema: { name: 'n', schema } } }]) {
       expect(structuredOf(body)?.kind).toBe('json schema');
     }
@@ -82,6 +83,37 @@ describe("a regex's or JSON schema's promise", () => {
     expect(structuredProblem({ text: '{"n": 3}', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toBeNull();
     expect(structuredProblem({ text: '{"n": 3', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toMatch(/is not JSON/);
     expect(structuredProblem({ text: '[1]', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toMatch(/no object/);
+  });
+});
+
+describe("a grammar's promise", () => {
+  const brackets = 'root ::= pair+\npair ::= "(" pair* ")" | "[" pair* "]"';
+  const words = 'root ::= (item " "?){1,3}\nitem ::= "日本" | "🙂" | [à-ö]';
+  it('reads the grammar from either field, compiled once per text', () => {
+    const a = structuredOf({ structured_outputs: { grammar: brackets } });
+    const b = structuredOf({ guided_grammar: brackets });
+    expect(a?.kind).toBe('grammar');
+    expect(a?.kind === 'grammar' && b?.kind === 'grammar' && a.grammar === b.grammar).toBe(true);
+  });
+  it('passes a whole sentence that ended, and the start of one where cut by length or a stop', () => {
+    const check = structuredOf({ guided_grammar: brackets })!;
+    expect(structuredProblem({ text: '([()])[]', finishReason: 'stop' }, check, false)).toBeNull();
+    expect(structuredProblem({ text: '([(', finishReason: 'length' }, check, false)).toBeNull();
+    expect(structuredProblem({ text: '((', finishReason: 'stop' }, check, true)).toBeNull();
+    const multibyte = structuredOf({ structured_outputs: { grammar: words } })!;
+    expect(structuredProblem({ text: '日本 🙂ä', finishReason: 'stop' }, multibyte, false)).toBeNull();
+    // A character split by the cut: its bytes are no verdict.
+    expect(structuredProblem({ text: '日本 \uFFFD', finishReason: 'length' }, multibyte, false)).toBeNull();
+  });
+  it('names a reply that ended inside a sentence, and text no sentence starts with, cut or not', () => {
+    const check = structuredOf({ guided_grammar: brackets })!;
+    expect(structuredProblem({ text: '([]', finishReason: 'stop' }, check, false)).toMatch(/"\(\[\]" \(finish_reason stop\) is only the start of a sentence/);
+    expect(structuredProblem({ text: '(]', finishReason: 'stop' }, check, false)).toMatch(/is the start of no sentence of the grammar/);
+    expect(structuredProblem({ text: '()x', finishReason: 'length' }, check, false)).toMatch(/the start of no sentence/);
+    expect(structuredProblem({ text: ')', finishReason: 'stop' }, check, true)).toMatch(/the start of no sentence/);
+    const multibyte = structuredOf({ guided_grammar: words })!;
+    expect(structuredProblem({ text: '日本 ü', finishReason: 'stop' }, multibyte, false)).toMatch(/the start of no sentence/);
+    expect(structuredProblem({ text: '\uFFFD', finishReason: 'stop' }, multibyte, false)).toMatch(/the start of no sentence/);
   });
 });
 

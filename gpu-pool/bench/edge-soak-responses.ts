@@ -1,0 +1,245 @@
+/**
+ * The edge soak's Responses API traffic (`POST /v1/responses`): random valid
+ * bodies (input as a string or items, a function call and its output among
+ * them, instructions, sampling, text.format, a function tool forced, store,
+ * stream), a quarter of them cut off by their client; some sent with
+ * speculation off and auto at once; a stored one chained from and read
+ * back, one not stored a 404; and broken bodies that must be a 400 naming
+ * their field. What it checks: soak-responses-checks.ts.
+ */
+import type { SoakReply, SoakSendOptions } from './soak-request';
+import { cutReason } from './soak-request';
+import { refusalProblem, structuredOf, structuredProblem, toolCallsProblem, type ToolChoice } from './soak-checks';
+import { responseChoice, responseProblem, responseSaid, responseStreamProblem, type ReadResponse } from './soak-responses-checks';
+import type { SoakTally } from './soak-tally';
+
+type Body = Record<string, unknown>;
+
+/** What the Responses traffic borrows from the edge soak: its draws, its sends and its tally. */
+export interface ResponsesSoakContext {
+  model: string;
+  maxTokens: number;
+  int: (n: number) => number;
+  pick: <T>(items: readonly T[]) => T;
+  /** A random user text. */
+  text: () => string;
+  post: (path: string, body: string, options?: SoakSendOptions) => Promise<SoakReply>;
+  get: (path: string) => Promise<SoakReply>;
+  tally: SoakTally;
+  /** A 5xx other than busy, or a 429 without Retry-After: a violation. */
+  checkStatus: (what: string, reply: SoakReply, sent: string) => void;
+  /** The schema the soak's JSON outputs follow. */
+  schema: object;
+}
+
+/** Flat function tools, as the Responses API spells them: one with parameters, one with none. */
+const TOOLS = [
+  { type: 'function', name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 24 }, days: { type: 'integer', minimum: 1, maximum: 7 } }, required: ['city', 'days'] } },
+  { type: 'function', name: 'ping' },
+] as const;
+/** The same tools as chat's, for toolCallsProblem. */
+const CHAT_TOOLS = TOOLS.map((t) => ({ function: { name: t.name, parameters: 'parameters' in t ? t.parameters : undefined } }));
+
+export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> {
+  const { int, pick, tally } = ctx;
+
+  /** An input item: a message of any role, its content a string or text parts. */
+  const message = (): Body => {
+    const role = pick(['user', 'user', 'assistant', 'system', 'developer']);
+    const content = int(3) === 0 ? [{ type: role === 'assistant' ? 'output_text' : 'input_text', text: ctx.text() }] : ctx.text();
+    return { ...(int(2) === 0 ? { type: 'message' } : {}), role, content };
+  };
+
+  const validBody = (): Body => {
+    const body: Body = { model: ctx.model, max_output_tokens: 1 + int(ctx.maxTokens) };
+    if (int(2) === 0) body.input = ctx.text();
+    else {
+      const items = Array.from({ length: 1 + int(3) }, message);
+      // A call made and answered, before the last message.
+      if (int(4) === 0) {
+        const call = `call_soak${int(1000)}`;
+        items.splice(items.length - 1, 0, { type: 'function_call', call_id: call, name: 'get_weather', arguments: '{"city": "Paris", "days": 2}' }, { type: 'function_call_output', call_id: call, output: pick(['sunny', '{"temp": 21}']) });
+      }
+      body.input = items;
+    }
+    if (int(3) === 0) body.instructions = ctx.text();
+    if (int(3) !== 0) {
+      body.temperature = pick([0, 0.5, 0.8, 1, 1.3]);
+      body.seed = int(1e6);
+    } else body.temperature = 0;
+    if (int(3) === 0) body.top_p = pick([0.5, 0.9, 1]);
+    if (int(6) === 0) body.text = { format: int(2) === 0 ? { type: 'json_schema', name: 'person', schema: ctx.schema, strict: true } : { type: 'json_object' } };
+    else if (int(6) === 0) {
+      body.tools = TOOLS;
+      body.tool_choice = int(2) === 0 ? 'required' : { type: 'function', name: pick(TOOLS).name };
+      if (int(2) === 0) body.parallel_tool_calls = false;
+    }
+    if (int(3) !== 0) body.store = int(2) === 0;
+    if (int(2) === 0) body.stream = true;
+    if (int(6) === 0) body.user = `u${int(5)}`;
+    return body;
+  };
+
+  /** The reply's Response object (whole, or a stream's last), checked; null (counted or a violation) where there is none to go on with. */
+  const finished = (what: string, reply: SoakReply, body: Body, sent: string, asked: { previousResponseId?: string } = {}): ReadResponse | null => {
+    let response: ReadResponse | null;
+    if (body.stream === true) {
+      const read = responseStreamProblem(reply.text);
+      if (read.problem) {
+        tally.violate(`${what}: ${read.problem} (sent ${sent.slice(0, 2000)})`);
+        return null;
+      }
+      response = read.response;
+    } else {
+      try {
+        response = JSON.parse(reply.text) as ReadResponse;
+      } catch {
+        tally.violate(`${what}: a 200 that is not JSON: ${reply.text.slice(0, 200)} (sent ${sent.slice(0, 200)})`);
+        return null;
+      }
+    }
+    const problem = responseProblem(response, {
+      model: ctx.model,
+      store: body.store !== false,
+      previousResponseId: asked.previousResponseId ?? null,
+      maxOutputTokens: (body.max_output_tokens as number | undefined) ?? null,
+    });
+    if (problem) {
+      tally.violate(`${what}: a 200 that is no Response object as promised: ${problem} (sent ${sent.slice(0, 2000)})`);
+      return null;
+    }
+    return response;
+  };
+
+  /** text.format's and a forced tool's promises on a finished response. */
+  const checkOutput = (what: string, response: ReadResponse, body: Body, sent: string): void => {
+    const format = (body.text as { format?: { type: string; schema?: unknown } } | undefined)?.format;
+    if (format) {
+      tally.count(`responses checked ${format.type}`);
+      const check = structuredOf({ response_format: format.type === 'json_schema' ? { type: 'json_schema', json_schema: { schema: format.schema } } : { type: 'json_object' } })!;
+      const problem = structuredProblem(responseChoice(response), check, false);
+      if (problem) tally.violate(`${what}: text.format ${format.type}: ${problem} (sent ${sent.slice(0, 2000)})`);
+    }
+    const choice = body.tool_choice as 'required' | { name: string } | undefined;
+    if (choice !== undefined) {
+      tally.count('responses checked tool calls');
+      const chatChoice: ToolChoice = choice === 'required' ? 'required' : { type: 'function', function: { name: choice.name } };
+      const problem = toolCallsProblem(responseChoice(response, choice === 'required' ? 'tool_calls' : 'stop'), chatChoice, CHAT_TOOLS, body.parallel_tool_calls === false, false);
+      if (problem) tally.violate(`${what}: tool calls: ${problem} (sent ${sent.slice(0, 2000)})`);
+    }
+  };
+
+  /** A stored response is read back as it was and chained from (its calls answered); one not stored is a 404. */
+  const followUp = async (response: ReadResponse): Promise<void> => {
+    const read = await ctx.get(`/v1/responses/${response.id}`);
+    if (response.store) {
+      if (read.status !== 200) {
+        ctx.checkStatus('responses retrieve', read, response.id);
+        if (read.status !== 429 && read.status !== 503 && read.status !== 0) tally.violate(`responses: GET of a stored response ${response.id} got ${read.status}: ${read.text.slice(0, 200)}`);
+        return;
+      }
+      let stored: ReadResponse | null = null;
+      try {
+        stored = JSON.parse(read.text) as ReadResponse;
+      } catch {
+        stored = null;
+      }
+      const same = stored !== null && stored.id === response.id && stored.status === response.status && JSON.stringify(stored.output) === JSON.stringify(response.output);
+      tally.count(same ? 'responses retrieved same' : 'responses retrieved different');
+      if (!same) tally.violate(`responses: GET ${response.id} returned another response: ${read.text.slice(0, 400)}, the reply's ${JSON.stringify(response.output).slice(0, 400)}`);
+      const calls = response.output.filter((item) => item.type === 'function_call');
+      const input = calls.length > 0 ? calls.map((call) => ({ type: 'function_call_output', call_id: call.call_id, output: 'done' })) : ctx.text();
+      const body: Body = { model: ctx.model, previous_response_id: response.id, input, max_output_tokens: 1 + int(16), temperature: 0, store: int(2) === 0 };
+      const sent = JSON.stringify(body);
+      const chained = await ctx.post('/v1/responses', sent);
+      tally.count(`responses chained ${chained.status}`);
+      if (chained.status === 200) finished('responses chain', chained, body, sent, { previousResponseId: response.id });
+      else {
+        ctx.checkStatus('responses chain', chained, sent);
+        if (chained.status !== 429 && chained.status !== 503 && chained.status !== 0) tally.violate(`responses: a chain from ${response.id} got ${chained.status}: ${chained.text.slice(0, 200)} (sent ${sent.slice(0, 2000)})`);
+      }
+    } else {
+      tally.count(`responses not stored read ${read.status}`);
+      if (read.status !== 404 && read.status !== 429 && read.status !== 0) tally.violate(`responses: GET of a response not stored (${response.id}) got ${read.status}, not 404: ${read.text.slice(0, 200)}`);
+    }
+  };
+
+  /** One request, a quarter of them cut off by their client; a finished one checked, then followed up. */
+  const single = async (): Promise<void> => {
+    const body = validBody();
+    const sent = JSON.stringify(body);
+    const cut = int(4) === 0;
+    const reply = await ctx.post('/v1/responses', sent, cut ? { hangUpAfterMs: int(60) } : {});
+    tally.count(`responses ${reply.status}`);
+    if (reply.status === 200 && (!cut || reply.complete)) {
+      const response = finished('responses', reply, body, sent);
+      if (!response) return;
+      checkOutput('responses', response, body, sent);
+      await followUp(response);
+    } else if (reply.status !== 0 && reply.status !== 200) {
+      ctx.checkStatus('responses', reply, sent);
+      // Every field in range, every call answered: refused only when busy.
+      if (reply.status >= 400 && reply.status < 500 && reply.status !== 429) tally.violate(`responses: a valid body got ${reply.status}: ${reply.text.slice(0, 300)} (sent ${sent.slice(0, 2000)})`);
+    } else if (reply.status === 0 && !cut) tally.violate(`responses: ${cutReason(reply)} (sent ${sent.slice(0, 200)})`);
+  };
+
+  /** The same body with speculation off and auto: the same status, text and calls. */
+  const pair = async (): Promise<void> => {
+    const body = validBody();
+    const off = JSON.stringify({ ...body, speculation: 'off' });
+    const auto = JSON.stringify({ ...body, speculation: 'auto' });
+    const [a, b] = await Promise.all([ctx.post('/v1/responses', off), ctx.post('/v1/responses', auto)]);
+    for (const [reply, sent] of [[a, off], [b, auto]] as const) {
+      if (reply.status === 0) tally.violate(`responses pair: ${cutReason(reply)} (sent ${sent.slice(0, 200)})`);
+    }
+    if (a.status !== 200 || b.status !== 200) {
+      tally.count('responses pair refused');
+      ctx.checkStatus('responses pair', a, off);
+      ctx.checkStatus('responses pair', b, auto);
+      return;
+    }
+    const x = finished('responses pair', a, body, off);
+    const y = finished('responses pair', b, body, auto);
+    if (!x || !y) return;
+    checkOutput('responses pair', x, body, off);
+    checkOutput('responses pair', y, body, auto);
+    const same = responseSaid(x) === responseSaid(y);
+    tally.count(same ? 'responses pair same' : 'responses pair different');
+    if (!same) tally.violate(`responses: speculation changed the answer to ${off.slice(0, 4000)}: off ${responseSaid(x).slice(0, 400)}, auto ${responseSaid(y).slice(0, 400)}`);
+  };
+
+  /** A broken body: a 400 naming the field (chat's max_tokens, an unknown item type, an output for no call, ...). */
+  const broken = async (): Promise<void> => {
+    const body = validBody();
+    delete body.tools;
+    delete body.tool_choice;
+    delete body.parallel_tool_calls;
+    const items = Array.from({ length: 1 + int(2) }, message);
+    const at = items.length;
+    const [param, fields]: [string, Body] = pick<[string, Body]>([
+      ['max_tokens', { max_tokens: 1 + int(50) }],
+      ['max_completion_tokens', { max_completion_tokens: 1 + int(50) }],
+      ['messages', { messages: [{ role: 'user', content: ctx.text() }] }],
+      ['response_format', { response_format: { type: 'json_object' } }],
+      ['stop', { stop: ['.'] }],
+      [`input.${at}.type`, { input: [...items, { type: pick(['web_search_call', 'reasoning', 'file_search_call']), id: 'x' }] }],
+      [`input.${at}.call_id`, { input: [...items, { type: 'function_call_output', call_id: `call_none${int(1000)}`, output: 'x' }] }],
+      ['tools.0.type', { tools: [{ type: 'web_search' }] }],
+      ['include.0', { include: ['file_search_call.results'] }],
+      ['background', { background: true }],
+    ]);
+    const sent = JSON.stringify({ ...body, ...fields });
+    const reply = await ctx.post('/v1/responses', sent);
+    tally.count(`responses refused ${param.replace(/\.\d+\./, '.<i>.')} ${reply.status}`);
+    ctx.checkStatus('responses refusal', reply, sent);
+    const problem = refusalProblem(reply.status, reply.text, param);
+    if (problem) tally.violate(`responses refusal of ${param}: ${problem} (sent ${sent.slice(0, 300)})`);
+  };
+
+  return async () => {
+    const which = int(8);
+    if (which === 0) await broken();
+    else if (which <= 2) await pair();
+    else await single();
+  };
+}
