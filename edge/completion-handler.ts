@@ -10,13 +10,13 @@ import { sha256Hex, type KeyRecord } from './api-keys';
 import { renderChatPrompt } from './chat-template';
 import { CompletionRun, draftUserTrie, type CompletionDeps } from './completion-run';
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
-import { clipped, type ChatRequest, type CompletionRequest } from './request-schema';
+import { type ChatRequest, type CompletionRequest } from './request-schema';
 import { promptLogprobsAsked } from './prompt-logprobs';
 import { PREDICTION_TOKENS } from '../shared/protocol';
 import { promptTokensKept, truncatedPrompt } from './prompt-truncation';
 import { encodeContinuation } from '../shared/tokenizer/encode-continuation';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
-import type { ServedModel } from './served-model';
+import { acceptsModelName, unknownModel, type ServedModel } from './served-model';
 import { settledWithin } from './settled-within';
 import { WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
 import { openedOrLate } from './reply-start';
@@ -49,17 +49,6 @@ export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   /** How the reply is answered; absent, in the endpoint's own shape (answerOpenAi). */
   answer?: Answerer;
 }
-
-/** The names a request may use for the served model. */
-export function acceptsModelName(model: ServedModel, name: string): boolean {
-  return name === model.info.model.name || name === 'default';
-}
-
-/** The 404 for a model name this edge does not serve (OpenAI's wording and code). */
-export function unknownModel(model: ServedModel, name: string): ApiError {
-  return new ApiError(404, `The model '${clipped(name, 200)}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
-}
-
 
 /** Hashes the edge sends the pool (tenants, prefix-cache salts), each computed once per isolate (bounded: a full map starts over). */
 const hashedNames = new Map<string, string>();
@@ -132,9 +121,8 @@ function refuseFarTooLong(parsed: ParsedRequest, model: ServedModel): void {
 
 function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
   const tokenizer = model.tokenizer;
-  if (parsed.kind === 'chat') {
-    return tokenizer.encode(renderChatPrompt(parsed.body.messages, model.info.model.chatTemplate), { bos: true });
-  }
+  // As /tokenize counts a chat (tokenize-route.ts): the template's text, BOS first.
+  if (parsed.kind === 'chat') return tokenizer.encode(renderChatPrompt(parsed.body.messages, model.info.model.chatTemplate), { bos: true });
   const prompt = parsed.body.prompt;
   if (typeof prompt === 'string') return tokenizer.encode(prompt, { bos: true });
   if (typeof prompt[0] === 'string') return tokenizer.encode(prompt[0], { bos: true });

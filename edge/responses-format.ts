@@ -136,7 +136,7 @@ export function startedResponse(id: string, model: string, body: ResponsesReques
   };
 }
 
-export function responsesUsage(usage: CompletionUsage): ResponsesUsage {
+function responsesUsage(usage: CompletionUsage): ResponsesUsage {
   return {
     input_tokens: usage.prompt_tokens,
     input_tokens_details: { cached_tokens: usage.prompt_tokens_details.cached_tokens },

@@ -40,9 +40,9 @@ const functionCallOutputItemSchema = z.object({
   output: z.union([z.string(), z.array(textPartSchema)]),
 });
 
-export type MessageItem = z.infer<typeof messageItemSchema>;
-export type FunctionCallItem = z.infer<typeof functionCallItemSchema>;
-export type FunctionCallOutputItem = z.infer<typeof functionCallOutputItemSchema>;
+type MessageItem = z.infer<typeof messageItemSchema>;
+type FunctionCallItem = z.infer<typeof functionCallItemSchema>;
+type FunctionCallOutputItem = z.infer<typeof functionCallOutputItemSchema>;
 /** An item of `input`, as given. */
 export type InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem;
 
@@ -60,7 +60,7 @@ const textFormatSchema = z.discriminatedUnion('type', [
     strict: z.boolean().nullish(),
   }),
 ]);
-export type TextFormat = z.infer<typeof textFormatSchema>;
+type TextFormat = z.infer<typeof textFormatSchema>;
 
 /** Responses' tools are flat: `{type: "function", name, parameters}`, not chat's `{type, function: {...}}`. */
 const functionToolSchema = z.object({
@@ -81,7 +81,7 @@ function isToolChoice(v: unknown): v is ToolChoice {
 const toolChoiceSchema = z.custom<ToolChoice>(isToolChoice, { error: 'tool_choice is "none", "auto", "required" or {"type": "function", "name": "my_function"}' });
 
 /** What `include` may ask for: the output text's log-probabilities. */
-export const LOGPROBS_INCLUDE = 'message.output_text.logprobs';
+const LOGPROBS_INCLUDE = 'message.output_text.logprobs';
 
 /** OpenAI's bounds on `metadata`. */
 const MAX_METADATA_KEYS = 16;
@@ -89,7 +89,7 @@ const metadataSchema = z
   .record(z.string().max(64, 'a metadata key holds at most 64 characters'), z.string().max(512, 'a metadata value holds at most 512 characters'))
   .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `metadata holds at most ${MAX_METADATA_KEYS} keys`);
 
-export const responsesRequestSchema = z.object({
+const responsesRequestSchema = z.object({
   model: z.string().min(1).max(256),
   /** Items, checked one by one (inputItems): a union's errors would name the wrong branch. */
   input: z.union([z.string(), z.array(z.unknown())]),
@@ -252,7 +252,7 @@ function partsText(parts: string | readonly TextPart[]): string {
  * message with no text (as chat renders a message of tool_calls), its output
  * a tool message.
  */
-export function itemMessage(item: InputItem): ChatMessage {
+function itemMessage(item: InputItem): ChatMessage {
   if (item.type === 'function_call') return { role: 'assistant', content: null };
   if (item.type === 'function_call_output') return { role: 'tool', content: partsText(item.output) };
   return { role: item.role, content: partsText(item.content) };
@@ -270,11 +270,7 @@ export interface TranslatedRequest {
   callIds: string[];
 }
 
-/**
- * Checks a Responses body and translates it; `previous` is the stored
- * conversation of `previous_response_id` (looked up by the caller, who
- * refuses a missing one).
- */
+/** Checks a Responses body: refused by name where it asks what is not served, its items and tools each checked. */
 export function parseResponsesBody(raw: unknown): { body: ResponsesRequest; items: InputItem[]; tools: FunctionTool[] } {
   if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) rejectUnsupported(raw as Record<string, unknown>);
   const body = parseBody(responsesRequestSchema, raw);
@@ -302,6 +298,11 @@ function checkedCallIds(items: readonly InputItem[], previousCalls: readonly str
   return calls;
 }
 
+/**
+ * The chat request a checked body amounts to; `previous` and `previousCalls`
+ * are the stored conversation of `previous_response_id` and its calls'
+ * ids (looked up by the caller, who refuses a missing one).
+ */
 export function translateResponsesRequest(parsed: { body: ResponsesRequest; items: InputItem[]; tools: FunctionTool[] }, previous: readonly ChatMessage[], previousCalls: readonly string[] = []): TranslatedRequest {
   const { body, items, tools } = parsed;
   const callIds = checkedCallIds(items, previousCalls);

@@ -16,6 +16,7 @@ import { modelIdentity, sameModelIdentity, type PoolInfo } from '../shared/proto
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { ApiError } from './api-error';
+import { clipped } from './request-schema';
 import { PoolMisdirectedError, type PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
 
@@ -256,4 +257,14 @@ export async function servedModel(picker: PoolPicker, waitUntil?: (promise: Prom
     waitUntil?.(check);
   }
   return current.model;
+}
+
+/** The names a request may use for the served model. */
+export function acceptsModelName(model: ServedModel, name: string): boolean {
+  return name === model.info.model.name || name === 'default';
+}
+
+/** The 404 for a model name this edge does not serve (OpenAI's wording and code). */
+export function unknownModel(model: ServedModel, name: string): ApiError {
+  return new ApiError(404, `The model '${clipped(name, 200)}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
 }

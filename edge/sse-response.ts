@@ -1,10 +1,10 @@
 /**
- * Completion runs (one per choice) as a Server-Sent Events response (`data:
- * {chunk}` lines, final `data: [DONE]`). Without smoothing a chunk is one
- * verification step's released text; with it, one token's text, paced by
- * BurstSmoother. Cancelling the response stream (client gone) cancels the run.
- * The frames are a StreamFormat's: chat's and completions' chunks here, the
- * Responses API's events in responses-stream.ts.
+ * Completion runs (one per choice) as a Server-Sent Events response, its
+ * frames a StreamFormat's: chat's and completions' chunks here (`data:
+ * {chunk}` lines, final `data: [DONE]`), the Responses API's events in
+ * responses-stream.ts. Without smoothing a piece is one verification step's
+ * released text; with it, one token's text, paced by BurstSmoother.
+ * Cancelling the response stream (client gone) cancels the run.
  */
 import { toApiError, type ApiError } from './api-error';
 import { QUIET_STREAM_COMMENT_MS } from './edge-config';

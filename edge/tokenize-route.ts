@@ -10,8 +10,7 @@ import { badRequest } from './api-error';
 import { renderChatPrompt } from './chat-template';
 import { tokenDisplay } from './openai-format';
 import { chatMessageSchema, parseBody } from './request-schema';
-import { acceptsModelName, unknownModel } from './completion-handler';
-import type { ServedModel } from './served-model';
+import { acceptsModelName, unknownModel, type ServedModel } from './served-model';
 
 /**
  * Characters one /tokenize takes: encoding runs on the isolate's one thread,
@@ -21,10 +20,12 @@ import type { ServedModel } from './served-model';
  */
 export const MAX_TOKENIZE_CHARACTERS = 262_144;
 /** Ids one /detokenize takes (decoding is cheap; the bound keeps a reply's size near its body's). */
-export const MAX_DETOKENIZE_TOKENS = 262_144;
+const MAX_DETOKENIZE_TOKENS = 262_144;
+
+const modelField = z.string().min(1).max(256).nullish();
 
 const common = {
-  model: z.string().min(1).max(256).nullish(),
+  model: modelField,
   /** vLLM's: each id's text beside the ids. */
   return_token_strs: z.boolean().nullish(),
 };
@@ -50,7 +51,7 @@ const chatForm = z.object({
 });
 
 const detokenizeForm = z.object({
-  model: z.string().min(1).max(256).nullish(),
+  model: modelField,
   tokens: z.array(z.number().int().min(0)).max(MAX_DETOKENIZE_TOKENS, `tokens holds at most ${MAX_DETOKENIZE_TOKENS} ids`),
 });
 
@@ -74,7 +75,7 @@ interface TokenizeAsk {
 function parseTokenizeBody(body: unknown): TokenizeAsk {
   if (typeof body === 'object' && body !== null && 'messages' in body) {
     const chat = parseBody(chatForm, body);
-    // BOS as a chat completion's prompt has it (completion-handler.ts's promptIds): the template's own.
+    // As a chat completion's prompt is made (completion-handler.ts's promptIds): the template's text, BOS first.
     return { text: (model) => renderChatPrompt(chat.messages, model.info.model.chatTemplate), param: 'messages', bos: true, model: chat.model, strs: chat.return_token_strs === true };
   }
   const prompt = parseBody(completionForm, body);

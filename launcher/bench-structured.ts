@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { TextLanguage } from '../gpu-pool/verify/text-masks';
 import { TokenTexts } from '../gpu-pool/verify/token-texts';
+import { quantile } from '../gpu-pool/bench/latency-stats';
 import { compileGrammar } from '../shared/structured/grammar-automaton';
 import { jsonSchemaRegex } from '../shared/structured/json-schema-regex';
 import { compileRegex } from '../shared/structured/regex-automaton';
@@ -85,10 +86,9 @@ function widerTokenizer(size: number): Uint8Array {
 function pieceOf(tokenizer: Tokenizer, id: number, decoder: TextDecoder): string {
   if (id === 0) return '<unk>';
   if (id === tokenizer.bosId) return '<s>';
-  if (tokenizer.eosIds.includes(id) && id !== tokenizer.bosId) return '</s>';
-  const bytes = tokenizer.tokenBytes(id);
+  if (tokenizer.eosIds.includes(id)) return '</s>';
   if (id >= 3 && id < 259) return `<0x${(id - 3).toString(16).toUpperCase().padStart(2, '0')}>`;
-  return decoder.decode(bytes).replace(/^ /, '▁').replaceAll(' ', '▁');
+  return decoder.decode(tokenizer.tokenBytes(id)).replaceAll(' ', '▁');
 }
 
 function llama2cFile(pieces: readonly string[]): Uint8Array {
@@ -96,7 +96,7 @@ function llama2cFile(pieces: readonly string[]): Uint8Array {
   const encoded = pieces.map((piece) => encoder.encode(piece));
   const out = new Uint8Array(4 + encoded.reduce((sum, bytes) => sum + 8 + bytes.length, 0));
   const view = new DataView(out.buffer);
-  view.setInt32(0, Math.max(...encoded.map((bytes) => bytes.length)), true);
+  view.setInt32(0, encoded.reduce((longest, bytes) => Math.max(longest, bytes.length), 0), true);
   let at = 4;
   encoded.forEach((bytes, id) => {
     // Scores: earlier pieces merge first, as in a trained vocabulary.
@@ -106,16 +106,6 @@ function llama2cFile(pieces: readonly string[]): Uint8Array {
     at += 8 + bytes.length;
   });
   return out;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))];
 }
 
 /**
@@ -165,16 +155,17 @@ await runBenchmark(async () => {
       texts = TokenTexts.of(tokenizer);
       builds.push(performance.now() - t0);
     }
-    console.log(`${tokenizer.vocabSize} ids: the tokens' texts built in ${median(builds).toFixed(1)} ms (median of ${rounds})`);
+    console.log(`${tokenizer.vocabSize} ids: the tokens' texts built in ${quantile(builds, 0.5).toFixed(1)} ms (median of ${rounds})`);
     for (const [name, compile] of LANGUAGES) {
       const all: number[] = [];
       let end = '';
       for (let r = 0; r < rounds; r++) {
         const walked = walkStates(new TextLanguage(compile(), texts!, tokenizer.eosIds), new Set(tokenizer.eosIds), states, 7 + r);
-        all.push(...walked.times);
+        // A loop, not a spread: a long walk's times are past what a call's arguments may hold.
+        for (const t of walked.times) all.push(t);
         end = walked.end;
       }
-      console.log(`  ${name}: a new state's allowed ids ${median(all).toFixed(2)} ms median, p90 ${quantile(all, 0.9).toFixed(2)}, max ${Math.max(...all).toFixed(2)} (${all.length} states over ${rounds} walks, each to ${end})`);
+      console.log(`  ${name}: a new state's allowed ids ${quantile(all, 0.5).toFixed(2)} ms median, p90 ${quantile(all, 0.9).toFixed(2)}, max ${quantile(all, 1).toFixed(2)} (${all.length} states over ${rounds} walks, each to ${end})`);
     }
   }
 });

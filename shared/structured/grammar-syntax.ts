@@ -32,7 +32,7 @@ import type { ExpressionNode, RuleReference } from './expression-node';
 /** A rule's body: a regex's tree with references to rules (RuleReference: an index into Grammar.rules). */
 export type GrammarNode = ExpressionNode<RuleReference>;
 
-export interface GrammarRule {
+interface GrammarRule {
   readonly name: string;
   readonly body: GrammarNode;
   /** Where the rule's name starts in the text (UTF-16 index): errors about the rule point there. */
@@ -72,11 +72,11 @@ export class GrammarSyntaxError extends Error {
  */
 export const MAX_GRAMMAR_CHARS = 65_536;
 /** Rules a grammar may define (2,000 small ones compile in ~15-40 ms here). */
-export const MAX_GRAMMAR_RULES = 2_000;
+const MAX_GRAMMAR_RULES = 2_000;
 /** Repeat counts up to llama.cpp's MAX_REPETITION_THRESHOLD; the automaton's state bound applies as well. */
-export const MAX_GRAMMAR_REPEAT = 2000;
+const MAX_GRAMMAR_REPEAT = 2000;
 /** Parentheses nest no deeper (the parser recurses). */
-export const MAX_GRAMMAR_NESTING = 200;
+const MAX_GRAMMAR_NESTING = 200;
 
 const ANY_CHARACTER: CodePointSet = complementSet([]);
 const EMPTY: GrammarNode = { kind: 'empty' };
@@ -89,7 +89,7 @@ export function parseGrammar(source: string): Grammar {
   return new GrammarParser(source).parse();
 }
 
-export function lineAndColumn(source: string, offset: number): { line: number; column: number } {
+function lineAndColumn(source: string, offset: number): { line: number; column: number } {
   let line = 1;
   let lineStart = 0;
   const end = Math.min(Math.max(offset, 0), source.length);

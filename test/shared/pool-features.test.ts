@@ -58,7 +58,7 @@ describe('featuresNeeded', () => {
     }
   });
 
-  it('needs resumedOutputTokens honoured only where the output is counted (min_tokens, frequency and presence penalties, bad words) or its text followed (choices, regex)', () => {
+  it('needs resumedOutputTokens honoured only where the output is counted (min_tokens, frequency and presence penalties, bad words) or its text followed (choices, regex, grammar)', () => {
     const resumed = { ...plain, resumedOutputTokens: 1 };
     expect(featuresNeeded(resumed)).toEqual([]);
     expect(featuresNeeded({ ...resumed, minTokens: 4 })).toEqual(['minTokens', 'resumedOutputTokens']);
