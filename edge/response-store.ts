@@ -25,7 +25,7 @@ export interface StoredResponse {
   /** The conversation it ended, as chat messages (no instructions: they are not carried over). */
   conversation: ChatMessage[];
   /** The call_ids of the function calls in that conversation: a function_call_output after it answers one of them. */
-  callIds?: string[];
+  callIds: string[];
 }
 
 /** KV's smallest expiration. */
@@ -67,9 +67,8 @@ export class ResponseStore {
   /** Stores it (where it fits); whether it was. Never throws: the reply does not fail for it. */
   async put(record: StoredResponse): Promise<boolean> {
     const value = JSON.stringify(record);
-    const bytes = new TextEncoder().encode(value).length;
-    if (bytes > this.maxBytes) {
-      console.warn(`edge: response ${record.response.id} not stored: ${bytes} bytes, over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes})`);
+    if (!withinBytes(value, this.maxBytes)) {
+      console.warn(`edge: response ${record.response.id} not stored: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8`);
       return false;
     }
     try {
@@ -83,10 +82,13 @@ export class ResponseStore {
 
   /** Deletes it; whether it was there. Throws a 503 where KV fails. */
   async delete(id: string): Promise<boolean> {
-    const found = (await this.get(id)) !== null;
-    if (!found) return false;
+    const key = await this.keyFor(id);
     try {
-      await this.kv.delete(await this.keyFor(id));
+      // Whether it is there, without reading it whole (a record may hold megabytes of conversation).
+      const found = await this.kv.get(key, 'stream');
+      if (found === null) return false;
+      await found.cancel();
+      await this.kv.delete(key);
     } catch (err) {
       console.error('edge: stored response delete failed', err);
       throw new ApiError(503, 'The response store is unavailable; retry shortly (the response may not be deleted yet).', 'service_unavailable', 'response_store_unavailable', null, 2);
@@ -101,4 +103,21 @@ export function responseNotFound(id: string, param: string | null): ApiError {
   return param === 'previous_response_id'
     ? new ApiError(404, `Previous response with id '${name}' not found.`, 'invalid_request_error', 'previous_response_not_found', param)
     : new ApiError(404, `Response with id '${name}' not found.`, 'invalid_request_error', 'not_found', param);
+}
+
+/**
+ * Whether `text`'s UTF-8 is at most `maxBytes`, without encoding it: a
+ * UTF-16 unit is 1 to 3 bytes (a surrogate pair 4 for 2 units), so most
+ * texts are decided by their length alone.
+ */
+function withinBytes(text: string, maxBytes: number): boolean {
+  if (text.length > maxBytes) return false;
+  if (text.length * 3 <= maxBytes) return true;
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    bytes += unit < 0x80 ? 1 : unit < 0x800 || (unit >= 0xd800 && unit < 0xe000) ? 2 : 3;
+    if (bytes > maxBytes) return false;
+  }
+  return true;
 }

@@ -46,7 +46,7 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
     const stored = await store.get(previousId);
     if (stored === null) throw responseNotFound(previousId, 'previous_response_id');
     previous = stored.conversation;
-    previousCalls = stored.callIds ?? [];
+    previousCalls = stored.callIds;
   }
   const translated = translateResponsesRequest(parsed, previous, previousCalls);
   return {

@@ -27,7 +27,7 @@ const usage = {
 function record(id: string, text = 'Hello.'): StoredResponse {
   const { body, tools } = parseResponsesBody({ model: 'm', input: 'Hi' });
   const response = finishedResponse(startedResponse(id, 'm', body, tools), outputItems(null, text, 'stop', []), 'stop', usage);
-  return { response, inputItems: [{ role: 'user', content: 'Hi', id: 'msg_1' }], conversation: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: text }] };
+  return { response, inputItems: [{ role: 'user', content: 'Hi', id: 'msg_1' }], conversation: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: text }], callIds: [] };
 }
 
 describe('ResponseStore', () => {
@@ -65,6 +65,18 @@ describe('ResponseStore', () => {
     expect(await store.put(record('resp_small'))).toBe(true);
     expect(await store.put(record('resp_big', 'x'.repeat(4096)))).toBe(false);
     expect(await store.get('resp_big')).toBeNull();
+    // The cap is bytes, not characters: a record of euro signs (3 bytes each) under the cap in characters is over it in bytes.
+    const euros = record('resp_euros', '€'.repeat(300));
+    const json = JSON.stringify(euros);
+    const bytes = new TextEncoder().encode(json).length;
+    const between = new ResponseStore(kv, 'key-cap', 0, Math.floor((json.length + bytes) / 2));
+    expect(json.length).toBeLessThan(Math.floor((json.length + bytes) / 2));
+    expect(await between.put(euros)).toBe(false);
+    expect(await new ResponseStore(kv, 'key-cap', 0, bytes).put(euros)).toBe(true);
+    // Deleted once: found, then gone.
+    expect(await store.delete('resp_small')).toBe(true);
+    expect(await store.delete('resp_small')).toBe(false);
+    expect(await store.get('resp_small')).toBeNull();
     const failing = { put: () => Promise.reject(new Error('KV PUT failed: 503')), get: () => Promise.reject(new Error('KV GET failed: 503')) } as unknown as KVNamespace;
     const down = new ResponseStore(failing, 'key-down', 0, 1 << 20);
     expect(await down.put(record('resp_down'))).toBe(false);

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import type { CompletionSummary, CompletionUsage } from '../../edge/completion-run';
-import type { ResponseMeta } from '../../edge/openai-format';
+import { LogprobsFormatter, type ResponseMeta } from '../../edge/openai-format';
 import { finishedResponse, outputItems, startedResponse, type ResponseObject } from '../../edge/responses-format';
 import { parseResponsesBody } from '../../edge/responses-request';
 import { ResponsesStreamFormat } from '../../edge/responses-stream';
-import type { SourcedText } from '../../edge/token-text';
+import type { SourcedText, TokenLogprob } from '../../edge/token-text';
 
 const usage: CompletionUsage = {
   prompt_tokens: 5,
@@ -107,6 +107,32 @@ describe('Responses API events', () => {
       ['g', '{}'],
     ]);
     expect(events.filter((e) => e.type === 'response.output_item.added').map((e) => e.output_index)).toEqual([0, 1]);
+  });
+
+  it("carries each token's log-probabilities once, in its delta, and all of them, in order, in the done events and the response", async () => {
+    // A tokenizer whose id i prints the letter of i: enough for the formatter's names and bytes.
+    const letters = { tokenBytes: (id: number) => new TextEncoder().encode(String.fromCharCode(96 + id)) };
+    const withLogprobs: ResponseMeta = { ...meta, logprobs: new LogprobsFormatter('chat', letters, true) };
+    const token = (id: number, logprob: number): TokenLogprob => ({ id, logprob, top: [[id, logprob], [id + 1, logprob - 1]], text: String.fromCharCode(96 + id) });
+    const pieces: SourcedText[][] = [
+      [{ text: 'ab', source: 'model', tokens: [token(1, -0.5), token(2, -0.25)] } as SourcedText],
+      [{ text: 'c', source: 'model', tokens: [token(3, -1)] } as SourcedText],
+    ];
+    const frames: string[] = [];
+    const send = (frame: string): void => void frames.push(frame);
+    const format = new ResponsesStreamFormat(started(), withLogprobs, async () => undefined);
+    format.begin(send);
+    for (const p of pieces) format.piece(0, p, send);
+    format.finished(0, summary('stop'), send);
+    await format.ended([usage], send);
+    const events = frames.map((f) => JSON.parse(f.split('\n')[1].slice(6)) as Event);
+    const deltas = events.filter((e) => e.type === 'response.output_text.delta').map((e) => e.logprobs as Array<{ token: string; logprob: number; top_logprobs: unknown[] }>);
+    expect(deltas.map((d) => d.map((l) => [l.token, l.logprob]))).toEqual([[['a', -0.5], ['b', -0.25]], [['c', -1]]]);
+    expect(deltas[0][0].top_logprobs).toHaveLength(2);
+    const done = events.find((e) => e.type === 'response.output_text.done')!;
+    expect(done.logprobs).toEqual(deltas.flat());
+    const final = events.at(-1)!.response as ResponseObject;
+    expect((final.output[0] as { content: Array<{ logprobs: unknown }> }).content[0].logprobs).toEqual(deltas.flat());
   });
 
   it('ends a failed reply with an error event, then response.failed', () => {
