@@ -17,7 +17,7 @@ import type { EdgeEnv } from './env';
 import { PoolPicker } from './pool-picker';
 import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
 import { KeyLimiter, LEASE_HEARTBEAT_MS, type Admission, type RequestQuota } from './rate-limiter';
-import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody } from './request-schema';
+import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody, refuseStreamOptionsWithoutStream } from './request-schema';
 import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
 import { responseId } from './responses-format';
 import { inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
@@ -184,10 +184,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
   let answer: Answerer | undefined;
   try {
     ({ parsed, answer } = await parse(await readJson(c)));
-    // As OpenAI and vLLM: options of a stream on a reply that is not one were silently ignored.
-    if (parsed.body.stream_options !== undefined && parsed.body.stream_options !== null && parsed.body.stream !== true) {
-      throw new ApiError(400, 'stream_options is only allowed with stream: true.', 'invalid_request_error', 'invalid_value', 'stream_options');
-    }
+    refuseStreamOptionsWithoutStream(parsed.body);
     // Each of `n` choices is a generation in flight: `n` takes as many of the key's slots.
     const n = parsed.body.n ?? 1;
     if (n > key.concurrency) {

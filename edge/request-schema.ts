@@ -60,11 +60,8 @@ export const MAX_BAD_WORD_LENGTH = 1024;
 /** Characters of a `user` name (OpenAI's field; the per-user cache's scope). */
 export const MAX_USER_LENGTH = 256;
 
-const commonFields = {
-  model: z.string().min(1).max(256),
-  stream: z.boolean().nullish(),
-  stream_options: streamOptionsSchema,
-  max_tokens: z.number().int().min(1).nullish(),
+/** How a reply is sampled, as chat, completions and the Responses API take it. */
+export const samplingFields = {
   temperature: z.number().min(0).max(2).nullish(),
   /** 0 as OpenAI takes it: the smallest nucleus, the most likely token alone. */
   top_p: z.number().min(0).max(1).nullish(),
@@ -72,6 +69,26 @@ const commonFields = {
   top_k: z.number().min(-1).max(100_000).int().nullish(),
   /** Non-standard (vLLM): tokens less likely than this times the likeliest are cut; 0 = none. */
   min_p: z.number().min(0).max(1).nullish(),
+  /** Non-standard (vLLM): > 1 discourages tokens of the prompt and the output, 1 = none. */
+  repetition_penalty: z.number().min(0.01).max(10).nullish(),
+  /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
+  seed: z
+    .number()
+    .refine((v) => Number.isInteger(v) && Math.abs(v) <= 2 ** 63, 'seed must be an integer within the int64 range')
+    .nullish(),
+  /** Non-standard per-request switch: "auto" (default) speculates, "off" decodes plainly. */
+  speculation: z.enum(['auto', 'off']).nullish(),
+};
+
+/** The served model's name (or "default"). */
+export const modelField = z.string().min(1).max(256);
+
+const commonFields = {
+  model: modelField,
+  ...samplingFields,
+  stream: z.boolean().nullish(),
+  stream_options: streamOptionsSchema,
+  max_tokens: z.number().int().min(1).nullish(),
   /** Non-standard (vLLM): no end token, stop token id or stop string before this many output tokens. */
   min_tokens: z.number().int().min(0).nullish(),
   /** Non-standard (vLLM): the end token does not end the reply (it runs to max_tokens or the context). */
@@ -118,23 +135,14 @@ const commonFields = {
   guided_whitespace_pattern: z.string().nullish(),
   /** OpenAI's: plain text, any JSON object (`json_object`), or JSON valid under a schema (`json_schema`). */
   response_format: responseFormatSchema.nullish(),
-  /** An int64, as OpenAI takes it (past 2^53 as near as JSON's numbers hold it); see choiceSeed. */
-  seed: z
-    .number()
-    .refine((v) => Number.isInteger(v) && Math.abs(v) <= 2 ** 63, 'seed must be an integer within the int64 range')
-    .nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   /** Token id (as a string) → bias added to its logit, -100..100 (OpenAI's). */
   logit_bias: logitBiasSchema('logit_bias').nullish(),
-  /** Non-standard (vLLM): > 1 discourages tokens of the prompt and the output, 1 = none. */
-  repetition_penalty: z.number().min(0.01).max(10).nullish(),
   stop: stopSchema,
   user: z.string().max(MAX_USER_LENGTH).nullish(),
   /** Choices: one generation each, at most MAX_CHOICES. */
   n: z.number().min(1).max(MAX_CHOICES, `n is at most ${MAX_CHOICES}`).int().nullish(),
-  /** Non-standard per-request switch: "auto" (default) speculates, "off" decodes plainly. */
-  speculation: z.enum(['auto', 'off']).nullish(),
   /**
    * OpenAI's predicted outputs: text the reply is expected to resemble (the
    * file being edited, say). Drafted from as the prompt is; the reply is the
@@ -233,11 +241,14 @@ export const chatMessageSchema = z.object({
 });
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
+/** A function's name as OpenAI takes it (chat's tools, the Responses API's). */
+export const functionNameSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a function name is 1 to 64 letters, digits, underscores or dashes (as OpenAI has it)');
+
 /** A function the reply may call (chat's `tools`): its parameters a JSON schema, followed as structured outputs' are. */
 const toolSchema = z.object({
   type: z.literal('function'),
   function: z.object({
-    name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a function name is 1 to 64 letters, digits, underscores or dashes (as OpenAI has it)'),
+    name: functionNameSchema,
     description: z.string().nullish(),
     parameters: z.record(z.string(), z.unknown()).nullish(),
     strict: z.boolean().nullish(),
@@ -281,7 +292,7 @@ export type ChatRequest = z.infer<typeof chatRequestSchema>;
  * ignoring, say, `best_of` or a JSON response format would answer a
  * different request than the one asked, with nothing to tell the caller so.
  */
-type UnsupportedRule = { neutral: (value: unknown, body: Readonly<Record<string, unknown>>) => boolean; hint: string };
+export type UnsupportedRule = { neutral: (value: unknown, body: Readonly<Record<string, unknown>>) => boolean; hint: string };
 
 /** A prompt given as token ids (or a list of one such list): taken as it is, no BOS added. */
 function isTokenIdPrompt(prompt: unknown): boolean {
@@ -343,9 +354,14 @@ export function rejectUnsupportedParameters(body: unknown, endpoint: 'completion
   const rules = endpoint === 'chat' ? CHAT_UNSUPPORTED_PARAMETERS : UNSUPPORTED_PARAMETERS;
   if (endpoint === 'chat') rejectNonTextParts((body as { messages?: unknown }).messages);
   rejectOtherStructuredOutputs((body as { structured_outputs?: unknown }).structured_outputs);
+  refuseByRules(body as Record<string, unknown>, rules);
+}
+
+/** Throws a 400 (`unsupported_parameter`) for the first field of `body` a rule names, sent at a value other than its neutral one. */
+export function refuseByRules(body: Readonly<Record<string, unknown>>, rules: Readonly<Record<string, UnsupportedRule>>): void {
   for (const [name, value] of Object.entries(body)) {
     const rule = Object.hasOwn(rules, name) ? rules[name] : undefined;
-    if (rule && value !== null && value !== undefined && !rule.neutral(value, body as Record<string, unknown>)) {
+    if (rule && value !== null && value !== undefined && !rule.neutral(value, body)) {
       throw badRequest(`${name} is not supported by this server (leave it out, or send it as ${rule.hint})`, name, 'unsupported_parameter');
     }
   }
@@ -375,10 +391,21 @@ function rejectNonTextParts(messages: unknown): void {
     for (let j = 0; j < content.length; j++) {
       const type = (content[j] as { type?: unknown } | null)?.type;
       if (typeof type !== 'string' || type === 'text' || type === 'refusal') continue;
-      const param = `messages.${i}.content.${j}.type`;
-      throw badRequest(`${param}: content parts of type '${clipped(type, 40)}' are not supported by this server: its model reads text only`, param, 'unsupported_parameter');
+      throw nonTextPartError(`messages.${i}.content.${j}.type`, type);
     }
   }
+}
+
+/** As OpenAI and vLLM: options of a stream on a reply that is not one are a 400 (they were silently ignored). */
+export function refuseStreamOptionsWithoutStream(body: Readonly<{ stream?: unknown; stream_options?: unknown }>): void {
+  if (body.stream_options !== undefined && body.stream_options !== null && body.stream !== true) {
+    throw badRequest('stream_options is only allowed with stream: true.', 'stream_options', 'invalid_value');
+  }
+}
+
+/** A content part the model cannot read (an image, a file, audio), refused by its type at `param`. */
+export function nonTextPartError(param: string, type: string): ApiError {
+  return badRequest(`${param}: content parts of type '${clipped(type, 40)}' are not supported by this server: its model reads text only`, param, 'unsupported_parameter');
 }
 
 /** An OpenAI completion or chat body: refused by name where it asks for what this server does not do, else parsed as `parseBody` does. */

@@ -7,10 +7,7 @@
  */
 import { z } from 'zod';
 import { ApiError, badRequest } from './api-error';
-import { MAX_USER_LENGTH, clipped, parseBody, type ChatMessage, type ChatRequest } from './request-schema';
-
-const FUNCTION_NAME = /^[A-Za-z0-9_-]{1,64}$/;
-const functionName = z.string().regex(FUNCTION_NAME, 'a function name is 1 to 64 letters, digits, underscores or dashes (as OpenAI has it)');
+import { MAX_USER_LENGTH, clipped, functionNameSchema, modelField, nonTextPartError, parseBody, refuseByRules, refuseStreamOptionsWithoutStream, samplingFields, type ChatMessage, type ChatRequest, type UnsupportedRule } from './request-schema';
 
 /** Text a model reads: input_text (a user's, a system's), output_text (an assistant's replayed), refusal (an assistant's). */
 const textPartSchema = z.union([
@@ -30,7 +27,7 @@ const functionCallItemSchema = z.object({
   type: z.literal('function_call'),
   id: z.string().nullish(),
   call_id: z.string().min(1),
-  name: functionName,
+  name: functionNameSchema,
   arguments: z.string(),
 });
 const functionCallOutputItemSchema = z.object({
@@ -65,7 +62,7 @@ type TextFormat = z.infer<typeof textFormatSchema>;
 /** Responses' tools are flat: `{type: "function", name, parameters}`, not chat's `{type, function: {...}}`. */
 const functionToolSchema = z.object({
   type: z.literal('function'),
-  name: functionName,
+  name: functionNameSchema,
   description: z.string().nullish(),
   parameters: z.record(z.string(), z.unknown()).nullish(),
   strict: z.boolean().nullish(),
@@ -90,24 +87,14 @@ const metadataSchema = z
   .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `metadata holds at most ${MAX_METADATA_KEYS} keys`);
 
 const responsesRequestSchema = z.object({
-  model: z.string().min(1).max(256),
+  model: modelField,
   /** Items, checked one by one (inputItems): a union's errors would name the wrong branch. */
   input: z.union([z.string(), z.array(z.unknown())]),
   instructions: z.string().nullish(),
   previous_response_id: z.string().min(1).max(256).nullish(),
   max_output_tokens: z.number().int().min(1).nullish(),
-  temperature: z.number().min(0).max(2).nullish(),
-  top_p: z.number().min(0).max(1).nullish(),
-  /** vLLM's extras, as chat takes them. */
-  top_k: z.number().min(-1).max(100_000).int().nullish(),
-  min_p: z.number().min(0).max(1).nullish(),
-  repetition_penalty: z.number().min(0.01).max(10).nullish(),
-  seed: z
-    .number()
-    .refine((v) => Number.isInteger(v) && Math.abs(v) <= 2 ** 63, 'seed must be an integer within the int64 range')
-    .nullish(),
-  /** Non-standard, as chat's: "off" decodes plainly. */
-  speculation: z.enum(['auto', 'off']).nullish(),
+  /** OpenAI's temperature and top_p, and vLLM's extras and speculation as chat takes them. */
+  ...samplingFields,
   stream: z.boolean().nullish(),
   /** OpenAI's obfuscation pads events against side channels; taken and not done (the text is the same). */
   stream_options: z.object({ include_obfuscation: z.boolean().nullish() }).nullish(),
@@ -129,10 +116,8 @@ const responsesRequestSchema = z.object({
 });
 export type ResponsesRequest = z.infer<typeof responsesRequestSchema>;
 
-type Rule = { neutral: (value: unknown) => boolean; hint: string };
-
 /** Fields that change the answer and are not done here: refused unless at their neutral value (as chat's UNSUPPORTED_PARAMETERS). */
-const UNSUPPORTED: Readonly<Record<string, Rule>> = {
+const UNSUPPORTED: Readonly<Record<string, UnsupportedRule>> = {
   background: { neutral: (v) => v === false, hint: 'false: responses run while the request waits' },
   conversation: { neutral: () => false, hint: 'null; chain responses with previous_response_id' },
   prompt: { neutral: () => false, hint: 'null: prompt templates are not served' },
@@ -175,16 +160,8 @@ function rejectUnsupported(body: Record<string, unknown>): void {
       throw badRequest(`${name} is not a field of the Responses API (${instead})`, name, 'unsupported_parameter');
     }
   }
-  // As chat's rule: options of a stream on a reply that is not one.
-  if (body.stream_options !== undefined && body.stream_options !== null && body.stream !== true) {
-    throw badRequest('stream_options is only allowed with stream: true.', 'stream_options', 'invalid_value');
-  }
-  for (const [name, rule] of Object.entries(UNSUPPORTED)) {
-    const value = body[name];
-    if (value !== null && value !== undefined && !rule.neutral(value)) {
-      throw badRequest(`${name} is not supported by this server (leave it out, or send it as ${rule.hint})`, name, 'unsupported_parameter');
-    }
-  }
+  refuseStreamOptionsWithoutStream(body);
+  refuseByRules(body, UNSUPPORTED);
   const verbosity = (body.text as { verbosity?: unknown } | null | undefined)?.verbosity;
   if (verbosity != null && verbosity !== 'medium') {
     throw badRequest('text.verbosity is not supported by this server (leave it out, or send it as "medium")', 'text.verbosity', 'unsupported_parameter');
@@ -222,8 +199,7 @@ function inputItems(input: string | unknown[]): InputItem[] {
       for (const [j, part] of parts.entries()) {
         const partType = (part as { type?: unknown } | null)?.type;
         if (typeof partType === 'string' && !TEXT_PART_TYPES.includes(partType)) {
-          const param = `input.${i}.${type === 'function_call_output' ? 'output' : 'content'}.${j}.type`;
-          throw badRequest(`${param}: content parts of type '${clipped(partType, 40)}' are not supported by this server: its model reads text only`, param, 'unsupported_parameter');
+          throw nonTextPartError(`input.${i}.${type === 'function_call_output' ? 'output' : 'content'}.${j}.type`, partType);
         }
       }
     }

@@ -12,6 +12,7 @@
  * (shared/structured/json-schema-regex.ts), so each pool reads one form and
  * a bad pattern, grammar or schema is a 400 before anything is sent.
  */
+import { RecentlyChecked } from './recently-checked';
 import { badRequest } from './api-error';
 import { MAX_OUTPUT_GRAMMAR_CHARS, MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
 import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
@@ -115,11 +116,7 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
   if (regex.length > MAX_OUTPUT_REGEX_CHARS) {
     throw badRequest(`${constraint.param}: its regular expression is ${regex.length} characters, more than the ${MAX_OUTPUT_REGEX_CHARS} a pool takes; send a smaller one.`, constraint.param, 'invalid_value');
   }
-  if (checked.has(regex)) {
-    // Most recently used last: a schema sent with every request stays, whatever else comes between.
-    checked.delete(regex);
-    checked.add(regex);
-  } else {
+  if (!checkedRegexes.has(regex)) {
     try {
       checkRegex(regex);
     } catch (err) {
@@ -136,7 +133,7 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
         'invalid_value',
       );
     }
-    remember(regex);
+    checkedRegexes.add(regex);
   }
   return { choices: null, regex, grammar: null, toolCalls: tools?.mode ?? null };
 }
@@ -147,11 +144,7 @@ function checkedGrammar(param: string, grammar: string): string {
     throw badRequest(`${param}: the grammar is ${grammar.length} characters, more than the ${MAX_OUTPUT_GRAMMAR_CHARS} a pool takes; send a smaller one.`, param, 'invalid_value');
   }
   // A grammar sent with every request is checked once per isolate, as a regex is.
-  if (checkedGrammars.has(grammar)) {
-    checkedGrammars.delete(grammar);
-    checkedGrammars.add(grammar);
-    return grammar;
-  }
+  if (checkedGrammars.has(grammar)) return grammar;
   try {
     checkGrammar(grammar);
   } catch (err) {
@@ -160,37 +153,12 @@ function checkedGrammar(param: string, grammar: string): string {
     throw err;
   }
   checkedGrammars.add(grammar);
-  checkedGrammarChars += grammar.length;
-  for (const old of checkedGrammars) {
-    if (checkedGrammars.size <= CHECKED_REGEXES && checkedGrammarChars <= CHECKED_CHARS) break;
-    checkedGrammars.delete(old);
-    checkedGrammarChars -= old.length;
-  }
   return grammar;
 }
 
-/**
- * Regexes checked lately, least recent first: JSON mode's regex, or a
- * schema sent with every request, costs 1-30 ms of CPU to check (its
- * automaton built), once per isolate rather than once a request.
- */
-const checked = new Set<string>();
-const CHECKED_REGEXES = 32;
-const CHECKED_CHARS = 1 << 20;
-let checkedChars = 0;
-/** Grammars checked lately, kept apart from the regexes (one text may be both) and bounded alike. */
-const checkedGrammars = new Set<string>();
-let checkedGrammarChars = 0;
-
-function remember(regex: string): void {
-  checked.add(regex);
-  checkedChars += regex.length;
-  for (const old of checked) {
-    if (checked.size <= CHECKED_REGEXES && checkedChars <= CHECKED_CHARS) break;
-    checked.delete(old);
-    checkedChars -= old.length;
-  }
-}
+/** Regexes checked lately (JSON mode's, or a schema's: 1-30 ms of CPU each to check), and grammars, kept apart (one text may be both). */
+const checkedRegexes = new RecentlyChecked(32, 1 << 20);
+const checkedGrammars = new RecentlyChecked(32, 1 << 20);
 
 /** The regex a constraint asks for: a schema's written out; a 400 for a schema this server cannot follow. */
 function regexOf(constraint: Exclude<Constraint, { choices: string[] } | { grammar: string }>, whitespace: { param: string; pattern: string } | null): string {
