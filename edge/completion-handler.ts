@@ -20,7 +20,7 @@ import { acceptsModelName, unknownModel, type ServedModel } from './served-model
 import { settledWithin } from './settled-within';
 import { WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
 import { openedOrLate } from './reply-start';
-import { streamResponse } from './sse-response';
+import { streamResponse } from './chat-stream';
 import { wholeCompletionResponse } from './whole-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 import { badWordsTokenIds } from './bad-words';

@@ -6,6 +6,7 @@
  * list input items.
  */
 import { badRequest } from './api-error';
+import { clipped } from './request-schema';
 import type { Answerer } from './completion-handler';
 import { openedOrLate } from './reply-start';
 import type { ChatMessage } from './request-schema';
@@ -87,6 +88,7 @@ export function responsesAnswerer(planned: ResponsesPlan): Answerer {
     }
     const when = await openedOrLate(runs, opening, heartbeatMs);
     const format = new ResponsesStreamFormat(plan.started, meta, (response) => save(plan, response));
+    // Smoothing is the edge's own switch (the x-sssd-smooth header sets it on the chat body: index.ts), as on chat.
     return sseStream(runs, format, { smooth: body.stream_options?.smooth === true, id: plan.started.id }, headers, clientSignal, opening, when === 'late' ? heartbeatMs : 0, streamQuietCommentMs);
   };
 }
@@ -99,16 +101,27 @@ export async function storedResponse(store: ResponseStore, id: string): Promise<
 }
 
 /** An input item as OpenAI lists it: a message's text as parts, with a status. */
-function listedItem(item: StoredInputItem): object {
+type ListedItem = (StoredInputItem & { status: 'completed' }) | { type: 'message'; id: string; role: string; status: 'completed'; content: ReadonlyArray<{ type: string; text?: string; refusal?: string }> };
+
+/** GET /v1/responses/{id}/input_items's page. */
+interface InputItemsPage {
+  object: 'list';
+  data: ListedItem[];
+  first_id: string | null;
+  last_id: string | null;
+  has_more: boolean;
+}
+
+function listedItem(item: StoredInputItem): ListedItem {
   if (item.type === 'function_call' || item.type === 'function_call_output') return { ...item, status: 'completed' };
   const content = typeof item.content === 'string' ? [{ type: item.role === 'assistant' ? 'output_text' : 'input_text', text: item.content }] : item.content;
   return { type: 'message', id: item.id, role: item.role, status: 'completed', content };
 }
 
 /** GET /v1/responses/{id}/input_items's page: newest first by default, `limit` 1-100 (20), after the item `after`. */
-export function inputItemsPage(stored: StoredResponse, query: URLSearchParams): object {
+export function inputItemsPage(stored: StoredResponse, query: URLSearchParams): InputItemsPage {
   const order = query.get('order') ?? 'desc';
-  if (order !== 'asc' && order !== 'desc') throw badRequest(`order must be "asc" or "desc", not '${order.slice(0, 20)}'`, 'order', 'invalid_value');
+  if (order !== 'asc' && order !== 'desc') throw badRequest(`order must be "asc" or "desc", not '${clipped(order, 20)}'`, 'order', 'invalid_value');
   const limitText = query.get('limit');
   const limit = limitText === null ? 20 : Number(limitText);
   if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw badRequest('limit must be an integer from 1 to 100', 'limit', 'invalid_value');
@@ -117,10 +130,9 @@ export function inputItemsPage(stored: StoredResponse, query: URLSearchParams): 
   let start = 0;
   if (after !== null) {
     const at = items.findIndex((item) => item.id === after);
-    if (at < 0) throw badRequest(`after: no input item of this response has the id '${after.slice(0, 100)}'`, 'after', 'invalid_value');
+    if (at < 0) throw badRequest(`after: no input item of this response has the id '${clipped(after, 100)}'`, 'after', 'invalid_value');
     start = at + 1;
   }
-  const page = items.slice(start, start + limit).map(listedItem);
-  const ids = items.slice(start, start + limit).map((item) => item.id);
-  return { object: 'list', data: page, first_id: ids[0] ?? null, last_id: ids[ids.length - 1] ?? null, has_more: start + limit < items.length };
+  const page = items.slice(start, start + limit);
+  return { object: 'list', data: page.map(listedItem), first_id: page[0]?.id ?? null, last_id: page.at(-1)?.id ?? null, has_more: start + limit < items.length };
 }

@@ -1,0 +1,177 @@
+/**
+ * Chat's and completions' streams: their chunks (openai-format.ts), one
+ * choice per run, in `data: {chunk}` frames ending with `data: [DONE]`,
+ * written by sseStream (sse-response.ts).
+ */
+import type { ApiError } from './api-error';
+import { QUIET_STREAM_COMMENT_MS } from './edge-config';
+import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
+import { finishChunk, joinText, roleChunk, textChunk, toolCallChunk, tokensOf, usageChunk, type ChunkTokenIds, type LogprobsFormatter, type ResponseMeta, type RunningUsage } from './openai-format';
+import { sseStream, type SendFrame, type StreamFormat } from './sse-response';
+import { toolCallId, toolCallsOf, toolFinishReason, type ToolCallMode } from './tool-calls';
+import type { SourcedText, TokenLogprob } from './token-text';
+
+/** A chat or completions stream's options (stream_options, and the edge's smoothing). */
+export interface StreamOptions {
+  includeUsage: boolean;
+  /** vLLM's continuous_usage_stats (with includeUsage): every chunk carries its choice's usage so far. */
+  continuousUsage?: boolean;
+  smooth: boolean;
+}
+
+/** Chat's and completions' SSE frame: `data: <json>` (or `[DONE]`). */
+function dataFrame(payload: object | string): string {
+  return `data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`;
+}
+
+/** Chat's and completions' chunks (openai-format.ts), one choice per run. */
+class ChatStreamFormat implements StreamFormat {
+  private readonly formatters: Array<LogprobsFormatter | undefined>;
+  private readonly usageOf: (i: number) => RunningUsage | undefined;
+  private readonly idsOf: (index: number) => ChunkTokenIds | undefined;
+  private readonly calls: StreamedToolCalls | null;
+
+  constructor(
+    private readonly runs: readonly CompletionRun[],
+    private readonly meta: ResponseMeta,
+    private readonly options: StreamOptions,
+  ) {
+    this.formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
+    // As vLLM's: the prompt's tokens and the choice's completion tokens so far, in every chunk of the choice.
+    this.usageOf = options.continuousUsage ? (i: number): RunningUsage => runningUsage(runs[i]) : (): undefined => undefined;
+    this.idsOf = chunkTokenIds(runs, meta);
+    this.calls = meta.kind === 'chat' && meta.toolCalls ? new StreamedToolCalls(meta.toolCalls, runs.length) : null;
+  }
+
+  begin(send: SendFrame): void {
+    const meta = this.meta;
+    if (meta.kind === 'chat') for (let i = 0; i < this.runs.length; i++) send(dataFrame(roleChunk(meta, i, this.usageOf(i), meta.tokenIds ? this.runs[i].promptIds : undefined)));
+  }
+
+  piece(index: number, segments: SourcedText[], send: SendFrame): void {
+    const { meta, formatters, usageOf, idsOf, calls } = this;
+    const piece = calls ? calls.piece(index, segments) : null;
+    if (piece) send(dataFrame(toolCallChunk(meta, [piece], index, formatters[index] ? formatters[index].format(tokensOf(segments)) : null, usageOf(index), idsOf(index))));
+    else if (!calls) send(dataFrame(textChunk(meta, segments, index, formatters[index], usageOf(index), idsOf(index))));
+  }
+
+  finished(index: number, summary: CompletionSummary, send: SendFrame): void {
+    const { meta, formatters, usageOf, idsOf, calls } = this;
+    let finishReason: string = summary.finishReason;
+    if (calls) {
+      const ended = calls.finish(index, finishReason);
+      finishReason = ended.finishReason;
+      if (ended.calls) send(dataFrame(toolCallChunk(meta, ended.calls, index, ended.tokens && formatters[index] ? formatters[index].format(ended.tokens) : null, usageOf(index), idsOf(index))));
+      else if (ended.text) send(dataFrame(textChunk(meta, ended.text, index, formatters[index], usageOf(index), idsOf(index))));
+    }
+    send(dataFrame(finishChunk(meta, finishReason, index, summary.stopReason, usageOf(index), idsOf(index))));
+  }
+
+  ended(usages: CompletionUsage[], send: SendFrame): void {
+    if (this.options.includeUsage) send(dataFrame(usageChunk(this.meta, combinedUsage(usages))));
+  }
+
+  failed(error: ApiError, send: SendFrame): void {
+    send(dataFrame(error.toBody()));
+  }
+
+  close(send: SendFrame): void {
+    send(dataFrame('[DONE]'));
+  }
+}
+
+/**
+ * The runs (one per choice, `n` of them) as one SSE stream: each choice's
+ * chunks carry its `index`, as they come; a choice's finish chunk when it
+ * ends; the usage (all choices) once all have.
+ */
+export function streamResponse(
+  runs: readonly CompletionRun[],
+  meta: ResponseMeta,
+  options: StreamOptions,
+  headers: HeadersInit,
+  clientSignal?: AbortSignal,
+  opening: Promise<void> = Promise.resolve(),
+  heartbeatMs = 0,
+  quietCommentMs = QUIET_STREAM_COMMENT_MS,
+): Response {
+  return sseStream(runs, new ChatStreamFormat(runs, meta, options), { smooth: options.smooth, id: meta.id }, headers, clientSignal, opening, heartbeatMs, quietCommentMs);
+}
+
+/**
+ * vLLM's return_token_ids, chunk by chunk (undefined where not asked): the
+ * choice's ids received since its previous chunk (text held back for a
+ * possible stop string comes later than its ids), and in its first chunk the
+ * prompt's (chat sends those with its role chunk instead).
+ */
+function chunkTokenIds(runs: readonly CompletionRun[], meta: ResponseMeta): (index: number) => ChunkTokenIds | undefined {
+  if (!meta.tokenIds) return () => undefined;
+  const idsSent = runs.map(() => 0);
+  const promptSent = runs.map(() => meta.kind === 'chat');
+  return (i) => {
+    const output = runs[i].completionIds(idsSent[i]);
+    idsSent[i] += output.length;
+    if (promptSent[i]) return { output };
+    promptSent[i] = true;
+    return { output, prompt: runs[i].promptIds };
+  };
+}
+
+function runningUsage(run: CompletionRun): RunningUsage {
+  const prompt = run.promptTokens;
+  const completion = run.completionTokens;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+/**
+ * Each choice's tool calls as a stream: a named function's arguments as
+ * they come (its id, type and name with the first piece, as OpenAI streams a
+ * call); `"required"`'s calls, whose names and arguments are known only once
+ * their JSON array is whole, in one chunk at the end (text, where it never
+ * became one: cut by max_tokens or a stop string).
+ */
+class StreamedToolCalls {
+  private readonly ids: Array<string | null>;
+  private readonly held: SourcedText[][];
+
+  constructor(
+    private readonly mode: ToolCallMode,
+    choices: number,
+  ) {
+    this.ids = Array.from({ length: choices }, () => null);
+    this.held = Array.from({ length: choices }, () => []);
+  }
+
+  /** A named call's piece to send now; null where it is held (`"required"`) or says nothing. */
+  piece(choice: number, segments: SourcedText[]): { index: number; id?: string; name?: string; arguments: string } | null {
+    if (this.mode.kind === 'required') {
+      this.held[choice].push(...segments);
+      return null;
+    }
+    const text = joinText(segments);
+    const id = this.ids[choice];
+    if (id !== null) return text === '' && tokensOf(segments).length === 0 ? null : { index: 0, arguments: text };
+    this.ids[choice] = toolCallId();
+    return { index: 0, id: this.ids[choice]!, name: this.mode.name, arguments: text };
+  }
+
+  /** What a choice's end sends before its finish chunk: its calls (or, unparsed, its text), and its finish reason. */
+  finish(choice: number, finishReason: string): { calls: Array<{ index: number; id?: string; name?: string; arguments: string }> | null; text: SourcedText[] | null; tokens: TokenLogprob[] | null; finishReason: string } {
+    if (this.mode.kind === 'named') {
+      // A call with no piece yet (nothing generated) still says which it is.
+      const calls = this.ids[choice] === null ? [{ index: 0, id: (this.ids[choice] = toolCallId()), name: this.mode.name, arguments: '' }] : null;
+      // A named call ends as the reply did (`stop`, as OpenAI's and vLLM's forced calls end).
+      return { calls, text: null, tokens: null, finishReason };
+    }
+    const held = this.held[choice];
+    this.held[choice] = [];
+    const calls = toolCallsOf(this.mode, joinText(held));
+    if (calls === null) return { calls: null, text: held.length > 0 ? held : null, tokens: null, finishReason };
+    return {
+      calls: calls.map((call, index) => ({ index, id: call.id, name: call.function.name, arguments: call.function.arguments })),
+      text: null,
+      tokens: tokensOf(held),
+      finishReason: toolFinishReason(this.mode, finishReason, calls),
+    };
+  }
+}
