@@ -4,10 +4,9 @@
  * written by sseStream (sse-response.ts).
  */
 import type { ApiError } from './api-error';
-import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
 import { finishChunk, joinText, roleChunk, textChunk, toolCallChunk, tokensOf, usageChunk, type ChunkTokenIds, type LogprobsFormatter, type ResponseMeta, type RunningUsage } from './openai-format';
-import { sseStream, type SendFrame, type StreamFormat } from './sse-response';
+import { streamWhenOpened, type SendFrame, type StreamFormat, type StreamSetting } from './sse-response';
 import { toolCallId, toolCallsOf, toolFinishReason, type ToolCallMode } from './tool-calls';
 import type { SourcedText, TokenLogprob } from './token-text';
 
@@ -85,17 +84,8 @@ class ChatStreamFormat implements StreamFormat {
  * chunks carry its `index`, as they come; a choice's finish chunk when it
  * ends; the usage (all choices) once all have.
  */
-export function streamResponse(
-  runs: readonly CompletionRun[],
-  meta: ResponseMeta,
-  options: StreamOptions,
-  headers: HeadersInit,
-  clientSignal?: AbortSignal,
-  opening: Promise<void> = Promise.resolve(),
-  heartbeatMs = 0,
-  quietCommentMs = QUIET_STREAM_COMMENT_MS,
-): Response {
-  return sseStream(runs, new ChatStreamFormat(runs, meta, options), { smooth: options.smooth, id: meta.id }, headers, clientSignal, opening, heartbeatMs, quietCommentMs);
+export function streamResponse(runs: readonly CompletionRun[], meta: ResponseMeta, options: StreamOptions, setting: Omit<StreamSetting, 'id' | 'smooth'> & { opening: Promise<void>; heartbeatMs: number }): Promise<Response> {
+  return streamWhenOpened(runs, new ChatStreamFormat(runs, meta, options), { ...setting, id: meta.id, smooth: options.smooth });
 }
 
 /**

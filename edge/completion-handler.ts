@@ -19,7 +19,6 @@ import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { acceptsModelName, unknownModel, type ServedModel } from './served-model';
 import { settledWithin } from './settled-within';
 import { WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
-import { openedOrLate } from './reply-start';
 import { streamResponse } from './chat-stream';
 import { wholeCompletionResponse } from './whole-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
@@ -399,23 +398,13 @@ export type Answerer = (reply: PreparedReply) => Promise<Response>;
 /** Completions' and chat completions' answer: one JSON body, or SSE chunks. */
 async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs }: PreparedReply): Promise<Response> {
   if (!body.stream) return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal);
-  // A stream starts once its generations opened, or, queued at a pool past the heartbeat, before (SSE comments meanwhile).
-  const when = await openedOrLate(runs, opening, heartbeatMs);
-  return streamResponse(
-    runs,
-    meta,
-    {
-      includeUsage: body.stream_options?.include_usage === true,
-      // As vLLM's should_include_usage: continuous stats only where the final usage is asked too.
-      continuousUsage: body.stream_options?.include_usage === true && body.stream_options.continuous_usage_stats === true,
-      smooth: body.stream_options?.smooth === true,
-    },
-    headers,
-    clientSignal,
-    opening,
-    when === 'late' ? heartbeatMs : 0,
-    streamQuietCommentMs,
-  );
+  const options = {
+    includeUsage: body.stream_options?.include_usage === true,
+    // As vLLM's should_include_usage: continuous stats only where the final usage is asked too.
+    continuousUsage: body.stream_options?.include_usage === true && body.stream_options.continuous_usage_stats === true,
+    smooth: body.stream_options?.smooth === true,
+  };
+  return streamResponse(runs, meta, options, { headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs });
 }
 
 /**

@@ -8,13 +8,12 @@
 import { badRequest } from './api-error';
 import { clipped } from './request-schema';
 import type { Answerer } from './completion-handler';
-import { openedOrLate } from './reply-start';
 import type { ChatMessage } from './request-schema';
 import { finishedResponse, itemId, outputItems, outputLogprobs, startedResponse, type OutputItem, type ResponseObject } from './responses-format';
 import { parseResponsesBody, translateResponsesRequest, type InputItem, type TranslatedRequest } from './responses-request';
 import { ResponsesStreamFormat } from './responses-stream';
 import { responseNotFound, type ResponseStore, type StoredInputItem, type StoredResponse } from './response-store';
-import { sseStream } from './sse-response';
+import { streamWhenOpened } from './sse-response';
 import { finishedChoices, wholeCompletionResponse } from './whole-response';
 
 /** What answering a translated request needs beside its runs. */
@@ -86,10 +85,9 @@ export function responsesAnswerer(planned: ResponsesPlan): Answerer {
         return response;
       });
     }
-    const when = await openedOrLate(runs, opening, heartbeatMs);
     const format = new ResponsesStreamFormat(plan.started, meta, (response) => save(plan, response));
     // Smoothing is the edge's own switch (the x-sssd-smooth header sets it on the chat body: index.ts), as on chat.
-    return sseStream(runs, format, { smooth: body.stream_options?.smooth === true, id: plan.started.id }, headers, clientSignal, opening, when === 'late' ? heartbeatMs : 0, streamQuietCommentMs);
+    return streamWhenOpened(runs, format, { id: plan.started.id, smooth: body.stream_options?.smooth === true, headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs });
   };
 }
 

@@ -9,6 +9,7 @@
 import { toApiError, type ApiError } from './api-error';
 import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { BurstSmoother } from './burst-smoother';
+import { openedOrLate } from './reply-start';
 import type { CompletionRun, CompletionSummary, CompletionUsage } from './completion-run';
 import type { SourcedText } from './token-text';
 
@@ -101,24 +102,38 @@ export interface StreamFormat {
  * The runs as one SSE stream in `format`'s frames. Cancelling the response
  * stream (client gone) cancels the runs.
  */
-export function sseStream(
-  runs: readonly CompletionRun[],
-  format: StreamFormat,
-  /** `id`: what an unexpected error is logged with. */
-  options: { smooth: boolean; id: string },
-  headers: HeadersInit,
-  clientSignal?: AbortSignal,
+/** How a stream is written, beside its runs and format. */
+export interface StreamSetting {
+  /** What an unexpected error is logged with. */
+  id: string;
+  /** Pieces one token at a time, paced (BurstSmoother), rather than one a verification step. */
+  smooth: boolean;
+  headers: HeadersInit;
+  clientSignal?: AbortSignal;
   /**
    * The generations being opened, when the stream starts before they have
    * (see openedOrLate): until they are, an SSE comment goes out every
    * `heartbeatMs`, so a client that leaves meanwhile is noticed; an error
    * opening them ends the stream with the format's error frames.
    */
-  opening: Promise<void> = Promise.resolve(),
-  heartbeatMs = 0,
+  opening?: Promise<void>;
+  heartbeatMs?: number;
   /** Mid-reply, a stream that has sent nothing this long gets an SSE comment (QUIET_STREAM_COMMENT_MS). */
-  quietCommentMs = QUIET_STREAM_COMMENT_MS,
-): Response {
+  quietCommentMs?: number;
+}
+
+/**
+ * A stream that starts once its generations opened, or, queued at a pool
+ * past `heartbeatMs`, before (SSE comments meanwhile); what opening threw
+ * before either ("busy") keeps its HTTP status.
+ */
+export async function streamWhenOpened(runs: readonly CompletionRun[], format: StreamFormat, setting: StreamSetting & { opening: Promise<void>; heartbeatMs: number }): Promise<Response> {
+  const when = await openedOrLate(runs, setting.opening, setting.heartbeatMs);
+  return sseStream(runs, format, { ...setting, heartbeatMs: when === 'late' ? setting.heartbeatMs : 0 });
+}
+
+export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, setting: StreamSetting): Response {
+  const { id, smooth, headers, clientSignal, opening = Promise.resolve(), heartbeatMs = 0, quietCommentMs = QUIET_STREAM_COMMENT_MS } = setting;
   const encoder = new TextEncoder();
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
@@ -164,7 +179,7 @@ export function sseStream(
       await opening;
     } catch (err) {
       if (beat) clearInterval(beat);
-      format.failed(toApiError(err, options.id), send);
+      format.failed(toApiError(err, id), send);
       end();
       return;
     }
@@ -196,7 +211,7 @@ export function sseStream(
     };
     const usages: CompletionUsage[] = [];
     try {
-      for (const run of runs) generators.push(paced(run.run(), options.smooth));
+      for (const run of runs) generators.push(paced(run.run(), smooth));
       format.begin(send);
       for (let i = 0; i < runs.length; i++) pull(i);
       while (pending.size > 0 && !clientGone) {
@@ -213,7 +228,7 @@ export function sseStream(
       if (pending.size === 0) await format.ended(usages, send);
     } catch (err) {
       cancelAll();
-      format.failed(toApiError(err, options.id), send);
+      format.failed(toApiError(err, id), send);
     } finally {
       clearInterval(quiet);
     }
