@@ -85,7 +85,6 @@ export const modelField = z.string().min(1).max(256);
 
 const commonFields = {
   model: modelField,
-  ...samplingFields,
   stream: z.boolean().nullish(),
   stream_options: streamOptionsSchema,
   max_tokens: z.number().int().min(1).nullish(),
@@ -183,6 +182,9 @@ const commonFields = {
     .min(-1, 'prompt_logprobs must be 0 or more (or -1)')
     .max(MAX_PROMPT_LOGPROBS, `prompt_logprobs is at most ${MAX_PROMPT_LOGPROBS}`)
     .nullish(),
+  // Last: a body with several bad fields is refused for the first of the others (`n` past its bound among them, whose
+  // refusal gives the rate token back), as before they were shared.
+  ...samplingFields,
 };
 
 /** Most alternatives per token a request may ask log-probabilities for (the pool's limit, OpenAI's for chat). */

@@ -210,8 +210,9 @@ export class RowDrafting {
       const size = pruneToLanguage(tree, row.probs !== tree.probs ? row.probs : null, gen.textMasks!, gen.pruneScratch);
       row.available = Math.min(size - 1, this.maxTreeNodes);
     } catch (err) {
-      // The language's automaton past its bound: the tree half cut is not used, and the verifier, walking the same
-      // states, ends the generation with the error.
+      // The language's automaton past a bound: the tree half cut is not used this step. Past the drafts' own budget the
+      // generation goes on (later steps cut over the states built); past the automaton's, the verifier, walking the
+      // same states, ends the generation with the error.
       if (!(err instanceof AutomatonLimitError)) throw err;
       gen.tree = null;
       row.available = 0;

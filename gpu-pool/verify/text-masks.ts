@@ -216,8 +216,9 @@ export class TextMasks {
    * The state after a draft token: built where the drafts' own budget
    * allows (not charged to the request: see REQUEST_MAX_WORK), over the
    * states already built alone past it. A token whose building runs past
-   * that budget is an AutomatonLimitError, stopped as it builds (the
-   * drafts are then cut over the states built).
+   * that budget is an AutomatonLimitError, stopped as it builds: that
+   * step's row goes undrafted (row-drafting.ts), and its later steps cut
+   * their drafts over the states built.
    */
   afterForDraft(state: number, token: number): number {
     if (state === NOT_BUILT) return NOT_BUILT;

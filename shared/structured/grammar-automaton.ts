@@ -145,34 +145,39 @@ export class GrammarAutomaton extends LazyDfa<Float64Array> {
     // Within the closure's own cap and the work left: stopped as it reaches either, never after.
     const budget = Math.min(MAX_CLOSURE_VISITS, Math.floor(this.workLeft() / WORK_PER_VISIT) + 1);
     let visited = 0;
-    while (todo.length > 0) {
-      const s = todo.pop()!;
-      const q = todo.pop()!;
-      const key = s * n + q;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      if (++visited > budget) {
-        todo.length = 0;
-        seen.clear();
-        this.spend(visited * WORK_PER_VISIT);
-        throw visited > MAX_CLOSURE_VISITS ? new AutomatonLimitError(MAX_CLOSURE_VISITS, this.what, 'configurations in one step') : this.workLimitError();
+    try {
+      while (todo.length > 0) {
+        const s = todo.pop()!;
+        const q = todo.pop()!;
+        const key = s * n + q;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        if (++visited > budget) {
+          this.spend(visited * WORK_PER_VISIT);
+          throw visited > MAX_CLOSURE_VISITS ? new AutomatonLimitError(MAX_CLOSURE_VISITS, this.what, 'configurations in one step') : this.workLimitError();
+        }
+        switch (kind[q]) {
+          case NfaKind.Epsilon:
+            if (out2[q] >= 0) todo.push(out2[q], s);
+            if (out1[q] >= 0) todo.push(out1[q], s);
+            break;
+          case NfaKind.Byte:
+            // Trimmed readers (their byte leads nowhere live) have no way on.
+            if (out1[q] >= 0) members.push(q * STACK_SPAN + s);
+            break;
+          case NfaKind.Call:
+            if (out1[q] >= 0) todo.push(out2[q], tailReturn[out1[q]] === 1 ? s : this.pushed(s, out1[q]));
+            break;
+          default: // a rule's end: return to the caller, or, with nothing to return to, the text is a sentence
+            if (s !== 0) todo.push(this.stackReturn[s], this.stackParent[s]);
+            else members.push(rootEnd * STACK_SPAN);
+        }
       }
-      switch (kind[q]) {
-        case NfaKind.Epsilon:
-          if (out2[q] >= 0) todo.push(out2[q], s);
-          if (out1[q] >= 0) todo.push(out1[q], s);
-          break;
-        case NfaKind.Byte:
-          // Trimmed readers (their byte leads nowhere live) have no way on.
-          if (out1[q] >= 0) members.push(q * STACK_SPAN + s);
-          break;
-        case NfaKind.Call:
-          if (out1[q] >= 0) todo.push(out2[q], tailReturn[out1[q]] === 1 ? s : this.pushed(s, out1[q]));
-          break;
-        default: // a rule's end: return to the caller, or, with nothing to return to, the text is a sentence
-          if (s !== 0) todo.push(this.stackReturn[s], this.stackParent[s]);
-          else members.push(rootEnd * STACK_SPAN);
-      }
+    } catch (err) {
+      // Whatever stopped it (its budget, stacks past the bound): the next closure starts from nothing.
+      todo.length = 0;
+      seen.clear();
+      throw err;
     }
     this.charge(visited * WORK_PER_VISIT);
     if (members.length === 0) return DEAD;

@@ -53,9 +53,9 @@ export abstract class LazyDfa<S extends MemberSet> implements TextAutomaton {
     return this.work;
   }
 
-  /** The share of its limits the automaton has used, the larger of states and building work (0 to 1). */
+  /** The share of its limits the automaton has used, the largest of states, members held and building work (0 to 1). */
   get used(): number {
-    return Math.max(this.sets.length / this.maxStates, this.work / this.maxWork);
+    return Math.max(this.sets.length / this.maxStates, this.entries / (this.maxStates * 256), this.work / this.maxWork);
   }
 
   /** The state after `bytes[start..end)` as far as it is built: UNBUILT where a byte's next state has not been made yet (nothing is built here). */

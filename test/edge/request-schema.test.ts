@@ -4,7 +4,7 @@
  * as LangChain send `tools: []`).
  */
 import { describe, expect, it } from 'vitest';
-import { ApiError } from '../../edge/api-error';
+import { ApiError, TooManyChoicesError } from '../../edge/api-error';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 import { clipped } from '../../edge/request-schema';
 
@@ -306,6 +306,13 @@ describe('sampling bounds', () => {
       );
     }
     expect(parseOpenAiBody(chatRequestSchema, { ...chat, logprobs: true, top_logprobs: 2 }, 'chat').top_logprobs).toBe(2);
+  });
+
+  it('names, of several bad fields, the others before the sampling ones: too many choices is still refused as such (its rate token given back)', () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, n: 1000, speculation: 'x' }, 'chat')).toThrow(TooManyChoicesError);
+    expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, stream: 'yes', temperature: 5 }, 'chat')).toThrow(expect.objectContaining({ param: 'stream' }));
+    expect(() => parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'x', max_tokens: -1, seed: 1.5 })).toThrow(expect.objectContaining({ param: 'max_tokens' }));
   });
 });
 

@@ -415,6 +415,19 @@ describe('limits', () => {
     expect(run(automaton, 'aa')).toBe(DEAD);
   });
 
+  it('starts its next closure clean after one stopped by a bound, and says it used its limits (so the pool builds afresh)', () => {
+    // 'x' opens 700 nested calls: their stacks pass what 2 states may hold (512 entries) in the first closure.
+    const rules = ['root ::= "s" r1 | "q" "z"', ...Array.from({ length: 699 }, (_, i) => `r${i + 1} ::= r${i + 2} "x" | "w"`), 'r700 ::= "w"'];
+    const automaton = compileGrammar(rules.join('\n'), { maxDfaStates: 2 });
+    expect(() => run(automaton, 's')).toThrow(AutomatonLimitError);
+    // Admission rebuilds an automaton past half its limits: the entries held count (they did not, and it was kept).
+    expect(automaton.used).toBeGreaterThanOrEqual(1);
+    // The stopped closure's pairs are not left for the next one, which walked them (25,700 steps) and was charged for them.
+    const before = automaton.workDone;
+    expect(() => run(automaton, 'q')).toThrow(AutomatonLimitError);
+    expect(automaton.workDone - before).toBeLessThan(20 * WORK_PER_VISIT);
+  });
+
   it('follows right recursion at a constant cost a byte: a call returning to its rule\'s end keeps no frame', () => {
     const quoted = compileGrammar('root ::= "\\"" chars "\\""\nchars ::= [a-z ] chars | ""');
     const start = quoted.workDone;
