@@ -269,21 +269,22 @@ export class TextMasks {
     return state === START ? this.language.next(0, token, this.firstAfterBos) : this.language.next(state, token, false);
   }
 
+  /** The state's ids, what building them took charged to this request. */
   private idsAt(state: number): StateIds {
-    return state === START ? this.language.idsAt(0, this.firstAfterBos) : this.language.idsAt(state, false);
-  }
-
-  /** The ids allowed at `state`, ascending (owned by the language, not to be modified). */
-  allowedAt(state: number): Int32Array {
     this.begin();
     let ids: StateIds;
     try {
-      ids = this.idsAt(state);
+      ids = state === START ? this.language.idsAt(0, this.firstAfterBos) : this.language.idsAt(state, false);
     } finally {
       this.end();
     }
     this.check();
-    return ids.allowed;
+    return ids;
+  }
+
+  /** The ids allowed at `state`, ascending (owned by the language, not to be modified). */
+  allowedAt(state: number): Int32Array {
+    return this.idsAt(state).allowed;
   }
 
   /**
@@ -292,15 +293,7 @@ export class TextMasks {
    * state's ids are known.
    */
   mask(out: Float32Array, state: number, kept: Float32Array): void {
-    this.begin();
-    let ids: StateIds;
-    try {
-      ids = this.idsAt(state);
-    } finally {
-      this.end();
-    }
-    this.check();
-    const { allowed, banned } = ids;
+    const { allowed, banned } = this.idsAt(state);
     if (banned !== null) {
       for (let i = 0; i < banned.length; i++) out[banned[i]] = -Infinity;
       return;
