@@ -23,17 +23,21 @@ export const DEFAULT_MAX_NFA_STATES = 100_000;
 export const NfaKind = { Byte: 0, Epsilon: 1, Accept: 2, Call: 3 } as const;
 export type NfaKind = (typeof NfaKind)[keyof typeof NfaKind];
 
-export interface ByteNfa {
+/** The states as built: a regex's (ByteNfa) or a grammar's rules (grammar-nfa.ts's GrammarNfa). */
+export interface NfaTables {
   readonly start: number;
   readonly stateCount: number;
   readonly kind: Uint8Array;
   /** A Byte state's range, inclusive. */
   readonly lo: Uint8Array;
   readonly hi: Uint8Array;
-  /** Where a state goes (a Byte state: after its byte); -1 = nowhere (or cut). */
+  /** Where a state goes (a Byte state: after its byte; a Call: once the rule called ends); -1 = nowhere (or cut). */
   readonly out1: Int32Array;
-  /** An Epsilon state's second way; -1 = none. */
+  /** An Epsilon state's second way; a Call's callee's first state; -1 = none. */
   readonly out2: Int32Array;
+}
+
+export interface ByteNfa extends NfaTables {
   /** Whether any text matches at all (the start reaches the accepting state). */
   readonly matchesSomething: boolean;
 }

@@ -9,22 +9,12 @@
  * configurations would be infinite).
  */
 
-import { DEFAULT_MAX_NFA_STATES, NfaBuilder, NfaKind, RegexTooLargeError } from './byte-nfa';
+import { DEFAULT_MAX_NFA_STATES, NfaBuilder, NfaKind, RegexTooLargeError, type NfaTables } from './byte-nfa';
 import { type Grammar, GrammarSyntaxError } from './grammar-syntax';
 
-export interface GrammarNfa {
-  /** Root's first state, and its end (accepting where nothing is left to return to). */
-  readonly start: number;
+/** The rules' states, `start` root's first; `rootEnd` root's end (accepting where nothing is left to return to). */
+export interface GrammarNfa extends NfaTables {
   readonly rootEnd: number;
-  readonly stateCount: number;
-  readonly kind: Uint8Array;
-  /** A Byte state's range, inclusive. */
-  readonly lo: Uint8Array;
-  readonly hi: Uint8Array;
-  /** Where a state goes (a Byte state: after its byte; a Call: once the rule called ends); -1 = nowhere (or cut). */
-  readonly out1: Int32Array;
-  /** An Epsilon state's second way; a Call's callee's first state; -1 = none. */
-  readonly out2: Int32Array;
 }
 
 /** The grammar's NFA, its rules checked; a GrammarSyntaxError names a rule that derives nothing or is left-recursive, or a grammar too large. */
