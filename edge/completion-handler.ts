@@ -10,10 +10,11 @@ import { sha256Hex, type KeyRecord } from './api-keys';
 import { renderChatPrompt } from './chat-template';
 import { CompletionRun, draftUserTrie, type CompletionDeps } from './completion-run';
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
-import { type ChatRequest, type CompletionRequest } from './request-schema';
+import { type ChatMessage, type ChatRequest, type CompletionRequest } from './request-schema';
 import { promptLogprobsAsked } from './prompt-logprobs';
 import { PREDICTION_TOKENS } from '../shared/protocol';
 import { promptTokensKept, truncatedPrompt } from './prompt-truncation';
+import { fittedConversation } from './conversation-truncation';
 import { encodeContinuation } from '../shared/tokenizer/encode-continuation';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { acceptsModelName, unknownModel, type ServedModel } from './served-model';
@@ -27,7 +28,10 @@ import { structuredOutput } from './structured-output';
 import { allowedIdsLeft } from '../shared/allowed-ids-left';
 import { generationEndIds } from '../shared/end-ids';
 
-export type ParsedRequest = { kind: 'completion'; body: CompletionRequest } | { kind: 'chat'; body: ChatRequest };
+export type ParsedRequest =
+  | { kind: 'completion'; body: CompletionRequest }
+  /** `truncation` "auto": the oldest turns dropped to fit the context (the Responses API's; edge/conversation-truncation.ts). */
+  | { kind: 'chat'; body: ChatRequest; truncation?: 'auto' };
 
 export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   key: KeyRecord;
@@ -79,18 +83,20 @@ export function poolTenant(tenant: string): Promise<string> {
 
 /** UTF-16 length of the prompt's text (the messages' contents for chat; 0 for token ids): no more UTF-8 bytes than that. */
 function promptTextLength(parsed: ParsedRequest): number {
-  if (parsed.kind === 'chat') {
-    let length = 0;
-    for (const message of parsed.body.messages) {
-      const content = message.content;
-      if (typeof content === 'string') length += content.length;
-      else if (content) for (const part of content) length += part.type === 'text' ? part.text.length : part.refusal.length;
-      else length += message.refusal?.length ?? 0;
-    }
-    return length;
-  }
+  if (parsed.kind === 'chat') return chatTextLength(parsed.body.messages);
   const prompt = parsed.body.prompt;
   return typeof prompt === 'string' ? prompt.length : typeof prompt[0] === 'string' ? prompt[0].length : 0;
+}
+
+function chatTextLength(messages: readonly ChatMessage[]): number {
+  let length = 0;
+  for (const message of messages) {
+    const content = message.content;
+    if (typeof content === 'string') length += content.length;
+    else if (content) for (const part of content) length += part.type === 'text' ? part.text.length : part.refusal.length;
+    else length += message.refusal?.length ?? 0;
+  }
+  return length;
 }
 
 /**
@@ -109,13 +115,39 @@ const NORMALISATION_SLACK = 4;
 function refuseFarTooLong(parsed: ParsedRequest, model: ServedModel): void {
   const length = promptTextLength(parsed);
   const contextLength = model.info.model.contextLength;
-  // A token stands for a byte at least: most prompts are passed without the vocabulary's longest token.
-  if (length <= contextLength * NORMALISATION_SLACK || length <= contextLength * model.maxTokenBytes() * NORMALISATION_SLACK) return;
+  if (!moreTokensThan(length, contextLength, model)) return;
   throw badRequest(
     `This model's maximum context length is ${contextLength} tokens; the prompt (${length} characters) has far more.`,
     parsed.kind === 'chat' ? 'messages' : 'prompt',
     'context_length_exceeded',
   );
+}
+
+/** Whether a text of `length` UTF-16 units certainly encodes to more than `tokens` tokens (false: it may not). */
+function moreTokensThan(length: number, tokens: number, model: ServedModel): boolean {
+  // A token stands for a byte at least: most prompts are passed without the vocabulary's longest token.
+  return length > tokens * NORMALISATION_SLACK && length > tokens * model.maxTokenBytes() * NORMALISATION_SLACK;
+}
+
+/**
+ * A chat's prompt ids with its oldest turns dropped until it and `replyRoom`
+ * tokens fit the context (the Responses API's `truncation: "auto"`). Where
+ * what cannot be dropped is too long still, its ids: the checks after refuse
+ * them as any prompt too long.
+ */
+function fittedChatIds(messages: readonly ChatMessage[], replyRoom: number, model: ServedModel): number[] {
+  const template = model.info.model.chatTemplate;
+  const budget = model.info.model.contextLength - replyRoom;
+  const encoded = (candidate: readonly ChatMessage[]): number[] => model.tokenizer.encode(renderChatPrompt(candidate, template), { bos: true });
+  const { messages: kept, fitted } = fittedConversation(messages, (candidate) => {
+    // A conversation far too long is known by its length, before paying for its encoding.
+    if (budget < 1 || moreTokensThan(chatTextLength(candidate), budget, model)) return null;
+    const ids = encoded(candidate);
+    return ids.length <= budget ? ids : null;
+  });
+  if (fitted !== null) return fitted;
+  refuseFarTooLong({ kind: 'chat', body: { model: '', messages: kept } }, model);
+  return encoded(kept);
 }
 
 function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
@@ -204,8 +236,14 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const byDefault = parsed.kind === 'completion' ? DEFAULT_COMPLETION_TOKENS : null;
   const kept = promptTokensKept(body.truncate_prompt_tokens, contextLength, requested ?? byDefault, limitParam);
   // A prompt to be cut may be as long as the body allows: tokenized whole, as vLLM does, since its last tokens depend on all of it.
-  if (kept === null) refuseFarTooLong(parsed, model);
-  const ids = truncatedPrompt(promptIds(parsed, model), kept, keepsBos(parsed), body.truncation_side ?? 'left');
+  let ids: number[];
+  if (parsed.kind === 'chat' && parsed.truncation === 'auto') {
+    // The reply's room: what it asks for, else one token (OpenAI drops only what it must).
+    ids = fittedChatIds(parsed.body.messages, requested ?? 1, model);
+  } else {
+    if (kept === null) refuseFarTooLong(parsed, model);
+    ids = truncatedPrompt(promptIds(parsed, model), kept, keepsBos(parsed), body.truncation_side ?? 'left');
+  }
   // A prompt that fills the context can still be scored (echo, max_tokens 0); generating needs one position more.
   if (ids.length === contextLength && requested !== 0) {
     throw badRequest(

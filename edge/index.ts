@@ -253,7 +253,7 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
     return await complete(c, async (body) => {
       const plan = await planResponse(body, responseStore(c), responseId(c.get('requestHex')));
       planned = true;
-      return { parsed: { kind: 'chat', body: plan.translated.chat }, answer: responsesAnswerer(plan) };
+      return { parsed: { kind: 'chat', body: plan.translated.chat, truncation: plan.translated.body.truncation === 'auto' ? 'auto' : undefined }, answer: responsesAnswerer(plan) };
     });
   } catch (err) {
     throw planned ? inResponsesTerms(err) : err;

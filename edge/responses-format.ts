@@ -78,7 +78,7 @@ export interface ResponseObject {
   tools: FunctionTool[];
   top_logprobs: number;
   top_p: number;
-  truncation: 'disabled';
+  truncation: 'auto' | 'disabled';
   usage: ResponsesUsage | null;
   user: string | null;
   safety_identifier: string | null;
@@ -128,7 +128,7 @@ export function startedResponse(id: string, model: string, body: ResponsesReques
     tools,
     top_logprobs: body.top_logprobs ?? 0,
     top_p: body.top_p ?? 1,
-    truncation: 'disabled',
+    truncation: body.truncation ?? 'disabled',
     usage: null,
     user: body.user ?? null,
     safety_identifier: body.safety_identifier ?? null,

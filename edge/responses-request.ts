@@ -113,6 +113,8 @@ const responsesRequestSchema = z.object({
   safety_identifier: z.string().max(MAX_USER_LENGTH).nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   include: z.array(z.string()).nullish(),
+  /** "auto": the conversation's oldest turns dropped to fit the context (edge/conversation-truncation.ts); "disabled": a 400. */
+  truncation: z.enum(['auto', 'disabled']).nullish(),
 });
 export type ResponsesRequest = z.infer<typeof responsesRequestSchema>;
 
@@ -128,7 +130,6 @@ const UNSUPPORTED: Readonly<Record<string, UnsupportedRule>> = {
     },
     hint: 'null: the model does not reason',
   },
-  truncation: { neutral: (v) => v === 'disabled', hint: '"disabled"' },
   max_tool_calls: { neutral: () => false, hint: 'null' },
 };
 

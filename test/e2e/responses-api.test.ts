@@ -163,6 +163,36 @@ describe('Responses API on the edge', () => {
     expect([wrongOnId.status, ((await wrongOnId.json()) as { error: { message: string } }).error.message]).toEqual([405, `/v1/responses/${cut.id} takes GET, DELETE, not PUT.`]);
   });
 
+  it("with truncation 'auto', drops a chain's oldest turns to fit the context (and refuses it without)", async () => {
+    const contextLength = ((await (await fetch(`${stack.edgeUrl}/tokenize`, { method: 'POST', headers: { authorization: `Bearer ${stack.devKey}` }, body: JSON.stringify({ prompt: 'x' }) })).json()) as { max_model_len: number }).max_model_len;
+    const count = async (messages: object[]): Promise<number> => {
+      const res = await fetch(`${stack.edgeUrl}/tokenize`, { method: 'POST', headers: { authorization: `Bearer ${stack.devKey}` }, body: JSON.stringify({ model, messages }) });
+      return ((await res.json()) as { count: number }).count;
+    };
+    // A last input that fits alone with 16 tokens of reply, but not after the first turn (the first turn too is long).
+    let last = 'The end.';
+    while ((await count([{ role: 'user', content: `${last} ${PROMPT}` }])) <= contextLength - 40) last = `${last} ${PROMPT}`;
+    const first = await client.responses.create({ model, input: last.slice(0, 400), max_output_tokens: 16, temperature: 0 });
+    const params = { model, input: last, previous_response_id: first.id, max_output_tokens: 16, temperature: 0 };
+
+    const refused = await client.responses.create(params).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).code).toBe('context_length_exceeded');
+
+    const truncated = await client.responses.create({ ...params, truncation: 'auto' });
+    expect(truncated.truncation).toBe('auto');
+    // The first turn's user message is dropped, and its answer too where the rest does not fit beside it.
+    const withAnswer: OpenAI.ChatCompletionMessageParam[] = [{ role: 'assistant', content: first.output_text }, { role: 'user', content: last }];
+    const kept = (await count(withAnswer)) + 16 <= contextLength ? withAnswer : withAnswer.slice(1);
+    const expected = await chatText(kept, 16);
+    expect(truncated.output_text).toBe(expected.text);
+    expect(truncated.usage!.input_tokens).toBe(expected.promptTokens);
+    expect(truncated.usage!.input_tokens + 16).toBeLessThanOrEqual(contextLength);
+    // The chain stores the whole conversation: what is dropped is this request's prompt, not its history.
+    const items = await client.responses.inputItems.list(truncated.id);
+    expect(items.data).toHaveLength(1);
+  });
+
   it('cancels the generation at the pool when a client aborts a stream, and frees its slot: a one-slot key runs its next request', async () => {
     const oneSlot = new OpenAI({ apiKey: ONE_SLOT_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
     // The tiny model can finish before the abort reaches the pool; such an attempt proves nothing and is repeated.

@@ -88,7 +88,7 @@ describe('Responses request → chat request', () => {
     expect(refusal({ input: 'x', conversation: 'conv_1' }).param).toBe('conversation');
     expect(refusal({ input: 'x', prompt: { id: 'pmpt_1' } }).param).toBe('prompt');
     expect(refusal({ input: 'x', reasoning: { effort: 'high' } }).param).toBe('reasoning');
-    expect(refusal({ input: 'x', truncation: 'auto' }).param).toBe('truncation');
+    expect(refusal({ input: 'x', truncation: 'middle' }).param).toBe('truncation');
     expect(refusal({ input: 'x', max_tool_calls: 2 }).param).toBe('max_tool_calls');
     expect(refusal({ input: 'x', text: { verbosity: 'low' } }).param).toBe('text.verbosity');
     expect(refusal({ input: 'x', include: ['message.output_text.logprobs', 'file_search_call.results'] }).param).toBe('include.1');
@@ -108,6 +108,8 @@ describe('Responses request → chat request', () => {
     expect(chained.callIds).toEqual(['call_1']);
     // Neutral values pass.
     expect(() => translate({ input: 'x', background: false, truncation: 'disabled', reasoning: { effort: null }, text: { verbosity: 'medium' } })).not.toThrow();
+    // truncation "auto" is served: the handler drops the oldest turns (edge/conversation-truncation.ts).
+    expect(translate({ input: 'x', truncation: 'auto' }).body.truncation).toBe('auto');
   });
 
   it('names the Responses field in malformed requests', () => {
