@@ -89,14 +89,29 @@ function randomHex(bytes: number): string {
   return bytesToHex(crypto.getRandomValues(new Uint8Array(bytes)));
 }
 
+const RESPONSE_PREFIX = 'resp_';
+
 /** A response's id: the request's hex, as its `x-request-id` carries it. */
 export function responseId(requestHex: string): string {
-  return `resp_${requestHex}`;
+  return `${RESPONSE_PREFIX}${requestHex}`;
 }
 
-/** An item's id: `msg_`, `fc_` and the like, then 32 hex digits. */
-export function itemId(prefix: string): string {
-  return `${prefix}_${randomHex(16)}`;
+/**
+ * An item's id: `msg_`, `fc_` and the like, then its response's hex and 24
+ * random hex digits (48 in all, as OpenAI's). The response's hex in it is how
+ * an `item_reference` to it finds the stored response it is in.
+ */
+export function itemId(prefix: string, responseIdOfItem: string): string {
+  return `${prefix}_${responseIdOfItem.slice(RESPONSE_PREFIX.length)}${randomHex(12)}`;
+}
+
+/** An item id this server made: a prefix, the response's 24 hex digits, 24 more. */
+const ITEM_ID = /^[a-z]+_([0-9a-f]{24})[0-9a-f]{24}$/;
+
+/** The response an item id this server made is in; null for any other id (a client's own). */
+export function responseOfItem(id: string): string | null {
+  const match = ITEM_ID.exec(id);
+  return match ? `${RESPONSE_PREFIX}${match[1]}` : null;
 }
 
 /** A function call's id as the model's reply names it (`call_` and hex, as OpenAI's). */
@@ -171,11 +186,11 @@ export function itemStatus(finishReason: string): ItemStatus {
 }
 
 /** A finished reply's output items: its function calls (the reply was asked for calls and made whole ones), else its text as a message. */
-export function outputItems(mode: ToolCallMode | null, text: string, finishReason: string, logprobs: OutputLogprob[]): OutputItem[] {
+export function outputItems(responseId: string, mode: ToolCallMode | null, text: string, finishReason: string, logprobs: OutputLogprob[]): OutputItem[] {
   const calls = mode ? toolCallsOf(mode, text) : null;
   const status = itemStatus(finishReason);
-  if (calls) return calls.map((call) => functionCallItem(itemId('fc'), callId(), call.function.name, call.function.arguments, status));
-  return [messageItem(itemId('msg'), status, [outputText(text, logprobs)])];
+  if (calls) return calls.map((call) => functionCallItem(itemId('fc', responseId), callId(), call.function.name, call.function.arguments, status));
+  return [messageItem(itemId('msg', responseId), status, [outputText(text, logprobs)])];
 }
 
 /** The response once its reply ended: `incomplete` where the token limit cut it. */

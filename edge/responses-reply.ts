@@ -12,6 +12,7 @@ import type { ChatMessage } from './request-schema';
 import { finishedResponse, itemId, outputItems, outputLogprobs, startedResponse, type OutputItem, type ResponseObject } from './responses-format';
 import { parseResponsesBody, translateResponsesRequest, type InputItem, type TranslatedRequest } from './responses-request';
 import { ResponsesStreamFormat } from './responses-stream';
+import { referencedItems } from './item-references';
 import { responseNotFound, type ResponseStore, type StoredInputItem, type StoredResponse } from './response-store';
 import { streamWhenOpened } from './sse-response';
 import { finishedChoices, wholeCompletionResponse } from './whole-response';
@@ -27,9 +28,9 @@ export interface ResponsesPlan {
 }
 
 /** An input item with its id (the given one, else a new one), as input_items lists it. */
-function withId(item: InputItem): StoredInputItem {
+function withId(item: InputItem, responseId: string): StoredInputItem {
   if (item.id) return { ...item, id: item.id };
-  return { ...item, id: itemId(item.type === 'function_call' ? 'fc' : item.type === 'function_call_output' ? 'fco' : 'msg') };
+  return { ...item, id: itemId(item.type === 'function_call' ? 'fc' : item.type === 'function_call_output' ? 'fco' : 'msg', responseId) };
 }
 
 /**
@@ -48,11 +49,11 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
     previous = stored.conversation;
     previousCalls = stored.callIds;
   }
-  const translated = translateResponsesRequest(parsed, previous, previousCalls);
+  const translated = translateResponsesRequest(parsed, previous, previousCalls, await referencedItems(parsed.items, store));
   return {
     translated,
     started: startedResponse(id, parsed.body.model, parsed.body, parsed.tools),
-    inputItems: translated.items.map(withId),
+    inputItems: translated.items.map((item) => withId(item, id)),
     store: parsed.body.store === false ? null : store,
   };
 }
@@ -79,7 +80,7 @@ export function responsesAnswerer(planned: ResponsesPlan): Answerer {
       return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {
         const { choices, usage } = await finishedChoices(runs, meta);
         const choice = choices[0];
-        const output = outputItems(meta.toolCalls ?? null, choice.text, choice.finishReason, outputLogprobs(choice.logprobs, choice.tokens));
+        const output = outputItems(plan.started.id, meta.toolCalls ?? null, choice.text, choice.finishReason, outputLogprobs(choice.logprobs, choice.tokens));
         const response = finishedResponse(plan.started, output, choice.finishReason, usage);
         await save(plan, response);
         return response;

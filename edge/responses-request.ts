@@ -37,13 +37,27 @@ const functionCallOutputItemSchema = z.object({
   output: z.union([z.string(), z.array(textPartSchema)]),
 });
 
+/** An item of an earlier stored response, by its id (the AI SDK sends its replies' messages so when `store` is on). */
+const itemReferenceSchema = z.object({
+  type: z.literal('item_reference'),
+  id: z.string().min(1).max(256),
+});
+
 type MessageItem = z.infer<typeof messageItemSchema>;
 type FunctionCallItem = z.infer<typeof functionCallItemSchema>;
 type FunctionCallOutputItem = z.infer<typeof functionCallOutputItemSchema>;
-/** An item of `input`, as given. */
+/** An item of `input`, as given or as a reference resolves to. */
 export type InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem;
+export type ItemReference = z.infer<typeof itemReferenceSchema>;
+/** An item of `input` as sent: an item, or a reference to a stored one. */
+export type RequestItem = InputItem | ItemReference;
 
-const ITEM_SCHEMAS: Readonly<Record<string, z.ZodType<InputItem>>> = { message: messageItemSchema, function_call: functionCallItemSchema, function_call_output: functionCallOutputItemSchema };
+const ITEM_SCHEMAS: Readonly<Record<string, z.ZodType<RequestItem>>> = {
+  message: messageItemSchema,
+  function_call: functionCallItemSchema,
+  function_call_output: functionCallOutputItemSchema,
+  item_reference: itemReferenceSchema,
+};
 
 /** `text.format`, OpenAI's Responses spelling of chat's response_format (the schema's fields flat). */
 const textFormatSchema = z.discriminatedUnion('type', [
@@ -185,7 +199,7 @@ function rejectUnsupported(body: Record<string, unknown>): void {
 }
 
 /** `input` as items, each checked by its type; parts other than text, and item types other than messages and function calls, refused by name. */
-function inputItems(input: string | unknown[]): InputItem[] {
+function inputItems(input: string | unknown[]): RequestItem[] {
   if (typeof input === 'string') return [{ role: 'user', content: input }];
   return input.map((raw, i) => {
     const item = raw as { type?: unknown; role?: unknown; content?: unknown; output?: unknown } | null;
@@ -193,7 +207,7 @@ function inputItems(input: string | unknown[]): InputItem[] {
     const type = item.type ?? (item.role !== undefined ? 'message' : undefined);
     if (typeof type !== 'string' || !Object.hasOwn(ITEM_SCHEMAS, type)) {
       const named = typeof type === 'string' ? `items of type '${clipped(type, 40)}' are` : 'an item without a type or role is';
-      throw badRequest(`input.${i}.type: ${named} not supported by this server: messages, function_call and function_call_output are`, `input.${i}.type`, typeof type === 'string' ? 'unsupported_parameter' : 'invalid_value');
+      throw badRequest(`input.${i}.type: ${named} not supported by this server: messages, function_call, function_call_output and item_reference are`, `input.${i}.type`, typeof type === 'string' ? 'unsupported_parameter' : 'invalid_value');
     }
     const parts = type === 'function_call_output' ? item.output : item.content;
     if (Array.isArray(parts)) {
@@ -247,8 +261,15 @@ export interface TranslatedRequest {
   callIds: string[];
 }
 
+/** A Responses body checked: its items as sent (references unresolved), its tools. */
+export interface ParsedResponsesBody {
+  body: ResponsesRequest;
+  items: RequestItem[];
+  tools: FunctionTool[];
+}
+
 /** Checks a Responses body: refused by name where it asks what is not served, its items and tools each checked. */
-export function parseResponsesBody(raw: unknown): { body: ResponsesRequest; items: InputItem[]; tools: FunctionTool[] } {
+export function parseResponsesBody(raw: unknown): ParsedResponsesBody {
   if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) rejectUnsupported(raw as Record<string, unknown>);
   const body = parseBody(responsesRequestSchema, raw);
   const items = inputItems(body.input);
@@ -280,8 +301,15 @@ function checkedCallIds(items: readonly InputItem[], previousCalls: readonly str
  * are the stored conversation of `previous_response_id` and its calls'
  * ids (looked up by the caller, who refuses a missing one).
  */
-export function translateResponsesRequest(parsed: { body: ResponsesRequest; items: InputItem[]; tools: FunctionTool[] }, previous: readonly ChatMessage[], previousCalls: readonly string[] = []): TranslatedRequest {
-  const { body, items, tools } = parsed;
+export function translateResponsesRequest(
+  parsed: ParsedResponsesBody,
+  previous: readonly ChatMessage[],
+  previousCalls: readonly string[] = [],
+  /** The items that `item_reference`s name, by id, as found in this key's stored responses. */
+  referenced: ReadonlyMap<string, InputItem> = new Map(),
+): TranslatedRequest {
+  const { body, tools } = parsed;
+  const items = parsed.items.map((item, i) => (item.type === 'item_reference' ? resolved(item, i, referenced) : item));
   const callIds = checkedCallIds(items, previousCalls);
   const conversation = [...previous, ...items.map(itemMessage)];
   const messages: ChatMessage[] = body.instructions ? [{ role: 'system', content: body.instructions }, ...conversation] : conversation;
@@ -316,6 +344,13 @@ export function translateResponsesRequest(parsed: { body: ResponsesRequest; item
     ...(logprobs ? { logprobs: true, top_logprobs: body.top_logprobs ?? 0 } : {}),
   };
   return { chat, body, items, tools, conversation, callIds };
+}
+
+/** The item a reference names, or OpenAI's 400 where this key stores none of that id. */
+function resolved(reference: ItemReference, i: number, referenced: ReadonlyMap<string, InputItem>): InputItem {
+  const item = referenced.get(reference.id);
+  if (item === undefined) throw badRequest(`Item with id '${clipped(reference.id, 100)}' not found.`, `input.${i}.id`, 'invalid_value');
+  return item;
 }
 
 /** Chat's fields in errors from the shared path, as the Responses request named them. */

@@ -56,7 +56,7 @@ export class ResponsesStreamFormat implements StreamFormat {
     this.formatter = meta.logprobs;
     // "required"'s calls are known once their JSON array is whole: held to the end.
     this.streaming =
-      this.mode === null ? { kind: 'message', id: itemId('msg') } : this.mode.kind === 'named' ? { kind: 'call', id: itemId('fc'), callId: callId(), name: this.mode.name } : { kind: 'held' };
+      this.mode === null ? { kind: 'message', id: itemId('msg', started.id) } : this.mode.kind === 'named' ? { kind: 'call', id: itemId('fc', started.id), callId: callId(), name: this.mode.name } : { kind: 'held' };
   }
 
   private emit(send: SendFrame, type: string, fields: object): void {
@@ -106,7 +106,7 @@ export class ResponsesStreamFormat implements StreamFormat {
       this.output = [functionCallItem(s.id, s.callId, s.name, text, status)];
       this.emit(send, 'response.output_item.done', { output_index: 0, item: this.output[0] });
     } else {
-      this.output = outputItems(this.mode, text, summary.finishReason, logprobs);
+      this.output = outputItems(this.started.id, this.mode, text, summary.finishReason, logprobs);
       for (const [i, item] of this.output.entries()) this.emitWhole(send, item, i);
     }
   }

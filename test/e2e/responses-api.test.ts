@@ -1,5 +1,7 @@
 // OpenAI's Responses API on the edge against the real stack (a pool process and
 // `wrangler dev` with local KV), driven by the official `openai` client.
+import { createOpenAI } from '@ai-sdk/openai';
+import { generateText, type ModelMessage } from 'ai';
 import OpenAI from 'openai';
 import { zodTextFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
@@ -191,6 +193,39 @@ describe('Responses API on the edge', () => {
     // The chain stores the whole conversation: what is dropped is this request's prompt, not its history.
     const items = await client.responses.inputItems.list(truncated.id);
     expect(items.data).toHaveLength(1);
+  });
+
+  it("continues a conversation the AI SDK sends with item_references to its earlier replies (its default while store is on)", async () => {
+    const sent: string[] = [];
+    const provider = createOpenAI({
+      apiKey: stack.devKey,
+      baseURL: `${stack.edgeUrl}/v1`,
+      fetch: (url, init) => {
+        sent.push(String(init?.body ?? ''));
+        return fetch(url, init);
+      },
+    });
+    const messages: ModelMessage[] = [{ role: 'user', content: PROMPT }];
+    const first = await generateText({ model: provider.responses(model), messages, maxOutputTokens: 16, temperature: 0, maxRetries: 0 });
+    messages.push(...first.response.messages, { role: 'user', content: 'Max ran.' });
+    const second = await generateText({ model: provider.responses(model), messages, maxOutputTokens: 16, temperature: 0, maxRetries: 0 });
+    // The SDK named its earlier reply by id, not by its text: the edge found it in this key's stored responses.
+    const input = (JSON.parse(sent[1]) as { input: Array<{ type?: string }> }).input;
+    expect(input.map((item) => item.type ?? 'message')).toEqual(['message', 'item_reference', 'message']);
+    const whole = await chatText(
+      [
+        { role: 'user', content: PROMPT },
+        { role: 'assistant', content: first.text },
+        { role: 'user', content: 'Max ran.' },
+      ],
+      16,
+    );
+    expect(second.text).toBe(whole.text);
+    expect(second.usage.inputTokens).toBe(whole.promptTokens);
+    // A reference to nothing this key stored is OpenAI's 400, naming the item.
+    const missing = await client.responses.create({ model, input: [{ type: 'item_reference', id: 'msg_nothing' }, { role: 'user', content: 'x' }] }).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((missing as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('input.0.id');
   });
 
   it('cancels the generation at the pool when a client aborts a stream, and frees its slot: a one-slot key runs its next request', async () => {

@@ -26,7 +26,7 @@ const usage = {
 
 function record(id: string, text = 'Hello.'): StoredResponse {
   const { body, tools } = parseResponsesBody({ model: 'm', input: 'Hi' });
-  const response = finishedResponse(startedResponse(id, 'm', body, tools), outputItems(null, text, 'stop', []), 'stop', usage);
+  const response = finishedResponse(startedResponse(id, 'm', body, tools), outputItems(id, null, text, 'stop', []), 'stop', usage);
   return { response, inputItems: [{ role: 'user', content: 'Hi', id: 'msg_1' }], conversation: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: text }], callIds: [] };
 }
 

@@ -15,9 +15,10 @@ const usage: CompletionUsage = {
   speculation: { method: 'sssd', drafts: 1, draft_tokens: 2, accepted_tokens: 1, steps: 2, mean_acceptance_length: 1.5, edge_accepted_tokens: 0, edge_trie_bytes: 0 },
 };
 const meta: ResponseMeta = { id: 'chatcmpl-x', created: 1, model: 'm', kind: 'chat' };
+const RESPONSE_ID = 'resp_0123456789abcdef01234567';
 const started = (): ResponseObject => {
   const { body, tools } = parseResponsesBody({ model: 'm', input: 'x', max_output_tokens: 3 });
-  return startedResponse('resp_1', 'm', body, tools, 100);
+  return startedResponse(RESPONSE_ID, 'm', body, tools, 100);
 };
 const piece = (text: string): SourcedText[] => [{ text, source: 'model' } as SourcedText];
 const summary = (finishReason: 'stop' | 'length'): CompletionSummary => ({ finishReason, stopReason: null, usage, promptLogprobs: null });
@@ -62,15 +63,16 @@ describe('Responses API events', () => {
       'response.completed',
     ]);
     expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
-    expect(events[0].response).toMatchObject({ id: 'resp_1', status: 'in_progress', output: [] });
+    expect(events[0].response).toMatchObject({ id: RESPONSE_ID, status: 'in_progress', output: [] });
     const itemId = (events[2].item as { id: string }).id;
-    expect(itemId).toMatch(/^msg_[0-9a-f]{32}$/);
+    // The item's id carries its response's hex: an item_reference to it finds the response it is in.
+    expect(itemId).toMatch(/^msg_0123456789abcdef01234567[0-9a-f]{24}$/);
     for (const e of events.slice(3, 9)) expect(e.item_id ?? (e.item as { id: string }).id).toBe(itemId);
     expect(events[6].text).toBe('Once upon');
     const final = events[9].response as ResponseObject;
     expect(final.output[0].id).toBe(itemId);
     expect(saved).toEqual([final]);
-    const whole = finishedResponse(started(), outputItems(null, 'Once upon', 'stop', []), 'stop', usage);
+    const whole = finishedResponse(started(), outputItems(RESPONSE_ID, null, 'Once upon', 'stop', []), 'stop', usage);
     expect(withoutIds(final)).toEqual(withoutIds(whole));
     expect(final.usage).toEqual({ input_tokens: 5, input_tokens_details: { cached_tokens: 2 }, output_tokens: 3, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 8, speculation: usage.speculation });
   });

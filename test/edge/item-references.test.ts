@@ -1,0 +1,96 @@
+// item_reference input items resolved against stored responses on workerd's own KV (Miniflare).
+import { Miniflare } from 'miniflare';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiError } from '../../edge/api-error';
+import { MAX_REFERENCED_RESPONSES, referencedItems } from '../../edge/item-references';
+import { finishedResponse, functionCallItem, itemId, outputItems, responseId, responseOfItem, startedResponse } from '../../edge/responses-format';
+import { parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
+import { ResponseStore, type StoredResponse } from '../../edge/response-store';
+
+let miniflare: Miniflare;
+let kv: KVNamespace;
+beforeAll(async () => {
+  miniflare = new Miniflare({ modules: true, script: 'export default { fetch() { return new Response(null); } }', kvNamespaces: ['SSSD_KV'], compatibilityDate: '2025-01-01' });
+  kv = (await miniflare.getKVNamespace('SSSD_KV')) as unknown as KVNamespace;
+});
+afterAll(async () => {
+  await miniflare?.dispose();
+});
+
+const usage = {
+  prompt_tokens: 1,
+  completion_tokens: 1,
+  total_tokens: 2,
+  prompt_tokens_details: { cached_tokens: 0 },
+  speculation: { method: 'off' as const, drafts: 0, draft_tokens: 0, accepted_tokens: 0, steps: 1, mean_acceptance_length: 1, edge_accepted_tokens: 0, edge_trie_bytes: 0 },
+};
+
+/** A stored response of `id` that answered `text`, given one user message. */
+function record(id: string, text: string): StoredResponse {
+  const { body, tools } = parseResponsesBody({ model: 'm', input: 'Hi' });
+  const response = finishedResponse(startedResponse(id, 'm', body, tools), outputItems(id, null, text, 'stop', []), 'stop', usage);
+  return { response, inputItems: [{ role: 'user', content: 'Hi', id: itemId('msg', id) }], conversation: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: text }], callIds: [] };
+}
+
+const parsed = (input: unknown[]) => parseResponsesBody({ model: 'm', input });
+
+describe('item_reference', () => {
+  it("names its response in the ids this server makes, and in no client's id", () => {
+    const id = responseId('0123456789abcdef01234567');
+    const item = itemId('msg', id);
+    expect(item).toMatch(/^msg_0123456789abcdef01234567[0-9a-f]{24}$/);
+    expect(responseOfItem(item)).toBe(id);
+    expect(responseOfItem(itemId('fc', id))).toBe(id);
+    for (const other of ['msg_1', 'msg_0123456789abcdef01234567', 'my-own-id', `msg_${'0'.repeat(48)}x`]) expect(responseOfItem(other)).toBeNull();
+  });
+
+  it("resolves to a stored response's output and input items, as the items they were, for the chain's prompt", async () => {
+    const store = new ResponseStore(kv, 'key-a', 0, 1 << 20);
+    const first = record(responseId('aaaaaaaaaaaaaaaaaaaaaaaa'), 'Once upon a time.');
+    expect(await store.put(first)).toBe(true);
+    const reply = first.response.output[0].id;
+    const asked = first.inputItems[0].id;
+    const request = parsed([{ type: 'item_reference', id: asked }, { type: 'item_reference', id: reply }, { role: 'user', content: 'Go on.' }]);
+    const found = await referencedItems(request.items, store);
+    expect([...found.keys()].sort()).toEqual([asked, reply].sort());
+    const translated = translateResponsesRequest(request, [], [], found);
+    expect(translated.chat.messages).toEqual([
+      { role: 'user', content: 'Hi' },
+      { role: 'assistant', content: 'Once upon a time.' },
+      { role: 'user', content: 'Go on.' },
+    ]);
+    // Another key's store finds none of them: OpenAI's 400, naming the item.
+    const other = new ResponseStore(kv, 'key-b', 0, 1 << 20);
+    const refused = (() => {
+      try {
+        translateResponsesRequest(request, [], [], new Map());
+        return null;
+      } catch (err) {
+        return err as ApiError;
+      }
+    })();
+    expect((await referencedItems(request.items, other)).size).toBe(0);
+    expect(refused).toBeInstanceOf(ApiError);
+    expect(refused!.toBody().error).toMatchObject({ message: `Item with id '${asked}' not found.`, param: 'input.0.id', code: 'invalid_value' });
+  });
+
+  it("makes a referenced call's call_id known, so its output may follow", async () => {
+    const store = new ResponseStore(kv, 'key-c', 0, 1 << 20);
+    const id = responseId('cccccccccccccccccccccccc');
+    const stored = record(id, '');
+    stored.response.output = [functionCallItem(itemId('fc', id), 'call_abc', 'get_weather', '{"city":"Paris"}', 'completed')];
+    await store.put(stored);
+    const request = parsed([{ role: 'user', content: 'Weather?' }, { type: 'item_reference', id: stored.response.output[0].id }, { type: 'function_call_output', call_id: 'call_abc', output: 'sunny' }]);
+    const translated = translateResponsesRequest(request, [], [], await referencedItems(request.items, store));
+    expect(translated.callIds).toEqual(['call_abc']);
+    expect(translated.items[1]).toMatchObject({ type: 'function_call', call_id: 'call_abc', name: 'get_weather', arguments: '{"city":"Paris"}' });
+  });
+
+  it('refuses references into more stored responses than one request may read, naming the first past the bound', async () => {
+    const store = new ResponseStore(kv, 'key-d', 0, 1 << 20);
+    const input = Array.from({ length: MAX_REFERENCED_RESPONSES + 1 }, (_, i) => ({ type: 'item_reference', id: itemId('msg', responseId(i.toString(16).padStart(24, '0'))) }));
+    const err = await referencedItems(parsed(input).items, store).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).toBody().error).toMatchObject({ param: `input.${MAX_REFERENCED_RESPONSES}`, code: 'invalid_value' });
+  });
+});
