@@ -3,8 +3,8 @@
  * bodies (input as a string or items, a function call and its output among
  * them, instructions, sampling, text.format, a function tool forced, store,
  * stream), a quarter of them cut off by their client; some sent with
- * speculation off and auto at once; a stored one chained from and read
- * back, one not stored a 404; and broken bodies that must be a 400 naming
+ * speculation off and auto at once; a stored one chained from (by its id,
+ * or by item_references to its output) and read back, one not stored a 404; and broken bodies that must be a 400 naming
  * their field. What it checks: soak-responses-checks.ts.
  */
 import type { SoakReply, SoakSendOptions } from './soak-request';
@@ -148,12 +148,17 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
       tally.count(same ? 'responses retrieved same' : 'responses retrieved different');
       if (!same) tally.violate(`responses: GET ${response.id} returned another response: ${read.text.slice(0, 400)}, the reply's ${JSON.stringify(response.output).slice(0, 400)}`);
       const calls = response.output.filter((item) => item.type === 'function_call');
-      const input = calls.length > 0 ? calls.map((call) => ({ type: 'function_call_output', call_id: call.call_id, output: 'done' })) : ctx.text();
-      const body: Body = { model: ctx.model, previous_response_id: response.id, input, max_output_tokens: 1 + int(16), temperature: 0, store: int(2) === 0 };
+      const answers = calls.length > 0 ? calls.map((call) => ({ type: 'function_call_output', call_id: call.call_id, output: 'done' })) : [{ role: 'user', content: ctx.text() }];
+      // Chained by id, or (as the AI SDK does) by item_references to its output items; some with truncation "auto".
+      const byReference = int(3) === 0;
+      const body: Body = byReference
+        ? { model: ctx.model, input: [...response.output.map((item) => ({ type: 'item_reference', id: item.id })), ...answers], max_output_tokens: 1 + int(16), temperature: 0, store: int(2) === 0 }
+        : { model: ctx.model, previous_response_id: response.id, input: answers, max_output_tokens: 1 + int(16), temperature: 0, store: int(2) === 0 };
+      if (int(3) === 0) body.truncation = 'auto';
       const sent = JSON.stringify(body);
       const chained = await ctx.post('/v1/responses', sent);
-      tally.count(`responses chained ${chained.status}`);
-      if (chained.status === 200) finished('responses chain', chained, body, sent, { previousResponseId: response.id });
+      tally.count(`responses chained${byReference ? ' by reference' : ''} ${chained.status}`);
+      if (chained.status === 200) finished('responses chain', chained, body, sent, byReference ? {} : { previousResponseId: response.id });
       else {
         ctx.checkStatus('responses chain', chained, sent);
         if (chained.status !== 429 && chained.status !== 503 && chained.status !== 0) tally.violate(`responses: a chain from ${response.id} got ${chained.status}: ${chained.text.slice(0, 200)} (sent ${sent.slice(0, 2000)})`);
