@@ -50,6 +50,21 @@ export interface JsonSchemaRegexOptions {
   maxLength?: number;
 }
 
+/**
+ * A schema as rules: regexes with subroutine calls `(?&name)` (regex-syntax.ts,
+ * parseRegexWithCalls), which are not bounded in depth. `root` is the
+ * document's; `rules` the bodies called: `value` (any JSON value) and one
+ * per `$ref` target met recursively. A body may call a rule that derives no
+ * text (a recursion that never ends): the reader drops such calls.
+ */
+export interface JsonSchemaRules {
+  readonly root: string;
+  readonly rules: ReadonlyMap<string, string>;
+}
+
+/** The rule any JSON value calls (open values, JSON mode's members). */
+export const ANY_VALUE_RULE = 'value';
+
 export const DEFAULT_WHITESPACE = '[ ]?';
 export const DEFAULT_MAX_DEPTH = 3;
 /** How deep sub-schemas may nest, `$ref`s followed included (deeper overflows the stack long before it is useful). */
@@ -149,7 +164,14 @@ class RegexBuilder {
   private readonly ws: string;
   private readonly maxDepth: number;
   /** Refs being expanded, with the container depth each was entered at. */
-  private readonly expanding = new Map<string, number[]>();
+  private expanding = new Map<string, number[]>();
+  /**
+   * Where the output is rules (no depth bound): each rule's body by name
+   * (null while it is being written), and the rule name of each `$ref`
+   * target. Null where it is one regex.
+   */
+  private readonly rules: Map<string, string | null> | null;
+  private readonly ruleNames = new Map<string, string>();
   private readonly anyCache = new Map<number, string>();
   /** The regex of a `$ref` at a container depth, where it met no reference being expanded (so it depends on nothing else). */
   private readonly refCache = new Map<string, string | null>();
@@ -159,7 +181,8 @@ class RegexBuilder {
   private visits = 0;
   private nesting = 0;
 
-  constructor(private readonly root: unknown, options: JsonSchemaRegexOptions) {
+  constructor(private readonly root: unknown, options: JsonSchemaRegexOptions, asRules = false) {
+    this.rules = asRules ? new Map() : null;
     const ws = options.whitespace ?? DEFAULT_WHITESPACE;
     checkWhitespace(ws);
     this.maxLength = options.maxLength ?? MAX_OUTPUT_REGEX_CHARS;
@@ -171,14 +194,24 @@ class RegexBuilder {
 
   /** The whole document's regex. */
   document(): string {
+    // As rules, the document is `#` entered: a `$ref: "#"` inside calls its rule rather than writing it out once more.
+    if (this.rules !== null) this.expanding.set('', [0]);
     const r = this.value(this.root, '', 0);
-    if (r === null) throw new SchemaError('', `no JSON value within ${this.maxDepth} nested containers satisfies the schema`);
+    if (r === null) throw new SchemaError('', this.rules !== null ? 'no JSON value satisfies the schema' : `no JSON value within ${this.maxDepth} nested containers satisfies the schema`);
     return r;
   }
 
   /** Any JSON object, containers nested at most `maxDepth` deep. */
   anyObjectDocument(): string {
+    if (this.rules !== null) return this.objectOf(this.anyValue(this.maxDepth));
     return this.bounded(this.anyObject(this.maxDepth));
+  }
+
+  /** The rules written (after document() or anyObjectDocument()), each body whole. */
+  writtenRules(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const [name, body] of this.rules ?? []) out.set(name, body!);
+    return out;
   }
 
   /** The regex for one value under `schema` at container depth `depth`; null where no value fits. */
@@ -293,7 +326,9 @@ class RegexBuilder {
     // came back without entering one (a value can't be its own part).
     if (entered.length > 0) {
       this.recursions++;
-      if (depth >= this.maxDepth || entered[entered.length - 1] === depth) return null;
+      if (entered[entered.length - 1] === depth) return null;
+      if (this.rules !== null) return this.call(target, schema);
+      if (depth >= this.maxDepth) return null;
     }
     // Without recursion met inside, a ref's regex depends on its depth alone:
     // written once, however many places use it.
@@ -310,6 +345,30 @@ class RegexBuilder {
     } finally {
       entered.pop();
     }
+  }
+
+  /**
+   * A call of the rule for `target`, written on first use from a fresh
+   * context (`target` alone entered, at depth 0), so its body does not
+   * depend on where it was first met and one body serves every call.
+   */
+  private call(target: string, schema: unknown): string {
+    const rules = this.rules!;
+    let name = this.ruleNames.get(target);
+    if (name === undefined) {
+      name = `def-${this.ruleNames.size}`;
+      this.ruleNames.set(target, name);
+      rules.set(name, null);
+      const outer = this.expanding;
+      this.expanding = new Map([[target, [0]]]);
+      try {
+        // A body that admits nothing is written as a class of no character; its calls are then dropped.
+        rules.set(name, this.value(schema, target, 0) ?? '[^\\x00-\\u{10FFFF}]');
+      } finally {
+        this.expanding = outer;
+      }
+    }
+    return `(?&${name})`;
   }
 
   private typed(type: string, schema: Schema, path: string, depth: number): string | null {
@@ -529,8 +588,15 @@ class RegexBuilder {
     return `\\[${this.ws}(?:${v}(?:${this.ws},${this.ws}${v})*${this.ws})?\\]`;
   }
 
-  /** Any JSON value with containers nested at most `budget` deep. */
+  /** Any JSON value with containers nested at most `budget` deep (as rules: any depth). */
   private anyValue(budget: number): string {
+    if (this.rules !== null) {
+      if (!this.rules.has(ANY_VALUE_RULE)) {
+        const value = `(?&${ANY_VALUE_RULE})`;
+        this.rules.set(ANY_VALUE_RULE, `(?:${SCALAR}|${this.arrayOf(value)}|${this.objectOf(value)})`);
+      }
+      return `(?&${ANY_VALUE_RULE})`;
+    }
     if (budget <= 0) return `(?:${SCALAR})`;
     const cached = this.anyCache.get(budget);
     if (cached !== undefined) return cached;
@@ -553,4 +619,18 @@ export function jsonSchemaRegex(schema: unknown, options: JsonSchemaRegexOptions
 /** The regex for any JSON object (`response_format: {"type": "json_object"}`), containers nested at most `maxDepth` deep (the object itself one of them). */
 export function jsonObjectRegex(options: JsonSchemaRegexOptions = {}): string {
   return new RegexBuilder({}, options).anyObjectDocument();
+}
+
+/** jsonSchemaRegex's language with no depth bound (`maxDepth` unused), as rules. */
+export function jsonSchemaRules(schema: unknown, options: JsonSchemaRegexOptions = {}): JsonSchemaRules {
+  const builder = new RegexBuilder(schema, options, true);
+  const root = builder.document();
+  return { root, rules: builder.writtenRules() };
+}
+
+/** jsonObjectRegex's language with no depth bound, as rules. */
+export function jsonObjectRules(options: JsonSchemaRegexOptions = {}): JsonSchemaRules {
+  const builder = new RegexBuilder({}, options, true);
+  const root = builder.anyObjectDocument();
+  return { root, rules: builder.writtenRules() };
 }

@@ -28,7 +28,7 @@
  * `{m,n}` with m > n, ranges whose start is above their end.
  */
 
-import type { ExpressionNode } from './expression-node';
+import type { ExpressionNode, RuleReference } from './expression-node';
 import { type CodePointSet, MAX_CODE_POINT, complementSet, normalizeSet, setOf } from './code-point-set';
 
 export type RegexNode = ExpressionNode;
@@ -58,16 +58,31 @@ const ANY_BUT_NEWLINE: CodePointSet = complementSet(setOf(0x0a));
 const EMPTY: RegexNode = { kind: 'empty' };
 
 export function parseRegex(pattern: string): RegexNode {
-  return new RegexParser(pattern).parse();
+  return new RegexParser<never>(pattern, null).parse();
 }
 
-class RegexParser {
+/**
+ * A regex with subroutine calls `(?&name)` (PCRE's), each a RuleReference
+ * to `rule(name)`'s number: how a JSON schema's recursive parts are written
+ * as a grammar's rules (json-schema-grammar.ts). Never a request's regex.
+ */
+export function parseRegexWithCalls(pattern: string, rule: (name: string) => number): ExpressionNode<RuleReference> {
+  return new RegexParser<RuleReference>(pattern, (name) => ({ kind: 'ref', rule: rule(name) })).parse();
+}
+
+type Node<Extra> = ExpressionNode<Extra>;
+
+class RegexParser<Extra> {
   private pos = 0;
   private depth = 0;
 
-  constructor(private readonly src: string) {}
+  /** `call`: what `(?&name)` stands for; null where calls are refused (a request's regex). */
+  constructor(
+    private readonly src: string,
+    private readonly call: ((name: string) => Extra) | null,
+  ) {}
 
-  parse(): RegexNode {
+  parse(): Node<Extra> {
     if (this.src.startsWith('^')) this.pos = 1;
     const node = this.alternation();
     if (this.pos < this.src.length) throw this.fail('unbalanced ): no group is open here', this.pos);
@@ -82,7 +97,7 @@ class RegexParser {
     return this.src[this.pos + offset];
   }
 
-  private alternation(): RegexNode {
+  private alternation(): Node<Extra> {
     const items = [this.concat()];
     while (this.peek() === '|') {
       this.pos++;
@@ -91,8 +106,8 @@ class RegexParser {
     return items.length === 1 ? items[0] : { kind: 'alternation', items };
   }
 
-  private concat(): RegexNode {
-    const items: RegexNode[] = [];
+  private concat(): Node<Extra> {
+    const items: Node<Extra>[] = [];
     for (;;) {
       const c = this.peek();
       if (c === undefined || c === '|' || c === ')') break;
@@ -127,7 +142,7 @@ class RegexParser {
     return { min, max, length: m[0].length, minText, maxText };
   }
 
-  private quantified(atom: RegexNode): RegexNode {
+  private quantified(atom: Node<Extra>): Node<Extra> {
     if (!this.quantifierHere()) return atom;
     const at = this.pos;
     const c = this.peek();
@@ -156,7 +171,7 @@ class RegexParser {
     return { kind: 'repeat', item: atom, min, max };
   }
 
-  private atom(): RegexNode {
+  private atom(): Node<Extra> {
     const at = this.pos;
     const c = this.peek()!;
     switch (c) {
@@ -187,9 +202,14 @@ class RegexParser {
     }
   }
 
-  private group(): RegexNode {
+  private group(): Node<Extra> {
     const open = this.pos;
     this.pos++;
+    const called = this.call === null ? null : /^\?&([A-Za-z0-9_-]+)\)/.exec(this.src.slice(this.pos, this.pos + 104));
+    if (called && this.call !== null) {
+      this.pos += called[0].length;
+      return this.call(called[1]);
+    }
     if (this.peek() === '?') this.groupKind(open);
     if (++this.depth > MAX_GROUP_DEPTH) throw this.fail(`groups nest deeper than ${MAX_GROUP_DEPTH}`, open);
     const inner = this.alternation();
