@@ -24,7 +24,7 @@ import { streamResponse } from './chat-stream';
 import { wholeCompletionResponse } from './whole-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 import { badWordsTokenIds } from './bad-words';
-import { structuredOutput } from './structured-output';
+import { jsonFormFor, structuredOutput } from './structured-output';
 import { allowedIdsLeft } from '../shared/allowed-ids-left';
 import { generationEndIds } from '../shared/end-ids';
 
@@ -288,7 +288,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     throw badRequest(`\`logprob_token_ids\` is not supported when \`echo=True\` and \`${limitParam}=0\` because no output tokens are generated.`, 'logprob_token_ids', 'invalid_value');
   }
   const badWords = badWordsTokenIds(body.bad_words ?? [], model.tokenizer);
-  const structured = structuredOutput(body);
+  // JSON (a schema, JSON mode, tool calls) as a grammar, nested to any depth, where the pools follow one.
+  const structured = structuredOutput(body, await jsonFormFor(ctx.picker, ctx.waitUntil));
   const minTokens = body.min_tokens ?? 0;
   // vLLM's rule: a reply cannot be held open past the tokens it may have.
   if (minTokens > maxTokens) throw badRequest(`min_tokens (${minTokens}) must be at most ${limitParam} (${maxTokens}).`, 'min_tokens', 'invalid_value');

@@ -252,6 +252,16 @@ export class PoolPicker {
     return fewest ?? [];
   }
 
+  /**
+   * Whether a pool heard from does not honour `feature` (one from before it,
+   * in a fleet mid-upgrade), by the last health figure each gave: a request
+   * that can be written without the feature had better be.
+   */
+  heardWithout(feature: PoolFeature): boolean {
+    for (const features of this.advertised.values()) if (featuresMissing([feature], features).length > 0) return true;
+    return false;
+  }
+
   /** A generation is being sent to the pool at `url`: its load counts it until the next health figure does. */
   noteSending(url: string): void {
     this.sentSinceHealth.set(url, (this.sentSinceHealth.get(url) ?? 0) + 1);

@@ -7,10 +7,14 @@
  *
  * The pool masks every token that would leave the language
  * (gpu-pool/verify/text-masks.ts): choices as a trie of them; a grammar as
- * itself (checked here: parsed, its rules and size); every other constraint
- * as one regular expression, a JSON schema written into one here
- * (shared/structured/json-schema-regex.ts), so each pool reads one form and
- * a bad pattern, grammar or schema is a 400 before anything is sent.
+ * itself (checked here: parsed, its rules and size); a regex as itself; JSON
+ * (a schema, JSON mode, tool calls) as a GBNF grammar written here
+ * (shared/structured/json-schema-grammar.ts), nested to any depth, or,
+ * where the caller says pools may not follow grammars or the grammar is
+ * past a pool's bounds, as a regular expression whose open values and
+ * recursion nest at most 3 containers deep (json-schema-regex.ts). Each
+ * pool reads one form, and a bad pattern, grammar or schema is a 400 before
+ * anything is sent.
  */
 import { RecentlyChecked } from './recently-checked';
 import { badRequest } from './api-error';
@@ -18,7 +22,9 @@ import { MAX_OUTPUT_GRAMMAR_CHARS, MAX_OUTPUT_REGEX_CHARS } from '../shared/prot
 import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
 import { AutomatonLimitError, checkGrammar, GrammarSyntaxError } from '../shared/structured/grammar-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
+import { jsonObjectGrammar, jsonSchemaGrammar } from '../shared/structured/json-schema-grammar';
 import { toolCallPlan, type ToolCallMode, type ToolFunction } from './tool-calls';
+import type { PoolPicker } from './pool-picker';
 
 type JsonSchemaField = string | Record<string, unknown>;
 
@@ -60,8 +66,23 @@ type Constraint =
   | { param: string; schema: JsonSchemaField; locate?: (path: string) => { param: string; path: string }; maxDepth?: number }
   | { param: string; jsonObject: true };
 
+/** How JSON is sent: as a grammar (any depth; pools with the feature `grammar`) or as the depth-bounded regex every pool follows. */
+export type JsonForm = 'grammar' | 'regex';
+
+/**
+ * How JSON goes to the pools `picker` knows: as a grammar, unless a pool
+ * heard from follows none (a fleet mid-upgrade), then as the regex. A cold
+ * isolate hears from the pools first (the generation waits for them anyway).
+ * Settled once a request, the constraint goes with it, so a failover or a
+ * resume goes only to pools that follow it (the feature it needs).
+ */
+export async function jsonFormFor(picker: PoolPicker, waitUntil?: (promise: Promise<unknown>) => void): Promise<JsonForm> {
+  await picker.checkHealth(waitUntil);
+  return picker.heardWithout('grammar') ? 'regex' : 'grammar';
+}
+
 /** The request's structured output, checked: a 400 for two constraints at once, a bad regex, grammar or schema, or ignore_eos with one. */
-export function structuredOutput(body: StructuredFields): StructuredOutput {
+export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'regex'): StructuredOutput {
   const tools = toolCallPlan(body);
   const constraints: Constraint[] = [];
   let whitespace: { param: string; pattern: string } | null = null;
@@ -112,6 +133,10 @@ export function structuredOutput(body: StructuredFields): StructuredOutput {
   }
   if ('choices' in constraint) return { choices: constraint.choices, regex: null, grammar: null, toolCalls: null };
   if ('grammar' in constraint) return { choices: null, regex: null, grammar: checkedGrammar(constraint.param, constraint.grammar), toolCalls: null };
+  if (jsonAs === 'grammar' && !('regex' in constraint)) {
+    const grammar = jsonGrammarOf(constraint, whitespace);
+    if (grammar !== null) return { choices: null, regex: null, grammar, toolCalls: tools?.mode ?? null };
+  }
   const regex = regexOf(constraint, whitespace);
   if (regex.length > MAX_OUTPUT_REGEX_CHARS) {
     throw badRequest(`${constraint.param}: its regular expression is ${regex.length} characters, more than the ${MAX_OUTPUT_REGEX_CHARS} a pool takes; send a smaller one.`, constraint.param, 'invalid_value');
@@ -154,6 +179,38 @@ function checkedGrammar(param: string, grammar: string): string {
   }
   checkedGrammars.add(grammar);
   return grammar;
+}
+
+/**
+ * JSON's grammar (any depth), checked once per isolate as a grammar sent is;
+ * null where there is none a pool takes: the schema is one the regex's
+ * builder would refuse too (it says why, in the schema's terms), or its
+ * grammar is past a pool's bounds, where the regex (a larger bound) may
+ * still fit.
+ */
+function jsonGrammarOf(constraint: { schema: JsonSchemaField } | { jsonObject: true }, whitespace: { param: string; pattern: string } | null): string | null {
+  let grammar: string;
+  try {
+    if (whitespace) checkRegex(whitespace.pattern);
+    const options = whitespace ? { whitespace: whitespace.pattern } : {};
+    grammar = 'jsonObject' in constraint ? jsonObjectGrammar(options) : jsonSchemaGrammar(parsedJson(constraint.schema), options);
+  } catch (err) {
+    if (err instanceof SchemaError || err instanceof RangeError || err instanceof RegexSyntaxError || err instanceof SyntaxError) return null;
+    throw err;
+  }
+  if (checkedGrammars.has(grammar)) return grammar;
+  try {
+    checkGrammar(grammar);
+  } catch (err) {
+    if (err instanceof GrammarSyntaxError || err instanceof AutomatonLimitError) return null;
+    throw err;
+  }
+  checkedGrammars.add(grammar);
+  return grammar;
+}
+
+function parsedJson(schema: JsonSchemaField): unknown {
+  return typeof schema === 'string' ? JSON.parse(schema) : schema;
 }
 
 /** Regexes checked lately (JSON mode's, or a schema's: 1-30 ms of CPU each to check), and grammars, kept apart (one text may be both). */

@@ -5,7 +5,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
-import { structuredOutput, type StructuredOutput } from '../../edge/structured-output';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { jsonFormFor, structuredOutput, type StructuredOutput } from '../../edge/structured-output';
+import { PoolPicker } from '../../edge/pool-picker';
+import { compileGrammar } from '../../shared/structured/grammar-automaton';
+import { featuresNeeded, POOL_FEATURES } from '../../shared/pool-features';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 
 function choicesOf(body: Record<string, unknown>, endpoint: 'completion' | 'chat' = 'completion'): string[] | null {
@@ -210,5 +215,84 @@ describe("grammar constraint (vLLM's structured_outputs.grammar, guided_grammar)
     expect(refusedWith(() => completion({ structured_outputs: { grammar: GRAMMAR, regex: 'x' } }))).toMatchObject({ param: 'structured_outputs.grammar', message: expect.stringContaining('only use one kind') });
     expect(refusedWith(() => chat({ guided_grammar: GRAMMAR, response_format: { type: 'json_object' } }))).toMatchObject({ message: expect.stringContaining('guided_grammar, response_format') });
     expect(refusedWith(() => completion({ guided_grammar: GRAMMAR, ignore_eos: true }))).toMatchObject({ param: 'ignore_eos', message: expect.stringContaining('(guided_grammar)') });
+  });
+});
+
+describe('JSON as a grammar (any depth), where the pools follow grammars', () => {
+  const asGrammar = (body: Record<string, unknown>): StructuredOutput => structuredOutput(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat'), 'grammar');
+  const follows = (grammar: string, text: string): boolean => {
+    const automaton = compileGrammar(grammar);
+    const bytes = new TextEncoder().encode(text);
+    const state = automaton.follow(0, bytes, 0, bytes.length);
+    return state >= 0 && automaton.accepting(state);
+  };
+  let deep = '1';
+  for (let i = 0; i < 12; i++) deep = i % 2 === 0 ? `[${deep}]` : `{"a": ${deep}}`;
+
+  it('sends JSON mode, schemas and tool calls as a grammar a pool takes, objects nested past the regex bound taken', () => {
+    for (const body of [{ response_format: { type: 'json_object' } }, { structured_outputs: { json_object: true } }, { guided_json: {} }]) {
+      const out = asGrammar(body);
+      expect(out).toMatchObject({ choices: null, regex: null, toolCalls: null });
+      expect(follows(out.grammar!, `{"deep": ${deep}}`), JSON.stringify(body)).toBe(true);
+      expect(follows(out.grammar!, `{"deep": ${deep}`)).toBe(false);
+      // The regex form stops at 3 nested containers.
+      expect(matches(structuredOf(body, 'chat'), `{"deep": ${deep}}`)).toBe(false);
+    }
+    const dog = asGrammar({ response_format: { type: 'json_schema', json_schema: { name: 'dog', schema: DOG } } });
+    expect(follows(dog.grammar!, '{"name": "Rex", "age": 3}')).toBe(true);
+    expect(follows(dog.grammar!, '{"age": 3}')).toBe(false);
+    // The request's whitespace, as the regex takes it.
+    const spaced = asGrammar({ structured_outputs: { json: DOG, whitespace_pattern: '[ \\n]{0,2}' } });
+    expect(follows(spaced.grammar!, '{\n"name":\n "Rex"\n}')).toBe(true);
+    // Tool calls: the reply's calls as a grammar, its mode kept.
+    const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { x: {} }, required: ['x'] } } }];
+    const called = asGrammar({ tools, tool_choice: 'required' });
+    expect(called.toolCalls).toEqual({ kind: 'required' });
+    expect(follows(called.grammar!, `[{"name": "f", "parameters": {"x": ${deep}}}]`)).toBe(true);
+    // A regex, choices or a grammar the request sent are not JSON: as they were.
+    expect(asGrammar({ guided_regex: 'a|b' })).toEqual({ choices: null, regex: 'a|b', grammar: null, toolCalls: null });
+  });
+
+  it('refuses a bad schema as the regex form does, naming the field, and sends the regex where the grammar is past a pool\'s bounds', () => {
+    const bad = { response_format: { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object', properties: { a: { type: 'integer', multipleOf: 2 } } } } } };
+    expect(() => asGrammar(bad)).toThrow(ApiError);
+    expect((() => { try { asGrammar(bad); } catch (err) { return (err as ApiError).toBody().error; } })()).toMatchObject({ param: 'response_format.json_schema.schema', message: expect.stringContaining('/properties/a/multipleOf') });
+    expect(() => asGrammar({ guided_json: DOG, guided_whitespace_pattern: '\\s*' })).toThrow(/guided_whitespace_pattern/);
+    // 6,000 enum values: a 47 KB regex, a grammar past 64 KiB.
+    const wide = asGrammar({ guided_json: { enum: Array.from({ length: 6000 }, (_, i) => `w${i}`) } });
+    expect(wide.grammar).toBeNull();
+    expect(matches(wide, '"w5999"')).toBe(true);
+    // Past both: the schema's 400.
+    expect(() => asGrammar({ guided_json: { enum: Array.from({ length: 30_000 }, (_, i) => `word-${i}`) } })).toThrow(/guided_json/);
+  });
+
+  it('goes as a grammar unless a pool heard from lacks the feature, so that only pools that follow grammars are sent it', async () => {
+    const servers: Server[] = [];
+    const pool = async (features: readonly string[]): Promise<string> => {
+      const server = createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ ok: true, active: 0, queued: 0, load: 0, tokensPerSecond: 0, draining: false, features }));
+      });
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    try {
+      const current = await pool(POOL_FEATURES);
+      const older = await pool(POOL_FEATURES.filter((f) => f !== 'grammar'));
+      // A fleet of current pools: the grammar form, which only pools with the feature are sent.
+      const fleet = new PoolPicker([current], 't');
+      expect(await jsonFormFor(fleet)).toBe('grammar');
+      const out = structuredOutput(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_object' } }, 'chat'), await jsonFormFor(fleet));
+      const needed = featuresNeeded({ id: 'r', promptIds: [1], maxTokens: 4, grammar: out.grammar! });
+      expect(needed).toContain('grammar');
+      const mixed = new PoolPicker([current, older], 't');
+      expect((await mixed.ordered(undefined, null, needed)).map((c) => c.baseUrl)).toEqual([current]);
+      // Mid-upgrade (a pool heard from lacks it, cold isolate or warm): the regex form, which every pool follows.
+      expect(await jsonFormFor(new PoolPicker([current, older], 't'))).toBe('regex');
+      expect(await jsonFormFor(mixed)).toBe('regex');
+    } finally {
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+    }
   });
 });
