@@ -21,8 +21,8 @@ import { badRequest } from './api-error';
 import { MAX_OUTPUT_GRAMMAR_CHARS, MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
 import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
 import { AutomatonLimitError, checkGrammar, GrammarSyntaxError } from '../shared/structured/grammar-automaton';
-import { jsonObjectRegex, jsonSchemaRegex, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
-import { jsonObjectGrammar, jsonSchemaGrammar } from '../shared/structured/json-schema-grammar';
+import { jsonObjectRegex, jsonSchemaRegex, type JsonSchemaRegexOptions, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
+import { GrammarTooLargeError, jsonObjectGrammar, jsonSchemaGrammar } from '../shared/structured/json-schema-grammar';
 import { toolCallPlan, type ToolCallMode, type ToolFunction } from './tool-calls';
 import type { PoolPicker } from './pool-picker';
 
@@ -134,6 +134,7 @@ export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'reg
   if ('choices' in constraint) return { choices: constraint.choices, regex: null, grammar: null, toolCalls: null };
   if ('grammar' in constraint) return { choices: null, regex: null, grammar: checkedGrammar(constraint.param, constraint.grammar), toolCalls: null };
   if (jsonAs === 'grammar' && !('regex' in constraint)) {
+    // A bad schema is the 400 the regex's would be (one walker); a grammar past a pool's bounds, the regex's form.
     const grammar = jsonGrammarOf(constraint, whitespace);
     if (grammar !== null) return { choices: null, regex: null, grammar, toolCalls: tools?.mode ?? null };
   }
@@ -182,22 +183,21 @@ function checkedGrammar(param: string, grammar: string): string {
 }
 
 /**
- * JSON's grammar (any depth), checked once per isolate as a grammar sent is;
- * null where there is none a pool takes: the schema is one the regex's
- * builder would refuse too (it says why, in the schema's terms), or its
- * grammar is past a pool's bounds, where the regex (a larger bound) may
- * still fit.
+ * JSON's grammar (any depth), checked once per isolate as a grammar sent
+ * is; a 400 for a schema this server cannot follow; null where the grammar
+ * is past a pool's bounds (its length, its automaton's), where the regex
+ * (its length bound 4 times the grammar's) may still fit.
  */
-function jsonGrammarOf(constraint: { schema: JsonSchemaField } | { jsonObject: true }, whitespace: { param: string; pattern: string } | null): string | null {
-  let grammar: string;
-  try {
-    if (whitespace) checkRegex(whitespace.pattern);
-    const options = whitespace ? { whitespace: whitespace.pattern } : {};
-    grammar = 'jsonObject' in constraint ? jsonObjectGrammar(options) : jsonSchemaGrammar(parsedJson(constraint.schema), options);
-  } catch (err) {
-    if (err instanceof SchemaError || err instanceof RangeError || err instanceof RegexSyntaxError || err instanceof SyntaxError) return null;
-    throw err;
-  }
+function jsonGrammarOf(constraint: JsonConstraint, whitespace: { param: string; pattern: string } | null): string | null {
+  const grammar = writtenJson(constraint, whitespace, (schema, options) => {
+    try {
+      return schema === null ? jsonObjectGrammar(options) : jsonSchemaGrammar(schema, options);
+    } catch (err) {
+      if (err instanceof GrammarTooLargeError) return null;
+      throw err;
+    }
+  });
+  if (grammar === null) return null;
   if (checkedGrammars.has(grammar)) return grammar;
   try {
     checkGrammar(grammar);
@@ -209,10 +209,6 @@ function jsonGrammarOf(constraint: { schema: JsonSchemaField } | { jsonObject: t
   return grammar;
 }
 
-function parsedJson(schema: JsonSchemaField): unknown {
-  return typeof schema === 'string' ? JSON.parse(schema) : schema;
-}
-
 /** Regexes checked lately (JSON mode's, or a schema's: 1-30 ms of CPU each to check), and grammars, kept apart (one text may be both). */
 const checkedRegexes = new RecentlyChecked(32, 1 << 20);
 const checkedGrammars = new RecentlyChecked(32, 1 << 20);
@@ -220,11 +216,18 @@ const checkedGrammars = new RecentlyChecked(32, 1 << 20);
 /** The regex a constraint asks for: a schema's written out; a 400 for a schema this server cannot follow. */
 function regexOf(constraint: Exclude<Constraint, { choices: string[] } | { grammar: string }>, whitespace: { param: string; pattern: string } | null): string {
   if ('regex' in constraint) return constraint.regex;
+  return writtenJson(constraint, whitespace, (schema, options) => (schema === null ? jsonObjectRegex(options) : jsonSchemaRegex(schema, options)));
+}
+
+type JsonConstraint = Exclude<Constraint, { choices: string[] } | { grammar: string } | { regex: string }>;
+
+/** What `write` makes of the constraint's schema (null: JSON mode's any object); a 400 for a schema this server cannot follow, in its own terms. */
+function writtenJson<T>(constraint: JsonConstraint, whitespace: { param: string; pattern: string } | null, write: (schema: unknown, options: JsonSchemaRegexOptions) => T): T {
   if (whitespace) checkPattern(whitespace.param, whitespace.pattern);
   const options = { ...(whitespace ? { whitespace: whitespace.pattern } : {}), ...('maxDepth' in constraint && constraint.maxDepth !== undefined ? { maxDepth: constraint.maxDepth } : {}) };
   const schema = 'jsonObject' in constraint ? null : parsedSchema(constraint.param, constraint.schema);
   try {
-    return schema === null ? jsonObjectRegex(options) : jsonSchemaRegex(schema, options);
+    return write(schema, options);
   } catch (err) {
     if (err instanceof SchemaError) {
       const { param, path } = 'locate' in constraint && constraint.locate ? constraint.locate(err.path) : { param: constraint.param, path: err.path };

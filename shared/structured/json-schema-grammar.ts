@@ -16,7 +16,15 @@ import { MAX_OUTPUT_GRAMMAR_CHARS } from '../protocol';
 import { printGrammar, type PrintedRule } from './gbnf-printer';
 import type { GrammarNode } from './grammar-syntax';
 import { type JsonSchemaRegexOptions, type JsonSchemaRules, SchemaError, jsonObjectRules, jsonSchemaRules } from './json-schema-regex';
-import { parseRegexWithCalls } from './regex-syntax';
+import { parseRegexWithCalls, RegexSyntaxError } from './regex-syntax';
+
+/** The schema's grammar is past a grammar's bounds, its length or its groups' nesting (where the regex, with larger ones, may still fit). */
+export class GrammarTooLargeError extends SchemaError {
+  constructor(what: string) {
+    super('', `the schema's grammar ${what}: simplify the schema (fewer optional properties, $refs, enum values, long patterns or counts)`);
+    this.name = 'GrammarTooLargeError';
+  }
+}
 
 export interface JsonSchemaGrammarOptions {
   /** The whitespace allowed between tokens, a regex of the subset (default outlines' `[ ]?`), as the regex's. */
@@ -42,13 +50,19 @@ function regexOptions(options: JsonSchemaGrammarOptions): JsonSchemaRegexOptions
 function grammarOf(written: JsonSchemaRules, options: JsonSchemaGrammarOptions): string {
   const names = ['root', ...written.rules.keys()];
   const index = new Map(names.map((name, i) => [name, i]));
-  const bodies = [written.root, ...written.rules.values()].map((regex) =>
-    parseRegexWithCalls(regex, (name) => {
-      const i = index.get(name);
-      if (i === undefined) throw new Error(`a call of rule ${name}, which was never written`);
-      return i;
-    }),
-  );
+  const rule = (name: string): number => {
+    const i = index.get(name);
+    if (i === undefined) throw new Error(`a call of rule ${name}, which was never written`);
+    return i;
+  };
+  let bodies: GrammarNode[];
+  try {
+    bodies = [written.root, ...written.rules.values()].map((regex) => parseRegexWithCalls(regex, rule));
+  } catch (err) {
+    // Many optional properties nest groups past what a grammar's parser reads (as they do past a regex's).
+    if (err instanceof RegexSyntaxError) throw new GrammarTooLargeError(`nests its groups too deep (${err.message})`);
+    throw err;
+  }
   const live = productiveRules(bodies);
   if (!live[0]) throw new SchemaError('', 'no JSON value satisfies the schema');
   const pruned = bodies.map((body, i) => (live[i] ? withoutDeadCalls(body, live) : null));
@@ -57,9 +71,7 @@ function grammarOf(written: JsonSchemaRules, options: JsonSchemaGrammarOptions):
   const order = new Map(rules.map((r, i) => [names.indexOf(r.name), i]));
   const text = printGrammar(rules.map((r) => ({ name: r.name, body: renumbered(r.body, order) })));
   const maxLength = options.maxLength ?? MAX_OUTPUT_GRAMMAR_CHARS;
-  if (text.length > maxLength) {
-    throw new SchemaError('', `the schema's grammar grows past ${maxLength} characters: simplify the schema (fewer optional properties, $refs, long patterns or counts)`);
-  }
+  if (text.length > maxLength) throw new GrammarTooLargeError(`grows past ${maxLength} characters`);
   return text;
 }
 
