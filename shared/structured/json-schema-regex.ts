@@ -8,7 +8,9 @@
  * whitespace pattern (default `[ ]?`) between tokens, object properties in
  * the schema's order, required ones present and optional ones free to be
  * left out. What the schema leaves open (`{}`, `true`, an absent `items`) and
- * recursion through `$ref` are bounded by `maxDepth` nested containers.
+ * recursion through `$ref` are bounded by `maxDepth` nested containers; or,
+ * written as rules (jsonSchemaRules, for json-schema-grammar.ts), call a rule
+ * (`value`, or the `$ref`'s own), nested to any depth.
  *
  * The regex uses only the structured-output subset (literals, escaped
  * metacharacters, \d \w \s, \xHH, \uHHHH, `.`, classes, non-capturing
