@@ -191,14 +191,17 @@ export const generateRequestSchema = z.object({
   /**
    * vLLM's other structured outputs: the output's text must match this
    * regular expression whole (`structured_outputs.regex`; `json`,
-   * `json_object` and `response_format` as the edge writes them into one,
+   * `json_object` and `response_format` as the edge writes them into one
+   * where a pool it heard from follows no grammar,
    * shared/structured/json-schema-regex.ts), in the subset
    * shared/structured/regex-syntax.ts reads; masked as `choices` are. Not
    * with `choices`. Added within version 1: a pool from before it ignores it.
    */
   regex: z.string().max(MAX_OUTPUT_REGEX_CHARS).optional(),
   /**
-   * vLLM's `structured_outputs.grammar` (`guided_grammar`): the output's
+   * vLLM's `structured_outputs.grammar` (`guided_grammar`; and `json`,
+   * `json_object`, `response_format` and tool calls as the edge writes them,
+   * shared/structured/json-schema-grammar.ts): the output's
    * text must be a sentence of this context-free grammar, in GBNF
    * (shared/structured/grammar-syntax.ts), start rule `root`; masked as
    * `regex` is. Not with `choices` or `regex`. Added within version 1: a
