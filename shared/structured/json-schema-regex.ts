@@ -108,8 +108,8 @@ const TYPE_KEYWORDS: Record<string, readonly string[]> = {
   string: ['minLength', 'maxLength', 'pattern', 'format'],
   integer: ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'],
   number: ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'],
-  array: ['items', 'prefixItems', 'minItems', 'maxItems'],
-  object: ['properties', 'required', 'additionalProperties'],
+  array: ['items', 'prefixItems', 'additionalItems', 'minItems', 'maxItems'],
+  object: ['properties', 'required', 'additionalProperties', 'propertyNames'],
   boolean: [],
   null: [],
 };
@@ -392,7 +392,9 @@ class RegexBuilder {
     for (const key of ['pattern', 'format']) {
       if (key in schema && lengths) throw new SchemaError(pointer(path, min !== undefined ? 'minLength' : 'maxLength'), `a length beside ${key} is not supported`);
     }
-    if ('pattern' in schema && 'format' in schema) throw new SchemaError(pointer(path, 'format'), 'format beside pattern is not supported');
+    // A format beside a pattern: the pattern is followed. zod writes its formats so (uuid, datetime, email: the
+    // format named, its pattern beside it), and the two are one language there; as outlines, the pattern first.
+    if ('pattern' in schema && typeof schema.format !== 'string' && schema.format !== undefined) throw new SchemaError(pointer(path, 'format'), 'format must be a string');
     if ('pattern' in schema) {
       const p = schema.pattern;
       if (typeof p !== 'string') throw new SchemaError(pointer(path, 'pattern'), 'pattern must be a string');
@@ -478,8 +480,10 @@ class RegexBuilder {
     }
     let rest: string | null = null;
     if (max > prefix.length) {
-      const itemSchema = tuple || schema.items === undefined ? true : schema.items;
-      rest = itemSchema === false ? null : this.value(itemSchema, pointer(path, 'items'), depth + 1);
+      // After a tuple (draft 7's items as an array), additionalItems says what may follow (anything, where absent);
+      // beside items as one schema, or none, it says nothing (as JSON Schema has it).
+      const itemSchema = tuple ? (schema.additionalItems ?? true) : schema.items === undefined ? true : schema.items;
+      rest = itemSchema === false ? null : this.value(itemSchema, pointer(path, tuple ? 'additionalItems' : 'items'), depth + 1);
     }
     const restMax = rest === null ? 0 : max - prefix.length;
     if (prefix.length + restMax < min) return null;
@@ -506,6 +510,11 @@ class RegexBuilder {
   private object(schema: Schema, path: string, depth: number): string | null {
     const props = schema.properties;
     const extra = schema.additionalProperties;
+    // Every key is a string: zod writes propertyNames {type: "string"} for z.record(z.string(), ...). Other names are not followed.
+    const keyNames = schema.propertyNames;
+    if (keyNames !== undefined && keyNames !== true && !(isObject(keyNames) && Object.keys(keyNames).every((k) => ANNOTATIONS.has(k) || (k === 'type' && keyNames.type === 'string')))) {
+      throw new SchemaError(pointer(path, 'propertyNames'), 'propertyNames other than {"type": "string"} is not supported');
+    }
     if (props !== undefined && !isObject(props)) throw new SchemaError(pointer(path, 'properties'), 'properties must be an object');
     const required = schema.required ?? [];
     if (!Array.isArray(required) || required.some((r) => typeof r !== 'string')) throw new SchemaError(pointer(path, 'required'), 'required must be an array of strings');

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { integerRangeRegex } from '../../../shared/structured/integer-range-regex';
 import { jsonObjectRegex, jsonSchemaRegex, SchemaError, WhitespaceError } from '../../../shared/structured/json-schema-regex';
 import { jsonStringPattern } from '../../../shared/structured/json-string-pattern';
@@ -169,6 +170,25 @@ describe('jsonSchemaRegex', () => {
       expect(caught, JSON.stringify(schema)).toBeInstanceOf(SchemaError);
       expect((caught as SchemaError).path, JSON.stringify(schema)).toBe(path);
     }
+  });
+
+  it("follows what zod writes: a format beside its pattern (the pattern), records' propertyNames, tuples' additionalItems", () => {
+    const follows = (schema: z.ZodType, valid: string[], invalid: string[]): void => {
+      const written = z.toJSONSchema(schema, { target: 'draft-7' });
+      const re = compile(jsonSchemaRegex(written));
+      for (const text of valid) expect(re.test(text), `${text} under ${JSON.stringify(written)}`).toBe(true);
+      for (const text of invalid) expect(re.test(text), `${text} under ${JSON.stringify(written)}`).toBe(false);
+    };
+    follows(z.object({ id: z.uuid() }), ['{"id":"123e4567-e89b-42d3-a456-426614174000"}'], ['{"id":"123e4567"}', '{"id":"not-a-uuid-at-all-no-not-one-1234"}']);
+    follows(z.object({ at: z.iso.datetime() }), ['{"at":"2026-12-06T09:30:00Z"}'], ['{"at":"2026-12-06"}', '{"at":"yesterday"}']);
+    follows(z.object({ on: z.iso.date() }), ['{"on":"2026-12-06"}'], ['{"on":"2026-13-06"}']);
+    follows(z.object({ to: z.email() }), ['{"to":"max@example.com"}'], ['{"to":"max"}', '{"to":"@example.com"}']);
+    follows(z.record(z.string(), z.number()), ['{}', '{"a":1,"b":2.5}'], ['{"a":"x"}', '[]']);
+    follows(z.tuple([z.string(), z.number()]), ['["a",1]'], ['["a",1,2]', '["a"]', '[1,"a"]']);
+    follows(z.tuple([z.string()], z.number()), ['["a"]', '["a",1,2,3]'], ['["a","b"]', '[]']);
+    // propertyNames that say more than "a string" are not followed: refused, not ignored.
+    expect(() => jsonSchemaRegex({ type: 'object', propertyNames: { pattern: '^x' } })).toThrow(SchemaError);
+    expect(() => jsonSchemaRegex({ type: 'object', propertyNames: { enum: ['a'] } })).toThrow(/propertyNames/);
   });
 
   it('resolves $defs and definitions, and cuts recursion that enters no container', () => {
