@@ -13,8 +13,8 @@ import type { InputItem, RequestItem } from './responses-request';
 import type { ResponseStore, StoredResponse } from './response-store';
 
 /**
- * Stored responses one request may reference items of: each is a KV read
- * (of a value that can hold megabytes of conversation), and a Worker's
+ * Stored responses one request may read for its references: each is a KV
+ * read (of a value that can hold megabytes of conversation), and a Worker's
  * invocation has a bounded number of them.
  */
 export const MAX_REFERENCED_RESPONSES = 64;
@@ -25,34 +25,34 @@ function asInputItem(item: OutputItem): InputItem {
   return { type: 'message', id: item.id, role: 'assistant', content: item.content.map((part) => ({ type: 'output_text' as const, text: part.text })) };
 }
 
-/** The items of `items`' references found in this key's stored responses, by id (those not found left out). */
+/**
+ * The items of `items`' references found in this key's stored responses, by
+ * id (those not found left out). The newest reference's response is read
+ * first: a stored response keeps the items its own references resolved to,
+ * under their ids, so a conversation that names each earlier reply (the AI
+ * SDK's, turn after turn) is one read, not one per turn.
+ */
 export async function referencedItems(items: readonly RequestItem[], store: ResponseStore): Promise<Map<string, InputItem>> {
-  const wanted = new Map<string, string[]>(); // response id → referenced item ids in it
-  for (const [i, item] of items.entries()) {
-    if (item.type !== 'item_reference') continue;
-    const response = responseOfItem(item.id);
-    if (response === null) continue;
-    const ids = wanted.get(response);
-    if (ids) ids.push(item.id);
-    else if (wanted.size < MAX_REFERENCED_RESPONSES) wanted.set(response, [item.id]);
-    else throw badRequest(`input: its item references name items of more than ${MAX_REFERENCED_RESPONSES} stored responses; send the items themselves instead of some of the references.`, `input.${i}`, 'invalid_value');
-  }
+  const wanted = new Set<string>();
+  for (const item of items) if (item.type === 'item_reference') wanted.add(item.id);
   const found = new Map<string, InputItem>();
-  const records = await Promise.all([...wanted.keys()].map((id) => store.get(id)));
-  for (const [k, ids] of [...wanted.values()].entries()) {
-    const record = records[k];
-    if (record === null) continue;
-    for (const id of ids) {
-      const item = itemIn(record, id);
-      if (item !== null) found.set(id, item);
+  const read = new Set<string>();
+  for (let i = items.length - 1; i >= 0; i--) {
+    const item = items[i];
+    if (item.type !== 'item_reference' || found.has(item.id)) continue;
+    const response = responseOfItem(item.id);
+    if (response === null || read.has(response)) continue;
+    if (read.size === MAX_REFERENCED_RESPONSES) {
+      throw badRequest(`input: its item references name items of more than ${MAX_REFERENCED_RESPONSES} stored responses that do not hold one another's; send the items themselves instead of some of the references.`, `input.${i}`, 'invalid_value');
     }
+    read.add(response);
+    const record = await store.get(response);
+    if (record !== null) for (const [id, resolved] of itemsOf(record)) if (wanted.has(id) && !found.has(id)) found.set(id, resolved);
   }
   return found;
 }
 
-/** The item of that id among a stored response's output and input items, or null. */
-function itemIn(record: StoredResponse, id: string): InputItem | null {
-  const output = record.response.output.find((item) => item.id === id);
-  if (output !== undefined) return asInputItem(output);
-  return record.inputItems.find((item) => item.id === id) ?? null;
+/** A stored response's items by id: its output's, and its input's (the items its own references resolved to among them). */
+function itemsOf(record: StoredResponse): Array<[string, InputItem]> {
+  return [...record.response.output.map((item): [string, InputItem] => [item.id, asInputItem(item)]), ...record.inputItems.map((item): [string, InputItem] => [item.id, item])];
 }

@@ -86,11 +86,36 @@ describe('item_reference', () => {
     expect(translated.items[1]).toMatchObject({ type: 'function_call', call_id: 'call_abc', name: 'get_weather', arguments: '{"city":"Paris"}' });
   });
 
+  it("reads a long conversation's references in one read: the newest response holds the items its own references resolved to", async () => {
+    let reads = 0;
+    const store = new (class extends ResponseStore {
+      override async get(id: string): Promise<StoredResponse | null> {
+        reads++;
+        return super.get(id);
+      }
+    })(kv, 'key-e', 0, 1 << 20);
+    // 70 turns as the AI SDK chains them: each request names every earlier reply by reference, and is stored.
+    const replies: string[] = [];
+    for (let turn = 0; turn < 70; turn++) {
+      const id = responseId(turn.toString(16).padStart(24, 'e'));
+      const request = parsed([...replies.flatMap((reply, i) => [{ role: 'user', content: `q${i}` }, { type: 'item_reference', id: reply }]), { role: 'user', content: `q${turn}` }]);
+      reads = 0;
+      const translated = translateResponsesRequest(request, [], [], await referencedItems(request.items, store));
+      expect(reads).toBe(turn === 0 ? 0 : 1);
+      const stored = record(id, `a${turn}`);
+      stored.inputItems = translated.items.map((item) => ({ ...item, id: item.id ?? itemId('msg', id) }));
+      await store.put(stored);
+      replies.push(stored.response.output[0].id);
+      if (turn === 69) expect(translated.chat.messages.filter((m) => m.role === 'assistant').map((m) => m.content)).toEqual(Array.from({ length: 69 }, (_, i) => `a${i}`));
+    }
+  });
+
   it('refuses references into more stored responses than one request may read, naming the first past the bound', async () => {
     const store = new ResponseStore(kv, 'key-d', 0, 1 << 20);
     const input = Array.from({ length: MAX_REFERENCED_RESPONSES + 1 }, (_, i) => ({ type: 'item_reference', id: itemId('msg', responseId(i.toString(16).padStart(24, '0'))) }));
     const err = await referencedItems(parsed(input).items, store).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApiError);
-    expect((err as ApiError).toBody().error).toMatchObject({ param: `input.${MAX_REFERENCED_RESPONSES}`, code: 'invalid_value' });
+    // Read newest (last) first: the first past the bound is the oldest.
+    expect((err as ApiError).toBody().error).toMatchObject({ param: 'input.0', code: 'invalid_value' });
   });
 });
