@@ -346,6 +346,8 @@ const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   return_prompt_text: { neutral: (v) => v === false, hint: 'false' },
   // vLLM hands documents to the chat template for RAG; the one here places none, so they would go unread.
   documents: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'null' },
+  // OpenAI's answer length for its own models: the served one reads none, so "low" or "high" would go unheeded (the Responses API's text.verbosity is refused alike).
+  verbosity: { neutral: (v) => v === 'medium', hint: '"medium"' },
   // The chat template places BOS itself; vLLM's default for chat is false, and either is taken.
   add_special_tokens: { neutral: (v) => typeof v === 'boolean', hint: 'true or false' },
 };

@@ -91,6 +91,9 @@ describe('OpenAI parameters this server does not implement', () => {
       expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, [name]: value }, 'chat'), name).toThrow(expect.objectContaining({ param: name, code: 'unsupported_parameter' }));
     }
     expect(parseOpenAiBody(chatRequestSchema, { ...chat, add_generation_prompt: true, continue_final_message: false, chat_template_kwargs: {} }, 'chat').messages).toHaveLength(1);
+    // OpenAI's verbosity (the AI SDK's textVerbosity) would go unheeded: refused unless "medium", as the Responses API's text.verbosity.
+    expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, verbosity: 'low' }, 'chat')).toThrow(expect.objectContaining({ param: 'verbosity', code: 'unsupported_parameter' }));
+    expect(parseOpenAiBody(chatRequestSchema, { ...chat, verbosity: 'medium' }, 'chat').messages).toHaveLength(1);
     // A prompt of token ids gets no BOS whatever add_special_tokens says: false is taken there, as vLLM takes it.
     for (const prompt of [[1, 403, 407], [[403, 407]]]) expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt, add_special_tokens: false }).prompt).toEqual(prompt);
     expect(() => parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', add_special_tokens: false })).toThrow(expect.objectContaining({ param: 'add_special_tokens' }));
