@@ -105,13 +105,13 @@ export function register(program: Command): void {
     .option('--request-timeout-seconds <n>', 'longest a client may take to send a whole request, headers and body (past it: 408 and the connection closed); streams are not limited by it', '60')
     .option('--stalled-reader-seconds <n>', "a generation stream whose reader takes nothing for this long while its events wait (more than the kernel's buffers hold) is cut and its generation cancelled, so a reader that stopped cannot hold its row or its bytes; one that catches up now and then never is (0 = never)", '300')
     .option('--stuck-seconds <n>', 'a forward pass running longer than this makes /healthz answer 503 with "stuck": true, so edges and load balancers route elsewhere while the device hangs (0 = never)', '10')
-    .option('--drain-seconds <n>', 'on SIGTERM/SIGINT/SIGHUP: refuse new generations and let the running ones finish for up to this long before cancelling them, in whole seconds (0 = cancel at once; a second signal also does)', String(DEFAULT_DRAIN_SECONDS))
+    .option('--drain-seconds <n>', 'on SIGTERM/SIGINT/SIGHUP: refuse new generations and let the running ones finish for up to this long before cancelling them, in whole seconds (0 = cancel at once; a second signal, a second or more after the first, also does)', String(DEFAULT_DRAIN_SECONDS))
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
     .option('--prefill-chunk <tokens>', `most prompt tokens one step feeds, over all the prompts going in (chunked prefill): long prompts, or many arriving together, go in over several steps, so the streams decoding beside them are held up by one chunk a step, not whole prompts (0 = every prompt whole; default ${CPU_PREFILL_CHUNK} on the CPU, ${DEVICE_PREFILL_CHUNK} on a GPU)`)
     .option('--log-requests', 'a JSON line on stderr per finished generation: id, tenant (hash prefix), method, finish reason, token counts, queue time, time to first token, duration, drafted and accepted tokens (never the text)')
     .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, speculation acceptance, prefix cache hit rate (0 = never)', '10')
     .option('--save-datastore <file>', 'write the datastore, with the outputs requests contributed (contributeToDatastore), to FILE when the pool stops and every --save-datastore-seconds; start again with --datastore FILE')
-    .option('--save-datastore-seconds <n>', 'with --save-datastore: also save this often while contributions arrive (0 = only when the pool stops)', '600')
+    .option('--save-datastore-seconds <n>', 'with --save-datastore: also save this often while contributions arrive, at least 1 s (0 = only when the pool stops)', '600')
     .option('--datastore-indexer-duty <share>', 'most of the time, in (0, 1], that re-indexing contributed outputs may keep a core busy (a worker thread); between two rebuilds it rests, and contributions wait for the next', '0.25')
     .option(
       '--speculative-config <json>',
@@ -171,11 +171,12 @@ async function checkPortFree(port: number, host: string): Promise<void> {
 const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 /** A duration flag in seconds, written in decimal, at least `min` (0 stays 0 where it means "never"), within node's timers. */
-function seconds(value: string | undefined, flag: string, min = 0, integer = false, zeroMeansNever = false): number {
+/** `zero`: 0 is taken too, meaning this (`true`: never). */
+function seconds(value: string | undefined, flag: string, min = 0, integer = false, zero: boolean | string = false): number {
   const n = value === undefined ? NaN : decimalNumber(value);
-  if (zeroMeansNever && n === 0) return 0;
+  if (zero !== false && n === 0) return 0;
   if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
-    throw new CliError(`${flag} must be a ${integer ? 'whole ' : ''}number of seconds, at least ${min}${zeroMeansNever ? ' (or 0: never)' : ''}, not "${value}"`);
+    throw new CliError(`${flag} must be a ${integer ? 'whole ' : ''}number of seconds, at least ${min}${zero !== false ? ` (or 0: ${zero === true ? 'never' : zero})` : ''}, not "${value}"`);
   }
   if (n > MAX_TIMER_SECONDS) throw new CliError(`${flag} must be at most ${MAX_TIMER_SECONDS} seconds (24.8 days, the longest wait node's timers take), not "${value}"`);
   return n;
@@ -252,7 +253,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const requestTimeoutSeconds = seconds(flags.requestTimeoutSeconds, '--request-timeout-seconds', 0.1);
   const prefixCacheMb = decimalNumber(flags.prefixCacheMb ?? '');
   if (!(prefixCacheMb >= 0) || !Number.isFinite(prefixCacheMb)) throw new CliError(`--prefix-cache-mb must be a non-negative number, not "${flags.prefixCacheMb}"`);
-  const saveSeconds = seconds(flags.saveDatastoreSeconds, '--save-datastore-seconds');
+  // Each save writes the whole datastore (0.1-1 s for tens of MiB): not back to back.
+  const saveSeconds = seconds(flags.saveDatastoreSeconds, '--save-datastore-seconds', 1, false, 'only when the pool stops');
   // Found now rather than at the first save, minutes or hours in.
   if (flags.saveDatastore) await checkSaveTarget(path.resolve(flags.saveDatastore), flags.datastore === undefined ? undefined : path.resolve(flags.datastore));
   // Before the model loads: a second pool on the file is refused in a second, not after its start-up.
@@ -518,7 +520,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       }
       firstSignalAt = now;
       const { active, queued } = scheduler.stats();
-      logLine(`pool: draining: ${active} running and ${queued} queued generations may finish for ${drainSeconds} s; new ones are refused (a second signal stops at once)`);
+      logLine(`pool: draining: ${active} running and ${queued} queued generations may finish for ${drainSeconds} s; new ones are refused (a second signal, a second or more from now, stops at once)`);
       void server.drain(drainSeconds * 1000).then((finished) => {
         if (!finished) logLine(`pool: drain time over: cancelling ${scheduler.stats().active + scheduler.stats().queued} generations`);
         return stopNow();

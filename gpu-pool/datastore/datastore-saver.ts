@@ -97,11 +97,13 @@ export class DatastoreSaver {
     const t0 = performance.now();
     try {
       await this.datastore.flush();
+      // Counted in the turn save() takes its chunks in: outputs indexed while it writes are not in the file.
+      const tokens = this.datastore.tokenCount;
       const bytes = await this.datastore.save(this.file);
       this.options.onSaved?.('ok', bytes);
       await this.copyNextTokens();
       this.options.log?.(
-        `datastore saved to ${this.file}: ${this.datastore.tokenCount} tokens, ${(bytes / 2 ** 20).toFixed(1)} MiB, ${taken} new outputs, ${(performance.now() - t0).toFixed(0)} ms`,
+        `datastore saved to ${this.file}: ${tokens} tokens, ${(bytes / 2 ** 20).toFixed(1)} MiB, ${taken} new outputs, ${(performance.now() - t0).toFixed(0)} ms`,
       );
     } catch (err) {
       // Nothing is lost: the datastore still holds them, and the next save retries.

@@ -75,8 +75,15 @@ export class Admission<S extends RunnerSequence> {
   readonly queue: Generation<S>[] = [];
   /** Every admitted generation not yet finished, queued or running. */
   readonly byId = new Map<string, Generation<S>>();
-  /** Recent steps' time (ms), for the busy hint: a median, since a fresh pool's first steps (compiling, the first prefill) ran 10-100x a later one's, and an average kept a hint of 6 s for a generation done in half a second. */
-  readonly stepMs = new RecentMedian(STEP_MS_SAMPLES);
+  /**
+   * Recent steps' time (ms), for the busy hint: a median, since a fresh pool's
+   * first steps (compiling, the first prefill) ran 10-100x a later one's, and
+   * an average kept a hint of 6 s for a generation done in half a second. None
+   * until a full window of steps has come: a median of the first one or two
+   * is those cold steps, and told a restarted pool's first burst to come back
+   * in 10-26 s for room made within 2 s.
+   */
+  readonly stepMs = new RecentMedian(STEP_MS_SAMPLES, STEP_MS_SAMPLES);
   /** Which queued generation a free row goes to: fair-shares.ts. */
   private readonly fairShares = new FairShares();
   private reserved = 0;

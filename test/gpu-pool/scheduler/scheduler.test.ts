@@ -991,6 +991,26 @@ describe('continuous batching', () => {
     await c.done;
   });
 
+  it("a fresh pool's busy hint waits for a window of steps: its first cold steps alone do not set it", async () => {
+    // Every one of the first steps 300 ms (a cold pool's): a hint from them would be ~390 steps of 300 ms, the 30 s clamp.
+    const cold = delayedRunner((step) => (step < 3 ? 300 : 0));
+    const s = new Scheduler(cold, { limits: { maxActive: 1, maxQueued: 0, maxTotalTokens: 600 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
+    const c = collect();
+    s.submit(generateRequestSchema.parse({ id: 'long', promptIds: [1, 403], maxTokens: 400, speculation: 'off', sampling: { temperature: 1, seed: 1, logitBias: { '1': -100 } } }), c.sink);
+    while (c.events.filter((e) => e.type === 'tokens').length < 3) await new Promise((r) => setImmediate(r));
+    const hint = (() => {
+      try {
+        s.submit(generateRequestSchema.parse({ id: 'late', promptIds: [1], maxTokens: 4 }), collect().sink);
+      } catch (err) {
+        return (err as { retryAfterMs: number }).retryAfterMs;
+      }
+      return NaN;
+    })();
+    expect(hint).toBe(500);
+    expect(s.cancel('long')).toBe(true);
+    await c.done;
+  });
+
   it('a busy answer names the limit it hit and hints at when room is likely, not a fixed half second', async () => {
     // Steps of at least 5 ms: what the hint is counted in.
     const slow = delayedRunner(() => 5);

@@ -94,7 +94,10 @@ describe('sssd pool start-up checks', () => {
     expect(underFile.code).toBe(2);
     expect(underFile.stderr).toMatch(/--save-datastore: .*stories260K\.bin is a file, not a folder to write live\.sssd-ds in/);
     const every = await pool([...model, '--save-datastore-seconds', 'often'], { SSSD_POOL_TOKEN: 't' });
-    expect(every.stderr).toMatch(/--save-datastore-seconds must be a number of seconds, at least 0, not "often"/);
+    expect(every.stderr).toMatch(/--save-datastore-seconds must be a number of seconds, at least 1 \(or 0: only when the pool stops\), not "often"/);
+    // Each save writes the whole datastore: not back to back.
+    const tooOften = await pool([...model, '--save-datastore-seconds', '0.001'], { SSSD_POOL_TOKEN: 't' });
+    expect([tooOften.code, tooOften.stderr]).toEqual([2, expect.stringMatching(/--save-datastore-seconds must be a number of seconds, at least 1 \(or 0: only when the pool stops\), not "0.001"/)]);
     // A folder where the file should go, found at the start (the save at the stop failed, and the contributions were lost).
     const folder = await pool([...model, '--save-datastore', tmpdir()], { SSSD_POOL_TOKEN: 't' });
     expect(folder.code).toBe(2);
