@@ -25,6 +25,12 @@ function asInputItem(item: OutputItem): InputItem {
   return { type: 'message', id: item.id, role: 'assistant', content: item.content.map((part) => ({ type: 'output_text' as const, text: part.text })) };
 }
 
+/** What a request's references found: the items by id, and the responses read that were stored without their input items. */
+export interface ReferencedItems {
+  found: Map<string, InputItem>;
+  notKept: Set<string>;
+}
+
 /**
  * The items of `items`' references found in this key's stored responses, by
  * id (those not found left out). The newest reference's response is read
@@ -32,10 +38,11 @@ function asInputItem(item: OutputItem): InputItem {
  * under their ids, so a conversation that names each earlier reply (the AI
  * SDK's, turn after turn) is one read, not one per turn.
  */
-export async function referencedItems(items: readonly RequestItem[], store: ResponseStore): Promise<Map<string, InputItem>> {
+export async function referencedItems(items: readonly RequestItem[], store: ResponseStore): Promise<ReferencedItems> {
   const wanted = new Set<string>();
   for (const item of items) if (item.type === 'item_reference') wanted.add(item.id);
   const found = new Map<string, InputItem>();
+  const notKept = new Set<string>();
   const read = new Set<string>();
   for (let i = items.length - 1; i >= 0; i--) {
     const item = items[i];
@@ -43,13 +50,15 @@ export async function referencedItems(items: readonly RequestItem[], store: Resp
     const response = responseOfItem(item.id);
     if (response === null || read.has(response)) continue;
     if (read.size === MAX_REFERENCED_RESPONSES) {
-      throw badRequest(`input: its item references name items of more than ${MAX_REFERENCED_RESPONSES} stored responses that do not hold one another's; send the items themselves instead of some of the references.`, `input.${i}`, 'invalid_value');
+      throw badRequest(`input.${i}: the item references name items of more than ${MAX_REFERENCED_RESPONSES} stored responses (or of responses that are not stored) that do not hold one another's; send the items themselves instead of some of the references.`, `input.${i}`, 'invalid_value');
     }
     read.add(response);
     const record = await store.get(response);
-    if (record !== null) for (const [id, resolved] of itemsOf(record)) if (wanted.has(id) && !found.has(id)) found.set(id, resolved);
+    if (record === null) continue;
+    if (record.conversationNotKept) notKept.add(response);
+    for (const [id, resolved] of itemsOf(record)) if (wanted.has(id) && !found.has(id)) found.set(id, resolved);
   }
-  return found;
+  return { found, notKept };
 }
 
 /** A stored response's items by id: its output's, and its input's (the items its own references resolved to among them). */

@@ -5,8 +5,9 @@
  * naming it as `previous_response_id` continues. One value per response,
  * under a hash of the key's id and the response's id: a key finds its own
  * responses only. Values expire (SSSD_RESPONSE_TTL_DAYS); one over
- * SSSD_RESPONSE_MAX_BYTES is not stored at all (a conversation stored cut
- * would continue as another one). A write that fails is logged, never the
+ * SSSD_RESPONSE_MAX_BYTES keeps the response alone, without its input items
+ * and conversation (a conversation stored cut would continue as another
+ * one): a chain from it is refused by name. A write that fails is logged, never the
  * reply's failure.
  */
 import { ApiError } from './api-error';
@@ -26,6 +27,15 @@ export interface StoredResponse {
   conversation: ChatMessage[];
   /** The call_ids of the function calls in that conversation: a function_call_output after it answers one of them. */
   callIds: string[];
+  /** The ids of every item of that conversation, its chain's before it included: one sent again is a duplicate. Absent in records from before. */
+  itemIds?: string[];
+  /**
+   * The record was over SSSD_RESPONSE_MAX_BYTES: the response alone was kept
+   * (retrieved, its output items referenced), its input items and
+   * conversation left out, so a chain from it is refused by name rather than
+   * "not found".
+   */
+  conversationNotKept?: true;
 }
 
 /** KV's smallest expiration. */
@@ -66,10 +76,16 @@ export class ResponseStore {
 
   /** Stores it (where it fits); whether it was. Never throws: the reply does not fail for it. */
   async put(record: StoredResponse): Promise<boolean> {
-    const value = JSON.stringify(record);
+    let value = JSON.stringify(record);
     if (!withinBytes(value, this.maxBytes)) {
-      console.warn(`edge: response ${record.response.id} not stored: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8`);
-      return false;
+      // The response alone, where it fits: retrieved and its output referenced still, a chain from it refused by name.
+      const alone: StoredResponse = { response: record.response, inputItems: [], conversation: [], callIds: [], conversationNotKept: true };
+      value = JSON.stringify(alone);
+      if (!withinBytes(value, this.maxBytes)) {
+        console.warn(`edge: response ${record.response.id} not stored: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8, even alone`);
+        return false;
+      }
+      console.warn(`edge: response ${record.response.id} stored without its conversation: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8`);
     }
     try {
       await this.kv.put(await this.keyFor(record.response.id), value, this.ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, this.ttlSeconds) } : undefined);

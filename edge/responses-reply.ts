@@ -9,10 +9,10 @@ import { badRequest } from './api-error';
 import { clipped } from './request-schema';
 import type { Answerer } from './completion-handler';
 import type { ChatMessage } from './request-schema';
-import { finishedResponse, itemId, outputItems, outputLogprobs, startedResponse, type OutputItem, type ResponseObject } from './responses-format';
-import { parseResponsesBody, translateResponsesRequest, type InputItem, type TranslatedRequest } from './responses-request';
+import { finishedResponse, itemId, outputItems, outputLogprobs, responseOfItem, startedResponse, type OutputItem, type ResponseObject } from './responses-format';
+import { parseResponsesBody, translateResponsesRequest, type InputItem, type RequestItem, type TranslatedRequest } from './responses-request';
 import { ResponsesStreamFormat } from './responses-stream';
-import { referencedItems } from './item-references';
+import { referencedItems, type ReferencedItems } from './item-references';
 import { responseNotFound, type ResponseStore, type StoredInputItem, type StoredResponse } from './response-store';
 import { streamWhenOpened } from './sse-response';
 import { finishedChoices, wholeCompletionResponse } from './whole-response';
@@ -25,6 +25,8 @@ export interface ResponsesPlan {
   inputItems: StoredInputItem[];
   /** Where it is stored; null: `store` false. */
   store: ResponseStore | null;
+  /** The ids of the items of the `previous_response_id` chain (none without one). */
+  previousItemIds: ReadonlySet<string>;
 }
 
 /** An input item with its id (the given one, else a new one), as input_items lists it. */
@@ -43,19 +45,51 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
   const previousId = parsed.body.previous_response_id;
   let previous: ChatMessage[] = [];
   let previousCalls: readonly string[] = [];
+  let previousItemIds: ReadonlySet<string> = new Set();
   if (previousId) {
     const stored = await store.get(previousId);
     if (stored === null) throw responseNotFound(previousId, 'previous_response_id');
+    if (stored.conversationNotKept) {
+      throw badRequest(
+        `previous_response_id: response ${clipped(previousId, 100)} was stored without its conversation, which was over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES); send the conversation as input items, or start a new one.`,
+        'previous_response_id',
+        'invalid_value',
+      );
+    }
     previous = stored.conversation;
     previousCalls = stored.callIds;
+    previousItemIds = new Set(chainItemIds(stored));
   }
-  const translated = translateResponsesRequest(parsed, previous, previousCalls, await referencedItems(parsed.items, store));
+  const referenced = await referencedItems(parsed.items, store);
+  refuseUnkept(parsed.items, referenced);
+  const translated = translateResponsesRequest(parsed, previous, previousCalls, referenced.found, previousItemIds);
   return {
     translated,
     started: startedResponse(id, parsed.body.model, parsed.body, parsed.tools),
     inputItems: translated.items.map((item) => withId(item, id)),
     store: parsed.body.store === false ? null : store,
+    previousItemIds,
   };
+}
+
+/** The ids of a stored response's chain: kept with it, or (a record from before they were) its own input's and output's. */
+function chainItemIds(stored: StoredResponse): string[] {
+  return stored.itemIds ?? [...stored.inputItems.map((item) => item.id), ...stored.response.output.map((item) => item.id)];
+}
+
+/** A reference that names an item of a response stored without its input items: said so, rather than "not found". */
+function refuseUnkept(items: readonly RequestItem[], referenced: ReferencedItems): void {
+  for (const [i, item] of items.entries()) {
+    if (item.type !== 'item_reference' || referenced.found.has(item.id)) continue;
+    const response = responseOfItem(item.id);
+    if (response !== null && referenced.notKept.has(response)) {
+      throw badRequest(
+        `Item with id '${clipped(item.id, 100)}' is an input item of response ${response}, which was stored without them: they were over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES). Send the item itself.`,
+        `input.${i}.id`,
+        'invalid_value',
+      );
+    }
+  }
 }
 
 /** The conversation a response ended: what it was given, then what it said (a call as chat renders it: no text). */
@@ -68,7 +102,8 @@ function endedConversation(plan: ResponsesPlan, output: readonly OutputItem[]): 
 async function save(plan: ResponsesPlan, response: ResponseObject): Promise<void> {
   if (!plan.store) return;
   const calls = response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
-  await plan.store.put({ response, inputItems: plan.inputItems, conversation: endedConversation(plan, response.output), callIds: [...plan.translated.callIds, ...calls] });
+  const itemIds = [...plan.previousItemIds, ...plan.inputItems.map((item) => item.id), ...response.output.map((item) => item.id)];
+  await plan.store.put({ response, inputItems: plan.inputItems, conversation: endedConversation(plan, response.output), callIds: [...plan.translated.callIds, ...calls], itemIds });
 }
 
 /** Answers the chat run in the Responses shape: a Response object, or its events. */
@@ -119,6 +154,9 @@ function listedItem(item: StoredInputItem): ListedItem {
 
 /** GET /v1/responses/{id}/input_items's page: newest first by default, `limit` 1-100 (20), after the item `after`. */
 export function inputItemsPage(stored: StoredResponse, query: URLSearchParams): InputItemsPage {
+  if (stored.conversationNotKept) {
+    throw badRequest(`Response ${clipped(stored.response.id, 100)} was stored without its input items: they were over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES).`, null, 'invalid_request_error');
+  }
   const order = query.get('order') ?? 'desc';
   if (order !== 'asc' && order !== 'desc') throw badRequest(`order must be "asc" or "desc", not '${clipped(order, 20)}'`, 'order', 'invalid_value');
   const limitText = query.get('limit');

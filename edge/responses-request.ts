@@ -204,7 +204,8 @@ function inputItems(input: string | unknown[]): RequestItem[] {
   return input.map((raw, i) => {
     const item = raw as { type?: unknown; role?: unknown; content?: unknown; output?: unknown } | null;
     if (typeof item !== 'object' || item === null) throw badRequest(`input.${i}: an item is an object (a message, a function_call or a function_call_output)`, `input.${i}`, 'invalid_value');
-    const type = item.type ?? (item.role !== undefined ? 'message' : undefined);
+    // OpenAI's ItemReference may leave its type out (or null): an item of an id alone is one.
+    const type = item.type ?? (item.role !== undefined ? 'message' : typeof (item as { id?: unknown }).id === 'string' ? 'item_reference' : undefined);
     if (typeof type !== 'string' || !Object.hasOwn(ITEM_SCHEMAS, type)) {
       const named = typeof type === 'string' ? `items of type '${clipped(type, 40)}' are` : 'an item without a type or role is';
       throw badRequest(`input.${i}.type: ${named} not supported by this server: messages, function_call, function_call_output and item_reference are`, `input.${i}.type`, typeof type === 'string' ? 'unsupported_parameter' : 'invalid_value');
@@ -218,7 +219,7 @@ function inputItems(input: string | unknown[]): RequestItem[] {
         }
       }
     }
-    return parseAt(ITEM_SCHEMAS[type], raw, `input.${i}`);
+    return parseAt(ITEM_SCHEMAS[type], type === 'item_reference' ? { ...(raw as object), type } : raw, `input.${i}`);
   });
 }
 
@@ -282,7 +283,7 @@ export function parseResponsesBody(raw: unknown): ParsedResponsesBody {
  * before it (as OpenAI checks them): a result for no call would be read by
  * the model as an answer to nothing it asked.
  */
-function checkedCallIds(items: readonly InputItem[], previousCalls: readonly string[]): string[] {
+function checkedCallIds(items: readonly InputItem[], previousCalls: readonly string[], sent: readonly RequestItem[]): string[] {
   const calls = [...previousCalls];
   const known = new Set(previousCalls);
   for (const [i, item] of items.entries()) {
@@ -290,10 +291,29 @@ function checkedCallIds(items: readonly InputItem[], previousCalls: readonly str
       calls.push(item.call_id);
       known.add(item.call_id);
     } else if (item.type === 'function_call_output' && !known.has(item.call_id)) {
-      throw badRequest(`No tool call found for function call output with call_id ${clipped(item.call_id, 100)}.`, `input.${i}.call_id`, 'invalid_value');
+      // A referenced output has no call_id of its own in the request: the reference is named.
+      throw badRequest(`No tool call found for function call output with call_id ${clipped(item.call_id, 100)}.`, sent[i].type === 'item_reference' ? `input.${i}.id` : `input.${i}.call_id`, 'invalid_value');
     }
   }
   return calls;
+}
+
+/**
+ * OpenAI's 400 for an item sent twice: an id twice in the input (an item and
+ * a reference to it, two references), or one already in the chain of
+ * `previous_response_id`. Taken, the model would read the turn twice, and
+ * input_items would list one id twice (a page `after` it never ending).
+ */
+function refuseDuplicates(items: readonly InputItem[], previousItemIds: ReadonlySet<string>): void {
+  const seen = new Set<string>();
+  for (const [i, item] of items.entries()) {
+    const id = item.id;
+    if (!id) continue;
+    if (seen.has(id) || previousItemIds.has(id)) {
+      throw badRequest(`Duplicate item found with id ${clipped(id, 100)}. Remove duplicate items from your input and try again.`, `input.${i}`, 'invalid_value');
+    }
+    seen.add(id);
+  }
 }
 
 /**
@@ -307,10 +327,13 @@ export function translateResponsesRequest(
   previousCalls: readonly string[] = [],
   /** The items that `item_reference`s name, by id, as found in this key's stored responses. */
   referenced: ReadonlyMap<string, InputItem> = new Map(),
+  /** The ids of the items already in the `previous_response_id` chain. */
+  previousItemIds: ReadonlySet<string> = new Set(),
 ): TranslatedRequest {
   const { body, tools } = parsed;
   const items = parsed.items.map((item, i) => (item.type === 'item_reference' ? resolved(item, i, referenced) : item));
-  const callIds = checkedCallIds(items, previousCalls);
+  refuseDuplicates(items, previousItemIds);
+  const callIds = checkedCallIds(items, previousCalls, parsed.items);
   const conversation = [...previous, ...items.map(itemMessage)];
   const messages: ChatMessage[] = body.instructions ? [{ role: 'system', content: body.instructions }, ...conversation] : conversation;
   if (messages.length === 0) throw badRequest('input must not be empty', 'input', 'invalid_value');

@@ -5,6 +5,7 @@ import { ApiError } from '../../edge/api-error';
 import { MAX_REFERENCED_RESPONSES, referencedItems } from '../../edge/item-references';
 import { finishedResponse, functionCallItem, itemId, outputItems, responseId, responseOfItem, startedResponse } from '../../edge/responses-format';
 import { parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
+import { inputItemsPage, planResponse } from '../../edge/responses-reply';
 import { ResponseStore, type StoredResponse } from '../../edge/response-store';
 
 let miniflare: Miniflare;
@@ -51,7 +52,7 @@ describe('item_reference', () => {
     const reply = first.response.output[0].id;
     const asked = first.inputItems[0].id;
     const request = parsed([{ type: 'item_reference', id: asked }, { type: 'item_reference', id: reply }, { role: 'user', content: 'Go on.' }]);
-    const found = await referencedItems(request.items, store);
+    const { found } = await referencedItems(request.items, store);
     expect([...found.keys()].sort()).toEqual([asked, reply].sort());
     const translated = translateResponsesRequest(request, [], [], found);
     expect(translated.chat.messages).toEqual([
@@ -69,7 +70,7 @@ describe('item_reference', () => {
         return err as ApiError;
       }
     })();
-    expect((await referencedItems(request.items, other)).size).toBe(0);
+    expect((await referencedItems(request.items, other)).found.size).toBe(0);
     expect(refused).toBeInstanceOf(ApiError);
     expect(refused!.toBody().error).toMatchObject({ message: `Item with id '${asked}' not found.`, param: 'input.0.id', code: 'invalid_value' });
   });
@@ -81,7 +82,7 @@ describe('item_reference', () => {
     stored.response.output = [functionCallItem(itemId('fc', id), 'call_abc', 'get_weather', '{"city":"Paris"}', 'completed')];
     await store.put(stored);
     const request = parsed([{ role: 'user', content: 'Weather?' }, { type: 'item_reference', id: stored.response.output[0].id }, { type: 'function_call_output', call_id: 'call_abc', output: 'sunny' }]);
-    const translated = translateResponsesRequest(request, [], [], await referencedItems(request.items, store));
+    const translated = translateResponsesRequest(request, [], [], (await referencedItems(request.items, store)).found);
     expect(translated.callIds).toEqual(['call_abc']);
     expect(translated.items[1]).toMatchObject({ type: 'function_call', call_id: 'call_abc', name: 'get_weather', arguments: '{"city":"Paris"}' });
   });
@@ -100,7 +101,7 @@ describe('item_reference', () => {
       const id = responseId(turn.toString(16).padStart(24, 'e'));
       const request = parsed([...replies.flatMap((reply, i) => [{ role: 'user', content: `q${i}` }, { type: 'item_reference', id: reply }]), { role: 'user', content: `q${turn}` }]);
       reads = 0;
-      const translated = translateResponsesRequest(request, [], [], await referencedItems(request.items, store));
+      const translated = translateResponsesRequest(request, [], [], (await referencedItems(request.items, store)).found);
       expect(reads).toBe(turn === 0 ? 0 : 1);
       const stored = record(id, `a${turn}`);
       stored.inputItems = translated.items.map((item) => ({ ...item, id: item.id ?? itemId('msg', id) }));
@@ -117,5 +118,50 @@ describe('item_reference', () => {
     expect(err).toBeInstanceOf(ApiError);
     // Read newest (last) first: the first past the bound is the oldest.
     expect((err as ApiError).toBody().error).toMatchObject({ param: 'input.0', code: 'invalid_value' });
+  });
+
+  it("refuses an item sent twice, as OpenAI does: twice in the input, or already in the previous_response_id chain", async () => {
+    const store = new ResponseStore(kv, 'key-f', 0, 1 << 20);
+    const id = responseId('ffffffffffffffffffffffff');
+    const first = record(id, 'Once.');
+    first.itemIds = [first.inputItems[0].id, first.response.output[0].id];
+    await store.put(first);
+    const reply = first.response.output[0].id;
+    const refusal = async (body: object) => {
+      const err = await planResponse({ model: 'm', ...body }, store, responseId('0'.repeat(24))).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApiError);
+      return (err as ApiError).toBody().error;
+    };
+    expect(await refusal({ input: [{ type: 'item_reference', id: reply }, { type: 'item_reference', id: reply }, { role: 'user', content: 'x' }] })).toMatchObject({
+      message: `Duplicate item found with id ${reply}. Remove duplicate items from your input and try again.`,
+      param: 'input.1',
+    });
+    expect((await refusal({ input: [{ role: 'user', content: 'a', id: 'mine' }, { role: 'user', content: 'b', id: 'mine' }] })).param).toBe('input.1');
+    // The chain already holds the reply: referenced again beside previous_response_id, the model would read it twice.
+    expect((await refusal({ previous_response_id: id, input: [{ type: 'item_reference', id: reply }, { role: 'user', content: 'x' }] })).param).toBe('input.0');
+    // Once each, it is taken; a reference may leave its type out, as OpenAI's ItemReference may.
+    const plan = await planResponse({ model: 'm', input: [{ id: reply }, { role: 'user', content: 'Go on.' }] }, store, responseId('1'.repeat(24)));
+    expect(plan.translated.chat.messages).toEqual([{ role: 'assistant', content: 'Once.' }, { role: 'user', content: 'Go on.' }]);
+  });
+
+  it("keeps a record over the store's bound as the response alone: retrieved and its output referenced, a chain from it refused by name", async () => {
+    const store = new ResponseStore(kv, 'key-g', 0, 2000);
+    const id = responseId('abababababababababababab');
+    const big = record(id, 'The end.');
+    big.conversation = [{ role: 'user', content: 'x'.repeat(3000) }, { role: 'assistant', content: 'The end.' }];
+    big.inputItems = [{ role: 'user', content: 'x'.repeat(3000), id: itemId('msg', id) }];
+    expect(await store.put(big)).toBe(true);
+    const kept = await store.get(id);
+    expect(kept).toMatchObject({ response: { id, output: big.response.output }, inputItems: [], conversationNotKept: true });
+    const next = responseId('cdcdcdcdcdcdcdcdcdcdcdcd');
+    const refusal = async (body: object) => (await planResponse({ model: 'm', ...body }, store, next).catch((e: unknown) => e)) as ApiError;
+    const chained = await refusal({ previous_response_id: id, input: 'more' });
+    expect(chained.toBody().error).toMatchObject({ param: 'previous_response_id', message: expect.stringContaining('stored without its conversation') });
+    const input = await refusal({ input: [{ type: 'item_reference', id: big.inputItems[0].id }, { role: 'user', content: 'more' }] });
+    expect(input.toBody().error).toMatchObject({ param: 'input.0.id', message: expect.stringContaining('stored without them') });
+    expect(() => inputItemsPage(kept!, new URLSearchParams())).toThrow(/stored without its input items/);
+    // Its output is kept: referenced, it is taken.
+    const plan = await planResponse({ model: 'm', input: [{ type: 'item_reference', id: big.response.output[0].id }, { role: 'user', content: 'more' }] }, store, next);
+    expect(plan.translated.chat.messages[0]).toEqual({ role: 'assistant', content: 'The end.' });
   });
 });

@@ -60,7 +60,7 @@ describe('ResponseStore', () => {
     expect(await expiration(new ResponseStore(kv, 'key-forever', 0, 0), 'resp_forever')).toBeUndefined();
   });
 
-  it('does not store a response over its size cap (nor a part of it), and never throws where KV fails', async () => {
+  it('keeps a response over its size cap alone (without its conversation), or not at all where even that is over, and never throws where KV fails', async () => {
     const store = new ResponseStore(kv, 'key-cap', 0, 2048);
     expect(await store.put(record('resp_small'))).toBe(true);
     expect(await store.put(record('resp_big', 'x'.repeat(4096)))).toBe(false);
@@ -71,8 +71,11 @@ describe('ResponseStore', () => {
     const bytes = new TextEncoder().encode(json).length;
     const between = new ResponseStore(kv, 'key-cap', 0, Math.floor((json.length + bytes) / 2));
     expect(json.length).toBeLessThan(Math.floor((json.length + bytes) / 2));
-    expect(await between.put(euros)).toBe(false);
+    // Over in bytes: the response alone is kept (its output is in it once, not twice as with the conversation).
+    expect(await between.put(euros)).toBe(true);
+    expect(await between.get('resp_euros')).toMatchObject({ conversationNotKept: true, conversation: [], inputItems: [], response: { output: euros.response.output } });
     expect(await new ResponseStore(kv, 'key-cap', 0, bytes).put(euros)).toBe(true);
+    expect((await between.get('resp_euros'))?.conversationNotKept).toBeUndefined();
     // Deleted once: found, then gone.
     expect(await store.delete('resp_small')).toBe(true);
     expect(await store.delete('resp_small')).toBe(false);
