@@ -132,8 +132,8 @@ function moreTokensThan(length: number, tokens: number, model: ServedModel): boo
 /**
  * A chat's prompt ids with its oldest turns dropped until it and `replyRoom`
  * tokens fit the context (the Responses API's `truncation: "auto"`). Where
- * what cannot be dropped is too long still, its ids: the checks after refuse
- * them as any prompt too long.
+ * what cannot be dropped is too long still, a 400 that says so (a reply
+ * asking the whole context: its ids, refused after as without truncation).
  */
 function fittedChatIds(messages: readonly ChatMessage[], replyRoom: number, model: ServedModel): number[] {
   const template = model.info.model.chatTemplate;
@@ -146,8 +146,15 @@ function fittedChatIds(messages: readonly ChatMessage[], replyRoom: number, mode
     return ids.length <= budget ? ids : null;
   });
   if (fitted !== null) return fitted;
+  // A reply that takes the whole context fails as it would without truncation, naming its bound.
+  if (budget < 1) return encoded(kept);
   refuseFarTooLong({ kind: 'chat', body: { model: '', messages: kept } }, model);
-  return encoded(kept);
+  const ids = encoded(kept);
+  throw badRequest(
+    `This model's maximum context length is ${model.info.model.contextLength} tokens; with truncation "auto", what is never dropped (the instructions, system and developer messages, and the last input item) is ${ids.length} tokens, and ${replyRoom} more ${replyRoom === 1 ? 'is' : 'are'} needed for the reply: send a shorter last item or instructions${replyRoom > 1 ? ', or a smaller max_output_tokens' : ''}.`,
+    'messages',
+    'context_length_exceeded',
+  );
 }
 
 function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {

@@ -190,6 +190,10 @@ describe('Responses API on the edge', () => {
     expect(truncated.output_text).toBe(expected.text);
     expect(truncated.usage!.input_tokens).toBe(expected.promptTokens);
     expect(truncated.usage!.input_tokens + 16).toBeLessThanOrEqual(contextLength);
+    // What is never dropped too long alone: said so, naming the input.
+    const undroppable = await client.responses.create({ ...params, truncation: 'auto', instructions: `${last} ${last}` }).catch((e: unknown) => e);
+    expect(undroppable).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(undroppable).toMatchObject({ code: 'context_length_exceeded', param: 'input', message: expect.stringContaining('never dropped') });
     // The chain stores the whole conversation: what is dropped is this request's prompt, not its history.
     const items = await client.responses.inputItems.list(truncated.id);
     expect(items.data).toHaveLength(1);
