@@ -51,6 +51,8 @@ export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   streamQuietCommentMs?: number;
   /** How the reply is answered; absent, in the endpoint's own shape (answerOpenAi). */
   answer?: Answerer;
+  /** JSON as a grammar of any depth where the pools follow one (SSSD_JSON_GRAMMAR); else the depth-3 regex. */
+  jsonGrammar?: boolean;
 }
 
 /** Hashes the edge sends the pool (tenants, prefix-cache salts), each computed once per isolate (bounded: a full map starts over). */
@@ -295,8 +297,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     throw badRequest(`\`logprob_token_ids\` is not supported when \`echo=True\` and \`${limitParam}=0\` because no output tokens are generated.`, 'logprob_token_ids', 'invalid_value');
   }
   const badWords = badWordsTokenIds(body.bad_words ?? [], model.tokenizer);
-  // JSON (a schema, JSON mode, tool calls) as a grammar, nested to any depth, where the pools follow one.
-  const structured = structuredOutput(body, await jsonFormFor(ctx.picker, ctx.waitUntil));
+  // JSON (a schema, JSON mode, tool calls) as a grammar, nested to any depth, where the operator asks and the pools follow one.
+  const structured = structuredOutput(body, ctx.jsonGrammar === true ? await jsonFormFor(ctx.picker, ctx.waitUntil) : 'regex');
   const minTokens = body.min_tokens ?? 0;
   // vLLM's rule: a reply cannot be held open past the tokens it may have.
   if (minTokens > maxTokens) throw badRequest(`min_tokens (${minTokens}) must be at most ${limitParam} (${maxTokens}).`, 'min_tokens', 'invalid_value');

@@ -28,6 +28,13 @@ export interface EdgeConfig {
   /** A request in flight that shows no sign of life this long gives its key's slot back (ms; see rate-limiter.ts). */
   concurrencyLeaseMs: number;
   benchRoutes: boolean;
+  /**
+   * JSON (schemas, JSON mode, tool calls) sent to pools as a GBNF grammar of
+   * any depth rather than the regex whose open values and recursion nest 3
+   * deep (SSSD_JSON_GRAMMAR; off by default: its automaton's building costs
+   * ~30x the regex's a new state, docs/edge.md).
+   */
+  jsonGrammar: boolean;
   /** A stored response (Responses API) expires this long after it is written (seconds; 0 = never). */
   responseTtlSeconds: number;
   /** A stored response over this many bytes is not stored (response-store.ts). */
@@ -89,11 +96,11 @@ const INT_VARS = {
 type IntVar = keyof typeof INT_VARS;
 
 /** The Worker's vars an operator may set, besides the pool's URLs and token and the keys (the launcher passes these through). */
-export const EDGE_TUNING_VARS: readonly string[] = [...Object.keys(INT_VARS), 'SSSD_BENCH_ROUTES', 'SSSD_MODEL_SHA256'];
+export const EDGE_TUNING_VARS: readonly string[] = [...Object.keys(INT_VARS), 'SSSD_BENCH_ROUTES', 'SSSD_JSON_GRAMMAR', 'SSSD_MODEL_SHA256'];
 
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 
-/** What an on/off var (SSSD_BENCH_ROUTES) takes. */
+/** What an on/off var (SSSD_BENCH_ROUTES, SSSD_JSON_GRAMMAR) takes. */
 const SWITCH_VALUES: readonly string[] = ['0', '1', 'true', 'false'];
 
 function intValue(value: unknown, name: IntVar): number | null {
@@ -129,10 +136,12 @@ export function invalidEdgeVars(env: Partial<Record<string, unknown>>): InvalidE
       problems.push({ message: `${name}=${JSON.stringify(value)} is not an integer in [${min}, ${max}]`, fallback });
     }
   }
-  const bench = env.SSSD_BENCH_ROUTES;
-  // "yes" or "on" meant on and quietly was off.
-  if (bench !== undefined && bench !== '' && !(typeof bench === 'string' && SWITCH_VALUES.includes(bench))) {
-    problems.push({ message: `SSSD_BENCH_ROUTES=${JSON.stringify(bench)} is not one of ${SWITCH_VALUES.join(', ')}`, fallback: 0 });
+  for (const name of ['SSSD_BENCH_ROUTES', 'SSSD_JSON_GRAMMAR']) {
+    const value = env[name];
+    // "yes" or "on" meant on and quietly was off.
+    if (value !== undefined && value !== '' && !(typeof value === 'string' && SWITCH_VALUES.includes(value))) {
+      problems.push({ message: `${name}=${JSON.stringify(value)} is not one of ${SWITCH_VALUES.join(', ')}`, fallback: 0 });
+    }
   }
   const pin = env.SSSD_MODEL_SHA256;
   if (pin !== undefined && pin !== '' && !(typeof pin === 'string' && SHA256_HEX.test(pin))) {
@@ -212,6 +221,7 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
     responseTtlSeconds: 86_400 * intVar(env, 'SSSD_RESPONSE_TTL_DAYS'),
     responseMaxBytes: intVar(env, 'SSSD_RESPONSE_MAX_BYTES'),
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',
+    jsonGrammar: env.SSSD_JSON_GRAMMAR === '1' || env.SSSD_JSON_GRAMMAR === 'true',
     modelSha256: env.SSSD_MODEL_SHA256 && SHA256_HEX.test(env.SSSD_MODEL_SHA256) ? env.SSSD_MODEL_SHA256.toLowerCase() : null,
   };
   if (config.poolUrls.length === 0) console.warn('edge: SSSD_POOL_URLS names no pool (a comma-separated list of http(s) URLs in [vars]); every generation will be a 503');

@@ -46,4 +46,6 @@ export interface EdgeEnv {
   SSSD_MODEL_SHA256?: string;
   /** "1" enables POST /bench/edge-cpu (CPU-time measurements inside workerd). */
   SSSD_BENCH_ROUTES?: string;
+  /** "1": JSON goes to pools as a grammar of any depth (off: the depth-3 regex). */
+  SSSD_JSON_GRAMMAR?: string;
 }

@@ -217,6 +217,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
       poolStallMs: config.poolStallMs,
       wholeReplyHeartbeatMs: config.wholeReplyHeartbeatMs,
       streamQuietCommentMs: config.streamQuietCommentMs,
+      jsonGrammar: config.jsonGrammar,
       onFinish: release,
       headers: {},
       clientSignal: c.req.raw.signal,

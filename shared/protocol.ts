@@ -192,7 +192,7 @@ export const generateRequestSchema = z.object({
    * vLLM's other structured outputs: the output's text must match this
    * regular expression whole (`structured_outputs.regex`; `json`,
    * `json_object` and `response_format` as the edge writes them into one
-   * where a pool it heard from follows no grammar,
+   * (by default; SSSD_JSON_GRAMMAR=1 writes them as a grammar),
    * shared/structured/json-schema-regex.ts), in the subset
    * shared/structured/regex-syntax.ts reads; masked as `choices` are. Not
    * with `choices`. Added within version 1: a pool from before it ignores it.
@@ -200,8 +200,8 @@ export const generateRequestSchema = z.object({
   regex: z.string().max(MAX_OUTPUT_REGEX_CHARS).optional(),
   /**
    * vLLM's `structured_outputs.grammar` (`guided_grammar`; and `json`,
-   * `json_object`, `response_format` and tool calls as the edge writes them,
-   * shared/structured/json-schema-grammar.ts): the output's
+   * `json_object`, `response_format` and tool calls as the edge writes them
+   * with SSSD_JSON_GRAMMAR=1, shared/structured/json-schema-grammar.ts): the output's
    * text must be a sentence of this context-free grammar, in GBNF
    * (shared/structured/grammar-syntax.ts), start rule `root`; masked as
    * `regex` is. Not with `choices` or `regex`. Added within version 1: a

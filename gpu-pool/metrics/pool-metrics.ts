@@ -407,7 +407,7 @@ export class PoolMetrics {
     });
     this.structuredOutputs = new Counter({
       name: 'sssd_pool_structured_outputs_total',
-      help: "Generations admitted with a structured output, by kind: choices (vLLM's choice), regex (its regex, and JSON as the edge writes it where a pool it heard from follows no grammar) or grammar (its GBNF grammar, and a JSON schema, JSON mode or tool calls as the edge writes them).",
+      help: "Generations admitted with a structured output, by kind: choices (vLLM's choice), regex (its regex, and a JSON schema, JSON mode or tool calls as the edge writes them by default) or grammar (its GBNF grammar, and JSON as the edge writes it with SSSD_JSON_GRAMMAR=1).",
       labelNames: ['kind'],
       registers,
     });

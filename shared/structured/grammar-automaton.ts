@@ -43,9 +43,12 @@ export interface GrammarLimits {
  * the more the larger the closure), and a member a step reads, counted as
  * this much of the building work the limits bound, which were sized for a
  * regex's NFA states (~12 ns each; 10M ≈ 0.12 s): a grammar's request is
- * stopped after 200,000 visits, about as much time as a regex's. A JSON
- * grammar's output builds ~20-40 visits a token (states repeat), so the
- * bound is reached by grammars that multiply, not by long outputs.
+ * stopped after 200,000 visits, about as much time as a regex's. Grammars
+ * that multiply their stacks reach the bound; so does long output whose
+ * stacks keep changing, since a state holds its whole stack: a varied JSON
+ * text 7 deep built a new state a byte and ran past it 600 bytes in, on a
+ * fresh automaton (which is why the edge writes JSON as a regex unless
+ * SSSD_JSON_GRAMMAR is set).
  */
 export const WORK_PER_VISIT = 50;
 /**

@@ -24,6 +24,8 @@ beforeAll(async () => {
         [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
       }),
       SSSD_CONCURRENCY_LEASE_SECONDS: '3',
+      // JSON goes to the pool as a grammar here (the other e2e stacks send the default regex form).
+      SSSD_JSON_GRAMMAR: '1',
     },
   });
   client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
@@ -115,8 +117,11 @@ describe('Responses API on the edge', () => {
 
   it('follows text.format json_schema (responses.parse with zodTextFormat), and makes a named function call', async () => {
     const Pet = z.object({ name: z.string().max(8), age: z.number().int().min(0).max(20) });
+    const grammarsBefore = await poolCounter('sssd_pool_grammar_compiles_total');
     const parsed = await client.responses.parse({ model, input: PROMPT, temperature: 0, max_output_tokens: 64, text: { format: zodTextFormat(Pet, 'pet') } });
     expect(Pet.parse(parsed.output_parsed)).toEqual(parsed.output_parsed);
+    // SSSD_JSON_GRAMMAR=1: the schema went to the pool as a grammar.
+    expect(await poolCounter('sssd_pool_grammar_compiles_total')).toBeGreaterThan(grammarsBefore);
 
     const tools: OpenAI.Responses.FunctionTool[] = [{ type: 'function', name: 'get_weather', strict: true, parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'], additionalProperties: false } }];
     const called = await client.responses.create({ model, input: PROMPT, tools, tool_choice: { type: 'function', name: 'get_weather' }, max_output_tokens: 48, temperature: 0 });
@@ -265,6 +270,14 @@ describe('Responses API on the edge', () => {
     expect(next?.output_text).toEqual(expect.any(String));
   });
 });
+
+/** A counter of the pool's, summed over its labels. */
+async function poolCounter(name: string): Promise<number> {
+  const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) total += Number(line.split(' ').pop());
+  return total;
+}
 
 /** The pool's finished generations, and those of them cancelled. */
 async function finishedCounts(): Promise<{ total: number; cancelled: number }> {

@@ -81,6 +81,10 @@ describe('edge config', () => {
     expect(edgeConfig(env({ SSSD_BENCH_ROUTES: 'true' })).benchRoutes).toBe(true);
     expect(invalidEdgeVars({ SSSD_BENCH_ROUTES: '0' })).toEqual([]);
     expect(invalidEdgeVars({ SSSD_BENCH_ROUTES: 'yes' }).map((p) => p.message)).toEqual(['SSSD_BENCH_ROUTES="yes" is not one of 0, 1, true, false']);
+    // JSON as a grammar is the operator's switch, off unless set.
+    expect(edgeConfig(env({})).jsonGrammar).toBe(false);
+    expect(edgeConfig(env({ SSSD_JSON_GRAMMAR: '1' })).jsonGrammar).toBe(true);
+    expect(invalidEdgeVars({ SSSD_JSON_GRAMMAR: 'on' }).map((p) => p.message)).toEqual(['SSSD_JSON_GRAMMAR="on" is not one of 0, 1, true, false']);
   });
 
   it('pins the served weights by a SHA-256, and says so of anything else', () => {
