@@ -197,12 +197,16 @@ function jsonGrammarOf(constraint: JsonConstraint, whitespace: { param: string; 
       throw err;
     }
   });
-  if (grammar === null) return null;
+  if (grammar === null || refusedGrammars.has(grammar)) return null;
   if (checkedGrammars.has(grammar)) return grammar;
   try {
     checkGrammar(grammar);
   } catch (err) {
-    if (err instanceof GrammarSyntaxError || err instanceof AutomatonLimitError) return null;
+    if (err instanceof GrammarSyntaxError || err instanceof AutomatonLimitError) {
+      // Found past a pool's bounds once: the regex form from then on, without building it again (36-430 ms).
+      refusedGrammars.add(grammar);
+      return null;
+    }
     throw err;
   }
   checkedGrammars.add(grammar);
@@ -212,6 +216,8 @@ function jsonGrammarOf(constraint: JsonConstraint, whitespace: { param: string; 
 /** Regexes checked lately (JSON mode's, or a schema's: 1-30 ms of CPU each to check), and grammars, kept apart (one text may be both). */
 const checkedRegexes = new RecentlyChecked(32, 1 << 20);
 const checkedGrammars = new RecentlyChecked(32, 1 << 20);
+/** JSON's grammars found past a pool's bounds lately (the regex form goes instead). */
+const refusedGrammars = new RecentlyChecked(32, 1 << 20);
 
 /** The regex a constraint asks for: a schema's written out; a 400 for a schema this server cannot follow. */
 function regexOf(constraint: Exclude<Constraint, { choices: string[] } | { grammar: string }>, whitespace: { param: string; pattern: string } | null): string {
@@ -221,9 +227,10 @@ function regexOf(constraint: Exclude<Constraint, { choices: string[] } | { gramm
 
 /**
  * JSON's forms written lately, by form, options and schema text: a grammar
- * took 0.2-0.35 ms to write (JSON mode's, a small schema's) and a regex
- * 0.04-0.1 ms, on every request that sent the same schema, where the rest of
- * the edge's request path takes ~0.04 ms.
+ * took 0.2-0.35 ms to write (JSON mode's, a small schema's; a grammar past
+ * its bounds up to ~0.4 s to find so) and a regex 0.04-0.1 ms, on every
+ * request that sent the same schema, where the rest of the edge's request
+ * path takes ~0.04 ms.
  */
 const writtenLately = new RecentTexts<string>(64, 4 << 20);
 
@@ -242,10 +249,11 @@ function writtenJson<T extends string | null>(form: JsonForm, constraint: JsonCo
   const text = 'jsonObject' in constraint ? '' : typeof constraint.schema === 'string' ? constraint.schema : JSON.stringify(schema);
   const key = `${form} ${'jsonObject' in constraint ? 'object' : 'schema'} ${options.maxDepth ?? ''} ${JSON.stringify(options.whitespace ?? null)} ${text}`;
   const kept = writtenLately.get(key);
-  if (kept !== undefined) return kept as T;
+  // '' stands for null: a form past its bounds (no regex or grammar is empty), which took as long to find.
+  if (kept !== undefined) return (kept === '' ? null : kept) as T;
   try {
     const written = write(schema, options);
-    if (written !== null) writtenLately.set(key, written);
+    writtenLately.set(key, written ?? '');
     return written;
   } catch (err) {
     if (err instanceof SchemaError) {
