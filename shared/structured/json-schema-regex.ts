@@ -179,6 +179,8 @@ class RegexBuilder {
   private readonly refCache = new Map<string, string | null>();
   /** How many times a reference met one being expanded: a ref whose expansion raises it is not cached. */
   private recursions = 0;
+  /** Inside a recursion met past maxDepth containers: its scalars are written, its containers not (the bound is on containers). */
+  private scalarsOnly = 0;
   private readonly maxLength: number;
   private visits = 0;
   private nesting = 0;
@@ -324,17 +326,27 @@ class RegexBuilder {
     }
     if (schema === undefined) throw new SchemaError(at, `${ref} names no schema`);
     const entered = this.expanding.get(target) ?? [];
-    // Recursion is cut (admits nothing) past maxDepth containers, or where it
-    // came back without entering one (a value can't be its own part).
+    // Recursion that came back without entering a container admits nothing (a value can't be its own part).
     if (entered.length > 0) {
       this.recursions++;
       if (entered[entered.length - 1] === depth) return null;
       if (this.rules !== null) return this.call(target, schema);
-      if (depth >= this.maxDepth) return null;
     }
-    // Without recursion met inside, a ref's regex depends on its depth alone:
+    // Past maxDepth containers, recursion admits what it can without one more (`[[["x"]]]` of a
+    // list-or-"x" schema, 3 deep): written with containers cut.
+    const cut = entered.length > 0 && depth >= this.maxDepth;
+    if (cut) this.scalarsOnly++;
+    try {
+      return this.expanded(target, schema, entered, depth);
+    } finally {
+      if (cut) this.scalarsOnly--;
+    }
+  }
+
+  private expanded(target: string, schema: unknown, entered: number[], depth: number): string | null {
+    // Without recursion met inside, a ref's regex depends on its depth (and whether containers are cut) alone:
     // written once, however many places use it.
-    const key = `${depth} ${target}`;
+    const key = `${depth} ${this.scalarsOnly > 0} ${target}`;
     const cached = this.refCache.get(key);
     if (cached !== undefined) return cached;
     const recursionsBefore = this.recursions;
@@ -380,8 +392,8 @@ class RegexBuilder {
       case 'number': return this.number(schema, path);
       case 'boolean': return BOOLEAN;
       case 'null': return NULL;
-      case 'array': return this.array(schema, path, depth);
-      default: return this.object(schema, path, depth);
+      case 'array': return this.scalarsOnly > 0 ? null : this.array(schema, path, depth);
+      default: return this.scalarsOnly > 0 ? null : this.object(schema, path, depth);
     }
   }
 

@@ -202,6 +202,18 @@ describe('jsonSchemaRegex', () => {
     expect([re.test('[1,2]'), re.test('["a"]')]).toEqual([true, false]);
   });
 
+  it("keeps a recursion's scalars at the depth bound, and cuts its containers there (3 nested containers, as the docs say)", () => {
+    const listOrX = { anyOf: [{ type: 'array', items: { $ref: '#' } }, { const: 'x' }] };
+    const re = compile(jsonSchemaRegex(listOrX));
+    expect(['"x"', '["x"]', '[["x"]]', '[[["x"]]]', '[[[]]]', '[[["x","x"]],"x"]'].map((t) => re.test(t))).toEqual([true, true, true, true, true, true]);
+    expect(['[[[[]]]]', '[[[["x"]]]]', '[[["y"]]]'].map((t) => re.test(t))).toEqual([false, false, false]);
+    // A tree whose leaves are numbers: the leaves at the bound are kept.
+    const tree = { $defs: { node: { anyOf: [{ type: 'integer' }, { type: 'object', properties: { kids: { type: 'array', items: { $ref: '#/$defs/node' } } }, required: ['kids'] }] } }, $ref: '#/$defs/node' };
+    const treeRe = compile(jsonSchemaRegex(tree, { maxDepth: 3 }));
+    expect(treeRe.test('{"kids":[1,{"kids":[]}]}')).toBe(true);
+    expect(treeRe.test('{"kids":[{"kids":[2]}]}')).toBe(true);
+  });
+
   it('spells counts past 1000 in the subset', () => {
     const re = compile(jsonSchemaRegex({ type: 'string', minLength: 2500, maxLength: 3700 }));
     expect([2499, 2500, 3700, 3701].map((n) => re.test(`"${'a'.repeat(n)}"`))).toEqual([false, true, true, false]);
