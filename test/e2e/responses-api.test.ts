@@ -43,6 +43,18 @@ async function chatText(messages: OpenAI.ChatCompletionMessageParam[], maxTokens
   return { text: chat.choices[0].message.content ?? '', promptTokens: chat.usage?.prompt_tokens ?? 0 };
 }
 
+/** What a conversation continued with "Max ran." after PROMPT and `reply` must answer: the chat completion of the three. */
+function continuedChat(reply: string): Promise<{ text: string; promptTokens: number }> {
+  return chatText(
+    [
+      { role: 'user', content: PROMPT },
+      { role: 'assistant', content: reply },
+      { role: 'user', content: 'Max ran.' },
+    ],
+    16,
+  );
+}
+
 describe('Responses API on the edge', () => {
   it('creates a response whose text is the chat completion of the same messages, and stores it: retrieve, input items, chain, delete', async () => {
     const response = await client.responses.create({ model, input: PROMPT, instructions: 'A story.', max_output_tokens: 24, temperature: 0 });
@@ -65,14 +77,7 @@ describe('Responses API on the edge', () => {
 
     // The chain continues the conversation (the instructions are not carried over, as OpenAI's).
     const next = await client.responses.create({ model, input: 'Max ran.', previous_response_id: response.id, max_output_tokens: 16, temperature: 0 });
-    const whole = await chatText(
-      [
-        { role: 'user', content: PROMPT },
-        { role: 'assistant', content: response.output_text },
-        { role: 'user', content: 'Max ran.' },
-      ],
-      16,
-    );
+    const whole = await continuedChat(response.output_text);
     expect(next.output_text).toBe(whole.text);
     expect(next.usage!.input_tokens).toBe(whole.promptTokens);
     expect(next.usage!.input_tokens).toBeGreaterThan(response.usage!.input_tokens);
@@ -221,14 +226,7 @@ describe('Responses API on the edge', () => {
     // The SDK named its earlier reply by id, not by its text: the edge found it in this key's stored responses.
     const input = (JSON.parse(sent[1]) as { input: Array<{ type?: string }> }).input;
     expect(input.map((item) => item.type ?? 'message')).toEqual(['message', 'item_reference', 'message']);
-    const whole = await chatText(
-      [
-        { role: 'user', content: PROMPT },
-        { role: 'assistant', content: first.text },
-        { role: 'user', content: 'Max ran.' },
-      ],
-      16,
-    );
+    const whole = await continuedChat(first.text);
     expect(second.text).toBe(whole.text);
     expect(second.usage.inputTokens).toBe(whole.promptTokens);
     // A reference to nothing this key stored is OpenAI's 400, naming the item.

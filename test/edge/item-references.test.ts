@@ -1,37 +1,19 @@
 // item_reference input items resolved against stored responses on workerd's own KV (Miniflare).
-import { Miniflare } from 'miniflare';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { MAX_REFERENCED_RESPONSES, referencedItems } from '../../edge/item-references';
-import { finishedResponse, functionCallItem, itemId, outputItems, responseId, responseOfItem, startedResponse } from '../../edge/responses-format';
+import { functionCallItem, itemId, responseId, responseOfItem } from '../../edge/responses-format';
 import { parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
 import { inputItemsPage, planResponse } from '../../edge/responses-reply';
 import { ResponseStore, type StoredResponse } from '../../edge/response-store';
+import { storedRecord as record } from '../support/stored-response';
+import { workerdKv } from '../support/workerd-kv';
 
-let miniflare: Miniflare;
+const workerd = workerdKv();
 let kv: KVNamespace;
-beforeAll(async () => {
-  miniflare = new Miniflare({ modules: true, script: 'export default { fetch() { return new Response(null); } }', kvNamespaces: ['SSSD_KV'], compatibilityDate: '2025-01-01' });
-  kv = (await miniflare.getKVNamespace('SSSD_KV')) as unknown as KVNamespace;
+beforeEach(() => {
+  kv = workerd();
 });
-afterAll(async () => {
-  await miniflare?.dispose();
-});
-
-const usage = {
-  prompt_tokens: 1,
-  completion_tokens: 1,
-  total_tokens: 2,
-  prompt_tokens_details: { cached_tokens: 0 },
-  speculation: { method: 'off' as const, drafts: 0, draft_tokens: 0, accepted_tokens: 0, steps: 1, mean_acceptance_length: 1, edge_accepted_tokens: 0, edge_trie_bytes: 0 },
-};
-
-/** A stored response of `id` that answered `text`, given one user message. */
-function record(id: string, text: string): StoredResponse {
-  const { body, tools } = parseResponsesBody({ model: 'm', input: 'Hi' });
-  const response = finishedResponse(startedResponse(id, 'm', body, tools), outputItems(id, null, text, 'stop', []), 'stop', usage);
-  return { response, inputItems: [{ role: 'user', content: 'Hi', id: itemId('msg', id) }], conversation: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: text }], callIds: [] };
-}
 
 const parsed = (input: unknown[]) => parseResponsesBody({ model: 'm', input });
 

@@ -1,34 +1,15 @@
 // Stored responses on workerd's own KV (Miniflare, as `wrangler dev` runs it);
 // a KV that throws stands in only for an outage.
-import { Miniflare } from 'miniflare';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { finishedResponse, outputItems, startedResponse } from '../../edge/responses-format';
-import { parseResponsesBody } from '../../edge/responses-request';
-import { ResponseStore, type StoredResponse } from '../../edge/response-store';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { ResponseStore } from '../../edge/response-store';
+import { storedRecord as record } from '../support/stored-response';
+import { workerdKv } from '../support/workerd-kv';
 
-let miniflare: Miniflare;
+const workerd = workerdKv();
 let kv: KVNamespace;
-beforeAll(async () => {
-  miniflare = new Miniflare({ modules: true, script: 'export default { fetch() { return new Response(null); } }', kvNamespaces: ['SSSD_KV'], compatibilityDate: '2025-01-01' });
-  kv = (await miniflare.getKVNamespace('SSSD_KV')) as unknown as KVNamespace;
+beforeEach(() => {
+  kv = workerd();
 });
-afterAll(async () => {
-  await miniflare?.dispose();
-});
-
-const usage = {
-  prompt_tokens: 1,
-  completion_tokens: 1,
-  total_tokens: 2,
-  prompt_tokens_details: { cached_tokens: 0 },
-  speculation: { method: 'off' as const, drafts: 0, draft_tokens: 0, accepted_tokens: 0, steps: 1, mean_acceptance_length: 1, edge_accepted_tokens: 0, edge_trie_bytes: 0 },
-};
-
-function record(id: string, text = 'Hello.'): StoredResponse {
-  const { body, tools } = parseResponsesBody({ model: 'm', input: 'Hi' });
-  const response = finishedResponse(startedResponse(id, 'm', body, tools), outputItems(id, null, text, 'stop', []), 'stop', usage);
-  return { response, inputItems: [{ role: 'user', content: 'Hi', id: 'msg_1' }], conversation: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: text }], callIds: [] };
-}
 
 describe('ResponseStore', () => {
   it("keeps a key's responses its own: another key's store finds none of them", async () => {

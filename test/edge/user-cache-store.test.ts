@@ -2,9 +2,9 @@
 // dev` runs it) wherever the test needs no fault: a KV that throws, hangs or
 // answers slowly (MapKv) stands in only for an outage, a cancelled write or a
 // far-away KV, which local KV cannot produce.
-import { Miniflare } from 'miniflare';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../edge/api-keys';
+import { workerdKv } from '../support/workerd-kv';
 import { cacheScope, UserCacheStore } from '../../edge/user-cache-store';
 import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
 import { draftEdgeTrie, edgeTrieTokenOutside } from '../../shared/drafting/edge-trie';
@@ -48,14 +48,10 @@ function storeOn(kv: MapKv | KVNamespace): UserCacheStore {
   return new UserCacheStore(kv as KVNamespace, 16 * 1024, 512);
 }
 
-let miniflare: Miniflare;
+const workerd = workerdKv();
 let realKv: KVNamespace;
-beforeAll(async () => {
-  miniflare = new Miniflare({ modules: true, script: 'export default { fetch() { return new Response(null); } }', kvNamespaces: ['SSSD_KV'], compatibilityDate: '2025-01-01' });
-  realKv = (await miniflare.getKVNamespace('SSSD_KV')) as unknown as KVNamespace;
-});
-afterAll(async () => {
-  await miniflare?.dispose();
+beforeEach(() => {
+  realKv = workerd();
 });
 
 async function storedBytes(kv: KVNamespace, key: string): Promise<Uint8Array | null> {
