@@ -8,13 +8,13 @@
  * The pool masks every token that would leave the language
  * (gpu-pool/verify/text-masks.ts): choices as a trie of them; a grammar as
  * itself (checked here: parsed, its rules and size); a regex as itself; JSON
- * (a schema, JSON mode, tool calls) as a GBNF grammar written here
- * (shared/structured/json-schema-grammar.ts), nested to any depth, or,
- * where the caller says pools may not follow grammars or the grammar is
- * past a pool's bounds, as a regular expression whose open values and
- * recursion nest at most 3 containers deep (json-schema-regex.ts). Each
- * pool reads one form, and a bad pattern, grammar or schema is a 400 before
- * anything is sent.
+ * (a schema, JSON mode, tool calls) as a regular expression written here
+ * whose open values and recursion nest at most 3 containers deep
+ * (json-schema-regex.ts), or, where the caller asks (SSSD_JSON_GRAMMAR) and
+ * the grammar is within a pool's bounds, as a GBNF grammar nested to any
+ * depth (shared/structured/json-schema-grammar.ts). Each pool reads one
+ * form, and a bad pattern, grammar or schema is a 400 before anything is
+ * sent.
  */
 import { RecentlyChecked, RecentTexts } from './recently-checked';
 import { badRequest } from './api-error';
@@ -239,8 +239,8 @@ type JsonConstraint = Exclude<Constraint, { choices: string[] } | { grammar: str
 /**
  * What `write` makes of the constraint's schema (null: JSON mode's any
  * object), kept per form and schema text (writtenLately; null, a form past
- * its bounds, is not kept); a 400 for a schema this server cannot follow, in
- * its own terms.
+ * its bounds, too); a 400 for a schema this server cannot follow, in its own
+ * terms.
  */
 function writtenJson<T extends string | null>(form: JsonForm, constraint: JsonConstraint, whitespace: { param: string; pattern: string } | null, write: (schema: unknown, options: JsonSchemaRegexOptions) => T): T {
   if (whitespace) checkPattern(whitespace.param, whitespace.pattern);
