@@ -12,6 +12,7 @@ import { referenceGenerate, startAll, startTestStack, type GenerateOutput, type 
 import type { CompletionUsage } from '../../edge/completion-run';
 import { runEdgeSoak } from '../../gpu-pool/bench/edge-soak';
 import { metricValue } from '../gpu-pool/server/pool-process';
+import { finishedAfter, finishedCounts } from './finished-counts';
 import { models } from '../support/shared-data';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 
@@ -1062,15 +1063,11 @@ describe('OpenAI-compatible API on the edge', () => {
   it("counts a completion ended at a stop string as a stop at the pool, not as an abort", async () => {
     // The tests before may have left generations the pool is still ending (cancels go out after the response).
     for (let i = 0; i < 50 && (await metricValue({ url: stack.poolUrl }, 'vllm:num_requests_running')) + (await metricValue({ url: stack.poolUrl }, 'vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 100));
-    const before = await finishedCounts();
+    const before = await finishedCounts(stack.poolUrl);
     // Long (the end token banned): the edge's cancel at the stop string reaches the pool while it still runs.
     const body = { prompt: PROMPT, max_tokens: 400, temperature: 0, logit_bias: { '1': -100 }, stop: [reference.text.slice(20, 31)], user: 'stop-metrics' };
     for (let i = 0; i < 3; i++) expect((await streamCompletion(body)).finish).toBe('stop');
-    let after = before;
-    for (let i = 0; i < 50 && after.total < before.total + 3; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      after = await finishedCounts();
-    }
+    const after = await finishedAfter(stack.poolUrl, before, 3);
     expect(after.total).toBe(before.total + 3);
     expect(after.cancelled).toBe(before.cancelled);
     expect(after.stopped).toBe(before.stopped + 3);
@@ -1346,7 +1343,7 @@ describe('OpenAI-compatible API on the edge', () => {
     // attempt is decided when the pool counts the generation as finished.
     let cancelled = false;
     for (let attempt = 0; attempt < 5 && !cancelled; attempt++) {
-      const before = await finishedCounts();
+      const before = await finishedCounts(stack.poolUrl);
       const controller = new AbortController();
       const res = await fetch(`${stack.edgeUrl}/v1/completions`, {
         method: 'POST',
@@ -1357,11 +1354,7 @@ describe('OpenAI-compatible API on the edge', () => {
       const reader = res.body!.getReader();
       await reader.read();
       controller.abort();
-      let after = before;
-      for (let i = 0; i < 50 && after.total === before.total; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        after = await finishedCounts();
-      }
+      const after = await finishedAfter(stack.poolUrl, before, 1);
       expect(after.total).toBe(before.total + 1);
       cancelled = after.cancelled === before.cancelled + 1;
     }
@@ -1432,7 +1425,7 @@ describe('OpenAI-compatible API on the edge', () => {
     // replies of eight choices keep it busy for a while); such an attempt proves nothing and is repeated.
     let cancelled = false;
     for (let attempt = 0; attempt < 5 && !cancelled; attempt++) {
-      const before = await finishedCounts();
+      const before = await finishedCounts(stack.poolUrl);
       const controller = new AbortController();
       const replies = [0, 1, 2, 3].map((i) =>
         fetch(`${stack.edgeUrl}/v1/completions`, {
@@ -1445,11 +1438,7 @@ describe('OpenAI-compatible API on the edge', () => {
       await new Promise((r) => setTimeout(r, 300));
       controller.abort();
       await Promise.allSettled(replies);
-      let after = before;
-      for (let i = 0; i < 100 && after.total < before.total + 32; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        after = await finishedCounts();
-      }
+      const after = await finishedAfter(stack.poolUrl, before, 32, 100);
       expect(after.total).toBe(before.total + 32);
       cancelled = after.cancelled > before.cancelled;
     }
@@ -1609,21 +1598,6 @@ describe('OpenAI-compatible API on the edge', () => {
   });
 });
 
-/** The pool's finished generations: all, those aborted (cancelled: vLLM's `abort`), and those ended at a stop. */
-async function finishedCounts(): Promise<{ total: number; cancelled: number; stopped: number }> {
-  const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
-  let total = 0;
-  let cancelled = 0;
-  let stopped = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('vllm:request_success_total')) continue;
-    const value = Number(line.split(' ').pop());
-    total += value;
-    if (line.includes('finished_reason="abort"')) cancelled += value;
-    if (line.includes('finished_reason="stop"')) stopped += value;
-  }
-  return { total, cancelled, stopped };
-}
 
 // A second edge on the same pool that never waits for the user's cache (as
 // when KV must fetch it from afar): the generation opens without it, and the

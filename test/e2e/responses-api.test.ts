@@ -7,6 +7,8 @@ import { zodTextFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../launcher/stack';
+import { metricValue } from '../gpu-pool/server/pool-process';
+import { finishedAfter, finishedCounts } from './finished-counts';
 import { startTestStack, type TestStack } from './stack-fixture';
 
 const OTHER_KEY = 'e2e-responses-other-key';
@@ -122,11 +124,11 @@ describe('Responses API on the edge', () => {
 
   it('follows text.format json_schema (responses.parse with zodTextFormat), and makes a named function call', async () => {
     const Pet = z.object({ name: z.string().max(8), age: z.number().int().min(0).max(20) });
-    const grammarsBefore = await poolCounter('sssd_pool_grammar_compiles_total');
+    const grammarsBefore = await metricValue({ url: stack.poolUrl }, 'sssd_pool_grammar_compiles_total');
     const parsed = await client.responses.parse({ model, input: PROMPT, temperature: 0, max_output_tokens: 64, text: { format: zodTextFormat(Pet, 'pet') } });
     expect(Pet.parse(parsed.output_parsed)).toEqual(parsed.output_parsed);
     // SSSD_JSON_GRAMMAR=1: the schema went to the pool as a grammar.
-    expect(await poolCounter('sssd_pool_grammar_compiles_total')).toBeGreaterThan(grammarsBefore);
+    expect(await metricValue({ url: stack.poolUrl }, 'sssd_pool_grammar_compiles_total')).toBeGreaterThan(grammarsBefore);
 
     const tools: OpenAI.Responses.FunctionTool[] = [{ type: 'function', name: 'get_weather', strict: true, parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'], additionalProperties: false } }];
     const called = await client.responses.create({ model, input: PROMPT, tools, tool_choice: { type: 'function', name: 'get_weather' }, max_output_tokens: 48, temperature: 0 });
@@ -240,17 +242,13 @@ describe('Responses API on the edge', () => {
     // The tiny model can finish before the abort reaches the pool; such an attempt proves nothing and is repeated.
     let cancelled = false;
     for (let attempt = 0; attempt < 5 && !cancelled; attempt++) {
-      const before = await finishedCounts();
+      const before = await finishedCounts(stack.poolUrl);
       const controller = new AbortController();
       const params = { model, input: 'Once', max_output_tokens: 500, temperature: 1, seed: 7 + attempt, stream: true, speculation: 'off', store: false };
       const stream = await oneSlot.responses.create(params as OpenAI.Responses.ResponseCreateParamsStreaming, { signal: controller.signal, headers: { 'x-sssd-smooth': '1' } });
       // The SDK ends the iteration quietly on its own abort.
       for await (const event of stream) if (event.type === 'response.output_text.delta') controller.abort();
-      let after = before;
-      for (let i = 0; i < 50 && after.total === before.total; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        after = await finishedCounts();
-      }
+      const after = await finishedAfter(stack.poolUrl, before, 1);
       expect(after.total).toBe(before.total + 1);
       cancelled = after.cancelled === before.cancelled + 1;
     }
@@ -268,25 +266,3 @@ describe('Responses API on the edge', () => {
     expect(next?.output_text).toEqual(expect.any(String));
   });
 });
-
-/** A counter of the pool's, summed over its labels. */
-async function poolCounter(name: string): Promise<number> {
-  const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split('\n')) if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) total += Number(line.split(' ').pop());
-  return total;
-}
-
-/** The pool's finished generations, and those of them cancelled. */
-async function finishedCounts(): Promise<{ total: number; cancelled: number }> {
-  const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
-  let total = 0;
-  let cancelled = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('vllm:request_success_total')) continue;
-    const value = Number(line.split(' ').pop());
-    total += value;
-    if (line.includes('finished_reason="abort"')) cancelled += value;
-  }
-  return { total, cancelled };
-}

@@ -31,6 +31,7 @@ import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { PrefixCache } from '../../../gpu-pool/scheduler/prefix-cache';
 import { TokenTexts } from '../../../gpu-pool/verify/token-texts';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
+import type { Tokenizer } from '../../../shared/tokenizer/tokenizer';
 import { compileGrammar } from '../../../shared/structured/grammar-automaton';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
@@ -189,6 +190,19 @@ function scheduler(budget: TreeBudget | null, metrics = new PoolMetrics(), optio
     createDrafter: drafterFactory(null),
     ...options,
   });
+}
+
+/**
+ * A generation of REPEATING_PROMPT with `extra` fields (a structured output's), and `predictionIds` to draft from:
+ * its ids, its text without the end token, how it finished and how many tokens were drafted.
+ */
+async function textRun(s: Scheduler<SequenceKvCache>, tokenizer: Tokenizer, maxTokens: number, id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) {
+  const eos = runner.config.eosIds[0];
+  const c = collect();
+  s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens, speculation, ...extra, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
+  const events = await c.done;
+  const ids = tokensOf(events);
+  return { ids, text: tokenizer.decode(ids.filter((t) => t !== eos)), finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason, drafted: events.reduce((n, e) => n + (e.type === 'tokens' ? e.drafted : 0), 0) };
 }
 
 describe('continuous batching', () => {
@@ -509,14 +523,7 @@ describe('continuous batching', () => {
     const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });
     const eos = runner.config.eosIds[0];
-    const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
-      const c = collect();
-      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 60, speculation, ...extra, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
-      const events = await c.done;
-      const ids = tokensOf(events);
-      const text = tokenizer.decode(ids.filter((t) => t !== eos));
-      return { ids, text, finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason, drafted: events.reduce((n, e) => n + (e.type === 'tokens' ? e.drafted : 0), 0) };
-    };
+    const run = (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => textRun(s, tokenizer, 60, id, speculation, extra, predictionIds);
     const free = await run('choice-free', 'off', { ignoreEos: true });
     // Choices the model's own words start (drafts from its free output run along them), one a prefix of another, one it would not write.
     const own = tokenizer.decode(free.ids.slice(0, 24));
@@ -593,14 +600,7 @@ describe('continuous batching', () => {
     const metrics = new PoolMetrics();
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), metrics, { tokenTexts: TokenTexts.of(tokenizer) });
     const eos = runner.config.eosIds[0];
-    const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
-      const c = collect();
-      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 80, speculation, ...extra, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
-      const events = await c.done;
-      const ids = tokensOf(events);
-      const text = tokenizer.decode(ids.filter((t) => t !== eos));
-      return { ids, text, finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason, drafted: events.reduce((n, e) => n + (e.type === 'tokens' ? e.drafted : 0), 0) };
-    };
+    const run = (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => textRun(s, tokenizer, 80, id, speculation, extra, predictionIds);
     const free = await run('regex-free', 'off', { ignoreEos: true });
     const own = tokenizer.decode(free.ids.slice(0, 10));
     const escaped = own.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -691,13 +691,7 @@ describe('continuous batching', () => {
     const metrics = new PoolMetrics();
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), metrics, { tokenTexts: TokenTexts.of(tokenizer) });
     const eos = runner.config.eosIds[0];
-    const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
-      const c = collect();
-      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 80, speculation, ...extra, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
-      const events = await c.done;
-      const ids = tokensOf(events);
-      return { ids, text: tokenizer.decode(ids.filter((t) => t !== eos)), finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason, drafted: events.reduce((n, e) => n + (e.type === 'tokens' ? e.drafted : 0), 0) };
-    };
+    const run = (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => textRun(s, tokenizer, 80, id, speculation, extra, predictionIds);
     const free = await run('grammar-free', 'off', { ignoreEos: true });
     const own = tokenizer.decode(free.ids.slice(0, 10)).replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\n');
     // The model's own words, then nested parenthesised lower-case words to a full stop; and a JSON object with a list of up to two (nested lists or names).
