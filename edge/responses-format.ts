@@ -8,7 +8,7 @@ import { bytesToHex } from './hex';
 import type { LogprobsFormatter } from './openai-format';
 import type { FunctionTool, ResponsesRequest } from './responses-request';
 import type { TokenLogprob } from './token-text';
-import { toolCallsOf, type ToolCallMode } from './tool-calls';
+import { toolCallsOf, toolFinishReason, type ToolCallMode } from './tool-calls';
 
 type ItemStatus = 'in_progress' | 'completed' | 'incomplete';
 
@@ -185,17 +185,20 @@ export function itemStatus(finishReason: string): ItemStatus {
   return finishReason === 'length' ? 'incomplete' : 'completed';
 }
 
-/** A finished reply's output items: its function calls (the reply was asked for calls and made whole ones), else its text as a message. */
+/**
+ * A finished reply's output items: its function calls (the reply was asked for calls and made whole ones), else its
+ * text as a message. "required"'s whole calls are complete also where the token limit fell on the end token after them.
+ */
 export function outputItems(responseId: string, mode: ToolCallMode | null, text: string, finishReason: string, logprobs: OutputLogprob[]): OutputItem[] {
   const calls = mode ? toolCallsOf(mode, text) : null;
-  const status = itemStatus(finishReason);
+  const status = itemStatus(mode ? toolFinishReason(mode, finishReason, calls) : finishReason);
   if (calls) return calls.map((call) => functionCallItem(itemId('fc', responseId), callId(), call.function.name, call.function.arguments, status));
   return [messageItem(itemId('msg', responseId), status, [outputText(text, logprobs)])];
 }
 
-/** The response once its reply ended: `incomplete` where the token limit cut it. */
+/** The response once its reply ended: `incomplete` where the token limit cut an item of it. */
 export function finishedResponse(started: ResponseObject, output: OutputItem[], finishReason: string, usage: CompletionUsage): ResponseObject {
-  const cut = finishReason === 'length';
+  const cut = finishReason === 'length' && output.some((item) => item.status === 'incomplete');
   return { ...started, status: cut ? 'incomplete' : 'completed', incomplete_details: cut ? { reason: 'max_output_tokens' } : null, output, usage: responsesUsage(usage) };
 }
 

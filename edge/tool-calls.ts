@@ -216,9 +216,11 @@ function valueEnd(text: string, at: number): number {
 
 /**
  * The finish reason of a reply made tool calls: OpenAI's `tool_calls` where
- * the model was asked for any call (`"required"`) and wrote whole ones; a
- * named function's call ends `stop`, as OpenAI's and vLLM's do.
+ * the model was asked for any call (`"required"`) and wrote whole ones, also
+ * where `max_tokens` fell on the end token that alone could follow them (the
+ * AI SDK runs no call of a reply that ended `length`); a named function's
+ * call ends `stop`, as OpenAI's and vLLM's do.
  */
 export function toolFinishReason(mode: ToolCallMode, finishReason: string, calls: readonly ToolCall[] | null): string {
-  return mode.kind === 'required' && calls !== null && finishReason === 'stop' ? 'tool_calls' : finishReason;
+  return mode.kind === 'required' && calls !== null && (finishReason === 'stop' || finishReason === 'length') ? 'tool_calls' : finishReason;
 }

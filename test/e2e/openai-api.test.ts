@@ -896,13 +896,17 @@ describe('OpenAI-compatible API on the edge', () => {
       let args = '';
       const ids: string[] = [];
       let finish: string | null = null;
+      const firstDeltas: unknown[] = [];
       for await (const chunk of stream) {
+        if (firstDeltas.length === 0) firstDeltas.push(chunk.choices[0]?.delta);
         for (const d of chunk.choices[0]?.delta.tool_calls ?? []) {
           if (d.id) ids.push(d.id);
           args += d.function?.arguments ?? '';
         }
         finish = chunk.choices[0]?.finish_reason ?? finish;
       }
+      // The role chunk's content is null, as OpenAI's before a call (the AI SDK opens a text part for a "").
+      expect(firstDeltas).toEqual([{ role: 'assistant', content: null }]);
       expect(ids).toHaveLength(1);
       expect(args, speculation).toBe(call.function.arguments);
       expect(finish).toBe('stop');
@@ -914,6 +918,11 @@ describe('OpenAI-compatible API on the edge', () => {
     const first = required.choices[0].message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
     expect(['get_weather', 'get_time']).toContain(first.function.name);
     if (first.function.name === 'get_weather') checkWeather(first.function.arguments);
+    // max_tokens on the end token, the one token that could follow the whole call: still the call, finish tool_calls
+    // (the AI SDK runs no call of a reply that ended "length").
+    const atLimit = await client.chat.completions.create({ model, messages, tools: [weather, time], tool_choice: 'required', parallel_tool_calls: false, max_tokens: required.usage!.completion_tokens - 1, temperature: 0 });
+    expect(atLimit.choices[0].finish_reason).toBe('tool_calls');
+    expect(atLimit.choices[0].message.tool_calls?.map((c) => (c as OpenAI.ChatCompletionMessageFunctionToolCall).function)).toEqual([first.function]);
     const requiredStream = await client.chat.completions.create({ model, messages, tools: [weather, time], tool_choice: 'required', parallel_tool_calls: false, max_tokens: 150, temperature: 0, stream: true });
     const streamedCalls: Array<{ name?: string; arguments: string }> = [];
     for await (const chunk of requiredStream) for (const d of chunk.choices[0]?.delta.tool_calls ?? []) (streamedCalls[d.index] ??= { arguments: '' }).arguments += d.function?.arguments ?? '', (streamedCalls[d.index].name ??= d.function?.name);

@@ -111,6 +111,14 @@ describe('Responses API events', () => {
     expect(events.filter((e) => e.type === 'response.output_item.added').map((e) => e.output_index)).toEqual([0, 1]);
   });
 
+  it('completes "required"\'s whole calls where the token limit fell on the end token after them; a cut array stays incomplete text', async () => {
+    const format = (): ResponsesStreamFormat => new ResponsesStreamFormat(started(), { ...meta, toolCalls: { kind: 'required' } }, async () => undefined);
+    const whole = await streamed(format(), ['[{"name": "f", "parameters": {"a": 1}}]'], summary('length'));
+    expect(whole[whole.length - 1]).toMatchObject({ type: 'response.completed', response: { status: 'completed', incomplete_details: null, output: [{ type: 'function_call', name: 'f', status: 'completed' }] } });
+    const cut = await streamed(format(), ['[{"name": "f", "parameters": {"a"'], summary('length'));
+    expect(cut[cut.length - 1]).toMatchObject({ type: 'response.incomplete', response: { status: 'incomplete', output: [{ type: 'message', status: 'incomplete' }] } });
+  });
+
   it("carries each token's log-probabilities once, in its delta, and all of them, in order, in the done events and the response", async () => {
     // A tokenizer whose id i prints the letter of i: enough for the formatter's names and bytes.
     const letters = { tokenBytes: (id: number) => new TextEncoder().encode(String.fromCharCode(96 + id)) };

@@ -114,10 +114,12 @@ describe('toolCallsOf', () => {
     ]);
   });
 
-  it('ends "required"\'s whole calls with tool_calls, a named call and a cut reply as they ended', () => {
+  it('ends "required"\'s whole calls with tool_calls (also at max_tokens), a named call and a cut reply as they ended', () => {
     const calls = toolCallsOf({ kind: 'required' }, '[{"name": "ping", "parameters": {}}]');
     expect(toolFinishReason({ kind: 'required' }, 'stop', calls)).toBe('tool_calls');
     expect(toolFinishReason({ kind: 'required' }, 'length', null)).toBe('length');
+    // Whole calls where max_tokens fell on the end token: the calls are made.
+    expect(toolFinishReason({ kind: 'required' }, 'length', calls)).toBe('tool_calls');
     expect(toolFinishReason({ kind: 'named', name: 'ping' }, 'stop', [])).toBe('stop');
   });
 });
