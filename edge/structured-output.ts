@@ -22,7 +22,7 @@ import { MAX_OUTPUT_GRAMMAR_CHARS, MAX_OUTPUT_REGEX_CHARS } from '../shared/prot
 import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
 import { AutomatonLimitError, checkGrammar, GrammarSyntaxError } from '../shared/structured/grammar-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, type JsonSchemaRegexOptions, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
-import { GrammarTooLargeError, jsonObjectGrammar, jsonSchemaGrammar } from '../shared/structured/json-schema-grammar';
+import { GrammarTooLargeError, GrammarUnwritableError, jsonObjectGrammar, jsonSchemaGrammar } from '../shared/structured/json-schema-grammar';
 import { toolCallPlan, type ToolCallMode, type ToolFunction } from './tool-calls';
 import type { PoolPicker } from './pool-picker';
 
@@ -186,14 +186,15 @@ function checkedGrammar(param: string, grammar: string): string {
  * JSON's grammar (any depth), checked once per isolate as a grammar sent
  * is; a 400 for a schema this server cannot follow; null where the grammar
  * is past a pool's bounds (its length, its automaton's), where the regex
- * (its length bound 4 times the grammar's) may still fit.
+ * (its length bound 4 times the grammar's) may still fit, or where it cannot
+ * hold the schema (a string's length beside its pattern: the regex can).
  */
 function jsonGrammarOf(constraint: JsonConstraint, whitespace: { param: string; pattern: string } | null): string | null {
   const grammar = writtenJson('grammar', constraint, whitespace, (schema, options) => {
     try {
       return schema === null ? jsonObjectGrammar(options) : jsonSchemaGrammar(schema, options);
     } catch (err) {
-      if (err instanceof GrammarTooLargeError) return null;
+      if (err instanceof GrammarTooLargeError || err instanceof GrammarUnwritableError) return null;
       throw err;
     }
   });

@@ -9,6 +9,7 @@
 
 import type { CodePointSet } from './code-point-set';
 import type { ExpressionNode, RuleReference } from './expression-node';
+import { LENGTH_PHASES, LENGTH_START, lengthBoundary, lengthSteps } from './json-string-length';
 import { RegexSyntaxError, type RegexNode } from './regex-syntax';
 import { utf8Sequences } from './utf8-sequences';
 
@@ -98,6 +99,8 @@ export class NfaBuilder {
         return this.either(node.items.map((item) => this.compile(item, next)));
       case 'repeat':
         return this.repeat(node.item, node.min, node.max, next);
+      case 'jsonLength':
+        return this.jsonLength(node.item, node.min, node.max, next);
       case 'ref':
         return this.add(NfaKind.Call, 0, 0, next, node.rule);
     }
@@ -146,6 +149,76 @@ export class NfaBuilder {
     }
     for (let i = 0; i < min; i++) tail = this.compile(item, tail);
     return tail;
+  }
+
+  /**
+   * `item`'s texts whose JSON string value has `min` to `max` code points: the
+   * product of `item`'s own NFA (built apart, then dropped) with the length
+   * counter (json-string-length.ts), a state per (item state, counter phase,
+   * count) reached from the start, so the states bound it as any other
+   * part. Counts past `max` go nowhere; with no `max`, counts past `min` are
+   * one (`min` or more). Only what reaches the start's product is built.
+   */
+  private jsonLength(item: ExpressionNode<RuleReference>, min: number, max: number, next: number): number {
+    const inner = new NfaBuilder(Math.max(1, this.maxStates - this.kind.length));
+    const innerAccept = inner.add(NfaKind.Accept, 0, 0, -1, -1);
+    const innerStart = inner.compile(item, innerAccept);
+    this.compiled += inner.compiled;
+    const counts = max === Infinity ? min + 1 : max + 1;
+    const top = max === Infinity ? min : max;
+    const ids = new Map<number, number>();
+    const todo: number[] = [];
+    // A product state, made (as a placeholder, filled below) where first met.
+    const at = (q: number, phase: number, count: number): number => {
+      if (q < 0) return -1;
+      const key = (q * LENGTH_PHASES + phase) * counts + count;
+      let id = ids.get(key);
+      if (id === undefined) {
+        id = this.add(NfaKind.Epsilon, 0, 0, -1, -1);
+        ids.set(key, id);
+        todo.push(id, q, phase, count);
+      }
+      return id;
+    };
+    const start = at(innerStart, LENGTH_START, 0);
+    while (todo.length > 0) {
+      const count = todo.pop()!;
+      const phase = todo.pop()!;
+      const q = todo.pop()!;
+      const id = todo.pop()!;
+      switch (inner.kind[q]) {
+        case NfaKind.Epsilon:
+          this.out1[id] = at(inner.out1[q], phase, count);
+          this.out2[id] = at(inner.out2[q], phase, count);
+          break;
+        case NfaKind.Accept:
+          if (lengthBoundary(phase) && count >= min) this.out1[id] = next;
+          break;
+        case NfaKind.Byte: {
+          // The counter's ways out that overlap the state's bytes, each read by a state of its own; this state
+          // is the one reader, or the choice between them.
+          const pieces: number[] = [];
+          for (const step of lengthSteps(phase)) {
+            const lo = Math.max(step.lo, inner.lo[q]);
+            const hi = Math.min(step.hi, inner.hi[q]);
+            if (lo <= hi && count + step.counted <= max) pieces.push(lo, hi, at(inner.out1[q], step.next, Math.min(count + step.counted, top)));
+          }
+          if (pieces.length === 3) {
+            this.kind[id] = NfaKind.Byte;
+            [this.lo[id], this.hi[id], this.out1[id]] = pieces;
+          } else if (pieces.length > 3) {
+            const readers: number[] = [];
+            for (let i = 0; i < pieces.length; i += 3) readers.push(this.add(NfaKind.Byte, pieces[i], pieces[i + 1], pieces[i + 2], -1));
+            this.out1[id] = readers[0];
+            this.out2[id] = this.either(readers.slice(1));
+          }
+          break;
+        }
+        default:
+          throw new Error('a rule call inside a JSON-length group');
+      }
+    }
+    return start;
   }
 
   /** The states built so far, as arrays (a grammar lays them out and trims them itself). */

@@ -11,6 +11,12 @@ export type ExpressionNode<Extra = never> =
   | { readonly kind: 'alternation'; readonly items: readonly ExpressionNode<Extra>[] }
   /** `max` is Infinity for an unbounded repeat. */
   | { readonly kind: 'repeat'; readonly item: ExpressionNode<Extra>; readonly min: number; readonly max: number }
+  /**
+   * `item`'s texts that are a JSON string's content (between the quotes)
+   * whose decoded value has `min` to `max` code points (json-string-length.ts);
+   * `max` Infinity for no bound. A regex's `(?json-length{m,n}:...)`.
+   */
+  | { readonly kind: 'jsonLength'; readonly item: ExpressionNode<Extra>; readonly min: number; readonly max: number }
   | Extra;
 
 /** A grammar's reference to rule number `rule` (an index into its rules). */

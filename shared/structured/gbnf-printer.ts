@@ -15,7 +15,7 @@ export interface PrintedRule {
   readonly body: GrammarNode;
 }
 
-/** The GBNF text of `rules`; a `ref` node names `rules[ref.rule]`. An empty class (a rule that derives nothing) has no GBNF: a RangeError. */
+/** The GBNF text of `rules`; a `ref` node names `rules[ref.rule]`. An empty class (a rule that derives nothing), or a JSON-length group, has no GBNF: a RangeError. */
 export function printGrammar(rules: readonly PrintedRule[]): string {
   const names = rules.map((r) => r.name);
   return rules.map((r) => `${r.name} ::= ${printNode(r.body, names, Place.Alternative)}\n`).join('');
@@ -41,6 +41,9 @@ function printNode(node: GrammarNode, names: readonly string[], place: Place): s
       const text = concatItems(node.items, names).join(' ');
       return place === Place.Operand ? `(${text})` : text;
     }
+    case 'jsonLength':
+      // GBNF has no counted intersection; the JSON grammar's writer sends the regex form for one (json-schema-grammar.ts).
+      throw new RangeError('a JSON-length group has no GBNF');
     case 'repeat': {
       const text = `${printNode(node.item, names, Place.Operand)}${repeatSuffix(node.min, node.max)}`;
       // A repeat of a repeat: the inner one grouped (`x{2}*` is no GBNF llama.cpp takes).

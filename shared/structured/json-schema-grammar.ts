@@ -18,6 +18,18 @@ import type { GrammarNode } from './grammar-syntax';
 import { type JsonSchemaRegexOptions, type JsonSchemaRules, SchemaError, jsonObjectRules, jsonSchemaRules } from './json-schema-regex';
 import { parseRegexWithCalls, RegexSyntaxError } from './regex-syntax';
 
+/**
+ * The schema asks what GBNF cannot say: a string's length beside its pattern
+ * or format (the regex's `(?json-length...)`). The edge sends the regex form
+ * for it, as for a grammar past its bounds.
+ */
+export class GrammarUnwritableError extends SchemaError {
+  constructor(what: string) {
+    super('', `the schema's grammar cannot hold ${what}`);
+    this.name = 'GrammarUnwritableError';
+  }
+}
+
 /** The schema's grammar is past a grammar's bounds, its length or its groups' nesting (where the regex, with larger ones, may still fit). */
 export class GrammarTooLargeError extends SchemaError {
   constructor(what: string) {
@@ -63,6 +75,7 @@ function grammarOf(written: JsonSchemaRules, options: JsonSchemaGrammarOptions):
     if (err instanceof RegexSyntaxError) throw new GrammarTooLargeError(`nests its groups too deep (${err.message})`);
     throw err;
   }
+  if (bodies.some(holdsJsonLength)) throw new GrammarUnwritableError("a string's length beside its pattern or format");
   const live = productiveRules(bodies);
   if (!live[0]) throw new SchemaError('', 'no JSON value satisfies the schema');
   const pruned = bodies.map((body, i) => (live[i] ? withoutDeadCalls(body, live) : null));
@@ -73,6 +86,16 @@ function grammarOf(written: JsonSchemaRules, options: JsonSchemaGrammarOptions):
   const maxLength = options.maxLength ?? MAX_OUTPUT_GRAMMAR_CHARS;
   if (text.length > maxLength) throw new GrammarTooLargeError(`grows past ${maxLength} characters`);
   return text;
+}
+
+function holdsJsonLength(node: GrammarNode): boolean {
+  switch (node.kind) {
+    case 'jsonLength': return true;
+    case 'concat':
+    case 'alternation': return node.items.some(holdsJsonLength);
+    case 'repeat': return holdsJsonLength(node.item);
+    default: return false;
+  }
 }
 
 /** Whether each rule derives some finite text (a least fixed point: none do, until shown). */
@@ -95,6 +118,7 @@ function derives(node: GrammarNode, live: readonly boolean[]): boolean {
     case 'concat': return node.items.every((item) => derives(item, live));
     case 'alternation': return node.items.some((item) => derives(item, live));
     case 'repeat': return node.min === 0 || derives(node.item, live);
+    case 'jsonLength': return derives(node.item, live);
   }
 }
 
@@ -125,6 +149,10 @@ function withoutDeadCalls(node: GrammarNode, live: readonly boolean[]): GrammarN
       if (item === null) return node.min === 0 ? { kind: 'empty' } : null;
       return { ...node, item };
     }
+    case 'jsonLength': {
+      const item = withoutDeadCalls(node.item, live);
+      return item === null ? null : { ...node, item };
+    }
   }
 }
 
@@ -139,7 +167,7 @@ function reachable(bodies: readonly (GrammarNode | null)[]): number[] {
         todo.push(node.rule);
       }
     } else if (node.kind === 'concat' || node.kind === 'alternation') node.items.forEach(visit);
-    else if (node.kind === 'repeat') visit(node.item);
+    else if (node.kind === 'repeat' || node.kind === 'jsonLength') visit(node.item);
   };
   while (todo.length > 0) visit(bodies[todo.pop()!]!);
   return [...seen].sort((a, b) => a - b);
@@ -150,7 +178,8 @@ function renumbered(node: GrammarNode, order: ReadonlyMap<number, number>): Gram
     case 'ref': return { kind: 'ref', rule: order.get(node.rule)! };
     case 'concat':
     case 'alternation': return { kind: node.kind, items: node.items.map((item) => renumbered(item, order)) };
-    case 'repeat': return { ...node, item: renumbered(node.item, order) };
+    case 'repeat':
+    case 'jsonLength': return { ...node, item: renumbered(node.item, order) };
     default: return node;
   }
 }

@@ -15,9 +15,12 @@
  * The regex uses only the structured-output subset (literals, escaped
  * metacharacters, \d \w \s, \xHH, \uHHHH, `.`, classes, non-capturing
  * groups, `|`, * + ? {n} {n,} {n,m} with counts ≤ 1000), which is also JS
- * with the `u` flag. A keyword that constrains values and that the regex
- * cannot hold exactly is a SchemaError naming it: a constraint is never
- * dropped silently.
+ * with the `u` flag; but for a string's minLength or maxLength beside its
+ * pattern or format, written as this server's `(?json-length{m,n}:...)`
+ * (regex-syntax.ts: the pattern's texts whose decoded value has m to n code
+ * points), which only pools with the feature `regexJsonLength` read. A
+ * keyword that constrains values and that the regex cannot hold exactly is
+ * a SchemaError naming it: a constraint is never dropped silently.
  *
  * A schema is untrusted input: its nesting, the sub-schemas visited (each
  * `$ref` followed counts) and the regex's length are bounded, each past its
@@ -25,10 +28,12 @@
  */
 
 import { MAX_OUTPUT_REGEX_CHARS } from '../protocol';
+import { buildByteNfa, DEFAULT_MAX_NFA_STATES, RegexTooLargeError } from './byte-nfa';
 import { integerRangeRegex } from './integer-range-regex';
 import { jsonStringPattern, PatternError, regexLiteral } from './json-string-pattern';
 import { checkWhitespace } from './json-whitespace';
 import { type NumberBound, numberRangeRegex } from './number-range-regex';
+import { JSON_LENGTH_OPENING, MAX_JSON_LENGTH, parseRegex } from './regex-syntax';
 
 export { WhitespaceError } from './json-whitespace';
 
@@ -182,6 +187,10 @@ class RegexBuilder {
   /** Inside a recursion met past maxDepth containers: its scalars are written, its containers not (the bound is on containers). */
   private scalarsOnly = 0;
   private readonly maxLength: number;
+  /** Each length group's automaton states (0: it matches nothing), by its text: built once, however often used. */
+  private readonly lengthStates = new Map<string, number>();
+  /** The length groups' states, each use counted: past a pool's NFA bound the whole regex is too (each use is in it). */
+  private lengthStatesUsed = 0;
   private visits = 0;
   private nesting = 0;
 
@@ -400,32 +409,67 @@ class RegexBuilder {
   private string(schema: Schema, path: string): string | null {
     const min = nonNegativeInteger(schema, 'minLength', path);
     const max = nonNegativeInteger(schema, 'maxLength', path);
-    const lengths = min !== undefined || max !== undefined;
-    for (const key of ['pattern', 'format']) {
-      if (key in schema && lengths) throw new SchemaError(pointer(path, min !== undefined ? 'minLength' : 'maxLength'), `a length beside ${key} is not supported`);
-    }
     // A format beside a pattern: the pattern is followed. zod writes its formats so (uuid, datetime, email: the
     // format named, its pattern beside it), and the two are one language there; as outlines, the pattern first.
     if ('pattern' in schema && typeof schema.format !== 'string' && schema.format !== undefined) throw new SchemaError(pointer(path, 'format'), 'format must be a string');
+    let content: string | null = null;
     if ('pattern' in schema) {
       const p = schema.pattern;
       if (typeof p !== 'string') throw new SchemaError(pointer(path, 'pattern'), 'pattern must be a string');
       try {
-        return `"(?:${jsonStringPattern(p)})"`;
+        content = `(?:${jsonStringPattern(p)})`;
       } catch (e) {
         if (e instanceof PatternError) throw new SchemaError(pointer(path, 'pattern'), e.message);
         throw e;
       }
-    }
-    if ('format' in schema) {
+    } else if ('format' in schema) {
       const f = schema.format;
       const r = typeof f === 'string' ? FORMATS[f] : undefined;
       if (r === undefined) throw new SchemaError(pointer(path, 'format'), `the format ${JSON.stringify(f)} is not supported (date-time, date, time, uuid are)`);
-      return `"${r}"`;
+      content = r;
     }
-    if (!lengths) return STRING;
     if (min !== undefined && max !== undefined && min > max) return null;
-    return `"${repeat(CODE_POINT, min ?? 0, max ?? Infinity, pointer(path, 'maxLength'))}"`;
+    if (content === null) {
+      if (min === undefined && max === undefined) return STRING;
+      return `"${repeat(CODE_POINT, min ?? 0, max ?? Infinity, pointer(path, 'maxLength'))}"`;
+    }
+    if ((min ?? 0) === 0 && max === undefined) return `"${content}"`;
+    const counted = this.lengthOf(content, min ?? 0, max ?? Infinity, path);
+    return counted === null ? null : `"${counted}"`;
+  }
+
+  /**
+   * `content` (a string's, between its quotes) with its decoded value's length
+   * in code points within [min, max]: the product regex-syntax.ts's
+   * `(?json-length...)` stands for, its automaton built here once so that one
+   * past a pool's bounds is refused naming the length (maxLength, or
+   * minLength where it stands alone), not the whole schema, and one no text
+   * fits (a date of 9 characters) is no value (null).
+   */
+  private lengthOf(content: string, min: number, max: number, path: string): string | null {
+    const at = pointer(path, max !== Infinity ? 'maxLength' : 'minLength');
+    if (min > MAX_JSON_LENGTH) throw new SchemaError(pointer(path, 'minLength'), `a length past ${MAX_JSON_LENGTH} beside a pattern or format is not supported`);
+    if (max !== Infinity && max > MAX_JSON_LENGTH) throw new SchemaError(at, `a length past ${MAX_JSON_LENGTH} beside a pattern or format is not supported`);
+    const r = `${JSON_LENGTH_OPENING}${min}${max === min ? '' : `,${max === Infinity ? '' : max}`}}:${content})`;
+    let states = this.lengthStates.get(r);
+    if (states === undefined) {
+      try {
+        const nfa = buildByteNfa(parseRegex(r));
+        states = nfa.matchesSomething ? nfa.stateCount : 0;
+      } catch (e) {
+        if (e instanceof RegexTooLargeError) throw this.lengthTooLarge(at, 'this length beside the string\'s pattern or format needs');
+        throw e;
+      }
+      this.lengthStates.set(r, states);
+    }
+    if (states === 0) return null;
+    this.lengthStatesUsed += states;
+    if (this.lengthStatesUsed > DEFAULT_MAX_NFA_STATES) throw this.lengthTooLarge(at, "the schema's lengths beside patterns or formats need, with this one,");
+    return r;
+  }
+
+  private lengthTooLarge(at: string, what: string): SchemaError {
+    return new SchemaError(at, `${what} more than ${DEFAULT_MAX_NFA_STATES} automaton states (each code point counted is a copy of the pattern's): send a smaller maxLength or a simpler pattern`);
   }
 
   private bound(schema: Schema, key: string, path: string): number | undefined {

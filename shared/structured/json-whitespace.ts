@@ -26,7 +26,8 @@ function onlyJsonWhitespace(node: RegexNode): boolean {
       }
       return true;
     }
-    case 'repeat': return onlyJsonWhitespace(node.item);
+    case 'repeat':
+    case 'jsonLength': return onlyJsonWhitespace(node.item);
     default: return node.items.every(onlyJsonWhitespace);
   }
 }

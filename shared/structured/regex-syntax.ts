@@ -19,7 +19,12 @@
  *   alternatives included;
  * - `* + ? {n} {n,} {n,m}` (counts up to 1000), each optionally lazy
  *   (`*?`: the same language);
- * - `^` first and `$` last in the pattern (no-ops: the whole text matches).
+ * - `^` first and `$` last in the pattern (no-ops: the whole text matches);
+ * - `(?json-length{m,n}:...)` (also `{m}`, `{m,}`; counts up to 1,000,000),
+ *   this server's own: the group's texts that are a JSON string's content
+ *   whose decoded value has m to n code points (json-string-length.ts), how
+ *   a JSON schema's string length beside its pattern is written
+ *   (json-schema-regex.ts). No rule call inside it.
  *
  * Refused: lookarounds, backreferences, `\b \B` outside classes, inline
  * flags, atomic groups, possessive quantifiers, `\p{..}`, `\cX`, octal
@@ -45,6 +50,11 @@ export class RegexSyntaxError extends Error {
 }
 
 export const MAX_REPEAT_COUNT = 1000;
+/** The largest count of a `(?json-length{m,n}:...)` group (its automaton's states bound it far below, for most groups). */
+export const MAX_JSON_LENGTH = 1_000_000;
+const JSON_LENGTH_GROUP = '(?json-length';
+/** How a JSON-length group opens, its counts after. */
+export const JSON_LENGTH_OPENING = `${JSON_LENGTH_GROUP}{`;
 /** Deeper nesting is refused before it could overflow the parser's stack. */
 export const MAX_GROUP_DEPTH = 200;
 
@@ -75,6 +85,8 @@ type Node<Extra> = ExpressionNode<Extra>;
 class RegexParser<Extra> {
   private pos = 0;
   private depth = 0;
+  /** JSON-length groups open around the cursor: no call may stand inside one (its product reads bytes only). */
+  private inLength = 0;
 
   /** `call`: what `(?&name)` stands for; null where calls are refused (a request's regex). */
   constructor(
@@ -207,16 +219,33 @@ class RegexParser<Extra> {
     this.pos++;
     const called = this.call === null ? null : /^\?&([A-Za-z0-9_-]+)\)/.exec(this.src.slice(this.pos, this.pos + 104));
     if (called && this.call !== null) {
+      if (this.inLength > 0) throw this.fail('a rule call inside (?json-length...) is not supported', open);
       this.pos += called[0].length;
       return this.call(called[1]);
     }
-    if (this.peek() === '?') this.groupKind(open);
+    const length = this.src.startsWith(JSON_LENGTH_GROUP, open) ? this.jsonLengthCounts(open) : null;
+    if (length === null && this.peek() === '?') this.groupKind(open);
     if (++this.depth > MAX_GROUP_DEPTH) throw this.fail(`groups nest deeper than ${MAX_GROUP_DEPTH}`, open);
+    if (length !== null) this.inLength++;
     const inner = this.alternation();
+    if (length !== null) this.inLength--;
     this.depth--;
     if (this.peek() !== ')') throw this.fail('unbalanced (: this group is never closed', open);
     this.pos++;
-    return inner;
+    return length === null ? inner : { kind: 'jsonLength', item: inner, min: length.min, max: length.max };
+  }
+
+  /** The counts of `(?json-length{m,n}:` at `open`, the cursor left after its colon. */
+  private jsonLengthCounts(open: number): { min: number; max: number } {
+    const from = open + JSON_LENGTH_GROUP.length;
+    const m = /^\{(\d{1,7})(?:(,)(\d{0,7}))?\}:/.exec(this.src.slice(from, from + 20));
+    if (!m) throw this.fail('(?json-length needs counts {m}, {m,} or {m,n} and a colon: (?json-length{m,n}:...)', open);
+    const min = Number(m[1]);
+    const max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
+    if (min > MAX_JSON_LENGTH || (max !== Infinity && max > MAX_JSON_LENGTH)) throw this.fail(`(?json-length counts above ${MAX_JSON_LENGTH} are not supported`, open);
+    if (max < min) throw this.fail(`(?json-length{${min},${max}} has its minimum above its maximum`, open);
+    this.pos = from + m[0].length;
+    return { min, max };
   }
 
   /** Steps past `?:`, `?<name>`, `?P<name>`; refuses every other `(?`. */

@@ -872,6 +872,19 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(two.json.error?.message).toContain('You can only use one kind of structured outputs constraint');
   });
 
+  it("follows a zod schema's string length beside its pattern or format (z.email().max, .min().regex, .regex().length) through the SDK's zodResponseFormat: the reply parses and satisfies it", async () => {
+    const messages = [{ role: 'user' as const, content: 'Sign Max up.' }];
+    const Signup = z.object({ user: z.string().min(1).max(12).regex(/^[a-z]+$/), email: z.email().max(30), pin: z.string().regex(/^\d+$/).length(6) });
+    for (const temperature of [0, 1]) {
+      const parsed = await client.chat.completions.parse({ model, messages, max_tokens: 300, temperature, seed: 7, response_format: zodResponseFormat(Signup, 'signup') });
+      const choice = parsed.choices[0];
+      expect(choice.finish_reason, choice.message.content ?? '').toBe('stop');
+      const signup = Signup.parse(JSON.parse(choice.message.content!));
+      expect(choice.message.parsed).toEqual(signup);
+      expect([...signup.email].length).toBeLessThanOrEqual(30);
+    }
+  });
+
   it('serves tool calls where tool_choice names a function or is "required": the reply is the call, whole or streamed, through the SDK\'s own tool helpers; "auto" refused by name', async () => {
     const messages = [{ role: 'user' as const, content: 'What is the weather in Paris?' }];
     const weather = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 20 }, days: { type: 'integer', minimum: 1, maximum: 7 } }, required: ['city', 'days'] } } };

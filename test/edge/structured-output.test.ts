@@ -12,6 +12,7 @@ import { PoolPicker } from '../../edge/pool-picker';
 import { compileGrammar } from '../../shared/structured/grammar-automaton';
 import { featuresNeeded, POOL_FEATURES } from '../../shared/pool-features';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
+import { compileWithEngine } from '../support/json-schema-cases';
 
 function choicesOf(body: Record<string, unknown>, endpoint: 'completion' | 'chat' = 'completion'): string[] | null {
   if (endpoint === 'chat') return structuredOutput(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat')).choices;
@@ -218,6 +219,17 @@ describe("grammar constraint (vLLM's structured_outputs.grammar, guided_grammar)
   });
 });
 
+/** A pool that answers its health check alone, listing `features` (kept in `servers`, to close): what a picker hears. */
+async function healthOnlyPool(servers: Server[], features: readonly string[]): Promise<string> {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ ok: true, active: 0, queued: 0, load: 0, tokensPerSecond: 0, draining: false, features }));
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 describe('JSON as a grammar (any depth), where the pools follow grammars', () => {
   const asGrammar = (body: Record<string, unknown>): StructuredOutput => structuredOutput(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat'), 'grammar');
   const follows = (grammar: string, text: string): boolean => {
@@ -266,17 +278,31 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     expect(() => asGrammar({ guided_json: { enum: Array.from({ length: 30_000 }, (_, i) => `word-${i}`) } })).toThrow(/guided_json/);
   });
 
+  it("sends a string's length beside its pattern as the regex form (GBNF cannot say it), sent only to pools that read its length group", async () => {
+    const code = { type: 'object', properties: { code: { type: 'string', minLength: 2, maxLength: 4, pattern: '^[A-Z]+$' } }, required: ['code'] };
+    const out = asGrammar({ response_format: { type: 'json_schema', json_schema: { name: 'code', schema: code } } });
+    expect(out.grammar).toBeNull();
+    const regex = compileWithEngine(out.regex!);
+    expect(['{"code": "AB"}', '{"code": "ABCD"}'].map((t) => regex.test(t))).toEqual([true, true]);
+    expect(['{"code": "A"}', '{"code": "ABCDE"}', '{"code": "ab"}'].map((t) => regex.test(t))).toEqual([false, false, false]);
+    const needed = featuresNeeded({ id: 'r', promptIds: [1], maxTokens: 4, regex: out.regex! });
+    expect(needed).toEqual(['regex', 'regexJsonLength']);
+    const servers: Server[] = [];
+    const pool = (features: readonly string[]): Promise<string> => healthOnlyPool(servers, features);
+    try {
+      const current = await pool(POOL_FEATURES);
+      // A pool from before the length group would refuse the regex (an unknown `(?` group): it is not tried.
+      const older = await pool(POOL_FEATURES.filter((f) => f !== 'regexJsonLength'));
+      const mixed = new PoolPicker([older, current], 't');
+      expect((await mixed.ordered(undefined, null, needed)).map((c) => c.baseUrl)).toEqual([current]);
+    } finally {
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+    }
+  });
+
   it('goes as a grammar unless a pool heard from lacks the feature, so that only pools that follow grammars are sent it', async () => {
     const servers: Server[] = [];
-    const pool = async (features: readonly string[]): Promise<string> => {
-      const server = createServer((_req, res) => {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ ok: true, active: 0, queued: 0, load: 0, tokensPerSecond: 0, draining: false, features }));
-      });
-      servers.push(server);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    };
+    const pool = (features: readonly string[]): Promise<string> => healthOnlyPool(servers, features);
     try {
       const current = await pool(POOL_FEATURES);
       const older = await pool(POOL_FEATURES.filter((f) => f !== 'grammar'));

@@ -58,6 +58,11 @@ describe('featuresNeeded', () => {
     }
   });
 
+  it("needs regexJsonLength beside regex where the regex holds a length group (a JSON schema's string length beside its pattern)", () => {
+    expect(featuresNeeded({ ...plain, regex: '"(?json-length{1,5}:[a-z]*)"' })).toEqual(['regex', 'regexJsonLength']);
+    expect(featuresNeeded({ ...plain, regex: '"[a-z]{1,5}"' })).toEqual(['regex']);
+  });
+
   it('needs resumedOutputTokens honoured only where the output is counted (min_tokens, frequency and presence penalties, bad words) or its text followed (choices, regex, grammar)', () => {
     const resumed = { ...plain, resumedOutputTokens: 1 };
     expect(featuresNeeded(resumed)).toEqual([]);

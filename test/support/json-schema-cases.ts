@@ -3,6 +3,8 @@
  * by the schema's regex tests and its grammar's (which must agree on them).
  */
 
+import { compileRegex } from '../../shared/structured/regex-automaton';
+
 export type Rng = () => number;
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json } | Verbatim;
 /** A const or enum value: the regex holds it as JSON.stringify writes it, without the layout's whitespace. */
@@ -12,6 +14,17 @@ export class Verbatim {
 export type S = Record<string, unknown>;
 
 export const compile = (r: string) => new RegExp(`^(?:${r})$`, 'u');
+const utf8 = new TextEncoder();
+/** As `compile`, through this server's own engine (regex-automaton.ts): what reads what JS cannot, `(?json-length...)`. */
+export const compileWithEngine = (r: string): { test(text: string): boolean } => {
+  const automaton = compileRegex(r);
+  return {
+    test: (text) => {
+      const bytes = utf8.encode(text);
+      return automaton.accepting(automaton.follow(0, bytes, 0, bytes.length));
+    },
+  };
+};
 export const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)];
 export const between = (rng: Rng, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
 

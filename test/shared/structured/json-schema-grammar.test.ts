@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { checkGrammar, compileGrammar } from '../../../shared/structured/grammar-automaton';
-import { GrammarTooLargeError, jsonObjectGrammar, jsonSchemaGrammar } from '../../../shared/structured/json-schema-grammar';
+import { GrammarTooLargeError, GrammarUnwritableError, jsonObjectGrammar, jsonSchemaGrammar } from '../../../shared/structured/json-schema-grammar';
 import { parseRegex, RegexSyntaxError } from '../../../shared/structured/regex-syntax';
 import { jsonObjectRegex, jsonSchemaRegex, SchemaError } from '../../../shared/structured/json-schema-regex';
 import { compileRegex } from '../../../shared/structured/regex-automaton';
@@ -105,6 +105,15 @@ describe('jsonSchemaGrammar', () => {
     expect(() => jsonSchemaGrammar(optional)).toThrow(GrammarTooLargeError);
     // A request's regex never calls a rule.
     expect(() => parseRegex('(?&value)')).toThrow(RegexSyntaxError);
+  });
+
+  it("cannot hold a string's length beside its pattern (GBNF has no such group): a SchemaError of its own, the regex form's to take", () => {
+    const code = { type: 'object', properties: { code: { type: 'string', maxLength: 4, pattern: '^[A-Z]+$' }, tree: { $ref: '#' } } };
+    expect(() => jsonSchemaGrammar(code)).toThrow(GrammarUnwritableError);
+    expect(new GrammarUnwritableError('x')).toBeInstanceOf(SchemaError);
+    // The length alone, or the pattern alone, is GBNF as before.
+    expect(() => jsonSchemaGrammar({ type: 'string', maxLength: 4 })).not.toThrow();
+    expect(() => jsonSchemaGrammar({ type: 'string', pattern: '^[A-Z]+$' })).not.toThrow();
   });
 });
 

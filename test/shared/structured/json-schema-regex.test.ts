@@ -6,7 +6,7 @@ import { jsonStringPattern } from '../../../shared/structured/json-string-patter
 import { DEFAULT_MAX_NFA_STATES, buildByteNfa } from '../../../shared/structured/byte-nfa';
 import { parseRegex } from '../../../shared/structured/regex-syntax';
 import { seededRandom } from '../../support/seeded-random';
-import { CASES, between, compile, instance, layout, mutations, randomString, randomValue } from '../../support/json-schema-cases';
+import { CASES, between, compile, compileWithEngine, instance, layout, mutations, randomString, randomValue } from '../../support/json-schema-cases';
 
 describe('jsonSchemaRegex', () => {
   for (const c of CASES) {
@@ -150,7 +150,8 @@ describe('jsonSchemaRegex', () => {
       [{ type: 'string', pattern: 'a\\1' }, '/pattern'],
       [{ type: 'number', maximum: 2.5 }, '/maximum'],
       [{ type: 'number', minimum: 1, exclusiveMinimum: 0.5 }, '/exclusiveMinimum'],
-      [{ type: 'string', minLength: 2, pattern: 'a+' }, '/minLength'],
+      [{ type: 'object', properties: { code: { type: 'string', maxLength: 100_000, pattern: '^[a-z]+$' } } }, '/properties/code/maxLength'],
+      [{ type: 'string', minLength: 2_000_000, format: 'uuid' }, '/minLength'],
       [{ $ref: 'https://example.com/s.json' }, '/$ref'],
       [{ $defs: { a: { type: 'string' } }, $ref: '#/$defs/b' }, '/$ref'],
       [{ type: 'object', properties: { 'a/b': { type: 'strin' } } }, '/properties/a~1b/type'],
@@ -223,6 +224,87 @@ describe('jsonSchemaRegex', () => {
   it('ignores annotations', () => {
     const annotated = { type: 'integer', title: 'n', description: 'a number', examples: [1], default: 0, $comment: 'x', deprecated: false };
     expect(jsonSchemaRegex(annotated)).toBe(jsonSchemaRegex({ type: 'integer' }));
+  });
+});
+
+describe("jsonSchemaRegex: a string's length beside its pattern or format", () => {
+  /** Whether the JSON text `text` is a string whose value fully matches `pattern` with `min` to `max` code points. */
+  const valid = (text: string, pattern: RegExp, min: number, max: number): boolean => {
+    const value = JSON.parse(text) as string;
+    const n = [...value].length;
+    return pattern.test(value) && n >= min && n <= max;
+  };
+
+  it("is exactly the intersection: the pattern's strings of min to max code points (min only, max only, both, length 0), escapes and astral characters one each", () => {
+    const pattern = '^[a-z"\\\\\\n😀é]*$';
+    const decoded = new RegExp(pattern, 'u');
+    const bounds: [number | undefined, number | undefined][] = [[2, undefined], [undefined, 3], [1, 4], [0, 0], [3, 3]];
+    const rng = seededRandom(92);
+    const cases = Array.from({ length: 400 }, () => JSON.stringify(randomString(rng, 0, 6).replace(/[A-Z0-9 /{:\t\u0001中]/g, 'q')));
+    for (const [min, max] of bounds) {
+      const re = compileWithEngine(jsonSchemaRegex({ type: 'string', pattern, ...(min === undefined ? {} : { minLength: min }), ...(max === undefined ? {} : { maxLength: max }) }));
+      let taken = 0;
+      for (const text of cases) {
+        const expected = valid(text, decoded, min ?? 0, max ?? Infinity);
+        expect(re.test(text), `${text} in [${min}, ${max}]`).toBe(expected);
+        if (expected) taken++;
+      }
+      expect(taken, `[${min}, ${max}]`).toBeGreaterThan(0);
+    }
+    // Escapes and a character past the BMP each count one: `\"`, `\\`, `\n` and 😀 make 4.
+    const four = compileWithEngine(jsonSchemaRegex({ type: 'string', pattern, minLength: 4, maxLength: 4 }));
+    expect(['"\\"\\\\\\n😀"', '"éé😀😀"', '""'].map((t) => four.test(t))).toEqual([true, true, false]);
+    expect(['"éé😀"', '"abcde"'].map((t) => four.test(t))).toEqual([false, false]);
+    // min above max: no string, as the lengths alone.
+    expect(() => jsonSchemaRegex({ type: 'string', pattern, minLength: 3, maxLength: 2 })).toThrow(/no JSON value/);
+  });
+
+  it('follows what zod writes with a length beside its pattern or format (the zod schemas a length refused before)', () => {
+    const follows = (schema: z.ZodType, good: string[], bad: string[]): void => {
+      const written = z.toJSONSchema(schema, { target: 'draft-7' });
+      const re = compileWithEngine(jsonSchemaRegex(written));
+      for (const text of good) {
+        expect(re.test(text), `${text} under ${JSON.stringify(written)}`).toBe(true);
+        expect(schema.safeParse(JSON.parse(text)).success, text).toBe(true);
+      }
+      for (const text of bad) expect(re.test(text), `${text} under ${JSON.stringify(written)}`).toBe(false);
+    };
+    follows(z.string().min(1).regex(/^[a-z]+$/), ['"a"', '"max"'], ['""', '"Max"']);
+    follows(z.email().max(20), ['"max@example.com"', '"a.b@example.co"'], [`"${'m'.repeat(9)}@example.com"`, '"max"']);
+    follows(z.string().regex(/^\d+$/).length(6), ['"123456"'], ['"12345"', '"1234567"', '"12345a"']);
+    follows(z.iso.datetime().max(20), ['"2026-12-06T09:30:00Z"'], ['"2026-12-06T09:30:00.5Z"', '"2026-12-06"']);
+    follows(z.uuid().min(3), ['"123e4567-e89b-42d3-a456-426614174000"'], ['"123"']);
+    follows(z.object({ code: z.string().min(2).max(4).regex(/^[A-Z]+$/) }), ['{"code":"AB"}', '{"code":"ABCD"}'], ['{"code":"A"}', '{"code":"ABCDE"}', '{"code":"ab"}']);
+    // A format alone (no pattern beside it) takes a length too; where no string fits both, no value does (as min above max).
+    const date = compileWithEngine(jsonSchemaRegex({ type: 'string', format: 'date', minLength: 10 }));
+    expect(date.test('"2026-12-06"')).toBe(true);
+    expect(() => jsonSchemaRegex({ type: 'string', format: 'date', maxLength: 9 })).toThrow(/no JSON value/);
+    const optional = compileWithEngine(jsonSchemaRegex({ type: 'object', properties: { on: { type: 'string', format: 'date', maxLength: 9 } } }));
+    expect([optional.test('{}'), optional.test('{"on":"2026-12-06"}')]).toEqual([true, false]);
+  });
+
+  it("bounds the length groups' automata by a pool's NFA states, one alone and all together, naming the length that passes it", () => {
+    const refusal = (schema: unknown): SchemaError => {
+      try {
+        jsonSchemaRegex(schema);
+      } catch (e) {
+        expect(e).toBeInstanceOf(SchemaError);
+        return e as SchemaError;
+      }
+      throw new Error('not refused');
+    };
+    // A repeated class costs about 3 states a code point: maxLength 5,000 fits, 100,000 does not.
+    expect(() => jsonSchemaRegex({ type: 'string', pattern: '^[a-z]+$', maxLength: 5000 })).not.toThrow();
+    expect(refusal({ type: 'string', pattern: '^[a-z]+$', maxLength: 100_000 })).toMatchObject({ path: '/maxLength', message: expect.stringContaining('more than 100000 automaton states') });
+    // 40 of 3,000 states each: refused at the one that passes the bound, not after building them all.
+    const many = { type: 'object', properties: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`p${i}`, { type: 'string', pattern: '^[a-z]+$', maxLength: 1000 + i }])) };
+    expect(refusal(many)).toMatchObject({ path: expect.stringMatching(/^\/properties\/p3\d\/maxLength$/), message: expect.stringContaining("the schema's lengths beside patterns or formats need") });
+  });
+
+  it('writes the length only where it says something, and leaves the regex as JS reads it there', () => {
+    expect(jsonSchemaRegex({ type: 'string', pattern: '^a+$', minLength: 0 })).toBe(jsonSchemaRegex({ type: 'string', pattern: '^a+$' }));
+    expect(jsonSchemaRegex({ type: 'string', pattern: '^a+$', maxLength: 3 })).toContain('(?json-length{0,3}:');
+    expect(jsonSchemaRegex({ type: 'string', format: 'uuid', minLength: 36, maxLength: 36 })).toContain('(?json-length{36}:');
   });
 });
 

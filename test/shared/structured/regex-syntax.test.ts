@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RegexSyntaxError, parseRegex } from '../../../shared/structured/regex-syntax';
+import { RegexSyntaxError, parseRegex, parseRegexWithCalls } from '../../../shared/structured/regex-syntax';
 
 function refusal(pattern: string): RegexSyntaxError {
   try {
@@ -59,6 +59,11 @@ describe('the regex parser', () => {
     ['\\uD800', 0, /a lone surrogate/],
     ['ab\\', 2, /lone backslash/],
     ['(?<1x>a)', 0, /group name/],
+    ['(?json-length:a)', 0, /\(\?json-length needs counts \{m\}, \{m,\} or \{m,n\} and a colon/],
+    ['(?json-length{1,2}a)', 0, /needs counts/],
+    ['a(?json-length{3,2}:a)', 1, /\(\?json-length\{3,2\} has its minimum above its maximum/],
+    ['(?json-length{0,1000001}:a)', 0, /\(\?json-length counts above 1000000/],
+    ['(?json-length{1}:a', 0, /unbalanced \(/],
   ])('refuses %s at %i, saying what and where', (pattern, position, message) => {
     const error = refusal(pattern);
     expect(error.position).toBe(position);
@@ -98,5 +103,16 @@ describe('the regex parser', () => {
     expect(parseRegex('a{2,}?')).toEqual({ kind: 'repeat', item: a, min: 2, max: Infinity });
     expect(parseRegex('a|')).toEqual({ kind: 'alternation', items: [a, { kind: 'empty' }] });
     expect(parseRegex('()')).toEqual({ kind: 'empty' });
+  });
+
+  it("reads this server's (?json-length{m,n}:...) as a length group around its contents, any count form", () => {
+    const a = { kind: 'chars', set: [0x61, 0x61] };
+    const plus = { kind: 'repeat', item: a, min: 1, max: Infinity };
+    expect(parseRegex('(?json-length{2,5}:a+)')).toEqual({ kind: 'jsonLength', item: plus, min: 2, max: 5 });
+    expect(parseRegex('(?json-length{3}:a+)')).toEqual({ kind: 'jsonLength', item: plus, min: 3, max: 3 });
+    expect(parseRegex('(?json-length{3,}:a+)')).toEqual({ kind: 'jsonLength', item: plus, min: 3, max: Infinity });
+    expect(parseRegex('"(?json-length{0}:)"')).toEqual({ kind: 'concat', items: [{ kind: 'chars', set: [0x22, 0x22] }, { kind: 'jsonLength', item: { kind: 'empty' }, min: 0, max: 0 }, { kind: 'chars', set: [0x22, 0x22] }] });
+    // A rule call inside one is refused (its product reads bytes only).
+    expect(() => parseRegexWithCalls('(?json-length{1}:(?&value))', () => 0)).toThrow(/a rule call inside \(\?json-length/);
   });
 });
