@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BUCKETS_BEFORE_SWEEP, KeyLimiter } from '../../edge/rate-limiter';
+import { BUCKETS_BEFORE_SWEEP, KeyLimiter, LEASE_HEARTBEAT_MS } from '../../edge/rate-limiter';
 
 describe('KeyLimiter', () => {
   it('allows rpm requests per minute, then answers with a retry delay', () => {
@@ -96,8 +96,8 @@ describe('KeyLimiter', () => {
       return refused.retryAfterS;
     };
     expect(retryAfter()).toBe(1);
-    // a's client left at 0 (no more heartbeats); b shows life every second.
-    for (now = 1000; now <= 3000; now += 1000) if (b.ok) b.alive();
+    // a's client left at 0 (no more heartbeats); b shows life every LEASE_HEARTBEAT_MS.
+    for (now = LEASE_HEARTBEAT_MS; now <= 3000; now += LEASE_HEARTBEAT_MS) if (b.ok) b.alive();
     expect(retryAfter()).toBe(1);
     // b leaves too, at 3 s: a's lease lapses at 5 s, b's at 8 s.
     now = 4600;
@@ -112,6 +112,17 @@ describe('KeyLimiter', () => {
     now = 2000;
     // Free after 5,000 ms of silence (at 5,001): 3,001 ms from now, so 4 s, not 3 (at 5,000 it was still refused).
     expect(quiet.acquire('q', 100, 2)).toMatchObject({ ok: false, retryAfterS: 4 });
+    // An OpenAI SDK's retries after a stream it cut off (the runtime stopped the request, its last heartbeat at 0): the
+    // first at once is told 1 s; the second, 1 s later, already the lease's lapse, so that its third try gets in.
+    now = 0;
+    const cut = new KeyLimiter(() => now, 5000);
+    cut.acquire('c', 100, 1);
+    now = 25;
+    expect(cut.acquire('c', 100, 1)).toMatchObject({ ok: false, retryAfterS: 1 });
+    now = 1030;
+    expect(cut.acquire('c', 100, 1)).toMatchObject({ ok: false, retryAfterS: 4 });
+    now = 1030 + 4000;
+    expect(cut.acquire('c', 100, 1).ok).toBe(true);
   });
 
   it('keeps keys apart', () => {
