@@ -46,6 +46,7 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
   let previous: ChatMessage[] = [];
   let previousCalls: readonly string[] = [];
   let previousItemIds: ReadonlySet<string> = new Set();
+  let awaitedCalls: readonly string[] = [];
   if (previousId) {
     const stored = await store.get(previousId);
     if (stored === null) throw responseNotFound(previousId, 'previous_response_id');
@@ -59,10 +60,11 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
     previous = stored.conversation;
     previousCalls = stored.callIds;
     previousItemIds = new Set(chainItemIds(stored));
+    awaitedCalls = stored.response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
   }
   const referenced = await referencedItems(parsed.items, store);
   refuseUnkept(parsed.items, referenced);
-  const translated = translateResponsesRequest(parsed, previous, previousCalls, referenced.found, previousItemIds);
+  const translated = translateResponsesRequest(parsed, previous, previousCalls, referenced.found, previousItemIds, awaitedCalls);
   return {
     translated,
     started: startedResponse(id, parsed.body.model, parsed.body, parsed.tools),

@@ -280,21 +280,27 @@ export function parseResponsesBody(raw: unknown): ParsedResponsesBody {
 
 /**
  * The conversation's call_ids, each output checked against the calls made
- * before it (as OpenAI checks them): a result for no call would be read by
- * the model as an answer to nothing it asked.
+ * before it, and each call of the previous response and of the input
+ * against the outputs after it (as OpenAI checks them): a result for no call
+ * would be read by the model as an answer to nothing it asked, and a call
+ * left unanswered is an agent loop that forgot its tool's result.
  */
-function checkedCallIds(items: readonly InputItem[], previousCalls: readonly string[], sent: readonly RequestItem[]): string[] {
+function checkedCallIds(items: readonly InputItem[], previousCalls: readonly string[], sent: readonly RequestItem[], awaited: readonly string[]): string[] {
   const calls = [...previousCalls];
   const known = new Set(previousCalls);
+  const unanswered = new Set(awaited);
   for (const [i, item] of items.entries()) {
     if (item.type === 'function_call') {
       calls.push(item.call_id);
       known.add(item.call_id);
-    } else if (item.type === 'function_call_output' && !known.has(item.call_id)) {
+      unanswered.add(item.call_id);
+    } else if (item.type === 'function_call_output') {
       // A referenced output has no call_id of its own in the request: the reference is named.
-      throw badRequest(`No tool call found for function call output with call_id ${clipped(item.call_id, 100)}.`, sent[i].type === 'item_reference' ? `input.${i}.id` : `input.${i}.call_id`, 'invalid_value');
+      if (!known.has(item.call_id)) throw badRequest(`No tool call found for function call output with call_id ${clipped(item.call_id, 100)}.`, sent[i].type === 'item_reference' ? `input.${i}.id` : `input.${i}.call_id`, 'invalid_value');
+      unanswered.delete(item.call_id);
     }
   }
+  for (const call of unanswered) throw badRequest(`No tool output found for function call ${clipped(call, 100)}.`, 'input', 'invalid_value');
   return calls;
 }
 
@@ -329,11 +335,13 @@ export function translateResponsesRequest(
   referenced: ReadonlyMap<string, InputItem> = new Map(),
   /** The ids of the items already in the `previous_response_id` chain. */
   previousItemIds: ReadonlySet<string> = new Set(),
+  /** The call_ids of the previous response's own calls: this input must answer each. */
+  awaitedCalls: readonly string[] = [],
 ): TranslatedRequest {
   const { body, tools } = parsed;
   const items = parsed.items.map((item, i) => (item.type === 'item_reference' ? resolved(item, i, referenced) : item));
   refuseDuplicates(items, previousItemIds);
-  const callIds = checkedCallIds(items, previousCalls, parsed.items);
+  const callIds = checkedCallIds(items, previousCalls, parsed.items, awaitedCalls);
   const conversation = [...previous, ...items.map(itemMessage)];
   const messages: ChatMessage[] = body.instructions ? [{ role: 'system', content: body.instructions }, ...conversation] : conversation;
   if (messages.length === 0) throw badRequest('input must not be empty', 'input', 'invalid_value');

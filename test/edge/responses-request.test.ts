@@ -106,6 +106,20 @@ describe('Responses request → chat request', () => {
     expect(refusal({ input: [{ type: 'function_call_output', call_id: 'call_2', output: 'x' }, { type: 'function_call', call_id: 'call_2', name: 'f', arguments: '{}' }] }).param).toBe('input.0.call_id');
     const chained = translateResponsesRequest(parseResponsesBody({ model: 'm', input: [{ type: 'function_call_output', call_id: 'call_1', output: 'sunny' }] }), [], ['call_1']);
     expect(chained.callIds).toEqual(['call_1']);
+    // And each call is answered: the previous response's own (all of them), and the input's, as OpenAI refuses a loop
+    // that forgot its tool's result.
+    const refusedChain = (input: object[], awaited: string[]): unknown => {
+      try {
+        translateResponsesRequest(parseResponsesBody({ model: 'm', input }), [], awaited, new Map(), new Set(), awaited);
+      } catch (err) {
+        return err;
+      }
+      return null;
+    };
+    expect(refusedChain([{ role: 'user', content: 'and?' }], ['call_1'])).toMatchObject({ status: 400, param: 'input', message: 'No tool output found for function call call_1.' });
+    expect(refusedChain([{ type: 'function_call_output', call_id: 'call_1', output: 'x' }], ['call_1', 'call_2'])).toMatchObject({ param: 'input', message: 'No tool output found for function call call_2.' });
+    expect(refusedChain([{ type: 'function_call_output', call_id: 'call_2', output: 'x' }, { type: 'function_call_output', call_id: 'call_1', output: 'y' }], ['call_1', 'call_2'])).toBeNull();
+    expect(refusal({ input: [{ role: 'user', content: 'a' }, { type: 'function_call', call_id: 'call_3', name: 'f', arguments: '{}' }] })).toMatchObject({ param: 'input', message: 'No tool output found for function call call_3.' });
     // Neutral values pass.
     expect(() => translate({ input: 'x', background: false, truncation: 'disabled', reasoning: { effort: null }, text: { verbosity: 'medium' } })).not.toThrow();
     // truncation "auto" is served: the handler drops the oldest turns (edge/conversation-truncation.ts).
