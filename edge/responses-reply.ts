@@ -50,6 +50,13 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
   if (previousId) {
     const stored = await store.get(previousId);
     if (stored === null) throw responseNotFound(previousId, 'previous_response_id');
+    if (stored.response.status === 'failed') {
+      throw badRequest(
+        `previous_response_id: response ${clipped(previousId, 100)} failed (${clipped(stored.response.error?.message ?? 'no reply', 200)}); continue from the response before it, or send the conversation as input items.`,
+        'previous_response_id',
+        'invalid_value',
+      );
+    }
     if (stored.conversationNotKept) {
       throw badRequest(
         `previous_response_id: response ${clipped(previousId, 100)} was stored without its conversation, which was over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES); send the conversation as input items, or start a new one.`,

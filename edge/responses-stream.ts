@@ -134,9 +134,12 @@ export class ResponsesStreamFormat implements StreamFormat {
     this.emit(send, response.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response });
   }
 
-  failed(error: ApiError, send: SendFrame): void {
+  /** Stored (as OpenAI keeps a failed response: retrieved by the id the stream told, not a 404), then told. */
+  async failed(error: ApiError, send: SendFrame): Promise<void> {
+    const response = failedResponse(this.started, this.output.length > 0 ? this.output : this.partialOutput(), error);
+    await this.save(response);
     this.emit(send, 'error', { code: error.code, message: error.message, param: error.param });
-    this.emit(send, 'response.failed', { response: failedResponse(this.started, this.output.length > 0 ? this.output : this.partialOutput(), error) });
+    this.emit(send, 'response.failed', { response });
   }
 
   /** What was streamed before a failure cut the reply: the item opened, incomplete, with its text so far ("required"'s held text is no call yet: none). */

@@ -92,8 +92,8 @@ export interface StreamFormat {
   finished(index: number, summary: CompletionSummary, send: SendFrame): void;
   /** Every choice ended; it may wait (a response stored before its last frame), the quiet comments going on meanwhile. */
   ended(usages: CompletionUsage[], send: SendFrame): void | Promise<void>;
-  /** The reply failed (opening its generations, or mid-way). */
-  failed(error: ApiError, send: SendFrame): void;
+  /** The reply failed (opening its generations, or mid-way); it may wait (a failed response stored before its last frame). */
+  failed(error: ApiError, send: SendFrame): void | Promise<void>;
   /** The last frames, whatever happened (chat: `data: [DONE]`). */
   close(send: SendFrame): void;
 }
@@ -179,7 +179,7 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
       await opening;
     } catch (err) {
       if (beat) clearInterval(beat);
-      format.failed(toApiError(err, id), send);
+      await format.failed(toApiError(err, id), send);
       end();
       return;
     }
@@ -228,7 +228,7 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
       if (pending.size === 0) await format.ended(usages, send);
     } catch (err) {
       cancelAll();
-      format.failed(toApiError(err, id), send);
+      await format.failed(toApiError(err, id), send);
     } finally {
       clearInterval(quiet);
     }

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { inputItemsPage } from '../../edge/responses-reply';
-import type { StoredResponse } from '../../edge/response-store';
+import type { ApiError } from '../../edge/api-error';
+import { failedResponse, functionCallItem, itemId, responseId } from '../../edge/responses-format';
+import { inputItemsPage, planResponse } from '../../edge/responses-reply';
+import { ResponseStore, type StoredResponse } from '../../edge/response-store';
+import { storedRecord } from '../support/stored-response';
+import { workerdKv } from '../support/workerd-kv';
+
+const workerd = workerdKv();
 
 const stored = {
   inputItems: [
@@ -28,5 +34,36 @@ describe('input_items pages', () => {
     expect(page('after=msg_1')).toMatchObject({ data: [], first_id: null, has_more: false });
     expect(() => page('limit=0')).toThrow(/limit/);
     expect(() => page('order=up')).toThrow(/order/);
+  });
+});
+
+describe('a chain from a stored response (workerd KV)', () => {
+  const refusal = async (store: ResponseStore, body: object) => (await planResponse({ model: 'm', ...body }, store, responseId('cdcdcdcdcdcdcdcdcdcdcdcd')).catch((e: unknown) => e)) as ApiError;
+
+  it('is refused from a failed response, by name and with its error', async () => {
+    const store = new ResponseStore(workerd(), 'key-f', 0, 1 << 20);
+    const id = responseId('efefefefefefefefefefefef');
+    const failed = storedRecord(id, 'Once upon');
+    failed.response = failedResponse(failed.response, failed.response.output, { code: 'pool_unavailable', message: 'every pool is gone' });
+    expect(await store.put(failed)).toBe(true);
+    expect((await store.get(id))?.response).toMatchObject({ status: 'failed', error: { code: 'pool_unavailable' } });
+    expect((await refusal(store, { previous_response_id: id, input: 'more' })).toBody().error).toMatchObject({
+      param: 'previous_response_id',
+      message: expect.stringContaining('failed (every pool is gone)'),
+    });
+  });
+
+  it("answers each of the previous response's calls, or is OpenAI's 400 naming the one left", async () => {
+    const store = new ResponseStore(workerd(), 'key-c', 0, 1 << 20);
+    const id = responseId('abcdefabcdefabcdefabcdef');
+    const called = storedRecord(id);
+    called.response.output = [functionCallItem(itemId('fc', id), 'call_a', 'f', '{}', 'completed'), functionCallItem(itemId('fc', id), 'call_b', 'f', '{}', 'completed')];
+    called.callIds = ['call_a', 'call_b'];
+    expect(await store.put(called)).toBe(true);
+    expect((await refusal(store, { previous_response_id: id, input: 'and?' })).toBody().error).toMatchObject({ param: 'input', message: 'No tool output found for function call call_a.' });
+    const answer = (call: string) => ({ type: 'function_call_output', call_id: call, output: 'ok' });
+    expect((await refusal(store, { previous_response_id: id, input: [answer('call_b')] })).toBody().error).toMatchObject({ message: 'No tool output found for function call call_a.' });
+    const plan = await planResponse({ model: 'm', previous_response_id: id, input: [answer('call_b'), answer('call_a')] }, store, responseId('cdcdcdcdcdcdcdcdcdcdcdcd'));
+    expect(plan.translated.callIds).toEqual(['call_a', 'call_b']);
   });
 });

@@ -145,26 +145,29 @@ describe('Responses API events', () => {
     expect((final.output[0] as { content: Array<{ logprobs: unknown }> }).content[0].logprobs).toEqual(deltas.flat());
   });
 
-  it('ends a failed reply with an error event, then response.failed', () => {
+  it('ends a failed reply with an error event, then response.failed, the failed response stored first', async () => {
     const frames: string[] = [];
-    const format = new ResponsesStreamFormat(started(), meta, async () => undefined);
+    const stored: Array<[ResponseObject, number]> = [];
+    const format = new ResponsesStreamFormat(started(), meta, async (response) => void stored.push([response, frames.length]));
     format.begin((f) => frames.push(f));
-    format.failed(new ApiError(503, 'every pool is gone', 'service_unavailable', 'pool_unavailable'), (f) => frames.push(f));
+    const framesBefore = frames.length;
+    await format.failed(new ApiError(503, 'every pool is gone', 'service_unavailable', 'pool_unavailable'), (f) => frames.push(f));
     const events = frames.map((f) => JSON.parse(f.split('\n')[1].slice(6)) as Event);
+    expect(stored).toEqual([[events.at(-1)!.response, framesBefore]]);
     expect(events.slice(-2)).toMatchObject([
       { type: 'error', code: 'pool_unavailable', message: 'every pool is gone', param: null },
       { type: 'response.failed', response: { status: 'failed', error: { code: 'pool_unavailable', message: 'every pool is gone' } } },
     ]);
   });
 
-  it('keeps what was streamed before a failure in response.failed: the item opened, incomplete, with its text so far', () => {
+  it('keeps what was streamed before a failure in response.failed: the item opened, incomplete, with its text so far', async () => {
     const frames: string[] = [];
     const send = (f: string): void => void frames.push(f);
     const format = new ResponsesStreamFormat(started(), meta, async () => undefined);
     format.begin(send);
     format.piece(0, piece('Once upon'), send);
     format.piece(0, piece(' a time'), send);
-    format.failed(new ApiError(503, 'cut off after 2 tokens', 'service_unavailable', 'pool_unavailable'), send);
+    await format.failed(new ApiError(503, 'cut off after 2 tokens', 'service_unavailable', 'pool_unavailable'), send);
     const events = frames.map((f) => JSON.parse(f.split('\n')[1].slice(6)) as Event);
     const itemId = (events.find((e) => e.type === 'response.output_item.added')!.item as { id: string }).id;
     expect(events.at(-1)).toMatchObject({
