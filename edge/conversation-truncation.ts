@@ -3,15 +3,16 @@
  * context loses its oldest turns, as OpenAI drops input items, until the
  * prompt and the room the reply needs fit. Never dropped: system and
  * developer messages (the instructions), and the last message (what is being
- * answered). A turn goes with the tool results right after it, so no result
- * is left answering a call the model no longer sees.
+ * answered), with the call it answers where it is a tool result (and that
+ * call's other results, of parallel calls). A turn goes with the tool results
+ * right after it, so no result is left answering a call the model no longer sees.
  */
 import type { ChatMessage } from './request-schema';
 
 /** The conversation with its first `dropped` turns left out, kept messages in their order. */
 function withoutTurns(messages: readonly ChatMessage[], turnStarts: readonly number[], dropped: number): ChatMessage[] {
   if (dropped === 0) return messages.slice();
-  const from = dropped < turnStarts.length ? turnStarts[dropped] : messages.length - 1;
+  const from = dropped < turnStarts.length ? turnStarts[dropped] : lastTurnStart(messages);
   const kept: ChatMessage[] = [];
   for (let i = 0; i < messages.length; i++) {
     if (i >= from || isKept(messages[i])) kept.push(messages[i]);
@@ -23,10 +24,18 @@ function isKept(message: ChatMessage): boolean {
   return message.role === 'system' || message.role === 'developer';
 }
 
-/** Where each droppable turn starts: a message that is neither kept, a tool result, nor the last. */
+/** Where the undroppable last turn starts: the last message, or, where that is a tool result, the call before its run of results. */
+function lastTurnStart(messages: readonly ChatMessage[]): number {
+  let i = messages.length - 1;
+  while (i > 0 && messages[i].role === 'tool') i--;
+  return i < messages.length - 1 && messages[i].role === 'assistant' ? i : messages.length - 1;
+}
+
+/** Where each droppable turn starts: a message that is neither kept, a tool result, nor in the last turn. */
 function turnStartsOf(messages: readonly ChatMessage[]): number[] {
   const starts: number[] = [];
-  for (let i = 0; i < messages.length - 1; i++) {
+  const last = lastTurnStart(messages);
+  for (let i = 0; i < last; i++) {
     if (!isKept(messages[i]) && messages[i].role !== 'tool') starts.push(i);
   }
   return starts;

@@ -39,6 +39,15 @@ describe("truncation: 'auto' (the oldest turns dropped to fit)", () => {
     expect(contents(fittedConversation(withTools, within(22)).messages)).toEqual(['assistant:', 'tool:rrrrrrrrrr', 'tool:ssssssssss', 'user:qq']);
   });
 
+  it('keeps the call that the last message answers, with its other results, where that message is a tool result', () => {
+    const answering = [user('aaaa'), assistant('bbbb'), user('cccc'), assistant(null), tool('rr'), tool('ss')];
+    // Everything droppable dropped: the call and both its results stay, not a lone result.
+    const fitted = fittedConversation(answering, within(4));
+    expect(contents(fitted.messages)).toEqual(['assistant:', 'tool:rr', 'tool:ss']);
+    expect(fitted.dropped).toBe(3);
+    expect(contents(fittedConversation(answering, within(8)).messages)).toEqual(['user:cccc', 'assistant:', 'tool:rr', 'tool:ss']);
+  });
+
   it('answers null with the shortest conversation where even that does not fit (the caller refuses it as too long)', () => {
     const fitted = fittedConversation(conversation, within(8));
     expect(fitted.fitted).toBeNull();
