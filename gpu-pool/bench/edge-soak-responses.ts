@@ -34,7 +34,7 @@ export interface ResponsesSoakContext {
 
 /** Flat function tools, as the Responses API spells them: one with parameters, one with none. */
 const TOOLS = [
-  { type: 'function', name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 24 }, days: { type: 'integer', minimum: 1, maximum: 7 } }, required: ['city', 'days'] } },
+  { type: 'function', name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 24 }, days: { type: 'integer', minimum: 1, maximum: 7 }, country: { type: 'string', pattern: '^[A-Z]+$', minLength: 2, maxLength: 2 } }, required: ['city', 'days'] } },
   { type: 'function', name: 'ping' },
 ] as const;
 /** The same tools as chat's, for toolCallsProblem. */

@@ -65,13 +65,14 @@ const OVERSIZED_BYTES = 9 * 1024 * 1024;
 /** Choice lists: words, ones that start others, several tokens, characters of several bytes. */
 const SOAK_SCHEMA = {
   type: 'object',
-  properties: { name: { type: 'string', maxLength: 16 }, age: { type: 'integer', minimum: 0, maximum: 120 }, pets: { type: 'array', items: { enum: ['cat', 'dog', 'bird'] }, maxItems: 3 }, happy: { type: 'boolean' } },
+  // `code`: a length beside a pattern, the regex's (?json-length) group.
+  properties: { name: { type: 'string', maxLength: 16 }, age: { type: 'integer', minimum: 0, maximum: 120 }, pets: { type: 'array', items: { enum: ['cat', 'dog', 'bird'] }, maxItems: 3 }, happy: { type: 'boolean' }, code: { type: 'string', pattern: '^[A-Z]{2,}[0-9]*$', minLength: 3, maxLength: 5 } },
   required: ['name', 'age'],
 };
 
 /** Functions a soak's chat request may call: one with parameters, one with none. */
 const SOAK_TOOLS = [
-  { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 24 }, days: { type: 'integer', minimum: 1, maximum: 7 } }, required: ['city', 'days'] } } },
+  { type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 24 }, days: { type: 'integer', minimum: 1, maximum: 7 }, country: { type: 'string', pattern: '^[A-Z]+$', minLength: 2, maxLength: 2 } }, required: ['city', 'days'] } } },
   { type: 'function', function: { name: 'ping' } },
 ] as const;
 

@@ -130,11 +130,26 @@ function grammarOf(text: string): GrammarAutomaton {
   return grammar;
 }
 
+/**
+ * One code point of a JSON string's content, however written, for the checks' own reading of a length: raw, a short
+ * escape, `\u` (either case), an escaped surrogate pair (never read as two: a high `\u` alone only where no low one follows).
+ */
+const ANY_CODE_POINT = '(?:\\\\u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\\\u(?![dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F])[0-9a-fA-F]{4}|\\\\["\\\\/bfnrt]|[^"\\\\\\x00-\\x1F])';
+
+/**
+ * A schema's regex as JavaScript reads it, checked apart from the engine the pools share: this server's
+ * `(?json-length{m,n}:X)` group, always a string's whole content, as a lookahead that counts the content's code points
+ * up to the closing quote, then X: `(?=(?:CP){m,n}")(?:X)`.
+ */
+export function jsReadable(regex: string): string {
+  return regex.replace(/\(\?json-length\{(\d+)(,?)(\d*)\}:/g, (_, min: string, comma: string, max: string) => `(?=${ANY_CODE_POINT}{${min}${comma}${max}}")(?:`);
+}
+
 /** The structured output a soak body asks for (not choices), or null. */
 export function structuredOf(body: Record<string, unknown>): StructuredCheck | null {
   const so = body.structured_outputs as { regex?: string; json?: unknown; json_object?: boolean; grammar?: string } | undefined;
   const format = body.response_format as { type?: string; json_schema?: { schema?: unknown } } | undefined;
-  const whole = (regex: string) => new RegExp(`^(?:${regex})$`, 'u');
+  const whole = (regex: string) => new RegExp(`^(?:${jsReadable(regex)})$`, 'u');
   const regex = so?.regex ?? (body.guided_regex as string | undefined);
   if (regex !== undefined) return { kind: 'regex', regex: whole(regex) };
   const grammar = so?.grammar ?? (body.guided_grammar as string | undefined);
@@ -209,7 +224,7 @@ export function toolCallsProblem(choice: ReadChoice, toolChoice: ToolChoice, too
       return `${call.name}'s arguments are not JSON: ${call.arguments.slice(0, 120)}`;
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) return `${call.name}'s arguments are no object`;
-    const regex = new RegExp(`^(?:${jsonSchemaRegex(fn.function.parameters ?? { type: 'object', properties: {} })})$`, 'u');
+    const regex = new RegExp(`^(?:${jsReadable(jsonSchemaRegex(fn.function.parameters ?? { type: 'object', properties: {} }))})$`, 'u');
     if (!regex.test(call.arguments)) return `${call.name}'s arguments do not follow its parameters: ${call.arguments.slice(0, 120)}`;
   }
   return null;

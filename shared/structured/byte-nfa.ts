@@ -41,6 +41,8 @@ export interface NfaTables {
 export interface ByteNfa extends NfaTables {
   /** Whether any text matches at all (the start reaches the accepting state). */
   readonly matchesSomething: boolean;
+  /** States built on the way: these, and the JSON-length groups' own NFAs (built apart, then dropped). */
+  readonly builtStates: number;
 }
 
 /** A pattern whose automaton would be too large to build. */
@@ -68,6 +70,10 @@ export class NfaBuilder {
 
   /** Nodes compiled so far: bounded with the states, as a repeat of what adds no state (`(?:){1000}` nested) adds none. */
   private compiled = 0;
+  /** Each JSON-length group's own NFA, built once however many copies of the group a repeat makes. */
+  private readonly lengthItems = new Map<ExpressionNode<RuleReference>, { nfa: NfaBuilder; start: number }>();
+  /** The states of those NFAs. */
+  private lengthItemStates = 0;
 
   constructor(private readonly maxStates: number) {}
 
@@ -160,10 +166,7 @@ export class NfaBuilder {
    * one (`min` or more). Only what reaches the start's product is built.
    */
   private jsonLength(item: ExpressionNode<RuleReference>, min: number, max: number, next: number): number {
-    const inner = new NfaBuilder(Math.max(1, this.maxStates - this.kind.length));
-    const innerAccept = inner.add(NfaKind.Accept, 0, 0, -1, -1);
-    const innerStart = inner.compile(item, innerAccept);
-    this.compiled += inner.compiled;
+    const { nfa: inner, start: innerStart } = this.lengthItem(item);
     const counts = max === Infinity ? min + 1 : max + 1;
     const top = max === Infinity ? min : max;
     const ids = new Map<number, number>();
@@ -221,6 +224,30 @@ export class NfaBuilder {
     return start;
   }
 
+  /**
+   * A JSON-length group's own NFA, built once (a repeat's copies share it) and charged to the work bound with the
+   * states it built: a group whose product is tiny (`maxLength` 0 stops it at once) still costs its own build, and
+   * uncharged, a regex of many copies of a large one ran the pool's thread for minutes (review h95).
+   */
+  private lengthItem(item: ExpressionNode<RuleReference>): { nfa: NfaBuilder; start: number } {
+    let built = this.lengthItems.get(item);
+    if (built === undefined) {
+      const nfa = new NfaBuilder(Math.max(1, this.maxStates - this.kind.length));
+      try {
+        built = { nfa, start: nfa.compile(item, nfa.add(NfaKind.Accept, 0, 0, -1, -1)) };
+      } catch (err) {
+        // The group's own bound is what this regex had left: the error names the regex's.
+        if (err instanceof RegexTooLargeError) throw new RegexTooLargeError(this.maxStates);
+        throw err;
+      }
+      this.compiled += nfa.compiled + nfa.kind.length;
+      this.lengthItemStates += nfa.kind.length;
+      if (this.compiled > 2 * this.maxStates) throw new RegexTooLargeError(this.maxStates);
+      this.lengthItems.set(item, built);
+    }
+    return built;
+  }
+
   /** The states built so far, as arrays (a grammar lays them out and trims them itself). */
   states(): { kind: Uint8Array; lo: Uint8Array; hi: Uint8Array; out1: Int32Array; out2: Int32Array } {
     return { kind: Uint8Array.from(this.kind), lo: Uint8Array.from(this.lo), hi: Uint8Array.from(this.hi), out1: Int32Array.from(this.out1), out2: Int32Array.from(this.out2) };
@@ -244,6 +271,7 @@ export class NfaBuilder {
       out1,
       out2,
       matchesSomething: live[start] === 1,
+      builtStates: n + this.lengthItemStates,
     };
   }
 }

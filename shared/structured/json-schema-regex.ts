@@ -33,7 +33,7 @@ import { integerRangeRegex } from './integer-range-regex';
 import { jsonStringPattern, PatternError, regexLiteral } from './json-string-pattern';
 import { checkWhitespace } from './json-whitespace';
 import { type NumberBound, numberRangeRegex } from './number-range-regex';
-import { JSON_LENGTH_OPENING, MAX_JSON_LENGTH, parseRegex } from './regex-syntax';
+import { JSON_LENGTH_OPENING, MAX_JSON_LENGTH, parseRegex, RegexSyntaxError } from './regex-syntax';
 
 export { WhitespaceError } from './json-whitespace';
 
@@ -187,9 +187,12 @@ class RegexBuilder {
   /** Inside a recursion met past maxDepth containers: its scalars are written, its containers not (the bound is on containers). */
   private scalarsOnly = 0;
   private readonly maxLength: number;
-  /** Each length group's automaton states (0: it matches nothing), by its text: built once, however often used. */
-  private readonly lengthStates = new Map<string, number>();
-  /** The length groups' states, each use counted: past a pool's NFA bound the whole regex is too (each use is in it). */
+  /** Each length group's automaton states, and whether it matches anything, by its text: built once, however often used. */
+  private readonly lengthStates = new Map<string, { states: number; matches: boolean }>();
+  /**
+   * The length groups' states, each use counted (past a pool's NFA bound the whole regex is too: each use is in it),
+   * and the states of each group's pattern built apart, once.
+   */
   private lengthStatesUsed = 0;
   private visits = 0;
   private nesting = 0;
@@ -451,21 +454,25 @@ class RegexBuilder {
     if (min > MAX_JSON_LENGTH) throw new SchemaError(pointer(path, 'minLength'), `a length past ${MAX_JSON_LENGTH} beside a pattern or format is not supported`);
     if (max !== Infinity && max > MAX_JSON_LENGTH) throw new SchemaError(at, `a length past ${MAX_JSON_LENGTH} beside a pattern or format is not supported`);
     const r = `${JSON_LENGTH_OPENING}${min}${max === min ? '' : `,${max === Infinity ? '' : max}`}}:${content})`;
-    let states = this.lengthStates.get(r);
-    if (states === undefined) {
+    let built = this.lengthStates.get(r);
+    if (built === undefined) {
       try {
+        // Charged with the pattern's own states too, and where no text fits: such a group (maxLength 0 beside a
+        // pattern of one large class) builds its pattern all the same, and many of them were free (review h95).
         const nfa = buildByteNfa(parseRegex(r));
-        states = nfa.matchesSomething ? nfa.stateCount : 0;
+        built = { states: nfa.stateCount, matches: nfa.matchesSomething };
+        this.lengthStatesUsed += nfa.builtStates - nfa.stateCount;
       } catch (e) {
         if (e instanceof RegexTooLargeError) throw this.lengthTooLarge(at, 'this length beside the string\'s pattern or format needs');
+        // What the pattern's own reading let through and the engine does not take (a lone surrogate in a class).
+        if (e instanceof RegexSyntaxError) throw new SchemaError(pointer(path, 'pattern'), e.message);
         throw e;
       }
-      this.lengthStates.set(r, states);
+      this.lengthStates.set(r, built);
     }
-    if (states === 0) return null;
-    this.lengthStatesUsed += states;
+    if (built.matches) this.lengthStatesUsed += built.states;
     if (this.lengthStatesUsed > DEFAULT_MAX_NFA_STATES) throw this.lengthTooLarge(at, "the schema's lengths beside patterns or formats need, with this one,");
-    return r;
+    return built.matches ? r : null;
   }
 
   private lengthTooLarge(at: string, what: string): SchemaError {

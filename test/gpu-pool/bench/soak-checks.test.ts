@@ -3,7 +3,7 @@
  * passes the reply its request promised and names one that breaks it.
  */
 import { describe, expect, it } from 'vitest';
-import { choiceProblem, structuredOf, structuredProblem, toolCallsProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from '../../../gpu-pool/bench/soak-checks';
+import { choiceProblem, jsReadable, structuredOf, structuredProblem, toolCallsProblem, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from '../../../gpu-pool/bench/soak-checks';
 
 const sse = (...chunks: object[]): string => [...chunks.map((c) => `data: ${JSON.stringify(c)}\n\n`), 'data: [DONE]\n\n'].join('');
 
@@ -83,6 +83,17 @@ describe("a regex's or JSON schema's promise", () => {
     expect(structuredProblem({ text: '{"n": 3}', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toBeNull();
     expect(structuredProblem({ text: '{"n": 3', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toMatch(/is not JSON/);
     expect(structuredProblem({ text: '[1]', finishReason: 'stop' }, { kind: 'json object', regex: /^[^]*$/u }, false)).toMatch(/no object/);
+  });
+  it("reads a length beside a pattern (the engine's own group) as JavaScript does, counting code points however written", () => {
+    const coded = structuredOf({ guided_json: { type: 'object', properties: { c: { type: 'string', pattern: '^[A-Z\\/]+$', minLength: 2, maxLength: 3 } }, required: ['c'] } })!;
+    for (const [c, ok] of [['AB', true], ['ABC', true], ['A', false], ['ABCD', false], ['A/', true], ['ab', false]] as const) {
+      expect(structuredProblem({ text: JSON.stringify({ c }), finishReason: 'stop' }, coded, false), c).toEqual(ok ? null : expect.stringMatching(/does not match/));
+    }
+    // Counted apart from the pattern: a pair escaped is one code point, a high \u alone one, short escapes one.
+    const counted = new RegExp(`^${jsReadable('"(?json-length{1}:[^]*)"')}$`, 'u');
+    for (const [text, ok] of [['"\\ud83d\\ude00"', true], ['"\\ud83d"', true], ['"\\ud83dx"', false], ['"\\/"', true], ['"😀"', true], ['""', false], ['"ab"', false]] as const) {
+      expect(counted.test(text), text).toBe(ok);
+    }
   });
 });
 

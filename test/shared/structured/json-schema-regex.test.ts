@@ -299,6 +299,13 @@ describe("jsonSchemaRegex: a string's length beside its pattern or format", () =
     // 40 of 3,000 states each: refused at the one that passes the bound, not after building them all.
     const many = { type: 'object', properties: Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`p${i}`, { type: 'string', pattern: '^[a-z]+$', maxLength: 1000 + i }])) };
     expect(refusal(many)).toMatchObject({ path: expect.stringMatching(/^\/properties\/p3\d\/maxLength$/), message: expect.stringContaining("the schema's lengths beside patterns or formats need") });
+    // A pattern's own states count where its length lets no text through (maxLength 0 before a large class: no
+    // value, its group never written) or stops it at once: each is built all the same (review h95).
+    const wide = (from: number) => Array.from({ length: 1500 }, (_, i) => String.fromCodePoint(from + 2 * i)).join('');
+    const walls = { type: 'object', properties: Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`w${i}`, { type: 'string', pattern: `^a[${wide(0x10000 + 3000 * i)}]$`, maxLength: 0 }])) };
+    // What the engine refuses in the pattern (a lone surrogate in a class) is the pattern's 400, not a fault.
+    expect(refusal({ type: 'string', pattern: '^a[\ud800]$', maxLength: 3 })).toMatchObject({ path: '/pattern', message: expect.stringContaining('lone surrogate') });
+    expect(refusal(walls)).toMatchObject({ path: expect.stringMatching(/^\/properties\/w\d+\/maxLength$/), message: expect.stringContaining("the schema's lengths beside patterns or formats need") });
   });
 
   it('writes the length only where it says something, and leaves the regex as JS reads it there', () => {

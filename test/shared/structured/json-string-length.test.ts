@@ -78,4 +78,19 @@ describe('(?json-length{m,n}:...)', () => {
     // Inside a repeat each copy is a product of its own, all within the one bound.
     expect(() => checkRegex('(?:"(?json-length{0,50}:[a-z]*)"){1000}')).toThrow(RegexTooLargeError);
   });
+
+  it("charges a group's own pattern where its product is tiny, and builds it once for a repeat's copies", () => {
+    // maxLength 0 stops the product at the first byte; the class is built all the same (review h95: uncharged, copies
+    // of such groups ran the pool's thread for minutes).
+    let wide = '';
+    for (let i = 0, cp = 0x4e00; i < 2000; i++, cp += 2) wide += String.fromCodePoint(cp);
+    const group = `"(?json-length{0}:(?:a[${wide}])?)"`;
+    const started = performance.now();
+    expect(() => checkRegex(`(?:${group}){1000}`)).not.toThrow();
+    // Copies written out are groups of their own, each built and charged: past the bound, the bound's own words.
+    expect(() => checkRegex(group.repeat(40))).toThrow(/more than 100000 states/);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    // A group past what is left names the regex's bound, not what was left of it.
+    expect(() => checkRegex('"(?json-length{0,5}:(?:[a-z]{1000})?)"(?:[a-z]{1000}){99}')).toThrow(/more than 100000 states/);
+  });
 });
