@@ -1,0 +1,108 @@
+/**
+ * `sssd key create`: a new API key for the edge, shown once, with the
+ * `wrangler kv key put` line that provisions it. The edge knows a key by its
+ * SHA-256 only (edge/api-keys.ts); hashing here, in Node, spares the operator
+ * `sha256sum`, which stock macOS lacks: there the shell's substitution came
+ * out empty and the record was written under `key:`, serving no key.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Command } from 'commander';
+import { sha256Hex } from '../edge/api-keys';
+import { CliError } from '../gpu-pool/cli/cli-error';
+import { parseNumberFlag } from '../gpu-pool/cli/number-flags';
+
+/** A record as edge/api-keys.ts reads it (its `storedKeySchema`); fields left out take the edge's defaults. */
+export interface NewKeyRecord {
+  tenant?: string;
+  rpm?: number;
+  concurrency?: number;
+  contributeToDatastore?: true;
+}
+
+export interface NewKey {
+  key: string;
+  /** SHA-256 of the key, lower-case hex: the KV entry is `key:<hash>`. */
+  hash: string;
+  record: NewKeyRecord;
+  /** The shell commands that provision and revoke it. */
+  put: string;
+  revoke: string;
+  delete: string;
+}
+
+/** Quotes a word for a POSIX shell: single quotes, each one inside written as '\''. */
+function shellWord(word: string): string {
+  return `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+/** A random key (`sk-` and 48 hex digits, as `openssl rand -hex 24` gives), its hash, and the wrangler lines for it. */
+export async function newKey(record: NewKeyRecord, where: 'remote' | 'local'): Promise<NewKey> {
+  const key = `sk-${randomBytes(24).toString('hex')}`;
+  const hash = await sha256Hex(key);
+  const kv = `npx wrangler kv key`;
+  const target = `--${where} --binding SSSD_KV ${shellWord(`key:${hash}`)}`;
+  return {
+    key,
+    hash,
+    record,
+    put: `${kv} put ${target} ${shellWord(JSON.stringify(record))}`,
+    revoke: `${kv} put ${target} ${shellWord(JSON.stringify({ ...record, disabled: true }))}`,
+    delete: `${kv} delete ${target}`,
+  };
+}
+
+interface KeyCreateFlags {
+  tenant?: string;
+  rpm?: string;
+  concurrency?: string;
+  contributeToDatastore?: boolean;
+  local?: boolean;
+  json?: boolean;
+}
+
+function recordFromFlags(flags: KeyCreateFlags): NewKeyRecord {
+  const record: NewKeyRecord = {};
+  if (flags.tenant !== undefined) {
+    // The edge refuses a record whose tenant is empty or past 256 characters: every request with the key would be a 401.
+    if (flags.tenant.length === 0 || flags.tenant.length > 256) throw new CliError('key create: --tenant must be 1 to 256 characters');
+    record.tenant = flags.tenant;
+  }
+  const rpm = parseNumberFlag('--rpm', flags.rpm, { integer: true, min: 1 });
+  if (rpm !== undefined) record.rpm = rpm;
+  const concurrency = parseNumberFlag('--concurrency', flags.concurrency, { integer: true, min: 1 });
+  if (concurrency !== undefined) record.concurrency = concurrency;
+  if (flags.contributeToDatastore) record.contributeToDatastore = true;
+  return record;
+}
+
+export function register(program: Command): void {
+  const key = program.command('key').description("the edge's API keys (stored in its KV namespace by SHA-256 only)");
+  key
+    .command('create')
+    .description('make a random API key, print it once, and print the wrangler command that provisions it (and those that revoke it); nothing is written')
+    .option('--tenant <name>', "the key's tenant (default: a tenant of its own, named from its hash)")
+    .option('--rpm <n>', "requests per minute (default: the edge's SSSD_DEFAULT_RPM)")
+    .option('--concurrency <n>', "requests in flight at once (default: the edge's SSSD_DEFAULT_CONCURRENCY)")
+    .option('--contribute-to-datastore', "the key's outputs join the pools' global datastore, which drafts for every tenant (docs/protocol.md)")
+    .option('--local', "print commands for wrangler dev's local store (--local) instead of the deployed namespace (--remote)")
+    .option('--json', 'print {key, hash, record, put, revoke, delete} as JSON')
+    .action(async (flags: KeyCreateFlags) => {
+      const made = await newKey(recordFromFlags(flags), flags.local ? 'local' : 'remote');
+      if (flags.json) {
+        process.stdout.write(`${JSON.stringify(made, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(
+        [
+          '# The key: give it to its user. It is shown only here; the edge keeps its SHA-256.',
+          made.key,
+          '# Provision it:',
+          made.put,
+          '# Revoke it (either):',
+          made.revoke,
+          made.delete,
+          '',
+        ].join('\n'),
+      );
+    });
+}

@@ -1,0 +1,88 @@
+// `sssd key create` as an operator runs it: the lines it prints are run by a
+// real shell, the record lands in workerd's KV, and the edge's own lookup
+// (edge/api-keys.ts) serves the printed key at the printed limits.
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { authenticate } from '../../edge/api-keys';
+import { edgeConfig } from '../../edge/edge-config';
+import type { EdgeEnv } from '../../edge/env';
+import { repoRoot } from '../support/shared-data';
+import { workerdKv } from '../support/workerd-kv';
+
+interface Run { code: number; stdout: string; stderr: string }
+function sssd(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), ...args], { cwd: repoRoot }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** The words a POSIX shell passes to wrangler for a printed command line (its quoting undone by sh itself). */
+function wranglerArgs(line: string): Promise<string[]> {
+  expect(line.startsWith('npx wrangler kv key ')).toBe(true);
+  const script = `printf '%s\\0' ${line.slice('npx wrangler kv key '.length)}`;
+  return new Promise((resolve, reject) => {
+    execFile('sh', ['-c', script], (err, stdout) => (err ? reject(err) : resolve(stdout.split('\0').slice(0, -1))));
+  });
+}
+
+/** Does to `kv` what `wrangler kv key put|delete` does with these words. */
+async function apply(kv: KVNamespace, words: string[]): Promise<void> {
+  const [verb, ...rest] = words;
+  const positional = rest.filter((w, i) => !w.startsWith('--') && rest[i - 1] !== '--binding');
+  expect(rest).toContain('--remote');
+  if (verb === 'put') await kv.put(positional[0], positional[1]);
+  else if (verb === 'delete') await kv.delete(positional[0]);
+  else throw new Error(`unexpected wrangler verb ${verb}`);
+}
+
+const kv = workerdKv();
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+describe('sssd key create', () => {
+  it('prints a key once and the wrangler lines whose record the edge serves at its limits, and revokes', async () => {
+    const r = await sssd(['key', 'create', '--tenant', "o'brien & co", '--rpm', '60', '--concurrency', '4']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n').filter((l) => !l.startsWith('#'));
+    const [key, put, revoke, remove] = lines;
+    expect(key).toMatch(/^sk-[0-9a-f]{48}$/);
+    expect(r.stdout.split(key).length - 1).toBe(1); // shown once, and no line holds it but its own
+
+    const env: EdgeEnv = { SSSD_KV: kv(), SSSD_POOL_URLS: 'http://127.0.0.1:8788', SSSD_POOL_TOKEN: 't' };
+    const config = edgeConfig(env);
+    const auth = () => authenticate(`Bearer ${key}`, env, config).catch((err: unknown) => err);
+
+    const putWords = await wranglerArgs(put);
+    expect(putWords).toEqual(['put', '--remote', '--binding', 'SSSD_KV', expect.stringMatching(/^key:[0-9a-f]{64}$/), '{"tenant":"o\'brien & co","rpm":60,"concurrency":4}']);
+    await apply(kv(), putWords);
+    expect(await auth()).toMatchObject({ tenant: "o'brien & co", rpm: 60, concurrency: 4, contributeToDatastore: false });
+
+    // Past the edge's lookup cache (30 s per isolate), the revoked record refuses the key, as does the deleted entry.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    await apply(kv(), await wranglerArgs(revoke));
+    vi.setSystemTime(Date.now() + 31_000);
+    expect(await auth()).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    await apply(kv(), putWords);
+    vi.setSystemTime(Date.now() + 31_000);
+    expect(await auth()).toMatchObject({ tenant: "o'brien & co" });
+    await apply(kv(), await wranglerArgs(remove));
+    vi.setSystemTime(Date.now() + 31_000);
+    expect(await auth()).toMatchObject({ status: 401, code: 'invalid_api_key' });
+  });
+
+  it('makes a new key each time, with only the fields given, and refuses a limit the edge would refuse', async () => {
+    const [a, b] = await Promise.all([sssd(['key', 'create', '--json']), sssd(['key', 'create', '--json', '--local'])]);
+    const [ja, jb] = [JSON.parse(a.stdout) as { key: string; record: object; put: string }, JSON.parse(b.stdout) as { key: string; put: string }];
+    expect(ja.key).not.toBe(jb.key);
+    expect(ja.record).toEqual({});
+    expect(jb.put).toContain(' --local ');
+    const bad = await sssd(['key', 'create', '--rpm', '60.5']);
+    expect(bad).toMatchObject({ code: 2, stdout: '' });
+    expect(bad.stderr).toBe('sssd: --rpm must be an integer >= 1, not "60.5"\n');
+  });
+});
