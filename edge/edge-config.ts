@@ -69,8 +69,8 @@ export const WHOLE_REPLY_HEARTBEAT_MS = 500;
  */
 export const QUIET_STREAM_COMMENT_MS = 5_000;
 
-/** The Worker's integer vars: their range, and the default a missing or bad value takes. */
-const INT_VARS = {
+/** The Worker's integer vars: their range, and the default a missing or bad value takes (docs/edge.md's table of them is checked against these). */
+export const INT_VARS = {
   SSSD_MAX_BODY_BYTES: { fallback: 1024 * 1024, min: 1024, max: 64 * 1024 * 1024 },
   // A body still arriving this long is refused (408): its key's in-flight slot is held while it is read.
   SSSD_BODY_TIMEOUT_SECONDS: { fallback: 30, min: 1, max: 600 },
@@ -169,6 +169,25 @@ function poolUrls(list: unknown): string[] {
   return urls;
 }
 
+/** A host name that stays on the machine: localhost, 127.0.0.0/8, ::1 (URL writes IPv6 in brackets, IPv4 in dotted decimal). */
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+/**
+ * Plain-HTTP pools off this machine: the pool token and users' prompts would
+ * cross the network in clear (docs/deploy.md, "TLS in front of each pool").
+ * Said, not refused: a private network may be the operator's choice.
+ */
+function warnPlainHttpPools(urls: readonly string[]): void {
+  for (const url of urls) {
+    const { protocol, hostname } = new URL(url);
+    if (protocol === 'http:' && !isLoopbackHost(hostname)) {
+      console.warn(`edge: pool ${url} is plain http:// off this machine: the pool token and the prompts cross the network in clear; put TLS in front of it and use https:// (docs/deploy.md)`);
+    }
+  }
+}
+
 /**
  * The vars as text. wrangler hands a var written in `wrangler.toml` as a TOML
  * number or boolean (`SSSD_DEFAULT_RPM = 60`) to the Worker as that, and an
@@ -224,6 +243,7 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
     jsonGrammar: env.SSSD_JSON_GRAMMAR === '1' || env.SSSD_JSON_GRAMMAR === 'true',
     modelSha256: env.SSSD_MODEL_SHA256 && SHA256_HEX.test(env.SSSD_MODEL_SHA256) ? env.SSSD_MODEL_SHA256.toLowerCase() : null,
   };
+  warnPlainHttpPools(config.poolUrls);
   if (config.poolUrls.length === 0) console.warn('edge: SSSD_POOL_URLS names no pool (a comma-separated list of http(s) URLs in [vars]); every generation will be a 503');
   parsed.set(given, config);
   return config;

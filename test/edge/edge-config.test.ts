@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { edgeConfig, invalidEdgeVars } from '../../edge/edge-config';
+import { edgeConfig, INT_VARS, invalidEdgeVars } from '../../edge/edge-config';
 import type { EdgeEnv } from '../../edge/env';
+import { repoRoot } from '../support/shared-data';
 
 const env = (vars: Record<string, string>): EdgeEnv => ({ SSSD_KV: {} as KVNamespace, SSSD_POOL_TOKEN: 't', SSSD_POOL_URLS: 'http://127.0.0.1:8788', ...vars });
 
@@ -23,10 +26,22 @@ describe('edge config', () => {
 
   it('takes the pools\' URLs without trailing slashes, and leaves out one that is no http(s) URL, saying so', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
-    const config = edgeConfig(env({ SSSD_POOL_URLS: ' http://10.0.0.1:8788/ ,notaurl,http://[::1:9101, https://pool.example/base,ftp://x' }));
-    expect(config.poolUrls).toEqual(['http://10.0.0.1:8788', 'https://pool.example/base']);
+    const config = edgeConfig(env({ SSSD_POOL_URLS: ' http://127.0.0.1:8788/ ,notaurl,http://[::1:9101, https://pool.example/base,ftp://x' }));
+    expect(config.poolUrls).toEqual(['http://127.0.0.1:8788', 'https://pool.example/base']);
     expect(warn).toHaveBeenCalledTimes(3);
     expect(warn.mock.calls[0][0]).toMatch(/"notaurl" is not an http\(s\) URL/);
+  });
+
+  it('says once per isolate of each plain-http pool off the machine that the token and prompts would cross in clear, and not of loopback ones', () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const loopback = ['http://127.0.0.1:8788', 'http://127.3.2.1:9000', 'http://localhost:8788', 'http://[::1]:8788', 'https://pool.example'];
+    const e = env({ SSSD_POOL_URLS: [...loopback, 'http://10.0.0.1:8788', 'http://pool-2.example/v'].join(',') });
+    expect(edgeConfig(e).poolUrls).toHaveLength(7);
+    edgeConfig(e);
+    expect(warn.mock.calls.map((c) => c[0])).toEqual([
+      expect.stringMatching(/^edge: pool http:\/\/10\.0\.0\.1:8788 is plain http:\/\/ off this machine: the pool token and the prompts cross the network in clear; .*docs\/deploy\.md/),
+      expect.stringMatching(/^edge: pool http:\/\/pool-2\.example\/v is plain http:\/\//),
+    ]);
   });
 
   it('says once that the pool token is missing (every request would be a 503, and nothing said why)', () => {
@@ -47,9 +62,9 @@ describe('edge config', () => {
   it('reads vars that wrangler.toml gives as numbers, booleans or a list as the text they stand for, and says so of a pool list with no pool', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
     // `SSSD_DEFAULT_RPM = 60` in [vars] is a TOML number: the Worker sees 60, not "60".
-    const typed = { SSSD_KV: {} as KVNamespace, SSSD_POOL_TOKEN: 't', SSSD_DEFAULT_RPM: 60, SSSD_DEFAULT_CONCURRENCY: 4, SSSD_BENCH_ROUTES: true, SSSD_POOL_URLS: ['http://10.0.0.1:8788', 'http://10.0.0.2:8788/'] };
+    const typed = { SSSD_KV: {} as KVNamespace, SSSD_POOL_TOKEN: 't', SSSD_DEFAULT_RPM: 60, SSSD_DEFAULT_CONCURRENCY: 4, SSSD_BENCH_ROUTES: true, SSSD_POOL_URLS: ['https://pool-1.example', 'https://pool-2.example/'] };
     const config = edgeConfig(typed as unknown as EdgeEnv);
-    expect(config).toMatchObject({ defaultRpm: 60, defaultConcurrency: 4, benchRoutes: true, poolUrls: ['http://10.0.0.1:8788', 'http://10.0.0.2:8788'] });
+    expect(config).toMatchObject({ defaultRpm: 60, defaultConcurrency: 4, benchRoutes: true, poolUrls: ['https://pool-1.example', 'https://pool-2.example'] });
     expect(warn).not.toHaveBeenCalled();
     // A table where a number goes: its default, said; nothing thrown.
     const odd = edgeConfig({ SSSD_KV: {} as KVNamespace, SSSD_POOL_TOKEN: 't', SSSD_DEFAULT_RPM: { per: 60 }, SSSD_POOL_URLS: '' } as unknown as EdgeEnv);
@@ -95,5 +110,17 @@ describe('edge config', () => {
 
   it('has nothing to say of vars that are unset, empty or in range', () => {
     expect(invalidEdgeVars({ SSSD_DEFAULT_RPM: '', SSSD_CONCURRENCY_LEASE_SECONDS: '30', SSSD_POOL_URLS: 'not a number' })).toEqual([]);
+  });
+});
+
+describe("docs/edge.md's table of the Worker's integer vars", () => {
+  it('gives each var its default and range as the edge takes them', () => {
+    const doc = readFileSync(path.join(repoRoot, 'docs/edge.md'), 'utf8');
+    const rows = new Map<string, { fallback: number; min: number; max: number }>();
+    const figure = (text: string): number => Number(text.replaceAll(',', ''));
+    for (const [, name, fallback, min, max] of doc.matchAll(/^\| `(SSSD_\w+)` \| ([\d,]+) \| ([\d,]+) to ([\d,]+) \|/gm)) {
+      rows.set(name, { fallback: figure(fallback), min: figure(min), max: figure(max) });
+    }
+    expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(Object.entries(INT_VARS).map(([name, { fallback, min, max }]) => [name, { fallback, min, max }])));
   });
 });
