@@ -10,7 +10,10 @@
 #   CONC=1,8 LIMIT=8 CEILING=0 SUITES=0 bash scripts/gpu-check.sh   # shorter: no bench-decode, no suites
 #
 # MODEL, TOKENIZER, DATASTORE and WORKLOAD default to the shared stories260K
-# files and the datastore `npm start` builds; PORT to a free one.
+# files and the datastore `npm start` builds; PORT to a free one. Where there
+# is no ../shared (a production host), name the served files and leave out the
+# suites, which read its fixtures:
+#   MODEL=… TOKENIZER=… WORKLOAD=… SUITES=0 EP=cuda bash scripts/gpu-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EP=${EP:-webgpu}
