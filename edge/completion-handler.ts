@@ -15,6 +15,7 @@ import { promptLogprobsAsked } from './prompt-logprobs';
 import { PREDICTION_TOKENS } from '../shared/protocol';
 import { promptTokensKept, truncatedPrompt } from './prompt-truncation';
 import { fittedConversation } from './conversation-truncation';
+import { MAX_TOKENIZE_CHARACTERS } from './tokenize-route';
 import { encodeContinuation } from '../shared/tokenizer/encode-continuation';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { acceptsModelName, unknownModel, type ServedModel } from './served-model';
@@ -121,6 +122,22 @@ function refuseFarTooLong(parsed: ParsedRequest, model: ServedModel): void {
   throw badRequest(
     `This model's maximum context length is ${contextLength} tokens; the prompt (${length} characters) has far more.`,
     parsed.kind === 'chat' ? 'messages' : 'prompt',
+    'context_length_exceeded',
+  );
+}
+
+/**
+ * A prompt that `truncate_prompt_tokens` cuts is tokenized whole (its last tokens depend on all of it), on the
+ * isolate's one thread that every request on it waits through: bounded as /tokenize is (a 1 MiB prompt cut to 10
+ * tokens held every other tenant's requests ~1.3 s; review h97).
+ */
+export function refuseTooLongToCut(parsed: ParsedRequest): void {
+  const length = promptTextLength(parsed);
+  if (length <= MAX_TOKENIZE_CHARACTERS) return;
+  const param = parsed.kind === 'chat' ? 'messages' : 'prompt';
+  throw badRequest(
+    `${param}: ${length} characters; with truncate_prompt_tokens at most ${MAX_TOKENIZE_CHARACTERS} are tokenized to be cut (as /tokenize takes): send the end of the text.`,
+    param,
     'context_length_exceeded',
   );
 }
@@ -251,6 +268,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     ids = fittedChatIds(parsed.body.messages, requested ?? 1, model);
   } else {
     if (kept === null) refuseFarTooLong(parsed, model);
+    else refuseTooLongToCut(parsed);
     ids = truncatedPrompt(promptIds(parsed, model), kept, keepsBos(parsed), body.truncation_side ?? 'left');
   }
   // A prompt that fills the context can still be scored (echo, max_tokens 0); generating needs one position more.
