@@ -10,7 +10,7 @@
 import { badRequest } from './api-error';
 import { responseOfItem, type OutputItem } from './responses-format';
 import type { InputItem, RequestItem } from './responses-request';
-import type { ResponseStore, StoredResponse } from './response-store';
+import { ReadBudgetSpent, type ReadBudget, type ResponseStore, type StoredResponse } from './response-store';
 
 /**
  * Stored responses one request may read for its references: each is a KV
@@ -18,6 +18,13 @@ import type { ResponseStore, StoredResponse } from './response-store';
  * invocation has a bounded number of them.
  */
 export const MAX_REFERENCED_RESPONSES = 64;
+
+/**
+ * Characters of stored responses one request's references may parse: parsing runs on the isolate's one thread, and
+ * 64 records of 3.5 MB (a chain's conversation, kept whole) held every other request on it ~0.7 s (review h97). Four
+ * records at the default bound on one (SSSD_RESPONSE_MAX_BYTES, 4 MiB); an AI SDK conversation reads one.
+ */
+export const MAX_REFERENCED_CHARS = 16 * 1024 * 1024;
 
 /** An output item as the input item it is when sent back: a message of the assistant's text, or the call. */
 function asInputItem(item: OutputItem): InputItem {
@@ -38,12 +45,13 @@ export interface ReferencedItems {
  * under their ids, so a conversation that names each earlier reply (the AI
  * SDK's, turn after turn) is one read, not one per turn.
  */
-export async function referencedItems(items: readonly RequestItem[], store: ResponseStore): Promise<ReferencedItems> {
+export async function referencedItems(items: readonly RequestItem[], store: ResponseStore, maxChars = MAX_REFERENCED_CHARS): Promise<ReferencedItems> {
   const wanted = new Set<string>();
   for (const item of items) if (item.type === 'item_reference') wanted.add(item.id);
   const found = new Map<string, InputItem>();
   const notKept = new Set<string>();
   const read = new Set<string>();
+  const budget: ReadBudget = { chars: maxChars };
   for (let i = items.length - 1; i >= 0; i--) {
     const item = items[i];
     if (item.type !== 'item_reference' || found.has(item.id)) continue;
@@ -53,7 +61,13 @@ export async function referencedItems(items: readonly RequestItem[], store: Resp
       throw badRequest(`input.${i}: the item references name items of more than ${MAX_REFERENCED_RESPONSES} stored responses (or of responses that are not stored) that do not hold one another's; send the items themselves instead of some of the references.`, `input.${i}`, 'invalid_value');
     }
     read.add(response);
-    const record = await store.get(response);
+    let record: StoredResponse | null;
+    try {
+      record = await store.get(response, budget);
+    } catch (err) {
+      if (!(err instanceof ReadBudgetSpent)) throw err;
+      throw badRequest(`input.${i}: the item references name items of stored responses of more than ${maxChars} characters together (each read whole); send the items themselves instead of some of the references.`, `input.${i}`, 'invalid_value');
+    }
     if (record === null) continue;
     if (record.conversationNotKept) notKept.add(response);
     for (const [id, resolved] of itemsOf(record)) if (wanted.has(id) && !found.has(id)) found.set(id, resolved);

@@ -38,6 +38,14 @@ export interface StoredResponse {
   conversationNotKept?: true;
 }
 
+/** Characters of stored responses one request may still parse. */
+export interface ReadBudget {
+  chars: number;
+}
+
+/** A read past a request's ReadBudget. */
+export class ReadBudgetSpent extends Error {}
+
 /** KV's smallest expiration. */
 const MIN_KV_TTL_SECONDS = 60;
 
@@ -56,8 +64,12 @@ export class ResponseStore {
     return `resp:${await sha256Hex(`${this.keyId}:${id}`)}`;
   }
 
-  /** The stored response, or null (never stored, another key's, expired, deleted). Throws a 503 where KV fails. */
-  async get(id: string): Promise<StoredResponse | null> {
+  /**
+   * The stored response, or null (never stored, another key's, expired, deleted). Throws a 503 where KV fails.
+   * `budget`: the characters a request may still parse, taken from as it reads; a value past it is not parsed
+   * (ReadBudgetSpent), as parsing runs on the isolate's one thread.
+   */
+  async get(id: string, budget?: ReadBudget): Promise<StoredResponse | null> {
     let text: string | null;
     try {
       text = await this.kv.get(await this.keyFor(id), 'text');
@@ -66,6 +78,10 @@ export class ResponseStore {
       throw new ApiError(503, 'The response store is unavailable; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
     }
     if (text === null) return null;
+    if (budget) {
+      if (text.length > budget.chars) throw new ReadBudgetSpent();
+      budget.chars -= text.length;
+    }
     try {
       return JSON.parse(text) as StoredResponse;
     } catch {

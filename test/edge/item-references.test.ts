@@ -1,7 +1,7 @@
 // item_reference input items resolved against stored responses on workerd's own KV (Miniflare).
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
-import { MAX_REFERENCED_RESPONSES, referencedItems } from '../../edge/item-references';
+import { MAX_REFERENCED_CHARS, MAX_REFERENCED_RESPONSES, referencedItems } from '../../edge/item-references';
 import { functionCallItem, itemId, responseId, responseOfItem } from '../../edge/responses-format';
 import { parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
 import { inputItemsPage, planResponse } from '../../edge/responses-reply';
@@ -100,6 +100,19 @@ describe('item_reference', () => {
     expect(err).toBeInstanceOf(ApiError);
     // Read newest (last) first: the first past the bound is the oldest.
     expect((err as ApiError).toBody().error).toMatchObject({ param: 'input.0', code: 'invalid_value' });
+  });
+
+  it('refuses references whose stored responses are together past what one request may parse, before parsing the one past it', async () => {
+    const store = new ResponseStore(kv, 'key-h', 0, 1 << 20);
+    const ids = ['a1', 'b2', 'c3'].map((h) => responseId(h.repeat(12)));
+    for (const id of ids) expect(await store.put(record(id, 'x'.repeat(3000)))).toBe(true);
+    const input = ids.map((id) => ({ type: 'item_reference', id: itemId('msg', id) }));
+    // Each record is ~7,300 characters (the reply twice: its output, its conversation): two fit in 16,000, three do not.
+    expect((await referencedItems(parsed(input.slice(1)).items, store, 16_000)).found.size).toBe(0);
+    const err = await referencedItems(parsed(input).items, store, 16_000).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).toBody().error).toMatchObject({ param: 'input.0', code: 'invalid_value', message: expect.stringContaining('more than 16000 characters together') });
+    expect(MAX_REFERENCED_CHARS).toBe(16 * 1024 * 1024);
   });
 
   it("refuses an item sent twice, as OpenAI does: twice in the input, or already in the previous_response_id chain", async () => {
