@@ -88,8 +88,6 @@ async function generate() {
   const controller = new AbortController();
   current = controller;
   $('go').textContent = 'Stop';
-  // Kept: what the user typed, or a link's key where none was.
-  if (keyFrom === 'typed here' || !savedKey) localStorage.setItem('sssd-key', key);
   // What is asked is what the form said at the click.
   const ask = {
     prompt: $('prompt').value, stream: true,
@@ -107,6 +105,8 @@ async function generate() {
       body: JSON.stringify({ model: await servedModel(key), ...ask }),
     });
     if (!res.ok) throw await failure(res);
+    // Kept once the edge took it: what the user typed, or a link's key where none was (a key refused, kept, won over the next link's).
+    if (keyFrom === 'typed here' || !savedKey) localStorage.setItem('sssd-key', key);
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
     let ended = false;

@@ -18,7 +18,11 @@ export function checkDevKeyOrigin(origin: string | undefined): void {
   if (origin === undefined || loopbackOrigin(origin)) return;
   throw new ApiError(
     403,
-    'The development API key is accepted only from web pages on this machine (localhost, 127.x.x.x, [::1]): every site knows it. Use a key of your own (docs/deploy.md), or serve the page from this machine.',
+    `The development API key is accepted only from web pages whose address is localhost, 127.x.x.x or [::1]: every site knows it. ${
+      origin === 'null'
+        ? 'This page sent Origin: null (opened from a file, or a sandboxed frame), which any site can send: open it at http://localhost:PORT or http://127.0.0.1:PORT'
+        : 'Open the page at http://localhost:PORT or http://127.0.0.1:PORT (not this machine\'s network address)'
+    }, or use a key of your own (\`node bin/sssd.mjs key create --local\` for this stack; docs/edge.md, "Keys and limits").`,
     'invalid_request_error',
     'origin_not_allowed',
   );

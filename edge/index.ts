@@ -271,7 +271,17 @@ async function storedResponseRoute(c: Context<AppEnv>, answer: (store: ResponseS
   }
 }
 
-app.get('/v1/responses/:id', rateLimitHeaders, (c) => storedResponseRoute(c, async (store, id) => (await storedResponse(store, id)).response));
+app.get('/v1/responses/:id', rateLimitHeaders, (c) =>
+  storedResponseRoute(c, async (store, id) => {
+    const stored = await storedResponse(store, id);
+    // OpenAI streams again (`stream=true`, `starting_after`) only a background response; answered as JSON, the SDK's
+    // `responses.stream({response_id})` ended in "request ended without sending any events" (review h99).
+    if (new URL(c.req.url).searchParams.get('stream') === 'true') {
+      throw badRequest('Only responses created with background: true can be streamed again, and this server runs none in the background; retrieve it without stream.', 'stream', 'invalid_request_error');
+    }
+    return stored.response;
+  }),
+);
 app.delete('/v1/responses/:id', rateLimitHeaders, (c) =>
   storedResponseRoute(c, async (store, id) => {
     if (!(await store.delete(id))) throw responseNotFound(id, null);

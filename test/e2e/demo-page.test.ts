@@ -154,12 +154,19 @@ describe('demo page', () => {
       }
       expect(sent).toEqual([]);
       expect(await page.evaluate(() => localStorage.getItem('sssd-key'))).toBeNull();
+      // A key the edge refuses is not kept either (kept, it won over the next link's key).
+      await page.fill('#key', 'not-a-key-of-this-edge');
+      await page.click('#go');
+      await page.waitForSelector('body[data-state="done"]', { timeout: 30_000 });
+      expect(await page.textContent('#error')).toMatch(/API key/i);
+      expect(await page.evaluate(() => localStorage.getItem('sssd-key'))).toBeNull();
       // Enter in a one-line field starts a generation, as a form would.
       await page.fill('#key', stack.devKey);
       await page.fill('#maxTokens', '16');
       await page.press('#maxTokens', 'Enter');
       await page.waitForSelector('body[data-state="done"]', { timeout: 30_000 });
       expect(await page.textContent('#error')).toBe('');
+      expect(await page.evaluate(() => localStorage.getItem('sssd-key'))).toBe(stack.devKey);
       expect(await page.$$eval('#output span.tok', (els) => els.length)).toBeGreaterThan(0);
       // Enter in the prompt is a new line; Ctrl+Enter generates.
       await page.evaluate(() => (document.body.dataset.state = 'idle'));

@@ -170,6 +170,10 @@ describe('Responses API on the edge', () => {
     expect((tooMany as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('max_output_tokens');
     const cancel = await fetch(`${stack.edgeUrl}/v1/responses/${cut.id}/cancel`, { method: 'POST', headers: { authorization: `Bearer ${stack.devKey}` } });
     expect(cancel.status).toBe(400);
+    // Nor streamed again: the SDK's responses.stream({response_id}) gets the reason, not a JSON body it reads as no events.
+    const again = await Promise.resolve(client.responses.stream({ response_id: cut.id }).finalResponse()).catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((again as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('stream');
     const wrongMethod = await fetch(`${stack.edgeUrl}/v1/responses`, { method: 'GET', headers: { authorization: `Bearer ${stack.devKey}` } });
     expect(wrongMethod.status).toBe(405);
     // The path as asked, not the route's pattern.
