@@ -34,6 +34,7 @@ import { jsonStringPattern, PatternError, regexLiteral } from './json-string-pat
 import { checkWhitespace } from './json-whitespace';
 import { type NumberBound, numberRangeRegex } from './number-range-regex';
 import { JSON_LENGTH_OPENING, MAX_JSON_LENGTH, parseRegex, RegexSyntaxError } from './regex-syntax';
+import { textLengthBounds, type LengthBounds } from './text-length-bounds';
 
 export { WhitespaceError } from './json-whitespace';
 
@@ -97,12 +98,68 @@ const SCALAR = `${STRING}|${NUMBER}|true|false|null`;
 
 const DATE = '[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])-30|(?:0[13578]|1[02])-31)';
 const TIME = '(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\\.[0-9]+)?(?:[Zz]|[+\\-](?:[01][0-9]|2[0-3]):[0-5][0-9])';
+// The formats OpenAI's structured outputs take, and `uri` (Pydantic's HttpUrl, zod's z.url()). Each is a part of its
+// format's texts that the common validators all take (ajv-formats, Pydantic with email-validator, WHATWG's URL
+// parser), bounded so that the model cannot run on in one (a number's digits, a label's, a path's segments).
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])';
+const HEX4 = '[0-9a-fA-F]{1,4}';
+const IPV6 = [
+  `(?:${HEX4}:){7}${HEX4}`,
+  `(?:${HEX4}:){1,7}:`,
+  `(?:${HEX4}:){1,6}:${HEX4}`,
+  `(?:${HEX4}:){1,5}(?::${HEX4}){1,2}`,
+  `(?:${HEX4}:){1,4}(?::${HEX4}){1,3}`,
+  `(?:${HEX4}:){1,3}(?::${HEX4}){1,4}`,
+  `(?:${HEX4}:){1,2}(?::${HEX4}){1,5}`,
+  `${HEX4}:(?::${HEX4}){1,6}`,
+  `:(?:(?::${HEX4}){1,7}|:)`,
+].join('|');
+/** A DNS label of 1 to 62 characters, no hyphen at either end; four at most, so a name keeps to 253. */
+const LABEL = '[A-Za-z0-9](?:[A-Za-z0-9\\-]{0,60}[A-Za-z0-9])?';
+const LOWER_LABEL = '[a-z0-9](?:[a-z0-9\\-]{0,60}[a-z0-9])?';
+/** A URL's last label starts with a letter: one of digits (`a.1`) is read as an IPv4 address by WHATWG's parser, and refused. */
+const LAST_LABEL = '[a-z](?:[a-z0-9\\-]{0,60}[a-z0-9])?';
+const HOSTNAME = `${LABEL}(?:\\.${LABEL}){0,3}`;
+/** A local part of at most 64 characters, dots only between others; a domain of two or three labels, its last letters. */
+const EMAIL = `[A-Za-z0-9_+\\-]{1,32}(?:\\.[A-Za-z0-9_+\\-]{1,15}){0,2}@(?:${LOWER_LABEL}\\.){1,2}[a-z]{2,24}`;
+const DIGITS = '[0-9]{1,9}';
+/** RFC 3339's duration (appendix A), each part's digits bounded. */
+const DURATION = (() => {
+  const second = `${DIGITS}S`;
+  const minute = `${DIGITS}M(?:${second})?`;
+  const hour = `${DIGITS}H(?:${minute})?`;
+  const time = `T(?:${hour}|${minute}|${second})`;
+  const day = `${DIGITS}D`;
+  const month = `${DIGITS}M(?:${day})?`;
+  const year = `${DIGITS}Y(?:${month})?`;
+  return `P(?:(?:${day}|${month}|${year})(?:${time})?|${time}|${DIGITS}W)`;
+})();
+/** A character of a path segment, query or fragment: unreserved, sub-delims, `:` `@`, or a percent-encoded byte. */
+const URI_CHAR = "(?:[A-Za-z0-9._~!$&'()*+,;=:@\\-]|%[0-9A-F]{2})";
+const PORT = '(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?';
+/** An http(s) URL: a host of lower-case labels, a port, four path segments, a query and a fragment of 48 characters each: 1,135 at most. */
+const URI = `https?://(?:${LOWER_LABEL}\\.){0,3}${LAST_LABEL}${PORT}(?:/${URI_CHAR}{0,48}){0,4}(?:\\?(?:${URI_CHAR}|[/?]){0,48})?(?:#(?:${URI_CHAR}|[/?]){0,48})?`;
+
 const FORMATS: Record<string, string> = {
   'date-time': `${DATE}[Tt]${TIME}`,
   date: DATE,
   time: TIME,
   uuid: '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}',
+  duration: DURATION,
+  email: EMAIL,
+  hostname: HOSTNAME,
+  ipv4: `(?:${OCTET}\\.){3}${OCTET}`,
+  ipv6: `(?:${IPV6})`,
+  uri: URI,
 };
+const FORMAT_NAMES = Object.keys(FORMATS).join(', ');
+/** Each format's fewest and most characters (plain ones: as many code points), read once. */
+const formatBounds = new Map<string, LengthBounds>();
+function boundsOfFormat(name: string): LengthBounds {
+  let bounds = formatBounds.get(name);
+  if (bounds === undefined) formatBounds.set(name, (bounds = textLengthBounds(parseRegex(FORMATS[name]))));
+  return bounds;
+}
 
 /** Keywords that say nothing about which values are valid. */
 const ANNOTATIONS = new Set([
@@ -428,8 +485,13 @@ class RegexBuilder {
     } else if ('format' in schema) {
       const f = schema.format;
       const r = typeof f === 'string' ? FORMATS[f] : undefined;
-      if (r === undefined) throw new SchemaError(pointer(path, 'format'), `the format ${JSON.stringify(f)} is not supported (date-time, date, time, uuid are)`);
+      if (r === undefined) throw new SchemaError(pointer(path, 'format'), `the format ${JSON.stringify(f)} is not supported (${FORMAT_NAMES} are)`);
       content = r;
+      // A length its texts already keep to says nothing (Pydantic's HttpUrl: a URI of at most 2,083); one none of them
+      // keeps to, no value does.
+      const bounds = boundsOfFormat(f as string);
+      if (bounds.min >= (min ?? 0) && bounds.max <= (max ?? Infinity)) return `"${content}"`;
+      if (bounds.max < (min ?? 0) || bounds.min > (max ?? Infinity)) return null;
     }
     if (min !== undefined && max !== undefined && min > max) return null;
     if (content === null) {

@@ -5,6 +5,9 @@ import { jsonObjectRegex, jsonSchemaRegex, SchemaError, WhitespaceError } from '
 import { jsonStringPattern } from '../../../shared/structured/json-string-pattern';
 import { DEFAULT_MAX_NFA_STATES, buildByteNfa } from '../../../shared/structured/byte-nfa';
 import { parseRegex } from '../../../shared/structured/regex-syntax';
+import type { ExpressionNode } from '../../../shared/structured/expression-node';
+import { textLengthBounds } from '../../../shared/structured/text-length-bounds';
+import { isIPv4, isIPv6 } from 'node:net';
 import { seededRandom } from '../../support/seeded-random';
 import { CASES, between, compile, compileWithEngine, instance, layout, mutations, randomString, randomValue } from '../../support/json-schema-cases';
 
@@ -145,13 +148,13 @@ describe('jsonSchemaRegex', () => {
       [{ if: {}, then: {} }, '/if'],
       [{ type: 'object', minProperties: 1 }, '/minProperties'],
       [{ type: 'object', properties: { a: {} }, dependentRequired: { a: [] } }, '/dependentRequired'],
-      [{ type: 'string', format: 'email' }, '/format'],
+      [{ type: 'string', format: 'iri' }, '/format'],
       [{ type: 'object', properties: { x: { type: 'string', pattern: '(?=a)b' } } }, '/properties/x/pattern'],
       [{ type: 'string', pattern: 'a\\1' }, '/pattern'],
       [{ type: 'number', maximum: 2.5 }, '/maximum'],
       [{ type: 'number', minimum: 1, exclusiveMinimum: 0.5 }, '/exclusiveMinimum'],
       [{ type: 'object', properties: { code: { type: 'string', maxLength: 100_000, pattern: '^[a-z]+$' } } }, '/properties/code/maxLength'],
-      [{ type: 'string', minLength: 2_000_000, format: 'uuid' }, '/minLength'],
+      [{ type: 'string', minLength: 2_000_000, pattern: '^[0-9a-f]+$' }, '/minLength'],
       [{ $ref: 'https://example.com/s.json' }, '/$ref'],
       [{ $defs: { a: { type: 'string' } }, $ref: '#/$defs/b' }, '/$ref'],
       [{ type: 'object', properties: { 'a/b': { type: 'strin' } } }, '/properties/a~1b/type'],
@@ -311,7 +314,87 @@ describe("jsonSchemaRegex: a string's length beside its pattern or format", () =
   it('writes the length only where it says something, and leaves the regex as JS reads it there', () => {
     expect(jsonSchemaRegex({ type: 'string', pattern: '^a+$', minLength: 0 })).toBe(jsonSchemaRegex({ type: 'string', pattern: '^a+$' }));
     expect(jsonSchemaRegex({ type: 'string', pattern: '^a+$', maxLength: 3 })).toContain('(?json-length{0,3}:');
-    expect(jsonSchemaRegex({ type: 'string', format: 'uuid', minLength: 36, maxLength: 36 })).toContain('(?json-length{36}:');
+    // A length the format's texts all keep to says nothing (a uuid is 36); one that cuts some of them is written.
+    expect(jsonSchemaRegex({ type: 'string', format: 'uuid', minLength: 36, maxLength: 36 })).toBe(jsonSchemaRegex({ type: 'string', format: 'uuid' }));
+    expect(jsonSchemaRegex({ type: 'string', format: 'date-time', maxLength: 25 })).toContain('(?json-length{0,25}:');
+  });
+});
+
+/** A random text of a regex's language: each class a code point of it, each repeat a count near its least. */
+function randomText(node: ExpressionNode, rng: () => number): string {
+  switch (node.kind) {
+    case 'empty':
+      return '';
+    case 'chars': {
+      const i = 2 * Math.floor(rng() * (node.set.length / 2));
+      return String.fromCodePoint(between(rng, node.set[i], node.set[i + 1]));
+    }
+    case 'concat':
+      return node.items.map((item) => randomText(item, rng)).join('');
+    case 'alternation':
+      return randomText(node.items[Math.floor(rng() * node.items.length)], rng);
+    case 'repeat': {
+      const count = between(rng, node.min, Math.min(node.max, node.min + (rng() < 0.1 ? 80 : 6)));
+      return Array.from({ length: count }, () => randomText(node.item, rng)).join('');
+    }
+    case 'jsonLength':
+      throw new Error('not in a format');
+  }
+}
+
+describe('jsonSchemaRegex: string formats', () => {
+  // Every text a format's regex takes is one that zod's own check (and Node's, for addresses) takes: the model is
+  // held to a part of each format that the validators users parse with all agree on.
+  const checks: Record<string, (text: string) => boolean> = {
+    uri: (t) => z.url().safeParse(t).success && /^https?:$/.test(new URL(t).protocol),
+    email: (t) => z.email().safeParse(t).success,
+    hostname: (t) => z.hostname().safeParse(t).success && t.length <= 253,
+    ipv4: (t) => isIPv4(t) && z.ipv4().safeParse(t).success,
+    ipv6: (t) => isIPv6(t) && z.ipv6().safeParse(t).success,
+    duration: (t) => z.iso.duration().safeParse(t).success,
+  };
+  for (const [format, valid] of Object.entries(checks)) {
+    it(`writes ${format} as texts its validators take, 2,000 at random, and refuses what is none`, () => {
+      const regex = jsonSchemaRegex({ type: 'string', format });
+      const tree = parseRegex(regex.slice(1, -1));
+      const rng = seededRandom(format.length * 104_729);
+      const engine = compileWithEngine(regex);
+      for (let i = 0; i < 2000; i++) {
+        const text = randomText(tree, rng);
+        expect(valid(text), text).toBe(true);
+        expect(engine.test(JSON.stringify(text)), text).toBe(true);
+      }
+      for (const wrong of ['', 'x', ' ', '::::', 'http//', '1.2.3', 'P', 'PT', 'a@b', 'http://a.1/', 'a.-b']) if (!valid(wrong)) expect(engine.test(JSON.stringify(wrong)), `${format}: ${wrong}`).toBe(false);
+    });
+  }
+
+  it('takes the everyday texts of each format', () => {
+    const takes = (format: string, text: string) => compileWithEngine(jsonSchemaRegex({ type: 'string', format })).test(JSON.stringify(text));
+    for (const [format, text] of [
+      ['uri', 'https://example.com/a/b?q=1&r=two#top'],
+      ['uri', 'http://localhost:8080/'],
+      ['email', 'jane.doe+tag@mail.example.org'],
+      ['hostname', 'api.example.com'],
+      ['ipv4', '192.168.0.1'],
+      ['ipv6', '2001:db8::1'],
+      ['ipv6', '::1'],
+      ['duration', 'P1Y2M3DT4H5M6S'],
+      ['duration', 'PT15M'],
+      ['duration', 'P2W'],
+    ]) expect(takes(format, text), `${format}: ${text}`).toBe(true);
+    // Outside: an IPv4 octet past 255 or with a leading zero, a port past 65535, RFC 3339's out-of-order duration.
+    for (const [format, text] of [['ipv4', '256.1.1.1'], ['ipv4', '01.1.1.1'], ['uri', 'http://a.com:65536/'], ['duration', 'P1D1Y'], ['email', 'a..b@c.com']]) {
+      expect(takes(format, text), `${format}: ${text}`).toBe(false);
+    }
+  });
+
+  it("takes Pydantic's HttpUrl (a URI of 1 to 2,083 characters) as the URI alone: the length says nothing its texts do not keep to", () => {
+    const url = jsonSchemaRegex({ type: 'string', format: 'uri', minLength: 1, maxLength: 2083 });
+    expect(url).toBe(jsonSchemaRegex({ type: 'string', format: 'uri' }));
+    expect(textLengthBounds(parseRegex(url.slice(1, -1))).max).toBeLessThanOrEqual(2083);
+    // A length that cuts some of them is followed; one none of them keeps to is no value.
+    expect(jsonSchemaRegex({ type: 'string', format: 'email', maxLength: 40 })).toContain('(?json-length{0,40}:');
+    expect(() => jsonSchemaRegex({ type: 'string', format: 'ipv4', maxLength: 6 })).toThrow(/no JSON value/);
   });
 });
 
