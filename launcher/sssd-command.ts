@@ -5,12 +5,10 @@
  * Errors meant for users (CliError, and any error carrying `userMessage`) are
  * printed plainly; anything else is a bug and keeps its stack trace.
  */
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { PROTOCOL_VERSION } from '../shared/protocol';
 import { CliError } from '../gpu-pool/cli/cli-error';
+import { packageVersion } from '../gpu-pool/cli/package-version';
 import { register as registerGenerate } from '../gpu-pool/cli/generate-command';
 import { register as registerBenchDecode } from '../gpu-pool/cli/bench-decode-command';
 import { register as registerDatastore } from '../gpu-pool/cli/datastore-command';
@@ -23,16 +21,14 @@ import { register as registerSoak } from '../gpu-pool/cli/soak-command';
 import { register as registerKey } from './key-command';
 
 /** package.json's version, and the protocol's: what a bug report should name. */
-function packageVersion(): string {
-  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../package.json');
-  const pkg = JSON.parse(readFileSync(file, 'utf8')) as { version: string };
-  return `sssd-serve ${pkg.version} (edge-pool protocol ${PROTOCOL_VERSION})`;
+function versionLine(): string {
+  return `sssd-serve ${packageVersion()} (edge-pool protocol ${PROTOCOL_VERSION})`;
 }
 
 export function buildProgram(): Command {
   const program = new Command('sssd')
     .description('SSSD speculative decoding: edge drafting, pooled tree verification')
-    .version(packageVersion(), '-V, --version', 'the version of sssd-serve (package.json), and of the edge-pool protocol')
+    .version(versionLine(), '-V, --version', 'the version of sssd-serve (package.json), and of the edge-pool protocol')
     .exitOverride()
     // One line, not the whole help: the mistake stays on screen.
     .showHelpAfterError('(add --help for usage)');

@@ -451,6 +451,13 @@ export interface PoolHealth {
    */
   stuck?: boolean;
   /**
+   * True after several steps in a row whose forward pass failed for the
+   * whole batch (every generation in it ended with an error), until a pass
+   * goes through or a while passes: `ok` is false and /healthz answers 503
+   * (absent from pools before it).
+   */
+  failing?: boolean;
+  /**
    * Tokens reserved (prompt + max tokens, capped at the context length + 1) by running
    * and queued generations, and the pool's limit on them (--max-total-tokens):
    * admission refuses a request that would pass it (absent from pools before it).

@@ -44,6 +44,7 @@ import { DEFAULT_DRAIN_SECONDS } from './pool-drain';
 import { sameFile } from './same-file';
 import { RepeatFilter } from '../datastore/repeat-filter';
 import { PoolServer } from '../server/pool-server';
+import { packageVersion } from './package-version';
 import { CliError } from './cli-error';
 import { decimalNumber } from './number-flags';
 import { listenOnce } from '../server/listen-once';
@@ -456,7 +457,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     },
     features: [...POOL_FEATURES],
   };
-  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, previousTokens, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000), stuckMs: stuckSeconds * 1000, stalledReaderMs: stalledReaderSeconds * 1000 });
+  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, previousTokens, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000), stuckMs: stuckSeconds * 1000, stalledReaderMs: stalledReaderSeconds * 1000, version: packageVersion() });
   let url: string;
   try {
     url = await server.listen(port, flags.host);

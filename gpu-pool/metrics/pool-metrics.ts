@@ -6,6 +6,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { FinishReason } from '../../shared/protocol';
 import type { DatastoreIndexingStats } from '../datastore/datastore';
+import { GENERATION_ERROR_CODES } from './request-log';
 
 /** Where the scheduler's time goes (`sssd_pool_phase_seconds_total{phase}`), in the order of a step. */
 export const SCHEDULER_PHASES = ['draft', 'forward', 'accept', 'between', 'idle'] as const;
@@ -18,10 +19,39 @@ const VLLM_FINISH_REASON: Readonly<Record<FinishReason, string>> = { stop: 'stop
 /** The statuses the pool answers errors with (docs/protocol.md, Errors); each series exists from the start, at 0. */
 const ERROR_STATUSES = ['400', '401', '404', '405', '409', '413', '421', '500', '503'] as const;
 
+/**
+ * Steps and the gaps between token events: from 0.1 ms (a CPU's decode step)
+ * to a minute, since a stalled device holds a step 10-30 s (--stuck-seconds
+ * is 10) and a histogram that stops at 2.5 s puts every stall in +Inf.
+ */
+const STALL_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
 /** Positions tracked by the per-position acceptance counter, at the least. */
 export const MAX_TRACKED_POSITIONS = 32;
 const WINDOW_BUCKET_MS = 100;
 const WINDOW_BUCKETS = 100;
+
+/** What /healthz says, read at each scrape by the gauges `watchHealth` makes. */
+export interface HealthFigures {
+  draining: boolean;
+  stuck: boolean;
+  failing: boolean;
+  reservedTokens: number;
+}
+
+/** The configured admission limits (/v1/info's `limits`). */
+export interface AdmissionLimits {
+  maxActive: number;
+  maxQueued: number;
+  maxTotalTokens: number;
+}
+
+/** What the running pool is: `sssd_pool_build_info`'s labels. */
+export interface BuildInfo {
+  version: string;
+  protocol: number;
+  executionProvider: string;
+}
 
 export class PoolMetrics {
   readonly registry = new Registry();
@@ -32,6 +62,8 @@ export class PoolMetrics {
   readonly generationTokens: Counter;
   readonly promptTokens: Counter;
   readonly requestsByReason: Counter<'finished_reason'>;
+  /** Generations whose stream ended with an error event, by its code (`bad_request`: the request's fault; `internal`: the pool's). */
+  readonly generationErrors: Counter<'code'>;
   readonly running: Gauge;
   readonly waiting: Gauge;
   /** Token reservations of running and queued generations (admission's third limit). */
@@ -146,6 +178,60 @@ export class PoolMetrics {
         this.inc(total());
       },
     });
+  }
+
+  private watchingHealth = false;
+
+  /**
+   * Exposes what /healthz tells (draining, stuck, failing), the configured
+   * limits, and the token reservations over their limit, as gauges an alert
+   * can read from /metrics. Once per registry: the first server's.
+   */
+  watchHealth(health: () => HealthFigures, limits: AdmissionLimits): void {
+    if (this.watchingHealth) return;
+    this.watchingHealth = true;
+    const registers = [this.registry];
+    const flag = (name: string, help: string, read: (h: HealthFigures) => boolean): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read(health()) ? 1 : 0);
+        },
+      });
+    };
+    flag('sssd_pool_draining', '1 while the pool drains to shut down (it refuses new generations; /healthz answers 503), else 0.', (h) => h.draining);
+    flag('sssd_pool_stuck', '1 while a forward pass has run past --stuck-seconds (/healthz answers 503), else 0.', (h) => h.stuck);
+    flag('sssd_pool_failing', "1 while the pool's passes keep failing for the whole batch (/healthz answers 503), else 0.", (h) => h.failing);
+    const limit = (name: string, help: string, value: number): void => {
+      new Gauge({ name, help, registers }).set(value);
+    };
+    limit('sssd_pool_max_active', 'Most generations in the running batch (--max-active).', limits.maxActive);
+    limit('sssd_pool_max_queued', 'Most generations waiting for a batch slot (--max-queued).', limits.maxQueued);
+    limit('sssd_pool_max_total_tokens', 'Most tokens running and queued generations may reserve (--max-total-tokens).', limits.maxTotalTokens);
+    new Gauge({
+      name: 'sssd_pool_reserved_tokens_ratio',
+      help: 'sssd_pool_reserved_tokens over sssd_pool_max_total_tokens: how much of the token budget admission allows is reserved (prompt + max tokens of running and queued generations; reservations, not measured memory).',
+      registers,
+      collect() {
+        this.set(health().reservedTokens / Math.max(1, limits.maxTotalTokens));
+      },
+    });
+  }
+
+  private buildInfoSet = false;
+
+  /** `sssd_pool_build_info{version,protocol,execution_provider} 1`, Prometheus's convention for what is running. */
+  setBuildInfo(build: BuildInfo): void {
+    if (this.buildInfoSet) return;
+    this.buildInfoSet = true;
+    new Gauge({
+      name: 'sssd_pool_build_info',
+      help: "Always 1; its labels say what is running: sssd-serve's version (package.json), the edge-pool protocol, onnxruntime's execution provider.",
+      labelNames: ['version', 'protocol', 'execution_provider'],
+      registers: [this.registry],
+    }).set({ version: build.version, protocol: String(build.protocol), execution_provider: build.executionProvider }, 1);
   }
 
   private processMetrics = false;
@@ -280,6 +366,12 @@ export class PoolMetrics {
       labelNames: ['finished_reason'],
       registers,
     });
+    this.generationErrors = new Counter({
+      name: 'sssd_pool_generation_errors_total',
+      help: "Generations ended with an error event (vllm:request_success_total{finished_reason=\"error\"}), by its code: bad_request (the request's own: masks that left no token, a structured output past its automaton's limits) or internal (the pool's: a failed pass, a fault in acceptance; the pool log has it).",
+      labelNames: ['code'],
+      registers,
+    });
     this.running = new Gauge({ name: 'vllm:num_requests_running', help: 'Generations in the running batch.', registers });
     this.waiting = new Gauge({ name: 'vllm:num_requests_waiting', help: 'Generations queued for admission.', registers });
     this.reservedTokens = new Gauge({
@@ -288,9 +380,9 @@ export class PoolMetrics {
       registers,
     });
     this.batchSize = histogram('sssd_pool_batch_size', 'Rows per forward pass.', [1, 2, 4, 8, 16, 32, 64, 128, 256]);
-    this.stepSeconds = histogram('sssd_pool_step_seconds', 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).', [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
+    this.stepSeconds = histogram('sssd_pool_step_seconds', 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).', STALL_BUCKETS);
     this.timeToFirstToken = histogram('vllm:time_to_first_token_seconds', "From a request's arrival at the pool to its first tokens (queueing and prefill included).", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 640, 2560]);
-    this.interTokenLatency = histogram('vllm:inter_token_latency_seconds', "Between a generation's consecutive token events (the tokens a speculative step accepts are one event): where streams stall.", [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
+    this.interTokenLatency = histogram('vllm:inter_token_latency_seconds', "Between a generation's consecutive token events (the tokens a speculative step accepts are one event): where streams stall.", STALL_BUCKETS);
     this.e2eLatency = histogram('vllm:e2e_request_latency_seconds', "From a request's arrival at the pool to its end, for requests that completed (stop, length, context_length).", [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 240, 480, 960, 1920, 7680]);
     this.timePerOutputToken = histogram(
       'vllm:request_time_per_output_token_seconds',
@@ -456,6 +548,7 @@ export class PoolMetrics {
     for (const drafter of ['tree', 'chain']) this.speculatingSteps.inc({ drafter }, 0);
     this.speculatingStepsOf = { tree: this.speculatingSteps.labels('tree'), chain: this.speculatingSteps.labels('chain') };
     for (const status of ERROR_STATUSES) this.errorResponses.inc({ status }, 0);
+    for (const code of GENERATION_ERROR_CODES) this.generationErrors.inc({ code }, 0);
   }
 
   /** An error answer outside a stream; statuses outside the pool's own set count as `other`, so no client can make series. */

@@ -4,7 +4,25 @@
  * went and what speculation bought it. Counts and timings only, never the
  * prompt or the output: the pool serves many tenants and logs outlive requests.
  */
-import type { FinishReason } from '../../shared/protocol';
+import type { FinishReason, PoolErrorCode } from '../../shared/protocol';
+
+/**
+ * Where a generation's cancellation came from, as far as the pool can tell:
+ * `delete` (a DELETE of its id: an edge whose client went away, that moved it
+ * to another pool, or cancels an n > 1 sibling; the pool cannot tell which),
+ * `disconnected` (its stream's connection closed before its end),
+ * `stalled_reader` (its stream cut, its reader having taken nothing for
+ * --stalled-reader-seconds), `shutdown` (the pool stopping, after a drain
+ * or without one).
+ */
+export type CancelReason = 'delete' | 'disconnected' | 'stalled_reader' | 'shutdown';
+
+/** The codes a generation's stream can end with (an `error` event): the request's fault, or the pool's. */
+export type GenerationErrorCode = Extract<PoolErrorCode, 'bad_request' | 'internal'>;
+export const GENERATION_ERROR_CODES: readonly GenerationErrorCode[] = ['bad_request', 'internal'];
+
+/** Longest error message a request log line carries (runtime errors can run long). */
+const MAX_LOGGED_MESSAGE = 300;
 
 export interface FinishedGeneration {
   id: string;
@@ -27,6 +45,12 @@ export interface FinishedGeneration {
   drafts: number;
   draftTokens: number;
   acceptedTokens: number;
+  /** Why it was cancelled (finishReason `cancelled` only; absent where nothing cancelled it). */
+  cancelReason?: CancelReason;
+  /** The error its stream ended with (finishReason `error` only). */
+  error?: { code: GenerationErrorCode; message: string };
+  /** Of its prompt, the tokens a failed pool had output before an edge resumed it here (the request's resumedOutputTokens, when > 0). */
+  resumedOutputTokens?: number;
 }
 
 /** The line for one generation (no newline): `{"event":"request",...}` with times rounded to 0.1 ms. */
@@ -53,5 +77,9 @@ export function requestLogLine(g: FinishedGeneration, at: Date = new Date()): st
     acceptedTokens: g.acceptedTokens,
     // Output tokens per step (1.0 without speculation): the usage's meanAcceptanceLength.
     tokensPerStep: g.steps === 0 ? null : Math.round((g.completionTokens / g.steps) * 100) / 100,
+    // Only where they apply: a line has them when the generation was cancelled, failed, or resumed.
+    ...(g.cancelReason !== undefined ? { cancelReason: g.cancelReason } : {}),
+    ...(g.error !== undefined ? { error: { code: g.error.code, message: g.error.message.slice(0, MAX_LOGGED_MESSAGE) } } : {}),
+    ...(g.resumedOutputTokens !== undefined && g.resumedOutputTokens > 0 ? { resumedOutputTokens: g.resumedOutputTokens } : {}),
   });
 }

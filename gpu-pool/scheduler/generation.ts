@@ -13,7 +13,7 @@ import type { RunnerSequence } from './batch-runner';
 import type { LogitAdjustments } from '../verify/logit-adjustments';
 import type { TextMasks } from '../verify/text-masks';
 import type { SharedPrefix } from './prefix-cache';
-import type { FinishedGeneration } from '../metrics/request-log';
+import type { CancelReason, FinishedGeneration, GenerationErrorCode } from '../metrics/request-log';
 
 /** Where events go (the HTTP response, or a test's collector). */
 export interface GenerationSink {
@@ -61,6 +61,10 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   cancelled = false;
   /** Cancelled by an edge that found a stop string in the output: the generation ended as `stop`, not cut off. */
   stoppedByEdge = false;
+  /** Where its (first) cancel came from, for the request log; null: not cancelled. */
+  cancelledBy: CancelReason | null = null;
+  /** The error its stream ended with (Scheduler.endWithError); null: none. */
+  error: { code: GenerationErrorCode; message: string } | null = null;
 
   /** How a cancelled generation ends: at the edge's stop string, or cut off. */
   get cancelReason(): 'stop' | 'cancelled' {
@@ -241,6 +245,9 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
       drafts: this.drafts,
       draftTokens: this.draftTokens,
       acceptedTokens: this.acceptedTokens,
+      ...(finishReason === 'cancelled' && this.cancelledBy !== null ? { cancelReason: this.cancelledBy } : {}),
+      ...(finishReason === 'error' && this.error !== null ? { error: this.error } : {}),
+      ...((this.request.resumedOutputTokens ?? 0) > 0 ? { resumedOutputTokens: this.request.resumedOutputTokens } : {}),
     };
   }
 

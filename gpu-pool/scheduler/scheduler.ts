@@ -20,7 +20,7 @@ import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
 import type { SpeculationGovernor } from '../budget/speculation-governor';
 import type { BatchSizeCaps } from '../budget/batch-size-caps';
 import type { PoolMetrics } from '../metrics/pool-metrics';
-import type { FinishedGeneration } from '../metrics/request-log';
+import type { CancelReason, FinishedGeneration, GenerationErrorCode } from '../metrics/request-log';
 import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runner';
 import type { Generation, Drafter, GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
@@ -97,7 +97,14 @@ export interface SchedulerStats {
   probScale: number;
   /** How long the forward pass now running has run (0: none is): one that runs for seconds has a device that hangs. */
   passRunningMs: number;
+  /** Steps in a row whose pass failed for the whole batch (every generation in it ended); 0 once a pass goes through. */
+  batchFailuresInARow: number;
+  /** How long ago the latest of them was (null: none since the last pass that went through). */
+  batchFailedMsAgo: number | null;
 }
+
+/** Ids of ended generations remembered, so a cancel that races a generation's end is told apart from one of an id never seen. */
+export const RECENTLY_ENDED_IDS = 4096;
 
 interface StepOutcome {
   batch: number;
@@ -131,6 +138,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private draftedLastStep = false;
   /** When the running forward pass started (performance.now()); 0 between passes. */
   private passStartedAt = 0;
+  /** Consecutive steps whose pass failed for the whole batch, and when the latest did (stats()). */
+  private batchFailuresInARow = 0;
+  private batchFailedAt = 0;
+  /** The last RECENTLY_ENDED_IDS ids to end, oldest first (a Set keeps insertion order). */
+  private readonly recentlyEnded = new Set<string>();
   /** The prefix cache, where the runner can copy a prefix into a sequence (else none). */
   private readonly prefixes: PrefixReuse<S> | null;
   /** Running mean of drafter-building time per speculating cycle (see loop). */
@@ -220,6 +232,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       steps: this.steps,
       probScale: this.probScale(),
       passRunningMs: this.passStartedAt === 0 ? 0 : performance.now() - this.passStartedAt,
+      batchFailuresInARow: this.batchFailuresInARow,
+      batchFailedMsAgo: this.batchFailuresInARow === 0 ? null : performance.now() - this.batchFailedAt,
     };
   }
 
@@ -251,14 +265,16 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /**
    * Cancels a queued or running generation; false when unknown. `atStop`: the
    * edge ended it at a stop string, so it finished (`stop` in the metrics and
-   * the request log), it was not cut off.
+   * the request log), it was not cut off. `by`: where the cancel came from,
+   * for the request log.
    */
-  cancel(id: string, atStop = false): boolean {
+  cancel(id: string, atStop = false, by: CancelReason = 'delete'): boolean {
     const gen = this.admission.byId.get(id);
     if (!gen || gen.finished) return false;
     // The first word stands: an edge's stop, then its stream closing, is still a stop.
     if (gen.cancelled) return true;
     gen.cancelled = true;
+    gen.cancelledBy = by;
     // A stop string is found in output: with none yet (queued, or in its prefill) the generation is cut off, not stopped.
     gen.stoppedByEdge = atStop && gen.output.length > 0;
     this.admission.endQueued(gen, gen.cancelReason);
@@ -299,6 +315,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     return this.admission.byId.has(id);
   }
 
+  /** Whether `id` is among the last RECENTLY_ENDED_IDS generations to end (however they ended). */
+  endedRecently(id: string): boolean {
+    return this.recentlyEnded.has(id);
+  }
+
   /**
    * Stops admitting (new submits are refused as busy) and resolves once every
    * generation already admitted, queued ones included, has finished: a
@@ -331,7 +352,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /** Stops admitting, cancels everything, waits for the loop to end. */
   async close(): Promise<void> {
     this.closed = true;
-    for (const gen of [...this.queue, ...this.active]) this.cancel(gen.id);
+    for (const gen of [...this.queue, ...this.active]) this.cancel(gen.id, false, 'shutdown');
     this.kick();
     await this.loopDone;
     this.prefixes?.clear();
@@ -522,6 +543,12 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         // A plain pass that fails: the rows that fail alone end, the rest go on.
         result ??= await this.passes.isolate(inputs, n, failure, this.steps, (r, message) => this.endWithError(batch[r], message));
       }
+      this.batchFailuresInARow = 0;
+    } catch (err) {
+      // Nothing of the batch went through (pass_failures{result="batch"}): /healthz says `failing` after a few in a row.
+      this.batchFailuresInARow++;
+      this.batchFailedAt = performance.now();
+      throw err;
     } finally {
       // /healthz reads how long a pass has run (a device that hangs shows there).
       this.passStartedAt = 0;
@@ -696,6 +723,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     if (gen.finished) return;
     gen.finished = true;
     this.admission.release(gen);
+    this.recentlyEnded.delete(gen.id);
+    this.recentlyEnded.add(gen.id);
+    if (this.recentlyEnded.size > RECENTLY_ENDED_IDS) this.recentlyEnded.delete(this.recentlyEnded.values().next().value!);
     const cache = gen.cache;
     gen.cache = null;
     // What follows frees memory, and may fail for want of it (the prefix cache's compacting copy):
@@ -752,8 +782,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     for (const gen of (rows ?? this.active).slice()) this.endWithError(gen, `verification step failed: ${message}`);
   }
 
-  /** Ends a generation with an `internal` error event (a sink that throws cannot stop it ending). */
-  private endWithError(gen: Generation<S>, message: string, code: 'internal' | 'bad_request' = 'internal'): void {
+  /** Ends a generation with an error event, `internal` unless the request is at fault, counted by its code (a sink that throws cannot stop it ending). */
+  private endWithError(gen: Generation<S>, message: string, code: GenerationErrorCode = 'internal'): void {
+    if (gen.finished) return;
+    gen.error = { code, message };
+    this.options.metrics.generationErrors.inc({ code });
     try {
       gen.sink.send({ type: 'error', code, message });
     } catch {

@@ -21,7 +21,7 @@ import {
 import type { Scheduler } from '../scheduler/scheduler';
 import { AdmissionError } from '../scheduler/admission-error';
 import { decodeBase64 } from '../scheduler/base64';
-import type { PoolMetrics } from '../metrics/pool-metrics';
+import type { HealthFigures, PoolMetrics } from '../metrics/pool-metrics';
 import { BearerAuth } from './bearer-auth';
 import { HttpError } from './http-error';
 import { specificIssue } from '../../shared/specific-issue';
@@ -64,11 +64,24 @@ export interface PoolServerOptions {
    * a generation's worth of bytes here for as long as its connection lasts.
    */
   stalledReaderMs?: number;
+  /**
+   * How long /healthz keeps saying `failing` after the latest of
+   * FAILING_AFTER_BATCH_FAILURES whole-batch failures in a row when no pass
+   * goes through meanwhile (default FAILING_HOLD_MS): a pool taken out of
+   * the edge's picks gets no work to prove itself on, so it is let back
+   * for a try, and says `failing` again at its next such failure.
+   */
+  failingHoldMs?: number;
+  /** sssd-serve's version, for sssd_pool_build_info (default `unknown`). */
+  version?: string;
 }
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 /** A pass is milliseconds long, a long prompt's chunk on a large model about a second: ten is a device that hangs. */
 export const DEFAULT_STUCK_MS = 10_000;
+/** Steps in a row whose pass failed for the whole batch before /healthz says `failing` (503): one is a bad moment, three a device or runtime that cannot run passes. */
+export const FAILING_AFTER_BATCH_FAILURES = 3;
+export const FAILING_HOLD_MS = 30_000;
 /** How long close() lets ended streams reach readers that are behind before it closes their connections. */
 export const CLOSE_FLUSH_MS = 5_000;
 
@@ -87,6 +100,8 @@ export class PoolServer {
   private readonly stalledReaders: StalledReaders;
   /** Streams cut for a stalled reader: noteStalled logs the first and one a hundred. */
   private stalledCuts = 0;
+  /** The streams the stalled-reader sweep cut (their 'close' cancels their generation as `stalled_reader`). */
+  private readonly cutForStalling = new WeakSet<ServerResponse>();
 
   constructor(private readonly options: PoolServerOptions) {
     this.auth = new BearerAuth(options.token, options.previousTokens);
@@ -108,7 +123,13 @@ export class PoolServer {
       },
     );
     this.http.keepAliveTimeout = 30_000;
-    this.stalledReaders = new StalledReaders(options.stalledReaderMs ?? DEFAULT_STALLED_READER_MS, (_res, waiting) => this.noteStalled(waiting));
+    this.stalledReaders = new StalledReaders(options.stalledReaderMs ?? DEFAULT_STALLED_READER_MS, (res, waiting) => {
+      this.cutForStalling.add(res);
+      this.noteStalled(waiting);
+    });
+    const { limits, protocol, runtime } = options.info;
+    options.metrics.watchHealth(() => this.health(), limits);
+    options.metrics.setBuildInfo({ version: options.version ?? 'unknown', protocol, executionProvider: runtime?.executionProvider ?? 'unknown' });
   }
 
   async listen(port: number, host: string): Promise<string> {
@@ -177,14 +198,15 @@ export class PoolServer {
     clearTimeout(timer);
   }
 
-  health(): PoolHealth {
+  health(): PoolHealth & HealthFigures {
     const s = this.options.scheduler.stats();
     const { maxActive, maxTotalTokens } = this.options.info.limits;
     const draining = this.options.scheduler.isDraining;
     const stuckMs = this.options.stuckMs ?? DEFAULT_STUCK_MS;
     const stuck = stuckMs > 0 && s.passRunningMs > stuckMs;
+    const failing = s.batchFailuresInARow >= FAILING_AFTER_BATCH_FAILURES && s.batchFailedMsAgo !== null && s.batchFailedMsAgo < (this.options.failingHoldMs ?? FAILING_HOLD_MS);
     return {
-      ok: !draining && !stuck,
+      ok: !draining && !stuck && !failing,
       active: s.active,
       queued: s.queued,
       // Slots or tokens, whichever is fuller: a pool whose token reservations are spent refuses as surely as a full one.
@@ -192,6 +214,7 @@ export class PoolServer {
       tokensPerSecond: Math.round(this.options.metrics.currentTokensPerSecond(performance.now()) * 10) / 10,
       draining,
       stuck,
+      failing,
       reservedTokens: s.reservedTokens,
       maxTotalTokens,
       maxActive,
@@ -275,8 +298,12 @@ export class PoolServer {
       return this.expect(method, 'DELETE', res, () => {
         const reason = url.searchParams.get('reason');
         if (reason !== null && reason !== 'stop') throw new HttpError(400, 'bad_request', `reason: "stop" or none, not "${reason.slice(0, 40)}"`);
-        const waiting = this.options.scheduler.cancel(id, reason === 'stop') ? null : this.waitingTurn.get(id);
-        if (waiting === undefined) throw new HttpError(404, 'not_found', `no running generation '${id}'`);
+        const waiting = this.options.scheduler.cancel(id, reason === 'stop', 'delete') ? null : this.waitingTurn.get(id);
+        if (waiting === undefined) {
+          // The edge's cancel often races the generation's own end: that is done, not an error (and not a 404 to count).
+          if (this.options.scheduler.endedRecently(id)) return sendJson(res, 200, { id, cancelled: false });
+          throw new HttpError(404, 'not_found', `no running generation '${id}'`);
+        }
         if (waiting) waiting.cancelled = true;
         sendJson(res, 200, { id, cancelled: true });
       });
@@ -381,7 +408,7 @@ export class PoolServer {
       this.stalledReaders.forget(res);
       if (open) {
         open = false;
-        this.options.scheduler.cancel(id);
+        this.options.scheduler.cancel(id, false, this.cutForStalling.has(res) ? 'stalled_reader' : 'disconnected');
       }
     });
     res.on('finish', () => {

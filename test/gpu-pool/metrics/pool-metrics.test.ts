@@ -87,6 +87,8 @@ describe('pool metrics', () => {
       'sssd_pool_trie_pushes_total{result="invalid"}',
       'sssd_pool_shipped_tries_total{result="malformed"}',
       'sssd_pool_speculating_steps_total{drafter="tree"}',
+      'sssd_pool_generation_errors_total{code="bad_request"}',
+      'sssd_pool_generation_errors_total{code="internal"}',
     ]) {
       expect(await sample(metrics, series), series).toBe(0);
     }
@@ -128,6 +130,35 @@ describe('pool metrics', () => {
     expect(await sample(metrics, 'vllm:time_to_first_token_seconds_bucket{le="10"}')).toBe(0);
     expect(await sample(metrics, 'vllm:time_to_first_token_seconds_bucket{le="20"}')).toBe(1);
     expect(await sample(metrics, 'vllm:e2e_request_latency_seconds_bucket{le="480"}')).toBe(1);
+  });
+
+  it('tells stalls of 10-30 s apart in the step and inter-token histograms, not all in +Inf', async () => {
+    const metrics = new PoolMetrics();
+    metrics.stepSeconds.observe(12);
+    metrics.interTokenLatency.observe(45);
+    expect(await sample(metrics, 'sssd_pool_step_seconds_bucket{le="10"}')).toBe(0);
+    expect(await sample(metrics, 'sssd_pool_step_seconds_bucket{le="30"}')).toBe(1);
+    expect(await sample(metrics, 'vllm:inter_token_latency_seconds_bucket{le="30"}')).toBe(0);
+    expect(await sample(metrics, 'vllm:inter_token_latency_seconds_bucket{le="60"}')).toBe(1);
+    for (const le of ['5', '10', '30', '60']) expect(await sample(metrics, `sssd_pool_step_seconds_bucket{le="${le}"}`), le).toBeGreaterThanOrEqual(0);
+  });
+
+  it("shows /healthz's flags, the limits, the token reservations' share of theirs and what is running, read at the scrape", async () => {
+    const metrics = new PoolMetrics();
+    const health = { draining: false, stuck: false, failing: false, reservedTokens: 0 };
+    metrics.watchHealth(() => health, { maxActive: 8, maxQueued: 16, maxTotalTokens: 4000 });
+    metrics.setBuildInfo({ version: '0.1.0', protocol: 1, executionProvider: 'cpu' });
+    expect(await sample(metrics, 'sssd_pool_max_active')).toBe(8);
+    expect(await sample(metrics, 'sssd_pool_max_queued')).toBe(16);
+    expect(await sample(metrics, 'sssd_pool_max_total_tokens')).toBe(4000);
+    expect(await sample(metrics, 'sssd_pool_build_info{version="0.1.0",protocol="1",execution_provider="cpu"}')).toBe(1);
+    for (const flag of ['draining', 'stuck', 'failing']) expect(await sample(metrics, `sssd_pool_${flag}`), flag).toBe(0);
+    expect(await sample(metrics, 'sssd_pool_reserved_tokens_ratio')).toBe(0);
+    Object.assign(health, { draining: true, failing: true, reservedTokens: 1000 });
+    expect(await sample(metrics, 'sssd_pool_draining')).toBe(1);
+    expect(await sample(metrics, 'sssd_pool_failing')).toBe(1);
+    expect(await sample(metrics, 'sssd_pool_stuck')).toBe(0);
+    expect(await sample(metrics, 'sssd_pool_reserved_tokens_ratio')).toBe(0.25);
   });
 
   it("keeps vLLM's per-request histograms of completed requests: time per output token after the first, prompt and output lengths", async () => {

@@ -19,6 +19,22 @@ describe('request log line', () => {
     });
     expect(line).not.toContain('\n');
   });
+
+  it('says why a generation was cancelled, what error it ended with, and the output it resumed, only where they apply', () => {
+    const base = {
+      id: 'r2', tenant: null, speculation: 'off', temperature: 0, promptTokens: 12, cachedPromptTokens: 0, completionTokens: 3,
+      queueMs: 0, timeToFirstTokenMs: 1, durationMs: 2, steps: 3, drafts: 0, draftTokens: 0, acceptedTokens: 0,
+    };
+    expect(JSON.parse(requestLogLine({ ...base, finishReason: 'cancelled', cancelReason: 'disconnected' }))).toMatchObject({ finishReason: 'cancelled', cancelReason: 'disconnected' });
+    const failed = JSON.parse(requestLogLine({ ...base, finishReason: 'error', error: { code: 'internal', message: `verification step failed: ${'x'.repeat(1000)}` }, resumedOutputTokens: 5 })) as Record<string, unknown>;
+    expect(failed).toMatchObject({ finishReason: 'error', error: { code: 'internal' }, resumedOutputTokens: 5 });
+    // A runtime's message can run to kilobytes: the line keeps its start.
+    expect((failed.error as { message: string }).message).toHaveLength(300);
+    const plain = JSON.parse(requestLogLine({ ...base, finishReason: 'length', resumedOutputTokens: 0 })) as Record<string, unknown>;
+    expect(Object.keys(plain)).not.toContain('cancelReason');
+    expect(Object.keys(plain)).not.toContain('error');
+    expect(Object.keys(plain)).not.toContain('resumedOutputTokens');
+  });
 });
 
 describe('sssd pool --log-requests', () => {
@@ -59,9 +75,31 @@ describe('sssd pool --log-requests', () => {
     expect(first!.timeToFirstTokenMs as number).toBeGreaterThan(0);
     expect(first!.durationMs as number).toBeGreaterThanOrEqual(first!.timeToFirstTokenMs as number);
     expect(first!.tokensPerStep).toBe(Math.round((40 / (first!.steps as number)) * 100) / 100);
-    expect(lines.find((l) => l.id === 'logged-2')).toMatchObject({ speculation: 'off', finishReason: 'cancelled', drafts: 0 });
+    expect(lines.find((l) => l.id === 'logged-2')).toMatchObject({ speculation: 'off', finishReason: 'cancelled', cancelReason: 'delete', drafts: 0 });
+    expect(first).not.toHaveProperty('cancelReason');
+    expect(first).not.toHaveProperty('resumedOutputTokens');
     // Counts only: no token ids, no text.
     expect(pool.stderr()).not.toContain(r.ids.slice(0, 8).join(','));
     expect(Object.keys(first!)).not.toContain('promptIds');
+  });
+
+  it("tells a client's hang-up from a DELETE, and logs the output a resumed generation brought", async () => {
+    const prompt = [1, 403, 407, 261, 378, 432, 383, 286, 261];
+    const resumed = await generate(pool, { id: 'logged-resumed', promptIds: prompt, maxTokens: 4, speculation: 'off', resumedOutputTokens: 3 });
+    expect(resumed.ids).toHaveLength(4);
+    const abort = new AbortController();
+    const res = await fetch(`${pool.url}/v1/generate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'logged-hung-up', promptIds: prompt, maxTokens: 400, speculation: 'off' }),
+      signal: abort.signal,
+    });
+    const events = streamEvents(res);
+    await events.next(); // start
+    await events.next(); // first tokens: it is running
+    abort.abort();
+    for (let waited = 0; waited < 10_000 && !logged().some((l) => l.id === 'logged-hung-up'); waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(logged().find((l) => l.id === 'logged-hung-up')).toMatchObject({ finishReason: 'cancelled', cancelReason: 'disconnected' });
+    expect(logged().find((l) => l.id === 'logged-resumed')).toMatchObject({ finishReason: 'length', resumedOutputTokens: 3 });
   });
 });

@@ -20,6 +20,7 @@ import { CostModel } from '../../../gpu-pool/budget/cost-model';
 import { TreeBudget, type BudgetRow } from '../../../gpu-pool/budget/tree-budget';
 import { BatchSizeCaps } from '../../../gpu-pool/budget/batch-size-caps';
 import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
+import type { FinishedGeneration } from '../../../gpu-pool/metrics/request-log';
 import { SpeculationGovernor } from '../../../gpu-pool/budget/speculation-governor';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
 import { NextTokenTableBuilder, type NextTokenTable } from '../../../shared/drafting/next-token-table';
@@ -1489,6 +1490,57 @@ describe('continuous batching', () => {
     expect(alone.last).toMatchObject({ type: 'error', code: 'internal' });
     expect(await failures()).toEqual({ isolated: 1, retried: 1, batch: 1 });
     expect((await run('after', REPEATING_PROMPT, 'off')).ids).toEqual(plain.ids);
+  });
+
+  it('says what ended each generation: an error by its code (counted), a cancel by its source; whole-batch failures in a row until a pass goes through; ended ids remembered', async () => {
+    let failEveryPass = false;
+    const faulty = failingRunner(true, () => {
+      if (failEveryPass) throw new Error('onnxruntime: device lost');
+    });
+    const metrics = new PoolMetrics();
+    const summaries: FinishedGeneration[] = [];
+    const s = new Scheduler(faulty, {
+      limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 100_000 },
+      budget: null,
+      metrics,
+      createDrafter: drafterFactory(null),
+      onFinished: (g) => summaries.push(g),
+    });
+    const errorCounts = async () => Object.fromEntries((await metrics.generationErrors.get()).values.map((v) => [String(v.labels.code), v.value]));
+    expect(await errorCounts()).toEqual({ bad_request: 0, internal: 0 });
+    const start = (id: string, maxTokens = 40) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens, speculation: 'off' }), c.sink);
+      return c.done;
+    };
+
+    failEveryPass = true;
+    for (const id of ['lost-1', 'lost-2', 'lost-3']) {
+      expect((await start(id)).at(-1)).toMatchObject({ type: 'error', code: 'internal' });
+      expect(s.stats().batchFailuresInARow).toBe(Number(id.slice(-1)));
+    }
+    expect(await errorCounts()).toEqual({ bad_request: 0, internal: 3 });
+    expect(summaries.find((g) => g.id === 'lost-1')).toMatchObject({ finishReason: 'error', error: { code: 'internal', message: expect.stringMatching(/device lost/) } });
+    expect(s.stats().batchFailedMsAgo).toBeGreaterThanOrEqual(0);
+    failEveryPass = false;
+    expect((await start('after', 4)).at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+    expect(s.stats()).toMatchObject({ batchFailuresInARow: 0, batchFailedMsAgo: null });
+    expect(summaries.find((g) => g.id === 'after')).not.toHaveProperty('error');
+
+    // A cancel says where it came from.
+    const deleted = start('deleted', 400);
+    expect(s.cancel('deleted', false, 'delete')).toBe(true);
+    await deleted;
+    const shutDown = start('shut-down', 400);
+    await s.close();
+    await shutDown;
+    expect(summaries.find((g) => g.id === 'deleted')).toMatchObject({ finishReason: 'cancelled', cancelReason: 'delete' });
+    expect(summaries.find((g) => g.id === 'shut-down')).toMatchObject({ finishReason: 'cancelled', cancelReason: 'shutdown' });
+
+    // Ended, however: a cancel of them finds nothing to cancel, but the pool knows they were here.
+    expect(s.cancel('deleted')).toBe(false);
+    for (const id of ['lost-1', 'after', 'deleted', 'shut-down']) expect(s.endedRecently(id)).toBe(true);
+    expect(s.endedRecently('never-sent')).toBe(false);
   });
 
   it('a batch too big for the runtime memory finishes each step in smaller passes, with the same output, as pasts and trees grow', async () => {

@@ -12,7 +12,7 @@ import type { BatchRunner } from '../../../gpu-pool/scheduler/batch-runner';
 import { Scheduler } from '../../../gpu-pool/scheduler/scheduler';
 import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
-import { PoolServer } from '../../../gpu-pool/server/pool-server';
+import { FAILING_AFTER_BATCH_FAILURES, PoolServer } from '../../../gpu-pool/server/pool-server';
 import { models } from '../../support/shared-data';
 
 let server: PoolServer;
@@ -21,6 +21,8 @@ let scheduler: Scheduler<SequenceKvCache>;
 /** Set: the next pass waits for it to be called. */
 let hold: Promise<void> | null = null;
 let entered: () => void = () => undefined;
+/** Set: every pass fails, as on a device that was lost. */
+let failPasses = false;
 
 beforeAll(async () => {
   const runner = await ModelRunner.create(await loadModel(models.stories260K.checkpoint));
@@ -35,6 +37,7 @@ beforeAll(async () => {
         entered();
         await hold;
       }
+      if (failPasses) throw new Error('onnxruntime: device lost');
       return runner.step(rows);
     },
   };
@@ -47,7 +50,7 @@ beforeAll(async () => {
     datastore: { enabled: false, tokens: 0 },
     limits: { maxActive: 4, maxQueued: 4, maxTotalTokens: 10_000 },
   };
-  server = new PoolServer({ scheduler, metrics, info, tokenizerBytes: new Uint8Array(0), token: 't', stuckMs: 200 });
+  server = new PoolServer({ scheduler, metrics, info, tokenizerBytes: new Uint8Array(0), token: 't', stuckMs: 200, failingHoldMs: 1500 });
   url = await server.listen(0, '127.0.0.1');
 });
 
@@ -75,11 +78,54 @@ describe('/healthz', () => {
     expect((await health()).body).toMatchObject({ ok: true, stuck: false, active: 1 });
     await new Promise((r) => setTimeout(r, 300));
     expect(await health()).toMatchObject({ status: 503, body: { ok: false, stuck: true, draining: false } });
+    expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^sssd_pool_stuck 1$/m);
     hold = null;
     release();
     await finished;
     expect(events.at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
     expect(await health()).toMatchObject({ status: 200, body: { ok: true, stuck: false } });
+  });
+
+  it(`answers 503 "failing" after ${FAILING_AFTER_BATCH_FAILURES} steps in a row whose pass failed for the whole batch, until a pass goes through; shown on /metrics too`, async () => {
+    const run = (id: string): Promise<PoolEvent[]> => {
+      const events: PoolEvent[] = [];
+      return new Promise((resolve) => {
+        scheduler.submit(generateRequestSchema.parse({ id, promptIds: [1, 400, 300], maxTokens: 4, speculation: 'off' }), { send: (e) => events.push(e), end: () => resolve(events) });
+      });
+    };
+    const gauge = async (name: string): Promise<string | undefined> => (await (await fetch(`${url}/metrics`)).text()).match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1];
+    expect(await gauge('sssd_pool_failing')).toBe('0');
+    failPasses = true;
+    try {
+      for (let i = 1; i <= FAILING_AFTER_BATCH_FAILURES; i++) {
+        expect((await run(`lost-${i}`)).at(-1)).toMatchObject({ type: 'error', code: 'internal' });
+        // One failure is a bad moment; only the last of the run says failing.
+        expect((await health()).body.failing).toBe(i === FAILING_AFTER_BATCH_FAILURES);
+      }
+      expect(await health()).toMatchObject({ status: 503, body: { ok: false, failing: true, stuck: false, draining: false } });
+      expect(await gauge('sssd_pool_failing')).toBe('1');
+      expect(await gauge('sssd_pool_generation_errors_total{code="internal"}')).toBe(String(FAILING_AFTER_BATCH_FAILURES));
+      // Taken out of the edges' picks, it gets no work to prove itself on: let back after a while, to fail again at once.
+      await new Promise((r) => setTimeout(r, 1600));
+      expect(await health()).toMatchObject({ status: 200, body: { ok: true, failing: false } });
+      await run('lost-again');
+      expect(await health()).toMatchObject({ status: 503, body: { failing: true } });
+    } finally {
+      failPasses = false;
+    }
+    expect((await run('recovered')).at(-1)).toMatchObject({ type: 'done', finishReason: 'length' });
+    expect(await health()).toMatchObject({ status: 200, body: { ok: true, failing: false } });
+    expect(await gauge('sssd_pool_failing')).toBe('0');
+  });
+
+  it("puts the limits and what is running on /metrics, beside what /healthz tells", async () => {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    expect(text).toMatch(/^sssd_pool_max_active 4$/m);
+    expect(text).toMatch(/^sssd_pool_max_queued 4$/m);
+    expect(text).toMatch(/^sssd_pool_max_total_tokens 10000$/m);
+    expect(text).toMatch(/^sssd_pool_draining 0$/m);
+    expect(text).toMatch(/^sssd_pool_stuck 0$/m);
+    expect(text).toMatch(/^sssd_pool_build_info\{version="unknown",protocol="1",execution_provider="unknown"\} 1$/m);
   });
 
   it('says how loaded the pool is by slots or by token reservations, whichever is fuller', async () => {

@@ -100,6 +100,7 @@ export interface GenerateBody {
   tenant?: string;
   contributeToDatastore?: boolean;
   predictionIds?: number[];
+  resumedOutputTokens?: number;
 }
 
 export interface GenerationOutcome {
