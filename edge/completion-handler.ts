@@ -28,6 +28,7 @@ import { badWordsTokenIds } from './bad-words';
 import { jsonFormFor, structuredOutput } from './structured-output';
 import { allowedIdsLeft } from '../shared/allowed-ids-left';
 import { generationEndIds } from '../shared/end-ids';
+import { tenantHashText, type RequestLog } from './request-log';
 
 export type ParsedRequest =
   | { kind: 'completion'; body: CompletionRequest }
@@ -54,6 +55,8 @@ export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   answer?: Answerer;
   /** JSON as a grammar of any depth where the pools follow one (SSSD_JSON_GRAMMAR); else the depth-3 regex. */
   jsonGrammar?: boolean;
+  /** The request's log line (request-log.ts), where it is written (SSSD_REQUEST_LOG): told the completion's figures, and when its generations end. */
+  log?: RequestLog;
 }
 
 /** Hashes the edge sends the pool (tenants, prefix-cache salts), each computed once per isolate (bounded: a full map starts over). */
@@ -81,7 +84,7 @@ function prefixCacheSalt(tenant: string, requestSalt: string | null): Promise<st
 
 /** The key's tenant as the pool's admission knows it (its fair share of batch slots): hashed, so pools never hold tenant names. */
 export function poolTenant(tenant: string): Promise<string> {
-  return hashedOnce(`tenant:${JSON.stringify(tenant)}`);
+  return hashedOnce(tenantHashText(tenant));
 }
 
 /** UTF-16 length of the prompt's text (the messages' contents for chat; 0 for token ids): no more UTF-8 bytes than that. */
@@ -381,7 +384,16 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   // Tokenized with speculation off too: usage reports how much of it the reply followed.
   const predicted = predictionIds(parsed, model);
   let unfinished = choices;
-  const deps = { ...ctx, onFinish: () => --unfinished === 0 && ctx.onFinish() };
+  const deps = {
+    ...ctx,
+    onFinish: () => {
+      if (--unfinished > 0) return;
+      ctx.log?.generationsEnded(runs.map((run) => run.outcome));
+      ctx.onFinish();
+    },
+  };
+  // Said here, with nothing that can throw between it and the runs: the line then waits for their end.
+  ctx.log?.completion(meta.model, choices, body.stream === true, ids.length, tenant);
   const runs = Array.from(
     { length: choices },
     (_, i) =>

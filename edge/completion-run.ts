@@ -16,6 +16,7 @@ import { openGeneration, UnhonouredFeaturesError, type OpenedGeneration } from '
 import { matchPrediction } from './prediction-match';
 import type { GenerateInput, PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
+import { loggedErrorCode, type GenerationOutcome } from './request-log';
 import type { ServedModel } from './served-model';
 import { TokenTextAssembler, type SourcedText, type TokenLogprob } from './token-text';
 import { promptLogprobsOf, type PromptLogprobs } from './prompt-logprobs';
@@ -220,6 +221,13 @@ export class CompletionRun {
   /** Output ids the current pool's generation started after (those before came from a pool that failed). */
   private outputBase = 0;
   private resumes = 0;
+  /** Pools asked to open the generation (its first opening and each resume's), for the request's log line. */
+  private poolsTried = 0;
+  /** How the generation ended, for the request's log line: its finish reason, or the code of the error it failed with. */
+  private endedWith: 'stop' | 'length' | null = null;
+  private failedWith: string | null = null;
+  /** When the first token reached the edge (0: none yet). */
+  private firstTokenAt = 0;
   /** The prompt's scores came (for the echo's log-probabilities and/or prompt_logprobs). */
   private promptScored = false;
   private promptLogprobs: PromptLogprobs | null = null;
@@ -256,6 +264,19 @@ export class CompletionRun {
     this.controller.abort();
     this.finish();
     if (this.client) this.deps.waitUntil(this.client.cancel(this.generationId).catch(() => undefined));
+  }
+
+  /** How the run went, for the request's log line (request-log.ts). */
+  get outcome(): GenerationOutcome {
+    return {
+      finishReason: this.endedWith,
+      completionTokens: this.counted,
+      poolsTried: this.poolsTried,
+      resumes: this.resumes,
+      cancelled: this.cancelled,
+      error: this.failedWith,
+      firstTokenAt: this.firstTokenAt,
+    };
   }
 
   /** Tells deps the run is over, once, whichever of cancel, a failed open or run()'s end comes first. */
@@ -323,9 +344,11 @@ export class CompletionRun {
     try {
       this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs, this.markAccepted, () => midReply || this.replyStarted);
     } catch (err) {
+      this.failedWith ??= loggedErrorCode(err);
       this.finish();
       throw err;
     }
+    this.poolsTried += this.opened.tries;
     this.client = this.opened.client;
     // Tried again after a pool took it in and failed before its first token, it runs under another id there.
     this.generationId = this.opened.id;
@@ -401,6 +424,10 @@ export class CompletionRun {
         if (assembler.stopped) finishReason = 'stop';
         if (tail.length > 0) yield tail;
       }
+      this.endedWith = finishReason;
+    } catch (err) {
+      this.failedWith ??= loggedErrorCode(err);
+      throw err;
     } finally {
       if (this.closing === null) await this.opened.events.return(undefined as never).catch(() => undefined);
       this.saveCache();
@@ -478,6 +505,7 @@ export class CompletionRun {
   private onEvent(event: PoolEvent, assembler: TokenTextAssembler): { segments: SourcedText[]; stopped: boolean } {
     switch (event.type) {
       case 'tokens': {
+        if (this.firstTokenAt === 0) this.firstTokenAt = Date.now();
         const before = this.outputIds.length;
         for (const id of event.ids) this.outputIds.push(id);
         this.steps += 1;

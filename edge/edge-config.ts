@@ -35,6 +35,8 @@ export interface EdgeConfig {
    * ~30x the regex's a new state, docs/edge.md).
    */
   jsonGrammar: boolean;
+  /** One JSON line per API request in the Worker's log (SSSD_REQUEST_LOG; on unless 0 or false; request-log.ts). */
+  requestLog: boolean;
   /** A stored response (Responses API) expires this long after it is written (seconds; 0 = never). */
   responseTtlSeconds: number;
   /** A stored response over this many bytes is not stored (response-store.ts). */
@@ -96,11 +98,11 @@ export const INT_VARS = {
 type IntVar = keyof typeof INT_VARS;
 
 /** The Worker's vars an operator may set, besides the pool's URLs and token and the keys (the launcher passes these through). */
-export const EDGE_TUNING_VARS: readonly string[] = [...Object.keys(INT_VARS), 'SSSD_BENCH_ROUTES', 'SSSD_JSON_GRAMMAR', 'SSSD_MODEL_SHA256'];
+export const EDGE_TUNING_VARS: readonly string[] = [...Object.keys(INT_VARS), 'SSSD_BENCH_ROUTES', 'SSSD_JSON_GRAMMAR', 'SSSD_REQUEST_LOG', 'SSSD_MODEL_SHA256'];
 
 const SHA256_HEX = /^[0-9a-fA-F]{64}$/;
 
-/** What an on/off var (SSSD_BENCH_ROUTES, SSSD_JSON_GRAMMAR) takes. */
+/** What an on/off var (SSSD_BENCH_ROUTES, SSSD_JSON_GRAMMAR, SSSD_REQUEST_LOG) takes. */
 const SWITCH_VALUES: readonly string[] = ['0', '1', 'true', 'false'];
 
 function intValue(value: unknown, name: IntVar): number | null {
@@ -136,11 +138,11 @@ export function invalidEdgeVars(env: Partial<Record<string, unknown>>): InvalidE
       problems.push({ message: `${name}=${JSON.stringify(value)} is not an integer in [${min}, ${max}]`, fallback });
     }
   }
-  for (const name of ['SSSD_BENCH_ROUTES', 'SSSD_JSON_GRAMMAR']) {
+  for (const [name, fallback] of [['SSSD_BENCH_ROUTES', 0], ['SSSD_JSON_GRAMMAR', 0], ['SSSD_REQUEST_LOG', 1]] as const) {
     const value = env[name];
     // "yes" or "on" meant on and quietly was off.
     if (value !== undefined && value !== '' && !(typeof value === 'string' && SWITCH_VALUES.includes(value))) {
-      problems.push({ message: `${name}=${JSON.stringify(value)} is not one of ${SWITCH_VALUES.join(', ')}`, fallback: 0 });
+      problems.push({ message: `${name}=${JSON.stringify(value)} is not one of ${SWITCH_VALUES.join(', ')}`, fallback });
     }
   }
   const pin = env.SSSD_MODEL_SHA256;
@@ -241,6 +243,8 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
     responseMaxBytes: intVar(env, 'SSSD_RESPONSE_MAX_BYTES'),
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',
     jsonGrammar: env.SSSD_JSON_GRAMMAR === '1' || env.SSSD_JSON_GRAMMAR === 'true',
+    // On by default: off only when said so (a value neither on nor off is warned of above, and leaves it on).
+    requestLog: env.SSSD_REQUEST_LOG !== '0' && env.SSSD_REQUEST_LOG !== 'false',
     modelSha256: env.SSSD_MODEL_SHA256 && SHA256_HEX.test(env.SSSD_MODEL_SHA256) ? env.SSSD_MODEL_SHA256.toLowerCase() : null,
   };
   warnPlainHttpPools(config.poolUrls);

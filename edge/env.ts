@@ -48,4 +48,6 @@ export interface EdgeEnv {
   SSSD_BENCH_ROUTES?: string;
   /** "1": JSON goes to pools as a grammar of any depth (off: the depth-3 regex). */
   SSSD_JSON_GRAMMAR?: string;
+  /** "0" (or "false") turns off the one JSON line per API request in the Worker's log (request-log.ts); on by default. */
+  SSSD_REQUEST_LOG?: string;
 }

@@ -5,12 +5,13 @@
  */
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
+import { routePath } from 'hono/route';
 import { ApiError, badRequest, errorResponse, SHOULD_RETRY_HEADER, toApiError, TooManyChoicesError } from './api-error';
 import { authenticate, type KeyRecord } from './api-keys';
 import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
 import { limitRequestBody, readBy } from './body-limit';
-import { handleCompletion, type Answerer, type ParsedRequest } from './completion-handler';
+import { handleCompletion, poolTenant, type Answerer, type ParsedRequest } from './completion-handler';
 import { demoPageHeaders, demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
@@ -19,6 +20,7 @@ import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
 import { KeyLimiter, LEASE_HEARTBEAT_MS, type Admission, type RequestQuota } from './rate-limiter';
 import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody, refuseStreamOptionsWithoutStream } from './request-schema';
 import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
+import { loggedErrorCode, RequestLog } from './request-log';
 import { responseId } from './responses-format';
 import { inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
 import { inResponsesTerms } from './responses-request';
@@ -28,7 +30,7 @@ import { detokenize, tokenize } from './tokenize-route';
 import { cacheScope, UserCacheStore } from './user-cache-store';
 import { userToForget } from './user-to-forget';
 
-type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string; quota: RequestQuota | undefined } };
+type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string; quota: RequestQuota | undefined; log: RequestLog | undefined } };
 
 // Per-isolate state: limiter buckets and pool health outlive a request.
 const limiter = new KeyLimiter();
@@ -45,6 +47,19 @@ const app = new Hono<AppEnv>();
 
 // First, so that it stamps whatever comes after: the route's answer, onError's, and a preflight's.
 app.use('*', requestId);
+// One JSON line per API request (request-log.ts), its id the header's; not for the page, the probes or a preflight.
+// After requestId, for the hex; before the rest, so that it sees their answer, an error's included.
+app.use('*', async (c, next) => {
+  const path = c.req.path;
+  if (c.req.method === 'OPTIONS' || path === '/' || path === '/healthz' || path === '/readyz' || !edgeConfig(c.env).requestLog) return next();
+  const log = new RequestLog(c.get('requestHex'), c.req.method);
+  c.set('log', log);
+  await next();
+  // The key's tenant as the pool knows it (hashed once per isolate), where the route got as far as the key.
+  const key = c.get('key') as KeyRecord | undefined;
+  const tenant = key && !log.hasTenant ? await poolTenant(key.tenant) : null;
+  log.responded(c.res.status, routePath(c, -1), c.error ? loggedErrorCode(c.error) : null, tenant);
+});
 // Chrome's Private Network Access: a page on a public origin calling an edge on this machine or the LAN
 // (`npm start`'s) asks leave in its preflight. The key still authorises every request, as for any origin.
 app.use('*', async (c, next) => {
@@ -65,12 +80,21 @@ app.use(
 );
 
 app.onError((err, c) => errorResponse(toApiError(err, requestIdOf(c.get('requestHex')))));
-app.notFound((c) => errorResponse(new ApiError(404, `No route for ${c.req.method} ${clipped(new URL(c.req.url).pathname, 200)}.`, 'invalid_request_error', 'not_found')));
+app.notFound((c) => {
+  c.get('log')?.failed('not_found');
+  return errorResponse(new ApiError(404, `No route for ${c.req.method} ${clipped(new URL(c.req.url).pathname, 200)}.`, 'invalid_request_error', 'not_found'));
+});
 
 // Hashed once per isolate (demo-page.ts).
 let demoHeaders: Promise<Record<string, string>> | null = null;
 app.get('/', async (c) => c.html(demoPageHtml, 200, await (demoHeaders ??= demoPageHeaders())));
+// Liveness: the Worker answers.
 app.get('/healthz', (c) => c.json({ ok: true }));
+// Readiness: some pool can take work, by this isolate's own view of the pools (pool-picker.ts). Counts only, never URLs.
+app.get('/readyz', async (c) => {
+  const pools = await poolPicker(c.env).readiness();
+  return c.json({ ok: pools.healthy > 0, pools }, pools.healthy > 0 ? 200 : 503);
+});
 
 // Everything under /v1 and /bench needs a key.
 const requireKey = async (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> => {
@@ -223,6 +247,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
       clientSignal: c.req.raw.signal,
       requestHex: c.get('requestHex'),
       answer,
+      log: c.get('log'),
     });
   } catch (err) {
     refundIfRefusedForN(c, admission, err);
@@ -300,7 +325,10 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
 // The right path with the wrong method: 405 naming the one it takes, not "no route".
 function methodNotAllowed(path: string, allow: string): void {
   // The path as asked (a route's `:id` said as the id sent).
-  app.all(path, (c) => errorResponse(new ApiError(405, `${clipped(c.req.path, 200)} takes ${allow}, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow }));
+  app.all(path, (c) => {
+    c.get('log')?.failed('method_not_allowed');
+    return errorResponse(new ApiError(405, `${clipped(c.req.path, 200)} takes ${allow}, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow });
+  });
 }
 for (const path of ['/v1/completions', '/v1/chat/completions', '/v1/responses', '/v1/responses/:id/cancel']) methodNotAllowed(path, 'POST');
 methodNotAllowed('/v1/responses/:id', 'GET, DELETE');

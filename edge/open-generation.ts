@@ -18,6 +18,8 @@ export interface OpenedGeneration {
   id: string;
   /** The pool's events, starting with the first one (already read). */
   events: AsyncGenerator<PoolEvent>;
+  /** Pools asked, this one included (for the request's log line). */
+  tries: number;
 }
 
 async function* prepend(head: PoolEvent[], rest: AsyncGenerator<PoolEvent>): AsyncGenerator<PoolEvent> {
@@ -131,12 +133,12 @@ export async function openGeneration(
         if (err instanceof PoolUnavailableError && err.poolMessage) lastBusy = err.poolMessage;
         // Silent past its window (the watch aborted the fetch, and noted the pool as failed): said as such, not as "unreachable".
         if (watch.didStall) {
-          picker.notePassedOver(client.baseUrl, `it did not answer within ${watch.windowSeconds} s`);
+          picker.notePassedOver(client.baseUrl, `it did not answer within ${watch.windowSeconds} s`, givenId);
           continue;
         }
         // A busy pool answered: it is up, ranked by its load, not doubted (a doubted pool gets 2 s, not the window).
         if (!(err instanceof PoolUnavailableError && err.poolMessage !== undefined)) picker.markFailed(client.baseUrl);
-        picker.notePassedOver(client.baseUrl, passedOverReason(err));
+        picker.notePassedOver(client.baseUrl, passedOverReason(err), givenId);
         continue;
       }
       // Read up to the first tokens (or the end): an error before that moves on.
@@ -181,10 +183,10 @@ export async function openGeneration(
         // round's attempt: that one runs under another id.
         if (head.length > 0) void client.cancel(request.id).catch(() => undefined);
         if (signal?.aborted) throw cancelledError();
-        picker.notePassedOver(client.baseUrl, failedReason);
+        picker.notePassedOver(client.baseUrl, failedReason, givenId);
         continue;
       }
-      return { client, id: request.id, events: prepend(head, events) };
+      return { client, id: request.id, events: prepend(head, events), tries };
     }
     if (!mayWait() || internalErrors >= 2) break;
     requeueUntil ??= Date.now() + stallMs;

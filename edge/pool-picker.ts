@@ -166,9 +166,10 @@ export class PoolPicker {
    * A generation moved on from this pool before its first token (busy,
    * unreachable, silent, an error): said in the log once a minute per pool
    * and reason, so an operator sees why a pool takes no traffic (the edge has
-   * no metrics of its own; `wrangler tail` shows it).
+   * no metrics of its own; `wrangler tail` shows it). `generationId` (the
+   * request's hex within it) names the request the line was said for.
    */
-  notePassedOver(url: string, reason: string): void {
+  notePassedOver(url: string, reason: string, generationId?: string): void {
     // Its figures aside: a busy pool's words carry live counts ("479 of its 600 tokens are reserved"), which made
     // nearly every line new, ~85 a minute under load.
     const key = `${url} ${reason.replace(/\d+/g, '#')}`;
@@ -177,7 +178,7 @@ export class PoolPicker {
     // Bounded: pools times reasons, a handful; cleared whole if something odd grows it.
     if (this.passedOverSaid.size >= 1000) this.passedOverSaid.clear();
     this.passedOverSaid.set(key, now);
-    console.warn(`edge: pool ${url} passed over before a generation's first token: ${reason} (said once a minute)`);
+    console.warn(`edge: pool ${url} passed over before a generation's first token: ${reason} (said once a minute${generationId ? `; this time for ${generationId}` : ''})`);
   }
 
   /** The served model changed: pools passed over for serving another (421) may serve this one, so none goes last for it. */
@@ -291,6 +292,26 @@ export class PoolPicker {
     waitUntil?.(refreshing);
     const anyKnownUp = this.clients.some((client) => this.entries.get(client.baseUrl)?.health?.ok === true);
     if (!anyKnownUp) await refreshing;
+  }
+
+  /**
+   * How many pools can take work, by this isolate's own view of them (the
+   * readiness probe, GET /readyz): a pool whose last health check said ok,
+   * not marked failed since, and not passed over for serving another model
+   * or refusing the edge. Checks that are due (each pool's every
+   * HEALTH_TTL_MS at most, whoever asks) are waited for, each bounded by its
+   * timeout; within that, probes cost no request to a pool.
+   */
+  async readiness(): Promise<{ healthy: number; total: number }> {
+    const now = Date.now();
+    await Promise.all(this.clients.map((client) => this.refresh(client, now)));
+    const after = Date.now();
+    let healthy = 0;
+    for (const { baseUrl } of this.clients) {
+      const entry = this.entries.get(baseUrl);
+      if (entry?.health?.ok === true && !entry.down && !this.unpinned.has(baseUrl) && (this.misdirected.get(baseUrl) ?? 0) <= after) healthy++;
+    }
+    return { healthy, total: this.clients.length };
   }
 
   /**

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { sha256Hex } from '../edge/api-keys';
+import { loggedTenant } from '../edge/request-log';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { parseNumberFlag } from '../gpu-pool/cli/number-flags';
 
@@ -24,6 +25,8 @@ export interface NewKey {
   /** SHA-256 of the key, lower-case hex: the KV entry is `key:<hash>`. */
   hash: string;
   record: NewKeyRecord;
+  /** The key's tenant as the edge's request log and the pools name it (a hash: docs/deploy.md, "Logs"). */
+  tenantInLogs: string;
   /** The shell commands that provision and revoke it. */
   put: string;
   revoke: string;
@@ -45,6 +48,8 @@ export async function newKey(record: NewKeyRecord, where: 'remote' | 'local'): P
     key,
     hash,
     record,
+    // The edge's tenant where the record names none: the key's own, named by its hash's first 12 digits (api-keys.ts).
+    tenantInLogs: await loggedTenant(record.tenant ?? hash.slice(0, 12)),
     put: `${kv} put ${target} ${shellWord(JSON.stringify(record))}`,
     revoke: `${kv} put ${target} ${shellWord(JSON.stringify({ ...record, disabled: true }))}`,
     delete: `${kv} delete ${target}`,
@@ -85,7 +90,7 @@ export function register(program: Command): void {
     .option('--concurrency <n>', "requests in flight at once (default: the edge's SSSD_DEFAULT_CONCURRENCY)")
     .option('--contribute-to-datastore', "the key's outputs join the pools' global datastore, which drafts for every tenant (docs/protocol.md)")
     .option('--local', "print commands for wrangler dev's local store (--local) instead of the deployed namespace (--remote)")
-    .option('--json', 'print {key, hash, record, put, revoke, delete} as JSON')
+    .option('--json', 'print {key, hash, record, tenantInLogs, put, revoke, delete} as JSON')
     .action(async (flags: KeyCreateFlags) => {
       const made = await newKey(recordFromFlags(flags), flags.local ? 'local' : 'remote');
       if (flags.json) {
@@ -96,6 +101,7 @@ export function register(program: Command): void {
         [
           '# The key: give it to its user. It is shown only here; the edge keeps its SHA-256.',
           made.key,
+          `# Its tenant in the edge's request log and the pools' logs: ${made.tenantInLogs}`,
           '# Provision it:',
           made.put,
           '# Revoke it (either):',

@@ -203,7 +203,8 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
     '--inspector-port', String(inspectorPort),
     '--env-file', envFile,
     '--show-interactive-dev-session=false',
-    '--log-level', 'warn',
+    // info, not warn: the Worker's request lines (console.info, edge/request-log.ts) show with --verbose, and in a service's tail.
+    '--log-level', 'info',
   ];
   if (opts.persistTo) {
     mkdirSync(opts.persistTo, { recursive: true });

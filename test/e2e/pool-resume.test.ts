@@ -82,6 +82,16 @@ function arm(mode: FaultMode, breaks: (id: string) => boolean = (id) => !/\.r\d+
 
 /** The pool generations opened for a completion, in either proxy: its own id, then `<id>.r<k>` for each resume. */
 const opened = (id: string): string[] => proxies.flatMap((p) => p.opened.filter((g) => g === id || g.startsWith(`${id}.r`))).sort();
+/** The edge's request line of a completion (by the hex its id shares with the request id), once in its output. */
+async function requestLine(completionId: string): Promise<Record<string, unknown>> {
+  const id = `"id":"req-${completionId.slice(completionId.indexOf('-') + 1)}"`;
+  for (let waited = 0; ; waited += 50) {
+    const text = edge.service.tail().split('\n').find((l) => l.includes(id));
+    if (text) return JSON.parse(text.slice(text.indexOf('{'))) as Record<string, unknown>;
+    if (waited > 5_000) throw new Error(`no request line for ${completionId}:\n${edge.service.tail()}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 const broken = (id: string): string[] => proxies.flatMap((p) => p.broken.filter((g) => g === id || g.startsWith(`${id}.r`))).sort();
 
 describe('a generation whose pool fails mid-stream', () => {
@@ -110,6 +120,9 @@ describe('a generation whose pool fails mid-stream', () => {
       expect(resumed.completionTokens).toBe(whole.completionTokens);
       // Silent for the stall window mid-reply: the client (and any proxy) heard comments meanwhile.
       if (mode === 'stall') expect(resumed.quietComments).toBeGreaterThan(0);
+      // The operator's side: the request's log line counts the resume, and the resume's warning names the request.
+      expect(await requestLine(resumed.id)).toMatchObject({ status: 200, resumes: 1, finish_reasons: [whole.finish], completion_tokens: whole.completionTokens });
+      expect(edge.service.tail()).toContain(`edge: generation ${resumed.id} resumes on another pool`);
     }
   });
 

@@ -102,6 +102,13 @@ describe('edge config', () => {
     expect(invalidEdgeVars({ SSSD_JSON_GRAMMAR: 'on' }).map((p) => p.message)).toEqual(['SSSD_JSON_GRAMMAR="on" is not one of 0, 1, true, false']);
   });
 
+  it('writes the request log unless told 0 or false, and says so of anything else (leaving it on)', () => {
+    expect(edgeConfig(env({})).requestLog).toBe(true);
+    expect(edgeConfig(env({ SSSD_REQUEST_LOG: '0' })).requestLog).toBe(false);
+    expect(edgeConfig(env({ SSSD_REQUEST_LOG: 'false' })).requestLog).toBe(false);
+    expect(invalidEdgeVars({ SSSD_REQUEST_LOG: 'off' })).toEqual([{ message: 'SSSD_REQUEST_LOG="off" is not one of 0, 1, true, false', fallback: 1 }]);
+  });
+
   it('pins the served weights by a SHA-256, and says so of anything else', () => {
     expect(edgeConfig(env({ SSSD_MODEL_SHA256: 'AB'.repeat(32) })).modelSha256).toBe('ab'.repeat(32));
     expect(edgeConfig(env({})).modelSha256).toBeNull();

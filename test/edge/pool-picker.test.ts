@@ -119,11 +119,54 @@ describe('pools passed over', () => {
       // A busy pool's words carry live counts: the same reason all the same.
       for (let i = 0; i < 50; i++) picker.notePassedOver('http://pool-a', `busy: the pool is at capacity (${400 + i} of its 600 tokens are reserved)`);
       picker.notePassedOver('http://pool-a', 'internal: the pool sent nothing for 2 s');
-      picker.notePassedOver('http://pool-b', 'busy: the pool is at capacity');
+      // The request it was said for, where the caller knows it: the request log's line of that id has the rest.
+      picker.notePassedOver('http://pool-b', 'busy: the pool is at capacity', 'cmpl-0123abcd');
     } finally {
       console.warn = warn;
     }
     expect(said).toHaveLength(3);
     expect(said[0]).toBe('edge: pool http://pool-a passed over before a generation\'s first token: busy: the pool is at capacity (400 of its 600 tokens are reserved) (said once a minute)');
+    expect(said[2]).toBe("edge: pool http://pool-b passed over before a generation's first token: busy: the pool is at capacity (said once a minute; this time for cmpl-0123abcd)");
+  });
+});
+
+describe('PoolPicker.readiness', () => {
+  it('counts the pools that can take work, checking each at most once per health interval however often it is asked', async () => {
+    let checks = 0;
+    let ok = true;
+    const pool = createServer((_req, res) => {
+      checks++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(health(0.2, ok)));
+    });
+    await new Promise<void>((resolve) => pool.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(pool.address() as AddressInfo).port}`;
+      // Nothing listens on the first.
+      const picker = new PoolPicker(['http://127.0.0.1:1', url], 't');
+      expect(await picker.readiness()).toEqual({ healthy: 1, total: 2 });
+      for (let i = 0; i < 5; i++) expect(await picker.readiness()).toEqual({ healthy: 1, total: 2 });
+      expect(checks).toBe(1);
+      // A pool that failed a generation, or cannot serve this edge, takes no work until heard from again.
+      picker.markFailed(url);
+      expect(await picker.readiness()).toEqual({ healthy: 0, total: 2 });
+      const said = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+      try {
+        picker.markMisdirected(url, 'model_mismatch');
+      } finally {
+        said.mockRestore();
+      }
+      expect((await new PoolPicker([url], 't').readiness()).healthy).toBe(1);
+      expect(await picker.readiness()).toEqual({ healthy: 0, total: 2 });
+      // Draining: its /healthz says not ok.
+      ok = false;
+      expect(await new PoolPicker([url], 't').readiness()).toEqual({ healthy: 0, total: 1 });
+    } finally {
+      await new Promise((resolve) => pool.close(resolve));
+    }
+  });
+
+  it('says none of none where no pool is configured', async () => {
+    expect(await new PoolPicker([], 't').readiness()).toEqual({ healthy: 0, total: 0 });
   });
 });

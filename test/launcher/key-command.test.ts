@@ -4,7 +4,8 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { authenticate } from '../../edge/api-keys';
+import { authenticate, type KeyRecord } from '../../edge/api-keys';
+import { poolTenant } from '../../edge/completion-handler';
 import { edgeConfig } from '../../edge/edge-config';
 import type { EdgeEnv } from '../../edge/env';
 import { repoRoot } from '../support/shared-data';
@@ -60,7 +61,10 @@ describe('sssd key create', () => {
     const putWords = await wranglerArgs(put);
     expect(putWords).toEqual(['put', '--remote', '--binding', 'SSSD_KV', expect.stringMatching(/^key:[0-9a-f]{64}$/), '{"tenant":"o\'brien & co","rpm":60,"concurrency":4}']);
     await apply(kv(), putWords);
-    expect(await auth()).toMatchObject({ tenant: "o'brien & co", rpm: 60, concurrency: 4, contributeToDatastore: false });
+    const served = await auth();
+    expect(served).toMatchObject({ tenant: "o'brien & co", rpm: 60, concurrency: 4, contributeToDatastore: false });
+    // Printed beside the key: the tenant as the pool gets it, as the request log cuts it.
+    expect(r.stdout).toContain(`\n# Its tenant in the edge's request log and the pools' logs: ${(await poolTenant((served as KeyRecord).tenant)).slice(0, 12)}\n`);
 
     // Past the edge's lookup cache (30 s per isolate), the revoked record refuses the key, as does the deleted entry.
     vi.useFakeTimers({ toFake: ['Date'] });
@@ -77,9 +81,14 @@ describe('sssd key create', () => {
 
   it('makes a new key each time, with only the fields given, and refuses a limit the edge would refuse', async () => {
     const [a, b] = await Promise.all([sssd(['key', 'create', '--json']), sssd(['key', 'create', '--json', '--local'])]);
-    const [ja, jb] = [JSON.parse(a.stdout) as { key: string; record: object; put: string }, JSON.parse(b.stdout) as { key: string; put: string }];
+    const [ja, jb] = [JSON.parse(a.stdout) as { key: string; record: object; put: string; tenantInLogs: string }, JSON.parse(b.stdout) as { key: string; put: string }];
     expect(ja.key).not.toBe(jb.key);
     expect(ja.record).toEqual({});
+    // No --tenant: the tenant the edge gives the key (its own) is the one hashed.
+    const env: EdgeEnv = { SSSD_KV: kv(), SSSD_POOL_URLS: 'http://127.0.0.1:8788', SSSD_POOL_TOKEN: 't' };
+    await apply(env.SSSD_KV, await wranglerArgs(ja.put));
+    const served = (await authenticate(`Bearer ${ja.key}`, env, edgeConfig(env))) as KeyRecord;
+    expect(ja.tenantInLogs).toBe((await poolTenant(served.tenant)).slice(0, 12));
     expect(jb.put).toContain(' --local ');
     const bad = await sssd(['key', 'create', '--rpm', '60.5']);
     expect(bad).toMatchObject({ code: 2, stdout: '' });

@@ -1,0 +1,175 @@
+/**
+ * One JSON line per API request, written when the request is over: at its
+ * response for most routes, and for a completion when its generations have
+ * ended (the stream finished, failed, or the client left), so a request id a
+ * user reports can be found in the Worker's logs (docs/deploy.md, "Logs").
+ * It carries counts, codes and timings, never a prompt, an output or a key;
+ * the tenant as the pool knows it (a hash), so the edge's and the pool's
+ * lines of a request join.
+ */
+
+import { ApiError } from './api-error';
+import { sha256Hex } from './api-keys';
+
+/** The line as written (snake_case, as the API's own fields). Absent fields were not known or do not apply. */
+export interface RequestLogLine {
+  /** Always "request": what to filter Workers Logs by. */
+  msg: 'request';
+  /** `req-<hex>`, as the `x-request-id` header says; a completion's id carries the same hex. */
+  id: string;
+  method: string;
+  /** The route as registered (`/v1/responses/:id`), never the path as sent; `/*` (`/v1/*` under /v1) for a path no route takes. */
+  route: string;
+  status: number;
+  /** The error's `code` (else its type): the response's, or one a stream ended with after its 200. */
+  error?: string;
+  /** sha256('tenant:' + JSON.stringify(name)), first 12 hex digits: the pool's tenant for the key. */
+  tenant?: string;
+  model?: string;
+  n?: number;
+  stream?: boolean;
+  prompt_tokens?: number;
+  /** Every choice's, added up. */
+  completion_tokens?: number;
+  /** One per choice, in order: stop, length, or null for one that ended otherwise (an error, the client leaving). */
+  finish_reasons?: Array<string | null>;
+  /** Pool attempts it took to open the generations (1 each where the first pool took it). */
+  pools_tried?: number;
+  /** Times a generation moved to another pool mid-reply (completion-run.ts, MAX_RESUMES). */
+  resumes?: number;
+  /** The client went away before the reply was over. */
+  client_left?: boolean;
+  /** From the request's arrival to its response's headers, and to the first generated token reaching the edge. */
+  ttfb_ms?: number;
+  first_token_ms?: number;
+  /** From the request's arrival to the end of the line's subject. */
+  ms: number;
+}
+
+/** Digits of the tenant hash a line carries: enough to tell tenants apart, too few to stand for the hash in a lookup. */
+export const TENANT_HASH_DIGITS = 12;
+
+/** How one generation of a request went, as its CompletionRun knows it. */
+export interface GenerationOutcome {
+  finishReason: 'stop' | 'length' | null;
+  completionTokens: number;
+  poolsTried: number;
+  resumes: number;
+  cancelled: boolean;
+  /** The code of the error it ended with (null: none). */
+  error: string | null;
+  /** Date.now() when its first token reached the edge (0: none did). */
+  firstTokenAt: number;
+}
+
+/** What the key's tenant is hashed from for the pool (completion-handler.ts, poolTenant), and so for the line. */
+export function tenantHashText(tenant: string): string {
+  return `tenant:${JSON.stringify(tenant)}`;
+}
+
+/** A tenant as its requests' lines name it (`sssd key create` prints it beside the key). */
+export async function loggedTenant(tenant: string): Promise<string> {
+  return (await sha256Hex(tenantHashText(tenant))).slice(0, TENANT_HASH_DIGITS);
+}
+
+export class RequestLog {
+  private readonly line: RequestLogLine;
+  private readonly startedAt = Date.now();
+  /** What the line waits for: the response, and the generations where there are some. */
+  private pending = 1;
+
+  constructor(hex: string, method: string) {
+    // Every field named here, in the order the line gives them (JSON.stringify leaves out those still undefined).
+    this.line = {
+      msg: 'request',
+      id: `req-${hex}`,
+      method,
+      route: '',
+      status: 0,
+      error: undefined,
+      tenant: undefined,
+      model: undefined,
+      n: undefined,
+      stream: undefined,
+      prompt_tokens: undefined,
+      completion_tokens: undefined,
+      finish_reasons: undefined,
+      pools_tried: undefined,
+      resumes: undefined,
+      client_left: undefined,
+      ttfb_ms: undefined,
+      first_token_ms: undefined,
+      ms: 0,
+    };
+  }
+
+  /** The completion's own figures, known once it is planned (before any generation opens). */
+  completion(model: string, n: number, stream: boolean, promptTokens: number, tenantHash: string): void {
+    const line = this.line;
+    line.model = model;
+    line.n = n;
+    line.stream = stream;
+    line.prompt_tokens = promptTokens;
+    line.tenant = tenantHash.slice(0, TENANT_HASH_DIGITS);
+    this.pending++;
+  }
+
+  /** Whether the tenant is known already (a completion says it; the router then need not hash it). */
+  get hasTenant(): boolean {
+    return this.line.tenant !== undefined;
+  }
+
+  /** An error code the router knows of without an exception (its own 404 and 405). */
+  failed(code: string): void {
+    this.line.error ??= code;
+  }
+
+  /** The response is on its way (its headers); the line is written now unless generations run on. */
+  responded(status: number, route: string, error: string | null, tenantHash: string | null): void {
+    const line = this.line;
+    line.status = status;
+    line.route = route;
+    if (error !== null) line.error = error;
+    if (tenantHash !== null && line.tenant === undefined) line.tenant = tenantHash.slice(0, TENANT_HASH_DIGITS);
+    line.ttfb_ms = Date.now() - this.startedAt;
+    this.settle();
+  }
+
+  /** Every generation of the completion has ended (finished, failed or cancelled). */
+  generationsEnded(outcomes: readonly GenerationOutcome[]): void {
+    const line = this.line;
+    let tokens = 0;
+    let tried = 0;
+    let resumes = 0;
+    let firstToken = 0;
+    const reasons: Array<string | null> = [];
+    for (const outcome of outcomes) {
+      tokens += outcome.completionTokens;
+      tried += outcome.poolsTried;
+      resumes += outcome.resumes;
+      reasons.push(outcome.finishReason);
+      if (outcome.cancelled) line.client_left = true;
+      if (outcome.error !== null && line.error === undefined) line.error = outcome.error;
+      if (outcome.firstTokenAt > 0 && (firstToken === 0 || outcome.firstTokenAt < firstToken)) firstToken = outcome.firstTokenAt;
+    }
+    line.completion_tokens = tokens;
+    line.finish_reasons = reasons;
+    if (tried > 0) line.pools_tried = tried;
+    line.resumes = resumes;
+    if (firstToken > 0) line.first_token_ms = firstToken - this.startedAt;
+    this.settle();
+  }
+
+  private settle(): void {
+    if (--this.pending !== 0) return;
+    this.line.ms = Date.now() - this.startedAt;
+    // console.info, not console.log: wrangler dev shows a Worker's console.log only at its `log` level, which also
+    // prints its banner and bindings; the launcher runs it at `info`. Workers Logs and `wrangler tail` keep both.
+    console.info(JSON.stringify(this.line));
+  }
+}
+
+/** An error's code for the line: an API error's own (else its type); anything else, as the router answers it (500 internal_error). */
+export function loggedErrorCode(err: unknown): string {
+  return err instanceof ApiError ? (err.code ?? err.type) : 'internal_error';
+}

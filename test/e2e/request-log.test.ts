@@ -1,0 +1,119 @@
+// The edge's observability against the real stack: one JSON line per API
+// request in the Worker's log, found by the x-request-id the client got and
+// joined to the pool's by the tenant hash, with no text of the request in it;
+// and the readiness probe, 200 while a pool can take work and 503 once none can.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { poolTenant } from '../../edge/completion-handler';
+import type { RequestLogLine } from '../../edge/request-log';
+import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { startAll } from './stack-fixture';
+import { models } from '../support/shared-data';
+
+const KEY = 'request-log-key';
+/** Words of the prompt, looked for in the log: none may be there. */
+const PROMPT = 'Once upon a time a zebra named Quillfeather';
+let pool: RunningPool;
+let edge: RunningEdge;
+let dir: string;
+const edgeOutput: string[] = [];
+
+beforeAll(async () => {
+  const token = generatePoolToken();
+  dir = mkdtempSync(path.join(tmpdir(), 'sssd-request-log-'));
+  [pool] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token })]);
+  edge = await startEdge({ poolUrls: [pool.url], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line) });
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all([edge?.stop(), pool?.service.stop()]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** The request line of `requestId` in the edge's output, waited for (a stream's is written as it ends). */
+async function lineOf(requestId: string): Promise<{ line: RequestLogLine; text: string }> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const text = edgeOutput.find((l) => l.includes(`"id":"${requestId}"`));
+    if (text) return { line: JSON.parse(text.slice(text.indexOf('{'))) as RequestLogLine, text };
+    if (Date.now() > deadline) throw new Error(`no request line for ${requestId} in:\n${edgeOutput.slice(-20).join('\n')}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function post(route: string, body: object, key = KEY): Promise<Response> {
+  return fetch(`${edge.url}${route}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+}
+
+describe('the request log', () => {
+  it("writes one line per request under the id the client got, with the pool's tenant hash and the figures, and none of the text", async () => {
+    const res = await post('/v1/completions', { model: 'stories260K', prompt: PROMPT, max_tokens: 12, temperature: 0, n: 2 });
+    expect(res.status).toBe(200);
+    const id = res.headers.get('x-request-id')!;
+    const body = (await res.json()) as { choices: Array<{ text: string }>; usage: { prompt_tokens: number; completion_tokens: number } };
+    const { line, text } = await lineOf(id);
+    // The dev key's tenant is "dev": hashed as the pool gets it.
+    expect(line).toMatchObject({
+      msg: 'request',
+      id,
+      method: 'POST',
+      route: '/v1/completions',
+      status: 200,
+      tenant: (await poolTenant('dev')).slice(0, 12),
+      model: 'stories260K',
+      n: 2,
+      stream: false,
+      prompt_tokens: body.usage.prompt_tokens,
+      completion_tokens: body.usage.completion_tokens,
+      finish_reasons: ['length', 'length'],
+      pools_tried: 2,
+      resumes: 0,
+    });
+    expect(line.error).toBeUndefined();
+    expect(line.first_token_ms).toBeLessThanOrEqual(line.ms);
+    expect(edgeOutput.filter((l) => l.includes(id))).toHaveLength(1);
+    for (const secret of ['Quillfeather', 'zebra', KEY, body.choices[0].text.trim().split(' ').slice(-3).join(' ')]) expect(text).not.toContain(secret);
+  });
+
+  it("writes a stream's line when it ends, and a refused request's with its status and code", async () => {
+    const res = await post('/v1/chat/completions', { model: 'stories260K', messages: [{ role: 'user', content: PROMPT }], max_tokens: 8, temperature: 0, stream: true });
+    const id = res.headers.get('x-request-id')!;
+    await res.text();
+    expect((await lineOf(id)).line).toMatchObject({ route: '/v1/chat/completions', status: 200, stream: true, n: 1, finish_reasons: ['length'], completion_tokens: 8 });
+
+    const refused = await post('/v1/completions', { model: 'stories260K', prompt: PROMPT }, 'not-a-key');
+    expect(refused.status).toBe(401);
+    const { line } = await lineOf(refused.headers.get('x-request-id')!);
+    expect(line).toMatchObject({ route: '/v1/completions', status: 401, error: 'invalid_api_key' });
+    expect(line.tenant).toBeUndefined();
+
+    // The route as registered, never the path as sent.
+    const unknown = await fetch(`${edge.url}/no-such-route-${PROMPT.length}`);
+    const { line: stray, text } = await lineOf(unknown.headers.get('x-request-id')!);
+    expect(stray).toMatchObject({ route: '/*', status: 404, error: 'not_found' });
+    expect(text).not.toContain('no-such-route');
+  });
+});
+
+describe('the readiness probe', () => {
+  it('answers 200 with the pools counted while one can take work, and 503 once none can; /healthz stays 200', async () => {
+    const ready = await fetch(`${edge.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ ok: true, pools: { healthy: 1, total: 1 } });
+    await pool.service.stop();
+    // The isolate's view of a pool is at most 2 s old: a probe soon after finds it down.
+    const deadline = Date.now() + 10_000;
+    let last: Response;
+    for (;;) {
+      last = await fetch(`${edge.url}/readyz`);
+      if (last.status === 503 || Date.now() > deadline) break;
+      await last.body?.cancel();
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    expect(last.status).toBe(503);
+    expect(await last.json()).toEqual({ ok: false, pools: { healthy: 0, total: 1 } });
+    expect((await fetch(`${edge.url}/healthz`)).status).toBe(200);
+  });
+});
