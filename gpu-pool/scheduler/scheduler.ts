@@ -101,6 +101,12 @@ export interface SchedulerStats {
   batchFailuresInARow: number;
   /** How long ago the latest of them was (null: none since the last pass that went through). */
   batchFailedMsAgo: number | null;
+  /**
+   * Whether those failures are not one tenant's alone: a pass of two rows or more, or rows of two tenants or more
+   * among them. A row alone cannot tell its own fault from the device's, and one tenant's request failing alone
+   * (resumed by the edge, retried: three passes) must not take the pool out of every edge's picks (review h103).
+   */
+  batchFailuresShared: boolean;
 }
 
 /** Ids of ended generations remembered, so a cancel that races a generation's end is told apart from one of an id never seen. */
@@ -141,6 +147,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /** Consecutive steps whose pass failed for the whole batch, and when the latest did (stats()). */
   private batchFailuresInARow = 0;
   private batchFailedAt = 0;
+  /** Since the last pass that went through: whether a failed one had two rows or more, and the failed rows' tenants (a batch's at most). */
+  private multiRowBatchFailed = false;
+  private readonly batchFailedTenants = new Set<string>();
   /** The last RECENTLY_ENDED_IDS ids to end, oldest first (a Set keeps insertion order). */
   private readonly recentlyEnded = new Set<string>();
   /** The prefix cache, where the runner can copy a prefix into a sequence (else none). */
@@ -234,6 +243,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       passRunningMs: this.passStartedAt === 0 ? 0 : performance.now() - this.passStartedAt,
       batchFailuresInARow: this.batchFailuresInARow,
       batchFailedMsAgo: this.batchFailuresInARow === 0 ? null : performance.now() - this.batchFailedAt,
+      batchFailuresShared: this.multiRowBatchFailed || this.batchFailedTenants.size > 1,
     };
   }
 
@@ -543,11 +553,18 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
         // A plain pass that fails: the rows that fail alone end, the rest go on.
         result ??= await this.passes.isolate(inputs, n, failure, this.steps, (r, message) => this.endWithError(batch[r], message));
       }
-      this.batchFailuresInARow = 0;
+      if (this.batchFailuresInARow > 0) {
+        this.batchFailuresInARow = 0;
+        this.multiRowBatchFailed = false;
+        this.batchFailedTenants.clear();
+      }
     } catch (err) {
-      // Nothing of the batch went through (pass_failures{result="batch"}): /healthz says `failing` after a few in a row.
+      // Nothing of the batch went through (pass_failures{result="batch"}): /healthz says `failing` after a few in a
+      // row that are not one tenant's alone (stats' batchFailuresShared).
       this.batchFailuresInARow++;
       this.batchFailedAt = performance.now();
+      if (n > 1) this.multiRowBatchFailed = true;
+      for (const gen of batch) this.batchFailedTenants.add(gen.tenant);
       throw err;
     } finally {
       // /healthz reads how long a pass has run (a device that hangs shows there).

@@ -204,7 +204,7 @@ export class PoolServer {
     const draining = this.options.scheduler.isDraining;
     const stuckMs = this.options.stuckMs ?? DEFAULT_STUCK_MS;
     const stuck = stuckMs > 0 && s.passRunningMs > stuckMs;
-    const failing = s.batchFailuresInARow >= FAILING_AFTER_BATCH_FAILURES && s.batchFailedMsAgo !== null && s.batchFailedMsAgo < (this.options.failingHoldMs ?? FAILING_HOLD_MS);
+    const failing = s.batchFailuresInARow >= FAILING_AFTER_BATCH_FAILURES && s.batchFailuresShared && s.batchFailedMsAgo !== null && s.batchFailedMsAgo < (this.options.failingHoldMs ?? FAILING_HOLD_MS);
     return {
       ok: !draining && !stuck && !failing,
       active: s.active,

@@ -114,16 +114,25 @@ const IPV6 = [
   `${HEX4}:(?::${HEX4}){1,6}`,
   `:(?:(?::${HEX4}){1,7}|:)`,
 ].join('|');
-/** A DNS label of 1 to 62 characters, no hyphen at either end; four at most, so a name keeps to 253. */
-const LABEL = '[A-Za-z0-9](?:[A-Za-z0-9\\-]{0,60}[A-Za-z0-9])?';
-const LOWER_LABEL = '[a-z0-9](?:[a-z0-9\\-]{0,60}[a-z0-9])?';
+/**
+ * A DNS label of 1 to 62 characters, hyphens only single and between others (`ab--cd` is refused by
+ * email-validator, and `xn--` by IDNA in WHATWG's and Rust's URL parsers); four at most, so a name keeps to 253.
+ */
+const LABEL = '[A-Za-z0-9]{1,20}(?:\\-[A-Za-z0-9]{1,20}){0,2}';
+const LOWER_LABEL = '[a-z0-9]{1,20}(?:\\-[a-z0-9]{1,20}){0,2}';
 /** A URL's last label starts with a letter: one of digits (`a.1`) is read as an IPv4 address by WHATWG's parser, and refused. */
-const LAST_LABEL = '[a-z](?:[a-z0-9\\-]{0,60}[a-z0-9])?';
+const LAST_LABEL = '[a-z][a-z0-9]{0,19}(?:\\-[a-z0-9]{1,20}){0,2}';
 const HOSTNAME = `${LABEL}(?:\\.${LABEL}){0,3}`;
-/** A local part of at most 64 characters, dots only between others; a domain of two or three labels, its last letters. */
-const EMAIL = `[A-Za-z0-9_+\\-]{1,32}(?:\\.[A-Za-z0-9_+\\-]{1,15}){0,2}@(?:${LOWER_LABEL}\\.){1,2}[a-z]{2,24}`;
-const DIGITS = '[0-9]{1,9}';
-/** RFC 3339's duration (appendix A), each part's digits bounded. */
+/**
+ * Common top-level domains: email-validator (Pydantic's EmailStr) refuses the special-use ones (`test`, `local`,
+ * `localhost`, `invalid`, `onion`, `arpa`), which a model writes readily, and a list is the regex subset's way to leave them out.
+ */
+const EMAIL_TLD = '(?:com|org|net|edu|gov|io|dev|ai|app|co|info|biz|uk|us|ca|au|de|fr|es|it|nl|se|ch|jp|cn|in|br)';
+/** A local part of at most 64 characters, dots only between others; a domain of one or two labels and a common TLD. */
+const EMAIL = `[A-Za-z0-9_+\\-]{1,32}(?:\\.[A-Za-z0-9_+\\-]{1,15}){0,2}@(?:${LOWER_LABEL}\\.){1,2}${EMAIL_TLD}`;
+/** Six digits a part: Pydantic's timedelta (speedate) refuses past 999,999,999 days or u32 seconds. */
+const DIGITS = '[0-9]{1,6}';
+/** RFC 3339's duration (appendix A), each part's digits bounded (PT999999H999999M999999S is 3.66e9 seconds, within u32). */
 const DURATION = (() => {
   const second = `${DIGITS}S`;
   const minute = `${DIGITS}M(?:${second})?`;
