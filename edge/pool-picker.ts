@@ -304,12 +304,23 @@ export class PoolPicker {
    */
   async readiness(): Promise<{ healthy: number; total: number }> {
     const now = Date.now();
-    await Promise.all(this.clients.map((client) => this.refresh(client, now)));
+    // A pool never heard from whose first check another request runs: this probe cannot wait on that request's I/O
+    // (workerd), and counting it unhealthy made a cold isolate's concurrent probes flap to 503 (review h103): asked
+    // here, once, bounded as any check.
+    const unknown = new Map<string, Promise<boolean>>();
+    for (const client of this.clients) {
+      const entry = this.entries.get(client.baseUrl);
+      if (entry && entry.health === null && !entry.down && entry.until > now) {
+        unknown.set(client.baseUrl, client.health().then((h) => h.ok === true, () => false));
+      }
+    }
+    await Promise.all(this.clients.map((client) => (unknown.has(client.baseUrl) ? unknown.get(client.baseUrl) : this.refresh(client, now))));
     const after = Date.now();
     let healthy = 0;
     for (const { baseUrl } of this.clients) {
       const entry = this.entries.get(baseUrl);
-      if (entry?.health?.ok === true && !entry.down && !this.unpinned.has(baseUrl) && (this.misdirected.get(baseUrl) ?? 0) <= after) healthy++;
+      const ok = unknown.has(baseUrl) ? await unknown.get(baseUrl)! : entry?.health?.ok === true && !entry.down;
+      if (ok && !this.unpinned.has(baseUrl) && (this.misdirected.get(baseUrl) ?? 0) <= after) healthy++;
     }
     return { healthy, total: this.clients.length };
   }

@@ -166,6 +166,29 @@ describe('PoolPicker.readiness', () => {
     }
   });
 
+  it("counts a pool healthy for concurrent first probes of a cold isolate: one whose first check another probe runs is asked apart", async () => {
+    let checks = 0;
+    const pool = createServer((_req, res) => {
+      checks++;
+      // Slow enough that the three probes overlap.
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(health(0.2, true)));
+      }, 50);
+    });
+    await new Promise<void>((resolve) => pool.listen(0, '127.0.0.1', resolve));
+    try {
+      const picker = new PoolPicker([`http://127.0.0.1:${(pool.address() as AddressInfo).port}`], 't');
+      expect(await Promise.all([picker.readiness(), picker.readiness(), picker.readiness()])).toEqual(Array.from({ length: 3 }, () => ({ healthy: 1, total: 1 })));
+      // Once heard from, the interval holds again: no check more.
+      const before = checks;
+      expect(await picker.readiness()).toEqual({ healthy: 1, total: 1 });
+      expect(checks).toBe(before);
+    } finally {
+      await new Promise((resolve) => pool.close(resolve));
+    }
+  });
+
   it('says none of none where no pool is configured', async () => {
     expect(await new PoolPicker([], 't').readiness()).toEqual({ healthy: 0, total: 0 });
   });
