@@ -12,7 +12,7 @@ import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
 import { bytesToBase64 } from './base64';
-import { openGeneration, UnhonouredFeaturesError, type OpenedGeneration } from './open-generation';
+import { openGeneration, UnhonouredFeaturesError, type OpenedGeneration, type PoolTries } from './open-generation';
 import { matchPrediction } from './prediction-match';
 import type { GenerateInput, PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
@@ -221,8 +221,8 @@ export class CompletionRun {
   /** Output ids the current pool's generation started after (those before came from a pool that failed). */
   private outputBase = 0;
   private resumes = 0;
-  /** Pools asked to open the generation (its first opening and each resume's), for the request's log line. */
-  private poolsTried = 0;
+  /** Pools asked to open the generation (its first opening and each resume's, taken or not), for the request's log line. */
+  private readonly poolTries: PoolTries = { tries: 0 };
   /** How the generation ended, for the request's log line: its finish reason, or the code of the error it failed with. */
   private endedWith: 'stop' | 'length' | null = null;
   private failedWith: string | null = null;
@@ -271,7 +271,7 @@ export class CompletionRun {
     return {
       finishReason: this.endedWith,
       completionTokens: this.counted,
-      poolsTried: this.poolsTried,
+      poolsTried: this.poolTries.tries,
       resumes: this.resumes,
       cancelled: this.cancelled,
       error: this.failedWith,
@@ -342,13 +342,12 @@ export class CompletionRun {
   private async openOn(request: GenerateInput, midReply = false): Promise<void> {
     const { deps } = this;
     try {
-      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs, this.markAccepted, () => midReply || this.replyStarted);
+      this.opened = await openGeneration(deps.picker, request, this.controller.signal, deps.waitUntil, deps.poolStallMs, this.markAccepted, () => midReply || this.replyStarted, this.poolTries);
     } catch (err) {
       this.failedWith ??= loggedErrorCode(err);
       this.finish();
       throw err;
     }
-    this.poolsTried += this.opened.tries;
     this.client = this.opened.client;
     // Tried again after a pool took it in and failed before its first token, it runs under another id there.
     this.generationId = this.opened.id;

@@ -18,7 +18,10 @@ export interface OpenedGeneration {
   id: string;
   /** The pool's events, starting with the first one (already read). */
   events: AsyncGenerator<PoolEvent>;
-  /** Pools asked, this one included (for the request's log line). */
+}
+
+/** Pools asked for a request's generations, however their opening ended (the request's log line). */
+export interface PoolTries {
   tries: number;
 }
 
@@ -58,6 +61,8 @@ export async function openGeneration(
    * which clients retry, beats waiting.
    */
   mayWait: () => boolean = () => false,
+  /** Counted into as pools are asked: a request whose generation no pool took is logged with its tries too. */
+  tally: PoolTries = { tries: 0 },
 ): Promise<OpenedGeneration> {
   // The soonest any pool said it would have room (its busy hint, up to 30 s); a pool that gave none (unreachable,
   // silent) may be back any moment: 2 s. Capped at 2 s, a pool's honest 30 s became a storm of early retries.
@@ -77,7 +82,7 @@ export async function openGeneration(
   const givenId = request.id;
   // What the request sets that a pool from before it would drop: only pools that honour it are tried.
   const needed = featuresNeeded(request);
-  // Pools tried, and those that refused the edge's token: all of them refusing it is said as such.
+  // Pools tried (this opening's), and those that refused the edge's token: all of them refusing it is said as such.
   let tries = 0;
   let tokenRefusals = 0;
   for (let round = 0; ; round++) {
@@ -93,6 +98,7 @@ export async function openGeneration(
     for (const client of pools) {
       if (signal?.aborted) throw cancelledError();
       tries++;
+      tally.tries++;
       let events: AsyncGenerator<PoolEvent>;
       // A pool known down (its health check failed), or not heard from since another went silent, is still tried
       // but not waited on for the whole window; one that goes silent past it is noted (the others are doubted then).
@@ -186,7 +192,7 @@ export async function openGeneration(
         picker.notePassedOver(client.baseUrl, failedReason, givenId);
         continue;
       }
-      return { client, id: request.id, events: prepend(head, events), tries };
+      return { client, id: request.id, events: prepend(head, events) };
     }
     if (!mayWait() || internalErrors >= 2) break;
     requeueUntil ??= Date.now() + stallMs;

@@ -114,8 +114,11 @@ describe('openGeneration', () => {
       proxies[0].busyHintMs = 20_000;
       proxies[1].busyAnswers = 1;
       proxies[1].busyHintMs = 3_000;
-      const refused = await openGeneration(new PoolPicker(proxies.map((p) => p.url), pool.token), request(), undefined, undefined, 10_000).catch((e: unknown) => e);
+      // The pools asked are counted however the opening ends (the request log's pools_tried).
+      const tally = { tries: 0 };
+      const refused = await openGeneration(new PoolPicker(proxies.map((p) => p.url), pool.token), request(), undefined, undefined, 10_000, undefined, undefined, tally).catch((e: unknown) => e);
       expect(refused).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 3 });
+      expect(tally.tries).toBe(2);
     } finally {
       await Promise.all(proxies.map((p) => p.close()));
     }
