@@ -118,10 +118,10 @@ const IPV6 = [
  * A DNS label of 1 to 62 characters, hyphens only single and between others (`ab--cd` is refused by
  * email-validator, and `xn--` by IDNA in WHATWG's and Rust's URL parsers); four at most, so a name keeps to 253.
  */
-const LABEL = '[A-Za-z0-9]{1,20}(?:\\-[A-Za-z0-9]{1,20}){0,2}';
-const LOWER_LABEL = '[a-z0-9]{1,20}(?:\\-[a-z0-9]{1,20}){0,2}';
+const LABEL = '[A-Za-z0-9]{1,20}(?:-[A-Za-z0-9]{1,20}){0,2}';
+const LOWER_LABEL = '[a-z0-9]{1,20}(?:-[a-z0-9]{1,20}){0,2}';
 /** A URL's last label starts with a letter: one of digits (`a.1`) is read as an IPv4 address by WHATWG's parser, and refused. */
-const LAST_LABEL = '[a-z][a-z0-9]{0,19}(?:\\-[a-z0-9]{1,20}){0,2}';
+const LAST_LABEL = '[a-z][a-z0-9]{0,19}(?:-[a-z0-9]{1,20}){0,2}';
 const HOSTNAME = `${LABEL}(?:\\.${LABEL}){0,3}`;
 /**
  * Common top-level domains: email-validator (Pydantic's EmailStr) refuses the special-use ones (`test`, `local`,
@@ -162,6 +162,16 @@ const FORMATS: Record<string, string> = {
   uri: URI,
 };
 const FORMAT_NAMES = Object.keys(FORMATS).join(', ');
+/**
+ * The patterns zod 4 writes beside these formats (`z.hostname()`, `z.iso.duration()`), with lookaheads this
+ * engine does not read: beside its own format such a pattern is zod's spelling of that format, and the format,
+ * written as a part of what the pattern takes (the format tests check it with zod), is followed. A test holds
+ * them to what the installed zod writes; any other pattern with a lookahead is still the pattern's 400.
+ */
+const ZOD_FORMAT_PATTERNS: Readonly<Record<string, string>> = {
+  hostname: '^(?=.{1,253}\\.?$)[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[-0-9a-zA-Z]{0,61}[0-9a-zA-Z])?)*\\.?$',
+  duration: '^P(?:(\\d+W)|(?!.*W)(?=\\d|T\\d)(\\d+Y)?(\\d+M)?(\\d+D)?(T(?=\\d)(\\d+H)?(\\d+M)?(\\d+([.,]\\d+)?S)?)?)$',
+};
 /** Each format's fewest and most characters (plain ones: as many code points), read once. */
 const formatBounds = new Map<string, LengthBounds>();
 function boundsOfFormat(name: string): LengthBounds {
@@ -482,7 +492,8 @@ class RegexBuilder {
     // format named, its pattern beside it), and the two are one language there; as outlines, the pattern first.
     if ('pattern' in schema && typeof schema.format !== 'string' && schema.format !== undefined) throw new SchemaError(pointer(path, 'format'), 'format must be a string');
     let content: string | null = null;
-    if ('pattern' in schema) {
+    const zodSpelling = typeof schema.format === 'string' && Object.hasOwn(ZOD_FORMAT_PATTERNS, schema.format) && schema.pattern === ZOD_FORMAT_PATTERNS[schema.format];
+    if ('pattern' in schema && !zodSpelling) {
       const p = schema.pattern;
       if (typeof p !== 'string') throw new SchemaError(pointer(path, 'pattern'), 'pattern must be a string');
       try {
