@@ -7,6 +7,7 @@ import { finishChunk, LogprobsFormatter, roleChunk, textChunk, tokenDisplay, who
 import { TokenTextAssembler, type SourcedText, type TokenLogprob } from '../../edge/token-text';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
+import { offUsage } from '../support/completion-usage';
 import { models } from '../support/shared-data';
 
 let tokenizer: Tokenizer;
@@ -181,13 +182,7 @@ describe('log-probabilities', () => {
 });
 
 describe("vLLM's return_token_ids", () => {
-  const usage = {
-    prompt_tokens: 3,
-    completion_tokens: 2,
-    total_tokens: 5,
-    prompt_tokens_details: { cached_tokens: 0 },
-    speculation: { method: 'off' as const, drafts: 0, draft_tokens: 0, accepted_tokens: 0, steps: 2, mean_acceptance_length: 1, edge_accepted_tokens: 0, edge_trie_bytes: 0 },
-  };
+  const usage = offUsage(3, 2);
   const meta = (kind: 'completion' | 'chat', tokenIds?: boolean): ResponseMeta => ({ id: 'x', created: 1, model: 'm', kind, ...(tokenIds ? { tokenIds } : {}) });
   const choice = { text: 'Hi.', finishReason: 'stop', stopReason: null, tokens: [], tokenIds: [7, 2] };
 

@@ -2,14 +2,9 @@
 import { finishedResponse, itemId, outputItems, startedResponse } from '../../edge/responses-format';
 import { parseResponsesBody } from '../../edge/responses-request';
 import type { StoredResponse } from '../../edge/response-store';
+import { offUsage } from './completion-usage';
 
-const usage = {
-  prompt_tokens: 1,
-  completion_tokens: 1,
-  total_tokens: 2,
-  prompt_tokens_details: { cached_tokens: 0 },
-  speculation: { method: 'off' as const, drafts: 0, draft_tokens: 0, accepted_tokens: 0, steps: 1, mean_acceptance_length: 1, edge_accepted_tokens: 0, edge_trie_bytes: 0 },
-};
+const usage = offUsage(1, 1);
 
 /** The record of response `id` that answered `text`, given one user message "Hi". */
 export function storedRecord(id: string, text = 'Hello.'): StoredResponse {

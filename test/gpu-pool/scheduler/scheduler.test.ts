@@ -76,6 +76,25 @@ function delayedRunner(delayMs: (step: number) => number): BatchRunner<SequenceK
   };
 }
 
+/** A scheduler of one place, taken by a 400-token generation that has streamed `tokens` steps' tokens. */
+async function fullWithOneLong(runner: BatchRunner<SequenceKvCache>, tokens: number): Promise<{ s: Scheduler<SequenceKvCache>; c: ReturnType<typeof collect> }> {
+  const s = new Scheduler(runner, { limits: { maxActive: 1, maxQueued: 0, maxTotalTokens: 600 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
+  const c = collect();
+  s.submit(generateRequestSchema.parse({ id: 'long', promptIds: [1, 403], maxTokens: 400, speculation: 'off', sampling: { temperature: 1, seed: 1, logitBias: { '1': -100 } } }), c.sink);
+  while (c.events.filter((e) => e.type === 'tokens').length < tokens) await new Promise((r) => setImmediate(r));
+  return { s, c };
+}
+
+/** How a scheduler refuses one more request (null: it took it). */
+function lateRefusal(s: Scheduler<SequenceKvCache>): { kind: string; message: string; retryAfterMs: number } | null {
+  try {
+    s.submit(generateRequestSchema.parse({ id: 'late', promptIds: [1], maxTokens: 4 }), collect().sink);
+  } catch (err) {
+    return err as { kind: string; message: string; retryAfterMs: number };
+  }
+  return null;
+}
+
 function collect(): { events: PoolEvent[]; done: Promise<PoolEvent[]>; sink: { send(e: PoolEvent): void; end(): void } } {
   const events: PoolEvent[] = [];
   let resolve!: (e: PoolEvent[]) => void;
@@ -988,19 +1007,8 @@ describe('continuous batching', () => {
 
   it("a fresh pool's busy hint waits for a window of steps: its first cold steps alone do not set it", async () => {
     // Every one of the first steps 300 ms (a cold pool's): a hint from them would be ~390 steps of 300 ms, the 30 s clamp.
-    const cold = delayedRunner((step) => (step < 3 ? 300 : 0));
-    const s = new Scheduler(cold, { limits: { maxActive: 1, maxQueued: 0, maxTotalTokens: 600 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
-    const c = collect();
-    s.submit(generateRequestSchema.parse({ id: 'long', promptIds: [1, 403], maxTokens: 400, speculation: 'off', sampling: { temperature: 1, seed: 1, logitBias: { '1': -100 } } }), c.sink);
-    while (c.events.filter((e) => e.type === 'tokens').length < 3) await new Promise((r) => setImmediate(r));
-    const hint = (() => {
-      try {
-        s.submit(generateRequestSchema.parse({ id: 'late', promptIds: [1], maxTokens: 4 }), collect().sink);
-      } catch (err) {
-        return (err as { retryAfterMs: number }).retryAfterMs;
-      }
-      return NaN;
-    })();
+    const { s, c } = await fullWithOneLong(delayedRunner((step) => (step < 3 ? 300 : 0)), 3);
+    const hint = lateRefusal(s)?.retryAfterMs ?? NaN;
     expect(hint).toBe(500);
     expect(s.cancel('long')).toBe(true);
     await c.done;
@@ -1008,19 +1016,8 @@ describe('continuous batching', () => {
 
   it('a busy answer names the limit it hit and hints at when room is likely, not a fixed half second', async () => {
     // Steps of at least 5 ms: what the hint is counted in.
-    const slow = delayedRunner(() => 5);
-    const s = new Scheduler(slow, { limits: { maxActive: 1, maxQueued: 0, maxTotalTokens: 600 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
-    const c = collect();
-    s.submit(generateRequestSchema.parse({ id: 'long', promptIds: [1, 403], maxTokens: 400, speculation: 'off', sampling: { temperature: 1, seed: 1, logitBias: { '1': -100 } } }), c.sink);
-    while (c.events.filter((e) => e.type === 'tokens').length < 20) await new Promise((r) => setImmediate(r));
-    const busy = (() => {
-      try {
-        s.submit(generateRequestSchema.parse({ id: 'late', promptIds: [1], maxTokens: 4 }), collect().sink);
-      } catch (err) {
-        return err as { kind: string; message: string; retryAfterMs: number };
-      }
-      return null;
-    })();
+    const { s, c } = await fullWithOneLong(delayedRunner(() => 5), 20);
+    const busy = lateRefusal(s);
     expect(busy).toMatchObject({ kind: 'busy', message: expect.stringMatching(/all 1 running and 0 queued places are taken/) });
     // ~380 steps left of the one running, 5 ms or more each: seconds, not a fixed 500 ms; within the clamp.
     expect(busy!.retryAfterMs).toBeGreaterThan(1500);
