@@ -7,7 +7,7 @@ import type { ApiError } from './api-error';
 import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
 import { finishChunk, joinText, roleChunk, textChunk, toolCallChunk, tokensOf, usageChunk, type ChunkTokenIds, type LogprobsFormatter, type ResponseMeta, type RunningUsage } from './openai-format';
 import { streamWhenOpened, type SendFrame, type StreamFormat, type StreamSetting } from './sse-response';
-import { toolCallId, toolCallsOf, toolFinishReason, type ToolCallMode } from './tool-calls';
+import { autoReplyKind, toolCallId, toolCallsOf, toolFinishReason, type ToolCallMode } from './tool-calls';
 import type { SourcedText, TokenLogprob } from './token-text';
 
 /** A chat or completions stream's options (stream_options, and the edge's smoothing). */
@@ -49,9 +49,10 @@ class ChatStreamFormat implements StreamFormat {
 
   piece(index: number, segments: SourcedText[], send: SendFrame): void {
     const { meta, formatters, usageOf, idsOf, calls } = this;
-    const piece = calls ? calls.piece(index, segments) : null;
-    if (piece) send(dataFrame(toolCallChunk(meta, [piece], index, formatters[index] ? formatters[index].format(tokensOf(segments)) : null, usageOf(index), idsOf(index))));
-    else if (!calls) send(dataFrame(textChunk(meta, segments, index, formatters[index], usageOf(index), idsOf(index))));
+    const piece = calls ? calls.piece(index, segments) : { text: segments };
+    if (piece === null) return;
+    if ('text' in piece) send(dataFrame(textChunk(meta, piece.text, index, formatters[index], usageOf(index), idsOf(index))));
+    else send(dataFrame(toolCallChunk(meta, [piece], index, formatters[index] ? formatters[index].format(tokensOf(segments)) : null, usageOf(index), idsOf(index))));
   }
 
   finished(index: number, summary: CompletionSummary, send: SendFrame): void {
@@ -113,16 +114,23 @@ function runningUsage(run: CompletionRun): RunningUsage {
   return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }
 
+/** A streamed call's piece: its list index, and in its first piece its id and name. */
+type CallPiece = { index: number; id?: string; name?: string; arguments: string };
+
 /**
  * Each choice's tool calls as a stream: a named function's arguments as
  * they come (its id, type and name with the first piece, as OpenAI streams a
  * call); `"required"`'s calls, whose names and arguments are known only once
  * their JSON array is whole, in one chunk at the end (text, where it never
- * became one: cut by max_tokens or a stop string).
+ * became one: cut by max_tokens or a stop string); `"auto"`'s reply held
+ * while it is whitespace, then streamed as text, or held as "required"'s
+ * where it starts an array (tool-calls.ts).
  */
 class StreamedToolCalls {
   private readonly ids: Array<string | null>;
   private readonly held: SourcedText[][];
+  /** "auto": what each choice's reply turned out to be so far. */
+  private readonly kinds: Array<'calls' | 'text' | 'undecided'>;
 
   constructor(
     private readonly mode: ToolCallMode,
@@ -130,10 +138,21 @@ class StreamedToolCalls {
   ) {
     this.ids = Array.from({ length: choices }, () => null);
     this.held = Array.from({ length: choices }, () => []);
+    this.kinds = Array.from({ length: choices }, () => (mode.kind === 'auto' ? 'undecided' : 'calls'));
   }
 
-  /** A named call's piece to send now; null where it is held (`"required"`) or says nothing. */
-  piece(choice: number, segments: SourcedText[]): { index: number; id?: string; name?: string; arguments: string } | null {
+  /** What to send of a piece now: a named call's piece, text ("auto"'s, with what was held before it), or null where it is held or says nothing. */
+  piece(choice: number, segments: SourcedText[]): CallPiece | { text: SourcedText[] } | null {
+    if (this.mode.kind === 'auto') {
+      if (this.kinds[choice] === 'text') return { text: segments };
+      this.held[choice].push(...segments);
+      if (this.kinds[choice] === 'calls') return null;
+      this.kinds[choice] = autoReplyKind(joinText(segments));
+      if (this.kinds[choice] !== 'text') return null;
+      const text = this.held[choice];
+      this.held[choice] = [];
+      return { text };
+    }
     if (this.mode.kind === 'required') {
       this.held[choice].push(...segments);
       return null;
@@ -146,7 +165,7 @@ class StreamedToolCalls {
   }
 
   /** What a choice's end sends before its finish chunk: its calls (or, unparsed, its text), and its finish reason. */
-  finish(choice: number, finishReason: string): { calls: Array<{ index: number; id?: string; name?: string; arguments: string }> | null; text: SourcedText[] | null; tokens: TokenLogprob[] | null; finishReason: string } {
+  finish(choice: number, finishReason: string): { calls: CallPiece[] | null; text: SourcedText[] | null; tokens: TokenLogprob[] | null; finishReason: string } {
     if (this.mode.kind === 'named') {
       // A call with no piece yet (nothing generated) still says which it is.
       const calls = this.ids[choice] === null ? [{ index: 0, id: (this.ids[choice] = toolCallId()), name: this.mode.name, arguments: '' }] : null;
@@ -155,7 +174,7 @@ class StreamedToolCalls {
     }
     const held = this.held[choice];
     this.held[choice] = [];
-    const calls = toolCallsOf(this.mode, joinText(held));
+    const calls = this.kinds[choice] === 'calls' ? toolCallsOf(this.mode, joinText(held)) : null;
     if (calls === null) return { calls: null, text: held.length > 0 ? held : null, tokens: null, finishReason };
     return {
       calls: calls.map((call, index) => ({ index, id: call.id, name: call.function.name, arguments: call.function.arguments })),

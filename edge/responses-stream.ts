@@ -27,17 +27,17 @@ import {
 } from './responses-format';
 import type { SendFrame, StreamFormat } from './sse-response';
 import type { SourcedText } from './token-text';
-import type { ToolCallMode } from './tool-calls';
+import { autoReplyKind, type ToolCallMode } from './tool-calls';
 
 /** A piece's log-probabilities where none were asked (never added to). */
 const NO_LOGPROBS: readonly OutputLogprob[] = [];
 
-/** The item being streamed as it comes: the message, or a named function's call. */
-type Streaming = { kind: 'message'; id: string } | { kind: 'call'; id: string; callId: string; name: string } | { kind: 'held' };
+/** The item being streamed as it comes: the message, or a named function's call; or none yet ("auto"'s reply while it is whitespace). */
+type Streaming = { kind: 'message'; id: string } | { kind: 'call'; id: string; callId: string; name: string } | { kind: 'held' } | { kind: 'undecided' };
 
 export class ResponsesStreamFormat implements StreamFormat {
   private sequence = 0;
-  private readonly streaming: Streaming;
+  private streaming: Streaming;
   private readonly mode: ToolCallMode | null;
   private readonly formatter: LogprobsFormatter | undefined;
   private readonly parts: string[] = [];
@@ -54,9 +54,16 @@ export class ResponsesStreamFormat implements StreamFormat {
   ) {
     this.mode = meta.toolCalls ?? null;
     this.formatter = meta.logprobs;
-    // "required"'s calls are known once their JSON array is whole: held to the end.
+    // "required"'s calls are known once their JSON array is whole: held to the end. "auto"'s reply, once it starts (tool-calls.ts).
+    const mode = this.mode;
     this.streaming =
-      this.mode === null ? { kind: 'message', id: itemId('msg', started.id) } : this.mode.kind === 'named' ? { kind: 'call', id: itemId('fc', started.id), callId: callId(), name: this.mode.name } : { kind: 'held' };
+      mode === null
+        ? { kind: 'message', id: itemId('msg', started.id) }
+        : mode.kind === 'named'
+          ? { kind: 'call', id: itemId('fc', started.id), callId: callId(), name: mode.name }
+          : mode.kind === 'auto'
+            ? { kind: 'undecided' }
+            : { kind: 'held' };
   }
 
   private emit(send: SendFrame, type: string, fields: object): void {
@@ -67,12 +74,15 @@ export class ResponsesStreamFormat implements StreamFormat {
     this.emit(send, 'response.created', { response: this.started });
     this.emit(send, 'response.in_progress', { response: this.started });
     const s = this.streaming;
-    if (s.kind === 'message') {
-      this.emit(send, 'response.output_item.added', { output_index: 0, item: messageItem(s.id, 'in_progress', []) });
-      this.emit(send, 'response.content_part.added', { item_id: s.id, output_index: 0, content_index: 0, part: outputText('', []) });
-    } else if (s.kind === 'call') {
+    if (s.kind === 'message') this.openMessage(send, s.id);
+    else if (s.kind === 'call') {
       this.emit(send, 'response.output_item.added', { output_index: 0, item: functionCallItem(s.id, s.callId, s.name, '', 'in_progress') });
     }
+  }
+
+  private openMessage(send: SendFrame, id: string): void {
+    this.emit(send, 'response.output_item.added', { output_index: 0, item: messageItem(id, 'in_progress', []) });
+    this.emit(send, 'response.content_part.added', { item_id: id, output_index: 0, content_index: 0, part: outputText('', []) });
   }
 
   piece(_index: number, segments: SourcedText[], send: SendFrame): void {
@@ -80,6 +90,20 @@ export class ResponsesStreamFormat implements StreamFormat {
     const logprobs = this.formatter ? outputLogprobs(this.formatter, tokensOf(segments)) : NO_LOGPROBS;
     this.parts.push(text);
     for (const entry of logprobs) this.logprobs.push(entry);
+    if (this.streaming.kind === 'undecided') {
+      const kind = autoReplyKind(text);
+      if (kind === 'undecided') return;
+      if (kind === 'calls') {
+        this.streaming = { kind: 'held' };
+        return;
+      }
+      // Text: the message opens, with the whitespace held before this piece.
+      const id = itemId('msg', this.started.id);
+      this.streaming = { kind: 'message', id };
+      this.openMessage(send, id);
+      this.emit(send, 'response.output_text.delta', { item_id: id, output_index: 0, content_index: 0, delta: this.parts.join(''), logprobs: this.logprobs.slice() });
+      return;
+    }
     const s = this.streaming;
     // A piece of no text (a character's first bytes) still says its tokens' log-probabilities where asked.
     if (s.kind === 'message' && (text !== '' || logprobs.length > 0)) {

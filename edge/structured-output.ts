@@ -23,7 +23,7 @@ import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/stru
 import { AutomatonLimitError, checkGrammar, GrammarSyntaxError } from '../shared/structured/grammar-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, type JsonSchemaRegexOptions, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
 import { GrammarTooLargeError, GrammarUnwritableError, jsonObjectGrammar, jsonSchemaGrammar } from '../shared/structured/json-schema-grammar';
-import { toolCallPlan, type ToolCallMode, type ToolFunction } from './tool-calls';
+import { autoToolGrammar, autoToolRegex, toolCallPlan, type ToolCallMode, type ToolFunction } from './tool-calls';
 import type { PoolPicker } from './pool-picker';
 
 type JsonSchemaField = string | Record<string, unknown>;
@@ -63,7 +63,7 @@ type Constraint =
   | { param: string; choices: string[] }
   | { param: string; regex: string }
   | { param: string; grammar: string }
-  | { param: string; schema: JsonSchemaField; locate?: (path: string) => { param: string; path: string }; maxDepth?: number }
+  | { param: string; schema: JsonSchemaField; locate?: (path: string) => { param: string; path: string }; maxDepth?: number; orText?: true }
   | { param: string; jsonObject: true };
 
 /** How JSON is sent: as a grammar (any depth; pools with the feature `grammar`) or as the depth-bounded regex every pool follows. */
@@ -123,7 +123,8 @@ export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'reg
   if (tools !== null) {
     // vLLM's words (ChatCompletionRequest.check_structured_outputs_count): the calls are the reply's one constraint.
     if (constraints.length > 0) throw badRequest('You can only either use constraints for structured outputs or tools, not both.', 'tool_choice', 'invalid_value');
-    constraints.push({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth });
+    // "auto": the calls' array, or text that does not start with one (tool-calls.ts).
+    constraints.push({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth, ...(tools.mode.kind === 'auto' ? { orText: true as const } : {}) });
   }
   const constraint = constraints[0];
   if (constraint === undefined) return { choices: null, regex: null, grammar: null, toolCalls: null };
@@ -248,12 +249,14 @@ function writtenJson<T extends string | null>(form: JsonForm, constraint: JsonCo
   const options = { ...(whitespace ? { whitespace: whitespace.pattern } : {}), ...('maxDepth' in constraint && constraint.maxDepth !== undefined ? { maxDepth: constraint.maxDepth } : {}) };
   const schema = 'jsonObject' in constraint ? null : parsedSchema(constraint.param, constraint.schema);
   const text = 'jsonObject' in constraint ? '' : typeof constraint.schema === 'string' ? constraint.schema : JSON.stringify(schema);
-  const key = `${form} ${'jsonObject' in constraint ? 'object' : 'schema'} ${options.maxDepth ?? ''} ${JSON.stringify(options.whitespace ?? null)} ${text}`;
+  const orText = 'orText' in constraint && constraint.orText === true;
+  const key = `${form} ${'jsonObject' in constraint ? 'object' : orText ? 'schema-or-text' : 'schema'} ${options.maxDepth ?? ''} ${JSON.stringify(options.whitespace ?? null)} ${text}`;
   const kept = writtenLately.get(key);
   // '' stands for null: a form past its bounds (no regex or grammar is empty), which took as long to find.
   if (kept !== undefined) return (kept === '' ? null : kept) as T;
   try {
-    const written = write(schema, options);
+    const json = write(schema, options);
+    const written = (json === null || !orText ? json : form === 'regex' ? autoToolRegex(json) : autoToolGrammar(json)) as T;
     writtenLately.set(key, written ?? '');
     return written;
   } catch (err) {

@@ -5,10 +5,12 @@
  * them without a model-specific tool parser: the reply is a structured
  * output (vLLM's own schemas for them, written into a regex as any JSON
  * schema is, edge/structured-output.ts), and its text becomes the message's
- * `tool_calls`. `"auto"`, where the model itself decides whether to call,
- * needs the model's own tool-call format to parse, which the served
- * llama2.c models have none of: refused, as vLLM refuses it without
- * `--enable-auto-tool-choice`.
+ * `tool_calls`. `"auto"` (the default where tools are sent), where the
+ * model decides whether to call: the served llama2.c models have no
+ * tool-call format of their own, so this server reads one, as vLLM's
+ * `pythonic` parser reads Llama 3.2's: a reply whose first character past
+ * whitespace is `[` is "required"'s array of calls (held to it from there),
+ * any other reply is text, streamed as it comes.
  */
 import { badRequest } from './api-error';
 import { bytesToHex } from './hex';
@@ -27,8 +29,42 @@ interface ToolFields {
   parallel_tool_calls?: boolean | null;
 }
 
-/** How the reply becomes tool calls: one call of the named function, or the calls of a JSON array. */
-export type ToolCallMode = { kind: 'named'; name: string } | { kind: 'required' };
+/** How the reply becomes tool calls: one call of the named function, the calls of a JSON array, or (auto) that array where the reply starts with one, else text. */
+export type ToolCallMode = { kind: 'named'; name: string } | { kind: 'required' } | { kind: 'auto' };
+
+/** Whitespace that "auto" reads past before the character that decides (JSON's: what the array may start with). */
+const AUTO_SPACE = ' \t\n\r';
+
+/**
+ * What an "auto" reply is, from its text so far: `calls` where its first
+ * character past whitespace is `[` (the reply is held to the array of
+ * calls), `text` where it is any other, `undecided` while there is none.
+ */
+export function autoReplyKind(text: string): 'calls' | 'text' | 'undecided' {
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (!AUTO_SPACE.includes(c)) return c === '[' ? 'calls' : 'text';
+  }
+  return 'undecided';
+}
+
+/**
+ * An "auto" reply's language, as a regex: text whose first character past
+ * whitespace is not `[` (or only whitespace), or whitespace then the calls'
+ * array (`calls`, "required"'s regex).
+ */
+export function autoToolRegex(calls: string): string {
+  return `[ \\t\\n\\r]*(?:[^ \\t\\n\\r\\[][\\s\\S]*)?|[ \\t\\n\\r]*(?:${calls})`;
+}
+
+/** The same as a GBNF grammar: "required"'s grammar `calls` (its `root` renamed) under a root that also takes such text. */
+export function autoToolGrammar(calls: string): string {
+  const renamed = calls.replace(/^root ::=/m, `${AUTO_CALLS_RULE} ::=`);
+  return `root ::= [ \\t\\n\\r]* ([^ \\t\\n\\r\\[] .*)? | [ \\t\\n\\r]* ${AUTO_CALLS_RULE}\n${renamed}`;
+}
+
+/** "auto"'s array rule (the JSON grammar writer names its rules after schema paths and definitions, none with this prefix). */
+const AUTO_CALLS_RULE = 'sssd-auto-tool-calls';
 
 /** The tool calls a request asks for, with the schema its reply follows; null: none. */
 export interface ToolCallPlan {
@@ -94,21 +130,14 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
   const choice = body.tool_choice ?? (tools !== null ? 'auto' : 'none');
   if (choice === 'none') return null;
   if (tools === null) throw badRequest('When using `tool_choice`, `tools` must be set.', 'tool_choice', 'invalid_value');
-  if (choice === 'auto') {
-    throw badRequest(
-      '"auto" tool choice is not supported by this server: the model decides whether to call a tool only in a tool-call format of its own, which the served model has none of. Send tool_choice "required" or a named function (the reply is then a call), or "none".',
-      'tool_choice',
-      'unsupported_parameter',
-    );
-  }
   const names = new Set<string>();
   for (const [i, tool] of tools.entries()) {
     if (names.has(tool.function.name)) throw badRequest(`tools: two functions are named '${tool.function.name}'.`, `tools.${i}.function.name`, 'invalid_value');
     names.add(tool.function.name);
   }
-  if (choice === 'required') {
+  if (choice === 'required' || choice === 'auto') {
     return {
-      mode: { kind: 'required' },
+      mode: { kind: choice },
       schema: requiredSchema(tools, body.parallel_tool_calls === false),
       maxDepth: DEFAULT_MAX_DEPTH + 2,
       // An error inside a tool's own parameters names that tool, at its path there.
@@ -143,7 +172,7 @@ export interface ToolCall {
  */
 export function toolCallsOf(mode: ToolCallMode, text: string, ids: readonly string[] = []): ToolCall[] | null {
   if (mode.kind === 'named') return [{ id: ids[0] ?? toolCallId(), type: 'function', function: { name: mode.name, arguments: text } }];
-  const calls = requiredCalls(text);
+  const calls = mode.kind === 'auto' && autoReplyKind(text) !== 'calls' ? null : requiredCalls(text);
   return calls && calls.map((call, i) => ({ id: ids[i] ?? toolCallId(), type: 'function', function: { name: call.name, arguments: call.arguments } }));
 }
 
@@ -216,11 +245,11 @@ function valueEnd(text: string, at: number): number {
 
 /**
  * The finish reason of a reply made tool calls: OpenAI's `tool_calls` where
- * the model was asked for any call (`"required"`) and wrote whole ones, also
+ * the model was asked for any call (`"required"`, `"auto"`) and wrote whole ones, also
  * where `max_tokens` fell on the end token that alone could follow them (the
  * AI SDK runs no call of a reply that ended `length`); a named function's
  * call ends `stop`, as OpenAI's and vLLM's do.
  */
 export function toolFinishReason(mode: ToolCallMode, finishReason: string, calls: readonly ToolCall[] | null): string {
-  return mode.kind === 'required' && calls !== null && (finishReason === 'stop' || finishReason === 'length') ? 'tool_calls' : finishReason;
+  return mode.kind !== 'named' && calls !== null && (finishReason === 'stop' || finishReason === 'length') ? 'tool_calls' : finishReason;
 }

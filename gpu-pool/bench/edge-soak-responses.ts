@@ -71,7 +71,9 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
     if (int(6) === 0) body.text = { format: int(2) === 0 ? { type: 'json_schema', name: 'person', schema: ctx.schema, strict: true } : { type: 'json_object' } };
     else if (int(6) === 0) {
       body.tools = TOOLS;
-      body.tool_choice = int(2) === 0 ? 'required' : { type: 'function', name: pick(TOOLS).name };
+      // "auto" sent, or by default.
+      const choice = pick<string | undefined>(['required', 'auto', undefined, 'named']);
+      if (choice !== undefined) body.tool_choice = choice === 'named' ? { type: 'function', name: pick(TOOLS).name } : choice;
       if (int(2) === 0) body.parallel_tool_calls = false;
     }
     if (int(3) !== 0) body.store = int(2) === 0;
@@ -120,11 +122,12 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
       const problem = structuredProblem(responseChoice(response), check, false);
       if (problem) tally.violate(`${what}: text.format ${format.type}: ${problem} (sent ${sent.slice(0, 2000)})`);
     }
-    const choice = body.tool_choice as 'required' | { name: string } | undefined;
-    if (choice !== undefined) {
+    if (body.tools !== undefined) {
+      const choice = (body.tool_choice ?? 'auto') as 'required' | 'auto' | { name: string };
       tally.count('responses checked tool calls');
-      const chatChoice: ToolChoice = choice === 'required' ? 'required' : { type: 'function', function: { name: choice.name } };
-      const problem = toolCallsProblem(responseChoice(response, choice === 'required' ? 'tool_calls' : 'stop'), chatChoice, CHAT_TOOLS, body.parallel_tool_calls === false, false);
+      const chatChoice: ToolChoice = typeof choice === 'string' ? choice : { type: 'function', function: { name: choice.name } };
+      const called = choice === 'required' || (choice === 'auto' && response.output.some((item) => item.type === 'function_call'));
+      const problem = toolCallsProblem(responseChoice(response, called ? 'tool_calls' : 'stop'), chatChoice, CHAT_TOOLS, body.parallel_tool_calls === false, false);
       if (problem) tally.violate(`${what}: tool calls: ${problem} (sent ${sent.slice(0, 2000)})`);
     }
   };

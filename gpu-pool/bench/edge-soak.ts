@@ -184,10 +184,11 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       Object.assign(body, shape(pick));
       for (const field of ['ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens', 'echo']) delete body[field];
     }
-    // Chat's tool calls: a named function or "required" (the structured outputs and their conflicts left out).
+    // Chat's tool calls: a named function, "required" or "auto" (sent, or by default) (the structured outputs and their conflicts left out).
     if (chat && int(8) === 0) {
       body.tools = SOAK_TOOLS;
-      body.tool_choice = pick<Body['tool_choice']>(['required', { type: 'function', function: { name: pick(SOAK_TOOLS).function.name } }]);
+      body.tool_choice = pick<Body['tool_choice']>(['required', 'auto', undefined, { type: 'function', function: { name: pick(SOAK_TOOLS).function.name } }]);
+      if (body.tool_choice === undefined) delete body.tool_choice;
       if (int(2) === 0) body.parallel_tool_calls = false;
       for (const field of ['structured_outputs', 'guided_choice', 'guided_regex', 'guided_json', 'guided_grammar', 'response_format', 'ignore_eos', 'allowed_token_ids', 'bad_words', 'min_tokens']) delete body[field];
     }
@@ -287,10 +288,10 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
         if (problem) problems.push(`${structured.kind}: ${problem}`);
       }
     }
-    if (body.tool_choice !== undefined) {
+    if (body.tools !== undefined) {
       tally.count('checked tool calls');
       for (const c of read.choices) {
-        const problem = toolCallsProblem(c, body.tool_choice as ToolChoice, SOAK_TOOLS, body.parallel_tool_calls === false, cutEarly);
+        const problem = toolCallsProblem(c, (body.tool_choice ?? 'auto') as ToolChoice, SOAK_TOOLS, body.parallel_tool_calls === false, cutEarly);
         if (problem) problems.push(`tool calls: ${problem}`);
       }
     }

@@ -197,8 +197,8 @@ export function structuredProblem(choice: ReadChoice, check: StructuredCheck, cu
   return null;
 }
 
-/** Chat's tool_choice as the soak sends it: "required" or a named function. */
-export type ToolChoice = 'required' | { type: 'function'; function: { name: string } };
+/** Chat's tool_choice as the soak sends it: "required", "auto" (sent, or the default where tools are) or a named function. */
+export type ToolChoice = 'required' | 'auto' | { type: 'function'; function: { name: string } };
 
 /**
  * Tool calls' promise: a reply that ended whole (a named call `stop`,
@@ -206,9 +206,17 @@ export type ToolChoice = 'required' | { type: 'function'; function: { name: stri
  * calls, of the listed functions (the named one), one at most without
  * parallel calls, each with arguments that are a JSON object its function's
  * parameters take (the regex the edge writes them into, and JSON.parse).
+ * "auto"'s reply is such calls where it starts (past whitespace) with `[`,
+ * and text that does not start so otherwise.
  */
 export function toolCallsProblem(choice: ReadChoice, toolChoice: ToolChoice, tools: ReadonlyArray<{ function: { name: string; parameters?: unknown } }>, single: boolean, cutEarly: boolean): string | null {
-  const whole = toolChoice === 'required' ? 'tool_calls' : 'stop';
+  if (toolChoice === 'auto' && (choice.toolCalls ?? []).length === 0) {
+    if (choice.finishReason === 'tool_calls') return 'finish_reason tool_calls with no tool_calls';
+    // An array that never closed (cut) stays text; one that ended whole was made calls.
+    if (!cutEarly && choice.finishReason !== 'length' && /^[ \t\n\r]*\[/.test(choice.text)) return `text that starts an array ended ${choice.finishReason}, not made calls: ${JSON.stringify(choice.text.slice(0, 120))}`;
+    return null;
+  }
+  const whole = toolChoice === 'required' || toolChoice === 'auto' ? 'tool_calls' : 'stop';
   if (cutEarly || choice.finishReason !== whole) return choice.finishReason === 'length' || cutEarly ? null : `finish_reason ${choice.finishReason}, not ${whole}`;
   const calls = choice.toolCalls ?? [];
   if (calls.length === 0) return 'no tool_calls';
@@ -216,7 +224,7 @@ export function toolCallsProblem(choice: ReadChoice, toolChoice: ToolChoice, too
   for (const call of calls) {
     const fn = tools.find((t) => t.function.name === call.name);
     if (!fn) return `a call of '${call.name}', no listed function`;
-    if (toolChoice !== 'required' && call.name !== toolChoice.function.name) return `a call of '${call.name}', not the named '${toolChoice.function.name}'`;
+    if (typeof toolChoice !== 'string' && call.name !== toolChoice.function.name) return `a call of '${call.name}', not the named '${toolChoice.function.name}'`;
     let value: unknown;
     try {
       value = JSON.parse(call.arguments);

@@ -885,7 +885,7 @@ describe('OpenAI-compatible API on the edge', () => {
     }
   });
 
-  it('serves tool calls where tool_choice names a function or is "required": the reply is the call, whole or streamed, through the SDK\'s own tool helpers; "auto" refused by name', async () => {
+  it('serves tool calls where tool_choice names a function or is "required": the reply is the call, whole or streamed, through the SDK\'s own tool helpers', async () => {
     const messages = [{ role: 'user' as const, content: 'What is the weather in Paris?' }];
     const weather = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 20 }, days: { type: 'integer', minimum: 1, maximum: 7 } }, required: ['city', 'days'] } } };
     const time = { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string', enum: ['UTC', 'CET'] } }, required: ['zone'] } } };
@@ -951,10 +951,9 @@ describe('OpenAI-compatible API on the edge', () => {
     });
     const parsedCall = parsed.choices[0].message.tool_calls?.[0] as { function: { parsed_arguments: { city: string; days: number } } } | undefined;
     expect(parsedCall?.function.parsed_arguments.days).toBeGreaterThanOrEqual(1);
-    // Refused by name: "auto" (and tools with no tool_choice, vLLM's default "auto"), a call with no (or an empty) list, a name not listed, tools beside a structured output.
+    // Refused by name: a call with no (or an empty) list, a name not listed, tools beside a structured output (also under "auto").
     for (const [extra, param] of [
-      [{ tools: [weather], tool_choice: 'auto' }, 'tool_choice'],
-      [{ tools: [weather] }, 'tool_choice'],
+      [{ tools: [weather], response_format: { type: 'json_object' } }, 'tool_choice'],
       [{ tools: [], tool_choice: 'required' }, 'tool_choice'],
       [{ tools: [weather], tool_choice: { type: 'function', function: { name: 'nope' } } }, 'tool_choice'],
       [{ tools: [weather], tool_choice: 'required', response_format: { type: 'json_object' } }, 'tool_choice'],
@@ -967,6 +966,59 @@ describe('OpenAI-compatible API on the edge', () => {
     // Completions have no tools, as in vLLM.
     const completionTools = await post('/v1/completions', { model, prompt: PROMPT, tools: [weather], tool_choice: 'required' });
     expect(completionTools.json.error).toMatchObject({ param: 'tools', code: 'unsupported_parameter' });
+  });
+
+  it('serves tool_choice "auto" (the default where tools are sent): a reply that starts with text is the text it is without tools, whole or streamed; one that starts with "[" is the calls "required" makes', async () => {
+    const messages = [{ role: 'user' as const, content: 'What is the weather in Paris?' }];
+    const weather = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 20 }, days: { type: 'integer', minimum: 1, maximum: 7 } }, required: ['city', 'days'] } } };
+    const time = { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string', enum: ['UTC', 'CET'] } }, required: ['zone'] } } };
+    const tools = [weather, time];
+    /** A stream's role delta, its text, its calls (assembled) and its finish reason. */
+    const streamed = async (params: Record<string, unknown>): Promise<{ first: unknown; text: string; calls: Array<{ name?: string; arguments: string }>; finish: string | null }> => {
+      const stream = await client.chat.completions.create({ model, messages, temperature: 0, stream: true, ...params } as unknown as OpenAI.ChatCompletionCreateParamsStreaming);
+      const out = { first: undefined as unknown, text: '', calls: [] as Array<{ name?: string; arguments: string }>, finish: null as string | null };
+      for await (const chunk of stream) {
+        const choice = chunk.choices[0];
+        if (!choice) continue;
+        out.first ??= choice.delta;
+        out.text += choice.delta.content ?? '';
+        for (const d of choice.delta.tool_calls ?? []) ((out.calls[d.index] ??= { arguments: '' }).arguments += d.function?.arguments ?? ''), (out.calls[d.index].name ??= d.function?.name);
+        out.finish = choice.finish_reason ?? out.finish;
+      }
+      return out;
+    };
+    for (const speculation of ['auto', 'off']) {
+      // The model writes text here: the very text it writes with no tools, token for token.
+      const plain = await client.chat.completions.create({ model, messages, max_tokens: 40, temperature: 0, speculation } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      for (const choice of [{}, { tool_choice: 'auto' }]) {
+        const auto = await client.chat.completions.create({ model, messages, tools, ...choice, max_tokens: 40, temperature: 0, speculation } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming);
+        expect(auto.choices[0].message.content, speculation).toBe(plain.choices[0].message.content);
+        expect(auto.choices[0].message.tool_calls).toBeUndefined();
+        expect(auto.choices[0].finish_reason).toBe(plain.choices[0].finish_reason);
+      }
+      // Streamed: text as it comes, after a role delta whose content is "" (the reply may be text).
+      const stream = await streamed({ tools, max_tokens: 40, speculation });
+      expect(stream).toEqual({ first: { role: 'assistant', content: '' }, text: plain.choices[0].message.content, calls: [], finish: plain.choices[0].finish_reason });
+    }
+    // A reply whose first token is "[" (pushed there by logit_bias): held to the calls' array, and made calls (one: this
+    // model, left to it, writes call after call).
+    const strs = (await post('/tokenize', { prompt: '[', return_token_strs: true, add_special_tokens: false })).json;
+    const bracket = (strs.tokens as number[])[(strs.token_strs as string[]).indexOf('[')];
+    expect(bracket).toBeGreaterThan(0);
+    const called = await client.chat.completions.create({ model, messages, tools, parallel_tool_calls: false, logit_bias: { [bracket]: 100 }, max_tokens: 150, temperature: 0 });
+    const message = called.choices[0].message;
+    expect(called.choices[0].finish_reason, JSON.stringify(message)).toBe('tool_calls');
+    expect(message.content).toBeNull();
+    expect(message.tool_calls).toHaveLength(1);
+    for (const call of message.tool_calls! as OpenAI.ChatCompletionMessageFunctionToolCall[]) {
+      expect(call.id).toMatch(/^chatcmpl-tool-[0-9a-f]{32}$/);
+      const args = JSON.parse(call.function.arguments) as Record<string, unknown>;
+      if (call.function.name === 'get_weather') expect(Object.keys(args)).toEqual(['city', 'days']);
+      else expect(call.function).toMatchObject({ name: 'get_time', arguments: expect.stringMatching(/"zone"\s*:\s*"(UTC|CET)"/) });
+    }
+    // Streamed: no text, the same calls at the end.
+    const calls = await streamed({ tools, parallel_tool_calls: false, logit_bias: { [bracket]: 100 }, max_tokens: 150 });
+    expect(calls).toEqual({ first: { role: 'assistant', content: '' }, text: '', calls: message.tool_calls!.map((c) => ({ name: (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.name, arguments: (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.arguments })), finish: 'tool_calls' });
   });
 
   it("serves vLLM's truncate_prompt_tokens (the prompt's last k tokens, a text prompt's BOS kept) and return_tokens_as_token_ids", async () => {
@@ -1150,8 +1202,6 @@ describe('OpenAI-compatible API on the edge', () => {
     for (const [path, body, param] of [
       ['/v1/completions', { model, prompt: 'hi', best_of: 3 }, 'best_of'],
       ['/v1/completions', { model, prompt: 'hi', tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools'],
-      // Chat's tools with tool_choice "auto" (their default): the model has no tool-call format to decide in.
-      ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f' } }] }, 'tool_choice'],
       ['/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], structured_outputs: { structural_tag: '{}' } }, 'structured_outputs.structural_tag'],
     ] as const) {
       const res = await post(path, body);

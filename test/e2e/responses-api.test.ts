@@ -122,7 +122,7 @@ describe('Responses API on the edge', () => {
     expect((await helper.finalResponse()).output_text).toBe(text);
   });
 
-  it('follows text.format json_schema (responses.parse with zodTextFormat), and makes a named function call', async () => {
+  it('follows text.format json_schema (responses.parse with zodTextFormat), makes a named function call, and streams text under tool_choice "auto"', async () => {
     const Pet = z.object({ name: z.string().max(8), age: z.number().int().min(0).max(20) });
     const grammarsBefore = await metricValue({ url: stack.poolUrl }, 'sssd_pool_grammar_compiles_total');
     const parsed = await client.responses.parse({ model, input: PROMPT, temperature: 0, max_output_tokens: 64, text: { format: zodTextFormat(Pet, 'pet') } });
@@ -137,6 +137,20 @@ describe('Responses API on the edge', () => {
     expect(call).toMatchObject({ type: 'function_call', name: 'get_weather', status: 'completed' });
     expect(call.call_id).toMatch(/^call_/);
     expect(JSON.parse(call.arguments)).toHaveProperty('city');
+
+    // tool_choice "auto" (the default where tools are sent): this model writes text, the text it writes without tools.
+    const plain = await client.responses.create({ model, input: PROMPT, max_output_tokens: 24, temperature: 0 });
+    const auto = await client.responses.create({ model, input: PROMPT, tools, max_output_tokens: 24, temperature: 0 });
+    expect(auto.tool_choice).toBe('auto');
+    expect(auto.output).toMatchObject([{ type: 'message', content: [{ type: 'output_text', text: plain.output_text }] }]);
+    const events: string[] = [];
+    let text = '';
+    for await (const event of await client.responses.create({ model, input: PROMPT, tools, max_output_tokens: 24, temperature: 0, stream: true })) {
+      events.push(event.type);
+      if (event.type === 'response.output_text.delta') text += event.delta;
+    }
+    expect(text).toBe(plain.output_text);
+    expect(events.filter((type) => type.startsWith('response.function_call'))).toEqual([]);
 
     // The call's output continues the chain.
     const answered = await client.responses.create({ model, previous_response_id: called.id, input: [{ type: 'function_call_output', call_id: call.call_id, output: 'Sunny.' }], max_output_tokens: 8, temperature: 0 });

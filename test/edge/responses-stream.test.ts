@@ -119,6 +119,31 @@ describe('Responses API events', () => {
     expect(cut[cut.length - 1]).toMatchObject({ type: 'response.incomplete', response: { status: 'incomplete', output: [{ type: 'message', status: 'incomplete' }] } });
   });
 
+  it('streams an "auto" reply as a message once it starts with text (the whitespace before it in its first delta), or its calls once their array is whole', async () => {
+    const format = (): ResponsesStreamFormat => new ResponsesStreamFormat(started(), { ...meta, toolCalls: { kind: 'auto' } }, async () => undefined);
+    const text = await streamed(format(), [' ', '\n', 'Once', ' upon'], summary('stop'));
+    expect(text.map((e) => e.type)).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+      'response.output_text.delta',
+      'response.output_text.delta',
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    expect(text.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta)).toEqual([' \nOnce', ' upon']);
+    expect(text[text.length - 1]).toMatchObject({ response: { status: 'completed', output: [{ type: 'message', content: [{ text: ' \nOnce upon' }] }] } });
+    const calls = await streamed(format(), [' [{"name": "f",', ' "parameters": {}}]'], summary('stop'));
+    expect(calls.filter((e) => e.type === 'response.output_text.delta')).toEqual([]);
+    expect(calls[calls.length - 1]).toMatchObject({ type: 'response.completed', response: { output: [{ type: 'function_call', name: 'f', arguments: '{}', status: 'completed' }] } });
+    // Only whitespace, or nothing: a message of it.
+    const blank = await streamed(format(), [' '], summary('stop'));
+    expect(blank[blank.length - 1]).toMatchObject({ response: { output: [{ type: 'message', content: [{ text: ' ' }] }] } });
+  });
+
   it("carries each token's log-probabilities once, in its delta, and all of them, in order, in the done events and the response", async () => {
     // A tokenizer whose id i prints the letter of i: enough for the formatter's names and bytes.
     const letters = { tokenBytes: (id: number) => new TextEncoder().encode(String.fromCharCode(96 + id)) };

@@ -261,6 +261,14 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     const called = asGrammar({ tools, tool_choice: 'required' });
     expect(called.toolCalls).toEqual({ kind: 'required' });
     expect(follows(called.grammar!, `[{"name": "f", "parameters": {"x": ${deep}}}]`)).toBe(true);
+    // "auto" (the default): those calls, or text that starts with no array.
+    for (const auto of [asGrammar({ tools }), structuredOf({ tools, tool_choice: 'auto' }, 'chat')]) {
+      expect(auto.toolCalls).toEqual({ kind: 'auto' });
+      const takes = (text: string): boolean => (auto.grammar !== null ? follows(auto.grammar, text) : matches(auto, text));
+      expect(takes(`[{"name": "f", "parameters": {"x": 1}}]`)).toBe(true);
+      expect(takes(' Once upon a time')).toBe(true);
+      expect(takes('[1]')).toBe(false);
+    }
     // A regex, choices or a grammar the request sent are not JSON: as they were.
     expect(asGrammar({ guided_regex: 'a|b' })).toEqual({ choices: null, regex: 'a|b', grammar: null, toolCalls: null });
   });

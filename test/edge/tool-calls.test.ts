@@ -1,11 +1,14 @@
 /**
- * Chat's tool calls where the request names what to call: the schema the
- * reply follows (vLLM's), its text made calls, and the refusals in vLLM's
- * words.
+ * Chat's tool calls: the schema the reply follows (vLLM's where the
+ * request names what to call; "auto"'s calls or text), its text made calls,
+ * and the refusals in vLLM's words.
  */
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
-import { toolCallPlan, toolCallsOf, toolFinishReason } from '../../edge/tool-calls';
+import { autoReplyKind, autoToolGrammar, autoToolRegex, toolCallPlan, toolCallsOf, toolFinishReason } from '../../edge/tool-calls';
+import { compileGrammar } from '../../shared/structured/grammar-automaton';
+import { jsonSchemaGrammar } from '../../shared/structured/json-schema-grammar';
+import { compileWithEngine } from '../support/json-schema-cases';
 import { jsonSchemaRegex } from '../../shared/structured/json-schema-regex';
 import { chatRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 
@@ -72,9 +75,16 @@ describe('toolCallPlan', () => {
     expect(toolCallPlan({ tools: [] })).toBeNull();
   });
 
-  it('refuses "auto" (also by default where tools are sent), a choice without tools, a name not listed, and two functions of one name', () => {
-    expect(refusal({ tools: [weather] })).toMatchObject({ param: 'tool_choice', message: expect.stringContaining('"auto" tool choice is not supported') });
-    expect(refusal({ tools: [weather], tool_choice: 'auto' })).toMatchObject({ param: 'tool_choice' });
+  it('takes "auto" (also by default where tools are sent) as "required"\'s calls or text', () => {
+    for (const body of [{ tools: [weather, ping] }, { tools: [weather, ping], tool_choice: 'auto' as const }]) {
+      const plan = toolCallPlan(body)!;
+      expect(plan.mode).toEqual({ kind: 'auto' });
+      expect(plan.schema).toEqual(toolCallPlan({ tools: [weather, ping], tool_choice: 'required' })!.schema);
+    }
+  });
+
+  it('refuses a choice without tools, a name not listed, and two functions of one name', () => {
+    expect(refusal({ tools: [ping, ping] })).toMatchObject({ param: 'tools.1.function.name' });
     expect(refusal({ tool_choice: 'required' })).toMatchObject({ param: 'tool_choice', message: 'When using `tool_choice`, `tools` must be set.' });
     expect(refusal({ tools: [weather], tool_choice: { type: 'function', function: { name: 'ping' } } })).toMatchObject({ param: 'tool_choice', message: expect.stringContaining('does not match any of the specified `tools`') });
     expect(refusal({ tools: [ping, ping], tool_choice: 'required' })).toMatchObject({ param: 'tools.1.function.name' });
@@ -121,5 +131,51 @@ describe('toolCallsOf', () => {
     // Whole calls where max_tokens fell on the end token: the calls are made.
     expect(toolFinishReason({ kind: 'required' }, 'length', calls)).toBe('tool_calls');
     expect(toolFinishReason({ kind: 'named', name: 'ping' }, 'stop', [])).toBe('stop');
+  });
+});
+
+describe('"auto": calls where the reply starts with their array, else text', () => {
+  const plan = toolCallPlan({ tools: [weather, ping] })!;
+  const CALL = '[{"name": "get_weather", "parameters": {"city": "Paris"}}]';
+
+  it('decides at the first character past whitespace', () => {
+    expect(autoReplyKind('')).toBe('undecided');
+    expect(autoReplyKind(' \n\t\r')).toBe('undecided');
+    expect(autoReplyKind(' \n[')).toBe('calls');
+    expect(autoReplyKind(' Once [')).toBe('text');
+    // Whitespace JSON does not take before an array decides for text, as the language does.
+    expect(autoReplyKind('\f[')).toBe('text');
+  });
+
+  it('writes a language of any text not starting an array, or whitespace then the calls, as a regex and as a grammar', () => {
+    const written = autoToolRegex(jsonSchemaRegex(plan.schema, { maxDepth: plan.maxDepth }));
+    // The pool's engine, and JavaScript's (clients read the regex too).
+    const regexes = [compileWithEngine(written), new RegExp(`^(?:${written})$`, 'u')];
+    const grammar = compileGrammar(autoToolGrammar(jsonSchemaGrammar(plan.schema)));
+    const accepts = (text: string): boolean => {
+      const bytes = new TextEncoder().encode(text);
+      const state = grammar.follow(0, bytes, 0, bytes.length);
+      return state >= 0 && grammar.accepting(state);
+    };
+    const taken = ['', '  ', 'Once upon a time [1]', '\n\nHi', '\f[', `\n ${CALL}`, CALL, '[{"name": "ping", "parameters": {}}, {"name": "ping", "parameters": {}}]'];
+    const refused = ['[', ' [1, 2]', '[{"name": "nope", "parameters": {}}]', `${CALL} and more`, '[{"name": "get_weather", "parameters": {}}]'];
+    for (const text of taken) {
+      for (const regex of regexes) expect(regex.test(text), JSON.stringify(text)).toBe(true);
+      expect(accepts(text), JSON.stringify(text)).toBe(true);
+    }
+    for (const text of refused) {
+      for (const regex of regexes) expect(regex.test(text), JSON.stringify(text)).toBe(false);
+      expect(accepts(text), JSON.stringify(text)).toBe(false);
+    }
+  });
+
+  it('makes a whole array its calls, ending tool_calls; text, or an array cut short, stays text', () => {
+    const calls = toolCallsOf({ kind: 'auto' }, ` ${CALL}`)!;
+    expect(calls.map((c) => [c.function.name, c.function.arguments])).toEqual([['get_weather', '{"city": "Paris"}']]);
+    expect(toolFinishReason({ kind: 'auto' }, 'stop', calls)).toBe('tool_calls');
+    expect(toolCallsOf({ kind: 'auto' }, 'Once upon a time')).toBeNull();
+    expect(toolCallsOf({ kind: 'auto' }, '[{"name": "ping", "param')).toBeNull();
+    expect(toolFinishReason({ kind: 'auto' }, 'length', null)).toBe('length');
+    expect(toolFinishReason({ kind: 'auto' }, 'stop', null)).toBe('stop');
   });
 });

@@ -157,6 +157,14 @@ describe("tool calls' promise", () => {
     expect(toolCallsProblem({ text: '', finishReason: 'stop', toolCalls: [{ name: 'get_weather', arguments: '{"town": "Paris"}' }] }, named, tools, false, false)).toMatch(/do not follow its parameters/);
     expect(toolCallsProblem({ text: '', finishReason: 'tool_calls', toolCalls: [{ name: 'ping', arguments: '{}' }] }, named, tools, false, false)).toMatch(/finish_reason tool_calls, not stop/);
   });
+  it('takes "auto"\'s text that starts with no array, or whole calls; names an array left text, or calls said with no calls', () => {
+    expect(toolCallsProblem({ text: ' Once upon a time', finishReason: 'stop' }, 'auto', tools, false, false)).toBeNull();
+    expect(toolCallsProblem({ text: '', finishReason: 'tool_calls', toolCalls: [{ name: 'ping', arguments: '{}' }] }, 'auto', tools, false, false)).toBeNull();
+    expect(toolCallsProblem({ text: ' [{"name": "pi', finishReason: 'length' }, 'auto', tools, false, false)).toBeNull();
+    expect(toolCallsProblem({ text: '\n[{"name": "ping", "parameters": {}}]', finishReason: 'stop' }, 'auto', tools, false, false)).toMatch(/starts an array ended stop/);
+    expect(toolCallsProblem({ text: 'hi', finishReason: 'tool_calls' }, 'auto', tools, false, false)).toMatch(/with no tool_calls/);
+    expect(toolCallsProblem({ text: '', finishReason: 'tool_calls', toolCalls: [{ name: 'nope', arguments: '{}' }] }, 'auto', tools, false, false)).toMatch(/no listed function/);
+  });
 });
 
 describe("return_token_ids' ids", () => {
