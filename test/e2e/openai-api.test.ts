@@ -3,6 +3,8 @@
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createOpenAI } from '@ai-sdk/openai';
+import { generateText, stepCountIs, tool } from 'ai';
 import OpenAI from 'openai';
 import { zodFunction, zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
@@ -1019,6 +1021,19 @@ describe('OpenAI-compatible API on the edge', () => {
     // Streamed: no text, the same calls at the end.
     const calls = await streamed({ tools, parallel_tool_calls: false, logit_bias: { [bracket]: 100 }, max_tokens: 150 });
     expect(calls).toEqual({ first: { role: 'assistant', content: '' }, text: '', calls: message.tool_calls!.map((c) => ({ name: (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.name, arguments: (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.arguments })), finish: 'tool_calls' });
+
+    // The AI SDK's tools, its toolChoice left at its default ("auto"): text as without tools; or the call, run by the SDK.
+    const provider = createOpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1` });
+    const ran: unknown[] = [];
+    const sdkTools = { get_weather: tool({ inputSchema: z.object({ city: z.string().max(20), days: z.number().int().min(1).max(7) }), execute: async (input) => (ran.push(input), 'Sunny.') }) };
+    const prompt = messages[0].content;
+    const text = await generateText({ model: provider.chat(model), prompt, tools: sdkTools, maxOutputTokens: 40, temperature: 0, maxRetries: 0 });
+    const withoutTools = await client.chat.completions.create({ model, messages, max_tokens: 40, temperature: 0 });
+    expect([text.text, text.toolCalls, text.finishReason]).toEqual([withoutTools.choices[0].message.content, [], withoutTools.choices[0].finish_reason]);
+    const asked = await generateText({ model: provider.chat(model), prompt, tools: sdkTools, maxOutputTokens: 150, temperature: 0, maxRetries: 0, stopWhen: stepCountIs(1), providerOptions: { openai: { logitBias: { [bracket]: 100 }, parallelToolCalls: false } } });
+    expect(asked.finishReason).toBe('tool-calls');
+    expect(asked.toolCalls.map((c) => c.toolName)).toEqual(['get_weather']);
+    expect(ran).toEqual([asked.toolCalls[0].input]);
   });
 
   it("serves vLLM's truncate_prompt_tokens (the prompt's last k tokens, a text prompt's BOS kept) and return_tokens_as_token_ids", async () => {
