@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_LOGPROB_IDS, MAX_BAD_WORDS, MAX_STOP_TOKEN_IDS, outputChoicesProblem } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
+import type { ToolChoiceField } from './tool-calls';
 import { badRequest, TooManyChoicesError, type ApiError } from './api-error';
 import { MAX_PROMPT_LOGPROBS } from './prompt-logprobs';
 
@@ -257,16 +258,21 @@ const toolSchema = z.object({
   }),
 });
 
-type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+type ToolChoice = ToolChoiceField;
 
 function isToolChoice(v: unknown): v is ToolChoice {
   if (v === 'none' || v === 'auto' || v === 'required') return true;
-  const named = v as { type?: unknown; function?: { name?: unknown } | null } | null;
-  return typeof named === 'object' && named !== null && named.type === 'function' && typeof named.function === 'object' && named.function !== null && typeof named.function.name === 'string';
+  const named = v as { type?: unknown; function?: { name?: unknown } | null; allowed_tools?: { mode?: unknown; tools?: unknown } | null } | null;
+  if (typeof named !== 'object' || named === null) return false;
+  // Its list's entries are checked where they are read (edge/tool-calls.ts), each by its place.
+  if (named.type === 'allowed_tools') return typeof named.allowed_tools === 'object' && named.allowed_tools !== null && (named.allowed_tools.mode === 'auto' || named.allowed_tools.mode === 'required') && Array.isArray(named.allowed_tools.tools);
+  return named.type === 'function' && typeof named.function === 'object' && named.function !== null && typeof named.function.name === 'string';
 }
 
 /** One message for every wrong shape (a union would name only its first branch's). */
-const toolChoiceSchema = z.custom<ToolChoice>(isToolChoice, { error: 'tool_choice is "none", "auto", "required" or {"type": "function", "function": {"name": "my_function"}}' });
+const toolChoiceSchema = z.custom<ToolChoice>(isToolChoice, {
+  error: 'tool_choice is "none", "auto", "required", {"type": "function", "function": {"name": "my_function"}} or {"type": "allowed_tools", "allowed_tools": {"mode": "auto" or "required", "tools": [{"type": "function", "function": {"name": "my_function"}}]}}',
+});
 
 export const chatRequestSchema = z.object({
   ...commonFields,

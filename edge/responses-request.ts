@@ -83,13 +83,29 @@ const functionToolSchema = z.object({
 });
 export type FunctionTool = z.infer<typeof functionToolSchema>;
 
-type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; name: string };
+type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; name: string } | { type: 'allowed_tools'; mode: 'auto' | 'required'; tools: unknown[] };
 function isToolChoice(v: unknown): v is ToolChoice {
   if (v === 'none' || v === 'auto' || v === 'required') return true;
-  const named = v as { type?: unknown; name?: unknown } | null;
-  return typeof named === 'object' && named !== null && named.type === 'function' && typeof named.name === 'string';
+  const named = v as { type?: unknown; name?: unknown; mode?: unknown; tools?: unknown } | null;
+  if (typeof named !== 'object' || named === null) return false;
+  // Its list's entries are read as chat's (edge/tool-calls.ts), each error naming its place.
+  if (named.type === 'allowed_tools') return (named.mode === 'auto' || named.mode === 'required') && Array.isArray(named.tools);
+  return named.type === 'function' && typeof named.name === 'string';
 }
-const toolChoiceSchema = z.custom<ToolChoice>(isToolChoice, { error: 'tool_choice is "none", "auto", "required" or {"type": "function", "name": "my_function"}' });
+const toolChoiceSchema = z.custom<ToolChoice>(isToolChoice, {
+  error: 'tool_choice is "none", "auto", "required", {"type": "function", "name": "my_function"} or {"type": "allowed_tools", "mode": "auto" or "required", "tools": [{"type": "function", "name": "my_function"}]}',
+});
+
+/** A tool_choice in chat's shape: a named function's name under `function`, allowed_tools' list under `allowed_tools` (its entries likewise). */
+function chatToolChoice(choice: ToolChoice): NonNullable<ChatRequest['tool_choice']> {
+  if (typeof choice === 'string') return choice;
+  if (choice.type === 'function') return { type: 'function', function: { name: choice.name } };
+  const tools = choice.tools.map((entry) => {
+    const fn = entry as { type?: unknown; name?: unknown } | null;
+    return typeof fn === 'object' && fn !== null && fn.type === 'function' && typeof fn.name === 'string' ? { type: 'function', function: { name: fn.name } } : entry;
+  });
+  return { type: 'allowed_tools', allowed_tools: { mode: choice.mode, tools } };
+}
 
 /** What `include` may ask for: the output text's log-probabilities. */
 const LOGPROBS_INCLUDE = 'message.output_text.logprobs';
@@ -370,7 +386,7 @@ export function translateResponsesRequest(
         }
       : {}),
     ...(tools.length > 0 ? { tools: tools.map(({ type, ...fn }) => ({ type, function: fn })) } : {}),
-    ...(choice != null ? { tool_choice: typeof choice === 'string' ? choice : { type: 'function', function: { name: choice.name } } } : {}),
+    ...(choice != null ? { tool_choice: chatToolChoice(choice) } : {}),
     parallel_tool_calls: body.parallel_tool_calls,
     ...(logprobs ? { logprobs: true, top_logprobs: body.top_logprobs ?? 0 } : {}),
   };
@@ -386,6 +402,7 @@ function resolved(reference: ItemReference, i: number, referenced: ReadonlyMap<s
 
 /** Chat's fields in errors from the shared path, as the Responses request named them. */
 const CHAT_NAMES: ReadonlyArray<[RegExp, string]> = [
+  [/\btool_choice\.allowed_tools\.tools\b/g, 'tool_choice.tools'],
   [/\bmax_completion_tokens\b/g, 'max_output_tokens'],
   [/\bresponse_format\.json_schema\.schema\b/g, 'text.format.schema'],
   [/\bresponse_format\.json_schema\.name\b/g, 'text.format.name'],

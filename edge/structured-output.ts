@@ -23,7 +23,7 @@ import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/stru
 import { AutomatonLimitError, checkGrammar, GrammarSyntaxError } from '../shared/structured/grammar-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, type JsonSchemaRegexOptions, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
 import { GrammarTooLargeError, GrammarUnwritableError, jsonObjectGrammar, jsonSchemaGrammar } from '../shared/structured/json-schema-grammar';
-import { autoToolGrammar, autoToolRegex, toolCallPlan, type ToolCallMode, type ToolFunction } from './tool-calls';
+import { autoToolGrammar, autoToolRegex, toolCallPlan, type ToolCallMode, type ToolChoiceField, type ToolFunction } from './tool-calls';
 import type { PoolPicker } from './pool-picker';
 
 type JsonSchemaField = string | Record<string, unknown>;
@@ -46,7 +46,7 @@ interface StructuredFields {
   response_format?: { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; json_schema: { schema?: Record<string, unknown> | null } } | null;
   ignore_eos?: boolean | null;
   tools?: Array<{ type: 'function'; function: ToolFunction }> | null;
-  tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } } | null;
+  tool_choice?: ToolChoiceField | null;
   parallel_tool_calls?: boolean | null;
 }
 

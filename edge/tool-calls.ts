@@ -23,9 +23,23 @@ export interface ToolFunction {
   strict?: boolean | null;
 }
 
+/**
+ * OpenAI's `allowed_tools` choice: "auto" or "required" over some of the
+ * listed tools only (the rest stay listed, as OpenAI keeps them for its
+ * prompt cache). Its entries are read in toolCallPlan, each error naming
+ * its place.
+ */
+export interface AllowedToolsChoice {
+  type: 'allowed_tools';
+  allowed_tools: { mode: 'auto' | 'required'; tools: unknown[] };
+}
+
+/** Chat's `tool_choice`, as the request schema lets it through. */
+export type ToolChoiceField = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } } | AllowedToolsChoice;
+
 interface ToolFields {
   tools?: Array<{ type: 'function'; function: ToolFunction }> | null;
-  tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } } | null;
+  tool_choice?: ToolChoiceField | null;
   parallel_tool_calls?: boolean | null;
 }
 
@@ -103,10 +117,12 @@ function rebased(value: unknown, root: string): unknown {
  * the top, as vLLM moves them (two tools defining one name differently are
  * refused), and the tool's own root to a definition of its own.
  */
-function requiredSchema(tools: ReadonlyArray<{ function: ToolFunction }>, single: boolean): Record<string, unknown> {
+function requiredSchema(tools: ReadonlyArray<{ function: ToolFunction }>, single: boolean, allowed: ReadonlySet<string> | null): Record<string, unknown> {
   const defs: Record<string, unknown> = {};
   const owner = new Map<string, number>();
-  const items = tools.map((tool, i) => {
+  // A tool keeps its place in the list (its definitions' names and errors say it) where allowed_tools leaves others out.
+  const items = tools.flatMap((tool, i) => {
+    if (allowed !== null && !allowed.has(tool.function.name)) return [];
     const { $defs, definitions, ...params } = parametersOf(tool.function) as Record<string, unknown> & { $defs?: Record<string, unknown>; definitions?: Record<string, unknown> };
     for (const [name, def] of [...Object.entries(definitions ?? {}), ...Object.entries($defs ?? {})]) {
       const written = rebased(def, toolRoot(i));
@@ -117,7 +133,7 @@ function requiredSchema(tools: ReadonlyArray<{ function: ToolFunction }>, single
       defs[name] = written;
     }
     defs[toolRoot(i)] = rebased(params, toolRoot(i));
-    return { type: 'object', properties: { name: { type: 'string', enum: [tool.function.name] }, parameters: { $ref: `#/$defs/${toolRoot(i)}` } }, required: ['name', 'parameters'] };
+    return [{ type: 'object', properties: { name: { type: 'string', enum: [tool.function.name] }, parameters: { $ref: `#/$defs/${toolRoot(i)}` } }, required: ['name', 'parameters'] }];
   });
   return { $defs: defs, type: 'array', minItems: 1, items: { anyOf: items }, ...(single ? { maxItems: 1 } : {}) };
 }
@@ -127,18 +143,20 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
   // An empty list is none (some clients send it by default; vLLM refuses it, and this server took it before tools were served).
   const tools = body.tools != null && body.tools.length > 0 ? body.tools : null;
   // vLLM's default: "auto" where tools are sent, else "none".
-  const choice = body.tool_choice ?? (tools !== null ? 'auto' : 'none');
-  if (choice === 'none') return null;
+  const asked = body.tool_choice ?? (tools !== null ? 'auto' : 'none');
+  if (asked === 'none') return null;
   if (tools === null) throw badRequest('When using `tool_choice`, `tools` must be set.', 'tool_choice', 'invalid_value');
   const names = new Set<string>();
   for (const [i, tool] of tools.entries()) {
     if (names.has(tool.function.name)) throw badRequest(`tools: two functions are named '${tool.function.name}'.`, `tools.${i}.function.name`, 'invalid_value');
     names.add(tool.function.name);
   }
+  const allowed = typeof asked === 'object' && asked.type === 'allowed_tools' ? allowedNames(asked, names) : null;
+  const choice = typeof asked === 'object' && asked.type === 'allowed_tools' ? asked.allowed_tools.mode : asked;
   if (choice === 'required' || choice === 'auto') {
     return {
       mode: { kind: choice },
-      schema: requiredSchema(tools, body.parallel_tool_calls === false),
+      schema: requiredSchema(tools, body.parallel_tool_calls === false, allowed),
       maxDepth: DEFAULT_MAX_DEPTH + 2,
       // An error inside a tool's own parameters names that tool, at its path there.
       locate: (path) => {
@@ -150,6 +168,23 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
   const index = tools.findIndex((tool) => tool.function.name === choice.function.name);
   if (index < 0) throw badRequest('The tool specified in `tool_choice` does not match any of the specified `tools`', 'tool_choice', 'invalid_value');
   return { mode: { kind: 'named', name: choice.function.name }, schema: parametersOf(tools[index].function), locate: (path) => ({ param: `tools.${index}.function.parameters`, path }), maxDepth: DEFAULT_MAX_DEPTH };
+}
+
+/** The functions an allowed_tools choice lets the reply call: each entry a listed function's, by name; a 400 naming the entry otherwise. */
+function allowedNames(choice: AllowedToolsChoice, listed: ReadonlySet<string>): Set<string> {
+  const entries = choice.allowed_tools.tools;
+  const param = 'tool_choice.allowed_tools.tools';
+  if (entries.length === 0) throw badRequest('tool_choice.allowed_tools.tools must name at least one tool.', param, 'invalid_value');
+  const names = new Set<string>();
+  for (const [i, entry] of entries.entries()) {
+    const fn = entry as { type?: unknown; function?: { name?: unknown } | null } | null;
+    if (typeof fn !== 'object' || fn === null || fn.type !== 'function' || typeof fn.function !== 'object' || fn.function === null || typeof fn.function.name !== 'string') {
+      throw badRequest(`${param}.${i}: each allowed tool is a function, named as in \`tools\` (functions are the only tools served).`, `${param}.${i}`, 'invalid_value');
+    }
+    if (!listed.has(fn.function.name)) throw badRequest(`${param}.${i}: '${fn.function.name}' is not one of the specified \`tools\`.`, `${param}.${i}`, 'invalid_value');
+    names.add(fn.function.name);
+  }
+  return names;
 }
 
 /** A tool call's id, as vLLM makes them (`chatcmpl-tool-` and 32 hex digits). */

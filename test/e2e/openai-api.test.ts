@@ -942,6 +942,12 @@ describe('OpenAI-compatible API on the edge', () => {
     const streamedCalls: Array<{ name?: string; arguments: string }> = [];
     for await (const chunk of requiredStream) for (const d of chunk.choices[0]?.delta.tool_calls ?? []) (streamedCalls[d.index] ??= { arguments: '' }).arguments += d.function?.arguments ?? '', (streamedCalls[d.index].name ??= d.function?.name);
     expect(streamedCalls).toEqual([{ name: first.function.name, arguments: first.function.arguments }]);
+    // OpenAI's allowed_tools: "required" over some of the listed tools; a name not listed refused, naming the entry.
+    const onlyTime = await client.chat.completions.create({ model, messages, tools: [weather, time], tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'required', tools: [{ type: 'function', function: { name: 'get_time' } }] } }, parallel_tool_calls: false, max_tokens: 150, temperature: 0 });
+    expect(onlyTime.choices[0].finish_reason).toBe('tool_calls');
+    expect(onlyTime.choices[0].message.tool_calls?.map((c) => (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.name)).toEqual(['get_time']);
+    const notListed = await post('/v1/chat/completions', { model, messages, tools: [weather], tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'auto', tools: [{ type: 'function', function: { name: 'get_time' } }] } } });
+    expect([notListed.status, notListed.json.error?.param]).toEqual([400, 'tool_choice.allowed_tools.tools.0']);
     // The SDK's zod helper: strict function tools, and the arguments parsed back into the schema's type.
     const parsed = await client.chat.completions.parse({
       model,

@@ -152,6 +152,12 @@ describe('Responses API on the edge', () => {
     expect(text).toBe(plain.output_text);
     expect(events.filter((type) => type.startsWith('response.function_call'))).toEqual([]);
 
+    // OpenAI's allowed_tools, flat as the Responses API writes it: "required" over the listed function.
+    const allowed = await client.responses.create({ model, input: PROMPT, tools, tool_choice: { type: 'allowed_tools', mode: 'required', tools: [{ type: 'function', name: 'get_weather' }] }, parallel_tool_calls: false, max_output_tokens: 120, temperature: 0 });
+    expect(allowed.output).toMatchObject([{ type: 'function_call', name: 'get_weather', status: 'completed' }]);
+    const notListed = await client.responses.create({ model, input: PROMPT, tools, tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [{ type: 'function', name: 'nope' }] } }).catch((e: unknown) => e);
+    expect((notListed as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('tool_choice.tools.0');
+
     // The call's output continues the chain.
     const answered = await client.responses.create({ model, previous_response_id: called.id, input: [{ type: 'function_call_output', call_id: call.call_id, output: 'Sunny.' }], max_output_tokens: 8, temperature: 0 });
     expect(answered.usage!.input_tokens).toBeGreaterThan(called.usage!.input_tokens);

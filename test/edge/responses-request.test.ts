@@ -76,6 +76,10 @@ describe('Responses request → chat request', () => {
       tool_choice: { type: 'function', function: { name: 'f' } },
       parallel_tool_calls: false,
     });
+    // OpenAI's allowed_tools, flat as the Responses API writes it, in chat's shape; an entry that is no function passed on as sent (chat's check names it).
+    const allowed = translate({ input: 'x', tools: [{ type: 'function', name: 'f' }], tool_choice: { type: 'allowed_tools', mode: 'required', tools: [{ type: 'function', name: 'f' }, { type: 'mcp', server_label: 's' }] } }).chat.tool_choice;
+    expect(allowed).toEqual({ type: 'allowed_tools', allowed_tools: { mode: 'required', tools: [{ type: 'function', function: { name: 'f' } }, { type: 'mcp', server_label: 's' }] } });
+    expect(refusal({ input: 'x', tools: [{ type: 'function', name: 'f' }], tool_choice: { type: 'allowed_tools', mode: 'never', tools: [] } })).toMatchObject({ param: 'tool_choice', message: expect.stringContaining('"type": "allowed_tools"') });
     expect(translate({ input: 'x', text: { format: { type: 'json_object' } } }).chat.response_format).toEqual({ type: 'json_object' });
     // `user` wins over safety_identifier; without include, no logprobs.
     const plain = translate({ input: 'x', user: 'a', safety_identifier: 'b', top_logprobs: 3 }).chat;
@@ -141,6 +145,9 @@ describe('Responses request → chat request', () => {
     expect([renamed.param, renamed.message]).toEqual(['text.format.schema', 'text.format.schema: bad']);
     expect((inResponsesTerms(new ApiError(400, 'x', 'invalid_request_error', null, 'max_completion_tokens')) as ApiError).param).toBe('max_output_tokens');
     expect((inResponsesTerms(new ApiError(400, 'x', 'invalid_request_error', null, 'tools.2.function.parameters')) as ApiError).param).toBe('tools.2.parameters');
+    // allowed_tools' entries: chat's list under `allowed_tools`, the Responses one on the choice itself.
+    const entry = inResponsesTerms(new ApiError(400, "tool_choice.allowed_tools.tools.1: 'nope' is not one", 'invalid_request_error', 'invalid_value', 'tool_choice.allowed_tools.tools.1')) as ApiError;
+    expect([entry.param, entry.message]).toEqual(['tool_choice.tools.1', "tool_choice.tools.1: 'nope' is not one"]);
     const same = new ApiError(400, 'x', 'invalid_request_error', null, 'temperature');
     expect(inResponsesTerms(same)).toBe(same);
   });

@@ -91,6 +91,44 @@ describe('toolCallPlan', () => {
   });
 });
 
+describe("OpenAI's allowed_tools", () => {
+  const allowed = (mode: 'auto' | 'required', names: unknown[]): { type: 'allowed_tools'; allowed_tools: { mode: 'auto' | 'required'; tools: unknown[] } } => ({
+    type: 'allowed_tools',
+    allowed_tools: { mode, tools: names.map((name) => (typeof name === 'string' ? { type: 'function', function: { name } } : name)) },
+  });
+
+  it('lets the reply call the allowed functions only, "required" or "auto"', () => {
+    for (const mode of ['required', 'auto'] as const) {
+      const plan = toolCallPlan({ tools: [weather, ping], tool_choice: allowed(mode, ['ping']) })!;
+      expect(plan.mode).toEqual({ kind: mode });
+      const whole = new RegExp(`^(?:${jsonSchemaRegex(plan.schema, { maxDepth: plan.maxDepth })})$`, 'u');
+      expect(whole.test('[{"name": "ping", "parameters": {}}]')).toBe(true);
+      expect(whole.test('[{"name": "get_weather", "parameters": {"city": "Paris"}}]')).toBe(false);
+    }
+  });
+
+  it("keeps each allowed tool's place in the list: an error in its parameters names it there", () => {
+    const bad = { type: 'function' as const, function: { name: 'bad', parameters: { type: 'object', properties: { n: { type: 'integer', multipleOf: 2 } } } } };
+    const plan = toolCallPlan({ tools: [weather, bad], tool_choice: allowed('required', ['bad']) })!;
+    expect(() => jsonSchemaRegex(plan.schema)).toThrow();
+    expect(plan.locate('/$defs/sssd_tool_1/properties/n')).toEqual({ param: 'tools.1.function.parameters', path: '/properties/n' });
+    // The tools left out are not written: their schemas cannot fail the request.
+    expect(JSON.stringify(toolCallPlan({ tools: [bad, ping], tool_choice: allowed('required', ['ping']) })!.schema)).not.toContain('multipleOf');
+  });
+
+  it('refuses an empty list, an entry that is no function, and a name not listed, naming the entry', () => {
+    expect(refusal({ tools: [weather], tool_choice: allowed('auto', []) })).toMatchObject({ param: 'tool_choice.allowed_tools.tools' });
+    expect(refusal({ tools: [weather], tool_choice: allowed('auto', ['get_weather', { type: 'mcp', server_label: 'x' }]) })).toMatchObject({ param: 'tool_choice.allowed_tools.tools.1', message: expect.stringContaining('functions are the only tools served') });
+    expect(refusal({ tools: [weather], tool_choice: allowed('required', ['nope']) })).toMatchObject({ param: 'tool_choice.allowed_tools.tools.0', message: expect.stringContaining("'nope' is not one of the specified `tools`") });
+  });
+
+  it('is taken by the request schema, a bad mode refused with the shapes tool_choice takes', () => {
+    const body = { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools: [weather] };
+    expect(parseOpenAiBody(chatRequestSchema, { ...body, tool_choice: allowed('auto', ['get_weather']) }, 'chat').tool_choice).toEqual(allowed('auto', ['get_weather']));
+    expect(() => parseOpenAiBody(chatRequestSchema, { ...body, tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'sometimes', tools: [] } } }, 'chat')).toThrow(/"type": "allowed_tools"/);
+  });
+});
+
 describe('tool_choice as a request writes it', () => {
   it('says what a malformed tool_choice should be', () => {
     for (const toolChoice of [{ type: 'function' }, { function: { name: 'f' } }, 'bogus']) {
