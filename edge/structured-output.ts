@@ -122,7 +122,11 @@ export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'reg
   }
   if (tools !== null) {
     // vLLM's words (ChatCompletionRequest.check_structured_outputs_count): the calls are the reply's one constraint.
-    if (constraints.length > 0) throw badRequest('You can only either use constraints for structured outputs or tools, not both.', 'tool_choice', 'invalid_value');
+    if (constraints.length > 0) {
+      // Under "auto" the reply's language is already "calls or text" (tool-calls.ts): a second language is not joined to it.
+      const auto = tools.mode.kind === 'auto' ? ` (tool_choice ${body.tool_choice == null ? 'is "auto" by default where tools are sent' : 'is "auto"'}: send tool_choice "none" for a reply in ${constraints[0].param}, or leave ${constraints[0].param} out for tool calls)` : '';
+      throw badRequest(`You can only either use constraints for structured outputs or tools, not both.${auto}`, 'tool_choice', 'invalid_value');
+    }
     // "auto": the calls' array, or text that does not start with one (tool-calls.ts).
     constraints.push({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth, ...(tools.mode.kind === 'auto' ? { orText: true as const } : {}) });
   }

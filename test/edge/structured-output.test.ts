@@ -261,6 +261,17 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     const called = asGrammar({ tools, tool_choice: 'required' });
     expect(called.toolCalls).toEqual({ kind: 'required' });
     expect(follows(called.grammar!, `[{"name": "f", "parameters": {"x": ${deep}}}]`)).toBe(true);
+    // Beside a structured output: refused, saying how to get either (under "auto", by default too).
+    const both = (body: object): string => {
+      try {
+        structuredOf(body, 'chat');
+      } catch (err) {
+        return (err as ApiError).toBody().error.message;
+      }
+      return 'not refused';
+    };
+    expect(both({ tools, response_format: { type: 'json_object' } })).toBe('You can only either use constraints for structured outputs or tools, not both. (tool_choice is "auto" by default where tools are sent: send tool_choice "none" for a reply in response_format, or leave response_format out for tool calls)');
+    expect(both({ tools, tool_choice: 'required', guided_regex: 'a' })).toBe('You can only either use constraints for structured outputs or tools, not both.');
     // "auto" (the default): those calls, or text that starts with no array.
     for (const auto of [asGrammar({ tools }), structuredOf({ tools, tool_choice: 'auto' }, 'chat')]) {
       expect(auto.toolCalls).toEqual({ kind: 'auto' });
