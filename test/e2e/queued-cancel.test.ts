@@ -56,9 +56,10 @@ function complete(at: RunningEdge, body: object, signal?: AbortSignal): Promise<
 /**
  * `n` generations of 480 tokens straight at the pool, one at a time through
  * its single row; as the edge's key's tenant (the dev key's, 'dev'), so that
- * the edge's requests wait behind them, or as another.
+ * the edge's requests wait behind them, or as another. Each resolves with its
+ * stream's headers, which the pool sends once it has taken the generation in.
  */
-function fill(n: number, tenant = 'dev', signal?: AbortSignal): Array<Promise<string>> {
+function fillStreams(n: number, tenant = 'dev', signal?: AbortSignal): Array<Promise<Response>> {
   const asTenant = poolTenant(tenant);
   return Array.from({ length: n }, async (_, i) =>
     fetch(`${pool.url}/v1/generate`, {
@@ -66,8 +67,33 @@ function fill(n: number, tenant = 'dev', signal?: AbortSignal): Array<Promise<st
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ id: `filler-${Math.random().toString(36).slice(2)}-${i}`, promptIds: [1, 403], maxTokens: 480, speculation: 'off', sampling: { temperature: 1, seed: i, logitBias: { '1': -100 } }, tenant: await asTenant }),
       signal,
-    }).then((r) => r.text()),
+    }),
   );
+}
+
+/** fillStreams' generations, each read to its end. */
+function fill(n: number, tenant = 'dev', signal?: AbortSignal): Array<Promise<string>> {
+  return fillStreams(n, tenant, signal).map((res) => res.then((r) => r.text()));
+}
+
+/**
+ * fill's generations (as 'dev'), once the pool has taken every one in: a
+ * request sent after this waits behind them all. Sent a moment after them,
+ * it could reach the free row first (fill opens new connections to the pool,
+ * the edge's are kept alive; under load on 2 cores it did), run to its end
+ * before the test's client left, and leave a queue test nothing queued to test.
+ */
+async function filled(n: number): Promise<Array<Promise<string>>> {
+  const streams = fillStreams(n);
+  await Promise.all(streams);
+  return streams.map((res) => res.then((r) => r.text()));
+}
+
+/** The first chunk of a reply's body, as text. */
+async function firstChunk(res: Response): Promise<string> {
+  if (!res.body) throw new Error(`a ${res.status} without a body`);
+  const { value } = await res.body.getReader().read();
+  return new TextDecoder().decode(value);
 }
 
 /** Generations the pool ended as aborted (cancelled). */
@@ -169,15 +195,17 @@ describe("a generation that gives its queued place to another tenant's", () => {
 describe('a client that leaves while its generation is queued', () => {
   for (const stream of [false, true]) {
     it(`has it cancelled at the pool while the queue ahead of it still waits (${stream ? 'streamed' : 'whole'})`, async () => {
-      const fillers = fill(30);
+      const fillers = await filled(30);
       const abortsBefore = await aborts();
       const controller = new AbortController();
-      const reply = complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 100, temperature: 0, stream }, controller.signal).then((r) => r.text());
-      // Queued behind the fillers: the headers go out once the pool took it in, then spaces (or SSE comments).
-      await new Promise((r) => setTimeout(r, 600));
+      const res = await complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 100, temperature: 0, stream }, controller.signal);
+      // Queued behind the fillers: the headers went out once the pool took it in (and the 100 ms grace passed), then
+      // spaces (or SSE comments); the client leaves during them, with no answer yet.
+      expect(res.status).toBe(200);
+      expect(await firstChunk(res)).toMatch(stream ? /^: waiting for the pool\n\n/ : /^ +$/);
       expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(1);
       controller.abort();
-      await reply.catch(() => undefined);
+      // The pool cancels it ~0.1-0.3 s after the client left (2 cores, 6 busy processes beside): 2 s is ample.
       let aborted = false;
       for (let i = 0; i < 40 && !aborted; i++) {
         await new Promise((r) => setTimeout(r, 50));
@@ -233,8 +261,7 @@ describe('a client that leaves while its generation is queued', () => {
   });
 
   it("keeps a queued generation's stream alive, so an edge does not take a long queue for a hung pool", async () => {
-    const fillers = fill(20);
-    await new Promise((r) => setTimeout(r, 100));
+    const fillers = await filled(20);
     // Straight at the pool: `queued` events, about a second apart, before `start`.
     const res = await fetch(`${pool.url}/v1/generate`, {
       method: 'POST',
@@ -250,8 +277,7 @@ describe('a client that leaves while its generation is queued', () => {
     expect(events.at(-1)?.type).toBe('done');
     await Promise.all(fillers);
     // Through an edge whose stall window is 2 s, queued behind ~5 s of others: served, not moved or refused.
-    const more = fill(30);
-    await new Promise((r) => setTimeout(r, 100));
+    const more = await filled(30);
     const reply = await complete(impatient, { model: 'stories260K', prompt: 'Once', max_tokens: 8, temperature: 0 });
     expect(reply.status).toBe(200);
     expect(((await reply.json()) as { choices: unknown[] }).choices).toHaveLength(1);
@@ -260,8 +286,7 @@ describe('a client that leaves while its generation is queued', () => {
   });
 
   it('serves a stream that started while queued as any other: comments first, then the same chunks', async () => {
-    const fillers = fill(10);
-    await new Promise((r) => setTimeout(r, 100));
+    const fillers = await filled(10);
     const res = await complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 40, temperature: 0, stream: true });
     const text = await res.text();
     expect(res.status).toBe(200);
