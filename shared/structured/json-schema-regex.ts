@@ -160,7 +160,12 @@ const FORMATS: Record<string, string> = {
   ipv4: `(?:${OCTET}\\.){3}${OCTET}`,
   ipv6: `(?:${IPV6})`,
   uri: URI,
+  // RFC 4648's, padded as zod's z.base64() and Pydantic's Base64Bytes take it; base64url unpadded, as zod's z.base64url().
+  base64: '(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?',
+  base64url: '(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?',
 };
+/** The contentEncoding values followed: as their format. */
+const CONTENT_ENCODINGS = ['base64', 'base64url'];
 const FORMAT_NAMES = Object.keys(FORMATS).join(', ');
 /**
  * The patterns zod 4 writes beside these formats (`z.hostname()`, `z.iso.duration()`), with lookaheads this
@@ -186,7 +191,7 @@ const ANNOTATIONS = new Set([
   'readOnly', 'writeOnly', 'deprecated', '$defs', 'definitions',
 ]);
 const TYPE_KEYWORDS: Record<string, readonly string[]> = {
-  string: ['minLength', 'maxLength', 'pattern', 'format'],
+  string: ['minLength', 'maxLength', 'pattern', 'format', 'contentEncoding'],
   integer: ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'],
   number: ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'],
   array: ['items', 'prefixItems', 'additionalItems', 'minItems', 'maxItems'],
@@ -488,11 +493,19 @@ class RegexBuilder {
   private string(schema: Schema, path: string): string | null {
     const min = nonNegativeInteger(schema, 'minLength', path);
     const max = nonNegativeInteger(schema, 'maxLength', path);
+    // A contentEncoding (zod's z.base64() writes it beside its format and pattern) is followed as the format of its name.
+    let format = schema.format;
+    if ('contentEncoding' in schema) {
+      const encoding = schema.contentEncoding;
+      if (typeof encoding !== 'string' || !CONTENT_ENCODINGS.includes(encoding)) throw new SchemaError(pointer(path, 'contentEncoding'), `the contentEncoding ${JSON.stringify(encoding)} is not supported (${CONTENT_ENCODINGS.join(', ')} are)`);
+      if (format !== undefined && format !== encoding) throw new SchemaError(pointer(path, 'contentEncoding'), `the contentEncoding ${encoding} beside the format ${JSON.stringify(format)} is not supported`);
+      format = encoding;
+    }
     // A format beside a pattern: the pattern is followed. zod writes its formats so (uuid, datetime, email: the
     // format named, its pattern beside it), and the two are one language there; as outlines, the pattern first.
-    if ('pattern' in schema && typeof schema.format !== 'string' && schema.format !== undefined) throw new SchemaError(pointer(path, 'format'), 'format must be a string');
+    if ('pattern' in schema && typeof format !== 'string' && format !== undefined) throw new SchemaError(pointer(path, 'format'), 'format must be a string');
     let content: string | null = null;
-    const zodSpelling = typeof schema.format === 'string' && Object.hasOwn(ZOD_FORMAT_PATTERNS, schema.format) && schema.pattern === ZOD_FORMAT_PATTERNS[schema.format];
+    const zodSpelling = typeof format === 'string' && Object.hasOwn(ZOD_FORMAT_PATTERNS, format) && schema.pattern === ZOD_FORMAT_PATTERNS[format];
     if ('pattern' in schema && !zodSpelling) {
       const p = schema.pattern;
       if (typeof p !== 'string') throw new SchemaError(pointer(path, 'pattern'), 'pattern must be a string');
@@ -502,9 +515,9 @@ class RegexBuilder {
         if (e instanceof PatternError) throw new SchemaError(pointer(path, 'pattern'), e.message);
         throw e;
       }
-    } else if ('format' in schema) {
-      const f = schema.format;
-      const r = typeof f === 'string' ? FORMATS[f] : undefined;
+    } else if (format !== undefined) {
+      const f = format;
+      const r = typeof f === 'string' && Object.hasOwn(FORMATS, f) ? FORMATS[f] : undefined;
       if (r === undefined) throw new SchemaError(pointer(path, 'format'), `the format ${JSON.stringify(f)} is not supported (${FORMAT_NAMES} are)`);
       content = r;
       // A length its texts already keep to says nothing (Pydantic's HttpUrl: a URI of at most 2,083); one none of them

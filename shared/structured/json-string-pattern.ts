@@ -152,8 +152,16 @@ class PatternParser {
   }
 
   private sequence(): string {
+    // Read whole, a top-level alternative's own `^` and `$` anchor nothing more (zod's z.mac() writes `^a$|^b$`).
+    if (this.depth === 0 && this.src[this.i] === '^') this.i++;
     let out = '';
-    while (this.i < this.src.length && this.src[this.i] !== '|' && this.src[this.i] !== ')') out += this.quantified();
+    while (this.i < this.src.length && this.src[this.i] !== '|' && this.src[this.i] !== ')') {
+      if (this.depth === 0 && this.src[this.i] === '$' && (this.i + 1 === this.src.length || this.src[this.i + 1] === '|')) {
+        this.i++;
+        break;
+      }
+      out += this.quantified();
+    }
     return out;
   }
 
@@ -298,7 +306,8 @@ class PatternParser {
 /**
  * The regex (subset) matching the encoded contents (between the quotes) of
  * the JSON strings whose value fully matches `pattern`. A leading `^` and a
- * trailing `$` are dropped: the match is whole either way (outlines' reading).
+ * trailing `$` are dropped, the pattern's and each top-level alternative's:
+ * the match is whole either way (outlines' reading).
  */
 export function jsonStringPattern(pattern: string): string {
   let body = pattern.startsWith('^') ? pattern.slice(1) : pattern;

@@ -196,6 +196,18 @@ describe('jsonSchemaRegex', () => {
     follows(z.object({ home: z.url() }), ['{"home":"https://example.com/a?b=c"}'], ['{"home":"example.com"}', '{"home":"ftp://x"}']);
     follows(z.object({ host: z.hostname() }), ['{"host":"api.example.com"}'], ['{"host":"a b"}', '{"host":"-a.com"}']);
     follows(z.object({ every: z.iso.duration() }), ['{"every":"PT15M"}', '{"every":"P1Y2M3D"}'], ['{"every":"P"}', '{"every":"15 minutes"}']);
+    // z.base64() (its contentEncoding, format and a pattern with an empty alternative anchored on its own) and
+    // z.base64url(); z.mac()'s two anchored alternatives, read whole.
+    follows(z.object({ b: z.base64() }), ['{"b":""}', '{"b":"aGk="}', '{"b":"aGVsbG8="}', '{"b":"YWJj"}'], ['{"b":"aGk"}', '{"b":"a==="}', '{"b":"a_b-"}']);
+    follows(z.object({ b: z.base64url() }), ['{"b":"aGk"}', '{"b":"a_b-"}'], ['{"b":"aGk="}', '{"b":"a+b/"}', '{"b":"a"}']);
+    follows(z.object({ m: z.mac() }), ['{"m":"00:1A:2B:3C:4D:5E"}', '{"m":"00:1a:2b:3c:4d:5e"}'], ['{"m":"00:1A:2b:3c:4d:5e"}', '{"m":"001A2B3C4D5E"}']);
+    // A contentEncoding that is no base64, or beside another format: refused, naming it.
+    expect(() => jsonSchemaRegex({ type: 'string', contentEncoding: 'quoted-printable' })).toThrow(/contentEncoding "quoted-printable" is not supported/);
+    expect(() => jsonSchemaRegex({ type: 'string', contentEncoding: 'base64', format: 'uuid' })).toThrow(/beside the format/);
+    expect(compile(jsonSchemaRegex({ contentEncoding: 'base64' })).test('"aGk="')).toBe(true);
+    // A `$` or `^` inside an alternative, not at its ends, is still refused.
+    expect(() => jsonSchemaRegex({ type: 'string', pattern: '^a$b|c$' })).toThrow(SchemaError);
+    expect(() => jsonSchemaRegex({ type: 'string', pattern: '(^a)' })).toThrow(SchemaError);
     // The same lookahead beside another format, or a pattern of one's own with one: the pattern's 400 as before.
     expect(() => jsonSchemaRegex({ type: 'string', format: 'duration', pattern: '^(?=P)P1D$' })).toThrow(SchemaError);
     expect(() => jsonSchemaRegex({ type: 'string', format: 'uri', pattern: (z.toJSONSchema(z.hostname()) as { pattern: string }).pattern })).toThrow(SchemaError);
@@ -361,6 +373,8 @@ describe('jsonSchemaRegex: string formats', () => {
     ipv4: (t) => isIPv4(t) && z.ipv4().safeParse(t).success,
     ipv6: (t) => isIPv6(t) && z.ipv6().safeParse(t).success,
     duration: (t) => z.iso.duration().safeParse(t).success,
+    base64: (t) => z.base64().safeParse(t).success && Buffer.from(t, 'base64').length === (t.length / 4) * 3 - (t.match(/=*$/)?.[0].length ?? 0),
+    base64url: (t) => z.base64url().safeParse(t).success && Buffer.from(t, 'base64url').length === Math.floor((t.length * 3) / 4),
   };
   for (const [format, valid] of Object.entries(checks)) {
     it(`writes ${format} as texts its validators take, 2,000 at random, and refuses what is none`, () => {
