@@ -17,13 +17,13 @@
  * sent.
  */
 import { RecentlyChecked, RecentTexts } from './recently-checked';
-import { badRequest } from './api-error';
+import { ApiError, badRequest } from './api-error';
 import { MAX_OUTPUT_GRAMMAR_CHARS, MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
 import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
 import { AutomatonLimitError, checkGrammar, GrammarSyntaxError } from '../shared/structured/grammar-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, type JsonSchemaRegexOptions, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
 import { GrammarTooLargeError, GrammarUnwritableError, jsonObjectGrammar, jsonSchemaGrammar } from '../shared/structured/json-schema-grammar';
-import { autoToolGrammar, autoToolRegex, toolCallPlan, type ToolCallMode, type ToolChoiceField, type ToolFunction } from './tool-calls';
+import { autoToolGrammar, autoToolRegex, toolCallPlan, type ToolCallMode, type ToolCallPlan, type ToolChoiceField, type ToolFunction } from './tool-calls';
 import type { PoolPicker } from './pool-picker';
 
 type JsonSchemaField = string | Record<string, unknown>;
@@ -127,13 +127,43 @@ export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'reg
       const auto = tools.mode.kind === 'auto' ? ` (tool_choice ${body.tool_choice == null ? 'is "auto" by default where tools are sent' : 'is "auto"'}: send tool_choice "none" for a reply in ${constraints[0].param}, or leave ${constraints[0].param} out for tool calls)` : '';
       throw badRequest(`You can only either use constraints for structured outputs or tools, not both.${auto}`, 'tool_choice', 'invalid_value');
     }
-    // "auto": the calls' array, or text that does not start with one (tool-calls.ts).
-    constraints.push({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth, ...(tools.mode.kind === 'auto' ? { orText: true as const } : {}) });
+    if (tools.mode.kind === 'auto') return autoToolCalls(tools, body.ignore_eos === true, jsonAs, whitespace);
+    constraints.push({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth });
   }
   const constraint = constraints[0];
   if (constraint === undefined) return { choices: null, regex: null, grammar: null, toolCalls: null };
+  return followed(constraint, body.ignore_eos === true, jsonAs, whitespace, tools?.mode ?? null);
+}
+
+/** "auto" tool calls' schemas lately found past what a pool follows (or this server reads), by schema text: read, not followed, at once. */
+const unfollowedAuto = new RecentlyChecked(32, 1 << 20);
+
+/**
+ * "auto": the calls' array, or text that does not start with one
+ * (tool-calls.ts), followed by the pool. Where the calls' schema is past what
+ * a pool follows (too large, a keyword this server does not write), or the
+ * end token is ignored, the reply is not held to it: calls are read from a
+ * reply that is a whole array of the listed functions, as vLLM's auto tool
+ * parsers read them, and every request with those tools still gets its
+ * text (a request that asked for no constraint is not refused for one).
+ */
+function autoToolCalls(tools: ToolCallPlan, ignoreEos: boolean, jsonAs: JsonForm, whitespace: { param: string; pattern: string } | null): StructuredOutput {
+  const read: StructuredOutput = { choices: null, regex: null, grammar: null, toolCalls: { kind: 'auto', names: tools.names } };
+  const key = `${tools.maxDepth} ${JSON.stringify(tools.schema)}`;
+  if (ignoreEos || unfollowedAuto.has(key)) return read;
+  try {
+    return followed({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth, orText: true }, false, jsonAs, whitespace, tools.mode);
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 400) throw err;
+    unfollowedAuto.add(key);
+    return read;
+  }
+}
+
+/** What the pool is sent for one constraint, checked: a 400 for a bad regex, grammar or schema, or ignore_eos beside it. */
+function followed(constraint: Constraint, ignoreEos: boolean, jsonAs: JsonForm, whitespace: { param: string; pattern: string } | null, toolCalls: ToolCallMode | null): StructuredOutput {
   // The reply ends at the end token once it is whole: with the end token ignored it could not end there.
-  if (body.ignore_eos === true) {
+  if (ignoreEos) {
     throw badRequest(`ignore_eos cannot be used with a structured output (${constraint.param}): the reply ends at the end token once it is whole.`, 'ignore_eos', 'invalid_value');
   }
   if ('choices' in constraint) return { choices: constraint.choices, regex: null, grammar: null, toolCalls: null };
@@ -141,7 +171,7 @@ export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'reg
   if (jsonAs === 'grammar' && !('regex' in constraint)) {
     // A bad schema is the 400 the regex's would be (one walker); a grammar past a pool's bounds, the regex's form.
     const grammar = jsonGrammarOf(constraint, whitespace);
-    if (grammar !== null) return { choices: null, regex: null, grammar, toolCalls: tools?.mode ?? null };
+    if (grammar !== null) return { choices: null, regex: null, grammar, toolCalls };
   }
   const regex = regexOf(constraint, whitespace);
   if (regex.length > MAX_OUTPUT_REGEX_CHARS) {
@@ -166,7 +196,7 @@ export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'reg
     }
     checkedRegexes.add(regex);
   }
-  return { choices: null, regex, grammar: null, toolCalls: tools?.mode ?? null };
+  return { choices: null, regex, grammar: null, toolCalls };
 }
 
 /** A grammar a pool takes (parsed, its rules checked, its automaton's size bounded), or a 400 naming the field and where in it. */

@@ -7,8 +7,8 @@
  * schema is, edge/structured-output.ts), and its text becomes the message's
  * `tool_calls`. `"auto"` (the default where tools are sent), where the
  * model decides whether to call: the served llama2.c models have no
- * tool-call format of their own, so this server reads one, as vLLM's
- * `pythonic` parser reads Llama 3.2's: a reply whose first character past
+ * tool-call format of their own, so this server reads one, keyed as vLLM's
+ * `pythonic` parser keys Llama 3.2's: a reply whose first character past
  * whitespace is `[` is "required"'s array of calls (held to it from there),
  * any other reply is text, streamed as it comes.
  */
@@ -44,7 +44,11 @@ interface ToolFields {
 }
 
 /** How the reply becomes tool calls: one call of the named function, the calls of a JSON array, or (auto) that array where the reply starts with one, else text. */
-export type ToolCallMode = { kind: 'named'; name: string } | { kind: 'required' } | { kind: 'auto' };
+export type ToolCallMode =
+  | { kind: 'named'; name: string }
+  | { kind: 'required' }
+  /** `names`: where the calls' schema is not followed (structured-output.ts), the functions a call read from the text may name. */
+  | { kind: 'auto'; names?: readonly string[] };
 
 /** Whitespace that "auto" reads past before the character that decides (JSON's: what the array may start with). */
 const AUTO_SPACE = ' \t\n\r';
@@ -88,6 +92,8 @@ export interface ToolCallPlan {
   locate(path: string): { param: string; path: string };
   /** Nesting the schema's open values and recursion are written to (json-schema-regex.ts's maxDepth): "required"'s array and call objects do not count against a tool's own. */
   maxDepth: number;
+  /** The functions the reply may call (the listed ones, or allowed_tools' part of them). */
+  names: readonly string[];
 }
 
 /** A function's parameters as vLLM reads them: none (or an empty object), an object of no properties; here of none at all, `{}`, as vLLM writes it. */
@@ -156,6 +162,7 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
   if (choice === 'required' || choice === 'auto') {
     return {
       mode: { kind: choice },
+      names: allowed !== null ? [...allowed] : [...names],
       schema: requiredSchema(tools, body.parallel_tool_calls === false, allowed),
       maxDepth: DEFAULT_MAX_DEPTH + 2,
       // An error inside a tool's own parameters names that tool, at its path there.
@@ -167,7 +174,7 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
   }
   const index = tools.findIndex((tool) => tool.function.name === choice.function.name);
   if (index < 0) throw badRequest('The tool specified in `tool_choice` does not match any of the specified `tools`', 'tool_choice', 'invalid_value');
-  return { mode: { kind: 'named', name: choice.function.name }, schema: parametersOf(tools[index].function), locate: (path) => ({ param: `tools.${index}.function.parameters`, path }), maxDepth: DEFAULT_MAX_DEPTH };
+  return { mode: { kind: 'named', name: choice.function.name }, names: [choice.function.name], schema: parametersOf(tools[index].function), locate: (path) => ({ param: `tools.${index}.function.parameters`, path }), maxDepth: DEFAULT_MAX_DEPTH };
 }
 
 /** The functions an allowed_tools choice lets the reply call: each entry a listed function's, by name; a 400 naming the entry otherwise. */
@@ -207,7 +214,12 @@ export interface ToolCall {
  */
 export function toolCallsOf(mode: ToolCallMode, text: string, ids: readonly string[] = []): ToolCall[] | null {
   if (mode.kind === 'named') return [{ id: ids[0] ?? toolCallId(), type: 'function', function: { name: mode.name, arguments: text } }];
-  const calls = mode.kind === 'auto' && autoReplyKind(text) !== 'calls' ? null : requiredCalls(text);
+  let calls = mode.kind === 'auto' && autoReplyKind(text) !== 'calls' ? null : requiredCalls(text);
+  // Not held to the calls' schema: an array is calls only where each names a listed function and passes it an object.
+  if (calls !== null && mode.kind === 'auto' && mode.names !== undefined) {
+    const names = mode.names;
+    if (!calls.every((call) => names.includes(call.name) && isJsonObject(call.arguments))) calls = null;
+  }
   return calls && calls.map((call, i) => ({ id: ids[i] ?? toolCallId(), type: 'function', function: { name: call.name, arguments: call.arguments } }));
 }
 
@@ -225,7 +237,9 @@ function requiredCalls(text: string): Array<{ name: string; arguments: string }>
   } catch {
     return null;
   }
-  if (!Array.isArray(calls)) return null;
+  // Each an object naming its function and passing parameters (a reply not held to the schema may be any array).
+  const isCall = (call: unknown): boolean => typeof call === 'object' && call !== null && !Array.isArray(call) && typeof (call as { name?: unknown }).name === 'string' && 'parameters' in call;
+  if (!Array.isArray(calls) || calls.length === 0 || !calls.every(isCall)) return null;
   const out: Array<{ name: string; arguments: string }> = [];
   let at = skipSpace(text, 0) + 1; // past '['
   for (const call of calls as Array<{ name?: unknown }>) {
@@ -248,6 +262,11 @@ function requiredCalls(text: string): Array<{ name: string; arguments: string }>
     out.push({ name: call.name, arguments: args });
   }
   return out;
+}
+
+function isJsonObject(text: string): boolean {
+  const value: unknown = JSON.parse(text);
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function skipSpace(text: string, at: number): number {

@@ -1004,6 +1004,11 @@ describe('OpenAI-compatible API on the edge', () => {
         expect(auto.choices[0].message.tool_calls).toBeUndefined();
         expect(auto.choices[0].finish_reason).toBe(plain.choices[0].finish_reason);
       }
+      // Tools whose schema the pool cannot follow (multipleOf is not written here): the reply is read, not held, and
+      // the request still gets its text, not a 400 for a constraint it never asked for.
+      const even = { type: 'function' as const, function: { name: 'even', parameters: { type: 'object', properties: { n: { type: 'integer', multipleOf: 2 } } } } };
+      const unfollowed = await client.chat.completions.create({ model, messages, tools: [weather, even], max_tokens: 40, temperature: 0, speculation } as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      expect(unfollowed.choices[0].message.content).toBe(plain.choices[0].message.content);
       // Streamed: text as it comes, after a role delta whose content is "" (the reply may be text).
       const stream = await streamed({ tools, max_tokens: 40, speculation });
       expect(stream).toEqual({ first: { role: 'assistant', content: '' }, text: plain.choices[0].message.content, calls: [], finish: plain.choices[0].finish_reason });

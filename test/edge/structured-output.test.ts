@@ -262,7 +262,7 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     expect(called.toolCalls).toEqual({ kind: 'required' });
     expect(follows(called.grammar!, `[{"name": "f", "parameters": {"x": ${deep}}}]`)).toBe(true);
     // Beside a structured output: refused, saying how to get either (under "auto", by default too).
-    const both = (body: object): string => {
+    const both = (body: Record<string, unknown>): string => {
       try {
         structuredOf(body, 'chat');
       } catch (err) {
@@ -272,6 +272,13 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     };
     expect(both({ tools, response_format: { type: 'json_object' } })).toBe('You can only either use constraints for structured outputs or tools, not both. (tool_choice is "auto" by default where tools are sent: send tool_choice "none" for a reply in response_format, or leave response_format out for tool calls)');
     expect(both({ tools, tool_choice: 'required', guided_regex: 'a' })).toBe('You can only either use constraints for structured outputs or tools, not both.');
+    // "auto" where the calls' schema cannot be followed (a keyword not written here), or the end token is ignored:
+    // the reply is read, not held: calls where it is a whole array of the listed functions. "required" is refused.
+    const unfollowable = [...tools, { type: 'function', function: { name: 'even', parameters: { type: 'object', properties: { n: { type: 'integer', multipleOf: 2 } } } } }];
+    for (const body of [{ tools: unfollowable }, { tools, ignore_eos: true }]) {
+      expect(structuredOf(body, 'chat')).toEqual({ choices: null, regex: null, grammar: null, toolCalls: { kind: 'auto', names: body.tools.map((t) => t.function.name) } });
+    }
+    expect(both({ tools: unfollowable, tool_choice: 'required' })).toContain('multipleOf');
     // "auto" (the default): those calls, or text that starts with no array.
     for (const auto of [asGrammar({ tools }), structuredOf({ tools, tool_choice: 'auto' }, 'chat')]) {
       expect(auto.toolCalls).toEqual({ kind: 'auto' });

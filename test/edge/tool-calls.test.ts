@@ -213,6 +213,12 @@ describe('"auto": calls where the reply starts with their array, else text', () 
     expect(toolFinishReason({ kind: 'auto' }, 'stop', calls)).toBe('tool_calls');
     expect(toolCallsOf({ kind: 'auto' }, 'Once upon a time')).toBeNull();
     expect(toolCallsOf({ kind: 'auto' }, '[{"name": "ping", "param')).toBeNull();
+    // Read, not held to the schema (structured-output.ts): calls only where each names a listed function and passes an object.
+    const read = { kind: 'auto' as const, names: ['get_weather', 'ping'] };
+    expect(toolCallsOf(read, CALL)!.map((c) => c.function.name)).toEqual(['get_weather']);
+    expect(toolCallsOf(read, '[{"name": "nope", "parameters": {}}]')).toBeNull();
+    expect(toolCallsOf(read, '[{"name": "ping", "parameters": 1}]')).toBeNull();
+    expect(toolCallsOf(read, '[1, 2]')).toBeNull();
     expect(toolFinishReason({ kind: 'auto' }, 'length', null)).toBe('length');
     expect(toolFinishReason({ kind: 'auto' }, 'stop', null)).toBe('stop');
   });
