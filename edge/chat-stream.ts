@@ -44,12 +44,29 @@ class ChatStreamFormat implements StreamFormat {
 
   begin(send: SendFrame): void {
     const meta = this.meta;
-    if (meta.kind === 'chat') for (let i = 0; i < this.runs.length; i++) send(dataFrame(roleChunk(meta, i, this.usageOf(i), meta.tokenIds ? this.runs[i].promptIds : undefined)));
+    // "auto"'s role chunk waits for the reply to show what it is: its content is "" before text, null before calls.
+    if (meta.kind === 'chat' && meta.toolCalls?.kind !== 'auto') for (let i = 0; i < this.runs.length; i++) this.sendRole(i, send);
+  }
+
+  private sendRole(index: number, send: SendFrame, content?: '' | null): void {
+    const meta = this.meta;
+    send(dataFrame(roleChunk(meta, index, this.usageOf(index), meta.tokenIds ? this.runs[index].promptIds : undefined, content)));
+  }
+
+  /** "auto": the role chunk, once the choice's reply shows text or calls (or ends). */
+  private roleOnceDecided(index: number, send: SendFrame, ended = false): void {
+    const calls = this.calls;
+    if (calls === null || !calls.rolePending(index)) return;
+    const kind = calls.kind(index);
+    if (kind === 'undecided' && !ended) return;
+    calls.roleSent(index);
+    this.sendRole(index, send, kind === 'calls' ? null : '');
   }
 
   piece(index: number, segments: SourcedText[], send: SendFrame): void {
     const { meta, formatters, usageOf, idsOf, calls } = this;
     const piece = calls ? calls.piece(index, segments) : { text: segments };
+    this.roleOnceDecided(index, send);
     if (piece === null) return;
     if ('text' in piece) send(dataFrame(textChunk(meta, piece.text, index, formatters[index], usageOf(index), idsOf(index))));
     else send(dataFrame(toolCallChunk(meta, [piece], index, formatters[index] ? formatters[index].format(tokensOf(segments)) : null, usageOf(index), idsOf(index))));
@@ -59,6 +76,7 @@ class ChatStreamFormat implements StreamFormat {
     const { meta, formatters, usageOf, idsOf, calls } = this;
     let finishReason: string = summary.finishReason;
     if (calls) {
+      this.roleOnceDecided(index, send, true);
       const ended = calls.finish(index, finishReason);
       finishReason = ended.finishReason;
       if (ended.calls) send(dataFrame(toolCallChunk(meta, ended.calls, index, ended.tokens && formatters[index] ? formatters[index].format(ended.tokens) : null, usageOf(index), idsOf(index))));
@@ -131,6 +149,8 @@ class StreamedToolCalls {
   private readonly held: SourcedText[][];
   /** "auto": what each choice's reply turned out to be so far. */
   private readonly kinds: Array<'calls' | 'text' | 'undecided'>;
+  /** "auto": whether each choice's role chunk is still to send. */
+  private readonly rolesPending: boolean[];
 
   constructor(
     private readonly mode: ToolCallMode,
@@ -139,6 +159,19 @@ class StreamedToolCalls {
     this.ids = Array.from({ length: choices }, () => null);
     this.held = Array.from({ length: choices }, () => []);
     this.kinds = Array.from({ length: choices }, () => (mode.kind === 'auto' ? 'undecided' : 'calls'));
+    this.rolesPending = Array.from({ length: choices }, () => mode.kind === 'auto');
+  }
+
+  kind(choice: number): 'calls' | 'text' | 'undecided' {
+    return this.kinds[choice];
+  }
+
+  rolePending(choice: number): boolean {
+    return this.rolesPending[choice];
+  }
+
+  roleSent(choice: number): void {
+    this.rolesPending[choice] = false;
   }
 
   /** What to send of a piece now: a named call's piece, text ("auto"'s, with what was held before it), or null where it is held or says nothing. */

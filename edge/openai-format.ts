@@ -289,12 +289,11 @@ function chunk(meta: ResponseMeta, choices: object[], usage?: RunningUsage, prom
 
 /**
  * Chat's first chunk of choice `index`; `promptTokenIds` (return_token_ids) go beside its choices, as vLLM's. Its
- * content is null where a call is forced, as OpenAI's: the AI SDK opens an empty text part for a `""` ("auto"'s reply
- * may be text).
+ * content is null before a call, as OpenAI's (the AI SDK opens an empty text part for a `""`): where one is forced,
+ * or where "auto"'s reply turned out to start one (chat-stream.ts sends it then).
  */
-export function roleChunk(meta: ResponseMeta, index = 0, usage?: RunningUsage, promptTokenIds?: readonly number[]): object {
-  const forced = meta.toolCalls !== undefined && meta.toolCalls.kind !== 'auto';
-  return chunk(meta, [{ index, delta: { role: 'assistant', content: forced ? null : '' }, logprobs: null, finish_reason: null }], usage, promptTokenIds);
+export function roleChunk(meta: ResponseMeta, index = 0, usage?: RunningUsage, promptTokenIds?: readonly number[], content: '' | null = meta.toolCalls !== undefined ? null : ''): object {
+  return chunk(meta, [{ index, delta: { role: 'assistant', content }, logprobs: null, finish_reason: null }], usage, promptTokenIds);
 }
 
 /** A chunk of choice `index`'s text; `logprobs` formats its tokens (one formatter per choice), when asked; `ids`, where return_token_ids asked for them. */

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createOpenAI } from '@ai-sdk/openai';
-import { generateText, stepCountIs, tool } from 'ai';
+import { generateText, stepCountIs, streamText, tool } from 'ai';
 import OpenAI from 'openai';
 import { zodFunction, zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
@@ -1029,9 +1029,10 @@ describe('OpenAI-compatible API on the edge', () => {
       if (call.function.name === 'get_weather') expect(Object.keys(args)).toEqual(['city', 'days']);
       else expect(call.function).toMatchObject({ name: 'get_time', arguments: expect.stringMatching(/"zone"\s*:\s*"(UTC|CET)"/) });
     }
-    // Streamed: no text, the same calls at the end.
+    // Streamed: no text, the same calls at the end, after a role delta sent once the reply starts them: its content
+    // null, as OpenAI's before a call (the AI SDK would open an empty text part for a "").
     const calls = await streamed({ tools, parallel_tool_calls: false, logit_bias: { [bracket]: 100 }, max_tokens: 150 });
-    expect(calls).toEqual({ first: { role: 'assistant', content: '' }, text: '', calls: message.tool_calls!.map((c) => ({ name: (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.name, arguments: (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.arguments })), finish: 'tool_calls' });
+    expect(calls).toEqual({ first: { role: 'assistant', content: null }, text: '', calls: message.tool_calls!.map((c) => ({ name: (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.name, arguments: (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.arguments })), finish: 'tool_calls' });
 
     // The AI SDK's tools, its toolChoice left at its default ("auto"): text as without tools; or the call, run by the SDK.
     const provider = createOpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1` });
@@ -1045,6 +1046,10 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(asked.finishReason).toBe('tool-calls');
     expect(asked.toolCalls.map((c) => c.toolName)).toEqual(['get_weather']);
     expect(ran).toEqual([asked.toolCalls[0].input]);
+    // Streamed through the SDK: the same step, a call and its result (no empty text part before it).
+    const streamedStep = streamText({ model: provider.chat(model), prompt, tools: sdkTools, maxOutputTokens: 150, temperature: 0, maxRetries: 0, stopWhen: stepCountIs(1), providerOptions: { openai: { logitBias: { [bracket]: 100 }, parallelToolCalls: false } } });
+    expect((await streamedStep.content).map((part) => part.type)).toEqual(asked.content.map((part) => part.type));
+    expect(await streamedStep.finishReason).toBe('tool-calls');
   });
 
   it("serves vLLM's truncate_prompt_tokens (the prompt's last k tokens, a text prompt's BOS kept) and return_tokens_as_token_ids", async () => {
