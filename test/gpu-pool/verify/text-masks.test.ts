@@ -235,7 +235,7 @@ describe('choice masks', () => {
     expect(masks.allowedAt(DEAD)).toEqual(Int32Array.of(END));
   });
 
-  it('score a node from the output observed and its draft path, in the logit adjustments', () => {
+  it('score a node from the output observed and its draft path, in the logit adjustments; min_tokens yields to a whole output', () => {
     const ends = { ids: [END], minTokens: 0, text: TextMasks.ofChoices(['yes', 'no'], texts, [END], false) };
     const none = { frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1 };
     expect(hasLogitAdjustments(none, ends)).toBe(true);
@@ -252,10 +252,19 @@ describe('choice masks', () => {
     expect(adjustments.apply(logits, rowTokens, [1], 1)[5]).toBeCloseTo(0.5, 6);
     adjustments.observe(4);
     expect(finite(adjustments.apply(logits, [0, 5], [1], 1))).toEqual([END]);
-    // With min_tokens holding the end id back past a whole choice: nothing is left (the generation ends bad_request).
-    const held = new LogitAdjustments(none, PIECES.length, [BOS], { ids: [END], minTokens: 5, text: TextMasks.ofChoices(['no'], texts, [END], false) });
+    // min_tokens holds the end id back past a whole choice where the text may go on ('no', then 'x' of 'nox')...
+    const held = new LogitAdjustments(none, PIECES.length, [BOS], { ids: [END], minTokens: 5, text: TextMasks.ofChoices(['no', 'nox'], texts, [END], false) });
     held.observe(6);
-    expect(finite(held.apply(logits, [], [], 0))).toEqual([]);
+    expect(finite(held.apply(logits, [], [], 0))).toEqual([10]);
+    // ...and yields where nothing but the end may follow (a tool call's closed array): the output's end wins, not a
+    // generation with no token left.
+    expect(finite(held.apply(logits, [0, 10], [1], 1))).toEqual([END]);
+    const done = new LogitAdjustments(none, PIECES.length, [BOS], { ids: [END], minTokens: 5, text: TextMasks.ofChoices(['no'], texts, [END], false) });
+    done.observe(6);
+    expect(finite(done.apply(logits, [], [], 0))).toEqual([END]);
+    // Without a structured output, min_tokens masks the end ids whatever else is masked (allowed_token_ids: the request's own).
+    const only = new LogitAdjustments(none, PIECES.length, [BOS], { ids: [END], minTokens: 5, allowed: [END] });
+    expect(finite(only.apply(logits, [], [], 0))).toEqual([]);
   });
 
   it("agree with the real tokenizer's text: every allowed path decodes to a prefix of a choice", () => {
