@@ -427,7 +427,8 @@ function checkTextAllowsSomething(
     if (err instanceof AutomatonLimitError) throw new AdmissionError('bad_request', `${field}: ${err.message}`);
     throw err;
   }
-  if (allowedIdsLeft(next, badWords, endIdsHeldBack)) return;
+  // Where only the end ids are left, min_tokens yields to the output's end (logit-adjustments.ts): no refusal.
+  if (allowedIdsLeft(next, badWords, endIdsHeldBack) || (endIdsHeldBack !== null && allowedIdsLeft(next, badWords, null))) return;
   const what = field === 'choices' ? 'choices leave' : `${field} leaves`;
   throw new AdmissionError('bad_request', `${what} no token to generate next once allowedTokenIds, badWords and minTokens (the end ids held back) apply${field !== 'choices' ? `, or none of the tokenizer's tokens prints what the ${field} needs next` : ''}`);
 }

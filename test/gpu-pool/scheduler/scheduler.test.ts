@@ -613,6 +613,13 @@ describe('continuous batching', () => {
     const resumed = collect();
     s.submit(generateRequestSchema.parse({ id: 'choice-resumed', promptIds: [...STORY, ...ids.slice(0, 3)], resumedOutputTokens: 3, maxTokens: 37, speculation: 'off', choices }), resumed.sink);
     expect(tokensOf(await resumed.done)).toEqual(ids.slice(3));
+    // Resumed with the choice written whole and min_tokens still to go: min_tokens yields to the choice's end (admitted,
+    // and the end token is all it generates), rather than a generation left with no token.
+    const written = ids.filter((t) => t !== eos);
+    const done = collect();
+    s.submit(generateRequestSchema.parse({ id: 'choice-done', promptIds: [...STORY, ...written], resumedOutputTokens: written.length, maxTokens: 8, minTokens: written.length + 4, speculation: 'off', choices }), done.sink);
+    const ended = await done.done;
+    expect(tokensOf(ended)).toEqual([eos]);
   });
 
   it("matches a regex whole (vLLM's structured_outputs.regex; JSON schemas become one at the edge), greedy and seeded sampled, with speculation as without", async () => {
