@@ -25,7 +25,7 @@ import { streamResponse } from './chat-stream';
 import { wholeCompletionResponse } from './whole-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 import { badWordsTokenIds } from './bad-words';
-import { jsonFormFor, structuredOutput } from './structured-output';
+import { anyTailFor, jsonFormFor, structuredOutput } from './structured-output';
 import { allowedIdsLeft } from '../shared/allowed-ids-left';
 import { generationEndIds } from '../shared/end-ids';
 import { tenantHashText, type RequestLog } from './request-log';
@@ -319,7 +319,9 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   }
   const badWords = badWordsTokenIds(body.bad_words ?? [], model.tokenizer);
   // JSON (a schema, JSON mode, tool calls) as a grammar, nested to any depth, where the operator asks and the pools follow one.
-  const structured = structuredOutput(body, ctx.jsonGrammar === true ? await jsonFormFor(ctx.picker, ctx.waitUntil) : 'regex');
+  // Tools (under "auto", their default): text left unconstrained past its first character where the pools read (?any-tail).
+  const tools = 'tools' in body && Array.isArray(body.tools) && body.tools.length > 0;
+  const structured = structuredOutput(body, ctx.jsonGrammar === true ? await jsonFormFor(ctx.picker, ctx.waitUntil) : 'regex', tools && (await anyTailFor(ctx.picker, ctx.waitUntil)));
   const minTokens = body.min_tokens ?? 0;
   // vLLM's rule: a reply cannot be held open past the tokens it may have.
   if (minTokens > maxTokens) throw badRequest(`min_tokens (${minTokens}) must be at most ${limitParam} (${maxTokens}).`, 'min_tokens', 'invalid_value');

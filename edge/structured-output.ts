@@ -63,7 +63,7 @@ type Constraint =
   | { param: string; choices: string[] }
   | { param: string; regex: string }
   | { param: string; grammar: string }
-  | { param: string; schema: JsonSchemaField; locate?: (path: string) => { param: string; path: string }; maxDepth?: number; orText?: true }
+  | { param: string; schema: JsonSchemaField; locate?: (path: string) => { param: string; path: string }; maxDepth?: number; orText?: AutoText }
   | { param: string; jsonObject: true };
 
 /** How JSON is sent: as a grammar (any depth; pools with the feature `grammar`) or as the depth-bounded regex every pool follows. */
@@ -81,8 +81,22 @@ export async function jsonFormFor(picker: PoolPicker, waitUntil?: (promise: Prom
   return picker.heardWithout('grammar') ? 'regex' : 'grammar';
 }
 
+/**
+ * Whether "auto"'s text may go unconstrained past its first character (its
+ * regex ending in `(?any-tail)`): every pool heard from reads it. Else its
+ * text is held to whole UTF-8 characters, tokens that print something
+ * (a fleet mid-upgrade).
+ */
+export async function anyTailFor(picker: PoolPicker, waitUntil?: (promise: Promise<unknown>) => void): Promise<boolean> {
+  await picker.checkHealth(waitUntil);
+  return !picker.heardWithout('regexAnyTail');
+}
+
+/** How "auto"'s text branch is written: past its first character, any tokens (`(?any-tail)`), or any text. */
+type AutoText = 'any-tail' | 'text';
+
 /** The request's structured output, checked: a 400 for two constraints at once, a bad regex, grammar or schema, or ignore_eos with one. */
-export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'regex'): StructuredOutput {
+export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'regex', anyTail = false): StructuredOutput {
   const tools = toolCallPlan(body);
   const constraints: Constraint[] = [];
   let whitespace: { param: string; pattern: string } | null = null;
@@ -127,7 +141,7 @@ export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'reg
       const auto = tools.mode.kind === 'auto' ? ` (tool_choice ${body.tool_choice == null ? 'is "auto" by default where tools are sent' : 'is "auto"'}: send tool_choice "none" for a reply in ${constraints[0].param}, or leave ${constraints[0].param} out for tool calls)` : '';
       throw badRequest(`You can only either use constraints for structured outputs or tools, not both.${auto}`, 'tool_choice', 'invalid_value');
     }
-    if (tools.mode.kind === 'auto') return autoToolCalls(tools, body.ignore_eos === true, jsonAs, whitespace);
+    if (tools.mode.kind === 'auto') return autoToolCalls(tools, body.ignore_eos === true, jsonAs, whitespace, anyTail);
     constraints.push({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth });
   }
   const constraint = constraints[0];
@@ -147,12 +161,14 @@ const unfollowedAuto = new RecentlyChecked(32, 1 << 20);
  * parsers read them, and every request with those tools still gets its
  * text (a request that asked for no constraint is not refused for one).
  */
-function autoToolCalls(tools: ToolCallPlan, ignoreEos: boolean, jsonAs: JsonForm, whitespace: { param: string; pattern: string } | null): StructuredOutput {
+function autoToolCalls(tools: ToolCallPlan, ignoreEos: boolean, jsonAs: JsonForm, whitespace: { param: string; pattern: string } | null, anyTail: boolean): StructuredOutput {
   const read: StructuredOutput = { choices: null, regex: null, grammar: null, toolCalls: { kind: 'auto', names: tools.names } };
-  const key = `${tools.maxDepth} ${JSON.stringify(tools.schema)}`;
+  const key = `${anyTail} ${tools.maxDepth} ${JSON.stringify(tools.schema)}`;
   if (ignoreEos || unfollowedAuto.has(key)) return read;
   try {
-    return followed({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth, orText: true }, false, jsonAs, whitespace, tools.mode);
+    // (?any-tail) is the regex's own: GBNF has none, so with it the regex form goes.
+    const orText: AutoText = anyTail ? 'any-tail' : 'text';
+    return followed({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth, orText }, false, anyTail ? 'regex' : jsonAs, whitespace, tools.mode);
   } catch (err) {
     if (!(err instanceof ApiError) || err.status !== 400) throw err;
     unfollowedAuto.add(key);
@@ -283,14 +299,14 @@ function writtenJson<T extends string | null>(form: JsonForm, constraint: JsonCo
   const options = { ...(whitespace ? { whitespace: whitespace.pattern } : {}), ...('maxDepth' in constraint && constraint.maxDepth !== undefined ? { maxDepth: constraint.maxDepth } : {}) };
   const schema = 'jsonObject' in constraint ? null : parsedSchema(constraint.param, constraint.schema);
   const text = 'jsonObject' in constraint ? '' : typeof constraint.schema === 'string' ? constraint.schema : JSON.stringify(schema);
-  const orText = 'orText' in constraint && constraint.orText === true;
-  const key = `${form} ${'jsonObject' in constraint ? 'object' : orText ? 'schema-or-text' : 'schema'} ${options.maxDepth ?? ''} ${JSON.stringify(options.whitespace ?? null)} ${text}`;
+  const orText = 'orText' in constraint ? constraint.orText : undefined;
+  const key = `${form} ${'jsonObject' in constraint ? 'object' : orText !== undefined ? `schema-or-${orText}` : 'schema'} ${options.maxDepth ?? ''} ${JSON.stringify(options.whitespace ?? null)} ${text}`;
   const kept = writtenLately.get(key);
   // '' stands for null: a form past its bounds (no regex or grammar is empty), which took as long to find.
   if (kept !== undefined) return (kept === '' ? null : kept) as T;
   try {
     const json = write(schema, options);
-    const written = (json === null || !orText ? json : form === 'regex' ? autoToolRegex(json) : autoToolGrammar(json)) as T;
+    const written = (json === null || orText === undefined ? json : form === 'regex' ? autoToolRegex(json, orText === 'any-tail') : autoToolGrammar(json)) as T;
     writtenLately.set(key, written ?? '');
     return written;
   } catch (err) {

@@ -69,10 +69,13 @@ export function autoReplyKind(text: string): 'calls' | 'text' | 'undecided' {
 /**
  * An "auto" reply's language, as a regex: text whose first character past
  * whitespace is not `[` (or only whitespace), or whitespace then the calls'
- * array (`calls`, "required"'s regex).
+ * array (`calls`, "required"'s regex). `anyTail`: past that first
+ * character, any tokens at all (`(?any-tail)`: the pool lifts the mask, so
+ * the text is the one the model writes with no tools, tokens that print
+ * nothing or no whole character included); else any text.
  */
-export function autoToolRegex(calls: string): string {
-  return `[ \\t\\n\\r]*(?:[^ \\t\\n\\r\\[][\\s\\S]*)?|[ \\t\\n\\r]*(?:${calls})`;
+export function autoToolRegex(calls: string, anyTail = false): string {
+  return `[ \\t\\n\\r]*(?:[^ \\t\\n\\r\\[]${anyTail ? '(?any-tail)' : '[\\s\\S]*'})?|[ \\t\\n\\r]*(?:${calls})`;
 }
 
 /** The same as a GBNF grammar: "required"'s grammar `calls` (its `root` renamed) under a root that also takes such text. */

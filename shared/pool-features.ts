@@ -20,12 +20,13 @@
  */
 import type { z } from 'zod';
 import type { generateRequestSchema } from './protocol';
-import { JSON_LENGTH_OPENING } from './structured/regex-syntax';
+import { ANY_TAIL, JSON_LENGTH_OPENING } from './structured/regex-syntax';
 
 /**
  * Every feature a pool of this code honours; sampling's fields as `sampling.<name>`. A new output-changing field goes
  * here, and so does a new construct of a field's syntax that an older pool would refuse: `regexJsonLength`, a
- * `regex` holding `(?json-length{m,n}:...)` (a JSON schema's string length beside its pattern or format).
+ * `regex` holding `(?json-length{m,n}:...)` (a JSON schema's string length beside its pattern or format);
+ * `regexAnyTail`, one holding `(?any-tail)` (tool_choice "auto"'s text, unconstrained past its first character).
  */
 export const POOL_FEATURES = [
   'ignoreEos',
@@ -36,6 +37,7 @@ export const POOL_FEATURES = [
   'choices',
   'regex',
   'regexJsonLength',
+  'regexAnyTail',
   'grammar',
   'logprobs',
   'logprobIds',
@@ -77,6 +79,7 @@ export function featuresNeeded(request: GenerateInput): PoolFeature[] {
   if (regex) needed.push('regex');
   // Found as text: where it is not the construct (inside a class, say) it only narrows the pools tried.
   if (regex && request.regex!.includes(JSON_LENGTH_OPENING)) needed.push('regexJsonLength');
+  if (regex && request.regex!.includes(ANY_TAIL)) needed.push('regexAnyTail');
   if (grammar) needed.push('grammar');
   if (request.logprobs !== undefined) needed.push('logprobs');
   // A pool from before it sends the most likely tokens instead: another answer.

@@ -68,6 +68,7 @@ export class TextLanguage {
     const { texts, automaton } = this;
     if (automaton.followBuilt === undefined) return this.next(state, token, afterBos);
     if (state === DEAD || token < 0 || token >= texts.vocabSize) return DEAD;
+    if (automaton.anyTail?.(state) === true) return state;
     const start = texts.start(token, afterBos);
     const end = texts.end(token, afterBos);
     if (start === end) return DEAD;
@@ -78,6 +79,8 @@ export class TextLanguage {
   next(state: number, token: number, afterBos: boolean): number {
     const { texts } = this;
     if (state === DEAD || token < 0 || token >= texts.vocabSize) return DEAD;
+    // Past `(?any-tail)` every token stays (the mask is lifted), whatever it prints: the state is kept.
+    if (this.automaton.anyTail?.(state) === true) return state;
     const start = texts.start(token, afterBos);
     const end = texts.end(token, afterBos);
     // A token that prints nothing moves no text: not one the masks allow, so none a path holds.
@@ -97,7 +100,10 @@ export class TextLanguage {
     const { texts, automaton } = this;
     const allowed = new Uint8Array(texts.vocabSize);
     let count = 0;
-    if (state !== DEAD) {
+    if (automaton.anyTail?.(state) === true) {
+      allowed.fill(1);
+      count = allowed.length;
+    } else if (state !== DEAD) {
       const table = texts.table(afterBos);
       // Only ids starting with a byte that goes on from the state can stay inside: the rest are never looked at.
       for (const byte of automaton.nextBytes(state)) {

@@ -43,6 +43,8 @@ export interface ByteNfa extends NfaTables {
   readonly matchesSomething: boolean;
   /** States built on the way: these, and the JSON-length groups' own NFAs (built apart, then dropped). */
   readonly builtStates: number;
+  /** 1 for `(?any-tail)`'s readers (any byte, then the end or more of the same). */
+  readonly anyTail: Uint8Array;
 }
 
 /** A pattern whose automaton would be too large to build. */
@@ -74,6 +76,8 @@ export class NfaBuilder {
   private readonly lengthItems = new Map<ExpressionNode<RuleReference>, { nfa: NfaBuilder; start: number }>();
   /** The states of those NFAs. */
   private lengthItemStates = 0;
+  /** `(?any-tail)`'s readers: a DFA state holding one takes every continuation. */
+  private readonly anyTailReaders: number[] = [];
 
   constructor(private readonly maxStates: number) {}
 
@@ -107,9 +111,26 @@ export class NfaBuilder {
         return this.repeat(node.item, node.min, node.max, next);
       case 'jsonLength':
         return this.jsonLength(node.item, node.min, node.max, next);
+      case 'anyTail':
+        return this.anyTail(next);
       case 'ref':
         return this.add(NfaKind.Call, 0, 0, next, node.rule);
     }
+  }
+
+  /**
+   * `(?any-tail)`: any bytes, then the end. Only where the end follows at
+   * once (`next` is the accepting state): its reader's presence in a DFA
+   * state then says every continuation is in the language (RegexAutomaton's
+   * anyTail), which is what lets the pool lift the mask there.
+   */
+  private anyTail(next: number): number {
+    if (this.kind[next] !== NfaKind.Accept) throw new RegexSyntaxError('(?any-tail) ends the pattern: nothing may follow it, nor repeat it', 0);
+    const loop = this.add(NfaKind.Epsilon, 0, 0, -1, next);
+    const reader = this.add(NfaKind.Byte, 0, 255, loop, -1);
+    this.out1[loop] = reader;
+    this.anyTailReaders.push(reader);
+    return loop;
   }
 
   private either(starts: readonly number[]): number {
@@ -253,6 +274,12 @@ export class NfaBuilder {
     return { kind: Uint8Array.from(this.kind), lo: Uint8Array.from(this.lo), hi: Uint8Array.from(this.hi), out1: Int32Array.from(this.out1), out2: Int32Array.from(this.out2) };
   }
 
+  private anyTailMarks(n: number): Uint8Array {
+    const marks = new Uint8Array(n);
+    for (const reader of this.anyTailReaders) marks[reader] = 1;
+    return marks;
+  }
+
   finish(start: number, accept: number): ByteNfa {
     const n = this.kind.length;
     const out1 = Int32Array.from(this.out1);
@@ -272,6 +299,7 @@ export class NfaBuilder {
       out2,
       matchesSomething: live[start] === 1,
       builtStates: n + this.lengthItemStates,
+      anyTail: this.anyTailMarks(n),
     };
   }
 }

@@ -17,6 +17,12 @@ export type ExpressionNode<Extra = never> =
    * `max` Infinity for no bound. A regex's `(?json-length{m,n}:...)`.
    */
   | { readonly kind: 'jsonLength'; readonly item: ExpressionNode<Extra>; readonly min: number; readonly max: number }
+  /**
+   * The rest of the output, whatever it is: a regex's `(?any-tail)`, only at
+   * its end. Any bytes, and to the pool every token from there, those that
+   * print nothing or no whole UTF-8 included: the mask is lifted.
+   */
+  | { readonly kind: 'anyTail' }
   | Extra;
 
 /** A grammar's reference to rule number `rule` (an index into its rules). */

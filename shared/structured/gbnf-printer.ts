@@ -44,6 +44,8 @@ function printNode(node: GrammarNode, names: readonly string[], place: Place): s
     case 'jsonLength':
       // GBNF has no counted intersection; the JSON grammar's writer sends the regex form for one (json-schema-grammar.ts).
       throw new RangeError('a JSON-length group has no GBNF');
+    case 'anyTail':
+      throw new RangeError('(?any-tail) has no GBNF');
     case 'repeat': {
       const text = `${printNode(node.item, names, Place.Operand)}${repeatSuffix(node.min, node.max)}`;
       // A repeat of a repeat: the inner one grouped (`x{2}*` is no GBNF llama.cpp takes).

@@ -119,6 +119,7 @@ function derives(node: GrammarNode, live: readonly boolean[]): boolean {
     case 'alternation': return node.items.some((item) => derives(item, live));
     case 'repeat': return node.min === 0 || derives(node.item, live);
     case 'jsonLength': return derives(node.item, live);
+    case 'anyTail': return true;
   }
 }
 
@@ -153,6 +154,8 @@ function withoutDeadCalls(node: GrammarNode, live: readonly boolean[]): GrammarN
       const item = withoutDeadCalls(node.item, live);
       return item === null ? null : { ...node, item };
     }
+    case 'anyTail':
+      return node;
   }
 }
 

@@ -28,6 +28,7 @@ function onlyJsonWhitespace(node: RegexNode): boolean {
     }
     case 'repeat':
     case 'jsonLength': return onlyJsonWhitespace(node.item);
+    case 'anyTail': return false;
     default: return node.items.every(onlyJsonWhitespace);
   }
 }

@@ -66,6 +66,8 @@ export class RegexAutomaton extends LazyDfa<Int32Array> {
   private stamp = 0;
   private readonly stack: Int32Array;
   private readonly members: Int32Array;
+  /** anyTail's answer by state, found once. */
+  private readonly anyTails: Array<boolean | undefined> = [];
 
   constructor(
     private readonly nfa: ByteNfa,
@@ -87,6 +89,18 @@ export class RegexAutomaton extends LazyDfa<Int32Array> {
       if (nfa.kind[q] !== NfaKind.Byte || nfa.out1[q] < 0) continue;
       taken.fill(1, nfa.lo[q], nfa.hi[q] + 1);
     }
+  }
+
+  /** Whether the text at `state` takes every continuation: it holds a `(?any-tail)` reader (byte-nfa.ts). */
+  anyTail(state: number): boolean {
+    if (state < 0) return false;
+    let known = this.anyTails[state];
+    if (known === undefined) {
+      known = false;
+      for (const q of this.sets[state]) if (this.nfa.anyTail[q] === 1) known = true;
+      this.anyTails[state] = known;
+    }
+    return known;
   }
 
   protected acceptsSet(set: Int32Array): boolean {

@@ -25,6 +25,11 @@
  *   whose decoded value has m to n code points (json-string-length.ts), how
  *   a JSON schema's string length beside its pattern is written
  *   (json-schema-regex.ts). No rule call inside it.
+ * - `(?any-tail)`, this server's own, only at the pattern's end (nothing
+ *   may follow it, and not inside a JSON-length group): the rest of the
+ *   output, whatever it is, any bytes, and to the pool any tokens (those
+ *   that print nothing included): how tool_choice "auto" lets a reply that
+ *   starts as text go on as it would with no constraint (edge/tool-calls.ts).
  *
  * Refused: lookarounds, backreferences, `\b \B` outside classes, inline
  * flags, atomic groups, possessive quantifiers, `\p{..}`, `\cX`, octal
@@ -53,6 +58,8 @@ export const MAX_REPEAT_COUNT = 1000;
 /** The largest count of a `(?json-length{m,n}:...)` group (its automaton's states bound it far below, for most groups). */
 export const MAX_JSON_LENGTH = 1_000_000;
 const JSON_LENGTH_GROUP = '(?json-length';
+/** This server's group for the rest of the output, whatever it is. */
+export const ANY_TAIL = '(?any-tail)';
 /** How a JSON-length group opens, its counts after. */
 export const JSON_LENGTH_OPENING = `${JSON_LENGTH_GROUP}{`;
 /** Deeper nesting is refused before it could overflow the parser's stack. */
@@ -222,6 +229,11 @@ class RegexParser<Extra> {
       if (this.inLength > 0) throw this.fail('a rule call inside (?json-length...) is not supported', open);
       this.pos += called[0].length;
       return this.call(called[1]);
+    }
+    if (this.src.startsWith(ANY_TAIL, open)) {
+      if (this.inLength > 0) throw this.fail(`${ANY_TAIL} inside (?json-length...) is not supported`, open);
+      this.pos = open + ANY_TAIL.length;
+      return { kind: 'anyTail' };
     }
     const length = this.src.startsWith(JSON_LENGTH_GROUP, open) ? this.jsonLengthCounts(open) : null;
     if (length === null && this.peek() === '?') this.groupKind(open);

@@ -36,4 +36,10 @@ export interface TextAutomaton {
   readonly what?: string;
   readonly stateCount?: number;
   followBuilt?(state: number, bytes: Uint8Array, start: number, end: number): number;
+  /**
+   * Whether every continuation of the text at `state` is in the language
+   * (a regex's `(?any-tail)` reached): the pool lifts the mask there, any
+   * token taken, those that print nothing included. Absent: never.
+   */
+  anyTail?(state: number): boolean;
 }

@@ -50,5 +50,7 @@ export function textLengthBounds(node: ExpressionNode<never>): LengthBounds {
       const b = textLengthBounds(node.item);
       return { min: Math.max(b.min, node.min), max: Math.min(b.max, node.max) };
     }
+    case 'anyTail':
+      return { min: 0, max: Infinity };
   }
 }

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { jsonFormFor, structuredOutput, type StructuredOutput } from '../../edge/structured-output';
+import { anyTailFor, jsonFormFor, structuredOutput, type StructuredOutput } from '../../edge/structured-output';
 import { PoolPicker } from '../../edge/pool-picker';
 import { compileGrammar } from '../../shared/structured/grammar-automaton';
 import { featuresNeeded, POOL_FEATURES } from '../../shared/pool-features';
@@ -279,6 +279,12 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
       expect(structuredOf(body, 'chat')).toEqual({ choices: null, regex: null, grammar: null, toolCalls: { kind: 'auto', names: body.tools.map((t) => t.function.name) } });
     }
     expect(both({ tools: unfollowable, tool_choice: 'required' })).toContain('multipleOf');
+    // Where the pools read (?any-tail): the regex form (GBNF has no such group), the text past its first character
+    // left to the model.
+    type Body = Parameters<typeof structuredOutput>[0];
+    const anyTail = structuredOutput({ tools } as Body, 'grammar', true);
+    expect(anyTail).toMatchObject({ grammar: null, toolCalls: { kind: 'auto' }, regex: expect.stringContaining('(?any-tail)') });
+    expect(structuredOutput({ tools, tool_choice: 'required' } as Body, 'regex', true).regex).not.toContain('(?any-tail)');
     // "auto" (the default): those calls, or text that starts with no array.
     for (const auto of [asGrammar({ tools }), structuredOf({ tools, tool_choice: 'auto' }, 'chat')]) {
       expect(auto.toolCalls).toEqual({ kind: 'auto' });
@@ -343,6 +349,26 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
       // Mid-upgrade (a pool heard from lacks it, cold isolate or warm): the regex form, which every pool follows.
       expect(await jsonFormFor(new PoolPicker([current, older], 't'))).toBe('regex');
       expect(await jsonFormFor(mixed)).toBe('regex');
+    } finally {
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+    }
+  });
+
+  it('leaves "auto"\'s text to the model past its first character ((?any-tail)) unless a pool heard from cannot read it', async () => {
+    const servers: Server[] = [];
+    const pool = (features: readonly string[]): Promise<string> => healthOnlyPool(servers, features);
+    try {
+      const current = await pool(POOL_FEATURES);
+      const older = await pool(POOL_FEATURES.filter((f) => f !== 'regexAnyTail'));
+      expect(await anyTailFor(new PoolPicker([current], 't'))).toBe(true);
+      expect(await anyTailFor(new PoolPicker([current, older], 't'))).toBe(false);
+      const tools = [{ type: 'function', function: { name: 'f' } }];
+      const body = parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools }, 'chat');
+      const needed = featuresNeeded({ id: 'r', promptIds: [1], maxTokens: 4, regex: structuredOutput(body, 'regex', true).regex! });
+      expect(needed).toEqual(['regex', 'regexAnyTail']);
+      expect((await new PoolPicker([older, current], 't').ordered(undefined, null, needed)).map((c) => c.baseUrl)).toEqual([current]);
+      // Mid-upgrade: the text held to whole characters, a regex every pool with `regex` reads.
+      expect(featuresNeeded({ id: 'r', promptIds: [1], maxTokens: 4, regex: structuredOutput(body, 'regex', false).regex! })).toEqual(['regex']);
     } finally {
       await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
     }

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { autoReplyKind, autoToolGrammar, autoToolRegex, toolCallPlan, toolCallsOf, toolFinishReason } from '../../edge/tool-calls';
 import { compileGrammar } from '../../shared/structured/grammar-automaton';
+import { compileRegex } from '../../shared/structured/regex-automaton';
 import { jsonSchemaGrammar } from '../../shared/structured/json-schema-grammar';
 import { compileWithEngine } from '../support/json-schema-cases';
 import { jsonSchemaRegex } from '../../shared/structured/json-schema-regex';
@@ -205,6 +206,16 @@ describe('"auto": calls where the reply starts with their array, else text', () 
       for (const regex of regexes) expect(regex.test(text), JSON.stringify(text)).toBe(false);
       expect(accepts(text), JSON.stringify(text)).toBe(false);
     }
+    // With (?any-tail) (pools that read it): the same texts, and past the first character any bytes at all.
+    const anyTail = compileRegex(autoToolRegex(jsonSchemaRegex(plan.schema, { maxDepth: plan.maxDepth }), true));
+    const follows = (bytes: Uint8Array): boolean => {
+      const state = anyTail.follow(0, bytes, 0, bytes.length);
+      return state >= 0 && anyTail.accepting(state);
+    };
+    for (const text of taken) expect(follows(new TextEncoder().encode(text)), JSON.stringify(text)).toBe(true);
+    for (const text of refused) expect(follows(new TextEncoder().encode(text)), JSON.stringify(text)).toBe(false);
+    expect(follows(Uint8Array.from([0x4f, 0x80, 0xc0, 0x5b]))).toBe(true);
+    expect(anyTail.anyTail(anyTail.follow(0, Uint8Array.from([0x20, 0x4f]), 0, 2))).toBe(true);
   });
 
   it('makes a whole array its calls, ending tool_calls; text, or an array cut short, stays text', () => {

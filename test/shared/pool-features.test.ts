@@ -63,6 +63,10 @@ describe('featuresNeeded', () => {
     expect(featuresNeeded({ ...plain, regex: '"[a-z]{1,5}"' })).toEqual(['regex']);
   });
 
+  it('needs regexAnyTail beside regex where the regex ends in (?any-tail) (tool_choice "auto"\'s text)', () => {
+    expect(featuresNeeded({ ...plain, regex: '[^\\[](?any-tail)|\\[\\]' })).toEqual(['regex', 'regexAnyTail']);
+  });
+
   it('needs resumedOutputTokens honoured only where the output is counted (min_tokens, frequency and presence penalties, bad words) or its text followed (choices, regex, grammar)', () => {
     const resumed = { ...plain, resumedOutputTokens: 1 };
     expect(featuresNeeded(resumed)).toEqual([]);

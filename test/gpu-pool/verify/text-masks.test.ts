@@ -267,6 +267,20 @@ describe('choice masks', () => {
     expect(finite(only.apply(logits, [], [], 0))).toEqual([]);
   });
 
+  it("lift the mask past a regex's (?any-tail): every id there, those that print nothing or no whole character included", () => {
+    const masks = new TextMasks(new TextLanguage(compileRegex('x(?any-tail)'), texts, [END]), false);
+    // Before it: the pattern's first character, as any mask holds it.
+    expect(allowedAfter(masks, [])).toEqual([10]);
+    const everything = PIECES.map((_, id) => id);
+    expect(allowedAfter(masks, [10])).toEqual(everything);
+    // A lone byte piece, a token that prints nothing, the end: each keeps every id allowed.
+    for (const id of [14, BOS, 15, 2]) expect(allowedAfter(masks, [10, id])).toEqual(everything);
+    const scores = Float32Array.from(PIECES, (_, i) => i / 10);
+    const out = scores.slice();
+    masks.mask(out, masks.stateAfter([10, 14, BOS]), new Float32Array(PIECES.length));
+    expect(out).toEqual(scores);
+  });
+
   it("agree with the real tokenizer's text: every allowed path decodes to a prefix of a choice", () => {
     const real = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
     const realTexts = TokenTexts.of(real);

@@ -359,6 +359,7 @@ function randomText(node: ExpressionNode, rng: () => number): string {
       return Array.from({ length: count }, () => randomText(node.item, rng)).join('');
     }
     case 'jsonLength':
+    case 'anyTail':
       throw new Error('not in a format');
   }
 }

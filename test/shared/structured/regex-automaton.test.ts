@@ -360,3 +360,31 @@ describe('the regex automaton', () => {
     expect(performance.now() - started).toBeLessThan(2000);
   });
 });
+
+describe("the regex automaton's (?any-tail)", () => {
+  it('takes any bytes at the end once reached, and says so: every continuation is in the language there', () => {
+    const automaton = compileRegex('[ \\t]*(?:[^ \\t\\[](?any-tail))?|\\[x\\]');
+    expect(automaton.anyTail(0)).toBe(false);
+    expect(matches(automaton, '')).toBe(true);
+    expect(automaton.anyTail(run(automaton, ' '))).toBe(false);
+    const free = run(automaton, ' a');
+    expect(automaton.anyTail(free)).toBe(true);
+    expect(automaton.accepting(free)).toBe(true);
+    // Bytes that are no UTF-8 (a lone continuation byte, 0xC0) go on too, and stay there.
+    const bytes = Uint8Array.from([0x80, 0xc0, 0xff, 0x5b]);
+    const after = automaton.follow(free, bytes, 0, bytes.length);
+    expect(automaton.anyTail(after) && automaton.accepting(after)).toBe(true);
+    expect(automaton.nextBytes(free)).toHaveLength(256);
+    // The other branch is held as ever; the first character is whole.
+    expect(automaton.anyTail(run(automaton, '['))).toBe(false);
+    expect(run(automaton, '[y')).toBe(DEAD);
+    expect(automaton.follow(0, Uint8Array.from([0x80]), 0, 1)).toBe(DEAD);
+  });
+
+  it('ends the pattern: refused where anything follows it, repeats it, or inside a JSON-length group', () => {
+    expect(() => compileRegex('a(?any-tail)b')).toThrow(RegexSyntaxError);
+    expect(() => compileRegex('(?:a(?any-tail))*')).toThrow(/ends the pattern/);
+    expect(() => compileRegex('(?json-length{1,3}:(?any-tail))')).toThrow(/inside \(\?json-length/);
+    expect(() => compileRegex('(?:a(?any-tail)|b)')).not.toThrow();
+  });
+});
