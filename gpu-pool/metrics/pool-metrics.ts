@@ -493,7 +493,7 @@ export class PoolMetrics {
     });
     this.triePushes = new Counter({
       name: 'sssd_pool_trie_pushes_total',
-      help: "Fresh edge tries pushed for running generations, by result (applied; unknown: the generation had ended; invalid: malformed, naming a token outside the vocabulary, or for output past the generation's, refused).",
+      help: "Fresh edge tries pushed for running generations, by result (applied; ended: the generation had just ended, answered 200; unknown: no such generation, 404; invalid: malformed, naming a token outside the vocabulary, or for output past the generation's, refused).",
       labelNames: ['result'],
       registers,
     });
@@ -543,7 +543,7 @@ export class PoolMetrics {
     for (const kind of ['pass', 'drafter']) this.draftFailures.inc({ kind }, 0);
     for (const result of ['ok', 'error']) this.datastoreSaves.inc({ result }, 0);
     for (const result of ['indexed', 'repeat']) this.datastoreContributions.inc({ result }, 0);
-    for (const result of ['applied', 'unknown', 'invalid']) this.triePushes.inc({ result }, 0);
+    for (const result of ['applied', 'ended', 'unknown', 'invalid']) this.triePushes.inc({ result }, 0);
     for (const result of ['used', 'malformed', 'invalid']) this.shippedTries.inc({ result }, 0);
     for (const drafter of ['tree', 'chain']) this.speculatingSteps.inc({ drafter }, 0);
     this.speculatingStepsOf = { tree: this.speculatingSteps.labels('tree'), chain: this.speculatingSteps.labels('chain') };

@@ -466,6 +466,11 @@ export class PoolServer {
       this.options.metrics.triePushes.inc({ result: 'invalid' });
       throw toHttpError(err);
     }
+    if (!known && this.options.scheduler.endedRecently(id)) {
+      // The race every edge runs (a trie sent as its generation ends): answered, not an error, as a DELETE of it is.
+      this.options.metrics.triePushes.inc({ result: 'ended' });
+      return sendJson(res, 200, { id, accepted: false });
+    }
     if (!known) {
       this.options.metrics.triePushes.inc({ result: 'unknown' });
       throw new HttpError(404, 'not_found', `no running generation '${id}'`);

@@ -85,6 +85,7 @@ describe('pool metrics', () => {
       'sssd_pool_draft_failures_total{kind="drafter"}',
       'sssd_pool_datastore_saves_total{result="error"}',
       'sssd_pool_trie_pushes_total{result="invalid"}',
+      'sssd_pool_trie_pushes_total{result="ended"}',
       'sssd_pool_shipped_tries_total{result="malformed"}',
       'sssd_pool_speculating_steps_total{drafter="tree"}',
       'sssd_pool_generation_errors_total{code="bad_request"}',

@@ -420,7 +420,7 @@ describe('cancellation', () => {
     expect(await metricValue(pool, 'vllm:request_success_total', 'finished_reason="abort"')).toBe(before + 1);
   });
 
-  it('a fresh trie for a running generation is accepted; unknown ids are 404; both are counted', async () => {
+  it('a fresh trie for a running generation is accepted; one that just ended is answered 200; unknown ids are 404; all are counted', async () => {
     const applied = await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="applied"');
     const unknownBefore = await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="unknown"');
     const res = await post('/v1/generate', JSON.stringify({ id: 'gets-trie', promptIds: [1], maxTokens: 300, speculation: 'sssd' }));
@@ -439,6 +439,11 @@ describe('cancellation', () => {
     for await (const _ of it) {
       // drain
     }
+    // Once it has ended: answered (the race of a trie sent as a generation ends), counted apart, not a 404.
+    const endedBefore = await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="ended"');
+    const late = await post('/v1/generations/gets-trie/trie', JSON.stringify({ outputLength: 0, trie: Buffer.from(encodeEdgeTrie([1, 403], [-1, 0], [1, 0.5])).toString('base64') }));
+    expect([late.status, await late.json()]).toEqual([200, { id: 'gets-trie', accepted: false }]);
+    expect(await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="ended"')).toBe(endedBefore + 1);
   });
 });
 
