@@ -1,6 +1,7 @@
 /**
  * The per-user cache in KV (an n-gram table and the latest requests verbatim): one read at request start, and at the end
- * (via waitUntil) a read and one bounded write. The cache scope is hash(keyId + ':' + user), so a
+ * (via waitUntil) a read and one bounded write, shared by the user's requests that end together (KV takes one write a
+ * second per key). The cache scope is hash(keyId + ':' + user), so a
  * request can only ever read or write its own user's cache. Missing or corrupt
  * values decode to an empty cache and a KV outage never fails a request: the
  * request just drafts without the cache, and leaves the stored value alone.
@@ -70,6 +71,45 @@ function noteDeleted(scope: string, at: number): void {
   deletedAt.set(scope, at);
 }
 
+/** Workers KV's limit: one write a second to a key (a second one within it fails with 429). */
+const KV_PUT_INTERVAL_MS = 1_000;
+
+interface BatchEntry {
+  loaded: LoadedUserCache;
+  tokens: ArrayLike<number>;
+}
+
+/** A user's ended requests written by one put, and that put (settles once it is done; never rejects). */
+interface Batch {
+  entries: BatchEntry[];
+  written: Promise<void>;
+}
+
+/** Per scope, the batch waiting to start (its put waits for the write before it, and for KV's interval): a request ending now joins it. */
+const openBatches = new Map<string, Batch>();
+
+/** Per scope, when this isolate last began a put of it; entries older than the interval are dropped as it grows. */
+const lastPutAt = new Map<string, number>();
+const LAST_PUTS_MAX = 10_000;
+
+function notePut(scope: string, at: number): void {
+  if (lastPutAt.size >= LAST_PUTS_MAX) for (const [s, t] of lastPutAt) if (t < at - KV_PUT_INTERVAL_MS * 10) lastPutAt.delete(s);
+  if (lastPutAt.size >= LAST_PUTS_MAX) lastPutAt.delete(lastPutAt.keys().next().value!);
+  lastPutAt.delete(scope);
+  lastPutAt.set(scope, at);
+}
+
+/** How long a put of `scope` must wait: until `intervalMs` after the last one this isolate began. */
+function putWaitMs(scope: string, intervalMs: number): number {
+  return (lastPutAt.get(scope) ?? -Infinity) + intervalMs - Date.now();
+}
+
+/** Resolves once a put of `scope` may go. */
+async function untilPutAllowed(scope: string, intervalMs: number): Promise<void> {
+  const wait = putWaitMs(scope, intervalMs);
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+}
+
 function settledOrTimedOut(previous: Promise<void>, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
@@ -88,6 +128,8 @@ export class UserCacheStore {
     private readonly historyTokens?: number,
     /** Seconds a value stays after its last write (0: for good); KV takes 60 at least. */
     private readonly ttlSeconds = 0,
+    /** The least time between two puts of one user's value: KV's one write a second per key. */
+    private readonly putIntervalMs = KV_PUT_INTERVAL_MS,
   ) {}
 
   static keyFor(scope: string): string {
@@ -124,20 +166,38 @@ export class UserCacheStore {
    * back (not after a failed read); never throws. The value is read again
    * first: the user's other requests that ended while this one ran wrote
    * theirs in the meantime, and merging into the value read at the start
-   * would drop what they added (last writer wins). Ends in this isolate wait
-   * for each other (writesInFlight); ends in others still race for the few ms
-   * between this read and the write.
+   * would drop what they added (last writer wins). KV takes one write a
+   * second per key: the user's requests that end here while a write of
+   * theirs waits join it, all merged into one put, and puts of one user are
+   * spaced `putIntervalMs` apart (a second put within it would fail, and
+   * lose that request). Ends in other isolates still race for the few ms
+   * between a read and its write.
    */
   async saveMerged(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
     if (loaded.unread) return;
     const { scope } = loaded;
+    const open = openBatches.get(scope);
+    if (open !== undefined) {
+      open.entries.push({ loaded, tokens });
+      return open.written;
+    }
     const previous = writesInFlight.get(scope);
-    const write = (previous ? settledOrTimedOut(previous, PREVIOUS_WRITE_WAIT_MS) : Promise.resolve()).then(() => this.mergeAndWrite(loaded, tokens));
-    writesInFlight.set(scope, write);
+    const batch: Batch = { entries: [{ loaded, tokens }], written: Promise.resolve() };
+    // Open to others only while it waits (for the write before it, or KV's interval): one that goes at once takes no
+    // one else's tokens into a put that might never end (its request cancelled mid-write).
+    if (previous !== undefined || putWaitMs(scope, this.putIntervalMs) > 0) openBatches.set(scope, batch);
+    batch.written = (previous ? settledOrTimedOut(previous, PREVIOUS_WRITE_WAIT_MS) : Promise.resolve())
+      .then(() => untilPutAllowed(scope, this.putIntervalMs))
+      .then(() => {
+        // Closed as it starts: a request that ends from here on joins the next one.
+        if (openBatches.get(scope) === batch) openBatches.delete(scope);
+        return this.mergeAndWrite(scope, batch.entries);
+      });
+    writesInFlight.set(scope, batch.written);
     try {
-      await write;
+      await batch.written;
     } finally {
-      if (writesInFlight.get(scope) === write) writesInFlight.delete(scope);
+      if (writesInFlight.get(scope) === batch.written) writesInFlight.delete(scope);
     }
   }
 
@@ -172,27 +232,31 @@ export class UserCacheStore {
     }
   }
 
-  /** Reads the stored value, merges `tokens` in and writes it back; never throws. */
-  private async mergeAndWrite(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
-    // Deleted since this request read it: the user asked to be forgotten after sending it, so it is not kept
+  /** Reads the stored value, merges each ended request's tokens in, in turn, and writes it back once; never throws. */
+  private async mergeAndWrite(scope: string, entries: readonly BatchEntry[]): Promise<void> {
+    // Deleted since a request read it: the user asked to be forgotten after sending it, so it is not kept
     // either (and what it read, or what KV may still show, is not written back).
-    if ((deletedAt.get(loaded.scope) ?? 0) >= loaded.readAt) return;
-    let base = loaded.bytes;
+    const kept = entries.filter((entry) => (deletedAt.get(scope) ?? 0) < entry.loaded.readAt);
+    if (kept.length === 0) return;
+    let base: Uint8Array | null;
     try {
-      const value = await this.kv.get(UserCacheStore.keyFor(loaded.scope), 'arrayBuffer');
+      const value = await this.kv.get(UserCacheStore.keyFor(scope), 'arrayBuffer');
       base = value ? new Uint8Array(value) : null;
     } catch (err) {
       // Deleted lately: the value read at the start may be the forgotten one (read while the delete ran); not written back.
-      if ((deletedAt.get(loaded.scope) ?? 0) > Date.now() - DELETED_MEMORY_MS) {
+      if ((deletedAt.get(scope) ?? 0) > Date.now() - DELETED_MEMORY_MS) {
         console.warn('edge: user cache re-read failed after a delete of it; this request is not kept', err);
         return;
       }
-      // Still the value of a moment ago at worst: merge into that.
+      // Still the value of a moment ago at worst: merge into the latest read.
       console.warn('edge: user cache re-read failed; merging into the value read at the start', err);
+      base = kept.reduce((latest, entry) => (entry.loaded.readAt >= latest.loaded.readAt ? entry : latest)).loaded.bytes;
     }
     try {
-      const merged = mergeIntoUserCache(base, tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize, historyTokens: this.historyTokens });
-      await this.kv.put(UserCacheStore.keyFor(loaded.scope), merged, this.ttlSeconds > 0 ? { expirationTtl: Math.max(60, this.ttlSeconds) } : undefined);
+      let merged = base;
+      for (const entry of kept) merged = mergeIntoUserCache(merged, entry.tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize, historyTokens: this.historyTokens });
+      notePut(scope, Date.now());
+      await this.kv.put(UserCacheStore.keyFor(scope), merged!, this.ttlSeconds > 0 ? { expirationTtl: Math.max(60, this.ttlSeconds) } : undefined);
     } catch (err) {
       console.warn('edge: user cache write failed', err);
     }

@@ -1,7 +1,7 @@
 // The KV side of the user cache, on workerd's own KV (Miniflare, as `wrangler
 // dev` runs it) wherever the test needs no fault: a KV that throws, hangs or
-// answers slowly (MapKv) stands in only for an outage, a cancelled write or a
-// far-away KV, which local KV cannot produce.
+// answers slowly (MapKv) stands in only for an outage, a cancelled write, a
+// far-away KV or KV's one write a second per key, which local KV cannot produce.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../edge/api-keys';
 import { workerdKv } from '../support/workerd-kv';
@@ -17,6 +17,10 @@ class MapKv {
   hangNextPut = false;
   /** Each call takes this long (KV far away): lets calls of two requests interleave. */
   latencyMs = 0;
+  /** KV's one write a second to a key: a put within it is refused (429), as Workers KV refuses it. */
+  onePutPerSecond = false;
+  refusedPuts = 0;
+  readonly putTimes: number[] = [];
   private async wait(): Promise<void> {
     if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
   }
@@ -32,8 +36,14 @@ class MapKv {
     return v ? v.slice().buffer : null;
   }
   async put(key: string, value: Uint8Array): Promise<void> {
+    const at = Date.now();
     await this.wait();
     if (this.failing) throw new Error('KV PUT failed: 503');
+    if (this.onePutPerSecond && this.putTimes.length > 0 && at - this.putTimes[this.putTimes.length - 1] < 1000) {
+      this.refusedPuts++;
+      throw new Error('KV PUT failed: 429 Too Many Requests');
+    }
+    this.putTimes.push(at);
     if (this.hangNextPut) {
       this.hangNextPut = false;
       return new Promise<void>(() => undefined);
@@ -195,6 +205,25 @@ describe('UserCacheStore', () => {
     await Promise.all(loads.map((loaded, i) => storeOn(kv).saveMerged(loaded, requests[i])));
     const cache = (await storeOn(kv).load(scope)).cache;
     for (let i = 0; i < 4; i++) expect(cache.nextTokens([100 + i, 200 + i], 1)[0]?.token).toBe(300 + i);
+  });
+
+  it("writes a user's requests that end together in one put, a second at most to their key, as KV takes them", async () => {
+    // KV's documented limit, which local KV does not enforce: a second write to a key within a second fails (429).
+    const kv = new MapKv();
+    kv.onePutPerSecond = true;
+    const scope = await cacheScope('k', 'busy-user');
+    const loads = await Promise.all(Array.from({ length: 6 }, () => storeOn(kv).load(scope)));
+    const requests = loads.map((_, i) => [1, 100 + i, 200 + i, 300 + i]);
+    // The first ends alone; five more end while its put is under way, and join one put after it.
+    const first = storeOn(kv).saveMerged(loads[0], requests[0]);
+    await new Promise((r) => setTimeout(r, 5));
+    await Promise.all(loads.slice(1).map((loaded, i) => storeOn(kv).saveMerged(loaded, requests[i + 1])));
+    await first;
+    expect(kv.refusedPuts).toBe(0);
+    expect(kv.putTimes).toHaveLength(2);
+    expect(kv.putTimes[1] - kv.putTimes[0]).toBeGreaterThanOrEqual(990);
+    const cache = (await storeOn(kv).load(scope)).cache;
+    for (let i = 0; i < 6; i++) expect(cache.nextTokens([100 + i, 200 + i], 1)[0]?.token).toBe(300 + i);
   });
 
   it("does not wait for ever on a write before it that never ends (another request's, cancelled mid-write)", async () => {
