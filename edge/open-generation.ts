@@ -219,7 +219,7 @@ const FEATURE_FIELDS: Readonly<Record<PoolFeature, { param: string | null; said:
   choices: { param: 'structured_outputs.choice', said: 'structured_outputs.choice (or guided_choice)' },
   regex: { param: 'structured_outputs', said: 'structured outputs (structured_outputs.regex, json or json_object; guided_regex, guided_json; response_format json_object or json_schema; tool calls)' },
   regexJsonLength: { param: 'structured_outputs', said: "a JSON schema's string minLength or maxLength beside its pattern or format (structured_outputs.json, guided_json, response_format json_schema, tool calls; or a regex's (?json-length...))" },
-  regexAnyTail: { param: 'tool_choice', said: 'tool_choice "auto" (the default where tools are sent; or a regex\'s (?any-tail))' },
+  regexAnyTail: { param: 'structured_outputs', said: 'a regex\'s (?any-tail) (structured_outputs.regex, guided_regex)' },
   grammar: { param: 'structured_outputs.grammar', said: 'structured_outputs.grammar (or guided_grammar; with SSSD_JSON_GRAMMAR=1, JSON schemas, JSON mode and tool calls go as one where the pools heard from follow it)' },
   logprobs: { param: 'logprobs', said: 'logprobs' },
   logprobIds: { param: 'logprob_token_ids', said: 'logprob_token_ids' },

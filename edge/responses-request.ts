@@ -102,7 +102,9 @@ function chatToolChoice(choice: ToolChoice): NonNullable<ChatRequest['tool_choic
   if (choice.type === 'function') return { type: 'function', function: { name: choice.name } };
   const tools = choice.tools.map((entry) => {
     const fn = entry as { type?: unknown; name?: unknown } | null;
-    return typeof fn === 'object' && fn !== null && fn.type === 'function' && typeof fn.name === 'string' ? { type: 'function', function: { name: fn.name } } : entry;
+    if (typeof fn === 'object' && fn !== null && fn.type === 'function' && typeof fn.name === 'string') return { type: 'function', function: { name: fn.name } };
+    // Any other shape (chat's nested one too) is no entry of this API's: passed on without a name, for chat's check to refuse.
+    return { type: typeof fn === 'object' && fn !== null && typeof fn.type === 'string' ? fn.type : null };
   });
   return { type: 'allowed_tools', allowed_tools: { mode: choice.mode, tools } };
 }

@@ -414,6 +414,7 @@ function checkTextAllowsSomething(
   endIdsHeldBack: ReadonlySet<number> | null,
 ): void {
   let next: number[];
+  let endsOnly = false;
   try {
     const state = text.stateAfter(resumedOutput);
     if (state === DEAD) {
@@ -423,12 +424,13 @@ function checkTextAllowsSomething(
     // The language's next ids within the allowed list, then the same rule as an allowed list alone (allowedIdsLeft).
     const inList = allowed ? new Set(allowed) : null;
     next = Array.from(text.allowedAt(state)).filter((id) => inList === null || inList.has(id));
+    endsOnly = text.endsOnlyAt(state);
   } catch (err) {
     if (err instanceof AutomatonLimitError) throw new AdmissionError('bad_request', `${field}: ${err.message}`);
     throw err;
   }
-  // Where only the end ids are left, min_tokens yields to the output's end (logit-adjustments.ts): no refusal.
-  if (allowedIdsLeft(next, badWords, endIdsHeldBack) || (endIdsHeldBack !== null && allowedIdsLeft(next, badWords, null))) return;
+  // Where the language lets only the end follow, min_tokens yields to the output's end (logit-adjustments.ts): no refusal.
+  if (allowedIdsLeft(next, badWords, endsOnly ? null : endIdsHeldBack)) return;
   const what = field === 'choices' ? 'choices leave' : `${field} leaves`;
   throw new AdmissionError('bad_request', `${what} no token to generate next once allowedTokenIds, badWords and minTokens (the end ids held back) apply${field !== 'choices' ? `, or none of the tokenizer's tokens prints what the ${field} needs next` : ''}`);
 }

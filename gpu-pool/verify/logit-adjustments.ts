@@ -74,8 +74,6 @@ export class LogitAdjustments {
   private readonly biasValues: Float32Array;
   private readonly penalising: boolean;
   private readonly endIds: Int32Array;
-  /** The end ids' logits while min_tokens withholds them beside a structured output (restored where nothing else is left). */
-  private readonly withheldEnds: Float32Array;
   private readonly minTokens: number;
   /** Ids outside the request's allowed list (vLLM's allowed_token_ids), masked at every node; null = every id allowed. */
   private readonly disallowed: Int32Array | null;
@@ -95,7 +93,6 @@ export class LogitAdjustments {
   ) {
     this.penalising = penalises(settings);
     this.endIds = Int32Array.from(ends?.ids ?? []);
-    this.withheldEnds = new Float32Array(this.endIds.length);
     this.minTokens = ends?.minTokens ?? 0;
     if (ends?.allowed) {
       const allowed = new Uint8Array(vocabSize);
@@ -157,10 +154,14 @@ export class LogitAdjustments {
     if (!this.penalising && !withheld && disallowed === null && !banning && text === null) return logits;
     const out = this.scratch;
     out.set(logits);
+    const state = text !== null ? text.stateAt(rowTokens, path, depth) : 0;
+    // min_tokens holds the end ids back, except where a structured output is written whole and its language lets
+    // nothing but the end follow (a tool call's closed array): the output's end wins there, not a generation left
+    // with no token. Where the language lets more text follow, the other masks leaving none is the request's 400.
+    if (withheld && !(text !== null && text.endsOnlyAt(state))) for (let i = 0; i < this.endIds.length; i++) out[this.endIds[i]] = -Infinity;
     if (disallowed !== null) for (let i = 0; i < disallowed.length; i++) out[disallowed[i]] = -Infinity;
     if (banning) this.bans(badWords, out, rowTokens, path, depth);
-    if (text !== null) text.mask(out, text.stateAt(rowTokens, path, depth), this.kept);
-    if (withheld) this.withholdEnds(out, text !== null);
+    if (text !== null) text.mask(out, state, this.kept);
     if (!this.penalising) return out;
     for (let i = 0; i < this.biasIds.length; i++) out[this.biasIds[i]] += this.biasValues[i];
     const { counts, stamp } = this;
@@ -177,23 +178,6 @@ export class LogitAdjustments {
     for (let i = 0; i < depth; i++) this.penalise(out, rowTokens[path[i]]);
     for (let i = 0; i < depth; i++) counts[rowTokens[path[i]]]--;
     return out;
-  }
-
-  /**
-   * min_tokens: the end ids masked. Beside a structured output whose text is
-   * whole where nothing but an end id may follow (a tool call's closed array),
-   * the output's end wins: masking them too would leave no token (a 400 for
-   * a reply that is done), so they are kept there.
-   */
-  private withholdEnds(out: Float32Array, yieldsToText: boolean): void {
-    const { endIds, withheldEnds } = this;
-    for (let i = 0; i < endIds.length; i++) {
-      withheldEnds[i] = out[endIds[i]];
-      out[endIds[i]] = -Infinity;
-    }
-    if (!yieldsToText) return;
-    for (let i = 0; i < out.length; i++) if (out[i] !== -Infinity) return;
-    for (let i = 0; i < endIds.length; i++) out[endIds[i]] = withheldEnds[i];
   }
 
   /**

@@ -51,6 +51,8 @@ interface StateIds {
  */
 export class TextLanguage {
   private readonly byState = new Map<number, StateIds>();
+  /** The ids of every state past `(?any-tail)`: all of them, nothing banned. */
+  private everyId: StateIds | undefined;
   private cachedIds = 0;
   private readonly endIds: Int32Array;
 
@@ -61,6 +63,11 @@ export class TextLanguage {
     endIds: readonly number[],
   ) {
     this.endIds = Int32Array.from(endIds);
+  }
+
+  /** Whether `id` is one of the ids that end a generation. */
+  endsWith(id: number): boolean {
+    return this.endIds.includes(id);
   }
 
   /** As `next`, over the states already built alone: UNBUILT where the state after `token` is not (nothing is built). */
@@ -98,12 +105,11 @@ export class TextLanguage {
     const cached = this.byState.get(key);
     if (cached) return cached;
     const { texts, automaton } = this;
+    // Past (?any-tail): every id, one entry for all such states, kept apart from the cache's bound (a vocabulary's worth).
+    if (automaton.anyTail?.(state) === true) return (this.everyId ??= { allowed: Int32Array.from({ length: texts.vocabSize }, (_, id) => id), banned: new Int32Array(0) });
     const allowed = new Uint8Array(texts.vocabSize);
     let count = 0;
-    if (automaton.anyTail?.(state) === true) {
-      allowed.fill(1);
-      count = allowed.length;
-    } else if (state !== DEAD) {
+    if (state !== DEAD) {
       const table = texts.table(afterBos);
       // Only ids starting with a byte that goes on from the state can stay inside: the rest are never looked at.
       for (const byte of automaton.nextBytes(state)) {
@@ -291,6 +297,14 @@ export class TextMasks {
   /** The ids allowed at `state`, ascending (owned by the language, not to be modified). */
   allowedAt(state: number): Int32Array {
     return this.idsAt(state).allowed;
+  }
+
+  /** Whether the language lets nothing but an end id follow at `state` (the text is whole, and no more of it may come). */
+  endsOnlyAt(state: number): boolean {
+    const allowed = this.allowedAt(state);
+    if (allowed.length === 0) return false;
+    for (let i = 0; i < allowed.length; i++) if (!this.language.endsWith(allowed[i])) return false;
+    return true;
   }
 
   /**

@@ -112,7 +112,7 @@ export class NfaBuilder {
       case 'jsonLength':
         return this.jsonLength(node.item, node.min, node.max, next);
       case 'anyTail':
-        return this.anyTail(next);
+        return this.anyTail(next, node.at);
       case 'ref':
         return this.add(NfaKind.Call, 0, 0, next, node.rule);
     }
@@ -124,8 +124,8 @@ export class NfaBuilder {
    * state then says every continuation is in the language (RegexAutomaton's
    * anyTail), which is what lets the pool lift the mask there.
    */
-  private anyTail(next: number): number {
-    if (this.kind[next] !== NfaKind.Accept) throw new RegexSyntaxError('(?any-tail) ends the pattern: nothing may follow it, nor repeat it', 0);
+  private anyTail(next: number, at: number): number {
+    if (this.kind[next] !== NfaKind.Accept) throw new RegexSyntaxError('(?any-tail) ends the pattern: nothing may follow it, nor repeat it', at);
     const loop = this.add(NfaKind.Epsilon, 0, 0, -1, next);
     const reader = this.add(NfaKind.Byte, 0, 255, loop, -1);
     this.out1[loop] = reader;

@@ -22,7 +22,7 @@ export type ExpressionNode<Extra = never> =
    * its end. Any bytes, and to the pool every token from there, those that
    * print nothing or no whole UTF-8 included: the mask is lifted.
    */
-  | { readonly kind: 'anyTail' }
+  | { readonly kind: 'anyTail'; readonly at: number }
   | Extra;
 
 /** A grammar's reference to rule number `rule` (an index into its rules). */

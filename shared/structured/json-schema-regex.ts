@@ -160,9 +160,10 @@ const FORMATS: Record<string, string> = {
   ipv4: `(?:${OCTET}\\.){3}${OCTET}`,
   ipv6: `(?:${IPV6})`,
   uri: URI,
-  // RFC 4648's, padded as zod's z.base64() and Pydantic's Base64Bytes take it; base64url unpadded, as zod's z.base64url().
+  // RFC 4648's, padded as zod's z.base64() and Pydantic's Base64Bytes take it. base64url: Pydantic's Base64UrlBytes
+  // wants its padding and zod's z.base64url() refuses it, so whole quads only, which both take (review h106).
   base64: '(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?',
-  base64url: '(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?',
+  base64url: '(?:[A-Za-z0-9_-]{4})*',
 };
 /** The contentEncoding values followed: as their format. */
 const CONTENT_ENCODINGS = ['base64', 'base64url'];

@@ -233,7 +233,7 @@ class RegexParser<Extra> {
     if (this.src.startsWith(ANY_TAIL, open)) {
       if (this.inLength > 0) throw this.fail(`${ANY_TAIL} inside (?json-length...) is not supported`, open);
       this.pos = open + ANY_TAIL.length;
-      return { kind: 'anyTail' };
+      return { kind: 'anyTail', at: open };
     }
     const length = this.src.startsWith(JSON_LENGTH_GROUP, open) ? this.jsonLengthCounts(open) : null;
     if (length === null && this.peek() === '?') this.groupKind(open);

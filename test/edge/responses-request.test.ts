@@ -78,7 +78,10 @@ describe('Responses request → chat request', () => {
     });
     // OpenAI's allowed_tools, flat as the Responses API writes it, in chat's shape; an entry that is no function passed on as sent (chat's check names it).
     const allowed = translate({ input: 'x', tools: [{ type: 'function', name: 'f' }], tool_choice: { type: 'allowed_tools', mode: 'required', tools: [{ type: 'function', name: 'f' }, { type: 'mcp', server_label: 's' }] } }).chat.tool_choice;
-    expect(allowed).toEqual({ type: 'allowed_tools', allowed_tools: { mode: 'required', tools: [{ type: 'function', function: { name: 'f' } }, { type: 'mcp', server_label: 's' }] } });
+    expect(allowed).toEqual({ type: 'allowed_tools', allowed_tools: { mode: 'required', tools: [{ type: 'function', function: { name: 'f' } }, { type: 'mcp' }] } });
+    // Chat's nested entry is no entry of this API's: passed on with no name, for chat's check to refuse (review h106).
+    const nested = translate({ input: 'x', tools: [{ type: 'function', name: 'f' }], tool_choice: { type: 'allowed_tools', mode: 'auto', tools: [{ type: 'function', function: { name: 'f' } }] } }).chat.tool_choice;
+    expect(nested).toEqual({ type: 'allowed_tools', allowed_tools: { mode: 'auto', tools: [{ type: 'function' }] } });
     expect(refusal({ input: 'x', tools: [{ type: 'function', name: 'f' }], tool_choice: { type: 'allowed_tools', mode: 'never', tools: [] } })).toMatchObject({ param: 'tool_choice', message: expect.stringContaining('"type": "allowed_tools"') });
     expect(translate({ input: 'x', text: { format: { type: 'json_object' } } }).chat.response_format).toEqual({ type: 'json_object' });
     // `user` wins over safety_identifier; without include, no logprobs.

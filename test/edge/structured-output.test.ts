@@ -279,6 +279,10 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
       expect(structuredOf(body, 'chat')).toEqual({ choices: null, regex: null, grammar: null, toolCalls: { kind: 'auto', names: body.tools.map((t) => t.function.name) } });
     }
     expect(both({ tools: unfollowable, tool_choice: 'required' })).toContain('multipleOf');
+    // A whitespace the request sent that is no regex of the subset is its own 400, under "auto" too, and teaches the
+    // edge nothing about the schema: the same tools without it are followed as before (review h106).
+    expect(both({ tools, structured_outputs: { whitespace_pattern: '(' } })).toContain('whitespace_pattern');
+    expect(structuredOf({ tools }, 'chat').regex).not.toBeNull();
     // Where the pools read (?any-tail): the regex form (GBNF has no such group), the text past its first character
     // left to the model.
     type Body = Parameters<typeof structuredOutput>[0];

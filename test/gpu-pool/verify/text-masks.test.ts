@@ -262,6 +262,11 @@ describe('choice masks', () => {
     const done = new LogitAdjustments(none, PIECES.length, [BOS], { ids: [END], minTokens: 5, text: TextMasks.ofChoices(['no'], texts, [END], false) });
     done.observe(6);
     expect(finite(done.apply(logits, [], [], 0))).toEqual([END]);
+    // Where the language lets more text follow and the request's own list masks it, min_tokens holds: nothing is left
+    // (the request's 400), not an end the language would not have come to yet (review h106).
+    const listed = new LogitAdjustments(none, PIECES.length, [BOS], { ids: [END], minTokens: 5, allowed: [END, 6], text: TextMasks.ofChoices(['no', 'nox'], texts, [END], false) });
+    listed.observe(6);
+    expect(finite(listed.apply(logits, [], [], 0))).toEqual([]);
     // Without a structured output, min_tokens masks the end ids whatever else is masked (allowed_token_ids: the request's own).
     const only = new LogitAdjustments(none, PIECES.length, [BOS], { ids: [END], minTokens: 5, allowed: [END] });
     expect(finite(only.apply(logits, [], [], 0))).toEqual([]);

@@ -382,7 +382,7 @@ describe("the regex automaton's (?any-tail)", () => {
   });
 
   it('ends the pattern: refused where anything follows it, repeats it, or inside a JSON-length group', () => {
-    expect(() => compileRegex('a(?any-tail)b')).toThrow(RegexSyntaxError);
+    expect(() => compileRegex('a(?any-tail)b')).toThrow(/ends the pattern.*\(at 1\)/);
     expect(() => compileRegex('(?:a(?any-tail))*')).toThrow(/ends the pattern/);
     expect(() => compileRegex('(?json-length{1,3}:(?any-tail))')).toThrow(/inside \(\?json-length/);
     expect(() => compileRegex('(?:a(?any-tail)|b)')).not.toThrow();
