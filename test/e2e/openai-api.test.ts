@@ -323,7 +323,9 @@ describe('OpenAI-compatible API on the edge', () => {
     // One batch at the pool, the same length: they end in the same step, and their cache writes meet.
     const asks = ['The cat sat on a mat.', 'A boy had a blue kite.', 'The sun was hot today.', 'Mia baked a small cake.'].map((prompt) => ({ prompt, max_tokens: 40, temperature: 0, logit_bias: { '1': -100 }, user: 'erin' }));
     const firsts = await Promise.all(asks.map((ask) => streamCompletion(ask)));
-    await new Promise((r) => setTimeout(r, 500)); // the cache writes run after the responses (waitUntil)
+    // The cache writes run after the responses (waitUntil), a user's puts a second apart (KV's one write a second per
+    // key): the first alone at once, the other three together a second later.
+    await new Promise((r) => setTimeout(r, 1_500));
     for (const [i, ask] of asks.entries()) {
       const again = await streamCompletion(ask);
       expect(again.text).toBe(firsts[i].text);

@@ -43,6 +43,20 @@ async function streamed(format: ResponsesStreamFormat, pieces: string[], finish:
   });
 }
 
+/** The events of a streamed message whose text came in two pieces, in OpenAI's order. */
+const TWO_DELTA_MESSAGE = [
+  'response.created',
+  'response.in_progress',
+  'response.output_item.added',
+  'response.content_part.added',
+  'response.output_text.delta',
+  'response.output_text.delta',
+  'response.output_text.done',
+  'response.content_part.done',
+  'response.output_item.done',
+  'response.completed',
+];
+
 /** Ids differ between two replies; shapes must not. */
 const withoutIds = (r: ResponseObject): unknown => JSON.parse(JSON.stringify(r).replace(/"(msg|fc|call)_[0-9a-f]+"/g, '"ID"'));
 
@@ -50,18 +64,7 @@ describe('Responses API events', () => {
   it("streams a message in OpenAI's order, numbered, one item id throughout, ending with the response a whole reply is (stored first)", async () => {
     const saved: ResponseObject[] = [];
     const events = await streamed(new ResponsesStreamFormat(started(), meta, async (r) => void saved.push(r)), ['Once', ' upon', ''], summary('stop'));
-    expect(events.map((e) => e.type)).toEqual([
-      'response.created',
-      'response.in_progress',
-      'response.output_item.added',
-      'response.content_part.added',
-      'response.output_text.delta',
-      'response.output_text.delta',
-      'response.output_text.done',
-      'response.content_part.done',
-      'response.output_item.done',
-      'response.completed',
-    ]);
+    expect(events.map((e) => e.type)).toEqual(TWO_DELTA_MESSAGE);
     expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
     expect(events[0].response).toMatchObject({ id: RESPONSE_ID, status: 'in_progress', output: [] });
     const itemId = (events[2].item as { id: string }).id;
@@ -122,18 +125,7 @@ describe('Responses API events', () => {
   it('streams an "auto" reply as a message once it starts with text (the whitespace before it in its first delta), or its calls once their array is whole', async () => {
     const format = (): ResponsesStreamFormat => new ResponsesStreamFormat(started(), { ...meta, toolCalls: { kind: 'auto' } }, async () => undefined);
     const text = await streamed(format(), [' ', '\n', 'Once', ' upon'], summary('stop'));
-    expect(text.map((e) => e.type)).toEqual([
-      'response.created',
-      'response.in_progress',
-      'response.output_item.added',
-      'response.content_part.added',
-      'response.output_text.delta',
-      'response.output_text.delta',
-      'response.output_text.done',
-      'response.content_part.done',
-      'response.output_item.done',
-      'response.completed',
-    ]);
+    expect(text.map((e) => e.type)).toEqual(TWO_DELTA_MESSAGE);
     expect(text.filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta)).toEqual([' \nOnce', ' upon']);
     expect(text[text.length - 1]).toMatchObject({ response: { status: 'completed', output: [{ type: 'message', content: [{ text: ' \nOnce upon' }] }] } });
     const calls = await streamed(format(), [' [{"name": "f",', ' "parameters": {}}]'], summary('stop'));

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { anyTailFor, jsonFormFor, structuredOutput, type StructuredOutput } from '../../edge/structured-output';
 import { PoolPicker } from '../../edge/pool-picker';
 import { compileGrammar } from '../../shared/structured/grammar-automaton';
-import { featuresNeeded, POOL_FEATURES } from '../../shared/pool-features';
+import { featuresNeeded, POOL_FEATURES, type PoolFeature } from '../../shared/pool-features';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 import { compileWithEngine } from '../support/json-schema-cases';
 
@@ -230,6 +230,18 @@ async function healthOnlyPool(servers: Server[], features: readonly string[]): P
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
+/** Runs `check` with two health-only pools, one of this code's features and one from before `lacking`; closes them after. */
+async function withPoolsAround(lacking: PoolFeature, check: (current: string, older: string) => Promise<void>): Promise<void> {
+  const servers: Server[] = [];
+  try {
+    const current = await healthOnlyPool(servers, POOL_FEATURES);
+    const older = await healthOnlyPool(servers, POOL_FEATURES.filter((f) => f !== lacking));
+    await check(current, older);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+  }
+}
+
 describe('JSON as a grammar (any depth), where the pools follow grammars', () => {
   const asGrammar = (body: Record<string, unknown>): StructuredOutput => structuredOutput(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat'), 'grammar');
   const follows = (grammar: string, text: string): boolean => {
@@ -323,25 +335,15 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     expect(['{"code": "A"}', '{"code": "ABCDE"}', '{"code": "ab"}'].map((t) => regex.test(t))).toEqual([false, false, false]);
     const needed = featuresNeeded({ id: 'r', promptIds: [1], maxTokens: 4, regex: out.regex! });
     expect(needed).toEqual(['regex', 'regexJsonLength']);
-    const servers: Server[] = [];
-    const pool = (features: readonly string[]): Promise<string> => healthOnlyPool(servers, features);
-    try {
-      const current = await pool(POOL_FEATURES);
-      // A pool from before the length group would refuse the regex (an unknown `(?` group): it is not tried.
-      const older = await pool(POOL_FEATURES.filter((f) => f !== 'regexJsonLength'));
+    // A pool from before the length group would refuse the regex (an unknown `(?` group): it is not tried.
+    await withPoolsAround('regexJsonLength', async (current, older) => {
       const mixed = new PoolPicker([older, current], 't');
       expect((await mixed.ordered(undefined, null, needed)).map((c) => c.baseUrl)).toEqual([current]);
-    } finally {
-      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-    }
+    });
   });
 
   it('goes as a grammar unless a pool heard from lacks the feature, so that only pools that follow grammars are sent it', async () => {
-    const servers: Server[] = [];
-    const pool = (features: readonly string[]): Promise<string> => healthOnlyPool(servers, features);
-    try {
-      const current = await pool(POOL_FEATURES);
-      const older = await pool(POOL_FEATURES.filter((f) => f !== 'grammar'));
+    await withPoolsAround('grammar', async (current, older) => {
       // A fleet of current pools: the grammar form, which only pools with the feature are sent.
       const fleet = new PoolPicker([current], 't');
       expect(await jsonFormFor(fleet)).toBe('grammar');
@@ -353,17 +355,11 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
       // Mid-upgrade (a pool heard from lacks it, cold isolate or warm): the regex form, which every pool follows.
       expect(await jsonFormFor(new PoolPicker([current, older], 't'))).toBe('regex');
       expect(await jsonFormFor(mixed)).toBe('regex');
-    } finally {
-      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-    }
+    });
   });
 
   it('leaves "auto"\'s text to the model past its first character ((?any-tail)) unless a pool heard from cannot read it', async () => {
-    const servers: Server[] = [];
-    const pool = (features: readonly string[]): Promise<string> => healthOnlyPool(servers, features);
-    try {
-      const current = await pool(POOL_FEATURES);
-      const older = await pool(POOL_FEATURES.filter((f) => f !== 'regexAnyTail'));
+    await withPoolsAround('regexAnyTail', async (current, older) => {
       expect(await anyTailFor(new PoolPicker([current], 't'))).toBe(true);
       expect(await anyTailFor(new PoolPicker([current, older], 't'))).toBe(false);
       const tools = [{ type: 'function', function: { name: 'f' } }];
@@ -373,8 +369,6 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
       expect((await new PoolPicker([older, current], 't').ordered(undefined, null, needed)).map((c) => c.baseUrl)).toEqual([current]);
       // Mid-upgrade: the text held to whole characters, a regex every pool with `regex` reads.
       expect(featuresNeeded({ id: 'r', promptIds: [1], maxTokens: 4, regex: structuredOutput(body, 'regex', false).regex! })).toEqual(['regex']);
-    } finally {
-      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-    }
+    });
   });
 });
