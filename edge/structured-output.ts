@@ -19,7 +19,8 @@
 import { RecentlyChecked, RecentTexts } from './recently-checked';
 import { ApiError, badRequest } from './api-error';
 import { MAX_OUTPUT_GRAMMAR_CHARS, MAX_OUTPUT_REGEX_CHARS } from '../shared/protocol';
-import { checkRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
+import { checkRegex, compileRegex, RegexSyntaxError, RegexTooLargeError } from '../shared/structured/regex-automaton';
+import { DEAD } from '../shared/structured/text-automaton';
 import { AutomatonLimitError, checkGrammar, GrammarSyntaxError } from '../shared/structured/grammar-automaton';
 import { jsonObjectRegex, jsonSchemaRegex, type JsonSchemaRegexOptions, SchemaError, WhitespaceError } from '../shared/structured/json-schema-regex';
 import { GrammarTooLargeError, GrammarUnwritableError, jsonObjectGrammar, jsonSchemaGrammar } from '../shared/structured/json-schema-grammar';
@@ -137,8 +138,11 @@ export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'reg
   if (tools !== null) {
     // vLLM's words (ChatCompletionRequest.check_structured_outputs_count): the calls are the reply's one constraint.
     if (constraints.length > 0) {
-      // Under "auto" the reply's language is already "calls or text" (tool-calls.ts): a second language is not joined to it.
-      const auto = tools.mode.kind === 'auto' ? ` (tool_choice ${body.tool_choice == null ? 'is "auto" by default where tools are sent' : 'is "auto"'}: send tool_choice "none" for a reply in ${constraints[0].param}, or leave ${constraints[0].param} out for tool calls)` : '';
+      const other = constraints[0];
+      // Under "auto", JSON (OpenAI's response_format beside tools): the calls' array, or that JSON.
+      if (tools.mode.kind === 'auto' && ('schema' in other || 'jsonObject' in other)) return autoCallsOrJson(tools, other, body.ignore_eos === true, whitespace);
+      // Under "auto" the reply's language is already "calls or text" (tool-calls.ts): a regex, choices or grammar is not joined to it.
+      const auto = tools.mode.kind === 'auto' ? ` (tool_choice ${body.tool_choice == null ? 'is "auto" by default where tools are sent' : 'is "auto"'}: send tool_choice "none" for a reply in ${other.param}, or leave ${other.param} out for tool calls)` : '';
       throw badRequest(`You can only either use constraints for structured outputs or tools, not both.${auto}`, 'tool_choice', 'invalid_value');
     }
     if (tools.mode.kind === 'auto') return autoToolCalls(tools, body.ignore_eos === true, jsonAs, whitespace, anyTail);
@@ -147,6 +151,41 @@ export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'reg
   const constraint = constraints[0];
   if (constraint === undefined) return { choices: null, regex: null, grammar: null, toolCalls: null };
   return followed(constraint, body.ignore_eos === true, jsonAs, whitespace, tools?.mode ?? null);
+}
+
+/** JSON regexes lately found to start with no `[` (each compiled to find out: 1-30 ms). */
+const startsNoArray = new RecentlyChecked(32, 1 << 20);
+
+/**
+ * "auto" beside JSON (a response_format, or vLLM's json / json_object): the
+ * reply is the calls' array (its first character `[`) or
+ * JSON valid under the other constraint, one regex the pool follows (as
+ * OpenAI answers a request with both: a call, or the structured answer).
+ * JSON that may itself start with `[` (an array) could be read either way:
+ * a 400. Written as regexes (the grammar form has no way to join them).
+ */
+function autoCallsOrJson(tools: ToolCallPlan, json: JsonConstraint, ignoreEos: boolean, whitespace: { param: string; pattern: string } | null): StructuredOutput {
+  if (ignoreEos) throw badRequest(`ignore_eos cannot be used with a structured output (${json.param}): the reply ends at the end token once it is whole.`, 'ignore_eos', 'invalid_value');
+  const answer = regexOf(json, whitespace);
+  if (!startsNoArray.has(answer)) {
+    const automaton = compileRegex(answer);
+    const opens = ['[', ' [', '\t[', '\n[', '\r['].some((start) => {
+      const bytes = new TextEncoder().encode(start);
+      return automaton.follow(0, bytes, 0, bytes.length) !== DEAD;
+    });
+    if (opens) {
+      throw badRequest(
+        `${json.param}: under tool_choice "auto" a reply that starts with "[" is the tool calls' array, and this JSON may start with one too; send a schema whose value is an object, or tool_choice "none" (the JSON alone) or "required" (calls alone).`,
+        json.param,
+        'invalid_value',
+      );
+    }
+    startsNoArray.add(answer);
+  }
+  const calls = regexOf({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth }, whitespace);
+  // No whitespace before either: the first character decides, and a small model held to JSON writes blank lines for ever
+  // where they are allowed there (the JSON's own regex allows none before its value either).
+  return followed({ param: json.param, regex: `(?:${calls})|(?:${answer})` }, false, 'regex', null, tools.mode);
 }
 
 /** "auto" tool calls' schemas lately found past what a pool follows (or this server reads), by schema text: read, not followed, at once. */

@@ -963,7 +963,7 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(parsedCall?.function.parsed_arguments.days).toBeGreaterThanOrEqual(1);
     // Refused by name: a call with no (or an empty) list, a name not listed, tools beside a structured output (also under "auto").
     for (const [extra, param] of [
-      [{ tools: [weather], response_format: { type: 'json_object' } }, 'tool_choice'],
+      [{ tools: [weather], guided_regex: 'a|b' }, 'tool_choice'],
       [{ tools: [], tool_choice: 'required' }, 'tool_choice'],
       [{ tools: [weather], tool_choice: { type: 'function', function: { name: 'nope' } } }, 'tool_choice'],
       [{ tools: [weather], tool_choice: 'required', response_format: { type: 'json_object' } }, 'tool_choice'],
@@ -1043,6 +1043,16 @@ describe('OpenAI-compatible API on the edge', () => {
     // null, as OpenAI's before a call (the AI SDK would open an empty text part for a "").
     const calls = await streamed({ tools, parallel_tool_calls: false, logit_bias: { [bracket]: 100 }, max_tokens: 150 });
     expect(calls).toEqual({ first: { role: 'assistant', content: null }, text: '', calls: message.tool_calls!.map((c) => ({ name: (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.name, arguments: (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.arguments })), finish: 'tool_calls' });
+
+    // Beside a response_format (a structured answer, as OpenAI takes both): the JSON (this model, greedy, starts the
+    // calls: "[" is held back here), or, starting with "[", the calls.
+    const Answer = z.object({ city: z.string().max(12), sunny: z.boolean() });
+    const answered = await client.chat.completions.create({ model, messages, tools, response_format: zodResponseFormat(Answer, 'answer'), logit_bias: { [bracket]: -100 }, max_tokens: 200, temperature: 0 });
+    expect(answered.choices[0].finish_reason, answered.choices[0].message.content ?? '').toBe('stop');
+    expect(Answer.parse(JSON.parse(answered.choices[0].message.content!))).toBeTruthy();
+    const orCalled = await client.chat.completions.create({ model, messages, tools, response_format: zodResponseFormat(Answer, 'answer'), parallel_tool_calls: false, logit_bias: { [bracket]: 100 }, max_tokens: 150, temperature: 0 });
+    expect(orCalled.choices[0].finish_reason).toBe('tool_calls');
+    expect(orCalled.choices[0].message.tool_calls).toHaveLength(1);
 
     // The AI SDK's tools, its toolChoice left at its default ("auto"): text as without tools; or the call, run by the SDK.
     const provider = createOpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1` });

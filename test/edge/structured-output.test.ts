@@ -282,7 +282,7 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
       }
       return 'not refused';
     };
-    expect(both({ tools, response_format: { type: 'json_object' } })).toBe('You can only either use constraints for structured outputs or tools, not both. (tool_choice is "auto" by default where tools are sent: send tool_choice "none" for a reply in response_format, or leave response_format out for tool calls)');
+    expect(both({ tools, guided_regex: 'a|b' })).toBe('You can only either use constraints for structured outputs or tools, not both. (tool_choice is "auto" by default where tools are sent: send tool_choice "none" for a reply in guided_regex, or leave guided_regex out for tool calls)');
     expect(both({ tools, tool_choice: 'required', guided_regex: 'a' })).toBe('You can only either use constraints for structured outputs or tools, not both.');
     // "auto" where the calls' schema cannot be followed (a keyword not written here), or the end token is ignored:
     // the reply is read, not held: calls where it is a whole array of the listed functions. "required" is refused.
@@ -301,6 +301,22 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     const anyTail = structuredOutput({ tools } as Body, 'grammar', true);
     expect(anyTail).toMatchObject({ grammar: null, toolCalls: { kind: 'auto' }, regex: expect.stringContaining('(?any-tail)') });
     expect(structuredOutput({ tools, tool_choice: 'required' } as Body, 'regex', true).regex).not.toContain('(?any-tail)');
+    // "auto" beside JSON (OpenAI's response_format, vLLM's json): the calls' array or that JSON, one regex; JSON that may
+    // itself start with an array is refused, naming it.
+    const callsOrDog = structuredOf({ tools, response_format: { type: 'json_schema', json_schema: { name: 'dog', schema: DOG } } }, 'chat');
+    expect(callsOrDog.toolCalls).toEqual({ kind: 'auto' });
+    expect(matches(callsOrDog, '{"name": "Rex", "age": 3}')).toBe(true);
+    expect(matches(callsOrDog, '[{"name": "f", "parameters": {"x": 1}}]')).toBe(true);
+    // No whitespace before either (a small model held to JSON would write blank lines there for ever).
+    expect(matches(callsOrDog, ' [{"name": "f", "parameters": {"x": 1}}]')).toBe(false);
+    expect(matches(callsOrDog, 'Once upon a time')).toBe(false);
+    expect(matches(callsOrDog, '{"age": 3}')).toBe(false);
+    expect(matches(structuredOf({ tools, guided_json: DOG }, 'chat'), '{"name": "Rex"}')).toBe(true);
+    expect(matches(structuredOf({ tools, response_format: { type: 'json_object' } }, 'chat'), '{"any": [1]}')).toBe(true);
+    expect(both({ tools, response_format: { type: 'json_schema', json_schema: { name: 'list', schema: { type: 'array', items: { type: 'integer' } } } } })).toContain('may start with one too');
+    expect(both({ tools, response_format: { type: 'json_object' }, ignore_eos: true })).toContain('ignore_eos');
+    // A regex beside "auto" is not joined: the 400 says how to get either.
+    expect(both({ tools, guided_regex: 'a' })).toContain('send tool_choice "none"');
     // "auto" (the default): those calls, or text that starts with no array.
     for (const auto of [asGrammar({ tools }), structuredOf({ tools, tool_choice: 'auto' }, 'chat')]) {
       expect(auto.toolCalls).toEqual({ kind: 'auto' });
