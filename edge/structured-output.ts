@@ -166,7 +166,8 @@ const startsNoArray = new RecentlyChecked(32, 1 << 20);
  */
 function autoCallsOrJson(tools: ToolCallPlan, json: JsonConstraint, ignoreEos: boolean, whitespace: { param: string; pattern: string } | null): StructuredOutput {
   if (ignoreEos) throw badRequest(`ignore_eos cannot be used with a structured output (${json.param}): the reply ends at the end token once it is whole.`, 'ignore_eos', 'invalid_value');
-  const answer = regexOf(json, whitespace);
+  // The JSON alone first, checked as any (its size and syntax a 400 naming it), so compiling it below cannot fail.
+  const answer = followed(json, false, 'regex', whitespace, null).regex!;
   if (!startsNoArray.has(answer)) {
     const automaton = compileRegex(answer);
     const opens = ['[', ' [', '\t[', '\n[', '\r['].some((start) => {

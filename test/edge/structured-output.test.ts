@@ -315,6 +315,9 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     expect(matches(structuredOf({ tools, response_format: { type: 'json_object' } }, 'chat'), '{"any": [1]}')).toBe(true);
     expect(both({ tools, response_format: { type: 'json_schema', json_schema: { name: 'list', schema: { type: 'array', items: { type: 'integer' } } } } })).toContain('may start with one too');
     expect(both({ tools, response_format: { type: 'json_object' }, ignore_eos: true })).toContain('ignore_eos');
+    // JSON too large to follow alone is its own 400, naming it.
+    expect(both({ tools, guided_json: { enum: Array.from({ length: 30_000 }, (_, i) => `word-${i}`) } })).toContain('guided_json');
+    expect(both({ tools, guided_json: { type: 'object', properties: { s: { type: 'string', pattern: '^(?:[a-z]{1000}){200}$' } } } })).toContain('guided_json');
     // A regex beside "auto" is not joined: the 400 says how to get either.
     expect(both({ tools, guided_regex: 'a' })).toContain('send tool_choice "none"');
     // "auto" (the default): those calls, or text that starts with no array.
