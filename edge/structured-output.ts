@@ -183,7 +183,8 @@ function autoCallsOrJson(tools: ToolCallPlan, json: JsonConstraint, ignoreEos: b
     }
     startsNoArray.add(answer);
   }
-  const calls = regexOf({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth }, whitespace);
+  // The calls' array alone, checked as "required"'s is: a tools schema past a pool's bounds is a 400 naming the tool.
+  const calls = followed({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth }, false, 'regex', whitespace, null).regex!;
   // No whitespace before either: the first character decides, and a small model held to JSON writes blank lines for ever
   // where they are allowed there (the JSON's own regex allows none before its value either).
   return followed({ param: json.param, regex: `(?:${calls})|(?:${answer})` }, false, 'regex', null, tools.mode);

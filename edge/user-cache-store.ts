@@ -214,6 +214,9 @@ export class UserCacheStore {
     const previous = writesInFlight.get(scope);
     const key = UserCacheStore.keyFor(scope);
     const op = (previous ? settledOrTimedOut(previous, PREVIOUS_WRITE_WAIT_MS) : Promise.resolve()).then(async () => {
+      // A delete is a write to the key too: spaced from the user's puts as they are from each other.
+      await untilPutAllowed(scope, this.putIntervalMs);
+      notePut(scope, Date.now());
       noteDeleted(scope, Date.now());
       const existed = (await this.kv.get(key, 'arrayBuffer')) !== null;
       // Whatever the read said: it may be stale (KV is eventually consistent), and a forgotten value must go.

@@ -294,7 +294,7 @@ describe('OpenAI-compatible API on the edge', () => {
     const prompts = ['Lily went to the park with her mom.', 'Lily went to the park with her dad.', 'Lily went to the park with her dog.'];
     const firsts = [];
     for (const prompt of prompts) firsts.push(await streamCompletion({ prompt, max_tokens: 96, temperature: 0, user: 'carol' }));
-    await new Promise((r) => setTimeout(r, 500)); // the cache writes run after the responses (waitUntil)
+    await new Promise((r) => setTimeout(r, 1_500)); // the cache writes run after the responses (waitUntil), a second apart
     const again = await streamCompletion({ prompt: prompts[0], max_tokens: 96, temperature: 0, user: 'carol' });
     expect(again.text).toBe(firsts[0].text);
     const spec = again.usage!.speculation;
@@ -310,7 +310,9 @@ describe('OpenAI-compatible API on the edge', () => {
     const long = { prompt: 'Sue found a big box in the yard.', max_tokens: 240, temperature: 0, logit_bias: { '1': -100 }, user: 'dave' };
     const [first] = await Promise.all([streamCompletion(short), streamCompletion(long)]);
     expect(first.usage!.speculation.edge_accepted_tokens).toBe(0);
-    await new Promise((r) => setTimeout(r, 500)); // the cache writes run after the responses (waitUntil)
+    // The cache writes run after the responses (waitUntil), a user's puts a second apart (KV's limit): the long one's
+    // lands within a second of the short one's, and must not have dropped it.
+    await new Promise((r) => setTimeout(r, 1_500));
     const again = await streamCompletion(short);
     expect(again.text).toBe(first.text);
     // Drafted from its own verbatim history: 48 tokens in 2 steps here; 30,

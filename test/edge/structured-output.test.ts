@@ -318,6 +318,17 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     // JSON too large to follow alone is its own 400, naming it.
     expect(both({ tools, guided_json: { enum: Array.from({ length: 30_000 }, (_, i) => `word-${i}`) } })).toContain('guided_json');
     expect(both({ tools, guided_json: { type: 'object', properties: { s: { type: 'string', pattern: '^(?:[a-z]{1000}){200}$' } } } })).toContain('guided_json');
+    // Tools too large to follow beside JSON: their 400, naming them as "required"'s does (review h107).
+    const wide = { type: 'function', function: { name: 'wide', parameters: { type: 'object', properties: { s: { type: 'string', pattern: '^(?:[a-z]{1000}){200}$' } } } } };
+    const refusedTools = (() => {
+      try {
+        structuredOf({ tools: [wide], response_format: { type: 'json_object' } }, 'chat');
+      } catch (err) {
+        return (err as ApiError).toBody().error;
+      }
+      return null;
+    })();
+    expect(refusedTools).toMatchObject({ param: 'tools', message: expect.stringContaining('too large') });
     // A regex beside "auto" is not joined: the 400 says how to get either.
     expect(both({ tools, guided_regex: 'a' })).toContain('send tool_choice "none"');
     // "auto" (the default): those calls, or text that starts with no array.

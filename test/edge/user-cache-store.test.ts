@@ -25,8 +25,15 @@ class MapKv {
     if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
   }
   async delete(key: string): Promise<void> {
+    const at = Date.now();
     await this.wait();
     if (this.failing) throw new Error('KV DELETE failed: 503');
+    // A delete is a write to the key too.
+    if (this.onePutPerSecond && this.putTimes.length > 0 && at - this.putTimes[this.putTimes.length - 1] < 1000) {
+      this.refusedPuts++;
+      throw new Error('KV DELETE failed: 429 Too Many Requests');
+    }
+    this.putTimes.push(at);
     this.values.delete(key);
   }
   async get(key: string, _type: 'arrayBuffer'): Promise<ArrayBuffer | null> {
@@ -224,6 +231,18 @@ describe('UserCacheStore', () => {
     expect(kv.putTimes[1] - kv.putTimes[0]).toBeGreaterThanOrEqual(990);
     const cache = (await storeOn(kv).load(scope)).cache;
     for (let i = 0; i < 6; i++) expect(cache.nextTokens([100 + i, 200 + i], 1)[0]?.token).toBe(300 + i);
+  });
+
+  it("spaces a user's delete from their puts as their puts are (a delete is a write to the key)", async () => {
+    const kv = new MapKv();
+    kv.onePutPerSecond = true;
+    const scope = await cacheScope('k', 'forgets-soon');
+    await storeOn(kv).saveMerged(await storeOn(kv).load(scope), [1, 400, 401, 402]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await storeOn(kv).delete(scope)).toBe(true);
+    expect(kv.refusedPuts).toBe(0);
+    expect(kv.values.has(UserCacheStore.keyFor(scope))).toBe(false);
+    expect(kv.putTimes[1] - kv.putTimes[0]).toBeGreaterThanOrEqual(990);
   });
 
   it("does not wait for ever on a write before it that never ends (another request's, cancelled mid-write)", async () => {
