@@ -59,6 +59,13 @@ class MapKv {
   }
 }
 
+/** KV's documented limit, which local KV does not enforce: a second write to a key within a second fails (429). */
+function kvOfOneWriteASecond(): MapKv {
+  const kv = new MapKv();
+  kv.onePutPerSecond = true;
+  return kv;
+}
+
 const story = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395];
 
 function storeOn(kv: MapKv | KVNamespace): UserCacheStore {
@@ -215,9 +222,7 @@ describe('UserCacheStore', () => {
   });
 
   it("writes a user's requests that end together in one put, a second at most to their key, as KV takes them", async () => {
-    // KV's documented limit, which local KV does not enforce: a second write to a key within a second fails (429).
-    const kv = new MapKv();
-    kv.onePutPerSecond = true;
+    const kv = kvOfOneWriteASecond();
     const scope = await cacheScope('k', 'busy-user');
     const loads = await Promise.all(Array.from({ length: 6 }, () => storeOn(kv).load(scope)));
     const requests = loads.map((_, i) => [1, 100 + i, 200 + i, 300 + i]);
@@ -234,8 +239,7 @@ describe('UserCacheStore', () => {
   });
 
   it("spaces a user's delete from their puts as their puts are (a delete is a write to the key)", async () => {
-    const kv = new MapKv();
-    kv.onePutPerSecond = true;
+    const kv = kvOfOneWriteASecond();
     const scope = await cacheScope('k', 'forgets-soon');
     await storeOn(kv).saveMerged(await storeOn(kv).load(scope), [1, 400, 401, 402]);
     await new Promise((r) => setTimeout(r, 100));
