@@ -46,9 +46,15 @@ const writesInFlight = new Map<string, Promise<void>>();
  * The most a write waits for the one before it. That one is another
  * request's I/O: if the runtime cancels that request first (its waitUntil
  * time ran out), its promise never settles, and without a bound every later
- * write of the user in this isolate would wait for it for ever.
+ * write of the user in this isolate would wait for it for ever. Past the
+ * longest a write takes that is not stuck: MAX_PUT_TRIES puts spaced by KV's
+ * interval, each bounded by PUT_WAIT_MS.
  */
-const PREVIOUS_WRITE_WAIT_MS = 2_000;
+const PREVIOUS_WRITE_WAIT_MS = 8_000;
+/** A put refused (KV's 429 when another isolate wrote the key within the second, or a passing 5xx) is tried again, re-read and re-merged: this many tries in all. */
+const MAX_PUT_TRIES = 3;
+/** The most one put is waited for: one that has not answered by then is given up on (it may still land), so the requests that joined its batch are not held for ever. */
+const PUT_WAIT_MS = 2_000;
 
 /**
  * Per scope, when this isolate last deleted it (DELETE /v1/user-cache): a
@@ -235,12 +241,30 @@ export class UserCacheStore {
     }
   }
 
-  /** Reads the stored value, merges each ended request's tokens in, in turn, and writes it back once; never throws. */
+  /**
+   * Reads the stored value, merges each ended request's tokens in, in turn, and writes it back once; never throws. A put
+   * KV refuses is tried again after KV's interval, from a fresh read (what refused it was most likely another isolate's
+   * write of the key, whose tokens the retry keeps), up to MAX_PUT_TRIES in all.
+   */
   private async mergeAndWrite(scope: string, entries: readonly BatchEntry[]): Promise<void> {
+    for (let tries = 1; ; tries++) {
+      const outcome = await this.mergeAndPut(scope, entries);
+      if (outcome !== 'refused') return;
+      if (tries >= MAX_PUT_TRIES) {
+        console.warn(`edge: user cache write refused ${tries} times; these requests are not kept`);
+        return;
+      }
+      // Spaced from the refused put (noted when it began), with a little jitter: isolates refused together retry apart.
+      await untilPutAllowed(scope, this.putIntervalMs + Math.floor(Math.random() * 250));
+    }
+  }
+
+  /** One read, merge and put: 'refused' where the put failed (worth another try), else done (written, nothing to write, or given up). */
+  private async mergeAndPut(scope: string, entries: readonly BatchEntry[]): Promise<'done' | 'refused'> {
     // Deleted since a request read it: the user asked to be forgotten after sending it, so it is not kept
     // either (and what it read, or what KV may still show, is not written back).
     const kept = entries.filter((entry) => (deletedAt.get(scope) ?? 0) < entry.loaded.readAt);
-    if (kept.length === 0) return;
+    if (kept.length === 0) return 'done';
     let base: Uint8Array | null;
     try {
       const value = await this.kv.get(UserCacheStore.keyFor(scope), 'arrayBuffer');
@@ -249,19 +273,38 @@ export class UserCacheStore {
       // Deleted lately: the value read at the start may be the forgotten one (read while the delete ran); not written back.
       if ((deletedAt.get(scope) ?? 0) > Date.now() - DELETED_MEMORY_MS) {
         console.warn('edge: user cache re-read failed after a delete of it; this request is not kept', err);
-        return;
+        return 'done';
       }
       // Still the value of a moment ago at worst: merge into the latest read.
       console.warn('edge: user cache re-read failed; merging into the value read at the start', err);
       base = kept.reduce((latest, entry) => (entry.loaded.readAt >= latest.loaded.readAt ? entry : latest)).loaded.bytes;
     }
+    let merged: Uint8Array | null = base;
     try {
-      let merged = base;
       for (const entry of kept) merged = mergeIntoUserCache(merged, entry.tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize, historyTokens: this.historyTokens });
-      notePut(scope, Date.now());
-      await this.kv.put(UserCacheStore.keyFor(scope), merged!, this.ttlSeconds > 0 ? { expirationTtl: Math.max(60, this.ttlSeconds) } : undefined);
     } catch (err) {
-      console.warn('edge: user cache write failed', err);
+      console.warn('edge: user cache merge failed', err);
+      return 'done';
     }
+    notePut(scope, Date.now());
+    const put = this.kv.put(UserCacheStore.keyFor(scope), merged!, this.ttlSeconds > 0 ? { expirationTtl: Math.max(60, this.ttlSeconds) } : undefined);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      put.then(
+        () => 'done' as const,
+        (err: unknown) => {
+          console.warn('edge: user cache write failed', err);
+          return 'refused' as const;
+        },
+      ),
+      new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), PUT_WAIT_MS))),
+    ]);
+    if (timer !== undefined) clearTimeout(timer);
+    if (outcome === 'hung') {
+      // Not tried again: it may still land, and a second put would then be refused or overwrite it.
+      console.warn(`edge: user cache write unanswered after ${PUT_WAIT_MS} ms; not waited for longer`);
+      return 'done';
+    }
+    return outcome;
   }
 }

@@ -13,6 +13,8 @@ class MapKv {
   readonly values = new Map<string, Uint8Array>();
   failing = false;
   failingReads = false;
+  /** Every put is refused (429), as while other isolates keep writing the key. */
+  refusingPuts = false;
   /** The next put never settles (its request was cancelled by the runtime mid-write). */
   hangNextPut = false;
   /** Each call takes this long (KV far away): lets calls of two requests interleave. */
@@ -46,6 +48,10 @@ class MapKv {
     const at = Date.now();
     await this.wait();
     if (this.failing) throw new Error('KV PUT failed: 503');
+    if (this.refusingPuts) {
+      this.refusedPuts++;
+      throw new Error('KV PUT failed: 429 Too Many Requests');
+    }
     if (this.onePutPerSecond && this.putTimes.length > 0 && at - this.putTimes[this.putTimes.length - 1] < 1000) {
       this.refusedPuts++;
       throw new Error('KV PUT failed: 429 Too Many Requests');
@@ -247,6 +253,55 @@ describe('UserCacheStore', () => {
     expect(kv.refusedPuts).toBe(0);
     expect(kv.values.has(UserCacheStore.keyFor(scope))).toBe(false);
     expect(kv.putTimes[1] - kv.putTimes[0]).toBeGreaterThanOrEqual(990);
+  });
+
+  it("keeps a request whose put KV refused (another isolate wrote the key within the second), and that isolate's tokens too", async () => {
+    const kv = kvOfOneWriteASecond();
+    const scope = await cacheScope('k', 'two-isolates');
+    const key = UserCacheStore.keyFor(scope);
+    const loaded = await storeOn(kv).load(scope);
+    // Another isolate's request of this user ends first: its put lands just before ours, which KV then refuses.
+    await kv.put(key, mergeIntoUserCache(null, [1, 500, 501, 502], { vocabSize: 512 }));
+    await storeOn(kv).saveMerged(loaded, [1, 600, 601, 602]);
+    expect(kv.refusedPuts).toBe(1);
+    expect(kv.putTimes).toHaveLength(2);
+    expect(kv.putTimes[1] - kv.putTimes[0]).toBeGreaterThanOrEqual(1000);
+    const cache = (await storeOn(kv).load(scope)).cache;
+    expect(cache.nextTokens([600, 601], 1)[0]?.token).toBe(602);
+    expect(cache.nextTokens([500, 501], 1)[0]?.token).toBe(502);
+  });
+
+  it('gives a refused write up after three tries, spaced, without throwing', async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'always-refused');
+    kv.refusingPuts = true;
+    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, 50);
+    const started = Date.now();
+    await expect(store.saveMerged(await store.load(scope), [1, 2, 3])).resolves.toBeUndefined();
+    expect(kv.refusedPuts).toBe(3);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
+    expect(kv.values.has(UserCacheStore.keyFor(scope))).toBe(false);
+    // KV takes writes again: the user's next request is kept as any other.
+    kv.refusingPuts = false;
+    await store.saveMerged(await store.load(scope), [1, 2, 3]);
+    expect(Array.from((await store.load(scope)).cache.history)).toEqual([1, 2, 3]);
+  });
+
+  it('lets the requests that joined a put that never answers end (it is given up on after a bound)', async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'joined-stuck');
+    const store = (): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, 200);
+    await store().saveMerged(await store().load(scope), [1, 10, 11, 12]);
+    // Within the interval: the next two wait for it together, in one batch, whose put never answers.
+    kv.hangNextPut = true;
+    const loads = await Promise.all([store().load(scope), store().load(scope)]);
+    const started = Date.now();
+    await Promise.all([store().saveMerged(loads[0], [1, 20, 21, 22]), store().saveMerged(loads[1], [1, 30, 31, 32])]);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(kv.putTimes).toHaveLength(2);
+    // Not put again while the hung one might still land; the user's next request writes as before.
+    await store().saveMerged(await store().load(scope), [1, 40, 41, 42]);
+    expect((await store().load(scope)).cache.nextTokens([40, 41], 1)[0]?.token).toBe(42);
   });
 
   it("does not wait for ever on a write before it that never ends (another request's, cancelled mid-write)", async () => {
