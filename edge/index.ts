@@ -28,7 +28,8 @@ import { ResponseStore, responseNotFound } from './response-store';
 import { acceptsModelName, servedModel, unknownModel, type ServedModel } from './served-model';
 import { detokenize, tokenize } from './tokenize-route';
 import { cacheScope, UserCacheStore } from './user-cache-store';
-import { userToForget } from './user-to-forget';
+import { userCacheUser } from './user-cache-user';
+import { viewUserCache } from './user-cache-view';
 
 type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string; quota: RequestQuota | undefined; log: RequestLog | undefined } };
 
@@ -342,7 +343,7 @@ app.delete('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => 
   // are. It takes no slot: a user's erasure goes through while the key's generations fill them.
   const admission = admit(c, false);
   try {
-    const user = userToForget(new URL(c.req.url).search, await readBodyText(c));
+    const user = userCacheUser(new URL(c.req.url).search, await readBodyText(c));
     const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes);
     const deleted = await store.delete(await cacheScope(key.keyId, user)).catch((err: unknown) => {
       console.error('edge: user cache delete failed', err);
@@ -353,7 +354,25 @@ app.delete('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => 
     admission.release();
   }
 });
-methodNotAllowed('/v1/user-cache', 'DELETE');
+// What is kept of a user: their verbatim history as text, and the n-gram table's size. Counted and limited as the delete.
+app.get('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => {
+  const config = edgeConfig(c.env);
+  const key = c.get('key');
+  const admission = admit(c, false);
+  try {
+    const user = userCacheUser(new URL(c.req.url).search, await readBodyText(c));
+    const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
+    const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize);
+    const bytes = await store.read(await cacheScope(key.keyId, user)).catch((err: unknown) => {
+      console.error('edge: user cache read failed', err);
+      throw new ApiError(503, 'The user cache store is unavailable; retry shortly.', 'service_unavailable', 'user_cache_unavailable', null, 2);
+    });
+    return c.json(viewUserCache(user, bytes, model.tokenizer));
+  } finally {
+    admission.release();
+  }
+});
+methodNotAllowed('/v1/user-cache', 'GET, DELETE');
 
 // vLLM's tokenizer routes (edge/tokenize-route.ts), also under /v1. Each is a request of the key, with a slot while
 // its body is read and its text encoded (up to ~0.1 s of the isolate's thread).

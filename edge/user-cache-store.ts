@@ -167,6 +167,12 @@ export class UserCacheStore {
     return { scope, bytes, cache, readAt, unread };
   }
 
+  /** The stored value as KV holds it (null: none), for GET /v1/user-cache; throws where KV fails. */
+  async read(scope: string): Promise<Uint8Array | null> {
+    const value = await this.kv.get(UserCacheStore.keyFor(scope), 'arrayBuffer');
+    return value ? new Uint8Array(value) : null;
+  }
+
   /**
    * Merge the finished request's tokens into the stored value and write it
    * back (not after a failed read); never throws. The value is read again

@@ -89,6 +89,40 @@ async function post(path: string, body: unknown, key: string | null = stack.devK
   return { status: res.status, headers: res.headers, json: (await res.json()) as never };
 }
 
+interface UserCacheView {
+  object: string;
+  user: string | null;
+  stored: boolean;
+  bytes: number;
+  readable: boolean;
+  requests_merged: number;
+  contexts: number;
+  history: Array<{ token_ids: number[]; text: string }>;
+}
+
+/** GET /v1/user-cache: what the edge keeps of a user. */
+async function userCache(user: string | null, key = stack.devKey, edgeUrl = stack.edgeUrl): Promise<UserCacheView> {
+  const res = await fetch(`${edgeUrl}/v1/user-cache${user === null ? '' : `?user=${encodeURIComponent(user)}`}`, { headers: { authorization: `Bearer ${key}` } });
+  expect(res.status).toBe(200);
+  return (await res.json()) as UserCacheView;
+}
+
+/**
+ * Waits until `merged` requests of the user are in their cache: the writes run after the responses (waitUntil), a
+ * user's puts a second apart (KV's one write a second per key), so a fixed wait was a guess at a loaded machine's pace.
+ */
+async function untilCacheMerged(user: string | null, merged: number, key = stack.devKey, edgeUrl = stack.edgeUrl): Promise<UserCacheView> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const view = await userCache(user, key, edgeUrl);
+    if (view.requests_merged >= merged || Date.now() > deadline) {
+      expect(view.requests_merged, `requests merged into ${user}'s cache`).toBe(merged);
+      return view;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function streamCompletion(params: Record<string, unknown>, c: OpenAI = client): Promise<{ text: string; chunks: string[]; segmentsPerChunk: number[]; finish: string | null; stopReason: string | number | null | undefined; usage: UsageWithSpeculation | null }> {
   const stream = await c.completions.create({ model, stream: true, stream_options: { include_usage: true, sources: true }, ...params } as unknown as OpenAI.CompletionCreateParamsStreaming);
   const chunks: string[] = [];
@@ -211,7 +245,15 @@ describe('OpenAI-compatible API on the edge', () => {
     const prompt = 'Tom had a red ball. He liked to kick it in the garden every day.';
     const first = await streamCompletion({ prompt, max_tokens: 64, temperature: 0, user: 'alice' });
     expect(first.usage?.speculation.edge_accepted_tokens).toBe(0);
-    await new Promise((r) => setTimeout(r, 500)); // the cache write runs after the response (waitUntil)
+    const kept = await untilCacheMerged('alice', 1);
+    // What is kept is shown to the user: the request verbatim, prompt and answer.
+    expect(kept).toMatchObject({ object: 'user_cache', user: 'alice', stored: true, readable: true });
+    expect(kept.history.map((h) => h.text.trim())).toEqual([`${prompt}${first.text}`.trim()]);
+    // Only under the user's key, and with the one parameter the route reads.
+    expect((await fetch(`${stack.edgeUrl}/v1/user-cache?user=alice`)).status).toBe(401);
+    const misspelt = await fetch(`${stack.edgeUrl}/v1/user-cache?user_id=alice`, { headers: { authorization: `Bearer ${stack.devKey}` } });
+    expect(misspelt.status).toBe(400);
+    expect(((await misspelt.json()) as { error: { param: string } }).error.param).toBe('user_id');
     const second = await streamCompletion({ prompt, max_tokens: 64, temperature: 0, user: 'alice' });
     expect(second.text).toBe(first.text);
     expect(second.usage!.speculation.edge_accepted_tokens).toBeGreaterThan(10);
@@ -234,15 +276,20 @@ describe('OpenAI-compatible API on the edge', () => {
     };
     // speculation "off" reads and writes nothing: a later request finds no cache.
     await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'frank', speculation: 'off' });
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 500)); // time for a write, were there one
+    expect(await userCache('frank')).toMatchObject({ stored: false, requests_merged: 0, history: [] });
     expect((await forget('frank')).body).toMatchObject({ object: 'user_cache.deleted', user: 'frank', deleted: false });
     const first = await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'frank' });
     expect(first.usage!.speculation.edge_trie_bytes).toBe(0);
     await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'gina' });
-    await new Promise((r) => setTimeout(r, 500)); // the cache writes run after the responses (waitUntil)
+    await untilCacheMerged('frank', 1);
+    await untilCacheMerged('gina', 1);
+    // Another key sees nothing of frank under that name.
+    expect(await userCache('frank', KV_KEY)).toMatchObject({ stored: false });
     // Another key cannot reach frank's cache under that name.
     expect((await forget('frank', KV_KEY)).body.deleted).toBe(false);
     expect((await forget('frank')).body.deleted).toBe(true);
+    expect(await userCache('frank')).toMatchObject({ stored: false });
     const after = await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'frank' });
     expect(after.text).toBe(first.text);
     expect(after.usage!.speculation.edge_trie_bytes).toBe(0);
@@ -252,7 +299,7 @@ describe('OpenAI-compatible API on the edge', () => {
     expect((await forget('x'.repeat(257))).status).toBe(400);
     // A name no URL can carry (a lone surrogate has a cache of its own) is forgotten by a JSON body.
     await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: '\ud800' });
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 1_000)); // its write, after the response (waitUntil): no URL can name this user to ask
     const byBody = await fetch(`${stack.edgeUrl}/v1/user-cache`, {
       method: 'DELETE',
       headers: { authorization: `Bearer ${stack.devKey}`, 'content-type': 'application/json' },
@@ -266,9 +313,9 @@ describe('OpenAI-compatible API on the edge', () => {
     expect((await fetch(`${stack.edgeUrl}/v1/user-cache?user_id=gina`, { method: 'DELETE', headers: { authorization: `Bearer ${stack.devKey}` } })).status).toBe(400);
     const unkeyed = await fetch(`${stack.edgeUrl}/v1/user-cache?user=gina`, { method: 'DELETE' });
     expect(unkeyed.status).toBe(401);
-    const wrongMethod = await fetch(`${stack.edgeUrl}/v1/user-cache`, { headers: { authorization: `Bearer ${stack.devKey}` } });
+    const wrongMethod = await fetch(`${stack.edgeUrl}/v1/user-cache`, { method: 'PUT', headers: { authorization: `Bearer ${stack.devKey}` } });
     expect(wrongMethod.status).toBe(405);
-    expect(wrongMethod.headers.get('allow')).toBe('DELETE');
+    expect(wrongMethod.headers.get('allow')).toBe('GET, DELETE');
     // It takes none of the key's slots: a key whose one slot a stream holds still forgets.
     const holding = await fetch(`${stack.edgeUrl}/v1/completions`, {
       method: 'POST',
@@ -294,7 +341,7 @@ describe('OpenAI-compatible API on the edge', () => {
     const prompts = ['Lily went to the park with her mom.', 'Lily went to the park with her dad.', 'Lily went to the park with her dog.'];
     const firsts = [];
     for (const prompt of prompts) firsts.push(await streamCompletion({ prompt, max_tokens: 96, temperature: 0, user: 'carol' }));
-    await new Promise((r) => setTimeout(r, 1_500)); // the cache writes run after the responses (waitUntil), a second apart
+    await untilCacheMerged('carol', 3);
     const again = await streamCompletion({ prompt: prompts[0], max_tokens: 96, temperature: 0, user: 'carol' });
     expect(again.text).toBe(firsts[0].text);
     const spec = again.usage!.speculation;
@@ -310,9 +357,10 @@ describe('OpenAI-compatible API on the edge', () => {
     const long = { prompt: 'Sue found a big box in the yard.', max_tokens: 240, temperature: 0, logit_bias: { '1': -100 }, user: 'dave' };
     const [first] = await Promise.all([streamCompletion(short), streamCompletion(long)]);
     expect(first.usage!.speculation.edge_accepted_tokens).toBe(0);
-    // The cache writes run after the responses (waitUntil), a user's puts a second apart (KV's limit): the long one's
-    // lands within a second of the short one's, and must not have dropped it.
-    await new Promise((r) => setTimeout(r, 1_500));
+    // The long one's write lands within a second of the short one's (a user's puts a second apart, KV's limit), and
+    // must not have dropped it.
+    const kept = await untilCacheMerged('dave', 2);
+    expect(kept.history).toHaveLength(2);
     const again = await streamCompletion(short);
     expect(again.text).toBe(first.text);
     // Drafted from its own verbatim history: 48 tokens in 2 steps here; 30,
@@ -325,9 +373,9 @@ describe('OpenAI-compatible API on the edge', () => {
     // One batch at the pool, the same length: they end in the same step, and their cache writes meet.
     const asks = ['The cat sat on a mat.', 'A boy had a blue kite.', 'The sun was hot today.', 'Mia baked a small cake.'].map((prompt) => ({ prompt, max_tokens: 40, temperature: 0, logit_bias: { '1': -100 }, user: 'erin' }));
     const firsts = await Promise.all(asks.map((ask) => streamCompletion(ask)));
-    // The cache writes run after the responses (waitUntil), a user's puts a second apart (KV's one write a second per
-    // key): the first alone at once, the other three together a second later.
-    await new Promise((r) => setTimeout(r, 1_500));
+    // A user's puts a second apart (KV's one write a second per key): the first alone at once, the other three together
+    // a second later.
+    expect((await untilCacheMerged('erin', 4)).history).toHaveLength(4);
     for (const [i, ask] of asks.entries()) {
       const again = await streamCompletion(ask);
       expect(again.text).toBe(firsts[i].text);
@@ -1752,7 +1800,7 @@ describe('an edge that opens generations before the user cache is read', () => {
     const first = await streamCompletion(body, late);
     expect(first.usage!.speculation).toMatchObject({ edge_accepted_tokens: 0, edge_trie_bytes: 0 });
     expect(first.usage!.completion_tokens).toBe(400);
-    await new Promise((r) => setTimeout(r, 500)); // the cache write runs after the response (waitUntil)
+    await untilCacheMerged('erin', 1, LATE_KEY, edge.url);
     const again = await streamCompletion(body, late);
     expect(again.text).toBe(first.text);
     const spec = again.usage!.speculation;

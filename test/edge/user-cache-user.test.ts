@@ -1,39 +1,39 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { completionRequestSchema } from '../../edge/request-schema';
-import { userToForget } from '../../edge/user-to-forget';
+import { userCacheUser } from '../../edge/user-cache-user';
 
 function refusal(search: string, body = ''): ApiError | null {
   try {
-    userToForget(search, body);
+    userCacheUser(search, body);
     return null;
   } catch (err) {
     return err as ApiError;
   }
 }
 
-describe('the user DELETE /v1/user-cache forgets', () => {
+describe('the user a /v1/user-cache request names (DELETE forgets, GET shows)', () => {
   it('is ?user=NAME, form-decoded, or the unnamed user with none (or an empty one)', () => {
-    expect(userToForget('?user=alice', '')).toBe('alice');
-    expect(userToForget('?user=a%2Bb+c', '')).toBe('a+b c');
-    expect(userToForget('?user=%F0%9F%98%80', '')).toBe('😀');
-    expect(userToForget('', '')).toBeNull();
-    expect(userToForget('?user=', '')).toBeNull();
-    expect(userToForget('?user', '')).toBeNull();
+    expect(userCacheUser('?user=alice', '')).toBe('alice');
+    expect(userCacheUser('?user=a%2Bb+c', '')).toBe('a+b c');
+    expect(userCacheUser('?user=%F0%9F%98%80', '')).toBe('😀');
+    expect(userCacheUser('', '')).toBeNull();
+    expect(userCacheUser('?user=', '')).toBeNull();
+    expect(userCacheUser('?user', '')).toBeNull();
   });
 
   it('takes every name the completion routes take: 256 characters, emoji counted as one each as there', () => {
     const emoji = '🙂'.repeat(256);
     expect(completionRequestSchema.safeParse({ model: 'default', prompt: 'x', user: emoji }).success).toBe(true);
-    expect(userToForget(`?user=${encodeURIComponent(emoji)}`, '')).toBe(emoji);
-    expect(userToForget('', JSON.stringify({ user: emoji }))).toBe(emoji);
+    expect(userCacheUser(`?user=${encodeURIComponent(emoji)}`, '')).toBe(emoji);
+    expect(userCacheUser('', JSON.stringify({ user: emoji }))).toBe(emoji);
     expect(refusal(`?user=${encodeURIComponent(emoji + '🙂')}`)?.message).toBe('user is at most 256 characters.');
     expect(refusal(`?user=${'a'.repeat(257)}`)?.message).toBe('user is at most 256 characters.');
   });
 
   it('takes a JSON body {"user"}: a name with a lone surrogate, which no URL can carry, can be forgotten too', () => {
-    expect(userToForget('', '{"user": "\\ud800"}')).toBe('\ud800');
-    expect(userToForget('', '{"user": null}')).toBeNull();
+    expect(userCacheUser('', '{"user": "\\ud800"}')).toBe('\ud800');
+    expect(userCacheUser('', '{"user": null}')).toBeNull();
   });
 
   it('refuses what it would have guessed at: other parameters, user twice, both places, bad encoding, other bodies', () => {

@@ -1,5 +1,6 @@
 /**
- * Which user `DELETE /v1/user-cache` forgets: `?user=NAME`, or a JSON body
+ * Which user a `/v1/user-cache` request names (`DELETE` forgets them, `GET`
+ * shows what is kept of them): `?user=NAME`, or a JSON body
  * `{"user": NAME}` (a name no URL can carry: one with a lone surrogate, which
  * the completion routes give a cache of its own), or neither for the key's
  * unnamed user. Anything else is a 400 rather than a guess: a misspelt
@@ -17,7 +18,7 @@ function refused(message: string, param: string | null = 'user'): ApiError {
 }
 
 /** The name (null: the unnamed user) from the request's query string and body text ('' when none). */
-export function userToForget(search: string, bodyText: string): string | null {
+export function userCacheUser(search: string, bodyText: string): string | null {
   const pairs = search.replace(/^\?/, '').split('&').filter((pair) => pair.length > 0);
   let fromQuery: string | null | undefined;
   for (const pair of pairs) {
