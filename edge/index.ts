@@ -345,7 +345,7 @@ app.delete('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => 
   try {
     const user = userCacheUser(new URL(c.req.url).search, await readBodyText(c));
     const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes);
-    const deleted = await store.delete(await cacheScope(key.keyId, user)).catch((err: unknown) => {
+    const deleted = await store.delete(await cacheScope(key.keyId, user), (promise) => c.executionCtx.waitUntil(promise)).catch((err: unknown) => {
       console.error('edge: user cache delete failed', err);
       throw new ApiError(503, 'The user cache store is unavailable; retry shortly (the cache may not be forgotten yet).', 'service_unavailable', 'user_cache_unavailable', null, 2);
     });
@@ -367,7 +367,8 @@ app.get('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => {
       console.error('edge: user cache read failed', err);
       throw new ApiError(503, 'The user cache store is unavailable; retry shortly.', 'service_unavailable', 'user_cache_unavailable', null, 2);
     });
-    return c.json(viewUserCache(user, bytes, model.tokenizer));
+    // A user's own text: no cache on the way may keep it.
+    return c.json(viewUserCache(user, bytes, model.tokenizer), 200, { 'cache-control': 'no-store' });
   } finally {
     admission.release();
   }

@@ -43,18 +43,76 @@ export async function cacheScope(keyId: string, user: string | null | undefined)
  */
 const writesInFlight = new Map<string, Promise<void>>();
 /**
- * The most a write waits for the one before it. That one is another
- * request's I/O: if the runtime cancels that request first (its waitUntil
- * time ran out), its promise never settles, and without a bound every later
- * write of the user in this isolate would wait for it for ever. Past the
- * longest a write takes that is not stuck: MAX_PUT_TRIES puts spaced by KV's
- * interval, each bounded by PUT_WAIT_MS.
+ * How long one user's writes wait, and are waited for (the constructor's
+ * `timing`; tests shorten them).
  */
-const PREVIOUS_WRITE_WAIT_MS = 8_000;
-/** A put refused (KV's 429 when another isolate wrote the key within the second, or a passing 5xx) is tried again, re-read and re-merged: this many tries in all. */
-const MAX_PUT_TRIES = 3;
-/** The most one put is waited for: one that has not answered by then is given up on (it may still land), so the requests that joined its batch are not held for ever. */
-const PUT_WAIT_MS = 2_000;
+export interface UserCacheTiming {
+  /** The least time between two puts (or deletes) of one user's value: KV's one write a second per key. */
+  putIntervalMs: number;
+  /**
+   * The most one KV call of a write (its read, its put) is waited for: one
+   * unanswered by then is given up on, so the requests that joined the write
+   * end; a put given up on may still land (delete() sees to that).
+   */
+  ioWaitMs: number;
+  /**
+   * The most a write (or a delete) waits for the one before it. That one is
+   * another request's I/O: if the runtime cancels that request first (its
+   * waitUntil time ran out), it runs no more timers and its promise never
+   * settles, and without a bound every later write of the user in this
+   * isolate would wait for it for ever. Past the longest a write takes that
+   * is not stuck: MAX_PUT_TRIES reads and puts, each bounded by ioWaitMs,
+   * spaced by the interval and its jitter (~9.3 s by default).
+   */
+  previousWriteWaitMs: number;
+}
+
+const DEFAULT_TIMING: UserCacheTiming = { putIntervalMs: 1_000, ioWaitMs: 2_000, previousWriteWaitMs: 10_000 };
+
+/**
+ * A put KV refuses with 429 (another isolate wrote the key within the
+ * second: it did not land) is tried again, re-read and re-merged: this many
+ * tries in all. Other failures are not: the put may have landed, and merged
+ * again its requests would be kept twice.
+ */
+const MAX_PUT_TRIES = 2;
+/** Up to this much more than the interval before a retry: isolates refused together retry apart. */
+const RETRY_JITTER_MS = 250;
+
+/** Per scope, this isolate's puts not yet answered (given up on or not): a delete waits for them, and deletes again after one that lands late. */
+const putsInFlight = new Map<string, Set<Promise<void>>>();
+
+function notePutInFlight(scope: string, put: Promise<unknown>): void {
+  const settled = put.then(
+    () => undefined,
+    () => undefined,
+  );
+  let puts = putsInFlight.get(scope);
+  if (!puts) putsInFlight.set(scope, (puts = new Set()));
+  puts.add(settled);
+  void settled.then(() => {
+    puts.delete(settled);
+    if (puts.size === 0 && putsInFlight.get(scope) === puts) putsInFlight.delete(scope);
+  });
+}
+
+/** KV's refusal of a write to a key written within the second (Workers KV: "KV PUT failed: 429 Too Many Requests"). */
+function isRateLimited(err: unknown): boolean {
+  return /\b429\b|too many requests/i.test(err instanceof Error ? err.message : String(err));
+}
+
+const GAVE_UP = Symbol('gave up');
+
+/** The promise's value, or GAVE_UP once `ms` pass first (an infinite `ms` waits for ever). */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | typeof GAVE_UP> {
+  if (!Number.isFinite(ms)) return promise;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([promise, new Promise<typeof GAVE_UP>((resolve) => (timer = setTimeout(() => resolve(GAVE_UP), ms)))]);
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
 
 /**
  * Per scope, when this isolate last deleted it (DELETE /v1/user-cache): a
@@ -77,9 +135,6 @@ function noteDeleted(scope: string, at: number): void {
   deletedAt.set(scope, at);
 }
 
-/** Workers KV's limit: one write a second to a key (a second one within it fails with 429). */
-const KV_PUT_INTERVAL_MS = 1_000;
-
 interface BatchEntry {
   loaded: LoadedUserCache;
   tokens: ArrayLike<number>;
@@ -99,7 +154,7 @@ const lastPutAt = new Map<string, number>();
 const LAST_PUTS_MAX = 10_000;
 
 function notePut(scope: string, at: number): void {
-  if (lastPutAt.size >= LAST_PUTS_MAX) for (const [s, t] of lastPutAt) if (t < at - KV_PUT_INTERVAL_MS * 10) lastPutAt.delete(s);
+  if (lastPutAt.size >= LAST_PUTS_MAX) for (const [s, t] of lastPutAt) if (t < at - DEFAULT_TIMING.putIntervalMs * 10) lastPutAt.delete(s);
   if (lastPutAt.size >= LAST_PUTS_MAX) lastPutAt.delete(lastPutAt.keys().next().value!);
   lastPutAt.delete(scope);
   lastPutAt.set(scope, at);
@@ -134,9 +189,13 @@ export class UserCacheStore {
     private readonly historyTokens?: number,
     /** Seconds a value stays after its last write (0: for good); KV takes 60 at least. */
     private readonly ttlSeconds = 0,
-    /** The least time between two puts of one user's value: KV's one write a second per key. */
-    private readonly putIntervalMs = KV_PUT_INTERVAL_MS,
-  ) {}
+    /** How long writes wait and are waited for (DEFAULT_TIMING where not given). */
+    timing: Partial<UserCacheTiming> = {},
+  ) {
+    this.timing = { ...DEFAULT_TIMING, ...timing };
+  }
+
+  private readonly timing: UserCacheTiming;
 
   static keyFor(scope: string): string {
     return `uc:${scope}`;
@@ -197,9 +256,10 @@ export class UserCacheStore {
     const batch: Batch = { entries: [{ loaded, tokens }], written: Promise.resolve() };
     // Open to others only while it waits (for the write before it, or KV's interval): one that goes at once takes no
     // one else's tokens into a put that might never end (its request cancelled mid-write).
-    if (previous !== undefined || putWaitMs(scope, this.putIntervalMs) > 0) openBatches.set(scope, batch);
-    batch.written = (previous ? settledOrTimedOut(previous, PREVIOUS_WRITE_WAIT_MS) : Promise.resolve())
-      .then(() => untilPutAllowed(scope, this.putIntervalMs))
+    const { putIntervalMs, previousWriteWaitMs } = this.timing;
+    if (previous !== undefined || putWaitMs(scope, putIntervalMs) > 0) openBatches.set(scope, batch);
+    batch.written = (previous ? settledOrTimedOut(previous, previousWriteWaitMs) : Promise.resolve())
+      .then(() => untilPutAllowed(scope, putIntervalMs))
       .then(() => {
         // Closed as it starts: a request that ends from here on joins the next one.
         if (openBatches.get(scope) === batch) openBatches.delete(scope);
@@ -220,19 +280,37 @@ export class UserCacheStore {
    * writes nothing if its request read the cache before the delete
    * (deletedAt). Whether a value was there. Throws where KV fails. A request
    * of theirs ending in another isolate within KV's staleness (~60 s) can
-   * still merge into the old value there.
+   * still merge into the old value there. A put of this isolate given up on
+   * (unanswered past ioWaitMs) is waited for as the write before is; one
+   * still unanswered then may land after the delete and put the value back,
+   * so the key is deleted again once it settles, in a promise handed to
+   * `waitUntil` (the request's, off its response).
    */
-  async delete(scope: string): Promise<boolean> {
+  async delete(scope: string, waitUntil?: (promise: Promise<unknown>) => void): Promise<boolean> {
     const previous = writesInFlight.get(scope);
     const key = UserCacheStore.keyFor(scope);
-    const op = (previous ? settledOrTimedOut(previous, PREVIOUS_WRITE_WAIT_MS) : Promise.resolve()).then(async () => {
+    const { putIntervalMs, previousWriteWaitMs } = this.timing;
+    const op = (previous ? settledOrTimedOut(previous, previousWriteWaitMs) : Promise.resolve()).then(async () => {
+      const late = putsInFlight.get(scope);
+      if (late) await settledOrTimedOut(Promise.all(late).then(() => undefined), previousWriteWaitMs);
       // A delete is a write to the key too: spaced from the user's puts as they are from each other.
-      await untilPutAllowed(scope, this.putIntervalMs);
+      await untilPutAllowed(scope, putIntervalMs);
       notePut(scope, Date.now());
       noteDeleted(scope, Date.now());
       const existed = (await this.kv.get(key, 'arrayBuffer')) !== null;
       // Whatever the read said: it may be stale (KV is eventually consistent), and a forgotten value must go.
       await this.kv.delete(key);
+      const still = putsInFlight.get(scope);
+      if (still && still.size > 0) {
+        const again = Promise.all(still)
+          .then(() => untilPutAllowed(scope, putIntervalMs))
+          .then(() => {
+            notePut(scope, Date.now());
+            return this.kv.delete(key);
+          })
+          .catch((err: unknown) => console.warn('edge: user cache delete after a late write failed', err));
+        waitUntil?.(again);
+      }
       return existed;
     });
     const settled = op.then(
@@ -249,8 +327,8 @@ export class UserCacheStore {
 
   /**
    * Reads the stored value, merges each ended request's tokens in, in turn, and writes it back once; never throws. A put
-   * KV refuses is tried again after KV's interval, from a fresh read (what refused it was most likely another isolate's
-   * write of the key, whose tokens the retry keeps), up to MAX_PUT_TRIES in all.
+   * KV refuses with 429 is tried again after KV's interval, from a fresh read (what refused it was most likely another
+   * isolate's write of the key, whose tokens the retry keeps where the read sees them), up to MAX_PUT_TRIES in all.
    */
   private async mergeAndWrite(scope: string, entries: readonly BatchEntry[]): Promise<void> {
     for (let tries = 1; ; tries++) {
@@ -261,19 +339,21 @@ export class UserCacheStore {
         return;
       }
       // Spaced from the refused put (noted when it began), with a little jitter: isolates refused together retry apart.
-      await untilPutAllowed(scope, this.putIntervalMs + Math.floor(Math.random() * 250));
+      await untilPutAllowed(scope, this.timing.putIntervalMs + Math.floor(Math.random() * RETRY_JITTER_MS));
     }
   }
 
-  /** One read, merge and put: 'refused' where the put failed (worth another try), else done (written, nothing to write, or given up). */
+  /** One read, merge and put: 'refused' where KV refused the put (429: worth another try), else done (written, nothing to write, or given up). */
   private async mergeAndPut(scope: string, entries: readonly BatchEntry[]): Promise<'done' | 'refused'> {
     // Deleted since a request read it: the user asked to be forgotten after sending it, so it is not kept
     // either (and what it read, or what KV may still show, is not written back).
     const kept = entries.filter((entry) => (deletedAt.get(scope) ?? 0) < entry.loaded.readAt);
     if (kept.length === 0) return 'done';
+    const { ioWaitMs } = this.timing;
     let base: Uint8Array | null;
     try {
-      const value = await this.kv.get(UserCacheStore.keyFor(scope), 'arrayBuffer');
+      const value = await within(this.kv.get(UserCacheStore.keyFor(scope), 'arrayBuffer'), ioWaitMs);
+      if (value === GAVE_UP) throw new Error(`KV GET unanswered after ${ioWaitMs} ms`);
       base = value ? new Uint8Array(value) : null;
     } catch (err) {
       // Deleted lately: the value read at the start may be the forgotten one (read while the delete ran); not written back.
@@ -285,6 +365,8 @@ export class UserCacheStore {
       console.warn('edge: user cache re-read failed; merging into the value read at the start', err);
       base = kept.reduce((latest, entry) => (entry.loaded.readAt >= latest.loaded.readAt ? entry : latest)).loaded.bytes;
     }
+    // A delete that came while the read was under way: nothing read before it is written back.
+    if (kept.some((entry) => (deletedAt.get(scope) ?? 0) >= entry.loaded.readAt)) return 'done';
     let merged: Uint8Array | null = base;
     try {
       for (const entry of kept) merged = mergeIntoUserCache(merged, entry.tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize, historyTokens: this.historyTokens });
@@ -294,23 +376,22 @@ export class UserCacheStore {
     }
     notePut(scope, Date.now());
     const put = this.kv.put(UserCacheStore.keyFor(scope), merged!, this.ttlSeconds > 0 ? { expirationTtl: Math.max(60, this.ttlSeconds) } : undefined);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const outcome = await Promise.race([
-      put.then(
-        () => 'done' as const,
-        (err: unknown) => {
-          console.warn('edge: user cache write failed', err);
-          return 'refused' as const;
-        },
-      ),
-      new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), PUT_WAIT_MS))),
-    ]);
-    if (timer !== undefined) clearTimeout(timer);
-    if (outcome === 'hung') {
-      // Not tried again: it may still land, and a second put would then be refused or overwrite it.
-      console.warn(`edge: user cache write unanswered after ${PUT_WAIT_MS} ms; not waited for longer`);
+    notePutInFlight(scope, put);
+    let outcome: void | typeof GAVE_UP;
+    try {
+      outcome = await within(put, ioWaitMs);
+    } catch (err) {
+      if (isRateLimited(err)) {
+        console.warn('edge: user cache write refused by KV (429)', err);
+        return 'refused';
+      }
+      console.warn('edge: user cache write failed; these requests are not kept', err);
       return 'done';
     }
-    return outcome;
+    if (outcome === GAVE_UP) {
+      // Not tried again: it may still land, and a second put would then be refused or overwrite it.
+      console.warn(`edge: user cache write unanswered after ${ioWaitMs} ms; not waited for longer`);
+    }
+    return 'done';
   }
 }

@@ -19,6 +19,8 @@ class MapKv {
   hangNextPut = false;
   /** Each call takes this long (KV far away): lets calls of two requests interleave. */
   latencyMs = 0;
+  /** Puts take this much longer still (a slow write, which lands late). */
+  putLatencyMs = 0;
   /** KV's one write a second to a key: a put within it is refused (429), as Workers KV refuses it. */
   onePutPerSecond = false;
   refusedPuts = 0;
@@ -47,6 +49,7 @@ class MapKv {
   async put(key: string, value: Uint8Array): Promise<void> {
     const at = Date.now();
     await this.wait();
+    if (this.putLatencyMs > 0) await new Promise((r) => setTimeout(r, this.putLatencyMs));
     if (this.failing) throw new Error('KV PUT failed: 503');
     if (this.refusingPuts) {
       this.refusedPuts++;
@@ -271,15 +274,31 @@ describe('UserCacheStore', () => {
     expect(cache.nextTokens([500, 501], 1)[0]?.token).toBe(502);
   });
 
-  it('gives a refused write up after three tries, spaced, without throwing', async () => {
+  it('gives a refused write up after two tries, spaced, without throwing; a write that fails otherwise is not tried again', async () => {
     const kv = new MapKv();
     const scope = await cacheScope('k', 'always-refused');
     kv.refusingPuts = true;
-    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, 50);
+    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50 });
     const started = Date.now();
     await expect(store.saveMerged(await store.load(scope), [1, 2, 3])).resolves.toBeUndefined();
-    expect(kv.refusedPuts).toBe(3);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
+    expect(kv.refusedPuts).toBe(2);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(50);
+    // A 503 may have landed: tried again, its requests would be merged twice.
+    kv.refusingPuts = false;
+    const failing = new MapKv();
+    failing.values.set(UserCacheStore.keyFor(scope), mergeIntoUserCache(null, story, { vocabSize: 512 }));
+    const onFailing = new UserCacheStore(failing as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50 });
+    const loaded = await onFailing.load(scope);
+    const put = failing.put.bind(failing);
+    let puts = 0;
+    failing.put = async (key: string, value: Uint8Array) => {
+      puts++;
+      await put(key, value);
+      throw new Error('KV PUT failed: 503');
+    };
+    await onFailing.saveMerged(loaded, [1, 2, 3]);
+    expect(puts).toBe(1);
+    expect(Array.from((await onFailing.load(scope)).cache.history).slice(-4)).toEqual([0xffffffff, 1, 2, 3]);
     expect(kv.values.has(UserCacheStore.keyFor(scope))).toBe(false);
     // KV takes writes again: the user's next request is kept as any other.
     kv.refusingPuts = false;
@@ -290,7 +309,7 @@ describe('UserCacheStore', () => {
   it('lets the requests that joined a put that never answers end (it is given up on after a bound)', async () => {
     const kv = new MapKv();
     const scope = await cacheScope('k', 'joined-stuck');
-    const store = (): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, 200);
+    const store = (): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 200 });
     await store().saveMerged(await store().load(scope), [1, 10, 11, 12]);
     // Within the interval: the next two wait for it together, in one batch, whose put never answers.
     kv.hangNextPut = true;
@@ -304,18 +323,55 @@ describe('UserCacheStore', () => {
     expect((await store().load(scope)).cache.nextTokens([40, 41], 1)[0]?.token).toBe(42);
   });
 
-  it("does not wait for ever on a write before it that never ends (another request's, cancelled mid-write)", async () => {
+  it("does not wait for ever on a write before it that never ends (another request's, cancelled mid-write: its timers never run)", async () => {
     const kv = new MapKv();
     const scope = await cacheScope('k', 'stuck');
     kv.hangNextPut = true;
-    void storeOn(kv).saveMerged(await storeOn(kv).load(scope), [1, 50, 60, 70]);
+    // The cancelled request's own bound on its put never fires (no timers run for it): nothing of its own ends its write.
+    const cancelled = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { ioWaitMs: Infinity });
+    void cancelled.saveMerged(await cancelled.load(scope), [1, 50, 60, 70]);
+    const next = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { previousWriteWaitMs: 300 });
     const started = Date.now();
-    await storeOn(kv).saveMerged(await storeOn(kv).load(scope), [1, 80, 90, 100]);
-    expect(Date.now() - started).toBeLessThan(3_000);
-    expect((await storeOn(kv).load(scope)).cache.nextTokens([80, 90], 1)[0]?.token).toBe(100);
+    await next.saveMerged(await next.load(scope), [1, 80, 90, 100]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+    expect(Date.now() - started).toBeLessThan(2_500);
+    expect((await next.load(scope)).cache.nextTokens([80, 90], 1)[0]?.token).toBe(100);
     // And the user's writes after it go on as before.
-    await storeOn(kv).saveMerged(await storeOn(kv).load(scope), [1, 110, 120, 130]);
-    expect((await storeOn(kv).load(scope)).cache.nextTokens([110, 120], 1)[0]?.token).toBe(130);
+    await next.saveMerged(await next.load(scope), [1, 110, 120, 130]);
+    expect((await next.load(scope)).cache.nextTokens([110, 120], 1)[0]?.token).toBe(130);
+  });
+
+  it('deletes again after a put it gave up on lands late, so a forgotten user stays forgotten', async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'slow-put');
+    const key = UserCacheStore.keyFor(scope);
+    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50, ioWaitMs: 100, previousWriteWaitMs: 200 });
+    kv.putLatencyMs = 700;
+    // The write is given up on after 100 ms; its put lands at ~700.
+    await store.saveMerged(await store.load(scope), [1, 50, 60, 70]);
+    kv.putLatencyMs = 0;
+    const late: Promise<unknown>[] = [];
+    expect(await store.delete(scope, (p) => late.push(p))).toBe(false);
+    // The delete waited for it (200 ms), went ahead, and left a second delete for when it lands.
+    expect(late).toHaveLength(1);
+    await Promise.all(late);
+    expect(kv.values.has(key)).toBe(false);
+    // KV's writes of the key: the late put and the two deletes.
+    expect(kv.putTimes).toHaveLength(3);
+  });
+
+  it('waits for a put it gave up on before a delete, where that put lands within the wait', async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'slowish-put');
+    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50, ioWaitMs: 100, previousWriteWaitMs: 1_000 });
+    kv.putLatencyMs = 300;
+    await store.saveMerged(await store.load(scope), [1, 50, 60, 70]);
+    kv.putLatencyMs = 0;
+    const late: Promise<unknown>[] = [];
+    // The put landed before the delete read: there was a value, and nothing is left to delete again.
+    expect(await store.delete(scope, (p) => late.push(p))).toBe(true);
+    expect(late).toHaveLength(0);
+    expect(kv.values.has(UserCacheStore.keyFor(scope))).toBe(false);
   });
 
   it('drafts from a damaged value inside the vocabulary, and replaces it with a valid one at the write', async () => {
