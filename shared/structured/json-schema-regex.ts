@@ -96,8 +96,11 @@ const BOOLEAN = '(?:true|false)';
 const NULL = 'null';
 const SCALAR = `${STRING}|${NUMBER}|true|false|null`;
 
-const DATE = '[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])-30|(?:0[13578]|1[02])-31)';
-const TIME = '(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\\.[0-9]+)?(?:[Zz]|[+\\-](?:[01][0-9]|2[0-3]):[0-5][0-9])';
+// RFC 3339's, less what common validators refuse of it: year 0000 and second 60 (Pydantic refuses both, zod the
+// second), and fractions past 6 digits (Pydantic's microseconds; unbounded, a model wrote zeros to max_tokens).
+const YEAR = '(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)';
+const DATE = `${YEAR}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-9])|(?:0[13-9]|1[0-2])-30|(?:0[13578]|1[02])-31)`;
+const TIME = '(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?(?:[Zz]|[+\\-](?:[01][0-9]|2[0-3]):[0-5][0-9])';
 // The formats OpenAI's structured outputs take, and `uri` (Pydantic's HttpUrl, zod's z.url()). Each is a part of its
 // format's texts that the common validators all take (ajv-formats, Pydantic with email-validator, WHATWG's URL
 // parser), bounded so that the model cannot run on in one (a number's digits, a label's, a path's segments).

@@ -4,7 +4,7 @@
  * so a `"` or `\` or control character the pattern allows is written as its
  * escape (the one JSON.stringify writes), and `.` or a class never lets a raw
  * `"` end the string early. Only the structured-output regex subset is
- * accepted (literals, escaped metacharacters, \d \w \s, \n \r \t \f \v, \xHH,
+ * accepted (literals, escaped metacharacters, \d \w \s and \D \W \S, \n \r \t \f \v, \xHH,
  * \uHHHH, `.`, classes, groups, `|`, * + ? {n} {n,} {n,m} with counts ≤ 1000);
  * anything else is a PatternError, never a guess.
  */
@@ -28,6 +28,24 @@ const WORD: Range[] = [[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]];
 const SPACE: Range[] = [[0x09, 0x0d], [0x20, 0x20]];
 // ECMA `.`: anything but a line terminator.
 const DOT_EXCLUDED: Range[] = [[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]];
+/**
+ * Every space any common reader of a pattern counts in \s: ECMA's (JS, ajv),
+ * Python's `re` and Rust's `regex` (Pydantic) on Unicode text.
+ */
+const ANY_SPACE: Range[] = [[0x09, 0x0d], [0x1c, 0x20], [0x85, 0x85], [0xa0, 0xa0], [0x1680, 0x1680], [0x2000, 0x200a], [0x2028, 0x2029], [0x202f, 0x202f], [0x205f, 0x205f], [0x3000, 0x3000], [0xfeff, 0xfeff]];
+const ASCII: Range[] = [[0x00, 0x7f]];
+/**
+ * \D \W \S, as a part of every such reader's: \S is what no reader counts
+ * as a space; \D and \W are ASCII's non-digits and non-word characters,
+ * since Python and Rust count Unicode digits and letters in \d and \w (a
+ * "é" matches \W in JS and not in Pydantic). A JSON string's specials are
+ * then written as their escapes.
+ */
+const NEGATED_SETS: Readonly<Record<string, Range[]>> = {
+  D: intersect(complement(DIGIT), ASCII),
+  W: intersect(complement(WORD), ASCII),
+  S: complement(ANY_SPACE),
+};
 /** What a JSON string never holds raw: controls, `"` and `\`. */
 const JSON_SPECIAL: Range[] = [[0x00, 0x1f], [0x22, 0x22], [0x5c, 0x5c]];
 
@@ -213,7 +231,8 @@ class PatternParser {
     if (++this.depth > MAX_GROUP_DEPTH) throw this.error(`groups nested deeper than ${MAX_GROUP_DEPTH}`);
     this.i++;
     if (this.src[this.i] === '?') {
-      if (this.src[this.i + 1] !== ':') throw this.error('a lookaround or named group');
+      const next = this.src[this.i + 1];
+      if (next !== ':') throw this.error(next === '=' || next === '!' || next === '<' ? 'a lookaround or named group' : 'an inline flag (such as (?i))');
       this.i += 2;
     }
     const inner = this.alternatives();
@@ -232,6 +251,11 @@ class PatternParser {
     if (c === 's') {
       this.i += 2;
       return encodedSet(SPACE);
+    }
+    const negated = c === undefined ? undefined : NEGATED_SETS[c];
+    if (negated) {
+      this.i += 2;
+      return encodedSet(negated);
     }
     return encodedChar(this.escapedCodePoint());
   }
@@ -289,7 +313,7 @@ class PatternParser {
     const c = this.src[this.i];
     if (c === '\\') {
       const e = this.src[this.i + 1];
-      const sets: Record<string, Range[]> = { d: DIGIT, w: WORD, s: SPACE };
+      const sets: Record<string, Range[]> = { d: DIGIT, w: WORD, s: SPACE, ...NEGATED_SETS };
       if (e !== undefined && e in sets) {
         this.i += 2;
         return sets[e];

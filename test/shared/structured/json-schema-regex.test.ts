@@ -176,6 +176,34 @@ describe('jsonSchemaRegex', () => {
     }
   });
 
+  it('writes only dates and times every common validator takes: no year 0000, no second 60, at most 6 fraction digits', () => {
+    // Pydantic refuses year 0 and a leap second (date, datetime, time), zod the second; an unbounded fraction let a
+    // model write zeros until max_tokens.
+    const check = (format: string, valid: string[], invalid: string[]): void => {
+      const re = compileWithEngine(jsonSchemaRegex({ type: 'string', format }));
+      for (const text of valid) expect(re.test(JSON.stringify(text)), `${text} as ${format}`).toBe(true);
+      for (const text of invalid) expect(re.test(JSON.stringify(text)), `${text} as ${format}`).toBe(false);
+    };
+    check('date', ['0001-01-01', '0010-05-31', '0100-02-28', '1000-12-31', '2026-12-06', '9999-12-31'], ['0000-01-01', '2026-02-30', '2026-04-31']);
+    check('date-time', ['2026-12-06T09:30:59Z', '2026-12-06T09:30:00.123456+01:00', '0001-01-01t00:00:00z'], ['2026-12-06T23:59:60Z', '2026-12-06T09:30:00.1234567Z', '0000-01-01T00:00:00Z']);
+    check('time', ['09:30:00Z', '23:59:59.5-05:00'], ['23:59:60Z', '09:30:00.0000000Z']);
+  });
+
+  it('reads \\D \\W \\S in a pattern as a part of what every reader takes: \\S no space of any, \\D \\W only ASCII', () => {
+    const re = compileWithEngine(jsonSchemaRegex({ type: 'string', pattern: '^\\S{2,8}$' }));
+    for (const text of ['ab', 'José', 'a"b\\c', '日本語', '😀😀']) expect(re.test(JSON.stringify(text)), text).toBe(true);
+    // JS's spaces, and those Python's and Rust's \s add (U+001C-U+001F, U+0085).
+    for (const text of ['a b', 'a\u00a0b', 'a\u3000', 'a\u001cb', 'a\u0085b', 'a\ufeff', 'a']) {
+      expect(re.test(JSON.stringify(text)), JSON.stringify(text)).toBe(false);
+    }
+    const other = compileWithEngine(jsonSchemaRegex({ type: 'string', pattern: '^[\\D][\\W]+$' }));
+    expect(['a-', 'a -', '" !'].map((t) => other.test(JSON.stringify(t)))).toEqual([true, true, true]);
+    // Python and Rust count "é" in \w and "٣" in \d: refused here, though JS takes them.
+    expect(['1-', 'aé', '٣-', 'a_'].map((t) => other.test(JSON.stringify(t)))).toEqual([false, false, false, false]);
+    expect(() => jsonSchemaRegex({ type: 'string', pattern: '(?i)^abc$' })).toThrow(/an inline flag/);
+    expect(() => jsonSchemaRegex({ type: 'string', pattern: '(?=a)b' })).toThrow(/a lookaround or named group/);
+  });
+
   it("follows what zod writes: a format beside its pattern (the pattern, or the format beside zod's own lookahead spelling of it), records' propertyNames, tuples' additionalItems", () => {
     const follows = (schema: z.ZodType, valid: string[], invalid: string[]): void => {
       const written = z.toJSONSchema(schema, { target: 'draft-7' });
