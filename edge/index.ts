@@ -323,6 +323,13 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
   }),
 );
 
+// OpenAI's stored chat completions (`store: true` on chat, then retrieve, list, update, delete): chat completions are
+// taken with `store` as at vLLM and not kept, which a bare "no route" did not say.
+app.on(['GET', 'POST', 'DELETE'], ['/v1/chat/completions/:id', '/v1/chat/completions/:id/messages'], (c) => {
+  c.get('log')?.failed('not_found');
+  throw new ApiError(404, `Chat completions are not stored by this server (\`store\` is taken and nothing is kept), so ${clipped(c.req.param('id'), 100)} cannot be found; the Responses API (/v1/responses) keeps responses, \`store\` on by default there.`, 'invalid_request_error', 'not_found', 'id');
+});
+
 // The right path with the wrong method: 405 naming the one it takes, not "no route".
 function methodNotAllowed(path: string, allow: string): void {
   // The path as asked (a route's `:id` said as the id sent).

@@ -1345,6 +1345,12 @@ describe('OpenAI-compatible API on the edge', () => {
     const nowhere = await fetch(`${stack.edgeUrl}/v1/${'x'.repeat(20_000)}`, { headers: { authorization: `Bearer ${stack.devKey}` } });
     expect(nowhere.status).toBe(404);
     expect((await nowhere.text()).length).toBeLessThan(1000);
+    // A chat completion sent with store: true is not kept (as at vLLM), and asking for it back says so.
+    const stored = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2, store: true, metadata: { run: 'e2e' } });
+    const retrieved = await client.chat.completions.retrieve(stored.id).catch((err: unknown) => err);
+    expect(retrieved).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((retrieved as InstanceType<typeof OpenAI.NotFoundError>).message).toMatch(/Chat completions are not stored by this server.*Responses API/);
+    expect((await client.chat.completions.messages.list(stored.id).catch((err: unknown) => err)) as unknown).toBeInstanceOf(OpenAI.NotFoundError);
   });
 
   it('bounds a reply by max_completion_tokens on either endpoint, and refuses two different bounds', async () => {
