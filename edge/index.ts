@@ -375,7 +375,7 @@ app.get('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => {
       throw new ApiError(503, 'The user cache store is unavailable; retry shortly.', 'service_unavailable', 'user_cache_unavailable', null, 2);
     });
     // A user's own text: no cache on the way may keep it.
-    return c.json(viewUserCache(user, bytes, model.tokenizer), 200, { 'cache-control': 'no-store' });
+    return c.json(viewUserCache(user, bytes, model.tokenizer, config.edgeTrieNodes > 0), 200, { 'cache-control': 'no-store' });
   } finally {
     admission.release();
   }

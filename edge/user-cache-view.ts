@@ -19,6 +19,8 @@ export const USER_CACHE_VIEW_MAX_TOKENS = 65_536;
 export interface UserCacheView {
   object: 'user_cache';
   user: string | null;
+  /** The edge keeps users' caches (false under SSSD_EDGE_TRIE_NODES=0: nothing is read or written, a value kept before stays until it expires or is deleted). */
+  enabled: boolean;
   /** A value is stored under this user's scope. */
   stored: boolean;
   /** Its size in KV. */
@@ -39,7 +41,7 @@ export interface UserCacheView {
   history: Array<{ token_ids: number[]; text: string | null }>;
 }
 
-export function viewUserCache(user: string | null, bytes: Uint8Array | null, tokenizer: Tokenizer): UserCacheView {
+export function viewUserCache(user: string | null, bytes: Uint8Array | null, tokenizer: Tokenizer, enabled = true): UserCacheView {
   const cache = UserCache.decode(bytes, { vocabSize: tokenizer.vocabSize, verify: true });
   // A value that fails to decode comes back as an empty one with no bytes; one that decodes may still hold no
   // n-gram entry (every request a single token).
@@ -65,6 +67,7 @@ export function viewUserCache(user: string | null, bytes: Uint8Array | null, tok
   return {
     object: 'user_cache',
     user,
+    enabled,
     stored: bytes !== null,
     bytes: bytes?.byteLength ?? 0,
     readable,

@@ -34,13 +34,16 @@
  *   the Responses API chat's max_tokens, an unknown item type, an output for
  *   no call) is a 400 naming it;
  * - when the soak stops, the key is served again within its in-flight lease
- *   (clients that hung up hold no slot for good).
+ *   (clients that hung up hold no slot for good);
+ * - no user's request is lost from their cache: every one that drafted at
+ *   the edge and ended whole is merged in (soak-user-caches.ts).
  */
 import { seededRandom } from '../../shared/seeded-random';
 import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions } from './soak-request';
 import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
 import { responsesAction } from './edge-soak-responses';
+import { UserCacheLedger } from './soak-user-caches';
 import { choiceProblem, structuredOf, structuredProblem, toolCallsProblem, type ToolChoice, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from './soak-checks';
 
 export interface EdgeSoakOptions {
@@ -124,10 +127,13 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
   const maxTokens = opts.maxTokens ?? 80;
   const agent = soakAgent(opts.edgeUrl);
   const tally = new SoakTally();
-  const send = (path: string, body: string | Buffer, key = opts.key, options: SoakSendOptions = {}): Promise<SoakReply> =>
-    soakRequest(agent, `${opts.edgeUrl}${path}`, 'POST', { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body, options);
-
   const get = (path: string): Promise<SoakReply> => soakRequest(agent, `${opts.edgeUrl}${path}`, 'GET', { authorization: `Bearer ${opts.key}` }, null);
+  const caches = await UserCacheLedger.start(get, tally);
+  const send = async (path: string, body: string | Buffer, key = opts.key, options: SoakSendOptions = {}): Promise<SoakReply> => {
+    const reply = await soakRequest(agent, `${opts.edgeUrl}${path}`, 'POST', { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body, options);
+    if (key === opts.key) caches?.note(body, reply);
+    return reply;
+  };
 
   const text = (): string => Array.from({ length: 1 + int(30) }, () => pick(WORDS)).join(' ');
   /** A valid body: every field inside its range. */
@@ -525,6 +531,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     await new Promise((r) => setTimeout(r, 250));
   }
   if (last.status !== 200) tally.violate(`after the soak the key is still refused: ${last.status} ${last.text.slice(0, 200)}`, true);
+  await caches?.check(get, tally);
   agent.destroy();
   return tally.report();
 }

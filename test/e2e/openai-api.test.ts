@@ -1719,6 +1719,8 @@ describe('OpenAI-compatible API on the edge', () => {
     }
     expect(counts['pair same']).toBeGreaterThan(0);
     expect(counts['broken 400']).toBeGreaterThan(0);
+    // Each round read its users' caches back (GET /v1/user-cache) and found none of their requests lost.
+    expect(counts['user caches checked']).toBeGreaterThanOrEqual(5);
   }, 120_000);
 
   it('answers CORS preflights for browser front ends, the OpenAI SDK\'s own headers included', async () => {

@@ -24,7 +24,7 @@ describe('what GET /v1/user-cache shows of a user', () => {
   });
 
   it('says when nothing is kept, and when what is kept cannot be read (damaged, or another vocabulary)', () => {
-    expect(viewUserCache(null, null, tokenizer)).toEqual({ object: 'user_cache', user: null, stored: false, bytes: 0, readable: false, requests_merged: 0, contexts: 0, history_tokens: 0, history: [] });
+    expect(viewUserCache(null, null, tokenizer)).toEqual({ object: 'user_cache', user: null, enabled: true, stored: false, bytes: 0, readable: false, requests_merged: 0, contexts: 0, history_tokens: 0, history: [] });
     const bytes = mergeIntoUserCache(null, [1, 403, 407, 261, 378], { vocabSize: 512 });
     const damaged = bytes.slice();
     damaged[damaged.length - 1] ^= 0xff;

@@ -1,0 +1,118 @@
+/**
+ * The soak's check that no user's request is lost from their cache at the
+ * edge (the KV value a user's requests merge into when they end, one put a
+ * second per user): for each user the soak names, the requests merged into
+ * their cache while it ran (GET /v1/user-cache's `requests_merged`, before
+ * and after) must count at least every request of theirs that drafted at the
+ * edge and ended whole, and at most every one that may have run (a client
+ * that hung up, a 5xx: its merge may or may not have come).
+ */
+import type { SoakReply } from './soak-request';
+import type { SoakTally } from './soak-tally';
+
+/** The users the soak's requests name (`u0`…`u4`). */
+export const SOAK_USERS: readonly string[] = ['u0', 'u1', 'u2', 'u3', 'u4'];
+
+/** How long the merges of the last requests may take to land (after their responses, a second apart per user). */
+const SETTLE_MS = 15_000;
+
+interface UserLedger {
+  /** Requests that drafted at the edge and ended whole: each merged. */
+  whole: number;
+  /** Requests that may have merged (whole, cut, or a 5xx). */
+  mayMerge: number;
+}
+
+type Get = (path: string) => Promise<SoakReply>;
+
+export class UserCacheLedger {
+  private readonly users = new Map<string, UserLedger>();
+
+  private constructor(
+    /** Each user's merged count at the start. */
+    private readonly before: ReadonlyMap<string, number>,
+  ) {}
+
+  /** Reads each user's count; null where the edge has no GET /v1/user-cache or keeps no caches (nothing to check). */
+  static async start(get: Get, tally: SoakTally): Promise<UserCacheLedger | null> {
+    const before = new Map<string, number>();
+    for (const user of SOAK_USERS) {
+      const view = await readView(get, user);
+      if (view === null || !view.enabled) {
+        tally.count(view === null ? 'user caches unreadable: unchecked' : 'user caches off: unchecked');
+        return null;
+      }
+      before.set(user, view.requests_merged);
+    }
+    return new UserCacheLedger(before);
+  }
+
+  /** Notes a request and its reply (any route: the Responses API's merge as chat's do). */
+  note(body: string | Buffer, reply: SoakReply): void {
+    if (typeof body !== 'string' || !body.includes('"user"')) return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      return;
+    }
+    const { user, speculation } = parsed as { user?: unknown; speculation?: unknown };
+    // A request with speculation off neither reads nor writes the cache.
+    if (typeof user !== 'string' || !SOAK_USERS.includes(user) || speculation === 'off') return;
+    // Refused before it ran (a 4xx, a 429): no merge.
+    if (reply.status >= 400 && reply.status < 500) return;
+    let ledger = this.users.get(user);
+    if (!ledger) this.users.set(user, (ledger = { whole: 0, mayMerge: 0 }));
+    ledger.mayMerge++;
+    if (reply.status === 200 && reply.complete) ledger.whole++;
+  }
+
+  /** Waits for the merges to land (up to SETTLE_MS), then checks each user's count. */
+  async check(get: Get, tally: SoakTally): Promise<void> {
+    const deadline = Date.now() + SETTLE_MS;
+    for (const user of SOAK_USERS) {
+      const ledger = this.users.get(user) ?? { whole: 0, mayMerge: 0 };
+      let merged = 0;
+      for (;;) {
+        const view = await readView(get, user);
+        if (view === null) {
+          tally.violate(`user cache: GET /v1/user-cache?user=${user} failed after the soak`, true);
+          break;
+        }
+        merged = view.requests_merged - (this.before.get(user) ?? 0);
+        if (merged >= ledger.whole || Date.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      tally.count('user caches checked');
+      if (merged < ledger.whole) {
+        tally.violate(`user cache: ${user}'s cache took ${merged} of the soak's requests, where ${ledger.whole} of theirs drafted at the edge and ended whole (${ledger.whole - merged} lost)`, true);
+      } else if (merged > ledger.mayMerge) {
+        tally.violate(`user cache: ${user}'s cache took ${merged} of the soak's requests, more than the ${ledger.mayMerge} of theirs that could have merged`, true);
+      }
+    }
+  }
+}
+
+interface View {
+  enabled: boolean;
+  requests_merged: number;
+}
+
+async function readView(get: Get, user: string): Promise<View | null> {
+  // A 429 (the key's rate limit, spent by the soak) passes in a moment.
+  for (let tries = 0; tries < 20; tries++) {
+    const reply = await get(`/v1/user-cache?user=${encodeURIComponent(user)}`);
+    if (reply.status === 429) {
+      await new Promise((r) => setTimeout(r, 500));
+      continue;
+    }
+    if (reply.status !== 200) return null;
+    try {
+      const view = JSON.parse(reply.text) as Partial<View>;
+      return typeof view.requests_merged === 'number' ? { enabled: view.enabled !== false, requests_merged: view.requests_merged } : null;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
