@@ -36,10 +36,11 @@ export async function cacheScope(keyId: string, user: string | null | undefined)
 }
 
 /**
- * Per scope, the merge-and-write begun last in this isolate: the next one
- * waits for it, so a user's requests that end together here merge one after
- * the other instead of each overwriting the other's tokens. (Requests that
- * end in other isolates still race: KV has no compare-and-set.)
+ * Per scope, the write (a merge and put, or a delete) under way in this
+ * isolate: the next waits for it, so a user's requests that end together
+ * here merge one after the other instead of each overwriting the other's
+ * tokens. (Requests that end in other isolates still race: KV has no
+ * compare-and-set.) Settles once the write is done; never rejects.
  */
 const writesInFlight = new Map<string, Promise<void>>();
 /**
@@ -138,16 +139,21 @@ function noteDeleted(scope: string, at: number): void {
 interface BatchEntry {
   loaded: LoadedUserCache;
   tokens: ArrayLike<number>;
+  /** The write that took it (settles once done; never rejects); undefined while it waits. */
+  takenBy?: Promise<void>;
 }
 
-/** A user's ended requests written by one put, and that put (settles once it is done; never rejects). */
-interface Batch {
-  entries: BatchEntry[];
-  written: Promise<void>;
-}
-
-/** Per scope, the batch waiting to start (its put waits for the write before it, and for KV's interval): a request ending now joins it. */
-const openBatches = new Map<string, Batch>();
+/**
+ * Per scope, the ended requests waiting for a write: the next write of the
+ * user takes them all, whichever of their requests (or a later one) gets its
+ * turn first. Every waiting request drives that on its own timers: a
+ * request whose context the runtime ended (workerd stops a cancelled
+ * request's timers) leaves its entry here for the others, where a batch
+ * waiting on that request's timer held every later request of the user in
+ * it, never written (a soak lost a user's 115 requests so).
+ */
+const pendingEntries = new Map<string, BatchEntry[]>();
+const PENDING_SCOPES_MAX = 10_000;
 
 /** Per scope, when this isolate last began a put of it; entries older than the interval are dropped as it grows. */
 const lastPutAt = new Map<string, number>();
@@ -172,11 +178,11 @@ async function untilPutAllowed(scope: string, intervalMs: number): Promise<void>
 }
 
 function settledOrTimedOut(previous: Promise<void>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-  return Promise.race([previous, timeout]).finally(() => {
-    if (timer !== undefined) clearTimeout(timer);
-  });
+  return within(previous, ms).then(() => undefined);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export class UserCacheStore {
@@ -239,37 +245,70 @@ export class UserCacheStore {
    * theirs in the meantime, and merging into the value read at the start
    * would drop what they added (last writer wins). KV takes one write a
    * second per key: the user's requests that end here while a write of
-   * theirs waits join it, all merged into one put, and puts of one user are
-   * spaced `putIntervalMs` apart (a second put within it would fail, and
-   * lose that request). Ends in other isolates still race for the few ms
+   * theirs is under way or spaced wait together, and the first to get its
+   * turn merges them all into one put; puts of one user are spaced
+   * `putIntervalMs` apart (a second put within it would fail, and lose
+   * those requests). Resolves once the write that took this request is done
+   * (or given up on). Ends in other isolates still race for the few ms
    * between a read and its write.
    */
   async saveMerged(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
     if (loaded.unread) return;
     const { scope } = loaded;
-    const open = openBatches.get(scope);
-    if (open !== undefined) {
-      open.entries.push({ loaded, tokens });
-      return open.written;
+    const entry: BatchEntry = { loaded, tokens };
+    let pending = pendingEntries.get(scope);
+    if (!pending) {
+      // Bounded: a scope's entries stay only while a write of theirs waits, or where every request that could write them died.
+      if (pendingEntries.size >= PENDING_SCOPES_MAX) pendingEntries.delete(pendingEntries.keys().next().value!);
+      pendingEntries.set(scope, (pending = []));
     }
-    const previous = writesInFlight.get(scope);
-    const batch: Batch = { entries: [{ loaded, tokens }], written: Promise.resolve() };
-    // Open to others only while it waits (for the write before it, or KV's interval): one that goes at once takes no
-    // one else's tokens into a put that might never end (its request cancelled mid-write).
-    const { putIntervalMs, previousWriteWaitMs } = this.timing;
-    if (previous !== undefined || putWaitMs(scope, putIntervalMs) > 0) openBatches.set(scope, batch);
-    batch.written = (previous ? settledOrTimedOut(previous, previousWriteWaitMs) : Promise.resolve())
-      .then(() => untilPutAllowed(scope, putIntervalMs))
-      .then(() => {
-        // Closed as it starts: a request that ends from here on joins the next one.
-        if (openBatches.get(scope) === batch) openBatches.delete(scope);
-        return this.mergeAndWrite(scope, batch.entries);
-      });
-    writesInFlight.set(scope, batch.written);
+    pending.push(entry);
+    const release = await this.claimTurn(scope, () => entry.takenBy === undefined);
+    if (release === null) {
+      await settledOrTimedOut(entry.takenBy!, this.timing.previousWriteWaitMs);
+      return;
+    }
+    const entries = pendingEntries.get(scope) ?? [];
+    pendingEntries.delete(scope);
+    // Its scope's list dropped by the bound meanwhile: its own entry still goes.
+    if (!entries.includes(entry)) entries.push(entry);
+    const write = this.mergeAndWrite(scope, entries);
+    for (const taken of entries) taken.takenBy = write;
     try {
-      await batch.written;
+      await write;
     } finally {
-      if (writesInFlight.get(scope) === batch.written) writesInFlight.delete(scope);
+      release();
+    }
+  }
+
+  /**
+   * Waits for the user's write under way (at most previousWriteWaitMs: one
+   * past it is another request's that the runtime ended, and is not waited
+   * for again) and for KV's interval since their last put, on this request's
+   * own timers, then takes the turn; returns what ends it. Null, without a
+   * turn, once `stillNeeded` says another write has done this one's work.
+   */
+  private async claimTurn(scope: string, stillNeeded: () => boolean = () => true): Promise<(() => void) | null> {
+    const { putIntervalMs, previousWriteWaitMs } = this.timing;
+    for (;;) {
+      if (!stillNeeded()) return null;
+      const inFlight = writesInFlight.get(scope);
+      if (inFlight !== undefined) {
+        if ((await within(inFlight, previousWriteWaitMs)) === GAVE_UP && writesInFlight.get(scope) === inFlight) writesInFlight.delete(scope);
+        continue;
+      }
+      const wait = putWaitMs(scope, putIntervalMs);
+      if (wait > 0) {
+        await sleep(wait);
+        continue;
+      }
+      let end!: () => void;
+      const turn = new Promise<void>((resolve) => (end = resolve));
+      writesInFlight.set(scope, turn);
+      return () => {
+        if (writesInFlight.get(scope) === turn) writesInFlight.delete(scope);
+        end();
+      };
     }
   }
 
@@ -277,7 +316,7 @@ export class UserCacheStore {
    * Deletes a user's cache (their request to be forgotten, or an operator's),
    * in turn with this isolate's writes for them: after the one in flight (so
    * it does not put the value back), and before any that follows, which
-   * writes nothing if its request read the cache before the delete
+   * writes nothing of a request that read the cache before the delete
    * (deletedAt). Whether a value was there. Throws where KV fails. A request
    * of theirs ending in another isolate within KV's staleness (~60 s) can
    * still merge into the old value there. A put of this isolate given up on
@@ -287,14 +326,16 @@ export class UserCacheStore {
    * `waitUntil` (the request's, off its response).
    */
   async delete(scope: string, waitUntil?: (promise: Promise<unknown>) => void): Promise<boolean> {
-    const previous = writesInFlight.get(scope);
     const key = UserCacheStore.keyFor(scope);
     const { putIntervalMs, previousWriteWaitMs } = this.timing;
-    const op = (previous ? settledOrTimedOut(previous, previousWriteWaitMs) : Promise.resolve()).then(async () => {
+    const release = (await this.claimTurn(scope))!;
+    try {
       const late = putsInFlight.get(scope);
-      if (late) await settledOrTimedOut(Promise.all(late).then(() => undefined), previousWriteWaitMs);
-      // A delete is a write to the key too: spaced from the user's puts as they are from each other.
-      await untilPutAllowed(scope, putIntervalMs);
+      if (late) {
+        await settledOrTimedOut(Promise.all(late).then(() => undefined), previousWriteWaitMs);
+        // Landed meanwhile: spaced from it, as from any put.
+        await untilPutAllowed(scope, putIntervalMs);
+      }
       notePut(scope, Date.now());
       noteDeleted(scope, Date.now());
       const existed = (await this.kv.get(key, 'arrayBuffer')) !== null;
@@ -312,16 +353,8 @@ export class UserCacheStore {
         waitUntil?.(again);
       }
       return existed;
-    });
-    const settled = op.then(
-      () => undefined,
-      () => undefined,
-    );
-    writesInFlight.set(scope, settled);
-    try {
-      return await op;
     } finally {
-      if (writesInFlight.get(scope) === settled) writesInFlight.delete(scope);
+      release();
     }
   }
 

@@ -341,6 +341,26 @@ describe('UserCacheStore', () => {
     expect((await next.load(scope)).cache.nextTokens([110, 120], 1)[0]?.token).toBe(130);
   });
 
+  it("writes a request whose own context died while it waited its turn (its timers never run) with the user's next one, and holds that one back not at all", async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'dead-waiter');
+    const live = (): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 100 });
+    await live().saveMerged(await live().load(scope), [1, 10, 11, 12]);
+    // Its wait for KV's interval never ends, as a request's whose context the runtime ended: no timer of its fires.
+    const dead = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 600_000 });
+    void dead.saveMerged(await dead.load(scope), [1, 20, 21, 22]);
+    await new Promise((r) => setTimeout(r, 10));
+    const started = Date.now();
+    await live().saveMerged(await live().load(scope), [1, 30, 31, 32]);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    const cache = (await live().load(scope)).cache;
+    // Both written, in one put: the live request took the dead one's tokens with its own.
+    expect(cache.nextTokens([30, 31], 1)[0]?.token).toBe(32);
+    expect(cache.nextTokens([20, 21], 1)[0]?.token).toBe(22);
+    expect(cache.merges).toBe(3);
+    expect(kv.putTimes).toHaveLength(2);
+  });
+
   it('deletes again after a put it gave up on lands late, so a forgotten user stays forgotten', async () => {
     const kv = new MapKv();
     const scope = await cacheScope('k', 'slow-put');
