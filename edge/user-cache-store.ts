@@ -43,6 +43,8 @@ export async function cacheScope(keyId: string, user: string | null | undefined)
  * compare-and-set.) Settles once the write is done; never rejects.
  */
 const writesInFlight = new Map<string, Promise<void>>();
+/** A user's whole wait for their write: past it, within Workers' 30 s of waitUntil, a request leaves its tokens for the user's next write. */
+const SAVE_DEADLINE_MS = 25_000;
 /**
  * How long one user's writes wait, and are waited for (the constructor's
  * `timing`; tests shorten them).
@@ -66,9 +68,11 @@ export interface UserCacheTiming {
    * spaced by the interval and its jitter (~9.3 s by default).
    */
   previousWriteWaitMs: number;
+  /** How long the request whose put was given up on (its turn handed on) still waits for it, so that it lands, if it does, from a live context. */
+  latePutWaitMs: number;
 }
 
-const DEFAULT_TIMING: UserCacheTiming = { putIntervalMs: 1_000, ioWaitMs: 2_000, previousWriteWaitMs: 10_000 };
+const DEFAULT_TIMING: UserCacheTiming = { putIntervalMs: 1_000, ioWaitMs: 2_000, previousWriteWaitMs: 10_000, latePutWaitMs: 20_000 };
 
 /**
  * A put KV refuses with 429 (another isolate wrote the key within the
@@ -80,21 +84,39 @@ const MAX_PUT_TRIES = 2;
 /** Up to this much more than the interval before a retry: isolates refused together retry apart. */
 const RETRY_JITTER_MS = 250;
 
-/** Per scope, this isolate's puts not yet answered (given up on or not): a delete waits for them, and deletes again after one that lands late. */
-const putsInFlight = new Map<string, Set<Promise<void>>>();
+/**
+ * Per scope, this isolate's puts not yet answered (given up on or not), with
+ * when each began: a delete waits for them, and deletes again after one that
+ * lands late. One unanswered past LATE_PUT_MEMORY_MS is forgotten: its
+ * request's context has ended (its waitUntil time is 30 s), and a put
+ * workerd cancels with it never settles.
+ */
+const putsInFlight = new Map<string, Map<Promise<void>, number>>();
+const LATE_PUT_MEMORY_MS = 30_000;
 
-function notePutInFlight(scope: string, put: Promise<unknown>): void {
+function notePutInFlight(scope: string, put: Promise<unknown>): Promise<void> {
   const settled = put.then(
     () => undefined,
     () => undefined,
   );
   let puts = putsInFlight.get(scope);
-  if (!puts) putsInFlight.set(scope, (puts = new Set()));
-  puts.add(settled);
+  if (!puts) putsInFlight.set(scope, (puts = new Map()));
+  puts.set(settled, Date.now());
   void settled.then(() => {
     puts.delete(settled);
     if (puts.size === 0 && putsInFlight.get(scope) === puts) putsInFlight.delete(scope);
   });
+  return settled;
+}
+
+/** The scope's unanswered puts that may still land (those older than LATE_PUT_MEMORY_MS forgotten). */
+function latePuts(scope: string): Promise<void>[] {
+  const puts = putsInFlight.get(scope);
+  if (!puts) return [];
+  const now = Date.now();
+  for (const [put, startedAt] of puts) if (now - startedAt > LATE_PUT_MEMORY_MS) puts.delete(put);
+  if (puts.size === 0) putsInFlight.delete(scope);
+  return [...puts.keys()];
 }
 
 /** KV's refusal of a write to a key written within the second (Workers KV: "KV PUT failed: 429 Too Many Requests"). */
@@ -136,11 +158,33 @@ function noteDeleted(scope: string, at: number): void {
   deletedAt.set(scope, at);
 }
 
+/** An ended request waiting to be written. */
 interface BatchEntry {
-  loaded: LoadedUserCache;
+  /** When its request read the cache. */
+  readAt: number;
+  /** What it read, kept only on the scope's latest-read waiting entry (the base of a merge whose read at the end fails). */
+  bytes: Uint8Array | null;
   tokens: ArrayLike<number>;
-  /** The write that took it (settles once done; never rejects); undefined while it waits. */
-  takenBy?: Promise<void>;
+  /** The write that took it; undefined while it waits. */
+  takenBy?: Write;
+  /** When it was added to the waiting list. */
+  addedAt?: number;
+}
+
+/** One merge and put of a user's waiting requests. */
+interface Write {
+  /** Settles once it is done or given up on; never rejects. */
+  done: Promise<void>;
+  /** Its turn (the scope's writesInFlight entry). */
+  turn: Promise<void>;
+  /** The requests it took. */
+  entries: BatchEntry[];
+  /** Its put has begun: its requests may be in KV, so none is written again. */
+  putStarted: boolean;
+  /** Given up on before its put began (its request's context ended, most likely): it writes nothing, its requests wait again. */
+  abandoned: boolean;
+  /** A put given up on after ioWaitMs, which may still land: its request waits for it a while longer. */
+  latePut: Promise<void> | null;
 }
 
 /**
@@ -153,14 +197,34 @@ interface BatchEntry {
  * it, never written (a soak lost a user's 115 requests so).
  */
 const pendingEntries = new Map<string, BatchEntry[]>();
-const PENDING_SCOPES_MAX = 10_000;
+/** Scopes with entries waiting, at most (each list holds one value's bytes at most); lists not added to for PENDING_STALE_MS go first. */
+const PENDING_SCOPES_MAX = 256;
+const PENDING_STALE_MS = 60_000;
+
+/** Adds an entry to its scope's waiting list, the older entries' bytes dropped where it read later. */
+function addPending(scope: string, entry: BatchEntry): void {
+  let pending = pendingEntries.get(scope);
+  if (!pending) {
+    if (pendingEntries.size >= PENDING_SCOPES_MAX) {
+      const now = Date.now();
+      for (const [s, list] of pendingEntries) if (now - (list[list.length - 1]?.addedAt ?? 0) > PENDING_STALE_MS) pendingEntries.delete(s);
+      if (pendingEntries.size >= PENDING_SCOPES_MAX) pendingEntries.delete(pendingEntries.keys().next().value!);
+    }
+    pendingEntries.set(scope, (pending = []));
+  }
+  for (const older of pending) if (older.readAt <= entry.readAt) older.bytes = null;
+  if (pending.some((older) => older.bytes !== null)) entry.bytes = null;
+  entry.addedAt = Date.now();
+  pending.push(entry);
+}
 
 /** Per scope, when this isolate last began a put of it; entries older than the interval are dropped as it grows. */
 const lastPutAt = new Map<string, number>();
 const LAST_PUTS_MAX = 10_000;
 
 function notePut(scope: string, at: number): void {
-  if (lastPutAt.size >= LAST_PUTS_MAX) for (const [s, t] of lastPutAt) if (t < at - DEFAULT_TIMING.putIntervalMs * 10) lastPutAt.delete(s);
+  // Entries that no interval in use reaches any more (tests shorten it; KV's is a second).
+  if (lastPutAt.size >= LAST_PUTS_MAX) for (const [s, t] of lastPutAt) if (t < at - 60_000) lastPutAt.delete(s);
   if (lastPutAt.size >= LAST_PUTS_MAX) lastPutAt.delete(lastPutAt.keys().next().value!);
   lastPutAt.delete(scope);
   lastPutAt.set(scope, at);
@@ -255,29 +319,45 @@ export class UserCacheStore {
   async saveMerged(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
     if (loaded.unread) return;
     const { scope } = loaded;
-    const entry: BatchEntry = { loaded, tokens };
-    let pending = pendingEntries.get(scope);
-    if (!pending) {
-      // Bounded: a scope's entries stay only while a write of theirs waits, or where every request that could write them died.
-      if (pendingEntries.size >= PENDING_SCOPES_MAX) pendingEntries.delete(pendingEntries.keys().next().value!);
-      pendingEntries.set(scope, (pending = []));
-    }
-    pending.push(entry);
-    const release = await this.claimTurn(scope, () => entry.takenBy === undefined);
-    if (release === null) {
-      await settledOrTimedOut(entry.takenBy!, this.timing.previousWriteWaitMs);
+    const { previousWriteWaitMs } = this.timing;
+    const deadline = Date.now() + SAVE_DEADLINE_MS;
+    const entry: BatchEntry = { readAt: loaded.readAt, bytes: loaded.bytes, tokens };
+    addPending(scope, entry);
+    for (;;) {
+      const release = await this.claimTurn(scope, deadline, () => entry.takenBy === undefined);
+      if (release === null) {
+        const write = entry.takenBy;
+        // Past the deadline, still waiting: left for the user's next write.
+        if (write === undefined) return;
+        if ((await within(write.done, previousWriteWaitMs)) !== GAVE_UP || write.putStarted) return;
+        // The write that took it never began its put (its request's context ended, most likely): it writes nothing
+        // now, and its requests wait again (this one's, and those of requests that are gone), its turn handed on.
+        if (!write.abandoned) {
+          write.abandoned = true;
+          if (writesInFlight.get(scope) === write.turn) writesInFlight.delete(scope);
+          for (const taken of write.entries) {
+            if (taken.takenBy !== write) continue;
+            taken.takenBy = undefined;
+            addPending(scope, taken);
+          }
+        }
+        continue;
+      }
+      const entries = pendingEntries.get(scope) ?? [];
+      pendingEntries.delete(scope);
+      // Its scope's list dropped by the bound meanwhile: its own entry still goes.
+      if (!entries.includes(entry)) entries.push(entry);
+      const write: Write = { done: Promise.resolve(), turn: release.turn, entries, putStarted: false, abandoned: false, latePut: null };
+      for (const taken of entries) taken.takenBy = write;
+      write.done = this.mergeAndWrite(scope, entries, write);
+      try {
+        await write.done;
+      } finally {
+        release.end();
+      }
+      // Its put given up on (the turn handed on): waited for a while yet, so that it lands, if it does, from a live request.
+      if (write.latePut) await within(write.latePut, this.timing.latePutWaitMs);
       return;
-    }
-    const entries = pendingEntries.get(scope) ?? [];
-    pendingEntries.delete(scope);
-    // Its scope's list dropped by the bound meanwhile: its own entry still goes.
-    if (!entries.includes(entry)) entries.push(entry);
-    const write = this.mergeAndWrite(scope, entries);
-    for (const taken of entries) taken.takenBy = write;
-    try {
-      await write;
-    } finally {
-      release();
     }
   }
 
@@ -285,16 +365,16 @@ export class UserCacheStore {
    * Waits for the user's write under way (at most previousWriteWaitMs: one
    * past it is another request's that the runtime ended, and is not waited
    * for again) and for KV's interval since their last put, on this request's
-   * own timers, then takes the turn; returns what ends it. Null, without a
-   * turn, once `stillNeeded` says another write has done this one's work.
+   * own timers, then takes the turn. Null, without a turn, once `stillNeeded`
+   * says another write took this one's work, or past `deadline`.
    */
-  private async claimTurn(scope: string, stillNeeded: () => boolean = () => true): Promise<(() => void) | null> {
+  private async claimTurn(scope: string, deadline: number, stillNeeded: () => boolean = () => true): Promise<{ turn: Promise<void>; end: () => void } | null> {
     const { putIntervalMs, previousWriteWaitMs } = this.timing;
     for (;;) {
-      if (!stillNeeded()) return null;
+      if (!stillNeeded() || Date.now() > deadline) return null;
       const inFlight = writesInFlight.get(scope);
       if (inFlight !== undefined) {
-        if ((await within(inFlight, previousWriteWaitMs)) === GAVE_UP && writesInFlight.get(scope) === inFlight) writesInFlight.delete(scope);
+        if ((await within(inFlight, Math.min(previousWriteWaitMs, Math.max(1, deadline - Date.now())))) === GAVE_UP && writesInFlight.get(scope) === inFlight && Date.now() <= deadline) writesInFlight.delete(scope);
         continue;
       }
       const wait = putWaitMs(scope, putIntervalMs);
@@ -305,9 +385,12 @@ export class UserCacheStore {
       let end!: () => void;
       const turn = new Promise<void>((resolve) => (end = resolve));
       writesInFlight.set(scope, turn);
-      return () => {
-        if (writesInFlight.get(scope) === turn) writesInFlight.delete(scope);
-        end();
+      return {
+        turn,
+        end: () => {
+          if (writesInFlight.get(scope) === turn) writesInFlight.delete(scope);
+          end();
+        },
       };
     }
   }
@@ -317,33 +400,39 @@ export class UserCacheStore {
    * in turn with this isolate's writes for them: after the one in flight (so
    * it does not put the value back), and before any that follows, which
    * writes nothing of a request that read the cache before the delete
-   * (deletedAt). Whether a value was there. Throws where KV fails. A request
-   * of theirs ending in another isolate within KV's staleness (~60 s) can
-   * still merge into the old value there. A put of this isolate given up on
-   * (unanswered past ioWaitMs) is waited for as the write before is; one
-   * still unanswered then may land after the delete and put the value back,
-   * so the key is deleted again once it settles, in a promise handed to
-   * `waitUntil` (the request's, off its response).
+   * (deletedAt). Whether a value was there. Throws where KV fails, or does
+   * not answer within ioWaitMs. A request of theirs ending in another isolate
+   * within KV's staleness (~60 s) can still merge into the old value there.
+   * A put of this isolate given up on (unanswered past ioWaitMs) is waited for
+   * twice that more; one still unanswered then may land after the delete and
+   * put the value back, so the key is deleted again once it settles, in a
+   * promise handed to `waitUntil` (the request's, off its response). Its turn
+   * lasts under previousWriteWaitMs, so no write gives up waiting for it.
    */
   async delete(scope: string, waitUntil?: (promise: Promise<unknown>) => void): Promise<boolean> {
     const key = UserCacheStore.keyFor(scope);
-    const { putIntervalMs, previousWriteWaitMs } = this.timing;
-    const release = (await this.claimTurn(scope))!;
+    const { putIntervalMs, ioWaitMs } = this.timing;
+    const release = await this.claimTurn(scope, Infinity);
+    if (release === null) throw new Error('unreachable: a delete always takes its turn');
+    const unanswered = (what: string): Error => new Error(`KV ${what} unanswered after ${ioWaitMs} ms`);
     try {
-      const late = putsInFlight.get(scope);
-      if (late) {
-        await settledOrTimedOut(Promise.all(late).then(() => undefined), previousWriteWaitMs);
+      const late = latePuts(scope);
+      if (late.length > 0) {
+        await within(Promise.all(late), 2 * ioWaitMs);
         // Landed meanwhile: spaced from it, as from any put.
         await untilPutAllowed(scope, putIntervalMs);
       }
       notePut(scope, Date.now());
       noteDeleted(scope, Date.now());
-      const existed = (await this.kv.get(key, 'arrayBuffer')) !== null;
+      const read = await within(this.kv.get(key, 'arrayBuffer'), ioWaitMs);
+      // Unread: said to have been there (it is gone either way once the delete lands).
+      const existed = read === GAVE_UP || read !== null;
       // Whatever the read said: it may be stale (KV is eventually consistent), and a forgotten value must go.
-      await this.kv.delete(key);
-      const still = putsInFlight.get(scope);
-      if (still && still.size > 0) {
-        const again = Promise.all(still)
+      if ((await within(this.kv.delete(key), ioWaitMs)) === GAVE_UP) throw unanswered('DELETE');
+      const still = latePuts(scope);
+      if (still.length > 0) {
+        // For as long as such a put is remembered, within the delete's own waitUntil time (30 s).
+        const again = within(Promise.all(still), LATE_PUT_MEMORY_MS - 5_000)
           .then(() => untilPutAllowed(scope, putIntervalMs))
           .then(() => {
             notePut(scope, Date.now());
@@ -354,7 +443,7 @@ export class UserCacheStore {
       }
       return existed;
     } finally {
-      release();
+      release.end();
     }
   }
 
@@ -363,9 +452,9 @@ export class UserCacheStore {
    * KV refuses with 429 is tried again after KV's interval, from a fresh read (what refused it was most likely another
    * isolate's write of the key, whose tokens the retry keeps where the read sees them), up to MAX_PUT_TRIES in all.
    */
-  private async mergeAndWrite(scope: string, entries: readonly BatchEntry[]): Promise<void> {
+  private async mergeAndWrite(scope: string, entries: readonly BatchEntry[], write: Write): Promise<void> {
     for (let tries = 1; ; tries++) {
-      const outcome = await this.mergeAndPut(scope, entries);
+      const outcome = await this.mergeAndPut(scope, entries, write);
       if (outcome !== 'refused') return;
       if (tries >= MAX_PUT_TRIES) {
         console.warn(`edge: user cache write refused ${tries} times; these requests are not kept`);
@@ -377,10 +466,10 @@ export class UserCacheStore {
   }
 
   /** One read, merge and put: 'refused' where KV refused the put (429: worth another try), else done (written, nothing to write, or given up). */
-  private async mergeAndPut(scope: string, entries: readonly BatchEntry[]): Promise<'done' | 'refused'> {
+  private async mergeAndPut(scope: string, entries: readonly BatchEntry[], write: Write): Promise<'done' | 'refused'> {
     // Deleted since a request read it: the user asked to be forgotten after sending it, so it is not kept
     // either (and what it read, or what KV may still show, is not written back).
-    const kept = entries.filter((entry) => (deletedAt.get(scope) ?? 0) < entry.loaded.readAt);
+    const kept = entries.filter((entry) => (deletedAt.get(scope) ?? 0) < entry.readAt);
     if (kept.length === 0) return 'done';
     const { ioWaitMs } = this.timing;
     let base: Uint8Array | null;
@@ -396,10 +485,10 @@ export class UserCacheStore {
       }
       // Still the value of a moment ago at worst: merge into the latest read.
       console.warn('edge: user cache re-read failed; merging into the value read at the start', err);
-      base = kept.reduce((latest, entry) => (entry.loaded.readAt >= latest.loaded.readAt ? entry : latest)).loaded.bytes;
+      base = kept.reduce((latest, entry) => (entry.readAt >= latest.readAt ? entry : latest)).bytes;
     }
     // A delete that came while the read was under way: nothing read before it is written back.
-    if (kept.some((entry) => (deletedAt.get(scope) ?? 0) >= entry.loaded.readAt)) return 'done';
+    if (kept.some((entry) => (deletedAt.get(scope) ?? 0) >= entry.readAt)) return 'done';
     let merged: Uint8Array | null = base;
     try {
       for (const entry of kept) merged = mergeIntoUserCache(merged, entry.tokens, { maxBytes: this.maxBytes, vocabSize: this.vocabSize, historyTokens: this.historyTokens });
@@ -407,9 +496,12 @@ export class UserCacheStore {
       console.warn('edge: user cache merge failed', err);
       return 'done';
     }
+    // Given up on by a request it took (this request's context ended while it read, most likely): they wait again.
+    if (write.abandoned) return 'done';
+    write.putStarted = true;
     notePut(scope, Date.now());
     const put = this.kv.put(UserCacheStore.keyFor(scope), merged!, this.ttlSeconds > 0 ? { expirationTtl: Math.max(60, this.ttlSeconds) } : undefined);
-    notePutInFlight(scope, put);
+    const settled = notePutInFlight(scope, put);
     let outcome: void | typeof GAVE_UP;
     try {
       outcome = await within(put, ioWaitMs);
@@ -423,7 +515,8 @@ export class UserCacheStore {
     }
     if (outcome === GAVE_UP) {
       // Not tried again: it may still land, and a second put would then be refused or overwrite it.
-      console.warn(`edge: user cache write unanswered after ${ioWaitMs} ms; not waited for longer`);
+      console.warn(`edge: user cache write unanswered after ${ioWaitMs} ms; the user's next write goes ahead`);
+      write.latePut = settled;
     }
     return 'done';
   }

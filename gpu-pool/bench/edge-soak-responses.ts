@@ -30,6 +30,8 @@ export interface ResponsesSoakContext {
   checkStatus: (what: string, reply: SoakReply, sent: string) => void;
   /** The schema the soak's JSON outputs follow. */
   schema: object;
+  /** The users a request may name (soak-user-caches.ts). */
+  users: readonly string[];
 }
 
 /** Flat function tools, as the Responses API spells them: one with parameters, one with none. */
@@ -78,7 +80,7 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
     }
     if (int(3) !== 0) body.store = int(2) === 0;
     if (int(2) === 0) body.stream = true;
-    if (int(6) === 0) body.user = `u${int(5)}`;
+    if (int(6) === 0) body.user = ctx.users[int(ctx.users.length)];
     return body;
   };
 

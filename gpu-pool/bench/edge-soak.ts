@@ -43,7 +43,7 @@ import { cutReason, soakAgent, soakRequest, type SoakReply, type SoakSendOptions
 import { runSoakClients, type WeightedAction } from './soak-clients';
 import { SoakTally, type SoakReport } from './soak-tally';
 import { responsesAction } from './edge-soak-responses';
-import { UserCacheLedger } from './soak-user-caches';
+import { soakUsers, UserCacheLedger } from './soak-user-caches';
 import { choiceProblem, structuredOf, structuredProblem, toolCallsProblem, type ToolChoice, idsTextProblem, maxTokensProblem, readReply, refusalProblem, tokenIdsProblem, truncationProblem } from './soak-checks';
 
 export interface EdgeSoakOptions {
@@ -128,7 +128,8 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
   const agent = soakAgent(opts.edgeUrl);
   const tally = new SoakTally();
   const get = (path: string): Promise<SoakReply> => soakRequest(agent, `${opts.edgeUrl}${path}`, 'GET', { authorization: `Bearer ${opts.key}` }, null);
-  const caches = await UserCacheLedger.start(get, tally);
+  const users = soakUsers(opts.seed);
+  const caches = await UserCacheLedger.start(get, tally, users);
   const send = async (path: string, body: string | Buffer, key = opts.key, options: SoakSendOptions = {}): Promise<SoakReply> => {
     const reply = await soakRequest(agent, `${opts.edgeUrl}${path}`, 'POST', { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body, options);
     if (key === opts.key) caches?.note(body, reply);
@@ -175,7 +176,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
     if (int(6) === 0) body.frequency_penalty = Math.round((random() * 4 - 2) * 100) / 100;
     if (int(6) === 0) body.presence_penalty = Math.round((random() * 4 - 2) * 100) / 100;
     if (int(8) === 0) body.logit_bias = { [String(int(500))]: int(200) - 100 };
-    if (int(6) === 0) body.user = `u${int(5)}`;
+    if (int(6) === 0) body.user = users[int(users.length)];
     // vLLM's fields added since: a choice constraint (its conflicts left out: ignore_eos is a 400 beside it, and masks or
     // min_tokens that leave a choice no token are 400s of their own), the ids, which end truncation keeps, the neutral priority, a salt.
     if (int(8) === 0) {
@@ -505,7 +506,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       if (reply.status === 200 || reply.status >= 500) tally.violate(`a broken request got ${reply.status}: ${raw.slice(0, 160)} → ${reply.text.slice(0, 160)}`);
     } },
     // OpenAI's Responses API: whole or streamed, paired, chained and read back, broken (edge-soak-responses.ts).
-    { weight: 4, run: responsesAction({ model: opts.model, maxTokens, int, pick, text, post: (path, body, options) => send(path, body, opts.key, options), get, tally, checkStatus, schema: SOAK_SCHEMA }) },
+    { weight: 4, run: responsesAction({ model: opts.model, maxTokens, int, pick, text, post: (path, body, options) => send(path, body, opts.key, options), get, tally, checkStatus, schema: SOAK_SCHEMA, users }) },
     // A body over the edge's limit, or the wrong key.
     { weight: 1, run: async () => {
       if (int(2) === 0) {

@@ -10,11 +10,19 @@
 import type { SoakReply } from './soak-request';
 import type { SoakTally } from './soak-tally';
 
-/** The users the soak's requests name (`u0`…`u4`). */
-export const SOAK_USERS: readonly string[] = ['u0', 'u1', 'u2', 'u3', 'u4'];
+/**
+ * The users one soak's requests name: five, new to each run (a request cut in
+ * an earlier run on the same key may merge after this one read its counts).
+ */
+export function soakUsers(seed: number): string[] {
+  const run = `${seed}-${Date.now().toString(36)}-${Math.floor(Math.random() * 36 ** 4).toString(36)}`;
+  return [0, 1, 2, 3, 4].map((i) => `soak-${run}-u${i}`);
+}
 
-/** How long the merges of the last requests may take to land (after their responses, a second apart per user). */
-const SETTLE_MS = 15_000;
+/** How long the merges of the last requests may take to land: a write waits up to ~20 s behind one whose request died. */
+const SETTLE_MS = 30_000;
+/** How long a read of a user's cache may be refused with 429 (the soak spent the key's rate limit) before it counts as failed. */
+const READ_RETRY_MS = 60_000;
 
 interface UserLedger {
   /** Requests that drafted at the edge and ended whole: each merged. */
@@ -26,17 +34,19 @@ interface UserLedger {
 type Get = (path: string) => Promise<SoakReply>;
 
 export class UserCacheLedger {
-  private readonly users = new Map<string, UserLedger>();
+  private readonly ledgers = new Map<string, UserLedger>();
 
   private constructor(
+    private readonly tally: SoakTally,
+    private readonly users: readonly string[],
     /** Each user's merged count at the start. */
     private readonly before: ReadonlyMap<string, number>,
   ) {}
 
   /** Reads each user's count; null where the edge has no GET /v1/user-cache or keeps no caches (nothing to check). */
-  static async start(get: Get, tally: SoakTally): Promise<UserCacheLedger | null> {
+  static async start(get: Get, tally: SoakTally, users: readonly string[]): Promise<UserCacheLedger | null> {
     const before = new Map<string, number>();
-    for (const user of SOAK_USERS) {
+    for (const user of users) {
       const view = await readView(get, user);
       if (view === null || !view.enabled) {
         tally.count(view === null ? 'user caches unreadable: unchecked' : 'user caches off: unchecked');
@@ -44,34 +54,39 @@ export class UserCacheLedger {
       }
       before.set(user, view.requests_merged);
     }
-    return new UserCacheLedger(before);
+    return new UserCacheLedger(tally, users, before);
   }
 
   /** Notes a request and its reply (any route: the Responses API's merge as chat's do). */
   note(body: string | Buffer, reply: SoakReply): void {
-    if (typeof body !== 'string' || !body.includes('"user"')) return;
+    if (typeof body !== 'string' || !(body.includes('"user"') || body.includes('"safety_identifier"'))) return;
     let parsed: unknown;
     try {
       parsed = JSON.parse(body);
     } catch {
       return;
     }
-    const { user, speculation } = parsed as { user?: unknown; speculation?: unknown };
+    const { user: named, safety_identifier: safety, speculation } = parsed as { user?: unknown; safety_identifier?: unknown; speculation?: unknown };
+    // The Responses API reads `user` first, then `safety_identifier`.
+    const user = named ?? safety;
     // A request with speculation off neither reads nor writes the cache.
-    if (typeof user !== 'string' || !SOAK_USERS.includes(user) || speculation === 'off') return;
+    if (typeof user !== 'string' || !this.users.includes(user) || speculation === 'off') return;
     // Refused before it ran (a 4xx, a 429): no merge.
     if (reply.status >= 400 && reply.status < 500) return;
-    let ledger = this.users.get(user);
-    if (!ledger) this.users.set(user, (ledger = { whole: 0, mayMerge: 0 }));
+    let ledger = this.ledgers.get(user);
+    if (!ledger) this.ledgers.set(user, (ledger = { whole: 0, mayMerge: 0 }));
     ledger.mayMerge++;
-    if (reply.status === 200 && reply.complete) ledger.whole++;
+    if (reply.status === 200 && reply.complete) {
+      ledger.whole++;
+      this.tally.count('user cache requests whole');
+    }
   }
 
   /** Waits for the merges to land (up to SETTLE_MS), then checks each user's count. */
   async check(get: Get, tally: SoakTally): Promise<void> {
     const deadline = Date.now() + SETTLE_MS;
-    for (const user of SOAK_USERS) {
-      const ledger = this.users.get(user) ?? { whole: 0, mayMerge: 0 };
+    for (const user of this.users) {
+      const ledger = this.ledgers.get(user) ?? { whole: 0, mayMerge: 0 };
       let merged = 0;
       for (;;) {
         const view = await readView(get, user);
@@ -99,11 +114,13 @@ interface View {
 }
 
 async function readView(get: Get, user: string): Promise<View | null> {
-  // A 429 (the key's rate limit, spent by the soak) passes in a moment.
-  for (let tries = 0; tries < 20; tries++) {
+  // A 429 (the key's rate limit, spent by the soak) passes: waited out as its Retry-After says.
+  const giveUpAt = Date.now() + READ_RETRY_MS;
+  for (;;) {
     const reply = await get(`/v1/user-cache?user=${encodeURIComponent(user)}`);
-    if (reply.status === 429) {
-      await new Promise((r) => setTimeout(r, 500));
+    if (reply.status === 429 && Date.now() < giveUpAt) {
+      const seconds = Number(reply.retryAfter);
+      await new Promise((r) => setTimeout(r, Math.min(Math.max(Number.isFinite(seconds) ? seconds * 1000 : 1000, 250), giveUpAt - Date.now())));
       continue;
     }
     if (reply.status !== 200) return null;
@@ -114,5 +131,4 @@ async function readView(get: Get, user: string): Promise<View | null> {
       return null;
     }
   }
-  return null;
 }

@@ -5,7 +5,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../edge/api-keys';
 import { workerdKv } from '../support/workerd-kv';
-import { cacheScope, UserCacheStore } from '../../edge/user-cache-store';
+import { cacheScope, UserCacheStore, type UserCacheTiming } from '../../edge/user-cache-store';
 import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
 import { draftEdgeTrie, edgeTrieTokenOutside } from '../../shared/drafting/edge-trie';
 
@@ -17,6 +17,8 @@ class MapKv {
   refusingPuts = false;
   /** The next put never settles (its request was cancelled by the runtime mid-write). */
   hangNextPut = false;
+  /** The next get never settles (its request was cancelled by the runtime mid-read). */
+  hangNextGet = false;
   /** Each call takes this long (KV far away): lets calls of two requests interleave. */
   latencyMs = 0;
   /** Puts take this much longer still (a slow write, which lands late). */
@@ -41,6 +43,10 @@ class MapKv {
     this.values.delete(key);
   }
   async get(key: string, _type: 'arrayBuffer'): Promise<ArrayBuffer | null> {
+    if (this.hangNextGet) {
+      this.hangNextGet = false;
+      return new Promise<ArrayBuffer | null>(() => undefined);
+    }
     await this.wait();
     if (this.failing || this.failingReads) throw new Error('KV GET failed: 503');
     const v = this.values.get(key);
@@ -309,7 +315,7 @@ describe('UserCacheStore', () => {
   it('lets the requests that joined a put that never answers end (it is given up on after a bound)', async () => {
     const kv = new MapKv();
     const scope = await cacheScope('k', 'joined-stuck');
-    const store = (): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 200 });
+    const store = (): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 200, latePutWaitMs: 300 });
     await store().saveMerged(await store().load(scope), [1, 10, 11, 12]);
     // Within the interval: the next two wait for it together, in one batch, whose put never answers.
     kv.hangNextPut = true;
@@ -361,13 +367,35 @@ describe('UserCacheStore', () => {
     expect(kv.putTimes).toHaveLength(2);
   });
 
+  it("writes a live request's tokens that a write whose request died mid-read took, once that write is seen to have begun no put", async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'dead-claimer');
+    const store = (timing: Partial<UserCacheTiming>): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, timing);
+    await store({}).saveMerged(await store({}).load(scope), [1, 10, 11, 12]);
+    // The dead request gets the turn first (its interval is shorter) and takes the live one's tokens with its own; its
+    // read at the end never answers, and no timer of its fires to give it up.
+    const dead = store({ putIntervalMs: 50, ioWaitMs: Infinity });
+    const live = store({ putIntervalMs: 150, previousWriteWaitMs: 300 });
+    const [deadLoad, liveLoad] = await Promise.all([dead.load(scope), live.load(scope)]);
+    kv.hangNextGet = true;
+    void dead.saveMerged(deadLoad, [1, 20, 21, 22]);
+    const started = Date.now();
+    await live.saveMerged(liveLoad, [1, 30, 31, 32]);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    const cache = (await live.load(scope)).cache;
+    expect(cache.nextTokens([30, 31], 1)[0]?.token).toBe(32);
+    // The dead request's too: the live one took them back with its own.
+    expect(cache.nextTokens([20, 21], 1)[0]?.token).toBe(22);
+    expect(cache.merges).toBe(3);
+  });
+
   it('deletes again after a put it gave up on lands late, so a forgotten user stays forgotten', async () => {
     const kv = new MapKv();
     const scope = await cacheScope('k', 'slow-put');
     const key = UserCacheStore.keyFor(scope);
-    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50, ioWaitMs: 100, previousWriteWaitMs: 200 });
+    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50, ioWaitMs: 100, previousWriteWaitMs: 200, latePutWaitMs: 50 });
     kv.putLatencyMs = 700;
-    // The write is given up on after 100 ms; its put lands at ~700.
+    // The write is given up on after 100 ms, its request waits 50 ms more for it; its put lands at ~700.
     await store.saveMerged(await store.load(scope), [1, 50, 60, 70]);
     kv.putLatencyMs = 0;
     const late: Promise<unknown>[] = [];
@@ -383,7 +411,7 @@ describe('UserCacheStore', () => {
   it('waits for a put it gave up on before a delete, where that put lands within the wait', async () => {
     const kv = new MapKv();
     const scope = await cacheScope('k', 'slowish-put');
-    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50, ioWaitMs: 100, previousWriteWaitMs: 1_000 });
+    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50, ioWaitMs: 100, previousWriteWaitMs: 1_000, latePutWaitMs: 50 });
     kv.putLatencyMs = 300;
     await store.saveMerged(await store.load(scope), [1, 50, 60, 70]);
     kv.putLatencyMs = 0;
