@@ -342,44 +342,52 @@ for (const path of ['/v1/completions', '/v1/chat/completions', '/v1/responses', 
 methodNotAllowed('/v1/responses/:id', 'GET, DELETE');
 methodNotAllowed('/v1/responses/:id/input_items', 'GET');
 
-// A user's cache, forgotten: the key's own users only (the scope hashes the key's id with the name).
-app.delete('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => {
-  const config = edgeConfig(c.env);
-  const key = c.get('key');
-  // Counted as a request of the key (each costs KV a read and a write): a loop of deletes is limited as completions
-  // are. It takes no slot: a user's erasure goes through while the key's generations fill them.
-  const admission = admit(c, false);
-  try {
-    const user = userCacheUser(new URL(c.req.url).search, await readBodyText(c));
-    const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes);
-    const deleted = await store.delete(await cacheScope(key.keyId, user), (promise) => c.executionCtx.waitUntil(promise)).catch((err: unknown) => {
-      console.error('edge: user cache delete failed', err);
-      throw new ApiError(503, 'The user cache store is unavailable; retry shortly (the cache may not be forgotten yet).', 'service_unavailable', 'user_cache_unavailable', null, 2);
-    });
+/**
+ * A /v1/user-cache route: the key's own users only (the scope hashes the key's id with the name). Counted as a request
+ * of the key (each costs KV a read, a delete a write too): a loop of them is limited as completions are. It takes no
+ * slot: a user's erasure goes through while the key's generations fill them. `unavailable`: the 503's message where KV
+ * fails.
+ */
+function userCacheRoute(unavailable: string, answer: (c: Context<AppEnv>, scope: string, user: string | null) => Promise<Response>): (c: Context<AppEnv>) => Promise<Response> {
+  return async (c) => {
+    const admission = admit(c, false);
+    try {
+      const user = userCacheUser(new URL(c.req.url).search, await readBodyText(c));
+      return await answer(c, await cacheScope(c.get('key').keyId, user), user).catch((err: unknown) => {
+        if (err instanceof ApiError) throw err;
+        console.error(`edge: user cache ${c.req.method} failed`, err);
+        throw new ApiError(503, unavailable, 'service_unavailable', 'user_cache_unavailable', null, 2);
+      });
+    } finally {
+      admission.release();
+    }
+  };
+}
+
+// A user's cache, forgotten.
+app.delete(
+  '/v1/user-cache',
+  rateLimitHeaders,
+  limitUserCacheBody,
+  userCacheRoute('The user cache store is unavailable; retry shortly (the cache may not be forgotten yet).', async (c, scope, user) => {
+    const store = new UserCacheStore(c.env.SSSD_KV, edgeConfig(c.env).userCacheMaxBytes);
+    const deleted = await store.delete(scope, (promise) => c.executionCtx.waitUntil(promise));
     return c.json({ object: 'user_cache.deleted', user, deleted });
-  } finally {
-    admission.release();
-  }
-});
-// What is kept of a user: their verbatim history as text, and the n-gram table's size. Counted and limited as the delete.
-app.get('/v1/user-cache', rateLimitHeaders, limitUserCacheBody, async (c) => {
-  const config = edgeConfig(c.env);
-  const key = c.get('key');
-  const admission = admit(c, false);
-  try {
-    const user = userCacheUser(new URL(c.req.url).search, await readBodyText(c));
+  }),
+);
+// What is kept of a user: their verbatim history as text, and the n-gram table's size.
+app.get(
+  '/v1/user-cache',
+  rateLimitHeaders,
+  limitUserCacheBody,
+  userCacheRoute('The user cache store is unavailable; retry shortly.', async (c, scope, user) => {
+    const config = edgeConfig(c.env);
     const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
-    const store = new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize);
-    const bytes = await store.read(await cacheScope(key.keyId, user)).catch((err: unknown) => {
-      console.error('edge: user cache read failed', err);
-      throw new ApiError(503, 'The user cache store is unavailable; retry shortly.', 'service_unavailable', 'user_cache_unavailable', null, 2);
-    });
+    const bytes = await new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize).read(scope);
     // A user's own text: no cache on the way may keep it.
     return c.json(viewUserCache(user, bytes, model.tokenizer, config.edgeTrieNodes > 0), 200, { 'cache-control': 'no-store' });
-  } finally {
-    admission.release();
-  }
-});
+  }),
+);
 methodNotAllowed('/v1/user-cache', 'GET, DELETE');
 
 // vLLM's tokenizer routes (edge/tokenize-route.ts), also under /v1. Each is a request of the key, with a slot while

@@ -389,17 +389,23 @@ describe('UserCacheStore', () => {
     expect(cache.merges).toBe(3);
   });
 
-  it('deletes again after a put it gave up on lands late, so a forgotten user stays forgotten', async () => {
+  /** A user's write whose put takes `putLatencyMs` (given up on after 100 ms), then a delete of theirs: what it said, and what it left for waitUntil. */
+  async function slowPutThenDelete(user: string, putLatencyMs: number, previousWriteWaitMs: number): Promise<{ kv: MapKv; key: string; existed: boolean; late: Promise<unknown>[] }> {
     const kv = new MapKv();
-    const scope = await cacheScope('k', 'slow-put');
-    const key = UserCacheStore.keyFor(scope);
-    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50, ioWaitMs: 100, previousWriteWaitMs: 200, latePutWaitMs: 50 });
-    kv.putLatencyMs = 700;
-    // The write is given up on after 100 ms, its request waits 50 ms more for it; its put lands at ~700.
+    const scope = await cacheScope('k', user);
+    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50, ioWaitMs: 100, previousWriteWaitMs, latePutWaitMs: 50 });
+    kv.putLatencyMs = putLatencyMs;
     await store.saveMerged(await store.load(scope), [1, 50, 60, 70]);
     kv.putLatencyMs = 0;
     const late: Promise<unknown>[] = [];
-    expect(await store.delete(scope, (p) => late.push(p))).toBe(false);
+    const existed = await store.delete(scope, (p) => late.push(p));
+    return { kv, key: UserCacheStore.keyFor(scope), existed, late };
+  }
+
+  it('deletes again after a put it gave up on lands late, so a forgotten user stays forgotten', async () => {
+    // The write is given up on after 100 ms, its request waits 50 ms more for it; its put lands at ~700.
+    const { kv, key, existed, late } = await slowPutThenDelete('slow-put', 700, 200);
+    expect(existed).toBe(false);
     // The delete waited for it (200 ms), went ahead, and left a second delete for when it lands.
     expect(late).toHaveLength(1);
     await Promise.all(late);
@@ -409,17 +415,11 @@ describe('UserCacheStore', () => {
   });
 
   it('waits for a put it gave up on before a delete, where that put lands within the wait', async () => {
-    const kv = new MapKv();
-    const scope = await cacheScope('k', 'slowish-put');
-    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50, ioWaitMs: 100, previousWriteWaitMs: 1_000, latePutWaitMs: 50 });
-    kv.putLatencyMs = 300;
-    await store.saveMerged(await store.load(scope), [1, 50, 60, 70]);
-    kv.putLatencyMs = 0;
-    const late: Promise<unknown>[] = [];
+    const { kv, key, existed, late } = await slowPutThenDelete('slowish-put', 300, 1_000);
     // The put landed before the delete read: there was a value, and nothing is left to delete again.
-    expect(await store.delete(scope, (p) => late.push(p))).toBe(true);
+    expect(existed).toBe(true);
     expect(late).toHaveLength(0);
-    expect(kv.values.has(UserCacheStore.keyFor(scope))).toBe(false);
+    expect(kv.values.has(key)).toBe(false);
   });
 
   it('drafts from a damaged value inside the vocabulary, and replaces it with a valid one at the write', async () => {
