@@ -43,8 +43,13 @@ export async function cacheScope(keyId: string, user: string | null | undefined)
  * compare-and-set.) Settles once the write is done; never rejects.
  */
 const writesInFlight = new Map<string, Promise<void>>();
-/** A user's whole wait for their write: past it, within Workers' 30 s of waitUntil, a request leaves its tokens for the user's next write. */
-const SAVE_DEADLINE_MS = 25_000;
+/**
+ * Per turn of a write, that write: a request that gives up waiting for a turn
+ * whose write began no put hands that write's requests back to wait.
+ */
+const writesByTurn = new WeakMap<Promise<void>, Write>();
+/** A write whose put has not begun this long after a waiter looked (ioWaitMs more) is taken for one whose request died. */
+const PUT_START_SLACK_MS = 1_000;
 /**
  * How long one user's writes wait, and are waited for (the constructor's
  * `timing`; tests shorten them).
@@ -70,9 +75,29 @@ export interface UserCacheTiming {
   previousWriteWaitMs: number;
   /** How long the request whose put was given up on (its turn handed on) still waits for it, so that it lands, if it does, from a live context. */
   latePutWaitMs: number;
+  /**
+   * A request's whole wait, all of it inside Workers' 30 s of waitUntil: past
+   * it a request leaves its tokens for the user's next write, and waits no
+   * more for a write or a late put.
+   */
+  saveWaitMs: number;
+  /** The part of saveWaitMs in which a request may still take its turn (the rest is for its write: ~8 s at most). */
+  claimWaitMs: number;
 }
 
-const DEFAULT_TIMING: UserCacheTiming = { putIntervalMs: 1_000, ioWaitMs: 2_000, previousWriteWaitMs: 10_000, latePutWaitMs: 20_000 };
+const DEFAULT_TIMING: UserCacheTiming = { putIntervalMs: 1_000, ioWaitMs: 2_000, previousWriteWaitMs: 10_000, latePutWaitMs: 20_000, saveWaitMs: 28_000, claimWaitMs: 18_000 };
+
+/** Hands a write's requests that it still holds back to wait, and the turn on; it writes nothing (its put had not begun). */
+function abandonWrite(scope: string, write: Write): void {
+  if (write.abandoned || write.putStarted) return;
+  write.abandoned = true;
+  if (writesInFlight.get(scope) === write.turn) writesInFlight.delete(scope);
+  for (const taken of write.entries) {
+    if (taken.takenBy !== write) continue;
+    taken.takenBy = undefined;
+    addPending(scope, taken);
+  }
+}
 
 /**
  * A put KV refuses with 429 (another isolate wrote the key within the
@@ -319,35 +344,32 @@ export class UserCacheStore {
   async saveMerged(loaded: LoadedUserCache, tokens: ArrayLike<number>): Promise<void> {
     if (loaded.unread) return;
     const { scope } = loaded;
-    const { previousWriteWaitMs } = this.timing;
-    const deadline = Date.now() + SAVE_DEADLINE_MS;
+    const { ioWaitMs, previousWriteWaitMs, latePutWaitMs, saveWaitMs, claimWaitMs } = this.timing;
+    const started = Date.now();
+    const left = (): number => Math.max(0, started + saveWaitMs - Date.now());
     const entry: BatchEntry = { readAt: loaded.readAt, bytes: loaded.bytes, tokens };
     addPending(scope, entry);
     for (;;) {
-      const release = await this.claimTurn(scope, deadline, () => entry.takenBy === undefined);
+      const release = await this.claimTurn(scope, started + claimWaitMs, () => entry.takenBy === undefined);
       if (release === null) {
         const write = entry.takenBy;
         // Past the deadline, still waiting: left for the user's next write.
         if (write === undefined) return;
-        if ((await within(write.done, previousWriteWaitMs)) !== GAVE_UP || write.putStarted) return;
-        // The write that took it never began its put (its request's context ended, most likely): it writes nothing
-        // now, and its requests wait again (this one's, and those of requests that are gone), its turn handed on.
-        if (!write.abandoned) {
-          write.abandoned = true;
-          if (writesInFlight.get(scope) === write.turn) writesInFlight.delete(scope);
-          for (const taken of write.entries) {
-            if (taken.takenBy !== write) continue;
-            taken.takenBy = undefined;
-            addPending(scope, taken);
-          }
-        }
+        // A live write begins its put within ioWaitMs of its turn (its read bounded so): one that has not by then
+        // (its request's context ended, most likely) writes nothing now, and its requests wait again.
+        if ((await within(write.done, Math.min(previousWriteWaitMs, ioWaitMs + PUT_START_SLACK_MS, left()))) !== GAVE_UP || write.putStarted || left() === 0) return;
+        abandonWrite(scope, write);
         continue;
       }
       const entries = pendingEntries.get(scope) ?? [];
       pendingEntries.delete(scope);
-      // Its scope's list dropped by the bound meanwhile: its own entry still goes.
-      if (!entries.includes(entry)) entries.push(entry);
+      // Its scope's list dropped by the bound meanwhile: its own entry still goes, with the value it read.
+      if (!entries.includes(entry)) {
+        entry.bytes = loaded.bytes;
+        entries.push(entry);
+      }
       const write: Write = { done: Promise.resolve(), turn: release.turn, entries, putStarted: false, abandoned: false, latePut: null };
+      writesByTurn.set(release.turn, write);
       for (const taken of entries) taken.takenBy = write;
       write.done = this.mergeAndWrite(scope, entries, write);
       try {
@@ -356,7 +378,7 @@ export class UserCacheStore {
         release.end();
       }
       // Its put given up on (the turn handed on): waited for a while yet, so that it lands, if it does, from a live request.
-      if (write.latePut) await within(write.latePut, this.timing.latePutWaitMs);
+      if (write.latePut) await within(write.latePut, Math.min(latePutWaitMs, left()));
       return;
     }
   }
@@ -374,12 +396,17 @@ export class UserCacheStore {
       if (!stillNeeded() || Date.now() > deadline) return null;
       const inFlight = writesInFlight.get(scope);
       if (inFlight !== undefined) {
-        if ((await within(inFlight, Math.min(previousWriteWaitMs, Math.max(1, deadline - Date.now())))) === GAVE_UP && writesInFlight.get(scope) === inFlight && Date.now() <= deadline) writesInFlight.delete(scope);
+        if ((await within(inFlight, Math.min(previousWriteWaitMs, Math.max(1, deadline - Date.now())))) === GAVE_UP && writesInFlight.get(scope) === inFlight && Date.now() <= deadline) {
+          // Another request's, which the runtime ended, most likely: where its write began no put, its requests wait again.
+          const write = writesByTurn.get(inFlight);
+          if (write && !write.putStarted) abandonWrite(scope, write);
+          else writesInFlight.delete(scope);
+        }
         continue;
       }
       const wait = putWaitMs(scope, putIntervalMs);
       if (wait > 0) {
-        await sleep(wait);
+        await sleep(Math.min(wait, Math.max(1, deadline - Date.now())));
         continue;
       }
       let end!: () => void;
@@ -428,7 +455,7 @@ export class UserCacheStore {
       // Unread: said to have been there (it is gone either way once the delete lands).
       const existed = read === GAVE_UP || read !== null;
       // Whatever the read said: it may be stale (KV is eventually consistent), and a forgotten value must go.
-      if ((await within(this.kv.delete(key), ioWaitMs)) === GAVE_UP) throw unanswered('DELETE');
+      const deleted = await within(this.kv.delete(key), ioWaitMs);
       const still = latePuts(scope);
       if (still.length > 0) {
         // For as long as such a put is remembered, within the delete's own waitUntil time (30 s).
@@ -441,6 +468,7 @@ export class UserCacheStore {
           .catch((err: unknown) => console.warn('edge: user cache delete after a late write failed', err));
         waitUntil?.(again);
       }
+      if (deleted === GAVE_UP) throw unanswered('DELETE');
       return existed;
     } finally {
       release.end();
@@ -456,6 +484,8 @@ export class UserCacheStore {
     for (let tries = 1; ; tries++) {
       const outcome = await this.mergeAndPut(scope, entries, write);
       if (outcome !== 'refused') return;
+      // Refused: it did not land, so its requests may be handed back should this request die before the next try.
+      write.putStarted = false;
       if (tries >= MAX_PUT_TRIES) {
         console.warn(`edge: user cache write refused ${tries} times; these requests are not kept`);
         return;

@@ -19,8 +19,8 @@ export function soakUsers(seed: number): string[] {
   return [0, 1, 2, 3, 4].map((i) => `soak-${run}-u${i}`);
 }
 
-/** How long the merges of the last requests may take to land: a write waits up to ~20 s behind one whose request died. */
-const SETTLE_MS = 30_000;
+/** How long the merges of the last requests may take to land: a request waits up to 28 s for its write (edge/user-cache-store.ts). */
+const SETTLE_MS = 45_000;
 /** How long a read of a user's cache may be refused with 429 (the soak spent the key's rate limit) before it counts as failed. */
 const READ_RETRY_MS = 60_000;
 

@@ -19,6 +19,13 @@ class MapKv {
   hangNextPut = false;
   /** The next get never settles (its request was cancelled by the runtime mid-read). */
   hangNextGet = false;
+  /** The next get waits until releaseHeldGet() (a request stalled mid-read that comes back). */
+  holdNextGet = false;
+  private heldGet: (() => void) | null = null;
+  releaseHeldGet(): void {
+    this.heldGet?.();
+    this.heldGet = null;
+  }
   /** Each call takes this long (KV far away): lets calls of two requests interleave. */
   latencyMs = 0;
   /** Puts take this much longer still (a slow write, which lands late). */
@@ -46,6 +53,10 @@ class MapKv {
     if (this.hangNextGet) {
       this.hangNextGet = false;
       return new Promise<ArrayBuffer | null>(() => undefined);
+    }
+    if (this.holdNextGet) {
+      this.holdNextGet = false;
+      await new Promise<void>((resolve) => (this.heldGet = resolve));
     }
     await this.wait();
     if (this.failing || this.failingReads) throw new Error('KV GET failed: 503');
@@ -387,6 +398,72 @@ describe('UserCacheStore', () => {
     // The dead request's too: the live one took them back with its own.
     expect(cache.nextTokens([20, 21], 1)[0]?.token).toBe(22);
     expect(cache.merges).toBe(3);
+  });
+
+  it("writes a stalled write's requests once: the write that took them back, never the stalled one when it comes back", async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'stalled-claimer');
+    const store = (timing: Partial<UserCacheTiming>): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, timing);
+    await store({}).saveMerged(await store({}).load(scope), [1, 10, 11, 12]);
+    const stalled = store({ putIntervalMs: 50, ioWaitMs: Infinity });
+    const live = store({ putIntervalMs: 150, ioWaitMs: 100, previousWriteWaitMs: 300 });
+    const [stalledLoad, liveLoad] = await Promise.all([stalled.load(scope), live.load(scope)]);
+    kv.holdNextGet = true;
+    const stalledSave = stalled.saveMerged(stalledLoad, [1, 20, 21, 22]);
+    await live.saveMerged(liveLoad, [1, 30, 31, 32]);
+    expect(kv.putTimes).toHaveLength(2);
+    // The stalled write's read answers at last: it puts nothing (its requests were written by the live one).
+    kv.releaseHeldGet();
+    await stalledSave;
+    expect(kv.putTimes).toHaveLength(2);
+    expect((await live.load(scope)).cache.merges).toBe(3);
+  });
+
+  it("does not write again the requests of a write whose put began and never answers (they may be in KV)", async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'hung-put');
+    const store = (timing: Partial<UserCacheTiming>): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, timing);
+    await store({}).saveMerged(await store({}).load(scope), [1, 10, 11, 12]);
+    const dying = store({ putIntervalMs: 50, ioWaitMs: Infinity });
+    const live = store({ putIntervalMs: 150, ioWaitMs: 100, previousWriteWaitMs: 300 });
+    const [dyingLoad, liveLoad] = await Promise.all([dying.load(scope), live.load(scope)]);
+    kv.hangNextPut = true;
+    void dying.saveMerged(dyingLoad, [1, 20, 21, 22]);
+    const started = Date.now();
+    await live.saveMerged(liveLoad, [1, 30, 31, 32]);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    // The hung put took both; the live request waited for it its bound, and put nothing of its own again.
+    expect(kv.putTimes).toHaveLength(2);
+  });
+
+  it('leaves its tokens for the next write once its wait for a turn runs out, and that write takes them', async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'out-of-time');
+    const store = (timing: Partial<UserCacheTiming>): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, timing);
+    await store({}).saveMerged(await store({}).load(scope), [1, 10, 11, 12]);
+    // Its turn comes only a second after the put before: it may wait 200 ms.
+    const hurried = store({ claimWaitMs: 200 });
+    const started = Date.now();
+    await hurried.saveMerged(await hurried.load(scope), [1, 20, 21, 22]);
+    expect(Date.now() - started).toBeLessThan(600);
+    expect(kv.putTimes).toHaveLength(1);
+    await store({}).saveMerged(await store({}).load(scope), [1, 30, 31, 32]);
+    const cache = (await store({}).load(scope)).cache;
+    expect(cache.nextTokens([20, 21], 1)[0]?.token).toBe(22);
+    expect(cache.merges).toBe(3);
+  });
+
+  it('waits for its own put given up on, a while, so that it lands from a live request', async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'late-own-put');
+    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { ioWaitMs: 100, latePutWaitMs: 2_000 });
+    kv.putLatencyMs = 500;
+    const started = Date.now();
+    await store.saveMerged(await store.load(scope), [1, 10, 11, 12]);
+    // Given up on at 100 ms (the turn handed on), waited for until it landed at ~500.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(450);
+    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(kv.values.has(UserCacheStore.keyFor(scope))).toBe(true);
   });
 
   /** A user's write whose put takes `putLatencyMs` (given up on after 100 ms), then a delete of theirs: what it said, and what it left for waitUntil. */
