@@ -391,7 +391,8 @@ export class UserCacheStore {
    * says another write took this one's work, or past `deadline`.
    */
   private async claimTurn(scope: string, deadline: number, stillNeeded: () => boolean = () => true): Promise<{ turn: Promise<void>; end: () => void } | null> {
-    const { putIntervalMs, previousWriteWaitMs } = this.timing;
+    const { putIntervalMs, previousWriteWaitMs, ioWaitMs } = this.timing;
+    let waitedForLatePuts = false;
     for (;;) {
       if (!stillNeeded() || Date.now() > deadline) return null;
       const inFlight = writesInFlight.get(scope);
@@ -402,6 +403,14 @@ export class UserCacheStore {
           if (write && !write.putStarted) abandonWrite(scope, write);
           else writesInFlight.delete(scope);
         }
+        continue;
+      }
+      // A put given up on may still land, and landing after this write it would overwrite it: waited for a while
+      // (once), so that this write reads it and merges into it.
+      const late = waitedForLatePuts ? [] : latePuts(scope);
+      if (late.length > 0) {
+        waitedForLatePuts = true;
+        await within(Promise.all(late), Math.min(2 * ioWaitMs, Math.max(1, deadline - Date.now())));
         continue;
       }
       const wait = putWaitMs(scope, putIntervalMs);
@@ -443,12 +452,6 @@ export class UserCacheStore {
     if (release === null) throw new Error('unreachable: a delete always takes its turn');
     const unanswered = (what: string): Error => new Error(`KV ${what} unanswered after ${ioWaitMs} ms`);
     try {
-      const late = latePuts(scope);
-      if (late.length > 0) {
-        await within(Promise.all(late), 2 * ioWaitMs);
-        // Landed meanwhile: spaced from it, as from any put.
-        await untilPutAllowed(scope, putIntervalMs);
-      }
       notePut(scope, Date.now());
       noteDeleted(scope, Date.now());
       const read = await within(this.kv.get(key, 'arrayBuffer'), ioWaitMs);

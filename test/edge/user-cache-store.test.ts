@@ -347,7 +347,8 @@ describe('UserCacheStore', () => {
     // The cancelled request's own bound on its put never fires (no timers run for it): nothing of its own ends its write.
     const cancelled = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { ioWaitMs: Infinity });
     void cancelled.saveMerged(await cancelled.load(scope), [1, 50, 60, 70]);
-    const next = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { previousWriteWaitMs: 300 });
+    // (Its put, unanswered, is waited for twice ioWaitMs more, as a put given up on: it may land yet.)
+    const next = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { previousWriteWaitMs: 300, ioWaitMs: 300 });
     const started = Date.now();
     await next.saveMerged(await next.load(scope), [1, 80, 90, 100]);
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
@@ -464,6 +465,22 @@ describe('UserCacheStore', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(450);
     expect(Date.now() - started).toBeLessThan(1_500);
     expect(kv.values.has(UserCacheStore.keyFor(scope))).toBe(true);
+  });
+
+  it("waits for a put given up on before the user's next write, so that landing late it does not overwrite it", async () => {
+    const kv = new MapKv();
+    const scope = await cacheScope('k', 'late-then-next');
+    const store = new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, { putIntervalMs: 50, ioWaitMs: 300, latePutWaitMs: 0 });
+    kv.putLatencyMs = 500;
+    // Given up on at 300 ms; it lands at ~500.
+    await store.saveMerged(await store.load(scope), [1, 10, 11, 12]);
+    kv.putLatencyMs = 0;
+    await store.saveMerged(await store.load(scope), [1, 20, 21, 22]);
+    const cache = (await store.load(scope)).cache;
+    // The next write read what the late put wrote and merged into it: both kept, the late one not written over.
+    expect(cache.nextTokens([10, 11], 1)[0]?.token).toBe(12);
+    expect(cache.nextTokens([20, 21], 1)[0]?.token).toBe(22);
+    expect(cache.merges).toBe(2);
   });
 
   /** A user's write whose put takes `putLatencyMs` (given up on after 100 ms), then a delete of theirs: what it said, and what it left for waitUntil. */
