@@ -5,7 +5,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../edge/api-keys';
 import { workerdKv } from '../support/workerd-kv';
-import { cacheScope, UserCacheStore, type UserCacheTiming } from '../../edge/user-cache-store';
+import { cacheScope, UserCacheStore, type LoadedUserCache, type UserCacheTiming } from '../../edge/user-cache-store';
 import { UserCache, mergeIntoUserCache } from '../../shared/drafting/user-cache';
 import { draftEdgeTrie, edgeTrieTokenOutside } from '../../shared/drafting/edge-trie';
 
@@ -379,16 +379,25 @@ describe('UserCacheStore', () => {
     expect(kv.putTimes).toHaveLength(2);
   });
 
-  it("writes a live request's tokens that a write whose request died mid-read took, once that write is seen to have begun no put", async () => {
+  /**
+   * A user with one write behind them, then two of their requests loaded: one that gets the turn first (its interval
+   * shorter) and whose own timers never fire to give its KV calls up (ioWaitMs Infinity), and a live one.
+   */
+  async function dyingThenLive(user: string, live: Partial<UserCacheTiming>): Promise<{ kv: MapKv; scope: string; dying: UserCacheStore; live: UserCacheStore; dyingLoad: LoadedUserCache; liveLoad: LoadedUserCache }> {
     const kv = new MapKv();
-    const scope = await cacheScope('k', 'dead-claimer');
+    const scope = await cacheScope('k', user);
     const store = (timing: Partial<UserCacheTiming>): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, timing);
     await store({}).saveMerged(await store({}).load(scope), [1, 10, 11, 12]);
-    // The dead request gets the turn first (its interval is shorter) and takes the live one's tokens with its own; its
-    // read at the end never answers, and no timer of its fires to give it up.
-    const dead = store({ putIntervalMs: 50, ioWaitMs: Infinity });
-    const live = store({ putIntervalMs: 150, previousWriteWaitMs: 300 });
-    const [deadLoad, liveLoad] = await Promise.all([dead.load(scope), live.load(scope)]);
+    const dying = store({ putIntervalMs: 50, ioWaitMs: Infinity });
+    const liveStore = store({ putIntervalMs: 150, ...live });
+    const [dyingLoad, liveLoad] = await Promise.all([dying.load(scope), liveStore.load(scope)]);
+    return { kv, scope, dying, live: liveStore, dyingLoad, liveLoad };
+  }
+
+  it("writes a live request's tokens that a write whose request died mid-read took, once that write is seen to have begun no put", async () => {
+    // The dead request gets the turn first and takes the live one's tokens with its own; its read at the end never
+    // answers, and no timer of its fires to give it up.
+    const { kv, scope, dying: dead, live, dyingLoad: deadLoad, liveLoad } = await dyingThenLive('dead-claimer', { previousWriteWaitMs: 300 });
     kv.hangNextGet = true;
     void dead.saveMerged(deadLoad, [1, 20, 21, 22]);
     const started = Date.now();
@@ -402,13 +411,7 @@ describe('UserCacheStore', () => {
   });
 
   it("writes a stalled write's requests once: the write that took them back, never the stalled one when it comes back", async () => {
-    const kv = new MapKv();
-    const scope = await cacheScope('k', 'stalled-claimer');
-    const store = (timing: Partial<UserCacheTiming>): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, timing);
-    await store({}).saveMerged(await store({}).load(scope), [1, 10, 11, 12]);
-    const stalled = store({ putIntervalMs: 50, ioWaitMs: Infinity });
-    const live = store({ putIntervalMs: 150, ioWaitMs: 100, previousWriteWaitMs: 300 });
-    const [stalledLoad, liveLoad] = await Promise.all([stalled.load(scope), live.load(scope)]);
+    const { kv, scope, dying: stalled, live, dyingLoad: stalledLoad, liveLoad } = await dyingThenLive('stalled-claimer', { ioWaitMs: 100, previousWriteWaitMs: 300 });
     kv.holdNextGet = true;
     const stalledSave = stalled.saveMerged(stalledLoad, [1, 20, 21, 22]);
     await live.saveMerged(liveLoad, [1, 30, 31, 32]);
@@ -421,13 +424,7 @@ describe('UserCacheStore', () => {
   });
 
   it("does not write again the requests of a write whose put began and never answers (they may be in KV)", async () => {
-    const kv = new MapKv();
-    const scope = await cacheScope('k', 'hung-put');
-    const store = (timing: Partial<UserCacheTiming>): UserCacheStore => new UserCacheStore(kv as unknown as KVNamespace, 16 * 1024, 512, undefined, 0, timing);
-    await store({}).saveMerged(await store({}).load(scope), [1, 10, 11, 12]);
-    const dying = store({ putIntervalMs: 50, ioWaitMs: Infinity });
-    const live = store({ putIntervalMs: 150, ioWaitMs: 100, previousWriteWaitMs: 300 });
-    const [dyingLoad, liveLoad] = await Promise.all([dying.load(scope), live.load(scope)]);
+    const { kv, dying, live, dyingLoad, liveLoad } = await dyingThenLive('hung-put', { ioWaitMs: 100, previousWriteWaitMs: 300 });
     kv.hangNextPut = true;
     void dying.saveMerged(dyingLoad, [1, 20, 21, 22]);
     const started = Date.now();
