@@ -8,6 +8,7 @@
  */
 import { mergeIntoUserCache, UserCache } from '../shared/drafting/user-cache';
 import { sha256Hex } from './api-keys';
+import { TIMED_OUT, within } from './settled-within';
 
 export interface LoadedUserCache {
   scope: string;
@@ -149,18 +150,6 @@ function isRateLimited(err: unknown): boolean {
   return /\b429\b|too many requests/i.test(err instanceof Error ? err.message : String(err));
 }
 
-const GAVE_UP = Symbol('gave up');
-
-/** The promise's value, or GAVE_UP once `ms` pass first (an infinite `ms` waits for ever). */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | typeof GAVE_UP> {
-  if (!Number.isFinite(ms)) return promise;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([promise, new Promise<typeof GAVE_UP>((resolve) => (timer = setTimeout(() => resolve(GAVE_UP), ms)))]);
-  } finally {
-    if (timer !== undefined) clearTimeout(timer);
-  }
-}
 
 /**
  * Per scope, when this isolate last deleted it (DELETE /v1/user-cache): a
@@ -263,11 +252,7 @@ function putWaitMs(scope: string, intervalMs: number): number {
 /** Resolves once a put of `scope` may go. */
 async function untilPutAllowed(scope: string, intervalMs: number): Promise<void> {
   const wait = putWaitMs(scope, intervalMs);
-  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-}
-
-function settledOrTimedOut(previous: Promise<void>, ms: number): Promise<void> {
-  return within(previous, ms).then(() => undefined);
+  if (wait > 0) await sleep(wait);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -357,7 +342,7 @@ export class UserCacheStore {
         if (write === undefined) return;
         // A live write begins its put within ioWaitMs of its turn (its read bounded so): one that has not by then
         // (its request's context ended, most likely) writes nothing now, and its requests wait again.
-        if ((await within(write.done, Math.min(previousWriteWaitMs, ioWaitMs + PUT_START_SLACK_MS, left()))) !== GAVE_UP || write.putStarted || left() === 0) return;
+        if ((await within(write.done, Math.min(previousWriteWaitMs, ioWaitMs + PUT_START_SLACK_MS, left()))) !== TIMED_OUT || write.putStarted || left() === 0) return;
         abandonWrite(scope, write);
         continue;
       }
@@ -397,7 +382,7 @@ export class UserCacheStore {
       if (!stillNeeded() || Date.now() > deadline) return null;
       const inFlight = writesInFlight.get(scope);
       if (inFlight !== undefined) {
-        if ((await within(inFlight, Math.min(previousWriteWaitMs, Math.max(1, deadline - Date.now())))) === GAVE_UP && writesInFlight.get(scope) === inFlight && Date.now() <= deadline) {
+        if ((await within(inFlight, Math.min(previousWriteWaitMs, Math.max(1, deadline - Date.now())))) === TIMED_OUT && writesInFlight.get(scope) === inFlight && Date.now() <= deadline) {
           // Another request's, which the runtime ended, most likely: where its write began no put, its requests wait again.
           const write = writesByTurn.get(inFlight);
           if (write && !write.putStarted) abandonWrite(scope, write);
@@ -456,7 +441,7 @@ export class UserCacheStore {
       noteDeleted(scope, Date.now());
       const read = await within(this.kv.get(key, 'arrayBuffer'), ioWaitMs);
       // Unread: said to have been there (it is gone either way once the delete lands).
-      const existed = read === GAVE_UP || read !== null;
+      const existed = read === TIMED_OUT || read !== null;
       // Whatever the read said: it may be stale (KV is eventually consistent), and a forgotten value must go.
       const deleted = await within(this.kv.delete(key), ioWaitMs);
       const still = latePuts(scope);
@@ -471,7 +456,7 @@ export class UserCacheStore {
           .catch((err: unknown) => console.warn('edge: user cache delete after a late write failed', err));
         waitUntil?.(again);
       }
-      if (deleted === GAVE_UP) throw unanswered('DELETE');
+      if (deleted === TIMED_OUT) throw unanswered('DELETE');
       return existed;
     } finally {
       release.end();
@@ -508,7 +493,7 @@ export class UserCacheStore {
     let base: Uint8Array | null;
     try {
       const value = await within(this.kv.get(UserCacheStore.keyFor(scope), 'arrayBuffer'), ioWaitMs);
-      if (value === GAVE_UP) throw new Error(`KV GET unanswered after ${ioWaitMs} ms`);
+      if (value === TIMED_OUT) throw new Error(`KV GET unanswered after ${ioWaitMs} ms`);
       base = value ? new Uint8Array(value) : null;
     } catch (err) {
       // Deleted lately: the value read at the start may be the forgotten one (read while the delete ran); not written back.
@@ -535,7 +520,7 @@ export class UserCacheStore {
     notePut(scope, Date.now());
     const put = this.kv.put(UserCacheStore.keyFor(scope), merged!, this.ttlSeconds > 0 ? { expirationTtl: Math.max(60, this.ttlSeconds) } : undefined);
     const settled = notePutInFlight(scope, put);
-    let outcome: void | typeof GAVE_UP;
+    let outcome: void | typeof TIMED_OUT;
     try {
       outcome = await within(put, ioWaitMs);
     } catch (err) {
@@ -546,7 +531,7 @@ export class UserCacheStore {
       console.warn('edge: user cache write failed; these requests are not kept', err);
       return 'done';
     }
-    if (outcome === GAVE_UP) {
+    if (outcome === TIMED_OUT) {
       // Not tried again: it may still land, and a second put would then be refused or overwrite it.
       console.warn(`edge: user cache write unanswered after ${ioWaitMs} ms; the user's next write goes ahead`);
       write.latePut = settled;
