@@ -14,7 +14,7 @@
  * than AFFINITY_SLACK above the least loaded one: then load decides.
  */
 import { featuresMissing, type PoolFeature } from '../shared/pool-features';
-import type { PoolHealth } from '../shared/protocol';
+import { PROTOCOL_VERSION, type PoolHealth } from '../shared/protocol';
 import { PoolClient } from './pool-client';
 
 const HEALTH_TTL_MS = 2_000;
@@ -92,6 +92,8 @@ export class PoolPicker {
   private readonly misdirected = new Map<string, number>();
   /** Pools whose last /v1/info named other weights than the pinned ones (modelSha256): not tried at all. */
   private readonly unpinned = new Set<string>();
+  /** Pools whose last /v1/info named another edge-pool protocol version than this edge's, with that version: not tried at all. */
+  private readonly otherProtocol = new Map<string, number>();
   /** `url reason` → when it was last said that the pool was passed over for it. */
   private readonly passedOverSaid = new Map<string, number>();
   /** When a pool last went silent past its stall window here (0: never). */
@@ -217,7 +219,8 @@ export class PoolPicker {
     );
     const last = (url: string): boolean => (this.misdirected.get(url) ?? 0) > now;
     // Pinned weights: a pool known to serve others is left out (one too old to check a request's weights would run it).
-    const pinned = this.unpinned.size > 0 ? urls.filter((url) => !this.unpinned.has(url)) : urls;
+    // So is one that speaks another protocol version.
+    const pinned = this.unpinned.size > 0 || this.otherProtocol.size > 0 ? urls.filter((url) => !this.passedOverByInfo(url)) : urls;
     // A pool that would drop a field the request sets (it predates it) would answer another question: left out.
     const tried = needed.length === 0 ? pinned : pinned.filter((url) => this.honours(url, needed));
     return [...tried.filter((url) => !last(url)), ...tried.filter(last)].map((url) => this.client(url)!);
@@ -275,6 +278,28 @@ export class PoolPicker {
     return { ...health, load: Math.min(1, health.load + sent / health.maxActive) };
   }
 
+  /**
+   * The protocol version a pool's /v1/info named: another than this edge's
+   * leaves it out of `ordered()` until it names this edge's (its requests and
+   * events would be misread: a change an old peer would misread is a new
+   * version). Said in the log once a spell.
+   */
+  noteProtocol(url: string, version: number): void {
+    if (version === PROTOCOL_VERSION) {
+      this.otherProtocol.delete(url);
+      return;
+    }
+    if (this.otherProtocol.get(url) !== version) {
+      console.error(`edge: pool ${url} speaks edge-pool protocol ${String(version).slice(0, 40)}, and this edge ${PROTOCOL_VERSION}: it is not sent work until it speaks ${PROTOCOL_VERSION} (run an edge and pools of one release)`);
+    }
+    this.otherProtocol.set(url, version);
+  }
+
+  /** Whether the pool at `url` is left out for what its /v1/info said (other pinned weights, another protocol). */
+  private passedOverByInfo(url: string): boolean {
+    return this.unpinned.has(url) || this.otherProtocol.has(url);
+  }
+
   /** What a pool's /v1/info said of the pinned weights: `matches` false leaves it out of `ordered()` until it says true. */
   notePinned(url: string, matches: boolean): void {
     if (matches) this.unpinned.delete(url);
@@ -320,7 +345,7 @@ export class PoolPicker {
     for (const { baseUrl } of this.clients) {
       const entry = this.entries.get(baseUrl);
       const ok = unknown.has(baseUrl) ? await unknown.get(baseUrl)! : entry?.health?.ok === true && !entry.down;
-      if (ok && !this.unpinned.has(baseUrl) && (this.misdirected.get(baseUrl) ?? 0) <= after) healthy++;
+      if (ok && !this.passedOverByInfo(baseUrl) && (this.misdirected.get(baseUrl) ?? 0) <= after) healthy++;
     }
     return { healthy, total: this.clients.length };
   }

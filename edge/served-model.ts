@@ -12,7 +12,7 @@
  * tokenizer at the same address); the tokenizer is fetched again only when
  * its checksum changed.
  */
-import { modelIdentity, sameModelIdentity, type PoolInfo } from '../shared/protocol';
+import { modelIdentity, PROTOCOL_VERSION, sameModelIdentity, type PoolInfo } from '../shared/protocol';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { ApiError } from './api-error';
@@ -161,6 +161,8 @@ class InfoAsker {
   private lastError: unknown = null;
   /** A pool answered with other weights than the pinned ones. */
   private pinnedOut = false;
+  /** The protocol version a pool named that is not this edge's (the last one seen), or null. */
+  private otherProtocol: number | null = null;
   /** Every pool asked answered 401: the edge's SSSD_POOL_TOKEN is not theirs. */
   private everyRefusedToken = true;
 
@@ -174,6 +176,12 @@ class InfoAsker {
       info = await client.info();
     } catch (err) {
       this.failed(client, err);
+      return null;
+    }
+    // Another protocol version's info and events would be misread: that pool is left out until it speaks this one.
+    picker.noteProtocol(client.baseUrl, info.protocol);
+    if (info.protocol !== PROTOCOL_VERSION) {
+      this.otherProtocol = info.protocol;
       return null;
     }
     if (picker.modelSha256 !== null) {
@@ -204,6 +212,10 @@ class InfoAsker {
     if (this.pinnedOut && picker.modelSha256 !== null) {
       // Up, but none with the pinned weights: said so, not taken for an outage.
       return new ApiError(503, `No pool serves the weights this edge is pinned to (SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}…); retry shortly.`, 'service_unavailable', 'pool_unavailable', null, 2);
+    }
+    if (this.otherProtocol !== null && !answered && this.lastError === null) {
+      // Reachable, and of another release: the operator's to fix, as a refused token is.
+      return new ApiError(503, `The inference pools speak another edge-pool protocol version (${String(this.otherProtocol).slice(0, 40)}) than this edge (${PROTOCOL_VERSION}); the service's operator must run an edge and pools of one release.`, 'service_unavailable', 'pool_unavailable', null, 60, false);
     }
     // One line (no stack): it comes at every request while no pool answers.
     console.error(`edge: no pool answered /v1/info: ${this.lastError instanceof Error ? this.lastError.message : String(this.lastError)}`);

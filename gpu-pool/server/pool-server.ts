@@ -85,7 +85,23 @@ export const FAILING_HOLD_MS = 30_000;
 /** How long close() lets ended streams reach readers that are behind before it closes their connections. */
 export const CLOSE_FLUSH_MS = 5_000;
 
-const GENERATION_PATH = /^\/v1\/generations\/([A-Za-z0-9._:-]{1,128})(\/trie)?$/;
+/** A generation's path; its id segment may be percent-encoded (`:` as %3A, as encodeURIComponent writes it). */
+const GENERATION_PATH = /^\/v1\/generations\/([^/]{1,384})(\/trie)?$/;
+/** The ids a generation may have (shared/protocol.ts's rule). */
+const GENERATION_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** A path segment's id, percent-decoded; null where it does not decode to an id a generation may have. */
+function generationIdOf(segment: string): string | null {
+  let id = segment;
+  if (segment.includes('%')) {
+    try {
+      id = decodeURIComponent(segment);
+    } catch {
+      return null;
+    }
+  }
+  return GENERATION_ID.test(id) ? id : null;
+}
 
 export class PoolServer {
   readonly http: Server;
@@ -122,6 +138,14 @@ export class PoolServer {
         this.handle(req, res).catch((err: unknown) => this.fail(res, err));
       },
     );
+    // `Expect: 100-continue` (curl's way with a large body): a body declared over the cap is answered 413 before the
+    // client sends it, not after (Node's default writes 100 Continue first); the rest are told to go on.
+    this.http.on('checkContinue', (req, res) => {
+      const declared = Number(req.headers['content-length'] ?? NaN);
+      if (Number.isFinite(declared) && declared > this.maxBodyBytes) res.setHeader('connection', 'close');
+      else res.writeContinue();
+      this.handle(req, res).catch((err: unknown) => this.fail(res, err));
+    });
     this.http.keepAliveTimeout = 30_000;
     this.stalledReaders = new StalledReaders(options.stalledReaderMs ?? DEFAULT_STALLED_READER_MS, (res, waiting) => {
       this.cutForStalling.add(res);
@@ -264,10 +288,18 @@ export class PoolServer {
     if (route === '/v1/info') return this.expect(method, 'GET', res, () => sendJson(res, 200, this.options.info));
     if (route === '/v1/tokenizer') {
       return this.expect(method, 'GET', res, () => {
+        const etag = `"${this.options.info.tokenizer.sha256}"`;
+        // An edge that kept the file asks with If-None-Match: the same file is a 304, not its bytes again.
+        const held = req.headers['if-none-match'];
+        if (held !== undefined && (held.trim() === '*' || held.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag))) {
+          res.writeHead(304, { etag });
+          res.end();
+          return;
+        }
         res.writeHead(200, {
           'content-type': 'application/octet-stream',
           'content-length': this.options.tokenizerBytes.byteLength,
-          etag: `"${this.options.info.tokenizer.sha256}"`,
+          etag,
         });
         res.end(this.options.tokenizerBytes);
       });
@@ -292,8 +324,8 @@ export class PoolServer {
       });
     }
     const m = GENERATION_PATH.exec(route);
-    if (m) {
-      const id = m[1];
+    const id = m ? generationIdOf(m[1]) : null;
+    if (m && id !== null) {
       if (m[2]) return this.expect(method, 'POST', res, () => this.pushTrie(id, req, res));
       return this.expect(method, 'DELETE', res, () => {
         const reason = url.searchParams.get('reason');
@@ -359,7 +391,7 @@ export class PoolServer {
       if (res.headersSent) return;
       req.socket.setNoDelay(true);
       this.options.metrics.eventStreams[encoding.name].inc();
-      res.writeHead(200, { 'content-type': encoding.contentType, 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+      res.writeHead(200, { 'content-type': encoding.contentType, 'cache-control': 'no-store', 'x-accel-buffering': 'no', vary: 'accept' });
       res.flushHeaders();
     };
     // A step's events for this generation (tokens, a trie hint, done) and the

@@ -194,4 +194,27 @@ describe('the served model', () => {
     expect((err as ApiError).status).toBe(503);
     expect((err as ApiError).message).toMatch(/No pool serves the weights this edge is pinned to \(SSSD_MODEL_SHA256 ffffffffffff/);
   });
+
+  it('sends no work to a pool that speaks another protocol version, says so where every pool does, and takes it back once it speaks this one', async () => {
+    const other = await startFaultProxy(stories.url);
+    other.protocol = 2;
+    try {
+      const err = await servedModel(new PoolPicker([other.url], token)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApiError);
+      expect(err).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60 });
+      expect((err as ApiError).message).toMatch(/another edge-pool protocol version \(2\) than this edge \(1\)/);
+      expect(errorResponse(err as ApiError).headers.get('x-should-retry')).toBe('false');
+
+      const picker = new PoolPicker([other.url, stories.url], token);
+      expect((await served(picker, 60_000)).model.info.model.name).toBe('stories260K');
+      expect((await picker.ordered()).map((c) => c.baseUrl)).toEqual([stories.url]);
+      // Upgraded: the next check finds it speaking this edge's version.
+      other.protocol = null;
+      const checked = await served(picker, 0);
+      await Promise.all(checked.checks);
+      expect((await picker.ordered()).map((c) => c.baseUrl).sort()).toEqual([other.url, stories.url].sort());
+    } finally {
+      await other.close();
+    }
+  });
 });

@@ -68,6 +68,8 @@ export interface FaultProxy {
   garbledLine: string;
   /** Features the pool behind stands as not knowing (`'all'`: a pool from before the list); null: none. */
   forgets: readonly PoolFeature[] | 'all' | null;
+  /** The edge-pool protocol version its /v1/info names in place of the pool's (a pool of another release); null: the pool's own. */
+  protocol: number | null;
   /** Sends what comes next to another pool (a pool replaced at the same address). */
   retarget(target: string): void;
   close(): Promise<void>;
@@ -97,6 +99,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     busyHintMs: 200,
     garbledLine: 'null',
     forgets: null,
+    protocol: null,
     breaks: (id) => !/\.r\d+$/.test(id),
     opened: [],
     broken: [],
@@ -154,13 +157,14 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       body = Buffer.from(JSON.stringify(forgotten(JSON.parse(body.toString('utf8')) as Record<string, unknown>, proxy.forgets)));
       headers['content-length'] = String(body.length);
     }
-    const listed = req.method === 'GET' && (req.url === '/healthz' || req.url === '/v1/info') && proxy.forgets !== null;
+    const listed = req.method === 'GET' && ((req.url === '/healthz' && proxy.forgets !== null) || (req.url === '/v1/info' && (proxy.forgets !== null || proxy.protocol !== null)));
     const out = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers }, (up) => {
       if (listed) {
         const parts: Buffer[] = [];
         up.on('data', (c: Buffer) => parts.push(c));
         up.on('end', () => {
-          const said = JSON.parse(Buffer.concat(parts).toString('utf8')) as { features?: string[] };
+          const said = JSON.parse(Buffer.concat(parts).toString('utf8')) as { features?: string[]; protocol?: number };
+          if (proxy.protocol !== null && req.url === '/v1/info') said.protocol = proxy.protocol;
           const forgets = proxy.forgets;
           if (forgets === 'all') delete said.features;
           else if (forgets !== null) said.features = (said.features ?? []).filter((f) => !(forgets as readonly string[]).includes(f));

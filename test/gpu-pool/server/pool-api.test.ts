@@ -116,6 +116,15 @@ describe('info and tokenizer', () => {
     const bytes = new Uint8Array(await res.arrayBuffer());
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(body.tokenizer.sha256);
     expect(Buffer.from(bytes).equals(readFileSync(models.stories260K.tokenizer))).toBe(true);
+    // An edge that holds the file asks again with its ETag: 304, no bytes.
+    const etag = res.headers.get('etag');
+    expect(etag).toBe(`"${body.tokenizer.sha256}"`);
+    const again = await fetch(`${pool.url}${body.tokenizer.path}`, { headers: { authorization: `Bearer ${pool.token}`, 'if-none-match': etag! } });
+    expect(again.status).toBe(304);
+    expect((await again.arrayBuffer()).byteLength).toBe(0);
+    const other = await fetch(`${pool.url}${body.tokenizer.path}`, { headers: { authorization: `Bearer ${pool.token}`, 'if-none-match': '"another"' } });
+    expect(other.status).toBe(200);
+    expect((await other.arrayBuffer()).byteLength).toBe(bytes.byteLength);
   });
 });
 
@@ -164,6 +173,32 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     expect(((await res.json()) as { message: string }).message).toMatch(/exceeds the limit of 8388608 bytes/);
     const ok = await generate(pool, { id: 'after-chunked-413', promptIds: [1, 403], maxTokens: 5 });
     expect(ok.ids.length).toBe(5);
+  });
+
+  it('a body declared over the limit with Expect: 100-continue is answered 413 before it is sent', async () => {
+    const { connect } = await import('node:net');
+    const url = new URL(pool.url);
+    const socket = connect(Number(url.port), url.hostname);
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write(`POST /v1/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${pool.token}\r\ncontent-type: application/json\r\ncontent-length: 9000000\r\nexpect: 100-continue\r\n\r\n`);
+    // The client sends nothing more: the pool answers and closes, without asking for the body.
+    await ended;
+    expect(received).toMatch(/^HTTP\/1\.1 413 /);
+    expect(received).not.toMatch(/100 Continue/);
+    expect(received).toMatch(/request body is 9000000 bytes; the limit is 8388608/);
+    // A body within the limit is asked for (100 Continue), then served.
+    const small = JSON.stringify({ id: 'after-continue', promptIds: [1, 403], maxTokens: 5 });
+    const second = connect(Number(url.port), url.hostname);
+    let answer = '';
+    second.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    second.write(`POST /v1/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${pool.token}\r\ncontent-type: application/json\r\ncontent-length: ${small.length}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n`);
+    expect(await waitFor(async () => answer.includes('100 Continue'), 5000)).toBe(true);
+    second.write(small);
+    await new Promise<void>((resolve) => second.on('close', () => resolve()));
+    expect(answer).toMatch(/HTTP\/1\.1 200 /);
+    expect(answer).toMatch(/"type":"done"/);
   });
 
   it('a cancel names no reason but "stop" (400)', async () => {
@@ -400,6 +435,30 @@ describe('cancellation', () => {
     expect(never.status).toBe(404);
     await never.text();
     expect(await metricValue(pool, 'sssd_pool_error_responses_total', 'status="404"')).toBe(before404 + 1);
+  });
+
+  it('takes an id percent-encoded in the path, as encodeURIComponent and urllib.parse.quote write `:`', async () => {
+    const res = await post('/v1/generate', JSON.stringify({ id: 'cmpl:encoded', ...LONG }));
+    expect(res.status).toBe(200);
+    let done: Extract<PoolEvent, { type: 'done' }> | undefined;
+    let pushed: Response | undefined;
+    let deleted: Response | undefined;
+    for await (const e of streamEvents(res)) {
+      if (e.type === 'tokens' && !deleted) {
+        pushed = await post(`/v1/generations/${encodeURIComponent('cmpl:encoded')}/trie`, JSON.stringify({ outputLength: 0, trie: Buffer.from(encodeEdgeTrie([5, 6], [-1, 0], [1, 0.9])).toString('base64') }));
+        deleted = await fetch(`${pool.url}/v1/generations/cmpl%3Aencoded`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } });
+      }
+      if (e.type === 'done') done = e;
+    }
+    // Routed to the generation, not "no route" (which reads as "already ended"); `off` ignores tries (202).
+    expect(pushed?.status).toBe(202);
+    expect(deleted?.status).toBe(200);
+    expect(await deleted?.json()).toEqual({ id: 'cmpl:encoded', cancelled: true });
+    expect(done?.finishReason).toBe('cancelled');
+    // A segment that does not decode to an id is not one.
+    const bad = await fetch(`${pool.url}/v1/generations/%E0%A4%A`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } });
+    expect(bad.status).toBe(404);
+    await bad.text();
   });
 
   it('a client that disconnects frees its row', async () => {
