@@ -432,8 +432,9 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           trieFollows: drafts && cacheInTime === null,
           logprobs: asked,
           logprobIds,
-          // The user's cache learns from one choice: n writes of one KV key would race.
-          saveToCache: i === 0,
+          // The user's cache learns from one choice: n writes of one KV key would race; and from none where the
+          // client said `store: false` (review h112: its text stayed in KV for 30 days, readable by the key's holder).
+          saveToCache: i === 0 && body.store !== false,
           echo: echoed,
           // Every choice has the same prompt: the pool scores it once, and the response shows choice 0's.
           promptLogprobs: i === 0 ? promptScores : null,

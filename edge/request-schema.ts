@@ -86,6 +86,12 @@ export const modelField = z.string().min(1).max(256);
 
 const commonFields = {
   model: modelField,
+  /**
+   * OpenAI's. Completions and chat completions keep no replies either way;
+   * `false` also keeps nothing of the request in the user's cache (read to
+   * draft from, never written), where a client that said so expects nothing kept.
+   */
+  store: z.boolean().nullish(),
   stream: z.boolean().nullish(),
   stream_options: streamOptionsSchema,
   max_tokens: z.number().int().min(1).nullish(),

@@ -378,6 +378,8 @@ export function translateResponsesRequest(
     repetition_penalty: body.repetition_penalty,
     seed: body.seed,
     speculation: body.speculation,
+    // A response not stored leaves nothing in the user's cache either.
+    store: body.store,
     user: body.user ?? body.safety_identifier,
     ...(format
       ? {

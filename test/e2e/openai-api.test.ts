@@ -287,6 +287,20 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(alias.usage?.speculation.edge_accepted_tokens).toBe(0);
   });
 
+  it('keeps nothing in the user cache of a request that says store: false, on any of the three APIs', async () => {
+    const prompt = 'Lily found a small blue box under her bed. She opened it slowly.';
+    await streamCompletion({ prompt, max_tokens: 32, temperature: 0, user: 'hana', store: false });
+    await client.chat.completions.create({ model, messages: [{ role: 'user', content: prompt }], max_tokens: 16, temperature: 0, user: 'hana', store: false });
+    await client.responses.create({ model, input: prompt, max_output_tokens: 16, temperature: 0, user: 'hana', store: false });
+    // The same without it is kept, and alone.
+    const kept = await streamCompletion({ prompt, max_tokens: 32, temperature: 0, user: 'hana' });
+    await untilCacheMerged('hana', 1);
+    await new Promise((r) => setTimeout(r, 1500)); // a late write of the others, were there one
+    const view = await userCache('hana');
+    expect(view.requests_merged).toBe(1);
+    expect(view.history.map((h) => h.text.trim())).toEqual([`${prompt}${kept.text}`.trim()]);
+  });
+
   it("forgets a user's cache on DELETE /v1/user-cache, and keeps nothing of a request that does not draft at the edge", async () => {
     const prompt = 'Ben saw a big cat on the wall. The cat was sleeping in the sun.';
     const forget = async (user: string | null, key = stack.devKey) => {
