@@ -153,6 +153,12 @@ function readBodyText(c: Context<AppEnv>): Promise<string> {
 
 async function readJson(c: Context<AppEnv>): Promise<unknown> {
   const text = await readBodyText(c);
+  // Read first (a body left unread broke the next request under wrangler dev); then a compressed one is said to be
+  // one, not "not valid JSON" (review h112). The Worker is not sent one decompressed.
+  const encoding = c.req.header('content-encoding')?.trim().toLowerCase();
+  if (encoding && encoding !== 'identity') {
+    throw new ApiError(415, `Content-Encoding ${clipped(encoding, 40)} is not supported for request bodies; send the JSON uncompressed.`, 'invalid_request_error', 'unsupported_media_type');
+  }
   try {
     return JSON.parse(text) as unknown;
   } catch {

@@ -12,7 +12,7 @@ import type { z } from 'zod';
 export function specificIssue(issue: z.core.$ZodIssue | undefined): z.core.$ZodIssue | undefined {
   if (!issue) return issue;
   // JSON.parse reads a number past ±1.8e308 as infinite; zod then says "received Infinity", which no client sent.
-  if (issue.code === 'invalid_type' && (issue as { received?: unknown }).received === 'Infinity') {
+  if (issue.code === 'invalid_type' && ((issue as { received?: unknown }).received === 'Infinity' || (issue as { received?: unknown }).received === '-Infinity')) {
     return { ...issue, message: 'a number too large to be read (past ±1.8e308)' };
   }
   if (issue.code === 'invalid_key') {

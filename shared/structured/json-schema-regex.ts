@@ -396,7 +396,13 @@ class RegexBuilder {
   private literal(v: unknown, schema: Schema, path: string): string | null {
     let text: string | undefined;
     try {
-      text = JSON.stringify(v);
+      // A number the body's JSON could not hold (1e400 read as Infinity, an integer past 2^53 rounded) would be
+      // written as null or as another number, a value the schema does not admit (review h112): refused.
+      text = JSON.stringify(v, (_key, value: unknown) => {
+        if (typeof value === 'number' && !Number.isFinite(value)) throw new SchemaError(path, 'a const or enum number too large to be read');
+        if (typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value)) throw new SchemaError(path, 'a const or enum integer past 2^53, which cannot be held exactly');
+        return value;
+      });
     } catch (e) {
       // JSON.stringify recurses: a value nested thousands deep overflows its stack.
       if (e instanceof RangeError) throw new SchemaError(path, 'a const or enum value nested too deep');

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { createOpenAI } from '@ai-sdk/openai';
 import { generateText, stepCountIs, streamText, tool } from 'ai';
 import OpenAI from 'openai';
@@ -1365,6 +1366,14 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(retrieved).toBeInstanceOf(OpenAI.NotFoundError);
     expect((retrieved as InstanceType<typeof OpenAI.NotFoundError>).message).toMatch(/Chat completions are not stored by this server.*Responses API/);
     expect((await client.chat.completions.messages.list(stored.id).catch((err: unknown) => err)) as unknown).toBeInstanceOf(OpenAI.NotFoundError);
+    // A compressed body is said to be one (415), not "not valid JSON".
+    const gzipped = await fetch(`${stack.edgeUrl}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.devKey}`, 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      body: gzipSync(JSON.stringify({ model, prompt: 'hi', max_tokens: 2 })),
+    });
+    expect(gzipped.status).toBe(415);
+    expect(((await gzipped.json()) as { error: { message: string } }).error.message).toMatch(/Content-Encoding gzip is not supported/);
   });
 
   it('bounds a reply by max_completion_tokens on either endpoint, and refuses two different bounds', async () => {

@@ -351,6 +351,9 @@ describe('numbers too large to read', () => {
     const err = refusal(JSON.parse('{"max_tokens":1e400}') as Record<string, unknown>);
     expect(err?.status).toBe(400);
     expect(err!.toBody().error).toMatchObject({ param: 'max_tokens', message: 'max_tokens: a number too large to be read (past ±1.8e308)' });
+    // Negative alike (it was "expected number, received -Infinity").
+    const negative = refusal(JSON.parse('{"temperature":-1e400}') as Record<string, unknown>);
+    expect(negative!.toBody().error).toMatchObject({ param: 'temperature', message: 'temperature: a number too large to be read (past ±1.8e308)' });
   });
 });
 

@@ -59,6 +59,15 @@ describe('jsonSchemaRegex', () => {
     expect([e.test('"x"'), e.test('1')]).toEqual([true, false]);
   });
 
+  it('refuses a const or enum number the body could not hold (1e400, an integer past 2^53), which it would write as another value', () => {
+    for (const schema of [{ type: 'number', const: Infinity }, { type: 'object', properties: { a: { enum: [1, -Infinity] } } }, { type: 'array', items: { const: [2, Infinity] } }]) {
+      expect(() => jsonSchemaRegex(schema), JSON.stringify(schema)).toThrow(/too large to be read/);
+    }
+    expect(() => jsonSchemaRegex({ enum: [12345678901234567891] })).toThrow(/past 2\^53/);
+    // Numbers it holds exactly are written as the schema has them.
+    expect(compile(jsonSchemaRegex({ enum: [9007199254740991, 0.1, -2.5e-7] })).test('0.1')).toBe(true);
+  });
+
   it('counts code points in a length-limited string, never an escaped surrogate pair as two', () => {
     const re = compile(jsonSchemaRegex({ type: 'string', minLength: 2, maxLength: 2 }));
     expect(['"a😀"', '"\\u0001\\n"', '"\\"\\\\"'].map((t) => re.test(t))).toEqual([true, true, true]);
