@@ -11,7 +11,7 @@ export type ApiErrorType =
 
 export class ApiError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 405 | 408 | 413 | 429 | 500 | 503,
+    readonly status: 400 | 401 | 403 | 404 | 405 | 408 | 413 | 415 | 429 | 500 | 503,
     message: string,
     readonly type: ApiErrorType,
     readonly code: string | null = null,

@@ -41,6 +41,8 @@ export interface EdgeConfig {
   responseTtlSeconds: number;
   /** A stored response over this many bytes is not stored (response-store.ts). */
   responseMaxBytes: number;
+  /** A background response running this long is stopped and stored failed (ms; background-response.ts). */
+  backgroundDeadlineMs: number;
   /** SSSD_MODEL_SHA256, lower case: the weights to serve; null = those of the first pool that answers. */
   modelSha256: string | null;
 }
@@ -90,6 +92,8 @@ export const INT_VARS = {
   SSSD_RESPONSE_TTL_DAYS: { fallback: 30, min: 0, max: 3650 },
   // KV takes values up to 25 MiB.
   SSSD_RESPONSE_MAX_BYTES: { fallback: 4 * 1024 * 1024, min: 1024, max: 25 * 1024 * 1024 },
+  // Workers give a request's waitUntil 30 s after its response: the run ends, and its result is written, within them.
+  SSSD_BACKGROUND_DEADLINE_SECONDS: { fallback: 25, min: 1, max: 3600 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
   // At least three heartbeats (LEASE_HEARTBEAT_MS): a lease as short as one lapsed under a live request whose timer ran late.
@@ -241,6 +245,7 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
     concurrencyLeaseMs: 1000 * intVar(env, 'SSSD_CONCURRENCY_LEASE_SECONDS'),
     responseTtlSeconds: 86_400 * intVar(env, 'SSSD_RESPONSE_TTL_DAYS'),
     responseMaxBytes: intVar(env, 'SSSD_RESPONSE_MAX_BYTES'),
+    backgroundDeadlineMs: 1000 * intVar(env, 'SSSD_BACKGROUND_DEADLINE_SECONDS'),
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',
     jsonGrammar: env.SSSD_JSON_GRAMMAR === '1' || env.SSSD_JSON_GRAMMAR === 'true',
     // On by default: off only when said so (a value neither on nor off is warned of above, and leaves it on).

@@ -37,6 +37,8 @@ export interface EdgeEnv {
   SSSD_RESPONSE_TTL_DAYS?: string;
   /** Bytes over which a response is not stored (default 4 MiB). */
   SSSD_RESPONSE_MAX_BYTES?: string;
+  /** Seconds a background response (Responses API, `background: true`) may run before it is stopped and stored failed (default 25: Workers give waitUntil 30). */
+  SSSD_BACKGROUND_DEADLINE_SECONDS?: string;
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;
   SSSD_DEFAULT_CONCURRENCY?: string;

@@ -22,6 +22,7 @@ import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody, r
 import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
 import { loggedErrorCode, RequestLog } from './request-log';
 import { responseId } from './responses-format';
+import { BACKGROUND_STOP_POLL_MS, polledResponse } from './background-response';
 import { inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
 import { inResponsesTerms } from './responses-request';
 import { ResponseStore, responseNotFound } from './response-store';
@@ -201,8 +202,11 @@ function admit(c: Context<AppEnv>, holdsSlot = true): Extract<Admission, { ok: t
   );
 }
 
-/** A body parsed, and how its reply is answered where not in its endpoint's own shape. */
-type Handled = { parsed: ParsedRequest; answer?: Answerer };
+/**
+ * A body parsed, and how its reply is answered where not in its endpoint's own shape; `detached`: its generations
+ * outlive the client (a background response), so the client's leaving does not stop them.
+ */
+type Handled = { parsed: ParsedRequest; answer?: Answerer; detached?: boolean };
 
 async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | Promise<Handled>): Promise<Response> {
   const env = c.env;
@@ -213,8 +217,9 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
   const release = admission.release;
   let parsed: ParsedRequest;
   let answer: Answerer | undefined;
+  let detached = false;
   try {
-    ({ parsed, answer } = await parse(await readJson(c)));
+    ({ parsed, answer, detached = false } = await parse(await readJson(c)));
     refuseStreamOptionsWithoutStream(parsed.body);
     // Each of `n` choices is a generation in flight: `n` takes as many of the key's slots.
     const n = parsed.body.n ?? 1;
@@ -251,7 +256,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
       jsonGrammar: config.jsonGrammar,
       onFinish: release,
       headers: {},
-      clientSignal: c.req.raw.signal,
+      clientSignal: detached ? undefined : c.req.raw.signal,
       requestHex: c.get('requestHex'),
       answer,
       log: c.get('log'),
@@ -286,7 +291,12 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
     return await complete(c, async (body) => {
       const plan = await planResponse(body, responseStore(c), responseId(c.get('requestHex')));
       planned = true;
-      return { parsed: { kind: 'chat', body: plan.translated.chat, truncation: plan.translated.body.truncation === 'auto' ? 'auto' : undefined }, answer: responsesAnswerer(plan) };
+      const background = plan.started.background ? { waitUntil: (promise: Promise<unknown>) => c.executionCtx.waitUntil(promise), deadlineMs: edgeConfig(c.env).backgroundDeadlineMs, stopPollMs: BACKGROUND_STOP_POLL_MS } : null;
+      return {
+        parsed: { kind: 'chat', body: plan.translated.chat, truncation: plan.translated.body.truncation === 'auto' ? 'auto' : undefined },
+        answer: responsesAnswerer(plan, background),
+        detached: background !== null,
+      };
     });
   } catch (err) {
     throw planned ? inResponsesTerms(err) : err;
@@ -306,12 +316,12 @@ async function storedResponseRoute(c: Context<AppEnv>, answer: (store: ResponseS
 app.get('/v1/responses/:id', rateLimitHeaders, (c) =>
   storedResponseRoute(c, async (store, id) => {
     const stored = await storedResponse(store, id);
-    // OpenAI streams again (`stream=true`, `starting_after`) only a background response; answered as JSON, the SDK's
-    // `responses.stream({response_id})` ended in "request ended without sending any events" (review h99).
+    // OpenAI streams again (`stream=true`, `starting_after`) only a background response made with stream; answered as
+    // JSON, the SDK's `responses.stream({response_id})` ended in "request ended without sending any events" (review h99).
     if (new URL(c.req.url).searchParams.get('stream') === 'true') {
-      throw badRequest('Only responses created with background: true can be streamed again, and this server runs none in the background; retrieve it without stream.', 'stream', 'invalid_request_error');
+      throw badRequest('Only responses created with background: true and stream: true can be streamed again, and this server runs background responses without streams; retrieve it without stream (and poll it while it is queued).', 'stream', 'invalid_request_error');
     }
-    return stored.response;
+    return polledResponse(stored.response, edgeConfig(c.env).backgroundDeadlineMs);
   }),
 );
 app.delete('/v1/responses/:id', rateLimitHeaders, (c) =>
@@ -321,11 +331,16 @@ app.delete('/v1/responses/:id', rateLimitHeaders, (c) =>
   }),
 );
 app.get('/v1/responses/:id/input_items', rateLimitHeaders, (c) => storedResponseRoute(c, async (store, id) => inputItemsPage(await storedResponse(store, id), new URL(c.req.url).searchParams)));
-// Only a background response can be cancelled, and none runs here (`background` is refused).
+// Only a background response can be cancelled: one still running is told to stop (wherever it runs), one ended is
+// answered as it is (vLLM's way; a cancel often races the end).
 app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
   storedResponseRoute(c, async (store, id) => {
-    await storedResponse(store, id);
-    throw badRequest('Only responses created with background: true can be cancelled, and this server runs none in the background.', null, 'invalid_request_error');
+    const stored = await storedResponse(store, id);
+    if (!stored.response.background) throw badRequest('Only responses created with background: true can be cancelled.', null, 'invalid_request_error');
+    const response = polledResponse(stored.response, edgeConfig(c.env).backgroundDeadlineMs);
+    if (response.status !== 'queued' && response.status !== 'in_progress') return response;
+    await store.requestStop(response.id, 'cancel');
+    return { ...response, status: 'cancelled' };
   }),
 );
 

@@ -48,6 +48,16 @@ export class ReadBudgetSpent extends Error {}
 
 /** KV's smallest expiration. */
 const MIN_KV_TTL_SECONDS = 60;
+/** A stop request outlives any background run (they are bounded well under this). */
+const STOP_TTL_SECONDS = 3_600;
+
+/** What a stored response's KV metadata holds. */
+interface RecordMetadata {
+  status: ResponseObject['status'];
+}
+
+/** Why a background run is asked to stop: a cancel (stored `cancelled`) or a delete (stored no more). */
+export type BackgroundStop = 'cancel' | 'delete';
 
 export class ResponseStore {
   constructor(
@@ -104,11 +114,43 @@ export class ResponseStore {
       console.warn(`edge: response ${record.response.id} stored without its conversation: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8`);
     }
     try {
-      await this.kv.put(await this.keyFor(record.response.id), value, this.ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, this.ttlSeconds) } : undefined);
+      // The status beside the value: a delete tells a background response still running from the others without reading it whole.
+      const metadata: RecordMetadata = { status: record.response.status };
+      await this.kv.put(await this.keyFor(record.response.id), value, this.ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, this.ttlSeconds), metadata } : { metadata });
       return true;
     } catch (err) {
       console.error(`edge: response ${record.response.id} not stored`, err);
       return false;
+    }
+  }
+
+  /** The KV key of a background response's cancel (or delete) request. */
+  private async stopKeyFor(id: string): Promise<string> {
+    return `respstop:${await sha256Hex(`${this.keyId}:${id}`)}`;
+  }
+
+  /**
+   * Asks the background run of response `id`, wherever it runs, to stop: it
+   * reads this (background-response.ts), cancels its generation, and stores
+   * the response `cancelled` (or, for `delete`, stores nothing). Throws a
+   * 503 where KV fails.
+   */
+  async requestStop(id: string, why: BackgroundStop): Promise<void> {
+    try {
+      await this.kv.put(await this.stopKeyFor(id), why, { expirationTtl: STOP_TTL_SECONDS });
+    } catch (err) {
+      console.error('edge: background response stop request failed', err);
+      throw new ApiError(503, 'The response store is unavailable; retry shortly (the response is not cancelled yet).', 'service_unavailable', 'response_store_unavailable', null, 2);
+    }
+  }
+
+  /** What was asked of response `id`'s background run, if anything; null also where KV fails (the run goes on). */
+  async stopRequested(id: string): Promise<BackgroundStop | null> {
+    try {
+      const why = await this.kv.get(await this.stopKeyFor(id), 'text');
+      return why === 'cancel' || why === 'delete' ? why : null;
+    } catch {
+      return null;
     }
   }
 
@@ -117,9 +159,11 @@ export class ResponseStore {
     const key = await this.keyFor(id);
     try {
       // Whether it is there, without reading it whole (a record may hold megabytes of conversation).
-      const found = await this.kv.get(key, 'stream');
-      if (found === null) return false;
-      await found.cancel();
+      const found = await this.kv.getWithMetadata<RecordMetadata>(key, 'stream');
+      if (found.value === null) return false;
+      await found.value.cancel();
+      // Still running in the background: its run is told, or it would store its end again after the delete.
+      if (found.metadata?.status === 'queued' || found.metadata?.status === 'in_progress') await this.requestStop(id, 'delete');
       await this.kv.delete(key);
     } catch (err) {
       console.error('edge: stored response delete failed', err);

@@ -60,8 +60,9 @@ export interface ResponseObject {
   id: string;
   object: 'response';
   created_at: number;
-  status: 'in_progress' | 'completed' | 'incomplete' | 'failed';
-  background: false;
+  /** `queued` and `cancelled` only for a background response. */
+  status: 'queued' | 'in_progress' | 'completed' | 'incomplete' | 'failed' | 'cancelled';
+  background: boolean;
   error: { code: string; message: string } | null;
   incomplete_details: { reason: 'max_output_tokens' } | null;
   instructions: string | null;
@@ -126,7 +127,7 @@ export function startedResponse(id: string, model: string, body: ResponsesReques
     object: 'response',
     created_at: createdAt,
     status: 'in_progress',
-    background: false,
+    background: body.background === true,
     error: null,
     incomplete_details: null,
     instructions: body.instructions ?? null,

@@ -6,6 +6,7 @@
  * list input items.
  */
 import { badRequest } from './api-error';
+import { answerInBackground, type BackgroundOptions } from './background-response';
 import { clipped } from './request-schema';
 import type { Answerer } from './completion-handler';
 import type { ChatMessage } from './request-schema';
@@ -57,6 +58,9 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
         'invalid_value',
       );
     }
+    if (stored.response.status === 'queued' || stored.response.status === 'in_progress') {
+      throw badRequest(`previous_response_id: response ${clipped(previousId, 100)} is still running in the background; poll it (GET /v1/responses/{id}) until it ends, then continue from it.`, 'previous_response_id', 'invalid_value');
+    }
     if (stored.conversationNotKept) {
       throw badRequest(
         `previous_response_id: response ${clipped(previousId, 100)} was stored without its conversation, which was over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES); send the conversation as input items, or start a new one.`,
@@ -107,30 +111,45 @@ function endedConversation(plan: ResponsesPlan, output: readonly OutputItem[]): 
   return [...plan.translated.conversation, ...said];
 }
 
-/** Stores the finished response where asked (before the reply's last byte); never throws. */
-async function save(plan: ResponsesPlan, response: ResponseObject): Promise<void> {
-  if (!plan.store) return;
+/** Stores the response where asked (before the reply's last byte); whether it was (true where not asked). Never throws. */
+async function save(plan: ResponsesPlan, response: ResponseObject): Promise<boolean> {
+  if (!plan.store) return true;
   const calls = response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
   const itemIds = [...plan.previousItemIds, ...plan.inputItems.map((item) => item.id), ...response.output.map((item) => item.id)];
-  await plan.store.put({ response, inputItems: plan.inputItems, conversation: endedConversation(plan, response.output), callIds: [...plan.translated.callIds, ...calls], itemIds });
+  return plan.store.put({ response, inputItems: plan.inputItems, conversation: endedConversation(plan, response.output), callIds: [...plan.translated.callIds, ...calls], itemIds });
 }
 
-/** Answers the chat run in the Responses shape: a Response object, or its events. */
-export function responsesAnswerer(planned: ResponsesPlan): Answerer {
-  return async ({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs }) => {
+/**
+ * Answers the chat run in the Responses shape: a Response object, or its
+ * events; for a background request (`background`, what runs it on), the
+ * response queued, its end stored when it comes (background-response.ts).
+ */
+export function responsesAnswerer(planned: ResponsesPlan, background: BackgroundOptions | null = null): Answerer {
+  return async (reply) => {
+    const { body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs } = reply;
     // As chat's `model`: the served model's name, whatever name ("default") the request gave.
     const plan = { ...planned, started: { ...planned.started, model: meta.model } };
+    const finish = async (): Promise<ResponseObject> => {
+      const { choices, usage } = await finishedChoices(runs, meta);
+      const choice = choices[0];
+      const output = outputItems(plan.started.id, meta.toolCalls ?? null, choice.text, choice.finishReason, outputLogprobs(choice.logprobs, choice.tokens));
+      return finishedResponse(plan.started, output, choice.finishReason, usage);
+    };
+    if (plan.started.background) {
+      // parseResponsesBody refuses background without store, or with stream.
+      if (!plan.store || !background) throw new Error('a background response needs the store and a waitUntil');
+      return answerInBackground(plan.started, reply, finish, (response) => save(plan, response), plan.store, background);
+    }
     if (!body.stream) {
       return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {
-        const { choices, usage } = await finishedChoices(runs, meta);
-        const choice = choices[0];
-        const output = outputItems(plan.started.id, meta.toolCalls ?? null, choice.text, choice.finishReason, outputLogprobs(choice.logprobs, choice.tokens));
-        const response = finishedResponse(plan.started, output, choice.finishReason, usage);
+        const response = await finish();
         await save(plan, response);
         return response;
       });
     }
-    const format = new ResponsesStreamFormat(plan.started, meta, (response) => save(plan, response));
+    const format = new ResponsesStreamFormat(plan.started, meta, async (response) => {
+      await save(plan, response);
+    });
     // Smoothing is the edge's own switch (the x-sssd-smooth header sets it on the chat body: index.ts), as on chat.
     return streamWhenOpened(runs, format, { id: plan.started.id, smooth: body.stream_options?.smooth === true, headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs });
   };

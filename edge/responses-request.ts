@@ -140,6 +140,8 @@ const responsesRequestSchema = z.object({
   tool_choice: toolChoiceSchema.nullish(),
   parallel_tool_calls: z.boolean().nullish(),
   store: z.boolean().nullish(),
+  /** Answered at once (status "queued") and run on; polled with GET /v1/responses/{id} (edge/background-response.ts). */
+  background: z.boolean().nullish(),
   metadata: metadataSchema.nullish(),
   user: z.string().max(MAX_USER_LENGTH).nullish(),
   safety_identifier: z.string().max(MAX_USER_LENGTH).nullish(),
@@ -152,7 +154,6 @@ export type ResponsesRequest = z.infer<typeof responsesRequestSchema>;
 
 /** Fields that change the answer and are not done here: refused unless at their neutral value (as chat's UNSUPPORTED_PARAMETERS). */
 const UNSUPPORTED: Readonly<Record<string, UnsupportedRule>> = {
-  background: { neutral: (v) => v === false, hint: 'false: responses run while the request waits' },
   conversation: { neutral: () => false, hint: 'null; chain responses with previous_response_id' },
   prompt: { neutral: () => false, hint: 'null: prompt templates are not served' },
   reasoning: {
@@ -291,6 +292,13 @@ export interface ParsedResponsesBody {
 export function parseResponsesBody(raw: unknown): ParsedResponsesBody {
   if (typeof raw === 'object' && raw !== null && !Array.isArray(raw)) rejectUnsupported(raw as Record<string, unknown>);
   const body = parseBody(responsesRequestSchema, raw);
+  if (body.background === true) {
+    // Polled from the store: a response not kept could never be polled (OpenAI refuses it so too).
+    if (body.store === false) throw badRequest('background: true needs store (a background response is polled from the store); send store: true or leave it out.', 'background', 'invalid_value');
+    if (body.stream === true) {
+      throw badRequest('background: true with stream: true is not served by this server (a background stream could not be resumed); create it without stream and poll GET /v1/responses/{id}, or stream it without background.', 'background', 'unsupported_parameter');
+    }
+  }
   const items = inputItems(body.input);
   const tools = (body.tools ?? []).map((tool, i) => parseAt(functionToolSchema, tool, `tools.${i}`));
   return { body, items, tools };

@@ -170,7 +170,6 @@ describe('Responses API on the edge', () => {
     expect(cut.usage!.output_tokens).toBe(3);
 
     for (const [params, param] of [
-      [{ background: true }, 'background'],
       [{ reasoning: { effort: 'high' } }, 'reasoning'],
       [{ tools: [{ type: 'web_search' }] }, 'tools.0.type'],
       [{ input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'https://x/y.png' }] }] }, 'input.0.content.0.type'],
