@@ -387,7 +387,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
       // The headline first: `why` may go on with the dead service's last lines, which the note must not end.
       const [headline, ...tail] = why.split('\n');
       if (failed) log(`\n${headline}; stopping edge and pool...${tail.length > 0 ? `\n${tail.join('\n')}` : ''}`);
-      else log(`\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ^C again to stop now...`);
+      else log(`\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ${why === 'interrupted' ? '^C' : 'The same signal'} again to stop now...`);
       void stack
         .stop()
         .then(() => stack.pool.service.exited)

@@ -57,6 +57,8 @@ export async function readTokenizerBytes(file: string): Promise<Uint8Array> {
 /** --tokenizer, or the tokenizer.json inside a Hugging Face model directory. */
 export function resolveTokenizerPath(modelPath: string, tokenizerPath: string | undefined): string {
   if (tokenizerPath !== undefined) return tokenizerPath;
+  // A mistyped --model is said as such, not as a tokenizer missing (review h113).
+  if (!existsSync(modelPath)) throw new CliError(`model not found: ${modelPath}`);
   const inside = path.join(modelPath, 'tokenizer.json');
   if (existsSync(modelPath) && statSync(modelPath).isDirectory() && existsSync(inside)) return inside;
   throw new CliError('--tokenizer is required (only a Hugging Face model directory with a tokenizer.json provides its own)');

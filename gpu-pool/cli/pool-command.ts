@@ -311,6 +311,10 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   // Default: never binding (every running and queued generation may use the whole context).
   const maxTotalTokens =
     flags.maxTotalTokens === undefined ? (maxActive + maxQueued) * (config.contextLength + 1) : positiveInt(flags.maxTotalTokens, '--max-total-tokens');
+  // Legal, and a pool that refuses the longest requests the model takes (review h113: 10 refused every request): said.
+  if (maxTotalTokens < config.contextLength + 1) {
+    logLine(`pool: --max-total-tokens ${maxTotalTokens} is under one whole-context request (${config.contextLength + 1} tokens): requests whose prompt and max tokens pass ${maxTotalTokens} are refused (400)`);
+  }
 
   let datastore: Datastore;
   if (flags.datastore) {

@@ -68,6 +68,7 @@ describe('sssd generate', () => {
     ['a file that is not a checkpoint', ['--model', garbage, '--tokenizer', m.tokenizer], /not a llama2\.c checkpoint/],
     ['a missing tokenizer', ['--model', m.checkpoint, '--tokenizer', path.join(tmp, 'nope.tok')], /tokenizer not found/],
     ['no tokenizer for a .bin', ['--model', m.checkpoint], /--tokenizer is required/],
+    ['a missing checkpoint, no tokenizer given', ['--model', path.join(tmp, 'nope.bin')], /model not found: .*nope\.bin/],
     ['a tokenizer of another vocabulary', ['--model', models.babyllama105.checkpoint, '--tokenizer', m.tokenizer], /512 tokens but model babyllama105 expects 105/],
     ['a prompt longer than the context', ['--model', models.babyllama105.checkpoint, '--tokenizer', models.babyllama105.tokenizer, '--prompt', longPrompt], /longer|more than the model's context/],
     ['a bad --max-tokens', ['--model', m.checkpoint, '--tokenizer', m.tokenizer, '--max-tokens', 'ten'], /--max-tokens must be/],
