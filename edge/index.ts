@@ -318,7 +318,9 @@ app.get('/v1/responses/:id', rateLimitHeaders, (c) =>
     const stored = await storedResponse(store, id);
     // OpenAI streams again (`stream=true`, `starting_after`) only a background response made with stream; answered as
     // JSON, the SDK's `responses.stream({response_id})` ended in "request ended without sending any events" (review h99).
-    if (new URL(c.req.url).searchParams.get('stream') === 'true') {
+    const stream = new URL(c.req.url).searchParams.get('stream');
+    // As a form or a query string writes true (`stream=1` was served as JSON, which the SDK read as no events).
+    if (stream === 'true' || stream === '1' || stream === 'True') {
       throw badRequest('Only responses created with background: true and stream: true can be streamed again, and this server runs background responses without streams; retrieve it without stream (and poll it while it is queued).', 'stream', 'invalid_request_error');
     }
     return polledResponse(stored.response, edgeConfig(c.env).backgroundDeadlineMs);

@@ -185,10 +185,15 @@ export function inputItemsPage(stored: StoredResponse, query: URLSearchParams): 
   if (stored.conversationNotKept) {
     throw badRequest(`Response ${clipped(stored.response.id, 100)} was stored without its input items: they were over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES).`, null, 'invalid_request_error');
   }
+  // One of each (a repeat took the first silently, review h112).
+  for (const name of ['order', 'limit', 'after']) {
+    if (query.getAll(name).length > 1) throw badRequest(`${name} is given ${query.getAll(name).length} times; give it once`, name, 'invalid_value');
+  }
   const order = query.get('order') ?? 'desc';
   if (order !== 'asc' && order !== 'desc') throw badRequest(`order must be "asc" or "desc", not '${clipped(order, 20)}'`, 'order', 'invalid_value');
   const limitText = query.get('limit');
-  const limit = limitText === null ? 20 : Number(limitText);
+  // Digits only: Number() took "1e1" and " 1".
+  const limit = limitText === null ? 20 : /^[0-9]{1,3}$/.test(limitText) ? Number(limitText) : NaN;
   if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw badRequest('limit must be an integer from 1 to 100', 'limit', 'invalid_value');
   const items = order === 'asc' ? stored.inputItems : [...stored.inputItems].reverse();
   const after = query.get('after');

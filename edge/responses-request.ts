@@ -21,7 +21,7 @@ const messageItemSchema = z.object({
   type: z.literal('message').optional(),
   id: z.string().nullish(),
   role: z.enum(['user', 'assistant', 'system', 'developer']),
-  content: z.union([z.string(), z.array(textPartSchema)]),
+  content: z.union([z.string(), z.array(textPartSchema)], { error: 'expected a string or an array of text parts' }),
 });
 const functionCallItemSchema = z.object({
   type: z.literal('function_call'),
@@ -34,7 +34,7 @@ const functionCallOutputItemSchema = z.object({
   type: z.literal('function_call_output'),
   id: z.string().nullish(),
   call_id: z.string().min(1),
-  output: z.union([z.string(), z.array(textPartSchema)]),
+  output: z.union([z.string(), z.array(textPartSchema)], { error: 'expected a string or an array of text parts' }),
 });
 
 /** An item of an earlier stored response, by its id (the AI SDK sends its replies' messages so when `store` is on). */
@@ -121,7 +121,7 @@ const metadataSchema = z
 const responsesRequestSchema = z.object({
   model: modelField,
   /** Items, checked one by one (inputItems): a union's errors would name the wrong branch. */
-  input: z.union([z.string(), z.array(z.unknown())]),
+  input: z.union([z.string(), z.array(z.unknown())], { error: 'expected a string or an array of input items' }),
   instructions: z.string().nullish(),
   previous_response_id: z.string().min(1).max(256).nullish(),
   max_output_tokens: z.number().int().min(1).nullish(),

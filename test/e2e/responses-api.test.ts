@@ -193,6 +193,8 @@ describe('Responses API on the edge', () => {
     const again = await Promise.resolve(client.responses.stream({ response_id: cut.id }).finalResponse()).catch((e: unknown) => e);
     expect(again).toBeInstanceOf(OpenAI.BadRequestError);
     expect((again as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('stream');
+    const streamOne = await fetch(`${stack.edgeUrl}/v1/responses/${cut.id}?stream=1`, { headers: { authorization: `Bearer ${stack.devKey}` } });
+    expect(streamOne.status).toBe(400);
     const wrongMethod = await fetch(`${stack.edgeUrl}/v1/responses`, { method: 'GET', headers: { authorization: `Bearer ${stack.devKey}` } });
     expect(wrongMethod.status).toBe(405);
     // The path as asked, not the route's pattern.

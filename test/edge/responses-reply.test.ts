@@ -34,6 +34,9 @@ describe('input_items pages', () => {
     expect(page('after=msg_1')).toMatchObject({ data: [], first_id: null, has_more: false });
     expect(() => page('limit=0')).toThrow(/limit/);
     expect(() => page('order=up')).toThrow(/order/);
+    // Strictly: a repeated parameter, and a limit that is not digits, are refused (they were read loosely).
+    expect(() => page('limit=1&limit=2')).toThrow(/limit is given 2 times/);
+    for (const limit of ['1e1', '%201', '2.0']) expect(() => page(`limit=${limit}`), limit).toThrow(/limit must be an integer/);
   });
 });
 

@@ -90,6 +90,12 @@ describe('Responses request → chat request', () => {
     expect(plain.logprobs).toBeUndefined();
   });
 
+  it('says what input, a message\'s content and a tool output take where they are of no type they take (it said "Invalid input")', () => {
+    for (const input of [undefined, null, 5]) expect(refusal({ input }).message).toBe('input: expected a string or an array of input items');
+    expect(refusal({ input: [{ role: 'user', content: null }] }).message).toBe('input.0.content: expected a string or an array of text parts');
+    expect(refusal({ input: [{ type: 'function_call_output', call_id: 'c', output: {} }] }).message).toBe('input.0.output: expected a string or an array of text parts');
+  });
+
   it('refuses by name what it does not do, unless at its neutral value', () => {
     // Background responses are served, polled from the store: without it, or as a stream, not.
     expect(refusal({ input: 'x', background: true, store: false })).toMatchObject({ param: 'background', code: 'invalid_value' });
