@@ -10,10 +10,10 @@
  * after the response): past it, it is stopped and stored failed, and a poll
  * that finds a response still queued long after that says it failed.
  */
-import { ApiError, toApiError } from './api-error';
+import { ApiError, badRequest, toApiError } from './api-error';
 import type { PreparedReply } from './completion-handler';
 import { failedResponse, type ResponseObject } from './responses-format';
-import type { BackgroundStop, ResponseStore } from './response-store';
+import { KEY_WRITE_INTERVAL_MS, type BackgroundStop, type PutOutcome, type ResponseStore, type StoredResponse } from './response-store';
 
 export interface BackgroundOptions {
   waitUntil: (promise: Promise<unknown>) => void;
@@ -23,37 +23,40 @@ export interface BackgroundOptions {
   stopPollMs: number;
 }
 
+/** Stores a response of the request (`runsUntil`: on the queued one, when its run ends at the latest). */
+export type SaveResponse = (response: ResponseObject, runsUntil?: number) => Promise<PutOutcome>;
+
 /** A run reads its stop requests this often (each a KV read). */
 export const BACKGROUND_STOP_POLL_MS = 1_000;
-/** KV takes one write a second per key: the finished response is written this long after the queued one at the soonest. */
-const KEY_WRITE_INTERVAL_MS = 1_100;
 /** Tries of the finished response's write (a 429 from a write of the key elsewhere, a store that failed once). */
 const FINAL_WRITE_TRIES = 3;
 /** Past its deadline, this long for the run's own write before a poll takes a queued response for a run that died. */
 const DIED_AFTER_DEADLINE_MS = 60_000;
+
+/** Why a run stops early: a delete is more than a cancel, a cancel more than the deadline. */
+type Stop = BackgroundStop | 'deadline';
+const STOP_RANK: Record<Stop, number> = { deadline: 1, cancel: 2, delete: 3 };
+const stronger = (a: Stop | null, b: Stop | null): Stop | null => (a === null ? b : b === null ? a : STOP_RANK[b] > STOP_RANK[a] ? b : a);
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 /**
  * The queued answer of a background request, its run carried on in
  * `options.waitUntil`. `finish` runs the generations to their end and makes
- * the response; `save` stores one (false where it could not).
+ * the response; `save` stores one.
  */
-export async function answerInBackground(
-  started: ResponseObject,
-  reply: PreparedReply,
-  finish: () => Promise<ResponseObject>,
-  save: (response: ResponseObject) => Promise<boolean>,
-  store: ResponseStore,
-  options: BackgroundOptions,
-): Promise<Response> {
+export async function answerInBackground(started: ResponseObject, reply: PreparedReply, finish: () => Promise<ResponseObject>, save: SaveResponse, store: ResponseStore, options: BackgroundOptions): Promise<Response> {
   const begun = Date.now();
   // Opened first: a pool that refuses it (busy, a bad request) is the request's own error, as without background.
   await reply.opening;
   const queued: ResponseObject = { ...started, status: 'queued' };
   // A poll that comes before the end finds it queued; a response that cannot be stored could never be polled.
-  if (!(await save(queued))) {
+  const outcome = await save(queued, begun + options.deadlineMs);
+  if (outcome !== 'stored') {
     for (const run of reply.runs) run.cancel();
+    if (outcome === 'too_large') {
+      throw badRequest('This response is over the store\'s bound on a record (SSSD_RESPONSE_MAX_BYTES) as it is queued, and a background response is polled from the store; send less input or metadata, or run it without background.', 'background', 'invalid_value');
+    }
     throw new ApiError(503, 'The response store is unavailable, and a background response is polled from it; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
   }
   const storedAt = Date.now();
@@ -61,20 +64,10 @@ export async function answerInBackground(
   return new Response(JSON.stringify(queued), { headers: { ...Object.fromEntries(new Headers(reply.headers)), 'content-type': 'application/json' } });
 }
 
-async function runToEnd(
-  started: ResponseObject,
-  reply: PreparedReply,
-  finish: () => Promise<ResponseObject>,
-  save: (response: ResponseObject) => Promise<boolean>,
-  store: ResponseStore,
-  options: BackgroundOptions,
-  begun: number,
-  storedAt: number,
-): Promise<void> {
-  const asked: { stop: BackgroundStop | 'deadline' | null } = { stop: null };
-  const halt = (why: BackgroundStop | 'deadline'): void => {
-    if (asked.stop !== null) return;
-    asked.stop = why;
+async function runToEnd(started: ResponseObject, reply: PreparedReply, finish: () => Promise<ResponseObject>, save: SaveResponse, store: ResponseStore, options: BackgroundOptions, begun: number, storedAt: number): Promise<void> {
+  const asked: { stop: Stop | null } = { stop: null };
+  const halt = (why: Stop): void => {
+    asked.stop = stronger(asked.stop, why);
     for (const run of reply.runs) run.cancel();
   };
   const poll = setInterval(() => {
@@ -83,38 +76,71 @@ async function runToEnd(
     });
   }, options.stopPollMs);
   const deadline = setTimeout(() => halt('deadline'), options.deadlineMs - (Date.now() - begun));
-  let response: ResponseObject;
+  let ended: ResponseObject;
   try {
-    response = await finish();
+    ended = await finish();
   } catch (err) {
     const error = toApiError(err, started.id);
-    response = failedResponse(started, [], { code: error.code, message: error.message });
+    ended = failedResponse(started, [], { code: error.code, message: error.message });
   } finally {
     clearInterval(poll);
     clearTimeout(deadline);
   }
-  // A stop asked as it ended wins: a client told `cancelled` must not find it completed.
-  const why = asked.stop ?? (await store.stopRequested(started.id));
-  if (why === 'delete') return; // Deleted: nothing of it is stored again.
-  if (why === 'cancel') response = { ...started, status: 'cancelled' };
-  if (why === 'deadline') {
-    response = failedResponse(started, [], { code: 'server_error', message: `The background response ran past this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS) and was stopped.` });
-  }
+  const final = (why: Stop | null): ResponseObject => {
+    if (why === 'cancel') return { ...started, status: 'cancelled' };
+    if (why === 'deadline') {
+      return failedResponse(started, [], { code: 'server_error', message: `The background response ran past this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS) and was stopped.` });
+    }
+    return ended;
+  };
+  // KV takes one write a second per key: the end waits for the queued record's second.
   await sleep(storedAt + KEY_WRITE_INTERVAL_MS - Date.now());
   for (let attempt = 1; attempt <= FINAL_WRITE_TRIES; attempt++) {
-    if (await save(response)) return;
+    // Read again right before each write: a stop asked while it ended or waited wins (a client told `cancelled` must
+    // not find it completed, nor a deleted one find it back).
+    const why = stronger(asked.stop, await store.stopRequested(started.id));
+    if (why === 'delete') return;
+    let response = final(why);
+    let outcome = await save(response);
+    if (outcome === 'too_large') {
+      // Its end is over the bound the queued record was not: said so, in a record that fits, rather than left queued.
+      response = failedResponse(started, [], { code: 'server_error', message: 'The background response ended, and was over the store\'s bound on a record (SSSD_RESPONSE_MAX_BYTES) to keep; run it without background, or ask for less output.' });
+      outcome = await save(response);
+    }
+    if (outcome === 'stored') {
+      await honourLateStop(started, response, save, store);
+      return;
+    }
     if (attempt < FINAL_WRITE_TRIES) await sleep(KEY_WRITE_INTERVAL_MS);
   }
-  console.error(`edge: background response ${started.id} ended ${response.status} and could not be stored; a poll will find it failed after its deadline`);
+  console.error(`edge: background response ${started.id} ended and could not be stored; a poll will find it failed after its deadline`);
+}
+
+/** A stop asked between the last read and the write (another isolate's): the delete removes what was written, a cancel writes `cancelled` over it. */
+async function honourLateStop(started: ResponseObject, written: ResponseObject, save: SaveResponse, store: ResponseStore): Promise<void> {
+  const late = await store.stopRequested(started.id);
+  if (late === 'delete') {
+    await store.forget(started.id);
+  } else if (late === 'cancel' && written.status !== 'cancelled') {
+    await sleep(KEY_WRITE_INTERVAL_MS);
+    if ((await store.stopRequested(started.id)) === 'delete') await store.forget(started.id);
+    else await save({ ...started, status: 'cancelled' });
+  }
 }
 
 /**
- * A stored response as a poll shows it: one still queued long past the
- * deadline of its run is one whose run died (its isolate gone) before it
- * could store the end: said failed.
+ * A stored response as a poll shows it: one still queued past its run's
+ * deadline and a minute more is one whose run died (its isolate gone)
+ * before it could store its end: said failed, or cancelled where that was
+ * asked. Everything that reads a stored response's status goes through this
+ * (retrieve, cancel, a chain from it).
  */
-export function polledResponse(response: ResponseObject, deadlineMs: number, now = Date.now()): ResponseObject {
+export async function polledResponse(stored: StoredResponse, store: ResponseStore, now = Date.now()): Promise<ResponseObject> {
+  const response = stored.response;
   if (response.status !== 'queued' && response.status !== 'in_progress') return response;
-  if (now - response.created_at * 1000 < deadlineMs + DIED_AFTER_DEADLINE_MS) return response;
+  // A record from before runsUntil was kept: its creation and this server's default deadline.
+  const runsUntil = stored.runsUntil ?? response.created_at * 1000 + 25_000;
+  if (now < runsUntil + DIED_AFTER_DEADLINE_MS) return response;
+  if ((await store.stopRequested(response.id)) === 'cancel') return { ...response, status: 'cancelled' };
   return failedResponse(response, [], { code: 'server_error', message: 'The background response stopped without a result (the edge that ran it went away); create it again.' });
 }

@@ -323,7 +323,7 @@ app.get('/v1/responses/:id', rateLimitHeaders, (c) =>
     if (stream === 'true' || stream === '1' || stream === 'True') {
       throw badRequest('Only responses created with background: true and stream: true can be streamed again, and this server runs background responses without streams; retrieve it without stream (and poll it while it is queued).', 'stream', 'invalid_request_error');
     }
-    return polledResponse(stored.response, edgeConfig(c.env).backgroundDeadlineMs);
+    return polledResponse(stored, store);
   }),
 );
 app.delete('/v1/responses/:id', rateLimitHeaders, (c) =>
@@ -339,7 +339,7 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
   storedResponseRoute(c, async (store, id) => {
     const stored = await storedResponse(store, id);
     if (!stored.response.background) throw badRequest('Only responses created with background: true can be cancelled.', null, 'invalid_request_error');
-    const response = polledResponse(stored.response, edgeConfig(c.env).backgroundDeadlineMs);
+    const response = await polledResponse(stored, store);
     if (response.status !== 'queued' && response.status !== 'in_progress') return response;
     await store.requestStop(response.id, 'cancel');
     return { ...response, status: 'cancelled' };

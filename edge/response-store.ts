@@ -36,7 +36,12 @@ export interface StoredResponse {
    * "not found".
    */
   conversationNotKept?: true;
+  /** A background response stored queued: when its run ends at the latest (ms since the epoch; background-response.ts). */
+  runsUntil?: number;
 }
+
+/** How a write went: stored, refused for SSSD_RESPONSE_MAX_BYTES, or KV failed. */
+export type PutOutcome = 'stored' | 'too_large' | 'unavailable';
 
 /** Characters of stored responses one request may still parse. */
 export interface ReadBudget {
@@ -51,10 +56,8 @@ const MIN_KV_TTL_SECONDS = 60;
 /** A stop request outlives any background run (they are bounded well under this). */
 const STOP_TTL_SECONDS = 3_600;
 
-/** What a stored response's KV metadata holds. */
-interface RecordMetadata {
-  status: ResponseObject['status'];
-}
+/** KV takes one write a second per key. */
+export const KEY_WRITE_INTERVAL_MS = 1_100;
 
 /** Why a background run is asked to stop: a cancel (stored `cancelled`) or a delete (stored no more). */
 export type BackgroundStop = 'cancel' | 'delete';
@@ -102,6 +105,11 @@ export class ResponseStore {
 
   /** Stores it (where it fits); whether it was. Never throws: the reply does not fail for it. */
   async put(record: StoredResponse): Promise<boolean> {
+    return (await this.write(record)) === 'stored';
+  }
+
+  /** Stores it (where it fits), and says how that went. Never throws. */
+  async write(record: StoredResponse): Promise<PutOutcome> {
     let value = JSON.stringify(record);
     if (!withinBytes(value, this.maxBytes)) {
       // The response alone, where it fits: retrieved and its output referenced still, a chain from it refused by name.
@@ -109,18 +117,16 @@ export class ResponseStore {
       value = JSON.stringify(alone);
       if (!withinBytes(value, this.maxBytes)) {
         console.warn(`edge: response ${record.response.id} not stored: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8, even alone`);
-        return false;
+        return 'too_large';
       }
       console.warn(`edge: response ${record.response.id} stored without its conversation: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8`);
     }
     try {
-      // The status beside the value: a delete tells a background response still running from the others without reading it whole.
-      const metadata: RecordMetadata = { status: record.response.status };
-      await this.kv.put(await this.keyFor(record.response.id), value, this.ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, this.ttlSeconds), metadata } : { metadata });
-      return true;
+      await this.kv.put(await this.keyFor(record.response.id), value, this.ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, this.ttlSeconds) } : undefined);
+      return 'stored';
     } catch (err) {
       console.error(`edge: response ${record.response.id} not stored`, err);
-      return false;
+      return 'unavailable';
     }
   }
 
@@ -136,11 +142,31 @@ export class ResponseStore {
    * 503 where KV fails.
    */
   async requestStop(id: string, why: BackgroundStop): Promise<void> {
+    const key = await this.stopKeyFor(id);
+    // Asked as much already (a delete is more than a cancel): no second write, which KV refuses within the second.
+    const asked = await this.stopRequested(id);
+    if (asked === 'delete' || asked === why) return;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.kv.put(key, why, { expirationTtl: STOP_TTL_SECONDS });
+        return;
+      } catch (err) {
+        if (attempt >= 2) {
+          console.error('edge: background response stop request failed', err);
+          throw new ApiError(503, `The response store is unavailable; retry shortly (the response is not ${why === 'delete' ? 'deleted' : 'cancelled'} yet).`, 'service_unavailable', 'response_store_unavailable', null, 2);
+        }
+        // KV's one write a second per key (a cancel just before): once more after it.
+        await new Promise((resolve) => setTimeout(resolve, KEY_WRITE_INTERVAL_MS));
+      }
+    }
+  }
+
+  /** Removes the record alone (a background run's end written after its delete). Never throws. */
+  async forget(id: string): Promise<void> {
     try {
-      await this.kv.put(await this.stopKeyFor(id), why, { expirationTtl: STOP_TTL_SECONDS });
+      await this.kv.delete(await this.keyFor(id));
     } catch (err) {
-      console.error('edge: background response stop request failed', err);
-      throw new ApiError(503, 'The response store is unavailable; retry shortly (the response is not cancelled yet).', 'service_unavailable', 'response_store_unavailable', null, 2);
+      console.error(`edge: response ${id} could not be removed again after its delete`, err);
     }
   }
 
@@ -159,11 +185,12 @@ export class ResponseStore {
     const key = await this.keyFor(id);
     try {
       // Whether it is there, without reading it whole (a record may hold megabytes of conversation).
-      const found = await this.kv.getWithMetadata<RecordMetadata>(key, 'stream');
-      if (found.value === null) return false;
-      await found.value.cancel();
-      // Still running in the background: its run is told, or it would store its end again after the delete.
-      if (found.metadata?.status === 'queued' || found.metadata?.status === 'in_progress') await this.requestStop(id, 'delete');
+      const found = await this.kv.get(key, 'stream');
+      if (found === null) return false;
+      await found.cancel();
+      // A background run of it, if one is still running (which this does not read), is told, or it would store its
+      // end again after the delete.
+      await this.requestStop(id, 'delete');
       await this.kv.delete(key);
     } catch (err) {
       console.error('edge: stored response delete failed', err);

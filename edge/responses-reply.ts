@@ -6,7 +6,7 @@
  * list input items.
  */
 import { badRequest } from './api-error';
-import { answerInBackground, type BackgroundOptions } from './background-response';
+import { answerInBackground, polledResponse, type BackgroundOptions } from './background-response';
 import { clipped } from './request-schema';
 import type { Answerer } from './completion-handler';
 import type { ChatMessage } from './request-schema';
@@ -14,7 +14,7 @@ import { finishedResponse, itemId, outputItems, outputLogprobs, responseOfItem, 
 import { parseResponsesBody, translateResponsesRequest, type InputItem, type RequestItem, type TranslatedRequest } from './responses-request';
 import { ResponsesStreamFormat } from './responses-stream';
 import { referencedItems, type ReferencedItems } from './item-references';
-import { responseNotFound, type ResponseStore, type StoredInputItem, type StoredResponse } from './response-store';
+import { responseNotFound, type PutOutcome, type ResponseStore, type StoredInputItem, type StoredResponse } from './response-store';
 import { streamWhenOpened } from './sse-response';
 import { finishedChoices, wholeCompletionResponse } from './whole-response';
 
@@ -51,14 +51,16 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
   if (previousId) {
     const stored = await store.get(previousId);
     if (stored === null) throw responseNotFound(previousId, 'previous_response_id');
-    if (stored.response.status === 'failed') {
+    // As a poll shows it: a background one whose run died is failed, not running for good.
+    const status = await polledResponse(stored, store);
+    if (status.status === 'failed') {
       throw badRequest(
-        `previous_response_id: response ${clipped(previousId, 100)} failed (${clipped(stored.response.error?.message ?? 'no reply', 200)}); continue from the response before it, or send the conversation as input items.`,
+        `previous_response_id: response ${clipped(previousId, 100)} failed (${clipped(status.error?.message ?? 'no reply', 200)}); continue from the response before it, or send the conversation as input items.`,
         'previous_response_id',
         'invalid_value',
       );
     }
-    if (stored.response.status === 'queued' || stored.response.status === 'in_progress') {
+    if (status.status === 'queued' || status.status === 'in_progress') {
       throw badRequest(`previous_response_id: response ${clipped(previousId, 100)} is still running in the background; poll it (GET /v1/responses/{id}) until it ends, then continue from it.`, 'previous_response_id', 'invalid_value');
     }
     if (stored.conversationNotKept) {
@@ -111,12 +113,12 @@ function endedConversation(plan: ResponsesPlan, output: readonly OutputItem[]): 
   return [...plan.translated.conversation, ...said];
 }
 
-/** Stores the response where asked (before the reply's last byte); whether it was (true where not asked). Never throws. */
-async function save(plan: ResponsesPlan, response: ResponseObject): Promise<boolean> {
-  if (!plan.store) return true;
+/** Stores the response where asked (before the reply's last byte), and how that went ('stored' where not asked). Never throws. */
+async function save(plan: ResponsesPlan, response: ResponseObject, runsUntil?: number): Promise<PutOutcome> {
+  if (!plan.store) return 'stored';
   const calls = response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
   const itemIds = [...plan.previousItemIds, ...plan.inputItems.map((item) => item.id), ...response.output.map((item) => item.id)];
-  return plan.store.put({ response, inputItems: plan.inputItems, conversation: endedConversation(plan, response.output), callIds: [...plan.translated.callIds, ...calls], itemIds });
+  return plan.store.write({ response, inputItems: plan.inputItems, conversation: endedConversation(plan, response.output), callIds: [...plan.translated.callIds, ...calls], itemIds, ...(runsUntil !== undefined ? { runsUntil } : {}) });
 }
 
 /**
@@ -138,7 +140,7 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
     if (plan.started.background) {
       // parseResponsesBody refuses background without store, or with stream.
       if (!plan.store || !background) throw new Error('a background response needs the store and a waitUntil');
-      return answerInBackground(plan.started, reply, finish, (response) => save(plan, response), plan.store, background);
+      return answerInBackground(plan.started, reply, finish, (response, runsUntil) => save(plan, response, runsUntil), plan.store, background);
     }
     if (!body.stream) {
       return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {

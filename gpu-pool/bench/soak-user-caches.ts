@@ -66,11 +66,11 @@ export class UserCacheLedger {
     } catch {
       return;
     }
-    const { user: named, safety_identifier: safety, speculation } = parsed as { user?: unknown; safety_identifier?: unknown; speculation?: unknown };
+    const { user: named, safety_identifier: safety, speculation, store } = parsed as { user?: unknown; safety_identifier?: unknown; speculation?: unknown; store?: unknown };
     // The Responses API reads `user` first, then `safety_identifier`.
     const user = named ?? safety;
-    // A request with speculation off neither reads nor writes the cache.
-    if (typeof user !== 'string' || !this.users.includes(user) || speculation === 'off') return;
+    // A request with speculation off neither reads nor writes the cache; one with store false writes nothing to it.
+    if (typeof user !== 'string' || !this.users.includes(user) || speculation === 'off' || store === false) return;
     // Refused before it ran (a 4xx, a 429): no merge.
     if (reply.status >= 400 && reply.status < 500) return;
     let ledger = this.ledgers.get(user);

@@ -100,6 +100,17 @@ describe('background responses', () => {
     expect(Date.now() - asked).toBeLessThan((DEADLINE_S - 1) * 1000);
   });
 
+  it('honours a cancel or a delete that comes as a short run ends: cancelled stays cancelled, deleted stays gone (review h115)', async () => {
+    // Both land while the run's end waits for KV's second after the queued record: before, each was read once, too early.
+    const cancelled = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 4, temperature: 0, background: true });
+    expect((await client.responses.cancel(cancelled.id)).status).toBe('cancelled');
+    const deleted = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 4, temperature: 0, background: true });
+    await client.responses.delete(deleted.id);
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect((await client.responses.retrieve(cancelled.id)).status).toBe('cancelled');
+    expect(await client.responses.retrieve(deleted.id).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
   it('stops a response past SSSD_BACKGROUND_DEADLINE_SECONDS and stores it failed, saying why', async () => {
     const running = await held();
     const ended = await polled(running.id, (DEADLINE_S + 10) * 1000);
