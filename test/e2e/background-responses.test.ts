@@ -13,7 +13,7 @@ import { models } from '../support/shared-data';
 import { startAll } from './stack-fixture';
 
 const KEY = 'background-key';
-const DEADLINE_S = 5;
+const DEADLINE_S = 4;
 const PROMPT = 'Once upon a time, there was a little dog named Max.';
 let pool: RunningPool;
 let proxy: FaultProxy;
