@@ -236,7 +236,8 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
       [`input.${at}.call_id`, { input: [...items, { type: 'function_call_output', call_id: `call_none${int(1000)}`, output: 'x' }] }],
       ['tools.0.type', { tools: [{ type: 'web_search' }] }],
       ['include.0', { include: ['file_search_call.results'] }],
-      ['background', { background: true }],
+      // Background is served; as a stream, or without the store, not.
+      ['background', int(2) === 0 ? { background: true, stream: true } : { background: true, store: false }],
     ]);
     const sent = JSON.stringify({ ...body, ...fields });
     const reply = await ctx.post('/v1/responses', sent);
@@ -246,10 +247,87 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
     if (problem) tally.violate(`responses refusal of ${param}: ${problem} (sent ${sent.slice(0, 300)})`);
   };
 
+  /**
+   * A background response: answered queued, then polled to its end, which
+   * is a Response as a foreground one is; a third cancelled at once, whose
+   * end must be what the cancel answered (cancelled, or the end it had
+   * already reached), never another.
+   */
+  const background = async (): Promise<void> => {
+    const body = validBody();
+    delete body.stream;
+    // Stored (it is polled from the store), and no user: a cancelled run merges nothing, which the user-cache ledger would count as lost.
+    delete body.store;
+    delete body.user;
+    body.background = true;
+    const sent = JSON.stringify(body);
+    const reply = await ctx.post('/v1/responses', sent);
+    tally.count(`responses background ${reply.status}`);
+    if (reply.status !== 200) {
+      ctx.checkStatus('responses background', reply, sent);
+      if (reply.status >= 400 && reply.status < 500 && reply.status !== 429) tally.violate(`responses: a valid background body got ${reply.status}: ${reply.text.slice(0, 300)} (sent ${sent.slice(0, 2000)})`);
+      return;
+    }
+    let queued: { id?: unknown; status?: unknown; background?: unknown };
+    try {
+      queued = JSON.parse(reply.text) as typeof queued;
+    } catch {
+      tally.violate(`responses background: a 200 that is not JSON: ${reply.text.slice(0, 200)}`);
+      return;
+    }
+    if (queued.status !== 'queued' || queued.background !== true || typeof queued.id !== 'string') {
+      tally.violate(`responses background: answered ${reply.text.slice(0, 300)}, not a queued background response (sent ${sent.slice(0, 2000)})`);
+      return;
+    }
+    const id = queued.id;
+    let cancelAnswer: string | null = null;
+    if (int(3) === 0) {
+      const cancel = await ctx.post(`/v1/responses/${id}/cancel`, '');
+      tally.count(`responses background cancel ${cancel.status}`);
+      if (cancel.status === 200) cancelAnswer = (JSON.parse(cancel.text) as { status: string }).status;
+      else ctx.checkStatus('responses background cancel', cancel, id);
+    }
+    // Polled to its end (the edge's deadline is 25 s by default; a minute more before a dead run reads failed).
+    const until = Date.now() + 100_000;
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const read = await ctx.get(`/v1/responses/${id}`);
+      if (read.status !== 200) {
+        ctx.checkStatus('responses background poll', read, id);
+        if (read.status !== 429 && read.status !== 503 && read.status !== 0) {
+          tally.violate(`responses background: GET ${id} got ${read.status}: ${read.text.slice(0, 200)}`);
+          return;
+        }
+        continue;
+      }
+      const polled = JSON.parse(read.text) as { status: string; error?: { code?: string; message?: string } | null };
+      if (polled.status === 'queued' || polled.status === 'in_progress') {
+        if (Date.now() > until) {
+          tally.violate(`responses background: ${id} still ${polled.status} 100 s after it was queued (sent ${sent.slice(0, 2000)})`);
+          return;
+        }
+        continue;
+      }
+      tally.count(`responses background ended ${polled.status}`);
+      if (cancelAnswer !== null && polled.status !== cancelAnswer) {
+        tally.violate(`responses background: cancel of ${id} answered ${cancelAnswer}, and it ended ${polled.status}`);
+      } else if (polled.status === 'failed') {
+        // A pool busy or gone mid-run is stored failed, as a foreground request gets its 503; an internal error is not.
+        tally.count(`responses background failed ${polled.error?.code ?? 'no code'}`);
+        if (!polled.error?.code || polled.error.code === 'internal_error') tally.violate(`responses background: ${id} failed: ${read.text.slice(0, 400)} (sent ${sent.slice(0, 2000)})`);
+      } else if (polled.status !== 'cancelled') {
+        const response = finished('responses background', read, { ...body, background: undefined }, sent);
+        if (response) checkOutput('responses background', response, body, sent);
+      }
+      return;
+    }
+  };
+
   return async () => {
-    const which = int(8);
+    const which = int(10);
     if (which === 0) await broken();
     else if (which <= 2) await pair();
+    else if (which === 3) await background();
     else await single();
   };
 }
