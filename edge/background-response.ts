@@ -13,6 +13,7 @@
 import { ApiError, badRequest, toApiError } from './api-error';
 import type { PreparedReply } from './completion-handler';
 import { failedResponse, type ResponseObject } from './responses-format';
+import { sleep } from './settled-within';
 import { KEY_WRITE_INTERVAL_MS, type BackgroundStop, type PutOutcome, type ResponseStore, type StoredResponse } from './response-store';
 
 export interface BackgroundOptions {
@@ -37,8 +38,6 @@ const DIED_AFTER_DEADLINE_MS = 60_000;
 type Stop = BackgroundStop | 'deadline';
 const STOP_RANK: Record<Stop, number> = { deadline: 1, cancel: 2, delete: 3 };
 const stronger = (a: Stop | null, b: Stop | null): Stop | null => (a === null ? b : b === null ? a : STOP_RANK[b] > STOP_RANK[a] ? b : a);
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 /**
  * The queued answer of a background request, its run carried on in

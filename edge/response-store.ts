@@ -12,6 +12,7 @@
  */
 import { ApiError } from './api-error';
 import { sha256Hex } from './api-keys';
+import { sleep } from './settled-within';
 import { clipped, type ChatMessage } from './request-schema';
 import type { ResponseObject } from './responses-format';
 import type { InputItem } from './responses-request';
@@ -156,7 +157,7 @@ export class ResponseStore {
           throw new ApiError(503, `The response store is unavailable; retry shortly (the response is not ${why === 'delete' ? 'deleted' : 'cancelled'} yet).`, 'service_unavailable', 'response_store_unavailable', null, 2);
         }
         // KV's one write a second per key (a cancel just before): once more after it.
-        await new Promise((resolve) => setTimeout(resolve, KEY_WRITE_INTERVAL_MS));
+        await sleep(KEY_WRITE_INTERVAL_MS);
       }
     }
   }

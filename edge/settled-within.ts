@@ -4,6 +4,11 @@
  * still be awaited later).
  */
 
+/** Resolves after `ms` (at once for 0 or less): the waits between a key's KV writes. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
 /** What `within` gives where the time ran out first. */
 export const TIMED_OUT = Symbol('timed out');
 

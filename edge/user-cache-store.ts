@@ -8,7 +8,7 @@
  */
 import { mergeIntoUserCache, UserCache } from '../shared/drafting/user-cache';
 import { sha256Hex } from './api-keys';
-import { TIMED_OUT, within } from './settled-within';
+import { sleep, TIMED_OUT, within } from './settled-within';
 
 export interface LoadedUserCache {
   scope: string;
@@ -253,10 +253,6 @@ function putWaitMs(scope: string, intervalMs: number): number {
 async function untilPutAllowed(scope: string, intervalMs: number): Promise<void> {
   const wait = putWaitMs(scope, intervalMs);
   if (wait > 0) await sleep(wait);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export class UserCacheStore {
