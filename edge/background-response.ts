@@ -115,16 +115,23 @@ async function runToEnd(started: ResponseObject, reply: PreparedReply, finish: (
   console.error(`edge: background response ${started.id} ended and could not be stored; a poll will find it failed after its deadline`);
 }
 
-/** A stop asked between the last read and the write (another isolate's): the delete removes what was written, a cancel writes `cancelled` over it. */
+/**
+ * A stop asked as the end was written (another isolate's cancel read the
+ * record queued, then wrote its stop request after this run's last read):
+ * read after KV's second, longer than that route takes from its read to its
+ * write. A delete removes what was written; a cancel writes `cancelled` over
+ * it, and a delete that comes meanwhile removes that in turn.
+ */
 async function honourLateStop(started: ResponseObject, written: ResponseObject, save: SaveResponse, store: ResponseStore): Promise<void> {
+  await sleep(KEY_WRITE_INTERVAL_MS);
   const late = await store.stopRequested(started.id);
   if (late === 'delete') {
     await store.forget(started.id);
-  } else if (late === 'cancel' && written.status !== 'cancelled') {
-    await sleep(KEY_WRITE_INTERVAL_MS);
-    if ((await store.stopRequested(started.id)) === 'delete') await store.forget(started.id);
-    else await save({ ...started, status: 'cancelled' });
+    return;
   }
+  if (late !== 'cancel' || written.status === 'cancelled') return;
+  await save({ ...started, status: 'cancelled' });
+  if ((await store.stopRequested(started.id)) === 'delete') await store.forget(started.id);
 }
 
 /**

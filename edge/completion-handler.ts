@@ -441,7 +441,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           cacheSalt,
           tenant,
           // n choices of one prompt would add it n times.
-          contributeToDatastore: ctx.key.contributeToDatastore && i === 0,
+          // Not where the client said store: false (its text would join what every tenant drafts from, review h117).
+          contributeToDatastore: ctx.key.contributeToDatastore && i === 0 && body.store !== false,
           predictionIds: predicted,
         },
         deps,

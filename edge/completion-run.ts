@@ -7,7 +7,7 @@
  * the pool on stop or client disconnect, and finally merge prompt + output into
  * the user's cache with one bounded write (waitUntil).
  */
-import { modelIdentity, type PoolEvent, type SamplingParams, type SpeculationUsage } from '../shared/protocol';
+import { modelIdentity, PROTOCOL_VERSION, type PoolEvent, type SamplingParams, type SpeculationUsage } from '../shared/protocol';
 import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
@@ -315,7 +315,9 @@ export class CompletionRun {
       ...(plan.choices !== null ? { choices: plan.choices } : {}),
       ...(plan.regex != null ? { regex: plan.regex } : {}),
       ...(plan.grammar != null ? { grammar: plan.grammar } : {}),
-      // Ids meant for this model: a pool serving another refuses them (421), and the next one is tried.
+      // Ids meant for this model, in this edge's protocol: a pool serving another, or of another release, refuses
+      // them (421), and the next one is tried (a cold isolate has not yet asked every pool its /v1/info).
+      protocol: PROTOCOL_VERSION,
       model: modelIdentity(deps.model.info),
       ...(trie && trie.length > 0 ? { trie: bytesToBase64(trie) } : {}),
       ...(plan.logprobs !== null ? { logprobs: plan.logprobs } : {}),

@@ -290,7 +290,7 @@ export class PoolPicker {
       return;
     }
     if (this.otherProtocol.get(url) !== version) {
-      console.error(`edge: pool ${url} speaks edge-pool protocol ${String(version).slice(0, 40)}, and this edge ${PROTOCOL_VERSION}: it is not sent work until it speaks ${PROTOCOL_VERSION} (run an edge and pools of one release)`);
+      console.error(`edge: pool ${url} speaks edge-pool protocol ${typeof version === 'number' ? version : 'of no version it names'}, and this edge ${PROTOCOL_VERSION}: it is not sent work until it speaks ${PROTOCOL_VERSION} (run an edge and pools of one release)`);
     }
     this.otherProtocol.set(url, version);
   }

@@ -215,7 +215,7 @@ class InfoAsker {
     }
     if (this.otherProtocol !== null && !answered && this.lastError === null) {
       // Reachable, and of another release: the operator's to fix, as a refused token is.
-      return new ApiError(503, `The inference pools speak another edge-pool protocol version (${String(this.otherProtocol).slice(0, 40)}) than this edge (${PROTOCOL_VERSION}); the service's operator must run an edge and pools of one release.`, 'service_unavailable', 'pool_unavailable', null, 60, false);
+      return new ApiError(503, `The inference pools speak another edge-pool protocol version (${typeof this.otherProtocol === 'number' ? this.otherProtocol : 'none named'}) than this edge (${PROTOCOL_VERSION}); the service's operator must run an edge and pools of one release.`, 'service_unavailable', 'pool_unavailable', null, 60, false);
     }
     // One line (no stack): it comes at every request while no pool answers.
     console.error(`edge: no pool answered /v1/info: ${this.lastError instanceof Error ? this.lastError.message : String(this.lastError)}`);

@@ -14,7 +14,7 @@
  *
  * Only fields whose loss changes the answer are features. Those whose loss
  * changes nothing the client sees are not (`trie`, `predictionIds`: speed;
- * `model`: a check the old pool skips; `tenant`, `cacheSalt`: the prefix
+ * `model`, `protocol`: checks the old pool skips; `tenant`, `cacheSalt`: the prefix
  * cache's scope and the queue's fairness, as before them; `useDatastore`,
  * `contributeToDatastore`: from the first form).
  */

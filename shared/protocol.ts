@@ -250,6 +250,13 @@ export const generateRequestSchema = z.object({
    * meant for another vocabulary, and the caller tries another pool. Absent =
    * not checked. Added within protocol 1.
    */
+  /**
+   * The protocol version the caller speaks (PROTOCOL_VERSION): a pool of
+   * another version answers 421 `protocol_mismatch` rather than misread the
+   * request or be misread, and the caller tries another pool. Absent = not
+   * checked. Added within protocol 1.
+   */
+  protocol: z.number().int().min(1).optional(),
   model: z
     .object({
       name: z.string().max(256),
@@ -371,7 +378,7 @@ export type PoolEvent =
 /** How often a queued generation's stream says it is still queued (a `queued` event). */
 export const QUEUED_KEEPALIVE_MS = 1_000;
 
-export type PoolErrorCode = 'bad_request' | 'busy' | 'unauthorized' | 'not_found' | 'internal' | 'cancelled' | 'model_mismatch';
+export type PoolErrorCode = 'bad_request' | 'busy' | 'unauthorized' | 'not_found' | 'internal' | 'cancelled' | 'model_mismatch' | 'protocol_mismatch';
 
 /** GET /v1/info */
 export interface PoolInfo {

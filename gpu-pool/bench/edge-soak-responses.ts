@@ -284,7 +284,14 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
     if (int(3) === 0) {
       const cancel = await ctx.post(`/v1/responses/${id}/cancel`, '');
       tally.count(`responses background cancel ${cancel.status}`);
-      if (cancel.status === 200) cancelAnswer = (JSON.parse(cancel.text) as { status: string }).status;
+      if (cancel.status === 200) {
+        try {
+          cancelAnswer = (JSON.parse(cancel.text) as { status: string }).status;
+        } catch {
+          tally.violate(`responses background: cancel of ${id} answered a 200 that is not JSON: ${cancel.text.slice(0, 200)}`);
+          return;
+        }
+      }
       else ctx.checkStatus('responses background cancel', cancel, id);
     }
     // Polled to its end (the edge's deadline is 25 s by default; a minute more before a dead run reads failed).
@@ -300,7 +307,13 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
         }
         continue;
       }
-      const polled = JSON.parse(read.text) as { status: string; error?: { code?: string; message?: string } | null };
+      let polled: { status: string; error?: { code?: string; message?: string } | null };
+      try {
+        polled = JSON.parse(read.text) as typeof polled;
+      } catch {
+        tally.violate(`responses background: GET ${id} answered a 200 that is not JSON: ${read.text.slice(0, 200)}`);
+        return;
+      }
       if (polled.status === 'queued' || polled.status === 'in_progress') {
         if (Date.now() > until) {
           tally.violate(`responses background: ${id} still ${polled.status} 100 s after it was queued (sent ${sent.slice(0, 2000)})`);

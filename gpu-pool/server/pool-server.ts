@@ -12,6 +12,7 @@ import {
   modelIdentity,
   sameModelIdentity,
   pushTrieSchema,
+  PROTOCOL_VERSION,
   QUEUED_KEEPALIVE_MS,
   type GenerateRequest,
   type PoolEvent,
@@ -371,6 +372,11 @@ export class PoolServer {
     const parsed = generateRequestSchema.safeParse(body);
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
     const request = parsed.data;
+    if (request.protocol !== undefined && request.protocol !== PROTOCOL_VERSION) {
+      // An edge of another release: one that read this pool's events, or this pool its request, by another version's rules would be wrong.
+      this.options.metrics.rejected.inc({ reason: 'protocol_mismatch' });
+      throw new HttpError(421, 'protocol_mismatch', `this pool speaks edge-pool protocol ${PROTOCOL_VERSION}, not ${request.protocol}`);
+    }
     if (request.model) this.checkModel(request.model);
     // Pipelined behind a stream still running on this connection: it runs when its response can flow. Meanwhile a
     // cancel of its id is kept for its turn (it is no generation yet), which it then takes without running.

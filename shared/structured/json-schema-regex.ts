@@ -400,7 +400,7 @@ class RegexBuilder {
       // written as null or as another number, a value the schema does not admit (review h112): refused.
       text = JSON.stringify(v, (_key, value: unknown) => {
         if (typeof value === 'number' && !Number.isFinite(value)) throw new SchemaError(path, 'a const or enum number too large to be read');
-        if (typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value)) throw new SchemaError(path, 'a const or enum integer past 2^53, which cannot be held exactly');
+        if (typeof value === 'number' && Number.isInteger(value) && !Number.isSafeInteger(value)) throw new SchemaError(path, 'a const or enum number past 2^53, which cannot be matched exactly as written (JSON read it as a double)');
         return value;
       });
     } catch (e) {

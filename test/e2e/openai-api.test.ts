@@ -1490,6 +1490,18 @@ describe('OpenAI-compatible API on the edge', () => {
     // would have been indexed no later).
     expect(grown).toBeGreaterThanOrEqual(copy);
     expect(grown).toBeLessThan(2 * copy);
+
+    // The key's request that says store: false gives it nothing (review h117): 200 tokens not kept, then a short one
+    // kept, which ends after it, so the long one would have been indexed no later.
+    const beforeUnkept = await datastoreTokens();
+    await sharing.completions.create({ model, prompt: 'A big dog ran in the park with a red ball.', max_tokens: 200, ignore_eos: true, temperature: 0, store: false } as OpenAI.CompletionCreateParamsNonStreaming);
+    const kept = await sharing.completions.create({ model, prompt: 'The sun was warm.', max_tokens: 16, temperature: 0 });
+    const keptSize = kept.usage!.prompt_tokens + kept.usage!.completion_tokens;
+    const until2 = Date.now() + 40_000;
+    let more = 0;
+    while ((more = (await datastoreTokens()) - beforeUnkept) < keptSize - 4 && Date.now() < until2) await new Promise((r) => setTimeout(r, 100));
+    expect(more).toBeGreaterThanOrEqual(keptSize - 4);
+    expect(more).toBeLessThan(keptSize + 50);
   });
 
   it("holds the bench route to the key's limits and to a bounded run: it takes the isolate's thread while it computes", async () => {

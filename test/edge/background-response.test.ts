@@ -6,7 +6,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ApiError } from '../../edge/api-error';
-import { polledResponse } from '../../edge/background-response';
+import { answerInBackground, polledResponse } from '../../edge/background-response';
+import type { PreparedReply } from '../../edge/completion-handler';
+import type { ResponseObject } from '../../edge/responses-format';
 import { responseId } from '../../edge/responses-format';
 import { planResponse } from '../../edge/responses-reply';
 import { ResponseStore, type StoredResponse } from '../../edge/response-store';
@@ -48,5 +50,35 @@ describe('a background response as polled', () => {
     const died = queuedRecord(responseId('f6f6f6f6f6f6f6f6f6f6f6f6'), Date.now() - 120_000);
     expect(await store.put(died)).toBe(true);
     expect((await chain(died.response.id)).message).toMatch(/failed \(The background response stopped without a result/);
+  });
+
+  /**
+   * A run whose end is already there (finish resolves at once), over workerd's KV; `afterEnd` runs once its end is
+   * stored, as another isolate's cancel or delete that read the record queued lands just after the run's last read.
+   */
+  async function runThenStop(hex: string, afterEnd: (store: ResponseStore, id: string) => Promise<unknown>): Promise<StoredResponse | null> {
+    const store = new ResponseStore(workerd(), `key-late-${hex}`, 0, 1 << 20);
+    const record = storedRecord(responseId(hex.repeat(24 / hex.length)));
+    const id = record.response.id;
+    const started: ResponseObject = { ...record.response, status: 'in_progress', background: true, output: [], usage: null };
+    const ended: ResponseObject = { ...record.response, background: true };
+    const reply = { opening: Promise.resolve(), runs: [], headers: {} } as unknown as PreparedReply;
+    const running: Promise<unknown>[] = [];
+    const save = (response: ResponseObject, runsUntil?: number) => store.write({ ...record, response, ...(runsUntil !== undefined ? { runsUntil } : {}) });
+    const answered = await answerInBackground(started, reply, () => Promise.resolve(ended), save, store, { waitUntil: (p) => running.push(p), deadlineMs: 20_000, stopPollMs: 1_000 });
+    expect(((await answered.json()) as ResponseObject).status).toBe('queued');
+    const until = Date.now() + 10_000;
+    while ((await store.get(id))?.response.status !== 'completed' && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    await afterEnd(store, id);
+    await Promise.all(running);
+    return store.get(id);
+  }
+
+  it('writes cancelled over an end it stored when a cancel lands just after its last read (review h117)', async () => {
+    expect((await runThenStop('ab', (store, id) => store.requestStop(id, 'cancel')))?.response.status).toBe('cancelled');
+  });
+
+  it('leaves an end it stored deleted when a delete lands just after its last read', async () => {
+    expect(await runThenStop('cd', (store, id) => store.delete(id))).toBeNull();
   });
 });

@@ -83,7 +83,7 @@ describe('featuresNeeded', () => {
 
   it("classifies every field of the generate request: a field added to the protocol must be named a feature here or said to change nothing", () => {
     const firstForm = ['id', 'promptIds', 'maxTokens', 'sampling', 'speculation', 'useDatastore', 'contributeToDatastore', 'trie'];
-    const changesNothing = ['predictionIds', 'model', 'cacheSalt', 'tenant'];
+    const changesNothing = ['predictionIds', 'model', 'protocol', 'cacheSalt', 'tenant'];
     const features = new Set<string>(POOL_FEATURES);
     for (const key of Object.keys(generateRequestSchema.shape)) {
       expect(firstForm.includes(key) || changesNothing.includes(key) || features.has(key), `generate field ${key}`).toBe(true);

@@ -140,6 +140,7 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     ['body over the size limit', JSON.stringify({ id: 'g', promptIds: [1], maxTokens: 4, pad: 'x'.repeat(9 * 1024 * 1024) }), 413, /limit/],
     ['an id URL paths would drop', JSON.stringify({ id: '..', promptIds: [1], maxTokens: 4 }), 400, /may not be "\." or "\.\."/],
     ['a number too large to read', '{"id":"i","promptIds":[1],"maxTokens":1e400}', 400, /maxTokens: a number too large to be read/],
+    ['another protocol version', JSON.stringify({ id: 'p', promptIds: [1], maxTokens: 4, protocol: 2 }), 421, /speaks edge-pool protocol 1, not 2/],
     ['a repetition penalty whose division overflows', JSON.stringify({ id: 'h', promptIds: [1], maxTokens: 4, sampling: { repetitionPenalty: 1e-38 } }), 400, /repetitionPenalty/],
   ];
   it.each(cases)('%s', async (_name, body, status, message) => {
