@@ -152,14 +152,18 @@ function readBodyText(c: Context<AppEnv>): Promise<string> {
   return readBy(c.req.text(), Date.now() + bodyTimeoutMs, bodyTimeoutMs);
 }
 
-async function readJson(c: Context<AppEnv>): Promise<unknown> {
+/** The body's text, read whole first (a body left unread broke the next request under wrangler dev); a compressed one is a 415 (review h112: it was "not valid JSON"; the Worker is not sent one decompressed). */
+async function readUncompressedText(c: Context<AppEnv>): Promise<string> {
   const text = await readBodyText(c);
-  // Read first (a body left unread broke the next request under wrangler dev); then a compressed one is said to be
-  // one, not "not valid JSON" (review h112). The Worker is not sent one decompressed.
   const encoding = c.req.header('content-encoding')?.trim().toLowerCase();
   if (encoding && encoding !== 'identity') {
     throw new ApiError(415, `Content-Encoding ${clipped(encoding, 40)} is not supported for request bodies; send the JSON uncompressed.`, 'invalid_request_error', 'unsupported_media_type');
   }
+  return text;
+}
+
+async function readJson(c: Context<AppEnv>): Promise<unknown> {
+  const text = await readUncompressedText(c);
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -375,7 +379,7 @@ function userCacheRoute(unavailable: string, answer: (c: Context<AppEnv>, scope:
   return async (c) => {
     const admission = admit(c, false);
     try {
-      const user = userCacheUser(new URL(c.req.url).search, await readBodyText(c));
+      const user = userCacheUser(new URL(c.req.url).search, await readUncompressedText(c));
       return await answer(c, await cacheScope(c.get('key').keyId, user), user).catch((err: unknown) => {
         if (err instanceof ApiError) throw err;
         console.error(`edge: user cache ${c.req.method} failed`, err);

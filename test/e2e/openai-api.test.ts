@@ -331,6 +331,10 @@ describe('OpenAI-compatible API on the edge', () => {
     const gina = await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'gina' });
     expect(gina.usage!.speculation.edge_accepted_tokens).toBeGreaterThan(10);
     expect((await forget('x'.repeat(257))).status).toBe(400);
+    // A name sent compressed is a 415, as on the completion routes.
+    const gzipped = await fetch(`${stack.edgeUrl}/v1/user-cache`, { method: 'DELETE', headers: { authorization: `Bearer ${stack.devKey}`, 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(JSON.stringify({ user: 'gina' })) });
+    expect(gzipped.status).toBe(415);
+    await gzipped.text();
     // A name no URL can carry (a lone surrogate has a cache of its own) is forgotten by a JSON body.
     await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: '\ud800' });
     await untilCacheMerged('\ud800', 1, undefined, undefined, () => userCacheByBody('\ud800'));
