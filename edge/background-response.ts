@@ -13,6 +13,7 @@
 import { ApiError, badRequest, toApiError } from './api-error';
 import type { PreparedReply } from './completion-handler';
 import { failedResponse, type ResponseObject } from './responses-format';
+import { DEFAULT_BACKGROUND_DEADLINE_S } from './edge-config';
 import { sleep } from './settled-within';
 import { KEY_WRITE_INTERVAL_MS, type BackgroundStop, type PutOutcome, type ResponseStore, type StoredResponse } from './response-store';
 
@@ -144,8 +145,8 @@ async function honourLateStop(started: ResponseObject, written: ResponseObject, 
 export async function polledResponse(stored: StoredResponse, store: ResponseStore, now = Date.now()): Promise<ResponseObject> {
   const response = stored.response;
   if (response.status !== 'queued' && response.status !== 'in_progress') return response;
-  // A record from before runsUntil was kept: its creation and this server's default deadline.
-  const runsUntil = stored.runsUntil ?? response.created_at * 1000 + 25_000;
+  // A record from before runsUntil was kept: its creation and the default deadline.
+  const runsUntil = stored.runsUntil ?? response.created_at * 1000 + DEFAULT_BACKGROUND_DEADLINE_S * 1000;
   if (now < runsUntil + DIED_AFTER_DEADLINE_MS) return response;
   if ((await store.stopRequested(response.id)) === 'cancel') return { ...response, status: 'cancelled' };
   return failedResponse(response, [], { code: 'server_error', message: 'The background response stopped without a result (the edge that ran it went away); create it again.' });

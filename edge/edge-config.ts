@@ -47,6 +47,9 @@ export interface EdgeConfig {
   modelSha256: string | null;
 }
 
+/** SSSD_BACKGROUND_DEADLINE_SECONDS's default: Workers give a request's waitUntil 30 s, and the end's write takes some (background-response.ts). */
+export const DEFAULT_BACKGROUND_DEADLINE_S = 25;
+
 /** The Worker's defaults for the user cache and the trie it ships (bench-serve plays the edge with them). */
 export const EDGE_USER_CACHE_MAX_BYTES = 64 * 1024;
 export const EDGE_TRIE_NODES = 128;
@@ -92,8 +95,7 @@ export const INT_VARS = {
   SSSD_RESPONSE_TTL_DAYS: { fallback: 30, min: 0, max: 3650 },
   // KV takes values up to 25 MiB.
   SSSD_RESPONSE_MAX_BYTES: { fallback: 4 * 1024 * 1024, min: 1024, max: 25 * 1024 * 1024 },
-  // Workers give a request's waitUntil 30 s after its response: the run ends, and its result is written, within them.
-  SSSD_BACKGROUND_DEADLINE_SECONDS: { fallback: 25, min: 1, max: 3600 },
+  SSSD_BACKGROUND_DEADLINE_SECONDS: { fallback: DEFAULT_BACKGROUND_DEADLINE_S, min: 1, max: 3600 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
   // At least three heartbeats (LEASE_HEARTBEAT_MS): a lease as short as one lapsed under a live request whose timer ran late.

@@ -329,7 +329,7 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
         tally.count(`responses background failed ${polled.error?.code ?? 'no code'}`);
         if (!polled.error?.code || polled.error.code === 'internal_error') tally.violate(`responses background: ${id} failed: ${read.text.slice(0, 400)} (sent ${sent.slice(0, 2000)})`);
       } else if (polled.status !== 'cancelled') {
-        const response = finished('responses background', read, { ...body, background: undefined }, sent);
+        const response = finished('responses background', read, body, sent);
         if (response) checkOutput('responses background', response, body, sent);
       }
       return;

@@ -136,9 +136,7 @@ export class PoolServer {
         // a timeout lands at most that late (a quarter made 60 s 70 s, review h113); one pass over the connections each.
         connectionsCheckingInterval: Math.min(2_000, Math.max(100, Math.floor(requestTimeout / 10))),
       },
-      (req, res) => {
-        this.handle(req, res).catch((err: unknown) => this.fail(res, err));
-      },
+      (req, res) => this.serve(req, res),
     );
     // `Expect: 100-continue` (curl's way with a large body): a body declared over the cap is answered 413 before the
     // client sends it, not after (Node's default writes 100 Continue first); the rest are told to go on.
@@ -146,7 +144,7 @@ export class PoolServer {
       const declared = Number(req.headers['content-length'] ?? NaN);
       if (Number.isFinite(declared) && declared > this.maxBodyBytes) res.setHeader('connection', 'close');
       else res.writeContinue();
-      this.handle(req, res).catch((err: unknown) => this.fail(res, err));
+      this.serve(req, res);
     });
     this.http.keepAliveTimeout = 30_000;
     this.stalledReaders = new StalledReaders(options.stalledReaderMs ?? DEFAULT_STALLED_READER_MS, (res, waiting) => {
@@ -246,6 +244,11 @@ export class PoolServer {
       maxActive,
       ...(this.options.info.features ? { features: this.options.info.features } : {}),
     };
+  }
+
+  /** Answers a request; whatever it throws is answered as its error. */
+  private serve(req: IncomingMessage, res: ServerResponse): void {
+    this.handle(req, res).catch((err: unknown) => this.fail(res, err));
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
