@@ -9,12 +9,17 @@
  * `stopPollMs`. A run is bounded by `deadlineMs` (Workers give waitUntil 30 s
  * after the response): past it, it is stopped and stored failed, and a poll
  * that finds a response still queued long after that says it failed.
+ * Created with `stream: true`, the run writes its events into a log that
+ * the request streams and KV keeps (background-stream.ts), and tells its
+ * end there once it is stored.
  */
 import { ApiError, badRequest, toApiError } from './api-error';
 import type { PreparedReply } from './completion-handler';
 import { failedResponse, type ResponseObject } from './responses-format';
 import { DEFAULT_BACKGROUND_DEADLINE_S } from './edge-config';
 import { sleep } from './settled-within';
+import { keepEvents, liveEventStream, type EventLog } from './background-stream';
+import type { ResponsesStreamFormat } from './responses-stream';
 import { KEY_WRITE_INTERVAL_MS, type BackgroundStop, type PutOutcome, type ResponseStore, type StoredResponse } from './response-store';
 
 export interface BackgroundOptions {
@@ -23,6 +28,14 @@ export interface BackgroundOptions {
   deadlineMs: number;
   /** How often a run reads whether it was asked to stop. */
   stopPollMs: number;
+}
+
+/** A background response created with `stream: true`: the log its run writes its events into (driveIntoLog), in `format`'s frames. */
+export interface BackgroundEvents {
+  log: EventLog;
+  format: ResponsesStreamFormat;
+  /** The stream the request reads gets a comment after this long without an event. */
+  quietCommentMs: number;
 }
 
 /** Stores a response of the request (`runsUntil`: on the queued one, when its run ends at the latest). */
@@ -45,7 +58,15 @@ const stronger = (a: Stop | null, b: Stop | null): Stop | null => (a === null ? 
  * `options.waitUntil`. `finish` runs the generations to their end and makes
  * the response; `save` stores one.
  */
-export async function answerInBackground(started: ResponseObject, reply: PreparedReply, finish: () => Promise<ResponseObject>, save: SaveResponse, store: ResponseStore, options: BackgroundOptions): Promise<Response> {
+export async function answerInBackground(
+  started: ResponseObject,
+  reply: PreparedReply,
+  finish: () => Promise<ResponseObject>,
+  save: SaveResponse,
+  store: ResponseStore,
+  options: BackgroundOptions,
+  events: BackgroundEvents | null = null,
+): Promise<Response> {
   const begun = Date.now();
   // Opened first: a pool that refuses it (busy, a bad request) is the request's own error, as without background.
   await reply.opening;
@@ -60,11 +81,32 @@ export async function answerInBackground(started: ResponseObject, reply: Prepare
     throw new ApiError(503, 'The response store is unavailable, and a background response is polled from it; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
   }
   const storedAt = Date.now();
-  options.waitUntil(runToEnd(started, reply, finish, save, store, options, begun, storedAt));
-  return new Response(JSON.stringify(queued), { headers: { ...Object.fromEntries(new Headers(reply.headers)), 'content-type': 'application/json' } });
+  if (events === null) {
+    options.waitUntil(runToEnd(started, reply, finish, save, store, options, begun, storedAt, () => undefined));
+    return new Response(JSON.stringify(queued), { headers: { ...Object.fromEntries(new Headers(reply.headers)), 'content-type': 'application/json' } });
+  }
+  const { log, format } = events;
+  // The stream's end is told once stored (a client told `completed` finds it so), or none where it was deleted.
+  const told = (response: ResponseObject | null): void => {
+    if (response !== null && !log.ended) format.announce(response, log.append);
+    log.end();
+  };
+  options.waitUntil(keepEvents(log, store, started.id));
+  options.waitUntil(runToEnd(started, reply, finish, save, store, options, begun, storedAt, told).finally(() => log.end()));
+  return liveEventStream(log, reply.headers, events.quietCommentMs);
 }
 
-async function runToEnd(started: ResponseObject, reply: PreparedReply, finish: () => Promise<ResponseObject>, save: SaveResponse, store: ResponseStore, options: BackgroundOptions, begun: number, storedAt: number): Promise<void> {
+async function runToEnd(
+  started: ResponseObject,
+  reply: PreparedReply,
+  finish: () => Promise<ResponseObject>,
+  save: SaveResponse,
+  store: ResponseStore,
+  options: BackgroundOptions,
+  begun: number,
+  storedAt: number,
+  told: (response: ResponseObject | null) => void,
+): Promise<void> {
   const asked: { stop: Stop | null } = { stop: null };
   const halt = (why: Stop): void => {
     asked.stop = stronger(asked.stop, why);
@@ -99,7 +141,10 @@ async function runToEnd(started: ResponseObject, reply: PreparedReply, finish: (
     // Read again right before each write: a stop asked while it ended or waited wins (a client told `cancelled` must
     // not find it completed, nor a deleted one find it back).
     const why = stronger(asked.stop, await store.stopRequested(started.id));
-    if (why === 'delete') return;
+    if (why === 'delete') {
+      told(null);
+      return;
+    }
     let response = final(why);
     let outcome = await save(response);
     if (outcome === 'too_large') {
@@ -108,10 +153,12 @@ async function runToEnd(started: ResponseObject, reply: PreparedReply, finish: (
       outcome = await save(response);
     }
     if (outcome === 'stored') {
+      told(response);
       await honourLateStop(started, response, save, store);
       return;
     }
     if (attempt < FINAL_WRITE_TRIES) await sleep(KEY_WRITE_INTERVAL_MS);
+    else told(response);
   }
   console.error(`edge: background response ${started.id} ended and could not be stored; a poll will find it failed after its deadline`);
 }

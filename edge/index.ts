@@ -23,6 +23,7 @@ import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
 import { loggedErrorCode, RequestLog } from './request-log';
 import { responseId } from './responses-format';
 import { BACKGROUND_STOP_POLL_MS, polledResponse } from './background-response';
+import { resumedEventStream, startingAfter } from './background-stream';
 import { inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
 import { inResponsesTerms } from './responses-request';
 import { ResponseStore, responseNotFound } from './response-store';
@@ -317,19 +318,27 @@ async function storedResponseRoute(c: Context<AppEnv>, answer: (store: ResponseS
   }
 }
 
-app.get('/v1/responses/:id', rateLimitHeaders, (c) =>
-  storedResponseRoute(c, async (store, id) => {
-    const stored = await storedResponse(store, id);
-    // OpenAI streams again (`stream=true`, `starting_after`) only a background response made with stream; answered as
-    // JSON, the SDK's `responses.stream({response_id})` ended in "request ended without sending any events" (review h99).
-    const stream = new URL(c.req.url).searchParams.get('stream');
-    // As a form or a query string writes true (`stream=1` was served as JSON, which the SDK read as no events).
-    if (stream === 'true' || stream === '1' || stream === 'True') {
-      throw badRequest('Only responses created with background: true and stream: true can be streamed again, and this server runs background responses without streams; retrieve it without stream (and poll it while it is queued).', 'stream', 'invalid_request_error');
+app.get('/v1/responses/:id', rateLimitHeaders, async (c) => {
+  const query = new URL(c.req.url).searchParams;
+  const stream = query.get('stream');
+  // As a form or a query string writes true (`stream=1` was served as JSON, which the SDK read as no events).
+  if (stream === 'true' || stream === '1' || stream === 'True') {
+    // A background response made with stream, streamed again from `starting_after` (background-stream.ts).
+    const admission = admit(c, false);
+    try {
+      const after = startingAfter(query);
+      const store = responseStore(c);
+      const stored = await storedResponse(store, c.req.param('id') ?? '');
+      return resumedEventStream(stored, after, store, edgeConfig(c.env).streamQuietCommentMs, {});
+    } finally {
+      admission.release();
     }
-    return polledResponse(stored, store);
-  }),
-);
+  }
+  return storedResponseRoute(c, async (store, id) => {
+    if (query.has('starting_after')) throw badRequest('starting_after is for streaming a background response again; send it with stream=true.', 'starting_after', 'invalid_request_error');
+    return polledResponse(await storedResponse(store, id), store);
+  });
+});
 app.delete('/v1/responses/:id', rateLimitHeaders, (c) =>
   storedResponseRoute(c, async (store, id) => {
     if (!(await store.delete(id))) throw responseNotFound(id, null);

@@ -39,6 +39,17 @@ export interface StoredResponse {
   conversationNotKept?: true;
   /** A background response stored queued: when its run ends at the latest (ms since the epoch; background-response.ts). */
   runsUntil?: number;
+  /** A background response created with `stream: true`: its events are kept (writeEvents), and it can be streamed again. */
+  eventLog?: true;
+}
+
+/** A background stream's events as kept (background-stream.ts): frame i is the SSE frame of the event of sequence_number i. */
+export interface StoredEvents {
+  frames: string[];
+  /** The run wrote its last event. */
+  ended: boolean;
+  /** The frames after these were over SSSD_RESPONSE_MAX_BYTES and are not kept. */
+  cut: boolean;
 }
 
 /** How a write went: stored, refused for SSSD_RESPONSE_MAX_BYTES, or KV failed. */
@@ -56,6 +67,9 @@ export class ReadBudgetSpent extends Error {}
 const MIN_KV_TTL_SECONDS = 60;
 /** A stop request outlives any background run (they are bounded well under this). */
 const STOP_TTL_SECONDS = 3_600;
+
+/** The most the line before a background stream's kept events takes. */
+const EVENTS_HEADER_BYTES = 32;
 
 /** KV takes one write a second per key. */
 export const KEY_WRITE_INTERVAL_MS = 1_100;
@@ -114,7 +128,15 @@ export class ResponseStore {
     let value = JSON.stringify(record);
     if (!withinBytes(value, this.maxBytes)) {
       // The response alone, where it fits: retrieved and its output referenced still, a chain from it refused by name.
-      const alone: StoredResponse = { response: record.response, inputItems: [], conversation: [], callIds: [], conversationNotKept: true };
+      const alone: StoredResponse = {
+        response: record.response,
+        inputItems: [],
+        conversation: [],
+        callIds: [],
+        conversationNotKept: true,
+        ...(record.runsUntil !== undefined ? { runsUntil: record.runsUntil } : {}),
+        ...(record.eventLog ? { eventLog: true as const } : {}),
+      };
       value = JSON.stringify(alone);
       if (!withinBytes(value, this.maxBytes)) {
         console.warn(`edge: response ${record.response.id} not stored: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8, even alone`);
@@ -129,6 +151,58 @@ export class ResponseStore {
       console.error(`edge: response ${record.response.id} not stored`, err);
       return 'unavailable';
     }
+  }
+
+  /** The KV key of a background stream's events. */
+  private async eventsKeyFor(id: string): Promise<string> {
+    return `respevents:${await sha256Hex(`${this.keyId}:${id}`)}`;
+  }
+
+  /**
+   * Keeps a background stream's events so far: as many of `frames`, from the
+   * first, as fit SSSD_RESPONSE_MAX_BYTES, in one value (a line saying
+   * whether they ended and were cut, then the frames as sent). Never throws.
+   */
+  async writeEvents(id: string, frames: readonly string[], ended: boolean): Promise<PutOutcome> {
+    let bytes = 0;
+    let kept = 0;
+    for (; kept < frames.length; kept++) {
+      bytes += utf8Length(frames[kept]);
+      if (bytes > this.maxBytes - EVENTS_HEADER_BYTES) break;
+    }
+    const cut = kept < frames.length;
+    const value = `${JSON.stringify({ ended, cut })}\n${kept === frames.length ? frames.join('') : frames.slice(0, kept).join('')}`;
+    try {
+      await this.kv.put(await this.eventsKeyFor(id), value, this.ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, this.ttlSeconds) } : undefined);
+      return cut ? 'too_large' : 'stored';
+    } catch (err) {
+      console.error(`edge: background stream ${id}'s events not stored`, err);
+      return 'unavailable';
+    }
+  }
+
+  /** A background stream's events as kept, or null (none yet, or none ever). Throws a 503 where KV fails. */
+  async readEvents(id: string): Promise<StoredEvents | null> {
+    let text: string | null;
+    try {
+      text = await this.kv.get(await this.eventsKeyFor(id), 'text');
+    } catch (err) {
+      console.error('edge: background stream events read failed', err);
+      throw new ApiError(503, 'The response store is unavailable; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
+    }
+    if (text === null) return null;
+    const newline = text.indexOf('\n');
+    let head: { ended?: unknown; cut?: unknown };
+    try {
+      head = JSON.parse(text.slice(0, newline)) as { ended?: unknown; cut?: unknown };
+    } catch {
+      console.error(`edge: background stream ${id}'s events are not readable; taken as none`);
+      return null;
+    }
+    // A frame ends with a blank line, and its JSON has no raw newline in it.
+    const frames = text.slice(newline + 1).split('\n\n');
+    frames.pop();
+    return { frames: frames.map((frame) => `${frame}\n\n`), ended: head.ended === true, cut: head.cut === true };
   }
 
   /** The KV key of a background response's cancel (or delete) request. */
@@ -193,6 +267,8 @@ export class ResponseStore {
       // end again after the delete.
       await this.requestStop(id, 'delete');
       await this.kv.delete(key);
+      // Its events, where it streamed (a delete of a key that is not there is no error).
+      await this.kv.delete(await this.eventsKeyFor(id));
     } catch (err) {
       console.error('edge: stored response delete failed', err);
       throw new ApiError(503, 'The response store is unavailable; retry shortly (the response may not be deleted yet).', 'service_unavailable', 'response_store_unavailable', null, 2);
@@ -207,6 +283,16 @@ export function responseNotFound(id: string, param: string | null): ApiError {
   return param === 'previous_response_id'
     ? new ApiError(404, `Previous response with id '${name}' not found.`, 'invalid_request_error', 'previous_response_not_found', param)
     : new ApiError(404, `Response with id '${name}' not found.`, 'invalid_request_error', 'not_found', param);
+}
+
+/** `text`'s length as UTF-8, without encoding it (a surrogate pair 4 bytes; JSON.stringify leaves no lone one in a frame). */
+function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit >= 0x80) bytes += unit < 0x800 || (unit >= 0xd800 && unit < 0xe000) ? 1 : 2;
+  }
+  return bytes;
 }
 
 /**

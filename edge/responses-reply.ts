@@ -7,10 +7,12 @@
  */
 import { badRequest } from './api-error';
 import { answerInBackground, polledResponse, type BackgroundOptions } from './background-response';
+import { driveIntoLog, EventLog } from './background-stream';
+import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { clipped } from './request-schema';
 import type { Answerer } from './completion-handler';
 import type { ChatMessage } from './request-schema';
-import { finishedResponse, itemId, outputItems, outputLogprobs, responseOfItem, startedResponse, type OutputItem, type ResponseObject } from './responses-format';
+import { failedResponse, finishedResponse, itemId, outputItems, outputLogprobs, responseOfItem, startedResponse, type OutputItem, type ResponseObject } from './responses-format';
 import { parseResponsesBody, translateResponsesRequest, type InputItem, type RequestItem, type TranslatedRequest } from './responses-request';
 import { ResponsesStreamFormat } from './responses-stream';
 import { referencedItems, type ReferencedItems } from './item-references';
@@ -114,11 +116,19 @@ function endedConversation(plan: ResponsesPlan, output: readonly OutputItem[]): 
 }
 
 /** Stores the response where asked (before the reply's last byte), and how that went ('stored' where not asked). Never throws. */
-async function save(plan: ResponsesPlan, response: ResponseObject, runsUntil?: number): Promise<PutOutcome> {
+async function save(plan: ResponsesPlan, response: ResponseObject, runsUntil?: number, eventLog = false): Promise<PutOutcome> {
   if (!plan.store) return 'stored';
   const calls = response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
   const itemIds = [...plan.previousItemIds, ...plan.inputItems.map((item) => item.id), ...response.output.map((item) => item.id)];
-  return plan.store.write({ response, inputItems: plan.inputItems, conversation: endedConversation(plan, response.output), callIds: [...plan.translated.callIds, ...calls], itemIds, ...(runsUntil !== undefined ? { runsUntil } : {}) });
+  return plan.store.write({
+    response,
+    inputItems: plan.inputItems,
+    conversation: endedConversation(plan, response.output),
+    callIds: [...plan.translated.callIds, ...calls],
+    itemIds,
+    ...(runsUntil !== undefined ? { runsUntil } : {}),
+    ...(eventLog ? { eventLog: true as const } : {}),
+  });
 }
 
 /**
@@ -138,9 +148,18 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
       return finishedResponse(plan.started, output, choice.finishReason, usage);
     };
     if (plan.started.background) {
-      // parseResponsesBody refuses background without store, or with stream.
+      // parseResponsesBody refuses background without store.
       if (!plan.store || !background) throw new Error('a background response needs the store and a waitUntil');
-      return answerInBackground(plan.started, reply, finish, (response, runsUntil) => save(plan, response, runsUntil), plan.store, background);
+      if (!body.stream) return answerInBackground(plan.started, reply, finish, (response, runsUntil) => save(plan, response, runsUntil), plan.store, background);
+      // Its events go into a log the request streams and the store keeps; its end is stored and told by the run.
+      const log = new EventLog();
+      const format = new ResponsesStreamFormat(plan.started, meta, null);
+      const streamed = async (): Promise<ResponseObject> => {
+        await driveIntoLog(runs[0], format, log, plan.started.id);
+        return format.result ?? failedResponse(plan.started, [], { code: 'server_error', message: 'The response ended without a result.' });
+      };
+      const events = { log, format, quietCommentMs: streamQuietCommentMs ?? QUIET_STREAM_COMMENT_MS };
+      return answerInBackground(plan.started, reply, streamed, (response, runsUntil) => save(plan, response, runsUntil, true), plan.store, background, events);
     }
     if (!body.stream) {
       return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {

@@ -295,9 +295,6 @@ export function parseResponsesBody(raw: unknown): ParsedResponsesBody {
   if (body.background === true) {
     // Polled from the store: a response not kept could never be polled (OpenAI refuses it so too).
     if (body.store === false) throw badRequest('background: true needs store (a background response is polled from the store); send store: true or leave it out.', 'background', 'invalid_value');
-    if (body.stream === true) {
-      throw badRequest('background: true with stream: true is not served by this server (a background stream could not be resumed); create it without stream and poll GET /v1/responses/{id}, or stream it without background.', 'background', 'unsupported_parameter');
-    }
   }
   const items = inputItems(body.input);
   const tools = (body.tools ?? []).map((tool, i) => parseAt(functionToolSchema, tool, `tools.${i}`));

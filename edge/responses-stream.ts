@@ -35,6 +35,33 @@ const NO_LOGPROBS: readonly OutputLogprob[] = [];
 /** The item being streamed as it comes: the message, or a named function's call; or none yet ("auto"'s reply while it is whitespace). */
 type Streaming = { kind: 'message'; id: string } | { kind: 'call'; id: string; callId: string; name: string } | { kind: 'held' } | { kind: 'undecided' };
 
+/** One event as an SSE frame. */
+export function eventFrame(type: string, sequence: number, fields: object): string {
+  return `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence, ...fields })}\n\n`;
+}
+
+/**
+ * The frames that end a stream with `response`, numbered from `sequence`:
+ * `response.completed` or `.incomplete`; for a failed one `error`, then
+ * `response.failed`. A cancelled one has no event of its own in OpenAI's
+ * stream: none (the stream just ends).
+ */
+export function endEvents(response: ResponseObject, sequence: number, param: string | null = null): string[] {
+  switch (response.status) {
+    case 'completed':
+      return [eventFrame('response.completed', sequence, { response })];
+    case 'incomplete':
+      return [eventFrame('response.incomplete', sequence, { response })];
+    case 'failed':
+      return [
+        eventFrame('error', sequence, { code: response.error?.code ?? 'server_error', message: response.error?.message ?? 'The response failed.', param }),
+        eventFrame('response.failed', sequence + 1, { response }),
+      ];
+    default:
+      return [];
+  }
+}
+
 export class ResponsesStreamFormat implements StreamFormat {
   private sequence = 0;
   private streaming: Streaming;
@@ -45,12 +72,19 @@ export class ResponsesStreamFormat implements StreamFormat {
   private readonly logprobs: OutputLogprob[] = [];
   private output: OutputItem[] = [];
   private finishReason = 'stop';
+  /** The response the reply ended with (completed, incomplete or failed), once it has. */
+  result: ResponseObject | null = null;
 
   constructor(
     private readonly started: ResponseObject,
     meta: ResponseMeta,
-    /** Stores the finished response (where asked); never throws. */
-    private readonly save: (response: ResponseObject) => Promise<void>,
+    /**
+     * Stores the finished response (where asked); never throws. Null: a
+     * background run's stream, whose end is stored and told by the run
+     * (background-response.ts): `ended` and `failed` keep the response in
+     * `result` and send nothing, and the run `announce`s what it stored.
+     */
+    private readonly save: ((response: ResponseObject) => Promise<void>) | null,
   ) {
     this.mode = meta.toolCalls ?? null;
     this.formatter = meta.logprobs;
@@ -67,11 +101,16 @@ export class ResponsesStreamFormat implements StreamFormat {
   }
 
   private emit(send: SendFrame, type: string, fields: object): void {
-    send(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.sequence++, ...fields })}\n\n`);
+    send(eventFrame(type, this.sequence++, fields));
   }
 
   begin(send: SendFrame): void {
-    this.emit(send, 'response.created', { response: this.started });
+    if (this.save === null) {
+      // A background response's stream tells it queued first, as OpenAI's does.
+      const queued: ResponseObject = { ...this.started, status: 'queued' };
+      this.emit(send, 'response.created', { response: queued });
+      this.emit(send, 'response.queued', { response: queued });
+    } else this.emit(send, 'response.created', { response: this.started });
     this.emit(send, 'response.in_progress', { response: this.started });
     const s = this.streaming;
     if (s.kind === 'message') this.openMessage(send, s.id);
@@ -154,16 +193,27 @@ export class ResponsesStreamFormat implements StreamFormat {
 
   async ended(usages: CompletionUsage[], send: SendFrame): Promise<void> {
     const response = finishedResponse(this.started, this.output, this.finishReason, usages[0]);
+    this.result = response;
+    if (this.save === null) return;
     await this.save(response);
-    this.emit(send, response.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response });
+    this.announce(response, send);
   }
 
   /** Stored (as OpenAI keeps a failed response: retrieved by the id the stream told, not a 404), then told. */
   async failed(error: ApiError, send: SendFrame): Promise<void> {
     const response = failedResponse(this.started, this.output.length > 0 ? this.output : this.partialOutput(), error);
+    this.result = response;
+    if (this.save === null) return;
     await this.save(response);
-    this.emit(send, 'error', { code: error.code, message: error.message, param: error.param });
-    this.emit(send, 'response.failed', { response });
+    this.announce(response, send, error.param);
+  }
+
+  /** The events that end the stream with `response` (none for one cancelled). */
+  announce(response: ResponseObject, send: SendFrame, param: string | null = null): void {
+    for (const frame of endEvents(response, this.sequence, param)) {
+      this.sequence++;
+      send(frame);
+    }
   }
 
   /** What was streamed before a failure cut the reply: the item opened, incomplete, with its text so far ("required"'s held text is no call yet: none). */

@@ -236,8 +236,8 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
       [`input.${at}.call_id`, { input: [...items, { type: 'function_call_output', call_id: `call_none${int(1000)}`, output: 'x' }] }],
       ['tools.0.type', { tools: [{ type: 'web_search' }] }],
       ['include.0', { include: ['file_search_call.results'] }],
-      // Background is served; as a stream, or without the store, not.
-      ['background', int(2) === 0 ? { background: true, stream: true } : { background: true, store: false }],
+      // Background is served, streamed or not; without the store, not.
+      ['background', int(2) === 0 ? { background: true, stream: true, store: false } : { background: true, store: false }],
     ]);
     const sent = JSON.stringify({ ...body, ...fields });
     const reply = await ctx.post('/v1/responses', sent);
@@ -255,25 +255,34 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
    */
   const background = async (): Promise<void> => {
     const body = validBody();
+    // Half streamed: the events as it runs, then streamed again from one of them.
+    const streamed = int(2) === 0;
     delete body.stream;
+    if (streamed) body.stream = true;
     // Stored (it is polled from the store), and no user: a cancelled run merges nothing, which the user-cache ledger would count as lost.
     delete body.store;
     delete body.user;
     body.background = true;
     const sent = JSON.stringify(body);
     const reply = await ctx.post('/v1/responses', sent);
-    tally.count(`responses background ${reply.status}`);
+    tally.count(`responses background${streamed ? ' stream' : ''} ${reply.status}`);
     if (reply.status !== 200) {
       ctx.checkStatus('responses background', reply, sent);
       if (reply.status >= 400 && reply.status < 500 && reply.status !== 429) tally.violate(`responses: a valid background body got ${reply.status}: ${reply.text.slice(0, 300)} (sent ${sent.slice(0, 2000)})`);
       return;
     }
     let queued: { id?: unknown; status?: unknown; background?: unknown };
-    try {
-      queued = JSON.parse(reply.text) as typeof queued;
-    } catch {
-      tally.violate(`responses background: a 200 that is not JSON: ${reply.text.slice(0, 200)}`);
-      return;
+    if (streamed) {
+      const checked = await backgroundStreamProblem(reply.text, sent);
+      if (checked === null) return;
+      queued = checked;
+    } else {
+      try {
+        queued = JSON.parse(reply.text) as typeof queued;
+      } catch {
+        tally.violate(`responses background: a 200 that is not JSON: ${reply.text.slice(0, 200)}`);
+        return;
+      }
     }
     if (queued.status !== 'queued' || queued.background !== true || typeof queued.id !== 'string') {
       tally.violate(`responses background: answered ${reply.text.slice(0, 300)}, not a queued background response (sent ${sent.slice(0, 2000)})`);
@@ -329,11 +338,52 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
         tally.count(`responses background failed ${polled.error?.code ?? 'no code'}`);
         if (!polled.error?.code || polled.error.code === 'internal_error') tally.violate(`responses background: ${id} failed: ${read.text.slice(0, 400)} (sent ${sent.slice(0, 2000)})`);
       } else if (polled.status !== 'cancelled') {
-        const response = finished('responses background', read, body, sent);
+        // Polled as JSON, whether it was made with a stream or not.
+        const { stream: _stream, ...polledBody } = body;
+        const response = finished('responses background', read, polledBody, sent);
         if (response) checkOutput('responses background', response, body, sent);
       }
       return;
     }
+  };
+
+  /**
+   * A background stream as its creator read it: its events whole and in
+   * order (queued first), and the same again from the store after one of
+   * them (GET ?stream=true&starting_after). Its created response, or null
+   * where it is not what it should be (a violation) or failed.
+   */
+  const backgroundStreamProblem = async (text: string, sent: string): Promise<{ id?: unknown; status?: unknown; background?: unknown } | null> => {
+    const frames = text.split('\n\n').filter((block) => block.split('\n').some((line) => line !== '' && !line.startsWith(':')));
+    if (text.includes('event: response.failed')) {
+      // A pool busy or gone mid-run is told failed, as a foreground stream tells it; an internal error is not.
+      tally.count('responses background stream failed');
+      if (text.includes('"code":"internal_error"')) tally.violate(`responses background stream: failed: ${text.slice(-400)} (sent ${sent.slice(0, 2000)})`);
+      return null;
+    }
+    const read = responseStreamProblem(text);
+    if (read.problem) {
+      tally.violate(`responses background stream: ${read.problem} (sent ${sent.slice(0, 2000)})`);
+      return null;
+    }
+    const types = frames.slice(0, 3).map((frame) => /^event: (.*)$/m.exec(frame)?.[1]);
+    if (types.join() !== 'response.created,response.queued,response.in_progress') {
+      tally.violate(`responses background stream: it starts ${types.join(', ')}, not created, queued, in_progress (sent ${sent.slice(0, 2000)})`);
+      return null;
+    }
+    const created = JSON.parse(frames[0].slice(frames[0].indexOf('data: ') + 6)) as { response: { id: string; status: string; background: boolean } };
+    const after = int(frames.length) - 1;
+    const again = await ctx.get(`/v1/responses/${created.response.id}?stream=true${after >= 0 ? `&starting_after=${after}` : ''}`);
+    tally.count(`responses background stream again ${again.status}`);
+    if (again.status !== 200) {
+      ctx.checkStatus('responses background stream again', again, created.response.id);
+      if (again.status !== 429 && again.status !== 503 && again.status !== 0) tally.violate(`responses background stream: GET ${created.response.id}?stream=true got ${again.status}: ${again.text.slice(0, 200)}`);
+    } else {
+      const expected = frames.slice(after + 1).map((frame) => `${frame}\n\n`).join('');
+      const got = again.text.split('\n\n').filter((block) => block.split('\n').some((line) => line !== '' && !line.startsWith(':'))).map((frame) => `${frame}\n\n`).join('');
+      if (got !== expected) tally.violate(`responses background stream: streamed again after ${after}, it sent ${JSON.stringify(got.slice(0, 300))}, not the ${frames.length - after - 1} events its creator got after it: ${JSON.stringify(expected.slice(0, 300))}`);
+    }
+    return { ...created.response, status: 'queued' };
   };
 
   return async () => {

@@ -77,8 +77,8 @@ describe('background responses', () => {
     expect(cancelForeground).toBeInstanceOf(OpenAI.BadRequestError);
   });
 
-  it('refuses background without the store, and with a stream, by name', async () => {
-    for (const params of [{ store: false }, { stream: true }]) {
+  it('refuses background without the store, by name', async () => {
+    for (const params of [{ store: false }, { store: false, stream: true }]) {
       const err = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 4, background: true, ...params } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((e: unknown) => e);
       expect(err, JSON.stringify(params)).toBeInstanceOf(OpenAI.BadRequestError);
       expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('background');
@@ -126,4 +126,115 @@ describe('background responses', () => {
     const gone = await client.responses.retrieve(running.id).catch((e: unknown) => e);
     expect(gone).toBeInstanceOf(OpenAI.NotFoundError);
   }, 30_000);
+});
+
+type StreamEvent = OpenAI.Responses.ResponseStreamEvent;
+
+/** A background stream read to its end (or until `until` says stop: the client leaves). */
+async function readEvents(stream: AsyncIterable<StreamEvent>, until: (event: StreamEvent) => boolean = () => false): Promise<StreamEvent[]> {
+  const events: StreamEvent[] = [];
+  for await (const event of stream) {
+    events.push(event);
+    if (until(event)) break;
+  }
+  return events;
+}
+
+const textOf = (events: StreamEvent[]): string => events.map((e) => (e.type === 'response.output_text.delta' ? e.delta : '')).join('');
+
+describe('background streams', () => {
+  it('streams a background response as it runs (queued first, then what a foreground stream sends) and streams it again from any event', async () => {
+    const params = { model: 'default', input: PROMPT, max_output_tokens: 24, temperature: 0 } as const;
+    const foreground = await readEvents(await client.responses.create({ ...params, stream: true }));
+    const live = await readEvents(await client.responses.create({ ...params, stream: true, background: true }));
+    expect(live.slice(0, 3).map((e) => e.type)).toEqual(['response.created', 'response.queued', 'response.in_progress']);
+    expect(live[0]).toMatchObject({ response: { status: 'queued', background: true } });
+    expect(live.map((e) => e.sequence_number)).toEqual(live.map((_, i) => i));
+    // After the queued event, the events of a foreground stream of the same request (the text in as many pieces as
+    // the pool's steps, which the user's cache makes fewer the second time).
+    const shape = (events: StreamEvent[]): string[] => events.map((e) => e.type).filter((type) => type !== 'response.output_text.delta');
+    expect(shape(live.slice(2))).toEqual(shape(foreground.slice(1)));
+    expect(textOf(live)).toBe(textOf(foreground));
+    const end = live.at(-1)!;
+    expect(end.type).toBe(foreground.at(-1)!.type);
+    expect(['response.completed', 'response.incomplete']).toContain(end.type);
+    const ended = (end as OpenAI.Responses.ResponseCompletedEvent).response;
+    const id = ended.id;
+    // Told once stored: a retrieve finds what the stream ended with.
+    const stored = await client.responses.retrieve(id);
+    expect(stored.status).toBe(ended.status);
+    expect(stored.output_text).toBe(textOf(live));
+    // Streamed again: from the first event, and after any.
+    expect(await readEvents(await client.responses.retrieve(id, { stream: true }))).toEqual(live);
+    expect(await readEvents(await client.responses.retrieve(id, { stream: true, starting_after: 3 }))).toEqual(live.slice(4));
+    expect(await readEvents(await client.responses.retrieve(id, { stream: true, starting_after: live.length - 1 }))).toEqual([]);
+    // The SDK's helper that streams a response again by its id.
+    expect((await client.responses.stream({ response_id: id }).finalResponse()).output_text).toBe(stored.output_text);
+  });
+
+  it('goes on when its client leaves, and a client that comes back reads on from where it left, to the end', async () => {
+    const params = { model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0 } as const;
+    const whole = await client.responses.create(params);
+    // The client leaves at the first text; were the run stopped with it, it would end cancelled and short.
+    const first = await readEvents(await client.responses.create({ ...params, stream: true, background: true }), (e) => e.type === 'response.output_text.delta');
+    const id = (first[0] as OpenAI.Responses.ResponseCreatedEvent).response.id;
+    const last = first.at(-1)!.sequence_number;
+    const rest = await readEvents(await client.responses.retrieve(id, { stream: true, starting_after: last }));
+    expect(rest.length).toBeGreaterThan(0);
+    expect(rest.map((e) => e.sequence_number)).toEqual(rest.map((_, i) => last + 1 + i));
+    expect(textOf([...first, ...rest])).toBe(whole.output_text);
+    expect(rest.at(-1)!.type).toBe(whole.status === 'incomplete' ? 'response.incomplete' : 'response.completed');
+    expect((await client.responses.retrieve(id)).output_text).toBe(whole.output_text);
+  });
+
+  it("ends a cancelled one's streams without a completed event, and one past its deadline with response.failed", async () => {
+    proxy.mode = 'stall';
+    proxy.afterTokenEvents = 1;
+    let live: AsyncIterable<StreamEvent>;
+    let deadlined: AsyncIterable<StreamEvent>;
+    try {
+      live = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, stream: true, background: true });
+      deadlined = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, stream: true, background: true });
+    } finally {
+      proxy.mode = 'pass';
+    }
+    // A second client follows the one to be stopped at its deadline from the store, as it runs (another isolate's read).
+    const deadlinedEvents = deadlined[Symbol.asyncIterator]();
+    const deadlinedFirst = (await deadlinedEvents.next()).value as OpenAI.Responses.ResponseCreatedEvent;
+    const following = client.responses.retrieve(deadlinedFirst.response.id, { stream: true }).then((stream) => readEvents(stream));
+    const iterator = live[Symbol.asyncIterator]();
+    const created = (await iterator.next()).value as OpenAI.Responses.ResponseCreatedEvent;
+    expect((await client.responses.cancel(created.response.id)).status).toBe('cancelled');
+    const after: StreamEvent[] = [];
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) after.push(next.value);
+    expect(after.map((e) => e.type)).not.toContain('response.completed');
+    expect((await client.responses.retrieve(created.response.id)).status).toBe('cancelled');
+    const again = await readEvents(await client.responses.retrieve(created.response.id, { stream: true }));
+    expect(again.map((e) => e.type)).not.toContain('response.completed');
+    expect(again.slice(0, 2).map((e) => e.type)).toEqual(['response.created', 'response.queued']);
+
+    const failed: StreamEvent[] = [deadlinedFirst];
+    for (let next = await deadlinedEvents.next(); !next.done; next = await deadlinedEvents.next()) failed.push(next.value);
+    expect(failed.slice(-2).map((e) => e.type)).toEqual(['error', 'response.failed']);
+    expect(await following).toEqual(failed);
+    expect((failed.at(-1) as OpenAI.Responses.ResponseFailedEvent).response.error?.message).toMatch(/SSSD_BACKGROUND_DEADLINE_SECONDS/);
+  }, 30_000);
+
+  it('refuses to stream again a response made without background and stream, and a starting_after that is not a sequence number', async () => {
+    const foreground = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 4 });
+    const background = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 4, background: true });
+    for (const id of [foreground.id, background.id]) {
+      const err = await client.responses.retrieve(id, { stream: true }).catch((e: unknown) => e);
+      expect(err, id).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('stream');
+    }
+    const auth = { authorization: `Bearer ${KEY}` };
+    for (const query of ['stream=true&starting_after=-1', 'stream=true&starting_after=1e3', 'stream=true&starting_after=1&starting_after=2', 'starting_after=3']) {
+      const res = await fetch(`${edge.url}/v1/responses/${background.id}?${query}`, { headers: auth });
+      expect(res.status, query).toBe(400);
+      expect(((await res.json()) as { error: { param: string } }).error.param, query).toBe('starting_after');
+    }
+    const missing = await fetch(`${edge.url}/v1/responses/resp_nothere?stream=true`, { headers: auth });
+    expect(missing.status).toBe(404);
+  });
 });

@@ -97,10 +97,11 @@ describe('Responses request → chat request', () => {
   });
 
   it('refuses by name what it does not do, unless at its neutral value', () => {
-    // Background responses are served, polled from the store: without it, or as a stream, not.
+    // Background responses are served, polled from the store (and streamed again from it): without it, not.
     expect(refusal({ input: 'x', background: true, store: false })).toMatchObject({ param: 'background', code: 'invalid_value' });
-    expect(refusal({ input: 'x', background: true, stream: true })).toMatchObject({ param: 'background', code: 'unsupported_parameter' });
+    expect(refusal({ input: 'x', background: true, store: false, stream: true })).toMatchObject({ param: 'background', code: 'invalid_value' });
     expect(() => translate({ input: 'x', background: true })).not.toThrow();
+    expect(() => translate({ input: 'x', background: true, stream: true })).not.toThrow();
     expect(refusal({ input: 'x', conversation: 'conv_1' }).param).toBe('conversation');
     expect(refusal({ input: 'x', prompt: { id: 'pmpt_1' } }).param).toBe('prompt');
     expect(refusal({ input: 'x', reasoning: { effort: 'high' } }).param).toBe('reasoning');

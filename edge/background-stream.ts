@@ -1,0 +1,249 @@
+/**
+ * Background streams (the Responses API's `background: true` with `stream:
+ * true`): the run writes its events into an EventLog, which the request that
+ * created it streams as they come (a client that leaves does not stop the
+ * run), and which is kept in KV a second at a time (ResponseStore.writeEvents)
+ * so that GET /v1/responses/{id}?stream=true&starting_after=N, from any
+ * isolate, streams it again from event N + 1, following it to its end.
+ */
+import { ApiError, badRequest, toApiError } from './api-error';
+import { polledResponse } from './background-response';
+import type { CompletionRun } from './completion-run';
+import { KEY_WRITE_INTERVAL_MS, type ResponseStore, type StoredEvents, type StoredResponse } from './response-store';
+import { endEvents, eventFrame, type ResponsesStreamFormat } from './responses-stream';
+import { sleep } from './settled-within';
+
+/** A stream read again reads the kept events this often (a KV read each). */
+export const RESUME_POLL_MS = 1_000;
+/** A stream read again that finds the response ended, and its events not, waits this long for them before telling the end itself. */
+const END_GRACE_MS = 3_000;
+
+const sseHeaders = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  'x-accel-buffering': 'no',
+};
+const encoder = new TextEncoder();
+const QUIET_COMMENT_TEXT = ': the response is running\n\n';
+const QUIET_COMMENT = encoder.encode(QUIET_COMMENT_TEXT);
+
+/** A background run's events as it writes them: frame i is the event of sequence_number i. */
+export class EventLog {
+  readonly frames: string[] = [];
+  ended = false;
+  private waiters: Array<() => void> = [];
+
+  /** Appends one event's frame (a SendFrame). */
+  readonly append = (frame: string): void => {
+    this.frames.push(frame);
+    this.wake();
+  };
+
+  /** The run wrote its last event. */
+  end(): void {
+    this.ended = true;
+    this.wake();
+  }
+
+  /** Resolves once there are more than `count` frames, or the log ended, or `ms` passed. */
+  async beyond(count: number, ms: number): Promise<void> {
+    if (this.frames.length > count || this.ended) return;
+    const timers: Array<ReturnType<typeof setTimeout>> = [];
+    await new Promise<void>((resolve) => {
+      this.waiters.push(resolve);
+      timers.push(setTimeout(resolve, ms));
+    });
+    for (const timer of timers) clearTimeout(timer);
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+/**
+ * Runs the generation through `format` into `log` (the run's `finish`): the
+ * response it ended with, completed or failed (the format keeps it: its end
+ * is told by the run once stored, announce).
+ */
+export async function driveIntoLog(run: CompletionRun, format: ResponsesStreamFormat, log: EventLog, requestId: string): Promise<void> {
+  const generator = run.run();
+  try {
+    format.begin(log.append);
+    for (;;) {
+      const next = await generator.next();
+      if (next.done) {
+        format.finished(0, next.value, log.append);
+        await format.ended([next.value.usage], log.append);
+        return;
+      }
+      format.piece(0, next.value, log.append);
+    }
+  } catch (err) {
+    run.cancel();
+    await format.failed(toApiError(err, requestId), log.append);
+  } finally {
+    await generator.return(undefined as never).catch(() => undefined);
+  }
+}
+
+/**
+ * Keeps `log` in KV as it grows, a write at most every KEY_WRITE_INTERVAL_MS
+ * (KV's one a second per key), until it has kept the log's end. Never throws.
+ */
+export async function keepEvents(log: EventLog, store: ResponseStore, id: string): Promise<void> {
+  let kept = -1;
+  let keptEnd = false;
+  let lastWrite = 0;
+  let failures = 0;
+  while (!keptEnd) {
+    await log.beyond(kept, 60_000);
+    await sleep(lastWrite + KEY_WRITE_INTERVAL_MS - Date.now());
+    const count = log.frames.length;
+    const ended = log.ended;
+    if (count === kept && !ended) continue;
+    lastWrite = Date.now();
+    const outcome = await store.writeEvents(id, log.frames.slice(0, count), ended);
+    if (outcome === 'unavailable') {
+      // Tried again at the next second; a store that stays down leaves the stream read again short (its end told from the record).
+      if (++failures >= 5 && ended) return;
+      continue;
+    }
+    kept = count;
+    keptEnd = ended;
+  }
+}
+
+/**
+ * The stream the creating request reads: the log's frames as they come,
+ * from the first; a comment when it is quiet. A client that leaves stops
+ * reading, never the run.
+ */
+export function liveEventStream(log: EventLog, headers: HeadersInit, quietCommentMs: number): Response {
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      await log.beyond(sent, quietCommentMs);
+      if (sent < log.frames.length) {
+        const count = log.frames.length;
+        controller.enqueue(encoder.encode(log.frames.slice(sent, count).join('')));
+        sent = count;
+      } else if (log.ended) controller.close();
+      else controller.enqueue(QUIET_COMMENT);
+    },
+  });
+  return new Response(body, { headers: { ...Object.fromEntries(new Headers(headers)), ...sseHeaders } });
+}
+
+/**
+ * `starting_after` of a stream read again: the sequence number of the last
+ * event the client has (-1: none; from the first). Digits only, given once.
+ */
+export function startingAfter(query: URLSearchParams): number {
+  const given = query.getAll('starting_after');
+  if (given.length === 0) return -1;
+  if (given.length > 1) throw badRequest(`starting_after is given ${given.length} times; give it once`, 'starting_after', 'invalid_value');
+  const text = given[0];
+  if (!/^[0-9]{1,9}$/.test(text)) throw badRequest('starting_after must be the sequence_number of an event: an integer from 0', 'starting_after', 'invalid_value');
+  return Number(text);
+}
+
+/**
+ * A background stream read again (any isolate): its kept events after
+ * `after`, then, while it runs, the new ones as they are kept (read every
+ * RESUME_POLL_MS), to its end. Where the response ended and its events were
+ * not all kept (the store failed, or its run died), the end is told from
+ * the stored response.
+ */
+export function resumedEventStream(stored: StoredResponse, after: number, store: ResponseStore, quietCommentMs: number, headers: HeadersInit): Response {
+  const id = stored.response.id;
+  if (!stored.eventLog) {
+    throw badRequest(
+      `Response ${id} was not created with background: true and stream: true, and only those can be streamed again; retrieve it without stream${stored.response.background ? ' (and poll it while it is queued)' : ''}.`,
+      'stream',
+      'invalid_request_error',
+    );
+  }
+  let next = after + 1;
+  let lastSent = Date.now();
+  let endSeenAt: number | null = null;
+  let first = true;
+  let closed = false;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const send = (text: string): void => {
+        controller.enqueue(encoder.encode(text));
+        lastSent = Date.now();
+      };
+      if (!first) await sleep(RESUME_POLL_MS);
+      first = false;
+      for (;;) {
+        if (closed) return;
+        let events: StoredEvents | null;
+        try {
+          events = await store.readEvents(id);
+        } catch (err) {
+          const error = toApiError(err, id);
+          send(eventFrame('error', next, { code: error.code, message: error.message, param: null }));
+          controller.close();
+          return;
+        }
+        const frames = events?.frames ?? [];
+        const came = next < frames.length;
+        if (came) {
+          send(frames.slice(next).join(''));
+          next = frames.length;
+        }
+        if (events?.ended) {
+          if (events.cut) {
+            const message = "The rest of this response's events were over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES) and were not kept; retrieve the response without stream for its end.";
+            send(eventFrame('error', next, { code: 'server_error', message, param: null }));
+          }
+          controller.close();
+          return;
+        }
+        if (came) return;
+        // Nothing new: has the response ended without its events' end kept (a store that failed, a run that died)?
+        const ended = await endedResponse(store, id);
+        if (ended === 'gone') {
+          send(eventFrame('error', next, { code: 'not_found', message: `Response ${id} was deleted.`, param: null }));
+          controller.close();
+          return;
+        }
+        if (ended !== null) {
+          endSeenAt ??= Date.now();
+          if (Date.now() - endSeenAt >= END_GRACE_MS) {
+            send(endEvents(ended, next).join(''));
+            controller.close();
+            return;
+          }
+        }
+        if (Date.now() - lastSent >= quietCommentMs) {
+          send(QUIET_COMMENT_TEXT);
+          return;
+        }
+        await sleep(RESUME_POLL_MS);
+      }
+    },
+    cancel() {
+      closed = true;
+    },
+  });
+  return new Response(body, { headers: { ...Object.fromEntries(new Headers(headers)), ...sseHeaders } });
+}
+
+/** The stored response where it has ended (as a poll shows it), 'gone' where it is no more, null while it runs. */
+async function endedResponse(store: ResponseStore, id: string): Promise<Awaited<ReturnType<typeof polledResponse>> | 'gone' | null> {
+  let stored: StoredResponse | null;
+  try {
+    stored = await store.get(id);
+  } catch (err) {
+    if (err instanceof ApiError) return null;
+    throw err;
+  }
+  if (stored === null) return 'gone';
+  const response = await polledResponse(stored, store);
+  return response.status === 'queued' || response.status === 'in_progress' ? null : response;
+}

@@ -1,0 +1,127 @@
+/**
+ * A background stream's events over workerd's KV: kept as the run writes
+ * them (a second at a time, cut at the store's bound), streamed to the
+ * creating request as they come, and streamed again from any event, the end
+ * told from the stored response where the events' own end was never kept.
+ */
+import { describe, expect, it } from 'vitest';
+import { ApiError } from '../../edge/api-error';
+import { EventLog, keepEvents, liveEventStream, resumedEventStream, startingAfter } from '../../edge/background-stream';
+import { responseId } from '../../edge/responses-format';
+import { ResponseStore, type StoredResponse } from '../../edge/response-store';
+import { endEvents, eventFrame } from '../../edge/responses-stream';
+import { storedRecord } from '../support/stored-response';
+import { workerdKv } from '../support/workerd-kv';
+
+const workerd = workerdKv();
+
+/** Response `hex`'s record, made with background and stream, at `status`. */
+function streamedRecord(hex: string, status: 'queued' | 'completed', runsUntil = Date.now() + 60_000): StoredResponse {
+  const record = storedRecord(responseId(hex));
+  const response = status === 'queued' ? { ...record.response, status, background: true, output: [], usage: null } : { ...record.response, background: true };
+  return { ...record, response, runsUntil, eventLog: true };
+}
+
+const frames = (n: number, from = 0): string[] => Array.from({ length: n }, (_, i) => eventFrame('response.output_text.delta', from + i, { delta: `piece ${from + i} – ✓ 🙂` }));
+
+async function textOf(response: Response): Promise<string> {
+  return new Response(response.body).text();
+}
+
+describe('the store of a background stream\'s events', () => {
+  it('keeps the frames and their end as written, multi-byte text whole, and cuts them at the bound a record has', async () => {
+    const store = new ResponseStore(workerd(), 'key-events', 0, 1 << 20);
+    const id = responseId('a1a1a1a1a1a1a1a1a1a1a1a1');
+    expect(await store.readEvents(id)).toBeNull();
+    expect(await store.writeEvents(id, frames(5), false)).toBe('stored');
+    expect(await store.readEvents(id)).toEqual({ frames: frames(5), ended: false, cut: false });
+    expect(await store.writeEvents(id, frames(8), true)).toBe('stored');
+    expect(await store.readEvents(id)).toEqual({ frames: frames(8), ended: true, cut: false });
+
+    // A bound that takes three frames and a part: three are kept, the rest said cut.
+    const bytes = new TextEncoder().encode(frames(3).join('')).length;
+    const small = new ResponseStore(workerd(), 'key-events-small', 0, bytes + 32 + 10);
+    expect(await small.writeEvents(id, frames(6), true)).toBe('too_large');
+    expect(await small.readEvents(id)).toEqual({ frames: frames(3), ended: true, cut: true });
+  });
+
+  it("are deleted with their response", async () => {
+    const store = new ResponseStore(workerd(), 'key-events-delete', 0, 1 << 20);
+    const record = streamedRecord('b2b2b2b2b2b2b2b2b2b2b2b2', 'completed');
+    expect(await store.put(record)).toBe(true);
+    expect(await store.writeEvents(record.response.id, frames(3), true)).toBe('stored');
+    expect(await store.delete(record.response.id)).toBe(true);
+    expect(await store.readEvents(record.response.id)).toBeNull();
+  });
+
+  it('keeps a log as it grows, at most a write a second, until its end is kept', async () => {
+    const store = new ResponseStore(workerd(), 'key-keep', 0, 1 << 20);
+    const id = responseId('c3c3c3c3c3c3c3c3c3c3c3c3');
+    const log = new EventLog();
+    const puts: number[] = [];
+    const kept = keepEvents(log, { writeEvents: async (...args: Parameters<ResponseStore['writeEvents']>) => (puts.push(Date.now()), store.writeEvents(...args)) } as unknown as ResponseStore, id);
+    for (const frame of frames(3)) log.append(frame);
+    await new Promise((r) => setTimeout(r, 1_300));
+    expect((await store.readEvents(id))?.frames.length).toBeGreaterThan(0);
+    for (const frame of frames(2, 3)) log.append(frame);
+    log.end();
+    await kept;
+    expect(await store.readEvents(id)).toEqual({ frames: frames(5), ended: true, cut: false });
+    for (let i = 1; i < puts.length; i++) expect(puts[i] - puts[i - 1]).toBeGreaterThanOrEqual(1_090);
+  });
+});
+
+describe('a background stream as read', () => {
+  it('streams the log to its creator as it comes, a comment while it is quiet, and ends with it', async () => {
+    const log = new EventLog();
+    log.append(frames(1)[0]);
+    const reader = liveEventStream(log, {}, 100).body!.pipeThrough(new TextDecoderStream()).getReader();
+    expect((await reader.read()).value).toBe(frames(1)[0]);
+    expect((await reader.read()).value).toBe(': the response is running\n\n');
+    log.append(frames(1, 1)[0]);
+    expect((await reader.read()).value).toBe(frames(1, 1)[0]);
+    log.end();
+    expect((await reader.read()).done).toBe(true);
+  });
+
+  it('streams the kept events again after starting_after, and follows them to their end', async () => {
+    const store = new ResponseStore(workerd(), 'key-resume', 0, 1 << 20);
+    const record = streamedRecord('d4d4d4d4d4d4d4d4d4d4d4d4', 'queued');
+    const id = record.response.id;
+    expect(await store.put(record)).toBe(true);
+    await store.writeEvents(id, frames(4), false);
+    const read = textOf(resumedEventStream(record, 1, store, 60_000, {}));
+    await new Promise((r) => setTimeout(r, 1_200));
+    await store.writeEvents(id, frames(6), true);
+    expect(await read).toBe(frames(6).slice(2).join(''));
+    // Past its last event: nothing, and the stream ends.
+    expect(await textOf(resumedEventStream(record, 5, store, 60_000, {}))).toBe('');
+  });
+
+  it("tells the stored response's end where the events' end was never kept, and says a deleted one is gone", async () => {
+    const store = new ResponseStore(workerd(), 'key-resume-end', 0, 1 << 20);
+    const record = streamedRecord('e5e5e5e5e5e5e5e5e5e5e5e5', 'completed');
+    expect(await store.put(record)).toBe(true);
+    await store.writeEvents(record.response.id, frames(3), false);
+    const started = Date.now();
+    expect(await textOf(resumedEventStream(record, -1, store, 60_000, {}))).toBe(frames(3).join('') + endEvents(record.response, 3).join(''));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(3_000);
+
+    const deleted = streamedRecord('f6f6f6f6f6f6f6f6f6f6f6f6', 'queued');
+    await store.writeEvents(deleted.response.id, frames(2), false);
+    const text = await textOf(resumedEventStream(deleted, -1, store, 60_000, {}));
+    expect(text.startsWith(frames(2).join(''))).toBe(true);
+    expect(text).toContain('"code":"not_found"');
+  }, 15_000);
+
+  it('refuses a response not made with background and stream, and a starting_after that is not a sequence number', () => {
+    const plain = storedRecord(responseId('a7a7a7a7a7a7a7a7a7a7a7a7'));
+    const store = new ResponseStore(workerd(), 'key-refuse', 0, 1 << 20);
+    expect(() => resumedEventStream(plain, -1, store, 60_000, {})).toThrow(ApiError);
+    expect(startingAfter(new URLSearchParams(''))).toBe(-1);
+    expect(startingAfter(new URLSearchParams('starting_after=0'))).toBe(0);
+    for (const query of ['starting_after=-1', 'starting_after=', 'starting_after=1.5', 'starting_after=1&starting_after=2', 'starting_after=1234567890']) {
+      expect(() => startingAfter(new URLSearchParams(query)), query).toThrow(/starting_after/);
+    }
+  });
+});
