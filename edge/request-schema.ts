@@ -331,6 +331,20 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   // a watermark, ending on repeated n-grams and prompt embeddings each change the answer.
   watermarking: { neutral: (v) => v === false, hint: 'false' },
   repetition_detection: { neutral: () => false, hint: 'null' },
+  // vLLM's own logits processors (refused there too unless started with --logits-processor-pattern), and the flat
+  // fields of its repetition detection (review h118).
+  logits_processors: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'null' },
+  max_repetition_pattern_size: { neutral: (v) => v === 0, hint: '0' },
+  min_repetition_pattern_size: { neutral: (v) => v === 0, hint: '0' },
+  repetition_min_count: { neutral: (v) => v === 0, hint: '0' },
+  // SGLang's names for constraints and controls that are served here under vLLM's names, or not at all (review h118):
+  // taken and ignored, a client moving from SGLang got unconstrained text with nothing to say so.
+  regex: { neutral: () => false, hint: 'null; guided_regex is that constraint here' },
+  ebnf: { neutral: () => false, hint: 'null; guided_grammar takes a grammar here' },
+  json_schema: { neutral: () => false, hint: 'null; guided_json, or response_format {type: "json_schema"}, is that constraint here' },
+  stop_regex: { neutral: () => false, hint: 'null' },
+  min_new_tokens: { neutral: (v) => v === 0, hint: '0; min_tokens is that control here' },
+  no_stop_trim: { neutral: (v) => v === false, hint: 'false; include_stop_str_in_output keeps the stop string here' },
   // vLLM takes an empty list as none (validate_prompt_and_prompt_embeds).
   prompt_embeds: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'null' },
   // This server prints no special token's text (BOS and the end tokens print nothing), as vLLM's default true.

@@ -208,6 +208,19 @@ export class ResponsesStreamFormat implements StreamFormat {
     this.announce(response, send, error.param);
   }
 
+  /**
+   * The client left mid-stream: the response stored as far as it was sent,
+   * `cancelled` (its run's cancel ended it as if at its length, which was
+   * stored `incomplete` for `max_output_tokens`, with text the client never
+   * got; review h119), so a chain continues from what the user saw.
+   */
+  async abandoned(): Promise<void> {
+    if (this.save === null || this.result !== null) return;
+    const response: ResponseObject = { ...this.started, status: 'cancelled', output: this.output.length > 0 ? this.output : this.partialOutput() };
+    this.result = response;
+    await this.save(response);
+  }
+
   /** The events that end the stream with `response` (none for one cancelled). */
   announce(response: ResponseObject, send: SendFrame, param: string | null = null): void {
     for (const frame of endEvents(response, this.sequence, param)) {

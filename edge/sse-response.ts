@@ -96,6 +96,12 @@ export interface StreamFormat {
   failed(error: ApiError, send: SendFrame): void | Promise<void>;
   /** The last frames, whatever happened (chat: `data: [DONE]`). */
   close(send: SendFrame): void;
+  /**
+   * The client left before the end (the runs are cancelled): what the
+   * reply keeps of that, if anything (the Responses API: the response as
+   * far as it was sent, `cancelled`). Nothing is sent.
+   */
+  abandoned?(): void | Promise<void>;
 }
 
 /**
@@ -216,6 +222,8 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
       for (let i = 0; i < runs.length; i++) pull(i);
       while (pending.size > 0 && !clientGone) {
         const { index, next } = await Promise.race(pending.values());
+        // What a run says after its client left (its cancel ends it as if at its length) is no part of the reply.
+        if (clientGone) break;
         if (next.done) {
           pending.delete(index);
           usages[index] = next.value.usage;
@@ -225,10 +233,12 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
         format.piece(index, next.value, send);
         pull(index);
       }
-      if (pending.size === 0) await format.ended(usages, send);
+      if (clientGone) await format.abandoned?.();
+      else if (pending.size === 0) await format.ended(usages, send);
     } catch (err) {
       cancelAll();
-      await format.failed(toApiError(err, id), send);
+      if (clientGone) await format.abandoned?.();
+      else await format.failed(toApiError(err, id), send);
     } finally {
       clearInterval(quiet);
     }

@@ -238,3 +238,42 @@ describe('background streams', () => {
     expect(missing.status).toBe(404);
   });
 });
+
+describe('a foreground stream its client leaves', () => {
+  it('is stored cancelled, as far as it was sent, not incomplete for max_output_tokens (review h119); a chain continues from it', async () => {
+    const params = { model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0 } as const;
+    const whole = await client.responses.create(params);
+    // The pool's stream is held after its first token events: the client leaves a reply that is running.
+    proxy.mode = 'stall';
+    proxy.afterTokenEvents = 1;
+    let id = '';
+    let seen = '';
+    try {
+      const left = new AbortController();
+      const res = await fetch(`${edge.url}/v1/responses`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ ...params, stream: true }), signal: left.signal });
+      const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = '';
+      while (!/"type":"response\.output_text\.delta"/.test(text)) text += (await reader.read()).value ?? '';
+      left.abort();
+      id = /"id":"(resp_[^"]+)"/.exec(text)![1];
+      seen = [...text.matchAll(/"delta":("(?:[^"\\]|\\.)*")/g)].map((m) => JSON.parse(m[1]) as string).join('');
+    } finally {
+      proxy.mode = 'pass';
+    }
+    // Stored once the edge notices the client gone (its next write fails, or the stall's quiet comment's).
+    let stored: OpenAI.Responses.Response | null = null;
+    for (let i = 0; i < 50 && stored === null; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      stored = await client.responses.retrieve(id).catch(() => null);
+    }
+    if (stored === null) throw new Error(`response ${id} was not stored`);
+    expect(stored.status).toBe('cancelled');
+    expect(stored.incomplete_details).toBeNull();
+    expect(seen.length).toBeGreaterThan(0);
+    expect(stored.output_text.startsWith(seen)).toBe(true);
+    expect(whole.output_text.startsWith(stored.output_text)).toBe(true);
+    expect(stored.output_text.length).toBeLessThan(whole.output_text.length);
+    const next = await client.responses.create({ model: 'default', previous_response_id: id, input: 'And then?', max_output_tokens: 4 });
+    expect(next.status).not.toBe('failed');
+  });
+});

@@ -149,6 +149,15 @@ describe('OpenAI parameters this server does not implement', () => {
       ['skip_special_tokens', false],
       ['priority', 1],
       ['priority', -5],
+      // vLLM's logits processors and flat repetition detection, and SGLang's names (review h118: taken and ignored).
+      ['logits_processors', ['my.Proc']],
+      ['max_repetition_pattern_size', 8],
+      ['regex', '[0-9]+'],
+      ['ebnf', 'root ::= "a"'],
+      ['json_schema', '{"type":"object"}'],
+      ['stop_regex', '\\.'],
+      ['min_new_tokens', 4],
+      ['no_stop_trim', true],
     ];
     for (const [name, value] of refused) {
       for (const run of [() => parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', [name]: value }), () => parseOpenAiBody(chatRequestSchema, { ...chat, [name]: value }, 'chat')]) {
@@ -156,12 +165,13 @@ describe('OpenAI parameters this server does not implement', () => {
       }
     }
     expect(refusal({ priority: 2 })!.message).toMatch(/send it as 0: requests are not scheduled by priority/);
+    expect(refusal({ regex: 'a+' })!.message).toMatch(/guided_regex is that constraint here/);
     // Chat's own: documents for a RAG template, and vLLM's rendered prompt text.
     for (const [name, value] of [['documents', [{ title: 'a', text: 'b' }]], ['return_prompt_text', true]] as const) {
       expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, [name]: value }, 'chat'), name).toThrow(expect.objectContaining({ param: name, code: 'unsupported_parameter' }));
     }
     // Neutral, or null: taken.
-    const neutral = { logprob_token_ids: null, watermarking: false, repetition_detection: null, prompt_embeds: [], skip_special_tokens: true, priority: 0 };
+    const neutral = { logprob_token_ids: null, watermarking: false, repetition_detection: null, prompt_embeds: [], skip_special_tokens: true, priority: 0, logits_processors: [], min_new_tokens: 0, no_stop_trim: false };
     expect(refusal(neutral)).toBeNull();
     expect(refusal(Object.fromEntries(Object.keys(neutral).map((k) => [k, null])))).toBeNull();
     expect(parseOpenAiBody(chatRequestSchema, { ...chat, ...neutral, documents: [], return_prompt_text: false }, 'chat').messages).toHaveLength(1);
