@@ -168,8 +168,16 @@ function fittedChatIds(messages: readonly ChatMessage[], replyRoom: number, mode
     return ids.length <= budget ? ids : null;
   });
   if (fitted !== null) return fitted;
-  // A reply that takes the whole context fails as it would without truncation, naming its bound.
-  if (budget < 1) return encoded(kept);
+  // A reply that takes the whole context leaves no room for any prompt: said so, naming the reply's bound (the prompt
+  // with every turn dropped was named, a few tokens of a long conversation, as if it were the fault; review h119).
+  if (budget < 1) {
+    throw badRequest(
+      `This model's maximum context length is ${model.info.model.contextLength} tokens, and ${replyRoom} are asked for the reply, which leaves no room for a prompt (truncation "auto" drops the oldest turns to fit the rest, not the reply); ask for fewer output tokens.`,
+      // The Responses API's max_output_tokens, as its translation names it (truncation is the Responses API's alone).
+      'max_completion_tokens',
+      'context_length_exceeded',
+    );
+  }
   refuseFarTooLong({ kind: 'chat', body: { model: '', messages: kept } }, model);
   const ids = encoded(kept);
   throw badRequest(

@@ -231,6 +231,9 @@ describe('Responses API on the edge', () => {
     const undroppable = await client.responses.create({ ...params, truncation: 'auto', instructions: `${last} ${last}` }).catch((e: unknown) => e);
     expect(undroppable).toBeInstanceOf(OpenAI.BadRequestError);
     expect(undroppable).toMatchObject({ code: 'context_length_exceeded', param: 'input', message: expect.stringContaining('never dropped') });
+    // A reply asking the whole context: refused naming it, not the prompt with every turn dropped (review h119).
+    const tooLong = await client.responses.create({ ...params, truncation: 'auto', max_output_tokens: contextLength }).catch((e: unknown) => e);
+    expect(tooLong).toMatchObject({ code: 'context_length_exceeded', param: 'max_output_tokens', message: expect.stringContaining(`${contextLength} are asked for the reply, which leaves no room for a prompt`) });
     // The chain stores the whole conversation: what is dropped is this request's prompt, not its history.
     const items = await client.responses.inputItems.list(truncated.id);
     expect(items.data).toHaveLength(1);
