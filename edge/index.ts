@@ -54,7 +54,7 @@ app.use('*', requestId);
 // After requestId, for the hex; before the rest, so that it sees their answer, an error's included.
 app.use('*', async (c, next) => {
   const path = c.req.path;
-  if (c.req.method === 'OPTIONS' || path === '/' || path === '/healthz' || path === '/readyz' || !edgeConfig(c.env).requestLog) return next();
+  if (c.req.method === 'OPTIONS' || path === '/' || path === '/healthz' || path === '/health' || path === '/readyz' || !edgeConfig(c.env).requestLog) return next();
   const log = new RequestLog(c.get('requestHex'), c.req.method);
   c.set('log', log);
   await next();
@@ -91,8 +91,9 @@ app.notFound((c) => {
 // Hashed once per isolate (demo-page.ts).
 let demoHeaders: Promise<Record<string, string>> | null = null;
 app.get('/', async (c) => c.html(demoPageHtml, 200, await (demoHeaders ??= demoPageHeaders())));
-// Liveness: the Worker answers.
+// Liveness: the Worker answers (also at vLLM's /health: a probe copied from a vLLM deployment works).
 app.get('/healthz', (c) => c.json({ ok: true }));
+app.get('/health', (c) => c.json({ ok: true }));
 // Readiness: some pool can take work, by this isolate's own view of the pools (pool-picker.ts). Counts only, never URLs.
 app.get('/readyz', async (c) => {
   const pools = await poolPicker(c.env).readiness();

@@ -85,6 +85,10 @@ export class PoolMetrics {
   readonly requestPromptTokens: Histogram;
   readonly requestGenerationTokens: Histogram;
   readonly queueTime: Histogram;
+  readonly iterationTokens: Histogram;
+  readonly inferenceTime: Histogram;
+  readonly prefillTime: Histogram;
+  readonly decodeTime: Histogram;
   readonly tokensPerSecond: Gauge;
   readonly rejected: Counter<'reason'>;
   /** Answers refused with an error status outside a stream, by status (a 500 here is a bug, with its stack in the log). */
@@ -394,6 +398,12 @@ export class PoolMetrics {
     this.requestGenerationTokens = histogram('vllm:request_generation_tokens', "A completed request's output tokens.", lengths);
     this.queueTime = histogram('vllm:request_queue_time_seconds', "From a request's arrival at the pool to its admission into the running batch.", [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 120, 300, 600, 1200]);
     this.stepTokens = histogram('sssd_pool_step_tokens', 'New tokens (roots + draft nodes + prefill) per forward pass.', [1, 4, 16, 64, 256, 1024, 4096]);
+    // vLLM's names for a dashboard made for vLLM (review h118): its step-token histogram, and a request's phases.
+    this.iterationTokens = histogram('vllm:iteration_tokens_total', 'New tokens (roots + draft nodes + prefill) per forward pass (sssd_pool_step_tokens in vLLM\'s buckets).', [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]);
+    const phases = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.3, 0.6, 0.8, 1, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
+    this.inferenceTime = histogram('vllm:request_inference_time_seconds', "A completed request's time in the running batch: from its admission to its end.", phases);
+    this.prefillTime = histogram('vllm:request_prefill_time_seconds', "A completed request's time from its admission to its first tokens.", phases);
+    this.decodeTime = histogram('vllm:request_decode_time_seconds', "A completed request's time from its first tokens to its end.", phases);
     // Read at each scrape: set only by steps, it kept its last busy figure through an idle pool.
     const rate = (): number => this.currentTokensPerSecond(this.clock());
     this.tokensPerSecond = new Gauge({
@@ -566,11 +576,17 @@ export class PoolMetrics {
   }
 
   /** A generation that completed (stop, length, context_length): its latency, time per output token and lengths, as vLLM's histograms take them. */
-  recordCompleted(g: { promptTokens: number; completionTokens: number; timeToFirstTokenMs: number | null; durationMs: number }): void {
+  recordCompleted(g: { promptTokens: number; completionTokens: number; queueMs: number | null; timeToFirstTokenMs: number | null; durationMs: number }): void {
     this.e2eLatency.observe(g.durationMs / 1000);
     this.requestPromptTokens.observe(g.promptTokens);
     this.requestGenerationTokens.observe(g.completionTokens);
     if (g.completionTokens > 1 && g.timeToFirstTokenMs !== null) this.timePerOutputToken.observe((g.durationMs - g.timeToFirstTokenMs) / 1000 / (g.completionTokens - 1));
+    // vLLM's phases of a request once admitted: inference = prefill (to its first tokens) + decode (the rest).
+    if (g.queueMs !== null) {
+      this.inferenceTime.observe((g.durationMs - g.queueMs) / 1000);
+      if (g.timeToFirstTokenMs !== null) this.prefillTime.observe((g.timeToFirstTokenMs - g.queueMs) / 1000);
+    }
+    if (g.timeToFirstTokenMs !== null) this.decodeTime.observe((g.durationMs - g.timeToFirstTokenMs) / 1000);
   }
 
   /** When the scheduler's loop last stopped for want of work (null while it runs). */

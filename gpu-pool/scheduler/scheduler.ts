@@ -528,6 +528,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     this.draftedLastStep = cap > 0 && tally.draftedRows > 0;
     metrics.batchSize.observe(n);
     metrics.stepTokens.observe(totalTokens);
+    metrics.iterationTokens.observe(totalTokens);
     let result: BatchStepResult;
     let rerun = false;
     this.passStartedAt = drafted;

@@ -256,7 +256,8 @@ export class PoolServer {
     const method = req.method ?? 'GET';
     const route = url.pathname;
 
-    if (route === '/healthz') {
+    // vLLM's /health too: a probe copied from a vLLM deployment reads the same.
+    if (route === '/healthz' || route === '/health') {
       // A draining pool, or one whose pass has hung, is up but must get no new work: 503 takes it out of load balancers and the edge's picks.
       return this.expect(method, 'GET', res, () => {
         const health = this.health();

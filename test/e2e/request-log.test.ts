@@ -115,5 +115,7 @@ describe('the readiness probe', () => {
     expect(last.status).toBe(503);
     expect(await last.json()).toEqual({ ok: false, pools: { healthy: 0, total: 1 } });
     expect((await fetch(`${edge.url}/healthz`)).status).toBe(200);
+    // vLLM's name for it too (review h118).
+    expect((await fetch(`${edge.url}/health`)).status).toBe(200);
   });
 });

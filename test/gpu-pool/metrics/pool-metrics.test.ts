@@ -61,7 +61,7 @@ describe('pool metrics', () => {
 
   it('observes end-to-end latency in seconds, as vLLM dashboards read it', async () => {
     const metrics = new PoolMetrics();
-    metrics.recordCompleted({ promptTokens: 1, completionTokens: 2, timeToFirstTokenMs: 5, durationMs: 1500 });
+    metrics.recordCompleted({ promptTokens: 1, completionTokens: 2, queueMs: 1, timeToFirstTokenMs: 5, durationMs: 1500 });
     expect(await sample(metrics, 'vllm:e2e_request_latency_seconds_sum')).toBeCloseTo(1.5, 6);
     expect(await sample(metrics, 'vllm:e2e_request_latency_seconds_count')).toBe(1);
   });
@@ -164,14 +164,19 @@ describe('pool metrics', () => {
 
   it("keeps vLLM's per-request histograms of completed requests: time per output token after the first, prompt and output lengths", async () => {
     const metrics = new PoolMetrics();
-    metrics.recordCompleted({ promptTokens: 10, completionTokens: 11, timeToFirstTokenMs: 5, durationMs: 15 });
+    metrics.recordCompleted({ promptTokens: 10, completionTokens: 11, queueMs: 2, timeToFirstTokenMs: 5, durationMs: 15 });
     // One token: no time per output token to give.
-    metrics.recordCompleted({ promptTokens: 3, completionTokens: 1, timeToFirstTokenMs: 4, durationMs: 4 });
+    metrics.recordCompleted({ promptTokens: 3, completionTokens: 1, queueMs: 1, timeToFirstTokenMs: 4, durationMs: 4 });
     expect(await sample(metrics, 'vllm:request_time_per_output_token_seconds_count')).toBe(1);
     expect(await sample(metrics, 'vllm:request_time_per_output_token_seconds_sum')).toBeCloseTo(0.001, 9);
     expect(await sample(metrics, 'vllm:request_prompt_tokens_sum')).toBe(13);
     expect(await sample(metrics, 'vllm:request_generation_tokens_bucket{le="5"}')).toBe(1);
     expect(await sample(metrics, 'vllm:e2e_request_latency_seconds_count')).toBe(2);
+    // vLLM's phases once admitted (review h118: a vLLM dashboard's panels were empty): inference = prefill + decode.
+    expect(await sample(metrics, 'vllm:request_inference_time_seconds_sum')).toBeCloseTo((13 + 3) / 1000, 9);
+    expect(await sample(metrics, 'vllm:request_prefill_time_seconds_sum')).toBeCloseTo((3 + 3) / 1000, 9);
+    expect(await sample(metrics, 'vllm:request_decode_time_seconds_sum')).toBeCloseTo((10 + 0) / 1000, 9);
+    expect(await sample(metrics, 'vllm:request_decode_time_seconds_count')).toBe(2);
   });
 });
 

@@ -80,6 +80,8 @@ describe('/healthz', () => {
     expect((await health()).body).toMatchObject({ ok: true, stuck: false, active: 1 });
     await new Promise((r) => setTimeout(r, 300));
     expect(await health()).toMatchObject({ status: 503, body: { ok: false, stuck: true, draining: false } });
+    // vLLM's /health says the same (review h118).
+    expect((await fetch(`${url}/health`)).status).toBe(503);
     expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^sssd_pool_stuck 1$/m);
     hold = null;
     release();
