@@ -150,16 +150,18 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
     if (plan.started.background) {
       // parseResponsesBody refuses background without store.
       if (!plan.store || !background) throw new Error('a background response needs the store and a waitUntil');
-      if (!body.stream) return answerInBackground(plan.started, reply, finish, (response, runsUntil) => save(plan, response, runsUntil), plan.store, background);
-      // Its events go into a log the request streams and the store keeps; its end is stored and told by the run.
+      // Its events go into a log (streamed to the request and kept in the store where it asked for a stream; its end
+      // is stored and told by the run); the format keeps the output as it comes, so a run that fails mid-way is
+      // stored with what it had.
       const log = new EventLog();
       const format = new ResponsesStreamFormat(plan.started, meta, null);
-      const streamed = async (): Promise<ResponseObject> => {
+      const run = async (): Promise<ResponseObject> => {
         await driveIntoLog(runs[0], format, log, plan.started.id);
         return format.result ?? failedResponse(plan.started, [], { code: 'server_error', message: 'The response ended without a result.' });
       };
-      const events = { log, format, quietCommentMs: streamQuietCommentMs ?? QUIET_STREAM_COMMENT_MS };
-      return answerInBackground(plan.started, reply, streamed, (response, runsUntil) => save(plan, response, runsUntil, true), plan.store, background, events);
+      const streamed = body.stream === true;
+      const events = streamed ? { log, format, quietCommentMs: streamQuietCommentMs ?? QUIET_STREAM_COMMENT_MS } : null;
+      return answerInBackground(plan.started, reply, run, (response, runsUntil) => save(plan, response, runsUntil, streamed), plan.store, background, events);
     }
     if (!body.stream) {
       return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {

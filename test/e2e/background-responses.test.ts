@@ -111,6 +111,26 @@ describe('background responses', () => {
     expect(await client.responses.retrieve(deleted.id).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.NotFoundError);
   });
 
+  it('stores a run that fails mid-way failed, with the output it had', async () => {
+    // Every stream of the pool ends in an internal error after its first token events, resumed ones too.
+    proxy.mode = 'fail';
+    proxy.afterTokenEvents = 1;
+    const breaks = proxy.breaks;
+    proxy.breaks = () => true;
+    let ended: OpenAI.Responses.Response;
+    try {
+      const queued = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, background: true });
+      ended = await polled(queued.id);
+    } finally {
+      proxy.mode = 'pass';
+      proxy.breaks = breaks;
+    }
+    expect(ended.status).toBe('failed');
+    expect(ended.output).toHaveLength(1);
+    expect(ended.output[0]).toMatchObject({ type: 'message', status: 'incomplete' });
+    expect(ended.output_text.length).toBeGreaterThan(0);
+  });
+
   it('stops a response past SSSD_BACKGROUND_DEADLINE_SECONDS and stores it failed, saying why', async () => {
     const running = await held();
     const ended = await polled(running.id, (DEADLINE_S + 10) * 1000);
