@@ -25,6 +25,8 @@ export interface ResponsesSoakContext {
   text: () => string;
   post: (path: string, body: string, options?: SoakSendOptions) => Promise<SoakReply>;
   get: (path: string) => Promise<SoakReply>;
+  /** DELETE of a path of the edge, with the soak's key. */
+  remove: (path: string) => Promise<SoakReply>;
   tally: SoakTally;
   /** A 5xx other than busy, or a 429 without Retry-After: a violation. */
   checkStatus: (what: string, reply: SoakReply, sent: string) => void;
@@ -289,6 +291,11 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
       return;
     }
     const id = queued.id;
+    // A sixth deleted at once: its run must store nothing after the delete, however it ends.
+    if (int(6) === 0) {
+      await deletedStaysGone(id);
+      return;
+    }
     let cancelAnswer: string | null = null;
     if (int(3) === 0) {
       const cancel = await ctx.post(`/v1/responses/${id}/cancel`, '');
@@ -345,6 +352,33 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
       }
       return;
     }
+  };
+
+  /**
+   * A background response deleted while it may run: the delete answered,
+   * then a 404 at every read for the next 6 s, past the end of the soak's
+   * short runs and their end's write (a run that wrote its end over the
+   * delete brought it back, review h115).
+   */
+  const deletedStaysGone = async (id: string): Promise<void> => {
+    const removed = await ctx.remove(`/v1/responses/${id}`);
+    tally.count(`responses background delete ${removed.status}`);
+    if (removed.status !== 200) {
+      ctx.checkStatus('responses background delete', removed, id);
+      if (removed.status !== 429 && removed.status !== 503 && removed.status !== 0) tally.violate(`responses background: DELETE ${id} got ${removed.status}: ${removed.text.slice(0, 200)}`);
+      return;
+    }
+    const until = Date.now() + 6_000;
+    while (Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      const read = await ctx.get(`/v1/responses/${id}`);
+      if (read.status === 200) {
+        tally.violate(`responses background: ${id} was deleted, and a read found it again: ${read.text.slice(0, 200)}`);
+        return;
+      }
+      if (read.status !== 404) ctx.checkStatus('responses background read after delete', read, id);
+    }
+    tally.count('responses background deleted stayed gone');
   };
 
   /**

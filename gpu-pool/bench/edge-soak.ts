@@ -128,6 +128,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
   const agent = soakAgent(opts.edgeUrl);
   const tally = new SoakTally();
   const get = (path: string): Promise<SoakReply> => soakRequest(agent, `${opts.edgeUrl}${path}`, 'GET', { authorization: `Bearer ${opts.key}` }, null);
+  const remove = (path: string): Promise<SoakReply> => soakRequest(agent, `${opts.edgeUrl}${path}`, 'DELETE', { authorization: `Bearer ${opts.key}` }, null);
   const users = soakUsers(opts.seed);
   const caches = await UserCacheLedger.start(get, tally, users);
   const send = async (path: string, body: string | Buffer, key = opts.key, options: SoakSendOptions = {}): Promise<SoakReply> => {
@@ -506,7 +507,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       if (reply.status === 200 || reply.status >= 500) tally.violate(`a broken request got ${reply.status}: ${raw.slice(0, 160)} → ${reply.text.slice(0, 160)}`);
     } },
     // OpenAI's Responses API: whole or streamed, paired, chained and read back, broken (edge-soak-responses.ts).
-    { weight: 4, run: responsesAction({ model: opts.model, maxTokens, int, pick, text, post: (path, body, options) => send(path, body, opts.key, options), get, tally, checkStatus, schema: SOAK_SCHEMA, users }) },
+    { weight: 4, run: responsesAction({ model: opts.model, maxTokens, int, pick, text, post: (path, body, options) => send(path, body, opts.key, options), get, remove, tally, checkStatus, schema: SOAK_SCHEMA, users }) },
     // A body over the edge's limit, or the wrong key.
     { weight: 1, run: async () => {
       if (int(2) === 0) {
