@@ -7,7 +7,7 @@
  * the pool on stop or client disconnect, and finally merge prompt + output into
  * the user's cache with one bounded write (waitUntil).
  */
-import { modelIdentity, PROTOCOL_VERSION, type PoolEvent, type SamplingParams, type SpeculationUsage } from '../shared/protocol';
+import { MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS, modelIdentity, PROTOCOL_VERSION, type PoolEvent, type SamplingParams, type SpeculationUsage } from '../shared/protocol';
 import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
@@ -238,12 +238,15 @@ export class CompletionRun {
   /** The user's cache once it has come (re-drafting on 'trie-exhausted' needs it). */
   private loaded: LoadedUserCache | null = null;
   private trieBytes: number;
+  /** The stop strings the pool is sent: those within its length (the edge finds every one all the same). */
+  private readonly poolStops: string[];
 
   constructor(
     private readonly plan: CompletionPlan,
     private readonly deps: CompletionDeps,
   ) {
     this.trieBytes = plan.trie?.length ?? 0;
+    this.poolStops = plan.stops.filter((stop) => stop.length <= MAX_STOP_STRING_CHARS).slice(0, MAX_STOP_STRINGS);
     this.generationId = plan.id;
     void plan.userCache?.then((loaded) => {
       this.loaded = loaded;
@@ -310,6 +313,9 @@ export class CompletionRun {
       ...(plan.ignoreEos ? { ignoreEos: true } : {}),
       ...(plan.stopTokenIds.length > 0 ? { stopTokenIds: plan.stopTokenIds } : {}),
       ...(plan.minTokens > 0 ? { minTokens: plan.minTokens } : {}),
+      // The pool stops generating where one of them ends the text, as the edge finds it (the edge still cuts the text):
+      // one too long for the pool is found here alone, which ends the text no later. A pool from before them ignores them.
+      ...(this.poolStops.length > 0 ? { stopStrings: this.poolStops } : {}),
       ...(plan.allowedTokenIds ? { allowedTokenIds: plan.allowedTokenIds } : {}),
       ...(plan.badWords.length > 0 ? { badWords: plan.badWords } : {}),
       ...(plan.choices !== null ? { choices: plan.choices } : {}),

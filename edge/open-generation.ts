@@ -214,6 +214,8 @@ const FEATURE_FIELDS: Readonly<Record<PoolFeature, { param: string | null; said:
   ignoreEos: { param: 'ignore_eos', said: 'ignore_eos' },
   stopTokenIds: { param: 'stop_token_ids', said: 'stop_token_ids' },
   minTokens: { param: 'min_tokens', said: 'min_tokens' },
+  // Never needed (featuresNeeded leaves it out: a pool from before it answers the same): named here for completeness.
+  stopStrings: { param: 'stop', said: 'stop' },
   allowedTokenIds: { param: 'allowed_token_ids', said: 'allowed_token_ids' },
   badWords: { param: 'bad_words', said: 'bad_words' },
   choices: { param: 'structured_outputs.choice', said: 'structured_outputs.choice (or guided_choice)' },

@@ -5,7 +5,7 @@
  * (UNSUPPORTED_PARAMETERS).
  */
 import { z } from 'zod';
-import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_LOGPROB_IDS, MAX_BAD_WORDS, MAX_STOP_TOKEN_IDS, outputChoicesProblem } from '../shared/protocol';
+import { describeValue, isNonNegativeInteger, logitBiasSchema, MAX_ALLOWED_TOKEN_IDS, MAX_LOGPROB_IDS, MAX_BAD_WORDS, MAX_STOP_STRINGS, MAX_STOP_TOKEN_IDS, outputChoicesProblem } from '../shared/protocol';
 import { specificIssue } from '../shared/specific-issue';
 import type { ToolChoiceField } from './tool-calls';
 import { badRequest, TooManyChoicesError, type ApiError } from './api-error';
@@ -17,7 +17,7 @@ const stopString = z
   .string()
   .min(1)
   .refine((s) => !/\p{Cs}/u.test(s), 'a stop sequence may not hold a lone surrogate (half of a character)');
-const stopSchema = z.union([stopString, z.array(stopString).max(4, 'stop accepts at most 4 sequences')]).nullish();
+const stopSchema = z.union([stopString, z.array(stopString).max(MAX_STOP_STRINGS, `stop accepts at most ${MAX_STOP_STRINGS} sequences`)]).nullish();
 
 const streamOptionsSchema = z
   .object({

@@ -17,6 +17,11 @@
  * `model`, `protocol`: checks the old pool skips; `tenant`, `cacheSalt`: the prefix
  * cache's scope and the queue's fairness, as before them; `useDatastore`,
  * `contributeToDatastore`: from the first form).
+ *
+ * One listed feature is never needed: `stopStrings`. A pool from before it
+ * generates on past a stop string until the edge's cancel, and the edge cuts
+ * the text there all the same, so the answer is the same; listed, a pool says
+ * it stops generating there itself (no batch capacity spent past the stop).
  */
 import type { z } from 'zod';
 import type { generateRequestSchema } from './protocol';
@@ -32,6 +37,8 @@ export const POOL_FEATURES = [
   'ignoreEos',
   'stopTokenIds',
   'minTokens',
+  // Listed, never needed (see above): its loss costs the pool work, not the client its answer.
+  'stopStrings',
   'allowedTokenIds',
   'badWords',
   'choices',

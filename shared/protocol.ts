@@ -65,6 +65,25 @@ export const MAX_LOGPROB_IDS = 128;
 
 /** Most stop token ids a generation may name. */
 export const MAX_STOP_TOKEN_IDS = 64;
+
+/** Most stop strings a request may name (the edge's `stop`, as OpenAI's), and so the pool's `stopStrings`. */
+export const MAX_STOP_STRINGS = 4;
+/**
+ * Most characters (UTF-16 code units, as the edge matches them) of one stop
+ * string the pool takes. The edge takes longer ones and finds them itself;
+ * it sends the pool only those within this.
+ */
+export const MAX_STOP_STRING_CHARS = 1024;
+
+/** One of `stopStrings`: what the edge takes as a stop string, within the pool's length. */
+const stopStringSchema = z
+  .string()
+  // An empty stop string would end every generation at its first token: the edge refuses it.
+  .min(1, 'a stop string is at least one character')
+  .max(MAX_STOP_STRING_CHARS, `a stop string is at most ${MAX_STOP_STRING_CHARS} characters`)
+  // Decoded text holds no half characters: the edge refuses such a stop string.
+  .refine((s) => !/\p{Cs}/u.test(s), 'a stop string may not hold a lone surrogate (half of a character)');
+
 /** Most ids an allowed-token list may hold (past any vocabulary served here). */
 export const MAX_ALLOWED_TOKEN_IDS = 262_144;
 
@@ -182,6 +201,16 @@ export const generateRequestSchema = z.object({
   stopTokenIds: z.array(z.number().int().min(0)).max(MAX_STOP_TOKEN_IDS).optional(),
   /** vLLM's `min_tokens`: the end token and the stop token ids cannot be generated before this many output tokens (their logits masked). Added within version 1. */
   minTokens: z.number().int().min(0).default(0),
+  /**
+   * The request's stop strings (OpenAI's `stop`), as the edge finds them in
+   * the output's text (edge/stop-matcher.ts): the pool ends the generation
+   * (`stop`) at the token whose text completes one, one ending in the text of
+   * a token past `minTokens`, the earlier output of a resumed generation
+   * included; never in the prompt. The edge still cuts the text at the stop
+   * string; the pool only stops generating past it. Added within version 1: a
+   * pool from before it ignores it and generates on until the edge's cancel.
+   */
+  stopStrings: z.array(stopStringSchema).max(MAX_STOP_STRINGS, `at most ${MAX_STOP_STRINGS} stop strings`).optional(),
   /** vLLM's `allowed_token_ids`: the only ids that may be generated (every other logit masked). Added within version 1. */
   allowedTokenIds: z.array(z.number().int().min(0)).min(1).max(MAX_ALLOWED_TOKEN_IDS).optional(),
   /** vLLM's `bad_words`, tokenized: a sequence's last id cannot be generated where the output ends in its other ids (that logit masked); inside the vocabulary. Added within version 1. */

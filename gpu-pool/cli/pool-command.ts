@@ -417,6 +417,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     createDrafter: drafterFactory(datastore, nextTokens, speculation.fusion),
     // What each token prints, as the edge's text: requests with choices are masked by it.
     tokenTexts: TokenTexts.of(tokenizer),
+    // Its decoder follows each output's text as the edge's does: a request's stop strings end its generation here.
+    tokenizer,
     onContribute: (tokens) => {
       if (!repeats.admit(tokens)) {
         metrics.datastoreContributions.inc({ result: 'repeat' });

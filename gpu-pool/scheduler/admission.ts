@@ -19,6 +19,8 @@ import { AutomatonLimitError, compileRegex, RegexSyntaxError } from '../../share
 import { compileGrammar, GrammarSyntaxError } from '../../shared/structured/grammar-automaton';
 import type { LazyDfa, MemberSet } from '../../shared/structured/lazy-dfa';
 import type { TokenTexts } from '../verify/token-texts';
+import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
+import { StopStrings } from './stop-strings';
 import { RecentMedian } from '../budget/recent-median';
 import type { PoolMetrics } from '../metrics/pool-metrics';
 import { logLine } from '../metrics/log-line';
@@ -61,6 +63,8 @@ export interface AdmissionOptions<S extends RunnerSequence> {
   maxTreeNodes: number;
   /** What each token prints, for requests with choices (SchedulerOptions.tokenTexts); null: such requests are refused. */
   tokenTexts?: TokenTexts | null;
+  /** The tokenizer whose decoder follows the output's text for stop strings (SchedulerOptions.tokenizer); null: they are left to the edge. */
+  tokenizer?: Pick<Tokenizer, 'createDecoder'> | null;
   // The two ends are methods, not function-typed fields: those would make a Scheduler<S> no Scheduler<RunnerSequence>.
   /** Ends a generation that leaves the queue without running (Scheduler.finish). */
   end(gen: Generation<S>, reason: 'stop' | 'cancelled' | 'displaced'): void;
@@ -95,6 +99,7 @@ export class Admission<S extends RunnerSequence> {
   private readonly maxTreeNodes: number;
   private readonly eos: Set<number>;
   private readonly tokenTexts: TokenTexts | null;
+  private readonly tokenizer: Pick<Tokenizer, 'createDecoder'> | null;
   /** Regex and grammar languages by kind and text (compiledKey), least recently used first. */
   private readonly languages = new Map<string, { language: TextLanguage; automaton: LazyDfa<MemberSet> }>();
   /** For its two ends (called through it: see AdmissionOptions). */
@@ -109,6 +114,7 @@ export class Admission<S extends RunnerSequence> {
     this.maxTreeNodes = options.maxTreeNodes;
     this.eos = new Set(options.runner.config.eosIds);
     this.tokenTexts = options.tokenTexts ?? null;
+    this.tokenizer = options.tokenizer ?? null;
     this.options = options;
   }
 
@@ -135,6 +141,21 @@ export class Admission<S extends RunnerSequence> {
     const firstAfterBos = before >= 0 && prompt[before] === texts.bosId;
     if (field === 'choices') return { masks: TextMasks.ofChoices(request.choices!, texts, [...this.eos], firstAfterBos), kind: field };
     return { masks: new TextMasks(this.compiledLanguage(field, field === 'regex' ? request.regex! : request.grammar!, texts), firstAfterBos), kind: field };
+  }
+
+  /**
+   * A request's stop strings, followed over its output as the edge decodes
+   * it: after the prompt's last token before any resumed output, and through
+   * that output (text the edge has searched already). Null: none, or no
+   * tokenizer here (the edge's cancel ends the generation then).
+   */
+  private stopStrings(request: GenerateRequest, prompt: readonly number[], resumed: number): StopStrings | null {
+    const stops = request.stopStrings;
+    if (!stops || stops.length === 0 || !this.tokenizer || request.maxTokens === 0) return null;
+    const before = prompt.length - resumed - 1;
+    const watch = new StopStrings(stops, this.tokenizer.createDecoder({ previousId: prompt[before] }), this.eos, request.minTokens);
+    if (resumed > 0) watch.follow(prompt.slice(before + 1));
+    return watch;
   }
 
   private compiledLanguage(kind: CompiledKind, text: string, texts: TokenTexts): TextLanguage {
@@ -288,6 +309,7 @@ export class Admission<S extends RunnerSequence> {
     gen.endIds = endIds;
     // Drafts are cut to it (row-drafting.ts); its masks apply through `adjustments`, which a structured output always has.
     gen.textMasks = text ?? null;
+    gen.stopStrings = this.stopStrings(request, prompt, resumed);
     const ends = { ids: [...gen.endIds], minTokens: request.minTokens, allowed, badWords, text };
     if (hasLogitAdjustments(request.sampling, ends)) {
       // A resumed generation's earlier output, at the prompt's end, is output to the penalties and to min_tokens.

@@ -12,6 +12,7 @@ import type { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import type { RunnerSequence } from './batch-runner';
 import type { LogitAdjustments } from '../verify/logit-adjustments';
 import type { TextMasks } from '../verify/text-masks';
+import type { StopStrings } from './stop-strings';
 import type { SharedPrefix } from './prefix-cache';
 import type { CancelReason, FinishedGeneration, GenerationErrorCode } from '../metrics/request-log';
 
@@ -97,6 +98,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   adjustments: LogitAdjustments | null = null;
   /** The structured output's masks (also inside `adjustments`), which drafts are cut to (structured-drafts.ts); null: none. */
   textMasks: TextMasks | null = null;
+  /** The request's stop strings over its output's text (stop-strings.ts): the step that completes one ends it; null: none. */
+  stopStrings: StopStrings | null = null;
   /** Scratch for cutting drafts to the language: two entries a node. */
   pruneScratch: Int32Array | null = null;
   /** The ids that end this generation: the model's end tokens (unless ignoreEos) and its stop token ids. Set at admission. */

@@ -1,7 +1,8 @@
 /**
  * A row after the step's pass: what of its draft the verifier accepts, the
  * `tokens` event it emits (the accepted path and the bonus token, cut at an
- * end id, maxTokens or the context, which is how the generation finishes),
+ * end id, a stop string, maxTokens or the context, which is how the
+ * generation finishes),
  * what goes into its cache, and what its drafter and the edge hear of it. A
  * chunk of a long prompt only goes into the cache. One object for the pool,
  * its verifier's buffers reused row after row: a row allocates only its
@@ -29,7 +30,7 @@ export interface StepCounts {
   accepted: number;
 }
 
-/** How a generation ends in acceptance: at an end id, at maxTokens, at the context, or cancelled. */
+/** How a generation ends in acceptance: at an end id or a stop string, at maxTokens, at the context, or cancelled. */
 export type AcceptanceEnd = 'stop' | 'length' | 'context_length' | 'cancelled';
 
 export interface RowAcceptanceOptions<S extends RunnerSequence> {
@@ -123,7 +124,7 @@ export class RowAcceptance<S extends RunnerSequence> {
       gen.acceptedPerDraft = this.acceptance.recordTree(gen.acceptanceKey, gen.acceptedPerDraft, predicted, accepted);
     }
 
-    // Emitted tokens: accepted path + bonus, cut at an end id / maxTokens / context.
+    // Emitted tokens: accepted path + bonus, cut at an end id / a stop string / maxTokens / context.
     const ids: number[] = [];
     const sources: TokenSource[] = [];
     const wantLogprobs = gen.request.logprobs;
@@ -155,6 +156,8 @@ export class RowAcceptance<S extends RunnerSequence> {
       }
       if (source === 'edge') gen.edgeAcceptedSinceTrie++;
       if (gen.endIds.has(token)) reason = 'stop';
+      // Its text completes a stop string: the edge ends the text there, so nothing after it is generated.
+      else if (gen.stopStrings !== null && gen.stopStrings.push(token)) reason = 'stop';
       else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
       else if (ids.length >= limit) reason = 'context_length';
     }

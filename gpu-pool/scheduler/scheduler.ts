@@ -37,6 +37,7 @@ import { RowAcceptance, type StepCounts } from './row-acceptance';
 import { logLine } from '../metrics/log-line';
 import { EveryTokenMaskedError } from '../runtime/sampling';
 import type { TokenTexts } from '../verify/token-texts';
+import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { AutomatonLimitError } from '../../shared/structured/regex-automaton';
 
 export type { SchedulerLimits } from './admission';
@@ -62,6 +63,12 @@ export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
   maxTreeNodes?: number;
   /** What each token of the model's tokenizer prints (token-texts.ts), for requests with structured outputs; absent: they are refused. */
   tokenTexts?: TokenTexts | null;
+  /**
+   * The model's tokenizer, whose decoder the edge reads the output with: a
+   * request's stop strings end its generation where the edge would find them
+   * (stop-strings.ts). Absent: they are left to the edge, which cancels.
+   */
+  tokenizer?: Pick<Tokenizer, 'createDecoder'> | null;
   /** The operator's caps on draft nodes per request by running batch size (within maxTreeNodes); none: maxTreeNodes at every size. */
   batchSizeCaps?: BatchSizeCaps | null;
   /**
@@ -196,6 +203,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       prefixes: this.prefixes,
       maxTreeNodes: this.maxTreeNodes,
       tokenTexts: options.tokenTexts ?? null,
+      tokenizer: options.tokenizer ?? null,
       end: (gen, reason) => this.finish(gen, reason),
       endWithError: (gen, message) => this.endWithError(gen, message),
     });

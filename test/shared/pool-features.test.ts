@@ -29,8 +29,11 @@ describe('featuresNeeded', () => {
       model: { name: 'm', contextLength: 512, tokenizerSha256: 'x' },
       useDatastore: false,
       contributeToDatastore: true,
+      // Listed by pools that stop there themselves, never needed: a pool from before it generates on, and the edge cuts the text all the same.
+      stopStrings: ['The end'],
     };
     expect(featuresNeeded(neutral)).toEqual([]);
+    expect(POOL_FEATURES).toContain('stopStrings');
   });
 
   it('names each field that changes the answer', () => {

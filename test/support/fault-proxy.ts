@@ -17,6 +17,8 @@
  * while the pool behind still serves everything else. A cancel of a
  * generation the proxy broke is answered 404 by the proxy itself, as the
  * separate pool it stands for would (the generation is over there).
+ * `cancelDelayMs` holds each `DELETE` that long before it passes: an edge
+ * far from its pool, whose cancel at a stop string comes late.
  * `forgets` stands for a pool from before some features
  * (shared/pool-features.ts): its /healthz and /v1/info list only the others
  * (`'all'`: no list at all, a pool from before the list), and its generate
@@ -66,6 +68,8 @@ export interface FaultProxy {
   busyHintMs: number;
   /** `garble`: the line sent in place of the tokens event (default `null`). */
   garbledLine: string;
+  /** How long each DELETE (a cancel) is held before it passes (0: not at all). */
+  cancelDelayMs: number;
   /** Features the pool behind stands as not knowing (`'all'`: a pool from before the list); null: none. */
   forgets: readonly PoolFeature[] | 'all' | null;
   /** The edge-pool protocol version its /v1/info names in place of the pool's (a pool of another release); null: the pool's own. */
@@ -98,6 +102,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     displaceAfterMs: 1000,
     busyHintMs: 200,
     garbledLine: 'null',
+    cancelDelayMs: 0,
     forgets: null,
     protocol: null,
     breaks: (id) => !/\.r\d+$/.test(id),
@@ -242,7 +247,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => forward(req, res, Buffer.concat(chunks)));
+    req.on('end', () => {
+      if (req.method === 'DELETE' && proxy.cancelDelayMs > 0) setTimeout(() => forward(req, res, Buffer.concat(chunks)), proxy.cancelDelayMs);
+      else forward(req, res, Buffer.concat(chunks));
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   proxy.url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;

@@ -852,6 +852,53 @@ describe('continuous batching', () => {
     );
   });
 
+  it("ends a generation at the token whose text completes a stop string (the edge's stop), with speculation as without, counting only what it generated", async () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'llama2c');
+    const metrics = new PoolMetrics();
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), metrics, { tokenizer });
+    const eos = new Set(runner.config.eosIds);
+    /** The output's text as the edge prints it, after the prompt's last token. */
+    const printed = (ids: readonly number[]): string => {
+      const decoder = tokenizer.createDecoder({ previousId: REPEATING_PROMPT.at(-1) });
+      return ids.map((id) => (eos.has(id) ? '' : decoder.push(id))).join('');
+    };
+    const run = async (id: string, speculation: 'off' | 'sssd', extra: Record<string, unknown>, predictionIds?: number[]) => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: REPEATING_PROMPT, maxTokens: 60, speculation, ...extra, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
+      const events = await c.done;
+
+      return { ids: tokensOf(events), finishReason: (events.at(-1) as { finishReason?: unknown }).finishReason };
+    };
+    const free = await run('free', 'off', { sampling: { logitBias: { [String(runner.config.eosIds[0])]: -100 } } });
+    expect(free.finishReason).toBe('length');
+    const text = printed(free.ids);
+    // A stop string from the middle of the output, split over tokens: the generation ends at the token that completes it.
+    const stop = text.slice(30, 37);
+    const end = text.indexOf(stop) + stop.length;
+    const last = free.ids.findIndex((_, i) => printed(free.ids.slice(0, i + 1)).length >= end);
+    expect(last).toBeLessThan(free.ids.length - 10);
+    const generatedBefore = (await metrics.generationTokens.get()).values[0]?.value ?? 0;
+    const extra = { stopStrings: [stop, 'zzzz'], sampling: { logitBias: { [String(runner.config.eosIds[0])]: -100 } } };
+    // sssd drafts the whole output from its prediction: the stop comes in the middle of a step's accepted path.
+    const plain = await run('stop-off', 'off', extra);
+    const drafted = await run('stop-sssd', 'sssd', extra, free.ids);
+    for (const stopped of [plain, drafted]) expect(stopped).toEqual({ ids: free.ids.slice(0, last + 1), finishReason: 'stop' });
+    expect((await metrics.generationTokens.get()).values[0].value - generatedBefore).toBe(2 * (last + 1));
+    const reasons = Object.fromEntries((await metrics.requestsByReason.get()).values.map((v) => [v.labels.finished_reason, v.value]));
+    expect(reasons).toMatchObject({ stop: 2, length: 1 });
+    // Within minTokens it does not count (the edge's rule): the generation runs on.
+    expect(await run('stop-held', 'off', { ...extra, minTokens: last + 1 })).toMatchObject({ finishReason: 'length' });
+    // A resumed generation goes on from its earlier output's text: the stop string begun there ends it at the same token.
+    const resumedAt = last - 1;
+    const resumed = await run('stop-resumed', 'sssd', { ...extra, promptIds: [...REPEATING_PROMPT, ...free.ids.slice(0, resumedAt)], resumedOutputTokens: resumedAt, maxTokens: 60 - resumedAt });
+    expect(resumed).toEqual({ ids: free.ids.slice(resumedAt, last + 1), finishReason: 'stop' });
+    // Without a tokenizer the pool leaves stop strings to the edge.
+    const blind = scheduler(null);
+    const c = collect();
+    blind.submit(generateRequestSchema.parse({ id: 'blind', promptIds: REPEATING_PROMPT, maxTokens: 60, speculation: 'off', ...extra }), c.sink);
+    expect(tokensOf(await c.done)).toEqual(free.ids);
+  });
+
   it('admits up to exactly its token capacity, and refuses ids one past the vocabulary', async () => {
     // One scheduler at a time on the shared runner: each is done before the next starts.
     const pool = () => scheduler(null, new PoolMetrics(), { limits: { maxActive: 8, maxQueued: 8, maxTotalTokens: 40 } });
