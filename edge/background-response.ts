@@ -15,7 +15,7 @@
  */
 import { ApiError, badRequest, toApiError } from './api-error';
 import type { PreparedReply } from './completion-handler';
-import { failedResponse, type ResponseObject } from './responses-format';
+import { failedResponse, type OutputItem, type ResponseObject } from './responses-format';
 import { DEFAULT_BACKGROUND_DEADLINE_S } from './edge-config';
 import { sleep } from './settled-within';
 import { keepEvents, liveEventStream, type EventLog } from './background-stream';
@@ -86,9 +86,15 @@ export async function answerInBackground(
     return new Response(JSON.stringify(queued), { headers: { ...Object.fromEntries(new Headers(reply.headers)), 'content-type': 'application/json' } });
   }
   const { log, format } = events;
-  // The stream's end is told once stored (a client told `completed` finds it so), or none where it was deleted.
+  // The stream's end is told once stored (a client told `completed` finds it so); deleted, its stream says so, and
+  // its kept events are removed (keepEvents).
   const told = (response: ResponseObject | null): void => {
-    if (response !== null && !log.ended) format.announce(response, log.append);
+    if (log.ended) return;
+    if (response !== null) format.announce(response, log.append);
+    else {
+      format.gone(log.append);
+      log.deleted = true;
+    }
     log.end();
   };
   options.waitUntil(keepEvents(log, store, started.id));
@@ -128,10 +134,12 @@ async function runToEnd(
     clearInterval(poll);
     clearTimeout(deadline);
   }
+  // Stopped early, it keeps the output it had, cut (as a foreground stream its client left is kept; review h121).
+  const cut = (): OutputItem[] => ended.output.map((item) => ({ ...item, status: 'incomplete' }));
   const final = (why: Stop | null): ResponseObject => {
-    if (why === 'cancel') return { ...started, status: 'cancelled' };
+    if (why === 'cancel') return { ...started, status: 'cancelled', output: cut() };
     if (why === 'deadline') {
-      return failedResponse(started, [], { code: 'server_error', message: `The background response ran past this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS) and was stopped.` });
+      return failedResponse(started, cut(), { code: 'server_error', message: `The background response ran past this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS) and was stopped.` });
     }
     return ended;
   };
@@ -153,14 +161,15 @@ async function runToEnd(
       outcome = await save(response);
     }
     if (outcome === 'stored') {
-      told(response);
-      await honourLateStop(started, response, save, store);
+      // Told once a stop that raced the write is honoured too: a stream told `completed` must not find it cancelled.
+      told(await honourLateStop(started, response, save, store));
       return;
     }
     if (attempt < FINAL_WRITE_TRIES) await sleep(KEY_WRITE_INTERVAL_MS);
-    else told(response);
   }
   console.error(`edge: background response ${started.id} ended and could not be stored; a poll will find it failed after its deadline`);
+  // Its stream is told so, not that it completed (a poll finds it failed later): its text is in the events before.
+  told(failedResponse(started, final(asked.stop).output, { code: 'response_store_unavailable', message: 'The background response ended, and the response store failed as its end was written: a retrieve will find it failed. Its output is in the events before this one.' }));
 }
 
 /**
@@ -170,16 +179,21 @@ async function runToEnd(
  * write. A delete removes what was written; a cancel writes `cancelled` over
  * it, and a delete that comes meanwhile removes that in turn.
  */
-async function honourLateStop(started: ResponseObject, written: ResponseObject, save: SaveResponse, store: ResponseStore): Promise<void> {
+async function honourLateStop(started: ResponseObject, written: ResponseObject, save: SaveResponse, store: ResponseStore): Promise<ResponseObject | null> {
   await sleep(KEY_WRITE_INTERVAL_MS);
   const late = await store.stopRequested(started.id);
   if (late === 'delete') {
     await store.forget(started.id);
-    return;
+    return null;
   }
-  if (late !== 'cancel' || written.status === 'cancelled') return;
-  await save({ ...started, status: 'cancelled' });
-  if ((await store.stopRequested(started.id)) === 'delete') await store.forget(started.id);
+  if (late !== 'cancel' || written.status === 'cancelled') return written;
+  const cancelled: ResponseObject = { ...started, status: 'cancelled', output: written.output.map((item) => ({ ...item, status: 'incomplete' })) };
+  await save(cancelled);
+  if ((await store.stopRequested(started.id)) === 'delete') {
+    await store.forget(started.id);
+    return null;
+  }
+  return cancelled;
 }
 
 /**

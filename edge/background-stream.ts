@@ -17,6 +17,8 @@ import { sleep } from './settled-within';
 export const RESUME_POLL_MS = 1_000;
 /** A stream read again that finds the response ended, and its events not, waits this long for them before telling the end itself. */
 const END_GRACE_MS = 3_000;
+/** ... and reads the response's record, while nothing new comes, at most this often. */
+const RECORD_CHECK_MS = 5_000;
 
 const sseHeaders = {
   'content-type': 'text/event-stream; charset=utf-8',
@@ -31,6 +33,8 @@ const QUIET_COMMENT = encoder.encode(QUIET_COMMENT_TEXT);
 export class EventLog {
   readonly frames: string[] = [];
   ended = false;
+  /** The response was deleted as it ran: its events are not to be kept. */
+  deleted = false;
   private waiters: Array<() => void> = [];
 
   /** Appends one event's frame (a SendFrame). */
@@ -100,7 +104,9 @@ export async function keepEvents(log: EventLog, store: ResponseStore, id: string
   let failures = 0;
   while (!keptEnd) {
     await log.beyond(kept, 60_000);
+    if (log.deleted) break;
     await sleep(lastWrite + KEY_WRITE_INTERVAL_MS - Date.now());
+    if (log.deleted) break;
     const count = log.frames.length;
     const ended = log.ended;
     if (count === kept && !ended) continue;
@@ -114,6 +120,8 @@ export async function keepEvents(log: EventLog, store: ResponseStore, id: string
     kept = count;
     keptEnd = ended;
   }
+  // Deleted as it ran (review h121): what was kept goes, after this loop's last write, which the delete may have come before.
+  if (log.deleted) await store.forgetEvents(id);
 }
 
 /**
@@ -169,6 +177,7 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
   let next = after + 1;
   let lastSent = Date.now();
   let endSeenAt: number | null = null;
+  let recordCheckedAt = 0;
   let first = true;
   let closed = false;
   const body = new ReadableStream<Uint8Array>({
@@ -206,6 +215,16 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
         }
         if (came) return;
         // Nothing new: has the response ended without its events' end kept (a store that failed, a run that died)?
+        // Read every RECORD_CHECK_MS only: a record may hold megabytes of conversation.
+        if (Date.now() - recordCheckedAt < RECORD_CHECK_MS) {
+          if (Date.now() - lastSent >= quietCommentMs) {
+            send(QUIET_COMMENT_TEXT);
+            return;
+          }
+          await sleep(RESUME_POLL_MS);
+          continue;
+        }
+        recordCheckedAt = Date.now();
         const ended = await endedResponse(store, id);
         if (ended === 'gone') {
           send(eventFrame('error', next, { code: 'not_found', message: `Response ${id} was deleted.`, param: null }));

@@ -323,7 +323,7 @@ app.get('/v1/responses/:id', rateLimitHeaders, async (c) => {
   const query = new URL(c.req.url).searchParams;
   const stream = query.get('stream');
   // As a form or a query string writes true (`stream=1` was served as JSON, which the SDK read as no events).
-  if (stream === 'true' || stream === '1' || stream === 'True') {
+  if (stream !== null && (stream.toLowerCase() === 'true' || stream === '1')) {
     // A background response made with stream, streamed again from `starting_after` (background-stream.ts).
     const admission = admit(c, false);
     try {

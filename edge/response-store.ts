@@ -236,12 +236,22 @@ export class ResponseStore {
     }
   }
 
-  /** Removes the record alone (a background run's end written after its delete). Never throws. */
+  /** Removes the record and its kept events (a background run's end written after its delete). Never throws. */
   async forget(id: string): Promise<void> {
     try {
       await this.kv.delete(await this.keyFor(id));
     } catch (err) {
       console.error(`edge: response ${id} could not be removed again after its delete`, err);
+    }
+    await this.forgetEvents(id);
+  }
+
+  /** Removes a background stream's kept events (its response deleted as it ran). Never throws. */
+  async forgetEvents(id: string): Promise<void> {
+    try {
+      await this.kv.delete(await this.eventsKeyFor(id));
+    } catch (err) {
+      console.error(`edge: background stream ${id}'s events could not be removed after its delete`, err);
     }
   }
 

@@ -221,6 +221,11 @@ export class ResponsesStreamFormat implements StreamFormat {
     await this.save(response);
   }
 
+  /** A background response deleted as it ran: its stream ends with an `error` event `not_found`, as one read again does. */
+  gone(send: SendFrame): void {
+    this.emit(send, 'error', { code: 'not_found', message: `Response ${this.started.id} was deleted.`, param: null });
+  }
+
   /** The events that end the stream with `response` (none for one cancelled). */
   announce(response: ResponseObject, send: SendFrame, param: string | null = null): void {
     for (const frame of endEvents(response, this.sequence, param)) {

@@ -240,6 +240,24 @@ describe('background streams', () => {
     expect((failed.at(-1) as OpenAI.Responses.ResponseFailedEvent).response.error?.message).toMatch(/SSSD_BACKGROUND_DEADLINE_SECONDS/);
   }, 30_000);
 
+  it("ends a deleted one's live stream with not_found, and keeps nothing of it to stream again (review h121)", async () => {
+    proxy.mode = 'stall';
+    proxy.afterTokenEvents = 1;
+    let live: AsyncIterable<StreamEvent>;
+    try {
+      live = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, stream: true, background: true });
+    } finally {
+      proxy.mode = 'pass';
+    }
+    const iterator = live[Symbol.asyncIterator]();
+    const created = (await iterator.next()).value as OpenAI.Responses.ResponseCreatedEvent;
+    await client.responses.delete(created.response.id);
+    const after: StreamEvent[] = [];
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) after.push(next.value);
+    expect(after.at(-1)).toMatchObject({ type: 'error', code: 'not_found' });
+    expect(await client.responses.retrieve(created.response.id, { stream: true }).catch((e: unknown) => e)).toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
   it('refuses to stream again a response made without background and stream, and a starting_after that is not a sequence number', async () => {
     const foreground = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 4 });
     const background = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 4, background: true });

@@ -11,7 +11,10 @@ import type { PreparedReply } from '../../edge/completion-handler';
 import type { ResponseObject } from '../../edge/responses-format';
 import { responseId } from '../../edge/responses-format';
 import { planResponse } from '../../edge/responses-reply';
-import { ResponseStore, type StoredResponse } from '../../edge/response-store';
+import { ResponseStore, type StoredEvents, type StoredResponse } from '../../edge/response-store';
+import { EventLog } from '../../edge/background-stream';
+import { ResponsesStreamFormat } from '../../edge/responses-stream';
+import type { ResponseMeta } from '../../edge/openai-format';
 import { storedRecord } from '../support/stored-response';
 import { workerdKv } from '../support/workerd-kv';
 
@@ -56,29 +59,50 @@ describe('a background response as polled', () => {
    * A run whose end is already there (finish resolves at once), over workerd's KV; `afterEnd` runs once its end is
    * stored, as another isolate's cancel or delete that read the record queued lands just after the run's last read.
    */
-  async function runThenStop(hex: string, afterEnd: (store: ResponseStore, id: string) => Promise<unknown>): Promise<StoredResponse | null> {
-    const store = new ResponseStore(workerd(), `key-late-${hex}`, 0, 1 << 20);
+  async function runThenStop(
+    hex: string,
+    afterEnd: (store: ResponseStore, id: string) => Promise<unknown>,
+    streamed = false,
+  ): Promise<{ stored: StoredResponse | null; live: string; kept: StoredEvents | null }> {
+    const store = new ResponseStore(workerd(), `key-late-${hex}${streamed ? '-s' : ''}`, 0, 1 << 20);
     const record = storedRecord(responseId(hex.repeat(24 / hex.length)));
     const id = record.response.id;
     const started: ResponseObject = { ...record.response, status: 'in_progress', background: true, output: [], usage: null };
     const ended: ResponseObject = { ...record.response, background: true };
     const reply = { opening: Promise.resolve(), runs: [], headers: {} } as unknown as PreparedReply;
     const running: Promise<unknown>[] = [];
-    const save = (response: ResponseObject, runsUntil?: number) => store.write({ ...record, response, ...(runsUntil !== undefined ? { runsUntil } : {}) });
-    const answered = await answerInBackground(started, reply, () => Promise.resolve(ended), save, store, { waitUntil: (p) => running.push(p), deadlineMs: 20_000, stopPollMs: 1_000 });
-    expect(((await answered.json()) as ResponseObject).status).toBe('queued');
+    const save = (response: ResponseObject, runsUntil?: number) => store.write({ ...record, response, ...(runsUntil !== undefined ? { runsUntil } : {}), ...(streamed ? { eventLog: true as const } : {}) });
+    const events = streamed ? { log: new EventLog(), format: new ResponsesStreamFormat(started, {} as ResponseMeta, null), quietCommentMs: 60_000 } : null;
+    const answered = await answerInBackground(started, reply, () => Promise.resolve(ended), save, store, { waitUntil: (p) => running.push(p), deadlineMs: 20_000, stopPollMs: 1_000 }, events);
+    const live = streamed ? answered.text() : answered.json().then((queued) => expect((queued as ResponseObject).status).toBe('queued'));
     const until = Date.now() + 10_000;
     while ((await store.get(id))?.response.status !== 'completed' && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     await afterEnd(store, id);
     await Promise.all(running);
-    return store.get(id);
+    return { stored: await store.get(id), live: String((await live) ?? ''), kept: await store.readEvents(id) };
   }
 
   it('writes cancelled over an end it stored when a cancel lands just after its last read (review h117)', async () => {
-    expect((await runThenStop('ab', (store, id) => store.requestStop(id, 'cancel')))?.response.status).toBe('cancelled');
+    expect((await runThenStop('ab', (store, id) => store.requestStop(id, 'cancel'))).stored?.response.status).toBe('cancelled');
   });
 
   it('leaves an end it stored deleted when a delete lands just after its last read', async () => {
-    expect(await runThenStop('cd', (store, id) => store.delete(id))).toBeNull();
+    expect((await runThenStop('cd', (store, id) => store.delete(id))).stored).toBeNull();
+  });
+
+  it("tells its stream the end a late cancel made, not the completion it had stored first (review h121)", async () => {
+    const { stored, live, kept } = await runThenStop('ef', (store, id) => store.requestStop(id, 'cancel'), true);
+    expect(stored?.response.status).toBe('cancelled');
+    // A cancelled one's stream ends without an end event, live and as kept.
+    expect(live).not.toContain('response.completed');
+    expect(kept?.ended).toBe(true);
+    expect(kept?.frames.join('')).not.toContain('response.completed');
+  });
+
+  it("keeps none of a stream's events once a late delete removed its response, and says so to its stream (review h121)", async () => {
+    const { stored, live, kept } = await runThenStop('a9', (store, id) => store.delete(id), true);
+    expect(stored).toBeNull();
+    expect(live).toContain('"code":"not_found"');
+    expect(kept).toBeNull();
   });
 });
