@@ -7,7 +7,7 @@
  * the pool on stop or client disconnect, and finally merge prompt + output into
  * the user's cache with one bounded write (waitUntil).
  */
-import { MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS, modelIdentity, PROTOCOL_VERSION, type PoolEvent, type SamplingParams, type SpeculationUsage } from '../shared/protocol';
+import { MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS, STOP_MATCHER_VERSION, modelIdentity, PROTOCOL_VERSION, type PoolEvent, type SamplingParams, type SpeculationUsage } from '../shared/protocol';
 import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
@@ -315,7 +315,7 @@ export class CompletionRun {
       ...(plan.minTokens > 0 ? { minTokens: plan.minTokens } : {}),
       // The pool stops generating where one of them ends the text, as the edge finds it (the edge still cuts the text):
       // one too long for the pool is found here alone, which ends the text no later. A pool from before them ignores them.
-      ...(this.poolStops.length > 0 ? { stopStrings: this.poolStops } : {}),
+      ...(this.poolStops.length > 0 ? { stopStrings: this.poolStops, stopMatcher: STOP_MATCHER_VERSION } : {}),
       ...(plan.allowedTokenIds ? { allowedTokenIds: plan.allowedTokenIds } : {}),
       ...(plan.badWords.length > 0 ? { badWords: plan.badWords } : {}),
       ...(plan.choices !== null ? { choices: plan.choices } : {}),

@@ -75,14 +75,30 @@ export const MAX_STOP_STRINGS = 4;
  */
 export const MAX_STOP_STRING_CHARS = 1024;
 
-/** One of `stopStrings`: what the edge takes as a stop string, within the pool's length. */
-const stopStringSchema = z
-  .string()
-  // An empty stop string would end every generation at its first token: the edge refuses it.
-  .min(1, 'a stop string is at least one character')
-  .max(MAX_STOP_STRING_CHARS, `a stop string is at most ${MAX_STOP_STRING_CHARS} characters`)
-  // Decoded text holds no half characters: the edge refuses such a stop string.
-  .refine((s) => !/\p{Cs}/u.test(s), 'a stop string may not hold a lone surrogate (half of a character)');
+/**
+ * The rules by which the pool finds a stop string where the edge does (the
+ * decoders' text, min_tokens, silent ids: edge/token-text.ts,
+ * edge/stop-matcher.ts, gpu-pool/scheduler/stop-strings.ts). Bumped with any
+ * change to them: a pool follows `stopStrings` only where the request names
+ * its own version, so a pool and an edge of releases whose rules differ
+ * leave the stop to the edge rather than end an answer where the edge would
+ * not (review h122).
+ */
+export const STOP_MATCHER_VERSION = 1;
+
+/** Most entries of `stopStrings` a pool reads (a bound on the work; it follows only those within its limits above). */
+const MAX_STOP_STRINGS_SENT = 64;
+
+/**
+ * Whether the pool follows stop string `s`: one within its length, no empty
+ * one (it would end every generation at once) nor one with half a character
+ * (decoded text has none). One it does not follow is the edge's to find, which
+ * ends the text no later: never refused, so an edge of a later release with
+ * other limits is served.
+ */
+export function followedStopString(s: string): boolean {
+  return s.length >= 1 && s.length <= MAX_STOP_STRING_CHARS && !/\p{Cs}/u.test(s);
+}
 
 /** Most ids an allowed-token list may hold (past any vocabulary served here). */
 export const MAX_ALLOWED_TOKEN_IDS = 262_144;
@@ -207,10 +223,15 @@ export const generateRequestSchema = z.object({
    * (`stop`) at the token whose text completes one, one ending in the text of
    * a token past `minTokens`, the earlier output of a resumed generation
    * included; never in the prompt. The edge still cuts the text at the stop
-   * string; the pool only stops generating past it. Added within version 1: a
-   * pool from before it ignores it and generates on until the edge's cancel.
+   * string; the pool only stops generating past it. Followed only with
+   * `stopMatcher` equal to the pool's STOP_MATCHER_VERSION, and only the
+   * first MAX_STOP_STRINGS of those followedStopString takes; the rest are
+   * the edge's. Added within version 1: a pool from before it ignores it and
+   * generates on until the edge's cancel.
    */
-  stopStrings: z.array(stopStringSchema).max(MAX_STOP_STRINGS, `at most ${MAX_STOP_STRINGS} stop strings`).optional(),
+  stopStrings: z.array(z.string().max(65_536)).max(MAX_STOP_STRINGS_SENT).optional(),
+  /** The STOP_MATCHER_VERSION the edge found `stopStrings` by. Added within version 1. */
+  stopMatcher: z.number().int().min(0).optional(),
   /** vLLM's `allowed_token_ids`: the only ids that may be generated (every other logit masked). Added within version 1. */
   allowedTokenIds: z.array(z.number().int().min(0)).min(1).max(MAX_ALLOWED_TOKEN_IDS).optional(),
   /** vLLM's `bad_words`, tokenized: a sequence's last id cannot be generated where the output ends in its other ids (that logit masked); inside the vocabulary. Added within version 1. */

@@ -8,7 +8,7 @@
  * (FairShares.next). The step loop (scheduler.ts) runs the rows in `active`;
  * whatever ends a generation hands its row and reservation back here.
  */
-import { PREDICTION_TOKENS, type GenerateRequest } from '../../shared/protocol';
+import { followedStopString, MAX_STOP_STRINGS, PREDICTION_TOKENS, STOP_MATCHER_VERSION, type GenerateRequest } from '../../shared/protocol';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { edgeTrieMalformation, edgeTrieTokenOutside } from '../../shared/drafting/edge-trie';
 import { generationEndIds } from '../../shared/end-ids';
@@ -150,12 +150,11 @@ export class Admission<S extends RunnerSequence> {
    * tokenizer here (the edge's cancel ends the generation then).
    */
   private stopStrings(request: GenerateRequest, prompt: readonly number[], resumed: number): StopStrings | null {
-    const stops = request.stopStrings;
-    if (!stops || stops.length === 0 || !this.tokenizer || request.maxTokens === 0) return null;
-    const before = prompt.length - resumed - 1;
-    const watch = new StopStrings(stops, this.tokenizer.createDecoder({ previousId: prompt[before] }), this.eos, request.minTokens);
-    if (resumed > 0) watch.follow(prompt.slice(before + 1));
-    return watch;
+    // Found by this pool's rules only where the edge found them by the same (STOP_MATCHER_VERSION), and only those it follows.
+    if (request.stopMatcher !== STOP_MATCHER_VERSION || !this.tokenizer || request.maxTokens === 0) return null;
+    const stops = (request.stopStrings ?? []).filter(followedStopString).slice(0, MAX_STOP_STRINGS);
+    if (stops.length === 0) return null;
+    return StopStrings.forGeneration(stops, this.tokenizer, this.eos, request.minTokens, prompt, resumed);
   }
 
   private compiledLanguage(kind: CompiledKind, text: string, texts: TokenTexts): TextLanguage {

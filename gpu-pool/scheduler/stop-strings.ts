@@ -12,11 +12,31 @@
  * Knuth-Morris-Pratt state (how many of its leading characters the text ends
  * in): the text is never kept, and each character costs a comparison or a
  * few per stop string, whatever the lengths; a token's text is the decoder's
- * own string (no allocation for a text piece).
+ * own string (with a llama2.c table decoder no allocation; a byte-level
+ * Hugging Face decoder allocates in its library, ~2-3 µs a token).
  */
-import type { IncrementalDecoder } from '../../shared/tokenizer/tokenizer';
+import type { IncrementalDecoder, Tokenizer } from '../../shared/tokenizer/tokenizer';
 
 export class StopStrings {
+  /**
+   * The stop strings of a generation whose prompt ends in `resumed` tokens
+   * of its earlier output (a resume): decoded after the token before the
+   * output, as the edge's decoder is. Of the earlier output only the tail
+   * that can hold a stop string's start is decoded (the whole of it ran on
+   * the pool's one thread; review h122): a character is at most 4 tokens
+   * (byte pieces), and more let a decoder started mid-character settle
+   * before the text that counts.
+   */
+  static forGeneration(stops: readonly string[], tokenizer: Pick<Tokenizer, 'createDecoder'>, silentIds: ReadonlySet<number>, minTokens: number, prompt: readonly number[], resumed: number): StopStrings {
+    const first = prompt.length - resumed;
+    const longest = stops.reduce((n, stop) => Math.max(n, stop.length), 0);
+    const from = Math.max(first, prompt.length - (4 * longest + 64));
+    const watch = new StopStrings(stops, tokenizer.createDecoder({ previousId: prompt[from - 1] }), silentIds, minTokens);
+    watch.skip(from - first);
+    if (from < prompt.length) watch.follow(prompt.slice(from));
+    return watch;
+  }
+
   /** Per stop string, its border table: borders[i] = the longest proper prefix of stop[0..i] that is also a suffix of it. */
   private readonly borders: Int32Array[];
   /** Per stop string, how many of its leading characters the output's text ends in. */
@@ -37,6 +57,11 @@ export class StopStrings {
   ) {
     this.borders = stops.map(borderTable);
     this.matched = new Int32Array(stops.length);
+  }
+
+  /** Output tokens before those followed (a resumed generation's, too early to hold a stop string's start): counted only. */
+  skip(count: number): void {
+    this.tokens += count;
   }
 
   /** A resumed generation's earlier output: its text is followed, not searched (the edge found no stop string ending in it). */

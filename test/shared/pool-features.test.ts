@@ -31,6 +31,7 @@ describe('featuresNeeded', () => {
       contributeToDatastore: true,
       // Listed by pools that stop there themselves, never needed: a pool from before it generates on, and the edge cuts the text all the same.
       stopStrings: ['The end'],
+      stopMatcher: 1,
     };
     expect(featuresNeeded(neutral)).toEqual([]);
     expect(POOL_FEATURES).toContain('stopStrings');
@@ -86,7 +87,8 @@ describe('featuresNeeded', () => {
 
   it("classifies every field of the generate request: a field added to the protocol must be named a feature here or said to change nothing", () => {
     const firstForm = ['id', 'promptIds', 'maxTokens', 'sampling', 'speculation', 'useDatastore', 'contributeToDatastore', 'trie'];
-    const changesNothing = ['predictionIds', 'model', 'protocol', 'cacheSalt', 'tenant'];
+    // stopMatcher: which rules the stop strings were found by (a pool of others leaves them to the edge, which answers the same).
+    const changesNothing = ['predictionIds', 'model', 'protocol', 'cacheSalt', 'tenant', 'stopMatcher'];
     const features = new Set<string>(POOL_FEATURES);
     for (const key of Object.keys(generateRequestSchema.shape)) {
       expect(firstForm.includes(key) || changesNothing.includes(key) || features.has(key), `generate field ${key}`).toBe(true);

@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { contextTriePool } from '../../../shared/drafting/trie-storage-pool';
-import { PREDICTION_TOKENS, generateRequestSchema, type PoolEvent } from '../../../shared/protocol';
+import { PREDICTION_TOKENS, STOP_MATCHER_VERSION, generateRequestSchema, type PoolEvent } from '../../../shared/protocol';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import type { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
@@ -878,7 +878,7 @@ describe('continuous batching', () => {
     const last = free.ids.findIndex((_, i) => printed(free.ids.slice(0, i + 1)).length >= end);
     expect(last).toBeLessThan(free.ids.length - 10);
     const generatedBefore = (await metrics.generationTokens.get()).values[0]?.value ?? 0;
-    const extra = { stopStrings: [stop, 'zzzz'], sampling: { logitBias: { [String(runner.config.eosIds[0])]: -100 } } };
+    const extra = { stopStrings: [stop, 'zzzz'], stopMatcher: STOP_MATCHER_VERSION, sampling: { logitBias: { [String(runner.config.eosIds[0])]: -100 } } };
     // sssd drafts the whole output from its prediction: the stop comes in the middle of a step's accepted path.
     const plain = await run('stop-off', 'off', extra);
     const drafted = await run('stop-sssd', 'sssd', extra, free.ids);

@@ -147,5 +147,31 @@ describe('StopStrings', () => {
     // The stops were found in most trials: the comparison is of stops, not of none.
     expect(stopped).toBeGreaterThan(200);
   });
-});
 
+  it('follows only the tail of a long resumed output, and ends at the token the edge does, min_tokens counted over the whole (review h122)', () => {
+    const long = tokenizer.encode(Array.from({ length: 30 }, (_, i) => `Day ${i}: Tom saw a big red ball and a little dog.`).join(' '), { bos: true });
+    const ids = long.slice(1);
+    const random = seededRandom(7);
+    for (let trial = 0; trial < 40; trial++) {
+      // A stop string cut from the text, found by the edge past token 200; resumed a few tokens before its end.
+      const at = 200 + Math.floor(random() * (ids.length - 260));
+      const text = printed(ids.slice(0, at + 1));
+      const stop = text.slice(text.length - 3 - Math.floor(random() * 12));
+      const edge = edgeStop(BOS, ids, [stop]);
+      expect(edge).not.toBeNull();
+      const resumed = Math.max(1, edge! - Math.floor(random() * 3));
+      const prompt = [BOS, ...ids.slice(0, resumed)];
+      const watch = StopStrings.forGeneration([stop], tokenizer, eos, 0, prompt, resumed);
+      let pool: number | null = null;
+      for (let i = resumed; i < ids.length && pool === null; i++) if (watch.push(ids[i])) pool = i;
+      expect(pool, `stop ${JSON.stringify(stop)} resumed at ${resumed}`).toBe(edge);
+      // min_tokens counts the tokens not decoded too: the stop's token just past it ends there, just within it not.
+      const past = StopStrings.forGeneration([stop], tokenizer, eos, edge!, prompt, resumed);
+      let end: number | null = null;
+      for (let i = resumed; i < ids.length && end === null; i++) if (past.push(ids[i])) end = i;
+      expect(end).toBe(edge);
+      const held = StopStrings.forGeneration([stop], tokenizer, eos, edge! + 1, prompt, resumed);
+      for (let i = resumed; i <= edge!; i++) expect(held.push(ids[i])).toBe(false);
+    }
+  });
+});
