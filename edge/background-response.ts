@@ -30,7 +30,7 @@ export interface BackgroundOptions {
   stopPollMs: number;
 }
 
-/** A background response created with `stream: true`: the log its run writes its events into (driveIntoLog), in `format`'s frames. */
+/** A background response created with `stream: true`: the log its run writes its events into (driveFormat), in `format`'s frames. */
 export interface BackgroundEvents {
   log: EventLog;
   format: ResponsesStreamFormat;
@@ -135,11 +135,10 @@ async function runToEnd(
     clearTimeout(deadline);
   }
   // Stopped early, it keeps the output it had, cut (as a foreground stream its client left is kept; review h121).
-  const cut = (): OutputItem[] => ended.output.map((item) => ({ ...item, status: 'incomplete' }));
   const final = (why: Stop | null): ResponseObject => {
-    if (why === 'cancel') return { ...started, status: 'cancelled', output: cut() };
+    if (why === 'cancel') return { ...started, status: 'cancelled', output: cutShort(ended.output) };
     if (why === 'deadline') {
-      return failedResponse(started, cut(), { code: 'server_error', message: `The background response ran past this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS) and was stopped.` });
+      return failedResponse(started, cutShort(ended.output), { code: 'server_error', message: `The background response ran past this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS) and was stopped.` });
     }
     return ended;
   };
@@ -172,6 +171,11 @@ async function runToEnd(
   told(failedResponse(started, final(asked.stop).output, { code: 'response_store_unavailable', message: 'The background response ended, and the response store failed as its end was written: a retrieve will find it failed. Its output is in the events before this one.' }));
 }
 
+/** Output items of a run stopped early: as far as they got, `incomplete`. */
+function cutShort(output: readonly OutputItem[]): OutputItem[] {
+  return output.map((item) => ({ ...item, status: 'incomplete' }));
+}
+
 /**
  * A stop asked as the end was written (another isolate's cancel read the
  * record queued, then wrote its stop request after this run's last read):
@@ -187,7 +191,7 @@ async function honourLateStop(started: ResponseObject, written: ResponseObject, 
     return null;
   }
   if (late !== 'cancel' || written.status === 'cancelled') return written;
-  const cancelled: ResponseObject = { ...started, status: 'cancelled', output: written.output.map((item) => ({ ...item, status: 'incomplete' })) };
+  const cancelled: ResponseObject = { ...started, status: 'cancelled', output: cutShort(written.output) };
   await save(cancelled);
   if ((await store.stopRequested(started.id)) === 'delete') {
     await store.forget(started.id);

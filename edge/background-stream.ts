@@ -1,6 +1,6 @@
 /**
  * Background streams (the Responses API's `background: true` with `stream:
- * true`): the run writes its events into an EventLog, which the request that
+ * true`): the run writes its events (driveFormat) into an EventLog, which the request that
  * created it streams as they come (a client that leaves does not stop the
  * run), and which is kept in KV a second at a time (ResponseStore.writeEvents)
  * so that GET /v1/responses/{id}?stream=true&starting_after=N, from any
@@ -11,7 +11,9 @@ import { polledResponse } from './background-response';
 import type { CompletionRun } from './completion-run';
 import { KEY_WRITE_INTERVAL_MS, type ResponseStore, type StoredEvents, type StoredResponse } from './response-store';
 import { endEvents, eventFrame, type ResponsesStreamFormat } from './responses-stream';
+import type { ResponseObject } from './responses-format';
 import { sleep } from './settled-within';
+import { sseHeaders, type SendFrame } from './sse-response';
 
 /** A stream read again reads the kept events this often (a KV read each). */
 export const RESUME_POLL_MS = 1_000;
@@ -20,11 +22,6 @@ const END_GRACE_MS = 3_000;
 /** ... and reads the response's record, while nothing new comes, at most this often. */
 const RECORD_CHECK_MS = 5_000;
 
-const sseHeaders = {
-  'content-type': 'text/event-stream; charset=utf-8',
-  'cache-control': 'no-cache, no-transform',
-  'x-accel-buffering': 'no',
-};
 const encoder = new TextEncoder();
 const QUIET_COMMENT_TEXT = ': the response is running\n\n';
 const QUIET_COMMENT = encoder.encode(QUIET_COMMENT_TEXT);
@@ -68,26 +65,27 @@ export class EventLog {
 }
 
 /**
- * Runs the generation through `format` into `log` (the run's `finish`): the
- * response it ended with, completed or failed (the format keeps it: its end
- * is told by the run once stored, announce).
+ * Runs the generation through `format`, its events to `send` (a log's
+ * append; nothing for a background run without a stream): the format keeps
+ * the response it ended with, completed or failed (`result`), whose end the
+ * run tells once stored (announce).
  */
-export async function driveIntoLog(run: CompletionRun, format: ResponsesStreamFormat, log: EventLog, requestId: string): Promise<void> {
+export async function driveFormat(run: CompletionRun, format: ResponsesStreamFormat, send: SendFrame, requestId: string): Promise<void> {
   const generator = run.run();
   try {
-    format.begin(log.append);
+    format.begin(send);
     for (;;) {
       const next = await generator.next();
       if (next.done) {
-        format.finished(0, next.value, log.append);
-        await format.ended([next.value.usage], log.append);
+        format.finished(0, next.value, send);
+        await format.ended([next.value.usage], send);
         return;
       }
-      format.piece(0, next.value, log.append);
+      format.piece(0, next.value, send);
     }
   } catch (err) {
     run.cancel();
-    await format.failed(toApiError(err, requestId), log.append);
+    await format.failed(toApiError(err, requestId), send);
   } finally {
     await generator.return(undefined as never).catch(() => undefined);
   }
@@ -165,7 +163,7 @@ export function startingAfter(query: URLSearchParams): number {
  * not all kept (the store failed, or its run died), the end is told from
  * the stored response.
  */
-export function resumedEventStream(stored: StoredResponse, after: number, store: ResponseStore, quietCommentMs: number, headers: HeadersInit): Response {
+export function resumedEventStream(stored: StoredResponse, after: number, store: ResponseStore, quietCommentMs: number): Response {
   const id = stored.response.id;
   if (!stored.eventLog) {
     throw badRequest(
@@ -216,27 +214,21 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
         if (came) return;
         // Nothing new: has the response ended without its events' end kept (a store that failed, a run that died)?
         // Read every RECORD_CHECK_MS only: a record may hold megabytes of conversation.
-        if (Date.now() - recordCheckedAt < RECORD_CHECK_MS) {
-          if (Date.now() - lastSent >= quietCommentMs) {
-            send(QUIET_COMMENT_TEXT);
-            return;
-          }
-          await sleep(RESUME_POLL_MS);
-          continue;
-        }
-        recordCheckedAt = Date.now();
-        const ended = await endedResponse(store, id);
-        if (ended === 'gone') {
-          send(eventFrame('error', next, { code: 'not_found', message: `Response ${id} was deleted.`, param: null }));
-          controller.close();
-          return;
-        }
-        if (ended !== null) {
-          endSeenAt ??= Date.now();
-          if (Date.now() - endSeenAt >= END_GRACE_MS) {
-            send(endEvents(ended, next).join(''));
+        if (Date.now() - recordCheckedAt >= RECORD_CHECK_MS) {
+          recordCheckedAt = Date.now();
+          const ended = await endedResponse(store, id);
+          if (ended === 'gone') {
+            send(eventFrame('error', next, { code: 'not_found', message: `Response ${id} was deleted.`, param: null }));
             controller.close();
             return;
+          }
+          if (ended !== null) {
+            endSeenAt ??= Date.now();
+            if (Date.now() - endSeenAt >= END_GRACE_MS) {
+              send(endEvents(ended, next).join(''));
+              controller.close();
+              return;
+            }
           }
         }
         if (Date.now() - lastSent >= quietCommentMs) {
@@ -250,11 +242,11 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
       closed = true;
     },
   });
-  return new Response(body, { headers: { ...Object.fromEntries(new Headers(headers)), ...sseHeaders } });
+  return new Response(body, { headers: sseHeaders });
 }
 
 /** The stored response where it has ended (as a poll shows it), 'gone' where it is no more, null while it runs. */
-async function endedResponse(store: ResponseStore, id: string): Promise<Awaited<ReturnType<typeof polledResponse>> | 'gone' | null> {
+async function endedResponse(store: ResponseStore, id: string): Promise<ResponseObject | 'gone' | null> {
   let stored: StoredResponse | null;
   try {
     stored = await store.get(id);

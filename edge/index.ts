@@ -330,7 +330,7 @@ app.get('/v1/responses/:id', rateLimitHeaders, async (c) => {
       const after = startingAfter(query);
       const store = responseStore(c);
       const stored = await storedResponse(store, c.req.param('id') ?? '');
-      return resumedEventStream(stored, after, store, edgeConfig(c.env).streamQuietCommentMs, {});
+      return resumedEventStream(stored, after, store, edgeConfig(c.env).streamQuietCommentMs);
     } finally {
       admission.release();
     }

@@ -7,7 +7,7 @@
  */
 import { badRequest } from './api-error';
 import { answerInBackground, polledResponse, type BackgroundOptions } from './background-response';
-import { driveIntoLog, EventLog } from './background-stream';
+import { driveFormat, EventLog } from './background-stream';
 import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { clipped } from './request-schema';
 import type { Answerer } from './completion-handler';
@@ -153,14 +153,14 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
       // Its events go into a log (streamed to the request and kept in the store where it asked for a stream; its end
       // is stored and told by the run); the format keeps the output as it comes, so a run that fails mid-way is
       // stored with what it had.
-      const log = new EventLog();
+      const streamed = body.stream === true;
+      const log = streamed ? new EventLog() : null;
       const format = new ResponsesStreamFormat(plan.started, meta, null);
       const run = async (): Promise<ResponseObject> => {
-        await driveIntoLog(runs[0], format, log, plan.started.id);
+        await driveFormat(runs[0], format, log?.append ?? (() => undefined), plan.started.id);
         return format.result ?? failedResponse(plan.started, [], { code: 'server_error', message: 'The response ended without a result.' });
       };
-      const streamed = body.stream === true;
-      const events = streamed ? { log, format, quietCommentMs: streamQuietCommentMs ?? QUIET_STREAM_COMMENT_MS } : null;
+      const events = log ? { log, format, quietCommentMs: streamQuietCommentMs ?? QUIET_STREAM_COMMENT_MS } : null;
       return answerInBackground(plan.started, reply, run, (response, runsUntil) => save(plan, response, runsUntil, streamed), plan.store, background, events);
     }
     if (!body.stream) {

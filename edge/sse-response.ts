@@ -16,7 +16,8 @@ import type { SourcedText } from './token-text';
 /** How long a write is given to fail before a resume takes the client for still there. */
 const CLIENT_CHECK_MS = 200;
 
-const sseHeaders = {
+/** A Server-Sent Events response's headers (no proxy buffering or transforming it). */
+export const sseHeaders = {
   'content-type': 'text/event-stream; charset=utf-8',
   'cache-control': 'no-cache, no-transform',
   'x-accel-buffering': 'no',

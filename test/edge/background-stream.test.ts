@@ -90,12 +90,12 @@ describe('a background stream as read', () => {
     const id = record.response.id;
     expect(await store.put(record)).toBe(true);
     await store.writeEvents(id, frames(4), false);
-    const read = textOf(resumedEventStream(record, 1, store, 60_000, {}));
+    const read = textOf(resumedEventStream(record, 1, store, 60_000));
     await new Promise((r) => setTimeout(r, 1_200));
     await store.writeEvents(id, frames(6), true);
     expect(await read).toBe(frames(6).slice(2).join(''));
     // Past its last event: nothing, and the stream ends.
-    expect(await textOf(resumedEventStream(record, 5, store, 60_000, {}))).toBe('');
+    expect(await textOf(resumedEventStream(record, 5, store, 60_000))).toBe('');
   });
 
   it("tells the stored response's end where the events' end was never kept, and says a deleted one is gone", async () => {
@@ -104,12 +104,12 @@ describe('a background stream as read', () => {
     expect(await store.put(record)).toBe(true);
     await store.writeEvents(record.response.id, frames(3), false);
     const started = Date.now();
-    expect(await textOf(resumedEventStream(record, -1, store, 60_000, {}))).toBe(frames(3).join('') + endEvents(record.response, 3).join(''));
+    expect(await textOf(resumedEventStream(record, -1, store, 60_000))).toBe(frames(3).join('') + endEvents(record.response, 3).join(''));
     expect(Date.now() - started).toBeGreaterThanOrEqual(3_000);
 
     const deleted = streamedRecord('f6f6f6f6f6f6f6f6f6f6f6f6', 'queued');
     await store.writeEvents(deleted.response.id, frames(2), false);
-    const text = await textOf(resumedEventStream(deleted, -1, store, 60_000, {}));
+    const text = await textOf(resumedEventStream(deleted, -1, store, 60_000));
     expect(text.startsWith(frames(2).join(''))).toBe(true);
     expect(text).toContain('"code":"not_found"');
   }, 15_000);
@@ -117,7 +117,7 @@ describe('a background stream as read', () => {
   it('refuses a response not made with background and stream, and a starting_after that is not a sequence number', () => {
     const plain = storedRecord(responseId('a7a7a7a7a7a7a7a7a7a7a7a7'));
     const store = new ResponseStore(workerd(), 'key-refuse', 0, 1 << 20);
-    expect(() => resumedEventStream(plain, -1, store, 60_000, {})).toThrow(ApiError);
+    expect(() => resumedEventStream(plain, -1, store, 60_000)).toThrow(ApiError);
     expect(startingAfter(new URLSearchParams(''))).toBe(-1);
     expect(startingAfter(new URLSearchParams('starting_after=0'))).toBe(0);
     for (const query of ['starting_after=-1', 'starting_after=', 'starting_after=1.5', 'starting_after=1&starting_after=2', 'starting_after=1234567890']) {
