@@ -80,9 +80,9 @@ export async function answerInBackground(
     }
     throw new ApiError(503, 'The response store is unavailable, and a background response is polled from it; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
   }
-  const storedAt = Date.now();
+  const job: BackgroundJob = { started, reply, finish, save, store, options, begun, storedAt: Date.now() };
   if (events === null) {
-    options.waitUntil(runToEnd(started, reply, finish, save, store, options, begun, storedAt, () => undefined));
+    options.waitUntil(runToEnd(job, () => undefined));
     return new Response(JSON.stringify(queued), { headers: { ...Object.fromEntries(new Headers(reply.headers)), 'content-type': 'application/json' } });
   }
   const { log, format } = events;
@@ -98,21 +98,23 @@ export async function answerInBackground(
     log.end();
   };
   options.waitUntil(keepEvents(log, store, started.id));
-  options.waitUntil(runToEnd(started, reply, finish, save, store, options, begun, storedAt, told).finally(() => log.end()));
+  options.waitUntil(runToEnd(job, told).finally(() => log.end()));
   return liveEventStream(log, reply.headers, events.quietCommentMs);
 }
 
-async function runToEnd(
-  started: ResponseObject,
-  reply: PreparedReply,
-  finish: () => Promise<ResponseObject>,
-  save: SaveResponse,
-  store: ResponseStore,
-  options: BackgroundOptions,
-  begun: number,
-  storedAt: number,
-  told: (response: ResponseObject | null) => void,
-): Promise<void> {
+/** A background run as answerInBackground hands it on: what it was given, when it began, when its queued record was stored. */
+interface BackgroundJob {
+  started: ResponseObject;
+  reply: PreparedReply;
+  finish: () => Promise<ResponseObject>;
+  save: SaveResponse;
+  store: ResponseStore;
+  options: BackgroundOptions;
+  begun: number;
+  storedAt: number;
+}
+
+async function runToEnd({ started, reply, finish, save, store, options, begun, storedAt }: BackgroundJob, told: (response: ResponseObject | null) => void): Promise<void> {
   const asked: { stop: Stop | null } = { stop: null };
   const halt = (why: Stop): void => {
     asked.stop = stronger(asked.stop, why);

@@ -98,13 +98,7 @@ export class ResponseStore {
    * (ReadBudgetSpent), as parsing runs on the isolate's one thread.
    */
   async get(id: string, budget?: ReadBudget): Promise<StoredResponse | null> {
-    let text: string | null;
-    try {
-      text = await this.kv.get(await this.keyFor(id), 'text');
-    } catch (err) {
-      console.error('edge: stored response read failed', err);
-      throw new ApiError(503, 'The response store is unavailable; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
-    }
+    const text = await this.readText(await this.keyFor(id), 'stored response');
     if (text === null) return null;
     if (budget) {
       if (text.length > budget.chars) throw new ReadBudgetSpent();
@@ -115,6 +109,16 @@ export class ResponseStore {
     } catch {
       console.error(`edge: stored response ${id} is not JSON; taken as missing`);
       return null;
+    }
+  }
+
+  /** A value as text, or null; a 503 where KV fails (`what` for the log). */
+  private async readText(key: string, what: string): Promise<string | null> {
+    try {
+      return await this.kv.get(key, 'text');
+    } catch (err) {
+      console.error(`edge: ${what} read failed`, err);
+      throw new ApiError(503, 'The response store is unavailable; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
     }
   }
 
@@ -183,13 +187,7 @@ export class ResponseStore {
 
   /** A background stream's events as kept, or null (none yet, or none ever). Throws a 503 where KV fails. */
   async readEvents(id: string): Promise<StoredEvents | null> {
-    let text: string | null;
-    try {
-      text = await this.kv.get(await this.eventsKeyFor(id), 'text');
-    } catch (err) {
-      console.error('edge: background stream events read failed', err);
-      throw new ApiError(503, 'The response store is unavailable; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
-    }
+    const text = await this.readText(await this.eventsKeyFor(id), 'background stream events');
     if (text === null) return null;
     const newline = text.indexOf('\n');
     let head: { ended?: unknown; cut?: unknown };
