@@ -115,6 +115,13 @@ function ephemeralStart(): number {
 const LOWEST_PICKED_PORT = 10_000;
 
 /**
+ * The Fetch standard's "bad ports" (fetch.spec.whatwg.org, "port blocking") at or above LOWEST_PICKED_PORT: fetch
+ * (Node's and the browsers') refuses them, so a service there could not be reached by the edge's fetch nor by
+ * DevTools (10080 came up once in a CI run: "fetch failed: bad port").
+ */
+const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([10080]);
+
+/**
  * A TCP port that was free a moment ago on 127.0.0.1, picked at random below
  * the ephemeral range where one is left (services take seconds to bind it).
  */
@@ -123,6 +130,7 @@ export async function freePort(): Promise<number> {
   if (top - LOWEST_PICKED_PORT >= 1000) {
     for (let attempt = 0; attempt < 32; attempt++) {
       const port = LOWEST_PICKED_PORT + Math.floor(Math.random() * (top - LOWEST_PICKED_PORT));
+      if (FETCH_BAD_PORTS.has(port)) continue;
       try {
         return await listenOnce(port);
       } catch {

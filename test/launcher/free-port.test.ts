@@ -1,7 +1,7 @@
 // Services started by tests and by `sssd up` pick their ports while other
 // processes open connections: a port taken in between must not fail the start.
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { freePort, isPortFree } from '../../launcher/service-process';
 import { onFreePort } from '../../launcher/stack';
 
@@ -14,6 +14,20 @@ describe('freePort', () => {
       expect(await isPortFree(port)).toBe(true);
     }
     expect(new Set(ports).size).toBeGreaterThan(1);
+  });
+
+  it("never picks a port fetch refuses (the Fetch standard's bad port 10080: DevTools and the edge's fetch could not reach it)", async () => {
+    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    // Every draw lands on 10080.
+    const random = vi.spyOn(Math, 'random').mockReturnValue((10080 - 10_000 + 0.5) / (first - 10_000));
+    try {
+      const port = await freePort();
+      expect(port).not.toBe(10080);
+      const res = await fetch(`http://127.0.0.1:${port}/`).catch((err: unknown) => err as Error);
+      expect(String((res as Error).cause ?? '')).not.toMatch(/bad port/);
+    } finally {
+      random.mockRestore();
+    }
   });
 });
 
