@@ -7,7 +7,7 @@
  * the pool on stop or client disconnect, and finally merge prompt + output into
  * the user's cache with one bounded write (waitUntil).
  */
-import { MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS, STOP_MATCHER_VERSION, modelIdentity, PROTOCOL_VERSION, type PoolEvent, type SamplingParams, type SpeculationUsage } from '../shared/protocol';
+import { followedStopString, STOP_MATCHER_VERSION, modelIdentity, PROTOCOL_VERSION, type PoolEvent, type SamplingParams, type SpeculationUsage } from '../shared/protocol';
 import { draftEdgeTrie } from '../shared/drafting/edge-trie';
 import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
@@ -238,7 +238,7 @@ export class CompletionRun {
   /** The user's cache once it has come (re-drafting on 'trie-exhausted' needs it). */
   private loaded: LoadedUserCache | null = null;
   private trieBytes: number;
-  /** The stop strings the pool is sent: those within its length (the edge finds every one all the same). */
+  /** The stop strings the pool is sent: those it follows (followedStopString; the edge finds every one all the same, and its schema takes at most MAX_STOP_STRINGS). */
   private readonly poolStops: string[];
 
   constructor(
@@ -246,7 +246,7 @@ export class CompletionRun {
     private readonly deps: CompletionDeps,
   ) {
     this.trieBytes = plan.trie?.length ?? 0;
-    this.poolStops = plan.stops.filter((stop) => stop.length <= MAX_STOP_STRING_CHARS).slice(0, MAX_STOP_STRINGS);
+    this.poolStops = plan.stops.filter(followedStopString);
     this.generationId = plan.id;
     void plan.userCache?.then((loaded) => {
       this.loaded = loaded;
