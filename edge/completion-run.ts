@@ -375,6 +375,8 @@ export class CompletionRun {
     try {
       // The echoed prompt comes first; scored, once the pool has read it.
       if (plan.echo !== null && plan.logprobs === null && plan.echo.length > 0) yield [{ text: plan.echo, source: 'model' }];
+      // The edge found a stop string the pool stops at too, at the last token the pool sent.
+      let atPoolStop = false;
       streams: for (;;) {
         const opened = this.opened;
         let broke: string | null = null;
@@ -384,6 +386,16 @@ export class CompletionRun {
           if (next.done) break;
           const event = next.value;
           if (this.cancelled) break streams;
+          if (atPoolStop) {
+            // The text is whole: the pool's `done` brings its exact usage; tokens past the stop mean it did not stop there.
+            if (event.type === 'done') {
+              if (event.finishReason === 'stop' || event.finishReason === 'length') poolUsage = event.usage.speculation;
+              break streams;
+            }
+            if (event.type === 'tokens') this.stopAtPool(opened);
+            if (event.type === 'tokens' || event.type === 'error') break streams;
+            continue;
+          }
           // The request's own fault (its masks left no token): another pool would refuse it too, so no resume.
           if (event.type === 'error' && event.code === 'bad_request') throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
           broke = interruption(event, deps.model.tokenizer.vocabSize);
@@ -392,15 +404,13 @@ export class CompletionRun {
           if (outcome.segments.length > 0) yield outcome.segments;
           if (outcome.stopped) {
             finishReason = 'stop';
-            // The pool hears of the stop before the stream closes: closed first, it would count the
-            // generation as cut off (a client gone) rather than ended at a stop.
-            const events = opened.events;
-            this.closing = opened.client
-              .cancel(this.generationId, 'stop')
-              .catch(() => undefined)
-              .then(() => events.return(undefined as never))
-              .catch(() => undefined);
-            deps.waitUntil(this.closing);
+            // A stop the pool follows, at the last token it sent: it has ended the generation there itself, and its
+            // `done` comes next (no cancel to send, and its speculation figures are the whole generation's).
+            if (event.type === 'tokens' && this.counted === this.outputIds.length && this.poolStops.includes(assembler.stopString ?? '')) {
+              atPoolStop = true;
+              continue;
+            }
+            this.stopAtPool(opened);
             break streams;
           }
           if (event.type === 'done') {
@@ -441,6 +451,20 @@ export class CompletionRun {
       this.finish();
     }
     return { finishReason, stopReason: finishReason === 'stop' ? (assembler.stopString ?? this.stopTokenId()) : null, usage: this.usage(poolUsage), promptLogprobs: this.promptLogprobs };
+  }
+
+  /**
+   * Tells the pool of a stop string the edge found, then closes the stream: closed first, the pool would count the
+   * generation as cut off (a client gone) rather than ended at a stop.
+   */
+  private stopAtPool(opened: OpenedGeneration): void {
+    const events = opened.events;
+    this.closing = opened.client
+      .cancel(this.generationId, 'stop')
+      .catch(() => undefined)
+      .then(() => events.return(undefined as never))
+      .catch(() => undefined);
+    this.deps.waitUntil(this.closing);
   }
 
   /** vLLM's stop_reason for a reply that ended at a stop token id (not at the end token, whose is null). */

@@ -110,9 +110,14 @@ describe('stop strings at the pool', () => {
         let after = await countsAfter(at);
         expect(after.length - at.length).toBe(1);
         expect(after.generated - at.generated).toBe(30);
+        // Only this pool is told of the stop.
+        expect(older.cancels).toHaveLength(speculate ? 2 : 1);
+        expect(older.cancels.at(-1)).toMatch(/\?reason=stop$/);
         at = after;
         const now = await complete(far.url, prompt, [stop], speculate);
         expect(now, `speculate ${speculate}`).toEqual(before);
+        // The pool ended it and said so with its done: no cancel follows (before, a DELETE that found it ended).
+        expect(far.cancels).toEqual([]);
         after = await countsAfter(at);
         // Ended at the pool by the stop: counted as such, the tokens generated those the client's text took.
         expect(after.stopped - at.stopped).toBe(1);

@@ -60,6 +60,8 @@ export interface FaultProxy {
   readonly broken: string[];
   /** The content-type the pool answered each generation opened through the proxy with (frames or NDJSON). */
   readonly answeredAs: string[];
+  /** The path and query of each cancel (`DELETE`) sent through the proxy, in order. */
+  readonly cancels: string[];
   /** `displace`: how long the generation waits "queued" (a `queued` event every 400 ms) before its place goes to another tenant's. */
   displaceAfterMs: number;
   /** Generate requests answered as a full pool answers (503 busy, with busyHintMs) before they pass again; counted down. */
@@ -109,6 +111,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     opened: [],
     broken: [],
     answeredAs: [],
+    cancels: [],
     retarget: (to) => {
       upstream = new URL(to);
     },
@@ -248,6 +251,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      if (req.method === 'DELETE') proxy.cancels.push(req.url ?? '');
       if (req.method === 'DELETE' && proxy.cancelDelayMs > 0) setTimeout(() => forward(req, res, Buffer.concat(chunks)), proxy.cancelDelayMs);
       else forward(req, res, Buffer.concat(chunks));
     });
