@@ -11,7 +11,7 @@
  * reply's failure.
  */
 import { ApiError } from './api-error';
-import { sha256Hex } from './api-keys';
+import { KEY_WRITE_INTERVAL_MS, readKvText, scopedKey, storeUnavailable, ttlOptions, utf8Length, withinBytes } from './kv-record';
 import { sleep } from './settled-within';
 import { clipped, type ChatMessage } from './request-schema';
 import type { ResponseObject } from './responses-format';
@@ -63,16 +63,14 @@ export interface ReadBudget {
 /** A read past a request's ReadBudget. */
 export class ReadBudgetSpent extends Error {}
 
-/** KV's smallest expiration. */
-const MIN_KV_TTL_SECONDS = 60;
 /** A stop request outlives any background run (they are bounded well under this). */
 const STOP_TTL_SECONDS = 3_600;
 
 /** The most the line before a background stream's kept events takes. */
 const EVENTS_HEADER_BYTES = 32;
 
-/** KV takes one write a second per key. */
-export const KEY_WRITE_INTERVAL_MS = 1_100;
+// Where the background runs read it from, beside the store they write.
+export { KEY_WRITE_INTERVAL_MS };
 
 /** Why a background run is asked to stop: a cancel (stored `cancelled`) or a delete (stored no more). */
 export type BackgroundStop = 'cancel' | 'delete';
@@ -89,7 +87,7 @@ export class ResponseStore {
 
   /** The KV key of a response of this API key: no other key's id hashes to it. */
   async keyFor(id: string): Promise<string> {
-    return `resp:${await sha256Hex(`${this.keyId}:${id}`)}`;
+    return scopedKey('resp', this.keyId, id);
   }
 
   /**
@@ -113,13 +111,8 @@ export class ResponseStore {
   }
 
   /** A value as text, or null; a 503 where KV fails (`what` for the log). */
-  private async readText(key: string, what: string): Promise<string | null> {
-    try {
-      return await this.kv.get(key, 'text');
-    } catch (err) {
-      console.error(`edge: ${what} read failed`, err);
-      throw new ApiError(503, 'The response store is unavailable; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
-    }
+  private readText(key: string, what: string): Promise<string | null> {
+    return readKvText(this.kv, key, what, () => storeUnavailable('The response store is unavailable; retry shortly.', 'response_store_unavailable'));
   }
 
   /** Stores it (where it fits); whether it was. Never throws: the reply does not fail for it. */
@@ -149,7 +142,7 @@ export class ResponseStore {
       console.warn(`edge: response ${record.response.id} stored without its conversation: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8`);
     }
     try {
-      await this.kv.put(await this.keyFor(record.response.id), value, this.ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, this.ttlSeconds) } : undefined);
+      await this.kv.put(await this.keyFor(record.response.id), value, ttlOptions(this.ttlSeconds));
       return 'stored';
     } catch (err) {
       console.error(`edge: response ${record.response.id} not stored`, err);
@@ -159,7 +152,7 @@ export class ResponseStore {
 
   /** The KV key of a background stream's events. */
   private async eventsKeyFor(id: string): Promise<string> {
-    return `respevents:${await sha256Hex(`${this.keyId}:${id}`)}`;
+    return scopedKey('respevents', this.keyId, id);
   }
 
   /**
@@ -177,7 +170,7 @@ export class ResponseStore {
     const cut = kept < frames.length;
     const value = `${JSON.stringify({ ended, cut })}\n${kept === frames.length ? frames.join('') : frames.slice(0, kept).join('')}`;
     try {
-      await this.kv.put(await this.eventsKeyFor(id), value, this.ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, this.ttlSeconds) } : undefined);
+      await this.kv.put(await this.eventsKeyFor(id), value, ttlOptions(this.ttlSeconds));
       return cut ? 'too_large' : 'stored';
     } catch (err) {
       console.error(`edge: background stream ${id}'s events not stored`, err);
@@ -205,7 +198,7 @@ export class ResponseStore {
 
   /** The KV key of a background response's cancel (or delete) request. */
   private async stopKeyFor(id: string): Promise<string> {
-    return `respstop:${await sha256Hex(`${this.keyId}:${id}`)}`;
+    return scopedKey('respstop', this.keyId, id);
   }
 
   /**
@@ -226,7 +219,7 @@ export class ResponseStore {
       } catch (err) {
         if (attempt >= 2) {
           console.error('edge: background response stop request failed', err);
-          throw new ApiError(503, `The response store is unavailable; retry shortly (the response is not ${why === 'delete' ? 'deleted' : 'cancelled'} yet).`, 'service_unavailable', 'response_store_unavailable', null, 2);
+          throw storeUnavailable(`The response store is unavailable; retry shortly (the response is not ${why === 'delete' ? 'deleted' : 'cancelled'} yet).`, 'response_store_unavailable');
         }
         // KV's one write a second per key (a cancel just before): once more after it.
         await sleep(KEY_WRITE_INTERVAL_MS);
@@ -279,7 +272,7 @@ export class ResponseStore {
       await this.kv.delete(await this.eventsKeyFor(id));
     } catch (err) {
       console.error('edge: stored response delete failed', err);
-      throw new ApiError(503, 'The response store is unavailable; retry shortly (the response may not be deleted yet).', 'service_unavailable', 'response_store_unavailable', null, 2);
+      throw storeUnavailable('The response store is unavailable; retry shortly (the response may not be deleted yet).', 'response_store_unavailable');
     }
     return true;
   }
@@ -291,31 +284,4 @@ export function responseNotFound(id: string, param: string | null): ApiError {
   return param === 'previous_response_id'
     ? new ApiError(404, `Previous response with id '${name}' not found.`, 'invalid_request_error', 'previous_response_not_found', param)
     : new ApiError(404, `Response with id '${name}' not found.`, 'invalid_request_error', 'not_found', param);
-}
-
-/** `text`'s length as UTF-8, without encoding it (a surrogate pair 4 bytes; JSON.stringify leaves no lone one in a frame). */
-function utf8Length(text: string): number {
-  let bytes = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit >= 0x80) bytes += unit < 0x800 || (unit >= 0xd800 && unit < 0xe000) ? 1 : 2;
-  }
-  return bytes;
-}
-
-/**
- * Whether `text`'s UTF-8 is at most `maxBytes`, without encoding it: a
- * UTF-16 unit is 1 to 3 bytes (a surrogate pair 4 for 2 units), so most
- * texts are decided by their length alone.
- */
-function withinBytes(text: string, maxBytes: number): boolean {
-  if (text.length > maxBytes) return false;
-  if (text.length * 3 <= maxBytes) return true;
-  let bytes = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    bytes += unit < 0x80 ? 1 : unit < 0x800 || (unit >= 0xd800 && unit < 0xe000) ? 2 : 3;
-    if (bytes > maxBytes) return false;
-  }
-  return true;
 }

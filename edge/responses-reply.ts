@@ -18,6 +18,7 @@ import { ResponsesStreamFormat } from './responses-stream';
 import { referencedItems, type ReferencedItems } from './item-references';
 import { responseNotFound, type PutOutcome, type ResponseStore, type StoredInputItem, type StoredResponse } from './response-store';
 import { streamWhenOpened } from './sse-response';
+import { pageOf, pageParams, type ListPage } from './page-params';
 import { finishedChoices, wholeCompletionResponse } from './whole-response';
 
 /** What answering a translated request needs beside its runs. */
@@ -188,15 +189,6 @@ export async function storedResponse(store: ResponseStore, id: string): Promise<
 /** An input item as OpenAI lists it: a message's text as parts, with a status. */
 type ListedItem = (StoredInputItem & { status: 'completed' }) | { type: 'message'; id: string; role: string; status: 'completed'; content: ReadonlyArray<{ type: string; text?: string; refusal?: string }> };
 
-/** GET /v1/responses/{id}/input_items's page. */
-interface InputItemsPage {
-  object: 'list';
-  data: ListedItem[];
-  first_id: string | null;
-  last_id: string | null;
-  has_more: boolean;
-}
-
 function listedItem(item: StoredInputItem): ListedItem {
   if (item.type === 'function_call' || item.type === 'function_call_output') return { ...item, status: 'completed' };
   const content = typeof item.content === 'string' ? [{ type: item.role === 'assistant' ? 'output_text' : 'input_text', text: item.content }] : item.content;
@@ -204,28 +196,12 @@ function listedItem(item: StoredInputItem): ListedItem {
 }
 
 /** GET /v1/responses/{id}/input_items's page: newest first by default, `limit` 1-100 (20), after the item `after`. */
-export function inputItemsPage(stored: StoredResponse, query: URLSearchParams): InputItemsPage {
+export function inputItemsPage(stored: StoredResponse, query: URLSearchParams): ListPage<ListedItem> {
   if (stored.conversationNotKept) {
     throw badRequest(`Response ${clipped(stored.response.id, 100)} was stored without its input items: they were over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES).`, null, 'invalid_request_error');
   }
-  // One of each (a repeat took the first silently, review h112).
-  for (const name of ['order', 'limit', 'after']) {
-    if (query.getAll(name).length > 1) throw badRequest(`${name} is given ${query.getAll(name).length} times; give it once`, name, 'invalid_value');
-  }
-  const order = query.get('order') ?? 'desc';
-  if (order !== 'asc' && order !== 'desc') throw badRequest(`order must be "asc" or "desc", not '${clipped(order, 20)}'`, 'order', 'invalid_value');
-  const limitText = query.get('limit');
-  // Digits only: Number() took "1e1" and " 1".
-  const limit = limitText === null ? 20 : /^[0-9]{1,3}$/.test(limitText) ? Number(limitText) : NaN;
-  if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw badRequest('limit must be an integer from 1 to 100', 'limit', 'invalid_value');
-  const items = order === 'asc' ? stored.inputItems : [...stored.inputItems].reverse();
-  const after = query.get('after');
-  let start = 0;
-  if (after !== null) {
-    const at = items.findIndex((item) => item.id === after);
-    if (at < 0) throw badRequest(`after: no input item of this response has the id '${clipped(after, 100)}'`, 'after', 'invalid_value');
-    start = at + 1;
-  }
-  const page = items.slice(start, start + limit);
-  return { object: 'list', data: page.map(listedItem), first_id: page[0]?.id ?? null, last_id: page.at(-1)?.id ?? null, has_more: start + limit < items.length };
+  const { page, hasMore } = pageOf(stored.inputItems, pageParams(query, 'desc'), (after) =>
+    badRequest(`after: no input item of this response has the id '${clipped(after, 100)}'`, 'after', 'invalid_value'),
+  );
+  return { object: 'list', data: page.map(listedItem), first_id: page[0]?.id ?? null, last_id: page.at(-1)?.id ?? null, has_more: hasMore };
 }
