@@ -9,6 +9,7 @@ import { finishChunk, joinText, roleChunk, textChunk, toolCallChunk, tokensOf, u
 import { streamWhenOpened, type SendFrame, type StreamFormat, type StreamSetting } from './sse-response';
 import { autoReplyKind, toolCallId, toolCallsOf, toolFinishReason, type ToolCallMode } from './tool-calls';
 import type { SourcedText, TokenLogprob } from './token-text';
+import { StreamedCompletion } from './streamed-completion';
 
 /** A chat or completions stream's options (stream_options, and the edge's smoothing). */
 export interface StreamOptions {
@@ -17,6 +18,9 @@ export interface StreamOptions {
   continuousUsage?: boolean;
   smooth: boolean;
 }
+
+/** Keeps a chat completion as a whole reply's object (`store: true`), before the reply's last byte; never throws. */
+export type KeepCompletion = (completion: object) => Promise<void>;
 
 /** Chat's and completions' SSE frame: `data: <json>` (or `[DONE]`). */
 function dataFrame(payload: object | string): string {
@@ -29,17 +33,27 @@ class ChatStreamFormat implements StreamFormat {
   private readonly usageOf: (i: number) => RunningUsage | undefined;
   private readonly idsOf: (index: number) => ChunkTokenIds | undefined;
   private readonly calls: StreamedToolCalls | null;
+  /** What the chunks add up to, where the completion is kept (`store: true`). */
+  private readonly collected: StreamedCompletion | null;
 
   constructor(
     private readonly runs: readonly CompletionRun[],
     private readonly meta: ResponseMeta,
     private readonly options: StreamOptions,
+    private readonly keep: KeepCompletion | null,
   ) {
+    this.collected = keep ? new StreamedCompletion() : null;
     this.formatters = runs.map((_, i) => (i === 0 ? meta.logprobs : meta.logprobs?.another()));
     // As vLLM's: the prompt's tokens and the choice's completion tokens so far, in every chunk of the choice.
     this.usageOf = options.continuousUsage ? (i: number): RunningUsage => runningUsage(runs[i]) : (): undefined => undefined;
     this.idsOf = chunkTokenIds(runs, meta);
     this.calls = meta.kind === 'chat' && meta.toolCalls ? new StreamedToolCalls(meta.toolCalls, runs.length) : null;
+  }
+
+  /** Sends a chunk (and collects it, where the completion is kept). */
+  private emit(send: SendFrame, chunk: object): void {
+    this.collected?.add(chunk);
+    send(dataFrame(chunk));
   }
 
   begin(send: SendFrame): void {
@@ -50,7 +64,7 @@ class ChatStreamFormat implements StreamFormat {
 
   private sendRole(index: number, send: SendFrame, content?: '' | null): void {
     const meta = this.meta;
-    send(dataFrame(roleChunk(meta, index, this.usageOf(index), meta.tokenIds ? this.runs[index].promptIds : undefined, content)));
+    this.emit(send, roleChunk(meta, index, this.usageOf(index), meta.tokenIds ? this.runs[index].promptIds : undefined, content));
   }
 
   /** "auto": the role chunk, once the choice's reply shows text or calls (or ends). */
@@ -68,8 +82,8 @@ class ChatStreamFormat implements StreamFormat {
     const piece = calls ? calls.piece(index, segments) : { text: segments };
     this.roleOnceDecided(index, send);
     if (piece === null) return;
-    if ('text' in piece) send(dataFrame(textChunk(meta, piece.text, index, formatters[index], usageOf(index), idsOf(index))));
-    else send(dataFrame(toolCallChunk(meta, [piece], index, formatters[index] ? formatters[index].format(tokensOf(segments)) : null, usageOf(index), idsOf(index))));
+    if ('text' in piece) this.emit(send, textChunk(meta, piece.text, index, formatters[index], usageOf(index), idsOf(index)));
+    else this.emit(send, toolCallChunk(meta, [piece], index, formatters[index] ? formatters[index].format(tokensOf(segments)) : null, usageOf(index), idsOf(index)));
   }
 
   finished(index: number, summary: CompletionSummary, send: SendFrame): void {
@@ -79,14 +93,18 @@ class ChatStreamFormat implements StreamFormat {
       this.roleOnceDecided(index, send, true);
       const ended = calls.finish(index, finishReason);
       finishReason = ended.finishReason;
-      if (ended.calls) send(dataFrame(toolCallChunk(meta, ended.calls, index, ended.tokens && formatters[index] ? formatters[index].format(ended.tokens) : null, usageOf(index), idsOf(index))));
-      else if (ended.text) send(dataFrame(textChunk(meta, ended.text, index, formatters[index], usageOf(index), idsOf(index))));
+      if (ended.calls) this.emit(send, toolCallChunk(meta, ended.calls, index, ended.tokens && formatters[index] ? formatters[index].format(ended.tokens) : null, usageOf(index), idsOf(index)));
+      else if (ended.text) this.emit(send, textChunk(meta, ended.text, index, formatters[index], usageOf(index), idsOf(index)));
     }
-    send(dataFrame(finishChunk(meta, finishReason, index, summary.stopReason, usageOf(index), idsOf(index))));
+    this.emit(send, finishChunk(meta, finishReason, index, summary.stopReason, usageOf(index), idsOf(index)));
   }
 
-  ended(usages: CompletionUsage[], send: SendFrame): void {
-    if (this.options.includeUsage) send(dataFrame(usageChunk(this.meta, combinedUsage(usages))));
+  async ended(usages: CompletionUsage[], send: SendFrame): Promise<void> {
+    const usage = combinedUsage(usages);
+    if (this.options.includeUsage) this.emit(send, usageChunk(this.meta, usage));
+    // Kept before the last frame, so a retrieve right after it finds it; not where a run was cut short (its client left).
+    const completion = this.collected?.completion(usage);
+    if (this.keep && completion && !this.runs.some((run) => run.outcome.cancelled)) await this.keep(completion);
   }
 
   failed(error: ApiError, send: SendFrame): void {
@@ -101,10 +119,18 @@ class ChatStreamFormat implements StreamFormat {
 /**
  * The runs (one per choice, `n` of them) as one SSE stream: each choice's
  * chunks carry its `index`, as they come; a choice's finish chunk when it
- * ends; the usage (all choices) once all have.
+ * ends; the usage (all choices) once all have. `keep`: given the whole
+ * chat.completion the chunks add up to once every choice ended (a stream
+ * that fails or whose client leaves keeps nothing).
  */
-export function streamResponse(runs: readonly CompletionRun[], meta: ResponseMeta, options: StreamOptions, setting: Omit<StreamSetting, 'id' | 'smooth'> & { opening: Promise<void>; heartbeatMs: number }): Promise<Response> {
-  return streamWhenOpened(runs, new ChatStreamFormat(runs, meta, options), { ...setting, id: meta.id, smooth: options.smooth });
+export function streamResponse(
+  runs: readonly CompletionRun[],
+  meta: ResponseMeta,
+  options: StreamOptions,
+  setting: Omit<StreamSetting, 'id' | 'smooth'> & { opening: Promise<void>; heartbeatMs: number },
+  keep: KeepCompletion | null = null,
+): Promise<Response> {
+  return streamWhenOpened(runs, new ChatStreamFormat(runs, meta, options, keep), { ...setting, id: meta.id, smooth: options.smooth });
 }
 
 /**

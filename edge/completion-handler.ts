@@ -21,8 +21,8 @@ import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { acceptsModelName, unknownModel, type ServedModel } from './served-model';
 import { settledWithin } from './settled-within';
 import { WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
-import { streamResponse } from './chat-stream';
-import { wholeCompletionResponse } from './whole-response';
+import { streamResponse, type KeepCompletion } from './chat-stream';
+import { wholeCompletion, wholeCompletionResponse } from './whole-response';
 import { cacheScope, type UserCacheStore } from './user-cache-store';
 import { badWordsTokenIds } from './bad-words';
 import { anyTailFor, jsonFormFor, structuredOutput } from './structured-output';
@@ -485,16 +485,28 @@ export interface PreparedReply {
 /** Makes the HTTP response of a prepared reply: completions' and chat's (answerOpenAi), or the Responses API's. */
 export type Answerer = (reply: PreparedReply) => Promise<Response>;
 
-/** Completions' and chat completions' answer: one JSON body, or SSE chunks. */
-async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs }: PreparedReply): Promise<Response> {
-  if (!body.stream) return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal);
+/**
+ * Completions' and chat completions' answer: one JSON body, or SSE chunks.
+ * `keep` (chat's `store: true`) is given the whole chat.completion before the
+ * reply's last byte, where every choice ran to its end (not where it failed,
+ * or its client left and the runs were cancelled).
+ */
+export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs }: PreparedReply, keep: KeepCompletion | null = null): Promise<Response> {
+  if (!body.stream) {
+    if (!keep) return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal);
+    return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {
+      const whole = await wholeCompletion(runs, meta);
+      if (!runs.some((run) => run.outcome.cancelled)) await keep(whole);
+      return whole;
+    });
+  }
   const options = {
     includeUsage: body.stream_options?.include_usage === true,
     // As vLLM's should_include_usage: continuous stats only where the final usage is asked too.
     continuousUsage: body.stream_options?.include_usage === true && body.stream_options.continuous_usage_stats === true,
     smooth: body.stream_options?.smooth === true,
   };
-  return streamResponse(runs, meta, options, { headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs });
+  return streamResponse(runs, meta, options, { headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs }, keep);
 }
 
 /**

@@ -11,7 +11,9 @@ import { authenticate, type KeyRecord } from './api-keys';
 import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
 import { limitRequestBody, readBy } from './body-limit';
-import { handleCompletion, poolTenant, type Answerer, type ParsedRequest } from './completion-handler';
+import { answerOpenAi, handleCompletion, poolTenant, type Answerer, type ParsedRequest } from './completion-handler';
+import { ChatCompletionStore, chatCompletionNotFound, completionObject } from './chat-completion-store';
+import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, storedChatCompletion } from './stored-chat-routes';
 import { demoPageHeaders, demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
@@ -280,7 +282,14 @@ function refundIfRefusedForN(c: Context<AppEnv>, admission: Extract<Admission, {
 }
 
 app.post('/v1/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ parsed: { kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) } })));
-app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ parsed: { kind: 'chat', body: parseOpenAiBody(chatRequestSchema, body, 'chat') } })));
+app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) =>
+  complete(c, (body) => {
+    const chat = parseOpenAiBody(chatRequestSchema, body, 'chat');
+    // Only `store: true` is kept (OpenAI's default is false): any other request does no KV work for it.
+    const answer: Answerer | undefined = chat.store === true ? (reply) => answerOpenAi(reply, keepChatCompletion(chatCompletionStore(c), chat)) : undefined;
+    return { parsed: { kind: 'chat', body: chat }, answer };
+  }),
+);
 
 /** This key's stored responses (the Responses API's `store`). */
 function responseStore(c: Context<AppEnv>): ResponseStore {
@@ -360,12 +369,39 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
   }),
 );
 
-// OpenAI's stored chat completions (`store: true` on chat, then retrieve, list, update, delete): chat completions are
-// taken with `store` as at vLLM and not kept, which a bare "no route" did not say.
-app.on(['GET', 'POST', 'DELETE'], ['/v1/chat/completions/:id', '/v1/chat/completions/:id/messages'], (c) => {
-  c.get('log')?.failed('not_found');
-  throw new ApiError(404, `Chat completions are not stored by this server (\`store\` is taken and nothing is kept), so ${clipped(c.req.param('id'), 100)} cannot be found; the Responses API (/v1/responses) keeps responses, \`store\` on by default there.`, 'invalid_request_error', 'not_found', 'id');
-});
+/** This key's stored chat completions (chat's `store: true`), under the Responses store's TTL and bound. */
+function chatCompletionStore(c: Context<AppEnv>): ChatCompletionStore {
+  const config = edgeConfig(c.env);
+  return new ChatCompletionStore(c.env.SSSD_KV, c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
+}
+
+/** A stored chat completion's route: counted as a request of the key (each is KV work), taking no slot. */
+async function storedChatRoute(c: Context<AppEnv>, answer: (store: ChatCompletionStore, id: string) => Promise<object>): Promise<Response> {
+  const admission = admit(c, false);
+  try {
+    return c.json(await answer(chatCompletionStore(c), c.req.param('id') ?? ''));
+  } finally {
+    admission.release();
+  }
+}
+
+// OpenAI's stored chat completions: list (GET /v1/chat/completions), retrieve, update its metadata, delete, its messages.
+app.get('/v1/chat/completions', rateLimitHeaders, (c) => storedChatRoute(c, (store) => store.list(listQuery(new URL(c.req.url).searchParams))));
+app.get('/v1/chat/completions/:id', rateLimitHeaders, (c) => storedChatRoute(c, async (store, id) => completionObject(await storedChatCompletion(store, id))));
+app.post('/v1/chat/completions/:id', rateLimitHeaders, limitBody, (c) =>
+  storedChatRoute(c, async (store, id) => {
+    const updated = await store.updateMetadata(id, metadataUpdate(await readJson(c)));
+    if (updated === null) throw chatCompletionNotFound(id);
+    return completionObject(updated);
+  }),
+);
+app.delete('/v1/chat/completions/:id', rateLimitHeaders, (c) =>
+  storedChatRoute(c, async (store, id) => {
+    if (!(await store.delete(id))) throw chatCompletionNotFound(id);
+    return { object: 'chat.completion.deleted', id, deleted: true };
+  }),
+);
+app.get('/v1/chat/completions/:id/messages', rateLimitHeaders, (c) => storedChatRoute(c, async (store, id) => messagesPage(await storedChatCompletion(store, id), new URL(c.req.url).searchParams)));
 
 // The right path with the wrong method: 405 naming the one it takes, not "no route".
 function methodNotAllowed(path: string, allow: string): void {
@@ -375,7 +411,10 @@ function methodNotAllowed(path: string, allow: string): void {
     return errorResponse(new ApiError(405, `${clipped(c.req.path, 200)} takes ${allow}, not ${c.req.method}.`, 'invalid_request_error', 'method_not_allowed'), { allow });
   });
 }
-for (const path of ['/v1/completions', '/v1/chat/completions', '/v1/responses', '/v1/responses/:id/cancel']) methodNotAllowed(path, 'POST');
+for (const path of ['/v1/completions', '/v1/responses', '/v1/responses/:id/cancel']) methodNotAllowed(path, 'POST');
+methodNotAllowed('/v1/chat/completions', 'GET, POST');
+methodNotAllowed('/v1/chat/completions/:id', 'GET, POST, DELETE');
+methodNotAllowed('/v1/chat/completions/:id/messages', 'GET');
 methodNotAllowed('/v1/responses/:id', 'GET, DELETE');
 methodNotAllowed('/v1/responses/:id/input_items', 'GET');
 

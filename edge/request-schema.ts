@@ -84,12 +84,19 @@ export const samplingFields = {
 /** The served model's name (or "default"). */
 export const modelField = z.string().min(1).max(256);
 
+/** OpenAI's bounds on `metadata` (a stored chat completion's, a response's). */
+export const MAX_METADATA_KEYS = 16;
+export const metadataSchema = z
+  .record(z.string().max(64, 'a metadata key holds at most 64 characters'), z.string().max(512, 'a metadata value holds at most 512 characters'))
+  .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `metadata holds at most ${MAX_METADATA_KEYS} keys`);
+
 const commonFields = {
   model: modelField,
   /**
-   * OpenAI's. Completions and chat completions keep no replies either way;
-   * `false` also keeps nothing of the request in the user's cache (read to
-   * draft from, never written), where a client that said so expects nothing kept.
+   * OpenAI's. `true` on chat keeps the chat completion for the key
+   * (chat-completion-store.ts; completions keep none); `false` also keeps
+   * nothing of the request in the user's cache (read to draft from, never
+   * written), where a client that said so expects nothing kept.
    */
   store: z.boolean().nullish(),
   stream: z.boolean().nullish(),
@@ -283,6 +290,8 @@ const toolChoiceSchema = z.custom<ToolChoice>(isToolChoice, {
 export const chatRequestSchema = z.object({
   ...commonFields,
   messages: z.array(chatMessageSchema).min(1, 'messages must not be empty'),
+  /** OpenAI's: kept with the completion where `store` is true (listed and filtered by it). */
+  metadata: metadataSchema.nullish(),
   /** Functions the reply may call; served where `tool_choice` is `"required"` or names one (edge/tool-calls.ts). */
   tools: z.array(toolSchema).max(128, 'tools holds at most 128 functions').nullish(),
   tool_choice: toolChoiceSchema.nullish(),

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { ApiError, badRequest } from './api-error';
-import { MAX_USER_LENGTH, clipped, functionNameSchema, modelField, nonTextPartError, parseBody, refuseByRules, refuseStreamOptionsWithoutStream, samplingFields, type ChatMessage, type ChatRequest, type UnsupportedRule } from './request-schema';
+import { MAX_USER_LENGTH, clipped, functionNameSchema, metadataSchema, modelField, nonTextPartError, parseBody, refuseByRules, refuseStreamOptionsWithoutStream, samplingFields, type ChatMessage, type ChatRequest, type UnsupportedRule } from './request-schema';
 
 /** Text a model reads: input_text (a user's, a system's), output_text (an assistant's replayed), refusal (an assistant's). */
 const textPartSchema = z.union([
@@ -111,12 +111,6 @@ function chatToolChoice(choice: ToolChoice): NonNullable<ChatRequest['tool_choic
 
 /** What `include` may ask for: the output text's log-probabilities. */
 const LOGPROBS_INCLUDE = 'message.output_text.logprobs';
-
-/** OpenAI's bounds on `metadata`. */
-const MAX_METADATA_KEYS = 16;
-const metadataSchema = z
-  .record(z.string().max(64, 'a metadata key holds at most 64 characters'), z.string().max(512, 'a metadata value holds at most 512 characters'))
-  .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `metadata holds at most ${MAX_METADATA_KEYS} keys`);
 
 const responsesRequestSchema = z.object({
   model: modelField,

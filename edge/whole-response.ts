@@ -121,7 +121,7 @@ export async function finishedChoices(runs: readonly CompletionRun[], meta: Resp
 }
 
 /** The whole completion, every choice, as one JSON response (errors before the end become OpenAI errors). */
-async function wholeCompletion(runs: readonly CompletionRun[], meta: ResponseMeta): Promise<object> {
+export async function wholeCompletion(runs: readonly CompletionRun[], meta: ResponseMeta): Promise<object> {
   const { choices, usage, promptLogprobs } = await finishedChoices(runs, meta);
   return wholeResponse(meta, choices, usage, promptLogprobs, meta.tokenIds ? runs[0].promptIds : null);
 }

@@ -1,0 +1,285 @@
+/**
+ * Stored chat completions (chat's `store: true`) in KV, scoped to the API
+ * key as stored responses are (kv-record.ts), under the same TTL
+ * (SSSD_RESPONSE_TTL_DAYS) and bound (SSSD_RESPONSE_MAX_BYTES).
+ *
+ * One record per completion: the chat.completion as answered, its metadata
+ * and the request's messages. Listing reads an index by KV list: two small
+ * entries per completion under a prefix of the key's own (hashed), one
+ * named in ascending order of `created`, one in descending, each carrying in
+ * its KV metadata the completion's id and hashes of its model and metadata
+ * pairs, so a filtered list skips the others without reading them. KV has
+ * no "list from this name", so a page after `after` reads the index from
+ * its start (one list call per 1,000 entries), then the page's records.
+ * KV's list is eventually consistent: a completion just stored may be
+ * missing from a list for up to a minute, one just deleted listed no more
+ * (its record is read, and is gone).
+ */
+import { ApiError, badRequest } from './api-error';
+import { sha256Hex } from './api-keys';
+import { KEY_WRITE_INTERVAL_MS, MIN_KV_TTL_SECONDS, readKvText, scopedKey, storeUnavailable, withinBytes } from './kv-record';
+import type { ListPage, PageParams } from './page-params';
+import { clipped, type ChatMessage } from './request-schema';
+import { sleep } from './settled-within';
+
+/** A request message as stored and listed: with its id. */
+export type StoredChatMessage = ChatMessage & { id: string };
+
+export interface StoredChatCompletion {
+  id: string;
+  created: number;
+  model: string;
+  /** The chat.completion as its client was answered (a stream's: what its chunks added up to). */
+  completion: object;
+  metadata: Record<string, string>;
+  /** The request's messages, in the order given. */
+  messages: StoredChatMessage[];
+  /** The record was over SSSD_RESPONSE_MAX_BYTES with its messages: the completion alone was kept. */
+  messagesNotKept?: true;
+  /** When it expires (seconds since the epoch; null: never): an update keeps it. */
+  expiresAt: number | null;
+}
+
+/** A list's filters and paging (chat-completion-query.ts checks them). */
+export interface ListQuery extends PageParams {
+  model: string | null;
+  metadata: Record<string, string>;
+}
+
+/** An index entry's KV metadata (well under KV's 1,024 bytes: 16 pairs at most). */
+interface IndexEntry {
+  id: string;
+  /** Hash of the model's name. */
+  m: string;
+  /** Hashes of its metadata pairs. */
+  h: string[];
+}
+
+/** KV list's most names a call. */
+const LIST_BATCH = 1000;
+/** Digits of `created` in an index name (seconds; good past the year 30,000). */
+const CREATED_DIGITS = 12;
+const CREATED_MAX = 10 ** CREATED_DIGITS - 1;
+
+const UNAVAILABLE_CODE = 'chat_completion_store_unavailable';
+
+function unavailable(what = ''): ApiError {
+  return storeUnavailable(`The chat completion store is unavailable; retry shortly${what}.`, UNAVAILABLE_CODE);
+}
+
+/** A short hash for the index (a match is confirmed on the record, so a collision costs a read, never a wrong answer). */
+async function shortHash(text: string): Promise<string> {
+  return (await sha256Hex(text)).slice(0, 12);
+}
+
+function pairHash(key: string, value: string): Promise<string> {
+  return shortHash(JSON.stringify([key, value]));
+}
+
+/** The id with each printable ASCII character mirrored: names sort in the reverse of the ids' order. */
+function mirrored(id: string): string {
+  let out = '';
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    out += c >= 0x21 && c <= 0x7e ? String.fromCharCode(0x21 + 0x7e - c) : id[i];
+  }
+  return out;
+}
+
+/** The completion as retrieved and listed: the chat.completion with its metadata. */
+export function completionObject(record: StoredChatCompletion): object {
+  return { ...record.completion, metadata: record.metadata };
+}
+
+/** OpenAI's 404 for a stored chat completion not found (never stored, another key's, expired, deleted). */
+export function chatCompletionNotFound(id: string): ApiError {
+  return new ApiError(404, `Chat completion with id '${clipped(id, 200)}' not found.`, 'invalid_request_error', 'not_found', null);
+}
+
+function matches(record: StoredChatCompletion, query: ListQuery): boolean {
+  if (query.model !== null && record.model !== query.model) return false;
+  return Object.entries(query.metadata).every(([key, value]) => Object.hasOwn(record.metadata, key) && record.metadata[key] === value);
+}
+
+export class ChatCompletionStore {
+  constructor(
+    private readonly kv: KVNamespace,
+    private readonly keyId: string,
+    /** Seconds a stored completion stays (0: for good). */
+    private readonly ttlSeconds: number,
+    /** A value over this many bytes (its JSON's UTF-8) is not stored. */
+    private readonly maxBytes: number,
+  ) {}
+
+  private recordKey(id: string): Promise<string> {
+    return scopedKey('chatcmpl', this.keyId, id);
+  }
+
+  /** The key's index names start so: another key's prefix hashes otherwise. */
+  private async indexPrefix(order: 'asc' | 'desc'): Promise<string> {
+    return `${await scopedKey('chatcmplidx', this.keyId, 'index')}:${order === 'asc' ? 'a' : 'd'}:`;
+  }
+
+  private async indexNames(record: StoredChatCompletion): Promise<[string, string]> {
+    const created = Math.min(Math.max(0, Math.floor(record.created)), CREATED_MAX);
+    return [
+      `${await this.indexPrefix('asc')}${String(created).padStart(CREATED_DIGITS, '0')}:${record.id}`,
+      `${await this.indexPrefix('desc')}${String(CREATED_MAX - created).padStart(CREATED_DIGITS, '0')}:${mirrored(record.id)}`,
+    ];
+  }
+
+  /** When a completion stored now expires. */
+  expiresAt(nowMs = Date.now()): number | null {
+    return this.ttlSeconds > 0 ? Math.floor(nowMs / 1000) + Math.max(MIN_KV_TTL_SECONDS, this.ttlSeconds) : null;
+  }
+
+  /** The record's JSON within SSSD_RESPONSE_MAX_BYTES: whole, else without its messages, else null. */
+  private fitted(record: StoredChatCompletion): string | null {
+    const whole = JSON.stringify(record);
+    if (withinBytes(whole, this.maxBytes)) return whole;
+    const alone = JSON.stringify({ ...record, messages: [], messagesNotKept: true });
+    return withinBytes(alone, this.maxBytes) ? alone : null;
+  }
+
+  /** The record and its two index entries, written; throws where KV fails. */
+  private async writeAll(record: StoredChatCompletion, value: string): Promise<void> {
+    // Absolute, so an update leaves the expiry where the store set it (KV's least is 60 s ahead).
+    const options = record.expiresAt === null ? {} : { expiration: Math.max(record.expiresAt, Math.floor(Date.now() / 1000) + MIN_KV_TTL_SECONDS) };
+    const entry: IndexEntry = {
+      id: record.id,
+      m: await shortHash(record.model),
+      h: await Promise.all(Object.entries(record.metadata).map(([key, value]) => pairHash(key, value))),
+    };
+    const [asc, desc] = await this.indexNames(record);
+    // The record first: an index entry without its record is skipped by a list, a record without its entries is not listed.
+    await this.kv.put(await this.recordKey(record.id), value, options);
+    await Promise.all([this.kv.put(asc, '', { ...options, metadata: entry }), this.kv.put(desc, '', { ...options, metadata: entry })]);
+  }
+
+  /** Stores it (where it fits); whether it was. Never throws: the reply does not fail for it. */
+  async put(record: StoredChatCompletion): Promise<boolean> {
+    const value = this.fitted(record);
+    if (value === null) {
+      console.warn(`edge: chat completion ${record.id} not stored: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8, even without its messages`);
+      return false;
+    }
+    try {
+      await this.writeAll(record, value);
+      return true;
+    } catch (err) {
+      console.error(`edge: chat completion ${record.id} not stored`, err);
+      return false;
+    }
+  }
+
+  /** The stored completion, or null (never stored, another key's, expired, deleted). Throws a 503 where KV fails. */
+  async get(id: string): Promise<StoredChatCompletion | null> {
+    const text = await readKvText(this.kv, await this.recordKey(id), 'stored chat completion', () => unavailable());
+    if (text === null) return null;
+    try {
+      return JSON.parse(text) as StoredChatCompletion;
+    } catch {
+      console.error(`edge: stored chat completion ${id} is not JSON; taken as missing`);
+      return null;
+    }
+  }
+
+  /**
+   * Its metadata replaced (the only field that changes, as OpenAI's), its
+   * expiry kept; null where it is not found. Throws a 503 where KV fails
+   * (tried again once after KV's one write a second per key: a create just before).
+   */
+  async updateMetadata(id: string, metadata: Record<string, string>): Promise<StoredChatCompletion | null> {
+    const record = await this.get(id);
+    if (record === null) return null;
+    const updated: StoredChatCompletion = { ...record, metadata };
+    const value = this.fitted(updated);
+    if (value === null) throw badRequest(`metadata: the completion with it is over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES, ${this.maxBytes} bytes)`, 'metadata', 'invalid_value');
+    // A pair gone: its hash leaves the index entries too, as they are written again whole.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.writeAll(updated, value);
+        return updated;
+      } catch (err) {
+        if (attempt >= 2) {
+          console.error('edge: stored chat completion update failed', err);
+          throw unavailable(' (the metadata may not be updated yet)');
+        }
+        await sleep(KEY_WRITE_INTERVAL_MS);
+      }
+    }
+  }
+
+  /** Deletes it and its index entries; whether it was there. Throws a 503 where KV fails. */
+  async delete(id: string): Promise<boolean> {
+    const record = await this.get(id);
+    if (record === null) return false;
+    try {
+      await this.kv.delete(await this.recordKey(id));
+      await Promise.all((await this.indexNames(record)).map((name) => this.kv.delete(name)));
+    } catch (err) {
+      console.error('edge: stored chat completion delete failed', err);
+      throw unavailable(' (the completion may not be deleted yet)');
+    }
+    return true;
+  }
+
+  /** One call of the index's list; a 503 where KV fails. */
+  private async listIndex(prefix: string, cursor: string | undefined): Promise<KVNamespaceListResult<IndexEntry, string>> {
+    try {
+      return await this.kv.list<IndexEntry>({ prefix, limit: LIST_BATCH, ...(cursor ? { cursor } : {}) });
+    } catch (err) {
+      console.error('edge: stored chat completion list failed', err);
+      throw unavailable();
+    }
+  }
+
+  /**
+   * A page of this key's stored completions in `created` order, filtered by
+   * model and metadata pairs, after the completion `after` (a 400 naming it
+   * where the index has no such completion of this key).
+   */
+  async list(query: ListQuery): Promise<ListPage<object>> {
+    const prefix = await this.indexPrefix(query.order);
+    const model = query.model === null ? null : await shortHash(query.model);
+    const pairs = await Promise.all(Object.entries(query.metadata).map(([key, value]) => pairHash(key, value)));
+    const page: StoredChatCompletion[] = [];
+    let hasMore = false;
+    let passedAfter = query.after === null;
+    // Ids the index matched, their records not read yet: read together, a page's worth (and one more, for has_more) at a time.
+    let waiting: string[] = [];
+    const readWaiting = async (): Promise<void> => {
+      const records = await Promise.all(waiting.map((id) => this.get(id)));
+      waiting = [];
+      for (const record of records) {
+        // Gone since (deleted, expired), or a hash that matched by chance.
+        if (record === null || !matches(record, query)) continue;
+        if (page.length < query.limit) page.push(record);
+        else hasMore = true;
+      }
+    };
+    let cursor: string | undefined;
+    scan: do {
+      const listed = await this.listIndex(prefix, cursor);
+      for (const key of listed.keys) {
+        const entry = key.metadata;
+        if (!entry) continue;
+        if (!passedAfter) {
+          passedAfter = entry.id === query.after;
+          continue;
+        }
+        if (model !== null && entry.m !== model) continue;
+        if (!pairs.every((hash) => entry.h.includes(hash))) continue;
+        waiting.push(entry.id);
+        if (page.length + waiting.length > query.limit) {
+          await readWaiting();
+          if (hasMore) break scan;
+        }
+      }
+      cursor = listed.list_complete ? undefined : listed.cursor;
+    } while (cursor !== undefined);
+    if (waiting.length > 0) await readWaiting();
+    if (!passedAfter) throw badRequest(`after: no stored chat completion of this key has the id '${clipped(query.after ?? '', 100)}'`, 'after', 'invalid_value');
+    return { object: 'list', data: page.map(completionObject), first_id: page[0]?.id ?? null, last_id: page.at(-1)?.id ?? null, has_more: hasMore };
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * OpenAI's stored chat completions' routes, beside the store
+ * (chat-completion-store.ts): what a `store: true` chat request keeps, and
+ * the list's query, the update's body and the messages' page, checked as
+ * OpenAI checks them (a 400 naming the parameter at fault).
+ */
+import { z } from 'zod';
+import { badRequest } from './api-error';
+import type { KeepCompletion } from './chat-stream';
+import { chatCompletionNotFound, type ChatCompletionStore, type ListQuery, type StoredChatCompletion, type StoredChatMessage } from './chat-completion-store';
+import { pageOf, pageParams, type ListPage } from './page-params';
+import { clipped, MAX_METADATA_KEYS, metadataSchema, parseBody, type ChatRequest } from './request-schema';
+
+/** What a `store: true` chat request keeps once answered: the completion given, its metadata and the request's messages. */
+export function keepChatCompletion(store: ChatCompletionStore, body: ChatRequest): KeepCompletion {
+  return async (completion) => {
+    const { id, created, model } = completion as { id: string; created: number; model: string };
+    const messages = body.messages.map((message, i): StoredChatMessage => ({ ...message, id: `${id}-${i}` }));
+    await store.put({ id, created, model, completion, metadata: body.metadata ?? {}, messages, expiresAt: store.expiresAt() });
+  };
+}
+
+/** `metadata[key]=value` (the SDK's form of `metadata: {key: value}`), `model`, and the paging (`order` asc by default, as OpenAI's). */
+export function listQuery(query: URLSearchParams): ListQuery {
+  const page = pageParams(query, 'asc');
+  const models = query.getAll('model');
+  if (models.length > 1) throw badRequest(`model is given ${models.length} times; give it once`, 'model', 'invalid_value');
+  const metadata: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const [name, value] of query) {
+    if (name === 'metadata') throw badRequest('metadata filters are given as metadata[key]=value', 'metadata', 'invalid_value');
+    const key = /^metadata\[(.*)\]$/s.exec(name)?.[1];
+    if (key === undefined) continue;
+    const param = `metadata[${clipped(key, 64)}]`;
+    if (Object.hasOwn(metadata, key)) throw badRequest(`${param} is given more than once; give it once`, param, 'invalid_value');
+    if (key.length > 64) throw badRequest(`${param}: a metadata key holds at most 64 characters`, param, 'invalid_value');
+    if (value.length > 512) throw badRequest(`${param}: a metadata value holds at most 512 characters`, param, 'invalid_value');
+    metadata[key] = value;
+  }
+  if (Object.keys(metadata).length > MAX_METADATA_KEYS) throw badRequest(`metadata holds at most ${MAX_METADATA_KEYS} keys`, 'metadata', 'invalid_value');
+  return { ...page, model: models[0] ?? null, metadata };
+}
+
+const updateSchema = z.object({ metadata: metadataSchema.nullable() });
+
+/** An update's body: `metadata` alone (null clears it), the only field of a stored completion that changes. */
+export function metadataUpdate(body: unknown): Record<string, string> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('The body is a JSON object: {"metadata": {...}}.', null, 'invalid_value');
+  for (const name of Object.keys(body)) {
+    if (name !== 'metadata') throw badRequest(`${clipped(name, 64)}: only metadata of a stored chat completion can be updated`, clipped(name, 64), 'invalid_value');
+  }
+  if (!('metadata' in body)) throw badRequest('metadata is required: the new metadata (null clears it)', 'metadata', 'invalid_value');
+  return parseBody(updateSchema, body).metadata ?? {};
+}
+
+/** A message as OpenAI lists a stored one: text content as a string; given as parts, also those parts. */
+type ListedMessage = Omit<StoredChatMessage, 'content'> & { content: string | null; content_parts: NonNullable<StoredChatMessage['content']> | null };
+
+function listedMessage(message: StoredChatMessage): ListedMessage {
+  const { content } = message;
+  if (!Array.isArray(content)) return { ...message, content: content ?? null, content_parts: null };
+  const text = content.map((part) => (part.type === 'text' ? part.text : '')).join('');
+  return { ...message, content: text, content_parts: content };
+}
+
+/** GET /v1/chat/completions/{id}/messages's page: in the order given by default, `limit` 1-100 (20), after the message `after`. */
+export function messagesPage(record: StoredChatCompletion, query: URLSearchParams): ListPage<ListedMessage> {
+  if (record.messagesNotKept) {
+    throw badRequest(`Chat completion ${clipped(record.id, 100)} was stored without its messages: they were over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES).`, null, 'invalid_request_error');
+  }
+  const { page, hasMore } = pageOf(record.messages, pageParams(query, 'asc'), (after) => badRequest(`after: no message of this chat completion has the id '${clipped(after, 100)}'`, 'after', 'invalid_value'));
+  return { object: 'list', data: page.map(listedMessage), first_id: page[0]?.id ?? null, last_id: page.at(-1)?.id ?? null, has_more: hasMore };
+}
+
+/** A stored chat completion of this key, or OpenAI's 404. */
+export async function storedChatCompletion(store: ChatCompletionStore, id: string): Promise<StoredChatCompletion> {
+  const record = await store.get(id);
+  if (record === null) throw chatCompletionNotFound(id);
+  return record;
+}

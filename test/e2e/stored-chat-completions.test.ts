@@ -1,0 +1,141 @@
+// OpenAI's stored chat completions (`store: true`) on the edge against the real stack (a pool process and
+// `wrangler dev` with local KV), driven by the official `openai` client as a user calls it.
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../launcher/stack';
+import { startTestStack, type TestStack } from './stack-fixture';
+
+const OTHER_KEY = 'e2e-stored-chat-other-key';
+
+let stack: TestStack;
+let client: OpenAI;
+let model: string;
+
+beforeAll(async () => {
+  stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({ [sha256Hex(OTHER_KEY)]: { tenant: 'other' } }) } });
+  client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+  model = (await client.models.list()).data[0].id;
+});
+
+afterAll(async () => {
+  await stack?.dispose();
+});
+
+const MESSAGES: OpenAI.ChatCompletionMessageParam[] = [
+  { role: 'system', content: 'A story.' },
+  { role: 'user', content: 'Once upon a time, there was a little dog named Max.' },
+];
+
+/** Every stored completion a list gives, following its pages as the SDK does. */
+async function listed(params: OpenAI.Chat.ChatCompletionListParams): Promise<OpenAI.ChatCompletion[]> {
+  const all: OpenAI.ChatCompletion[] = [];
+  for await (const completion of client.chat.completions.list(params)) all.push(completion);
+  return all;
+}
+
+describe('stored chat completions', () => {
+  it('stores a store: true completion for its key: retrieve, messages, update, delete; none without store, none for another key', async () => {
+    const created = await client.chat.completions.create({ model, messages: MESSAGES, max_tokens: 16, temperature: 0, store: true, metadata: { suite: 'crud', step: '1' } });
+    const retrieved = await client.chat.completions.retrieve(created.id);
+    expect(retrieved).toEqual({ ...created, metadata: { suite: 'crud', step: '1' } });
+
+    const messages = await client.chat.completions.messages.list(created.id);
+    expect(messages.data.map((m) => [m.role, m.content])).toEqual(MESSAGES.map((m) => [m.role, m.content]));
+    expect(new Set(messages.data.map((m) => m.id)).size).toBe(2);
+    const second = await client.chat.completions.messages.list(created.id, { limit: 1, after: messages.data[0].id });
+    expect(second.data.map((m) => m.id)).toEqual([messages.data[1].id]);
+
+    // Only metadata changes; the completion is as it was.
+    const updated = await client.chat.completions.update(created.id, { metadata: { suite: 'crud', step: '2' } });
+    expect(updated).toEqual({ ...created, metadata: { suite: 'crud', step: '2' } });
+    expect(await client.chat.completions.retrieve(created.id)).toMatchObject({ metadata: { suite: 'crud', step: '2' } });
+    const refused = await client.chat.completions.update(created.id, { metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }).catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((refused as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('metadata');
+
+    // Another key finds none of it.
+    const other = new OpenAI({ apiKey: OTHER_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    await expect(other.chat.completions.retrieve(created.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(other.chat.completions.delete(created.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(other.chat.completions.update(created.id, { metadata: {} })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(other.chat.completions.messages.list(created.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    expect((await other.chat.completions.list()).data).toEqual([]);
+
+    // Without store (OpenAI's default) or with store: false, nothing is kept.
+    for (const store of [undefined, false]) {
+      const unstored = await client.chat.completions.create({ model, messages: MESSAGES, max_tokens: 4, temperature: 0, ...(store === undefined ? {} : { store }) });
+      await expect(client.chat.completions.retrieve(unstored.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    }
+
+    expect(await client.chat.completions.delete(created.id)).toEqual({ object: 'chat.completion.deleted', id: created.id, deleted: true });
+    const gone = await client.chat.completions.retrieve(created.id).catch((err: unknown) => err);
+    expect(gone).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((gone as InstanceType<typeof OpenAI.NotFoundError>).error).toMatchObject({ type: 'invalid_request_error', code: 'not_found' });
+    await expect(client.chat.completions.delete(created.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it('stores a streamed completion, every choice of n, as the whole chat.completion its chunks add up to', async () => {
+    const stream = client.chat.completions.stream({ model, messages: MESSAGES, max_tokens: 12, temperature: 0.8, seed: 5, n: 2, store: true, metadata: { suite: 'stream' } });
+    const final = await stream.finalChatCompletion();
+    expect(final.choices).toHaveLength(2);
+    // Stored before the stream's last byte: found at once.
+    const stored = await client.chat.completions.retrieve(final.id);
+    expect(stored.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual(final.choices.map((c) => [c.index, c.message.content, c.finish_reason]));
+    expect(stored).toMatchObject({ object: 'chat.completion', id: final.id, created: final.created, model, metadata: { suite: 'stream' } });
+    expect(stored.usage?.completion_tokens).toBeGreaterThan(0);
+    // The same request whole: the same texts (seeded), so the stored stream is the reply, not a part of it.
+    const whole = await client.chat.completions.create({ model, messages: MESSAGES, max_tokens: 12, temperature: 0.8, seed: 5, n: 2 });
+    expect(stored.choices.map((c) => c.message.content)).toEqual(whole.choices.map((c) => c.message.content));
+    expect(stored.usage?.completion_tokens).toBe(whole.usage?.completion_tokens);
+  });
+
+  it('stores nothing of a stream its client leaves, nor of a request that fails', async () => {
+    const controller = new AbortController();
+    const stream = await client.chat.completions.create({ model, messages: MESSAGES, max_tokens: 400, ignore_eos: true, temperature: 0, stream: true, store: true, metadata: { suite: 'left' } } as OpenAI.ChatCompletionCreateParamsStreaming, { signal: controller.signal });
+    let id = '';
+    try {
+      for await (const chunk of stream) {
+        id = chunk.id;
+        if (chunk.choices[0]?.delta.content) break;
+      }
+    } finally {
+      controller.abort();
+    }
+    expect(id).toMatch(/^chatcmpl-/);
+    const failed = await client.chat.completions.create({ model, messages: MESSAGES, max_tokens: 100_000_000, store: true, metadata: { suite: 'left' } }).catch((err: unknown) => err);
+    expect(failed).toBeInstanceOf(OpenAI.APIError);
+    // Long enough for a run left to end (400 tokens of stories260K take well under this), had it been kept.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await expect(client.chat.completions.retrieve(id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    expect(await listed({ metadata: { suite: 'left' } })).toEqual([]);
+  });
+
+  it('lists the key\'s completions by created, asc by default, filtered by model and metadata, page by page', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await client.chat.completions.create({ model, messages: [{ role: 'user', content: `Story ${i}.` }], max_tokens: 2, store: true, metadata: { suite: 'list', parity: i % 2 === 0 ? 'even' : 'odd' } });
+      ids.push(c.id);
+      // A second apart: `created` orders them.
+      if (i < 2) await new Promise((resolve) => setTimeout(resolve, 1100));
+    }
+    const asc = await listed({ metadata: { suite: 'list' }, limit: 2 });
+    expect(asc.map((c) => c.id)).toEqual(ids);
+    expect(asc.every((c) => c.object === 'chat.completion' && c.model === model)).toBe(true);
+    const firstPage = await client.chat.completions.list({ metadata: { suite: 'list' }, limit: 2 });
+    expect([firstPage.data.length, firstPage.has_more]).toEqual([2, true]);
+    expect((await listed({ metadata: { suite: 'list' }, order: 'desc', limit: 1 })).map((c) => c.id)).toEqual([...ids].reverse());
+    expect((await listed({ metadata: { suite: 'list', parity: 'even' } })).map((c) => c.id)).toEqual([ids[0], ids[2]]);
+    expect((await listed({ metadata: { suite: 'list' }, model })).map((c) => c.id)).toEqual(ids);
+    expect(await listed({ metadata: { suite: 'list' }, model: 'another-model' })).toEqual([]);
+    // An update moves it between filters; a delete takes it out.
+    await client.chat.completions.update(ids[1], { metadata: { suite: 'list', parity: 'even' } });
+    expect((await listed({ metadata: { suite: 'list', parity: 'even' } })).map((c) => c.id)).toEqual(ids);
+    await client.chat.completions.delete(ids[0]);
+    expect((await listed({ metadata: { suite: 'list' } })).map((c) => c.id)).toEqual(ids.slice(1));
+    // Bad query parameters are 400s naming them.
+    for (const [query, param] of [['limit=0', 'limit'], ['order=up', 'order'], ['after=chatcmpl-none', 'after']] as const) {
+      const res = await fetch(`${stack.edgeUrl}/v1/chat/completions?${query}`, { headers: { authorization: `Bearer ${stack.devKey}` } });
+      expect([res.status, ((await res.json()) as { error: { param: string } }).error.param]).toEqual([400, param]);
+    }
+  });
+});

@@ -1,0 +1,131 @@
+// The stored chat completions' routes' checks (list query, update body, messages page), and the completion a
+// stream adds up to, against the whole reply the same choices make.
+import { describe, expect, it } from 'vitest';
+import type { StoredChatCompletion } from '../../edge/chat-completion-store';
+import { finishChunk, roleChunk, textChunk, toolCallChunk, usageChunk, wholeResponse, type ResponseMeta } from '../../edge/openai-format';
+import { listQuery, messagesPage, metadataUpdate } from '../../edge/stored-chat-routes';
+import { StreamedCompletion } from '../../edge/streamed-completion';
+import { offUsage } from '../support/completion-usage';
+
+function refusal(run: () => unknown): { status?: number; param?: string | null } {
+  try {
+    run();
+  } catch (err) {
+    return err as { status: number; param: string | null };
+  }
+  throw new Error('not refused');
+}
+
+describe('listQuery', () => {
+  it("reads the SDK's query: metadata[key]=value pairs, model, and paging ascending by default", () => {
+    const q = listQuery(new URLSearchParams('metadata%5Bteam%5D=red&metadata%5Brun%5D=a%3Db&model=m&limit=5&after=chatcmpl-1'));
+    expect(q).toEqual({ order: 'asc', limit: 5, after: 'chatcmpl-1', model: 'm', metadata: { team: 'red', run: 'a=b' } });
+    expect(listQuery(new URLSearchParams(''))).toEqual({ order: 'asc', limit: 20, after: null, model: null, metadata: {} });
+    expect(listQuery(new URLSearchParams('order=desc')).order).toBe('desc');
+  });
+
+  it('refuses bad paging and metadata with a 400 naming the parameter', () => {
+    const refused = (text: string) => refusal(() => listQuery(new URLSearchParams(text)));
+    expect(refused('limit=0')).toMatchObject({ status: 400, param: 'limit' });
+    expect(refused('limit=101')).toMatchObject({ status: 400, param: 'limit' });
+    expect(refused('limit=1e1')).toMatchObject({ status: 400, param: 'limit' });
+    expect(refused('order=newest')).toMatchObject({ status: 400, param: 'order' });
+    expect(refused('model=a&model=b')).toMatchObject({ status: 400, param: 'model' });
+    expect(refused(`metadata[${'k'.repeat(65)}]=v`)).toMatchObject({ status: 400, param: `metadata[${'k'.repeat(64)}…]` });
+    expect(refused(`metadata[k]=${'v'.repeat(513)}`)).toMatchObject({ status: 400, param: 'metadata[k]' });
+    expect(refused('metadata[k]=1&metadata[k]=2')).toMatchObject({ status: 400, param: 'metadata[k]' });
+    expect(refused('metadata=x')).toMatchObject({ status: 400, param: 'metadata' });
+    const seventeen = Array.from({ length: 17 }, (_, i) => `metadata[k${i}]=v`).join('&');
+    expect(refused(seventeen)).toMatchObject({ status: 400, param: 'metadata' });
+    expect(listQuery(new URLSearchParams(seventeen.split('&').slice(1).join('&'))).metadata).toHaveProperty('k16', 'v');
+  });
+});
+
+describe('metadataUpdate', () => {
+  it("takes metadata alone, within OpenAI's bounds (16 pairs, keys of 64 characters, values of 512); null clears it", () => {
+    expect(metadataUpdate({ metadata: { a: '1' } })).toEqual({ a: '1' });
+    expect(metadataUpdate({ metadata: null })).toEqual({});
+    expect(refusal(() => metadataUpdate({ metadata: { a: '1' }, temperature: 1 }))).toMatchObject({ status: 400, param: 'temperature' });
+    expect(refusal(() => metadataUpdate({}))).toMatchObject({ status: 400, param: 'metadata' });
+    expect(refusal(() => metadataUpdate([]))).toMatchObject({ status: 400 });
+    expect(refusal(() => metadataUpdate({ metadata: { a: 1 } }))).toMatchObject({ status: 400, param: 'metadata.a' });
+    expect(refusal(() => metadataUpdate({ metadata: { a: 'v'.repeat(513) } }))).toMatchObject({ status: 400, param: 'metadata.a' });
+    expect(refusal(() => metadataUpdate({ metadata: { ['k'.repeat(65)]: 'v' } }))).toMatchObject({ status: 400 });
+    const pairs = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 'v']));
+    expect(Object.keys(metadataUpdate({ metadata: pairs(16) }))).toHaveLength(16);
+    expect(refusal(() => metadataUpdate({ metadata: pairs(17) }))).toMatchObject({ status: 400, param: 'metadata' });
+  });
+});
+
+describe('messagesPage', () => {
+  const record: StoredChatCompletion = {
+    id: 'chatcmpl-m',
+    created: 1,
+    model: 'm',
+    completion: {},
+    metadata: {},
+    messages: [
+      { role: 'system', content: 'Be brief.', id: 'chatcmpl-m-0' },
+      { role: 'user', content: [{ type: 'text', text: 'Hello ' }, { type: 'text', text: 'there.' }], id: 'chatcmpl-m-1' },
+      { role: 'assistant', content: 'Hi.', id: 'chatcmpl-m-2' },
+    ],
+    expiresAt: null,
+  };
+
+  it('lists the messages in the order given (desc reversed), each with its id, parts joined as content', () => {
+    const page = messagesPage(record, new URLSearchParams(''));
+    expect(page).toMatchObject({ object: 'list', first_id: 'chatcmpl-m-0', last_id: 'chatcmpl-m-2', has_more: false });
+    expect(page.data[1]).toEqual({ role: 'user', id: 'chatcmpl-m-1', content: 'Hello there.', content_parts: [{ type: 'text', text: 'Hello ' }, { type: 'text', text: 'there.' }] });
+    expect(page.data[0]).toEqual({ role: 'system', id: 'chatcmpl-m-0', content: 'Be brief.', content_parts: null });
+    const first = messagesPage(record, new URLSearchParams('limit=2&order=desc'));
+    expect(first.data.map((m) => m.id)).toEqual(['chatcmpl-m-2', 'chatcmpl-m-1']);
+    expect(first.has_more).toBe(true);
+    const next = messagesPage(record, new URLSearchParams(`limit=2&order=desc&after=${first.last_id}`));
+    expect([next.data.map((m) => m.id), next.has_more]).toEqual([['chatcmpl-m-0'], false]);
+    expect(refusal(() => messagesPage(record, new URLSearchParams('after=chatcmpl-x-9')))).toMatchObject({ status: 400, param: 'after' });
+    expect(refusal(() => messagesPage({ ...record, messages: [], messagesNotKept: true }, new URLSearchParams('')))).toMatchObject({ status: 400 });
+  });
+});
+
+describe('StreamedCompletion', () => {
+  const meta: ResponseMeta = { id: 'chatcmpl-s', created: 7, model: 'm', kind: 'chat', includeUsage: true };
+  const usage = offUsage(4, 3);
+  const text = (t: string) => [{ text: t, source: 'model' as const }];
+
+  it('adds the chunks of every choice up to the whole reply the same choices make', () => {
+    const streamed = new StreamedCompletion();
+    for (const chunk of [
+      roleChunk(meta, 0),
+      roleChunk(meta, 1),
+      textChunk(meta, text('Once '), 0),
+      textChunk(meta, text('The '), 1),
+      textChunk(meta, text('upon.'), 0),
+      finishChunk(meta, 'stop', 0, '.'),
+      textChunk(meta, text('end'), 1),
+      finishChunk(meta, 'length', 1),
+      usageChunk(meta, usage),
+    ]) {
+      streamed.add(chunk);
+    }
+    const whole = wholeResponse(meta, [
+      { text: 'Once upon.', finishReason: 'stop', stopReason: '.', tokens: [] },
+      { text: 'The end', finishReason: 'length', stopReason: null, tokens: [] },
+    ], usage);
+    expect(streamed.completion(usage)).toEqual(whole);
+  });
+
+  it("puts a call's pieces together by index, its id and name from its first piece, content null", () => {
+    const calls: ResponseMeta = { ...meta, toolCalls: { kind: 'named', name: 'get_weather' } };
+    const streamed = new StreamedCompletion();
+    streamed.add(roleChunk(calls, 0));
+    streamed.add(toolCallChunk(calls, [{ index: 0, id: 'call_1', name: 'get_weather', arguments: '{"city":' }], 0));
+    streamed.add(toolCallChunk(calls, [{ index: 0, arguments: '"Oslo"}' }], 0));
+    streamed.add(finishChunk(calls, 'tool_calls', 0));
+    expect(streamed.completion(usage)).toMatchObject({
+      object: 'chat.completion',
+      choices: [{ index: 0, message: { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } }] }, finish_reason: 'tool_calls' }],
+      usage,
+    });
+    expect(new StreamedCompletion().completion(usage)).toBeNull();
+  });
+});
