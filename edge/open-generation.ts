@@ -86,6 +86,10 @@ export async function openGeneration(
   let tries = 0;
   let tokenRefusals = 0;
   for (let round = 0; ; round++) {
+    // Pools of this round that hold fewer tokens than the request needs (a 413): only where every one tried says so is it the request's.
+    let roundTries = 0;
+    let tooLarge: string | null = null;
+    let tooLargeRefusals = 0;
     // Each round under its own id: a cancel sent for an attempt of an earlier one, arriving late, cannot end this one,
     // nor can a pool still holding that id refuse it as a duplicate.
     if (round > 0) request = { ...request, id: `${givenId}.q${round}` };
@@ -98,6 +102,7 @@ export async function openGeneration(
     for (const client of pools) {
       if (signal?.aborted) throw cancelledError();
       tries++;
+      roundTries++;
       tally.tries++;
       let events: AsyncGenerator<PoolEvent>;
       // A pool known down (its health check failed), or not heard from since another went silent, is still tried
@@ -126,6 +131,14 @@ export async function openGeneration(
         watch.stop();
         // The client left (or a sibling choice failed): the fetch failed for that, not for the pool.
         if (signal?.aborted) throw cancelledError();
+        // Too large for this pool (its token limit, its body limit): another may hold it (review h124: one small pool's
+        // limit was the user's final 400, the larger pool never tried).
+        if (err instanceof PoolRejectedError && err.status === 413) {
+          tooLarge = err.message || `answered ${err.status}`;
+          tooLargeRefusals++;
+          picker.notePassedOver(client.baseUrl, `too large for it: ${tooLarge.slice(0, 120)}`, givenId);
+          continue;
+        }
         if (err instanceof PoolRejectedError) {
           throw new ApiError(400, `The inference pool rejected the request: ${err.message || err.status}`, 'invalid_request_error', 'pool_rejected');
         }
@@ -193,6 +206,9 @@ export async function openGeneration(
         continue;
       }
       return { client, id: request.id, events: prepend(head, events) };
+    }
+    if (tooLarge !== null && tooLargeRefusals === roundTries) {
+      throw new ApiError(400, `The inference pool rejected the request: ${tooLarge}`, 'invalid_request_error', 'pool_rejected');
     }
     if (!mayWait() || internalErrors >= 2) break;
     requeueUntil ??= Date.now() + stallMs;

@@ -428,7 +428,7 @@ export type PoolEvent =
 /** How often a queued generation's stream says it is still queued (a `queued` event). */
 export const QUEUED_KEEPALIVE_MS = 1_000;
 
-export type PoolErrorCode = 'bad_request' | 'busy' | 'unauthorized' | 'not_found' | 'internal' | 'cancelled' | 'model_mismatch' | 'protocol_mismatch';
+export type PoolErrorCode = 'bad_request' | 'too_large' | 'busy' | 'unauthorized' | 'not_found' | 'internal' | 'cancelled' | 'model_mismatch' | 'protocol_mismatch';
 
 /** GET /v1/info */
 export interface PoolInfo {

@@ -1,8 +1,9 @@
 /**
  * Why a generation was not admitted. The server maps it to an HTTP status:
- * bad_request → 400, conflict → 409, busy → 503 with Retry-After.
+ * bad_request → 400, conflict → 409, too_large → 413 (more tokens than this
+ * pool holds at all: another pool may hold them), busy → 503 with Retry-After.
  */
-export type AdmissionErrorKind = 'bad_request' | 'conflict' | 'busy';
+export type AdmissionErrorKind = 'bad_request' | 'conflict' | 'too_large' | 'busy';
 
 export class AdmissionError extends Error {
   constructor(

@@ -587,6 +587,7 @@ function toHttpError(err: unknown): HttpError {
   if (err instanceof AdmissionError) {
     if (err.kind === 'busy') return new HttpError(503, 'busy', err.message, err.retryAfterMs ?? 1000);
     if (err.kind === 'conflict') return new HttpError(409, 'bad_request', err.message);
+    if (err.kind === 'too_large') return new HttpError(413, 'too_large', err.message);
     return new HttpError(400, 'bad_request', err.message);
   }
   return new HttpError(500, 'internal', err instanceof Error ? err.message : String(err));

@@ -11,6 +11,7 @@ import type { GenerateInput } from '../../edge/pool-client';
 import type { PoolEvent } from '../../shared/protocol';
 import { realPoolForTests } from '../support/real-pool';
 import { freePort } from '../../launcher/service-process';
+import { metricValue, startPool } from '../gpu-pool/server/pool-process';
 
 /** The real picker, with the pools it was told had failed written down. */
 class WatchedPicker extends PoolPicker {
@@ -188,6 +189,31 @@ describe('openGeneration', () => {
     expect(err).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60 });
     expect((err as ApiError).message).toMatch(/refuse this edge's credentials/);
   });
+
+  it("passes over a pool too small for the request (its token limit, a 413) to one that holds it, and refuses it (400) only where every pool is too small", async () => {
+    const small = await startPool(['--max-total-tokens', '300'], pool.token);
+    try {
+      const picker = new PoolPicker([small.url, pool.url], pool.token);
+      const refusedBefore = await metricValue(small, 'sssd_pool_error_responses_total', 'status="413"');
+      // Prompts that put either pool first (the picker orders by the prompt's affinity): each is served in full.
+      for (let i = 0; i < 6; i++) {
+        const big: GenerateInput = { ...request(), promptIds: [1, 403 + i, 407, 261], maxTokens: 320, speculation: 'off', sampling: { temperature: 0, logitBias: { '1': -100, '2': -100 } } };
+        const opened = await openGeneration(picker, big);
+        expect(opened.client.baseUrl).toBe(pool.url);
+        expect(await finishOf(opened)).toBe('length');
+      }
+      // The small pool was asked first at least once, and said it was too small (before: the user's final 400).
+      expect(await metricValue(small, 'sssd_pool_error_responses_total', 'status="413"')).toBeGreaterThan(refusedBefore);
+      // Too large for every pool: the request's own fault, said with the pool's words, at once.
+      const alone = new PoolPicker([small.url], pool.token);
+      const err = await openGeneration(alone, { ...request(), maxTokens: 320 }, undefined, undefined, 30_000, undefined, () => true).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApiError);
+      expect(err).toMatchObject({ status: 400, code: 'pool_rejected' });
+      expect((err as ApiError).message).toMatch(/this pool holds at most 300/);
+    } finally {
+      await small.stop();
+    }
+  }, 60_000);
 
   it('gives a generation displaced after waiting queued longer than the stall window its retries all the same: the window runs from the failure', async () => {
     await withFaultProxy(async (proxy) => {

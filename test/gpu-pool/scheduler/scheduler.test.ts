@@ -921,8 +921,9 @@ describe('continuous batching', () => {
     // One past the vocabulary is outside it (a prediction's token would reach the pass and fail the batch's).
     expect(() => submit('pred-past', 4, { predictionIds: [vocab] })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('predictionIds[0]') }));
     expect(() => submit('bias-past', 4, { sampling: { logitBias: { [String(vocab)]: 5 } } })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('logitBias') }));
-    // More than the pool holds is a request that can never run (exactly all of it can, above).
-    expect(() => submit('too-big', 38)).toThrow(expect.objectContaining({ kind: 'bad_request' }));
+    // More than the pool holds is a request that can never run here (exactly all of it can, above): too large for
+    // this pool (a 413), which another pool with a larger limit may run.
+    expect(() => submit('too-big', 38)).toThrow(expect.objectContaining({ kind: 'too_large', message: expect.stringContaining('this pool holds at most 40') }));
     // Two of 20 tokens each fill the 40 exactly (submitted in one go: neither has ended); a third of 4 waits for room.
     submit('first-half', 17);
     submit('second-half', 17);
