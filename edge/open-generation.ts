@@ -205,6 +205,7 @@ export async function openGeneration(
         picker.notePassedOver(client.baseUrl, failedReason, givenId);
         continue;
       }
+      picker.noteServing(client.baseUrl);
       return { client, id: request.id, events: prepend(head, events) };
     }
     if (tooLarge !== null && tooLargeRefusals === roundTries) {

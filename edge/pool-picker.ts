@@ -183,6 +183,15 @@ export class PoolPicker {
     console.warn(`edge: pool ${url} passed over before a generation's first token: ${reason} (said once a minute${generationId ? `; this time for ${generationId}` : ''})`);
   }
 
+  /**
+   * A pool took a generation to its first token: whatever marked it misdirected (a token it refused, a model it did
+   * not serve) is mended, so it goes by its load again and counts as ready (review h124: /readyz said 503 for the
+   * rest of the minute while its requests were served).
+   */
+  noteServing(url: string): void {
+    this.misdirected.delete(url);
+  }
+
   /** The served model changed: pools passed over for serving another (421) may serve this one, so none goes last for it. */
   forgetMisdirected(): void {
     this.misdirected.clear();

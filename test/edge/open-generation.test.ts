@@ -215,6 +215,15 @@ describe('openGeneration', () => {
     }
   }, 60_000);
 
+  it('counts a pool marked misdirected (a token it refused) as ready again once it serves a generation, not for the rest of the minute', async () => {
+    const picker = new PoolPicker([pool.url], pool.token);
+    // What a 401 from it did, before its operator gave it the right token.
+    picker.markMisdirected(pool.url, 'answered 401 (it refuses SSSD_POOL_TOKEN)');
+    expect(await picker.readiness()).toEqual({ healthy: 0, total: 1 });
+    expect(await finishOf(await openGeneration(picker, request()))).toBe('length');
+    expect(await picker.readiness()).toEqual({ healthy: 1, total: 1 });
+  });
+
   it('gives a generation displaced after waiting queued longer than the stall window its retries all the same: the window runs from the failure', async () => {
     await withFaultProxy(async (proxy) => {
     proxy.mode = 'displace';
