@@ -545,4 +545,6 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     // Announced only now: whoever started the pool may signal it the moment it reads this line.
     process.stdout.write(`pool listening on ${url}\n`);
   });
+  // The log's last line: a stop that ran its course, told apart from a process that vanished (review h124).
+  logLine(`pool: stopped${process.exitCode ? ` (exit code ${String(process.exitCode)})` : ''}`);
 }

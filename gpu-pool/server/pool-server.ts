@@ -110,6 +110,8 @@ export class PoolServer {
   private readonly maxBodyBytes: number;
   /** Requests answered busy (503): noteBusy logs the first and one a thousand. */
   private busyAnswers = 0;
+  /** Requests refused for their token (401): noteUnauthorized logs the first and one a thousand. */
+  private unauthorizedAnswers = 0;
   /** Generation responses not yet written out to their readers. */
   private readonly streams = new Set<ServerResponse>();
   /** Generate requests waiting their turn behind a stream on their connection (pipelined-turn.ts), by id: whether a cancel came for one, and the latest trie pushed for it. */
@@ -286,8 +288,9 @@ export class PoolServer {
       return;
     }
     if (!this.auth.check(req.headers.authorization)) {
-      // Counted, not logged one by one (a scanner would fill the log): an edge with a stale token shows here.
+      // Counted, and logged the first time and once a thousand (a scanner would fill the log): an edge with a stale token shows here.
       this.options.metrics.rejected.inc({ reason: 'unauthorized' });
+      this.noteUnauthorized(method, route);
       res.setHeader('www-authenticate', 'Bearer');
       throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token (Authorization: Bearer $SSSD_POOL_TOKEN)');
     }
@@ -533,6 +536,16 @@ export class PoolServer {
     if (count === 1 || count % 1000 === 0) {
       logLine(
         `pool: answered busy ${count} time(s) so far, the latest: ${message} (sssd_pool_rejected_requests_total, by reason; at capacity for long, raise --max-active, --max-queued or --max-total-tokens, or add pools)`,
+      );
+    }
+  }
+
+  /** A refused token, said without the token sent (review h124: only the counter showed an edge with a stale one). */
+  private noteUnauthorized(method: string, route: string): void {
+    const count = ++this.unauthorizedAnswers;
+    if (count === 1 || count % 1000 === 0) {
+      logLine(
+        `pool: refused ${count} request(s) so far for a missing or wrong bearer token, the latest ${method} ${route.slice(0, 80)} (sssd_pool_rejected_requests_total{reason="unauthorized"}; an edge whose SSSD_POOL_TOKEN is not this pool's, or SSSD_POOL_PREVIOUS_TOKENS for a rotation)`,
       );
     }
   }

@@ -73,6 +73,9 @@ describe('auth', () => {
     expect(wrong.status).toBe(401);
     expect(((await wrong.json()) as PoolEvent & { code: string }).code).toBe('unauthorized');
     expect(await metricValue(pool, 'sssd_pool_rejected_requests_total', 'reason="unauthorized"')).toBe(refusedBefore + 2);
+    // Said in the log too (the first, then one a thousand), never with the token sent.
+    expect(pool.stderr()).toMatch(/pool: refused 1 request\(s\) so far for a missing or wrong bearer token, the latest GET \/v1\/info/);
+    expect(pool.stderr()).not.toContain('not-the-token');
     expect((await getJson<PoolHealth>(pool, '/healthz', false)).status).toBe(200);
     expect((await fetch(`${pool.url}/metrics`)).status).toBe(200);
   });

@@ -81,6 +81,8 @@ describe('pool shutdown', () => {
     }
     expect(await pool.exited).toBe(0);
     expect(pool.stderr()).toMatch(/pool: draining: \d+ running and \d+ queued/);
+    // Its last line says it stopped: an operator tells a drain that ran its course from a process that vanished.
+    expect(pool.stderr().trimEnd().split('\n').at(-1)).toMatch(/pool: stopped$/);
   });
 
   it('cancels what is left when the drain time is over (--drain-seconds 0); a hang-up (closed terminal) stops it so too', async () => {
