@@ -36,7 +36,8 @@ function loopbackOrigin(origin: string): boolean {
     // `null` (a sandboxed frame, a file): anyone's page can be one.
     return false;
   }
-  // Browsers resolve these to this machine whatever DNS says; the URL parser has normalised the forms (0x7f.1, upper case).
+  // Browsers resolve these to this machine whatever DNS says; the URL parser has normalised the forms (0x7f.1, upper
+  // case, 0, IPv4-mapped [::ffff:127.0.0.1] as [::ffff:7f00:1]). 0.0.0.0 is this machine where a browser opens it at all.
   const host = url.hostname;
-  return host === 'localhost' || host.endsWith('.localhost') || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
+  return host === 'localhost' || host.endsWith('.localhost') || host === '[::1]' || host === '0.0.0.0' || /^127(\.\d{1,3}){3}$/.test(host) || /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(host);
 }
