@@ -165,6 +165,9 @@ class InfoAsker {
   private otherProtocol: number | null = null;
   /** Every pool asked answered 401: the edge's SSSD_POOL_TOKEN is not theirs. */
   private everyRefusedToken = true;
+  /** Pools that answered 401, and each pool's failure as the log says it (the last alone hid a refused token behind an outage: review h124). */
+  private tokenRefusals = 0;
+  private readonly failures: string[] = [];
 
   constructor(private readonly picker: PoolPicker) {}
 
@@ -200,7 +203,9 @@ class InfoAsker {
   /** A pool failed to answer, or to serve its tokenizer. */
   failed(client: PoolClient, err: unknown): void {
     this.lastError = err;
-    if (!(err instanceof PoolMisdirectedError && err.status === 401)) this.everyRefusedToken = false;
+    if (err instanceof PoolMisdirectedError && err.status === 401) this.tokenRefusals++;
+    else this.everyRefusedToken = false;
+    if (this.failures.length < 8) this.failures.push(`${client.baseUrl}: ${(err instanceof Error ? err.message : String(err)).slice(0, 200)}`);
     // A pool that refuses the edge's token, or a URL naming no pool, is said in the log (once a spell), not only failed over.
     if (err instanceof PoolMisdirectedError) this.picker.markMisdirected(client.baseUrl, err.message);
     else this.picker.markFailed(client.baseUrl);
@@ -218,9 +223,12 @@ class InfoAsker {
       return new ApiError(503, `The inference pools speak another edge-pool protocol version (${typeof this.otherProtocol === 'number' ? this.otherProtocol : 'none named'}) than this edge (${PROTOCOL_VERSION}); the service's operator must run an edge and pools of one release.`, 'service_unavailable', 'pool_unavailable', null, 60, false);
     }
     // One line (no stack): it comes at every request while no pool answers.
-    console.error(`edge: no pool answered /v1/info: ${this.lastError instanceof Error ? this.lastError.message : String(this.lastError)}`);
+    const each = this.failures.length > 0 ? this.failures.join('; ') : this.lastError instanceof Error ? this.lastError.message : String(this.lastError);
+    console.error(`edge: no pool answered /v1/info: ${each}`);
     if (this.lastError !== null && this.everyRefusedToken && !answered) return poolsRefuseTokenError();
-    return new ApiError(503, 'No inference pool is reachable; retry shortly.', 'service_unavailable', 'pool_unavailable', null, 2);
+    // Some refused the token, the others are down: an outage a retry may outlast, and a configuration to fix, both said.
+    const refusing = this.tokenRefusals > 0 && !answered ? ` (and ${this.tokenRefusals === 1 ? 'one pool refuses' : `${this.tokenRefusals} pools refuse`} this edge's credentials, its pool token: the service's operator must fix its configuration)` : '';
+    return new ApiError(503, `No inference pool is reachable${refusing}; retry shortly.`, 'service_unavailable', 'pool_unavailable', null, 2);
   }
 }
 

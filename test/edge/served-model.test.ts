@@ -78,6 +78,8 @@ describe('the served model', () => {
     // One pool down among them is an outage again, which a retry may outlast.
     const mixed = await servedModel(new PoolPicker([stories.url, `http://127.0.0.1:${await freePort()}`], 'not-the-pools-token')).catch((e: unknown) => e);
     expect((mixed as ApiError).message).toMatch(/No inference pool is reachable/);
+    // ... and the refused token is said too, not hidden behind the outage (review h124).
+    expect((mixed as ApiError).message).toMatch(/one pool refuses this edge's credentials/);
     expect(errorResponse(mixed as ApiError).headers.get('x-should-retry')).toBeNull();
   });
 
