@@ -6,7 +6,8 @@
  * return_tokens_as_token_ids / bad_words / structured outputs (choice, regex, json, json_object, GBNF grammar; guided_*; response_format) /
  * return_token_ids / truncation_side / priority 0 / cache_salt, a completion
  * without max_tokens, OpenAI's Responses API (edge-soak-responses.ts: whole,
- * streamed, paired, chained, read back), and broken ones, from many clients
+ * streamed, paired, chained, read back), stored chat completions (retrieved
+ * as answered, their messages, deleted), and broken ones, from many clients
  * at once, a quarter of them hanging up early. It checks what a user relies on:
  *
  * - no 5xx other than 503 `pool_unavailable` with Retry-After (every pool
@@ -505,6 +506,55 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       const reply = await send(path, raw);
       tally.count(`broken ${reply.status}`);
       if (reply.status === 200 || reply.status >= 500) tally.violate(`a broken request got ${reply.status}: ${raw.slice(0, 160)} → ${reply.text.slice(0, 160)}`);
+    } },
+    // A stored chat completion (store: true): retrieved, it is the reply its client got, every choice; its messages are
+    // those sent; deleted, it is gone.
+    { weight: 1, run: async () => {
+      let drawn = validBody();
+      for (let i = 0; i < 8 && !drawn.path.endsWith('chat/completions'); i++) drawn = validBody();
+      const { path, body } = drawn;
+      if (!path.endsWith('chat/completions')) return;
+      body.store = true;
+      body.metadata = { soak: String(opts.seed), turn: String(int(1000)) };
+      const sent = JSON.stringify(body);
+      const reply = await send(path, sent);
+      tally.count(`stored chat ${reply.status}`);
+      if (reply.status !== 200) {
+        checkStatus('stored chat', reply, sent);
+        if (reply.status === 0) tally.violate(`stored chat: ${cutReason(reply)} (sent ${sent.slice(0, 200)})`);
+        return;
+      }
+      if (!checkComplete('stored chat', reply, body, sent)) return;
+      const id = /"id":"(chatcmpl-[^"]+)"/.exec(reply.text)?.[1];
+      if (!id) {
+        tally.violate(`stored chat: no chatcmpl- id in the reply: ${reply.text.slice(0, 200)}`);
+        return;
+      }
+      const stored = await get(`/v1/chat/completions/${id}`);
+      if (stored.status !== 200) {
+        checkStatus('stored chat retrieve', stored, id);
+        if (stored.status !== 503) tally.violate(`stored chat: ${id} retrieved ${stored.status}: ${stored.text.slice(0, 200)}`);
+        return;
+      }
+      const got = JSON.stringify(choicesOf(reply, body.stream === true));
+      const kept = JSON.stringify(choicesOf(stored, false));
+      tally.count(got === kept ? 'stored chat same' : 'stored chat different');
+      if (got !== kept) tally.violate(`stored chat: ${id} retrieved is not the reply its client got: got ${got.slice(0, 400)}, stored ${kept.slice(0, 400)} (sent ${sent.slice(0, 2000)})`);
+      const messages = await get(`/v1/chat/completions/${id}/messages?limit=100`);
+      if (messages.status === 200) {
+        const listed = (JSON.parse(messages.text) as { data?: unknown[] }).data?.length;
+        if (listed !== (body.messages as unknown[]).length) tally.violate(`stored chat: ${id}'s messages list ${String(listed)}, ${(body.messages as unknown[]).length} were sent`);
+      } else checkStatus('stored chat messages', messages, id);
+      if (int(2) === 0) {
+        const removed = await remove(`/v1/chat/completions/${id}`);
+        if (removed.status !== 200) {
+          checkStatus('stored chat delete', removed, id);
+          return;
+        }
+        const after = await get(`/v1/chat/completions/${id}`);
+        tally.count(`stored chat deleted ${after.status}`);
+        if (after.status !== 404) tally.violate(`stored chat: ${id} deleted, then retrieved ${after.status}`);
+      }
     } },
     // OpenAI's Responses API: whole or streamed, paired, chained and read back, broken (edge-soak-responses.ts).
     { weight: 4, run: responsesAction({ model: opts.model, maxTokens, int, pick, text, post: (path, body, options) => send(path, body, opts.key, options), get, remove, tally, checkStatus, schema: SOAK_SCHEMA, users }) },
