@@ -13,7 +13,8 @@
  * its start (one list call per 1,000 entries), then the page's records.
  * KV's list is eventually consistent: a completion just stored may be
  * missing from a list for up to a minute, one just deleted listed no more
- * (its record is read, and is gone).
+ * (its record is read, and is gone). A deleted one's entries stay an hour,
+ * marked gone, as the place a page `after` it goes on from.
  */
 import { ApiError, badRequest } from './api-error';
 import { sha256Hex } from './api-keys';
@@ -53,7 +54,17 @@ interface IndexEntry {
   m: string;
   /** Hashes of its metadata pairs. */
   h: string[];
+  /** Deleted: kept a while as a place a page `after` it goes on from (a loop that deletes what it lists), never listed. */
+  gone?: 1;
 }
+
+/**
+ * How long a deleted completion's index entries and its deletion mark stay:
+ * a list `after` it goes on from its place (the SDK's list-and-delete loop
+ * asks for the page after the one it just deleted), and an update racing the
+ * delete finds the mark and takes its write back.
+ */
+const GONE_TTL_SECONDS = 3_600;
 
 /** KV list's most names a call. */
 const LIST_BATCH = 1000;
@@ -113,6 +124,11 @@ export class ChatCompletionStore {
 
   private recordKey(id: string): Promise<string> {
     return scopedKey('chatcmpl', this.keyId, id);
+  }
+
+  /** Where a delete marks the id deleted (for GONE_TTL_SECONDS). */
+  private goneKey(id: string): Promise<string> {
+    return scopedKey('chatcmplgone', this.keyId, id);
   }
 
   /** The key's index names start so: another key's prefix hashes otherwise. */
@@ -199,6 +215,12 @@ export class ChatCompletionStore {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.writeAll(updated, value);
+        // A delete that came between the read and the write marked it first: the write is taken back (review h126: the
+        // completion came back after a 200 delete), and the update is a 404 as one after the delete.
+        if ((await this.kv.get(await this.goneKey(id))) !== null) {
+          await this.remove(updated);
+          return null;
+        }
         return updated;
       } catch (err) {
         if (attempt >= 2) {
@@ -210,18 +232,25 @@ export class ChatCompletionStore {
     }
   }
 
-  /** Deletes it and its index entries; whether it was there. Throws a 503 where KV fails. */
+  /** Deletes it, marked deleted first (see GONE_TTL_SECONDS); whether it was there. Throws a 503 where KV fails. */
   async delete(id: string): Promise<boolean> {
     const record = await this.get(id);
     if (record === null) return false;
     try {
-      await this.kv.delete(await this.recordKey(id));
-      await Promise.all((await this.indexNames(record)).map((name) => this.kv.delete(name)));
+      await this.kv.put(await this.goneKey(id), '1', { expirationTtl: GONE_TTL_SECONDS });
+      await this.remove(record);
     } catch (err) {
       console.error('edge: stored chat completion delete failed', err);
       throw unavailable(' (the completion may not be deleted yet)');
     }
     return true;
+  }
+
+  /** The record deleted, its index entries left as places (`gone`) for GONE_TTL_SECONDS. */
+  private async remove(record: StoredChatCompletion): Promise<void> {
+    await this.kv.delete(await this.recordKey(record.id));
+    const entry: IndexEntry = { id: record.id, m: '', h: [], gone: 1 };
+    await Promise.all((await this.indexNames(record)).map((name) => this.kv.put(name, '', { expirationTtl: GONE_TTL_SECONDS, metadata: entry })));
   }
 
   /** One call of the index's list; a 503 where KV fails. */
@@ -268,6 +297,7 @@ export class ChatCompletionStore {
           passedAfter = entry.id === query.after;
           continue;
         }
+        if (entry.gone === 1) continue;
         if (model !== null && entry.m !== model) continue;
         if (!pairs.every((hash) => entry.h.includes(hash))) continue;
         waiting.push(entry.id);

@@ -286,7 +286,8 @@ app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) =>
   complete(c, (body) => {
     const chat = parseOpenAiBody(chatRequestSchema, body, 'chat');
     // Only `store: true` is kept (OpenAI's default is false): any other request does no KV work for it.
-    const answer: Answerer | undefined = chat.store === true ? (reply) => answerOpenAi(reply, keepChatCompletion(chatCompletionStore(c), chat)) : undefined;
+    const sent = (body as { messages?: unknown }).messages;
+    const answer: Answerer | undefined = chat.store === true ? (reply) => answerOpenAi(reply, keepChatCompletion(chatCompletionStore(c), chat, sent)) : undefined;
     return { parsed: { kind: 'chat', body: chat }, answer };
   }),
 );

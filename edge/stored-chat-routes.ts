@@ -9,13 +9,18 @@ import { badRequest } from './api-error';
 import type { KeepCompletion } from './chat-stream';
 import { chatCompletionNotFound, type ChatCompletionStore, type ListQuery, type StoredChatCompletion, type StoredChatMessage } from './chat-completion-store';
 import { pageOf, pageParams, type ListPage } from './page-params';
-import { clipped, MAX_METADATA_KEYS, metadataSchema, parseBody, type ChatRequest } from './request-schema';
+import { clipped, MAX_METADATA_KEYS, metadataSchema, parseBody, type ChatMessage, type ChatRequest } from './request-schema';
 
-/** What a `store: true` chat request keeps once answered: the completion given, its metadata and the request's messages. */
-export function keepChatCompletion(store: ChatCompletionStore, body: ChatRequest): KeepCompletion {
+/**
+ * What a `store: true` chat request keeps once answered: the completion given, its metadata and the request's
+ * messages as sent (`sent`: the body's own, before the schema dropped what this server does not read, such as an
+ * assistant's `tool_calls` and a tool message's `tool_call_id`: review h126; the parsed ones where it has none).
+ */
+export function keepChatCompletion(store: ChatCompletionStore, body: ChatRequest, sent?: unknown): KeepCompletion {
+  const given = Array.isArray(sent) && sent.length === body.messages.length && sent.every((m) => typeof m === 'object' && m !== null && !Array.isArray(m)) ? (sent as ChatMessage[]) : body.messages;
   return async (completion) => {
     const { id, created, model } = completion as { id: string; created: number; model: string };
-    const messages = body.messages.map((message, i): StoredChatMessage => ({ ...message, id: `${id}-${i}` }));
+    const messages = given.map((message, i): StoredChatMessage => ({ ...message, id: `${id}-${i}` }));
     await store.put({ id, created, model, completion, metadata: body.metadata ?? {}, messages, expiresAt: store.expiresAt() });
   };
 }
@@ -32,8 +37,10 @@ export function listQuery(query: URLSearchParams): ListQuery {
     if (key === undefined) continue;
     const param = `metadata[${clipped(key, 64)}]`;
     if (Object.hasOwn(metadata, key)) throw badRequest(`${param} is given more than once; give it once`, param, 'invalid_value');
-    if (key.length > 64) throw badRequest(`${param}: a metadata key holds at most 64 characters`, param, 'invalid_value');
-    if (value.length > 512) throw badRequest(`${param}: a metadata value holds at most 512 characters`, param, 'invalid_value');
+    // Counted as the metadata sent with a completion is (metadataSchema), so a pair that was stored can be asked for.
+    if (!metadataSchema.safeParse({ [key]: value }).success) {
+      throw badRequest(`${param}: a metadata key holds at most 64 characters, a value at most 512`, param, 'invalid_value');
+    }
     metadata[key] = value;
   }
   if (Object.keys(metadata).length > MAX_METADATA_KEYS) throw badRequest(`metadata holds at most ${MAX_METADATA_KEYS} keys`, 'metadata', 'invalid_value');
@@ -58,14 +65,16 @@ type ListedMessage = Omit<StoredChatMessage, 'content'> & { content: string | nu
 function listedMessage(message: StoredChatMessage): ListedMessage {
   const { content } = message;
   if (!Array.isArray(content)) return { ...message, content: content ?? null, content_parts: null };
-  const text = content.map((part) => (part.type === 'text' ? part.text : '')).join('');
-  return { ...message, content: text, content_parts: content };
+  // OpenAI's parts are text (or images, which this server does not take); a replayed refusal part is said as `refusal`.
+  const texts = content.filter((part) => part.type === 'text');
+  const refusals = content.flatMap((part) => (part.type === 'refusal' ? [part.refusal] : []));
+  return { ...message, content: texts.map((part) => part.text).join(''), content_parts: texts, ...(refusals.length > 0 && !message.refusal ? { refusal: refusals.join('') } : {}) };
 }
 
 /** GET /v1/chat/completions/{id}/messages's page: in the order given by default, `limit` 1-100 (20), after the message `after`. */
 export function messagesPage(record: StoredChatCompletion, query: URLSearchParams): ListPage<ListedMessage> {
   if (record.messagesNotKept) {
-    throw badRequest(`Chat completion ${clipped(record.id, 100)} was stored without its messages: they were over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES).`, null, 'invalid_request_error');
+    throw badRequest(`Chat completion ${clipped(record.id, 100)} was stored without its messages: they were over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES).`, null, 'messages_not_stored');
   }
   const { page, hasMore } = pageOf(record.messages, pageParams(query, 'asc'), (after) => badRequest(`after: no message of this chat completion has the id '${clipped(after, 100)}'`, 'after', 'invalid_value'));
   return { object: 'list', data: page.map(listedMessage), first_id: page[0]?.id ?? null, last_id: page.at(-1)?.id ?? null, has_more: hasMore };

@@ -83,6 +83,46 @@ describe('ChatCompletionStore', () => {
     expect((await store.list(query({ limit: 3 }))).data.map((c) => (c as { id: string }).id)).toEqual([ascending[0], ascending[2], ascending[3]]);
   });
 
+  it("lets the SDK's list-and-delete loop delete every one: a page after one just deleted goes on from its place", async () => {
+    const store = new ChatCompletionStore(kv, 'key-a', 0, 1 << 20);
+    for (let i = 0; i < 5; i++) await store.put(record(`chatcmpl-d${i}`, 2_000 + i));
+    for (const order of ['asc', 'desc'] as const) {
+      // As `for await (const c of client.chat.completions.list({limit: 2})) await client.chat.completions.delete(c.id)`.
+      let after: string | null = null;
+      const deleted: string[] = [];
+      for (;;) {
+        const page = await store.list(query({ order, limit: 2, after }));
+        for (const c of page.data) {
+          const id = (c as { id: string }).id;
+          expect(await store.delete(id)).toBe(true);
+          deleted.push(id);
+        }
+        if (!page.has_more) break;
+        after = page.last_id;
+      }
+      expect(deleted).toHaveLength(order === 'asc' ? 5 : 0);
+      expect((await store.list(query())).data).toEqual([]);
+    }
+    // One never stored (or deleted over an hour ago) is no place to go on from.
+    await expect(store.list(query({ after: 'chatcmpl-never' }))).rejects.toMatchObject({ status: 400, param: 'after' });
+  });
+
+  it('takes back an update whose write came after a delete it raced: the delete stands, the update is a 404', async () => {
+    const store = new ChatCompletionStore(kv, 'key-a', 0, 1 << 20);
+    await store.put(record('chatcmpl-r1', 3_000, { run: '1' }));
+    // The update reads the completion; the delete comes between that read and the update's write.
+    class Raced extends ChatCompletionStore {
+      override async get(id: string): Promise<StoredChatCompletion | null> {
+        const read = await super.get(id);
+        expect(await store.delete(id)).toBe(true);
+        return read;
+      }
+    }
+    expect(await new Raced(kv, 'key-a', 0, 1 << 20).updateMetadata('chatcmpl-r1', { run: '2' })).toBeNull();
+    expect(await store.get('chatcmpl-r1')).toBeNull();
+    expect((await store.list(query())).data).toEqual([]);
+  });
+
   it('filters by model and by every metadata pair asked, and an update changes what matches', async () => {
     const store = new ChatCompletionStore(kv, 'key-filter', 0, 1 << 20);
     await store.put(record('chatcmpl-1', 1, { team: 'red', run: '1' }));
@@ -115,8 +155,10 @@ describe('ChatCompletionStore', () => {
     const stored = { ...record('chatcmpl-ttl', 10), expiresAt: store.expiresAt(now) };
     expect(stored.expiresAt).toBe(Math.floor(now / 1000) + 30 * 86_400);
     await store.put(stored);
-    // The other tests' values expire never: these three are this one's record and its two index entries.
-    const expirations = async (): Promise<Array<number | undefined>> => (await kv.list()).keys.filter((k) => k.expiration !== undefined).map((k) => k.expiration);
+    // The other tests' values expire never, or within the hour (a deleted one's marks): these three, due in 30 days, are
+    // this one's record and its two index entries.
+    const dayAhead = Math.floor(now / 1000) + 86_400;
+    const expirations = async (): Promise<Array<number | undefined>> => (await kv.list()).keys.filter((k) => k.expiration !== undefined && k.expiration > dayAhead).map((k) => k.expiration);
     expect(await expirations()).toEqual([stored.expiresAt, stored.expiresAt, stored.expiresAt]);
     await store.updateMetadata('chatcmpl-ttl', { later: 'yes' });
     expect(await expirations()).toEqual([stored.expiresAt, stored.expiresAt, stored.expiresAt]);

@@ -1,17 +1,21 @@
 // The stored chat completions' routes' checks (list query, update body, messages page), and the completion a
 // stream adds up to, against the whole reply the same choices make.
 import { describe, expect, it } from 'vitest';
-import type { StoredChatCompletion } from '../../edge/chat-completion-store';
+import { ChatCompletionStore, type StoredChatCompletion } from '../../edge/chat-completion-store';
+import type { ChatRequest } from '../../edge/request-schema';
 import { finishChunk, roleChunk, textChunk, toolCallChunk, usageChunk, wholeResponse, type ResponseMeta } from '../../edge/openai-format';
-import { listQuery, messagesPage, metadataUpdate } from '../../edge/stored-chat-routes';
+import { keepChatCompletion, listQuery, messagesPage, metadataUpdate } from '../../edge/stored-chat-routes';
 import { StreamedCompletion } from '../../edge/streamed-completion';
 import { offUsage } from '../support/completion-usage';
+import { workerdKv } from '../support/workerd-kv';
 
-function refusal(run: () => unknown): { status?: number; param?: string | null } {
+const workerd = workerdKv();
+
+function refusal(run: () => unknown): { status?: number; param?: string | null; code?: string } {
   try {
     run();
   } catch (err) {
-    return err as { status: number; param: string | null };
+    return err as { status: number; param: string | null; code: string };
   }
   throw new Error('not refused');
 }
@@ -38,6 +42,13 @@ describe('listQuery', () => {
     const seventeen = Array.from({ length: 17 }, (_, i) => `metadata[k${i}]=v`).join('&');
     expect(refused(seventeen)).toMatchObject({ status: 400, param: 'metadata' });
     expect(listQuery(new URLSearchParams(seventeen.split('&').slice(1).join('&'))).metadata).toHaveProperty('k16', 'v');
+  });
+
+  it('takes as a filter any pair a completion could be stored with, counted the same way (review h126: 300 emoji were stored, then refused as a filter)', () => {
+    const value = '😀'.repeat(300);
+    expect(metadataUpdate({ metadata: { emo: value } })).toEqual({ emo: value });
+    expect(listQuery(new URLSearchParams({ 'metadata[emo]': value })).metadata).toEqual({ emo: value });
+    expect(refusal(() => listQuery(new URLSearchParams({ 'metadata[emo]': '😀'.repeat(513) })))).toMatchObject({ status: 400, param: 'metadata[emo]' });
   });
 });
 
@@ -83,7 +94,24 @@ describe('messagesPage', () => {
     const next = messagesPage(record, new URLSearchParams(`limit=2&order=desc&after=${first.last_id}`));
     expect([next.data.map((m) => m.id), next.has_more]).toEqual([['chatcmpl-m-0'], false]);
     expect(refusal(() => messagesPage(record, new URLSearchParams('after=chatcmpl-x-9')))).toMatchObject({ status: 400, param: 'after' });
-    expect(refusal(() => messagesPage({ ...record, messages: [], messagesNotKept: true }, new URLSearchParams('')))).toMatchObject({ status: 400 });
+    expect(refusal(() => messagesPage({ ...record, messages: [], messagesNotKept: true }, new URLSearchParams('')))).toMatchObject({ status: 400, code: 'messages_not_stored' });
+  });
+
+  it("keeps the messages as sent: an assistant's tool_calls and a tool message's tool_call_id (which the schema does not read), a refusal part as refusal", () => {
+    const body = { messages: [{ role: 'user' as const, content: 'Weather?' }, { role: 'assistant' as const, content: null }, { role: 'tool' as const, content: 'sunny' }] };
+    const sent = [
+      { role: 'user', content: 'Weather?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: 'sunny' },
+    ];
+    const store = new ChatCompletionStore(workerd(), 'key-t', 0, 1 << 20);
+    return keepChatCompletion(store, body as unknown as ChatRequest, sent)({ id: 'chatcmpl-t', created: 1, model: 'm' }).then(async () => {
+      const page = messagesPage((await store.get('chatcmpl-t'))!, new URLSearchParams(''));
+      expect(page.data[1]).toMatchObject({ role: 'assistant', content: null, tool_calls: sent[1].tool_calls, id: 'chatcmpl-t-1' });
+      expect(page.data[2]).toMatchObject({ role: 'tool', tool_call_id: 'call_1', content: 'sunny', id: 'chatcmpl-t-2' });
+      const refused = messagesPage({ ...record, messages: [{ role: 'assistant', content: [{ type: 'refusal', refusal: 'No.' }], id: 'r-0' }] }, new URLSearchParams(''));
+      expect(refused.data[0]).toEqual({ role: 'assistant', id: 'r-0', content: '', content_parts: [], refusal: 'No.' });
+    });
   });
 });
 
