@@ -39,6 +39,8 @@ export interface StoredChatCompletion {
   messagesNotKept?: true;
   /** When it expires (seconds since the epoch; null: never): an update keeps it. */
   expiresAt: number | null;
+  /** When it was first stored (ms since the epoch), which orders completions of one `created` second (put sets it). */
+  storedAtMs?: number;
 }
 
 /** A list's filters and paging (chat-completion-query.ts checks them). */
@@ -71,6 +73,9 @@ const LIST_BATCH = 1000;
 /** Digits of `created` in an index name (seconds; good past the year 30,000). */
 const CREATED_DIGITS = 12;
 const CREATED_MAX = 10 ** CREATED_DIGITS - 1;
+/** Digits of the store time (ms) after it: completions of one second in the order they were stored, not by their random ids (review h126, h127). */
+const STORED_DIGITS = 15;
+const STORED_MAX = 10 ** STORED_DIGITS - 1;
 
 const UNAVAILABLE_CODE = 'chat_completion_store_unavailable';
 
@@ -138,9 +143,11 @@ export class ChatCompletionStore {
 
   private async indexNames(record: StoredChatCompletion): Promise<[string, string]> {
     const created = Math.min(Math.max(0, Math.floor(record.created)), CREATED_MAX);
+    const stored = Math.min(Math.max(0, Math.floor(record.storedAtMs ?? 0)), STORED_MAX);
+    const digits = (n: number, width: number): string => String(n).padStart(width, '0');
     return [
-      `${await this.indexPrefix('asc')}${String(created).padStart(CREATED_DIGITS, '0')}:${record.id}`,
-      `${await this.indexPrefix('desc')}${String(CREATED_MAX - created).padStart(CREATED_DIGITS, '0')}:${mirrored(record.id)}`,
+      `${await this.indexPrefix('asc')}${digits(created, CREATED_DIGITS)}:${digits(stored, STORED_DIGITS)}:${record.id}`,
+      `${await this.indexPrefix('desc')}${digits(CREATED_MAX - created, CREATED_DIGITS)}:${digits(STORED_MAX - stored, STORED_DIGITS)}:${mirrored(record.id)}`,
     ];
   }
 
@@ -173,7 +180,8 @@ export class ChatCompletionStore {
   }
 
   /** Stores it (where it fits); whether it was. Never throws: the reply does not fail for it. */
-  async put(record: StoredChatCompletion): Promise<boolean> {
+  async put(given: StoredChatCompletion): Promise<boolean> {
+    const record: StoredChatCompletion = { ...given, storedAtMs: given.storedAtMs ?? Date.now() };
     const value = this.fitted(record);
     if (value === null) {
       console.warn(`edge: chat completion ${record.id} not stored: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8, even without its messages`);

@@ -46,7 +46,7 @@ describe('ChatCompletionStore', () => {
     const b = new ChatCompletionStore(kv, 'key-b', 0, 1 << 20);
     const stored = record('chatcmpl-a1', 1_000, { run: '1' });
     expect(await a.put(stored)).toBe(true);
-    expect(await a.get('chatcmpl-a1')).toEqual(stored);
+    expect(await a.get('chatcmpl-a1')).toEqual({ ...stored, storedAtMs: expect.any(Number) });
     expect(await b.get('chatcmpl-a1')).toBeNull();
     expect((await b.list(query())).data).toEqual([]);
     expect(await b.updateMetadata('chatcmpl-a1', { run: 'b' })).toBeNull();
@@ -81,6 +81,15 @@ describe('ChatCompletionStore', () => {
     // A deleted one is listed no more, and the page still fills.
     expect(await store.delete(ascending[1])).toBe(true);
     expect((await store.list(query({ limit: 3 }))).data.map((c) => (c as { id: string }).id)).toEqual([ascending[0], ascending[2], ascending[3]]);
+  });
+
+  it('lists completions of one second in the order they were stored, not by their ids', async () => {
+    const store = new ChatCompletionStore(kv, 'key-second', 0, 1 << 20);
+    // Ids that sort against the order they come in, all of one `created` second.
+    const ids = ['chatcmpl-z', 'chatcmpl-m', 'chatcmpl-a'];
+    for (const [i, id] of ids.entries()) await store.put({ ...record(id, 4_000), storedAtMs: 4_000_000 + i });
+    expect((await allIds(store, { order: 'asc' })).flat()).toEqual(ids);
+    expect((await allIds(store, { order: 'desc' })).flat()).toEqual([...ids].reverse());
   });
 
   it("lets the SDK's list-and-delete loop delete every one: a page after one just deleted goes on from its place", async () => {
