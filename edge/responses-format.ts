@@ -83,6 +83,8 @@ export interface ResponseObject {
   usage: ResponsesUsage | null;
   user: string | null;
   safety_identifier: string | null;
+  /** OpenAI's cache-routing hint, echoed (the pools' prefix cache finds shared prompt beginnings by themselves). */
+  prompt_cache_key: string | null;
   metadata: Record<string, string>;
 }
 
@@ -148,6 +150,7 @@ export function startedResponse(id: string, model: string, body: ResponsesReques
     usage: null,
     user: body.user ?? null,
     safety_identifier: body.safety_identifier ?? null,
+    prompt_cache_key: body.prompt_cache_key ?? null,
     metadata: body.metadata ?? {},
   };
 }

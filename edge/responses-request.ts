@@ -139,6 +139,8 @@ const responsesRequestSchema = z.object({
   metadata: metadataSchema.nullish(),
   user: z.string().max(MAX_USER_LENGTH).nullish(),
   safety_identifier: z.string().max(MAX_USER_LENGTH).nullish(),
+  // Taken and echoed (review h127: dropped unseen); routing by prompt is the pools' prefix affinity's already.
+  prompt_cache_key: z.string().max(MAX_USER_LENGTH).nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   include: z.array(z.string()).nullish(),
   /** "auto": the conversation's oldest turns dropped to fit the context (edge/conversation-truncation.ts); "disabled": a 400. */

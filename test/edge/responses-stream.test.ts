@@ -60,6 +60,14 @@ const TWO_DELTA_MESSAGE = [
 /** Ids differ between two replies; shapes must not. */
 const withoutIds = (r: ResponseObject): unknown => JSON.parse(JSON.stringify(r).replace(/"(msg|fc|call)_[0-9a-f]+"/g, '"ID"'));
 
+describe('a started response', () => {
+  it("echoes the request's user, safety_identifier and prompt_cache_key (review h127: prompt_cache_key came back null)", () => {
+    const { body, tools } = parseResponsesBody({ model: 'm', input: 'x', user: 'u', safety_identifier: 's', prompt_cache_key: 'chat-42' });
+    expect(startedResponse(RESPONSE_ID, 'm', body, tools, 100)).toMatchObject({ user: 'u', safety_identifier: 's', prompt_cache_key: 'chat-42' });
+    expect(started()).toMatchObject({ prompt_cache_key: null });
+  });
+});
+
 describe('Responses API events', () => {
   it("streams a message in OpenAI's order, numbered, one item id throughout, ending with the response a whole reply is (stored first)", async () => {
     const saved: ResponseObject[] = [];
