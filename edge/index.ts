@@ -26,7 +26,9 @@ import { loggedErrorCode, RequestLog } from './request-log';
 import { responseId } from './responses-format';
 import { BACKGROUND_STOP_POLL_MS, polledResponse } from './background-response';
 import { resumedEventStream, startingAfter } from './background-stream';
-import { inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
+import { conversationItemNotFound, conversationNotFound, conversationObject, ConversationStore } from './conversation-store';
+import { conversationItems, conversationItemsPage, createBody, checkInclude, itemList, itemsBody, updateBody } from './conversation-routes';
+import { listedItem, inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
 import { inResponsesTerms } from './responses-request';
 import { ResponseStore, responseNotFound } from './response-store';
 import { acceptsModelName, servedModel, unknownModel, type ServedModel } from './served-model';
@@ -305,7 +307,9 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
   let planned = false;
   try {
     return await complete(c, async (body) => {
-      const plan = await planResponse(body, responseStore(c), responseId(c.get('requestHex')));
+      // The conversation store only where one is named: a request without one does no KV work for it.
+      const named = typeof body === 'object' && body !== null && (body as { conversation?: unknown }).conversation != null;
+      const plan = await planResponse(body, responseStore(c), responseId(c.get('requestHex')), named ? conversationStore(c) : undefined);
       planned = true;
       const background = plan.started.background ? { waitUntil: (promise: Promise<unknown>) => c.executionCtx.waitUntil(promise), deadlineMs: edgeConfig(c.env).backgroundDeadlineMs, stopPollMs: BACKGROUND_STOP_POLL_MS } : null;
       return {
@@ -404,6 +408,116 @@ app.delete('/v1/chat/completions/:id', rateLimitHeaders, (c) =>
 );
 app.get('/v1/chat/completions/:id/messages', rateLimitHeaders, (c) => storedChatRoute(c, async (store, id) => messagesPage(await storedChatCompletion(store, id), new URL(c.req.url).searchParams)));
 
+/** This key's conversations (the Conversations API), under the Responses store's TTL and bound. */
+function conversationStore(c: Context<AppEnv>): ConversationStore {
+  const config = edgeConfig(c.env);
+  return new ConversationStore(c.env.SSSD_KV, c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
+}
+
+/** A conversation route: counted as a request of the key (each is KV work), taking no slot. */
+async function conversationRoute(c: Context<AppEnv>, answer: (store: ConversationStore, id: string) => Promise<object>): Promise<Response> {
+  const admission = admit(c, false);
+  try {
+    return c.json(await answer(conversationStore(c), c.req.param('id') ?? ''));
+  } finally {
+    admission.release();
+  }
+}
+
+// OpenAI's Conversations API: a conversation's items are the context of a response naming it, which appends its turn.
+app.post('/v1/conversations', rateLimitHeaders, limitBody, (c) =>
+  conversationRoute(c, async (store) => {
+    const text = await readUncompressedText(c);
+    // The SDK's create() with no argument sends no body.
+    let raw: unknown = null;
+    if (text.trim() !== '') {
+      try {
+        raw = JSON.parse(text) as unknown;
+      } catch {
+        throw new ApiError(400, 'The request body is not valid JSON.', 'invalid_request_error', 'invalid_json');
+      }
+    }
+    const { items, metadata } = await createBody(raw, responseStore(c));
+    return conversationObject(await store.create(items, metadata));
+  }),
+);
+app.get('/v1/conversations/:id', rateLimitHeaders, (c) =>
+  conversationRoute(c, async (store, id) => {
+    const record = await store.get(id);
+    if (record === null) throw conversationNotFound(id);
+    return conversationObject(record);
+  }),
+);
+app.post('/v1/conversations/:id', rateLimitHeaders, limitBody, (c) =>
+  conversationRoute(c, async (store, id) => {
+    const metadata = updateBody(await readJson(c));
+    const updated = await store.change(id, (record) => ({ ...record, metadata }), 'metadata');
+    if (updated === null) throw conversationNotFound(id);
+    return conversationObject(updated);
+  }),
+);
+app.delete('/v1/conversations/:id', rateLimitHeaders, (c) =>
+  conversationRoute(c, async (store, id) => {
+    if (!(await store.delete(id))) throw conversationNotFound(id);
+    return { id, object: 'conversation.deleted', deleted: true };
+  }),
+);
+app.post('/v1/conversations/:id/items', rateLimitHeaders, limitBody, (c) =>
+  conversationRoute(c, async (store, id) => {
+    checkInclude(new URL(c.req.url).searchParams);
+    const raw = itemsBody(await readJson(c));
+    const current = await store.get(id);
+    if (current === null) throw conversationNotFound(id);
+    // Checked against the conversation as read here, and again as changed (an item added meanwhile is a duplicate too).
+    const items = await conversationItems(raw, true, responseStore(c), new Set(current.items.map((item) => item.id)));
+    const updated = await store.change(
+      id,
+      (record) => {
+        const ids = new Set(record.items.map((item) => item.id));
+        const twice = items.findIndex((item) => ids.has(item.id));
+        if (twice >= 0) throw badRequest(`Duplicate item found with id ${clipped(items[twice].id, 100)}. Remove duplicate items from your input and try again.`, `items.${twice}`, 'invalid_value');
+        return { ...record, items: [...record.items, ...items] };
+      },
+      'items',
+    );
+    if (updated === null) throw conversationNotFound(id);
+    return itemList(items);
+  }),
+);
+app.get('/v1/conversations/:id/items', rateLimitHeaders, (c) =>
+  conversationRoute(c, async (store, id) => {
+    const record = await store.get(id);
+    if (record === null) throw conversationNotFound(id);
+    return conversationItemsPage(record, new URL(c.req.url).searchParams);
+  }),
+);
+app.get('/v1/conversations/:id/items/:item', rateLimitHeaders, (c) =>
+  conversationRoute(c, async (store, id) => {
+    checkInclude(new URL(c.req.url).searchParams);
+    const record = await store.get(id);
+    if (record === null) throw conversationNotFound(id);
+    const itemId = c.req.param('item') ?? '';
+    const item = record.items.find((candidate) => candidate.id === itemId);
+    if (!item) throw conversationItemNotFound(itemId);
+    return listedItem(item);
+  }),
+);
+app.delete('/v1/conversations/:id/items/:item', rateLimitHeaders, (c) =>
+  conversationRoute(c, async (store, id) => {
+    const itemId = c.req.param('item') ?? '';
+    const updated = await store.change(
+      id,
+      (record) => {
+        if (!record.items.some((item) => item.id === itemId)) throw conversationItemNotFound(itemId);
+        return { ...record, items: record.items.filter((item) => item.id !== itemId) };
+      },
+      'item_id',
+    );
+    if (updated === null) throw conversationNotFound(id);
+    return conversationObject(updated);
+  }),
+);
+
 // The right path with the wrong method: 405 naming the one it takes, not "no route".
 function methodNotAllowed(path: string, allow: string): void {
   // The path as asked (a route's `:id` said as the id sent).
@@ -418,6 +532,10 @@ methodNotAllowed('/v1/chat/completions/:id', 'GET, POST, DELETE');
 methodNotAllowed('/v1/chat/completions/:id/messages', 'GET');
 methodNotAllowed('/v1/responses/:id', 'GET, DELETE');
 methodNotAllowed('/v1/responses/:id/input_items', 'GET');
+methodNotAllowed('/v1/conversations', 'POST');
+methodNotAllowed('/v1/conversations/:id', 'GET, POST, DELETE');
+methodNotAllowed('/v1/conversations/:id/items', 'GET, POST');
+methodNotAllowed('/v1/conversations/:id/items/:item', 'GET, DELETE');
 
 /**
  * A /v1/user-cache route: the key's own users only (the scope hashes the key's id with the name). Counted as a request

@@ -27,7 +27,7 @@ export const MAX_REFERENCED_RESPONSES = 64;
 export const MAX_REFERENCED_CHARS = 16 * 1024 * 1024;
 
 /** An output item as the input item it is when sent back: a message of the assistant's text, or the call. */
-function asInputItem(item: OutputItem): InputItem {
+export function asInputItem(item: OutputItem): InputItem {
   if (item.type === 'function_call') return { type: 'function_call', id: item.id, call_id: item.call_id, name: item.name, arguments: item.arguments };
   return { type: 'message', id: item.id, role: 'assistant', content: item.content.map((part) => ({ type: 'output_text' as const, text: part.text })) };
 }

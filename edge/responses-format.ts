@@ -86,6 +86,8 @@ export interface ResponseObject {
   /** OpenAI's cache-routing hint, echoed (the pools' prefix cache finds shared prompt beginnings by themselves). */
   prompt_cache_key: string | null;
   metadata: Record<string, string>;
+  /** The conversation it is a turn of (`conversation` sent); absent without one. */
+  conversation?: { id: string };
 }
 
 function randomHex(bytes: number): string {

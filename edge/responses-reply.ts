@@ -13,9 +13,10 @@ import { clipped } from './request-schema';
 import type { Answerer } from './completion-handler';
 import type { ChatMessage } from './request-schema';
 import { failedResponse, finishedResponse, itemId, outputItems, outputLogprobs, responseOfItem, startedResponse, type OutputItem, type ResponseObject } from './responses-format';
-import { parseResponsesBody, translateResponsesRequest, type InputItem, type RequestItem, type TranslatedRequest } from './responses-request';
+import { itemMessage, parseResponsesBody, translateResponsesRequest, type InputItem, type RequestItem, type TranslatedRequest } from './responses-request';
 import { ResponsesStreamFormat } from './responses-stream';
-import { referencedItems, type ReferencedItems } from './item-references';
+import { asInputItem, referencedItems, type ReferencedItems } from './item-references';
+import { conversationNotFound, type ConversationStore } from './conversation-store';
 import { responseNotFound, type PutOutcome, type ResponseStore, type StoredInputItem, type StoredResponse } from './response-store';
 import { streamWhenOpened } from './sse-response';
 import { pageOf, pageParams, type ListPage } from './page-params';
@@ -29,8 +30,10 @@ export interface ResponsesPlan {
   inputItems: StoredInputItem[];
   /** Where it is stored; null: `store` false. */
   store: ResponseStore | null;
-  /** The ids of the items of the `previous_response_id` chain (none without one). */
+  /** The ids of the items of the `previous_response_id` chain, or of the conversation (none without either). */
   previousItemIds: ReadonlySet<string>;
+  /** The conversation its turn is appended to (`appended` once it is); null: none sent. */
+  conversation: { store: ConversationStore; id: string; appended: boolean } | null;
 }
 
 /** An input item with its id (the given one, else a new one), as input_items lists it. */
@@ -44,8 +47,9 @@ function withId(item: InputItem, responseId: string): StoredInputItem {
  * has none of that id), translated into chat. The response reports the
  * request's model name until answered (responsesAnswerer: the served name).
  */
-export async function planResponse(raw: unknown, store: ResponseStore, id: string): Promise<ResponsesPlan> {
+export async function planResponse(raw: unknown, store: ResponseStore, id: string, conversations?: ConversationStore): Promise<ResponsesPlan> {
   const parsed = parseResponsesBody(raw);
+  const sentConversation = parsed.body.conversation;
   const previousId = parsed.body.previous_response_id;
   let previous: ChatMessage[] = [];
   let previousCalls: readonly string[] = [];
@@ -78,15 +82,34 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
     previousItemIds = new Set(chainItemIds(stored));
     awaitedCalls = stored.response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
   }
+  let conversation: ResponsesPlan['conversation'] = null;
+  if (sentConversation != null) {
+    // parseResponsesBody refuses it beside previous_response_id: one context or the other.
+    if (!conversations) throw new Error('a request naming a conversation needs the conversation store');
+    const conversationId = typeof sentConversation === 'string' ? sentConversation : sentConversation.id;
+    const record = await conversations.get(conversationId);
+    if (record === null) throw conversationNotFound(conversationId, 'conversation');
+    // Refused before it runs where its input alone would take the conversation past the bound (its output may yet).
+    conversations.refuseOver(record, parsed.items, 'conversation');
+    previous = record.items.map(itemMessage);
+    previousCalls = record.items.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
+    previousItemIds = new Set(record.items.map((item) => item.id));
+    // A call the conversation has no output for is one this input answers (as a chain's last calls).
+    const answered = new Set(record.items.flatMap((item) => (item.type === 'function_call_output' ? [item.call_id] : [])));
+    awaitedCalls = previousCalls.filter((call) => !answered.has(call));
+    conversation = { store: conversations, id: record.id, appended: false };
+  }
   const referenced = await referencedItems(parsed.items, store);
   refuseUnkept(parsed.items, referenced);
   const translated = translateResponsesRequest(parsed, previous, previousCalls, referenced.found, previousItemIds, awaitedCalls);
+  const started = startedResponse(id, parsed.body.model, parsed.body, parsed.tools);
   return {
     translated,
-    started: startedResponse(id, parsed.body.model, parsed.body, parsed.tools),
+    started: conversation ? { ...started, conversation: { id: conversation.id } } : started,
     inputItems: translated.items.map((item) => withId(item, id)),
     store: parsed.body.store === false ? null : store,
     previousItemIds,
+    conversation,
   };
 }
 
@@ -116,8 +139,39 @@ function endedConversation(plan: ResponsesPlan, output: readonly OutputItem[]): 
   return [...plan.translated.conversation, ...said];
 }
 
-/** Stores the response where asked (before the reply's last byte), and how that went ('stored' where not asked). Never throws. */
+/**
+ * Stores the response where asked (before the reply's last byte), and how
+ * that went ('stored' where not asked); appends its turn to its conversation
+ * once it ended so (appendTurn). Never throws.
+ */
 async function save(plan: ResponsesPlan, response: ResponseObject, runsUntil?: number, eventLog = false): Promise<PutOutcome> {
+  const outcome = await storeResponse(plan, response, runsUntil, eventLog);
+  // A background end not stored is written again, or stored failed (background-response.ts): appended once it is.
+  if (plan.conversation && (response.status === 'completed' || response.status === 'incomplete') && (outcome === 'stored' || !response.background)) {
+    await appendTurn(plan.conversation, plan.inputItems, response);
+  }
+  return outcome;
+}
+
+/**
+ * A response's input and output items appended to its conversation (before
+ * the reply's last byte: the client's next request reads them), once. A
+ * conversation deleted meanwhile is left so; one the turn would take past
+ * SSSD_RESPONSE_MAX_BYTES, or a KV that fails, is logged (the response has
+ * been generated; docs/edge.md says so). Never throws.
+ */
+async function appendTurn(conversation: NonNullable<ResponsesPlan['conversation']>, input: readonly StoredInputItem[], response: ResponseObject): Promise<void> {
+  if (conversation.appended) return;
+  conversation.appended = true;
+  const turn: StoredInputItem[] = [...input, ...response.output.map((item) => ({ ...asInputItem(item), id: item.id }))];
+  try {
+    await conversation.store.change(conversation.id, (record) => ({ ...record, items: [...record.items, ...turn] }), 'conversation');
+  } catch (err) {
+    console.error(`edge: response ${response.id}'s turn not appended to conversation ${conversation.id}`, err);
+  }
+}
+
+async function storeResponse(plan: ResponsesPlan, response: ResponseObject, runsUntil: number | undefined, eventLog: boolean): Promise<PutOutcome> {
   if (!plan.store) return 'stored';
   const calls = response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
   const itemIds = [...plan.previousItemIds, ...plan.inputItems.map((item) => item.id), ...response.output.map((item) => item.id)];
@@ -187,9 +241,9 @@ export async function storedResponse(store: ResponseStore, id: string): Promise<
 }
 
 /** An input item as OpenAI lists it: a message's text as parts, with a status. */
-type ListedItem = (StoredInputItem & { status: 'completed' }) | { type: 'message'; id: string; role: string; status: 'completed'; content: ReadonlyArray<{ type: string; text?: string; refusal?: string }> };
+export type ListedItem = (StoredInputItem & { status: 'completed' }) | { type: 'message'; id: string; role: string; status: 'completed'; content: ReadonlyArray<{ type: string; text?: string; refusal?: string }> };
 
-function listedItem(item: StoredInputItem): ListedItem {
+export function listedItem(item: StoredInputItem): ListedItem {
   if (item.type === 'function_call' || item.type === 'function_call_output') return { ...item, status: 'completed' };
   const content = typeof item.content === 'string' ? [{ type: item.role === 'assistant' ? 'output_text' : 'input_text', text: item.content }] : item.content;
   return { type: 'message', id: item.id, role: item.role, status: 'completed', content };

@@ -118,6 +118,8 @@ const responsesRequestSchema = z.object({
   input: z.union([z.string(), z.array(z.unknown())], { error: 'expected a string or an array of input items' }),
   instructions: z.string().nullish(),
   previous_response_id: z.string().min(1).max(256).nullish(),
+  /** A stored conversation (edge/conversation-store.ts), by id or as `{id}`: its items come before `input`, and the response's are appended to it. */
+  conversation: z.union([z.string().min(1).max(256), z.object({ id: z.string().min(1).max(256) })], { error: 'expected a conversation id or {"id": "conv_..."}' }).nullish(),
   max_output_tokens: z.number().int().min(1).nullish(),
   /** OpenAI's temperature and top_p, and vLLM's extras and speculation as chat takes them. */
   ...samplingFields,
@@ -150,7 +152,6 @@ export type ResponsesRequest = z.infer<typeof responsesRequestSchema>;
 
 /** Fields that change the answer and are not done here: refused unless at their neutral value (as chat's UNSUPPORTED_PARAMETERS). */
 const UNSUPPORTED: Readonly<Record<string, UnsupportedRule>> = {
-  conversation: { neutral: () => false, hint: 'null; chain responses with previous_response_id' },
   prompt: { neutral: () => false, hint: 'null: prompt templates are not served' },
   reasoning: {
     neutral: (v) => {
@@ -214,27 +215,27 @@ function rejectUnsupported(body: Record<string, unknown>): void {
 }
 
 /** `input` as items, each checked by its type; parts other than text, and item types other than messages and function calls, refused by name. */
-function inputItems(input: string | unknown[]): RequestItem[] {
+export function inputItems(input: string | unknown[], at = 'input'): RequestItem[] {
   if (typeof input === 'string') return [{ role: 'user', content: input }];
   return input.map((raw, i) => {
     const item = raw as { type?: unknown; role?: unknown; content?: unknown; output?: unknown } | null;
-    if (typeof item !== 'object' || item === null) throw badRequest(`input.${i}: an item is an object (a message, a function_call or a function_call_output)`, `input.${i}`, 'invalid_value');
+    if (typeof item !== 'object' || item === null) throw badRequest(`${at}.${i}: an item is an object (a message, a function_call or a function_call_output)`, `${at}.${i}`, 'invalid_value');
     // OpenAI's ItemReference may leave its type out (or null): an item of an id alone is one.
     const type = item.type ?? (item.role !== undefined ? 'message' : typeof (item as { id?: unknown }).id === 'string' ? 'item_reference' : undefined);
     if (typeof type !== 'string' || !Object.hasOwn(ITEM_SCHEMAS, type)) {
       const named = typeof type === 'string' ? `items of type '${clipped(type, 40)}' are` : 'an item without a type or role is';
-      throw badRequest(`input.${i}.type: ${named} not supported by this server: messages, function_call, function_call_output and item_reference are`, `input.${i}.type`, typeof type === 'string' ? 'unsupported_parameter' : 'invalid_value');
+      throw badRequest(`${at}.${i}.type: ${named} not supported by this server: messages, function_call, function_call_output and item_reference are`, `${at}.${i}.type`, typeof type === 'string' ? 'unsupported_parameter' : 'invalid_value');
     }
     const parts = type === 'function_call_output' ? item.output : item.content;
     if (Array.isArray(parts)) {
       for (const [j, part] of parts.entries()) {
         const partType = (part as { type?: unknown } | null)?.type;
         if (typeof partType === 'string' && !TEXT_PART_TYPES.includes(partType)) {
-          throw nonTextPartError(`input.${i}.${type === 'function_call_output' ? 'output' : 'content'}.${j}.type`, partType);
+          throw nonTextPartError(`${at}.${i}.${type === 'function_call_output' ? 'output' : 'content'}.${j}.type`, partType);
         }
       }
     }
-    return parseAt(ITEM_SCHEMAS[type], type === 'item_reference' ? { ...(raw as object), type } : raw, `input.${i}`);
+    return parseAt(ITEM_SCHEMAS[type], type === 'item_reference' ? { ...(raw as object), type } : raw, `${at}.${i}`);
   });
 }
 
@@ -259,7 +260,7 @@ function partsText(parts: string | readonly TextPart[]): string {
  * message with no text (as chat renders a message of tool_calls), its output
  * a tool message.
  */
-function itemMessage(item: InputItem): ChatMessage {
+export function itemMessage(item: InputItem): ChatMessage {
   if (item.type === 'function_call') return { role: 'assistant', content: null };
   if (item.type === 'function_call_output') return { role: 'tool', content: partsText(item.output) };
   return { role: item.role, content: partsText(item.content) };
@@ -291,6 +292,10 @@ export function parseResponsesBody(raw: unknown): ParsedResponsesBody {
   if (body.background === true) {
     // Polled from the store: a response not kept could never be polled (OpenAI refuses it so too).
     if (body.store === false) throw badRequest('background: true needs store (a background response is polled from the store); send store: true or leave it out.', 'background', 'invalid_value');
+  }
+  if (body.conversation != null && body.previous_response_id != null) {
+    // As OpenAI's: the conversation is the context, and a chain would be a second one.
+    throw badRequest("Mutually exclusive parameters: send either 'previous_response_id' or 'conversation', not both.", 'conversation', 'invalid_value');
   }
   const items = inputItems(body.input);
   const tools = (body.tools ?? []).map((tool, i) => parseAt(functionToolSchema, tool, `tools.${i}`));
@@ -329,13 +334,13 @@ function checkedCallIds(items: readonly InputItem[], previousCalls: readonly str
  * `previous_response_id`. Taken, the model would read the turn twice, and
  * input_items would list one id twice (a page `after` it never ending).
  */
-function refuseDuplicates(items: readonly InputItem[], previousItemIds: ReadonlySet<string>): void {
+export function refuseDuplicates(items: readonly InputItem[], previousItemIds: ReadonlySet<string>, at = 'input'): void {
   const seen = new Set<string>();
   for (const [i, item] of items.entries()) {
     const id = item.id;
     if (!id) continue;
     if (seen.has(id) || previousItemIds.has(id)) {
-      throw badRequest(`Duplicate item found with id ${clipped(id, 100)}. Remove duplicate items from your input and try again.`, `input.${i}`, 'invalid_value');
+      throw badRequest(`Duplicate item found with id ${clipped(id, 100)}. Remove duplicate items from your input and try again.`, `${at}.${i}`, 'invalid_value');
     }
     seen.add(id);
   }
@@ -399,9 +404,9 @@ export function translateResponsesRequest(
 }
 
 /** The item a reference names, or OpenAI's 400 where this key stores none of that id. */
-function resolved(reference: ItemReference, i: number, referenced: ReadonlyMap<string, InputItem>): InputItem {
+export function resolved(reference: ItemReference, i: number, referenced: ReadonlyMap<string, InputItem>, at = 'input'): InputItem {
   const item = referenced.get(reference.id);
-  if (item === undefined) throw badRequest(`Item with id '${clipped(reference.id, 100)}' not found.`, `input.${i}.id`, 'invalid_value');
+  if (item === undefined) throw badRequest(`Item with id '${clipped(reference.id, 100)}' not found.`, `${at}.${i}.id`, 'invalid_value');
   return item;
 }
 

@@ -102,7 +102,11 @@ describe('Responses request → chat request', () => {
     expect(refusal({ input: 'x', background: true, store: false, stream: true })).toMatchObject({ param: 'background', code: 'invalid_value' });
     expect(() => translate({ input: 'x', background: true })).not.toThrow();
     expect(() => translate({ input: 'x', background: true, stream: true })).not.toThrow();
-    expect(refusal({ input: 'x', conversation: 'conv_1' }).param).toBe('conversation');
+    // A conversation is served (edge/conversation-store.ts), but not beside a chain: the two are each the context.
+    expect(() => translate({ input: 'x', conversation: 'conv_1' })).not.toThrow();
+    expect(() => translate({ input: 'x', conversation: { id: 'conv_1' } })).not.toThrow();
+    expect(refusal({ input: 'x', conversation: 'conv_1', previous_response_id: 'resp_1' })).toMatchObject({ param: 'conversation', code: 'invalid_value' });
+    expect(refusal({ input: 'x', conversation: { name: 'conv_1' } }).param).toBe('conversation.id');
     expect(refusal({ input: 'x', prompt: { id: 'pmpt_1' } }).param).toBe('prompt');
     expect(refusal({ input: 'x', reasoning: { effort: 'high' } }).param).toBe('reasoning');
     expect(refusal({ input: 'x', truncation: 'middle' }).param).toBe('truncation');

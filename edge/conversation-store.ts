@@ -1,0 +1,194 @@
+/**
+ * OpenAI's Conversations API (`/v1/conversations`) in KV: a conversation is
+ * its metadata and its items, in one value per conversation, scoped to the
+ * API key as stored responses are (kv-record.ts), under their TTL
+ * (SSSD_RESPONSE_TTL_DAYS, counted from its last write) and bound
+ * (SSSD_RESPONSE_MAX_BYTES: a change that would pass it is a 400).
+ *
+ * Every change (items added or deleted, metadata, a response's turn) reads
+ * the value, changes it and writes it whole. KV takes one write a second per
+ * key: a change within KEY_WRITE_INTERVAL_MS of the last write waits it
+ * out. Changes to one conversation from one isolate run one after the
+ * other; KV has no compare-and-swap, so two isolates that change it at the
+ * same moment each write what they read plus their own change, and the
+ * later write wins: the earlier's change is lost (docs/edge.md says so).
+ */
+import { ApiError, badRequest } from './api-error';
+import { bytesToHex } from './hex';
+import { KEY_WRITE_INTERVAL_MS, readKvText, scopedKey, storeUnavailable, ttlOptions, withinBytes } from './kv-record';
+import { clipped } from './request-schema';
+import type { StoredInputItem } from './response-store';
+import { sleep } from './settled-within';
+
+export interface StoredConversation {
+  id: string;
+  /** Seconds since the epoch. */
+  created_at: number;
+  metadata: Record<string, string>;
+  /** Its items, oldest first, each with its id. */
+  items: StoredInputItem[];
+  /** When it was last written (ms since the epoch): the next write waits for KV's second after it. */
+  writtenAt: number;
+}
+
+/** The conversation as retrieved, created and updated. */
+export interface ConversationObject {
+  id: string;
+  object: 'conversation';
+  created_at: number;
+  metadata: Record<string, string>;
+}
+
+export const CONVERSATION_UNAVAILABLE_CODE = 'conversation_store_unavailable';
+
+function unavailable(what = ''): ApiError {
+  return storeUnavailable(`The conversation store is unavailable; retry shortly${what}.`, CONVERSATION_UNAVAILABLE_CODE);
+}
+
+/** OpenAI's 404 for a conversation not this key's (never made, another key's, expired, deleted). */
+export function conversationNotFound(id: string, param: string | null = null): ApiError {
+  return new ApiError(404, `Conversation with id '${clipped(id, 200)}' not found.`, 'invalid_request_error', 'not_found', param);
+}
+
+/** OpenAI's 404 for an item not in the conversation. */
+export function conversationItemNotFound(id: string): ApiError {
+  return new ApiError(404, `Item with id '${clipped(id, 200)}' not found.`, 'invalid_request_error', 'not_found', null);
+}
+
+export function conversationObject(record: StoredConversation): ConversationObject {
+  return { id: record.id, object: 'conversation', created_at: record.created_at, metadata: record.metadata };
+}
+
+function randomHex(bytes: number): string {
+  return bytesToHex(crypto.getRandomValues(new Uint8Array(bytes)));
+}
+
+/** A new conversation's id: `conv_` and 48 hex digits, as OpenAI's. */
+export function conversationId(): string {
+  return `conv_${randomHex(24)}`;
+}
+
+/**
+ * The changes of this isolate to each conversation (by KV key), chained: one
+ * reads what the one before wrote, rather than both reading the same value
+ * and the later write dropping the earlier's change.
+ */
+const inFlight = new Map<string, Promise<unknown>>();
+
+/** What a change makes of a conversation: the conversation to write, or null to leave it (nothing to change). */
+export type ConversationEdit = (record: StoredConversation) => StoredConversation | null;
+
+export class ConversationStore {
+  constructor(
+    private readonly kv: KVNamespace,
+    private readonly keyId: string,
+    /** Seconds a conversation stays after its last write (0: for good). */
+    private readonly ttlSeconds: number,
+    /** A conversation over this many bytes (its JSON's UTF-8) is refused. */
+    private readonly maxBytes: number,
+  ) {}
+
+  keyFor(id: string): Promise<string> {
+    return scopedKey('conv', this.keyId, id);
+  }
+
+  /** The conversation, or null (not this key's, expired, deleted). Throws a 503 where KV fails. */
+  async get(id: string): Promise<StoredConversation | null> {
+    return this.read(await this.keyFor(id), id);
+  }
+
+  private async read(key: string, id: string): Promise<StoredConversation | null> {
+    const text = await readKvText(this.kv, key, 'conversation', () => unavailable());
+    if (text === null) return null;
+    try {
+      return JSON.parse(text) as StoredConversation;
+    } catch {
+      console.error(`edge: conversation ${id} is not JSON; taken as missing`);
+      return null;
+    }
+  }
+
+  /** The JSON of a conversation to write, or the 400 (naming `param`) where it is over the bound. */
+  private valueOf(record: object, param: string): string {
+    const value = JSON.stringify(record);
+    if (!withinBytes(value, this.maxBytes)) {
+      throw badRequest(`The conversation would be over this server's bound on one (SSSD_RESPONSE_MAX_BYTES, ${this.maxBytes} bytes); delete items from it, or start a new one.`, param, 'invalid_value');
+    }
+    return value;
+  }
+
+  /** The 400 (naming `param`) where the conversation with `more` after its items would be over the bound. */
+  refuseOver(record: StoredConversation, more: readonly object[], param: string): void {
+    this.valueOf({ ...record, items: [...record.items, ...more] }, param);
+  }
+
+  /** Writes it, once more after KV's second where the first write is refused (a write of the key elsewhere); a 503 else. */
+  private async put(key: string, value: string, what: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.kv.put(key, value, ttlOptions(this.ttlSeconds));
+        return;
+      } catch (err) {
+        if (attempt >= 2) {
+          console.error(`edge: conversation write failed`, err);
+          throw unavailable(what);
+        }
+        await sleep(KEY_WRITE_INTERVAL_MS);
+      }
+    }
+  }
+
+  /** A new conversation of these items and metadata; a 400 naming `items` where it is over the bound, a 503 where KV fails. */
+  async create(items: StoredInputItem[], metadata: Record<string, string>, now = Date.now()): Promise<StoredConversation> {
+    const record: StoredConversation = { id: conversationId(), created_at: Math.floor(now / 1000), metadata, items, writtenAt: now };
+    await this.put(await this.keyFor(record.id), this.valueOf(record, 'items'), ' (the conversation is not created)');
+    return record;
+  }
+
+  /**
+   * Reads the conversation, changes it (`edit`) and writes it, after the
+   * change before it from this isolate and KV's second after its last write.
+   * The conversation as written (as read where `edit` left it), or null
+   * where there is none. Throws `edit`'s errors, a 400 naming `param` where
+   * the change would pass the bound, a 503 where KV fails.
+   */
+  async change(id: string, edit: ConversationEdit, param: string): Promise<StoredConversation | null> {
+    const key = await this.keyFor(id);
+    const before = inFlight.get(key) ?? Promise.resolve();
+    const run = before.catch(() => undefined).then(async () => {
+      const record = await this.read(key, id);
+      if (record === null) return null;
+      const changed = edit(record);
+      if (changed === null) return record;
+      // Checked before the wait (a refusal need not wait); the time written after it has as many digits.
+      this.valueOf({ ...changed, writtenAt: Date.now() }, param);
+      await sleep(record.writtenAt + KEY_WRITE_INTERVAL_MS - Date.now());
+      const written: StoredConversation = { ...changed, writtenAt: Date.now() };
+      await this.put(key, JSON.stringify(written), ' (the conversation is not changed)');
+      return written;
+    });
+    inFlight.set(key, run);
+    try {
+      return await run;
+    } finally {
+      // The last change of the key clears its entry: the map holds only conversations being changed.
+      if (inFlight.get(key) === run) inFlight.delete(key);
+    }
+  }
+
+  /** Deletes it; whether it was there. Throws a 503 where KV fails. */
+  async delete(id: string): Promise<boolean> {
+    const key = await this.keyFor(id);
+    try {
+      // Whether it is there, without parsing it.
+      const found = await this.kv.get(key, 'stream');
+      if (found === null) return false;
+      await found.cancel();
+      await this.kv.delete(key);
+      return true;
+    } catch (err) {
+      console.error('edge: conversation delete failed', err);
+      throw unavailable(' (the conversation may not be deleted yet)');
+    }
+  }
+}
