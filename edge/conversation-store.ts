@@ -75,8 +75,8 @@ export function conversationId(): string {
  */
 const inFlight = new Map<string, Promise<unknown>>();
 
-/** What a change makes of a conversation: the conversation to write, or null to leave it (nothing to change). */
-export type ConversationEdit = (record: StoredConversation) => StoredConversation | null;
+/** What a change makes of a conversation (it may throw: an item not there, a duplicate). */
+export type ConversationEdit = (record: StoredConversation) => StoredConversation;
 
 export class ConversationStore {
   constructor(
@@ -148,8 +148,7 @@ export class ConversationStore {
   /**
    * Reads the conversation, changes it (`edit`) and writes it, after the
    * change before it from this isolate and KV's second after its last write.
-   * The conversation as written (as read where `edit` left it), or null
-   * where there is none. Throws `edit`'s errors, a 400 naming `param` where
+   * The conversation as written, or null where there is none. Throws `edit`'s errors, a 400 naming `param` where
    * the change would pass the bound, a 503 where KV fails.
    */
   async change(id: string, edit: ConversationEdit, param: string): Promise<StoredConversation | null> {
@@ -159,12 +158,10 @@ export class ConversationStore {
       const record = await this.read(key, id);
       if (record === null) return null;
       const changed = edit(record);
-      if (changed === null) return record;
-      // Checked before the wait (a refusal need not wait); the time written after it has as many digits.
-      this.valueOf({ ...changed, writtenAt: Date.now() }, param);
       await sleep(record.writtenAt + KEY_WRITE_INTERVAL_MS - Date.now());
       const written: StoredConversation = { ...changed, writtenAt: Date.now() };
-      await this.put(key, JSON.stringify(written), ' (the conversation is not changed)');
+      // Stringified once (a conversation may be megabytes): checked against the bound after the wait, as written.
+      await this.put(key, this.valueOf(written, param), ' (the conversation is not changed)');
       return written;
     });
     inFlight.set(key, run);

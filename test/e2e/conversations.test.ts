@@ -1,0 +1,184 @@
+// OpenAI's Conversations API on the edge against the real stack (a pool process and `wrangler dev` with local KV),
+// driven by the official `openai` client as a user calls it: conversations and their items, and responses that take
+// a conversation as their context and append their turn to it (foreground, streamed and background).
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../launcher/stack';
+import { startTestStack, type TestStack } from './stack-fixture';
+
+const OTHER_KEY = 'e2e-conversations-other-key';
+/** Small enough that 20 items of 4,000 characters pass it. */
+const MAX_BYTES = 64 * 1024;
+
+let stack: TestStack;
+let client: OpenAI;
+let model: string;
+
+beforeAll(async () => {
+  stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({ [sha256Hex(OTHER_KEY)]: { tenant: 'other' } }), SSSD_RESPONSE_MAX_BYTES: String(MAX_BYTES) } });
+  client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+  model = (await client.models.list()).data[0].id;
+});
+
+afterAll(async () => {
+  await stack?.dispose();
+});
+
+const PROMPT = 'Once upon a time, there was a little dog named Max.';
+
+/** Every item of a conversation, oldest first, following its pages as the SDK does. */
+async function allItems(id: string): Promise<OpenAI.Conversations.ConversationItem[]> {
+  const items: OpenAI.Conversations.ConversationItem[] = [];
+  for await (const item of client.conversations.items.list(id, { order: 'asc', limit: 2 })) items.push(item);
+  return items;
+}
+
+/** A message item's role and text. */
+function said(item: OpenAI.Conversations.ConversationItem): [string, string] {
+  if (item.type !== 'message') return [item.type, ''];
+  return [item.role, item.content.map((part) => ('text' in part ? part.text : '')).join('')];
+}
+
+async function badRequest(run: Promise<unknown>): Promise<InstanceType<typeof OpenAI.BadRequestError>> {
+  const err = await run.catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+  return err as InstanceType<typeof OpenAI.BadRequestError>;
+}
+
+describe('conversations', () => {
+  it('creates, retrieves, updates and deletes a conversation and its items, for its key alone', async () => {
+    const created = await client.conversations.create({ items: [{ role: 'user', content: PROMPT }], metadata: { suite: 'crud' } });
+    expect(created).toMatchObject({ object: 'conversation', metadata: { suite: 'crud' } });
+    expect(created.id).toMatch(/^conv_[0-9a-f]{48}$/);
+    expect(await client.conversations.retrieve(created.id)).toEqual(created);
+    expect(await client.conversations.create()).toMatchObject({ object: 'conversation', metadata: {} });
+
+    const added = await client.conversations.items.create(created.id, {
+      items: [
+        { type: 'message', role: 'assistant', content: 'Max ran.' },
+        { type: 'message', role: 'user', content: 'And then?' },
+      ],
+    });
+    expect(added).toMatchObject({ object: 'list', has_more: false });
+    expect(added.data.map(said)).toEqual([
+      ['assistant', 'Max ran.'],
+      ['user', 'And then?'],
+    ]);
+    // Newest first by default, as OpenAI's.
+    const newest = await client.conversations.items.list(created.id);
+    expect(newest.data.map(said)).toEqual([
+      ['user', 'And then?'],
+      ['assistant', 'Max ran.'],
+      ['user', PROMPT],
+    ]);
+    expect((await allItems(created.id)).map((item) => item.id)).toEqual([...newest.data].reverse().map((item) => item.id));
+    const second = newest.data[1]!;
+    const secondId = second.id!;
+    expect(await client.conversations.items.retrieve(secondId, { conversation_id: created.id })).toEqual(second);
+
+    const updated = await client.conversations.update(created.id, { metadata: { suite: 'crud', step: '2' } });
+    expect(updated).toEqual({ ...created, metadata: { suite: 'crud', step: '2' } });
+    expect((await badRequest(client.conversations.update(created.id, { metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }))).param).toBe('metadata');
+
+    // An item's delete answers the conversation; the item is gone.
+    expect(await client.conversations.items.delete(secondId, { conversation_id: created.id })).toEqual(updated);
+    expect((await allItems(created.id)).map(said)).toEqual([
+      ['user', PROMPT],
+      ['user', 'And then?'],
+    ]);
+    await expect(client.conversations.items.retrieve(secondId, { conversation_id: created.id })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client.conversations.items.delete(secondId, { conversation_id: created.id })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+
+    // Bad items and queries are 400s naming the param.
+    expect((await badRequest(client.conversations.items.create(created.id, { items: [{ role: 'user', content: [{ type: 'input_image', image_url: 'https://x/y.png', detail: 'auto' }] }] }))).param).toBe('items.0.content.0.type');
+    expect((await badRequest(client.conversations.create({ items: Array.from({ length: 21 }, () => ({ role: 'user' as const, content: 'x' })) }))).param).toBe('items');
+    expect((await badRequest(client.conversations.items.list(created.id, { limit: 0 }))).param).toBe('limit');
+    // Over SSSD_RESPONSE_MAX_BYTES: a 400 that says so.
+    const big = await badRequest(client.conversations.create({ items: Array.from({ length: 20 }, () => ({ role: 'user' as const, content: 'x'.repeat(4000) })) }));
+    expect(big.param).toBe('items');
+    expect(big.message).toContain('SSSD_RESPONSE_MAX_BYTES');
+
+    // Another key finds none of it.
+    const other = new OpenAI({ apiKey: OTHER_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    await expect(other.conversations.retrieve(created.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(other.conversations.update(created.id, { metadata: {} })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(other.conversations.items.list(created.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(other.conversations.items.create(created.id, { items: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(other.conversations.delete(created.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(other.responses.create({ model, conversation: created.id, input: 'x', max_output_tokens: 2 })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+
+    expect(await client.conversations.delete(created.id)).toEqual({ id: created.id, object: 'conversation.deleted', deleted: true });
+    await expect(client.conversations.retrieve(created.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(client.conversations.delete(created.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it("answers a response with the conversation's items as its context, and appends its input and output to it", async () => {
+    const conversation = await client.conversations.create({ items: [{ role: 'system', content: 'A story.' }] });
+    const first = await client.responses.create({ model, conversation: conversation.id, input: PROMPT, max_output_tokens: 12, temperature: 0 });
+    expect(first.conversation).toEqual({ id: conversation.id });
+    // The context is the conversation's items then the input: as the chat completion of the same messages.
+    const chat = await client.chat.completions.create({
+      model,
+      messages: [
+        { role: 'system', content: 'A story.' },
+        { role: 'user', content: PROMPT },
+      ],
+      max_completion_tokens: 12,
+      temperature: 0,
+    });
+    expect(first.output_text).toBe(chat.choices[0].message.content);
+    expect(first.usage?.input_tokens).toBe(chat.usage?.prompt_tokens);
+    expect((await allItems(conversation.id)).map(said)).toEqual([
+      ['system', 'A story.'],
+      ['user', PROMPT],
+      ['assistant', first.output_text],
+    ]);
+
+    // The next turn reads the first's, named as {id} this time.
+    const second = await client.responses.create({ model, conversation: { id: conversation.id }, input: 'Max ran.', max_output_tokens: 8, temperature: 0 });
+    expect(second.usage!.input_tokens).toBeGreaterThan(first.usage!.input_tokens + first.usage!.output_tokens);
+    const items = await allItems(conversation.id);
+    expect(items.map(said).slice(3)).toEqual([
+      ['user', 'Max ran.'],
+      ['assistant', second.output_text],
+    ]);
+    // The output item keeps the response's id for it.
+    expect(items.at(-1)?.id).toBe(second.output[0].id);
+
+    // A chain beside it is OpenAI's 400; a conversation not there is a 404 naming it; neither appends anything.
+    expect((await badRequest(client.responses.create({ model, conversation: conversation.id, previous_response_id: first.id, input: 'x', max_output_tokens: 2 }))).param).toBe('conversation');
+    const missing = await client.responses.create({ model, conversation: 'conv_nowhere', input: 'x', max_output_tokens: 2 }).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((missing as InstanceType<typeof OpenAI.NotFoundError>).param).toBe('conversation');
+    expect(await allItems(conversation.id)).toHaveLength(5);
+  });
+
+  it('appends a streamed response once it completes, and a background one once its run ends', async () => {
+    const conversation = await client.conversations.create({ items: [{ role: 'user', content: PROMPT }] });
+    const stream = client.responses.stream({ model, conversation: conversation.id, input: 'Max ran.', max_output_tokens: 8, temperature: 0 });
+    const streamed = await stream.finalResponse();
+    expect(streamed.conversation).toEqual({ id: conversation.id });
+    // Appended before the stream's last event: the client reads it at once.
+    expect((await allItems(conversation.id)).map(said)).toEqual([
+      ['user', PROMPT],
+      ['user', 'Max ran.'],
+      ['assistant', streamed.output_text],
+    ]);
+
+    const queued = await client.responses.create({ model, conversation: conversation.id, input: 'The end.', max_output_tokens: 8, temperature: 0, background: true });
+    expect(queued).toMatchObject({ status: 'queued', conversation: { id: conversation.id } });
+    let done = queued;
+    for (const until = Date.now() + 30_000; (done.status === 'queued' || done.status === 'in_progress') && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 200));
+      done = await client.responses.retrieve(queued.id);
+    }
+    expect(['completed', 'incomplete']).toContain(done.status);
+    // Its end is stored, then its turn appended (KV's second after the record's last write): read until there.
+    let items = await allItems(conversation.id);
+    for (const until = Date.now() + 10_000; items.length < 5 && Date.now() < until; items = await allItems(conversation.id)) await new Promise((r) => setTimeout(r, 200));
+    expect(items.map(said).slice(3)).toEqual([
+      ['user', 'The end.'],
+      ['assistant', done.output_text],
+    ]);
+  });
+});
