@@ -4,8 +4,8 @@
  * them, instructions, sampling, text.format, a function tool forced, store,
  * stream), a quarter of them cut off by their client; some sent with
  * speculation off and auto at once; a stored one chained from (by its id,
- * or by item_references to its output) and read back, one not stored a 404; and broken bodies that must be a 400 naming
- * their field. What it checks: soak-responses-checks.ts.
+ * or by item_references to its output) and read back, one not stored a 404; a turn in a conversation, its items
+ * then the conversation's last; and broken bodies that must be a 400 naming their field. What it checks: soak-responses-checks.ts.
  */
 import type { SoakReply, SoakSendOptions } from './soak-request';
 import { cutReason } from './soak-request';
@@ -420,11 +420,67 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
     return { ...created.response, status: 'queued' };
   };
 
+  /** A conversation's item ids, oldest first; null (counted, or a violation) where they cannot be read. */
+  const conversationItems = async (id: string): Promise<string[] | null> => {
+    const listed = await ctx.get(`/v1/conversations/${id}/items?order=asc&limit=100`);
+    if (listed.status !== 200) {
+      ctx.checkStatus('responses conversation items', listed, id);
+      if (listed.status !== 429 && listed.status !== 503 && listed.status !== 0) tally.violate(`responses conversation: items of ${id} got ${listed.status}: ${listed.text.slice(0, 200)}`);
+      return null;
+    }
+    return (JSON.parse(listed.text) as { data: Array<{ id: string }> }).data.map((item) => item.id);
+  };
+
+  /** A turn in a conversation: once it ends (completed or incomplete), its input and then its output items are the conversation's last; deleted, the conversation is gone. */
+  const conversation = async (): Promise<void> => {
+    const opening = int(2) === 0 ? { items: [{ type: 'message', role: 'user', content: ctx.text() }] } : {};
+    const created = await ctx.post('/v1/conversations', JSON.stringify({ metadata: { soak: 'yes' }, ...opening }));
+    tally.count(`responses conversation created ${created.status}`);
+    if (created.status !== 200) {
+      ctx.checkStatus('responses conversation', created, 'create');
+      if (created.status !== 429 && created.status !== 503 && created.status !== 0) tally.violate(`responses conversation: create got ${created.status}: ${created.text.slice(0, 200)}`);
+      return;
+    }
+    const id = (JSON.parse(created.text) as { id: string }).id;
+    const before = await conversationItems(id);
+    if (before === null) return;
+    const body: Body = { ...validBody(), conversation: id };
+    const sent = JSON.stringify(body);
+    const reply = await ctx.post('/v1/responses', sent);
+    tally.count(`responses conversation turn ${reply.status}`);
+    if (reply.status !== 200) {
+      ctx.checkStatus('responses conversation turn', reply, sent);
+      if (reply.status >= 400 && reply.status < 500 && reply.status !== 429) tally.violate(`responses conversation: a valid turn got ${reply.status}: ${reply.text.slice(0, 300)} (sent ${sent.slice(0, 2000)})`);
+      return;
+    }
+    const response = finished('responses conversation turn', reply, body, sent);
+    if (!response) return;
+    const after = await conversationItems(id);
+    if (after === null) return;
+    const inputs = typeof body.input === 'string' ? 1 : (body.input as unknown[]).length;
+    const appended = response.status === 'completed' || response.status === 'incomplete' ? inputs + response.output.length : 0;
+    const outputs = response.output.map((item) => item.id);
+    const kept = after.length === before.length + appended && JSON.stringify(after.slice(0, before.length)) === JSON.stringify(before) && (appended === 0 || JSON.stringify(after.slice(after.length - outputs.length)) === JSON.stringify(outputs));
+    tally.count(kept ? 'responses conversation appended' : 'responses conversation not as appended');
+    if (!kept) tally.violate(`responses conversation: ${id} holds ${JSON.stringify(after).slice(0, 300)} after a ${response.status} turn, not its ${before.length} items then ${inputs} inputs and the outputs ${JSON.stringify(outputs).slice(0, 200)} (sent ${sent.slice(0, 2000)})`);
+    if (int(2) === 0) {
+      const removed = await ctx.remove(`/v1/conversations/${id}`);
+      if (removed.status !== 200) {
+        ctx.checkStatus('responses conversation delete', removed, id);
+        return;
+      }
+      const gone = await ctx.get(`/v1/conversations/${id}`);
+      tally.count(`responses conversation deleted ${gone.status}`);
+      if (gone.status !== 404) tally.violate(`responses conversation: ${id} deleted, then retrieved ${gone.status}`);
+    }
+  };
+
   return async () => {
-    const which = int(10);
+    const which = int(11);
     if (which === 0) await broken();
     else if (which <= 2) await pair();
     else if (which === 3) await background();
+    else if (which === 4) await conversation();
     else await single();
   };
 }
