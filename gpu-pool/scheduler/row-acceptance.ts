@@ -103,18 +103,9 @@ export class RowAcceptance<S extends RunnerSequence> {
       ? v.verifySampled(row, gen.rowLength, rootIndex, result, r, gen.request.sampling, null, gen.noise, gen.sequenceLength, gen.adjustments)
       : v.verifyGreedy(row, gen.rowLength, rootIndex, result, r, gen.adjustments);
 
-    // Usage and metrics.
     gen.steps++;
     if (gen.steps === 1) counts.promptTokens += gen.promptIds.length;
-    if (gen.treeUsed > 0) {
-      gen.drafts++;
-      gen.draftTokens += gen.treeUsed;
-      gen.acceptedTokens += accepted;
-      counts.drafts++;
-      counts.draftTokens += gen.treeUsed;
-      counts.accepted += accepted;
-      for (let k = 0; k < accepted; k++) metrics.recordAccepted(k);
-    }
+    // The drafts' calibration learns from what verification accepted, wherever the output is cut below.
     if (gen.treeUsed > 0 && gen.chainStep) {
       if (!gen.historyChainStep) gen.chainCalibration!.record(gen.tree!.probs, gen.treeUsed, accepted);
     } else if (gen.treeUsed > 0) {
@@ -161,10 +152,22 @@ export class RowAcceptance<S extends RunnerSequence> {
       else if (ids.length >= gen.request.maxTokens - gen.output.length) reason = 'length';
       else if (ids.length >= limit) reason = 'context_length';
     }
+    // Usage and metrics: accepted draft tokens are those the output keeps (a path cut at an end id, a stop string or
+    // the limit counts as accepted only up to the cut, so a request's accepted_tokens never passes its completion_tokens).
+    const kept = Math.min(accepted, ids.length);
+    if (gen.treeUsed > 0) {
+      gen.drafts++;
+      gen.draftTokens += gen.treeUsed;
+      gen.acceptedTokens += kept;
+      counts.drafts++;
+      counts.draftTokens += gen.treeUsed;
+      counts.accepted += kept;
+      for (let k = 0; k < kept; k++) metrics.recordAccepted(k);
+    }
     for (const id of ids) gen.output.push(id);
     if (gen.adjustments) for (const id of ids) gen.adjustments.observe(id);
     counts.generated += ids.length;
-    const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted };
+    const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted: kept };
     if (logprobs) tokensEvent.logprobs = logprobs;
     if (alternatives) tokensEvent.topLogprobs = alternatives;
     gen.sink.send(tokensEvent);

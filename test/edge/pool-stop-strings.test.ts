@@ -136,11 +136,12 @@ describe('stop strings at the pool', () => {
     const promptIds = model.tokenizer.encode('Once upon a time', { bos: true });
     const post = (body: Record<string, unknown>): Promise<Response> =>
       fetch(`${pool.url}/v1/generate`, { method: 'POST', headers: { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    const events = async (res: Response): Promise<Array<{ type: string; ids?: number[]; finishReason?: string }>> =>
+    type Event = { type: string; ids?: number[]; finishReason?: string; accepted?: number; usage?: { completionTokens: number; speculation: { acceptedTokens: number } } };
+    const events = async (res: Response): Promise<Event[]> =>
       (await res.text())
         .split('\n')
         .filter((line) => line !== '')
-        .map((line) => JSON.parse(line) as { type: string; ids?: number[]; finishReason?: string });
+        .map((line) => JSON.parse(line) as Event);
     for (const speculation of ['off', 'sssd']) {
       const free = await events(await post({ id: `free-${speculation}`, promptIds, maxTokens: 300, speculation, sampling: { temperature: 0, logitBias: { '1': -100, '2': -100 } } }));
       const freeIds = free.flatMap((e) => e.ids ?? []);
@@ -153,6 +154,16 @@ describe('stop strings at the pool', () => {
       const texts = ids.map((id) => decoder.push(id));
       expect(texts.join('')).toMatch(/girl$/);
       expect(texts.slice(0, -1).join('')).not.toContain('girl');
+      // Draft tokens accepted past the stop are not counted (review h130: accepted_tokens 16 against completion_tokens 2).
+      const done = stopped.at(-1)!;
+      expect(stopped.reduce((n, e) => n + (e.accepted ?? 0), 0)).toBe(done.usage!.speculation.acceptedTokens);
+      expect(done.usage!.speculation.acceptedTokens).toBeLessThanOrEqual(done.usage!.completionTokens);
+      // A stop a couple of tokens in, where the drafts (the prompt's own repeats) run on well past it.
+      const repeated = model.tokenizer.encode('Once upon a time there was a little girl named Lily. Once upon a time there was a little girl named Lily. Once upon a time', { bos: true });
+      const early = await events(await post({ id: `early-${speculation}`, promptIds: repeated, maxTokens: 64, speculation, sampling: { temperature: 0 }, stopStrings: [' was'], stopMatcher: STOP_MATCHER_VERSION }));
+      const earlyDone = early.at(-1)!;
+      expect(earlyDone).toMatchObject({ type: 'done', finishReason: 'stop' });
+      expect(earlyDone.usage!.speculation.acceptedTokens).toBeLessThanOrEqual(earlyDone.usage!.completionTokens);
     }
   }, 60_000);
 
