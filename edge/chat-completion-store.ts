@@ -117,6 +117,16 @@ function matches(record: StoredChatCompletion, query: ListQuery): boolean {
   return Object.entries(query.metadata).every(([key, value]) => Object.hasOwn(record.metadata, key) && record.metadata[key] === value);
 }
 
+/** A KV write, once more after KV's one-a-second per key where it is refused. */
+async function twice<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch {
+    await sleep(KEY_WRITE_INTERVAL_MS);
+    return write();
+  }
+}
+
 export class ChatCompletionStore {
   constructor(
     private readonly kv: KVNamespace,
@@ -240,25 +250,36 @@ export class ChatCompletionStore {
     }
   }
 
-  /** Deletes it, marked deleted first (see GONE_TTL_SECONDS); whether it was there. Throws a 503 where KV fails. */
+  /**
+   * Deletes it, marked deleted first (see GONE_TTL_SECONDS); whether it was there. Each write is tried once more
+   * after KV's second (the key written a moment ago: a create or an update); a 503 where the mark or the record's
+   * delete fails twice. Once the record is gone, the index entries' marks are the list's: a failure there is logged,
+   * not the delete's (review h130: a 503 for a delete that had worked, then the SDK's retry a 404).
+   */
   async delete(id: string): Promise<boolean> {
     const record = await this.get(id);
     if (record === null) return false;
     try {
-      await this.kv.put(await this.goneKey(id), '1', { expirationTtl: GONE_TTL_SECONDS });
-      await this.remove(record);
+      await twice(async () => this.kv.put(await this.goneKey(id), '1', { expirationTtl: GONE_TTL_SECONDS }));
+      await twice(async () => this.kv.delete(await this.recordKey(id)));
     } catch (err) {
       console.error('edge: stored chat completion delete failed', err);
       throw unavailable(' (the completion may not be deleted yet)');
     }
+    await this.markIndexGone(record).catch((err: unknown) => console.error(`edge: stored chat completion ${id} deleted, its index entries not marked (a list reads its record, and skips it)`, err));
     return true;
   }
 
-  /** The record deleted, its index entries left as places (`gone`) for GONE_TTL_SECONDS. */
+  /** The record deleted (an update's write taken back), its index entries marked gone. */
   private async remove(record: StoredChatCompletion): Promise<void> {
     await this.kv.delete(await this.recordKey(record.id));
+    await this.markIndexGone(record);
+  }
+
+  /** Its index entries left as places (`gone`) for GONE_TTL_SECONDS. */
+  private async markIndexGone(record: StoredChatCompletion): Promise<void> {
     const entry: IndexEntry = { id: record.id, m: '', h: [], gone: 1 };
-    await Promise.all((await this.indexNames(record)).map((name) => this.kv.put(name, '', { expirationTtl: GONE_TTL_SECONDS, metadata: entry })));
+    await Promise.all((await this.indexNames(record)).map((name) => twice(() => this.kv.put(name, '', { expirationTtl: GONE_TTL_SECONDS, metadata: entry }))));
   }
 
   /** One call of the index's list; a 503 where KV fails. */

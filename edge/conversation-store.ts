@@ -153,8 +153,7 @@ export class ConversationStore {
    */
   async change(id: string, edit: ConversationEdit, param: string): Promise<StoredConversation | null> {
     const key = await this.keyFor(id);
-    const before = inFlight.get(key) ?? Promise.resolve();
-    const run = before.catch(() => undefined).then(async () => {
+    return inTurn(key, async () => {
       const record = await this.read(key, id);
       if (record === null) return null;
       const changed = edit(record);
@@ -164,28 +163,45 @@ export class ConversationStore {
       await this.put(key, this.valueOf(written, param), ' (the conversation is not changed)');
       return written;
     });
-    inFlight.set(key, run);
-    try {
-      return await run;
-    } finally {
-      // The last change of the key clears its entry: the map holds only conversations being changed.
-      if (inFlight.get(key) === run) inFlight.delete(key);
-    }
   }
 
-  /** Deletes it; whether it was there. Throws a 503 where KV fails. */
+  /**
+   * Deletes it, in its turn after the changes before it from this isolate (one that read it before the delete
+   * cannot write it back after: review h130), once more after KV's second where KV refuses; whether it was there.
+   * Throws a 503 where KV fails twice.
+   */
   async delete(id: string): Promise<boolean> {
     const key = await this.keyFor(id);
-    try {
-      // Whether it is there, without parsing it.
-      const found = await this.kv.get(key, 'stream');
-      if (found === null) return false;
-      await found.cancel();
-      await this.kv.delete(key);
-      return true;
-    } catch (err) {
-      console.error('edge: conversation delete failed', err);
-      throw unavailable(' (the conversation may not be deleted yet)');
-    }
+    return inTurn(key, async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          // Whether it is there, without parsing it.
+          const found = await this.kv.get(key, 'stream');
+          if (found === null) return false;
+          await found.cancel();
+          await this.kv.delete(key);
+          return true;
+        } catch (err) {
+          if (attempt >= 2) {
+            console.error('edge: conversation delete failed', err);
+            throw unavailable(' (the conversation may not be deleted yet)');
+          }
+          await sleep(KEY_WRITE_INTERVAL_MS);
+        }
+      }
+    });
+  }
+}
+
+/** Runs `work` on a conversation's key after the work queued before it in this isolate (changes and deletes). */
+async function inTurn<T>(key: string, work: () => Promise<T>): Promise<T> {
+  const before = inFlight.get(key) ?? Promise.resolve();
+  const run = before.catch(() => undefined).then(work);
+  inFlight.set(key, run);
+  try {
+    return await run;
+  } finally {
+    // The last of the key clears its entry: the map holds only conversations being worked on.
+    if (inFlight.get(key) === run) inFlight.delete(key);
   }
 }

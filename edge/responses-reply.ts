@@ -165,7 +165,18 @@ async function appendTurn(conversation: NonNullable<ResponsesPlan['conversation'
   conversation.appended = true;
   const turn: StoredInputItem[] = [...input, ...response.output.map((item) => ({ ...asInputItem(item), id: item.id }))];
   try {
-    await conversation.store.change(conversation.id, (record) => ({ ...record, items: [...record.items, ...turn] }), 'conversation');
+    await conversation.store.change(
+      conversation.id,
+      (record) => {
+        // Ids stay unique: an item added meanwhile under an id this turn sends too (the items route, another turn) keeps
+        // its place, and the turn's copy is dropped (review h130: a page after a doubled id never ended).
+        const have = new Set(record.items.map((item) => item.id));
+        const fresh = turn.filter((item) => !have.has(item.id));
+        if (fresh.length < turn.length) console.warn(`edge: response ${response.id}'s turn had ${turn.length - fresh.length} item id(s) conversation ${conversation.id} got meanwhile; appended without them`);
+        return { ...record, items: [...record.items, ...fresh] };
+      },
+      'conversation',
+    );
   } catch (err) {
     console.error(`edge: response ${response.id}'s turn not appended to conversation ${conversation.id}`, err);
   }

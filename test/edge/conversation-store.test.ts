@@ -72,6 +72,17 @@ describe('ConversationStore', () => {
     expect(times[2] - times[1]).toBeGreaterThanOrEqual(KEY_WRITE_INTERVAL_MS);
   });
 
+  it('deletes a conversation in its turn: a change that read it before the delete does not write it back after (review h130)', async () => {
+    const store = new ConversationStore(kv, 'key-del', 0, 1 << 20);
+    const made = await store.create([user('msg_1', 'hello')], {});
+    // The change waits out KV's second after the create; the delete comes meanwhile.
+    const changing = store.change(made.id, (record) => ({ ...record, items: [...record.items, user('msg_2', 'again')] }), 'items');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await store.delete(made.id)).toBe(true);
+    expect(await changing).toMatchObject({ items: [{ id: 'msg_1' }, { id: 'msg_2' }] });
+    expect(await store.get(made.id)).toBeNull();
+  });
+
   it('refuses with a 400 naming the param a create or change that would pass SSSD_RESPONSE_MAX_BYTES, and leaves it as it was', async () => {
     const store = new ConversationStore(kv, 'key-cap', 0, 600);
     expect((await refusal(store.create([user('msg_big', 'x'.repeat(700))], {}))).toBody().error).toMatchObject({ param: 'items', message: expect.stringContaining('SSSD_RESPONSE_MAX_BYTES') });
