@@ -14,7 +14,7 @@ import { clipped, metadataSchema, parseBody } from './request-schema';
 import { listedItem, type ListedItem } from './responses-reply';
 import { inputItems, refuseDuplicates, resolved, type InputItem } from './responses-request';
 import type { ResponseStore, StoredInputItem } from './response-store';
-import type { StoredConversation } from './conversation-store';
+import { itemsAfterGone, type StoredConversation } from './conversation-store';
 
 /** OpenAI's most items a create (of a conversation, or of items in one) adds. */
 export const MAX_ITEMS_PER_CALL = 20;
@@ -102,7 +102,10 @@ export function itemList(items: readonly StoredInputItem[], hasMore = false): Li
 /** GET /v1/conversations/{id}/items's page: newest first by default (as OpenAI's), `limit` 1-100 (20), after the item `after`. */
 export function conversationItemsPage(record: StoredConversation, query: URLSearchParams): ListPage<ListedItem> {
   checkInclude(query);
-  const { page, hasMore } = pageOf(record.items, pageParams(query, 'desc'), (after) =>
+  const params = pageParams(query, 'desc');
+  // After an item deleted lately (the SDK's loop that deletes what it lists): the page goes on from its place.
+  const fromGone = params.after !== null && !record.items.some((item) => item.id === params.after) ? itemsAfterGone(record, params.after, params.order) : null;
+  const { page, hasMore } = pageOf(fromGone ?? record.items, fromGone ? { ...params, after: null } : params, (after) =>
     badRequest(`after: no item of this conversation has the id '${clipped(after, 100)}'`, 'after', 'invalid_value'),
   );
   return itemList(page, hasMore);

@@ -29,6 +29,43 @@ export interface StoredConversation {
   items: StoredInputItem[];
   /** When it was last written (ms since the epoch): the next write waits for KV's second after it. */
   writtenAt: number;
+  /** Items deleted in the last hour: where each was (the item before it), so a page `after` one goes on from there. */
+  gone?: GoneItem[];
+}
+
+/** A deleted item's place: the id of the item before it (oldest first) when it was deleted, null where it was first. */
+export interface GoneItem {
+  id: string;
+  before: string | null;
+  /** When it was deleted (ms since the epoch). */
+  at: number;
+}
+
+/** How long, and how many, deleted items' places are kept (the SDK's list-and-delete loop asks for the page after one it deleted). */
+const GONE_KEPT_MS = 3_600_000;
+const GONE_KEPT_MAX = 1_000;
+
+/** The conversation without item `itemId` (null where it has none), its place kept among the `gone`. */
+export function withoutItem(record: StoredConversation, itemId: string, now = Date.now()): StoredConversation | null {
+  const at = record.items.findIndex((item) => item.id === itemId);
+  if (at < 0) return null;
+  const gone = (record.gone ?? []).filter((g) => now - g.at < GONE_KEPT_MS).slice(-(GONE_KEPT_MAX - 1));
+  gone.push({ id: itemId, before: at > 0 ? record.items[at - 1].id : null, at: now });
+  return { ...record, items: record.items.filter((item) => item.id !== itemId), gone };
+}
+
+/**
+ * The items a page `after` an item deleted lately starts from, oldest first: for `asc`, those after its place; for
+ * `desc`, those up to it. Null where `after` is no item deleted lately either.
+ */
+export function itemsAfterGone(record: StoredConversation, after: string, order: 'asc' | 'desc'): StoredInputItem[] | null {
+  const gone = new Map((record.gone ?? []).map((g) => [g.id, g.before]));
+  if (!gone.has(after)) return null;
+  // Its place: the nearest item before it still there (those before it may have gone too).
+  let before = gone.get(after) ?? null;
+  for (let hops = 0; before !== null && gone.has(before) && hops <= gone.size; hops++) before = gone.get(before) ?? null;
+  const at = before === null ? -1 : record.items.findIndex((item) => item.id === before);
+  return order === 'asc' ? record.items.slice(at + 1) : record.items.slice(0, at + 1);
 }
 
 /** The conversation as retrieved, created and updated. */
@@ -92,6 +129,11 @@ export class ConversationStore {
     return scopedKey('conv', this.keyId, id);
   }
 
+  /** Its place in this isolate's queue of work on one conversation: named at once, so work runs in the order asked (the KV key's hash came back in any order). */
+  private turnOf(id: string): string {
+    return JSON.stringify([this.keyId, id]);
+  }
+
   /** The conversation, or null (not this key's, expired, deleted). Throws a 503 where KV fails. */
   async get(id: string): Promise<StoredConversation | null> {
     return this.read(await this.keyFor(id), id);
@@ -152,8 +194,8 @@ export class ConversationStore {
    * the change would pass the bound, a 503 where KV fails.
    */
   async change(id: string, edit: ConversationEdit, param: string): Promise<StoredConversation | null> {
-    const key = await this.keyFor(id);
-    return inTurn(key, async () => {
+    return inTurn(this.turnOf(id), async () => {
+      const key = await this.keyFor(id);
       const record = await this.read(key, id);
       if (record === null) return null;
       const changed = edit(record);
@@ -171,8 +213,8 @@ export class ConversationStore {
    * Throws a 503 where KV fails twice.
    */
   async delete(id: string): Promise<boolean> {
-    const key = await this.keyFor(id);
-    return inTurn(key, async () => {
+    return inTurn(this.turnOf(id), async () => {
+      const key = await this.keyFor(id);
       for (let attempt = 1; ; attempt++) {
         try {
           // Whether it is there, without parsing it.

@@ -26,7 +26,7 @@ import { loggedErrorCode, RequestLog } from './request-log';
 import { responseId } from './responses-format';
 import { BACKGROUND_STOP_POLL_MS, polledResponse } from './background-response';
 import { resumedEventStream, startingAfter } from './background-stream';
-import { conversationItemNotFound, conversationNotFound, conversationObject, ConversationStore } from './conversation-store';
+import { conversationItemNotFound, conversationNotFound, conversationObject, ConversationStore, withoutItem } from './conversation-store';
 import { conversationItems, conversationItemsPage, createBody, checkInclude, itemList, itemsBody, updateBody } from './conversation-routes';
 import { listedItem, inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
 import { inResponsesTerms } from './responses-request';
@@ -508,8 +508,9 @@ app.delete('/v1/conversations/:id/items/:item', rateLimitHeaders, (c) =>
     const updated = await store.change(
       id,
       (record) => {
-        if (!record.items.some((item) => item.id === itemId)) throw conversationItemNotFound(itemId);
-        return { ...record, items: record.items.filter((item) => item.id !== itemId) };
+        const without = withoutItem(record, itemId);
+        if (without === null) throw conversationItemNotFound(itemId);
+        return without;
       },
       'item_id',
     );

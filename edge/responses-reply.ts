@@ -256,7 +256,9 @@ export type ListedItem = (StoredInputItem & { status: 'completed' }) | { type: '
 
 export function listedItem(item: StoredInputItem): ListedItem {
   if (item.type === 'function_call' || item.type === 'function_call_output') return { ...item, status: 'completed' };
-  const content = typeof item.content === 'string' ? [{ type: item.role === 'assistant' ? 'output_text' : 'input_text', text: item.content }] : item.content;
+  const parts = typeof item.content === 'string' ? [{ type: item.role === 'assistant' ? 'output_text' : 'input_text', text: item.content }] : item.content;
+  // An assistant's text as OpenAI's ResponseOutputText has it, with its (here always empty) annotations (review h129).
+  const content = parts.map((part) => (part.type === 'output_text' && !('annotations' in part) ? { ...part, annotations: [] } : part));
   return { type: 'message', id: item.id, role: item.role, status: 'completed', content };
 }
 

@@ -3,7 +3,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ApiError } from '../../edge/api-error';
 import { conversationItemsPage, createBody } from '../../edge/conversation-routes';
-import { ConversationStore } from '../../edge/conversation-store';
+import { ConversationStore, withoutItem } from '../../edge/conversation-store';
 import { KEY_WRITE_INTERVAL_MS } from '../../edge/kv-record';
 import { responseId } from '../../edge/responses-format';
 import { planResponse } from '../../edge/responses-reply';
@@ -124,6 +124,27 @@ describe('conversation bodies and pages', () => {
     expect(await param({ metadata: { k: 'x'.repeat(513) } })).toBe('metadata.k');
     expect(await param({ title: 'x' })).toBe('title');
   });
+
+  it("lets the SDK's list-and-delete loop delete every item, in either order: a page after an item just deleted goes on from its place (review h129)", async () => {
+    for (const order of ['asc', 'desc'] as const) {
+      const store = new ConversationStore(kv, `key-loop-${order}`, 0, 1 << 20);
+      const made = await store.create(['a', 'b', 'c', 'd', 'e'].map((id) => user(`msg_${id}`, id)), {});
+      const deleted: string[] = [];
+      let after: string | null = null;
+      for (;;) {
+        const record = (await store.get(made.id))!;
+        const page = conversationItemsPage(record, new URLSearchParams({ order, limit: '2', ...(after ? { after } : {}) }));
+        for (const item of page.data) {
+          expect(await store.change(made.id, (r) => withoutItem(r, item.id)!, 'item_id')).not.toBeNull();
+          deleted.push(item.id);
+        }
+        if (!page.has_more) break;
+        after = page.last_id;
+      }
+      expect(deleted).toEqual(order === 'asc' ? ['msg_a', 'msg_b', 'msg_c', 'msg_d', 'msg_e'] : ['msg_e', 'msg_d', 'msg_c', 'msg_b', 'msg_a']);
+      expect((await store.get(made.id))!.items).toEqual([]);
+    }
+  }, 30_000);
 
   it('lists newest first by default, as OpenAI lists them, and pages by after', () => {
     const record = { id: 'conv_1', created_at: 0, metadata: {}, writtenAt: 0, items: [user('msg_1', 'a'), user('msg_2', 'b'), user('msg_3', 'c')] };

@@ -23,7 +23,7 @@ describe('input_items pages', () => {
   it('lists newest first by default, as OpenAI lists them, with text as parts', () => {
     const all = page('');
     expect(all.data.map((i) => i.id)).toEqual(['msg_2', 'fco_1', 'fc_1', 'msg_1']);
-    expect(all.data[0]).toEqual({ type: 'message', id: 'msg_2', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'b' }] });
+    expect(all.data[0]).toEqual({ type: 'message', id: 'msg_2', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'b', annotations: [] }] });
     expect(all.data[3]).toMatchObject({ content: [{ type: 'input_text', text: 'a' }] });
     expect(all).toMatchObject({ object: 'list', first_id: 'msg_2', last_id: 'msg_1', has_more: false });
   });
