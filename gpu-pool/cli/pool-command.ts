@@ -313,7 +313,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     flags.maxTotalTokens === undefined ? (maxActive + maxQueued) * (config.contextLength + 1) : positiveInt(flags.maxTotalTokens, '--max-total-tokens');
   // Legal, and a pool that refuses the longest requests the model takes (review h113: 10 refused every request): said.
   if (maxTotalTokens < config.contextLength + 1) {
-    logLine(`pool: --max-total-tokens ${maxTotalTokens} is under one whole-context request (${config.contextLength + 1} tokens): requests whose prompt and max tokens pass ${maxTotalTokens} are refused (400)`);
+    logLine(`pool: --max-total-tokens ${maxTotalTokens} is under one whole-context request (${config.contextLength + 1} tokens): requests whose prompt and max tokens pass ${maxTotalTokens} are refused here (413 too_large; an edge passes them to another pool, or answers 400 where none holds them)`);
   }
 
   let datastore: Datastore;
