@@ -44,6 +44,28 @@ const TOOLS = [
 /** The same tools as chat's, for toolCallsProblem. */
 const CHAT_TOOLS = TOOLS.map((t) => ({ function: { name: t.name, parameters: 'parameters' in t ? t.parameters : undefined } }));
 
+/** A JSON object's string field, or null (no JSON, no object, no such string). */
+function stringField(text: string, name: string): string | null {
+  try {
+    const value = (JSON.parse(text) as Record<string, unknown> | null)?.[name];
+    return typeof value === 'string' ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The ids of a list's `data`, or null where the text is no such list. */
+function idsOf(text: string): string[] | null {
+  try {
+    const data = (JSON.parse(text) as { data?: unknown } | null)?.data;
+    if (!Array.isArray(data)) return null;
+    const ids = data.map((item) => (item as { id?: unknown } | null)?.id);
+    return ids.every((id): id is string => typeof id === 'string') ? ids : null;
+  } catch {
+    return null;
+  }
+}
+
 export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> {
   const { int, pick, tally } = ctx;
 
@@ -428,7 +450,9 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
       if (listed.status !== 429 && listed.status !== 503 && listed.status !== 0) tally.violate(`responses conversation: items of ${id} got ${listed.status}: ${listed.text.slice(0, 200)}`);
       return null;
     }
-    return (JSON.parse(listed.text) as { data: Array<{ id: string }> }).data.map((item) => item.id);
+    const ids = idsOf(listed.text);
+    if (ids === null) tally.violate(`responses conversation: items of ${id} are no list of items: ${listed.text.slice(0, 200)}`);
+    return ids;
   };
 
   /** A turn in a conversation: once it ends (completed or incomplete), its input and then its output items are the conversation's last; deleted, the conversation is gone. */
@@ -441,7 +465,11 @@ export function responsesAction(ctx: ResponsesSoakContext): () => Promise<void> 
       if (created.status !== 429 && created.status !== 503 && created.status !== 0) tally.violate(`responses conversation: create got ${created.status}: ${created.text.slice(0, 200)}`);
       return;
     }
-    const id = (JSON.parse(created.text) as { id: string }).id;
+    const id = stringField(created.text, 'id');
+    if (id === null || !id.startsWith('conv_')) {
+      tally.violate(`responses conversation: create answered 200 without a conv_ id: ${created.text.slice(0, 200)}`);
+      return;
+    }
     const before = await conversationItems(id);
     if (before === null) return;
     const body: Body = { ...validBody(), conversation: id };

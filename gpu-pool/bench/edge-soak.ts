@@ -542,7 +542,12 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
       if (got !== kept) tally.violate(`stored chat: ${id} retrieved is not the reply its client got: got ${got.slice(0, 400)}, stored ${kept.slice(0, 400)} (sent ${sent.slice(0, 2000)})`);
       const messages = await get(`/v1/chat/completions/${id}/messages?limit=100`);
       if (messages.status === 200) {
-        const listed = (JSON.parse(messages.text) as { data?: unknown[] }).data?.length;
+        let listed: number | undefined;
+        try {
+          listed = (JSON.parse(messages.text) as { data?: unknown[] } | null)?.data?.length;
+        } catch {
+          listed = undefined;
+        }
         if (listed !== (body.messages as unknown[]).length) tally.violate(`stored chat: ${id}'s messages list ${String(listed)}, ${(body.messages as unknown[]).length} were sent`);
       } else checkStatus('stored chat messages', messages, id);
       if (int(2) === 0) {
