@@ -18,10 +18,9 @@
  */
 import { ApiError, badRequest } from './api-error';
 import { sha256Hex } from './api-keys';
-import { KEY_WRITE_INTERVAL_MS, MIN_KV_TTL_SECONDS, readKvText, scopedKey, storeUnavailable, withinBytes } from './kv-record';
+import { MIN_KV_TTL_SECONDS, onceMore, readKvText, scopedKey, storeUnavailable, withinBytes } from './kv-record';
 import type { ListPage, PageParams } from './page-params';
 import { clipped, type ChatMessage } from './request-schema';
-import { sleep } from './settled-within';
 
 /** A request message as stored and listed: with its id. */
 export type StoredChatMessage = ChatMessage & { id: string };
@@ -117,15 +116,8 @@ function matches(record: StoredChatCompletion, query: ListQuery): boolean {
   return Object.entries(query.metadata).every(([key, value]) => Object.hasOwn(record.metadata, key) && record.metadata[key] === value);
 }
 
-/** A KV write, once more after KV's one-a-second per key where it is refused. */
-async function twice<T>(write: () => Promise<T>): Promise<T> {
-  try {
-    return await write();
-  } catch {
-    await sleep(KEY_WRITE_INTERVAL_MS);
-    return write();
-  }
-}
+/** A failure passed on as it came (the caller says what it was). */
+const rethrown = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
 
 export class ChatCompletionStore {
   constructor(
@@ -230,8 +222,8 @@ export class ChatCompletionStore {
     const value = this.fitted(updated);
     if (value === null) throw badRequest(`metadata: the completion with it is over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES, ${this.maxBytes} bytes)`, 'metadata', 'invalid_value');
     // A pair gone: its hash leaves the index entries too, as they are written again whole.
-    for (let attempt = 1; ; attempt++) {
-      try {
+    return onceMore(
+      async () => {
         await this.writeAll(updated, value);
         // A delete that came between the read and the write marked it first: the write is taken back (review h126: the
         // completion came back after a 200 delete), and the update is a 404 as one after the delete.
@@ -240,14 +232,12 @@ export class ChatCompletionStore {
           return null;
         }
         return updated;
-      } catch (err) {
-        if (attempt >= 2) {
-          console.error('edge: stored chat completion update failed', err);
-          throw unavailable(' (the metadata may not be updated yet)');
-        }
-        await sleep(KEY_WRITE_INTERVAL_MS);
-      }
-    }
+      },
+      (err) => {
+        console.error('edge: stored chat completion update failed', err);
+        return unavailable(' (the metadata may not be updated yet)');
+      },
+    );
   }
 
   /**
@@ -260,8 +250,8 @@ export class ChatCompletionStore {
     const record = await this.get(id);
     if (record === null) return false;
     try {
-      await twice(async () => this.kv.put(await this.goneKey(id), '1', { expirationTtl: GONE_TTL_SECONDS }));
-      await twice(async () => this.kv.delete(await this.recordKey(id)));
+      await onceMore(async () => this.kv.put(await this.goneKey(id), '1', { expirationTtl: GONE_TTL_SECONDS }), rethrown);
+      await onceMore(async () => this.kv.delete(await this.recordKey(id)), rethrown);
     } catch (err) {
       console.error('edge: stored chat completion delete failed', err);
       throw unavailable(' (the completion may not be deleted yet)');
@@ -279,7 +269,7 @@ export class ChatCompletionStore {
   /** Its index entries left as places (`gone`) for GONE_TTL_SECONDS. */
   private async markIndexGone(record: StoredChatCompletion): Promise<void> {
     const entry: IndexEntry = { id: record.id, m: '', h: [], gone: 1 };
-    await Promise.all((await this.indexNames(record)).map((name) => twice(() => this.kv.put(name, '', { expirationTtl: GONE_TTL_SECONDS, metadata: entry }))));
+    await Promise.all((await this.indexNames(record)).map((name) => onceMore(() => this.kv.put(name, '', { expirationTtl: GONE_TTL_SECONDS, metadata: entry }), rethrown)));
   }
 
   /** One call of the index's list; a 503 where KV fails. */

@@ -15,7 +15,7 @@
  */
 import { ApiError, badRequest } from './api-error';
 import { bytesToHex } from './hex';
-import { KEY_WRITE_INTERVAL_MS, readKvText, scopedKey, storeUnavailable, ttlOptions, withinBytes } from './kv-record';
+import { KEY_WRITE_INTERVAL_MS, onceMore, readKvText, scopedKey, storeUnavailable, ttlOptions, withinBytes } from './kv-record';
 import { clipped } from './request-schema';
 import type { StoredInputItem } from './response-store';
 import { sleep } from './settled-within';
@@ -166,18 +166,13 @@ export class ConversationStore {
 
   /** Writes it, once more after KV's second where the first write is refused (a write of the key elsewhere); a 503 else. */
   private async put(key: string, value: string, what: string): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.kv.put(key, value, ttlOptions(this.ttlSeconds));
-        return;
-      } catch (err) {
-        if (attempt >= 2) {
-          console.error(`edge: conversation write failed`, err);
-          throw unavailable(what);
-        }
-        await sleep(KEY_WRITE_INTERVAL_MS);
-      }
-    }
+    await onceMore(
+      () => this.kv.put(key, value, ttlOptions(this.ttlSeconds)),
+      (err) => {
+        console.error(`edge: conversation write failed`, err);
+        return unavailable(what);
+      },
+    );
   }
 
   /** A new conversation of these items and metadata; a 400 naming `items` where it is over the bound, a 503 where KV fails. */
@@ -215,22 +210,20 @@ export class ConversationStore {
   async delete(id: string): Promise<boolean> {
     return inTurn(this.turnOf(id), async () => {
       const key = await this.keyFor(id);
-      for (let attempt = 1; ; attempt++) {
-        try {
+      return onceMore(
+        async () => {
           // Whether it is there, without parsing it.
           const found = await this.kv.get(key, 'stream');
           if (found === null) return false;
           await found.cancel();
           await this.kv.delete(key);
           return true;
-        } catch (err) {
-          if (attempt >= 2) {
-            console.error('edge: conversation delete failed', err);
-            throw unavailable(' (the conversation may not be deleted yet)');
-          }
-          await sleep(KEY_WRITE_INTERVAL_MS);
-        }
-      }
+        },
+        (err) => {
+          console.error('edge: conversation delete failed', err);
+          return unavailable(' (the conversation may not be deleted yet)');
+        },
+      );
     });
   }
 }

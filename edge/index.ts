@@ -323,14 +323,21 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
   }
 });
 
-/** A stored response's route: counted as a request of the key (each is a KV read), taking no slot. */
-async function storedResponseRoute(c: Context<AppEnv>, answer: (store: ResponseStore, id: string) => Promise<object>): Promise<Response> {
+/**
+ * A route of one of the key's stores (responses, chat completions, conversations), answered as JSON: counted as a
+ * request of the key (each is KV work), taking no slot. `id`: the route's `:id`.
+ */
+async function keyStoreRoute<S>(c: Context<AppEnv>, store: (c: Context<AppEnv>) => S, answer: (store: S, id: string) => Promise<object>): Promise<Response> {
   const admission = admit(c, false);
   try {
-    return c.json(await answer(responseStore(c), c.req.param('id') ?? ''));
+    return c.json(await answer(store(c), c.req.param('id') ?? ''));
   } finally {
     admission.release();
   }
+}
+
+function storedResponseRoute(c: Context<AppEnv>, answer: (store: ResponseStore, id: string) => Promise<object>): Promise<Response> {
+  return keyStoreRoute(c, responseStore, answer);
 }
 
 app.get('/v1/responses/:id', rateLimitHeaders, async (c) => {
@@ -380,14 +387,8 @@ function chatCompletionStore(c: Context<AppEnv>): ChatCompletionStore {
   return new ChatCompletionStore(c.env.SSSD_KV, c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
 }
 
-/** A stored chat completion's route: counted as a request of the key (each is KV work), taking no slot. */
-async function storedChatRoute(c: Context<AppEnv>, answer: (store: ChatCompletionStore, id: string) => Promise<object>): Promise<Response> {
-  const admission = admit(c, false);
-  try {
-    return c.json(await answer(chatCompletionStore(c), c.req.param('id') ?? ''));
-  } finally {
-    admission.release();
-  }
+function storedChatRoute(c: Context<AppEnv>, answer: (store: ChatCompletionStore, id: string) => Promise<object>): Promise<Response> {
+  return keyStoreRoute(c, chatCompletionStore, answer);
 }
 
 // OpenAI's stored chat completions: list (GET /v1/chat/completions), retrieve, update its metadata, delete, its messages.
@@ -414,14 +415,8 @@ function conversationStore(c: Context<AppEnv>): ConversationStore {
   return new ConversationStore(c.env.SSSD_KV, c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
 }
 
-/** A conversation route: counted as a request of the key (each is KV work), taking no slot. */
-async function conversationRoute(c: Context<AppEnv>, answer: (store: ConversationStore, id: string) => Promise<object>): Promise<Response> {
-  const admission = admit(c, false);
-  try {
-    return c.json(await answer(conversationStore(c), c.req.param('id') ?? ''));
-  } finally {
-    admission.release();
-  }
+function conversationRoute(c: Context<AppEnv>, answer: (store: ConversationStore, id: string) => Promise<object>): Promise<Response> {
+  return keyStoreRoute(c, conversationStore, answer);
 }
 
 // OpenAI's Conversations API: a conversation's items are the context of a response naming it, which appends its turn.

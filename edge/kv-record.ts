@@ -8,9 +8,28 @@
  */
 import { ApiError } from './api-error';
 import { sha256Hex } from './api-keys';
+import { sleep } from './settled-within';
 
 /** KV takes one write a second per key. */
 export const KEY_WRITE_INTERVAL_MS = 1_100;
+
+/**
+ * KV work tried once more after KV's second where it throws (most often a
+ * write refused: the key was written a moment ago); where it throws again,
+ * `failure`'s error for it.
+ */
+export async function onceMore<T>(work: () => Promise<T>, failure: (err: unknown) => Error): Promise<T> {
+  try {
+    return await work();
+  } catch {
+    await sleep(KEY_WRITE_INTERVAL_MS);
+  }
+  try {
+    return await work();
+  } catch (err) {
+    throw failure(err);
+  }
+}
 
 /** KV's smallest expiration. */
 export const MIN_KV_TTL_SECONDS = 60;
