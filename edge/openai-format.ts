@@ -358,7 +358,8 @@ export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[
 }
 
 /** A whole chat reply's message: its text, or, where it was made tool calls, the calls (content null, as OpenAI's). */
-function assistantMessage(text: string, calls: readonly ToolCall[] | null): object {
+/** A whole reply's assistant message: its text, or (content null) its calls. */
+export function assistantMessage(text: string, calls: readonly ToolCall[] | null): object {
   if (calls === null) return { role: 'assistant', content: text, refusal: null };
   return { role: 'assistant', content: null, refusal: null, tool_calls: calls };
 }

@@ -6,12 +6,13 @@
  * its client was sent (its tool calls' ids included), as OpenAI's does.
  */
 import type { CompletionUsage } from './completion-run';
+import { assistantMessage } from './openai-format';
+import type { ToolCall } from './tool-calls';
 
-/** A streamed call's delta: its id, type and name in its first. */
+/** A streamed call's delta: its id and name in its first (its type is always function). */
 interface CallDelta {
   index: number;
   id?: string;
-  type?: string;
   function?: { name?: string; arguments?: string };
 }
 
@@ -31,15 +32,9 @@ interface ChatChunk {
   prompt_token_ids?: readonly number[];
 }
 
-interface CallSoFar {
-  id: string;
-  type: string;
-  function: { name: string; arguments: string };
-}
-
 interface ChoiceSoFar {
   content: string | null;
-  calls: CallSoFar[];
+  calls: ToolCall[];
   logprobs: unknown[] | null;
   finishReason: string | null;
   stopReason: string | number | null;
@@ -62,7 +57,6 @@ export class StreamedCompletion {
       for (const call of part.delta.tool_calls ?? []) {
         const whole = (choice.calls[call.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
         if (call.id !== undefined) whole.id = call.id;
-        if (call.type !== undefined) whole.type = call.type;
         if (call.function?.name !== undefined) whole.function.name = call.function.name;
         whole.function.arguments += call.function?.arguments ?? '';
       }
@@ -87,7 +81,7 @@ export class StreamedCompletion {
       choices: this.choices.map((choice, index) => ({
         index,
         // As a whole reply's: content null where the reply was calls.
-        message: { role: 'assistant', content: choice.calls.length > 0 ? null : (choice.content ?? ''), refusal: null, ...(choice.calls.length > 0 ? { tool_calls: choice.calls } : {}) },
+        message: assistantMessage(choice.content ?? '', choice.calls.length > 0 ? choice.calls : null),
         logprobs: choice.logprobs ? { content: choice.logprobs, refusal: null } : null,
         finish_reason: choice.finishReason,
         stop_reason: choice.stopReason,
