@@ -220,6 +220,8 @@ function promptProblem(v: unknown): string | null {
     const bad = ids.findIndex((x) => !isNonNegativeInteger(x));
     return bad < 0 ? null : `prompt[0][${bad}] is ${describeValue(ids[bad])}: token ids are non-negative integers`;
   }
+  // A list that mixes text with ids (review h131: the message named the text as a bad id).
+  if (v.some((x) => typeof x === 'string')) return 'prompt mixes text and token ids: send a string, a list of one string, or token ids';
   const bad = v.findIndex((x) => !isNonNegativeInteger(x));
   return bad < 0 ? null : `prompt[${bad}] is ${describeValue(v[bad])}: token ids are non-negative integers (or the prompt is a string)`;
 }
@@ -323,6 +325,12 @@ function isTokenIdPrompt(prompt: unknown): boolean {
   return ids(prompt) || (Array.isArray(prompt) && prompt.length === 1 && ids(prompt[0]));
 }
 
+/** Whether the request asks for a penalty on repeats (under any server's name), where how far back it looks matters. */
+function penaltyAsked(body: Readonly<Record<string, unknown>>): boolean {
+  const set = (name: string, neutral: number): boolean => typeof body[name] === 'number' && body[name] !== neutral;
+  return set('presence_penalty', 0) || set('frequency_penalty', 0) || set('repetition_penalty', 1) || set('repeat_penalty', 1);
+}
+
 const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   best_of: { neutral: (v) => v === 1, hint: '1' },
   suffix: { neutral: (v) => v === '', hint: 'empty' },
@@ -354,6 +362,25 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   stop_regex: { neutral: () => false, hint: 'null' },
   min_new_tokens: { neutral: (v) => v === 0, hint: '0; min_tokens is that control here' },
   no_stop_trim: { neutral: (v) => v === false, hint: 'false; include_stop_str_in_output keeps the stop string here' },
+  // llama.cpp server's names (tools/server/README.md, /completion and its OpenAI routes), at their neutral values
+  // there; taken and ignored, a client moving from llama-server got other text than asked with nothing to say so
+  // (review h131). Its fields that leave the answer as it is (cache_prompt, id_slot, n_keep: a prompt past the
+  // context is a 400 here anyway) are left to be ignored.
+  grammar: { neutral: (v) => v === '', hint: 'null; guided_grammar (or structured_outputs.grammar) takes a grammar here' },
+  n_predict: { neutral: (v) => v === -1, hint: '-1; max_tokens is that control here' },
+  repeat_penalty: { neutral: (v) => v === 1, hint: '1; repetition_penalty is that control here' },
+  // How far back penalties look: here they read the whole output, llama.cpp's -1; with no penalty it changes nothing.
+  repeat_last_n: { neutral: (v, body) => v === -1 || !penaltyAsked(body), hint: '-1: penalties read the whole output here' },
+  penalty_last_n: { neutral: (v, body) => v === -1 || !penaltyAsked(body), hint: '-1: penalties read the whole output here' },
+  n_probs: { neutral: (v) => v === 0, hint: '0; logprobs (on chat, top_logprobs) give the alternatives here' },
+  mirostat: { neutral: (v) => v === 0, hint: '0' },
+  typical_p: { neutral: (v) => v === 1, hint: '1' },
+  tfs_z: { neutral: (v) => v === 1, hint: '1' },
+  top_n_sigma: { neutral: (v) => typeof v === 'number' && v <= 0, hint: '-1' },
+  min_keep: { neutral: (v) => v === 0 || v === 1, hint: '0' },
+  dry_multiplier: { neutral: (v) => v === 0, hint: '0' },
+  xtc_probability: { neutral: (v) => v === 0, hint: '0' },
+  dynatemp_range: { neutral: (v) => v === 0, hint: '0' },
   // vLLM takes an empty list as none (validate_prompt_and_prompt_embeds).
   prompt_embeds: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'null' },
   // This server prints no special token's text (BOS and the end tokens print nothing), as vLLM's default true.

@@ -179,6 +179,41 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(refusal({ skip_special_tokens: 'no' })!.toBody().error).toMatchObject({ param: 'skip_special_tokens', code: 'invalid_value' });
   });
 
+  it("refuses llama.cpp server's sampling and length fields unless neutral, naming what serves them here (review h131: taken and ignored)", () => {
+    const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
+    const refused: Array<[string, unknown]> = [
+      ['grammar', 'root ::= "yes"'],
+      ['n_predict', 3],
+      ['repeat_penalty', 1.3],
+      ['n_probs', 3],
+      ['mirostat', 2],
+      ['typical_p', 0.5],
+      ['tfs_z', 0.9],
+      ['top_n_sigma', 1.5],
+      ['min_keep', 5],
+      ['dry_multiplier', 0.8],
+      ['xtc_probability', 0.5],
+      ['dynatemp_range', 0.3],
+    ];
+    for (const [name, value] of refused) {
+      for (const run of [() => parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', [name]: value }), () => parseOpenAiBody(chatRequestSchema, { ...chat, [name]: value }, 'chat')]) {
+        expect(run, `${name} ${JSON.stringify(value)}`).toThrow(expect.objectContaining({ status: 400, param: name, code: 'unsupported_parameter' }));
+      }
+    }
+    expect(refusal({ n_predict: 3 })!.message).toMatch(/max_tokens is that control here/);
+    expect(refusal({ grammar: 'root ::= "a"' })!.message).toMatch(/guided_grammar/);
+    expect(refusal({ repeat_penalty: 1.1 })!.message).toMatch(/repetition_penalty is that control here/);
+    // How far back a penalty looks matters only where one is asked; -1 (the whole output) is what is served.
+    expect(refusal({ repeat_last_n: 64 })).toBeNull();
+    expect(refusal({ repeat_last_n: 64, frequency_penalty: 0.5 })).toMatchObject({ param: 'repeat_last_n', code: 'unsupported_parameter' });
+    expect(refusal({ penalty_last_n: 64, repetition_penalty: 1.2 })).toMatchObject({ param: 'penalty_last_n' });
+    expect(refusal({ penalty_last_n: -1, presence_penalty: 0.5 })).toBeNull();
+    // llama-server's defaults, as some clients send them all: taken; and its fields that leave the answer as it is.
+    const neutral = { grammar: '', n_predict: -1, repeat_penalty: 1, n_probs: 0, mirostat: 0, typical_p: 1, tfs_z: 1, top_n_sigma: -1, min_keep: 0, dry_multiplier: 0, xtc_probability: 0, dynatemp_range: 0, cache_prompt: true, n_keep: 0, id_slot: -1 };
+    expect(refusal(neutral)).toBeNull();
+    expect(parseOpenAiBody(chatRequestSchema, { ...chat, ...neutral }, 'chat').messages).toHaveLength(1);
+  });
+
   it("takes vLLM's logprob_token_ids with logprobs, checked as vLLM checks them (a list of 1 to 128 ids; logprobs set, chat's true), each refusal naming the field", () => {
     const chat = { model: 'm', messages: [{ role: 'user', content: 'hi' }] };
     const completion = { model: 'm', prompt: 'hi' };
@@ -282,11 +317,18 @@ describe('logit_bias', () => {
 
 describe('prompt', () => {
   it('names a bad token id briefly, however big it is (a 900 KB string came back whole in the error)', () => {
-    const err = refusal({ prompt: [1, 'x'.repeat(900_000)] });
-    expect(err!.toBody().error.message).toBe(`prompt: prompt[1] is "${'x'.repeat(40)}": token ids are non-negative integers (or the prompt is a string)`);
+    const err = refusal({ prompt: [[1, 'x'.repeat(900_000)]] });
+    expect(err!.toBody().error.message).toBe(`prompt: prompt[0][1] is "${'x'.repeat(40)}": token ids are non-negative integers`);
+    expect(refusal({ prompt: [1, true] })!.toBody().error.message).toBe('prompt: prompt[1] is true: token ids are non-negative integers (or the prompt is a string)');
     let deep: unknown = [1];
     for (let i = 0; i < 100_000; i++) deep = [deep];
     expect(refusal({ prompt: [[1, deep]] })!.toBody().error.message).toBe("prompt: prompt[0][1] is an array: token ids are non-negative integers");
+  });
+
+  it('says a list that mixes text and token ids is that, not a bad id (review h131)', () => {
+    for (const prompt of [['a', 1], [1, 'x'.repeat(900_000)]]) {
+      expect(refusal({ prompt })!.toBody().error).toMatchObject({ param: 'prompt', message: 'prompt: prompt mixes text and token ids: send a string, a list of one string, or token ids' });
+    }
   });
 
   it('bounds what an error quotes of the client: a 1 MB logit_bias key is not sent back twice', () => {
