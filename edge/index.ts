@@ -13,7 +13,7 @@ import { benchEdgeCpu } from './bench-route';
 import { limitRequestBody, readBy } from './body-limit';
 import { answerOpenAi, handleCompletion, poolTenant, type Answerer, type ParsedRequest } from './completion-handler';
 import { ChatCompletionStore, chatCompletionNotFound, completionObject } from './chat-completion-store';
-import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, storedChatCompletion } from './stored-chat-routes';
+import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, storedChatCompletion, withServedModel } from './stored-chat-routes';
 import { demoPageHeaders, demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
@@ -392,7 +392,12 @@ function storedChatRoute(c: Context<AppEnv>, answer: (store: ChatCompletionStore
 }
 
 // OpenAI's stored chat completions: list (GET /v1/chat/completions), retrieve, update its metadata, delete, its messages.
-app.get('/v1/chat/completions', rateLimitHeaders, (c) => storedChatRoute(c, (store) => store.list(listQuery(new URL(c.req.url).searchParams))));
+app.get('/v1/chat/completions', rateLimitHeaders, (c) =>
+  storedChatRoute(c, async (store) => {
+    const query = listQuery(new URL(c.req.url).searchParams);
+    return store.list(await withServedModel(query, async () => (await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise))).info.model.name));
+  }),
+);
 app.get('/v1/chat/completions/:id', rateLimitHeaders, (c) => storedChatRoute(c, async (store, id) => completionObject(await storedChatCompletion(store, id))));
 app.post('/v1/chat/completions/:id', rateLimitHeaders, limitBody, (c) =>
   storedChatRoute(c, async (store, id) => {

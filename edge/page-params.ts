@@ -35,7 +35,10 @@ export function pageParams(query: URLSearchParams, defaultOrder: 'asc' | 'desc')
   // Digits only: Number() took "1e1" and " 1".
   const limit = limitText === null ? 20 : /^[0-9]{1,3}$/.test(limitText) ? Number(limitText) : NaN;
   if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw badRequest('limit must be an integer from 1 to 100', 'limit', 'invalid_value');
-  return { order, limit, after: query.get('after') };
+  const after = query.get('after');
+  // No item has an empty id: said as such at once, not after reading a whole index for it (the stored chat completions').
+  if (after === '') throw badRequest('after must be the id of the last item of the page before (or be left out), not be empty', 'after', 'invalid_value');
+  return { order, limit, after };
 }
 
 /** The page of `items` (in their stored order, reversed for `desc`) after `after`; `notFound` where no item has that id. */

@@ -30,6 +30,8 @@ export function listQuery(query: URLSearchParams): ListQuery {
   const page = pageParams(query, 'asc');
   const models = query.getAll('model');
   if (models.length > 1) throw badRequest(`model is given ${models.length} times; give it once`, 'model', 'invalid_value');
+  // No model has an empty name: `model=` filtered everything out, an empty 200 that hid the client's mistake.
+  if (models[0] === '') throw badRequest('model must name a model (or be left out), not be empty', 'model', 'invalid_value');
   const metadata: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [name, value] of query) {
     if (name === 'metadata') throw badRequest('metadata filters are given as metadata[key]=value', 'metadata', 'invalid_value');
@@ -41,10 +43,19 @@ export function listQuery(query: URLSearchParams): ListQuery {
     if (!metadataSchema.safeParse({ [key]: value }).success) {
       throw badRequest(`${param}: a metadata key holds at most 64 characters, a value at most 512`, param, 'invalid_value');
     }
+    // An empty value is kept as a filter: OpenAI's metadata values may be empty, and a completion stored with one is found so.
     metadata[key] = value;
   }
   if (Object.keys(metadata).length > MAX_METADATA_KEYS) throw badRequest(`metadata holds at most ${MAX_METADATA_KEYS} keys`, 'metadata', 'invalid_value');
   return { ...page, model: models[0] ?? null, metadata };
+}
+
+/**
+ * The list's query with its `model` read as a request's `model` is: `default` names the served model, under whose
+ * name its completions are stored (`servedName` is asked only then: it may load the model from a pool).
+ */
+export async function withServedModel(query: ListQuery, servedName: () => Promise<string>): Promise<ListQuery> {
+  return query.model === 'default' ? { ...query, model: await servedName() } : query;
 }
 
 const updateSchema = z.object({ metadata: metadataSchema.nullable() });

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ChatCompletionStore, type StoredChatCompletion } from '../../edge/chat-completion-store';
 import type { ChatRequest } from '../../edge/request-schema';
 import { finishChunk, roleChunk, textChunk, toolCallChunk, usageChunk, wholeResponse, type ResponseMeta } from '../../edge/openai-format';
-import { keepChatCompletion, listQuery, messagesPage, metadataUpdate } from '../../edge/stored-chat-routes';
+import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, withServedModel } from '../../edge/stored-chat-routes';
 import { StreamedCompletion } from '../../edge/streamed-completion';
 import { offUsage } from '../support/completion-usage';
 import { workerdKv } from '../support/workerd-kv';
@@ -39,6 +39,8 @@ describe('listQuery', () => {
     expect(refused(`metadata[k]=${'v'.repeat(513)}`)).toMatchObject({ status: 400, param: 'metadata[k]' });
     expect(refused('metadata[k]=1&metadata[k]=2')).toMatchObject({ status: 400, param: 'metadata[k]' });
     expect(refused('metadata=x')).toMatchObject({ status: 400, param: 'metadata' });
+    // Empty values are mistakes, said so (`model=` was an empty 200; `after=` a 400 only once the whole index was read).
+    for (const name of ['model', 'after', 'order', 'limit']) expect(refused(`${name}=`), name).toMatchObject({ status: 400, param: name, code: 'invalid_value' });
     const seventeen = Array.from({ length: 17 }, (_, i) => `metadata[k${i}]=v`).join('&');
     expect(refused(seventeen)).toMatchObject({ status: 400, param: 'metadata' });
     expect(listQuery(new URLSearchParams(seventeen.split('&').slice(1).join('&'))).metadata).toHaveProperty('k16', 'v');
@@ -49,6 +51,44 @@ describe('listQuery', () => {
     expect(metadataUpdate({ metadata: { emo: value } })).toEqual({ emo: value });
     expect(listQuery(new URLSearchParams({ 'metadata[emo]': value })).metadata).toEqual({ emo: value });
     expect(refusal(() => listQuery(new URLSearchParams({ 'metadata[emo]': '😀'.repeat(513) })))).toMatchObject({ status: 400, param: 'metadata[emo]' });
+  });
+});
+
+describe('the list of stored completions', () => {
+  const stored = (id: string, metadata: Record<string, string>): StoredChatCompletion => ({
+    id,
+    created: 1_000,
+    model: 'stories260K',
+    completion: { id, object: 'chat.completion', model: 'stories260K' },
+    metadata,
+    messages: [],
+    expiresAt: null,
+  });
+  const ids = (page: { data: object[] }) => page.data.map((c) => (c as { id: string }).id);
+
+  it("filters by the model names a request's model takes: the alias default and the served name, each finding what was stored under the served name", async () => {
+    const store = new ChatCompletionStore(workerd(), 'key-models', 0, 1 << 20);
+    await store.put(stored('chatcmpl-1', {}));
+    let asked = 0;
+    const servedName = () => {
+      asked++;
+      return Promise.resolve('stories260K');
+    };
+    const listed = async (text: string) => ids(await store.list(await withServedModel(listQuery(new URLSearchParams(text)), servedName)));
+    expect(await listed('model=default')).toEqual(['chatcmpl-1']);
+    expect(asked).toBe(1);
+    expect(await listed('model=stories260K')).toEqual(['chatcmpl-1']);
+    expect(await listed('')).toEqual(['chatcmpl-1']);
+    expect(await listed('model=another')).toEqual([]);
+    // The served model is looked up (a pool's /v1/info, where not loaded yet) for the alias alone.
+    expect(asked).toBe(1);
+  });
+
+  it('keeps an empty metadata value as a filter: OpenAI takes one as a value, and a completion stored with it is found by it', async () => {
+    const store = new ChatCompletionStore(workerd(), 'key-empty', 0, 1 << 20);
+    await store.put(stored('chatcmpl-empty', { tag: '' }));
+    await store.put(stored('chatcmpl-full', { tag: 'x' }));
+    expect(ids(await store.list(listQuery(new URLSearchParams('metadata[tag]='))))).toEqual(['chatcmpl-empty']);
   });
 });
 
