@@ -12,7 +12,7 @@ import { referencedItems } from './item-references';
 import { pageOf, pageParams, type ListPage } from './page-params';
 import { clipped, metadataSchema, parseBody } from './request-schema';
 import { listedItem, type ListedItem } from './responses-reply';
-import { inputItems, refuseDuplicates, resolved, type InputItem } from './responses-request';
+import { callsAnswered, inputItems, refuseDuplicates, resolved, type InputItem } from './responses-request';
 import type { ResponseStore, StoredInputItem } from './response-store';
 import { itemsAfterGone, type StoredConversation } from './conversation-store';
 
@@ -44,9 +44,10 @@ function newItemId(item: InputItem): string {
  * `items` of a body as the conversation keeps them: each checked as an input
  * item, a reference resolved in this key's stored responses, each with its
  * id (the given one, else a new one); an id twice, or one the conversation
- * has already (`existing`), is a 400.
+ * has already (`existing`), is a 400, as is an output of no call made in the
+ * conversation or earlier in the call (as /v1/responses refuses it in `input`).
  */
-export async function conversationItems(raw: unknown, required: boolean, responses: ResponseStore, existing: ReadonlySet<string> = new Set()): Promise<StoredInputItem[]> {
+export async function conversationItems(raw: unknown, required: boolean, responses: ResponseStore, existing: readonly StoredInputItem[] = []): Promise<StoredInputItem[]> {
   if (raw === undefined || raw === null) {
     if (required) throw badRequest('items is required: an array of 1 to 20 input items', 'items', 'invalid_value');
     return [];
@@ -57,7 +58,8 @@ export async function conversationItems(raw: unknown, required: boolean, respons
   const sent = inputItems(raw, 'items');
   const referenced = sent.some((item) => item.type === 'item_reference') ? (await referencedItems(sent, responses)).found : new Map<string, InputItem>();
   const items = sent.map((item, i) => (item.type === 'item_reference' ? resolved(item, i, referenced, 'items') : item));
-  refuseDuplicates(items, existing, 'items');
+  refuseDuplicates(items, new Set(existing.map((item) => item.id)), 'items');
+  callsAnswered(items, sent, existing.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : [])), 'items');
   return items.map((item) => ({ ...item, id: item.id || newItemId(item) }));
 }
 

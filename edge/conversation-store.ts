@@ -150,18 +150,30 @@ export class ConversationStore {
     }
   }
 
+  /** The 400 (naming `param`) for a change that would take the conversation past the bound. */
+  private overBound(param: string): ApiError {
+    return badRequest(`The conversation would be over this server's bound on one (SSSD_RESPONSE_MAX_BYTES, ${this.maxBytes} bytes); delete items from it, or start a new one.`, param, 'invalid_value');
+  }
+
   /** The JSON of a conversation to write, or the 400 (naming `param`) where it is over the bound. */
   private valueOf(record: object, param: string): string {
     const value = JSON.stringify(record);
-    if (!withinBytes(value, this.maxBytes)) {
-      throw badRequest(`The conversation would be over this server's bound on one (SSSD_RESPONSE_MAX_BYTES, ${this.maxBytes} bytes); delete items from it, or start a new one.`, param, 'invalid_value');
-    }
+    if (!withinBytes(value, this.maxBytes)) throw this.overBound(param);
     return value;
   }
 
-  /** The 400 (naming `param`) where the conversation with `more` after its items would be over the bound. */
-  refuseOver(record: StoredConversation, more: readonly object[], param: string): void {
-    this.valueOf({ ...record, items: [...record.items, ...more] }, param);
+  /**
+   * The 400 where a response's `input` would take the conversation past the bound, before it runs: naming `input`
+   * where the input is over it alone (in a conversation of nothing else), so no conversation could take it; naming
+   * `conversation` only where its items make the difference (it blamed the conversation for an input too large).
+   */
+  refuseTurnOver(record: StoredConversation, input: readonly object[]): void {
+    if (withinBytes(JSON.stringify({ ...record, items: [...record.items, ...input] }), this.maxBytes)) return;
+    const alone: StoredConversation = { id: record.id, created_at: record.created_at, metadata: {}, items: [], writtenAt: record.writtenAt };
+    if (!withinBytes(JSON.stringify({ ...alone, items: input }), this.maxBytes)) {
+      throw badRequest(`input is too large for a conversation: its items alone are over this server's bound on one (SSSD_RESPONSE_MAX_BYTES, ${this.maxBytes} bytes); send less input.`, 'input', 'invalid_value');
+    }
+    throw this.overBound('conversation');
   }
 
   /** Writes it, once more after KV's second where the first write is refused (a write of the key elsewhere); a 503 else. */

@@ -468,8 +468,9 @@ app.post('/v1/conversations/:id/items', rateLimitHeaders, limitBody, (c) =>
     const raw = itemsBody(await readJson(c));
     const current = await store.get(id);
     if (current === null) throw conversationNotFound(id);
-    // Checked against the conversation as read here, and again as changed (an item added meanwhile is a duplicate too).
-    const items = await conversationItems(raw, true, responseStore(c), new Set(current.items.map((item) => item.id)));
+    // Checked against the conversation as read here (ids, and the calls an output answers), and its ids again as
+    // changed (an item added meanwhile is a duplicate too).
+    const items = await conversationItems(raw, true, responseStore(c), current.items);
     const updated = await store.change(
       id,
       (record) => {

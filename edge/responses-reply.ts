@@ -83,6 +83,7 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
     awaitedCalls = stored.response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
   }
   let conversation: ResponsesPlan['conversation'] = null;
+  let conversationItems: ReadonlyMap<string, InputItem> = new Map();
   if (sentConversation != null) {
     // parseResponsesBody refuses it beside previous_response_id: one context or the other.
     if (!conversations) throw new Error('a request naming a conversation needs the conversation store');
@@ -90,7 +91,7 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
     const record = await conversations.get(conversationId);
     if (record === null) throw conversationNotFound(conversationId, 'conversation');
     // Refused before it runs where its input alone would take the conversation past the bound (its output may yet).
-    conversations.refuseOver(record, parsed.items, 'conversation');
+    conversations.refuseTurnOver(record, parsed.items);
     previous = record.items.map(itemMessage);
     previousCalls = record.items.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
     previousItemIds = new Set(record.items.map((item) => item.id));
@@ -98,10 +99,13 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
     const answered = new Set(record.items.flatMap((item) => (item.type === 'function_call_output' ? [item.call_id] : [])));
     awaitedCalls = previousCalls.filter((call) => !answered.has(call));
     conversation = { store: conversations, id: record.id, appended: false };
+    conversationItems = new Map(record.items.map((item) => [item.id, item]));
   }
-  const referenced = await referencedItems(parsed.items, store);
-  refuseUnkept(parsed.items, referenced);
-  const translated = translateResponsesRequest(parsed, previous, previousCalls, referenced.found, previousItemIds, awaitedCalls);
+  // References to the conversation's own items are resolved from it (no KV read): in their place, the items they name.
+  const elsewhere = parsed.items.map((item) => (item.type === 'item_reference' ? (conversationItems.get(item.id) ?? item) : item));
+  const referenced = await referencedItems(elsewhere, store);
+  refuseUnkept(elsewhere, referenced);
+  const translated = translateResponsesRequest(parsed, previous, previousCalls, referenced.found, previousItemIds, awaitedCalls, conversationItems);
   const started = startedResponse(id, parsed.body.model, parsed.body, parsed.tools);
   return {
     translated,

@@ -17,22 +17,33 @@ const textPartSchema = z.union([
 type TextPart = z.infer<typeof textPartSchema>;
 const TEXT_PART_TYPES: readonly string[] = ['input_text', 'output_text', 'refusal'];
 
+/**
+ * A client's id for an item (an input item, a conversation's): letters, digits, `_` and `-`, 256 at most (the bound
+ * of the ids a request names: previous_response_id, an item_reference's), as the ids this server and OpenAI make are.
+ * One with a space or a slash (`"a b"` was kept) could not be named as sent in a route's path or a list's `after`.
+ * Empty is no id, as before: the item gets one.
+ */
+const itemIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{0,256}$/, 'an item id is up to 256 letters, digits, underscores or dashes')
+  .nullish();
+
 const messageItemSchema = z.object({
   type: z.literal('message').optional(),
-  id: z.string().nullish(),
+  id: itemIdSchema,
   role: z.enum(['user', 'assistant', 'system', 'developer']),
   content: z.union([z.string(), z.array(textPartSchema)], { error: 'expected a string or an array of text parts' }),
 });
 const functionCallItemSchema = z.object({
   type: z.literal('function_call'),
-  id: z.string().nullish(),
+  id: itemIdSchema,
   call_id: z.string().min(1),
   name: functionNameSchema,
   arguments: z.string(),
 });
 const functionCallOutputItemSchema = z.object({
   type: z.literal('function_call_output'),
-  id: z.string().nullish(),
+  id: itemIdSchema,
   call_id: z.string().min(1),
   output: z.union([z.string(), z.array(textPartSchema)], { error: 'expected a string or an array of text parts' }),
 });
@@ -303,26 +314,37 @@ export function parseResponsesBody(raw: unknown): ParsedResponsesBody {
 }
 
 /**
- * The conversation's call_ids, each output checked against the calls made
- * before it, and each call of the previous response and of the input
- * against the outputs after it (as OpenAI checks them): a result for no call
- * would be read by the model as an answer to nothing it asked, and a call
- * left unanswered is an agent loop that forgot its tool's result.
+ * The call_ids of `known` and of the items' calls, in order, each function_call_output checked against the calls made
+ * before it (OpenAI's 400 naming the first that answers none): a result for no call would be read by the model as an
+ * answer to nothing it asked. Shared by a request's input and a conversation's items route, so neither takes what the
+ * other refuses.
  */
-function checkedCallIds(items: readonly InputItem[], previousCalls: readonly string[], sent: readonly RequestItem[], awaited: readonly string[]): string[] {
-  const calls = [...previousCalls];
-  const known = new Set(previousCalls);
-  const unanswered = new Set(awaited);
+export function callsAnswered(items: readonly InputItem[], sent: readonly RequestItem[], known: readonly string[], at = 'input'): string[] {
+  const calls = [...known];
+  const made = new Set(known);
   for (const [i, item] of items.entries()) {
     if (item.type === 'function_call') {
       calls.push(item.call_id);
-      known.add(item.call_id);
-      unanswered.add(item.call_id);
-    } else if (item.type === 'function_call_output') {
+      made.add(item.call_id);
+    } else if (item.type === 'function_call_output' && !made.has(item.call_id)) {
       // A referenced output has no call_id of its own in the request: the reference is named.
-      if (!known.has(item.call_id)) throw badRequest(`No tool call found for function call output with call_id ${clipped(item.call_id, 100)}.`, sent[i].type === 'item_reference' ? `input.${i}.id` : `input.${i}.call_id`, 'invalid_value');
-      unanswered.delete(item.call_id);
+      throw badRequest(`No tool call found for function call output with call_id ${clipped(item.call_id, 100)}.`, sent[i].type === 'item_reference' ? `${at}.${i}.id` : `${at}.${i}.call_id`, 'invalid_value');
     }
+  }
+  return calls;
+}
+
+/**
+ * The conversation's call_ids (callsAnswered), and each call of the previous response and of the input checked
+ * against the outputs after it (as OpenAI checks them): a call left unanswered is an agent loop that forgot its
+ * tool's result.
+ */
+function checkedCallIds(items: readonly InputItem[], previousCalls: readonly string[], sent: readonly RequestItem[], awaited: readonly string[]): string[] {
+  const calls = callsAnswered(items, sent, previousCalls);
+  const unanswered = new Set(awaited);
+  for (const item of items) {
+    if (item.type === 'function_call') unanswered.add(item.call_id);
+    else if (item.type === 'function_call_output') unanswered.delete(item.call_id);
   }
   for (const call of unanswered) throw badRequest(`No tool output found for function call ${clipped(call, 100)}.`, 'input', 'invalid_value');
   return calls;
@@ -334,12 +356,13 @@ function checkedCallIds(items: readonly InputItem[], previousCalls: readonly str
  * `previous_response_id`. Taken, the model would read the turn twice, and
  * input_items would list one id twice (a page `after` it never ending).
  */
-export function refuseDuplicates(items: readonly InputItem[], previousItemIds: ReadonlySet<string>, at = 'input'): void {
+export function refuseDuplicates(items: readonly InputItem[], previousItemIds: ReadonlySet<string>, at = 'input', repeated: ReadonlySet<number> = new Set()): void {
   const seen = new Set<string>();
   for (const [i, item] of items.entries()) {
     const id = item.id;
     if (!id) continue;
-    if (seen.has(id) || previousItemIds.has(id)) {
+    // A reference repeating an item of the conversation (`repeated`, by index) is that item by its nature, not a copy of it sent again.
+    if (seen.has(id) || (previousItemIds.has(id) && !repeated.has(i))) {
       throw badRequest(`Duplicate item found with id ${clipped(id, 100)}. Remove duplicate items from your input and try again.`, `${at}.${i}`, 'invalid_value');
     }
     seen.add(id);
@@ -361,10 +384,22 @@ export function translateResponsesRequest(
   previousItemIds: ReadonlySet<string> = new Set(),
   /** The call_ids of the previous response's own calls: this input must answer each. */
   awaitedCalls: readonly string[] = [],
+  /** The items of the request's `conversation`, by id: a reference to one resolves to it (before the stored responses). */
+  conversationItems: ReadonlyMap<string, InputItem> = new Map(),
 ): TranslatedRequest {
   const { body, tools } = parsed;
-  const items = parsed.items.map((item, i) => (item.type === 'item_reference' ? resolved(item, i, referenced) : item));
-  refuseDuplicates(items, previousItemIds);
+  // A reference to an item of the conversation repeats it in the reference's place (as a reference to a stored
+  // response's item puts it there), under an id of its own (withId): the conversation it is appended to keeps one item an id.
+  const repeated = new Set<number>();
+  const found = parsed.items.map((item, i) => {
+    if (item.type !== 'item_reference') return item;
+    const own = conversationItems.get(item.id);
+    if (own === undefined) return resolved(item, i, referenced);
+    repeated.add(i);
+    return own;
+  });
+  refuseDuplicates(found, previousItemIds, 'input', repeated);
+  const items = found.map((item, i): InputItem => (repeated.has(i) ? { ...item, id: null } : item));
   const callIds = checkedCallIds(items, previousCalls, parsed.items, awaitedCalls);
   const conversation = [...previous, ...items.map(itemMessage)];
   const messages: ChatMessage[] = body.instructions ? [{ role: 'system', content: body.instructions }, ...conversation] : conversation;

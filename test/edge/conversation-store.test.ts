@@ -2,12 +2,13 @@
 // outage.
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ApiError } from '../../edge/api-error';
-import { conversationItemsPage, createBody } from '../../edge/conversation-routes';
+import { conversationItems, conversationItemsPage, createBody } from '../../edge/conversation-routes';
 import { ConversationStore, withoutItem } from '../../edge/conversation-store';
 import { KEY_WRITE_INTERVAL_MS } from '../../edge/kv-record';
-import { responseId } from '../../edge/responses-format';
+import { responseId, responseOfItem } from '../../edge/responses-format';
 import { planResponse } from '../../edge/responses-reply';
 import { ResponseStore, type StoredInputItem } from '../../edge/response-store';
+import { storedRecord } from '../support/stored-response';
 import { workerdKv } from '../support/workerd-kv';
 
 const workerd = workerdKv();
@@ -125,6 +126,40 @@ describe('conversation bodies and pages', () => {
     expect(await param({ title: 'x' })).toBe('title');
   });
 
+  it('refuses an item id a client could not name again (a space, a slash), as in a request\'s input, naming the item', async () => {
+    const responses = new ResponseStore(kv, 'key-ids', 0, 1 << 20);
+    for (const id of ['a b', 'a/b', 'msg_1?x', 'x'.repeat(257)]) {
+      const err = await refusal(createBody({ items: [{ role: 'user', content: 'hi', id }] }, responses));
+      expect(err.toBody().error, id).toMatchObject({ param: 'items.0.id', code: 'invalid_value' });
+      expect(err.status, id).toBe(400);
+      expect((await refusal(conversationItems([{ type: 'function_call', call_id: 'c', name: 'f', arguments: '{}' }, { type: 'function_call_output', call_id: 'c', output: 'ok', id }], true, responses))).param, id).toBe('items.1.id');
+      expect((await refusal(planResponse({ model: 'm', input: [{ role: 'user', content: 'hi', id }] }, responses, responseId('ab'.repeat(12))))).param, id).toBe('input.0.id');
+    }
+    // The ids OpenAI, this server and the SDKs make are taken as they are; an empty one is none (the item gets one).
+    const { items } = await createBody({ items: ['msg_ABC123', 'fc-1_x', 'x'.repeat(256), ''].map((id) => ({ role: 'user', content: 'hi', id })) }, responses);
+    expect(items.slice(0, 3).map((item) => item.id)).toEqual(['msg_ABC123', 'fc-1_x', 'x'.repeat(256)]);
+    expect(items[3].id).toMatch(/^msg_[0-9a-f]{48}$/);
+  });
+
+  it("refuses an output that answers no call of the conversation or of the call before it, as a request's input is refused (OpenAI's words, naming the item)", async () => {
+    const responses = new ResponseStore(kv, 'key-calls', 0, 1 << 20);
+    const call = { type: 'function_call', call_id: 'call_1', name: 'f', arguments: '{}' };
+    const output = (callId: string) => ({ type: 'function_call_output', call_id: callId, output: 'ok' });
+    const stray = await refusal(conversationItems([{ role: 'user', content: 'hi' }, output('call_9')], true, responses));
+    expect(stray.status).toBe(400);
+    expect(stray.toBody().error).toMatchObject({ message: 'No tool call found for function call output with call_id call_9.', param: 'items.1.call_id', code: 'invalid_value' });
+    // The same item as a request's input: the same 400.
+    const asInput = await refusal(planResponse({ model: 'm', input: [{ role: 'user', content: 'hi' }, output('call_9')] }, responses, responseId('ab'.repeat(12))));
+    expect(asInput.toBody().error).toMatchObject({ message: stray.message, param: 'input.1.call_id' });
+    // An output before its call in one batch answers nothing yet.
+    expect((await refusal(conversationItems([output('call_1'), call], true, responses))).param).toBe('items.0.call_id');
+    expect((await refusal(createBody({ items: [output('call_1')] }, responses))).param).toBe('items.0.call_id');
+    // A call earlier in the batch, or in the conversation already, is answered.
+    expect((await conversationItems([call, output('call_1')], true, responses)).map((item) => item.type)).toEqual(['function_call', 'function_call_output']);
+    const existing = await conversationItems([call], true, responses);
+    expect(await conversationItems([output('call_1')], true, responses, existing)).toMatchObject([{ type: 'function_call_output', call_id: 'call_1' }]);
+  });
+
   it("lets the SDK's list-and-delete loop delete every item, in either order: a page after an item just deleted goes on from its place (review h129)", async () => {
     for (const order of ['asc', 'desc'] as const) {
       const store = new ConversationStore(kv, `key-loop-${order}`, 0, 1 << 20);
@@ -178,5 +213,53 @@ describe('a response naming a conversation', () => {
     const missing = await refusal(planResponse({ model: 'm', conversation: made.id, input: 'x' }, responses, responseId('cd'.repeat(12)), other));
     expect(missing.toBody().error).toMatchObject({ param: 'conversation', code: 'not_found' });
     expect(missing.status).toBe(404);
+  });
+
+  it("resolves a reference to an item of its own conversation to that item, in the reference's place, as a reference to a stored response's item is", async () => {
+    const responses = new ResponseStore(kv, 'key-own', 0, 1 << 20);
+    const conversations = new ConversationStore(kv, 'key-own', 0, 1 << 20);
+    // An id the items route made (msg_ and 48 hex: it reads as a response's item id, of a response never stored), and a client's.
+    const { items } = await createBody({ items: [{ role: 'user', content: 'Tell me a story.' }, { role: 'assistant', content: 'Once upon a time.', id: 'msg_mine' }] }, responses);
+    expect(responseOfItem(items[0].id)).not.toBeNull();
+    const made = await conversations.create(items, {});
+    const id = responseId('ab'.repeat(12));
+    const plan = await planResponse({ model: 'm', conversation: made.id, input: [{ type: 'item_reference', id: items[0].id }, { id: 'msg_mine' }] }, responses, id, conversations);
+    expect(plan.translated.chat.messages).toEqual([
+      { role: 'user', content: 'Tell me a story.' },
+      { role: 'assistant', content: 'Once upon a time.' },
+      { role: 'user', content: 'Tell me a story.' },
+      { role: 'assistant', content: 'Once upon a time.' },
+    ]);
+    // Repeated under ids of this response's own, so the conversation it is appended to keeps one item an id.
+    const ids = plan.inputItems.map((item) => item.id);
+    expect(ids.every((given) => given.startsWith(`msg_${'ab'.repeat(12)}`))).toBe(true);
+    expect(new Set([...ids, ...items.map((item) => item.id)]).size).toBe(4);
+    // Named twice in one input, it is a duplicate, as two references to a stored response's item are.
+    expect((await refusal(planResponse({ model: 'm', conversation: made.id, input: [{ id: 'msg_mine' }, { id: 'msg_mine' }] }, responses, id, conversations))).param).toBe('input.1');
+    // A reference to a stored response's item resolves as before beside the conversation; to neither, OpenAI's 400.
+    const stored = storedRecord(responseId('cd'.repeat(12)), 'The end.');
+    expect(await responses.put(stored)).toBe(true);
+    const chained = await planResponse({ model: 'm', conversation: made.id, input: [{ type: 'item_reference', id: stored.response.output[0].id }] }, responses, id, conversations);
+    expect(chained.translated.chat.messages.at(-1)).toEqual({ role: 'assistant', content: 'The end.' });
+    expect(chained.inputItems[0].id).toBe(stored.response.output[0].id);
+    expect((await refusal(planResponse({ model: 'm', conversation: made.id, input: [{ id: 'msg_nowhere' }] }, responses, id, conversations))).toBody().error).toMatchObject({ message: "Item with id 'msg_nowhere' not found.", param: 'input.0.id' });
+  });
+
+  it('says an input too large for any conversation is too large, and blames the conversation only where its items make the difference', async () => {
+    const responses = new ResponseStore(kv, 'key-big', 0, 1 << 20);
+    const conversations = new ConversationStore(kv, 'key-big', 0, 1_000);
+    const plan = (conversation: string, input: string) => planResponse({ model: 'm', conversation, input }, responses, responseId('ab'.repeat(12)), conversations);
+    const empty = await conversations.create([], {});
+    const tooLarge = await refusal(plan(empty.id, 'x'.repeat(1_200)));
+    expect(tooLarge.status).toBe(400);
+    expect(tooLarge.param).toBe('input');
+    expect(tooLarge.message).toMatch(/^input is too large/);
+    expect(tooLarge.message).toContain('SSSD_RESPONSE_MAX_BYTES, 1000 bytes');
+    // 600 characters fit alone, not after the conversation's 500.
+    const full = await conversations.create([user('msg_1', 'y'.repeat(500))], {});
+    expect((await plan(empty.id, 'x'.repeat(600))).translated.chat.messages).toHaveLength(1);
+    const over = await refusal(plan(full.id, 'x'.repeat(600)));
+    expect(over.param).toBe('conversation');
+    expect(over.message).toMatch(/^The conversation would be over this server's bound on one \(SSSD_RESPONSE_MAX_BYTES, 1000 bytes\)/);
   });
 });
