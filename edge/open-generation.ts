@@ -134,7 +134,7 @@ export async function openGeneration(
         // Too large for this pool (its token limit, its body limit): another may hold it (review h124: one small pool's
         // limit was the user's final 400, the larger pool never tried).
         if (err instanceof PoolRejectedError && err.status === 413) {
-          tooLarge = err.message || `answered ${err.status}`;
+          tooLarge = largerRefusal(tooLarge, err.message || `answered ${err.status}`);
           tooLargeRefusals++;
           picker.notePassedOver(client.baseUrl, `too large for it: ${tooLarge.slice(0, 120)}`, givenId);
           continue;
@@ -224,6 +224,25 @@ export async function openGeneration(
   const why = lastBusy ? ` (the last: ${lastBusy.replace(/; retry after the time given$/, '').slice(0, 200)})` : '';
   const retryS = (retryAfterMs ?? 2000) / 1000;
   throw new ApiError(503, `No inference pool can take the request now${why}; retry in ${retryAfterSeconds(retryS)} s.`, 'service_unavailable', 'pool_unavailable', null, retryS);
+}
+
+/** A pool's token limit as its 413 says it (gpu-pool admission: "... this pool holds at most N"); null: another 413 (its body limit). */
+function tokenLimitOf(message: string): number | null {
+  const said = /holds at most (\d+)/.exec(message);
+  return said ? Number(said[1]) : null;
+}
+
+/**
+ * Of two pools' 413s, the one to quote where every pool refused: the largest token limit, which is what the request
+ * must fit to be served anywhere (the last pool's was quoted, however small). One without a limit (a body limit's)
+ * gives way to one with.
+ */
+function largerRefusal(kept: string | null, given: string): string {
+  if (kept === null) return given;
+  const keptLimit = tokenLimitOf(kept);
+  const givenLimit = tokenLimitOf(given);
+  if (givenLimit === null) return kept;
+  return keptLimit === null || givenLimit > keptLimit ? given : kept;
 }
 
 /** What a request calls each feature (shared/pool-features.ts): the field an error's `param` names (null: none of the request's), and how a message says it. */

@@ -210,10 +210,24 @@ describe('openGeneration', () => {
       expect(err).toBeInstanceOf(ApiError);
       expect(err).toMatchObject({ status: 400, code: 'pool_rejected' });
       expect((err as ApiError).message).toMatch(/this pool holds at most 300/);
+      // Too large for two pools of different limits, whichever is tried last: the larger limit is quoted (the last
+      // pool's was), as the one the request must fit to be served.
+      const smaller = await startPool(['--max-total-tokens', '200'], pool.token);
+      try {
+        const both = new PoolPicker([smaller.url, small.url], pool.token);
+        for (let i = 0; i < 6; i++) {
+          const big: GenerateInput = { ...request(), promptIds: [1, 403 + i, 407, 261], maxTokens: 320 };
+          const refused = await openGeneration(both, big).catch((e: unknown) => e);
+          expect(refused, `prompt ${i}`).toMatchObject({ status: 400, code: 'pool_rejected' });
+          expect((refused as ApiError).message, `prompt ${i}`).toMatch(/this pool holds at most 300$/);
+        }
+      } finally {
+        await smaller.stop();
+      }
     } finally {
       await small.stop();
     }
-  }, 60_000);
+  }, 90_000);
 
   it('counts a pool marked misdirected (a token it refused) as ready again once it serves a generation, not for the rest of the minute', async () => {
     const picker = new PoolPicker([pool.url], pool.token);
