@@ -28,7 +28,7 @@ function dataFrame(payload: object | string): string {
 }
 
 /** Chat's and completions' chunks (openai-format.ts), one choice per run. */
-class ChatStreamFormat implements StreamFormat {
+export class ChatStreamFormat implements StreamFormat {
   private readonly formatters: Array<LogprobsFormatter | undefined>;
   private readonly usageOf: (i: number) => RunningUsage | undefined;
   private readonly idsOf: (index: number) => ChunkTokenIds | undefined;
@@ -234,7 +234,9 @@ class StreamedToolCalls {
     const held = this.held[choice];
     this.held[choice] = [];
     const calls = this.kinds[choice] === 'calls' ? toolCallsOf(this.mode, joinText(held)) : null;
-    if (calls === null) return { calls: null, text: held.length > 0 ? held : null, tokens: null, finishReason };
+    // "required"'s role chunk said content null (calls coming): a reply that stayed text sends its content, `""` where
+    // empty (cut at once by a stop string), as the whole reply's message has it.
+    if (calls === null) return { calls: null, text: held.length > 0 || this.mode.kind === 'required' ? held : null, tokens: null, finishReason };
     return {
       calls: calls.map((call, index) => ({ index, id: call.id, name: call.function.name, arguments: call.function.arguments })),
       text: null,

@@ -35,6 +35,9 @@ const streamOptionsSchema = z
 /** A JSON schema as vLLM takes it: an object, or its JSON text. */
 const jsonSchemaFieldSchema = z.union([z.string(), z.record(z.string(), z.unknown())]);
 
+/** A json_schema format's name as OpenAI takes it (chat's response_format, the Responses API's text.format). */
+export const formatNameSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'a response format name is 1 to 64 letters, digits, underscores or dashes (as OpenAI has it)');
+
 /** OpenAI's response_format (and vLLM's): its `json_schema.schema` is the schema; absent, any JSON object. */
 const responseFormatSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('text') }),
@@ -42,7 +45,7 @@ const responseFormatSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('json_schema'),
     json_schema: z.object({
-      name: z.string().min(1).max(64),
+      name: formatNameSchema,
       description: z.string().nullish(),
       schema: z.record(z.string(), z.unknown()).nullish(),
       /** OpenAI's strict mode: the reply always follows the schema here, so either value is taken. */
@@ -477,7 +480,41 @@ export function nonTextPartError(param: string, type: string): ApiError {
 /** An OpenAI completion or chat body: refused by name where it asks for what this server does not do, else parsed as `parseBody` does. */
 export function parseOpenAiBody<T>(schema: z.ZodType<T>, body: unknown, endpoint: 'completion' | 'chat' = 'completion'): T {
   rejectUnsupportedParameters(body, endpoint);
-  return parseBody(schema, body);
+  const parsed = parseBody(schema, body);
+  if (endpoint === 'chat') refuseUnansweringToolMessages((body as { messages: unknown[] }).messages);
+  return parsed;
+}
+
+/**
+ * OpenAI's 400s for a `tool` message that answers no call: one without a
+ * `tool_call_id`, one not in the run of tool messages right after an
+ * assistant message with `tool_calls`, and one whose id is none of that
+ * message's calls'. Read from the messages as sent (the schema keeps
+ * neither field): taken, the model read a result of a call it never made
+ * (/v1/responses refuses such a function_call_output alike). The legacy
+ * `function` role is left as it was.
+ */
+function refuseUnansweringToolMessages(messages: readonly unknown[]): void {
+  /** The call ids of the assistant message the current run of tool messages answers; null outside such a run. */
+  let calls: Set<unknown> | null = null;
+  for (const [i, raw] of messages.entries()) {
+    const message = raw as { role?: unknown; tool_call_id?: unknown; tool_calls?: unknown };
+    if (message.role !== 'tool') {
+      const listed = message.role === 'assistant' && Array.isArray(message.tool_calls) ? message.tool_calls : [];
+      calls = listed.length > 0 ? new Set(listed.map((call) => (call as { id?: unknown } | null)?.id)) : null;
+      continue;
+    }
+    const id = message.tool_call_id;
+    if (typeof id !== 'string' || id === '') {
+      throw badRequest(`messages.${i}.tool_call_id: messages with role 'tool' must have a 'tool_call_id' (the id of the call it answers).`, `messages.${i}.tool_call_id`, 'invalid_value');
+    }
+    if (calls === null) {
+      throw badRequest(`messages.${i}.role: messages with role 'tool' must be a response to a preceding message with 'tool_calls'.`, `messages.${i}.role`, 'invalid_value');
+    }
+    if (!calls.has(id)) {
+      throw badRequest(`messages.${i}.tool_call_id: '${clipped(id, 100)}' is not the id of one of the 'tool_calls' of the preceding assistant message.`, `messages.${i}.tool_call_id`, 'invalid_value');
+    }
+  }
 }
 
 /** `text`, cut to `max` characters (an ellipsis saying so). */

@@ -144,7 +144,8 @@ export function startedResponse(id: string, model: string, body: ResponsesReques
     store: body.store ?? true,
     temperature: body.temperature ?? 1,
     text: { format: body.text?.format ?? { type: 'text' }, verbosity: 'medium' },
-    tool_choice: body.tool_choice ?? (tools.length > 0 ? 'auto' : 'none'),
+    // OpenAI's default, echoed so with no tools too ("none" only where sent).
+    tool_choice: body.tool_choice ?? 'auto',
     tools,
     top_logprobs: body.top_logprobs ?? 0,
     top_p: body.top_p ?? 1,

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { ApiError, badRequest } from './api-error';
-import { MAX_USER_LENGTH, clipped, functionNameSchema, metadataSchema, modelField, nonTextPartError, parseBody, refuseByRules, refuseStreamOptionsWithoutStream, samplingFields, type ChatMessage, type ChatRequest, type UnsupportedRule } from './request-schema';
+import { MAX_USER_LENGTH, clipped, formatNameSchema, functionNameSchema, metadataSchema, modelField, nonTextPartError, parseBody, refuseByRules, refuseStreamOptionsWithoutStream, samplingFields, type ChatMessage, type ChatRequest, type UnsupportedRule } from './request-schema';
 
 /** Text a model reads: input_text (a user's, a system's), output_text (an assistant's replayed), refusal (an assistant's). */
 const textPartSchema = z.union([
@@ -76,7 +76,7 @@ const textFormatSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('json_object') }),
   z.object({
     type: z.literal('json_schema'),
-    name: z.string().min(1).max(64),
+    name: formatNameSchema,
     schema: z.record(z.string(), z.unknown()),
     description: z.string().nullish(),
     strict: z.boolean().nullish(),
@@ -84,7 +84,13 @@ const textFormatSchema = z.discriminatedUnion('type', [
 ]);
 type TextFormat = z.infer<typeof textFormatSchema>;
 
-/** Responses' tools are flat: `{type: "function", name, parameters}`, not chat's `{type, function: {...}}`. */
+/**
+ * Responses' tools are flat: `{type: "function", name, parameters}`, not chat's `{type, function: {...}}`.
+ * `strict` goes on to chat's tool as sent: OpenAI's Responses API defaults it to true, but where it is left out
+ * "attempts to use strict validation when the schema is compatible, and falls back to non-strict validation
+ * otherwise" (its SDK's words), which is chat's reading of no strict under "auto" here (a schema that cannot be
+ * followed is read unconstrained); only `strict: true` as sent makes such a schema the 400.
+ */
 const functionToolSchema = z.object({
   type: z.literal('function'),
   name: functionNameSchema,

@@ -201,20 +201,23 @@ const unfollowedAuto = new RecentlyChecked(32, 1 << 20);
  * reply that is a whole array of the listed functions, as vLLM's auto tool
  * parsers read them, and every request with those tools still gets its
  * text (a request that asked for no constraint is not refused for one).
+ * Unless a tool the reply may call is `strict: true`: its calls must follow
+ * its schema (OpenAI's strict mode), so a schema that cannot be followed,
+ * or the end token ignored, is the 400 "required" gives.
  */
 function autoToolCalls(tools: ToolCallPlan, ignoreEos: boolean, jsonAs: JsonForm, whitespace: { param: string; pattern: string } | null, anyTail: boolean): StructuredOutput {
   const read: StructuredOutput = { choices: null, regex: null, grammar: null, toolCalls: { kind: 'auto', names: tools.names } };
   // A whitespace the request sent is checked first: its 400 is the request's own, not the schema's (review h106).
   if (whitespace) checkPattern(whitespace.param, whitespace.pattern);
   const key = `${anyTail} ${tools.maxDepth} ${JSON.stringify(whitespace?.pattern ?? null)} ${JSON.stringify(tools.schema)}`;
-  if (ignoreEos || unfollowedAuto.has(key)) return read;
+  if (!tools.strict && (ignoreEos || unfollowedAuto.has(key))) return read;
   try {
     // (?any-tail) is the regex's own: GBNF has none, so with it the regex form goes.
     const orText: AutoText = anyTail ? 'any-tail' : 'text';
-    return followed({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth, orText }, false, anyTail ? 'regex' : jsonAs, whitespace, tools.mode);
+    return followed({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth, orText }, ignoreEos, anyTail ? 'regex' : jsonAs, whitespace, tools.mode);
   } catch (err) {
     // Only what the tools' schema cannot be written as is read instead; a whitespace past what it allows is the request's 400.
-    if (!(err instanceof ApiError) || err.status !== 400 || (whitespace !== null && err.param === whitespace.param)) throw err;
+    if (!(err instanceof ApiError) || err.status !== 400 || tools.strict || (whitespace !== null && err.param === whitespace.param)) throw err;
     unfollowedAuto.add(key);
     return read;
   }

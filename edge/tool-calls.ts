@@ -97,11 +97,41 @@ export interface ToolCallPlan {
   maxDepth: number;
   /** The functions the reply may call (the listed ones, or allowed_tools' part of them). */
   names: readonly string[];
+  /**
+   * Whether one of them is sent `strict: true`: its calls must follow its
+   * `parameters` (OpenAI's strict mode), so under "auto" a schema that
+   * cannot be followed is the 400 "required" gives, not read unconstrained.
+   */
+  strict: boolean;
 }
 
-/** A function's parameters as vLLM reads them: none (or an empty object), an object of no properties; here of none at all, `{}`, as vLLM writes it. */
-function parametersOf(fn: ToolFunction): Record<string, unknown> {
-  return fn.parameters && Object.keys(fn.parameters).length > 0 ? fn.parameters : { type: 'object', properties: {}, additionalProperties: false };
+/** Keywords that let a schema's value be other than an object whatever `type` says, or hold no `type` to add one beside (json-schema-regex.ts takes none beside them). */
+const NOT_TYPED_ALONE = ['enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref'];
+
+/**
+ * A function's parameters as the reply's arguments follow them: none (or an
+ * empty object), an object of no properties, `{}`, as vLLM writes it. As
+ * OpenAI has them, parameters are a schema of an object (its arguments are
+ * one): another `type` (`{type: "string"}` gave `arguments` that were a JSON
+ * string) is a 400 naming tool `i`; no `type` is read as `type: "object"`
+ * (its keywords apply to an object), unless the schema is a combinator
+ * whose branches could be other values, also a 400.
+ */
+function parametersOf(fn: ToolFunction, i: number): Record<string, unknown> {
+  const params = fn.parameters;
+  if (!params || Object.keys(params).length === 0) return { type: 'object', properties: {}, additionalProperties: false };
+  const type = params.type;
+  const isObject = type === 'object' || (Array.isArray(type) && type.length === 1 && type[0] === 'object');
+  if (isObject) return params;
+  const combinator = NOT_TYPED_ALONE.find((k) => k in params);
+  if (type === undefined && combinator === undefined) return { ...params, type: 'object' };
+  const got = type !== undefined ? `type ${clippedJson(type)}` : `${combinator} with no type`;
+  throw badRequest(`tools.${i}.function.parameters: a function's parameters must be a JSON schema of type "object" (the call's arguments are a JSON object), not ${got}.`, `tools.${i}.function.parameters`, 'invalid_value');
+}
+
+function clippedJson(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
 }
 
 /** Where "required"'s schema keeps tool i's parameters (their own `#` points there). */
@@ -132,7 +162,7 @@ function requiredSchema(tools: ReadonlyArray<{ function: ToolFunction }>, single
   // A tool keeps its place in the list (its definitions' names and errors say it) where allowed_tools leaves others out.
   const items = tools.flatMap((tool, i) => {
     if (allowed !== null && !allowed.has(tool.function.name)) return [];
-    const { $defs, definitions, ...params } = parametersOf(tool.function) as Record<string, unknown> & { $defs?: Record<string, unknown>; definitions?: Record<string, unknown> };
+    const { $defs, definitions, ...params } = parametersOf(tool.function, i) as Record<string, unknown> & { $defs?: Record<string, unknown>; definitions?: Record<string, unknown> };
     for (const [name, def] of [...Object.entries(definitions ?? {}), ...Object.entries($defs ?? {})]) {
       const written = rebased(def, toolRoot(i));
       if (owner.has(name) && JSON.stringify(defs[name]) !== JSON.stringify(written)) {
@@ -159,6 +189,8 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
   for (const [i, tool] of tools.entries()) {
     if (names.has(tool.function.name)) throw badRequest(`tools: two functions are named '${tool.function.name}'.`, `tools.${i}.function.name`, 'invalid_value');
     names.add(tool.function.name);
+    // Every listed tool's, as OpenAI checks them, whichever the reply may call.
+    parametersOf(tool.function, i);
   }
   const allowed = typeof asked === 'object' && asked.type === 'allowed_tools' ? allowedNames(asked, names) : null;
   const choice = typeof asked === 'object' && asked.type === 'allowed_tools' ? asked.allowed_tools.mode : asked;
@@ -166,6 +198,7 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
     return {
       mode: { kind: choice },
       names: allowed !== null ? [...allowed] : [...names],
+      strict: tools.some((tool) => tool.function.strict === true && (allowed === null || allowed.has(tool.function.name))),
       schema: requiredSchema(tools, body.parallel_tool_calls === false, allowed),
       maxDepth: DEFAULT_MAX_DEPTH + 2,
       // An error inside a tool's own parameters names that tool, at its path there.
@@ -177,7 +210,7 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
   }
   const index = tools.findIndex((tool) => tool.function.name === choice.function.name);
   if (index < 0) throw badRequest('The tool specified in `tool_choice` does not match any of the specified `tools`', 'tool_choice', 'invalid_value');
-  return { mode: { kind: 'named', name: choice.function.name }, names: [choice.function.name], schema: parametersOf(tools[index].function), locate: (path) => ({ param: `tools.${index}.function.parameters`, path }), maxDepth: DEFAULT_MAX_DEPTH };
+  return { mode: { kind: 'named', name: choice.function.name }, names: [choice.function.name], strict: tools[index].function.strict === true, schema: parametersOf(tools[index].function, index), locate: (path) => ({ param: `tools.${index}.function.parameters`, path }), maxDepth: DEFAULT_MAX_DEPTH };
 }
 
 /** The functions an allowed_tools choice lets the reply call: each entry a listed function's, by name; a 400 naming the entry otherwise. */

@@ -189,10 +189,19 @@ function boundsOfFormat(name: string): LengthBounds {
   return bounds;
 }
 
+/** OpenAPI's integer formats, as the bounds they stand for (int64's: the part within ±(2^53 - 1), see RegexBuilder.integer). */
+const INTEGER_FORMATS: Readonly<Record<string, readonly [number, number]>> = {
+  int32: [-(2 ** 31), 2 ** 31 - 1],
+  int64: [-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+};
+
 /** Keywords that say nothing about which values are valid. */
 const ANNOTATIONS = new Set([
   'title', 'description', 'examples', 'default', '$schema', '$id', '$comment',
   'readOnly', 'writeOnly', 'deprecated', '$defs', 'definitions',
+  // OpenAPI's, which Pydantic writes beside a discriminated union's oneOf: it names the property that tells the
+  // branches apart, which oneOf's own check (checkExclusive) requires anyway.
+  'discriminator',
 ]);
 const TYPE_KEYWORDS: Record<string, readonly string[]> = {
   string: ['minLength', 'maxLength', 'pattern', 'format', 'contentEncoding'],
@@ -252,6 +261,63 @@ function nonNegativeInteger(schema: Schema, key: string, path: string): number |
   return v;
 }
 
+/** A value's JSON type as oneOf's check tells them apart: numbers split into integers and fractions (integer is within number). */
+type JsonType = 'string' | 'integer' | 'fraction' | 'boolean' | 'null' | 'array' | 'object';
+const JSON_TYPES: readonly JsonType[] = ['string', 'integer', 'fraction', 'boolean', 'null', 'array', 'object'];
+
+/**
+ * What a oneOf branch may be: its values' JSON types; where it lists its
+ * values (const, enum), those, by canonical JSON; where its objects require
+ * a property of listed values, those values by property.
+ */
+interface Shape {
+  types: ReadonlySet<string>;
+  values: ReadonlyMap<string, unknown> | null;
+  tags: ReadonlyMap<string, ReadonlySet<string>> | null;
+}
+const ANY_SHAPE: Shape = { types: new Set(JSON_TYPES), values: null, tags: null };
+/** Sub-schemas one oneOf's check reads at most (a `$ref` back to `#` in each branch would double them a level): past it, any value. */
+const MAX_SHAPE_STEPS = 2_000;
+/** How deep that reading goes (its recursion is the stack's): past it, any value. */
+const MAX_SHAPE_NESTING = 32;
+
+function jsonTypeOf(v: unknown): JsonType {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'array';
+  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'fraction';
+  if (typeof v === 'boolean') return 'boolean';
+  return typeof v === 'string' ? 'string' : 'object';
+}
+
+/** JSON text with object members in key order: two values JSON Schema calls equal write the same. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (isObject(v)) return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k])}`).join(',')}}`;
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** Whether no value can have both shapes. */
+function apart(a: Shape, b: Shape): boolean {
+  const common = [...a.types].filter((t) => b.types.has(t));
+  if (common.length === 0) return true;
+  if (a.values !== null && b.values !== null) return ![...a.values.keys()].some((k) => b.values!.has(k));
+  if (a.values !== null || b.values !== null) {
+    const [listed, other] = a.values !== null ? [a, b] : [b, a];
+    return [...listed.values!.values()].every((v) => !other.types.has(jsonTypeOf(v)) || (isObject(v) && untagged(v, other)));
+  }
+  // Objects alone in common, each side requiring one property of values the other's leave out.
+  if (common.some((t) => t !== 'object') || a.tags === null || b.tags === null) return false;
+  return [...a.tags].some(([name, values]) => {
+    const others = b.tags!.get(name);
+    return others !== undefined && ![...values].some((v) => others.has(v));
+  });
+}
+
+/** Whether an object value lacks a property the shape's objects require, or holds one of a value they leave out. */
+function untagged(v: Record<string, unknown>, shape: Shape): boolean {
+  return [...(shape.tags ?? [])].some(([name, values]) => !Object.hasOwn(v, name) || !values.has(canonicalJson(v[name])));
+}
+
 class RegexBuilder {
   private readonly ws: string;
   private readonly maxDepth: number;
@@ -281,6 +347,8 @@ class RegexBuilder {
   private lengthStatesUsed = 0;
   private visits = 0;
   private nesting = 0;
+  /** oneOf lists found exclusive (checkExclusive), by identity. */
+  private readonly exclusiveChecked = new WeakSet<readonly unknown[]>();
 
   constructor(private readonly root: unknown, options: JsonSchemaRegexOptions, asRules = false) {
     this.rules = asRules ? new Map() : null;
@@ -378,12 +446,14 @@ class RegexBuilder {
         if (!Array.isArray(arg) || arg.length === 0) throw new SchemaError(at, 'enum must be a non-empty array');
         return alternation(arg.map((v) => this.literal(v, schema, path)));
       case 'anyOf':
-      case 'oneOf':
-        // oneOf is read as anyOf: a value matching two branches is let through
-        // (exclusion between arbitrary branches has no regex here).
+      case 'oneOf': {
         if (!Array.isArray(arg) || arg.length === 0) throw new SchemaError(at, `${keyword} must be a non-empty array`);
         // A false branch admits nothing: dropped.
-        return alternation(arg.map((s, i) => (s === false ? null : this.value(s, pointer(at, i), depth))));
+        const written = alternation(arg.map((s, i) => (s === false ? null : this.value(s, pointer(at, i), depth))));
+        // oneOf's "exactly one" has no regex between arbitrary branches: followed only where no value can match two.
+        if (keyword === 'oneOf') this.checkExclusive(arg, at);
+        return written;
+      }
       case 'allOf':
         if (!Array.isArray(arg) || arg.length !== 1) throw new SchemaError(at, 'allOf is supported with exactly one schema');
         return this.value(arg[0], pointer(at, 0), depth);
@@ -418,16 +488,7 @@ class RegexBuilder {
   }
 
   private reference(ref: unknown, at: string, depth: number): string | null {
-    if (typeof ref !== 'string') throw new SchemaError(at, '$ref must be a string');
-    const m = /^#(\/(?:\$defs|definitions)\/[^/]+)?$/.exec(ref);
-    if (!m) throw new SchemaError(at, `only #, #/$defs/... and #/definitions/... references are supported, not ${ref}`);
-    const target = m[1] ?? '';
-    let schema: unknown = this.root;
-    for (const part of target.split('/').slice(1)) {
-      const key = part.replace(/~1/g, '/').replace(/~0/g, '~');
-      schema = isObject(schema) ? schema[key] : undefined;
-    }
-    if (schema === undefined) throw new SchemaError(at, `${ref} names no schema`);
+    const { target, schema } = this.resolve(ref, at);
     const entered = this.expanding.get(target) ?? [];
     // Recursion that came back without entering a container admits nothing (a value can't be its own part).
     if (entered.length > 0) {
@@ -444,6 +505,93 @@ class RegexBuilder {
     } finally {
       if (cut) this.scalarsOnly--;
     }
+  }
+
+  /**
+   * The schema a `$ref` names, and its JSON pointer (the key it is expanded
+   * under). The reference is a URI fragment: percent-decoded, then read as a
+   * JSON pointer (RFC 6901: `~1` is `/`, `~0` is `~`), into `$defs` or
+   * `definitions` by their own members only (`#/$defs/constructor` is no
+   * inherited one).
+   */
+  private resolve(ref: unknown, at: string): { target: string; schema: unknown } {
+    if (typeof ref !== 'string') throw new SchemaError(at, '$ref must be a string');
+    const unsupported = (): SchemaError => new SchemaError(at, `only #, #/$defs/... and #/definitions/... references are supported, not ${ref}`);
+    if (!ref.startsWith('#')) throw unsupported();
+    let target: string;
+    try {
+      target = decodeURIComponent(ref.slice(1));
+    } catch {
+      throw new SchemaError(at, `${ref} is not a valid URI fragment (a % not followed by two hex digits of UTF-8)`);
+    }
+    const parts = target === '' ? [] : target.split('/');
+    if (!(parts.length === 0 || (parts.length === 3 && parts[0] === '' && (parts[1] === '$defs' || parts[1] === 'definitions') && parts[2] !== ''))) throw unsupported();
+    let schema: unknown = this.root;
+    for (const part of parts.slice(1)) {
+      // RFC 6901: ~1 first, so that ~01 is ~1.
+      const key = part.replace(/~1/g, '/').replace(/~0/g, '~');
+      schema = isObject(schema) && Object.hasOwn(schema, key) ? schema[key] : undefined;
+    }
+    if (schema === undefined) throw new SchemaError(at, `${ref} names no schema`);
+    return { target, schema };
+  }
+
+  /**
+   * A 400 unless no value can match two of oneOf's branches, shown cheaply
+   * (JSON Schema's "exactly one" is no regex between arbitrary branches, and
+   * read as anyOf a value matching both, `-5` of integer-or-number, was let
+   * through): their types are apart (integer is within number), their
+   * const or enum values are, or they are objects told apart by a required
+   * property whose const or enum values are (zod's discriminatedUnion,
+   * Pydantic's discriminated unions).
+   */
+  private checkExclusive(branches: readonly unknown[], at: string): void {
+    // A oneOf met again (a $ref used in many places, a recursion) was checked once.
+    if (this.exclusiveChecked.has(branches)) return;
+    const budget = { steps: MAX_SHAPE_STEPS };
+    const shapes = branches.map((b, i) => this.shapeOf(b, pointer(at, i), budget));
+    for (let i = 0; i < shapes.length; i++) {
+      for (let j = i + 1; j < shapes.length; j++) {
+        if (!apart(shapes[i], shapes[j])) {
+          throw new SchemaError(at, `oneOf is followed only where no value can match two of its branches (distinct types, distinct const or enum values, or objects told apart by a required property of distinct const or enum values); branches ${i} and ${j} may both match a value: send anyOf where a value matching both is valid`);
+        }
+      }
+    }
+    this.exclusiveChecked.add(branches);
+  }
+
+  /** What values a schema may take, as far as checkExclusive reads it (`$ref`s followed; past its budget of steps, any). */
+  private shapeOf(schema: unknown, at: string, budget: { steps: number }, nesting = 0): Shape {
+    if (schema === false) return { types: new Set(), values: null, tags: null };
+    if (!isObject(schema) || --budget.steps < 0 || nesting > MAX_SHAPE_NESTING) return ANY_SHAPE;
+    if ('$ref' in schema) return this.shapeOf(this.resolve(schema.$ref, pointer(at, '$ref')).schema, at, budget, nesting + 1);
+    if (Array.isArray(schema.allOf) && schema.allOf.length === 1) return this.shapeOf(schema.allOf[0], at, budget, nesting + 1);
+    const typed = this.types(schema, at);
+    const allowed = typed === null ? null : new Set(typed.flatMap((t) => (t === 'number' ? ['integer', 'fraction'] : [t])));
+    const listed = 'const' in schema ? [schema.const] : Array.isArray(schema.enum) ? schema.enum : null;
+    if (listed !== null) {
+      const values = listed.filter((v) => allowed === null || allowed.has(jsonTypeOf(v)));
+      return { types: new Set(values.map(jsonTypeOf)), values: new Map(values.map((v) => [canonicalJson(v), v])), tags: null };
+    }
+    for (const key of ['anyOf', 'oneOf']) {
+      const list = schema[key];
+      if (!Array.isArray(list)) continue;
+      const parts = list.map((b, i) => this.shapeOf(b, pointer(pointer(at, key), i), budget, nesting + 1));
+      const values = parts.every((p) => p.values !== null) ? new Map(parts.flatMap((p) => [...p.values!])) : null;
+      return { types: new Set(parts.flatMap((p) => [...p.types])), values, tags: null };
+    }
+    if (COMBINATORS.some((k) => k in schema)) return ANY_SHAPE;
+    const types = allowed ?? new Set(JSON_TYPES);
+    let tags: Map<string, Set<string>> | null = null;
+    const props = schema.properties;
+    if (types.has('object') && isObject(props) && Array.isArray(schema.required)) {
+      for (const name of schema.required) {
+        if (typeof name !== 'string' || !Object.hasOwn(props, name)) continue;
+        const values = this.shapeOf(props[name], pointer(pointer(at, 'properties'), name), budget, nesting + 1).values;
+        if (values !== null) (tags ??= new Map()).set(name, new Set(values.keys()));
+      }
+    }
+    return { types, values: null, tags };
   }
 
   private expanded(target: string, schema: unknown, entered: number[], depth: number): string | null {
@@ -602,6 +750,16 @@ class RegexBuilder {
     if (xmin !== undefined) lo = Math.max(lo, Math.floor(xmin) + 1);
     if (max !== undefined) hi = Math.min(hi, Math.floor(max));
     if (xmax !== undefined) hi = Math.min(hi, Math.ceil(xmax) - 1);
+    // OpenAPI's integer formats (they were read past, unheeded): as the bounds they are, int64's within ±(2^53 - 1),
+    // the most these bounds hold exactly (a part of int64, as other formats are written as a part of their texts).
+    // Beside `type: [..., "string"]` a string's format is that string's.
+    const stringsFormat = Array.isArray(schema.type) && schema.type.includes('string') && typeof schema.format === 'string' && Object.hasOwn(FORMATS, schema.format);
+    if ('format' in schema && !stringsFormat) {
+      const range = typeof schema.format === 'string' && Object.hasOwn(INTEGER_FORMATS, schema.format) ? INTEGER_FORMATS[schema.format] : undefined;
+      if (range === undefined) throw new SchemaError(pointer(path, 'format'), `the format ${JSON.stringify(schema.format)} on an integer is not supported (${Object.keys(INTEGER_FORMATS).join(', ')} are)`);
+      lo = Math.max(lo, range[0]);
+      hi = Math.min(hi, range[1]);
+    }
     if (lo === -Infinity && hi === Infinity) return INTEGER;
     for (const [v, key] of [[lo, min !== undefined ? 'minimum' : 'exclusiveMinimum'], [hi, max !== undefined ? 'maximum' : 'exclusiveMaximum']] as const) {
       if (Number.isFinite(v) && !Number.isSafeInteger(v)) throw new SchemaError(pointer(path, key), 'a bound past 2^53');
@@ -615,7 +773,8 @@ class RegexBuilder {
     const bound = (key: string, exclusive: boolean): NumberBound | null => {
       const v = this.bound(schema, key, path);
       if (v === undefined) return null;
-      if (!Number.isSafeInteger(v)) throw new SchemaError(pointer(path, key), `${key} on a number is supported only as an integer`);
+      if (!Number.isInteger(v)) throw new SchemaError(pointer(path, key), `${key} on a number is supported only as an integer`);
+      if (!Number.isSafeInteger(v)) throw new SchemaError(pointer(path, key), `${key} on a number is supported only within ±2^53 (an integer bound past it is not held exactly)`);
       return { value: v, exclusive };
     };
     // Of two bounds on one side the tighter one holds (the exclusive one at a tie).

@@ -416,3 +416,47 @@ describe('cache_salt', () => {
     expect(refusal({ cache_salt: '' })).toMatchObject({ status: 400, param: 'cache_salt' });
   });
 });
+
+describe("chat's tool messages (review h136)", () => {
+  const chatRefusal = (messages: unknown[]): { param: string | null; message: string } | null => {
+    try {
+      parseOpenAiBody(chatRequestSchema, { model: 'm', messages }, 'chat');
+      return null;
+    } catch (err) {
+      expect(err).toBeInstanceOf(ApiError);
+      return (err as ApiError).toBody().error;
+    }
+  };
+  const user = { role: 'user', content: 'Weather?' };
+  const called = { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'w', arguments: '{}' } }, { id: 'call_2', type: 'function', function: { name: 'w', arguments: '{}' } }] };
+
+  it('takes tool messages that answer the calls of the assistant message before them', () => {
+    expect(chatRefusal([user, called, { role: 'tool', tool_call_id: 'call_1', content: 'sunny' }, { role: 'tool', tool_call_id: 'call_2', content: 'rain' }, { role: 'user', content: 'ok' }])).toBeNull();
+    // The legacy function role is as it was.
+    expect(chatRefusal([user, { role: 'function', name: 'w', content: 'sunny' }])).toBeNull();
+  });
+
+  it('refuses one without a tool_call_id, one answering no call, and one whose id is none of the calls, naming it', () => {
+    expect(chatRefusal([user, called, { role: 'tool', content: 'sunny' }])).toMatchObject({ param: 'messages.2.tool_call_id', message: expect.stringContaining("must have a 'tool_call_id'") });
+    expect(chatRefusal([user, { role: 'tool', tool_call_id: 'call_1', content: 'sunny' }])).toMatchObject({ param: 'messages.1.role', message: expect.stringContaining("preceding message with 'tool_calls'") });
+    expect(chatRefusal([user, called, { role: 'tool', tool_call_id: 'call_9', content: 'sunny' }])).toMatchObject({ param: 'messages.2.tool_call_id', message: expect.stringContaining("'call_9'") });
+    // After a user message the calls are no longer being answered.
+    expect(chatRefusal([user, called, { role: 'tool', tool_call_id: 'call_1', content: 'sunny' }, { role: 'user', content: 'and?' }, { role: 'tool', tool_call_id: 'call_2', content: 'rain' }])).toMatchObject({ param: 'messages.4.role' });
+  });
+});
+
+describe('response_format.json_schema.name (review h136)', () => {
+  it("takes OpenAI's letters, digits, underscores and dashes, up to 64, and refuses other names naming the field", () => {
+    const body = (name: string) => ({ model: 'm', messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_schema', json_schema: { name, schema: { type: 'object' } } } });
+    expect(() => parseOpenAiBody(chatRequestSchema, body('pet_Schema-2'), 'chat')).not.toThrow();
+    for (const name of ['my schema', 'a.b', 'é', 'x'.repeat(65), '']) {
+      let param: string | null = null;
+      try {
+        parseOpenAiBody(chatRequestSchema, body(name), 'chat');
+      } catch (err) {
+        param = (err as ApiError).param;
+      }
+      expect(param, name).toBe('response_format.json_schema.name');
+    }
+  });
+});

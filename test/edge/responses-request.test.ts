@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { inResponsesTerms, parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
+import { startedResponse } from '../../edge/responses-format';
 
 const translate = (body: object, previous: Parameters<typeof translateResponsesRequest>[1] = []) => translateResponsesRequest(parseResponsesBody({ model: 'default', ...body }), previous);
 
@@ -167,5 +168,28 @@ describe('Responses request → chat request', () => {
     expect([entry.param, entry.message]).toEqual(['tool_choice.tools.1', "tool_choice.tools.1: 'nope' is not one"]);
     const same = new ApiError(400, 'x', 'invalid_request_error', null, 'temperature');
     expect(inResponsesTerms(same)).toBe(same);
+  });
+});
+
+describe('text.format.name and the tool_choice echo (review h136)', () => {
+  it("refuses a format name outside OpenAI's characters, naming text.format.name", () => {
+    expect(() => parseResponsesBody({ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'ok_name-1', schema: {} } } })).not.toThrow();
+    let param: string | null = null;
+    try {
+      parseResponsesBody({ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'has space', schema: {} } } });
+    } catch (err) {
+      param = (err as ApiError).param;
+    }
+    expect(param).toBe('text.format.name');
+  });
+
+  it('echoes tool_choice "auto" where none was sent, with tools or without (OpenAI\'s default), and what was sent otherwise', () => {
+    const echoed = (body: object) => {
+      const { body: parsed, tools } = parseResponsesBody({ model: 'm', input: 'x', ...body });
+      return startedResponse('resp_0123456789abcdef01234567', 'm', parsed, tools).tool_choice;
+    };
+    expect(echoed({})).toBe('auto');
+    expect(echoed({ tools: [{ type: 'function', name: 'f' }] })).toBe('auto');
+    expect(echoed({ tool_choice: 'none' })).toBe('none');
   });
 });

@@ -12,6 +12,9 @@ import { jsonSchemaGrammar } from '../../shared/structured/json-schema-grammar';
 import { compileWithEngine } from '../support/json-schema-cases';
 import { jsonSchemaRegex } from '../../shared/structured/json-schema-regex';
 import { chatRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
+import { structuredOutput } from '../../edge/structured-output';
+import { inResponsesTerms, parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
+import { startedResponse } from '../../edge/responses-format';
 
 const weather = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
 const ping = { type: 'function' as const, function: { name: 'ping' } };
@@ -232,5 +235,75 @@ describe('"auto": calls where the reply starts with their array, else text', () 
     expect(toolCallsOf(read, '[1, 2]')).toBeNull();
     expect(toolFinishReason({ kind: 'auto' }, 'length', null)).toBe('length');
     expect(toolFinishReason({ kind: 'auto' }, 'stop', null)).toBe('stop');
+  });
+});
+
+describe('strict tools and object parameters (review h136)', () => {
+  // Keywords no regex here writes: under "auto" without strict, the calls are read, not followed.
+  const typo = { type: 'object', properties: { n: { type: 'integr' } }, required: ['n'], additionalProperties: false };
+  const even = { type: 'object', properties: { n: { type: 'integer', multipleOf: 2 } }, required: ['n'], additionalProperties: false };
+  const chat = (body: Record<string, unknown>) => parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat');
+  const chatRefusal = (body: Record<string, unknown>): { param: string | null; message: string } | null => {
+    try {
+      structuredOutput(chat(body));
+    } catch (err) {
+      expect(err).toBeInstanceOf(ApiError);
+      return (err as ApiError).toBody().error;
+    }
+    return null;
+  };
+  const responsesRefusal = (body: Record<string, unknown>): { param: string | null; message: string } | null => {
+    try {
+      structuredOutput(translateResponsesRequest(parseResponsesBody({ model: 'm', input: 'hi', ...body }), []).chat);
+    } catch (err) {
+      const error = inResponsesTerms(err);
+      expect(error).toBeInstanceOf(ApiError);
+      return (error as ApiError).toBody().error;
+    }
+    return null;
+  };
+
+  it('refuses under "auto" a strict tool\'s parameters that cannot be followed, as "required" does; without strict reads the calls', () => {
+    for (const parameters of [typo, even]) {
+      const fn = { type: 'function', function: { name: 'f', parameters } };
+      const strictFn = { type: 'function', function: { name: 'f', parameters, strict: true } };
+      const required = chatRefusal({ tools: [weather, fn], tool_choice: 'required' });
+      expect(required).toMatchObject({ param: 'tools.1.function.parameters' });
+      expect(chatRefusal({ tools: [weather, strictFn] })).toEqual(required);
+      expect(chatRefusal({ tools: [weather, strictFn], tool_choice: 'auto' })).toEqual(required);
+      // strict false, or left out: the calls are read from the reply unconstrained, as before.
+      expect(chatRefusal({ tools: [weather, fn] })).toBeNull();
+      expect(structuredOutput(chat({ tools: [weather, { type: 'function', function: { name: 'f', parameters, strict: false } }] })).toolCalls).toEqual({ kind: 'auto', names: ['get_weather', 'f'] });
+      // The Responses API: its flat tool, the error naming its field there.
+      expect(responsesRefusal({ tools: [{ type: 'function', name: 'f', parameters, strict: true }] })).toMatchObject({ param: 'tools.0.parameters' });
+      // Left out there, OpenAI tries strict where the schema allows and falls back otherwise: read, as chat's.
+      expect(responsesRefusal({ tools: [{ type: 'function', name: 'f', parameters }] })).toBeNull();
+    }
+    // A strict tool's calls cannot be followed with the end token ignored: the 400 "required" gives.
+    expect(chatRefusal({ tools: [{ ...weather, function: { ...weather.function, strict: true } }], ignore_eos: true })).toMatchObject({ param: 'ignore_eos' });
+    expect(chatRefusal({ tools: [weather], ignore_eos: true })).toBeNull();
+  });
+
+  it('echoes a Responses tool\'s strict where it was sent', () => {
+    const { body, tools } = parseResponsesBody({ model: 'm', input: 'hi', tools: [{ type: 'function', name: 'f', parameters: {}, strict: true }, { type: 'function', name: 'g' }] });
+    const echoed = startedResponse('resp_0123456789abcdef01234567', 'm', body, tools).tools;
+    expect(echoed[0]).toMatchObject({ name: 'f', strict: true });
+    expect(echoed[1]).not.toHaveProperty('strict');
+  });
+
+  it('refuses parameters that are no object schema, named, "required" or "auto", on chat and the Responses API', () => {
+    for (const parameters of [{ type: 'string' }, { type: 'array', items: { type: 'integer' } }, { type: ['object', 'null'] }, { anyOf: [{ type: 'string' }, { type: 'object' }] }]) {
+      const fn = { type: 'function', function: { name: 'f', parameters } };
+      for (const toolChoice of [{ type: 'function', function: { name: 'f' } }, 'required', 'auto']) {
+        expect(chatRefusal({ tools: [weather, fn], tool_choice: toolChoice }), JSON.stringify([parameters, toolChoice])).toMatchObject({ param: 'tools.1.function.parameters', message: expect.stringContaining('type "object"') });
+      }
+      expect(responsesRefusal({ tools: [{ type: 'function', name: 'f', parameters }], tool_choice: { type: 'function', name: 'f' } })).toMatchObject({ param: 'tools.0.parameters' });
+    }
+    // No type: its keywords are an object's, and its arguments an object (a string was let through before).
+    const untyped = toolCallPlan({ tools: [{ type: 'function', function: { name: 'f', parameters: { description: 'anything' } } }], tool_choice: { type: 'function', function: { name: 'f' } } })!;
+    const whole = new RegExp(`^(?:${jsonSchemaRegex(untyped.schema)})$`, 'u');
+    expect(whole.test('{"a": 1}')).toBe(true);
+    expect(whole.test('"text"')).toBe(false);
+    expect(toolCallPlan({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: ['object'] } } }], tool_choice: 'required' })).not.toBeNull();
   });
 });

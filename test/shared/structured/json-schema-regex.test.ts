@@ -650,3 +650,104 @@ describe('jsonObjectRegex', () => {
     expect(() => jsonObjectRegex({ maxDepth: 12 })).toThrow(SchemaError);
   });
 });
+
+describe('jsonSchemaRegex: oneOf, $ref pointers, bounds and integer formats (review h136)', () => {
+  const refusedAt = (schema: unknown): { path: string; message: string } => {
+    try {
+      jsonSchemaRegex(schema);
+    } catch (e) {
+      expect(e).toBeInstanceOf(SchemaError);
+      return { path: (e as SchemaError).path, message: (e as SchemaError).message };
+    }
+    throw new Error('not refused');
+  };
+
+  it('refuses a oneOf whose branches may both match a value, naming it and saying to send anyOf', () => {
+    // -5 is an integer and a number: valid under both branches, so under neither by "exactly one".
+    const overlapping = { type: 'object', properties: { v: { oneOf: [{ type: 'integer' }, { type: 'number' }] } }, required: ['v'] };
+    expect(refusedAt(overlapping)).toMatchObject({ path: '/properties/v/oneOf', message: expect.stringContaining('anyOf') });
+    for (const schema of [
+      { oneOf: [{ type: 'string' }, { type: 'string', maxLength: 3 }] },
+      { oneOf: [{ enum: ['a', 'b'] }, { const: 'b' }] },
+      { oneOf: [{ const: 'a' }, { type: 'string' }] },
+      { oneOf: [{ type: 'object', properties: { k: { const: 'a' } } }, { type: 'object', properties: { k: { const: 'b' } } }] },
+      { oneOf: [{}, { type: 'null' }] },
+    ]) {
+      expect(refusedAt(schema).path, JSON.stringify(schema)).toBe('/oneOf');
+    }
+    // The same as anyOf is followed.
+    expect(compile(jsonSchemaRegex({ anyOf: [{ type: 'integer' }, { type: 'number' }] })).test('-5')).toBe(true);
+  });
+
+  it("follows a oneOf whose branches cannot overlap: types, values, zod's and Pydantic's discriminated unions", () => {
+    const typed = compile(jsonSchemaRegex({ oneOf: [{ type: 'string' }, { type: 'integer' }, { type: 'null' }, { const: 1.5 }] }));
+    for (const text of ['"a"', '3', 'null', '1.5']) expect(typed.test(text), text).toBe(true);
+    expect(typed.test('2.5')).toBe(false);
+    expect(compile(jsonSchemaRegex({ oneOf: [{ enum: ['a', 'b'] }, { enum: ['c', 1] }, { type: 'boolean' }] })).test('"c"')).toBe(true);
+    const zodSchemas = [
+      z.discriminatedUnion('kind', [z.object({ kind: z.literal('a'), x: z.string() }), z.object({ kind: z.literal('b'), y: z.number() })]),
+      z.discriminatedUnion('kind', [z.object({ kind: z.enum(['a', 'c']), x: z.string() }), z.object({ kind: z.literal('b') })]),
+      z.xor([z.string(), z.number()]),
+    ];
+    for (const schema of zodSchemas) expect(() => jsonSchemaRegex(z.toJSONSchema(schema)), JSON.stringify(z.toJSONSchema(schema))).not.toThrow();
+    const zodPets = compile(jsonSchemaRegex(z.toJSONSchema(zodSchemas[0])));
+    expect(zodPets.test('{"kind":"a","x":"s"}')).toBe(true);
+    expect(zodPets.test('{"kind":"a","y":1}')).toBe(false);
+    // Pydantic 2.13's model_json_schema() of `pet: Union[Cat, Dog] = Field(discriminator='pet_type')`: its branches
+    // $refs, its discriminator OpenAPI's keyword beside them.
+    const pydantic = {
+      $defs: {
+        Cat: { properties: { pet_type: { const: 'cat', title: 'Pet Type', type: 'string' }, meows: { title: 'Meows', type: 'integer' } }, required: ['pet_type', 'meows'], title: 'Cat', type: 'object' },
+        Dog: { properties: { pet_type: { enum: ['dog', 'hound'], title: 'Pet Type', type: 'string' }, barks: { title: 'Barks', type: 'number' } }, required: ['pet_type', 'barks'], title: 'Dog', type: 'object' },
+      },
+      properties: { pet: { discriminator: { mapping: { cat: '#/$defs/Cat', dog: '#/$defs/Dog', hound: '#/$defs/Dog' }, propertyName: 'pet_type' }, oneOf: [{ $ref: '#/$defs/Cat' }, { $ref: '#/$defs/Dog' }], title: 'Pet' } },
+      required: ['pet'],
+      title: 'Model',
+      type: 'object',
+    };
+    const pets = compile(jsonSchemaRegex(pydantic));
+    expect(pets.test('{"pet":{"pet_type":"hound","barks":1.5}}')).toBe(true);
+    expect(pets.test('{"pet":{"pet_type":"cat","barks":1.5}}')).toBe(false);
+    // Tagged by a property one branch's objects may leave out: not apart.
+    const loose = structuredClone(pydantic);
+    loose.$defs.Dog.required = ['barks'];
+    expect(refusedAt(loose).path).toBe('/properties/pet/oneOf');
+    // A recursion through oneOf is read within a bounded budget, never for ever.
+    expect(refusedAt({ oneOf: [{ $ref: '#' }, { $ref: '#' }] }).path).toBe('/oneOf');
+  });
+
+  it('reads $ref as a URI fragment: percent-decoded, ~0 and ~1 unescaped, own definitions only', () => {
+    const defs = { 'sp ace': { const: 1 }, 'a/b': { const: 2 }, 'c~d': { const: 3 } };
+    for (const [ref, text] of [['#/$defs/sp%20ace', '1'], ['#/$defs/a~1b', '2'], ['#/$defs/c~0d', '3'], ['#/%24defs/a~1b', '2']]) {
+      expect(compile(jsonSchemaRegex({ $defs: defs, $ref: ref })).test(text), ref).toBe(true);
+    }
+    // No member of that name: an inherited one (Object.prototype's) is none.
+    expect(refusedAt({ $defs: {}, $ref: '#/$defs/constructor' }).message).toContain('names no schema');
+    expect(refusedAt({ $defs: {}, $ref: '#/$defs/toString' }).message).toContain('names no schema');
+    expect(refusedAt({ $defs: defs, $ref: '#/$defs/sp%2' }).message).toContain('not a valid URI fragment');
+    // A decoded `/` is a pointer's separator (RFC 6901, section 6): a/b is two steps, not the name.
+    expect(refusedAt({ $defs: defs, $ref: '#/$defs/a%2Fb' }).message).toContain('references are supported');
+  });
+
+  it('says why a number bound is refused: a fraction, or an integer past 2^53', () => {
+    expect(refusedAt({ type: 'number', maximum: 0.5 }).message).toContain('only as an integer');
+    const past = refusedAt({ type: 'number', maximum: 1e20 });
+    expect(past).toMatchObject({ path: '/maximum', message: expect.stringContaining('2^53') });
+    expect(past.message).not.toContain('only as an integer');
+  });
+
+  it('follows int32 and int64 on an integer as bounds (int64 within 2^53), and refuses other formats there', () => {
+    const int32 = compile(jsonSchemaRegex({ type: 'integer', format: 'int32' }));
+    for (const text of ['-2147483648', '2147483647', '0']) expect(int32.test(text), text).toBe(true);
+    for (const text of ['2147483648', '-2147483649', '99999999999']) expect(int32.test(text), text).toBe(false);
+    const bounded = compile(jsonSchemaRegex({ type: 'integer', format: 'int32', minimum: 0 }));
+    expect(bounded.test('-1')).toBe(false);
+    expect(bounded.test('2147483647')).toBe(true);
+    const int64 = compile(jsonSchemaRegex({ type: 'integer', format: 'int64' }));
+    expect(int64.test('9007199254740991')).toBe(true);
+    expect(int64.test('99999999999999999999')).toBe(false);
+    expect(refusedAt({ type: 'integer', format: 'uint8' })).toMatchObject({ path: '/format', message: expect.stringContaining('int32, int64') });
+    // A string's format beside it is that string's.
+    expect(compile(jsonSchemaRegex({ type: ['integer', 'string'], format: 'date' })).test('"2024-01-02"')).toBe(true);
+  });
+});
