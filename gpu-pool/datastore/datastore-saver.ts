@@ -13,6 +13,7 @@
  * ~20-35 ms and holds the event loop ~6 ms at most (the checksum). A failed
  * save is reported and retried at the next interval; it never stops the pool.
  */
+import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Datastore } from './datastore';
@@ -81,14 +82,19 @@ export class DatastoreSaver {
     return this.unsaved;
   }
 
-  /** Stops the timer and saves what is left (the pool's last word on shutdown). */
+  /**
+   * Stops the timer and saves what is left (the pool's last word on shutdown); and where FILE is not there yet, the
+   * datastore as it is, contributions or none: the next pool is started with `--datastore FILE`, and a pool that
+   * had nothing contributed left none, so that start failed (review h133: a restart loop under systemd). A FILE
+   * that is there is the one this pool loaded (the pool refuses any other at start), so nothing new, nothing written.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     while (this.saving) await this.saving;
-    if (this.unsaved > 0) await this.save();
+    if (this.unsaved > 0 || !existsSync(this.file)) await this.save();
   }
 
   private async write(): Promise<void> {

@@ -29,10 +29,13 @@ describe('DatastoreSaver', () => {
     const store = track(Datastore.fromDocuments([[1, 10, 11, 12, 13]], { vocabSize: 64, indexer: 'inline' }));
     const lines: string[] = [];
     const results: string[] = [];
+    // FILE there (the one the pool loaded: it refuses any other at start) and nothing contributed: nothing to write.
+    writeFileSync(file, 'as loaded');
     const saver = new DatastoreSaver(store, file, { intervalMs: 0, log: (l) => lines.push(l), onSaved: (r) => results.push(r) });
-    // Nothing contributed: nothing to write.
     await saver.stop();
-    expect(existsSync(file)).toBe(false);
+    expect(readFileSync(file, 'utf8')).toBe('as loaded');
+    expect(results).toEqual([]);
+    rmSync(file);
 
     const again = new DatastoreSaver(store, file, { intervalMs: 0, log: (l) => lines.push(l), onSaved: (r) => results.push(r) });
     store.append([1, 20, 21, 22, 23]);
@@ -47,6 +50,17 @@ describe('DatastoreSaver', () => {
     expect(reloaded.tokenCount).toBe(store.tokenCount);
     expect(continuation(reloaded, [20, 21])).toEqual([22, 23, -1]);
     expect(continuation(reloaded, [10, 11]).slice(0, 2)).toEqual([12, 13]);
+  });
+
+  it('writes FILE at stop where it is not there yet, contributions or none, so the next pool started with --datastore FILE starts (review h133)', async () => {
+    for (const store of [track(Datastore.fromDocuments([[1, 10, 11, 12, 13]], { vocabSize: 64, indexer: 'inline' })), track(Datastore.empty({ vocabSize: 64, indexer: 'inline' }))]) {
+      const file = path.join(dir(), 'first.sssd-ds');
+      const results: string[] = [];
+      await new DatastoreSaver(store, file, { intervalMs: 0, onSaved: (r) => results.push(r) }).stop();
+      expect(results).toEqual(['ok']);
+      const reloaded = track(await Datastore.load(file));
+      expect(reloaded.tokenCount).toBe(store.tokenCount);
+    }
   });
 
   it('saves on its interval only while contributions arrive', async () => {
