@@ -90,8 +90,14 @@ export const modelField = z.string().min(1).max(256);
 /** OpenAI's bounds on `metadata` (a stored chat completion's, a response's). */
 export const MAX_METADATA_KEYS = 16;
 export const metadataSchema = z
-  .record(z.string().max(64, 'a metadata key holds at most 64 characters'), z.string().max(512, 'a metadata value holds at most 512 characters'))
-  .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `metadata holds at most ${MAX_METADATA_KEYS} keys`);
+  .unknown()
+  // A record drops a `__proto__` key unseen, its value unchecked (review h135: `{"__proto__": {...}}` was a 200 that kept `{}`).
+  .refine((m) => typeof m !== 'object' || m === null || !Object.hasOwn(m, '__proto__'), 'a metadata key may not be __proto__')
+  .pipe(
+    z
+      .record(z.string().max(64, 'a metadata key holds at most 64 characters'), z.string().max(512, 'a metadata value holds at most 512 characters'))
+      .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `metadata holds at most ${MAX_METADATA_KEYS} keys`),
+  );
 
 const commonFields = {
   model: modelField,
@@ -238,7 +244,8 @@ export const completionRequestSchema = z.object({
   /** Send the prompt back before the completion (with `logprobs`: the prompt's tokens scored too). */
   echo: z.boolean().nullish(),
   /** 0 only with `echo`: score the prompt, generate nothing (what evaluation harnesses send). */
-  max_tokens: z.number().int().min(0).nullish(),
+  // Said as the handler says a 0 without echo (review h135: -1 got zod's words, 0 these).
+  max_tokens: z.number().int().min(0, 'max_tokens must be at least 1 (0 only with echo: score the prompt)').nullish(),
   /** Chat's newer name for max_tokens, taken here too: a client that moved to it must not get an unbounded reply. */
   max_completion_tokens: z.number().int().min(0).nullish(),
   prompt: promptSchema,

@@ -20,9 +20,18 @@ export function keepChatCompletion(store: ChatCompletionStore, body: ChatRequest
   const given = Array.isArray(sent) && sent.length === body.messages.length && sent.every((m) => typeof m === 'object' && m !== null && !Array.isArray(m)) ? (sent as ChatMessage[]) : body.messages;
   return async (completion) => {
     const { id, created, model } = completion as { id: string; created: number; model: string };
-    const messages = given.map((message, i): StoredChatMessage => ({ ...message, id: `${id}-${i}` }));
+    const messages = given.map((message, i): StoredChatMessage => ({ ...messageFields(message), id: `${id}-${i}` }));
     await store.put({ id, created, model, completion, metadata: body.metadata ?? {}, messages, expiresAt: store.expiresAt() });
   };
+}
+
+/** What a message may hold (OpenAI's message params): a client's other fields are not kept, nor listed back (review h135). */
+const MESSAGE_FIELDS = ['role', 'content', 'name', 'tool_calls', 'tool_call_id', 'refusal', 'function_call'] as const;
+
+function messageFields(message: ChatMessage): ChatMessage {
+  const kept: Record<string, unknown> = {};
+  for (const field of MESSAGE_FIELDS) if (Object.hasOwn(message, field)) kept[field] = (message as Record<string, unknown>)[field];
+  return kept as ChatMessage;
 }
 
 /** `metadata[key]=value` (the SDK's form of `metadata: {key: value}`), `model`, and the paging (`order` asc by default, as OpenAI's). */

@@ -687,7 +687,9 @@ class RegexBuilder {
     if (min !== undefined && max !== undefined && min > max) return null;
     if (content === null) {
       if (min === undefined && max === undefined) return STRING;
-      return `"${repeat(CODE_POINT, min ?? 0, max ?? Infinity, pointer(path, 'maxLength'))}"`;
+      // The bound past what a count can say is named: a minLength of 1e8 was blamed on maxLength (review h135).
+      const past = min !== undefined && min > MAX_COUNT * MAX_COUNT ? 'minLength' : 'maxLength';
+      return `"${repeat(CODE_POINT, min ?? 0, max ?? Infinity, pointer(path, past))}"`;
     }
     if ((min ?? 0) === 0 && max === undefined) return `"${content}"`;
     const counted = this.lengthOf(content, min ?? 0, max ?? Infinity, path);

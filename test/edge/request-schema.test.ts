@@ -325,6 +325,10 @@ describe('prompt', () => {
     expect(refusal({ prompt: [[1, deep]] })!.toBody().error.message).toBe("prompt: prompt[0][1] is an array: token ids are non-negative integers");
   });
 
+  it('says a negative max_tokens as it says a 0 without echo (review h135)', () => {
+    expect(refusal({ max_tokens: -1 })!.toBody().error).toMatchObject({ param: 'max_tokens', message: 'max_tokens: max_tokens must be at least 1 (0 only with echo: score the prompt)' });
+  });
+
   it('says a list that mixes text and token ids is that, not a bad id (review h131)', () => {
     for (const prompt of [['a', 1], [1, 'x'.repeat(900_000)]]) {
       expect(refusal({ prompt })!.toBody().error).toMatchObject({ param: 'prompt', message: 'prompt: prompt mixes text and token ids: send a string, a list of one string, or token ids' });

@@ -105,6 +105,8 @@ describe('metadataUpdate', () => {
     const pairs = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 'v']));
     expect(Object.keys(metadataUpdate({ metadata: pairs(16) }))).toHaveLength(16);
     expect(refusal(() => metadataUpdate({ metadata: pairs(17) }))).toMatchObject({ status: 400, param: 'metadata' });
+    // A key a record would drop unseen, its value unchecked (review h135: a 200 that kept {}).
+    expect(refusal(() => metadataUpdate(JSON.parse('{"metadata": {"__proto__": {"isAdmin": true}}}')))).toMatchObject({ status: 400, param: 'metadata', message: expect.stringContaining('__proto__') });
   });
 });
 
@@ -142,13 +144,15 @@ describe('messagesPage', () => {
     const sent = [
       { role: 'user', content: 'Weather?' },
       { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
-      { role: 'tool', tool_call_id: 'call_1', content: 'sunny' },
+      // A client's own field beside OpenAI's: not kept, nor listed back (review h135).
+      { role: 'tool', tool_call_id: 'call_1', content: 'sunny', x_trace: 'abc' },
     ];
     const store = new ChatCompletionStore(workerd(), 'key-t', 0, 1 << 20);
     return keepChatCompletion(store, body as unknown as ChatRequest, sent)({ id: 'chatcmpl-t', created: 1, model: 'm' }).then(async () => {
       const page = messagesPage((await store.get('chatcmpl-t'))!, new URLSearchParams(''));
       expect(page.data[1]).toMatchObject({ role: 'assistant', content: null, tool_calls: sent[1].tool_calls, id: 'chatcmpl-t-1' });
       expect(page.data[2]).toMatchObject({ role: 'tool', tool_call_id: 'call_1', content: 'sunny', id: 'chatcmpl-t-2' });
+      expect(page.data[2]).not.toHaveProperty('x_trace');
       const refused = messagesPage({ ...record, messages: [{ role: 'assistant', content: [{ type: 'refusal', refusal: 'No.' }], id: 'r-0' }] }, new URLSearchParams(''));
       expect(refused.data[0]).toEqual({ role: 'assistant', id: 'r-0', content: '', content_parts: [], refusal: 'No.' });
     });
