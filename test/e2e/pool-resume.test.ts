@@ -264,7 +264,16 @@ describe('a generation whose pool fails mid-stream', () => {
     arm('pass');
     const whole = await stream(body);
     older.forgets = 'all';
+    // Until the edge has had a health check of it since (each pool at most every 2 s; /readyz asks for one): on a
+    // loaded machine a fixed 2.5 s was not always enough (CI, 2026-12-07).
+    const listed = older.listsAnswered;
     await new Promise((r) => setTimeout(r, 2_500));
+    for (const until = Date.now() + 20_000; older.listsAnswered === listed && Date.now() < until; ) {
+      await (await fetch(`${edge.url}/readyz`)).text();
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(older.listsAnswered).toBeGreaterThan(listed);
+    await new Promise((r) => setTimeout(r, 100));
     try {
       arm('cut');
       const cut = await stream(body);

@@ -76,6 +76,8 @@ export interface FaultProxy {
   forgets: readonly PoolFeature[] | 'all' | null;
   /** The edge-pool protocol version its /v1/info names in place of the pool's (a pool of another release); null: the pool's own. */
   protocol: number | null;
+  /** Health checks and /v1/info answered with `forgets` or `protocol` applied: a test waits on it, not on a clock. */
+  listsAnswered: number;
   /** Sends what comes next to another pool (a pool replaced at the same address). */
   retarget(target: string): void;
   close(): Promise<void>;
@@ -107,6 +109,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     cancelDelayMs: 0,
     forgets: null,
     protocol: null,
+    listsAnswered: 0,
     breaks: (id) => !/\.r\d+$/.test(id),
     opened: [],
     broken: [],
@@ -179,6 +182,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
           const text = JSON.stringify(said);
           res.writeHead(up.statusCode ?? 502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
           res.end(text);
+          proxy.listsAnswered++;
         });
         return;
       }
