@@ -512,6 +512,9 @@ function refuseUnansweringToolMessages(messages: readonly unknown[]): void {
       continue;
     }
     const id = message.tool_call_id;
+    if (id !== undefined && id !== null && typeof id !== 'string') {
+      throw badRequest(`messages.${i}.tool_call_id: expected a string (the id of the call it answers), got ${describeValue(id)}.`, `messages.${i}.tool_call_id`, 'invalid_value');
+    }
     if (typeof id !== 'string' || id === '') {
       throw badRequest(`messages.${i}.tool_call_id: messages with role 'tool' must have a 'tool_call_id' (the id of the call it answers).`, `messages.${i}.tool_call_id`, 'invalid_value');
     }

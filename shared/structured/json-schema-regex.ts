@@ -268,12 +268,19 @@ const JSON_TYPES: readonly JsonType[] = ['string', 'integer', 'fraction', 'boole
 /**
  * What a oneOf branch may be: its values' JSON types; where it lists its
  * values (const, enum), those, by canonical JSON; where its objects require
- * a property of listed values, those values by property.
+ * a property of listed values, those values by property; the properties its
+ * objects require, and, where they are closed (additionalProperties false),
+ * the ones they may hold; and where it is a union itself, its branches' shapes.
  */
 interface Shape {
   types: ReadonlySet<string>;
   values: ReadonlyMap<string, unknown> | null;
   tags: ReadonlyMap<string, ReadonlySet<string>> | null;
+  required?: ReadonlySet<string>;
+  /** The properties a closed object may hold (null: any). */
+  closedTo?: ReadonlySet<string> | null;
+  /** A union's branches (anyOf, oneOf): apart from another shape where each is (zod's nested discriminated unions). */
+  parts?: readonly Shape[];
 }
 const ANY_SHAPE: Shape = { types: new Set(JSON_TYPES), values: null, tags: null };
 /** Sub-schemas one oneOf's check reads at most (a `$ref` back to `#` in each branch would double them a level): past it, any value. */
@@ -298,6 +305,8 @@ function canonicalJson(v: unknown): string {
 
 /** Whether no value can have both shapes. */
 function apart(a: Shape, b: Shape): boolean {
+  if (a.parts) return a.parts.every((part) => apart(part, b));
+  if (b.parts) return b.parts.every((part) => apart(a, part));
   const common = [...a.types].filter((t) => b.types.has(t));
   if (common.length === 0) return true;
   if (a.values !== null && b.values !== null) return ![...a.values.keys()].some((k) => b.values!.has(k));
@@ -305,12 +314,22 @@ function apart(a: Shape, b: Shape): boolean {
     const [listed, other] = a.values !== null ? [a, b] : [b, a];
     return [...listed.values!.values()].every((v) => !other.types.has(jsonTypeOf(v)) || (isObject(v) && untagged(v, other)));
   }
-  // Objects alone in common, each side requiring one property of values the other's leave out.
-  if (common.some((t) => t !== 'object') || a.tags === null || b.tags === null) return false;
+  if (common.some((t) => t !== 'object')) return false;
+  // Objects alone in common: one side requires a property the other's closed objects may not hold (zod's z.xor of
+  // objects: review h138), or each requires one of values the other's leave out.
+  if (requiresWhatTheOtherShuts(a, b) || requiresWhatTheOtherShuts(b, a)) return true;
+  if (a.tags === null || b.tags === null) return false;
   return [...a.tags].some(([name, values]) => {
     const others = b.tags!.get(name);
     return others !== undefined && ![...values].some((v) => others.has(v));
   });
+}
+
+/** Whether `a`'s objects require a property that `b`'s, closed, may not hold. */
+function requiresWhatTheOtherShuts(a: Shape, b: Shape): boolean {
+  const shut = b.closedTo;
+  if (shut === null || shut === undefined || a.required === undefined) return false;
+  return [...a.required].some((name) => !shut.has(name));
 }
 
 /** Whether an object value lacks a property the shape's objects require, or holds one of a value they leave out. */
@@ -578,7 +597,7 @@ class RegexBuilder {
       if (!Array.isArray(list)) continue;
       const parts = list.map((b, i) => this.shapeOf(b, pointer(pointer(at, key), i), budget, nesting + 1));
       const values = parts.every((p) => p.values !== null) ? new Map(parts.flatMap((p) => [...p.values!])) : null;
-      return { types: new Set(parts.flatMap((p) => [...p.types])), values, tags: null };
+      return { types: new Set(parts.flatMap((p) => [...p.types])), values, tags: null, parts };
     }
     if (COMBINATORS.some((k) => k in schema)) return ANY_SHAPE;
     const types = allowed ?? new Set(JSON_TYPES);
@@ -591,7 +610,10 @@ class RegexBuilder {
         if (values !== null) (tags ??= new Map()).set(name, new Set(values.keys()));
       }
     }
-    return { types, values: null, tags };
+    const required = Array.isArray(schema.required) ? new Set(schema.required.filter((n): n is string => typeof n === 'string')) : undefined;
+    // Closed: no property beyond those listed (patternProperties are refused by the writer, so none hide elsewhere).
+    const closedTo = schema.additionalProperties === false ? new Set(isObject(props) ? Object.keys(props) : []) : null;
+    return { types, values: null, tags, required, closedTo };
   }
 
   private expanded(target: string, schema: unknown, entered: number[], depth: number): string | null {

@@ -442,6 +442,8 @@ describe("chat's tool messages (review h136)", () => {
 
   it('refuses one without a tool_call_id, one answering no call, and one whose id is none of the calls, naming it', () => {
     expect(chatRefusal([user, called, { role: 'tool', content: 'sunny' }])).toMatchObject({ param: 'messages.2.tool_call_id', message: expect.stringContaining("must have a 'tool_call_id'") });
+    // Not a string: said so, not as if it were missing (review h138).
+    expect(chatRefusal([user, called, { role: 'tool', tool_call_id: 1, content: 'sunny' }])).toMatchObject({ param: 'messages.2.tool_call_id', message: expect.stringContaining('expected a string') });
     expect(chatRefusal([user, { role: 'tool', tool_call_id: 'call_1', content: 'sunny' }])).toMatchObject({ param: 'messages.1.role', message: expect.stringContaining("preceding message with 'tool_calls'") });
     expect(chatRefusal([user, called, { role: 'tool', tool_call_id: 'call_9', content: 'sunny' }])).toMatchObject({ param: 'messages.2.tool_call_id', message: expect.stringContaining("'call_9'") });
     // After a user message the calls are no longer being answered.

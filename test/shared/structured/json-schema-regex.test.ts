@@ -691,8 +691,25 @@ describe('jsonSchemaRegex: oneOf, $ref pointers, bounds and integer formats (rev
       z.discriminatedUnion('kind', [z.object({ kind: z.literal('a'), x: z.string() }), z.object({ kind: z.literal('b'), y: z.number() })]),
       z.discriminatedUnion('kind', [z.object({ kind: z.enum(['a', 'c']), x: z.string() }), z.object({ kind: z.literal('b') })]),
       z.xor([z.string(), z.number()]),
+      // Closed objects that each require what the other may not hold, and a union within a union told apart by its
+      // tag (review h138: both were 400s, though no value matches two branches).
+      z.xor([z.object({ a: z.string() }).strict(), z.object({ b: z.string() }).strict()]),
+      z.discriminatedUnion('type', [
+        z.object({ type: z.literal('a'), x: z.string() }),
+        z.discriminatedUnion('sub', [z.object({ type: z.literal('b'), sub: z.literal('1') }), z.object({ type: z.literal('b'), sub: z.literal('2') })]),
+      ]),
     ];
     for (const schema of zodSchemas) expect(() => jsonSchemaRegex(z.toJSONSchema(schema)), JSON.stringify(z.toJSONSchema(schema))).not.toThrow();
+    const xor = compile(jsonSchemaRegex(z.toJSONSchema(zodSchemas[3])));
+    for (const [text, valid] of [['{"a":"s"}', true], ['{"b":"s"}', true], ['{"a":"s","b":"t"}', false], ['{}', false]] as const) expect(xor.test(text), text).toBe(valid);
+    const nested = compile(jsonSchemaRegex(z.toJSONSchema(zodSchemas[4])));
+    expect(nested.test('{"type":"b","sub":"2"}')).toBe(true);
+    expect(nested.test('{"type":"a","sub":"2"}')).toBe(false);
+    // Open objects, or one closed that may hold what the other requires: a value may match both.
+    expect(refusedAt({ oneOf: [{ type: 'object', properties: { a: {} }, required: ['a'] }, { type: 'object', properties: { b: {} }, required: ['b'] }] }).path).toBe('/oneOf');
+    expect(refusedAt({ oneOf: [{ type: 'object', properties: { a: {}, b: {} }, required: ['a'], additionalProperties: false }, { type: 'object', properties: { b: {} }, required: ['b'] }] }).path).toBe('/oneOf');
+    // A union branch is apart only where each of its own branches is.
+    expect(refusedAt({ oneOf: [{ const: 1 }, { anyOf: [{ const: 2 }, { type: 'integer' }] }] }).path).toBe('/oneOf');
     const zodPets = compile(jsonSchemaRegex(z.toJSONSchema(zodSchemas[0])));
     expect(zodPets.test('{"kind":"a","x":"s"}')).toBe(true);
     expect(zodPets.test('{"kind":"a","y":1}')).toBe(false);
