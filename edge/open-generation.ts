@@ -85,6 +85,8 @@ export async function openGeneration(
   // Pools tried (this opening's), and those that refused the edge's token: all of them refusing it is said as such.
   let tries = 0;
   let tokenRefusals = 0;
+  /** Refusals (401) whose answer was a pool's own: the others came from something that may not be a pool. */
+  let poolTokenRefusals = 0;
   for (let round = 0; ; round++) {
     // Pools of this round that hold fewer tokens than the request needs (a 413): only where every one tried says so is it the request's.
     let roundTries = 0;
@@ -144,6 +146,7 @@ export async function openGeneration(
         }
         if (err instanceof PoolMisdirectedError) {
           if (err.status === 401) tokenRefusals++;
+          if (err.status === 401 && !err.notAPool) poolTokenRefusals++;
           picker.markMisdirected(client.baseUrl, err.message);
           if (err.status === 421) checkModelSoon();
           continue;
@@ -219,7 +222,7 @@ export async function openGeneration(
     if (!(await pause(Math.min(Math.max(100, retryAfterMs ?? 2000), leftMs), signal))) throw cancelledError();
     retryAfterMs = null;
   }
-  if (tries > 0 && tokenRefusals === tries) throw poolsRefuseTokenError();
+  if (tries > 0 && tokenRefusals === tries) throw poolsRefuseTokenError(poolTokenRefusals === 0);
   // The pool's words end "retry after the time given": the time is said once, here, as Retry-After gives it.
   const why = lastBusy ? ` (the last: ${lastBusy.replace(/; retry after the time given$/, '').slice(0, 200)})` : '';
   const retryS = (retryAfterMs ?? 2000) / 1000;

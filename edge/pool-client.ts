@@ -30,6 +30,8 @@ export class PoolMisdirectedError extends PoolUnavailableError {
   constructor(
     readonly status: number,
     message: string,
+    /** A 401 whose body is not a pool's own error: the URL may name something else (an edge, a proxy's login). */
+    readonly notAPool = false,
   ) {
     super(message);
     this.name = 'PoolMisdirectedError';
@@ -72,12 +74,16 @@ export class PoolClient {
     return (await res.json()) as PoolHealth;
   }
 
-  async info(): Promise<PoolInfo> {
+  async info(timeoutMs = 5000): Promise<PoolInfo> {
     // The whole URL in what is said of it: a pool URL given with its own /v1 fetched /v1/v1/info.
     const url = `${this.baseUrl}/v1/info`;
-    const res = await fetch(url, { headers: this.headers(), signal: AbortSignal.timeout(5000) });
-    const why = res.status === 401 ? ' (it refuses SSSD_POOL_TOKEN)' : res.status === 404 ? ' (no pool there: SSSD_POOL_URLS takes base URLs, without /v1)' : '';
-    if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${url} answered ${res.status}${why}`);
+    const res = await fetch(url, { headers: this.headers(), signal: AbortSignal.timeout(timeoutMs) });
+    if (res.status === 401) throw refusedToken(url, await res.text().catch(() => ''));
+    const why = res.status === 404 ? ' (no pool there: SSSD_POOL_URLS takes base URLs, without /v1)' : '';
+    if (MISDIRECTED.has(res.status)) {
+      await res.body?.cancel();
+      throw new PoolMisdirectedError(res.status, `pool ${url} answered ${res.status}${why}`);
+    }
     if (!res.ok) throw new PoolUnavailableError(`${url} answered ${res.status}`);
     return (await res.json()) as PoolInfo;
   }
@@ -123,7 +129,8 @@ export class PoolClient {
     if (!res.ok || !res.body) {
       const text = await res.text().catch(() => '');
       const retryAfter = Number(res.headers.get('retry-after'));
-      if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${this.baseUrl} answered ${res.status}${res.status === 401 ? ' (it refuses SSSD_POOL_TOKEN)' : ''}: ${text.slice(0, 300)}`);
+      if (res.status === 401) throw refusedToken(this.baseUrl, text);
+      if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 300)}`);
       if (res.status === 429 || res.status === 503 || res.status >= 500) {
         // The body's retryAfterMs is the pool's own hint to the millisecond; the header rounds it up to seconds.
         let said: { retryAfterMs?: unknown; message?: unknown; code?: unknown } = {};
@@ -165,6 +172,23 @@ export class PoolClient {
   }
 }
 
+
+/**
+ * A 401 from `where`: a pool's own (its JSON error, code `unauthorized`)
+ * refuses SSSD_POOL_TOKEN; any other body (an edge's OpenAI error, a proxy's
+ * page) says the URL may name no pool, which a token would not fix.
+ */
+function refusedToken(where: string, text: string): PoolMisdirectedError {
+  let code: unknown;
+  try {
+    const said = JSON.parse(text) as { type?: unknown; code?: unknown } | null;
+    code = said?.type === 'error' ? said.code : undefined;
+  } catch {
+    // Not JSON: not a pool's.
+  }
+  if (code === 'unauthorized') return new PoolMisdirectedError(401, `pool ${where} answered 401 (it refuses SSSD_POOL_TOKEN)`);
+  return new PoolMisdirectedError(401, `${where} answered 401, not as a pool does (SSSD_POOL_URLS may name something that is not a pool, such as an edge): ${text.slice(0, 200)}`, true);
+}
 
 /** A pool's JSON error body's message (`{"type":"error","code","message"}`), else the text as it came. */
 function poolErrorMessage(text: string): string {

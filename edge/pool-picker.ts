@@ -14,8 +14,8 @@
  * than AFFINITY_SLACK above the least loaded one: then load decides.
  */
 import { featuresMissing, type PoolFeature } from '../shared/pool-features';
-import { PROTOCOL_VERSION, type PoolHealth } from '../shared/protocol';
-import { PoolClient } from './pool-client';
+import { PROTOCOL_VERSION, type PoolHealth, type PoolInfo } from '../shared/protocol';
+import { PoolClient, PoolMisdirectedError } from './pool-client';
 
 const HEALTH_TTL_MS = 2_000;
 const FAILED_TTL_MS = 1_000;
@@ -25,6 +25,20 @@ const FAILED_TTL_MS = 1_000;
  * its turn again (it may have been fixed).
  */
 const MISDIRECTED_TTL_MS = 60_000;
+/**
+ * Readiness counts a pool only once it said, to this edge's token, that it
+ * serves this edge (an authenticated /v1/info at this protocol and the pinned
+ * weights, or a generation served): its open /healthz says ok to anyone (an
+ * edge with the wrong token, another edge at a pool's URL). A pool said so is
+ * asked again this long after, in case its token or release changed.
+ */
+const VERIFIED_TTL_MS = 60_000;
+/** A pool not verified (never asked, refused, or silent when asked) is asked again by readiness at most this often. */
+const VERIFY_RETRY_MS = 5_000;
+/** A probe's /v1/info of a pool: not answered by then, the pool counts as it stood (a probe must answer soon). */
+const VERIFY_TIMEOUT_MS = 2_000;
+/** A probe's ask that has not ended by then (its request went away) no longer holds the next one back. */
+const VERIFY_GIVEN_UP_MS = 10_000;
 /** A pool passed over for the same reason is said in the log at most this often. */
 const PASSED_OVER_LOG_MS = 60_000;
 /** How much more loaded (load is 0..1) a request's own pool may be than the least loaded before load wins. */
@@ -77,6 +91,16 @@ interface HealthEntry {
   okAt: number;
 }
 
+/** What this isolate knows of whether a pool serves this edge (readiness's verification). */
+interface Verification {
+  /** It last said it does (its /v1/info to this edge's token, a generation served), and nothing refused this edge since. */
+  ok: boolean;
+  /** When it last said so, or a probe last asked it (0: never): the next ask is due from then. */
+  at: number;
+  /** When a probe's ask of it started, while it runs (0: none). */
+  askingSince: number;
+}
+
 /**
  * How long after a pool went silent mid-request the others are doubted
  * until heard from: a fleet hangs together (a device stall, a partition
@@ -94,6 +118,8 @@ export class PoolPicker {
   private readonly unpinned = new Set<string>();
   /** Pools whose last /v1/info named another edge-pool protocol version than this edge's, with that version: not tried at all. */
   private readonly otherProtocol = new Map<string, number>();
+  /** Whether each pool serves this edge, as last verified (readiness counts only those that do). */
+  private readonly verifications = new Map<string, Verification>();
   /** `url reason` → when it was last said that the pool was passed over for it. */
   private readonly passedOverSaid = new Map<string, number>();
   /** When a pool last went silent past its stall window here (0: never). */
@@ -160,6 +186,8 @@ export class PoolPicker {
    */
   markMisdirected(url: string, why: string): void {
     const now = Date.now();
+    // Out of readiness until it is verified again: the mark's minute alone brought it back unfixed (review h137).
+    this.verification(url).ok = false;
     if ((this.misdirected.get(url) ?? 0) <= now) console.error(`edge: pool ${url} cannot serve this edge (${why}); it is tried last for ${MISDIRECTED_TTL_MS / 1000} s`);
     this.misdirected.set(url, now + MISDIRECTED_TTL_MS);
   }
@@ -190,6 +218,42 @@ export class PoolPicker {
    */
   noteServing(url: string): void {
     this.misdirected.delete(url);
+    this.noteVerified(url);
+  }
+
+  /** The pool answered this edge's token at its protocol and pinned weights: it counts as ready while its health says ok. */
+  noteVerified(url: string): void {
+    const verification = this.verification(url);
+    verification.ok = true;
+    verification.at = Date.now();
+  }
+
+  private verification(url: string): Verification {
+    let verification = this.verifications.get(url);
+    if (!verification) this.verifications.set(url, (verification = { ok: false, at: 0, askingSince: 0 }));
+    return verification;
+  }
+
+  /**
+   * What a pool's /v1/info (asked with this edge's token) says of it: noted
+   * (its protocol, the pinned weights), and whether it serves this edge
+   * (then it is verified), speaks another protocol, or has other weights
+   * than the pinned ones (then it is marked misdirected, said in the log).
+   */
+  noteInfo(url: string, info: PoolInfo): 'serves' | 'protocol' | 'pinned' {
+    this.noteProtocol(url, info.protocol);
+    if (info.protocol !== PROTOCOL_VERSION) return 'protocol';
+    if (this.modelSha256 !== null) {
+      const matches = info.model.sha256 === this.modelSha256;
+      this.notePinned(url, matches);
+      if (!matches) {
+        // Pinned: another checkpoint (or a pool too old to name its own) is not this edge's, whatever the list's order.
+        this.markMisdirected(url, `it serves weights ${info.model.sha256?.slice(0, 12) ?? '(unnamed)'}, not SSSD_MODEL_SHA256 ${this.modelSha256.slice(0, 12)}`);
+        return 'pinned';
+      }
+    }
+    this.noteVerified(url);
+    return 'serves';
   }
 
   /** The served model changed: pools passed over for serving another (421) may serve this one, so none goes last for it. */
@@ -331,10 +395,14 @@ export class PoolPicker {
   /**
    * How many pools can take work, by this isolate's own view of them (the
    * readiness probe, GET /readyz): a pool whose last health check said ok,
-   * not marked failed since, and not passed over for serving another model
-   * or refusing the edge. Checks that are due (each pool's every
-   * HEALTH_TTL_MS at most, whoever asks) are waited for, each bounded by its
-   * timeout; within that, probes cost no request to a pool.
+   * not marked failed since, verified to serve this edge (its /v1/info
+   * answered this edge's token at this protocol and the pinned weights, or it
+   * served a generation), and not refused since (401, 421, another protocol
+   * or weights: out until verified again, however long that takes). Checks
+   * that are due are waited for, each bounded by its timeout: health each
+   * HEALTH_TTL_MS at most, whoever asks; /v1/info of a pool not verified
+   * each VERIFY_RETRY_MS at most, of one verified each VERIFIED_TTL_MS.
+   * Within that, probes cost no request to a pool.
    */
   async readiness(): Promise<{ healthy: number; total: number }> {
     const now = Date.now();
@@ -348,15 +416,48 @@ export class PoolPicker {
         unknown.set(client.baseUrl, client.health().then((h) => h.ok === true, () => false));
       }
     }
-    await Promise.all(this.clients.map((client) => (unknown.has(client.baseUrl) ? unknown.get(client.baseUrl) : this.refresh(client, now))));
-    const after = Date.now();
+    // Asked beside the health checks, not after them: a cold probe waits for the slower of the two, not both.
+    const verifying = this.clients.filter((client) => this.verificationDue(client.baseUrl, now)).map((client) => this.verify(client));
+    await Promise.all([...this.clients.map((client) => (unknown.has(client.baseUrl) ? unknown.get(client.baseUrl) : this.refresh(client, now))), ...verifying]);
     let healthy = 0;
     for (const { baseUrl } of this.clients) {
       const entry = this.entries.get(baseUrl);
       const ok = unknown.has(baseUrl) ? await unknown.get(baseUrl)! : entry?.health?.ok === true && !entry.down;
-      if (ok && !this.passedOverByInfo(baseUrl) && (this.misdirected.get(baseUrl) ?? 0) <= after) healthy++;
+      if (ok && this.verifications.get(baseUrl)?.ok === true && !this.passedOverByInfo(baseUrl)) healthy++;
     }
     return { healthy, total: this.clients.length };
+  }
+
+  /** Whether a probe at `now` asks the pool at `url` whether it serves this edge. */
+  private verificationDue(url: string, now: number): boolean {
+    const verification = this.verifications.get(url);
+    if (!verification) return true;
+    if (verification.askingSince > 0 && now - verification.askingSince < VERIFY_GIVEN_UP_MS) {
+      // Another probe asks it, and this one cannot wait on that probe's I/O (workerd): a pool never answered yet is
+      // asked apart, as a cold isolate's first health check is (review h103); any other counts as it stands.
+      return verification.at === 0;
+    }
+    return now - verification.at >= (verification.ok ? VERIFIED_TTL_MS : VERIFY_RETRY_MS);
+  }
+
+  /**
+   * Asks a pool's /v1/info with this edge's token (where the token goes
+   * already), bounded by VERIFY_TIMEOUT_MS, and notes what it said. A pool
+   * unreachable or failing (5xx) keeps what it said before: its health
+   * check says whether it is up.
+   */
+  private async verify(client: PoolClient): Promise<void> {
+    const verification = this.verification(client.baseUrl);
+    const started = Date.now();
+    verification.askingSince = started;
+    try {
+      this.noteInfo(client.baseUrl, await client.info(VERIFY_TIMEOUT_MS));
+    } catch (err) {
+      if (err instanceof PoolMisdirectedError) this.markMisdirected(client.baseUrl, err.message);
+    } finally {
+      if (verification.askingSince === started) verification.askingSince = 0;
+      verification.at = Math.max(verification.at, started);
+    }
   }
 
   /**

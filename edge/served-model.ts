@@ -167,6 +167,8 @@ class InfoAsker {
   private everyRefusedToken = true;
   /** Pools that answered 401, and each pool's failure as the log says it (the last alone hid a refused token behind an outage: review h124). */
   private tokenRefusals = 0;
+  /** Of those, the ones whose 401 was a pool's own answer (the others: SSSD_POOL_URLS may name no pool). */
+  private poolTokenRefusals = 0;
   private readonly failures: string[] = [];
 
   constructor(private readonly picker: PoolPicker) {}
@@ -182,29 +184,20 @@ class InfoAsker {
       return null;
     }
     // Another protocol version's info and events would be misread: that pool is left out until it speaks this one.
-    picker.noteProtocol(client.baseUrl, info.protocol);
-    if (info.protocol !== PROTOCOL_VERSION) {
-      this.otherProtocol = info.protocol;
-      return null;
-    }
-    if (picker.modelSha256 !== null) {
-      const matches = info.model.sha256 === picker.modelSha256;
-      picker.notePinned(client.baseUrl, matches);
-      if (!matches) {
-        // Pinned: another checkpoint (or a pool too old to name its own) is not this edge's, whatever the list's order.
-        picker.markMisdirected(client.baseUrl, `it serves weights ${info.model.sha256?.slice(0, 12) ?? '(unnamed)'}, not SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}`);
-        this.pinnedOut = true;
-        return null;
-      }
-    }
-    return info;
+    // Pinned: another checkpoint is not this edge's, whatever the list's order. Either way it is not verified.
+    const said = picker.noteInfo(client.baseUrl, info);
+    if (said === 'protocol') this.otherProtocol = info.protocol;
+    if (said === 'pinned') this.pinnedOut = true;
+    return said === 'serves' ? info : null;
   }
 
   /** A pool failed to answer, or to serve its tokenizer. */
   failed(client: PoolClient, err: unknown): void {
     this.lastError = err;
-    if (err instanceof PoolMisdirectedError && err.status === 401) this.tokenRefusals++;
-    else this.everyRefusedToken = false;
+    if (err instanceof PoolMisdirectedError && err.status === 401) {
+      this.tokenRefusals++;
+      if (!err.notAPool) this.poolTokenRefusals++;
+    } else this.everyRefusedToken = false;
     if (this.failures.length < 8) this.failures.push(`${client.baseUrl}: ${(err instanceof Error ? err.message : String(err)).slice(0, 200)}`);
     // A pool that refuses the edge's token, or a URL naming no pool, is said in the log (once a spell), not only failed over.
     if (err instanceof PoolMisdirectedError) this.picker.markMisdirected(client.baseUrl, err.message);
@@ -225,7 +218,7 @@ class InfoAsker {
     // One line (no stack): it comes at every request while no pool answers.
     const each = this.failures.length > 0 ? this.failures.join('; ') : this.lastError instanceof Error ? this.lastError.message : String(this.lastError);
     console.error(`edge: no pool answered /v1/info: ${each}`);
-    if (this.lastError !== null && this.everyRefusedToken && !answered) return poolsRefuseTokenError();
+    if (this.lastError !== null && this.everyRefusedToken && !answered) return poolsRefuseTokenError(this.poolTokenRefusals === 0);
     // Some refused the token, the others are down: an outage a retry may outlast, and a configuration to fix, both said.
     const refusing = this.tokenRefusals > 0 && !answered ? ` (and ${this.tokenRefusals === 1 ? 'one pool refuses' : `${this.tokenRefusals} pools refuse`} this edge's credentials, its pool token: the service's operator must fix its configuration)` : '';
     return new ApiError(503, `No inference pool is reachable${refusing}; retry shortly.`, 'service_unavailable', 'pool_unavailable', null, 2);
@@ -236,9 +229,14 @@ class InfoAsker {
  * Every pool tried answered 401: reachable, and refusing this edge's
  * SSSD_POOL_TOKEN. Not an outage a client's retry outlasts but the
  * operator's to fix; said so, with a long retry hint, not "retry shortly".
+ * `notAPool`: none of those answers was a pool's own (another edge, a
+ * proxy's login at SSSD_POOL_URLS), which no token would fix.
  */
-export function poolsRefuseTokenError(): ApiError {
-  return new ApiError(503, "The inference pools refuse this edge's credentials (its pool token); the service's operator must fix its configuration.", 'service_unavailable', 'pool_unavailable', null, 60, false);
+export function poolsRefuseTokenError(notAPool = false): ApiError {
+  const message = notAPool
+    ? "The addresses this edge has for its inference pools refuse its credentials, and do not answer as pools do (they may not be pools); the service's operator must fix its configuration."
+    : "The inference pools refuse this edge's credentials (its pool token); the service's operator must fix its configuration.";
+  return new ApiError(503, message, 'service_unavailable', 'pool_unavailable', null, 60, false);
 }
 
 /**

@@ -231,7 +231,9 @@ describe('openGeneration', () => {
 
   it('counts a pool marked misdirected (a token it refused) as ready again once it serves a generation, not for the rest of the minute', async () => {
     const picker = new PoolPicker([pool.url], pool.token);
-    // What a 401 from it did, before its operator gave it the right token.
+    expect(await picker.readiness()).toEqual({ healthy: 1, total: 1 });
+    // What a 401 from it did, before its operator gave it the right token: out until verified again (the probe asks
+    // again only VERIFY_RETRY_MS after it last did).
     picker.markMisdirected(pool.url, 'answered 401 (it refuses SSSD_POOL_TOKEN)');
     expect(await picker.readiness()).toEqual({ healthy: 0, total: 1 });
     expect(await finishOf(await openGeneration(picker, request()))).toBe('length');

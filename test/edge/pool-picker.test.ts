@@ -5,12 +5,16 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
-import type { PoolHealth } from '../../shared/protocol';
+import { PROTOCOL_VERSION, type PoolHealth } from '../../shared/protocol';
 import { AFFINITY_SLACK, AFFINITY_TOKENS, affinityKey, orderPools, PoolPicker } from '../../edge/pool-picker';
+import { metricValue } from '../gpu-pool/server/pool-process';
+import { realPoolForTests } from '../support/real-pool';
 
 const health = (load: number, ok = true): PoolHealth => ({ ok, active: 0, queued: 0, load, tokensPerSecond: 0, draining: !ok });
 const urls = ['http://pool-a', 'http://pool-b', 'http://pool-c', 'http://pool-d'];
 const idle = urls.map((url) => ({ url, health: health(0) }));
+/** What a stand-in pool answers at /v1/info, to the token `t`: enough for the picker to count it as serving the edge. */
+const standInInfo = { protocol: PROTOCOL_VERSION, model: { name: 'stand-in', contextLength: 512, vocabSize: 512, bosId: 1, eosIds: [1], chatTemplate: 'concat' }, tokenizer: { format: 'llama2c', path: '/v1/tokenizer', sha256: '' } };
 const keys = Array.from({ length: 400 }, (_, i) => affinityKey(`tenant-${i % 7}`, [1, 100 + i, 200 + (i % 13)]));
 
 describe('pool order', () => {
@@ -134,9 +138,10 @@ describe('PoolPicker.readiness', () => {
   it('counts the pools that can take work, checking each at most once per health interval however often it is asked', async () => {
     let checks = 0;
     let ok = true;
-    const pool = createServer((_req, res) => {
-      checks++;
+    const pool = createServer((req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
+      if (req.url === '/v1/info' && req.headers.authorization === 'Bearer t') return void res.end(JSON.stringify(standInInfo));
+      checks++;
       res.end(JSON.stringify(health(0.2, ok)));
     });
     await new Promise<void>((resolve) => pool.listen(0, '127.0.0.1', resolve));
@@ -157,6 +162,7 @@ describe('PoolPicker.readiness', () => {
         said.mockRestore();
       }
       expect((await new PoolPicker([url], 't').readiness()).healthy).toBe(1);
+      // Its refusal stands until it is verified again (due VERIFY_RETRY_MS after the last ask): the mark's lapse alone no longer brings it back.
       expect(await picker.readiness()).toEqual({ healthy: 0, total: 2 });
       // Draining: its /healthz says not ok.
       ok = false;
@@ -168,12 +174,12 @@ describe('PoolPicker.readiness', () => {
 
   it("counts a pool healthy for concurrent first probes of a cold isolate: one whose first check another probe runs is asked apart", async () => {
     let checks = 0;
-    const pool = createServer((_req, res) => {
-      checks++;
+    const pool = createServer((req, res) => {
+      if (req.url !== '/v1/info') checks++;
       // Slow enough that the three probes overlap.
       setTimeout(() => {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(health(0.2, true)));
+        res.end(JSON.stringify(req.url === '/v1/info' ? standInInfo : health(0.2, true)));
       }, 50);
     });
     await new Promise<void>((resolve) => pool.listen(0, '127.0.0.1', resolve));
@@ -191,5 +197,57 @@ describe('PoolPicker.readiness', () => {
 
   it('says none of none where no pool is configured', async () => {
     expect(await new PoolPicker([], 't').readiness()).toEqual({ healthy: 0, total: 0 });
+  });
+});
+
+describe('PoolPicker.readiness against a real pool: a pool counts once it said, to this edge\'s token, that it serves this edge', () => {
+  const pool = realPoolForTests();
+  const refusals = (): Promise<number> => metricValue(pool, 'sssd_pool_rejected_requests_total', 'reason="unauthorized"');
+  /** Runs `body` with the clock `shiftMs` ahead: what a probe that long after sees. */
+  async function later<T>(shiftMs: number, body: () => Promise<T>): Promise<T> {
+    const now = Date.now.bind(Date);
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => now() + shiftMs);
+    try {
+      return await body();
+    } finally {
+      clock.mockRestore();
+    }
+  }
+
+  it('never counts a healthy pool that refuses the token, however long it is asked, and asks it at most once per retry interval', async () => {
+    const said = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const picker = new PoolPicker([pool.url], 'not-the-pool-token');
+      const before = await refusals();
+      // No request has failed here: the probe itself asks, with the token.
+      expect(await picker.readiness()).toEqual({ healthy: 0, total: 1 });
+      for (let i = 0; i < 4; i++) expect(await picker.readiness()).toEqual({ healthy: 0, total: 1 });
+      expect(await refusals()).toBe(before + 1);
+      // Past the minute a refusal once lasted: still refused, asked again.
+      expect(await later(61_000, () => picker.readiness())).toEqual({ healthy: 0, total: 1 });
+      expect(await refusals()).toBe(before + 2);
+      // Said in the log, as a request's refusal is.
+      expect(said.mock.calls.some(([line]) => String(line).includes('it refuses SSSD_POOL_TOKEN'))).toBe(true);
+    } finally {
+      said.mockRestore();
+    }
+  });
+
+  it('counts the pool with the right token, keeps a refusal a generation met until it is verified again, and leaves out one without the pinned weights', async () => {
+    const said = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const picker = new PoolPicker([pool.url], pool.token);
+      expect(await picker.readiness()).toEqual({ healthy: 1, total: 1 });
+      // A 401 a generation met (its token rotated at the pool, say): out at once, and not back by the clock alone...
+      picker.markMisdirected(pool.url, 'answered 401 (it refuses SSSD_POOL_TOKEN)');
+      expect(await picker.readiness()).toEqual({ healthy: 0, total: 1 });
+      // ...but once asked again, and it answers the token, it is back.
+      expect(await later(6_000, () => picker.readiness())).toEqual({ healthy: 1, total: 1 });
+      const pinned = new PoolPicker([pool.url], pool.token, 'ab'.repeat(32));
+      expect(await pinned.readiness()).toEqual({ healthy: 0, total: 1 });
+      expect(said.mock.calls.some(([line]) => String(line).includes('not SSSD_MODEL_SHA256'))).toBe(true);
+    } finally {
+      said.mockRestore();
+    }
   });
 });

@@ -1,0 +1,83 @@
+// An edge deployed with a mistake in its configuration, against the real stack: a pool token the pools refuse,
+// SSSD_POOL_URLS naming another edge. Its readiness probe says it is not ready before any request fails, and its
+// requests and log say what to fix (review h137).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { startAll } from './stack-fixture';
+import { models } from '../support/shared-data';
+
+const KEY = 'misconfigured-dev-key';
+let pool: RunningPool;
+/** Its SSSD_POOL_TOKEN is not the pool's. */
+let wrongToken: RunningEdge;
+/** Its SSSD_POOL_URLS names `wrongToken`, an edge, with the pool's own token. */
+let edgeAsPool: RunningEdge;
+let dir: string;
+const output = { wrongToken: [] as string[], edgeAsPool: [] as string[] };
+
+beforeAll(async () => {
+  const token = generatePoolToken();
+  dir = mkdtempSync(path.join(tmpdir(), 'sssd-misconfigured-'));
+  [pool] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token })]);
+  const edge = (name: keyof typeof output, poolUrls: string[], poolToken: string): Promise<RunningEdge> =>
+    startEdge({ poolUrls, poolToken, devKey: KEY, persistTo: path.join(dir, name), echo: (line) => void output[name].push(line) });
+  wrongToken = await edge('wrongToken', [pool.url], 'not-the-pool-token');
+  edgeAsPool = await edge('edgeAsPool', [wrongToken.url], token);
+}, 300_000);
+
+afterAll(async () => {
+  await Promise.all([wrongToken?.stop(), edgeAsPool?.stop(), pool?.service.stop()]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function post(edge: RunningEdge, route: string, body: object, key = KEY): Promise<Response> {
+  return fetch(`${edge.url}${route}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+}
+
+async function readyz(edge: RunningEdge): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${edge.url}/readyz`);
+  return { status: res.status, body: await res.json() };
+}
+
+/** Waits for a line of `lines` that `matches` (the Worker's log reaches wrangler's output a moment after). */
+async function logLine(lines: string[], matches: (line: string) => boolean): Promise<string> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const line = lines.find(matches);
+    if (line) return line;
+    if (Date.now() > deadline) throw new Error(`no such line in:\n${lines.slice(-30).join('\n')}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+describe('the readiness probe of an edge no pool serves', () => {
+  it("answers 503 where the only pool refuses the edge's token, before any request has failed, and stays so", async () => {
+    // The pool is healthy: its open /healthz says ok to anyone.
+    expect((await fetch(`${pool.url}/healthz`)).status).toBe(200);
+    expect(await readyz(wrongToken)).toEqual({ status: 503, body: { ok: false, pools: { healthy: 0, total: 1 } } });
+    const res = await post(wrongToken, '/v1/completions', { model: 'default', prompt: 'Once', max_tokens: 4 });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('x-should-retry')).toBe('false');
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/refuse this edge's credentials/);
+    expect(await readyz(wrongToken)).toEqual({ status: 503, body: { ok: false, pools: { healthy: 0, total: 1 } } });
+    await logLine(output.wrongToken, (line) => line.includes('it refuses SSSD_POOL_TOKEN'));
+  });
+
+  it('answers 503 where SSSD_POOL_URLS names another edge, and its requests say the URL may not be a pool, not that the token is wrong', async () => {
+    // What the reviewer saw: another edge answers /healthz {"ok":true} too.
+    expect(await (await fetch(`${wrongToken.url}/healthz`)).json()).toEqual({ ok: true });
+    expect(await readyz(edgeAsPool)).toEqual({ status: 503, body: { ok: false, pools: { healthy: 0, total: 1 } } });
+    const res = await post(edgeAsPool, '/v1/chat/completions', { model: 'default', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('x-should-retry')).toBe('false');
+    const message = ((await res.json()) as { error: { message: string } }).error.message;
+    expect(message).toMatch(/do not answer as pools do \(they may not be pools\)/);
+    expect(message).not.toContain(wrongToken.url);
+    const line = await logLine(output.edgeAsPool, (l) => l.includes('answered 401'));
+    expect(line).toContain('SSSD_POOL_URLS may name something that is not a pool');
+    expect(line).not.toContain('it refuses SSSD_POOL_TOKEN');
+  });
+});
