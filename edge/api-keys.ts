@@ -10,6 +10,7 @@ import { bytesToHex } from './hex';
 import type { EdgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
 import { KeyLookupCache } from './key-lookup-cache';
+import { kvBindingMissing, kvNamespace } from './kv-binding';
 
 export interface KeyRecord {
   /** Stable id of the key (a prefix of its hash): scopes caches and limits. */
@@ -124,9 +125,12 @@ async function lookup(hash: string, env: EdgeEnv, config: EdgeConfig): Promise<K
   const now = Date.now();
   const cached = lookupCache.get(hash, now);
   if (cached?.fresh) return cached.record;
+  const kv = kvNamespace(env);
+  // No binding is no outage: no retry finds the key until the operator binds it.
+  if (kv === null) throw kvBindingMissing();
   let text: string | null;
   try {
-    text = await env.SSSD_KV.get(`key:${hash}`, 'text');
+    text = await kv.get(`key:${hash}`, 'text');
   } catch (err) {
     // A KV outage must not lock everyone out of keys we saw recently. A key found unknown before is not refused on
     // that: it may have been provisioned since (a client's first try often comes before KV has its record), and a

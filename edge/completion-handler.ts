@@ -38,7 +38,8 @@ export type ParsedRequest =
 export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   key: KeyRecord;
   model: ServedModel;
-  store: UserCacheStore;
+  /** Null where the Worker has no SSSD_KV binding: the request drafts without the user's cache. */
+  store: UserCacheStore | null;
   /** Headers every response carries (CORS is added by the router). */
   headers: HeadersInit;
   /** The client request's abort signal. */
@@ -364,8 +365,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   // The cache is there to draft from: a request that does not draft at the
   // edge (speculation off, or SSSD_EDGE_TRIE_NODES=0) neither reads it nor
   // leaves its text in it.
-  const drafts = speculate && ctx.edgeTrieNodes > 0;
-  const userCache = drafts ? ctx.store.load(await cacheScope(ctx.key.keyId, body.user)) : null;
+  const drafts = speculate && ctx.edgeTrieNodes > 0 && ctx.store !== null;
+  const userCache = drafts && ctx.store !== null ? ctx.store.load(await cacheScope(ctx.key.keyId, body.user)) : null;
   const cacheSalt = await prefixCacheSalt(ctx.key.tenant, body.cache_salt ?? null);
   const tenant = await poolTenant(ctx.key.tenant);
   const cacheInTime = userCache ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;

@@ -87,7 +87,8 @@ export const MAX_RESUMES = 2;
 export interface CompletionDeps {
   picker: PoolPicker;
   model: ServedModel;
-  store: UserCacheStore;
+  /** Null where the Worker has no SSSD_KV binding (then no request has a user cache to save). */
+  store: UserCacheStore | null;
   waitUntil: (promise: Promise<unknown>) => void;
   edgeTrieNodes: number;
   /** A pool silent this long on the generation has hung: fail over, or resume (SSSD_POOL_STALL_SECONDS). */
@@ -611,10 +612,11 @@ export class CompletionRun {
 
   private saveCache(): void {
     const { userCache } = this.plan;
-    if (!this.plan.saveToCache || !userCache) return;
+    const { store } = this.deps;
+    if (!this.plan.saveToCache || !userCache || store === null) return;
     const tokens = this.plan.promptIds.concat(this.outputIds.slice(0, this.counted));
     // After a read that has not come yet (or never will: the Worker's waitUntil time bounds it).
-    this.deps.waitUntil(userCache.then((loaded) => this.deps.store.saveMerged(loaded, tokens)));
+    this.deps.waitUntil(userCache.then((loaded) => store.saveMerged(loaded, tokens)));
   }
 
   private predictionDetails(): NonNullable<CompletionUsage['completion_tokens_details']> {

@@ -1,6 +1,7 @@
 import { bearerTokenProblem } from '../shared/bearer-token';
 import { DEFAULT_USER_CACHE_HISTORY_TOKENS } from '../shared/drafting/user-cache';
 import type { EdgeEnv } from './env';
+import { kvMissingLine, kvNamespace } from './kv-binding';
 import { LEASE_MS } from './rate-limiter';
 
 export interface EdgeConfig {
@@ -229,6 +230,8 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
   if (!env.SSSD_POOL_TOKEN) console.warn('edge: SSSD_POOL_TOKEN is not set (a secret: wrangler secret put SSSD_POOL_TOKEN); pools will refuse this edge');
   const tokenProblem = env.SSSD_POOL_TOKEN ? bearerTokenProblem('SSSD_POOL_TOKEN', env.SSSD_POOL_TOKEN) : null;
   if (tokenProblem) console.warn(`edge: ${tokenProblem}; pools will refuse this edge`);
+  // Else each request that needs KV logged a TypeError's stack, and was answered as a KV outage to retry.
+  if (kvNamespace(given) === null) console.error(kvMissingLine(given));
   const config: EdgeConfig = {
     poolUrls: poolUrls(env.SSSD_POOL_URLS ?? ''),
     poolToken: env.SSSD_POOL_TOKEN ?? '',

@@ -3,8 +3,11 @@
  * parsed by edge-config.ts so a typo falls back to a safe default.
  */
 export interface EdgeEnv {
-  /** Per-user caches (`uc:<scope>`), stored responses (`resp:<hash>`) and hashed API keys (`key:<sha256>`). */
-  SSSD_KV: KVNamespace;
+  /**
+   * Per-user caches (`uc:<scope>`), stored responses (`resp:<hash>`) and hashed API keys (`key:<sha256>`).
+   * Optional to the type: a Worker deployed without the binding has none (read it through kv-binding.ts).
+   */
+  SSSD_KV?: KVNamespace;
   /** Comma-separated pool base URLs. */
   SSSD_POOL_URLS?: string;
   /** Bearer token for the pools (secret; .dev.vars in local set-ups). */

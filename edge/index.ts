@@ -17,6 +17,7 @@ import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, storedChat
 import { demoPageHeaders, demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
+import { kvNamespace, requireKv } from './kv-binding';
 import { PoolPicker } from './pool-picker';
 import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
 import { KeyLimiter, LEASE_HEARTBEAT_MS, type Admission, type RequestQuota } from './rate-limiter';
@@ -98,10 +99,14 @@ app.get('/', async (c) => c.html(demoPageHtml, 200, await (demoHeaders ??= demoP
 // Liveness: the Worker answers (also at vLLM's /health: a probe copied from a vLLM deployment works).
 app.get('/healthz', (c) => c.json({ ok: true }));
 app.get('/health', (c) => c.json({ ok: true }));
-// Readiness: some pool can take work, by this isolate's own view of the pools (pool-picker.ts). Counts only, never URLs.
+// Readiness: some pool can take work, by this isolate's own view of the pools (pool-picker.ts), and the KV namespace
+// is bound: without it no key but the dev key and SSSD_API_KEYS' is found, and nothing is stored. Counts only, never
+// URLs; `kv: "missing"` says why where the pools alone would be ready.
 app.get('/readyz', async (c) => {
   const pools = await poolPicker(c.env).readiness();
-  return c.json({ ok: pools.healthy > 0, pools }, pools.healthy > 0 ? 200 : 503);
+  const kvBound = kvNamespace(c.env) !== null;
+  const ok = pools.healthy > 0 && kvBound;
+  return c.json({ ok, pools, ...(kvBound ? {} : { kv: 'missing' }) }, ok ? 200 : 503);
 });
 
 // Everything under /v1 and /bench needs a key.
@@ -252,11 +257,13 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
   try {
     const pools = poolPicker(env);
     const model = await servedModel(pools, (promise) => c.executionCtx.waitUntil(promise));
+    const kv = kvNamespace(env);
     return await handleCompletion(parsed, {
       key,
       model,
       picker: pools,
-      store: new UserCacheStore(env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize, config.userCacheHistoryTokens, config.userCacheTtlSeconds),
+      // Without the binding the request runs without the user's cache (said once in the log: edge-config.ts).
+      store: kv === null ? null : new UserCacheStore(kv, config.userCacheMaxBytes, model.tokenizer.vocabSize, config.userCacheHistoryTokens, config.userCacheTtlSeconds),
       waitUntil: (promise) => c.executionCtx.waitUntil(promise),
       edgeTrieNodes: config.edgeTrieNodes,
       userCacheWaitMs: config.userCacheWaitMs,
@@ -297,7 +304,7 @@ app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) =>
 /** This key's stored responses (the Responses API's `store`). */
 function responseStore(c: Context<AppEnv>): ResponseStore {
   const config = edgeConfig(c.env);
-  return new ResponseStore(c.env.SSSD_KV, c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
+  return new ResponseStore(requireKv(c.env), c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
 }
 
 // OpenAI's Responses API, run as the chat completion it amounts to (responses-request.ts): chat's limits, cache and path.
@@ -384,7 +391,7 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
 /** This key's stored chat completions (chat's `store: true`), under the Responses store's TTL and bound. */
 function chatCompletionStore(c: Context<AppEnv>): ChatCompletionStore {
   const config = edgeConfig(c.env);
-  return new ChatCompletionStore(c.env.SSSD_KV, c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
+  return new ChatCompletionStore(requireKv(c.env), c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
 }
 
 function storedChatRoute(c: Context<AppEnv>, answer: (store: ChatCompletionStore, id: string) => Promise<object>): Promise<Response> {
@@ -417,7 +424,7 @@ app.get('/v1/chat/completions/:id/messages', rateLimitHeaders, (c) => storedChat
 /** This key's conversations (the Conversations API), under the Responses store's TTL and bound. */
 function conversationStore(c: Context<AppEnv>): ConversationStore {
   const config = edgeConfig(c.env);
-  return new ConversationStore(c.env.SSSD_KV, c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
+  return new ConversationStore(requireKv(c.env), c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
 }
 
 function conversationRoute(c: Context<AppEnv>, answer: (store: ConversationStore, id: string) => Promise<object>): Promise<Response> {
@@ -567,7 +574,7 @@ app.delete(
   rateLimitHeaders,
   limitUserCacheBody,
   userCacheRoute('The user cache store is unavailable; retry shortly (the cache may not be forgotten yet).', async (c, scope, user) => {
-    const store = new UserCacheStore(c.env.SSSD_KV, edgeConfig(c.env).userCacheMaxBytes);
+    const store = new UserCacheStore(requireKv(c.env), edgeConfig(c.env).userCacheMaxBytes);
     const deleted = await store.delete(scope, (promise) => c.executionCtx.waitUntil(promise));
     return c.json({ object: 'user_cache.deleted', user, deleted });
   }),
@@ -580,7 +587,7 @@ app.get(
   userCacheRoute('The user cache store is unavailable; retry shortly.', async (c, scope, user) => {
     const config = edgeConfig(c.env);
     const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
-    const bytes = await new UserCacheStore(c.env.SSSD_KV, config.userCacheMaxBytes, model.tokenizer.vocabSize).read(scope);
+    const bytes = await new UserCacheStore(requireKv(c.env), config.userCacheMaxBytes, model.tokenizer.vocabSize).read(scope);
     // A user's own text: no cache on the way may keep it.
     return c.json(viewUserCache(user, bytes, model.tokenizer, config.edgeTrieNodes > 0), 200, { 'cache-control': 'no-store' });
   }),
@@ -612,7 +619,7 @@ app.post('/bench/edge-cpu', rateLimitHeaders, limitBody, async (c) => {
   const admission = admit(c);
   try {
     const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
-    return c.json(await benchEdgeCpu(await readJson(c), model, c.env.SSSD_KV));
+    return c.json(await benchEdgeCpu(await readJson(c), model, requireKv(c.env)));
   } finally {
     admission.release();
   }

@@ -107,6 +107,8 @@ export interface EdgeOptions {
   persistTo?: string;
   /** More Worker vars/secrets (SSSD_API_KEYS, SSSD_BENCH_ROUTES, limits...). */
   vars?: Record<string, string>;
+  /** Another wrangler config than the repository's wrangler.toml (a test's, for a deployment's mistakes); its `main` an absolute path. */
+  wranglerConfig?: string;
   echo?: (line: string) => void;
   startTimeoutMs?: number;
   /**
@@ -197,7 +199,7 @@ async function startEdgeOn(port: number, opts: EdgeOptions): Promise<RunningEdge
   const args = [
     path.join(repoRoot, 'node_modules/wrangler/bin/wrangler.js'),
     'dev',
-    '--config', path.join(repoRoot, 'wrangler.toml'),
+    '--config', opts.wranglerConfig ?? path.join(repoRoot, 'wrangler.toml'),
     '--ip', '127.0.0.1',
     '--port', String(port),
     '--inspector-port', String(inspectorPort),

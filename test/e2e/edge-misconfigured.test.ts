@@ -1,11 +1,11 @@
 // An edge deployed with a mistake in its configuration, against the real stack: a pool token the pools refuse,
-// SSSD_POOL_URLS naming another edge. Its readiness probe says it is not ready before any request fails, and its
-// requests and log say what to fix (review h137).
-import { mkdtempSync, rmSync } from 'node:fs';
+// SSSD_POOL_URLS naming another edge, a KV namespace bound under another name than SSSD_KV. Its readiness probe says
+// it is not ready before any request fails, and its requests and log say what to fix (review h137).
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { generatePoolToken, repoRoot, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { startAll } from './stack-fixture';
 import { models } from '../support/shared-data';
 
@@ -15,21 +15,27 @@ let pool: RunningPool;
 let wrongToken: RunningEdge;
 /** Its SSSD_POOL_URLS names `wrongToken`, an edge, with the pool's own token. */
 let edgeAsPool: RunningEdge;
+/** Its wrangler config binds the KV namespace as KV, not SSSD_KV. */
+let noKv: RunningEdge;
 let dir: string;
-const output = { wrongToken: [] as string[], edgeAsPool: [] as string[] };
+const output = { wrongToken: [] as string[], edgeAsPool: [] as string[], noKv: [] as string[] };
 
 beforeAll(async () => {
   const token = generatePoolToken();
   dir = mkdtempSync(path.join(tmpdir(), 'sssd-misconfigured-'));
+  // The repository's config but for the binding's name (and `main`, which wrangler reads beside the config).
+  const config = readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8').replace('binding = "SSSD_KV"', 'binding = "KV"').replace('main = "edge/index.ts"', `main = ${JSON.stringify(path.join(repoRoot, 'edge/index.ts'))}`);
+  expect(config).toContain('binding = "KV"');
+  writeFileSync(path.join(dir, 'wrangler.toml'), config);
   [pool] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token })]);
-  const edge = (name: keyof typeof output, poolUrls: string[], poolToken: string): Promise<RunningEdge> =>
-    startEdge({ poolUrls, poolToken, devKey: KEY, persistTo: path.join(dir, name), echo: (line) => void output[name].push(line) });
-  wrongToken = await edge('wrongToken', [pool.url], 'not-the-pool-token');
+  const edge = (name: keyof typeof output, poolUrls: string[], poolToken: string, more: { wranglerConfig?: string } = {}): Promise<RunningEdge> =>
+    startEdge({ poolUrls, poolToken, devKey: KEY, persistTo: path.join(dir, name), echo: (line) => void output[name].push(line), ...more });
+  [wrongToken, noKv] = await startAll([edge('wrongToken', [pool.url], 'not-the-pool-token'), edge('noKv', [pool.url], token, { wranglerConfig: path.join(dir, 'wrangler.toml') })] as const);
   edgeAsPool = await edge('edgeAsPool', [wrongToken.url], token);
 }, 300_000);
 
 afterAll(async () => {
-  await Promise.all([wrongToken?.stop(), edgeAsPool?.stop(), pool?.service.stop()]);
+  await Promise.all([wrongToken?.stop(), edgeAsPool?.stop(), noKv?.stop(), pool?.service.stop()]);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -79,5 +85,36 @@ describe('the readiness probe of an edge no pool serves', () => {
     const line = await logLine(output.edgeAsPool, (l) => l.includes('answered 401'));
     expect(line).toContain('SSSD_POOL_URLS may name something that is not a pool');
     expect(line).not.toContain('it refuses SSSD_POOL_TOKEN');
+  });
+});
+
+describe('an edge without its SSSD_KV binding', () => {
+  it('says so once in its log, is not ready, and answers what needs KV with a 500 not to retry, naming the binding, with no stack', async () => {
+    const ready = await readyz(noKv);
+    // The pool serves it: only the binding is wanting.
+    expect(ready).toEqual({ status: 503, body: { ok: false, pools: { healthy: 1, total: 1 }, kv: 'missing' } });
+    const refusedAsKvMissing = async (res: Response): Promise<void> => {
+      expect(res.status).toBe(500);
+      expect(res.headers.get('x-should-retry')).toBe('false');
+      const { error } = (await res.json()) as { error: { code: string; type: string; message: string } };
+      expect(error).toMatchObject({ code: 'kv_binding_missing', type: 'server_error' });
+      expect(error.message).toContain('SSSD_KV');
+    };
+    // A key that is neither the dev key nor in SSSD_API_KEYS: only KV could say.
+    await refusedAsKvMissing(await post(noKv, '/v1/completions', { model: 'default', prompt: 'Once', max_tokens: 4 }, 'a-provisioned-key'));
+    // The Responses API stores by default: refused before it generates, not a 200 whose retrieve fails.
+    await refusedAsKvMissing(await post(noKv, '/v1/responses', { model: 'default', input: 'Once', max_output_tokens: 4 }));
+    await refusedAsKvMissing(await fetch(`${noKv.url}/v1/user-cache?user=alice`, { headers: { authorization: `Bearer ${KEY}` } }));
+    await refusedAsKvMissing(await post(noKv, '/v1/chat/completions', { model: 'default', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, store: true }));
+    // What needs no KV is served: the dev key's completion, drafting without a user cache.
+    for (let i = 0; i < 2; i++) {
+      const done = await post(noKv, '/v1/completions', { model: 'default', prompt: 'Once upon a time', max_tokens: 6, temperature: 0, user: 'alice' });
+      expect(done.status).toBe(200);
+      expect(((await done.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(6);
+    }
+    const said = await logLine(output.noKv, (line) => line.includes('SSSD_KV binding is missing'));
+    expect(said).toContain('a KV namespace is bound as KV');
+    expect(output.noKv.filter((line) => line.includes('SSSD_KV binding is missing'))).toHaveLength(1);
+    expect(output.noKv.join('\n')).not.toMatch(/TypeError|Cannot read properties of undefined/);
   });
 });

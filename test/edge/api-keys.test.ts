@@ -15,8 +15,8 @@ afterEach(() => {
 async function envWith(records: Record<string, unknown>): Promise<EdgeEnv> {
   const map: Record<string, unknown> = {};
   for (const [key, record] of Object.entries(records)) map[await sha256Hex(key)] = record;
-  // Every key asked for below is in the map: KV is never reached.
-  return { SSSD_KV: null as unknown as KVNamespace, SSSD_POOL_URLS: 'http://127.0.0.1:8788', SSSD_API_KEYS: JSON.stringify(map) };
+  // Every key asked for below is in the map: KV is never reached, and there is none (a Worker without the binding).
+  return { SSSD_POOL_URLS: 'http://127.0.0.1:8788', SSSD_API_KEYS: JSON.stringify(map) };
 }
 
 const auth = async (key: string, env: EdgeEnv) => authenticate(`Bearer ${key}`, env, edgeConfig(env)).catch((err: unknown) => err);
@@ -67,6 +67,18 @@ describe('API key records', () => {
     expect(await auth('provisioned-late', env)).toMatchObject({ tenant: 'late' });
   });
 
+  it("serves SSSD_API_KEYS' keys without a KV binding, and answers a key only KV could know with a 500 naming the binding, not to retry", async () => {
+    const error = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const env = await envWith({ listed: { tenant: 'acme' } });
+    expect(await auth('listed', env)).toMatchObject({ tenant: 'acme' });
+    const err = await auth('provisioned-in-kv', env);
+    expect(err).toMatchObject({ status: 500, code: 'kv_binding_missing', shouldRetry: false });
+    expect((err as ApiError).message).toContain('SSSD_KV');
+    // Said once for the env, however many requests.
+    await auth('provisioned-in-kv', env);
+    expect(error.mock.calls.filter((c) => String(c[0]).includes('SSSD_KV binding is missing'))).toHaveLength(1);
+  });
+
   it('refuses a revoked key, and one whose record is written wrongly, saying why once', async () => {
     const error = vi.spyOn(console, 'error').mockImplementation(() => undefined);
     const env = await envWith({
@@ -83,7 +95,8 @@ describe('API key records', () => {
       expect((err as ApiError).status, key).toBe(401);
     }
     await auth('textLimit', env);
-    const logged = error.mock.calls.map((c) => String(c[0]));
+    // The env has no KV binding, said once apart (kv-binding.ts); the rest are the records'.
+    const logged = error.mock.calls.map((c) => String(c[0])).filter((l) => !l.startsWith('edge: the SSSD_KV binding is missing'));
     expect(logged).toHaveLength(5);
     expect(logged.find((l) => l.includes('rpm: Invalid input: expected number, received string'))).toBeDefined();
     expect(logged.every((l) => l.includes('the key is refused until it is fixed'))).toBe(true);

@@ -85,8 +85,9 @@ describe('sssd key create', () => {
     expect(ja.key).not.toBe(jb.key);
     expect(ja.record).toEqual({});
     // No --tenant: the tenant the edge gives the key (its own) is the one hashed.
-    const env: EdgeEnv = { SSSD_KV: kv(), SSSD_POOL_URLS: 'http://127.0.0.1:8788', SSSD_POOL_TOKEN: 't' };
-    await apply(env.SSSD_KV, await wranglerArgs(ja.put));
+    const store = kv();
+    const env: EdgeEnv = { SSSD_KV: store, SSSD_POOL_URLS: 'http://127.0.0.1:8788', SSSD_POOL_TOKEN: 't' };
+    await apply(store, await wranglerArgs(ja.put));
     const served = (await authenticate(`Bearer ${ja.key}`, env, edgeConfig(env))) as KeyRecord;
     expect(ja.tenantInLogs).toBe((await poolTenant(served.tenant)).slice(0, 12));
     expect(jb.put).toContain(' --local ');
