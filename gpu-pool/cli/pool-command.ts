@@ -84,6 +84,21 @@ interface PoolFlags {
   datastoreIndexerDuty: string;
 }
 
+/** What `sssd pool --help` says of the environment it reads: no flag names these, and an operator looked for them in vain (review h137). */
+export const POOL_ENVIRONMENT_HELP = `
+Environment:
+  SSSD_POOL_TOKEN             the bearer token edges must send (required unless --insecure-no-auth on a loopback host)
+  SSSD_POOL_PREVIOUS_TOKENS   comma-separated tokens also accepted while a rotation reaches every edge (docs/protocol.md)
+  SSSD_EXECUTION_PROVIDER     cpu (default), cuda or webgpu (README.md, "GPU hosts")
+  SSSD_WEBGPU_OPTIONS         key=value,... passed to onnxruntime's WebGPU provider
+  SSSD_THREADS                onnxruntime intra-op threads where --threads is not given (default 1)
+  SSSD_CACHE_DIR              where built graphs and the step-cost calibration are kept (default: the repository's .cache)
+  SSSD_RESIDENT_KV            1 or 0: keys/values stay on the GPU (default: on for webgpu)
+  SSSD_PACKED_OUTPUTS         1 or 0: the graph returns one packed output (default: on for a GPU without resident keys/values)
+  SSSD_ATTENTION_GROUPS       1 or 0: a batch whose pasts spread wide runs as two attention groups (host keys/values;
+                              default: on where the model's graph keeps its weights inline)
+`;
+
 export function register(program: Command): void {
   program
     .command('pool')
@@ -118,6 +133,7 @@ export function register(program: Command): void {
       '--speculative-config <json>',
       'speculation settings as one JSON object, or @FILE: num_speculative_tokens, budget, governor, disable_by_batch_size, max_tree_nodes_by_batch_size ({"1":32,"32":4}), fusion (drafter weights); see docs/protocol.md',
     )
+    .addHelpText('after', POOL_ENVIRONMENT_HELP)
     .action(async (flags: PoolFlags, command: Command) => {
       const given = (name: string): boolean => command.getOptionValueSource(name) === 'cli';
       await runPool(flags, resolveSpeculation(flags.speculativeConfig === undefined ? null : parseSpeculativeConfig(flags.speculativeConfig), {

@@ -23,6 +23,18 @@ async function pool(args: string[], env: Record<string, string | undefined> = {}
 
 const model = ['--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--port', '0'];
 
+describe('sssd pool --help', () => {
+  it('names the environment variables the pool reads, which no flag names', async () => {
+    const { stdout } = await run(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--help'], { timeout: 60_000 });
+    expect(stdout).toMatch(/Usage: sssd pool/);
+    const environment = stdout.slice(stdout.indexOf('\nEnvironment:\n'));
+    expect(environment.length).toBeLessThan(stdout.length);
+    for (const name of ['SSSD_POOL_TOKEN', 'SSSD_POOL_PREVIOUS_TOKENS', 'SSSD_EXECUTION_PROVIDER', 'SSSD_WEBGPU_OPTIONS', 'SSSD_THREADS', 'SSSD_CACHE_DIR', 'SSSD_RESIDENT_KV', 'SSSD_PACKED_OUTPUTS', 'SSSD_ATTENTION_GROUPS']) {
+      expect(environment).toMatch(new RegExp(`^  ${name} `, 'm'));
+    }
+  });
+});
+
 describe('sssd pool start-up checks', () => {
   it('refuses to start without a token unless told to run without auth', async () => {
     const r = await pool(model);
