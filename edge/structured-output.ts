@@ -217,10 +217,25 @@ function autoToolCalls(tools: ToolCallPlan, ignoreEos: boolean, jsonAs: JsonForm
     return followed({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth, orText }, ignoreEos, anyTail ? 'regex' : jsonAs, whitespace, tools.mode);
   } catch (err) {
     // Only what the tools' schema cannot be written as is read instead; a whitespace past what it allows is the request's 400.
-    if (!(err instanceof ApiError) || err.status !== 400 || tools.strict || (whitespace !== null && err.param === whitespace.param)) throw err;
+    if (!(err instanceof ApiError) || err.status !== 400 || (whitespace !== null && err.param === whitespace.param)) throw err;
+    if (tools.strict) {
+      // Strict is per function: a schema that cannot be written in a tool not sent strict leaves that tool's calls any
+      // object, and the strict ones held to theirs (review h139: it was a 400 naming the tool that asked nothing).
+      if (tools.strictOnly && !strictToolAt(err.param, tools)) {
+        const orText: AutoText = anyTail ? 'any-tail' : 'text';
+        return followed({ param: tools.locate('').param, schema: tools.strictOnly, locate: tools.locate, maxDepth: tools.maxDepth, orText }, ignoreEos, anyTail ? 'regex' : jsonAs, whitespace, tools.mode);
+      }
+      throw err;
+    }
     unfollowedAuto.add(key);
     return read;
   }
+}
+
+/** Whether an error's param is a strict tool's parameters (`tools.{i}.function.parameters`), or names no tool at all. */
+function strictToolAt(param: string | null, tools: ToolCallPlan): boolean {
+  const at = param === null ? null : /^tools\.(\d+)\.function\.parameters$/.exec(param);
+  return at === null || tools.strictTools?.has(Number(at[1])) !== false;
 }
 
 /** What the pool is sent for one constraint, checked: a 400 for a bad regex, grammar or schema, or ignore_eos beside it. */

@@ -103,6 +103,15 @@ export interface ToolCallPlan {
    * cannot be followed is the 400 "required" gives, not read unconstrained.
    */
   strict: boolean;
+  /**
+   * Beside strict ones, the calls' schema with each tool not sent strict
+   * taking any object: what "auto" follows where only such a tool's schema
+   * cannot be written (OpenAI's strict is per function: review h139). Null
+   * where no tool is strict, or every one is.
+   */
+  strictOnly?: Record<string, unknown> | null;
+  /** The indexes of the tools sent strict. */
+  strictTools?: ReadonlySet<number>;
 }
 
 /** Keywords that let a schema's value be other than an object whatever `type` says, or hold no `type` to add one beside (json-schema-regex.ts takes none beside them). */
@@ -200,6 +209,15 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
       names: allowed !== null ? [...allowed] : [...names],
       strict: tools.some((tool) => tool.function.strict === true && (allowed === null || allowed.has(tool.function.name))),
       schema: requiredSchema(tools, body.parallel_tool_calls === false, allowed),
+      strictTools: new Set(tools.flatMap((tool, i) => (tool.function.strict === true ? [i] : []))),
+      strictOnly:
+        tools.some((tool) => tool.function.strict === true) && tools.some((tool) => tool.function.strict !== true)
+          ? requiredSchema(
+              tools.map((tool) => (tool.function.strict === true ? tool : { ...tool, function: { ...tool.function, parameters: { type: 'object' } } })),
+              body.parallel_tool_calls === false,
+              allowed,
+            )
+          : null,
       maxDepth: DEFAULT_MAX_DEPTH + 2,
       // An error inside a tool's own parameters names that tool, at its path there.
       locate: (path) => {

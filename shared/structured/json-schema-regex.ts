@@ -193,6 +193,14 @@ function boundsOfFormat(name: string): LengthBounds {
 const INTEGER_FORMATS: Readonly<Record<string, readonly [number, number]>> = {
   int32: [-(2 ** 31), 2 ** 31 - 1],
   int64: [-Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  // Rust's schemars and OpenAPI generators write these (review h139: refused, they broke schemas that had compiled).
+  int8: [-(2 ** 7), 2 ** 7 - 1],
+  int16: [-(2 ** 15), 2 ** 15 - 1],
+  uint8: [0, 2 ** 8 - 1],
+  uint16: [0, 2 ** 16 - 1],
+  uint32: [0, 2 ** 32 - 1],
+  uint64: [0, Number.MAX_SAFE_INTEGER],
+  uint: [0, Number.MAX_SAFE_INTEGER],
 };
 
 /** Keywords that say nothing about which values are valid. */
@@ -779,10 +787,13 @@ class RegexBuilder {
     // Beside `type: [..., "string"]` a string's format is that string's.
     const stringsFormat = Array.isArray(schema.type) && schema.type.includes('string') && typeof schema.format === 'string' && Object.hasOwn(FORMATS, schema.format);
     if ('format' in schema && !stringsFormat) {
+      // Any other (a generator's own name) is read past, as a number's `float` and `double` are and as all were before:
+      // a 400 for it broke schemas that had compiled.
       const range = typeof schema.format === 'string' && Object.hasOwn(INTEGER_FORMATS, schema.format) ? INTEGER_FORMATS[schema.format] : undefined;
-      if (range === undefined) throw new SchemaError(pointer(path, 'format'), `the format ${JSON.stringify(schema.format)} on an integer is not supported (${Object.keys(INTEGER_FORMATS).join(', ')} are)`);
-      lo = Math.max(lo, range[0]);
-      hi = Math.min(hi, range[1]);
+      if (range !== undefined) {
+        lo = Math.max(lo, range[0]);
+        hi = Math.min(hi, range[1]);
+      }
     }
     if (lo === -Infinity && hi === Infinity) return INTEGER;
     for (const [v, key] of [[lo, min !== undefined ? 'minimum' : 'exclusiveMinimum'], [hi, max !== undefined ? 'maximum' : 'exclusiveMaximum']] as const) {

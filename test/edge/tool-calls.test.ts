@@ -279,6 +279,12 @@ describe('strict tools and object parameters (review h136)', () => {
       // Left out there, OpenAI tries strict where the schema allows and falls back otherwise: read, as chat's.
       expect(responsesRefusal({ tools: [{ type: 'function', name: 'f', parameters }] })).toBeNull();
     }
+    // Strict is per function (review h139): a tool not sent strict whose schema cannot be written beside a strict one
+    // is no 400; the strict one's calls are followed, and the other's arguments are any object.
+    const strictWeather = { ...weather, function: { ...weather.function, strict: true } };
+    const mixed = structuredOutput(chat({ tools: [strictWeather, { type: 'function', function: { name: 'f', parameters: even } }] }));
+    expect(mixed.regex ?? mixed.grammar).not.toBeNull();
+    expect(mixed.toolCalls).toMatchObject({ kind: 'auto' });
     // A strict tool's calls cannot be followed with the end token ignored: the 400 "required" gives.
     expect(chatRefusal({ tools: [{ ...weather, function: { ...weather.function, strict: true } }], ignore_eos: true })).toMatchObject({ param: 'ignore_eos' });
     expect(chatRefusal({ tools: [weather], ignore_eos: true })).toBeNull();
