@@ -99,6 +99,8 @@ interface Verification {
   at: number;
   /** When a probe's ask of it started, while it runs (0: none). */
   askingSince: number;
+  /** When this edge was last refused by it (0: never): an answer asked before then says nothing of now. */
+  refusedAt: number;
 }
 
 /**
@@ -187,7 +189,9 @@ export class PoolPicker {
   markMisdirected(url: string, why: string): void {
     const now = Date.now();
     // Out of readiness until it is verified again: the mark's minute alone brought it back unfixed (review h137).
-    this.verification(url).ok = false;
+    const refused = this.verification(url);
+    refused.ok = false;
+    refused.refusedAt = now;
     if ((this.misdirected.get(url) ?? 0) <= now) console.error(`edge: pool ${url} cannot serve this edge (${why}); it is tried last for ${MISDIRECTED_TTL_MS / 1000} s`);
     this.misdirected.set(url, now + MISDIRECTED_TTL_MS);
   }
@@ -222,15 +226,17 @@ export class PoolPicker {
   }
 
   /** The pool answered this edge's token at its protocol and pinned weights: it counts as ready while its health says ok. */
-  noteVerified(url: string): void {
+  noteVerified(url: string, askedAt?: number): void {
     const verification = this.verification(url);
+    // A probe's answer asked before a refusal came (a generation's 401 while it was on its way) does not undo it (review h139).
+    if (askedAt !== undefined && askedAt < verification.refusedAt) return;
     verification.ok = true;
     verification.at = Date.now();
   }
 
   private verification(url: string): Verification {
     let verification = this.verifications.get(url);
-    if (!verification) this.verifications.set(url, (verification = { ok: false, at: 0, askingSince: 0 }));
+    if (!verification) this.verifications.set(url, (verification = { ok: false, at: 0, askingSince: 0, refusedAt: 0 }));
     return verification;
   }
 
@@ -240,7 +246,7 @@ export class PoolPicker {
    * (then it is verified), speaks another protocol, or has other weights
    * than the pinned ones (then it is marked misdirected, said in the log).
    */
-  noteInfo(url: string, info: PoolInfo): 'serves' | 'protocol' | 'pinned' {
+  noteInfo(url: string, info: PoolInfo, askedAt?: number): 'serves' | 'protocol' | 'pinned' {
     this.noteProtocol(url, info.protocol);
     if (info.protocol !== PROTOCOL_VERSION) return 'protocol';
     if (this.modelSha256 !== null) {
@@ -252,7 +258,7 @@ export class PoolPicker {
         return 'pinned';
       }
     }
-    this.noteVerified(url);
+    this.noteVerified(url, askedAt);
     return 'serves';
   }
 
@@ -451,7 +457,7 @@ export class PoolPicker {
     const started = Date.now();
     verification.askingSince = started;
     try {
-      this.noteInfo(client.baseUrl, await client.info(VERIFY_TIMEOUT_MS));
+      this.noteInfo(client.baseUrl, await client.info(VERIFY_TIMEOUT_MS), started);
     } catch (err) {
       if (err instanceof PoolMisdirectedError) this.markMisdirected(client.baseUrl, err.message);
     } finally {

@@ -247,7 +247,7 @@ export const completionRequestSchema = z.object({
   // Said as the handler says a 0 without echo (review h135: -1 got zod's words, 0 these).
   max_tokens: z.number().int().min(0, 'max_tokens must be at least 1 (0 only with echo: score the prompt)').nullish(),
   /** Chat's newer name for max_tokens, taken here too: a client that moved to it must not get an unbounded reply. */
-  max_completion_tokens: z.number().int().min(0).nullish(),
+  max_completion_tokens: z.number().int().min(0, 'max_completion_tokens must be at least 1 (0 only with echo: score the prompt)').nullish(),
   prompt: promptSchema,
   // vLLM's wording (CompletionRequest.check_logprobs): logprobs 0 will do, the alternatives being the listed ids.
 }).refine((b) => !b.logprob_token_ids || (b.logprobs !== undefined && b.logprobs !== null), { message: 'when using `logprob_token_ids`, `logprobs` must be set.', path: ['logprob_token_ids'] });

@@ -50,6 +50,7 @@ export function listQuery(query: URLSearchParams): ListQuery {
     if (Object.hasOwn(metadata, key)) throw badRequest(`${param} is given more than once; give it once`, param, 'invalid_value');
     // Counted as the metadata sent with a completion is (metadataSchema), so a pair that was stored can be asked for.
     if (!metadataSchema.safeParse({ [key]: value }).success) {
+      if (key === '__proto__') throw badRequest(`${param}: a metadata key may not be __proto__`, param, 'invalid_value');
       throw badRequest(`${param}: a metadata key holds at most 64 characters, a value at most 512`, param, 'invalid_value');
     }
     // An empty value is kept as a filter: OpenAI's metadata values may be empty, and a completion stored with one is found so.

@@ -14,7 +14,7 @@
  */
 import { badRequest } from './api-error';
 import { bytesToHex } from './hex';
-import { DEFAULT_MAX_DEPTH } from '../shared/structured/json-schema-regex';
+import { COMBINATORS, DEFAULT_MAX_DEPTH } from '../shared/structured/json-schema-regex';
 
 export interface ToolFunction {
   name: string;
@@ -114,8 +114,6 @@ export interface ToolCallPlan {
   strictTools?: ReadonlySet<number>;
 }
 
-/** Keywords that let a schema's value be other than an object whatever `type` says, or hold no `type` to add one beside (json-schema-regex.ts takes none beside them). */
-const NOT_TYPED_ALONE = ['enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref'];
 
 /**
  * A function's parameters as the reply's arguments follow them: none (or an
@@ -132,7 +130,8 @@ function parametersOf(fn: ToolFunction, i: number): Record<string, unknown> {
   const type = params.type;
   const isObject = type === 'object' || (Array.isArray(type) && type.length === 1 && type[0] === 'object');
   if (isObject) return params;
-  const combinator = NOT_TYPED_ALONE.find((k) => k in params);
+  // Keywords that let a value be other than an object whatever `type` says (json-schema-regex.ts takes no `type` beside them).
+  const combinator = COMBINATORS.find((k) => k in params);
   if (type === undefined && combinator === undefined) return { ...params, type: 'object' };
   const got = type !== undefined ? `type ${clippedJson(type)}` : `${combinator} with no type`;
   throw badRequest(`tools.${i}.function.parameters: a function's parameters must be a JSON schema of type "object" (the call's arguments are a JSON object), not ${got}.`, `tools.${i}.function.parameters`, 'invalid_value');

@@ -222,7 +222,7 @@ const TYPE_KEYWORDS: Record<string, readonly string[]> = {
 };
 const TYPES = Object.keys(TYPE_KEYWORDS);
 /** Keywords that combine with nothing but annotations (their intersection with siblings is not built). */
-const COMBINATORS = ['enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref'];
+export const COMBINATORS: readonly string[] = ['enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref'];
 const KNOWN = new Set([...ANNOTATIONS, ...COMBINATORS, 'type', ...Object.values(TYPE_KEYWORDS).flat()]);
 const MAX_COUNT = 1000;
 

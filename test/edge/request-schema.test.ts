@@ -327,6 +327,7 @@ describe('prompt', () => {
 
   it('says a negative max_tokens as it says a 0 without echo (review h135)', () => {
     expect(refusal({ max_tokens: -1 })!.toBody().error).toMatchObject({ param: 'max_tokens', message: 'max_tokens: max_tokens must be at least 1 (0 only with echo: score the prompt)' });
+    expect(refusal({ max_completion_tokens: -1 })!.toBody().error).toMatchObject({ param: 'max_completion_tokens', message: expect.stringContaining('must be at least 1') });
   });
 
   it('says a list that mixes text and token ids is that, not a bad id (review h131)', () => {

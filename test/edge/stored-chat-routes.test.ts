@@ -39,6 +39,7 @@ describe('listQuery', () => {
     expect(refused(`metadata[k]=${'v'.repeat(513)}`)).toMatchObject({ status: 400, param: 'metadata[k]' });
     expect(refused('metadata[k]=1&metadata[k]=2')).toMatchObject({ status: 400, param: 'metadata[k]' });
     expect(refused('metadata=x')).toMatchObject({ status: 400, param: 'metadata' });
+    expect(refused('metadata[__proto__]=x')).toMatchObject({ status: 400, param: 'metadata[__proto__]', message: expect.stringContaining('may not be __proto__') });
     // Empty values are mistakes, said so (`model=` was an empty 200; `after=` a 400 only once the whole index was read).
     for (const name of ['model', 'after', 'order', 'limit']) expect(refused(`${name}=`), name).toMatchObject({ status: 400, param: name, code: 'invalid_value' });
     const seventeen = Array.from({ length: 17 }, (_, i) => `metadata[k${i}]=v`).join('&');
