@@ -223,7 +223,7 @@ function autoToolCalls(tools: ToolCallPlan, ignoreEos: boolean, jsonAs: JsonForm
       // object, and the strict ones held to theirs (review h139: it was a 400 naming the tool that asked nothing).
       if (tools.strictOnly && !strictToolAt(err.param, tools)) {
         const orText: AutoText = anyTail ? 'any-tail' : 'text';
-        return followed({ param: tools.locate('').param, schema: tools.strictOnly, locate: tools.locate, maxDepth: tools.maxDepth, orText }, ignoreEos, anyTail ? 'regex' : jsonAs, whitespace, tools.mode);
+        return followed({ param: tools.locate('').param, schema: tools.strictOnly(), locate: tools.locate, maxDepth: tools.maxDepth, orText }, ignoreEos, anyTail ? 'regex' : jsonAs, whitespace, tools.mode);
       }
       throw err;
     }

@@ -107,9 +107,9 @@ export interface ToolCallPlan {
    * Beside strict ones, the calls' schema with each tool not sent strict
    * taking any object: what "auto" follows where only such a tool's schema
    * cannot be written (OpenAI's strict is per function: review h139). Null
-   * where no tool is strict, or every one is.
+   * where no tool is strict, or every one is; written only when needed.
    */
-  strictOnly?: Record<string, unknown> | null;
+  strictOnly?: (() => Record<string, unknown>) | null;
   /** The indexes of the tools sent strict. */
   strictTools?: ReadonlySet<number>;
 }
@@ -211,11 +211,12 @@ export function toolCallPlan(body: ToolFields): ToolCallPlan | null {
       strictTools: new Set(tools.flatMap((tool, i) => (tool.function.strict === true ? [i] : []))),
       strictOnly:
         tools.some((tool) => tool.function.strict === true) && tools.some((tool) => tool.function.strict !== true)
-          ? requiredSchema(
-              tools.map((tool) => (tool.function.strict === true ? tool : { ...tool, function: { ...tool.function, parameters: { type: 'object' } } })),
-              body.parallel_tool_calls === false,
-              allowed,
-            )
+          ? () =>
+              requiredSchema(
+                tools.map((tool) => (tool.function.strict === true ? tool : { ...tool, function: { ...tool.function, parameters: { type: 'object' } } })),
+                body.parallel_tool_calls === false,
+                allowed,
+              )
           : null,
       maxDepth: DEFAULT_MAX_DEPTH + 2,
       // An error inside a tool's own parameters names that tool, at its path there.
