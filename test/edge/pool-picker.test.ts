@@ -195,6 +195,30 @@ describe('PoolPicker.readiness', () => {
     }
   });
 
+  it("does not count a pool whose verification was on its way when a generation met its refusal (review h139)", async () => {
+    const pool = createServer((req, res) => {
+      // Slow enough for a refusal to come while the probe asks.
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(req.url === '/v1/info' ? standInInfo : health(0.2, true)));
+      }, 200);
+    });
+    await new Promise<void>((resolve) => pool.listen(0, '127.0.0.1', resolve));
+    const said = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const url = `http://127.0.0.1:${(pool.address() as AddressInfo).port}`;
+      const picker = new PoolPicker([url], 't');
+      const probe = picker.readiness();
+      await new Promise((r) => setTimeout(r, 50));
+      picker.markMisdirected(url, 'answered 401 (it refuses SSSD_POOL_TOKEN)');
+      // Its answer was asked before the refusal: it says nothing of now.
+      expect(await probe).toEqual({ healthy: 0, total: 1 });
+    } finally {
+      said.mockRestore();
+      await new Promise((resolve) => pool.close(resolve));
+    }
+  });
+
   it('says none of none where no pool is configured', async () => {
     expect(await new PoolPicker([], 't').readiness()).toEqual({ healthy: 0, total: 0 });
   });
