@@ -90,7 +90,7 @@ export async function openGeneration(
   for (let round = 0; ; round++) {
     // Pools of this round that hold fewer tokens than the request needs (a 413): only where every one tried says so is it the request's.
     let roundTries = 0;
-    let tooLarge: string | null = null;
+    let tooLarge: TooLarge | null = null;
     let tooLargeRefusals = 0;
     // Each round under its own id: a cancel sent for an attempt of an earlier one, arriving late, cannot end this one,
     // nor can a pool still holding that id refuse it as a duplicate.
@@ -136,9 +136,10 @@ export async function openGeneration(
         // Too large for this pool (its token limit, its body limit): another may hold it (review h124: one small pool's
         // limit was the user's final 400, the larger pool never tried).
         if (err instanceof PoolRejectedError && err.status === 413) {
-          tooLarge = largerRefusal(tooLarge, err.message || `answered ${err.status}`);
+          const message = err.message || `answered ${err.status}`;
+          tooLarge = largerRefusal(tooLarge, { message, limit: err.maxTotalTokens ?? tokenLimitOf(message) });
           tooLargeRefusals++;
-          picker.notePassedOver(client.baseUrl, `too large for it: ${tooLarge.slice(0, 120)}`, givenId);
+          picker.notePassedOver(client.baseUrl, `too large for it: ${message.slice(0, 120)}`, givenId);
           continue;
         }
         if (err instanceof PoolRejectedError) {
@@ -212,7 +213,7 @@ export async function openGeneration(
       return { client, id: request.id, events: prepend(head, events) };
     }
     if (tooLarge !== null && tooLargeRefusals === roundTries) {
-      throw new ApiError(400, `The inference pool rejected the request: ${tooLarge}`, 'invalid_request_error', 'pool_rejected');
+      throw new ApiError(400, `The inference pool rejected the request: ${tooLarge.message}`, 'invalid_request_error', 'pool_rejected');
     }
     if (!mayWait() || internalErrors >= 2) break;
     requeueUntil ??= Date.now() + stallMs;
@@ -229,7 +230,16 @@ export async function openGeneration(
   throw new ApiError(503, `No inference pool can take the request now${why}; retry in ${retryAfterSeconds(retryS)} s.`, 'service_unavailable', 'pool_unavailable', null, retryS);
 }
 
-/** A pool's token limit as its 413 says it (gpu-pool admission: "... this pool holds at most N"); null: another 413 (its body limit). */
+/** A pool's 413 refusal: its words, and its token limit (null: none said, a body limit's). */
+interface TooLarge {
+  message: string;
+  limit: number | null;
+}
+
+/**
+ * A pool's token limit as an older pool's 413 says it only in words (gpu-pool admission: "... this pool holds at most
+ * N"; pools since 2026-12-07 send `maxTotalTokens`); null: another 413 (its body limit).
+ */
 function tokenLimitOf(message: string): number | null {
   const said = /holds at most (\d+)/.exec(message);
   return said ? Number(said[1]) : null;
@@ -240,12 +250,10 @@ function tokenLimitOf(message: string): number | null {
  * must fit to be served anywhere (the last pool's was quoted, however small). One without a limit (a body limit's)
  * gives way to one with.
  */
-function largerRefusal(kept: string | null, given: string): string {
+function largerRefusal(kept: TooLarge | null, given: TooLarge): TooLarge {
   if (kept === null) return given;
-  const keptLimit = tokenLimitOf(kept);
-  const givenLimit = tokenLimitOf(given);
-  if (givenLimit === null) return kept;
-  return keptLimit === null || givenLimit > keptLimit ? given : kept;
+  if (given.limit === null) return kept;
+  return kept.limit === null || given.limit > kept.limit ? given : kept;
 }
 
 /** What a request calls each feature (shared/pool-features.ts): the field an error's `param` names (null: none of the request's), and how a message says it. */

@@ -43,6 +43,8 @@ export class PoolRejectedError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** A 413 too_large's `maxTotalTokens`: the most tokens that pool holds (null: not said, an older pool or a body limit). */
+    readonly maxTotalTokens: number | null = null,
   ) {
     super(message);
     this.name = 'PoolRejectedError';
@@ -145,7 +147,7 @@ export class PoolClient {
         throw new PoolUnavailableError(`pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 200)}`, hintMs, busyMessage);
       }
       // The pool's own words where it gave them (its JSON error), not the body quoted whole.
-      throw new PoolRejectedError(res.status, poolErrorMessage(text).slice(0, 500));
+      throw new PoolRejectedError(res.status, poolErrorMessage(text).slice(0, 500), poolErrorLimit(text));
     }
     return readPoolEvents(res.body, { format: poolEventFormat(res.headers.get('content-type')), signal });
   }
@@ -191,6 +193,16 @@ function refusedToken(where: string, text: string): PoolMisdirectedError {
 }
 
 /** A pool's JSON error body's message (`{"type":"error","code","message"}`), else the text as it came. */
+/** A pool's 413 `maxTotalTokens`, where its JSON error gives one. */
+function poolErrorLimit(text: string): number | null {
+  try {
+    const said = JSON.parse(text) as { maxTotalTokens?: unknown };
+    return typeof said.maxTotalTokens === 'number' && Number.isSafeInteger(said.maxTotalTokens) && said.maxTotalTokens > 0 ? said.maxTotalTokens : null;
+  } catch {
+    return null;
+  }
+}
+
 function poolErrorMessage(text: string): string {
   try {
     const said = JSON.parse(text) as { message?: unknown };

@@ -423,7 +423,8 @@ export type PoolEvent =
         speculation: SpeculationUsage;
       };
     }
-  | { type: 'error'; code: PoolErrorCode; message: string; retryAfterMs?: number };
+  /** `maxTotalTokens`: on `too_large`, the most tokens (prompt and output) this pool holds, as a number to compare, not prose. */
+  | { type: 'error'; code: PoolErrorCode; message: string; retryAfterMs?: number; maxTotalTokens?: number };
 
 /** How often a queued generation's stream says it is still queued (a `queued` event). */
 export const QUEUED_KEEPALIVE_MS = 1_000;

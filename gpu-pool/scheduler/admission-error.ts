@@ -10,6 +10,8 @@ export class AdmissionError extends Error {
     readonly kind: AdmissionErrorKind,
     message: string,
     readonly retryAfterMs?: number,
+    /** too_large: the most tokens this pool holds (the 413's `maxTotalTokens`). */
+    readonly maxTotalTokens?: number,
   ) {
     super(message);
     this.name = 'AdmissionError';

@@ -258,7 +258,7 @@ export class Admission<S extends RunnerSequence> {
     const reserved = Math.min(ctx + 1, prompt.length + request.maxTokens);
     const { limits } = this;
     if (reserved > limits.maxTotalTokens) {
-      throw new AdmissionError('too_large', `request needs ${reserved} tokens; this pool holds at most ${limits.maxTotalTokens}`);
+      throw new AdmissionError('too_large', `request needs ${reserved} tokens; this pool holds at most ${limits.maxTotalTokens}`, undefined, limits.maxTotalTokens);
     }
     const temperature = request.sampling.temperature;
     // An unseeded sampled request gets its seed here, so the verifier and the

@@ -7,6 +7,8 @@ export class HttpError extends Error {
     readonly code: PoolErrorCode,
     message: string,
     readonly retryAfterMs?: number,
+    /** A 413 too_large's limit, sent as the error's `maxTotalTokens`. */
+    readonly maxTotalTokens?: number,
   ) {
     super(message);
     this.name = 'HttpError';

@@ -572,6 +572,8 @@ export class PoolServer {
     }
     this.options.metrics.recordErrorResponse(e.status);
     const event: PoolEvent = { type: 'error', code: e.code, message: e.message };
+    // The limit as a number: an edge picks the largest of several pools' without reading their prose (review h139).
+    if (e.maxTotalTokens !== undefined) event.maxTotalTokens = e.maxTotalTokens;
     if (e.retryAfterMs !== undefined) {
       event.retryAfterMs = e.retryAfterMs;
       res.setHeader('retry-after', String(Math.max(1, Math.ceil(e.retryAfterMs / 1000))));
@@ -600,7 +602,7 @@ function toHttpError(err: unknown): HttpError {
   if (err instanceof AdmissionError) {
     if (err.kind === 'busy') return new HttpError(503, 'busy', err.message, err.retryAfterMs ?? 1000);
     if (err.kind === 'conflict') return new HttpError(409, 'bad_request', err.message);
-    if (err.kind === 'too_large') return new HttpError(413, 'too_large', err.message);
+    if (err.kind === 'too_large') return new HttpError(413, 'too_large', err.message, undefined, err.maxTotalTokens);
     return new HttpError(400, 'bad_request', err.message);
   }
   return new HttpError(500, 'internal', err instanceof Error ? err.message : String(err));

@@ -210,6 +210,10 @@ describe('openGeneration', () => {
       expect(err).toBeInstanceOf(ApiError);
       expect(err).toMatchObject({ status: 400, code: 'pool_rejected' });
       expect((err as ApiError).message).toMatch(/this pool holds at most 300/);
+      // The pool says its limit as a number too, which the edge compares (its words are for people).
+      const raw = await fetch(`${small.url}/v1/generate`, { method: 'POST', headers: { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ ...request(), maxTokens: 320 }) });
+      expect(raw.status).toBe(413);
+      expect(await raw.json()).toMatchObject({ type: 'error', code: 'too_large', maxTotalTokens: 300 });
       // Too large for two pools of different limits, whichever is tried last: the larger limit is quoted (the last
       // pool's was), as the one the request must fit to be served.
       const smaller = await startPool(['--max-total-tokens', '200'], pool.token);
