@@ -5,6 +5,7 @@
  * `sha256sum`, which stock macOS lacks: there the shell's substitution came
  * out empty and the record was written under `key:`, serving no key.
  */
+import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { sha256Hex } from '../edge/api-keys';
@@ -39,11 +40,13 @@ function shellWord(word: string): string {
 }
 
 /** A random key (`sk-` and 48 hex digits, as `openssl rand -hex 24` gives), its hash, and the wrangler lines for it. */
-export async function newKey(record: NewKeyRecord, where: 'remote' | 'local'): Promise<NewKey> {
+export async function newKey(record: NewKeyRecord, where: 'remote' | 'local', persistTo: string | null = null): Promise<NewKey> {
   const key = `sk-${randomBytes(24).toString('hex')}`;
   const hash = await sha256Hex(key);
   const kv = `npx wrangler kv key`;
-  const target = `--${where} --binding SSSD_KV ${shellWord(`key:${hash}`)}`;
+  // The local store `sssd up` keeps its edge's KV in (SSSD_EDGE_STATE), where it is not wrangler's default (review h133).
+  const state = where === 'local' && persistTo !== null ? ` --persist-to ${shellWord(persistTo)}` : '';
+  const target = `--${where}${state} --binding SSSD_KV ${shellWord(`key:${hash}`)}`;
   return {
     key,
     hash,
@@ -89,10 +92,11 @@ export function register(program: Command): void {
     .option('--rpm <n>', "requests per minute (default: the edge's SSSD_DEFAULT_RPM)")
     .option('--concurrency <n>', "requests in flight at once (default: the edge's SSSD_DEFAULT_CONCURRENCY)")
     .option('--contribute-to-datastore', "the key's outputs join the pools' global datastore, which drafts for every tenant (docs/protocol.md)")
-    .option('--local', "print commands for wrangler dev's local store (--local) instead of the deployed namespace (--remote)")
+    .option('--local', "print commands for wrangler dev's local store (--local; SSSD_EDGE_STATE's folder where set, as `sssd up` uses it) instead of the deployed namespace (--remote)")
     .option('--json', 'print {key, hash, record, tenantInLogs, put, revoke, delete} as JSON')
     .action(async (flags: KeyCreateFlags) => {
-      const made = await newKey(recordFromFlags(flags), flags.local ? 'local' : 'remote');
+      const state = process.env.SSSD_EDGE_STATE;
+      const made = await newKey(recordFromFlags(flags), flags.local ? 'local' : 'remote', flags.local && state ? path.resolve(state) : null);
       if (flags.json) {
         process.stdout.write(`${JSON.stringify(made, null, 2)}\n`);
         return;

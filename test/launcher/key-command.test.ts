@@ -12,9 +12,9 @@ import { repoRoot } from '../support/shared-data';
 import { workerdKv } from '../support/workerd-kv';
 
 interface Run { code: number; stdout: string; stderr: string }
-function sssd(args: string[]): Promise<Run> {
+function sssd(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), ...args], { cwd: repoRoot }, (err, stdout, stderr) =>
+    execFile(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), ...args], { cwd: repoRoot, env }, (err, stdout, stderr) =>
       resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
     );
   });
@@ -91,6 +91,10 @@ describe('sssd key create', () => {
     const served = (await authenticate(`Bearer ${ja.key}`, env, edgeConfig(env))) as KeyRecord;
     expect(ja.tenantInLogs).toBe((await poolTenant(served.tenant)).slice(0, 12));
     expect(jb.put).toContain(' --local ');
+    // Where `sssd up` keeps its edge's store elsewhere (SSSD_EDGE_STATE), the local lines name it (review h133).
+    const elsewhere = await sssd(['key', 'create', '--json', '--local'], { ...process.env, SSSD_EDGE_STATE: 'state dir' });
+    const lines = JSON.parse(elsewhere.stdout) as { put: string; revoke: string; delete: string };
+    for (const line of [lines.put, lines.revoke, lines.delete]) expect(await wranglerArgs(line)).toEqual(expect.arrayContaining(['--local', '--persist-to', path.join(repoRoot, 'state dir')]));
     const bad = await sssd(['key', 'create', '--rpm', '60.5']);
     expect(bad).toMatchObject({ code: 2, stdout: '' });
     expect(bad.stderr).toBe('sssd: --rpm must be an integer >= 1, not "60.5"\n');
