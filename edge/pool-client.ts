@@ -135,19 +135,16 @@ export class PoolClient {
       if (MISDIRECTED.has(res.status)) throw new PoolMisdirectedError(res.status, `pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 300)}`);
       if (res.status === 429 || res.status === 503 || res.status >= 500) {
         // The body's retryAfterMs is the pool's own hint to the millisecond; the header rounds it up to seconds.
-        let said: { retryAfterMs?: unknown; message?: unknown; code?: unknown } = {};
-        try {
-          said = JSON.parse(text) as typeof said;
-        } catch {
-          // Not the pool's JSON (a proxy's page): the header alone.
-        }
+        const said = poolErrorBody(text);
         const hintMs = typeof said.retryAfterMs === 'number' && said.retryAfterMs > 0 ? said.retryAfterMs : retryAfter > 0 ? retryAfter * 1000 : undefined;
         // Only a busy pool's words reach the client (which limit it hit); an internal error's are the operator's.
         const busyMessage = said.code === 'busy' && typeof said.message === 'string' ? said.message : undefined;
         throw new PoolUnavailableError(`pool ${this.baseUrl} answered ${res.status}: ${text.slice(0, 200)}`, hintMs, busyMessage);
       }
-      // The pool's own words where it gave them (its JSON error), not the body quoted whole.
-      throw new PoolRejectedError(res.status, poolErrorMessage(text).slice(0, 500), poolErrorLimit(text));
+      // The pool's own words where it gave them (its JSON error), not the body quoted whole; a 413's limit as a number.
+      const said = poolErrorBody(text);
+      const limit = typeof said.maxTotalTokens === 'number' && Number.isSafeInteger(said.maxTotalTokens) && said.maxTotalTokens > 0 ? said.maxTotalTokens : null;
+      throw new PoolRejectedError(res.status, (typeof said.message === 'string' ? said.message : text).slice(0, 500), limit);
     }
     return readPoolEvents(res.body, { format: poolEventFormat(res.headers.get('content-type')), signal });
   }
@@ -193,22 +190,12 @@ function refusedToken(where: string, text: string): PoolMisdirectedError {
 }
 
 /** A pool's JSON error body's message (`{"type":"error","code","message"}`), else the text as it came. */
-/** A pool's 413 `maxTotalTokens`, where its JSON error gives one. */
-function poolErrorLimit(text: string): number | null {
+/** A pool's JSON error as it said it, read once; empty where the body is none (a proxy's page: its status, or header, alone). */
+function poolErrorBody(text: string): { retryAfterMs?: unknown; message?: unknown; code?: unknown; maxTotalTokens?: unknown } {
   try {
-    const said = JSON.parse(text) as { maxTotalTokens?: unknown };
-    return typeof said.maxTotalTokens === 'number' && Number.isSafeInteger(said.maxTotalTokens) && said.maxTotalTokens > 0 ? said.maxTotalTokens : null;
+    const said: unknown = JSON.parse(text);
+    return typeof said === 'object' && said !== null ? said : {};
   } catch {
-    return null;
+    return {};
   }
-}
-
-function poolErrorMessage(text: string): string {
-  try {
-    const said = JSON.parse(text) as { message?: unknown };
-    if (typeof said.message === 'string') return said.message;
-  } catch {
-    // Not the pool's JSON (a proxy's page): as it came.
-  }
-  return text;
 }
