@@ -4,7 +4,9 @@
  * created it streams as they come (a client that leaves does not stop the
  * run), and which is kept in KV a second at a time (ResponseStore.writeEvents)
  * so that GET /v1/responses/{id}?stream=true&starting_after=N, from any
- * isolate, streams it again from event N + 1, following it to its end.
+ * isolate, streams it again from event N + 1, following it to its end. In
+ * the isolate that runs it, that stream follows the log itself, each event
+ * as it comes, rather than KV's copy a second behind.
  */
 import { ApiError, badRequest, toApiError } from './api-error';
 import { polledResponse } from './background-response';
@@ -25,6 +27,14 @@ const RECORD_CHECK_MS = 5_000;
 const encoder = new TextEncoder();
 const QUIET_COMMENT_TEXT = ': the response is running\n\n';
 const QUIET_COMMENT = encoder.encode(QUIET_COMMENT_TEXT);
+
+/**
+ * The logs of the background streams this isolate runs, by key and response
+ * id, from the first event until their end is kept (keepEvents): a stream
+ * read again here follows the run as its creator does.
+ */
+const runningLogs = new Map<string, EventLog>();
+const runningKey = (store: ResponseStore, id: string): string => `${store.keyId}\n${id}`;
 
 /** A background run's events as it writes them: frame i is the event of sequence_number i. */
 export class EventLog {
@@ -96,6 +106,16 @@ export async function driveFormat(run: CompletionRun, format: ResponsesStreamFor
  * (KV's one a second per key), until it has kept the log's end. Never throws.
  */
 export async function keepEvents(log: EventLog, store: ResponseStore, id: string): Promise<void> {
+  const running = runningKey(store, id);
+  runningLogs.set(running, log);
+  try {
+    await keepEventsInKv(log, store, id);
+  } finally {
+    if (runningLogs.get(running) === log) runningLogs.delete(running);
+  }
+}
+
+async function keepEventsInKv(log: EventLog, store: ResponseStore, id: string): Promise<void> {
   let kept = -1;
   let keptEnd = false;
   let lastWrite = 0;
@@ -124,11 +144,12 @@ export async function keepEvents(log: EventLog, store: ResponseStore, id: string
 
 /**
  * The stream the creating request reads: the log's frames as they come,
- * from the first; a comment when it is quiet. A client that leaves stops
- * reading, never the run.
+ * from the first (or from frame `from`: one read again in the isolate that
+ * runs it); a comment when it is quiet. A client that leaves stops reading,
+ * never the run.
  */
-export function liveEventStream(log: EventLog, headers: HeadersInit, quietCommentMs: number): Response {
-  let sent = 0;
+export function liveEventStream(log: EventLog, headers: HeadersInit, quietCommentMs: number, from = 0): Response {
+  let sent = from;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       await log.beyond(sent, quietCommentMs);
@@ -157,11 +178,12 @@ export function startingAfter(query: URLSearchParams): number {
 }
 
 /**
- * A background stream read again (any isolate): its kept events after
- * `after`, then, while it runs, the new ones as they are kept (read every
- * RESUME_POLL_MS), to its end. Where the response ended and its events were
- * not all kept (the store failed, or its run died), the end is told from
- * the stored response.
+ * A background stream read again: in the isolate that runs it, its log's
+ * events after `after` as they come (liveEventStream); in any other, its
+ * kept events after `after`, then, while it runs, the new ones as they are
+ * kept (read every RESUME_POLL_MS), to its end. Where the response ended and
+ * its events were not all kept (the store failed, or its run died), the end
+ * is told from the stored response.
  */
 export function resumedEventStream(stored: StoredResponse, after: number, store: ResponseStore, quietCommentMs: number): Response {
   const id = stored.response.id;
@@ -172,6 +194,8 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
       'invalid_request_error',
     );
   }
+  const running = runningLogs.get(runningKey(store, id));
+  if (running !== undefined) return liveEventStream(running, {}, quietCommentMs, after + 1);
   let next = after + 1;
   let lastSent = Date.now();
   let endSeenAt: number | null = null;

@@ -78,7 +78,8 @@ export type BackgroundStop = 'cancel' | 'delete';
 export class ResponseStore {
   constructor(
     private readonly kv: KVNamespace,
-    private readonly keyId: string,
+    /** The key whose responses these are. */
+    readonly keyId: string,
     /** Seconds a stored response stays (0: for good). */
     private readonly ttlSeconds: number,
     /** A value over this many bytes (its JSON's UTF-8) is not stored. */

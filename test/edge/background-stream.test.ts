@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { EventLog, keepEvents, liveEventStream, resumedEventStream, startingAfter } from '../../edge/background-stream';
 import { responseId } from '../../edge/responses-format';
-import { ResponseStore, type StoredResponse } from '../../edge/response-store';
+import { ResponseStore, type StoredEvents, type StoredResponse } from '../../edge/response-store';
 import { endEvents, eventFrame } from '../../edge/responses-stream';
 import { storedRecord } from '../support/stored-response';
 import { workerdKv } from '../support/workerd-kv';
@@ -96,6 +96,45 @@ describe('a background stream as read', () => {
     expect(await read).toBe(frames(6).slice(2).join(''));
     // Past its last event: nothing, and the stream ends.
     expect(await textOf(resumedEventStream(record, 5, store, 60_000))).toBe('');
+  });
+
+  it('read again in the isolate that runs it, follows the run itself event by event, and only for the key that made it', async () => {
+    /** A store that counts its reads of kept events: a stream that follows the run makes none. */
+    class CountingStore extends ResponseStore {
+      reads = 0;
+      override async readEvents(id: string): Promise<StoredEvents | null> {
+        this.reads++;
+        return super.readEvents(id);
+      }
+    }
+    const kv = workerd();
+    const store = new CountingStore(kv, 'key-running', 0, 1 << 20);
+    const record = streamedRecord('a8a8a8a8a8a8a8a8a8a8a8a8', 'queued');
+    const id = record.response.id;
+    expect(await store.put(record)).toBe(true);
+    const log = new EventLog();
+    for (const frame of frames(3)) log.append(frame);
+    const kept = keepEvents(log, store, id);
+
+    const reader = resumedEventStream(record, 0, store, 60_000).body!.pipeThrough(new TextDecoderStream()).getReader();
+    expect((await reader.read()).value).toBe(frames(2, 1).join(''));
+    // An event the run writes now comes at once, where KV keeps it a second later at the soonest.
+    const appended = Date.now();
+    log.append(frames(1, 3)[0]);
+    expect((await reader.read()).value).toBe(frames(1, 3)[0]);
+    expect(Date.now() - appended).toBeLessThan(500);
+    // Another key's stream of the same id does not see this run: KV has nothing of it for that key.
+    const other = new CountingStore(kv, 'key-running-other', 0, 1 << 20);
+    expect(await textOf(resumedEventStream(record, -1, other, 60_000))).toContain('"code":"not_found"');
+    expect(other.reads).toBeGreaterThan(0);
+    log.end();
+    expect((await reader.read()).done).toBe(true);
+    expect(store.reads).toBe(0);
+
+    // Once its end is kept, a stream read again reads KV, as in any other isolate.
+    await kept;
+    expect(await textOf(resumedEventStream(record, 1, store, 60_000))).toBe(frames(2, 2).join(''));
+    expect(store.reads).toBeGreaterThan(0);
   });
 
   it("tells the stored response's end where the events' end was never kept, and says a deleted one is gone", async () => {
