@@ -157,20 +157,27 @@ const USER_CACHE_BODY_BYTES = 4096;
 const limitUserCacheBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> =>
   limitRequestBody(c, USER_CACHE_BODY_BYTES, next, edgeConfig(c.env).bodyTimeoutMs);
 
-/** The body's text, or a 408 past SSSD_BODY_TIMEOUT_SECONDS: a body sent slowly, or never finished, held its key's in-flight slot as long as the client liked. */
-function readBodyText(c: Context<AppEnv>): Promise<string> {
+/** The body's bytes, or a 408 past SSSD_BODY_TIMEOUT_SECONDS: a body sent slowly, or never finished, held its key's in-flight slot as long as the client liked. */
+function readBodyBytes(c: Context<AppEnv>): Promise<ArrayBuffer> {
   const { bodyTimeoutMs } = edgeConfig(c.env);
-  return readBy(c.req.text(), Date.now() + bodyTimeoutMs, bodyTimeoutMs);
+  return readBy(c.req.arrayBuffer(), Date.now() + bodyTimeoutMs, bodyTimeoutMs);
 }
+
+/** Bodies are UTF-8 (RFC 8259): one that is not is refused, not read with U+FFFD in place of its bad bytes and stored so (review h142). */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
 /** The body's text, read whole first (a body left unread broke the next request under wrangler dev); a compressed one is a 415 (review h112: it was "not valid JSON"; the Worker is not sent one decompressed). */
 async function readUncompressedText(c: Context<AppEnv>): Promise<string> {
-  const text = await readBodyText(c);
+  const bytes = await readBodyBytes(c);
   const encoding = c.req.header('content-encoding')?.trim().toLowerCase();
   if (encoding && encoding !== 'identity') {
     throw new ApiError(415, `Content-Encoding ${clipped(encoding, 40)} is not supported for request bodies; send the JSON uncompressed.`, 'invalid_request_error', 'unsupported_media_type');
   }
-  return text;
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    throw new ApiError(400, 'The request body is not valid UTF-8; send JSON encoded as UTF-8.', 'invalid_request_error', 'invalid_json');
+  }
 }
 
 async function readJson(c: Context<AppEnv>): Promise<unknown> {

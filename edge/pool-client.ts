@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import type { generateRequestSchema, PoolEvent, PoolHealth, PoolInfo, PushTrieRequest } from '../shared/protocol';
 import { POOL_EVENT_FRAMES_ACCEPT } from '../shared/pool-event-frames';
 import { poolEventFormat, readPoolEvents } from '../shared/pool-event-stream';
+import { clipped } from './request-schema';
 
 /** The pool could not take the request (unreachable, busy, 5xx): try another one. */
 export class PoolUnavailableError extends Error {
@@ -144,7 +145,7 @@ export class PoolClient {
       // The pool's own words where it gave them (its JSON error), not the body quoted whole; a 413's limit as a number.
       const said = poolErrorBody(text);
       const limit = typeof said.maxTotalTokens === 'number' && Number.isSafeInteger(said.maxTotalTokens) && said.maxTotalTokens > 0 ? said.maxTotalTokens : null;
-      throw new PoolRejectedError(res.status, (typeof said.message === 'string' ? said.message : text).slice(0, 500), limit);
+      throw new PoolRejectedError(res.status, clipped(typeof said.message === 'string' ? said.message : text, 500), limit);
     }
     return readPoolEvents(res.body, { format: poolEventFormat(res.headers.get('content-type')), signal });
   }

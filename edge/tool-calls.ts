@@ -15,6 +15,7 @@
 import { badRequest } from './api-error';
 import { bytesToHex } from './hex';
 import { COMBINATORS, DEFAULT_MAX_DEPTH } from '../shared/structured/json-schema-regex';
+import { clipped } from './request-schema';
 
 export interface ToolFunction {
   name: string;
@@ -139,7 +140,7 @@ function parametersOf(fn: ToolFunction, i: number): Record<string, unknown> {
 
 function clippedJson(value: unknown): string {
   const text = JSON.stringify(value) ?? String(value);
-  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
+  return clipped(text, 60);
 }
 
 /** Where "required"'s schema keeps tool i's parameters (their own `#` points there). */

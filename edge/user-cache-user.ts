@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import { ApiError } from './api-error';
-import { MAX_USER_LENGTH } from './request-schema';
+import { clipped, MAX_USER_LENGTH } from './request-schema';
 
 const bodySchema = z.object({ user: z.string().max(MAX_USER_LENGTH).nullable() }).strict();
 
@@ -24,7 +24,7 @@ export function userCacheUser(search: string, bodyText: string): string | null {
   for (const pair of pairs) {
     const [rawName, ...rest] = pair.split('=');
     const name = decodeStrictly(rawName, null);
-    if (name !== 'user') throw refused(`Unknown query parameter ${JSON.stringify(name.slice(0, 100))}: the only one is user.`, name.slice(0, 100));
+    if (name !== 'user') throw refused(`Unknown query parameter ${JSON.stringify(clipped(name, 100))}: the only one is user.`, clipped(name, 100));
     if (fromQuery !== undefined) throw refused('user is given twice.');
     fromQuery = decodeStrictly(rest.join('='));
   }
@@ -53,6 +53,6 @@ function decodeStrictly(raw: string, param: string | null = 'user'): string {
   try {
     return decodeURIComponent(raw.replace(/\+/g, ' '));
   } catch {
-    throw refused(`${JSON.stringify(raw.slice(0, 100))} is not percent-encoded UTF-8.`, param);
+    throw refused(`${JSON.stringify(clipped(raw, 100))} is not percent-encoded UTF-8.`, param);
   }
 }

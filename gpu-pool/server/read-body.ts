@@ -3,6 +3,7 @@
  * allowed to push more than `maxBytes` into memory, whatever Content-Length
  * claims.
  */
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { HttpError } from './http-error';
 
@@ -29,7 +30,10 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
     throw new HttpError(400, 'bad_request', `the request body did not arrive whole: ${(err as Error).message}`);
   }
   if (size > maxBytes) throw new HttpError(413, 'bad_request', `request body exceeds the limit of ${maxBytes} bytes`);
-  const text = Buffer.concat(chunks).toString('utf8');
+  const body = Buffer.concat(chunks);
+  // Read loosely, a bad byte became U+FFFD and the request ran on text it never sent (review h142).
+  if (!isUtf8(body)) throw new HttpError(400, 'bad_request', 'request body is not valid UTF-8; send JSON encoded as UTF-8');
+  const text = body.toString('utf8');
   if (text.length === 0) throw new HttpError(400, 'bad_request', 'request body is empty; expected JSON');
   try {
     return JSON.parse(text) as unknown;

@@ -296,6 +296,8 @@ class GrammarParser {
     const at = this.pos;
     if (this.peek() !== '\\') {
       const cp = this.src.codePointAt(at)!;
+      // Written as itself (a JSON \ud800 decoded), as escaped: it was a rule "that derives no finite text" (review h142).
+      if (cp >= 0xd800 && cp <= 0xdfff) throw this.fail('a surrogate cannot appear in UTF-8 text', at);
       this.pos += cp > 0xffff ? 2 : 1;
       return cp;
     }

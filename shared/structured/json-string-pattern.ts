@@ -222,9 +222,27 @@ class PatternParser {
     }
     if (c === '\\') return this.escapeAtom();
     if ('*+?{}]^$'.includes(c)) throw this.error(`"${c}" where a character belongs`);
+    return encodedChar(this.literalCodePoint());
+  }
+
+  /** The code point at `this.i`, written as itself (a pair of surrogates is one); a lone surrogate is refused. */
+  private literalCodePoint(): number {
     const cp = this.src.codePointAt(this.i)!;
+    this.refuseSurrogate(cp);
     this.i += cp > 0xffff ? 2 : 1;
-    return encodedChar(cp);
+    return cp;
+  }
+
+  /**
+   * UTF-8 text has no surrogates: a pattern naming one alone (a class of
+   * them is JavaScript's way without the u flag to match astral characters)
+   * was refused by the engine later as a schema "too large" (review h142).
+   */
+  private refuseSurrogate(cp: number, at = this.i): void {
+    if (cp >= 0xd800 && cp <= 0xdfff) {
+      this.i = at;
+      throw this.error(`a lone surrogate (U+${cp.toString(16).toUpperCase()}), which UTF-8 text never holds; name the characters themselves (astral ones as [\\u{10000}-\\u{10FFFF}], or a pair of escapes \\uD83D\\uDE00 for one)`);
+    }
   }
 
   private group(): string {
@@ -262,18 +280,36 @@ class PatternParser {
 
   /** One escape naming one character (\n, \xHH, \uHHHH, an escaped metacharacter); `this.i` on the backslash. */
   private escapedCodePoint(): number {
+    const at = this.i;
     const c = this.src[this.i + 1];
     const simple: Record<string, number> = { n: 0x0a, r: 0x0d, t: 0x09, f: 0x0c, v: 0x0b };
     if (c !== undefined && c in simple) {
       this.i += 2;
       return simple[c];
     }
+    if (c === 'u' && this.src[this.i + 2] === '{') {
+      // ECMA-262's \u{...} (under the u flag): any code point, astral ones included.
+      const m = /^\{([0-9a-fA-F]{1,6})\}/.exec(this.src.slice(this.i + 2, this.i + 11));
+      const cp = m ? parseInt(m[1], 16) : NaN;
+      if (!m || cp > 0x10ffff) throw this.error('a malformed \\u{...} escape (1 to 6 hex digits, at most 10FFFF)');
+      this.refuseSurrogate(cp);
+      this.i += 4 + m[1].length;
+      return cp;
+    }
     if (c === 'x' || c === 'u') {
       const len = c === 'x' ? 2 : 4;
       const hex = this.src.slice(this.i + 2, this.i + 2 + len);
       if (!new RegExp(`^[0-9a-fA-F]{${len}}$`).test(hex)) throw this.error(`a malformed \\${c} escape`);
       this.i += 2 + len;
-      return parseInt(hex, 16);
+      let cp = parseInt(hex, 16);
+      // A high surrogate's escape followed by a low one's is the one character the pair stands for.
+      const low = cp >= 0xd800 && cp <= 0xdbff ? /^\\u(d[c-f][0-9a-f]{2})/i.exec(this.src.slice(this.i, this.i + 6)) : null;
+      if (low) {
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (parseInt(low[1], 16) - 0xdc00);
+        this.i += 6;
+      }
+      this.refuseSurrogate(cp, at);
+      return cp;
     }
     if (c !== undefined && ESCAPABLE.includes(c)) {
       this.i += 2;
@@ -321,9 +357,7 @@ class PatternParser {
       return this.escapedCodePoint();
     }
     if (c === '[') throw this.error('a "[" inside a class');
-    const cp = this.src.codePointAt(this.i)!;
-    this.i += cp > 0xffff ? 2 : 1;
-    return cp;
+    return this.literalCodePoint();
   }
 }
 

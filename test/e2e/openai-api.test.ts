@@ -1378,6 +1378,14 @@ describe('OpenAI-compatible API on the edge', () => {
     });
     expect(gzipped.status).toBe(415);
     expect(((await gzipped.json()) as { error: { message: string } }).error.message).toMatch(/Content-Encoding gzip is not supported/);
+    // A body that is not UTF-8 is refused (review h142: "café" in Latin-1 ran as "caf\uFFFD").
+    const latin1 = await fetch(`${stack.edgeUrl}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${stack.devKey}`, 'content-type': 'application/json; charset=iso-8859-1' },
+      body: Buffer.from(JSON.stringify({ model, prompt: 'caf\u00e9', max_tokens: 1, echo: true }), 'latin1'),
+    });
+    expect(latin1.status).toBe(400);
+    expect(((await latin1.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'invalid_json', message: expect.stringMatching(/not valid UTF-8/) });
   });
 
   it('bounds a reply by max_completion_tokens on either endpoint, and refuses two different bounds', async () => {

@@ -36,6 +36,12 @@ describe('the user a /v1/user-cache request names (DELETE forgets, GET shows)', 
     expect(userCacheUser('', '{"user": null}')).toBeNull();
   });
 
+  it('quotes a long unknown parameter cut between characters, never in half of an emoji (review h142)', () => {
+    const err = refusal(`?${'a'.repeat(99)}%F0%9F%98%80=x`);
+    expect(err?.param).toBe(`${'a'.repeat(99)}…`);
+    expect(err?.message).not.toMatch(/[\ud800-\udfff]/);
+  });
+
   it('refuses what it would have guessed at: other parameters, user twice, both places, bad encoding, other bodies', () => {
     for (const [search, body, param] of [
       ['?user_id=alice', '', 'user_id'],

@@ -157,6 +157,14 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     expect(ok.ids.length).toBe(5);
   });
 
+  it('a body that is not UTF-8 is refused, not run on U+FFFD in place of its bad bytes', async () => {
+    // "café" in Latin-1 as a stop string: read loosely it was a stop of "caf\uFFFD" (review h142).
+    const latin1 = Buffer.from(JSON.stringify({ id: 'latin1', promptIds: [1, 403], maxTokens: 4, stopStrings: ['caf\u00e9'] }), 'latin1');
+    const res = await fetch(`${pool.url}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${pool.token}` }, body: latin1 });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { message: string }).message).toMatch(/not valid UTF-8/);
+  });
+
   it('a body sent in chunks, with no length declared, is cut off at the size limit too (413)', async () => {
     const chunk = new TextEncoder().encode('x'.repeat(1024 * 1024));
     let sent = 0;

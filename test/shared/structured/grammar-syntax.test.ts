@@ -89,6 +89,9 @@ describe('refusals, naming what and where', () => {
     ['root ::= "a"\nx ::= "\\q"', 'unknown escape \\q', 2, 8],
     ['root ::= "\\x4"', '\\x needs 2 hex digits', 1, 11],
     ['root ::= "\\uD800"', 'surrogate', 1, 11],
+    // One written as itself (a JSON "\ud800" decoded), in a literal or a class (review h142).
+    ['root ::= "a\uD800"', 'surrogate', 1, 12],
+    ['root ::= [\uD800-\uDBFF]', 'surrogate', 1, 11],
     ['root ::= [z-a]', 'invalid range z-a', 1, 11],
     ['root ::= []', 'empty class', 1, 10],
     ['root ::= * "a"', 'nothing to repeat', 1, 10],

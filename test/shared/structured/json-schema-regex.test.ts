@@ -216,6 +216,19 @@ describe('jsonSchemaRegex', () => {
     expect(() => jsonSchemaRegex({ type: 'string', pattern: '(?=a)b' })).toThrow(/a lookaround or named group/);
   });
 
+  it('reads a pattern\'s astral characters however written, and names a lone surrogate as what is wrong (review h142)', () => {
+    for (const pattern of ['^\\ud83d\\ude00+$', '^\\u{1F600}+$', '^😀+$', '^[\\u{1F600}-\\u{1F64F}]+$', '^[😀-🙏]+$']) {
+      const re = compileWithEngine(jsonSchemaRegex({ type: 'string', pattern }));
+      expect(re.test(JSON.stringify("😀😀")), pattern).toBe(true);
+      expect(re.test(JSON.stringify("a")), pattern).toBe(false);
+    }
+    // JavaScript's spelling without the u flag (a class of high surrogates, then one of low ones) was refused as a schema "too large".
+    for (const pattern of ['^[\ud800-\udbff][\udc00-\udfff]$', '\ud800', '^\\udc00$', '^\\u{D800}$']) {
+      expect(() => jsonSchemaRegex({ type: 'string', pattern }), pattern).toThrow(/a lone surrogate \(U\+D[8C]00\), which UTF-8 text never holds/);
+    }
+    expect(() => jsonSchemaRegex({ type: 'string', pattern: '^\\u{110000}$' })).toThrow(/a malformed \\u\{\.\.\.\} escape/);
+  });
+
   it("follows what zod writes: a format beside its pattern (the pattern, or the format beside zod's own lookahead spelling of it), records' propertyNames, tuples' additionalItems", () => {
     const follows = (schema: z.ZodType, valid: string[], invalid: string[]): void => {
       const written = z.toJSONSchema(schema, { target: 'draft-7' });
