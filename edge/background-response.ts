@@ -118,7 +118,7 @@ async function runToEnd({ started, reply, finish, save, store, options, begun, s
   const asked: { stop: Stop | null } = { stop: null };
   const halt = (why: Stop): void => {
     asked.stop = stronger(asked.stop, why);
-    for (const run of reply.runs) run.cancel();
+    for (const run of reply.runs) run.cancel(why);
   };
   const poll = setInterval(() => {
     void store.stopRequested(started.id).then((why) => {
@@ -138,9 +138,11 @@ async function runToEnd({ started, reply, finish, save, store, options, begun, s
   }
   // Stopped early, it keeps the output it had, cut (as a foreground stream its client left is kept; review h121).
   const final = (why: Stop | null): ResponseObject => {
-    if (why === 'cancel') return { ...started, status: 'cancelled', output: cutShort(ended.output) };
+    // With the usage of what it generated, which the request log bills (review h143: it was null).
+    if (why === 'cancel') return { ...started, status: 'cancelled', output: cutShort(ended.output), usage: ended.usage };
     if (why === 'deadline') {
-      return failedResponse(started, cutShort(ended.output), { code: 'server_error', message: `The background response ran past this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS) and was stopped.` });
+      const message = `The background response ran past this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS) and was stopped.`;
+      return { ...failedResponse(started, cutShort(ended.output), { code: 'server_error', message }), usage: ended.usage };
     }
     return ended;
   };
@@ -193,7 +195,7 @@ async function honourLateStop(started: ResponseObject, written: ResponseObject, 
     return null;
   }
   if (late !== 'cancel' || written.status === 'cancelled') return written;
-  const cancelled: ResponseObject = { ...started, status: 'cancelled', output: cutShort(written.output) };
+  const cancelled: ResponseObject = { ...started, status: 'cancelled', output: cutShort(written.output), usage: written.usage };
   await save(cancelled);
   if ((await store.stopRequested(started.id)) === 'delete') {
     await store.forget(started.id);

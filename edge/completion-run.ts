@@ -16,7 +16,7 @@ import { openGeneration, UnhonouredFeaturesError, type OpenedGeneration, type Po
 import { matchPrediction } from './prediction-match';
 import type { GenerateInput, PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
-import { loggedErrorCode, type GenerationOutcome } from './request-log';
+import { loggedErrorCode, type CancelCause, type GenerationOutcome } from './request-log';
 import type { ServedModel } from './served-model';
 import { TokenTextAssembler, type SourcedText, type TokenLogprob } from './token-text';
 import { promptLogprobsOf, type PromptLogprobs } from './prompt-logprobs';
@@ -188,6 +188,8 @@ export class CompletionRun {
   clientStillThere: (() => Promise<boolean>) | null = null;
   private client: PoolClient | null = null;
   private cancelled = false;
+  /** Who stopped it: the client leaving (or its request's own end), or a background response's cancel, delete or deadline. */
+  private cancelledBy: CancelCause = 'client';
   private finished = false;
   /** Output ids (all received; `counted` of them are the completion). */
   private readonly outputIds: number[] = [];
@@ -260,11 +262,12 @@ export class CompletionRun {
    * left before its headers is dropped unread), so run()'s own end cannot be
    * what frees the key's in-flight slot.
    */
-  cancel(): void {
+  cancel(by: CancelCause = 'client'): void {
     // Over already (the client's signal can fire as it goes after the last byte): nothing to stop,
     // and a cancel now would race the stop the pool has been told of.
     if (this.cancelled || this.finished) return;
     this.cancelled = true;
+    this.cancelledBy = by;
     this.controller.abort();
     this.finish();
     if (this.client) this.deps.waitUntil(this.client.cancel(this.generationId).catch(() => undefined));
@@ -277,7 +280,7 @@ export class CompletionRun {
       completionTokens: this.counted,
       poolsTried: this.poolTries.tries,
       resumes: this.resumes,
-      cancelled: this.cancelled,
+      cancelled: this.cancelled ? this.cancelledBy : null,
       error: this.failedWith,
       firstTokenAt: this.firstTokenAt,
     };

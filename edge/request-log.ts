@@ -39,6 +39,8 @@ export interface RequestLogLine {
   resumes?: number;
   /** The client went away before the reply was over. */
   client_left?: boolean;
+  /** A background response's run stopped by a cancel or a delete asked through the API, or at its deadline (review h143: it was logged client_left). */
+  stopped_by?: Exclude<CancelCause, 'client'>;
   /** From the request's arrival to its response's headers, and to the first generated token reaching the edge. */
   ttfb_ms?: number;
   first_token_ms?: number;
@@ -55,12 +57,16 @@ export interface GenerationOutcome {
   completionTokens: number;
   poolsTried: number;
   resumes: number;
-  cancelled: boolean;
+  /** What stopped it before its end (null: nothing did). */
+  cancelled: CancelCause | null;
   /** The code of the error it ended with (null: none). */
   error: string | null;
   /** Date.now() when its first token reached the edge (0: none did). */
   firstTokenAt: number;
 }
+
+/** What stops a generation early: its client leaving (or its request ending), or a background response's cancel, delete or deadline. */
+export type CancelCause = 'client' | 'cancel' | 'delete' | 'deadline';
 
 /** What the key's tenant is hashed from for the pool (completion-handler.ts, poolTenant), and so for the line. */
 export function tenantHashText(tenant: string): string {
@@ -97,6 +103,7 @@ export class RequestLog {
       pools_tried: undefined,
       resumes: undefined,
       client_left: undefined,
+      stopped_by: undefined,
       ttfb_ms: undefined,
       first_token_ms: undefined,
       ms: 0,
@@ -148,7 +155,8 @@ export class RequestLog {
       tried += outcome.poolsTried;
       resumes += outcome.resumes;
       reasons.push(outcome.finishReason);
-      if (outcome.cancelled) line.client_left = true;
+      if (outcome.cancelled === 'client') line.client_left = true;
+      else if (outcome.cancelled !== null) line.stopped_by = outcome.cancelled;
       if (outcome.error !== null && line.error === undefined) line.error = outcome.error;
       if (outcome.firstTokenAt > 0 && (firstToken === 0 || outcome.firstTokenAt < firstToken)) firstToken = outcome.firstTokenAt;
     }

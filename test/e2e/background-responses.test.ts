@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { RequestLogLine } from '../../edge/request-log';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
@@ -20,13 +21,14 @@ let proxy: FaultProxy;
 let edge: RunningEdge;
 let dir: string;
 let client: OpenAI;
+const edgeOutput: string[] = [];
 
 beforeAll(async () => {
   const token = generatePoolToken();
   dir = mkdtempSync(path.join(tmpdir(), 'sssd-background-'));
   [pool] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token })]);
   proxy = await startFaultProxy(pool.url);
-  edge = await startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', SSSD_BACKGROUND_DEADLINE_SECONDS: String(DEADLINE_S) } });
+  edge = await startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line), vars: { SSSD_DEFAULT_RPM: '100000', SSSD_BACKGROUND_DEADLINE_SECONDS: String(DEADLINE_S) } });
   client = new OpenAI({ apiKey: KEY, baseURL: `${edge.url}/v1`, maxRetries: 0 });
 }, 180_000);
 
@@ -45,12 +47,24 @@ async function polled(id: string, ms = 15_000): Promise<OpenAI.Responses.Respons
   }
 }
 
-/** A background response whose generation goes on (the proxy holds its stream after a first step), as a long one would. */
-async function held(): Promise<OpenAI.Responses.Response> {
+/** The request log's line of `requestId` in the edge's output, waited for (a background run's is written as it ends). */
+async function logLine(requestId: string): Promise<RequestLogLine> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const text = edgeOutput.find((l) => l.includes(`"id":"${requestId}"`));
+    if (text) return JSON.parse(text.slice(text.indexOf('{'))) as RequestLogLine;
+    if (Date.now() > deadline) throw new Error(`no request line for ${requestId}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A background response whose generation goes on (the proxy holds its stream after a first step), as a long one would; with its x-request-id. */
+async function held(): Promise<OpenAI.Responses.Response & { requestId: string }> {
   proxy.mode = 'stall';
   proxy.afterTokenEvents = 1;
   try {
-    return await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, background: true });
+    const { data, response } = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, background: true }).withResponse();
+    return { ...data, requestId: response.headers.get('x-request-id')! };
   } finally {
     proxy.mode = 'pass';
   }
@@ -98,6 +112,12 @@ describe('background responses', () => {
     expect(ended.status).toBe('cancelled');
     // The run read the cancel and stopped (well before its deadline would have).
     expect(Date.now() - asked).toBeLessThan((DEADLINE_S - 1) * 1000);
+    // It keeps the usage of what it generated, which its log line bills, said stopped by the cancel, not the client
+    // leaving (review h143: usage was null, and the line said client_left).
+    expect(ended.usage?.output_tokens).toBeGreaterThan(0);
+    const line = await logLine(running.requestId);
+    expect(line).toMatchObject({ route: '/v1/responses', status: 200, stopped_by: 'cancel', completion_tokens: ended.usage?.output_tokens });
+    expect(line.client_left).toBeUndefined();
   });
 
   it('honours a cancel or a delete that comes as a short run ends: cancelled stays cancelled, deleted stays gone (review h115)', async () => {

@@ -10,7 +10,7 @@ const HEX = '0123456789abcdef01234567';
 const TENANT_HASH = 'ab'.repeat(32);
 
 function outcome(over: Partial<GenerationOutcome> = {}): GenerationOutcome {
-  return { finishReason: 'length', completionTokens: 16, poolsTried: 1, resumes: 0, cancelled: false, error: null, firstTokenAt: Date.now(), ...over };
+  return { finishReason: 'length', completionTokens: 16, poolsTried: 1, resumes: 0, cancelled: null, error: null, firstTokenAt: Date.now(), ...over };
 }
 
 function linesSaid(): { lines: () => RequestLogLine[] } {
@@ -59,7 +59,7 @@ describe('a request log line', () => {
     const log = new RequestLog(HEX, 'POST');
     log.completion('m', 1, true, 3, TENANT_HASH);
     log.responded(200, '/v1/chat/completions', null, null);
-    log.generationsEnded([outcome({ finishReason: null, error: 'pool_error', cancelled: true, firstTokenAt: 0 })]);
+    log.generationsEnded([outcome({ finishReason: null, error: 'pool_error', cancelled: 'client', firstTokenAt: 0 })]);
     const [line] = said.lines();
     expect(line).toMatchObject({ status: 200, error: 'pool_error', client_left: true, finish_reasons: [null] });
     expect(line.first_token_ms).toBeUndefined();
