@@ -13,8 +13,15 @@ import { KeyLookupCache } from './key-lookup-cache';
 import { kvBindingMissing, kvNamespace } from './kv-binding';
 
 export interface KeyRecord {
-  /** Stable id of the key (a prefix of its hash): scopes caches and limits. */
+  /** Stable id of the key (a prefix of its hash): scopes its limits. */
   keyId: string;
+  /**
+   * Scopes its stored data (chat completions, responses, conversations,
+   * users' caches): its own keyId, or, for a key that replaced another
+   * (`dataOf`), that key's, so a rotation keeps what the old one stored
+   * (review h143).
+   */
+  dataScope: string;
   tenant: string;
   /** Requests per minute. */
   rpm: number;
@@ -41,6 +48,8 @@ const storedKeySchema = z.object({
   concurrency: z.number().int().positive().optional(),
   disabled: z.boolean().optional(),
   contributeToDatastore: z.boolean().optional(),
+  /** The SHA-256 (hex) of the key whose stored data this one shares: the key it replaces. */
+  dataOf: z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be the SHA-256 (64 hex digits) of the key whose data this one shares').optional(),
 });
 
 export async function sha256Hex(text: string): Promise<string> {
@@ -80,6 +89,7 @@ function toRecord(hash: string, stored: unknown, config: EdgeConfig): KeyRecord 
   if (record.disabled === true) return null;
   return {
     keyId: hash.slice(0, 24),
+    dataScope: (record.dataOf?.toLowerCase() ?? hash).slice(0, 24),
     tenant: record.tenant ?? hash.slice(0, 12),
     rpm: record.rpm ?? config.defaultRpm,
     concurrency: record.concurrency ?? config.defaultConcurrency,

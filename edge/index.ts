@@ -311,7 +311,7 @@ app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) =>
 /** This key's stored responses (the Responses API's `store`). */
 function responseStore(c: Context<AppEnv>): ResponseStore {
   const config = edgeConfig(c.env);
-  return new ResponseStore(requireKv(c.env), c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
+  return new ResponseStore(requireKv(c.env), c.get('key').dataScope, config.responseTtlSeconds, config.responseMaxBytes);
 }
 
 // OpenAI's Responses API, run as the chat completion it amounts to (responses-request.ts): chat's limits, cache and path.
@@ -398,7 +398,7 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
 /** This key's stored chat completions (chat's `store: true`), under the Responses store's TTL and bound. */
 function chatCompletionStore(c: Context<AppEnv>): ChatCompletionStore {
   const config = edgeConfig(c.env);
-  return new ChatCompletionStore(requireKv(c.env), c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
+  return new ChatCompletionStore(requireKv(c.env), c.get('key').dataScope, config.responseTtlSeconds, config.responseMaxBytes);
 }
 
 function storedChatRoute(c: Context<AppEnv>, answer: (store: ChatCompletionStore, id: string) => Promise<object>): Promise<Response> {
@@ -431,7 +431,7 @@ app.get('/v1/chat/completions/:id/messages', rateLimitHeaders, (c) => storedChat
 /** This key's conversations (the Conversations API), under the Responses store's TTL and bound. */
 function conversationStore(c: Context<AppEnv>): ConversationStore {
   const config = edgeConfig(c.env);
-  return new ConversationStore(requireKv(c.env), c.get('key').keyId, config.responseTtlSeconds, config.responseMaxBytes);
+  return new ConversationStore(requireKv(c.env), c.get('key').dataScope, config.responseTtlSeconds, config.responseMaxBytes);
 }
 
 function conversationRoute(c: Context<AppEnv>, answer: (store: ConversationStore, id: string) => Promise<object>): Promise<Response> {
@@ -564,7 +564,7 @@ function userCacheRoute(unavailable: string, answer: (c: Context<AppEnv>, scope:
     const admission = admit(c, false);
     try {
       const user = userCacheUser(new URL(c.req.url).search, await readUncompressedText(c));
-      return await answer(c, await cacheScope(c.get('key').keyId, user), user).catch((err: unknown) => {
+      return await answer(c, await cacheScope(c.get('key').dataScope, user), user).catch((err: unknown) => {
         if (err instanceof ApiError) throw err;
         console.error(`edge: user cache ${c.req.method} failed`, err);
         throw new ApiError(503, unavailable, 'service_unavailable', 'user_cache_unavailable', null, 2);

@@ -19,6 +19,8 @@ export interface NewKeyRecord {
   rpm?: number;
   concurrency?: number;
   contributeToDatastore?: true;
+  /** The SHA-256 of the key this one replaces: it shares that key's stored data. */
+  dataOf?: string;
 }
 
 export interface NewKey {
@@ -64,6 +66,7 @@ interface KeyCreateFlags {
   rpm?: string;
   concurrency?: string;
   contributeToDatastore?: boolean;
+  dataOf?: string;
   local?: boolean;
   json?: boolean;
 }
@@ -80,6 +83,12 @@ function recordFromFlags(flags: KeyCreateFlags): NewKeyRecord {
   const concurrency = parseNumberFlag('--concurrency', flags.concurrency, { integer: true, min: 1 });
   if (concurrency !== undefined) record.concurrency = concurrency;
   if (flags.contributeToDatastore) record.contributeToDatastore = true;
+  if (flags.dataOf !== undefined) {
+    // The edge refuses a record whose dataOf is not a SHA-256: every request with the key would be a 401.
+    const hash = /^(?:key:)?([0-9a-fA-F]{64})$/.exec(flags.dataOf.trim());
+    if (!hash) throw new CliError('key create: --data-of must be the SHA-256 of the key this one replaces (64 hex digits, as its `key:<hash>` entry names it)');
+    record.dataOf = hash[1].toLowerCase();
+  }
   return record;
 }
 
@@ -91,6 +100,7 @@ export function register(program: Command): void {
     .option('--tenant <name>', "the key's tenant (default: a tenant of its own, named from its hash)")
     .option('--rpm <n>', "requests per minute (default: the edge's SSSD_DEFAULT_RPM)")
     .option('--concurrency <n>', "requests in flight at once (default: the edge's SSSD_DEFAULT_CONCURRENCY)")
+    .option('--data-of <hash>', "rotation: the SHA-256 of the key this one replaces (its `key:<hash>` entry; for a key that itself replaced another, that one's dataOf), whose stored chat completions, responses, conversations and users' caches this key then reads and writes as its own; limits stay per key")
     .option('--contribute-to-datastore', "the key's outputs join the pools' global datastore, which drafts for every tenant (docs/protocol.md)")
     .option('--local', "print commands for wrangler dev's local store (--local; SSSD_EDGE_STATE's folder where set, as `sssd up` uses it) instead of the deployed namespace (--remote)")
     .option('--json', 'print {key, hash, record, tenantInLogs, put, revoke, delete} as JSON')

@@ -13,6 +13,8 @@ import { startTestStack, type TestStack } from './stack-fixture';
 
 const OTHER_KEY = 'e2e-responses-other-key';
 const ONE_SLOT_KEY = 'e2e-responses-one-slot-key';
+/** A key that replaced OTHER_KEY (its record's dataOf): it shares OTHER_KEY's stored data. */
+const ROTATED_KEY = 'e2e-responses-rotated-key';
 
 let stack: TestStack;
 let client: OpenAI;
@@ -24,6 +26,7 @@ beforeAll(async () => {
       SSSD_API_KEYS: JSON.stringify({
         [sha256Hex(OTHER_KEY)]: { tenant: 'other' },
         [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
+        [sha256Hex(ROTATED_KEY)]: { tenant: 'other', dataOf: sha256Hex(OTHER_KEY) },
       }),
       SSSD_CONCURRENCY_LEASE_SECONDS: '3',
       // JSON goes to the pool as a grammar here (the other e2e stacks send the default regex form).
@@ -92,6 +95,13 @@ describe('Responses API on the edge', () => {
     expect(chained).toBeInstanceOf(OpenAI.NotFoundError);
     expect((chained as InstanceType<typeof OpenAI.NotFoundError>).code).toBe('previous_response_not_found');
     expect((chained as InstanceType<typeof OpenAI.NotFoundError>).param).toBe('previous_response_id');
+    // A key that replaced another (its record's dataOf) finds that key's responses and chains from them (review h143: a
+    // rotation lost them all), and still none of a third key's.
+    const kept = await other.responses.create({ model, input: PROMPT, max_output_tokens: 4, temperature: 0 });
+    const rotated = new OpenAI({ apiKey: ROTATED_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    expect((await rotated.responses.retrieve(kept.id)).output).toEqual(kept.output);
+    expect((await rotated.responses.create({ model, input: 'Max ran.', previous_response_id: kept.id, max_output_tokens: 4 })).previous_response_id).toBe(kept.id);
+    await expect(rotated.responses.retrieve(response.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
 
     expect(await client.responses.delete(response.id)).toEqual({ id: response.id, object: 'response', deleted: true });
     await expect(client.responses.retrieve(response.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);

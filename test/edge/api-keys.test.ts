@@ -31,6 +31,17 @@ describe('API key records', () => {
     expect(await auth('good', asTable as unknown as EdgeEnv)).toMatchObject({ tenant: 'acme', rpm: 60 });
   });
 
+  it("scopes a key's stored data to its own id, or to the key it replaces (dataOf), and refuses a dataOf that is no SHA-256", async () => {
+    const oldHash = await sha256Hex('old');
+    const env = await envWith({ old: {}, rotated: { dataOf: oldHash.toUpperCase() }, other: {}, typo: { dataOf: 'old' } });
+    const [old, rotated, other] = (await Promise.all(['old', 'rotated', 'other'].map((k) => auth(k, env)))) as Array<{ keyId: string; dataScope: string }>;
+    expect(old.dataScope).toBe(old.keyId);
+    expect(rotated.dataScope).toBe(old.keyId);
+    expect(rotated.keyId).not.toBe(old.keyId);
+    expect(other.dataScope).not.toBe(old.dataScope);
+    expect(await auth('typo', env)).toMatchObject({ status: 401 });
+  });
+
   it('serves the development key named by its hash in either case', async () => {
     const env = { ...(await envWith({})), SSSD_DEV_KEY_SHA256: (await sha256Hex('dev-key')).toUpperCase() };
     expect(await auth('dev-key', env)).toMatchObject({ tenant: 'dev', dev: true });

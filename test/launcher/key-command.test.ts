@@ -99,4 +99,21 @@ describe('sssd key create', () => {
     expect(bad).toMatchObject({ code: 2, stdout: '' });
     expect(bad.stderr).toBe('sssd: --rpm must be an integer >= 1, not "60.5"\n');
   });
+
+  it("makes a key that replaces another (--data-of): it shares that key's stored data, and keeps limits of its own (review h143)", async () => {
+    const old = JSON.parse((await sssd(['key', 'create', '--json', '--tenant', 'acme', '--rpm', '60'])).stdout) as { key: string; hash: string; put: string };
+    const made = await sssd(['key', 'create', '--json', '--tenant', 'acme', '--data-of', `key:${old.hash.toUpperCase()}`]);
+    const rotated = JSON.parse(made.stdout) as { key: string; record: object; put: string };
+    expect(rotated.record).toEqual({ tenant: 'acme', dataOf: old.hash });
+    const store = kv();
+    const env: EdgeEnv = { SSSD_KV: store, SSSD_POOL_URLS: 'http://127.0.0.1:8788', SSSD_POOL_TOKEN: 't' };
+    for (const line of [old.put, rotated.put]) await apply(store, await wranglerArgs(line));
+    const [before, after] = await Promise.all([old.key, rotated.key].map((key) => authenticate(`Bearer ${key}`, env, edgeConfig(env)) as Promise<KeyRecord>));
+    expect(after.dataScope).toBe(before.dataScope);
+    expect(after.keyId).not.toBe(before.keyId);
+    expect([before.rpm, after.rpm]).toEqual([60, 600]);
+    const bad = await sssd(['key', 'create', '--data-of', 'abc']);
+    expect(bad).toMatchObject({ code: 2, stdout: '' });
+    expect(bad.stderr).toMatch(/--data-of must be the SHA-256 of the key this one replaces/);
+  });
 });
