@@ -281,6 +281,7 @@ export class CompletionRun {
       poolsTried: this.poolTries.tries,
       resumes: this.resumes,
       cancelled: this.cancelled ? this.cancelledBy : null,
+      cachedTokens: this.cachedTokens,
       error: this.failedWith,
       firstTokenAt: this.firstTokenAt,
     };

@@ -66,6 +66,7 @@ app.use('*', async (c, next) => {
   // The key's tenant as the pool knows it (hashed once per isolate), where the route got as far as the key.
   const key = c.get('key') as KeyRecord | undefined;
   const tenant = key && !log.hasTenant ? await poolTenant(key.tenant) : null;
+  if (key) log.keyOf(key.keyId);
   log.responded(c.res.status, routePath(c, -1), c.error ? loggedErrorCode(c.error) : null, tenant);
 });
 // Chrome's Private Network Access: a page on a public origin calling an edge on this machine or the LAN

@@ -25,10 +25,14 @@ export interface RequestLogLine {
   error?: string;
   /** sha256('tenant:' + JSON.stringify(name)), first 12 hex digits: the pool's tenant for the key. */
   tenant?: string;
+  /** The key's SHA-256, first 12 hex digits (`sssd key create` prints the hash): two keys of one tenant told apart (review h143). */
+  key?: string;
   model?: string;
   n?: number;
   stream?: boolean;
   prompt_tokens?: number;
+  /** Of prompt_tokens, those the pool's prefix cache held (as usage's prompt_tokens_details.cached_tokens). */
+  cached_tokens?: number;
   /** Every choice's, added up. */
   completion_tokens?: number;
   /** One per choice, in order: stop, length, or null for one that ended otherwise (an error, the client leaving). */
@@ -50,6 +54,8 @@ export interface RequestLogLine {
 
 /** Digits of the tenant hash a line carries: enough to tell tenants apart, too few to stand for the hash in a lookup. */
 export const TENANT_HASH_DIGITS = 12;
+/** Digits of the key's hash a line carries: as few, for the same reason. */
+export const KEY_HASH_DIGITS = 12;
 
 /** How one generation of a request went, as its CompletionRun knows it. */
 export interface GenerationOutcome {
@@ -59,6 +65,8 @@ export interface GenerationOutcome {
   resumes: number;
   /** What stopped it before its end (null: nothing did). */
   cancelled: CancelCause | null;
+  /** Prompt tokens the pool's prefix cache held. */
+  cachedTokens: number;
   /** The code of the error it ended with (null: none). */
   error: string | null;
   /** Date.now() when its first token reached the edge (0: none did). */
@@ -94,10 +102,12 @@ export class RequestLog {
       status: 0,
       error: undefined,
       tenant: undefined,
+      key: undefined,
       model: undefined,
       n: undefined,
       stream: undefined,
       prompt_tokens: undefined,
+      cached_tokens: undefined,
       completion_tokens: undefined,
       finish_reasons: undefined,
       pools_tried: undefined,
@@ -119,6 +129,11 @@ export class RequestLog {
     line.prompt_tokens = promptTokens;
     line.tenant = tenantHash.slice(0, TENANT_HASH_DIGITS);
     this.pending++;
+  }
+
+  /** The key the request was made with (its record's keyId: a prefix of its hash). */
+  keyOf(keyId: string): void {
+    this.line.key = keyId.slice(0, KEY_HASH_DIGITS);
   }
 
   /** Whether the tenant is known already (a completion says it; the router then need not hash it). */
@@ -149,9 +164,12 @@ export class RequestLog {
     let tried = 0;
     let resumes = 0;
     let firstToken = 0;
+    let cached = 0;
     const reasons: Array<string | null> = [];
     for (const outcome of outcomes) {
       tokens += outcome.completionTokens;
+      // The prompt is one for every choice: as usage says it, the most any choice found cached.
+      cached = Math.max(cached, outcome.cachedTokens);
       tried += outcome.poolsTried;
       resumes += outcome.resumes;
       reasons.push(outcome.finishReason);
@@ -160,6 +178,7 @@ export class RequestLog {
       if (outcome.error !== null && line.error === undefined) line.error = outcome.error;
       if (outcome.firstTokenAt > 0 && (firstToken === 0 || outcome.firstTokenAt < firstToken)) firstToken = outcome.firstTokenAt;
     }
+    line.cached_tokens = cached;
     line.completion_tokens = tokens;
     line.finish_reasons = reasons;
     if (tried > 0) line.pools_tried = tried;

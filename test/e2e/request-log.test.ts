@@ -2,6 +2,7 @@
 // request in the Worker's log, found by the x-request-id the client got and
 // joined to the pool's by the tenant hash, with no text of the request in it;
 // and the readiness probe, 200 while a pool can take work and 503 once none can.
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -52,7 +53,7 @@ describe('the request log', () => {
     const res = await post('/v1/completions', { model: 'stories260K', prompt: PROMPT, max_tokens: 12, temperature: 0, n: 2 });
     expect(res.status).toBe(200);
     const id = res.headers.get('x-request-id')!;
-    const body = (await res.json()) as { choices: Array<{ text: string }>; usage: { prompt_tokens: number; completion_tokens: number } };
+    const body = (await res.json()) as { choices: Array<{ text: string }>; usage: { prompt_tokens: number; completion_tokens: number; prompt_tokens_details: { cached_tokens: number } } };
     const { line, text } = await lineOf(id);
     // The dev key's tenant is "dev": hashed as the pool gets it.
     expect(line).toMatchObject({
@@ -65,7 +66,10 @@ describe('the request log', () => {
       model: 'stories260K',
       n: 2,
       stream: false,
+      // The key, as `sssd key create` prints its hash, to tell two keys of a tenant apart; cached prompt tokens as usage says (review h143).
+      key: createHash('sha256').update(KEY).digest('hex').slice(0, 12),
       prompt_tokens: body.usage.prompt_tokens,
+      cached_tokens: body.usage.prompt_tokens_details.cached_tokens,
       completion_tokens: body.usage.completion_tokens,
       finish_reasons: ['length', 'length'],
       pools_tried: 2,
@@ -88,6 +92,7 @@ describe('the request log', () => {
     const { line } = await lineOf(refused.headers.get('x-request-id')!);
     expect(line).toMatchObject({ route: '/v1/completions', status: 401, error: 'invalid_api_key' });
     expect(line.tenant).toBeUndefined();
+    expect(line.key).toBeUndefined();
 
     // The route as registered, never the path as sent.
     const unknown = await fetch(`${edge.url}/no-such-route-${PROMPT.length}`);
