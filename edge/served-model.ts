@@ -56,6 +56,14 @@ interface Loaded {
   checkedAt: number;
   /** When a background check started (0: none running). */
   checkingSince: number;
+  /**
+   * The model served before a switch made because no pool that is up served
+   * it any more (an outage of its pools), not because more pools served
+   * another: it takes the edge back as soon as as many pools serve it again
+   * (review h144: one pool of a wrong checkpoint, left up alone through an
+   * outage of the one other pool, kept the edge once that one was back).
+   */
+  displaced: PoolInfo | null;
 }
 
 let loaded: Loaded | null = null;
@@ -90,7 +98,7 @@ async function served(client: PoolClient, info: PoolInfo, previous: ServedModel 
  * through an outage took the edge over, and kept it once the others were
  * back: requests for the model they serve were 404s).
  */
-async function load(picker: PoolPicker, previous: ServedModel | null): Promise<ServedModel> {
+async function load(picker: PoolPicker, previous: ServedModel | null, displaced: PoolInfo | null = null): Promise<{ model: ServedModel; displaced: PoolInfo | null }> {
   const asked = new InfoAsker(picker);
   // Health first where none is known yet (a cold isolate): a hung pool listed first is then known down
   // after the health check's 1 s, not tried for /v1/info's 5 s.
@@ -101,7 +109,7 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
       const info = await asked.info(client);
       if (info === null) continue;
       try {
-        return await served(client, info, null);
+        return { model: await served(client, info, null), displaced: null };
       } catch (err) {
         asked.failed(client, err);
       }
@@ -129,22 +137,31 @@ async function load(picker: PoolPicker, previous: ServedModel | null): Promise<S
     else up.push({ client, info, pools: 1 });
   }
   const kept = up.find((g) => sameModel(g.info, previous.info));
-  // The most pools, and among as many the first listed.
+  // The model an outage displaced, where pools that are up serve it again.
+  const back = displaced === null ? undefined : up.find((g) => g !== kept && sameModel(g.info, displaced));
+  // The most pools, and among as many the one displaced, then the first listed.
   let best: { client: PoolClient; info: PoolInfo; pools: number } | null = null;
-  for (const group of up) if (group !== kept && (best === null || group.pools > best.pools)) best = group;
+  for (const group of up) if (group !== kept && (best === null || group.pools > best.pools || (group === back && group.pools === best.pools))) best = group;
   const candidates: Array<{ client: PoolClient; info: PoolInfo; switching: boolean }> = [];
-  if (kept && (best === null || kept.pools >= best.pools)) candidates.push({ ...kept, switching: false });
+  // The model served stays against as many pools of another, but not of the one it displaced.
+  const keeps = kept !== undefined && (best === null || kept.pools > best.pools || (kept.pools === best.pools && best !== back));
+  if (keeps) candidates.push({ ...kept, switching: false });
   else if (previousOnDown !== null && best === null) candidates.push({ ...previousOnDown, switching: false });
   if (best !== null) candidates.push({ ...best, switching: true });
   for (const { client, info, switching } of candidates) {
     try {
       const model = await served(client, info, previous);
-      if (switching) {
-        const why = kept ? `more pools that are up serve it (${best!.pools} against ${kept.pools})` : 'no pool that is up serves the model loaded any more';
-        console.warn(`edge: serving ${describeModel(model.info)} from now on, not ${describeModel(previous.info)}: ${why}`);
-        picker.forgetMisdirected();
-      }
-      return model;
+      if (!switching) return { model, displaced };
+      const returning = back !== undefined && best === back;
+      const why = returning
+        ? `it was served before an outage of its pools, and as many pools that are up serve it again (${back.pools} against ${kept?.pools ?? 0})`
+        : kept
+          ? `more pools that are up serve it (${best!.pools} against ${kept.pools})`
+          : 'no pool that is up serves the model loaded any more';
+      console.warn(`edge: serving ${describeModel(model.info)} from now on, not ${describeModel(previous.info)}: ${why}`);
+      picker.forgetMisdirected();
+      // Displaced by an outage: remembered (the first model displaced, through several); back, or outvoted: forgotten.
+      return { model, displaced: returning || kept ? null : (displaced ?? previous.info) };
     } catch (err) {
       asked.failed(client, err);
     }
@@ -256,15 +273,15 @@ export async function servedModel(picker: PoolPicker, waitUntil?: (promise: Prom
   const now = Date.now();
   const current = loaded;
   if (current === null || current.picker !== picker) {
-    const model = await load(picker, null);
-    loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0 };
+    const { model } = await load(picker, null);
+    loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0, displaced: null };
     return model;
   }
   if (now - current.checkedAt >= checkMs && (current.checkingSince === 0 || now - current.checkingSince > CHECK_GIVEN_UP_MS)) {
     current.checkingSince = now;
-    const check = load(picker, current.model).then(
-      (model) => {
-        if (loaded === current) loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0 };
+    const check = load(picker, current.model, current.displaced).then(
+      ({ model, displaced }) => {
+        if (loaded === current) loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0, displaced };
       },
       () => {
         // Pools unreachable: keep serving what was loaded, and look again after the interval.

@@ -183,6 +183,33 @@ describe('the served model', () => {
     }
   }, 60_000);
 
+  it('gives the edge back to the model an outage displaced once as many pools serve it again: one pool of a wrong checkpoint against one (review h144)', async () => {
+    const a = await startFaultProxy(stories.url);
+    try {
+      const picker = new PoolPicker([a.url, baby.url], token);
+      const settlesOn = async (name: string): Promise<string> => {
+        const until = Date.now() + 15_000;
+        let now = '';
+        while (Date.now() < until) {
+          await picker.checkHealth();
+          await Promise.all((await served(picker, 0)).checks);
+          now = (await served(picker, 60_000)).model.info.model.name;
+          if (now === name) break;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+        return now;
+      };
+      expect((await served(picker, 60_000)).model.info.model.name).toBe('stories260K');
+      a.retarget(`http://127.0.0.1:${await freePort()}`);
+      expect(await settlesOn('babyllama105')).toBe('babyllama105');
+      // Back: one pool against one, and the model it served before the outage is served again.
+      a.retarget(stories.url);
+      expect(await settlesOn('stories260K')).toBe('stories260K');
+    } finally {
+      await a.close();
+    }
+  }, 60_000);
+
   it('serves the pinned weights (SSSD_MODEL_SHA256) whatever pool is listed first, and none where no pool has them', async () => {
     const storiesSha = (await loadModel(models.stories260K.checkpoint)).sha256;
     const pinnedPicker = new PoolPicker([baby.url, stories.url], token, storiesSha);
