@@ -15,7 +15,7 @@
  */
 import { ApiError, badRequest, toApiError } from './api-error';
 import type { PreparedReply } from './completion-handler';
-import { failedResponse, type OutputItem, type ResponseObject } from './responses-format';
+import { failedResponse, responsesUsage, type OutputItem, type ResponseObject } from './responses-format';
 import { DEFAULT_BACKGROUND_DEADLINE_S } from './edge-config';
 import { sleep } from './settled-within';
 import { keepEvents, liveEventStream, type EventLog } from './background-stream';
@@ -116,7 +116,10 @@ interface BackgroundJob {
 
 async function runToEnd({ started, reply, finish, save, store, options, begun, storedAt }: BackgroundJob, told: (response: ResponseObject | null) => void): Promise<void> {
   const asked: { stop: Stop | null } = { stop: null };
+  // At its deadline, was it waiting for a pool to take it up again (its pool failed)? Then that is why it stopped.
+  let poolLost = false;
   const halt = (why: Stop): void => {
+    if (why === 'deadline' && asked.stop === null) poolLost = reply.runs.some((run) => run.waitingForPool);
     asked.stop = stronger(asked.stop, why);
     for (const run of reply.runs) run.cancel(why);
   };
@@ -136,15 +139,20 @@ async function runToEnd({ started, reply, finish, save, store, options, begun, s
     clearInterval(poll);
     clearTimeout(deadline);
   }
+  // With the usage of what it generated, which the request log bills (review h143: a stopped or failed one's was null).
+  const usage = ended.usage ?? (reply.runs.length === 1 ? responsesUsage(reply.runs[0].usageSoFar()) : null);
   // Stopped early, it keeps the output it had, cut (as a foreground stream its client left is kept; review h121).
   const final = (why: Stop | null): ResponseObject => {
-    // With the usage of what it generated, which the request log bills (review h143: it was null).
-    if (why === 'cancel') return { ...started, status: 'cancelled', output: cutShort(ended.output), usage: ended.usage };
+    if (why === 'cancel') return { ...started, status: 'cancelled', output: cutShort(ended.output), usage };
     if (why === 'deadline') {
-      const message = `The background response ran past this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS) and was stopped.`;
-      return { ...failedResponse(started, cutShort(ended.output), { code: 'server_error', message }), usage: ended.usage };
+      const limit = `this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS)`;
+      // Its pool failed and none took it up in time: said so (review h144: it read as a response too long to run).
+      const error = poolLost
+        ? { code: 'pool_unavailable', message: `The background response's pool failed, and no other pool could go on with it within ${limit}; create it again.` }
+        : { code: 'server_error', message: `The background response ran past ${limit} and was stopped.` };
+      return { ...failedResponse(started, cutShort(ended.output), error), usage };
     }
-    return ended;
+    return { ...ended, usage };
   };
   // KV takes one write a second per key: the end waits for the queued record's second.
   await sleep(storedAt + KEY_WRITE_INTERVAL_MS - Date.now());

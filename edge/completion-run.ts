@@ -190,6 +190,13 @@ export class CompletionRun {
   private cancelled = false;
   /** Who stopped it: the client leaving (or its request's own end), or a background response's cancel, delete or deadline. */
   private cancelledBy: CancelCause = 'client';
+  /** Its pool failed mid-reply and it is waiting for one to go on with it (resume). */
+  private resuming = false;
+
+  /** Its pool failed, and no other has taken it up yet: a stop now is the pools' outage, not the run's own length. */
+  get waitingForPool(): boolean {
+    return this.resuming && !this.finished;
+  }
   private finished = false;
   /** Output ids (all received; `counted` of them are the completion). */
   private readonly outputIds: number[] = [];
@@ -508,9 +515,11 @@ export class CompletionRun {
     this.generationId = `${plan.id}.r${this.resumes}`;
     console.warn(`edge: generation ${plan.id} resumes on another pool after ${this.outputBase} tokens (${failed.baseUrl}: ${reason})`);
     const promptIds = plan.promptIds.concat(this.outputIds);
+    this.resuming = true;
     try {
       // The client has part of the answer: busy pools are waited for (their hint, up to the stall window), not given up on.
       await this.openOn(this.generateRequest(promptIds, plan.maxTokens - this.outputBase, this.draftTrie(promptIds), this.outputBase), true);
+      this.resuming = false;
     } catch (err) {
       // No pool left that honours what it sets (the one that did failed): said so, not as a wait for a pool.
       if (err instanceof UnhonouredFeaturesError) {
@@ -626,6 +635,11 @@ export class CompletionRun {
   private predictionDetails(): NonNullable<CompletionUsage['completion_tokens_details']> {
     const { accepted, rejected } = matchPrediction(this.plan.predictionIds ?? [], this.outputIds.slice(0, this.counted));
     return { accepted_prediction_tokens: accepted, rejected_prediction_tokens: rejected };
+  }
+
+  /** The usage of what it generated so far (a run stopped or failed before its end, which the request log bills). */
+  usageSoFar(): CompletionUsage {
+    return this.usage(null);
   }
 
   private usage(pool: SpeculationUsage | null): CompletionUsage {

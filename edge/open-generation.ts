@@ -11,6 +11,7 @@ import { PoolMisdirectedError, PoolRejectedError, PoolUnavailableError, type Gen
 import { affinityKey, type PoolPicker } from './pool-picker';
 import { checkModelSoon, poolsRefuseTokenError } from './served-model';
 import { StallWatch } from './stall-watch';
+import { clipped } from './request-schema';
 
 export interface OpenedGeneration {
   client: PoolClient;
@@ -331,7 +332,8 @@ function pause(ms: number, signal?: AbortSignal): Promise<boolean> {
 
 /** Why a pool could not take a generation, in a few words for the log (busy, unreachable: the error's own message). */
 function passedOverReason(err: unknown): string {
-  return err instanceof Error ? err.message.slice(0, 160) : String(err).slice(0, 160);
+  // Long enough for a busy pool's limit and its retry hint (review h147: cut at 160, "retry a").
+  return clipped(err instanceof Error ? err.message : String(err), 400);
 }
 
 /** The run was cancelled while opening: no pool is to blame, and no one reads the answer. */

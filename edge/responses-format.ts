@@ -158,7 +158,7 @@ export function startedResponse(id: string, model: string, body: ResponsesReques
   };
 }
 
-function responsesUsage(usage: CompletionUsage): ResponsesUsage {
+export function responsesUsage(usage: CompletionUsage): ResponsesUsage {
   return {
     input_tokens: usage.prompt_tokens,
     input_tokens_details: { cached_tokens: usage.prompt_tokens_details.cached_tokens },

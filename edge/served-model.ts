@@ -299,7 +299,22 @@ export function acceptsModelName(model: ServedModel, name: string): boolean {
   return name === model.info.model.name || name === 'default';
 }
 
-/** The 404 for a model name this edge does not serve (OpenAI's wording and code). */
+/**
+ * The 404 for a model name this edge does not serve (OpenAI's wording and
+ * code); a 503 for the one an outage of its pools displaced, which is back
+ * once they are (review h147: a client naming it was told it did not exist).
+ */
 export function unknownModel(model: ServedModel, name: string): ApiError {
+  const displaced = loaded?.displaced?.model.name;
+  if (displaced !== undefined && name === displaced && name !== model.info.model.name) {
+    return new ApiError(
+      503,
+      `The model '${clipped(name, 200)}' is not served now: none of its inference pools is up (this server serves '${model.info.model.name}' meanwhile, to requests that name it or "default"); retry shortly.`,
+      'service_unavailable',
+      'pool_unavailable',
+      'model',
+      2,
+    );
+  }
   return new ApiError(404, `The model '${clipped(name, 200)}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
 }

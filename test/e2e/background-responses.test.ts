@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { RequestLogLine } from '../../edge/request-log';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { models } from '../support/shared-data';
@@ -150,6 +151,33 @@ describe('background responses', () => {
     expect(ended.output[0]).toMatchObject({ type: 'message', status: 'incomplete' });
     expect(ended.output_text.length).toBeGreaterThan(0);
   });
+
+  it("says a run whose pool failed and none took it up by its deadline failed for the pool, not for its length (review h144)", async () => {
+    // The pool's stream is cut after its first tokens event, and the pool is then gone (the proxy sends what comes
+    // next to a port nobody listens on): the run waits for a pool to go on with it until its deadline.
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    proxy.mode = 'cut';
+    proxy.afterTokenEvents = 1;
+    const breaks = proxy.breaks;
+    proxy.breaks = (id) => {
+      if (/\.r\d+$/.test(id)) return false;
+      proxy.retarget(dead);
+      return true;
+    };
+    let ended: OpenAI.Responses.Response;
+    try {
+      const queued = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, background: true });
+      ended = await polled(queued.id, (DEADLINE_S + 10) * 1000);
+    } finally {
+      proxy.retarget(pool.url);
+      proxy.mode = 'pass';
+      proxy.breaks = breaks;
+    }
+    expect(ended.status).toBe('failed');
+    expect(ended.error).toMatchObject({ code: 'pool_unavailable', message: expect.stringMatching(/pool failed, and no other pool could go on with it within .*SSSD_BACKGROUND_DEADLINE_SECONDS/) });
+    expect(ended.output_text.length).toBeGreaterThan(0);
+    expect(ended.usage?.output_tokens).toBeGreaterThan(0);
+  }, 30_000);
 
   it('stops a response past SSSD_BACKGROUND_DEADLINE_SECONDS and stores it failed, saying why', async () => {
     const running = await held();

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, errorResponse } from '../../edge/api-error';
 import { PoolPicker } from '../../edge/pool-picker';
-import { servedModel } from '../../edge/served-model';
+import { servedModel, unknownModel } from '../../edge/served-model';
 import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
@@ -202,9 +202,16 @@ describe('the served model', () => {
       expect((await served(picker, 60_000)).model.info.model.name).toBe('stories260K');
       a.retarget(`http://127.0.0.1:${await freePort()}`);
       expect(await settlesOn('babyllama105')).toBe('babyllama105');
+      // Meanwhile a request naming the displaced model is told its pools are down (a 503 to retry), not that it does not
+      // exist (review h147); any other name is still the 404.
+      const meanwhile = (await served(picker, 60_000)).model;
+      expect(unknownModel(meanwhile, 'stories260K')).toMatchObject({ status: 503, code: 'pool_unavailable', param: 'model', retryAfterS: 2 });
+      expect(unknownModel(meanwhile, 'stories260K').message).toMatch(/none of its inference pools is up \(this server serves 'babyllama105' meanwhile/);
+      expect(unknownModel(meanwhile, 'gpt-4o')).toMatchObject({ status: 404, code: 'model_not_found' });
       // Back: one pool against one, and the model it served before the outage is served again.
       a.retarget(stories.url);
       expect(await settlesOn('stories260K')).toBe('stories260K');
+      expect(unknownModel((await served(picker, 60_000)).model, 'babyllama105')).toMatchObject({ status: 404 });
     } finally {
       await a.close();
     }
