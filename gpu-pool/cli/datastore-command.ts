@@ -27,25 +27,31 @@ import { sameFile } from './same-file';
 import { parseNumberFlag, parseNumberList } from './number-flags';
 import { checkTokenizerFits, readTokenizerWithHash } from './generate-command';
 
+/**
+ * A phase's label and figures, the bytes read and tokens indexed in a unit their total shows in: a small corpus was
+ * "tokenizing (MB): 0/0" (review h141).
+ */
+function progressFigures(p: CorpusBuildProgress): { label: string; done: number; total: number } {
+  const counted = { sample: 'sampling stories', generate: 'continuing openings', read: 'reading documents' } as const;
+  if (p.phase !== 'tokenize' && p.phase !== 'index') return { label: counted[p.phase], done: p.done, total: p.total };
+  const units = p.phase === 'tokenize' ? ([['MB', 1e6], ['KB', 1e3], ['bytes', 1]] as const) : ([['M tokens', 1e6], ['K tokens', 1e3], ['tokens', 1]] as const);
+  const [unit, size] = units.find(([, min]) => p.total >= min) ?? units[units.length - 1];
+  const scaled = (n: number): number => Math.round((n / size) * 10) / 10;
+  return { label: `${p.phase === 'tokenize' ? 'tokenizing' : 'indexing'} (${unit})`, done: scaled(p.done), total: scaled(p.total) };
+}
+
 /** A bar on a terminal; otherwise a plain line now and then (logs, CI). */
 function progressReporter(): { update(p: CorpusBuildProgress): void; stop(): void } {
-  const labels = { sample: 'sampling stories', tokenize: 'tokenizing (MB)', generate: 'continuing openings', read: 'reading documents', index: 'indexing (K tokens)' } as const;
-  const scale = (p: CorpusBuildProgress): [number, number] =>
-    p.phase === 'tokenize'
-      ? [Math.round(p.done / 1e5) / 10, Math.round(p.total / 1e5) / 10]
-      : p.phase === 'generate' || p.phase === 'read' || p.phase === 'sample'
-        ? [p.done, p.total]
-        : [Math.round(p.done / 1e3), Math.round(p.total / 1e3)];
   if (process.stderr.isTTY) {
     let bar: SingleBar | null = null;
     let phase = '';
     return {
       update(p) {
-        const [done, total] = scale(p);
+        const { label, done, total } = progressFigures(p);
         if (p.phase !== phase) {
           bar?.stop();
           phase = p.phase;
-          bar = new SingleBar({ stream: process.stderr, format: `${labels[p.phase].padEnd(20)} [{bar}] {percentage}% | {value}/{total} | {duration}s` }, Presets.shades_classic);
+          bar = new SingleBar({ stream: process.stderr, format: `${label.padEnd(20)} [{bar}] {percentage}% | {value}/{total} | {duration}s` }, Presets.shades_classic);
           bar.start(total, done);
         } else bar?.update(done);
       },
@@ -60,8 +66,8 @@ function progressReporter(): { update(p: CorpusBuildProgress): void; stop(): voi
       if (p.phase === phase && now - last < 5000 && p.done < p.total) return;
       phase = p.phase;
       last = now;
-      const [done, total] = scale(p);
-      process.stderr.write(`${labels[p.phase]}: ${done}/${total}\n`);
+      const { label, done, total } = progressFigures(p);
+      process.stderr.write(`${label}: ${done}/${total}\n`);
     },
     stop() {},
   };

@@ -135,6 +135,16 @@ describe('sssd datastore', () => {
     await store.close();
   });
 
+  it("says a small corpus's progress in bytes and tokens, not as 0/0 MB (review h141)", async () => {
+    const corpus = path.join(dir, 'small.jsonl');
+    const text = '{"text": "Once upon a time, there was a little dog. He liked to run."}\n{"text": "Tom ran to the park. He saw a big tree."}\n';
+    await writeFile(corpus, text);
+    const built = await cli('datastore', 'build', '--tokenizer', models.stories260K.tokenizer, '--input', corpus, '--out', path.join(dir, 'small.sssd-ds'));
+    expect(built.code).toBe(0);
+    expect(built.stderr).toContain(`tokenizing (bytes): ${text.length}/${text.length}\n`);
+    expect(built.stderr).toMatch(/^indexing \(tokens\): [1-9]\d*\/[1-9]\d*$/m);
+  });
+
   it('names the line of a bad corpus record and exits non-zero without a stack trace', async () => {
     const badJson = path.join(dir, 'bad.jsonl');
     await writeFile(badJson, '{"text": "Once upon a time."}\n\n{"text": "Tom ran."\n');
