@@ -5,9 +5,10 @@
  * public home (Hugging Face karpathy/tinyllamas) when missing.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
+import { tokenizerBeside } from '../gpu-pool/cli/tokenizer-beside';
 
 export interface ModelFiles {
   model: string;
@@ -27,6 +28,9 @@ const defaultSha256 = {
   model: 'b0a507e7ad0f626624f17112325e66691f9076d622e1d3274d103d00299f2696',
   tokenizer: '037cb335abb25d1fa9e8ecae30ed2a3a8ace9302862ebcdc05d51a6bbb10c312',
 } as const;
+
+/** `up` takes the model and tokenizer from its flags or the variables: what is said names both. */
+const UP_NAMES = { model: 'SSSD_MODEL (--model)', tokenizer: 'SSSD_TOKENIZER (--tokenizer)' } as const;
 
 export interface LocateOptions {
   repoRoot: string;
@@ -54,42 +58,6 @@ async function download(url: string, file: string, sha256: string, fetchImpl: ty
   renameSync(`${file}.part`, file);
 }
 
-/** A llama2.c tokenizer's file name: tok512.bin, tok105.bin, tokenizer.bin. */
-const TOKENIZER_FILE = /^(tok.*|tokenizer)\.bin$/;
-
-/**
- * The tokenizer beside a configured model: a Hugging Face directory's
- * `tokenizer.json`; for a llama2.c file, the one `tok*.bin` or
- * `tokenizer.bin` in its folder (stories260K's tok512.bin, babyllama105's
- * tok105.bin). None, or several, is an error that says what to pass.
- */
-function tokenizerBeside(model: string): string {
-  if (statSync(model).isDirectory()) {
-    if (!existsSync(path.join(model, 'config.json'))) {
-      const bins = readdirSync(model).filter((f) => f.endsWith('.bin') && !TOKENIZER_FILE.test(f));
-      throw new CliError(
-        `SSSD_MODEL (--model) is the folder ${model}, which is not a Hugging Face model (no config.json); give the checkpoint file${bins.length > 0 ? ` (one of: ${bins.join(', ')})` : ''} and, if need be, SSSD_TOKENIZER (--tokenizer).`,
-      );
-    }
-    const tokenizer = path.join(model, 'tokenizer.json');
-    if (!existsSync(tokenizer)) throw new CliError(`No tokenizer.json in ${model}; set SSSD_TOKENIZER (--tokenizer) to the model's tokenizer file.`);
-    return tokenizer;
-  }
-  const folder = path.dirname(model);
-  // A tokenizer given as the model: said as such, not as "no tokenizer beside it" (the folder holds it, and the checkpoint).
-  if (TOKENIZER_FILE.test(path.basename(model))) {
-    const checkpoints = readdirSync(folder).filter((f) => f.endsWith('.bin') && !TOKENIZER_FILE.test(f));
-    throw new CliError(`SSSD_MODEL (--model) ${model} is named as a tokenizer is; give the checkpoint${checkpoints.length > 0 ? ` (one of: ${checkpoints.join(', ')})` : ''}.`);
-  }
-  const found = readdirSync(folder).filter((f) => f !== path.basename(model) && TOKENIZER_FILE.test(f));
-  if (found.length === 1) return path.join(folder, found[0]);
-  throw new CliError(
-    found.length === 0
-      ? `No tokenizer found beside SSSD_MODEL (--model) ${model} (no tok*.bin or tokenizer.bin in ${folder}); set SSSD_TOKENIZER (--tokenizer) to the model's tokenizer file.`
-      : `Several tokenizers beside SSSD_MODEL (--model) ${model} (${found.join(', ')}); set SSSD_TOKENIZER (--tokenizer) to the model's.`,
-  );
-}
-
 /** The same file, however named (a relative path, a link). */
 function sameFile(a: string, b: string): boolean {
   try {
@@ -106,7 +74,7 @@ export async function locateModel(opts: LocateOptions): Promise<ModelFiles> {
   if (env.SSSD_MODEL) {
     const model = path.resolve(env.SSSD_MODEL);
     if (!existsSync(model)) throw new CliError(`SSSD_MODEL (--model) points at ${model}, which does not exist.`);
-    const tokenizer = env.SSSD_TOKENIZER ? path.resolve(env.SSSD_TOKENIZER) : tokenizerBeside(model);
+    const tokenizer = env.SSSD_TOKENIZER ? path.resolve(env.SSSD_TOKENIZER) : tokenizerBeside(model, UP_NAMES);
     if (!existsSync(tokenizer)) {
       throw new CliError(`No tokenizer found for SSSD_MODEL (--model) at ${tokenizer}; set SSSD_TOKENIZER (--tokenizer) to the model's tokenizer file.`);
     }

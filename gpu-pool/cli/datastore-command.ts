@@ -2,7 +2,7 @@
  * `sssd datastore`: build the global datastore file from a JSONL corpus, show
  * what a file holds, and time lookups on it.
  *
- *   sssd datastore build --tokenizer PATH (--input corpus.jsonl | --model PATH --self-samples N) --out FILE [--chunk-tokens N] [--field text]
+ *   sssd datastore build [--tokenizer PATH, default: beside --model] (--input corpus.jsonl | --model PATH --self-samples N) --out FILE [--chunk-tokens N] [--field text]
  *                        [--model PATH [--self-openings N] [--self-temperatures LIST] [--self-max-tokens N] [--self-documents N] [--no-self-read-corpus]]
  *   sssd datastore info FILE [--json]
  *   sssd datastore bench FILE [--lookups N] [--cold-mb N] [--contexts-from JSONL --tokenizer PATH [--field prompt]]
@@ -25,7 +25,8 @@ import { readDatastoreFile, writeDatastoreFile, DATASTORE_FILE_VERSION } from '.
 import { CliError, unreadableFile } from './cli-error';
 import { sameFile } from './same-file';
 import { parseNumberFlag, parseNumberList } from './number-flags';
-import { checkTokenizerFits, readTokenizerWithHash } from './generate-command';
+import { checkTokenizerFits, readTokenizerWithHash, resolveTokenizerPath } from './generate-command';
+import { TOKENIZER_DEFAULT_HELP } from './tokenizer-beside';
 
 /**
  * A phase's label and figures, the bytes read and tokens indexed in a unit their total shows in: a small corpus was
@@ -131,18 +132,12 @@ async function makeFolder(dir: string): Promise<void> {
   for (const d of missing) await mkdir(d);
 }
 
-/** A Hugging Face model folder's tokenizer.json, where it has one. */
-function tokenizerInside(model: string): string | undefined {
-  const inside = path.join(model, 'tokenizer.json');
-  return existsSync(model) && statSync(model).isDirectory() && existsSync(inside) ? inside : undefined;
-}
-
 async function buildCommand(opts: BuildFlags): Promise<void> {
   if (opts.input !== undefined && opts.selfSamples !== undefined) throw new CliError('datastore build takes --input corpus.jsonl or --self-samples N (the model\'s own stories as the corpus), not both');
-  // A Hugging Face folder given as --model brings its tokenizer.json, as for `pool` and `generate`.
-  if (!opts.tokenizer && opts.model !== undefined) opts = { ...opts, tokenizer: tokenizerInside(opts.model) };
+  // --model brings the tokenizer beside it, as for `up`, `pool` and `generate` (review h141).
+  if (!opts.tokenizer && opts.model !== undefined) opts = { ...opts, tokenizer: resolveTokenizerPath(opts.model, undefined) };
   if (!opts.tokenizer || !(opts.input ?? opts.selfSamples) || !opts.out) {
-    throw new CliError("datastore build needs --tokenizer PATH --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N); a Hugging Face --model folder brings its own tokenizer.json");
+    throw new CliError('datastore build needs --tokenizer PATH --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N); a --model brings the tokenizer beside it');
   }
   // Bounded: the samples are held, and written, as one text (a string's limit is ~500M characters: ~400K stories).
   const samples = parseNumberFlag('--self-samples', opts.selfSamples, { integer: true, min: 1, max: 100_000 });
@@ -394,7 +389,7 @@ export function register(program: Command): void {
   const ds = program.command('datastore').description('build and inspect the global datastore (suffix arrays over a token corpus)');
   ds.command('build')
     .description("tokenize a JSONL corpus (or the model's own stories) and write a datastore file")
-    .option('--tokenizer <path>', "tokenizer file (llama2.c tokenizer.bin or tokenizer.json; default: a Hugging Face --model folder's tokenizer.json)")
+    .option('--tokenizer <path>', `tokenizer file (llama2.c tokenizer.bin or tokenizer.json; ${TOKENIZER_DEFAULT_HELP})`)
     .option('--input <path>', 'JSONL corpus, one document per line (or, with --model, --self-samples N instead)')
     .option('--out <path>', 'datastore file to write')
     .option('--chunk-tokens <n>', `tokens per chunk (default ${DEFAULT_BUILD_CHUNK_TOKENS})`)

@@ -22,6 +22,7 @@ import { EXECUTION_PROVIDERS, isExecutionProvider, ModelRunner, type ExecutionPr
 import { choiceSeed } from '../../shared/sampling/request-seed';
 import { CliError, unreadableFile } from './cli-error';
 import { parseNumberFlag } from './number-flags';
+import { tokenizerBeside, TOKENIZER_DEFAULT_HELP } from './tokenizer-beside';
 
 /** Reads and parses a tokenizer file; one-line CliErrors for a missing or unusable file. */
 export async function readTokenizerFile(file: string): Promise<Tokenizer> {
@@ -54,14 +55,12 @@ export async function readTokenizerBytes(file: string): Promise<Uint8Array> {
   return bytes;
 }
 
-/** --tokenizer, or the tokenizer.json inside a Hugging Face model directory. */
+/** --tokenizer, or the one beside the model as `sssd up` finds it (a `.bin`'s tok*.bin, a Hugging Face folder's tokenizer.json). */
 export function resolveTokenizerPath(modelPath: string, tokenizerPath: string | undefined): string {
   if (tokenizerPath !== undefined) return tokenizerPath;
   // A mistyped --model is said as such, not as a tokenizer missing (review h113).
   if (!existsSync(modelPath)) throw new CliError(`model not found: ${modelPath}`);
-  const inside = path.join(modelPath, 'tokenizer.json');
-  if (existsSync(modelPath) && statSync(modelPath).isDirectory() && existsSync(inside)) return inside;
-  throw new CliError('--tokenizer is required (only a Hugging Face model directory with a tokenizer.json provides its own)');
+  return tokenizerBeside(modelPath);
 }
 
 export function checkTokenizerFits(tokenizer: Tokenizer, model: LoadedModel, tokenizerPath: string): void {
@@ -105,7 +104,7 @@ export function register(program: Command): void {
     .command('generate')
     .description('generate text autoregressively from a checkpoint (llama2.c .bin or Hugging Face directory)')
     .requiredOption('--model <path>', 'checkpoint: llama2.c .bin file or Hugging Face directory')
-    .option('--tokenizer <path>', 'tokenizer: llama2.c tokenizer .bin or tokenizer.json (default: the model directory\'s tokenizer.json)')
+    .option('--tokenizer <path>', `tokenizer: llama2.c tokenizer .bin or tokenizer.json (${TOKENIZER_DEFAULT_HELP})`)
     .option('--prompt <text>', 'prompt text (BOS is prepended)', '')
     .option('--max-tokens <n>', 'maximum number of new tokens', '256')
     .option('--temperature <t>', 'sampling temperature; 0 = greedy (default 0)')

@@ -23,6 +23,7 @@ import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { TokenTexts } from '../verify/token-texts';
 import { detectTokenizerFormat } from '../../shared/tokenizer/load-tokenizer';
 import { readTokenizerBytes, resolveTokenizerPath } from './generate-command';
+import { TOKENIZER_DEFAULT_HELP } from './tokenizer-beside';
 import { loadModel } from '../model/load-model';
 import { declaredChatTemplate } from '../model/hf-checkpoint';
 import { intraOpThreads, ModelRunner } from '../runtime/model-runner';
@@ -104,7 +105,7 @@ export function register(program: Command): void {
     .command('pool')
     .description('run the verification pool (batched tree verification over HTTP)')
     .requiredOption('--model <path>', 'llama2.c .bin checkpoint or Hugging Face model directory')
-    .option('--tokenizer <path>', "tokenizer file (llama2.c tokenizer .bin or tokenizer.json; default for a Hugging Face folder: its tokenizer.json)")
+    .option('--tokenizer <path>', `tokenizer file (llama2.c tokenizer .bin or tokenizer.json; ${TOKENIZER_DEFAULT_HELP})`)
     .option('--datastore <file>', 'global datastore file (sssd datastore build); default: empty, filled by opted-in outputs')
     .option('--next-tokens <file>', "the model's next-token table (datastore build --model writes FILE.next-tokens beside the datastore, the default when present; none = without): drafts for sampled requests, and short chains for every sssd row of a batch too wide for the fused drafter")
     .option('--port <n>', 'port (0 = any free port)', '8788')

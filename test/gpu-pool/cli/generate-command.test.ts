@@ -42,6 +42,15 @@ describe('sssd generate', () => {
     expect(out.text.length).toBeGreaterThan(100);
   });
 
+  it('runs a llama2.c .bin with the tokenizer beside it when --tokenizer is left out, as sssd up does (review h141)', async () => {
+    const fixture = JSON.parse(readFileSync(m.fixtures, 'utf8').split('\n')[2]) as { prompt: string; prompt_ids: number[]; output_ids: number[] };
+    const r = await sssd(['generate', '--model', m.checkpoint, '--prompt', fixture.prompt, '--max-tokens', String(fixture.output_ids.length), '--json']);
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { prompt_ids: number[]; output_ids: number[] };
+    expect(out.prompt_ids).toEqual(fixture.prompt_ids);
+    expect(out.output_ids).toEqual(fixture.output_ids);
+  });
+
   it('runs a Hugging Face directory with its own tokenizer.json', async () => {
     const bin = await loadModel(m.checkpoint);
     const dir = path.join(tmp, 'hf');
@@ -67,7 +76,8 @@ describe('sssd generate', () => {
     ['a truncated checkpoint', ['--model', truncated, '--tokenizer', m.tokenizer], /truncated/],
     ['a file that is not a checkpoint', ['--model', garbage, '--tokenizer', m.tokenizer], /not a llama2\.c checkpoint/],
     ['a missing tokenizer', ['--model', m.checkpoint, '--tokenizer', path.join(tmp, 'nope.tok')], /tokenizer not found/],
-    ['no tokenizer for a .bin', ['--model', m.checkpoint], /--tokenizer is required/],
+    // llama2xs has no tokenizer beside it (it uses stories260K's).
+    ['no tokenizer beside a .bin', ['--model', models.llama2xs.checkpoint], /No tokenizer found beside --model .*llama2xs\.bin .*set --tokenizer to the model's tokenizer file/],
     ['a missing checkpoint, no tokenizer given', ['--model', path.join(tmp, 'nope.bin')], /model not found: .*nope\.bin/],
     ['a tokenizer of another vocabulary', ['--model', models.babyllama105.checkpoint, '--tokenizer', m.tokenizer], /512 tokens but model babyllama105 expects 105/],
     ['a prompt longer than the context', ['--model', models.babyllama105.checkpoint, '--tokenizer', models.babyllama105.tokenizer, '--prompt', longPrompt], /longer|more than the model's context/],

@@ -145,6 +145,18 @@ describe('sssd datastore', () => {
     expect(built.stderr).toMatch(/^indexing \(tokens\): [1-9]\d*\/[1-9]\d*$/m);
   });
 
+  it('takes the tokenizer beside a llama2.c --model when --tokenizer is left out, as up does (review h141)', async () => {
+    const out = path.join(dir, 'beside.sssd-ds');
+    const built = await cli('datastore', 'build', '--model', models.stories260K.checkpoint, '--input', workloads.datastoreCorpus, '--self-documents', '1', '--self-openings', '1', '--self-temperatures', '0', '--self-max-tokens', '8', '--threads', '1', '--out', out);
+    expect(built.stderr).not.toMatch(/needs --tokenizer/);
+    expect(built.code).toBe(0);
+    // Built with tok512.bin: stories260K's vocabulary.
+    expect((JSON.parse((await cli('datastore', 'info', out, '--json')).stdout) as { vocabSize: number }).vocabSize).toBe(512);
+    // A checkpoint with none beside it: said, with what to pass.
+    const none = await cli('datastore', 'build', '--model', models.llama2xs.checkpoint, '--input', workloads.datastoreCorpus, '--out', path.join(dir, 'none.sssd-ds'));
+    expect([none.code, none.stderr]).toEqual([2, expect.stringMatching(/No tokenizer found beside --model .*llama2xs\.bin .*set --tokenizer/)]);
+  });
+
   it('names the line of a bad corpus record and exits non-zero without a stack trace', async () => {
     const badJson = path.join(dir, 'bad.jsonl');
     await writeFile(badJson, '{"text": "Once upon a time."}\n\n{"text": "Tom ran."\n');

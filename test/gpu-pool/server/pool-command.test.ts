@@ -53,6 +53,9 @@ describe('sssd pool start-up checks', () => {
       expect(r.stderr).toMatch(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`));
       // Before the model: the line that follows its load never came.
       expect(r.stderr).not.toMatch(/on cpu/);
+      // Without --tokenizer, the tok512.bin beside the checkpoint is taken, as `up` takes it: the start gets as far (review h141).
+      const beside = await pool(['--model', models.stories260K.checkpoint, '--port', String(port)], { SSSD_POOL_TOKEN: 't' });
+      expect([beside.code, beside.stderr]).toEqual([2, expect.stringMatching(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`))]);
     } finally {
       taken.close();
     }
@@ -85,9 +88,9 @@ describe('sssd pool start-up checks', () => {
     expect(missing.stderr).toMatch(/\/nonexistent\/model\.bin/);
     const tok = await pool(['--model', models.stories260K.checkpoint, '--tokenizer', '/nonexistent/tok.bin'], { SSSD_POOL_TOKEN: 't' });
     expect(tok.stderr).toMatch(/tokenizer not found/);
-    // No --tokenizer for a llama2.c file: said, with where one comes from by itself; a folder for it: which file.
-    const none = await pool(['--model', models.stories260K.checkpoint], { SSSD_POOL_TOKEN: 't' });
-    expect(none.stderr).toMatch(/--tokenizer is required \(only a Hugging Face model directory with a tokenizer\.json provides its own\)/);
+    // No --tokenizer, and none beside the llama2.c file to take as `up` does: said, with what to pass; a folder for it: which file.
+    const none = await pool(['--model', models.llama2xs.checkpoint], { SSSD_POOL_TOKEN: 't' });
+    expect(none.stderr).toMatch(/No tokenizer found beside --model .*llama2xs\.bin \(no tok\*\.bin or tokenizer\.bin in .*\); set --tokenizer/);
     const tokFolder = await pool(["--model", models.stories260K.checkpoint, "--tokenizer", path.dirname(models.stories260K.tokenizer)], { SSSD_POOL_TOKEN: "t" });
     expect(tokFolder.stderr).toMatch(/tokenizer .*stories260K is a folder; give the file/);
     const flag = await pool([...model, '--budget', 'huge'], { SSSD_POOL_TOKEN: 't' });
