@@ -553,6 +553,8 @@ methodNotAllowed('/v1/conversations', 'POST');
 methodNotAllowed('/v1/conversations/:id', 'GET, POST, DELETE');
 methodNotAllowed('/v1/conversations/:id/items', 'GET, POST');
 methodNotAllowed('/v1/conversations/:id/items/:item', 'GET, DELETE');
+// The models, the demo page and the probes too: a POST /v1/models was a 404 "No route" (review h141).
+for (const path of ['/v1/models', '/v1/models/:model{.+}', '/', '/healthz', '/health', '/readyz']) methodNotAllowed(path, 'GET');
 
 /**
  * A /v1/user-cache route: the key's own users only (the scope hashes the key's id with the name). Counted as a request
@@ -632,5 +634,7 @@ app.post('/bench/edge-cpu', rateLimitHeaders, limitBody, async (c) => {
     admission.release();
   }
 });
+
+methodNotAllowed('/bench/edge-cpu', 'POST');
 
 export default app;

@@ -1361,6 +1361,11 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(got.status).toBe(405);
     expect(got.headers.get('allow')).toBe('GET, POST');
     expect(((await got.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
+    // Every known route so, the models, the demo page and the probes too: a POST /v1/models was a 404 "No route" (review h141).
+    for (const [method, route, allow] of [['POST', '/v1/models', 'GET'], ['DELETE', '/v1/models', 'GET'], ['DELETE', `/v1/models/${model}`, 'GET'], ['POST', '/', 'GET'], ['POST', '/healthz', 'GET'], ['PUT', '/readyz', 'GET'], ['GET', '/bench/edge-cpu', 'POST']] as const) {
+      const res = await fetch(`${stack.edgeUrl}${route}`, { method, headers: { authorization: `Bearer ${stack.devKey}` } });
+      expect([route, res.status, res.headers.get('allow'), ((await res.json()) as { error: { message: string } }).error.message]).toEqual([route, 405, allow, `${route} takes ${allow}, not ${method}.`]);
+    }
     const nowhere = await fetch(`${stack.edgeUrl}/v1/${'x'.repeat(20_000)}`, { headers: { authorization: `Bearer ${stack.devKey}` } });
     expect(nowhere.status).toBe(404);
     expect((await nowhere.text()).length).toBeLessThan(1000);
