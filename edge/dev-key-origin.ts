@@ -18,7 +18,8 @@ export function checkDevKeyOrigin(origin: string | undefined): void {
   if (origin === undefined || loopbackOrigin(origin)) return;
   throw new ApiError(
     403,
-    `The development API key is accepted only from web pages whose address is localhost, 127.x.x.x or [::1]: every site knows it. ${
+    // Every host loopbackOrigin takes, not some of them (review h141).
+    `The development API key is accepted only from web pages whose address is localhost, *.localhost, 127.x.x.x, [::1], [::ffff:127.x.x.x] or 0.0.0.0: every site knows it. ${
       origin === 'null'
         ? 'This page sent Origin: null (opened from a file, or a sandboxed frame), which any site can send: open it at http://localhost:PORT or http://127.0.0.1:PORT'
         : 'Open the page at http://localhost:PORT or http://127.0.0.1:PORT (not this machine\'s network address)'

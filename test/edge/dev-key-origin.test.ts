@@ -24,6 +24,8 @@ describe("the development key's origins", () => {
     // An IPv4-mapped address is this machine only where the address inside is loopback.
     expect(refusal('http://[::ffff:192.168.1.20]:5173')).toMatchObject({ status: 403, code: 'origin_not_allowed' });
     for (const r of [refusal('null'), network, refusal('https://evil.example')]) {
+      // Every address it serves is named, not some of them (review h141).
+      expect(r.message).toContain('whose address is localhost, *.localhost, 127.x.x.x, [::1], [::ffff:127.x.x.x] or 0.0.0.0:');
       expect(r.message).toContain('http://localhost:PORT');
       expect(r.message).toContain('node bin/sssd.mjs key create --local');
     }
