@@ -542,7 +542,9 @@ export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const issue = specificIssue(result.error.issues[0]);
   // Bounded: a path holds the client's own keys (a 1 MB logit_bias key came back twice in a 2 MB error).
   const param = issue && issue.path.length > 0 ? clipped(issue.path.map(String).join('.'), 100) : null;
-  const message = issue ? clipped(`${param ? `${param}: ` : ''}${issue.message}`, 500) : 'Invalid request body.';
+  // A message that opens with its field's name says it once: "n is at most 8", not "n: n is at most 8" (review h141).
+  const named = param !== null && issue !== undefined && issue.message.startsWith(param) && !/\w/.test(issue.message.charAt(param.length));
+  const message = issue ? clipped(`${param && !named ? `${param}: ` : ''}${issue.message}`, 500) : 'Invalid request body.';
   // More choices than any request may ask: too much at once, not too often, so its rate token comes back (TooManyChoicesError).
   if (param === 'n' && issue?.code === 'too_big') throw new TooManyChoicesError(message);
   throw badRequest(message, param, 'invalid_value') satisfies ApiError;

@@ -70,7 +70,7 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(refusal({ frequency_penalty: 0.5, presence_penalty: -1, repetition_penalty: 1.2 })).toBeNull();
     expect(refusal({ frequency_penalty: 3 })!.toBody().error).toMatchObject({ param: 'frequency_penalty', code: 'invalid_value' });
     // A union's error says why, from the branch the value's type matched.
-    expect(refusal({ stop: ['a', 'b', 'c', 'd', 'e'] })!.toBody().error).toMatchObject({ param: 'stop', code: 'invalid_value', message: 'stop: stop accepts at most 4 sequences' });
+    expect(refusal({ stop: ['a', 'b', 'c', 'd', 'e'] })!.toBody().error).toMatchObject({ param: 'stop', code: 'invalid_value', message: 'stop accepts at most 4 sequences' });
     expect(refusal({ stop: ['a', ''] })!.toBody().error).toMatchObject({ param: 'stop.1', code: 'invalid_value' });
     expect(refusal({ stop: 5 })!.toBody().error).toMatchObject({ param: 'stop', code: 'invalid_value' });
     // Half of a character can never be in the text: refused, not matched inside an emoji. A whole one is a stop like any.
@@ -287,6 +287,14 @@ describe('bounded integers', () => {
       expect(err!.message).not.toContain('9007199254740991');
     }
   });
+
+  it('say their field once where the message names it: "n is at most 8", not "n: n is at most 8" (review h141)', () => {
+    expect(refusal({ n: 9 })!.toBody().error).toMatchObject({ param: 'n', message: 'n is at most 8' });
+    expect(refusal({ prompt_logprobs: 1000 })!.toBody().error).toMatchObject({ param: 'prompt_logprobs', message: expect.stringMatching(/^prompt_logprobs is at most \d+$/) });
+    // A message that does not open with the field keeps it in front: which key, which field.
+    expect(refusal({ top_k: -5 })!.toBody().error.message).toMatch(/^top_k: /);
+    expect(refusal({ bad_words: ['ok', 'w'.repeat(100_000)] })!.toBody().error).toMatchObject({ param: 'bad_words.1', message: expect.stringMatching(/^bad_words\.1: a bad word holds at most \d+ characters$/) });
+  });
 });
 
 describe('seed', () => {
@@ -311,28 +319,28 @@ describe('logit_bias', () => {
   it('refuses more than 1024 tokens by their count, with param logit_bias', () => {
     expect(refusal({ logit_bias: Object.fromEntries(Array.from({ length: 1024 }, (_, i) => [String(i), 1])) })).toBeNull();
     const err = refusal({ logit_bias: Object.fromEntries(Array.from({ length: 1025 }, (_, i) => [String(i), 1])) });
-    expect(err!.toBody().error).toMatchObject({ param: 'logit_bias', message: 'logit_bias: logit_bias holds at most 1024 tokens' });
+    expect(err!.toBody().error).toMatchObject({ param: 'logit_bias', message: 'logit_bias holds at most 1024 tokens' });
   });
 });
 
 describe('prompt', () => {
   it('names a bad token id briefly, however big it is (a 900 KB string came back whole in the error)', () => {
     const err = refusal({ prompt: [[1, 'x'.repeat(900_000)]] });
-    expect(err!.toBody().error.message).toBe(`prompt: prompt[0][1] is "${'x'.repeat(40)}": token ids are non-negative integers`);
-    expect(refusal({ prompt: [1, true] })!.toBody().error.message).toBe('prompt: prompt[1] is true: token ids are non-negative integers (or the prompt is a string)');
+    expect(err!.toBody().error.message).toBe(`prompt[0][1] is "${'x'.repeat(40)}": token ids are non-negative integers`);
+    expect(refusal({ prompt: [1, true] })!.toBody().error.message).toBe('prompt[1] is true: token ids are non-negative integers (or the prompt is a string)');
     let deep: unknown = [1];
     for (let i = 0; i < 100_000; i++) deep = [deep];
-    expect(refusal({ prompt: [[1, deep]] })!.toBody().error.message).toBe("prompt: prompt[0][1] is an array: token ids are non-negative integers");
+    expect(refusal({ prompt: [[1, deep]] })!.toBody().error.message).toBe("prompt[0][1] is an array: token ids are non-negative integers");
   });
 
   it('says a negative max_tokens as it says a 0 without echo (review h135)', () => {
-    expect(refusal({ max_tokens: -1 })!.toBody().error).toMatchObject({ param: 'max_tokens', message: 'max_tokens: max_tokens must be at least 1 (0 only with echo: score the prompt)' });
+    expect(refusal({ max_tokens: -1 })!.toBody().error).toMatchObject({ param: 'max_tokens', message: 'max_tokens must be at least 1 (0 only with echo: score the prompt)' });
     expect(refusal({ max_completion_tokens: -1 })!.toBody().error).toMatchObject({ param: 'max_completion_tokens', message: expect.stringContaining('must be at least 1') });
   });
 
   it('says a list that mixes text and token ids is that, not a bad id (review h131)', () => {
     for (const prompt of [['a', 1], [1, 'x'.repeat(900_000)]]) {
-      expect(refusal({ prompt })!.toBody().error).toMatchObject({ param: 'prompt', message: 'prompt: prompt mixes text and token ids: send a string, a list of one string, or token ids' });
+      expect(refusal({ prompt })!.toBody().error).toMatchObject({ param: 'prompt', message: 'prompt mixes text and token ids: send a string, a list of one string, or token ids' });
     }
   });
 
