@@ -32,7 +32,8 @@ export function formatEvalTable(results: readonly ReplayResult[], methods: reado
       `${m.padEnd(w0)}${budgets
         .map((b) => {
           const r = find(m, b);
-          return (r ? `${r.draftMicrosMedian.toFixed(1)} / ${r.draftMicrosP99.toFixed(0)}` : '-').padStart(15);
+          // One precision for both: a p99 rounded to whole µs printed below its median (review h141).
+          return (r ? `${r.draftMicrosMedian.toFixed(1)} / ${r.draftMicrosP99.toFixed(1)}` : '-').padStart(15);
         })
         .join('')}`,
     );
