@@ -14,7 +14,7 @@
  * than AFFINITY_SLACK above the least loaded one: then load decides.
  */
 import { featuresMissing, type PoolFeature } from '../shared/pool-features';
-import { PROTOCOL_VERSION, type PoolHealth, type PoolInfo } from '../shared/protocol';
+import { modelIdentity, PROTOCOL_VERSION, sameModelIdentity, type ModelIdentity, type PoolHealth, type PoolInfo } from '../shared/protocol';
 import { PoolClient, PoolMisdirectedError } from './pool-client';
 
 const HEALTH_TTL_MS = 2_000;
@@ -246,7 +246,7 @@ export class PoolPicker {
    * (then it is verified), speaks another protocol, or has other weights
    * than the pinned ones (then it is marked misdirected, said in the log).
    */
-  noteInfo(url: string, info: PoolInfo, askedAt?: number): 'serves' | 'protocol' | 'pinned' {
+  noteInfo(url: string, info: PoolInfo, askedAt?: number): 'serves' | 'protocol' | 'pinned' | 'other-model' {
     this.noteProtocol(url, info.protocol);
     if (info.protocol !== PROTOCOL_VERSION) return 'protocol';
     if (this.modelSha256 !== null) {
@@ -258,9 +258,24 @@ export class PoolPicker {
         return 'pinned';
       }
     }
+    if (this.served !== null && !sameModelIdentity(modelIdentity(info), this.served)) {
+      // Unpinned, another model than this isolate serves: every generation sent there is a 421 and a detour, so it goes
+      // last and is not counted ready (reviews h144, h147: it counted, and ranked first once its mark lapsed), while
+      // the edge's model check still counts it in the vote (served-model.ts).
+      this.markMisdirected(url, `it serves ${info.model.name}${info.model.sha256 ? ` (weights ${info.model.sha256.slice(0, 12)})` : ''}, not the model this edge serves`);
+      return 'other-model';
+    }
     this.noteVerified(url, askedAt);
     return 'serves';
   }
+
+  /** The model this isolate serves (served-model.ts), which a pool's /v1/info is checked against where no weights are pinned. */
+  noteServedModel(info: PoolInfo): void {
+    this.served = modelIdentity(info);
+  }
+
+  /** The model this isolate serves, once loaded (null: none yet, and no pool is checked against it). */
+  private served: ModelIdentity | null = null;
 
   /** The served model changed: pools passed over for serving another (421) may serve this one, so none goes last for it. */
   forgetMisdirected(): void {

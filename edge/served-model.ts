@@ -205,7 +205,8 @@ class InfoAsker {
     const said = picker.noteInfo(client.baseUrl, info);
     if (said === 'protocol') this.otherProtocol = info.protocol;
     if (said === 'pinned') this.pinnedOut = true;
-    return said === 'serves' ? info : null;
+    // A pool of another model than the one served still votes (load): it may be the one most pools serve now.
+    return said === 'serves' || said === 'other-model' ? info : null;
   }
 
   /** A pool failed to answer, or to serve its tokenizer. */
@@ -274,6 +275,7 @@ export async function servedModel(picker: PoolPicker, waitUntil?: (promise: Prom
   const current = loaded;
   if (current === null || current.picker !== picker) {
     const { model } = await load(picker, null);
+    picker.noteServedModel(model.info);
     loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0, displaced: null };
     return model;
   }
@@ -281,7 +283,9 @@ export async function servedModel(picker: PoolPicker, waitUntil?: (promise: Prom
     current.checkingSince = now;
     const check = load(picker, current.model, current.displaced).then(
       ({ model, displaced }) => {
-        if (loaded === current) loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0, displaced };
+        if (loaded !== current) return;
+        picker.noteServedModel(model.info);
+        loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0, displaced };
       },
       () => {
         // Pools unreachable: keep serving what was loaded, and look again after the interval.

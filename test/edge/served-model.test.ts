@@ -217,6 +217,19 @@ describe('the served model', () => {
     }
   }, 60_000);
 
+  it('counts a pool of another model than the one served neither ready nor first, unpinned too (reviews h144, h147)', async () => {
+    const picker = new PoolPicker([baby.url, stories.url], token);
+    // A cold isolate loads the first listed pool's model: babyllama105. Every stories request would be a 421 there.
+    expect((await served(picker, 60_000)).model.info.model.name).toBe('babyllama105');
+    expect(await picker.readiness()).toEqual({ healthy: 1, total: 2 });
+    expect((await picker.ordered()).map((c) => c.baseUrl)).toEqual([baby.url, stories.url]);
+    // Its model served by as many pools as ours, the other pool stays last; it still votes at the model check.
+    const other = new PoolPicker([stories.url, baby.url], token);
+    expect((await served(other, 60_000)).model.info.model.name).toBe('stories260K');
+    expect(await other.readiness()).toEqual({ healthy: 1, total: 2 });
+    expect((await other.ordered()).at(-1)?.baseUrl).toBe(baby.url);
+  });
+
   it('serves the pinned weights (SSSD_MODEL_SHA256) whatever pool is listed first, and none where no pool has them', async () => {
     const storiesSha = (await loadModel(models.stories260K.checkpoint)).sha256;
     const pinnedPicker = new PoolPicker([baby.url, stories.url], token, storiesSha);
