@@ -101,7 +101,7 @@ export function register(program: Command): void {
     .option('--rpm <n>', "requests per minute (default: the edge's SSSD_DEFAULT_RPM)")
     .option('--concurrency <n>', "requests in flight at once (default: the edge's SSSD_DEFAULT_CONCURRENCY)")
     .option('--data-of <hash>', "rotation: the SHA-256 of the key this one replaces (its `key:<hash>` entry; for a key that itself replaced another, that one's dataOf), whose stored chat completions, responses, conversations and users' caches this key then reads and writes as its own; limits stay per key")
-    .option('--contribute-to-datastore', "the key's outputs join the pools' global datastore, which drafts for every tenant (docs/protocol.md)")
+    .option('--contribute-to-datastore', "the key's requests' prompts and outputs join the pools' global datastore, which drafts for every tenant and which no delete reaches (docs/protocol.md)")
     .option('--local', "print commands for wrangler dev's local store (--local; SSSD_EDGE_STATE's folder where set, as `sssd up` uses it) instead of the deployed namespace (--remote)")
     .option('--json', 'print {key, hash, record, tenantInLogs, put, revoke, delete} as JSON')
     .action(async (flags: KeyCreateFlags) => {
