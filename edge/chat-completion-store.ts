@@ -69,6 +69,16 @@ const GONE_TTL_SECONDS = 3_600;
 
 /** KV list's most names a call. */
 const LIST_BATCH = 1000;
+/**
+ * Characters of records a list page reads at most (past its first record):
+ * a page of 100 records of megabytes each, read whole, grew the isolate by
+ * hundreds of MB (review h151; Workers give one 128 MB). The page then ends
+ * early, with has_more, and the client's next page (`after` its last id)
+ * goes on from there.
+ */
+export const LIST_READ_CHARS = 8 * 1024 * 1024;
+/** Records a list reads at once: a bound on what is in flight, whatever the records weigh. */
+const LIST_READ_AT_ONCE = 8;
 /** Digits of `created` in an index name (seconds; good past the year 30,000). */
 const CREATED_DIGITS = 12;
 const CREATED_MAX = 10 ** CREATED_DIGITS - 1;
@@ -127,6 +137,8 @@ export class ChatCompletionStore {
     private readonly ttlSeconds: number,
     /** A value over this many bytes (its JSON's UTF-8) is not stored. */
     private readonly maxBytes: number,
+    /** Characters of records a list page reads at most (past its first). */
+    private readonly listReadChars = LIST_READ_CHARS,
   ) {}
 
   private recordKey(id: string): Promise<string> {
@@ -200,13 +212,18 @@ export class ChatCompletionStore {
 
   /** The stored completion, or null (never stored, another key's, expired, deleted). Throws a 503 where KV fails. */
   async get(id: string): Promise<StoredChatCompletion | null> {
+    return (await this.read(id)).record;
+  }
+
+  /** A record and the characters of its stored text (0 where there is none). */
+  private async read(id: string): Promise<{ record: StoredChatCompletion | null; chars: number }> {
     const text = await readKvText(this.kv, await this.recordKey(id), 'stored chat completion', () => unavailable());
-    if (text === null) return null;
+    if (text === null) return { record: null, chars: 0 };
     try {
-      return JSON.parse(text) as StoredChatCompletion;
+      return { record: JSON.parse(text) as StoredChatCompletion, chars: text.length };
     } catch {
       console.error(`edge: stored chat completion ${id} is not JSON; taken as missing`);
-      return null;
+      return { record: null, chars: text.length };
     }
   }
 
@@ -294,17 +311,28 @@ export class ChatCompletionStore {
     const page: StoredChatCompletion[] = [];
     let hasMore = false;
     let passedAfter = query.after === null;
-    // Ids the index matched, their records not read yet: read together, a page's worth (and one more, for has_more) at a time.
+    // Ids the index matched, their records not read yet: read a page's worth (and one more, for has_more) at a time,
+    // LIST_READ_AT_ONCE together, until LIST_READ_CHARS were read.
     let waiting: string[] = [];
+    let charsRead = 0;
     const readWaiting = async (): Promise<void> => {
-      const records = await Promise.all(waiting.map((id) => this.get(id)));
-      waiting = [];
-      for (const record of records) {
-        // Gone since (deleted, expired), or a hash that matched by chance.
-        if (record === null || !matches(record, query)) continue;
-        if (page.length < query.limit) page.push(record);
-        else hasMore = true;
+      for (let i = 0; i < waiting.length && !hasMore; i += LIST_READ_AT_ONCE) {
+        const reads = await Promise.all(waiting.slice(i, i + LIST_READ_AT_ONCE).map((id) => this.read(id)));
+        for (const { record, chars } of reads) {
+          if (hasMore) break;
+          // The page has what the budget allows: the rest is the next page's (after its last id).
+          if (page.length > 0 && charsRead + chars > this.listReadChars) {
+            hasMore = true;
+            break;
+          }
+          charsRead += chars;
+          // Gone since (deleted, expired), or a hash that matched by chance.
+          if (record === null || !matches(record, query)) continue;
+          if (page.length < query.limit) page.push(record);
+          else hasMore = true;
+        }
       }
+      waiting = [];
     };
     let cursor: string | undefined;
     scan: do {

@@ -92,6 +92,18 @@ describe('ChatCompletionStore', () => {
     expect((await allIds(store, { order: 'desc' })).flat()).toEqual([...ids].reverse());
   });
 
+  it('ends a page early, with has_more, past the characters a page may read, and the next page goes on from there (review h151)', async () => {
+    // Records of ~20,000 characters against a budget of 50,000: two whole, the third past it, at any limit.
+    const store = new ChatCompletionStore(kv, 'key-budget', 0, 1 << 20, 50_000);
+    const ids = Array.from({ length: 7 }, (_, i) => `chatcmpl-big${i}`);
+    for (const [i, id] of ids.entries()) expect(await store.put(record(id, 1_000 + i, {}, 'stories260K', 'x'.repeat(20_000)))).toBe(true);
+    const pages = await allIds(store, { limit: 100 });
+    expect(pages).toEqual([ids.slice(0, 2), ids.slice(2, 4), ids.slice(4, 6), ids.slice(6)]);
+    // One record over the whole budget is still a page of one, never an empty page that says there is more.
+    const huge = new ChatCompletionStore(kv, 'key-budget', 0, 1 << 20, 1_000);
+    expect((await allIds(huge, { limit: 3 })).flat()).toEqual(ids);
+  });
+
   it("lets the SDK's list-and-delete loop delete every one: a page after one just deleted goes on from its place", async () => {
     const store = new ChatCompletionStore(kv, 'key-a', 0, 1 << 20);
     for (let i = 0; i < 5; i++) await store.put(record(`chatcmpl-d${i}`, 2_000 + i));
