@@ -83,6 +83,8 @@ export interface CompletionPlan {
  * silent past the stall window).
  */
 export const MAX_RESUMES = 2;
+/** Fresh tries one generation pushes at most (each a subrequest; 8 choices of a request push 8 times as many). */
+export const MAX_TRIE_PUSHES = 32;
 
 export interface CompletionDeps {
   picker: PoolPicker;
@@ -192,6 +194,8 @@ export class CompletionRun {
   private cancelledBy: CancelCause = 'client';
   /** Its pool failed mid-reply and it is waiting for one to go on with it (resume). */
   private resuming = false;
+  /** Fresh tries pushed (MAX_TRIE_PUSHES). */
+  private triePushes = 0;
 
   /** Its pool failed, and no other has taken it up yet: a stop now is the pools' outage, not the run's own length. */
   get waitingForPool(): boolean {
@@ -616,6 +620,10 @@ export class CompletionRun {
   private pushFreshTrie(outputLength: number): void {
     const client = this.client;
     if (!client || this.cancelled || this.finished) return;
+    // Each push is a subrequest, which Workers bound per request (review h151): past the cap, the pool drafts on
+    // from its own sources.
+    if (this.triePushes >= MAX_TRIE_PUSHES) return;
+    this.triePushes++;
     const length = Math.min(this.outputBase + outputLength, this.outputIds.length);
     const trie = this.draftTrie(this.plan.promptIds.concat(this.outputIds.slice(0, length)));
     if (trie === null) return;

@@ -221,7 +221,10 @@ export async function openGeneration(
     // A hint past the deadline (a pool behind long generations says up to 30 s) still gets one try at the deadline.
     const leftMs = requeueUntil - Date.now();
     if (leftMs <= 0) break;
-    if (!(await pause(Math.min(Math.max(100, retryAfterMs ?? 2000), leftMs), signal))) throw cancelledError();
+    // A pool that says 100 ms each round, all through the window, was asked every 100 ms: 300 rounds of every pool,
+    // each a subrequest, past what Workers allow one request (review h151). From 100 ms, doubling, to half a second.
+    const floorMs = Math.min(MAX_ROUND_FLOOR_MS, 100 * 2 ** Math.min(round, 8));
+    if (!(await pause(Math.min(Math.max(floorMs, retryAfterMs ?? 2000), leftMs), signal))) throw cancelledError();
     retryAfterMs = null;
   }
   if (tries > 0 && tokenRefusals === tries) throw poolsRefuseTokenError(poolTokenRefusals === 0);
@@ -230,6 +233,9 @@ export async function openGeneration(
   const retryS = (retryAfterMs ?? 2000) / 1000;
   throw new ApiError(503, `No inference pool can take the request now${why}; retry in ${retryAfterSeconds(retryS)} s.`, 'service_unavailable', 'pool_unavailable', null, retryS);
 }
+
+/** The least wait between rounds grows to this: a started reply waits for room at most this long past a pool's hint. */
+const MAX_ROUND_FLOOR_MS = 500;
 
 /** A pool's 413 refusal: its words, and its token limit (null: none said, a body limit's). */
 interface TooLarge {

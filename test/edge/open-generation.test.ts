@@ -105,6 +105,16 @@ describe('openGeneration', () => {
     expect(gaveUp).toMatchObject({ status: 503, code: 'pool_unavailable' });
     expect(performance.now() - until).toBeGreaterThan(700);
     expect(performance.now() - until).toBeLessThan(3_000);
+    // A pool that says 100 ms round after round is asked ever less often, to one round in half a second: a round
+    // every 100 ms through a 30 s window was 300 subrequests per pool (review h151).
+    proxy.busyAnswers = 1000;
+    proxy.busyHintMs = 100;
+    const tally = { tries: 0 };
+    const patient = await openGeneration(new PoolPicker([proxy.url], pool.token), request(), undefined, undefined, 3_000, undefined, () => true, tally).catch((e: unknown) => e);
+    expect(patient).toMatchObject({ status: 503, code: 'pool_unavailable' });
+    expect(tally.tries).toBeGreaterThanOrEqual(6);
+    expect(tally.tries).toBeLessThanOrEqual(11);
+    proxy.busyHintMs = 200;
     });
   });
 
