@@ -18,7 +18,7 @@
  */
 import { ApiError, badRequest } from './api-error';
 import { sha256Hex } from './api-keys';
-import { MIN_KV_TTL_SECONDS, onceMore, readKvText, scopedKey, storeUnavailable, withinBytes } from './kv-record';
+import { MIN_KV_TTL_SECONDS, onceMore, readKvText, scopedKey, scopeMetadata, storeUnavailable, withinBytes, type ScopeMetadata } from './kv-record';
 import type { ListPage, PageParams } from './page-params';
 import { clipped, type ChatMessage } from './request-schema';
 
@@ -48,8 +48,8 @@ export interface ListQuery extends PageParams {
   metadata: Record<string, string>;
 }
 
-/** An index entry's KV metadata (well under KV's 1,024 bytes: 16 pairs at most). */
-interface IndexEntry {
+/** An index entry's KV metadata (well under KV's 1,024 bytes: 16 pairs at most), its data scope with it (kv-record.ts). */
+interface IndexEntry extends ScopeMetadata {
   id: string;
   /** Hash of the model's name. */
   m: string;
@@ -132,6 +132,7 @@ const rethrown = (err: unknown): Error => (err instanceof Error ? err : new Erro
 export class ChatCompletionStore {
   constructor(
     private readonly kv: KVNamespace,
+    /** The data scope whose completions these are (KeyRecord.dataScope): hashed into each name, and its records' KV metadata. */
     private readonly keyId: string,
     /** Seconds a stored completion stays (0: for good). */
     private readonly ttlSeconds: number,
@@ -183,13 +184,14 @@ export class ChatCompletionStore {
     // Absolute, so an update leaves the expiry where the store set it (KV's least is 60 s ahead).
     const options = record.expiresAt === null ? {} : { expiration: Math.max(record.expiresAt, Math.floor(Date.now() / 1000) + MIN_KV_TTL_SECONDS) };
     const entry: IndexEntry = {
+      scope: this.keyId,
       id: record.id,
       m: await shortHash(record.model),
       h: await Promise.all(Object.entries(record.metadata).map(([key, value]) => pairHash(key, value))),
     };
     const [asc, desc] = await this.indexNames(record);
     // The record first: an index entry without its record is skipped by a list, a record without its entries is not listed.
-    await this.kv.put(await this.recordKey(record.id), value, options);
+    await this.kv.put(await this.recordKey(record.id), value, { ...options, metadata: scopeMetadata(this.keyId) });
     await Promise.all([this.kv.put(asc, '', { ...options, metadata: entry }), this.kv.put(desc, '', { ...options, metadata: entry })]);
   }
 
@@ -267,7 +269,7 @@ export class ChatCompletionStore {
     const record = await this.get(id);
     if (record === null) return false;
     try {
-      await onceMore(async () => this.kv.put(await this.goneKey(id), '1', { expirationTtl: GONE_TTL_SECONDS }), rethrown);
+      await onceMore(async () => this.kv.put(await this.goneKey(id), '1', { expirationTtl: GONE_TTL_SECONDS, metadata: scopeMetadata(this.keyId) }), rethrown);
       await onceMore(async () => this.kv.delete(await this.recordKey(id)), rethrown);
     } catch (err) {
       console.error('edge: stored chat completion delete failed', err);
@@ -285,7 +287,7 @@ export class ChatCompletionStore {
 
   /** Its index entries left as places (`gone`) for GONE_TTL_SECONDS. */
   private async markIndexGone(record: StoredChatCompletion): Promise<void> {
-    const entry: IndexEntry = { id: record.id, m: '', h: [], gone: 1 };
+    const entry: IndexEntry = { scope: this.keyId, id: record.id, m: '', h: [], gone: 1 };
     await Promise.all((await this.indexNames(record)).map((name) => onceMore(() => this.kv.put(name, '', { expirationTtl: GONE_TTL_SECONDS, metadata: entry }), rethrown)));
   }
 

@@ -366,7 +366,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   // edge (speculation off, or SSSD_EDGE_TRIE_NODES=0) neither reads it nor
   // leaves its text in it.
   const drafts = speculate && ctx.edgeTrieNodes > 0 && ctx.store !== null;
-  const userCache = drafts && ctx.store !== null ? ctx.store.load(await cacheScope(ctx.key.dataScope, body.user)) : null;
+  const userCache = drafts && ctx.store !== null ? ctx.store.load(await cacheScope(ctx.key.dataScope, body.user), ctx.key.dataScope) : null;
   const cacheSalt = await prefixCacheSalt(ctx.key.tenant, body.cache_salt ?? null);
   const tenant = await poolTenant(ctx.key.tenant);
   const cacheInTime = userCache ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;

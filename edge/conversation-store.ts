@@ -15,7 +15,7 @@
  */
 import { ApiError, badRequest } from './api-error';
 import { bytesToHex } from './hex';
-import { KEY_WRITE_INTERVAL_MS, onceMore, readKvText, scopedKey, storeUnavailable, ttlOptions, withinBytes } from './kv-record';
+import { KEY_WRITE_INTERVAL_MS, onceMore, readKvText, recordPutOptions, scopedKey, storeUnavailable, withinBytes } from './kv-record';
 import { clipped } from './request-schema';
 import type { StoredInputItem } from './response-store';
 import { sleep } from './settled-within';
@@ -179,7 +179,7 @@ export class ConversationStore {
   /** Writes it, once more after KV's second where the first write is refused (a write of the key elsewhere); a 503 else. */
   private async put(key: string, value: string, what: string): Promise<void> {
     await onceMore(
-      () => this.kv.put(key, value, ttlOptions(this.ttlSeconds)),
+      () => this.kv.put(key, value, recordPutOptions(this.keyId, this.ttlSeconds)),
       (err) => {
         console.error(`edge: conversation write failed`, err);
         return unavailable(what);

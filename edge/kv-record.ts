@@ -4,7 +4,9 @@
  * record's KV key hashes the API key's id with the record's id, so a key
  * finds its own records only; a read that fails is a 503 a client retries;
  * a value expires with the store's TTL (KV's least is 60 s); a value's size
- * is its JSON's UTF-8, counted without encoding it.
+ * is its JSON's UTF-8, counted without encoding it. Every record carries
+ * its data scope in its KV metadata (scopeMetadata), as no name says whose it
+ * is: `sssd kv erase` lists a tenant's records by it (review h150).
  */
 import { ApiError } from './api-error';
 import { sha256Hex } from './api-keys';
@@ -54,9 +56,22 @@ export async function readKvText(kv: KVNamespace, key: string, what: string, una
   }
 }
 
-/** A put's options for a store's TTL (0: for good). */
-export function ttlOptions(ttlSeconds: number): KVNamespacePutOptions | undefined {
-  return ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, ttlSeconds) } : undefined;
+/**
+ * A record's KV metadata: the data scope it belongs to (KeyRecord.dataScope, 24 hex digits). Its name is a hash
+ * that ties it to no key, and KV's list returns metadata with the names: this is what an operator erases a
+ * tenant's data by (`sssd kv erase`, review h150).
+ */
+export interface ScopeMetadata {
+  scope: string;
+}
+
+export function scopeMetadata(scope: string): ScopeMetadata {
+  return { scope };
+}
+
+/** A put's options for a record of data scope `scope` under a store's TTL (0: for good). */
+export function recordPutOptions(scope: string, ttlSeconds: number): KVNamespacePutOptions {
+  return ttlSeconds > 0 ? { expirationTtl: Math.max(MIN_KV_TTL_SECONDS, ttlSeconds), metadata: scopeMetadata(scope) } : { metadata: scopeMetadata(scope) };
 }
 
 /** `text`'s length as UTF-8, without encoding it (a surrogate pair 4 bytes; JSON.stringify leaves no lone one in a frame). */

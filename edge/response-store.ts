@@ -11,7 +11,7 @@
  * reply's failure.
  */
 import { ApiError } from './api-error';
-import { KEY_WRITE_INTERVAL_MS, readKvText, scopedKey, storeUnavailable, ttlOptions, utf8Length, withinBytes } from './kv-record';
+import { KEY_WRITE_INTERVAL_MS, readKvText, recordPutOptions, scopedKey, scopeMetadata, storeUnavailable, utf8Length, withinBytes } from './kv-record';
 import { sleep } from './settled-within';
 import { clipped, type ChatMessage } from './request-schema';
 import type { ResponseObject } from './responses-format';
@@ -78,7 +78,7 @@ export type BackgroundStop = 'cancel' | 'delete';
 export class ResponseStore {
   constructor(
     private readonly kv: KVNamespace,
-    /** The key whose responses these are. */
+    /** The data scope whose responses these are (KeyRecord.dataScope): hashed into each name, and its records' KV metadata. */
     readonly keyId: string,
     /** Seconds a stored response stays (0: for good). */
     private readonly ttlSeconds: number,
@@ -143,7 +143,7 @@ export class ResponseStore {
       console.warn(`edge: response ${record.response.id} stored without its conversation: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8`);
     }
     try {
-      await this.kv.put(await this.keyFor(record.response.id), value, ttlOptions(this.ttlSeconds));
+      await this.kv.put(await this.keyFor(record.response.id), value, recordPutOptions(this.keyId, this.ttlSeconds));
       return 'stored';
     } catch (err) {
       console.error(`edge: response ${record.response.id} not stored`, err);
@@ -171,7 +171,7 @@ export class ResponseStore {
     const cut = kept < frames.length;
     const value = `${JSON.stringify({ ended, cut })}\n${kept === frames.length ? frames.join('') : frames.slice(0, kept).join('')}`;
     try {
-      await this.kv.put(await this.eventsKeyFor(id), value, ttlOptions(this.ttlSeconds));
+      await this.kv.put(await this.eventsKeyFor(id), value, recordPutOptions(this.keyId, this.ttlSeconds));
       return cut ? 'too_large' : 'stored';
     } catch (err) {
       console.error(`edge: background stream ${id}'s events not stored`, err);
@@ -215,7 +215,7 @@ export class ResponseStore {
     if (asked === 'delete' || asked === why) return;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.kv.put(key, why, { expirationTtl: STOP_TTL_SECONDS });
+        await this.kv.put(key, why, { expirationTtl: STOP_TTL_SECONDS, metadata: scopeMetadata(this.keyId) });
         return;
       } catch (err) {
         if (attempt >= 2) {

@@ -8,10 +8,13 @@
  */
 import { mergeIntoUserCache, UserCache } from '../shared/drafting/user-cache';
 import { sha256Hex } from './api-keys';
+import { scopeMetadata } from './kv-record';
 import { sleep, TIMED_OUT, within } from './settled-within';
 
 export interface LoadedUserCache {
   scope: string;
+  /** The data scope (KeyRecord.dataScope) `scope` was hashed from: the write's KV metadata (review h150). */
+  dataScope?: string;
   /** The stored bytes (null when none or unreadable): the base of the merge at the end. */
   bytes: Uint8Array | null;
   cache: UserCache;
@@ -183,6 +186,8 @@ interface BatchEntry {
   takenBy?: Write;
   /** When it was added to the waiting list. */
   addedAt?: number;
+  /** Its request's data scope (each entry of a cache scope has the same: the scope hashes it). */
+  dataScope?: string;
 }
 
 /** One merge and put of a user's waiting requests. */
@@ -277,7 +282,8 @@ export class UserCacheStore {
     return `uc:${scope}`;
   }
 
-  async load(scope: string): Promise<LoadedUserCache> {
+  /** The cache of `scope` (cacheScope's hash of `dataScope` and the user): `dataScope` goes into its write's KV metadata. */
+  async load(scope: string, dataScope?: string): Promise<LoadedUserCache> {
     const readAt = Date.now();
     let bytes: Uint8Array | null = null;
     let unread = false;
@@ -299,7 +305,7 @@ export class UserCacheStore {
     }
     // A value that decodes as empty (corrupt, foreign) is not merged into either.
     if (cache.isEmpty) bytes = null;
-    return { scope, bytes, cache, readAt, unread };
+    return { scope, ...(dataScope !== undefined ? { dataScope } : {}), bytes, cache, readAt, unread };
   }
 
   /** The stored value as KV holds it (null: none), for GET /v1/user-cache; throws where KV fails. */
@@ -328,7 +334,7 @@ export class UserCacheStore {
     const { ioWaitMs, previousWriteWaitMs, latePutWaitMs, saveWaitMs, claimWaitMs } = this.timing;
     const started = Date.now();
     const left = (): number => Math.max(0, started + saveWaitMs - Date.now());
-    const entry: BatchEntry = { readAt: loaded.readAt, bytes: loaded.bytes, tokens };
+    const entry: BatchEntry = { readAt: loaded.readAt, bytes: loaded.bytes, tokens, ...(loaded.dataScope !== undefined ? { dataScope: loaded.dataScope } : {}) };
     addPending(scope, entry);
     for (;;) {
       const release = await this.claimTurn(scope, started + claimWaitMs, () => entry.takenBy === undefined);
@@ -514,7 +520,10 @@ export class UserCacheStore {
     if (write.abandoned) return 'done';
     write.putStarted = true;
     notePut(scope, Date.now());
-    const put = this.kv.put(UserCacheStore.keyFor(scope), merged!, this.ttlSeconds > 0 ? { expirationTtl: Math.max(60, this.ttlSeconds) } : undefined);
+    // Named by a hash, the value says whose it is in its metadata: `sssd kv erase` finds it by that (review h150).
+    const dataScope = entries.find((entry) => entry.dataScope !== undefined)?.dataScope;
+    const metadata = dataScope !== undefined ? { metadata: scopeMetadata(dataScope) } : {};
+    const put = this.kv.put(UserCacheStore.keyFor(scope), merged!, this.ttlSeconds > 0 ? { expirationTtl: Math.max(60, this.ttlSeconds), ...metadata } : metadata);
     const settled = notePutInFlight(scope, put);
     let outcome: void | typeof TIMED_OUT;
     try {

@@ -1,7 +1,7 @@
 /**
  * `sssd` command line: one subcommand per file, each exporting `register`
  * (the pool's, its datastore's and its benchmarks' in gpu-pool/cli/, `up`
- * here, as it starts the pool and the edge together, and `key`, the edge's).
+ * here, as it starts the pool and the edge together, and `key` and `kv`, the edge's).
  * Errors meant for users (CliError, and any error carrying `userMessage`) are
  * printed plainly; anything else is a bug and keeps its stack trace.
  */
@@ -19,6 +19,7 @@ import { register as registerUp } from './up-command';
 import { register as registerBenchDrafting } from '../gpu-pool/cli/bench-drafting-command';
 import { register as registerSoak } from '../gpu-pool/cli/soak-command';
 import { register as registerKey } from './key-command';
+import { register as registerKv } from './kv-command';
 
 /** package.json's version, and the protocol's: what a bug report should name. */
 function versionLine(): string {
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerBenchDrafting(program);
   registerSoak(program);
   registerKey(program);
+  registerKv(program);
   return program;
 }
 

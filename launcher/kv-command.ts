@@ -1,0 +1,150 @@
+/**
+ * `sssd kv erase --scope <hash>`: erases a tenant's stored data (review h150). The edge names each record (stored
+ * responses and their events and stop marks, conversations, stored chat completions and their index, users'
+ * caches) by a hash of the key's data scope and the record's id, so no name ties a record to its key, and only chat
+ * completions can be listed through the API; each record carries its data scope in its KV metadata instead
+ * (edge/kv-record.ts). This lists the namespace with wrangler, keeps the records whose metadata names the scope, and
+ * deletes them with wrangler's bulk delete. Key records (`key:<hash>`) are left: revoking is `sssd key`'s business.
+ * Records written before their metadata named a scope are not found; they go with their TTL.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { CliError } from '../gpu-pool/cli/cli-error';
+import { repoRoot } from './stack';
+
+/** A data scope's length: KeyRecord.dataScope is the first 24 hex digits of a key's SHA-256 (edge/api-keys.ts). */
+const SCOPE_DIGITS = 24;
+/** Names a bulk delete is given at once (Workers KV's bulk delete takes 10,000 a request). */
+const DELETE_BATCH = 10_000;
+
+/** Which namespace wrangler works on: the deployed one, or wrangler dev's local store (in `persistTo` where given). */
+export type KvTarget = { where: 'remote' } | { where: 'local'; persistTo: string | null };
+
+/** A name as `wrangler kv key list` prints it. */
+interface ListedKey {
+  name: string;
+  metadata?: unknown;
+}
+
+/** `--scope` as given: a key's SHA-256, its first 24 hex digits, or `key:<hash>`; its data scope, lower-case. */
+export function parseScope(given: string): string {
+  const hash = /^(?:key:)?([0-9a-fA-F]{64}|[0-9a-fA-F]{24})$/.exec(given.trim());
+  if (!hash) throw new CliError("kv erase: --scope must be a key's SHA-256 (64 hex digits, or its first 24), as its `key:<hash>` entry names it");
+  return hash[1].slice(0, SCOPE_DIGITS).toLowerCase();
+}
+
+/** The data scope a record's KV metadata names, or null (a key record, a record from before scopes were written). */
+function scopeOf(metadata: unknown): string | null {
+  if (metadata === null || typeof metadata !== 'object' || !('scope' in metadata)) return null;
+  return typeof metadata.scope === 'string' ? metadata.scope.toLowerCase() : null;
+}
+
+function targetArgs(target: KvTarget): string[] {
+  if (target.where === 'remote') return ['--remote'];
+  return target.persistTo !== null ? ['--local', '--persist-to', target.persistTo] : ['--local'];
+}
+
+/** Runs wrangler from the repository (its wrangler.toml binds SSSD_KV); its stdout, or a CliError with what it said. */
+async function wrangler(args: string[]): Promise<string> {
+  const child = spawn(process.execPath, [path.join(repoRoot, 'node_modules/wrangler/bin/wrangler.js'), ...args, '--config', path.join(repoRoot, 'wrangler.toml')], {
+    cwd: repoRoot,
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stdout: Buffer[] = [];
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => stdout.push(d));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  const out = Buffer.concat(stdout).toString();
+  if (code !== 0) throw new CliError(`kv erase: wrangler ${args.slice(0, 3).join(' ')} failed (exit ${code}):\n${(stderr || out).trim()}`);
+  return out;
+}
+
+/** Every name in the namespace with its metadata (wrangler follows the list's cursor itself). */
+export async function listKeys(target: KvTarget): Promise<ListedKey[]> {
+  const out = await wrangler(['kv', 'key', 'list', '--binding', 'SSSD_KV', ...targetArgs(target)]);
+  // The JSON array, past any banner a wrangler version prints before it.
+  const start = out.indexOf('[');
+  let listed: unknown;
+  try {
+    listed = JSON.parse(start >= 0 ? out.slice(start) : out);
+  } catch {
+    throw new CliError(`kv erase: wrangler kv key list printed no JSON list:\n${out.slice(0, 500)}`);
+  }
+  if (!Array.isArray(listed)) throw new CliError('kv erase: wrangler kv key list printed no JSON list');
+  return listed.filter((key): key is ListedKey => key !== null && typeof key === 'object' && typeof (key as { name?: unknown }).name === 'string');
+}
+
+/** The names of data scope `scope`'s records among `keys`: key records are never among them. */
+export function recordsOf(keys: readonly ListedKey[], scope: string): string[] {
+  return keys.filter((key) => !key.name.startsWith('key:') && scopeOf(key.metadata) === scope).map((key) => key.name);
+}
+
+/** Deletes `names` with wrangler's bulk delete, DELETE_BATCH at a time. */
+async function deleteKeys(target: KvTarget, names: readonly string[]): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sssd-kv-erase-'));
+  try {
+    for (let at = 0; at < names.length; at += DELETE_BATCH) {
+      const file = path.join(dir, `batch-${at / DELETE_BATCH}.json`);
+      writeFileSync(file, JSON.stringify(names.slice(at, at + DELETE_BATCH)));
+      await wrangler(['kv', 'bulk', 'delete', '--binding', 'SSSD_KV', ...targetArgs(target), file, '--force']);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** How many of `names` are of each kind (the part before the first ':'): what the operator is shown. */
+function byKind(names: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const name of names) {
+    const kind = name.slice(0, name.indexOf(':') + 1) || name;
+    counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  }
+  return [...counts].map(([kind, n]) => `${kind} ${n}`).join(', ');
+}
+
+interface KvEraseFlags {
+  scope: string;
+  local?: boolean;
+  persistTo?: string;
+  dryRun?: boolean;
+}
+
+export function register(program: Command): void {
+  const kv = program.command('kv').description("the edge's KV namespace (SSSD_KV), through wrangler");
+  kv.command('erase')
+    .description("erase every stored record of a key's data scope (responses, conversations, stored chat completions, users' caches); its key record stays (`sssd key` revokes)")
+    .requiredOption('--scope <hash>', "the data scope: the key's SHA-256 (or its first 24 hex digits, or `key:<hash>`); for a key made with --data-of, the hash it names, whose data it shares")
+    .option('--local', "wrangler dev's local store (SSSD_EDGE_STATE's folder where set, as `sssd up` uses it) instead of the deployed namespace (--remote)")
+    .option('--persist-to <dir>', "with --local: the local store's folder (wrangler's --persist-to)")
+    .option('--dry-run', 'print the records found, delete nothing')
+    .action(async (flags: KvEraseFlags) => {
+      const scope = parseScope(flags.scope);
+      if (flags.persistTo !== undefined && !flags.local) throw new CliError('kv erase: --persist-to is for --local (the deployed namespace has no folder)');
+      const state = flags.persistTo ?? process.env.SSSD_EDGE_STATE;
+      const target: KvTarget = flags.local ? { where: 'local', persistTo: state ? path.resolve(state) : null } : { where: 'remote' };
+      const names = recordsOf(await listKeys(target), scope);
+      const where = target.where === 'remote' ? 'the deployed namespace' : `the local store${target.persistTo !== null ? ` (${target.persistTo})` : ''}`;
+      process.stdout.write(`found ${names.length} record${names.length === 1 ? '' : 's'} of data scope ${scope} in ${where}${names.length > 0 ? `: ${byKind(names)}` : ''}\n`);
+      if (names.length === 0) {
+        // The likeliest mistake: the hash of a key made with --data-of, whose records are under the scope it names.
+        process.stdout.write('(a key made with --data-of stores under the scope of the key it names: pass that hash; records written before scopes were recorded are not found, and go with their TTL)\n');
+        return;
+      }
+      if (flags.dryRun) {
+        for (const name of names) process.stdout.write(`${name}\n`);
+        process.stdout.write('dry run: nothing deleted\n');
+        return;
+      }
+      await deleteKeys(target, names);
+      process.stdout.write(`deleted ${names.length} record${names.length === 1 ? '' : 's'}\n`);
+    });
+}

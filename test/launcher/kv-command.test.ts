@@ -1,0 +1,105 @@
+// `sssd kv erase` as an operator runs it against wrangler's local KV (the store `wrangler dev --persist-to` keeps):
+// records of two data scopes written by the real stores into that store, one scope's erased by wrangler's own list
+// and bulk delete, the other's and the key records left (review h150).
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Miniflare } from 'miniflare';
+import { afterAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../edge/api-keys';
+import { parseScope } from '../../launcher/kv-command';
+import { RECORD_KINDS, writeScopedRecords } from '../support/scoped-records';
+import { repoRoot } from '../support/shared-data';
+
+interface Run { code: number; stdout: string; stderr: string }
+function sssd(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), ...args], { cwd: repoRoot, env: { ...env, WRANGLER_SEND_METRICS: 'false' } }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** The namespace id wrangler.toml binds SSSD_KV to: wrangler's local store keeps it under that id. */
+const namespaceId = /\[\[kv_namespaces\]\][^[]*?\bid\s*=\s*"([^"]+)"/.exec(readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8'))![1];
+
+/** Works on wrangler's local store in `persistTo` as `wrangler dev --persist-to` does (workerd's KV, persisted under v3/kv). */
+async function withLocalKv<T>(persistTo: string, work: (kv: KVNamespace) => Promise<T>): Promise<T> {
+  const miniflare = new Miniflare({
+    modules: true,
+    script: 'export default { fetch() { return new Response(null); } }',
+    kvNamespaces: { SSSD_KV: namespaceId },
+    kvPersist: path.join(persistTo, 'v3', 'kv'),
+    compatibilityDate: '2025-01-01',
+  });
+  try {
+    return await work((await miniflare.getKVNamespace('SSSD_KV')) as unknown as KVNamespace);
+  } finally {
+    await miniflare.dispose();
+  }
+}
+
+async function names(persistTo: string): Promise<string[]> {
+  return withLocalKv(persistTo, async (kv) => {
+    const all: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await kv.list({ ...(cursor ? { cursor } : {}) });
+      all.push(...page.keys.map((key) => key.name));
+      cursor = page.list_complete ? undefined : page.cursor;
+    } while (cursor !== undefined);
+    return all.sort();
+  });
+}
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('sssd kv erase', () => {
+  it("erases every record of one key's data scope from the local store, leaves another's and the key records; --dry-run deletes nothing", async () => {
+    const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-kv-erase-'));
+    dirs.push(persistTo);
+    const [hashA, hashB] = [await sha256Hex('sk-tenant-a'), await sha256Hex('sk-tenant-b')];
+    const [a, b] = [hashA.slice(0, 24), hashB.slice(0, 24)];
+    const recordsOf: Record<string, string[]> = {};
+    await withLocalKv(persistTo, async (kv) => {
+      await kv.put(`key:${hashA}`, JSON.stringify({ tenant: 'a' }));
+      await kv.put(`key:${hashB}`, JSON.stringify({ tenant: 'b' }));
+      const before = new Set((await kv.list()).keys.map((key) => key.name));
+      await writeScopedRecords(kv, a);
+      recordsOf[a] = (await kv.list()).keys.map((key) => key.name).filter((name) => !before.has(name));
+      await writeScopedRecords(kv, b);
+    });
+    const all = await names(persistTo);
+    expect(recordsOf[a].length).toBe(RECORD_KINDS.length + 3);
+    expect(all.length).toBe(2 + 2 * recordsOf[a].length);
+
+    // The dry run (its folder from SSSD_EDGE_STATE, as `sssd up` keeps it) names A's records, and only them.
+    const dry = await sssd(['kv', 'erase', '--scope', `key:${hashA.toUpperCase()}`, '--local', '--dry-run'], { ...process.env, SSSD_EDGE_STATE: persistTo });
+    expect(dry.stderr).toBe('');
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain(`found ${recordsOf[a].length} records of data scope ${a} in the local store (${persistTo})`);
+    expect(dry.stdout.split('\n').filter((line) => /^[a-z]+:/.test(line)).sort()).toEqual([...recordsOf[a]].sort());
+    expect(dry.stdout).toContain('dry run: nothing deleted');
+    expect(await names(persistTo)).toEqual(all);
+
+    const erased = await sssd(['kv', 'erase', '--scope', hashA, '--local', '--persist-to', persistTo]);
+    expect(erased.code).toBe(0);
+    expect(erased.stdout).toContain(`found ${recordsOf[a].length} records of data scope ${a}`);
+    expect(erased.stdout).toContain(`deleted ${recordsOf[a].length} records`);
+    const left = await names(persistTo);
+    expect(left).toEqual(all.filter((name) => !recordsOf[a].includes(name)));
+    expect(left).toEqual(expect.arrayContaining([`key:${hashA}`, `key:${hashB}`]));
+  }, 120_000);
+
+  it("takes a key's SHA-256, its first 24 hex digits or its `key:` entry as the scope, and refuses anything else", async () => {
+    const hash = 'AB'.repeat(32);
+    for (const given of [hash, `key:${hash}`, hash.slice(0, 24), ` ${hash.toLowerCase()} `]) expect(parseScope(given)).toBe('ab'.repeat(12));
+    const refused = await sssd(['kv', 'erase', '--scope', 'ab'.repeat(10), '--local']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("--scope must be a key's SHA-256");
+  }, 60_000);
+});
