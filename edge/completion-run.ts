@@ -293,6 +293,7 @@ export class CompletionRun {
       resumes: this.resumes,
       cancelled: this.cancelled ? this.cancelledBy : null,
       cachedTokens: this.cachedTokens,
+      pool: this.client === null ? null : this.deps.picker.indexOf(this.client.baseUrl),
       error: this.failedWith,
       firstTokenAt: this.firstTokenAt,
     };

@@ -274,6 +274,11 @@ export class PoolPicker {
     this.served = modelIdentity(info);
   }
 
+  /** The pool's place in SSSD_POOL_URLS (from 0; -1: not one of them), as the request log names it. */
+  indexOf(url: string): number {
+    return this.clients.findIndex((client) => client.baseUrl === url);
+  }
+
   /** The model this isolate serves, once loaded (null: none yet, and no pool is checked against it). */
   private served: ModelIdentity | null = null;
 

@@ -37,6 +37,12 @@ export interface RequestLogLine {
   completion_tokens?: number;
   /** One per choice, in order: stop, length, or null for one that ended otherwise (an error, the client leaving). */
   finish_reasons?: Array<string | null>;
+  /**
+   * One per choice, in order: the place in SSSD_POOL_URLS (from 0) of the pool
+   * that ran it last (after a resume: the one that went on with it), null for
+   * one no pool took; load per pool, and moves, read from the log (review h147).
+   */
+  served_by?: Array<number | null>;
   /** Pool attempts it took to open the generations (1 each where the first pool took it). */
   pools_tried?: number;
   /** Times a generation moved to another pool mid-reply (completion-run.ts, MAX_RESUMES). */
@@ -67,6 +73,8 @@ export interface GenerationOutcome {
   cancelled: CancelCause | null;
   /** Prompt tokens the pool's prefix cache held. */
   cachedTokens: number;
+  /** The place in SSSD_POOL_URLS of the pool that ran it last (null: none took it). */
+  pool: number | null;
   /** The code of the error it ended with (null: none). */
   error: string | null;
   /** Date.now() when its first token reached the edge (0: none did). */
@@ -110,6 +118,7 @@ export class RequestLog {
       cached_tokens: undefined,
       completion_tokens: undefined,
       finish_reasons: undefined,
+      served_by: undefined,
       pools_tried: undefined,
       resumes: undefined,
       client_left: undefined,
@@ -166,6 +175,7 @@ export class RequestLog {
     let firstToken = 0;
     let cached = 0;
     const reasons: Array<string | null> = [];
+    const servedBy: Array<number | null> = [];
     for (const outcome of outcomes) {
       tokens += outcome.completionTokens;
       // The prompt is one for every choice: as usage says it, the most any choice found cached.
@@ -173,6 +183,7 @@ export class RequestLog {
       tried += outcome.poolsTried;
       resumes += outcome.resumes;
       reasons.push(outcome.finishReason);
+      servedBy.push(outcome.pool);
       if (outcome.cancelled === 'client') line.client_left = true;
       else if (outcome.cancelled !== null) line.stopped_by = outcome.cancelled;
       if (outcome.error !== null && line.error === undefined) line.error = outcome.error;
@@ -181,6 +192,7 @@ export class RequestLog {
     line.cached_tokens = cached;
     line.completion_tokens = tokens;
     line.finish_reasons = reasons;
+    line.served_by = servedBy;
     if (tried > 0) line.pools_tried = tried;
     line.resumes = resumes;
     if (firstToken > 0) line.first_token_ms = firstToken - this.startedAt;

@@ -72,6 +72,8 @@ describe('the request log', () => {
       cached_tokens: body.usage.prompt_tokens_details.cached_tokens,
       completion_tokens: body.usage.completion_tokens,
       finish_reasons: ['length', 'length'],
+      // The pool of each choice, by its place in SSSD_POOL_URLS (review h147).
+      served_by: [0, 0],
       pools_tried: 2,
       resumes: 0,
     });

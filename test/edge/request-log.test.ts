@@ -10,7 +10,7 @@ const HEX = '0123456789abcdef01234567';
 const TENANT_HASH = 'ab'.repeat(32);
 
 function outcome(over: Partial<GenerationOutcome> = {}): GenerationOutcome {
-  return { finishReason: 'length', completionTokens: 16, poolsTried: 1, resumes: 0, cancelled: null, cachedTokens: 0, error: null, firstTokenAt: Date.now(), ...over };
+  return { finishReason: 'length', completionTokens: 16, poolsTried: 1, resumes: 0, cancelled: null, cachedTokens: 0, pool: 0, error: null, firstTokenAt: Date.now(), ...over };
 }
 
 function linesSaid(): { lines: () => RequestLogLine[] } {
