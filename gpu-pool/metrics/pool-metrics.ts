@@ -7,6 +7,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { FinishReason } from '../../shared/protocol';
 import type { DatastoreIndexingStats } from '../datastore/datastore';
 import { GENERATION_ERROR_CODES } from './request-log';
+import { StepCounter, StepCounterVec, StepHistogram, type StepCounterChild } from './step-metrics';
 
 /** Where the scheduler's time goes (`sssd_pool_phase_seconds_total{phase}`), in the order of a step. */
 export const SCHEDULER_PHASES = ['draft', 'forward', 'accept', 'between', 'idle'] as const;
@@ -53,14 +54,20 @@ export interface BuildInfo {
   executionProvider: string;
 }
 
+/**
+ * The metrics the scheduler updates every step, row or token are step-metrics.ts's
+ * (StepCounter, StepCounterVec, StepHistogram): numbers added up on the hot path and
+ * folded into prom-client at each scrape. The rest are prom-client's own.
+ */
 export class PoolMetrics {
   readonly registry = new Registry();
-  readonly numDrafts: Counter;
-  readonly numDraftTokens: Counter;
-  readonly numAcceptedTokens: Counter;
-  readonly acceptedPerPosition: Counter<'position'>;
-  readonly generationTokens: Counter;
-  readonly promptTokens: Counter;
+  readonly numDrafts: StepCounter;
+  readonly numDraftTokens: StepCounter;
+  readonly numAcceptedTokens: StepCounter;
+  /** Counted through `recordAccepted`. */
+  readonly acceptedPerPosition: StepCounterVec<string>;
+  readonly generationTokens: StepCounter;
+  readonly promptTokens: StepCounter;
   readonly requestsByReason: Counter<'finished_reason'>;
   /** Generations whose stream ended with an error event, by its code (`bad_request`: the request's fault; `internal`: the pool's). */
   readonly generationErrors: Counter<'code'>;
@@ -68,24 +75,24 @@ export class PoolMetrics {
   readonly waiting: Gauge;
   /** Token reservations of running and queued generations (admission's third limit). */
   readonly reservedTokens: Gauge;
-  readonly batchSize: Histogram;
-  readonly stepSeconds: Histogram;
-  readonly stepTokens: Histogram;
+  readonly batchSize: StepHistogram;
+  readonly stepSeconds: StepHistogram;
+  readonly stepTokens: StepHistogram;
   /**
    * Request latencies as the pool sees them (vLLM's names): from the request's
    * arrival to its first tokens, between its token events (a speculative
    * step's tokens are one event), to its end (completed requests), and
    * waiting for a batch slot.
    */
-  readonly timeToFirstToken: Histogram;
-  readonly interTokenLatency: Histogram;
+  readonly timeToFirstToken: StepHistogram;
+  readonly interTokenLatency: StepHistogram;
   readonly e2eLatency: Histogram;
   /** vLLM's per-request histograms, of completed generations: decode time per output token after the first, prompt and output lengths. */
   readonly timePerOutputToken: Histogram;
   readonly requestPromptTokens: Histogram;
   readonly requestGenerationTokens: Histogram;
   readonly queueTime: Histogram;
-  readonly iterationTokens: Histogram;
+  readonly iterationTokens: StepHistogram;
   readonly inferenceTime: Histogram;
   readonly prefillTime: Histogram;
   readonly decodeTime: Histogram;
@@ -93,7 +100,8 @@ export class PoolMetrics {
   readonly rejected: Counter<'reason'>;
   /** Answers refused with an error status outside a stream, by status (a 500 here is a bug, with its stack in the log). */
   readonly errorResponses: Counter<'status'>;
-  readonly phaseSeconds: Counter<'phase'>;
+  /** Counted through `phase`. */
+  readonly phaseSeconds: StepCounterVec<SchedulerPhase>;
   /** `phaseSeconds` per phase, bound once: a step adds to four of them. */
   readonly phase: Readonly<Record<SchedulerPhase, { inc(seconds: number): void }>>;
   readonly trieHints: Counter;
@@ -125,9 +133,9 @@ export class PoolMetrics {
   readonly prefixCacheHits: Counter;
   readonly prefixCacheBytes: Gauge;
   /** Steps that carried drafts, by drafter: `tree` (the request's fused drafter) or `chain` (the next-token table's chains, wide batches). */
-  readonly speculatingSteps: Counter<'drafter'>;
+  readonly speculatingSteps: StepCounterVec<'tree' | 'chain'>;
   /** speculatingSteps bound to each drafter, for the step loop. */
-  readonly speculatingStepsOf: Record<'tree' | 'chain', { inc(): void }>;
+  readonly speculatingStepsOf: Record<'tree' | 'chain', StepCounterChild>;
 
   /** Gauges filled at scrape time by `watchGovernor`. */
   private governorGauge: Gauge<'method' | 'batch' | 'arm'> | null = null;
@@ -320,10 +328,8 @@ export class PoolMetrics {
     });
   }
 
-  /** Accepted counts per position since the last flush (hot path: no label lookups per token). */
-  private readonly pendingPerPosition: Float64Array;
-  /** acceptedPerPosition bound to each position, made the first time it counts (the step loop makes no label objects). */
-  private readonly acceptedAt: ({ inc(n: number): void } | undefined)[] = [];
+  /** Positions `acceptedPerPosition` counts (0 to this - 1). */
+  private readonly trackedPositions: number;
   /**
    * Tokens of the last 10 s in 100 ms buckets (a ring): the rate is read every
    * step, and a per-step list made that O(steps in 10 s), several percent of
@@ -349,21 +355,23 @@ export class PoolMetrics {
     positions = MAX_TRACKED_POSITIONS,
     modelName?: string,
   ) {
-    this.pendingPerPosition = new Float64Array(Math.max(MAX_TRACKED_POSITIONS, positions));
+    this.trackedPositions = Math.max(MAX_TRACKED_POSITIONS, positions);
     if (modelName !== undefined) this.registry.setDefaultLabels({ model_name: modelName });
     const registers = [this.registry];
     const histogram = (name: string, help: string, buckets: number[]): Histogram => new Histogram({ name, help, buckets, registers });
-    this.numDrafts = new Counter({ name: 'vllm:spec_decode_num_drafts_total', help: 'Verification steps that carried a draft.', registers });
-    this.numDraftTokens = new Counter({ name: 'vllm:spec_decode_num_draft_tokens_total', help: 'Draft tokens verified.', registers });
-    this.numAcceptedTokens = new Counter({ name: 'vllm:spec_decode_num_accepted_tokens_total', help: 'Draft tokens accepted.', registers });
-    this.acceptedPerPosition = new Counter({
+    const stepHistogram = (name: string, help: string, buckets: number[]): StepHistogram => new StepHistogram({ name, help, buckets, registers });
+    this.numDrafts = new StepCounter({ name: 'vllm:spec_decode_num_drafts_total', help: 'Verification steps that carried a draft.', registers });
+    this.numDraftTokens = new StepCounter({ name: 'vllm:spec_decode_num_draft_tokens_total', help: 'Draft tokens verified.', registers });
+    this.numAcceptedTokens = new StepCounter({ name: 'vllm:spec_decode_num_accepted_tokens_total', help: 'Draft tokens accepted.', registers });
+    this.acceptedPerPosition = new StepCounterVec({
       name: 'vllm:spec_decode_num_accepted_tokens_per_pos_total',
       help: 'Accepted draft tokens by position in the accepted path (0 = first draft token).',
-      labelNames: ['position'],
+      labelName: 'position',
+      values: Array.from({ length: this.trackedPositions }, (_, i) => String(i)),
       registers,
     });
-    this.generationTokens = new Counter({ name: 'vllm:generation_tokens_total', help: 'Tokens generated.', registers });
-    this.promptTokens = new Counter({ name: 'vllm:prompt_tokens_total', help: 'Prompt tokens taken in, prefix-cache hits included (as vLLM counts them); minus vllm:prefix_cache_hits_total, those prefilled.', registers });
+    this.generationTokens = new StepCounter({ name: 'vllm:generation_tokens_total', help: 'Tokens generated.', registers });
+    this.promptTokens = new StepCounter({ name: 'vllm:prompt_tokens_total', help: 'Prompt tokens taken in, prefix-cache hits included (as vLLM counts them); minus vllm:prefix_cache_hits_total, those prefilled.', registers });
     this.requestsByReason = new Counter({
       name: 'vllm:request_success_total',
       help: "Finished generations by finish reason, in vLLM's words: stop (an end token, or a stop string the edge found), length (max tokens or the context), abort (cancelled: a client gone, a shutdown), error.",
@@ -383,10 +391,10 @@ export class PoolMetrics {
       help: 'Tokens reserved (prompt + max tokens, capped at the context length + 1) by running and queued generations; a request that would pass --max-total-tokens is refused busy.',
       registers,
     });
-    this.batchSize = histogram('sssd_pool_batch_size', 'Rows per forward pass.', [1, 2, 4, 8, 16, 32, 64, 128, 256]);
-    this.stepSeconds = histogram('sssd_pool_step_seconds', 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).', STALL_BUCKETS);
-    this.timeToFirstToken = histogram('vllm:time_to_first_token_seconds', "From a request's arrival at the pool to its first tokens (queueing and prefill included).", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 640, 2560]);
-    this.interTokenLatency = histogram('vllm:inter_token_latency_seconds', "Between a generation's consecutive token events (the tokens a speculative step accepts are one event): where streams stall.", STALL_BUCKETS);
+    this.batchSize = stepHistogram('sssd_pool_batch_size', 'Rows per forward pass.', [1, 2, 4, 8, 16, 32, 64, 128, 256]);
+    this.stepSeconds = stepHistogram('sssd_pool_step_seconds', 'Wall time of one scheduler iteration (drafting, forward pass, acceptance).', STALL_BUCKETS);
+    this.timeToFirstToken = stepHistogram('vllm:time_to_first_token_seconds', "From a request's arrival at the pool to its first tokens (queueing and prefill included).", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 640, 2560]);
+    this.interTokenLatency = stepHistogram('vllm:inter_token_latency_seconds', "Between a generation's consecutive token events (the tokens a speculative step accepts are one event): where streams stall.", STALL_BUCKETS);
     this.e2eLatency = histogram('vllm:e2e_request_latency_seconds', "From a request's arrival at the pool to its end, for requests that completed (stop, length, context_length).", [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 240, 480, 960, 1920, 7680]);
     this.timePerOutputToken = histogram(
       'vllm:request_time_per_output_token_seconds',
@@ -397,9 +405,9 @@ export class PoolMetrics {
     this.requestPromptTokens = histogram('vllm:request_prompt_tokens', "A completed request's prompt tokens (prefix-cache hits included).", lengths);
     this.requestGenerationTokens = histogram('vllm:request_generation_tokens', "A completed request's output tokens.", lengths);
     this.queueTime = histogram('vllm:request_queue_time_seconds', "From a request's arrival at the pool to its admission into the running batch.", [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 120, 300, 600, 1200]);
-    this.stepTokens = histogram('sssd_pool_step_tokens', 'New tokens (roots + draft nodes + prefill) per forward pass.', [1, 4, 16, 64, 256, 1024, 4096]);
+    this.stepTokens = stepHistogram('sssd_pool_step_tokens', 'New tokens (roots + draft nodes + prefill) per forward pass.', [1, 4, 16, 64, 256, 1024, 4096]);
     // vLLM's names for a dashboard made for vLLM (review h118): its step-token histogram, and a request's phases.
-    this.iterationTokens = histogram('vllm:iteration_tokens_total', 'New tokens (roots + draft nodes + prefill) per forward pass (sssd_pool_step_tokens in vLLM\'s buckets).', [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]);
+    this.iterationTokens = stepHistogram('vllm:iteration_tokens_total', 'New tokens (roots + draft nodes + prefill) per forward pass (sssd_pool_step_tokens in vLLM\'s buckets).', [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]);
     const phases = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.3, 0.6, 0.8, 1, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
     this.inferenceTime = histogram('vllm:request_inference_time_seconds', "A completed request's time in the running batch: from its admission to its end.", phases);
     this.prefillTime = histogram('vllm:request_prefill_time_seconds', "A completed request's time from its admission to its first tokens.", phases);
@@ -414,22 +422,21 @@ export class PoolMetrics {
         this.set(rate());
       },
     });
-    // collect() runs with the counter as `this`.
-    const metrics = this;
-    this.phaseSeconds = new Counter({
+    this.phaseSeconds = new StepCounterVec({
       name: PHASE_SECONDS_METRIC,
       help:
         'Time spent per scheduler phase: draft (drafting + budget), forward (runner.step), accept (verification, events queued), ' +
         "between (from a step's end to the next step's start: event writes flushed, HTTP requests handled), idle (no generation running).",
-      labelNames: ['phase'],
+      labelName: 'phase',
+      values: SCHEDULER_PHASES,
       registers,
       // A scrape during a long idle stretch counts it up to now.
-      collect() {
-        if (metrics.idleSince !== null) metrics.endIdle(performance.now(), true);
+      beforeRead: () => {
+        if (this.idleSince !== null) this.endIdle(performance.now(), true);
       },
     });
     const phaseCounter = this.phaseSeconds;
-    this.phase = Object.fromEntries(SCHEDULER_PHASES.map((p) => [p, phaseCounter.labels(p)])) as Record<SchedulerPhase, { inc(seconds: number): void }>;
+    this.phase = Object.fromEntries(SCHEDULER_PHASES.map((p, i) => [p, phaseCounter.child(i)])) as Record<SchedulerPhase, StepCounterChild>;
     this.rejected = new Counter({ name: 'sssd_pool_rejected_requests_total', help: 'Requests refused: at admission (busy, draining), in the queue for another tenant\'s (displaced), for another model (model_mismatch) or protocol version (protocol_mismatch), or without the bearer token (unauthorized).', labelNames: ['reason'], registers });
     this.errorResponses = new Counter({
       name: 'sssd_pool_error_responses_total',
@@ -463,10 +470,13 @@ export class PoolMetrics {
       help: "'trie-exhausted' hints sent to edges (only after an edge trie that got tokens accepted).",
       registers,
     });
-    this.speculatingSteps = new Counter({
+    this.speculatingSteps = new StepCounterVec({
       name: 'sssd_pool_speculating_steps_total',
       help: "Steps that carried drafts, by drafter: tree (each request's fused drafter) or chain (next-token table chains in batches the fused drafter sits out).",
-      labelNames: ['drafter'],
+      labelName: 'drafter',
+      values: ['tree', 'chain'] as const,
+      // Both at 0 from the start, as the other series an alert may watch (below).
+      zeroFromStart: true,
       registers,
     });
     this.prefixCacheQueries = new Counter({ name: 'vllm:prefix_cache_queries_total', help: 'Prompt tokens looked up in the prefix cache.', registers });
@@ -555,8 +565,7 @@ export class PoolMetrics {
     for (const result of ['indexed', 'repeat']) this.datastoreContributions.inc({ result }, 0);
     for (const result of ['applied', 'ended', 'unknown', 'invalid']) this.triePushes.inc({ result }, 0);
     for (const result of ['used', 'malformed', 'invalid']) this.shippedTries.inc({ result }, 0);
-    for (const drafter of ['tree', 'chain']) this.speculatingSteps.inc({ drafter }, 0);
-    this.speculatingStepsOf = { tree: this.speculatingSteps.labels('tree'), chain: this.speculatingSteps.labels('chain') };
+    this.speculatingStepsOf = { tree: this.speculatingSteps.child(0), chain: this.speculatingSteps.child(1) };
     for (const status of ERROR_STATUSES) this.errorResponses.inc({ status }, 0);
     for (const code of GENERATION_ERROR_CODES) this.generationErrors.inc({ code }, 0);
   }
@@ -568,7 +577,7 @@ export class PoolMetrics {
   }
 
   recordAccepted(position: number): void {
-    if (position < this.pendingPerPosition.length) this.pendingPerPosition[position]++;
+    if (position < this.trackedPositions) this.acceptedPerPosition.add(position);
   }
 
   recordFinished(reason: FinishReason): void {
@@ -604,17 +613,8 @@ export class PoolMetrics {
     this.idleSince = stillIdle ? now : null;
   }
 
-  /** Once per step: fold per-position counts into the labelled counter and update the rate window. */
+  /** Once per step: count the step's output tokens and update the rate window. */
   endStep(now: number, generated: number): void {
-    for (let i = 0; i < this.pendingPerPosition.length; i++) {
-      const n = this.pendingPerPosition[i];
-      if (n > 0) {
-        let counter = this.acceptedAt[i];
-        if (counter === undefined) counter = this.acceptedAt[i] = this.acceptedPerPosition.labels(String(i));
-        counter.inc(n);
-        this.pendingPerPosition[i] = 0;
-      }
-    }
     this.generationTokens.inc(generated);
     const bucket = Math.floor(now / WINDOW_BUCKET_MS);
     const slot = bucket % WINDOW_BUCKETS;

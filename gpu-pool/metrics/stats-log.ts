@@ -5,7 +5,6 @@
  * was accepted, the prefix cache's hit rate. Read off the Prometheus counters,
  * so the line and /metrics never disagree. Nothing is printed while idle.
  */
-import type { Counter, Gauge } from 'prom-client';
 import type { PoolMetrics } from './pool-metrics';
 
 /** Counter totals the line is made of. */
@@ -26,7 +25,7 @@ export interface StatsSnapshot {
   prefixCacheBytes: number;
 }
 
-async function valueOf(metric: Counter | Gauge): Promise<number> {
+async function valueOf(metric: { get(): Promise<{ values: { value: number }[] }> }): Promise<number> {
   const { values } = await metric.get();
   return values.reduce((sum, v) => sum + v.value, 0);
 }
