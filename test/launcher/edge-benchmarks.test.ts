@@ -1,5 +1,5 @@
 // The launcher benchmarks as a user runs them (`npm run bench:edge-cpu`,
-// `bench:edge-delay`, `bench:sampling`, `bench:structured`): real processes (pool, wrangler dev),
+// `bench:edge-delay`, `bench:sampling`, `bench:structured`, `bench:metrics`): real processes (pool, wrangler dev),
 // small sizes, the JSON output checked; bad flags fail fast with a clear error.
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -99,6 +99,27 @@ describe('bench-sampling', () => {
     const r = await bench('bench-sampling.ts', ['--tokens', 'many']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('error: --tokens must be an integer >= 1 and <= 4096, not "many"');
+  });
+});
+
+describe('bench-metrics', () => {
+  it("times a step's metric updates on PoolMetrics and on prom-client straight, and a scrape", async () => {
+    const r = await bench('bench-metrics.ts', ['--steps', '2000', '--passes', '2', '--rows', '3', '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { rows: number; steps: number; passes: number; variants: { name: string; fastestUs: number; minorGcs: number[] }[]; scrapeMs: number };
+    expect(out).toMatchObject({ rows: 3, steps: 2000, passes: 2 });
+    expect(out.variants.map((v) => v.name)).toEqual(['PoolMetrics', 'prom-client calls']);
+    for (const v of out.variants) {
+      expect(v.fastestUs).toBeGreaterThan(0);
+      expect(v.minorGcs).toHaveLength(2);
+    }
+    expect(out.scrapeMs).toBeGreaterThan(0);
+  });
+
+  it('refuses bad flags with a clear error', async () => {
+    const r = await bench('bench-metrics.ts', ['--rows', '0']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('error: --rows must be an integer >= 1 and <= 256, not "0"');
   });
 });
 
