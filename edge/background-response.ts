@@ -97,7 +97,8 @@ export async function answerInBackground(
     }
     log.end();
   };
-  options.waitUntil(keepEvents(log, store, started.id));
+  // Followed live in this isolate until a minute past its deadline at the latest, when a poll takes a run not ended as dead.
+  options.waitUntil(keepEvents(log, store, started.id, begun + options.deadlineMs + DIED_AFTER_DEADLINE_MS));
   options.waitUntil(runToEnd(job, told).finally(() => log.end()));
   return liveEventStream(log, reply.headers, events.quietCommentMs);
 }

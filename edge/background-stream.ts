@@ -33,7 +33,7 @@ const QUIET_COMMENT = encoder.encode(QUIET_COMMENT_TEXT);
  * id, from the first event until their end is kept (keepEvents): a stream
  * read again here follows the run as its creator does.
  */
-const runningLogs = new Map<string, EventLog>();
+const runningLogs = new Map<string, { log: EventLog; until: number }>();
 const runningKey = (store: ResponseStore, id: string): string => `${store.keyId}\n${id}`;
 
 /** A background run's events as it writes them: frame i is the event of sequence_number i. */
@@ -105,13 +105,18 @@ export async function driveFormat(run: CompletionRun, format: ResponsesStreamFor
  * Keeps `log` in KV as it grows, a write at most every KEY_WRITE_INTERVAL_MS
  * (KV's one a second per key), until it has kept the log's end. Never throws.
  */
-export async function keepEvents(log: EventLog, store: ResponseStore, id: string): Promise<void> {
+export async function keepEvents(log: EventLog, store: ResponseStore, id: string, runsUntil = Infinity): Promise<void> {
   const running = runningKey(store, id);
-  runningLogs.set(running, log);
+  // Followed here no later than its run may last: a run whose waitUntil the runtime cut never comes to this
+  // function's end, and its log would be followed, never ending, for the isolate's life (review h153).
+  const entry = { log, until: runsUntil };
+  const now = Date.now();
+  for (const [key, other] of runningLogs) if (other.until < now) runningLogs.delete(key);
+  runningLogs.set(running, entry);
   try {
     await keepEventsInKv(log, store, id);
   } finally {
-    if (runningLogs.get(running) === log) runningLogs.delete(running);
+    if (runningLogs.get(running) === entry) runningLogs.delete(running);
   }
 }
 
@@ -148,11 +153,17 @@ async function keepEventsInKv(log: EventLog, store: ResponseStore, id: string): 
  * runs it); a comment when it is quiet. A client that leaves stops reading,
  * never the run.
  */
-export function liveEventStream(log: EventLog, headers: HeadersInit, quietCommentMs: number, from = 0): Response {
+export function liveEventStream(log: EventLog, headers: HeadersInit, quietCommentMs: number, from = 0, until = Infinity): Response {
   let sent = from;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       await log.beyond(sent, quietCommentMs);
+      // Past the most its run may take, a log still open is one whose run the runtime cut: the stream ends (a client
+      // that reads it again from there gets the stored response's end told).
+      if (!log.ended && Date.now() > until && sent >= log.frames.length) {
+        controller.close();
+        return;
+      }
       if (sent < log.frames.length) {
         const count = log.frames.length;
         controller.enqueue(encoder.encode(log.frames.slice(sent, count).join('')));
@@ -194,8 +205,10 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
       'invalid_request_error',
     );
   }
-  const running = runningLogs.get(runningKey(store, id));
-  if (running !== undefined) return liveEventStream(running, {}, quietCommentMs, after + 1);
+  const key = runningKey(store, id);
+  const running = runningLogs.get(key);
+  if (running !== undefined && Date.now() <= running.until) return liveEventStream(running.log, {}, quietCommentMs, after + 1, running.until);
+  if (running !== undefined) runningLogs.delete(key);
   let next = after + 1;
   let lastSent = Date.now();
   let endSeenAt: number | null = null;

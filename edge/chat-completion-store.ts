@@ -77,8 +77,10 @@ const LIST_BATCH = 1000;
  * goes on from there.
  */
 export const LIST_READ_CHARS = 8 * 1024 * 1024;
-/** Records a list reads at once: a bound on what is in flight, whatever the records weigh. */
-const LIST_READ_AT_ONCE = 8;
+/** Bytes of records a list reads at once at most, by their bound (maxBytes): what is in flight, whatever they weigh (review h153). */
+const LIST_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
+/** ... and records, where they are small. */
+const LIST_READ_AT_ONCE = 16;
 /** Digits of `created` in an index name (seconds; good past the year 30,000). */
 const CREATED_DIGITS = 12;
 const CREATED_MAX = 10 ** CREATED_DIGITS - 1;
@@ -318,18 +320,19 @@ export class ChatCompletionStore {
     let waiting: string[] = [];
     let charsRead = 0;
     const readWaiting = async (): Promise<void> => {
-      for (let i = 0; i < waiting.length && !hasMore; i += LIST_READ_AT_ONCE) {
-        const reads = await Promise.all(waiting.slice(i, i + LIST_READ_AT_ONCE).map((id) => this.read(id)));
+      const atOnce = Math.max(1, Math.min(LIST_READ_AT_ONCE, Math.floor(LIST_IN_FLIGHT_BYTES / this.maxBytes)));
+      for (let i = 0; i < waiting.length && !hasMore; i += atOnce) {
+        const reads = await Promise.all(waiting.slice(i, i + atOnce).map((id) => this.read(id)));
         for (const { record, chars } of reads) {
           if (hasMore) break;
+          // Gone since (deleted, expired), or a hash that matched by chance: on no page.
+          if (record === null || !matches(record, query)) continue;
           // The page has what the budget allows: the rest is the next page's (after its last id).
           if (page.length > 0 && charsRead + chars > this.listReadChars) {
             hasMore = true;
             break;
           }
           charsRead += chars;
-          // Gone since (deleted, expired), or a hash that matched by chance.
-          if (record === null || !matches(record, query)) continue;
           if (page.length < query.limit) page.push(record);
           else hasMore = true;
         }

@@ -624,10 +624,10 @@ export class CompletionRun {
     // Each push is a subrequest, which Workers bound per request (review h151): past the cap, the pool drafts on
     // from its own sources.
     if (this.triePushes >= MAX_TRIE_PUSHES) return;
-    this.triePushes++;
     const length = Math.min(this.outputBase + outputLength, this.outputIds.length);
     const trie = this.draftTrie(this.plan.promptIds.concat(this.outputIds.slice(0, length)));
     if (trie === null) return;
+    this.triePushes++;
     if (this.trieBytes === 0) this.trieBytes = trie.length;
     this.deps.waitUntil(client.pushTrie(this.generationId, { outputLength: length - this.outputBase, trie: bytesToBase64(trie) }).catch(() => undefined));
   }

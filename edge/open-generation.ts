@@ -140,7 +140,7 @@ export async function openGeneration(
           const message = err.message || `answered ${err.status}`;
           tooLarge = largerRefusal(tooLarge, { message, limit: err.maxTotalTokens ?? tokenLimitOf(message) });
           tooLargeRefusals++;
-          picker.notePassedOver(client.baseUrl, `too large for it: ${message.slice(0, 120)}`, givenId);
+          picker.notePassedOver(client.baseUrl, `too large for it: ${clipped(message, 120)}`, givenId);
           continue;
         }
         if (err instanceof PoolRejectedError) {
@@ -187,7 +187,7 @@ export async function openGeneration(
           failed = true;
           // Not the stall watch's own (the pool went silent): that one took the whole window already.
           if (event.code === 'internal' && !watch.didStall) internalErrors++;
-          failedReason = `${event.code}: ${event.message.slice(0, 120)}`;
+          failedReason = `${event.code}: ${clipped(event.message, 120)}`;
           break;
         }
         // Ended by the pool before a token (its drain ran out, or the generation failed there): another pool takes it
@@ -229,7 +229,7 @@ export async function openGeneration(
   }
   if (tries > 0 && tokenRefusals === tries) throw poolsRefuseTokenError(poolTokenRefusals === 0);
   // The pool's words end "retry after the time given": the time is said once, here, as Retry-After gives it.
-  const why = lastBusy ? ` (the last: ${lastBusy.replace(/; retry after the time given$/, '').slice(0, 200)})` : '';
+  const why = lastBusy ? ` (the last: ${clipped(lastBusy.replace(/; retry after the time given$/, ''), 200)})` : '';
   const retryS = (retryAfterMs ?? 2000) / 1000;
   throw new ApiError(503, `No inference pool can take the request now${why}; retry in ${retryAfterSeconds(retryS)} s.`, 'service_unavailable', 'pool_unavailable', null, retryS);
 }

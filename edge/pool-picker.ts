@@ -284,6 +284,11 @@ export class PoolPicker {
 
   /** The served model changed: pools passed over for serving another (421) may serve this one, so none goes last for it. */
   forgetMisdirected(): void {
+    // Those marked for serving the model now served are asked again at the next probe, not 5 s later (review h153).
+    for (const url of this.misdirected.keys()) {
+      const verification = this.verifications.get(url);
+      if (verification && !verification.ok) verification.at = 0;
+    }
     this.misdirected.clear();
   }
 

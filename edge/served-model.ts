@@ -64,7 +64,17 @@ interface Loaded {
    * outage of the one other pool, kept the edge once that one was back).
    */
   displaced: PoolInfo | null;
+  /** When it was displaced: remembered DISPLACED_FOR_MS at most (a model the operator swapped out for good is not coming back). */
+  displacedAt: number;
 }
+
+/**
+ * How long a model an outage displaced is remembered: its name is a 503
+ * (retry) meanwhile, not a 404, and it takes the edge back at a tie. Past it,
+ * it is a model no pool serves (review h153: a swap of the only pool's model
+ * made the old name a 503 for the isolate's life, which the SDKs retry).
+ */
+export const DISPLACED_FOR_MS = 10 * 60_000;
 
 let loaded: Loaded | null = null;
 
@@ -276,16 +286,19 @@ export async function servedModel(picker: PoolPicker, waitUntil?: (promise: Prom
   if (current === null || current.picker !== picker) {
     const { model } = await load(picker, null);
     picker.noteServedModel(model.info);
-    loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0, displaced: null };
+    loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0, displaced: null, displacedAt: 0 };
     return model;
   }
   if (now - current.checkedAt >= checkMs && (current.checkingSince === 0 || now - current.checkingSince > CHECK_GIVEN_UP_MS)) {
     current.checkingSince = now;
-    const check = load(picker, current.model, current.displaced).then(
+    const remembered = now - current.displacedAt < DISPLACED_FOR_MS ? current.displaced : null;
+    const check = load(picker, current.model, remembered).then(
       ({ model, displaced }) => {
         if (loaded !== current) return;
         picker.noteServedModel(model.info);
-        loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0, displaced };
+        // Displaced now (not before): its time starts; displaced still, its time goes on.
+        const displacedAt = displaced === null ? 0 : displaced === remembered ? current.displacedAt : Date.now();
+        loaded = { picker, model, checkedAt: Date.now(), checkingSince: 0, displaced, displacedAt };
       },
       () => {
         // Pools unreachable: keep serving what was loaded, and look again after the interval.
@@ -309,7 +322,7 @@ export function acceptsModelName(model: ServedModel, name: string): boolean {
  * once they are (review h147: a client naming it was told it did not exist).
  */
 export function unknownModel(model: ServedModel, name: string): ApiError {
-  const displaced = loaded?.displaced?.model.name;
+  const displaced = loaded !== null && Date.now() - loaded.displacedAt < DISPLACED_FOR_MS ? loaded.displaced?.model.name : undefined;
   if (displaced !== undefined && name === displaced && name !== model.info.model.name) {
     return new ApiError(
       503,

@@ -177,6 +177,8 @@ export class StepHistogram {
       buckets,
       registers: config.registers,
       collect() {
+        // A reset (the histogram's, or its registry's) drops the series: made again, at zero, before it is written.
+        if ((this as unknown as { hashMap?: Record<string, unknown> }).hashMap?.[''] === undefined) this.zero({});
         const series = seriesOf(this, buckets);
         for (let i = 0; i < buckets.length; i++) series.bucketValues[buckets[i]] = self.counts[i];
         series.sum = self.sum;

@@ -137,6 +137,34 @@ describe('a background stream as read', () => {
     expect(store.reads).toBeGreaterThan(0);
   });
 
+  it('follows a run in its isolate no later than its run may last: one whose waitUntil was cut is read from KV, its end told (review h153)', async () => {
+    /** A store whose event writes never settle: the run's waitUntil was cut, and keepEvents never comes to its end. */
+    class StuckStore extends ResponseStore {
+      reads = 0;
+      override writeEvents(): Promise<never> {
+        return new Promise<never>(() => undefined);
+      }
+      override async readEvents(id: string): Promise<StoredEvents | null> {
+        this.reads++;
+        return super.readEvents(id);
+      }
+    }
+    const store = new StuckStore(workerd(), 'key-stuck', 0, 1 << 20);
+    const record = streamedRecord('b9b9b9b9b9b9b9b9b9b9b9b9', 'completed');
+    expect(await store.put(record)).toBe(true);
+    const log = new EventLog();
+    for (const frame of frames(2)) log.append(frame);
+    void keepEvents(log, store, record.response.id, Date.now() + 400);
+    // Within its time: followed live, and that stream ends once the time is past though the log never ends.
+    const live = await textOf(resumedEventStream(record, -1, store, 100));
+    expect(live.startsWith(frames(2).join(''))).toBe(true);
+    expect(store.reads).toBe(0);
+    // Past it: read from KV, which has none of its events, so the stored response's end is told.
+    const again = await textOf(resumedEventStream(record, 1, store, 60_000));
+    expect(store.reads).toBeGreaterThan(0);
+    expect(again).toBe(endEvents(record.response, 2).join(''));
+  }, 15_000);
+
   it("tells the stored response's end where the events' end was never kept, and says a deleted one is gone", async () => {
     const store = new ResponseStore(workerd(), 'key-resume-end', 0, 1 << 20);
     const record = streamedRecord('e5e5e5e5e5e5e5e5e5e5e5e5', 'completed');

@@ -102,6 +102,16 @@ describe('ChatCompletionStore', () => {
     // One record over the whole budget is still a page of one, never an empty page that says there is more.
     const huge = new ChatCompletionStore(kv, 'key-budget', 0, 1 << 20, 1_000);
     expect((await allIds(huge, { limit: 3 })).flat()).toEqual(ids);
+    // Records as large as 32 MiB may be are read one at a time, not a batch of them in flight (review h153): a page of
+    // one reads that one and the next, which it stops at.
+    let gets = 0;
+    const get = kv.get.bind(kv) as unknown as (key: string, ...rest: unknown[]) => Promise<unknown>;
+    const counting = { get: (key: string, ...rest: unknown[]) => (gets++, get(key, ...rest)), list: kv.list.bind(kv), put: kv.put.bind(kv), delete: kv.delete.bind(kv) } as unknown as KVNamespace;
+    const bounded = new ChatCompletionStore(counting, 'key-budget', 0, 32 * 1024 * 1024, 30_000);
+    const first = await bounded.list(query({ limit: 100 }));
+    expect(first.data).toHaveLength(1);
+    expect(first.has_more).toBe(true);
+    expect(gets).toBe(2);
   });
 
   it("lets the SDK's list-and-delete loop delete every one: a page after one just deleted goes on from its place", async () => {

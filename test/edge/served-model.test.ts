@@ -2,10 +2,10 @@
 // a proxy that can send the edge to another pool at the same address (a pool
 // rolled to another model): loaded once, checked again in the background,
 // kept through an outage.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ApiError, errorResponse } from '../../edge/api-error';
 import { PoolPicker } from '../../edge/pool-picker';
-import { servedModel, unknownModel } from '../../edge/served-model';
+import { DISPLACED_FOR_MS, servedModel, unknownModel } from '../../edge/served-model';
 import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
@@ -208,6 +208,14 @@ describe('the served model', () => {
       expect(unknownModel(meanwhile, 'stories260K')).toMatchObject({ status: 503, code: 'pool_unavailable', param: 'model', retryAfterS: 2 });
       expect(unknownModel(meanwhile, 'stories260K').message).toMatch(/none of its inference pools is up \(this server serves 'babyllama105' meanwhile/);
       expect(unknownModel(meanwhile, 'gpt-4o')).toMatchObject({ status: 404, code: 'model_not_found' });
+      // Not for ever: a model swapped out for good is, ten minutes on, one no pool serves (review h153).
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(Date.now() + DISPLACED_FOR_MS + 1_000);
+        expect(unknownModel(meanwhile, 'stories260K')).toMatchObject({ status: 404, code: 'model_not_found' });
+      } finally {
+        vi.useRealTimers();
+      }
       // Back: one pool against one, and the model it served before the outage is served again.
       a.retarget(stories.url);
       expect(await settlesOn('stories260K')).toBe('stories260K');

@@ -238,6 +238,15 @@ describe('step metrics', () => {
     expect(samples(body, 'sssd_pool_step_seconds').get('sssd_pool_step_seconds_count')).toBe(0);
   });
 
+  it('goes on scraping after its registry was reset, the step totals as they stand (review h153)', async () => {
+    const metrics = new PoolMetrics();
+    metrics.stepSeconds.observe(0.002);
+    metrics.registry.resetMetrics();
+    metrics.stepSeconds.observe(0.003);
+    const body = (await metrics.render()).body;
+    expect(samples(body, 'sssd_pool_step_seconds').get('sssd_pool_step_seconds_count')).toBe(2);
+  });
+
   it('shows a phase from its first count, even of 0 s, in the order the phases first counted', async () => {
     const metrics = new PoolMetrics();
     expect([...samples((await metrics.render()).body, 'sssd_pool_phase_seconds_total').keys()]).toEqual([]);
