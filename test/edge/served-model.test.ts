@@ -53,6 +53,20 @@ async function served(picker: PoolPicker, checkMs: number): Promise<{ model: Awa
   return { model, checks };
 }
 
+/** Checks until the served model is `name` (health and the check run as the background would run them), or 15 s: the name served then. */
+async function modelSettledOn(picker: PoolPicker, name: string): Promise<string> {
+  const until = Date.now() + 15_000;
+  let now = '';
+  while (Date.now() < until) {
+    await picker.checkHealth();
+    await Promise.all((await served(picker, 0)).checks);
+    now = (await served(picker, 60_000)).model.info.model.name;
+    if (now === name) break;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return now;
+}
+
 describe('the served model', () => {
   it("ends a reply where the pool stops, not at the tokenizer's other end ids (those the pool generates past were dropped from text and logprobs)", async () => {
     const { model } = await served(new PoolPicker([hfEos2.url], token), 60_000);
@@ -147,20 +161,7 @@ describe('the served model', () => {
     const [a, b] = await Promise.all([startFaultProxy(stories.url), startFaultProxy(stories.url)]);
     try {
       const picker = new PoolPicker([a.url, b.url, baby.url], token);
-      /** Checks until the served model is `name` (health and the check run as the background would run them). */
-      const settlesOn = async (name: string): Promise<string> => {
-        const until = Date.now() + 15_000;
-        let now = '';
-        while (Date.now() < until) {
-          await picker.checkHealth();
-          const check = await served(picker, 0);
-          await Promise.all(check.checks);
-          now = (await served(picker, 60_000)).model.info.model.name;
-          if (now === name) break;
-          await new Promise((r) => setTimeout(r, 250));
-        }
-        return now;
-      };
+      const settlesOn = (name: string): Promise<string> => modelSettledOn(picker, name);
       expect((await served(picker, 60_000)).model.info.model.name).toBe('stories260K');
       // Both stories pools gone: the one left up is served rather than nothing.
       const dead = `http://127.0.0.1:${await freePort()}`;
@@ -187,18 +188,7 @@ describe('the served model', () => {
     const a = await startFaultProxy(stories.url);
     try {
       const picker = new PoolPicker([a.url, baby.url], token);
-      const settlesOn = async (name: string): Promise<string> => {
-        const until = Date.now() + 15_000;
-        let now = '';
-        while (Date.now() < until) {
-          await picker.checkHealth();
-          await Promise.all((await served(picker, 0)).checks);
-          now = (await served(picker, 60_000)).model.info.model.name;
-          if (now === name) break;
-          await new Promise((r) => setTimeout(r, 250));
-        }
-        return now;
-      };
+      const settlesOn = (name: string): Promise<string> => modelSettledOn(picker, name);
       expect((await served(picker, 60_000)).model.info.model.name).toBe('stories260K');
       a.retarget(`http://127.0.0.1:${await freePort()}`);
       expect(await settlesOn('babyllama105')).toBe('babyllama105');
