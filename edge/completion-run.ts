@@ -22,6 +22,7 @@ import { TokenTextAssembler, type SourcedText, type TokenLogprob } from './token
 import { promptLogprobsOf, type PromptLogprobs } from './prompt-logprobs';
 import type { LoadedUserCache, UserCacheStore } from './user-cache-store';
 import { generationEndIds } from '../shared/end-ids';
+import { EDGE_TRIE_PUSHES } from './edge-config';
 
 export interface CompletionPlan {
   id: string;
@@ -83,8 +84,6 @@ export interface CompletionPlan {
  * silent past the stall window).
  */
 export const MAX_RESUMES = 2;
-/** Fresh tries one generation pushes at most (each a subrequest; 8 choices of a request push 8 times as many). */
-export const MAX_TRIE_PUSHES = 32;
 
 export interface CompletionDeps {
   picker: PoolPicker;
@@ -93,6 +92,8 @@ export interface CompletionDeps {
   store: UserCacheStore | null;
   waitUntil: (promise: Promise<unknown>) => void;
   edgeTrieNodes: number;
+  /** Fresh tries one generation pushes at most (SSSD_EDGE_TRIE_PUSHES, edge-config.ts); unset: EDGE_TRIE_PUSHES. */
+  edgeTriePushes?: number;
   /** A pool silent this long on the generation has hung: fail over, or resume (SSSD_POOL_STALL_SECONDS). */
   poolStallMs: number;
   /** Called once when the run is over (releases the caller's concurrency slot). */
@@ -194,7 +195,7 @@ export class CompletionRun {
   private cancelledBy: CancelCause = 'client';
   /** Its pool failed mid-reply and it is waiting for one to go on with it (resume). */
   private resuming = false;
-  /** Fresh tries pushed (MAX_TRIE_PUSHES). */
+  /** Fresh tries pushed (CompletionDeps.edgeTriePushes). */
   private triePushes = 0;
 
   /** Its pool failed, and no other has taken it up yet: a stop now is the pools' outage, not the run's own length. */
@@ -623,7 +624,7 @@ export class CompletionRun {
     if (!client || this.cancelled || this.finished) return;
     // Each push is a subrequest, which Workers bound per request (review h151): past the cap, the pool drafts on
     // from its own sources.
-    if (this.triePushes >= MAX_TRIE_PUSHES) return;
+    if (this.triePushes >= (this.deps.edgeTriePushes ?? EDGE_TRIE_PUSHES)) return;
     const length = Math.min(this.outputBase + outputLength, this.outputIds.length);
     const trie = this.draftTrie(this.plan.promptIds.concat(this.outputIds.slice(0, length)));
     if (trie === null) return;

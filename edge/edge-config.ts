@@ -16,6 +16,8 @@ export interface EdgeConfig {
   /** A user's cache expires from KV this long after its last write (seconds; 0 = never). */
   userCacheTtlSeconds: number;
   edgeTrieNodes: number;
+  /** Fresh tries one generation pushes at most (SSSD_EDGE_TRIE_PUSHES; each a subrequest; 0: only the trie it opens with). */
+  edgeTriePushes: number;
   /** How long a request waits for the user's cache from KV before it opens without it (ms; its trie is pushed when the cache comes). */
   userCacheWaitMs: number;
   /** A pool silent this long on a generation has hung (ms; see stall-watch.ts). */
@@ -55,6 +57,13 @@ export const DEFAULT_BACKGROUND_DEADLINE_S = 25;
 export const EDGE_USER_CACHE_MAX_BYTES = 64 * 1024;
 export const EDGE_TRIE_NODES = 128;
 /**
+ * Fresh tries one generation pushes at most: each is a subrequest, which
+ * Workers bound per request (1,000 on the paid plan, 50 on the free one;
+ * review h151), and 8 choices of a request push 8 times as many. Past the
+ * cap the pool drafts on from its own sources.
+ */
+export const EDGE_TRIE_PUSHES = 32;
+/**
  * A read of a key KV holds near the Worker takes a millisecond or so; one it
  * must fetch from its central store can take tens to hundreds. Past this the
  * request opens without the cache (the pool drafts from its own sources), and
@@ -87,6 +96,7 @@ export const INT_VARS = {
   // A `user` per session or per request would otherwise leave a value in KV for good.
   SSSD_USER_CACHE_TTL_DAYS: { fallback: 30, min: 0, max: 3650 },
   SSSD_EDGE_TRIE_NODES: { fallback: EDGE_TRIE_NODES, min: 0, max: 4096 },
+  SSSD_EDGE_TRIE_PUSHES: { fallback: EDGE_TRIE_PUSHES, min: 0, max: 1000 },
   SSSD_USER_CACHE_WAIT_MS: { fallback: EDGE_USER_CACHE_WAIT_MS, min: 0, max: 10_000 },
   // Past the pool's keep-alive for a queued generation (QUEUED_KEEPALIVE_MS, 1 s) with room to spare.
   SSSD_POOL_STALL_SECONDS: { fallback: 30, min: 2, max: 3600 },
@@ -241,6 +251,7 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
     userCacheHistoryTokens: intVar(env, 'SSSD_USER_CACHE_HISTORY_TOKENS'),
     userCacheTtlSeconds: 86_400 * intVar(env, 'SSSD_USER_CACHE_TTL_DAYS'),
     edgeTrieNodes: intVar(env, 'SSSD_EDGE_TRIE_NODES'),
+    edgeTriePushes: intVar(env, 'SSSD_EDGE_TRIE_PUSHES'),
     userCacheWaitMs: intVar(env, 'SSSD_USER_CACHE_WAIT_MS'),
     poolStallMs: 1000 * intVar(env, 'SSSD_POOL_STALL_SECONDS'),
     wholeReplyHeartbeatMs: intVar(env, 'SSSD_WHOLE_REPLY_HEARTBEAT_MS'),

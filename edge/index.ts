@@ -274,6 +274,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
       store: kv === null ? null : new UserCacheStore(kv, config.userCacheMaxBytes, model.tokenizer.vocabSize, config.userCacheHistoryTokens, config.userCacheTtlSeconds),
       waitUntil: (promise) => c.executionCtx.waitUntil(promise),
       edgeTrieNodes: config.edgeTrieNodes,
+      edgeTriePushes: config.edgeTriePushes,
       userCacheWaitMs: config.userCacheWaitMs,
       poolStallMs: config.poolStallMs,
       wholeReplyHeartbeatMs: config.wholeReplyHeartbeatMs,

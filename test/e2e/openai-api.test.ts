@@ -15,7 +15,7 @@ import { sha256Hex, startEdge, type RunningEdge } from '../../launcher/stack';
 import { referenceGenerate, startAll, startTestStack, type GenerateOutput, type TestStack } from './stack-fixture';
 import type { CompletionUsage } from '../../edge/completion-run';
 import { runEdgeSoak } from '../../gpu-pool/bench/edge-soak';
-import { metricValue } from '../gpu-pool/server/pool-process';
+import { metricValue, seriesValue } from '../gpu-pool/server/pool-process';
 import { finishedAfter, finishedCounts } from './finished-counts';
 import { models } from '../support/shared-data';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
@@ -1888,5 +1888,46 @@ describe('an edge that opens generations before the user cache is read', () => {
     expect(spec.edge_trie_bytes).toBeGreaterThan(0);
     expect(spec.edge_accepted_tokens).toBeGreaterThan(20);
     expect(spec.steps).toBeLessThan(first.usage!.speculation.steps);
+  });
+});
+
+// Each fresh trie an edge pushes is a subrequest, which Workers bound per
+// request: past SSSD_EDGE_TRIE_PUSHES a generation pushes none, and the pool
+// drafts on from its own sources. At 0, an edge that never waits for the
+// user's cache (whose trie the test above sees pushed every time) sends none.
+describe('an edge that caps the fresh tries a generation pushes', () => {
+  const CAPPED_KEY = 'e2e-capped-pushes-key';
+  let edge: RunningEdge;
+  let dir: string;
+  let capped: OpenAI;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'sssd-e2e-pushes-'));
+    edge = await startEdge({ poolUrls: [stack.poolUrl], poolToken: stack.poolToken, devKey: CAPPED_KEY, persistTo: dir, vars: { SSSD_USER_CACHE_WAIT_MS: '0', SSSD_EDGE_TRIE_PUSHES: '0' } });
+    capped = new OpenAI({ apiKey: CAPPED_KEY, baseURL: `${edge.url}/v1`, maxRetries: 0 });
+  });
+
+  afterAll(async () => {
+    await edge?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('pushes none past the cap, and the reply is the same', async () => {
+    const body = { prompt: 'Lily went to the park with her mom.', max_tokens: 400, temperature: 0, logit_bias: { '1': -100 }, user: 'capped' };
+    const first = await streamCompletion(body, capped);
+    await untilCacheMerged('capped', 1, CAPPED_KEY, edge.url);
+    const pushes = async (): Promise<number> => {
+      const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
+      return ['applied', 'ended', 'unknown', 'invalid'].reduce((sum, result) => sum + seriesValue(text, 'sssd_pool_trie_pushes_total', `result="${result}"`), 0);
+    };
+    const before = await pushes();
+    const again = await streamCompletion(body, capped);
+    expect(again.text).toBe(first.text);
+    expect(again.usage!.speculation).toMatchObject({ edge_trie_bytes: 0, edge_accepted_tokens: 0 });
+    // A push is not awaited: one would reach the pool soon after the reply's end.
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(await pushes()).toBe(before);
+    // The user's cache is still written: only the pushes are capped.
+    await untilCacheMerged('capped', 2, CAPPED_KEY, edge.url);
   });
 });
