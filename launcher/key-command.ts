@@ -23,11 +23,21 @@ export interface NewKeyRecord {
   dataOf?: string;
 }
 
+/**
+ * The key record's KV metadata: its tenant as the edge names it and the data scope its requests store under, so
+ * that one list of the namespace finds a tenant's keys and their data (`sssd kv erase --tenant`; review h143).
+ */
+export interface KeyMetadata {
+  tenant: string;
+  scope: string;
+}
+
 export interface NewKey {
   key: string;
   /** SHA-256 of the key, lower-case hex: the KV entry is `key:<hash>`. */
   hash: string;
   record: NewKeyRecord;
+  metadata: KeyMetadata;
   /** The key's tenant as the edge's request log and the pools name it (a hash: docs/deploy.md, "Logs"). */
   tenantInLogs: string;
   /** The shell commands that provision and revoke it. */
@@ -49,14 +59,18 @@ export async function newKey(record: NewKeyRecord, where: 'remote' | 'local', pe
   // The local store `sssd up` keeps its edge's KV in (SSSD_EDGE_STATE), where it is not wrangler's default (review h133).
   const state = where === 'local' && persistTo !== null ? ` --persist-to ${shellWord(persistTo)}` : '';
   const target = `--${where}${state} --binding SSSD_KV ${shellWord(`key:${hash}`)}`;
+  // As edge/api-keys.ts reads the record: a tenant of its own where it names none, and the scope of the key it replaces.
+  const metadata: KeyMetadata = { tenant: record.tenant ?? hash.slice(0, 12), scope: (record.dataOf ?? hash).slice(0, 24) };
+  const withMetadata = `${target} --metadata ${shellWord(JSON.stringify(metadata))}`;
   return {
     key,
     hash,
     record,
+    metadata,
     // The edge's tenant where the record names none: the key's own, named by its hash's first 12 digits (api-keys.ts).
     tenantInLogs: await loggedTenant(record.tenant ?? hash.slice(0, 12)),
-    put: `${kv} put ${target} ${shellWord(JSON.stringify(record))}`,
-    revoke: `${kv} put ${target} ${shellWord(JSON.stringify({ ...record, disabled: true }))}`,
+    put: `${kv} put ${withMetadata} ${shellWord(JSON.stringify(record))}`,
+    revoke: `${kv} put ${withMetadata} ${shellWord(JSON.stringify({ ...record, disabled: true }))}`,
     delete: `${kv} delete ${target}`,
   };
 }
@@ -103,7 +117,7 @@ export function register(program: Command): void {
     .option('--data-of <hash>', "rotation: the SHA-256 of the key this one replaces (its `key:<hash>` entry; for a key that itself replaced another, that one's dataOf), whose stored chat completions, responses, conversations and users' caches this key then reads and writes as its own; limits stay per key")
     .option('--contribute-to-datastore', "the key's requests' prompts and outputs join the pools' global datastore, which drafts for every tenant and which no delete reaches (docs/protocol.md)")
     .option('--local', "print commands for wrangler dev's local store (--local; SSSD_EDGE_STATE's folder where set, as `sssd up` uses it) instead of the deployed namespace (--remote)")
-    .option('--json', 'print {key, hash, record, tenantInLogs, put, revoke, delete} as JSON')
+    .option('--json', 'print {key, hash, record, metadata, tenantInLogs, put, revoke, delete} as JSON')
     .action(async (flags: KeyCreateFlags) => {
       const state = process.env.SSSD_EDGE_STATE;
       const made = await newKey(recordFromFlags(flags), flags.local ? 'local' : 'remote', flags.local && state ? path.resolve(state) : null);

@@ -1,10 +1,11 @@
 /**
- * `sssd kv erase --scope <hash>`: erases a tenant's stored data (review h150). The edge names each record (stored
+ * `sssd kv erase --scope <hash> | --tenant <name>`: erases a key's or a tenant's stored data (review h150). The edge names each record (stored
  * responses and their events and stop marks, conversations, stored chat completions and their index, users'
  * caches) by a hash of the key's data scope and the record's id, so no name ties a record to its key, and only chat
  * completions can be listed through the API; each record carries its data scope in its KV metadata instead
  * (edge/kv-record.ts). This lists the namespace with wrangler, keeps the records whose metadata names the scope, and
- * deletes them with wrangler's bulk delete. Key records (`key:<hash>`) are left: revoking is `sssd key`'s business.
+ * deletes them with wrangler's bulk delete. A tenant's scopes are found by its key records' metadata, which
+ * `sssd key create` writes. Key records (`key:<hash>`) are left: revoking is `sssd key`'s business.
  * Records written before their metadata named a scope are not found; they go with their TTL.
  */
 import { spawn } from 'node:child_process';
@@ -82,6 +83,33 @@ export async function listKeys(target: KvTarget): Promise<ListedKey[]> {
   return listed.filter((key): key is ListedKey => key !== null && typeof key === 'object' && typeof (key as { name?: unknown }).name === 'string');
 }
 
+/** What `sssd key create` writes as a key record's metadata (launcher/key-command.ts): its tenant and data scope. */
+function keyMetadataOf(metadata: unknown): { tenant: string; scope: string } | null {
+  if (metadata === null || typeof metadata !== 'object' || !('tenant' in metadata) || !('scope' in metadata)) return null;
+  const { tenant, scope } = metadata;
+  return typeof tenant === 'string' && typeof scope === 'string' && /^[0-9a-fA-F]{24}$/.test(scope) ? { tenant, scope: scope.toLowerCase() } : null;
+}
+
+/**
+ * The data scopes of tenant `tenant`'s keys among `keys`, by their key records' metadata, and how many key records
+ * carry none (written by hand, or by `sssd key create` before it wrote metadata): their tenants are not known here.
+ */
+export function scopesOfTenant(keys: readonly ListedKey[], tenant: string): { keys: string[]; scopes: string[]; unlabelled: number } {
+  const found: string[] = [];
+  const scopes = new Set<string>();
+  let unlabelled = 0;
+  for (const key of keys) {
+    if (!key.name.startsWith('key:')) continue;
+    const metadata = keyMetadataOf(key.metadata);
+    if (metadata === null) unlabelled++;
+    else if (metadata.tenant === tenant) {
+      found.push(key.name);
+      scopes.add(metadata.scope);
+    }
+  }
+  return { keys: found, scopes: [...scopes], unlabelled };
+}
+
 /** The names of data scope `scope`'s records among `keys`: key records are never among them. */
 export function recordsOf(keys: readonly ListedKey[], scope: string): string[] {
   return keys.filter((key) => !key.name.startsWith('key:') && scopeOf(key.metadata) === scope).map((key) => key.name);
@@ -112,31 +140,52 @@ function byKind(names: readonly string[]): string {
 }
 
 interface KvEraseFlags {
-  scope: string;
+  scope?: string;
+  tenant?: string;
   local?: boolean;
   persistTo?: string;
   dryRun?: boolean;
 }
 
+/** The data scopes to erase: `--scope`'s, or those of `--tenant`'s keys, said as they are found. */
+function scopesToErase(flags: KvEraseFlags, listed: readonly ListedKey[]): string[] {
+  if (flags.scope !== undefined) return [parseScope(flags.scope)];
+  const tenant = flags.tenant as string;
+  const { keys, scopes, unlabelled } = scopesOfTenant(listed, tenant);
+  process.stdout.write(`found ${keys.length} key${keys.length === 1 ? '' : 's'} of tenant ${JSON.stringify(tenant)}${scopes.length > 0 ? `, data scope${scopes.length === 1 ? '' : 's'} ${scopes.join(', ')}` : ''}\n`);
+  if (unlabelled > 0) {
+    // A key record without metadata may be this tenant's too: only reading it says (one read a key).
+    process.stdout.write(`(${unlabelled} key record${unlabelled === 1 ? '' : 's'} carr${unlabelled === 1 ? 'ies' : 'y'} no metadata: written by hand, or by \`sssd key create\` before it wrote metadata; read ${unlabelled === 1 ? 'it' : 'them'} with \`wrangler kv key get\`, and erase ${unlabelled === 1 ? 'its' : 'their'} data with --scope)\n`);
+  }
+  return scopes;
+}
+
 export function register(program: Command): void {
   const kv = program.command('kv').description("the edge's KV namespace (SSSD_KV), through wrangler");
   kv.command('erase')
-    .description("erase every stored record of a key's data scope (responses, conversations, stored chat completions, users' caches); its key record stays (`sssd key` revokes)")
-    .requiredOption('--scope <hash>', "the data scope: the key's SHA-256 (or its first 24 hex digits, or `key:<hash>`); for a key made with --data-of, the hash it names, whose data it shares")
+    .description("erase every stored record of a key's data scope, or of a tenant's keys (responses, conversations, stored chat completions, users' caches); key records stay (`sssd key` revokes)")
+    .option('--scope <hash>', "the data scope: the key's SHA-256 (or its first 24 hex digits, or `key:<hash>`); for a key made with --data-of, the hash it names, whose data it shares")
+    .option('--tenant <name>', 'every data scope of the tenant\'s keys, as `sssd key create` labelled their records (a key with no --tenant is its own tenant, the first 12 hex digits of its hash)')
     .option('--local', "wrangler dev's local store (SSSD_EDGE_STATE's folder where set, as `sssd up` uses it) instead of the deployed namespace (--remote)")
     .option('--persist-to <dir>', "with --local: the local store's folder (wrangler's --persist-to)")
     .option('--dry-run', 'print the records found, delete nothing')
     .action(async (flags: KvEraseFlags) => {
-      const scope = parseScope(flags.scope);
+      if ((flags.scope === undefined) === (flags.tenant === undefined)) throw new CliError('kv erase: give --scope <hash> or --tenant <name> (one of them)');
+      if (flags.tenant !== undefined && (flags.tenant.length === 0 || flags.tenant.length > 256)) throw new CliError('kv erase: --tenant must be 1 to 256 characters, as a key record names it');
+      // Checked before wrangler runs: a mistyped hash is said at once.
+      if (flags.scope !== undefined) parseScope(flags.scope);
       if (flags.persistTo !== undefined && !flags.local) throw new CliError('kv erase: --persist-to is for --local (the deployed namespace has no folder)');
       const state = flags.persistTo ?? process.env.SSSD_EDGE_STATE;
       const target: KvTarget = flags.local ? { where: 'local', persistTo: state ? path.resolve(state) : null } : { where: 'remote' };
-      const names = recordsOf(await listKeys(target), scope);
+      const listed = await listKeys(target);
+      const scopes = scopesToErase(flags, listed);
+      const names = scopes.flatMap((scope) => recordsOf(listed, scope));
       const where = target.where === 'remote' ? 'the deployed namespace' : `the local store${target.persistTo !== null ? ` (${target.persistTo})` : ''}`;
-      process.stdout.write(`found ${names.length} record${names.length === 1 ? '' : 's'} of data scope ${scope} in ${where}${names.length > 0 ? `: ${byKind(names)}` : ''}\n`);
+      const of = scopes.length === 1 ? `data scope ${scopes[0]}` : `${scopes.length} data scopes`;
+      process.stdout.write(`found ${names.length} record${names.length === 1 ? '' : 's'} of ${of} in ${where}${names.length > 0 ? `: ${byKind(names)}` : ''}\n`);
       if (names.length === 0) {
         // The likeliest mistake: the hash of a key made with --data-of, whose records are under the scope it names.
-        process.stdout.write('(a key made with --data-of stores under the scope of the key it names: pass that hash; records written before scopes were recorded are not found, and go with their TTL)\n');
+        if (flags.scope !== undefined) process.stdout.write('(a key made with --data-of stores under the scope of the key it names: pass that hash; records written before scopes were recorded are not found, and go with their TTL)\n');
         return;
       }
       if (flags.dryRun) {

@@ -32,9 +32,10 @@ function wranglerArgs(line: string): Promise<string[]> {
 /** Does to `kv` what `wrangler kv key put|delete` does with these words. */
 async function apply(kv: KVNamespace, words: string[]): Promise<void> {
   const [verb, ...rest] = words;
-  const positional = rest.filter((w, i) => !w.startsWith('--') && rest[i - 1] !== '--binding');
+  const positional = rest.filter((w, i) => !w.startsWith('--') && rest[i - 1] !== '--binding' && rest[i - 1] !== '--metadata');
   expect(rest).toContain('--remote');
-  if (verb === 'put') await kv.put(positional[0], positional[1]);
+  const metadata = rest.includes('--metadata') ? (JSON.parse(rest[rest.indexOf('--metadata') + 1]) as unknown) : undefined;
+  if (verb === 'put') await kv.put(positional[0], positional[1], metadata === undefined ? {} : { metadata });
   else if (verb === 'delete') await kv.delete(positional[0]);
   else throw new Error(`unexpected wrangler verb ${verb}`);
 }
@@ -59,8 +60,13 @@ describe('sssd key create', () => {
     const auth = () => authenticate(`Bearer ${key}`, env, config).catch((err: unknown) => err);
 
     const putWords = await wranglerArgs(put);
-    expect(putWords).toEqual(['put', '--remote', '--binding', 'SSSD_KV', expect.stringMatching(/^key:[0-9a-f]{64}$/), '{"tenant":"o\'brien & co","rpm":60,"concurrency":4}']);
+    const hash = /key:([0-9a-f]{64})/.exec(put)![1];
+    // The metadata names the tenant and the data scope, so `sssd kv erase --tenant` finds the key in one list (review h143).
+    const metadata = JSON.stringify({ tenant: "o'brien & co", scope: hash.slice(0, 24) });
+    expect(putWords).toEqual(['put', '--remote', '--binding', 'SSSD_KV', `key:${hash}`, '--metadata', metadata, '{"tenant":"o\'brien & co","rpm":60,"concurrency":4}']);
+    expect((await wranglerArgs(revoke)).slice(0, 7)).toEqual(putWords.slice(0, 7));
     await apply(kv(), putWords);
+    expect((await kv().getWithMetadata(`key:${hash}`)).metadata).toEqual(JSON.parse(metadata));
     const served = await auth();
     expect(served).toMatchObject({ tenant: "o'brien & co", rpm: 60, concurrency: 4, contributeToDatastore: false });
     // Printed beside the key: the tenant as the pool gets it, as the request log cuts it.
@@ -105,6 +111,8 @@ describe('sssd key create', () => {
     const made = await sssd(['key', 'create', '--json', '--tenant', 'acme', '--data-of', `key:${old.hash.toUpperCase()}`]);
     const rotated = JSON.parse(made.stdout) as { key: string; record: object; put: string };
     expect(rotated.record).toEqual({ tenant: 'acme', dataOf: old.hash });
+    // Its metadata names the scope it shares, not its own hash's.
+    expect(made.stdout).toContain(`"metadata": {\n    "tenant": "acme",\n    "scope": "${old.hash.slice(0, 24)}"\n  }`);
     const store = kv();
     const env: EdgeEnv = { SSSD_KV: store, SSSD_POOL_URLS: 'http://127.0.0.1:8788', SSSD_POOL_TOKEN: 't' };
     for (const line of [old.put, rotated.put]) await apply(store, await wranglerArgs(line));

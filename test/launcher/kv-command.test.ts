@@ -95,6 +95,56 @@ describe('sssd kv erase', () => {
     expect(left).toEqual(expect.arrayContaining([`key:${hashA}`, `key:${hashB}`]));
   }, 120_000);
 
+  it("erases a tenant's data (--tenant): every scope its keys' records name, as `sssd key create`'s lines labelled them", async () => {
+    const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-kv-erase-tenant-'));
+    dirs.push(persistTo);
+    const env = { ...process.env, SSSD_EDGE_STATE: persistTo };
+    const create = async (...flags: string[]) => JSON.parse((await sssd(['key', 'create', '--json', '--local', ...flags], env)).stdout) as { hash: string; put: string; metadata: { scope: string } };
+    // Acme: two keys of their own scopes, and a third that replaced the first (its scope); Other: one key.
+    const acme1 = await create('--tenant', 'acme');
+    const acme2 = await create('--tenant', 'acme');
+    const acme3 = await create('--tenant', 'acme', '--data-of', acme1.hash);
+    const other = await create('--tenant', 'other');
+    // The printed lines, run by a shell with the project's wrangler, as an operator runs them.
+    for (const { put } of [acme1, acme2, acme3, other]) {
+      const ran = await new Promise<{ err: Error | null; stderr: string }>((resolve) => execFile('sh', ['-c', put], { cwd: repoRoot, env: { ...env, WRANGLER_SEND_METRICS: 'false' } }, (err, _out, stderr) => resolve({ err, stderr })));
+      expect(ran.err, ran.stderr).toBeNull();
+    }
+    expect(acme3.metadata.scope).toBe(acme1.metadata.scope);
+    const scopes = [acme1.metadata.scope, acme2.metadata.scope, other.metadata.scope];
+    const recordsOf: Record<string, string[]> = {};
+    await withLocalKv(persistTo, async (kv) => {
+      // One key record by hand, without metadata: said, never guessed at.
+      await kv.put(`key:${'0'.repeat(64)}`, JSON.stringify({ tenant: 'acme' }));
+      for (const scope of scopes) {
+        const before = new Set((await kv.list()).keys.map((key) => key.name));
+        await writeScopedRecords(kv, scope);
+        recordsOf[scope] = (await kv.list()).keys.map((key) => key.name).filter((name) => !before.has(name));
+      }
+    });
+    const all = await names(persistTo);
+    const acme = [...recordsOf[scopes[0]], ...recordsOf[scopes[1]]];
+
+    const erased = await sssd(['kv', 'erase', '--tenant', 'acme', '--local'], env);
+    expect(erased.stderr).toBe('');
+    expect(erased.code).toBe(0);
+    expect(erased.stdout).toContain('found 3 keys of tenant "acme", data scopes ');
+    expect(erased.stdout).toContain('(1 key record carries no metadata');
+    expect(erased.stdout).toContain(`found ${acme.length} records of 2 data scopes in the local store (${persistTo})`);
+    expect(erased.stdout).toContain(`deleted ${acme.length} records`);
+    const left = await names(persistTo);
+    expect(left).toEqual(all.filter((name) => !acme.includes(name)));
+    expect(left).toEqual(expect.arrayContaining([...recordsOf[scopes[2]], `key:${acme1.hash}`, `key:${acme2.hash}`, `key:${acme3.hash}`, `key:${other.hash}`]));
+
+    const none = await sssd(['kv', 'erase', '--tenant', 'nobody', '--local'], env);
+    expect(none.code).toBe(0);
+    expect(none.stdout).toContain('found 0 keys of tenant "nobody"');
+    expect(none.stdout).toContain('found 0 records of 0 data scopes');
+    const both = await sssd(['kv', 'erase', '--tenant', 'acme', '--scope', acme1.hash, '--local'], env);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('give --scope <hash> or --tenant <name> (one of them)');
+  }, 180_000);
+
   it("takes a key's SHA-256, its first 24 hex digits or its `key:` entry as the scope, and refuses anything else", async () => {
     const hash = 'AB'.repeat(32);
     for (const given of [hash, `key:${hash}`, hash.slice(0, 24), ` ${hash.toLowerCase()} `]) expect(parseScope(given)).toBe('ab'.repeat(12));
