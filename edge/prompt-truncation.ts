@@ -20,14 +20,20 @@ export type TruncationSide = 'left' | 'right';
  * How many prompt tokens to keep (null: the prompt whole): `asked` (≥ 1, or
  * -1) checked against the context less `maxTokens` (what the reply may take;
  * null, the rest of the context, reserves none), as vLLM checks it before
- * tokenizing. `limitParam` names the reply's bound in the error.
+ * tokenizing. `limitParam` names the reply's bound in the errors.
  */
 export function promptTokensKept(asked: number | null | undefined, contextLength: number, maxTokens: number | null, limitParam: string): number | null {
   if (asked === undefined || asked === null) return null;
   const room = contextLength - (maxTokens ?? 0);
-  // A reply that takes the whole context leaves no prompt to keep: the context check refuses it, naming the
-  // reply's bound (as vLLM checks max_tokens first), not a truncation of "at most -88" or an empty prompt.
-  if (room < 1) return null;
+  // A reply that takes the whole context leaves no prompt to keep: refused naming the reply's bound (as vLLM
+  // checks max_tokens first), not a truncation of "at most -88", an empty prompt, or the uncut prompt's length.
+  if (room < 1) {
+    throw badRequest(
+      `This model's maximum context length is ${contextLength} tokens, and ${maxTokens} are asked for the reply (${limitParam}), which leaves no room for a prompt however truncate_prompt_tokens cuts it; ask for fewer output tokens.`,
+      limitParam,
+      'context_length_exceeded',
+    );
+  }
   if (asked === -1) return room;
   if (asked > room) {
     throw badRequest(

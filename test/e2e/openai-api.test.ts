@@ -1191,6 +1191,9 @@ describe('OpenAI-compatible API on the edge', () => {
     for (const k of [0, 505]) expect((await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 8, truncate_prompt_tokens: k })).json.error, String(k)).toMatchObject({ param: 'truncate_prompt_tokens', code: 'invalid_value' });
     // A reply bound past the context is the reply's fault, as without truncation (and as vLLM checks it first).
     for (const k of [5, -1]) expect((await post('/v1/completions', { model, prompt: PROMPT, max_tokens: 600, truncate_prompt_tokens: k })).json.error, String(k)).toMatchObject({ param: 'max_tokens', code: 'context_length_exceeded' });
+    // A prompt longer than the context too: still the reply's bound that is refused, not the prompt the cut would have shortened (review h156).
+    const longer = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: PROMPT.repeat(40) }], max_completion_tokens: 512, truncate_prompt_tokens: 5 });
+    expect(longer.json.error).toMatchObject({ param: 'max_completion_tokens', code: 'context_length_exceeded', message: expect.stringContaining('512 are asked for the reply') });
 
     // Tokens named by id: the greedy reply's own ids, in both shapes; alternatives too.
     const byId = await ask({ prompt: PROMPT, logprobs: 2, return_tokens_as_token_ids: true });

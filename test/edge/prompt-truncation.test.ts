@@ -24,10 +24,17 @@ describe('truncate_prompt_tokens', () => {
     // No max_tokens (the rest of the context): none reserved, as vLLM's chat counts it.
     expect(promptTokensKept(-1, 512, null, 'max_tokens')).toBe(512);
     expect(promptTokensKept(512, 512, null, 'max_tokens')).toBe(512);
-    // A reply of the whole context or more leaves no prompt: nothing is cut, and the context check refuses the reply's
-    // bound (as vLLM checks max_tokens first), never an empty prompt nor a truncation of "at most -88".
-    expect(promptTokensKept(-1, 512, 512, 'max_tokens')).toBeNull();
-    expect(promptTokensKept(5, 512, 600, 'max_tokens')).toBeNull();
+    // A reply of the whole context or more leaves no prompt: refused naming the reply's bound (as vLLM checks
+    // max_tokens first), never an empty prompt, a truncation of "at most -88", nor the uncut prompt's length (review h156).
+    for (const [asked, maxTokens] of [[-1, 512], [5, 600]]) {
+      const refused = (): number | null => promptTokensKept(asked, 512, maxTokens, 'max_completion_tokens');
+      expect(refused).toThrow(ApiError);
+      try {
+        refused();
+      } catch (e) {
+        expect((e as ApiError).toBody().error).toMatchObject({ param: 'max_completion_tokens', code: 'context_length_exceeded', message: expect.stringContaining(`is 512 tokens, and ${maxTokens} are asked for the reply (max_completion_tokens), which leaves no room for a prompt`) });
+      }
+    }
     let err: unknown;
     try {
       promptTokensKept(497, 512, 16, 'max_completion_tokens');
