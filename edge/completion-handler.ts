@@ -520,7 +520,7 @@ async function openAll(runs: readonly CompletionRun[]): Promise<void> {
   try {
     await Promise.all(runs.map((run) => run.open()));
   } catch (err) {
-    for (const run of runs) run.cancel();
+    for (const run of runs) run.cancel('request-failed');
     throw err;
   }
 }

@@ -81,8 +81,11 @@ export interface GenerationOutcome {
   firstTokenAt: number;
 }
 
-/** What stops a generation early: its client leaving (or its request ending), or a background response's cancel, delete or deadline. */
-export type CancelCause = 'client' | 'cancel' | 'delete' | 'deadline';
+/**
+ * What stops a generation early: its client leaving (or its request ending), a background response's cancel, delete
+ * or deadline, or its request failing (a sibling choice could not start: the request's error says why).
+ */
+export type CancelCause = 'client' | 'cancel' | 'delete' | 'deadline' | 'request-failed';
 
 /** What the key's tenant is hashed from for the pool (completion-handler.ts, poolTenant), and so for the line. */
 export function tenantHashText(tenant: string): string {
@@ -185,7 +188,8 @@ export class RequestLog {
       reasons.push(outcome.finishReason);
       servedBy.push(outcome.pool);
       if (outcome.cancelled === 'client') line.client_left = true;
-      else if (outcome.cancelled !== null) line.stopped_by = outcome.cancelled;
+      // A request that failed says so in `error`: its client did not leave (review h154).
+      else if (outcome.cancelled !== null && outcome.cancelled !== 'request-failed') line.stopped_by = outcome.cancelled;
       if (outcome.error !== null && line.error === undefined) line.error = outcome.error;
       if (outcome.firstTokenAt > 0 && (firstToken === 0 || outcome.firstTokenAt < firstToken)) firstToken = outcome.firstTokenAt;
     }
@@ -201,7 +205,11 @@ export class RequestLog {
 
   private settle(): void {
     if (--this.pending !== 0) return;
-    this.line.ms = Date.now() - this.startedAt;
+    const line = this.line;
+    // Answered with an error (a busy pool's 503, a failed opening), the client was given no tokens: the line bills
+    // none, as a request refused before it was planned (review h154: a busy pool's 503 billed its prompt).
+    if (line.status >= 400) line.prompt_tokens = line.cached_tokens = line.completion_tokens = undefined;
+    line.ms = Date.now() - this.startedAt;
     // console.info, not console.log: wrangler dev shows a Worker's console.log only at its `log` level, which also
     // prints its banner and bindings; the launcher runs it at `info`. Workers Logs and `wrangler tail` keep both.
     console.info(JSON.stringify(this.line));

@@ -240,9 +240,15 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
         return response;
       });
     }
-    const format = new ResponsesStreamFormat(plan.started, meta, async (response) => {
-      await save(plan, response);
-    });
+    const format = new ResponsesStreamFormat(
+      plan.started,
+      meta,
+      async (response) => {
+        await save(plan, response);
+      },
+      // A response is one choice: one run.
+      () => runs[0].usageSoFar(),
+    );
     // Smoothing is the edge's own switch (the x-sssd-smooth header sets it on the chat body: index.ts), as on chat.
     return streamWhenOpened(runs, format, { id: plan.started.id, smooth: body.stream_options?.smooth === true, headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs });
   };

@@ -21,6 +21,7 @@ import {
   outputItems,
   outputLogprobs,
   outputText,
+  responsesUsage,
   type OutputItem,
   type OutputLogprob,
   type ResponseObject,
@@ -85,6 +86,12 @@ export class ResponsesStreamFormat implements StreamFormat {
      * `result` and send nothing, and the run `announce`s what it stored.
      */
     private readonly save: ((response: ResponseObject) => Promise<void>) | null,
+    /**
+     * The usage of what the run generated so far: a response that fails or
+     * whose client leaves is stored with it, as the request log bills it
+     * (review h154; a background run adds its own: background-response.ts).
+     */
+    private readonly usageSoFar: (() => CompletionUsage) | null = null,
   ) {
     this.mode = meta.toolCalls ?? null;
     this.formatter = meta.logprobs;
@@ -201,7 +208,7 @@ export class ResponsesStreamFormat implements StreamFormat {
 
   /** Stored (as OpenAI keeps a failed response: retrieved by the id the stream told, not a 404), then told. */
   async failed(error: ApiError, send: SendFrame): Promise<void> {
-    const response = failedResponse(this.started, this.output.length > 0 ? this.output : this.partialOutput(), error);
+    const response = { ...failedResponse(this.started, this.output.length > 0 ? this.output : this.partialOutput(), error), usage: this.usageNow() };
     this.result = response;
     if (this.save === null) return;
     await this.save(response);
@@ -216,9 +223,13 @@ export class ResponsesStreamFormat implements StreamFormat {
    */
   async abandoned(): Promise<void> {
     if (this.save === null || this.result !== null) return;
-    const response: ResponseObject = { ...this.started, status: 'cancelled', output: this.output.length > 0 ? this.output : this.partialOutput() };
+    const response: ResponseObject = { ...this.started, status: 'cancelled', output: this.output.length > 0 ? this.output : this.partialOutput(), usage: this.usageNow() };
     this.result = response;
     await this.save(response);
+  }
+
+  private usageNow(): ResponseObject['usage'] {
+    return this.usageSoFar === null ? this.started.usage : responsesUsage(this.usageSoFar());
   }
 
   /** A background response deleted as it ran: its stream ends with an `error` event `not_found`, as one read again does. */

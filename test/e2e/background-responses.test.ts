@@ -325,8 +325,8 @@ describe('background streams', () => {
   });
 });
 
-describe('a foreground stream its client leaves', () => {
-  it('is stored cancelled, as far as it was sent, not incomplete for max_output_tokens (review h119); a chain continues from it', async () => {
+describe('a foreground stream cut short', () => {
+  it('by its client leaving is stored cancelled, as far as it was sent, not incomplete for max_output_tokens (review h119); a chain continues from it', async () => {
     const params = { model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0 } as const;
     const whole = await client.responses.create(params);
     // The pool's stream is held after its first token events: the client leaves a reply that is running.
@@ -360,7 +360,35 @@ describe('a foreground stream its client leaves', () => {
     expect(stored.output_text.startsWith(seen)).toBe(true);
     expect(whole.output_text.startsWith(stored.output_text)).toBe(true);
     expect(stored.output_text.length).toBeLessThan(whole.output_text.length);
+    // With the usage of what it generated, which the request log bills (review h154: it was null).
+    expect(stored.usage).toMatchObject({ input_tokens: whole.usage!.input_tokens });
+    expect(stored.usage!.output_tokens).toBeGreaterThan(0);
+    expect(stored.usage!.output_tokens).toBeLessThan(whole.usage!.output_tokens);
+    expect(stored.usage!.total_tokens).toBe(stored.usage!.input_tokens + stored.usage!.output_tokens);
     const next = await client.responses.create({ model: 'default', previous_response_id: id, input: 'And then?', max_output_tokens: 4 });
     expect(next.status).not.toBe('failed');
+  });
+
+  it('by its pool failing mid-way is told and stored failed with the usage of what it generated (review h154)', async () => {
+    const params = { model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0 } as const;
+    proxy.mode = 'fail';
+    proxy.afterTokenEvents = 1;
+    const breaks = proxy.breaks;
+    proxy.breaks = () => true;
+    const events: StreamEvent[] = [];
+    try {
+      for await (const event of await client.responses.create({ ...params, stream: true })) events.push(event);
+    } finally {
+      proxy.mode = 'pass';
+      proxy.breaks = breaks;
+    }
+    const failed = events.find((e): e is OpenAI.Responses.ResponseFailedEvent => e.type === 'response.failed');
+    expect(failed, JSON.stringify(events.map((e) => e.type))).toBeDefined();
+    const told = failed!.response;
+    expect(told.usage!.output_tokens).toBeGreaterThan(0);
+    const stored = await client.responses.retrieve(told.id);
+    expect(stored.status).toBe('failed');
+    expect(stored.usage).toEqual(told.usage);
+    expect(stored.usage!.total_tokens).toBe(stored.usage!.input_tokens + stored.usage!.output_tokens);
   });
 });

@@ -65,6 +65,23 @@ describe('a request log line', () => {
     expect(line.first_token_ms).toBeUndefined();
   });
 
+  it('bills no tokens for a request answered with an error, and does not say its client left where its own failure stopped a choice (review h154)', () => {
+    for (const responseFirst of [true, false]) {
+      const said = linesSaid();
+      const log = new RequestLog(HEX, 'POST');
+      log.completion('m', 2, false, 9, TENANT_HASH);
+      // One choice found every pool busy; its sibling, opened, was stopped with the request.
+      const ended = [outcome({ finishReason: null, completionTokens: 0, error: 'pool_unavailable', pool: null, firstTokenAt: 0 }), outcome({ finishReason: null, completionTokens: 2, cancelled: 'request-failed', cachedTokens: 4 })];
+      if (responseFirst) log.responded(503, '/v1/completions', 'pool_unavailable', null);
+      log.generationsEnded(ended);
+      if (!responseFirst) log.responded(503, '/v1/completions', 'pool_unavailable', null);
+      const [line] = said.lines();
+      expect(line).toMatchObject({ status: 503, error: 'pool_unavailable', n: 2, pools_tried: 2, served_by: [null, 0] });
+      for (const field of ['prompt_tokens', 'cached_tokens', 'completion_tokens', 'client_left', 'stopped_by'] as const) expect(line[field], field).toBeUndefined();
+      vi.restoreAllMocks();
+    }
+  });
+
   it('codes an API error by its code, else its type, and anything else as the 500 the router answers', () => {
     expect(loggedErrorCode(new ApiError(503, 'x', 'service_unavailable', 'pool_unavailable'))).toBe('pool_unavailable');
     expect(loggedErrorCode(new ApiError(400, 'x', 'invalid_request_error'))).toBe('invalid_request_error');
