@@ -99,6 +99,16 @@ export const metadataSchema = z
       .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `metadata holds at most ${MAX_METADATA_KEYS} keys`),
   );
 
+/** vLLM's controls of where a reply may end: chat and completions take them, and the Responses API here too (benchmarks force lengths with them). */
+export const endControlFields = {
+  /** Non-standard (vLLM): no end token, stop token id or stop string before this many output tokens. */
+  min_tokens: z.number().int().min(0).nullish(),
+  /** Non-standard (vLLM): the end token does not end the reply (it runs to max_tokens or the context). */
+  ignore_eos: z.boolean().nullish(),
+  /** Non-standard (vLLM): token ids that end the reply as the end token does (`stop_reason` = the id). */
+  stop_token_ids: z.array(z.number().int().min(0)).max(MAX_STOP_TOKEN_IDS, `stop_token_ids holds at most ${MAX_STOP_TOKEN_IDS} ids`).nullish(),
+};
+
 const commonFields = {
   model: modelField,
   /**
@@ -111,12 +121,7 @@ const commonFields = {
   stream: z.boolean().nullish(),
   stream_options: streamOptionsSchema,
   max_tokens: z.number().int().min(1).nullish(),
-  /** Non-standard (vLLM): no end token, stop token id or stop string before this many output tokens. */
-  min_tokens: z.number().int().min(0).nullish(),
-  /** Non-standard (vLLM): the end token does not end the reply (it runs to max_tokens or the context). */
-  ignore_eos: z.boolean().nullish(),
-  /** Non-standard (vLLM): token ids that end the reply as the end token does (`stop_reason` = the id). */
-  stop_token_ids: z.array(z.number().int().min(0)).max(MAX_STOP_TOKEN_IDS, `stop_token_ids holds at most ${MAX_STOP_TOKEN_IDS} ids`).nullish(),
+  ...endControlFields,
   /** Non-standard (vLLM): the stop string (or stop token's text) that ended the reply is sent with it. */
   include_stop_str_in_output: z.boolean().nullish(),
   /** Non-standard (vLLM): the only token ids the reply may hold. */

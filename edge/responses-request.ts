@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { ApiError, badRequest } from './api-error';
-import { MAX_USER_LENGTH, clipped, formatNameSchema, functionNameSchema, metadataSchema, modelField, nonTextPartError, parseBody, refuseByRules, refuseStreamOptionsWithoutStream, samplingFields, type ChatMessage, type ChatRequest, type UnsupportedRule } from './request-schema';
+import { MAX_USER_LENGTH, clipped, endControlFields, formatNameSchema, functionNameSchema, metadataSchema, modelField, nonTextPartError, parseBody, refuseByRules, refuseStreamOptionsWithoutStream, samplingFields, type ChatMessage, type ChatRequest, type UnsupportedRule } from './request-schema';
 
 /** Text a model reads: input_text (a user's, a system's), output_text (an assistant's replayed), refusal (an assistant's). */
 const textPartSchema = z.union([
@@ -140,6 +140,8 @@ const responsesRequestSchema = z.object({
   max_output_tokens: z.number().int().min(1).nullish(),
   /** OpenAI's temperature and top_p, and vLLM's extras and speculation as chat takes them. */
   ...samplingFields,
+  /** vLLM's min_tokens, ignore_eos and stop_token_ids, as chat takes them (review h154: ignore_eos was dropped unseen). */
+  ...endControlFields,
   stream: z.boolean().nullish(),
   /** OpenAI's obfuscation pads events against side channels; taken and not done (the text is the same). */
   stream_options: z.object({ include_obfuscation: z.boolean().nullish() }).nullish(),
@@ -199,6 +201,20 @@ const CHAT_FIELDS: Readonly<Record<string, string>> = {
   logit_bias: 'the Responses API has no logit_bias: use chat completions for it',
   functions: 'send tools',
   function_call: 'send tool_choice',
+  // vLLM's chat extras that change the answer and that this server takes on chat only (reviews h154, h156: dropped unseen).
+  include_stop_str_in_output: 'the Responses API has no stop sequences: use chat completions for them',
+  allowed_token_ids: 'use chat completions for it',
+  bad_words: 'use chat completions for them',
+  structured_outputs: 'send text.format, or use chat completions for it',
+  guided_json: 'send text.format with a json_schema',
+  guided_regex: 'use chat completions for it',
+  guided_choice: 'use chat completions for it',
+  guided_grammar: 'use chat completions for it',
+  prediction: 'use chat completions for it',
+  truncate_prompt_tokens: 'send truncation: "auto", which drops the oldest turns to fit',
+  truncation_side: 'send truncation: "auto", which drops the oldest turns to fit',
+  prompt_logprobs: 'use chat completions for them',
+  echo: 'use completions for it',
 };
 
 /** The first field the request asks for and this server does not do, refused by name. */
@@ -423,6 +439,9 @@ export function translateResponsesRequest(
     top_k: body.top_k,
     min_p: body.min_p,
     repetition_penalty: body.repetition_penalty,
+    min_tokens: body.min_tokens,
+    ignore_eos: body.ignore_eos,
+    stop_token_ids: body.stop_token_ids,
     seed: body.seed,
     speculation: body.speculation,
     // A response not stored leaves nothing in the user's cache either.

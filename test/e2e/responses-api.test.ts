@@ -212,6 +212,31 @@ describe('Responses API on the edge', () => {
     expect([wrongOnId.status, ((await wrongOnId.json()) as { error: { message: string } }).error.message]).toEqual([405, `/v1/responses/${cut.id} takes GET, DELETE, not PUT.`]);
   });
 
+  it("takes vLLM's ignore_eos, min_tokens and stop_token_ids as chat does, and refuses chat's other extras by name (review h154)", async () => {
+    type Params = OpenAI.Responses.ResponseCreateParamsNonStreaming;
+    const ask = (extra: object): Promise<OpenAI.Responses.Response> => client.responses.create({ model, input: PROMPT, max_output_tokens: 400, temperature: 0, ...extra } as Params);
+    // Greedy, the story ends itself (the end token) well before 400 tokens.
+    const ended = await ask({});
+    expect(ended.status).toBe('completed');
+    const natural = ended.usage!.output_tokens;
+    expect(natural).toBeLessThan(400);
+    const forced = await ask({ ignore_eos: true });
+    expect([forced.status, forced.usage!.output_tokens]).toEqual(['incomplete', 400]);
+    expect(forced.output_text.startsWith(ended.output_text)).toBe(true);
+    const longer = await ask({ min_tokens: natural + 5 });
+    expect(longer.usage!.output_tokens).toBeGreaterThanOrEqual(natural + 5);
+    // A token of the reply's own ends it there, as the end token would.
+    const tokens = (await (await fetch(`${stack.edgeUrl}/tokenize`, { method: 'POST', headers: { authorization: `Bearer ${stack.devKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ prompt: ended.output_text, add_special_tokens: false }) })).json()) as { tokens: number[] };
+    const stopAt = tokens.tokens[3];
+    const stopped = await ask({ stop_token_ids: [stopAt] });
+    expect(stopped.status).toBe('completed');
+    expect(stopped.usage!.output_tokens).toBeLessThanOrEqual(4);
+    expect(ended.output_text.startsWith(stopped.output_text)).toBe(true);
+    const err = await ask({ truncate_prompt_tokens: 8 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('truncate_prompt_tokens');
+  });
+
   it("with truncation 'auto', drops a chain's oldest turns to fit the context (and refuses it without)", async () => {
     const contextLength = ((await (await fetch(`${stack.edgeUrl}/tokenize`, { method: 'POST', headers: { authorization: `Bearer ${stack.devKey}` }, body: JSON.stringify({ prompt: 'x' }) })).json()) as { max_model_len: number }).max_model_len;
     const count = async (messages: object[]): Promise<number> => {

@@ -85,6 +85,8 @@ describe('Responses request → chat request', () => {
     expect(nested).toEqual({ type: 'allowed_tools', allowed_tools: { mode: 'auto', tools: [{ type: 'function' }] } });
     expect(refusal({ input: 'x', tools: [{ type: 'function', name: 'f' }], tool_choice: { type: 'allowed_tools', mode: 'never', tools: [] } })).toMatchObject({ param: 'tool_choice', message: expect.stringContaining('"type": "allowed_tools"') });
     expect(translate({ input: 'x', text: { format: { type: 'json_object' } } }).chat.response_format).toEqual({ type: 'json_object' });
+    // vLLM's end controls, as chat takes them (review h154: ignore_eos was dropped unseen).
+    expect(translate({ input: 'x', min_tokens: 5, ignore_eos: true, stop_token_ids: [13] }).chat).toMatchObject({ min_tokens: 5, ignore_eos: true, stop_token_ids: [13] });
     // `user` wins over safety_identifier; without include, no logprobs.
     const plain = translate({ input: 'x', user: 'a', safety_identifier: 'b', top_logprobs: 3 }).chat;
     expect(plain.user).toBe('a');
@@ -121,6 +123,11 @@ describe('Responses request → chat request', () => {
     expect(refusal({ input: 'x', max_tokens: 3 })).toMatchObject({ param: 'max_tokens', code: 'unsupported_parameter', message: expect.stringContaining('send max_output_tokens') });
     expect(refusal({ input: 'x', response_format: { type: 'json_object' } })).toMatchObject({ param: 'response_format', message: expect.stringContaining('send text.format') });
     for (const field of ['stop', 'n', 'frequency_penalty', 'logprobs', 'messages']) expect(refusal({ input: 'x', [field]: 1 }).param).toBe(field);
+    // vLLM's chat extras this server takes on chat only, refused by name rather than dropped (reviews h154, h156).
+    for (const field of ['include_stop_str_in_output', 'allowed_token_ids', 'bad_words', 'structured_outputs', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar', 'prediction', 'truncate_prompt_tokens', 'truncation_side', 'prompt_logprobs', 'echo']) {
+      expect(refusal({ input: 'x', [field]: 1 }), field).toMatchObject({ param: field, code: 'unsupported_parameter' });
+    }
+    expect(refusal({ input: 'x', truncate_prompt_tokens: -1 }).message).toContain('send truncation: "auto"');
     expect(refusal({ input: 'x', stream_options: { include_obfuscation: true } })).toMatchObject({ param: 'stream_options', message: 'stream_options is only allowed with stream: true.' });
     expect(() => translate({ input: 'x', stream: true, stream_options: { include_obfuscation: false }, max_tokens: null })).not.toThrow();
     // A function's output answers a call made before it: in this input, or earlier in the chain.
