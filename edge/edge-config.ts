@@ -50,6 +50,8 @@ export interface EdgeConfig {
   modelSha256: string | null;
 }
 
+/** How long Workers let a request's waitUntil run on after its response. */
+export const WORKERS_WAIT_UNTIL_MS = 30_000;
 /** SSSD_BACKGROUND_DEADLINE_SECONDS's default: Workers give a request's waitUntil 30 s, and the end's write takes some (background-response.ts). */
 export const DEFAULT_BACKGROUND_DEADLINE_S = 25;
 
@@ -269,6 +271,10 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
     modelSha256: env.SSSD_MODEL_SHA256 && SHA256_HEX.test(env.SSSD_MODEL_SHA256) ? env.SSSD_MODEL_SHA256.toLowerCase() : null,
   };
   warnPlainHttpPools(config.poolUrls);
+  // Allowed for wrangler dev and tests, which set no bound on waitUntil; deployed, a run past it is cut unstored (review h151).
+  if (config.backgroundDeadlineMs > WORKERS_WAIT_UNTIL_MS - 5_000) {
+    console.warn(`edge: SSSD_BACKGROUND_DEADLINE_SECONDS=${config.backgroundDeadlineMs / 1000} leaves a background run's end less than 5 s of Workers' ${WORKERS_WAIT_UNTIL_MS / 1000} s waitUntil: deployed, a run cut there stays queued until a minute past its deadline, then reads failed`);
+  }
   if (config.poolUrls.length === 0) console.warn('edge: SSSD_POOL_URLS names no pool (a comma-separated list of http(s) URLs in [vars]); every generation will be a 503');
   parsed.set(given, config);
   return config;

@@ -44,6 +44,16 @@ describe('edge config', () => {
     ]);
   });
 
+  it("says once that a background deadline leaves a run's end too little of Workers' 30 s waitUntil, and not at the default (review h151)", () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    for (const seconds of ['25', '1']) edgeConfig(env({ SSSD_BACKGROUND_DEADLINE_SECONDS: seconds }));
+    expect(warn).not.toHaveBeenCalled();
+    const e = env({ SSSD_BACKGROUND_DEADLINE_SECONDS: '600' });
+    expect(edgeConfig(e).backgroundDeadlineMs).toBe(600_000);
+    edgeConfig(e);
+    expect(warn.mock.calls.map((c) => c[0])).toEqual([expect.stringMatching(/^edge: SSSD_BACKGROUND_DEADLINE_SECONDS=600 leaves a background run's end less than 5 s of Workers' 30 s waitUntil/)]);
+  });
+
   it('says once that the pool token is missing (every request would be a 503, and nothing said why)', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
     const e: EdgeEnv = { SSSD_KV: {} as KVNamespace, SSSD_POOL_URLS: 'http://127.0.0.1:8788' };
