@@ -624,8 +624,15 @@ for (const prefix of ['', '/v1']) {
 }
 for (const prefix of ['', '/v1']) for (const path of ['/tokenize', '/detokenize']) methodNotAllowed(prefix + path, 'POST');
 
+/** Disabled, the route is not there for any method (review h153: a GET was a 405 naming POST, a POST a 404). */
+function benchRoutesDisabled(): ApiError {
+  return new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');
+}
+app.all('/bench/edge-cpu', async (c, next) => {
+  if (!edgeConfig(c.env).benchRoutes) throw benchRoutesDisabled();
+  await next();
+});
 app.post('/bench/edge-cpu', rateLimitHeaders, limitBody, async (c) => {
-  if (!edgeConfig(c.env).benchRoutes) throw new ApiError(404, 'Bench routes are disabled (set SSSD_BENCH_ROUTES=1).', 'invalid_request_error', 'not_found');
   // The key's limits, as for a completion: a run holds the isolate's thread for up to seconds.
   const admission = admit(c);
   try {

@@ -1933,4 +1933,12 @@ describe('an edge that caps the fresh tries a generation pushes', () => {
     // The user's cache is still written: only the pushes are capped.
     await untilCacheMerged('capped', 2, CAPPED_KEY, edge.url);
   });
+
+  it('has no bench route unless SSSD_BENCH_ROUTES asks: a 404 for every method (review h153: a GET was a 405 naming POST)', async () => {
+    for (const method of ['GET', 'POST', 'DELETE']) {
+      const res = await fetch(`${edge.url}/bench/edge-cpu`, { method, headers: { authorization: `Bearer ${CAPPED_KEY}`, 'content-type': 'application/json' }, ...(method === 'POST' ? { body: '{"prompt":"x"}' } : {}) });
+      expect(res.status, method).toBe(404);
+      expect(((await res.json()) as { error: { message: string } }).error.message, method).toContain('SSSD_BENCH_ROUTES=1');
+    }
+  });
 });
