@@ -136,11 +136,18 @@ export class PoolPicker {
   /**
    * What each pool's last health figure listed of the features (undefined:
    * a pool from before the list), kept while it is marked failed or its
-   * check fails: a pool that dropped one stream, or was down for a moment,
-   * is still tried last, as any other, for requests that need features too.
-   * A pool never heard from is in no such list.
+   * check fails, but unconfirmed then (featuresUnconfirmed). A pool never
+   * heard from is in no such list.
    */
   private readonly advertised = new Map<string, readonly string[] | undefined>();
+  /**
+   * Pools that failed, or drained, since a health figure that said ok: what
+   * they listed may be another build's by now (a pool restarted at the same
+   * URL with older code; review h155: one got a bad_words request and
+   * dropped it, 200). Until an ok figure they get no request that needs a
+   * feature; others as before.
+   */
+  private readonly featuresUnconfirmed = new Set<string>();
 
   /** `modelSha256`: the weights the edge serves (SSSD_MODEL_SHA256); pools with others are passed over. */
   constructor(
@@ -162,6 +169,7 @@ export class PoolPicker {
   /** Mark a pool as failing (a generate call could not reach it) until its health is checked again. */
   markFailed(url: string): void {
     this.entries.set(url, { health: null, until: Date.now() + FAILED_TTL_MS, down: true, okAt: this.entries.get(url)?.okAt ?? 0 });
+    this.featuresUnconfirmed.add(url);
   }
 
   /** A pool went silent past its stall window: failed, and every pool not heard from since is doubted (`doubted`). */
@@ -332,12 +340,16 @@ export class PoolPicker {
 
   /**
    * Whether the pool at `url` honours every feature in `needed`, by the last
-   * health figure it gave (kept through failures since); a pool never heard
+   * health figure it gave, where none has failed since; a pool never heard
    * from does not (it may be one from before them). One left out for it is
    * said in the log, once a minute.
    */
   private honours(url: string, needed: readonly PoolFeature[]): boolean {
     if (!this.advertised.has(url)) return false;
+    if (this.featuresUnconfirmed.has(url)) {
+      this.notePassedOver(url, 'it failed or drained since it last listed its features (a pool restarted there may be an older build)');
+      return false;
+    }
     const missing = featuresMissing(needed, this.advertised.get(url));
     if (missing.length > 0) this.notePassedOver(url, `it does not honour ${missing.join(', ')} (a pool from before ${missing.length === 1 ? 'it' : 'them'})`);
     return missing.length === 0;
@@ -351,7 +363,8 @@ export class PoolPicker {
    */
   featuresLacking(needed: readonly PoolFeature[]): PoolFeature[] {
     // A pool not heard from yet (a cold isolate's check still in flight) may honour it all: nothing to blame on features.
-    if (this.clients.some((client) => !this.advertised.has(client.baseUrl))) return [];
+    // Nor one whose list is unconfirmed since it failed: back up, it may honour it all.
+    if (this.clients.some((client) => !this.advertised.has(client.baseUrl) || this.featuresUnconfirmed.has(client.baseUrl))) return [];
     let fewest: PoolFeature[] | null = null;
     for (const features of this.advertised.values()) {
       const missing = featuresMissing(needed, features);
@@ -524,12 +537,16 @@ export class PoolPicker {
         this.advertised.set(client.baseUrl, Array.isArray(health.features) ? health.features : undefined);
         next.until = Date.now() + HEALTH_TTL_MS;
         next.down = !health.ok;
-        if (health.ok) next.okAt = Date.now();
+        if (health.ok) {
+          next.okAt = Date.now();
+          this.featuresUnconfirmed.delete(client.baseUrl);
+        } else this.featuresUnconfirmed.add(client.baseUrl);
       },
       () => {
         next.health = null;
         next.until = Date.now() + FAILED_TTL_MS;
         next.down = true;
+        this.featuresUnconfirmed.add(client.baseUrl);
       },
     );
   }

@@ -331,6 +331,44 @@ describe('pools from before a feature a request sets', () => {
   });
 });
 
+describe('a pool restarted with an older build at the same URL', () => {
+  it('gets no request that needs a feature until a health figure says ok again: its list before the drain is not trusted (review h155)', async () => {
+    const proxy = await startFaultProxy(pool.url);
+    try {
+      const picker = new PoolPicker([proxy.url], pool.token);
+      await picker.checkHealth();
+      const plain = await idsOf(await openGeneration(picker, request()));
+      const banned = { ...request(), badWords: [[plain[0]]] };
+      // It drains (its health says so, past the last figure's 2 s), then an older build takes the URL: it drops bad_words unread.
+      proxy.health = 'draining';
+      await new Promise((r) => setTimeout(r, 2_100));
+      // readiness() waits for the figure it asks (checkHealth does not, where a pool was up).
+      await picker.readiness();
+      proxy.health = 'pass';
+      proxy.forgets = 'all';
+      const sent = proxy.opened.length;
+      const refused = await openGeneration(picker, banned).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ status: 503, code: 'pool_unavailable' });
+      expect(proxy.opened).toHaveLength(sent);
+      // Its next figure says what it is: an older pool, refused for the field by name.
+      await new Promise((r) => setTimeout(r, 2_100));
+      // readiness() waits for the figure it asks (checkHealth does not, where a pool was up).
+      await picker.readiness();
+      expect(await openGeneration(picker, banned).catch((e: unknown) => e)).toMatchObject({ status: 503, param: 'bad_words' });
+      // Back to the current build: its ok figure is trusted again.
+      proxy.forgets = [];
+      await new Promise((r) => setTimeout(r, 2_100));
+      // readiness() waits for the figure it asks (checkHealth does not, where a pool was up).
+      await picker.readiness();
+      const ids = await idsOf(await openGeneration(picker, banned));
+      expect(ids[0]).not.toBe(plain[0]);
+      expect(proxy.opened).toHaveLength(sent + 1);
+    } finally {
+      await proxy.close();
+    }
+  }, 30_000);
+});
+
 describe('a burst of requests that open alike', () => {
   it("is spread once its pool's load, counting the generations just sent, passes the others' by the affinity slack", async () => {
     // Two pools to the picker (one pool behind two proxies), idle, each with its own count of what it was sent.
