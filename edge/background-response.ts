@@ -7,20 +7,28 @@
  * polls it. A cancel or a delete, from whatever isolate takes it, reaches
  * the run through KV (ResponseStore.requestStop), which the run reads every
  * `stopPollMs`. A run is bounded by `deadlineMs` (Workers give waitUntil 30 s
- * after the response): past it, it is stopped and stored failed, and a poll
- * that finds a response still queued long after that says it failed.
+ * after the response): past it, it is stopped and stored failed.
  * Created with `stream: true`, the run writes its events into a log that
  * the request streams and KV keeps (background-stream.ts), and tells its
  * end there once it is stored.
+ *
+ * A run whose isolate dies (an edge restarted, a runtime that cut its
+ * waitUntil) never writes its end. So that a reader can tell, the run keeps a
+ * heartbeat in KV: its kept events carry the time they were written, and
+ * where nothing was written for `aliveEveryMs` (a run without a stream; a
+ * stream quiet behind a busy pool or a long prefill) it writes one alone
+ * (ResponseStore.writeHeartbeat). A reader that finds it older than
+ * lostAfterMs shows the response failed, and marks it lost for the run
+ * (polledResponse).
  */
 import { ApiError, badRequest, toApiError } from './api-error';
 import type { PreparedReply } from './completion-handler';
 import { failedResponse, responsesUsage, type OutputItem, type ResponseObject } from './responses-format';
 import { DEFAULT_BACKGROUND_DEADLINE_S } from './edge-config';
-import { sleep } from './settled-within';
 import { keepEvents, liveEventStream, type EventLog } from './background-stream';
 import type { ResponsesStreamFormat } from './responses-stream';
-import { KEY_WRITE_INTERVAL_MS, type BackgroundStop, type PutOutcome, type ResponseStore, type StoredResponse } from './response-store';
+import { sleep, TIMED_OUT, within } from './settled-within';
+import { KEY_WRITE_INTERVAL_MS, type BackgroundStop, type PutOutcome, type ResponseStore, type RunningRecord, type StoredResponse } from './response-store';
 
 export interface BackgroundOptions {
   waitUntil: (promise: Promise<unknown>) => void;
@@ -28,6 +36,8 @@ export interface BackgroundOptions {
   deadlineMs: number;
   /** How often a run reads whether it was asked to stop. */
   stopPollMs: number;
+  /** The most a run goes without writing its heartbeat (BACKGROUND_ALIVE_EVERY_MS). */
+  aliveEveryMs?: number;
 }
 
 /** A background response created with `stream: true`: the log its run writes its events into (driveFormat), in `format`'s frames. */
@@ -38,19 +48,38 @@ export interface BackgroundEvents {
   quietCommentMs: number;
 }
 
-/** Stores a response of the request (`runsUntil`: on the queued one, when its run ends at the latest). */
-export type SaveResponse = (response: ResponseObject, runsUntil?: number) => Promise<PutOutcome>;
+/** Stores a response of the request (`running`: on the queued one, what its record says of its run). */
+export type SaveResponse = (response: ResponseObject, running?: RunningRecord) => Promise<PutOutcome>;
 
 /** A run reads its stop requests this often (each a KV read). */
 export const BACKGROUND_STOP_POLL_MS = 1_000;
 /** Tries of the finished response's write (a 429 from a write of the key elsewhere, a store that failed once). */
 const FINAL_WRITE_TRIES = 3;
+/**
+ * How long a KV write may take to be seen at another location than the one
+ * that made it: KV caches what a location read for 60 s (its cacheTtl's
+ * default), and says changes "may take up to 60 seconds or more" to be seen
+ * elsewhere. At the location that wrote it, a change is "usually" seen at once.
+ */
+const KV_ELSEWHERE_MS = 60_000;
 /** Past its deadline, this long for the run's own write before a poll takes a queued response for a run that died. */
-const DIED_AFTER_DEADLINE_MS = 60_000;
+const DIED_AFTER_DEADLINE_MS = KV_ELSEWHERE_MS;
+/** A run writes its heartbeat at least this often where nothing else is written for it (each such one a KV write). */
+export const BACKGROUND_ALIVE_EVERY_MS = 5_000;
+/**
+ * A reader takes a run for lost once its heartbeat is this many intervals
+ * old: one for the interval itself, and two more for a write that KV took
+ * slowly or refused (it is tried again after KV's second) and for the
+ * clocks of the run's machine and the reader's.
+ */
+const LOST_AFTER_BEATS = 3;
 
-/** Why a run stops early: a delete is more than a cancel, a cancel more than the deadline. */
+/** What a reader shows of a run that was lost, and what a run told so stores: the code a run that died showed before heartbeats. */
+const LOST_ERROR = { code: 'server_error', message: 'The background response stopped without a result (the edge that ran it went away); create it again.' } as const;
+
+/** Why a run stops early: a delete is more than a cancel, a cancel (the client's) more than a verdict of lost, which is more than the deadline. */
 type Stop = BackgroundStop | 'deadline';
-const STOP_RANK: Record<Stop, number> = { deadline: 1, cancel: 2, delete: 3 };
+const STOP_RANK: Record<Stop, number> = { deadline: 1, lost: 2, cancel: 3, delete: 4 };
 const stronger = (a: Stop | null, b: Stop | null): Stop | null => (a === null ? b : b === null ? a : STOP_RANK[b] > STOP_RANK[a] ? b : a);
 
 /**
@@ -71,8 +100,10 @@ export async function answerInBackground(
   // Opened first: a pool that refuses it (busy, a bad request) is the request's own error, as without background.
   await reply.opening;
   const queued: ResponseObject = { ...started, status: 'queued' };
+  const aliveEveryMs = options.aliveEveryMs ?? BACKGROUND_ALIVE_EVERY_MS;
+  const running: RunningRecord = { runsUntil: begun + options.deadlineMs, aliveEveryMs, aliveAt: Date.now(), ...(store.location !== null ? { ranAt: store.location } : {}) };
   // A poll that comes before the end finds it queued; a response that cannot be stored could never be polled.
-  const outcome = await save(queued, begun + options.deadlineMs);
+  const outcome = await save(queued, running);
   if (outcome !== 'stored') {
     for (const run of reply.runs) run.cancel();
     if (outcome === 'too_large') {
@@ -80,9 +111,14 @@ export async function answerInBackground(
     }
     throw new ApiError(503, 'The response store is unavailable, and a background response is polled from it; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
   }
-  const job: BackgroundJob = { started, reply, finish, save, store, options, begun, storedAt: Date.now() };
+  const storedAt = Date.now();
+  // Its heartbeat is needed until a reader takes the queued record for a run that died in any case (its cutoff).
+  const beatsUntil = running.runsUntil + DIED_AFTER_DEADLINE_MS;
+  const job: BackgroundJob = { started, reply, finish, save, store, options, begun, storedAt };
   if (events === null) {
-    options.waitUntil(runToEnd(job, () => undefined));
+    // Nothing else is written as it runs: its heartbeat alone, every aliveEveryMs.
+    const beats = keepBeating(store, started.id, aliveEveryMs, storedAt, beatsUntil);
+    options.waitUntil(runToEnd(job, () => undefined, beats));
     return new Response(JSON.stringify(queued), { headers: { ...Object.fromEntries(new Headers(reply.headers)), 'content-type': 'application/json' } });
   }
   const { log, format } = events;
@@ -97,9 +133,10 @@ export async function answerInBackground(
     }
     log.end();
   };
-  // Followed live in this isolate until a minute past its deadline at the latest, when a poll takes a run not ended as dead.
-  options.waitUntil(keepEvents(log, store, started.id, begun + options.deadlineMs + DIED_AFTER_DEADLINE_MS));
-  options.waitUntil(runToEnd(job, told).finally(() => log.end()));
+  // Followed live in this isolate until a minute past its deadline at the latest, when a poll takes a run not ended as
+  // dead; its kept events carry its heartbeat, written alone where no event came for aliveEveryMs.
+  options.waitUntil(keepEvents(log, store, started.id, beatsUntil, aliveEveryMs));
+  options.waitUntil(runToEnd(job, told, null).finally(() => log.end()));
   return liveEventStream(log, reply.headers, events.quietCommentMs);
 }
 
@@ -115,7 +152,20 @@ interface BackgroundJob {
   storedAt: number;
 }
 
-async function runToEnd({ started, reply, finish, save, store, options, begun, storedAt }: BackgroundJob, told: (response: ResponseObject | null) => void): Promise<void> {
+async function runToEnd(job: BackgroundJob, told: (response: ResponseObject | null) => void, beats: Heartbeat | null): Promise<void> {
+  let deleted = false;
+  try {
+    deleted = await runAndStore(job, told);
+  } finally {
+    // Its record is no longer queued (or it could not be stored, and a reader takes it for lost): no more beats.
+    const written = (await beats?.stop()) ?? 0;
+    // Deleted as it ran: a beat written after the delete goes too (the delete removed those before it).
+    if (deleted && written > 0) await job.store.forgetEvents(job.started.id);
+  }
+}
+
+/** Runs it to its end and stores that; whether it was deleted instead. */
+async function runAndStore({ started, reply, finish, save, store, options, begun, storedAt }: BackgroundJob, told: (response: ResponseObject | null) => void): Promise<boolean> {
   const asked: { stop: Stop | null } = { stop: null };
   // At its deadline, was it waiting for a pool to take it up again (its pool failed)? Then that is why it stopped.
   let poolLost = false;
@@ -145,6 +195,8 @@ async function runToEnd({ started, reply, finish, save, store, options, begun, s
   // Stopped early, it keeps the output it had, cut (as a foreground stream its client left is kept; review h121).
   const final = (why: Stop | null): ResponseObject => {
     if (why === 'cancel') return { ...started, status: 'cancelled', output: cutShort(ended.output), usage };
+    // A reader took it for lost (its heartbeat was late) and showed it failed: so it ends, with the output it had.
+    if (why === 'lost') return { ...failedResponse(started, cutShort(ended.output), LOST_ERROR), usage };
     if (why === 'deadline') {
       const limit = `this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS)`;
       // Its pool failed and none took it up in time: said so (review h144: it read as a response too long to run).
@@ -163,7 +215,7 @@ async function runToEnd({ started, reply, finish, save, store, options, begun, s
     const why = stronger(asked.stop, await store.stopRequested(started.id));
     if (why === 'delete') {
       told(null);
-      return;
+      return true;
     }
     let response = final(why);
     let outcome = await save(response);
@@ -174,14 +226,16 @@ async function runToEnd({ started, reply, finish, save, store, options, begun, s
     }
     if (outcome === 'stored') {
       // Told once a stop that raced the write is honoured too: a stream told `completed` must not find it cancelled.
-      told(await honourLateStop(started, response, save, store));
-      return;
+      const end = await honourLateStop(started, response, save, store);
+      told(end);
+      return end === null;
     }
     if (attempt < FINAL_WRITE_TRIES) await sleep(KEY_WRITE_INTERVAL_MS);
   }
-  console.error(`edge: background response ${started.id} ended and could not be stored; a poll will find it failed after its deadline`);
+  console.error(`edge: background response ${started.id} ended and could not be stored; a poll will find it failed once its heartbeat stops`);
   // Its stream is told so, not that it completed (a poll finds it failed later): its text is in the events before.
   told(failedResponse(started, final(asked.stop).output, { code: 'response_store_unavailable', message: 'The background response ended, and the response store failed as its end was written: a retrieve will find it failed. Its output is in the events before this one.' }));
+  return false;
 }
 
 /** Output items of a run stopped early: as far as they got, `incomplete`. */
@@ -194,7 +248,10 @@ function cutShort(output: readonly OutputItem[]): OutputItem[] {
  * record queued, then wrote its stop request after this run's last read):
  * read after KV's second, longer than that route takes from its read to its
  * write. A delete removes what was written; a cancel writes `cancelled` over
- * it, and a delete that comes meanwhile removes that in turn.
+ * it, and a delete that comes meanwhile removes that in turn. A reader's
+ * verdict of lost that raced the end is honoured as a cancel is (that reader
+ * showed `failed`, which a later poll must not find `completed`), over an end
+ * not already failed or cancelled.
  */
 async function honourLateStop(started: ResponseObject, written: ResponseObject, save: SaveResponse, store: ResponseStore): Promise<ResponseObject | null> {
   await sleep(KEY_WRITE_INTERVAL_MS);
@@ -203,29 +260,119 @@ async function honourLateStop(started: ResponseObject, written: ResponseObject, 
     await store.forget(started.id);
     return null;
   }
-  if (late !== 'cancel' || written.status === 'cancelled') return written;
-  const cancelled: ResponseObject = { ...started, status: 'cancelled', output: cutShort(written.output), usage: written.usage };
-  await save(cancelled);
+  if (late === null || written.status === 'cancelled' || (late === 'lost' && written.status === 'failed')) return written;
+  const stopped: ResponseObject =
+    late === 'cancel' ? { ...started, status: 'cancelled', output: cutShort(written.output), usage: written.usage } : { ...failedResponse(started, cutShort(written.output), LOST_ERROR), usage: written.usage };
+  await save(stopped);
   if ((await store.stopRequested(started.id)) === 'delete') {
     await store.forget(started.id);
     return null;
   }
-  return cancelled;
+  return stopped;
 }
 
 /**
- * A stored response as a poll shows it: one still queued past its run's
- * deadline and a minute more is one whose run died (its isolate gone)
- * before it could store its end: said failed, or cancelled where that was
- * asked. Everything that reads a stored response's status goes through this
- * (retrieve, cancel, a chain from it).
+ * How old a run's heartbeat may be, as a reader at `location` sees it, before
+ * the reader takes the run for lost; null for a record from before
+ * heartbeats. At the run's own location KV shows its writes at once, and
+ * LOST_AFTER_BEATS intervals are enough; elsewhere a read may be KV's cached
+ * copy, up to KV_ELSEWHERE_MS old, and that is added (a location unknown on
+ * either side counts as elsewhere): a live run is never taken for lost from
+ * a stale copy.
  */
-export async function polledResponse(stored: StoredResponse, store: ResponseStore, now = Date.now()): Promise<ResponseObject> {
+export function lostAfterMs(stored: StoredResponse, location: string | null): number | null {
+  if (stored.aliveEveryMs === undefined) return null;
+  const here = location !== null && stored.ranAt === location;
+  return LOST_AFTER_BEATS * stored.aliveEveryMs + (here ? 0 : KV_ELSEWHERE_MS);
+}
+
+/**
+ * A stored response as a poll shows it. One still queued whose run was lost
+ * (its isolate gone before it could store its end) is shown failed, or
+ * cancelled where that was asked: a run that keeps a heartbeat, once the
+ * heartbeat is older than lostAfterMs; one from before heartbeats, a minute
+ * past its run's deadline. Everything that reads a stored response's status
+ * goes through this (retrieve, cancel, a stream read again, a chain from it).
+ * `seenBeat`: a heartbeat the caller read already (a stream read again reads
+ * its kept events every second).
+ *
+ * A verdict of lost from the heartbeat is stored as a stop mark (one write per
+ * lost run): every later poll shows it failed whatever comes after, and a run
+ * that was only late (a location whose KV lagged, writes refused for
+ * intervals on end) reads it within a second and stores itself failed rather
+ * than go on to an end a client told `failed` would find. The queued record
+ * itself is left to its run: KV has no compare-and-set, and a reader's write
+ * of it could land over the run's own end, or bring back a response deleted
+ * meanwhile.
+ */
+export async function polledResponse(stored: StoredResponse, store: ResponseStore, now = Date.now(), seenBeat: number | null = null): Promise<ResponseObject> {
   const response = stored.response;
   if (response.status !== 'queued' && response.status !== 'in_progress') return response;
   // A record from before runsUntil was kept: its creation and the default deadline.
   const runsUntil = stored.runsUntil ?? response.created_at * 1000 + DEFAULT_BACKGROUND_DEADLINE_S * 1000;
-  if (now < runsUntil + DIED_AFTER_DEADLINE_MS) return response;
-  if ((await store.stopRequested(response.id)) === 'cancel') return { ...response, status: 'cancelled' };
-  return failedResponse(response, [], { code: 'server_error', message: 'The background response stopped without a result (the edge that ran it went away); create it again.' });
+  const pastCutoff = now >= runsUntil + DIED_AFTER_DEADLINE_MS;
+  const bound = lostAfterMs(stored, store.location);
+  if (!pastCutoff && bound === null) return response;
+  const asked = await store.stopRequested(response.id);
+  if (asked === 'lost') return lostResponse(response);
+  const lost = pastCutoff || (bound !== null && (await heartbeatStopped(stored, store, bound, now, seenBeat)));
+  if (!lost) return response;
+  if (asked === 'cancel') return { ...response, status: 'cancelled' };
+  if (!pastCutoff && asked === null) {
+    try {
+      await store.requestStop(response.id, 'lost');
+    } catch {
+      // Not kept (KV failed): the next poll comes to the same verdict from the same heartbeat.
+    }
+  }
+  return lostResponse(response);
+}
+
+/** Whether the run's heartbeat, the last kept (read only where the record's own and `seenBeat` are too old), is older than `bound`. */
+async function heartbeatStopped(stored: StoredResponse, store: ResponseStore, bound: number, now: number, seenBeat: number | null): Promise<boolean> {
+  let beat = Math.max(stored.aliveAt ?? 0, seenBeat ?? 0);
+  if (now - beat <= bound) return false;
+  const kept = await store.lastHeartbeat(stored.response.id);
+  // KV failed: it cannot be told, and a run is never taken for lost on a guess.
+  if (kept === undefined) return false;
+  beat = Math.max(beat, kept ?? 0);
+  return now - beat > bound;
+}
+
+function lostResponse(response: ResponseObject): ResponseObject {
+  return failedResponse(response, [], LOST_ERROR);
+}
+
+/** A run's heartbeat while nothing else is written for it: `stop` ends it, and says how many beats were written. */
+interface Heartbeat {
+  stop(): Promise<number>;
+}
+
+/**
+ * Writes a run's heartbeat every `everyMs` from `since` (its queued record's
+ * write, its first), until stopped; one that KV refused is tried again after
+ * KV's second. `expiresAt`: the heartbeat's value expires then.
+ */
+function keepBeating(store: ResponseStore, id: string, everyMs: number, since: number, expiresAt: number): Heartbeat {
+  let stopNow: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    stopNow = resolve;
+  });
+  let written = 0;
+  const beating = (async () => {
+    let next = since + everyMs;
+    for (;;) {
+      if ((await within(stopped, Math.max(0, next - Date.now()))) !== TIMED_OUT) return;
+      const outcome = await store.writeHeartbeat(id, Date.now(), expiresAt);
+      if (outcome === 'stored') written++;
+      next = Date.now() + (outcome === 'stored' ? everyMs : KEY_WRITE_INTERVAL_MS);
+    }
+  })();
+  return {
+    async stop() {
+      stopNow();
+      await beating;
+      return written;
+    },
+  };
 }

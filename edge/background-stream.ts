@@ -9,7 +9,7 @@
  * as it comes, rather than KV's copy a second behind.
  */
 import { ApiError, badRequest, toApiError } from './api-error';
-import { polledResponse } from './background-response';
+import { lostAfterMs, polledResponse } from './background-response';
 import type { CompletionRun } from './completion-run';
 import { KEY_WRITE_INTERVAL_MS, type ResponseStore, type StoredEvents, type StoredResponse } from './response-store';
 import { endEvents, eventFrame, type ResponsesStreamFormat } from './responses-stream';
@@ -103,9 +103,12 @@ export async function driveFormat(run: CompletionRun, format: ResponsesStreamFor
 
 /**
  * Keeps `log` in KV as it grows, a write at most every KEY_WRITE_INTERVAL_MS
- * (KV's one a second per key), until it has kept the log's end. Never throws.
+ * (KV's one a second per key), until it has kept the log's end. Each write
+ * carries the time it was made, the run's heartbeat (background-response.ts):
+ * where no event came for `aliveEveryMs`, what was kept is written again
+ * for it. Never throws.
  */
-export async function keepEvents(log: EventLog, store: ResponseStore, id: string, runsUntil = Infinity): Promise<void> {
+export async function keepEvents(log: EventLog, store: ResponseStore, id: string, runsUntil = Infinity, aliveEveryMs = Infinity): Promise<void> {
   const running = runningKey(store, id);
   // Followed here no later than its run may last: a run whose waitUntil the runtime cut never comes to this
   // function's end, and its log would be followed, never ending, for the isolate's life (review h153).
@@ -114,27 +117,28 @@ export async function keepEvents(log: EventLog, store: ResponseStore, id: string
   for (const [key, other] of runningLogs) if (other.until < now) runningLogs.delete(key);
   runningLogs.set(running, entry);
   try {
-    await keepEventsInKv(log, store, id);
+    await keepEventsInKv(log, store, id, aliveEveryMs);
   } finally {
     if (runningLogs.get(running) === entry) runningLogs.delete(running);
   }
 }
 
-async function keepEventsInKv(log: EventLog, store: ResponseStore, id: string): Promise<void> {
+async function keepEventsInKv(log: EventLog, store: ResponseStore, id: string, aliveEveryMs: number): Promise<void> {
   let kept = -1;
   let keptEnd = false;
   let lastWrite = 0;
   let failures = 0;
   while (!keptEnd) {
-    await log.beyond(kept, 60_000);
+    // Woken by an event, or when its heartbeat is due.
+    await log.beyond(kept, Math.min(60_000, lastWrite + aliveEveryMs - Date.now()));
     if (log.deleted) break;
     await sleep(lastWrite + KEY_WRITE_INTERVAL_MS - Date.now());
     if (log.deleted) break;
     const count = log.frames.length;
     const ended = log.ended;
-    if (count === kept && !ended) continue;
+    if (count === kept && !ended && Date.now() - lastWrite < aliveEveryMs) continue;
     lastWrite = Date.now();
-    const outcome = await store.writeEvents(id, log.frames.slice(0, count), ended);
+    const outcome = await store.writeEvents(id, log.frames.slice(0, count), ended, lastWrite);
     if (outcome === 'unavailable') {
       // Tried again at the next second; a store that stays down leaves the stream read again short (its end told from the record).
       if (++failures >= 5 && ended) return;
@@ -194,7 +198,9 @@ export function startingAfter(query: URLSearchParams): number {
  * kept events after `after`, then, while it runs, the new ones as they are
  * kept (read every RESUME_POLL_MS), to its end. Where the response ended and
  * its events were not all kept (the store failed, or its run died), the end
- * is told from the stored response.
+ * is told from the stored response; where the run's heartbeat, which its
+ * kept events carry, is older than lostAfterMs, from the response as a poll
+ * shows it then (failed: its run was lost), at once.
  */
 export function resumedEventStream(stored: StoredResponse, after: number, store: ResponseStore, quietCommentMs: number): Response {
   const id = stored.response.id;
@@ -213,6 +219,9 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
   let lastSent = Date.now();
   let endSeenAt: number | null = null;
   let recordCheckedAt = 0;
+  // The run's heartbeat as last read, and how old it may get (null: a record from before heartbeats).
+  let beat = stored.aliveAt ?? null;
+  const lostAfter = lostAfterMs(stored, store.location);
   let first = true;
   let closed = false;
   const body = new ReadableStream<Uint8Array>({
@@ -235,6 +244,7 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
           return;
         }
         const frames = events?.frames ?? [];
+        if (events?.aliveAt != null) beat = Math.max(beat ?? 0, events.aliveAt);
         const came = next < frames.length;
         if (came) {
           send(frames.slice(next).join(''));
@@ -250,10 +260,12 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
         }
         if (came) return;
         // Nothing new: has the response ended without its events' end kept (a store that failed, a run that died)?
-        // Read every RECORD_CHECK_MS only: a record may hold megabytes of conversation.
-        if (Date.now() - recordCheckedAt >= RECORD_CHECK_MS) {
+        // Read every RECORD_CHECK_MS only (a record may hold megabytes of conversation), but at once where the run's
+        // heartbeat is past its bound: a poll would show it lost now.
+        const beatLate = lostAfter !== null && beat !== null && Date.now() - beat > lostAfter;
+        if (Date.now() - recordCheckedAt >= (beatLate ? RESUME_POLL_MS : RECORD_CHECK_MS)) {
           recordCheckedAt = Date.now();
-          const ended = await endedResponse(store, id);
+          const ended = await endedResponse(store, id, beat);
           if (ended === 'gone') {
             send(eventFrame('error', next, { code: 'not_found', message: `Response ${id} was deleted.`, param: null }));
             controller.close();
@@ -261,8 +273,9 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
           }
           if (ended !== null) {
             endSeenAt ??= Date.now();
-            if (Date.now() - endSeenAt >= END_GRACE_MS) {
-              send(endEvents(ended, next).join(''));
+            // A run taken for lost writes nothing more: no grace for its events.
+            if (!ended.stored || Date.now() - endSeenAt >= END_GRACE_MS) {
+              send(endEvents(ended.response, next).join(''));
               controller.close();
               return;
             }
@@ -282,8 +295,11 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
   return new Response(body, { headers: sseHeaders });
 }
 
-/** The stored response where it has ended (as a poll shows it), 'gone' where it is no more, null while it runs. */
-async function endedResponse(store: ResponseStore, id: string): Promise<ResponseObject | 'gone' | null> {
+/**
+ * The response where it has ended, as a poll shows it (`stored`: its run stored that end; otherwise a poll's verdict
+ * of a run lost), 'gone' where it is no more, null while it runs. `beat`: the run's heartbeat as last read.
+ */
+async function endedResponse(store: ResponseStore, id: string, beat: number | null): Promise<{ response: ResponseObject; stored: boolean } | 'gone' | null> {
   let stored: StoredResponse | null;
   try {
     stored = await store.get(id);
@@ -292,6 +308,8 @@ async function endedResponse(store: ResponseStore, id: string): Promise<Response
     throw err;
   }
   if (stored === null) return 'gone';
-  const response = await polledResponse(stored, store);
-  return response.status === 'queued' || response.status === 'in_progress' ? null : response;
+  const response = await polledResponse(stored, store, Date.now(), beat);
+  if (response.status === 'queued' || response.status === 'in_progress') return null;
+  // polledResponse gives a stored end as it is, and a verdict as a response of its own.
+  return { response, stored: response === stored.response };
 }

@@ -310,10 +310,19 @@ app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) =>
   }),
 );
 
-/** This key's stored responses (the Responses API's `store`). */
+/** This key's stored responses (the Responses API's `store`), as read and written from this request's location. */
 function responseStore(c: Context<AppEnv>): ResponseStore {
   const config = edgeConfig(c.env);
-  return new ResponseStore(requireKv(c.env), c.get('key').dataScope, config.responseTtlSeconds, config.responseMaxBytes);
+  return new ResponseStore(requireKv(c.env), c.get('key').dataScope, config.responseTtlSeconds, config.responseMaxBytes, requestLocation(c));
+}
+
+/**
+ * The Cloudflare location (colo) the request came to, where the runtime says (wrangler dev says its stand-in's):
+ * a background run's heartbeat is read at once there (background-response.ts, lostAfterMs).
+ */
+function requestLocation(c: Context<AppEnv>): string | null {
+  const colo = (c.req.raw.cf as { colo?: unknown } | undefined)?.colo;
+  return typeof colo === 'string' && colo !== '' ? colo : null;
 }
 
 // OpenAI's Responses API, run as the chat completion it amounts to (responses-request.ts): chat's limits, cache and path.

@@ -49,7 +49,7 @@ export interface RequestLogLine {
   resumes?: number;
   /** The client went away before the reply was over. */
   client_left?: boolean;
-  /** A background response's run stopped by a cancel or a delete asked through the API, or at its deadline (review h143: it was logged client_left). */
+  /** A background response's run stopped by a cancel or a delete asked through the API, at its deadline, or taken for lost (review h143: it was logged client_left). */
   stopped_by?: Exclude<CancelCause, 'client'>;
   /** From the request's arrival to its response's headers, and to the first generated token reaching the edge. */
   ttfb_ms?: number;
@@ -83,9 +83,10 @@ export interface GenerationOutcome {
 
 /**
  * What stops a generation early: its client leaving (or its request ending), a background response's cancel, delete
- * or deadline, or its request failing (a sibling choice could not start: the request's error says why).
+ * or deadline, a reader that took its run for lost (its heartbeat late: background-response.ts), or its request
+ * failing (a sibling choice could not start: the request's error says why).
  */
-export type CancelCause = 'client' | 'cancel' | 'delete' | 'deadline' | 'request-failed';
+export type CancelCause = 'client' | 'cancel' | 'delete' | 'deadline' | 'lost' | 'request-failed';
 
 /** What the key's tenant is hashed from for the pool (completion-handler.ts, poolTenant), and so for the line. */
 export function tenantHashText(tenant: string): string {

@@ -11,7 +11,7 @@
  * reply's failure.
  */
 import { ApiError } from './api-error';
-import { KEY_WRITE_INTERVAL_MS, readKvText, recordPutOptions, scopedKey, scopeMetadata, storeUnavailable, utf8Length, withinBytes } from './kv-record';
+import { KEY_WRITE_INTERVAL_MS, MIN_KV_TTL_SECONDS, readKvText, recordPutOptions, scopedKey, scopeMetadata, storeUnavailable, utf8Length, withinBytes } from './kv-record';
 import { sleep } from './settled-within';
 import { clipped, type ChatMessage } from './request-schema';
 import type { ResponseObject } from './responses-format';
@@ -39,9 +39,21 @@ export interface StoredResponse {
   conversationNotKept?: true;
   /** A background response stored queued: when its run ends at the latest (ms since the epoch; background-response.ts). */
   runsUntil?: number;
+  /**
+   * A background response stored queued: its run's heartbeat (background-response.ts) comes at least this often
+   * (ms), and `aliveAt` is its first (this record's write). Absent in records from before heartbeats: those are
+   * taken for lost at runsUntil's cutoff only.
+   */
+  aliveEveryMs?: number;
+  aliveAt?: number;
+  /** The Cloudflare location (colo) its run is in, where known: a reader there sees its heartbeat at once. */
+  ranAt?: string;
   /** A background response created with `stream: true`: its events are kept (writeEvents), and it can be streamed again. */
   eventLog?: true;
 }
+
+/** What a background response's queued record says of its run (background-response.ts). */
+export type RunningRecord = Required<Pick<StoredResponse, 'runsUntil' | 'aliveEveryMs' | 'aliveAt'>> & Pick<StoredResponse, 'ranAt'>;
 
 /** A background stream's events as kept (background-stream.ts): frame i is the SSE frame of the event of sequence_number i. */
 export interface StoredEvents {
@@ -50,6 +62,8 @@ export interface StoredEvents {
   ended: boolean;
   /** The frames after these were over SSSD_RESPONSE_MAX_BYTES and are not kept. */
   cut: boolean;
+  /** When the run wrote them (its heartbeat: background-response.ts); null in values from before. */
+  aliveAt: number | null;
 }
 
 /** How a write went: stored, refused for SSSD_RESPONSE_MAX_BYTES, or KV failed. */
@@ -66,14 +80,19 @@ export class ReadBudgetSpent extends Error {}
 /** A stop request outlives any background run (they are bounded well under this). */
 const STOP_TTL_SECONDS = 3_600;
 
-/** The most the line before a background stream's kept events takes. */
-const EVENTS_HEADER_BYTES = 32;
+/** The most the line before a background stream's kept events takes ({"ended":false,"cut":false,"aliveAt":<13 digits>}). */
+const EVENTS_HEADER_BYTES = 64;
 
 // Where the background runs read it from, beside the store they write.
 export { KEY_WRITE_INTERVAL_MS };
 
-/** Why a background run is asked to stop: a cancel (stored `cancelled`) or a delete (stored no more). */
-export type BackgroundStop = 'cancel' | 'delete';
+/**
+ * Why a background run is asked to stop: a cancel (stored `cancelled`), a delete (stored no more), or a reader
+ * that took it for lost, its heartbeat not seen for too long (stored `failed`, as readers showed it since).
+ */
+export type BackgroundStop = 'lost' | 'cancel' | 'delete';
+/** A stop asked is not asked again as a weaker one: a delete is more than a cancel, a cancel (the client's) more than a lost run's verdict. */
+const STOP_RANK: Record<BackgroundStop, number> = { lost: 1, cancel: 2, delete: 3 };
 
 export class ResponseStore {
   constructor(
@@ -84,6 +103,8 @@ export class ResponseStore {
     private readonly ttlSeconds: number,
     /** A value over this many bytes (its JSON's UTF-8) is not stored. */
     private readonly maxBytes: number,
+    /** The Cloudflare location (colo) of the request using this store, where known: a background run started here runs here. */
+    readonly location: string | null = null,
   ) {}
 
   /** The KV key of a response of this API key: no other key's id hashes to it. */
@@ -133,6 +154,8 @@ export class ResponseStore {
         callIds: [],
         conversationNotKept: true,
         ...(record.runsUntil !== undefined ? { runsUntil: record.runsUntil } : {}),
+        ...(record.aliveEveryMs !== undefined ? { aliveEveryMs: record.aliveEveryMs, aliveAt: record.aliveAt } : {}),
+        ...(record.ranAt !== undefined ? { ranAt: record.ranAt } : {}),
         ...(record.eventLog ? { eventLog: true as const } : {}),
       };
       value = JSON.stringify(alone);
@@ -159,9 +182,10 @@ export class ResponseStore {
   /**
    * Keeps a background stream's events so far: as many of `frames`, from the
    * first, as fit SSSD_RESPONSE_MAX_BYTES, in one value (a line saying
-   * whether they ended and were cut, then the frames as sent). Never throws.
+   * whether they ended and were cut, and when they were written: the run's
+   * heartbeat, then the frames as sent). Never throws.
    */
-  async writeEvents(id: string, frames: readonly string[], ended: boolean): Promise<PutOutcome> {
+  async writeEvents(id: string, frames: readonly string[], ended: boolean, aliveAt = Date.now()): Promise<PutOutcome> {
     let bytes = 0;
     let kept = 0;
     for (; kept < frames.length; kept++) {
@@ -169,7 +193,7 @@ export class ResponseStore {
       if (bytes > this.maxBytes - EVENTS_HEADER_BYTES) break;
     }
     const cut = kept < frames.length;
-    const value = `${JSON.stringify({ ended, cut })}\n${kept === frames.length ? frames.join('') : frames.slice(0, kept).join('')}`;
+    const value = `${JSON.stringify({ ended, cut, aliveAt })}\n${kept === frames.length ? frames.join('') : frames.slice(0, kept).join('')}`;
     try {
       await this.kv.put(await this.eventsKeyFor(id), value, recordPutOptions(this.keyId, this.ttlSeconds));
       return cut ? 'too_large' : 'stored';
@@ -179,22 +203,64 @@ export class ResponseStore {
     }
   }
 
+  /**
+   * A background run's heartbeat where nothing else is written for it (one
+   * made without `stream`): the line its kept events would start with, and
+   * no events. It expires once no reader needs it (`expiresAt`, ms since the
+   * epoch; KV's least is a minute). Never throws.
+   */
+  async writeHeartbeat(id: string, aliveAt: number, expiresAt: number): Promise<PutOutcome> {
+    const expirationTtl = Math.max(MIN_KV_TTL_SECONDS, Math.ceil((expiresAt - Date.now()) / 1000));
+    try {
+      await this.kv.put(await this.eventsKeyFor(id), `${JSON.stringify({ ended: false, cut: false, aliveAt })}\n`, { expirationTtl, metadata: scopeMetadata(this.keyId) });
+      return 'stored';
+    } catch (err) {
+      console.error(`edge: background response ${id}'s heartbeat not stored`, err);
+      return 'unavailable';
+    }
+  }
+
   /** A background stream's events as kept, or null (none yet, or none ever). Throws a 503 where KV fails. */
   async readEvents(id: string): Promise<StoredEvents | null> {
     const text = await this.readText(await this.eventsKeyFor(id), 'background stream events');
     if (text === null) return null;
     const newline = text.indexOf('\n');
-    let head: { ended?: unknown; cut?: unknown };
-    try {
-      head = JSON.parse(text.slice(0, newline)) as { ended?: unknown; cut?: unknown };
-    } catch {
+    const head = eventsHead(text.slice(0, newline));
+    if (head === null) {
       console.error(`edge: background stream ${id}'s events are not readable; taken as none`);
       return null;
     }
     // A frame ends with a blank line, and its JSON has no raw newline in it.
     const frames = text.slice(newline + 1).split('\n\n');
     frames.pop();
-    return { frames: frames.map((frame) => `${frame}\n\n`), ended: head.ended === true, cut: head.cut === true };
+    return { frames: frames.map((frame) => `${frame}\n\n`), ...head };
+  }
+
+  /**
+   * A background run's last heartbeat as kept (writeEvents, writeHeartbeat): null where there is none, undefined
+   * where KV failed (it cannot be told). Reads the value's first line only: kept events may be megabytes.
+   */
+  async lastHeartbeat(id: string): Promise<number | null | undefined> {
+    let line = '';
+    try {
+      const stream = await this.kv.get(await this.eventsKeyFor(id), 'stream');
+      if (stream === null) return null;
+      const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (value !== undefined) line += value;
+        const newline = line.indexOf('\n');
+        if (newline >= 0 || done || line.length > EVENTS_HEADER_BYTES) {
+          if (newline >= 0) line = line.slice(0, newline);
+          break;
+        }
+      }
+      await reader.cancel();
+    } catch (err) {
+      console.error(`edge: background response ${id}'s heartbeat read failed`, err);
+      return undefined;
+    }
+    return eventsHead(line)?.aliveAt ?? null;
   }
 
   /** The KV key of a background response's cancel (or delete) request. */
@@ -205,14 +271,14 @@ export class ResponseStore {
   /**
    * Asks the background run of response `id`, wherever it runs, to stop: it
    * reads this (background-response.ts), cancels its generation, and stores
-   * the response `cancelled` (or, for `delete`, stores nothing). Throws a
-   * 503 where KV fails.
+   * the response `cancelled` (for `delete`, nothing; for `lost`, `failed`).
+   * Throws a 503 where KV fails.
    */
   async requestStop(id: string, why: BackgroundStop): Promise<void> {
     const key = await this.stopKeyFor(id);
     // Asked as much already (a delete is more than a cancel): no second write, which KV refuses within the second.
     const asked = await this.stopRequested(id);
-    if (asked === 'delete' || asked === why) return;
+    if (asked !== null && STOP_RANK[asked] >= STOP_RANK[why]) return;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.kv.put(key, why, { expirationTtl: STOP_TTL_SECONDS, metadata: scopeMetadata(this.keyId) });
@@ -251,7 +317,7 @@ export class ResponseStore {
   async stopRequested(id: string): Promise<BackgroundStop | null> {
     try {
       const why = await this.kv.get(await this.stopKeyFor(id), 'text');
-      return why === 'cancel' || why === 'delete' ? why : null;
+      return why === 'lost' || why === 'cancel' || why === 'delete' ? why : null;
     } catch {
       return null;
     }
@@ -277,6 +343,18 @@ export class ResponseStore {
     }
     return true;
   }
+}
+
+/** The line before a background stream's kept events, or null where it is not one. */
+function eventsHead(line: string): Omit<StoredEvents, 'frames'> | null {
+  let head: { ended?: unknown; cut?: unknown; aliveAt?: unknown };
+  try {
+    head = JSON.parse(line) as { ended?: unknown; cut?: unknown; aliveAt?: unknown };
+  } catch {
+    return null;
+  }
+  if (typeof head !== 'object' || head === null) return null;
+  return { ended: head.ended === true, cut: head.cut === true, aliveAt: typeof head.aliveAt === 'number' && Number.isFinite(head.aliveAt) ? head.aliveAt : null };
 }
 
 /** OpenAI's 404 for a response not found (as `previous_response_id`, or by its path). */

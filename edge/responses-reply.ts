@@ -17,7 +17,7 @@ import { itemMessage, parseResponsesBody, translateResponsesRequest, type InputI
 import { ResponsesStreamFormat } from './responses-stream';
 import { asInputItem, referencedItems, type ReferencedItems } from './item-references';
 import { conversationNotFound, type ConversationStore } from './conversation-store';
-import { responseNotFound, type PutOutcome, type ResponseStore, type StoredInputItem, type StoredResponse } from './response-store';
+import { responseNotFound, type PutOutcome, type ResponseStore, type RunningRecord, type StoredInputItem, type StoredResponse } from './response-store';
 import { streamWhenOpened } from './sse-response';
 import { pageOf, pageParams, type ListPage } from './page-params';
 import { finishedChoices, wholeCompletionResponse } from './whole-response';
@@ -148,8 +148,8 @@ function endedConversation(plan: ResponsesPlan, output: readonly OutputItem[]): 
  * that went ('stored' where not asked); appends its turn to its conversation
  * once it ended so (appendTurn). Never throws.
  */
-async function save(plan: ResponsesPlan, response: ResponseObject, runsUntil?: number, eventLog = false): Promise<PutOutcome> {
-  const outcome = await storeResponse(plan, response, runsUntil, eventLog);
+async function save(plan: ResponsesPlan, response: ResponseObject, running?: RunningRecord, eventLog = false): Promise<PutOutcome> {
+  const outcome = await storeResponse(plan, response, running, eventLog);
   // A background end not stored is written again, or stored failed (background-response.ts): appended once it is.
   if (plan.conversation && (response.status === 'completed' || response.status === 'incomplete') && (outcome === 'stored' || !response.background)) {
     await appendTurn(plan.conversation, plan.inputItems, response);
@@ -186,7 +186,7 @@ async function appendTurn(conversation: NonNullable<ResponsesPlan['conversation'
   }
 }
 
-async function storeResponse(plan: ResponsesPlan, response: ResponseObject, runsUntil: number | undefined, eventLog: boolean): Promise<PutOutcome> {
+async function storeResponse(plan: ResponsesPlan, response: ResponseObject, running: RunningRecord | undefined, eventLog: boolean): Promise<PutOutcome> {
   if (!plan.store) return 'stored';
   const calls = response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
   const itemIds = [...plan.previousItemIds, ...plan.inputItems.map((item) => item.id), ...response.output.map((item) => item.id)];
@@ -196,7 +196,7 @@ async function storeResponse(plan: ResponsesPlan, response: ResponseObject, runs
     conversation: endedConversation(plan, response.output),
     callIds: [...plan.translated.callIds, ...calls],
     itemIds,
-    ...(runsUntil !== undefined ? { runsUntil } : {}),
+    ...running,
     ...(eventLog ? { eventLog: true as const } : {}),
   });
 }
@@ -231,7 +231,7 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
         return format.result ?? failedResponse(plan.started, [], { code: 'server_error', message: 'The response ended without a result.' });
       };
       const events = log ? { log, format, quietCommentMs: streamQuietCommentMs ?? QUIET_STREAM_COMMENT_MS } : null;
-      return answerInBackground(plan.started, reply, run, (response, runsUntil) => save(plan, response, runsUntil, streamed), plan.store, background, events);
+      return answerInBackground(plan.started, reply, run, (response, running) => save(plan, response, running, streamed), plan.store, background, events);
     }
     if (!body.stream) {
       return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {

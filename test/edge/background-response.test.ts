@@ -1,8 +1,10 @@
 /**
  * A background response as a poll and a chain see it, over workerd's KV: a
  * queued record whose run died (its isolate gone before it stored its end)
- * is failed a minute past its deadline, not queued for good, or cancelled
- * where that was asked.
+ * is failed once its heartbeat is late (a record from before heartbeats: a
+ * minute past its deadline), not queued for good, or cancelled where that
+ * was asked; and the heartbeat as the run writes it, within the KV writes
+ * it makes anyway where its events flow.
  */
 import { describe, expect, it } from 'vitest';
 import type { ApiError } from '../../edge/api-error';
@@ -11,9 +13,9 @@ import type { PreparedReply } from '../../edge/completion-handler';
 import type { ResponseObject } from '../../edge/responses-format';
 import { responseId } from '../../edge/responses-format';
 import { planResponse } from '../../edge/responses-reply';
-import { ResponseStore, type StoredEvents, type StoredResponse } from '../../edge/response-store';
+import { ResponseStore, type PutOutcome, type RunningRecord, type StoredEvents, type StoredResponse } from '../../edge/response-store';
 import { EventLog } from '../../edge/background-stream';
-import { ResponsesStreamFormat } from '../../edge/responses-stream';
+import { eventFrame, ResponsesStreamFormat } from '../../edge/responses-stream';
 import type { ResponseMeta } from '../../edge/openai-format';
 import { storedRecord } from '../support/stored-response';
 import { workerdKv } from '../support/workerd-kv';
@@ -71,7 +73,7 @@ describe('a background response as polled', () => {
     const ended: ResponseObject = { ...record.response, background: true };
     const reply = { opening: Promise.resolve(), runs: [], headers: {} } as unknown as PreparedReply;
     const running: Promise<unknown>[] = [];
-    const save = (response: ResponseObject, runsUntil?: number) => store.write({ ...record, response, ...(runsUntil !== undefined ? { runsUntil } : {}), ...(streamed ? { eventLog: true as const } : {}) });
+    const save = (response: ResponseObject, running?: RunningRecord) => store.write({ ...record, response, ...running, ...(streamed ? { eventLog: true as const } : {}) });
     const events = streamed ? { log: new EventLog(), format: new ResponsesStreamFormat(started, {} as ResponseMeta, null), quietCommentMs: 60_000 } : null;
     const answered = await answerInBackground(started, reply, () => Promise.resolve(ended), save, store, { waitUntil: (p) => running.push(p), deadlineMs: 20_000, stopPollMs: 1_000 }, events);
     const live = streamed ? answered.text() : answered.json().then((queued) => expect((queued as ResponseObject).status).toBe('queued'));
@@ -104,5 +106,161 @@ describe('a background response as polled', () => {
     expect(stored).toBeNull();
     expect(live).toContain('"code":"not_found"');
     expect(kept).toBeNull();
+  });
+});
+
+/** Response `hex`'s record as a run that keeps a heartbeat stores it queued: at `location`, its first beat `aliveAt`. */
+function beatingRecord(hex: string, aliveAt: number, aliveEveryMs: number, location: string | null): StoredResponse {
+  return { ...queuedRecord(responseId(hex), aliveAt + 3_600_000), aliveEveryMs, aliveAt, ...(location !== null ? { ranAt: location } : {}) };
+}
+
+describe("a background run's heartbeat as a poll reads it", () => {
+  it("shows a run failed once its heartbeat is three intervals old where it ran, and keeps saying so whatever its run writes after", async () => {
+    const store = new ResponseStore(workerd(), 'key-beat', 0, 1 << 20, 'AMS');
+    const now = Date.now();
+    const record = beatingRecord('a1b2a1b2a1b2a1b2a1b2a1b2', now, 1_000, 'AMS');
+    const id = record.response.id;
+    expect((await polledResponse(record, store, now + 2_900)).status).toBe('queued');
+    // A later beat, kept beside the record (it is not rewritten), counts from when it was written.
+    expect(await store.writeHeartbeat(id, now + 2_000, now + 60_000)).toBe('stored');
+    expect((await polledResponse(record, store, now + 4_900)).status).toBe('queued');
+    expect(await store.stopRequested(id)).toBeNull();
+    const lost = await polledResponse(record, store, now + 5_100);
+    expect(lost).toMatchObject({ status: 'failed', output: [], error: { code: 'server_error', message: expect.stringMatching(/went away/) } });
+    // The verdict is marked for the run (which stores itself failed on reading it) and for every later poll: a beat
+    // that comes after, from a run that was only late, does not bring it back.
+    expect(await store.stopRequested(id)).toBe('lost');
+    await new Promise((r) => setTimeout(r, 1_100));
+    expect(await store.writeHeartbeat(id, Date.now(), Date.now() + 60_000)).toBe('stored');
+    expect(await polledResponse(record, store)).toMatchObject({ status: 'failed', error: lost.error });
+  });
+
+  it('gives a reader at another location, or one that cannot tell where it is, KV\'s minute more: a stale copy there is not a dead run', async () => {
+    const now = Date.now();
+    for (const [hex, location] of [['c3d4c3d4c3d4c3d4c3d4c3d4', 'FRA'], ['e5f6e5f6e5f6e5f6e5f6e5f6', null]] as const) {
+      const store = new ResponseStore(workerd(), `key-beat-far-${hex}`, 0, 1 << 20, location);
+      const record = beatingRecord(hex, now, 1_000, 'AMS');
+      expect((await polledResponse(record, store, now + 10_000)).status).toBe('queued');
+      expect((await polledResponse(record, store, now + 62_900)).status).toBe('queued');
+      expect((await polledResponse(record, store, now + 63_100)).status).toBe('failed');
+    }
+    // A run whose location was not known is read as from elsewhere at every location.
+    const unknown = beatingRecord('a7b8a7b8a7b8a7b8a7b8a7b8', now, 1_000, null);
+    expect((await polledResponse(unknown, new ResponseStore(workerd(), 'key-beat-unknown', 0, 1 << 20, 'AMS'), now + 10_000)).status).toBe('queued');
+  });
+
+  it('shows a run taken for lost cancelled where a cancel was asked first, and a record from before heartbeats as before (a minute past its deadline)', async () => {
+    const now = Date.now();
+    const store = new ResponseStore(workerd(), 'key-beat-cancel', 0, 1 << 20, 'AMS');
+    const cancelled = beatingRecord('c9d0c9d0c9d0c9d0c9d0c9d0', now, 1_000, 'AMS');
+    await store.requestStop(cancelled.response.id, 'cancel');
+    expect((await polledResponse(cancelled, store, now + 5_000)).status).toBe('cancelled');
+    // The stronger stop stands: no verdict is written over the cancel.
+    expect(await store.stopRequested(cancelled.response.id)).toBe('cancel');
+    const old = queuedRecord(responseId('e1f2e1f2e1f2e1f2e1f2e1f2'), now + 5_000);
+    expect((await polledResponse(old, store, now + 30_000)).status).toBe('queued');
+    expect((await polledResponse(old, store, now + 66_000)).status).toBe('failed');
+  });
+});
+
+describe("a background run's heartbeat as the run writes it", () => {
+  /** A store over workerd's KV that counts its writes (KV puts) by kind: the Workers bill of a run. */
+  class CountingStore extends ResponseStore {
+    records = 0;
+    events: number[] = [];
+    beats: number[] = [];
+    override async write(record: StoredResponse): Promise<PutOutcome> {
+      this.records++;
+      return super.write(record);
+    }
+    override async writeEvents(id: string, frames: readonly string[], ended: boolean, aliveAt?: number): Promise<PutOutcome> {
+      this.events.push(Date.now());
+      return super.writeEvents(id, frames, ended, aliveAt);
+    }
+    override async writeHeartbeat(id: string, aliveAt: number, expiresAt: number): Promise<PutOutcome> {
+      this.beats.push(Date.now());
+      return super.writeHeartbeat(id, aliveAt, expiresAt);
+    }
+  }
+
+  /** A background run of response `hex` whose generation ends when `end` is called, with its result; `streamed`: made with stream. */
+  async function startRun(store: ResponseStore, hex: string, aliveEveryMs: number, streamed: boolean) {
+    const record = storedRecord(responseId(hex));
+    const started: ResponseObject = { ...record.response, status: 'in_progress', background: true, output: [], usage: null };
+    let end: (response: ResponseObject) => void = () => undefined;
+    const finished = new Promise<ResponseObject>((resolve) => {
+      end = resolve;
+    });
+    const reply = { opening: Promise.resolve(), runs: [], headers: {} } as unknown as PreparedReply;
+    const running: Promise<unknown>[] = [];
+    const save = (response: ResponseObject, run?: RunningRecord) => store.write({ ...record, response, ...run, ...(streamed ? { eventLog: true as const } : {}) });
+    const log = new EventLog();
+    const events = streamed ? { log, format: new ResponsesStreamFormat(started, {} as ResponseMeta, null), quietCommentMs: 60_000 } : null;
+    const answer = await answerInBackground(started, reply, () => finished, save, store, { waitUntil: (p) => running.push(p), deadlineMs: 60_000, stopPollMs: 200, aliveEveryMs }, events);
+    void answer.body?.cancel();
+    return { id: record.response.id, ended: { ...record.response, background: true }, log, end, done: () => Promise.all(running) };
+  }
+
+  it('writes one alone every interval where nothing else is written, so a poll where it runs never finds a slow run lost, and none once it ended', async () => {
+    const store = new CountingStore(workerd(), 'key-beating', 0, 1 << 20, 'AMS');
+    const run = await startRun(store, 'a2b3a2b3a2b3a2b3a2b3a2b3', 1_000, false);
+    const verdicts: string[] = [];
+    const until = Date.now() + 5_000;
+    while (Date.now() < until) {
+      const stored = await store.get(run.id);
+      verdicts.push((await polledResponse(stored!, store)).status);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(new Set(verdicts)).toEqual(new Set(['queued']));
+    // A beat a second for 5 s: about 5, a KV write each, and the queued record's.
+    expect(store.beats.length).toBeGreaterThanOrEqual(3);
+    expect(store.beats.length).toBeLessThanOrEqual(6);
+    for (let i = 1; i < store.beats.length; i++) expect(store.beats[i] - store.beats[i - 1]).toBeGreaterThanOrEqual(990);
+    run.end(run.ended);
+    await run.done();
+    expect((await store.get(run.id))?.response.status).toBe('completed');
+    const beats = store.beats.length;
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(store.beats.length).toBe(beats);
+    expect(store.records).toBe(2);
+  });
+
+  it('writes none alone while its stream\'s events are written, and the kept events again where they stop coming for an interval', async () => {
+    const store = new CountingStore(workerd(), 'key-beating-stream', 0, 1 << 20, 'AMS');
+    const run = await startRun(store, 'c4d5c4d5c4d5c4d5c4d5c4d5', 2_000, true);
+    // Events every 200 ms for 4 s: the writes that keep them (one per KV second) are the heartbeat, and no more.
+    const flowFrom = Date.now();
+    for (let i = 0; i < 20; i++) {
+      run.log.append(eventFrame('response.output_text.delta', i, { delta: `piece ${i}` }));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const flowing = store.events.length;
+    expect(flowing).toBeGreaterThanOrEqual(3);
+    expect(flowing).toBeLessThanOrEqual(Math.floor((Date.now() - flowFrom) / 1_100) + 1);
+    // Then 5 s without an event (a pool that is slow to go on): the events written again every 2 s, no more.
+    const quietFrom = Date.now();
+    await new Promise((r) => setTimeout(r, 5_000));
+    const quiet = store.events.slice(flowing);
+    expect(quiet.length).toBeGreaterThanOrEqual(2);
+    expect(quiet.length).toBeLessThanOrEqual(3);
+    expect(quiet[0] - quietFrom).toBeLessThan(2_600);
+    const kept = await store.readEvents(run.id);
+    expect(kept?.frames).toHaveLength(20);
+    expect(Date.now() - kept!.aliveAt!).toBeLessThan(3_000);
+    expect(store.beats).toEqual([]);
+    run.end(run.ended);
+    await run.done();
+  }, 20_000);
+
+  it('stores itself failed, with the output it had, where a reader took it for lost: never the completion over a failed a client was shown', async () => {
+    const store = new ResponseStore(workerd(), 'key-beat-told', 0, 1 << 20, 'AMS');
+    const run = await startRun(store, 'e6f7e6f7e6f7e6f7e6f7e6f7', 400, false);
+    await store.requestStop(run.id, 'lost');
+    run.end(run.ended);
+    await run.done();
+    const stored = await store.get(run.id);
+    expect(stored?.response).toMatchObject({ status: 'failed', error: { code: 'server_error', message: expect.stringMatching(/went away/) } });
+    expect(stored?.response.output.map((item) => item.status)).toEqual(run.ended.output.map(() => 'incomplete'));
+    expect(stored?.response.output).toHaveLength(1);
   });
 });

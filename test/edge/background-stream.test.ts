@@ -33,16 +33,19 @@ describe('the store of a background stream\'s events', () => {
     const store = new ResponseStore(workerd(), 'key-events', 0, 1 << 20);
     const id = responseId('a1a1a1a1a1a1a1a1a1a1a1a1');
     expect(await store.readEvents(id)).toBeNull();
-    expect(await store.writeEvents(id, frames(5), false)).toBe('stored');
-    expect(await store.readEvents(id)).toEqual({ frames: frames(5), ended: false, cut: false });
-    expect(await store.writeEvents(id, frames(8), true)).toBe('stored');
-    expect(await store.readEvents(id)).toEqual({ frames: frames(8), ended: true, cut: false });
+    // Each write says when it was made: the run's heartbeat, read alone without the frames too.
+    const at = Date.now();
+    expect(await store.writeEvents(id, frames(5), false, at)).toBe('stored');
+    expect(await store.readEvents(id)).toEqual({ frames: frames(5), ended: false, cut: false, aliveAt: at });
+    expect(await store.lastHeartbeat(id)).toBe(at);
+    expect(await store.writeEvents(id, frames(8), true, at + 1_100)).toBe('stored');
+    expect(await store.readEvents(id)).toEqual({ frames: frames(8), ended: true, cut: false, aliveAt: at + 1_100 });
 
     // A bound that takes three frames and a part: three are kept, the rest said cut.
     const bytes = new TextEncoder().encode(frames(3).join('')).length;
-    const small = new ResponseStore(workerd(), 'key-events-small', 0, bytes + 32 + 10);
-    expect(await small.writeEvents(id, frames(6), true)).toBe('too_large');
-    expect(await small.readEvents(id)).toEqual({ frames: frames(3), ended: true, cut: true });
+    const small = new ResponseStore(workerd(), 'key-events-small', 0, bytes + 64 + 10);
+    expect(await small.writeEvents(id, frames(6), true, at)).toBe('too_large');
+    expect(await small.readEvents(id)).toEqual({ frames: frames(3), ended: true, cut: true, aliveAt: at });
   });
 
   it("are deleted with their response", async () => {
@@ -66,7 +69,7 @@ describe('the store of a background stream\'s events', () => {
     for (const frame of frames(2, 3)) log.append(frame);
     log.end();
     await kept;
-    expect(await store.readEvents(id)).toEqual({ frames: frames(5), ended: true, cut: false });
+    expect(await store.readEvents(id)).toEqual({ frames: frames(5), ended: true, cut: false, aliveAt: expect.any(Number) });
     for (let i = 1; i < puts.length; i++) expect(puts[i] - puts[i - 1]).toBeGreaterThanOrEqual(1_090);
   });
 });
@@ -180,6 +183,36 @@ describe('a background stream as read', () => {
     expect(text.startsWith(frames(2).join(''))).toBe(true);
     expect(text).toContain('"code":"not_found"');
   }, 15_000);
+
+  it("ends a stream read again with its run's loss once the heartbeat its events carry is past its bound, and follows a quiet run whose heartbeat comes to its own end", async () => {
+    const store = new ResponseStore(workerd(), 'key-resume-lost', 0, 1 << 20, 'AMS');
+    /** Response `hex`'s record as its run (at AMS, another isolate's) stores it queued, a heartbeat every second. */
+    const beating = (hex: string): StoredResponse => ({ ...streamedRecord(hex, 'queued', Date.now() + 3_600_000), aliveEveryMs: 1_000, aliveAt: Date.now(), ranAt: 'AMS' });
+    const dead = beating('a3a3a3a3a3a3a3a3a3a3a3a3');
+    expect(await store.put(dead)).toBe(true);
+    await store.writeEvents(dead.response.id, frames(3), false);
+    const started = Date.now();
+    const told = await textOf(resumedEventStream(dead, -1, store, 60_000));
+    expect(told.startsWith(frames(3).join(''))).toBe(true);
+    expect(told.slice(frames(3).join('').length)).toMatch(/^event: error\n.*"code":"server_error".*went away.*\n\nevent: response\.failed\n/s);
+    // Three intervals of its heartbeat, and a read of the kept events a second: not the deadline's minute (review h157: 77 s).
+    expect(Date.now() - started).toBeLessThan(8_000);
+
+    const quiet = beating('b4b4b4b4b4b4b4b4b4b4b4b4');
+    const id = quiet.response.id;
+    expect(await store.put(quiet)).toBe(true);
+    await store.writeEvents(id, frames(2), false);
+    const reading = textOf(resumedEventStream(quiet, -1, store, 60_000));
+    // No event for 6 s, twice its bound: only its heartbeat, the kept events written again each second.
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      await store.writeEvents(id, frames(2), false);
+    }
+    expect(await store.put({ ...quiet, response: { ...storedRecord(id).response, background: true } })).toBe(true);
+    await store.writeEvents(id, frames(3), true);
+    expect(await reading).toBe(frames(3).join(''));
+    expect(await store.stopRequested(id)).toBeNull();
+  }, 20_000);
 
   it('refuses a response not made with background and stream, and a starting_after that is not a sequence number', () => {
     const plain = storedRecord(responseId('a7a7a7a7a7a7a7a7a7a7a7a7'));

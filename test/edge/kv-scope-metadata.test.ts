@@ -36,8 +36,10 @@ describe('stored records name their data scope in KV metadata', () => {
       // records less the deleted one, its mark: the index keeps its own metadata beside the scope.
       expect(own.filter((key) => kindOf(key.name) === 'chatcmplidx')).toHaveLength(4);
       expect(own.filter((key) => kindOf(key.name) === 'chatcmpl')).toHaveLength(1);
+      // A stream's kept events and another run's heartbeat.
+      expect(own.filter((key) => kindOf(key.name) === 'respevents')).toHaveLength(2);
     }
-    expect(keys).toHaveLength(2 * (RECORD_KINDS.length + 3));
+    expect(keys).toHaveLength(2 * (RECORD_KINDS.length + 4));
     // The index still lists by its own metadata, the scope beside it.
     const listed = await new ChatCompletionStore(kv(), a, 0, 1 << 20).list({ order: 'desc', limit: 20, after: null, model: 'm', metadata: { run: '1' } });
     expect(listed.data.map((c) => (c as { id: string }).id)).toEqual([`chatcmpl-${a}-kept`]);

@@ -74,7 +74,7 @@ describe('sssd kv erase', () => {
       await writeScopedRecords(kv, b);
     });
     const all = await names(persistTo);
-    expect(recordsOf[a].length).toBe(RECORD_KINDS.length + 3);
+    expect(recordsOf[a].length).toBe(RECORD_KINDS.length + 4);
     expect(all.length).toBe(2 + 2 * recordsOf[a].length);
 
     // The dry run (its folder from SSSD_EDGE_STATE, as `sssd up` keeps it) names A's records, and only them.

@@ -1,7 +1,7 @@
 /**
  * One record of every kind the edge stores for a key, written through the real stores into `kv`: a stored response,
- * its kept events and a stop mark, a conversation (created, then changed), a stored chat completion with its index
- * entries, a deleted one's mark, and a user's cache. What `sssd kv erase` must find by the data scope (review h150).
+ * its kept events and a stop mark, a background run's heartbeat, a conversation (created, then changed), a stored chat
+ * completion with its index entries, a deleted one's mark, and a user's cache. What `sssd kv erase` must find by the data scope (review h150).
  */
 import { expect } from 'vitest';
 import { ChatCompletionStore } from '../../edge/chat-completion-store';
@@ -19,6 +19,8 @@ export async function writeScopedRecords(kv: KVNamespace, scope: string): Promis
   const responses = new ResponseStore(kv, scope, ttl, 1 << 20);
   expect(await responses.put(storedRecord(`resp_${scope}`, 'Private text.'))).toBe(true);
   expect(await responses.writeEvents(`resp_${scope}`, ['data: {"type":"response.created"}\n\n'], true)).toBe('stored');
+  // A background run made without stream keeps its heartbeat alone, under the same kind of name as kept events.
+  expect(await responses.writeHeartbeat(`resp_${scope}-beat`, Date.now(), Date.now() + 60_000)).toBe('stored');
   await responses.requestStop(`resp_${scope}`, 'cancel');
 
   const conversations = new ConversationStore(kv, scope, ttl, 1 << 20);
