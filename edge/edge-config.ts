@@ -273,7 +273,7 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
   warnPlainHttpPools(config.poolUrls);
   // Allowed for wrangler dev and tests, which set no bound on waitUntil; deployed, a run past it is cut unstored (review h151).
   if (config.backgroundDeadlineMs > WORKERS_WAIT_UNTIL_MS - 5_000) {
-    console.warn(`edge: SSSD_BACKGROUND_DEADLINE_SECONDS=${config.backgroundDeadlineMs / 1000} leaves a background run's end less than 5 s of Workers' ${WORKERS_WAIT_UNTIL_MS / 1000} s waitUntil: deployed, a run cut there stays queued until a minute past its deadline, then reads failed`);
+    console.warn(`edge: SSSD_BACKGROUND_DEADLINE_SECONDS=${config.backgroundDeadlineMs / 1000} leaves a background run's end less than 5 s of Workers' ${WORKERS_WAIT_UNTIL_MS / 1000} s waitUntil: deployed, a run cut there stores no end, and reads failed once its heartbeat is late`);
   }
   if (config.poolUrls.length === 0) console.warn('edge: SSSD_POOL_URLS names no pool (a comma-separated list of http(s) URLs in [vars]); every generation will be a 503');
   parsed.set(given, config);
