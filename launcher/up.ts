@@ -231,6 +231,23 @@ export async function localKvProblem(edgeUrl: string): Promise<string | null> {
   }
 }
 
+/**
+ * Whether SSSD_MODEL_SHA256 pins other weights than the pool serves: the edge would then answer every request 503
+ * "retry shortly", for good (review h158). Null where they agree, nothing is pinned, or the pool could not be asked.
+ */
+export async function pinnedWeightsProblem(poolUrl: string, poolToken: string, pinned: string | undefined): Promise<string | null> {
+  if (!pinned || !/^[0-9a-fA-F]{64}$/.test(pinned)) return null;
+  try {
+    const res = await fetch(`${poolUrl}/v1/info`, { headers: { authorization: `Bearer ${poolToken}` }, signal: AbortSignal.timeout(5000) });
+    const info = (await res.json()) as { model?: { name?: string; sha256?: string } };
+    const served = info.model?.sha256;
+    if (typeof served !== 'string' || served.toLowerCase() === pinned.toLowerCase()) return null;
+    return `SSSD_MODEL_SHA256 pins weights ${pinned.slice(0, 12).toLowerCase()}, but the pool serves ${info.model?.name ?? 'a model'} with weights ${served.slice(0, 12)}: the edge answers every request 503 until they agree. Unset SSSD_MODEL_SHA256, or set it to ${served}.`;
+  } catch {
+    return null;
+  }
+}
+
 export async function runUp(opts: UpOptions, log: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): Promise<void> {
   const env = process.env;
   // `npm start` runs in the package's folder whatever folder it was typed in, and says which in INIT_CWD: paths
@@ -361,6 +378,8 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   // "retry shortly" that never clears, said nowhere but in workerd's own logs: asked once here.
   const kvProblem = await localKvProblem(stack.edgeUrl);
   if (kvProblem) log(`warning: ${kvProblem}`);
+  const pinProblem = await pinnedWeightsProblem(stack.poolUrl, stack.poolToken, env.SSSD_MODEL_SHA256);
+  if (pinProblem) log(`warning: ${pinProblem}`);
   log('');
   log(`  demo page  ${stack.edgeUrl}/#key=${encodeURIComponent(devKey)}`);
   log(`  API        ${stack.edgeUrl}/v1  (OpenAI-compatible; Authorization: Bearer ${devKey})`);
