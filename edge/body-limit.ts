@@ -55,12 +55,16 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
   const tooLarge = (): ApiError => new ApiError(413, `Request body too large (limit ${maxBytes} bytes).`, 'invalid_request_error', 'request_too_large');
   if (!raw.body) return next();
   const declared = raw.headers.get('content-length');
+  const deadline = Date.now() + timeoutMs;
   if (declared !== null && !raw.headers.has('transfer-encoding')) {
-    if (Number.parseInt(declared, 10) > maxBytes) throw tooLarge();
-    return next();
+    if (Number.parseInt(declared, 10) <= maxBytes) return next();
+    // Refused by its length, and drained as a counted one is: left unread, workerd (wrangler dev) held the 413 until
+    // the whole body came, and forever for one that stalled (review h159).
+    const reader = raw.body.getReader();
+    await drainRefused(reader, 0, deadline, timeoutMs);
+    throw tooLarge();
   }
   const reader = raw.body.getReader();
-  const deadline = Date.now() + timeoutMs;
   // A body that breaks off (the client gave up, bad chunking) is the client's fault; one that trickles past the deadline too.
   const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
     try {
@@ -77,16 +81,7 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
     if (done) break;
     size += value.byteLength;
     if (size > maxBytes) {
-      // Read to its end, within bounds, before the 413: cancelling it left workerd (wrangler dev) failing the 413 and the next request.
-      const until = Date.now() + DRAIN_MS;
-      for (let drained = size; drained <= DRAIN_BYTES && Date.now() < until; ) {
-        // Each read within what is left of the 2 s too: a body known too large that then stalls is a 413, not a 408 later.
-        const rest = await readBy(reader.read(), Math.min(deadline, until), timeoutMs).catch(() => null);
-        if (rest === null) break;
-        if (rest.done) throw tooLarge();
-        drained += rest.value.byteLength;
-      }
-      await reader.cancel().catch(() => undefined);
+      await drainRefused(reader, size, deadline, timeoutMs);
       throw tooLarge();
     }
     chunks.push(value);
@@ -99,4 +94,20 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
   }
   c.req.raw = new Request(raw, { body });
   return next();
+}
+
+/**
+ * A refused body read to its end, within bounds (DRAIN_BYTES, DRAIN_MS), before the 413: cancelling it left workerd
+ * (wrangler dev) failing the 413 and the next request. Past a bound, or where it stalls, it is cancelled.
+ */
+async function drainRefused(reader: ReadableStreamDefaultReader<Uint8Array>, read: number, deadline: number, timeoutMs: number): Promise<void> {
+  const until = Date.now() + DRAIN_MS;
+  for (let drained = read; drained <= DRAIN_BYTES && Date.now() < until; ) {
+    // Each read within what is left of the 2 s too: a body known too large that then stalls is a 413, not a 408 later.
+    const rest = await readBy(reader.read(), Math.min(deadline, until), timeoutMs).catch(() => null);
+    if (rest === null) break;
+    if (rest.done) return;
+    drained += rest.value.byteLength;
+  }
+  await reader.cancel().catch(() => undefined);
 }

@@ -1761,6 +1761,20 @@ describe('OpenAI-compatible API on the edge', () => {
     }
     // The key's one slot is free again.
     expect((await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2, temperature: 0 }, ONE_SLOT_KEY)).status).toBe(200);
+    // A length past the limit, its body begun and stalled: a 413 within the drain's 2 s, not an answer held until the
+    // body comes, never for one that stalls (review h159: none in 200 s).
+    const socket = connect(Number(edge.port), edge.hostname);
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    socket.on('error', () => undefined);
+    const started = performance.now();
+    socket.write(`POST /v1/completions HTTP/1.1\r\nHost: ${edge.host}\r\nAuthorization: Bearer ${ONE_SLOT_KEY}\r\nContent-Type: application/json\r\nContent-Length: ${200_000_000}\r\n\r\n{"model"`);
+    for (let i = 0; i < 100 && !/\r\n\r\n[\s\S]*\}/.test(answer); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answer).toContain('request_too_large');
+    expect((performance.now() - started) / 1000).toBeLessThan(8);
+    socket.destroy();
+    expect((await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2, temperature: 0 }, ONE_SLOT_KEY)).status).toBe(200);
   });
 
   it('keeps its promises under a soak of mixed, broken and cut-off requests (sssd soak --edge)', async () => {
