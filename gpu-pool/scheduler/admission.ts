@@ -16,6 +16,7 @@ import { allowedIdsLeft } from '../../shared/allowed-ids-left';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
 import { DEAD, TextLanguage, TextMasks } from '../verify/text-masks';
 import { AutomatonLimitError, compileRegex, RegexSyntaxError } from '../../shared/structured/regex-automaton';
+import { UnprintableTextError } from '../../shared/structured/unprintable-text-error';
 import { compileGrammar, GrammarSyntaxError } from '../../shared/structured/grammar-automaton';
 import type { LazyDfa, MemberSet } from '../../shared/structured/lazy-dfa';
 import type { TokenTexts } from '../verify/token-texts';
@@ -139,7 +140,15 @@ export class Admission<S extends RunnerSequence> {
     if (request.ignoreEos) throw new AdmissionError('bad_request', `${field} with ignoreEos: a structured output ends at the end token, which ignoreEos would not stop at`);
     const before = prompt.length - resumed - 1;
     const firstAfterBos = before >= 0 && prompt[before] === texts.bosId;
-    if (field === 'choices') return { masks: TextMasks.ofChoices(request.choices!, texts, [...this.eos], firstAfterBos), kind: field };
+    if (field === 'choices') {
+      try {
+        return { masks: TextMasks.ofChoices(request.choices!, texts, [...this.eos], firstAfterBos), kind: field };
+      } catch (err) {
+        // Every choice needs a character no token prints: refused before any token, not ended at the first dead end.
+        if (err instanceof UnprintableTextError) throw new AdmissionError('bad_request', `choices: ${err.message}`);
+        throw err;
+      }
+    }
     return { masks: new TextMasks(this.compiledLanguage(field, field === 'regex' ? request.regex! : request.grammar!, texts), firstAfterBos), kind: field };
   }
 
@@ -175,10 +184,14 @@ export class Admission<S extends RunnerSequence> {
     }
     let automaton: LazyDfa<MemberSet>;
     try {
-      automaton = kind === 'regex' ? compileRegex(text) : compileGrammar(text);
+      // Cut to the characters this pool's tokenizer prints: a text the masks let through can be finished in them.
+      automaton = kind === 'regex' ? compileRegex(text, {}, texts.printable) : compileGrammar(text, {}, texts.printable);
     } catch (err) {
       // A grammar's first configuration is built as it compiles, within its bounds: past them, no output could be followed.
-      if (err instanceof RegexSyntaxError || err instanceof GrammarSyntaxError || err instanceof AutomatonLimitError) throw new AdmissionError('bad_request', `${kind}: ${err.message}`);
+      // No sentence the tokenizer can print: refused now, before the model writes a start nothing can finish.
+      if (err instanceof RegexSyntaxError || err instanceof GrammarSyntaxError || err instanceof AutomatonLimitError || err instanceof UnprintableTextError) {
+        throw new AdmissionError('bad_request', `${kind}: ${err.message}`);
+      }
       throw err;
     }
     if (kind === 'regex') this.metrics.regexCompiles.inc();
@@ -452,8 +465,15 @@ function checkTextAllowsSomething(
   }
   // Where the language lets only the end follow, min_tokens yields to the output's end (logit-adjustments.ts): no refusal.
   if (allowedIdsLeft(next, badWords, endsOnly ? null : endIdsHeldBack)) return;
+  // Only the masks this request sent are named: choices alone, with none of them, were told of allowedTokenIds they never set.
+  const sent: string[] = [];
+  if (allowed) sent.push('allowedTokenIds');
+  if (badWords.length > 0) sent.push('badWords');
+  if (endIdsHeldBack && !endsOnly) sent.push('minTokens (the end ids held back)');
   const what = field === 'choices' ? 'choices leave' : `${field} leaves`;
-  throw new AdmissionError('bad_request', `${what} no token to generate next once allowedTokenIds, badWords and minTokens (the end ids held back) apply${field !== 'choices' ? `, or none of the tokenizer's tokens prints what the ${field} needs next` : ''}`);
+  const tokenizer = `none of the tokenizer's tokens prints what the ${field === 'choices' ? 'choices need' : `${field} needs`} next`;
+  const why = sent.length === 0 ? `: ${tokenizer}` : ` once ${sent.length === 1 ? sent[0] : `${sent.slice(0, -1).join(', ')} and ${sent[sent.length - 1]}`} ${sent.length === 1 ? 'applies' : 'apply'}, or ${tokenizer}`;
+  throw new AdmissionError('bad_request', `${what} no token to generate next${why}`);
 }
 
 /** The structured outputs a request sets, as their fields (one at most is served). */

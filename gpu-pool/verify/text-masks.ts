@@ -6,7 +6,11 @@
  * the grammar is done; so here, at every node of a draft tree: the node's
  * text (the output, then the draft tokens on its path) is a state, a token
  * moves it by the bytes it prints as the edge prints them (token-texts.ts),
- * and the ids allowed at a state are computed once and kept.
+ * and the ids allowed at a state are computed once and kept. A token is
+ * allowed only where tokens can go on from it to a whole sentence: the
+ * automaton is cut to the characters the tokenizer prints, and where one is
+ * printed only inside longer tokens, a search finds tokens that finish the
+ * state (TextLanguage.finishable).
  */
 import { DEAD, UNBUILT, type TextAutomaton } from '../../shared/structured/text-automaton';
 import { AutomatonLimitError } from '../../shared/structured/automaton-limit-error';
@@ -38,6 +42,20 @@ const DRAFT_MAX_WORK = 10_000_000;
 /** Most ids a language keeps, over all its states' lists (4 MB; a pool keeps 16 regex languages and each request's choices); past it the cache starts over (a long output in a wide language visits many). */
 const MAX_CACHED_IDS = 1 << 20;
 
+/**
+ * Tokens one search for a way to finish a state may follow, and states it
+ * may visit (finishable: ~1-20 ms here at 32K ids; the states it builds are
+ * the request's, as its masks' are); past either, the state is taken as
+ * finishable, as every state was before the search.
+ */
+const FINISH_SEARCH_FOLLOWS = 50_000;
+const FINISH_SEARCH_STATES = 1_000;
+/** finishable's answers by state: not searched yet, a token sequence finishes it, none does, taken as finishing (the search ran past its bound). */
+const UNKNOWN = 0;
+const FINISHES = 1;
+const STUCK = 2;
+const ASSUMED = 3;
+
 /** A state's ids: the allowed ones ascending, and where they are most of the vocabulary, the rest (masking those is the cheaper write). */
 interface StateIds {
   allowed: Int32Array;
@@ -55,6 +73,14 @@ export class TextLanguage {
   private everyId: StateIds | undefined;
   private cachedIds = 0;
   private readonly endIds: Int32Array;
+  /**
+   * finishable's answers by state (not after BOS: only the output's first
+   * token prints after it), or null where no search is needed: the
+   * automaton is cut to the characters the tokenizer prints
+   * (TokenTexts.printable), and where each is printed alone any text of them
+   * is tokens' texts end to end, so every state it keeps can be finished.
+   */
+  private finishes: Uint8Array | null;
 
   /** `endIds`: the ids that end a generation, allowed where the text is a whole sentence. */
   constructor(
@@ -63,6 +89,7 @@ export class TextLanguage {
     endIds: readonly number[],
   ) {
     this.endIds = Int32Array.from(endIds);
+    this.finishes = texts.printsEachAlone ? null : new Uint8Array(64);
   }
 
   /** Whether `id` is one of the ids that end a generation. */
@@ -116,7 +143,9 @@ export class TextLanguage {
         const { ids, from, to } = texts.startingWith(byte, afterBos);
         for (let i = from; i < to; i++) {
           const id = ids[i];
-          if (automaton.follow(state, table, texts.start(id, afterBos), texts.end(id, afterBos)) !== DEAD) {
+          const next = automaton.follow(state, table, texts.start(id, afterBos), texts.end(id, afterBos));
+          // A token is allowed only where tokens can go on from it to a whole sentence.
+          if (next !== DEAD && (this.finishes === null || this.finishable(next))) {
             allowed[id] = 1;
             count++;
           }
@@ -144,6 +173,93 @@ export class TextLanguage {
     this.byState.set(key, entry);
     this.cachedIds += ids.length + (banned?.length ?? 0);
     return entry;
+  }
+
+  /**
+   * Whether some tokens, printed from `state` (not after BOS), reach a whole
+   * sentence: exact where the search ends within FINISH_SEARCH_FOLLOWS, and
+   * taken as yes past it (a character printed only inside longer tokens may
+   * then still leave a text no token finishes). Depth first; a state whose
+   * search found a way finishes, as does each on the path to it; a search
+   * that ran out of states to visit without one proves every state it
+   * visited stuck (each one's every token was followed). Answers kept.
+   */
+  private finishable(root: number): boolean {
+    const known = this.memo(root);
+    if (known !== UNKNOWN) return known !== STUCK;
+    const { automaton, texts } = this;
+    const table = texts.table(false);
+    // The search's path: each state, the index of the next byte of its nextBytes to try, and the next id of that byte's.
+    const path: number[] = [];
+    const byteAt: number[] = [];
+    const idAt: number[] = [];
+    const visited = new Set<number>();
+    let follows = 0;
+    /** Where the search starts or steps: whether `state` ends it (a sentence, or known to finish). */
+    const enter = (state: number): number => {
+      const memo = this.memo(state);
+      if (memo === FINISHES || memo === ASSUMED) return memo;
+      if (automaton.accepting(state) || automaton.anyTail?.(state) === true) return FINISHES;
+      if (memo === UNKNOWN && !visited.has(state)) {
+        visited.add(state);
+        path.push(state);
+        byteAt.push(0);
+        idAt.push(-1);
+      }
+      return UNKNOWN;
+    };
+    let found = enter(root);
+    while (found === UNKNOWN && path.length > 0) {
+      if (follows >= FINISH_SEARCH_FOLLOWS || visited.size > FINISH_SEARCH_STATES) {
+        // Past the bound only the state asked about is answered (taken to finish), so a later search may still decide the others.
+        this.remember(root, ASSUMED);
+        return true;
+      }
+      const top = path.length - 1;
+      const state = path[top];
+      const bytes = automaton.nextBytes(state);
+      if (byteAt[top] >= bytes.length) {
+        path.pop();
+        byteAt.pop();
+        idAt.pop();
+        continue;
+      }
+      const { ids, from, to } = texts.startingWith(bytes[byteAt[top]], false);
+      const i = idAt[top] < 0 ? from : idAt[top];
+      if (i >= to) {
+        byteAt[top]++;
+        idAt[top] = -1;
+        continue;
+      }
+      idAt[top] = i + 1;
+      follows++;
+      const next = automaton.follow(state, table, texts.start(ids[i], false), texts.end(ids[i], false));
+      if (next !== DEAD) found = enter(next);
+    }
+    if (found === UNKNOWN) {
+      // Every state visited had all its tokens followed, to DEAD, stuck states or states visited: none finishes.
+      for (const state of visited) this.remember(state, STUCK);
+      return false;
+    }
+    // The path to what finishes (or is taken to) finishes likewise; the root is on it, unless it ended the search itself.
+    for (const state of path) this.remember(state, found);
+    this.remember(root, found);
+    return true;
+  }
+
+  private memo(state: number): number {
+    const finishes = this.finishes!;
+    return state < finishes.length ? finishes[state] : UNKNOWN;
+  }
+
+  private remember(state: number, answer: number): void {
+    let finishes = this.finishes!;
+    if (state >= finishes.length) {
+      const grown = new Uint8Array(Math.max(state + 1, finishes.length * 2));
+      grown.set(finishes);
+      this.finishes = finishes = grown;
+    }
+    finishes[state] = answer;
   }
 }
 
@@ -175,9 +291,13 @@ export class TextMasks {
     private readonly bounds: { work: number; states: number } = { work: REQUEST_MAX_WORK, states: REQUEST_MAX_STATES },
   ) {}
 
-  /** Masks for vLLM's choices: a language of their own (a trie of them), `endIds` ending a generation. */
+  /**
+   * Masks for vLLM's choices: a language of their own (a trie of those the
+   * tokenizer prints), `endIds` ending a generation. None printable: an
+   * UnprintableTextError.
+   */
   static ofChoices(choices: readonly string[], texts: TokenTexts, endIds: readonly number[], firstAfterBos: boolean): TextMasks {
-    return new TextMasks(new TextLanguage(new ChoiceTrie(choices), texts, endIds), firstAfterBos);
+    return new TextMasks(new TextLanguage(new ChoiceTrie(choices, texts.printable), texts, endIds), firstAfterBos);
   }
 
   /** One emitted token joins the output. */

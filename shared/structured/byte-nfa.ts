@@ -7,7 +7,7 @@
  * left is a live prefix (what the lazy DFA relies on).
  */
 
-import type { CodePointSet } from './code-point-set';
+import { complementSet, intersectSets, type CodePointSet } from './code-point-set';
 import type { ExpressionNode, RuleReference } from './expression-node';
 import { LENGTH_PHASES, LENGTH_START, lengthBoundary, lengthSteps } from './json-string-length';
 import { RegexSyntaxError, type RegexNode } from './regex-syntax';
@@ -41,6 +41,10 @@ export interface NfaTables {
 export interface ByteNfa extends NfaTables {
   /** Whether any text matches at all (the start reaches the accepting state). */
   readonly matchesSomething: boolean;
+  /** Whether some match holds only characters the tokenizer prints (matchesSomething where the NFA was built for every character). */
+  readonly printsSomething: boolean;
+  /** Where nothing printable matches: some characters the paths from the start need first that no token prints (for the refusal's message). */
+  readonly unprintableExamples: readonly number[];
   /** States built on the way: these, and the JSON-length groups' own NFAs (built apart, then dropped). */
   readonly builtStates: number;
   /** 1 for `(?any-tail)`'s readers (any byte, then the end or more of the same). */
@@ -55,8 +59,9 @@ export class RegexTooLargeError extends RegexSyntaxError {
   }
 }
 
-export function buildByteNfa(root: RegexNode, maxStates = DEFAULT_MAX_NFA_STATES): ByteNfa {
-  const builder = new NfaBuilder(maxStates);
+/** `printable`: the characters the tokenizer can print, or null for all of them (see NfaBuilder). */
+export function buildByteNfa(root: RegexNode, maxStates = DEFAULT_MAX_NFA_STATES, printable: CodePointSet | null = null): ByteNfa {
+  const builder = new NfaBuilder(maxStates, printable);
   const accept = builder.add(NfaKind.Accept, 0, 0, -1, -1);
   const start = builder.compile(root, accept);
   return builder.finish(start, accept);
@@ -78,8 +83,31 @@ export class NfaBuilder {
   private lengthItemStates = 0;
   /** `(?any-tail)`'s readers: a DFA state holding one takes every continuation. */
   private readonly anyTailReaders: number[] = [];
+  /**
+   * Stand-ins for the characters of a class that no token prints (see
+   * `printable`), by state: each reads "one such character" (its first code
+   * point kept, for messages) and is cut once the NFA is trimmed, so no
+   * text reaches them; until then they let the checks that hold for any
+   * tokenizer (a pattern that matches nothing, a rule without end, left
+   * recursion) see the pattern as written.
+   */
+  private readonly unprintable = new Map<number, number>();
+  /** The characters no token prints (printable's complement, found once: every class is cut by it). */
+  private readonly unprintableSet: CodePointSet | null;
 
-  constructor(private readonly maxStates: number) {}
+  /**
+   * `printable`: the characters the tokenizer's tokens can print, or null
+   * (all of them: a byte-fallback vocabulary). Classes are cut to them, so
+   * trimming leaves only states from which a text the tokens can print
+   * reaches acceptance: a state whose every way on needs a character no
+   * token prints is gone, rather than a dead end the masks walk into.
+   */
+  constructor(
+    private readonly maxStates: number,
+    private readonly printable: CodePointSet | null = null,
+  ) {
+    this.unprintableSet = printable === null ? null : complementSet(printable);
+  }
 
   add(kind: NfaKind, lo: number, hi: number, out1: number, out2: number): number {
     if (this.kind.length >= this.maxStates) throw new RegexTooLargeError(this.maxStates);
@@ -140,6 +168,24 @@ export class NfaBuilder {
   }
 
   private chars(set: CodePointSet, next: number): number {
+    const { printable, unprintableSet } = this;
+    const starts = this.sequences(printable === null ? set : intersectSets(set, printable), next);
+    const unprintable = unprintableSet === null ? [] : intersectSets(set, unprintableSet);
+    if (unprintable.length > 0) starts.push(this.unprintableReader(unprintable[0], next));
+    // A set with no encodable member (a lone surrogate, [^\s\S]) matches nothing.
+    if (starts.length === 0) return this.add(NfaKind.Epsilon, 0, 0, -1, -1);
+    return this.either(starts);
+  }
+
+  /** A stand-in reading one unprintable character (`example` one of them) on to `next`: see `unprintable`. */
+  private unprintableReader(example: number, next: number): number {
+    const reader = this.add(NfaKind.Byte, 0, 0, next, -1);
+    this.unprintable.set(reader, example);
+    return reader;
+  }
+
+  /** The first states of `set`'s UTF-8 sequences, each going on to `next`. */
+  private sequences(set: CodePointSet, next: number): number[] {
     // Sequences share their tails ([80-BF] into `next` ...): one state each.
     const shared = new Map<number, number>();
     const starts: number[] = [];
@@ -158,9 +204,7 @@ export class NfaBuilder {
         starts.push(at);
       }
     }
-    // A set with no encodable member (a lone surrogate, [^\s\S]) matches nothing.
-    if (starts.length === 0) return this.add(NfaKind.Epsilon, 0, 0, -1, -1);
-    return this.either(starts);
+    return starts;
   }
 
   private repeat(item: ExpressionNode<RuleReference>, min: number, max: number, next: number): number {
@@ -219,6 +263,17 @@ export class NfaBuilder {
           if (lengthBoundary(phase) && count >= min) this.out1[id] = next;
           break;
         case NfaKind.Byte: {
+          const example = inner.unprintable.get(q);
+          if (example !== undefined) {
+            // A whole character no token prints, counted as a raw one (only between code points; inside an
+            // escape it goes nowhere): it is cut at trimming, and only says whether the group matches at all.
+            if (lengthBoundary(phase) && count + 1 <= max) {
+              this.kind[id] = NfaKind.Byte;
+              this.out1[id] = at(inner.out1[q], LENGTH_START, Math.min(count + 1, top));
+              this.unprintable.set(id, example);
+            }
+            break;
+          }
           // The counter's ways out that overlap the state's bytes, each read by a state of its own; this state
           // is the one reader, or the choice between them.
           const pieces: number[] = [];
@@ -253,7 +308,7 @@ export class NfaBuilder {
   private lengthItem(item: ExpressionNode<RuleReference>): { nfa: NfaBuilder; start: number } {
     let built = this.lengthItems.get(item);
     if (built === undefined) {
-      const nfa = new NfaBuilder(Math.max(1, this.maxStates - this.kind.length));
+      const nfa = new NfaBuilder(Math.max(1, this.maxStates - this.kind.length), this.printable);
       try {
         built = { nfa, start: nfa.compile(item, nfa.add(NfaKind.Accept, 0, 0, -1, -1)) };
       } catch (err) {
@@ -280,11 +335,20 @@ export class NfaBuilder {
     return marks;
   }
 
+  /** The unprintable stand-ins (state → a character it stands for), for a grammar's NFA to cut as it trims. */
+  unprintableReaders(): ReadonlyMap<number, number> {
+    return this.unprintable;
+  }
+
   finish(start: number, accept: number): ByteNfa {
     const n = this.kind.length;
     const out1 = Int32Array.from(this.out1);
     const out2 = Int32Array.from(this.out2);
-    const live = reachesAccept(n, out1, out2, accept);
+    const matches = reachesAccept(n, out1, out2, accept);
+    // The stand-ins read nothing a token prints: cut before trimming, so what is left reaches acceptance in printable text.
+    for (const reader of this.unprintable.keys()) out1[reader] = -1;
+    const live = this.unprintable.size === 0 ? matches : reachesAccept(n, out1, out2, accept);
+    const unprintableExamples = live[start] ? [] : examplesFrom(start, this.kind, this.out1, this.out2, this.unprintable, matches);
     for (let s = 0; s < n; s++) {
       if (out1[s] >= 0 && !live[out1[s]]) out1[s] = -1;
       if (out2[s] >= 0 && !live[out2[s]]) out2[s] = -1;
@@ -297,11 +361,46 @@ export class NfaBuilder {
       hi: Uint8Array.from(this.hi),
       out1,
       out2,
-      matchesSomething: live[start] === 1,
+      matchesSomething: matches[start] === 1,
+      printsSomething: live[start] === 1,
+      unprintableExamples,
       builtStates: n + this.lengthItemStates,
       anyTail: this.anyTailMarks(n),
     };
   }
+}
+
+/**
+ * Up to 3 characters no token prints that stand first on the paths from
+ * `start` that would match (`matches`): the stand-ins reached without
+ * passing another one (a call's callee counts as its way on). For the
+ * message of a pattern that needs what the tokenizer cannot write.
+ */
+export function examplesFrom(
+  start: number,
+  kind: ArrayLike<number>,
+  out1: ArrayLike<number>,
+  out2: ArrayLike<number>,
+  unprintable: ReadonlyMap<number, number>,
+  matches: ArrayLike<number>,
+): number[] {
+  const seen = new Set<number>([start]);
+  const stack = [start];
+  const found = new Set<number>();
+  while (stack.length > 0 && found.size < 3) {
+    const q = stack.pop()!;
+    const example = unprintable.get(q);
+    if (example !== undefined) {
+      if (matches[q]) found.add(example);
+      continue;
+    }
+    const next = kind[q] === NfaKind.Byte ? [out1[q]] : [out1[q], out2[q]];
+    for (const t of next) if (t >= 0 && !seen.has(t)) {
+      seen.add(t);
+      stack.push(t);
+    }
+  }
+  return [...found].sort((a, b) => a - b);
 }
 
 /** Which states some path leads from to `accept` (a walk over the reversed edges). */

@@ -3,10 +3,14 @@
  * output's text must be one of the request's choices. vLLM compiles them into
  * the grammar `root ::= "a" | "b"` (vllm/v1/structured_output/utils.py,
  * choice_as_grammar); here a byte trie of the choices' UTF-8 is the automaton:
- * a state per prefix of a choice, accepting where it is a whole one. Every
- * node leads to a whole choice, so every state is live.
+ * a state per prefix of a choice, accepting where it is a whole one. Only
+ * the choices the tokenizer can print (every character of them printed by
+ * some token) are in it, so every node leads to a whole choice made of such
+ * characters: every state is live.
  */
+import { hasCodePoint, type CodePointSet } from './code-point-set';
 import { DEAD, type TextAutomaton } from './text-automaton';
+import { quotedCharacter, UnprintableTextError } from './unprintable-text-error';
 
 const utf8 = new TextEncoder();
 
@@ -18,10 +22,25 @@ export class ChoiceTrie implements TextAutomaton {
   /** Per node: the bytes that go on from it, ascending. */
   private readonly childBytes: readonly (readonly number[])[];
 
-  constructor(choices: readonly string[]) {
+  /**
+   * `printable`: the characters the tokenizer prints, or null for all: a
+   * choice with another character is left out (no output could be it), and
+   * where that leaves none, an UnprintableTextError naming what each needs.
+   */
+  constructor(choices: readonly string[], printable: CodePointSet | null = null) {
     const whole: number[] = [0];
     const childBytes: number[][] = [[]];
+    const needed: string[] = [];
+    let kept = 0;
     for (const choice of choices) {
+      if (printable !== null) {
+        const missing = firstUnprintable(choice, printable);
+        if (missing !== undefined) {
+          if (needed.length < 3) needed.push(`${quotedCharacter(missing)} in ${JSON.stringify(choice)}`);
+          continue;
+        }
+      }
+      kept++;
       let node = 0;
       for (const byte of utf8.encode(choice)) {
         const key = node * 256 + byte;
@@ -37,6 +56,7 @@ export class ChoiceTrie implements TextAutomaton {
       }
       whole[node] = 1;
     }
+    if (kept === 0 && choices.length > 0) throw new UnprintableTextError('none of the choices', needed);
     this.whole = Uint8Array.from(whole);
     for (const bytes of childBytes) bytes.sort((a, b) => a - b);
     this.childBytes = childBytes;
@@ -58,4 +78,13 @@ export class ChoiceTrie implements TextAutomaton {
   nextBytes(node: number): readonly number[] {
     return node === DEAD ? [] : this.childBytes[node];
   }
+}
+
+/** The first character of `text` outside `printable`, or undefined. */
+function firstUnprintable(text: string, printable: CodePointSet): number | undefined {
+  for (const char of text) {
+    const cp = char.codePointAt(0)!;
+    if (!hasCodePoint(printable, cp)) return cp;
+  }
+  return undefined;
 }

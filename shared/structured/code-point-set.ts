@@ -54,3 +54,32 @@ export function complementSet(set: CodePointSet): CodePointSet {
 export function setOf(codePoint: number): CodePointSet {
   return [codePoint, codePoint];
 }
+
+/** The scalar values in both `a` and `b` (normalized sets). */
+export function intersectSets(a: CodePointSet, b: CodePointSet): CodePointSet {
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const lo = Math.max(a[i], b[j]);
+    const hi = Math.min(a[i + 1], b[j + 1]);
+    if (lo <= hi) out.push(lo, hi);
+    // Whichever range ends first can meet nothing further in the other.
+    if (a[i + 1] < b[j + 1]) i += 2;
+    else j += 2;
+  }
+  return out;
+}
+
+/** Whether `codePoint` is in `set` (a normalized one): a binary search over its ranges. */
+export function hasCodePoint(set: CodePointSet, codePoint: number): boolean {
+  let lo = 0;
+  let hi = set.length / 2 - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (codePoint < set[2 * mid]) hi = mid - 1;
+    else if (codePoint > set[2 * mid + 1]) lo = mid + 1;
+    else return true;
+  }
+  return false;
+}

@@ -10,7 +10,9 @@
  * Closures go through calls (push) and rule ends (pop); they are finite as
  * no rule is left-recursive (grammar-nfa.ts). Every reachable rule derives
  * some text and the NFA is trimmed to positions that reach their rule's
- * end, so any non-empty configuration is live and the empty one is DEAD.
+ * end (in characters the tokenizer prints, where it was compiled for one
+ * that cannot print every character: grammar-nfa.ts), so any non-empty
+ * configuration is live and the empty one is DEAD.
  * The table, the interning and the limits are LazyDfa's (lazy-dfa.ts), as
  * a regex's are.
  *
@@ -25,9 +27,11 @@ import { parseGrammar } from './grammar-syntax';
 import { DEFAULT_MAX_BUILD_WORK, DEFAULT_MAX_DFA_STATES } from './regex-automaton';
 import { LazyDfa } from './lazy-dfa';
 import { DEAD } from './text-automaton';
+import type { CodePointSet } from './code-point-set';
 
 export { AutomatonLimitError } from './automaton-limit-error';
 export { GrammarSyntaxError } from './grammar-syntax';
+export { UnprintableTextError } from './unprintable-text-error';
 
 export interface GrammarLimits {
   /** NFA states the grammar may spell out (counted repeats copied); past it, GrammarSyntaxError. */
@@ -71,8 +75,9 @@ export function checkGrammar(text: string, limits: GrammarLimits = {}): void {
   compileGrammar(text, limits);
 }
 
-export function compileGrammar(text: string, limits: GrammarLimits = {}): GrammarAutomaton {
-  const nfa = buildGrammarNfa(parseGrammar(text), limits.maxNfaStates ?? DEFAULT_MAX_NFA_STATES);
+/** `printable`: the characters the tokenizer prints, or null for all (see buildGrammarNfa: no sentence printable is an UnprintableTextError). */
+export function compileGrammar(text: string, limits: GrammarLimits = {}, printable: CodePointSet | null = null): GrammarAutomaton {
+  const nfa = buildGrammarNfa(parseGrammar(text), limits.maxNfaStates ?? DEFAULT_MAX_NFA_STATES, printable);
   return new GrammarAutomaton(nfa, limits.maxDfaStates ?? DEFAULT_MAX_DFA_STATES, limits.maxBuildWork ?? DEFAULT_MAX_BUILD_WORK);
 }
 

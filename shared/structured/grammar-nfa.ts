@@ -9,18 +9,27 @@
  * configurations would be infinite).
  */
 
-import { DEFAULT_MAX_NFA_STATES, NfaBuilder, NfaKind, RegexTooLargeError, type NfaTables } from './byte-nfa';
+import { DEFAULT_MAX_NFA_STATES, examplesFrom, NfaBuilder, NfaKind, RegexTooLargeError, type NfaTables } from './byte-nfa';
+import type { CodePointSet } from './code-point-set';
 import { type Grammar, GrammarSyntaxError } from './grammar-syntax';
+import { quotedCharacter, UnprintableTextError } from './unprintable-text-error';
 
 /** The rules' states, `start` root's first; `rootEnd` root's end (accepting where nothing is left to return to). */
 export interface GrammarNfa extends NfaTables {
   readonly rootEnd: number;
 }
 
-/** The grammar's NFA, its rules checked; a GrammarSyntaxError names a rule that derives nothing or is left-recursive, or a grammar too large. */
-export function buildGrammarNfa(grammar: Grammar, maxStates = DEFAULT_MAX_NFA_STATES): GrammarNfa {
+/**
+ * The grammar's NFA, its rules checked; a GrammarSyntaxError names a rule
+ * that derives nothing or is left-recursive, or a grammar too large.
+ * `printable`: the characters the tokenizer prints, or null for all (as a
+ * regex's, byte-nfa.ts): the rules are checked as written, then trimmed to
+ * what reaches an end in printable text; a grammar none of whose sentences
+ * is printable is an UnprintableTextError.
+ */
+export function buildGrammarNfa(grammar: Grammar, maxStates = DEFAULT_MAX_NFA_STATES, printable: CodePointSet | null = null): GrammarNfa {
   const ruleCount = grammar.rules.length;
-  const builder = new NfaBuilder(maxStates);
+  const builder = new NfaBuilder(maxStates, printable);
   const start = new Int32Array(ruleCount);
   // A rule's states are the run from its end (added first) to the next rule's end.
   const end = new Int32Array(ruleCount + 1);
@@ -59,7 +68,13 @@ export function buildGrammarNfa(grammar: Grammar, maxStates = DEFAULT_MAX_NFA_ST
   if (endless !== undefined) {
     throw refused(grammar, endless, `rule '${grammar.rules[endless].name}' derives no finite text: every way through it refers back to itself or to a rule without end (give it an alternative that ends)`);
   }
-  trim(layout, live);
+  const unprintable = builder.unprintableReaders();
+  const printed = unprintable.size === 0 ? live : reachesEnd(layout, true, unprintable);
+  const root = start[grammar.root];
+  if (!printed[root]) throw new UnprintableTextError('no sentence of the grammar', examplesFrom(root, nfa.kind, nfa.out1, nfa.out2, unprintable, live).map(quotedCharacter));
+  // The stand-ins for unprintable characters read nothing a token prints: cut, with every way into them.
+  for (const reader of unprintable.keys()) nfa.out1[reader] = -1;
+  trim(layout, printed);
   return { start: start[grammar.root], rootEnd: end[grammar.root], stateCount: n, kind: nfa.kind, lo: nfa.lo, hi: nfa.hi, out1: nfa.out1, out2: nfa.out2 };
 }
 
@@ -98,11 +113,11 @@ function rulesReached(nfa: Layout, root: number): number[] {
 
 /**
  * Which states reach their rule's end (reading bytes, or not where
- * `!bytes`: the nullable ones), a call counting only through a rule that
- * does: one walk back from the ends, a call's way opened when its rule's
- * start is reached.
+ * `!bytes`: the nullable ones; never through a `blocked` reader), a call
+ * counting only through a rule that does: one walk back from the ends, a
+ * call's way opened when its rule's start is reached.
  */
-function reachesEnd(nfa: Layout, bytes: boolean): Uint8Array {
+function reachesEnd(nfa: Layout, bytes: boolean, blocked: ReadonlyMap<number, number> | null = null): Uint8Array {
   const { n, kind, out1, out2, callee, start } = nfa;
   // Edges walked back: to[i] <- from[i]; a call's edge is its way on (its rule's is opened below).
   const to: number[] = [];
@@ -116,7 +131,7 @@ function reachesEnd(nfa: Layout, bytes: boolean): Uint8Array {
   const callFrom: number[] = [];
   for (let q = 0; q < n; q++) {
     const k = kind[q];
-    if (k === NfaKind.Byte && bytes) edge(q, out1[q]);
+    if (k === NfaKind.Byte && bytes && blocked?.has(q) !== true) edge(q, out1[q]);
     else if (k === NfaKind.Epsilon) {
       edge(q, out1[q]);
       edge(q, out2[q]);

@@ -3,8 +3,9 @@
  * UTF-8 bytes of the output, built by subset construction from the byte
  * NFA only as far as texts actually go. A DFA state is the set of NFA
  * states (byte readers and the accepting one) a prefix reaches; since the
- * NFA is trimmed to states that reach acceptance, any non-empty set is
- * live and the empty one is DEAD. Each state has a row of 256 next states,
+ * NFA is trimmed to states that reach acceptance (in characters the
+ * tokenizer prints, where it was compiled for one that cannot print every
+ * character), any non-empty set is live and the empty one is DEAD. Each state has a row of 256 next states,
  * filled byte by byte on first use, so a warm `follow` is a table lookup
  * per byte.
  */
@@ -14,10 +15,13 @@ import { type ByteNfa, DEFAULT_MAX_NFA_STATES, NfaKind, buildByteNfa } from './b
 import { RegexSyntaxError, parseRegex } from './regex-syntax';
 import { LazyDfa } from './lazy-dfa';
 import { DEAD } from './text-automaton';
+import type { CodePointSet } from './code-point-set';
+import { quotedCharacter, UnprintableTextError } from './unprintable-text-error';
 
 export { AutomatonLimitError } from './automaton-limit-error';
 export { RegexTooLargeError } from './byte-nfa';
 export { RegexSyntaxError } from './regex-syntax';
+export { UnprintableTextError } from './unprintable-text-error';
 
 /**
  * An automaton's own bounds over its life, shared by every request that uses
@@ -49,13 +53,20 @@ export function checkRegex(pattern: string, limits: RegexLimits = {}): void {
   regexNfa(pattern, limits);
 }
 
-export function compileRegex(pattern: string, limits: RegexLimits = {}): RegexAutomaton {
-  return new RegexAutomaton(regexNfa(pattern, limits), limits.maxDfaStates ?? DEFAULT_MAX_DFA_STATES, limits.maxBuildWork ?? DEFAULT_MAX_BUILD_WORK);
+/**
+ * `printable`: the characters the tokenizer can print (TokenTexts), or null
+ * for all: the automaton keeps only the states from which a match of those
+ * characters goes on (byte-nfa.ts's NfaBuilder). A pattern no such match
+ * satisfies is an UnprintableTextError.
+ */
+export function compileRegex(pattern: string, limits: RegexLimits = {}, printable: CodePointSet | null = null): RegexAutomaton {
+  return new RegexAutomaton(regexNfa(pattern, limits, printable), limits.maxDfaStates ?? DEFAULT_MAX_DFA_STATES, limits.maxBuildWork ?? DEFAULT_MAX_BUILD_WORK);
 }
 
-function regexNfa(pattern: string, limits: RegexLimits): ByteNfa {
-  const nfa = buildByteNfa(parseRegex(pattern), limits.maxNfaStates ?? DEFAULT_MAX_NFA_STATES);
+function regexNfa(pattern: string, limits: RegexLimits, printable: CodePointSet | null = null): ByteNfa {
+  const nfa = buildByteNfa(parseRegex(pattern), limits.maxNfaStates ?? DEFAULT_MAX_NFA_STATES, printable);
   if (!nfa.matchesSomething) throw new RegexSyntaxError('the pattern matches no text at all, so no output could satisfy it', 0);
+  if (!nfa.printsSomething) throw new UnprintableTextError('no match of the regex', nfa.unprintableExamples.map(quotedCharacter));
   return nfa;
 }
 

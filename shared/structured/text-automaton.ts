@@ -7,8 +7,11 @@
  *
  * States are small non-negative integers, 0 the empty text's. An
  * implementation keeps every state it returns live: some bytes lead from it
- * to an accepting state, so a text the masks let through can always be
- * finished (given tokens that print those bytes).
+ * to an accepting state. Built for a tokenizer that cannot print every
+ * character (TokenTexts.printable), those bytes are characters it prints, so
+ * a text the masks let through can be finished by tokens where each such
+ * character is some token's whole text (else the masks search for tokens
+ * that finish it: text-masks.ts).
  */
 
 /** The state outside the language's prefixes (bytes left it). */

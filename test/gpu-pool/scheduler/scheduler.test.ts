@@ -587,7 +587,14 @@ describe('continuous batching', () => {
     let n = 0;
     const refused = (extra: Record<string, unknown>, target = s) => () => target.submit(generateRequestSchema.parse({ id: `choice-none-${n++}`, promptIds: [1, 403], maxTokens: 4, ...extra }), collect().sink);
     const yes = tokenizer.encode('yes', { bos: false });
-    expect(refused({ choices: ['yes'], allowedTokenIds: [7] })).toThrow(expect.objectContaining({ kind: 'bad_request', message: expect.stringContaining('choices leave no token to generate') }));
+    // Only the masks it sent are named (choices were told of badWords and minTokens they never set).
+    expect(refused({ choices: ['yes'], allowedTokenIds: [7] })).toThrow(expect.objectContaining({
+      kind: 'bad_request',
+      message: "choices leave no token to generate next once allowedTokenIds applies, or none of the tokenizer's tokens prints what the choices need next",
+    }));
+    expect(refused({ choices: ['yes'], allowedTokenIds: [7], badWords: [[8]], minTokens: 2 })).toThrow(expect.objectContaining({
+      message: "choices leave no token to generate next once allowedTokenIds, badWords and minTokens (the end ids held back) apply, or none of the tokenizer's tokens prints what the choices need next",
+    }));
     // A one-token bad word leaves the text's other ways in (its bytes): admitted, and written without it.
     const taken = collect();
     s.submit(generateRequestSchema.parse({ id: 'choice-banned-way', promptIds: [1, 403], maxTokens: 8, choices: ['yes'], badWords: [[yes[0]]] }), taken.sink);
