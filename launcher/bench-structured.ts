@@ -7,7 +7,13 @@
  * larger vocabulary is made from stories260K's pieces, the corpus's words
  * (with and without the leading space) and then the pieces inside them by
  * frequency, as a llama2.c tokenizer file, so the texts are the language's own.
- * Usage: npx tsx launcher/bench-structured.ts [--vocab 512,32000] [--states N] [--rounds N]
+ * 105 is babyllama105's tokenizer (no byte fallback: the automata are cut to
+ * the characters it prints, and what needs another is refused); with
+ * --no-fallback a wider one leaves out stories260K's byte pieces and its
+ * one-letter pieces, so letters are printed only inside longer pieces and the
+ * masks search for a way to finish each state they allow (text-masks.ts,
+ * finishable).
+ * Usage: npx tsx launcher/bench-structured.ts [--vocab 512,32000] [--states N] [--rounds N] [--no-fallback]
  * Needs the development data beside the repository (../shared, or SSSD_SHARED_DIR).
  */
 import { readFileSync } from 'node:fs';
@@ -17,6 +23,8 @@ import { quantile } from '../gpu-pool/bench/latency-stats';
 import { compileGrammar } from '../shared/structured/grammar-automaton';
 import { jsonSchemaRegex } from '../shared/structured/json-schema-regex';
 import { compileRegex } from '../shared/structured/regex-automaton';
+import type { CodePointSet } from '../shared/structured/code-point-set';
+import { UnprintableTextError } from '../shared/structured/unprintable-text-error';
 import { DEAD, type TextAutomaton } from '../shared/structured/text-automaton';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
@@ -40,18 +48,26 @@ const STORY_SCHEMA = {
   required: ['title', 'hero', 'age', 'story'],
 };
 
-const LANGUAGES: ReadonlyArray<[string, () => TextAutomaton]> = [
-  ['regex: a sentence of at most 300 letters', () => compileRegex('[A-Za-z ,]{1,300}\\.')],
-  ['JSON schema (4 properties)', () => compileRegex(jsonSchemaRegex(STORY_SCHEMA))],
-  ['grammar: json.gbnf', () => compileGrammar(JSON_GRAMMAR)],
+/** Each compiled as the pool compiles it: cut to the characters the tokenizer prints (null: all). */
+const LANGUAGES: ReadonlyArray<[string, (printable: CodePointSet | null) => TextAutomaton]> = [
+  ['regex: a sentence of at most 300 letters', (printable) => compileRegex('[A-Za-z ,]{1,300}\\.', {}, printable)],
+  ['JSON schema (4 properties)', (printable) => compileRegex(jsonSchemaRegex(STORY_SCHEMA), {}, printable)],
+  ['grammar: json.gbnf', (printable) => compileGrammar(JSON_GRAMMAR, {}, printable)],
 ];
 
-/** A llama2.c tokenizer file of `size` ids: stories260K's pieces, then the corpus's words (▁word, then word) and their inner pieces by frequency. */
-function widerTokenizer(size: number): Uint8Array {
+/**
+ * A llama2.c tokenizer file of `size` ids: stories260K's pieces (its byte
+ * pieces and one-letter pieces left out with `noFallback`), then the
+ * corpus's words (▁word, then word) and their inner pieces by frequency.
+ */
+function widerTokenizer(size: number, noFallback: boolean): Uint8Array {
   const base = loadTokenizer(new Uint8Array(readFileSync(sharedFile('models/stories260K/tok512.bin'))));
   const pieces: string[] = [];
   const decoder = new TextDecoder();
-  for (let id = 0; id < base.vocabSize; id++) pieces.push(pieceOf(base, id, decoder));
+  for (let id = 0; id < base.vocabSize; id++) {
+    const piece = pieceOf(base, id, decoder);
+    if (!(noFallback && ((id >= 3 && id < 259) || /^▁?[A-Za-z]$/.test(piece)))) pieces.push(piece);
+  }
   const seen = new Set(pieces);
   const counts = new Map<string, number>();
   for (const line of readFileSync(sharedFile('workloads/datastore-corpus.jsonl'), 'utf8').split('\n')) {
@@ -139,15 +155,18 @@ await runBenchmark(async () => {
       vocab: { type: 'string', default: '512,32000' },
       states: { type: 'string', default: '100' },
       rounds: { type: 'string', default: '5' },
+      'no-fallback': { type: 'boolean', default: false },
     },
     process.argv.slice(2),
     'npm run bench:structured -- [options]\nA structured output\'s cost by vocabulary size: the tokens\' texts at start-up, and the allowed ids of each new state.',
   );
-  const sizes = values.vocab.split(',').map((v) => numberFlag('vocab', v, { integer: true, min: 512, max: 262_144 }));
+  const sizes = values.vocab.split(',').map((v) => (v === '105' ? 105 : numberFlag('vocab', v, { integer: true, min: 512, max: 262_144 })));
+  const noFallback = values['no-fallback'];
   const states = numberFlag('states', values.states, { integer: true, min: 1, max: 100_000 });
   const rounds = numberFlag('rounds', values.rounds, { integer: true, min: 1 });
   for (const size of sizes) {
-    const tokenizer = size === 512 ? loadTokenizer(new Uint8Array(readFileSync(sharedFile('models/stories260K/tok512.bin')))) : loadTokenizer(widerTokenizer(size));
+    const served = size === 105 ? 'models/babyllama105/tok105.bin' : size === 512 ? 'models/stories260K/tok512.bin' : null;
+    const tokenizer = loadTokenizer(served !== null ? new Uint8Array(readFileSync(sharedFile(served))) : widerTokenizer(size, noFallback));
     const builds: number[] = [];
     let texts: TokenTexts | null = null;
     for (let r = 0; r < rounds; r++) {
@@ -155,15 +174,29 @@ await runBenchmark(async () => {
       texts = TokenTexts.of(tokenizer);
       builds.push(performance.now() - t0);
     }
-    console.log(`${tokenizer.vocabSize} ids: the tokens' texts built in ${quantile(builds, 0.5).toFixed(1)} ms (median of ${rounds})`);
+    const cut = texts!.printable === null ? 'every character printable' : `automata cut to the printable characters${texts!.printsEachAlone ? '' : ', some printed only inside longer pieces'}`;
+    console.log(`${tokenizer.vocabSize} ids: the tokens' texts built in ${quantile(builds, 0.5).toFixed(1)} ms (median of ${rounds}; ${cut})`);
     for (const [name, compile] of LANGUAGES) {
       const all: number[] = [];
       let end = '';
-      for (let r = 0; r < rounds; r++) {
-        const walked = walkStates(new TextLanguage(compile(), texts!, tokenizer.eosIds), new Set(tokenizer.eosIds), states, 7 + r);
+      let refused: string | null = null;
+      for (let r = 0; r < rounds && refused === null; r++) {
+        let automaton: TextAutomaton;
+        try {
+          automaton = compile(texts!.printable);
+        } catch (err) {
+          if (!(err instanceof UnprintableTextError)) throw err;
+          refused = err.message;
+          break;
+        }
+        const walked = walkStates(new TextLanguage(automaton, texts!, tokenizer.eosIds), new Set(tokenizer.eosIds), states, 7 + r);
         // A loop, not a spread: a long walk's times are past what a call's arguments may hold.
         for (const t of walked.times) all.push(t);
         end = walked.end;
+      }
+      if (refused !== null) {
+        console.log(`  ${name}: refused (${refused})`);
+        continue;
       }
       console.log(`  ${name}: a new state's allowed ids ${quantile(all, 0.5).toFixed(2)} ms median, p90 ${quantile(all, 0.9).toFixed(2)}, max ${quantile(all, 1).toFixed(2)} (${all.length} states over ${rounds} walks, each to ${end})`);
     }

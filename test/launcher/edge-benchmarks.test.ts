@@ -135,6 +135,19 @@ describe('bench-structured', () => {
     for (const l of walks) expect(Number(/\((\d+) states over 1 walks/.exec(l)?.[1])).toBeGreaterThan(0);
   });
 
+  it("walks babyllama105's tokenizer, and a vocabulary without byte fallback, as the pool compiles for them: what needs '{' refused", async () => {
+    const r = await bench('bench-structured.ts', ['--vocab', '105,2000', '--no-fallback', '--states', '5', '--rounds', '1']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.filter((l) => / ids: /.test(l)).map((l) => /\((.*)\)$/.exec(l)?.[1])).toEqual([
+      'median of 1; automata cut to the printable characters',
+      'median of 1; automata cut to the printable characters, some printed only inside longer pieces',
+    ]);
+    // The sentence regex is walked on both; the schema and json.gbnf need '{', which neither prints.
+    expect(lines.filter((l) => /^ {2}regex: .*\((\d+) states over 1 walks/.test(l))).toHaveLength(2);
+    expect(lines.filter((l) => /^ {2}(JSON schema|grammar).*: refused \(.*\("\{"\)\)$/.test(l))).toHaveLength(4);
+  });
+
   it('refuses a vocabulary wider than the corpus gives, with a clear error', async () => {
     const r = await bench('bench-structured.ts', ['--vocab', '200000']);
     expect(r.code).toBe(2);
