@@ -105,7 +105,7 @@ export async function answerInBackground(
   // A poll that comes before the end finds it queued; a response that cannot be stored could never be polled.
   const outcome = await save(queued, running);
   if (outcome !== 'stored') {
-    for (const run of reply.runs) run.cancel();
+    for (const run of reply.runs) run.cancel('request-failed');
     if (outcome === 'too_large') {
       throw badRequest('This response is over the store\'s bound on a record (SSSD_RESPONSE_MAX_BYTES) as it is queued, and a background response is polled from the store; send less input or metadata, or run it without background.', 'background', 'invalid_value');
     }

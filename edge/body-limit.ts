@@ -57,7 +57,8 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
   const declared = raw.headers.get('content-length');
   const deadline = Date.now() + timeoutMs;
   if (declared !== null && !raw.headers.has('transfer-encoding')) {
-    if (Number.parseInt(declared, 10) <= maxBytes) return next();
+    // A length that is no number is the runtime's to refuse (it frames the body by it), as before.
+    if (!(Number.parseInt(declared, 10) > maxBytes)) return next();
     // Refused by its length, and drained as a counted one is: left unread, workerd (wrangler dev) held the 413 until
     // the whole body came, and forever for one that stalled (review h159).
     const reader = raw.body.getReader();

@@ -26,6 +26,8 @@ export interface EdgeEnv {
   SSSD_USER_CACHE_TTL_DAYS?: string;
   /** Draft nodes in the edge trie shipped with a request (default 128). */
   SSSD_EDGE_TRIE_NODES?: string;
+  /** Fresh tries one generation pushes at most (default 32). */
+  SSSD_EDGE_TRIE_PUSHES?: string;
   /** Milliseconds a request waits for the user's cache before it opens without it, its trie following (default 20). */
   SSSD_USER_CACHE_WAIT_MS?: string;
   /** Seconds a pool may send nothing on a generation before the edge takes it as hung and moves on (default 30). */

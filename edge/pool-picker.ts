@@ -19,6 +19,8 @@ import { PoolClient, PoolMisdirectedError } from './pool-client';
 
 const HEALTH_TTL_MS = 2_000;
 const FAILED_TTL_MS = 1_000;
+/** A pool whose features are unconfirmed is asked for them at most this often by requests that need them. */
+const CONFIRM_EVERY_MS = 250;
 /**
  * How long a pool that cannot serve this edge at all (another model, the
  * wrong token or URL) is tried only after every other; then it is tried in
@@ -148,6 +150,8 @@ export class PoolPicker {
    * feature; others as before.
    */
   private readonly featuresUnconfirmed = new Set<string>();
+  /** When confirmFeatures last asked each pool. */
+  private readonly confirmAskedAt = new Map<string, number>();
 
   /** `modelSha256`: the weights the edge serves (SSSD_MODEL_SHA256); pools with others are passed over. */
   constructor(
@@ -306,7 +310,25 @@ export class PoolPicker {
    */
   async ordered(waitUntil?: (promise: Promise<unknown>) => void, affinity: string | null = null, needed: readonly PoolFeature[] = []): Promise<PoolClient[]> {
     await this.checkHealth(waitUntil);
+    await this.confirmFeatures(needed);
     return this.orderNow(affinity, needed);
+  }
+
+  /**
+   * A request that needs features asks each pool whose list is unconfirmed
+   * (featuresUnconfirmed) for a health figure now, not at its next due
+   * check: a pool that merely dropped one stream is served again at once
+   * (review h161: every such request was a 503 until then), one restarted as
+   * another build says so. Each asks apart (workerd: no request waits on
+   * another's I/O); the first ok figure clears the mark for the rest.
+   */
+  private async confirmFeatures(needed: readonly PoolFeature[]): Promise<void> {
+    if (needed.length === 0 || this.featuresUnconfirmed.size === 0) return;
+    const now = Date.now();
+    // At most one ask a pool per CONFIRM_EVERY_MS: a pool down or hung is not asked once per request.
+    const unconfirmed = this.clients.filter((client) => this.featuresUnconfirmed.has(client.baseUrl) && now - (this.confirmAskedAt.get(client.baseUrl) ?? 0) >= CONFIRM_EVERY_MS);
+    for (const client of unconfirmed) this.confirmAskedAt.set(client.baseUrl, now);
+    await Promise.all(unconfirmed.map((client) => this.refresh(client, now, true)));
   }
 
   /**
@@ -318,6 +340,7 @@ export class PoolPicker {
    */
   async orderedToSend(waitUntil: ((promise: Promise<unknown>) => void) | undefined, affinity: string | null, needed: readonly PoolFeature[]): Promise<PoolClient[]> {
     await this.checkHealth(waitUntil);
+    await this.confirmFeatures(needed);
     const order = this.orderNow(affinity, needed);
     if (order.length > 0) this.noteSending(order[0].baseUrl);
     return order;
@@ -521,9 +544,10 @@ export class PoolPicker {
     return [...this.clients.filter((client) => !down(client)), ...this.clients.filter(down)];
   }
 
-  private refresh(client: PoolClient, now: number): Promise<void> {
+  /** `now`: a figure asked for since is fresh enough; `force`: asked now whatever (confirmFeatures). */
+  private refresh(client: PoolClient, now: number, force = false): Promise<void> {
     const entry = this.entries.get(client.baseUrl);
-    if (entry && entry.until > now) return Promise.resolve();
+    if (!force && entry && entry.until > now) return Promise.resolve();
     // Claim the refresh so concurrent requests keep the stale figure instead of
     // checking again. Promises are not shared across requests: in workerd a
     // request must not wait on I/O that another request started.

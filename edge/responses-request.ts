@@ -180,6 +180,8 @@ const UNSUPPORTED: Readonly<Record<string, UnsupportedRule>> = {
     hint: 'null: the model does not reason',
   },
   max_tool_calls: { neutral: () => false, hint: 'null' },
+  // vLLM's, taken on chat; here the text is always written without special tokens.
+  skip_special_tokens: { neutral: (v) => v !== false, hint: 'true' },
 };
 
 /**
@@ -215,6 +217,11 @@ const CHAT_FIELDS: Readonly<Record<string, string>> = {
   truncation_side: 'send truncation: "auto", which drops the oldest turns to fit',
   prompt_logprobs: 'use chat completions for them',
   echo: 'use completions for it',
+  guided_whitespace_pattern: 'use chat completions for it',
+  guided_decoding_backend: 'use chat completions for it',
+  logprob_token_ids: 'use chat completions for them',
+  return_tokens_as_token_ids: 'use chat completions for it',
+  return_token_ids: 'use chat completions for them',
 };
 
 /** The first field the request asks for and this server does not do, refused by name. */

@@ -12,6 +12,7 @@ import { BurstSmoother } from './burst-smoother';
 import { openedOrLate } from './reply-start';
 import type { CompletionRun, CompletionSummary, CompletionUsage } from './completion-run';
 import type { SourcedText } from './token-text';
+import type { CancelCause } from './request-log';
 
 /** How long a write is given to fail before a resume takes the client for still there. */
 const CLIENT_CHECK_MS = 200;
@@ -145,8 +146,8 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
   let clientGone = false;
-  const cancelAll = (): void => {
-    for (const run of runs) run.cancel();
+  const cancelAll = (by: CancelCause = 'client'): void => {
+    for (const run of runs) run.cancel(by);
   };
   // The client is gone: cancel the generations at the pool, and abort the
   // writer, as a response dropped unread never takes its pending write.
@@ -237,7 +238,8 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
       if (clientGone) await format.abandoned?.();
       else if (pending.size === 0) await format.ended(usages, send);
     } catch (err) {
-      cancelAll();
+      // A choice failed (or the client left, whose cancel came first): the others stop with the request.
+      cancelAll(clientGone ? 'client' : 'request-failed');
       if (clientGone) await format.abandoned?.();
       else await format.failed(toApiError(err, id), send);
     } finally {

@@ -112,7 +112,8 @@ export async function finishedChoices(runs: readonly CompletionRun[], meta: Resp
           for (const t of tokensOf(next.value)) tokens.push(t);
         }
       } catch (err) {
-        for (const other of runs) other.cancel();
+        // The request fails with this choice's error: the others stop with it (their client did not leave).
+        for (const other of runs) other.cancel('request-failed');
         throw err;
       }
     }),

@@ -325,6 +325,41 @@ describe('background streams', () => {
   });
 });
 
+describe('a choice that fails mid-way', () => {
+  it("stops its siblings with the request, and the log says the request failed, not that its client left (review h161)", async () => {
+    // The second choice's stream ends in an internal error after its first tokens, and each resume's too; the first's
+    // is held there (running, as a long reply would be, when its sibling fails).
+    proxy.mode = 'fail';
+    proxy.afterTokenEvents = 1;
+    const breaks = proxy.breaks;
+    proxy.breaks = () => true;
+    proxy.modeOf = (id) => (/-0(\.[rq]\d+)*$/.test(id) ? 'stall' : 'fail');
+    const body = { model: 'default', prompt: 'Once upon a time', n: 2, max_tokens: 200, temperature: 0, ignore_eos: true };
+    const ids: string[] = [];
+    try {
+      for (const stream of [true, false]) {
+        const res = await fetch(`${edge.url}/v1/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream }) });
+        const text = await res.text();
+        // Streamed: a 200 whose stream ends in the error; whole: the error as the answer (after a 200's heartbeat spaces,
+        // where it took past SSSD_WHOLE_REPLY_HEARTBEAT_MS).
+        expect(text).toContain('"error"');
+        if (stream) expect(res.status).toBe(200);
+        ids.push(res.headers.get('x-request-id')!);
+      }
+    } finally {
+      proxy.mode = 'pass';
+      proxy.breaks = breaks;
+      proxy.modeOf = null;
+    }
+    for (const id of ids) {
+      const line = await logLine(id);
+      expect(line.error, id).toBeDefined();
+      expect(line.client_left, id).toBeUndefined();
+      expect(line.stopped_by, id).toBeUndefined();
+    }
+  });
+});
+
 describe('a foreground stream cut short', () => {
   it('by its client leaving is stored cancelled, as far as it was sent, not incomplete for max_output_tokens (review h119); a chain continues from it', async () => {
     const params = { model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0 } as const;

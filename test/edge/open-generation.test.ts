@@ -369,6 +369,17 @@ describe('a pool restarted with an older build at the same URL', () => {
   }, 30_000);
 });
 
+describe('a pool that dropped one stream', () => {
+  it('is asked for its features at once by a request that needs them, and serves it: not a 503 until its next due check (review h161)', async () => {
+    const picker = new PoolPicker([pool.url], pool.token);
+    await picker.checkHealth();
+    // As a generation's stream that broke mid-reply marks it.
+    picker.markFailed(pool.url);
+    const ids = await idsOf(await openGeneration(picker, { ...request(), ignoreEos: true, maxTokens: 8 }));
+    expect(ids).toHaveLength(8);
+  });
+});
+
 describe('a burst of requests that open alike', () => {
   it("is spread once its pool's load, counting the generations just sent, passes the others' by the affinity slack", async () => {
     // Two pools to the picker (one pool behind two proxies), idle, each with its own count of what it was sent.

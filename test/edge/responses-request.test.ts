@@ -124,10 +124,12 @@ describe('Responses request → chat request', () => {
     expect(refusal({ input: 'x', response_format: { type: 'json_object' } })).toMatchObject({ param: 'response_format', message: expect.stringContaining('send text.format') });
     for (const field of ['stop', 'n', 'frequency_penalty', 'logprobs', 'messages']) expect(refusal({ input: 'x', [field]: 1 }).param).toBe(field);
     // vLLM's chat extras this server takes on chat only, refused by name rather than dropped (reviews h154, h156).
-    for (const field of ['include_stop_str_in_output', 'allowed_token_ids', 'bad_words', 'structured_outputs', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar', 'prediction', 'truncate_prompt_tokens', 'truncation_side', 'prompt_logprobs', 'echo']) {
+    for (const field of ['include_stop_str_in_output', 'allowed_token_ids', 'bad_words', 'structured_outputs', 'guided_json', 'guided_regex', 'guided_choice', 'guided_grammar', 'prediction', 'truncate_prompt_tokens', 'truncation_side', 'prompt_logprobs', 'echo', 'guided_whitespace_pattern', 'guided_decoding_backend', 'logprob_token_ids', 'return_tokens_as_token_ids', 'return_token_ids']) {
       expect(refusal({ input: 'x', [field]: 1 }), field).toMatchObject({ param: field, code: 'unsupported_parameter' });
     }
     expect(refusal({ input: 'x', truncate_prompt_tokens: -1 }).message).toContain('send truncation: "auto"');
+    expect(refusal({ input: 'x', skip_special_tokens: false }).param).toBe('skip_special_tokens');
+    expect(() => translate({ input: 'x', skip_special_tokens: true })).not.toThrow();
     expect(refusal({ input: 'x', stream_options: { include_obfuscation: true } })).toMatchObject({ param: 'stream_options', message: 'stream_options is only allowed with stream: true.' });
     expect(() => translate({ input: 'x', stream: true, stream_options: { include_obfuscation: false }, max_tokens: null })).not.toThrow();
     // A function's output answers a call made before it: in this input, or earlier in the chain.

@@ -55,6 +55,8 @@ export interface FaultProxy {
   health: 'pass' | 'draining';
   /** Which generations to break, by id (default: not the resumed ones, ids ending `.r<k>`). */
   breaks: (id: string) => boolean;
+  /** A mode of its own for a generation broken, by id, in place of `mode`'s (null: `mode` for all); for `cut`, `cancel`, `fail`, `stall`, `drop-done`, `garble`. */
+  modeOf: ((id: string) => FaultMode) | null;
   /** Ids of the generations opened through the proxy, and of those broken. */
   readonly opened: string[];
   readonly broken: string[];
@@ -111,6 +113,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     protocol: null,
     listsAnswered: 0,
     breaks: (id) => !/\.r\d+$/.test(id),
+    modeOf: null,
     opened: [],
     broken: [],
     answeredAs: [],
@@ -197,7 +200,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         up.pipe(res);
         return;
       }
-      const mode = proxy.mode;
+      const mode = proxy.modeOf?.(id) ?? proxy.mode;
       // The edge let go (it took the stall for a hung pool): so does the pool's stream.
       res.on('close', () => up.destroy());
       let seen = 0;
