@@ -19,8 +19,9 @@ import { PoolClient, PoolMisdirectedError } from './pool-client';
 
 const HEALTH_TTL_MS = 2_000;
 const FAILED_TTL_MS = 1_000;
-/** A pool whose features are unconfirmed is asked for them at most this often by requests that need them. */
+/** A pool whose features are unconfirmed is asked for them at most this often by requests that need them, each ask this long at most. */
 const CONFIRM_EVERY_MS = 250;
+const CONFIRM_TIMEOUT_MS = 500;
 /**
  * How long a pool that cannot serve this edge at all (another model, the
  * wrong token or URL) is tried only after every other; then it is tried in
@@ -150,8 +151,9 @@ export class PoolPicker {
    * feature; others as before.
    */
   private readonly featuresUnconfirmed = new Set<string>();
-  /** When confirmFeatures last asked each pool. */
+  /** When confirmFeatures last asked each pool, and the pools it is asking now. */
   private readonly confirmAskedAt = new Map<string, number>();
+  private readonly confirming = new Set<string>();
 
   /** `modelSha256`: the weights the edge serves (SSSD_MODEL_SHA256); pools with others are passed over. */
   constructor(
@@ -310,25 +312,49 @@ export class PoolPicker {
    */
   async ordered(waitUntil?: (promise: Promise<unknown>) => void, affinity: string | null = null, needed: readonly PoolFeature[] = []): Promise<PoolClient[]> {
     await this.checkHealth(waitUntil);
-    await this.confirmFeatures(needed);
+    return this.orderConfirmed(waitUntil, affinity, needed);
+  }
+
+  /**
+   * orderNow, where a request that needs features asks each pool whose list
+   * is unconfirmed (featuresUnconfirmed) for a health figure now, not at its
+   * next due check: a pool that merely dropped one stream serves it again at
+   * once (review h161: every such request was a 503 until then), one
+   * restarted as another build says so. Waited for only where no pool can
+   * take the request meanwhile (review h162: a hung pool's timeout held every
+   * such request), else kept alive by `waitUntil`.
+   */
+  private async orderConfirmed(waitUntil: ((promise: Promise<unknown>) => void) | undefined, affinity: string | null, needed: readonly PoolFeature[]): Promise<PoolClient[]> {
+    const order = this.orderNow(affinity, needed);
+    if (needed.length === 0 || this.featuresUnconfirmed.size === 0) return order;
+    const asking = this.confirmFeatures();
+    if (order.length > 0) {
+      waitUntil?.(asking);
+      return order;
+    }
+    await asking;
     return this.orderNow(affinity, needed);
   }
 
   /**
-   * A request that needs features asks each pool whose list is unconfirmed
-   * (featuresUnconfirmed) for a health figure now, not at its next due
-   * check: a pool that merely dropped one stream is served again at once
-   * (review h161: every such request was a 503 until then), one restarted as
-   * another build says so. Each asks apart (workerd: no request waits on
+   * Asks the pools whose features are unconfirmed for a health figure, each
+   * at most once per CONFIRM_EVERY_MS and never while an ask of its own is
+   * out (a pool down or hung is not asked once per request), each within
+   * CONFIRM_TIMEOUT_MS. Each request asks apart (workerd: no request waits on
    * another's I/O); the first ok figure clears the mark for the rest.
    */
-  private async confirmFeatures(needed: readonly PoolFeature[]): Promise<void> {
-    if (needed.length === 0 || this.featuresUnconfirmed.size === 0) return;
+  private confirmFeatures(): Promise<void> {
     const now = Date.now();
-    // At most one ask a pool per CONFIRM_EVERY_MS: a pool down or hung is not asked once per request.
-    const unconfirmed = this.clients.filter((client) => this.featuresUnconfirmed.has(client.baseUrl) && now - (this.confirmAskedAt.get(client.baseUrl) ?? 0) >= CONFIRM_EVERY_MS);
-    for (const client of unconfirmed) this.confirmAskedAt.set(client.baseUrl, now);
-    await Promise.all(unconfirmed.map((client) => this.refresh(client, now, true)));
+    const asked = this.clients.filter(
+      (client) => this.featuresUnconfirmed.has(client.baseUrl) && !this.confirming.has(client.baseUrl) && now - (this.confirmAskedAt.get(client.baseUrl) ?? 0) >= CONFIRM_EVERY_MS,
+    );
+    return Promise.all(
+      asked.map((client) => {
+        this.confirmAskedAt.set(client.baseUrl, now);
+        this.confirming.add(client.baseUrl);
+        return this.refresh(client, now, true, CONFIRM_TIMEOUT_MS).finally(() => this.confirming.delete(client.baseUrl));
+      }),
+    ).then(() => undefined);
   }
 
   /**
@@ -340,8 +366,16 @@ export class PoolPicker {
    */
   async orderedToSend(waitUntil: ((promise: Promise<unknown>) => void) | undefined, affinity: string | null, needed: readonly PoolFeature[]): Promise<PoolClient[]> {
     await this.checkHealth(waitUntil);
-    await this.confirmFeatures(needed);
-    const order = this.orderNow(affinity, needed);
+    // Ordered and counted in one turn (no await between): as orderConfirmed, written out so that it stays one.
+    let order = this.orderNow(affinity, needed);
+    if (needed.length > 0 && this.featuresUnconfirmed.size > 0) {
+      const asking = this.confirmFeatures();
+      if (order.length > 0) waitUntil?.(asking);
+      else {
+        await asking;
+        order = this.orderNow(affinity, needed);
+      }
+    }
     if (order.length > 0) this.noteSending(order[0].baseUrl);
     return order;
   }
@@ -544,8 +578,8 @@ export class PoolPicker {
     return [...this.clients.filter((client) => !down(client)), ...this.clients.filter(down)];
   }
 
-  /** `now`: a figure asked for since is fresh enough; `force`: asked now whatever (confirmFeatures). */
-  private refresh(client: PoolClient, now: number, force = false): Promise<void> {
+  /** `now`: a figure asked for since is fresh enough; `force`: asked now whatever (confirmFeatures), within `timeoutMs`. */
+  private refresh(client: PoolClient, now: number, force = false, timeoutMs?: number): Promise<void> {
     const entry = this.entries.get(client.baseUrl);
     if (!force && entry && entry.until > now) return Promise.resolve();
     // Claim the refresh so concurrent requests keep the stale figure instead of
@@ -553,7 +587,7 @@ export class PoolPicker {
     // request must not wait on I/O that another request started.
     const next: HealthEntry = { health: entry?.health ?? null, until: now + HEALTH_TTL_MS, down: entry?.down ?? false, okAt: entry?.okAt ?? 0 };
     this.entries.set(client.baseUrl, next);
-    return client.health().then(
+    return client.health(timeoutMs).then(
       (health) => {
         next.health = health;
         // Those sent before now are in this figure, or finished (near enough: the count only orders a burst).
@@ -563,7 +597,8 @@ export class PoolPicker {
         next.down = !health.ok;
         if (health.ok) {
           next.okAt = Date.now();
-          this.featuresUnconfirmed.delete(client.baseUrl);
+          // Only a figure still current: one asked before the pool was marked failed since says nothing of it now (review h162).
+          if (this.entries.get(client.baseUrl) === next) this.featuresUnconfirmed.delete(client.baseUrl);
         } else this.featuresUnconfirmed.add(client.baseUrl);
       },
       () => {

@@ -181,7 +181,7 @@ const UNSUPPORTED: Readonly<Record<string, UnsupportedRule>> = {
   },
   max_tool_calls: { neutral: () => false, hint: 'null' },
   // vLLM's, taken on chat; here the text is always written without special tokens.
-  skip_special_tokens: { neutral: (v) => v !== false, hint: 'true' },
+  skip_special_tokens: { neutral: (v) => v === true, hint: 'true' },
 };
 
 /**

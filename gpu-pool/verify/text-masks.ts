@@ -81,6 +81,8 @@ export class TextLanguage {
    * is tokens' texts end to end, so every state it keeps can be finished.
    */
   private finishes: Uint8Array | null;
+  /** Tokens the searches for one state's candidates may still follow (idsAt sets it, finishable spends it). */
+  private searchFollowsLeft = FINISH_SEARCH_FOLLOWS;
 
   /** `endIds`: the ids that end a generation, allowed where the text is a whole sentence. */
   constructor(
@@ -137,6 +139,9 @@ export class TextLanguage {
     const allowed = new Uint8Array(texts.vocabSize);
     let count = 0;
     if (state !== DEAD) {
+      // One budget for all of this state's candidates' searches: each past its own bound walked its states again
+      // (review h162: 300 candidates, 250 ms in the step loop).
+      this.searchFollowsLeft = FINISH_SEARCH_FOLLOWS;
       const table = texts.table(afterBos);
       // Only ids starting with a byte that goes on from the state can stay inside: the rest are never looked at.
       for (const byte of automaton.nextBytes(state)) {
@@ -195,6 +200,8 @@ export class TextLanguage {
     const idAt: number[] = [];
     const visited = new Set<number>();
     let follows = 0;
+    // What is left of this state's budget (idsAt): past it, no search at all, the state taken as finishing (not kept).
+    if (this.searchFollowsLeft <= 0) return true;
     /** Where the search starts or steps: whether `state` ends it (a sentence, or known to finish). */
     const enter = (state: number): number => {
       const memo = this.memo(state);
@@ -210,7 +217,8 @@ export class TextLanguage {
     };
     let found = enter(root);
     while (found === UNKNOWN && path.length > 0) {
-      if (follows >= FINISH_SEARCH_FOLLOWS || visited.size > FINISH_SEARCH_STATES) {
+      if (follows >= this.searchFollowsLeft || visited.size > FINISH_SEARCH_STATES) {
+        this.searchFollowsLeft -= follows;
         // Past the bound only the state asked about is answered (taken to finish), so a later search may still decide the others.
         this.remember(root, ASSUMED);
         return true;
@@ -236,6 +244,7 @@ export class TextLanguage {
       const next = automaton.follow(state, table, texts.start(ids[i], false), texts.end(ids[i], false));
       if (next !== DEAD) found = enter(next);
     }
+    this.searchFollowsLeft -= follows;
     if (found === UNKNOWN) {
       // Every state visited had all its tokens followed, to DEAD, stuck states or states visited: none finishes.
       for (const state of visited) this.remember(state, STUCK);

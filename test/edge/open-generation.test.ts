@@ -2,6 +2,8 @@
 // opens (its client left, a sibling choice failed) blames no pool. Marked
 // failed, every pool would lose its load figures for a while, and with them
 // the order that keeps a stuck or draining pool last.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { DOWN_POOL_ANSWER_MS, openGeneration } from '../../edge/open-generation';
@@ -377,6 +379,31 @@ describe('a pool that dropped one stream', () => {
     picker.markFailed(pool.url);
     const ids = await idsOf(await openGeneration(picker, { ...request(), ignoreEos: true, maxTokens: 8 }));
     expect(ids).toHaveLength(8);
+  });
+});
+
+describe('a hung pool whose features are unconfirmed', () => {
+  it("does not hold a request that needs features while another pool can take it: its ask goes on beside it (review h162)", async () => {
+    // A pool that takes connections and never answers (SIGSTOP, a stuck device), marked failed.
+    const hung = createServer(() => undefined);
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const hungUrl = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+    try {
+      const picker = new PoolPicker([pool.url, hungUrl], pool.token);
+      await picker.checkHealth();
+      picker.markFailed(hungUrl);
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        const order = await picker.ordered(undefined, null, ['ignoreEos']);
+        // Before, each waited out the hung pool's health timeout (1 s).
+        expect(performance.now() - started).toBeLessThan(400);
+        expect(order.map((client) => client.baseUrl)).toEqual([pool.url]);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    } finally {
+      hung.closeAllConnections?.();
+      await new Promise((resolve) => hung.close(resolve));
+    }
   });
 });
 

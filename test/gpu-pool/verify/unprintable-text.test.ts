@@ -13,6 +13,7 @@ import { compileRegex, RegexSyntaxError } from '../../../shared/structured/regex
 import { UnprintableTextError } from '../../../shared/structured/unprintable-text-error';
 import { hasCodePoint } from '../../../shared/structured/code-point-set';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
+import { PieceDecoder, pieceBytes, SILENT_PIECE, TEXT_PIECE, type PieceTable } from '../../../shared/tokenizer/incremental-decoder';
 import { models } from '../../support/shared-data';
 
 const tok105 = loadTokenizer(new Uint8Array(readFileSync(models.babyllama105.tokenizer)), 'llama2c');
@@ -164,5 +165,29 @@ describe('grammars the tokenizer cannot print every sentence of', () => {
     // A rule without end, or left recursion, is the grammar's own fault, whatever the tokenizer prints.
     expect(refusal(() => compileGrammar('root ::= "{" x\nx ::= "=" x', {}, texts.printable))).toBeInstanceOf(GrammarSyntaxError);
     expect(refusal(() => compileGrammar('root ::= x "="\nx ::= root', {}, texts.printable))).toBeInstanceOf(GrammarSyntaxError);
+  });
+});
+
+describe('the search for tokens that finish a state', () => {
+  it("spends one budget on all of a state's candidates: 300 that lead past its bound cost one bound's work, not 300 (review h162)", () => {
+    // 'e' is printed only inside 'ye', so the search runs; 'x', 'xc', 'xcc', ... each lead to a state whose way to a
+    // sentence lies past the search's bound.
+    const pieces: Array<string | null> = [null, null, 'c', 'ye', 'b', 'y'];
+    for (let k = 0; k < 300; k++) pieces.push('x' + 'c'.repeat(k));
+    const table: PieceTable = { texts: pieces.map((p) => p ?? ''), textsAfterBos: pieces.map((p) => p ?? ''), kinds: Int16Array.from(pieces, (p) => (p === null ? SILENT_PIECE : TEXT_PIECE)), bosId: 1 };
+    const handTexts = TokenTexts.of({ vocabSize: pieces.length, bosId: 1, createDecoder: (o) => new PieceDecoder(table, o), tokenBytes: (id) => pieceBytes(table, id) });
+    expect(handTexts.printsEachAlone).toBe(false);
+    const inner = compileRegex('x[c]{0,750}[c]{0,750}eb', {}, handTexts.printable);
+    let follows = 0;
+    // The regex's automaton, its follows counted.
+    const counted = Object.create(inner) as typeof inner;
+    counted.follow = (state, bytes, start, end) => {
+      follows++;
+      return inner.follow(state, bytes, start, end);
+    };
+    const masks = new TextMasks(new TextLanguage(counted, handTexts, [0]), false);
+    masks.allowedAt(START);
+    // The state's own candidates (300) and one search budget (50,000); before, each candidate searched to the bound.
+    expect(follows).toBeLessThan(60_000);
   });
 });
