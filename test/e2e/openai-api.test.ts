@@ -1871,33 +1871,47 @@ describe('OpenAI-compatible API on the edge', () => {
 // A second edge on the same pool that never waits for the user's cache (as
 // when KV must fetch it from afar): the generation opens without it, and the
 // trie drafted from it follows by push.
-describe('an edge that opens generations before the user cache is read', () => {
-  const LATE_KEY = 'e2e-late-cache-key';
-  let edge: RunningEdge;
-  let dir: string;
-  let late: OpenAI;
-
+/**
+ * A second edge on the stack's pool for one describe block, with its own dev key, vars and local KV: started before
+ * its tests, stopped (its KV folder removed) after them. Its URL and client are read inside the tests.
+ */
+function edgeBeside(key: string, vars: Record<string, string>): { readonly url: string; readonly client: OpenAI } {
+  let edge: RunningEdge | undefined;
+  let dir = '';
+  let client: OpenAI | undefined;
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'sssd-e2e-late-'));
-    edge = await startEdge({ poolUrls: [stack.poolUrl], poolToken: stack.poolToken, devKey: LATE_KEY, persistTo: dir, vars: { SSSD_USER_CACHE_WAIT_MS: '0' } });
-    late = new OpenAI({ apiKey: LATE_KEY, baseURL: `${edge.url}/v1`, maxRetries: 0 });
+    dir = mkdtempSync(path.join(tmpdir(), 'sssd-e2e-beside-'));
+    edge = await startEdge({ poolUrls: [stack.poolUrl], poolToken: stack.poolToken, devKey: key, persistTo: dir, vars });
+    client = new OpenAI({ apiKey: key, baseURL: `${edge.url}/v1`, maxRetries: 0 });
   });
-
   afterAll(async () => {
     await edge?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
+  return {
+    get url(): string {
+      return edge!.url;
+    },
+    get client(): OpenAI {
+      return client!;
+    },
+  };
+}
+
+describe('an edge that opens generations before the user cache is read', () => {
+  const LATE_KEY = 'e2e-late-cache-key';
+  const edge = edgeBeside(LATE_KEY, { SSSD_USER_CACHE_WAIT_MS: '0' });
 
   it("still writes the user's cache, and drafts their repeated request from it", async () => {
     // A long generation (the end token banned): the trie, pushed after the
     // first tokens, lands while it runs however slow the machine is.
     const body = { prompt: 'Lily went to the park with her mom.', max_tokens: 400, temperature: 0, logit_bias: { '1': -100 }, user: 'erin' };
     // Its cache was read after the generation opened: the write at the end waited for it.
-    const first = await streamCompletion(body, late);
+    const first = await streamCompletion(body, edge.client);
     expect(first.usage!.speculation).toMatchObject({ edge_accepted_tokens: 0, edge_trie_bytes: 0 });
     expect(first.usage!.completion_tokens).toBe(400);
     await untilCacheMerged('erin', 1, LATE_KEY, edge.url);
-    const again = await streamCompletion(body, late);
+    const again = await streamCompletion(body, edge.client);
     expect(again.text).toBe(first.text);
     const spec = again.usage!.speculation;
     // The history the trie holds drafts much of the rest (129-223 of 400
@@ -1914,31 +1928,18 @@ describe('an edge that opens generations before the user cache is read', () => {
 // user's cache (whose trie the test above sees pushed every time) sends none.
 describe('an edge that caps the fresh tries a generation pushes', () => {
   const CAPPED_KEY = 'e2e-capped-pushes-key';
-  let edge: RunningEdge;
-  let dir: string;
-  let capped: OpenAI;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'sssd-e2e-pushes-'));
-    edge = await startEdge({ poolUrls: [stack.poolUrl], poolToken: stack.poolToken, devKey: CAPPED_KEY, persistTo: dir, vars: { SSSD_USER_CACHE_WAIT_MS: '0', SSSD_EDGE_TRIE_PUSHES: '0' } });
-    capped = new OpenAI({ apiKey: CAPPED_KEY, baseURL: `${edge.url}/v1`, maxRetries: 0 });
-  });
-
-  afterAll(async () => {
-    await edge?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  const edge = edgeBeside(CAPPED_KEY, { SSSD_USER_CACHE_WAIT_MS: '0', SSSD_EDGE_TRIE_PUSHES: '0' });
 
   it('pushes none past the cap, and the reply is the same', async () => {
     const body = { prompt: 'Lily went to the park with her mom.', max_tokens: 400, temperature: 0, logit_bias: { '1': -100 }, user: 'capped' };
-    const first = await streamCompletion(body, capped);
+    const first = await streamCompletion(body, edge.client);
     await untilCacheMerged('capped', 1, CAPPED_KEY, edge.url);
     const pushes = async (): Promise<number> => {
       const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
       return ['applied', 'ended', 'unknown', 'invalid'].reduce((sum, result) => sum + seriesValue(text, 'sssd_pool_trie_pushes_total', `result="${result}"`), 0);
     };
     const before = await pushes();
-    const again = await streamCompletion(body, capped);
+    const again = await streamCompletion(body, edge.client);
     expect(again.text).toBe(first.text);
     expect(again.usage!.speculation).toMatchObject({ edge_trie_bytes: 0, edge_accepted_tokens: 0 });
     // A push is not awaited: one would reach the pool soon after the reply's end.
