@@ -324,16 +324,24 @@ export class PoolPicker {
    * take the request meanwhile (review h162: a hung pool's timeout held every
    * such request), else kept alive by `waitUntil`.
    */
-  private async orderConfirmed(waitUntil: ((promise: Promise<unknown>) => void) | undefined, affinity: string | null, needed: readonly PoolFeature[]): Promise<PoolClient[]> {
-    const order = this.orderNow(affinity, needed);
-    if (needed.length === 0 || this.featuresUnconfirmed.size === 0) return order;
-    const asking = this.confirmFeatures();
-    if (order.length > 0) {
-      waitUntil?.(asking);
-      return order;
+  private async orderConfirmed(
+    waitUntil: ((promise: Promise<unknown>) => void) | undefined,
+    affinity: string | null,
+    needed: readonly PoolFeature[],
+    /** Called with the order in the turn it is made (an async function runs to its first await in the caller's). */
+    ordered: (order: PoolClient[]) => void = () => undefined,
+  ): Promise<PoolClient[]> {
+    let order = this.orderNow(affinity, needed);
+    if (needed.length > 0 && this.featuresUnconfirmed.size > 0) {
+      const asking = this.confirmFeatures();
+      if (order.length > 0) waitUntil?.(asking);
+      else {
+        await asking;
+        order = this.orderNow(affinity, needed);
+      }
     }
-    await asking;
-    return this.orderNow(affinity, needed);
+    ordered(order);
+    return order;
   }
 
   /**
@@ -366,18 +374,10 @@ export class PoolPicker {
    */
   async orderedToSend(waitUntil: ((promise: Promise<unknown>) => void) | undefined, affinity: string | null, needed: readonly PoolFeature[]): Promise<PoolClient[]> {
     await this.checkHealth(waitUntil);
-    // Ordered and counted in one turn (no await between): as orderConfirmed, written out so that it stays one.
-    let order = this.orderNow(affinity, needed);
-    if (needed.length > 0 && this.featuresUnconfirmed.size > 0) {
-      const asking = this.confirmFeatures();
-      if (order.length > 0) waitUntil?.(asking);
-      else {
-        await asking;
-        order = this.orderNow(affinity, needed);
-      }
-    }
-    if (order.length > 0) this.noteSending(order[0].baseUrl);
-    return order;
+    // Counted in the turn the order is made.
+    return this.orderConfirmed(waitUntil, affinity, needed, (order) => {
+      if (order.length > 0) this.noteSending(order[0].baseUrl);
+    });
   }
 
   private orderNow(affinity: string | null, needed: readonly PoolFeature[]): PoolClient[] {
