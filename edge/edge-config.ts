@@ -54,6 +54,8 @@ export interface EdgeConfig {
 export const WORKERS_WAIT_UNTIL_MS = 30_000;
 /** SSSD_BACKGROUND_DEADLINE_SECONDS's default: Workers give a request's waitUntil 30 s, and the end's write takes some (background-response.ts). */
 export const DEFAULT_BACKGROUND_DEADLINE_S = 25;
+/** What the default leaves of waitUntil for a run's end to be written: a deadline past the default leaves less (warned of). */
+const END_WRITE_MS = WORKERS_WAIT_UNTIL_MS - DEFAULT_BACKGROUND_DEADLINE_S * 1000;
 
 /** The Worker's defaults for the user cache and the trie it ships (bench-serve plays the edge with them). */
 export const EDGE_USER_CACHE_MAX_BYTES = 64 * 1024;
@@ -272,8 +274,8 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
   };
   warnPlainHttpPools(config.poolUrls);
   // Allowed for wrangler dev and tests, which set no bound on waitUntil; deployed, a run past it is cut unstored (review h151).
-  if (config.backgroundDeadlineMs > WORKERS_WAIT_UNTIL_MS - 5_000) {
-    console.warn(`edge: SSSD_BACKGROUND_DEADLINE_SECONDS=${config.backgroundDeadlineMs / 1000} leaves a background run's end less than 5 s of Workers' ${WORKERS_WAIT_UNTIL_MS / 1000} s waitUntil: deployed, a run cut there stores no end, and reads failed once its heartbeat is late`);
+  if (config.backgroundDeadlineMs > WORKERS_WAIT_UNTIL_MS - END_WRITE_MS) {
+    console.warn(`edge: SSSD_BACKGROUND_DEADLINE_SECONDS=${config.backgroundDeadlineMs / 1000} leaves a background run's end less than ${END_WRITE_MS / 1000} s of Workers' ${WORKERS_WAIT_UNTIL_MS / 1000} s waitUntil: deployed, a run cut there stores no end, and reads failed once its heartbeat is late`);
   }
   if (config.poolUrls.length === 0) console.warn('edge: SSSD_POOL_URLS names no pool (a comma-separated list of http(s) URLs in [vars]); every generation will be a 503');
   parsed.set(given, config);
