@@ -347,7 +347,8 @@ function penaltyAsked(body: Readonly<Record<string, unknown>>): boolean {
 }
 
 const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
-  best_of: { neutral: (v) => v === 1, hint: '1' },
+  // best_of equal to n asks for what n alone gives; some clients send it so. Below n it is refused, as vLLM does.
+  best_of: { neutral: (v, body) => v === (body.n ?? 1), hint: 'equal to n (1 without it)' },
   suffix: { neutral: (v) => v === '', hint: 'empty' },
   tools: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
   functions: { neutral: (v) => Array.isArray(v) && v.length === 0, hint: 'empty' },
@@ -376,6 +377,14 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   json_schema: { neutral: () => false, hint: 'null; guided_json, or response_format {type: "json_schema"}, is that constraint here' },
   stop_regex: { neutral: () => false, hint: 'null' },
   min_new_tokens: { neutral: (v) => v === 0, hint: '0; min_tokens is that control here' },
+  max_new_tokens: { neutral: () => false, hint: 'null; max_tokens is that control here' },
+  // The Responses API's names, sent here by a client ported from it (review h165: dropped, the reply ran to the
+  // context's end, or was not JSON). Its text.verbosity is chat's verbosity, ruled on below.
+  max_output_tokens: { neutral: () => false, hint: "null; max_tokens is that control here (max_output_tokens is the Responses API's)" },
+  text: {
+    neutral: (v) => typeof v === 'object' && (v as { format?: unknown }).format == null,
+    hint: "null; response_format is that control here (text.format is the Responses API's)",
+  },
   no_stop_trim: { neutral: (v) => v === false, hint: 'false; include_stop_str_in_output keeps the stop string here' },
   // llama.cpp server's names (tools/server/README.md, /completion and its OpenAI routes), at their neutral values
   // there; taken and ignored, a client moving from llama-server got other text than asked with nothing to say so
@@ -428,6 +437,21 @@ const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   // The chat template places BOS itself; vLLM's default for chat is false, and either is taken.
   add_special_tokens: { neutral: (v) => typeof v === 'boolean', hint: 'true or false' },
 };
+
+/**
+ * Chat's rules as the Responses API applies them (review h165: vLLM's and
+ * other servers' names went through it unseen, while chat refused them): less
+ * its own fields (max_output_tokens, text) and those it rules on itself.
+ */
+const {
+  max_output_tokens: _maxOutputTokens,
+  text: _text,
+  functions: _functions,
+  function_call: _functionCall,
+  skip_special_tokens: _skipSpecialTokens,
+  ...RESPONSES_RULES
+} = CHAT_UNSUPPORTED_PARAMETERS;
+export const RESPONSES_UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = RESPONSES_RULES;
 
 /** Throws a 400 (`unsupported_parameter`) for the first parameter of the endpoint's list sent at a value other than its neutral one. */
 export function rejectUnsupportedParameters(body: unknown, endpoint: 'completion' | 'chat' = 'completion'): void {

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { ApiError, badRequest } from './api-error';
-import { MAX_USER_LENGTH, clipped, endControlFields, formatNameSchema, functionNameSchema, metadataSchema, modelField, nonTextPartError, parseBody, refuseByRules, refuseStreamOptionsWithoutStream, samplingFields, type ChatMessage, type ChatRequest, type UnsupportedRule } from './request-schema';
+import { MAX_USER_LENGTH, clipped, endControlFields, formatNameSchema, functionNameSchema, metadataSchema, modelField, nonTextPartError, parseBody, refuseByRules, refuseStreamOptionsWithoutStream, RESPONSES_UNSUPPORTED_PARAMETERS, samplingFields, type ChatMessage, type ChatRequest, type UnsupportedRule } from './request-schema';
 
 /** Text a model reads: input_text (a user's, a system's), output_text (an assistant's replayed), refusal (an assistant's). */
 const textPartSchema = z.union([
@@ -162,6 +162,8 @@ const responsesRequestSchema = z.object({
   safety_identifier: z.string().max(MAX_USER_LENGTH).nullish(),
   // Taken and echoed (review h127: dropped unseen); routing by prompt is the pools' prefix affinity's already.
   prompt_cache_key: z.string().max(MAX_USER_LENGTH).nullish(),
+  /** vLLM's, as chat takes it: this request's prefix-cache entries are shared only with requests of the same salt (review h165: dropped). */
+  cache_salt: z.string().min(1).max(1024).nullish(),
   top_logprobs: z.number().int().min(0).max(20).nullish(),
   include: z.array(z.string()).nullish(),
   /** "auto": the conversation's oldest turns dropped to fit the context (edge/conversation-truncation.ts); "disabled": a 400. */
@@ -233,6 +235,7 @@ function rejectUnsupported(body: Record<string, unknown>): void {
   }
   refuseStreamOptionsWithoutStream(body);
   refuseByRules(body, UNSUPPORTED);
+  refuseByRules(body, RESPONSES_UNSUPPORTED_PARAMETERS);
   const verbosity = (body.text as { verbosity?: unknown } | null | undefined)?.verbosity;
   if (verbosity != null && verbosity !== 'medium') {
     throw badRequest('text.verbosity is not supported by this server (leave it out, or send it as "medium")', 'text.verbosity', 'unsupported_parameter');
@@ -451,6 +454,7 @@ export function translateResponsesRequest(
     stop_token_ids: body.stop_token_ids,
     seed: body.seed,
     speculation: body.speculation,
+    cache_salt: body.cache_salt,
     // A response not stored leaves nothing in the user's cache either.
     store: body.store,
     user: body.user ?? body.safety_identifier,

@@ -33,8 +33,8 @@ export function logitBiasSchema(field: string) {
       error: `${field} holds at most ${MAX_LOGIT_BIAS} tokens`,
     })
     // zod's record drops a `__proto__` key (JSON.parse makes it an own one) before its key check: refused here, not ignored.
-    .refine((b) => typeof b !== 'object' || b === null || !Object.hasOwn(b, '__proto__'), { error: `${field} keys are token ids, written without leading zeros` })
-    .pipe(z.record(z.string().regex(/^(0|[1-9]\d{0,8})$/, `${field} keys are token ids, written without leading zeros`), z.number().min(-100).max(100)));
+    .refine((b) => typeof b !== 'object' || b === null || !Object.hasOwn(b, '__proto__'), { error: `${field} keys are token ids: whole numbers from 0, written without leading zeros` })
+    .pipe(z.record(z.string().regex(/^(0|[1-9]\d{0,8})$/, `${field} keys are token ids: whole numbers from 0, written without leading zeros`), z.number().min(-100).max(100)));
 }
 
 export const samplingSchema = z.object({

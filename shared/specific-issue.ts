@@ -3,7 +3,7 @@
  * another that names no reason: a union's "Invalid input" (the branch the
  * value's type matched has it: "stop accepts at most 4 sequences"), a
  * record's "Invalid key in record" (the key schema's own message: "keys are
- * token ids, written without leading zeros"). The inner issue comes out,
+ * token ids: whole numbers from 0, written without leading zeros"). The inner issue comes out,
  * its path under the outer one's. A number too large for JSON.parse is said
  * as such. Isomorphic: the edge and the pool both answer with it.
  */

@@ -158,6 +158,10 @@ describe('OpenAI parameters this server does not implement', () => {
       ['stop_regex', '\\.'],
       ['min_new_tokens', 4],
       ['no_stop_trim', true],
+      // SGLang's max_new_tokens and the Responses API's names (review h165: dropped, the reply ran to the context's end).
+      ['max_new_tokens', 5],
+      ['max_output_tokens', 5],
+      ['text', { format: { type: 'json_object' } }],
     ];
     for (const [name, value] of refused) {
       for (const run of [() => parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', [name]: value }), () => parseOpenAiBody(chatRequestSchema, { ...chat, [name]: value }, 'chat')]) {
@@ -166,6 +170,13 @@ describe('OpenAI parameters this server does not implement', () => {
     }
     expect(refusal({ priority: 2 })!.message).toMatch(/send it as 0: requests are not scheduled by priority/);
     expect(refusal({ regex: 'a+' })!.message).toMatch(/guided_regex is that constraint here/);
+    expect(refusal({ max_output_tokens: 5 })!.message).toMatch(/max_tokens is that control here/);
+    expect(refusal({ text: { format: { type: 'json_object' } } })!.message).toMatch(/response_format is that control here/);
+    expect(refusal({ text: { verbosity: 'medium' } })).toBeNull();
+    // best_of equal to n asks for what n gives; fewer than n, or more, is refused.
+    expect(refusal({ best_of: 3, n: 3 })).toBeNull();
+    expect(refusal({ best_of: 1, n: 3 })).toMatchObject({ param: 'best_of', code: 'unsupported_parameter' });
+    expect(refusal({ best_of: 2 })).toMatchObject({ param: 'best_of', code: 'unsupported_parameter' });
     // Chat's own: documents for a RAG template, and vLLM's rendered prompt text.
     for (const [name, value] of [['documents', [{ title: 'a', text: 'b' }]], ['return_prompt_text', true]] as const) {
       expect(() => parseOpenAiBody(chatRequestSchema, { ...chat, [name]: value }, 'chat'), name).toThrow(expect.objectContaining({ param: name, code: 'unsupported_parameter' }));

@@ -128,6 +128,16 @@ describe('Responses request → chat request', () => {
       expect(refusal({ input: 'x', [field]: 1 }), field).toMatchObject({ param: field, code: 'unsupported_parameter' });
     }
     expect(refusal({ input: 'x', truncate_prompt_tokens: -1 }).message).toContain('send truncation: "auto"');
+    // vLLM's, SGLang's and llama.cpp's fields chat refuses are refused here alike (review h165: taken and dropped).
+    for (const [field, value] of [['priority', 5], ['use_beam_search', true], ['best_of', 4], ['suffix', 'The end.'], ['typical_p', 0.2], ['watermarking', true], ['logits_processors', ['my.Proc']], ['regex', '[0-9]+'], ['repeat_penalty', 1.5], ['mirostat', 2], ['min_new_tokens', 5], ['max_new_tokens', 5], ['no_stop_trim', true], ['stop_regex', '\\.'], ['chat_template', '{{x}}']] as const) {
+      expect(refusal({ input: 'x', [field]: value }), field).toMatchObject({ param: field, code: 'unsupported_parameter' });
+    }
+    expect(refusal({ input: 'x', regex: 'a+' }).message).toContain('guided_regex is that constraint here');
+    expect(() => translate({ input: 'x', priority: 0, use_beam_search: false, typical_p: 1, repeat_penalty: 1 })).not.toThrow();
+    // Its own fields are not chat's refusals: max_output_tokens and text.format are the Responses API's.
+    expect(translate({ input: 'x', max_output_tokens: 5, text: { format: { type: 'json_object' } } }).chat).toMatchObject({ max_completion_tokens: 5, response_format: { type: 'json_object' } });
+    // vLLM's cache_salt is taken, as on chat.
+    expect(translate({ input: 'x', cache_salt: 'tenant-7' }).chat.cache_salt).toBe('tenant-7');
     expect(refusal({ input: 'x', skip_special_tokens: false }).param).toBe('skip_special_tokens');
     expect(() => translate({ input: 'x', skip_special_tokens: true })).not.toThrow();
     expect(refusal({ input: 'x', stream_options: { include_obfuscation: true } })).toMatchObject({ param: 'stream_options', message: 'stream_options is only allowed with stream: true.' });

@@ -11,14 +11,14 @@ describe('the issue that says what is wrong', () => {
     for (const key of ['05', '-1', 'abc']) {
       const issue = specificIssue(generate({ logitBias: { [key]: 1 } }).error!.issues[0])!;
       expect(issue.path.join('.')).toBe(`sampling.logitBias.${key}`);
-      expect(issue.message).toMatch(/keys are token ids, written without leading zeros/);
+      expect(issue.message).toMatch(/keys are token ids: whole numbers from 0, written without leading zeros/);
       let refused: ApiError | null = null;
       try {
         parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'a', logit_bias: { [key]: 1 } });
       } catch (err) {
         refused = err as ApiError;
       }
-      expect(refused!.toBody().error).toMatchObject({ param: `logit_bias.${key}`, message: `logit_bias.${key}: logit_bias keys are token ids, written without leading zeros` });
+      expect(refused!.toBody().error).toMatchObject({ param: `logit_bias.${key}`, message: `logit_bias.${key}: logit_bias keys are token ids: whole numbers from 0, written without leading zeros` });
     }
   });
 
