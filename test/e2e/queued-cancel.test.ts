@@ -83,10 +83,18 @@ function fill(n: number, tenant = 'dev', signal?: AbortSignal): Array<Promise<st
  * the edge's are kept alive; under load on 2 cores it did), run to its end
  * before the test's client left, and leave a queue test nothing queued to test.
  */
-async function filled(n: number): Promise<Array<Promise<string>>> {
-  const streams = fillStreams(n);
+async function filled(n: number, signal?: AbortSignal): Promise<Array<Promise<string>>> {
+  const streams = fillStreams(n, 'dev', signal);
   await Promise.all(streams);
-  return streams.map((res) => res.then((r) => r.text()));
+  return streams.map((res) => res.then((r) => r.text()).catch(() => ''));
+}
+
+/** Lets the fillers' clients leave (the pool drops their generations), and waits until the pool is idle again. */
+async function dropFillers(flood: AbortController, fillers: Array<Promise<string>>): Promise<void> {
+  flood.abort();
+  await Promise.all(fillers);
+  for (let i = 0; i < 200 && (await metricValue(pool, 'vllm:num_requests_running')) + (await metricValue(pool, 'vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBe(0);
 }
 
 /** The first chunk of a reply's body, as text. */
@@ -195,7 +203,8 @@ describe("a generation that gives its queued place to another tenant's", () => {
 describe('a client that leaves while its generation is queued', () => {
   for (const stream of [false, true]) {
     it(`has it cancelled at the pool while the queue ahead of it still waits (${stream ? 'streamed' : 'whole'})`, async () => {
-      const fillers = await filled(30);
+      const flood = new AbortController();
+      const fillers = await filled(30, flood.signal);
       const abortsBefore = await aborts();
       const controller = new AbortController();
       const res = await complete(edge, { model: 'stories260K', prompt: 'Once', max_tokens: 100, temperature: 0, stream }, controller.signal);
@@ -214,13 +223,14 @@ describe('a client that leaves while its generation is queued', () => {
       expect(aborted).toBe(true);
       // Cancelled from the queue: the fillers ahead of it were still waiting.
       expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(0);
-      await Promise.all(fillers);
+      await dropFillers(flood, fillers);
     });
   }
 
   it('answers busy at once when one choice is refused, rather than wait for a sibling queued at the pool', async () => {
     // One row running and 63 waiting: the first choice takes the queue's last place, the second is refused.
-    const fillers = fill(64);
+    const flood = new AbortController();
+    const fillers = fill(64, 'dev', flood.signal).map((reply) => reply.catch(() => ''));
     for (let i = 0; i < 100 && (await metricValue(pool, 'vllm:num_requests_waiting')) < 63; i++) await new Promise((r) => setTimeout(r, 50));
     expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBe(63);
     const started = performance.now();
@@ -238,7 +248,11 @@ describe('a client that leaves while its generation is queued', () => {
     // The queue ahead takes seconds; the answer came while it still waited.
     expect(took).toBeLessThan(3000);
     expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(10);
+    // The queue is not this test's to wait out: its clients leave, and the pool drops it.
+    flood.abort();
     await Promise.all(fillers);
+    for (let i = 0; i < 200 && (await metricValue(pool, 'vllm:num_requests_running')) + (await metricValue(pool, 'vllm:num_requests_waiting')) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBe(0);
   });
 
   it('refuses more choices than its only pool holds as a 400 naming n, not a busy answer clients retry for ever', async () => {
@@ -261,28 +275,43 @@ describe('a client that leaves while its generation is queued', () => {
   });
 
   it("keeps a queued generation's stream alive, so an edge does not take a long queue for a hung pool", async () => {
-    const fillers = await filled(20);
+    const flood = new AbortController();
+    const fillers = await filled(20, flood.signal);
     // Straight at the pool: `queued` events, about a second apart, before `start`.
     const res = await fetch(`${pool.url}/v1/generate`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ id: 'queued-direct', promptIds: [1, 403], maxTokens: 4, speculation: 'off', tenant: await poolTenant('dev') }),
     });
-    const events = (await res.text()).trim().split('\n').map((line) => JSON.parse(line) as { type: string; queuedMs?: number });
+    // Read as it comes: once two `queued` events are in, the queue ahead has shown what it is for, and is dropped.
+    let text = '';
+    const decoder = new TextDecoder();
+    const reader = res.body!.getReader();
+    for (let read = await reader.read(); !read.done; read = await reader.read()) {
+      text += decoder.decode(read.value, { stream: true });
+      if (!flood.signal.aborted && (text.match(/"type":"queued"/g) ?? []).length >= 2) flood.abort();
+    }
+    const events = text.trim().split('\n').map((line) => JSON.parse(line) as { type: string; queuedMs?: number });
     const start = events.findIndex((e) => e.type === 'start');
     const queued = events.filter((e) => e.type === 'queued');
     expect(queued.length).toBeGreaterThanOrEqual(2);
     expect(events.slice(0, start).every((e) => e.type === 'queued')).toBe(true);
     expect(queued[0].queuedMs).toBeGreaterThanOrEqual(900);
     expect(events.at(-1)?.type).toBe('done');
-    await Promise.all(fillers);
+    await dropFillers(flood, fillers);
     // Through an edge whose stall window is 2 s, queued behind ~5 s of others: served, not moved or refused.
-    const more = await filled(30);
+    const flood2 = new AbortController();
+    const more = await filled(30, flood2.signal);
+    // Queued twice the edge's stall window, then the queue ahead is dropped and the reply is served.
+    const drop = setTimeout(() => flood2.abort(), 4_000);
+    const queuedAt = performance.now();
     const reply = await complete(impatient, { model: 'stories260K', prompt: 'Once', max_tokens: 8, temperature: 0 });
     expect(reply.status).toBe(200);
     expect(((await reply.json()) as { choices: unknown[] }).choices).toHaveLength(1);
+    clearTimeout(drop);
+    expect(performance.now() - queuedAt).toBeGreaterThan(3_500);
     expect(impatient.service.tail()).not.toMatch(/resumes on another pool|sent nothing for/);
-    await Promise.all(more);
+    await dropFillers(flood2, more);
   });
 
   it('serves a stream that started while queued as any other: comments first, then the same chunks', async () => {

@@ -4,7 +4,7 @@
 // the order that keeps a stuck or draining pool last.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { DOWN_POOL_ANSWER_MS, openGeneration } from '../../edge/open-generation';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
@@ -336,6 +336,9 @@ describe('pools from before a feature a request sets', () => {
 describe('a pool restarted with an older build at the same URL', () => {
   it('gets no request that needs a feature until a health figure says ok again: its list before the drain is not trusted (review h155)', async () => {
     const proxy = await startFaultProxy(pool.url);
+    const now = Date.now.bind(Date);
+    let shift = 0;
+    const clock = vi.spyOn(Date, 'now').mockImplementation(() => now() + shift);
     try {
       const picker = new PoolPicker([proxy.url], pool.token);
       await picker.checkHealth();
@@ -343,7 +346,7 @@ describe('a pool restarted with an older build at the same URL', () => {
       const banned = { ...request(), badWords: [[plain[0]]] };
       // It drains (its health says so, past the last figure's 2 s), then an older build takes the URL: it drops bad_words unread.
       proxy.health = 'draining';
-      await new Promise((r) => setTimeout(r, 2_100));
+      shift += 2_100; // the picker's clock, past the last figure's 2 s
       // readiness() waits for the figure it asks (checkHealth does not, where a pool was up).
       await picker.readiness();
       proxy.health = 'pass';
@@ -353,19 +356,20 @@ describe('a pool restarted with an older build at the same URL', () => {
       expect(refused).toMatchObject({ status: 503, code: 'pool_unavailable' });
       expect(proxy.opened).toHaveLength(sent);
       // Its next figure says what it is: an older pool, refused for the field by name.
-      await new Promise((r) => setTimeout(r, 2_100));
+      shift += 2_100; // the picker's clock, past the last figure's 2 s
       // readiness() waits for the figure it asks (checkHealth does not, where a pool was up).
       await picker.readiness();
       expect(await openGeneration(picker, banned).catch((e: unknown) => e)).toMatchObject({ status: 503, param: 'bad_words' });
       // Back to the current build: its ok figure is trusted again.
       proxy.forgets = [];
-      await new Promise((r) => setTimeout(r, 2_100));
+      shift += 2_100; // the picker's clock, past the last figure's 2 s
       // readiness() waits for the figure it asks (checkHealth does not, where a pool was up).
       await picker.readiness();
       const ids = await idsOf(await openGeneration(picker, banned));
       expect(ids[0]).not.toBe(plain[0]);
       expect(proxy.opened).toHaveLength(sent + 1);
     } finally {
+      clock.mockRestore();
       await proxy.close();
     }
   }, 30_000);
