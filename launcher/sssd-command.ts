@@ -9,41 +9,48 @@ import { Command, CommanderError } from 'commander';
 import { PROTOCOL_VERSION } from '../shared/protocol';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { packageVersion } from '../gpu-pool/cli/package-version';
-import { register as registerGenerate } from '../gpu-pool/cli/generate-command';
-import { register as registerBenchDecode } from '../gpu-pool/cli/bench-decode-command';
-import { register as registerDatastore } from '../gpu-pool/cli/datastore-command';
-import { register as registerEvalDrafts } from '../gpu-pool/cli/eval-drafts-command';
-import { register as registerPool } from '../gpu-pool/cli/pool-command';
-import { register as registerBenchServe } from '../gpu-pool/cli/bench-serve-command';
-import { register as registerUp } from './up-command';
-import { register as registerBenchDrafting } from '../gpu-pool/cli/bench-drafting-command';
-import { register as registerSoak } from '../gpu-pool/cli/soak-command';
-import { register as registerKey } from './key-command';
-import { register as registerKv } from './kv-command';
+/** One subcommand's module: it adds itself, its flags and its action, to the program. */
+type CommandModule = { register(program: Command): void };
+
+/**
+ * The subcommands by name, each loaded only when named: a module brings its
+ * whole part of the system (the pool's onnxruntime, the datastore, the
+ * launcher), and loading all eleven cost every `sssd` run ~2.3 s of CPU
+ * before it read a flag (review h164). In the order `--help` lists them.
+ */
+const COMMANDS: ReadonlyArray<readonly [name: string, load: () => Promise<CommandModule>]> = [
+  ['generate', () => import('../gpu-pool/cli/generate-command')],
+  ['bench-decode', () => import('../gpu-pool/cli/bench-decode-command')],
+  ['datastore', () => import('../gpu-pool/cli/datastore-command')],
+  ['eval-drafts', () => import('../gpu-pool/cli/eval-drafts-command')],
+  ['pool', () => import('../gpu-pool/cli/pool-command')],
+  ['bench-serve', () => import('../gpu-pool/cli/bench-serve-command')],
+  ['up', () => import('./up-command')],
+  ['bench-drafting', () => import('../gpu-pool/cli/bench-drafting-command')],
+  ['soak', () => import('../gpu-pool/cli/soak-command')],
+  ['key', () => import('./key-command')],
+  ['kv', () => import('./kv-command')],
+];
 
 /** package.json's version, and the protocol's: what a bug report should name. */
 function versionLine(): string {
   return `sssd-serve ${packageVersion()} (edge-pool protocol ${PROTOCOL_VERSION})`;
 }
 
-export function buildProgram(): Command {
+/**
+ * The program with the subcommand `argv` names (process.argv: node, script,
+ * command…), or with every one where it names none it knows: the top-level
+ * help lists them all, and a mistyped name is answered with the nearest.
+ */
+export async function buildProgram(argv: readonly string[] = []): Promise<Command> {
   const program = new Command('sssd')
     .description('SSSD speculative decoding: edge drafting, pooled tree verification')
     .version(versionLine(), '-V, --version', 'the version of sssd-serve (package.json), and of the edge-pool protocol')
     .exitOverride()
     // One line, not the whole help: the mistake stays on screen.
     .showHelpAfterError('(add --help for usage)');
-  registerGenerate(program);
-  registerBenchDecode(program);
-  registerDatastore(program);
-  registerEvalDrafts(program);
-  registerPool(program);
-  registerBenchServe(program);
-  registerUp(program);
-  registerBenchDrafting(program);
-  registerSoak(program);
-  registerKey(program);
-  registerKv(program);
+  const named = COMMANDS.find(([name]) => name === argv[2]);
+  for (const [, load] of named ? [named] : COMMANDS) (await load()).register(program);
   return program;
 }
 
@@ -58,7 +65,7 @@ function checkEnvironment(): void {
 export async function main(argv: string[]): Promise<void> {
   try {
     checkEnvironment();
-    await buildProgram().parseAsync(argv);
+    await (await buildProgram(argv)).parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
       // A usage mistake exits 2, as every other refusal of ours does; --help and --version exit 0.

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { models, repoRoot } from '../../support/shared-data';
+import { POOL_NODE_FLAGS } from '../../../gpu-pool/cli/pool-node-flags';
 
 const run = promisify(execFile);
 
@@ -13,7 +14,9 @@ async function pool(args: string[], env: Record<string, string | undefined> = {}
   const base = { ...process.env, ...env };
   if (env.SSSD_POOL_TOKEN === undefined) delete base.SSSD_POOL_TOKEN;
   try {
-    await run(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', ...args], { env: base, timeout: 60_000 });
+    // Started with the pool's node flags, as the launchers start it: not relaunched for them (pool-node-flags.test.ts
+    // tests that), which doubled each of these refusals' start-up.
+    await run(process.execPath, [...POOL_NODE_FLAGS, path.join(repoRoot, 'bin/sssd.mjs'), 'pool', ...args], { env: base, timeout: 60_000 });
     return { code: 0, stderr: '' };
   } catch (e) {
     const err = e as { code: number; stderr: string };
