@@ -161,11 +161,12 @@ export class ServiceExitedError extends Error {
 }
 
 /** Polls `url` until it answers 2xx; fails early, with the service's output, if the service exits. */
-export async function waitForHttp(url: string, service: ServiceProcess, timeoutMs: number): Promise<void> {
+export async function waitForHttp(url: string, service: ServiceProcess, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exitCode: number | string | null = null;
   void service.exited.then((code) => (exitCode = code));
   for (;;) {
+    if (signal?.aborted) throw new Error(`${service.name}'s start was given up`);
     if (exitCode !== null) throw new ServiceExitedError(`${service.name} exited before it answered at ${url}:\n${service.tail()}`, exitCode);
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
