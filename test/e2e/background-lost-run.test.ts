@@ -12,6 +12,7 @@ import { generatePoolToken, startEdge, startPool, type RunningEdge, type Running
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { models } from '../support/shared-data';
 import { startAll } from './stack-fixture';
+import { freePort } from '../../launcher/service-process';
 
 const KEY = 'lost-run-key';
 const PROMPT = 'Once upon a time, there was a little dog named Max.';
@@ -39,9 +40,10 @@ function startTheEdge(): Promise<RunningEdge> {
 beforeAll(async () => {
   token = generatePoolToken();
   dir = mkdtempSync(path.join(tmpdir(), 'sssd-lost-run-'));
-  [pool] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token })]);
-  proxy = await startFaultProxy(pool.url);
-  edge = await startTheEdge();
+  // The pool and the edge at once (the edge needs the pool only to serve), the proxy before both.
+  const poolPort = await freePort();
+  proxy = await startFaultProxy(`http://127.0.0.1:${poolPort}`);
+  [pool, edge] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }), startTheEdge()]);
   client = new OpenAI({ apiKey: KEY, baseURL: `${edge.url}/v1`, maxRetries: 0 });
 }, 180_000);
 

@@ -27,9 +27,13 @@ const edgeOutput: string[] = [];
 beforeAll(async () => {
   const token = generatePoolToken();
   dir = mkdtempSync(path.join(tmpdir(), 'sssd-background-'));
-  [pool] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token })]);
-  proxy = await startFaultProxy(pool.url);
-  edge = await startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line), vars: { SSSD_DEFAULT_RPM: '100000', SSSD_BACKGROUND_DEADLINE_SECONDS: String(DEADLINE_S) } });
+  // The pool and the edge at once (the edge needs the pool only to serve), the proxy before both.
+  const poolPort = await freePort();
+  proxy = await startFaultProxy(`http://127.0.0.1:${poolPort}`);
+  [pool, edge] = await startAll([
+    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
+    startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line), vars: { SSSD_DEFAULT_RPM: '100000', SSSD_BACKGROUND_DEADLINE_SECONDS: String(DEADLINE_S) } }),
+  ]);
   client = new OpenAI({ apiKey: KEY, baseURL: `${edge.url}/v1`, maxRetries: 0 });
 }, 180_000);
 

@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { models } from '../support/shared-data';
 import { startAll } from './stack-fixture';
+import { freePort } from '../../launcher/service-process';
 
 const KEY = 'memory-key';
 let pool: RunningPool;
@@ -21,9 +22,12 @@ let state: string;
 beforeAll(async () => {
   const token = generatePoolToken();
   state = mkdtempSync(path.join(tmpdir(), 'sssd-memory-'));
-  pool = await startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token });
-  // DevTools on: its protocol is what can count the Worker's objects.
-  [edge] = await startAll([startEdge({ poolUrls: [pool.url], poolToken: token, devKey: KEY, persistTo: state, devtools: true, vars: { SSSD_DEFAULT_RPM: '100000', SSSD_DEFAULT_CONCURRENCY: '1000' } })]);
+  // Both at once: the edge needs the pool only to serve. DevTools on: its protocol is what can count the Worker's objects.
+  const poolPort = await freePort();
+  [pool, edge] = await startAll([
+    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
+    startEdge({ poolUrls: [`http://127.0.0.1:${poolPort}`], poolToken: token, devKey: KEY, persistTo: state, devtools: true, vars: { SSSD_DEFAULT_RPM: '100000', SSSD_DEFAULT_CONCURRENCY: '1000' } }),
+  ]);
 }, 180_000);
 
 afterAll(async () => {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { startAll } from './stack-fixture';
+import { freePort } from '../../launcher/service-process';
 import { models } from '../support/shared-data';
 
 const KEY = 'affinity-key';
@@ -16,9 +17,12 @@ let dir: string;
 beforeAll(async () => {
   const token = generatePoolToken();
   dir = mkdtempSync(path.join(tmpdir(), 'sssd-affinity-'));
-  const start = (): Promise<RunningPool> => startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token });
-  pools = await startAll([start(), start()]);
-  edge = await startEdge({ poolUrls: pools.map((p) => p.url), poolToken: token, devKey: KEY, persistTo: dir });
+  // The pools and the edge at once: the edge needs them only to serve.
+  const ports = [await freePort(), await freePort()];
+  const start = (port: number): Promise<RunningPool> => startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port });
+  let first: RunningPool, second: RunningPool;
+  [first, second, edge] = await startAll([start(ports[0]), start(ports[1]), startEdge({ poolUrls: ports.map((p) => `http://127.0.0.1:${p}`), poolToken: token, devKey: KEY, persistTo: dir })]);
+  pools = [first, second];
 }, 180_000);
 
 afterAll(async () => {

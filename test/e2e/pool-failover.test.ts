@@ -27,20 +27,19 @@ let references: GenerateOutput[];
 
 beforeAll(async () => {
   token = generatePoolToken();
-  const [poolPort, deadPort] = [await freePort(), await freePort()];
-  const deadPool = `http://127.0.0.1:${deadPort}`;
+  const [poolPort, otherPort, deadPort] = [await freePort(), await freePort(), await freePort()];
+  const [poolUrl, otherUrl, deadPool] = [poolPort, otherPort, deadPort].map((port) => `http://127.0.0.1:${port}`);
   dirs.push(mkdtempSync(path.join(tmpdir(), 'sssd-failover-')), mkdtempSync(path.join(tmpdir(), 'sssd-stranded-')), mkdtempSync(path.join(tmpdir(), 'sssd-mixed-')));
-  [pool, otherModel, references] = await startAll([
+  // The pools and the edges at once: an edge needs its pools only to serve.
+  [pool, otherModel, references, failover, stranded, mixed] = await startAll([
     startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
-    startPool({ model: models.llama2xs.checkpoint, tokenizer: models.stories260K.tokenizer, token }),
+    startPool({ model: models.llama2xs.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: otherPort }),
     Promise.all(PROMPTS.map((prompt) => referenceGenerate(prompt, 24))),
-  ]);
-  [failover, stranded, mixed] = await startAll([
     // The dead pool comes first in the list: it must be skipped, not merely never tried.
-    startEdge({ poolUrls: [deadPool, `http://127.0.0.1:${poolPort}`], poolToken: token, devKey: KEY, persistTo: dirs[0] }),
+    startEdge({ poolUrls: [deadPool, poolUrl], poolToken: token, devKey: KEY, persistTo: dirs[0] }),
     startEdge({ poolUrls: [deadPool], poolToken: token, devKey: KEY, persistTo: dirs[1] }),
     // The right pool first, so the edge serves its model; the other two can only be passed over.
-    startEdge({ poolUrls: [pool.url, otherModel.url, `${pool.url}/v1`], poolToken: token, devKey: KEY, persistTo: dirs[2] }),
+    startEdge({ poolUrls: [poolUrl, otherUrl, `${poolUrl}/v1`], poolToken: token, devKey: KEY, persistTo: dirs[2] }),
   ]);
 }, 240_000);
 

@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { freePort } from '../../launcher/service-process';
+import { startAll } from './stack-fixture';
 import { poolTenant } from '../../edge/completion-handler';
 import { metricValue } from '../gpu-pool/server/pool-process';
 import { models } from '../support/shared-data';
@@ -26,16 +28,22 @@ const dirs: string[] = [];
 
 beforeAll(async () => {
   token = generatePoolToken();
-  const poolOf = (maxQueued: number, more: string[] = []): Promise<RunningPool> =>
-    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, extraArgs: ['--max-active', '1', '--max-queued', String(maxQueued), ...more] });
-  [pool, tiny] = await Promise.all([poolOf(64), poolOf(2, ['--max-total-tokens', '600'])]);
-  // Edges on those pools, each with its own local KV.
-  const edgeWith = (vars: Record<string, string>, on = pool): Promise<RunningEdge> => {
+  const [poolPort, tinyPort] = [await freePort(), await freePort()];
+  const poolOf = (port: number, maxQueued: number, more: string[] = []): Promise<RunningPool> =>
+    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port, extraArgs: ['--max-active', '1', '--max-queued', String(maxQueued), ...more] });
+  // Edges on those pools, each with its own local KV, started with them: an edge needs its pool only to serve.
+  const edgeWith = (vars: Record<string, string>, port = poolPort): Promise<RunningEdge> => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sssd-queued-'));
     dirs.push(dir);
-    return startEdge({ poolUrls: [on.url], poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', ...vars } });
+    return startEdge({ poolUrls: [`http://127.0.0.1:${port}`], poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', ...vars } });
   };
-  [edge, impatient, tinyEdge] = await Promise.all([edgeWith({ SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100' }), edgeWith({ SSSD_POOL_STALL_SECONDS: '2' }), edgeWith({}, tiny)]);
+  [pool, tiny, edge, impatient, tinyEdge] = await startAll([
+    poolOf(poolPort, 64),
+    poolOf(tinyPort, 2, ['--max-total-tokens', '600']),
+    edgeWith({ SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100' }),
+    edgeWith({ SSSD_POOL_STALL_SECONDS: '2' }),
+    edgeWith({}, tinyPort),
+  ]);
 }, 180_000);
 
 afterAll(async () => {

@@ -11,6 +11,7 @@ import { poolTenant } from '../../edge/completion-handler';
 import type { RequestLogLine } from '../../edge/request-log';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { startAll } from './stack-fixture';
+import { freePort } from '../../launcher/service-process';
 import { models } from '../support/shared-data';
 
 const KEY = 'request-log-key';
@@ -24,8 +25,12 @@ const edgeOutput: string[] = [];
 beforeAll(async () => {
   const token = generatePoolToken();
   dir = mkdtempSync(path.join(tmpdir(), 'sssd-request-log-'));
-  [pool] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token })]);
-  edge = await startEdge({ poolUrls: [pool.url], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line) });
+  // Both at once: the edge needs the pool only to serve.
+  const poolPort = await freePort();
+  [pool, edge] = await startAll([
+    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
+    startEdge({ poolUrls: [`http://127.0.0.1:${poolPort}`], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line) }),
+  ]);
 }, 180_000);
 
 afterAll(async () => {
