@@ -436,6 +436,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           choices: structured.choices,
           regex: structured.regex,
           grammar: structured.grammar,
+          constraintParam: structured.param,
           userCache,
           trie,
           trieFollows: drafts && cacheInTime === null,

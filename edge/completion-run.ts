@@ -47,6 +47,8 @@ export interface CompletionPlan {
   regex?: string | null;
   /** vLLM's structured_outputs.grammar (or guided_grammar): a GBNF grammar the reply's text is a sentence of (null = any). */
   grammar?: string | null;
+  /** The request's field the choices, regex or grammar came from: what a pool's refusal of them names (null = none). */
+  constraintParam?: string | null;
   /**
    * The user's cache, read from KV as the request came in (it may come after
    * the generation opened); null where the request does not draft at the
@@ -159,12 +161,24 @@ export function combinedUsage(usages: readonly CompletionUsage[]): CompletionUsa
 
 export interface CompletionSummary {
   finishReason: 'stop' | 'length';
-  /** vLLM's `stop_reason`: the stop string the text ended at; null at the model's end token or a length. */
-  /** vLLM's stop_reason: the stop string or stop token id the reply ended at; null otherwise. */
+  /** vLLM's stop_reason: the stop string or stop token id the reply ended at; null at the model's end token or a length. */
   stopReason: string | number | null;
   usage: CompletionUsage;
   /** vLLM's `prompt_logprobs`, where the plan asked for them (null otherwise). */
   promptLogprobs: PromptLogprobs | null;
+}
+
+/**
+ * A pool's refusal of the request's choices, regex or grammar (its message
+ * starts with which: "regex: no text that matches it can be written with
+ * this model's tokenizer ...") names the field the request sent them in: a
+ * JSON schema, tools or response_format reach the pool as a regex, and
+ * `param` null left a client to guess which of its fields it was.
+ */
+export function namedRefusal(err: unknown, constraintParam: string | null | undefined): unknown {
+  if (!(err instanceof ApiError) || err.code !== 'pool_rejected' || err.param !== null || !constraintParam) return err;
+  if (!/^The inference pool rejected the request: (?:choices|regex|grammar): /.test(err.message)) return err;
+  return new ApiError(400, err.message, err.type, err.code, constraintParam);
 }
 
 export class CompletionRun {
@@ -372,7 +386,7 @@ export class CompletionRun {
     } catch (err) {
       this.failedWith ??= loggedErrorCode(err);
       this.finish();
-      throw err;
+      throw namedRefusal(err, this.plan.constraintParam);
     }
     this.client = this.opened.client;
     // Tried again after a pool took it in and failed before its first token, it runs under another id there.
@@ -415,7 +429,7 @@ export class CompletionRun {
             continue;
           }
           // The request's own fault (its masks left no token): another pool would refuse it too, so no resume.
-          if (event.type === 'error' && event.code === 'bad_request') throw new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected');
+          if (event.type === 'error' && event.code === 'bad_request') throw namedRefusal(new ApiError(400, `The inference pool rejected the request: ${event.message}`, 'invalid_request_error', 'pool_rejected'), this.plan.constraintParam);
           broke = interruption(event, deps.model.tokenizer.vocabSize);
           if (broke !== null) break;
           const outcome = this.onEvent(event, assembler);

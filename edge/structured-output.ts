@@ -57,6 +57,8 @@ export interface StructuredOutput {
   regex: string | null;
   grammar: string | null;
   toolCalls: ToolCallMode | null;
+  /** The field the constraint came from (the request's own name for it), for a pool's refusal of it; null: none followed. */
+  param: string | null;
 }
 
 /** One constraint as the request named it: the field (an error's `param`) and what it asks. */
@@ -149,7 +151,7 @@ export function structuredOutput(body: StructuredFields, jsonAs: JsonForm = 'reg
     constraints.push({ param: tools.locate('').param, schema: tools.schema, locate: tools.locate, maxDepth: tools.maxDepth });
   }
   const constraint = constraints[0];
-  if (constraint === undefined) return { choices: null, regex: null, grammar: null, toolCalls: null };
+  if (constraint === undefined) return { choices: null, regex: null, grammar: null, toolCalls: null, param: null };
   return followed(constraint, body.ignore_eos === true, jsonAs, whitespace, tools?.mode ?? null);
 }
 
@@ -206,7 +208,7 @@ const unfollowedAuto = new RecentlyChecked(32, 1 << 20);
  * or the end token ignored, is the 400 "required" gives.
  */
 function autoToolCalls(tools: ToolCallPlan, ignoreEos: boolean, jsonAs: JsonForm, whitespace: { param: string; pattern: string } | null, anyTail: boolean): StructuredOutput {
-  const read: StructuredOutput = { choices: null, regex: null, grammar: null, toolCalls: { kind: 'auto', names: tools.names } };
+  const read: StructuredOutput = { choices: null, regex: null, grammar: null, toolCalls: { kind: 'auto', names: tools.names }, param: null };
   // A whitespace the request sent is checked first: its 400 is the request's own, not the schema's (review h106).
   if (whitespace) checkPattern(whitespace.param, whitespace.pattern);
   const key = `${anyTail} ${tools.maxDepth} ${JSON.stringify(whitespace?.pattern ?? null)} ${JSON.stringify(tools.schema)}`;
@@ -244,12 +246,12 @@ function followed(constraint: Constraint, ignoreEos: boolean, jsonAs: JsonForm, 
   if (ignoreEos) {
     throw badRequest(`ignore_eos cannot be used with a structured output (${constraint.param}): the reply ends at the end token once it is whole.`, 'ignore_eos', 'invalid_value');
   }
-  if ('choices' in constraint) return { choices: constraint.choices, regex: null, grammar: null, toolCalls: null };
-  if ('grammar' in constraint) return { choices: null, regex: null, grammar: checkedGrammar(constraint.param, constraint.grammar), toolCalls: null };
+  if ('choices' in constraint) return { choices: constraint.choices, regex: null, grammar: null, toolCalls: null, param: constraint.param };
+  if ('grammar' in constraint) return { choices: null, regex: null, grammar: checkedGrammar(constraint.param, constraint.grammar), toolCalls: null, param: constraint.param };
   if (jsonAs === 'grammar' && !('regex' in constraint)) {
     // A bad schema is the 400 the regex's would be (one walker); a grammar past a pool's bounds, the regex's form.
     const grammar = jsonGrammarOf(constraint, whitespace);
-    if (grammar !== null) return { choices: null, regex: null, grammar, toolCalls };
+    if (grammar !== null) return { choices: null, regex: null, grammar, toolCalls, param: constraint.param };
   }
   const regex = regexOf(constraint, whitespace);
   if (regex.length > MAX_OUTPUT_REGEX_CHARS) {
@@ -274,7 +276,7 @@ function followed(constraint: Constraint, ignoreEos: boolean, jsonAs: JsonForm, 
     }
     checkedRegexes.add(regex);
   }
-  return { choices: null, regex, grammar: null, toolCalls };
+  return { choices: null, regex, grammar: null, toolCalls, param: constraint.param };
 }
 
 /** A grammar a pool takes (parsed, its rules checked, its automaton's size bounded), or a 400 naming the field and where in it. */

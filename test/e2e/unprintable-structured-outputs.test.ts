@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 interface ApiErrorBody {
-  error?: { message: string; code: string | null };
+  error?: { message: string; code: string | null; param?: string | null };
 }
 
 async function post(route: string, body: Record<string, unknown>): Promise<{ status: number; json: ApiErrorBody & Record<string, unknown> }> {
@@ -90,39 +90,41 @@ describe('structured outputs over a tokenizer that cannot print every character'
 
   it('refuse with a 400 before any token what only an unprintable character could satisfy, naming the field and the character', async () => {
     const generated = await metricValue({ url: stack.poolUrl }, 'vllm:generation_tokens_total');
-    const refused = (json: ApiErrorBody, field: string, char: string) => {
+    // Named by the field the request sent it in, not the pool's regex (a schema, tools and response_format reach it as one).
+    const refused = (json: ApiErrorBody, field: string, char: string, param: string) => {
       expect(json.error?.code).toBe('pool_rejected');
+      expect(json.error?.param).toBe(param);
       expect(json.error?.message).toContain(`${field}: `);
       expect(json.error?.message).toContain("can be written with this model's tokenizer: each needs a character that none of its tokens prints");
       expect(json.error?.message).toContain(JSON.stringify(char));
     };
     const choices = await post('/v1/completions', completion({ structured_outputs: { choice: ['a{b}', 'x=1'] } }));
     expect(choices.status).toBe(400);
-    refused(choices.json, 'choices', '{');
+    refused(choices.json, 'choices', '{', 'structured_outputs.choice');
     expect(choices.json.error?.message).toContain('"=" in "x=1"');
     const streamed = await stream(completion({ structured_outputs: { choice: ['a{b}', 'x=1'] } }));
     expect(streamed.status).toBe(400);
     expect(streamed.text).toBe('');
     const regex = await post('/v1/completions', completion({ structured_outputs: { regex: 'there=[0-9]' }, speculation: 'off' }));
     expect(regex.status).toBe(400);
-    refused(regex.json, 'regex', '=');
+    refused(regex.json, 'regex', '=', 'structured_outputs.regex');
     const grammar = await post('/v1/completions', completion({ structured_outputs: { grammar: 'root ::= "#" [a-z]+' } }));
     expect(grammar.status).toBe(400);
-    refused(grammar.json, 'grammar', '#');
+    refused(grammar.json, 'grammar', '#', 'structured_outputs.grammar');
 
     // A JSON object, and tool calls (an array of objects) on chat and on the Responses API: each needs '{'.
     const messages = [{ role: 'user', content: 'What day is it?' }];
     const schema = { type: 'object', properties: { day: { type: 'string' } }, required: ['day'] };
     const object = await post('/v1/chat/completions', { model: 'default', messages, max_tokens: 20, response_format: { type: 'json_schema', json_schema: { name: 'day', schema } } });
     expect(object.status).toBe(400);
-    refused(object.json, 'regex', '{');
+    refused(object.json, 'regex', '{', 'response_format.json_schema.schema');
     const tools = [{ type: 'function', function: { name: 'today', description: 'The day of the week', parameters: { type: 'object', properties: {} } } }];
     const chatTools = await post('/v1/chat/completions', { model: 'default', messages, max_tokens: 20, tools, tool_choice: 'required' });
     expect(chatTools.status).toBe(400);
-    refused(chatTools.json, 'regex', '{');
+    refused(chatTools.json, 'regex', '{', 'tools');
     const responses = await post('/v1/responses', { model: 'default', input: 'What day is it?', max_output_tokens: 20, store: false, tools: [{ type: 'function', name: 'today', parameters: { type: 'object', properties: {} } }], tool_choice: 'required' });
     expect(responses.status).toBe(400);
-    refused(responses.json, 'regex', '{');
+    refused(responses.json, 'regex', '{', 'tools');
     // Not one token was generated for any of them.
     expect(await metricValue({ url: stack.poolUrl }, 'vllm:generation_tokens_total')).toBe(generated);
   }, 60_000);

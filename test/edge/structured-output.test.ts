@@ -78,8 +78,8 @@ const DOG = { type: 'object', properties: { name: { type: 'string' }, age: { typ
 
 describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_object; guided_*; response_format)', () => {
   it('sends the pool one regex for each, read from the field the request used', () => {
-    expect(structuredOf({ structured_outputs: { regex: '[0-9]{3}' } })).toEqual({ choices: null, regex: '[0-9]{3}', grammar: null, toolCalls: null });
-    expect(structuredOf({ guided_regex: 'a|b' }, 'chat')).toEqual({ choices: null, regex: 'a|b', grammar: null, toolCalls: null });
+    expect(structuredOf({ structured_outputs: { regex: '[0-9]{3}' } })).toEqual({ choices: null, regex: '[0-9]{3}', grammar: null, toolCalls: null, param: 'structured_outputs.regex' });
+    expect(structuredOf({ guided_regex: 'a|b' }, 'chat')).toEqual({ choices: null, regex: 'a|b', grammar: null, toolCalls: null, param: 'guided_regex' });
     for (const body of [{ structured_outputs: { json: DOG } }, { structured_outputs: { json: JSON.stringify(DOG) } }, { guided_json: DOG }, { response_format: { type: 'json_schema', json_schema: { name: 'dog', schema: DOG, strict: true } } }]) {
       const out = structuredOf(body, 'chat');
       expect(out.choices).toBeNull();
@@ -98,7 +98,7 @@ describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_
     expect(matches(spaced, '{\n"name":\n "Rex"\n}')).toBe(true);
     expect(matches(structuredOf({ guided_json: DOG }), '{\n"name": "Rex"}')).toBe(false);
     // Neutral: text, json_object false, the options that change nothing here.
-    expect(structuredOf({ response_format: { type: 'text' } })).toEqual({ choices: null, regex: null, grammar: null, toolCalls: null });
+    expect(structuredOf({ response_format: { type: 'text' } })).toEqual({ choices: null, regex: null, grammar: null, toolCalls: null, param: null });
     expect(structuredOf({ structured_outputs: { regex: 'x', json_object: false, disable_any_whitespace: true, disable_additional_properties: true } }).regex).toBe('x');
     // vLLM reads guided_* only where structured_outputs is not sent.
     expect(structuredOf({ structured_outputs: { regex: 'a' }, guided_json: DOG }).regex).toBe('a');
@@ -196,8 +196,8 @@ describe("grammar constraint (vLLM's structured_outputs.grammar, guided_grammar)
   const GRAMMAR = 'root ::= "(" root ")" | "x"';
 
   it("sends the grammar to the pool as its own field, from structured_outputs.grammar or guided_grammar, on either endpoint", () => {
-    expect(completion({ structured_outputs: { grammar: GRAMMAR } })).toEqual({ choices: null, regex: null, grammar: GRAMMAR, toolCalls: null });
-    expect(chat({ guided_grammar: GRAMMAR })).toEqual({ choices: null, regex: null, grammar: GRAMMAR, toolCalls: null });
+    expect(completion({ structured_outputs: { grammar: GRAMMAR } })).toEqual({ choices: null, regex: null, grammar: GRAMMAR, toolCalls: null, param: 'structured_outputs.grammar' });
+    expect(chat({ guided_grammar: GRAMMAR })).toEqual({ choices: null, regex: null, grammar: GRAMMAR, toolCalls: null, param: 'guided_grammar' });
     // structured_outputs is read where both are sent, as vLLM does.
     expect(completion({ structured_outputs: { grammar: GRAMMAR }, guided_grammar: 'root ::= "y"' }).grammar).toBe(GRAMMAR);
     expect(completion({ structured_outputs: { grammar: null, regex: 'a' } })).toMatchObject({ regex: 'a', grammar: null });
@@ -288,7 +288,7 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     // the reply is read, not held: calls where it is a whole array of the listed functions. "required" is refused.
     const unfollowable = [...tools, { type: 'function', function: { name: 'even', parameters: { type: 'object', properties: { n: { type: 'integer', multipleOf: 2 } } } } }];
     for (const body of [{ tools: unfollowable }, { tools, ignore_eos: true }]) {
-      expect(structuredOf(body, 'chat')).toEqual({ choices: null, regex: null, grammar: null, toolCalls: { kind: 'auto', names: body.tools.map((t) => t.function.name) } });
+      expect(structuredOf(body, 'chat')).toEqual({ choices: null, regex: null, grammar: null, toolCalls: { kind: 'auto', names: body.tools.map((t) => t.function.name) }, param: null });
     }
     expect(both({ tools: unfollowable, tool_choice: 'required' })).toContain('multipleOf');
     // A whitespace the request sent that is no regex of the subset is its own 400, under "auto" too, and teaches the
@@ -340,7 +340,7 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
       expect(takes('[1]')).toBe(false);
     }
     // A regex, choices or a grammar the request sent are not JSON: as they were.
-    expect(asGrammar({ guided_regex: 'a|b' })).toEqual({ choices: null, regex: 'a|b', grammar: null, toolCalls: null });
+    expect(asGrammar({ guided_regex: 'a|b' })).toEqual({ choices: null, regex: 'a|b', grammar: null, toolCalls: null, param: 'guided_regex' });
   });
 
   it('refuses a bad schema as the regex form does, naming the field, and sends the regex where the grammar is past a pool\'s bounds', () => {
