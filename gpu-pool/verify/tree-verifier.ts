@@ -215,7 +215,7 @@ export class TreeVerifier {
 }
 
 /** Sample from `p` whose entries sum to `mass` (rejected children already zeroed); nothing left (rounding): `fallback`, the last child rejected, else the argmax. */
-function sampleResidual(p: Float32Array, mass: number, rng: Rng, fallback: number): number {
+export function sampleResidual(p: Float32Array, mass: number, rng: Rng, fallback: number): number {
   let u = rng.next() * mass;
   let last = -1;
   for (let i = 0; i < p.length; i++) {

@@ -1,6 +1,6 @@
 import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
 import { describe, expect, it } from 'vitest';
-import { exactAcceptRule, TreeVerifier } from '../../../gpu-pool/verify/tree-verifier';
+import { exactAcceptRule, sampleResidual, TreeVerifier } from '../../../gpu-pool/verify/tree-verifier';
 import { Rng } from '../../../gpu-pool/runtime/sampling';
 
 const VOCAB = 8;
@@ -104,6 +104,16 @@ describe('sampled tree acceptance', () => {
   });
 });
 
+/** A random stream that gives these draws, then 0.5. */
+class Draws extends Rng {
+  constructor(private readonly values: number[]) {
+    super(1);
+  }
+  override next(): number {
+    return this.values.shift() ?? 0.5;
+  }
+}
+
 describe('sequential speculative sampling (the reference form)', () => {
   it('never emits a token its cuts removed when the drafted children, covering every allowed token, are all rejected', () => {
     // Top-k 2 keeps tokens 2 and 3 (their float32 probabilities sum a hair under 1); the root's children are both.
@@ -112,19 +122,38 @@ describe('sequential speculative sampling (the reference form)', () => {
     const row = { tokens: Int32Array.from([3, 2, 3]), parents: Int32Array.from([-1, 0, 0]) };
     const logitsOf = { logitsAt: () => logits };
     // Draws that reject the first child and, but for the sum, the second: the residual then held nothing.
-    class Draws extends Rng {
-      constructor(private readonly values: number[]) {
-        super(1);
-      }
-      override next(): number {
-        return this.values.shift() ?? 0.5;
-      }
-    }
     for (const second of [0.9999999, 0.99999999]) {
       const v = new TreeVerifier(4, 8, exactAcceptRule);
       v.verifySampled(row, 3, 0, logitsOf, 0, sampling, new Draws([0.99, second, 0.5]));
       // Accepted, the child is an allowed token; rejected, so must the bonus be (token 0 came out before).
-      if (v.acceptedCount === 0) expect([2, 3], `second draw ${second}`).toContain(v.bonusToken);
+      const emitted = v.acceptedCount > 0 ? row.tokens[v.acceptedPath[0]] : v.bonusToken;
+      expect([2, 3], `second draw ${second}`).toContain(emitted);
     }
+  });
+
+  it('emits the last child it rejected, not a token the cuts removed, when the rejections leave no residual', () => {
+    // The draws above no longer reach this (the mass is the vector's own sum), so a rule that rejects every child does.
+    const logits = new Float32Array([-5, -4, 3, 0.1]);
+    const row = { tokens: Int32Array.from([3, 2, 3]), parents: Int32Array.from([-1, 0, 0]) };
+    const v = new TreeVerifier(4, 8, () => false);
+    const n = v.verifySampled(row, 3, 0, { logitsAt: () => logits }, 0, { temperature: 1, topP: 1, topK: 2 }, new Rng(1));
+    expect(n).toBe(0);
+    expect(v.bonusToken).toBe(3);
+  });
+});
+
+describe('sampleResidual', () => {
+  it('gives the fallback when nothing is left to sample, whatever the draw and the rounded mass', () => {
+    for (const mass of [0, 1e-9, -1e-9]) {
+      expect(sampleResidual(new Float32Array(4), mass, new Rng(3), 3), `mass ${mass}`).toBe(3);
+      expect(sampleResidual(new Float32Array(4), mass, new Rng(3), 2), `mass ${mass}`).toBe(2);
+    }
+  });
+
+  it('gives the last token with mass when rounding leaves the draw a hair above it', () => {
+    const p = new Float32Array([0, 0.25, 0, 0.5]);
+    // A draw of ~1 against a mass a hair over the entries' sum runs past them all.
+    expect(sampleResidual(p, 0.76, new Draws([0.999999]), 0)).toBe(3);
+    expect(sampleResidual(p, 0.75, new Draws([0.1]), 0)).toBe(1);
   });
 });
