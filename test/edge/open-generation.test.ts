@@ -68,7 +68,7 @@ describe('openGeneration', () => {
       for (const p of proxies) p.breaks = (id) => hung.size === 0 && (hung.add(id), true);
       const opened = await openGeneration(live, request(), undefined, undefined, 10_000);
       expect(opened.client.baseUrl).not.toBe(undefined);
-      for await (const event of opened.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
+      expect(await finishOf(opened)).toBe('length');
       expect(proxies.flatMap((p) => p.broken)).toHaveLength(3);
     } finally {
       await Promise.all(proxies.map((p) => p.close()));
@@ -89,16 +89,14 @@ describe('openGeneration', () => {
     expect(proxy.busyAnswers).toBe(0);
     // Each round under its own id (a late cancel of an earlier one cannot end it): the fourth, `.q3`.
     expect(resumed.id).toMatch(/^open-\d+\.q3$/);
-    let finish = '';
-    for await (const event of resumed.events) if (event.type === 'done') finish = event.finishReason;
-    expect(finish).toBe('length');
+    expect(await finishOf(resumed)).toBe('length');
     // A hint past the window (a pool behind long generations says up to 30 s): one more try at the window's end.
     proxy.busyAnswers = 1;
     proxy.busyHintMs = 30_000;
     const late = performance.now();
     const atDeadline = await openGeneration(new PoolPicker([proxy.url], pool.token), request(), undefined, undefined, 1_000, undefined, () => true);
     expect(performance.now() - late).toBeGreaterThan(900);
-    for await (const event of atDeadline.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
+    expect(await finishOf(atDeadline)).toBe('length');
     proxy.busyHintMs = 200;
     // Busy past the window: refused in the end, after about the window.
     proxy.busyAnswers = 1000;
@@ -163,9 +161,7 @@ describe('openGeneration', () => {
     expect(performance.now() - started).toBeGreaterThan(1900);
     expect(opened.id).toMatch(/\.q1$/);
     expect(proxy.broken).toHaveLength(4);
-    let finish = '';
-    for await (const event of opened.events) if (event.type === 'done') finish = event.finishReason;
-    expect(finish).toBe('length');
+    expect(await finishOf(opened)).toBe('length');
     // A pool that answers busy is up: not marked failed (which gave it 2 s, not the window, at its next generation).
     proxy.mode = 'pass';
     proxy.busyAnswers = 1;
@@ -263,7 +259,7 @@ describe('openGeneration', () => {
     proxy.breaks = (id) => !id.includes('.q');
     const opened = await openGeneration(new PoolPicker([proxy.url], pool.token), request(), undefined, undefined, 1_000, undefined, () => true);
     expect(opened.id).toMatch(/\.q1$/);
-    for await (const event of opened.events) if (event.type === 'done') expect(event.finishReason).toBe('length');
+    expect(await finishOf(opened)).toBe('length');
     });
   });
 
