@@ -61,6 +61,18 @@ function readBytes(socket: Socket, bytes: number): Promise<Buffer> {
   });
 }
 
+/** Whether `socket` closes within `ms`: a proxy that leaves it open fails the test at once, not at its timeout. */
+function closesWithin(socket: Socket, ms: number): Promise<'closed' | 'still open'> {
+  if (socket.closed) return Promise.resolve('closed');
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('still open'), ms);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve('closed');
+    });
+  });
+}
+
 describe('startDelayProxy', () => {
   it('delivers every byte in order, through many writes', async () => {
     const echo = await echoServer();
@@ -105,19 +117,21 @@ describe('startDelayProxy', () => {
     await echo.close();
     const proxy = await proxyTo(deadPort, 0);
     const socket = await connect(proxy.port);
-    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    expect(await closesWithin(socket, 2_000)).toBe('closed');
     // The proxy itself is still up: another connection is accepted (and closed the same way).
     const again = await connect(proxy.port);
-    await new Promise<void>((resolve) => again.once('close', () => resolve()));
+    expect(await closesWithin(again, 2_000)).toBe('closed');
   });
 
   it('close() ends open connections', async () => {
     const echo = await echoServer();
     const proxy = await startDelayProxy({ host: '127.0.0.1', port: echo.port }, 0);
     const socket = await connect(proxy.port);
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
     socket.on('error', () => undefined);
-    await proxy.close();
-    await closed;
+    const closed = closesWithin(socket, 2_000);
+    // Not awaited first: a close() that left connections open would never resolve.
+    const closing = proxy.close();
+    expect(await closed).toBe('closed');
+    await closing;
   });
 });
