@@ -233,10 +233,14 @@ describe('OpenAI-compatible API on the edge', () => {
     const streamed = await streamCompletion({ prompt: PROMPT, max_tokens: 80, temperature: 0, user: 'greedy-stream' });
     expect(streamed.text).toBe(reference.text);
     expect(streamed.usage?.speculation.steps).toBeGreaterThan(0);
-    // Unsmoothed, a chunk is one verification step: when drafts were accepted
-    // (the pool's budget decides whether this step speculates at all), some
-    // chunks carry several tokens, each with its own source segment.
-    if (streamed.usage!.speculation.accepted_tokens > 0) expect(Math.max(...streamed.segmentsPerChunk)).toBeGreaterThan(1);
+    // Unsmoothed, a chunk is one verification step, each token with its own
+    // source segment: a step's accepted drafts and its one token of the model,
+    // so the chunks carry as many tokens beyond one each as drafts were
+    // accepted (the pool's budget decides whether a step speculates at all:
+    // none accepted, one token a chunk).
+    const segments = streamed.segmentsPerChunk.reduce((a, b) => a + b, 0);
+    expect(segments).toBe(streamed.usage!.completion_tokens);
+    expect(segments - streamed.segmentsPerChunk.length).toBe(streamed.usage!.speculation.accepted_tokens);
 
     const chat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_completion_tokens: 80, temperature: 0, user: 'greedy-chat' });
     expect(chat.choices[0].message.content).toBe(reference.text);
@@ -937,7 +941,12 @@ describe('OpenAI-compatible API on the edge', () => {
     else expect(mode.choices[0].message.content!.startsWith('{')).toBe(true);
     // Sampled, n replies: each valid.
     const sampled = await client.chat.completions.create({ model, messages, max_tokens: 120, temperature: 1, seed: 9, n: 3, response_format: { type: 'json_schema', json_schema: { name: 'dog', schema } } } as OpenAI.ChatCompletionCreateParamsNonStreaming);
-    for (const c of sampled.choices) if (c.finish_reason === 'stop') expect(Object.keys(JSON.parse(c.message.content!))).toEqual(['name', 'age', 'good']);
+    expect(sampled.choices).toHaveLength(3);
+    for (const c of sampled.choices) {
+      // Seeded, the same replies every run: each ends within max_tokens.
+      expect(c.finish_reason, c.message.content ?? '').toBe('stop');
+      expect(Object.keys(JSON.parse(c.message.content!))).toEqual(['name', 'age', 'good']);
+    }
     // vLLM's GBNF grammar (sent as extra_body is): a JSON object of a name and a list, nested lists allowed; the reply parses.
     const grammar = [
       'root ::= "{" ws "\\"name\\":" ws name "," ws "\\"tags\\":" ws list "}"',
