@@ -10,5 +10,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default'],
+    // A test that runs no assertion fails: a check under a condition that never holds is no check.
+    expect: { requireAssertions: true },
   },
 });
