@@ -14,7 +14,7 @@ import { edgeTrieMalformation, edgeTrieTokenOutside } from '../../shared/draftin
 import { generationEndIds } from '../../shared/end-ids';
 import { allowedIdsLeft } from '../../shared/allowed-ids-left';
 import { hasLogitAdjustments, LogitAdjustments } from '../verify/logit-adjustments';
-import { DEAD, TextLanguage, TextMasks } from '../verify/text-masks';
+import { DEAD, REQUEST_MASK_BOUNDS, TextLanguage, TextMasks, type RequestMaskBounds } from '../verify/text-masks';
 import { AutomatonLimitError, compileRegex, RegexSyntaxError } from '../../shared/structured/regex-automaton';
 import { UnprintableTextError } from '../../shared/structured/unprintable-text-error';
 import { compileGrammar, GrammarSyntaxError } from '../../shared/structured/grammar-automaton';
@@ -66,6 +66,8 @@ export interface AdmissionOptions<S extends RunnerSequence> {
   tokenTexts?: TokenTexts | null;
   /** The tokenizer whose decoder follows the output's text for stop strings (SchedulerOptions.tokenizer); null: they are left to the edge. */
   tokenizer?: Pick<Tokenizer, 'createDecoder'> | null;
+  /** What each request's regex or grammar masks may build (SchedulerOptions.maskBounds); absent: REQUEST_MASK_BOUNDS. */
+  maskBounds?: Readonly<RequestMaskBounds>;
   // The two ends are methods, not function-typed fields: those would make a Scheduler<S> no Scheduler<RunnerSequence>.
   /** Ends a generation that leaves the queue without running (Scheduler.finish). */
   end(gen: Generation<S>, reason: 'stop' | 'cancelled' | 'displaced'): void;
@@ -149,7 +151,8 @@ export class Admission<S extends RunnerSequence> {
         throw err;
       }
     }
-    return { masks: new TextMasks(this.compiledLanguage(field, field === 'regex' ? request.regex! : request.grammar!, texts), firstAfterBos), kind: field };
+    const language = this.compiledLanguage(field, field === 'regex' ? request.regex! : request.grammar!, texts);
+    return { masks: new TextMasks(language, firstAfterBos, this.options.maskBounds ?? REQUEST_MASK_BOUNDS), kind: field };
   }
 
   /**

@@ -39,6 +39,7 @@ import { EveryTokenMaskedError } from '../runtime/sampling';
 import type { TokenTexts } from '../verify/token-texts';
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { AutomatonLimitError } from '../../shared/structured/regex-automaton';
+import { REQUEST_MASK_BOUNDS, type RequestMaskBounds } from '../verify/text-masks';
 
 export type { SchedulerLimits } from './admission';
 
@@ -69,6 +70,14 @@ export interface SchedulerOptions<S extends RunnerSequence = RunnerSequence> {
    * (stop-strings.ts). Absent: they are left to the edge, which cancels.
    */
   tokenizer?: Pick<Tokenizer, 'createDecoder'> | null;
+  /**
+   * What each request's regex or grammar masks may add to its automaton:
+   * building work (NFA states visited) and DFA states; past either, the
+   * generation ends bad_request. Absent: REQUEST_MASK_BOUNDS (10M steps,
+   * ~0.12 s of CPU here, and 20,000 states). Tests set small ones, to reach
+   * the bound in few tokens.
+   */
+  maskBounds?: Readonly<RequestMaskBounds>;
   /** The operator's caps on draft nodes per request by running batch size (within maxTreeNodes); none: maxTreeNodes at every size. */
   batchSizeCaps?: BatchSizeCaps | null;
   /**
@@ -204,6 +213,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       maxTreeNodes: this.maxTreeNodes,
       tokenTexts: options.tokenTexts ?? null,
       tokenizer: options.tokenizer ?? null,
+      maskBounds: options.maskBounds ?? REQUEST_MASK_BOUNDS,
       end: (gen, reason) => this.finish(gen, reason),
       endWithError: (gen, message) => this.endWithError(gen, message),
     });

@@ -26,7 +26,7 @@ export const NOT_BUILT = -3;
 
 /**
  * What one request may add to its language's automaton: building work (NFA
- * states visited, ~0.12 s of CPU here) and states. Charged to the request
+ * states visited) and states. Charged to the request
  * whose masks did the building, so a request is held to its own, whoever
  * shares the language. Cutting its drafts (structured-drafts.ts) builds
  * states apart, within a budget of its own (past it, drafts are cut over
@@ -35,8 +35,15 @@ export const NOT_BUILT = -3;
  * end alone and without (states built before cost it nothing: it may go
  * further).
  */
-const REQUEST_MAX_WORK = 10_000_000;
-const REQUEST_MAX_STATES = 20_000;
+export interface RequestMaskBounds {
+  /** NFA states visited building DFA states. */
+  work: number;
+  /** DFA states built. */
+  states: number;
+}
+
+/** A pool's bounds, unless its Scheduler is given others (SchedulerOptions.maskBounds): the work is ~0.12 s of CPU here. */
+export const REQUEST_MASK_BOUNDS: Readonly<RequestMaskBounds> = { work: 10_000_000, states: 20_000 };
 const DRAFT_MAX_WORK = 10_000_000;
 
 /** Most ids a language keeps, over all its states' lists (4 MB; a pool keeps 16 regex languages and each request's choices); past it the cache starts over (a long output in a wide language visits many). */
@@ -297,7 +304,7 @@ export class TextMasks {
     private readonly language: TextLanguage,
     private readonly firstAfterBos: boolean,
     /** What this request may build (tests set small ones). */
-    private readonly bounds: { work: number; states: number } = { work: REQUEST_MAX_WORK, states: REQUEST_MAX_STATES },
+    private readonly bounds: Readonly<RequestMaskBounds> = REQUEST_MASK_BOUNDS,
   ) {}
 
   /**
@@ -355,7 +362,7 @@ export class TextMasks {
 
   /**
    * The state after a draft token: built where the drafts' own budget
-   * allows (not charged to the request: see REQUEST_MAX_WORK), over the
+   * allows (not charged to the request: see REQUEST_MASK_BOUNDS), over the
    * states already built alone past it. A token whose building runs past
    * that budget is an AutomatonLimitError, stopped as it builds: that
    * step's row goes undrafted (row-drafting.ts), and its later steps cut

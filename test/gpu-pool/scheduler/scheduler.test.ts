@@ -31,6 +31,7 @@ import { models } from '../../support/shared-data';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { PrefixCache } from '../../../gpu-pool/scheduler/prefix-cache';
 import { TokenTexts } from '../../../gpu-pool/verify/token-texts';
+import { REQUEST_MASK_BOUNDS } from '../../../gpu-pool/verify/text-masks';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../../shared/tokenizer/tokenizer';
 import { compileGrammar } from '../../../shared/structured/grammar-automaton';
@@ -668,18 +669,21 @@ describe('continuous batching', () => {
 
   it('ends a request whose regex builds past a request\'s bounds no sooner with speculation, or beside others sharing the pattern, than alone and without', async () => {
     const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
-    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer) });
+    // A tenth of a pool's building work per request, and a shorter pattern: the bound comes within 120 tokens (seed 3
+    // at 113, seed 4 at 137), not 400 of the pool's.
+    const maskBounds = { ...REQUEST_MASK_BOUNDS, work: 1_000_000 };
+    const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), new PoolMetrics(), { tokenTexts: TokenTexts.of(tokenizer), maskBounds });
     const story = tokenizer.encode(' the cat sat on the mat and the dog ran to the park'.repeat(20), { bos: false });
     const run = async (id: string, regex: string, seed: number, speculation: 'off' | 'sssd', predictionIds?: number[]) => {
       const c = collect();
-      s.submit(generateRequestSchema.parse({ id, promptIds: [1, ...tokenizer.encode('Once upon a time', { bos: false })], maxTokens: 400, regex, speculation, sampling: { temperature: 1, seed }, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
+      s.submit(generateRequestSchema.parse({ id, promptIds: [1, ...tokenizer.encode('Once upon a time', { bos: false })], maxTokens: 120, regex, speculation, sampling: { temperature: 1, seed }, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
       const events = await c.done;
       const last = events.at(-1) as { type: string; finishReason?: string; code?: string; message?: string };
       // The tokens, and how it ended (the speculation counts aside).
       return { ids: tokensOf(events), type: last.type, finishReason: last.finishReason, code: last.code, message: last.message };
     };
     // A pattern whose states multiply (each position a choice), one per run so every run starts on a fresh automaton.
-    const pattern = (k: number) => `[a-z ]*(a|e|t|o)[a-z ]{150}|${'q'.repeat(k)}z`;
+    const pattern = (k: number) => `[a-z ]*(a|e|t|o)[a-z ]{40}|${'q'.repeat(k)}z`;
     const ends = new Set<string>();
     for (const seed of [3, 4]) {
       const plain = await run(`bound-off-${seed}`, pattern(1 + seed * 10), seed, 'off');

@@ -166,7 +166,7 @@ describe('a request\'s bounds on its language\'s automaton', () => {
     const automaton = compileGrammar(`root ::= . x\nx ::= ${Array.from({ length: 95 }, () => 'y').join(' ')} "z"\n${y}`);
     const masks = new TextMasks(new TextLanguage(automaton, texts, [END]), false);
     expect(() => masks.allowedAt(masks.state)).toThrow(/the grammar automaton grew past its limit \(10000000 steps of building\)/);
-    // Stopped at the request's bound (REQUEST_MAX_WORK, 10M), past it by one step's read at most, not at the automaton's 40M.
+    // Stopped at the request's bound (REQUEST_MASK_BOUNDS.work, 10M), past it by one step's read at most, not at the automaton's 40M.
     expect(automaton.workDone).toBeLessThan(20_000_000);
     // The budget is the call's alone: a later request on the same language starts with its own.
     const next = new TextMasks(new TextLanguage(automaton, texts, [END]), false, { work: 1_000, states: 100_000 });
