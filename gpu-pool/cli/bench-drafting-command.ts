@@ -25,10 +25,10 @@ import { longestMatchingPath } from '../../shared/drafting/draft-tree';
 import { RequestDrafter } from '../../shared/drafting/request-drafter';
 import { mergeIntoUserCache } from '../../shared/drafting/user-cache';
 import { quantile } from '../bench/latency-stats';
-import { Datastore } from '../datastore/datastore';
 import { openNextTokenTable } from '../datastore/next-token-table-file';
 import { readWorkload } from '../eval/workload';
 import { CliError, unreadableFile } from './cli-error';
+import { type DatastoreExpectations, loadDatastoreFlag } from './datastore-flag';
 import { readTokenizerWithHash } from './generate-command';
 import { parseNumberFlag } from './number-flags';
 
@@ -107,7 +107,10 @@ async function runBenchDrafting(flags: BenchDraftingFlags): Promise<void> {
   const { requests } = await readWorkload(flags.workload);
   const prompts = requests.map((r) => tokenizer.encode(r.prompt, { bos: true }));
   const docs = await readCorpus(flags.corpus, (t) => tokenizer.encode(t, { bos: true }), 1500);
-  const datastore = flags.datastore ? await Datastore.load(flags.datastore) : null;
+  // Held to the tokenizer as the pool holds it: a store of another tokenizer (or vocabulary) matches nothing it is asked,
+  // and its steps were timed as if it did (review h166).
+  const expect: DatastoreExpectations = { vocabSize: tokenizer.vocabSize, tokenizerSha256, vocabOf: `tokenizer ${flags.tokenizer}` };
+  const datastore = flags.datastore ? await loadDatastoreFlag(flags.datastore, expect) : null;
   const results: Record<string, Stat | number> = {};
 
   // 1. Drafter construction (warm-up round first: the first one pays JIT).
@@ -190,7 +193,7 @@ async function runBenchDrafting(flags: BenchDraftingFlags): Promise<void> {
       truths = c as number[][];
     }
     for (let r = 0; r <= rounds; r++) {
-      const store = r === 0 && datastore ? datastore : await Datastore.load(datastoreFile);
+      const store = r === 0 && datastore ? datastore : await loadDatastoreFlag(datastoreFile, expect);
       for (let i = 0; i < prompts.length; i++) {
         const truth = truths[i];
         const drafter = new RequestDrafter({ method: 'sssd', promptIds: prompts[i], datastore: store });

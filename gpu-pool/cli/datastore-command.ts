@@ -22,6 +22,7 @@ import { ModelRunner } from '../runtime/model-runner';
 import { Rng } from '../runtime/sampling';
 import { createDatastoreMatches, Datastore, DEFAULT_LOOKUP } from '../datastore/datastore';
 import { readDatastoreFile, writeDatastoreFile, DATASTORE_FILE_VERSION } from '../datastore/datastore-file';
+import { loadDatastoreFlag } from './datastore-flag';
 import { CliError, unreadableFile } from './cli-error';
 import { sameFile } from './same-file';
 import { parseNumberFlag, parseNumberList } from './number-flags';
@@ -241,7 +242,7 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
   const { size } = await stat(file);
   const tableFile = nextTokenTablePath(file);
   const table = existsSync(tableFile)
-    ? await readNextTokenTable(tableFile, { vocabSize: contents.vocabSize || undefined }).then(
+    ? await readNextTokenTable(tableFile, { vocabSize: contents.vocabSize || undefined, tokenizerSha256: contents.tokenizerSha256 || undefined }).then(
         async (t) => ({ file: tableFile, contexts: t.size, candidates: t.candidates, corpusPositions: await nextTokenTableCorpusPositions(tableFile), error: null as string | null }),
         (err: Error) => ({ file: tableFile, contexts: 0, candidates: 0, corpusPositions: null, error: err.message }),
       )
@@ -268,8 +269,14 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
     loadMs: Math.round(loadMs * 10) / 10,
     nextTokens: table,
   };
+  // A pool started with this datastore refuses a table beside it that it cannot read: so does a check made with info,
+  // after saying what it could read (it exited 0, review h166).
+  const refuseTable = (): void => {
+    if (table?.error) throw new CliError(`the next-token table ${table.file} is unreadable, and a pool given this datastore refuses to start with it (pool --next-tokens none runs without it)`);
+  };
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(info)}\n`);
+    refuseTable();
     return;
   }
   process.stdout.write(
@@ -284,6 +291,7 @@ async function infoCommand(file: string, opts: { json?: boolean }): Promise<void
       `  next-token table ${table ? (table.error ? `${table.file}: unreadable (${table.error})` : `${table.file}: ${table.contexts} contexts, ${table.candidates} candidates each${table.corpusPositions === null ? ', built before tables read the corpus' : `, ${table.corpusPositions} of its positions from the corpus`}`) : 'none'}`,
     ].join('\n') + '\n',
   );
+  refuseTable();
 }
 
 /** Contexts for the benchmark: every prefix of the given texts, or random windows of the store itself. */
@@ -320,13 +328,18 @@ async function benchCommand(file: string, opts: { lookups?: string; seed?: strin
   const lookups = parseNumberFlag('--lookups', opts.lookups, { integer: true, min: 1, max: 0x7fffffff }) ?? 20000;
   const coldMb = parseNumberFlag('--cold-mb', opts.coldMb, { integer: true, min: 0, max: 4096 }) ?? 0;
   const seed = parseNumberFlag('--seed', opts.seed, { integer: true, min: 0, max: 0x7fffffff }) ?? 1;
+  if (opts.contextsFrom && !opts.tokenizer) throw new CliError('--contexts-from needs --tokenizer PATH');
+  // Contexts tokenized by --tokenizer are looked up in a store held to it, as the pool holds its own: one of another
+  // tokenizer matched ~1.5 tokens a lookup where its own matched ~48, without a word (review h166).
+  const withTokenizer = opts.contextsFrom ? await readTokenizerWithHash(opts.tokenizer as string) : null;
   const t0 = performance.now();
-  const store = await Datastore.load(file);
+  const store = withTokenizer
+    ? await loadDatastoreFlag(file, { vocabSize: withTokenizer.tokenizer.vocabSize, tokenizerSha256: withTokenizer.sha256, vocabOf: `tokenizer ${opts.tokenizer}` })
+    : await Datastore.load(file);
   const loadMs = performance.now() - t0;
   let texts: number[][] | null = null;
-  if (opts.contextsFrom) {
-    if (!opts.tokenizer) throw new CliError('--contexts-from needs --tokenizer PATH');
-    const { tokenizer } = await readTokenizerWithHash(opts.tokenizer);
+  if (opts.contextsFrom && withTokenizer) {
+    const { tokenizer } = withTokenizer;
     let raw: string;
     try {
       raw = readFileSync(opts.contextsFrom, 'utf8');
@@ -404,7 +417,7 @@ export function register(program: Command): void {
     .option('--threads <n>', "onnxruntime intra-op threads for the model's samples and continuations (default: the cores, at most 8)")
     .action((opts: BuildFlags) => buildCommand(opts));
   ds.command('info')
-    .description('show what a datastore file holds (and verify its checksum)')
+    .description("show what a datastore file holds (and verify its checksum, and its next-token table's; exit 2 where either is unreadable)")
     .argument('<file>', 'datastore file')
     .option('--json', 'print one JSON object')
     .action((file: string, opts) => infoCommand(file, opts));

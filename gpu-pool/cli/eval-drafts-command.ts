@@ -6,9 +6,8 @@
  * Continuations are greedy, or with `--sampling as-served` each request's own
  * (temperature, top_p, seed), which is what the pool emits for it.
  */
-import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { type FusionWeights, defaultFusionWeights } from '../../shared/drafting/fusion';
@@ -22,8 +21,9 @@ import { loadModel } from '../model/load-model';
 import { poolCacheDir } from '../graph/graph-cache';
 import { ModelRunner } from '../runtime/model-runner';
 import { CliError, unreadableFile } from './cli-error';
+import { type DatastoreExpectations, loadDatastoreFlag } from './datastore-flag';
 import { parseFusionWeights } from './speculative-config';
-import { checkTokenizerFits, readTokenizerFile } from './generate-command';
+import { checkTokenizerFits, readTokenizerWithHash } from './generate-command';
 import { parseNumberList, parseNumberFlag } from './number-flags';
 
 const LIVE_CHUNK_TOKENS = 1 << 16;
@@ -83,8 +83,21 @@ function parseWeights(raw: string | undefined): FusionWeights {
   return raw ? parseFusionWeights(raw, '--weights') : defaultFusionWeights;
 }
 
-async function sha256File(file: string): Promise<string> {
-  return createHash('sha256').update(await readFile(file)).digest('hex');
+/**
+ * The continuations' cache folder, made now where missing: a file in its place, or a folder that cannot be written,
+ * came out as mkdir's stack trace once the continuations were computed, and they were lost (review h166).
+ */
+async function prepareCacheDir(dir: string, named: boolean): Promise<void> {
+  const what = named ? `--cache-dir ${dir}` : `the continuations' cache folder ${dir} (SSSD_CACHE_DIR/eval, or the repository's .cache/eval)`;
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new CliError(`${what}: a file is in the way; name a folder`);
+    if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new CliError(`${what} cannot be written: ${code === 'EROFS' ? 'read-only file system' : 'permission denied'}`);
+    throw new CliError(`${what}: ${(err as Error).message}`);
+  }
 }
 
 export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResult[]> {
@@ -113,7 +126,7 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
     ['--next-tokens', flags.nextTokens === 'none' ? undefined : flags.nextTokens],
   ];
   for (const [flag, file] of named) if (file !== undefined && !existsSync(file)) throw new CliError(`${flag} not found: ${file}`);
-  const tokenizer = await readTokenizerFile(flags.tokenizer);
+  const { tokenizer, sha256: tokenizerSha256 } = await readTokenizerWithHash(flags.tokenizer);
   const model = await loadModel(flags.model);
   checkTokenizerFits(tokenizer, model, flags.tokenizer);
   const { requests, text } = await readWorkload(flags.workload);
@@ -124,9 +137,25 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
     ...(asServed && r.temperature > 0 ? { sampling: { temperature: r.temperature, topP: r.top_p, seed: r.seed ?? i } } : {}),
   }));
 
-  const cacheFile = continuationCacheFile(path.resolve(flags.cacheDir ?? path.join(poolCacheDir(), 'eval')), {
+  // Every file opened and checked, and the cache folder made, before the continuations are computed: a damaged
+  // datastore, table or corpus, or a file given as --cache-dir, was found only after them (review h166).
+  const encode = tokenizer.encode.bind(tokenizer);
+  const vocabSize = model.config.vocabSize;
+  const expect: DatastoreExpectations = { vocabSize, tokenizerSha256 };
+  let datastore: Datastore | null = null;
+  if (needsDatastore) datastore = await openDatastore(flags, encode, expect);
+  const nextTokens = needsDatastore || needsTable
+    ? await openNextTokenTable(flags.nextTokens, flags.datastore, { vocabSize, tokenizerSha256, modelSha256: model.sha256 }, (why) => process.stderr.write(`${why}\n`)).catch((err: Error) => {
+        throw new CliError(`cannot load the next-token table: ${err.message}`);
+      })
+    : null;
+  if (needsTable && !nextTokens) throw new CliError(`method ${tableMethod} needs the next-token table, and ${flags.datastore}.next-tokens was not found (datastore build --model writes it)`);
+  const cacheDir = path.resolve(flags.cacheDir ?? path.join(poolCacheDir(), 'eval'));
+  await prepareCacheDir(cacheDir, flags.cacheDir !== undefined);
+
+  const cacheFile = continuationCacheFile(cacheDir, {
     modelSha256: model.sha256,
-    tokenizerSha256: await sha256File(flags.tokenizer),
+    tokenizerSha256,
     workloadText: text,
     maxTokens: maxTokens === undefined ? 'per-request' : String(maxTokens),
     sampling: samplingMode,
@@ -135,21 +164,12 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   if (!continuations) {
     const runner = await ModelRunner.create(model);
     continuations = await computeContinuations(runner, jobs, { progress: !flags.json });
-    await writeCachedContinuations(cacheFile, continuations);
+    await writeCachedContinuations(cacheFile, continuations).catch((err: Error) => {
+      throw new CliError(`cannot write the continuations to ${cacheFile}: ${err.message}`);
+    });
   } else if (!flags.json) {
     process.stderr.write(`${samplingMode} continuations from ${path.relative(process.cwd(), cacheFile)}\n`);
   }
-
-  const encode = tokenizer.encode.bind(tokenizer);
-  const vocabSize = model.config.vocabSize;
-  let datastore: Datastore | null = null;
-  if (needsDatastore) datastore = await openDatastore(flags, encode, vocabSize);
-  const nextTokens = needsDatastore || needsTable
-    ? await openNextTokenTable(flags.nextTokens, flags.datastore, { vocabSize, modelSha256: model.sha256 }, (why) => process.stderr.write(`${why}\n`)).catch((err: Error) => {
-        throw new CliError(`cannot load the next-token table: ${err.message}`);
-      })
-    : null;
-  if (needsTable && !nextTokens) throw new CliError(`method ${tableMethod} needs the next-token table, and ${flags.datastore}.next-tokens was not found (datastore build --model writes it)`);
 
   const replayRequests: ReplayRequest[] = requests.map((r, i) => {
     const sampling = jobs[i].sampling;
@@ -160,7 +180,7 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
     for (const budget of budgets) {
       // Live learning mutates the datastore: every run starts from the file.
       const live = Boolean(flags.liveDatastore) && method.includes('datastore');
-      const ds = live ? await openDatastore(flags, encode, vocabSize) : datastore;
+      const ds = live ? await openDatastore(flags, encode, expect) : datastore;
       results.push(await replay(replayRequests, method, budget, { datastore: ds, nextTokens, weights, edgeTrieNodes, timeDrafts: true, liveDatastore: live }));
       if (live) await ds?.close();
     }
@@ -196,9 +216,9 @@ export async function runEvalDrafts(flags: EvalDraftsFlags): Promise<ReplayResul
   return results;
 }
 
-async function openDatastore(flags: EvalDraftsFlags, encode: (text: string, opts?: { bos?: boolean }) => number[], vocabSize: number): Promise<Datastore> {
+async function openDatastore(flags: EvalDraftsFlags, encode: (text: string, opts?: { bos?: boolean }) => number[], expect: DatastoreExpectations): Promise<Datastore> {
   // Live appends go to small chunks of their own, so each re-index stays cheap.
-  if (flags.datastore) return Datastore.load(flags.datastore, { expectVocabSize: vocabSize, indexer: 'inline', chunkTokens: LIVE_CHUNK_TOKENS });
+  if (flags.datastore) return loadDatastoreFlag(flags.datastore, expect, { indexer: 'inline', chunkTokens: LIVE_CHUNK_TOKENS });
   const file = flags.datastoreCorpus as string;
   let text: string;
   try {
@@ -207,18 +227,20 @@ async function openDatastore(flags: EvalDraftsFlags, encode: (text: string, opts
     throw unreadableFile('datastore corpus', file, err);
   }
   const docs: number[][] = [];
-  for (const line of text.split('\n')) {
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
     if (!line.trim()) continue;
     let doc: unknown;
     try {
       doc = JSON.parse(line);
     } catch {
-      throw new CliError(`${file}: a line is not JSON`);
+      throw new CliError(`${file}:${i + 1}: not JSON; each line is {"text": ...}`);
     }
-    const t = (doc as { text?: unknown }).text;
-    if (typeof t !== 'string') throw new CliError(`${file}: every line needs a "text" string`);
+    const t = doc !== null && typeof doc === 'object' ? (doc as { text?: unknown }).text : undefined;
+    if (typeof t !== 'string') throw new CliError(`${file}:${i + 1}: no "text" string; each line is {"text": ...}`);
     docs.push(encode(t, { bos: true }));
   }
-  return Datastore.fromDocuments(docs, { vocabSize, indexer: 'inline' });
+  return Datastore.fromDocuments(docs, { vocabSize: expect.vocabSize, indexer: 'inline' });
 }
 

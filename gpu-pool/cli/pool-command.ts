@@ -46,6 +46,7 @@ import { sameFile } from './same-file';
 import { RepeatFilter } from '../datastore/repeat-filter';
 import { PoolServer } from '../server/pool-server';
 import { packageVersion } from './package-version';
+import { loadDatastoreFlag } from './datastore-flag';
 import { CliError } from './cli-error';
 import { decimalNumber } from './number-flags';
 import { listenOnce } from '../server/listen-once';
@@ -335,9 +336,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
 
   let datastore: Datastore;
   if (flags.datastore) {
-    datastore = await Datastore.load(flags.datastore, { expectVocabSize: config.vocabSize, expectTokenizerSha256: tokenizerSha, indexerDuty }).catch((err: Error) => {
-      throw new CliError(`cannot load datastore ${flags.datastore}: ${err.message}`);
-    });
+    datastore = await loadDatastoreFlag(flags.datastore, { vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha }, { indexerDuty });
   } else {
     datastore = Datastore.empty({ vocabSize: config.vocabSize, tokenizerSha256: tokenizerSha, indexerDuty });
   }

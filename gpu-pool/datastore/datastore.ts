@@ -96,6 +96,8 @@ export interface DatastoreIndexingStats {
 export interface DatastoreLoadOptions extends Omit<DatastoreOptions, 'separatorId' | 'vocabSize' | 'tokenizerSha256'> {
   /** Reject a file built for another vocabulary size. */
   expectVocabSize?: number;
+  /** Whose vocabulary expectVocabSize is, as the refusal names it (default "the model"; a model-free command's is its tokenizer's). */
+  expectVocabOf?: string;
   /** Reject a file built with another tokenizer (hex SHA-256 of the tokenizer file); files that recorded none pass. */
   expectTokenizerSha256?: string;
 }
@@ -189,14 +191,14 @@ export class Datastore {
   static async load(file: string, opts: DatastoreLoadOptions = {}): Promise<Datastore> {
     const contents = await readDatastoreFile(file);
     if (opts.expectVocabSize !== undefined && contents.vocabSize !== 0 && contents.vocabSize !== opts.expectVocabSize) {
-      throw new DatastoreFileError(`${file} was built for a vocabulary of ${contents.vocabSize} tokens, but the model has ${opts.expectVocabSize}`);
+      throw new DatastoreFileError(`${file} was built for a vocabulary of ${contents.vocabSize} tokens, but ${opts.expectVocabOf ?? 'the model'} has ${opts.expectVocabSize}`);
     }
     // A file that does not say its vocabulary is checked token by token: a draft token past the model's embedding table fails the batch's pass.
     if (opts.expectVocabSize !== undefined && contents.vocabSize === 0) {
       const limit = opts.expectVocabSize;
       for (const chunk of contents.chunks) {
         const at = chunk.tokens.findIndex((t) => t < 0 || t >= limit);
-        if (at >= 0) throw new DatastoreFileError(`${file} holds token ${chunk.tokens[at]}, outside the model's vocabulary of ${limit}`);
+        if (at >= 0) throw new DatastoreFileError(`${file} holds token ${chunk.tokens[at]}, outside ${opts.expectVocabOf ? `${opts.expectVocabOf}'s` : "the model's"} vocabulary of ${limit}`);
       }
     }
     if (opts.expectTokenizerSha256 && contents.tokenizerSha256 && contents.tokenizerSha256 !== opts.expectTokenizerSha256.toLowerCase()) {

@@ -207,13 +207,26 @@ describe('sssd datastore', () => {
     // bench's contexts: a file with none, and a folder, are said as such (a TypeError, and "not found", before).
     const built = path.join(dir, 'small.sssd-ds');
     expect((await cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', built)).code).toBe(0);
-    const [noContexts, folderContexts] = await Promise.all([
+    // A next-token table beside it that cannot be read: info says what it could read, and exits 2, as the pool refuses
+    // the datastore (it exited 0, review h166).
+    const damaged = path.join(dir, 'damaged-table.sssd-ds');
+    await writeFile(damaged, await readFile(built));
+    await writeFile(`${damaged}.next-tokens`, 'not a table at all');
+    const [noContexts, folderContexts, otherTokenizer, damagedInfo] = await Promise.all([
       cli('datastore', 'bench', built, '--tokenizer', tok, '--contexts-from', empty),
       cli('datastore', 'bench', built, '--tokenizer', tok, '--contexts-from', dir),
+      // Contexts of another tokenizer looked up in tok512's store: refused as the pool refuses it (1.5 matches a lookup, exit 0).
+      cli('datastore', 'bench', built, '--tokenizer', models.babyllama105.tokenizer, '--contexts-from', corpus, '--field', 'text'),
+      cli('datastore', 'info', damaged),
     ]);
     expect(noContexts.stderr).toMatch(/empty\.jsonl holds no text to look up/);
     expect(folderContexts.stderr).toMatch(/--contexts-from .* is a folder; name a file/);
-    for (const r of [noContexts, folderContexts]) {
+    expect(otherTokenizer.stderr).toMatch(/^sssd: cannot load datastore .*small\.sssd-ds: .* was built for a vocabulary of 512 tokens, but tokenizer .*tok105\.bin has 105\n$/);
+    expect(otherTokenizer.stdout).toBe('');
+    expect(damagedInfo.stdout).toMatch(/^ {2}tokens {5}\d+ /m);
+    expect(damagedInfo.stdout).toMatch(/next-token table .*damaged-table\.sssd-ds\.next-tokens: unreadable \(.* is not a next-token table\)/);
+    expect(damagedInfo.stderr).toMatch(/^sssd: the next-token table .*damaged-table\.sssd-ds\.next-tokens is unreadable, and a pool given this datastore refuses to start with it/);
+    for (const r of [noContexts, folderContexts, otherTokenizer, damagedInfo]) {
       expect(r.code).toBe(2);
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }

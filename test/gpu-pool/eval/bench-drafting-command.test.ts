@@ -27,10 +27,10 @@ describe('sssd bench-drafting', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('names a corpus line that is not JSON, and a corpus given as a folder, in one line each', async () => {
+  it('names a corpus line that is not JSON, a corpus given as a folder, and a datastore of another tokenizer, in one line each', async () => {
     await writeFile(path.join(dir, 'bad.jsonl'), '{"text": "fine"}\n{bad\n');
-    const fails = async (corpus: string): Promise<{ code: number; stderr: string }> =>
-      run(process.execPath, [sssd, 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', corpus, '--rounds', '1']).then(
+    const fails = async (corpus: string, extra: string[] = []): Promise<{ code: number; stderr: string }> =>
+      run(process.execPath, [sssd, 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', corpus, '--rounds', '1', ...extra]).then(
         () => ({ code: 0, stderr: '' }),
         (err: { code: number; stderr: string }) => err,
       );
@@ -40,6 +40,13 @@ describe('sssd bench-drafting', () => {
     expect(bad.stderr).not.toMatch(/\n\s+at /);
     const folder = await fails(dir);
     expect(folder.stderr).toMatch(/corpus .* is a folder; name a file/);
+    // Its lookups match nothing the tokenizer's prompts ask: refused as the pool refuses it (its steps were timed, exit 0).
+    const { tokenizer } = await readTokenizerWithHash(models.stories260K.tokenizer);
+    const other = path.join(dir, 'other-tokenizer.sssd-ds');
+    await Datastore.fromDocuments([tokenizer.encode('Tim went to the park.', { bos: true })], { vocabSize: tokenizer.vocabSize, tokenizerSha256: 'ab'.repeat(32) }).save(other);
+    const wrong = await fails(path.join(dir, 'c.jsonl'), ['--datastore', other]);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(/^sssd: cannot load datastore .*other-tokenizer\.sssd-ds: .* was built with a different tokenizer \(sha256 abababababab…, expected [0-9a-f]{12}…\)\n$/);
   });
 
   it('reports construction, merge and (with a datastore) step costs as JSON', async () => {

@@ -1,9 +1,13 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readTokenizerWithHash } from '../../../gpu-pool/cli/generate-command';
+import { Datastore } from '../../../gpu-pool/datastore/datastore';
+import { nextTokenTablePath } from '../../../gpu-pool/datastore/next-token-table-file';
 import { models, repoRoot, requireSharedData } from '../../support/shared-data';
 
 const run = promisify(execFile);
@@ -111,5 +115,40 @@ describe('sssd eval-drafts', () => {
     const typo = await run(process.execPath, args(['--methods', 'context+datastore', '--datastore', '/nonexistent/d.sssd-ds']), { cwd: repoRoot }).catch((e: { code: number; stderr: string }) => e);
     expect((typo as { code: number }).code).toBe(2);
     expect((typo as { stderr: string }).stderr).toMatch(/^sssd: --datastore not found: \/nonexistent\/d\.sssd-ds/);
+
+    // Bad files are refused before the model runs (review h166), each in a cache folder of its own that no
+    // continuations reach: a datastore built with another tokenizer (figures printed for it, exit 0, where the pool
+    // refuses it), a damaged next-token table, a broken corpus line; and a file given as --cache-dir (mkdir's stack).
+    const { tokenizer, sha256 } = await readTokenizerWithHash(models.stories260K.tokenizer);
+    const docs = ['Tim went to the park. He saw a dog.', 'Sue had a red ball.'].map((t) => tokenizer.encode(t, { bos: true }));
+    const otherTokenizer = path.join(dir, 'other-tokenizer.sssd-ds');
+    await Datastore.fromDocuments(docs, { vocabSize: tokenizer.vocabSize, tokenizerSha256: 'ab'.repeat(32) }).save(otherTokenizer);
+    const damagedTable = path.join(dir, 'damaged-table.sssd-ds');
+    await Datastore.fromDocuments(docs, { vocabSize: tokenizer.vocabSize, tokenizerSha256: sha256 }).save(damagedTable);
+    await writeFile(nextTokenTablePath(damagedTable), 'not a table at all');
+    const brokenCorpus = path.join(dir, 'broken-corpus.jsonl');
+    await writeFile(brokenCorpus, '{"text": "Tim went to the park."}\n{"text": \n');
+    const refused = (cacheDir: string, extra: string[]) =>
+      // The later --cache-dir is the one taken.
+      run(process.execPath, args([...extra, '--cache-dir', cacheDir]), { cwd: repoRoot }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+    const fresh = (name: string): string => path.join(dir, `never-${name}`);
+    const [wrongTokenizer, table, corpus, cacheFile] = await Promise.all([
+      refused(fresh('tokenizer'), ['--methods', 'context+datastore', '--datastore', otherTokenizer]),
+      refused(fresh('table'), ['--methods', 'context+datastore', '--datastore', damagedTable]),
+      refused(fresh('corpus'), ['--methods', 'context+datastore', '--datastore-corpus', brokenCorpus]),
+      refused(workload, ['--methods', 'none']),
+    ]);
+    expect(wrongTokenizer.stderr).toMatch(/^sssd: cannot load datastore .*other-tokenizer\.sssd-ds: .* was built with a different tokenizer \(sha256 abababababab…, expected [0-9a-f]{12}…\)/);
+    expect(table.stderr).toMatch(/^sssd: cannot load the next-token table: .*damaged-table\.sssd-ds\.next-tokens is not a next-token table/);
+    expect(corpus.stderr).toMatch(/^sssd: .*broken-corpus\.jsonl:2: not JSON/);
+    expect(cacheFile.stderr).toMatch(/^sssd: --cache-dir .*w\.jsonl: a file is in the way; name a folder/);
+    for (const r of [wrongTokenizer, table, corpus, cacheFile]) {
+      expect(r.code).toBe(2);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    for (const name of ['tokenizer', 'table', 'corpus']) expect(existsSync(fresh(name))).toBe(false);
   });
 });
