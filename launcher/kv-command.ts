@@ -9,9 +9,10 @@
  * Records written before their metadata named a scope are not found; they go with their TTL.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import type { Command } from 'commander';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { repoRoot } from './stack';
@@ -64,8 +65,34 @@ async function wrangler(args: string[]): Promise<string> {
     child.on('close', resolve);
   });
   const out = Buffer.concat(stdout).toString();
-  if (code !== 0) throw new CliError(`kv erase: wrangler ${args.slice(0, 3).join(' ')} failed (exit ${code}):\n${(stderr || out).trim()}`);
+  if (code !== 0) {
+    // wrangler colours its errors whatever its output is (NO_COLOR and FORCE_COLOR=0 do not stop it): kept for a terminal, not for a log.
+    const said = (stderr || out).trim();
+    throw new CliError(`kv erase: wrangler ${args.slice(0, 3).join(' ')} failed (exit ${code}):\n${process.stderr.isTTY ? said : stripVTControlCharacters(said)}`);
+  }
   return out;
+}
+
+/** Where wrangler keeps its local state when given no --persist-to: .wrangler/state beside wrangler.toml. */
+const WRANGLER_DEFAULT_STATE = path.join(repoRoot, '.wrangler', 'state');
+
+/**
+ * The local store's folder, checked before wrangler runs: given a folder that does not exist or holds no KV store (a
+ * typo in --persist-to or SSSD_EDGE_STATE), wrangler made an empty store there, and erase said "found 0 records" and
+ * exited 0 with the data where it was (review h166). `wrangler dev` keeps its KV under v3/kv.
+ */
+export function checkLocalStore(dir: string, named: string): void {
+  const kind = (at: string): 'folder' | 'file' | null => {
+    try {
+      return statSync(at).isDirectory() ? 'folder' : 'file';
+    } catch {
+      return null;
+    }
+  };
+  const found = kind(dir);
+  if (found === null) throw new CliError(`kv erase: ${named} ${dir} does not exist, so holds no local store; nothing erased`);
+  if (found === 'file') throw new CliError(`kv erase: ${named} ${dir} is a file, not a local store's folder; nothing erased`);
+  if (kind(path.join(dir, 'v3', 'kv')) !== 'folder') throw new CliError(`kv erase: ${named} ${dir} is not a wrangler dev store (no v3/kv in it); nothing erased`);
 }
 
 /** Every name in the namespace with its metadata (wrangler follows the list's cursor itself). */
@@ -167,7 +194,7 @@ export function register(program: Command): void {
     .option('--scope <hash>', "the data scope: the key's SHA-256 (or its first 24 hex digits, or `key:<hash>`); for a key made with --data-of, the hash it names, whose data it shares")
     .option('--tenant <name>', 'every data scope of the tenant\'s keys, as `sssd key create` labelled their records (a key with no --tenant is its own tenant, the first 12 hex digits of its hash)')
     .option('--local', "wrangler dev's local store (SSSD_EDGE_STATE's folder where set, as `sssd up` uses it) instead of the deployed namespace (--remote)")
-    .option('--persist-to <dir>', "with --local: the local store's folder (wrangler's --persist-to)")
+    .option('--persist-to <dir>', "with --local: the local store's folder (wrangler's --persist-to), one `wrangler dev` or `sssd up` has kept its KV in (v3/kv)")
     .option('--dry-run', 'print the records found, delete nothing')
     .action(async (flags: KvEraseFlags) => {
       if ((flags.scope === undefined) === (flags.tenant === undefined)) throw new CliError('kv erase: give --scope <hash> or --tenant <name> (one of them)');
@@ -175,8 +202,13 @@ export function register(program: Command): void {
       // Checked before wrangler runs: a mistyped hash is said at once.
       if (flags.scope !== undefined) parseScope(flags.scope);
       if (flags.persistTo !== undefined && !flags.local) throw new CliError('kv erase: --persist-to is for --local (the deployed namespace has no folder)');
-      const state = flags.persistTo ?? process.env.SSSD_EDGE_STATE;
-      const target: KvTarget = flags.local ? { where: 'local', persistTo: state ? path.resolve(state) : null } : { where: 'remote' };
+      const state = flags.persistTo ?? (process.env.SSSD_EDGE_STATE || undefined);
+      let target: KvTarget = { where: 'remote' };
+      if (flags.local) {
+        const persistTo = state !== undefined ? path.resolve(state) : WRANGLER_DEFAULT_STATE;
+        checkLocalStore(persistTo, flags.persistTo !== undefined ? '--persist-to' : state !== undefined ? 'SSSD_EDGE_STATE' : "wrangler's default store");
+        target = { where: 'local', persistTo };
+      }
       const listed = await listKeys(target);
       const scopes = scopesToErase(flags, listed);
       const names = scopes.flatMap((scope) => recordsOf(listed, scope));

@@ -2,7 +2,7 @@
 // records of two data scopes written by the real stores into that store, one scope's erased by wrangler's own list
 // and bulk delete, the other's and the key records left (review h150).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Miniflare } from 'miniflare';
@@ -160,5 +160,29 @@ describe('sssd kv erase', () => {
     const refused = await sssd(['kv', 'erase', '--scope', 'ab'.repeat(10), '--local']);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("--scope must be a key's SHA-256");
+
+    // A mistyped local store, named or from SSSD_EDGE_STATE, is refused before wrangler runs: wrangler made an empty
+    // store there, and the erasure said "found 0 records", exit 0, the data where it was (review h166).
+    const empty = mkdtempSync(path.join(tmpdir(), 'sssd-kv-erase-empty-'));
+    dirs.push(empty);
+    const missing = path.join(empty, 'typo');
+    // The deployed namespace without credentials: wrangler's error, without the colours it writes to a pipe too.
+    const config = mkdtempSync(path.join(tmpdir(), 'sssd-kv-erase-config-'));
+    dirs.push(config);
+    const { CLOUDFLARE_API_TOKEN: _token, CLOUDFLARE_ACCOUNT_ID: _account, CF_API_TOKEN: _cfToken, ...uncredentialled } = process.env;
+    const [typo, notAStore, remote] = await Promise.all([
+      sssd(['kv', 'erase', '--scope', hash, '--local', '--persist-to', missing]),
+      sssd(['kv', 'erase', '--tenant', 'acme', '--local', '--dry-run'], { ...process.env, SSSD_EDGE_STATE: empty }),
+      sssd(['kv', 'erase', '--scope', hash], { ...uncredentialled, XDG_CONFIG_HOME: config }),
+    ]);
+    expect(typo).toMatchObject({ code: 2, stdout: '' });
+    expect(typo.stderr).toBe(`sssd: kv erase: --persist-to ${missing} does not exist, so holds no local store; nothing erased\n`);
+    expect(existsSync(missing)).toBe(false);
+    expect(notAStore).toMatchObject({ code: 2, stdout: '' });
+    expect(notAStore.stderr).toBe(`sssd: kv erase: SSSD_EDGE_STATE ${empty} is not a wrangler dev store (no v3/kv in it); nothing erased\n`);
+    expect(readdirSync(empty)).toEqual([]);
+    expect(remote.code).toBe(2);
+    expect(remote.stderr).toMatch(/^sssd: kv erase: wrangler kv key list failed \(exit 1\):\n.*CLOUDFLARE_API_TOKEN/);
+    expect(remote.stderr).not.toContain('\u001b[');
   }, 60_000);
 });
