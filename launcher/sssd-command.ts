@@ -62,10 +62,21 @@ function checkEnvironment(): void {
   }
 }
 
+/**
+ * `help X` of a command X that does not exist printed the whole help without a word of X (review h166): it is read
+ * as `X` alone, which commander answers with "unknown command 'X'" and the nearest name, exit 2.
+ */
+function helpOfUnknownCommand(argv: readonly string[]): string[] | null {
+  const [node, script, first, named] = argv;
+  if (first !== 'help' || named === undefined || named.startsWith('-') || COMMANDS.some(([name]) => name === named)) return null;
+  return [node, script, named];
+}
+
 export async function main(argv: string[]): Promise<void> {
   try {
     checkEnvironment();
-    await (await buildProgram(argv)).parseAsync(argv);
+    const args = helpOfUnknownCommand(argv) ?? argv;
+    await (await buildProgram(args)).parseAsync(args);
   } catch (err) {
     if (err instanceof CommanderError) {
       // A usage mistake exits 2, as every other refusal of ours does; --help and --version exit 0.

@@ -282,6 +282,12 @@ export function describeLevelRequests(workloadLength: number, limit: number, con
   return `${workloadLength} workload requests; measured: ${parts.join(', ')}`;
 }
 
+/** The line Ctrl-C prints before the levels finished so far: with none, it says so, not a colon with nothing after (review h166). */
+export function describeInterruption(finishedLevels: readonly number[]): string {
+  if (finishedLevels.length === 0) return 'bench-serve: interrupted; no level was finished, so there are no figures';
+  return `bench-serve: interrupted; the finished levels (concurrency ${finishedLevels.join(', ')}):`;
+}
+
 /**
  * The requests of a level's unmeasured round (`roundSize` of them): the ones
  * after the level's `count` where the workload has that many more, else the
@@ -311,14 +317,36 @@ async function replay<T, R>(items: readonly T[], concurrency: number, run: (item
   return out;
 }
 
-function distinctErrors(runs: readonly TimedGeneration[]): Array<{ error: string; count: number }> {
-  const counts = new Map<string, number>();
+/** A refusal's retry hint, which differs from one `busy` to the next: `"retryAfterMs":139`. */
+const RETRY_AFTER = /,?"retryAfterMs":(\d+)/;
+
+/**
+ * The failed runs' errors, most frequent first (at most 5), each with how many had it. One error with different retry
+ * hints is one error, its hints' range said after it: four `503 busy` lines, one per retryAfterMs (review h166).
+ */
+export function distinctErrors(runs: readonly TimedGeneration[]): Array<{ error: string; count: number }> {
+  const groups = new Map<string, { count: number; retryMin: number; retryMax: number }>();
   for (const r of runs) {
     if (r.ok) continue;
     const error = r.error ?? 'unknown error';
-    counts.set(error, (counts.get(error) ?? 0) + 1);
+    const retry = RETRY_AFTER.exec(error);
+    const key = retry ? error.replace(RETRY_AFTER, '') : error;
+    const ms = retry ? Number(retry[1]) : NaN;
+    const group = groups.get(key) ?? { count: 0, retryMin: Infinity, retryMax: -Infinity };
+    group.count++;
+    if (retry) {
+      group.retryMin = Math.min(group.retryMin, ms);
+      group.retryMax = Math.max(group.retryMax, ms);
+    }
+    groups.set(key, group);
   }
-  return [...counts].sort((a, b) => b[1] - a[1]).slice(0, 5).map(([error, count]) => ({ error, count }));
+  return [...groups]
+    .sort((a, b) => b[1].count - a[1].count)
+    .slice(0, 5)
+    .map(([error, g]) => ({
+      error: g.retryMax < 0 ? error : `${error} (retryAfterMs ${g.retryMin === g.retryMax ? g.retryMin : `${g.retryMin} to ${g.retryMax}`})`,
+      count: g.count,
+    }));
 }
 
 /** What failed, per level and method, for the end of a run's output (empty when nothing did). */

@@ -3,7 +3,7 @@
  * against a running pool. Token from --token or SSSD_POOL_TOKEN.
  */
 import { Option, type Command } from 'commander';
-import { benchServe, describeLevelRequests, formatFailures, formatPhaseTable, formatTable, parseMethods, type MethodResult } from '../bench/bench-serve';
+import { benchServe, describeInterruption, describeLevelRequests, formatFailures, formatPhaseTable, formatTable, parseMethods, type MethodResult } from '../bench/bench-serve';
 import { loadWorkload } from '../bench/workload';
 import { readFile } from 'node:fs/promises';
 import { CliError, unreadableFile } from './cli-error';
@@ -77,7 +77,7 @@ export function register(program: Command): void {
       };
       const onInterrupt = (): void => {
         const levels = new Set(finished.map((r) => r.concurrency));
-        process.stderr.write(`\nbench-serve: interrupted; ${levels.size === 0 ? 'no level was finished' : `the finished levels (concurrency ${[...levels].join(', ')})`}:\n`);
+        process.stderr.write(`\n${describeInterruption([...levels])}\n`);
         if (finished.length > 0) printResults(finished);
         process.exit(130);
       };

@@ -54,6 +54,9 @@ export function register(program: Command): void {
     .option('--json', 'print the report as JSON')
     .action(async (flags: SoakFlags) => {
       if ((flags.pool === undefined) === (flags.edge === undefined)) throw new CliError('soak: give one of --pool URL or --edge URL');
+      // The other mode's credential was dropped without a word, and the soak ran with whatever the environment held (review h166).
+      if (flags.pool !== undefined && flags.key !== undefined) throw new CliError("soak: --key is the edge's API key (with --edge); a pool takes its token from --token or SSSD_POOL_TOKEN");
+      if (flags.edge !== undefined && flags.token !== undefined) throw new CliError("soak: --token is the pool's bearer token (with --pool); an edge takes an API key from --key or SSSD_API_KEY");
       const seconds = parseNumberFlag('--seconds', flags.seconds, { min: 0, minExclusive: true })!;
       const concurrency = parseNumberFlag('--concurrency', flags.concurrency, { integer: true, min: 1, max: 4096 })!;
       const seed = parseNumberFlag('--seed', flags.seed, { integer: true, min: 0 })!;

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchServe, describeLevelRequests, formatTable, warmupRound, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
-import { runGeneration } from '../../../gpu-pool/bench/pool-stream-client';
+import { benchServe, describeInterruption, describeLevelRequests, distinctErrors, formatFailures, formatTable, warmupRound, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
+import { runGeneration, type TimedGeneration } from '../../../gpu-pool/bench/pool-stream-client';
 import { loadWorkload } from '../../../gpu-pool/bench/workload';
 import { repoRoot, workloads } from '../../support/shared-data';
 import { metricValue, startPool, type PoolProcess } from '../server/pool-process';
@@ -139,6 +139,25 @@ describe('bench-serve', () => {
 
   it('says which requests each level measured, not the whole workload alone', () => {
     expect(describeLevelRequests(192, 96, [1, 8, 32, 128])).toBe('192 workload requests; measured: the first 96 at 1, the first 96 at 8, the first 128 at 32, all 192 and 320 repeats at 128');
+  });
+
+  it("groups one refusal with different retry hints as one failure, the hints' range after it (a line per retryAfterMs before)", () => {
+    const busy = (ms: number): string => `HTTP 503: {"type":"error","code":"busy","message":"the pool is at capacity","retryAfterMs":${ms}}`;
+    const failed = (error: string): TimedGeneration => ({ ok: false, error, outputIds: [], sentAt: 0, firstTokenAt: 0, lastTokenAt: 0, gaps: [] });
+    const runs = [...[139, 104, 115, 500, 139].map((ms) => failed(busy(ms))), failed('HTTP 413: too large'), { ...failed(''), ok: true }];
+    const errors = distinctErrors(runs);
+    expect(errors).toEqual([
+      { error: 'HTTP 503: {"type":"error","code":"busy","message":"the pool is at capacity"} (retryAfterMs 104 to 500)', count: 5 },
+      { error: 'HTTP 413: too large', count: 1 },
+    ]);
+    expect(distinctErrors([failed(busy(100)), failed(busy(100))])[0].error).toMatch(/"the pool is at capacity"\} \(retryAfterMs 100\)$/);
+    const level = { concurrency: 8, method: 'off', failed: 6, errors } as MethodResult;
+    expect(formatFailures([level]).split('\n')).toHaveLength(2);
+  });
+
+  it('says when Ctrl-C came before any level finished, rather than end on a colon with nothing after it', () => {
+    expect(describeInterruption([])).toBe('bench-serve: interrupted; no level was finished, so there are no figures');
+    expect(describeInterruption([1, 4])).toBe('bench-serve: interrupted; the finished levels (concurrency 1, 4):');
   });
 
   it('warms every method with an unmeasured round above concurrency 4, on requests the level does not measure where there are any', async () => {

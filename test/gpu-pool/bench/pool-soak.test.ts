@@ -78,6 +78,16 @@ describe('sssd soak', () => {
     expect(await soak(['--pool', pool.url, '--seconds', '0'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/--seconds must be a number > 0/) });
     expect(await soak(['--pool', pool.url], 'wrong-token')).toMatchObject({ code: 2, stderr: expect.stringMatching(/answered 401 \(set SSSD_POOL_TOKEN or --token\)/) });
     expect(await soak(['--pool', 'http://127.0.0.1:9'])).toMatchObject({ code: 2, stderr: expect.stringMatching(/cannot reach http:\/\/127\.0\.0\.1:9/) });
+    // A scheme fetch does not take is said up front (it was "cannot reach ftp://x/v1/info: fetch failed"); the other
+    // mode's credential is refused, not dropped (the soak ran with whatever the environment held).
+    const [ftp, keyForPool, tokenForEdge] = await Promise.all([
+      soak(['--pool', 'ftp://x']),
+      soak(['--pool', pool.url, '--key', 'sk-abc']),
+      soak(['--edge', 'http://127.0.0.1:9', '--token', 't']),
+    ]);
+    expect(ftp).toMatchObject({ code: 2, stderr: 'sssd: --pool must be an http:// or https:// URL, not "ftp://x"\n' });
+    expect(keyForPool).toMatchObject({ code: 2, stderr: expect.stringMatching(/^sssd: soak: --key is the edge's API key \(with --edge\)/) });
+    expect(tokenForEdge).toMatchObject({ code: 2, stderr: expect.stringMatching(/^sssd: soak: --token is the pool's bearer token \(with --pool\)/) });
   });
 
   it("counts a queued generation whose place went to another tenant's (busy, with a hint) as a refusal, not a broken promise", async () => {
