@@ -268,7 +268,9 @@ export const chatMessageSchema = z.object({
   // `function`: OpenAI's deprecated tool role, still in replayed histories.
   role: z.enum(['system', 'developer', 'user', 'assistant', 'tool', 'function']),
   content: z.union([z.string(), z.array(contentPartSchema), z.null()]).optional(),
-  name: z.string().optional(),
+  // Checked as OpenAI checks it (review h171: any length was taken and stored, and a client built here failed there);
+  // not rendered (docs/chat-template.md).
+  name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "a message's name is 1 to 64 letters, digits, underscores or dashes (as OpenAI has it)").nullish(),
   /** An assistant message's refusal (OpenAI's, with null content): its text, as the content would be. */
   refusal: z.string().nullish(),
 });

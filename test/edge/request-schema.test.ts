@@ -404,6 +404,16 @@ describe('user', () => {
   });
 });
 
+describe("a message's name", () => {
+  const chat = (name: unknown) => () => parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }, { role: 'user', name, content: 'there' }] }, 'chat');
+  it('takes what OpenAI takes (1 to 64 letters, digits, underscores, dashes) and refuses the rest by its place (review h171: any length was stored)', () => {
+    for (const name of ['Alice', 'bob_2', 'a-b', 'x'.repeat(64), null]) expect(chat(name)().messages).toHaveLength(2);
+    for (const name of ['', 'Alice Smith', 'Alice <s>', 'x'.repeat(65), 'x'.repeat(400_000)]) {
+      expect(chat(name), JSON.stringify(name).slice(0, 20)).toThrow(expect.objectContaining({ status: 400, param: 'messages.1.name', code: 'invalid_value' }));
+    }
+  });
+});
+
 describe('prompt_logprobs', () => {
   it("is taken on both endpoints (vLLM's, 0..20; -1 passes here and is refused with the vocabulary's size later), and refused by name past its bounds", () => {
     expect(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', prompt_logprobs: 3 }).prompt_logprobs).toBe(3);
