@@ -24,6 +24,13 @@ async function pool(args: string[], env: Record<string, string | undefined> = {}
   }
 }
 
+/** Runs `starts` at most `width` at a time; their results in order. */
+async function inBatches<T>(starts: ReadonlyArray<() => Promise<T>>, width: number): Promise<T[]> {
+  const results: T[] = [];
+  for (let i = 0; i < starts.length; i += width) results.push(...(await Promise.all(starts.slice(i, i + width).map((start) => start()))));
+  return results;
+}
+
 const model = ['--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--port', '0'];
 
 describe('sssd pool --help', () => {
@@ -86,66 +93,70 @@ describe('sssd pool start-up checks', () => {
   });
 
   it('names a missing model or tokenizer, and a bad flag', async () => {
-    const missing = await pool(['--model', '/nonexistent/model.bin', '--tokenizer', models.stories260K.tokenizer], { SSSD_POOL_TOKEN: 't' });
+    // Some twenty refusals, each a node start: four at a time, not one after another (a loaded 2-core machine took
+    // ~7 s a start, past the test's time), then each checked.
+    const [missing, tok, none, tokFolder, flag, prefix, spec, save, underFile, every, tooOften, folder, device, forever, threads, port, duty, stalled, empty, twice] = await inBatches([
+      () => pool(['--model', '/nonexistent/model.bin', '--tokenizer', models.stories260K.tokenizer], { SSSD_POOL_TOKEN: 't' }),
+      () => pool(['--model', models.stories260K.checkpoint, '--tokenizer', '/nonexistent/tok.bin'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool(['--model', models.llama2xs.checkpoint], { SSSD_POOL_TOKEN: 't' }),
+      () => pool(["--model", models.stories260K.checkpoint, "--tokenizer", path.dirname(models.stories260K.tokenizer)], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--budget', 'huge'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--prefix-cache-mb', 'lots'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--speculative-config', '{"method": "ngram", "num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--save-datastore', '/nonexistent/dir/live.sssd-ds'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--save-datastore', path.join(models.stories260K.checkpoint, 'live.sssd-ds')], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--save-datastore-seconds', 'often'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--save-datastore-seconds', '0.001'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--save-datastore', tmpdir()], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--save-datastore', '/dev/null'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--drain-seconds', '2592000'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--threads', '100000'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--port', '70000'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--datastore-indexer-duty', '0'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--stalled-reader-seconds', '-1'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--drain-seconds', ''], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' }),
+    ], 4);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/\/nonexistent\/model\.bin/);
-    const tok = await pool(['--model', models.stories260K.checkpoint, '--tokenizer', '/nonexistent/tok.bin'], { SSSD_POOL_TOKEN: 't' });
     expect(tok.stderr).toMatch(/tokenizer not found/);
     // No --tokenizer, and none beside the llama2.c file to take as `up` does: said, with what to pass; a folder for it: which file.
-    const none = await pool(['--model', models.llama2xs.checkpoint], { SSSD_POOL_TOKEN: 't' });
     expect(none.stderr).toMatch(/No tokenizer found beside --model .*llama2xs\.bin \(no tok\*\.bin or tokenizer\.bin in .*\); set --tokenizer/);
-    const tokFolder = await pool(["--model", models.stories260K.checkpoint, "--tokenizer", path.dirname(models.stories260K.tokenizer)], { SSSD_POOL_TOKEN: "t" });
     expect(tokFolder.stderr).toMatch(/tokenizer .*stories260K is a folder; give the file/);
-    const flag = await pool([...model, '--budget', 'huge'], { SSSD_POOL_TOKEN: 't' });
     expect(flag.stderr).toMatch(/--budget must be one of/);
-    const prefix = await pool([...model, '--prefix-cache-mb', 'lots'], { SSSD_POOL_TOKEN: 't' });
     expect(prefix.code).toBe(2);
     expect(prefix.stderr).toMatch(/--prefix-cache-mb must be a non-negative number, not "lots"/);
-    const spec = await pool([...model, '--speculative-config', '{"method": "ngram", "num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
     expect(spec.code).toBe(2);
     expect(spec.stderr).toMatch(/--speculative-config: .*"method".*chosen per request/);
-    const save = await pool([...model, '--save-datastore', '/nonexistent/dir/live.sssd-ds'], { SSSD_POOL_TOKEN: 't' });
     expect(save.code).toBe(2);
     expect(save.stderr).toMatch(/--save-datastore: the folder \/nonexistent\/dir does not exist/);
     // A file where its folder should be: said as such, not as a folder missing.
-    const underFile = await pool([...model, '--save-datastore', path.join(models.stories260K.checkpoint, 'live.sssd-ds')], { SSSD_POOL_TOKEN: 't' });
     expect(underFile.code).toBe(2);
     expect(underFile.stderr).toMatch(/--save-datastore: .*stories260K\.bin is a file, not a folder to write live\.sssd-ds in/);
-    const every = await pool([...model, '--save-datastore-seconds', 'often'], { SSSD_POOL_TOKEN: 't' });
     expect(every.stderr).toMatch(/--save-datastore-seconds must be a number of seconds, at least 1 \(or 0: only when the pool stops\), not "often"/);
     // Each save writes the whole datastore: not back to back.
-    const tooOften = await pool([...model, '--save-datastore-seconds', '0.001'], { SSSD_POOL_TOKEN: 't' });
     expect([tooOften.code, tooOften.stderr]).toEqual([2, expect.stringMatching(/--save-datastore-seconds must be a number of seconds, at least 1 \(or 0: only when the pool stops\), not "0.001"/)]);
     // A folder where the file should go, found at the start (the save at the stop failed, and the contributions were lost).
-    const folder = await pool([...model, '--save-datastore', tmpdir()], { SSSD_POOL_TOKEN: 't' });
     expect(folder.code).toBe(2);
     expect(folder.stderr).toMatch(/--save-datastore: .* is a folder; name the file to write/);
     // A device would be replaced by a file at the save (as root, /dev/null itself).
-    const device = await pool([...model, '--save-datastore', '/dev/null'], { SSSD_POOL_TOKEN: 't' });
     expect(device.code).toBe(2);
     expect(device.stderr).toMatch(/--save-datastore: \/dev\/null is not a regular file/);
     // Past node's timers (24.8 days) a wait fires after 1 ms: "drain for 30 days" cancelled everything at once.
-    const forever = await pool([...model, '--drain-seconds', '2592000'], { SSSD_POOL_TOKEN: 't' });
     expect(forever.code).toBe(2);
     expect(forever.stderr).toMatch(/--drain-seconds must be at most 2147483 seconds/);
     // onnxruntime spent minutes making 100,000 threads and never listened; a port past 65535 was Node's raw error.
-    const threads = await pool([...model, '--threads', '100000'], { SSSD_POOL_TOKEN: 't' });
     expect(threads.code).toBe(2);
     expect(threads.stderr).toMatch(/--threads must be at most 256, not 100000/);
-    const port = await pool([...model, '--port', '70000'], { SSSD_POOL_TOKEN: 't' });
     expect(port.code).toBe(2);
     expect(port.stderr).toMatch(/--port must be at most 65535, not 70000/);
-    const duty = await pool([...model, '--datastore-indexer-duty', '0'], { SSSD_POOL_TOKEN: 't' });
     expect(duty.code).toBe(2);
     expect(duty.stderr).toMatch(/--datastore-indexer-duty must be a number in \(0, 1\], not "0"/);
-    const stalled = await pool([...model, '--stalled-reader-seconds', '-1'], { SSSD_POOL_TOKEN: 't' });
     expect(stalled.code).toBe(2);
     expect(stalled.stderr).toMatch(/--stalled-reader-seconds must be a number of seconds, at least 1 \(or 0: never\), not "-1"/);
     // Decimal only: '' was 0 ("cancel at once") and 0x10 sixteen.
-    const empty = await pool([...model, '--drain-seconds', ''], { SSSD_POOL_TOKEN: 't' });
     expect(empty.stderr).toMatch(/--drain-seconds must be a whole number of seconds, at least 0, not ""/);
-    const twice = await pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' });
     expect(twice.code).toBe(2);
     expect(twice.stderr).toMatch(/--max-tree-nodes and --speculative-config's num_speculative_tokens both set it/);
-  }, 180_000); // some twenty pool starts: past the default 60 s on a loaded 2-core machine
+  }, 180_000); // some twenty pool starts: past the default 60 s on a loaded 2-core machine, even four at a time
 });
