@@ -8,6 +8,7 @@
  * too, not only the turns before it.
  */
 import type { PoolInfo } from '../shared/protocol';
+import type { EncodeOptions, Tokenizer } from '../shared/tokenizer/tokenizer';
 import type { ChatMessage } from './request-schema';
 
 export type ChatTemplate = PoolInfo['model']['chatTemplate'];
@@ -33,4 +34,20 @@ export function renderChatPrompt(messages: readonly ChatMessage[], template: Cha
       return prompt;
     }
   }
+}
+
+/**
+ * How a rendered chat is tokenized (chat completions, the Responses API and
+ * conversations, /tokenize's `messages`): BOS first, and the messages' text
+ * as plain characters. The template places BOS itself; `</s>` or `<s>` in a
+ * message, a tool's output or the instructions (text a user or a web page
+ * wrote) ended the document there and began another with a Hugging Face
+ * tokenizer (review h171), where OpenAI never reads message text as control
+ * tokens.
+ */
+export const CHAT_PROMPT_ENCODING: Readonly<EncodeOptions> = { bos: true, specialTokens: false };
+
+/** A chat's prompt ids: the template's text, tokenized as CHAT_PROMPT_ENCODING says. */
+export function encodeChatPrompt(messages: readonly ChatMessage[], template: ChatTemplate, tokenizer: Tokenizer): number[] {
+  return tokenizer.encode(renderChatPrompt(messages, template), CHAT_PROMPT_ENCODING);
 }

@@ -7,7 +7,7 @@
 import { choiceSeed } from '../shared/sampling/request-seed';
 import { ApiError, badRequest, TooManyChoicesError } from './api-error';
 import { sha256Hex, type KeyRecord } from './api-keys';
-import { renderChatPrompt } from './chat-template';
+import { encodeChatPrompt } from './chat-template';
 import { CompletionRun, draftUserTrie, type CompletionDeps } from './completion-run';
 import { LogprobsFormatter, type EndpointKind, type ResponseMeta } from './openai-format';
 import { type ChatMessage, type ChatRequest, type CompletionRequest } from './request-schema';
@@ -159,9 +159,8 @@ function moreTokensThan(length: number, tokens: number, model: ServedModel): boo
  * asking the whole context: its ids, refused after as without truncation).
  */
 function fittedChatIds(messages: readonly ChatMessage[], replyRoom: number, model: ServedModel): number[] {
-  const template = model.info.model.chatTemplate;
   const budget = model.info.model.contextLength - replyRoom;
-  const encoded = (candidate: readonly ChatMessage[]): number[] => model.tokenizer.encode(renderChatPrompt(candidate, template), { bos: true });
+  const encoded = (candidate: readonly ChatMessage[]): number[] => encodeChatPrompt(candidate, model.info.model.chatTemplate, model.tokenizer);
   const { messages: kept, fitted } = fittedConversation(messages, (candidate) => {
     // A conversation far too long is known by its length, before paying for its encoding.
     if (budget < 1 || moreTokensThan(chatTextLength(candidate), budget, model)) return null;
@@ -190,8 +189,9 @@ function fittedChatIds(messages: readonly ChatMessage[], replyRoom: number, mode
 
 function promptIds(parsed: ParsedRequest, model: ServedModel): number[] {
   const tokenizer = model.tokenizer;
-  // As /tokenize counts a chat (tokenize-route.ts): the template's text, BOS first.
-  if (parsed.kind === 'chat') return tokenizer.encode(renderChatPrompt(parsed.body.messages, model.info.model.chatTemplate), { bos: true });
+  // As /tokenize counts a chat (tokenize-route.ts).
+  if (parsed.kind === 'chat') return encodeChatPrompt(parsed.body.messages, model.info.model.chatTemplate, tokenizer);
+  // A completion's text prompt is the caller's to give structure to: its special spellings are special ids (docs/edge.md).
   const prompt = parsed.body.prompt;
   if (typeof prompt === 'string') return tokenizer.encode(prompt, { bos: true });
   if (typeof prompt[0] === 'string') return tokenizer.encode(prompt[0], { bos: true });

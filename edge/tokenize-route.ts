@@ -6,8 +6,9 @@
  * bodies and replies as vLLM's servers.
  */
 import { z } from 'zod';
+import type { EncodeOptions } from '../shared/tokenizer/tokenizer';
 import { badRequest } from './api-error';
-import { renderChatPrompt } from './chat-template';
+import { CHAT_PROMPT_ENCODING, renderChatPrompt } from './chat-template';
 import { tokenDisplay } from './openai-format';
 import { chatMessageSchema, parseBody } from './request-schema';
 import { acceptsModelName, unknownModel, type ServedModel } from './served-model';
@@ -62,11 +63,11 @@ export interface TokenizeReply {
   token_strs: string[] | null;
 }
 
-/** What a /tokenize body asks: its text (a chat's rendered as a chat completion's prompt is), whether BOS leads, which model, and whether the ids' texts come back. */
+/** What a /tokenize body asks: its text (a chat's rendered as a chat completion's prompt is), how it is tokenized (BOS, special spellings), which model, and whether the ids' texts come back. */
 interface TokenizeAsk {
   text: (model: ServedModel) => string;
   param: 'prompt' | 'messages';
-  bos: boolean;
+  encoding: EncodeOptions;
   model: string | null | undefined;
   strs: boolean;
 }
@@ -75,11 +76,12 @@ interface TokenizeAsk {
 function parseTokenizeBody(body: unknown): TokenizeAsk {
   if (typeof body === 'object' && body !== null && 'messages' in body) {
     const chat = parseBody(chatForm, body);
-    // As a chat completion's prompt is made (completion-handler.ts's promptIds): the template's text, BOS first.
-    return { text: (model) => renderChatPrompt(chat.messages, model.info.model.chatTemplate), param: 'messages', bos: true, model: chat.model, strs: chat.return_token_strs === true };
+    // As a chat completion's prompt is made (chat-template.ts's encodeChatPrompt): the template's text, BOS first, special spellings plain.
+    return { text: (model) => renderChatPrompt(chat.messages, model.info.model.chatTemplate), param: 'messages', encoding: CHAT_PROMPT_ENCODING, model: chat.model, strs: chat.return_token_strs === true };
   }
   const prompt = parseBody(completionForm, body);
-  return { text: () => prompt.prompt, param: 'prompt', bos: prompt.add_special_tokens !== false, model: prompt.model, strs: prompt.return_token_strs === true };
+  // As a completion's text prompt: special spellings are special ids (docs/edge.md).
+  return { text: () => prompt.prompt, param: 'prompt', encoding: { bos: prompt.add_special_tokens !== false }, model: prompt.model, strs: prompt.return_token_strs === true };
 }
 
 function checkModel(name: string | null | undefined, model: ServedModel): void {
@@ -94,7 +96,7 @@ export function tokenize(body: unknown, model: ServedModel): TokenizeReply {
     throw badRequest(`${ask.param}: ${text.length} characters to tokenize; at most ${MAX_TOKENIZE_CHARACTERS} are taken at once (send the text in parts).`, ask.param, 'invalid_value');
   }
   const tokenizer = model.tokenizer;
-  const tokens = tokenizer.encode(text, { bos: ask.bos });
+  const tokens = tokenizer.encode(text, ask.encoding);
   return {
     count: tokens.length,
     max_model_len: model.info.model.contextLength,

@@ -6,6 +6,9 @@
 // (a piece right after BOS drops its leading space). Other vocabularies
 // (e.g. byte-level BPE) decode through the library; their streaming decoder
 // decodes a short window of the latest ids (LibraryStreamDecoder).
+// Text whose special spellings must stay plain characters (chat messages:
+// `specialTokens: false`) goes through a second library tokenizer made
+// without the special added tokens (plainJson).
 import { Tokenizer as LibraryTokenizer } from '@huggingface/tokenizers';
 import { PieceDecoder, SILENT_PIECE, TEXT_PIECE, decodeWithTable, pieceBytes, type PieceTable } from './incremental-decoder';
 import {
@@ -30,8 +33,9 @@ const EOS_NAMES = ['</s>', '<|end_of_text|>', '<eos>', '<|endoftext|>', '<|eot_i
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 
 interface ParsedJson {
-  model: { type?: string; vocab?: Record<string, number> | [string, number][]; byte_fallback?: boolean; unk_token?: string | null };
+  model: { type?: string; vocab?: Record<string, number> | [string, number][]; byte_fallback?: boolean; unk_token?: string | null; unk_id?: number | null };
   added_tokens?: { id: number; content: string; special?: boolean }[];
+  normalizer?: JsonValue;
   post_processor?: JsonValue;
   decoder?: JsonValue;
 }
@@ -81,6 +85,70 @@ function templateBosId(processor: JsonValue | undefined): number | undefined {
   return Array.isArray(ids) && typeof ids[0] === 'number' ? ids[0] : undefined;
 }
 
+/** The unknown token's text (BPE and WordPiece name it, Unigram gives its id), if the model has one. */
+function unkContent(json: ParsedJson): string | undefined {
+  const model = json.model;
+  if (typeof model.unk_token === 'string') return model.unk_token;
+  const entry = Array.isArray(model.vocab) && typeof model.unk_id === 'number' ? model.vocab[model.unk_id] : undefined;
+  return entry?.[0];
+}
+
+/**
+ * A normalizer that begins with a Prepend (Llama's "legacy" one: Prepend "▁",
+ * Replace " " → "▁") without it, and what it prepended: the caller puts that
+ * in front of the whole text instead. Same ids for a text with no added token
+ * in it; after one (`<unk>`), the library normalizes the rest of the text on
+ * its own and gave it a "▁" the text does not have, which llama2.c (one dummy
+ * prefix a text) does not. Only where what follows the Prepend leaves it as it
+ * is: Replace normalizers whose patterns share no character with it.
+ */
+function withoutPrepend(normalizer: JsonValue | undefined): { normalizer: JsonValue | undefined; prefix: string } {
+  const unchanged = { normalizer, prefix: '' };
+  if (!isRecord(normalizer)) return unchanged;
+  if (normalizer.type === 'Prepend') return typeof normalizer.prepend === 'string' ? { normalizer: null, prefix: normalizer.prepend } : unchanged;
+  if (normalizer.type !== 'Sequence' || !Array.isArray(normalizer.normalizers)) return unchanged;
+  const [first, ...rest] = normalizer.normalizers;
+  if (!isRecord(first) || first.type !== 'Prepend' || typeof first.prepend !== 'string') return unchanged;
+  const prefix = first.prepend;
+  const keepsPrefix = rest.every((n) => {
+    const pattern = isRecord(n) && n.type === 'Replace' && isRecord(n.pattern) ? n.pattern.String : undefined;
+    return typeof pattern === 'string' && pattern !== '' && ![...pattern].some((c) => prefix.includes(c));
+  });
+  if (!keepsPrefix) return unchanged;
+  return { normalizer: rest.length === 0 ? null : { ...normalizer, normalizers: rest }, prefix };
+}
+
+/**
+ * The tokenizer.json for text whose special spellings are plain characters
+ * (HF's tokenizers split them out of any text, `add_special_tokens: false`
+ * too, and @huggingface/tokenizers has no `split_special_tokens`): its
+ * `special` added tokens removed, but for the unknown token, which is content
+ * (the text id 0 prints as, so a reply sent back reaches the model as
+ * written), and their names out of a BPE or WordPiece vocabulary, where a
+ * model that takes a whole word from the vocabulary would find them. With the
+ * text to put in front (withoutPrepend). Null: it would be the same file.
+ */
+function plainJson(json: ParsedJson): { json: ParsedJson; prefix: string } | null {
+  const unk = unkContent(json);
+  const added = json.added_tokens ?? [];
+  const removed = new Map(added.filter((t) => t.special && t.content !== unk).map((t) => [t.content, t.id]));
+  const { normalizer, prefix } = withoutPrepend(json.normalizer);
+  if (removed.size === 0 && prefix === '') return null;
+  const vocab = json.model.vocab;
+  // A Unigram vocabulary is a list by id, nothing can be taken out of it: such a model (T5's kind, not Llama's) may still find a special piece in text.
+  const model =
+    removed.size > 0 && vocab !== undefined && !Array.isArray(vocab)
+      ? { ...json.model, vocab: Object.fromEntries(Object.entries(vocab).filter(([name, id]) => removed.get(name) !== id)) }
+      : json.model;
+  return { json: { ...json, added_tokens: added.filter((t) => !removed.has(t.content)), normalizer, model }, prefix };
+}
+
+/** A library tokenizer that reads special spellings as plain text, and the text it is given in front of each text (plainJson). */
+interface PlainEncoder {
+  library: LibraryTokenizer;
+  prefix: string;
+}
+
 /** Most token ids a tokenizer.json may name: the vocabulary a checkpoint may have too. */
 const MAX_TOKEN_ID = MAX_VOCAB_SIZE;
 
@@ -113,11 +181,16 @@ export class HfTokenizer implements Tokenizer {
   private readonly library: LibraryTokenizer;
   /** Null when the vocabulary is not Llama-style: decode through the library then. */
   private readonly table: PieceTable | null;
+  /** The file, for the plain encoder (the library holds it anyway). */
+  private readonly json: ParsedJson;
+  /** Made when first asked for: only chat text needs it, and a large vocabulary takes a while to build. */
+  private plain: PlainEncoder | null = null;
 
   constructor(source: string | Uint8Array | object, opts?: HfTokenizerOptions) {
     const json = parseJson(source);
     // Before anything is built by id: one id of 2^31 made the tables below run the process out of memory.
     checkTokenIds(json);
+    this.json = json;
     try {
       this.library = new LibraryTokenizer(json, { clean_up_tokenization_spaces: false });
     } catch (err) {
@@ -185,8 +258,16 @@ export class HfTokenizer implements Tokenizer {
   encode(text: string, opts?: EncodeOptions): number[] {
     const bos = opts?.bos ?? true;
     // The library's Prepend normalizer would turn '' into '▁'; llama2.c (and Rust tokenizers) give nothing.
-    const ids = text === '' ? [] : this.library.encode(text, { add_special_tokens: false }).ids;
+    const ids = text === '' ? [] : opts?.specialTokens === false ? this.plainIds(text) : this.library.encode(text, { add_special_tokens: false }).ids;
     return bos ? [this.bosId, ...ids] : ids;
+  }
+
+  private plainIds(text: string): number[] {
+    if (this.plain === null) {
+      const made = plainJson(this.json);
+      this.plain = made === null ? { library: this.library, prefix: '' } : { library: new LibraryTokenizer(made.json, { clean_up_tokenization_spaces: false }), prefix: made.prefix };
+    }
+    return this.plain.library.encode(this.plain.prefix + text, { add_special_tokens: false }).ids;
   }
 
   decode(ids: ArrayLike<number>): string {

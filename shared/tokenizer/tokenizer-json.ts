@@ -7,8 +7,12 @@
 //
 // Differences from Meta's Llama files, chosen to encode exactly like
 // llama2.c: fuse_unk is false (llama2c-tokenizer.ts emits one <unk> per
-// unknown character). Known divergence: as with every HF tokenizer, the
-// literal text "<unk>", "<s>" or "</s>" in a prompt encodes to the special id.
+// unknown character). Known divergences, in text read with special tokens
+// (HfTokenizer's default, a completion's prompt): as with every HF tokenizer,
+// the literal text "<unk>", "<s>" or "</s>" encodes to the special id, and
+// the text after one is normalized on its own, so it gains the Prepend's "▁"
+// (Llama's "legacy" reading). Read with `specialTokens: false` (chat text),
+// HfTokenizer encodes as llama2.c does, those two included.
 import {
   LLAMA2C_BOS_ID,
   LLAMA2C_EOS_ID,

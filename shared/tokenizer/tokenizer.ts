@@ -8,6 +8,18 @@ export const MAX_VOCAB_SIZE = 1 << 22;
 export interface EncodeOptions {
   /** Prepend the BOS id (default true), as llama2.c's run.c does for prompts. */
   bos?: boolean;
+  /**
+   * Whether text that spells a special token (`<s>`, `</s>`, `<|eot_id|>`...)
+   * becomes its special id (default true: a completion's text prompt, as HF's
+   * tokenizers read it). False for text that is not the caller's to give
+   * structure to (chat messages, tool outputs): it is encoded as the plain
+   * characters, so untrusted text cannot end a document or start one. The
+   * unknown token's spelling (`<unk>`, id 0) is content either way: the text
+   * a reply's id 0 prints as, so a reply sent back reaches the model as
+   * written. The llama2.c tokenizer reads `<s>` and `</s>` as plain
+   * characters whatever this says.
+   */
+  specialTokens?: boolean;
 }
 
 export interface DecoderOptions {

@@ -4,6 +4,7 @@ import { ApiError } from '../../edge/api-error';
 import type { ServedModel } from '../../edge/served-model';
 import { detokenize, MAX_TOKENIZE_CHARACTERS, tokenize } from '../../edge/tokenize-route';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import { tokenizerJsonFromLlama2c } from '../../shared/tokenizer/tokenizer-json';
 import { models } from '../support/shared-data';
 
 // What the routes read of the served model: its name, context and template, and the real tokenizer.
@@ -34,6 +35,20 @@ describe('/tokenize and /detokenize', () => {
   it("renders a chat's messages as a chat completion's prompt is, each message on its line after BOS", () => {
     const chat = tokenize({ messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'A dog.' }] }, model);
     expect(chat.tokens).toEqual(tokenizer.encode('Be brief.\nA dog.', { bos: true }));
+  });
+
+  it("reads special spellings in a chat's messages as plain text, and in a prompt as special ids, with a Hugging Face tokenizer.json", () => {
+    const hf = loadTokenizer(new TextEncoder().encode(tokenizerJsonFromLlama2c(new Uint8Array(readFileSync(models.stories260K.tokenizer)))));
+    const hfModel = { ...model, tokenizer: hf } as ServedModel;
+    const messages = [{ role: 'user', content: 'Once upon a time</s><s>There was' }, { role: 'assistant', content: ' a dog<unk> A </' }, { role: 'user', content: 's> B' }];
+    const chat = tokenize({ messages, return_token_strs: true }, hfModel);
+    expect(chat.tokens.indexOf(hf.bosId, 1)).toBe(-1);
+    expect(chat.tokens).not.toContain(2);
+    expect(chat.tokens).toContain(0);
+    // As the llama2.c tokenizer reads the same text.
+    expect(chat.tokens).toEqual(tokenize({ messages }, model).tokens);
+    const prompt = tokenize({ prompt: 'Once upon a time</s><s>There was' }, hfModel);
+    expect(prompt.tokens.slice(1)).toEqual(expect.arrayContaining([1, 2]));
   });
 
   it('refuses by field what it cannot do: too long a text, ids outside the vocabulary, another model, a template it does not have', () => {

@@ -1,8 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HfTokenizer } from '../../../shared/tokenizer/hf-tokenizer';
 import { Llama2cTokenizer } from '../../../shared/tokenizer/llama2c-tokenizer';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 import { llama2cToTokenizerJson, tokenizerJsonFromLlama2c } from '../../../shared/tokenizer/tokenizer-json';
+import { byteLevelTokenizer } from '../../support/byte-level-tokenizer';
+import { workloads } from '../../support/shared-data';
 import { printedIds, randomText, readFixtures, seededRandom, tokenizerBytes } from './tokenizer-fixtures';
 
 const tok512 = Llama2cTokenizer.fromBytes(tokenizerBytes('stories260K'));
@@ -120,5 +123,78 @@ describe('tokenizer.json converted from llama2.c', () => {
       const outside = JSON.stringify(vocab).replace(/"ids":\[1\]/g, '"ids":[1000000000]');
       expect(() => loadTokenizer(new TextEncoder().encode(outside))).toThrow(/BOS id 1000000000 is outside its 512 tokens/);
     }
+  });
+});
+
+describe('special spellings in text (EncodeOptions.specialTokens)', () => {
+  // The file the stack serves with SSSD_TOKENIZER, as tokenizerJsonFromLlama2c writes it.
+  const hf = new HfTokenizer(tokenizerJsonFromLlama2c(tokenizerBytes('stories260K')));
+  const plain = { bos: true, specialTokens: false } as const;
+
+  it('reads </s> and <s> as special ids by default (a completion prompt), and as plain characters with false, as llama2.c does', () => {
+    const text = 'Once upon a time</s><s>There was a dog';
+    const special = hf.encode(text);
+    expect(special.slice(1)).toContain(2);
+    expect(special.slice(1)).toContain(1);
+    const ids = hf.encode(text, plain);
+    expect(ids.slice(1).filter((id) => id === 1 || id === 2)).toEqual([]);
+    expect(ids).toEqual(tok512.encode(text));
+    expect(hf.decode(ids)).toBe(text);
+    // Formed across two messages' text (concat joins an assistant's reply with no separator).
+    expect(hf.encode('A </s> B', plain)).toEqual(tok512.encode('A </s> B'));
+    expect(hf.encode('A </s> B')).toContain(2);
+  });
+
+  it('keeps <unk> as id 0 both ways, with false without the "▁" the text after it gained', () => {
+    for (const text of ['Once<unk> upon a', '<unk> upon', 'There was<unk> a dog<unk>']) {
+      expect(hf.encode(text)).toContain(0);
+      expect(hf.encode(text, plain), text).toEqual(tok512.encode(text));
+    }
+    expect(hf.encode('Once<unk> upon a', plain)).toContain(0);
+  });
+
+  it('gives the ids it gave before to text that spells no special token: fixtures, workloads, random text', () => {
+    const texts = [...readFixtures('stories260K').map((f) => f.prompt)];
+    // Every workload prompt, and the first 300 corpus stories (~1 KB each; all 1,500 take seconds).
+    for (const [file, rows] of [[workloads.devSessions, Infinity], [workloads.datastoreCorpus, 300]] as const) {
+      const lines = readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '');
+      for (const line of lines.slice(0, rows)) {
+        const row = JSON.parse(line) as { prompt?: string; text?: string };
+        texts.push(row.prompt ?? row.text ?? '');
+      }
+    }
+    const rand = seededRandom(171);
+    for (let i = 0; i < 300; i++) texts.push(randomText(rand));
+    expect(texts.length).toBeGreaterThan(700);
+    for (const text of texts) {
+      const ids = hf.encode(text, { bos: false, specialTokens: false });
+      expect(ids, JSON.stringify(text.slice(0, 80))).toEqual(hf.encode(text, { bos: false }));
+    }
+  });
+
+  it('encodes random text holding special spellings exactly as the llama2.c tokenizer, with false', () => {
+    const rand = seededRandom(172);
+    const spellings = ['<s>', '</s>', '<unk>', '</', 's>', '<'];
+    for (let i = 0; i < 300; i++) {
+      let text = '';
+      for (let part = 0; part < 4; part++) text += randomText(rand, 6) + spellings[Math.floor(rand() * spellings.length)];
+      expect(hf.encode(text, { bos: false, specialTokens: false }), JSON.stringify(text)).toEqual(tok512.encode(text, { bos: false }));
+    }
+  });
+
+  it("reads a byte-level tokenizer's special spellings as their bytes with false", () => {
+    const byteLevel = byteLevelTokenizer();
+    const text = 'Hi<|end_of_text|><|begin_of_text|>there';
+    expect(byteLevel.encode(text, { bos: false })).toContain(257);
+    const ids = byteLevel.encode(text, { bos: false, specialTokens: false });
+    expect(ids.every((id) => id < 256)).toBe(true);
+    expect(ids).toEqual([...new TextEncoder().encode(text)]);
+  });
+
+  it('llama2.c reads the spellings the same either way: </s> and <s> plain, <unk> id 0', () => {
+    const text = 'A</s>B<s>C<unk>D';
+    expect(tok512.encode(text, { specialTokens: false })).toEqual(tok512.encode(text));
+    expect(tok512.encode(text).slice(1).filter((id) => id === 1 || id === 2)).toEqual([]);
+    expect(tok512.encode(text)).toContain(0);
   });
 });
