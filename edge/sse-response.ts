@@ -9,12 +9,13 @@
 import { toApiError, type ApiError } from './api-error';
 import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { BurstSmoother } from './burst-smoother';
+import { ClientBody } from './client-body';
 import { openedOrLate } from './reply-start';
 import type { CompletionRun, CompletionSummary, CompletionUsage } from './completion-run';
 import type { SourcedText } from './token-text';
 import type { CancelCause } from './request-log';
 
-/** How long a write is given to fail before a resume takes the client for still there. */
+/** How long the body's comments are given to find the client gone before a resume takes it for still there. */
 const CLIENT_CHECK_MS = 200;
 
 /** A Server-Sent Events response's headers (no proxy buffering or transforming it). */
@@ -143,46 +144,44 @@ export async function streamWhenOpened(runs: readonly CompletionRun[], format: S
 export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, setting: StreamSetting): Response {
   const { id, smooth, headers, clientSignal, opening = Promise.resolve(), heartbeatMs = 0, quietCommentMs = QUIET_STREAM_COMMENT_MS } = setting;
   const encoder = new TextEncoder();
-  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-  const writer = writable.getWriter();
   let clientGone = false;
   const cancelAll = (by: CancelCause = 'client'): void => {
     for (const run of runs) run.cancel(by);
   };
-  // The client is gone: cancel the generations at the pool, and abort the
-  // writer, as a response dropped unread never takes its pending write.
+  // The client is gone (the body cancelled by the runtime, or the client's signal): cancel the generations at the
+  // pool, and drop what waits unsent.
   const gone = (): void => {
     if (clientGone) return;
     clientGone = true;
     cancelAll();
-    writer.abort(new Error('client disconnected')).catch(() => undefined);
+    body.abandon();
   };
-  // What the response's pending writes and the client's signal call back is `gone` through a weak link only: when
-  // the client leaves while a write waits on it, workerd (wrangler dev) never settles that write nor fires the
-  // signal, and keeps both for good; holding `gone` strongly, they kept the runs and the request (~60 KB each).
-  // The task below holds `ender` for as long as it runs, so the link reaches `gone` while anything can happen.
+  // The body's cancel and the client's signal reach `gone` through a weak link only: when the client leaves, workerd
+  // (wrangler dev) may keep the body or the signal for good without a word, and holding `gone` strongly, they kept
+  // the runs and the request (~60 KB each). The task below holds `ender` for as long as it runs, so the link reaches
+  // `gone` while anything can happen.
   const ender = { gone };
   const goneLater = weakCall(ender);
+  const body = new ClientBody(ender);
   if (clientSignal?.aborted) gone();
   else clientSignal?.addEventListener('abort', goneLater, { once: true });
   let lastWriteAt = Date.now();
-  // A failed write means the client disconnected too. Not awaited (see `ender`): a slow client's chunks wait in
-  // the stream, at most a generation's worth.
+  // Enqueued, never waited on: a slow client's chunks wait in the body, at most a generation's worth.
   const send: SendFrame = (frame) => {
     if (clientGone) return;
     lastWriteAt = Date.now();
-    void writer.write(encoder.encode(frame)).catch(goneLater);
+    body.send(encoder.encode(frame));
   };
   const end = (): void => {
     format.close(send);
-    void writer.close().catch(() => undefined);
+    body.close();
     clientSignal?.removeEventListener('abort', goneLater);
     // Over: nothing is left to end (and naming `ender` here is what keeps it held by the task until now).
     ender.gone = () => undefined;
   };
   void (async () => {
     const comment = encoder.encode(': waiting for the pool\n\n');
-    const beat = heartbeatMs > 0 ? setInterval(() => void writer.write(comment).catch(goneLater), heartbeatMs) : null;
+    const beat = heartbeatMs > 0 ? setInterval(() => body.send(comment), heartbeatMs) : null;
     try {
       await opening;
     } catch (err) {
@@ -193,17 +192,18 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
     }
     if (beat) clearInterval(beat);
     // Silent mid-stream (a pool that hangs until the stall window moves the generation on, up to 30 s and more):
-    // a comment now and then keeps proxies from cutting the stream, and a failed write notices a client gone.
+    // a comment now and then keeps proxies from cutting the stream, and one the runtime cannot deliver has the
+    // body cancelled: a client gone is noticed.
     // Checked twice a window: a silence gets its comment after quietCommentMs to 1.5 × it (on the window's tick alone, up to 2 ×).
     const sendComment = (): void => {
       lastWriteAt = Date.now();
-      void writer.write(comment).catch(goneLater);
+      body.send(comment);
     };
     const quiet = setInterval(() => {
       if (!clientGone && Date.now() - lastWriteAt >= quietCommentMs) sendComment();
     }, Math.max(50, quietCommentMs / 2));
-    // Before a resume: comments, and a moment for a failed write to tell of a client gone. Two: the runtime finds
-    // the client gone as it sends the first, and only the writes after it fail.
+    // Before a resume: comments, and a moment for the body's cancel to tell of a client gone. Two: the runtime finds
+    // the client gone as it sends the first, and only the one after it fails.
     const stillThere = async (): Promise<boolean> => {
       for (let i = 0; i < 2 && !clientGone; i++) {
         sendComment();
@@ -248,5 +248,5 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
     for (const g of generators) await g.return(undefined as never).catch(() => undefined);
     end();
   })();
-  return new Response(readable, { headers: { ...sseHeaders, ...Object.fromEntries(new Headers(headers)) } });
+  return new Response(body.stream, { headers: { ...sseHeaders, ...Object.fromEntries(new Headers(headers)) } });
 }

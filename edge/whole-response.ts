@@ -3,6 +3,7 @@
  * while a long one is still running (see wholeCompletionResponse).
  */
 import { toApiError } from './api-error';
+import { ClientBody } from './client-body';
 import { combinedUsage, type CompletionRun, type CompletionUsage } from './completion-run';
 import type { PromptLogprobs } from './prompt-logprobs';
 import { joinText, tokensOf, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
@@ -18,7 +19,8 @@ import type { TokenLogprob } from './token-text';
  * generation (perhaps queued there still), its 200 headers go out and a
  * space follows every `heartbeatMs` until the JSON (leading whitespace is
  * valid JSON): workerd
- * notices a client that leaves only when a write to it fails, and without
+ * notices a client that leaves only when a write to it fails (the body is
+ * then cancelled: ClientBody), and without
  * this a client that gave up (a timeout, a closed tab, an SDK's retry) left
  * its generations running at the pool to the end, and its key's slot taken.
  * The price: an error after that point (every pool gone mid-generation) can
@@ -41,38 +43,38 @@ export async function wholeCompletionResponse(
   if (!(await lateBefore(runs, whole, heartbeatMs))) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
 
   const encoder = new TextEncoder();
-  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-  const writer = writable.getWriter();
   let gone = false;
   const leave = (): void => {
     if (gone) return;
     gone = true;
     for (const run of runs) run.cancel();
-    writer.abort(new Error('client disconnected')).catch(() => undefined);
+    body.abandon();
   };
+  // Weak links from the body's cancel and the client's signal, as in sseStream (a body or signal workerd keeps after
+  // its client left keeps nothing more); the task below holds `ender` until the reply is over.
+  const ender = { gone: leave };
+  const body = new ClientBody(ender);
+  const ref = new WeakRef(ender);
+  const leaveLater = (): void => ref.deref()?.gone();
   if (clientSignal?.aborted) leave();
-  else clientSignal?.addEventListener('abort', leave, { once: true });
+  else clientSignal?.addEventListener('abort', leaveLater, { once: true });
   const space = encoder.encode(' ');
-  const beat = setInterval(() => {
-    if (!gone) writer.write(space).catch(leave);
-  }, heartbeatMs);
+  const beat = setInterval(() => body.send(space), heartbeatMs);
   void (async () => {
-    let body: string;
+    let json: string;
     try {
-      body = JSON.stringify(await whole);
+      json = JSON.stringify(await whole);
     } catch (err) {
-      body = JSON.stringify(toApiError(err, meta.id).toBody());
+      json = JSON.stringify(toApiError(err, meta.id).toBody());
     }
     clearInterval(beat);
+    clientSignal?.removeEventListener('abort', leaveLater);
+    ender.gone = () => undefined;
     if (gone) return;
-    try {
-      await writer.write(encoder.encode(body));
-      await writer.close();
-    } catch {
-      leave();
-    }
+    body.send(encoder.encode(json));
+    body.close();
   })();
-  return new Response(readable, {
+  return new Response(body.stream, {
     // no-transform: a proxy that compressed or buffered it would hold the spaces back, and the client's leaving with them.
     headers: { ...jsonHeaders, 'content-encoding': 'identity', 'cache-control': 'no-store, no-transform' },
     encodeBody: 'manual',

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { ClientBody } from '../../edge/client-body';
+
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
+
+/** Everything the body gives a reader, to its end, as text. */
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<string> {
+  return new Response(stream).text();
+}
+
+describe('ClientBody', () => {
+  it('gives the reader what was sent, in order, and ends where it is closed (sends after that are dropped)', async () => {
+    let left = 0;
+    const body = new ClientBody({ gone: () => void left++ });
+    body.send(bytes('data: a\n\n'));
+    body.send(bytes(': comment\n\n'));
+    body.close();
+    body.send(bytes('data: late\n\n'));
+    expect(body.ended).toBe(true);
+    expect(await readAll(body.stream)).toBe('data: a\n\n: comment\n\n');
+    expect(left).toBe(0);
+  });
+
+  it("tells of the client's leaving once when the runtime cancels the body, and sends nothing after", async () => {
+    let left = 0;
+    const body = new ClientBody({ gone: () => void left++ });
+    const reader = body.stream.getReader();
+    body.send(bytes('data: a\n\n'));
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('data: a\n\n');
+    // What the runtime does with a response body whose client went.
+    await reader.cancel(new Error('Network connection lost.'));
+    expect(left).toBe(1);
+    expect(body.ended).toBe(true);
+    body.send(bytes('data: b\n\n'));
+    body.close();
+    body.abandon();
+    expect(left).toBe(1);
+  });
+
+  it('drops what waits unsent when the caller finds the client gone first (its signal), with no word back', async () => {
+    let left = 0;
+    const body = new ClientBody({ gone: () => void left++ });
+    body.send(bytes('data: a\n\n'));
+    body.abandon();
+    body.send(bytes('data: b\n\n'));
+    await expect(readAll(body.stream)).rejects.toThrow('client disconnected');
+    expect(left).toBe(0);
+  });
+});

@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import type { CompletionRun, CompletionSummary } from '../../edge/completion-run';
+import type { CancelCause } from '../../edge/request-log';
+import { sseStream, type SendFrame, type StreamFormat } from '../../edge/sse-response';
+import type { SourcedText } from '../../edge/token-text';
+
+const summary: CompletionSummary = {
+  finishReason: 'length',
+  stopReason: null,
+  usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+  promptLogprobs: null,
+} as CompletionSummary;
+
+/** A run that yields a piece every 20 ms until cancelled (then it ends, as CompletionRun does), noting its cancels. */
+function slowRun(): { run: CompletionRun; cancels: CancelCause[] } {
+  const cancels: CancelCause[] = [];
+  let cancelled = false;
+  const fake = {
+    clientStillThere: null as (() => Promise<boolean>) | null,
+    cancel(by: CancelCause = 'client') {
+      cancels.push(by);
+      cancelled = true;
+    },
+    async *run(): AsyncGenerator<SourcedText[], CompletionSummary> {
+      for (let i = 0; i < 500 && !cancelled; i++) {
+        yield [{ text: `t${i} `, source: 'model' } as SourcedText];
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return summary;
+    },
+  };
+  return { run: fake as unknown as CompletionRun, cancels };
+}
+
+/** Frames as plain `data:` lines; what the stream ended as. */
+function plainFormat(): StreamFormat & { endedAs: string[] } {
+  const endedAs: string[] = [];
+  return {
+    endedAs,
+    begin: (send: SendFrame) => send('data: begin\n\n'),
+    piece: (_i: number, segments: SourcedText[], send: SendFrame) => send(`data: ${segments.map((s) => s.text).join('')}\n\n`),
+    finished: () => undefined,
+    ended: () => void endedAs.push('ended'),
+    failed: () => void endedAs.push('failed'),
+    close: (send: SendFrame) => send('data: [DONE]\n\n'),
+    abandoned: () => void endedAs.push('abandoned'),
+  };
+}
+
+const until = async (check: () => boolean): Promise<void> => {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+};
+
+describe('sseStream', () => {
+  it("cancels the runs for the client and keeps the reply as abandoned when the runtime cancels the body (the client left)", async () => {
+    const { run, cancels } = slowRun();
+    const format = plainFormat();
+    const response = sseStream([run], format, { id: 'x', smooth: false, headers: {} });
+    const reader = response.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain('data: begin');
+    await reader.cancel(new Error('Network connection lost.'));
+    await until(() => format.endedAs.length > 0);
+    expect(cancels).toEqual(['client']);
+    expect(format.endedAs).toEqual(['abandoned']);
+  });
+
+  it("cancels the runs once when the client's signal fires, and the reader sees the stream broken, not ended", async () => {
+    const { run, cancels } = slowRun();
+    const format = plainFormat();
+    const client = new AbortController();
+    const response = sseStream([run], format, { id: 'x', smooth: false, headers: {}, clientSignal: client.signal });
+    const reader = response.body!.getReader();
+    await reader.read();
+    client.abort();
+    await expect((async () => {
+      for (;;) if ((await reader.read()).done) return 'ended';
+    })()).rejects.toThrow('client disconnected');
+    await until(() => format.endedAs.length > 0);
+    expect(cancels).toEqual(['client']);
+    expect(format.endedAs).toEqual(['abandoned']);
+  });
+
+  it("tells a resume the client is gone where the body is cancelled during its check, and still there otherwise", async () => {
+    const { run } = slowRun();
+    const response = sseStream([run], plainFormat(), { id: 'x', smooth: false, headers: {} });
+    const reader = response.body!.getReader();
+    await reader.read();
+    const stillThere = (run as unknown as { clientStillThere: () => Promise<boolean> }).clientStillThere;
+    expect(await stillThere()).toBe(true);
+    const check = stillThere();
+    await reader.cancel(new Error('Network connection lost.'));
+    expect(await check).toBe(false);
+  });
+});
