@@ -20,7 +20,7 @@ import type { EdgeEnv } from './env';
 import { kvNamespace, requireKv } from './kv-binding';
 import { PoolPicker } from './pool-picker';
 import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
-import { KeyLimiter, LEASE_HEARTBEAT_MS, STOPPED_CHECK_MS, type Admission, type RequestQuota } from './rate-limiter';
+import { KeyLimiter, LEASE_HEARTBEAT_MS, type Admission, type RequestQuota } from './rate-limiter';
 import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody, refuseStreamOptionsWithoutStream } from './request-schema';
 import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
 import { loggedErrorCode, RequestLog } from './request-log';
@@ -194,24 +194,12 @@ async function readJson(c: Context<AppEnv>): Promise<unknown> {
  * The key's admission for this request (its quota stamped for
  * rateLimitHeaders), or its 429. The request shows life while its code can
  * run, so its slot stays its own however long it takes (a slow body, KV far
- * away); one the runtime stopped (its client gone, before the response or
- * mid-stream: most times nothing tells it) runs no timers, and its lease is
- * seen stopped when other requests' timers fire and its own does not. A
- * request refused for slots waits STOPPED_CHECK_MS on a timer of its own to
- * see that too (KeyLimiter.timerFired), and takes a slot so freed: a client
- * that cut its stream and sent another at once was refused while the
- * runtime's stopped request held the slot (review h163). `release` ends both.
+ * away); one the runtime cancelled (client gone before the response) runs no
+ * timers, and its lease lapses. `release` ends both.
  */
-async function admit(c: Context<AppEnv>, holdsSlot = true): Promise<Extract<Admission, { ok: true }>> {
+function admit(c: Context<AppEnv>, holdsSlot = true): Extract<Admission, { ok: true }> {
   const key = c.get('key');
-  const acquire = (): Admission => limiter.acquire(key.keyId, key.rpm, holdsSlot ? key.concurrency : Infinity, edgeConfig(c.env).concurrencyLeaseMs);
-  let admission = acquire();
-  if (!admission.ok && admission.stoppedCheckDueMs !== undefined) {
-    const due = admission.stoppedCheckDueMs;
-    await new Promise((resolve) => setTimeout(resolve, STOPPED_CHECK_MS));
-    limiter.timerFired(due);
-    admission = acquire();
-  }
+  const admission = limiter.acquire(key.keyId, key.rpm, holdsSlot ? key.concurrency : Infinity, edgeConfig(c.env).concurrencyLeaseMs);
   c.set('quota', admission.quota);
   if (admission.ok) {
     // A slotless admission has no lease to keep alive.
@@ -248,7 +236,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
   const config = edgeConfig(env);
   const key = c.get('key');
   // Limits first: a key past them costs no parse of its body (CPU is billed; a 1 MiB body took ~30 ms).
-  const admission = await admit(c);
+  const admission = admit(c);
   const release = admission.release;
   let parsed: ParsedRequest;
   let answer: Answerer | undefined;
@@ -365,7 +353,7 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
  * request of the key (each is KV work), taking no slot. `id`: the route's `:id`.
  */
 async function keyStoreRoute<S>(c: Context<AppEnv>, store: (c: Context<AppEnv>) => S, answer: (store: S, id: string) => Promise<object>): Promise<Response> {
-  const admission = await admit(c, false);
+  const admission = admit(c, false);
   try {
     return c.json(await answer(store(c), c.req.param('id') ?? ''));
   } finally {
@@ -383,7 +371,7 @@ app.get('/v1/responses/:id', rateLimitHeaders, async (c) => {
   // As a form or a query string writes true (`stream=1` was served as JSON, which the SDK read as no events).
   if (stream !== null && (stream.toLowerCase() === 'true' || stream === '1')) {
     // A background response made with stream, streamed again from `starting_after` (background-stream.ts).
-    const admission = await admit(c, false);
+    const admission = admit(c, false);
     try {
       const after = startingAfter(query);
       const store = responseStore(c);
@@ -586,7 +574,7 @@ for (const path of ['/v1/models', '/v1/models/:model{.+}', '/', '/healthz', '/he
  */
 function userCacheRoute(unavailable: string, answer: (c: Context<AppEnv>, scope: string, user: string | null) => Promise<Response>): (c: Context<AppEnv>) => Promise<Response> {
   return async (c) => {
-    const admission = await admit(c, false);
+    const admission = admit(c, false);
     try {
       const user = userCacheUser(new URL(c.req.url).search, await readUncompressedText(c));
       return await answer(c, await cacheScope(c.get('key').dataScope, user), user).catch((err: unknown) => {
@@ -630,7 +618,7 @@ methodNotAllowed('/v1/user-cache', 'GET, DELETE');
 // its body is read and its text encoded (up to ~0.1 s of the isolate's thread).
 function tokenizerRoute(run: (body: unknown, model: ServedModel) => object): (c: Context<AppEnv>) => Promise<Response> {
   return async (c) => {
-    const admission = await admit(c);
+    const admission = admit(c);
     try {
       const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
       return c.json(run(await readJson(c), model));
@@ -655,7 +643,7 @@ app.all('/bench/edge-cpu', async (c, next) => {
 });
 app.post('/bench/edge-cpu', rateLimitHeaders, limitBody, async (c) => {
   // The key's limits, as for a completion: a run holds the isolate's thread for up to seconds.
-  const admission = await admit(c);
+  const admission = admit(c);
   try {
     const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
     return c.json(await benchEdgeCpu(await readJson(c), model, requireKv(c.env)));

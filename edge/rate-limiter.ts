@@ -4,16 +4,12 @@
  * `wrangler dev` (one isolate), approximate across a fleet of isolates, which
  * is the usual trade-off for edge limiters (docs/edge.md).
  *
- * A request in flight holds a lease, not a count: the runtime stops a
- * request whose client leaves, before its response or mid-stream, without a
- * word to it most times (none of its code runs again, its timers included, so
- * it never releases), and a count would keep that slot taken until the
- * isolate goes. A live request shows life every LEASE_HEARTBEAT_MS from a
- * timer of its own. A lease is taken back once it is seen stopped: a timer
- * of another request fired that was due well after the lease's next beat (an
- * isolate's timers fire in the order they are due, and a busy or paused
- * isolate delays them all alike, so the lease's would have fired first); or,
- * where no other timer tells, once it has shown no life for `leaseMs`.
+ * A request in flight holds a lease, not a count: the runtime cancels a
+ * request whose client leaves before its response (none of its code runs
+ * again, its timers included, so it never releases), and a count would keep
+ * that slot taken until the isolate goes. A live request shows life every
+ * LEASE_HEARTBEAT_MS from a timer of its own; a lease that shows none for
+ * `leaseMs` is taken back.
  */
 export type Admission =
   | {
@@ -30,18 +26,7 @@ export type Admission =
       refund: () => RequestQuota;
       quota: RequestQuota;
     }
-  | {
-      ok: false;
-      retryAfterS: number;
-      reason: 'rate' | 'concurrency';
-      quota: RequestQuota;
-      /**
-       * Refused for slots: where the refused request waits STOPPED_CHECK_MS on a timer of its own, due at this
-       * time, and tells `timerFired` of it, every lease not renewed by then is seen stopped (a request the runtime
-       * stopped a moment ago, that no other request's timer has told of).
-       */
-      stoppedCheckDueMs?: number;
-    };
+  | { ok: false; retryAfterS: number; reason: 'rate' | 'concurrency'; quota: RequestQuota };
 
 /**
  * The key's request budget after this request, for OpenAI's
@@ -66,13 +51,6 @@ export const LEASE_MS = 5_000;
  */
 export const LEASE_HEARTBEAT_MS = 250;
 
-/** Silent this much past its last beat, a lease may be of a stopped request (its next beat is late). */
-const SILENT_MS = 1.5 * LEASE_HEARTBEAT_MS;
-/** A lease is seen stopped once a timer fired that was due this much after the lease's next beat was (timing's slack). */
-const STOPPED_MARGIN_MS = LEASE_HEARTBEAT_MS / 2;
-/** How long a request refused for slots waits to see its key's stopped leases: past a heartbeat, and its margin, of every lease as it is. */
-export const STOPPED_CHECK_MS = LEASE_HEARTBEAT_MS + STOPPED_MARGIN_MS + 25;
-
 /** Keys the limiter holds before it forgets idle ones (one per key seen by this isolate otherwise). */
 export const BUCKETS_BEFORE_SWEEP = 10_000;
 /** A token bucket refills fully within a minute: one idle that long is as good as new. */
@@ -89,18 +67,17 @@ interface Bucket {
 
 /**
  * When a slot is likely free, for a concurrency 429's Retry-After: a live
- * request may end any moment (1 s, the header's least), and one that has
- * missed its heartbeats (its client left, and the runtime stopped its code)
- * is seen stopped within a heartbeat or two while other requests' timers beat
- * (`timersBeat`); where none does, it frees its slot only when its lease
- * lapses, and saying 1 s then sends the client back to a 429 again and again.
+ * request may end any moment (1 s, the header's least); one that has missed its heartbeats
+ * (its client left, and the runtime stopped its code) frees its slot only when
+ * its lease lapses, and saying 1 s then sends the client back to a 429 again
+ * and again.
  */
-function slotFreeInS(leases: ReadonlyMap<number, number>, now: number, leaseMs: number, timersBeat: boolean): number {
+function slotFreeInS(leases: ReadonlyMap<number, number>, now: number, leaseMs: number): number {
   let soonestMs = Infinity;
   for (const seen of leases.values()) {
     const silentMs = now - seen;
     // A lease lapses once silent for more than leaseMs: at seen + leaseMs + 1.
-    soonestMs = Math.min(soonestMs, silentMs > SILENT_MS && !timersBeat ? seen + leaseMs + 1 - now : LEASE_HEARTBEAT_MS);
+    soonestMs = Math.min(soonestMs, silentMs > 1.5 * LEASE_HEARTBEAT_MS ? seen + leaseMs + 1 - now : LEASE_HEARTBEAT_MS);
   }
   return Math.max(1, Math.ceil(soonestMs / 1000));
 }
@@ -116,14 +93,6 @@ export class KeyLimiter {
   /** The latest time read, and what is added to the clock's readings so that none is earlier. */
   private lastMs = -Infinity;
   private behindMs = 0;
-  /**
-   * The latest due time of a timer that has fired (a heartbeat, a refused
-   * request's check): a lease whose next beat was due STOPPED_MARGIN_MS before
-   * it and has not come is of a stopped request.
-   */
-  private firedDueMs = -Infinity;
-  /** When a timer last told of itself. */
-  private timerFiredMs = -Infinity;
 
   constructor(
     private readonly clock: () => number = () => Date.now(),
@@ -166,16 +135,8 @@ export class KeyLimiter {
     // bucket was empty met a second 429 saying 20 s.
     const rateWaitS = tokens < 1 ? Math.ceil((1 - tokens) / perMs / 1000) : 0;
     if (bucket.leases.size >= concurrency) {
-      this.takeBackStopped(bucket.leases, now, leaseMs);
-      if (bucket.leases.size >= concurrency) {
-        return {
-          ok: false,
-          retryAfterS: Math.max(this.slotFreeInS(bucket.leases, now, leaseMs), rateWaitS),
-          reason: 'concurrency',
-          quota: quotaOf(rpm, tokens),
-          stoppedCheckDueMs: now + STOPPED_CHECK_MS,
-        };
-      }
+      for (const [id, seen] of bucket.leases) if (now - seen > leaseMs) bucket.leases.delete(id);
+      if (bucket.leases.size >= concurrency) return { ok: false, retryAfterS: Math.max(slotFreeInS(bucket.leases, now, leaseMs), rateWaitS), reason: 'concurrency', quota: quotaOf(rpm, tokens) };
     }
     if (tokens < 1) return { ok: false, retryAfterS: rateWaitS, reason: 'rate', quota: quotaOf(rpm, tokens) };
     bucket.tokens = tokens - 1;
@@ -194,27 +155,20 @@ export class KeyLimiter {
     return {
       ok: true,
       quota: quotaOf(rpm, bucket.tokens),
-      // Once: its slots are the key's again for good, whatever calls it after.
       release: () => {
         for (const id of ids) leases.delete(id);
-        ids.length = 0;
       },
       alive: () => {
-        const before = ids.length > 0 ? leases.get(ids[0]) : undefined;
-        // Released or taken back: nothing to renew, and what it tells of the isolate's timers is not needed.
-        if (before === undefined) return;
-        // This heartbeat was due a heartbeat after its previous beat (or the admission).
-        this.timerFired(before + LEASE_HEARTBEAT_MS);
         const at = this.now();
         for (const id of ids) if (leases.has(id)) leases.set(id, at);
       },
       widen: (extra) => {
         const at = this.now();
-        this.takeBackStopped(leases, at, leaseMs);
+        for (const [id, seen] of leases) if (at - seen > leaseMs) leases.delete(id);
         if (leases.size + extra > concurrency) {
           // Refused for slots, as a concurrency 429 is: the request's rate token goes back.
           refund();
-          return this.slotFreeInS(leases, at, leaseMs);
+          return slotFreeInS(leases, at, leaseMs);
         }
         for (let k = 0; k < extra; k++) {
           const id = ++this.nextLease;
@@ -225,26 +179,6 @@ export class KeyLimiter {
       },
       refund,
     };
-  }
-
-  /**
-   * A timer due at `dueMs` (this limiter's clock: a refusal's
-   * stoppedCheckDueMs, a heartbeat's) fired now: every lease whose next beat
-   * was due STOPPED_MARGIN_MS or more before it, and has not come, is of a
-   * request the runtime stopped, and is taken back when next looked at.
-   */
-  timerFired(dueMs: number): void {
-    this.firedDueMs = Math.max(this.firedDueMs, dueMs);
-    this.timerFiredMs = this.now();
-  }
-
-  /** Takes back the leases of requests the runtime stopped: seen stopped by a timer that fired, or silent for `leaseMs`. */
-  private takeBackStopped(leases: Map<number, number>, now: number, leaseMs: number): void {
-    for (const [id, seen] of leases) if (now - seen > leaseMs || seen + LEASE_HEARTBEAT_MS + STOPPED_MARGIN_MS < this.firedDueMs) leases.delete(id);
-  }
-
-  private slotFreeInS(leases: ReadonlyMap<number, number>, now: number, leaseMs: number): number {
-    return slotFreeInS(leases, now, leaseMs, now - this.timerFiredMs <= SILENT_MS);
   }
 
   /** Keys held now (tests, metrics). */
