@@ -4,10 +4,13 @@
  * answered at once; the generation runs on in the request's waitUntil, and
  * the finished response (completed, incomplete, failed or cancelled) then
  * takes the queued one's place in the store, where GET /v1/responses/{id}
- * polls it. A cancel or a delete, from whatever isolate takes it, reaches
- * the run through KV (ResponseStore.requestStop), which the run reads every
- * `stopPollMs`. A run is bounded by `deadlineMs` (Workers give waitUntil 30 s
- * after the response): past it, it is stopped and stored failed.
+ * polls it. A cancel or a delete taken in the isolate that runs it stops
+ * the run at once (haltRunHere); from whatever isolate takes it, it also
+ * reaches the run through KV (ResponseStore.requestStop), which the run reads
+ * every `stopPollMs`. A run is bounded by `deadlineMs` (Workers give waitUntil
+ * 30 s after the response): past it, it is stopped and stored failed. What
+ * must be done before a poll can find it ended (a conversation's turn
+ * appended) is done before its end is written (`beforeEnd`).
  * Created with `stream: true`, the run writes its events into a log that
  * the request streams and KV keeps (background-stream.ts), and tells its
  * end there once it is stored.
@@ -51,6 +54,9 @@ export interface BackgroundEvents {
 /** Stores a response of the request (`running`: on the queued one, what its record says of its run). */
 export type SaveResponse = (response: ResponseObject, running?: RunningRecord) => Promise<PutOutcome>;
 
+/** Done once, before a run's end is first written, with the end a run not stopped stores (its turn appended to its conversation). Never throws. */
+export type BeforeEnd = (ended: ResponseObject) => Promise<void>;
+
 /** A run reads its stop requests this often (each a KV read). */
 export const BACKGROUND_STOP_POLL_MS = 1_000;
 /** Tries of the finished response's write (a 429 from a write of the key elsewhere, a store that failed once). */
@@ -80,7 +86,26 @@ const LOST_ERROR = { code: 'server_error', message: 'The background response sto
 /** Why a run stops early: a delete is more than a cancel, a cancel (the client's) more than a verdict of lost, which is more than the deadline. */
 type Stop = BackgroundStop | 'deadline';
 const STOP_RANK: Record<Stop, number> = { deadline: 1, lost: 2, cancel: 3, delete: 4 };
-const stronger = (a: Stop | null, b: Stop | null): Stop | null => (a === null ? b : b === null ? a : STOP_RANK[b] > STOP_RANK[a] ? b : a);
+const stronger = <S extends Stop>(a: S | null, b: S | null): S | null => (a === null ? b : b === null ? a : STOP_RANK[b] > STOP_RANK[a] ? b : a);
+
+/**
+ * The halts of the background runs this isolate runs, by key and response
+ * id, until their end is stored (no later than their deadline and the minute
+ * after: a run whose waitUntil the runtime cut never removes its own): a
+ * cancel or a delete taken here stops the run at once, where the stop mark in
+ * KV reaches it only at its next read, a second later (review h170: a
+ * 480-token reply ran to its end, billed and holding the key's slot).
+ */
+const runningHalts = new Map<string, { stop: RunStop; until: number }>();
+const haltKey = (store: ResponseStore, id: string): string => `${store.keyId}\n${id}`;
+
+/** Stops response `id`'s background run where this isolate runs it (the caller writes the stop mark for any other); whether it ran here. */
+export function haltRunHere(store: ResponseStore, id: string, why: 'cancel' | 'delete'): boolean {
+  const running = runningHalts.get(haltKey(store, id));
+  if (running === undefined || running.until < Date.now()) return false;
+  running.stop.haltFromElsewhere(why);
+  return true;
+}
 
 /**
  * The queued answer of a background request, its run carried on in
@@ -95,6 +120,7 @@ export async function answerInBackground(
   store: ResponseStore,
   options: BackgroundOptions,
   events: BackgroundEvents | null = null,
+  beforeEnd: BeforeEnd = () => Promise.resolve(),
 ): Promise<Response> {
   const begun = Date.now();
   // Opened first: a pool that refuses it (busy, a bad request) is the request's own error, as without background.
@@ -114,7 +140,7 @@ export async function answerInBackground(
   const storedAt = Date.now();
   // Its heartbeat is needed until a reader takes the queued record for a run that died in any case (its cutoff).
   const beatsUntil = running.runsUntil + DIED_AFTER_DEADLINE_MS;
-  const job: BackgroundJob = { started, reply, finish, save, store, options, begun, storedAt };
+  const job: BackgroundJob = { started, reply, finish, save, beforeEnd, store, options, begun, storedAt, beatsUntil };
   if (events === null) {
     // Nothing else is written as it runs: its heartbeat alone, every aliveEveryMs.
     const beats = keepBeating(store, started.id, aliveEveryMs, storedAt, beatsUntil);
@@ -146,17 +172,28 @@ interface BackgroundJob {
   reply: PreparedReply;
   finish: () => Promise<ResponseObject>;
   save: SaveResponse;
+  beforeEnd: BeforeEnd;
   store: ResponseStore;
   options: BackgroundOptions;
   begun: number;
   storedAt: number;
+  /** Its halt is found here (runningHalts) no later than this. */
+  beatsUntil: number;
 }
 
 async function runToEnd(job: BackgroundJob, told: (response: ResponseObject | null) => void, beats: Heartbeat | null): Promise<void> {
   let deleted = false;
+  const stop = new RunStop(job.reply);
+  const key = haltKey(job.store, job.started.id);
+  const now = Date.now();
+  for (const [other, running] of runningHalts) if (running.until < now) runningHalts.delete(other);
+  const entry = { stop, until: job.beatsUntil };
+  runningHalts.set(key, entry);
   try {
-    deleted = await runAndStore(job, told);
+    deleted = await runAndStore(job, told, stop);
   } finally {
+    // Its end is stored (a cancel reads it ended, and answers it as it is) or could not be: nothing to halt here.
+    if (runningHalts.get(key) === entry) runningHalts.delete(key);
     // Its record is no longer queued (or it could not be stored, and a reader takes it for lost): no more beats.
     const written = (await beats?.stop()) ?? 0;
     // Deleted as it ran: a beat written after the delete goes too (the delete removed those before it).
@@ -164,22 +201,61 @@ async function runToEnd(job: BackgroundJob, told: (response: ResponseObject | nu
   }
 }
 
+/**
+ * Why a run was asked to stop, the strongest of what it was asked: `halt`
+ * asks it in the run's own request, `haltFromElsewhere` in another request of
+ * its isolate. Made in the run's request.
+ */
+class RunStop {
+  asked: Stop | null = null;
+  /** At its deadline, was it waiting for a pool to take it up again (its pool failed)? Then that is why it stopped. */
+  poolLost = false;
+  /** Asked from another request, and not yet acted on in the run's own. */
+  private pending: BackgroundStop | null = null;
+  private wake: () => void = () => undefined;
+
+  constructor(private readonly reply: PreparedReply) {
+    this.listen();
+  }
+
+  halt(why: Stop): void {
+    if (why === 'deadline' && this.asked === null) this.poolLost = this.reply.runs.some((run) => run.waitingForPool);
+    this.asked = stronger(this.asked, why);
+    for (const run of this.reply.runs) run.cancel(why);
+  }
+
+  /**
+   * Asked from another request (a cancel, a delete): its end says so whatever
+   * comes, and its generations are cancelled in its own request, to which their
+   * I/O belongs (Workers refuse it from another request's handler, a 500): a
+   * promise made there, settled here, goes on there.
+   */
+  haltFromElsewhere(why: BackgroundStop): void {
+    this.asked = stronger(this.asked, why);
+    this.pending = stronger(this.pending, why);
+    this.wake();
+  }
+
+  private listen(): void {
+    void new Promise<void>((resolve) => {
+      this.wake = resolve;
+    }).then(() => {
+      const why = this.pending;
+      this.pending = null;
+      this.listen();
+      if (why !== null) this.halt(why);
+    });
+  }
+}
+
 /** Runs it to its end and stores that; whether it was deleted instead. */
-async function runAndStore({ started, reply, finish, save, store, options, begun, storedAt }: BackgroundJob, told: (response: ResponseObject | null) => void): Promise<boolean> {
-  const asked: { stop: Stop | null } = { stop: null };
-  // At its deadline, was it waiting for a pool to take it up again (its pool failed)? Then that is why it stopped.
-  let poolLost = false;
-  const halt = (why: Stop): void => {
-    if (why === 'deadline' && asked.stop === null) poolLost = reply.runs.some((run) => run.waitingForPool);
-    asked.stop = stronger(asked.stop, why);
-    for (const run of reply.runs) run.cancel(why);
-  };
+async function runAndStore({ started, reply, finish, save, beforeEnd, store, options, begun, storedAt }: BackgroundJob, told: (response: ResponseObject | null) => void, stop: RunStop): Promise<boolean> {
   const poll = setInterval(() => {
     void store.stopRequested(started.id).then((why) => {
-      if (why !== null) halt(why);
+      if (why !== null) stop.halt(why);
     });
   }, options.stopPollMs);
-  const deadline = setTimeout(() => halt('deadline'), options.deadlineMs - (Date.now() - begun));
+  const deadline = setTimeout(() => stop.halt('deadline'), options.deadlineMs - (Date.now() - begun));
   let ended: ResponseObject;
   try {
     ended = await finish();
@@ -200,19 +276,22 @@ async function runAndStore({ started, reply, finish, save, store, options, begun
     if (why === 'deadline') {
       const limit = `this server's ${Math.round(options.deadlineMs / 1000)} s for one (SSSD_BACKGROUND_DEADLINE_SECONDS)`;
       // Its pool failed and none took it up in time: said so (review h144: it read as a response too long to run).
-      const error = poolLost
+      const error = stop.poolLost
         ? { code: 'pool_unavailable', message: `The background response's pool failed, and no other pool could go on with it within ${limit}; create it again.` }
         : { code: 'server_error', message: `The background response ran past ${limit} and was stopped.` };
       return { ...failedResponse(started, cutShort(ended.output), error), usage };
     }
     return { ...ended, usage };
   };
-  // KV takes one write a second per key: the end waits for the queued record's second.
-  await sleep(storedAt + KEY_WRITE_INTERVAL_MS - Date.now());
+  // Not stopped, what a poll that finds it ended relies on is done first (its turn appended to its conversation: the
+  // client's next request reads it; review h170), as KV's one write a second per key holds its end back for the queued
+  // record's second anyway. A stop asked meanwhile is read after it, and wins as it would have.
+  const ending = stronger(stop.asked, await store.stopRequested(started.id)) === null ? beforeEnd(final(null)).catch((err: unknown) => console.error(`edge: background response ${started.id}'s work before its end failed`, err)) : null;
+  await Promise.all([sleep(storedAt + KEY_WRITE_INTERVAL_MS - Date.now()), ending]);
   for (let attempt = 1; attempt <= FINAL_WRITE_TRIES; attempt++) {
     // Read again right before each write: a stop asked while it ended or waited wins (a client told `cancelled` must
     // not find it completed, nor a deleted one find it back).
-    const why = stronger(asked.stop, await store.stopRequested(started.id));
+    const why = stronger(stop.asked, await store.stopRequested(started.id));
     if (why === 'delete') {
       told(null);
       return true;
@@ -234,7 +313,7 @@ async function runAndStore({ started, reply, finish, save, store, options, begun
   }
   console.error(`edge: background response ${started.id} ended and could not be stored; a poll will find it failed once its heartbeat stops`);
   // Its stream is told so, not that it completed (a poll finds it failed later): its text is in the events before.
-  told(failedResponse(started, final(asked.stop).output, { code: 'response_store_unavailable', message: 'The background response ended, and the response store failed as its end was written: a retrieve will find it failed. Its output is in the events before this one.' }));
+  told(failedResponse(started, final(stop.asked).output, { code: 'response_store_unavailable', message: 'The background response ended, and the response store failed as its end was written: a retrieve will find it failed. Its output is in the events before this one.' }));
   return false;
 }
 
@@ -287,11 +366,13 @@ export function lostAfterMs(stored: StoredResponse, location: string | null): nu
 }
 
 /**
- * A stored response as a poll shows it. One still queued whose run was lost
- * (its isolate gone before it could store its end) is shown failed, or
- * cancelled where that was asked: a run that keeps a heartbeat, once the
- * heartbeat is older than lostAfterMs; one from before heartbeats, a minute
- * past its run's deadline. Everything that reads a stored response's status
+ * A stored response as a poll shows it. One still queued whose cancel was
+ * asked is shown cancelled (its run stores that, with its output and usage,
+ * a second or two later). One still queued whose run was lost (its isolate
+ * gone before it could store its end) is shown failed, or cancelled where
+ * that was asked: a run that keeps a heartbeat, once the heartbeat is older
+ * than lostAfterMs; one from before heartbeats, a minute past its run's
+ * deadline. Everything that reads a stored response's status
  * goes through this (retrieve, cancel, a stream read again, a chain from it).
  * `seenBeat`: a heartbeat the caller read already (a stream read again reads
  * its kept events every second).
@@ -312,12 +393,13 @@ export async function polledResponse(stored: StoredResponse, store: ResponseStor
   const runsUntil = stored.runsUntil ?? response.created_at * 1000 + DEFAULT_BACKGROUND_DEADLINE_S * 1000;
   const pastCutoff = now >= runsUntil + DIED_AFTER_DEADLINE_MS;
   const bound = lostAfterMs(stored, store.location);
-  if (!pastCutoff && bound === null) return response;
   const asked = await store.stopRequested(response.id);
   if (asked === 'lost') return lostResponse(response);
+  // Cancelled from the cancel's answer on, as OpenAI's are, before its run has stored that (review h170: polls went
+  // from the cancel's `cancelled` back to `queued` until it had).
+  if (asked === 'cancel') return { ...response, status: 'cancelled' };
   const lost = pastCutoff || (bound !== null && (await heartbeatStopped(stored, store, bound, now, seenBeat)));
   if (!lost) return response;
-  if (asked === 'cancel') return { ...response, status: 'cancelled' };
   if (!pastCutoff && asked === null) {
     try {
       await store.requestStop(response.id, 'lost');

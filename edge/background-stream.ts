@@ -296,8 +296,9 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
 }
 
 /**
- * The response where it has ended, as a poll shows it (`stored`: its run stored that end; otherwise a poll's verdict
- * of a run lost), 'gone' where it is no more, null while it runs. `beat`: the run's heartbeat as last read.
+ * The response where it has ended, as a poll shows it (`stored`: its run stored that end, or stores it: a cancel asked;
+ * otherwise a poll's verdict of a run lost), 'gone' where it is no more, null while it runs. `beat`: the run's
+ * heartbeat as last read.
  */
 async function endedResponse(store: ResponseStore, id: string, beat: number | null): Promise<{ response: ResponseObject; stored: boolean } | 'gone' | null> {
   let stored: StoredResponse | null;
@@ -310,6 +311,7 @@ async function endedResponse(store: ResponseStore, id: string, beat: number | nu
   if (stored === null) return 'gone';
   const response = await polledResponse(stored, store, Date.now(), beat);
   if (response.status === 'queued' || response.status === 'in_progress') return null;
-  // polledResponse gives a stored end as it is, and a verdict as a response of its own.
-  return { response, stored: response === stored.response };
+  // polledResponse gives a stored end as it is, and a verdict as a response of its own. A cancel's is one a live run
+  // goes on to store, its events' end with it: waited for as a stored end's events are (a run lost too is told after).
+  return { response, stored: response === stored.response || response.status === 'cancelled' };
 }

@@ -25,7 +25,7 @@ import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody, r
 import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
 import { loggedErrorCode, RequestLog } from './request-log';
 import { responseId } from './responses-format';
-import { BACKGROUND_STOP_POLL_MS, polledResponse } from './background-response';
+import { BACKGROUND_STOP_POLL_MS, haltRunHere, polledResponse } from './background-response';
 import { resumedEventStream, startingAfter } from './background-stream';
 import { conversationItemNotFound, conversationNotFound, conversationObject, ConversationStore, withoutItem } from './conversation-store';
 import { conversationItems, conversationItemsPage, createBody, checkInclude, itemList, itemsBody, updateBody } from './conversation-routes';
@@ -389,19 +389,23 @@ app.get('/v1/responses/:id', rateLimitHeaders, async (c) => {
 app.delete('/v1/responses/:id', rateLimitHeaders, (c) =>
   storedResponseRoute(c, async (store, id) => {
     if (!(await store.delete(id))) throw responseNotFound(id, null);
+    // A run of it in this isolate stops now; one elsewhere reads the stop mark the delete wrote.
+    haltRunHere(store, id, 'delete');
     return { id, object: 'response', deleted: true };
   }),
 );
 app.get('/v1/responses/:id/input_items', rateLimitHeaders, (c) => storedResponseRoute(c, async (store, id) => inputItemsPage(await storedResponse(store, id), new URL(c.req.url).searchParams)));
-// Only a background response can be cancelled: one still running is told to stop (wherever it runs), one ended is
-// answered as it is (vLLM's way; a cancel often races the end).
+// Only a background response can be cancelled: one still running is told to stop (at once where this isolate runs it,
+// through its stop mark wherever it runs), one ended is answered as it is (vLLM's way; a cancel often races the end).
 app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
   storedResponseRoute(c, async (store, id) => {
     const stored = await storedResponse(store, id);
     if (!stored.response.background) throw badRequest('Only responses created with background: true can be cancelled.', null, 'invalid_request_error');
     const response = await polledResponse(stored, store);
     if (response.status !== 'queued' && response.status !== 'in_progress') return response;
+    // The mark first: every poll from the answer on reads it, and shows the response cancelled.
     await store.requestStop(response.id, 'cancel');
+    haltRunHere(store, response.id, 'cancel');
     return { ...response, status: 'cancelled' };
   }),
 );

@@ -145,16 +145,20 @@ function endedConversation(plan: ResponsesPlan, output: readonly OutputItem[]): 
 
 /**
  * Stores the response where asked (before the reply's last byte), and how
- * that went ('stored' where not asked); appends its turn to its conversation
- * once it ended so (appendTurn). Never throws.
+ * that went ('stored' where not asked); a foreground one's turn is then
+ * appended to its conversation where it ended so (appendEnded; a background
+ * one's, before its end is written: answerInBackground's `beforeEnd`). Never
+ * throws.
  */
 async function save(plan: ResponsesPlan, response: ResponseObject, running?: RunningRecord, eventLog = false): Promise<PutOutcome> {
   const outcome = await storeResponse(plan, response, running, eventLog);
-  // A background end not stored is written again, or stored failed (background-response.ts): appended once it is.
-  if (plan.conversation && (response.status === 'completed' || response.status === 'incomplete') && (outcome === 'stored' || !response.background)) {
-    await appendTurn(plan.conversation, plan.inputItems, response);
-  }
+  if (!response.background) await appendEnded(plan, response);
   return outcome;
+}
+
+/** Its turn appended to its conversation where it names one and ended `completed` or `incomplete` (appendTurn). Never throws. */
+async function appendEnded(plan: ResponsesPlan, response: ResponseObject): Promise<void> {
+  if (plan.conversation && (response.status === 'completed' || response.status === 'incomplete')) await appendTurn(plan.conversation, plan.inputItems, response);
 }
 
 /**
@@ -231,7 +235,8 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
         return format.result ?? failedResponse(plan.started, [], { code: 'server_error', message: 'The response ended without a result.' });
       };
       const events = log ? { log, format, quietCommentMs: streamQuietCommentMs ?? QUIET_STREAM_COMMENT_MS } : null;
-      return answerInBackground(plan.started, reply, run, (response, running) => save(plan, response, running, streamed), plan.store, background, events);
+      // Its turn is in its conversation before a poll can find it ended: a poll then continue reads it (review h170).
+      return answerInBackground(plan.started, reply, run, (response, running) => save(plan, response, running, streamed), plan.store, background, events, (ended) => appendEnded(plan, ended));
     }
     if (!body.stream) {
       return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {

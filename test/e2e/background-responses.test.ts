@@ -9,12 +9,14 @@ import type { RequestLogLine } from '../../edge/request-log';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../launcher/service-process';
-import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
+import { generatePoolToken, sha256Hex, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { models } from '../support/shared-data';
 import { startAll } from './stack-fixture';
 
 const KEY = 'background-key';
+/** A key of one generation at a time: a run's slot is free once the next request is served. */
+const ONE_SLOT_KEY = 'background-one-slot-key';
 const DEADLINE_S = 4;
 const PROMPT = 'Once upon a time, there was a little dog named Max.';
 let pool: RunningPool;
@@ -32,7 +34,12 @@ beforeAll(async () => {
   proxy = await startFaultProxy(`http://127.0.0.1:${poolPort}`);
   [pool, edge] = await startAll([
     startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
-    startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line), vars: { SSSD_DEFAULT_RPM: '100000', SSSD_BACKGROUND_DEADLINE_SECONDS: String(DEADLINE_S) } }),
+    startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line), vars: {
+        SSSD_DEFAULT_RPM: '100000',
+        SSSD_BACKGROUND_DEADLINE_SECONDS: String(DEADLINE_S),
+        SSSD_API_KEYS: JSON.stringify({ [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 100000, concurrency: 1 } }),
+      },
+    }),
   ]);
   client = new OpenAI({ apiKey: KEY, baseURL: `${edge.url}/v1`, maxRetries: 0 });
 }, 180_000);
@@ -49,6 +56,20 @@ async function polled(id: string, ms = 15_000): Promise<OpenAI.Responses.Respons
     const response = await client.responses.retrieve(id);
     if ((response.status !== 'queued' && response.status !== 'in_progress') || Date.now() > until) return response;
     await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * Polls a response a cancel was answered `cancelled` (as a client of background mode does) until its run has stored
+ * that end (it carries the usage of what was generated), or `ms` have passed; every poll must read `cancelled`.
+ */
+async function cancelledEnd(id: string, as: OpenAI = client, ms = 10_000): Promise<OpenAI.Responses.Response> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const response = await as.responses.retrieve(id);
+    expect(response.status).toBe('cancelled');
+    if (response.usage != null || Date.now() > until) return response;
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 
@@ -113,8 +134,9 @@ describe('background responses', () => {
     expect((chained as InstanceType<typeof OpenAI.BadRequestError>).message).toMatch(/still running in the background/);
     const asked = Date.now();
     expect((await client.responses.cancel(running.id)).status).toBe('cancelled');
-    const ended = await polled(running.id);
-    expect(ended.status).toBe('cancelled');
+    // Cancelled from the cancel's answer on, at every poll (review h170: polls read `queued` again until the run had
+    // read the cancel and stored it).
+    const ended = await cancelledEnd(running.id);
     // The run read the cancel and stopped (well before its deadline would have).
     expect(Date.now() - asked).toBeLessThan((DEADLINE_S - 1) * 1000);
     // It keeps the usage of what it generated, which its log line bills, said stopped by the cancel, not the client
@@ -123,6 +145,42 @@ describe('background responses', () => {
     const line = await logLine(running.requestId);
     expect(line).toMatchObject({ route: '/v1/responses', status: 200, stopped_by: 'cancel', completion_tokens: ended.usage?.output_tokens });
     expect(line.client_left).toBeUndefined();
+  });
+
+  it('stops a run cancelled right after its create well before its max tokens, and frees its slot at once (review h170)', async () => {
+    const oneSlot = new OpenAI({ apiKey: ONE_SLOT_KEY, baseURL: `${edge.url}/v1`, maxRetries: 0 });
+    // At most 480 tokens, which this model writes in under a second: more than the cancel takes to come, less than
+    // the stop mark's read a second later (before, the run read only that, and ran to its end).
+    const max = 480;
+    const { data: queued, response } = await oneSlot.responses
+      .create({ model: 'default', input: PROMPT, max_output_tokens: max, ignore_eos: true, speculation: 'off', background: true } as OpenAI.Responses.ResponseCreateParamsNonStreaming)
+      .withResponse();
+    expect(queued.status).toBe('queued');
+    expect((await oneSlot.responses.cancel(queued.id)).status).toBe('cancelled');
+    // The key's one slot is free: the next request is served, not a 429.
+    const next = await oneSlot.completions.create({ model: 'default', prompt: 'Max', max_tokens: 1 });
+    expect(next.choices).toHaveLength(1);
+    const ended = await cancelledEnd(queued.id, oneSlot);
+    expect(ended.usage?.output_tokens).toBeLessThan(max / 2);
+    expect(ended.output.every((item) => item.type === 'message' && item.status === 'incomplete')).toBe(true);
+    // The log bills what the stored response says was generated, stopped by the cancel.
+    const line = await logLine(response.headers.get('x-request-id')!);
+    expect(line).toMatchObject({ stopped_by: 'cancel', completion_tokens: ended.usage?.output_tokens });
+  });
+
+  it('has its turn in its conversation once a poll finds it ended, though the conversation was written as it ran (review h170)', async () => {
+    const conversation = await client.conversations.create({});
+    const queued = await client.responses.create({ model: 'default', conversation: conversation.id, input: PROMPT, max_output_tokens: 16, temperature: 0, background: true });
+    // A write of the conversation as it runs (the app names the chat): KV holds the turn's write back for its second.
+    await client.conversations.update(conversation.id, { metadata: { title: 'Max' } });
+    const done = await polled(queued.id);
+    expect(['completed', 'incomplete']).toContain(done.status);
+    // At once: its turn is there, and the next turn is made with it (before, with its own input alone).
+    const items = (await client.conversations.items.list(conversation.id, { order: 'asc' })).data;
+    expect(items.map((item) => (item.type === 'message' ? item.role : item.type))).toEqual(['user', 'assistant']);
+    const alone = await client.responses.create({ model: 'default', input: 'What happened next?', max_output_tokens: 1, store: false });
+    const next = await client.responses.create({ model: 'default', conversation: conversation.id, input: 'What happened next?', max_output_tokens: 1 });
+    expect(next.usage!.input_tokens).toBeGreaterThan(alone.usage!.input_tokens + done.usage!.output_tokens);
   });
 
   it('honours a cancel or a delete that comes as a short run ends: cancelled stays cancelled, deleted stays gone (review h115)', async () => {

@@ -4,11 +4,15 @@
  * is failed once its heartbeat is late (a record from before heartbeats: a
  * minute past its deadline), not queued for good, or cancelled where that
  * was asked; and the heartbeat as the run writes it, within the KV writes
- * it makes anyway where its events flow.
+ * it makes anyway where its events flow. A cancel or a delete taken in the
+ * run's isolate stops it at once; what must precede its end (its turn in its
+ * conversation) is done before the end is written.
  */
 import { describe, expect, it } from 'vitest';
 import type { ApiError } from '../../edge/api-error';
-import { answerInBackground, polledResponse } from '../../edge/background-response';
+import { answerInBackground, haltRunHere, polledResponse } from '../../edge/background-response';
+import type { CompletionRun } from '../../edge/completion-run';
+import type { CancelCause } from '../../edge/request-log';
 import type { PreparedReply } from '../../edge/completion-handler';
 import type { ResponseObject } from '../../edge/responses-format';
 import { responseId } from '../../edge/responses-format';
@@ -18,6 +22,7 @@ import { EventLog } from '../../edge/background-stream';
 import { eventFrame, ResponsesStreamFormat } from '../../edge/responses-stream';
 import type { ResponseMeta } from '../../edge/openai-format';
 import { storedRecord } from '../support/stored-response';
+import { offUsage } from '../support/completion-usage';
 import { workerdKv } from '../support/workerd-kv';
 
 const workerd = workerdKv();
@@ -160,6 +165,103 @@ describe("a background run's heartbeat as a poll reads it", () => {
     const old = queuedRecord(responseId('e1f2e1f2e1f2e1f2e1f2e1f2'), now + 5_000);
     expect((await polledResponse(old, store, now + 30_000)).status).toBe('queued');
     expect((await polledResponse(old, store, now + 66_000)).status).toBe('failed');
+  });
+});
+
+describe('a background run stopped or ended in its own isolate', () => {
+  /**
+   * A run of response `hex` whose one generation goes on until it is cancelled (finish then ends with what it had), or
+   * until `end` is called; `beforeEnd` as answerInBackground takes it. Its store reads stop marks once a minute only:
+   * what stops it sooner is the halt in its isolate.
+   */
+  async function startGeneration(hex: string, beforeEnd?: (ended: ResponseObject) => Promise<void>) {
+    const store = new ResponseStore(workerd(), `key-halt-${hex}`, 0, 1 << 20, 'AMS');
+    const record = storedRecord(responseId(hex));
+    const id = record.response.id;
+    const started: ResponseObject = { ...record.response, status: 'in_progress', background: true, output: [], usage: null };
+    const cancels: CancelCause[] = [];
+    let end: (response: ResponseObject) => void = () => undefined;
+    const finished = new Promise<ResponseObject>((resolve) => {
+      end = resolve;
+    });
+    // What it generated as it was stopped: 7 tokens, which its usage must carry (the request log bills them).
+    const run = { cancel: (why: CancelCause) => void (cancels.push(why), end({ ...started, status: 'failed', output: [] })), waitingForPool: false, usageSoFar: () => offUsage(3, 7) };
+    const reply = { opening: Promise.resolve(), runs: [run as unknown as CompletionRun], headers: {} } as unknown as PreparedReply;
+    const running: Promise<unknown>[] = [];
+    const writes: string[] = [];
+    const save = async (response: ResponseObject, runningRecord?: RunningRecord) => {
+      writes.push(response.status);
+      return store.write({ ...record, response, ...runningRecord });
+    };
+    const answer = await answerInBackground(started, reply, () => finished, save, store, { waitUntil: (p) => running.push(p), deadlineMs: 60_000, stopPollMs: 60_000 }, null, beforeEnd);
+    expect(((await answer.json()) as ResponseObject).status).toBe('queued');
+    return { store, id, ended: { ...record.response, background: true }, cancels, writes, end, done: () => Promise.all(running) };
+  }
+
+  it('stops at once on a cancel taken here, not at its next read of the stop mark, and stores it cancelled with the usage of what it generated (review h170)', async () => {
+    const run = await startGeneration('a3c4a3c4a3c4a3c4a3c4a3c4');
+    await run.store.requestStop(run.id, 'cancel');
+    const askedAt = Date.now();
+    expect(haltRunHere(run.store, run.id, 'cancel')).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(run.cancels).toEqual(['cancel']);
+    await run.done();
+    // Ended within the queued record's KV second and the late stop's, not at the stop mark's minute.
+    expect(Date.now() - askedAt).toBeLessThan(5_000);
+    const stored = (await run.store.get(run.id))?.response;
+    expect(stored).toMatchObject({ status: 'cancelled', usage: { input_tokens: 3, output_tokens: 7, total_tokens: 10 } });
+    // Its end stored, it is no longer here to halt.
+    expect(haltRunHere(run.store, run.id, 'cancel')).toBe(false);
+  });
+
+  it('stops at once on a delete taken here, and writes nothing after it', async () => {
+    const run = await startGeneration('b5d6b5d6b5d6b5d6b5d6b5d6');
+    expect(await run.store.delete(run.id)).toBe(true);
+    expect(haltRunHere(run.store, run.id, 'delete')).toBe(true);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(run.cancels).toEqual(['delete']);
+    await run.done();
+    expect(await run.store.get(run.id)).toBeNull();
+    expect(run.writes).toEqual(['queued']);
+  });
+
+  it('is polled cancelled from the cancel on, while its run is alive and before it stored that: never back to queued (review h170)', async () => {
+    const store = new ResponseStore(workerd(), 'key-live-cancel', 0, 1 << 20, 'AMS');
+    const now = Date.now();
+    const record = beatingRecord('c7e8c7e8c7e8c7e8c7e8c7e8', now, 5_000, 'AMS');
+    expect((await polledResponse(record, store, now + 100)).status).toBe('queued');
+    await store.requestStop(record.response.id, 'cancel');
+    for (const at of [now + 100, now + 1_000, now + 14_000]) expect((await polledResponse(record, store, at)).status).toBe('cancelled');
+  });
+
+  it('does what precedes its end (its turn appended) before a poll can find it ended, and nothing of it for a run cancelled (review h170)', async () => {
+    let store: ResponseStore | null = null;
+    const seen: string[] = [];
+    const run = await startGeneration('d9f0d9f0d9f0d9f0d9f0d9f0', async (ended) => {
+      seen.push(`before end: ${ended.status}`);
+      // As a conversation written a moment ago holds the turn's write back for KV's second.
+      await new Promise((r) => setTimeout(r, 1_500));
+      seen.push(`polled then: ${(await store!.get(ended.id))?.response.status}`);
+    });
+    store = run.store;
+    run.end(run.ended);
+    await run.done();
+    expect(seen).toEqual(['before end: completed', 'polled then: queued']);
+    expect(run.writes).toEqual(['queued', 'completed']);
+
+    const cancelled = await startGeneration('e1a2e1a2e1a2e1a2e1a2e1a2', async () => void seen.push('before a cancelled end'));
+    await cancelled.store.requestStop(cancelled.id, 'cancel');
+    haltRunHere(cancelled.store, cancelled.id, 'cancel');
+    await cancelled.done();
+    expect(seen).not.toContain('before a cancelled end');
+    expect(cancelled.writes).toEqual(['queued', 'cancelled']);
+  });
+
+  it('stores its end where what precedes it failed', async () => {
+    const run = await startGeneration('f3b4f3b4f3b4f3b4f3b4f3b4', () => Promise.reject(new Error('conversation store down')));
+    run.end(run.ended);
+    await run.done();
+    expect((await run.store.get(run.id))?.response.status).toBe('completed');
   });
 });
 

@@ -214,6 +214,20 @@ describe('a background stream as read', () => {
     expect(await store.stopRequested(id)).toBeNull();
   }, 20_000);
 
+  it("reads on to the events' end of a run a cancel was asked of, which polls show cancelled before its run stored that (review h170)", async () => {
+    const store = new ResponseStore(workerd(), 'key-resume-cancel', 0, 1 << 20, 'AMS');
+    const running: StoredResponse = { ...streamedRecord('c5c5c5c5c5c5c5c5c5c5c5c5', 'queued', Date.now() + 3_600_000), aliveEveryMs: 1_000, aliveAt: Date.now(), ranAt: 'AMS' };
+    const id = running.response.id;
+    expect(await store.put(running)).toBe(true);
+    await store.writeEvents(id, frames(2), false);
+    await store.requestStop(id, 'cancel');
+    const reading = textOf(resumedEventStream(running, -1, store, 60_000));
+    // The run (another isolate's) reads the cancel, and keeps its last events and their end a second or two later.
+    await new Promise((r) => setTimeout(r, 1_500));
+    await store.writeEvents(id, frames(3), true);
+    expect(await reading).toBe(frames(3).join(''));
+  }, 15_000);
+
   it('refuses a response not made with background and stream, and a starting_after that is not a sequence number', () => {
     const plain = storedRecord(responseId('a7a7a7a7a7a7a7a7a7a7a7a7'));
     const store = new ResponseStore(workerd(), 'key-refuse', 0, 1 << 20);
