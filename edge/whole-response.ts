@@ -19,8 +19,9 @@ import type { TokenLogprob } from './token-text';
  * generation (perhaps queued there still), its 200 headers go out and a
  * space follows every `heartbeatMs` until the JSON (leading whitespace is
  * valid JSON): workerd
- * notices a client that leaves only when a write to it fails (the body is
- * then cancelled: ClientBody), and without
+ * notices a client that leaves only when it sends it something (then it
+ * cancels the body, ClientBody, or ends the request and its fetch to the
+ * pool, which is what wrangler dev's mostly does), and without
  * this a client that gave up (a timeout, a closed tab, an SDK's retry) left
  * its generations running at the pool to the end, and its key's slot taken.
  * The price: an error after that point (every pool gone mid-generation) can
