@@ -217,7 +217,9 @@ function admit(c: Context<AppEnv>, holdsSlot = true): Extract<Admission, { ok: t
     429,
     admission.reason === 'rate'
       ? `Rate limit reached: ${key.rpm} requests per minute for this key.`
-      : `Too many requests in flight: at most ${key.concurrency} at once for this key.`,
+      : // A client that left is not always told to the Worker (workerd ends its request unheard): its slot comes back
+        // when the lease lapses, which a client cancelling and retrying at once meets as this 429 (review h163).
+        `Too many requests in flight: at most ${key.concurrency} at once for this key (a request whose client left holds its slot up to ${Math.round(edgeConfig(c.env).concurrencyLeaseMs / 1000)} s).`,
     'rate_limit_error',
     'rate_limit_exceeded',
     null,
