@@ -12,6 +12,12 @@
  * dropped a stream, and nothing told the request that its client had gone,
  * so its key's slot stayed taken until its lease lapsed (review h163).
  */
+/** A call of `target.gone` that does not keep `target` alive (what a body or signal workerd keeps after its client left reaches). */
+export function weakCall(target: { gone: () => void }): () => void {
+  const ref = new WeakRef(target);
+  return () => ref.deref()?.gone();
+}
+
 export class ClientBody {
   readonly stream: ReadableStream<Uint8Array>;
   private controller: ReadableStreamDefaultController<Uint8Array> | null = null;
@@ -24,14 +30,14 @@ export class ClientBody {
    * target for as long as it may be needed.
    */
   constructor(left: { gone: () => void }) {
-    const ref = new WeakRef(left);
+    const leftLater = weakCall(left);
     this.stream = new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.controller = controller;
       },
       cancel: () => {
         this.drop();
-        ref.deref()?.gone();
+        leftLater();
       },
     });
   }

@@ -9,7 +9,7 @@
 import { toApiError, type ApiError } from './api-error';
 import { QUIET_STREAM_COMMENT_MS } from './edge-config';
 import { BurstSmoother } from './burst-smoother';
-import { ClientBody } from './client-body';
+import { ClientBody, weakCall } from './client-body';
 import { openedOrLate } from './reply-start';
 import type { CompletionRun, CompletionSummary, CompletionUsage } from './completion-run';
 import type { SourcedText } from './token-text';
@@ -68,12 +68,6 @@ async function* paced(source: AsyncGenerator<SourcedText[], CompletionSummary>, 
   const end = finished as { summary?: CompletionSummary; error?: unknown } | null;
   if (end?.error !== undefined || !end?.summary) throw end?.error ?? new Error('stream ended early');
   return end.summary;
-}
-
-/** A call of `target.gone` that does not keep `target` alive. */
-function weakCall(target: { gone: () => void }): () => void {
-  const ref = new WeakRef(target);
-  return () => ref.deref()?.gone();
 }
 
 type Tagged = { index: number; next: IteratorResult<SourcedText[], CompletionSummary> };

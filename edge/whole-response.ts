@@ -3,7 +3,7 @@
  * while a long one is still running (see wholeCompletionResponse).
  */
 import { toApiError } from './api-error';
-import { ClientBody } from './client-body';
+import { ClientBody, weakCall } from './client-body';
 import { combinedUsage, type CompletionRun, type CompletionUsage } from './completion-run';
 import type { PromptLogprobs } from './prompt-logprobs';
 import { joinText, tokensOf, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
@@ -55,8 +55,7 @@ export async function wholeCompletionResponse(
   // its client left keeps nothing more); the task below holds `ender` until the reply is over.
   const ender = { gone: leave };
   const body = new ClientBody(ender);
-  const ref = new WeakRef(ender);
-  const leaveLater = (): void => ref.deref()?.gone();
+  const leaveLater = weakCall(ender);
   if (clientSignal?.aborted) leave();
   else clientSignal?.addEventListener('abort', leaveLater, { once: true });
   const space = encoder.encode(' ');
