@@ -10,6 +10,7 @@ import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { DEFAULT_DRAIN_SECONDS, poolStopGraceMs } from '../gpu-pool/cli/pool-drain';
 import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
+import { checkModelFile } from '../gpu-pool/model/load-model';
 import { locateModel } from './model-locator';
 import { isPortFree, ServiceExitedError, spawnService } from './service-process';
 import { edgeDevtoolsFromEnv, edgeVarProblem, repoRoot, sharedDirFrom, startStack, type RunningStack } from './stack';
@@ -320,6 +321,9 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
       env: { ...env, ...(opts.model ? { SSSD_MODEL: opts.model } : {}), ...(opts.tokenizer ? { SSSD_TOKENIZER: opts.tokenizer } : {}) },
       log,
     });
+    // A checkpoint the pool would refuse (truncated, not one) is said first, by its path: it was found only once the
+    // pool loaded it, after a datastore was built for it or suggested.
+    await checkModelFile(files.model);
     const withSelf = selfContinuationsWanted(env.SSSD_DATASTORE_SELF);
     let defaultDatastore: string | undefined;
     if (!opts.datastore && !env.SSSD_DATASTORE && files.origin !== 'configured') {
@@ -335,15 +339,6 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   }
 
   log(`starting pool (model ${files.model}${datastore ? `, datastore ${datastore}` : ', no datastore'}) and edge...`);
-  // Another model gets no default datastore (building one takes its own minutes): say how, since drafts are much poorer without.
-  if (!datastore && files.origin === 'configured') {
-    const quoted = (p: string): string => JSON.stringify(p);
-    log(
-      `  without a datastore, drafts come from each prompt and the user's cache alone; build one from the model's own stories with\n` +
-        `  node bin/sssd.mjs datastore build --model ${quoted(files.model)} --tokenizer ${quoted(files.tokenizer)} --self-samples 1500 --out FILE, then set SSSD_DATASTORE=FILE\n` +
-        '  (minutes for a small model on a CPU; the sampling and continuing run the model, so a large one takes as much longer)',
-    );
-  }
   let stack: RunningStack;
   try {
     stack = await startStack({
@@ -374,6 +369,16 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     stopInterrupting();
   }
 
+  // Another model gets no default datastore (building one takes its own minutes): say how, since drafts are much poorer
+  // without. Once the pool serves the model: a pool that refused it (a damaged folder, a bad flag) is what is said then.
+  if (!datastore && files.origin === 'configured') {
+    const quoted = (p: string): string => JSON.stringify(p);
+    log(
+      `  without a datastore, drafts come from each prompt and the user's cache alone; build one from the model's own stories with\n` +
+        `  node bin/sssd.mjs datastore build --model ${quoted(files.model)} --tokenizer ${quoted(files.tokenizer)} --self-samples 1500 --out FILE, then set SSSD_DATASTORE=FILE\n` +
+        '  (minutes for a small model on a CPU; the sampling and continuing run the model, so a large one takes as much longer)',
+    );
+  }
   // A local KV store that workerd cannot read (a damaged file under SSSD_EDGE_STATE) makes every stored key a 503
   // "retry shortly" that never clears, said nowhere but in workerd's own logs: asked once here.
   const kvProblem = await localKvProblem(stack.edgeUrl);

@@ -4,6 +4,7 @@
  * separate classifier), then float32 tensors, then the legacy freq_cis tables
  * (skipped), then the classifier if not shared.
  */
+import { open } from 'node:fs/promises';
 import path from 'node:path';
 import type { ModelConfig } from './model-config';
 import type { LayerWeights, ModelWeights } from './model-weights';
@@ -51,6 +52,49 @@ function readLlama2cHeader(bytes: Uint8Array, name: string): Llama2cHeader {
   return { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize: Math.abs(vocab), contextLength, sharedClassifier: vocab > 0 };
 }
 
+/** The floats of the freq_cis tables a checkpoint with this header may carry (real + imag, each seq_len * head_size / 2). */
+function freqFloatsOf(h: Llama2cHeader): number {
+  return h.contextLength * (h.dim / h.nHeads);
+}
+
+/**
+ * Whether a checkpoint of `byteLength` bytes with this header carries the
+ * freq_cis tables; a size that fits neither layout (truncated, padded) is refused.
+ */
+function hasFreqTables(h: Llama2cHeader, byteLength: number, name: string): boolean {
+  const kvDim = (h.dim / h.nHeads) * h.nKvHeads;
+  const L = h.nLayers;
+  const bodyFloats =
+    h.vocabSize * h.dim + L * (2 * h.dim + 2 * h.dim * h.dim + 2 * kvDim * h.dim + 3 * h.hiddenDim * h.dim) + h.dim;
+  const clsFloats = h.sharedClassifier ? 0 : h.vocabSize * h.dim;
+  const withFreq = HEADER_BYTES + 4 * (bodyFloats + freqFloatsOf(h) + clsFloats);
+  const withoutFreq = HEADER_BYTES + 4 * (bodyFloats + clsFloats);
+  if (byteLength === withFreq) return true;
+  if (byteLength === withoutFreq) return false;
+  if (byteLength < withoutFreq) throw new ModelLoadError(`${name}: truncated llama2.c checkpoint (${byteLength} bytes, expected ${withFreq})`);
+  throw new ModelLoadError(`${name}: size ${byteLength} does not match its llama2.c header (expected ${withFreq} bytes)`);
+}
+
+/** Enough of a file to tell a llama2.c tokenizer named as the checkpoint (the largest vocabularies' are a few MB). */
+const TOKENIZER_PROBE_BYTES = 16 * 2 ** 20;
+
+/**
+ * What parseLlama2cCheckpoint would refuse in a file's header or size, said
+ * without reading its weights: `sssd up` says a truncated checkpoint before it
+ * builds or suggests a datastore for it. `name` heads the message (the path as given).
+ */
+export async function checkLlama2cFile(filePath: string, name: string = filePath): Promise<void> {
+  const file = await open(filePath, 'r');
+  try {
+    const { size } = await file.stat();
+    const head = new Uint8Array(Math.min(size, TOKENIZER_PROBE_BYTES));
+    await file.read(head, 0, head.byteLength, 0);
+    hasFreqTables(readLlama2cHeader(head, name), size, name);
+  } finally {
+    await file.close();
+  }
+}
+
 /** Parses a whole checkpoint file. Copies the floats once into aligned arrays. */
 export function parseLlama2cCheckpoint(bytes: Uint8Array, filePath: string): { config: ModelConfig; weights: ModelWeights } {
   const name = path.basename(filePath);
@@ -58,20 +102,8 @@ export function parseLlama2cCheckpoint(bytes: Uint8Array, filePath: string): { c
   const headDim = h.dim / h.nHeads;
   const kvDim = headDim * h.nKvHeads;
   const L = h.nLayers;
-  const bodyFloats =
-    h.vocabSize * h.dim + L * (2 * h.dim + 2 * h.dim * h.dim + 2 * kvDim * h.dim + 3 * h.hiddenDim * h.dim) + h.dim;
-  const freqFloats = h.contextLength * headDim; // real + imag, each seq_len * head_size / 2
-  const clsFloats = h.sharedClassifier ? 0 : h.vocabSize * h.dim;
-  const withFreq = HEADER_BYTES + 4 * (bodyFloats + freqFloats + clsFloats);
-  const withoutFreq = HEADER_BYTES + 4 * (bodyFloats + clsFloats);
-  let skipFreq: boolean;
-  if (bytes.byteLength === withFreq) skipFreq = true;
-  else if (bytes.byteLength === withoutFreq) skipFreq = false;
-  else if (bytes.byteLength < withoutFreq) {
-    throw new ModelLoadError(`${name}: truncated llama2.c checkpoint (${bytes.byteLength} bytes, expected ${withFreq})`);
-  } else {
-    throw new ModelLoadError(`${name}: size ${bytes.byteLength} does not match its llama2.c header (expected ${withFreq} bytes)`);
-  }
+  const freqFloats = freqFloatsOf(h);
+  const skipFreq = hasFreqTables(h, bytes.byteLength, name);
 
   // One aligned copy of the float payload; tensors are views into it.
   const floats = new Float32Array((bytes.byteLength - HEADER_BYTES) / 4);

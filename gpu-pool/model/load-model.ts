@@ -4,13 +4,14 @@
  * identifies the model (graph cache key, /v1/info).
  */
 import { createHash } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { ModelConfig } from './model-config';
 import { firstNonFiniteWeight, type ModelWeights } from './model-weights';
 import { unreadableFileMessage } from '../cli/cli-error';
 import { ModelLoadError } from './model-load-error';
-import { parseLlama2cCheckpoint } from './llama2c-checkpoint';
+import { checkLlama2cFile, parseLlama2cCheckpoint } from './llama2c-checkpoint';
 import { loadHfCheckpoint } from './hf-checkpoint';
 
 export interface LoadedModel {
@@ -25,7 +26,8 @@ export interface LoadedModel {
 /** Node reads at most this much in one readFile. */
 const LLAMA2C_MAX_BYTES = 2 ** 31 - 1;
 
-export async function loadModel(modelPath: string): Promise<LoadedModel> {
+/** The checkpoint's file or folder; a missing or unreadable one, or a llama2.c file too large to read, is said in words. */
+async function statModel(modelPath: string): Promise<Stats> {
   let info;
   try {
     info = await stat(modelPath);
@@ -35,6 +37,27 @@ export async function loadModel(modelPath: string): Promise<LoadedModel> {
   if (!info.isDirectory() && info.size > LLAMA2C_MAX_BYTES) {
     throw new ModelLoadError(`${modelPath}: ${(info.size / 2 ** 30).toFixed(1)} GiB, past the 2 GiB a llama2.c checkpoint is read in at once; give a Hugging Face folder (safetensors, read in chunks) instead`);
   }
+  return info;
+}
+
+/**
+ * What loadModel would refuse in a llama2.c file's header or size (missing,
+ * unreadable, truncated, not a checkpoint), found without reading its weights,
+ * the path named whole: a launcher says it before it starts anything. A
+ * Hugging Face folder is left to the load.
+ */
+export async function checkModelFile(modelPath: string): Promise<void> {
+  if ((await statModel(modelPath)).isDirectory()) return;
+  try {
+    await checkLlama2cFile(modelPath);
+  } catch (err) {
+    if (err instanceof ModelLoadError) throw err;
+    throw new ModelLoadError(unreadableFileMessage('model', modelPath, err));
+  }
+}
+
+export async function loadModel(modelPath: string): Promise<LoadedModel> {
+  const info = await statModel(modelPath);
   const model = info.isDirectory()
     ? { ...(await loadHfCheckpoint(modelPath)), createdAt: unixSeconds((await stat(path.join(modelPath, 'config.json'))).mtimeMs) }
     : { ...llama2cModel(await readModelFile(modelPath), modelPath), createdAt: unixSeconds(info.mtimeMs) };

@@ -240,6 +240,21 @@ describe('sssd up', () => {
     expect(refused.output()).toMatch(/the stack did not start: pool exited .*--max-active must be a positive integer/s);
   }, 150_000);
 
+  it('says a truncated checkpoint first, by its path, with 2: not a datastore suggestion and then the pool failing on it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sssd-up-model-'));
+    try {
+      const truncated = path.join(dir, 'truncated.bin');
+      const whole = readFileSync(models.stories260K.checkpoint);
+      writeFileSync(truncated, whole.subarray(0, 100_000));
+      const run = await spawnUp({ SSSD_MODEL: truncated, SSSD_TOKENIZER: models.stories260K.tokenizer });
+      expect(await run.exited).toBe(2);
+      // All that is said: nothing of a datastore, nothing started.
+      expect(run.output()).toBe(`sssd: ${truncated}: truncated llama2.c checkpoint (100000 bytes, expected ${whole.length})\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
   it('leaves neither the pool nor wrangler/workerd serving, nor the pool token on disk, when it is killed outright', async () => {
     const { up, edgePort, poolPort, exited } = await startUp();
     // This edge's secrets folder: the one whose env file names this pool.

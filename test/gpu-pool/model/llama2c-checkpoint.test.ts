@@ -1,7 +1,7 @@
 // llama2.c checkpoints: header, shared vs separate classifier, size checks.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { loadModel } from '../../../gpu-pool/model/load-model';
+import { checkModelFile, loadModel } from '../../../gpu-pool/model/load-model';
 import { parseLlama2cCheckpoint, writeLlama2cCheckpoint } from '../../../gpu-pool/model/llama2c-checkpoint';
 import { CliError } from '../../../gpu-pool/cli/cli-error';
 import { models, requireSharedData } from '../../support/shared-data';
@@ -61,5 +61,36 @@ describe('llama2.c checkpoints', () => {
     expect(() => parseLlama2cCheckpoint(padded, 'x.bin')).toThrow(/does not match/);
     expect(() => parseLlama2cCheckpoint(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'tok.bin')).toThrow(/not a llama2\.c checkpoint/);
     expect(() => parseLlama2cCheckpoint(new Uint8Array(10), 'x.bin')).toThrow(/too short/);
+  });
+
+  it('are checked from their header and size alone, each refusal naming the whole path, as the load would refuse them', async () => {
+    const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'check-ckpt-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const bytes = readFileSync(models.stories260K.checkpoint);
+    await expect(checkModelFile(models.stories260K.checkpoint)).resolves.toBeUndefined();
+    // A folder is a Hugging Face model: left to the load.
+    await expect(checkModelFile(dir)).resolves.toBeUndefined();
+    const padded = new Uint8Array(bytes.length + 4);
+    padded.set(bytes);
+    const cases: [string, Uint8Array, RegExp][] = [
+      ['truncated.bin', bytes.subarray(0, 100_000), new RegExp(`truncated llama2\\.c checkpoint \\(100000 bytes, expected ${bytes.length}\\)$`)],
+      ['padded.bin', padded, /size \d+ does not match its llama2\.c header/],
+      ['tok.bin', readFileSync(models.stories260K.tokenizer), /not a llama2\.c checkpoint: it is a llama2\.c tokenizer/],
+      ['short.bin', new Uint8Array(10), /too short to be a llama2\.c checkpoint \(10 bytes\)/],
+    ];
+    for (const [name, content, said] of cases) {
+      const file = join(dir, name);
+      writeFileSync(file, content);
+      const err = await checkModelFile(file).catch((e: unknown) => e);
+      expect(err, name).toBeInstanceOf(CliError);
+      expect((err as Error).message, name).toMatch(said);
+      expect((err as Error).message.startsWith(`${file}: `), name).toBe(true);
+      // The same refusal as the load's, which names the file alone.
+      await expect(loadModel(file), name).rejects.toThrow(said);
+    }
+    await expect(checkModelFile(join(dir, 'absent.bin'))).rejects.toThrow(`model not found: ${join(dir, 'absent.bin')}`);
   });
 });
