@@ -85,6 +85,13 @@ export function parseExecutionProvider(raw: string | undefined): ExecutionProvid
   return raw;
 }
 
+/**
+ * The seeds --seed takes: the integers a number holds exactly. Past them a seed was rounded, used and echoed as
+ * another (9223372036854775807 as 9223372036854776000); the pool takes seeds to 2^53 - 1, and the API reads a
+ * request's seed exactly within this span too, so a seed given here samples what it samples there.
+ */
+export const SEED_LIMIT = Number.MAX_SAFE_INTEGER;
+
 interface GenerateFlags {
   model: string;
   tokenizer?: string;
@@ -110,7 +117,7 @@ export function register(program: Command): void {
     .option('--temperature <t>', 'sampling temperature; 0 = greedy (default 0)')
     .option('--top-p <p>', 'nucleus sampling mass in (0, 1] (default 1)')
     .option('--top-k <k>', 'keep the k most likely tokens; 0 = all (default 0)')
-    .option('--seed <s>', 'random seed for sampling, any int64 as the API takes it (default: time)')
+    .option('--seed <s>', `random seed for sampling, an integer from -${SEED_LIMIT} to ${SEED_LIMIT} (2^53 - 1), negative ones as the API takes them (default: time)`)
     .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
     .option('--execution-provider <name>', 'cpu, cuda or webgpu (default cpu, or $SSSD_EXECUTION_PROVIDER)')
     .option('--json', 'print one JSON object instead of streaming text')
@@ -125,8 +132,8 @@ async function runGenerate(flags: GenerateFlags): Promise<void> {
   const temperature = parseNumberFlag('--temperature', flags.temperature, { min: 0, max: 100 }) ?? 0;
   const topP = parseNumberFlag('--top-p', flags.topP, { min: 0, max: 1, minExclusive: true }) ?? 1;
   const topK = parseNumberFlag('--top-k', flags.topK, { integer: true, min: 0 }) ?? 0;
-  // What the API takes (an int64, as read into a double), negative ones included, mapped as the API maps a request's (request-seed.ts).
-  const seed = parseNumberFlag('--seed', flags.seed, { integer: true, min: -(2 ** 63), max: 2 ** 63 }) ?? Date.now();
+  // Negative ones included, mapped as the API maps a request's (request-seed.ts); within ±SEED_LIMIT only, used as given.
+  const seed = parseNumberFlag('--seed', flags.seed, { integer: true, min: -SEED_LIMIT, max: SEED_LIMIT, why: '2^53 - 1: past it, seeds are rounded to others as JavaScript reads them' }) ?? Date.now();
   const threads = parseNumberFlag('--threads', flags.threads, { integer: true, min: 1, max: 256 });
   const executionProvider = parseExecutionProvider(flags.executionProvider);
 

@@ -9,6 +9,8 @@ export interface NumberFlagRange {
   min?: number;
   max?: number;
   minExclusive?: boolean;
+  /** Why the range is what it is, said after it in a refusal. */
+  why?: string;
 }
 
 /**
@@ -28,7 +30,8 @@ export function parseNumberFlag(
   if (raw === undefined) return undefined;
   const v = decimalNumber(raw);
   const bad =
-    !Number.isFinite(v) || (opts.integer && !Number.isInteger(v)) ||
+    // An integer by its digits, not once rounded (9007199254740990.6 read as 9007199254740991).
+    !Number.isFinite(v) || (opts.integer && (!Number.isInteger(v) || /\.\d*[1-9]/.test(raw))) ||
     (opts.min !== undefined && (opts.minExclusive ? v <= opts.min : v < opts.min)) || (opts.max !== undefined && v > opts.max);
   if (bad) {
     const bounds = [
@@ -36,7 +39,7 @@ export function parseNumberFlag(
       opts.max !== undefined ? `<= ${opts.max}` : '',
     ].filter(Boolean);
     const range = `${opts.integer ? 'an integer' : 'a number'}${bounds.length > 0 ? ` ${bounds.join(' and ')}` : ''}`;
-    throw new CliError(`${flag} must be ${range}, not "${raw}"`);
+    throw new CliError(`${flag} must be ${range}${opts.why ? ` (${opts.why})` : ''}, not "${raw}"`);
   }
   return v;
 }

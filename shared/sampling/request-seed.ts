@@ -1,7 +1,8 @@
 /**
  * A request's seed as the pool takes it (0 to 2^53 - 1). Requests may send
  * any integer, as OpenAI takes an int64; the edge's choices and `sssd
- * generate` map it the same way, so one seed gives one text through either.
+ * generate` map it the same way, so one seed gives one text through either
+ * (`generate` takes seeds within ±(2^53 - 1) alone: those held exactly).
  */
 const SEED_SPACE = 2n ** 53n;
 

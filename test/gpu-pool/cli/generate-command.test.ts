@@ -120,17 +120,30 @@ describe('sssd generate', () => {
     }
   });
 
-  it('takes any int64 seed as the API does (int64 bits): -7 samples what 2^53 - 7 does', async () => {
-    const sampled = async (seed: string): Promise<number[]> => {
+  it('takes seeds as the API does (negative ones as int64 bits): -7 samples what 2^53 - 7 does', async () => {
+    const run = async (seed: string): Promise<{ output_ids: number[]; seed: number }> => {
       const r = await sssd(['generate', '--model', m.checkpoint, '--tokenizer', m.tokenizer, '--prompt', 'Once upon a time', '--max-tokens', '24', '--temperature', '1', '--seed', seed, '--json']);
       expect(r.code, r.stderr).toBe(0);
-      return (JSON.parse(r.stdout) as { output_ids: number[] }).output_ids;
+      // Echoed with the digits given.
+      expect(r.stdout).toContain(`"seed":${seed},`);
+      return JSON.parse(r.stdout) as { output_ids: number[]; seed: number };
     };
+    const sampled = async (seed: string): Promise<number[]> => (await run(seed)).output_ids;
     const negative = await sampled('-7');
     expect(negative).toEqual(await sampled(String(2 ** 53 - 7)));
     expect(negative).not.toEqual(await sampled('7'));
-    // The whole int64 range, as the API takes it: 2^63 - 1 (read as 2^63) is seed 0 there too.
-    expect(await sampled('9223372036854775807')).toEqual(await sampled('0'));
+    // The ends of the range, used as given: -(2^53 - 1) is 2^64 - 2^53 + 1 in int64 bits, seed 1 in the pool's 53.
+    expect(await sampled('-9007199254740991')).toEqual(await sampled('1'));
+    expect((await run('9007199254740991')).seed).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('refuses a seed past 2^53 - 1, naming the range, rather than use and echo it rounded (2^63 - 1 was echoed as 9223372036854776000)', async () => {
+    for (const seed of ['18446744073709551615', '12345678901234567890', '9223372036854775807', '9007199254740992', '-9007199254740992', '9007199254740990.6']) {
+      const r = await sssd(['generate', '--model', m.checkpoint, '--tokenizer', m.tokenizer, '--max-tokens', '2', '--temperature', '1', '--seed', seed, '--json']);
+      expect(r.code, seed).toBe(2);
+      expect(r.stdout, seed).toBe('');
+      expect(r.stderr, seed).toBe(`sssd: --seed must be an integer >= -9007199254740991 and <= 9007199254740991 (2^53 - 1: past it, seeds are rounded to others as JavaScript reads them), not "${seed}"\n`);
+    }
   });
 
   it('answers a usage mistake (a typo in a flag, an unknown command, a missing option) with one line and exit 2, as its other refusals', async () => {

@@ -8,4 +8,11 @@ describe('numeric flags', () => {
     expect(() => parseNumberFlag('--temperature', '0x10', { min: 0, max: 2 })).toThrow(/--temperature must be a number >= 0 and <= 2, not "0x10"/);
     expect(parseNumberFlag('--temperature', '0.7', { min: 0, max: 2 })).toBe(0.7);
   });
+
+  it('take an integer by its digits, not once rounded, and say why a range is what it is', () => {
+    for (const [raw, value] of [['5', 5], ['5.0', 5], ['5.', 5], ['9007199254740991', 2 ** 53 - 1]] as const) expect(parseNumberFlag('--n', raw, { integer: true }), raw).toBe(value);
+    // 9007199254740990.6 reads as the integer 9007199254740991.
+    for (const raw of ['5.5', '9007199254740990.6', '0.01']) expect(() => parseNumberFlag('--n', raw, { integer: true }), raw).toThrow(`--n must be an integer, not "${raw}"`);
+    expect(() => parseNumberFlag('--n', '11', { integer: true, min: 0, max: 10, why: 'ten at most' })).toThrow('--n must be an integer >= 0 and <= 10 (ten at most), not "11"');
+  });
 });
