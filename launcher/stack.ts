@@ -301,18 +301,18 @@ async function startBoth(opts: StackOptions, poolToken: string): Promise<{ pool:
     if (!opts.poolPort && /EADDRINUSE|Address already in use/.test((err as Error).message)) return startInTurn(opts, poolToken);
     throw err;
   }
-  try {
-    return { pool, edge: await edgeStarting };
-  } catch (err) {
-    await pool.service.stop();
-    throw err;
-  }
+  return withEdge(pool, edgeStarting);
 }
 
 async function startInTurn(opts: StackOptions, poolToken: string): Promise<{ pool: RunningPool; edge: RunningEdge }> {
   const pool = await startPool({ ...opts, port: opts.poolPort, token: poolToken, echo: opts.echo ?? opts.poolEcho });
+  return withEdge(pool, startEdge({ ...opts, port: opts.edgePort, poolUrls: [pool.url], poolToken }));
+}
+
+/** The started pool with its edge once that answers; an edge that fails stops the pool before its error goes on (it ran on alone). */
+async function withEdge(pool: RunningPool, edgeStarting: Promise<RunningEdge>): Promise<{ pool: RunningPool; edge: RunningEdge }> {
   try {
-    return { pool, edge: await startEdge({ ...opts, port: opts.edgePort, poolUrls: [pool.url], poolToken }) };
+    return { pool, edge: await edgeStarting };
   } catch (err) {
     await pool.service.stop();
     throw err;

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { models } from '../support/shared-data';
-import { startAll } from './stack-fixture';
+import { startAll, poolUrlOn } from './stack-fixture';
 import { freePort } from '../../launcher/service-process';
 
 const KEY = 'lost-run-key';
@@ -42,7 +42,7 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'sssd-lost-run-'));
   // The pool and the edge at once (the edge needs the pool only to serve), the proxy before both.
   const poolPort = await freePort();
-  proxy = await startFaultProxy(`http://127.0.0.1:${poolPort}`);
+  proxy = await startFaultProxy(poolUrlOn(poolPort));
   [pool, edge] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }), startTheEdge()]);
   client = new OpenAI({ apiKey: KEY, baseURL: `${edge.url}/v1`, maxRetries: 0 });
 }, 180_000);

@@ -12,7 +12,7 @@ import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, sha256Hex, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { models } from '../support/shared-data';
-import { startAll } from './stack-fixture';
+import { startAll, poolUrlOn } from './stack-fixture';
 
 const KEY = 'background-key';
 /** A key of one generation at a time: a run's slot is free once the next request is served. */
@@ -31,7 +31,7 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'sssd-background-'));
   // The pool and the edge at once (the edge needs the pool only to serve), the proxy before both.
   const poolPort = await freePort();
-  proxy = await startFaultProxy(`http://127.0.0.1:${poolPort}`);
+  proxy = await startFaultProxy(poolUrlOn(poolPort));
   [pool, edge] = await startAll([
     startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
     startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line), vars: {
@@ -217,7 +217,7 @@ describe('background responses', () => {
   it("says a run whose pool failed and none took it up by its deadline failed for the pool, not for its length (review h144)", async () => {
     // The pool's stream is cut after its first tokens event, and the pool is then gone (the proxy sends what comes
     // next to a port nobody listens on): the run waits for a pool to go on with it until its deadline.
-    const dead = `http://127.0.0.1:${await freePort()}`;
+    const dead = poolUrlOn(await freePort());
     proxy.mode = 'cut';
     proxy.afterTokenEvents = 1;
     const breaks = proxy.breaks;

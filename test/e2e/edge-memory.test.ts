@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { models } from '../support/shared-data';
-import { startAll } from './stack-fixture';
+import { startAll, poolUrlOn } from './stack-fixture';
 import { freePort } from '../../launcher/service-process';
 
 const KEY = 'memory-key';
@@ -26,7 +26,7 @@ beforeAll(async () => {
   const poolPort = await freePort();
   [pool, edge] = await startAll([
     startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
-    startEdge({ poolUrls: [`http://127.0.0.1:${poolPort}`], poolToken: token, devKey: KEY, persistTo: state, devtools: true, vars: { SSSD_DEFAULT_RPM: '100000', SSSD_DEFAULT_CONCURRENCY: '1000' } }),
+    startEdge({ poolUrls: [poolUrlOn(poolPort)], poolToken: token, devKey: KEY, persistTo: state, devtools: true, vars: { SSSD_DEFAULT_RPM: '100000', SSSD_DEFAULT_CONCURRENCY: '1000' } }),
   ]);
 }, 180_000);
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
-import { startAll } from './stack-fixture';
+import { startAll, poolUrlOn } from './stack-fixture';
 import { freePort } from '../../launcher/service-process';
 import { models } from '../support/shared-data';
 
@@ -21,7 +21,7 @@ beforeAll(async () => {
   const ports = [await freePort(), await freePort()];
   const start = (port: number): Promise<RunningPool> => startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port });
   let first: RunningPool, second: RunningPool;
-  [first, second, edge] = await startAll([start(ports[0]), start(ports[1]), startEdge({ poolUrls: ports.map((p) => `http://127.0.0.1:${p}`), poolToken: token, devKey: KEY, persistTo: dir })]);
+  [first, second, edge] = await startAll([start(ports[0]), start(ports[1]), startEdge({ poolUrls: ports.map(poolUrlOn), poolToken: token, devKey: KEY, persistTo: dir })]);
   pools = [first, second];
 }, 180_000);
 

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PoolClient, PoolMisdirectedError } from '../../edge/pool-client';
 import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
-import { referenceGenerate, startAll, type GenerateOutput } from './stack-fixture';
+import { referenceGenerate, startAll, poolUrlOn, type GenerateOutput } from './stack-fixture';
 import { models } from '../support/shared-data';
 import { metricValue } from '../gpu-pool/server/pool-process';
 
@@ -28,7 +28,7 @@ let references: GenerateOutput[];
 beforeAll(async () => {
   token = generatePoolToken();
   const [poolPort, otherPort, deadPort] = [await freePort(), await freePort(), await freePort()];
-  const [poolUrl, otherUrl, deadPool] = [poolPort, otherPort, deadPort].map((port) => `http://127.0.0.1:${port}`);
+  const [poolUrl, otherUrl, deadPool] = [poolPort, otherPort, deadPort].map(poolUrlOn);
   dirs.push(mkdtempSync(path.join(tmpdir(), 'sssd-failover-')), mkdtempSync(path.join(tmpdir(), 'sssd-stranded-')), mkdtempSync(path.join(tmpdir(), 'sssd-mixed-')));
   // The pools and the edges at once: an edge needs its pools only to serve.
   [pool, otherModel, references, failover, stranded, mixed] = await startAll([

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { startFaultProxy, type FaultMode, type FaultProxy } from '../support/fault-proxy';
-import { startAll } from './stack-fixture';
+import { startAll, poolUrlOn } from './stack-fixture';
 import { freePort } from '../../launcher/service-process';
 import { models } from '../support/shared-data';
 
@@ -23,7 +23,7 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'sssd-resume-'));
   // The pools and the edge at once (the edge needs them only to serve), the proxies before them.
   const ports = [await freePort(), await freePort()];
-  proxies = await Promise.all(ports.map((p) => startFaultProxy(`http://127.0.0.1:${p}`)));
+  proxies = await Promise.all(ports.map((p) => startFaultProxy(poolUrlOn(p))));
   const start = (port: number): Promise<RunningPool> => startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port });
   let first: RunningPool, second: RunningPool;
   [first, second, edge] = await startAll([start(ports[0]), start(ports[1]), startEdge({ poolUrls: proxies.map((p) => p.url), poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', SSSD_POOL_STALL_SECONDS: '2', SSSD_STREAM_QUIET_COMMENT_MS: '500' } })]);

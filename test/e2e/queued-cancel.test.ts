@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
 import { freePort } from '../../launcher/service-process';
-import { startAll } from './stack-fixture';
+import { startAll, poolUrlOn } from './stack-fixture';
 import { poolTenant } from '../../edge/completion-handler';
 import { metricValue } from '../gpu-pool/server/pool-process';
 import { models } from '../support/shared-data';
@@ -35,7 +35,7 @@ beforeAll(async () => {
   const edgeWith = (vars: Record<string, string>, port = poolPort): Promise<RunningEdge> => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sssd-queued-'));
     dirs.push(dir);
-    return startEdge({ poolUrls: [`http://127.0.0.1:${port}`], poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', ...vars } });
+    return startEdge({ poolUrls: [poolUrlOn(port)], poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', ...vars } });
   };
   [pool, tiny, edge, impatient, tinyEdge] = await startAll([
     poolOf(poolPort, 64),

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { poolTenant } from '../../edge/completion-handler';
 import type { RequestLogLine } from '../../edge/request-log';
 import { generatePoolToken, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
-import { startAll } from './stack-fixture';
+import { startAll, poolUrlOn } from './stack-fixture';
 import { freePort } from '../../launcher/service-process';
 import { models } from '../support/shared-data';
 
@@ -29,7 +29,7 @@ beforeAll(async () => {
   const poolPort = await freePort();
   [pool, edge] = await startAll([
     startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
-    startEdge({ poolUrls: [`http://127.0.0.1:${poolPort}`], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line) }),
+    startEdge({ poolUrls: [poolUrlOn(poolPort)], poolToken: token, devKey: KEY, persistTo: dir, echo: (line) => void edgeOutput.push(line) }),
   ]);
 }, 180_000);
 

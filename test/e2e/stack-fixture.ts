@@ -41,6 +41,11 @@ export async function startTestStack(opts: TestStackOptions = {}): Promise<TestS
   };
 }
 
+/** The URL a pool started on `port` of this machine serves at (startPool's): for an edge or a proxy set up before it answers. */
+export function poolUrlOn(port: number): string {
+  return `http://127.0.0.1:${port}`;
+}
+
 export interface GenerateOutput {
   prompt_ids: number[];
   output_ids: number[];
