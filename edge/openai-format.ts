@@ -81,6 +81,19 @@ export function tokenDisplay(tokenizer: TokenBytes, id: number): string {
   return display;
 }
 
+/** What names an id listed by itself: its bytes, or its special name. */
+export type TokenNames = Pick<Tokenizer, 'tokenBytes' | 'specialName'>;
+
+/**
+ * An id listed by itself, as vLLM lists it in `/tokenize`'s `token_strs` and
+ * `prompt_logprobs`' `decoded_token`: a special id by its name (`<s>`,
+ * `</s>`), else tokenDisplay's. Not for log-probabilities' `token`s, whose
+ * texts join to the reply's, in which a special id prints nothing.
+ */
+export function tokenString(tokenizer: TokenNames, id: number): string {
+  return tokenizer.specialName(id) ?? tokenDisplay(tokenizer, id);
+}
+
 /** vLLM's `token_id:<id>` names (return_tokens_as_token_ids), each made when first asked for: the vocabulary bounds them. */
 const idNames = new Map<number, string>();
 

@@ -8,7 +8,7 @@
  * `prompt-logprobs` event), as it does for `echo` with `logprobs`.
  */
 import { badRequest } from './api-error';
-import { tokenDisplay, type TokenBytes } from './openai-format';
+import { tokenString, type TokenNames } from './openai-format';
 
 /** Most alternatives per prompt token: the pool's limit, and vLLM's default `--max-logprobs`. */
 export const MAX_PROMPT_LOGPROBS = 20;
@@ -59,7 +59,7 @@ export function promptLogprobsOf(
   logprobs: readonly number[],
   top: ReadonlyArray<ReadonlyArray<readonly [number, number]>> | undefined,
   k: number,
-  tokenizer: TokenBytes,
+  tokenizer: TokenNames,
   ranks?: readonly number[],
 ): PromptLogprobs {
   const out: PromptLogprobs = [null];
@@ -68,11 +68,11 @@ export function promptLogprobsOf(
     const alternatives = top?.[i - 1] ?? [];
     const place = ranks ? ranks[i - 1] - 1 : alternatives.findIndex(([altId]) => altId === id);
     const position: Record<string, PromptTokenLogprob> = {};
-    position[id] = { logprob: clamped(logprobs[i - 1]), rank: place < 0 ? null : place + 1, decoded_token: tokenDisplay(tokenizer, id) };
+    position[id] = { logprob: clamped(logprobs[i - 1]), rank: place < 0 ? null : place + 1, decoded_token: tokenString(tokenizer, id) };
     const n = Math.min(k, alternatives.length);
     for (let r = 0; r < n; r++) {
       const [altId, altLogprob] = alternatives[r];
-      position[altId] = { logprob: clamped(altLogprob), rank: r + 1, decoded_token: tokenDisplay(tokenizer, altId) };
+      position[altId] = { logprob: clamped(altLogprob), rank: r + 1, decoded_token: tokenString(tokenizer, altId) };
     }
     out.push(position);
   }

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { EncodeOptions } from '../shared/tokenizer/tokenizer';
 import { badRequest } from './api-error';
 import { CHAT_PROMPT_ENCODING, renderChatPrompt } from './chat-template';
-import { tokenDisplay } from './openai-format';
+import { tokenString } from './openai-format';
 import { chatMessageSchema, parseBody } from './request-schema';
 import { acceptsModelName, unknownModel, type ServedModel } from './served-model';
 
@@ -101,7 +101,7 @@ export function tokenize(body: unknown, model: ServedModel): TokenizeReply {
     count: tokens.length,
     max_model_len: model.info.model.contextLength,
     tokens,
-    token_strs: ask.strs ? tokens.map((id) => tokenDisplay(tokenizer, id)) : null,
+    token_strs: ask.strs ? tokens.map((id) => tokenString(tokenizer, id)) : null,
   };
 }
 

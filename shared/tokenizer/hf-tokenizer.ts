@@ -183,6 +183,8 @@ export class HfTokenizer implements Tokenizer {
   private readonly table: PieceTable | null;
   /** The file, for the plain encoder (the library holds it anyway). */
   private readonly json: ParsedJson;
+  /** The special added tokens' contents by id (`<s>`, `<|eot_id|>`). */
+  private readonly specialNames = new Map<number, string>();
   /** Made when first asked for: only chat text needs it, and a large vocabulary takes a while to build. */
   private plain: PlainEncoder | null = null;
 
@@ -203,7 +205,10 @@ export class HfTokenizer implements Tokenizer {
     const specialIds = new Set<number>();
     for (const t of json.added_tokens ?? []) {
       names.set(t.id, t.content);
-      if (t.special) specialIds.add(t.id);
+      if (t.special) {
+        specialIds.add(t.id);
+        this.specialNames.set(t.id, t.content);
+      }
     }
     let size = 0;
     for (const id of names.keys()) size = Math.max(size, id + 1);
@@ -279,6 +284,10 @@ export class HfTokenizer implements Tokenizer {
   createDecoder(opts?: DecoderOptions): IncrementalDecoder {
     if (this.table) return new PieceDecoder(this.table, opts);
     return new LibraryStreamDecoder(this.library);
+  }
+
+  specialName(id: number): string | null {
+    return this.specialNames.get(id) ?? null;
   }
 
   tokenBytes(id: number): Uint8Array {

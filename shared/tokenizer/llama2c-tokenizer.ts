@@ -31,6 +31,8 @@ const MIN_MERGE_SCORE = -1e10;
 const MAX_PLAUSIBLE_TOKEN_LENGTH = 1 << 16;
 const MAX_CACHED_MERGES = 1 << 20;
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
+/** SentencePiece's names of BOS and EOS, for a file whose pieces for them are blank. */
+const DEFAULT_SPECIAL_NAMES: Readonly<Record<number, string>> = { [LLAMA2C_BOS_ID]: '<s>', [LLAMA2C_EOS_ID]: '</s>' };
 
 export interface Llama2cVocabulary {
   readonly maxTokenLength: number;
@@ -105,6 +107,8 @@ export class Llama2cTokenizer implements Tokenizer {
   /** The text id 0 decodes to (`<unk>`), read back as id 0; null where it prints as nothing or as one character. */
   private readonly unkText: string | null;
   private readonly table: PieceTable;
+  /** BOS's and EOS's names: their pieces less the newlines llama2.c's export puts around them (`\n<s>\n` is SentencePiece's `<s>`). */
+  private readonly specialNames = new Map<number, string>();
 
   constructor(vocabulary: Llama2cVocabulary) {
     this.vocabulary = vocabulary;
@@ -132,6 +136,7 @@ export class Llama2cTokenizer implements Tokenizer {
         if (this.byteIds[byte] < 0) this.byteIds[byte] = id;
       } else if (id === LLAMA2C_BOS_ID || id === LLAMA2C_EOS_ID) {
         kinds[id] = SILENT_PIECE;
+        this.specialNames.set(id, text.trim() || DEFAULT_SPECIAL_NAMES[id]);
       } else {
         const cp = text.codePointAt(0);
         if (cp !== undefined && cp !== 0xfffd && text.length === (cp > 0xffff ? 2 : 1) && !this.idOfCodePoint.has(cp)) {
@@ -152,6 +157,10 @@ export class Llama2cTokenizer implements Tokenizer {
   tokenBytes(id: number): Uint8Array {
     // A text piece's own bytes, as the file holds them.
     return this.table.kinds[id] === TEXT_PIECE ? this.vocabulary.pieces[id] : pieceBytes(this.table, id);
+  }
+
+  specialName(id: number): string | null {
+    return this.specialNames.get(id) ?? null;
   }
 
   /** The piece of an id as text (byte pieces as their `<0xNN>` spelling). */

@@ -47,6 +47,13 @@ export interface Tokenizer {
    * What OpenAI's log-probabilities carry as `bytes`.
    */
   tokenBytes(id: number): Uint8Array;
+  /**
+   * A special id's name (`<s>`, `</s>`, `<|eot_id|>`): what vLLM shows for
+   * such an id where a token is listed by itself (`/tokenize`'s
+   * `token_strs`, `prompt_logprobs`' `decoded_token`), though it prints
+   * nothing in decoded text. Null for an id that is not special.
+   */
+  specialName(id: number): string | null;
 }
 
 export interface IncrementalDecoder {

@@ -91,6 +91,15 @@ describe("prompt_logprobs' shape", () => {
     expect(list[2]).toEqual({ 301: { logprob: -2, rank: null, decoded_token: tokenDisplay(tokenizer, 301) } });
     expect(JSON.parse(JSON.stringify(list))).toEqual(list);
   });
+
+  it('names special ids by their names as vLLM does (<s>, </s>), not the nothing they print: a chat prompt has BOS inside, and the story-ending BOS is a likely alternative', () => {
+    const ids = [1, 300, 1, 301];
+    const top: Array<Array<[number, number]>> = [[[300, -0.1]], [[1, -0.2], [2, -5]], [[301, -0.3]]];
+    const list = promptLogprobsOf(ids, [-0.1, -0.2, -0.3], top, 2, tokenizer);
+    expect(list[2]![1]).toEqual({ logprob: -0.2, rank: 1, decoded_token: '<s>' });
+    expect(list[2]![2]).toEqual({ logprob: -5, rank: 2, decoded_token: '</s>' });
+    expect(list[1]![300].decoded_token).toBe(tokenDisplay(tokenizer, 300));
+  });
 });
 
 describe('prompt_logprobs in a whole response', () => {

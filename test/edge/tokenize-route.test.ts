@@ -32,6 +32,23 @@ describe('/tokenize and /detokenize', () => {
     expect(detokenize({ tokens: withBos.tokens }, model).prompt).toBe('The cat sat.');
   });
 
+  it("names special ids in token_strs as vLLM does (<s>, </s>), where they print nothing in text, with either tokenizer", () => {
+    const hf = loadTokenizer(new TextEncoder().encode(tokenizerJsonFromLlama2c(new Uint8Array(readFileSync(models.stories260K.tokenizer)))));
+    for (const served of [model, { ...model, tokenizer: hf } as ServedModel]) {
+      const withBos = tokenize({ prompt: 'The cat sat.', return_token_strs: true }, served);
+      expect(withBos.token_strs![0]).toBe('<s>');
+      expect(withBos.token_strs!.slice(1).join('')).toBe(' The cat sat.');
+    }
+    // A chat's prompt holds BOS (the template places it); a completion prompt spelling </s> has EOS with a Hugging Face tokenizer.json.
+    expect(tokenize({ messages: [{ role: 'user', content: 'A dog.' }], return_token_strs: true }, model).token_strs![0]).toBe('<s>');
+    const spelled = tokenize({ prompt: 'End.</s>', add_special_tokens: false, return_token_strs: true }, { ...model, tokenizer: hf } as ServedModel);
+    expect(spelled.token_strs!.at(-1)).toBe('</s>');
+    expect(spelled.tokens.at(-1)).toBe(2);
+    // babyllama105's tokenizer names its BOS the same.
+    const tok105 = loadTokenizer(new Uint8Array(readFileSync(models.babyllama105.tokenizer)), 'llama2c');
+    expect(tokenize({ prompt: 'a cat', return_token_strs: true }, { ...model, tokenizer: tok105 } as ServedModel).token_strs![0]).toBe('<s>');
+  });
+
   it("renders a chat's messages as a chat completion's prompt is, each message on its line after BOS", () => {
     const chat = tokenize({ messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'A dog.' }] }, model);
     expect(chat.tokens).toEqual(tokenizer.encode('Be brief.\nA dog.', { bos: true }));

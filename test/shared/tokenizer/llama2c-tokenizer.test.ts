@@ -65,6 +65,17 @@ describe('llama2.c tokenizer against run.c fixtures', () => {
     expect(tok512.hasByteFallback).toBe(true);
     expect(tok105.hasByteFallback).toBe(false);
   });
+
+  it("names BOS and EOS as SentencePiece does (<s>, </s>), not by their pieces' newlines; other ids are not special", () => {
+    for (const tok of [tok512, tok105]) {
+      // The files' pieces, as llama2.c's export wrote them.
+      expect(new TextDecoder().decode(tok.vocabulary.pieces[1])).toBe('\n<s>\n');
+      expect(tok.specialName(1)).toBe('<s>');
+      expect(tok.specialName(2)).toBe('</s>');
+      // <unk> prints as itself: not special here.
+      for (const id of [0, 3, tok.vocabSize - 1]) expect(tok.specialName(id)).toBeNull();
+    }
+  });
 });
 
 describe('llama2.c encode', () => {

@@ -81,6 +81,17 @@ describe('tokenizer.json converted from llama2.c', () => {
     expect(new HfTokenizer(json512, { bosId: 1, eosIds: [1] }).eosIds).toEqual([1]);
   });
 
+  it("names special ids by their added tokens' contents, as the llama2.c tokenizer names BOS and EOS", () => {
+    for (const id of [1, 2]) expect(hf512.specialName(id)).toBe(tok512.specialName(id));
+    expect(hf512.specialName(0)).toBe('<unk>');
+    expect(hf512.specialName(300)).toBeNull();
+    // A vocabulary with no piece table (byte-level): its specials too.
+    const byteLevel = byteLevelTokenizer();
+    expect(byteLevel.specialName(256)).toBe('<|begin_of_text|>');
+    expect(byteLevel.specialName(257)).toBe('<|end_of_text|>');
+    expect(byteLevel.specialName(65)).toBeNull();
+  });
+
   it('is what loadTokenizer returns for JSON bytes, and llama2.c for binary bytes', () => {
     const viaJson = loadTokenizer(new TextEncoder().encode(`\n ${json512}`));
     expect(viaJson).toBeInstanceOf(HfTokenizer);
