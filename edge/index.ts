@@ -18,6 +18,7 @@ import { demoPageHeaders, demoPageHtml } from './demo-page';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
 import { kvNamespace, requireKv } from './kv-binding';
+import { refuseLoneSurrogates } from './lone-surrogates';
 import { PoolPicker } from './pool-picker';
 import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
 import { KeyLimiter, LEASE_HEARTBEAT_MS, type Admission, type RequestQuota } from './rate-limiter';
@@ -182,12 +183,19 @@ async function readUncompressedText(c: Context<AppEnv>): Promise<string> {
 }
 
 async function readJson(c: Context<AppEnv>): Promise<unknown> {
-  const text = await readUncompressedText(c);
+  return parseJsonBody(await readUncompressedText(c));
+}
+
+/** A body's JSON, its strings whole characters (lone-surrogates.ts: a half one is a 400, not U+FFFD for the model and kept as sent in what is stored). */
+function parseJsonBody(text: string): unknown {
+  let body: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    body = JSON.parse(text) as unknown;
   } catch {
     throw new ApiError(400, 'The request body is not valid JSON.', 'invalid_request_error', 'invalid_json');
   }
+  refuseLoneSurrogates(text, body);
+  return body;
 }
 
 /**
@@ -460,14 +468,7 @@ app.post('/v1/conversations', rateLimitHeaders, limitBody, (c) =>
   conversationRoute(c, async (store) => {
     const text = await readUncompressedText(c);
     // The SDK's create() with no argument sends no body.
-    let raw: unknown = null;
-    if (text.trim() !== '') {
-      try {
-        raw = JSON.parse(text) as unknown;
-      } catch {
-        throw new ApiError(400, 'The request body is not valid JSON.', 'invalid_request_error', 'invalid_json');
-      }
-    }
+    const raw = text.trim() === '' ? null : parseJsonBody(text);
     const { items, metadata } = await createBody(raw, responseStore(c));
     return conversationObject(await store.create(items, metadata));
   }),
