@@ -26,7 +26,7 @@
  */
 import { ApiError, badRequest, toApiError } from './api-error';
 import type { PreparedReply } from './completion-handler';
-import { failedResponse, responsesUsage, type OutputItem, type ResponseObject } from './responses-format';
+import { failedResponse, responsesUsage, type OutputItem, type ResponseObject, type ResponsesUsage } from './responses-format';
 import { DEFAULT_BACKGROUND_DEADLINE_S } from './edge-config';
 import { keepEvents, liveEventStream, type EventLog } from './background-stream';
 import type { ResponsesStreamFormat } from './responses-stream';
@@ -96,15 +96,80 @@ const stronger = <S extends Stop>(a: S | null, b: S | null): S | null => (a === 
  * KV reaches it only at its next read, a second later (review h170: a
  * 480-token reply ran to its end, billed and holding the key's slot).
  */
-const runningHalts = new Map<string, { stop: RunStop; until: number }>();
+const runningHalts = new Map<string, { stop: RunStop; until: number; view: CancelledView }>();
 const haltKey = (store: ResponseStore, id: string): string => `${store.keyId}\n${id}`;
+
+/** This isolate's run of response `id`, while its end is not stored. */
+function runningHere(store: ResponseStore, id: string): { stop: RunStop; view: CancelledView } | null {
+  const running = runningHalts.get(haltKey(store, id));
+  return running === undefined || running.until < Date.now() ? null : running;
+}
 
 /** Stops response `id`'s background run where this isolate runs it (the caller writes the stop mark for any other); whether it ran here. */
 export function haltRunHere(store: ResponseStore, id: string, why: 'cancel' | 'delete'): boolean {
-  const running = runningHalts.get(haltKey(store, id));
-  if (running === undefined || running.until < Date.now()) return false;
+  const running = runningHere(store, id);
+  if (running === null) return false;
   running.stop.haltFromElsewhere(why);
   return true;
+}
+
+/** How long a cancel's answer waits for the run it halted here to stop (its generations end within milliseconds of their cancel). */
+const CANCEL_WAITS_FOR_END_MS = 500;
+
+/**
+ * A cancel's answer for `queued`, a running response (its stored record) the
+ * cancel has just asked to stop: where this isolate runs it, as its run will
+ * store it, waited for a moment (CancelledView); elsewhere cancelled with
+ * its usage not known yet (null, as the queued record has it, until its run
+ * reads the stop mark and stores its end with its usage, a second or two later).
+ */
+export async function cancelledAnswer(store: ResponseStore, queued: ResponseObject): Promise<ResponseObject> {
+  const running = runningHere(store, queued.id);
+  if (running === null) return { ...queued, status: 'cancelled' };
+  await within(running.view.known(), CANCEL_WAITS_FOR_END_MS);
+  return running.view.show();
+}
+
+/** A response whose cancel was asked, as polls show it before its run stores its end (see cancelledAnswer). */
+function cancelledPoll(store: ResponseStore, queued: ResponseObject): ResponseObject {
+  return runningHere(store, queued.id)?.view.show() ?? { ...queued, status: 'cancelled' };
+}
+
+/** The usage of what a reply's generation produced so far (null for a reply of several, which a response never is). */
+function usageSoFar(reply: PreparedReply): ResponsesUsage | null {
+  return reply.runs.length === 1 ? responsesUsage(reply.runs[0].usageSoFar()) : null;
+}
+
+/**
+ * A running response as this isolate shows it cancelled in the second or two
+ * before its run stores that (review: polls then showed `usage: null`, the
+ * stored end the usage its log line bills): once its generations have ended,
+ * the end its run stores for a cancel (its output cut, its usage), and until
+ * then its usage so far.
+ */
+class CancelledView {
+  private end: ((why: 'cancel') => ResponseObject) | null = null;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(
+    private readonly started: ResponseObject,
+    private readonly reply: PreparedReply,
+  ) {}
+
+  /** Its generations ended: `final` makes the end its run stores. */
+  ended(final: (why: 'cancel') => ResponseObject): void {
+    this.end = final;
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  show(): ResponseObject {
+    return this.end?.('cancel') ?? { ...this.started, status: 'cancelled', usage: usageSoFar(this.reply) };
+  }
+
+  /** Settles once its generations have ended (made in the caller's request, settled in the run's, as RunStop's halt). */
+  known(): Promise<void> {
+    return this.end !== null ? Promise.resolve() : new Promise((resolve) => this.waiting.push(resolve));
+  }
 }
 
 /**
@@ -187,10 +252,10 @@ async function runToEnd(job: BackgroundJob, told: (response: ResponseObject | nu
   const key = haltKey(job.store, job.started.id);
   const now = Date.now();
   for (const [other, running] of runningHalts) if (running.until < now) runningHalts.delete(other);
-  const entry = { stop, until: job.beatsUntil };
+  const entry = { stop, until: job.beatsUntil, view: new CancelledView(job.started, job.reply) };
   runningHalts.set(key, entry);
   try {
-    deleted = await runAndStore(job, told, stop);
+    deleted = await runAndStore(job, told, stop, entry.view);
   } finally {
     // Its end is stored (a cancel reads it ended, and answers it as it is) or could not be: nothing to halt here.
     if (runningHalts.get(key) === entry) runningHalts.delete(key);
@@ -249,7 +314,7 @@ class RunStop {
 }
 
 /** Runs it to its end and stores that; whether it was deleted instead. */
-async function runAndStore({ started, reply, finish, save, beforeEnd, store, options, begun, storedAt }: BackgroundJob, told: (response: ResponseObject | null) => void, stop: RunStop): Promise<boolean> {
+async function runAndStore({ started, reply, finish, save, beforeEnd, store, options, begun, storedAt }: BackgroundJob, told: (response: ResponseObject | null) => void, stop: RunStop, view: CancelledView): Promise<boolean> {
   const poll = setInterval(() => {
     void store.stopRequested(started.id).then((why) => {
       if (why !== null) stop.halt(why);
@@ -267,7 +332,7 @@ async function runAndStore({ started, reply, finish, save, beforeEnd, store, opt
     clearTimeout(deadline);
   }
   // With the usage of what it generated, which the request log bills (review h143: a stopped or failed one's was null).
-  const usage = ended.usage ?? (reply.runs.length === 1 ? responsesUsage(reply.runs[0].usageSoFar()) : null);
+  const usage = ended.usage ?? usageSoFar(reply);
   // Stopped early, it keeps the output it had, cut (as a foreground stream its client left is kept; review h121).
   const final = (why: Stop | null): ResponseObject => {
     if (why === 'cancel') return { ...started, status: 'cancelled', output: cutShort(ended.output), usage };
@@ -283,6 +348,8 @@ async function runAndStore({ started, reply, finish, save, beforeEnd, store, opt
     }
     return { ...ended, usage };
   };
+  // A cancel's answer and polls in this isolate show it as it will be stored from now on.
+  view.ended(final);
   // Not stopped, what a poll that finds it ended relies on is done first (its turn appended to its conversation: the
   // client's next request reads it; review h170), as KV's one write a second per key holds its end back for the queued
   // record's second anyway. A stop asked meanwhile is read after it, and wins as it would have.
@@ -397,7 +464,7 @@ export async function polledResponse(stored: StoredResponse, store: ResponseStor
   if (asked === 'lost') return lostResponse(response);
   // Cancelled from the cancel's answer on, as OpenAI's are, before its run has stored that (review h170: polls went
   // from the cancel's `cancelled` back to `queued` until it had).
-  if (asked === 'cancel') return { ...response, status: 'cancelled' };
+  if (asked === 'cancel') return cancelledPoll(store, response);
   const lost = pastCutoff || (bound !== null && (await heartbeatStopped(stored, store, bound, now, seenBeat)));
   if (!lost) return response;
   if (!pastCutoff && asked === null) {

@@ -26,7 +26,7 @@ import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody, r
 import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
 import { loggedErrorCode, RequestLog } from './request-log';
 import { responseId } from './responses-format';
-import { BACKGROUND_STOP_POLL_MS, haltRunHere, polledResponse } from './background-response';
+import { BACKGROUND_STOP_POLL_MS, cancelledAnswer, haltRunHere, polledResponse } from './background-response';
 import { resumedEventStream, startingAfter } from './background-stream';
 import { conversationItemNotFound, conversationNotFound, conversationObject, ConversationStore, withoutItem } from './conversation-store';
 import { conversationItems, conversationItemsPage, createBody, checkInclude, itemList, itemsBody, updateBody } from './conversation-routes';
@@ -416,7 +416,8 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
     // The mark first: every poll from the answer on reads it, and shows the response cancelled.
     await store.requestStop(response.id, 'cancel');
     haltRunHere(store, response.id, 'cancel');
-    return { ...response, status: 'cancelled' };
+    // With the usage of what it generated where this isolate runs it (its output too, once stopped).
+    return cancelledAnswer(store, response);
   }),
 );
 

@@ -60,8 +60,9 @@ async function polled(id: string, ms = 15_000): Promise<OpenAI.Responses.Respons
 }
 
 /**
- * Polls a response a cancel was answered `cancelled` (as a client of background mode does) until its run has stored
- * that end (it carries the usage of what was generated), or `ms` have passed; every poll must read `cancelled`.
+ * Polls a response a cancel was answered `cancelled` (as a client of background mode does) until it carries the usage
+ * of what was generated (from the first poll where the edge's isolate runs it, as under wrangler dev; elsewhere once
+ * its run has stored its end), or `ms` have passed; every poll must read `cancelled`.
  */
 async function cancelledEnd(id: string, as: OpenAI = client, ms = 10_000): Promise<OpenAI.Responses.Response> {
   const until = Date.now() + ms;
@@ -133,10 +134,16 @@ describe('background responses', () => {
     expect(chained).toBeInstanceOf(OpenAI.BadRequestError);
     expect((chained as InstanceType<typeof OpenAI.BadRequestError>).message).toMatch(/still running in the background/);
     const asked = Date.now();
-    expect((await client.responses.cancel(running.id)).status).toBe('cancelled');
+    const answer = await client.responses.cancel(running.id);
+    expect(answer.status).toBe('cancelled');
     // Cancelled from the cancel's answer on, at every poll (review h170: polls read `queued` again until the run had
     // read the cancel and stored it).
     const ended = await cancelledEnd(running.id);
+    // The answer is the end its run stores, with its usage and output (it showed `usage: null`, as did polls until the
+    // run had stored its end a second or two later).
+    expect(answer.usage).toEqual(ended.usage);
+    expect(answer.output).toEqual(ended.output);
+    expect(ended.output_text.length).toBeGreaterThan(0);
     // The run read the cancel and stopped (well before its deadline would have).
     expect(Date.now() - asked).toBeLessThan((DEADLINE_S - 1) * 1000);
     // It keeps the usage of what it generated, which its log line bills, said stopped by the cancel, not the client

@@ -10,7 +10,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ApiError } from '../../edge/api-error';
-import { answerInBackground, haltRunHere, polledResponse } from '../../edge/background-response';
+import { answerInBackground, cancelledAnswer, haltRunHere, polledResponse } from '../../edge/background-response';
 import type { CompletionRun } from '../../edge/completion-run';
 import type { CancelCause } from '../../edge/request-log';
 import type { PreparedReply } from '../../edge/completion-handler';
@@ -212,6 +212,27 @@ describe('a background run stopped or ended in its own isolate', () => {
     expect(stored).toMatchObject({ status: 'cancelled', usage: { input_tokens: 3, output_tokens: 7, total_tokens: 10 } });
     // Its end stored, it is no longer here to halt.
     expect(haltRunHere(run.store, run.id, 'cancel')).toBe(false);
+  });
+
+  it('shows a cancel taken here with the usage of what it generated, in its answer and at each poll before its run stores its end, as that end is stored (review: usage was null then)', async () => {
+    const run = await startGeneration('a6b7a6b7a6b7a6b7a6b7a6b7');
+    await run.store.requestStop(run.id, 'cancel');
+    const queued = (await run.store.get(run.id))!;
+    expect(queued.response).toMatchObject({ status: 'queued', usage: null });
+    // Polled before its run has stopped: its usage so far.
+    expect(await polledResponse(queued, run.store)).toMatchObject({ status: 'cancelled', output: [], usage: { input_tokens: 3, output_tokens: 7, total_tokens: 10 } });
+    expect(haltRunHere(run.store, run.id, 'cancel')).toBe(true);
+    const answer = await cancelledAnswer(run.store, queued.response);
+    expect(run.cancels).toEqual(['cancel']);
+    const polled = await polledResponse(queued, run.store);
+    expect((await run.store.get(run.id))!.response.status).toBe('queued');
+    await run.done();
+    const stored = (await run.store.get(run.id))!.response;
+    expect(stored).toMatchObject({ status: 'cancelled', usage: { output_tokens: 7 } });
+    expect(answer).toEqual(stored);
+    expect(polled).toEqual(stored);
+    // Run by another isolate (or no more), nothing of its usage is known here until its run stores it: null, as queued.
+    expect(await cancelledAnswer(run.store, queued.response)).toMatchObject({ status: 'cancelled', usage: null });
   });
 
   it('stops at once on a delete taken here, and writes nothing after it', async () => {
