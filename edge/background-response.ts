@@ -27,7 +27,7 @@
 import { ApiError, badRequest, toApiError } from './api-error';
 import type { PreparedReply } from './completion-handler';
 import { failedResponse, responsesUsage, type OutputItem, type ResponseObject, type ResponsesUsage } from './responses-format';
-import { DEFAULT_BACKGROUND_DEADLINE_S } from './edge-config';
+import { BACKGROUND_ALIVE_EVERY_MS, DEFAULT_BACKGROUND_DEADLINE_S } from './edge-config';
 import { keepEvents, liveEventStream, type EventLog } from './background-stream';
 import type { ResponsesStreamFormat } from './responses-stream';
 import { sleep, TIMED_OUT, within } from './settled-within';
@@ -39,7 +39,7 @@ export interface BackgroundOptions {
   deadlineMs: number;
   /** How often a run reads whether it was asked to stop. */
   stopPollMs: number;
-  /** The most a run goes without writing its heartbeat (BACKGROUND_ALIVE_EVERY_MS). */
+  /** The most a run goes without writing its heartbeat (SSSD_BACKGROUND_HEARTBEAT_MS; BACKGROUND_ALIVE_EVERY_MS where not given). */
   aliveEveryMs?: number;
 }
 
@@ -70,8 +70,6 @@ const FINAL_WRITE_TRIES = 3;
 const KV_ELSEWHERE_MS = 60_000;
 /** Past its deadline, this long for the run's own write before a poll takes a queued response for a run that died. */
 const DIED_AFTER_DEADLINE_MS = KV_ELSEWHERE_MS;
-/** A run writes its heartbeat at least this often where nothing else is written for it (each such one a KV write). */
-export const BACKGROUND_ALIVE_EVERY_MS = 5_000;
 /**
  * A reader takes a run for lost once its heartbeat is this many intervals
  * old: one for the interval itself, and two more for a write that KV took

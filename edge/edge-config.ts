@@ -46,6 +46,8 @@ export interface EdgeConfig {
   responseMaxBytes: number;
   /** A background response running this long is stopped and stored failed (ms; background-response.ts). */
   backgroundDeadlineMs: number;
+  /** The most a background run goes without writing its heartbeat; a reader takes it for lost at three of these (ms; background-response.ts). */
+  backgroundHeartbeatMs: number;
   /** SSSD_MODEL_SHA256, lower case: the weights to serve; null = those of the first pool that answers. */
   modelSha256: string | null;
 }
@@ -56,6 +58,8 @@ export const WORKERS_WAIT_UNTIL_MS = 30_000;
 export const DEFAULT_BACKGROUND_DEADLINE_S = 25;
 /** What the default leaves of waitUntil for a run's end to be written: a deadline past the default leaves less (warned of). */
 const END_WRITE_MS = WORKERS_WAIT_UNTIL_MS - DEFAULT_BACKGROUND_DEADLINE_S * 1000;
+/** SSSD_BACKGROUND_HEARTBEAT_MS's default: a background run writes its heartbeat at least this often where nothing else is written for it (each such one a KV write). */
+export const BACKGROUND_ALIVE_EVERY_MS = 5_000;
 
 /** The Worker's defaults for the user cache and the trie it ships (bench-serve plays the edge with them). */
 export const EDGE_USER_CACHE_MAX_BYTES = 64 * 1024;
@@ -111,6 +115,8 @@ export const INT_VARS = {
   // KV takes values up to 25 MiB.
   SSSD_RESPONSE_MAX_BYTES: { fallback: 4 * 1024 * 1024, min: 1024, max: 25 * 1024 * 1024 },
   SSSD_BACKGROUND_DEADLINE_SECONDS: { fallback: DEFAULT_BACKGROUND_DEADLINE_S, min: 1, max: 3600 },
+  // KV takes one write a second of a key (the heartbeat's): a shorter beat would be refused. Tests shorten it to tell a lost run sooner.
+  SSSD_BACKGROUND_HEARTBEAT_MS: { fallback: BACKGROUND_ALIVE_EVERY_MS, min: 1000, max: 60_000 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
   // At least three heartbeats (LEASE_HEARTBEAT_MS): a lease as short as one lapsed under a live request whose timer ran late.
@@ -266,6 +272,7 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
     responseTtlSeconds: 86_400 * intVar(env, 'SSSD_RESPONSE_TTL_DAYS'),
     responseMaxBytes: intVar(env, 'SSSD_RESPONSE_MAX_BYTES'),
     backgroundDeadlineMs: 1000 * intVar(env, 'SSSD_BACKGROUND_DEADLINE_SECONDS'),
+    backgroundHeartbeatMs: intVar(env, 'SSSD_BACKGROUND_HEARTBEAT_MS'),
     benchRoutes: env.SSSD_BENCH_ROUTES === '1' || env.SSSD_BENCH_ROUTES === 'true',
     jsonGrammar: env.SSSD_JSON_GRAMMAR === '1' || env.SSSD_JSON_GRAMMAR === 'true',
     // On by default: off only when said so (a value neither on nor off is warned of above, and leaves it on).

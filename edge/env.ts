@@ -44,6 +44,8 @@ export interface EdgeEnv {
   SSSD_RESPONSE_MAX_BYTES?: string;
   /** Seconds a background response (Responses API, `background: true`) may run before it is stopped and stored failed (default 25: Workers give waitUntil 30). */
   SSSD_BACKGROUND_DEADLINE_SECONDS?: string;
+  /** Milliseconds a background run may go without writing its heartbeat; a reader takes it for lost at three of these where it ran (default 5000). */
+  SSSD_BACKGROUND_HEARTBEAT_MS?: string;
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;
   SSSD_DEFAULT_CONCURRENCY?: string;

@@ -346,7 +346,7 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
       const named = typeof body === 'object' && body !== null && (body as { conversation?: unknown }).conversation != null;
       const plan = await planResponse(body, responseStore(c), responseId(c.get('requestHex')), named ? conversationStore(c) : undefined);
       planned = true;
-      const background = plan.started.background ? { waitUntil: (promise: Promise<unknown>) => c.executionCtx.waitUntil(promise), deadlineMs: edgeConfig(c.env).backgroundDeadlineMs, stopPollMs: BACKGROUND_STOP_POLL_MS } : null;
+      const background = plan.started.background ? { waitUntil: (promise: Promise<unknown>) => c.executionCtx.waitUntil(promise), deadlineMs: edgeConfig(c.env).backgroundDeadlineMs, stopPollMs: BACKGROUND_STOP_POLL_MS, aliveEveryMs: edgeConfig(c.env).backgroundHeartbeatMs } : null;
       return {
         parsed: { kind: 'chat', body: plan.translated.chat, truncation: plan.translated.body.truncation === 'auto' ? 'auto' : undefined },
         answer: responsesAnswerer(plan, background),

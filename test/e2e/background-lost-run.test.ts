@@ -21,9 +21,14 @@ const PROMPT = 'Once upon a time, there was a little dog named Max.';
  * before heartbeats) is far past anything these tests wait for; a pool silent as long is not moved from either.
  */
 const DEADLINE_S = 300;
-/** A run's heartbeat interval (BACKGROUND_ALIVE_EVERY_MS) and the bound where it ran, three of them (lostAfterMs). */
-const BEAT_MS = 5_000;
+/**
+ * A run's heartbeat interval (SSSD_BACKGROUND_HEARTBEAT_MS, shorter than its 5 s default so that the bound is waited
+ * out in seconds: the waits below are set by it) and the bound where it ran, three of them (lostAfterMs).
+ */
+const BEAT_MS = 2_000;
 const LOST_AFTER_MS = 3 * BEAT_MS;
+/** A poll this often while the run is quiet: well over 15 of them in the window past the bound, on a loaded machine too. */
+const POLL_EVERY_MS = 200;
 
 let pool: RunningPool;
 let proxy: FaultProxy;
@@ -33,7 +38,7 @@ let token: string;
 let client: OpenAI;
 
 function startTheEdge(): Promise<RunningEdge> {
-  const vars = { SSSD_DEFAULT_RPM: '100000', SSSD_BACKGROUND_DEADLINE_SECONDS: String(DEADLINE_S), SSSD_POOL_STALL_SECONDS: String(DEADLINE_S) };
+  const vars = { SSSD_DEFAULT_RPM: '100000', SSSD_BACKGROUND_DEADLINE_SECONDS: String(DEADLINE_S), SSSD_POOL_STALL_SECONDS: String(DEADLINE_S), SSSD_BACKGROUND_HEARTBEAT_MS: String(BEAT_MS) };
   return startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: KEY, persistTo: dir, vars });
 }
 
@@ -84,7 +89,7 @@ describe('a background run lost with its edge', () => {
     while (Date.now() < until) {
       for (const id of [streamed, plain]) expect((await client.responses.retrieve(id)).status, `${id} after ${polls} polls`).toBe('queued');
       polls++;
-      await new Promise((r) => setTimeout(r, 1_000));
+      await new Promise((r) => setTimeout(r, POLL_EVERY_MS));
     }
     expect(polls).toBeGreaterThan(15);
     // It was alive: a cancel stops it and it stores itself cancelled (a run taken for lost would be failed).

@@ -54,6 +54,15 @@ describe('edge config', () => {
     expect(warn.mock.calls.map((c) => c[0])).toEqual([expect.stringMatching(/^edge: SSSD_BACKGROUND_DEADLINE_SECONDS=600 leaves a background run's end less than 5 s of Workers' 30 s waitUntil/)]);
   });
 
+  it("reads a background run's heartbeat interval, 5 s by default, and takes none under KV's second a key", () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    expect(edgeConfig(env({})).backgroundHeartbeatMs).toBe(5_000);
+    expect(edgeConfig(env({ SSSD_BACKGROUND_HEARTBEAT_MS: '2000' })).backgroundHeartbeatMs).toBe(2_000);
+    expect(warn).not.toHaveBeenCalled();
+    expect(edgeConfig(env({ SSSD_BACKGROUND_HEARTBEAT_MS: '500' })).backgroundHeartbeatMs).toBe(5_000);
+    expect(warn.mock.calls.map((c) => c[0])).toEqual(['edge: SSSD_BACKGROUND_HEARTBEAT_MS="500" is not an integer in [1000, 60000]; using 5000']);
+  });
+
   it('says once that the pool token is missing (every request would be a 503, and nothing said why)', () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
     const e: EdgeEnv = { SSSD_KV: {} as KVNamespace, SSSD_POOL_URLS: 'http://127.0.0.1:8788' };
