@@ -16,7 +16,8 @@ import { POOL_EVENT_FRAMES_ACCEPT } from '../shared/pool-event-frames';
 import { poolEventFormat, readPoolEvents } from '../shared/pool-event-stream';
 import { choiceFlag, numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
 import { startDelayProxy, type DelayProxy } from './delay-proxy';
-import { generatePoolToken, sharedFile, startEdge, startPool } from './stack';
+import { freePort } from './service-process';
+import { generatePoolToken, sharedFile, startEdge, startPool, type RunningEdge, type RunningPool } from './stack';
 
 type Session = WorkloadRequest;
 
@@ -159,29 +160,28 @@ await runBenchmark(async () => {
   const settings = await readSettings(process.argv.slice(2));
   const { delayMs, sessions } = settings;
   const token = generatePoolToken();
-  const pool = await startPool({
-    model: sharedFile('models/stories260K/stories260K.bin'),
-    tokenizer: sharedFile('models/stories260K/tok512.bin'),
-    token,
-  });
-  const target = { host: '127.0.0.1', port: Number(new URL(pool.url).port) };
+  // The pool starts beside the edges (an edge needs its pool only to serve), on a port the proxies are pointed at first.
+  const target = { host: '127.0.0.1', port: await freePort() };
   // The baseline goes through the same proxy code with no delay, so both paths
   // see the same TCP segmenting (the proxy coalesces writes within a timer tick).
   const dirs = [mkdtempSync(path.join(tmpdir(), 'sssd-delay-a-')), mkdtempSync(path.join(tmpdir(), 'sssd-delay-b-'))];
   const proxies: DelayProxy[] = [];
-  const edges: Awaited<ReturnType<typeof startEdge>>[] = [];
+  const edges: RunningEdge[] = [];
+  let pool: RunningPool | null = null;
   // Whatever started is stopped, also when a later start fails.
   try {
     const baselineProxy = await startDelayProxy(target, 0);
     proxies.push(baselineProxy);
     const proxy = await startDelayProxy(target, delayMs);
     proxies.push(proxy);
-    const started = await Promise.allSettled([
+    const [poolStarted, ...started] = await Promise.allSettled([
+      startPool({ model: sharedFile('models/stories260K/stories260K.bin'), tokenizer: sharedFile('models/stories260K/tok512.bin'), token, port: target.port }),
       startEdge({ poolUrls: [baselineProxy.url], poolToken: token, devKey: 'bench-key', persistTo: dirs[0], vars: { SSSD_DEFAULT_RPM: '100000' } }),
       startEdge({ poolUrls: [proxy.url], poolToken: token, devKey: 'bench-key', persistTo: dirs[1], vars: { SSSD_DEFAULT_RPM: '100000' } }),
     ]);
+    if (poolStarted.status === 'fulfilled') pool = poolStarted.value;
     for (const s of started) if (s.status === 'fulfilled') edges.push(s.value);
-    for (const s of started) if (s.status === 'rejected') throw s.reason;
+    for (const s of [poolStarted, ...started]) if (s.status === 'rejected') throw s.reason;
     const [undelayed, delayed] = edges;
     // Warm both isolates (tokenizer load, health) outside the measurement.
     await one(settings, undelayed.url, sessions[0], 'warm-');
@@ -228,7 +228,7 @@ await runBenchmark(async () => {
   } finally {
     await Promise.all(edges.map((e) => e.stop()));
     await Promise.all(proxies.map((p) => p.close()));
-    await pool.service.stop();
+    await pool?.service.stop();
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   }
 });

@@ -40,14 +40,17 @@ describe('bench-edge-cpu', () => {
   });
 
   it('refuses bad flags before starting anything', async () => {
-    const r = await bench('bench-edge-cpu.ts', ['--repeat', '0']);
+    // Three runs of their own, at once: each is a tsx start that mostly waits on itself.
+    const [r, unknown, help] = await Promise.all([
+      bench('bench-edge-cpu.ts', ['--repeat', '0']),
+      bench('bench-edge-cpu.ts', ['--repeats', '5']),
+      bench('bench-edge-cpu.ts', ['--help']),
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('error: --repeat must be an integer >= 1 and <= 100000, not "0"');
-    const unknown = await bench('bench-edge-cpu.ts', ['--repeats', '5']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/error: Unknown option '--repeats'/);
     // --help, as every sssd command takes it: the flags with their defaults, exit 0.
-    const help = await bench('bench-edge-cpu.ts', ['--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^npm run bench:edge-cpu -- \[options\]/);
     expect(help.stdout).toContain('--repeat <value>  (default');
@@ -74,14 +77,16 @@ describe('bench-edge-delay', () => {
   });
 
   it('refuses bad flags before starting anything', async () => {
-    for (const [args, message] of [
+    const cases = [
       [['--delay=-5'], /error: --delay must be a number >= 0 and <= 10000, not "-5"/],
       [['--requests', '100000'], /error: --requests must be at most \d+ \(the workload's prompts\), not 100000/],
       [['--speculation', 'sssd'], /error: --speculation must be one of auto, off, not "sssd"/],
-    ] as const) {
-      const r = await bench('bench-edge-delay.ts', [...args]);
-      expect(r.code).toBe(2);
-      expect(r.stderr).toMatch(message);
+    ] as const;
+    // Each a run of its own, all at once.
+    const runs = await Promise.all(cases.map(([args]) => bench('bench-edge-delay.ts', [...args])));
+    for (const [i, [, message]] of cases.entries()) {
+      expect(runs[i].code).toBe(2);
+      expect(runs[i].stderr).toMatch(message);
     }
   });
 });
