@@ -43,6 +43,26 @@ async function spawnUp(env: Record<string, string>, args: string[] = []): Promis
   return { up, edgePort, poolPort, output: () => output, exited };
 }
 
+/** The exit code of an `sssd up` that ends on its own, and all it wrote (read to its end). */
+async function ended(running: RunningUp): Promise<{ code: number | null; output: string }> {
+  const code = await running.exited;
+  await new Promise((resolve) => (running.up.stdout!.readableEnded && running.up.stderr!.readableEnded ? resolve(null) : running.up.on('close', resolve)));
+  return { code, output: running.output() };
+}
+
+/** Runs `sssd up` from folder `cwd` on free ports with `env` added, to its end: its exit code and its stderr. */
+async function upIn(cwd: string, env: Record<string, string>, args: string[]): Promise<{ code: number | null; stderr: string }> {
+  const up = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', ...args], {
+    cwd,
+    env: { ...process.env, SSSD_EDGE_PORT: String(await freePort()), SSSD_POOL_PORT: String(await freePort()), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  up.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => up.on('close', resolve));
+  return { code, stderr };
+}
+
 /** Starts `sssd up` on free ports and waits for its "Ctrl-C stops both" line. */
 async function startUp(): Promise<RunningUp> {
   // Pool flags after --: the pool takes them (checked on /healthz, and in the output, below).
@@ -182,62 +202,53 @@ describe('sssd up', () => {
     for (const pid of workerd) process.kill(pid, 'SIGKILL');
     expect(await second.exited).toBe(1);
     expect(second.output()).toMatch(/edge stopped answering .*so the stack stopped/s);
+    // What cannot work is refused, each by an `sssd up` of its own, all at once: each exits as soon as it has said so.
     const port = await freePort();
-    const same = await spawnUp({ SSSD_EDGE_PORT: String(port), SSSD_POOL_PORT: String(port) });
-    expect(await same.exited).toBe(2);
-    expect(same.output()).toMatch(/cannot share port/);
-    // What cannot work is refused before anything starts, with 2: a dev key no header can carry, a token wrangler cannot take.
-    for (const [env, said] of [
-      [{ SSSD_DEV_API_KEY: 'my key' }, /SSSD_DEV_API_KEY must be printable ASCII without spaces/],
-      [{ SSSD_POOL_TOKEN: "it's" }, /SSSD_POOL_TOKEN cannot hold quotes, backslashes or newlines/],
-      // A file where the edge keeps its KV: said before the pool starts, not as wrangler's EEXIST after it.
-      [{ SSSD_EDGE_STATE: models.stories260K.tokenizer }, /SSSD_EDGE_STATE=.* must be a folder .*a file is in the way/],
-    ] as const) {
-      const early = await spawnUp(env);
-      expect(await early.exited).toBe(2);
-      expect(early.output()).toMatch(said);
-      expect(early.output()).not.toContain('starting pool');
-    }
-    // A relative datastore is taken from where up runs (the pool runs in the repository, and did not find it).
     const elsewhere = mkdtempSync(path.join(tmpdir(), 'sssd-up-cwd-'));
     try {
-      const relative = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', '--datastore', 'here.sssd-ds'], { cwd: elsewhere, env: { ...process.env, SSSD_DATASTORE_SELF: 'off', SSSD_EDGE_PORT: String(await freePort()), SSSD_POOL_PORT: String(await freePort()) }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let said = '';
-      relative.stderr.on('data', (d: Buffer) => (said += d.toString()));
-      expect(await new Promise((resolve) => relative.on('exit', resolve))).toBe(2);
-      expect(said).toContain(`Datastore file ${path.join(elsewhere, 'here.sssd-ds')} does not exist`);
+      // The pool's own flags are read from where up runs: its speculative config there (the pool looked in the repository).
+      writeFileSync(path.join(elsewhere, 'spec.json'), '{"num_speculative_tokens": "many"}');
+      const earlyCases = [
+        [{ SSSD_DEV_API_KEY: 'my key' }, /SSSD_DEV_API_KEY must be printable ASCII without spaces/],
+        [{ SSSD_POOL_TOKEN: "it's" }, /SSSD_POOL_TOKEN cannot hold quotes, backslashes or newlines/],
+        // A file where the edge keeps its KV: said before the pool starts, not as wrangler's EEXIST after it.
+        [{ SSSD_EDGE_STATE: models.stories260K.tokenizer }, /SSSD_EDGE_STATE=.* must be a folder .*a file is in the way/],
+      ] as const;
       // So under `npm start` typed in that folder: npm runs the script in the repository and names the folder in INIT_CWD.
       // Another package's start script that cd's into the repository named its paths from there: taken from there.
-      for (const [packageJson, from] of [[path.join(repoRoot, 'package.json'), elsewhere], [path.join(elsewhere, 'package.json'), repoRoot]] as const) {
-        const viaNpm = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', '--datastore', 'here.sssd-ds'], {
-          cwd: repoRoot,
-          env: { ...process.env, npm_lifecycle_event: 'start', npm_package_json: packageJson, INIT_CWD: elsewhere, SSSD_DATASTORE_SELF: 'off', SSSD_EDGE_PORT: String(await freePort()), SSSD_POOL_PORT: String(await freePort()) },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let viaNpmSaid = '';
-        viaNpm.stderr.on('data', (d: Buffer) => (viaNpmSaid += d.toString()));
-        expect(await new Promise((resolve) => viaNpm.on('exit', resolve))).toBe(2);
-        expect(viaNpmSaid).toContain(`Datastore file ${path.join(from, 'here.sssd-ds')} does not exist`);
-      }
-      // So do the pool's own flags: its speculative config is read from there (the pool looked in the repository).
-      writeFileSync(path.join(elsewhere, 'spec.json'), '{"num_speculative_tokens": "many"}');
-      const flagged = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', '--', '--speculative-config', '@spec.json'], {
-        cwd: elsewhere,
+      const viaNpmCases = [[path.join(repoRoot, 'package.json'), elsewhere], [path.join(elsewhere, 'package.json'), repoRoot]] as const;
+      const [same, refused, relative, flagged, early, viaNpm] = await Promise.all([
+        spawnUp({ SSSD_EDGE_PORT: String(port), SSSD_POOL_PORT: String(port) }).then(ended),
+        // A pool that refuses what it was given exits 2, and so does up: restarting would meet the same refusal.
+        spawnUp({}, ['--', '--max-active', 'abc']).then(ended),
+        // A relative datastore is taken from where up runs (the pool runs in the repository, and did not find it).
+        upIn(elsewhere, { SSSD_DATASTORE_SELF: 'off' }, ['--datastore', 'here.sssd-ds']),
         // Any file passes up's own check; the pool reads its flags before it.
-        env: { ...process.env, SSSD_DATASTORE: models.stories260K.checkpoint, SSSD_EDGE_PORT: String(await freePort()), SSSD_POOL_PORT: String(await freePort()) },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let flaggedSaid = '';
-      flagged.stderr.on('data', (d: Buffer) => (flaggedSaid += d.toString()));
-      expect(await new Promise((resolve) => flagged.on('exit', resolve))).toBe(2);
-      expect(flaggedSaid).toMatch(/--speculative-config spec\.json: num_speculative_tokens/);
+        upIn(elsewhere, { SSSD_DATASTORE: models.stories260K.checkpoint }, ['--', '--speculative-config', '@spec.json']),
+        Promise.all(earlyCases.map(([env]) => spawnUp(env).then(ended))),
+        Promise.all(viaNpmCases.map(([packageJson]) => upIn(repoRoot, { npm_lifecycle_event: 'start', npm_package_json: packageJson, INIT_CWD: elsewhere, SSSD_DATASTORE_SELF: 'off' }, ['--datastore', 'here.sssd-ds']))),
+      ]);
+      expect(same.code).toBe(2);
+      expect(same.output).toMatch(/cannot share port/);
+      // What cannot work is refused before anything starts, with 2: a dev key no header can carry, a token wrangler cannot take.
+      for (const [i, [, said]] of earlyCases.entries()) {
+        expect(early[i].code).toBe(2);
+        expect(early[i].output).toMatch(said);
+        expect(early[i].output).not.toContain('starting pool');
+      }
+      expect(relative.code).toBe(2);
+      expect(relative.stderr).toContain(`Datastore file ${path.join(elsewhere, 'here.sssd-ds')} does not exist`);
+      for (const [i, [, from]] of viaNpmCases.entries()) {
+        expect(viaNpm[i].code).toBe(2);
+        expect(viaNpm[i].stderr).toContain(`Datastore file ${path.join(from, 'here.sssd-ds')} does not exist`);
+      }
+      expect(flagged.code).toBe(2);
+      expect(flagged.stderr).toMatch(/--speculative-config spec\.json: num_speculative_tokens/);
+      expect(refused.code).toBe(2);
+      expect(refused.output).toMatch(/the stack did not start: pool exited .*--max-active must be a positive integer/s);
     } finally {
       rmSync(elsewhere, { recursive: true, force: true });
     }
-    // A pool that refuses what it was given exits 2, and so does up: restarting would meet the same refusal.
-    const refused = await spawnUp({}, ['--', '--max-active', 'abc']);
-    expect(await refused.exited).toBe(2);
-    expect(refused.output()).toMatch(/the stack did not start: pool exited .*--max-active must be a positive integer/s);
   }, 150_000);
 
   it('says a truncated checkpoint first, by its path, with 2: not a datastore suggestion and then the pool failing on it', async () => {
