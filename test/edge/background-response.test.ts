@@ -8,7 +8,7 @@
  * run's isolate stops it at once; what must precede its end (its turn in its
  * conversation) is done before the end is written.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, it, type ExpectStatic } from 'vitest';
 import type { ApiError } from '../../edge/api-error';
 import { answerInBackground, cancelledAnswer, haltRunHere, polledResponse } from '../../edge/background-response';
 import type { CompletionRun } from '../../edge/completion-run';
@@ -33,8 +33,8 @@ function queuedRecord(id: string, runsUntil: number): StoredResponse {
   return { ...record, response: { ...record.response, status: 'queued', background: true, output: [], usage: null }, runsUntil };
 }
 
-describe('a background response as polled', () => {
-  it('is queued until a minute past its deadline, then failed (its run died), or cancelled where a cancel was asked', async () => {
+describe.concurrent('a background response as polled', () => {
+  it('is queued until a minute past its deadline, then failed (its run died), or cancelled where a cancel was asked', async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-bg', 0, 1 << 20);
     const now = Date.now();
     const running = queuedRecord(responseId('a1a1a1a1a1a1a1a1a1a1a1a1'), now + 5_000);
@@ -51,7 +51,7 @@ describe('a background response as polled', () => {
     expect(await polledResponse(done, store, now + 1e9)).toBe(done.response);
   });
 
-  it('refuses a chain from one still running, and from one whose run died as from a failed one (it said "still running" for good)', async () => {
+  it('refuses a chain from one still running, and from one whose run died as from a failed one (it said "still running" for good)', async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-bg-chain', 0, 1 << 20);
     const chain = async (id: string) => (await planResponse({ model: 'm', previous_response_id: id, input: 'more' }, store, responseId('d4d4d4d4d4d4d4d4d4d4d4d4')).catch((e: unknown) => e)) as ApiError;
     const running = queuedRecord(responseId('e5e5e5e5e5e5e5e5e5e5e5e5'), Date.now() + 60_000);
@@ -65,8 +65,10 @@ describe('a background response as polled', () => {
   /**
    * A run whose end is already there (finish resolves at once), over workerd's KV; `afterEnd` runs once its end is
    * stored, as another isolate's cancel or delete that read the record queued lands just after the run's last read.
+   * `expect`: the test's own, which counts its assertions (the tests of this file run at once).
    */
   async function runThenStop(
+    expect: ExpectStatic,
     hex: string,
     afterEnd: (store: ResponseStore, id: string) => Promise<unknown>,
     streamed = false,
@@ -89,16 +91,16 @@ describe('a background response as polled', () => {
     return { stored: await store.get(id), live: String((await live) ?? ''), kept: await store.readEvents(id) };
   }
 
-  it('writes cancelled over an end it stored when a cancel lands just after its last read (review h117)', async () => {
-    expect((await runThenStop('ab', (store, id) => store.requestStop(id, 'cancel'))).stored?.response.status).toBe('cancelled');
+  it('writes cancelled over an end it stored when a cancel lands just after its last read (review h117)', async ({ expect }) => {
+    expect((await runThenStop(expect, 'ab', (store, id) => store.requestStop(id, 'cancel'))).stored?.response.status).toBe('cancelled');
   });
 
-  it('leaves an end it stored deleted when a delete lands just after its last read', async () => {
-    expect((await runThenStop('cd', (store, id) => store.delete(id))).stored).toBeNull();
+  it('leaves an end it stored deleted when a delete lands just after its last read', async ({ expect }) => {
+    expect((await runThenStop(expect, 'cd', (store, id) => store.delete(id))).stored).toBeNull();
   });
 
-  it("tells its stream the end a late cancel made, not the completion it had stored first (review h121)", async () => {
-    const { stored, live, kept } = await runThenStop('ef', (store, id) => store.requestStop(id, 'cancel'), true);
+  it("tells its stream the end a late cancel made, not the completion it had stored first (review h121)", async ({ expect }) => {
+    const { stored, live, kept } = await runThenStop(expect, 'ef', (store, id) => store.requestStop(id, 'cancel'), true);
     expect(stored?.response.status).toBe('cancelled');
     // A cancelled one's stream ends without an end event, live and as kept.
     expect(live).not.toContain('response.completed');
@@ -106,8 +108,8 @@ describe('a background response as polled', () => {
     expect(kept?.frames.join('')).not.toContain('response.completed');
   });
 
-  it("keeps none of a stream's events once a late delete removed its response, and says so to its stream (review h121)", async () => {
-    const { stored, live, kept } = await runThenStop('a9', (store, id) => store.delete(id), true);
+  it("keeps none of a stream's events once a late delete removed its response, and says so to its stream (review h121)", async ({ expect }) => {
+    const { stored, live, kept } = await runThenStop(expect, 'a9', (store, id) => store.delete(id), true);
     expect(stored).toBeNull();
     expect(live).toContain('"code":"not_found"');
     expect(kept).toBeNull();
@@ -119,8 +121,8 @@ function beatingRecord(hex: string, aliveAt: number, aliveEveryMs: number, locat
   return { ...queuedRecord(responseId(hex), aliveAt + 3_600_000), aliveEveryMs, aliveAt, ...(location !== null ? { ranAt: location } : {}) };
 }
 
-describe("a background run's heartbeat as a poll reads it", () => {
-  it("shows a run failed once its heartbeat is three intervals old where it ran, and keeps saying so whatever its run writes after", async () => {
+describe.concurrent("a background run's heartbeat as a poll reads it", () => {
+  it("shows a run failed once its heartbeat is three intervals old where it ran, and keeps saying so whatever its run writes after", async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-beat', 0, 1 << 20, 'AMS');
     const now = Date.now();
     const record = beatingRecord('a1b2a1b2a1b2a1b2a1b2a1b2', now, 1_000, 'AMS');
@@ -140,7 +142,7 @@ describe("a background run's heartbeat as a poll reads it", () => {
     expect(await polledResponse(record, store)).toMatchObject({ status: 'failed', error: lost.error });
   });
 
-  it('gives a reader at another location, or one that cannot tell where it is, KV\'s minute more: a stale copy there is not a dead run', async () => {
+  it('gives a reader at another location, or one that cannot tell where it is, KV\'s minute more: a stale copy there is not a dead run', async ({ expect }) => {
     const now = Date.now();
     for (const [hex, location] of [['c3d4c3d4c3d4c3d4c3d4c3d4', 'FRA'], ['e5f6e5f6e5f6e5f6e5f6e5f6', null]] as const) {
       const store = new ResponseStore(workerd(), `key-beat-far-${hex}`, 0, 1 << 20, location);
@@ -154,7 +156,7 @@ describe("a background run's heartbeat as a poll reads it", () => {
     expect((await polledResponse(unknown, new ResponseStore(workerd(), 'key-beat-unknown', 0, 1 << 20, 'AMS'), now + 10_000)).status).toBe('queued');
   });
 
-  it('shows a run taken for lost cancelled where a cancel was asked first, and a record from before heartbeats as before (a minute past its deadline)', async () => {
+  it('shows a run taken for lost cancelled where a cancel was asked first, and a record from before heartbeats as before (a minute past its deadline)', async ({ expect }) => {
     const now = Date.now();
     const store = new ResponseStore(workerd(), 'key-beat-cancel', 0, 1 << 20, 'AMS');
     const cancelled = beatingRecord('c9d0c9d0c9d0c9d0c9d0c9d0', now, 1_000, 'AMS');
@@ -168,13 +170,13 @@ describe("a background run's heartbeat as a poll reads it", () => {
   });
 });
 
-describe('a background run stopped or ended in its own isolate', () => {
+describe.concurrent('a background run stopped or ended in its own isolate', () => {
   /**
    * A run of response `hex` whose one generation goes on until it is cancelled (finish then ends with what it had), or
    * until `end` is called; `beforeEnd` as answerInBackground takes it. Its store reads stop marks once a minute only:
-   * what stops it sooner is the halt in its isolate.
+   * what stops it sooner is the halt in its isolate. `expect`: the test's own (its tests run at once).
    */
-  async function startGeneration(hex: string, beforeEnd?: (ended: ResponseObject) => Promise<void>) {
+  async function startGeneration(expect: ExpectStatic, hex: string, beforeEnd?: (ended: ResponseObject) => Promise<void>) {
     const store = new ResponseStore(workerd(), `key-halt-${hex}`, 0, 1 << 20, 'AMS');
     const record = storedRecord(responseId(hex));
     const id = record.response.id;
@@ -198,8 +200,8 @@ describe('a background run stopped or ended in its own isolate', () => {
     return { store, id, ended: { ...record.response, background: true }, cancels, writes, end, done: () => Promise.all(running) };
   }
 
-  it('stops at once on a cancel taken here, not at its next read of the stop mark, and stores it cancelled with the usage of what it generated (review h170)', async () => {
-    const run = await startGeneration('a3c4a3c4a3c4a3c4a3c4a3c4');
+  it('stops at once on a cancel taken here, not at its next read of the stop mark, and stores it cancelled with the usage of what it generated (review h170)', async ({ expect }) => {
+    const run = await startGeneration(expect, 'a3c4a3c4a3c4a3c4a3c4a3c4');
     await run.store.requestStop(run.id, 'cancel');
     const askedAt = Date.now();
     expect(haltRunHere(run.store, run.id, 'cancel')).toBe(true);
@@ -214,8 +216,8 @@ describe('a background run stopped or ended in its own isolate', () => {
     expect(haltRunHere(run.store, run.id, 'cancel')).toBe(false);
   });
 
-  it('shows a cancel taken here with the usage of what it generated, in its answer and at each poll before its run stores its end, as that end is stored (review: usage was null then)', async () => {
-    const run = await startGeneration('a6b7a6b7a6b7a6b7a6b7a6b7');
+  it('shows a cancel taken here with the usage of what it generated, in its answer and at each poll before its run stores its end, as that end is stored (review: usage was null then)', async ({ expect }) => {
+    const run = await startGeneration(expect, 'a6b7a6b7a6b7a6b7a6b7a6b7');
     await run.store.requestStop(run.id, 'cancel');
     const queued = (await run.store.get(run.id))!;
     expect(queued.response).toMatchObject({ status: 'queued', usage: null });
@@ -235,8 +237,8 @@ describe('a background run stopped or ended in its own isolate', () => {
     expect(await cancelledAnswer(run.store, queued.response)).toMatchObject({ status: 'cancelled', usage: null });
   });
 
-  it('stops at once on a delete taken here, and writes nothing after it', async () => {
-    const run = await startGeneration('b5d6b5d6b5d6b5d6b5d6b5d6');
+  it('stops at once on a delete taken here, and writes nothing after it', async ({ expect }) => {
+    const run = await startGeneration(expect, 'b5d6b5d6b5d6b5d6b5d6b5d6');
     expect(await run.store.delete(run.id)).toBe(true);
     expect(haltRunHere(run.store, run.id, 'delete')).toBe(true);
     await new Promise((r) => setTimeout(r, 50));
@@ -246,7 +248,7 @@ describe('a background run stopped or ended in its own isolate', () => {
     expect(run.writes).toEqual(['queued']);
   });
 
-  it('is polled cancelled from the cancel on, while its run is alive and before it stored that: never back to queued (review h170)', async () => {
+  it('is polled cancelled from the cancel on, while its run is alive and before it stored that: never back to queued (review h170)', async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-live-cancel', 0, 1 << 20, 'AMS');
     const now = Date.now();
     const record = beatingRecord('c7e8c7e8c7e8c7e8c7e8c7e8', now, 5_000, 'AMS');
@@ -255,10 +257,10 @@ describe('a background run stopped or ended in its own isolate', () => {
     for (const at of [now + 100, now + 1_000, now + 14_000]) expect((await polledResponse(record, store, at)).status).toBe('cancelled');
   });
 
-  it('does what precedes its end (its turn appended) before a poll can find it ended, and nothing of it for a run cancelled (review h170)', async () => {
+  it('does what precedes its end (its turn appended) before a poll can find it ended, and nothing of it for a run cancelled (review h170)', async ({ expect }) => {
     let store: ResponseStore | null = null;
     const seen: string[] = [];
-    const run = await startGeneration('d9f0d9f0d9f0d9f0d9f0d9f0', async (ended) => {
+    const run = await startGeneration(expect, 'd9f0d9f0d9f0d9f0d9f0d9f0', async (ended) => {
       seen.push(`before end: ${ended.status}`);
       // As a conversation written a moment ago holds the turn's write back for KV's second.
       await new Promise((r) => setTimeout(r, 1_500));
@@ -270,7 +272,7 @@ describe('a background run stopped or ended in its own isolate', () => {
     expect(seen).toEqual(['before end: completed', 'polled then: queued']);
     expect(run.writes).toEqual(['queued', 'completed']);
 
-    const cancelled = await startGeneration('e1a2e1a2e1a2e1a2e1a2e1a2', async () => void seen.push('before a cancelled end'));
+    const cancelled = await startGeneration(expect, 'e1a2e1a2e1a2e1a2e1a2e1a2', async () => void seen.push('before a cancelled end'));
     await cancelled.store.requestStop(cancelled.id, 'cancel');
     haltRunHere(cancelled.store, cancelled.id, 'cancel');
     await cancelled.done();
@@ -278,15 +280,15 @@ describe('a background run stopped or ended in its own isolate', () => {
     expect(cancelled.writes).toEqual(['queued', 'cancelled']);
   });
 
-  it('stores its end where what precedes it failed', async () => {
-    const run = await startGeneration('f3b4f3b4f3b4f3b4f3b4f3b4', () => Promise.reject(new Error('conversation store down')));
+  it('stores its end where what precedes it failed', async ({ expect }) => {
+    const run = await startGeneration(expect, 'f3b4f3b4f3b4f3b4f3b4f3b4', () => Promise.reject(new Error('conversation store down')));
     run.end(run.ended);
     await run.done();
     expect((await run.store.get(run.id))?.response.status).toBe('completed');
   });
 });
 
-describe("a background run's heartbeat as the run writes it", () => {
+describe.concurrent("a background run's heartbeat as the run writes it", () => {
   /** A store over workerd's KV that counts its writes (KV puts) by kind: the Workers bill of a run. */
   class CountingStore extends ResponseStore {
     records = 0;
@@ -324,7 +326,7 @@ describe("a background run's heartbeat as the run writes it", () => {
     return { id: record.response.id, ended: { ...record.response, background: true }, log, end, done: () => Promise.all(running) };
   }
 
-  it('writes one alone every interval where nothing else is written, so a poll where it runs never finds a slow run lost, and none once it ended', async () => {
+  it('writes one alone every interval where nothing else is written, so a poll where it runs never finds a slow run lost, and none once it ended', async ({ expect }) => {
     const store = new CountingStore(workerd(), 'key-beating', 0, 1 << 20, 'AMS');
     const run = await startRun(store, 'a2b3a2b3a2b3a2b3a2b3a2b3', 1_000, false);
     const verdicts: string[] = [];
@@ -348,7 +350,7 @@ describe("a background run's heartbeat as the run writes it", () => {
     expect(store.records).toBe(2);
   });
 
-  it('writes none alone while its stream\'s events are written, and the kept events again where they stop coming for an interval', async () => {
+  it('writes none alone while its stream\'s events are written, and the kept events again where they stop coming for an interval', async ({ expect }) => {
     const store = new CountingStore(workerd(), 'key-beating-stream', 0, 1 << 20, 'AMS');
     const run = await startRun(store, 'c4d5c4d5c4d5c4d5c4d5c4d5', 2_000, true);
     // Events every 200 ms for 4 s: the writes that keep them (one per KV second) are the heartbeat, and no more.
@@ -375,7 +377,7 @@ describe("a background run's heartbeat as the run writes it", () => {
     await run.done();
   }, 20_000);
 
-  it('stores itself failed, with the output it had, where a reader took it for lost: never the completion over a failed a client was shown', async () => {
+  it('stores itself failed, with the output it had, where a reader took it for lost: never the completion over a failed a client was shown', async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-beat-told', 0, 1 << 20, 'AMS');
     const run = await startRun(store, 'e6f7e6f7e6f7e6f7e6f7e6f7', 400, false);
     await store.requestStop(run.id, 'lost');

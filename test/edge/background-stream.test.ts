@@ -4,7 +4,7 @@
  * creating request as they come, and streamed again from any event, the end
  * told from the stored response where the events' own end was never kept.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { EventLog, keepEvents, liveEventStream, resumedEventStream, startingAfter } from '../../edge/background-stream';
 import { responseId } from '../../edge/responses-format';
@@ -28,8 +28,8 @@ async function textOf(response: Response): Promise<string> {
   return new Response(response.body).text();
 }
 
-describe('the store of a background stream\'s events', () => {
-  it('keeps the frames and their end as written, multi-byte text whole, and cuts them at the bound a record has', async () => {
+describe.concurrent('the store of a background stream\'s events', () => {
+  it('keeps the frames and their end as written, multi-byte text whole, and cuts them at the bound a record has', async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-events', 0, 1 << 20);
     const id = responseId('a1a1a1a1a1a1a1a1a1a1a1a1');
     expect(await store.readEvents(id)).toBeNull();
@@ -48,7 +48,7 @@ describe('the store of a background stream\'s events', () => {
     expect(await small.readEvents(id)).toEqual({ frames: frames(3), ended: true, cut: true, aliveAt: at });
   });
 
-  it("are deleted with their response", async () => {
+  it("are deleted with their response", async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-events-delete', 0, 1 << 20);
     const record = streamedRecord('b2b2b2b2b2b2b2b2b2b2b2b2', 'completed');
     expect(await store.put(record)).toBe(true);
@@ -57,7 +57,7 @@ describe('the store of a background stream\'s events', () => {
     expect(await store.readEvents(record.response.id)).toBeNull();
   });
 
-  it('keeps a log as it grows, at most a write a second, until its end is kept', async () => {
+  it('keeps a log as it grows, at most a write a second, until its end is kept', async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-keep', 0, 1 << 20);
     const id = responseId('c3c3c3c3c3c3c3c3c3c3c3c3');
     const log = new EventLog();
@@ -74,8 +74,8 @@ describe('the store of a background stream\'s events', () => {
   });
 });
 
-describe('a background stream as read', () => {
-  it('streams the log to its creator as it comes, a comment while it is quiet, and ends with it', async () => {
+describe.concurrent('a background stream as read', () => {
+  it('streams the log to its creator as it comes, a comment while it is quiet, and ends with it', async ({ expect }) => {
     const log = new EventLog();
     log.append(frames(1)[0]);
     const reader = liveEventStream(log, {}, 100).body!.pipeThrough(new TextDecoderStream()).getReader();
@@ -87,7 +87,7 @@ describe('a background stream as read', () => {
     expect((await reader.read()).done).toBe(true);
   });
 
-  it('streams the kept events again after starting_after, and follows them to their end', async () => {
+  it('streams the kept events again after starting_after, and follows them to their end', async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-resume', 0, 1 << 20);
     const record = streamedRecord('d4d4d4d4d4d4d4d4d4d4d4d4', 'queued');
     const id = record.response.id;
@@ -101,7 +101,7 @@ describe('a background stream as read', () => {
     expect(await textOf(resumedEventStream(record, 5, store, 60_000))).toBe('');
   });
 
-  it('read again in the isolate that runs it, follows the run itself event by event, and only for the key that made it', async () => {
+  it('read again in the isolate that runs it, follows the run itself event by event, and only for the key that made it', async ({ expect }) => {
     /** A store that counts its reads of kept events: a stream that follows the run makes none. */
     class CountingStore extends ResponseStore {
       reads = 0;
@@ -140,7 +140,7 @@ describe('a background stream as read', () => {
     expect(store.reads).toBeGreaterThan(0);
   });
 
-  it('follows a run in its isolate no later than its run may last: one whose waitUntil was cut is read from KV, its end told (review h153)', async () => {
+  it('follows a run in its isolate no later than its run may last: one whose waitUntil was cut is read from KV, its end told (review h153)', async ({ expect }) => {
     /** A store whose event writes never settle: the run's waitUntil was cut, and keepEvents never comes to its end. */
     class StuckStore extends ResponseStore {
       reads = 0;
@@ -168,7 +168,7 @@ describe('a background stream as read', () => {
     expect(again).toBe(endEvents(record.response, 2).join(''));
   }, 15_000);
 
-  it("tells the stored response's end where the events' end was never kept, and says a deleted one is gone", async () => {
+  it("tells the stored response's end where the events' end was never kept, and says a deleted one is gone", async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-resume-end', 0, 1 << 20);
     const record = streamedRecord('e5e5e5e5e5e5e5e5e5e5e5e5', 'completed');
     expect(await store.put(record)).toBe(true);
@@ -184,7 +184,7 @@ describe('a background stream as read', () => {
     expect(text).toContain('"code":"not_found"');
   }, 15_000);
 
-  it("ends a stream read again with its run's loss once the heartbeat its events carry is past its bound, and follows a quiet run whose heartbeat comes to its own end", async () => {
+  it("ends a stream read again with its run's loss once the heartbeat its events carry is past its bound, and follows a quiet run whose heartbeat comes to its own end", async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-resume-lost', 0, 1 << 20, 'AMS');
     /** Response `hex`'s record as its run (at AMS, another isolate's) stores it queued, a heartbeat every second. */
     const beating = (hex: string): StoredResponse => ({ ...streamedRecord(hex, 'queued', Date.now() + 3_600_000), aliveEveryMs: 1_000, aliveAt: Date.now(), ranAt: 'AMS' });
@@ -214,7 +214,7 @@ describe('a background stream as read', () => {
     expect(await store.stopRequested(id)).toBeNull();
   }, 20_000);
 
-  it("reads on to the events' end of a run a cancel was asked of, which polls show cancelled before its run stored that (review h170)", async () => {
+  it("reads on to the events' end of a run a cancel was asked of, which polls show cancelled before its run stored that (review h170)", async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-resume-cancel', 0, 1 << 20, 'AMS');
     const running: StoredResponse = { ...streamedRecord('c5c5c5c5c5c5c5c5c5c5c5c5', 'queued', Date.now() + 3_600_000), aliveEveryMs: 1_000, aliveAt: Date.now(), ranAt: 'AMS' };
     const id = running.response.id;
@@ -228,7 +228,7 @@ describe('a background stream as read', () => {
     expect(await reading).toBe(frames(3).join(''));
   }, 15_000);
 
-  it('refuses a response not made with background and stream, and a starting_after that is not a sequence number', () => {
+  it('refuses a response not made with background and stream, and a starting_after that is not a sequence number', ({ expect }) => {
     const plain = storedRecord(responseId('a7a7a7a7a7a7a7a7a7a7a7a7'));
     const store = new ResponseStore(workerd(), 'key-refuse', 0, 1 << 20);
     expect(() => resumedEventStream(plain, -1, store, 60_000)).toThrow(ApiError);
