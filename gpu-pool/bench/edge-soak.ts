@@ -62,6 +62,8 @@ export interface EdgeSoakOptions {
   maxTokens?: number;
   /** The edge's in-flight lease (SSSD_CONCURRENCY_LEASE_SECONDS): how long the final check may wait for the key (default 5). */
   leaseSeconds?: number;
+  /** How much longer than the lease the final check waits for the key (default 5: a lease given back late on a busy machine). */
+  settleMarginSeconds?: number;
 }
 
 const WORDS = ['Once', 'upon', 'a', 'time', 'there', 'was', 'a', 'little', 'girl', 'named', 'Lily', '.', 'She', 'liked', 'to', 'play', '\n', 'é', '日本', '🙂', '"', '\\'];
@@ -580,7 +582,7 @@ export async function runEdgeSoak(opts: EdgeSoakOptions): Promise<SoakReport> {
 
   // Clients that hung up must not hold the key's slots: it is served again within the lease.
   const probe = JSON.stringify({ model: opts.model, prompt: 'Lily', max_tokens: 2, temperature: 0 });
-  const settleBy = Date.now() + ((opts.leaseSeconds ?? 5) + 5) * 1000;
+  const settleBy = Date.now() + ((opts.leaseSeconds ?? 5) + (opts.settleMarginSeconds ?? 5)) * 1000;
   let last: SoakReply = { status: 0, retryAfter: null, text: '', complete: false };
   for (;;) {
     last = await send('/v1/completions', probe);
