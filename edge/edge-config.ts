@@ -1,5 +1,6 @@
 import { bearerTokenProblem } from '../shared/bearer-token';
 import { DEFAULT_USER_CACHE_HISTORY_TOKENS } from '../shared/drafting/user-cache';
+import { MAX_PUSHED_TRIE_NODES } from '../shared/protocol';
 import type { EdgeEnv } from './env';
 import { kvMissingLine, kvNamespace } from './kv-binding';
 import { LEASE_MS } from './rate-limiter';
@@ -103,7 +104,8 @@ export const INT_VARS = {
   SSSD_USER_CACHE_HISTORY_TOKENS: { fallback: DEFAULT_USER_CACHE_HISTORY_TOKENS, min: 0, max: 1 << 20 },
   // A `user` per session or per request would otherwise leave a value in KV for good.
   SSSD_USER_CACHE_TTL_DAYS: { fallback: 30, min: 0, max: 3650 },
-  SSSD_EDGE_TRIE_NODES: { fallback: EDGE_TRIE_NODES, min: 0, max: 4096 },
+  // A pool refuses a pushed trie past it (the edge pushes what it ships).
+  SSSD_EDGE_TRIE_NODES: { fallback: EDGE_TRIE_NODES, min: 0, max: MAX_PUSHED_TRIE_NODES },
   SSSD_EDGE_TRIE_PUSHES: { fallback: EDGE_TRIE_PUSHES, min: 0, max: 1000 },
   SSSD_USER_CACHE_WAIT_MS: { fallback: EDGE_USER_CACHE_WAIT_MS, min: 0, max: 10_000 },
   // Past the pool's keep-alive for a queued generation (QUEUED_KEEPALIVE_MS, 1 s) with room to spare.

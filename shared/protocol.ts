@@ -18,6 +18,11 @@ export const PROTOCOL_VERSION = 1;
 export const speculationMethods = ['sssd', 'pld', 'context', 'off'] as const;
 export type SpeculationMethod = (typeof speculationMethods)[number];
 
+/** Whether a generation of `method` drafts from edge tries (shipped or pushed): `sssd` alone; the others never read one. */
+export function followsEdgeTries(method: SpeculationMethod): boolean {
+  return method === 'sssd';
+}
+
 /** Most tokens a request's logitBias may name (OpenAI's limit). */
 export const MAX_LOGIT_BIAS = 1024;
 
@@ -79,10 +84,12 @@ export const MAX_STOP_STRING_CHARS = 1024;
  * The rules by which the pool finds a stop string where the edge does (the
  * decoders' text, min_tokens, silent ids: edge/token-text.ts,
  * edge/stop-matcher.ts, gpu-pool/scheduler/stop-strings.ts). Bumped with any
- * change to them: a pool follows `stopStrings` only where the request names
- * its own version, so a pool and an edge of releases whose rules differ
- * leave the stop to the edge rather than end an answer where the edge would
- * not (review h122).
+ * change to them: a request that names another version (`stopMatcher`) has
+ * its stop strings left to its sender, so a pool and an edge of releases
+ * whose rules differ never end an answer where the edge would not (review
+ * h122). A request that names none asks for the pool's own rules, as a
+ * client that cuts no text itself does (review h174); the pool says its
+ * version in /v1/info.
  */
 export const STOP_MATCHER_VERSION = 1;
 
@@ -144,11 +151,11 @@ export function describeValue(value: unknown): string {
   return String(value).slice(0, 40);
 }
 
-/** Why `value` is no list of 1..MAX_PROMPT_IDS token ids (integers in [0, 2^31)), naming the first bad one; null when it is one. */
-function promptIdsProblem(value: unknown): string | null {
+/** Why `value` is no list of 1..`max` token ids (integers in [0, 2^31)), naming the first bad one; null when it is one. The count first: a list too long is refused without reading it. */
+function tokenIdsProblem(value: unknown, max: number): string | null {
   if (!Array.isArray(value)) return 'expected an array of token ids';
   if (value.length === 0) return 'at least one token id';
-  if (value.length > MAX_PROMPT_IDS) return `at most ${MAX_PROMPT_IDS} token ids, got ${value.length}`;
+  if (value.length > max) return `at most ${max} token ids, got ${value.length}`;
   for (let i = 0; i < value.length; i++) {
     const t: unknown = value[i];
     if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0x7fffffff) return `[${i}] = ${describeValue(t)} is not a token id (an integer >= 0)`;
@@ -161,10 +168,19 @@ function promptIdsProblem(value: unknown): string | null {
  * z.array(z.number().int()) it made an issue per bad element, and an 8 MiB
  * body of 2M of them held the pool's one thread (every stream) for 13 s.
  */
-const promptIdsSchema = z.custom<number[]>((value) => promptIdsProblem(value) === null, { error: (issue) => promptIdsProblem(issue.input) ?? 'not a list of token ids' });
+const promptIdsSchema = z.custom<number[]>((value) => tokenIdsProblem(value, MAX_PROMPT_IDS) === null, { error: (issue) => tokenIdsProblem(issue.input, MAX_PROMPT_IDS) ?? 'not a list of token ids' });
 
-/** Predicted tokens (`predictionIds`) a pool drafts from, at most: the rest is ignored, and an edge need not send it. */
+/**
+ * Predicted tokens (`predictionIds`) a pool drafts from, and so the most a
+ * request may send: up to 2026-12-07 a pool took 1,048,576 and drafted from
+ * the first 8,192, after checking every one on its only thread (a 2 MB body
+ * held every stream ~0.3 s, review h174).
+ */
 export const PREDICTION_TOKENS = 8192;
+
+const predictionIdsSchema = z.custom<number[]>((value) => tokenIdsProblem(value, PREDICTION_TOKENS) === null, {
+  error: (issue) => tokenIdsProblem(issue.input, PREDICTION_TOKENS) ?? 'not a list of token ids',
+});
 
 /** Most choices (vLLM's `structured_outputs.choice`) a generation may name, and most UTF-8 bytes in all of them: the pool's trie of them has a node per byte. vLLM sets no bound. */
 export const MAX_OUTPUT_CHOICES = 1024;
@@ -223,14 +239,15 @@ export const generateRequestSchema = z.object({
    * (`stop`) at the token whose text completes one, one ending in the text of
    * a token past `minTokens`, the earlier output of a resumed generation
    * included; never in the prompt. The edge still cuts the text at the stop
-   * string; the pool only stops generating past it. Followed only with
-   * `stopMatcher` equal to the pool's STOP_MATCHER_VERSION, and only the
-   * first MAX_STOP_STRINGS of those followedStopString takes; the rest are
-   * the edge's. Added within version 1: a pool from before it ignores it and
+   * string; the pool only stops generating past it. Followed unless
+   * `stopMatcher` names another version than the pool's STOP_MATCHER_VERSION
+   * (then they are the sender's to find), and only the first
+   * MAX_STOP_STRINGS of those followedStopString takes; the rest are the
+   * edge's. Added within version 1: a pool from before it ignores it and
    * generates on until the edge's cancel.
    */
   stopStrings: z.array(z.string().max(65_536)).max(MAX_STOP_STRINGS_SENT).optional(),
-  /** The STOP_MATCHER_VERSION the edge found `stopStrings` by. Added within version 1. */
+  /** The STOP_MATCHER_VERSION the edge found `stopStrings` by; absent = the pool's own. Added within version 1. */
   stopMatcher: z.number().int().min(0).optional(),
   /** vLLM's `allowed_token_ids`: the only ids that may be generated (every other logit masked). Added within version 1. */
   allowedTokenIds: z.array(z.number().int().min(0)).min(1).max(MAX_ALLOWED_TOKEN_IDS).optional(),
@@ -290,9 +307,9 @@ export const generateRequestSchema = z.object({
    * The output expected, more or less (OpenAI's predicted outputs: the file
    * being edited, say), as token ids without BOS: drafted from as the prompt
    * is, by `sssd`, `context` and `pld`; the output is the same with or
-   * without it. Its first 8,192 tokens are used. Absent = none.
+   * without it. At most PREDICTION_TOKENS (8,192). Absent = none.
    */
-  predictionIds: promptIdsSchema.optional(),
+  predictionIds: predictionIdsSchema.optional(),
   /**
    * The model the caller tokenized for, as a pool's /v1/info names it: a pool
    * serving another (a fleet mid-upgrade, a pool started with the wrong
@@ -344,12 +361,25 @@ export const generateRequestSchema = z.object({
 });
 export type GenerateRequest = z.infer<typeof generateRequestSchema>;
 
+/**
+ * Most nodes, root included, of a trie pushed to a running generation (the
+ * edge drafts at most this many, SSSD_EDGE_TRIE_NODES): every push is read
+ * on the pool's only thread, and a drafter takes a few dozen nodes a step.
+ * Pushed tries of 65,535 nodes, back to back, cost ~8 ms of that thread
+ * each (review h174).
+ */
+export const MAX_PUSHED_TRIE_NODES = 4096;
+/** The base64 length of the largest pushed trie: MAX_PUSHED_TRIE_NODES nodes with 32-bit tokens (docs/protocol.md, "Wire format"). */
+export const MAX_PUSHED_TRIE_CHARS = 4 * Math.ceil((16 + MAX_PUSHED_TRIE_NODES * (4 + 2 + 1)) / 3);
+
 /** POST /v1/generations/:id/trie — a fresh trie for a running generation. */
 export const pushTrieSchema = z.object({
   /** Number of generated tokens the edge had seen when it drafted this trie;
    *  the trie's root continues prompt + output[0 .. outputLength). */
   outputLength: z.number().int().min(0),
-  trie: z.string().max(4 * 1024 * 1024),
+  trie: z.string().max(MAX_PUSHED_TRIE_CHARS, {
+    error: `at most ${MAX_PUSHED_TRIE_CHARS} base64 characters (a trie of ${MAX_PUSHED_TRIE_NODES} nodes with 32-bit tokens); a pushed trie holds at most ${MAX_PUSHED_TRIE_NODES} nodes`,
+  }),
 });
 export type PushTrieRequest = z.infer<typeof pushTrieSchema>;
 
@@ -462,6 +492,8 @@ export interface PoolInfo {
   speculation?: PoolSpeculationInfo;
   /** The generate request's fields added within protocol 1 that this pool honours (shared/pool-features.ts); absent from pools before the list, which honour none of them. */
   features?: string[];
+  /** The STOP_MATCHER_VERSION by which this pool finds `stopStrings` (a request naming another `stopMatcher` has them left to its sender). Absent from pools before 2026-12-07. */
+  stopMatcher?: number;
 }
 
 /** What a generation's ids are meant for (the generate request's `model`), as a pool's /v1/info names it. */

@@ -18,7 +18,7 @@ import { access, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { POOL_FEATURES } from '../../shared/pool-features';
-import { PROTOCOL_VERSION, type PoolInfo } from '../../shared/protocol';
+import { PROTOCOL_VERSION, STOP_MATCHER_VERSION, type PoolInfo } from '../../shared/protocol';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { TokenTexts } from '../verify/token-texts';
 import { detectTokenizerFormat } from '../../shared/tokenizer/load-tokenizer';
@@ -478,6 +478,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       fusion: { ...speculation.fusion },
     },
     features: [...POOL_FEATURES],
+    stopMatcher: STOP_MATCHER_VERSION,
   };
   const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, previousTokens, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000), stuckMs: stuckSeconds * 1000, stalledReaderMs: stalledReaderSeconds * 1000, version: packageVersion() });
   let url: string;

@@ -513,7 +513,7 @@ export class PoolMetrics {
     });
     this.triePushes = new Counter({
       name: 'sssd_pool_trie_pushes_total',
-      help: "Fresh edge tries pushed for running generations, by result (applied; ended: the generation had just ended, answered 200; unknown: no such generation, 404; invalid: malformed, naming a token outside the vocabulary, or for output past the generation's, refused).",
+      help: "Fresh edge tries pushed for running generations, by result (applied; ignored: for a generation whose method reads no tries, taken unread; ended: the generation had just ended, answered 200; unknown: no such generation, 404; invalid: malformed, over the node cap, naming a token outside the vocabulary, or for output past the generation's, refused).",
       labelNames: ['result'],
       registers,
     });
@@ -563,7 +563,7 @@ export class PoolMetrics {
     for (const kind of ['pass', 'drafter']) this.draftFailures.inc({ kind }, 0);
     for (const result of ['ok', 'error']) this.datastoreSaves.inc({ result }, 0);
     for (const result of ['indexed', 'repeat']) this.datastoreContributions.inc({ result }, 0);
-    for (const result of ['applied', 'ended', 'unknown', 'invalid']) this.triePushes.inc({ result }, 0);
+    for (const result of ['applied', 'ignored', 'ended', 'unknown', 'invalid']) this.triePushes.inc({ result }, 0);
     for (const result of ['used', 'malformed', 'invalid']) this.shippedTries.inc({ result }, 0);
     this.speculatingStepsOf = { tree: this.speculatingSteps.child(0), chain: this.speculatingSteps.child(1) };
     for (const status of ERROR_STATUSES) this.errorResponses.inc({ status }, 0);

@@ -8,7 +8,7 @@
  * (FairShares.next). The step loop (scheduler.ts) runs the rows in `active`;
  * whatever ends a generation hands its row and reservation back here.
  */
-import { followedStopString, MAX_STOP_STRINGS, PREDICTION_TOKENS, STOP_MATCHER_VERSION, type GenerateRequest } from '../../shared/protocol';
+import { followedStopString, MAX_STOP_STRINGS, STOP_MATCHER_VERSION, type GenerateRequest } from '../../shared/protocol';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { edgeTrieMalformation, edgeTrieTokenOutside } from '../../shared/drafting/edge-trie';
 import { generationEndIds } from '../../shared/end-ids';
@@ -162,8 +162,9 @@ export class Admission<S extends RunnerSequence> {
    * tokenizer here (the edge's cancel ends the generation then).
    */
   private stopStrings(request: GenerateRequest, prompt: readonly number[], resumed: number): StopStrings | null {
-    // Found by this pool's rules only where the edge found them by the same (STOP_MATCHER_VERSION), and only those it follows.
-    if (request.stopMatcher !== STOP_MATCHER_VERSION || !this.tokenizer || request.maxTokens === 0) return null;
+    // Found by this pool's rules unless the sender found them by others (another STOP_MATCHER_VERSION: then they are
+    // its to find), and only those it follows. None named asks for this pool's: a client that cuts no text itself.
+    if ((request.stopMatcher ?? STOP_MATCHER_VERSION) !== STOP_MATCHER_VERSION || !this.tokenizer || request.maxTokens === 0) return null;
     const stops = (request.stopStrings ?? []).filter(followedStopString).slice(0, MAX_STOP_STRINGS);
     if (stops.length === 0) return null;
     return StopStrings.forGeneration(stops, this.tokenizer, this.eos, request.minTokens, prompt, resumed);
@@ -242,14 +243,9 @@ export class Admission<S extends RunnerSequence> {
     for (let i = 0; i < prompt.length; i++) {
       if (prompt[i] >= vocab) throw new AdmissionError('bad_request', `promptIds[${i}] = ${prompt[i]} is outside the vocabulary (size ${vocab})`);
     }
-    const predicted = request.predictionIds ?? [];
-    // A draft token past the embedding table would fail the batch's pass.
-    checkInVocabulary('predictionIds', predicted, vocab);
+    // A draft token past the embedding table would fail the batch's pass (the schema holds the list to PREDICTION_TOKENS).
+    checkInVocabulary('predictionIds', request.predictionIds ?? [], vocab);
     if (request.logprobIds) checkInVocabulary('logprobIds', request.logprobIds, vocab);
-    if (predicted.length > PREDICTION_TOKENS) {
-      // Drafts read no further; a generation that kept the rest would hold megabytes while it waits in the queue.
-      request = { ...request, predictionIds: predicted.slice(0, PREDICTION_TOKENS) };
-    }
     const resumed = request.resumedOutputTokens ?? 0;
     if (resumed >= prompt.length) {
       throw new AdmissionError('bad_request', `resumedOutputTokens (${resumed}) must be less than the prompt's ${prompt.length} tokens`);

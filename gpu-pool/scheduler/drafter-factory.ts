@@ -11,14 +11,14 @@
  * could see it. The trie's base64 is still checked at admission (a bad trie
  * is a 400).
  */
-import type { GenerateRequest } from '../../shared/protocol';
+import { followsEdgeTries, type GenerateRequest } from '../../shared/protocol';
 import type { DatastoreLike } from '../../shared/drafting/datastore-source';
 import type { DraftTree } from '../../shared/drafting/draft-tree';
 import type { FusionWeights } from '../../shared/drafting/fusion';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
 import { RequestDrafter } from '../../shared/drafting/request-drafter';
 import { AdmissionError } from './admission-error';
-import { decodeBase64 } from './base64';
+import { decodeBase64, NOT_BASE64 } from './base64';
 import type { Drafter } from './generation';
 
 export function drafterFactory(
@@ -29,9 +29,9 @@ export function drafterFactory(
   return (request, expectedLength) => {
     if (request.speculation === 'off') return null;
     let edgeTrie: Uint8Array | undefined;
-    if (request.trie !== undefined && request.speculation === 'sssd') {
+    if (request.trie !== undefined && followsEdgeTries(request.speculation)) {
       const bytes = decodeBase64(request.trie);
-      if (!bytes) throw new AdmissionError('bad_request', 'trie: not valid base64');
+      if (!bytes) throw new AdmissionError('bad_request', `trie: ${NOT_BASE64}`);
       edgeTrie = bytes;
     }
     const store = request.useDatastore && datastore ? datastore : undefined;

@@ -15,7 +15,7 @@
  * newest queued generation gives its place (admission.ts, fair-shares.ts).
  * What a row's pass accepted, and the events it emits: row-acceptance.ts.
  */
-import type { GenerateRequest } from '../../shared/protocol';
+import { followsEdgeTries, MAX_PUSHED_TRIE_NODES, type GenerateRequest } from '../../shared/protocol';
 import type { TreeBudget, BudgetRow } from '../budget/tree-budget';
 import type { SpeculationGovernor } from '../budget/speculation-governor';
 import type { BatchSizeCaps } from '../budget/batch-size-caps';
@@ -25,7 +25,7 @@ import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runne
 import type { Generation, Drafter, GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
 import type { NextTokenTable } from '../../shared/drafting/next-token-table';
-import { edgeTrieMalformation } from '../../shared/drafting/edge-trie';
+import { edgeTrieMalformation, edgeTrieNodeCount } from '../../shared/drafting/edge-trie';
 import { AcceptanceRecord } from '../budget/acceptance-record';
 import type { PrefixCache } from './prefix-cache';
 import { PrefixReuse } from './prefix-reuse';
@@ -311,16 +311,31 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   }
 
   /**
+   * Whether a trie pushed for `id` would be read: 'follows' for a queued or
+   * running generation that drafts from edge tries, 'ignores' for one that
+   * does not (its method, or a drafter dropped after it threw), null for no
+   * such generation (any more). A trie an ignoring one is pushed need not
+   * even be decoded.
+   */
+  trieReader(id: string): 'follows' | 'ignores' | null {
+    const gen = this.admission.byId.get(id);
+    if (!gen || gen.finished) return null;
+    return gen.drafter && followsEdgeTries(gen.request.speculation) ? 'follows' : 'ignores';
+  }
+
+  /**
    * A fresh edge trie for a running generation; applied at the next
-   * iteration. False: no such generation (any more). Throws a bad_request
-   * AdmissionError for a malformed trie or one with a token outside the
-   * vocabulary.
+   * iteration (a later push before it replaces it). False: no such
+   * generation (any more). A generation that does not read tries
+   * (trieReader) takes it unread. Throws a bad_request AdmissionError for a
+   * trie checkPushedTrie refuses.
    */
   pushTrie(id: string, bytes: Uint8Array, outputLength: number): boolean {
-    const gen = this.admission.byId.get(id);
-    if (!gen || gen.finished) return false;
+    const reader = this.trieReader(id);
+    if (reader === null) return false;
+    if (reader === 'ignores') return true;
+    const gen = this.admission.byId.get(id)!;
     this.checkPushedTrie(bytes, outputLength, gen.output.length);
-    if (!gen.drafter) return true;
     gen.incomingTrie = { bytes, outputLength };
     return true;
   }
@@ -329,12 +344,15 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    * Throws AdmissionError (a 400) for a pushed trie no generation can take:
    * malformed (a shipped one is dropped instead, the request being valid
    * without it; a pushed one is refused, so the edge hears of it rather than
-   * a 202), naming a token outside the vocabulary, or for output past the
-   * `written` tokens (it could never be followed).
+   * a 202), over MAX_PUSHED_TRIE_NODES nodes, naming a token outside the
+   * vocabulary, or for output past the `written` tokens (it could never be
+   * followed; Infinity where they are not known, an ended generation's).
    */
   checkPushedTrie(bytes: Uint8Array, outputLength: number, written: number): void {
     const problem = edgeTrieMalformation(bytes);
     if (problem !== null) throw new AdmissionError('bad_request', `trie: ${problem}`);
+    const nodes = edgeTrieNodeCount(bytes)!;
+    if (nodes > MAX_PUSHED_TRIE_NODES) throw new AdmissionError('bad_request', `trie: ${nodes} nodes; a pushed trie holds at most ${MAX_PUSHED_TRIE_NODES}`);
     checkTrieTokens(bytes, this.runner.config.vocabSize);
     if (outputLength > written) throw new AdmissionError('bad_request', `outputLength ${outputLength} is past the generation's output (${written} tokens so far)`);
   }

@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import {
+  followsEdgeTries,
   generateRequestSchema,
   modelIdentity,
   sameModelIdentity,
@@ -21,7 +22,7 @@ import {
 } from '../../shared/protocol';
 import type { Scheduler } from '../scheduler/scheduler';
 import { AdmissionError } from '../scheduler/admission-error';
-import { decodeBase64 } from '../scheduler/base64';
+import { decodeBase64, NOT_BASE64 } from '../scheduler/base64';
 import type { HealthFigures, PoolMetrics } from '../metrics/pool-metrics';
 import { BearerAuth } from './bearer-auth';
 import { HttpError } from './http-error';
@@ -36,8 +37,17 @@ import { eventEncodingFor } from './event-encoding';
 /** A generate request pipelined behind a stream on its connection, until its turn: a cancel, or a trie pushed for it, is kept for then. */
 interface WaitingTurn {
   cancelled: boolean;
+  /** Whether its method reads edge tries (a push for one that does not is taken unread). */
+  followsTries: boolean;
   pushed: { bytes: Uint8Array; outputLength: number } | null;
 }
+
+/**
+ * Largest trie push body: the largest pushed trie's base64
+ * (MAX_PUSHED_TRIE_CHARS, 38,252 characters) and room to spare. A push is
+ * read on the pool's only thread, as often as a client sends one.
+ */
+export const PUSH_BODY_BYTES = 64 * 1024;
 
 export interface PoolServerOptions {
   scheduler: Scheduler;
@@ -374,20 +384,38 @@ export class PoolServer {
     );
   }
 
+  /**
+   * What is read of a generate body before its schema: its `protocol` (a
+   * 421 for another version's: that version's body need not pass this
+   * one's schema, and a 400 would be final where another pool may serve
+   * it), its `model` (a 421, which comes before any check of the ids), then
+   * its prompt's length (a 400 without reading a million ids).
+   */
+  private checkBeforeSchema(body: unknown): void {
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return;
+    const { protocol, model, promptIds } = body as Record<string, unknown>;
+    if (typeof protocol === 'number' && Number.isInteger(protocol) && protocol >= 1 && protocol !== PROTOCOL_VERSION) {
+      // An edge of another release: one that read this pool's events, or this pool its request, by another version's rules would be wrong.
+      this.options.metrics.rejected.inc({ reason: 'protocol_mismatch' });
+      throw new HttpError(421, 'protocol_mismatch', `this pool speaks edge-pool protocol ${PROTOCOL_VERSION}, not ${protocol}`);
+    }
+    const expected = generateRequestSchema.shape.model.safeParse(model);
+    if (expected.success && expected.data) this.checkModel(expected.data);
+    const contextLength = this.options.info.model.contextLength;
+    if (Array.isArray(promptIds) && promptIds.length > contextLength) {
+      throw new HttpError(400, 'bad_request', `prompt has ${promptIds.length} tokens, more than the model's context length ${contextLength}`);
+    }
+  }
+
   private async generate(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readJsonBody(req, this.maxBodyBytes);
+    this.checkBeforeSchema(body);
     const parsed = generateRequestSchema.safeParse(body);
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
     const request = parsed.data;
-    if (request.protocol !== undefined && request.protocol !== PROTOCOL_VERSION) {
-      // An edge of another release: one that read this pool's events, or this pool its request, by another version's rules would be wrong.
-      this.options.metrics.rejected.inc({ reason: 'protocol_mismatch' });
-      throw new HttpError(421, 'protocol_mismatch', `this pool speaks edge-pool protocol ${PROTOCOL_VERSION}, not ${request.protocol}`);
-    }
-    if (request.model) this.checkModel(request.model);
     // Pipelined behind a stream still running on this connection: it runs when its response can flow. Meanwhile a
     // cancel of its id is kept for its turn (it is no generation yet), which it then takes without running.
-    const waiting: WaitingTurn | null = !res.socket && !this.waitingTurn.has(request.id) ? { cancelled: false, pushed: null } : null;
+    const waiting: WaitingTurn | null = !res.socket && !this.waitingTurn.has(request.id) ? { cancelled: false, followsTries: followsEdgeTries(request.speculation), pushed: null } : null;
     if (waiting) this.waitingTurn.set(request.id, waiting);
     let turn: boolean;
     try {
@@ -491,35 +519,51 @@ export class PoolServer {
     }
   }
 
+  /**
+   * A fresh trie for a generation: read only where it would be used. One
+   * whose method reads no tries (pld, context, off) takes it unread (202:
+   * a push to every generation is what an edge does); one queued or running
+   * that follows tries gets it checked and applied, and one pipelined behind
+   * a stream gets it checked and kept for its turn; one that has just ended
+   * gets it checked (its shape: a client's bad trie is a 400 whether or not
+   * it raced the end) and answered 200.
+   */
   private async pushTrie(id: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJsonBody(req, this.maxBodyBytes);
+    const body = await readJsonBody(req, PUSH_BODY_BYTES);
     const parsed = pushTrieSchema.safeParse(body);
     if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssues(parsed.error));
-    const bytes = decodeBase64(parsed.data.trie);
-    if (!bytes) throw new HttpError(400, 'bad_request', 'trie: not valid base64');
-    let known: boolean;
+    const { trie, outputLength } = parsed.data;
+    const scheduler = this.options.scheduler;
+    // Pipelined behind a stream on its connection: no generation yet, but it will be one.
+    const waiting = this.waitingTurn.get(id);
+    const waits = waiting !== undefined && !waiting.cancelled && !scheduler.has(id);
+    const reader = scheduler.trieReader(id) ?? (waits ? (waiting.followsTries ? 'follows' : 'ignores') : null);
+    const ended = reader === null && scheduler.endedRecently(id);
+    if (reader === null && !ended) {
+      this.options.metrics.triePushes.inc({ result: 'unknown' });
+      throw new HttpError(404, 'not_found', `no running generation '${id}'`);
+    }
+    if (reader === 'ignores') {
+      this.options.metrics.triePushes.inc({ result: 'ignored' });
+      return sendJson(res, 202, { id, accepted: true });
+    }
+    const bytes = decodeBase64(trie);
+    if (!bytes) throw new HttpError(400, 'bad_request', `trie: ${NOT_BASE64}`);
     try {
-      known = this.options.scheduler.pushTrie(id, bytes, parsed.data.outputLength);
-      // Pipelined behind a stream on its connection: no generation yet, but it will be one. Kept for its turn
-      // (the latest push wins, as at a running one), checked now, so the caller hears of a bad one here.
-      const waiting = known ? undefined : this.waitingTurn.get(id);
-      if (waiting && !waiting.cancelled) {
-        this.options.scheduler.checkPushedTrie(bytes, parsed.data.outputLength, 0);
-        waiting.pushed = { bytes, outputLength: parsed.data.outputLength };
-        known = true;
-      }
+      if (ended) scheduler.checkPushedTrie(bytes, outputLength, Number.POSITIVE_INFINITY);
+      else if (waits) {
+        // Kept for its turn (the latest push wins, as at a running one), checked now, so the caller hears of a bad one here.
+        scheduler.checkPushedTrie(bytes, outputLength, 0);
+        waiting.pushed = { bytes, outputLength };
+      } else scheduler.pushTrie(id, bytes, outputLength);
     } catch (err) {
       this.options.metrics.triePushes.inc({ result: 'invalid' });
       throw toHttpError(err);
     }
-    if (!known && this.options.scheduler.endedRecently(id)) {
+    if (ended) {
       // The race every edge runs (a trie sent as its generation ends): answered, not an error, as a DELETE of it is.
       this.options.metrics.triePushes.inc({ result: 'ended' });
       return sendJson(res, 200, { id, accepted: false });
-    }
-    if (!known) {
-      this.options.metrics.triePushes.inc({ result: 'unknown' });
-      throw new HttpError(404, 'not_found', `no running generation '${id}'`);
     }
     this.options.metrics.triePushes.inc({ result: 'applied' });
     sendJson(res, 202, { id, accepted: true });
@@ -611,12 +655,17 @@ function toHttpError(err: unknown): HttpError {
 /** The OpenAI API's routes, which the edge serves and the pool does not. */
 const OPENAI_ROUTES: ReadonlySet<string> = new Set(['/v1/completions', '/v1/chat/completions', '/v1/models', '/v1/embeddings', '/v1/responses']);
 
-/** `whole`: what an issue at the top names (the body; a query parameter names itself). */
+/**
+ * `whole`: what an issue at the top names (the body; a query parameter names
+ * itself). A null where a value was expected is said to be one: Go's nil
+ * pointers and Python's None write optional fields as null, which no field
+ * takes (an optional one is left out).
+ */
 function describeIssues(error: z.ZodError, whole = 'body'): string {
   return error.issues
     .slice(0, 5)
     .map((issue) => specificIssue(issue) ?? issue)
-    .map((i) => `${i.path.length > 0 ? i.path.join('.') : whole}: ${i.message}`)
+    .map((i) => `${i.path.length > 0 ? i.path.join('.') : whole}: ${i.message}${i.code === 'invalid_type' && / received null$/.test(i.message) ? ' (leave an optional field out rather than send null)' : ''}`)
     .join('; ');
 }
 

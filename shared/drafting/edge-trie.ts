@@ -15,7 +15,7 @@
  *
  * Wire form (little-endian): magic u32 'ETR\x01' | nodeCount u16 | flags u8
  * (bit 0: 32-bit tokens) | 0 u8 | chainNodes u16 | 6 reserved bytes, then
- * tokens (u16 or u32 each, root first), parents u16 (root: 0xffff, else <
+ * tokens (u16 or u32 each, unsigned, root first; the root's is not read), parents u16 (root: 0xffff, else <
  * own index), and the conditional probability of each node given its parent
  * as u8 (p·255). chainNodes (0 in tries without one) counts the history
  * chain's nodes: node 1 and, from each, its first child. Their probabilities
@@ -164,8 +164,9 @@ export function encodeEdgeTrie(tokens: ArrayLike<number>, parents: ArrayLike<num
   bytes[6] = wide ? FLAG_WIDE_TOKENS : 0;
   view.setUint16(8, Math.max(0, Math.min(n - 1, chainNodes)), true);
   let o = HEADER_BYTES;
+  // Every integer of the wire form is unsigned; a negative id (none is drafted) is written as its 32-bit pattern.
   for (let i = 0; i < n; i++, o += tw) {
-    if (wide) view.setInt32(o, tokens[i], true);
+    if (wide) view.setUint32(o, tokens[i] >>> 0, true);
     else view.setUint16(o, tokens[i], true);
   }
   for (let i = 0; i < n; i++, o += 2) view.setUint16(o, i === 0 ? 0xffff : parents[i], true);
@@ -193,22 +194,30 @@ export function historyChainNodes(bytes: Uint8Array | null | undefined): number 
 }
 
 /**
- * The first token id of a well-formed trie that lies outside [0, vocabSize),
- * or null (none; or the trie is malformed, which decodeEdgeTrie ignores;
- * not -1, which a wide trie's token can be). The
- * pool refuses such a trie at admission: a token its model does not have
- * reached the forward pass and failed the whole batch's step, every other
- * generation in it with it.
+ * The first token id of a well-formed trie, past its root, that is not below
+ * vocabSize, as the unsigned integer the wire holds (0xffffffff is
+ * 4294967295), or null (none; or the trie is malformed, which decodeEdgeTrie
+ * ignores). The pool refuses such a trie at admission: a token its model
+ * does not have reached the forward pass and failed the whole batch's step,
+ * every other generation in it with it. The root's token is not checked: it
+ * stands for the context's last token, and no draft or pass reads it (a
+ * writer may put a sentinel there, docs/protocol.md "Wire format").
  */
 export function edgeTrieTokenOutside(bytes: Uint8Array, vocabSize: number): number | null {
   const h = readHeader(bytes);
   if (typeof h === 'string') return null;
   const { view, n, wide, tw } = h;
-  for (let i = 0, o = HEADER_BYTES; i < n; i++, o += tw) {
-    const token = wide ? view.getInt32(o, true) : view.getUint16(o, true);
-    if (token < 0 || token >= vocabSize) return token;
+  for (let i = 1, o = HEADER_BYTES + tw; i < n; i++, o += tw) {
+    const token = wide ? view.getUint32(o, true) : view.getUint16(o, true);
+    if (token >= vocabSize) return token;
   }
   return null;
+}
+
+/** The node count a well-formed trie's header names, or null where `bytes` is no trie (see edgeTrieMalformation). */
+export function edgeTrieNodeCount(bytes: Uint8Array): number | null {
+  const h = readHeader(bytes);
+  return typeof h === 'string' ? null : h.n;
 }
 
 /** The wire form's header, checked against its length; what is wrong with it when malformed. */
@@ -251,7 +260,8 @@ export function decodeEdgeTrie(bytes: Uint8Array | null | undefined): DecodedEdg
   const firstChild = new Int32Array(n).fill(-1);
   const nextSibling = new Int32Array(n).fill(-1);
   let o = HEADER_BYTES;
-  for (let i = 0; i < n; i++, o += tw) tokens[i] = wide ? view.getInt32(o, true) : view.getUint16(o, true);
+  // Read unsigned, as written; an id past 2^31 (outside any vocabulary, refused by the pool) wraps in the Int32Array.
+  for (let i = 0; i < n; i++, o += tw) tokens[i] = wide ? view.getUint32(o, true) : view.getUint16(o, true);
   for (let i = 0; i < n; i++, o += 2) parents[i] = i === 0 ? -1 : view.getUint16(o, true);
   for (let i = 0; i < n; i++, o++) condProbs[i] = i === 0 ? 1 : bytes[o] / 255;
   // Children linked in index order (most probable first, as drafted).

@@ -1948,7 +1948,7 @@ describe('an edge that caps the fresh tries a generation pushes', () => {
     await untilCacheMerged('capped', 1, CAPPED_KEY, edge.url);
     const pushes = async (): Promise<number> => {
       const text = await (await fetch(`${stack.poolUrl}/metrics`)).text();
-      return ['applied', 'ended', 'unknown', 'invalid'].reduce((sum, result) => sum + seriesValue(text, 'sssd_pool_trie_pushes_total', `result="${result}"`), 0);
+      return ['applied', 'ignored', 'ended', 'unknown', 'invalid'].reduce((sum, result) => sum + seriesValue(text, 'sssd_pool_trie_pushes_total', `result="${result}"`), 0);
     };
     const before = await pushes();
     const again = await streamCompletion(body, edge.client);

@@ -167,7 +167,7 @@ describe('stop strings at the pool', () => {
     }
   }, 60_000);
 
-  it('follows only the stop strings within its limits, found by its own rules, and leaves the rest to the edge (never a 400: an edge of another release is served)', async () => {
+  it('follows only the stop strings within its limits, found by its own rules unless the request names others, and leaves the rest to the edge (never a 400: an edge of another release is served)', async () => {
     const picker = new PoolPicker([pool.url], pool.token);
     const model = await servedModel(picker, undefined, 60_000);
     const promptIds = model.tokenizer.encode('Once upon a time', { bos: true });
@@ -186,8 +186,9 @@ describe('stop strings at the pool', () => {
     };
     const current = { stopMatcher: STOP_MATCHER_VERSION };
     expect(await finish({ ...current, stopStrings: ['girl'] })).toMatchObject({ status: 200, finishReason: 'stop' });
-    // Found by other rules (another release's edge), or with none named: left to the edge, the generation runs on.
-    expect(await finish({ stopStrings: ['girl'] })).toMatchObject({ status: 200, finishReason: 'length', tokens: 40 });
+    // With none named, the pool's own rules (a client that cuts no text itself, review h174: it ran on to maxTokens).
+    expect(await finish({ stopStrings: ['girl'] })).toMatchObject({ status: 200, finishReason: 'stop' });
+    // Found by other rules (another release's edge): left to the edge, the generation runs on.
     expect(await finish({ stopMatcher: STOP_MATCHER_VERSION + 1, stopStrings: ['girl'] })).toMatchObject({ status: 200, finishReason: 'length', tokens: 40 });
     // Past its limits: the first MAX_STOP_STRINGS it follows are taken, the others (too long, empty, half a character, past the count) ignored.
     const ignored = ['x'.repeat(MAX_STOP_STRING_CHARS + 1), '', '\uD83D'];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_BAD_WORDS, MAX_BAD_WORDS_TOKENS, MAX_LOGIT_BIAS, generateRequestSchema } from '../../shared/protocol';
+import { MAX_BAD_WORDS, MAX_BAD_WORDS_TOKENS, MAX_LOGIT_BIAS, MAX_PROMPT_IDS, PREDICTION_TOKENS, generateRequestSchema } from '../../shared/protocol';
 
 const base = { id: 'g', promptIds: [1, 2], maxTokens: 4 };
 
@@ -31,6 +31,13 @@ describe('the generate request', () => {
     expect(issue({ ...base, predictionIds: [{ a: 1 }] })).toMatch(/\[0\] = an object/);
     expect(issue({ ...base, promptIds: ['x'.repeat(100)] })).toMatch(/\[0\] = "x{40}" is not/);
     expect(issue({ ...base, promptIds: [-1] })).toMatch(/\[0\] = -1 is not/);
+  });
+
+  it('bounds the prompt and the predicted tokens by their count, before an id is read', () => {
+    expect(issue({ ...base, promptIds: new Array(MAX_PROMPT_IDS + 1).fill('x') })).toBe(`promptIds: at most ${MAX_PROMPT_IDS} token ids, got ${MAX_PROMPT_IDS + 1}`);
+    // Drafts read the first 8,192 predicted tokens: more is refused (review h174: 1M were checked one by one, then dropped).
+    expect(generateRequestSchema.parse({ ...base, predictionIds: new Array(PREDICTION_TOKENS).fill(5) }).predictionIds).toHaveLength(PREDICTION_TOKENS);
+    expect(issue({ ...base, predictionIds: new Array(PREDICTION_TOKENS + 1).fill('x') })).toBe(`predictionIds: at most ${PREDICTION_TOKENS} token ids, got ${PREDICTION_TOKENS + 1}`);
   });
 
   it("takes vLLM's bad words as token-id sequences, bounded in count and in ids, each id named where it is bad", () => {

@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { contextTriePool } from '../../../shared/drafting/trie-storage-pool';
-import { PREDICTION_TOKENS, STOP_MATCHER_VERSION, generateRequestSchema, type PoolEvent } from '../../../shared/protocol';
+import { MAX_PUSHED_TRIE_NODES, PREDICTION_TOKENS, STOP_MATCHER_VERSION, generateRequestSchema, type PoolEvent } from '../../../shared/protocol';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import type { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
@@ -903,6 +903,11 @@ describe('continuous batching', () => {
     const resumedAt = last - 1;
     const resumed = await run('stop-resumed', 'sssd', { ...extra, promptIds: [...REPEATING_PROMPT, ...free.ids.slice(0, resumedAt)], resumedOutputTokens: resumedAt, maxTokens: 60 - resumedAt });
     expect(resumed).toEqual({ ids: free.ids.slice(resumedAt, last + 1), finishReason: 'stop' });
+    // Named no rules (a client that cuts no text itself, review h174): this pool's own, the same stop. Named another
+    // version's (an edge of another release): left to its sender, the generation runs on.
+    const { stopMatcher: _named, ...unnamed } = extra;
+    expect(await run('stop-unnamed', 'off', unnamed)).toEqual({ ids: free.ids.slice(0, last + 1), finishReason: 'stop' });
+    expect(await run('stop-other-rules', 'off', { ...extra, stopMatcher: STOP_MATCHER_VERSION + 1 })).toMatchObject({ finishReason: 'length' });
     // Without a tokenizer the pool leaves stop strings to the edge.
     const blind = scheduler(null);
     const c = collect();
@@ -1936,6 +1941,28 @@ describe('continuous batching', () => {
       expect(tokensOf(await c.done)).toEqual(greedy);
     });
 
+    it('takes a push unread for a method that reads no tries, and refuses one past the node cap where tries are read', async () => {
+      const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
+      const junk = new Uint8Array([1, 2, 3]);
+      const runs = (['pld', 'context', 'off', 'sssd'] as const).map((speculation) => {
+        const c = collect();
+        s.submit(generateRequestSchema.parse({ id: `reads-${speculation}`, promptIds: prompt, maxTokens: 48, speculation }), c.sink);
+        return c;
+      });
+      // Not decoded, nor checked: bytes that are no trie at all are taken (review h174: every push cost a decode).
+      for (const speculation of ['pld', 'context', 'off']) {
+        expect(s.trieReader(`reads-${speculation}`)).toBe('ignores');
+        expect(s.pushTrie(`reads-${speculation}`, junk, 0)).toBe(true);
+      }
+      expect(s.trieReader('reads-sssd')).toBe('follows');
+      expect(() => s.pushTrie('reads-sssd', junk, 0)).toThrow(/trie: 3 bytes are shorter than a trie's header/);
+      const nodes = MAX_PUSHED_TRIE_NODES + 1;
+      const big = encodeEdgeTrie(Array.from({ length: nodes }, (_, i) => (i === 0 ? prompt.at(-1)! : greedy[0])), Array.from({ length: nodes }, (_, i) => i - 1), new Array<number>(nodes).fill(0.9));
+      expect(() => s.pushTrie('reads-sssd', big, 0)).toThrow(`trie: ${nodes} nodes; a pushed trie holds at most ${MAX_PUSHED_TRIE_NODES}`);
+      for (const run of runs) expect(tokensOf(await run.done)).toEqual(greedy);
+      expect(s.trieReader('reads-sssd')).toBeNull();
+    });
+
     it('drops a drafter that throws as the hint is looked for (taking the step in), and the output is the same', async () => {
       const factory = drafterFactory(null);
       const s = new Scheduler(runner, {
@@ -1979,17 +2006,20 @@ describe('continuous batching', () => {
       expect(hints(events)[0].outputLength).toBeGreaterThan(10);
     });
 
-    it("a generation keeps no more of its request than it uses: not the trie's text, nor predicted tokens drafts never read", async () => {
+    it("a generation keeps no more of its request than it uses: not the trie's text; predicted tokens past what drafts read are refused", async () => {
       // Queued requests with megabytes of either took a pool's heap past its limit.
       const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
       const c = collect();
-      const predictionIds = Array.from({ length: PREDICTION_TOKENS + 5000 }, (_, i) => greedy[i % greedy.length]);
+      const predictionIds = Array.from({ length: PREDICTION_TOKENS }, (_, i) => greedy[i % greedy.length]);
       const gen = s.submit(generateRequestSchema.parse({ id: 'lean', promptIds: prompt, maxTokens: 48, speculation: 'sssd', trie: chain(prompt.at(-1)!, greedy.slice(0, 10)), predictionIds }), c.sink);
       expect(gen.request.trie).toBeUndefined();
       expect(gen.request.predictionIds).toHaveLength(PREDICTION_TOKENS);
-      // What is cut is checked all the same: an id outside the vocabulary anywhere is refused.
-      const past = [...predictionIds.slice(0, PREDICTION_TOKENS + 10), 99_999];
-      expect(() => s.submit(generateRequestSchema.parse({ id: 'lean-bad', promptIds: prompt, maxTokens: 4, speculation: 'sssd', predictionIds: past }), collect().sink)).toThrow(/predictionIds\[8202\] = 99999 is outside the vocabulary/);
+      // More than drafts read is refused by the schema, before an id is read (review h174: it took 1M and checked each).
+      const more = generateRequestSchema.safeParse({ id: 'lean-more', promptIds: prompt, maxTokens: 4, predictionIds: [...predictionIds, 5] });
+      expect(more.error?.issues[0].message).toBe(`at most ${PREDICTION_TOKENS} token ids, got ${PREDICTION_TOKENS + 1}`);
+      // Every id sent is checked: one outside the vocabulary at the end is refused.
+      const past = [...predictionIds.slice(0, PREDICTION_TOKENS - 1), 99_999];
+      expect(() => s.submit(generateRequestSchema.parse({ id: 'lean-bad', promptIds: prompt, maxTokens: 4, speculation: 'sssd', predictionIds: past }), collect().sink)).toThrow(/predictionIds\[8191\] = 99999 is outside the vocabulary/);
       const events = await c.done;
       expect(tokensOf(events)).toEqual(greedy);
       // The trie, decoded before its text was dropped, was still followed.

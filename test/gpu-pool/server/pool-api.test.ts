@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PoolHealth, PoolInfo, PoolEvent } from '../../../shared/protocol';
+import { STOP_MATCHER_VERSION, type PoolHealth, type PoolInfo, type PoolEvent } from '../../../shared/protocol';
 import { defaultFusionWeights } from '../../../shared/drafting/fusion';
 import { POOL_FEATURES } from '../../../shared/pool-features';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
@@ -115,6 +115,8 @@ describe('info and tokenizer', () => {
     // What it honours of the fields added within protocol 1, here and in /healthz, where edges pick a pool per request by it.
     expect(body.features).toEqual([...POOL_FEATURES]);
     expect((await getJson<PoolHealth>(pool, '/healthz', false)).body.features).toEqual([...POOL_FEATURES]);
+    // The rules it finds stop strings by: a client that names others in stopMatcher has its stops left to it.
+    expect(body.stopMatcher).toBe(STOP_MATCHER_VERSION);
     const res = await fetch(`${pool.url}${body.tokenizer.path}`, { headers: { authorization: `Bearer ${pool.token}` } });
     const bytes = new Uint8Array(await res.arrayBuffer());
     expect(createHash('sha256').update(bytes).digest('hex')).toBe(body.tokenizer.sha256);
@@ -144,6 +146,16 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     ['an id URL paths would drop', JSON.stringify({ id: '..', promptIds: [1], maxTokens: 4 }), 400, /may not be "\." or "\.\."/],
     ['a number too large to read', '{"id":"i","promptIds":[1],"maxTokens":1e400}', 400, /maxTokens: a number too large to be read/],
     ['another protocol version', JSON.stringify({ id: 'p', promptIds: [1], maxTokens: 4, protocol: 2 }), 421, /speaks edge-pool protocol 1, not 2/],
+    // Another version's body need not pass this one's schema: the 421 comes first (a 400 is final; another pool may speak it).
+    ['another protocol version, in its own shape', JSON.stringify({ protocol: 2, id: 'p2', prompt: [1, 2], maxTokens: 1 }), 421, /speaks edge-pool protocol 1, not 2/],
+    ['another protocol version, with a value this one lacks', JSON.stringify({ protocol: 2, id: 'p3', promptIds: [1, 2], maxTokens: 1, speculation: 'eagle' }), 421, /speaks edge-pool protocol 1, not 2/],
+    ['a protocol that is no version', JSON.stringify({ protocol: 0, id: 'p4', promptIds: [1, 2], maxTokens: 1 }), 400, /protocol: /],
+    // Go's nil pointers and Python's None: said to be null, and what to send instead.
+    ['an optional field sent as null', JSON.stringify({ id: 'n', promptIds: [1], maxTokens: 4, trie: null }), 400, /^trie: Invalid input: expected string, received null \(leave an optional field out rather than send null\)$/],
+    ['a trie in base64 with line breaks', JSON.stringify({ id: 'f2', promptIds: [1], maxTokens: 4, trie: 'RVRSAQEAAAAA\nAAAAAAAA' }), 400, /trie: not valid base64: expected standard base64 \(A-Z a-z 0-9 \+ \/\) padded with = to a multiple of 4 characters, with no line breaks/],
+    // The prompt's length is read before its ids: a million of them are not checked one by one to say it is too long.
+    ['a prompt longer than the context, with ids that are no token', JSON.stringify({ id: 'b2', promptIds: [...new Array(600).fill(5), 0.5], maxTokens: 4 }), 400, /prompt has 601 tokens, more than the model's context length 512/],
+    ['more predicted tokens than drafts read', JSON.stringify({ id: 'q', promptIds: [1], maxTokens: 4, predictionIds: new Array(8193).fill(5) }), 400, /predictionIds: at most 8192 token ids, got 8193/],
     ['a repetition penalty whose division overflows', JSON.stringify({ id: 'h', promptIds: [1], maxTokens: 4, sampling: { repetitionPenalty: 1e-38 } }), 400, /repetitionPenalty/],
   ];
   it.each(cases)('%s', async (_name, body, status, message) => {
@@ -230,11 +242,18 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     const refused = await generate(pool, { id: 'trie-bad', promptIds: prompt, maxTokens: 60, speculation: 'sssd', useDatastore: false, trie: bad });
     expect(refused.status).toBe(400);
     expect((refused.events[0] as Extract<PoolEvent, { type: 'error' }>).message).toMatch(/trie: token 600 is outside the vocabulary \(size 512\)/);
-    // A wide trie's -1 (bytes ff ff ff ff) as well.
-    const minusOne = Buffer.from(encodeEdgeTrie([378, greedy.ids[0], -1], [-1, 0, 1], [1, 0.99, 0.99])).toString('base64');
-    const refusedToo = await generate(pool, { id: 'trie-minus-one', promptIds: prompt, maxTokens: 8, speculation: 'sssd', trie: minusOne });
+    // A wide trie's bytes ff ff ff ff as well, named as the unsigned integer the wire holds.
+    const allOnes = Buffer.from(encodeEdgeTrie([378, greedy.ids[0], 0xffff_ffff], [-1, 0, 1], [1, 0.99, 0.99])).toString('base64');
+    const refusedToo = await generate(pool, { id: 'trie-all-ones', promptIds: prompt, maxTokens: 8, speculation: 'sssd', trie: allOnes });
     expect(refusedToo.status).toBe(400);
-    expect((refusedToo.events[0] as Extract<PoolEvent, { type: 'error' }>).message).toMatch(/trie: token -1 is outside the vocabulary/);
+    expect((refusedToo.events[0] as Extract<PoolEvent, { type: 'error' }>).message).toMatch(/trie: token 4294967295 is outside the vocabulary/);
+    // The root's token is never read (it stands for the context's last): a sentinel there is drafted from as any root.
+    for (const root of [512, 0xffff]) {
+      const sentinel = Buffer.from(encodeEdgeTrie([root, greedy.ids[0], greedy.ids[1]], [-1, 0, 1], [1, 0.99, 0.99])).toString('base64');
+      const followed = await generate(pool, { id: `trie-root-${root}`, promptIds: prompt, maxTokens: 2, speculation: 'sssd', useDatastore: false, trie: sentinel });
+      expect(followed.status, String(root)).toBe(200);
+      expect(followed.ids).toEqual(greedy.ids);
+    }
 
     // Pushed to a running generation: refused as well (and counted), the generation runs on.
     const invalidBefore = await metricValue(pool, 'sssd_pool_trie_pushes_total', 'result="invalid"');
@@ -332,12 +351,13 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     const res = await post('/v1/generate', `{"id":"bad-ids","maxTokens":1,"promptIds":[${new Array(1_000_000).fill('0.5').join(',')}]}`);
     const took = performance.now() - started;
     expect(res.status).toBe(400);
-    expect(((await res.json()) as { message: string }).message).toMatch(/promptIds: \[0\] = 0\.5 is not a token id/);
+    // Its length is read first (review h174), so no id is; within the context, the first bad one is named (one pass).
+    expect(((await res.json()) as { message: string }).message).toBe("prompt has 1000000 tokens, more than the model's context length 512");
     // 13 s when every bad element made an issue of its own.
     expect(took).toBeLessThan(3000);
     expect((await beside).ids.length).toBeGreaterThan(0);
-    const many = await post('/v1/generate', JSON.stringify({ id: 'many-ids', maxTokens: 1, promptIds: new Array((1 << 20) + 1).fill(5) }));
-    expect(((await many.json()) as { message: string }).message).toMatch(/at most 1048576 token ids/);
+    const within = await post('/v1/generate', JSON.stringify({ id: 'bad-id-within', maxTokens: 1, promptIds: [...new Array(500).fill(5), 0.5] }));
+    expect(((await within.json()) as { message: string }).message).toBe('promptIds: [500] = 0.5 is not a token id (an integer >= 0)');
   });
 });
 
@@ -489,6 +509,55 @@ describe('cancellation', () => {
     const freed = await waitFor(async () => (await getJson<PoolHealth>(pool, '/healthz', false)).body.active === 0, 2000);
     expect(freed).toBe(true);
     expect(await metricValue(pool, 'vllm:request_success_total', 'finished_reason="abort"')).toBe(before + 1);
+  });
+
+  it('a push is read only where it is used: unread for a method that reads no tries, checked for one that just ended, and bounded in size', async () => {
+    const count = (result: string) => metricValue(pool, 'sssd_pool_trie_pushes_total', `result="${result}"`);
+    const push = async (id: string, body: object): Promise<[number, { message?: string; accepted?: boolean }]> => {
+      const r = await post(`/v1/generations/${id}/trie`, JSON.stringify(body));
+      return [r.status, (await r.json()) as { message?: string; accepted?: boolean }];
+    };
+    const junk = Buffer.from('not a trie, just some bytes').toString('base64');
+    for (const speculation of ['off', 'pld'] as const) {
+      const res = await post('/v1/generate', JSON.stringify({ id: `unread-${speculation}`, promptIds: [1], maxTokens: 400, speculation }));
+      const it = streamEvents(res);
+      await it.next();
+      const ignoredBefore = await count('ignored');
+      // Not decoded (review h174: a 65,535-node push cost ~8 ms of the pool's thread to a generation that ignored it).
+      const [status, body] = await push(`unread-${speculation}`, { outputLength: 0, trie: junk });
+      expect([status, body], speculation).toEqual([202, { id: `unread-${speculation}`, accepted: true }]);
+      expect(await count('ignored')).toBe(ignoredBefore + 1);
+      await fetch(`${pool.url}/v1/generations/unread-${speculation}`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } });
+      for await (const _ of it) {
+        // drain
+      }
+    }
+    // Ended: a bad trie is a 400, as at a running generation (it was a 200 whatever it held); a good one the usual 200.
+    const invalidBefore = await count('invalid');
+    expect(await push('unread-off', { outputLength: 0, trie: junk })).toEqual([400, expect.objectContaining({ message: 'trie: not an edge trie (wrong magic number)' })]);
+    const outside = Buffer.from(encodeEdgeTrie([1, 403, 600], [-1, 0, 1], [1, 0.5, 0.5])).toString('base64');
+    expect((await push('unread-off', { outputLength: 0, trie: outside }))[0]).toBe(400);
+    expect(await count('invalid')).toBe(invalidBefore + 2);
+    const good = Buffer.from(encodeEdgeTrie([1, 403], [-1, 0], [1, 0.5])).toString('base64');
+    expect(await push('unread-off', { outputLength: 99_999, trie: good })).toEqual([200, { id: 'unread-off', accepted: false }]);
+    // At most 4,096 nodes: past it in base64 characters the schema refuses it, past it in nodes of 16-bit tokens the check.
+    const running = await post('/v1/generate', JSON.stringify({ id: 'capped', promptIds: [1], maxTokens: 400, speculation: 'sssd' }));
+    const events = streamEvents(running);
+    await events.next();
+    const chain = (nodes: number, wide: boolean): string =>
+      Buffer.from(encodeEdgeTrie(Array.from({ length: nodes }, (_, i) => (wide && i === 1 ? 70_000 : 403)), Array.from({ length: nodes }, (_, i) => i - 1), new Array<number>(nodes).fill(0.9))).toString('base64');
+    expect(await push('capped', { outputLength: 0, trie: chain(4096, false) })).toEqual([202, { id: 'capped', accepted: true }]);
+    const [narrow, narrowBody] = await push('capped', { outputLength: 0, trie: chain(4097, false) });
+    expect([narrow, narrowBody.message]).toEqual([400, 'trie: 4097 nodes; a pushed trie holds at most 4096']);
+    const [wide, wideBody] = await push('capped', { outputLength: 0, trie: chain(4097, true) });
+    expect([wide, wideBody.message]).toEqual([400, expect.stringMatching(/^trie: at most 38252 base64 characters/)]);
+    // A body past the largest trie's (64 KiB) is not read at all.
+    const [tooLarge, tooLargeBody] = await push('capped', { outputLength: 0, trie: 'A'.repeat(70_000) });
+    expect([tooLarge, tooLargeBody.message]).toEqual([413, expect.stringMatching(/the limit is 65536/)]);
+    await fetch(`${pool.url}/v1/generations/capped`, { method: 'DELETE', headers: { authorization: `Bearer ${pool.token}` } });
+    for await (const _ of events) {
+      // drain
+    }
   });
 
   it('a fresh trie for a running generation is accepted; one that just ended is answered 200; unknown ids are 404; all are counted', async () => {

@@ -57,15 +57,31 @@ describe('edge trie', () => {
   it('names the first token outside a vocabulary (what the pool refuses), in narrow and wide tries', () => {
     expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 7, 511], [-1, 0, 1], [1, 0.5, 0.5]), 512)).toBeNull();
     expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 7, 512, 900], [-1, 0, 1, 2], [1, 0.5, 0.5, 0.5]), 512)).toBe(512);
-    expect(edgeTrieTokenOutside(encodeEdgeTrie([600, 7], [-1, 0], [1, 0.5]), 512)).toBe(600);
+    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 600], [-1, 0], [1, 0.5]), 512)).toBe(600);
     const wide = encodeEdgeTrie([5, 70_000, 3], [-1, 0, 0], [1, 0.5, 0.5]);
     expect(edgeTrieTokenOutside(wide, 100_000)).toBeNull();
     expect(edgeTrieTokenOutside(wide, 32_000)).toBe(70_000);
-    // A wide trie's token can be -1 (bytes ff ff ff ff): named, not taken for "none".
-    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, -1, -1], [-1, 0, 1], [1, 0.99, 0.99], 2), 512)).toBe(-1);
+    // Every integer of the wire form is unsigned: bytes ff ff ff ff are 4294967295, as the client wrote them, not -1.
+    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 0xffff_ffff, 7], [-1, 0, 1], [1, 0.99, 0.99], 2), 512)).toBe(4_294_967_295);
+    expect(edgeTrieTokenOutside(encodeEdgeTrie([5, -1, -1], [-1, 0, 1], [1, 0.99, 0.99], 2), 512)).toBe(4_294_967_295);
     // Malformed bytes are not a token error: decodeEdgeTrie ignores them.
     expect(edgeTrieTokenOutside(new Uint8Array([1, 2, 3]), 512)).toBeNull();
     expect(edgeTrieTokenOutside(encodeEdgeTrie([5, 600], [-1, 0], [1, 0.5]).subarray(0, 12), 512)).toBeNull();
+  });
+
+  it("reads no root token: a sentinel there (the root's parent is 0xffff) is no token outside the vocabulary, and is followed as any root", () => {
+    for (const root of [512, 0xffff, 0xffff_ffff]) {
+      const bytes = encodeEdgeTrie([root, 432, 383], [-1, 0, 1], [1, 0.9, 0.9]);
+      expect(edgeTrieTokenOutside(bytes, 512), String(root)).toBeNull();
+      const follower = new EdgeTrieFollower(bytes);
+      expect(follower.advanceAll([432, 383])).toBe(true);
+      expect(follower.position).toBe(2);
+    }
+    // The edge's own writer puts the context's last token there; its reader and the pool's check agree on it.
+    const cache = UserCache.decode(null);
+    const drafted = draftEdgeTrie(cache, [1, 400, 511]);
+    expect(decodeEdgeTrie(drafted)!.tokens[0]).toBe(511);
+    expect(edgeTrieTokenOutside(drafted, 512)).toBeNull();
   });
 
   it('says what makes bytes no trie (what the pool refuses a push for), exactly where decodeEdgeTrie gives up', () => {
