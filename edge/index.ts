@@ -22,6 +22,7 @@ import { refuseLoneSurrogates } from './lone-surrogates';
 import { PoolPicker } from './pool-picker';
 import { RATE_LIMIT_HEADERS, rateLimitHeaders } from './rate-limit-headers';
 import { KeyLimiter, LEASE_HEARTBEAT_MS, type Admission, type RequestQuota } from './rate-limiter';
+import { slotsHeldBy } from './slot-holders';
 import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody, refuseStreamOptionsWithoutStream } from './request-schema';
 import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
 import { loggedErrorCode, RequestLog } from './request-log';
@@ -159,18 +160,30 @@ const USER_CACHE_BODY_BYTES = 4096;
 const limitUserCacheBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> =>
   limitRequestBody(c, USER_CACHE_BODY_BYTES, next, edgeConfig(c.env).bodyTimeoutMs);
 
-/** The body's bytes, or a 408 past SSSD_BODY_TIMEOUT_SECONDS: a body sent slowly, or never finished, held its key's in-flight slot as long as the client liked. */
-function readBodyBytes(c: Context<AppEnv>): Promise<ArrayBuffer> {
+/** A request let in by its key's limits (with a slot or without). */
+type Admitted = Extract<Admission, { ok: true }>;
+
+/**
+ * The body's bytes, or a 408 past SSSD_BODY_TIMEOUT_SECONDS: a body sent slowly, or never finished, held its key's
+ * in-flight slot as long as the client liked. `holding`: the slot it holds meanwhile, said held for the body until then.
+ */
+async function readBodyBytes(c: Context<AppEnv>, holding?: Admitted): Promise<ArrayBuffer> {
   const { bodyTimeoutMs } = edgeConfig(c.env);
-  return readBy(c.req.arrayBuffer(), Date.now() + bodyTimeoutMs, bodyTimeoutMs);
+  const deadline = Date.now() + bodyTimeoutMs;
+  holding?.holdAs({ kind: 'body', until: deadline });
+  try {
+    return await readBy(c.req.arrayBuffer(), deadline, bodyTimeoutMs);
+  } finally {
+    holding?.holdAs({ kind: 'answering' });
+  }
 }
 
 /** Bodies are UTF-8 (RFC 8259): one that is not is refused, not read with U+FFFD in place of its bad bytes and stored so (review h142). */
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 
 /** The body's text, read whole first (a body left unread broke the next request under wrangler dev); a compressed one is a 415 (review h112: it was "not valid JSON"; the Worker is not sent one decompressed). */
-async function readUncompressedText(c: Context<AppEnv>): Promise<string> {
-  const bytes = await readBodyBytes(c);
+async function readUncompressedText(c: Context<AppEnv>, holding?: Admitted): Promise<string> {
+  const bytes = await readBodyBytes(c, holding);
   const encoding = c.req.header('content-encoding')?.trim().toLowerCase();
   if (encoding && encoding !== 'identity') {
     throw new ApiError(415, `Content-Encoding ${clipped(encoding, 40)} is not supported for request bodies; send the JSON uncompressed.`, 'invalid_request_error', 'unsupported_media_type');
@@ -182,8 +195,8 @@ async function readUncompressedText(c: Context<AppEnv>): Promise<string> {
   }
 }
 
-async function readJson(c: Context<AppEnv>): Promise<unknown> {
-  return parseJsonBody(await readUncompressedText(c));
+async function readJson(c: Context<AppEnv>, holding?: Admitted): Promise<unknown> {
+  return parseJsonBody(await readUncompressedText(c, holding));
 }
 
 /** A body's JSON, its strings whole characters (lone-surrogates.ts: a half one is a 400, not U+FFFD for the model and kept as sent in what is stored). */
@@ -205,7 +218,7 @@ function parseJsonBody(text: string): unknown {
  * away); one the runtime cancelled (client gone before the response) runs no
  * timers, and its lease lapses. `release` ends both.
  */
-function admit(c: Context<AppEnv>, holdsSlot = true): Extract<Admission, { ok: true }> {
+function admit(c: Context<AppEnv>, holdsSlot = true): Admitted {
   const key = c.get('key');
   const admission = limiter.acquire(key.keyId, key.rpm, holdsSlot ? key.concurrency : Infinity, edgeConfig(c.env).concurrencyLeaseMs);
   c.set('quota', admission.quota);
@@ -225,14 +238,18 @@ function admit(c: Context<AppEnv>, holdsSlot = true): Extract<Admission, { ok: t
     429,
     admission.reason === 'rate'
       ? `Rate limit reached: ${key.rpm} requests per minute for this key.`
-      : // A client that left is not always told to the Worker (workerd ends its request unheard): its slot comes back
-        // when the lease lapses, which a client cancelling and retrying at once meets as this 429 (review h163).
-        `Too many requests in flight: at most ${key.concurrency} at once for this key (a request whose client left holds its slot up to ${Math.round(edgeConfig(c.env).concurrencyLeaseMs / 1000)} s).`,
+      : // What holds the slots, and until when (review h177: "up to 5 s" was said of a background run's 25 s too).
+        `Too many requests in flight: at most ${key.concurrency} at once for this key, held by ${slotsHeldBy(admission.holders, leaseSeconds(c))}.`,
     'rate_limit_error',
     'rate_limit_exceeded',
     null,
     admission.retryAfterS,
   );
+}
+
+/** SSSD_CONCURRENCY_LEASE_SECONDS, as a 429 says it. */
+function leaseSeconds(c: Context<AppEnv>): number {
+  return Math.round(edgeConfig(c.env).concurrencyLeaseMs / 1000);
 }
 
 /**
@@ -252,23 +269,27 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
   let answer: Answerer | undefined;
   let detached = false;
   try {
-    ({ parsed, answer, detached = false } = await parse(await readJson(c)));
+    ({ parsed, answer, detached = false } = await parse(await readJson(c, admission)));
     refuseStreamOptionsWithoutStream(parsed.body);
     // Each of `n` choices is a generation in flight: `n` takes as many of the key's slots.
     const n = parsed.body.n ?? 1;
     if (n > key.concurrency) {
       throw new TooManyChoicesError(`n is ${n}, more than the ${key.concurrency} generations this key may run at once.`);
     }
-    const busyForS = n > 1 ? admission.widen(n - 1) : null;
-    if (busyForS !== null) {
+    const busy = n > 1 ? admission.widen(n - 1) : null;
+    if (busy !== null) {
       c.set('quota', admission.refund());
-      throw new ApiError(429, `Too many requests in flight: at most ${key.concurrency} generations at once for this key (n = ${n} takes ${n}).`, 'rate_limit_error', 'rate_limit_exceeded', null, busyForS);
+      throw new ApiError(429, `Too many requests in flight: at most ${key.concurrency} generations at once for this key (n = ${n} takes ${n}), held by ${slotsHeldBy(busy.holders, leaseSeconds(c))}.`, 'rate_limit_error', 'rate_limit_exceeded', null, busy.retryAfterS);
     }
   } catch (err) {
     refundIfRefusedForN(c, admission, err);
     release();
     throw err;
   }
+  // A background run holds its slots until it ends, by its deadline from its answer (background-response.ts): said so
+  // from here, and again from the answer (a run's deadline starts no later), so a 429 meanwhile tells that wait.
+  const runsBy = (): void => admission.holdAs({ kind: 'background', until: Date.now() + config.backgroundDeadlineMs });
+  if (detached) runsBy();
   if (c.req.header('x-sssd-smooth') === '1') {
     parsed.body.stream_options = { ...(parsed.body.stream_options ?? {}), smooth: true };
   }
@@ -276,7 +297,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
     const pools = poolPicker(env);
     const model = await servedModel(pools, (promise) => c.executionCtx.waitUntil(promise));
     const kv = kvNamespace(env);
-    return await handleCompletion(parsed, {
+    const answered = await handleCompletion(parsed, {
       key,
       model,
       picker: pools,
@@ -297,6 +318,8 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
       answer,
       log: c.get('log'),
     });
+    if (detached) runsBy();
+    return answered;
   } catch (err) {
     refundIfRefusedForN(c, admission, err);
     release();
@@ -305,7 +328,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
 }
 
 /** A request refused for asking too many choices at once gets its rate token back, as a concurrency 429 does. */
-function refundIfRefusedForN(c: Context<AppEnv>, admission: Extract<Admission, { ok: true }>, err: unknown): void {
+function refundIfRefusedForN(c: Context<AppEnv>, admission: Admitted, err: unknown): void {
   if (err instanceof TooManyChoicesError) c.set('quota', admission.refund());
 }
 
@@ -629,7 +652,7 @@ function tokenizerRoute(run: (body: unknown, model: ServedModel) => object): (c:
     const admission = admit(c);
     try {
       const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
-      return c.json(run(await readJson(c), model));
+      return c.json(run(await readJson(c, admission), model));
     } finally {
       admission.release();
     }
@@ -654,7 +677,7 @@ app.post('/bench/edge-cpu', rateLimitHeaders, limitBody, async (c) => {
   const admission = admit(c);
   try {
     const model = await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise));
-    return c.json(await benchEdgeCpu(await readJson(c), model, requireKv(c.env)));
+    return c.json(await benchEdgeCpu(await readJson(c, admission), model, requireKv(c.env)));
   } finally {
     admission.release();
   }

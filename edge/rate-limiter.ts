@@ -9,24 +9,53 @@
  * again, its timers included, so it never releases), and a count would keep
  * that slot taken until the isolate goes. A live request shows life every
  * LEASE_HEARTBEAT_MS from a timer of its own; a lease that shows none for
- * `leaseMs` is taken back.
+ * `leaseMs` is taken back. A lease also says what it is held for (its Hold),
+ * so that a concurrency 429 says when a slot is likely free, and why.
  */
 export type Admission =
   | {
       ok: true;
       release: () => void;
       alive: () => void;
+      /** What the request's slots are held for from now on (all of them, those `widen` takes included). */
+      holdAs: (hold: Hold) => void;
       /**
        * Takes `extra` more slots for this request (its `n` choices are as many
-       * generations in flight): null, or when one is likely free (s) where
-       * the key has not that many.
+       * generations in flight): null, or what holds the key's other slots where
+       * it has not that many.
        */
-      widen: (extra: number) => number | null;
+      widen: (extra: number) => SlotsBusy | null;
       /** Gives the request's rate token back (once): it was refused for its `n`, as a concurrency 429 is. The quota then. */
       refund: () => RequestQuota;
       quota: RequestQuota;
     }
-  | { ok: false; retryAfterS: number; reason: 'rate' | 'concurrency'; quota: RequestQuota };
+  | { ok: false; reason: 'rate'; retryAfterS: number; quota: RequestQuota }
+  | ({ ok: false; reason: 'concurrency'; quota: RequestQuota } & SlotsBusy);
+
+/**
+ * What a request's slot is held for, which says when it is likely free:
+ * `answering`, a request being answered, which may end any moment; `body`, a
+ * body still arriving, which frees the slot no sooner than it is whole, and
+ * at `until` (its 408) if it stalls; `background`, a background response's
+ * run, which ends by its deadline, `until` (ms, on the limiter's clock: Date.now's).
+ */
+export type Hold = { kind: 'answering' } | { kind: 'body' | 'background'; until: number };
+
+/** Why a slot is taken: its Hold, or `left` for a lease gone silent (its client left, and the runtime stopped its code), free once it lapses. */
+export type HolderKind = Hold['kind'] | 'left';
+
+/** The slots of one kind at a refusal: how many, and when the first of them is likely free (whole s, at least 1). */
+export interface SlotHolder {
+  kind: HolderKind;
+  count: number;
+  freeInS: number;
+}
+
+/** What holds a key's slots (by kind, in HOLDER_ORDER), and the Retry-After that follows: when the first is likely free. */
+export interface SlotsBusy {
+  retryAfterS: number;
+  holders: readonly SlotHolder[];
+}
 
 /**
  * The key's request budget after this request, for OpenAI's
@@ -61,25 +90,53 @@ interface Bucket {
   updatedMs: number;
   /** The lease of the key's last request: leases older than this are dead. */
   leaseMs: number;
-  /** Requests in flight: lease id → when it last showed life (ms). */
-  leases: Map<number, number>;
+  /** Requests in flight: lease id → its lease. */
+  leases: Map<number, Lease>;
 }
 
+/** A slot taken: when it last showed life (ms), and what for (one object shared by a request's slots, so `holdAs` moves all). */
+interface Lease {
+  seen: number;
+  held: { hold: Hold };
+}
+
+const HOLDER_ORDER: readonly HolderKind[] = ['answering', 'body', 'background', 'left'];
+
 /**
- * When a slot is likely free, for a concurrency 429's Retry-After: a live
- * request may end any moment (1 s, the header's least); one that has missed its heartbeats
- * (its client left, and the runtime stopped its code) frees its slot only when
- * its lease lapses, and saying 1 s then sends the client back to a 429 again
- * and again.
+ * When a slot is likely free (ms from `now`), for a concurrency 429's Retry-After. A lease that has missed its
+ * heartbeats frees its slot only when it lapses, whatever it was held for, and saying 1 s then sent the client back to
+ * a 429 again and again. A live one: a request being answered may end any moment (a heartbeat, the header's least 1 s
+ * once rounded); a body or a background run, at its `until` at the latest, and no sooner for a body (review h177: told
+ * 1 s, SDKs spent their retries in 2 s on a slot a background run held 25 s). A timer frees those a moment past its
+ * time: a heartbeat's slack, so that a client that waits as told does not come back that moment early.
  */
-function slotFreeInS(leases: ReadonlyMap<number, number>, now: number, leaseMs: number): number {
+function freeInMs(lease: Lease, now: number, leaseMs: number): { kind: HolderKind; ms: number } {
+  const silentMs = now - lease.seen;
+  // A lease lapses once silent for more than leaseMs: at seen + leaseMs + 1.
+  if (silentMs > 1.5 * LEASE_HEARTBEAT_MS) return { kind: 'left', ms: lease.seen + leaseMs + 1 - now };
+  const { hold } = lease.held;
+  if (hold.kind === 'answering') return { kind: 'answering', ms: LEASE_HEARTBEAT_MS };
+  return { kind: hold.kind, ms: Math.max(LEASE_HEARTBEAT_MS, hold.until + LEASE_HEARTBEAT_MS - now) };
+}
+
+/** What holds `leases` (all but `own`, a request's own slots as it asks for more), and when the first is likely free. */
+function slotsBusy(leases: ReadonlyMap<number, Lease>, now: number, leaseMs: number, own: readonly number[] = []): SlotsBusy {
+  const byKind = new Map<HolderKind, { count: number; ms: number }>();
   let soonestMs = Infinity;
-  for (const seen of leases.values()) {
-    const silentMs = now - seen;
-    // A lease lapses once silent for more than leaseMs: at seen + leaseMs + 1.
-    soonestMs = Math.min(soonestMs, silentMs > 1.5 * LEASE_HEARTBEAT_MS ? seen + leaseMs + 1 - now : LEASE_HEARTBEAT_MS);
+  for (const [id, lease] of leases) {
+    if (own.includes(id)) continue;
+    const { kind, ms } = freeInMs(lease, now, leaseMs);
+    const seen = byKind.get(kind);
+    byKind.set(kind, { count: (seen?.count ?? 0) + 1, ms: Math.min(seen?.ms ?? Infinity, ms) });
+    soonestMs = Math.min(soonestMs, ms);
   }
-  return Math.max(1, Math.ceil(soonestMs / 1000));
+  const inS = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
+  const holders: SlotHolder[] = [];
+  for (const kind of HOLDER_ORDER) {
+    const held = byKind.get(kind);
+    if (held !== undefined) holders.push({ kind, count: held.count, freeInS: inS(held.ms) });
+  }
+  return { retryAfterS: inS(soonestMs), holders };
 }
 
 function quotaOf(rpm: number, tokens: number): RequestQuota {
@@ -135,16 +192,21 @@ export class KeyLimiter {
     // bucket was empty met a second 429 saying 20 s.
     const rateWaitS = tokens < 1 ? Math.ceil((1 - tokens) / perMs / 1000) : 0;
     if (bucket.leases.size >= concurrency) {
-      for (const [id, seen] of bucket.leases) if (now - seen > leaseMs) bucket.leases.delete(id);
-      if (bucket.leases.size >= concurrency) return { ok: false, retryAfterS: Math.max(slotFreeInS(bucket.leases, now, leaseMs), rateWaitS), reason: 'concurrency', quota: quotaOf(rpm, tokens) };
+      for (const [id, lease] of bucket.leases) if (now - lease.seen > leaseMs) bucket.leases.delete(id);
+      if (bucket.leases.size >= concurrency) {
+        const busy = slotsBusy(bucket.leases, now, leaseMs);
+        return { ok: false, reason: 'concurrency', quota: quotaOf(rpm, tokens), holders: busy.holders, retryAfterS: Math.max(busy.retryAfterS, rateWaitS) };
+      }
     }
     if (tokens < 1) return { ok: false, retryAfterS: rateWaitS, reason: 'rate', quota: quotaOf(rpm, tokens) };
     bucket.tokens = tokens - 1;
     const leases = bucket.leases;
     const ids: number[] = [];
+    // Answering until told otherwise (holdAs).
+    const held: Lease['held'] = { hold: { kind: 'answering' } };
     if (concurrency !== Infinity) {
       ids.push(++this.nextLease);
-      leases.set(ids[0], now);
+      leases.set(ids[0], { seen: now, held });
     }
     let refunded = false;
     const refund = (): RequestQuota => {
@@ -160,20 +222,26 @@ export class KeyLimiter {
       },
       alive: () => {
         const at = this.now();
-        for (const id of ids) if (leases.has(id)) leases.set(id, at);
+        for (const id of ids) {
+          const lease = leases.get(id);
+          if (lease !== undefined) lease.seen = at;
+        }
+      },
+      holdAs: (next) => {
+        held.hold = next;
       },
       widen: (extra) => {
         const at = this.now();
-        for (const [id, seen] of leases) if (at - seen > leaseMs) leases.delete(id);
+        for (const [id, lease] of leases) if (at - lease.seen > leaseMs) leases.delete(id);
         if (leases.size + extra > concurrency) {
           // Refused for slots, as a concurrency 429 is: the request's rate token goes back.
           refund();
-          return slotFreeInS(leases, at, leaseMs);
+          return slotsBusy(leases, at, leaseMs, ids);
         }
         for (let k = 0; k < extra; k++) {
           const id = ++this.nextLease;
           ids.push(id);
-          leases.set(id, at);
+          leases.set(id, { seen: at, held });
         }
         return null;
       },
@@ -191,7 +259,7 @@ export class KeyLimiter {
     for (const [key, bucket] of this.buckets) {
       if (now - bucket.updatedMs < REFILL_MS) continue;
       let live = false;
-      for (const seen of bucket.leases.values()) if (now - seen <= bucket.leaseMs) live = true;
+      for (const lease of bucket.leases.values()) if (now - lease.seen <= bucket.leaseMs) live = true;
       if (!live) this.buckets.delete(key);
     }
     // Busy keys all: sweep again only once as many more came, so a sweep costs O(1) a new key.

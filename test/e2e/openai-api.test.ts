@@ -367,8 +367,9 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(holding.status).toBe(200);
     const refused = await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2 }, ONE_SLOT_KEY);
     expect(refused.status).toBe(429);
-    // Saying how long a slot whose client left stays taken (3 s here): a client that cancels and retries at once meets it.
-    expect(refused.json.error?.message).toBe('Too many requests in flight: at most 1 at once for this key (a request whose client left holds its slot up to 3 s).');
+    // Saying what holds it, and how long a slot whose client left stays taken (3 s here): a client that cancels and
+    // retries at once meets it.
+    expect(refused.json.error?.message).toBe('Too many requests in flight: at most 1 at once for this key, held by 1 request in progress (a request whose client left holds its slot up to 3 s).');
     expect((await forget('gina', ONE_SLOT_KEY)).status).toBe(200);
     await holding.text();
     // Holding no slot, its body is small: a name's JSON, not SSSD_MAX_BODY_BYTES parked in the isolate while it trickles.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BUCKETS_BEFORE_SWEEP, KeyLimiter, LEASE_HEARTBEAT_MS } from '../../edge/rate-limiter';
+import { BUCKETS_BEFORE_SWEEP, KeyLimiter, LEASE_HEARTBEAT_MS, type Admission } from '../../edge/rate-limiter';
 
 describe('KeyLimiter', () => {
   it('allows rpm requests per minute, then answers with a retry delay', () => {
@@ -184,7 +184,8 @@ describe('KeyLimiter', () => {
     expect(a.widen(2)).toBeNull(); // three slots now
     const b = limiter.acquire('k', 100, 4);
     if (!b.ok) throw new Error('refused');
-    expect(b.widen(1)).toBe(1); // only one left for its two: try again within a second
+    // Only one left for its two: a's three, in progress, may end any moment (its own slot is not counted).
+    expect(b.widen(1)).toEqual({ retryAfterS: 1, holders: [{ kind: 'answering', count: 3, freeInS: 1 }] });
     expect(limiter.acquire('k', 100, 4)).toMatchObject({ ok: false, reason: 'concurrency' });
     a.release();
     expect(b.widen(3)).toBeNull();
@@ -262,5 +263,81 @@ describe('KeyLimiter', () => {
     a.release();
     a.alive();
     expect(limiter.acquire('k', 100, 1).ok).toBe(true);
+  });
+  it('says a slot held for a body still arriving is free no sooner than its 408, and one in progress once the body is in', () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now, 5000);
+    const uploading = limiter.acquire('k', 100, 1);
+    if (!uploading.ok) throw new Error('refused');
+    uploading.holdAs({ kind: 'body', until: 30_000 });
+    // Live (its heartbeats come) and stalled: its 408 at 30 s frees it, a heartbeat after (review h177: told 1 s).
+    for (now = 0; now <= 2400; now += LEASE_HEARTBEAT_MS) uploading.alive();
+    now = 2400;
+    expect(limiter.acquire('k', 100, 1)).toMatchObject({ ok: false, reason: 'concurrency', retryAfterS: 28, holders: [{ kind: 'body', count: 1, freeInS: 28 }] });
+    now = 29_900;
+    uploading.alive();
+    // Past its time, the slot is still taken until the 408 releases it: 1 s, never 0.
+    now = 30_100;
+    expect(limiter.acquire('k', 100, 1)).toMatchObject({ ok: false, retryAfterS: 1, holders: [{ kind: 'body', freeInS: 1 }] });
+    // The body came whole: in progress, which may end any moment.
+    uploading.holdAs({ kind: 'answering' });
+    expect(limiter.acquire('k', 100, 1)).toMatchObject({ ok: false, retryAfterS: 1, holders: [{ kind: 'answering', count: 1, freeInS: 1 }] });
+    uploading.release();
+    expect(limiter.acquire('k', 100, 1).ok).toBe(true);
+  });
+
+  it("says a background run's slots are free by its deadline, and, once it is silent, when its lease lapses", () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now, 5000);
+    const run = limiter.acquire('k', 100, 2);
+    if (!run.ok) throw new Error('refused');
+    run.holdAs({ kind: 'background', until: 25_000 });
+    // Its n = 2: the slot it widens to is held for the same run, and moves with it.
+    expect(run.widen(1)).toBeNull();
+    now = 3000;
+    run.alive();
+    expect(limiter.acquire('k', 100, 2)).toMatchObject({ ok: false, retryAfterS: 23, holders: [{ kind: 'background', count: 2, freeInS: 23 }] });
+    // Its isolate stopped its code (no heartbeat since 3 s): free when its leases lapse at 8 s, not at 25.
+    now = 4000;
+    expect(limiter.acquire('k', 100, 2)).toMatchObject({ ok: false, retryAfterS: 5, holders: [{ kind: 'left', count: 2, freeInS: 5 }] });
+    now = 8001;
+    expect(limiter.acquire('k', 100, 2).ok).toBe(true);
+  });
+
+  it('tells each kind of holder, counted, with the first of each to free, and Retry-After the first of all', () => {
+    let now = 0;
+    const limiter = new KeyLimiter(() => now, 5000);
+    const admitted = (): Extract<Admission, { ok: true }> => {
+      const a = limiter.acquire('k', 100, 5);
+      if (!a.ok) throw new Error('refused');
+      return a;
+    };
+    const left = admitted(); // its client left at 0: no heartbeat again
+    const runs = [admitted(), admitted()];
+    runs[0].holdAs({ kind: 'background', until: 20_000 });
+    runs[1].holdAs({ kind: 'background', until: 12_000 });
+    const body = admitted();
+    body.holdAs({ kind: 'body', until: 30_000 });
+    const answering = admitted();
+    now = 1000;
+    for (const live of [...runs, body, answering]) live.alive();
+    const refused = limiter.acquire('k', 100, 5);
+    expect(refused).toMatchObject({
+      ok: false,
+      reason: 'concurrency',
+      retryAfterS: 1,
+      holders: [
+        { kind: 'answering', count: 1, freeInS: 1 },
+        { kind: 'body', count: 1, freeInS: 30 },
+        { kind: 'background', count: 2, freeInS: 12 },
+        { kind: 'left', count: 1, freeInS: 5 },
+      ],
+    });
+    // Without the one in progress, the first to free is the lease that lapses (at 5,001 ms: 5 s from 1,000).
+    answering.release();
+    const again = admitted();
+    again.holdAs({ kind: 'background', until: 25_000 });
+    expect(limiter.acquire('k', 100, 5)).toMatchObject({ ok: false, retryAfterS: 5 });
+    left.release();
   });
 });
