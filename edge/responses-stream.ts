@@ -216,10 +216,14 @@ export class ResponsesStreamFormat implements StreamFormat {
   }
 
   /**
-   * The client left mid-stream: the response stored as far as it was sent,
-   * `cancelled` (its run's cancel ended it as if at its length, which was
-   * stored `incomplete` for `max_output_tokens`, with text the client never
-   * got; review h119), so a chain continues from what the user saw.
+   * The client left mid-stream: the response stored `cancelled` with what was
+   * written to its stream (its run's cancel ended it as if at its length,
+   * which was stored `incomplete` for `max_output_tokens`, with all the text
+   * generated; review h119). Written is not received: the runtime takes
+   * writes after the client has gone, until a failed write or the abort tells
+   * the edge, so the stored text may run a step or two past what the client
+   * got (review h177: in 6 of 6 drops); a client that comes back retrieves
+   * the response to catch up before it chains from it.
    */
   async abandoned(): Promise<void> {
     if (this.save === null || this.result !== null) return;
