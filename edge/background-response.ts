@@ -1,7 +1,7 @@
 /**
  * Background responses (the Responses API's `background: true`): once its
- * generation is open at a pool, the response is stored `queued` and
- * answered at once; the generation runs on in the request's waitUntil, and
+ * generation is open at a pool, or a pool holds it past a short grace, the
+ * response is stored `queued` and answered; the generation runs on in the request's waitUntil, and
  * the finished response (completed, incomplete, failed or cancelled) then
  * takes the queued one's place in the store, where GET /v1/responses/{id}
  * polls it. A cancel or a delete taken in the isolate that runs it stops
@@ -27,15 +27,16 @@
 import { ApiError, badRequest, toApiError } from './api-error';
 import type { PreparedReply } from './completion-handler';
 import { failedResponse, responsesUsage, type OutputItem, type ResponseObject, type ResponsesUsage } from './responses-format';
-import { BACKGROUND_ALIVE_EVERY_MS, DEFAULT_BACKGROUND_DEADLINE_S } from './edge-config';
+import { BACKGROUND_ALIVE_EVERY_MS, DEFAULT_BACKGROUND_DEADLINE_S, WHOLE_REPLY_HEARTBEAT_MS } from './edge-config';
+import { openedOrLate } from './reply-start';
 import { keepEvents, liveEventStream, type EventLog } from './background-stream';
-import type { ResponsesStreamFormat } from './responses-stream';
+import { streamedOutput, type ResponsesStreamFormat } from './responses-stream';
 import { sleep, TIMED_OUT, within } from './settled-within';
 import { KEY_WRITE_INTERVAL_MS, type BackgroundStop, type PutOutcome, type ResponseStore, type RunningRecord, type StoredResponse } from './response-store';
 
 export interface BackgroundOptions {
   waitUntil: (promise: Promise<unknown>) => void;
-  /** The most a run may take, from its request (SSSD_BACKGROUND_DEADLINE_SECONDS). */
+  /** The most a run may take, from its queued answer (SSSD_BACKGROUND_DEADLINE_SECONDS). */
   deadlineMs: number;
   /** How often a run reads whether it was asked to stop. */
   stopPollMs: number;
@@ -173,7 +174,18 @@ class CancelledView {
 /**
  * The queued answer of a background request, its run carried on in
  * `options.waitUntil`. `finish` runs the generations to their end and makes
- * the response; `save` stores one.
+ * the response (waiting for their opening where the answer did not); `save`
+ * stores one.
+ *
+ * Answered as a foreground reply starts: once the generations opened, or
+ * once a pool holds them all past the reply's grace (queued there, or slow
+ * to its first token), so what opening throws before that (busy, a pool's
+ * refusal) is the request's own error, with its status, and what it throws
+ * after is the run's, stored failed. Until answered, a client that leaves
+ * cancels the run, and nothing is stored (review h177: the answer waited for
+ * the first token, detached from its client, and a client that timed out and
+ * retried left a second run, stored, billed and holding the key's slot). The
+ * deadline counts from the answer.
  */
 export async function answerInBackground(
   started: ResponseObject,
@@ -185,9 +197,10 @@ export async function answerInBackground(
   events: BackgroundEvents | null = null,
   beforeEnd: BeforeEnd = () => Promise.resolve(),
 ): Promise<Response> {
+  // SSSD_WHOLE_REPLY_HEARTBEAT_MS=0 asks replies whole, with their status: a queued answer is that whatever comes after.
+  await openedOrLate(reply.runs, reply.opening, reply.heartbeatMs > 0 ? reply.heartbeatMs : WHOLE_REPLY_HEARTBEAT_MS);
+  throwIfClientLeft(reply);
   const begun = Date.now();
-  // Opened first: a pool that refuses it (busy, a bad request) is the request's own error, as without background.
-  await reply.opening;
   const queued: ResponseObject = { ...started, status: 'queued' };
   const aliveEveryMs = options.aliveEveryMs ?? BACKGROUND_ALIVE_EVERY_MS;
   const running: RunningRecord = { runsUntil: begun + options.deadlineMs, aliveEveryMs, aliveAt: Date.now(), ...(store.location !== null ? { ranAt: store.location } : {}) };
@@ -200,6 +213,13 @@ export async function answerInBackground(
     }
     throw new ApiError(503, 'The response store is unavailable, and a background response is polled from it; retry shortly.', 'service_unavailable', 'response_store_unavailable', null, 2);
   }
+  // Left as the record was written (its runs are cancelled already): the record goes too, and the run never starts.
+  if (reply.clientSignal?.aborted) {
+    await store.forget(started.id);
+    throwIfClientLeft(reply);
+  }
+  // Answered from here on: the run outlives its client.
+  reply.detachFromClient();
   const storedAt = Date.now();
   // Its heartbeat is needed until a reader takes the queued record for a run that died in any case (its cutoff).
   const beatsUntil = running.runsUntil + DIED_AFTER_DEADLINE_MS;
@@ -227,6 +247,11 @@ export async function answerInBackground(
   options.waitUntil(keepEvents(log, store, started.id, beatsUntil, aliveEveryMs));
   options.waitUntil(runToEnd(job, told, null).finally(() => log.end()));
   return liveEventStream(log, reply.headers, events.quietCommentMs);
+}
+
+/** The client left before its answer: the request's handler cancelled its runs, and this ends the request (no one reads it). */
+function throwIfClientLeft(reply: PreparedReply): void {
+  if (reply.clientSignal?.aborted) throw new ApiError(400, 'The client left before the background response was answered; it was not run.', 'invalid_request_error', 'cancelled');
 }
 
 /** A background run as answerInBackground hands it on: what it was given, when it began, when its queued record was stored. */
@@ -440,7 +465,9 @@ export function lostAfterMs(stored: StoredResponse, location: string | null): nu
  * deadline. Everything that reads a stored response's status
  * goes through this (retrieve, cancel, a stream read again, a chain from it).
  * `seenBeat`: a heartbeat the caller read already (a stream read again reads
- * its kept events every second).
+ * its kept events every second); `keptFrames`: its kept events, where the
+ * caller read them already. A run shown lost has the output its kept events
+ * had sent (one made with `stream`; review h177: it was shown with none).
  *
  * A verdict of lost from the heartbeat is stored as a stop mark (one write per
  * lost run): every later poll shows it failed whatever comes after, and a run
@@ -451,7 +478,7 @@ export function lostAfterMs(stored: StoredResponse, location: string | null): nu
  * of it could land over the run's own end, or bring back a response deleted
  * meanwhile.
  */
-export async function polledResponse(stored: StoredResponse, store: ResponseStore, now = Date.now(), seenBeat: number | null = null): Promise<ResponseObject> {
+export async function polledResponse(stored: StoredResponse, store: ResponseStore, now = Date.now(), seenBeat: number | null = null, keptFrames: readonly string[] | null = null): Promise<ResponseObject> {
   const response = stored.response;
   if (response.status !== 'queued' && response.status !== 'in_progress') return response;
   // A record from before runsUntil was kept: its creation and the default deadline.
@@ -459,7 +486,7 @@ export async function polledResponse(stored: StoredResponse, store: ResponseStor
   const pastCutoff = now >= runsUntil + DIED_AFTER_DEADLINE_MS;
   const bound = lostAfterMs(stored, store.location);
   const asked = await store.stopRequested(response.id);
-  if (asked === 'lost') return lostResponse(response);
+  if (asked === 'lost') return lostResponse(stored, store, keptFrames);
   // Cancelled from the cancel's answer on, as OpenAI's are, before its run has stored that (review h170: polls went
   // from the cancel's `cancelled` back to `queued` until it had).
   if (asked === 'cancel') return cancelledPoll(store, response);
@@ -472,7 +499,7 @@ export async function polledResponse(stored: StoredResponse, store: ResponseStor
       // Not kept (KV failed): the next poll comes to the same verdict from the same heartbeat.
     }
   }
-  return lostResponse(response);
+  return lostResponse(stored, store, keptFrames);
 }
 
 /** Whether the run's heartbeat, the last kept (read only where the record's own and `seenBeat` are too old), is older than `bound`. */
@@ -486,8 +513,20 @@ async function heartbeatStopped(stored: StoredResponse, store: ResponseStore, bo
   return now - beat > bound;
 }
 
-function lostResponse(response: ResponseObject): ResponseObject {
-  return failedResponse(response, [], LOST_ERROR);
+/**
+ * A lost run's response as a reader shows it: failed, with the output its kept events had sent, cut, as its run
+ * stores one told it was lost (`frames`, where the reader read them; else read here: a KV read, for lost runs only).
+ */
+async function lostResponse(stored: StoredResponse, store: ResponseStore, frames: readonly string[] | null): Promise<ResponseObject> {
+  let sent = frames;
+  if (sent === null && stored.eventLog) {
+    try {
+      sent = (await store.readEvents(stored.response.id))?.frames ?? null;
+    } catch {
+      // KV failed: shown without its output this time; the next poll reads it again.
+    }
+  }
+  return failedResponse(stored.response, cutShort(streamedOutput(sent ?? [])), LOST_ERROR);
 }
 
 /** A run's heartbeat while nothing else is written for it: `stop` ends it, and says how many beats were written. */

@@ -78,12 +78,15 @@ export class EventLog {
  * Runs the generation through `format`, its events to `send` (a log's
  * append; nothing for a background run without a stream): the format keeps
  * the response it ended with, completed or failed (`result`), whose end the
- * run tells once stored (announce).
+ * run tells once stored (announce). `opening`: the generation's opening,
+ * which a run answered before its first token waits for here, its first
+ * events sent meanwhile; what opening throws then fails the response.
  */
-export async function driveFormat(run: CompletionRun, format: ResponsesStreamFormat, send: SendFrame, requestId: string): Promise<void> {
+export async function driveFormat(run: CompletionRun, opening: Promise<void>, format: ResponsesStreamFormat, send: SendFrame, requestId: string): Promise<void> {
   const generator = run.run();
   try {
     format.begin(send);
+    await opening;
     for (;;) {
       const next = await generator.next();
       if (next.done) {
@@ -265,7 +268,7 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
         const beatLate = lostAfter !== null && beat !== null && Date.now() - beat > lostAfter;
         if (Date.now() - recordCheckedAt >= (beatLate ? RESUME_POLL_MS : RECORD_CHECK_MS)) {
           recordCheckedAt = Date.now();
-          const ended = await endedResponse(store, id, beat);
+          const ended = await endedResponse(store, id, beat, frames);
           if (ended === 'gone') {
             send(eventFrame('error', next, { code: 'not_found', message: `Response ${id} was deleted.`, param: null }));
             controller.close();
@@ -297,10 +300,10 @@ export function resumedEventStream(stored: StoredResponse, after: number, store:
 
 /**
  * The response where it has ended, as a poll shows it (`stored`: its run stored that end, or stores it: a cancel asked;
- * otherwise a poll's verdict of a run lost), 'gone' where it is no more, null while it runs. `beat`: the run's
- * heartbeat as last read.
+ * otherwise a poll's verdict of a run lost, with the output of its kept events), 'gone' where it is no more, null while
+ * it runs. `beat`: the run's heartbeat as last read; `frames`: its kept events as last read.
  */
-async function endedResponse(store: ResponseStore, id: string, beat: number | null): Promise<{ response: ResponseObject; stored: boolean } | 'gone' | null> {
+async function endedResponse(store: ResponseStore, id: string, beat: number | null, frames: readonly string[]): Promise<{ response: ResponseObject; stored: boolean } | 'gone' | null> {
   let stored: StoredResponse | null;
   try {
     stored = await store.get(id);
@@ -309,7 +312,7 @@ async function endedResponse(store: ResponseStore, id: string, beat: number | nu
     throw err;
   }
   if (stored === null) return 'gone';
-  const response = await polledResponse(stored, store, Date.now(), beat);
+  const response = await polledResponse(stored, store, Date.now(), beat, frames);
   if (response.status === 'queued' || response.status === 'in_progress') return null;
   // polledResponse gives a stored end as it is, and a verdict as a response of its own. A cancel's is one a live run
   // goes on to store, its events' end with it: waited for as a stored end's events are (a run lost too is told after).

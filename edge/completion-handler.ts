@@ -467,7 +467,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   else ctx.clientSignal?.addEventListener('abort', cancelRuns, { once: true });
   const opening = openAll(runs);
   const heartbeatMs = ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS;
-  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, opening, heartbeatMs, headers: ctx.headers, clientSignal: ctx.clientSignal, streamQuietCommentMs: ctx.streamQuietCommentMs });
+  const detachFromClient = (): void => ctx.clientSignal?.removeEventListener('abort', cancelRuns);
+  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, opening, heartbeatMs, headers: ctx.headers, clientSignal: ctx.clientSignal, detachFromClient, streamQuietCommentMs: ctx.streamQuietCommentMs });
 }
 
 /** A request's generations, opening, to be answered in its API's shape. */
@@ -481,6 +482,12 @@ export interface PreparedReply {
   heartbeatMs: number;
   headers: HeadersInit;
   clientSignal?: AbortSignal;
+  /**
+   * From now on the client's leaving no longer cancels the runs: a background
+   * response once its queued answer is out, whose run outlives its client
+   * (until then, a client that leaves stops it, and nothing is stored).
+   */
+  detachFromClient: () => void;
   streamQuietCommentMs?: number;
 }
 

@@ -253,10 +253,11 @@ function leaseSeconds(c: Context<AppEnv>): number {
 }
 
 /**
- * A body parsed, and how its reply is answered where not in its endpoint's own shape; `detached`: its generations
- * outlive the client (a background response), so the client's leaving does not stop them.
+ * A body parsed, and how its reply is answered where not in its endpoint's own shape (a background response's answerer
+ * detaches its generations from the client once answered: PreparedReply.detachFromClient); `background`: its run goes on
+ * after its answer, so its slots are held as a background run's (a 429 meanwhile says so).
  */
-type Handled = { parsed: ParsedRequest; answer?: Answerer; detached?: boolean };
+type Handled = { parsed: ParsedRequest; answer?: Answerer; background?: boolean };
 
 async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | Promise<Handled>): Promise<Response> {
   const env = c.env;
@@ -267,9 +268,9 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
   const release = admission.release;
   let parsed: ParsedRequest;
   let answer: Answerer | undefined;
-  let detached = false;
+  let background = false;
   try {
-    ({ parsed, answer, detached = false } = await parse(await readJson(c, admission)));
+    ({ parsed, answer, background = false } = await parse(await readJson(c, admission)));
     refuseStreamOptionsWithoutStream(parsed.body);
     // Each of `n` choices is a generation in flight: `n` takes as many of the key's slots.
     const n = parsed.body.n ?? 1;
@@ -289,7 +290,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
   // A background run holds its slots until it ends, by its deadline from its answer (background-response.ts): said so
   // from here, and again from the answer (a run's deadline starts no later), so a 429 meanwhile tells that wait.
   const runsBy = (): void => admission.holdAs({ kind: 'background', until: Date.now() + config.backgroundDeadlineMs });
-  if (detached) runsBy();
+  if (background) runsBy();
   if (c.req.header('x-sssd-smooth') === '1') {
     parsed.body.stream_options = { ...(parsed.body.stream_options ?? {}), smooth: true };
   }
@@ -313,12 +314,12 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
       jsonGrammar: config.jsonGrammar,
       onFinish: release,
       headers: {},
-      clientSignal: detached ? undefined : c.req.raw.signal,
+      clientSignal: c.req.raw.signal,
       requestHex: c.get('requestHex'),
       answer,
       log: c.get('log'),
     });
-    if (detached) runsBy();
+    if (background) runsBy();
     return answered;
   } catch (err) {
     refundIfRefusedForN(c, admission, err);
@@ -373,7 +374,7 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
       return {
         parsed: { kind: 'chat', body: plan.translated.chat, truncation: plan.translated.body.truncation === 'auto' ? 'auto' : undefined },
         answer: responsesAnswerer(plan, background),
-        detached: background !== null,
+        background: background !== null,
       };
     });
   } catch (err) {

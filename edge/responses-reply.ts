@@ -231,7 +231,7 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
       const log = streamed ? new EventLog() : null;
       const format = new ResponsesStreamFormat(plan.started, meta, null);
       const run = async (): Promise<ResponseObject> => {
-        await driveFormat(runs[0], format, log?.append ?? (() => undefined), plan.started.id);
+        await driveFormat(runs[0], opening, format, log?.append ?? (() => undefined), plan.started.id);
         return format.result ?? failedResponse(plan.started, [], { code: 'server_error', message: 'The response ended without a result.' });
       };
       const events = log ? { log, format, quietCommentMs: streamQuietCommentMs ?? QUIET_STREAM_COMMENT_MS } : null;

@@ -24,6 +24,7 @@ import {
   responsesUsage,
   type OutputItem,
   type OutputLogprob,
+  type OutputText,
   type ResponseObject,
 } from './responses-format';
 import type { SendFrame, StreamFormat } from './sse-response';
@@ -61,6 +62,68 @@ export function endEvents(response: ResponseObject, sequence: number, param: str
     default:
       return [];
   }
+}
+
+/**
+ * The output items a stream's frames had sent (a background stream's kept
+ * events, its run gone before it stored its end): each item as `added`, its
+ * text or arguments as their deltas built them, or as its `done` said it.
+ * Frames that are not events of the output are passed over.
+ */
+export function streamedOutput(frames: readonly string[]): OutputItem[] {
+  const items: OutputItem[] = [];
+  for (const frame of frames) {
+    const event = frameEvent(frame);
+    if (event === null) continue;
+    const index = typeof event.output_index === 'number' ? event.output_index : -1;
+    const item = items[index];
+    switch (event.type) {
+      case 'response.output_item.added':
+      case 'response.output_item.done':
+        // Copied, its content too: the deltas after it add to the copy.
+        if (index >= 0 && isOutputItem(event.item)) items[index] = event.item.type === 'message' ? { ...event.item, content: event.item.content.map((part) => ({ ...part, logprobs: [...part.logprobs] })) } : { ...event.item };
+        break;
+      case 'response.content_part.added':
+        if (item?.type === 'message' && typeof event.content_index === 'number' && isOutputText(event.part)) item.content[event.content_index] = { ...event.part, logprobs: [...event.part.logprobs] };
+        break;
+      case 'response.output_text.delta': {
+        const part = item?.type === 'message' && typeof event.content_index === 'number' ? item.content[event.content_index] : undefined;
+        if (part === undefined || typeof event.delta !== 'string') break;
+        part.text += event.delta;
+        if (Array.isArray(event.logprobs)) part.logprobs.push(...(event.logprobs as OutputLogprob[]));
+        break;
+      }
+      case 'response.function_call_arguments.delta':
+        if (item?.type === 'function_call' && typeof event.delta === 'string') item.arguments += event.delta;
+        break;
+    }
+  }
+  // An index never added (none are skipped as sent) leaves no hole.
+  return items.filter((item) => item !== undefined);
+}
+
+/** An SSE frame's event (its `data` JSON object), or null for one that is not one (a comment). */
+function frameEvent(frame: string): ({ type: string } & Record<string, unknown>) | null {
+  const at = frame.indexOf('data: ');
+  if (at < 0) return null;
+  try {
+    const data = JSON.parse(frame.slice(at + 'data: '.length)) as unknown;
+    return typeof data === 'object' && data !== null && typeof (data as { type?: unknown }).type === 'string' ? (data as { type: string } & Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+function isOutputItem(value: unknown): value is OutputItem {
+  if (typeof value !== 'object' || value === null) return false;
+  const item = value as Partial<Record<string, unknown>>;
+  if (item.type === 'message') return Array.isArray(item.content) && item.content.every(isOutputText);
+  return item.type === 'function_call' && typeof item.arguments === 'string';
+}
+
+function isOutputText(value: unknown): value is OutputText {
+  const part = value as Partial<Record<string, unknown>> | null;
+  return typeof part === 'object' && part !== null && part.type === 'output_text' && typeof part.text === 'string' && Array.isArray(part.logprobs);
 }
 
 export class ResponsesStreamFormat implements StreamFormat {

@@ -121,6 +121,12 @@ describe('a background run lost with its edge', () => {
     const failed = (again.at(-1) as OpenAI.Responses.ResponseFailedEvent).response;
     expect(failed.error).toMatchObject({ code: 'server_error', message: expect.stringMatching(/went away/) });
     expect(streamEnded).toBeLessThan(toldWithin);
+    // With the output its kept events had sent, cut (review h177: output [], the text in the events alone).
+    const sent = again.map((e) => (e.type === 'response.output_text.delta' ? e.delta : '')).join('');
+    expect(sent.length).toBeGreaterThan(0);
+    expect(failed.output).toMatchObject([{ type: 'message', status: 'incomplete' }]);
+    // An event's response is its JSON as sent (the SDK adds no output_text to it).
+    expect((failed.output[0] as OpenAI.Responses.ResponseOutputMessage).content).toMatchObject([{ type: 'output_text', text: sent }]);
 
     for (const id of [streamed, plain]) {
       let polled = await client.responses.retrieve(id);
@@ -130,6 +136,8 @@ describe('a background run lost with its edge', () => {
       }
       expect(polled.status, id).toBe('failed');
       expect(polled.error, id).toMatchObject({ code: 'server_error', message: expect.stringMatching(/went away/) });
+      // A retrieve shows what the stream did; the one made without stream kept no events, and has no output.
+      expect(polled.output_text, id).toBe(id === streamed ? sent : '');
       expect(Date.now() - killedAt, id).toBeLessThan(toldWithin);
       // A chain from it is refused as from a failed one, not as from one still running.
       const chained = await client.responses.create({ model: 'default', previous_response_id: id, input: 'Max ran.', max_output_tokens: 4 }).catch((e: unknown) => e);

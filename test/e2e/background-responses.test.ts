@@ -265,6 +265,86 @@ describe('background responses', () => {
   }, 30_000);
 });
 
+describe('a background request whose pool is slow to its first token (review h177)', () => {
+  it('is answered queued at once, with stream or without, while its pool holds its first token, and is stopped at its deadline from there', async () => {
+    // The pool takes the generations in (its 200 and start event), and their first tokens never pass: a long prefill,
+    // a queue. Before, the answer waited for that first token (here: until the stall window), sending nothing.
+    proxy.mode = 'stall';
+    proxy.afterTokenEvents = 0;
+    const params = { model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, background: true } as const;
+    let queued: OpenAI.Responses.Response;
+    let first: StreamEvent[];
+    const asked = Date.now();
+    try {
+      queued = await client.responses.create(params, { timeout: 3_000 });
+      first = await readEvents(await client.responses.create({ ...params, stream: true }, { timeout: 3_000 }), (e) => e.type === 'response.in_progress');
+    } finally {
+      proxy.mode = 'pass';
+    }
+    expect(Date.now() - asked).toBeLessThan(6_000);
+    expect(queued).toMatchObject({ status: 'queued', background: true, output: [] });
+    expect(first.map((e) => e.type)).toEqual(['response.created', 'response.queued', 'response.in_progress']);
+    const streamed = (first[0] as OpenAI.Responses.ResponseCreatedEvent).response.id;
+    // Both run on (the streamed one's client left at in_progress), and end at their deadline, failed, saying so.
+    for (const id of [queued.id, streamed]) {
+      const ended = await polled(id, (DEADLINE_S + 10) * 1000);
+      expect(ended.status, id).toBe('failed');
+      expect(ended.error?.message, id).toMatch(/SSSD_BACKGROUND_DEADLINE_SECONDS/);
+    }
+  }, 30_000);
+
+  it('keeps a refusal before a pool takes it the request\'s own error, with its status', async () => {
+    // The one pool answers busy: a 503 the SDKs retry, as without background, and nothing is stored.
+    proxy.busyAnswers = 1;
+    try {
+      const refused = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 4, background: true }).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(OpenAI.APIError);
+      expect((refused as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+    } finally {
+      proxy.busyAnswers = 0;
+    }
+  });
+
+  it("is answered before a client's timeout where the pool is slower to its first token: the SDK's retries send nothing again, and the one response is billed and appended once, the key's slot free", async () => {
+    // The reviewer's flow: an SDK with a timeout shorter than the wait for the first token, and its default retries.
+    // Before, its first attempt got nothing, timed out, and ran on unseen (stored, billed, its turn appended, the
+    // key's one slot held): the retries met 429 and the user an error.
+    const oneSlot = new OpenAI({ apiKey: ONE_SLOT_KEY, baseURL: `${edge.url}/v1`, maxRetries: 2, timeout: 2_000 });
+    const conversation = await oneSlot.conversations.create({});
+    const from = edgeOutput.length;
+    const openedBefore = proxy.opened.length;
+    proxy.mode = 'delay';
+    proxy.afterTokenEvents = 0;
+    // Within the run's deadline (DEADLINE_S, from its answer), past the client's timeout.
+    proxy.delayMs = 3_000;
+    let queued: OpenAI.Responses.Response & { requestId: string };
+    try {
+      const { data, response } = await oneSlot.responses.create({ model: 'default', conversation: conversation.id, input: PROMPT, max_output_tokens: 16, temperature: 0, background: true }).withResponse();
+      queued = { ...data, requestId: response.headers.get('x-request-id')! };
+    } finally {
+      proxy.mode = 'pass';
+    }
+    expect(queued.status).toBe('queued');
+    // One attempt reached the pool: none was abandoned and sent again.
+    expect(proxy.opened.length - openedBefore).toBe(1);
+    let done: OpenAI.Responses.Response = queued;
+    for (const until = Date.now() + 20_000; (done.status === 'queued' || done.status === 'in_progress') && Date.now() < until; ) {
+      await new Promise((r) => setTimeout(r, 250));
+      done = await oneSlot.responses.retrieve(queued.id);
+    }
+    expect(['completed', 'incomplete']).toContain(done.status);
+    expect(done.output_text.length).toBeGreaterThan(0);
+    // Billed once: its line has what it generated, and it is the only create of the key since.
+    expect(await logLine(queued.requestId)).toMatchObject({ status: 200, completion_tokens: done.usage?.output_tokens });
+    const creates = edgeOutput.slice(from).filter((l) => l.includes('"route":"/v1/responses"') && l.includes('"method":"POST"'));
+    expect(creates).toHaveLength(1);
+    // Its turn once in the conversation, and the key's one slot free.
+    const items = (await oneSlot.conversations.items.list(conversation.id, { order: 'asc' })).data;
+    expect(items.map((item) => (item.type === 'message' ? item.role : item.type))).toEqual(['user', 'assistant']);
+    expect((await oneSlot.completions.create({ model: 'default', prompt: 'Max', max_tokens: 1 })).choices).toHaveLength(1);
+  }, 40_000);
+});
+
 type StreamEvent = OpenAI.Responses.ResponseStreamEvent;
 
 /** A background stream read to its end (or until `until` says stop: the client leaves). */

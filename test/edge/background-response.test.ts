@@ -8,8 +8,8 @@
  * run's isolate stops it at once; what must precede its end (its turn in its
  * conversation) is done before the end is written.
  */
-import { describe, it, type ExpectStatic } from 'vitest';
-import type { ApiError } from '../../edge/api-error';
+import { describe, expect, it, type ExpectStatic } from 'vitest';
+import { ApiError } from '../../edge/api-error';
 import { answerInBackground, cancelledAnswer, haltRunHere, polledResponse } from '../../edge/background-response';
 import type { CompletionRun } from '../../edge/completion-run';
 import type { CancelCause } from '../../edge/request-log';
@@ -21,6 +21,7 @@ import { ResponseStore, type PutOutcome, type RunningRecord, type StoredEvents, 
 import { EventLog } from '../../edge/background-stream';
 import { eventFrame, ResponsesStreamFormat } from '../../edge/responses-stream';
 import type { ResponseMeta } from '../../edge/openai-format';
+import type { SourcedText } from '../../edge/token-text';
 import { storedRecord } from '../support/stored-response';
 import { offUsage } from '../support/completion-usage';
 import { workerdKv } from '../support/workerd-kv';
@@ -78,7 +79,7 @@ describe.concurrent('a background response as polled', () => {
     const id = record.response.id;
     const started: ResponseObject = { ...record.response, status: 'in_progress', background: true, output: [], usage: null };
     const ended: ResponseObject = { ...record.response, background: true };
-    const reply = { opening: Promise.resolve(), runs: [], headers: {} } as unknown as PreparedReply;
+    const reply = { opening: Promise.resolve(), runs: [], headers: {}, detachFromClient: () => undefined } as unknown as PreparedReply;
     const running: Promise<unknown>[] = [];
     const save = (response: ResponseObject, running?: RunningRecord) => store.write({ ...record, response, ...running, ...(streamed ? { eventLog: true as const } : {}) });
     const events = streamed ? { log: new EventLog(), format: new ResponsesStreamFormat(started, {} as ResponseMeta, null), quietCommentMs: 60_000 } : null;
@@ -142,6 +143,27 @@ describe.concurrent("a background run's heartbeat as a poll reads it", () => {
     expect(await polledResponse(record, store)).toMatchObject({ status: 'failed', error: lost.error });
   });
 
+  it('shows a lost run made with stream with the output its kept events had sent, cut, as its run stores one told it was lost (review h177: output [])', async ({ expect }) => {
+    const store = new ResponseStore(workerd(), 'key-beat-output', 0, 1 << 20, 'AMS');
+    const now = Date.now();
+    const record: StoredResponse = { ...beatingRecord('b1c2b1c2b1c2b1c2b1c2b1c2', now, 1_000, 'AMS'), eventLog: true };
+    const id = record.response.id;
+    // Its run's events as its format sent them, up to two deltas, kept; then the run went away.
+    const format = new ResponsesStreamFormat({ ...record.response, status: 'in_progress' }, {} as ResponseMeta, null);
+    const frames: string[] = [];
+    format.begin((frame) => frames.push(frame));
+    for (const text of ['Once upon', ' a time']) format.piece(0, [{ text, source: 'model' } as SourcedText], (frame) => frames.push(frame));
+    expect(await store.writeEvents(id, frames, false, now)).toBe('stored');
+    const lost = await polledResponse(record, store, now + 5_100);
+    expect(lost).toMatchObject({ status: 'failed', error: { message: expect.stringMatching(/went away/) }, output: [{ type: 'message', status: 'incomplete', content: [{ text: 'Once upon a time' }] }] });
+    // Read so by every later poll (the verdict is marked), and from the events a stream read again passes it.
+    expect(await polledResponse(record, store)).toEqual(lost);
+    expect(await polledResponse(record, store, Date.now(), null, frames.slice(0, -1))).toMatchObject({ output: [{ content: [{ text: 'Once upon' }] }] });
+    // One made without stream has no events: no output.
+    const plain = beatingRecord('d3e4d3e4d3e4d3e4d3e4d3e4', now, 1_000, 'AMS');
+    expect((await polledResponse(plain, store, now + 5_100)).output).toEqual([]);
+  });
+
   it('gives a reader at another location, or one that cannot tell where it is, KV\'s minute more: a stale copy there is not a dead run', async ({ expect }) => {
     const now = Date.now();
     for (const [hex, location] of [['c3d4c3d4c3d4c3d4c3d4c3d4', 'FRA'], ['e5f6e5f6e5f6e5f6e5f6e5f6', null]] as const) {
@@ -188,7 +210,7 @@ describe.concurrent('a background run stopped or ended in its own isolate', () =
     });
     // What it generated as it was stopped: 7 tokens, which its usage must carry (the request log bills them).
     const run = { cancel: (why: CancelCause) => void (cancels.push(why), end({ ...started, status: 'failed', output: [] })), waitingForPool: false, usageSoFar: () => offUsage(3, 7) };
-    const reply = { opening: Promise.resolve(), runs: [run as unknown as CompletionRun], headers: {} } as unknown as PreparedReply;
+    const reply = { opening: Promise.resolve(), runs: [run as unknown as CompletionRun], headers: {}, detachFromClient: () => undefined } as unknown as PreparedReply;
     const running: Promise<unknown>[] = [];
     const writes: string[] = [];
     const save = async (response: ResponseObject, runningRecord?: RunningRecord) => {
@@ -288,6 +310,102 @@ describe.concurrent('a background run stopped or ended in its own isolate', () =
   });
 });
 
+describe("a background request's answer (review h177: it waited for the first token, its client's leaving unheard)", () => {
+  /**
+   * A background request of response `hex` whose one generation a pool has taken (`accepted`, where given) and opens
+   * when `open` is called, or fails opening with `fail`; the client's signal is `signal`, its leaving cancels the run as
+   * the request's handler does until the answer detaches it. The run's finish waits for the opening, as driveFormat.
+   */
+  function request(hex: string, accepted: boolean, signal: AbortSignal) {
+    const store = new ResponseStore(workerd(), `key-answer-${hex}`, 0, 1 << 20, 'AMS');
+    const record = storedRecord(responseId(hex));
+    const started: ResponseObject = { ...record.response, status: 'in_progress', background: true, output: [], usage: null };
+    let open: () => void = () => undefined;
+    let fail: (err: unknown) => void = () => undefined;
+    const opening = new Promise<void>((resolve, reject) => {
+      open = resolve;
+      fail = reject;
+    });
+    const cancels: CancelCause[] = [];
+    const run = {
+      accepted: accepted ? Promise.resolve() : new Promise<void>(() => undefined),
+      replyStarted: false,
+      waitingForPool: false,
+      usageSoFar: () => offUsage(3, 0),
+      cancel: (why: CancelCause) => {
+        cancels.push(why);
+        fail(new Error('cancelled'));
+      },
+    };
+    const leave = (): void => run.cancel('client');
+    signal.addEventListener('abort', leave, { once: true });
+    const detached: boolean[] = [];
+    const reply = {
+      opening,
+      runs: [run as unknown as CompletionRun],
+      headers: {},
+      heartbeatMs: 100,
+      clientSignal: signal,
+      detachFromClient: () => {
+        detached.push(true);
+        signal.removeEventListener('abort', leave);
+      },
+    } as unknown as PreparedReply;
+    const running: Promise<unknown>[] = [];
+    const writes: string[] = [];
+    const save = async (response: ResponseObject, runningRecord?: RunningRecord) => {
+      writes.push(response.status);
+      return store.write({ ...record, response, ...runningRecord });
+    };
+    const finish = async (): Promise<ResponseObject> => {
+      await opening;
+      return { ...record.response, background: true };
+    };
+    const answer = answerInBackground(started, reply, finish, save, store, { waitUntil: (p) => running.push(p), deadlineMs: 60_000, stopPollMs: 60_000 }, null);
+    return { store, id: record.response.id, run, cancels, writes, detached, answer, open, fail, done: () => Promise.all(running) };
+  }
+
+  it('is queued once a pool holds the generation past the grace, before its first token; a refusal after is the run\'s, stored failed with its error', async () => {
+    const client = new AbortController();
+    const r = request('a5b6a5b6a5b6a5b6a5b6a5b6', true, client.signal);
+    const asked = Date.now();
+    const answer = await r.answer;
+    expect(Date.now() - asked).toBeLessThan(1_000);
+    expect(((await answer.json()) as ResponseObject).status).toBe('queued');
+    expect((await r.store.get(r.id))?.response.status).toBe('queued');
+    // Told its reply has started: a pool that fails it before its first token is tried again (open-generation.ts).
+    expect(r.run.replyStarted).toBe(true);
+    // The client leaving now does not stop it.
+    expect(r.detached).toEqual([true]);
+    client.abort();
+    expect(r.cancels).toEqual([]);
+    r.fail(new ApiError(503, 'No inference pool can take the request now; retry in 2 s.', 'service_unavailable', 'pool_unavailable'));
+    await r.done();
+    expect((await r.store.get(r.id))?.response).toMatchObject({ status: 'failed', error: { code: 'pool_unavailable', message: expect.stringMatching(/No inference pool/) } });
+  });
+
+  it('is the request\'s own error where opening fails before it (busy, a refusal), with nothing stored', async () => {
+    const r = request('c7d8c7d8c7d8c7d8c7d8c7d8', false, new AbortController().signal);
+    setTimeout(() => r.fail(new ApiError(400, 'The inference pool rejected the request: regex: no token prints "{"', 'invalid_request_error', 'pool_rejected')), 300);
+    expect(await r.answer.catch((e: unknown) => e)).toMatchObject({ status: 400, code: 'pool_rejected' });
+    expect(r.writes).toEqual([]);
+    expect(await r.store.get(r.id)).toBeNull();
+  });
+
+  it('is never given where its client leaves before it: the run is cancelled and nothing is stored or run', async () => {
+    const client = new AbortController();
+    // No pool has taken it yet (one slow to answer, or busy rounds): nothing is sent.
+    const r = request('e9f0e9f0e9f0e9f0e9f0e9f0', false, client.signal);
+    setTimeout(() => client.abort(), 300);
+    expect(await r.answer.catch((e: unknown) => e)).toBeInstanceOf(Error);
+    expect(r.cancels).toEqual(['client']);
+    expect(r.detached).toEqual([]);
+    expect(r.writes).toEqual([]);
+    expect(await r.store.get(r.id)).toBeNull();
+    await r.done();
+  });
+});
+
 describe.concurrent("a background run's heartbeat as the run writes it", () => {
   /** A store over workerd's KV that counts its writes (KV puts) by kind: the Workers bill of a run. */
   class CountingStore extends ResponseStore {
@@ -316,7 +434,7 @@ describe.concurrent("a background run's heartbeat as the run writes it", () => {
     const finished = new Promise<ResponseObject>((resolve) => {
       end = resolve;
     });
-    const reply = { opening: Promise.resolve(), runs: [], headers: {} } as unknown as PreparedReply;
+    const reply = { opening: Promise.resolve(), runs: [], headers: {}, detachFromClient: () => undefined } as unknown as PreparedReply;
     const running: Promise<unknown>[] = [];
     const save = (response: ResponseObject, run?: RunningRecord) => store.write({ ...record, response, ...run, ...(streamed ? { eventLog: true as const } : {}) });
     const log = new EventLog();

@@ -4,7 +4,7 @@ import type { CompletionSummary, CompletionUsage } from '../../edge/completion-r
 import { LogprobsFormatter, type ResponseMeta } from '../../edge/openai-format';
 import { finishedResponse, outputItems, startedResponse, type ResponseObject } from '../../edge/responses-format';
 import { parseResponsesBody } from '../../edge/responses-request';
-import { ResponsesStreamFormat } from '../../edge/responses-stream';
+import { ResponsesStreamFormat, streamedOutput } from '../../edge/responses-stream';
 import type { SourcedText, TokenLogprob } from '../../edge/token-text';
 
 const usage: CompletionUsage = {
@@ -199,5 +199,46 @@ describe('Responses API events', () => {
       type: 'response.failed',
       response: { status: 'failed', output: [{ type: 'message', id: itemId, status: 'incomplete', content: [{ type: 'output_text', text: 'Once upon a time' }] }] },
     });
+  });
+});
+
+describe("a stream's output rebuilt from its frames (a background run lost, its kept events: review h177)", () => {
+  /** The frames a background format sends (its end is the run's to tell) for `pieces`, and, where `finish` is given, its end. */
+  function frames(format: ResponsesStreamFormat, pieces: SourcedText[][], finish?: CompletionSummary): string[] {
+    const sent: string[] = [];
+    const send = (frame: string): void => void sent.push(frame);
+    format.begin(send);
+    for (const p of pieces) format.piece(0, p, send);
+    if (finish) format.finished(0, finish, send);
+    return sent;
+  }
+
+  it('is the item opened with the text its deltas sent, where the stream stopped mid-way, and the stream\'s own output where it got to its done', async () => {
+    const cut = new ResponsesStreamFormat(started(), meta, null);
+    const sent = frames(cut, [piece('Once upon'), piece(' a time')]);
+    // What the stream would have stored, failing there, is what its frames rebuild.
+    await cut.failed(new ApiError(503, 'gone', 'service_unavailable', 'pool_unavailable'), () => undefined);
+    expect(streamedOutput(sent)).toEqual(cut.result?.output.map((item) => ({ ...item, status: 'in_progress' })));
+    expect(streamedOutput(sent)).toMatchObject([{ type: 'message', content: [{ type: 'output_text', text: 'Once upon a time', logprobs: [] }] }]);
+    // A comment among them, or a frame cut short, is passed over; none at all is no output.
+    expect(streamedOutput([...sent.slice(0, 4), ': the response is running\n\n', 'event: response.output_text.delta\ndata: {"type":', ...sent.slice(4)])).toEqual(streamedOutput(sent));
+    expect(streamedOutput([])).toEqual([]);
+
+    const whole = new ResponsesStreamFormat(started(), meta, null);
+    const all = frames(whole, [piece('Once'), piece(' upon')], summary('length'));
+    await whole.ended([usage], () => undefined);
+    expect(streamedOutput(all)).toEqual(whole.result?.output);
+  });
+
+  it("keeps each token's log-probabilities once, and a named call's arguments as sent", () => {
+    const letters = { tokenBytes: (id: number) => new TextEncoder().encode(String.fromCharCode(96 + id)) };
+    const token = (id: number): TokenLogprob => ({ id, logprob: -id, top: [[id, -id]], text: String.fromCharCode(96 + id) });
+    const withLogprobs = new ResponsesStreamFormat(started(), { ...meta, logprobs: new LogprobsFormatter('chat', letters, true) }, null);
+    const sent = frames(withLogprobs, [[{ text: 'ab', source: 'model', tokens: [token(1), token(2)] } as SourcedText], [{ text: 'c', source: 'model', tokens: [token(3)] } as SourcedText]]);
+    const [message] = streamedOutput(sent);
+    expect(message.type === 'message' && message.content[0].logprobs.map((l) => [l.token, l.logprob])).toEqual([['a', -1], ['b', -2], ['c', -3]]);
+
+    const call = new ResponsesStreamFormat(started(), { ...meta, toolCalls: { kind: 'named', name: 'f' } }, null);
+    expect(streamedOutput(frames(call, [piece('{"a":'), piece(' 1')]))).toMatchObject([{ type: 'function_call', name: 'f', arguments: '{"a": 1', status: 'in_progress' }]);
   });
 });

@@ -13,6 +13,9 @@
  * when its place goes to another tenant's. `garble` sends `garbledLine` in
  * place of the tokens event and ends the stream (a pool of another version,
  * a proxy or a pool bug sending valid JSON of the wrong shape).
+ * `delay` holds the stream at that `tokens` event for `delayMs`, then passes
+ * it and everything after (a pool that took the generation in and is slow
+ * to its first tokens: a long prefill, a queue).
  * `health: 'draining'` answers `/healthz` as a draining pool does (503),
  * while the pool behind still serves everything else. A cancel of a
  * generation the proxy broke is answered 404 by the proxy itself, as the
@@ -40,7 +43,7 @@ const shutDown: PoolEvent = {
   usage: { promptTokens: 0, completionTokens: 0, speculation: { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 } },
 };
 
-export type FaultMode = 'pass' | 'cut' | 'cancel' | 'fail' | 'stall' | 'drop-done' | 'hang' | 'displace' | 'garble';
+export type FaultMode = 'pass' | 'cut' | 'cancel' | 'fail' | 'stall' | 'drop-done' | 'hang' | 'displace' | 'garble' | 'delay';
 
 /** What `fail` sends: the pool's internal error, with text (a path, a runtime's words) that is the operator's, not a client's. */
 export const INTERNAL_FAILURE_MARKER = 'verification step failed: /srv/models/secret-checkpoint.onnx node MatMul_17';
@@ -70,6 +73,8 @@ export interface FaultProxy {
   busyAnswers: number;
   /** The retry hint of those answers (default 200 ms). */
   busyHintMs: number;
+  /** `delay`: how long the stream is held at its tokens event before it passes on (default 5 s). */
+  delayMs: number;
   /** `garble`: the line sent in place of the tokens event (default `null`). */
   garbledLine: string;
   /** How long each DELETE (a cancel) is held before it passes (0: not at all). */
@@ -108,6 +113,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     displaceAfterMs: 1000,
     busyHintMs: 200,
     garbledLine: 'null',
+    delayMs: 5_000,
     cancelDelayMs: 0,
     forgets: null,
     protocol: null,
@@ -206,6 +212,10 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       let seen = 0;
       let pending = '';
       let broke = false;
+      // `delay`: the lines held from its tokens event on (null: none held), and whether they were let go.
+      let held: string[] | null = null;
+      let released = false;
+      let upEnded = false;
       up.on('data', (chunk: Buffer) => {
         // Chunks read before the upstream was destroyed still arrive: after the fault, nothing passes.
         if (broke || res.destroyed || res.writableEnded) return;
@@ -214,7 +224,27 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         while ((nl = pending.indexOf('\n')) >= 0) {
           const line = pending.slice(0, nl + 1);
           pending = pending.slice(nl + 1);
+          if (held !== null) {
+            held.push(line);
+            continue;
+          }
           const type = (JSON.parse(line) as { type: string }).type;
+          if (mode === 'delay') {
+            if (!released && seen >= proxy.afterTokenEvents && type === 'tokens') {
+              held = [line];
+              setTimeout(() => {
+                if (res.destroyed || res.writableEnded) return;
+                for (const kept of held ?? []) res.write(kept);
+                held = null;
+                released = true;
+                if (upEnded) res.end();
+              }, proxy.delayMs);
+              continue;
+            }
+            res.write(line);
+            if (type === 'tokens') seen++;
+            continue;
+          }
           // At a tokens event: what comes before the first one (start, the prompt's log-probabilities) passes.
           if (mode === 'drop-done' ? type === 'done' : seen >= proxy.afterTokenEvents && type === 'tokens') {
             broke = true;
@@ -242,7 +272,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         }
       });
       up.on('end', () => {
-        if (!broke && !res.destroyed && !res.writableEnded) res.end();
+        upEnded = true;
+        if (!broke && held === null && !res.destroyed && !res.writableEnded) res.end();
       });
     });
     out.on('error', () => res.destroy());
