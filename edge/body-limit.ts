@@ -46,6 +46,32 @@ export async function readBy<T>(reading: Promise<T>, deadline: number, timeoutMs
 }
 
 /**
+ * Whether the request says it has a body: chunked (any Transfer-Encoding), or a
+ * Content-Length above 0. Read as 0 bytes, such a body is not "no body": under
+ * `wrangler dev` workerd hands the Worker a chunked body whose framing is
+ * broken (a chunk size that is no hex number) as an empty one, and read as
+ * none it named the key's unnamed user on DELETE /v1/user-cache and made an
+ * empty conversation (review h175). A legitimate empty chunked body reads the
+ * same and is refused with it; no body at all reaches the Worker as
+ * Content-Length: 0.
+ */
+export function declaresBody(headers: Headers): boolean {
+  if (headers.has('transfer-encoding')) return true;
+  const length = headers.get('content-length');
+  return length !== null && Number.parseInt(length, 10) > 0;
+}
+
+/** The 400 for a body declared and read as 0 bytes (declaresBody). */
+export function emptyDeclaredBody(): ApiError {
+  return new ApiError(
+    400,
+    'The request declared a body (Transfer-Encoding: chunked, or a Content-Length above 0) but none could be read: its chunked framing is broken, or it is empty. To send no body, send none, or Content-Length: 0.',
+    'invalid_request_error',
+    'invalid_body',
+  );
+}
+
+/**
  * Reads the body once (at most `maxBytes`), or throws a 413; later handlers
  * read the buffered copy. A chunked body not read whole within `timeoutMs`
  * is a 408 (one sent with its length is timed where it is read).
@@ -53,7 +79,10 @@ export async function readBy<T>(reading: Promise<T>, deadline: number, timeoutMs
 export async function limitRequestBody(c: Context, maxBytes: number, next: () => Promise<void>, timeoutMs = Infinity): Promise<void> {
   const raw = c.req.raw;
   const tooLarge = (): ApiError => new ApiError(413, `Request body too large (limit ${maxBytes} bytes).`, 'invalid_request_error', 'request_too_large');
-  if (!raw.body) return next();
+  if (!raw.body) {
+    if (declaresBody(raw.headers)) throw emptyDeclaredBody();
+    return next();
+  }
   const declared = raw.headers.get('content-length');
   const deadline = Date.now() + timeoutMs;
   if (declared !== null && !raw.headers.has('transfer-encoding')) {
@@ -87,6 +116,7 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
     }
     chunks.push(value);
   }
+  if (size === 0 && declaresBody(raw.headers)) throw emptyDeclaredBody();
   const body = new Uint8Array(size);
   let at = 0;
   for (const chunk of chunks) {

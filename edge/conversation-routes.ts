@@ -63,9 +63,13 @@ export async function conversationItems(raw: unknown, required: boolean, respons
   return items.map((item) => ({ ...item, id: item.id || newItemId(item) }));
 }
 
-/** A conversation create's body: `items` (up to 20) and `metadata`, both optional (the SDK sends none at all for `create()`). */
+/**
+ * A conversation create's body: `items` (up to 20) and `metadata`, both optional (the SDK sends none at all for
+ * `create()`: `raw` undefined). A JSON `null` is a body that is no object, a 400 as `[]` is (it made an empty
+ * conversation, review h175).
+ */
 export async function createBody(raw: unknown, responses: ResponseStore): Promise<{ items: StoredInputItem[]; metadata: Record<string, string> }> {
-  const body = raw === null ? {} : object(raw, '{"items": [...], "metadata": {...}}');
+  const body = raw === undefined ? {} : object(raw, '{"items": [...], "metadata": {...}}');
   refuseOthers(body, ['items', 'metadata'], 'a conversation create');
   const { metadata } = parseBody(z.object({ metadata: metadataSchema.nullish() }), { metadata: body.metadata });
   return { items: await conversationItems(body.items, false, responses), metadata: metadata ?? {} };

@@ -10,7 +10,7 @@ import { ApiError, badRequest, errorResponse, SHOULD_RETRY_HEADER, toApiError, T
 import { authenticate, type KeyRecord } from './api-keys';
 import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
-import { limitRequestBody, readBy } from './body-limit';
+import { declaresBody, emptyDeclaredBody, limitRequestBody, readBy } from './body-limit';
 import { answerOpenAi, handleCompletion, poolTenant, type Answerer, type ParsedRequest } from './completion-handler';
 import { ChatCompletionStore, chatCompletionNotFound, completionObject } from './chat-completion-store';
 import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, storedChatCompletion, withServedModel } from './stored-chat-routes';
@@ -184,6 +184,8 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 /** The body's text, read whole first (a body left unread broke the next request under wrangler dev); a compressed one is a 415 (review h112: it was "not valid JSON"; the Worker is not sent one decompressed). */
 async function readUncompressedText(c: Context<AppEnv>, holding?: Admitted): Promise<string> {
   const bytes = await readBodyBytes(c, holding);
+  // Not "no body" (limitRequestBody checks a chunked one as it reads it; this, one sent with its length).
+  if (bytes.byteLength === 0 && declaresBody(c.req.raw.headers)) throw emptyDeclaredBody();
   const encoding = c.req.header('content-encoding')?.trim().toLowerCase();
   if (encoding && encoding !== 'identity') {
     throw new ApiError(415, `Content-Encoding ${clipped(encoding, 40)} is not supported for request bodies; send the JSON uncompressed.`, 'invalid_request_error', 'unsupported_media_type');
@@ -492,8 +494,8 @@ function conversationRoute(c: Context<AppEnv>, answer: (store: ConversationStore
 app.post('/v1/conversations', rateLimitHeaders, limitBody, (c) =>
   conversationRoute(c, async (store) => {
     const text = await readUncompressedText(c);
-    // The SDK's create() with no argument sends no body.
-    const raw = text.trim() === '' ? null : parseJsonBody(text);
+    // The SDK's create() with no argument sends no body (undefined); a JSON null is a body, and no object (a 400).
+    const raw = text.trim() === '' ? undefined : parseJsonBody(text);
     const { items, metadata } = await createBody(raw, responseStore(c));
     return conversationObject(await store.create(items, metadata));
   }),

@@ -384,7 +384,7 @@ const UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   // context's end, or was not JSON). Its text.verbosity is chat's verbosity, ruled on below.
   max_output_tokens: { neutral: () => false, hint: "null; max_tokens is that control here (max_output_tokens is the Responses API's)" },
   text: {
-    neutral: (v) => typeof v === 'object' && (v as { format?: unknown }).format == null,
+    neutral: (v) => typeof v === 'object' && !Array.isArray(v) && (v as { format?: unknown }).format == null,
     hint: "null; response_format is that control here (text.format is the Responses API's)",
   },
   no_stop_trim: { neutral: (v) => v === false, hint: 'false; include_stop_str_in_output keeps the stop string here' },
@@ -427,7 +427,8 @@ const CHAT_UNSUPPORTED_PARAMETERS: Readonly<Record<string, UnsupportedRule>> = {
   echo: { neutral: (v) => v === false, hint: 'false' },
   // vLLM's chat-template controls: the template is the model's own (docs/chat-template.md), always ending in the assistant's turn.
   chat_template: { neutral: () => false, hint: 'null' },
-  chat_template_kwargs: { neutral: (v) => typeof v === 'object' && v !== null && Object.keys(v).length === 0, hint: 'empty' },
+  // An empty array is no empty object (vLLM's is a dict).
+  chat_template_kwargs: { neutral: (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0, hint: 'empty' },
   add_generation_prompt: { neutral: (v) => v === true, hint: 'true' },
   continue_final_message: { neutral: (v) => v === false, hint: 'false' },
   // vLLM's rendered prompt in the response (prompt_text): not served.

@@ -177,7 +177,8 @@ const UNSUPPORTED: Readonly<Record<string, UnsupportedRule>> = {
   reasoning: {
     neutral: (v) => {
       const r = v as { effort?: unknown; summary?: unknown; generate_summary?: unknown };
-      return typeof v === 'object' && (r.effort == null || r.effort === 'none') && r.summary == null && r.generate_summary == null;
+      // An array is no reasoning object (["high"] passed as none asked).
+      return typeof v === 'object' && !Array.isArray(v) && (r.effort == null || r.effort === 'none') && r.summary == null && r.generate_summary == null;
     },
     hint: 'null: the model does not reason',
   },

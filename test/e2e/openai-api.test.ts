@@ -2,6 +2,7 @@
 // `wrangler dev` with local KV, driven by the official `openai` client.
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -380,6 +381,60 @@ describe('OpenAI-compatible API on the edge', () => {
     });
     expect(big.status).toBe(413);
     expect(((await big.json()) as { error: { message: string } }).error.message).toMatch(/limit 4096 bytes/);
+  });
+
+  it('refuses a body declared but read as none (a broken chunk size) instead of taking it for no body: no user forgotten, no conversation made', async () => {
+    const edge = new URL(stack.edgeUrl);
+    // Framings fetch will not send, written on a socket; the answer read to its Content-Length.
+    const exchange = (method: string, path: string, framing: string, body: string): Promise<{ status: number; json: { error?: { code: string | null }; user?: string | null; deleted?: boolean; object?: string } }> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(Number(edge.port), edge.hostname);
+        let answer = '';
+        socket.on('error', reject);
+        socket.on('data', (d: Buffer) => {
+          answer += d.toString();
+          const head = /^HTTP\/1\.1 (\d+)[^]*?\r\ncontent-length: (\d+)\r\n[^]*?\r\n\r\n/i.exec(answer);
+          if (head && Buffer.byteLength(answer) - Buffer.byteLength(head[0]) >= Number(head[2])) {
+            socket.destroy();
+            resolve({ status: Number(head[1]), json: JSON.parse(answer.slice(head[0].length)) as never });
+          }
+        });
+        socket.write(`${method} ${path} HTTP/1.1\r\nHost: ${edge.host}\r\nAuthorization: Bearer ${KV_KEY}\r\nContent-Type: application/json\r\n${framing}\r\n${body}`);
+      });
+    // The key's unnamed user and bob, each with a cache (KV_KEY's: the dev key's unnamed user is every other test's).
+    const kvClient = new OpenAI({ apiKey: KV_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    const prompt = 'Tom had a red kite. He took it to the hill on a windy day.';
+    await streamCompletion({ prompt, max_tokens: 16, temperature: 0 }, kvClient);
+    await streamCompletion({ prompt, max_tokens: 16, temperature: 0, user: 'bob' }, kvClient);
+    const stored = async (user: string | null): Promise<boolean> => (await userCache(user, KV_KEY)).stored;
+    // Written after the responses (waitUntil).
+    for (const until = Date.now() + 15_000; !((await stored(null)) && (await stored('bob'))) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 200));
+    expect(await stored(null)).toBe(true);
+    expect(await stored('bob')).toBe(true);
+    // workerd (wrangler dev) hands the Worker this body, its chunk size no hex number, as an empty one: read as no
+    // body, the delete forgot the unnamed user's cache, not bob's, and answered 200 (review h175).
+    const broken = 'Transfer-Encoding: chunked\r\n';
+    const deleted = await exchange('DELETE', '/v1/user-cache', broken, 'zz\r\n{"user":"bob"}\r\n0\r\n\r\n');
+    expect(deleted.status).toBe(400);
+    expect(deleted.json.error?.code).toBe('invalid_body');
+    expect(await stored(null)).toBe(true);
+    expect(await stored('bob')).toBe(true);
+    // It made an empty conversation, its metadata and items dropped.
+    const created = await exchange('POST', '/v1/conversations', broken, 'zz\r\n{"metadata":{"topic":"x"}}\r\n0\r\n\r\n');
+    expect(created).toMatchObject({ status: 400, json: { error: { code: 'invalid_body' } } });
+    // An empty chunked body reads the same here, and is refused with it.
+    expect((await exchange('POST', '/v1/conversations', broken, '0\r\n\r\n')).status).toBe(400);
+    // A JSON null is a body, and no object: a 400 as [] is (it made an empty conversation).
+    const nullBody = await exchange('POST', '/v1/conversations', 'Content-Length: 4\r\n', 'null');
+    expect(nullBody).toMatchObject({ status: 400, json: { error: { code: 'invalid_value' } } });
+    // No body, with Content-Length: 0 or no framing at all, is still none: a conversation with nothing in it, the
+    // unnamed user forgotten; a whole chunked body is read as before.
+    for (const framing of ['Content-Length: 0\r\n', '']) {
+      expect(await exchange('POST', '/v1/conversations', framing, ''), framing).toMatchObject({ status: 200, json: { object: 'conversation' } });
+    }
+    expect(await exchange('DELETE', '/v1/user-cache', broken, 'e\r\n{"user":"bob"}\r\n0\r\n\r\n')).toMatchObject({ status: 200, json: { user: 'bob', deleted: true } });
+    expect(await exchange('DELETE', '/v1/user-cache', '', '')).toMatchObject({ status: 200, json: { user: null, deleted: true } });
+    expect(await stored(null)).toBe(false);
   });
 
   it("drafts a user's repeated greedy request from what they were answered before, verbatim", async () => {
@@ -1744,7 +1799,6 @@ describe('OpenAI-compatible API on the edge', () => {
   });
 
   it('refuses a body that never arrives whole (408) within SSSD_BODY_TIMEOUT_SECONDS, and gives its key the slot back', async () => {
-    const { connect } = await import('node:net');
     const edge = new URL(stack.edgeUrl);
     // Headers promise 500 bytes and 20 come, then nothing; or a chunked body's first chunk, then nothing.
     for (const [framing, start] of [

@@ -116,7 +116,9 @@ describe('conversation bodies and pages', () => {
     expect(metadata).toEqual({ a: 'b' });
     expect(items[0]).toMatchObject({ role: 'user', content: 'hi', id: expect.stringMatching(/^msg_[0-9a-f]{48}$/) });
     expect(items[1].id).toBe('msg_mine');
-    expect((await createBody(null, responses)).items).toEqual([]);
+    // No body (the SDK's create()) is an empty conversation; a JSON null is a body, no object, refused as [] is (review h175: an empty conversation).
+    expect(await createBody(undefined, responses)).toEqual({ items: [], metadata: {} });
+    for (const body of [null, []]) expect(await refusal(createBody(body, responses)), JSON.stringify(body)).toMatchObject({ status: 400, code: 'invalid_value', message: 'The body is a JSON object: {"items": [...], "metadata": {...}}.' });
     const param = async (body: unknown) => (await refusal(createBody(body, responses))).param;
     expect(await param({ items: [{ role: 'user', content: [{ type: 'input_image', image_url: 'x' }] }] })).toBe('items.0.content.0.type');
     expect(await param({ items: [{ role: 'user', content: 'a', id: 'x' }, { role: 'user', content: 'b', id: 'x' }] })).toBe('items.1');

@@ -85,6 +85,8 @@ describe('OpenAI parameters this server does not implement', () => {
     for (const [name, value] of [
       ['chat_template', '{{ messages }}'],
       ['chat_template_kwargs', { enable_thinking: true }],
+      // An empty array is no empty object (review h175: taken as one).
+      ['chat_template_kwargs', []],
       ['add_generation_prompt', false],
       ['continue_final_message', true],
     ] as const) {
@@ -173,6 +175,8 @@ describe('OpenAI parameters this server does not implement', () => {
     expect(refusal({ max_output_tokens: 5 })!.message).toMatch(/max_tokens is that control here/);
     expect(refusal({ text: { format: { type: 'json_object' } } })!.message).toMatch(/response_format is that control here/);
     expect(refusal({ text: { verbosity: 'medium' } })).toBeNull();
+    // An array is no text object: it has no format to read, and passed as none asked (review h175).
+    expect(refusal({ text: [{ format: { type: 'json_object' } }] })).toMatchObject({ param: 'text', code: 'unsupported_parameter' });
     // best_of equal to n asks for what n gives; fewer than n, or more, is refused.
     expect(refusal({ best_of: 3, n: 3 })).toBeNull();
     expect(refusal({ best_of: 1, n: 3 })).toMatchObject({ param: 'best_of', code: 'unsupported_parameter' });

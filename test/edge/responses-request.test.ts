@@ -112,6 +112,9 @@ describe('Responses request → chat request', () => {
     expect(refusal({ input: 'x', conversation: { name: 'conv_1' } }).param).toBe('conversation.id');
     expect(refusal({ input: 'x', prompt: { id: 'pmpt_1' } }).param).toBe('prompt');
     expect(refusal({ input: 'x', reasoning: { effort: 'high' } }).param).toBe('reasoning');
+    // An array is no reasoning object: ["high"] passed as none asked (review h175).
+    expect(refusal({ input: 'x', reasoning: ['high'] })).toMatchObject({ param: 'reasoning', code: 'unsupported_parameter' });
+    expect(refusal({ input: 'x', reasoning: [] })).toMatchObject({ param: 'reasoning', code: 'unsupported_parameter' });
     expect(refusal({ input: 'x', truncation: 'middle' }).param).toBe('truncation');
     expect(refusal({ input: 'x', max_tool_calls: 2 }).param).toBe('max_tool_calls');
     expect(refusal({ input: 'x', text: { verbosity: 'low' } }).param).toBe('text.verbosity');
