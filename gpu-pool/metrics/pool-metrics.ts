@@ -18,7 +18,7 @@ export const PHASE_SECONDS_METRIC = 'sssd_pool_phase_seconds_total';
 const VLLM_FINISH_REASON: Readonly<Record<FinishReason, string>> = { stop: 'stop', length: 'length', context_length: 'length', cancelled: 'abort', error: 'error' };
 
 /** The statuses the pool answers errors with (docs/protocol.md, Errors); each series exists from the start, at 0. */
-const ERROR_STATUSES = ['400', '401', '404', '405', '409', '413', '421', '500', '503'] as const;
+const ERROR_STATUSES = ['400', '401', '404', '405', '409', '413', '415', '421', '500', '503'] as const;
 
 /**
  * Steps and the gaps between token events: from 0.1 ms (a CPU's decode step)

@@ -327,6 +327,11 @@ export class PoolServer {
     if (route === '/v1/prefix-cache') {
       // An operator's: forget cached prompts (all, or one cacheSalt's: a tenant's), e.g. on a deletion request.
       return this.expect(method, 'DELETE', res, () => {
+        // Only `salt`, once: a misspelt one (?slat=, ?tenant=) cleared every tenant's cache, and of two one was used (review h175).
+        for (const name of new Set(url.searchParams.keys())) {
+          if (name !== 'salt') throw new HttpError(400, 'bad_request', `unknown query parameter ${JSON.stringify(name.slice(0, 40))}: the only one is salt`);
+        }
+        if (url.searchParams.getAll('salt').length > 1) throw new HttpError(400, 'bad_request', 'salt is given twice: send one (forget each salt by a request of its own)');
         // The same rule as a request's cacheSalt.
         const salt = generateRequestSchema.shape.cacheSalt.safeParse(url.searchParams.get('salt') ?? undefined);
         if (!salt.success) throw new HttpError(400, 'bad_request', describeIssues(salt.error, 'salt'));

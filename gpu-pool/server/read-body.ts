@@ -1,13 +1,19 @@
 /**
  * Reads a JSON request body with a hard size cap: the connection is not
  * allowed to push more than `maxBytes` into memory, whatever Content-Length
- * claims.
+ * claims. Only an uncompressed one (no Content-Encoding, or identity): any
+ * other is a 415 before it is read.
  */
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { HttpError } from './http-error';
 
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  // Nothing is decompressed here: a gzip body was "not valid UTF-8", and an unknown coding was read as identity (review h175).
+  const encoding = req.headers['content-encoding']?.trim().toLowerCase();
+  if (encoding && encoding !== 'identity') {
+    throw new HttpError(415, 'bad_request', `Content-Encoding ${JSON.stringify(encoding.slice(0, 40))} is not supported; send the JSON uncompressed`);
+  }
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > maxBytes) {
     throw new HttpError(413, 'bad_request', `request body is ${declared} bytes; the limit is ${maxBytes}`);

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { STOP_MATCHER_VERSION, type PoolHealth, type PoolInfo, type PoolEvent } from '../../../shared/protocol';
 import { defaultFusionWeights } from '../../../shared/drafting/fusion';
@@ -175,6 +176,26 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     const res = await fetch(`${pool.url}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${pool.token}` }, body: latin1 });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { message: string }).message).toMatch(/not valid UTF-8/);
+  });
+
+  it('a body with a Content-Encoding other than identity is a 415, not read as plain JSON or called not UTF-8', async () => {
+    const plain = JSON.stringify({ id: 'coded', promptIds: [1, 403], maxTokens: 2 });
+    const send = (encoding: string, body: ReturnType<typeof gzipSync> | string): Promise<Response> =>
+      fetch(`${pool.url}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': encoding, authorization: `Bearer ${pool.token}` }, body });
+    const before = await metricValue(pool, 'sssd_pool_error_responses_total', 'status="415"');
+    // A gzip body was "not valid UTF-8"; a coding the pool does not know, with a plain body, ran (review h175).
+    for (const [encoding, body] of [['gzip', gzipSync(plain)], ['x-unknown', plain], ['gzip, identity', gzipSync(plain)]] as const) {
+      const res = await send(encoding, body);
+      expect(res.status, encoding).toBe(415);
+      expect(await res.json()).toEqual({ type: 'error', code: 'bad_request', message: `Content-Encoding ${JSON.stringify(encoding)} is not supported; send the JSON uncompressed` });
+    }
+    expect(await metricValue(pool, 'sssd_pool_error_responses_total', 'status="415"')).toBe(before + 3);
+    // identity is no coding, in any case.
+    for (const encoding of ['identity', ' Identity ']) {
+      const res = await send(encoding, JSON.stringify({ id: `coded-${encoding.trim()}`, promptIds: [1, 403], maxTokens: 2 }));
+      expect(res.status, encoding).toBe(200);
+      await res.text();
+    }
   });
 
   it('a body sent in chunks, with no length declared, is cut off at the size limit too (413)', async () => {
@@ -777,6 +798,18 @@ describe.skipIf(suiteProvider !== 'cpu')('prefix cache', () => {
     expect(await one.json()).toMatchObject({ enabled: true, cleared: 1 });
     expect(await cached('tenant-a-3', 'tenant-a')).toBe(0);
     expect(await cached('tenant-b-3', 'tenant-b')).toBe(prompt.length - 1);
+    // A misspelt parameter cleared every tenant's cache, and of two salts one was used: each is a 400 that clears nothing (review h175).
+    for (const [query, message] of [
+      ['?slat=tenant-b', /^unknown query parameter "slat": the only one is salt$/],
+      ['?foo=1', /^unknown query parameter "foo"/],
+      ['?salt=tenant-b&tenant=x', /^unknown query parameter "tenant"/],
+      ['?salt=tenant-b&salt=tenant-a', /^salt is given twice/],
+    ] as const) {
+      const refused = await drop(query);
+      expect(refused.status, query).toBe(400);
+      expect(((await refused.json()) as { message: string }).message, query).toMatch(message);
+    }
+    expect(await cached('tenant-b-3b', 'tenant-b')).toBe(prompt.length - 1);
     const all = (await (await drop()).json()) as { cleared: number; bytes: number };
     // Both tenants' and what the earlier tests left in the shared scope.
     expect(all.cleared).toBeGreaterThanOrEqual(2);
