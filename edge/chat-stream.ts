@@ -5,7 +5,7 @@
  */
 import type { ApiError } from './api-error';
 import { combinedUsage, type CompletionRun, type CompletionSummary, type CompletionUsage } from './completion-run';
-import { finishChunk, joinText, roleChunk, textChunk, toolCallChunk, tokensOf, usageChunk, type ChunkTokenIds, type LogprobsFormatter, type ResponseMeta, type RunningUsage } from './openai-format';
+import { finishChunk, joinText, responseJson, roleChunk, textChunk, toolCallChunk, tokensOf, usageChunk, type ChunkTokenIds, type LogprobsFormatter, type ResponseMeta, type RunningUsage } from './openai-format';
 import { streamWhenOpened, type SendFrame, type StreamFormat, type StreamSetting } from './sse-response';
 import { autoReplyKind, toolCallId, toolCallsOf, toolFinishReason, type ToolCallMode } from './tool-calls';
 import type { SourcedText, TokenLogprob } from './token-text';
@@ -25,6 +25,11 @@ export type KeepCompletion = (completion: object) => Promise<void>;
 /** Chat's and completions' SSE frame: `data: <json>` (or `[DONE]`). */
 function dataFrame(payload: object | string): string {
   return `data: ${typeof payload === 'string' ? payload : JSON.stringify(payload)}\n\n`;
+}
+
+/** A chunk's frame (responseJson: completions' `top_logprobs` keep their order). */
+function chunkFrame(meta: ResponseMeta, chunk: object): string {
+  return `data: ${responseJson(meta, chunk)}\n\n`;
 }
 
 /** Chat's and completions' chunks (openai-format.ts), one choice per run. */
@@ -53,7 +58,7 @@ export class ChatStreamFormat implements StreamFormat {
   /** Sends a chunk (and collects it, where the completion is kept). */
   private emit(send: SendFrame, chunk: object): void {
     this.collected?.add(chunk);
-    send(dataFrame(chunk));
+    send(chunkFrame(this.meta, chunk));
   }
 
   begin(send: SendFrame): void {

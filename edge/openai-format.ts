@@ -11,6 +11,7 @@ import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import type { SourcedText, TokenLogprob } from './token-text';
 import type { PromptLogprobs } from './prompt-logprobs';
 import { toolCallsOf, toolFinishReason, type ToolCall, type ToolCallMode } from './tool-calls';
+import { jsonText, withKeyOrder } from './ordered-json';
 
 export type EndpointKind = 'completion' | 'chat';
 
@@ -86,9 +87,10 @@ export type TokenNames = Pick<Tokenizer, 'tokenBytes' | 'specialName'>;
 
 /**
  * An id listed by itself, as vLLM lists it in `/tokenize`'s `token_strs` and
- * `prompt_logprobs`' `decoded_token`: a special id by its name (`<s>`,
- * `</s>`), else tokenDisplay's. Not for log-probabilities' `token`s, whose
- * texts join to the reply's, in which a special id prints nothing.
+ * `prompt_logprobs`' `decoded_token`, and as log-probabilities name their
+ * alternatives: a special id by its name (`<s>`, `</s>`), else
+ * tokenDisplay's. Not for a log-probability's own `token`, whose texts join
+ * to the reply's, in which a special id prints nothing.
  */
 export function tokenString(tokenizer: TokenNames, id: number): string {
   return tokenizer.specialName(id) ?? tokenDisplay(tokenizer, id);
@@ -109,15 +111,18 @@ export function tokenIdName(id: number): string {
  * token_logprobs, top_logprobs, text_offset}` (offsets run on across the
  * chunks of a response, so one formatter serves one response). Legacy
  * `tokens` are the texts each token added to the response (they join to its
- * text, and `text_offset` indexes it); alternatives and chat tokens are named
- * by tokenDisplay, with chat's `bytes` the token's own bytes.
+ * text, and `text_offset` indexes it); chat tokens are named by tokenDisplay
+ * (a special id '', as it prints), with chat's `bytes` the token's own bytes.
+ * Among the alternatives the chosen token has its own entry's name (legacy:
+ * its `tokens` entry), and the others tokenString's: a special id by its
+ * name (`</s>`), so the end token's chance is told from BOS's.
  */
 export class LogprobsFormatter {
   private offset = 0;
 
   constructor(
     private readonly kind: EndpointKind,
-    private readonly tokenizer: TokenBytes,
+    private readonly tokenizer: TokenNames,
     /** Alternatives were asked for (legacy completions: `top_logprobs` is null otherwise). */
     private readonly withTop: boolean,
     /**
@@ -137,17 +142,19 @@ export class LogprobsFormatter {
   ) {}
 
   /**
-   * Where a token's text is its name less the leading space (the first
-   * token after BOS: the decoder drops that space), its alternatives are
-   * named the same way, so the chosen one's key is its `tokens` entry, as
-   * clients that compare the two (is this token the greedy one?) expect.
+   * The chosen token's key is `text`, its `tokens` entry, so that
+   * `top_logprobs[i][tokens[i]]` finds it, as clients that compare the two
+   * (is this token the greedy one?) expect: at a byte of a split character
+   * that is '' (the whole character at the byte that completes it), not its
+   * `bytes:\xe6` name. Where that text is its name less the leading space
+   * (the first token after BOS: the decoder drops that space), the others
+   * are named the same way.
    */
-  private topEntries(top: ReadonlyArray<[number, number]>, t: TokenLogprob): Record<string, number> {
-    const text = t.text;
+  private topEntries(top: ReadonlyArray<[number, number]>, t: TokenLogprob, text: string): Record<string, number> {
     const display = tokenDisplay(this.tokenizer, t.id);
     // A bare ' ' piece there prints nothing at all (babyllama105's second token, always): dropped as well.
-    const spaceDropped = text !== undefined && display.length === text.length + 1 && display.charCodeAt(0) === 32 && display.endsWith(text);
-    return spaceDropped ? topEntriesSpaceDropped(this.tokenizer, top, t.id) : topEntriesOf(this.tokenizer, top);
+    const spaceDropped = display.length === text.length + 1 && display.charCodeAt(0) === 32 && display.endsWith(text);
+    return topEntriesOf(this.tokenizer, top, t.id, text, spaceDropped);
   }
 
   /** A fresh formatter of the same kind (another choice's text offsets start at 0). */
@@ -159,9 +166,16 @@ export class LogprobsFormatter {
     const name = this.byId ? tokenIdName : (id: number): string => tokenDisplay(this.tokenizer, id);
     const alternatives = this.listedIds ? chosenThenListed : withChosen;
     if (this.kind === 'chat') {
-      const entry = (id: number, logprob: number) => ({ token: name(id), logprob, bytes: Array.from(this.tokenizer.tokenBytes(id)) });
+      const entry = (token: string, id: number, logprob: number) => ({ token, logprob, bytes: Array.from(this.tokenizer.tokenBytes(id)) });
+      const alternative = this.byId ? tokenIdName : (id: number): string => tokenString(this.tokenizer, id);
       const top = (t: TokenLogprob): ReadonlyArray<[number, number]> => (this.listedIds && t.top ? chosenThenListed(t.top, t) : (t.top ?? []));
-      return { content: tokens.map((t) => ({ ...entry(t.id, t.logprob ?? 0), top_logprobs: top(t).map(([id, lp]) => entry(id, lp)) })), refusal: null };
+      return {
+        content: tokens.map((t) => {
+          const own = name(t.id);
+          return { ...entry(own, t.id, t.logprob ?? 0), top_logprobs: top(t).map(([id, lp]) => entry(id === t.id ? own : alternative(id), id, lp)) };
+        }),
+        refusal: null,
+      };
     }
     const texts = tokens.map((t) => t.text ?? tokenDisplay(this.tokenizer, t.id));
     const textOffset = texts.map((text) => {
@@ -172,7 +186,7 @@ export class LogprobsFormatter {
     return {
       tokens: this.byId ? tokens.map((t) => tokenIdName(t.id)) : texts,
       token_logprobs: tokens.map((t) => t.logprob),
-      top_logprobs: this.withTop ? tokens.map((t) => (t.top === null ? null : this.byId ? topEntriesById(alternatives(t.top, t)) : this.topEntries(alternatives(t.top, t), t))) : null,
+      top_logprobs: this.withTop ? tokens.map((t, i) => (t.top === null ? null : this.byId ? topEntriesById(alternatives(t.top, t)) : this.topEntries(alternatives(t.top, t), t, texts[i]))) : null,
       text_offset: textOffset,
     };
   }
@@ -224,47 +238,48 @@ function entries(): Record<string, number> {
   return Object.create(null) as Record<string, number>;
 }
 
-/** Alternatives as legacy completions' {name: logprob}: two ids of one name (a text piece and the byte piece of the same byte) keep both, the less likely by its bytes, else its id. */
-function topEntriesOf(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]>): Record<string, number> {
-  const out = entries();
-  for (const [id, lp] of top) {
-    let key = tokenDisplay(tokenizer, id);
-    if (Object.hasOwn(out, key)) key = bytesSpelling(tokenizer.tokenBytes(id));
-    if (Object.hasOwn(out, key)) key = `token_id:${id}`;
-    out[key] = lp;
-  }
-  return out;
-}
-
-/** Alternatives as legacy completions' {`token_id:<id>`: logprob}: one name per id, so none clash. */
-function topEntriesById(top: ReadonlyArray<[number, number]>): Record<string, number> {
-  const out = entries();
-  for (const [id, lp] of top) out[tokenIdName(id)] = lp;
-  return out;
-}
-
 /**
- * topEntriesOf at a token whose text dropped its leading space (see
- * topEntries): the names drop it too, and the chosen id keeps its plain
- * name whatever another's would be. Rare (once a response), so it may allocate.
+ * Alternatives as legacy completions' {name: logprob}, in their order (most
+ * likely first; written so by responseJson, though a name may be integer-like):
+ * the chosen id under `chosenName`, which no other takes; another by its
+ * name (a special id's, `</s>`; else its text, less a leading space where
+ * `spaceDropped`, see topEntries), or where that is taken (a text piece and
+ * the byte piece of the same byte) by its bytes (`bytes:\x2c`), else its id
+ * (`token_id:3`).
  */
-function topEntriesSpaceDropped(tokenizer: TokenBytes, top: ReadonlyArray<[number, number]>, chosen: number): Record<string, number> {
-  const named = (id: number): string => {
-    const display = tokenDisplay(tokenizer, id);
-    return display.charCodeAt(0) === 32 ? display.slice(1) : display;
-  };
-  const taken = new Set<string>([named(chosen)]);
+function topEntriesOf(tokenizer: TokenNames, top: ReadonlyArray<[number, number]>, chosen: number, chosenName: string, spaceDropped: boolean): Record<string, number> {
   const out = entries();
+  const order: string[] = [];
+  const free = (key: string): boolean => key !== chosenName && !Object.hasOwn(out, key);
   for (const [id, lp] of top) {
-    let key = named(id);
+    let key = chosenName;
     if (id !== chosen) {
-      if (taken.has(key)) key = bytesSpelling(tokenizer.tokenBytes(id));
-      if (taken.has(key)) key = `token_id:${id}`;
-      taken.add(key);
+      const special = tokenizer.specialName(id);
+      if (special !== null) key = special;
+      else {
+        const display = tokenDisplay(tokenizer, id);
+        key = spaceDropped && display.charCodeAt(0) === 32 ? display.slice(1) : display;
+        // By its bytes next (a special id has none: its id then).
+        if (!free(key)) key = bytesSpelling(tokenizer.tokenBytes(id));
+      }
+      if (!free(key)) key = tokenIdName(id);
     }
     out[key] = lp;
+    order.push(key);
   }
-  return out;
+  return withKeyOrder(out, order);
+}
+
+/** Alternatives as legacy completions' {`token_id:<id>`: logprob}, in their order: one name per id, so none clash. */
+function topEntriesById(top: ReadonlyArray<[number, number]>): Record<string, number> {
+  const out = entries();
+  const order: string[] = [];
+  for (const [id, lp] of top) {
+    const key = tokenIdName(id);
+    out[key] = lp;
+    order.push(key);
+  }
+  return withKeyOrder(out, order);
 }
 
 /** The tokens carried by these segments, in order. */
@@ -368,6 +383,16 @@ export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[
     usage,
     ...(chat ? { ...scored, ...prompted } : {}),
   };
+}
+
+/**
+ * A chunk's or whole response's JSON text. Legacy completions' `top_logprobs`
+ * objects and `prompt_logprobs` keep their order (ordered-json.ts: a token
+ * named "2" would otherwise come first); anything else goes through
+ * JSON.stringify, which is faster.
+ */
+export function responseJson(meta: ResponseMeta, body: object): string {
+  return (meta.kind === 'completion' && meta.logprobs !== undefined) || meta.promptLogprobs === true ? jsonText(body) : JSON.stringify(body);
 }
 
 /** A whole chat reply's message: its text, or, where it was made tool calls, the calls (content null, as OpenAI's). */

@@ -2,13 +2,16 @@
  * vLLM's `prompt_logprobs`: each prompt token's log-probability given the
  * tokens before it, with the `prompt_logprobs` most likely tokens there, in
  * vLLM's shape (a list, null for the first token, then per token an object
- * keyed by token id: `{logprob, rank, decoded_token}`). Completions put it
+ * keyed by token id: `{logprob, rank, decoded_token}`, the prompt token
+ * first, then the others by rank, as vLLM's dict has them; responseJson
+ * writes them so, where JavaScript would order the ids). Completions put it
  * in each choice, chat at the top of the response; never in a stream (vLLM
  * refuses a count above 0 with `stream`). The pool scores the prompt (its
  * `prompt-logprobs` event), as it does for `echo` with `logprobs`.
  */
 import { badRequest } from './api-error';
 import { tokenString, type TokenNames } from './openai-format';
+import { withKeyOrder } from './ordered-json';
 
 /** Most alternatives per prompt token: the pool's limit, and vLLM's default `--max-logprobs`. */
 export const MAX_PROMPT_LOGPROBS = 20;
@@ -68,13 +71,16 @@ export function promptLogprobsOf(
     const alternatives = top?.[i - 1] ?? [];
     const place = ranks ? ranks[i - 1] - 1 : alternatives.findIndex(([altId]) => altId === id);
     const position: Record<string, PromptTokenLogprob> = {};
+    const order = [String(id)];
     position[id] = { logprob: clamped(logprobs[i - 1]), rank: place < 0 ? null : place + 1, decoded_token: tokenString(tokenizer, id) };
     const n = Math.min(k, alternatives.length);
     for (let r = 0; r < n; r++) {
       const [altId, altLogprob] = alternatives[r];
+      // The prompt token among them keeps its first place and takes this entry, as a Python dict does.
+      if (altId !== id) order.push(String(altId));
       position[altId] = { logprob: clamped(altLogprob), rank: r + 1, decoded_token: tokenString(tokenizer, altId) };
     }
-    out.push(position);
+    out.push(withKeyOrder(position, order));
   }
   return out;
 }

@@ -6,7 +6,7 @@ import { toApiError } from './api-error';
 import { ClientBody, weakCall } from './client-body';
 import { combinedUsage, type CompletionRun, type CompletionUsage } from './completion-run';
 import type { PromptLogprobs } from './prompt-logprobs';
-import { joinText, tokensOf, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
+import { joinText, responseJson, tokensOf, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
 import { lateBefore } from './reply-start';
 import type { TokenLogprob } from './token-text';
 
@@ -41,7 +41,7 @@ export async function wholeCompletionResponse(
   const jsonHeaders = { ...Object.fromEntries(new Headers(headers)), 'content-type': 'application/json' };
   const whole = opening.then(build);
   // Done in time (or heartbeats off): sent whole, and an error thrown here keeps its status.
-  if (!(await lateBefore(runs, whole, heartbeatMs))) return new Response(JSON.stringify(await whole), { headers: jsonHeaders });
+  if (!(await lateBefore(runs, whole, heartbeatMs))) return new Response(responseJson(meta, await whole), { headers: jsonHeaders });
 
   const encoder = new TextEncoder();
   let gone = false;
@@ -63,7 +63,7 @@ export async function wholeCompletionResponse(
   void (async () => {
     let json: string;
     try {
-      json = JSON.stringify(await whole);
+      json = responseJson(meta, await whole);
     } catch (err) {
       json = JSON.stringify(toApiError(err, meta.id).toBody());
     }

@@ -542,6 +542,36 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(bad.json.error?.param).toBe('top_logprobs');
   });
 
+  it('writes legacy top_logprobs most likely first in the JSON text, though the tokens are named by integers ("2", "0"), streamed or whole', async () => {
+    const ask = { model, prompt: 'Tom was 1', max_tokens: 1, temperature: 0, logprobs: 3 };
+    const raw = async (body: object): Promise<string> => {
+      const res = await fetch(`${stack.edgeUrl}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${stack.devKey}` }, body: JSON.stringify(body) });
+      expect(res.status).toBe(200);
+      return res.text();
+    };
+    // The first top_logprobs object as written: parsing would order integer keys again.
+    const written = (text: string): Array<[string, number]> => {
+      const at = text.indexOf('"top_logprobs":[{');
+      expect(at).toBeGreaterThan(-1);
+      const object = text.slice(at + '"top_logprobs":['.length, text.indexOf('}', at) + 1);
+      return Array.from(object.matchAll(/"((?:[^"\\]|\\.)*)":(-?[0-9.e+-]+)/g), (m): [string, number] => [JSON.parse(`"${m[1]}"`) as string, Number(m[2])]);
+    };
+    const whole = await raw(ask);
+    const entries = written(whole);
+    const reply = JSON.parse(whole) as { choices: Array<{ text: string; logprobs: { tokens: string[]; top_logprobs: Array<Record<string, number>> } }> };
+    expect(entries).toHaveLength(3);
+    expect(new Map(entries)).toEqual(new Map(Object.entries(reply.choices[0].logprobs.top_logprobs[0])));
+    // Names JavaScript would put first: the case this is about.
+    expect(entries.filter(([name]) => /^[0-9]+$/.test(name)).length, JSON.stringify(entries)).toBeGreaterThanOrEqual(2);
+    expect(entries.map(([, lp]) => lp)).toEqual(entries.map(([, lp]) => lp).sort((a, b) => b - a));
+    // Greedy: the first is the chosen token.
+    expect(entries[0][0]).toBe(reply.choices[0].logprobs.tokens[0]);
+    const streamed = await raw({ ...ask, stream: true });
+    const frame = streamed.split('\n').find((line) => line.startsWith('data: {') && line.includes('"top_logprobs":[{'));
+    expect(frame).toBeDefined();
+    expect(written(frame!).map(([name]) => name)).toEqual(entries.map(([name]) => name));
+  });
+
   it("serves vLLM's logprob_token_ids: at each generated token the chosen one, then the listed ids' log-probabilities, streamed or whole, chat or completions", async () => {
     const listed = [2, 300, 511];
     const byId = (k: string) => Number(k.slice('token_id:'.length));

@@ -3,7 +3,7 @@
 // which must keep its own bytes and name.
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { finishChunk, LogprobsFormatter, roleChunk, textChunk, tokenDisplay, wholeResponse, type ResponseMeta } from '../../edge/openai-format';
+import { finishChunk, LogprobsFormatter, responseJson, roleChunk, textChunk, tokenDisplay, tokensOf, wholeResponse, type ResponseMeta } from '../../edge/openai-format';
 import { TokenTextAssembler, type SourcedText, type TokenLogprob } from '../../edge/token-text';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
@@ -110,9 +110,9 @@ describe('log-probabilities', () => {
   it('legacy: alternatives hold the sampled token when it is not among the top N (up to N + 1, as OpenAI); chat: exactly the top N', () => {
     const [tom, saw, dog] = ['Tom', ' saw', ' dog'].map((w) => tokenizer.encode(w, { bos: false }).at(-1)!);
     expect(new Set([tom, saw, dog]).size).toBe(3);
-    const sampled: TokenLogprob = { id: dog, logprob: -4.5, top: [[tom, -0.2], [saw, -1.9]], text: ' dog' };
-    const legacy = new LogprobsFormatter('completion', tokenizer, true).format([sampled]) as { top_logprobs: Array<Record<string, number>> };
     const name = (id: number) => tokenDisplay(tokenizer, id);
+    const sampled: TokenLogprob = { id: dog, logprob: -4.5, top: [[tom, -0.2], [saw, -1.9]], text: name(dog) };
+    const legacy = new LogprobsFormatter('completion', tokenizer, true).format([sampled]) as { top_logprobs: Array<Record<string, number>> };
     expect(legacy.top_logprobs[0]).toEqual({ [name(tom)]: -0.2, [name(saw)]: -1.9, [name(dog)]: -4.5 });
     const inTop = new LogprobsFormatter('completion', tokenizer, true).format([{ ...sampled, id: saw, logprob: -1.9, text: ' saw' }]) as { top_logprobs: Array<Record<string, number>> };
     expect(Object.keys(inTop.top_logprobs[0])).toHaveLength(2);
@@ -172,12 +172,98 @@ describe('log-probabilities', () => {
 
   it("legacy: a piece spelled like an Object's own names (`__proto__`, `constructor`) is an alternative like any other, chosen or not", () => {
     const pieces = ['a', '__proto__', 'b', 'constructor'];
-    const named = { tokenBytes: (id: number) => new TextEncoder().encode(pieces[id]) };
+    const named = { tokenBytes: (id: number) => new TextEncoder().encode(pieces[id]), specialName: () => null };
     const format = (id: number) =>
       (new LogprobsFormatter('completion', named, true).format([{ id, logprob: -0.1, text: pieces[id], top: [[0, -0.1], [1, -2], [3, -3]] }]) as { top_logprobs: Array<Record<string, number>> }).top_logprobs[0];
     expect(JSON.stringify(format(0))).toBe('{"a":-0.1,"__proto__":-2,"constructor":-3}');
     expect(Object.keys(format(1))).toEqual(['a', '__proto__', 'constructor']);
     expect(JSON.stringify(format(2))).toBe('{"a":-0.1,"__proto__":-2,"constructor":-3,"b":-0.1}');
+  });
+});
+
+describe("legacy top_logprobs: their order in the JSON text, and their names", () => {
+  const usage = offUsage(3, 1);
+  const legacyMeta = (formatter: LogprobsFormatter): ResponseMeta => ({ id: 'x', created: 1, model: 'm', kind: 'completion', logprobs: formatter });
+  // The text piece of that name (a byte piece of one ASCII character has the same name, at a lower id).
+  const idOf = (name: string): number => {
+    const id = Array.from({ length: tokenizer.vocabSize }, (_, i) => tokenDisplay(tokenizer, i)).lastIndexOf(name);
+    expect(id, name).toBeGreaterThan(2);
+    return id;
+  };
+
+  it('whole and streamed, most likely first, then the chosen token where it was added, though the names are integers (JavaScript would put those first, ascending)', () => {
+    const [zero, one, two, five] = ['0', '1', '2', '5'].map(idOf);
+    const top: Array<[number, number]> = [[two, -1.58], [five, -1.79], [zero, -1.81]];
+    const greedy: TokenLogprob = { id: two, logprob: -1.58, top, text: '2' };
+    const formatter = new LogprobsFormatter('completion', tokenizer, true);
+    const meta = legacyMeta(formatter);
+    const whole = wholeResponse(meta, [{ text: '2', finishReason: 'length', stopReason: null, tokens: [greedy], logprobs: formatter }], usage);
+    const ordered = '"top_logprobs":[{"2":-1.58,"5":-1.79,"0":-1.81}]';
+    expect(responseJson(meta, whole)).toContain(ordered);
+    expect(JSON.stringify(whole)).not.toContain(ordered);
+    // A chosen token outside the top N comes last, where OpenAI's and vLLM's put it.
+    const sampled: TokenLogprob = { id: one, logprob: -9.31, top, text: '1' };
+    const chunk = textChunk(meta, [{ text: '1', source: 'model', tokens: [sampled] }], 0, formatter.another());
+    expect(responseJson(meta, chunk)).toContain('"top_logprobs":[{"2":-1.58,"5":-1.79,"0":-1.81,"1":-9.31}]');
+    // And by id (return_tokens_as_token_ids), whose names were never integers.
+    const byId = new LogprobsFormatter('completion', tokenizer, true, true);
+    expect(responseJson(legacyMeta(byId), textChunk(legacyMeta(byId), [{ text: '1', source: 'model', tokens: [sampled] }], 0, byId))).toContain(
+      `"top_logprobs":[{"token_id:${two}":-1.58,"token_id:${five}":-1.79,"token_id:${zero}":-1.81,"token_id:${one}":-9.31}]`,
+    );
+    // Chat's are lists, in order whatever writes them: JSON.stringify's text.
+    const chatMeta: ResponseMeta = { id: 'x', created: 1, model: 'm', kind: 'chat', logprobs: new LogprobsFormatter('chat', tokenizer, true) };
+    const chat = textChunk(chatMeta, [{ text: '2', source: 'model', tokens: [greedy] }]);
+    expect(responseJson(chatMeta, chat)).toBe(JSON.stringify(chat));
+  });
+
+  it("at a character split over byte ids, each token's key is its tokens entry ('' and then the character), which no other alternative takes", () => {
+    const ids = [0xe6, 0x97, 0xa5].map((b) => b + 3); // 日 in byte-fallback ids (<0xE6> is id 0xE6 + 3)
+    const assembler = new TokenTextAssembler(tokenizer.createDecoder({ previousId: idOf(' the') }), []);
+    // Each byte less likely than either special id, as a forced choice is.
+    const logprobs = ids.map((id, i): TokenLogprob => ({ id, logprob: -20 - i, top: [[1, -11.9], [2, -12.5]] }));
+    const segments = [...assembler.push(ids, ids.map(() => 'model'), logprobs).segments, ...assembler.finish()];
+    const out = new LogprobsFormatter('completion', tokenizer, true).format(tokensOf(segments)) as { tokens: string[]; token_logprobs: number[]; top_logprobs: Array<Record<string, number>> };
+    expect(out.tokens).toEqual(['', '', '日']);
+    out.tokens.forEach((token, i) => {
+      expect(out.top_logprobs[i][token]).toBe(out.token_logprobs[i]);
+      expect(Object.keys(out.top_logprobs[i]).sort()).toEqual([token, '</s>', '<s>'].sort());
+    });
+    // A likelier alternative of the chosen token's name (the text piece "," beside the chosen byte piece <0x2C>) is named by its bytes.
+    const comma = idOf(',');
+    const commaByte = 0x2c + 3;
+    expect(comma).not.toBe(commaByte);
+    const clash = new LogprobsFormatter('completion', tokenizer, true).format([{ id: commaByte, logprob: -3, top: [[comma, -0.1]], text: ',' }]) as { tokens: string[]; top_logprobs: Array<Record<string, number>> };
+    expect(clash.tokens).toEqual([',']);
+    expect(Object.entries(clash.top_logprobs[0])).toEqual([
+      ['bytes:\\x2c', -0.1],
+      [',', -3],
+    ]);
+  });
+
+  it("names special ids among the alternatives by their names (<s>, </s>), the chosen token keeping its own entry's '' where it is one; chat alike", () => {
+    const [bos, eos] = [tokenizer.bosId, 2];
+    const the = idOf(' the');
+    const ended: TokenLogprob = { id: eos, logprob: -0.2, top: [[eos, -0.2], [the, -2.1], [bos, -8.7], [0, -23.5]], text: '' };
+    const legacy = new LogprobsFormatter('completion', tokenizer, true).format([ended]) as { tokens: string[]; top_logprobs: Array<Record<string, number>> };
+    expect(legacy.tokens).toEqual(['']);
+    expect(Object.entries(legacy.top_logprobs[0])).toEqual([
+      ['', -0.2],
+      [' the', -2.1],
+      ['<s>', -8.7],
+      ['<unk>', -23.5],
+    ]);
+    const other = new LogprobsFormatter('completion', tokenizer, true).format([{ ...ended, id: the, logprob: -2.1, text: ' the' }]) as { top_logprobs: Array<Record<string, number>> };
+    expect(Object.keys(other.top_logprobs[0])).toEqual(['</s>', ' the', '<s>', '<unk>']);
+    const chat = (new LogprobsFormatter('chat', tokenizer, true).format([ended]) as { content: Array<{ token: string; bytes: number[]; top_logprobs: Array<{ token: string; bytes: number[] }> }> }).content[0];
+    expect([chat.token, chat.bytes]).toEqual(['', []]);
+    expect(chat.top_logprobs.map((e) => [e.token, e.bytes.length])).toEqual([
+      ['', 0],
+      [' the', 4],
+      ['<s>', 0],
+      ['<unk>', 5],
+    ]);
+    const chatOther = (new LogprobsFormatter('chat', tokenizer, true).format([{ ...ended, id: the, logprob: -2.1, text: ' the' }]) as { content: Array<{ top_logprobs: Array<{ token: string }> }> }).content[0];
+    expect(chatOther.top_logprobs.map((e) => e.token)).toEqual(['</s>', ' the', '<s>', '<unk>']);
   });
 });
 

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import type { CompletionUsage } from '../../edge/completion-run';
-import { tokenDisplay, wholeResponse, type ResponseMeta } from '../../edge/openai-format';
+import { responseJson, tokenDisplay, wholeResponse, type ResponseMeta } from '../../edge/openai-format';
 import { promptLogprobsAsked, promptLogprobsOf, type PromptLogprobs } from '../../edge/prompt-logprobs';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
@@ -99,6 +99,26 @@ describe("prompt_logprobs' shape", () => {
     expect(list[2]![1]).toEqual({ logprob: -0.2, rank: 1, decoded_token: '<s>' });
     expect(list[2]![2]).toEqual({ logprob: -5, rank: 2, decoded_token: '</s>' });
     expect(list[1]![300].decoded_token).toBe(tokenDisplay(tokenizer, 300));
+  });
+});
+
+describe("prompt_logprobs' order in the JSON text", () => {
+  it("the prompt token first, then the others by rank, as vLLM's dict has them, where JavaScript would order the ids; one there takes its first place", () => {
+    const ids = [1, 400, 300];
+    const top: Array<Array<[number, number]>> = [
+      [[350, -0.5], [20, -1], [400, -2]],
+      [[300, -0.1], [7, -3], [350, -4]],
+    ];
+    const list = promptLogprobsOf(ids, [-2, -0.1], top, 3, tokenizer, [3, 1]);
+    const meta: ResponseMeta = { id: 'x', created: 1, model: 'm', kind: 'chat', promptLogprobs: true };
+    const usage = { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } as CompletionUsage;
+    const text = responseJson(meta, wholeResponse(meta, [{ text: 'a', finishReason: 'length', stopReason: null, tokens: [] }], usage, list));
+    const keys = (json: string): string[] => Array.from(json.matchAll(/"(\d+)":\{"logprob"/g), (m) => m[1]);
+    expect(keys(text)).toEqual(['400', '350', '20', '300', '7', '350']);
+    // The prompt token among the top takes that entry (its rank by place), as a Python dict assigned twice.
+    expect(text).toContain(`"400":{"logprob":-2,"rank":3,"decoded_token":${JSON.stringify(tokenDisplay(tokenizer, 400))}}`);
+    // JSON.stringify alone would not.
+    expect(keys(JSON.stringify(list))).toEqual(['20', '350', '400', '7', '300', '350']);
   });
 });
 

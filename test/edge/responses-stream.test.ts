@@ -145,8 +145,8 @@ describe('Responses API events', () => {
   });
 
   it("carries each token's log-probabilities once, in its delta, and all of them, in order, in the done events and the response", async () => {
-    // A tokenizer whose id i prints the letter of i: enough for the formatter's names and bytes.
-    const letters = { tokenBytes: (id: number) => new TextEncoder().encode(String.fromCharCode(96 + id)) };
+    // A tokenizer whose id i prints the letter of i, none special: enough for the formatter's names and bytes.
+    const letters = { tokenBytes: (id: number) => new TextEncoder().encode(String.fromCharCode(96 + id)), specialName: () => null };
     const withLogprobs: ResponseMeta = { ...meta, logprobs: new LogprobsFormatter('chat', letters, true) };
     const token = (id: number, logprob: number): TokenLogprob => ({ id, logprob, top: [[id, logprob], [id + 1, logprob - 1]], text: String.fromCharCode(96 + id) });
     const pieces: SourcedText[][] = [
