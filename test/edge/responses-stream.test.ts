@@ -231,7 +231,7 @@ describe("a stream's output rebuilt from its frames (a background run lost, its 
   });
 
   it("keeps each token's log-probabilities once, and a named call's arguments as sent", () => {
-    const letters = { tokenBytes: (id: number) => new TextEncoder().encode(String.fromCharCode(96 + id)) };
+    const letters = { tokenBytes: (id: number) => new TextEncoder().encode(String.fromCharCode(96 + id)), specialName: () => null };
     const token = (id: number): TokenLogprob => ({ id, logprob: -id, top: [[id, -id]], text: String.fromCharCode(96 + id) });
     const withLogprobs = new ResponsesStreamFormat(started(), { ...meta, logprobs: new LogprobsFormatter('chat', letters, true) }, null);
     const sent = frames(withLogprobs, [[{ text: 'ab', source: 'model', tokens: [token(1), token(2)] } as SourcedText], [{ text: 'c', source: 'model', tokens: [token(3)] } as SourcedText]]);
