@@ -9,6 +9,7 @@ import { nextTokenTableCorpusPositions, nextTokenTablePath } from '../gpu-pool/d
 import path from 'node:path';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { DEFAULT_DRAIN_SECONDS, poolStopGraceMs } from '../gpu-pool/cli/pool-drain';
+import { SAME_SIGNAL_MS } from '../gpu-pool/cli/same-signal';
 import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { checkModelFile } from '../gpu-pool/model/load-model';
 import { locateModel } from './model-locator';
@@ -398,20 +399,23 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   // A service that exits on its own is a failure: a supervisor must see a non-zero exit and restart the stack.
   const failure = await new Promise<string | null>((resolve) => {
     let stopping = false;
+    let firstSignalAt = 0;
     const stop = (why: string, failed: boolean): void => {
       if (stopping) {
-        // Asked again while the pool drains: cut what is left. (A service ending meanwhile is the stop itself.)
-        if (!failed) {
+        // Asked again while the pool drains: cut what is left. (A service ending meanwhile is the stop itself, and a
+        // signal within SAME_SIGNAL_MS of the first is that one delivered twice: `timeout` signals the process, then its group.)
+        if (!failed && performance.now() - firstSignalAt >= SAME_SIGNAL_MS) {
           log(`${why} again; stopping now...`);
           void stack.stopNow();
         }
         return;
       }
       stopping = true;
+      if (!failed) firstSignalAt = performance.now();
       // The headline first: `why` may go on with the dead service's last lines, which the note must not end.
       const [headline, ...tail] = why.split('\n');
       if (failed) log(`\n${headline}; stopping edge and pool...${tail.length > 0 ? `\n${tail.join('\n')}` : ''}`);
-      else log(`\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ${why === 'interrupted' ? '^C' : 'The same signal'} again to stop now...`);
+      else log(`\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ${why === 'interrupted' ? '^C' : 'The same signal'} again, a second or more from now, to stop now...`);
       void stack
         .stop()
         .then(() => stack.pool.service.exited)

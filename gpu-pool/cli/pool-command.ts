@@ -52,6 +52,7 @@ import { decimalNumber } from './number-flags';
 import { listenOnce } from '../server/listen-once';
 import { POOL_NODE_FLAGS, oldSpaceFlag } from './pool-node-flags';
 import { parseSpeculativeConfig, resolveSpeculation, type SpeculationSettings } from './speculative-config';
+import { SAME_SIGNAL_MS } from './same-signal';
 import { BatchSizeCaps } from '../budget/batch-size-caps';
 import { poolCacheDir } from '../graph/graph-cache';
 import { logLine } from '../metrics/log-line';
@@ -247,13 +248,6 @@ const CPU_PREFILL_CHUNK = 128;
 const DEVICE_PREFILL_CHUNK = 2048;
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1']);
-/**
- * Signals closer together than this are one signal delivered twice (see
- * onSignal). The relaunching parent's copy can come a few hundred ms late on
- * a loaded machine (CI on 2 cores: over 250 ms), and a person's deliberate
- * second ^C rarely comes within a second of the first.
- */
-const SAME_SIGNAL_MS = 1000;
 /** How long stopping may wait for the pass in flight to return before the process exits without it. */
 const STOP_LIMIT_MS = 30_000;
 

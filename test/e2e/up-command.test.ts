@@ -1,6 +1,7 @@
 // `npm start` (= `sssd up`): one command brings up pool + edge, prints where to
-// go, serves the API with the dev key, and Ctrl-C (SIGINT) stops both; killed
-// outright (SIGKILL), it leaves neither running, nor the edge's secrets on disk.
+// go, serves the API with the dev key, and Ctrl-C (SIGINT, delivered once or
+// twice) stops both once the running generations finish; killed outright
+// (SIGKILL), it leaves neither running, nor the edge's secrets on disk.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -117,7 +118,8 @@ describe('sssd up', () => {
     await second.body?.cancel();
     cut.abort();
 
-    // ^C with a stream running: the pool drains it, the edge carries it to its end, then both stop.
+    // ^C with a stream running: the pool drains it, the edge carries it to its end, then both stop. Signalled twice
+    // 100 ms apart, as `timeout` does (the process, then its group): one signal delivered twice, not "stop now".
     let draining: Response;
     const until = Date.now() + 10_000;
     // The cut request's slot may come back only when its lease lapses (docs/edge.md, "Keys and limits").
@@ -133,11 +135,14 @@ describe('sssd up', () => {
     const reader = draining.body!.getReader();
     let streamed = new TextDecoder().decode((await reader.read()).value);
     up.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 100));
+    up.kill('SIGINT');
     for (let next = await reader.read(); !next.done; next = await reader.read()) streamed += new TextDecoder().decode(next.value);
     expect(streamed).toContain('"finish_reason":"length"');
     expect(streamed.trimEnd().endsWith('data: [DONE]')).toBe(true);
     expect(await exited).toBe(0);
     expect(out()).toContain('stopped.');
+    expect(out()).not.toContain('again; stopping now');
     expect(out()).not.toContain('cannot read its KV store');
     expect(await isPortFree(edgePort)).toBe(true);
     expect(await isPortFree(poolPort)).toBe(true);
