@@ -28,6 +28,7 @@ import { sameFile } from './same-file';
 import { parseNumberFlag, parseNumberList } from './number-flags';
 import { checkTokenizerFits, readTokenizerWithHash, resolveTokenizerPath } from './generate-command';
 import { TOKENIZER_DEFAULT_HELP } from './tokenizer-beside';
+import { modelEnvironmentHelp } from './model-environment-help';
 
 /**
  * A phase's label and figures, the bytes read and tokens indexed in a unit their total shows in: a small corpus was
@@ -135,10 +136,11 @@ async function makeFolder(dir: string): Promise<void> {
 
 async function buildCommand(opts: BuildFlags): Promise<void> {
   if (opts.input !== undefined && opts.selfSamples !== undefined) throw new CliError('datastore build takes --input corpus.jsonl or --self-samples N (the model\'s own stories as the corpus), not both');
-  // --model brings the tokenizer beside it, as for `up`, `pool` and `generate` (review h141).
+  // SSSD_TOKENIZER, else the one beside --model, as for `up`, `pool` and `generate` (reviews h141, h185).
   if (!opts.tokenizer && opts.model !== undefined) opts = { ...opts, tokenizer: resolveTokenizerPath(opts.model, undefined) };
+  else if (!opts.tokenizer && process.env.SSSD_TOKENIZER) opts = { ...opts, tokenizer: process.env.SSSD_TOKENIZER };
   if (!opts.tokenizer || !(opts.input ?? opts.selfSamples) || !opts.out) {
-    throw new CliError('datastore build needs --tokenizer PATH --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N); a --model brings the tokenizer beside it');
+    throw new CliError('datastore build needs --tokenizer PATH (or SSSD_TOKENIZER) --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N); a --model brings the tokenizer beside it');
   }
   // Bounded: the samples are held, and written, as one text (a string's limit is ~500M characters: ~400K stories).
   const samples = parseNumberFlag('--self-samples', opts.selfSamples, { integer: true, min: 1, max: 100_000 });
@@ -415,6 +417,7 @@ export function register(program: Command): void {
     .option('--no-self-read-corpus', "leave the documents' own positions out of the next-token table (it holds the model's distributions at every position of them and of its continuations)")
     .option('--self-samples <n>', `with --model, instead of --input: the corpus is n (at most 100,000) of the model's own stories, sampled from its start token alone (temperature 1, seeded: reproducible; up to ${SELF_SAMPLE_MAX_TOKENS} tokens each); a datastore for a model without a corpus`)
     .option('--threads <n>', "onnxruntime intra-op threads for the model's samples and continuations (default: the cores, at most 8)")
+    .addHelpText('after', `\nEnvironment (SSSD_TOKENIZER always; the rest with --model):\n${modelEnvironmentHelp(['SSSD_THREADS'])}\n`)
     .action((opts: BuildFlags) => buildCommand(opts));
   ds.command('info')
     .description("show what a datastore file holds (and verify its checksum, and its next-token table's; exit 2 where either is unreadable)")

@@ -23,6 +23,7 @@ import { choiceSeed } from '../../shared/sampling/request-seed';
 import { CliError, unreadableFile } from './cli-error';
 import { parseNumberFlag } from './number-flags';
 import { tokenizerBeside, TOKENIZER_DEFAULT_HELP } from './tokenizer-beside';
+import { modelEnvironmentHelp } from './model-environment-help';
 
 /** Reads and parses a tokenizer file; one-line CliErrors for a missing or unusable file. */
 export async function readTokenizerFile(file: string): Promise<Tokenizer> {
@@ -55,12 +56,20 @@ export async function readTokenizerBytes(file: string): Promise<Uint8Array> {
   return bytes;
 }
 
-/** --tokenizer, or the one beside the model as `sssd up` finds it (a `.bin`'s tok*.bin, a Hugging Face folder's tokenizer.json). */
-export function resolveTokenizerPath(modelPath: string, tokenizerPath: string | undefined): string {
+/**
+ * --tokenizer, else SSSD_TOKENIZER, else the one beside the model: the order `sssd up` takes them in (a `.bin`'s
+ * tok*.bin, a Hugging Face folder's tokenizer.json).
+ */
+export function resolveTokenizerPath(modelPath: string, tokenizerPath: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   if (tokenizerPath !== undefined) return tokenizerPath;
   // A mistyped --model is said as such, not as a tokenizer missing (review h113).
   if (!existsSync(modelPath)) throw new CliError(`model not found: ${modelPath}`);
-  return tokenizerBeside(modelPath);
+  // Empty is unset, as `up` reads it.
+  const fromEnv = env.SSSD_TOKENIZER;
+  if (!fromEnv) return tokenizerBeside(modelPath);
+  // Named as the variable's: a path left set for `up` and forgotten is no file the user passed here.
+  if (!existsSync(fromEnv)) throw new CliError(`SSSD_TOKENIZER points at ${fromEnv}, which does not exist; set it or --tokenizer to the model's tokenizer file, or unset it to take the one beside --model.`);
+  return fromEnv;
 }
 
 export function checkTokenizerFits(tokenizer: Tokenizer, model: LoadedModel, tokenizerPath: string): void {
@@ -121,6 +130,7 @@ export function register(program: Command): void {
     .option('--threads <n>', 'onnxruntime intra-op threads (default $SSSD_THREADS or 1)')
     .option('--execution-provider <name>', 'cpu, cuda or webgpu (default cpu, or $SSSD_EXECUTION_PROVIDER)')
     .option('--json', 'print one JSON object instead of streaming text')
+    .addHelpText('after', `\nEnvironment:\n${modelEnvironmentHelp()}\n`)
     .action(async (flags: GenerateFlags) => {
       exitQuietlyOnBrokenPipe();
       await runGenerate(flags);

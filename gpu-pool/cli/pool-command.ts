@@ -24,6 +24,7 @@ import { TokenTexts } from '../verify/token-texts';
 import { detectTokenizerFormat } from '../../shared/tokenizer/load-tokenizer';
 import { readTokenizerBytes, resolveTokenizerPath } from './generate-command';
 import { TOKENIZER_DEFAULT_HELP } from './tokenizer-beside';
+import { modelEnvironmentHelp } from './model-environment-help';
 import { loadModel } from '../model/load-model';
 import { declaredChatTemplate } from '../model/hf-checkpoint';
 import { intraOpThreads, ModelRunner } from '../runtime/model-runner';
@@ -92,14 +93,7 @@ export const POOL_ENVIRONMENT_HELP = `
 Environment:
   SSSD_POOL_TOKEN             the bearer token edges must send (required unless --insecure-no-auth on a loopback host)
   SSSD_POOL_PREVIOUS_TOKENS   comma-separated tokens also accepted while a rotation reaches every edge (docs/protocol.md)
-  SSSD_EXECUTION_PROVIDER     cpu (default), cuda or webgpu (README.md, "GPU hosts")
-  SSSD_WEBGPU_OPTIONS         key=value,... passed to onnxruntime's WebGPU provider
-  SSSD_THREADS                onnxruntime intra-op threads where --threads is not given (default 1)
-  SSSD_CACHE_DIR              where built graphs and the step-cost calibration are kept (default: the repository's .cache)
-  SSSD_RESIDENT_KV            1 or 0: keys/values stay on the GPU (default: on for webgpu)
-  SSSD_PACKED_OUTPUTS         1 or 0: the graph returns one packed output (default: on for a GPU without resident keys/values)
-  SSSD_ATTENTION_GROUPS       1 or 0: a batch whose pasts spread wide runs as two attention groups (host keys/values;
-                              default: on where the model's graph keeps its weights inline)
+${modelEnvironmentHelp()}
 `;
 
 export function register(program: Command): void {
@@ -317,7 +311,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     );
   }
   if (tokenizer.vocabSize !== config.vocabSize) {
-    throw new CliError(`tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
+    throw new CliError(`tokenizer ${tokenizerPath} has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${config.vocabSize}`);
   }
   const tokenizerSha = createHash('sha256').update(tokenizerBytes).digest('hex');
   // Default: never binding (every running and queued generation may use the whole context).

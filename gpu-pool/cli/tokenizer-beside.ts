@@ -1,7 +1,8 @@
 /**
  * The tokenizer beside a model, found one way for `sssd up` (launcher/model-locator.ts) and for the commands that take
  * --model and --tokenizer (`generate`, `pool`, `datastore build`): `generate` said --tokenizer was required for a
- * `.bin` model that `up` served with the tok512.bin beside it (review h141).
+ * `.bin` model that `up` served with the tok512.bin beside it (review h141). SSSD_TOKENIZER comes first for all of
+ * them, as the README says (review h185).
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -13,7 +14,7 @@ export interface ModelSettingNames {
   tokenizer: string;
 }
 
-const FLAG_NAMES: ModelSettingNames = { model: '--model', tokenizer: '--tokenizer' };
+const FLAG_NAMES: ModelSettingNames = { model: '--model', tokenizer: '--tokenizer (or SSSD_TOKENIZER)' };
 
 /** A llama2.c tokenizer's file name: tok512.bin, tok105.bin, tokenizer.bin. */
 const TOKENIZER_FILE = /^(tok.*|tokenizer)\.bin$/;
@@ -52,4 +53,4 @@ export function tokenizerBeside(model: string, names: ModelSettingNames = FLAG_N
 }
 
 /** --tokenizer's default, as the commands' help says it. */
-export const TOKENIZER_DEFAULT_HELP = "default: the one beside --model, as `sssd up` finds it: a Hugging Face folder's tokenizer.json, or the one tok*.bin or tokenizer.bin in a .bin checkpoint's folder";
+export const TOKENIZER_DEFAULT_HELP = "default: SSSD_TOKENIZER, else the one beside --model, as `sssd up` finds it: a Hugging Face folder's tokenizer.json, or the one tok*.bin or tokenizer.bin in a .bin checkpoint's folder";

@@ -16,12 +16,15 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'sssd-generate-cli-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 interface Run { code: number; stdout: string; stderr: string }
-/** `sssd ARGS`, as this user or, where `as` names one, as that user (runuser: the test runs as root). */
-function sssd(args: string[], opts: { cacheDir?: string; as?: string } = {}): Promise<Run> {
+/** `sssd ARGS`, as this user or, where `as` names one, as that user (runuser: the test runs as root); SSSD_TOKENIZER only where `tokenizerEnv` sets it. */
+function sssd(args: string[], opts: { cacheDir?: string; as?: string; tokenizerEnv?: string } = {}): Promise<Run> {
   const cli = [path.join(repoRoot, 'bin/sssd.mjs'), ...args];
   const [file, argv] = opts.as ? ['runuser', ['-u', opts.as, '--', process.execPath, ...cli]] : [process.execPath, cli];
+  const env: NodeJS.ProcessEnv = { ...process.env, SSSD_CACHE_DIR: opts.cacheDir ?? path.join(tmp, 'cache') };
+  delete env.SSSD_TOKENIZER;
+  if (opts.tokenizerEnv !== undefined) env.SSSD_TOKENIZER = opts.tokenizerEnv;
   return new Promise((resolve) => {
-    execFile(file, argv, { cwd: repoRoot, env: { ...process.env, SSSD_CACHE_DIR: opts.cacheDir ?? path.join(tmp, 'cache') } }, (err, stdout, stderr) =>
+    execFile(file, argv, { cwd: repoRoot, env }, (err, stdout, stderr) =>
       resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
     );
   });
@@ -51,6 +54,31 @@ describe('sssd generate', () => {
     expect(out.output_ids).toEqual(fixture.output_ids);
   });
 
+  it('takes SSSD_TOKENIZER where --tokenizer is not given, before the one beside --model, as sssd up does (review h185)', async () => {
+    // llama2xs has no tokenizer beside it: the README's example of a model that needs one named.
+    const fixture = JSON.parse(readFileSync(models.llama2xs.fixtures, 'utf8').split('\n')[1]) as { prompt: string; prompt_ids: number[]; output_ids: number[] };
+    const expected = fixture.output_ids.slice(0, 16);
+    const generate = ['generate', '--model', models.llama2xs.checkpoint, '--prompt', fixture.prompt, '--max-tokens', String(expected.length), '--json'];
+    const fromEnv = await sssd(generate, { tokenizerEnv: models.llama2xs.tokenizer });
+    expect(fromEnv.stderr).toBe('');
+    const out = JSON.parse(fromEnv.stdout) as { prompt_ids: number[]; output_ids: number[] };
+    expect(out.prompt_ids).toEqual(fixture.prompt_ids);
+    expect(out.output_ids).toEqual(expected);
+    // --tokenizer still wins over it; it wins over the one beside --model (tok512.bin beside stories260K), and a path
+    // that is no file is said as the variable's, not as a --tokenizer never passed.
+    const [flagFirst, envFirst, missing, empty] = await Promise.all([
+      sssd([...generate, '--tokenizer', models.llama2xs.tokenizer], { tokenizerEnv: models.babyllama105.tokenizer }),
+      sssd(['generate', '--model', m.checkpoint, '--max-tokens', '2'], { tokenizerEnv: models.babyllama105.tokenizer }),
+      sssd(['generate', '--model', m.checkpoint, '--max-tokens', '2'], { tokenizerEnv: path.join(tmp, 'nope.tok') }),
+      // Empty is unset, as `up` reads it.
+      sssd(['generate', '--model', m.checkpoint, '--max-tokens', '2', '--json'], { tokenizerEnv: '' }),
+    ]);
+    expect(JSON.parse(flagFirst.stdout)).toMatchObject({ output_ids: expected });
+    expect([envFirst.code, envFirst.stderr.trim()]).toEqual([2, expect.stringMatching(/^sssd: tokenizer .*tok105\.bin has 105 tokens but model stories260K expects 512$/)]);
+    expect([missing.code, missing.stderr.trim()]).toEqual([2, expect.stringMatching(/^sssd: SSSD_TOKENIZER points at .*nope\.tok, which does not exist; set it or --tokenizer/)]);
+    expect([empty.code, empty.stderr]).toEqual([0, '']);
+  });
+
   it('runs a Hugging Face directory with its own tokenizer.json', async () => {
     const bin = await loadModel(m.checkpoint);
     const dir = path.join(tmp, 'hf');
@@ -77,7 +105,7 @@ describe('sssd generate', () => {
     ['a file that is not a checkpoint', ['--model', garbage, '--tokenizer', m.tokenizer], /not a llama2\.c checkpoint/],
     ['a missing tokenizer', ['--model', m.checkpoint, '--tokenizer', path.join(tmp, 'nope.tok')], /tokenizer not found/],
     // llama2xs has no tokenizer beside it (it uses stories260K's).
-    ['no tokenizer beside a .bin', ['--model', models.llama2xs.checkpoint], /No tokenizer found beside --model .*llama2xs\.bin .*set --tokenizer to the model's tokenizer file/],
+    ['no tokenizer beside a .bin', ['--model', models.llama2xs.checkpoint], /No tokenizer found beside --model .*llama2xs\.bin .*set --tokenizer \(or SSSD_TOKENIZER\) to the model's tokenizer file/],
     ['a missing checkpoint, no tokenizer given', ['--model', path.join(tmp, 'nope.bin')], /model not found: .*nope\.bin/],
     ['a tokenizer of another vocabulary', ['--model', models.babyllama105.checkpoint, '--tokenizer', m.tokenizer], /512 tokens but model babyllama105 expects 105/],
     ['a prompt longer than the context', ['--model', models.babyllama105.checkpoint, '--tokenizer', models.babyllama105.tokenizer, '--prompt', longPrompt], /longer|more than the model's context/],

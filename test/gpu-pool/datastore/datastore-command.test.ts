@@ -21,9 +21,14 @@ interface CliResult {
   stderr: string;
 }
 
+/** `sssd ARGS`; SSSD_TOKENIZER only where cliWithTokenizerEnv sets it. */
 async function cli(...args: string[]): Promise<CliResult> {
+  return cliWithTokenizerEnv(undefined, ...args);
+}
+
+async function cliWithTokenizerEnv(tokenizer: string | undefined, ...args: string[]): Promise<CliResult> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [sssd, ...args], { cwd: repoRoot });
+    const { stdout, stderr } = await run(process.execPath, [sssd, ...args], { cwd: repoRoot, env: { ...process.env, SSSD_TOKENIZER: tokenizer } });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -154,7 +159,22 @@ describe('sssd datastore', () => {
     expect((JSON.parse((await cli('datastore', 'info', out, '--json')).stdout) as { vocabSize: number }).vocabSize).toBe(512);
     // A checkpoint with none beside it: said, with what to pass.
     const none = await cli('datastore', 'build', '--model', models.llama2xs.checkpoint, '--input', workloads.datastoreCorpus, '--out', path.join(dir, 'none.sssd-ds'));
-    expect([none.code, none.stderr]).toEqual([2, expect.stringMatching(/No tokenizer found beside --model .*llama2xs\.bin .*set --tokenizer/)]);
+    expect([none.code, none.stderr]).toEqual([2, expect.stringMatching(/No tokenizer found beside --model .*llama2xs\.bin .*set --tokenizer \(or SSSD_TOKENIZER\)/)]);
+  });
+
+  it('takes SSSD_TOKENIZER where --tokenizer is not given, with --model or without, as up does (review h185)', async () => {
+    const corpus = path.join(dir, 'env-corpus.jsonl');
+    await writeFile(corpus, '{"text": "Once upon a time, there was a little dog."}\n');
+    const [withModel, corpusOnly, flagFirst] = await Promise.all([
+      // llama2xs has no tokenizer beside it: the README's example of a model that needs one named.
+      cliWithTokenizerEnv(models.llama2xs.tokenizer, 'datastore', 'build', '--model', models.llama2xs.checkpoint, '--input', corpus, '--self-openings', '1', '--self-temperatures', '0', '--self-max-tokens', '4', '--threads', '1', '--out', path.join(dir, 'env-model.sssd-ds')),
+      cliWithTokenizerEnv(models.babyllama105.tokenizer, 'datastore', 'build', '--input', corpus, '--out', path.join(dir, 'env-corpus.sssd-ds')),
+      cliWithTokenizerEnv(models.babyllama105.tokenizer, 'datastore', 'build', '--tokenizer', models.stories260K.tokenizer, '--input', corpus, '--out', path.join(dir, 'env-flag.sssd-ds')),
+    ]);
+    for (const built of [withModel, corpusOnly, flagFirst]) expect([built.code, built.stderr]).toEqual([0, expect.any(String)]);
+    const vocabOf = async (file: string): Promise<number> => (JSON.parse((await cli('datastore', 'info', path.join(dir, file), '--json')).stdout) as { vocabSize: number }).vocabSize;
+    // Held to the tokenizer each was built with: tok512.bin's 512, tok105.bin's 105, and --tokenizer's over the variable's.
+    expect([await vocabOf('env-model.sssd-ds'), await vocabOf('env-corpus.sssd-ds'), await vocabOf('env-flag.sssd-ds')]).toEqual([512, 105, 512]);
   });
 
   it('names the line of a bad corpus record and exits non-zero without a stack trace', async () => {
@@ -174,7 +194,7 @@ describe('sssd datastore', () => {
     expect(b.code).not.toBe(0);
     expect(b.stderr).toContain(`${noField}:2: expected an object with a string "text" field`);
     expect(c.code).not.toBe(0);
-    expect(c.stderr).toContain('needs --tokenizer PATH --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N)');
+    expect(c.stderr).toContain('needs --tokenizer PATH (or SSSD_TOKENIZER) --out FILE, and --input corpus.jsonl (or, with --model, --self-samples N)');
     expect(d.code).not.toBe(0);
     expect(d.stderr).toMatch(/not a usable SSSD datastore: wrong magic/);
     // A folder where a file goes: named, exit 2, no stack (EISDIR came out raw, one only after the whole build).

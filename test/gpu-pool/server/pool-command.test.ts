@@ -39,7 +39,7 @@ describe('sssd pool --help', () => {
     expect(stdout).toMatch(/Usage: sssd pool/);
     const environment = stdout.slice(stdout.indexOf('\nEnvironment:\n'));
     expect(environment.length).toBeLessThan(stdout.length);
-    for (const name of ['SSSD_POOL_TOKEN', 'SSSD_POOL_PREVIOUS_TOKENS', 'SSSD_EXECUTION_PROVIDER', 'SSSD_WEBGPU_OPTIONS', 'SSSD_THREADS', 'SSSD_CACHE_DIR', 'SSSD_RESIDENT_KV', 'SSSD_PACKED_OUTPUTS', 'SSSD_ATTENTION_GROUPS']) {
+    for (const name of ['SSSD_POOL_TOKEN', 'SSSD_POOL_PREVIOUS_TOKENS', 'SSSD_TOKENIZER', 'SSSD_EXECUTION_PROVIDER', 'SSSD_WEBGPU_OPTIONS', 'SSSD_THREADS', 'SSSD_CACHE_DIR', 'SSSD_RESIDENT_KV', 'SSSD_PACKED_OUTPUTS', 'SSSD_ATTENTION_GROUPS']) {
       expect(environment).toMatch(new RegExp(`^  ${name} `, 'm'));
     }
   });
@@ -64,8 +64,13 @@ describe('sssd pool start-up checks', () => {
       // Before the model: the line that follows its load never came.
       expect(r.stderr).not.toMatch(/on cpu/);
       // Without --tokenizer, the tok512.bin beside the checkpoint is taken, as `up` takes it: the start gets as far (review h141).
-      const beside = await pool(['--model', models.stories260K.checkpoint, '--port', String(port)], { SSSD_POOL_TOKEN: 't' });
+      // SSSD_TOKENIZER, as `up` reads it, for a model with none beside it (review h185): as far again.
+      const [beside, fromEnv] = await Promise.all([
+        pool(['--model', models.stories260K.checkpoint, '--port', String(port)], { SSSD_POOL_TOKEN: 't', SSSD_TOKENIZER: undefined }),
+        pool(['--model', models.llama2xs.checkpoint, '--port', String(port)], { SSSD_POOL_TOKEN: 't', SSSD_TOKENIZER: models.llama2xs.tokenizer }),
+      ]);
       expect([beside.code, beside.stderr]).toEqual([2, expect.stringMatching(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`))]);
+      expect([fromEnv.code, fromEnv.stderr]).toEqual([2, expect.stringMatching(new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`))]);
     } finally {
       taken.close();
     }
@@ -98,7 +103,7 @@ describe('sssd pool start-up checks', () => {
     const [missing, tok, none, tokFolder, flag, prefix, spec, save, underFile, every, tooOften, folder, device, forever, threads, port, duty, stalled, empty, twice] = await inBatches([
       () => pool(['--model', '/nonexistent/model.bin', '--tokenizer', models.stories260K.tokenizer], { SSSD_POOL_TOKEN: 't' }),
       () => pool(['--model', models.stories260K.checkpoint, '--tokenizer', '/nonexistent/tok.bin'], { SSSD_POOL_TOKEN: 't' }),
-      () => pool(['--model', models.llama2xs.checkpoint], { SSSD_POOL_TOKEN: 't' }),
+      () => pool(['--model', models.llama2xs.checkpoint], { SSSD_POOL_TOKEN: 't', SSSD_TOKENIZER: undefined }),
       () => pool(["--model", models.stories260K.checkpoint, "--tokenizer", path.dirname(models.stories260K.tokenizer)], { SSSD_POOL_TOKEN: 't' }),
       () => pool([...model, '--budget', 'huge'], { SSSD_POOL_TOKEN: 't' }),
       () => pool([...model, '--prefix-cache-mb', 'lots'], { SSSD_POOL_TOKEN: 't' }),
@@ -121,7 +126,7 @@ describe('sssd pool start-up checks', () => {
     expect(missing.stderr).toMatch(/\/nonexistent\/model\.bin/);
     expect(tok.stderr).toMatch(/tokenizer not found/);
     // No --tokenizer, and none beside the llama2.c file to take as `up` does: said, with what to pass; a folder for it: which file.
-    expect(none.stderr).toMatch(/No tokenizer found beside --model .*llama2xs\.bin \(no tok\*\.bin or tokenizer\.bin in .*\); set --tokenizer/);
+    expect(none.stderr).toMatch(/No tokenizer found beside --model .*llama2xs\.bin \(no tok\*\.bin or tokenizer\.bin in .*\); set --tokenizer \(or SSSD_TOKENIZER\)/);
     expect(tokFolder.stderr).toMatch(/tokenizer .*stories260K is a folder; give the file/);
     expect(flag.stderr).toMatch(/--budget must be one of/);
     expect(prefix.code).toBe(2);
