@@ -157,17 +157,27 @@ describe('sssd generate', () => {
       return JSON.parse(r.stdout) as { output_ids: number[]; seed: number };
     };
     const sampled = async (seed: string): Promise<number[]> => (await run(seed)).output_ids;
-    const negative = await sampled('-7');
-    expect(negative).toEqual(await sampled(String(2 ** 53 - 7)));
-    expect(negative).not.toEqual(await sampled('7'));
+    // Six processes at once: each loads the model and samples alone.
+    const [negative, wrapped, seven, lowest, one, highest] = await Promise.all([
+      sampled('-7'),
+      sampled(String(2 ** 53 - 7)),
+      sampled('7'),
+      sampled('-9007199254740991'),
+      sampled('1'),
+      run('9007199254740991'),
+    ]);
+    expect(negative).toEqual(wrapped);
+    expect(negative).not.toEqual(seven);
     // The ends of the range, used as given: -(2^53 - 1) is 2^64 - 2^53 + 1 in int64 bits, seed 1 in the pool's 53.
-    expect(await sampled('-9007199254740991')).toEqual(await sampled('1'));
-    expect((await run('9007199254740991')).seed).toBe(Number.MAX_SAFE_INTEGER);
+    expect(lowest).toEqual(one);
+    expect(highest.seed).toBe(Number.MAX_SAFE_INTEGER);
   });
 
   it('refuses a seed past 2^53 - 1, naming the range, rather than use and echo it rounded (2^63 - 1 was echoed as 9223372036854776000)', async () => {
-    for (const seed of ['18446744073709551615', '12345678901234567890', '9223372036854775807', '9007199254740992', '-9007199254740992', '9007199254740990.6']) {
-      const r = await sssd(['generate', '--model', m.checkpoint, '--tokenizer', m.tokenizer, '--max-tokens', '2', '--temperature', '1', '--seed', seed, '--json']);
+    const seeds = ['18446744073709551615', '12345678901234567890', '9223372036854775807', '9007199254740992', '-9007199254740992', '9007199254740990.6'];
+    const refusals = await Promise.all(seeds.map((seed) => sssd(['generate', '--model', m.checkpoint, '--tokenizer', m.tokenizer, '--max-tokens', '2', '--temperature', '1', '--seed', seed, '--json'])));
+    for (const [i, seed] of seeds.entries()) {
+      const r = refusals[i];
       expect(r.code, seed).toBe(2);
       expect(r.stdout, seed).toBe('');
       expect(r.stderr, seed).toBe(`sssd: --seed must be an integer >= -9007199254740991 and <= 9007199254740991 (2^53 - 1: past it, seeds are rounded to others as JavaScript reads them), not "${seed}"\n`);
@@ -175,20 +185,22 @@ describe('sssd generate', () => {
   });
 
   it('answers a usage mistake (a typo in a flag, an unknown command, a missing option) with one line and exit 2, as its other refusals', async () => {
-    const typo = await sssd(['generate', '--model', m.checkpoint, '--max-token', '5']);
+    const [typo, unknown, missing, help, version] = await Promise.all([
+      sssd(['generate', '--model', m.checkpoint, '--max-token', '5']),
+      sssd(['frobnicate']),
+      sssd(['generate']),
+      sssd(['generate', '--help']),
+      // What a bug report should name.
+      sssd(['--version']),
+    ]);
     expect(typo.code).toBe(2);
     expect(typo.stderr).toMatch(/unknown option '--max-token'\n\(Did you mean --max-tokens\?\)\n\(add --help for usage\)\n$/);
-    const unknown = await sssd(['frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).not.toMatch(/Usage:/);
-    const missing = await sssd(['generate']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/required option '--model <path>' not specified/);
-    const help = await sssd(['generate', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/Usage: sssd generate/);
-    // What a bug report should name.
-    const version = await sssd(['--version']);
     expect(version.code).toBe(0);
     expect(version.stdout).toMatch(/^sssd-serve \d+\.\d+\.\d+ \(edge-pool protocol 1\)\n$/);
   });
