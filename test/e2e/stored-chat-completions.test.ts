@@ -6,13 +6,15 @@ import { sha256Hex } from '../../launcher/stack';
 import { startTestStack, type TestStack } from './stack-fixture';
 
 const OTHER_KEY = 'e2e-stored-chat-other-key';
+/** The lone-surrogate tests' own key: its stored completions are theirs alone. */
+const LONE_KEY = 'e2e-lone-surrogate-key';
 
 let stack: TestStack;
 let client: OpenAI;
 let model: string;
 
 beforeAll(async () => {
-  stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({ [sha256Hex(OTHER_KEY)]: { tenant: 'other' } }) } });
+  stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({ [sha256Hex(OTHER_KEY)]: { tenant: 'other' }, [sha256Hex(LONE_KEY)]: { tenant: 'lone' } }) } });
   client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
   model = (await client.models.list()).data[0].id;
 });
@@ -137,5 +139,66 @@ describe('stored chat completions', () => {
       const res = await fetch(`${stack.edgeUrl}/v1/chat/completions?${query}`, { headers: { authorization: `Bearer ${stack.devKey}` } });
       expect([res.status, ((await res.json()) as { error: { param: string } }).error.param]).toEqual([400, param]);
     }
+  });
+});
+
+// Half of a character (a lone surrogate, `"\ud800"` in the JSON) in what a request asks the model to read, driven by
+// the official `openai` client, which sends it escaped: each API refuses it with a 400 naming the field, and stores
+// nothing of the request (taken, the model read U+FFFD while stored chat completions, responses and conversations kept
+// the half character as sent). On this file's stack, under a key of its own.
+let loneClient: OpenAI;
+beforeAll(() => {
+  loneClient = new OpenAI({ apiKey: LONE_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+});
+
+const HALF = 'Once upon a time \ud83d';
+
+async function refusedParam(run: Promise<unknown>): Promise<string | null | undefined> {
+  const err = await run.catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+  const bad = err as InstanceType<typeof OpenAI.BadRequestError>;
+  expect(bad.code).toBe('invalid_value');
+  expect(bad.message).toMatch(/lone surrogate \(U\+D83D, half of a character\)/);
+  return bad.param;
+}
+
+async function storedChatCompletions(): Promise<OpenAI.ChatCompletion[]> {
+  const all: OpenAI.ChatCompletion[] = [];
+  for await (const completion of loneClient.chat.completions.list()) all.push(completion);
+  return all;
+}
+
+describe('a lone surrogate in a request', () => {
+  it('is refused by chat completions (stored or not) and completions, naming the field; nothing is stored', async () => {
+    const messages = (content: OpenAI.ChatCompletionUserMessageParam['content']): OpenAI.ChatCompletionMessageParam[] => [{ role: 'system', content: 'A story.' }, { role: 'user', content }];
+    expect(await refusedParam(loneClient.chat.completions.create({ model, messages: messages(HALF), max_tokens: 4, store: true }))).toBe('messages.1.content');
+    expect(await refusedParam(loneClient.chat.completions.create({ model, messages: messages([{ type: 'text', text: 'A dog.' }, { type: 'text', text: HALF }]), max_tokens: 4, store: true, stream: true }))).toBe('messages.1.content.1.text');
+    expect(await refusedParam(loneClient.completions.create({ model, prompt: HALF, max_tokens: 4 }))).toBe('prompt');
+    expect(await storedChatCompletions()).toEqual([]);
+
+    // A whole character (a pair) is text; `user` is a name, kept as sent (a user cache of its own): both taken, and stored as sent.
+    const whole = 'Once upon a time \ud83d\ude00';
+    const created = await loneClient.chat.completions.create({ model, messages: messages(whole), max_tokens: 4, temperature: 0, store: true, user: '\ud800' });
+    const kept = await loneClient.chat.completions.messages.list(created.id);
+    expect(kept.data.map((m) => m.content)).toEqual(['A story.', whole]);
+    expect((await storedChatCompletions()).map((c) => c.id)).toEqual([created.id]);
+  });
+
+  it('is refused by the Responses API (foreground or background, its input or instructions), naming the field', async () => {
+    expect(await refusedParam(loneClient.responses.create({ model, input: HALF, max_output_tokens: 16, store: true }))).toBe('input');
+    expect(await refusedParam(loneClient.responses.create({ model, input: [{ role: 'user', content: [{ type: 'input_text', text: HALF }] }], max_output_tokens: 16, background: true }))).toBe('input.0.content.0.text');
+    expect(await refusedParam(loneClient.responses.create({ model, input: 'A dog.', instructions: HALF, max_output_tokens: 16 }))).toBe('instructions');
+  });
+
+  it("is refused by the Conversations API, its items as they were; a response's input naming a conversation leaves it as it was", async () => {
+    expect(await refusedParam(loneClient.conversations.create({ items: [{ type: 'message', role: 'user', content: HALF }] }))).toBe('items.0.content');
+    const conversation = await loneClient.conversations.create({ items: [{ type: 'message', role: 'user', content: 'A dog.' }] });
+    expect(await refusedParam(loneClient.conversations.items.create(conversation.id, { items: [{ type: 'message', role: 'assistant', content: HALF }] }))).toBe('items.0.content');
+    expect(await refusedParam(loneClient.responses.create({ model, input: HALF, conversation: conversation.id, max_output_tokens: 16 }))).toBe('input');
+    // A key of its metadata is named by the object: the error's own JSON quotes no half character.
+    expect(await refusedParam(loneClient.conversations.update(conversation.id, { metadata: { '\ud83d': 'v' } }))).toBe('metadata');
+    const items = await loneClient.conversations.items.list(conversation.id);
+    expect(items.data.map((item) => (item.type === 'message' ? item.content.map((part) => ('text' in part ? part.text : '')).join('') : item.type))).toEqual(['A dog.']);
+    expect(await loneClient.conversations.retrieve(conversation.id)).toMatchObject({ metadata: {} });
   });
 });
