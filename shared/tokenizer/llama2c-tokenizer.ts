@@ -31,8 +31,8 @@ const MIN_MERGE_SCORE = -1e10;
 const MAX_PLAUSIBLE_TOKEN_LENGTH = 1 << 16;
 const MAX_CACHED_MERGES = 1 << 20;
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
-/** SentencePiece's names of BOS and EOS, for a file whose pieces for them are blank. */
-const DEFAULT_SPECIAL_NAMES: Readonly<Record<number, string>> = { [LLAMA2C_BOS_ID]: '<s>', [LLAMA2C_EOS_ID]: '</s>' };
+/** SentencePiece's names of the llama2.c special ids: BOS's and EOS's where a file's pieces for them are blank, and tokenizer.json's specials. */
+export const LLAMA2C_SPECIAL_NAMES: Readonly<Record<number, string>> = { [LLAMA2C_UNK_ID]: '<unk>', [LLAMA2C_BOS_ID]: '<s>', [LLAMA2C_EOS_ID]: '</s>' };
 
 export interface Llama2cVocabulary {
   readonly maxTokenLength: number;
@@ -136,7 +136,7 @@ export class Llama2cTokenizer implements Tokenizer {
         if (this.byteIds[byte] < 0) this.byteIds[byte] = id;
       } else if (id === LLAMA2C_BOS_ID || id === LLAMA2C_EOS_ID) {
         kinds[id] = SILENT_PIECE;
-        this.specialNames.set(id, text.trim() || DEFAULT_SPECIAL_NAMES[id]);
+        this.specialNames.set(id, text.trim() || LLAMA2C_SPECIAL_NAMES[id]);
       } else {
         const cp = text.codePointAt(0);
         if (cp !== undefined && cp !== 0xfffd && text.length === (cp > 0xffff ? 2 : 1) && !this.idOfCodePoint.has(cp)) {

@@ -16,6 +16,7 @@
 import {
   LLAMA2C_BOS_ID,
   LLAMA2C_EOS_ID,
+  LLAMA2C_SPECIAL_NAMES,
   LLAMA2C_UNK_ID,
   parseLlama2cTokenizer,
   type Llama2cVocabulary,
@@ -61,11 +62,6 @@ export interface TokenizerJson {
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-const SPECIAL_CONTENT: Record<number, string> = {
-  [LLAMA2C_UNK_ID]: '<unk>',
-  [LLAMA2C_BOS_ID]: '<s>',
-  [LLAMA2C_EOS_ID]: '</s>',
-};
 const BYTE_PIECE = /^<0x[0-9A-Fa-f]{2}>$/;
 
 /** Build tokenizer.json for a llama2.c vocabulary; `JSON.stringify` the result to write the file. */
@@ -78,7 +74,7 @@ export function llama2cToTokenizerJson(vocabulary: Llama2cVocabulary): Tokenizer
   let hasByteFallback = true;
   const byteSeen = new Set<string>();
   for (let id = 0; id < size; id++) {
-    const special = SPECIAL_CONTENT[id];
+    const special = LLAMA2C_SPECIAL_NAMES[id];
     const name = special ?? utf8.decode(vocabulary.pieces[id]).replaceAll(' ', SPACE_MARK);
     names[id] = name;
     if (!idOf.has(name)) {
@@ -91,7 +87,7 @@ export function llama2cToTokenizerJson(vocabulary: Llama2cVocabulary): Tokenizer
 
   // Merges: (left, right) for every split of a mergeable piece into two mergeable pieces.
   const mergeable = (id: number | undefined): id is number =>
-    id !== undefined && SPECIAL_CONTENT[id] === undefined && !BYTE_PIECE.test(names[id]);
+    id !== undefined && LLAMA2C_SPECIAL_NAMES[id] === undefined && !BYTE_PIECE.test(names[id]);
   const found: { left: number; right: number; merged: number }[] = [];
   for (let merged = 0; merged < size; merged++) {
     if (!mergeable(merged) || idOf.get(names[merged]) !== merged) continue;
