@@ -4,7 +4,7 @@
  * read, waited for a bounded time), the edge trie, then a CompletionRun
  * answered as SSE or JSON.
  */
-import { choiceSeed } from '../shared/sampling/request-seed';
+import { choiceSeed, drawnSeed } from '../shared/sampling/request-seed';
 import { ApiError, badRequest, TooManyChoicesError } from './api-error';
 import { sha256Hex, type KeyRecord } from './api-keys';
 import { encodeChatPrompt } from './chat-template';
@@ -29,6 +29,7 @@ import { anyTailFor, jsonFormFor, structuredOutput } from './structured-output';
 import { allowedIdsLeft } from '../shared/allowed-ids-left';
 import { generationEndIds } from '../shared/end-ids';
 import { tenantHashText, type RequestLog } from './request-log';
+import { reproductionHeaders, type Reproduction } from './reproduction';
 
 export type ParsedRequest =
   | { kind: 'completion'; body: CompletionRequest }
@@ -378,6 +379,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     id: `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-${ctx.requestHex}`,
     created: Math.floor(Date.now() / 1000),
     model: model.info.model.name,
+    fingerprint: model.fingerprint,
     kind,
     sources: body.stream_options?.sources === true,
     includeUsage: body.stream === true && body.stream_options?.include_usage === true,
@@ -386,11 +388,11 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
     ...(body.return_token_ids === true ? { tokenIds: true } : {}),
     ...(structured.toolCalls !== null ? { toolCalls: structured.toolCalls } : {}),
   };
-  // One generation per choice. A seed makes choice i use seed + i (the choices
-  // differ, and repeat run to run). A sampled request without one gets one
-  // drawn here rather than at the pool: a generation resumed on another pool
-  // (CompletionRun.resume) then goes on as it would have on the first.
-  const seed = body.seed ?? (temperature > 0 ? crypto.getRandomValues(new Uint32Array(1))[0] : null);
+  // One generation per choice. A seed gives each choice one of its own (choiceSeed: the choices differ, and repeat run
+  // to run). A sampled request without one gets one drawn here rather than at the pool: a generation resumed on
+  // another pool (CompletionRun.resume) then goes on as it would have on the first, and the client is told it.
+  const seed = body.seed ?? (temperature > 0 ? drawnSeed() : null);
+  const reproduction: Reproduction = { fingerprint: model.fingerprint, seed: seed === null ? null : choiceSeed(seed, 0) };
   const echoed = echo ? echoText(parsed, ids, model.tokenizer, asked !== null) : null;
   // Tokenized with speculation off too: usage reports how much of it the reply followed.
   const predicted = predictionIds(parsed, model);
@@ -468,7 +470,8 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const opening = openAll(runs);
   const heartbeatMs = ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS;
   const detachFromClient = (): void => ctx.clientSignal?.removeEventListener('abort', cancelRuns);
-  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, opening, heartbeatMs, headers: ctx.headers, clientSignal: ctx.clientSignal, detachFromClient, streamQuietCommentMs: ctx.streamQuietCommentMs });
+  const headers = { ...Object.fromEntries(new Headers(ctx.headers)), ...reproductionHeaders(reproduction) };
+  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal: ctx.clientSignal, detachFromClient, streamQuietCommentMs: ctx.streamQuietCommentMs });
 }
 
 /** A request's generations, opening, to be answered in its API's shape. */
@@ -476,6 +479,8 @@ export interface PreparedReply {
   body: ParsedRequest['body'];
   runs: readonly CompletionRun[];
   meta: ResponseMeta;
+  /** Its fingerprint and seed, as `headers` carry them (a stored response keeps them for its reads). */
+  reproduction: Reproduction;
   /** Every generation being opened (the first error of any). */
   opening: Promise<void>;
   /** A non-streamed reply not done this long starts, a space following as often; a stream queued this long starts with comments. */

@@ -33,7 +33,8 @@ import { conversationItemNotFound, conversationNotFound, conversationObject, Con
 import { conversationItems, conversationItemsPage, createBody, checkInclude, itemList, itemsBody, updateBody } from './conversation-routes';
 import { listedItem, inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
 import { inResponsesTerms } from './responses-request';
-import { ResponseStore, responseNotFound } from './response-store';
+import { ResponseStore, responseNotFound, type StoredResponse } from './response-store';
+import { FINGERPRINT_HEADER, reproductionHeaders, SEED_HEADER } from './reproduction';
 import { acceptsModelName, servedModel, unknownModel, type ServedModel } from './served-model';
 import { detokenize, tokenize } from './tokenize-route';
 import { cacheScope, UserCacheStore } from './user-cache-store';
@@ -85,7 +86,7 @@ app.use(
     // No list: the headers a preflight asks for are allowed (the OpenAI SDK in a browser sends its x-stainless-* ones).
     // A key, not a cookie, authorises a request, so no header makes a cross-origin call more than the key allows.
     // allow: a 405's, naming the method the route takes.
-    exposeHeaders: ['retry-after', SHOULD_RETRY_HEADER, REQUEST_ID_HEADER, ...RATE_LIMIT_HEADERS, 'allow'],
+    exposeHeaders: ['retry-after', SHOULD_RETRY_HEADER, REQUEST_ID_HEADER, ...RATE_LIMIT_HEADERS, 'allow', FINGERPRINT_HEADER, SEED_HEADER],
     maxAge: 600,
   }),
 );
@@ -401,6 +402,11 @@ function storedResponseRoute(c: Context<AppEnv>, answer: (store: ResponseStore, 
   return keyStoreRoute(c, responseStore, answer);
 }
 
+/** A stored response's fingerprint and seed, told as its client was told them (records from before them have none). */
+function tellReproduction(stored: StoredResponse, set: (name: string, value: string) => void): void {
+  if (stored.reproduction) for (const [name, value] of Object.entries(reproductionHeaders(stored.reproduction))) set(name, value);
+}
+
 app.get('/v1/responses/:id', rateLimitHeaders, async (c) => {
   const query = new URL(c.req.url).searchParams;
   const stream = query.get('stream');
@@ -412,14 +418,18 @@ app.get('/v1/responses/:id', rateLimitHeaders, async (c) => {
       const after = startingAfter(query);
       const store = responseStore(c);
       const stored = await storedResponse(store, c.req.param('id') ?? '');
-      return resumedEventStream(stored, after, store, edgeConfig(c.env).streamQuietCommentMs);
+      const events = resumedEventStream(stored, after, store, edgeConfig(c.env).streamQuietCommentMs);
+      tellReproduction(stored, (name, value) => events.headers.set(name, value));
+      return events;
     } finally {
       admission.release();
     }
   }
   return storedResponseRoute(c, async (store, id) => {
     if (query.has('starting_after')) throw badRequest('starting_after is for streaming a background response again; send it with stream=true.', 'starting_after', 'invalid_request_error');
-    return polledResponse(await storedResponse(store, id), store);
+    const stored = await storedResponse(store, id);
+    tellReproduction(stored, (name, value) => c.header(name, value));
+    return polledResponse(stored, store);
   });
 });
 app.delete('/v1/responses/:id', rateLimitHeaders, (c) =>
@@ -437,6 +447,7 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
   storedResponseRoute(c, async (store, id) => {
     const stored = await storedResponse(store, id);
     if (!stored.response.background) throw badRequest('Only responses created with background: true can be cancelled.', null, 'invalid_request_error');
+    tellReproduction(stored, (name, value) => c.header(name, value));
     const response = await polledResponse(stored, store);
     if (response.status !== 'queued' && response.status !== 'in_progress') return response;
     // The mark first: every poll from the answer on reads it, and shows the response cancelled.

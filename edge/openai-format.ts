@@ -19,6 +19,8 @@ export interface ResponseMeta {
   id: string;
   created: number;
   model: string;
+  /** `system_fingerprint` (system-fingerprint.ts): in every chunk and whole response, as OpenAI's and vLLM's. */
+  fingerprint: string;
   kind: EndpointKind;
   /** Streamed text chunks carry `sssd_sources` (stream_options.sources). */
   sources?: boolean;
@@ -309,6 +311,7 @@ function chunk(meta: ResponseMeta, choices: object[], usage?: RunningUsage, prom
     object,
     created: meta.created,
     model: meta.model,
+    system_fingerprint: meta.fingerprint,
     choices,
     ...(usage ? { usage } : meta.includeUsage ? { usage: null } : {}),
     ...(promptTokenIds ? { prompt_token_ids: promptTokenIds } : {}),
@@ -381,6 +384,7 @@ export function wholeResponse(meta: ResponseMeta, choices: readonly WholeChoice[
       };
     }),
     usage,
+    system_fingerprint: meta.fingerprint,
     ...(chat ? { ...scored, ...prompted } : {}),
   };
 }

@@ -16,6 +16,7 @@ import { sleep } from './settled-within';
 import { clipped, type ChatMessage } from './request-schema';
 import type { ResponseObject } from './responses-format';
 import type { InputItem } from './responses-request';
+import type { Reproduction } from './reproduction';
 
 /** An input item as stored and listed: with its id. */
 export type StoredInputItem = InputItem & { id: string };
@@ -50,6 +51,8 @@ export interface StoredResponse {
   ranAt?: string;
   /** A background response created with `stream: true`: its events are kept (writeEvents), and it can be streamed again. */
   eventLog?: true;
+  /** Its fingerprint and seed, as its client was told them (reproduction.ts): a read gets them too. Absent in records from before. */
+  reproduction?: Reproduction;
 }
 
 /** What a background response's queued record says of its run (background-response.ts). */
@@ -157,6 +160,7 @@ export class ResponseStore {
         ...(record.aliveEveryMs !== undefined ? { aliveEveryMs: record.aliveEveryMs, aliveAt: record.aliveAt } : {}),
         ...(record.ranAt !== undefined ? { ranAt: record.ranAt } : {}),
         ...(record.eventLog ? { eventLog: true as const } : {}),
+        ...(record.reproduction ? { reproduction: record.reproduction } : {}),
       };
       value = JSON.stringify(alone);
       if (!withinBytes(value, this.maxBytes)) {

@@ -21,6 +21,7 @@ import { responseNotFound, type PutOutcome, type ResponseStore, type RunningReco
 import { streamWhenOpened } from './sse-response';
 import { pageOf, pageParams, type ListPage } from './page-params';
 import { finishedChoices, wholeCompletionResponse } from './whole-response';
+import type { Reproduction } from './reproduction';
 
 /** What answering a translated request needs beside its runs. */
 export interface ResponsesPlan {
@@ -150,8 +151,8 @@ function endedConversation(plan: ResponsesPlan, output: readonly OutputItem[]): 
  * one's, before its end is written: answerInBackground's `beforeEnd`). Never
  * throws.
  */
-async function save(plan: ResponsesPlan, response: ResponseObject, running?: RunningRecord, eventLog = false): Promise<PutOutcome> {
-  const outcome = await storeResponse(plan, response, running, eventLog);
+async function save(plan: ResponsesPlan, reproduction: Reproduction, response: ResponseObject, running?: RunningRecord, eventLog = false): Promise<PutOutcome> {
+  const outcome = await storeResponse(plan, reproduction, response, running, eventLog);
   if (!response.background) await appendEnded(plan, response);
   return outcome;
 }
@@ -190,7 +191,7 @@ async function appendTurn(conversation: NonNullable<ResponsesPlan['conversation'
   }
 }
 
-async function storeResponse(plan: ResponsesPlan, response: ResponseObject, running: RunningRecord | undefined, eventLog: boolean): Promise<PutOutcome> {
+async function storeResponse(plan: ResponsesPlan, reproduction: Reproduction, response: ResponseObject, running: RunningRecord | undefined, eventLog: boolean): Promise<PutOutcome> {
   if (!plan.store) return 'stored';
   const calls = response.output.flatMap((item) => (item.type === 'function_call' ? [item.call_id] : []));
   const itemIds = [...plan.previousItemIds, ...plan.inputItems.map((item) => item.id), ...response.output.map((item) => item.id)];
@@ -200,6 +201,7 @@ async function storeResponse(plan: ResponsesPlan, response: ResponseObject, runn
     conversation: endedConversation(plan, response.output),
     callIds: [...plan.translated.callIds, ...calls],
     itemIds,
+    reproduction,
     ...running,
     ...(eventLog ? { eventLog: true as const } : {}),
   });
@@ -212,7 +214,7 @@ async function storeResponse(plan: ResponsesPlan, response: ResponseObject, runn
  */
 export function responsesAnswerer(planned: ResponsesPlan, background: BackgroundOptions | null = null): Answerer {
   return async (reply) => {
-    const { body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs } = reply;
+    const { body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs } = reply;
     // As chat's `model`: the served model's name, whatever name ("default") the request gave.
     const plan = { ...planned, started: { ...planned.started, model: meta.model } };
     const finish = async (): Promise<ResponseObject> => {
@@ -236,12 +238,12 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
       };
       const events = log ? { log, format, quietCommentMs: streamQuietCommentMs ?? QUIET_STREAM_COMMENT_MS } : null;
       // Its turn is in its conversation before a poll can find it ended: a poll then continue reads it (review h170).
-      return answerInBackground(plan.started, reply, run, (response, running) => save(plan, response, running, streamed), plan.store, background, events, (ended) => appendEnded(plan, ended));
+      return answerInBackground(plan.started, reply, run, (response, running) => save(plan, reproduction, response, running, streamed), plan.store, background, events, (ended) => appendEnded(plan, ended));
     }
     if (!body.stream) {
       return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {
         const response = await finish();
-        await save(plan, response);
+        await save(plan, reproduction, response);
         return response;
       });
     }
@@ -249,7 +251,7 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
       plan.started,
       meta,
       async (response) => {
-        await save(plan, response);
+        await save(plan, reproduction, response);
       },
       // A response is one choice: one run.
       () => runs[0].usageSoFar(),

@@ -16,6 +16,7 @@ import { modelIdentity, PROTOCOL_VERSION, sameModelIdentity, type PoolInfo } fro
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { ApiError } from './api-error';
+import { servedFingerprint } from './system-fingerprint';
 import { clipped } from './request-schema';
 import { PoolMisdirectedError, type PoolClient } from './pool-client';
 import type { PoolPicker } from './pool-picker';
@@ -25,6 +26,13 @@ export interface ServedModel {
   tokenizer: Tokenizer;
   /** Ids that end a generation and print nothing: the pool's (`/v1/info` model.eosIds), where it stops. */
   eosIds: ReadonlySet<number>;
+  /**
+   * Its `system_fingerprint` (system-fingerprint.ts). Every generation names
+   * this model (protocol `model`), and a pool serving other weights refuses
+   * it, so a reply's fingerprint is that of the pool that wrote it, in a fleet
+   * mid-upgrade too.
+   */
+  fingerprint: string;
   /**
    * The most UTF-8 bytes one token stands for: a text of n bytes is at least
    * n / this many tokens. Worked out at the first call (a walk over the
@@ -95,7 +103,7 @@ async function served(client: PoolClient, info: PoolInfo, previous: ServedModel 
   const maxTokenBytes = same ? previous.maxTokenBytes : lazyLongestToken(tokenizer);
   // Where the pool stops, and nowhere else: a tokenizer's own end ids (an HF tokenizer's `<s>` beside a config's
   // eos 2) were dropped from the text and logprobs while the pool went on generating past them.
-  return { info, tokenizer, eosIds: new Set(info.model.eosIds), maxTokenBytes };
+  return { info, tokenizer, eosIds: new Set(info.model.eosIds), fingerprint: await servedFingerprint(info), maxTokenBytes };
 }
 
 /**

@@ -21,6 +21,7 @@ interface ChatChunk {
   id: string;
   created: number;
   model: string;
+  system_fingerprint: string;
   choices: Array<{
     index: number;
     delta: { role?: string; content?: string | null; tool_calls?: CallDelta[] };
@@ -43,13 +44,13 @@ interface ChoiceSoFar {
 
 export class StreamedCompletion {
   private readonly choices: ChoiceSoFar[] = [];
-  private head: { id: string; created: number; model: string } | null = null;
+  private head: { id: string; created: number; model: string; fingerprint: string } | null = null;
   private promptTokenIds: readonly number[] | null = null;
 
   /** One chunk as sent (a chat.completion.chunk object). */
   add(sent: object): void {
     const chunk = sent as ChatChunk;
-    this.head ??= { id: chunk.id, created: chunk.created, model: chunk.model };
+    this.head ??= { id: chunk.id, created: chunk.created, model: chunk.model, fingerprint: chunk.system_fingerprint };
     if (chunk.prompt_token_ids) this.promptTokenIds = chunk.prompt_token_ids;
     for (const part of chunk.choices) {
       const choice = (this.choices[part.index] ??= { content: null, calls: [], logprobs: null, finishReason: null, stopReason: null, tokenIds: null });
@@ -72,7 +73,7 @@ export class StreamedCompletion {
   /** The whole chat.completion, with the request's usage (sent in a chunk or not); null before any chunk. */
   completion(usage: CompletionUsage): object | null {
     if (this.head === null) return null;
-    const { id, created, model } = this.head;
+    const { id, created, model, fingerprint } = this.head;
     return {
       id,
       object: 'chat.completion',
@@ -88,6 +89,7 @@ export class StreamedCompletion {
         ...(choice.tokenIds ? { token_ids: choice.tokenIds } : {}),
       })),
       usage,
+      system_fingerprint: fingerprint,
       ...(this.promptTokenIds ? { prompt_token_ids: this.promptTokenIds } : {}),
     };
   }

@@ -9,6 +9,7 @@
  * whatever ends a generation hands its row and reservation back here.
  */
 import { followedStopString, MAX_STOP_STRINGS, STOP_MATCHER_VERSION, type GenerateRequest } from '../../shared/protocol';
+import { drawnSeed } from '../../shared/sampling/request-seed';
 import { GumbelNoise } from '../../shared/sampling/gumbel-noise';
 import { edgeTrieMalformation, edgeTrieTokenOutside } from '../../shared/drafting/edge-trie';
 import { generationEndIds } from '../../shared/end-ids';
@@ -276,7 +277,7 @@ export class Admission<S extends RunnerSequence> {
     // An unseeded sampled request gets its seed here, so the verifier and the
     // drafter (which reads the same noise) agree on it.
     if (temperature > 0 && request.sampling.seed === undefined) {
-      request = { ...request, sampling: { ...request.sampling, seed: Math.floor(Math.random() * 2 ** 32) } };
+      request = { ...request, sampling: { ...request.sampling, seed: drawnSeed() } };
     }
     // Before the capacity check: a trie that is not base64 or names a token outside the vocabulary is a 400
     // at any load, not a busy answer to retry (the drafter itself is built lazily, so this costs a decode).

@@ -125,6 +125,23 @@ describe('background responses', () => {
     expect(cancelForeground).toBeInstanceOf(OpenAI.BadRequestError);
   });
 
+  it('tells the fingerprint and the seed it ran with when queued, and again at every poll; that seed gives the same text', async () => {
+    const { data: queued, response: answer } = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 16, temperature: 1, background: true }).withResponse();
+    const told = [answer.headers.get('x-sssd-fingerprint'), answer.headers.get('x-sssd-seed')];
+    expect(told[0]).toMatch(/^fp_[0-9a-f]{10}$/);
+    expect(told[1]).toMatch(/^\d+$/);
+    const done = await polled(queued.id);
+    // Ended (at max_output_tokens, most likely).
+    expect(['completed', 'incomplete']).toContain(done.status);
+    const { response: poll } = await client.responses.retrieve(queued.id).withResponse();
+    expect([poll.headers.get('x-sssd-fingerprint'), poll.headers.get('x-sssd-seed')]).toEqual(told);
+    // `seed` is no field of the SDK's Responses types: sent as an extra field.
+    const seeded = { model: 'default', input: PROMPT, max_output_tokens: 16, temperature: 1, seed: Number(told[1]) };
+    const { data: again, response: foreground } = await client.responses.create(seeded).withResponse();
+    expect(again.output_text).toBe(done.output_text);
+    expect([foreground.headers.get('x-sssd-fingerprint'), foreground.headers.get('x-sssd-seed')]).toEqual(told);
+  });
+
   it('refuses background without the store, by name', async () => {
     for (const params of [{ store: false }, { store: false, stream: true }]) {
       const err = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 4, background: true, ...params } as unknown as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((e: unknown) => e);

@@ -20,6 +20,7 @@ import { metricValue, seriesValue } from '../gpu-pool/server/pool-process';
 import { finishedAfter, finishedCounts } from './finished-counts';
 import { models } from '../support/shared-data';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import { choiceSeed } from '../../shared/sampling/request-seed';
 
 // The edge's own usage type: the test reads what the edge declares it sends.
 type SpeculationFigures = CompletionUsage['speculation'];
@@ -802,7 +803,7 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(sse).not.toContain('prompt_logprobs');
   });
 
-  it('answers n choices, each its own generation (seed + i), whole or streamed with their indices', async () => {
+  it('answers n choices, each its own generation (choice 0 the seed, the others a hash of it), whole or streamed with their indices', async () => {
     const params = { model, prompt: PROMPT, max_tokens: 16, temperature: 1, seed: 5, n: 3, logprobs: 0 };
     const whole = await client.completions.create(params);
     expect(whole.choices.map((c) => c.index)).toEqual([0, 1, 2]);
@@ -811,15 +812,23 @@ describe('OpenAI-compatible API on the edge', () => {
       expect(c.logprobs!.tokens!.join('')).toBe(c.text);
       expect(c.logprobs!.text_offset![0]).toBe(0);
     }
-    // Choice i is what a lone request with seed 5 + i gives.
-    for (const i of [0, 2]) {
-      const alone = await client.completions.create({ ...params, n: 1, seed: 5 + i });
-      expect(whole.choices[i].text).toBe(alone.choices[0].text);
-    }
+    // Choice i is what a lone request with its choice seed gives: choice 0 the seed itself (n = 1 writes what it did).
+    const [alone, hashed, next] = await Promise.all([
+      client.completions.create({ ...params, n: 1 }),
+      client.completions.create({ ...params, n: 1, seed: choiceSeed(5, 2) }),
+      client.completions.create({ ...params, seed: 6 }),
+    ]);
+    expect(whole.choices[0].text).toBe(alone.choices[0].text);
+    expect(whole.choices[2].text).toBe(hashed.choices[0].text);
     expect(new Set(whole.choices.map((c) => c.text)).size).toBeGreaterThan(1);
+    // The neighbouring seed's choices are none of these (review h190: with seed + i, seed 6's first two were seed 5's last two).
+    for (const c of next.choices) expect(whole.choices.map((w) => w.text)).not.toContain(c.text);
     // An int64 seed past 2^53: still a seed of its own per choice.
     const big = await client.completions.create({ ...params, seed: 1e17 });
     expect(new Set(big.choices.map((c) => c.text)).size).toBeGreaterThan(1);
+    // One fingerprint for all of them: one model, one sampler.
+    expect(whole.system_fingerprint).toMatch(/^fp_[0-9a-f]{10}$/);
+    for (const other of [alone, hashed, next, big]) expect(other.system_fingerprint).toBe(whole.system_fingerprint);
     const usage = whole.usage as UsageWithSpeculation;
     const tokensOf = (text: string) => (text.length > 0 ? 1 : 0); // at least one token per non-empty choice
     expect(usage.completion_tokens).toBeGreaterThanOrEqual(whole.choices.reduce((n, c) => n + tokensOf(c.text), 0));
@@ -841,6 +850,8 @@ describe('OpenAI-compatible API on the edge', () => {
       }
       usageFields.push('usage' in chunk ? chunk.usage : 'absent');
       if (chunk.usage) streamedUsage = chunk.usage;
+      // Every chunk carries it, as OpenAI's and vLLM's do.
+      expect(chunk.system_fingerprint).toBe(whole.system_fingerprint);
     }
     expect(usageFields.slice(0, -1).every((u) => u === null)).toBe(true);
     expect(usageFields.at(-1)).toMatchObject({ completion_tokens: expect.any(Number) });
@@ -848,10 +859,33 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(roles).toEqual([0, 1]);
     const wholeChat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 12, temperature: 1, seed: 9, n: 2 });
     expect(texts).toEqual(wholeChat.choices.map((c) => c.message.content));
+    expect(wholeChat.system_fingerprint).toBe(whole.system_fingerprint);
     expect(streamedUsage?.completion_tokens).toBe(wholeChat.usage?.completion_tokens);
     const tooMany = await post('/v1/completions', { model, prompt: 'hi', n: 9 });
     expect(tooMany.status).toBe(400);
     expect(tooMany.json.error?.param).toBe('n');
+  });
+
+  it("tells the seed a request ran with (drawn where it sent none) and the fingerprint in headers, and that seed sent back gives the same reply", async () => {
+    const params = { model, prompt: PROMPT, max_tokens: 24, temperature: 1, n: 2 };
+    const { data: unseeded, response } = await client.completions.create(params).withResponse();
+    const seed = response.headers.get('x-sssd-seed');
+    expect(seed).toMatch(/^\d+$/);
+    expect(Number(seed)).toBeLessThan(2 ** 53);
+    expect(response.headers.get('x-sssd-fingerprint')).toBe(unseeded.system_fingerprint);
+    // Every choice again, from choice 0's seed (the others' are derived from it).
+    const again = await client.completions.create({ ...params, seed: Number(seed) });
+    expect(again.choices.map((c) => c.text)).toEqual(unseeded.choices.map((c) => c.text));
+    // A streamed chat: the same headers; a seed sent is told as the pool takes it (-1 as 2^53 - 1, docs/edge.md).
+    const { data: stream, response: streamed } = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 4, temperature: 1, seed: -1, stream: true }).withResponse();
+    for await (const chunk of stream) expect(chunk.system_fingerprint).toBe(unseeded.system_fingerprint);
+    expect(streamed.headers.get('x-sssd-seed')).toBe(String(2 ** 53 - 1));
+    expect(streamed.headers.get('x-sssd-fingerprint')).toBe(unseeded.system_fingerprint);
+    // Greedy and unseeded: no seed to tell, the fingerprint still.
+    const greedy = await post('/v1/completions', { model, prompt: 'Once', max_tokens: 2, temperature: 0 });
+    expect(greedy.headers.get('x-sssd-seed')).toBeNull();
+    expect(greedy.headers.get('x-sssd-fingerprint')).toBe(unseeded.system_fingerprint);
+    expect(greedy.json.system_fingerprint).toBe(unseeded.system_fingerprint);
   });
 
   it('stops at a stop string that spans tokens and chunks, without sending any of it', async () => {

@@ -107,6 +107,19 @@ describe('Responses API on the edge', () => {
     await expect(client.responses.retrieve(response.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 
+  it("tells chat's system_fingerprint and the seed it ran with in headers, again when retrieved, and that seed gives the same text", async () => {
+    const { data: response, response: raw } = await client.responses.create({ model, input: PROMPT, max_output_tokens: 12, temperature: 1 }).withResponse();
+    const fingerprint = raw.headers.get('x-sssd-fingerprint');
+    const seed = raw.headers.get('x-sssd-seed');
+    expect(fingerprint).toMatch(/^fp_[0-9a-f]{10}$/);
+    expect(seed).toMatch(/^\d+$/);
+    const chat = await client.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_completion_tokens: 12, temperature: 1, seed: Number(seed) });
+    expect(chat.system_fingerprint).toBe(fingerprint);
+    expect(chat.choices[0].message.content).toBe(response.output_text);
+    const { response: retrieved } = await client.responses.retrieve(response.id).withResponse();
+    expect([retrieved.headers.get('x-sssd-fingerprint'), retrieved.headers.get('x-sssd-seed')]).toEqual([fingerprint, seed]);
+  });
+
   it('streams events in order whose deltas join to the text, ending in response.completed with the stored response', async () => {
     const stream = await client.responses.create({ model, input: PROMPT, max_output_tokens: 24, temperature: 0, stream: true });
     const events: OpenAI.Responses.ResponseStreamEvent[] = [];

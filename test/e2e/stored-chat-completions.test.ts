@@ -39,6 +39,8 @@ describe('stored chat completions', () => {
   it('stores a store: true completion for its key: retrieve, messages, update, delete; none without store, none for another key', async () => {
     const created = await client.chat.completions.create({ model, messages: MESSAGES, max_tokens: 16, temperature: 0, store: true, metadata: { suite: 'crud', step: '1' } });
     const retrieved = await client.chat.completions.retrieve(created.id);
+    // As its client got it, its system_fingerprint included.
+    expect(created.system_fingerprint).toMatch(/^fp_[0-9a-f]{10}$/);
     expect(retrieved).toEqual({ ...created, metadata: { suite: 'crud', step: '1' } });
 
     const messages = await client.chat.completions.messages.list(created.id);
@@ -84,6 +86,8 @@ describe('stored chat completions', () => {
     const stored = await client.chat.completions.retrieve(final.id);
     expect(stored.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual(final.choices.map((c) => [c.index, c.message.content, c.finish_reason]));
     expect(stored).toMatchObject({ object: 'chat.completion', id: final.id, created: final.created, model, metadata: { suite: 'stream' } });
+    expect(final.system_fingerprint).toMatch(/^fp_[0-9a-f]{10}$/);
+    expect(stored.system_fingerprint).toBe(final.system_fingerprint);
     expect(stored.usage?.completion_tokens).toBeGreaterThan(0);
     // The same request whole: the same texts (seeded), so the stored stream is the reply, not a part of it.
     const whole = await client.chat.completions.create({ model, messages: MESSAGES, max_tokens: 12, temperature: 0.8, seed: 5, n: 2 });

@@ -21,7 +21,7 @@ type Delta = { content?: string | null };
 
 /** The message content a client assembles from the chunks, as the OpenAI SDK does: null until a string arrives. */
 function streamedContent(mode: ToolCallMode, pieces: string[]): string | null {
-  const meta: ResponseMeta = { id: 'chatcmpl-x', created: 1, model: 'm', kind: 'chat', toolCalls: mode };
+  const meta: ResponseMeta = { id: 'chatcmpl-x', created: 1, model: 'm', fingerprint: 'fp_0123456789', kind: 'chat', toolCalls: mode };
   // One choice; without return_token_ids or continuous usage the format reads nothing of its run.
   const runs = [{}] as unknown as CompletionRun[];
   const format = new ChatStreamFormat(runs, meta, { includeUsage: false, smooth: false }, null);
@@ -40,7 +40,7 @@ function streamedContent(mode: ToolCallMode, pieces: string[]): string | null {
 }
 
 function wholeContent(mode: ToolCallMode, text: string): unknown {
-  const meta: ResponseMeta = { id: 'chatcmpl-x', created: 1, model: 'm', kind: 'chat', toolCalls: mode };
+  const meta: ResponseMeta = { id: 'chatcmpl-x', created: 1, model: 'm', fingerprint: 'fp_0123456789', kind: 'chat', toolCalls: mode };
   const whole = wholeResponse(meta, [{ text, finishReason: 'stop', stopReason: '[', tokens: [] }], usage) as { choices: Array<{ message: { content: unknown } }> };
   return whole.choices[0].message.content;
 }

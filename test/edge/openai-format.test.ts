@@ -183,7 +183,7 @@ describe('log-probabilities', () => {
 
 describe("legacy top_logprobs: their order in the JSON text, and their names", () => {
   const usage = offUsage(3, 1);
-  const legacyMeta = (formatter: LogprobsFormatter): ResponseMeta => ({ id: 'x', created: 1, model: 'm', kind: 'completion', logprobs: formatter });
+  const legacyMeta = (formatter: LogprobsFormatter): ResponseMeta => ({ id: 'x', created: 1, model: 'm', fingerprint: 'fp_0123456789', kind: 'completion', logprobs: formatter });
   // The text piece of that name (a byte piece of one ASCII character has the same name, at a lower id).
   const idOf = (name: string): number => {
     const id = Array.from({ length: tokenizer.vocabSize }, (_, i) => tokenDisplay(tokenizer, i)).lastIndexOf(name);
@@ -211,7 +211,7 @@ describe("legacy top_logprobs: their order in the JSON text, and their names", (
       `"top_logprobs":[{"token_id:${two}":-1.58,"token_id:${five}":-1.79,"token_id:${zero}":-1.81,"token_id:${one}":-9.31}]`,
     );
     // Chat's are lists, in order whatever writes them: JSON.stringify's text.
-    const chatMeta: ResponseMeta = { id: 'x', created: 1, model: 'm', kind: 'chat', logprobs: new LogprobsFormatter('chat', tokenizer, true) };
+    const chatMeta: ResponseMeta = { id: 'x', created: 1, model: 'm', fingerprint: 'fp_0123456789', kind: 'chat', logprobs: new LogprobsFormatter('chat', tokenizer, true) };
     const chat = textChunk(chatMeta, [{ text: '2', source: 'model', tokens: [greedy] }]);
     expect(responseJson(chatMeta, chat)).toBe(JSON.stringify(chat));
   });
@@ -269,7 +269,7 @@ describe("legacy top_logprobs: their order in the JSON text, and their names", (
 
 describe("vLLM's return_token_ids", () => {
   const usage = offUsage(3, 2);
-  const meta = (kind: 'completion' | 'chat', tokenIds?: boolean): ResponseMeta => ({ id: 'x', created: 1, model: 'm', kind, ...(tokenIds ? { tokenIds } : {}) });
+  const meta = (kind: 'completion' | 'chat', tokenIds?: boolean): ResponseMeta => ({ id: 'x', created: 1, model: 'm', fingerprint: 'fp_0123456789', kind, ...(tokenIds ? { tokenIds } : {}) });
   const choice = { text: 'Hi.', finishReason: 'stop', stopReason: null, tokens: [], tokenIds: [7, 2] };
 
   it('whole: each choice carries its token_ids; the prompt_token_ids go in each choice (completions) or at the top (chat), as vLLM places them', () => {

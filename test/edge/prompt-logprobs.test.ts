@@ -110,7 +110,7 @@ describe("prompt_logprobs' order in the JSON text", () => {
       [[300, -0.1], [7, -3], [350, -4]],
     ];
     const list = promptLogprobsOf(ids, [-2, -0.1], top, 3, tokenizer, [3, 1]);
-    const meta: ResponseMeta = { id: 'x', created: 1, model: 'm', kind: 'chat', promptLogprobs: true };
+    const meta: ResponseMeta = { id: 'x', created: 1, model: 'm', fingerprint: 'fp_0123456789', kind: 'chat', promptLogprobs: true };
     const usage = { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } as CompletionUsage;
     const text = responseJson(meta, wholeResponse(meta, [{ text: 'a', finishReason: 'length', stopReason: null, tokens: [] }], usage, list));
     const keys = (json: string): string[] => Array.from(json.matchAll(/"(\d+)":\{"logprob"/g), (m) => m[1]);
@@ -126,7 +126,7 @@ describe('prompt_logprobs in a whole response', () => {
   const usage = { prompt_tokens: 2, completion_tokens: 1, total_tokens: 3 } as CompletionUsage;
   const list: PromptLogprobs = [null, { 300: { logprob: -1, rank: 1, decoded_token: 'x' } }];
   const choices = [0, 1].map(() => ({ text: 'a', finishReason: 'length', stopReason: null, tokens: [] }));
-  const meta = (kind: 'completion' | 'chat', asked: boolean): ResponseMeta => ({ id: 'x', created: 1, model: 'm', kind, ...(asked ? { promptLogprobs: true } : {}) });
+  const meta = (kind: 'completion' | 'chat', asked: boolean): ResponseMeta => ({ id: 'x', created: 1, model: 'm', fingerprint: 'fp_0123456789', kind, ...(asked ? { promptLogprobs: true } : {}) });
 
   it('completions: in every choice (n share the prompt); chat: once, beside usage; left out when not asked', () => {
     const completion = wholeResponse(meta('completion', true), choices, usage, list) as { choices: Array<Record<string, unknown>> } & Record<string, unknown>;

@@ -14,7 +14,7 @@ const usage: CompletionUsage = {
   prompt_tokens_details: { cached_tokens: 2 },
   speculation: { method: 'sssd', drafts: 1, draft_tokens: 2, accepted_tokens: 1, steps: 2, mean_acceptance_length: 1.5, edge_accepted_tokens: 0, edge_trie_bytes: 0 },
 };
-const meta: ResponseMeta = { id: 'chatcmpl-x', created: 1, model: 'm', kind: 'chat' };
+const meta: ResponseMeta = { id: 'chatcmpl-x', created: 1, model: 'm', fingerprint: 'fp_0123456789', kind: 'chat' };
 const RESPONSE_ID = 'resp_0123456789abcdef01234567';
 const started = (): ResponseObject => {
   const { body, tools } = parseResponsesBody({ model: 'm', input: 'x', max_output_tokens: 3 });

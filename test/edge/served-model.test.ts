@@ -11,7 +11,7 @@ import { generatePoolToken, startPool, type RunningPool } from '../../launcher/s
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { startAll } from '../e2e/stack-fixture';
 import { models } from '../support/shared-data';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadModel } from '../../gpu-pool/model/load-model';
@@ -23,6 +23,9 @@ let stories: RunningPool;
 let baby: RunningPool;
 /** stories260K as a Hugging Face folder whose config ends on id 2, while its tokenizer's end ids are 2 and BOS (1). */
 let hfEos2: RunningPool;
+/** llama2xs's weights under stories260K's name and tokenizer: a retrained checkpoint rolled out under the old name. */
+let retrained: RunningPool;
+let retrainedDir: string | undefined;
 let proxy: FaultProxy;
 let token: string;
 let hfDir: string | undefined;
@@ -33,17 +36,21 @@ beforeAll(async () => {
   const bin = await loadModel(models.stories260K.checkpoint);
   await writeHfCheckpoint(hfDir, { ...bin.config, eosIds: [2] }, bin.weights);
   writeFileSync(path.join(hfDir, 'tokenizer.json'), JSON.stringify(llama2cToTokenizerJson(parseLlama2cTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer))))));
-  [stories, baby, hfEos2] = await startAll([
+  retrainedDir = mkdtempSync(path.join(tmpdir(), 'served-retrained-'));
+  const retrainedCheckpoint = path.join(retrainedDir, path.basename(models.stories260K.checkpoint));
+  copyFileSync(models.llama2xs.checkpoint, retrainedCheckpoint);
+  [stories, baby, hfEos2, retrained] = await startAll([
     startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token }),
     startPool({ model: models.babyllama105.checkpoint, tokenizer: models.babyllama105.tokenizer, token }),
     startPool({ model: hfDir, tokenizer: path.join(hfDir, 'tokenizer.json'), token }),
+    startPool({ model: retrainedCheckpoint, tokenizer: models.llama2xs.tokenizer, token }),
   ]);
   proxy = await startFaultProxy(stories.url);
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all([proxy?.close(), stories?.service.stop(), baby?.service.stop(), hfEos2?.service.stop()]);
-  if (hfDir) rmSync(hfDir, { recursive: true, force: true });
+  await Promise.all([proxy?.close(), stories?.service.stop(), baby?.service.stop(), hfEos2?.service.stop(), retrained?.service.stop()]);
+  for (const dir of [hfDir, retrainedDir]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Runs servedModel with a waitUntil that collects the background checks it starts. */
@@ -73,6 +80,23 @@ describe('the served model', () => {
     expect(model.info.model.eosIds).toEqual([2]);
     expect(model.tokenizer.eosIds).toContain(1);
     expect([...model.eosIds]).toEqual([2]);
+  });
+
+  it("gives each model its system fingerprint: a pool's again when loaded again, another for other weights under the same name (a fleet mid-upgrade) or another model", async () => {
+    const first = (await served(new PoolPicker([stories.url], token), 60_000)).model;
+    expect(first.fingerprint).toMatch(/^fp_[0-9a-f]{10}$/);
+    // Loaded afresh (another picker: another load), from the same pool: the same fingerprint.
+    const again = (await served(new PoolPicker([stories.url], token), 60_000)).model;
+    expect(again).not.toBe(first);
+    expect(again.fingerprint).toBe(first.fingerprint);
+    const rolled = (await served(new PoolPicker([retrained.url], token), 60_000)).model;
+    expect(rolled.info.model.name).toBe(first.info.model.name);
+    expect(rolled.info.tokenizer.sha256).toBe(first.info.tokenizer.sha256);
+    expect(rolled.info.model.sha256).not.toBe(first.info.model.sha256);
+    expect(rolled.fingerprint).toMatch(/^fp_[0-9a-f]{10}$/);
+    expect(rolled.fingerprint).not.toBe(first.fingerprint);
+    const other = (await served(new PoolPicker([baby.url], token), 60_000)).model;
+    expect(new Set([first.fingerprint, rolled.fingerprint, other.fingerprint]).size).toBe(3);
   });
 
   it('answers 503 while no pool can say what it serves, and loads on the next request once one can', async () => {

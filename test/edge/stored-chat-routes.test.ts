@@ -161,7 +161,7 @@ describe('messagesPage', () => {
 });
 
 describe('StreamedCompletion', () => {
-  const meta: ResponseMeta = { id: 'chatcmpl-s', created: 7, model: 'm', kind: 'chat', includeUsage: true };
+  const meta: ResponseMeta = { id: 'chatcmpl-s', created: 7, model: 'm', fingerprint: 'fp_0123456789', kind: 'chat', includeUsage: true };
   const usage = offUsage(4, 3);
   const text = (t: string) => [{ text: t, source: 'model' as const }];
 
