@@ -47,7 +47,9 @@ async function finishOf(opened: { events: AsyncGenerator<PoolEvent> }): Promise<
 }
 
 describe('openGeneration', () => {
-  it('waits the whole stall window once, not once per pool, when the pools hang together', async () => {
+  // The first two run at once: the first's time is the stall window waited out (22 s in all), the second's mostly two
+  // pool starts. Each checks with its own context's expect, so that each counts its own assertions.
+  it.concurrent('waits the whole stall window once, not once per pool, when the pools hang together', async ({ expect }) => {
     const proxies = await Promise.all([startFaultProxy(pool.url), startFaultProxy(pool.url)]);
     try {
       for (const p of proxies) p.mode = 'hang';
@@ -74,6 +76,45 @@ describe('openGeneration', () => {
       await Promise.all(proxies.map((p) => p.close()));
     }
   }, 60_000);
+
+  it.concurrent("passes over a pool too small for the request (its token limit, a 413) to one that holds it, and refuses it (400) only where every pool is too small", async ({ expect }) => {
+    // Both small pools start at once (the second is used last): one pool start's wait, not two.
+    const [small, smaller] = await Promise.all([startPool(['--max-total-tokens', '300'], pool.token), startPool(['--max-total-tokens', '200'], pool.token)]);
+    try {
+      const picker = new PoolPicker([small.url, pool.url], pool.token);
+      const refusedBefore = await metricValue(small, 'sssd_pool_error_responses_total', 'status="413"');
+      // Prompts that put either pool first (the picker orders by the prompt's affinity): each is served in full.
+      for (let i = 0; i < 6; i++) {
+        const big: GenerateInput = { ...request(), promptIds: [1, 403 + i, 407, 261], maxTokens: 320, speculation: 'off', sampling: { temperature: 0, logitBias: { '1': -100, '2': -100 } } };
+        const opened = await openGeneration(picker, big);
+        expect(opened.client.baseUrl).toBe(pool.url);
+        expect(await finishOf(opened)).toBe('length');
+      }
+      // The small pool was asked first at least once, and said it was too small (before: the user's final 400).
+      expect(await metricValue(small, 'sssd_pool_error_responses_total', 'status="413"')).toBeGreaterThan(refusedBefore);
+      // Too large for every pool: the request's own fault, said with the pool's words, at once.
+      const alone = new PoolPicker([small.url], pool.token);
+      const err = await openGeneration(alone, { ...request(), maxTokens: 320 }, undefined, undefined, 30_000, undefined, () => true).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApiError);
+      expect(err).toMatchObject({ status: 400, code: 'pool_rejected' });
+      expect((err as ApiError).message).toMatch(/this pool holds at most 300/);
+      // The pool says its limit as a number too, which the edge compares (its words are for people).
+      const raw = await fetch(`${small.url}/v1/generate`, { method: 'POST', headers: { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ ...request(), maxTokens: 320 }) });
+      expect(raw.status).toBe(413);
+      expect(await raw.json()).toMatchObject({ type: 'error', code: 'too_large', maxTotalTokens: 300 });
+      // Too large for two pools of different limits, whichever is tried last: the larger limit is quoted (the last
+      // pool's was), as the one the request must fit to be served.
+      const both = new PoolPicker([smaller.url, small.url], pool.token);
+      for (let i = 0; i < 6; i++) {
+        const big: GenerateInput = { ...request(), promptIds: [1, 403 + i, 407, 261], maxTokens: 320 };
+        const refused = await openGeneration(both, big).catch((e: unknown) => e);
+        expect(refused, `prompt ${i}`).toMatchObject({ status: 400, code: 'pool_rejected' });
+        expect((refused as ApiError).message, `prompt ${i}`).toMatch(/this pool holds at most 300$/);
+      }
+    } finally {
+      await Promise.all([small.stop(), smaller.stop()]);
+    }
+  }, 90_000);
 
 
   it('mid-reply (a resume), waits out a busy pool for its hint rather than cut the reply off; a new request is refused at once', async () => {
@@ -197,49 +238,6 @@ describe('openGeneration', () => {
     expect(err).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60 });
     expect((err as ApiError).message).toMatch(/refuse this edge's credentials/);
   });
-
-  it("passes over a pool too small for the request (its token limit, a 413) to one that holds it, and refuses it (400) only where every pool is too small", async () => {
-    const small = await startPool(['--max-total-tokens', '300'], pool.token);
-    try {
-      const picker = new PoolPicker([small.url, pool.url], pool.token);
-      const refusedBefore = await metricValue(small, 'sssd_pool_error_responses_total', 'status="413"');
-      // Prompts that put either pool first (the picker orders by the prompt's affinity): each is served in full.
-      for (let i = 0; i < 6; i++) {
-        const big: GenerateInput = { ...request(), promptIds: [1, 403 + i, 407, 261], maxTokens: 320, speculation: 'off', sampling: { temperature: 0, logitBias: { '1': -100, '2': -100 } } };
-        const opened = await openGeneration(picker, big);
-        expect(opened.client.baseUrl).toBe(pool.url);
-        expect(await finishOf(opened)).toBe('length');
-      }
-      // The small pool was asked first at least once, and said it was too small (before: the user's final 400).
-      expect(await metricValue(small, 'sssd_pool_error_responses_total', 'status="413"')).toBeGreaterThan(refusedBefore);
-      // Too large for every pool: the request's own fault, said with the pool's words, at once.
-      const alone = new PoolPicker([small.url], pool.token);
-      const err = await openGeneration(alone, { ...request(), maxTokens: 320 }, undefined, undefined, 30_000, undefined, () => true).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(ApiError);
-      expect(err).toMatchObject({ status: 400, code: 'pool_rejected' });
-      expect((err as ApiError).message).toMatch(/this pool holds at most 300/);
-      // The pool says its limit as a number too, which the edge compares (its words are for people).
-      const raw = await fetch(`${small.url}/v1/generate`, { method: 'POST', headers: { authorization: `Bearer ${pool.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ ...request(), maxTokens: 320 }) });
-      expect(raw.status).toBe(413);
-      expect(await raw.json()).toMatchObject({ type: 'error', code: 'too_large', maxTotalTokens: 300 });
-      // Too large for two pools of different limits, whichever is tried last: the larger limit is quoted (the last
-      // pool's was), as the one the request must fit to be served.
-      const smaller = await startPool(['--max-total-tokens', '200'], pool.token);
-      try {
-        const both = new PoolPicker([smaller.url, small.url], pool.token);
-        for (let i = 0; i < 6; i++) {
-          const big: GenerateInput = { ...request(), promptIds: [1, 403 + i, 407, 261], maxTokens: 320 };
-          const refused = await openGeneration(both, big).catch((e: unknown) => e);
-          expect(refused, `prompt ${i}`).toMatchObject({ status: 400, code: 'pool_rejected' });
-          expect((refused as ApiError).message, `prompt ${i}`).toMatch(/this pool holds at most 300$/);
-        }
-      } finally {
-        await smaller.stop();
-      }
-    } finally {
-      await small.stop();
-    }
-  }, 90_000);
 
   it('counts a pool marked misdirected (a token it refused) as ready again once it serves a generation, not for the rest of the minute', async () => {
     const picker = new PoolPicker([pool.url], pool.token);
