@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Miniflare } from 'miniflare';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, it } from 'vitest';
 import { sha256Hex } from '../../edge/api-keys';
 import { parseScope } from '../../launcher/kv-command';
 import { RECORD_KINDS, writeScopedRecords } from '../support/scoped-records';
@@ -59,7 +59,7 @@ afterAll(() => {
 });
 
 describe('sssd kv erase', () => {
-  // The first two run at once, each on a store of its own: their time is spent waiting on wrangler starts, one after
+  // All three run at once, each on a store of its own: their time is spent waiting on wrangler starts, one after
   // another within each (the expect of each test's own context, so that each counts its own assertions).
   it.concurrent("erases every record of one key's data scope from the local store, leaves another's and the key records; --dry-run deletes nothing", async ({ expect }) => {
     const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-kv-erase-'));
@@ -153,7 +153,7 @@ describe('sssd kv erase', () => {
     expect(both.stderr).toContain('give --scope <hash> or --tenant <name> (one of them)');
   }, 180_000);
 
-  it("takes a key's SHA-256, its first 24 hex digits or its `key:` entry as the scope, and refuses anything else", async () => {
+  it.concurrent("takes a key's SHA-256, its first 24 hex digits or its `key:` entry as the scope, and refuses anything else", async ({ expect }) => {
     const hash = 'AB'.repeat(32);
     for (const given of [hash, `key:${hash}`, hash.slice(0, 24), ` ${hash.toLowerCase()} `]) expect(parseScope(given)).toBe('ab'.repeat(12));
     const refused = await sssd(['kv', 'erase', '--scope', 'ab'.repeat(10), '--local']);
