@@ -44,6 +44,9 @@ beforeAll(async () => {
         SSSD_DEFAULT_RPM: '100000',
         SSSD_BACKGROUND_DEADLINE_SECONDS: String(DEADLINE_S),
         SSSD_BODY_TIMEOUT_SECONDS: String(BODY_TIMEOUT_S),
+        // A quiet stream's comment each second, not each 5 s: a stream whose client left is found out by a write
+        // (its second comment's, which took ~10 s with the default).
+        SSSD_STREAM_QUIET_COMMENT_MS: '1000',
         SSSD_API_KEYS: JSON.stringify({ [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 100000, concurrency: 1 } }),
       },
     }),
@@ -555,7 +558,7 @@ describe('a foreground stream cut short', () => {
       proxy.mode = 'pass';
     }
     // Stored once the edge notices the client gone (its next write fails, or the stall's quiet comment's). The record
-    // came at 10.2-10.5 s in every CI run, against a window of 10 s, and once at 11.5 s (CI at fb53eaf): up to 20 s.
+    // came at 10.2-10.5 s in every CI run with the default 5 s comments, and once at 11.5 s (CI at fb53eaf): up to 20 s.
     let stored: OpenAI.Responses.Response | null = null;
     for (let i = 0; i < 100 && stored === null; i++) {
       await new Promise((r) => setTimeout(r, 200));
