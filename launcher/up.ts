@@ -148,6 +148,17 @@ const WATCH_MISSES = 3;
 const WATCH_SILENT_MS = 20_000;
 
 /**
+ * SSSD_UP_SILENT_SECONDS: WATCH_SILENT_MS in seconds where set (whole seconds, 1 to 3,600), refused by name
+ * otherwise. A test that kills workerd under the stack need not wait out the 20 s an operator's busy edge is given.
+ */
+export function watchSilentMsFrom(raw: string | undefined): number {
+  if (raw === undefined || raw === '') return WATCH_SILENT_MS;
+  const seconds = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || seconds < 1 || seconds > 3600) throw new CliError(`SSSD_UP_SILENT_SECONDS must be whole seconds from 1 to 3600, got "${raw}".`);
+  return seconds * 1000;
+}
+
+/**
  * Calls `gone` once the service at `url` has refused /healthz WATCH_MISSES
  * times in a row (any status is an answer: a busy or draining pool answers
  * 503), or has not answered for WATCH_SILENT_MS.
@@ -283,6 +294,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   const edgeVars = edgeVarsFrom(env);
   // Checked before anything starts, as the edge's vars are.
   edgeDevtoolsFromEnv(env.SSSD_EDGE_DEVTOOLS);
+  const watchTiming = { everyMs: WATCH_EVERY_MS, misses: WATCH_MISSES, silentMs: watchSilentMsFrom(env.SSSD_UP_SILENT_SECONDS) };
   const devKey = env.SSSD_DEV_API_KEY || 'sssd-dev-key';
   // Sent as `Authorization: Bearer <key>`, which the edge reads as one word of printable ASCII: any other never matched.
   if (!/^[\x21-\x7e]+$/.test(devKey)) throw new CliError('SSSD_DEV_API_KEY must be printable ASCII without spaces (clients send it as "Authorization: Bearer <key>").');
@@ -429,8 +441,8 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     void stack.pool.service.exited.then((code) => stop(`pool exited (${code})\n${stack.pool.service.tail()}`, true));
     void stack.edge.service.exited.then((code) => stop(`edge exited (${code})\n${stack.edge.service.tail()}`, true));
     // wrangler outlives a workerd that crashed (or was killed for memory): the edge's port is what tells.
-    watchAnswers(stack.edgeUrl, (why) => stop(`edge stopped answering (${why})`, true));
-    watchAnswers(stack.poolUrl, (why) => stop(`pool stopped answering (${why})`, true));
+    watchAnswers(stack.edgeUrl, (why) => stop(`edge stopped answering (${why})`, true), watchTiming);
+    watchAnswers(stack.poolUrl, (why) => stop(`pool stopped answering (${why})`, true), watchTiming);
   });
   log('stopped.');
   if (failure !== null) throw new CliError(`${failure}, so the stack stopped.`, 1);

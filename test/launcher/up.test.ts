@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { CliError } from '../../gpu-pool/cli/cli-error';
 import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
-import { checkPoolFlags, poolDrainGraceMs, defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers } from '../../launcher/up';
+import { checkPoolFlags, poolDrainGraceMs, defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers, watchSilentMsFrom } from '../../launcher/up';
 import { edgeDevtoolsFromEnv } from '../../launcher/stack';
 import { repoRoot } from '../../launcher/stack';
 import { models } from '../support/shared-data';
@@ -139,6 +139,19 @@ describe("sssd up's watch on its services", () => {
     expect(why.why).toMatch(/healthz/);
     for (const s of sockets) s.destroy();
     busy.close();
+  });
+});
+
+describe('SSSD_UP_SILENT_SECONDS', () => {
+  it('sets how long a silent service is waited for, 20 s unset or empty, and refuses anything but whole seconds from 1 to 3600 by name', () => {
+    expect(watchSilentMsFrom(undefined)).toBe(20_000);
+    expect(watchSilentMsFrom('')).toBe(20_000);
+    expect(watchSilentMsFrom('4')).toBe(4_000);
+    expect(watchSilentMsFrom('3600')).toBe(3_600_000);
+    for (const bad of ['0', '-5', '1.5', 'abc', '3601', '1e3']) {
+      expect(() => watchSilentMsFrom(bad)).toThrow(CliError);
+      expect(() => watchSilentMsFrom(bad)).toThrow(`SSSD_UP_SILENT_SECONDS must be whole seconds from 1 to 3600, got "${bad}"`);
+    }
   });
 });
 
