@@ -64,11 +64,11 @@ async function upIn(cwd: string, env: Record<string, string>, args: string[]): P
   return { code, stderr };
 }
 
-/** Starts `sssd up` on free ports and waits for its "Ctrl-C stops both" line. */
-async function startUp(): Promise<RunningUp> {
+/** Starts `sssd up` on free ports, with `env` added, and waits for its "Ctrl-C stops both" line. */
+async function startUp(env: Record<string, string> = {}): Promise<RunningUp> {
   // Pool flags after --: the pool takes them (checked on /healthz, and in the output, below).
   // A pool token with a `$` in it: wrangler expands `$NAME` in its env file, and the edge got another token than the pool.
-  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1', SSSD_POOL_TOKEN: 'up-$HOME-token' }, ['--', '--max-total-tokens', '123456', '--log-requests']);
+  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1', SSSD_POOL_TOKEN: 'up-$HOME-token', ...env }, ['--', '--max-total-tokens', '123456', '--log-requests']);
   const { up } = started;
   const output = started.output;
   const deadline = Date.now() + 110_000;
@@ -200,8 +200,9 @@ describe('sssd up', () => {
     for (const pid of pids) process.kill(pid, 'SIGKILL');
     expect(await exited).toBe(1);
     expect(output()).toMatch(/pool exited .*so the stack stopped/s);
-    // workerd dying leaves wrangler running: the edge's silence is what stops the stack.
-    const second = await startUp();
+    // workerd dying leaves wrangler running: the edge's silence is what stops the stack (after 4 s of it here, not
+    // the 20 s a busy edge is given).
+    const second = await startUp({ SSSD_UP_SILENT_SECONDS: '4' });
     const workerd = execFileSync('pgrep', ['-f', `workerd serve .*entry=127\\.0\\.0\\.1:${second.edgePort}`]).toString().trim().split('\n').map(Number);
     expect(workerd.length).toBeGreaterThan(0);
     for (const pid of workerd) process.kill(pid, 'SIGKILL');
