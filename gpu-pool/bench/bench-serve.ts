@@ -15,6 +15,10 @@
  * emptied each time) and every ratio to `off` also comes per replay, so a
  * reader sees how far one run's ratio can be trusted (on the 2-core VM a
  * single run's ratio moves by ±5-10% at concurrency 8-128).
+ *
+ * Closed loop: a level keeps `concurrency` requests in flight, the next sent
+ * as one ends; the workload's `arrival_s` is not used (a bursty trace is
+ * replayed as a steady one).
  */
 import cliProgress from 'cli-progress';
 import { speculationMethods, type PoolInfo, type SpeculationMethod } from '../../shared/protocol';
@@ -27,12 +31,13 @@ import { clearPoolDraftCache } from './pool-draft-cache';
 import { addPhaseDelta, readPoolPhases, zeroPhases, type PhaseSeconds } from './pool-phases';
 import { runGeneration, type TimedGeneration } from './pool-stream-client';
 import type { PoolEventFormat } from '../../shared/pool-event-stream';
-import type { WorkloadRequest } from './workload';
+import { poolFieldsOf, unhonouredFields, type ServedWorkloadRequest } from './workload';
+import { measuredPool, type MeasuredPool } from './measured-pool';
 
 export interface BenchServeOptions {
   poolUrl: string;
   token: string | null;
-  workload: WorkloadRequest[];
+  workload: ServedWorkloadRequest[];
   concurrencies: number[];
   methods: SpeculationMethod[];
   /** Requests per concurrency level (at least 4 × the concurrency, cycling through the workload). */
@@ -49,6 +54,8 @@ export interface BenchServeOptions {
   events?: PoolEventFormat;
   /** A structured output every request is sent with (the pool's `regex`; a JSON schema as the edge writes it); absent: none. */
   regex?: string;
+  /** Told which pool the run measures (its /v1/info), once, before the first request. */
+  onPool?: (pool: MeasuredPool) => void;
   /** Called after each concurrency level with every result so far (what an interrupted run still has to show). */
   onLevel?: (results: readonly MethodResult[]) => void;
   /** Told once where the pool's draft cache could not be emptied before a replay (a pool from before DELETE /v1/draft-cache). */
@@ -65,11 +72,22 @@ export interface MethodResult {
   outputTokens: number;
   wallSeconds: number;
   outputTokensPerSecond: number;
-  /** Latencies: NaN (null in `--json`) where the level had no sample (every request one token long has no TPOT nor ITL). */
+  /**
+   * Latencies: NaN (null in `--json`) where the level had no sample (every
+   * request one token long has no TPOT nor ITL). TPOT is vLLM's: per request,
+   * (last token event - first) / (tokens - 1), so a request whose tokens all
+   * came in one event (a step's speculation, or a short one) counts 0 however
+   * long it took; E2E is a request's whole time, send to last token.
+   */
   tpotMedianMs: number;
   tpotP99Ms: number;
   ttftMedianMs: number;
   ttftP99Ms: number;
+  e2eMedianMs: number;
+  /** How many samples each latency's quantiles are of: requests of more than one token; requests that did not fail (TTFT, E2E); gaps between token events. */
+  tpotSamples: number;
+  ttftSamples: number;
+  itlSamples: number;
   /**
    * Inter-token latency: time between a stream's consecutive token events
    * (a speculative step's tokens arrive as one), p99 and the longest, over
@@ -103,7 +121,7 @@ export interface MethodResult {
 interface Prepared {
   user: string;
   promptIds: number[];
-  request: WorkloadRequest;
+  request: ServedWorkloadRequest;
 }
 
 export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[]> {
@@ -113,6 +131,10 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
   });
   if (!infoRes.ok) throw new Error(`GET /v1/info answered ${infoRes.status}: ${(await infoRes.text()).slice(0, 200)}`);
   const info = (await infoRes.json()) as PoolInfo;
+  // A field the pool would strip unread changes the workload without a word (it answers 200).
+  const unhonoured = unhonouredFields(opts.workload, info.features ?? []);
+  if (unhonoured.length > 0) throw new Error(`the workload's requests use what this pool does not honour: ${unhonoured.join(', ')}`);
+  opts.onPool?.(measuredPool(opts.poolUrl, info, opts.useDatastore));
   const tokRes = await fetch(`${opts.poolUrl}${info.tokenizer.path}`, { headers });
   if (!tokRes.ok) throw new Error(`GET ${info.tokenizer.path} answered ${tokRes.status}`);
   const tokenizer = loadTokenizer(new Uint8Array(await tokRes.arrayBuffer()), info.tokenizer.format);
@@ -132,7 +154,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
     id: `${idPrefix}-${process.pid}-${++runId}`,
     promptIds: p.promptIds,
     maxTokens: p.request.max_tokens,
-    sampling: { temperature: p.request.temperature, topP: p.request.top_p, topK: 0, seed: p.request.seed },
+    ...poolFieldsOf(p.request),
     speculation: method,
     useDatastore: opts.useDatastore,
     contributeToDatastore: false,
@@ -362,6 +384,7 @@ function summarise(concurrency: number, method: SpeculationMethod, runs: TimedGe
   const outputTokens = ok.reduce((s, r) => s + r.outputIds.length, 0);
   const tpot = ok.filter((r) => r.outputIds.length > 1).map((r) => (r.lastTokenAt - r.firstTokenAt) / (r.outputIds.length - 1));
   const ttft = ok.map((r) => r.firstTokenAt - r.sentAt);
+  const e2e = ok.map((r) => r.lastTokenAt - r.sentAt);
   const gaps = ok.flatMap((r) => r.gaps);
   const steps = ok.reduce((s, r) => s + (r.usage?.steps ?? 0), 0);
   const drafted = ok.reduce((s, r) => s + (r.usage?.draftTokens ?? 0), 0);
@@ -379,6 +402,10 @@ function summarise(concurrency: number, method: SpeculationMethod, runs: TimedGe
     tpotP99Ms: quantile(tpot, 0.99),
     ttftMedianMs: quantile(ttft, 0.5),
     ttftP99Ms: quantile(ttft, 0.99),
+    e2eMedianMs: quantile(e2e, 0.5),
+    tpotSamples: tpot.length,
+    ttftSamples: ttft.length,
+    itlSamples: gaps.length,
     itlP99Ms: quantile(gaps, 0.99),
     itlMaxMs: gaps.length > 0 ? gaps.reduce((a, b) => Math.max(a, b), 0) : NaN,
     meanAcceptanceLength: steps > 0 ? outputTokens / steps : 0,
@@ -391,10 +418,28 @@ function millis(ms: number, digits: number): string {
   return Number.isFinite(ms) ? `${ms.toFixed(digits)}ms` : '-';
 }
 
+/**
+ * Fewest samples a p99 is shown of: from 4 requests linear interpolation made
+ * it about their maximum, printed as a tail latency (review h192). `--json`
+ * keeps the figure, with its sample count.
+ */
+export const MIN_P99_SAMPLES = 100;
+
+/** A p99 for the table: '-' below MIN_P99_SAMPLES samples. */
+function p99Millis(ms: number, samples: number, digits: number): string {
+  return samples < MIN_P99_SAMPLES ? '-' : millis(ms, digits);
+}
+
+/** What the latency columns are, under the table: TPOT's 0 for a request served in one event reads as fast otherwise. */
+export const LATENCY_LEGEND = [
+  "TPOT: per request, (last token event - first) / (tokens - 1), vLLM's: 0 where a request's tokens came in one event, however long it took; E2E: a request's time from send to its last token",
+  `p99: '-' below ${MIN_P99_SAMPLES} samples (requests for TPOT and TTFT, gaps between token events for ITL); --repeat N gives N times as many`,
+].join('\n');
+
 export function formatTable(results: readonly MethodResult[]): string {
   // With repeats, the per-replay ratios' range follows the pooled ratio.
   const spread = results.some((r) => (r.speedupVsOffRuns?.length ?? 0) > 1);
-  const head = ['conc', 'method', 'reqs', 'fail', 'out tok/s', 'x off', ...(spread ? ['x off runs'] : []), 'TPOT med', 'TPOT p99', 'TTFT med', 'TTFT p99', 'ITL p99', 'ITL max', 'tok/step', 'accept'];
+  const head = ['conc', 'method', 'reqs', 'fail', 'out tok/s', 'x off', ...(spread ? ['x off runs'] : []), 'TPOT med', 'TPOT p99', 'TTFT med', 'TTFT p99', 'E2E med', 'ITL p99', 'ITL max', 'tok/step', 'accept'];
   const rows = results.map((r) => [
     String(r.concurrency),
     r.method,
@@ -405,16 +450,17 @@ export function formatTable(results: readonly MethodResult[]): string {
     r.speedupVsOff === undefined ? '-' : `${r.speedupVsOff.toFixed(2)}x`,
     ...(spread ? [r.speedupVsOffRuns ? `${Math.min(...r.speedupVsOffRuns).toFixed(2)}-${Math.max(...r.speedupVsOffRuns).toFixed(2)}x` : '-'] : []),
     millis(r.tpotMedianMs, 2),
-    millis(r.tpotP99Ms, 2),
+    p99Millis(r.tpotP99Ms, r.tpotSamples, 2),
     millis(r.ttftMedianMs, 1),
-    millis(r.ttftP99Ms, 1),
-    millis(r.itlP99Ms, 2),
+    p99Millis(r.ttftP99Ms, r.ttftSamples, 1),
+    millis(r.e2eMedianMs, 1),
+    p99Millis(r.itlP99Ms, r.itlSamples, 2),
     millis(r.itlMaxMs, 1),
     r.meanAcceptanceLength.toFixed(2),
     r.method === 'off' ? '-' : `${(r.acceptanceRate * 100).toFixed(0)}%`,
   ]);
   const partial = results.some((r) => r.failed > 0);
-  return renderColumns(head, rows) + (partial ? '\n* counts only the requests that did not fail; the time includes the failed ones' : '');
+  return [renderColumns(head, rows), ...(partial ? ['* counts only the requests that did not fail; the time includes the failed ones'] : []), LATENCY_LEGEND].join('\n');
 }
 
 /** Aligned columns under a rule: the first two (concurrency, method) to the left, figures to the right. */

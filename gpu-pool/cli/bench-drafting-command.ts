@@ -55,7 +55,7 @@ export function register(program: Command): void {
     .command('bench-drafting')
     .description('time the per-request drafting costs: drafter construction, user-cache merge, datastore drafting step')
     .requiredOption('--tokenizer <path>', 'tokenizer (llama2.c .bin or tokenizer.json)')
-    .requiredOption('--workload <file>', 'workload JSONL (prompts)')
+    .requiredOption('--workload <file>', 'workload JSONL (its prompts are drafted; each line as eval-drafts reads it: user, prompt, max_tokens, temperature, ...)')
     .requiredOption('--corpus <file>', 'JSONL corpus of {"text"} lines (user histories and continuations)')
     .option('--datastore <file>', 'built datastore (sssd datastore build) for the step benchmark')
     .option('--next-tokens <file>', "the model's next-token table for the sampled step benchmark (default: --datastore's FILE.next-tokens when present; none = skip it)")

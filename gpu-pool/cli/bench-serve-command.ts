@@ -4,7 +4,8 @@
  */
 import { Option, type Command } from 'commander';
 import { benchServe, describeInterruption, describeLevelRequests, formatFailures, formatPhaseTable, formatTable, parseMethods, type MethodResult } from '../bench/bench-serve';
-import { loadWorkload } from '../bench/workload';
+import { loadServedWorkload } from '../bench/workload';
+import { describeMeasuredPool, type MeasuredPool } from '../bench/measured-pool';
 import { readFile } from 'node:fs/promises';
 import { CliError, unreadableFile } from './cli-error';
 import { jsonSchemaRegex, SchemaError } from '../../shared/structured/json-schema-regex';
@@ -33,7 +34,7 @@ export function register(program: Command): void {
     .command('bench-serve')
     .description('serving benchmark: replay a workload against a running pool at several concurrencies and methods')
     .requiredOption('--pool <url>', 'pool base URL, e.g. http://127.0.0.1:8788')
-    .requiredOption('--workload <file>', 'workload JSONL (user, prompt, max_tokens, temperature, top_p, seed)')
+    .requiredOption('--workload <file>', 'workload JSONL, one request a line (fields below)')
     .option('--concurrency <list>', 'generations in flight, comma-separated', '1,8,32,128')
     .option('--methods <list>', 'speculation methods, comma-separated (off, pld, context, sssd)', 'off,pld,sssd')
     .option('--limit <n>', 'requests per concurrency level, at most the workload\'s (at least 4 × the concurrency, cycling through the workload for that)', '96')
@@ -44,8 +45,9 @@ export function register(program: Command): void {
     .option('--prompt-prefix <text>', "text put before every workload prompt: a system prompt all requests share (what the pool's prefix cache is for)")
     .addOption(new Option('--events <form>', "the form of the pool's event streams: frames (binary, as the edge asks) or ndjson").choices(['frames', 'ndjson']).default('frames'))
     .option('--token <token>', 'bearer token (default $SSSD_POOL_TOKEN)')
-    .option('--json', 'print the results as JSON')
+    .option('--json', 'print the report as JSON: the pool measured, the workload, a result per level and method')
     .option('--phases', "also print where the pool's time went per output token, by scheduler phase (from its /metrics)")
+    .addHelpText('after', WORKLOAD_HELP)
     .action(async (flags: BenchServeFlags) => {
       // A level twice compared its second run with the first's `off`: once each, in the order given.
       const concurrencies = [...new Set(parseNumberList('--concurrency', flags.concurrency, { integer: true, min: 1 }))];
@@ -58,7 +60,7 @@ export function register(program: Command): void {
         throw new CliError((err as Error).message);
       }
       const poolUrl = parsePoolUrl(flags.pool);
-      const loaded = await loadWorkload(flags.workload).catch((err: Error) => {
+      const loaded = await loadServedWorkload(flags.workload).catch((err: Error) => {
         throw new CliError(err.message);
       });
       const prefix = flags.promptPrefix;
@@ -66,13 +68,18 @@ export function register(program: Command): void {
       const t0 = performance.now();
       // Ctrl-C prints the levels already measured (a long run's first levels are not lost), then exits 130.
       let finished: readonly MethodResult[] = [];
+      // Which pool the figures are of: known before the first request, so in every report.
+      let pool: MeasuredPool | null = null;
       const printResults = (results: readonly MethodResult[]): void => {
-        if (flags.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
-        else {
+        if (flags.json) {
+          const report: BenchServeReport = { pool, workload: { file: flags.workload, requests: workload.length }, results };
+          process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+        } else {
           process.stdout.write(formatTable(results) + '\n');
           if (flags.phases) process.stdout.write(formatPhaseTable(results) + '\n');
           const levels = [...new Set(results.map((r) => r.concurrency))];
           process.stdout.write(`(${describeLevelRequests(workload.length, limit, levels)}; ${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+          if (pool) process.stdout.write(`${describeMeasuredPool(pool)}\n`);
         }
       };
       const onInterrupt = (): void => {
@@ -96,6 +103,7 @@ export function register(program: Command): void {
         ...(flags.jsonSchema !== undefined ? { regex: await schemaRegex(flags.jsonSchema) } : {}),
         phases: flags.phases === true || flags.json === true,
         progress: !flags.json && process.stderr.isTTY === true,
+        onPool: (measured) => (pool = measured),
         onLevel: (results) => {
           finished = [...results];
           // A line per level on stderr: a long run shows where it is, where no progress bar is drawn.
@@ -115,6 +123,32 @@ export function register(program: Command): void {
       if (failures) throw new CliError(`requests failed (no ratio for their levels):\n${failures}`, 1);
     });
 }
+
+/** `--json`'s output: the pool measured (null only where none answered), the workload, and a result per level and method. */
+export interface BenchServeReport {
+  pool: MeasuredPool | null;
+  workload: { file: string; requests: number };
+  results: readonly MethodResult[];
+}
+
+const WORKLOAD_HELP = `
+Workload lines (JSON objects):
+  user, prompt, max_tokens     required
+  temperature                  required: 0 is greedy (OpenAI's default, for a
+                               request that names none, is 1)
+  top_p, seed                  optional: top_p 1, a seed drawn by the pool
+  stop, top_k, min_p, frequency_penalty, presence_penalty, repetition_penalty
+                               optional, as OpenAI and vLLM read them, sent to
+                               the pool (refused before the run where it lists
+                               no such feature)
+  arrival_s                    read and not used: each level keeps --concurrency
+                               requests in flight, the next sent as one ends (a
+                               closed loop), so bursts are not replayed
+Any other field is refused, by its file and line, before the run.
+
+The report ends with the pool measured (its /v1/info): model, context,
+tokenizer and weights hashes, execution provider, datastore and admission
+limits; --json has them as \`pool\`.`;
 
 /** The regex of `--json-schema` (JSON text, or @FILE), as the edge writes a schema (shared/structured/json-schema-regex.ts). */
 async function schemaRegex(flag: string): Promise<string> {

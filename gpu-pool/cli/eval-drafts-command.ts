@@ -54,7 +54,7 @@ export function register(program: Command): void {
     .description('replay a workload against true continuations (greedy, or as served) and report mean acceptance length per drafting method and budget')
     .requiredOption('--model <path>', 'checkpoint (llama2.c .bin or Hugging Face directory)')
     .requiredOption('--tokenizer <path>', 'tokenizer (llama2.c .bin or tokenizer.json)')
-    .requiredOption('--workload <file>', 'workload JSONL (user, prompt, max_tokens, arrival_s, ...)')
+    .requiredOption('--workload <file>', 'workload JSONL: user, prompt, max_tokens, temperature (required), top_p, seed, arrival_s; any other field is refused')
     .option('--datastore <file>', 'built datastore (sssd datastore build)')
     .option('--datastore-corpus <file>', 'or: a JSONL corpus of {"text"} lines, indexed in memory')
     .option('--budgets <list>', 'draft tree budgets (draft nodes)', '4,8,16,32')

@@ -8,9 +8,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchServe, describeInterruption, describeLevelRequests, distinctErrors, formatFailures, formatTable, warmupRound, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
+import { benchServe, describeInterruption, describeLevelRequests, distinctErrors, formatFailures, formatTable, MIN_P99_SAMPLES, warmupRound, type MethodResult } from '../../../gpu-pool/bench/bench-serve';
+import type { MeasuredPool } from '../../../gpu-pool/bench/measured-pool';
 import { runGeneration, type TimedGeneration } from '../../../gpu-pool/bench/pool-stream-client';
-import { loadWorkload } from '../../../gpu-pool/bench/workload';
+import { loadWorkload, parseWorkload, poolFieldsOf, servedWorkloadRequestSchema } from '../../../gpu-pool/bench/workload';
+import type { BenchServeReport } from '../../../gpu-pool/cli/bench-serve-command';
 import { repoRoot, workloads } from '../../support/shared-data';
 import { metricValue, startPool, type PoolProcess } from '../server/pool-process';
 
@@ -26,6 +28,7 @@ afterAll(async () => {
 describe('bench-serve', () => {
   it('replays a workload per method and concurrency and reports consistent figures', async () => {
     const workload = (await loadWorkload(workloads.devSessions)).slice(0, 6).map((r) => ({ ...r, max_tokens: Math.min(r.max_tokens, 48) }));
+    const measured: MeasuredPool[] = [];
     const results = await benchServe({
       poolUrl: pool.url,
       token: pool.token,
@@ -36,7 +39,13 @@ describe('bench-serve', () => {
       useDatastore: true,
       progress: false,
       phases: true,
+      onPool: (p) => measured.push(p),
     });
+    // Told once which pool it measured, as its /v1/info says: this test's, with no datastore.
+    const info = (await (await fetch(`${pool.url}/v1/info`, { headers: { authorization: `Bearer ${pool.token}` } })).json()) as { model: { name: string; sha256?: string }; tokenizer: { sha256: string }; limits: object };
+    expect(measured).toHaveLength(1);
+    expect(measured[0]).toMatchObject({ url: pool.url, model: { name: info.model.name, contextLength: 512 }, tokenizer: { sha256: info.tokenizer.sha256 }, datastore: { enabled: false, tokens: 0, used: false }, limits: info.limits });
+    expect(measured[0].model.sha256).toBe(info.model.sha256);
     expect(results.map((r) => `${r.concurrency}/${r.method}`)).toEqual(['1/off', '1/sssd', '4/off', '4/sssd']);
     for (const r of results) {
       expect(r.failed).toBe(0);
@@ -46,6 +55,12 @@ describe('bench-serve', () => {
       expect(r.outputTokensPerSecond).toBeGreaterThan(0);
       expect(r.ttftMedianMs).toBeGreaterThan(0);
       expect(r.ttftP99Ms).toBeGreaterThanOrEqual(r.ttftMedianMs);
+      // Every request's whole time is at least its time to first token, so their medians are ordered the same way.
+      expect(r.e2eMedianMs).toBeGreaterThanOrEqual(r.ttftMedianMs);
+      expect(r.ttftSamples).toBe(r.requests);
+      expect(r.tpotSamples).toBeLessThanOrEqual(r.ttftSamples);
+      expect(r.tpotSamples).toBeGreaterThan(0);
+      expect(r.itlSamples).toBeGreaterThan(0);
       // Streams' gaps between token events: a decode step or more each, the longest at least the p99.
       expect(r.itlP99Ms).toBeGreaterThan(0);
       expect(r.itlMaxMs).toBeGreaterThanOrEqual(r.itlP99Ms);
@@ -91,6 +106,11 @@ describe('bench-serve', () => {
     const phaseHead = lines.findIndex((l) => l.startsWith('pool µs per output token'));
     expect(phaseHead).toBeGreaterThan(0);
     expect(lines[phaseHead + 1]).toMatch(/^conc\s+method\s+draft\s+forward\s+accept\s+between\s+idle\s+total\s+busy$/);
+    // The footer names the pool measured: its model and hashes, datastore and limits (a run against the wrong pool read like any other).
+    expect(lines.find((l) => l.startsWith(`pool ${pool.url}`))).toMatch(new RegExp(`^pool ${pool.url}: \\S+ \\(context 512, tokenizer [0-9a-f]{12}(, weights [0-9a-f]{12})?\\)( on cpu)?; no datastore; --max-active \\d+ --max-queued \\d+ --max-total-tokens \\d+`));
+    // 24 requests a method: too few for a p99, which says so under the table.
+    expect(lines.find((l) => /^2\s+pld\s/.test(l))!.split(/ +/).slice(7, 13)).toEqual([expect.stringMatching(/ms$/), '-', expect.stringMatching(/ms$/), '-', expect.stringMatching(/ms$/), expect.stringMatching(/ms$/)]);
+    expect(stdout).toMatch(/^p99: '-' below 100 samples/m);
     expect(lines.slice(phaseHead).find((l) => /^2\s+off\s/.test(l))).toMatch(/^2\s+off(\s+\d+\.\d){6}\s+\d+%$/);
 
     const workload = (await loadWorkload(workloads.devSessions)).slice(0, 4).map((r) => ({ ...r, max_tokens: Math.min(r.max_tokens, 24) }));
@@ -127,14 +147,33 @@ describe('bench-serve', () => {
     expect(sssd.speedupVsOff!).toBeLessThanOrEqual(Math.max(...runs) + 1e-9);
   });
 
+  const level = (fields: Partial<MethodResult>): MethodResult => ({
+    concurrency: 1, method: 'off', requests: 4, failed: 0, errors: [], outputTokens: 4, wallSeconds: 0.01, outputTokensPerSecond: 400,
+    tpotMedianMs: NaN, tpotP99Ms: NaN, ttftMedianMs: 1.5, ttftP99Ms: 2, e2eMedianMs: 1.5, tpotSamples: 0, ttftSamples: 4, itlSamples: 0, itlP99Ms: NaN, itlMaxMs: NaN, meanAcceptanceLength: 1, acceptanceRate: 0,
+    ...fields,
+  });
+  /** The table's row of one level, cut into its cells. */
+  const cells = (r: MethodResult): string[] => formatTable([r]).split('\n')[2].split(/ +/);
+
   it("shows '-' for a latency the level had no sample of (one-token requests: no TPOT, no ITL), not NaNms", () => {
-    const level: MethodResult = {
-      concurrency: 1, method: 'off', requests: 4, failed: 0, errors: [], outputTokens: 4, wallSeconds: 0.01, outputTokensPerSecond: 400,
-      tpotMedianMs: NaN, tpotP99Ms: NaN, ttftMedianMs: 1.5, ttftP99Ms: 2, itlP99Ms: NaN, itlMaxMs: NaN, meanAcceptanceLength: 1, acceptanceRate: 0,
-    };
-    const row = formatTable([level]).split('\n').at(-1)!;
-    expect(row).not.toMatch(/NaN/);
-    expect(row.split(/ +/).slice(6, 12)).toEqual(['-', '-', '1.5ms', '2.0ms', '-', '-']);
+    const row = cells(level({}));
+    expect(row.join(' ')).not.toMatch(/NaN/);
+    expect(formatTable([level({})]).split('\n')[0]).toMatch(/\sTTFT p99\s+E2E med\s+ITL p99\s/);
+    expect(row.slice(6, 13)).toEqual(['-', '-', '1.5ms', '-', '1.5ms', '-', '-']);
+  });
+
+  it(`shows a p99 only of ${MIN_P99_SAMPLES} samples or more (from 4 it was their maximum), and says under the table what TPOT and the dashes mean`, () => {
+    const figures = { tpotMedianMs: 0, tpotP99Ms: 0.24, ttftMedianMs: 8.1, ttftP99Ms: 20, e2eMedianMs: 9.3, itlP99Ms: 3, itlMaxMs: 4 };
+    const few = level({ ...figures, requests: 99, tpotSamples: 99, ttftSamples: 99, itlSamples: 99 });
+    expect(cells(few).slice(6, 13)).toEqual(['0.00ms', '-', '8.1ms', '-', '9.3ms', '-', '4.0ms']);
+    const enough = level({ ...figures, requests: 100, tpotSamples: 100, ttftSamples: 100, itlSamples: MIN_P99_SAMPLES });
+    expect(cells(enough).slice(6, 13)).toEqual(['0.00ms', '0.24ms', '8.1ms', '20.0ms', '9.3ms', '3.00ms', '4.0ms']);
+    // Each p99 by its own samples: requests for TTFT, gaps for ITL.
+    expect(cells(level({ ...figures, tpotSamples: 5, ttftSamples: 200, itlSamples: 5 })).slice(6, 13)).toEqual(['0.00ms', '-', '8.1ms', '20.0ms', '9.3ms', '-', '4.0ms']);
+    // A TPOT of 0 (every token of a request in one event) beside a longer E2E: the legend says why.
+    const table = formatTable([few]).split('\n');
+    expect(table[3]).toMatch(/^TPOT: per request, \(last token event - first\) \/ \(tokens - 1\), vLLM's: 0 where a request's tokens came in one event, however long it took; E2E: /);
+    expect(table[4]).toMatch(/^p99: '-' below 100 samples \(requests for TPOT and TTFT, gaps between token events for ITL\)/);
   });
 
   it('says which requests each level measured, not the whole workload alone', () => {
@@ -198,7 +237,7 @@ describe('bench-serve', () => {
     const { stdout } = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '1', '--methods', 'off', '--limit', '4', '--prompt-prefix', prefix, '--json'], {
       env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
     });
-    expect((JSON.parse(stdout) as MethodResult[])[0]).toMatchObject({ requests: 4, failed: 0 });
+    expect((JSON.parse(stdout) as BenchServeReport).results[0]).toMatchObject({ requests: 4, failed: 0 });
     // The bench's warm-up and the level: every request after the first finds at least the prefix's whole blocks.
     expect((await hits()) - before).toBeGreaterThanOrEqual(10 * 16);
     // A prefix that fills the context leaves no room to generate: said, not measured as nothing.
@@ -214,9 +253,15 @@ describe('bench-serve', () => {
     const { stdout } = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off', '--limit', '2', '--json'], {
       env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
     });
-    const parsed = JSON.parse(stdout) as MethodResult[];
-    expect(parsed).toHaveLength(1);
-    expect(parsed[0]).toMatchObject({ concurrency: 2, method: 'off', failed: 0 });
+    // The report: the pool measured, the workload, then a result per level and method.
+    const parsed = JSON.parse(stdout) as BenchServeReport;
+    expect(Object.keys(parsed)).toEqual(['pool', 'workload', 'results']);
+    expect(parsed.pool).toMatchObject({ url: pool.url, model: { contextLength: 512 }, datastore: { enabled: false } });
+    expect(parsed.pool!.tokenizer.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(parsed.pool!.limits.maxActive).toBeGreaterThan(0);
+    expect(parsed.workload).toEqual({ file: workloads.devSessions, requests: 192 });
+    expect(parsed.results).toHaveLength(1);
+    expect(parsed.results[0]).toMatchObject({ concurrency: 2, method: 'off', failed: 0, ttftSamples: 8 });
     const bad = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--methods', 'magic'], {
       env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
     }).catch((e: { code: number; stderr: string }) => e);
@@ -228,6 +273,18 @@ describe('bench-serve', () => {
     }).catch((e: { code: number; stderr: string }) => e);
     expect((badRepeat as { code: number }).code).toBe(2);
     expect((badRepeat as { stderr: string }).stderr).toMatch(/--repeat/);
+    // A workload line without temperature, or with a field not replayed, is refused by its line before the run.
+    const dir = mkdtempSync(path.join(tmpdir(), 'bench-workload-'));
+    const untold = path.join(dir, 'w.jsonl');
+    writeFileSync(untold, `${JSON.stringify({ user: 'u', prompt: 'Once', max_tokens: 4, temperature: 0 })}\n${JSON.stringify({ user: 'u', prompt: 'Once', max_tokens: 4, n: 2 })}\n`);
+    const refused = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', untold, '--concurrency', '1', '--methods', 'off'], {
+      env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
+    })
+      .catch((e: { code: number; stderr: string }) => e)
+      .finally(() => rmSync(dir, { recursive: true, force: true }));
+    expect((refused as { code: number }).code).toBe(2);
+    expect((refused as { stderr: string }).stderr).toContain(`${untold}:2: temperature: required: 0 for greedy decoding`);
+    expect((refused as { stderr: string }).stderr).toContain('unknown field "n": not replayed here');
   });
 
   it('prints the levels already measured when interrupted (Ctrl-C), and exits 130', async () => {
@@ -257,7 +314,7 @@ describe('bench-serve', () => {
     const workload = path.join(dir, 'w.jsonl');
     // A pool that holds fewer tokens than the request needs refuses each (the workload's own check now refuses what
     // every pool would, such as a temperature of 5, before the run).
-    writeFileSync(workload, '{"user":"u","prompt":"Once upon a time, there was a little dog.","max_tokens":8}\n');
+    writeFileSync(workload, '{"user":"u","prompt":"Once upon a time, there was a little dog.","max_tokens":8,"temperature":0}\n');
     const small = await startPool(['--max-total-tokens', '8']);
     const cli = path.join(repoRoot, 'bin/sssd.mjs');
     const failed = await run(process.execPath, [cli, 'bench-serve', '--pool', small.url, '--workload', workload, '--concurrency', '1,1', '--methods', 'off,sssd,off', '--limit', '1'], {
@@ -276,6 +333,31 @@ describe('bench-serve', () => {
     // Their tokens/s counts only what did not fail, and says so rather than pass for the method's throughput.
     for (const row of rows) expect(row.split(/ +/)[4]).toMatch(/^\d+\*$/);
     expect(stdout).toMatch(/^\* counts only the requests that did not fail/m);
+    // Which pool refused them, with the limit that did.
+    expect(stdout).toMatch(new RegExp(`^pool ${small.url}: .*; --max-active \\d+ --max-queued \\d+ --max-total-tokens 8\\b`, 'm'));
+  });
+
+  it("replays a workload line's stop and top_k as the pool's (they were dropped unread, and the run measured another workload)", async () => {
+    const prompt = 'Once upon a time, there was a little dog.';
+    const served = (fields: object) => parseWorkload(JSON.stringify({ user: 'u', prompt, max_tokens: 40, temperature: 0, seed: 11, ...fields }), 'w.jsonl', servedWorkloadRequestSchema);
+    const tokens = async (fields: object): Promise<number> => {
+      const [r] = await benchServe({ poolUrl: pool.url, token: pool.token, workload: served(fields), concurrencies: [1], methods: ['off'], limit: 1, useDatastore: false, progress: false });
+      expect(r.failed).toBe(0);
+      return r.outputTokens / r.requests;
+    };
+    // The greedy story runs past its first full stop: a stop there ends it sooner.
+    const whole = await tokens({});
+    expect(await tokens({ stop: '.' })).toBeLessThan(whole);
+    expect(await tokens({ stop: ['zzzz'] })).toBe(whole);
+    // top_k 1 at temperature 1 is greedy; without it the same seed samples another story.
+    const generate = async (id: string, fields: object): Promise<number[]> => {
+      const r = await runGeneration(pool.url, pool.token, { id, promptIds: [1, 403, 407], maxTokens: 24, speculation: 'off', ...poolFieldsOf(served(fields)[0]) });
+      expect(r.ok).toBe(true);
+      return r.outputIds;
+    };
+    const greedy = await generate('topk-greedy', {});
+    expect(await generate('topk-1', { temperature: 1, top_k: 1 })).toEqual(greedy);
+    expect(await generate('topk-none', { temperature: 1 })).not.toEqual(greedy);
   });
 
   it("reads a generation's stream to done over one kept-alive client, and reports the pool's refusals", async () => {

@@ -19,7 +19,7 @@ describe('sssd bench-drafting', () => {
     requireSharedData();
     dir = await mkdtemp(path.join(os.tmpdir(), 'sssd-bench-drafting-'));
     const prompts = ['Tim went to the park.', 'Sue had a red ball.', 'One day, a cat sat.'];
-    await writeFile(path.join(dir, 'w.jsonl'), prompts.map((p, i) => JSON.stringify({ user: `u${i}`, prompt: p, max_tokens: 8 })).join('\n') + '\n');
+    await writeFile(path.join(dir, 'w.jsonl'), prompts.map((p, i) => JSON.stringify({ user: `u${i}`, prompt: p, max_tokens: 8, temperature: 0 })).join('\n') + '\n');
     const stories = ['Once upon a time, there was a little dog. The dog liked to run in the park.', 'Lily had a big red ball. She liked to play with it every day.'];
     await writeFile(path.join(dir, 'c.jsonl'), stories.map((t) => JSON.stringify({ text: t })).join('\n') + '\n');
   });

@@ -21,9 +21,9 @@ describe('sssd eval-drafts', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'sssd-eval-'));
     workload = path.join(dir, 'w.jsonl');
     const lines = [
-      { user: 'a', prompt: 'Tim went to the park.', max_tokens: 12, arrival_s: 0 },
-      { user: 'b', prompt: 'Sue had a red ball.', max_tokens: 12, arrival_s: 0.1 },
-      { user: 'a', prompt: 'Tim went to the park.', max_tokens: 12, arrival_s: 0.2 },
+      { user: 'a', prompt: 'Tim went to the park.', max_tokens: 12, temperature: 0, arrival_s: 0 },
+      { user: 'b', prompt: 'Sue had a red ball.', max_tokens: 12, temperature: 0, arrival_s: 0.1 },
+      { user: 'a', prompt: 'Tim went to the park.', max_tokens: 12, temperature: 0, arrival_s: 0.2 },
     ];
     await writeFile(workload, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
   });
@@ -60,7 +60,7 @@ describe('sssd eval-drafts', () => {
     const sampledWorkload = path.join(dir, 'sampled.jsonl');
     const lines = [
       { user: 'c', prompt: 'Ben saw a big dog.', max_tokens: 12, temperature: 1, seed: 7, arrival_s: 0 },
-      { user: 'd', prompt: 'Tim went to the park.', max_tokens: 12, arrival_s: 0.1 },
+      { user: 'd', prompt: 'Tim went to the park.', max_tokens: 12, temperature: 0, arrival_s: 0.1 },
       { user: 'c', prompt: 'Ben saw a big dog.', max_tokens: 12, temperature: 1, seed: 7, arrival_s: 0.2 },
     ];
     await writeFile(sampledWorkload, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
