@@ -7,9 +7,10 @@
 import { featuresNeeded, type PoolFeature } from '../shared/pool-features';
 import type { PoolEvent } from '../shared/protocol';
 import { ApiError, retryAfterSeconds } from './api-error';
-import { PoolMisdirectedError, PoolRejectedError, PoolUnavailableError, type GenerateInput, type PoolClient } from './pool-client';
+import { PoolMisdirectedError, PoolRejectedError, PoolUnavailableError, PoolUnreachableError, type GenerateInput, type PoolClient } from './pool-client';
 import { affinityKey, type PoolPicker } from './pool-picker';
-import { checkModelSoon, poolsRefuseTokenError } from './served-model';
+import { checkModelSoon } from './served-model';
+import { misconfiguredPoolsError } from './no-pool-error';
 import { StallWatch } from './stall-watch';
 import { clipped } from './request-schema';
 
@@ -88,6 +89,8 @@ export async function openGeneration(
   let tokenRefusals = 0;
   /** Refusals (401) whose answer was a pool's own: the others came from something that may not be a pool. */
   let poolTokenRefusals = 0;
+  /** Pools that did not answer at all: beside pools refusing the token, nothing a retry would reach. */
+  let unreachable = 0;
   for (let round = 0; ; round++) {
     // Pools of this round that hold fewer tokens than the request needs (a 413): only where every one tried says so is it the request's.
     let roundTries = 0;
@@ -149,7 +152,7 @@ export async function openGeneration(
         if (err instanceof PoolMisdirectedError) {
           if (err.status === 401) tokenRefusals++;
           if (err.status === 401 && !err.notAPool) poolTokenRefusals++;
-          picker.markMisdirected(client.baseUrl, err.message);
+          picker.markRefused(client.baseUrl, err);
           if (err.status === 421) checkModelSoon();
           continue;
         }
@@ -160,6 +163,7 @@ export async function openGeneration(
           picker.notePassedOver(client.baseUrl, `it did not answer within ${watch.windowSeconds} s`, givenId);
           continue;
         }
+        if (err instanceof PoolUnreachableError) unreachable++;
         // A busy pool answered: it is up, ranked by its load, not doubted (a doubted pool gets 2 s, not the window).
         if (!(err instanceof PoolUnavailableError && err.poolMessage !== undefined)) picker.markFailed(client.baseUrl);
         picker.notePassedOver(client.baseUrl, passedOverReason(err), givenId);
@@ -227,7 +231,8 @@ export async function openGeneration(
     if (!(await pause(Math.min(Math.max(floorMs, retryAfterMs ?? 2000), leftMs), signal))) throw cancelledError();
     retryAfterMs = null;
   }
-  if (tries > 0 && tokenRefusals === tries) throw poolsRefuseTokenError(poolTokenRefusals === 0);
+  const misconfigured = misconfiguredPoolsError({ tries, tokenRefusals, poolTokenRefusals, unreachable });
+  if (misconfigured) throw misconfigured;
   // The pool's words end "retry after the time given": the time is said once, here, as Retry-After gives it.
   const why = lastBusy ? ` (the last: ${clipped(lastBusy.replace(/; retry after the time given$/, ''), 200)})` : '';
   const retryS = (retryAfterMs ?? 2000) / 1000;

@@ -22,6 +22,20 @@ export class PoolUnavailableError extends Error {
 }
 
 /**
+ * The pool did not answer at all (connection refused or reset, no such
+ * host): down, or not there. Told apart from an answer (busy, 5xx, a
+ * refusal) and from silence (a timeout): with the other pools refusing the
+ * edge's token, an unreachable one leaves nothing to retry for
+ * (no-pool-error.ts).
+ */
+export class PoolUnreachableError extends PoolUnavailableError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PoolUnreachableError';
+  }
+}
+
+/**
  * This pool cannot serve this edge at all, whatever the request: it serves
  * another model (421 `model_mismatch`), refuses the edge's token (401), or
  * its URL names no pool (403, 404, 405: a proxy, a path such as `/v1` added
@@ -80,7 +94,14 @@ export class PoolClient {
   async info(timeoutMs = 5000): Promise<PoolInfo> {
     // The whole URL in what is said of it: a pool URL given with its own /v1 fetched /v1/v1/info.
     const url = `${this.baseUrl}/v1/info`;
-    const res = await fetch(url, { headers: this.headers(), signal: AbortSignal.timeout(timeoutMs) });
+    let res: Response;
+    try {
+      res = await fetch(url, { headers: this.headers(), signal: AbortSignal.timeout(timeoutMs) });
+    } catch (err) {
+      // Silent past the timeout is not unreachable: a hung pool may answer the next request.
+      if (err instanceof Error && err.name === 'TimeoutError') throw err;
+      throw new PoolUnreachableError(`pool ${url} unreachable: ${String(err)}`);
+    }
     if (res.status === 401) throw refusedToken(url, await res.text().catch(() => ''));
     const why = res.status === 404 ? ' (no pool there: SSSD_POOL_URLS takes base URLs, without /v1)' : '';
     if (MISDIRECTED.has(res.status)) {
@@ -125,7 +146,7 @@ export class PoolClient {
         signal: answer.signal,
       });
     } catch (err) {
-      throw new PoolUnavailableError(`pool ${this.baseUrl} unreachable: ${String(err)}`);
+      throw new PoolUnreachableError(`pool ${this.baseUrl} unreachable: ${String(err)}`);
     } finally {
       signal?.removeEventListener('abort', abortAnswer);
     }
@@ -199,4 +220,9 @@ function poolErrorBody(text: string): { retryAfterMs?: unknown; message?: unknow
   } catch {
     return {};
   }
+}
+
+/** Whether `err` is a pool's own 401: it refuses this edge's SSSD_POOL_TOKEN (not a URL that may name no pool). */
+export function refusesToken(err: unknown): boolean {
+  return err instanceof PoolMisdirectedError && err.status === 401 && !err.notAPool;
 }

@@ -15,7 +15,7 @@
  */
 import { featuresMissing, type PoolFeature } from '../shared/pool-features';
 import { modelIdentity, PROTOCOL_VERSION, sameModelIdentity, type ModelIdentity, type PoolHealth, type PoolInfo } from '../shared/protocol';
-import { PoolClient, PoolMisdirectedError } from './pool-client';
+import { PoolClient, PoolMisdirectedError, refusesToken } from './pool-client';
 
 const HEALTH_TTL_MS = 2_000;
 const FAILED_TTL_MS = 1_000;
@@ -114,6 +114,15 @@ interface Verification {
  */
 const STALL_DOUBT_MS = 60_000;
 
+/** What readiness (GET /readyz) says of the pools: counts only, never their URLs. */
+export interface Readiness {
+  /** Pools that can take work: up, verified to serve this edge, not refused since. */
+  healthy: number;
+  total: number;
+  /** Of the others, those up that refuse this edge's SSSD_POOL_TOKEN (401): left out where none does. */
+  refusedToken?: number;
+}
+
 export class PoolPicker {
   private readonly clients: PoolClient[];
   private readonly entries = new Map<string, HealthEntry>();
@@ -123,6 +132,8 @@ export class PoolPicker {
   private readonly unpinned = new Set<string>();
   /** Pools whose last /v1/info named another edge-pool protocol version than this edge's, with that version: not tried at all. */
   private readonly otherProtocol = new Map<string, number>();
+  /** Pools whose last refusal of this edge was a 401 of their own (its SSSD_POOL_TOKEN), not verified since: readiness counts those up. */
+  private readonly tokenRefusing = new Set<string>();
   /** Whether each pool serves this edge, as last verified (readiness counts only those that do). */
   private readonly verifications = new Map<string, Verification>();
   /** `url reason` → when it was last said that the pool was passed over for it. */
@@ -208,6 +219,14 @@ export class PoolPicker {
     refused.refusedAt = now;
     if ((this.misdirected.get(url) ?? 0) <= now) console.error(`edge: pool ${url} cannot serve this edge (${why}); it is tried last for ${MISDIRECTED_TTL_MS / 1000} s`);
     this.misdirected.set(url, now + MISDIRECTED_TTL_MS);
+    // Refused for another reason now (another model, weights, protocol): it took the token.
+    this.tokenRefusing.delete(url);
+  }
+
+  /** markMisdirected for a pool's refusal (PoolMisdirectedError), noting whether it refused this edge's token (readiness says so). */
+  markRefused(url: string, err: PoolMisdirectedError): void {
+    this.markMisdirected(url, err.message);
+    if (refusesToken(err)) this.tokenRefusing.add(url);
   }
 
   /**
@@ -246,6 +265,7 @@ export class PoolPicker {
     if (askedAt !== undefined && askedAt < verification.refusedAt) return;
     verification.ok = true;
     verification.at = Date.now();
+    this.tokenRefusing.delete(url);
   }
 
   private verification(url: string): Verification {
@@ -505,7 +525,7 @@ export class PoolPicker {
    * each VERIFY_RETRY_MS at most, of one verified each VERIFIED_TTL_MS.
    * Within that, probes cost no request to a pool.
    */
-  async readiness(): Promise<{ healthy: number; total: number }> {
+  async readiness(): Promise<Readiness> {
     const now = Date.now();
     // A pool never heard from whose first check another request runs: this probe cannot wait on that request's I/O
     // (workerd), and counting it unhealthy made a cold isolate's concurrent probes flap to 503 (review h103): asked
@@ -521,12 +541,15 @@ export class PoolPicker {
     const verifying = this.clients.filter((client) => this.verificationDue(client.baseUrl, now)).map((client) => this.verify(client));
     await Promise.all([...this.clients.map((client) => (unknown.has(client.baseUrl) ? unknown.get(client.baseUrl) : this.refresh(client, now))), ...verifying]);
     let healthy = 0;
+    let refusedToken = 0;
     for (const { baseUrl } of this.clients) {
       const entry = this.entries.get(baseUrl);
       const ok = unknown.has(baseUrl) ? await unknown.get(baseUrl)! : entry?.health?.ok === true && !entry.down;
       if (ok && this.verifications.get(baseUrl)?.ok === true && !this.passedOverByInfo(baseUrl)) healthy++;
+      // Up (its open /healthz says ok) and refusing the token: a configuration to fix, not a pool down.
+      else if (ok && this.tokenRefusing.has(baseUrl)) refusedToken++;
     }
-    return { healthy, total: this.clients.length };
+    return { healthy, total: this.clients.length, ...(refusedToken > 0 ? { refusedToken } : {}) };
   }
 
   /** Whether a probe at `now` asks the pool at `url` whether it serves this edge. */
@@ -554,7 +577,7 @@ export class PoolPicker {
     try {
       this.noteInfo(client.baseUrl, await client.info(VERIFY_TIMEOUT_MS), started);
     } catch (err) {
-      if (err instanceof PoolMisdirectedError) this.markMisdirected(client.baseUrl, err.message);
+      if (err instanceof PoolMisdirectedError) this.markRefused(client.baseUrl, err);
     } finally {
       if (verification.askingSince === started) verification.askingSince = 0;
       verification.at = Math.max(verification.at, started);

@@ -18,7 +18,8 @@ import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { ApiError } from './api-error';
 import { servedFingerprint } from './system-fingerprint';
 import { clipped } from './request-schema';
-import { PoolMisdirectedError, type PoolClient } from './pool-client';
+import { PoolMisdirectedError, PoolUnreachableError, type PoolClient } from './pool-client';
+import { misconfiguredPoolsError } from './no-pool-error';
 import type { PoolPicker } from './pool-picker';
 
 export interface ServedModel {
@@ -198,8 +199,10 @@ class InfoAsker {
   private pinnedOut = false;
   /** The protocol version a pool named that is not this edge's (the last one seen), or null. */
   private otherProtocol: number | null = null;
-  /** Every pool asked answered 401: the edge's SSSD_POOL_TOKEN is not theirs. */
-  private everyRefusedToken = true;
+  /** Pools asked for their info. */
+  private asked = 0;
+  /** Pools that did not answer at all (connection refused or reset). */
+  private unreachable = 0;
   /** Pools that answered 401, and each pool's failure as the log says it (the last alone hid a refused token behind an outage: review h124). */
   private tokenRefusals = 0;
   /** Of those, the ones whose 401 was a pool's own answer (the others: SSSD_POOL_URLS may name no pool). */
@@ -212,6 +215,7 @@ class InfoAsker {
   async info(client: PoolClient): Promise<PoolInfo | null> {
     const { picker } = this;
     let info: PoolInfo;
+    this.asked++;
     try {
       info = await client.info();
     } catch (err) {
@@ -233,10 +237,10 @@ class InfoAsker {
     if (err instanceof PoolMisdirectedError && err.status === 401) {
       this.tokenRefusals++;
       if (!err.notAPool) this.poolTokenRefusals++;
-    } else this.everyRefusedToken = false;
+    } else if (err instanceof PoolUnreachableError) this.unreachable++;
     if (this.failures.length < 8) this.failures.push(`${client.baseUrl}: ${(err instanceof Error ? err.message : String(err)).slice(0, 200)}`);
     // A pool that refuses the edge's token, or a URL naming no pool, is said in the log (once a spell), not only failed over.
-    if (err instanceof PoolMisdirectedError) this.picker.markMisdirected(client.baseUrl, err.message);
+    if (err instanceof PoolMisdirectedError) this.picker.markRefused(client.baseUrl, err);
     else this.picker.markFailed(client.baseUrl);
   }
 
@@ -254,25 +258,13 @@ class InfoAsker {
     // One line (no stack): it comes at every request while no pool answers.
     const each = this.failures.length > 0 ? this.failures.join('; ') : this.lastError instanceof Error ? this.lastError.message : String(this.lastError);
     console.error(`edge: no pool answered /v1/info: ${each}`);
-    if (this.lastError !== null && this.everyRefusedToken && !answered) return poolsRefuseTokenError(this.poolTokenRefusals === 0);
+    // Every pool asked refused the token, or refused it or was unreachable: the operator's to fix (no-pool-error.ts).
+    const misconfigured = answered ? null : misconfiguredPoolsError({ tries: this.asked, tokenRefusals: this.tokenRefusals, poolTokenRefusals: this.poolTokenRefusals, unreachable: this.unreachable });
+    if (misconfigured) return misconfigured;
     // Some refused the token, the others are down: an outage a retry may outlast, and a configuration to fix, both said.
     const refusing = this.tokenRefusals > 0 && !answered ? ` (and ${this.tokenRefusals === 1 ? 'one pool refuses' : `${this.tokenRefusals} pools refuse`} this edge's credentials, its pool token: the service's operator must fix its configuration)` : '';
     return new ApiError(503, `No inference pool is reachable${refusing}; retry shortly.`, 'service_unavailable', 'pool_unavailable', null, 2);
   }
-}
-
-/**
- * Every pool tried answered 401: reachable, and refusing this edge's
- * SSSD_POOL_TOKEN. Not an outage a client's retry outlasts but the
- * operator's to fix; said so, with a long retry hint, not "retry shortly".
- * `notAPool`: none of those answers was a pool's own (another edge, a
- * proxy's login at SSSD_POOL_URLS), which no token would fix.
- */
-export function poolsRefuseTokenError(notAPool = false): ApiError {
-  const message = notAPool
-    ? "The addresses this edge has for its inference pools refuse its credentials, and do not answer as pools do (they may not be pools); the service's operator must fix its configuration."
-    : "The inference pools refuse this edge's credentials (its pool token); the service's operator must fix its configuration.";
-  return new ApiError(503, message, 'service_unavailable', 'pool_unavailable', null, 60, false);
 }
 
 /**

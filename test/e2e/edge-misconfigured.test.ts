@@ -11,7 +11,7 @@ import { models } from '../support/shared-data';
 
 const KEY = 'misconfigured-dev-key';
 let pool: RunningPool;
-/** Its SSSD_POOL_TOKEN is not the pool's. */
+/** Its SSSD_POOL_TOKEN is not the pool's, and its other pool is down (review h191's fleet). */
 let wrongToken: RunningEdge;
 /** Its SSSD_POOL_URLS names `wrongToken`, an edge, with the pool's own token. */
 let edgeAsPool: RunningEdge;
@@ -30,7 +30,7 @@ beforeAll(async () => {
   [pool] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token })]);
   const edge = (name: keyof typeof output, poolUrls: string[], poolToken: string, more: { wranglerConfig?: string } = {}): Promise<RunningEdge> =>
     startEdge({ poolUrls, poolToken, devKey: KEY, persistTo: path.join(dir, name), echo: (line) => void output[name].push(line), ...more });
-  [wrongToken, noKv] = await startAll([edge('wrongToken', [pool.url], 'not-the-pool-token'), edge('noKv', [pool.url], token, { wranglerConfig: path.join(dir, 'wrangler.toml') })] as const);
+  [wrongToken, noKv] = await startAll([edge('wrongToken', [pool.url, 'http://127.0.0.1:1'], 'not-the-pool-token'), edge('noKv', [pool.url], token, { wranglerConfig: path.join(dir, 'wrangler.toml') })] as const);
   edgeAsPool = await edge('edgeAsPool', [wrongToken.url], token);
 }, 300_000);
 
@@ -60,15 +60,20 @@ async function logLine(lines: string[], matches: (line: string) => boolean): Pro
 }
 
 describe('the readiness probe of an edge no pool serves', () => {
-  it("answers 503 where the only pool refuses the edge's token, before any request has failed, and stays so", async () => {
+  it("answers 503 where the only pool up refuses the edge's token, before any request has failed, and stays so, counting it apart from the pool down", async () => {
     // The pool is healthy: its open /healthz says ok to anyone.
     expect((await fetch(`${pool.url}/healthz`)).status).toBe(200);
-    expect(await readyz(wrongToken)).toEqual({ status: 503, body: { ok: false, pools: { healthy: 0, total: 1 } } });
+    // "token", not "down" (review h191): an operator's page tells the two apart.
+    const notReady = { status: 503, body: { ok: false, pools: { healthy: 0, total: 2, refusedToken: 1 } } };
+    expect(await readyz(wrongToken)).toEqual(notReady);
+    // A misconfiguration, not an outage to retry in 2 s for ever: as a protocol mismatch is answered (docs/protocol.md).
     const res = await post(wrongToken, '/v1/completions', { model: 'default', prompt: 'Once', max_tokens: 4 });
     expect(res.status).toBe(503);
-    expect(res.headers.get('x-should-retry')).toBe('false');
-    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/refuse this edge's credentials/);
-    expect(await readyz(wrongToken)).toEqual({ status: 503, body: { ok: false, pools: { healthy: 0, total: 1 } } });
+    expect([res.headers.get('x-should-retry'), res.headers.get('retry-after')]).toEqual(['false', '60']);
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe(
+      "The service is misconfigured: the one inference pool that answers refuses this edge's credentials (its pool token), and the other is unreachable; the service's operator must fix its configuration.",
+    );
+    expect(await readyz(wrongToken)).toEqual(notReady);
     await logLine(output.wrongToken, (line) => line.includes('it refuses SSSD_POOL_TOKEN'));
   });
 

@@ -237,6 +237,30 @@ describe('openGeneration', () => {
     const err = await openGeneration(new PoolPicker([pool.url, pool.url.replace('127.0.0.1', 'localhost')], 'not-the-pools-token'), request()).catch((e: unknown) => e);
     expect(err).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60 });
     expect((err as ApiError).message).toMatch(/refuse this edge's credentials/);
+    expect((err as ApiError).shouldRetry).toBe(false);
+    // One refusing and the other down (review h191): the fleet is misconfigured all the same, not "retry in 2 s" for ever.
+    const said = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      const mixed = await openGeneration(new PoolPicker([pool.url, `http://127.0.0.1:${await freePort()}`], 'not-the-pools-token'), request()).catch((e: unknown) => e);
+      expect(mixed).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60, shouldRetry: false });
+      expect((mixed as ApiError).message).toMatch(/^The service is misconfigured: the one inference pool that answers refuses this edge's credentials \(its pool token\), and the other is unreachable/);
+      // A pool that answered otherwise (here: busy, full) is an outage a retry may outlast.
+      const busy = createServer((_req, res) => {
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+        res.end(JSON.stringify({ type: 'error', code: 'busy', message: 'the pool is at capacity', retryAfterMs: 1000 }));
+      });
+      await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+      try {
+        const outage = await openGeneration(new PoolPicker([pool.url, `http://127.0.0.1:${(busy.address() as AddressInfo).port}`], 'not-the-pools-token'), request()).catch((e: unknown) => e);
+        expect(outage).toMatchObject({ status: 503, code: 'pool_unavailable' });
+        expect((outage as ApiError).shouldRetry).toBeUndefined();
+        expect((outage as ApiError).message).toMatch(/^No inference pool can take the request now/);
+      } finally {
+        await new Promise((resolve) => busy.close(resolve));
+      }
+    } finally {
+      said.mockRestore();
+    }
   });
 
   it('counts a pool marked misdirected (a token it refused) as ready again once it serves a generation, not for the rest of the minute', async () => {

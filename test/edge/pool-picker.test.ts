@@ -219,6 +219,38 @@ describe('PoolPicker.readiness', () => {
     }
   });
 
+  it("counts the pools up that refuse the edge's token apart (an operator's page says \"token\", not \"down\"), and no other refusal, nor one down (review h191)", async () => {
+    // A pool's own 401 (its JSON error), and a 401 that is no pool's (a proxy's login page): only the first is a token to fix.
+    let up = true;
+    const refusing = (body: string) =>
+      createServer((req, res) => {
+        if (req.url === '/v1/info') {
+          res.writeHead(401, { 'content-type': 'application/json' });
+          return void res.end(body);
+        }
+        res.writeHead(up ? 200 : 503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(health(0, up)));
+      });
+    const pools = [refusing(JSON.stringify({ type: 'error', code: 'unauthorized', message: 'missing or wrong bearer token' })), refusing('<html>login</html>')];
+    await Promise.all(pools.map((p) => new Promise<void>((resolve) => p.listen(0, '127.0.0.1', resolve))));
+    const said = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      const [poolUrl, proxyUrl] = pools.map((p) => `http://127.0.0.1:${(p.address() as AddressInfo).port}`);
+      expect(await new PoolPicker([poolUrl, proxyUrl, 'http://127.0.0.1:1'], 't').readiness()).toEqual({ healthy: 0, total: 3, refusedToken: 1 });
+      // Another model (a 421's mark) is no refused token.
+      const picker = new PoolPicker([poolUrl], 't');
+      expect(await picker.readiness()).toEqual({ healthy: 0, total: 1, refusedToken: 1 });
+      picker.markMisdirected(poolUrl, 'model_mismatch');
+      expect(await picker.readiness()).toEqual({ healthy: 0, total: 1 });
+      // Down (draining, here): counted as down, whatever it refused.
+      up = false;
+      expect(await new PoolPicker([poolUrl], 't').readiness()).toEqual({ healthy: 0, total: 1 });
+    } finally {
+      said.mockRestore();
+      await Promise.all(pools.map((p) => new Promise((resolve) => p.close(resolve))));
+    }
+  });
+
   it('says none of none where no pool is configured', async () => {
     expect(await new PoolPicker([], 't').readiness()).toEqual({ healthy: 0, total: 0 });
   });
@@ -244,11 +276,11 @@ describe('PoolPicker.readiness against a real pool: a pool counts once it said, 
       const picker = new PoolPicker([pool.url], 'not-the-pool-token');
       const before = await refusals();
       // No request has failed here: the probe itself asks, with the token.
-      expect(await picker.readiness()).toEqual({ healthy: 0, total: 1 });
-      for (let i = 0; i < 4; i++) expect(await picker.readiness()).toEqual({ healthy: 0, total: 1 });
+      expect(await picker.readiness()).toEqual({ healthy: 0, total: 1, refusedToken: 1 });
+      for (let i = 0; i < 4; i++) expect(await picker.readiness()).toEqual({ healthy: 0, total: 1, refusedToken: 1 });
       expect(await refusals()).toBe(before + 1);
       // Past the minute a refusal once lasted: still refused, asked again.
-      expect(await later(61_000, () => picker.readiness())).toEqual({ healthy: 0, total: 1 });
+      expect(await later(61_000, () => picker.readiness())).toEqual({ healthy: 0, total: 1, refusedToken: 1 });
       expect(await refusals()).toBe(before + 2);
       // Said in the log, as a request's refusal is.
       expect(said.mock.calls.some(([line]) => String(line).includes('it refuses SSSD_POOL_TOKEN'))).toBe(true);

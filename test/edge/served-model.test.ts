@@ -113,12 +113,14 @@ describe('the served model', () => {
     expect((err as ApiError).message).toMatch(/refuse this edge's credentials/);
     // No retry of the client's fixes it: the OpenAI SDKs are told so, or they sleep out Retry-After twice first.
     expect(errorResponse(err as ApiError).headers.get('x-should-retry')).toBe('false');
-    // One pool down among them is an outage again, which a retry may outlast.
+    // One pool down among them, the other refusing: misconfigured all the same, and said as such, not "retry shortly"
+    // for ever (review h191; review h124 had it an outage, with the refusal said beside it).
     const mixed = await servedModel(new PoolPicker([stories.url, `http://127.0.0.1:${await freePort()}`], 'not-the-pools-token')).catch((e: unknown) => e);
-    expect((mixed as ApiError).message).toMatch(/No inference pool is reachable/);
-    // ... and the refused token is said too, not hidden behind the outage (review h124).
-    expect((mixed as ApiError).message).toMatch(/one pool refuses this edge's credentials/);
-    expect(errorResponse(mixed as ApiError).headers.get('x-should-retry')).toBeNull();
+    expect(mixed).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60 });
+    expect((mixed as ApiError).message).toBe(
+      "The service is misconfigured: the one inference pool that answers refuses this edge's credentials (its pool token), and the other is unreachable; the service's operator must fix its configuration.",
+    );
+    expect(errorResponse(mixed as ApiError).headers.get('x-should-retry')).toBe('false');
   });
 
   it('is loaded once, checked again in the background, and follows a pool that now serves another model', async () => {
