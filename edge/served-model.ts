@@ -317,21 +317,61 @@ export function acceptsModelName(model: ServedModel, name: string): boolean {
 }
 
 /**
+ * How long after an outage displaced a model a request naming it is told to
+ * retry shortly: a pool's restart, a large model's load included, is within
+ * it. Past it, and until DISPLACED_FOR_MS, the 503 says the model may not be
+ * coming back and asks for no retry (review h191: "retry shortly" for ten
+ * minutes about a model the operator had renamed).
+ */
+export const DISPLACED_RETRY_MS = 2 * 60_000;
+
+/** A span in words: seconds under two minutes, else whole minutes. */
+function spanOf(ms: number): string {
+  return ms < 120_000 ? `${Math.max(1, Math.round(ms / 1000))} s` : `${Math.floor(ms / 60_000)} min`;
+}
+
+/** The same checkpoint under two names: weights named and equal on both sides, the same tokenizer and context. */
+function sameWeights(a: PoolInfo, b: PoolInfo): boolean {
+  return !!a.model.sha256 && a.model.sha256 === b.model.sha256 && a.tokenizer.sha256 === b.tokenizer.sha256 && a.model.contextLength === b.model.contextLength;
+}
+
+/**
  * The 404 for a model name this edge does not serve (OpenAI's wording and
- * code); a 503 for the one an outage of its pools displaced, which is back
- * once they are (review h147: a client naming it was told it did not exist).
+ * code); for the one an outage of its pools displaced, which may be back
+ * once they are (review h147: a client naming it was told it did not
+ * exist), a 503 that says which model is served meanwhile: "retry shortly"
+ * for DISPLACED_RETRY_MS, then not to retry. Where the pools up serve its
+ * very weights under another name (a pool restarted with another file name
+ * or --served-model-name), that name is the one to use: a 404 naming it.
  */
 export function unknownModel(model: ServedModel, name: string): ApiError {
-  const displaced = loaded !== null && Date.now() - loaded.displacedAt < DISPLACED_FOR_MS ? loaded.displaced?.model.name : undefined;
-  if (displaced !== undefined && name === displaced && name !== model.info.model.name) {
+  const served = model.info.model.name;
+  const since = loaded === null ? Number.POSITIVE_INFINITY : Date.now() - loaded.displacedAt;
+  const displaced = loaded !== null && since < DISPLACED_FOR_MS ? loaded.displaced : null;
+  if (displaced !== null && name === displaced.model.name && name !== served) {
+    const quoted = clipped(name, 200);
+    const meanwhile = `the pools that are up serve '${served}' (to requests that name it or "default")`;
+    if (sameWeights(displaced, model.info)) {
+      return new ApiError(
+        404,
+        `The model '${quoted}' is not served under that name now: ${meanwhile}, the same weights (${displaced.model.sha256!.slice(0, 12)}) under another name. Send model '${served}'.`,
+        'invalid_request_error',
+        'model_not_found',
+        'model',
+      );
+    }
+    if (since < DISPLACED_RETRY_MS) {
+      return new ApiError(503, `The model '${quoted}' is not served now: no pool that is up has served it for ${spanOf(since)}, and ${meanwhile}; retry shortly.`, 'service_unavailable', 'pool_unavailable', 'model', 2);
+    }
     return new ApiError(
       503,
-      `The model '${clipped(name, 200)}' is not served now: none of its inference pools is up (this server serves '${model.info.model.name}' meanwhile, to requests that name it or "default"); retry shortly.`,
+      `The model '${quoted}' has not been served for ${spanOf(since)}: none of its inference pools has been up since, and ${meanwhile}. It may have been replaced; the service's operator can say whether it comes back.`,
       'service_unavailable',
       'pool_unavailable',
       'model',
-      2,
+      60,
+      false,
     );
   }
-  return new ApiError(404, `The model '${clipped(name, 200)}' does not exist. This server serves '${model.info.model.name}'.`, 'invalid_request_error', 'model_not_found', 'model');
+  return new ApiError(404, `The model '${clipped(name, 200)}' does not exist. This server serves '${served}'.`, 'invalid_request_error', 'model_not_found', 'model');
 }

@@ -13,6 +13,7 @@ import { SAME_SIGNAL_MS } from '../gpu-pool/cli/same-signal';
 import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { checkModelFile } from '../gpu-pool/model/load-model';
 import { locateModel } from './model-locator';
+import { servedModelName } from '../gpu-pool/cli/served-model-name';
 import { isPortFree, ServiceExitedError, spawnService } from './service-process';
 import { edgeDevtoolsFromEnv, edgeVarProblem, repoRoot, sharedDirFrom, startStack, type RunningStack } from './stack';
 import { EDGE_TUNING_VARS, invalidEdgeVars } from '../edge/edge-config';
@@ -216,6 +217,21 @@ export function checkPoolFlags(flags: readonly string[]): string[] {
   return [...flags];
 }
 
+/**
+ * The name the pool will serve its model under (`--served-model-name` after
+ * --, else SSSD_MODEL_NAME, which the pool inherits), checked here: a bad one
+ * stops `up` before a download or a datastore build, not after them. Null:
+ * the checkpoint's name.
+ */
+export function upServedModelName(poolFlags: readonly string[], env: NodeJS.ProcessEnv): string | null {
+  let flag: string | undefined;
+  poolFlags.forEach((word, i) => {
+    if (word === '--served-model-name') flag = poolFlags[i + 1] ?? '';
+    else if (word.startsWith('--served-model-name=')) flag = word.slice('--served-model-name='.length);
+  });
+  return servedModelName(flag, env);
+}
+
 /** How long the pool may take to stop once asked: its drain (`--drain-seconds` after --, else its default) and its wind-down. */
 export function poolDrainGraceMs(poolFlags: readonly string[]): number {
   let seconds = DEFAULT_DRAIN_SECONDS;
@@ -303,6 +319,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   if (tokenProblem) throw new CliError(`${tokenProblem}.`);
   const poolFlags = checkPoolFlags(opts.poolFlags ?? []);
   const drainGraceMs = poolDrainGraceMs(poolFlags);
+  const servedName = upServedModelName(poolFlags, env);
   const poolPort = portFrom(opts.poolPort ?? env.SSSD_POOL_PORT, 8788, opts.poolPort !== undefined ? '--pool-port' : 'SSSD_POOL_PORT');
   const edgePort = portFrom(opts.edgePort ?? env.SSSD_EDGE_PORT, 8787, opts.edgePort !== undefined ? '--edge-port' : 'SSSD_EDGE_PORT');
   // Another service on our port would answer the readiness checks in our place (the pool, the edge's).
@@ -351,7 +368,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     throw err;
   }
 
-  log(`starting pool (model ${files.model}${datastore ? `, datastore ${datastore}` : ', no datastore'}) and edge...`);
+  log(`starting pool (model ${files.model}${servedName !== null ? ` served as ${servedName}` : ''}${datastore ? `, datastore ${datastore}` : ', no datastore'}) and edge...`);
   let stack: RunningStack;
   try {
     stack = await startStack({

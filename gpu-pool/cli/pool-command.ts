@@ -57,9 +57,11 @@ import { SAME_SIGNAL_MS } from './same-signal';
 import { BatchSizeCaps } from '../budget/batch-size-caps';
 import { poolCacheDir } from '../graph/graph-cache';
 import { logLine } from '../metrics/log-line';
+import { servedModelName } from './served-model-name';
 
 interface PoolFlags {
   model: string;
+  servedModelName?: string;
   tokenizer?: string;
   datastore?: string;
   nextTokens?: string;
@@ -93,6 +95,7 @@ export const POOL_ENVIRONMENT_HELP = `
 Environment:
   SSSD_POOL_TOKEN             the bearer token edges must send (required unless --insecure-no-auth on a loopback host)
   SSSD_POOL_PREVIOUS_TOKENS   comma-separated tokens also accepted while a rotation reaches every edge (docs/protocol.md)
+  SSSD_MODEL_NAME             the name the model is served under where --served-model-name is not given
 ${modelEnvironmentHelp()}
 `;
 
@@ -101,6 +104,10 @@ export function register(program: Command): void {
     .command('pool')
     .description('run the verification pool (batched tree verification over HTTP)')
     .requiredOption('--model <path>', 'llama2.c .bin checkpoint or Hugging Face model directory')
+    .option(
+      '--served-model-name <name>',
+      "the name the model is served under: clients' `model`, every reply's, /v1/info's (default: $SSSD_MODEL_NAME, else the checkpoint's file or folder name); every pool behind one edge must serve one name",
+    )
     .option('--tokenizer <path>', `tokenizer file (llama2.c tokenizer .bin or tokenizer.json; ${TOKENIZER_DEFAULT_HELP})`)
     .option('--datastore <file>', 'global datastore file (sssd datastore build); default: empty, filled by opted-in outputs')
     .option('--next-tokens <file>', "the model's next-token table (datastore build --model writes FILE.next-tokens beside the datastore, the default when present; none = without): drafts for sampled requests, and short chains for every sssd row of a batch too wide for the fused drafter")
@@ -269,6 +276,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const indexerDuty = decimalNumber(flags.datastoreIndexerDuty ?? '');
   if (!(indexerDuty > 0 && indexerDuty <= 1)) throw new CliError(`--datastore-indexer-duty must be a number in (0, 1], not "${flags.datastoreIndexerDuty}"`);
   const logStatsSeconds = seconds(flags.logStats, '--log-stats', 1, false, true);
+  const servedName = servedModelName(flags.servedModelName);
   const token = process.env.SSSD_POOL_TOKEN?.trim() || null;
   if (!token && !flags.insecureNoAuth) {
     throw new CliError('set SSSD_POOL_TOKEN (the bearer token edges must send), or pass --insecure-no-auth for local use');
@@ -339,7 +347,8 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
 
   const runner = await ModelRunner.create(model, { threads, maxSequences: maxActive, keptKvTokens: Math.min(maxActive * config.contextLength, maxTotalTokens) });
   const layoutNote = runner.layout.residentKv ? ' (resident keys/values)' : runner.layout.packedOutputs ? ' (packed outputs)' : '';
-  logLine(`pool: ${config.name} on ${runner.executionProvider}${layoutNote}`);
+  const modelName = servedName ?? config.name;
+  logLine(`pool: ${config.name}${servedName !== null && servedName !== config.name ? ` served as ${servedName}` : ''} on ${runner.executionProvider}${layoutNote}`);
   const prefillChunk = chunkFlag ?? (runner.executionProvider === 'cpu' ? CPU_PREFILL_CHUNK : DEVICE_PREFILL_CHUNK);
   const heapFlag = oldSpaceFlag(process.execArgv, process.env.NODE_OPTIONS);
   const heapNote = heapFlag
@@ -357,7 +366,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     }
   }
   // Every accepted position counted: a step accepts at most --max-tree-nodes drafted tokens.
-  const metrics = new PoolMetrics(undefined, maxTreeNodes, config.name);
+  const metrics = new PoolMetrics(undefined, maxTreeNodes, modelName);
   let budget: TreeBudget | null = null;
   if (speculation.budget !== 'off') {
     const t0 = performance.now();
@@ -442,7 +451,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const info: PoolInfo = {
     protocol: PROTOCOL_VERSION,
     model: {
-      name: config.name,
+      name: modelName,
       contextLength: config.contextLength,
       vocabSize: config.vocabSize,
       bosId: config.bosId,

@@ -64,11 +64,15 @@ async function upIn(cwd: string, env: Record<string, string>, args: string[]): P
   return { code, stderr };
 }
 
+/** The name the stack of startUp serves its model under. */
+const SERVED = 'up-stories-260k';
+
 /** Starts `sssd up` on free ports, with `env` added, and waits for its "Ctrl-C stops both" line. */
 async function startUp(env: Record<string, string> = {}): Promise<RunningUp> {
   // Pool flags after --: the pool takes them (checked on /healthz, and in the output, below).
   // A pool token with a `$` in it: wrangler expands `$NAME` in its env file, and the edge got another token than the pool.
-  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1', SSSD_POOL_TOKEN: 'up-$HOME-token', ...env }, ['--', '--max-total-tokens', '123456', '--log-requests']);
+  // The model's name from the environment, as the pool reads it (review h191).
+  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1', SSSD_POOL_TOKEN: 'up-$HOME-token', SSSD_MODEL_NAME: SERVED, ...env }, ['--', '--max-total-tokens', '123456', '--log-requests']);
   const { up } = started;
   const output = started.output;
   const deadline = Date.now() + 110_000;
@@ -90,10 +94,11 @@ describe('sssd up', () => {
     const res = await fetch(`http://127.0.0.1:${edgePort}/v1/completions`, {
       method: 'POST',
       headers: { authorization: 'Bearer up-test-key', 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 8, temperature: 0 }),
+      body: JSON.stringify({ model: SERVED, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 }),
     });
     expect(res.status).toBe(200);
-    expect(((await res.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(8);
+    expect(((await res.json()) as { model: string; usage: { completion_tokens: number } })).toMatchObject({ model: SERVED, usage: { completion_tokens: 8 } });
+    expect(output).toMatch(new RegExp(`starting pool \\(model .*stories260K\\.bin served as ${SERVED}, `));
     expect(((await (await fetch(`http://127.0.0.1:${poolPort}/healthz`)).json()) as { maxTotalTokens: number }).maxTotalTokens).toBe(123456);
     // Logs asked of the pool reach the terminal without --verbose (they went nowhere); the rest stays quiet.
     for (let i = 0; i < 50 && !out().includes('"completionTokens":8'); i++) await new Promise((r) => setTimeout(r, 100));
@@ -108,7 +113,7 @@ describe('sssd up', () => {
         method: 'POST',
         signal,
         headers: { authorization: 'Bearer up-test-key', 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: maxTokens, stream: true }),
+        body: JSON.stringify({ model: SERVED, prompt: 'Once upon a time', max_tokens: maxTokens, stream: true }),
       });
     const cut = new AbortController();
     const running = await completion(400, cut.signal);
@@ -127,7 +132,7 @@ describe('sssd up', () => {
       draining = await fetch(`http://127.0.0.1:${edgePort}/v1/completions`, {
         method: 'POST',
         headers: { authorization: 'Bearer up-test-key', 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 480, temperature: 1, seed: 3, logit_bias: { '1': -100 }, speculation: 'off', stream: true }),
+        body: JSON.stringify({ model: SERVED, prompt: 'Once upon a time', max_tokens: 480, temperature: 1, seed: 3, logit_bias: { '1': -100 }, speculation: 'off', stream: true }),
       });
       if (draining.status === 429) await new Promise((r) => setTimeout(r, 250));
     } while (draining.status === 429 && Date.now() < until);
@@ -217,6 +222,8 @@ describe('sssd up', () => {
       const earlyCases = [
         [{ SSSD_DEV_API_KEY: 'my key' }, /SSSD_DEV_API_KEY must be printable ASCII without spaces/],
         [{ SSSD_POOL_TOKEN: "it's" }, /SSSD_POOL_TOKEN cannot hold quotes, backslashes or newlines/],
+        // The model's name: before a datastore build of minutes, not after it at the pool's start.
+        [{ SSSD_MODEL_NAME: 'two words' }, /SSSD_MODEL_NAME must start with a letter or digit .* not "two words"/],
         // A file where the edge keeps its KV: said before the pool starts, not as wrangler's EEXIST after it.
         [{ SSSD_EDGE_STATE: models.stories260K.tokenizer }, /SSSD_EDGE_STATE=.* must be a folder .*a file is in the way/],
       ] as const;

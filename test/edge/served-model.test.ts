@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ApiError, errorResponse } from '../../edge/api-error';
 import { PoolPicker } from '../../edge/pool-picker';
-import { DISPLACED_FOR_MS, servedModel, unknownModel } from '../../edge/served-model';
+import { DISPLACED_FOR_MS, DISPLACED_RETRY_MS, servedModel, unknownModel } from '../../edge/served-model';
 import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
@@ -26,6 +26,8 @@ let hfEos2: RunningPool;
 /** llama2xs's weights under stories260K's name and tokenizer: a retrained checkpoint rolled out under the old name. */
 let retrained: RunningPool;
 let retrainedDir: string | undefined;
+/** stories260K served under a name of its operator's (--served-model-name). */
+let renamed: RunningPool;
 let proxy: FaultProxy;
 let token: string;
 let hfDir: string | undefined;
@@ -39,17 +41,18 @@ beforeAll(async () => {
   retrainedDir = mkdtempSync(path.join(tmpdir(), 'served-retrained-'));
   const retrainedCheckpoint = path.join(retrainedDir, path.basename(models.stories260K.checkpoint));
   copyFileSync(models.llama2xs.checkpoint, retrainedCheckpoint);
-  [stories, baby, hfEos2, retrained] = await startAll([
+  [stories, baby, hfEos2, retrained, renamed] = await startAll([
     startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token }),
     startPool({ model: models.babyllama105.checkpoint, tokenizer: models.babyllama105.tokenizer, token }),
     startPool({ model: hfDir, tokenizer: path.join(hfDir, 'tokenizer.json'), token }),
     startPool({ model: retrainedCheckpoint, tokenizer: models.llama2xs.tokenizer, token }),
+    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, extraArgs: ['--served-model-name', 'tinystories-260k'] }),
   ]);
   proxy = await startFaultProxy(stories.url);
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all([proxy?.close(), stories?.service.stop(), baby?.service.stop(), hfEos2?.service.stop(), retrained?.service.stop()]);
+  await Promise.all([proxy?.close(), stories?.service.stop(), baby?.service.stop(), hfEos2?.service.stop(), retrained?.service.stop(), renamed?.service.stop()]);
   for (const dir of [hfDir, retrainedDir]) if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -222,12 +225,19 @@ describe('the served model', () => {
       // exist (review h147); any other name is still the 404.
       const meanwhile = (await served(picker, 60_000)).model;
       expect(unknownModel(meanwhile, 'stories260K')).toMatchObject({ status: 503, code: 'pool_unavailable', param: 'model', retryAfterS: 2 });
-      expect(unknownModel(meanwhile, 'stories260K').message).toMatch(/none of its inference pools is up \(this server serves 'babyllama105' meanwhile/);
+      expect(unknownModel(meanwhile, 'stories260K').message).toMatch(/^The model 'stories260K' is not served now: no pool that is up has served it for \d+ s, and the pools that are up serve 'babyllama105' \(to requests that name it or "default"\); retry shortly\.$/);
       expect(unknownModel(meanwhile, 'gpt-4o')).toMatchObject({ status: 404, code: 'model_not_found' });
-      // Not for ever: a model swapped out for good is, ten minutes on, one no pool serves (review h153).
+      // Not for ever: past a restart's time it may not come back, said so and not to be retried (review h191)...
       vi.useFakeTimers({ toFake: ['Date'] });
       try {
-        vi.setSystemTime(Date.now() + DISPLACED_FOR_MS + 1_000);
+        const displacedAt = Date.now();
+        vi.setSystemTime(displacedAt + DISPLACED_RETRY_MS + 1_000);
+        const late = unknownModel(meanwhile, 'stories260K');
+        expect(late).toMatchObject({ status: 503, code: 'pool_unavailable', param: 'model', retryAfterS: 60, shouldRetry: false });
+        expect(late.message).toMatch(/^The model 'stories260K' has not been served for 2 min: none of its inference pools has been up since, and the pools that are up serve 'babyllama105'/);
+        expect(late.message).not.toMatch(/retry shortly/);
+        // ... and ten minutes on, it is one no pool serves (review h153).
+        vi.setSystemTime(displacedAt + DISPLACED_FOR_MS + 1_000);
         expect(unknownModel(meanwhile, 'stories260K')).toMatchObject({ status: 404, code: 'model_not_found' });
       } finally {
         vi.useRealTimers();
@@ -236,6 +246,27 @@ describe('the served model', () => {
       a.retarget(stories.url);
       expect(await settlesOn('stories260K')).toBe('stories260K');
       expect(unknownModel((await served(picker, 60_000)).model, 'babyllama105')).toMatchObject({ status: 404 });
+    } finally {
+      await a.close();
+    }
+  }, 60_000);
+
+  it("points a request for a model whose pools now serve its very weights under another name to that name, a 404 not a 503 to retry (review h191)", async () => {
+    const a = await startFaultProxy(stories.url);
+    try {
+      const picker = new PoolPicker([a.url, renamed.url], token);
+      const before = (await served(picker, 60_000)).model;
+      expect(before.info.model.name).toBe('stories260K');
+      // The pool restarted under the operator's name: the same weights, tokenizer and context, named otherwise.
+      a.retarget(`http://127.0.0.1:${await freePort()}`);
+      expect(await modelSettledOn(picker, 'tinystories-260k')).toBe('tinystories-260k');
+      const meanwhile = (await served(picker, 60_000)).model;
+      expect(meanwhile.info.model.sha256).toBe(before.info.model.sha256);
+      const err = unknownModel(meanwhile, 'stories260K');
+      expect(err).toMatchObject({ status: 404, code: 'model_not_found', param: 'model' });
+      expect(err.message).toBe(
+        `The model 'stories260K' is not served under that name now: the pools that are up serve 'tinystories-260k' (to requests that name it or "default"), the same weights (${before.info.model.sha256!.slice(0, 12)}) under another name. Send model 'tinystories-260k'.`,
+      );
     } finally {
       await a.close();
     }

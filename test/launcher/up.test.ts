@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { CliError } from '../../gpu-pool/cli/cli-error';
 import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
-import { checkPoolFlags, poolDrainGraceMs, defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers, watchSilentMsFrom } from '../../launcher/up';
+import { checkPoolFlags, poolDrainGraceMs, upServedModelName, defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers, watchSilentMsFrom } from '../../launcher/up';
 import { edgeDevtoolsFromEnv } from '../../launcher/stack';
 import { repoRoot } from '../../launcher/stack';
 import { models } from '../support/shared-data';
@@ -168,5 +168,15 @@ describe("the pool's flags after --", () => {
     expect(poolDrainGraceMs(['--max-active', '4', '--drain-seconds', '120'])).toBe(130_000);
     expect(poolDrainGraceMs(['--drain-seconds=0'])).toBe(10_000);
     expect(poolDrainGraceMs(['--drain-seconds', 'soon'])).toBe(40_000);
+  });
+});
+
+describe('the served model name under sssd up', () => {
+  it("is found by sssd up among the pool's flags after --, either spelling, before anything starts", () => {
+    expect(upServedModelName(['--max-active', '4', '--served-model-name', 'tiny'], {})).toBe('tiny');
+    expect(upServedModelName(['--served-model-name=tiny'], { SSSD_MODEL_NAME: 'other' })).toBe('tiny');
+    expect(upServedModelName([], { SSSD_MODEL_NAME: 'from-env' })).toBe('from-env');
+    expect(() => upServedModelName(['--served-model-name'], {})).toThrow(/--served-model-name is empty/);
+    expect(() => upServedModelName(['--served-model-name', 'a b'], {})).toThrow(CliError);
   });
 });

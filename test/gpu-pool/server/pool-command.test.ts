@@ -39,7 +39,7 @@ describe('sssd pool --help', () => {
     expect(stdout).toMatch(/Usage: sssd pool/);
     const environment = stdout.slice(stdout.indexOf('\nEnvironment:\n'));
     expect(environment.length).toBeLessThan(stdout.length);
-    for (const name of ['SSSD_POOL_TOKEN', 'SSSD_POOL_PREVIOUS_TOKENS', 'SSSD_TOKENIZER', 'SSSD_EXECUTION_PROVIDER', 'SSSD_WEBGPU_OPTIONS', 'SSSD_THREADS', 'SSSD_CACHE_DIR', 'SSSD_RESIDENT_KV', 'SSSD_PACKED_OUTPUTS', 'SSSD_ATTENTION_GROUPS']) {
+    for (const name of ['SSSD_POOL_TOKEN', 'SSSD_POOL_PREVIOUS_TOKENS', 'SSSD_MODEL_NAME', 'SSSD_TOKENIZER', 'SSSD_EXECUTION_PROVIDER', 'SSSD_WEBGPU_OPTIONS', 'SSSD_THREADS', 'SSSD_CACHE_DIR', 'SSSD_RESIDENT_KV', 'SSSD_PACKED_OUTPUTS', 'SSSD_ATTENTION_GROUPS']) {
       expect(environment).toMatch(new RegExp(`^  ${name} `, 'm'));
     }
   });
@@ -100,7 +100,7 @@ describe('sssd pool start-up checks', () => {
   it('names a missing model or tokenizer, and a bad flag', async () => {
     // Some twenty refusals, each a node start: four at a time, not one after another (a loaded 2-core machine took
     // ~7 s a start, past the test's time), then each checked.
-    const [missing, tok, none, tokFolder, flag, prefix, spec, save, underFile, every, tooOften, folder, device, forever, threads, port, duty, stalled, empty, twice] = await inBatches([
+    const [missing, tok, none, tokFolder, flag, prefix, spec, save, underFile, every, tooOften, folder, device, forever, threads, port, duty, stalled, empty, twice, servedName, servedNameEnv] = await inBatches([
       () => pool(['--model', '/nonexistent/model.bin', '--tokenizer', models.stories260K.tokenizer], { SSSD_POOL_TOKEN: 't' }),
       () => pool(['--model', models.stories260K.checkpoint, '--tokenizer', '/nonexistent/tok.bin'], { SSSD_POOL_TOKEN: 't' }),
       () => pool(['--model', models.llama2xs.checkpoint], { SSSD_POOL_TOKEN: 't', SSSD_TOKENIZER: undefined }),
@@ -121,6 +121,8 @@ describe('sssd pool start-up checks', () => {
       () => pool([...model, '--stalled-reader-seconds', '-1'], { SSSD_POOL_TOKEN: 't' }),
       () => pool([...model, '--drain-seconds', ''], { SSSD_POOL_TOKEN: 't' }),
       () => pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--served-model-name', 'two words'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool(model, { SSSD_POOL_TOKEN: 't', SSSD_MODEL_NAME: 'x'.repeat(129) }),
     ], 4);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/\/nonexistent\/model\.bin/);
@@ -163,5 +165,9 @@ describe('sssd pool start-up checks', () => {
     expect(empty.stderr).toMatch(/--drain-seconds must be a whole number of seconds, at least 0, not ""/);
     expect(twice.code).toBe(2);
     expect(twice.stderr).toMatch(/--max-tree-nodes and --speculative-config's num_speculative_tokens both set it/);
+    // The name clients send: refused before the model loads, naming where it came from (review h191).
+    expect([servedName.code, servedName.stderr]).toEqual([2, expect.stringMatching(/--served-model-name must start with a letter or digit and hold only letters, digits and .* not "two words"/)]);
+    expect(servedName.stderr).not.toMatch(/on cpu/);
+    expect([servedNameEnv.code, servedNameEnv.stderr]).toEqual([2, expect.stringMatching(/SSSD_MODEL_NAME is 129 characters long; a model name takes 128 at most/)]);
   }, 180_000); // some twenty pool starts: past the default 60 s on a loaded 2-core machine, even four at a time
 });
