@@ -4,9 +4,13 @@
  * CostModel, and cache the samples per model sha + machine (CPU model, cores,
  * execution provider) + graph and onnxruntime version in `.cache/calibration/`,
  * so a restart costs nothing and a new graph or onnxruntime measures again.
+ * The file says when it was measured and how loaded the host was then: a
+ * curve measured beside busy processes (a new pool started next to an old
+ * one in an upgrade) is ~50% too dear, and is reused at every start until
+ * `--recalibrate` (review h191), so the pool's log says both at each start.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,6 +46,10 @@ export interface Calibration {
   samples: CostSample[];
   fromCache: boolean;
   file: string;
+  /** When the samples were measured (a file from before this was recorded: its modification time; null: unknown). */
+  measuredAt: Date | null;
+  /** The host's 1-minute load average as the measurement began, and its cores (null: not recorded, or no load average here). */
+  load: { average: number; cores: number } | null;
   /** Why the measurement could not be kept (a read-only cache folder): measured again at the next start. */
   notCached?: string;
 }
@@ -81,6 +89,54 @@ function isCostSample(s: unknown): s is CostSample {
   return count(rows, 1) && count(maxTokens, 1) && count(totalTokens, 1) && count(maxPast, 0) && typeof ms === 'number' && Number.isFinite(ms) && ms > 0;
 }
 
+/** The cache file: the samples, when they were measured, and the host's load then. A bare array is a file from before those. */
+interface CalibrationFile {
+  measuredAt: string;
+  load: { average: number; cores: number } | null;
+  samples: CostSample[];
+}
+
+/** The host's 1-minute load average and cores, where the platform keeps one (Windows reports 0s: none). */
+function hostLoad(): { average: number; cores: number } | null {
+  const [average] = os.loadavg();
+  return os.platform() === 'win32' || !Number.isFinite(average) ? null : { average: Math.round(average * 100) / 100, cores: os.cpus().length };
+}
+
+/** A cache file's samples, when they were measured and at what load; null where it holds no usable samples. */
+function readCalibrationFile(text: string, modifiedAt: Date): Omit<CalibrationFile, 'measuredAt'> & { measuredAt: Date | null } | null {
+  const parsed: unknown = JSON.parse(text);
+  if (Array.isArray(parsed)) return { samples: parsed as CostSample[], measuredAt: modifiedAt, load: null };
+  if (typeof parsed !== 'object' || parsed === null) return null;
+  const { samples, measuredAt, load } = parsed as Partial<Record<keyof CalibrationFile, unknown>>;
+  if (!Array.isArray(samples)) return null;
+  const at = typeof measuredAt === 'string' ? new Date(measuredAt) : null;
+  const loadOk = typeof load === 'object' && load !== null && Number.isFinite((load as { average?: unknown }).average) && Number.isInteger((load as { cores?: unknown }).cores);
+  return { samples: samples as CostSample[], measuredAt: at && !Number.isNaN(at.getTime()) ? at : modifiedAt, load: loadOk ? (load as CalibrationFile['load']) : null };
+}
+
+/**
+ * How the pool's log says where a calibration came from, beside its fitted
+ * figures: its age and the load it was measured at for a cached one, the
+ * time it took and the load for a fresh one; and, where that load was at
+ * least one a core, that the curve is likely too dear.
+ */
+export function describeCalibration(cal: Calibration, tookMs: number | null, now = Date.now()): string {
+  const at = cal.load ? ` at load ${cal.load.average.toFixed(2)} on ${cal.load.cores} cores` : '';
+  if (!cal.fromCache) return `calibrated in ${((tookMs ?? 0) / 1000).toFixed(1)} s${at}`;
+  const age = cal.measuredAt === null ? 'of unknown age' : `measured ${ageOf(now - cal.measuredAt.getTime())} ago`;
+  const busy = cal.load && cal.load.average >= cal.load.cores ? '; the host was busy then, so the costs may be too high: --recalibrate on a quiet host' : '';
+  return `calibration cached, ${age}${at}${busy}`;
+}
+
+/** A span in the largest whole unit that fits: 40 s, 12 min, 5 h, 3 days. */
+function ageOf(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s} s`;
+  if (s < 2 * 3600) return `${Math.floor(s / 60)} min`;
+  if (s < 2 * 86400) return `${Math.floor(s / 3600)} h`;
+  return `${Math.floor(s / 86400)} days`;
+}
+
 export async function calibrate<S extends RunnerSequence>(
   runner: BatchRunner<S>,
   opts: CalibrationOptions,
@@ -89,25 +145,30 @@ export async function calibrate<S extends RunnerSequence>(
   const file = path.join(dir, `${opts.modelSha256.slice(0, 16)}-${machineKey(opts.executionProvider, opts.layout, opts.threads)}.json`);
   if (!opts.refresh) {
     try {
-      const samples: unknown = JSON.parse(await readFile(file, 'utf8'));
-      if (Array.isArray(samples) && samples.length >= 4 && samples.every(isCostSample)) {
-        const model = CostModel.fit(samples);
+      const cached = readCalibrationFile(await readFile(file, 'utf8'), (await stat(file)).mtime);
+      const samples: unknown[] = cached?.samples ?? [];
+      if (cached && samples.length >= 4 && samples.every(isCostSample)) {
+        const model = CostModel.fit(cached.samples);
         // A file of samples that fit nothing (all at one shape) is measured again too.
-        if (Object.values(model.coefficients).every(Number.isFinite)) return { model, samples, fromCache: true, file };
+        if (Object.values(model.coefficients).every(Number.isFinite)) return { model, samples: cached.samples, fromCache: true, file, measuredAt: cached.measuredAt, load: cached.load };
       }
     } catch {
       // no cache yet (or unreadable): measure
     }
   }
   const samples: CostSample[] = [];
+  // Before the pool's own passes weigh in: the load of everything else on the host.
+  const load = hostLoad();
+  const measuredAt = new Date();
   const ctx = runner.config.contextLength;
   for (const past of new Set(PASTS.map((p) => Math.min(p, Math.max(1, ctx - 64))))) {
     samples.push(...(await measureGrid(runner, past, opts.maxBatchTokens ?? 1024)));
   }
-  const calibration: Calibration = { model: CostModel.fit(samples), samples, fromCache: false, file };
+  const calibration: Calibration = { model: CostModel.fit(samples), samples, fromCache: false, file, measuredAt, load };
   try {
     await mkdir(dir, { recursive: true });
-    await writeFile(file, JSON.stringify(samples, null, 1));
+    const kept: CalibrationFile = { measuredAt: measuredAt.toISOString(), load, samples };
+    await writeFile(file, JSON.stringify(kept, null, 1));
   } catch (err) {
     // The costs are measured: a service account's read-only folder costs the next start a measurement, not this one its start.
     calibration.notCached = (err as Error).message;

@@ -29,7 +29,7 @@ import { loadModel } from '../model/load-model';
 import { declaredChatTemplate } from '../model/hf-checkpoint';
 import { intraOpThreads, ModelRunner } from '../runtime/model-runner';
 import { Datastore } from '../datastore/datastore';
-import { calibrate } from '../budget/calibration';
+import { calibrate, describeCalibration } from '../budget/calibration';
 import { TreeBudget, budgetPolicies } from '../budget/tree-budget';
 import { SpeculationGovernor } from '../budget/speculation-governor';
 import { PoolMetrics } from '../metrics/pool-metrics';
@@ -388,7 +388,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
       `pool: step cost (past 128): 1 row ${m.stepMs(1, 1, 1, 128).toFixed(2)} ms, 1 row × 16 tokens ${m.stepMs(1, 16, 16, 128).toFixed(2)} ms, ` +
         `32 rows ${m.stepMs(32, 1, 32, 128).toFixed(2)} ms, 32 rows × 4 tokens ${m.stepMs(32, 4, 128, 128).toFixed(2)} ms; knee ${budget.kneeTokens} tokens; ` +
         (runner.splitsPasses ? `a second pass costs ${passTokens} padded tokens; ` : '') +
-        `budget ${budget.options.policy} (${cal.fromCache ? 'calibration cached' : `calibrated in ${((performance.now() - t0) / 1000).toFixed(1)} s`}, ${path.relative(process.cwd(), cal.file)})`,
+        `budget ${budget.options.policy} (${describeCalibration(cal, performance.now() - t0)}, ${path.relative(process.cwd(), cal.file)})`,
     );
     if (cal.notCached) {
       logLine(`pool: warning: the calibration could not be kept (${cal.notCached}); it is measured again at the next start (SSSD_CACHE_DIR names a writable folder)`);

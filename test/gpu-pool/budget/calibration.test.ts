@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { calibrate } from '../../../gpu-pool/budget/calibration';
+import { calibrate, describeCalibration, type Calibration } from '../../../gpu-pool/budget/calibration';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { ModelRunner } from '../../../gpu-pool/runtime/model-runner';
 import { models } from '../../support/shared-data';
@@ -29,7 +29,7 @@ describe('start-up calibration with the real runner', () => {
     expect(again.model.coefficients).toEqual(first.model.coefficients);
     // A file that parses but holds no measured steps, or times below zero: measured again and rewritten, not fitted.
     const good = readFileSync(first.file, 'utf8');
-    const negative = (JSON.parse(good) as Array<{ ms: number }>).map((x) => ({ ...x, ms: -x.ms }));
+    const negative = (JSON.parse(good) as { samples: Array<{ ms: number }> }).samples.map((x) => ({ ...x, ms: -x.ms }));
     for (const bad of ['[{},{},{},{},{}]', '[1,2,3,4,5]', JSON.stringify(negative)]) {
       writeFileSync(first.file, bad);
       const remeasured = await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cpu', cacheDir: dir, maxBatchTokens: 16 });
@@ -53,5 +53,32 @@ describe('start-up calibration with the real runner', () => {
     expect(unkept.model.stepMs(1, 1, 1, 64)).toBeGreaterThan(0);
     expect(unkept.notCached).toMatch(/ENOTDIR/);
     expect(first.notCached).toBeUndefined();
+  }, 60_000);
+
+  it("says, beside the fitted figures, when a cached curve was measured and how loaded the host was then (review h191: a busy host's curve was reused at every start)", async () => {
+    const model = await loadModel(models.stories260K.checkpoint);
+    const runner = await ModelRunner.create(model);
+    const cacheDir = path.join(dir, 'aged');
+    const before = Date.now();
+    const first = await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cpu', cacheDir, maxBatchTokens: 16 });
+    expect(first.measuredAt!.getTime()).toBeGreaterThanOrEqual(before - 1);
+    expect(first.load).toEqual({ average: expect.any(Number), cores: os.cpus().length });
+    expect(describeCalibration(first, 2_345)).toBe(`calibrated in 2.3 s at load ${first.load!.average.toFixed(2)} on ${os.cpus().length} cores`);
+    // Kept in the file, and read back at the next start.
+    const again = await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cpu', cacheDir });
+    expect([again.fromCache, again.measuredAt?.toISOString(), again.load]).toEqual([true, first.measuredAt!.toISOString(), first.load]);
+    const threeHoursOn = first.measuredAt!.getTime() + 3 * 3600_000 + 5_000;
+    expect(describeCalibration(again, null, threeHoursOn)).toBe(`calibration cached, measured 3 h ago at load ${first.load!.average.toFixed(2)} on ${os.cpus().length} cores${first.load!.average >= os.cpus().length ? '; the host was busy then, so the costs may be too high: --recalibrate on a quiet host' : ''}`);
+    // A file from before the record (the samples alone): its age is the file's, its load unknown.
+    writeFileSync(first.file, JSON.stringify(first.samples));
+    const modified = new Date(Date.now() - 2 * 86400_000 - 60_000);
+    utimesSync(first.file, modified, modified);
+    const old = await calibrate(runner, { modelSha256: model.sha256, executionProvider: 'cpu', cacheDir });
+    expect([old.fromCache, old.load]).toEqual([true, null]);
+    expect(Math.abs(old.measuredAt!.getTime() - modified.getTime())).toBeLessThan(1000);
+    expect(describeCalibration(old, null)).toBe('calibration cached, measured 2 days ago');
+    // Measured at a load of a core or more each: said to be likely too dear, with what to do.
+    const busy: Calibration = { ...again, load: { average: 2.5, cores: 2 } };
+    expect(describeCalibration(busy, null, threeHoursOn)).toMatch(/at load 2\.50 on 2 cores; the host was busy then, so the costs may be too high: --recalibrate on a quiet host$/);
   }, 60_000);
 });
