@@ -399,6 +399,45 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     stopInterrupting();
   }
 
+  // From here a signal or a service ending stops the stack, the pool draining first: installed before the checks
+  // below, which await the services (a ^C during them met node's default and killed `up` with no drain, no "stopped.").
+  let stopping = false;
+  let firstSignalAt = 0;
+  let stopped!: (failure: string | null) => void;
+  // A service that exits on its own is a failure: a supervisor must see a non-zero exit and restart the stack.
+  const ended = new Promise<string | null>((resolve) => (stopped = resolve));
+  const stop = (why: string, failed: boolean): void => {
+    if (stopping) {
+      // Asked again while the pool drains: cut what is left. (A service ending meanwhile is the stop itself, and a
+      // signal within SAME_SIGNAL_MS of the first is that one delivered twice: `timeout` signals the process, then its group.)
+      if (!failed && performance.now() - firstSignalAt >= SAME_SIGNAL_MS) {
+        log(`${why} again; stopping now...`);
+        void stack.stopNow();
+      }
+      return;
+    }
+    stopping = true;
+    if (!failed) firstSignalAt = performance.now();
+    // The headline first: `why` may go on with the dead service's last lines, which the note must not end.
+    const [headline, ...tail] = why.split('\n');
+    if (failed) log(`\n${headline}; stopping edge and pool...${tail.length > 0 ? `\n${tail.join('\n')}` : ''}`);
+    else log(`\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ${why === 'interrupted' ? '^C' : 'The same signal'} again, a second or more from now, to stop now...`);
+    void stack
+      .stop()
+      .then(() => stack.pool.service.exited)
+      // Killed after its drain's grace: generations it still ran were cut, not a clean stop.
+      .then((code) => stopped(failed ? why.split('\n')[0] : code === 'SIGKILL' ? `the pool did not stop within ${Math.round(drainGraceMs / 1000)} s of being asked to (its drain and wind-down) and was killed` : null));
+  };
+  process.on('SIGINT', () => stop('interrupted', false));
+  process.on('SIGTERM', () => stop('terminated', false));
+  // A closed terminal: stop as on ^C rather than die with the services still up.
+  process.on('SIGHUP', () => stop('hung up', false));
+  void stack.pool.service.exited.then((code) => stop(`pool exited (${code})\n${stack.pool.service.tail()}`, true));
+  void stack.edge.service.exited.then((code) => stop(`edge exited (${code})\n${stack.edge.service.tail()}`, true));
+  // wrangler outlives a workerd that crashed (or was killed for memory): the edge's port is what tells.
+  watchAnswers(stack.edgeUrl, (why) => stop(`edge stopped answering (${why})`, true), watchTiming);
+  watchAnswers(stack.poolUrl, (why) => stop(`pool stopped answering (${why})`, true), watchTiming);
+
   // Another model gets no default datastore (building one takes its own minutes): say how, since drafts are much poorer
   // without. Once the pool serves the model: a pool that refused it (a damaged folder, a bad flag) is what is said then.
   if (!datastore && files.origin === 'configured') {
@@ -412,55 +451,23 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   // A local KV store that workerd cannot read (a damaged file under SSSD_EDGE_STATE) makes every stored key a 503
   // "retry shortly" that never clears, said nowhere but in workerd's own logs: asked once here.
   const kvProblem = await localKvProblem(stack.edgeUrl);
-  if (kvProblem) log(`warning: ${kvProblem}`);
-  const pinProblem = await pinnedWeightsProblem(stack.poolUrl, stack.poolToken, env.SSSD_MODEL_SHA256);
-  if (pinProblem) log(`warning: ${pinProblem}`);
-  log('');
-  log(`  demo page  ${stack.edgeUrl}/#key=${encodeURIComponent(devKey)}`);
-  log(`  API        ${stack.edgeUrl}/v1  (OpenAI-compatible; Authorization: Bearer ${devKey})`);
-  // The pool's own tools (bench-serve, soak) need its token; one made for this run is never shown or written out.
-  const tokenNote = env.SSSD_POOL_TOKEN ? 'its /v1 routes take your SSSD_POOL_TOKEN' : 'its /v1 routes take a token made for this run; set SSSD_POOL_TOKEN before starting to point bench-serve or soak at it';
-  log(`  pool       ${stack.poolUrl}  (metrics at ${stack.poolUrl}/metrics; ${tokenNote})`);
-  if (stack.edge.inspectorPort !== null) log(`  devtools   chrome://inspect, target 127.0.0.1:${stack.edge.inspectorPort} (SSSD_EDGE_DEVTOOLS=1)`);
-  log('');
-  log('Ctrl-C stops both.');
+  const pinProblem = stopping ? null : await pinnedWeightsProblem(stack.poolUrl, stack.poolToken, env.SSSD_MODEL_SHA256);
+  // Stopping already (a signal or a service ending during the checks): where to go would follow "stopping...".
+  if (!stopping) {
+    if (kvProblem) log(`warning: ${kvProblem}`);
+    if (pinProblem) log(`warning: ${pinProblem}`);
+    log('');
+    log(`  demo page  ${stack.edgeUrl}/#key=${encodeURIComponent(devKey)}`);
+    log(`  API        ${stack.edgeUrl}/v1  (OpenAI-compatible; Authorization: Bearer ${devKey})`);
+    // The pool's own tools (bench-serve, soak) need its token; one made for this run is never shown or written out.
+    const tokenNote = env.SSSD_POOL_TOKEN ? 'its /v1 routes take your SSSD_POOL_TOKEN' : 'its /v1 routes take a token made for this run; set SSSD_POOL_TOKEN before starting to point bench-serve or soak at it';
+    log(`  pool       ${stack.poolUrl}  (metrics at ${stack.poolUrl}/metrics; ${tokenNote})`);
+    if (stack.edge.inspectorPort !== null) log(`  devtools   chrome://inspect, target 127.0.0.1:${stack.edge.inspectorPort} (SSSD_EDGE_DEVTOOLS=1)`);
+    log('');
+    log('Ctrl-C stops both.');
+  }
 
-  // A service that exits on its own is a failure: a supervisor must see a non-zero exit and restart the stack.
-  const failure = await new Promise<string | null>((resolve) => {
-    let stopping = false;
-    let firstSignalAt = 0;
-    const stop = (why: string, failed: boolean): void => {
-      if (stopping) {
-        // Asked again while the pool drains: cut what is left. (A service ending meanwhile is the stop itself, and a
-        // signal within SAME_SIGNAL_MS of the first is that one delivered twice: `timeout` signals the process, then its group.)
-        if (!failed && performance.now() - firstSignalAt >= SAME_SIGNAL_MS) {
-          log(`${why} again; stopping now...`);
-          void stack.stopNow();
-        }
-        return;
-      }
-      stopping = true;
-      if (!failed) firstSignalAt = performance.now();
-      // The headline first: `why` may go on with the dead service's last lines, which the note must not end.
-      const [headline, ...tail] = why.split('\n');
-      if (failed) log(`\n${headline}; stopping edge and pool...${tail.length > 0 ? `\n${tail.join('\n')}` : ''}`);
-      else log(`\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ${why === 'interrupted' ? '^C' : 'The same signal'} again, a second or more from now, to stop now...`);
-      void stack
-        .stop()
-        .then(() => stack.pool.service.exited)
-        // Killed after its drain's grace: generations it still ran were cut, not a clean stop.
-        .then((code) => resolve(failed ? why.split('\n')[0] : code === 'SIGKILL' ? `the pool did not stop within ${Math.round(drainGraceMs / 1000)} s of being asked to (its drain and wind-down) and was killed` : null));
-    };
-    process.on('SIGINT', () => stop('interrupted', false));
-    process.on('SIGTERM', () => stop('terminated', false));
-    // A closed terminal: stop as on ^C rather than die with the services still up.
-    process.on('SIGHUP', () => stop('hung up', false));
-    void stack.pool.service.exited.then((code) => stop(`pool exited (${code})\n${stack.pool.service.tail()}`, true));
-    void stack.edge.service.exited.then((code) => stop(`edge exited (${code})\n${stack.edge.service.tail()}`, true));
-    // wrangler outlives a workerd that crashed (or was killed for memory): the edge's port is what tells.
-    watchAnswers(stack.edgeUrl, (why) => stop(`edge stopped answering (${why})`, true), watchTiming);
-    watchAnswers(stack.poolUrl, (why) => stop(`pool stopped answering (${why})`, true), watchTiming);
-  });
+  const failure = await ended;
   log('stopped.');
   if (failure !== null) throw new CliError(`${failure}, so the stack stopped.`, 1);
 }
