@@ -55,15 +55,20 @@ export async function readBy<T>(reading: Promise<T>, deadline: number, timeoutMs
  * same and is refused with it; no body at all reaches the Worker as
  * Content-Length: 0.
  */
-export function declaresBody(headers: Headers): boolean {
+function declaresBody(headers: Headers): boolean {
   if (headers.has('transfer-encoding')) return true;
   const length = headers.get('content-length');
   return length !== null && Number.parseInt(length, 10) > 0;
 }
 
-/** The 400 for a body declared and read as 0 bytes (declaresBody). */
-export function emptyDeclaredBody(): ApiError {
-  return new ApiError(
+/**
+ * A 400 where the request declares a body (declaresBody) and `readBytes`, what was read of it, is 0. The one place
+ * this is checked: limitRequestBody for a body it reads itself (chunked), the route's reader for one sent with its
+ * length (let through unread here).
+ */
+export function refuseEmptyDeclaredBody(headers: Headers, readBytes: number): void {
+  if (readBytes > 0 || !declaresBody(headers)) return;
+  throw new ApiError(
     400,
     'The request declared a body (Transfer-Encoding: chunked, or a Content-Length above 0) but none could be read: its chunked framing is broken, or it is empty. To send no body, send none, or Content-Length: 0.',
     'invalid_request_error',
@@ -80,7 +85,7 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
   const raw = c.req.raw;
   const tooLarge = (): ApiError => new ApiError(413, `Request body too large (limit ${maxBytes} bytes).`, 'invalid_request_error', 'request_too_large');
   if (!raw.body) {
-    if (declaresBody(raw.headers)) throw emptyDeclaredBody();
+    refuseEmptyDeclaredBody(raw.headers, 0);
     return next();
   }
   const declared = raw.headers.get('content-length');
@@ -116,7 +121,7 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
     }
     chunks.push(value);
   }
-  if (size === 0 && declaresBody(raw.headers)) throw emptyDeclaredBody();
+  refuseEmptyDeclaredBody(raw.headers, size);
   const body = new Uint8Array(size);
   let at = 0;
   for (const chunk of chunks) {

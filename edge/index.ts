@@ -10,7 +10,7 @@ import { ApiError, badRequest, errorResponse, SHOULD_RETRY_HEADER, toApiError, T
 import { authenticate, type KeyRecord } from './api-keys';
 import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
-import { declaresBody, emptyDeclaredBody, limitRequestBody, readBy } from './body-limit';
+import { limitRequestBody, readBy, refuseEmptyDeclaredBody } from './body-limit';
 import { answerOpenAi, handleCompletion, poolTenant, type Answerer, type ParsedRequest } from './completion-handler';
 import { ChatCompletionStore, chatCompletionNotFound, completionObject } from './chat-completion-store';
 import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, storedChatCompletion, withServedModel } from './stored-chat-routes';
@@ -186,7 +186,7 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 async function readUncompressedText(c: Context<AppEnv>, holding?: Admitted): Promise<string> {
   const bytes = await readBodyBytes(c, holding);
   // Not "no body" (limitRequestBody checks a chunked one as it reads it; this, one sent with its length).
-  if (bytes.byteLength === 0 && declaresBody(c.req.raw.headers)) throw emptyDeclaredBody();
+  refuseEmptyDeclaredBody(c.req.raw.headers, bytes.byteLength);
   const encoding = c.req.header('content-encoding')?.trim().toLowerCase();
   if (encoding && encoding !== 'identity') {
     throw new ApiError(415, `Content-Encoding ${clipped(encoding, 40)} is not supported for request bodies; send the JSON uncompressed.`, 'invalid_request_error', 'unsupported_media_type');
