@@ -19,6 +19,7 @@
 import { ApiError, badRequest } from './api-error';
 import { sha256Hex } from './api-keys';
 import { MIN_KV_TTL_SECONDS, onceMore, readKvText, scopedKey, scopeMetadata, storeUnavailable, withinBytes, type ScopeMetadata } from './kv-record';
+import { keyOrderOf, withKeyOrder } from './ordered-json';
 import type { ListPage, PageParams } from './page-params';
 import { clipped, type ChatMessage } from './request-schema';
 
@@ -40,6 +41,12 @@ export interface StoredChatCompletion {
   expiresAt: number | null;
   /** When it was first stored (ms since the epoch), which orders completions of one `created` second (put sets it). */
   storedAtMs?: number;
+  /**
+   * Each `prompt_logprobs` position's key order as answered (vLLM's: the prompt token first, then by rank), null where
+   * JSON.parse gives it back as it is: token ids are integer-like keys, which it lists ascending (ordered-json.ts).
+   * Absent where no position needs one. put sets it; a read gives the positions their order back.
+   */
+  promptLogprobsOrder?: Array<string[] | null>;
 }
 
 /** A list's filters and paging (chat-completion-query.ts checks them). */
@@ -113,7 +120,40 @@ function mirrored(id: string): string {
   return out;
 }
 
-/** The completion as retrieved and listed: the chat.completion with its metadata. */
+/** The completion's `prompt_logprobs` positions, where it has them (null for the first token's and any other not scored). */
+function promptPositions(completion: object): unknown[] | null {
+  const positions = (completion as { prompt_logprobs?: unknown }).prompt_logprobs;
+  return Array.isArray(positions) ? positions : null;
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** The orders its positions were answered in that JSON would lose (StoredChatCompletion.promptLogprobsOrder); undefined where none would be lost. */
+function promptLogprobsOrder(completion: object): Array<string[] | null> | undefined {
+  const positions = promptPositions(completion);
+  if (positions === null) return undefined;
+  const orders = positions.map((position) => {
+    if (!isRecord(position)) return null;
+    const order = keyOrderOf(position);
+    const parsed = Object.keys(position);
+    return order === undefined || order.every((key, i) => parsed[i] === key) ? null : [...order];
+  });
+  return orders.some((order) => order !== null) ? orders : undefined;
+}
+
+/** `record` with its completion's prompt_logprobs positions in the order stored beside them (a record from JSON.parse). */
+function withPromptLogprobsOrder(record: StoredChatCompletion): StoredChatCompletion {
+  const positions = promptPositions(record.completion);
+  record.promptLogprobsOrder?.forEach((order, i) => {
+    const position = positions?.[i];
+    // A stored order names the position's keys, each once: one that does not (an edited record) is left as parsed.
+    if (order === null || !isRecord(position) || order.length !== Object.keys(position).length || !order.every((key) => Object.hasOwn(position, key))) return;
+    withKeyOrder(position, order);
+  });
+  return record;
+}
+
+/** The completion as retrieved and listed: the chat.completion with its metadata (written with jsonText: its prompt_logprobs keep their order). */
 export function completionObject(record: StoredChatCompletion): object {
   return { ...record.completion, metadata: record.metadata };
 }
@@ -199,7 +239,8 @@ export class ChatCompletionStore {
 
   /** Stores it (where it fits); whether it was. Never throws: the reply does not fail for it. */
   async put(given: StoredChatCompletion): Promise<boolean> {
-    const record: StoredChatCompletion = { ...given, storedAtMs: given.storedAtMs ?? Date.now() };
+    const order = promptLogprobsOrder(given.completion);
+    const record: StoredChatCompletion = { ...given, storedAtMs: given.storedAtMs ?? Date.now(), ...(order ? { promptLogprobsOrder: order } : {}) };
     const value = this.fitted(record);
     if (value === null) {
       console.warn(`edge: chat completion ${record.id} not stored: over SSSD_RESPONSE_MAX_BYTES (${this.maxBytes}) as UTF-8, even without its messages`);
@@ -224,7 +265,7 @@ export class ChatCompletionStore {
     const text = await readKvText(this.kv, await this.recordKey(id), 'stored chat completion', () => unavailable());
     if (text === null) return { record: null, chars: 0 };
     try {
-      return { record: JSON.parse(text) as StoredChatCompletion, chars: text.length };
+      return { record: withPromptLogprobsOrder(JSON.parse(text) as StoredChatCompletion), chars: text.length };
     } catch {
       console.error(`edge: stored chat completion ${id} is not JSON; taken as missing`);
       return { record: null, chars: text.length };

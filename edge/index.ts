@@ -26,6 +26,7 @@ import { slotsHeldBy } from './slot-holders';
 import { chatRequestSchema, clipped, completionRequestSchema, parseOpenAiBody, refuseStreamOptionsWithoutStream } from './request-schema';
 import { REQUEST_ID_HEADER, requestId, requestIdOf } from './request-id';
 import { loggedErrorCode, RequestLog } from './request-log';
+import { jsonText } from './ordered-json';
 import { responseId } from './responses-format';
 import { BACKGROUND_STOP_POLL_MS, cancelledAnswer, haltRunHere, polledResponse } from './background-response';
 import { resumedEventStream, startingAfter } from './background-stream';
@@ -386,13 +387,13 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
 });
 
 /**
- * A route of one of the key's stores (responses, chat completions, conversations), answered as JSON: counted as a
- * request of the key (each is KV work), taking no slot. `id`: the route's `:id`.
+ * A route of one of the key's stores (responses, chat completions, conversations), answered as JSON (`written`'s
+ * text): counted as a request of the key (each is KV work), taking no slot. `id`: the route's `:id`.
  */
-async function keyStoreRoute<S>(c: Context<AppEnv>, store: (c: Context<AppEnv>) => S, answer: (store: S, id: string) => Promise<object>): Promise<Response> {
+async function keyStoreRoute<S>(c: Context<AppEnv>, store: (c: Context<AppEnv>) => S, answer: (store: S, id: string) => Promise<object>, written: (value: object) => string = JSON.stringify): Promise<Response> {
   const admission = admit(c, false);
   try {
-    return c.json(await answer(store(c), c.req.param('id') ?? ''));
+    return c.body(written(await answer(store(c), c.req.param('id') ?? '')), 200, { 'content-type': 'application/json' });
   } finally {
     admission.release();
   }
@@ -465,7 +466,8 @@ function chatCompletionStore(c: Context<AppEnv>): ChatCompletionStore {
 }
 
 function storedChatRoute(c: Context<AppEnv>, answer: (store: ChatCompletionStore, id: string) => Promise<object>): Promise<Response> {
-  return keyStoreRoute(c, chatCompletionStore, answer);
+  // jsonText: a completion's prompt_logprobs are read back in the order its client got (chat-completion-store.ts).
+  return keyStoreRoute(c, chatCompletionStore, answer, jsonText);
 }
 
 // OpenAI's stored chat completions: list (GET /v1/chat/completions), retrieve, update its metadata, delete, its messages.

@@ -116,6 +116,30 @@ describe('stored chat completions', () => {
     expect(await listed({ metadata: { suite: 'left' } })).toEqual([]);
   });
 
+  it("reads a completion's prompt_logprobs back in the order its client got them (the prompt token first, then by rank), on retrieve, update and list", async () => {
+    const call = async (path: string, body?: object): Promise<string> => {
+      const res = await fetch(`${stack.edgeUrl}/v1${path}`, {
+        method: body ? 'POST' : 'GET',
+        headers: { authorization: `Bearer ${stack.devKey}`, 'content-type': 'application/json' },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get('content-type'), path).toMatch(/^application\/json/);
+      return res.text();
+    };
+    const answered = await call('/chat/completions', { model, messages: MESSAGES, max_tokens: 4, temperature: 0, prompt_logprobs: 5, store: true, metadata: { suite: 'prompt-logprobs' } });
+    const { id, prompt_logprobs: scored } = JSON.parse(answered) as { id: string; prompt_logprobs: Array<object | null> };
+    expect(scored.length).toBeGreaterThan(2);
+    // JSON.parse lists each position's ids ascending: a reply that reads back so was not in vLLM's order to begin with.
+    expect(JSON.stringify(JSON.parse(answered))).not.toBe(answered);
+    const withMetadata = (metadata: Record<string, string>): string => `${answered.slice(0, -1)},"metadata":${JSON.stringify(metadata)}}`;
+    expect(await call(`/chat/completions/${id}`)).toBe(withMetadata({ suite: 'prompt-logprobs' }));
+    expect(await call(`/chat/completions/${id}`, { metadata: { suite: 'prompt-logprobs', step: '2' } })).toBe(withMetadata({ suite: 'prompt-logprobs', step: '2' }));
+    expect(await call(`/chat/completions/${id}`)).toBe(withMetadata({ suite: 'prompt-logprobs', step: '2' }));
+    const list = await call(`/chat/completions?metadata[suite]=prompt-logprobs`);
+    expect(list.startsWith(`{"object":"list","data":[${withMetadata({ suite: 'prompt-logprobs', step: '2' })}]`)).toBe(true);
+  });
+
   it('lists the key\'s completions by created, asc by default, filtered by model and metadata, page by page', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {

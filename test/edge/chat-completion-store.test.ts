@@ -1,7 +1,12 @@
 // Stored chat completions on workerd's own KV (Miniflare, as `wrangler dev` runs it): the per-key scope, the
 // index's paging and filters, metadata updates, expiry; a KV that throws stands in only for an outage.
+import { readFileSync } from 'node:fs';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { ChatCompletionStore, type ListQuery, type StoredChatCompletion } from '../../edge/chat-completion-store';
+import { ChatCompletionStore, completionObject, type ListQuery, type StoredChatCompletion } from '../../edge/chat-completion-store';
+import { jsonText } from '../../edge/ordered-json';
+import { promptLogprobsOf } from '../../edge/prompt-logprobs';
+import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import { models } from '../support/shared-data';
 import { workerdKv } from '../support/workerd-kv';
 
 const workerd = workerdKv();
@@ -194,6 +199,40 @@ describe('ChatCompletionStore', () => {
     await store.updateMetadata('chatcmpl-ttl', { later: 'yes' });
     expect(await expirations()).toEqual([stored.expiresAt, stored.expiresAt, stored.expiresAt]);
     expect(new ChatCompletionStore(kv, 'key-forever', 0, 1 << 20).expiresAt()).toBeNull();
+  });
+
+  it("reads prompt_logprobs back in the order they were answered (the prompt token first, then by rank), not by ascending id", async () => {
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'llama2c');
+    // Each scored prompt token among alternatives whose ids do not ascend by rank: JSON.parse would list them ascending.
+    const promptLogprobs = promptLogprobsOf(
+      [1, 400, 30, 7],
+      [-2.5, -0.25, -4],
+      [
+        [[300, -0.5], [12, -1.25], [400, -2.5]],
+        [[30, -0.25], [9, -2], [250, -3]],
+        [[50, -0.75], [100, -1.5]],
+      ],
+      3,
+      tokenizer,
+    );
+    const base = record('chatcmpl-scored', 3_000, { run: '1' });
+    const stored: StoredChatCompletion = { ...base, completion: { ...base.completion, prompt_logprobs: promptLogprobs } };
+    const answered = (metadata: Record<string, string>): string => jsonText({ ...stored.completion, metadata });
+    // What JSON.stringify and JSON.parse would give differs: the test can fail.
+    expect(JSON.stringify({ ...stored.completion, metadata: { run: '1' } })).not.toBe(answered({ run: '1' }));
+    expect(Object.keys(JSON.parse(answered({ run: '1' })).prompt_logprobs[1] as object)).toEqual(['12', '300', '400']);
+
+    const store = new ChatCompletionStore(kv, 'key-scored', 0, 1 << 20);
+    expect(await store.put(stored)).toBe(true);
+    const got = await store.get('chatcmpl-scored');
+    expect(jsonText(completionObject(got!))).toBe(answered({ run: '1' }));
+    expect(Object.keys((completionObject(got!) as { prompt_logprobs: object[] }).prompt_logprobs[1])).toEqual(['12', '300', '400']);
+    expect(jsonText((await store.list(query())).data)).toBe(`[${answered({ run: '1' })}]`);
+    // An update writes the record again: the order stays with it.
+    expect(jsonText(completionObject((await store.updateMetadata('chatcmpl-scored', { run: '2' }))!))).toBe(answered({ run: '2' }));
+    expect(jsonText(completionObject((await store.get('chatcmpl-scored'))!))).toBe(answered({ run: '2' }));
+    // A position already in ascending order (the last: 7 first, then 50 and 100) needs no stored order.
+    expect(got!.promptLogprobsOrder).toEqual([null, ['400', '300', '12'], ['30', '9', '250'], null]);
   });
 
   it('keeps a completion over its size cap without its messages, or not at all where even that is over', async () => {
