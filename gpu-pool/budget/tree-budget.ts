@@ -55,6 +55,16 @@ const DRAFT_COST_MIN_SAMPLES = 3;
  * batch 8-128 (drafting there lost), the H100's 0.00-0.02, lavapipe's 0.05-0.09.
  */
 const SECOND_TOKEN_MAX_SHARE = 0.1;
+/**
+ * What a sent draft token costs the step, over its pass time on the
+ * calibrated curve: its logits read back and walked in verification, a
+ * longer row to build. On the 2-core CPU, `pld` on random-word prompts at
+ * concurrency 1 (9 tokens sent a drafted step, 3% accepted) made the pass
+ * 18-29 µs longer a sent token and the whole step ~35 µs, against the
+ * curve's 15-17 (docs/benchmarks.md, "Rows whose drafts are rarely
+ * accepted back off").
+ */
+const SENT_TOKEN_STEP_SHARE = 2;
 
 export class TreeBudget {
   /**
@@ -161,21 +171,35 @@ export class TreeBudget {
   }
 
   /**
-   * Whether drafting one row pays for the drafting itself: a row that accepts
-   * `expectedAccepted` draft tokens per drafted step saves that many row-steps
-   * (each worth this batch's per-row share of a step); drafting it costs the
-   * measured drafting time per row. Asked before drafting, so rows that
-   * cannot pay (a hot sampled row, a text the drafters do not know) skip the
-   * drafting CPU time, which at batch 8+ on a CPU exceeds a whole decode
-   * row-step. Static policy and unmeasured methods: always.
+   * Whether drafting one row pays for itself, asked before drafting with the
+   * row's own record, so rows that cannot pay (a hot sampled row, a text the
+   * drafters do not know, `pld` on a text that never repeats) skip the
+   * drafting CPU time and the pass time of drafts that are not accepted.
+   * Two prices, both to be paid:
+   * - the drafting: a row that accepts `expectedAccepted` draft tokens per
+   *   drafted step saves that many row-steps (each worth this batch's per-row
+   *   share of a step), against the measured drafting time per row, which at
+   *   batch 8+ on a CPU exceeds a whole decode row-step;
+   * - the `expectedSent` tokens it sends, as a lone row: their pass time on
+   *   the calibrated curve times SENT_TOKEN_STEP_SHARE, against the lone
+   *   row-steps the accepted ones save. Priced alone, not at this batch's
+   *   share: a lone row is where a draft token is cheapest next to a row's
+   *   step, so this never stops a row that would pay there, and in wider
+   *   batches the budget's padded pass and the governor's vote price the
+   *   tokens (at 2-5 rows, where the fused drafter still drafts, a row's
+   *   share would have stopped `sssd` rows through every dip below 20%).
+   * Static policy: always; a method whose drafting is not measured yet pays
+   * only for its tokens.
    */
-  rowPaysForDrafting(batch: number, expectedAccepted: number, maxPast: number, method = 'default'): boolean {
+  rowPaysForDrafting(batch: number, expectedAccepted: number, maxPast: number, method = 'default', expectedSent = 0): boolean {
     if (this.options.policy === 'static') return true;
-    const draftMs = this.draftMsPerRow(method);
-    if (draftMs === undefined) return true;
+    const measured = this.draftMsPerRow(method);
     const rows = Math.max(1, batch);
-    const rowMs = this.stepMs(rows, 1, rows, maxPast) / rows;
-    return expectedAccepted * rowMs > draftMs;
+    if (measured !== undefined && !(expectedAccepted * (this.stepMs(rows, 1, rows, maxPast) / rows) > measured)) return false;
+    const sent = Math.max(0, expectedSent);
+    if (sent === 0) return true;
+    const sentMs = SENT_TOKEN_STEP_SHARE * (this.costModel.stepMs(1, 1 + sent, 1 + sent, maxPast) - this.costModel.stepMs(1, 1, 1, maxPast));
+    return expectedAccepted * this.stepMs(1, 1, 1, maxPast) > sentMs;
   }
 
   /** Feed back one iteration's measured wall time (ms, drafting excluded) for the shape it ran. */

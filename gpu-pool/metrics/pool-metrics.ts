@@ -136,6 +136,12 @@ export class PoolMetrics {
   readonly speculatingSteps: StepCounterVec<'tree' | 'chain'>;
   /** speculatingSteps bound to each drafter, for the step loop. */
   readonly speculatingStepsOf: Record<'tree' | 'chain', StepCounterChild>;
+  /** Row-steps a row that could draft was kept from it: `unpaid` (its own acceptance does not pay: backed off) or `resting` (the budget refused its drafts, or it starts too late). */
+  readonly draftSkips: StepCounterVec<'unpaid' | 'resting'>;
+  /** draftSkips bound to each reason, for the step loop. */
+  readonly draftSkipsOf: Record<'unpaid' | 'resting', StepCounterChild>;
+  /** Probes: drafts by rows backed off for drafts that did not pay. */
+  readonly draftProbes: StepCounter;
 
   /** Gauges filled at scrape time by `watchGovernor`. */
   private governorGauge: Gauge<'method' | 'batch' | 'arm'> | null = null;
@@ -479,6 +485,15 @@ export class PoolMetrics {
       zeroFromStart: true,
       registers,
     });
+    this.draftSkips = new StepCounterVec({
+      name: 'sssd_pool_draft_skips_total',
+      help: 'Row-steps a row that could draft was kept from drafting, by reason: unpaid (its own recent acceptance does not pay for its drafts: it backs off, probing now and then) or resting (the budget refused its last drafts, or it starts too late).',
+      labelName: 'reason',
+      values: ['unpaid', 'resting'] as const,
+      zeroFromStart: true,
+      registers,
+    });
+    this.draftProbes = new StepCounter({ name: 'sssd_pool_draft_probes_total', help: 'Probes: small drafts by rows backed off (draft skips, reason unpaid) to see whether their drafts are accepted again.', registers });
     this.prefixCacheQueries = new Counter({ name: 'vllm:prefix_cache_queries_total', help: 'Prompt tokens looked up in the prefix cache.', registers });
     this.prefixCacheHits = new Counter({ name: 'vllm:prefix_cache_hits_total', help: 'Prompt tokens found in the prefix cache (not prefilled).', registers });
     this.prefixCacheBytes = new Gauge({ name: 'sssd_pool_prefix_cache_bytes', help: "Bytes of finished sequences' keys/values kept for prefix caching.", registers });
@@ -566,6 +581,7 @@ export class PoolMetrics {
     for (const result of ['applied', 'ignored', 'ended', 'unknown', 'invalid']) this.triePushes.inc({ result }, 0);
     for (const result of ['used', 'malformed', 'invalid']) this.shippedTries.inc({ result }, 0);
     this.speculatingStepsOf = { tree: this.speculatingSteps.child(0), chain: this.speculatingSteps.child(1) };
+    this.draftSkipsOf = { unpaid: this.draftSkips.child(0), resting: this.draftSkips.child(1) };
     for (const status of ERROR_STATUSES) this.errorResponses.inc({ status }, 0);
     for (const code of GENERATION_ERROR_CODES) this.generationErrors.inc({ code }, 0);
   }

@@ -120,6 +120,12 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   acceptedPerDraft = -1;
   /** Consecutive speculating steps this row was kept from drafting (resting or unpaid). */
   skippedDrafts = 0;
+  /** A kept-from-drafting row drafts again (a probe) once it has skipped this many steps less one; doubled after each probe that does not pay (RowDrafting). */
+  probeEvery = 8;
+  /** The row's skips are for drafts that did not pay (its own acceptance): its probes are small, and back off. */
+  backedOff = false;
+  /** This step's draft is a backed-off row's probe (RowDrafting.noteSkip). */
+  probing = false;
   /** Draft nodes the budget sent per drafted step, decayed; -1 before the first (RowDrafting.draftSize). */
   sentPerDraft = -1;
   /** Consecutive drafted steps the budget gave no nodes to. */

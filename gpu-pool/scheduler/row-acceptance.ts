@@ -112,7 +112,9 @@ export class RowAcceptance<S extends RunnerSequence> {
       const tree = gen.tree!;
       let predicted = 0;
       for (let i = chain; i < gen.rowLength; i++) predicted += tree.probs[gen.rowToTree[i]];
-      gen.acceptedPerDraft = this.acceptance.recordTree(gen.acceptanceKey, gen.acceptedPerDraft, predicted, accepted);
+      const record = this.acceptance.recordTree(gen.acceptanceKey, gen.acceptedPerDraft, predicted, accepted);
+      // A probe's outcome alone decides whether the row drafts on (RowDrafting.noteSkip): its record is what stopped it.
+      gen.acceptedPerDraft = gen.probing ? accepted : record;
     }
 
     // Emitted tokens: accepted path + bonus, cut at an end id / a stop string / maxTokens / context.

@@ -30,6 +30,26 @@ export const LATE_BUILD_TOKENS = 32;
  * accept unlike the fused drafter's trees.
  */
 export const CHAIN_NODES = 4;
+/** A row the budget keeps refusing (resting) drafts again (a probe) every this many speculating steps. */
+export const PROBE_EVERY = 8;
+/**
+ * A row whose own drafts stopped paying (unpaid) probes again after one
+ * skipped step, then after 3, 7, 15, ... (each probe that does not pay
+ * doubles the wait), at most every MAX_PROBE_EVERY steps. The first wait is
+ * short for the rows that mostly pay: an `sssd` row's acceptance dips for a
+ * step or two where its text leaves what the drafters know, and comes back
+ * when it returns to a story; a row whose drafts never pay (`pld` on a text
+ * that does not repeat itself) probes 6 times in 128 steps.
+ */
+export const FIRST_PROBE_EVERY = 2;
+export const MAX_PROBE_EVERY = 64;
+/**
+ * Most nodes a probe of a row whose drafts do not pay drafts: enough to see
+ * whether they are accepted again, little to lose. What the probe has
+ * accepted, not the row's record before it, decides whether it drafts on
+ * (RowAcceptance, Scheduler.buildRow).
+ */
+export const PROBE_NODES = 4;
 
 /** What a step decided that its rows draft under (StepPlanner.plan fills it, one object reused every step). */
 export interface DraftingStep {
@@ -61,6 +81,12 @@ export interface DraftingTally {
   chained: number;
   /** Time on chains and table trees beside fused trees (late and sampled rows): not the fused drafter's cost. */
   chainMs: number;
+  /** Rows kept from drafting because their own acceptance does not pay for their drafts (RowDrafting's back-off). */
+  unpaid: number;
+  /** Rows kept from drafting because the budget refused their last drafts, or they start too late. */
+  resting: number;
+  /** Backed-off (unpaid) rows that drafted a probe. */
+  probes: number;
 }
 
 export interface RowDraftingOptions {
@@ -112,11 +138,20 @@ export class RowDrafting {
     // other requests (what the resting and paying rules go by) says nothing
     // about this user's cache.
     const followsEdge = nearlyFree && gen.hasEdgeTrie && gen.drafter !== null && !gen.drafter.edgeTrieExhausted;
-    const probe = cap > 0 && (followsEdge || gen.skippedDrafts % 8 === 7);
+    const probe = cap > 0 && (followsEdge || gen.skippedDrafts + 1 >= gen.probeEvery);
     const resting = (gen.refusedSteps >= 2 && !probe) || this.startsTooLate(gen);
-    // Likewise a row whose recent acceptance does not pay for its drafting.
-    const unpaid = !probe && cap > 0 && !this.budget!.rowPaysForDrafting(n, this.acceptance.expected(gen.acceptanceKey, gen.acceptedPerDraft), maxPast, method!);
-    if (cap > 0 && gen.drafter && room > 0) gen.skippedDrafts = resting || unpaid ? gen.skippedDrafts + 1 : 0;
+    // Likewise a row whose recent acceptance does not pay for its drafting
+    // and for the pass time of the tokens it sends (TreeBudget.rowPaysForDrafting),
+    // priced with its own record: the budget's estimates are corrected per
+    // method, not per row, and below GOVERNED_FROM_ROWS nothing else stops a
+    // row whose drafts keep failing (`pld` at 3% on random-word prompts ran
+    // at 0.73x of `off` at concurrency 1).
+    const unpaid =
+      !probe && cap > 0 && !this.budget!.rowPaysForDrafting(n, this.acceptance.expected(gen.acceptanceKey, gen.acceptedPerDraft), maxPast, method!, gen.sentPerDraft);
+    // Whether the row's last step was a probe; this one is only where noteSkip says so.
+    const probedLast = gen.probing;
+    gen.probing = false;
+    if (cap > 0 && gen.drafter && room > 0) this.noteSkip(gen, resting, unpaid, followsEdge, probedLast, tally);
     const chainsHere = chains || (lateChains && (this.lateChain(gen) || this.sampledFromTable(gen)));
     if (gen.drafter && cap > 0 && room > 0 && !resting && !unpaid && !chainsHere) {
       // A lazy drafter's first draft builds it (once per request), and a
@@ -127,7 +162,9 @@ export class RowDrafting {
       const t = building ? performance.now() : 0;
       let tree: DraftTree | null = null;
       try {
-        tree = gen.drafter.draft(this.draftSize(gen, Math.min(cap, room)));
+        // A backed-off row's probe is small: enough to see whether its drafts are accepted again.
+        const size = this.draftSize(gen, Math.min(cap, room));
+        tree = gen.drafter.draft(gen.probing ? Math.min(PROBE_NODES, size) : size);
       } catch (err) {
         this.dropDrafter(gen, err);
       }
@@ -200,6 +237,37 @@ export class RowDrafting {
       if (!chains) tally.chainMs += performance.now() - chainStarted;
     }
     if (gen.textMasks !== null && gen.tree !== null && row.available > 0) this.cutToLanguage(gen, row);
+  }
+
+  /**
+   * A row that could draft this step: counts a step it was kept from
+   * drafting, or starts it drafting again. A row kept for its own record
+   * (unpaid) backs off: it probes after FIRST_PROBE_EVERY - 1 skipped steps,
+   * and each probe after which it still does not pay doubles the wait for the
+   * next, to MAX_PROBE_EVERY. Drafting again for real (not a probe) ends it.
+   */
+  private noteSkip(gen: Generation<RunnerSequence>, resting: boolean, unpaid: boolean, followsEdge: boolean, probedLast: boolean, tally: DraftingTally): void {
+    if (resting || unpaid) {
+      if (unpaid) {
+        if (!gen.backedOff) gen.probeEvery = FIRST_PROBE_EVERY;
+        else if (probedLast) gen.probeEvery = Math.min(MAX_PROBE_EVERY, gen.probeEvery * 2);
+        gen.backedOff = true;
+        tally.unpaid++;
+      } else {
+        if (gen.backedOff) gen.probeEvery = PROBE_EVERY;
+        gen.backedOff = false;
+        tally.resting++;
+      }
+      gen.skippedDrafts++;
+      return;
+    }
+    gen.probing = gen.backedOff && gen.skippedDrafts > 0 && !followsEdge;
+    if (gen.probing) tally.probes++;
+    else {
+      gen.probeEvery = PROBE_EVERY;
+      gen.backedOff = false;
+    }
+    gen.skippedDrafts = 0;
   }
 
   /** A structured output's row: the draft nodes its masks would never accept are cut before the budget sizes the tree. */

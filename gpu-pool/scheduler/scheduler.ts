@@ -193,7 +193,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   private readonly stepPlan: StepPlan = { n: 0, cap: 0, userCap: 0, chains: false, lateChains: false, nearlyFree: false, method: null, maxPast: 0, speculate: false };
   /** The rows of the step running now (null between steps): the ones a step that fails outright ends. */
   private stepRows: Generation<S>[] | null = null;
-  private readonly draftingTally: DraftingTally = { draftedRows: 0, buildMs: 0, chained: 0, chainMs: 0 };
+  private readonly draftingTally: DraftingTally = { draftedRows: 0, buildMs: 0, chained: 0, chainMs: 0, unpaid: 0, resting: 0, probes: 0 };
   private readonly stepCounts: StepCounts = { generated: 0, promptTokens: 0, drafts: 0, draftTokens: 0, accepted: 0 };
 
   constructor(
@@ -511,6 +511,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     tally.buildMs = 0;
     tally.chained = 0;
     tally.chainMs = 0;
+    tally.unpaid = 0;
+    tally.resting = 0;
+    tally.probes = 0;
     for (let r = 0; r < n; r++) {
       const gen = batch[r];
       gen.chainStep = false;
@@ -551,6 +554,9 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     const { metrics } = this.options;
     const drafted = performance.now();
     metrics.phase.draft.inc((drafted - started) / 1000);
+    if (tally.unpaid > 0) metrics.draftSkipsOf.unpaid.inc(tally.unpaid);
+    if (tally.resting > 0) metrics.draftSkipsOf.resting.inc(tally.resting);
+    if (tally.probes > 0) metrics.draftProbes.inc(tally.probes);
     // Only steady drafting is learnt from: a step that drafts after steps that
     // did not finds the drafters' memory cold and cost ~2.5x as much per row
     // (0.1 ms vs 0.04), and learning that kept the budget from drafting at
@@ -699,7 +705,11 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     gen.treeUsed = len - chain;
     if (tree && tree.size > 1 && !gen.chainStep) {
       gen.refusedSteps = gen.treeUsed === 0 ? gen.refusedSteps + 1 : 0;
-      gen.sentPerDraft = gen.sentPerDraft < 0 ? gen.treeUsed : gen.sentPerDraft * 0.7 + gen.treeUsed * 0.3;
+      // A probe the budget sent stands for the row as it is now, not the record that stopped it (RowDrafting.noteSkip);
+      // one it sent nothing of says nothing.
+      if (gen.probing) {
+        if (gen.treeUsed > 0) gen.sentPerDraft = gen.treeUsed;
+      } else gen.sentPerDraft = gen.sentPerDraft < 0 ? gen.treeUsed : gen.sentPerDraft * 0.7 + gen.treeUsed * 0.3;
     }
     return { cache: gen.cache!, row: { tokens: tokens.subarray(0, len), parents: parents.subarray(0, len) } };
   }

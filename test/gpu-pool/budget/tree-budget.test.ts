@@ -224,6 +224,43 @@ describe('drafting cost', () => {
   });
 });
 
+describe("a row's sent tokens (rowPaysForDrafting)", () => {
+  // The 2-core CPU's calibrated curve (2026-12-07): 0.42 ms a pass, 15 µs a token.
+  const cpu = (): TreeBudget =>
+    new TreeBudget(new CostModel({ ...ZERO, fixed: 0.425, perToken: 0.0149, perPastToken: 0.0000134, perPastRow: 0.00034 }), { policy: 'marginal', maxNodes: 32 });
+  /** A row accepting `rate` of the `sent` tokens it sends a drafted step, drafting measured at 10 µs a row. */
+  const pays = (budget: TreeBudget, batch: number, rate: number, sent: number): boolean => budget.rowPaysForDrafting(batch, rate * sent, 128, 'pld', sent);
+
+  it("stops a lone row whose drafts are accepted at a few percent: `pld` on text that never repeats", () => {
+    const budget = cpu();
+    for (let i = 0; i < 3; i++) budget.observeDraft(1, 0.01, 'pld');
+    // 3% of 9 tokens (random-word prompts at concurrency 1): cheap to draft, dear to send.
+    expect(pays(budget, 1, 0.03, 9)).toBe(false);
+    expect(budget.rowPaysForDrafting(1, 0.03 * 9, 128, 'pld')).toBe(true);
+    // A probe's 1 of 4 pays again; so do rows as sssd's on dev-sessions, greedy (58-65%) and sampled (~25%).
+    expect(pays(budget, 1, 0.25, 4)).toBe(true);
+    expect(pays(budget, 1, 0.58, 16)).toBe(true);
+    expect(pays(budget, 1, 0.25, 16)).toBe(true);
+    // The tokens are priced as a lone row's, at any batch: fused trees run up to 5 rows, where a row at 20% still drafts
+    // (the budget's padded pass prices its tokens there); at 3% it stops there too.
+    expect(pays(budget, 5, 0.58, 8)).toBe(true);
+    expect(pays(budget, 5, 0.2, 8)).toBe(true);
+    expect(pays(budget, 5, 0.03, 8)).toBe(false);
+    expect(pays(budget, 32, 0.03, 4)).toBe(false);
+  });
+
+  it('prices the sent tokens before the drafting time is measured; with none sent, an unmeasured method always drafts', () => {
+    const budget = cpu();
+    expect(pays(budget, 1, 0.03, 9)).toBe(false);
+    expect(budget.rowPaysForDrafting(1, 0, 128, 'pld')).toBe(true);
+  });
+
+  it('the static policy prices nothing', () => {
+    const budget = new TreeBudget(new CostModel({ ...ZERO, fixed: 0.425, perToken: 0.0149 }), { policy: 'static', maxNodes: 32 });
+    expect(pays(budget, 1, 0, 9)).toBe(true);
+  });
+});
+
 describe('the record of whether drafting pays (wantsDrafts)', () => {
   // Tokens priced one by one by the curve, 0.8 ms of drafting per drafted row.
   const curve = (): CostModel => new CostModel({ ...ZERO, fixed: 1, perToken: 0.05 });

@@ -88,6 +88,9 @@ describe('pool metrics', () => {
       'sssd_pool_trie_pushes_total{result="ended"}',
       'sssd_pool_shipped_tries_total{result="malformed"}',
       'sssd_pool_speculating_steps_total{drafter="tree"}',
+      'sssd_pool_draft_skips_total{reason="unpaid"}',
+      'sssd_pool_draft_skips_total{reason="resting"}',
+      'sssd_pool_draft_probes_total',
       'sssd_pool_generation_errors_total{code="bad_request"}',
       'sssd_pool_generation_errors_total{code="internal"}',
     ]) {

@@ -7,7 +7,7 @@ import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { Generation, type Drafter } from '../../../gpu-pool/scheduler/generation';
 import { RowDrafting, type DraftingStep, type DraftingTally } from '../../../gpu-pool/scheduler/row-drafting';
 import type { RunnerSequence } from '../../../gpu-pool/scheduler/batch-runner';
-import { CHAIN_NODES } from '../../../gpu-pool/scheduler/row-drafting';
+import { CHAIN_NODES, MAX_PROBE_EVERY, PROBE_EVERY, PROBE_NODES } from '../../../gpu-pool/scheduler/row-drafting';
 import { GumbelNoise } from '../../../shared/sampling/gumbel-noise';
 import type { NextTokenTable } from '../../../shared/drafting/next-token-table';
 import { countingTable } from '../../shared/drafting/counting-table';
@@ -28,9 +28,13 @@ function fusedGeneration(): Generation<RunnerSequence> {
   return gen;
 }
 
-function drafting(dropped: Generation<RunnerSequence>[] = [], chainTable: NextTokenTable | null = null): RowDrafting {
-  // Cheap tokens: the budget lets any row with accepted drafts go on drafting.
-  const budget = new TreeBudget(new CostModel({ fixed: 0.2, perRow: 0.01, perPaddedToken: 0.001, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 }), { policy: 'marginal', maxNodes: 32 });
+/** Cheap tokens: the budget lets any row with accepted drafts go on drafting. */
+const CHEAP = new CostModel({ fixed: 0.2, perRow: 0.01, perPaddedToken: 0.001, perToken: 0, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
+/** The 2-core CPU's calibrated curve (2026-12-07): 0.42 ms a pass, 15 µs a token. */
+const CPU = new CostModel({ fixed: 0.425, perRow: 0, perPaddedToken: 0, perToken: 0.0149, perTokenPair: 0, perPastToken: 0.0000134, perPastRow: 0.00034 });
+
+function drafting(dropped: Generation<RunnerSequence>[] = [], chainTable: NextTokenTable | null = null, cost = CHEAP): RowDrafting {
+  const budget = new TreeBudget(cost, { policy: 'marginal', maxNodes: 32 });
   return new RowDrafting({
     maxTreeNodes: 32,
     contextLength: CONTEXT,
@@ -45,7 +49,7 @@ function drafting(dropped: Generation<RunnerSequence>[] = [], chainTable: NextTo
 }
 
 const fusedStep = (): DraftingStep => ({ n: 1, cap: 16, userCap: 32, chains: false, lateChains: false, nearlyFree: true, method: 'sssd', maxPast: 0 });
-const emptyTally = (): DraftingTally => ({ draftedRows: 0, buildMs: 0, chained: 0, chainMs: 0 });
+const emptyTally = (): DraftingTally => ({ draftedRows: 0, buildMs: 0, chained: 0, chainMs: 0, unpaid: 0, resting: 0, probes: 0 });
 const emptyRow = (): BudgetRow => ({ chainLength: 1, available: 0, probs: null, scale: 1 });
 
 describe('RowDrafting', () => {
@@ -113,6 +117,107 @@ describe('RowDrafting', () => {
     expect(d.draftRoom(gen)).toBe(1);
     const full = generation(null, 64, [1, ...new Array<number>(CONTEXT - 1).fill(9)]);
     expect(d.draftRoom(full)).toBe(0);
+  });
+
+  describe('rows whose drafts do not pay back off', () => {
+    /** A drafting row of PROMPT whose record says it accepts `accepted` of the `sent` tokens it sends a drafted step. */
+    function recorded(accepted: number, sent: number): Generation<RunnerSequence> {
+      const gen = fusedGeneration();
+      gen.feedLength = gen.pendingLength;
+      gen.acceptedPerDraft = accepted;
+      gen.sentPerDraft = sent;
+      return gen;
+    }
+
+    /**
+     * `steps` speculating steps of a lone row whose probes all fail (what the
+     * scheduler records of a probe that got nothing accepted): the steps it
+     * drafted (1-based), the most nodes a probe offered, and the tally.
+     */
+    function backOff(gen: Generation<RunnerSequence>, steps: number) {
+      const d = drafting([], null, CPU);
+      const tally = emptyTally();
+      const drafted: number[] = [];
+      let largestProbe = 0;
+      for (let i = 1; i <= steps; i++) {
+        const row = emptyRow();
+        d.draft(gen, row, fusedStep(), tally);
+        if (gen.tree === null) continue;
+        drafted.push(i);
+        expect(gen.probing).toBe(true);
+        largestProbe = Math.max(largestProbe, row.available);
+        gen.acceptedPerDraft = 0;
+        gen.sentPerDraft = row.available;
+      }
+      return { drafted, largestProbe, tally };
+    }
+
+    it('stops a row whose drafts are accepted at a few percent, and probes it with small drafts, each failed probe doubling the wait', () => {
+      // 0.3 of 9 tokens a step (3%): the row's own record, whatever its method's.
+      const gen = recorded(0.3, 9);
+      const { drafted, largestProbe, tally } = backOff(gen, 130);
+      expect(drafted).toEqual([2, 6, 14, 30, 62, 126]);
+      expect(largestProbe).toBeGreaterThan(0);
+      expect(largestProbe).toBeLessThanOrEqual(PROBE_NODES);
+      expect(tally.probes).toBe(6);
+      expect(tally.unpaid).toBe(124);
+      expect(tally.resting).toBe(0);
+      // The wait stops doubling at MAX_PROBE_EVERY.
+      expect(gen.probeEvery).toBe(MAX_PROBE_EVERY);
+    });
+
+    it('a probe that was accepted starts the row drafting again at its usual size, and ends its back-off', () => {
+      const gen = recorded(0.3, 9);
+      backOff(gen, 14);
+      expect(gen.probeEvery).toBe(8);
+      // The next probe (step 30) gets 2 of its 4 accepted: what the scheduler records is the probe's own outcome.
+      const d = drafting([], null, CPU);
+      for (let i = 15; i < 30; i++) d.draft(gen, emptyRow(), fusedStep(), emptyTally());
+      d.draft(gen, emptyRow(), fusedStep(), emptyTally());
+      expect(gen.probing).toBe(true);
+      gen.acceptedPerDraft = 2;
+      gen.sentPerDraft = 4;
+      const row = emptyRow();
+      const tally = emptyTally();
+      d.draft(gen, row, fusedStep(), tally);
+      expect(gen.probing).toBe(false);
+      expect(gen.backedOff).toBe(false);
+      expect(gen.probeEvery).toBe(PROBE_EVERY);
+      // Not a probe: sized by what the budget has been sending (ceil(4 · 1.25) + 2), past a probe's cap.
+      expect(row.available).toBeGreaterThan(PROBE_NODES);
+      expect(tally).toMatchObject({ probes: 0, unpaid: 0 });
+    });
+
+    it('a row whose drafts are mostly accepted keeps drafting, every step, at its usual size', () => {
+      // As sssd's greedy rows on dev-sessions: 58% of 16.
+      const gen = recorded(9.3, 16);
+      const d = drafting([], null, CPU);
+      const tally = emptyTally();
+      for (let i = 0; i < 20; i++) {
+        const row = emptyRow();
+        d.draft(gen, row, fusedStep(), tally);
+        expect(row.available).toBeGreaterThan(PROBE_NODES);
+      }
+      expect(tally).toMatchObject({ probes: 0, unpaid: 0, resting: 0 });
+    });
+
+    it('a row the budget keeps refusing rests as before: a full draft every 8th step, counted apart', () => {
+      const gen = recorded(9, 16);
+      gen.refusedSteps = 2;
+      const d = drafting([], null, CPU);
+      const tally = emptyTally();
+      const drafted: number[] = [];
+      for (let i = 1; i <= 16; i++) {
+        const row = emptyRow();
+        d.draft(gen, row, fusedStep(), tally);
+        if (gen.tree !== null) {
+          drafted.push(i);
+          expect(row.available).toBeGreaterThan(PROBE_NODES);
+        }
+      }
+      expect(drafted).toEqual([8, 16]);
+      expect(tally).toMatchObject({ probes: 0, unpaid: 0, resting: 14 });
+    });
   });
 
   describe('with the model\'s next-token table', () => {

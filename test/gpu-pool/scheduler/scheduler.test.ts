@@ -1837,6 +1837,53 @@ describe('continuous batching', () => {
     expect(ids(await submit('after', 40).done)).toEqual(alone);
   });
 
+  it('rows whose drafts are rarely accepted back off and probe, counted in the metrics; rows whose drafts pay draft on; outputs are plain decoding\'s', async () => {
+    // Dear tokens (a fifth of a pass each): a row must have over ~40% of the draft tokens it sends accepted to pay for
+    // them. The budget sends every row all it drafted, and learns no overhead from the machine's timing: only the
+    // rows' own records decide who drafts.
+    class SendingBudget extends TreeBudget {
+      override allocate(rows: readonly BudgetRow[], out: Int32Array): void {
+        for (let r = 0; r < rows.length; r++) out[r] = rows[r].available;
+      }
+      override observeStep(): void {}
+    }
+    const dear = new CostModel({ fixed: 0.3, perRow: 0, perPaddedToken: 0, perToken: 0.06, perTokenPair: 0, perPastToken: 0, perPastRow: 0 });
+    const skipsOf = async (metrics: PoolMetrics): Promise<{ unpaid?: number; resting?: number; probes: number }> => ({
+      ...(Object.fromEntries((await metrics.draftSkips.get()).values.map((v) => [String(v.labels.reason), v.value])) as { unpaid?: number; resting?: number }),
+      probes: (await metrics.draftProbes.get()).values[0].value,
+    });
+    const run = async (promptIds: number[], speculation: 'pld' | 'sssd', predictionIds?: number[]) => {
+      const metrics = new PoolMetrics();
+      const s = scheduler(new SendingBudget(dear, { policy: 'marginal', maxNodes: 16 }), metrics);
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id: speculation, promptIds, maxTokens: 160, speculation, ...(predictionIds ? { predictionIds } : {}) }), c.sink);
+      const events = await c.done;
+      return { ids: tokensOf(events), done: events.at(-1) as Extract<PoolEvent, { type: 'done' }>, skips: await skipsOf(metrics) };
+    };
+    // Every series is there from the start.
+    expect(await skipsOf(new PoolMetrics())).toEqual({ unpaid: 0, resting: 0, probes: 0 });
+    const random = [1, 97, 23, 401, 288, 19, 350, 77, 461, 5, 233, 142, 310, 66, 499, 12];
+    const plain = await plainIds(random, 160);
+    // `pld` on a prompt of random ids: its drafts are accepted at a few percent (8% when this was written).
+    const pld = await run(random, 'pld');
+    expect(pld.ids).toEqual(plain);
+    const { speculation } = pld.done.usage;
+    expect(speculation.acceptedTokens).toBeLessThan(0.15 * speculation.draftTokens);
+    // Backed off most of the way, with probes now and then, fewer as they fail: fewer than one every 8th step.
+    const unpaid = pld.skips.unpaid ?? 0;
+    expect(unpaid).toBeGreaterThan(speculation.steps / 2);
+    expect(pld.skips.probes).toBeGreaterThan(0);
+    expect(pld.skips.probes).toBeLessThan(unpaid / 8);
+    expect(speculation.drafts).toBeLessThan(speculation.steps / 3);
+    // The same prompt with its output predicted: drafts that pay, every step, never backed off.
+    const predicted = await run(random, 'sssd', plain);
+    expect(predicted.ids).toEqual(plain);
+    // A dip (a step with little accepted) may back it off; its next probe, accepted, resumes it.
+    expect(predicted.skips.unpaid).toBeLessThanOrEqual(2);
+    expect(predicted.skips.resting).toBe(0);
+    expect(predicted.done.usage.speculation.meanAcceptanceLength).toBeGreaterThan(4);
+  });
+
   it('a context-trie drafter speculates: multi-token steps, fewer passes than tokens', async () => {
     const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }));
     const c = collect();
