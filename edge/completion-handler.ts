@@ -28,6 +28,7 @@ import { badWordsTokenIds } from './bad-words';
 import { anyTailFor, jsonFormFor, structuredOutput } from './structured-output';
 import { allowedIdsLeft } from '../shared/allowed-ids-left';
 import { generationEndIds } from '../shared/end-ids';
+import { edgeTrieDepth } from '../shared/drafting/edge-trie';
 import { tenantHashText, type RequestLog } from './request-log';
 import { reproductionHeaders, type Reproduction } from './reproduction';
 
@@ -370,8 +371,10 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const userCache = drafts && ctx.store !== null ? ctx.store.load(await cacheScope(ctx.key.dataScope, body.user), ctx.key.dataScope) : null;
   const cacheSalt = await prefixCacheSalt(ctx.key.tenant, body.cache_salt ?? null);
   const tenant = await poolTenant(ctx.key.tenant);
-  const cacheInTime = userCache ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;
-  const trie = cacheInTime ? draftUserTrie(cacheInTime.cache, ids, ctx.edgeTrieNodes, temperature) : null;
+  // A reply of one token leaves nothing to draft (edgeTrieDepth): no trie, and no wait for the cache it would come from.
+  const trieDepth = edgeTrieDepth(maxTokens, 0);
+  const cacheInTime = userCache && trieDepth > 0 ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;
+  const trie = cacheInTime ? draftUserTrie(cacheInTime.cache, ids, ctx.edgeTrieNodes, temperature, trieDepth) : null;
   const kind: EndpointKind = parsed.kind;
   const asked = logprobsAsked(parsed);
   const promptScores = promptLogprobsAsked(body, model.tokenizer.vocabSize);
@@ -441,7 +444,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           constraintParam: structured.param,
           userCache,
           trie,
-          trieFollows: drafts && cacheInTime === null,
+          trieFollows: drafts && trieDepth > 0 && cacheInTime === null,
           logprobs: asked,
           logprobIds,
           // The user's cache learns from one choice: n writes of one KV key would race; and from none where the

@@ -8,7 +8,7 @@
  * the user's cache with one bounded write (waitUntil).
  */
 import { followedStopString, STOP_MATCHER_VERSION, modelIdentity, PROTOCOL_VERSION, type PoolEvent, type SamplingParams, type SpeculationUsage } from '../shared/protocol';
-import { draftEdgeTrie } from '../shared/drafting/edge-trie';
+import { draftEdgeTrie, edgeTrieDepth } from '../shared/drafting/edge-trie';
 import type { UserCache } from '../shared/drafting/user-cache';
 import { ApiError } from './api-error';
 import { bytesToBase64 } from './base64';
@@ -538,7 +538,7 @@ export class CompletionRun {
     this.resuming = true;
     try {
       // The client has part of the answer: busy pools are waited for (their hint, up to the stall window), not given up on.
-      await this.openOn(this.generateRequest(promptIds, plan.maxTokens - this.outputBase, this.draftTrie(promptIds), this.outputBase), true);
+      await this.openOn(this.generateRequest(promptIds, plan.maxTokens - this.outputBase, this.draftTrie(promptIds, this.outputBase), this.outputBase), true);
       this.resuming = false;
     } catch (err) {
       // No pool left that honours what it sets (the one that did failed): said so, not as a wait for a pool.
@@ -621,10 +621,13 @@ export class CompletionRun {
     }
   }
 
-  /** A trie from the user's cache continuing `context` (null: speculation off, no cache (yet), or nothing to draft). */
-  private draftTrie(context: number[]): Uint8Array | null {
+  /**
+   * A trie from the user's cache continuing `context`, the prompt and the first `outputLength` output tokens, no
+   * deeper than the tokens left allow (null: speculation off, no cache (yet), or nothing to draft).
+   */
+  private draftTrie(context: number[], outputLength: number): Uint8Array | null {
     if (!this.plan.speculate || !this.loaded) return null;
-    return draftUserTrie(this.loaded.cache, context, this.deps.edgeTrieNodes, this.plan.sampling.temperature);
+    return draftUserTrie(this.loaded.cache, context, this.deps.edgeTrieNodes, this.plan.sampling.temperature, edgeTrieDepth(this.plan.maxTokens, outputLength));
   }
 
   /**
@@ -640,7 +643,7 @@ export class CompletionRun {
     // from its own sources.
     if (this.triePushes >= (this.deps.edgeTriePushes ?? EDGE_TRIE_PUSHES)) return;
     const length = Math.min(this.outputBase + outputLength, this.outputIds.length);
-    const trie = this.draftTrie(this.plan.promptIds.concat(this.outputIds.slice(0, length)));
+    const trie = this.draftTrie(this.plan.promptIds.concat(this.outputIds.slice(0, length)), length);
     if (trie === null) return;
     this.triePushes++;
     if (this.trieBytes === 0) this.trieBytes = trie.length;
@@ -696,14 +699,15 @@ export class CompletionRun {
 
 /**
  * The edge trie the user's cache drafts for `context` (a greedy request's
- * with their verbatim history as a chain), or null: an empty cache, no nodes
- * allowed, nothing drafted, or a drafting fault (logged; the request goes on
- * without it).
+ * with their verbatim history as a chain), at most `maxDepth` tokens deep
+ * (edgeTrieDepth), or null: an empty cache, no nodes or depth allowed,
+ * nothing drafted, or a drafting fault (logged; the request goes on without
+ * it).
  */
-export function draftUserTrie(cache: UserCache, context: number[], maxNodes: number, temperature: number): Uint8Array | null {
-  if (maxNodes === 0 || cache.isEmpty) return null;
+export function draftUserTrie(cache: UserCache, context: number[], maxNodes: number, temperature: number, maxDepth: number): Uint8Array | null {
+  if (maxNodes === 0 || maxDepth < 1 || cache.isEmpty) return null;
   try {
-    const trie = draftEdgeTrie(cache, context, { maxNodes, historyChain: temperature === 0 });
+    const trie = draftEdgeTrie(cache, context, { maxNodes, historyChain: temperature === 0, maxDepth });
     return trie.length > 0 ? trie : null;
   } catch (err) {
     console.warn('edge: drafting the edge trie failed; going on without it', err);

@@ -24,6 +24,7 @@ import cliProgress from 'cli-progress';
 import { speculationMethods, type PoolInfo, type SpeculationMethod } from '../../shared/protocol';
 import { SCHEDULER_PHASES } from '../metrics/pool-metrics';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import { edgeTrieDepth } from '../../shared/drafting/edge-trie';
 import { startBenchEdge } from './edge-emulator-thread';
 import { quantile } from './latency-stats';
 import { methodOrder } from './method-order';
@@ -185,8 +186,10 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
       const greedy = p.request.temperature === 0;
       // The request starts before its trie is drafted, as at the edge: its time to first token includes the drafting.
       const startedAt = performance.now();
-      const trie = playEdge ? await edge.trieFor(p.user, p.promptIds, greedy) : undefined;
-      const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, idPrefix), ...(trie ? { trie } : {}) }, { events: opts.events, ...(playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds], greedy) } : {}) });
+      // As deep as the tokens left allow, as at the edge (edgeTrieDepth): none for a reply of one token.
+      const maxTokens = p.request.max_tokens;
+      const trie = playEdge ? await edge.trieFor(p.user, p.promptIds, greedy, edgeTrieDepth(maxTokens, 0)) : undefined;
+      const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, idPrefix), ...(trie ? { trie } : {}) }, { events: opts.events, ...(playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds], greedy, edgeTrieDepth(maxTokens, outputIds.length)) } : {}) });
       r.sentAt = startedAt;
       // As the edge's waitUntil: the cache update happens after the response, off the request path.
       if (playEdge && r.ok) edge.record(p.user, p.promptIds, r.outputIds);

@@ -38,8 +38,8 @@ export interface BenchEdge {
    * the pool during the first measured level.
    */
   ready(): Promise<void>;
-  /** Base64 trie for this user's prompt, or undefined when the user has no history yet. */
-  trieFor(user: string, promptIds: readonly number[], greedy?: boolean): Promise<string | undefined>;
+  /** Base64 trie for this user's prompt, at most `maxDepth` deep (EdgeEmulator.trieFor), or undefined when the user has no history yet. */
+  trieFor(user: string, promptIds: readonly number[], greedy?: boolean, maxDepth?: number): Promise<string | undefined>;
   /** Merges a finished request into the user's cache (after the response, as the edge's waitUntil). */
   record(user: string, promptIds: readonly number[], outputIds: readonly number[]): void;
   /** Empties every user's cache. */
@@ -64,8 +64,8 @@ class InThreadEdge implements BenchEdge {
   ready(): Promise<void> {
     return Promise.resolve();
   }
-  trieFor(user: string, promptIds: readonly number[], greedy = true): Promise<string | undefined> {
-    return Promise.resolve(this.edge.trieFor(user, promptIds, greedy));
+  trieFor(user: string, promptIds: readonly number[], greedy = true, maxDepth = Infinity): Promise<string | undefined> {
+    return Promise.resolve(this.edge.trieFor(user, promptIds, greedy, maxDepth));
   }
   record(user: string, promptIds: readonly number[], outputIds: readonly number[]): void {
     setImmediate(() => this.edge.record(user, promptIds, outputIds));
@@ -118,7 +118,7 @@ export class MergeThreadEdge implements BenchEdge {
     return this.started;
   }
 
-  async trieFor(user: string, promptIds: readonly number[], greedy = true): Promise<string | undefined> {
+  async trieFor(user: string, promptIds: readonly number[], greedy = true, maxDepth = Infinity): Promise<string | undefined> {
     if (this.failed) throw this.failed;
     if ((this.inFlight.get(user) ?? 0) > 0) {
       await new Promise<void>((resolve, reject) => {
@@ -127,7 +127,7 @@ export class MergeThreadEdge implements BenchEdge {
         this.waiting.set(user, list);
       });
     }
-    return this.edge.trieFor(user, promptIds, greedy);
+    return this.edge.trieFor(user, promptIds, greedy, maxDepth);
   }
 
   record(user: string, promptIds: readonly number[], outputIds: readonly number[]): void {

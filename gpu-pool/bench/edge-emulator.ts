@@ -18,12 +18,16 @@ export class EdgeEmulator {
     private readonly cacheMaxBytes = EDGE_USER_CACHE_MAX_BYTES,
   ) {}
 
-  /** Base64 trie for this user's prompt, or undefined when the user has no history yet. `greedy`: the request samples at temperature 0 (history chains; see edge-trie.ts). */
-  trieFor(user: string, promptIds: readonly number[], greedy = true): string | undefined {
+  /**
+   * Base64 trie for this user's prompt, or undefined when the user has no history yet or `maxDepth` (edgeTrieDepth:
+   * the tokens the generation has left, less one) is 0. `greedy`: the request samples at temperature 0 (history
+   * chains; see edge-trie.ts).
+   */
+  trieFor(user: string, promptIds: readonly number[], greedy = true, maxDepth = Infinity): string | undefined {
     const stored = this.caches.get(user);
-    if (!stored) return undefined;
+    if (!stored || maxDepth < 1) return undefined;
     // As the Worker reads it: unchecked on the request path (user-cache-store.ts).
-    const trie = draftEdgeTrie(UserCache.decode(stored, { vocabSize: this.vocabSize, verify: false }), promptIds, { maxNodes: this.trieNodes, historyChain: greedy });
+    const trie = draftEdgeTrie(UserCache.decode(stored, { vocabSize: this.vocabSize, verify: false }), promptIds, { maxNodes: this.trieNodes, historyChain: greedy, maxDepth });
     return trie.length === 0 ? undefined : Buffer.from(trie).toString('base64');
   }
 

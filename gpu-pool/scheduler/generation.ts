@@ -191,6 +191,23 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
     return this.request.id;
   }
 
+  /**
+   * Goes on without its drafter for good, its output the same: it has no
+   * room left to draft (draftRoomFor), and feeding the drafter its tokens,
+   * following its edge trie or counting it in a step's plan would be work for
+   * nothing. A trie pushed later is taken unread (Scheduler.trieReader).
+   */
+  retireDrafter(): void {
+    const drafter = this.drafter;
+    this.drafter = null;
+    this.historyChain = null;
+    try {
+      drafter?.release?.();
+    } catch {
+      // Its memory goes to the collector instead.
+    }
+  }
+
   /** Context tokens so far (prompt + output). */
   get sequenceLength(): number {
     return this.promptIds.length + this.output.length;

@@ -17,6 +17,7 @@ import type { StepRow } from '../runtime/step-types';
 import type { BatchRunner, BatchStepResult, RunnerSequence } from './batch-runner';
 import type { Generation } from './generation';
 import type { PrefixReuse } from './prefix-reuse';
+import { draftRoomFor } from './row-drafting';
 
 /** What a step's rows emitted and drafted, counted into the metrics once per step. */
 export interface StepCounts {
@@ -199,6 +200,8 @@ export class RowAcceptance<S extends RunnerSequence> {
     gen.pending[0] = ids[ids.length - 1];
     gen.pendingLength = 1;
 
+    // Its next token is its last (maxTokens, or the context): nothing left to draft, so nothing to feed the drafter.
+    if (gen.drafter && draftRoomFor(gen.sequenceLength, gen.output.length, gen.request.maxTokens, this.contextLength) === 0) gen.retireDrafter();
     if (gen.drafter) {
       try {
         gen.drafter.accept(ids);

@@ -353,13 +353,23 @@ export class RowDrafting {
     return Math.min(cap, Math.ceil(gen.sentPerDraft * 1.25) + 2);
   }
 
-  /** Deepest useful draft: within the context and within maxTokens (the bonus needs a slot too). */
+  /** Deepest useful draft for the row (draftRoomFor). */
   draftRoom(gen: Generation<RunnerSequence>): number {
-    const rootPosition = gen.sequenceLength - 1;
-    const byContext = this.contextLength - 1 - rootPosition;
-    const byTokens = gen.request.maxTokens - gen.output.length - 1;
-    return Math.max(0, Math.min(byContext, byTokens));
+    return draftRoomFor(gen.sequenceLength, gen.output.length, gen.request.maxTokens, this.contextLength);
   }
+}
+
+/**
+ * Deepest useful draft for a row of `sequenceLength` context tokens, with
+ * `outputLength` of its `maxTokens` out: within the context and within
+ * maxTokens (the bonus needs a slot too). It only shrinks as the row goes
+ * on: at 0 the row has nothing left to draft (Generation.retireDrafter).
+ */
+export function draftRoomFor(sequenceLength: number, outputLength: number, maxTokens: number, contextLength: number): number {
+  // The draft's root is the last context token, at position sequenceLength - 1.
+  const byContext = contextLength - sequenceLength;
+  const byTokens = maxTokens - outputLength - 1;
+  return Math.max(0, Math.min(byContext, byTokens));
 }
 
 /**

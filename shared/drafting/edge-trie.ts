@@ -57,6 +57,24 @@ export interface EdgeTrieOptions {
    * more often than the n-gram table predicts.
    */
   historyChain?: boolean;
+  /**
+   * Deepest node, in tokens below the root (default: no bound). The pool
+   * verifies a draft only as deep as the tokens the generation has left
+   * allow, less its bonus token (row-drafting.ts draftRoom): nodes past that
+   * would be drafted, shipped and decoded for nothing.
+   */
+  maxDepth?: number;
+}
+
+/**
+ * The deepest edge trie worth drafting for a generation of `maxTokens` with
+ * `outputLength` of them out: the pool verifies a draft only with a token of
+ * its own after it (gpu-pool/scheduler/row-drafting.ts draftRoomFor), so one
+ * token left (max_tokens 1) leaves nothing to draft. The edge keeps
+ * max_tokens within the context's room, so the context bounds nothing more.
+ */
+export function edgeTrieDepth(maxTokens: number, outputLength: number): number {
+  return Math.max(0, maxTokens - outputLength - 1);
 }
 
 const scratchHeap = new CandidateHeap(512);
@@ -67,10 +85,12 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
   const minProb = opts.minProb ?? 0.002;
   const prior = Math.max(0, opts.smoothing ?? 0) * USER_CACHE_UNIT;
   const orderDecay = opts.orderDecay ?? 0.6;
+  const maxDepth = Math.max(0, opts.maxDepth ?? Infinity);
   const tokens = new Int32Array(maxNodes);
   const parents = new Int32Array(maxNodes);
   const cond = new Float32Array(maxNodes);
   const cum = new Float64Array(maxNodes);
+  const depth = new Int32Array(maxNodes);
   const rootToken = context.length > 0 ? context[context.length - 1] : 0;
   tokens[0] = rootToken;
   parents[0] = -1;
@@ -78,7 +98,7 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
   cum[0] = 1;
   let size = 1;
   let chainNodes = 0;
-  if (!cache.isEmpty && context.length > 0) {
+  if (!cache.isEmpty && context.length > 0 && maxDepth > 0) {
     const maxOrder = cache.maxOrder;
     // A cache decoded without its checksum (the edge's request path) may be
     // damaged: a token its vocabulary does not have is never drafted (the
@@ -135,13 +155,16 @@ export function draftEdgeTrie(cache: UserCache, context: ArrayLike<number>, opts
       parents[n] = parent;
       cond[n] = (c & 0xff) / 255;
       cum[n] = heap.topProb;
+      depth[n] = depth[parent] + 1;
       const at = (c >>> CHAIN_SHIFT) - 1;
+      // The chain child outranks its parent's other children (p ≥ 0.84 against ≤ 0.16), so it is their first.
+      if (at >= 0) chainNodes++;
+      // At the deepest node allowed: nothing is queued under it.
+      if (depth[n] >= maxDepth) continue;
       if (at < 0) {
         expand(n, -1, 1);
         continue;
       }
-      // The chain child outranks its parent's other children (p ≥ 0.84 against ≤ 0.16), so it is their first.
-      chainNodes++;
       // A chain node's parent queued it, so `matched` is there.
       const p = queueChain(n, at + 1, Math.min(MAX_CHAIN_MATCH, matched![parent] + 1));
       expand(n, p > 0 ? history[at + 1] : -1, 1 - p);

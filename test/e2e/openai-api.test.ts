@@ -294,6 +294,28 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(alias.usage?.speculation.edge_accepted_tokens).toBe(0);
   });
 
+  it('ships no trie for a reply of one token, and one no deeper than the tokens left for a short one: the same text', async () => {
+    const prompt = 'Sam had a little dog. The dog liked to run and jump in the grass.';
+    const off = async (max_tokens: number) => (await streamCompletion({ prompt, max_tokens, temperature: 0, speculation: 'off' })).text;
+    const first = await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'ivy' });
+    await untilCacheMerged('ivy', 1);
+    // The cache holds this very request: a full trie follows its history deep.
+    const full = await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'ivy' });
+    expect(full.text).toBe(first.text);
+    expect(full.usage!.speculation.edge_trie_bytes).toBeGreaterThan(0);
+    await untilCacheMerged('ivy', 2);
+    const one = await streamCompletion({ prompt, max_tokens: 1, temperature: 0, user: 'ivy' });
+    expect(one.text).toBe(await off(1));
+    expect(one.usage!.speculation).toMatchObject({ edge_trie_bytes: 0, edge_accepted_tokens: 0, drafts: 0 });
+    // The cache still learns from it, as from any request.
+    await untilCacheMerged('ivy', 3);
+    const three = await streamCompletion({ prompt, max_tokens: 3, temperature: 0, user: 'ivy' });
+    expect(three.text).toBe(await off(3));
+    // Two tokens deep at most (the pool's third is its own): a trie of a few nodes, not the full one's.
+    expect(three.usage!.speculation.edge_trie_bytes).toBeGreaterThan(0);
+    expect(three.usage!.speculation.edge_trie_bytes).toBeLessThan(full.usage!.speculation.edge_trie_bytes);
+  });
+
   it('keeps nothing in the user cache of a request that says store: false, on any of the three APIs', async () => {
     const prompt = 'Lily found a small blue box under her bed. She opened it slowly.';
     await streamCompletion({ prompt, max_tokens: 32, temperature: 0, user: 'hana', store: false });

@@ -45,6 +45,22 @@ describe('MergeThreadEdge', () => {
     expect(await edge.trieFor('ann', third)).toBe(reference.trieFor('ann', third));
   });
 
+  it("drafts as the Worker does for a short reply: none at depth 0 (max_tokens 1), else no deeper than it's told", async () => {
+    edge = new MergeThreadEdge(VOCAB);
+    const prompt = [1, ...story(6, 12)];
+    const output = story(7, 80);
+    edge.record('dee', prompt, output);
+    const next = [1, ...output.slice(0, 10)];
+    expect(await edge.trieFor('dee', next, true, 0)).toBeUndefined();
+    const whole = await edge.trieFor('dee', next);
+    const shallow = await edge.trieFor('dee', next, true, 2);
+    expect(shallow).toBeDefined();
+    expect(Buffer.from(shallow!, 'base64').length).toBeLessThan(Buffer.from(whole!, 'base64').length);
+    const reference = new EdgeEmulator(VOCAB);
+    reference.record('dee', prompt, output);
+    expect(shallow).toBe(reference.trieFor('dee', next, true, 2));
+  });
+
   it('forgets every cache on reset, including merges still on their way', async () => {
     edge = new MergeThreadEdge(VOCAB);
     const prompt = [1, ...story(4, 10)];

@@ -2010,6 +2010,66 @@ describe('continuous batching', () => {
       expect(s.trieReader('reads-sssd')).toBeNull();
     });
 
+    it('builds no drafter for a row with no room to draft (max_tokens 1, a prompt filling the context), and drops one once its room is gone: the same greedy text', async () => {
+      const factory = drafterFactory(null);
+      /** Per generation: drafters made, draft sizes asked, tokens fed, releases. */
+      const seen = new Map<string, { made: number; asked: number[]; fed: number; released: number }>();
+      const s = scheduler(new TreeBudget(cost, { policy: 'marginal', maxNodes: 16 }), new PoolMetrics(), {
+        createDrafter: (request, expectedLength) => {
+          const inner = factory(request, expectedLength)!;
+          const record = seen.get(request.id) ?? { made: 0, asked: [], fed: 0, released: 0 };
+          seen.set(request.id, record);
+          record.made++;
+          return {
+            shippedTrie: inner.shippedTrie,
+            draft: (n: number) => {
+              record.asked.push(n);
+              return inner.draft(n);
+            },
+            accept: (tokens: ArrayLike<number>) => {
+              record.fed += tokens.length;
+              inner.accept(tokens);
+            },
+            pushEdgeTrie: (trie: Uint8Array, outputLength: number) => inner.pushEdgeTrie(trie, outputLength),
+            get edgeTrieExhausted() {
+              return inner.edgeTrieExhausted;
+            },
+            release: () => {
+              record.released++;
+              inner.release?.();
+            },
+          };
+        },
+      });
+      const trie = chain(prompt.at(-1)!, greedy.slice(0, 10));
+      const full = [1, ...Array.from({ length: runner.config.contextLength - 1 }, (_, i) => greedy[i % greedy.length])];
+      const runs = [
+        { id: 'room-none', promptIds: prompt, maxTokens: 1 },
+        { id: 'room-context', promptIds: full, maxTokens: 4 },
+        { id: 'room-three', promptIds: prompt, maxTokens: 4 },
+      ].map(({ id, promptIds, maxTokens }) => {
+        const c = collect();
+        s.submit(generateRequestSchema.parse({ id, promptIds, maxTokens, speculation: 'sssd', trie: promptIds === prompt ? trie : chain(full.at(-1)!, [9]) }), c.sink);
+        return c;
+      });
+      // Made to check the shipped trie, and let go at once: a trie pushed to such a row is taken unread.
+      expect(s.trieReader('room-none')).toBe('ignores');
+      expect(s.trieReader('room-context')).toBe('ignores');
+      expect(s.trieReader('room-three')).toBe('follows');
+      const [none, context, three] = await Promise.all(runs.map((c) => c.done));
+      for (const id of ['room-none', 'room-context']) expect(seen.get(id)).toEqual({ made: 1, asked: [], fed: 0, released: 1 });
+      expect(tokensOf(none)).toEqual(greedy.slice(0, 1));
+      expect(tokensOf(context)).toEqual(await plainIds(full, 4));
+      expect(tokensOf(three)).toEqual(greedy.slice(0, 4));
+      // Asked for no more than the room (4 tokens less the bonus), never fed once the next token was the last, let go once.
+      const room = seen.get('room-three')!;
+      expect(room.asked.length).toBeGreaterThan(0);
+      expect(Math.max(...room.asked)).toBeLessThanOrEqual(3);
+      expect(room.fed).toBeLessThanOrEqual(2);
+      expect(room.released).toBe(1);
+      expect(edgeTokens(three)).toBeGreaterThan(0);
+    });
+
     it('drops a drafter that throws as the hint is looked for (taking the step in), and the output is the same', async () => {
       const factory = drafterFactory(null);
       const s = new Scheduler(runner, {
@@ -2305,7 +2365,8 @@ describe('continuous batching', () => {
           generateRequestSchema.parse({ id, promptIds: f.prompt_ids, maxTokens: 48, speculation, ...(sampled ? { sampling: { temperature: 0.8, seed: 900 + i } } : {}) }),
           c.sink,
         );
-        return { gen, done: c.done };
+        // Its drafter as admitted: a row lets go of it for its last token, which it has no room to draft.
+        return { gen, drafter: gen.drafter, done: c.done };
       };
       const usage = (events: PoolEvent[]) => (events.at(-1) as Extract<PoolEvent, { type: 'done' }>).usage.speculation;
       const greedy = open('greedy-beside', 0, 'sssd', false);
@@ -2314,8 +2375,8 @@ describe('continuous batching', () => {
       // The sampled row drafted (and had drafts accepted) without ever building its fused drafter; the greedy row built it.
       expect(usage(sampledEvents).drafts).toBeGreaterThan(0);
       expect(usage(sampledEvents).acceptedTokens).toBeGreaterThan(0);
-      expect(sampled.gen.drafter?.built).toBe(false);
-      expect(greedy.gen.drafter?.built).toBe(true);
+      expect(sampled.drafter?.built).toBe(false);
+      expect(greedy.drafter?.built).toBe(true);
       // Its drafts were table trees (table-tree.ts), not the wide batches' chains.
       expect(sampled.gen.tableTree).not.toBeNull();
       expect(sampled.gen.chainTree).toBeNull();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createDraftTree, pathTokens } from '../../../shared/drafting/draft-tree';
-import { EdgeTrieFollower, decodeEdgeTrie, draftEdgeTrie, edgeTrieMalformation, edgeTrieTokenOutside, encodeEdgeTrie, historyChainNodes } from '../../../shared/drafting/edge-trie';
+import { EdgeTrieFollower, decodeEdgeTrie, draftEdgeTrie, edgeTrieDepth, edgeTrieMalformation, edgeTrieTokenOutside, encodeEdgeTrie, historyChainNodes } from '../../../shared/drafting/edge-trie';
 import { MIN_CHAIN_MATCH, chainTrust } from '../../../shared/drafting/history-match';
 import { UserCache, mergeIntoUserCache } from '../../../shared/drafting/user-cache';
 import { seededRandom, tokenStream } from './random-tokens';
@@ -120,6 +120,14 @@ describe('edge trie', () => {
       expect(new EdgeTrieFollower(junk).exhausted).toBe(true);
     }
   });
+  it('sizes the depth of a trie to the tokens a generation has left, less the bonus token the pool adds', () => {
+    expect(edgeTrieDepth(1, 0)).toBe(0);
+    expect(edgeTrieDepth(4, 0)).toBe(3);
+    expect(edgeTrieDepth(4, 2)).toBe(1);
+    expect(edgeTrieDepth(4, 3)).toBe(0);
+    expect(edgeTrieDepth(4, 9)).toBe(0);
+  });
+
   describe('history chains', () => {
     /** A user whose stories share most of their 4-grams (a 6-token alphabet), the last of them told again. */
     function repeatingUser(): { cache: UserCache; story: number[] } {
@@ -181,6 +189,28 @@ describe('edge trie', () => {
       const g = new EdgeTrieFollower(bytes);
       g.advanceAll([1, 7]);
       expect(g.onChainAhead).toBe(false);
+    });
+
+    it('drafts no node deeper than maxDepth (the chain cut there too), a root alone at 0, and far fewer nodes for a short reply', () => {
+      const { cache, story } = repeatingUser();
+      const prompt = story.slice(0, 20);
+      const rest = story.slice(20);
+      const full = decodeEdgeTrie(draftEdgeTrie(cache, prompt, { maxNodes: 128 }))!;
+      const depthOf = (t: NonNullable<ReturnType<typeof decodeEdgeTrie>>, i: number): number => pathOf(t, i).length;
+      for (const maxDepth of [1, 2, 3, 8]) {
+        const bytes = draftEdgeTrie(cache, prompt, { maxNodes: 128, maxDepth });
+        const t = decodeEdgeTrie(bytes)!;
+        const depths = Array.from({ length: t.size }, (_, i) => depthOf(t, i));
+        expect(Math.max(...depths), `maxDepth ${maxDepth}`).toBe(maxDepth);
+        // The chain goes as deep as allowed, and no further.
+        expect(historyChainNodes(bytes)).toBe(maxDepth);
+        expect(follows(bytes, rest)).toBe(maxDepth);
+        // Best-first as before: the full trie's first level is all there (the nodes not spent deeper may add guesses).
+        const firstLevel = (u: typeof t): number[] => Array.from({ length: u.size }, (_, i) => i).filter((i) => u.parents[i] === 0).map((i) => u.tokens[i]);
+        expect(firstLevel(t)).toEqual(expect.arrayContaining(firstLevel(full)));
+      }
+      expect(decodeEdgeTrie(draftEdgeTrie(cache, prompt, { maxNodes: 128, maxDepth: 2 }))!.size).toBeLessThan(full.size / 4);
+      expect(decodeEdgeTrie(draftEdgeTrie(cache, prompt, { maxNodes: 128, maxDepth: 0 }))!.size).toBe(1);
     });
 
     it('trusts the chain by its match, more the longer it runs, and fills the rest with the table\'s other guesses', () => {
