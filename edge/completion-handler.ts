@@ -365,15 +365,15 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   // bounded time (a read KV must fetch from afar takes tens to hundreds of
   // ms), then opens without it, and its trie follows when it comes.
   // The cache is there to draft from: a request that does not draft at the
-  // edge (speculation off, or SSSD_EDGE_TRIE_NODES=0) neither reads it nor
+  // edge (speculation off, SSSD_EDGE_TRIE_NODES=0, or a reply of one token,
+  // which leaves nothing to draft: edgeTrieDepth) neither reads it nor
   // leaves its text in it.
-  const drafts = speculate && ctx.edgeTrieNodes > 0 && ctx.store !== null;
+  const trieDepth = edgeTrieDepth(maxTokens, 0);
+  const drafts = speculate && ctx.edgeTrieNodes > 0 && ctx.store !== null && trieDepth > 0;
   const userCache = drafts && ctx.store !== null ? ctx.store.load(await cacheScope(ctx.key.dataScope, body.user), ctx.key.dataScope) : null;
   const cacheSalt = await prefixCacheSalt(ctx.key.tenant, body.cache_salt ?? null);
   const tenant = await poolTenant(ctx.key.tenant);
-  // A reply of one token leaves nothing to draft (edgeTrieDepth): no trie, and no wait for the cache it would come from.
-  const trieDepth = edgeTrieDepth(maxTokens, 0);
-  const cacheInTime = userCache && trieDepth > 0 ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;
+  const cacheInTime = userCache ? await settledWithin(userCache, ctx.userCacheWaitMs) : null;
   const trie = cacheInTime ? draftUserTrie(cacheInTime.cache, ids, ctx.edgeTrieNodes, temperature, trieDepth) : null;
   const kind: EndpointKind = parsed.kind;
   const asked = logprobsAsked(parsed);
@@ -444,7 +444,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
           constraintParam: structured.param,
           userCache,
           trie,
-          trieFollows: drafts && trieDepth > 0 && cacheInTime === null,
+          trieFollows: drafts && cacheInTime === null,
           logprobs: asked,
           logprobIds,
           // The user's cache learns from one choice: n writes of one KV key would race; and from none where the

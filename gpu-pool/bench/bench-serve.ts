@@ -182,11 +182,12 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
     }
     /** One workload request as served under `method`: for `sssd` the edge ships the user's trie, refreshes it, and learns from the answer. */
     const serve = async (p: Prepared & { repeat: boolean }, method: SpeculationMethod, idPrefix: string): Promise<TimedGeneration> => {
-      const playEdge = edge !== null && method === 'sssd' && !p.repeat;
+      // A reply of one token drafts nothing, and the edge neither reads nor writes its user's cache (edgeTrieDepth).
+      const playEdge = edge !== null && method === 'sssd' && !p.repeat && edgeTrieDepth(p.request.max_tokens, 0) > 0;
       const greedy = p.request.temperature === 0;
       // The request starts before its trie is drafted, as at the edge: its time to first token includes the drafting.
       const startedAt = performance.now();
-      // As deep as the tokens left allow, as at the edge (edgeTrieDepth): none for a reply of one token.
+      // As deep as the tokens left allow, as at the edge.
       const maxTokens = p.request.max_tokens;
       const trie = playEdge ? await edge.trieFor(p.user, p.promptIds, greedy, edgeTrieDepth(maxTokens, 0)) : undefined;
       const r = await runGeneration(opts.poolUrl, opts.token, { ...bodyOf(p, method, idPrefix), ...(trie ? { trie } : {}) }, { events: opts.events, ...(playEdge ? { freshTrie: (outputIds) => edge.trieFor(p.user, [...p.promptIds, ...outputIds], greedy, edgeTrieDepth(maxTokens, outputIds.length)) } : {}) });

@@ -120,6 +120,8 @@ export class MergeThreadEdge implements BenchEdge {
 
   async trieFor(user: string, promptIds: readonly number[], greedy = true, maxDepth = Infinity): Promise<string | undefined> {
     if (this.failed) throw this.failed;
+    // Nothing to draft: no wait for the user's merges.
+    if (maxDepth < 1) return undefined;
     if ((this.inFlight.get(user) ?? 0) > 0) {
       await new Promise<void>((resolve, reject) => {
         const list = this.waiting.get(user) ?? [];

@@ -294,7 +294,7 @@ describe('OpenAI-compatible API on the edge', () => {
     expect(alias.usage?.speculation.edge_accepted_tokens).toBe(0);
   });
 
-  it('ships no trie for a reply of one token, and one no deeper than the tokens left for a short one: the same text', async () => {
+  it('ships no trie for a reply of one token (nor reads or writes the cache for it), and one no deeper than the tokens left for a short one: the same text', async () => {
     const prompt = 'Sam had a little dog. The dog liked to run and jump in the grass.';
     const off = async (max_tokens: number) => (await streamCompletion({ prompt, max_tokens, temperature: 0, speculation: 'off' })).text;
     const first = await streamCompletion({ prompt, max_tokens: 48, temperature: 0, user: 'ivy' });
@@ -307,13 +307,15 @@ describe('OpenAI-compatible API on the edge', () => {
     const one = await streamCompletion({ prompt, max_tokens: 1, temperature: 0, user: 'ivy' });
     expect(one.text).toBe(await off(1));
     expect(one.usage!.speculation).toMatchObject({ edge_trie_bytes: 0, edge_accepted_tokens: 0, drafts: 0 });
-    // The cache still learns from it, as from any request.
-    await untilCacheMerged('ivy', 3);
+    // Nor is the cache read or written for it, as for any request that does not draft at the edge.
     const three = await streamCompletion({ prompt, max_tokens: 3, temperature: 0, user: 'ivy' });
     expect(three.text).toBe(await off(3));
     // Two tokens deep at most (the pool's third is its own): a trie of a few nodes, not the full one's.
     expect(three.usage!.speculation.edge_trie_bytes).toBeGreaterThan(0);
     expect(three.usage!.speculation.edge_trie_bytes).toBeLessThan(full.usage!.speculation.edge_trie_bytes);
+    await untilCacheMerged('ivy', 3);
+    await new Promise((r) => setTimeout(r, 500)); // time for a write of the one-token reply, were there one
+    expect((await userCache('ivy')).requests_merged).toBe(3);
   });
 
   it('keeps nothing in the user cache of a request that says store: false, on any of the three APIs', async () => {
