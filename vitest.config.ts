@@ -1,12 +1,15 @@
 import { defineConfig } from 'vitest/config';
 
-// Two cores in CI: run files in forks, at most two at a time, and give the
-// integration suites (real pool process, wrangler dev) room to start.
+// Two cores in CI: run files in forks, three at a time, and give the
+// integration suites (real pool process, wrangler dev) room to start. Three,
+// not two: the slowest files mostly wait (on a stall window, a heartbeat, a
+// process's start; 20-60% of a core over their run, review h193), and a
+// third fork runs another file in that time.
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     pool: 'forks',
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    poolOptions: { forks: { maxForks: 3, minForks: 1 } },
     testTimeout: 60_000,
     hookTimeout: 120_000,
     reporters: ['default'],
