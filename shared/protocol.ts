@@ -505,6 +505,12 @@ export function modelIdentity(info: PoolInfo): ModelIdentity {
   return info.model.sha256 ? { ...identity, sha256: info.model.sha256 } : identity;
 }
 
+/** A model's identity as messages write it: `context N, tokenizer <12 hex>, weights <12 hex>` (the weights where named). */
+export function modelIdentityDetails(identity: ModelIdentity): string {
+  const weights = identity.sha256 ? `, weights ${identity.sha256.slice(0, 12)}` : '';
+  return `context ${identity.contextLength}, tokenizer ${identity.tokenizerSha256.slice(0, 12)}${weights}`;
+}
+
 /** The same model: name, context, tokenizer, and the weights where both sides name them (older pools and edges do not). */
 export function sameModelIdentity(x: ModelIdentity, y: ModelIdentity): boolean {
   const sameWeights = x.sha256 === undefined || y.sha256 === undefined || x.sha256 === y.sha256;

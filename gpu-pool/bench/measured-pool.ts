@@ -5,7 +5,7 @@
  * with other limits) read like any other until its failures gave it away
  * (review h192): the report says what it ran against.
  */
-import type { PoolInfo } from '../../shared/protocol';
+import { modelIdentityDetails, type PoolInfo } from '../../shared/protocol';
 
 export interface MeasuredPool {
   url: string;
@@ -35,17 +35,15 @@ export function measuredPool(url: string, info: PoolInfo, useDatastore: boolean)
   };
 }
 
-/** Hashes as the pool's model_mismatch answer writes them: their first 12 hex digits. */
-const short = (sha256: string): string => sha256.slice(0, 12);
-
 /** The report's line about the pool: `pool URL: MODEL (context, tokenizer and weights hashes), provider; datastore; limits as the pool's flags`. */
 export function describeMeasuredPool(pool: MeasuredPool): string {
-  const files = [`context ${pool.model.contextLength}`, `tokenizer ${short(pool.tokenizer.sha256)}`, ...(pool.model.sha256 ? [`weights ${short(pool.model.sha256)}`] : [])];
+  // As the pool's model_mismatch answer writes them.
+  const files = modelIdentityDetails({ name: pool.model.name, contextLength: pool.model.contextLength, tokenizerSha256: pool.tokenizer.sha256, ...(pool.model.sha256 ? { sha256: pool.model.sha256 } : {}) });
   const datastore = !pool.datastore.enabled
     ? 'no datastore'
     : `a datastore of ${pool.datastore.tokens.toLocaleString('en-US')} tokens${pool.datastore.used ? '' : ', not used (--no-datastore)'}`;
   // As the pool's flags name them: what a reader compares with the command that started the pool.
   const { maxActive, maxQueued, maxTotalTokens, prefillChunk } = pool.limits;
   const limits = `--max-active ${maxActive} --max-queued ${maxQueued} --max-total-tokens ${maxTotalTokens}${prefillChunk === undefined ? '' : ` --prefill-chunk ${prefillChunk}`}`;
-  return `pool ${pool.url}: ${pool.model.name} (${files.join(', ')})${pool.executionProvider ? ` on ${pool.executionProvider}` : ''}; ${datastore}; ${limits}`;
+  return `pool ${pool.url}: ${pool.model.name} (${files})${pool.executionProvider ? ` on ${pool.executionProvider}` : ''}; ${datastore}; ${limits}`;
 }

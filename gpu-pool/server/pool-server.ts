@@ -11,6 +11,7 @@ import {
   followsEdgeTries,
   generateRequestSchema,
   modelIdentity,
+  modelIdentityDetails,
   sameModelIdentity,
   pushTrieSchema,
   PROTOCOL_VERSION,
@@ -378,14 +379,14 @@ export class PoolServer {
 
   /** 421 unless the caller tokenized for this pool's model (another pool may serve it). */
   private checkModel(expected: NonNullable<GenerateRequest['model']>): void {
-    const { model, tokenizer } = this.options.info;
-    if (sameModelIdentity(expected, modelIdentity(this.options.info))) return;
+    const served = modelIdentity(this.options.info);
+    if (sameModelIdentity(expected, served)) return;
     // Counted: an upgraded pool an edge passes over otherwise just shows no traffic.
     this.options.metrics.rejected.inc({ reason: 'model_mismatch' });
     throw new HttpError(
       421,
       'model_mismatch',
-      `this pool serves ${model.name} (context ${model.contextLength}, tokenizer ${tokenizer.sha256.slice(0, 12)}${model.sha256 ? `, weights ${model.sha256.slice(0, 12)}` : ''}), not ${expected.name.slice(0, 80)} (context ${expected.contextLength}, tokenizer ${expected.tokenizerSha256.slice(0, 12)}${expected.sha256 ? `, weights ${expected.sha256.slice(0, 12)}` : ''})`,
+      `this pool serves ${served.name} (${modelIdentityDetails(served)}), not ${expected.name.slice(0, 80)} (${modelIdentityDetails(expected)})`,
     );
   }
 
