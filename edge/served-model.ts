@@ -17,6 +17,7 @@ import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { ApiError } from './api-error';
 import { servedFingerprint } from './system-fingerprint';
+import { spanText } from '../shared/span-text';
 import { clipped } from './request-schema';
 import { PoolMisdirectedError, PoolUnreachableError, type PoolClient } from './pool-client';
 import { misconfiguredPoolsError } from './no-pool-error';
@@ -325,11 +326,6 @@ export function acceptsModelName(model: ServedModel, name: string): boolean {
  */
 export const DISPLACED_RETRY_MS = 2 * 60_000;
 
-/** A span in words: seconds under two minutes, else whole minutes. */
-function spanOf(ms: number): string {
-  return ms < 120_000 ? `${Math.max(1, Math.round(ms / 1000))} s` : `${Math.floor(ms / 60_000)} min`;
-}
-
 /** The same checkpoint under two names: weights named and equal on both sides, the same tokenizer and context. */
 function sameWeights(a: PoolInfo, b: PoolInfo): boolean {
   return !!a.model.sha256 && a.model.sha256 === b.model.sha256 && a.tokenizer.sha256 === b.tokenizer.sha256 && a.model.contextLength === b.model.contextLength;
@@ -361,11 +357,11 @@ export function unknownModel(model: ServedModel, name: string): ApiError {
       );
     }
     if (since < DISPLACED_RETRY_MS) {
-      return new ApiError(503, `The model '${quoted}' is not served now: no pool that is up has served it for ${spanOf(since)}, and ${meanwhile}; retry shortly.`, 'service_unavailable', 'pool_unavailable', 'model', 2);
+      return new ApiError(503, `The model '${quoted}' is not served now: no pool that is up has served it for ${spanText(Math.max(1000, since))}, and ${meanwhile}; retry shortly.`, 'service_unavailable', 'pool_unavailable', 'model', 2);
     }
     return new ApiError(
       503,
-      `The model '${quoted}' has not been served for ${spanOf(since)}: none of its inference pools has been up since, and ${meanwhile}. It may have been replaced; the service's operator can say whether it comes back.`,
+      `The model '${quoted}' has not been served for ${spanText(Math.max(1000, since))}: none of its inference pools has been up since, and ${meanwhile}. It may have been replaced; the service's operator can say whether it comes back.`,
       'service_unavailable',
       'pool_unavailable',
       'model',

@@ -11,6 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { spanText } from '../../shared/span-text';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -123,18 +124,9 @@ function readCalibrationFile(text: string, modifiedAt: Date): Omit<CalibrationFi
 export function describeCalibration(cal: Calibration, tookMs: number | null, now = Date.now()): string {
   const at = cal.load ? ` at load ${cal.load.average.toFixed(2)} on ${cal.load.cores} cores` : '';
   if (!cal.fromCache) return `calibrated in ${((tookMs ?? 0) / 1000).toFixed(1)} s${at}`;
-  const age = cal.measuredAt === null ? 'of unknown age' : `measured ${ageOf(now - cal.measuredAt.getTime())} ago`;
+  const age = cal.measuredAt === null ? 'of unknown age' : `measured ${spanText(now - cal.measuredAt.getTime())} ago`;
   const busy = cal.load && cal.load.average >= cal.load.cores ? '; the host was busy then, so the costs may be too high: --recalibrate on a quiet host' : '';
   return `calibration cached, ${age}${at}${busy}`;
-}
-
-/** A span in the largest whole unit that fits: 40 s, 12 min, 5 h, 3 days. */
-function ageOf(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 120) return `${s} s`;
-  if (s < 2 * 3600) return `${Math.floor(s / 60)} min`;
-  if (s < 2 * 86400) return `${Math.floor(s / 3600)} h`;
-  return `${Math.floor(s / 86400)} days`;
 }
 
 export async function calibrate<S extends RunnerSequence>(
