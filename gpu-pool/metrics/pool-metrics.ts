@@ -565,7 +565,7 @@ export class PoolMetrics {
     });
     this.shippedTries = new Counter({
       name: 'sssd_pool_shipped_tries_total',
-      help: 'Edge tries shipped with sssd requests, by result (used; malformed: dropped, the request ran without it; invalid: naming a token outside the vocabulary, the request refused).',
+      help: 'Edge tries shipped with sssd requests, by result (used; unneeded: the row had no room to draft (max_tokens 1, or a full context); malformed: dropped, the request ran without it; invalid: naming a token outside the vocabulary, the request refused).',
       labelNames: ['result'],
       registers,
     });
@@ -579,7 +579,7 @@ export class PoolMetrics {
     for (const result of ['ok', 'error']) this.datastoreSaves.inc({ result }, 0);
     for (const result of ['indexed', 'repeat']) this.datastoreContributions.inc({ result }, 0);
     for (const result of ['applied', 'ignored', 'ended', 'unknown', 'invalid']) this.triePushes.inc({ result }, 0);
-    for (const result of ['used', 'malformed', 'invalid']) this.shippedTries.inc({ result }, 0);
+    for (const result of ['used', 'unneeded', 'malformed', 'invalid']) this.shippedTries.inc({ result }, 0);
     this.speculatingStepsOf = { tree: this.speculatingSteps.child(0), chain: this.speculatingSteps.child(1) };
     this.draftSkipsOf = { unpaid: this.draftSkips.child(0), resting: this.draftSkips.child(1) };
     for (const status of ERROR_STATUSES) this.errorResponses.inc({ status }, 0);

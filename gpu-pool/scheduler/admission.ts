@@ -304,15 +304,18 @@ export class Admission<S extends RunnerSequence> {
         : `${this.reserved} of its ${limits.maxTotalTokens} tokens are reserved and this request needs ${reserved}`;
       throw new AdmissionError('busy', `the pool is at capacity (${full}); retry after the time given`, this.retryAfterMs());
     }
-    if (drafter?.shippedTrie) {
-      // A malformed shipped trie is dropped (the drafter ignores it), not refused:
-      // the request was valid without it. Counted, so a faulty edge shows.
-      this.metrics.shippedTries.inc({ result: edgeTrieMalformation(drafter.shippedTrie) === null ? 'used' : 'malformed' });
-    }
     // Nothing to draft at all (max_tokens 1, or a prompt that fills the context): the drafter was made only to check
     // the trie, and the row runs as `off` does. Drafting for it cost the pool's draft phase 71 µs an output token at
     // concurrency 32 against 2.6 for `off` (review h192).
-    if (drafter && draftRoomFor(prompt.length, 0, request.maxTokens, ctx) === 0) {
+    const noRoom = drafter !== null && draftRoomFor(prompt.length, 0, request.maxTokens, ctx) === 0;
+    if (drafter?.shippedTrie) {
+      // A malformed shipped trie is dropped (the drafter ignores it), not refused:
+      // the request was valid without it. Counted, so a faulty edge shows; so is
+      // one sent where nothing could be drafted, so `used` means used.
+      const malformed = edgeTrieMalformation(drafter.shippedTrie) !== null;
+      this.metrics.shippedTries.inc({ result: malformed ? 'malformed' : noRoom ? 'unneeded' : 'used' });
+    }
+    if (drafter && noRoom) {
       drafter.release?.();
       drafter = null;
     }

@@ -298,11 +298,11 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
     expect(done.ids.length).toBe(120);
   });
 
-  it('a malformed trie shipped with a request is dropped and counted, and the request runs without it', async () => {
+  it('a malformed trie shipped with a request is dropped and counted, and the request runs without it; one with no room to draft is counted unneeded', async () => {
     const prompt = [1, 403, 407, 261, 378];
     const plain = await generate(pool, { id: 'shipped-plain', promptIds: prompt, maxTokens: 40, speculation: 'off' });
     const count = (result: string) => metricValue(pool, 'sssd_pool_shipped_tries_total', `result="${result}"`);
-    const [usedBefore, malformedBefore, invalidBefore] = [await count('used'), await count('malformed'), await count('invalid')];
+    const [usedBefore, unneededBefore, malformedBefore, invalidBefore] = [await count('used'), await count('unneeded'), await count('malformed'), await count('invalid')];
     const good = Buffer.from(encodeEdgeTrie([378, plain.ids[0], plain.ids[1]], [-1, 0, 1], [1, 0.9, 0.9]));
     for (const [id, bytes] of [
       ['shipped-good', good],
@@ -313,9 +313,14 @@ describe('bad requests get a clear 4xx and the pool keeps serving', () => {
       expect(r.status, id).toBe(200);
       expect(r.ids, id).toEqual(plain.ids);
     }
+    // One token to make leaves nothing to draft: the trie is checked but not used, and counted so.
+    const one = await generate(pool, { id: 'shipped-one', promptIds: prompt, maxTokens: 1, speculation: 'sssd', useDatastore: false, trie: good.toString('base64') });
+    expect(one.status).toBe(200);
+    expect(one.ids).toEqual(plain.ids.slice(0, 1));
     const outside = Buffer.from(encodeEdgeTrie([378, 600], [-1, 0], [1, 0.9])).toString('base64');
     expect((await generate(pool, { id: 'shipped-outside', promptIds: prompt, maxTokens: 4, speculation: 'sssd', trie: outside })).status).toBe(400);
     expect(await count('used')).toBe(usedBefore + 1);
+    expect(await count('unneeded')).toBe(unneededBefore + 1);
     expect(await count('malformed')).toBe(malformedBefore + 2);
     expect(await count('invalid')).toBe(invalidBefore + 1);
   });
