@@ -6,8 +6,8 @@
  * so a restart costs nothing and a new graph or onnxruntime measures again.
  * The file says when it was measured and how loaded the host was then: a
  * curve measured beside busy processes (a new pool started next to an old
- * one in an upgrade) is ~50% too dear, and is reused at every start until
- * `--recalibrate` (review h191), so the pool's log says both at each start.
+ * one in an upgrade) is ~50% too dear (review h191): the pool's log says
+ * both at each start, and a start on a quiet host measures such a curve again.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
@@ -40,6 +40,14 @@ export interface CalibrationOptions {
   refresh?: boolean;
   /** Cap on rows·tokens of one measured step (keeps small machines quick). */
   maxBatchTokens?: number;
+  /** The host's load now (default: the operating system's 1-minute average); a test gives its own. */
+  hostLoad?: () => HostLoad | null;
+}
+
+/** A host's 1-minute load average and its cores. */
+export interface HostLoad {
+  average: number;
+  cores: number;
 }
 
 export interface Calibration {
@@ -50,9 +58,11 @@ export interface Calibration {
   /** When the samples were measured (a file from before this was recorded: its modification time; null: unknown). */
   measuredAt: Date | null;
   /** The host's 1-minute load average as the measurement began, and its cores (null: not recorded, or no load average here). */
-  load: { average: number; cores: number } | null;
+  load: HostLoad | null;
   /** Why the measurement could not be kept (a read-only cache folder): measured again at the next start. */
   notCached?: string;
+  /** A cached curve measured on a busy host that this start measured again, the host being quiet now: the load it had. */
+  replacedBusy?: HostLoad;
 }
 
 /** onnxruntime-node's installed version ('unknown' if its package.json cannot be read): its kernels set the costs. */
@@ -93,12 +103,12 @@ function isCostSample(s: unknown): s is CostSample {
 /** The cache file: the samples, when they were measured, and the host's load then. A bare array is a file from before those. */
 interface CalibrationFile {
   measuredAt: string;
-  load: { average: number; cores: number } | null;
+  load: HostLoad | null;
   samples: CostSample[];
 }
 
 /** The host's 1-minute load average and cores, where the platform keeps one (Windows reports 0s: none). */
-function hostLoad(): { average: number; cores: number } | null {
+function hostLoad(): HostLoad | null {
   const [average] = os.loadavg();
   return os.platform() === 'win32' || !Number.isFinite(average) ? null : { average: Math.round(average * 100) / 100, cores: os.cpus().length };
 }
@@ -122,11 +132,28 @@ function readCalibrationFile(text: string, modifiedAt: Date): Omit<CalibrationFi
  * least one a core, that the curve is likely too dear.
  */
 export function describeCalibration(cal: Calibration, tookMs: number | null, now = Date.now()): string {
-  const at = cal.load ? ` at load ${cal.load.average.toFixed(2)} on ${cal.load.cores} cores` : '';
-  if (!cal.fromCache) return `calibrated in ${((tookMs ?? 0) / 1000).toFixed(1)} s${at}`;
+  const loadText = (load: HostLoad): string => `load ${load.average.toFixed(2)} on ${load.cores} cores`;
+  const at = cal.load ? ` at ${loadText(cal.load)}` : '';
+  const replaced = cal.replacedBusy ? ` (the cached curve was measured at ${loadText(cal.replacedBusy)}, too dear; the host is quiet now)` : '';
+  if (!cal.fromCache) return `calibrated in ${((tookMs ?? 0) / 1000).toFixed(1)} s${at}${replaced}`;
   const age = cal.measuredAt === null ? 'of unknown age' : `measured ${spanText(now - cal.measuredAt.getTime())} ago`;
-  const busy = cal.load && cal.load.average >= cal.load.cores ? '; the host was busy then, so the costs may be too high: --recalibrate on a quiet host' : '';
+  const busy = wasBusy(cal.load) ? '; the host was busy then, so the costs may be too high: it is measured again at a start on a quiet host, or --recalibrate' : '';
   return `calibration cached, ${age}${at}${busy}`;
+}
+
+/** Measured at a load of a core or more each: other processes' passes shared the cores, so the curve is too dear. */
+function wasBusy(load: HostLoad | null): load is HostLoad {
+  return load !== null && load.average >= load.cores;
+}
+
+/**
+ * Whether a cached curve measured on a busy host is measured again at this
+ * start: only where the host is quiet now (under half a core each), so a
+ * pool restarted beside the same busy neighbours keeps its start quick, and
+ * one restarted on a quiet host stops paying for a busy hour at every start.
+ */
+export function remeasuresBusyCurve(cachedAt: HostLoad | null, now: HostLoad | null): boolean {
+  return wasBusy(cachedAt) && now !== null && now.average < now.cores / 2;
 }
 
 export async function calibrate<S extends RunnerSequence>(
@@ -134,6 +161,8 @@ export async function calibrate<S extends RunnerSequence>(
   opts: CalibrationOptions,
 ): Promise<Calibration> {
   const dir = opts.cacheDir ?? path.resolve('.cache', 'calibration');
+  const loadNow = opts.hostLoad ?? hostLoad;
+  let replacedBusy: HostLoad | undefined;
   const file = path.join(dir, `${opts.modelSha256.slice(0, 16)}-${machineKey(opts.executionProvider, opts.layout, opts.threads)}.json`);
   if (!opts.refresh) {
     try {
@@ -142,7 +171,13 @@ export async function calibrate<S extends RunnerSequence>(
       if (cached && samples.length >= 4 && samples.every(isCostSample)) {
         const model = CostModel.fit(cached.samples);
         // A file of samples that fit nothing (all at one shape) is measured again too.
-        if (Object.values(model.coefficients).every(Number.isFinite)) return { model, samples: cached.samples, fromCache: true, file, measuredAt: cached.measuredAt, load: cached.load };
+        if (!Object.values(model.coefficients).every(Number.isFinite)) {
+          // measured again below
+        } else if (remeasuresBusyCurve(cached.load, loadNow())) {
+          replacedBusy = cached.load ?? undefined;
+        } else {
+          return { model, samples: cached.samples, fromCache: true, file, measuredAt: cached.measuredAt, load: cached.load };
+        }
       }
     } catch {
       // no cache yet (or unreadable): measure
@@ -150,13 +185,13 @@ export async function calibrate<S extends RunnerSequence>(
   }
   const samples: CostSample[] = [];
   // Before the pool's own passes weigh in: the load of everything else on the host.
-  const load = hostLoad();
+  const load = loadNow();
   const measuredAt = new Date();
   const ctx = runner.config.contextLength;
   for (const past of new Set(PASTS.map((p) => Math.min(p, Math.max(1, ctx - 64))))) {
     samples.push(...(await measureGrid(runner, past, opts.maxBatchTokens ?? 1024)));
   }
-  const calibration: Calibration = { model: CostModel.fit(samples), samples, fromCache: false, file, measuredAt, load };
+  const calibration: Calibration = { model: CostModel.fit(samples), samples, fromCache: false, file, measuredAt, load, ...(replacedBusy ? { replacedBusy } : {}) };
   try {
     await mkdir(dir, { recursive: true });
     const kept: CalibrationFile = { measuredAt: measuredAt.toISOString(), load, samples };
