@@ -8,6 +8,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // bin/sssd.mjs compiled once for the tests that start it many times (test/support/compiled-cli.ts).
+    globalSetup: ['test/support/compiled-cli.setup.ts'],
     pool: 'forks',
     poolOptions: { forks: { maxForks: 3, minForks: 1 } },
     testTimeout: 60_000,

@@ -1,0 +1,85 @@
+/**
+ * vitest globalSetup: compiles the commands tests start again and again, once
+ * per run: bin/sssd.mjs (and the TypeScript it loads), and the launcher files
+ * package.json's scripts run through tsx (`npm run bench:…`). Tests start
+ * them through compiled-cli.ts.
+ *
+ * Under tsx each start cost ~1-1.5 s of CPU before the command ran (the
+ * loader's hook thread, every module resolved and loaded through it); the
+ * suite's some hundred starts paid minutes of it on CI's two cores. The build
+ * is the same sources through the same compiler (tsx is esbuild), with two
+ * differences kept out of sight of the code: `tsx/esm/api` is a no-op (the
+ * code is compiled already), and each file's `import.meta.url` is its source
+ * file's, so paths beside it (package.json, the graph cache, the worker
+ * scripts, the orphan guard) resolve as under tsx. Packages stay external,
+ * loaded from node_modules as usual; commands stay split, loaded when named.
+ */
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { build, type Plugin } from 'esbuild';
+import type { TestProject } from 'vitest/node';
+import { repoRoot } from './shared-data';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Each compiled command's source (relative to the repository) and its compiled file (compiled-cli.ts reads it). */
+    compiledCommands: Record<string, string>;
+  }
+}
+
+const asUnderTsx: Plugin = {
+  name: 'as-under-tsx',
+  setup(b) {
+    b.onResolve({ filter: /^tsx\/esm\/api$/ }, () => ({ path: 'tsx-esm-api', namespace: 'compiled' }));
+    b.onLoad({ filter: /.*/, namespace: 'compiled' }, () => ({ contents: 'export function register() {}', loader: 'js' }));
+    b.onLoad({ filter: /\.(ts|mjs)$/ }, async ({ path: file }) => ({
+      contents: (await readFile(file, 'utf8')).replaceAll('import.meta.url', JSON.stringify(pathToFileURL(file).href)),
+      loader: file.endsWith('.ts') ? 'ts' : 'js',
+    }));
+  },
+};
+
+/** bin/sssd.mjs, and each file a package.json script runs with `tsx FILE`. */
+function commandSources(): string[] {
+  const { scripts } = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  const viaTsx = Object.values(scripts).flatMap((script) => /^tsx (\S+\.ts)$/.exec(script)?.[1] ?? []);
+  return ['bin/sssd.mjs', ...viaTsx];
+}
+
+/** The compiled file of each source: its name without the extension, in `outdir`. */
+function compiledName(source: string): string {
+  return path.basename(source).replace(/\.[cm]?[jt]s$/, '');
+}
+
+async function compile(sources: readonly string[], outdir: string): Promise<void> {
+  await build({
+    entryPoints: sources.map((source) => ({ in: path.join(repoRoot, source), out: compiledName(source) })),
+    outdir,
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    outExtension: { '.js': '.mjs' },
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    tsconfig: path.join(repoRoot, 'tsconfig.json'),
+    // Run with --enable-source-maps: a stack trace names the .ts lines, as under tsx (tests assert there is none).
+    sourcemap: 'linked',
+    logLevel: 'warning',
+    plugins: [asUnderTsx],
+  });
+}
+
+export default async function setup(project: TestProject): Promise<() => void> {
+  // Inside the repository, so the compiled files find node_modules as the sources do.
+  const outdir = path.join(repoRoot, '.cache', 'test-cli', `run-${process.pid}-${Date.now()}`);
+  mkdirSync(outdir, { recursive: true });
+  const sources = commandSources();
+  await compile(sources, outdir);
+  // In watch mode, the sources as they are now at each rerun.
+  project.onTestsRerun(() => compile(sources, outdir));
+  project.provide('compiledCommands', Object.fromEntries(sources.map((source) => [source, path.join(outdir, `${compiledName(source)}.mjs`)])));
+  return () => rmSync(outdir, { recursive: true, force: true });
+}
