@@ -14,6 +14,7 @@ import { runGeneration, type TimedGeneration } from '../../../gpu-pool/bench/poo
 import { loadWorkload, parseWorkload, poolFieldsOf, servedWorkloadRequestSchema } from '../../../gpu-pool/bench/workload';
 import type { BenchServeReport } from '../../../gpu-pool/cli/bench-serve-command';
 import { repoRoot, workloads } from '../../support/shared-data';
+import { sssdNodeArgs } from '../../support/compiled-cli';
 import { metricValue, startPool, type PoolProcess } from '../server/pool-process';
 
 const run = promisify(execFile);
@@ -91,10 +92,10 @@ describe('bench-serve', () => {
   });
 
   it('replays a level several times with --repeat and gives the ratio of each replay', async () => {
-    const cli = path.join(repoRoot, 'bin/sssd.mjs');
+    const cli = sssdNodeArgs();
     const { stdout } = await run(
       process.execPath,
-      [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off,pld', '--limit', '2', '--repeat', '3', '--phases'],
+      [...cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off,pld', '--limit', '2', '--repeat', '3', '--phases'],
       { env: { ...process.env, SSSD_POOL_TOKEN: pool.token } },
     );
     // 3 replays of 8 requests (4 × the concurrency); the table gains a column with the range of the per-replay ratios.
@@ -232,16 +233,16 @@ describe('bench-serve', () => {
       return Number(/^vllm:prefix_cache_hits_total(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? NaN);
     };
     const before = await hits();
-    const cli = path.join(repoRoot, 'bin/sssd.mjs');
+    const cli = sssdNodeArgs();
     const prefix = 'Tell a happy story for a small child, with short sentences and easy words, about a kind dog and a little girl. ';
-    const { stdout } = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '1', '--methods', 'off', '--limit', '4', '--prompt-prefix', prefix, '--json'], {
+    const { stdout } = await run(process.execPath, [...cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '1', '--methods', 'off', '--limit', '4', '--prompt-prefix', prefix, '--json'], {
       env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
     });
     expect((JSON.parse(stdout) as BenchServeReport).results[0]).toMatchObject({ requests: 4, failed: 0 });
     // The bench's warm-up and the level: every request after the first finds at least the prefix's whole blocks.
     expect((await hits()) - before).toBeGreaterThanOrEqual(10 * 16);
     // A prefix that fills the context leaves no room to generate: said, not measured as nothing.
-    const tooLong = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '1', '--methods', 'off', '--limit', '4', '--prompt-prefix', prefix.repeat(30)], {
+    const tooLong = await run(process.execPath, [...cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '1', '--methods', 'off', '--limit', '4', '--prompt-prefix', prefix.repeat(30)], {
       env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
     }).catch((e: { code: number; stderr: string }) => e);
     expect((tooLong as { code: number }).code).toBe(2);
@@ -249,8 +250,9 @@ describe('bench-serve', () => {
   });
 
   it('runs from the command line and prints JSON; bad flags are clear errors', async () => {
-    const cli = path.join(repoRoot, 'bin/sssd.mjs');
-    const { stdout } = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off', '--limit', '2', '--json'], {
+    const cli = sssdNodeArgs();
+    // bin/sssd.mjs itself here; the file's other starts run it compiled once (compiled-cli.ts).
+    const { stdout } = await run(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '2', '--methods', 'off', '--limit', '2', '--json'], {
       env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
     });
     // The report: the pool measured, the workload, then a result per level and method.
@@ -262,13 +264,13 @@ describe('bench-serve', () => {
     expect(parsed.workload).toEqual({ file: workloads.devSessions, requests: 192 });
     expect(parsed.results).toHaveLength(1);
     expect(parsed.results[0]).toMatchObject({ concurrency: 2, method: 'off', failed: 0, ttftSamples: 8 });
-    const bad = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--methods', 'magic'], {
+    const bad = await run(process.execPath, [...cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--methods', 'magic'], {
       env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
     }).catch((e: { code: number; stderr: string }) => e);
     expect((bad as { code: number }).code).toBe(2);
     expect((bad as { stderr: string }).stderr).toMatch(/unknown method "magic"/);
     expect((bad as { stderr: string }).stderr).not.toMatch(/at .*\.ts:\d+/);
-    const badRepeat = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--repeat', '0'], {
+    const badRepeat = await run(process.execPath, [...cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--repeat', '0'], {
       env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
     }).catch((e: { code: number; stderr: string }) => e);
     expect((badRepeat as { code: number }).code).toBe(2);
@@ -277,7 +279,7 @@ describe('bench-serve', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'bench-workload-'));
     const untold = path.join(dir, 'w.jsonl');
     writeFileSync(untold, `${JSON.stringify({ user: 'u', prompt: 'Once', max_tokens: 4, temperature: 0 })}\n${JSON.stringify({ user: 'u', prompt: 'Once', max_tokens: 4, n: 2 })}\n`);
-    const refused = await run(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', untold, '--concurrency', '1', '--methods', 'off'], {
+    const refused = await run(process.execPath, [...cli, 'bench-serve', '--pool', pool.url, '--workload', untold, '--concurrency', '1', '--methods', 'off'], {
       env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
     })
       .catch((e: { code: number; stderr: string }) => e)
@@ -288,8 +290,8 @@ describe('bench-serve', () => {
   });
 
   it('prints the levels already measured when interrupted (Ctrl-C), and exits 130', async () => {
-    const cli = path.join(repoRoot, 'bin/sssd.mjs');
-    const child = spawn(process.execPath, [cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '1,4', '--methods', 'off', '--limit', '4'], {
+    const cli = sssdNodeArgs();
+    const child = spawn(process.execPath, [...cli, 'bench-serve', '--pool', pool.url, '--workload', workloads.devSessions, '--concurrency', '1,4', '--methods', 'off', '--limit', '4'], {
       env: { ...process.env, SSSD_POOL_TOKEN: pool.token },
     });
     let stdout = '';
@@ -316,8 +318,8 @@ describe('bench-serve', () => {
     // every pool would, such as a temperature of 5, before the run).
     writeFileSync(workload, '{"user":"u","prompt":"Once upon a time, there was a little dog.","max_tokens":8,"temperature":0}\n');
     const small = await startPool(['--max-total-tokens', '8']);
-    const cli = path.join(repoRoot, 'bin/sssd.mjs');
-    const failed = await run(process.execPath, [cli, 'bench-serve', '--pool', small.url, '--workload', workload, '--concurrency', '1,1', '--methods', 'off,sssd,off', '--limit', '1'], {
+    const cli = sssdNodeArgs();
+    const failed = await run(process.execPath, [...cli, 'bench-serve', '--pool', small.url, '--workload', workload, '--concurrency', '1,1', '--methods', 'off,sssd,off', '--limit', '1'], {
       env: { ...process.env, SSSD_POOL_TOKEN: small.token },
     })
       .catch((e: { code: number; stdout: string; stderr: string }) => e)

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSoak } from '../../../gpu-pool/bench/pool-soak';
 import { repoRoot } from '../../support/shared-data';
+import { sssdNodeArgs } from '../../support/compiled-cli';
 import { startPool, type PoolProcess } from '../server/pool-process';
 
 let pool: PoolProcess;
@@ -69,8 +70,9 @@ describe('sssd soak', () => {
   }, 120_000);
 
   it('says plainly what is wrong with its flags or the pool it was given', async () => {
+    // Seven starts: bin/sssd.mjs as compiled once (compiled-cli.ts); the soak above runs the file itself.
     const soak = (args: string[], token = pool.token) =>
-      promisify(execFile)(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'soak', ...args], { cwd: repoRoot, env: { ...process.env, SSSD_POOL_TOKEN: token } }).then(
+      promisify(execFile)(process.execPath, [...sssdNodeArgs(), 'soak', ...args], { cwd: repoRoot, env: { ...process.env, SSSD_POOL_TOKEN: token } }).then(
         () => ({ code: 0, stderr: '' }),
         (err: { code: number; stderr: string }) => ({ code: err.code, stderr: err.stderr }),
       );

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { models, repoRoot, requireSharedData } from '../../support/shared-data';
+import { sssdNodeArgs } from '../../support/compiled-cli';
 import { loadModel } from '../../../gpu-pool/model/load-model';
 import { writeHfCheckpoint } from '../../../gpu-pool/model/hf-checkpoint';
 import { parseLlama2cTokenizer } from '../../../shared/tokenizer/llama2c-tokenizer';
@@ -16,9 +17,12 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'sssd-generate-cli-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 interface Run { code: number; stdout: string; stderr: string }
-/** `sssd ARGS`, as this user or, where `as` names one, as that user (runuser: the test runs as root); SSSD_TOKENIZER only where `tokenizerEnv` sets it. */
-function sssd(args: string[], opts: { cacheDir?: string; as?: string; tokenizerEnv?: string } = {}): Promise<Run> {
-  const cli = [path.join(repoRoot, 'bin/sssd.mjs'), ...args];
+/**
+ * `sssd ARGS`, as this user or, where `as` names one, as that user (runuser: the test runs as root); SSSD_TOKENIZER only
+ * where `tokenizerEnv` sets it. Some forty starts: compiled once (compiled-cli.ts), bin/sssd.mjs itself where `source`.
+ */
+function sssd(args: string[], opts: { cacheDir?: string; as?: string; tokenizerEnv?: string; source?: boolean } = {}): Promise<Run> {
+  const cli = [...(opts.source ? [path.join(repoRoot, 'bin/sssd.mjs')] : sssdNodeArgs()), ...args];
   const [file, argv] = opts.as ? ['runuser', ['-u', opts.as, '--', process.execPath, ...cli]] : [process.execPath, cli];
   const env: NodeJS.ProcessEnv = { ...process.env, SSSD_CACHE_DIR: opts.cacheDir ?? path.join(tmp, 'cache') };
   delete env.SSSD_TOKENIZER;
@@ -36,7 +40,7 @@ describe('sssd generate', () => {
   it('prints one JSON object whose ids reproduce the llama2.c fixture', async () => {
     const fixture = JSON.parse(readFileSync(m.fixtures, 'utf8').split('\n')[1]) as { prompt: string; prompt_ids: number[]; output_ids: number[] };
     const r = await sssd(['generate', '--model', m.checkpoint, '--tokenizer', m.tokenizer, '--prompt', fixture.prompt,
-      '--max-tokens', String(fixture.output_ids.length), '--json']);
+      '--max-tokens', String(fixture.output_ids.length), '--json'], { source: true });
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout) as { prompt_ids: number[]; output_ids: number[]; text: string; finish_reason: string };
     expect(out.prompt_ids).toEqual(fixture.prompt_ids);

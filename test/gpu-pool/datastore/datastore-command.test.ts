@@ -11,9 +11,9 @@ import { parseLlama2cTokenizer } from '../../../shared/tokenizer/llama2c-tokeniz
 import { llama2cToTokenizerJson } from '../../../shared/tokenizer/tokenizer-json';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 import { models, repoRoot, requireSharedData, workloads } from '../../support/shared-data';
+import { sssdNodeArgs } from '../../support/compiled-cli';
 
 const run = promisify(execFile);
-const sssd = path.join(repoRoot, 'bin/sssd.mjs');
 
 interface CliResult {
   code: number;
@@ -21,14 +21,25 @@ interface CliResult {
   stderr: string;
 }
 
-/** `sssd ARGS`; SSSD_TOKENIZER only where cliWithTokenizerEnv sets it. */
+/**
+ * `sssd ARGS`; SSSD_TOKENIZER only where cliWithTokenizerEnv sets it. Some forty starts: compiled once
+ * (compiled-cli.ts); the real corpus's build runs bin/sssd.mjs itself (sourceCli).
+ */
 async function cli(...args: string[]): Promise<CliResult> {
   return cliWithTokenizerEnv(undefined, ...args);
 }
 
+async function sourceCli(...args: string[]): Promise<CliResult> {
+  return runCli([path.join(repoRoot, 'bin/sssd.mjs'), ...args], undefined);
+}
+
 async function cliWithTokenizerEnv(tokenizer: string | undefined, ...args: string[]): Promise<CliResult> {
+  return runCli([...sssdNodeArgs(), ...args], tokenizer);
+}
+
+async function runCli(nodeArgs: string[], tokenizer: string | undefined): Promise<CliResult> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [sssd, ...args], { cwd: repoRoot, env: { ...process.env, SSSD_TOKENIZER: tokenizer } });
+    const { stdout, stderr } = await run(process.execPath, nodeArgs, { cwd: repoRoot, env: { ...process.env, SSSD_TOKENIZER: tokenizer } });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -48,7 +59,7 @@ afterAll(async () => {
 describe('sssd datastore', () => {
   it('builds the real corpus with tok512, and the file answers lookups with story continuations', async () => {
     const out = path.join(dir, 'corpus.sssd-ds');
-    const built = await cli('datastore', 'build', '--tokenizer', models.stories260K.tokenizer, '--input', workloads.datastoreCorpus, '--out', out);
+    const built = await sourceCli('datastore', 'build', '--tokenizer', models.stories260K.tokenizer, '--input', workloads.datastoreCorpus, '--out', out);
     expect(built.stderr).not.toMatch(/at .*\.ts:\d+/);
     expect(built.code).toBe(0);
     expect(built.stdout).toMatch(/tokens from 1500 documents in 1 chunk\(s\)/);
@@ -251,7 +262,7 @@ describe('sssd datastore', () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
     // The threads setting every command reads, checked before any runs.
-    const threads = await run(process.execPath, [sssd, 'datastore', 'info', badJson], { cwd: repoRoot, env: { ...process.env, SSSD_THREADS: '-1' } }).then(
+    const threads = await run(process.execPath, [...sssdNodeArgs(), 'datastore', 'info', badJson], { cwd: repoRoot, env: { ...process.env, SSSD_THREADS: '-1' } }).then(
       (): CliResult => ({ code: 0, stdout: '', stderr: '' }),
       (err: CliResult) => err,
     );

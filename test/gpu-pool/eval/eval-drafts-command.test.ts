@@ -9,9 +9,11 @@ import { readTokenizerWithHash } from '../../../gpu-pool/cli/generate-command';
 import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { nextTokenTablePath } from '../../../gpu-pool/datastore/next-token-table-file';
 import { models, repoRoot, requireSharedData } from '../../support/shared-data';
+import { sssdNodeArgs } from '../../support/compiled-cli';
 
 const run = promisify(execFile);
-const sssd = path.join(repoRoot, 'bin/sssd.mjs');
+/** bin/sssd.mjs itself, for the first replay; the other starts run it as compiled once (compiled-cli.ts). */
+const sourceSssd = [path.join(repoRoot, 'bin/sssd.mjs')];
 
 describe('sssd eval-drafts', () => {
   let dir = '';
@@ -31,13 +33,13 @@ describe('sssd eval-drafts', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const args = (extra: string[]): string[] => [
-    sssd, 'eval-drafts', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer,
+  const args = (extra: string[], sssd: string[] = sssdNodeArgs()): string[] => [
+    ...sssd, 'eval-drafts', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer,
     '--workload', workload, '--cache-dir', path.join(dir, 'cache'), ...extra,
   ];
 
   it('replays a workload with the real model, caches the continuations, and reports τ per method and budget', async () => {
-    const { stdout } = await run(process.execPath, args(['--methods', 'none,pld,context+user', '--budgets', '4,8', '--json']), { cwd: repoRoot });
+    const { stdout } = await run(process.execPath, args(['--methods', 'none,pld,context+user', '--budgets', '4,8', '--json'], sourceSssd), { cwd: repoRoot });
     const out = JSON.parse(stdout) as { requests: number; continuationTokens: number; results: Array<{ method: string; budget: number; tau: number; steps: number }> };
     expect(out.requests).toBe(3);
     expect(out.continuationTokens).toBeGreaterThan(3);
@@ -65,7 +67,7 @@ describe('sssd eval-drafts', () => {
     ];
     await writeFile(sampledWorkload, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
     const cacheDir = path.join(dir, 'cache-sampled');
-    const common = [sssd, 'eval-drafts', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--workload', sampledWorkload, '--cache-dir', cacheDir];
+    const common = [...sssdNodeArgs(), 'eval-drafts', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--workload', sampledWorkload, '--cache-dir', cacheDir];
     const { stdout } = await run(process.execPath, [...common, '--methods', 'none,context+user', '--budgets', '8', '--sampling', 'as-served', '--json'], { cwd: repoRoot });
     type Result = { method: string; steps: number; emitted: number; sampledSteps: number; sampledEmitted: number; sampledTau: number };
     const out = JSON.parse(stdout) as { sampling: string; results: Result[] };
@@ -82,7 +84,7 @@ describe('sssd eval-drafts', () => {
     expect(user.sampledTau).toBeGreaterThan(1.5);
 
     // The sampled continuation is the one `sssd generate` gives for that seed (the pool's, whatever the method).
-    const gen = await run(process.execPath, [sssd, 'generate', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--prompt', 'Ben saw a big dog.', '--max-tokens', '12', '--temperature', '1', '--seed', '7', '--json'], { cwd: repoRoot });
+    const gen = await run(process.execPath, [...sssdNodeArgs(), 'generate', '--model', models.stories260K.checkpoint, '--tokenizer', models.stories260K.tokenizer, '--prompt', 'Ben saw a big dog.', '--max-tokens', '12', '--temperature', '1', '--seed', '7', '--json'], { cwd: repoRoot });
     const generated = JSON.parse(gen.stdout) as { output_ids: number[] };
     const files = (await readdir(cacheDir)).filter((f) => f.endsWith('.json'));
     expect(files).toHaveLength(1);

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { models, repoRoot } from '../../support/shared-data';
 import { POOL_NODE_FLAGS } from '../../../gpu-pool/cli/pool-node-flags';
+import { sssdNodeArgs } from '../../support/compiled-cli';
 
 const run = promisify(execFile);
 
@@ -15,8 +16,9 @@ async function pool(args: string[], env: Record<string, string | undefined> = {}
   if (env.SSSD_POOL_TOKEN === undefined) delete base.SSSD_POOL_TOKEN;
   try {
     // Started with the pool's node flags, as the launchers start it: not relaunched for them (pool-node-flags.test.ts
-    // tests that), which doubled each of these refusals' start-up.
-    await run(process.execPath, [...POOL_NODE_FLAGS, path.join(repoRoot, 'bin/sssd.mjs'), 'pool', ...args], { env: base, timeout: 60_000 });
+    // tests that), which doubled each of these refusals' start-up; compiled once, not through tsx at each of some thirty
+    // starts (the --help below runs bin/sssd.mjs itself).
+    await run(process.execPath, [...POOL_NODE_FLAGS, ...sssdNodeArgs(), 'pool', ...args], { env: base, timeout: 60_000 });
     return { code: 0, stderr: '' };
   } catch (e) {
     const err = e as { code: number; stderr: string };

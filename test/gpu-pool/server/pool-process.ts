@@ -1,5 +1,5 @@
 /**
- * Starts the real pool (`node bin/sssd.mjs pool`) on a free port with
+ * Starts the real pool (`node bin/sssd.mjs pool`, compiled: test/support/compiled-cli.ts) on a free port with
  * stories260K, and talks to it: NDJSON generation streams, JSON routes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { PoolEvent } from '../../../shared/protocol';
 import { models, repoRoot } from '../../support/shared-data';
 import { POOL_NODE_FLAGS } from '../../../gpu-pool/cli/pool-node-flags';
+import { sssdNodeArgs } from '../../support/compiled-cli';
 
 export interface PoolProcess {
   url: string;
@@ -27,7 +28,8 @@ export async function startPool(
   const args = [
     // As the launcher does: the pool's node flags here, so it runs without a relaunch.
     ...POOL_NODE_FLAGS,
-    path.join(repoRoot, 'bin/sssd.mjs'),
+    // bin/sssd.mjs as compiled once for the run: a pool's start without tsx's ~1 s of CPU (the suites start some forty).
+    ...sssdNodeArgs(),
     'pool',
     '--model',
     models.stories260K.checkpoint,
