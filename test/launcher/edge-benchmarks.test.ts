@@ -6,13 +6,19 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../../launcher/stack';
+import { compiledNodeArgs } from '../support/compiled-cli';
 
 const run = promisify(execFile);
 const tsx = path.join(repoRoot, 'node_modules/.bin/tsx');
 
-async function bench(script: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * `npm run bench:…`'s file with ARGS. Fifteen runs: the file as compiled once (compiled-cli.ts), each a node start
+ * rather than tsx's two with its loader; through tsx itself, as the script runs it, where `viaTsx`.
+ */
+async function bench(script: string, args: string[], { viaTsx = false } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [file, argv] = viaTsx ? [tsx, [path.join(repoRoot, 'launcher', script)]] : [process.execPath, compiledNodeArgs(`launcher/${script}`)];
   try {
-    const { stdout, stderr } = await run(tsx, [path.join(repoRoot, 'launcher', script), ...args], { cwd: repoRoot, maxBuffer: 1 << 24 });
+    const { stdout, stderr } = await run(file, [...argv, ...args], { cwd: repoRoot, maxBuffer: 1 << 24 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -44,7 +50,7 @@ describe('bench-edge-cpu', () => {
     const [r, unknown, help] = await Promise.all([
       bench('bench-edge-cpu.ts', ['--repeat', '0']),
       bench('bench-edge-cpu.ts', ['--repeats', '5']),
-      bench('bench-edge-cpu.ts', ['--help']),
+      bench('bench-edge-cpu.ts', ['--help'], { viaTsx: true }),
     ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('error: --repeat must be an integer >= 1 and <= 100000, not "0"');
