@@ -1,15 +1,33 @@
 /**
- * Writes a value into wrangler's local KV (the state `wrangler dev` reads), e.g.
+ * Writes values into wrangler's local KV (the state `wrangler dev` reads), e.g.
  * to provision an API key: `key:<sha256 of the key>` → {"tenant","rpm","concurrency"}.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../../launcher/stack';
 
 export async function putLocalKv(key: string, value: string, persistTo?: string): Promise<void> {
+  await wranglerKv(['key', 'put', key, value], `wrangler kv key put ${key}`, persistTo);
+}
+
+/** Writes several values with one wrangler start (`kv bulk put`): each start is ~2.5 s of CPU. */
+export async function putLocalKvEntries(entries: Readonly<Record<string, string>>, persistTo?: string): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sssd-kv-bulk-'));
+  try {
+    const file = path.join(dir, 'entries.json');
+    writeFileSync(file, JSON.stringify(Object.entries(entries).map(([key, value]) => ({ key, value }))));
+    await wranglerKv(['bulk', 'put', file], `wrangler kv bulk put ${Object.keys(entries).join(', ')}`, persistTo);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function wranglerKv(command: string[], what: string, persistTo: string | undefined): Promise<void> {
   const args = [
     path.join(repoRoot, 'node_modules/wrangler/bin/wrangler.js'),
-    'kv', 'key', 'put', key, value,
+    'kv', ...command,
     '--binding', 'SSSD_KV', '--local',
     '--config', path.join(repoRoot, 'wrangler.toml'),
   ];
@@ -19,5 +37,5 @@ export async function putLocalKv(key: string, value: string, persistTo?: string)
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  if (code !== 0) throw new Error(`wrangler kv key put ${key} failed (${code}):\n${output}`);
+  if (code !== 0) throw new Error(`${what} failed (${code}):\n${output}`);
 }
