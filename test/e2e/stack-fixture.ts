@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { putLocalKv } from '../support/local-kv';
+import { putLocalKvEntries } from '../support/local-kv';
+import { sssdNodeArgs } from '../support/compiled-cli';
 import { repoRoot, sha256Hex, startStack, type RunningStack } from '../../launcher/stack';
 import { models } from '../support/shared-data';
 
@@ -21,8 +22,9 @@ export interface TestStackOptions {
 
 export async function startTestStack(opts: TestStackOptions = {}): Promise<TestStack> {
   const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-e2e-kv-'));
-  for (const [key, record] of Object.entries(opts.kvKeys ?? {})) {
-    await putLocalKv(`key:${sha256Hex(key)}`, typeof record === 'string' ? record : JSON.stringify(record), persistTo);
+  const kvKeys = Object.entries(opts.kvKeys ?? {});
+  if (kvKeys.length > 0) {
+    await putLocalKvEntries(Object.fromEntries(kvKeys.map(([key, record]) => [`key:${sha256Hex(key)}`, typeof record === 'string' ? record : JSON.stringify(record)])), persistTo);
   }
   const stack = await startStack({
     model: models.stories260K.checkpoint,
@@ -58,7 +60,8 @@ export async function referenceGenerate(prompt: string, maxTokens: number): Prom
   const { stdout } = await promisify(execFile)(
     process.execPath,
     [
-      path.join(repoRoot, 'bin/sssd.mjs'), 'generate',
+      // bin/sssd.mjs as compiled once for the run (compiled-cli.ts): the e2e files' references without tsx's start.
+      ...sssdNodeArgs(), 'generate',
       '--model', models.stories260K.checkpoint,
       '--tokenizer', models.stories260K.tokenizer,
       '--prompt', prompt,
