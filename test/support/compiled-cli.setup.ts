@@ -14,7 +14,7 @@
  * scripts, the orphan guard) resolve as under tsx. Packages stay external,
  * loaded from node_modules as usual; commands stay split, loaded when named.
  */
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -72,9 +72,23 @@ async function compile(sources: readonly string[], outdir: string): Promise<void
   });
 }
 
+/** A run's folder that its run left (stopped before its teardown): its process is gone. */
+function leftBehind(name: string): boolean {
+  const pid = Number(/^run-(\d+)-/.exec(name)?.[1]);
+  if (!Number.isInteger(pid)) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 export default async function setup(project: TestProject): Promise<() => void> {
   // Inside the repository, so the compiled files find node_modules as the sources do.
-  const outdir = path.join(repoRoot, '.cache', 'test-cli', `run-${process.pid}-${Date.now()}`);
+  const runs = path.join(repoRoot, '.cache', 'test-cli');
+  if (existsSync(runs)) for (const name of readdirSync(runs).filter(leftBehind)) rmSync(path.join(runs, name), { recursive: true, force: true });
+  const outdir = path.join(runs, `run-${process.pid}-${Date.now()}`);
   mkdirSync(outdir, { recursive: true });
   const sources = commandSources();
   await compile(sources, outdir);
