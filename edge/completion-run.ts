@@ -72,7 +72,7 @@ export interface CompletionPlan {
   promptLogprobs?: number | null;
   /** The pool's prefix-caching scope (the key's tenant, hashed): prompts share cached prefixes only within it. */
   cacheSalt: string;
-  /** Who the generation is for at the pool's admission (the key's tenant, hashed): a flood of one tenant's requests does not hold back another's. */
+  /** Who the generation is for at the pool's admission (the key's tenant, hashed): its turn for a free row, and the rows kept for a tenant with none running (docs/protocol.md, "Admission"). */
   tenant: string;
   /** Let the pool add prompt + output to its global datastore (the key opted in; one choice of n does). */
   contributeToDatastore: boolean;

@@ -344,8 +344,11 @@ export const generateRequestSchema = z.object({
    * Who the generation is for, as the pool's admission sees it (the edge
    * sends a hash of the key's tenant): when generations wait for a batch
    * slot, the next slot goes to the tenant with the fewest running, then to
-   * the one given a slot longest ago (gpu-pool/scheduler/fair-shares.ts), so
-   * one tenant's flood does not hold back another's request. Absent = one
+   * the one given a slot longest ago (gpu-pool/scheduler/fair-shares.ts);
+   * while tenants share the pool, its last --tenant-reserve free slots go
+   * only to a tenant with none running (tenant-reserve.ts), so one tenant's
+   * flood does not hold back another's request (but the first after a minute
+   * with no other tenant there: docs/protocol.md, "Admission"). Absent = one
    * shared tenant. Added within protocol 1.
    */
   tenant: z.string().min(1).max(256).optional(),
@@ -484,8 +487,11 @@ export interface PoolInfo {
     sha256: string;
   };
   datastore: { enabled: boolean; tokens: number };
-  /** prefillChunk: most prompt tokens a generation feeds a step (0 = whole prompts; absent from older pools). */
-  limits: { maxActive: number; maxQueued: number; maxTotalTokens: number; prefillChunk?: number };
+  /**
+   * prefillChunk: most prompt tokens a generation feeds a step (0 = whole prompts; absent from older pools).
+   * tenantReserve: rows only a tenant with none running may take while tenants share the pool (--tenant-reserve; absent from older pools).
+   */
+  limits: { maxActive: number; maxQueued: number; maxTotalTokens: number; prefillChunk?: number; tenantReserve?: number };
   /** Where the forward pass runs: onnxruntime's execution provider (`cpu`, `cuda`, `webgpu`). Optional: added within protocol 1. */
   runtime?: { executionProvider: string };
   /** The pool's speculation settings (`sssd pool --speculative-config`). Optional: added within protocol 1. */

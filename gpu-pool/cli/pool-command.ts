@@ -58,6 +58,7 @@ import { BatchSizeCaps } from '../budget/batch-size-caps';
 import { poolCacheDir } from '../graph/graph-cache';
 import { logLine } from '../metrics/log-line';
 import { servedModelName } from './served-model-name';
+import { defaultTenantReserve, TENANT_RESERVE_WINDOW_MS } from '../scheduler/tenant-reserve';
 
 interface PoolFlags {
   model: string;
@@ -71,6 +72,7 @@ interface PoolFlags {
   maxActive: string;
   maxQueued: string;
   maxTotalTokens?: string;
+  tenantReserve?: string;
   budget: string;
   maxTreeNodes: string;
   recalibrate?: boolean;
@@ -117,6 +119,10 @@ export function register(program: Command): void {
     .option('--max-active <n>', 'generations in the running batch', '128')
     .option('--max-queued <n>', 'generations waiting for a batch slot', '512')
     .option('--max-total-tokens <n>', 'token reservations (prompt + max tokens) over running and queued generations (default: (max-active + max-queued) × (context + 1))')
+    .option(
+      '--tenant-reserve <n>',
+      `rows that, while tenants share the pool (another tenant's generation queued or running, or ended within ${TENANT_RESERVE_WINDOW_MS / 1000} s), only a tenant with no row running may take, so one tenant's flood cannot hold every row while another's request waits; one tenant alone fills every row (0 = off; default: max-active / 16, at least 1, below max-active)`,
+    )
     .option('--budget <policy>', `tree budget: ${budgetPolicies.join(', ')} or off`, 'marginal')
     .option('--max-tree-nodes <n>', 'most draft nodes per request per step', '32')
     .option('--recalibrate', 'measure the step-cost curve again instead of using the cache')
@@ -257,6 +263,9 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const port = positiveInt(flags.port, '--port', true, 65_535);
   const maxActive = positiveInt(flags.maxActive, '--max-active');
   const maxQueued = positiveInt(flags.maxQueued, '--max-queued', true);
+  const tenantReserve = flags.tenantReserve === undefined ? defaultTenantReserve(maxActive) : positiveInt(flags.tenantReserve, '--tenant-reserve', true);
+  // Every row held back would leave a shared pool's busiest tenants none.
+  if (tenantReserve > 0 && tenantReserve >= maxActive) throw new CliError(`--tenant-reserve must be less than --max-active (${maxActive}), not ${tenantReserve}`);
   const { maxTreeNodes } = speculation;
   const chunkFlag = flags.prefillChunk === undefined ? undefined : positiveInt(flags.prefillChunk, '--prefill-chunk', true);
   const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads', false, MAX_THREADS);
@@ -423,7 +432,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const governor = budget && speculation.governor ? new SpeculationGovernor() : null;
   if (governor) metrics.watchGovernor(() => governor.snapshot());
   const scheduler = new Scheduler(runner, {
-    limits: { maxActive, maxQueued, maxTotalTokens },
+    limits: { maxActive, maxQueued, maxTotalTokens, tenantReserve },
     budget,
     governor,
     metrics,
@@ -465,7 +474,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     get datastore() {
       return { enabled: datastore.tokenCount > 0 || !!flags.datastore || !!flags.saveDatastore, tokens: datastore.tokenCount };
     },
-    limits: { maxActive, maxQueued, maxTotalTokens, prefillChunk },
+    limits: { maxActive, maxQueued, maxTotalTokens, prefillChunk, tenantReserve },
     runtime: { executionProvider: runner.executionProvider },
     speculation: {
       budget: speculation.budget,

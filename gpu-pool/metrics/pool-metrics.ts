@@ -45,6 +45,8 @@ export interface AdmissionLimits {
   maxActive: number;
   maxQueued: number;
   maxTotalTokens: number;
+  /** --tenant-reserve (absent: a pool without it). */
+  tenantReserve?: number;
 }
 
 /** What the running pool is: `sssd_pool_build_info`'s labels. */
@@ -75,6 +77,9 @@ export class PoolMetrics {
   readonly waiting: Gauge;
   /** Token reservations of running and queued generations (admission's third limit). */
   readonly reservedTokens: Gauge;
+  /** Free rows the last admission held back for tenants with none running (tenant-reserve.ts), and generations that took such a row. */
+  readonly tenantReserveHeldRows: Gauge;
+  readonly tenantReserveAdmissions: Counter;
   readonly batchSize: StepHistogram;
   readonly stepSeconds: StepHistogram;
   readonly stepTokens: StepHistogram;
@@ -228,6 +233,7 @@ export class PoolMetrics {
     limit('sssd_pool_max_active', 'Most generations in the running batch (--max-active).', limits.maxActive);
     limit('sssd_pool_max_queued', 'Most generations waiting for a batch slot (--max-queued).', limits.maxQueued);
     limit('sssd_pool_max_total_tokens', 'Most tokens running and queued generations may reserve (--max-total-tokens).', limits.maxTotalTokens);
+    limit('sssd_pool_tenant_reserve', 'Rows that, while tenants share the pool, only a tenant with none running may take (--tenant-reserve; 0 = off).', limits.tenantReserve ?? 0);
     new Gauge({
       name: 'sssd_pool_reserved_tokens_ratio',
       help: 'sssd_pool_reserved_tokens over sssd_pool_max_total_tokens: how much of the token budget admission allows is reserved (prompt + max tokens of running and queued generations; reservations, not measured memory).',
@@ -395,6 +401,16 @@ export class PoolMetrics {
     this.reservedTokens = new Gauge({
       name: 'sssd_pool_reserved_tokens',
       help: 'Tokens reserved (prompt + max tokens, capped at the context length + 1) by running and queued generations; a request that would pass --max-total-tokens is refused busy.',
+      registers,
+    });
+    this.tenantReserveHeldRows = new Gauge({
+      name: 'sssd_pool_tenant_reserve_held_rows',
+      help: "Free rows left empty at the last admission while generations waited: the reserve (--tenant-reserve) kept for tenants with none running while another tenant's next in turn had rows running; 0 otherwise.",
+      registers,
+    });
+    this.tenantReserveAdmissions = new Counter({
+      name: 'sssd_pool_tenant_reserve_admissions_total',
+      help: 'Generations of a tenant with no row running admitted into one of the rows the reserve (--tenant-reserve) held back from tenants with rows running.',
       registers,
     });
     this.batchSize = stepHistogram('sssd_pool_batch_size', 'Rows per forward pass.', [1, 2, 4, 8, 16, 32, 64, 128, 256]);

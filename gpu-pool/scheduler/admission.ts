@@ -5,8 +5,10 @@
  * unless another tenant queued more than its share, in which case that
  * tenant's newest queued generation gives its place (fair-shares.ts,
  * queuePlacesFor). Queued generations take free rows in their tenants' turn
- * (FairShares.next). The step loop (scheduler.ts) runs the rows in `active`;
- * whatever ends a generation hands its row and reservation back here.
+ * (FairShares.next), the last --tenant-reserve of them only a tenant's with
+ * none running while the pool is shared (tenant-reserve.ts). The step loop
+ * (scheduler.ts) runs the rows in `active`; whatever ends a generation hands
+ * its row and reservation back here.
  */
 import { followedStopString, MAX_STOP_STRINGS, STOP_MATCHER_VERSION, type GenerateRequest } from '../../shared/protocol';
 import { drawnSeed } from '../../shared/sampling/request-seed';
@@ -31,6 +33,7 @@ import { Generation, type Drafter, type GenerationSink } from './generation';
 import { AdmissionError } from './admission-error';
 import type { PrefixReuse } from './prefix-reuse';
 import { FairShares, queuePlacesFor } from './fair-shares';
+import { TenantReserve } from './tenant-reserve';
 import { draftRoomFor, historyChainOf } from './row-drafting';
 
 export interface SchedulerLimits {
@@ -40,6 +43,8 @@ export interface SchedulerLimits {
   maxQueued: number;
   /** Sum over active + queued of prompt + maxTokens (clamped to the context). */
   maxTotalTokens: number;
+  /** Rows that, while tenants share the pool, only a tenant with none running may take (tenant-reserve.ts); absent: 0, none. */
+  tenantReserve?: number;
 }
 
 /** Steps the busy hint's step time is the median of. */
@@ -94,6 +99,8 @@ export class Admission<S extends RunnerSequence> {
   readonly stepMs = new RecentMedian(STEP_MS_SAMPLES, STEP_MS_SAMPLES);
   /** Which queued generation a free row goes to: fair-shares.ts. */
   private readonly fairShares = new FairShares();
+  /** The rows a tenant with a row running may not take while others share the pool: tenant-reserve.ts. */
+  private readonly tenantReserve: TenantReserve;
   private reserved = 0;
   private readonly runner: BatchRunner<S>;
   private readonly limits: SchedulerLimits;
@@ -112,6 +119,7 @@ export class Admission<S extends RunnerSequence> {
   constructor(options: AdmissionOptions<S>) {
     this.runner = options.runner;
     this.limits = options.limits;
+    this.tenantReserve = new TenantReserve(options.limits.tenantReserve ?? 0);
     this.metrics = options.metrics;
     this.createDrafter = options.createDrafter;
     this.prefixes = options.prefixes;
@@ -353,6 +361,7 @@ export class Admission<S extends RunnerSequence> {
     this.byId.set(request.id, gen);
     this.queue.push(gen);
     this.fairShares.queued(gen.tenant);
+    this.tenantReserve.joined(gen.tenant);
     this.metrics.waiting.set(this.queue.length);
     return gen;
   }
@@ -369,12 +378,26 @@ export class Admission<S extends RunnerSequence> {
   /**
    * Gives free rows to queued generations, in their tenants' turn: each gets
    * its sequence (started from the prefix cache where it can be) and its
-   * `start` event. One whose memory cannot be had ends; the rest go on.
+   * `start` event. One whose memory cannot be had ends; the rest go on. The
+   * reserve's rows stay free while the next in turn has a row running and
+   * another tenant shares the pool: FairShares puts a tenant with none
+   * running first, so no one behind it could take them either.
    */
   admit(): void {
-    const { metrics } = this;
+    const { metrics, tenantReserve } = this;
+    const now = performance.now();
+    let heldBack = 0;
     while (this.active.length < this.limits.maxActive && this.queue.length > 0) {
-      const gen = this.queue.splice(this.fairShares.next(this.queue), 1)[0];
+      const next = this.fairShares.next(this.queue);
+      const tenant = this.queue[next].tenant;
+      const running = this.fairShares.runningOf(tenant);
+      const free = this.limits.maxActive - this.active.length;
+      if (!tenantReserve.mayTake(tenant, running, free, now)) {
+        heldBack = free;
+        break;
+      }
+      if (tenantReserve.takesReserved(tenant, running, free, now)) metrics.tenantReserveAdmissions.inc();
+      const gen = this.queue.splice(next, 1)[0];
       try {
         gen.cache = this.runner.newSequence(Math.min(this.runner.config.contextLength, gen.reservedTokens));
         this.prefixes?.restore(gen, gen.cache);
@@ -398,6 +421,7 @@ export class Admission<S extends RunnerSequence> {
     }
     metrics.running.set(this.active.length);
     metrics.waiting.set(this.queue.length);
+    metrics.tenantReserveHeldRows.set(heldBack);
   }
 
   /** A generation that ended: its row (if it had one), its id and its reservation are free. */
@@ -407,7 +431,10 @@ export class Admission<S extends RunnerSequence> {
       this.active.splice(i, 1);
       this.fairShares.ended(gen.tenant);
     }
-    this.byId.delete(gen.id);
+    if (this.byId.get(gen.id) === gen) {
+      this.byId.delete(gen.id);
+      this.tenantReserve.left(gen.tenant, performance.now());
+    }
     this.reserved -= gen.reservedTokens;
     this.metrics.reservedTokens.set(this.reserved);
   }

@@ -68,6 +68,11 @@ export class FairShares {
     return best;
   }
 
+  /** Rows `tenant` has running. */
+  runningOf(tenant: string): number {
+    return this.tenants.get(tenant)?.running ?? 0;
+  }
+
   /** A generation of `tenant` was given a row. */
   started(tenant: string): void {
     const share = this.tenants.get(tenant) ?? { running: 0, lastAdmitted: 0 };

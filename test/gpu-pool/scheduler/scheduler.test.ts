@@ -1057,6 +1057,50 @@ describe('continuous batching', () => {
     await long.done;
   });
 
+  it("holds the reserve's rows back from a tenant with rows running while another tenant shares the pool: that tenant's next request starts at the next step", async () => {
+    const metrics = new PoolMetrics();
+    const s = new Scheduler(runner, { limits: { maxActive: 4, maxQueued: 16, maxTotalTokens: 100_000, tenantReserve: 1 }, budget: null, metrics, createDrafter: drafterFactory(null) });
+    const startedAtStep = new Map<string, number>();
+    const submit = (id: string, tenant: string, maxTokens: number): { done: Promise<PoolEvent[]> } => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: [1, 403, 407], maxTokens, speculation: 'off', tenant, ignoreEos: true }), {
+        send: (e) => {
+          if (e.type === 'start') startedAtStep.set(id, runner.steps.length);
+          c.sink.send(e);
+        },
+        end: () => c.sink.end(),
+      });
+      return c;
+    };
+    // b is seen first (one short request), then hog floods with long ones.
+    await submit('b0', 'b', 2).done;
+    const hog = Array.from({ length: 8 }, (_, i) => submit(`hog${i}`, 'hog', 400));
+    while (runner.steps.length < (startedAtStep.get('hog0') ?? Infinity) + 5) await new Promise((r) => setImmediate(r));
+    // Three rows of four: the fourth is held back while b's last request ended moments ago.
+    expect(s.stats().active).toBe(3);
+    expect((await metrics.tenantReserveHeldRows.get()).values[0].value).toBe(1);
+    const submittedAt = runner.steps.length;
+    const b1 = submit('b1', 'b', 4);
+    await b1.done;
+    // Admitted before the step after its submission, not after one of hog's 400-token generations.
+    expect(startedAtStep.get('b1')! - submittedAt).toBeLessThanOrEqual(1);
+    expect((await metrics.tenantReserveAdmissions.get()).values[0].value).toBe(1);
+    for (let i = 0; i < 8; i++) s.cancel(`hog${i}`);
+    await Promise.all(hog.map((h) => h.done));
+
+    // One tenant alone fills every row.
+    const alone = new Scheduler(runner, { limits: { maxActive: 4, maxQueued: 16, maxTotalTokens: 100_000, tenantReserve: 1 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
+    const runs = Array.from({ length: 6 }, (_, i) => {
+      const c = collect();
+      alone.submit(generateRequestSchema.parse({ id: `solo${i}`, promptIds: [1, 403, 407], maxTokens: 400, speculation: 'off', tenant: 'solo', ignoreEos: true }), c.sink);
+      return c.done;
+    });
+    while (alone.stats().steps < 3) await new Promise((r) => setImmediate(r));
+    expect(alone.stats().active).toBe(4);
+    for (let i = 0; i < 6; i++) alone.cancel(`solo${i}`);
+    await Promise.all(runs);
+  });
+
   it("a fresh pool's slow first steps do not stretch its busy hint (a median of recent steps, not an average)", async () => {
     // The first step 400 ms (compiling, the first prefill), every later one as fast as the runner goes.
     const warming = delayedRunner((step) => (step === 0 ? 400 : 0));

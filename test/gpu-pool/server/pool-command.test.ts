@@ -102,7 +102,7 @@ describe('sssd pool start-up checks', () => {
   it('names a missing model or tokenizer, and a bad flag', async () => {
     // Some twenty refusals, each a node start: four at a time, not one after another (a loaded 2-core machine took
     // ~7 s a start, past the test's time), then each checked.
-    const [missing, tok, none, tokFolder, flag, prefix, spec, save, underFile, every, tooOften, folder, device, forever, threads, port, duty, stalled, empty, twice, servedName, servedNameEnv] = await inBatches([
+    const [missing, tok, none, tokFolder, flag, prefix, spec, save, underFile, every, tooOften, folder, device, forever, threads, port, duty, stalled, empty, twice, servedName, servedNameEnv, reserve] = await inBatches([
       () => pool(['--model', '/nonexistent/model.bin', '--tokenizer', models.stories260K.tokenizer], { SSSD_POOL_TOKEN: 't' }),
       () => pool(['--model', models.stories260K.checkpoint, '--tokenizer', '/nonexistent/tok.bin'], { SSSD_POOL_TOKEN: 't' }),
       () => pool(['--model', models.llama2xs.checkpoint], { SSSD_POOL_TOKEN: 't', SSSD_TOKENIZER: undefined }),
@@ -125,6 +125,7 @@ describe('sssd pool start-up checks', () => {
       () => pool([...model, '--max-tree-nodes', '8', '--speculative-config', '{"num_speculative_tokens": 5}'], { SSSD_POOL_TOKEN: 't' }),
       () => pool([...model, '--served-model-name', 'two words'], { SSSD_POOL_TOKEN: 't' }),
       () => pool(model, { SSSD_POOL_TOKEN: 't', SSSD_MODEL_NAME: 'x'.repeat(129) }),
+      () => pool([...model, '--max-active', '4', '--tenant-reserve', '4'], { SSSD_POOL_TOKEN: 't' }),
     ], 4);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/\/nonexistent\/model\.bin/);
@@ -171,5 +172,7 @@ describe('sssd pool start-up checks', () => {
     expect([servedName.code, servedName.stderr]).toEqual([2, expect.stringMatching(/--served-model-name must start with a letter or digit and hold only letters, digits and .* not "two words"/)]);
     expect(servedName.stderr).not.toMatch(/on cpu/);
     expect([servedNameEnv.code, servedNameEnv.stderr]).toEqual([2, expect.stringMatching(/SSSD_MODEL_NAME is 129 characters long; a model name takes 128 at most/)]);
+    // Every row held back would leave a shared pool's busiest tenant none.
+    expect([reserve.code, reserve.stderr]).toEqual([2, expect.stringMatching(/--tenant-reserve must be less than --max-active \(4\), not 4/)]);
   }, 180_000); // some twenty pool starts: past the default 60 s on a loaded 2-core machine, even four at a time
 });

@@ -1,0 +1,102 @@
+/**
+ * The tenant reserve in the real pool process (stories260K on the CPU, 4
+ * rows, one held back): one tenant's flood of long generations does not hold
+ * every row while another tenant's request waits (review h203, finding 1),
+ * and one tenant alone still fills every row.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { PoolEvent } from '../../../shared/protocol';
+import { metricValue, startPool, streamEvents, type PoolProcess } from './pool-process';
+
+let pool: PoolProcess | null = null;
+afterEach(async () => {
+  await pool?.stop();
+  pool = null;
+});
+
+interface OpenStream {
+  /** When (performance.now()) its start event and its done event came; null: not yet. */
+  startedAt: number | null;
+  doneAt: number | null;
+  start: Extract<PoolEvent, { type: 'start' }> | null;
+  firstTokens: Promise<void>;
+  ended: Promise<void>;
+  abort(): void;
+}
+
+/** Opens a generation of `tenant` (ignoring the end token: it runs its whole `maxTokens`) and follows its events. */
+async function open(p: PoolProcess, id: string, tenant: string | undefined, maxTokens: number): Promise<OpenStream> {
+  const controller = new AbortController();
+  const res = await fetch(`${p.url}/v1/generate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${p.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ id, promptIds: [1, 403, 407], maxTokens, speculation: 'off', ignoreEos: true, ...(tenant === undefined ? {} : { tenant }) }),
+    signal: controller.signal,
+  });
+  expect(res.status).toBe(200);
+  let markFirst: () => void = () => undefined;
+  const stream: OpenStream = {
+    startedAt: null,
+    doneAt: null,
+    start: null,
+    firstTokens: new Promise<void>((resolve) => (markFirst = resolve)),
+    ended: Promise.resolve(),
+    abort: () => controller.abort(),
+  };
+  stream.ended = (async () => {
+    try {
+      for await (const event of streamEvents(res)) {
+        if (event.type === 'start') {
+          stream.startedAt = performance.now();
+          stream.start = event;
+        }
+        if (event.type === 'tokens') markFirst();
+        if (event.type === 'done') stream.doneAt = performance.now();
+      }
+    } catch {
+      // Aborted by the test.
+    }
+    markFirst();
+  })();
+  return stream;
+}
+
+describe('the tenant reserve (--tenant-reserve)', () => {
+  it("admits another tenant's request at once while one tenant floods every row it may take with long generations", async () => {
+    pool = await startPool(['--max-active', '4', '--tenant-reserve', '1']);
+    const p = pool;
+    // b is seen first: the reserve is held while another tenant has been here within the window (a minute).
+    const b0 = await open(p, 'b0', 'b', 2);
+    await b0.ended;
+    // The flood: more long generations than rows, each 480 tokens (hundreds of steps).
+    const hog = await Promise.all(Array.from({ length: 8 }, (_, i) => open(p, `hog${i}`, 'hog', 480)));
+    await hog[0].firstTokens;
+    expect(await metricValue(p, 'vllm:num_requests_running')).toBe(3);
+    expect(await metricValue(p, 'sssd_pool_tenant_reserve_held_rows')).toBe(1);
+    const sentAt = performance.now();
+    const b1 = await open(p, 'b1', 'b', 8);
+    await b1.ended;
+    // It started before any of hog's generations ended: the old pool gave it the row one of them freed.
+    expect(b1.startedAt).not.toBeNull();
+    const firstHogDone = Math.min(...hog.map((h) => h.doneAt ?? Infinity));
+    expect(b1.startedAt!).toBeLessThan(firstHogDone);
+    // Queued for a step or two: milliseconds; 1.5 s leaves room for a loaded 2-core machine.
+    expect(b1.start!.queuedMs).toBeLessThan(1500);
+    expect(b1.startedAt! - sentAt).toBeLessThan(3000);
+    expect(await metricValue(p, 'sssd_pool_tenant_reserve_admissions_total')).toBe(1);
+    for (const h of hog) h.abort();
+    await Promise.all(hog.map((h) => h.ended));
+  }, 120_000);
+
+  it('lets one tenant alone (callers naming none) fill every row', async () => {
+    pool = await startPool(['--max-active', '4', '--tenant-reserve', '1']);
+    const p = pool;
+    const solo = await Promise.all(Array.from({ length: 6 }, (_, i) => open(p, `solo${i}`, undefined, 480)));
+    await solo[0].firstTokens;
+    expect(await metricValue(p, 'vllm:num_requests_running')).toBe(4);
+    expect(await metricValue(p, 'sssd_pool_tenant_reserve_held_rows')).toBe(0);
+    expect(await metricValue(p, 'sssd_pool_tenant_reserve')).toBe(1);
+    for (const s of solo) s.abort();
+    await Promise.all(solo.map((s) => s.ended));
+  }, 120_000);
+});
