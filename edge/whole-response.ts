@@ -11,15 +11,26 @@ import { lateBefore } from './reply-start';
 import type { TokenLogprob } from './token-text';
 
 /**
+ * How soon one more space follows the headers, and each heartbeat's space.
+ * A write to a client that has left succeeds (its kernel answers it with a
+ * reset) and only the write after it fails, which is when workerd tells of
+ * the client gone: under wrangler dev the request's signal fires then too,
+ * never before a response exists (workerd 1.20260401, measured 2026-12-07).
+ * With one write a heartbeat, a client that left was noticed a heartbeat
+ * late: ~1 s after the request at 500 ms, nearly the whole reply generated.
+ */
+const SECOND_WRITE_AFTER_MS = 100;
+
+/**
  * A non-streamed completion's response. Done within `heartbeatMs` of the
  * request (`opening` is its generations being opened), it is sent whole,
  * with its status: an error is an OpenAI error with its own, as is one
  * before any pool took every generation in ("busy" stays a 503 an SDK
  * retries). Otherwise, once `heartbeatMs` has passed and a pool holds every
  * generation (perhaps queued there still), its 200 headers go out and a
- * space follows every `heartbeatMs` until the JSON (leading whitespace is
- * valid JSON): workerd
- * notices a client that leaves only when it sends it something (then it
+ * space follows every `heartbeatMs` until the JSON, each (and the headers)
+ * with another close behind (leading whitespace is valid JSON): workerd
+ * notices a client that leaves only when a write to it fails (then it
  * cancels the body, ClientBody, or ends the request and its fetch to the
  * pool, which is what wrangler dev's mostly does), and without
  * this a client that gave up (a timeout, a closed tab, an SDK's retry) left
@@ -59,7 +70,16 @@ export async function wholeCompletionResponse(
   if (clientSignal?.aborted) leave();
   else clientSignal?.addEventListener('abort', leaveLater, { once: true });
   const space = encoder.encode(' ');
-  const beat = setInterval(() => body.send(space), heartbeatMs);
+  // Two writes soon after the client leaves, wherever it leaves: the headers (the first) or a heartbeat's space, and a space right after.
+  let second: ReturnType<typeof setTimeout> | undefined;
+  const secondWrite = (): void => {
+    second = setTimeout(() => body.send(space), Math.min(SECOND_WRITE_AFTER_MS, heartbeatMs / 2));
+  };
+  secondWrite();
+  const beat = setInterval(() => {
+    body.send(space);
+    secondWrite();
+  }, heartbeatMs);
   void (async () => {
     let json: string;
     try {
@@ -68,6 +88,7 @@ export async function wholeCompletionResponse(
       json = JSON.stringify(toApiError(err, meta.id).toBody());
     }
     clearInterval(beat);
+    if (second !== undefined) clearTimeout(second);
     clientSignal?.removeEventListener('abort', leaveLater);
     ender.gone = () => undefined;
     if (gone) return;

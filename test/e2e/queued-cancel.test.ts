@@ -21,6 +21,8 @@ let pool: RunningPool;
 let edge: RunningEdge;
 /** An edge that takes a pool silent for 2 s for a hung one. */
 let impatient: RunningEdge;
+/** An edge whose whole replies wait 2 s before their headers, a space following as often. */
+let slowBeat: RunningEdge;
 /** A pool of three places (one running, two queued) and 600 tokens, alone behind its edge. */
 let tiny: RunningPool;
 let tinyEdge: RunningEdge;
@@ -37,17 +39,18 @@ beforeAll(async () => {
     dirs.push(dir);
     return startEdge({ poolUrls: [poolUrlOn(port)], poolToken: token, devKey: KEY, persistTo: dir, vars: { SSSD_DEFAULT_RPM: '100000', ...vars } });
   };
-  [pool, tiny, edge, impatient, tinyEdge] = await startAll([
+  [pool, tiny, edge, impatient, tinyEdge, slowBeat] = await startAll([
     poolOf(poolPort, 64),
     poolOf(tinyPort, 2, ['--max-total-tokens', '600']),
     edgeWith({ SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100' }),
     edgeWith({ SSSD_POOL_STALL_SECONDS: '2' }),
     edgeWith({}, tinyPort),
+    edgeWith({ SSSD_WHOLE_REPLY_HEARTBEAT_MS: '2000' }),
   ]);
 }, 180_000);
 
 afterAll(async () => {
-  await Promise.all([edge?.stop(), impatient?.stop(), tinyEdge?.stop(), pool?.service.stop(), tiny?.service.stop()]);
+  await Promise.all([edge?.stop(), impatient?.stop(), tinyEdge?.stop(), slowBeat?.stop(), pool?.service.stop(), tiny?.service.stop()]);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -234,6 +237,33 @@ describe('a client that leaves while its generation is queued', () => {
       await dropFillers(flood, fillers);
     });
   }
+
+  it('has a whole reply cancelled just after its headers when the client left before them, not a heartbeat later', async () => {
+    // ~8 s of others ahead in the queue: the request is still waiting at the pool whenever its client is noticed gone.
+    const flood = new AbortController();
+    const fillers = await filled(48, flood.signal);
+    const abortsBefore = await aborts();
+    const controller = new AbortController();
+    const sentAt = performance.now();
+    const reply = complete(slowBeat, { model: 'stories260K', prompt: 'Once', max_tokens: 100, temperature: 0 }, controller.signal).catch(() => null);
+    // Queued at the pool, then its client leaves, long before the edge's headers (2 s): workerd can tell of it only
+    // once the headers and one more write have gone out.
+    while (performance.now() - sentAt < 1_000 && (await metricValue(pool, 'vllm:num_requests_waiting')) < 48) await new Promise((r) => setTimeout(r, 10));
+    controller.abort();
+    expect(await reply).toBeNull();
+    let abortedAt = 0;
+    for (let i = 0; i < 160 && !abortedAt; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      if ((await aborts()) > abortsBefore) abortedAt = performance.now();
+    }
+    // Cancelled ~2.2 s after it was sent (the headers at 2 s, a space 0.1 s behind them); when a heartbeat's space was
+    // the second write, not before 4 s. 3.5 s leaves CI's load 1.3 s.
+    expect(abortedAt).toBeGreaterThan(0);
+    expect(abortedAt - sentAt).toBeLessThan(3_500);
+    // From the queue: the others ahead of it were still waiting.
+    expect(await metricValue(pool, 'vllm:num_requests_waiting')).toBeGreaterThan(0);
+    await dropFillers(flood, fillers);
+  });
 
   it('answers busy at once when one choice is refused, rather than wait for a sibling queued at the pool', async () => {
     // One row running and 63 waiting: the first choice takes the queue's last place, the second is refused.
