@@ -3,7 +3,8 @@
  * each piece of text by where its draft came from (the chunks' `sssd_sources`):
  * the user's cache (edge), the request's context, the pool's datastore, or the
  * model itself (not drafted). The API key comes from the URL fragment
- * (`/#key=...`, printed by `npm start`) or the key field.
+ * (`/#key=...`, printed by `npm start`) or the key field. A stream silent
+ * past three times the edge's longest pause is given up as a lost connection.
  */
 /** The page's one style element, as it stands between its tags (its CSP hash is of exactly this). */
 const demoPageStyle = `
@@ -62,6 +63,14 @@ async function servedModel(key) {
   model = (await res.json()).data[0].id;
   return model;
 }
+// The edge never leaves a live stream silent longer than this (comments fill its pauses, stream-silence.ts): three
+// times it without a byte is a connection lost (a half-open socket, which fetch never times out), with room for
+// timers late on a busy edge and a mobile link that delivers in bursts.
+const stallMs = 3 * Number(document.querySelector('meta[name="sssd-stream-silence-ms"]').content);
+/** Why a reply ended early, said with how much of it is on the page. */
+function cutOff() {
+  return 'The reply was cut off before its end (' + $('output').textContent.length + ' characters arrived).';
+}
 /** The generation on screen: a new one, or Stop, aborts it (its text must not run into the next one's). */
 let current = null;
 function stop() {
@@ -97,6 +106,8 @@ async function generate() {
   };
   $('output').textContent = ''; $('usage').textContent = ''; $('error').textContent = '';
   document.body.dataset.state = 'streaming';
+  let stalled = false;
+  let idle;
   try {
     const res = await fetch('/v1/completions', {
       method: 'POST',
@@ -111,7 +122,17 @@ async function generate() {
     let buffer = '';
     let ended = false;
     for (;;) {
-      const { value, done } = await reader.read();
+      idle = setTimeout(() => { stalled = true; controller.abort(); }, stallMs);
+      let next;
+      try {
+        next = await reader.read();
+      } catch (err) {
+        // A connection reset or a chunked body left incomplete (a mobile drop): the browser's words ("network error") say nothing.
+        throw controller.signal.aborted ? err : new Error(cutOff());
+      } finally {
+        clearTimeout(idle);
+      }
+      const { value, done } = next;
       if (done) break;
       buffer += value;
       let cut;
@@ -135,15 +156,17 @@ async function generate() {
       }
     }
     // The edge always ends with [DONE]; a stream closed before it (a proxy, a dropped connection) was cut off.
-    if (!ended) throw new Error('The reply was cut off before its end.');
+    if (!ended) throw new Error(cutOff());
   } catch (err) {
-    if (!controller.signal.aborted) $('error').textContent = String(err.message || err);
+    if (stalled) $('error').textContent = 'The connection stalled; the reply may be incomplete.';
+    else if (!controller.signal.aborted) $('error').textContent = String(err.message || err);
   } finally {
+    clearTimeout(idle);
     if (current === controller) {
       current = null;
       $('go').textContent = 'Generate';
     }
-    document.body.dataset.state = controller.signal.aborted ? 'stopped' : 'done';
+    document.body.dataset.state = controller.signal.aborted && !stalled ? 'stopped' : 'done';
   }
 }
 function showUsage(u) {
@@ -163,11 +186,14 @@ for (const id of ['key', 'maxTokens', 'temperature', 'user', 'prompt']) {
 }
 `;
 
-export const demoPageHtml = `<!doctype html>
+/** The page, told the longest a live stream from this edge is silent (longestStreamSilenceMs), for its stall watch. */
+export function demoPageHtml(streamSilenceMs: number): string {
+  return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="sssd-stream-silence-ms" content="${Math.round(streamSilenceMs)}">
 <title>SSSD edge demo</title>
 <style>${demoPageStyle}</style>
 </head>
@@ -192,6 +218,7 @@ export const demoPageHtml = `<!doctype html>
 </body>
 </html>
 `;
+}
 
 async function cspHash(text: string): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));

@@ -5,20 +5,24 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { repoRoot } from '../../launcher/stack';
+import { startFlakyClientLink, type FlakyClientLink } from '../support/flaky-client-link';
 import { startAll, startTestStack, type TestStack } from './stack-fixture';
 
 let stack: TestStack;
 let browser: BrowserContext;
 let profileDir: string;
+/** The browser's link to the edge, which stalls or drops a stream when told to. */
+let link: FlakyClientLink;
 
 beforeAll(async () => {
   execFileSync('bash', [path.join(repoRoot, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
   profileDir = mkdtempSync(path.join(tmpdir(), 'sssd-chromium-'));
   [stack, browser] = await startAll([
-    startTestStack(),
+    // A stream silent 0.5 s gets a comment: the page's stall watch (three times the edge's longest pause, 1 s here) is 3 s.
+    startTestStack({ vars: { SSSD_STREAM_QUIET_COMMENT_MS: '500' } }),
     // A fresh profile directory per run (playwright passes it as --user-data-dir).
     chromium.launchPersistentContext(profileDir, {
       executablePath: '/usr/bin/chromium',
@@ -29,9 +33,11 @@ beforeAll(async () => {
       ],
     }),
   ]);
+  link = await startFlakyClientLink(stack.edgeUrl);
 });
 
 afterAll(async () => {
+  await link?.close();
   await browser?.close();
   await stack?.dispose();
   if (profileDir) rmSync(profileDir, { recursive: true, force: true });
@@ -59,6 +65,19 @@ async function runDemo(prompt: string): Promise<{ text: string; sources: string[
   } finally {
     await page.close();
   }
+}
+
+/** The demo page through the flaky link, generating 400 tokens: its state once it stops streaming, and how long that took. */
+async function throughLink(page: Page): Promise<{ error: string; output: string; button: string; ms: number }> {
+  await page.goto(`${link.url}/#key=${encodeURIComponent(stack.devKey)}`);
+  await page.fill('#prompt', 'Once upon a time, there was a little girl named Lily.');
+  await page.fill('#maxTokens', '400');
+  const clickedAt = performance.now();
+  await page.click('#go');
+  await page.waitForFunction(() => document.body.dataset.state !== 'streaming', undefined, { timeout: 30_000 });
+  const ms = performance.now() - clickedAt;
+  expect(await page.evaluate(() => document.body.dataset.state)).toBe('done');
+  return { error: (await page.textContent('#error')) ?? '', output: (await page.textContent('#output')) ?? '', button: (await page.textContent('#go')) ?? '', ms };
 }
 
 describe('demo page', () => {
@@ -225,9 +244,73 @@ describe('demo page', () => {
       await page.fill('#prompt', 'Tom had a red ball.');
       await page.click('#go');
       await page.waitForFunction(() => document.body.dataset.state !== 'streaming', undefined, { timeout: 30_000 });
-      expect(await page.textContent('#error')).toMatch(/cut off/);
+      expect(await page.textContent('#error')).toBe('The reply was cut off before its end (7 characters arrived).');
       expect(await page.textContent('#output')).toBe('partial');
     } finally {
+      await page.close();
+    }
+  });
+  it('gives up on a stream silent past three times the edge\'s longest pause (a half-open connection), saying so and keeping what arrived', async () => {
+    const page = await browser.newPage();
+    link.mode = 'stall';
+    const stalls = link.stalls;
+    try {
+      const seen = await throughLink(page);
+      // The edge told the page its longest pause: a comment after 0.5 s of quiet, checked every 0.25 s.
+      expect(await page.getAttribute('meta[name="sssd-stream-silence-ms"]', 'content')).toBe('1000');
+      expect(link.stalls).toBe(stalls + 1);
+      expect(seen.error).toBe('The connection stalled; the reply may be incomplete.');
+      expect(seen.output.length).toBeGreaterThan(0);
+      expect(seen.button).toBe('Generate');
+      // Not before 3 s of silence; before, it streamed on for good (review h202).
+      expect(seen.ms).toBeGreaterThanOrEqual(3_000);
+    } finally {
+      link.mode = 'pass';
+      await page.close();
+    }
+  });
+
+  it('says a reply was cut off, and how much of it arrived, when its connection is reset mid-reply, not the browser\'s "network error"', async () => {
+    const page = await browser.newPage();
+    link.mode = 'stall';
+    try {
+      // Reset once some text is on the page (a reset discards what the browser still holds unread), within the stall watch's 3 s.
+      const shown = page.waitForSelector('#output span.tok', { timeout: 30_000 }).then(() => link.resetStalled());
+      const seen = await throughLink(page);
+      await shown;
+      expect(seen.output.length).toBeGreaterThan(0);
+      expect(seen.error).toBe(`The reply was cut off before its end (${seen.output.length} characters arrived).`);
+      expect(seen.button).toBe('Generate');
+    } finally {
+      link.mode = 'pass';
+      await page.close();
+    }
+  });
+
+  it('waits out a pool frozen mid-reply past the page\'s stall watch: the edge\'s comments say the stream is alive', async () => {
+    const page = await browser.newPage();
+    // Frozen as the stream's headers pass (its first tokens came), for 4.5 s: past the page's 3 s, within the edge's 30 s stall window.
+    let thawed: Promise<void> = Promise.resolve();
+    link.onStream = () => {
+      link.onStream = null;
+      stack.pool.service.signal('SIGSTOP');
+      thawed = new Promise((resolve) =>
+        setTimeout(() => {
+          stack.pool.service.signal('SIGCONT');
+          resolve();
+        }, 4_500),
+      );
+    };
+    try {
+      const seen = await throughLink(page);
+      await thawed;
+      expect(seen.error).toBe('');
+      expect(seen.output.length).toBeGreaterThan(0);
+      // The freeze fell within the reply: it ended after the thaw.
+      expect(seen.ms).toBeGreaterThanOrEqual(4_500);
+    } finally {
+      link.onStream = null;
+      await thawed;
       await page.close();
     }
   });
