@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatePoolToken, repoRoot, startEdge, startPool, type RunningEdge, type RunningPool } from '../../launcher/stack';
-import { startAll } from './stack-fixture';
+import { freePort } from '../../launcher/service-process';
+import { poolUrlOn, startAll } from './stack-fixture';
 import { models } from '../support/shared-data';
 
 const KEY = 'misconfigured-dev-key';
@@ -27,11 +28,18 @@ beforeAll(async () => {
   const config = readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8').replace('binding = "SSSD_KV"', 'binding = "KV"').replace('main = "edge/index.ts"', `main = ${JSON.stringify(path.join(repoRoot, 'edge/index.ts'))}`);
   expect(config).toContain('binding = "KV"');
   writeFileSync(path.join(dir, 'wrangler.toml'), config);
-  [pool] = await startAll([startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token })]);
-  const edge = (name: keyof typeof output, poolUrls: string[], poolToken: string, more: { wranglerConfig?: string } = {}): Promise<RunningEdge> =>
+  const edge = (name: keyof typeof output, poolUrls: string[], poolToken: string, more: { wranglerConfig?: string; port?: number } = {}): Promise<RunningEdge> =>
     startEdge({ poolUrls, poolToken, devKey: KEY, persistTo: path.join(dir, name), echo: (line) => void output[name].push(line), ...more });
-  [wrongToken, noKv] = await startAll([edge('wrongToken', [pool.url, 'http://127.0.0.1:1'], 'not-the-pool-token'), edge('noKv', [pool.url], token, { wranglerConfig: path.join(dir, 'wrangler.toml') })] as const);
-  edgeAsPool = await edge('edgeAsPool', [wrongToken.url], token);
+  // All four at once, on ports picked first (an edge needs its pools, and edgeAsPool the edge it names, only to
+  // serve): one start's wait, not three in turn.
+  const [poolPort, wrongTokenPort] = [await freePort(), await freePort()];
+  const poolUrl = poolUrlOn(poolPort);
+  [pool, wrongToken, noKv, edgeAsPool] = await startAll([
+    startPool({ model: models.stories260K.checkpoint, tokenizer: models.stories260K.tokenizer, token, port: poolPort }),
+    edge('wrongToken', [poolUrl, 'http://127.0.0.1:1'], 'not-the-pool-token', { port: wrongTokenPort }),
+    edge('noKv', [poolUrl], token, { wranglerConfig: path.join(dir, 'wrangler.toml') }),
+    edge('edgeAsPool', [poolUrlOn(wrongTokenPort)], token),
+  ] as const);
 }, 300_000);
 
 afterAll(async () => {
