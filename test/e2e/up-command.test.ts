@@ -12,11 +12,12 @@ import { freePort, isPortFree } from '../../launcher/service-process';
 import { repoRoot } from '../../launcher/stack';
 import { models } from '../support/shared-data';
 
-let child: ChildProcess | null = null;
+/** Every `sssd up` spawned: one still running after the file (a test that failed midway) is killed. */
+const children = new Set<ChildProcess>();
 const state = mkdtempSync(path.join(tmpdir(), 'sssd-up-'));
 
 afterAll(() => {
-  if (child && child.exitCode === null && child.signalCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
+  for (const child of children) if (child.exitCode === null && child.signalCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
   rmSync(state, { recursive: true, force: true });
 });
 
@@ -36,7 +37,7 @@ async function spawnUp(env: Record<string, string>, args: string[] = []): Promis
     env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child = up;
+  children.add(up);
   let output = '';
   up.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   up.stderr!.on('data', (d: Buffer) => (output += d.toString()));
@@ -198,21 +199,22 @@ describe('sssd up', () => {
   }, 150_000);
 
   it('exits 1, not 0, when a service dies under it (a supervisor must see it and restart), and 2 for what cannot work: one port for both, a bad dev key or token, a missing datastore, a pool flag the pool refuses', async () => {
-    const { poolPort, output, exited } = await startUp();
+    // Two stacks, started at once (one start's wait, not two), each with its own state folder; each loses a service.
+    // workerd dying leaves wrangler running: the edge's silence is what stops the second stack (after 4 s of it here,
+    // not the 20 s a busy edge is given).
+    const states = [mkdtempSync(path.join(state, 'dies-')), mkdtempSync(path.join(state, 'dies-'))];
+    const [first, second] = await Promise.all([startUp({ SSSD_EDGE_STATE: states[0] }), startUp({ SSSD_EDGE_STATE: states[1], SSSD_UP_SILENT_SECONDS: '4' })]);
     // The pool's processes (the relaunching parent and the pool itself) are the ones that hold its port on their command line.
-    const pids = execFileSync('pgrep', ['-f', `sssd.mjs pool .*--port ${poolPort}`]).toString().trim().split('\n').map(Number);
+    const pids = execFileSync('pgrep', ['-f', `sssd.mjs pool .*--port ${first.poolPort}`]).toString().trim().split('\n').map(Number);
     expect(pids.length).toBeGreaterThan(0);
-    for (const pid of pids) process.kill(pid, 'SIGKILL');
-    expect(await exited).toBe(1);
-    expect(output()).toMatch(/pool exited .*so the stack stopped/s);
-    // workerd dying leaves wrangler running: the edge's silence is what stops the stack (after 4 s of it here, not
-    // the 20 s a busy edge is given).
-    const second = await startUp({ SSSD_UP_SILENT_SECONDS: '4' });
     const workerd = execFileSync('pgrep', ['-f', `workerd serve .*entry=127\\.0\\.0\\.1:${second.edgePort}`]).toString().trim().split('\n').map(Number);
     expect(workerd.length).toBeGreaterThan(0);
-    for (const pid of workerd) process.kill(pid, 'SIGKILL');
+    for (const pid of [...pids, ...workerd]) process.kill(pid, 'SIGKILL');
+    expect(await first.exited).toBe(1);
+    expect(first.output()).toMatch(/pool exited .*so the stack stopped/s);
     expect(await second.exited).toBe(1);
     expect(second.output()).toMatch(/edge stopped answering .*so the stack stopped/s);
+    for (const dir of states) rmSync(dir, { recursive: true, force: true });
     // What cannot work is refused, each by an `sssd up` of its own, all at once: each exits as soon as it has said so.
     const port = await freePort();
     const elsewhere = mkdtempSync(path.join(tmpdir(), 'sssd-up-cwd-'));
