@@ -40,17 +40,21 @@ async function withLocalKv<T>(persistTo: string, work: (kv: KVNamespace) => Prom
   }
 }
 
-async function names(persistTo: string): Promise<string[]> {
-  return withLocalKv(persistTo, async (kv) => {
-    const all: string[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await kv.list({ ...(cursor ? { cursor } : {}) });
-      all.push(...page.keys.map((key) => key.name));
-      cursor = page.list_complete ? undefined : page.cursor;
-    } while (cursor !== undefined);
-    return all.sort();
-  });
+/** Every name in `kv`, sorted (its list followed to the end). */
+async function namesIn(kv: KVNamespace): Promise<string[]> {
+  const all: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await kv.list({ ...(cursor ? { cursor } : {}) });
+    all.push(...page.keys.map((key) => key.name));
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor !== undefined);
+  return all.sort();
+}
+
+/** Every name in the local store in `persistTo`, read by a workerd of its own (after a wrangler run changed it). */
+function names(persistTo: string): Promise<string[]> {
+  return withLocalKv(persistTo, namesIn);
 }
 
 const dirs: string[] = [];
@@ -67,15 +71,16 @@ describe('sssd kv erase', () => {
     const [hashA, hashB] = [await sha256Hex('sk-tenant-a'), await sha256Hex('sk-tenant-b')];
     const [a, b] = [hashA.slice(0, 24), hashB.slice(0, 24)];
     const recordsOf: Record<string, string[]> = {};
-    await withLocalKv(persistTo, async (kv) => {
+    // Written and listed by one workerd (each start of one costs a second or more of CPU).
+    const all = await withLocalKv(persistTo, async (kv) => {
       await kv.put(`key:${hashA}`, JSON.stringify({ tenant: 'a' }));
       await kv.put(`key:${hashB}`, JSON.stringify({ tenant: 'b' }));
       const before = new Set((await kv.list()).keys.map((key) => key.name));
       await writeScopedRecords(kv, a);
       recordsOf[a] = (await kv.list()).keys.map((key) => key.name).filter((name) => !before.has(name));
       await writeScopedRecords(kv, b);
+      return namesIn(kv);
     });
-    const all = await names(persistTo);
     expect(recordsOf[a].length).toBe(RECORD_KINDS.length + 4);
     expect(all.length).toBe(2 + 2 * recordsOf[a].length);
 
@@ -109,7 +114,11 @@ describe('sssd kv erase', () => {
     // (as the shell splits them) put into the same store directly, which spares a wrangler start each.
     const ran = await new Promise<{ err: Error | null; stderr: string }>((resolve) => execFile('sh', ['-c', acme1.put], { cwd: repoRoot, env: { ...env, WRANGLER_SEND_METRICS: 'false' } }, (err, _out, stderr) => resolve({ err, stderr })));
     expect(ran.err, ran.stderr).toBeNull();
-    await withLocalKv(persistTo, async (kv) => {
+    expect(acme3.metadata.scope).toBe(acme1.metadata.scope);
+    const scopes = [acme1.metadata.scope, acme2.metadata.scope, other.metadata.scope];
+    const recordsOf: Record<string, string[]> = {};
+    // The other keys, the scopes' records and the listing by one workerd (each start of one costs a second or more of CPU).
+    const all = await withLocalKv(persistTo, async (kv) => {
       for (const { put } of [acme2, acme3, other]) {
         const words = await new Promise<string[]>((resolve, reject) => execFile('sh', ['-c', `printf '%s\\0' ${put.slice('npx wrangler kv key put '.length)}`], (err, out) => (err ? reject(err) : resolve(out.split('\0').slice(0, -1)))));
         const at = (flag: string): string => words[words.indexOf(flag) + 1];
@@ -118,11 +127,6 @@ describe('sssd kv erase', () => {
         expect(words.slice(-5, -2)).toEqual(['SSSD_KV', expect.stringMatching(/^key:[0-9a-f]{64}$/), '--metadata']);
         await kv.put(words.at(-4)!, words.at(-1)!, { metadata: JSON.parse(at('--metadata')) as unknown });
       }
-    });
-    expect(acme3.metadata.scope).toBe(acme1.metadata.scope);
-    const scopes = [acme1.metadata.scope, acme2.metadata.scope, other.metadata.scope];
-    const recordsOf: Record<string, string[]> = {};
-    await withLocalKv(persistTo, async (kv) => {
       // One key record by hand, without metadata: said, never guessed at.
       await kv.put(`key:${'0'.repeat(64)}`, JSON.stringify({ tenant: 'acme' }));
       for (const scope of scopes) {
@@ -130,8 +134,8 @@ describe('sssd kv erase', () => {
         await writeScopedRecords(kv, scope);
         recordsOf[scope] = (await kv.list()).keys.map((key) => key.name).filter((name) => !before.has(name));
       }
+      return namesIn(kv);
     });
-    const all = await names(persistTo);
     const acme = [...recordsOf[scopes[0]], ...recordsOf[scopes[1]]];
 
     const erased = await sssd(['kv', 'erase', '--tenant', 'acme', '--local'], env);
