@@ -95,16 +95,23 @@ async function logLine(requestId: string): Promise<RequestLogLine> {
   }
 }
 
+/** held()'s creates, one after another: tests that hold runs at once must not set the proxy's mode under each other. */
+let holding: Promise<unknown> = Promise.resolve();
+
 /** A background response whose generation goes on (the proxy holds its stream after a first step), as a long one would; with its x-request-id. */
-async function held(): Promise<OpenAI.Responses.Response & { requestId: string }> {
-  proxy.mode = 'stall';
-  proxy.afterTokenEvents = 1;
-  try {
-    const { data, response } = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, background: true }).withResponse();
-    return { ...data, requestId: response.headers.get('x-request-id')! };
-  } finally {
-    proxy.mode = 'pass';
-  }
+function held(): Promise<OpenAI.Responses.Response & { requestId: string }> {
+  const turn = holding.then(async () => {
+    proxy.mode = 'stall';
+    proxy.afterTokenEvents = 1;
+    try {
+      const { data, response } = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, background: true }).withResponse();
+      return { ...data, requestId: response.headers.get('x-request-id')! };
+    } finally {
+      proxy.mode = 'pass';
+    }
+  });
+  holding = turn.catch(() => undefined);
+  return turn;
 }
 
 describe('background responses', () => {
@@ -275,14 +282,16 @@ describe('background responses', () => {
     expect(ended.usage?.output_tokens).toBeGreaterThan(0);
   }, 30_000);
 
-  it('stops a response past SSSD_BACKGROUND_DEADLINE_SECONDS and stores it failed, saying why', async () => {
+  // These two run at once: each holds a run of its own (held() sets the proxy for one create at a time) and waits out
+  // its deadline, and each checks with its own context's expect, so that each counts its own assertions.
+  it.concurrent('stops a response past SSSD_BACKGROUND_DEADLINE_SECONDS and stores it failed, saying why', async ({ expect }) => {
     const running = await held();
     const ended = await polled(running.id, (DEADLINE_S + 10) * 1000);
     expect(ended.status).toBe('failed');
     expect(ended.error?.message).toMatch(/SSSD_BACKGROUND_DEADLINE_SECONDS/);
   }, 30_000);
 
-  it('deletes a running response for good: its run stores nothing after the delete', async () => {
+  it.concurrent('deletes a running response for good: its run stores nothing after the delete', async ({ expect }) => {
     const running = await held();
     expect((await client.responses.delete(running.id)) as unknown).toMatchObject({ id: running.id, deleted: true });
     // Past its deadline and the write after it, were the run to go on and write.
