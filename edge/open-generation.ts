@@ -91,6 +91,8 @@ export async function openGeneration(
   let poolTokenRefusals = 0;
   /** Pools that did not answer at all: beside pools refusing the token, nothing a retry would reach. */
   let unreachable = 0;
+  /** A pool of this opening went silent past its window: the rest, doubted, get the short window, the last one too. */
+  let waitedOut = false;
   for (let round = 0; ; round++) {
     // Pools of this round that hold fewer tokens than the request needs (a 413): only where every one tried says so is it the request's.
     let roundTries = 0;
@@ -114,10 +116,16 @@ export async function openGeneration(
       // A pool known down (its health check failed), or not heard from since another went silent, is still tried
       // but not waited on for the whole window; one that goes silent past it is noted (the others are doubted then).
       const downWindowMs = Math.min(stallMs, DOWN_POOL_ANSWER_MS);
+      // The round's last pool is not cut short on doubt alone: there is nowhere else to go, and a live pool slow to
+      // answer under one tenant's flood was cut into other tenants' 503s (review h203). It is where this opening
+      // waited a window out already (a fleet hung together: the window once, not once per pool), or where its own
+      // health check found it down and nothing was heard from it since (frozen whole).
+      const last = client === pools[pools.length - 1];
+      const shortWindow = (): boolean => picker.doubted(client.baseUrl) && (!last || waitedOut || picker.checkedDown(client.baseUrl));
       const watch = new StallWatch(
         stallMs,
         signal,
-        picker.doubted(client.baseUrl) ? downWindowMs : undefined,
+        shortWindow() ? downWindowMs : undefined,
         () => picker.noteStalled(client.baseUrl),
         // While no event has come: the health checks that fall due go on (their answers land later), and a pool
         // they find down gets the short window.
@@ -125,9 +133,10 @@ export async function openGeneration(
           firstMs: downWindowMs,
           doubted: () => {
             void picker.checkHealth(waitUntil).catch(() => undefined);
-            return picker.doubted(client.baseUrl);
+            return shortWindow();
           },
         },
+        picker.hearing(client.baseUrl),
       );
       try {
         if (client !== pools[0]) picker.noteSending(client.baseUrl);
@@ -160,6 +169,7 @@ export async function openGeneration(
         if (err instanceof PoolUnavailableError && err.poolMessage) lastBusy = err.poolMessage;
         // Silent past its window (the watch aborted the fetch, and noted the pool as failed): said as such, not as "unreachable".
         if (watch.didStall) {
+          waitedOut = true;
           picker.notePassedOver(client.baseUrl, `it did not answer within ${watch.windowSeconds} s`, givenId);
           continue;
         }
@@ -206,6 +216,7 @@ export async function openGeneration(
         if (event.type === 'tokens' || event.type === 'done') break;
       }
       if (failed) {
+        if (watch.didStall) waitedOut = true;
         await events.return(undefined);
         // Where the pool may still hold it (a cut the pool has not noticed). A late cancel cannot reach the next
         // round's attempt: that one runs under another id.

@@ -90,8 +90,21 @@ interface HealthEntry {
   until: number;
   /** The last check, or call, failed (health null only means unknown while a first check is in flight). */
   down: boolean;
+  /** When it was last found down (0: never). */
+  downAt: number;
+  /** Found down by its own health check (failed, timed out, or said not ok), not by a call marked failed. */
+  downByCheck: boolean;
   /** When a health check last answered ok (0: never). */
   okAt: number;
+}
+
+/**
+ * When a pool's generation streams last brought an event here (0: never):
+ * one record per pool, written in place by each stream's watch, a timestamp
+ * and nothing more on the per-event path.
+ */
+export interface PoolHeard {
+  at: number;
 }
 
 /** What this isolate knows of whether a pool serves this edge (readiness's verification). */
@@ -141,6 +154,13 @@ export class PoolPicker {
   /** When a pool last went silent past its stall window here (0: never). */
   private stalledAt = 0;
   /**
+   * Each pool's last event on any generation: a pool that streams others is
+   * live, whatever one stream of it did (review h203: under one tenant's
+   * flood a stalled stream doubted the only pool while it served 128 rows,
+   * and other tenants' requests were cut at 2 s into 503s).
+   */
+  private readonly heard = new Map<string, PoolHeard>();
+  /**
    * Generations sent to each pool since its last health figure: a burst
    * within the health TTL (a product's requests that share one system
    * prompt) saw the same load for every request, and went to one pool
@@ -185,8 +205,21 @@ export class PoolPicker {
 
   /** Mark a pool as failing (a generate call could not reach it) until its health is checked again. */
   markFailed(url: string): void {
-    this.entries.set(url, { health: null, until: Date.now() + FAILED_TTL_MS, down: true, okAt: this.entries.get(url)?.okAt ?? 0 });
+    const now = Date.now();
+    this.entries.set(url, { health: null, until: now + FAILED_TTL_MS, down: true, downAt: now, downByCheck: false, okAt: this.entries.get(url)?.okAt ?? 0 });
     this.featuresUnconfirmed.add(url);
+  }
+
+  /** The record a generation's stream on the pool at `url` stamps at each event (StallWatch). */
+  hearing(url: string): PoolHeard {
+    let heard = this.heard.get(url);
+    if (!heard) this.heard.set(url, (heard = { at: 0 }));
+    return heard;
+  }
+
+  /** When the pool was last heard from: a health check that answered ok, or an event on any of its generations. */
+  private heardAt(url: string): number {
+    return Math.max(this.entries.get(url)?.okAt ?? 0, this.heard.get(url)?.at ?? 0);
   }
 
   /** A pool went silent past its stall window: failed, and every pool not heard from since is doubted (`doubted`). */
@@ -196,14 +229,28 @@ export class PoolPicker {
   }
 
   /**
-   * Whether a pool is to get only a short window for its first event: known
-   * down, or, after a pool here went silent (noteStalled), not heard from
-   * since. A live pool sends its first event within a second.
+   * Whether a pool may be hung, and so is to get only a short window for its
+   * first event where another pool can take the request: known down and not
+   * heard from since, or, after a pool here went silent (noteStalled), not
+   * heard from since (a health check answered ok, or an event came on any of
+   * its generations). A live pool sends its first event within a second.
    */
   doubted(url: string): boolean {
-    if (this.isDown(url)) return true;
+    const heardAt = this.heardAt(url);
+    const entry = this.entries.get(url);
+    if (entry?.down === true && heardAt < entry.downAt) return true;
     if (this.stalledAt === 0 || Date.now() - this.stalledAt > STALL_DOUBT_MS) return false;
-    return (this.entries.get(url)?.okAt ?? 0) < this.stalledAt;
+    return heardAt < this.stalledAt;
+  }
+
+  /**
+   * Whether the pool's own health check found it down (failed, timed out,
+   * said not ok) and nothing was heard from it since: a pool frozen whole,
+   * not one whose single stream went silent under load.
+   */
+  checkedDown(url: string): boolean {
+    const entry = this.entries.get(url);
+    return entry?.down === true && entry.downByCheck && this.heardAt(url) < entry.downAt;
   }
 
   /**
@@ -608,7 +655,7 @@ export class PoolPicker {
     // Claim the refresh so concurrent requests keep the stale figure instead of
     // checking again. Promises are not shared across requests: in workerd a
     // request must not wait on I/O that another request started.
-    const next: HealthEntry = { health: entry?.health ?? null, until: now + HEALTH_TTL_MS, down: entry?.down ?? false, okAt: entry?.okAt ?? 0 };
+    const next: HealthEntry = { health: entry?.health ?? null, until: now + HEALTH_TTL_MS, down: entry?.down ?? false, downAt: entry?.downAt ?? 0, downByCheck: entry?.downByCheck ?? false, okAt: entry?.okAt ?? 0 };
     this.entries.set(client.baseUrl, next);
     return client.health(timeoutMs).then(
       (health) => {
@@ -622,14 +669,24 @@ export class PoolPicker {
           next.okAt = Date.now();
           // Only a figure still current: one asked before the pool was marked failed since says nothing of it now (review h162).
           if (this.entries.get(client.baseUrl) === next) this.featuresUnconfirmed.delete(client.baseUrl);
-        } else this.featuresUnconfirmed.add(client.baseUrl);
+        } else {
+          this.foundDown(next);
+          this.featuresUnconfirmed.add(client.baseUrl);
+        }
       },
       () => {
         next.health = null;
         next.until = Date.now() + FAILED_TTL_MS;
         next.down = true;
+        this.foundDown(next);
         this.featuresUnconfirmed.add(client.baseUrl);
       },
     );
+  }
+
+  /** A health check found the pool down (down is set by the caller). */
+  private foundDown(entry: HealthEntry): void {
+    entry.downAt = Date.now();
+    entry.downByCheck = true;
   }
 }

@@ -11,6 +11,7 @@
  * not one per event: events only stamp the time.
  */
 import type { PoolEvent } from '../shared/protocol';
+import type { PoolHeard } from './pool-picker';
 
 /** How often a stream not yet heard from asks whether its pool is now known down. */
 const RECHECK_MS = 1_000;
@@ -51,6 +52,8 @@ export class StallWatch {
      * out the 30 s window while another pool sat idle.
      */
     private readonly recheck?: { doubted: () => boolean; firstMs: number },
+    /** Stamped at each event: the pool is heard from, for every request that weighs whether it hangs (PoolPicker.doubted). */
+    private readonly heardFrom?: PoolHeard,
   ) {
     this.windowMs = firstMs ?? stallMs;
     if (outer?.aborted) this.controller.abort();
@@ -87,7 +90,10 @@ export class StallWatch {
         const next = await events.next();
         this.waiting = false;
         this.heard = true;
-        if (!this.stalled) this.windowMs = this.stallMs;
+        if (!this.stalled) {
+          this.windowMs = this.stallMs;
+          if (this.heardFrom && !next.done) this.heardFrom.at = Date.now();
+        }
         if (this.stalled || next.done) {
           done = next.done === true;
           break;

@@ -454,3 +454,67 @@ describe('a burst of requests that open alike', () => {
   });
 });
 
+
+describe('a pool doubted after one of its generations went silent', () => {
+  /** Opens a generation of its own id on the picker's pools, window `stallMs`: its error where none opened. */
+  const open = (picker: PoolPicker, id: string, stallMs: number): Promise<Awaited<ReturnType<typeof openGeneration>> | unknown> =>
+    openGeneration(picker, { ...request(), id }, undefined, undefined, stallMs).catch((e: unknown) => e);
+
+  it('is heard from again by the events of its other generations: it is no longer doubted (review h203)', async () => {
+    await withFaultProxy(async (proxy) => {
+      const picker = new PoolPicker([proxy.url], pool.token);
+      await picker.checkHealth();
+      // Another tenant's long generation on the same pool, read below one event at a time.
+      const other = await openGeneration(picker, { ...request(), maxTokens: 200, ignoreEos: true, speculation: 'off' });
+      expect(picker.doubted(proxy.url)).toBe(false);
+      proxy.mode = 'hang';
+      proxy.breaks = (id) => id === 'silent-1';
+      expect(await open(picker, 'silent-1', 1_000)).toMatchObject({ status: 503, code: 'pool_unavailable' });
+      expect(proxy.broken).toEqual(['silent-1']);
+      // Went silent past its window: marked failed, and nothing heard from it since.
+      expect(picker.doubted(proxy.url)).toBe(true);
+      // Past the events read while it opened (its `start` and first tokens, before the silence): one more.
+      for (let i = 0; i < 3; i++) expect((await other.events.next()).done).toBe(false);
+      expect(picker.doubted(proxy.url)).toBe(false);
+      await other.events.return(undefined);
+    });
+  });
+
+  it('gets the whole window where it is the last pool to try, not 2 s: a live pool slow to answer serves the request (review h203)', async () => {
+    await withFaultProxy(async (proxy) => {
+      const picker = new PoolPicker([proxy.url], pool.token);
+      await picker.checkHealth();
+      proxy.mode = 'hang';
+      proxy.breaks = (id) => id === 'silent-2';
+      expect(await open(picker, 'silent-2', 1_000)).toMatchObject({ status: 503 });
+      expect(picker.doubted(proxy.url)).toBe(true);
+      // Nothing streams on it now: doubted all through. Its answer held past DOWN_POOL_ANSWER_MS, well within the window.
+      proxy.mode = 'slow';
+      proxy.delayMs = DOWN_POOL_ANSWER_MS + 1_000;
+      proxy.breaks = (id) => id === 'slow-1';
+      const started = performance.now();
+      const opened = await open(picker, 'slow-1', 8_000);
+      expect(opened).not.toBeInstanceOf(ApiError);
+      expect(performance.now() - started).toBeGreaterThan(DOWN_POOL_ANSWER_MS + 900);
+      expect(await finishOf(opened as Awaited<ReturnType<typeof openGeneration>>)).toBe('length');
+      expect(proxy.broken).toEqual(['silent-2', 'slow-1']);
+    });
+  });
+
+  it('is still refused soon where its own health check finds it frozen, alone or last', async () => {
+    // A pool that takes connections and never answers, its health check included (SIGSTOP, a stuck device).
+    const hung = createServer(() => undefined);
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    try {
+      const picker = new PoolPicker([`http://127.0.0.1:${(hung.address() as AddressInfo).port}`], pool.token);
+      const started = performance.now();
+      // The first check is waited for (no pool known up): it times out, and the pool is found down.
+      const err = await open(picker, 'frozen-1', 20_000);
+      expect(err).toMatchObject({ status: 503, code: 'pool_unavailable' });
+      expect((performance.now() - started) / 1000).toBeLessThan(1 + DOWN_POOL_ANSWER_MS / 1000 + 2);
+    } finally {
+      hung.closeAllConnections?.();
+      await new Promise((resolve) => hung.close(resolve));
+    }
+  });
+});

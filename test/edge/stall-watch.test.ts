@@ -76,6 +76,17 @@ describe('StallWatch', () => {
     expect(closed).toBe(true);
   });
 
+  it("stamps its pool as heard from at each event (the picker's doubt), not at the stall that ends it", async () => {
+    const heard = { at: 0 };
+    const watch = new StallWatch(150, undefined, undefined, undefined, undefined, heard);
+    const started = Date.now();
+    const events = await read(watch.watch(pool(watch.signal, 2, 10, true)));
+    expect(events.map((e) => e.type)).toEqual(['tokens', 'tokens', 'error']);
+    expect(heard.at).toBeGreaterThanOrEqual(started + 15);
+    // The last event, then 150 ms of silence: the stall's error event stamps nothing.
+    expect(Date.now() - heard.at).toBeGreaterThanOrEqual(140);
+  });
+
   it('lets a stream through whose events keep coming, however long it runs in all', async () => {
     const watch = new StallWatch(60);
     const events = await read(watch.watch(pool(watch.signal, 8, 20, false)));

@@ -15,7 +15,10 @@
  * a proxy or a pool bug sending valid JSON of the wrong shape).
  * `delay` holds the stream at that `tokens` event for `delayMs`, then passes
  * it and everything after (a pool that took the generation in and is slow
- * to its first tokens: a long prefill, a queue).
+ * to its first tokens: a long prefill, a queue). `slow` holds the generate
+ * request itself for `delayMs` before it passes, so no answer and no event
+ * comes until then (a live pool slow to answer: its event loop behind under
+ * a flood).
  * `health: 'draining'` answers `/healthz` as a draining pool does (503),
  * while the pool behind still serves everything else. A cancel of a
  * generation the proxy broke is answered 404 by the proxy itself, as the
@@ -43,7 +46,7 @@ const shutDown: PoolEvent = {
   usage: { promptTokens: 0, completionTokens: 0, speculation: { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 } },
 };
 
-export type FaultMode = 'pass' | 'cut' | 'cancel' | 'fail' | 'stall' | 'drop-done' | 'hang' | 'displace' | 'garble' | 'delay';
+export type FaultMode = 'pass' | 'cut' | 'cancel' | 'fail' | 'stall' | 'drop-done' | 'hang' | 'displace' | 'garble' | 'delay' | 'slow';
 
 /** What `fail` sends: the pool's internal error, with text (a path, a runtime's words) that is the operator's, not a client's. */
 export const INTERNAL_FAILURE_MARKER = 'verification step failed: /srv/models/secret-checkpoint.onnx node MatMul_17';
@@ -56,8 +59,8 @@ export interface FaultProxy {
   afterTokenEvents: number;
   /** What `/healthz` says: the pool's own answer, or a draining pool's 503. */
   health: 'pass' | 'draining';
-  /** Which generations to break, by id (default: not the resumed ones, ids ending `.r<k>`). */
-  breaks: (id: string) => boolean;
+  /** Which generations to break, by id (default: not the resumed ones, ids ending `.r<k>`), or by what the edge asked of the pool (its generate body). */
+  breaks: (id: string, body: GenerateBody) => boolean;
   /** A mode of its own for a generation broken, by id, in place of `mode`'s (null: `mode` for all); for `cut`, `cancel`, `fail`, `stall`, `drop-done`, `garble`. */
   modeOf: ((id: string) => FaultMode) | null;
   /** Ids of the generations opened through the proxy, and of those broken. */
@@ -73,7 +76,7 @@ export interface FaultProxy {
   busyAnswers: number;
   /** The retry hint of those answers (default 200 ms). */
   busyHintMs: number;
-  /** `delay`: how long the stream is held at its tokens event before it passes on (default 5 s). */
+  /** `delay`: how long the stream is held at its tokens event before it passes on; `slow`: the request before it is passed (default 5 s). */
   delayMs: number;
   /** `garble`: the line sent in place of the tokens event (default `null`). */
   garbledLine: string;
@@ -89,6 +92,9 @@ export interface FaultProxy {
   retarget(target: string): void;
   close(): Promise<void>;
 }
+
+/** A generate request's body as the edge sent it (shared/protocol.ts, GenerateRequest), read only for what picks a generation to break. */
+export type GenerateBody = { id: string } & Record<string, unknown>;
 
 /** A generate body as a pool that does not know `forgets` reads it: those fields gone (sampling's from `sampling`). */
 function forgotten(body: Record<string, unknown>, forgets: readonly PoolFeature[] | 'all'): Record<string, unknown> {
@@ -130,7 +136,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     close: async () => undefined,
   };
 
-  const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): void => {
+  /** `answerHeld`: a `slow` generate request held already, now passed on untouched. */
+  const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer, answerHeld = false): void => {
     // A generation this proxy broke is over, as a pool of its own would have it: its cancel is answered here. Passed
     // on, it reached the one pool behind every proxy of a test, where another proxy's attempt under the same id ran.
     const cancelled = req.method === 'DELETE' ? /^\/v1\/generations\/([^/?]+)/.exec(req.url ?? '') : null;
@@ -148,8 +155,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       return;
     }
     if (proxy.mode === 'displace' && req.method === 'POST' && req.url === '/v1/generate') {
-      const id = (JSON.parse(body.toString('utf8')) as { id: string }).id;
-      if (proxy.breaks(id)) {
+      const asked = JSON.parse(body.toString('utf8')) as GenerateBody;
+      const id = asked.id;
+      if (proxy.breaks(id, asked)) {
         // As a full pool does: taken in, queued, then its place given to another tenant's request.
         proxy.broken.push(id);
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
@@ -164,15 +172,28 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       }
     }
     if (proxy.mode === 'hang' && req.method === 'POST' && req.url === '/v1/generate') {
-      const id = (JSON.parse(body.toString('utf8')) as { id: string }).id;
-      if (proxy.breaks(id)) {
+      const asked = JSON.parse(body.toString('utf8')) as GenerateBody;
+      const id = asked.id;
+      if (proxy.breaks(id, asked)) {
         proxy.broken.push(id);
         return; // No answer, ever: the connection stays open until the edge lets go.
       }
     }
+    if (proxy.mode === 'slow' && !answerHeld && req.method === 'POST' && req.url === '/v1/generate') {
+      const asked = JSON.parse(body.toString('utf8')) as GenerateBody;
+      const id = asked.id;
+      if (proxy.breaks(id, asked)) {
+        proxy.broken.push(id);
+        setTimeout(() => {
+          // The edge let go meanwhile (it gave up on the pool): nothing to pass on.
+          if (!res.destroyed && !req.socket.destroyed) forward(req, res, body, true);
+        }, proxy.delayMs);
+        return;
+      }
+    }
     const generate = req.method === 'POST' && req.url === '/v1/generate';
     const headers = { ...req.headers };
-    if (generate && proxy.mode !== 'pass') delete headers.accept;
+    if (generate && proxy.mode !== 'pass' && proxy.mode !== 'slow') delete headers.accept;
     if (generate && proxy.forgets !== null) {
       body = Buffer.from(JSON.stringify(forgotten(JSON.parse(body.toString('utf8')) as Record<string, unknown>, proxy.forgets)));
       headers['content-length'] = String(body.length);
@@ -196,12 +217,13 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
         return;
       }
       res.writeHead(up.statusCode ?? 502, up.headers);
-      const id = req.method === 'POST' && req.url === '/v1/generate' ? (JSON.parse(body.toString('utf8')) as { id: string }).id : null;
+      const asked = req.method === 'POST' && req.url === '/v1/generate' ? (JSON.parse(body.toString('utf8')) as GenerateBody) : null;
+      const id = asked?.id ?? null;
       if (id !== null && up.statusCode === 200) {
         proxy.opened.push(id);
         proxy.answeredAs.push(String(up.headers['content-type']));
       }
-      const faulty = id !== null && proxy.mode !== 'pass' && up.statusCode === 200 && proxy.breaks(id);
+      const faulty = id !== null && asked !== null && proxy.mode !== 'pass' && proxy.mode !== 'slow' && up.statusCode === 200 && proxy.breaks(id, asked);
       if (!faulty) {
         up.pipe(res);
         return;
