@@ -111,7 +111,10 @@ export function register(program: Command): void {
   key
     .command('create')
     .description('make a random API key, print it once, and print the wrangler command that provisions it (and those that revoke it); nothing is written')
-    .option('--tenant <name>', "the key's tenant (default: a tenant of its own, named from its hash)")
+    .option(
+      '--tenant <name>',
+      "the key's tenant (default: a tenant of its own, named from its hash). Not a label: keys of one tenant share the pools' prompt cache (cached_tokens can reveal one key's prompts to another), one fair share of batch rows, and `sssd kv erase --tenant`. One tenant is one customer: give keys of different customers different tenants",
+    )
     .option('--rpm <n>', "requests per minute (default: the edge's SSSD_DEFAULT_RPM)")
     .option('--concurrency <n>', "requests in flight at once (default: the edge's SSSD_DEFAULT_CONCURRENCY)")
     .option('--data-of <hash>', "rotation: the SHA-256 of the key this one replaces (its `key:<hash>` entry; for a key that itself replaced another, that one's dataOf), whose stored chat completions, responses, conversations and users' caches this key then reads and writes as its own; limits stay per key")

@@ -85,6 +85,14 @@ describe('sssd key create', () => {
     expect(await auth()).toMatchObject({ status: 401, code: 'invalid_api_key' });
   });
 
+  it("says in its help that --tenant is one customer: what its keys share (review h203)", async () => {
+    const help = await sssd(['key', 'create', '--help']);
+    expect(help.code).toBe(0);
+    const said = help.stdout.replace(/\s+/g, ' ');
+    expect(said).toMatch(/--tenant <name> +the key's tenant .*Not a label: keys of one tenant share the pools' prompt cache/);
+    expect(said).toMatch(/one fair share of batch rows, and `sssd kv erase --tenant`\. One tenant is one customer/);
+  });
+
   it('makes a new key each time, with only the fields given, and refuses a limit the edge would refuse', async () => {
     const [a, b] = await Promise.all([sssd(['key', 'create', '--json']), sssd(['key', 'create', '--json', '--local'])]);
     const [ja, jb] = [JSON.parse(a.stdout) as { key: string; record: object; put: string; tenantInLogs: string }, JSON.parse(b.stdout) as { key: string; put: string }];
