@@ -169,6 +169,9 @@ const limitUserCacheBody = (c: Context<AppEnv>, next: () => Promise<void>): Prom
 /** A request let in by its key's limits (with a slot or without). */
 type Admitted = Extract<Admission, { ok: true }>;
 
+/** How long a body may take to be read before its slot is said to be held for it (a lease's heartbeat). */
+const BODY_HOLD_AFTER_MS = LEASE_HEARTBEAT_MS;
+
 /**
  * The body's bytes, or a 408 past SSSD_BODY_TIMEOUT_SECONDS: a body sent slowly, or never finished, held its key's
  * in-flight slot as long as the client liked. `holding`: the slot it holds meanwhile, said held for the body until then.
@@ -176,10 +179,14 @@ type Admitted = Extract<Admission, { ok: true }>;
 async function readBodyBytes(c: Context<AppEnv>, holding?: Admitted): Promise<ArrayBuffer> {
   const { bodyTimeoutMs } = edgeConfig(c.env);
   const deadline = Date.now() + bodyTimeoutMs;
-  holding?.holdAs({ kind: 'body', until: deadline });
+  // Held for the body only once it is still arriving a heartbeat on: a burst's small bodies, sent whole, are read in a
+  // turn or two, and a 429 in that moment said "still uploading (a 408 in 31 s)" with a Retry-After of 31 s for slots
+  // free in milliseconds (review h203).
+  const arriving = holding ? setTimeout(() => holding.holdAs({ kind: 'body', until: deadline }), BODY_HOLD_AFTER_MS) : undefined;
   try {
     return await readBy(c.req.arrayBuffer(), deadline, bodyTimeoutMs);
   } finally {
+    if (arriving !== undefined) clearTimeout(arriving);
     holding?.holdAs({ kind: 'answering' });
   }
 }

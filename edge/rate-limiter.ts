@@ -49,6 +49,12 @@ export interface SlotHolder {
   kind: HolderKind;
   count: number;
   freeInS: number;
+  /**
+   * A body's or background run's own end, for the 429's words: ms from now to the first of their `until`s (its 408,
+   * its deadline), without the heartbeat's slack that freeInS adds for Retry-After (review h203: "a 408 in 31 s" of
+   * a 30 s timeout). Absent for the other kinds.
+   */
+  endsInMs?: number;
 }
 
 /** What holds a key's slots (by kind, in HOLDER_ORDER), and the Retry-After that follows: when the first is likely free. */
@@ -121,20 +127,22 @@ function freeInMs(lease: Lease, now: number, leaseMs: number): { kind: HolderKin
 
 /** What holds `leases` (all but `own`, a request's own slots as it asks for more), and when the first is likely free. */
 function slotsBusy(leases: ReadonlyMap<number, Lease>, now: number, leaseMs: number, own: readonly number[] = []): SlotsBusy {
-  const byKind = new Map<HolderKind, { count: number; ms: number }>();
+  const byKind = new Map<HolderKind, { count: number; ms: number; endsMs: number }>();
   let soonestMs = Infinity;
   for (const [id, lease] of leases) {
     if (own.includes(id)) continue;
     const { kind, ms } = freeInMs(lease, now, leaseMs);
+    const { hold } = lease.held;
+    const endsMs = kind === hold.kind && hold.kind !== 'answering' ? hold.until - now : Infinity;
     const seen = byKind.get(kind);
-    byKind.set(kind, { count: (seen?.count ?? 0) + 1, ms: Math.min(seen?.ms ?? Infinity, ms) });
+    byKind.set(kind, { count: (seen?.count ?? 0) + 1, ms: Math.min(seen?.ms ?? Infinity, ms), endsMs: Math.min(seen?.endsMs ?? Infinity, endsMs) });
     soonestMs = Math.min(soonestMs, ms);
   }
   const inS = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
   const holders: SlotHolder[] = [];
   for (const kind of HOLDER_ORDER) {
     const held = byKind.get(kind);
-    if (held !== undefined) holders.push({ kind, count: held.count, freeInS: inS(held.ms) });
+    if (held !== undefined) holders.push({ kind, count: held.count, freeInS: inS(held.ms), ...(Number.isFinite(held.endsMs) ? { endsInMs: held.endsMs } : {}) });
   }
   return { retryAfterS: inS(soonestMs), holders };
 }

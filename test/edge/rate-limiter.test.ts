@@ -273,7 +273,8 @@ describe('KeyLimiter', () => {
     // Live (its heartbeats come) and stalled: its 408 at 30 s frees it, a heartbeat after (review h177: told 1 s).
     for (now = 0; now <= 2400; now += LEASE_HEARTBEAT_MS) uploading.alive();
     now = 2400;
-    expect(limiter.acquire('k', 100, 1)).toMatchObject({ ok: false, reason: 'concurrency', retryAfterS: 28, holders: [{ kind: 'body', count: 1, freeInS: 28 }] });
+    // Retry-After a heartbeat past the 408 (28 s, rounded up); the 408 itself 27.6 s away, said as such (endsInMs).
+    expect(limiter.acquire('k', 100, 1)).toMatchObject({ ok: false, reason: 'concurrency', retryAfterS: 28, holders: [{ kind: 'body', count: 1, freeInS: 28, endsInMs: 27_600 }] });
     now = 29_900;
     uploading.alive();
     // Past its time, the slot is still taken until the 408 releases it: 1 s, never 0.
@@ -328,8 +329,8 @@ describe('KeyLimiter', () => {
       retryAfterS: 1,
       holders: [
         { kind: 'answering', count: 1, freeInS: 1 },
-        { kind: 'body', count: 1, freeInS: 30 },
-        { kind: 'background', count: 2, freeInS: 12 },
+        { kind: 'body', count: 1, freeInS: 30, endsInMs: 29_000 },
+        { kind: 'background', count: 2, freeInS: 12, endsInMs: 11_000 },
         { kind: 'left', count: 1, freeInS: 5 },
       ],
     });
