@@ -67,25 +67,44 @@ function reportInvalid(hash: string, why: string): void {
   console.error(`edge: the record of key ${hash.slice(0, 12)}… is invalid (${why}); the key is refused until it is fixed`);
 }
 
-/** A record as stored in KV (JSON text): a key record, or null (refused, logged) when it is no JSON or breaks the schema. */
-function recordFromText(hash: string, text: string, config: EdgeConfig): KeyRecord | null {
+/** A key's record as the operator wrote it, checked. */
+export type StoredKey = z.infer<typeof storedKeySchema>;
+
+/** A record as the edge reads it: checked, or why it refuses its key (the words its log says). */
+export type CheckedKey = { ok: true; stored: StoredKey } | { ok: false; why: string };
+
+/** A record as stored in KV (JSON text), checked as the edge checks it: `sssd key list` says what the edge would do. */
+export function checkStoredKeyText(text: string): CheckedKey {
   let stored: unknown;
   try {
     stored = JSON.parse(text);
   } catch (err) {
-    reportInvalid(hash, `not JSON: ${err instanceof Error ? err.message : String(err)}`);
-    return null;
+    return { ok: false, why: `not JSON: ${err instanceof Error ? err.message : String(err)}` };
   }
-  return toRecord(hash, stored, config);
+  return checkStoredKey(stored);
+}
+
+function checkStoredKey(stored: unknown): CheckedKey {
+  const parsed = storedKeySchema.safeParse(stored);
+  if (parsed.success) return { ok: true, stored: parsed.data };
+  return { ok: false, why: parsed.error.issues.map((i) => `${i.path.join('.') || 'record'}: ${i.message}`).join('; ') };
+}
+
+/** A record as stored in KV (JSON text): a key record, or null (refused, logged) when it is no JSON or breaks the schema. */
+function recordFromText(hash: string, text: string, config: EdgeConfig): KeyRecord | null {
+  return recordOf(hash, checkStoredKeyText(text), config);
 }
 
 function toRecord(hash: string, stored: unknown, config: EdgeConfig): KeyRecord | null {
-  const parsed = storedKeySchema.safeParse(stored);
-  if (!parsed.success) {
-    reportInvalid(hash, parsed.error.issues.map((i) => `${i.path.join('.') || 'record'}: ${i.message}`).join('; '));
+  return recordOf(hash, checkStoredKey(stored), config);
+}
+
+function recordOf(hash: string, checked: CheckedKey, config: EdgeConfig): KeyRecord | null {
+  if (!checked.ok) {
+    reportInvalid(hash, checked.why);
     return null;
   }
-  const record = parsed.data;
+  const record = checked.stored;
   if (record.disabled === true) return null;
   return {
     keyId: hash.slice(0, 24),

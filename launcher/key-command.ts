@@ -1,6 +1,7 @@
 /**
  * `sssd key create`: a new API key for the edge, shown once, with the
- * `wrangler kv key put` line that provisions it. The edge knows a key by its
+ * `wrangler kv key put` line that provisions it (`list`, `revoke` and
+ * `restore`, which read and change the records, are key-record-commands.ts'). The edge knows a key by its
  * SHA-256 only (edge/api-keys.ts); hashing here, in Node, spares the operator
  * `sha256sum`, which stock macOS lacks: there the shell's substitution came
  * out empty and the record was written under `key:`, serving no key.
@@ -12,6 +13,7 @@ import { sha256Hex } from '../edge/api-keys';
 import { loggedTenant } from '../edge/request-log';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { parseNumberFlag } from '../gpu-pool/cli/number-flags';
+import { registerKeyRecordCommands } from './key-record-commands';
 
 /** A record as edge/api-keys.ts reads it (its `storedKeySchema`); fields left out take the edge's defaults. */
 export interface NewKeyRecord {
@@ -30,6 +32,8 @@ export interface NewKeyRecord {
 export interface KeyMetadata {
   tenant: string;
   scope: string;
+  /** When the key was made (ISO 8601, UTC, to the second): `sssd key list` shows it. */
+  created: string;
 }
 
 export interface NewKey {
@@ -60,7 +64,8 @@ export async function newKey(record: NewKeyRecord, where: 'remote' | 'local', pe
   const state = where === 'local' && persistTo !== null ? ` --persist-to ${shellWord(persistTo)}` : '';
   const target = `--${where}${state} --binding SSSD_KV ${shellWord(`key:${hash}`)}`;
   // As edge/api-keys.ts reads the record: a tenant of its own where it names none, and the scope of the key it replaces.
-  const metadata: KeyMetadata = { tenant: record.tenant ?? hash.slice(0, 12), scope: (record.dataOf ?? hash).slice(0, 24) };
+  const created = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const metadata: KeyMetadata = { tenant: record.tenant ?? hash.slice(0, 12), scope: (record.dataOf ?? hash).slice(0, 24), created };
   const withMetadata = `${target} --metadata ${shellWord(JSON.stringify(metadata))}`;
   return {
     key,
@@ -135,11 +140,12 @@ export function register(program: Command): void {
           `# Its tenant in the edge's request log and the pools' logs: ${made.tenantInLogs}`,
           '# Provision it:',
           made.put,
-          '# Revoke it (either):',
+          `# Revoke it (either; or \`sssd key revoke ${made.hash.slice(0, 12)}${flags.local ? ' --local' : ''}\`):`,
           made.revoke,
           made.delete,
           '',
         ].join('\n'),
       );
     });
+  registerKeyRecordCommands(key);
 }

@@ -8,28 +8,14 @@
  * `sssd key create` writes. Key records (`key:<hash>`) are left: revoking is `sssd key`'s business.
  * Records written before their metadata named a scope are not found; they go with their TTL.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { stripVTControlCharacters } from 'node:util';
 import type { Command } from 'commander';
 import { CliError } from '../gpu-pool/cli/cli-error';
-import { repoRoot } from './stack';
+import { deleteKeys, describeTarget, kvTargetOf, withKvTargetOptions, listKeys, type ListedKey } from './edge-kv';
 
 /** A data scope's length: KeyRecord.dataScope is the first 24 hex digits of a key's SHA-256 (edge/api-keys.ts). */
 const SCOPE_DIGITS = 24;
-/** Names a bulk delete is given at once (Workers KV's bulk delete takes 10,000 a request). */
-const DELETE_BATCH = 10_000;
-
-/** Which namespace wrangler works on: the deployed one, or wrangler dev's local store (in `persistTo` where given). */
-export type KvTarget = { where: 'remote' } | { where: 'local'; persistTo: string | null };
-
-/** A name as `wrangler kv key list` prints it. */
-interface ListedKey {
-  name: string;
-  metadata?: unknown;
-}
+/** What erase calls itself in its errors, and says when refused before wrangler runs. */
+const ERASE = { command: 'kv erase', nothingDone: 'nothing erased' } as const;
 
 /** `--scope` as given: a key's SHA-256, its first 24 hex digits, or `key:<hash>`; its data scope, lower-case. */
 export function parseScope(given: string): string {
@@ -42,72 +28,6 @@ export function parseScope(given: string): string {
 function scopeOf(metadata: unknown): string | null {
   if (metadata === null || typeof metadata !== 'object' || !('scope' in metadata)) return null;
   return typeof metadata.scope === 'string' ? metadata.scope.toLowerCase() : null;
-}
-
-function targetArgs(target: KvTarget): string[] {
-  if (target.where === 'remote') return ['--remote'];
-  return target.persistTo !== null ? ['--local', '--persist-to', target.persistTo] : ['--local'];
-}
-
-/** Runs wrangler from the repository (its wrangler.toml binds SSSD_KV); its stdout, or a CliError with what it said. */
-async function wrangler(args: string[]): Promise<string> {
-  const child = spawn(process.execPath, [path.join(repoRoot, 'node_modules/wrangler/bin/wrangler.js'), ...args, '--config', path.join(repoRoot, 'wrangler.toml')], {
-    cwd: repoRoot,
-    env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const stdout: Buffer[] = [];
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => stdout.push(d));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  const out = Buffer.concat(stdout).toString();
-  if (code !== 0) {
-    // wrangler colours its errors whatever its output is (NO_COLOR and FORCE_COLOR=0 do not stop it): kept for a terminal, not for a log.
-    const said = (stderr || out).trim();
-    throw new CliError(`kv erase: wrangler ${args.slice(0, 3).join(' ')} failed (exit ${code}):\n${process.stderr.isTTY ? said : stripVTControlCharacters(said)}`);
-  }
-  return out;
-}
-
-/** Where wrangler keeps its local state when given no --persist-to: .wrangler/state beside wrangler.toml. */
-const WRANGLER_DEFAULT_STATE = path.join(repoRoot, '.wrangler', 'state');
-
-/**
- * The local store's folder, checked before wrangler runs: given a folder that does not exist or holds no KV store (a
- * typo in --persist-to or SSSD_EDGE_STATE), wrangler made an empty store there, and erase said "found 0 records" and
- * exited 0 with the data where it was (review h166). `wrangler dev` keeps its KV under v3/kv.
- */
-export function checkLocalStore(dir: string, named: string): void {
-  const kind = (at: string): 'folder' | 'file' | null => {
-    try {
-      return statSync(at).isDirectory() ? 'folder' : 'file';
-    } catch {
-      return null;
-    }
-  };
-  const found = kind(dir);
-  if (found === null) throw new CliError(`kv erase: ${named} ${dir} does not exist, so holds no local store; nothing erased`);
-  if (found === 'file') throw new CliError(`kv erase: ${named} ${dir} is a file, not a local store's folder; nothing erased`);
-  if (kind(path.join(dir, 'v3', 'kv')) !== 'folder') throw new CliError(`kv erase: ${named} ${dir} is not a wrangler dev store (no v3/kv in it); nothing erased`);
-}
-
-/** Every name in the namespace with its metadata (wrangler follows the list's cursor itself). */
-export async function listKeys(target: KvTarget): Promise<ListedKey[]> {
-  const out = await wrangler(['kv', 'key', 'list', '--binding', 'SSSD_KV', ...targetArgs(target)]);
-  // The JSON array, past any banner a wrangler version prints before it.
-  const start = out.indexOf('[');
-  let listed: unknown;
-  try {
-    listed = JSON.parse(start >= 0 ? out.slice(start) : out);
-  } catch {
-    throw new CliError(`kv erase: wrangler kv key list printed no JSON list:\n${out.slice(0, 500)}`);
-  }
-  if (!Array.isArray(listed)) throw new CliError('kv erase: wrangler kv key list printed no JSON list');
-  return listed.filter((key): key is ListedKey => key !== null && typeof key === 'object' && typeof (key as { name?: unknown }).name === 'string');
 }
 
 /** What `sssd key create` writes as a key record's metadata (launcher/key-command.ts): its tenant and data scope. */
@@ -140,20 +60,6 @@ export function scopesOfTenant(keys: readonly ListedKey[], tenant: string): { ke
 /** The names of data scope `scope`'s records among `keys`: key records are never among them. */
 export function recordsOf(keys: readonly ListedKey[], scope: string): string[] {
   return keys.filter((key) => !key.name.startsWith('key:') && scopeOf(key.metadata) === scope).map((key) => key.name);
-}
-
-/** Deletes `names` with wrangler's bulk delete, DELETE_BATCH at a time. */
-async function deleteKeys(target: KvTarget, names: readonly string[]): Promise<void> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sssd-kv-erase-'));
-  try {
-    for (let at = 0; at < names.length; at += DELETE_BATCH) {
-      const file = path.join(dir, `batch-${at / DELETE_BATCH}.json`);
-      writeFileSync(file, JSON.stringify(names.slice(at, at + DELETE_BATCH)));
-      await wrangler(['kv', 'bulk', 'delete', '--binding', 'SSSD_KV', ...targetArgs(target), file, '--force']);
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /** How many of `names` are of each kind (the part before the first ':'): what the operator is shown. */
@@ -189,30 +95,23 @@ function scopesToErase(flags: KvEraseFlags, listed: readonly ListedKey[]): strin
 
 export function register(program: Command): void {
   const kv = program.command('kv').description("the edge's KV namespace (SSSD_KV), through wrangler");
-  kv.command('erase')
+  const erase = kv
+    .command('erase')
     .description("erase every stored record of a key's data scope, or of a tenant's keys (responses, conversations, stored chat completions, users' caches); key records stay (`sssd key` revokes)")
     .option('--scope <hash>', "the data scope: the key's SHA-256 (or its first 24 hex digits, or `key:<hash>`); for a key made with --data-of, the hash it names, whose data it shares")
-    .option('--tenant <name>', 'every data scope of the tenant\'s keys, as `sssd key create` labelled their records (a key with no --tenant is its own tenant, the first 12 hex digits of its hash)')
-    .option('--local', "wrangler dev's local store (SSSD_EDGE_STATE's folder where set, as `sssd up` uses it) instead of the deployed namespace (--remote)")
-    .option('--persist-to <dir>', "with --local: the local store's folder (wrangler's --persist-to), one `wrangler dev` or `sssd up` has kept its KV in (v3/kv)")
+    .option('--tenant <name>', 'every data scope of the tenant\'s keys, as `sssd key create` labelled their records (a key with no --tenant is its own tenant, the first 12 hex digits of its hash)');
+  withKvTargetOptions(erase)
     .option('--dry-run', 'print the records found, delete nothing')
     .action(async (flags: KvEraseFlags) => {
       if ((flags.scope === undefined) === (flags.tenant === undefined)) throw new CliError('kv erase: give --scope <hash> or --tenant <name> (one of them)');
       if (flags.tenant !== undefined && (flags.tenant.length === 0 || flags.tenant.length > 256)) throw new CliError('kv erase: --tenant must be 1 to 256 characters, as a key record names it');
       // Checked before wrangler runs: a mistyped hash is said at once.
       if (flags.scope !== undefined) parseScope(flags.scope);
-      if (flags.persistTo !== undefined && !flags.local) throw new CliError('kv erase: --persist-to is for --local (the deployed namespace has no folder)');
-      const state = flags.persistTo ?? (process.env.SSSD_EDGE_STATE || undefined);
-      let target: KvTarget = { where: 'remote' };
-      if (flags.local) {
-        const persistTo = state !== undefined ? path.resolve(state) : WRANGLER_DEFAULT_STATE;
-        checkLocalStore(persistTo, flags.persistTo !== undefined ? '--persist-to' : state !== undefined ? 'SSSD_EDGE_STATE' : "wrangler's default store");
-        target = { where: 'local', persistTo };
-      }
-      const listed = await listKeys(target);
+      const target = kvTargetOf(flags, ERASE);
+      const listed = await listKeys(target, ERASE.command);
       const scopes = scopesToErase(flags, listed);
       const names = scopes.flatMap((scope) => recordsOf(listed, scope));
-      const where = target.where === 'remote' ? 'the deployed namespace' : `the local store${target.persistTo !== null ? ` (${target.persistTo})` : ''}`;
+      const where = describeTarget(target);
       const of = scopes.length === 1 ? `data scope ${scopes[0]}` : `${scopes.length} data scopes`;
       process.stdout.write(`found ${names.length} record${names.length === 1 ? '' : 's'} of ${of} in ${where}${names.length > 0 ? `: ${byKind(names)}` : ''}\n`);
       if (names.length === 0) {
@@ -225,7 +124,7 @@ export function register(program: Command): void {
         process.stdout.write('dry run: nothing deleted\n');
         return;
       }
-      await deleteKeys(target, names);
+      await deleteKeys(target, names, ERASE.command);
       process.stdout.write(`deleted ${names.length} record${names.length === 1 ? '' : 's'}\n`);
     });
 }

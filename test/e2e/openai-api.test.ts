@@ -1,10 +1,12 @@
 // The edge's OpenAI-compatible API against the real stack: a pool process and
 // `wrangler dev` with local KV, driven by the official `openai` client.
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { createOpenAI } from '@ai-sdk/openai';
 import { generateText, stepCountIs, streamText, tool } from 'ai';
@@ -12,12 +14,13 @@ import OpenAI from 'openai';
 import { zodFunction, zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Hex, startEdge, type RunningEdge } from '../../launcher/stack';
+import { repoRoot, sha256Hex, startEdge, type RunningEdge } from '../../launcher/stack';
 import { referenceGenerate, startAll, startTestStack, type GenerateOutput, type TestStack } from './stack-fixture';
 import type { CompletionUsage } from '../../edge/completion-run';
 import { runEdgeSoak } from '../../gpu-pool/bench/edge-soak';
 import { metricValue, seriesValue } from '../gpu-pool/server/pool-process';
 import { finishedAfter, finishedCounts } from './finished-counts';
+import { sssdNodeArgs } from '../support/compiled-cli';
 import { models } from '../support/shared-data';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { choiceSeed } from '../../shared/sampling/request-seed';
@@ -31,6 +34,8 @@ const LIMITED_KEY = 'e2e-limited-key';
 const KV_KEY = 'e2e-kv-key';
 /** Its KV record is not JSON (a revocation edited by hand, its brace left out). */
 const BROKEN_KV_KEY = 'e2e-broken-kv-key';
+/** In KV, never used before `sssd key revoke` revokes it: the edge's first lookup of it reads the revoked record. */
+const REVOCABLE_KV_KEY = 'e2e-revocable-kv-key';
 /** Named in SSSD_API_KEYS by its hash in upper case, as some tools print it. */
 const UPPER_HASH_KEY = 'e2e-upper-hash-key';
 const SHARING_KEY = 'e2e-sharing-key';
@@ -71,7 +76,7 @@ beforeAll(async () => {
         SSSD_BODY_TIMEOUT_SECONDS: '2',
         SSSD_BENCH_ROUTES: '1',
       },
-      kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 }, [BROKEN_KV_KEY]: '{"tenant": "broken", "disabled": true' },
+      kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 }, [BROKEN_KV_KEY]: '{"tenant": "broken", "disabled": true', [REVOCABLE_KV_KEY]: { tenant: 'revocable', rpm: 100 } },
     }),
     referenceGenerate(PROMPT, 80),
   ]);
@@ -1460,6 +1465,24 @@ describe('OpenAI-compatible API on the edge', () => {
     // A hash written in upper case names its key.
     expect((await post('/v1/completions', { model, prompt: 'hi', max_tokens: 2 }, UPPER_HASH_KEY)).status).toBe(200);
   });
+
+  it('refuses a key `sssd key revoke` revoked in the running edge\'s KV (401), and serves it again once `sssd key restore` restored it', async () => {
+    const sssd = (...args: string[]) => promisify(execFile)(process.execPath, [...sssdNodeArgs(), 'key', ...args, '--local', '--persist-to', stack.persistTo], { cwd: repoRoot });
+    const prefix = sha256Hex(REVOCABLE_KV_KEY).slice(0, 12);
+    expect((await sssd('revoke', prefix)).stdout).toContain(`revoked key:${sha256Hex(REVOCABLE_KV_KEY)} in the local store`);
+    const refused = await post('/v1/completions', { model, prompt: 'hi', max_tokens: 2 }, REVOCABLE_KV_KEY);
+    expect(refused.status).toBe(401);
+    expect(refused.json.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_api_key' });
+    expect((await sssd('restore', prefix)).stdout).toContain('restored key:');
+    // The edge remembers a refused key for 2 s (missMs): the restore's wrangler runs mostly outlast it; asked again until 5 s past it.
+    const deadline = Date.now() + 5_000;
+    let served = await post('/v1/completions', { model, prompt: 'hi', max_tokens: 2 }, REVOCABLE_KV_KEY);
+    while (served.status === 401 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      served = await post('/v1/completions', { model, prompt: 'hi', max_tokens: 2 }, REVOCABLE_KV_KEY);
+    }
+    expect(served.status).toBe(200);
+  }, 120_000);
 
   it("names every request in x-request-id, as the SDK's _request_id, the completion's id carrying the same hex", async () => {
     const completion = await client.completions.create({ model, prompt: PROMPT, max_tokens: 4, temperature: 0 });

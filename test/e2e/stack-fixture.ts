@@ -11,6 +11,8 @@ import { repoRoot, sha256Hex, startStack, type RunningStack } from '../../launch
 import { models } from '../support/shared-data';
 
 export interface TestStack extends RunningStack {
+  /** The folder the edge keeps its local KV in (wrangler's --persist-to): where `sssd key … --local --persist-to` reaches it. */
+  persistTo: string;
   dispose(): Promise<void>;
 }
 
@@ -36,6 +38,7 @@ export async function startTestStack(opts: TestStackOptions = {}): Promise<TestS
   });
   return {
     ...stack,
+    persistTo,
     async dispose() {
       await stack.stop();
       rmSync(persistTo, { recursive: true, force: true });

@@ -61,9 +61,16 @@ describe('sssd key create', () => {
 
     const putWords = await wranglerArgs(put);
     const hash = /key:([0-9a-f]{64})/.exec(put)![1];
-    // The metadata names the tenant and the data scope, so `sssd kv erase --tenant` finds the key in one list (review h143).
-    const metadata = JSON.stringify({ tenant: "o'brien & co", scope: hash.slice(0, 24) });
+    // The metadata names the tenant and the data scope, so `sssd kv erase --tenant` finds the key in one list (review h143),
+    // and when the key was made, for `sssd key list`.
+    const metadata = putWords[6];
+    const { created } = JSON.parse(metadata) as { created: string };
+    expect(metadata).toBe(JSON.stringify({ tenant: "o'brien & co", scope: hash.slice(0, 24), created }));
+    expect(created).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(Math.abs(Date.parse(created) - Date.now())).toBeLessThan(60_000);
     expect(putWords).toEqual(['put', '--remote', '--binding', 'SSSD_KV', `key:${hash}`, '--metadata', metadata, '{"tenant":"o\'brien & co","rpm":60,"concurrency":4}']);
+    // The one revoking line names `sssd key revoke` with the hash's first digits.
+    expect(r.stdout).toContain(`# Revoke it (either; or \`sssd key revoke ${hash.slice(0, 12)}\`):\n`);
     expect((await wranglerArgs(revoke)).slice(0, 7)).toEqual(putWords.slice(0, 7));
     await apply(kv(), putWords);
     expect((await kv().getWithMetadata(`key:${hash}`)).metadata).toEqual(JSON.parse(metadata));
@@ -120,7 +127,7 @@ describe('sssd key create', () => {
     const rotated = JSON.parse(made.stdout) as { key: string; record: object; put: string };
     expect(rotated.record).toEqual({ tenant: 'acme', dataOf: old.hash });
     // Its metadata names the scope it shares, not its own hash's.
-    expect(made.stdout).toContain(`"metadata": {\n    "tenant": "acme",\n    "scope": "${old.hash.slice(0, 24)}"\n  }`);
+    expect(made.stdout).toMatch(new RegExp(`"metadata": \\{\\n    "tenant": "acme",\\n    "scope": "${old.hash.slice(0, 24)}",\\n    "created": "[0-9T:-]+Z"\\n  \\}`));
     const store = kv();
     const env: EdgeEnv = { SSSD_KV: store, SSSD_POOL_URLS: 'http://127.0.0.1:8788', SSSD_POOL_TOKEN: 't' };
     for (const line of [old.put, rotated.put]) await apply(store, await wranglerArgs(line));

@@ -2,13 +2,13 @@
 // records of two data scopes written by the real stores into that store, one scope's erased by wrangler's own list
 // and bulk delete, the other's and the key records left (review h150).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Miniflare } from 'miniflare';
 import { afterAll, describe, it } from 'vitest';
 import { sha256Hex } from '../../edge/api-keys';
 import { parseScope } from '../../launcher/kv-command';
+import { namesIn, withLocalKv } from '../support/local-kv';
 import { RECORD_KINDS, writeScopedRecords } from '../support/scoped-records';
 import { repoRoot } from '../support/shared-data';
 
@@ -19,37 +19,6 @@ function sssd(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run
       resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
     );
   });
-}
-
-/** The namespace id wrangler.toml binds SSSD_KV to: wrangler's local store keeps it under that id. */
-const namespaceId = /\[\[kv_namespaces\]\][^[]*?\bid\s*=\s*"([^"]+)"/.exec(readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8'))![1];
-
-/** Works on wrangler's local store in `persistTo` as `wrangler dev --persist-to` does (workerd's KV, persisted under v3/kv). */
-async function withLocalKv<T>(persistTo: string, work: (kv: KVNamespace) => Promise<T>): Promise<T> {
-  const miniflare = new Miniflare({
-    modules: true,
-    script: 'export default { fetch() { return new Response(null); } }',
-    kvNamespaces: { SSSD_KV: namespaceId },
-    kvPersist: path.join(persistTo, 'v3', 'kv'),
-    compatibilityDate: '2025-01-01',
-  });
-  try {
-    return await work((await miniflare.getKVNamespace('SSSD_KV')) as unknown as KVNamespace);
-  } finally {
-    await miniflare.dispose();
-  }
-}
-
-/** Every name in `kv`, sorted (its list followed to the end). */
-async function namesIn(kv: KVNamespace): Promise<string[]> {
-  const all: string[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await kv.list({ ...(cursor ? { cursor } : {}) });
-    all.push(...page.keys.map((key) => key.name));
-    cursor = page.list_complete ? undefined : page.cursor;
-  } while (cursor !== undefined);
-  return all.sort();
 }
 
 /** Every name in the local store in `persistTo`, read by a workerd of its own (after a wrangler run changed it). */

@@ -1,11 +1,13 @@
 /**
  * Writes values into wrangler's local KV (the state `wrangler dev` reads), e.g.
- * to provision an API key: `key:<sha256 of the key>` → {"tenant","rpm","concurrency"}.
+ * to provision an API key: `key:<sha256 of the key>` → {"tenant","rpm","concurrency"};
+ * and reads and writes such a store directly, as workerd does (withLocalKv).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Miniflare } from 'miniflare';
 import { repoRoot } from '../../launcher/stack';
 
 export async function putLocalKv(key: string, value: string, persistTo?: string): Promise<void> {
@@ -38,4 +40,35 @@ async function wranglerKv(command: string[], what: string, persistTo: string | u
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   if (code !== 0) throw new Error(`${what} failed (${code}):\n${output}`);
+}
+
+/** The namespace id wrangler.toml binds SSSD_KV to: wrangler's local store keeps it under that id. */
+const namespaceId = /\[\[kv_namespaces\]\][^[]*?\bid\s*=\s*"([^"]+)"/.exec(readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8'))![1];
+
+/** Works on wrangler's local store in `persistTo` as `wrangler dev --persist-to` does (workerd's KV, persisted under v3/kv). */
+export async function withLocalKv<T>(persistTo: string, work: (kv: KVNamespace) => Promise<T>): Promise<T> {
+  const miniflare = new Miniflare({
+    modules: true,
+    script: 'export default { fetch() { return new Response(null); } }',
+    kvNamespaces: { SSSD_KV: namespaceId },
+    kvPersist: path.join(persistTo, 'v3', 'kv'),
+    compatibilityDate: '2025-01-01',
+  });
+  try {
+    return await work((await miniflare.getKVNamespace('SSSD_KV')) as unknown as KVNamespace);
+  } finally {
+    await miniflare.dispose();
+  }
+}
+
+/** Every name in `kv`, sorted (its list followed to the end). */
+export async function namesIn(kv: KVNamespace): Promise<string[]> {
+  const all: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await kv.list({ ...(cursor ? { cursor } : {}) });
+    all.push(...page.keys.map((key) => key.name));
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor !== undefined);
+  return all.sort();
 }
