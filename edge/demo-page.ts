@@ -4,7 +4,9 @@
  * the user's cache (edge), the request's context, the pool's datastore, or the
  * model itself (not drafted). The API key comes from the URL fragment
  * (`/#key=...`, printed by `npm start`) or the key field. A stream silent
- * past three times the edge's longest pause is given up as a lost connection.
+ * past three times the edge's longest pause, or a request unanswered past
+ * the edge's longest wait for a pool and that again, is given up as a lost
+ * connection; a reply is over at its `[DONE]`, whatever the link does after.
  */
 /** The page's one style element, as it stands between its tags (its CSP hash is of exactly this). */
 const demoPageStyle = `
@@ -56,9 +58,9 @@ async function failure(res) {
   } catch {}
   return new Error(res.status + ' ' + res.statusText);
 }
-async function servedModel(key) {
+async function servedModel(key, signal) {
   if (model) return model;
-  const res = await fetch('/v1/models', { headers: { authorization: 'Bearer ' + key } });
+  const res = await fetch('/v1/models', { signal, headers: { authorization: 'Bearer ' + key } });
   if (!res.ok) throw await failure(res);
   model = (await res.json()).data[0].id;
   return model;
@@ -67,6 +69,11 @@ async function servedModel(key) {
 // times it without a byte is a connection lost (a half-open socket, which fetch never times out), with room for
 // timers late on a busy edge and a mobile link that delivers in bursts.
 const stallMs = 3 * Number(document.querySelector('meta[name="sssd-stream-silence-ms"]').content);
+// Before its headers the edge may wait this long for a pool to take the generation (a hung pool's window, and a
+// short one for each pool after it): a link lost as the request went leaves fetch waiting for good, so past that
+// and a stall watch more, no answer is coming. 0: the edge sets no bound (its headers wait for the first tokens).
+const headersWithinMs = Number(document.querySelector('meta[name="sssd-headers-within-ms"]').content);
+const answerMs = headersWithinMs > 0 ? headersWithinMs + stallMs : 0;
 /** Why a reply ended early, said with how much of it is on the page. */
 function cutOff() {
   return 'The reply was cut off before its end (' + $('output').textContent.length + ' characters arrived).';
@@ -107,22 +114,32 @@ async function generate() {
   $('output').textContent = ''; $('usage').textContent = ''; $('error').textContent = '';
   document.body.dataset.state = 'streaming';
   let stalled = false;
+  // Whether the reply's headers came: a silence before them is no answer at all, after them a stalled stream.
+  let answered = false;
   let idle;
+  const watch = (ms) => {
+    clearTimeout(idle);
+    if (ms > 0) idle = setTimeout(() => { stalled = true; controller.abort(); }, ms);
+  };
   try {
+    watch(answerMs);
+    const served = await servedModel(key, controller.signal);
+    watch(answerMs);
     const res = await fetch('/v1/completions', {
       method: 'POST',
       signal: controller.signal,
       headers: { 'content-type': 'application/json', authorization: 'Bearer ' + key },
-      body: JSON.stringify({ model: await servedModel(key), ...ask }),
+      body: JSON.stringify({ model: served, ...ask }),
     });
     if (!res.ok) throw await failure(res);
+    answered = true;
     // Kept once the edge took it: what the user typed, or a link's key where none was (a key refused, kept, won over the next link's).
     if (keyFrom === 'typed here' || !savedKey) localStorage.setItem('sssd-key', key);
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
     let ended = false;
-    for (;;) {
-      idle = setTimeout(() => { stalled = true; controller.abort(); }, stallMs);
+    reading: for (;;) {
+      watch(stallMs);
       let next;
       try {
         next = await reader.read();
@@ -140,7 +157,7 @@ async function generate() {
         const line = buffer.slice(0, cut).trim(); buffer = buffer.slice(cut + 2);
         if (!line.startsWith('data: ')) continue;
         const data = line.slice(6);
-        if (data === '[DONE]') { ended = true; continue; }
+        if (data === '[DONE]') { ended = true; break reading; }
         const chunk = JSON.parse(data);
         if (chunk.error) throw new Error(chunk.error.message);
         if (chunk.usage) showUsage(chunk.usage);
@@ -157,8 +174,12 @@ async function generate() {
     }
     // The edge always ends with [DONE]; a stream closed before it (a proxy, a dropped connection) was cut off.
     if (!ended) throw new Error(cutOff());
+    // The reply is whole: what the link does after [DONE] (a drop, a stall before the body's end) is no part of it.
+    reader.cancel().catch(() => {});
   } catch (err) {
-    if (stalled) $('error').textContent = 'The connection stalled; the reply may be incomplete.';
+    if (stalled) {
+      $('error').textContent = answered ? 'The connection stalled; the reply may be incomplete.' : 'No answer from the server; check your connection and try again.';
+    }
     else if (!controller.signal.aborted) $('error').textContent = String(err.message || err);
   } finally {
     clearTimeout(idle);
@@ -186,14 +207,19 @@ for (const id of ['key', 'maxTokens', 'temperature', 'user', 'prompt']) {
 }
 `;
 
-/** The page, told the longest a live stream from this edge is silent (longestStreamSilenceMs), for its stall watch. */
-export function demoPageHtml(streamSilenceMs: number): string {
+/**
+ * The page, told the longest a live stream from this edge is silent
+ * (longestStreamSilenceMs) and the longest its headers take
+ * (longestWaitForHeadersMs; null: no bound, told as 0), for its watches.
+ */
+export function demoPageHtml(streamSilenceMs: number, headersWithinMs: number | null): string {
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="sssd-stream-silence-ms" content="${Math.round(streamSilenceMs)}">
+<meta name="sssd-headers-within-ms" content="${Math.round(headersWithinMs ?? 0)}">
 <title>SSSD edge demo</title>
 <style>${demoPageStyle}</style>
 </head>

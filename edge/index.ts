@@ -15,7 +15,7 @@ import { answerOpenAi, handleCompletion, poolTenant, type Answerer, type ParsedR
 import { ChatCompletionStore, chatCompletionNotFound, completionObject } from './chat-completion-store';
 import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, storedChatCompletion, withServedModel } from './stored-chat-routes';
 import { demoPageHeaders, demoPageHtml } from './demo-page';
-import { longestStreamSilenceMs } from './stream-silence';
+import { longestStreamSilenceMs, longestWaitForHeadersMs } from './stream-silence';
 import { edgeConfig } from './edge-config';
 import type { EdgeEnv } from './env';
 import { kvNamespace, requireKv } from './kv-binding';
@@ -102,8 +102,9 @@ app.notFound((c) => {
 // Hashed once per isolate (demo-page.ts).
 let demoHeaders: Promise<Record<string, string>> | null = null;
 app.get('/', async (c) => {
-  const { wholeReplyHeartbeatMs, streamQuietCommentMs } = edgeConfig(c.env);
-  return c.html(demoPageHtml(longestStreamSilenceMs(wholeReplyHeartbeatMs, streamQuietCommentMs)), 200, await (demoHeaders ??= demoPageHeaders()));
+  const { wholeReplyHeartbeatMs, streamQuietCommentMs, poolStallMs, poolUrls } = edgeConfig(c.env);
+  const silenceMs = longestStreamSilenceMs(wholeReplyHeartbeatMs, streamQuietCommentMs);
+  return c.html(demoPageHtml(silenceMs, longestWaitForHeadersMs(poolStallMs, poolUrls.length, wholeReplyHeartbeatMs)), 200, await (demoHeaders ??= demoPageHeaders()));
 });
 // Liveness: the Worker answers (also at vLLM's /health: a probe copied from a vLLM deployment works).
 app.get('/healthz', (c) => c.json({ ok: true }));

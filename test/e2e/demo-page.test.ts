@@ -22,7 +22,9 @@ beforeAll(async () => {
   profileDir = mkdtempSync(path.join(tmpdir(), 'sssd-chromium-'));
   [stack, browser] = await startAll([
     // A stream silent 0.5 s gets a comment: the page's stall watch (three times the edge's longest pause, 1 s here) is 3 s.
-    startTestStack({ vars: { SSSD_STREAM_QUIET_COMMENT_MS: '500' } }),
+    // A pool silent 8 s has hung (past the frozen pool's 4.5 s below): the edge's headers come within 8.5 s (with the
+    // 0.5 s heartbeat's grace), and the page waits for them that and its stall watch, 11.5 s, not 33.5 s at 30 s.
+    startTestStack({ vars: { SSSD_STREAM_QUIET_COMMENT_MS: '500', SSSD_POOL_STALL_SECONDS: '8' } }),
     // A fresh profile directory per run (playwright passes it as --user-data-dir).
     chromium.launchPersistentContext(profileDir, {
       executablePath: '/usr/bin/chromium',
@@ -289,7 +291,7 @@ describe('demo page', () => {
 
   it('waits out a pool frozen mid-reply past the page\'s stall watch: the edge\'s comments say the stream is alive', async () => {
     const page = await browser.newPage();
-    // Frozen as the stream's headers pass (its first tokens came), for 4.5 s: past the page's 3 s, within the edge's 30 s stall window.
+    // Frozen as the stream's headers pass (its first tokens came), for 4.5 s: past the page's 3 s, within the edge's 8 s stall window.
     let thawed: Promise<void> = Promise.resolve();
     link.onStream = () => {
       link.onStream = null;
@@ -311,6 +313,71 @@ describe('demo page', () => {
     } finally {
       link.onStream = null;
       await thawed;
+      await page.close();
+    }
+  });
+  it('takes a reply whole at its [DONE], whatever its link does after: a stall or a reset there is no error', async () => {
+    for (const mode of ['stall-after-done', 'reset-after-done'] as const) {
+      const page = await browser.newPage();
+      link.mode = mode;
+      const stalls = link.stalls;
+      const resets = link.resetsAfterDone;
+      try {
+        await page.goto(`${link.url}/#key=${encodeURIComponent(stack.devKey)}`);
+        await page.fill('#prompt', 'Once upon a time, there was a little girl named Lily.');
+        await page.fill('#maxTokens', '32');
+        await page.click('#go');
+        // Over at [DONE] (before: streaming, Stop shown, until the page's 3 s stall watch said the link stalled).
+        await page.waitForFunction(() => document.body.dataset.state !== 'streaming', undefined, { timeout: 30_000 });
+        expect(link.stalls, mode).toBe(stalls + 1);
+        if (mode === 'reset-after-done') {
+          // The reset came, and said nothing on the page (before: "cut off" with the whole reply on it).
+          await expect.poll(() => link.resetsAfterDone, { timeout: 5_000 }).toBe(resets + 1);
+          await page.waitForTimeout(200);
+        }
+        expect(await page.evaluate(() => document.body.dataset.state), mode).toBe('done');
+        expect(await page.textContent('#error'), mode).toBe('');
+        expect(await page.textContent('#usage'), mode).toMatch(/tokens/);
+        expect(((await page.textContent('#output')) ?? '').length, mode).toBeGreaterThan(0);
+        expect(await page.textContent('#go'), mode).toBe('Generate');
+      } finally {
+        link.mode = 'pass';
+        link.resetStalled();
+        await page.close();
+      }
+    }
+  });
+
+  it('gives up on a request that no answer comes back for (a link lost as it went), past the edge\'s longest wait for a pool and its stall watch, and can generate again', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${link.url}/#key=${encodeURIComponent(stack.devKey)}`);
+      // The edge's longest wait before a stream's headers: one pool's 8 s stall window, and the 0.5 s heartbeat's grace.
+      expect(await page.getAttribute('meta[name="sssd-headers-within-ms"]', 'content')).toBe('8500');
+      await page.fill('#prompt', 'Tom had a red ball.');
+      await page.fill('#maxTokens', '16');
+      link.mode = 'withhold-answer';
+      const stalls = link.stalls;
+      const clickedAt = performance.now();
+      await page.click('#go');
+      // Before, it waited for good (review h208: still streaming after 45 s).
+      await page.waitForFunction(() => document.body.dataset.state !== 'streaming', undefined, { timeout: 30_000 });
+      const ms = performance.now() - clickedAt;
+      expect(link.stalls).toBe(stalls + 1);
+      expect(await page.evaluate(() => document.body.dataset.state)).toBe('done');
+      expect(await page.textContent('#error')).toBe('No answer from the server; check your connection and try again.');
+      expect(await page.textContent('#go')).toBe('Generate');
+      // Not before the edge could have answered (8.5 s) and the page's 3 s stall watch more.
+      expect(ms).toBeGreaterThanOrEqual(11_500);
+      // The link back: Generate works again.
+      link.mode = 'pass';
+      await page.click('#go');
+      await page.waitForSelector('body[data-state="done"]', { timeout: 30_000 });
+      expect(await page.textContent('#error')).toBe('');
+      expect(await page.$$eval('#output span.tok', (els) => els.length)).toBeGreaterThan(0);
+    } finally {
+      link.mode = 'pass';
+      link.resetStalled();
       await page.close();
     }
   });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { CompletionRun, CompletionSummary } from '../../edge/completion-run';
 import { sseStream, type SendFrame, type StreamFormat } from '../../edge/sse-response';
-import { longestStreamSilenceMs } from '../../edge/stream-silence';
+import { longestStreamSilenceMs, longestWaitForHeadersMs } from '../../edge/stream-silence';
+import { DOWN_POOL_ANSWER_MS } from '../../edge/open-generation';
 import type { SourcedText } from '../../edge/token-text';
 
 const summary = {
@@ -73,5 +74,23 @@ describe('longestStreamSilenceMs', () => {
     expect(text).toMatch(/^(: waiting for the pool\n\n){3,}data: begin\n\n/);
     expect(longestStreamSilenceMs(heartbeatMs, 100)).toBe(heartbeatMs);
     expect(gapMs).toBeLessThanOrEqual(heartbeatMs + LATE_TIMER_MS);
+  });
+});
+
+// How long openGeneration takes on pools that never answer is measured in open-generation.test.ts; the demo page's
+// wait on it, in test/e2e/demo-page.test.ts.
+describe('longestWaitForHeadersMs', () => {
+  it("is one pool's stall window, a short window for each pool after it, and the heartbeat's grace", () => {
+    const one = longestWaitForHeadersMs(30_000, 1, 500) ?? 0;
+    expect(one).toBeGreaterThan(30_000);
+    expect(longestWaitForHeadersMs(30_000, 3, 500)).toBe(one + 2 * DOWN_POOL_ANSWER_MS);
+    // A window shorter than the short one is all a doubted pool gets too.
+    expect(longestWaitForHeadersMs(1_000, 3, 500)).toBe((longestWaitForHeadersMs(1_000, 1, 500) ?? 0) + 2 * 1_000);
+    // No pool: every generation is a 503 at once, within the bound of one.
+    expect(longestWaitForHeadersMs(30_000, 0, 500)).toBe(one);
+  });
+
+  it('sets no bound where a stream\'s headers wait for its first tokens (no heartbeat): they may queue at a pool for long', () => {
+    expect(longestWaitForHeadersMs(30_000, 1, 0)).toBeNull();
   });
 });

@@ -5,12 +5,20 @@
  * way and leaves both sockets open (a tunnel: a half-open connection), until
  * `resetStalled` resets the client's side (a dropped connection, once what
  * came before it was read: a reset also discards what a browser holds
- * unread). `pass` lets the stream through, and tells `onStream` when its
- * headers came.
+ * unread). `stall-after-done` and `reset-after-done` pass an event stream up
+ * to its `data: [DONE]` and then stall, or reset the client's side 0.3 s
+ * later (a link lost as a whole reply's last bytes went). `withhold-answer`
+ * passes a POST on and nothing back (a link lost as the request went: no
+ * headers ever come). `pass` lets the stream through, and tells `onStream`
+ * when its headers came.
  */
 import net from 'node:net';
 
-export type LinkFault = 'pass' | 'stall';
+export type LinkFault = 'pass' | 'stall' | 'stall-after-done' | 'reset-after-done' | 'withhold-answer';
+
+const DONE = 'data: [DONE]\n\n';
+/** After [DONE], how long `reset-after-done` leaves the client before its reset. */
+const RESET_AFTER_DONE_MS = 300;
 
 export interface FlakyClientLink {
   url: string;
@@ -20,8 +28,10 @@ export interface FlakyClientLink {
   afterBytes: number;
   /** Called as an event stream's headers pass on. */
   onStream: (() => void) | null;
-  /** Event streams stalled so far. */
+  /** Event streams stalled so far (and answers withheld). */
   readonly stalls: number;
+  /** Client connections reset after their [DONE] so far. */
+  readonly resetsAfterDone: number;
   /** Resets the client's side of every stalled connection. */
   resetStalled(): void;
   close(): Promise<void>;
@@ -35,6 +45,7 @@ export async function startFlakyClientLink(target: string): Promise<FlakyClientL
   const sockets = new Set<net.Socket>();
   const stalled: Array<[client: net.Socket, edge: net.Socket]> = [];
   let stalls = 0;
+  let resetsAfterDone = 0;
   const server = net.createServer((client) => {
     const edge = net.connect(Number(upstream.port), upstream.hostname);
     for (const s of [client, edge]) {
@@ -45,8 +56,24 @@ export async function startFlakyClientLink(target: string): Promise<FlakyClientL
     // Counted from the event stream's head (a connection kept alive served the page and /v1/models before it).
     let streamed: number | null = null;
     let broken = false;
+    // The end of what passed of the event stream, for a [DONE] split over two reads.
+    let tail = '';
+    const breakLink = (): void => {
+      broken = true;
+      stalls++;
+      // Nothing read from the edge either: its writes back up as a lost phone's would.
+      edge.pause();
+      stalled.push([client, edge]);
+    };
+    // An answer withheld: the request's body, in reads after its head, still passes on.
+    let withheld = false;
     client.on('data', (d: Buffer) => {
-      if (!broken) edge.write(d);
+      if (broken && !withheld) return;
+      edge.write(d);
+      if (!broken && link.mode === 'withhold-answer' && d.subarray(0, 5).toString('latin1') === 'POST ') {
+        withheld = true;
+        breakLink();
+      }
     });
     client.on('close', () => {
       if (!broken) edge.destroy();
@@ -59,17 +86,31 @@ export async function startFlakyClientLink(target: string): Promise<FlakyClientL
       // A response's head comes in a read of its own (its request came between): is it an event stream's?
       if (d.subarray(0, 7).toString('latin1') === 'HTTP/1.') {
         streamed = EVENT_STREAM_HEAD.test(d.toString('latin1')) ? 0 : null;
+        tail = '';
         if (streamed !== null) link.onStream?.();
       }
-      if (streamed !== null && link.mode !== 'pass' && streamed + d.length > link.afterBytes) {
+      if (streamed !== null && link.mode === 'stall' && streamed + d.length > link.afterBytes) {
         // The read that crosses the mark passes whole: the edge writes each event at once, and half of one shows nothing.
         client.write(d);
-        broken = true;
-        stalls++;
-        // Nothing read from the edge either: its writes back up as a lost phone's would.
-        edge.pause();
-        stalled.push([client, edge]);
+        breakLink();
         return;
+      }
+      if (streamed !== null && (link.mode === 'stall-after-done' || link.mode === 'reset-after-done')) {
+        const text = tail + d.toString('latin1');
+        const at = text.indexOf(DONE);
+        if (at >= 0) {
+          // Up to the [DONE] event's end, not the chunked body's: the browser has the whole reply, its body unended.
+          client.write(d.subarray(0, at + DONE.length - tail.length));
+          breakLink();
+          if (link.mode === 'reset-after-done') {
+            setTimeout(() => {
+              link.resetStalled();
+              resetsAfterDone++;
+            }, RESET_AFTER_DONE_MS);
+          }
+          return;
+        }
+        tail = text.slice(-DONE.length);
       }
       if (streamed !== null) streamed += d.length;
       client.write(d);
@@ -83,6 +124,9 @@ export async function startFlakyClientLink(target: string): Promise<FlakyClientL
     onStream: null,
     get stalls() {
       return stalls;
+    },
+    get resetsAfterDone() {
+      return resetsAfterDone;
     },
     resetStalled() {
       for (const [client, edge] of stalled.splice(0)) {
