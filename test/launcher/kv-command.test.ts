@@ -8,14 +8,18 @@ import path from 'node:path';
 import { afterAll, describe, it } from 'vitest';
 import { sha256Hex } from '../../edge/api-keys';
 import { parseScope } from '../../launcher/kv-command';
+import { sssdNodeArgs } from '../support/compiled-cli';
 import { namesIn, withLocalKv } from '../support/local-kv';
 import { RECORD_KINDS, writeScopedRecords } from '../support/scoped-records';
 import { repoRoot } from '../support/shared-data';
 
+/** bin/sssd.mjs itself, for the first erasure (the dry run); the file's other twelve starts run it as compiled once (compiled-cli.ts). */
+const SOURCE_SSSD = [path.join(repoRoot, 'bin/sssd.mjs')];
+
 interface Run { code: number; stdout: string; stderr: string }
-function sssd(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Run> {
+function sssd(args: string[], env: NodeJS.ProcessEnv = process.env, entry: string[] = sssdNodeArgs()): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), ...args], { cwd: repoRoot, env: { ...env, WRANGLER_SEND_METRICS: 'false' } }, (err, stdout, stderr) =>
+    execFile(process.execPath, [...entry, ...args], { cwd: repoRoot, env: { ...env, WRANGLER_SEND_METRICS: 'false' } }, (err, stdout, stderr) =>
       resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
     );
   });
@@ -54,7 +58,7 @@ describe('sssd kv erase', () => {
     expect(all.length).toBe(2 + 2 * recordsOf[a].length);
 
     // The dry run (its folder from SSSD_EDGE_STATE, as `sssd up` keeps it) names A's records, and only them.
-    const dry = await sssd(['kv', 'erase', '--scope', `key:${hashA.toUpperCase()}`, '--local', '--dry-run'], { ...process.env, SSSD_EDGE_STATE: persistTo });
+    const dry = await sssd(['kv', 'erase', '--scope', `key:${hashA.toUpperCase()}`, '--local', '--dry-run'], { ...process.env, SSSD_EDGE_STATE: persistTo }, SOURCE_SSSD);
     expect(dry.stderr).toBe('');
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain(`found ${recordsOf[a].length} records of data scope ${a} in the local store (${persistTo})`);
