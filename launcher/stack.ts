@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, ServiceExitedError, spawnService, waitForHttp, type ServiceProcess } from './service-process';
 import { damagedStateNote } from './edge-state-files';
+import { SSSD_NODE_ARGS } from './sssd-entry';
 import { POOL_NODE_FLAGS } from '../gpu-pool/cli/pool-node-flags';
 import { poolStopGraceMs } from '../gpu-pool/cli/pool-drain';
 import { CliError } from '../gpu-pool/cli/cli-error';
@@ -76,8 +77,8 @@ export function startPool(opts: PoolOptions): Promise<RunningPool> {
 }
 
 async function startPoolOn(port: number, opts: PoolOptions): Promise<RunningPool> {
-  // The pool's node flags given here, so bin/sssd.mjs runs it without a relaunch (one process to stop).
-  const args = [...POOL_NODE_FLAGS, path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--model', opts.model, '--tokenizer', opts.tokenizer, '--port', String(port)];
+  // The pool's node flags given here, so sssd runs it without a relaunch (one process to stop).
+  const args = [...POOL_NODE_FLAGS, ...SSSD_NODE_ARGS, 'pool', '--model', opts.model, '--tokenizer', opts.tokenizer, '--port', String(port)];
   if (opts.datastore) args.push('--datastore', opts.datastore);
   args.push(...(opts.extraArgs ?? []));
   const service = spawnService('pool', process.execPath, args, {

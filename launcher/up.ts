@@ -15,6 +15,7 @@ import { checkModelFile } from '../gpu-pool/model/load-model';
 import { locateModel } from './model-locator';
 import { servedModelName } from '../gpu-pool/cli/served-model-name';
 import { isPortFree, ServiceExitedError, spawnService } from './service-process';
+import { SSSD_NODE_ARGS } from './sssd-entry';
 import { edgeDevtoolsFromEnv, edgeVarProblem, repoRoot, sharedDirFrom, startStack, type RunningStack } from './stack';
 import { EDGE_TUNING_VARS, invalidEdgeVars } from '../edge/edge-config';
 
@@ -83,7 +84,7 @@ export async function ensureDefaultDatastore(
         : `building the global datastore from ${corpus} (once)...`,
   );
   const source = hasCorpus ? ['--input', corpus] : ['--self-samples', String(samples)];
-  const args = [path.join(repoRoot, 'bin/sssd.mjs'), 'datastore', 'build', '--tokenizer', files.tokenizer, ...source, '--out', file];
+  const args = [...SSSD_NODE_ARGS, 'datastore', 'build', '--tokenizer', files.tokenizer, ...source, '--out', file];
   if (withSelf) args.push('--model', files.model);
   // Under the orphan guard: a launcher stopped or killed mid-build takes the build with it (it ran on for minutes,
   // and a restart built the same file beside it). Its progress lines are shown: minutes of one line looked hung.

@@ -10,7 +10,14 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, isPortFree } from '../../launcher/service-process';
 import { repoRoot } from '../../launcher/stack';
+import { sssdNodeArgs } from '../support/compiled-cli';
 import { models } from '../support/shared-data';
+
+/**
+ * bin/sssd.mjs itself, for the first stack (whose pool it starts as itself); the file's other sixteen `sssd up`
+ * starts run it as compiled once (compiled-cli.ts), and it starts its pool compiled too (launcher/sssd-entry.ts).
+ */
+const SOURCE_SSSD = [path.join(repoRoot, 'bin/sssd.mjs')];
 
 /** Every `sssd up` spawned: one still running after the file (a test that failed midway) is killed. */
 const children = new Set<ChildProcess>();
@@ -29,10 +36,10 @@ interface RunningUp {
   exited: Promise<number | null>;
 }
 
-/** Spawns `sssd up` on free ports with `env` added, its output collected. */
-async function spawnUp(env: Record<string, string>, args: string[] = []): Promise<RunningUp> {
+/** Spawns `sssd up` (node's `entry` arguments before it) on free ports with `env` added, its output collected. */
+async function spawnUp(env: Record<string, string>, args: string[] = [], entry: string[] = sssdNodeArgs()): Promise<RunningUp> {
   const [edgePort, poolPort] = [await freePort(), await freePort()];
-  const up = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', ...args], {
+  const up = spawn(process.execPath, [...entry, 'up', ...args], {
     cwd: repoRoot,
     env: { ...process.env, SSSD_EDGE_PORT: String(edgePort), SSSD_POOL_PORT: String(poolPort), SSSD_EDGE_STATE: state, SSSD_DATASTORE_SELF: 'off', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -54,7 +61,7 @@ async function ended(running: RunningUp): Promise<{ code: number | null; output:
 
 /** Runs `sssd up` from folder `cwd` on free ports with `env` added, to its end: its exit code and its stderr. */
 async function upIn(cwd: string, env: Record<string, string>, args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const up = spawn(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'up', ...args], {
+  const up = spawn(process.execPath, [...sssdNodeArgs(), 'up', ...args], {
     cwd,
     env: { ...process.env, SSSD_EDGE_PORT: String(await freePort()), SSSD_POOL_PORT: String(await freePort()), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -68,12 +75,12 @@ async function upIn(cwd: string, env: Record<string, string>, args: string[]): P
 /** The name the stack of startUp serves its model under. */
 const SERVED = 'up-stories-260k';
 
-/** Starts `sssd up` on free ports, with `env` added, and waits for its "Ctrl-C stops both" line. */
-async function startUp(env: Record<string, string> = {}): Promise<RunningUp> {
+/** Starts `sssd up` (node's `entry` arguments before it) on free ports, with `env` added, and waits for its "Ctrl-C stops both" line. */
+async function startUp(env: Record<string, string> = {}, entry: string[] = sssdNodeArgs()): Promise<RunningUp> {
   // Pool flags after --: the pool takes them (checked on /healthz, and in the output, below).
   // A pool token with a `$` in it: wrangler expands `$NAME` in its env file, and the edge got another token than the pool.
   // The model's name from the environment, as the pool reads it (review h191).
-  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1', SSSD_POOL_TOKEN: 'up-$HOME-token', SSSD_MODEL_NAME: SERVED, ...env }, ['--', '--max-total-tokens', '123456', '--log-requests']);
+  const started = await spawnUp({ SSSD_DEV_API_KEY: 'up-test-key', SSSD_DEFAULT_CONCURRENCY: '1', SSSD_POOL_TOKEN: 'up-$HOME-token', SSSD_MODEL_NAME: SERVED, ...env }, ['--', '--max-total-tokens', '123456', '--log-requests'], entry);
   const { up } = started;
   const output = started.output;
   const deadline = Date.now() + 110_000;
@@ -87,7 +94,7 @@ async function startUp(env: Record<string, string> = {}): Promise<RunningUp> {
 
 describe('sssd up', () => {
   it('starts the stack, prints the URLs and the dev key, and stops on SIGINT', async () => {
-    const { up, edgePort, poolPort, output: out, exited } = await startUp();
+    const { up, edgePort, poolPort, output: out, exited } = await startUp({}, SOURCE_SSSD);
     const output = out();
     expect(output).toContain(`http://127.0.0.1:${edgePort}/#key=up-test-key`);
     expect(output).toContain(`http://127.0.0.1:${edgePort}/v1`);

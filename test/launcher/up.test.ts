@@ -11,6 +11,7 @@ import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
 import { checkPoolFlags, poolDrainGraceMs, upServedModelName, defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers, watchSilentMsFrom } from '../../launcher/up';
 import { edgeDevtoolsFromEnv } from '../../launcher/stack';
 import { repoRoot } from '../../launcher/stack';
+import { sssdNodeArgs } from '../support/compiled-cli';
 import { models } from '../support/shared-data';
 
 describe('SSSD_EDGE_DEVTOOLS', () => {
@@ -83,7 +84,8 @@ describe('the default datastore', () => {
       expect(file).toBe(path.join(dir, 'datastore', 'stories260K.samples.sssd-ds'));
       expect(lines.join('\n')).toMatch(/from 8 of the model's own stories .*no corpus beside the repository/);
       expect(await defaultDatastoreComplete(file, true)).toBe(true);
-      const info = JSON.parse((await promisify(execFile)(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'datastore', 'info', file, '--json'])).stdout) as { documents: number };
+      // The build above ran bin/sssd.mjs itself (launcher/sssd-entry.ts); the check of it, sssd as compiled once (compiled-cli.ts).
+      const info = JSON.parse((await promisify(execFile)(process.execPath, [...sssdNodeArgs(), 'datastore', 'info', file, '--json'])).stdout) as { documents: number };
       expect(info.documents).toBeGreaterThan(8);
       // Built once: a second start reuses it.
       lines.length = 0;

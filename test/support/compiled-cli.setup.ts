@@ -7,14 +7,17 @@
  * Under tsx each start cost ~1-1.5 s of CPU before the command ran (the
  * loader's hook thread, every module resolved and loaded through it); the
  * suite's some hundred starts paid minutes of it on CI's two cores. The build
- * is the same sources through the same compiler (tsx is esbuild), with two
+ * is the same sources through the same compiler (tsx is esbuild), with three
  * differences kept out of sight of the code: `tsx/esm/api` is a no-op (the
- * code is compiled already), and each file's `import.meta.url` is its source
+ * code is compiled already); each file's `import.meta.url` is its source
  * file's, so paths beside it (package.json, the graph cache, the worker
- * scripts, the orphan guard) resolve as under tsx. Packages stay external,
- * loaded from node_modules as usual; commands stay split, loaded when named.
+ * scripts, the orphan guard) resolve as under tsx; and the sssd a command
+ * starts again for a child (launcher/sssd-entry.ts: `sssd up`'s pool and
+ * datastore build) is the compiled one, as bin/sssd.mjs starts bin/sssd.mjs.
+ * Packages stay external, loaded from node_modules as usual; commands stay
+ * split, loaded when named.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -29,17 +32,34 @@ declare module 'vitest' {
   }
 }
 
-const asUnderTsx: Plugin = {
-  name: 'as-under-tsx',
-  setup(b) {
-    b.onResolve({ filter: /^tsx\/esm\/api$/ }, () => ({ path: 'tsx-esm-api', namespace: 'compiled' }));
-    b.onLoad({ filter: /.*/, namespace: 'compiled' }, () => ({ contents: 'export function register() {}', loader: 'js' }));
-    b.onLoad({ filter: /\.(ts|mjs)$/ }, async ({ path: file }) => ({
-      contents: (await readFile(file, 'utf8')).replaceAll('import.meta.url', JSON.stringify(pathToFileURL(file).href)),
-      loader: file.endsWith('.ts') ? 'ts' : 'js',
-    }));
-  },
-};
+/** The file that names the `sssd` a command starts again for a child (`up`'s pool and datastore build); esbuild loads it by its real path. */
+const sssdEntry = realpathSync(path.join(repoRoot, 'launcher', 'sssd-entry.ts'));
+
+/**
+ * As under tsx, except that the sssd a compiled command starts again for a child is the compiled one in `outdir`
+ * (with --enable-source-maps, as compiled-cli.ts starts it), as bin/sssd.mjs starts bin/sssd.mjs: `sssd up`'s pool
+ * without tsx's start. `replaced` is told that it was, so that a moved file is an error rather than tsx again unseen.
+ */
+function asUnderTsx(outdir: string, replaced: () => void): Plugin {
+  const compiledSssd = ['--enable-source-maps', path.join(outdir, `${compiledName('bin/sssd.mjs')}.mjs`)];
+  return {
+    name: 'as-under-tsx',
+    setup(b) {
+      b.onResolve({ filter: /^tsx\/esm\/api$/ }, () => ({ path: 'tsx-esm-api', namespace: 'compiled' }));
+      b.onLoad({ filter: /.*/, namespace: 'compiled' }, () => ({ contents: 'export function register() {}', loader: 'js' }));
+      b.onLoad({ filter: /\.(ts|mjs)$/ }, async ({ path: file }) => {
+        if (file === sssdEntry) {
+          replaced();
+          return { contents: `export const SSSD_NODE_ARGS = ${JSON.stringify(compiledSssd)};`, loader: 'ts' };
+        }
+        return {
+          contents: (await readFile(file, 'utf8')).replaceAll('import.meta.url', JSON.stringify(pathToFileURL(file).href)),
+          loader: file.endsWith('.ts') ? 'ts' : 'js',
+        };
+      });
+    },
+  };
+}
 
 /** bin/sssd.mjs, and each file a package.json script runs with `tsx FILE`. */
 function commandSources(): string[] {
@@ -54,6 +74,7 @@ function compiledName(source: string): string {
 }
 
 async function compile(sources: readonly string[], outdir: string): Promise<void> {
+  let entryReplaced = false;
   await build({
     entryPoints: sources.map((source) => ({ in: path.join(repoRoot, source), out: compiledName(source) })),
     outdir,
@@ -68,8 +89,9 @@ async function compile(sources: readonly string[], outdir: string): Promise<void
     // Run with --enable-source-maps: a stack trace names the .ts lines, as under tsx (tests assert there is none).
     sourcemap: 'linked',
     logLevel: 'warning',
-    plugins: [asUnderTsx],
+    plugins: [asUnderTsx(outdir, () => (entryReplaced = true))],
   });
+  if (!entryReplaced) throw new Error(`${sssdEntry} was not part of the compiled sssd: its children would start through tsx (compiled-cli.setup.ts)`);
 }
 
 /** A run's folder that its run left (stopped before its teardown): its process is gone. */
