@@ -5,21 +5,23 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { models, repoRoot, requireSharedData } from '../../support/shared-data';
+import { sssdNodeArgs } from '../../support/compiled-cli';
 
 requireSharedData();
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'sssd-bench-cli-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function sssd(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** `sssd ARGS`: as compiled once (compiled-cli.ts), bin/sssd.mjs itself where `entry` says so (the first of the file's five starts). */
+function sssd(args: string[], entry: string[] = sssdNodeArgs()): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), ...args], { cwd: repoRoot, env: { ...process.env, SSSD_CACHE_DIR: tmp } },
+    execFile(process.execPath, [...entry, ...args], { cwd: repoRoot, env: { ...process.env, SSSD_CACHE_DIR: tmp } },
       (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }));
   });
 }
 
 describe('sssd bench-decode', () => {
   it('prints decode tokens/s for each batch size as JSON', async () => {
-    const r = await sssd(['bench-decode', '--model', models.stories260K.checkpoint, '--batch', '1,4', '--tokens', '8', '--json']);
+    const r = await sssd(['bench-decode', '--model', models.stories260K.checkpoint, '--batch', '1,4', '--tokens', '8', '--json'], [path.join(repoRoot, 'bin/sssd.mjs')]);
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout) as { model: string; results: Array<{ batch: number; steps: number; tokens: number; tokensPerSecond: number }> };
     expect(out.model).toBe('stories260K');

@@ -9,6 +9,7 @@ import { readNextTokenTable } from '../../../gpu-pool/datastore/next-token-table
 import { generateSelfContinuations, selfContinuationJobs, storyOpenings } from '../../../gpu-pool/datastore/self-continuations';
 import { generate } from '../../../gpu-pool/runtime/generate';
 import { models, repoRoot } from '../../support/shared-data';
+import { sssdNodeArgs } from '../../support/compiled-cli';
 import { useStoriesModel } from './stories-model';
 
 const STORIES = [
@@ -132,9 +133,12 @@ describe('generateSelfContinuations', () => {
 
 describe('sssd datastore build --model', () => {
   const run = promisify(execFile);
-  const cli = async (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+  /** `sssd ARGS`: as compiled once (compiled-cli.ts) for six of the seven starts; bin/sssd.mjs itself for the build with the model (sourceCli). */
+  const cli = (...args: string[]) => runCli(sssdNodeArgs(), args);
+  const sourceCli = (...args: string[]) => runCli([path.join(repoRoot, 'bin/sssd.mjs')], args);
+  const runCli = async (entry: string[], args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
     try {
-      const { stdout, stderr } = await run(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), ...args], { cwd: repoRoot });
+      const { stdout, stderr } = await run(process.execPath, [...entry, ...args], { cwd: repoRoot });
       return { code: 0, stdout, stderr };
     } catch (err) {
       const e = err as { code: number; stdout: string; stderr: string };
@@ -149,7 +153,7 @@ describe('sssd datastore build --model', () => {
     const out = path.join(model.dir, 'self.sssd-ds');
     const unread = path.join(model.dir, 'unread.sssd-ds');
     const [built, stray, badTemp, strayRead, builtUnread] = await Promise.all([
-      cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', out, '--model', models.stories260K.checkpoint, '--self-openings', '2', '--self-max-tokens', '20'),
+      sourceCli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', out, '--model', models.stories260K.checkpoint, '--self-openings', '2', '--self-max-tokens', '20'),
       cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(model.dir, 'x.sssd-ds'), '--self-openings', '2'),
       cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(model.dir, 'y.sssd-ds'), '--model', models.stories260K.checkpoint, '--self-temperatures', '0.7,hot'),
       cli('datastore', 'build', '--tokenizer', tok, '--input', corpus, '--out', path.join(model.dir, 'z.sssd-ds'), '--no-self-read-corpus'),

@@ -9,9 +9,11 @@ import { Datastore } from '../../../gpu-pool/datastore/datastore';
 import { nextTokenTablePath, writeNextTokenTable } from '../../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../../shared/drafting/next-token-table';
 import { models, repoRoot, requireSharedData } from '../../support/shared-data';
+import { sssdNodeArgs } from '../../support/compiled-cli';
 
 const run = promisify(execFile);
-const sssd = path.join(repoRoot, 'bin/sssd.mjs');
+/** bin/sssd.mjs itself, for the JSON report; the file's other five starts run it as compiled once (compiled-cli.ts). */
+const sourceSssd = [path.join(repoRoot, 'bin/sssd.mjs')];
 
 describe('sssd bench-drafting', () => {
   let dir = '';
@@ -30,7 +32,7 @@ describe('sssd bench-drafting', () => {
   it('names a corpus line that is not JSON, a corpus given as a folder, and a datastore of another tokenizer, in one line each', async () => {
     await writeFile(path.join(dir, 'bad.jsonl'), '{"text": "fine"}\n{bad\n');
     const fails = async (corpus: string, extra: string[] = []): Promise<{ code: number; stderr: string }> =>
-      run(process.execPath, [sssd, 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', corpus, '--rounds', '1', ...extra]).then(
+      run(process.execPath, [...sssdNodeArgs(), 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', corpus, '--rounds', '1', ...extra]).then(
         () => ({ code: 0, stderr: '' }),
         (err: { code: number; stderr: string }) => err,
       );
@@ -52,7 +54,7 @@ describe('sssd bench-drafting', () => {
   it('reports construction, merge and (with a datastore) step costs as JSON', async () => {
     const { stdout } = await run(
       process.execPath,
-      [sssd, 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', path.join(dir, 'c.jsonl'), '--rounds', '1', '--long-prompt', '2000', '--json'],
+      [...sourceSssd, 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', path.join(dir, 'c.jsonl'), '--rounds', '1', '--long-prompt', '2000', '--json'],
       { cwd: repoRoot },
     );
     const out = JSON.parse(stdout) as Record<string, { median: number; n: number } | number>;
@@ -82,7 +84,7 @@ describe('sssd bench-drafting', () => {
       }
     }
     await writeNextTokenTable(nextTokenTablePath(store), builder.build(), { vocabSize: tokenizer.vocabSize, tokenizerSha256: sha256, modelSha256: 'cd'.repeat(32) });
-    const args = [sssd, 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', path.join(dir, 'c.jsonl'), '--rounds', '1', '--long-prompt', '2000', '--datastore', store, '--json'];
+    const args = [...sssdNodeArgs(), 'bench-drafting', '--tokenizer', models.stories260K.tokenizer, '--workload', path.join(dir, 'w.jsonl'), '--corpus', path.join(dir, 'c.jsonl'), '--rounds', '1', '--long-prompt', '2000', '--datastore', store, '--json'];
     const withTable = JSON.parse((await run(process.execPath, args, { cwd: repoRoot })).stdout) as Record<string, { median: number; n: number } | undefined>;
     for (const k of ['stepDatastoreN32Micros', 'stepTableN12Micros', 'stepTableN32Micros']) {
       expect(withTable[k]?.n).toBeGreaterThan(0);
