@@ -410,7 +410,7 @@ export class PoolMetrics {
     });
     this.tenantReserveAdmissions = new Counter({
       name: 'sssd_pool_tenant_reserve_admissions_total',
-      help: 'Generations of a tenant with no row running admitted into one of the rows the reserve (--tenant-reserve) held back from tenants with rows running.',
+      help: "Generations of a tenant with no row running started in a row the reserve (--tenant-reserve) had kept empty: a generation of a tenant with rows running was held back from it (queued) or refused its place (busy) while it stayed free; not one that found a row free no one was kept from.",
       registers,
     });
     this.batchSize = stepHistogram('sssd_pool_batch_size', 'Rows per forward pass.', [1, 2, 4, 8, 16, 32, 64, 128, 256]);

@@ -6,7 +6,8 @@
  * tenant's newest queued generation gives its place (fair-shares.ts,
  * queuePlacesFor). Queued generations take free rows in their tenants' turn
  * (FairShares.next), the last --tenant-reserve of them only a tenant's with
- * none running while the pool is shared (tenant-reserve.ts). The step loop
+ * none running while the pool is shared (tenant-reserve.ts): those rows are
+ * no places for the others' requests, nor held while draining. The step loop
  * (scheduler.ts) runs the rows in `active`; whatever ends a generation hands
  * its row and reservation back here.
  */
@@ -101,6 +102,13 @@ export class Admission<S extends RunnerSequence> {
   private readonly fairShares = new FairShares();
   /** The rows a tenant with a row running may not take while others share the pool: tenant-reserve.ts. */
   private readonly tenantReserve: TenantReserve;
+  /**
+   * Free rows the reserve kept from a tenant with rows running (held back at an admission, or refused to its
+   * generation at the door) and free since, while no more than the reserve's were: a tenant with none running that
+   * takes one is the reserve's admission (sssd_pool_tenant_reserve_admissions_total), not one that finds a row free
+   * that no one was kept from.
+   */
+  private keptRows = 0;
   private reserved = 0;
   private readonly runner: BatchRunner<S>;
   private readonly limits: SchedulerLimits;
@@ -298,17 +306,32 @@ export class Admission<S extends RunnerSequence> {
         throw err;
       }
     }
-    const fitsNow = this.active.length + this.queue.length < limits.maxActive + limits.maxQueued;
+    const tenant = request.tenant ?? '';
+    const { active, queue } = this;
+    const freeRows = limits.maxActive - active.length;
+    // Rows the reserve keeps from this tenant are no place for its generation: it would wait in the queue for them,
+    // past --max-queued, while the row stayed empty (review h208). So its places are the queue's and the free rows
+    // beyond the reserve; a tenant with none running still finds the kept rows, and every place, open to it.
+    const reserveKept = this.tenantReserve.holdsBackFrom(tenant, this.fairShares.runningOf(tenant), performance.now()) ? Math.min(freeRows, this.tenantReserve.rows) : 0;
+    const freePlaces = Math.min(
+      limits.maxActive + limits.maxQueued - active.length - queue.length,
+      reserveKept > 0 ? limits.maxQueued + freeRows - reserveKept - queue.length : Infinity,
+    );
+    const fitsNow = freePlaces >= 1;
     const tokensFit = this.reserved + reserved <= limits.maxTotalTokens;
     // Full: the place may be another tenant's, one that queued more than its share (fair-shares.ts, queuePlacesFor).
-    const displaced = fitsNow && tokensFit ? [] : queuePlacesFor(request.tenant ?? '', reserved, this.queue, {
-      freePlaces: limits.maxActive + limits.maxQueued - this.active.length - this.queue.length,
+    const displaced = fitsNow && tokensFit ? [] : queuePlacesFor(tenant, reserved, queue, {
+      freePlaces: Math.max(0, freePlaces),
       freeTokens: limits.maxTotalTokens - this.reserved,
     });
     if (displaced === null) {
       this.metrics.rejected.inc({ reason: 'busy' });
+      // Refused for the kept rows alone: they were kept from someone, and the next tenant with none running to take one is counted.
+      if (reserveKept > 0 && tokensFit && active.length + queue.length < limits.maxActive + limits.maxQueued) this.keptRows = Math.max(this.keptRows, reserveKept);
+      // What runs and waits now, not the limits: a pool holding rows back runs fewer than --max-active.
+      const kept = reserveKept > 0 ? `, ${reserveKept} kept free for tenants with none running,` : '';
       const full = !fitsNow
-        ? `all ${limits.maxActive} running and ${limits.maxQueued} queued places are taken`
+        ? `${active.length} of its ${limits.maxActive} rows running${kept} and ${queue.length} of its ${limits.maxQueued} queued places taken`
         : `${this.reserved} of its ${limits.maxTotalTokens} tokens are reserved and this request needs ${reserved}`;
       throw new AdmissionError('busy', `the pool is at capacity (${full}); retry after the time given`, this.retryAfterMs());
     }
@@ -381,22 +404,26 @@ export class Admission<S extends RunnerSequence> {
    * `start` event. One whose memory cannot be had ends; the rest go on. The
    * reserve's rows stay free while the next in turn has a row running and
    * another tenant shares the pool: FairShares puts a tenant with none
-   * running first, so no one behind it could take them either.
+   * running first, so no one behind it could take them either. Not past
+   * --max-queued, and not once closeReserve() was called.
    */
   admit(): void {
     const { metrics, tenantReserve } = this;
     const now = performance.now();
     let heldBack = 0;
+    let kept = this.keptRows;
     while (this.active.length < this.limits.maxActive && this.queue.length > 0) {
       const next = this.fairShares.next(this.queue);
       const tenant = this.queue[next].tenant;
       const running = this.fairShares.runningOf(tenant);
       const free = this.limits.maxActive - this.active.length;
-      if (!tenantReserve.mayTake(tenant, running, free, now)) {
+      // Held back only within --max-queued: a queue past it (generations queued before the reserve came into force,
+      // or a burst within one step) gives the row, not an empty row and a longer queue than the pool allows.
+      if (!tenantReserve.mayTake(tenant, running, free, now) && this.queue.length <= this.limits.maxQueued) {
         heldBack = free;
         break;
       }
-      if (tenantReserve.takesReserved(tenant, running, free, now)) metrics.tenantReserveAdmissions.inc();
+      const tookHeldRow = running === 0 && kept > 0 && free <= tenantReserve.rows;
       const gen = this.queue.splice(next, 1)[0];
       try {
         gen.cache = this.runner.newSequence(Math.min(this.runner.config.contextLength, gen.reservedTokens));
@@ -406,6 +433,11 @@ export class Admission<S extends RunnerSequence> {
         logLine(`pool: could not start generation ${gen.id}: ${(err as Error).message}`);
         this.options.endWithError(gen, `could not start the generation: ${(err as Error).message}`);
         continue;
+      }
+      if (tookHeldRow) {
+        // Counted once its row is had, not for a generation whose memory could not be.
+        metrics.tenantReserveAdmissions.inc();
+        kept--;
       }
       gen.startedAt = performance.now();
       metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
@@ -421,7 +453,15 @@ export class Admission<S extends RunnerSequence> {
     }
     metrics.running.set(this.active.length);
     metrics.waiting.set(this.queue.length);
+    const freeNow = this.limits.maxActive - this.active.length;
+    this.keptRows = freeNow > tenantReserve.rows ? 0 : Math.min(freeNow, Math.max(kept, heldBack));
     metrics.tenantReserveHeldRows.set(heldBack);
+  }
+
+  /** Holds no row back from now on (tenant-reserve.ts, close): the pool drains or closes, and no new tenant can come. */
+  closeReserve(): void {
+    this.tenantReserve.close();
+    this.keptRows = 0;
   }
 
   /** A generation that ended: its row (if it had one), its id and its reservation are free. */

@@ -374,6 +374,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
    */
   async drain(): Promise<void> {
     this.draining = true;
+    // No new tenant can come: rows kept for one would only slow the drain (review h208).
+    this.admission.closeReserve();
     // The loop ends by itself once nothing is left; nothing new can start it.
     while (this.running) await this.loopDone;
   }
@@ -398,6 +400,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
   /** Stops admitting, cancels everything, waits for the loop to end. */
   async close(): Promise<void> {
     this.closed = true;
+    this.admission.closeReserve();
     for (const gen of [...this.queue, ...this.active]) this.cancel(gen.id, false, 'shutdown');
     this.kick();
     await this.loopDone;

@@ -38,6 +38,7 @@ export class TenantReserve {
   /** The tenant that left last, and before it the last other one (never the same tenant). */
   private lastLeft: Departure | null = null;
   private otherLeft: Departure | null = null;
+  private closed = false;
 
   /** `rows`: rows held back (0: off). */
   constructor(
@@ -71,16 +72,25 @@ export class TenantReserve {
   }
 
   /**
+   * Stops holding rows back for good: a draining or closed pool takes no new
+   * generation, so no tenant can come for them, and rows kept empty only
+   * slowed the drain (review h208).
+   */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Whether the reserve's rows are kept from `tenant`, which has `running` rows: while it has one and another tenant shares the pool. */
+  holdsBackFrom(tenant: string, running: number, now: number): boolean {
+    return this.rows > 0 && !this.closed && running > 0 && this.sharedWith(tenant, now);
+  }
+
+  /**
    * Whether a generation of `tenant`, which has `running` rows, may take a
    * row when `free` rows are free: yes, but for the reserve's last rows
    * while another tenant shares the pool.
    */
   mayTake(tenant: string, running: number, free: number, now: number): boolean {
-    return running === 0 || free > this.rows || !this.sharedWith(tenant, now);
-  }
-
-  /** Whether a generation of `tenant` with no row running that takes one of `free` rows takes a row the reserve held. */
-  takesReserved(tenant: string, running: number, free: number, now: number): boolean {
-    return running === 0 && free <= this.rows && this.sharedWith(tenant, now);
+    return free > this.rows || !this.holdsBackFrom(tenant, running, now);
   }
 }

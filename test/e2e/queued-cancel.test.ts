@@ -278,7 +278,7 @@ describe('a client that leaves while its generation is queued', () => {
     const refusal = ((await res.json()) as { error: { code: string; message: string } }).error;
     expect(refusal.code).toBe('pool_unavailable');
     // What the pool said of its limit reaches the client (never the pool's address), with its hint as Retry-After.
-    expect(refusal.message).toMatch(/the last: the pool is at capacity \(all \d+ running and \d+ queued places are taken\)\); retry in \d+ s\.$/);
+    expect(refusal.message).toMatch(/the last: the pool is at capacity \(1 of its 1 rows running and (\d+) of its \1 queued places taken\)\); retry in \d+ s\.$/);
     expect(refusal.message).not.toContain(pool.url);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     // One time to wait, said once: the header's (it read "retry after the time given); retry shortly").

@@ -149,7 +149,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
     if (proxy.busyAnswers > 0 && req.method === 'POST' && req.url === '/v1/generate') {
       proxy.busyAnswers--;
-      const refusal = JSON.stringify({ type: 'error', code: 'busy', message: 'the pool is at capacity (all 1 running and 1 queued places are taken); retry after the time given', retryAfterMs: proxy.busyHintMs });
+      const refusal = JSON.stringify({ type: 'error', code: 'busy', message: 'the pool is at capacity (1 of its 1 rows running and 1 of its 1 queued places taken); retry after the time given', retryAfterMs: proxy.busyHintMs });
       res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'content-length': Buffer.byteLength(refusal) });
       res.end(refusal);
       return;

@@ -1101,6 +1101,136 @@ describe('continuous batching', () => {
     await Promise.all(runs);
   });
 
+  /** A scheduler of 4 rows, one the reserve's, on `run` (the real runner by default), and a submit that records each generation's start step. */
+  function reservedPool(maxQueued: number, run: BatchRunner<SequenceKvCache> = runner) {
+    const metrics = new PoolMetrics();
+    const s = new Scheduler(run, { limits: { maxActive: 4, maxQueued, maxTotalTokens: 100_000, tenantReserve: 1 }, budget: null, metrics, createDrafter: drafterFactory(null) });
+    const startedAtStep = new Map<string, number>();
+    const submit = (id: string, tenant: string, maxTokens: number): Promise<PoolEvent[]> => {
+      const c = collect();
+      s.submit(generateRequestSchema.parse({ id, promptIds: [1, 403, 407], maxTokens, speculation: 'off', tenant, ignoreEos: true }), {
+        send: (e) => {
+          if (e.type === 'start') startedAtStep.set(id, runner.steps.length);
+          c.sink.send(e);
+        },
+        end: () => c.sink.end(),
+      });
+      return c.done;
+    };
+    const refusal = (id: string, tenant: string): { kind: string; message: string } | null => {
+      try {
+        void submit(id, tenant, 400);
+      } catch (err) {
+        return err as { kind: string; message: string };
+      }
+      return null;
+    };
+    const steps = async (n: number): Promise<void> => {
+      const until = runner.steps.length + n;
+      while (runner.steps.length < until) await new Promise((r) => setImmediate(r));
+    };
+    const gauge = async (g: { get(): Promise<{ values: { value: number }[] }> }): Promise<number> => (await g.get()).values[0].value;
+    return { s, metrics, startedAtStep, submit, refusal, steps, gauge };
+  }
+
+  it('with --max-queued 0 the reserve queues nothing past it, and the tenant it keeps the row for is admitted, not refused busy (review h208)', async () => {
+    const { s, metrics, startedAtStep, submit, refusal, steps, gauge } = reservedPool(0);
+    await submit('b0', 'b', 2);
+    const hog = [submit('hog0', 'hog', 400), submit('hog1', 'hog', 400), submit('hog2', 'hog', 400)];
+    await steps(3);
+    expect(s.stats().active).toBe(3);
+    // The fourth row is b's while b shares the pool: hog's fourth has no place (it waited in a queue of 0, the row empty).
+    const kept = refusal('hog3', 'hog');
+    expect(kept?.kind).toBe('busy');
+    // Said from what runs and waits, not "all 4 running".
+    expect(kept?.message).toContain('3 of its 4 rows running, 1 kept free for tenants with none running, and 0 of its 0 queued places taken');
+    expect(s.stats().queued).toBe(0);
+    const submittedAt = runner.steps.length;
+    const b1 = submit('b1', 'b', 4);
+    await b1;
+    expect(startedAtStep.get('b1')! - submittedAt).toBeLessThanOrEqual(1);
+    expect(await gauge(metrics.tenantReserveAdmissions)).toBe(1);
+    // Every row running (b's a long one now): a plain busy, said as it is.
+    const b2 = submit('b2', 'b', 400);
+    await steps(2);
+    expect(refusal('hog4', 'hog')?.message).toContain('(4 of its 4 rows running and 0 of its 0 queued places taken)');
+    for (const id of ['hog0', 'hog1', 'hog2', 'b2']) s.cancel(id);
+    await Promise.all([...hog, b2]);
+  });
+
+  it('with a queue full of held-back generations, a tenant with none running still gets the kept row (--max-queued 1)', async () => {
+    const { s, startedAtStep, submit, refusal, steps } = reservedPool(1);
+    await submit('b0', 'b', 2);
+    const hog = [submit('hog0', 'hog', 400), submit('hog1', 'hog', 400), submit('hog2', 'hog', 400), submit('hog3', 'hog', 400)];
+    await steps(3);
+    expect(s.stats()).toMatchObject({ active: 3, queued: 1 });
+    expect(refusal('hog4', 'hog')?.kind).toBe('busy');
+    const submittedAt = runner.steps.length;
+    expect(refusal('c0', 'c')).toBeNull();
+    await steps(2);
+    expect(startedAtStep.get('c0')! - submittedAt).toBeLessThanOrEqual(1);
+    expect(s.stats()).toMatchObject({ active: 4, queued: 1 });
+    for (const id of ['hog0', 'hog1', 'hog2', 'hog3', 'c0']) s.cancel(id);
+    await Promise.all(hog);
+  });
+
+  it('a draining pool keeps no row for a tenant that can no longer come (review h208)', async () => {
+    const { s, metrics, submit, steps, gauge } = reservedPool(16);
+    await submit('b0', 'b', 2);
+    const hog = Array.from({ length: 6 }, (_, i) => submit(`hog${i}`, 'hog', 400));
+    await steps(3);
+    expect(s.stats().active).toBe(3);
+    expect(await gauge(metrics.tenantReserveHeldRows)).toBe(1);
+    const drained = s.drain();
+    await steps(2);
+    expect(s.stats().active).toBe(4);
+    expect(await gauge(metrics.tenantReserveHeldRows)).toBe(0);
+    for (let i = 0; i < 6; i++) s.cancel(`hog${i}`);
+    await Promise.all(hog);
+    await drained;
+  });
+
+  it("counts a reserve admission only for a row the reserve held empty, once the generation started (review h208)", async () => {
+    // Nothing held: hog runs three with nothing queued, b takes the free fourth as it would without any reserve.
+    const first = reservedPool(16);
+    const hog = [first.submit('hog0', 'hog', 400), first.submit('hog1', 'hog', 400), first.submit('hog2', 'hog', 400)];
+    await first.steps(2);
+    await first.submit('b0', 'b', 2);
+    expect(await first.gauge(first.metrics.tenantReserveHeldRows)).toBe(0);
+    expect(await first.gauge(first.metrics.tenantReserveAdmissions)).toBe(0);
+    for (let i = 0; i < 3; i++) first.s.cancel(`hog${i}`);
+    await Promise.all(hog);
+
+    // A held row, but the generation that would take it gets no memory: it did not start, so it is not counted.
+    let failNext = false;
+    const failing: BatchRunner<SequenceKvCache> = {
+      get config() {
+        return runner.config;
+      },
+      newSequence: (capacity) => {
+        if (failNext) {
+          failNext = false;
+          throw new RangeError('Array buffer allocation failed');
+        }
+        return runner.newSequence(capacity);
+      },
+      step: (rows) => runner.step(rows),
+    };
+    const second = reservedPool(16, failing);
+    await second.submit('b0', 'b', 2);
+    const hog2 = Array.from({ length: 5 }, (_, i) => second.submit(`hog${i}`, 'hog', 400));
+    await second.steps(3);
+    expect(await second.gauge(second.metrics.tenantReserveHeldRows)).toBe(1);
+    failNext = true;
+    const failed = await second.submit('b1', 'b', 4);
+    expect(failed.at(-1)).toMatchObject({ type: 'error' });
+    expect(await second.gauge(second.metrics.tenantReserveAdmissions)).toBe(0);
+    await second.submit('b2', 'b', 4);
+    expect(await second.gauge(second.metrics.tenantReserveAdmissions)).toBe(1);
+    for (let i = 0; i < 5; i++) second.s.cancel(`hog${i}`);
+    await Promise.all(hog2);
+  });
+
   it("a fresh pool's slow first steps do not stretch its busy hint (a median of recent steps, not an average)", async () => {
     // The first step 400 ms (compiling, the first prefill), every later one as fast as the runner goes.
     const warming = delayedRunner((step) => (step === 0 ? 400 : 0));
@@ -1133,7 +1263,7 @@ describe('continuous batching', () => {
     // Steps of at least 5 ms: what the hint is counted in.
     const { s, c } = await fullWithOneLong(delayedRunner(() => 5), 20);
     const busy = lateRefusal(s);
-    expect(busy).toMatchObject({ kind: 'busy', message: expect.stringMatching(/all 1 running and 0 queued places are taken/) });
+    expect(busy).toMatchObject({ kind: 'busy', message: expect.stringMatching(/\(1 of its 1 rows running and 0 of its 0 queued places taken\)/) });
     // ~380 steps left of the one running, 5 ms or more each: seconds, not a fixed 500 ms; within the clamp.
     expect(busy!.retryAfterMs).toBeGreaterThan(1500);
     expect(busy!.retryAfterMs).toBeLessThanOrEqual(30_000);

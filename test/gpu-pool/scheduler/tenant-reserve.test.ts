@@ -10,8 +10,8 @@ describe('the rows held back for tenants with none running', () => {
     expect(reserve.mayTake('hog', 3, 2, 0)).toBe(false);
     expect(reserve.mayTake('hog', 3, 3, 0)).toBe(true);
     expect(reserve.mayTake('b', 0, 1, 0)).toBe(true);
-    expect(reserve.takesReserved('b', 0, 2, 0)).toBe(true);
-    expect(reserve.takesReserved('b', 0, 3, 0)).toBe(false);
+    expect(reserve.holdsBackFrom('hog', 3, 0)).toBe(true);
+    expect(reserve.holdsBackFrom('b', 0, 0)).toBe(false);
     // A tenant with a row running is held back from the reserve as any other: it is for a tenant's first row.
     expect(reserve.mayTake('b', 1, 2, 0)).toBe(false);
   });
@@ -21,7 +21,7 @@ describe('the rows held back for tenants with none running', () => {
     for (let i = 0; i < 5; i++) reserve.joined('');
     expect(reserve.sharedWith('', 0)).toBe(false);
     expect(reserve.mayTake('', 4, 1, 0)).toBe(true);
-    expect(reserve.takesReserved('', 0, 1, 0)).toBe(false);
+    expect(reserve.holdsBackFrom('', 4, 0)).toBe(false);
   });
 
   it('stay held for the window after the other tenant\'s last generation left, then go back', () => {
@@ -67,7 +67,17 @@ describe('the rows held back for tenants with none running', () => {
     reserve.joined('hog');
     reserve.joined('b');
     expect(reserve.mayTake('hog', 3, 1, 0)).toBe(true);
-    expect(reserve.takesReserved('b', 0, 1, 0)).toBe(false);
+    expect(reserve.holdsBackFrom('hog', 3, 0)).toBe(false);
+  });
+
+  it('are held no more once closed (a draining pool: no new tenant can come for them)', () => {
+    const reserve = new TenantReserve(1, 1000);
+    reserve.joined('hog');
+    reserve.joined('b');
+    expect(reserve.mayTake('hog', 3, 1, 0)).toBe(false);
+    reserve.close();
+    expect(reserve.holdsBackFrom('hog', 3, 0)).toBe(false);
+    expect(reserve.mayTake('hog', 3, 1, 0)).toBe(true);
   });
 
   it('default to a sixteenth of the rows, at least one, never all of them', () => {

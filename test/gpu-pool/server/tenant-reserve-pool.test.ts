@@ -2,7 +2,8 @@
  * The tenant reserve in the real pool process (stories260K on the CPU, 4
  * rows, one held back): one tenant's flood of long generations does not hold
  * every row while another tenant's request waits (review h203, finding 1),
- * and one tenant alone still fills every row.
+ * nor queues past --max-queued for the row it keeps (review h208), and one
+ * tenant alone still fills every row.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PoolEvent } from '../../../shared/protocol';
@@ -83,6 +84,35 @@ describe('the tenant reserve (--tenant-reserve)', () => {
     // Queued for a step or two: milliseconds; 1.5 s leaves room for a loaded 2-core machine.
     expect(b1.start!.queuedMs).toBeLessThan(1500);
     expect(b1.startedAt! - sentAt).toBeLessThan(3000);
+    expect(await metricValue(p, 'sssd_pool_tenant_reserve_admissions_total')).toBe(1);
+    for (const h of hog) h.abort();
+    await Promise.all(hog.map((h) => h.ended));
+  }, 120_000);
+
+  it('with --max-queued 0 queues nothing past it: the tenant with rows running is refused the kept row, the tenant it is kept for gets it (review h208)', async () => {
+    pool = await startPool(['--max-active', '4', '--max-queued', '0', '--tenant-reserve', '1']);
+    const p = pool;
+    const b0 = await open(p, 'b0', 'b', 2);
+    await b0.ended;
+    const hog = await Promise.all(Array.from({ length: 3 }, (_, i) => open(p, `hog${i}`, 'hog', 480)));
+    // All three running: the last may wait a step in the queue (bounded: the loop admits within a step or two).
+    await Promise.all(hog.map((h) => h.firstTokens));
+    expect(await metricValue(p, 'vllm:num_requests_running')).toBe(3);
+    // hog's fourth: no place (the old pool queued it in a queue of 0 beside the empty row).
+    const refused = await fetch(`${p.url}/v1/generate`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${p.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'hog3', promptIds: [1, 403, 407], maxTokens: 480, speculation: 'off', ignoreEos: true, tenant: 'hog' }),
+    });
+    expect(refused.status).toBe(503);
+    const busy = (await refused.json()) as { code: string; message: string };
+    expect(busy.code).toBe('busy');
+    expect(busy.message).toContain('3 of its 4 rows running, 1 kept free for tenants with none running, and 0 of its 0 queued places taken');
+    expect(await metricValue(p, 'vllm:num_requests_waiting')).toBe(0);
+    // b, the tenant the row is kept for, is admitted (the old pool refused it busy).
+    const b1 = await open(p, 'b1', 'b', 8);
+    await b1.ended;
+    expect(b1.start!.queuedMs).toBeLessThan(1500);
     expect(await metricValue(p, 'sssd_pool_tenant_reserve_admissions_total')).toBe(1);
     for (const h of hog) h.abort();
     await Promise.all(hog.map((h) => h.ended));
