@@ -1058,35 +1058,21 @@ describe('continuous batching', () => {
   });
 
   it("holds the reserve's rows back from a tenant with rows running while another tenant shares the pool: that tenant's next request starts at the next step", async () => {
-    const metrics = new PoolMetrics();
-    const s = new Scheduler(runner, { limits: { maxActive: 4, maxQueued: 16, maxTotalTokens: 100_000, tenantReserve: 1 }, budget: null, metrics, createDrafter: drafterFactory(null) });
-    const startedAtStep = new Map<string, number>();
-    const submit = (id: string, tenant: string, maxTokens: number): { done: Promise<PoolEvent[]> } => {
-      const c = collect();
-      s.submit(generateRequestSchema.parse({ id, promptIds: [1, 403, 407], maxTokens, speculation: 'off', tenant, ignoreEos: true }), {
-        send: (e) => {
-          if (e.type === 'start') startedAtStep.set(id, runner.steps.length);
-          c.sink.send(e);
-        },
-        end: () => c.sink.end(),
-      });
-      return c;
-    };
+    const { s, metrics, startedAtStep, submit } = reservedPool(16);
     // b is seen first (one short request), then hog floods with long ones.
-    await submit('b0', 'b', 2).done;
+    await submit('b0', 'b', 2);
     const hog = Array.from({ length: 8 }, (_, i) => submit(`hog${i}`, 'hog', 400));
     while (runner.steps.length < (startedAtStep.get('hog0') ?? Infinity) + 5) await new Promise((r) => setImmediate(r));
     // Three rows of four: the fourth is held back while b's last request ended moments ago.
     expect(s.stats().active).toBe(3);
     expect((await metrics.tenantReserveHeldRows.get()).values[0].value).toBe(1);
     const submittedAt = runner.steps.length;
-    const b1 = submit('b1', 'b', 4);
-    await b1.done;
+    await submit('b1', 'b', 4);
     // Admitted before the step after its submission, not after one of hog's 400-token generations.
     expect(startedAtStep.get('b1')! - submittedAt).toBeLessThanOrEqual(1);
     expect((await metrics.tenantReserveAdmissions.get()).values[0].value).toBe(1);
     for (let i = 0; i < 8; i++) s.cancel(`hog${i}`);
-    await Promise.all(hog.map((h) => h.done));
+    await Promise.all(hog);
 
     // One tenant alone fills every row.
     const alone = new Scheduler(runner, { limits: { maxActive: 4, maxQueued: 16, maxTotalTokens: 100_000, tenantReserve: 1 }, budget: null, metrics: new PoolMetrics(), createDrafter: drafterFactory(null) });
