@@ -5,6 +5,7 @@
  * a body's read (the demo page gives up at three times this). Before the
  * headers, the longest wait is the pools' (longestWaitForHeadersMs).
  */
+import { RESUME_POLL_MS } from './background-stream';
 import { DOWN_POOL_ANSWER_MS } from './open-generation';
 
 /**
@@ -12,11 +13,14 @@ import { DOWN_POOL_ANSWER_MS } from './open-generation';
  * `wholeReplyHeartbeatMs` (none at 0: its headers then wait for its first
  * tokens); mid-reply a comment once `streamQuietCommentMs` has passed
  * without a write, checked every half of it, so up to twice it on a late
- * tick (sse-response.ts; a background stream's `: the response is running`
- * comes within `streamQuietCommentMs`, background-stream.ts).
+ * tick (sse-response.ts). A background stream read again (`GET
+ * ?stream=true`) reads its kept events every RESUME_POLL_MS and sends its
+ * comment at the first read past `streamQuietCommentMs`: up to the two
+ * added, which is more where the comment's window is under a second
+ * (background-stream.ts, resumedEventStream; review h208).
  */
 export function longestStreamSilenceMs(wholeReplyHeartbeatMs: number, streamQuietCommentMs: number): number {
-  return Math.max(wholeReplyHeartbeatMs, 2 * streamQuietCommentMs);
+  return Math.max(wholeReplyHeartbeatMs, 2 * streamQuietCommentMs, streamQuietCommentMs + RESUME_POLL_MS);
 }
 
 /**

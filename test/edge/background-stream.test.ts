@@ -10,6 +10,7 @@ import { EventLog, keepEvents, liveEventStream, resumedEventStream, startingAfte
 import { responseId } from '../../edge/responses-format';
 import { ResponseStore, type StoredEvents, type StoredResponse } from '../../edge/response-store';
 import { endEvents, eventFrame } from '../../edge/responses-stream';
+import { longestStreamSilenceMs } from '../../edge/stream-silence';
 import { storedRecord } from '../support/stored-response';
 import { workerdKv } from '../support/workerd-kv';
 
@@ -213,6 +214,30 @@ describe.concurrent('a background stream as read', () => {
     expect(await reading).toBe(frames(3).join(''));
     expect(await store.stopRequested(id)).toBeNull();
   }, 20_000);
+
+  it("is never silent longer than the bound a client's stall watch counts on (longestStreamSilenceMs), with a comment window under its read's second (review h208)", async ({ expect }) => {
+    const store = new ResponseStore(workerd(), 'key-resume-silence', 0, 1 << 20);
+    const running = streamedRecord('d8d8d8d8d8d8d8d8d8d8d8d8', 'queued');
+    expect(await store.put(running)).toBe(true);
+    await store.writeEvents(running.response.id, frames(1), false);
+    const quietCommentMs = 200;
+    const reader = resumedEventStream(running, -1, store, quietCommentMs).body!.getReader();
+    // The kept frame at once, then only comments while the run writes nothing: the longest gap between them.
+    let last = performance.now();
+    let longest = 0;
+    let chunks = 0;
+    for (const until = last + 3_500; performance.now() < until; chunks++) {
+      await reader.read();
+      const now = performance.now();
+      if (chunks > 0) longest = Math.max(longest, now - last);
+      last = now;
+    }
+    await reader.cancel();
+    expect(chunks).toBeGreaterThanOrEqual(3);
+    // A read of the store's a second, and a comment at the first past the window: 1.2 s, not the 0.4 s that a live stream's comments bound. 0.3 s for a loaded KV read.
+    expect(longest).toBeGreaterThan(2 * quietCommentMs);
+    expect(longest).toBeLessThanOrEqual(longestStreamSilenceMs(0, quietCommentMs) + 300);
+  }, 15_000);
 
   it("reads on to the events' end of a run a cancel was asked of, which polls show cancelled before its run stored that (review h170)", async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-resume-cancel', 0, 1 << 20, 'AMS');

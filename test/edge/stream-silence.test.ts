@@ -72,7 +72,8 @@ describe('longestStreamSilenceMs', () => {
     const opening = sleep(1_600);
     const { gapMs, text } = await longestGap(sseStream([runSilentFor(0)], format, { id: 'x', smooth: false, headers: {}, opening, heartbeatMs, quietCommentMs: 100 }));
     expect(text).toMatch(/^(: waiting for the pool\n\n){3,}data: begin\n\n/);
-    expect(longestStreamSilenceMs(heartbeatMs, 100)).toBe(heartbeatMs);
+    // The bound covers the heartbeat (and, past it, a resumed background stream's read a second: background-stream.test.ts).
+    expect(longestStreamSilenceMs(heartbeatMs, 100)).toBeGreaterThanOrEqual(heartbeatMs);
     expect(gapMs).toBeLessThanOrEqual(heartbeatMs + LATE_TIMER_MS);
   });
 });
