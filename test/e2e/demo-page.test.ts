@@ -21,10 +21,11 @@ beforeAll(async () => {
   execFileSync('bash', [path.join(repoRoot, 'scripts/ensure-chromium.sh')], { stdio: 'inherit' });
   profileDir = mkdtempSync(path.join(tmpdir(), 'sssd-chromium-'));
   [stack, browser] = await startAll([
-    // A stream silent 0.5 s gets a comment: the page's stall watch (three times the edge's longest pause, 1 s here) is 3 s.
-    // A pool silent 8 s has hung (past the frozen pool's 4.5 s below): the edge's headers come within 8.5 s (with the
-    // 0.5 s heartbeat's grace), and the page waits for them that and its stall watch, 11.5 s, not 33.5 s at 30 s.
-    startTestStack({ vars: { SSSD_STREAM_QUIET_COMMENT_MS: '500', SSSD_POOL_STALL_SECONDS: '8' } }),
+    // A stream silent 0.25 s gets a comment: the page's stall watch (three times the edge's longest pause, 1.25 s here,
+    // a resumed background stream's read a second being the longest) is 3.75 s. A pool silent 8 s has hung (past the
+    // frozen pool's 4.5 s below): the edge's headers come within 8.5 s (with the 0.5 s heartbeat's grace), and the page
+    // waits for them that and its stall watch, 12.25 s, not 34.5 s at 30 s.
+    startTestStack({ vars: { SSSD_STREAM_QUIET_COMMENT_MS: '250', SSSD_POOL_STALL_SECONDS: '8' } }),
     // A fresh profile directory per run (playwright passes it as --user-data-dir).
     chromium.launchPersistentContext(profileDir, {
       executablePath: '/usr/bin/chromium',
@@ -258,14 +259,15 @@ describe('demo page', () => {
     const stalls = link.stalls;
     try {
       const seen = await throughLink(page);
-      // The edge told the page its longest pause: a comment after 0.5 s of quiet, checked every 0.25 s.
-      expect(await page.getAttribute('meta[name="sssd-stream-silence-ms"]', 'content')).toBe('1000');
+      // The edge told the page its longest pause: a comment after 0.25 s of quiet, where a background stream read
+      // again reads its kept events each second (1.25 s; stream-silence.ts).
+      expect(await page.getAttribute('meta[name="sssd-stream-silence-ms"]', 'content')).toBe('1250');
       expect(link.stalls).toBe(stalls + 1);
       expect(seen.error).toBe('The connection stalled; the reply may be incomplete.');
       expect(seen.output.length).toBeGreaterThan(0);
       expect(seen.button).toBe('Generate');
-      // Not before 3 s of silence; before, it streamed on for good (review h202).
-      expect(seen.ms).toBeGreaterThanOrEqual(3_000);
+      // Not before 3.75 s of silence; before, it streamed on for good (review h202).
+      expect(seen.ms).toBeGreaterThanOrEqual(3_750);
     } finally {
       link.mode = 'pass';
       await page.close();
@@ -276,7 +278,7 @@ describe('demo page', () => {
     const page = await browser.newPage();
     link.mode = 'stall';
     try {
-      // Reset once some text is on the page (a reset discards what the browser still holds unread), within the stall watch's 3 s.
+      // Reset once some text is on the page (a reset discards what the browser still holds unread), within the stall watch's 3.75 s.
       const shown = page.waitForSelector('#output span.tok', { timeout: 30_000 }).then(() => link.resetStalled());
       const seen = await throughLink(page);
       await shown;
@@ -291,7 +293,7 @@ describe('demo page', () => {
 
   it('waits out a pool frozen mid-reply past the page\'s stall watch: the edge\'s comments say the stream is alive', async () => {
     const page = await browser.newPage();
-    // Frozen as the stream's headers pass (its first tokens came), for 4.5 s: past the page's 3 s, within the edge's 8 s stall window.
+    // Frozen as the stream's headers pass (its first tokens came), for 4.5 s: past the page's 3.75 s, within the edge's 8 s stall window.
     let thawed: Promise<void> = Promise.resolve();
     link.onStream = () => {
       link.onStream = null;
@@ -327,7 +329,7 @@ describe('demo page', () => {
         await page.fill('#prompt', 'Once upon a time, there was a little girl named Lily.');
         await page.fill('#maxTokens', '32');
         await page.click('#go');
-        // Over at [DONE] (before: streaming, Stop shown, until the page's 3 s stall watch said the link stalled).
+        // Over at [DONE] (before: streaming, Stop shown, until the page's 3.75 s stall watch said the link stalled).
         await page.waitForFunction(() => document.body.dataset.state !== 'streaming', undefined, { timeout: 30_000 });
         expect(link.stalls, mode).toBe(stalls + 1);
         if (mode === 'reset-after-done') {
@@ -367,8 +369,8 @@ describe('demo page', () => {
       expect(await page.evaluate(() => document.body.dataset.state)).toBe('done');
       expect(await page.textContent('#error')).toBe('No answer from the server; check your connection and try again.');
       expect(await page.textContent('#go')).toBe('Generate');
-      // Not before the edge could have answered (8.5 s) and the page's 3 s stall watch more.
-      expect(ms).toBeGreaterThanOrEqual(11_500);
+      // Not before the edge could have answered (8.5 s) and the page's 3.75 s stall watch more.
+      expect(ms).toBeGreaterThanOrEqual(12_250);
       // The link back: Generate works again.
       link.mode = 'pass';
       await page.click('#go');
