@@ -99,12 +99,17 @@ app.notFound((c) => {
   return errorResponse(new ApiError(404, `No route for ${c.req.method} ${clipped(new URL(c.req.url).pathname, 200)}.`, 'invalid_request_error', 'not_found'));
 });
 
-// Hashed once per isolate (demo-page.ts).
+// Hashed once per isolate (demo-page.ts); the page made once per isolate's config (its watches' bounds).
 let demoHeaders: Promise<Record<string, string>> | null = null;
+let demoPage: { config: ReturnType<typeof edgeConfig>; html: string } | null = null;
 app.get('/', async (c) => {
-  const { wholeReplyHeartbeatMs, streamQuietCommentMs, poolStallMs, poolUrls } = edgeConfig(c.env);
-  const silenceMs = longestStreamSilenceMs(wholeReplyHeartbeatMs, streamQuietCommentMs);
-  return c.html(demoPageHtml(silenceMs, longestWaitForHeadersMs(poolStallMs, poolUrls.length, wholeReplyHeartbeatMs)), 200, await (demoHeaders ??= demoPageHeaders()));
+  const config = edgeConfig(c.env);
+  if (demoPage?.config !== config) {
+    const { wholeReplyHeartbeatMs, streamQuietCommentMs, poolStallMs, poolUrls } = config;
+    const silenceMs = longestStreamSilenceMs(wholeReplyHeartbeatMs, streamQuietCommentMs);
+    demoPage = { config, html: demoPageHtml(silenceMs, longestWaitForHeadersMs(poolStallMs, poolUrls.length, wholeReplyHeartbeatMs)) };
+  }
+  return c.html(demoPage.html, 200, await (demoHeaders ??= demoPageHeaders()));
 });
 // Liveness: the Worker answers (also at vLLM's /health: a probe copied from a vLLM deployment works).
 app.get('/healthz', (c) => c.json({ ok: true }));
