@@ -7,6 +7,7 @@
  * edge and ended whole, and at most every one that may have run (a client
  * that hung up, a 5xx: its merge may or may not have come).
  */
+import { edgeTrieDepth } from '../../shared/drafting/edge-trie';
 import type { SoakReply } from './soak-request';
 import type { SoakTally } from './soak-tally';
 
@@ -66,11 +67,14 @@ export class UserCacheLedger {
     } catch {
       return;
     }
-    const { user: named, safety_identifier: safety, speculation, store } = parsed as { user?: unknown; safety_identifier?: unknown; speculation?: unknown; store?: unknown };
+    const { user: named, safety_identifier: safety, speculation, store, max_tokens, max_completion_tokens, max_output_tokens } = parsed as Record<string, unknown>;
     // The Responses API reads `user` first, then `safety_identifier`.
     const user = named ?? safety;
-    // A request with speculation off neither reads nor writes the cache; one with store false writes nothing to it.
-    if (typeof user !== 'string' || !this.users.includes(user) || speculation === 'off' || store === false) return;
+    // A request with speculation off neither reads nor writes the cache; one with store false writes nothing to it;
+    // nor does a reply of one token, which leaves nothing to draft (edgeTrieDepth; edge/completion-handler.ts).
+    const limit = max_tokens ?? max_completion_tokens ?? max_output_tokens;
+    const nothingToDraft = typeof limit === 'number' && edgeTrieDepth(limit, 0) === 0;
+    if (typeof user !== 'string' || !this.users.includes(user) || speculation === 'off' || store === false || nothingToDraft) return;
     // Refused before it ran (a 4xx, a 429): no merge.
     if (reply.status >= 400 && reply.status < 500) return;
     let ledger = this.ledgers.get(user);
