@@ -91,8 +91,36 @@ function targetArgs(target: KvTarget): string[] {
   return target.persistTo !== null ? ['--local', '--persist-to', target.persistTo] : ['--local'];
 }
 
+/**
+ * Times a command on the local store is run again when wrangler's local KV answered it 500: each wrangler start opens
+ * the store's SQLite files in a workerd of its own, and one beside another (a second `sssd key` command, or `wrangler
+ * dev` serving the edge from the same folder) now and then finds them busy (measured: 2 of 24 lists, six at a time on
+ * a loaded 2-core host). Every command here is one a repeat leaves as one run would (a list, a get, a put of the same
+ * value, a delete), so running it again is safe.
+ */
+const LOCAL_BUSY_RETRIES = 4;
+/** wrangler's words for a local store's 500 ("KV GET failed: 500 Internal Server Error"). */
+const LOCAL_BUSY = /\bKV [A-Z]+ failed: 500\b/;
+
 /** Runs wrangler from the repository (its wrangler.toml binds SSSD_KV); its stdout, or a CliError with what it said. */
 async function wrangler(args: string[], command: string): Promise<string> {
+  const local = args.includes('--local');
+  for (let attempt = 0; ; attempt++) {
+    const { code, stdout, stderr } = await wranglerOnce(args);
+    if (code === 0) return stdout;
+    const said = (stderr || stdout).trim();
+    if (local && attempt < LOCAL_BUSY_RETRIES && LOCAL_BUSY.test(stripVTControlCharacters(said))) {
+      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+      continue;
+    }
+    // wrangler colours its errors whatever its output is (NO_COLOR and FORCE_COLOR=0 do not stop it): kept for a terminal, not for a log.
+    const tried = attempt > 0 ? ` (try ${attempt + 1}; the local store answered the earlier ones 500)` : '';
+    throw new CliError(`${command}: wrangler ${args.slice(0, 3).join(' ')} failed (exit ${code})${tried}:\n${process.stderr.isTTY ? said : stripVTControlCharacters(said)}`);
+  }
+}
+
+/** One wrangler run: its exit code and what it printed. */
+async function wranglerOnce(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [path.join(repoRoot, 'node_modules/wrangler/bin/wrangler.js'), ...args, '--config', path.join(repoRoot, 'wrangler.toml')], {
     cwd: repoRoot,
     env: { ...process.env, WRANGLER_SEND_METRICS: 'false' },
@@ -106,13 +134,7 @@ async function wrangler(args: string[], command: string): Promise<string> {
     child.on('error', reject);
     child.on('close', resolve);
   });
-  const out = Buffer.concat(stdout).toString();
-  if (code !== 0) {
-    // wrangler colours its errors whatever its output is (NO_COLOR and FORCE_COLOR=0 do not stop it): kept for a terminal, not for a log.
-    const said = (stderr || out).trim();
-    throw new CliError(`${command}: wrangler ${args.slice(0, 3).join(' ')} failed (exit ${code}):\n${process.stderr.isTTY ? said : stripVTControlCharacters(said)}`);
-  }
-  return out;
+  return { code, stdout: Buffer.concat(stdout).toString(), stderr };
 }
 
 /** The JSON wrangler printed from `open` on (past any banner before it, and its "Success!" after it). */
