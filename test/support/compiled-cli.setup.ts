@@ -8,8 +8,9 @@
  * loader's hook thread, every module resolved and loaded through it); the
  * suite's some hundred starts paid minutes of it on CI's two cores. The build
  * is the same sources through the same compiler (tsx is esbuild), with three
- * differences kept out of sight of the code: `tsx/esm/api` is a no-op (the
- * code is compiled already); each file's `import.meta.url` is its source
+ * differences kept out of sight of the code: `tsx/esm/api` is a no-op, and
+ * so is bin/sssd.mjs's own kept build (launcher/cli-build.mjs) (the code is
+ * compiled already); each file's `import.meta.url` is its source
  * file's, so paths beside it (package.json, the graph cache, the worker
  * scripts, the orphan guard) resolve as under tsx; and the sssd a command
  * starts again for a child (launcher/sssd-entry.ts: `sssd up`'s pool and
@@ -34,6 +35,8 @@ declare module 'vitest' {
 
 /** The file that names the `sssd` a command starts again for a child (`up`'s pool and datastore build); esbuild loads it by its real path. */
 const sssdEntry = realpathSync(path.join(repoRoot, 'launcher', 'sssd-entry.ts'));
+/** bin/sssd.mjs's own kept build (launcher/cli-build.mjs): this build is the compiled command already, so it answers "none". */
+const cliBuild = realpathSync(path.join(repoRoot, 'launcher', 'cli-build.mjs'));
 
 /**
  * As under tsx, except that the sssd a compiled command starts again for a child is the compiled one in `outdir`
@@ -48,6 +51,7 @@ function asUnderTsx(outdir: string, replaced: () => void): Plugin {
       b.onResolve({ filter: /^tsx\/esm\/api$/ }, () => ({ path: 'tsx-esm-api', namespace: 'compiled' }));
       b.onLoad({ filter: /.*/, namespace: 'compiled' }, () => ({ contents: 'export function register() {}', loader: 'js' }));
       b.onLoad({ filter: /\.(ts|mjs)$/ }, async ({ path: file }) => {
+        if (file === cliBuild) return { contents: 'export async function compiledCli() { return null; }', loader: 'js' };
         if (file === sssdEntry) {
           replaced();
           return { contents: `export const SSSD_NODE_ARGS = ${JSON.stringify(compiledSssd)};`, loader: 'ts' };
