@@ -490,8 +490,9 @@ export interface PoolInfo {
   /**
    * prefillChunk: most prompt tokens a generation feeds a step (0 = whole prompts; absent from older pools).
    * tenantReserve: rows only a tenant with none running may take while tenants share the pool (--tenant-reserve; absent from older pools).
+   * preempt: whether such a tenant, every row taken, may take one from the tenant holding the most (--preempt; absent from older pools: no).
    */
-  limits: { maxActive: number; maxQueued: number; maxTotalTokens: number; prefillChunk?: number; tenantReserve?: number };
+  limits: { maxActive: number; maxQueued: number; maxTotalTokens: number; prefillChunk?: number; tenantReserve?: number; preempt?: boolean };
   /** Where the forward pass runs: onnxruntime's execution provider (`cpu`, `cuda`, `webgpu`). Optional: added within protocol 1. */
   runtime?: { executionProvider: string };
   /** The pool's speculation settings (`sssd pool --speculative-config`). Optional: added within protocol 1. */

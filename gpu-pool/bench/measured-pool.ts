@@ -43,7 +43,7 @@ export function describeMeasuredPool(pool: MeasuredPool): string {
     ? 'no datastore'
     : `a datastore of ${pool.datastore.tokens.toLocaleString('en-US')} tokens${pool.datastore.used ? '' : ', not used (--no-datastore)'}`;
   // As the pool's flags name them: what a reader compares with the command that started the pool.
-  const { maxActive, maxQueued, maxTotalTokens, prefillChunk, tenantReserve } = pool.limits;
-  const limits = `--max-active ${maxActive} --max-queued ${maxQueued} --max-total-tokens ${maxTotalTokens}${prefillChunk === undefined ? '' : ` --prefill-chunk ${prefillChunk}`}${tenantReserve === undefined ? '' : ` --tenant-reserve ${tenantReserve}`}`;
+  const { maxActive, maxQueued, maxTotalTokens, prefillChunk, tenantReserve, preempt } = pool.limits;
+  const limits = `--max-active ${maxActive} --max-queued ${maxQueued} --max-total-tokens ${maxTotalTokens}${prefillChunk === undefined ? '' : ` --prefill-chunk ${prefillChunk}`}${tenantReserve === undefined ? '' : ` --tenant-reserve ${tenantReserve}`}${preempt === undefined ? '' : preempt ? ' --preempt' : ' --no-preempt'}`;
   return `pool ${pool.url}: ${pool.model.name} (${files})${pool.executionProvider ? ` on ${pool.executionProvider}` : ''}; ${datastore}; ${limits}`;
 }

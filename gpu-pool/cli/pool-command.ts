@@ -73,6 +73,8 @@ interface PoolFlags {
   maxQueued: string;
   maxTotalTokens?: string;
   tenantReserve?: string;
+  /** --preempt / --no-preempt (absent: on). */
+  preempt?: boolean;
   budget: string;
   maxTreeNodes: string;
   recalibrate?: boolean;
@@ -123,6 +125,11 @@ export function register(program: Command): void {
       '--tenant-reserve <n>',
       `rows that, while tenants share the pool (another tenant's generation queued or running, or ended within ${TENANT_RESERVE_WINDOW_MS / 1000} s), only a tenant with no row running may take, so one tenant's flood cannot hold every row while another's request waits; one tenant alone fills every row (0 = off; default: max-active / 16, at least 1, below max-active)`,
     )
+    .option(
+      '--preempt',
+      "with every row taken, a tenant with no row running while tenants share the pool takes one from the tenant holding the most (two at least): that tenant's cheapest generation to recompute gives its row up at a step boundary and resumes later by recompute, its stream only paused (once per generation at most; callers that name no tenant never) (default: on)",
+    )
+    .option('--no-preempt', 'never preempt: a tenant with no row running waits for a row to free')
     .option('--budget <policy>', `tree budget: ${budgetPolicies.join(', ')} or off`, 'marginal')
     .option('--max-tree-nodes <n>', 'most draft nodes per request per step', '32')
     .option('--recalibrate', 'measure the step-cost curve again instead of using the cache')
@@ -266,6 +273,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const tenantReserve = flags.tenantReserve === undefined ? defaultTenantReserve(maxActive) : positiveInt(flags.tenantReserve, '--tenant-reserve', true);
   // Every row held back would leave a shared pool's busiest tenants none.
   if (tenantReserve > 0 && tenantReserve >= maxActive) throw new CliError(`--tenant-reserve must be less than --max-active (${maxActive}), not ${tenantReserve}`);
+  const preempt = flags.preempt ?? true;
   const { maxTreeNodes } = speculation;
   const chunkFlag = flags.prefillChunk === undefined ? undefined : positiveInt(flags.prefillChunk, '--prefill-chunk', true);
   const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads', false, MAX_THREADS);
@@ -432,7 +440,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   const governor = budget && speculation.governor ? new SpeculationGovernor() : null;
   if (governor) metrics.watchGovernor(() => governor.snapshot());
   const scheduler = new Scheduler(runner, {
-    limits: { maxActive, maxQueued, maxTotalTokens, tenantReserve },
+    limits: { maxActive, maxQueued, maxTotalTokens, tenantReserve, preempt },
     budget,
     governor,
     metrics,
@@ -474,7 +482,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     get datastore() {
       return { enabled: datastore.tokenCount > 0 || !!flags.datastore || !!flags.saveDatastore, tokens: datastore.tokenCount };
     },
-    limits: { maxActive, maxQueued, maxTotalTokens, prefillChunk, tenantReserve },
+    limits: { maxActive, maxQueued, maxTotalTokens, prefillChunk, tenantReserve, preempt },
     runtime: { executionProvider: runner.executionProvider },
     speculation: {
       budget: speculation.budget,

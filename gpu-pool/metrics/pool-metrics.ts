@@ -47,6 +47,8 @@ export interface AdmissionLimits {
   maxTotalTokens: number;
   /** --tenant-reserve (absent: a pool without it). */
   tenantReserve?: number;
+  /** --preempt (absent: a pool without it, off). */
+  preempt?: boolean;
 }
 
 /** What the running pool is: `sssd_pool_build_info`'s labels. */
@@ -80,6 +82,9 @@ export class PoolMetrics {
   /** Free rows the last admission held back for tenants with none running (tenant-reserve.ts), and generations that took such a row. */
   readonly tenantReserveHeldRows: Gauge;
   readonly tenantReserveAdmissions: Counter;
+  /** Generations whose row went to another tenant's first (preemption.ts), and the positions their resumptions fed again. */
+  readonly preemptions: Counter;
+  readonly preemptionRecomputedTokens: Counter;
   readonly batchSize: StepHistogram;
   readonly stepSeconds: StepHistogram;
   readonly stepTokens: StepHistogram;
@@ -234,6 +239,7 @@ export class PoolMetrics {
     limit('sssd_pool_max_queued', 'Most generations waiting for a batch slot (--max-queued).', limits.maxQueued);
     limit('sssd_pool_max_total_tokens', 'Most tokens running and queued generations may reserve (--max-total-tokens).', limits.maxTotalTokens);
     limit('sssd_pool_tenant_reserve', 'Rows that, while tenants share the pool, only a tenant with none running may take (--tenant-reserve; 0 = off).', limits.tenantReserve ?? 0);
+    limit('sssd_pool_preempt', "1 where a tenant with no row running may take a row from the tenant holding the most, its generation resumed later by recompute (--preempt), else 0.", limits.preempt === true ? 1 : 0);
     new Gauge({
       name: 'sssd_pool_reserved_tokens_ratio',
       help: 'sssd_pool_reserved_tokens over sssd_pool_max_total_tokens: how much of the token budget admission allows is reserved (prompt + max tokens of running and queued generations; reservations, not measured memory).',
@@ -411,6 +417,16 @@ export class PoolMetrics {
     this.tenantReserveAdmissions = new Counter({
       name: 'sssd_pool_tenant_reserve_admissions_total',
       help: "Generations of a tenant with no row running started in a row the reserve (--tenant-reserve) had kept empty: a generation of a tenant with rows running was held back from it (queued) or refused its place (busy) while it stayed free; not one that found a row free no one was kept from.",
+      registers,
+    });
+    this.preemptions = new Counter({
+      name: 'sssd_pool_preemptions_total',
+      help: "Generations that gave their row up at a step boundary to a generation of a tenant with no row running, while every row was taken (--preempt): each resumed later by recompute, its stream only paused; a generation is preempted once at most.",
+      registers,
+    });
+    this.preemptionRecomputedTokens = new Counter({
+      name: 'sssd_pool_preemption_recomputed_tokens_total',
+      help: "Positions preempted generations had computed and fed again as they resumed (--preempt): prompt and output tokens, less what the prefix cache gave back.",
       registers,
     });
     this.batchSize = stepHistogram('sssd_pool_batch_size', 'Rows per forward pass.', [1, 2, 4, 8, 16, 32, 64, 128, 256]);

@@ -7,7 +7,9 @@
  * queuePlacesFor). Queued generations take free rows in their tenants' turn
  * (FairShares.next), the last --tenant-reserve of them only a tenant's with
  * none running while the pool is shared (tenant-reserve.ts): those rows are
- * no places for the others' requests, nor held while draining. The step loop
+ * no places for the others' requests, nor held while draining. Every row
+ * taken, such a tenant's generation may take one from the tenant holding the
+ * most, which resumes later by recompute (--preempt: preemption.ts). The step loop
  * (scheduler.ts) runs the rows in `active`; whatever ends a generation hands
  * its row and reservation back here.
  */
@@ -35,6 +37,7 @@ import { AdmissionError } from './admission-error';
 import type { PrefixReuse } from './prefix-reuse';
 import { FairShares, queuePlacesFor } from './fair-shares';
 import { TenantReserve } from './tenant-reserve';
+import { preemptionVictim } from './preemption';
 import { draftRoomFor, historyChainOf } from './row-drafting';
 
 export interface SchedulerLimits {
@@ -46,6 +49,10 @@ export interface SchedulerLimits {
   maxTotalTokens: number;
   /** Rows that, while tenants share the pool, only a tenant with none running may take (tenant-reserve.ts); absent: 0, none. */
   tenantReserve?: number;
+  /** Whether such a tenant's generation, every row taken, may take one from the tenant holding the most (preemption.ts); absent: no. */
+  preempt?: boolean;
+  /** How long the pool counts as shared after another tenant's last generation left (TenantReserve's window); absent: TENANT_RESERVE_WINDOW_MS. Tests set it. */
+  tenantReserveWindowMs?: number;
 }
 
 /** Steps the busy hint's step time is the median of. */
@@ -109,6 +116,13 @@ export class Admission<S extends RunnerSequence> {
    * that no one was kept from.
    */
   private keptRows = 0;
+  /**
+   * Whether a preemption may be due: set where the queue or the rows change (a generation queued, admitted or
+   * gone), cleared by the check. The step loop's check is this flag alone otherwise: O(1) a step.
+   */
+  private preemptDue = false;
+  /** No preemption once the pool drains or closes: everything admitted runs to its end anyway. */
+  private preemptClosed = false;
   private reserved = 0;
   private readonly runner: BatchRunner<S>;
   private readonly limits: SchedulerLimits;
@@ -127,7 +141,7 @@ export class Admission<S extends RunnerSequence> {
   constructor(options: AdmissionOptions<S>) {
     this.runner = options.runner;
     this.limits = options.limits;
-    this.tenantReserve = new TenantReserve(options.limits.tenantReserve ?? 0);
+    this.tenantReserve = new TenantReserve(options.limits.tenantReserve ?? 0, options.limits.tenantReserveWindowMs);
     this.metrics = options.metrics;
     this.createDrafter = options.createDrafter;
     this.prefixes = options.prefixes;
@@ -320,7 +334,8 @@ export class Admission<S extends RunnerSequence> {
     const fitsNow = freePlaces >= 1;
     const tokensFit = this.reserved + reserved <= limits.maxTotalTokens;
     // Full: the place may be another tenant's, one that queued more than its share (fair-shares.ts, queuePlacesFor).
-    const displaced = fitsNow && tokensFit ? [] : queuePlacesFor(tenant, reserved, queue, {
+    // A preempted generation has streamed already: its place is not given (the queue's order within its tenant keeps it first).
+    const displaced = fitsNow && tokensFit ? [] : queuePlacesFor(tenant, reserved, queue.filter((g) => g.preemptions === 0), {
       freePlaces: Math.max(0, freePlaces),
       freeTokens: limits.maxTotalTokens - this.reserved,
     });
@@ -385,6 +400,7 @@ export class Admission<S extends RunnerSequence> {
     this.queue.push(gen);
     this.fairShares.queued(gen.tenant);
     this.tenantReserve.joined(gen.tenant);
+    this.preemptDue = true;
     this.metrics.waiting.set(this.queue.length);
     return gen;
   }
@@ -425,9 +441,19 @@ export class Admission<S extends RunnerSequence> {
       }
       const tookHeldRow = running === 0 && kept > 0 && free <= tenantReserve.rows;
       const gen = this.queue.splice(next, 1)[0];
+      this.preemptDue = true;
+      let restored = 0;
       try {
         gen.cache = this.runner.newSequence(Math.min(this.runner.config.contextLength, gen.reservedTokens));
-        this.prefixes?.restore(gen, gen.cache);
+        if (gen.preemptions > 0 && gen.output.length > 0) restored = this.prefixes?.restoreContext(gen, gen.cache) ?? 0;
+        else if (gen.preemptions > 0) {
+          // Its prompt over again: the usage's cached prompt tokens stay its first admission's.
+          const first = gen.cachedPromptTokens;
+          gen.cachedPromptTokens = 0;
+          this.prefixes?.restore(gen, gen.cache);
+          restored = gen.cachedPromptTokens;
+          gen.cachedPromptTokens = first;
+        } else this.prefixes?.restore(gen, gen.cache);
       } catch (err) {
         // Its memory could not be had (the runtime's, or the prefix copy's): this request fails, not the pool.
         logLine(`pool: could not start generation ${gen.id}: ${(err as Error).message}`);
@@ -438,6 +464,14 @@ export class Admission<S extends RunnerSequence> {
         // Counted once its row is had, not for a generation whose memory could not be.
         metrics.tenantReserveAdmissions.inc();
         kept--;
+      }
+      if (gen.preemptions > 0) {
+        // A preempted generation back: its stream started long ago (no second `start`, no second queue time); it only paused.
+        const recomputed = Math.max(0, gen.lostPositions - restored);
+        if (recomputed > 0) metrics.preemptionRecomputedTokens.inc(recomputed);
+        this.active.push(gen);
+        this.fairShares.started(gen.tenant);
+        continue;
       }
       gen.startedAt = performance.now();
       metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
@@ -458,14 +492,72 @@ export class Admission<S extends RunnerSequence> {
     metrics.tenantReserveHeldRows.set(heldBack);
   }
 
-  /** Holds no row back from now on (tenant-reserve.ts, close): the pool drains or closes, and no new tenant can come. */
+  /** Holds no row back from now on (tenant-reserve.ts, close), and preempts none: the pool drains or closes, and no new tenant can come. */
   closeReserve(): void {
     this.tenantReserve.close();
     this.keptRows = 0;
+    this.preemptClosed = true;
+  }
+
+  /**
+   * At a step boundary, after admit(): where the generation next in turn is a
+   * named tenant's with no row running, every row is taken and that tenant
+   * shares the pool, one generation of the tenant holding the most rows
+   * gives its row up (preemption.ts); true when one did (admit() again then
+   * gives the row). O(1) unless the queue or the rows changed since the last
+   * check: then one pass over the queue (FairShares.next, as an admission),
+   * and over the rows where a preemption is due.
+   */
+  preemptIfDue(): boolean {
+    if (!this.preemptDue) return false;
+    this.preemptDue = false;
+    const { queue, active } = this;
+    if (this.limits.preempt !== true || this.preemptClosed || queue.length === 0 || active.length < this.limits.maxActive) return false;
+    const tenant = queue[this.fairShares.next(queue)].tenant;
+    const fairShares = this.fairShares;
+    if (tenant === '' || fairShares.runningOf(tenant) > 0 || !this.tenantReserve.sharedWith(tenant, performance.now())) return false;
+    const victim = preemptionVictim(tenant, active, (t) => fairShares.runningOf(t));
+    if (victim === -1) return false;
+    this.preempt(victim);
+    return true;
+  }
+
+  /**
+   * Takes the row of `active[index]` at a step boundary: its cache is freed
+   * (offered to the prefix cache first, where its resumption looks for it),
+   * and it waits at the queue's front, so first in its tenant's turn, to
+   * resume by recompute (Generation.requeueByRecompute). Its reservation,
+   * id and stream stay; a cancel while it waits ends it as any queued one.
+   */
+  private preempt(index: number): void {
+    const gen = this.active[index];
+    this.active.splice(index, 1);
+    this.fairShares.ended(gen.tenant);
+    const cache = gen.cache;
+    gen.cache = null;
+    const computed = cache?.length ?? 0;
+    try {
+      this.prefixes?.unshare(gen);
+      if (cache && !(this.prefixes !== null && this.prefixes.keep(gen, cache))) cache.release();
+    } catch (err) {
+      // Kept or not, its recompute gives the same tokens: only the memory's fate is in doubt.
+      logLine(`pool: could not keep or free preempted generation ${gen.id}'s cache: ${(err as Error).message}`);
+      try {
+        cache?.release();
+      } catch {
+        // Its memory goes to the collector instead.
+      }
+    }
+    gen.requeueByRecompute(computed);
+    this.queue.unshift(gen);
+    this.metrics.preemptions.inc();
+    this.metrics.running.set(this.active.length);
+    this.metrics.waiting.set(this.queue.length);
   }
 
   /** A generation that ended: its row (if it had one), its id and its reservation are free. */
   release(gen: Generation<S>): void {
+    this.preemptDue = true;
     const i = this.active.indexOf(gen);
     if (i !== -1) {
       this.active.splice(i, 1);

@@ -107,13 +107,13 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   /** A scored prompt's log-probabilities so far (promptLogprobs), read off each prefill chunk; sent whole after the last. */
   promptScores: { logprobs: number[]; top: Array<Array<[number, number]>>; ranks: number[] } | null = null;
 
-  // Per-step row buffers (chain + tree), sized for the prompt or the largest tree.
-  readonly rowTokens: Int32Array;
-  readonly rowParents: Int32Array;
+  // Per-step row buffers (chain + tree), sized for the prompt or the largest tree (grown for a recompute: requeueByRecompute).
+  rowTokens: Int32Array;
+  rowParents: Int32Array;
   /** Row index of each tree node this step (-1 = not sent). */
   readonly treeToRow: Int32Array;
-  readonly rowToTree: Int32Array;
-  readonly commitBuffer: Int32Array;
+  rowToTree: Int32Array;
+  commitBuffer: Int32Array;
   rowLength = 0;
   treeUsed = 0;
   /** Accepted draft tokens per drafted step, decayed; -1 before the first drafted step. */
@@ -147,6 +147,11 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
 
   /** Key of this row's acceptance calibration: its method, sampled rows apart (they accept far less). */
   readonly acceptanceKey: string;
+
+  /** Times its row was taken for another tenant's generation (preemption.ts); it resumes by recompute. */
+  preemptions = 0;
+  /** Positions its cache held when it was last preempted: what its resumption feeds again, less what the prefix cache gives back. */
+  lostPositions = 0;
 
   // Usage.
   drafts = 0;
@@ -205,6 +210,41 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
       drafter?.release?.();
     } catch {
       // Its memory goes to the collector instead.
+    }
+  }
+
+  /**
+   * Its row was taken (preemption.ts) at a step boundary, its cache freed
+   * (`cacheLength` positions): it resumes by recompute, feeding its context
+   * again as a prompt. With output, prompt + output is the chain (its last
+   * token is what the next step fed anyway, so the step that feeds it
+   * emits the very tokens, and sampled ones by the same noise: the noise is
+   * keyed by position); the row buffers grow to hold it. Without, it starts
+   * its prompt over, scores included (none were sent yet). Everything else
+   * (drafter, stop strings, masks, penalties, usage) is kept as it was.
+   */
+  requeueByRecompute(cacheLength: number): void {
+    this.preemptions++;
+    this.lostPositions = cacheLength;
+    this.feedLength = 0;
+    this.tree = null;
+    this.treeUsed = 0;
+    this.rowLength = 0;
+    if (this.output.length === 0) {
+      this.pending = this.promptIds;
+      this.pendingLength = this.promptIds.length;
+      this.promptScores = null;
+      return;
+    }
+    const context = this.contextTokens();
+    this.pending = context;
+    this.pendingLength = context.length;
+    const capacity = context.length + this.rowTokens.length - this.promptIds.length;
+    if (this.rowTokens.length < capacity) {
+      this.rowTokens = new Int32Array(capacity);
+      this.rowParents = new Int32Array(capacity);
+      this.rowToTree = new Int32Array(capacity);
+      this.commitBuffer = new Int32Array(capacity);
     }
   }
 

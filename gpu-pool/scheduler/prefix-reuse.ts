@@ -45,6 +45,24 @@ export class PrefixReuse<S extends RunnerSequence> {
     this.metrics.prefixCacheHits.inc(match.length);
   }
 
+  /**
+   * Starts a preempted generation's cache, resumed by recompute with output,
+   * with the longest prefix of its context (its pending tokens: prompt +
+   * output) a kept sequence holds, its own kept at preemption most likely;
+   * the last token is still fed. Its usage's cachedPromptTokens stay the
+   * first admission's. Returns the positions restored.
+   */
+  restoreContext(gen: Generation<S>, sequence: S): number {
+    const context = gen.pending;
+    const match = this.cache.lookup(gen.cacheSalt, context, context.length - 1);
+    if (!match) return 0;
+    this.runner.copyPrefix!(match.sequence, sequence, match.length);
+    this.cache.touch(match);
+    gen.pending = context.subarray(match.length);
+    gen.pendingLength = context.length - match.length;
+    return match.length;
+  }
+
   /** Offers a running generation's prompt, all in its cache now, to other prompts while it runs. */
   share(gen: Generation<S>): void {
     gen.sharedPrefix = this.cache.share(gen.cacheSalt, gen.promptIds, gen.cache!, gen.prefixEpoch);

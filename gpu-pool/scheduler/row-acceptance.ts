@@ -82,7 +82,8 @@ export class RowAcceptance<S extends RunnerSequence> {
     const chain = gen.feedLength;
     if (chain < gen.pendingLength) {
       // A chunk of a long prompt: into the cache; the rest goes in next step. A scored one keeps this chunk's scores.
-      if (gen.request.promptLogprobs !== undefined) this.scorePromptChunk(gen, result, r, row.tokens, chain, gen.pending[chain]);
+      // Not a preempted generation's context fed again (preemption.ts): its prompt's scores were sent.
+      if (gen.request.promptLogprobs !== undefined && gen.output.length === 0) this.scorePromptChunk(gen, result, r, row.tokens, chain, gen.pending[chain]);
       this.commit(gen, result, r, chain, 0);
       gen.pending = gen.pending.subarray(chain);
       gen.pendingLength -= chain;

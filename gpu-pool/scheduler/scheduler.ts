@@ -427,6 +427,8 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       try {
         this.admission.admit();
         this.reapCancelled();
+        // A tenant with no row running, every row taken: one row is freed for it and given now (preemption.ts).
+        if (this.admission.preemptIfDue()) this.admission.admit();
       } catch (err) {
         // Nothing here may end the loop: a rejected loopDone would take the process down, every stream with it.
         this.failActive(err);

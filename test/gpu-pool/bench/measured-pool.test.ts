@@ -7,7 +7,7 @@ const info: PoolInfo = {
   model: { name: 'stories260K.bin', contextLength: 512, vocabSize: 512, bosId: 1, eosIds: [2], chatTemplate: 'concat', sha256: 'ab'.repeat(32) },
   tokenizer: { format: 'llama2c', path: '/v1/tokenizer', sha256: 'cd'.repeat(32) },
   datastore: { enabled: true, tokens: 380_412 },
-  limits: { maxActive: 4, maxQueued: 4, maxTotalTokens: 4104, prefillChunk: 0, tenantReserve: 1 },
+  limits: { maxActive: 4, maxQueued: 4, maxTotalTokens: 4104, prefillChunk: 0, tenantReserve: 1, preempt: false },
   runtime: { executionProvider: 'cpu' },
 };
 
@@ -20,10 +20,10 @@ describe('the pool a bench-serve run measured', () => {
       tokenizer: { format: 'llama2c', sha256: 'cd'.repeat(32) },
       executionProvider: 'cpu',
       datastore: { enabled: true, tokens: 380_412, used: true },
-      limits: { maxActive: 4, maxQueued: 4, maxTotalTokens: 4104, prefillChunk: 0, tenantReserve: 1 },
+      limits: { maxActive: 4, maxQueued: 4, maxTotalTokens: 4104, prefillChunk: 0, tenantReserve: 1, preempt: false },
     });
     expect(describeMeasuredPool(pool)).toBe(
-      `pool http://127.0.0.1:9106: stories260K.bin (context 512, tokenizer ${'cd'.repeat(6)}, weights ${'ab'.repeat(6)}) on cpu; a datastore of 380,412 tokens; --max-active 4 --max-queued 4 --max-total-tokens 4104 --prefill-chunk 0 --tenant-reserve 1`,
+      `pool http://127.0.0.1:9106: stories260K.bin (context 512, tokenizer ${'cd'.repeat(6)}, weights ${'ab'.repeat(6)}) on cpu; a datastore of 380,412 tokens; --max-active 4 --max-queued 4 --max-total-tokens 4104 --prefill-chunk 0 --tenant-reserve 1 --no-preempt`,
     );
   });
 
