@@ -45,6 +45,13 @@ describe('sssd pool --help', () => {
       expect(environment).toMatch(new RegExp(`^  ${name} `, 'm'));
     }
   });
+
+  it('names --preempt, on by default, and --no-preempt', async () => {
+    const { stdout } = await run(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--help'], { timeout: 60_000 });
+    const flags = stdout.replace(/\s+/g, ' ');
+    expect(flags).toMatch(/--preempt with every row taken, a tenant with no row running .* \(default: on\)/);
+    expect(flags).toMatch(/--no-preempt never preempt/);
+  });
 });
 
 describe('sssd pool start-up checks', () => {

@@ -103,6 +103,7 @@ export interface GenerateBody {
   contributeToDatastore?: boolean;
   predictionIds?: number[];
   resumedOutputTokens?: number;
+  ignoreEos?: boolean;
 }
 
 export interface GenerationOutcome {
