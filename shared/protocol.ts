@@ -440,8 +440,9 @@ export type PoolEvent =
   | { type: 'trie-exhausted'; outputLength: number }
   /**
    * Sent every QUEUED_KEEPALIVE_MS while the generation waits for a batch
-   * slot (before `start`): proof of life for a reader that takes a silent
-   * pool for a hung one. Added in protocol 1's lifetime; readers ignore it
+   * slot (before `start`, or after it while preempted: queuedMs counts from
+   * the pause): proof of life for a reader that takes a silent pool for a
+   * hung one. Added in protocol 1's lifetime; readers ignore it
    * otherwise, as they do any event type they do not know.
    */
   | { type: 'queued'; queuedMs: number }

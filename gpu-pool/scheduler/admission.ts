@@ -471,6 +471,7 @@ export class Admission<S extends RunnerSequence> {
         if (recomputed > 0) metrics.preemptionRecomputedTokens.inc(recomputed);
         this.active.push(gen);
         this.fairShares.started(gen.tenant);
+        notifySink(gen, 'resumed');
         continue;
       }
       gen.startedAt = performance.now();
@@ -550,6 +551,7 @@ export class Admission<S extends RunnerSequence> {
     }
     gen.requeueByRecompute(computed);
     this.queue.unshift(gen);
+    notifySink(gen, 'paused');
     this.metrics.preemptions.inc();
     this.metrics.running.set(this.active.length);
     this.metrics.waiting.set(this.queue.length);
@@ -586,6 +588,15 @@ export class Admission<S extends RunnerSequence> {
     const stepMs = this.stepMs.value;
     if (!Number.isFinite(fewestSteps) || stepMs === undefined) return 500;
     return Math.round(Math.min(30_000, Math.max(100, Math.max(1, fewestSteps) * stepMs)));
+  }
+}
+
+/** Tells a preempted generation's sink it paused or resumed; a sink that throws is its stream's fault, logged, not the loop's. */
+function notifySink(gen: Generation<RunnerSequence>, what: 'paused' | 'resumed'): void {
+  try {
+    gen.sink[what]?.();
+  } catch (err) {
+    logLine(`pool: could not tell generation ${gen.id}'s stream it ${what}: ${(err as Error).message}`);
   }
 }
 

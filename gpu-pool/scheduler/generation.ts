@@ -21,6 +21,15 @@ export interface GenerationSink {
   send(event: PoolEvent): void;
   /** The generation is over; no more events. */
   end(): void;
+  /**
+   * Its row was taken (preemption.ts): it waits in the queue, its next
+   * events after the pause. The pool's HTTP stream sends `queued` events
+   * meanwhile, as before its start, so a reader that takes a silent pool
+   * for a hung one waits (the edge's stall watch).
+   */
+  paused?(): void;
+  /** It has a row again (after paused). */
+  resumed?(): void;
 }
 
 /** The per-request drafter (engineer B2's RequestDrafter, structurally). */

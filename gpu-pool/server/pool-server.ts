@@ -480,6 +480,13 @@ export class PoolServer {
         }
         open = false;
       },
+      // Preempted (gpu-pool/scheduler/preemption.ts): queued again, so `queued` events again until it has a row.
+      paused: (): void => {
+        stopKeepAlive();
+        const pausedAt = performance.now();
+        keepAlive = setInterval(() => sink.send({ type: 'queued', queuedMs: Math.round(performance.now() - pausedAt) }), QUEUED_KEEPALIVE_MS);
+      },
+      resumed: stopKeepAlive,
     };
     // The client went away before `done`: free the row (within one step).
     res.on('close', () => {
