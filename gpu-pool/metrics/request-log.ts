@@ -51,6 +51,8 @@ export interface FinishedGeneration {
   error?: { code: GenerationErrorCode; message: string };
   /** Of its prompt, the tokens a failed pool had output before an edge resumed it here (the request's resumedOutputTokens, when > 0). */
   resumedOutputTokens?: number;
+  /** Times its row went to another tenant's generation and it resumed by recompute (--preempt), when > 0. */
+  preemptions?: number;
 }
 
 /** The line for one generation (no newline): `{"event":"request",...}` with times rounded to 0.1 ms. */
@@ -81,5 +83,6 @@ export function requestLogLine(g: FinishedGeneration, at: Date = new Date()): st
     ...(g.cancelReason !== undefined ? { cancelReason: g.cancelReason } : {}),
     ...(g.error !== undefined ? { error: { code: g.error.code, message: g.error.message.slice(0, MAX_LOGGED_MESSAGE) } } : {}),
     ...(g.resumedOutputTokens !== undefined && g.resumedOutputTokens > 0 ? { resumedOutputTokens: g.resumedOutputTokens } : {}),
+    ...(g.preemptions !== undefined && g.preemptions > 0 ? { preemptions: g.preemptions } : {}),
   });
 }

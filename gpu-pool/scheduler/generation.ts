@@ -323,6 +323,7 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
       ...(finishReason === 'cancelled' && this.cancelledBy !== null ? { cancelReason: this.cancelledBy } : {}),
       ...(finishReason === 'error' && this.error !== null ? { error: this.error } : {}),
       ...((this.request.resumedOutputTokens ?? 0) > 0 ? { resumedOutputTokens: this.request.resumedOutputTokens } : {}),
+      ...(this.preemptions > 0 ? { preemptions: this.preemptions } : {}),
     };
   }
 

@@ -30,10 +30,12 @@ describe('request log line', () => {
     expect(failed).toMatchObject({ finishReason: 'error', error: { code: 'internal' }, resumedOutputTokens: 5 });
     // A runtime's message can run to kilobytes: the line keeps its start.
     expect((failed.error as { message: string }).message).toHaveLength(300);
-    const plain = JSON.parse(requestLogLine({ ...base, finishReason: 'length', resumedOutputTokens: 0 })) as Record<string, unknown>;
+    expect(JSON.parse(requestLogLine({ ...base, finishReason: 'length', preemptions: 1 })) as Record<string, unknown>).toMatchObject({ preemptions: 1 });
+    const plain = JSON.parse(requestLogLine({ ...base, finishReason: 'length', resumedOutputTokens: 0, preemptions: 0 })) as Record<string, unknown>;
     expect(Object.keys(plain)).not.toContain('cancelReason');
     expect(Object.keys(plain)).not.toContain('error');
     expect(Object.keys(plain)).not.toContain('resumedOutputTokens');
+    expect(Object.keys(plain)).not.toContain('preemptions');
   });
 });
 
