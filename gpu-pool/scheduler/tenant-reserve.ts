@@ -12,7 +12,9 @@
  * finds a row free when it comes back; a pool that serves one tenant (or
  * callers that name none: one tenant) fills every row, and does again a
  * window after the last other tenant left. O(1) per admission: a count per
- * tenant present, and the two tenants that left last.
+ * tenant present, and the two tenants that left last. A tenant that comes
+ * while one tenant alone holds every row finds no row kept: preemption.ts
+ * (--preempt) frees one for it.
  */
 
 /** How long after another tenant's last generation ended the reserve is still held. */
