@@ -7,7 +7,6 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Miniflare } from 'miniflare';
 import { repoRoot } from '../../launcher/stack';
 
 export async function putLocalKv(key: string, value: string, persistTo?: string): Promise<void> {
@@ -47,6 +46,8 @@ const namespaceId = /\[\[kv_namespaces\]\][^[]*?\bid\s*=\s*"([^"]+)"/.exec(readF
 
 /** Works on wrangler's local store in `persistTo` as `wrangler dev --persist-to` does (workerd's KV, persisted under v3/kv). */
 export async function withLocalKv<T>(persistTo: string, work: (kv: KVNamespace) => Promise<T>): Promise<T> {
+  // Imported here, not at the top: ~1 s of CPU to load, which the e2e files that only write keys (stack-fixture.ts) never use.
+  const { Miniflare } = await import('miniflare');
   const miniflare = new Miniflare({
     modules: true,
     script: 'export default { fetch() { return new Response(null); } }',
