@@ -15,6 +15,7 @@ import { promptLogprobsAsked } from './prompt-logprobs';
 import { PREDICTION_TOKENS } from '../shared/protocol';
 import { promptTokensKept, truncatedPrompt } from './prompt-truncation';
 import { fittedConversation } from './conversation-truncation';
+import { moreTokensThan } from './context-bound';
 import { MAX_TOKENIZE_CHARACTERS } from './tokenize-route';
 import { encodeContinuation } from '../shared/tokenizer/encode-continuation';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
@@ -109,12 +110,6 @@ function chatTextLength(messages: readonly ChatMessage[]): number {
 }
 
 /**
- * Slack for normalisation, which can shrink a text before it is tokenized
- * (NFKC composing characters: 1.5x at most in practice).
- */
-const NORMALISATION_SLACK = 4;
-
-/**
  * Refuses a text prompt too long for the context before tokenizing it: a
  * token stands for at most `maxTokenBytes` bytes, so a text of more than
  * contextLength × that (with slack) cannot fit. Encoding a 1 MiB prompt took
@@ -146,12 +141,6 @@ export function refuseTooLongToCut(parsed: ParsedRequest): void {
     param,
     'context_length_exceeded',
   );
-}
-
-/** Whether a text of `length` UTF-16 units certainly encodes to more than `tokens` tokens (false: it may not). */
-function moreTokensThan(length: number, tokens: number, model: ServedModel): boolean {
-  // A token stands for a byte at least: most prompts are passed without the vocabulary's longest token.
-  return length > tokens * NORMALISATION_SLACK && length > tokens * model.maxTokenBytes() * NORMALISATION_SLACK;
 }
 
 /**

@@ -33,6 +33,7 @@ import { BACKGROUND_STOP_POLL_MS, cancelledAnswer, haltRunHere, polledResponse }
 import { resumedEventStream, startingAfter } from './background-stream';
 import { conversationItemNotFound, conversationNotFound, conversationObject, ConversationStore, withoutItem } from './conversation-store';
 import { conversationItems, conversationItemsPage, createBody, checkInclude, itemList, itemsBody, updateBody } from './conversation-routes';
+import { refuseUnreadableItems } from './conversation-fit';
 import { listedItem, inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
 import { inResponsesTerms } from './responses-request';
 import { ResponseStore, responseNotFound, type StoredResponse } from './response-store';
@@ -527,6 +528,7 @@ app.post('/v1/conversations', rateLimitHeaders, limitBody, (c) =>
     // The SDK's create() with no argument sends no body (undefined); a JSON null is a body, and no object (a 400).
     const raw = text.trim() === '' ? undefined : parseJsonBody(text);
     const { items, metadata } = await createBody(raw, responseStore(c));
+    if (items.length > 0) refuseUnreadableItems(items, [], await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise)));
     return conversationObject(await store.create(items, metadata));
   }),
 );
@@ -560,6 +562,7 @@ app.post('/v1/conversations/:id/items', rateLimitHeaders, limitBody, (c) =>
     // Checked against the conversation as read here (ids, and the calls an output answers), and its ids again as
     // changed (an item added meanwhile is a duplicate too).
     const items = await conversationItems(raw, true, responseStore(c), current.items);
+    refuseUnreadableItems(items, current.items, await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise)));
     const updated = await store.change(
       id,
       (record) => {

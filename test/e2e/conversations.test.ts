@@ -1,9 +1,12 @@
 // OpenAI's Conversations API on the edge against the real stack (a pool process and `wrangler dev` with local KV),
 // driven by the official `openai` client as a user calls it: conversations and their items, and responses that take
 // a conversation as their context and append their turn to it (foreground, streamed and background).
+import { readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../../launcher/stack';
+import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import { models } from '../support/shared-data';
 import { startTestStack, type TestStack } from './stack-fixture';
 
 const OTHER_KEY = 'e2e-conversations-other-key';
@@ -151,6 +154,43 @@ describe('conversations', () => {
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
     expect((missing as InstanceType<typeof OpenAI.NotFoundError>).param).toBe('conversation');
     expect(await allItems(conversation.id)).toHaveLength(5);
+  });
+
+  it("refuses items that can never fit the model's context, and keeps a conversation longer than it as a whole", async () => {
+    // The edge's bound by length (edge/context-bound.ts): the served context times the tokenizer's longest piece, times 4.
+    const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'llama2c');
+    let longest = 1;
+    for (let id = 0; id < tokenizer.vocabSize; id++) longest = Math.max(longest, tokenizer.tokenBytes(id).length);
+    const listed = (await (await fetch(`${stack.edgeUrl}/v1/models`, { headers: { authorization: `Bearer ${stack.devKey}` } })).json()) as { data: { max_model_len: number }[] };
+    const contextLength = listed.data[0].max_model_len;
+    const bound = contextLength * longest * 4;
+    // Under SSSD_RESPONSE_MAX_BYTES, so only the new check refuses it (before, it was stored, and no response could read it).
+    expect(bound + 1000).toBeLessThan(MAX_BYTES);
+
+    const tooLong = await badRequest(client.conversations.create({ items: [{ role: 'user', content: 'hi' }, { role: 'user', content: 'A'.repeat(bound + 1) }] }));
+    expect(tooLong.param).toBe('items.1');
+    expect(tooLong.code).toBe('context_length_exceeded');
+    expect(tooLong.message).toContain(`${bound + 1} characters`);
+    expect(tooLong.message).toContain(`${contextLength} tokens; an item of more than ${bound} characters cannot`);
+
+    const conversation = await client.conversations.create({ items: [{ role: 'system', content: 's'.repeat(Math.floor(bound / 2)) }] });
+    const call = { type: 'function_call' as const, call_id: 'c', name: 'f', arguments: '{}' };
+    expect((await badRequest(client.conversations.items.create(conversation.id, { items: [call, { type: 'function_call_output', call_id: 'c', output: 'o'.repeat(bound + 1) }] }))).param).toBe('items.1');
+    // System and developer messages are never dropped by truncation: together past the bound, no response could run.
+    const instructions = await badRequest(client.conversations.items.create(conversation.id, { items: [{ role: 'developer', content: 'd'.repeat(Math.floor(bound / 2) + 2) }] }));
+    expect(instructions.param).toBe('items');
+    expect(instructions.message).toContain('truncation never drops them');
+    expect(await allItems(conversation.id)).toHaveLength(1);
+
+    // Users' turns past the bound as a whole are kept: truncation "auto" answers from the last of them.
+    const turns = Array.from({ length: 5 }, (_, i) => ({ role: 'user' as const, content: `${i} ${'w '.repeat(Math.floor(bound / 8))}` }));
+    const long = await client.conversations.create({ items: [turns[0]] });
+    await client.conversations.items.create(long.id, { items: turns.slice(1) });
+    const refused = await badRequest(client.responses.create({ model, conversation: long.id, input: PROMPT, max_output_tokens: 2 }));
+    expect(refused.code).toBe('context_length_exceeded');
+    const truncated = await client.responses.create({ model, conversation: long.id, input: PROMPT, max_output_tokens: 2, truncation: 'auto' });
+    expect(truncated.usage!.input_tokens).toBeLessThan(contextLength);
+    expect(truncated.usage!.output_tokens).toBeGreaterThan(0);
   });
 
   it('appends a streamed response once it completes, and a background one once its run ends', async () => {
