@@ -27,6 +27,8 @@ export interface KeyRecord {
   rpm: number;
   /** Requests in flight at once. */
   concurrency: number;
+  /** Bytes a day its data scope may store through the routes that store with no generation (storage-budget.ts). */
+  storageBytesPerDay: number;
   /**
    * The operator's opt-in for this key: its outputs join the pool's global
    * datastore (`contributeToDatastore`), which drafts for every tenant.
@@ -46,6 +48,8 @@ const storedKeySchema = z.object({
   tenant: z.string().min(1).max(256).optional(),
   rpm: z.number().int().positive().optional(),
   concurrency: z.number().int().positive().optional(),
+  /** MiB a day (storage-budget.ts): conversations made, items added, metadata replaced. */
+  storageMbPerDay: z.number().int().positive().max(1_000_000).optional(),
   disabled: z.boolean().optional(),
   contributeToDatastore: z.boolean().optional(),
   /** The SHA-256 (hex) of the key whose stored data this one shares: the key it replaces. */
@@ -112,6 +116,7 @@ function recordOf(hash: string, checked: CheckedKey, config: EdgeConfig): KeyRec
     tenant: record.tenant ?? hash.slice(0, 12),
     rpm: record.rpm ?? config.defaultRpm,
     concurrency: record.concurrency ?? config.defaultConcurrency,
+    storageBytesPerDay: (record.storageMbPerDay ?? config.defaultStorageMbPerDay) * 1024 * 1024,
     contributeToDatastore: record.contributeToDatastore === true,
   };
 }

@@ -29,6 +29,8 @@ export interface EdgeConfig {
   streamQuietCommentMs: number;
   defaultRpm: number;
   defaultConcurrency: number;
+  /** MiB a day a key stores through the routes that store with no generation, where its record names none (storage-budget.ts). */
+  defaultStorageMbPerDay: number;
   /** A request in flight that shows no sign of life this long gives its key's slot back (ms; see rate-limiter.ts). */
   concurrencyLeaseMs: number;
   benchRoutes: boolean;
@@ -121,6 +123,8 @@ export const INT_VARS = {
   SSSD_BACKGROUND_HEARTBEAT_MS: { fallback: BACKGROUND_ALIVE_EVERY_MS, min: 1000, max: 60_000 },
   SSSD_DEFAULT_RPM: { fallback: 600, min: 1, max: 1_000_000 },
   SSSD_DEFAULT_CONCURRENCY: { fallback: 8, min: 1, max: 10_000 },
+  // 64 MiB a day: kept SSSD_RESPONSE_TTL_DAYS (30), ~1.9 GiB a key at most; before, the rate alone (~860 GB a day at 600 rpm).
+  SSSD_DEFAULT_STORAGE_MB_PER_DAY: { fallback: 64, min: 1, max: 1_000_000 },
   // At least three heartbeats (LEASE_HEARTBEAT_MS): a lease as short as one lapsed under a live request whose timer ran late.
   SSSD_CONCURRENCY_LEASE_SECONDS: { fallback: LEASE_MS / 1000, min: 3, max: 3600 },
 } as const;
@@ -270,6 +274,7 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
     streamQuietCommentMs: intVar(env, 'SSSD_STREAM_QUIET_COMMENT_MS'),
     defaultRpm: intVar(env, 'SSSD_DEFAULT_RPM'),
     defaultConcurrency: intVar(env, 'SSSD_DEFAULT_CONCURRENCY'),
+    defaultStorageMbPerDay: intVar(env, 'SSSD_DEFAULT_STORAGE_MB_PER_DAY'),
     concurrencyLeaseMs: 1000 * intVar(env, 'SSSD_CONCURRENCY_LEASE_SECONDS'),
     responseTtlSeconds: 86_400 * intVar(env, 'SSSD_RESPONSE_TTL_DAYS'),
     responseMaxBytes: intVar(env, 'SSSD_RESPONSE_MAX_BYTES'),

@@ -49,6 +49,8 @@ export interface EdgeEnv {
   /** Defaults for keys without explicit limits. */
   SSSD_DEFAULT_RPM?: string;
   SSSD_DEFAULT_CONCURRENCY?: string;
+  /** MiB a day a key without its own `storageMbPerDay` stores through conversations' routes and metadata updates (default 64). */
+  SSSD_DEFAULT_STORAGE_MB_PER_DAY?: string;
   /** Seconds a request in flight may show no sign of life before its key's slot is taken back (default 5). */
   SSSD_CONCURRENCY_LEASE_SECONDS?: string;
   /** The checkpoint's SHA-256 (hex) the edge serves, whatever pools list first: pools with other weights are passed over (an operator's switch for a rolling upgrade across isolates). */

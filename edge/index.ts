@@ -34,6 +34,8 @@ import { resumedEventStream, startingAfter } from './background-stream';
 import { conversationItemNotFound, conversationNotFound, conversationObject, ConversationStore, withoutItem } from './conversation-store';
 import { conversationItems, conversationItemsPage, createBody, checkInclude, itemList, itemsBody, updateBody } from './conversation-routes';
 import { refuseUnreadableItems } from './conversation-fit';
+import { StorageBudget } from './storage-budget';
+import { utf8Length } from './kv-record';
 import { listedItem, inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
 import { inResponsesTerms } from './responses-request';
 import { ResponseStore, responseNotFound, type StoredResponse } from './response-store';
@@ -477,6 +479,35 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
   }),
 );
 
+/** What the routes that store with no generation may store, per data scope (storage-budget.ts). */
+const storageBudget = new StorageBudget();
+/**
+ * What a request of those routes takes at least: a record made or written whole again, with its KV key and
+ * metadata, whatever the body (an empty create still makes one).
+ */
+const STORAGE_FLOOR_BYTES = 1024;
+
+/**
+ * Takes the bytes of `body` (at least STORAGE_FLOOR_BYTES) from the key's storage budget for the day, before the
+ * write; a 429 `storage_limit_exceeded` where it is spent, with Retry-After (past a minute, no retry: the SDKs
+ * would try again at once).
+ */
+function takeStorage(c: Context<AppEnv>, body: string): void {
+  const key = c.get('key');
+  const bytes = Math.max(STORAGE_FLOOR_BYTES, utf8Length(body));
+  const retryAfterS = storageBudget.take(key.dataScope, bytes, key.storageBytesPerDay);
+  if (retryAfterS === null) return;
+  throw new ApiError(
+    429,
+    `Storage limit reached: this key stores at most ${key.storageBytesPerDay / (1024 * 1024)} MiB a day through conversations and metadata updates (its record's storageMbPerDay, else SSSD_DEFAULT_STORAGE_MB_PER_DAY), refilled as the day goes: this request's ${bytes} bytes are back in ${retryAfterS} s.`,
+    'rate_limit_error',
+    'storage_limit_exceeded',
+    null,
+    retryAfterS,
+    retryAfterS <= 60,
+  );
+}
+
 /** This key's stored chat completions (chat's `store: true`), under the Responses store's TTL and bound. */
 function chatCompletionStore(c: Context<AppEnv>): ChatCompletionStore {
   const config = edgeConfig(c.env);
@@ -498,7 +529,8 @@ app.get('/v1/chat/completions', rateLimitHeaders, (c) =>
 app.get('/v1/chat/completions/:id', rateLimitHeaders, (c) => storedChatRoute(c, async (store, id) => completionObject(await storedChatCompletion(store, id))));
 app.post('/v1/chat/completions/:id', rateLimitHeaders, limitBody, (c) =>
   storedChatRoute(c, async (store, id) => {
-    const updated = await store.updateMetadata(id, metadataUpdate(await readJson(c)));
+    const text = await readUncompressedText(c);
+    const updated = await store.updateMetadata(id, metadataUpdate(parseJsonBody(text)), () => takeStorage(c, text));
     if (updated === null) throw chatCompletionNotFound(id);
     return completionObject(updated);
   }),
@@ -529,6 +561,7 @@ app.post('/v1/conversations', rateLimitHeaders, limitBody, (c) =>
     const raw = text.trim() === '' ? undefined : parseJsonBody(text);
     const { items, metadata } = await createBody(raw, responseStore(c));
     if (items.length > 0) refuseUnreadableItems(items, [], await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise)));
+    takeStorage(c, text);
     return conversationObject(await store.create(items, metadata));
   }),
 );
@@ -541,8 +574,17 @@ app.get('/v1/conversations/:id', rateLimitHeaders, (c) =>
 );
 app.post('/v1/conversations/:id', rateLimitHeaders, limitBody, (c) =>
   conversationRoute(c, async (store, id) => {
-    const metadata = updateBody(await readJson(c));
-    const updated = await store.change(id, (record) => ({ ...record, metadata }), 'metadata');
+    const text = await readUncompressedText(c);
+    const metadata = updateBody(parseJsonBody(text));
+    // Taken where the conversation is there (a 404 stores nothing).
+    const updated = await store.change(
+      id,
+      (record) => {
+        takeStorage(c, text);
+        return { ...record, metadata };
+      },
+      'metadata',
+    );
     if (updated === null) throw conversationNotFound(id);
     return conversationObject(updated);
   }),
@@ -556,13 +598,15 @@ app.delete('/v1/conversations/:id', rateLimitHeaders, (c) =>
 app.post('/v1/conversations/:id/items', rateLimitHeaders, limitBody, (c) =>
   conversationRoute(c, async (store, id) => {
     checkInclude(new URL(c.req.url).searchParams);
-    const raw = itemsBody(await readJson(c));
+    const text = await readUncompressedText(c);
+    const raw = itemsBody(parseJsonBody(text));
     const current = await store.get(id);
     if (current === null) throw conversationNotFound(id);
     // Checked against the conversation as read here (ids, and the calls an output answers), and its ids again as
     // changed (an item added meanwhile is a duplicate too).
     const items = await conversationItems(raw, true, responseStore(c), current.items);
     refuseUnreadableItems(items, current.items, await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise)));
+    takeStorage(c, text);
     const updated = await store.change(
       id,
       (record) => {

@@ -20,6 +20,7 @@ export interface NewKeyRecord {
   tenant?: string;
   rpm?: number;
   concurrency?: number;
+  storageMbPerDay?: number;
   contributeToDatastore?: true;
   /** The SHA-256 of the key this one replaces: it shares that key's stored data. */
   dataOf?: string;
@@ -84,6 +85,7 @@ interface KeyCreateFlags {
   tenant?: string;
   rpm?: string;
   concurrency?: string;
+  storageMbPerDay?: string;
   contributeToDatastore?: boolean;
   dataOf?: string;
   local?: boolean;
@@ -101,6 +103,8 @@ function recordFromFlags(flags: KeyCreateFlags): NewKeyRecord {
   if (rpm !== undefined) record.rpm = rpm;
   const concurrency = parseNumberFlag('--concurrency', flags.concurrency, { integer: true, min: 1 });
   if (concurrency !== undefined) record.concurrency = concurrency;
+  const storage = parseNumberFlag('--storage-mb-per-day', flags.storageMbPerDay, { integer: true, min: 1, max: 1_000_000 });
+  if (storage !== undefined) record.storageMbPerDay = storage;
   if (flags.contributeToDatastore) record.contributeToDatastore = true;
   if (flags.dataOf !== undefined) {
     // The edge refuses a record whose dataOf is not a SHA-256: every request with the key would be a 401.
@@ -122,6 +126,10 @@ export function register(program: Command): void {
     )
     .option('--rpm <n>', "requests per minute (default: the edge's SSSD_DEFAULT_RPM)")
     .option('--concurrency <n>', "requests in flight at once (default: the edge's SSSD_DEFAULT_CONCURRENCY)")
+    .option(
+      '--storage-mb-per-day <n>',
+      "MiB a day the key may store through the routes that store with no generation (conversations made, items added, metadata replaced; a 429 past it), each kept SSSD_RESPONSE_TTL_DAYS (default: the edge's SSSD_DEFAULT_STORAGE_MB_PER_DAY)",
+    )
     .option('--data-of <hash>', "rotation: the SHA-256 of the key this one replaces (its `key:<hash>` entry; for a key that itself replaced another, that one's dataOf), whose stored chat completions, responses, conversations and users' caches this key then reads and writes as its own; limits stay per key")
     .option('--contribute-to-datastore', "the key's requests' prompts and outputs join the pools' global datastore, which drafts for every tenant and which no delete reaches (docs/protocol.md)")
     .option('--local', "print commands for wrangler dev's local store (--local; SSSD_EDGE_STATE's folder where set, as `sssd up` uses it) instead of the deployed namespace (--remote)")

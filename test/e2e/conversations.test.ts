@@ -18,7 +18,8 @@ let client: OpenAI;
 let model: string;
 
 beforeAll(async () => {
-  stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({ [sha256Hex(OTHER_KEY)]: { tenant: 'other' } }), SSSD_RESPONSE_MAX_BYTES: String(MAX_BYTES) } });
+  // The other key stores 1 MiB a day through the routes that store with no generation (storage-budget.ts).
+  stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({ [sha256Hex(OTHER_KEY)]: { tenant: 'other', storageMbPerDay: 1 } }), SSSD_RESPONSE_MAX_BYTES: String(MAX_BYTES) } });
   client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
   model = (await client.models.list()).data[0].id;
 });
@@ -191,6 +192,56 @@ describe('conversations', () => {
     const truncated = await client.responses.create({ model, conversation: long.id, input: PROMPT, max_output_tokens: 2, truncation: 'auto' });
     expect(truncated.usage!.input_tokens).toBeLessThan(contextLength);
     expect(truncated.usage!.output_tokens).toBeGreaterThan(0);
+  });
+
+  it('stores at most the key\'s storageMbPerDay a day through conversations: a 429 past it, for that key alone (review h213)', async () => {
+    const other = new OpenAI({ apiKey: OTHER_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    const body = { items: Array.from({ length: 15 }, (_, i) => ({ role: 'user' as const, content: 'abcdefghijklmno'[i].repeat(4000) })) };
+    const bodyBytes = JSON.stringify(body).length;
+    // A stored chat completion's metadata is replaced from the same budget (its generation is not counted).
+    const completion = await other.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_completion_tokens: 1, store: true });
+    const ids = [(await other.conversations.create(body)).id];
+    let refused: unknown = null;
+    // 1 MiB a day is ~17 bodies of ~60 KB; a few more tries show it stops there.
+    while (refused === null && ids.length < 40) {
+      refused = await other.conversations.create(body).then(
+        (made) => {
+          ids.push(made.id);
+          return null;
+        },
+        (err: unknown) => err,
+      );
+    }
+    const made = ids.length;
+    const first = { id: ids[0] };
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    const err = refused as InstanceType<typeof OpenAI.RateLimitError>;
+    expect(err.code).toBe('storage_limit_exceeded');
+    expect(err.message).toContain('1 MiB a day');
+    expect(made * bodyBytes).toBeLessThanOrEqual(1024 * 1024);
+    expect((made + 1) * bodyBytes).toBeGreaterThan(1024 * 1024);
+    // What the day's refill takes to give a body back: ~an hour and a half, past what a retry should wait.
+    const retryAfter = Number(err.headers?.get('retry-after'));
+    expect(retryAfter).toBeGreaterThan(60);
+    expect(retryAfter).toBeLessThanOrEqual(Math.ceil((bodyBytes / (1024 * 1024)) * 86_400));
+    expect(err.headers?.get('x-should-retry')).toBe('false');
+    // Items added take from it too (the same body as items: refused as the create was), and metadata replaced, 1 KiB
+    // at least a request (what is left of the MiB, less than a body, goes in so many); reads and deletes do not.
+    await expect(other.conversations.items.create(first.id, body)).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+    const left = 1024 * 1024 - made * bodyBytes;
+    let updates = 0;
+    // Each of another conversation, oldest first (one conversation takes a write a second).
+    const updated = () => other.conversations.update(ids[updates % made], { metadata: { a: 'b' } }).then(() => true, (e: unknown) => (e instanceof OpenAI.RateLimitError ? false : Promise.reject(e)));
+    while (updates <= left / 1024 + 2 && (await updated())) updates++;
+    // The day's refill over the test's seconds (~12 bytes a second) adds one at most.
+    expect(updates).toBeGreaterThanOrEqual(Math.floor(left / 1024));
+    expect(updates).toBeLessThanOrEqual(Math.floor(left / 1024) + 1);
+    await expect(other.chat.completions.update(completion.id, { metadata: { a: 'b' } })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+    expect(await other.chat.completions.retrieve(completion.id)).toMatchObject({ metadata: {} });
+    expect((await other.conversations.items.list(first.id)).data).toHaveLength(15);
+    expect(await other.conversations.delete(first.id)).toMatchObject({ deleted: true });
+    // Another key's budget is its own.
+    expect(await client.conversations.create(body)).toMatchObject({ object: 'conversation' });
   });
 
   it('appends a streamed response once it completes, and a background one once its run ends', async () => {

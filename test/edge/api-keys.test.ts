@@ -23,9 +23,11 @@ const auth = async (key: string, env: EdgeEnv) => authenticate(`Bearer ${key}`, 
 
 describe('API key records', () => {
   it('serves a key at its own limits, the defaults where it names none', async () => {
-    const env = await envWith({ good: { tenant: 'acme', rpm: 60, concurrency: 2, note: 'owner: ops' }, bare: {} });
-    expect(await auth('good', env)).toMatchObject({ tenant: 'acme', rpm: 60, concurrency: 2, contributeToDatastore: false });
-    expect(await auth('bare', env)).toMatchObject({ rpm: 600, concurrency: 8 });
+    const env = await envWith({ good: { tenant: 'acme', rpm: 60, concurrency: 2, storageMbPerDay: 5, note: 'owner: ops' }, bare: {} });
+    expect(await auth('good', env)).toMatchObject({ tenant: 'acme', rpm: 60, concurrency: 2, storageBytesPerDay: 5 * 1024 * 1024, contributeToDatastore: false });
+    expect(await auth('bare', env)).toMatchObject({ rpm: 600, concurrency: 8, storageBytesPerDay: 64 * 1024 * 1024 });
+    // SSSD_DEFAULT_STORAGE_MB_PER_DAY for a key that names none.
+    expect(await auth('bare', { ...env, SSSD_DEFAULT_STORAGE_MB_PER_DAY: '2' })).toMatchObject({ storageBytesPerDay: 2 * 1024 * 1024 });
     // The same map written as a table under [vars] reaches the Worker as an object, not as text.
     const asTable = { ...env, SSSD_API_KEYS: JSON.parse(env.SSSD_API_KEYS!) as Record<string, unknown> };
     expect(await auth('good', asTable as unknown as EdgeEnv)).toMatchObject({ tenant: 'acme', rpm: 60 });
@@ -98,9 +100,10 @@ describe('API key records', () => {
       zeroLimit: { rpm: 0 },
       textLimit: { rpm: '60' },
       fraction: { concurrency: 1.5 },
+      zeroStorage: { storageMbPerDay: 0 },
       notARecord: 'yes',
     });
-    for (const key of ['revoked', 'revokedAsText', 'zeroLimit', 'textLimit', 'fraction', 'notARecord']) {
+    for (const key of ['revoked', 'revokedAsText', 'zeroLimit', 'textLimit', 'fraction', 'zeroStorage', 'notARecord']) {
       const err = await auth(key, env);
       expect(err, key).toBeInstanceOf(ApiError);
       expect((err as ApiError).status, key).toBe(401);
@@ -108,7 +111,7 @@ describe('API key records', () => {
     await auth('textLimit', env);
     // The env has no KV binding, said once apart (kv-binding.ts); the rest are the records'.
     const logged = error.mock.calls.map((c) => String(c[0])).filter((l) => !l.startsWith('edge: the SSSD_KV binding is missing'));
-    expect(logged).toHaveLength(5);
+    expect(logged).toHaveLength(6);
     expect(logged.find((l) => l.includes('rpm: Invalid input: expected number, received string'))).toBeDefined();
     expect(logged.every((l) => l.includes('the key is refused until it is fixed'))).toBe(true);
   });

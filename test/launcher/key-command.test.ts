@@ -52,7 +52,7 @@ afterEach(() => {
 
 describe('sssd key create', () => {
   it('prints a key once and the wrangler lines whose record the edge serves at its limits, and revokes', async () => {
-    const r = await sssd(['key', 'create', '--tenant', "o'brien & co", '--rpm', '60', '--concurrency', '4'], process.env, SOURCE_SSSD);
+    const r = await sssd(['key', 'create', '--tenant', "o'brien & co", '--rpm', '60', '--concurrency', '4', '--storage-mb-per-day', '5'], process.env, SOURCE_SSSD);
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n').filter((l) => !l.startsWith('#'));
     const [key, put, revoke, remove] = lines;
@@ -72,14 +72,14 @@ describe('sssd key create', () => {
     expect(metadata).toBe(JSON.stringify({ tenant: "o'brien & co", scope: hash.slice(0, 24), created }));
     expect(created).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     expect(Math.abs(Date.parse(created) - Date.now())).toBeLessThan(60_000);
-    expect(putWords).toEqual(['put', '--remote', '--binding', 'SSSD_KV', `key:${hash}`, '--metadata', metadata, '{"tenant":"o\'brien & co","rpm":60,"concurrency":4}']);
+    expect(putWords).toEqual(['put', '--remote', '--binding', 'SSSD_KV', `key:${hash}`, '--metadata', metadata, '{"tenant":"o\'brien & co","rpm":60,"concurrency":4,"storageMbPerDay":5}']);
     // The one revoking line names `sssd key revoke` with the hash's first digits.
     expect(r.stdout).toContain(`# Revoke it (either; or \`sssd key revoke ${hash.slice(0, 12)}\`):\n`);
     expect((await wranglerArgs(revoke)).slice(0, 7)).toEqual(putWords.slice(0, 7));
     await apply(kv(), putWords);
     expect((await kv().getWithMetadata(`key:${hash}`)).metadata).toEqual(JSON.parse(metadata));
     const served = await auth();
-    expect(served).toMatchObject({ tenant: "o'brien & co", rpm: 60, concurrency: 4, contributeToDatastore: false });
+    expect(served).toMatchObject({ tenant: "o'brien & co", rpm: 60, concurrency: 4, storageBytesPerDay: 5 * 1024 * 1024, contributeToDatastore: false });
     // Printed beside the key: the tenant as the pool gets it, as the request log cuts it.
     expect(r.stdout).toContain(`\n# Its tenant in the edge's request log and the pools' logs: ${(await poolTenant((served as KeyRecord).tenant)).slice(0, 12)}\n`);
 
@@ -123,6 +123,9 @@ describe('sssd key create', () => {
     const bad = await sssd(['key', 'create', '--rpm', '60.5']);
     expect(bad).toMatchObject({ code: 2, stdout: '' });
     expect(bad.stderr).toBe('sssd: --rpm must be an integer >= 1, not "60.5"\n');
+    const noStorage = await sssd(['key', 'create', '--storage-mb-per-day', '0']);
+    expect(noStorage).toMatchObject({ code: 2, stdout: '' });
+    expect(noStorage.stderr).toContain('--storage-mb-per-day must be an integer >= 1');
   });
 
   it("makes a key that replaces another (--data-of): it shares that key's stored data, and keeps limits of its own (review h143)", async () => {
