@@ -22,6 +22,8 @@ export interface KeyEntry {
   /** Null: the edge's default (SSSD_DEFAULT_RPM, SSSD_DEFAULT_CONCURRENCY). */
   rpm: number | null;
   concurrency: number | null;
+  /** Null: the edge's default (SSSD_DEFAULT_STORAGE_MB_PER_DAY), MiB a day its data scope may store without a generation. */
+  storageMbPerDay: number | null;
   contributeToDatastore: boolean;
   /** The hash of the key this one replaced (--data-of), whose data it shares. */
   dataOf: string | null;
@@ -57,6 +59,7 @@ export function keyEntry(listed: ListedKey, value: string): KeyEntry {
       scope: metadataString(metadata, 'scope'),
       rpm: null,
       concurrency: null,
+      storageMbPerDay: null,
       contributeToDatastore: false,
       dataOf: null,
       created,
@@ -72,6 +75,7 @@ export function keyEntry(listed: ListedKey, value: string): KeyEntry {
     scope: (record.dataOf?.toLowerCase() ?? hash).slice(0, 24),
     rpm: record.rpm ?? null,
     concurrency: record.concurrency ?? null,
+    storageMbPerDay: record.storageMbPerDay ?? null,
     contributeToDatastore: record.contributeToDatastore === true,
     dataOf: record.dataOf?.toLowerCase() ?? null,
     created,

@@ -59,7 +59,7 @@ describe('sssd key list, revoke and restore', () => {
     };
     const [acme, limited, own] = await Promise.all([
       create(true, '--tenant', 'acme'),
-      create(false, '--tenant', 'acme', '--rpm', '60', '--concurrency', '4', '--contribute-to-datastore'),
+      create(false, '--tenant', 'acme', '--rpm', '60', '--concurrency', '4', '--storage-mb-per-day', '8', '--contribute-to-datastore'),
       create(false),
     ]);
     const rotated = await create(false, '--tenant', 'acme', '--data-of', acme.hash);
@@ -90,17 +90,18 @@ describe('sssd key list, revoke and restore', () => {
       scope: key.metadata.scope,
       rpm: null,
       concurrency: null,
+      storageMbPerDay: null,
       contributeToDatastore: false,
       dataOf: null,
       created: key.metadata.created,
       metadata: key.metadata,
       ...fields,
     });
-    const refused = { state: 'refused', rpm: null, concurrency: null, contributeToDatastore: false, dataOf: null, created: null } as const;
+    const refused = { state: 'refused', rpm: null, concurrency: null, storageMbPerDay: null, contributeToDatastore: false, dataOf: null, created: null } as const;
     expect(entries).toEqual(
       [
         made(acme, {}),
-        made(limited, { rpm: 60, concurrency: 4, contributeToDatastore: true }),
+        made(limited, { rpm: 60, concurrency: 4, storageMbPerDay: 8, contributeToDatastore: true }),
         made(own, { tenant: own.hash.slice(0, 12) }),
         made(rotated, { scope: acme.hash.slice(0, 24), dataOf: acme.hash }),
         { ...made(own, {}), hash: byHand, tenant: 'by-hand', scope: byHand.slice(0, 24), created: null, metadata: null },
@@ -116,7 +117,7 @@ describe('sssd key list, revoke and restore', () => {
     expect(lines[0]).toMatch(/^HASH +TENANT +SCOPE +RPM +CONCURRENCY +STATE +CREATED +NOTES$/);
     const rowOf = (key: NewKey): string => lines.find((line) => line.startsWith(`${key.hash.slice(0, 12)} `)) ?? '';
     expect(lines.slice(1, 4).map((line) => line.slice(0, 12)).sort()).toEqual([acme, limited, rotated].map((key) => key.hash.slice(0, 12)).sort());
-    expect(rowOf(limited).split(/ {2,}/)).toEqual([limited.hash.slice(0, 12), 'acme', limited.hash.slice(0, 24), '60', '4', 'active', limited.metadata.created, 'contributes to the datastore']);
+    expect(rowOf(limited).split(/ {2,}/)).toEqual([limited.hash.slice(0, 12), 'acme', limited.hash.slice(0, 24), '60', '4', 'active', limited.metadata.created, 'stores 8 MiB a day; contributes to the datastore']);
     expect(rowOf(rotated)).toMatch(new RegExp(`^${rotated.hash.slice(0, 12)} +acme +${acme.hash.slice(0, 24)} +default +default +active +\\S+Z +data of ${acme.hash.slice(0, 12)}$`));
     expect(lines.slice(4)).toEqual([`3 key records of tenant "acme" in the local store (${persistTo})`, expect.stringContaining("the dev key and SSSD_API_KEYS' keys are not in KV")]);
     for (const key of [acme, limited, rotated]) expect(table.stdout).not.toContain(key.key);
