@@ -1,12 +1,12 @@
 /**
  * The request body size limit (SSSD_MAX_BODY_BYTES): by Content-Length when
- * one is sent, else counted while reading. Hono's bodyLimit does the same
- * but leaves a chunked body it refused half read: under `wrangler dev` the
- * request after such a 413 got workerd's "worker restarted" 503 (cancelling
- * the body did too). Here the rest of the body is read and dropped, within
- * bounds (64 MiB, 2 s), before the 413.
+ * one is sent, before the key's limits are checked; else counted while the
+ * route reads it, after them (its slot and rate token taken first). Hono's
+ * bodyLimit does the same but leaves a chunked body it refused half read:
+ * under `wrangler dev` the request after such a 413 got workerd's "worker
+ * restarted" 503 (cancelling the body did too). Here the rest of the body
+ * is read and dropped, within bounds (64 MiB, 2 s), before the 413.
  */
-import type { Context } from 'hono';
 import { ApiError } from './api-error';
 
 /**
@@ -63,8 +63,7 @@ function declaresBody(headers: Headers): boolean {
 
 /**
  * A 400 where the request declares a body (declaresBody) and `readBytes`, what was read of it, is 0. The one place
- * this is checked: limitRequestBody for a body it reads itself (chunked), the route's reader for one sent with its
- * length (let through unread here).
+ * this is checked: readLimitedBody for a body it counts (chunked), the route's reader for one sent with its length.
  */
 export function refuseEmptyDeclaredBody(headers: Headers, readBytes: number): void {
   if (readBytes > 0 || !declaresBody(headers)) return;
@@ -77,28 +76,39 @@ export function refuseEmptyDeclaredBody(headers: Headers, readBytes: number): vo
 }
 
 /**
- * Reads the body once (at most `maxBytes`), or throws a 413; later handlers
- * read the buffered copy. A chunked body not read whole within `timeoutMs`
- * is a 408 (one sent with its length is timed where it is read).
+ * A body refused by its Content-Length (past `maxBytes`: a 413), before its request is let in by its key's limits,
+ * so it costs no rate token; one declared but absent is a 400. A chunked body is left unread here: it is counted as
+ * it is read (readLimitedBody), once the key's limits have let its request in and taken its slot (review h213: read
+ * whole here first, chunked uploads took neither slot nor rate token while megabytes of them sat in the isolate).
  */
-export async function limitRequestBody(c: Context, maxBytes: number, next: () => Promise<void>, timeoutMs = Infinity): Promise<void> {
-  const raw = c.req.raw;
-  const tooLarge = (): ApiError => new ApiError(413, `Request body too large (limit ${maxBytes} bytes).`, 'invalid_request_error', 'request_too_large');
-  if (!raw.body) {
-    refuseEmptyDeclaredBody(raw.headers, 0);
-    return next();
-  }
+export async function refuseByLength(raw: Request, maxBytes: number, timeoutMs = Infinity): Promise<void> {
+  if (!raw.body) return refuseEmptyDeclaredBody(raw.headers, 0);
   const declared = raw.headers.get('content-length');
-  const deadline = Date.now() + timeoutMs;
-  if (declared !== null && !raw.headers.has('transfer-encoding')) {
-    // A length that is no number is the runtime's to refuse (it frames the body by it), as before.
-    if (!(Number.parseInt(declared, 10) > maxBytes)) return next();
-    // Refused by its length, and drained as a counted one is: left unread, workerd (wrangler dev) held the 413 until
-    // the whole body came, and forever for one that stalled (review h159).
-    const reader = raw.body.getReader();
-    await drainRefused(reader, 0, deadline, timeoutMs);
-    throw tooLarge();
-  }
+  // A length that is no number is the runtime's to refuse (it frames the body by it), as before.
+  if (!isSized(raw.headers) || !(Number.parseInt(declared ?? '', 10) > maxBytes)) return;
+  // Refused by its length, and drained as a counted one is: left unread, workerd (wrangler dev) held the 413 until
+  // the whole body came, and forever for one that stalled (review h159).
+  await drainRefused(raw.body.getReader(), 0, Date.now() + timeoutMs, timeoutMs);
+  throw tooLarge(maxBytes);
+}
+
+/** Sent with its length (no Transfer-Encoding): checked by it before it is read (refuseByLength). */
+function isSized(headers: Headers): boolean {
+  return headers.get('content-length') !== null && !headers.has('transfer-encoding');
+}
+
+function tooLarge(maxBytes: number): ApiError {
+  return new ApiError(413, `Request body too large (limit ${maxBytes} bytes).`, 'invalid_request_error', 'request_too_large');
+}
+
+/**
+ * The body's bytes, read by `deadline` (Date.now() time; else a 408). One sent with its length was checked by it
+ * (refuseByLength); a chunked one is counted as it is read, a 413 once past `maxBytes` (the rest drained first), and
+ * a 400 where it reads as 0 bytes (refuseEmptyDeclaredBody).
+ */
+export async function readLimitedBody(raw: Request, maxBytes: number, deadline: number, timeoutMs = Infinity): Promise<Uint8Array> {
+  if (!raw.body) return new Uint8Array(0);
+  if (isSized(raw.headers)) return new Uint8Array(await readBy(raw.arrayBuffer(), deadline, timeoutMs));
   const reader = raw.body.getReader();
   // A body that breaks off (the client gave up, bad chunking) is the client's fault; one that trickles past the deadline too.
   const read = async (): Promise<ReadableStreamReadResult<Uint8Array>> => {
@@ -117,7 +127,7 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
     size += value.byteLength;
     if (size > maxBytes) {
       await drainRefused(reader, size, deadline, timeoutMs);
-      throw tooLarge();
+      throw tooLarge(maxBytes);
     }
     chunks.push(value);
   }
@@ -128,8 +138,7 @@ export async function limitRequestBody(c: Context, maxBytes: number, next: () =>
     body.set(chunk, at);
     at += chunk.byteLength;
   }
-  c.req.raw = new Request(raw, { body });
-  return next();
+  return body;
 }
 
 /**

@@ -10,7 +10,7 @@ import { ApiError, badRequest, errorResponse, SHOULD_RETRY_HEADER, toApiError, T
 import { authenticate, type KeyRecord } from './api-keys';
 import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
-import { limitRequestBody, readBy, refuseEmptyDeclaredBody } from './body-limit';
+import { readLimitedBody, refuseByLength, refuseEmptyDeclaredBody } from './body-limit';
 import { answerOpenAi, handleCompletion, poolTenant, type Answerer, type ParsedRequest } from './completion-handler';
 import { ChatCompletionStore, chatCompletionNotFound, completionObject } from './chat-completion-store';
 import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, storedChatCompletion, withServedModel } from './stored-chat-routes';
@@ -46,7 +46,8 @@ import { cacheScope, UserCacheStore } from './user-cache-store';
 import { userCacheUser } from './user-cache-user';
 import { viewUserCache } from './user-cache-view';
 
-type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string; quota: RequestQuota | undefined; log: RequestLog | undefined } };
+/** `maxBodyBytes`: the route's body limit (limitBodyTo), counted against where its body is read. */
+type AppEnv = { Bindings: EdgeEnv; Variables: { key: KeyRecord; requestHex: string; quota: RequestQuota | undefined; log: RequestLog | undefined; maxBodyBytes: number | undefined } };
 
 // Per-isolate state: limiter buckets and pool health outlive a request.
 const limiter = new KeyLimiter();
@@ -159,11 +160,21 @@ app.get('/v1/models/:model{.+}', async (c) => {
   return c.json(modelObject(model));
 });
 
-// Body size limit (SSSD_MAX_BODY_BYTES): by Content-Length when sent, else counted while reading.
-const limitBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> => {
-  const config = edgeConfig(c.env);
-  return limitRequestBody(c, config.maxBodyBytes, next, config.bodyTimeoutMs);
-};
+/**
+ * A route's body limit: a body past it by its Content-Length is a 413 here, before the key's limits (no rate token);
+ * a chunked one is counted against it where the route reads it, after its key's limits let it in (readBodyBytes).
+ */
+function limitBodyTo(maxBytes: (c: Context<AppEnv>) => number): (c: Context<AppEnv>, next: () => Promise<void>) => Promise<void> {
+  return async (c, next) => {
+    const limit = maxBytes(c);
+    c.set('maxBodyBytes', limit);
+    await refuseByLength(c.req.raw, limit, edgeConfig(c.env).bodyTimeoutMs);
+    await next();
+  };
+}
+
+// SSSD_MAX_BODY_BYTES.
+const limitBody = limitBodyTo((c) => edgeConfig(c.env).maxBodyBytes);
 
 /**
  * A user-cache delete's body is `{"user": NAME}` at most (a name of 256
@@ -172,8 +183,7 @@ const limitBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void>
  * park its requests-per-minute worth of megabytes in the isolate.
  */
 const USER_CACHE_BODY_BYTES = 4096;
-const limitUserCacheBody = (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> =>
-  limitRequestBody(c, USER_CACHE_BODY_BYTES, next, edgeConfig(c.env).bodyTimeoutMs);
+const limitUserCacheBody = limitBodyTo(() => USER_CACHE_BODY_BYTES);
 
 /** A request let in by its key's limits (with a slot or without). */
 type Admitted = Extract<Admission, { ok: true }>;
@@ -184,16 +194,18 @@ const BODY_HOLD_AFTER_MS = LEASE_HEARTBEAT_MS;
 /**
  * The body's bytes, or a 408 past SSSD_BODY_TIMEOUT_SECONDS: a body sent slowly, or never finished, held its key's
  * in-flight slot as long as the client liked. `holding`: the slot it holds meanwhile, said held for the body until then.
+ * Read only once the key's limits let the request in (its caller's admit), whatever its framing: a chunked body is
+ * counted against the route's limit here, a 413 once past it (limitBodyTo).
  */
-async function readBodyBytes(c: Context<AppEnv>, holding?: Admitted): Promise<ArrayBuffer> {
-  const { bodyTimeoutMs } = edgeConfig(c.env);
+async function readBodyBytes(c: Context<AppEnv>, holding?: Admitted): Promise<Uint8Array> {
+  const { bodyTimeoutMs, maxBodyBytes } = edgeConfig(c.env);
   const deadline = Date.now() + bodyTimeoutMs;
   // Held for the body only once it is still arriving a heartbeat on: a burst's small bodies, sent whole, are read in a
   // turn or two, and a 429 in that moment said "still uploading (a 408 in 31 s)" with a Retry-After of 31 s for slots
   // free in milliseconds (review h203).
   const arriving = holding ? setTimeout(() => holding.holdAs({ kind: 'body', until: deadline }), BODY_HOLD_AFTER_MS) : undefined;
   try {
-    return await readBy(c.req.arrayBuffer(), deadline, bodyTimeoutMs);
+    return await readLimitedBody(c.req.raw, c.get('maxBodyBytes') ?? maxBodyBytes, deadline, bodyTimeoutMs);
   } finally {
     if (arriving !== undefined) clearTimeout(arriving);
     holding?.holdAs({ kind: 'answering' });
@@ -206,7 +218,7 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 /** The body's text, read whole first (a body left unread broke the next request under wrangler dev); a compressed one is a 415 (review h112: it was "not valid JSON"; the Worker is not sent one decompressed). */
 async function readUncompressedText(c: Context<AppEnv>, holding?: Admitted): Promise<string> {
   const bytes = await readBodyBytes(c, holding);
-  // Not "no body" (limitRequestBody checks a chunked one as it reads it; this, one sent with its length).
+  // Not "no body" (readLimitedBody checks a chunked one as it reads it; this, one sent with its length).
   refuseEmptyDeclaredBody(c.req.raw.headers, bytes.byteLength);
   const encoding = c.req.header('content-encoding')?.trim().toLowerCase();
   if (encoding && encoding !== 'identity') {

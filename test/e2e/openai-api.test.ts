@@ -45,6 +45,10 @@ const ONE_SLOT_KEY = 'e2e-one-slot-key';
 const N_REFUSED_KEY = 'e2e-n-refused-key';
 /** The soak's own key: its traffic spends no other test's rate or slots. */
 const SOAK_KEY = 'e2e-soak-key';
+/** A few requests a minute and one slot: a chunked upload's rate token and slot are seen in another request's answer. */
+const CHUNKED_KEY = 'e2e-chunked-key';
+/** One request a minute: spent, the next is refused for its rate whatever its body. */
+const RATE_SPENT_KEY = 'e2e-rate-spent-key';
 const BENCH_KEY = 'e2e-bench-key';
 
 let stack: TestStack;
@@ -62,6 +66,8 @@ beforeAll(async () => {
           [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
           [sha256Hex(N_REFUSED_KEY)]: { tenant: 'n-refused', rpm: 2, concurrency: 1 },
           [sha256Hex(SOAK_KEY)]: { tenant: 'soak', rpm: 100000, concurrency: 4 },
+          [sha256Hex(CHUNKED_KEY)]: { tenant: 'chunked', rpm: 5, concurrency: 1 },
+          [sha256Hex(RATE_SPENT_KEY)]: { tenant: 'rate-spent', rpm: 1 },
           [sha256Hex(BENCH_KEY)]: { tenant: 'bench', rpm: 1, concurrency: 1 },
           [sha256Hex(UPPER_HASH_KEY).toUpperCase()]: { tenant: 'upper' },
         }),
@@ -1953,6 +1959,54 @@ describe('OpenAI-compatible API on the edge', () => {
     expect((performance.now() - started) / 1000).toBeLessThan(8);
     socket.destroy();
     expect((await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2, temperature: 0 }, ONE_SLOT_KEY)).status).toBe(200);
+  });
+
+  it("takes a chunked upload's slot and rate token before reading its body, and refuses one past its key's limits unread", async () => {
+    // A chunked body (no Content-Length: HTTP/2, `curl -T -`, a browser's streaming fetch) was read whole before its
+    // key's limits were checked: uploads from a key of 2 slots and 20 a minute took neither, while hundreds of
+    // megabytes of them sat in the isolate (review h213).
+    const upload = (path: string, key: string, first: string): { finish: (rest: string) => void; drop: () => void; answered: Promise<{ status: number; text: string }> } => {
+      const r = http.request(`${stack.edgeUrl}${path}`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' } });
+      const answered = new Promise<{ status: number; text: string }>((resolve, reject) => {
+        r.on('response', (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        });
+        r.on('error', reject);
+      });
+      // No length given: Node sends the body chunked, this first chunk at once.
+      r.write(first);
+      return { finish: (rest) => r.end(rest), drop: () => r.destroy(), answered };
+    };
+    const past = 'a'.repeat(100 * 1024); // past SSSD_MAX_BODY_BYTES (64 KiB) here: counted, it is a 413
+    // The key's one slot, held by an upload that stalls after its first chunk (its 408 comes at 2 s here).
+    const stalled = upload('/v1/completions', CHUNKED_KEY, `{"model":"${model}","prompt":"`);
+    await new Promise((r) => setTimeout(r, 300));
+    // Another upload of the key, refused for that slot as soon as its headers come: its body, far past the limit, is
+    // not read (read first, it was a 413); workerd under wrangler dev sends the 429 once the body is in.
+    const refused = upload('/v1/completions', CHUNKED_KEY, `{"model":"${model}","prompt":"`);
+    const whole = await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2, temperature: 0 }, CHUNKED_KEY);
+    refused.finish(`${past}"}`);
+    // The stalled upload holds the slot, and took a rate token: 5 a minute, 4 left (a 429 for a slot spends none).
+    expect(whole.status).toBe(429);
+    expect(whole.json.error?.message).toMatch(/at most 1 at once for this key, held by 1 request body still uploading/);
+    expect(whole.headers.get('x-ratelimit-remaining-requests')).toBe('4');
+    const second = await refused.answered;
+    expect(second.status).toBe(429);
+    expect(second.text).toContain('request body still uploading');
+    // Its 408 gives the slot back.
+    expect((await stalled.answered).status).toBe(408);
+    stalled.drop();
+    expect((await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2, temperature: 0 }, CHUNKED_KEY)).status).toBe(200);
+    // A store's route takes no slot, but its rate token first: a key past its rate is refused without its body read.
+    expect((await fetch(`${stack.edgeUrl}/v1/conversations/conv_0`, { headers: { authorization: `Bearer ${RATE_SPENT_KEY}` } })).status).toBe(404);
+    const stored = upload('/v1/conversations', RATE_SPENT_KEY, '{"metadata":{"topic":"');
+    await new Promise((r) => setTimeout(r, 100));
+    stored.finish(`${past}"}}`);
+    const rated = await stored.answered;
+    expect(rated.status).toBe(429);
+    expect(rated.text).toContain('Rate limit reached: 1 requests per minute');
   });
 
   it('keeps its promises under a soak of mixed, broken and cut-off requests (sssd soak --edge)', async () => {
