@@ -11,6 +11,7 @@ import { authenticate, type KeyRecord } from './api-keys';
 import { checkDevKeyOrigin } from './dev-key-origin';
 import { benchEdgeCpu } from './bench-route';
 import { readLimitedBody, refuseByLength, refuseEmptyDeclaredBody } from './body-limit';
+import { refuseDeepNesting } from './body-nesting';
 import { answerOpenAi, handleCompletion, poolTenant, type Answerer, type ParsedRequest } from './completion-handler';
 import { ChatCompletionStore, chatCompletionNotFound, completionObject } from './chat-completion-store';
 import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, storedChatCompletion, withServedModel } from './stored-chat-routes';
@@ -237,6 +238,8 @@ async function readJson(c: Context<AppEnv>, holding?: Admitted): Promise<unknown
 
 /** A body's JSON, its strings whole characters (lone-surrogates.ts: a half one is a 400, not U+FFFD for the model and kept as sent in what is stored). */
 function parseJsonBody(text: string): unknown {
+  // Before the parse, which deep nesting slows by ten times and more.
+  refuseDeepNesting(text);
   let body: unknown;
   try {
     body = JSON.parse(text) as unknown;

@@ -62,6 +62,13 @@ export const samplingSchema = z.object({
 });
 export type SamplingParams = z.infer<typeof samplingSchema>;
 
+/**
+ * How deep a request body's arrays and objects may nest at a pool: the protocol's deepest (`badWords`, a list of
+ * lists) is 3. A body past it is a 400 before it is parsed (shared/json-nesting.ts): 3 million nested arrays, 6 MB,
+ * held the pool's one thread ~3.5 s in JSON.parse (review h213).
+ */
+export const MAX_BODY_NESTING = 64;
+
 /** Most alternatives a generation may ask log-probabilities for, per token (OpenAI's limit). */
 export const MAX_TOP_LOGPROBS = 20;
 

@@ -2,10 +2,13 @@
  * Reads a JSON request body with a hard size cap: the connection is not
  * allowed to push more than `maxBytes` into memory, whatever Content-Length
  * claims. Only an uncompressed one (no Content-Encoding, or identity): any
- * other is a 415 before it is read.
+ * other is a 415 before it is read. One nested past MAX_BODY_NESTING is a
+ * 400 before it is parsed.
  */
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
+import { nestsDeeperThan } from '../../shared/json-nesting';
+import { MAX_BODY_NESTING } from '../../shared/protocol';
 import { HttpError } from './http-error';
 
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
@@ -41,6 +44,8 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
   if (!isUtf8(body)) throw new HttpError(400, 'bad_request', 'request body is not valid UTF-8; send JSON encoded as UTF-8');
   const text = body.toString('utf8');
   if (text.length === 0) throw new HttpError(400, 'bad_request', 'request body is empty; expected JSON');
+  // Before the parse, which deep nesting holds on this, the pool's only thread, for seconds.
+  if (nestsDeeperThan(text, MAX_BODY_NESTING)) throw new HttpError(400, 'bad_request', `request body nests arrays and objects deeper than ${MAX_BODY_NESTING} levels; no request of the protocol needs more`);
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {

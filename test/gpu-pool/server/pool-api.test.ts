@@ -137,6 +137,8 @@ describe('info and tokenizer', () => {
 describe('bad requests get a clear 4xx and the pool keeps serving', () => {
   const cases: [string, string, number, RegExp][] = [
     ['not JSON', '{oops', 400, /not valid JSON/],
+    // Refused before JSON.parse, which spent seconds of the pool's one thread on millions of them (review h213).
+    ['arrays nested past 64 levels', `{"id":"deep","promptIds":[1],"maxTokens":4,"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`, 400, /nests arrays and objects deeper than 64 levels/],
     ['missing promptIds', JSON.stringify({ id: 'a', maxTokens: 4 }), 400, /promptIds/],
     ['prompt longer than the context', JSON.stringify({ id: 'b', promptIds: new Array(600).fill(5), maxTokens: 4 }), 400, /context length 512/],
     ['token outside the vocabulary', JSON.stringify({ id: 'c', promptIds: [1, 9999], maxTokens: 4 }), 400, /vocabulary/],
