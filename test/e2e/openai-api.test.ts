@@ -79,7 +79,8 @@ beforeAll(async () => {
         // Short, so a non-streamed reply's client that leaves is noticed well before the tiny model finishes.
         SSSD_WHOLE_REPLY_HEARTBEAT_MS: '100',
         // Short, so a body that never arrives whole is refused within the test.
-        SSSD_BODY_TIMEOUT_SECONDS: '2',
+        // 3 s: the chunked-upload test's stalled upload must still hold its slot while two more requests are answered.
+        SSSD_BODY_TIMEOUT_SECONDS: '3',
         SSSD_BENCH_ROUTES: '1',
       },
       kvKeys: { [KV_KEY]: { tenant: 'from-kv', rpm: 100, concurrency: 4 }, [BROKEN_KV_KEY]: '{"tenant": "broken", "disabled": true', [REVOCABLE_KV_KEY]: { tenant: 'revocable', rpm: 100 } },
@@ -1937,7 +1938,7 @@ describe('OpenAI-compatible API on the edge', () => {
       }
       const seconds = ((headersAt || performance.now()) - started) / 1000;
       expect(answer, framing).toMatch(/^HTTP\/1\.1 408 /);
-      expect(answer).toMatch(/did not arrive whole within 2 s/);
+      expect(answer).toMatch(/did not arrive whole within 3 s/);
       expect(seconds).toBeGreaterThan(1.5);
       expect(seconds).toBeLessThan(8);
       socket.destroy();
@@ -1945,7 +1946,7 @@ describe('OpenAI-compatible API on the edge', () => {
     }
     // The key's one slot is free again.
     expect((await post('/v1/completions', { model, prompt: 'Lily', max_tokens: 2, temperature: 0 }, ONE_SLOT_KEY)).status).toBe(200);
-    // A length past the limit, its body begun and stalled: a 413 within the drain's 2 s, not an answer held until the
+    // A length past the limit, its body begun and stalled: a 413 within the drain's 3 s, not an answer held until the
     // body comes, never for one that stalls (review h159: none in 200 s).
     const socket = connect(Number(edge.port), edge.hostname);
     let answer = '';
@@ -1980,7 +1981,7 @@ describe('OpenAI-compatible API on the edge', () => {
       return { finish: (rest) => r.end(rest), drop: () => r.destroy(), answered };
     };
     const past = 'a'.repeat(100 * 1024); // past SSSD_MAX_BODY_BYTES (64 KiB) here: counted, it is a 413
-    // The key's one slot, held by an upload that stalls after its first chunk (its 408 comes at 2 s here).
+    // The key's one slot, held by an upload that stalls after its first chunk (its 408 comes at 3 s here).
     const stalled = upload('/v1/completions', CHUNKED_KEY, `{"model":"${model}","prompt":"`);
     await new Promise((r) => setTimeout(r, 300));
     // Another upload of the key, refused for that slot as soon as its headers come: its body, far past the limit, is
