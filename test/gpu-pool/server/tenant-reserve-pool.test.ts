@@ -71,7 +71,10 @@ describe('the tenant reserve (--tenant-reserve)', () => {
     await b0.ended;
     // The flood: more long generations than rows, each 480 tokens (hundreds of steps).
     const hog = await Promise.all(Array.from({ length: 8 }, (_, i) => open(p, `hog${i}`, 'hog', 480)));
+    // The flood's requests reach the loop over a few steps on a loaded host (CI at 2ee5725: one running when the first
+    // streamed): wait until it has taken every row it may, then see that it took no more.
     await hog[0].firstTokens;
+    for (let waited = 0; waited < 100 && (await metricValue(p, 'vllm:num_requests_running')) < 3; waited++) await new Promise((r) => setTimeout(r, 100));
     expect(await metricValue(p, 'vllm:num_requests_running')).toBe(3);
     expect(await metricValue(p, 'sssd_pool_tenant_reserve_held_rows')).toBe(1);
     const sentAt = performance.now();
