@@ -1,3 +1,8 @@
+import type { BuildOptions } from 'esbuild';
+
+/** How the command is compiled, here and for the tests: bundled and split by command, packages external, source maps. */
+export const COMMAND_BUILD: BuildOptions;
+
 /** What is built: `entries` (compiled name → source, relative to `root`), kept in `cacheDir`. */
 export interface Project {
   root: string;

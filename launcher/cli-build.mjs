@@ -68,6 +68,22 @@ function currentBuild(project, esbuildVersion) {
   return record;
 }
 
+/**
+ * How the command is compiled, here and for the tests (test/support/compiled-cli.setup.ts): bundled and split by
+ * command, packages external, with source maps so that stack traces name the .ts lines, as under tsx (bin/sssd.mjs
+ * turns source maps on; the tests start node with --enable-source-maps).
+ */
+export const COMMAND_BUILD = {
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  outExtension: { '.js': '.mjs' },
+  platform: 'node',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: 'linked',
+};
+
 /** An esbuild plugin: each file's import.meta.url its source's. */
 const sourceUrls = {
   name: 'source-import-meta-url',
@@ -88,22 +104,14 @@ async function build(project, esbuild) {
   let result;
   try {
     result = await esbuild.build({
-    entryPoints: Object.entries(project.entries).map(([out, source]) => ({ in: path.join(project.root, source), out })),
-    absWorkingDir: project.root,
-    outdir,
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    outExtension: { '.js': '.mjs' },
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    tsconfig: path.join(project.root, 'tsconfig.json'),
-    // Stack traces name the .ts lines, as under tsx (bin/sssd.mjs turns source maps on).
-    sourcemap: 'linked',
-    metafile: true,
-    logLevel: 'silent',
-    plugins: [sourceUrls],
+      ...COMMAND_BUILD,
+      entryPoints: Object.entries(project.entries).map(([out, source]) => ({ in: path.join(project.root, source), out })),
+      absWorkingDir: project.root,
+      outdir,
+      tsconfig: path.join(project.root, 'tsconfig.json'),
+      metafile: true,
+      logLevel: 'silent',
+      plugins: [sourceUrls],
     });
   } catch (err) {
     rmSync(outdir, { recursive: true, force: true });

@@ -23,6 +23,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import { COMMAND_BUILD } from '../../launcher/cli-build.mjs';
 import type { TestProject } from 'vitest/node';
 import { repoRoot } from './shared-data';
 
@@ -82,16 +83,8 @@ async function compile(sources: readonly string[], outdir: string): Promise<void
   await build({
     entryPoints: sources.map((source) => ({ in: path.join(repoRoot, source), out: compiledName(source) })),
     outdir,
-    bundle: true,
-    splitting: true,
-    format: 'esm',
-    outExtension: { '.js': '.mjs' },
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
+    ...COMMAND_BUILD,
     tsconfig: path.join(repoRoot, 'tsconfig.json'),
-    // Run with --enable-source-maps: a stack trace names the .ts lines, as under tsx (tests assert there is none).
-    sourcemap: 'linked',
     logLevel: 'warning',
     plugins: [asUnderTsx(outdir, () => (entryReplaced = true))],
   });
