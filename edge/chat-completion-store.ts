@@ -277,14 +277,15 @@ export class ChatCompletionStore {
    * expiry kept; null where it is not found. Throws a 503 where KV fails
    * (tried again once after KV's one write a second per key: a create just before).
    */
-  async updateMetadata(id: string, metadata: Record<string, string>, found: () => void = () => undefined): Promise<StoredChatCompletion | null> {
+  async updateMetadata(id: string, metadata: Record<string, string>, found: (value: string) => void = () => undefined): Promise<StoredChatCompletion | null> {
     const record = await this.get(id);
     if (record === null) return null;
-    // The caller's word once it is there (the key's storage budget: a 404 stores nothing); it may throw.
-    found();
     const updated: StoredChatCompletion = { ...record, metadata };
     const value = this.fitted(updated);
     if (value === null) throw badRequest(`metadata: the completion with it is over the store's bound on a record (SSSD_RESPONSE_MAX_BYTES, ${this.maxBytes} bytes)`, 'metadata', 'invalid_value');
+    // The caller's word once it is there, with the record's JSON to write (the key's storage budget takes its size:
+    // a 404 stores nothing); it may throw.
+    found(value);
     // A pair gone: its hash leaves the index entries too, as they are written again whole.
     return onceMore(
       async () => {

@@ -1,6 +1,6 @@
 /**
- * Conversation items no response could ever read are not stored (review
- * h213, finding 2: a key stored 1,000,000-character items, kept 30 days,
+ * Conversation items past a length bound, which no response could read,
+ * are not stored (review h213, finding 2: a key stored 1,000,000-character items, kept 30 days,
  * that every response on their conversation refused as past the context;
  * storage for free, no generation asked). Checked by length alone
  * (context-bound.ts), as the prompt path refuses a prompt far too long:
@@ -13,7 +13,9 @@
  * A conversation as a whole past the context is kept: OpenAI's conversations
  * outgrow the context, and `truncation: "auto"` answers them from their last
  * turns (conversation-truncation.ts); its size is bounded per record by
- * SSSD_RESPONSE_MAX_BYTES.
+ * SSSD_RESPONSE_MAX_BYTES. The bound is not a tokenization: an item under it
+ * may still not fit the context, and is stored (review h217, finding 4); the
+ * key's storage budget (storage-budget.ts) is what bounds those.
  */
 import { badRequest } from './api-error';
 import { charactersWithin, moreTokensThan } from './context-bound';

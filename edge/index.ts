@@ -503,14 +503,16 @@ const storageBudget = new StorageBudget();
 const STORAGE_FLOOR_BYTES = 1024;
 
 /**
- * Takes the bytes of `body` (at least STORAGE_FLOOR_BYTES) from the key's storage budget for the day, before the
- * write; a 429 `storage_limit_exceeded` where it is spent, with Retry-After (past a minute, no retry: the SDKs
- * would try again at once).
+ * Takes the bytes of `written`, the JSON the request writes (at least STORAGE_FLOOR_BYTES), from the key's storage
+ * budget for the day, before the write; a 429 `storage_limit_exceeded` where it is spent, with Retry-After (past a
+ * minute, no retry: the SDKs would try again at once). What is written, not the body: 10 `item_reference`s of 871
+ * bytes wrote ~15 KB of items, and a metadata change of 1 KiB wrote its record whole again with a fresh TTL
+ * (review h217, findings 1 and 3).
  */
-function takeStorage(c: Context<AppEnv>, body: string): void {
+function takeStorage(c: Context<AppEnv>, written: string): void {
   const key = c.get('key');
-  const bytes = Math.max(STORAGE_FLOOR_BYTES, utf8Length(body));
-  const retryAfterS = storageBudget.take(key.dataScope, bytes, key.storageBytesPerDay);
+  const bytes = Math.max(STORAGE_FLOOR_BYTES, utf8Length(written));
+  const retryAfterS = storageBudget.take(key.dataScope, key.keyId, bytes, key.storageBytesPerDay);
   if (retryAfterS === null) return;
   throw new ApiError(
     429,
@@ -545,7 +547,7 @@ app.get('/v1/chat/completions/:id', rateLimitHeaders, (c) => storedChatRoute(c, 
 app.post('/v1/chat/completions/:id', rateLimitHeaders, limitBody, (c) =>
   storedChatRoute(c, async (store, id) => {
     const text = await readUncompressedText(c);
-    const updated = await store.updateMetadata(id, metadataUpdate(parseJsonBody(text)), () => takeStorage(c, text));
+    const updated = await store.updateMetadata(id, metadataUpdate(parseJsonBody(text)), (value) => takeStorage(c, value));
     if (updated === null) throw chatCompletionNotFound(id);
     return completionObject(updated);
   }),
@@ -576,7 +578,8 @@ app.post('/v1/conversations', rateLimitHeaders, limitBody, (c) =>
     const raw = text.trim() === '' ? undefined : parseJsonBody(text);
     const { items, metadata } = await createBody(raw, responseStore(c));
     if (items.length > 0) refuseUnreadableItems(items, [], await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise)));
-    takeStorage(c, text);
+    // The items as resolved (an item_reference brings in the item it names), not the body.
+    takeStorage(c, JSON.stringify({ items, metadata }));
     return conversationObject(await store.create(items, metadata));
   }),
 );
@@ -595,8 +598,10 @@ app.post('/v1/conversations/:id', rateLimitHeaders, limitBody, (c) =>
     const updated = await store.change(
       id,
       (record) => {
-        takeStorage(c, text);
-        return { ...record, metadata };
+        // The record it writes whole again, with a fresh TTL: charged its body, 1 KiB a month kept 4 MiB for good.
+        const changed = { ...record, metadata };
+        takeStorage(c, JSON.stringify(changed));
+        return changed;
       },
       'metadata',
     );
@@ -621,7 +626,7 @@ app.post('/v1/conversations/:id/items', rateLimitHeaders, limitBody, (c) =>
     // changed (an item added meanwhile is a duplicate too).
     const items = await conversationItems(raw, true, responseStore(c), current.items);
     refuseUnreadableItems(items, current.items, await servedModel(poolPicker(c.env), (promise) => c.executionCtx.waitUntil(promise)));
-    takeStorage(c, text);
+    takeStorage(c, JSON.stringify(items));
     const updated = await store.change(
       id,
       (record) => {

@@ -1,12 +1,15 @@
 /**
- * The bytes a day a data scope (KeyRecord.dataScope) may store through the
- * routes that store with no generation: conversations made, items added,
- * metadata replaced (review h213, finding 2: a key stored 20 MB a minute so,
- * each kept 30 days, bounded by its rate alone). A token bucket of bytes per
- * scope, refilled continuously to the key's `storageMbPerDay` a day and
- * holding one day's worth; a request takes what its body holds. With records
- * expiring SSSD_RESPONSE_TTL_DAYS after their last write, what a key keeps
- * this way is at most that many days' worth.
+ * The bytes a day a key may store through the routes that store with no
+ * generation: conversations made, items added, metadata replaced (review
+ * h213, finding 2: a key stored 20 MB a minute so, each kept 30 days, bounded
+ * by its rate alone). A token bucket of bytes per key within its data scope
+ * (KeyRecord.dataScope), refilled continuously to the key's `storageMbPerDay`
+ * a day and holding one day's worth; a request takes what it writes. A bucket
+ * per key, not one per scope: keys sharing a scope (`dataOf`, a rotation) had
+ * one bucket clamped to the caller's figure, so one request from a 1 MiB key
+ * held a 64 MiB key of its scope to 1 MiB (review h217, finding 2). With
+ * records expiring SSSD_RESPONSE_TTL_DAYS after their last write, what a key
+ * keeps this way is at most that many days' worth.
  *
  * State lives in the isolate, as the rate limiter's: exact under `wrangler
  * dev` (one isolate), approximate across a fleet of isolates, and reset when
@@ -25,22 +28,23 @@ interface Bucket {
 export class StorageBudget {
   private readonly buckets = new Map<string, Bucket>();
 
-  /** `maxScopes`: buckets kept at most (the least lately used go first, as full ones). */
-  constructor(private readonly maxScopes = 10_000) {}
+  /** `maxBuckets`: buckets kept at most (the least lately used go first, as full ones). */
+  constructor(private readonly maxBuckets = 10_000) {}
 
   /**
-   * Takes `bytes` of `scope`'s budget of `perDay` bytes a day (a request of more than a day's worth takes a whole
-   * day's): null where taken, else the whole seconds until they are there (nothing is taken).
+   * Takes `bytes` of the budget of key `keyId` of `scope`, `perDay` bytes a day (a request of more than a day's
+   * worth takes a whole day's): null where taken, else the whole seconds until they are there (nothing is taken).
    */
-  take(scope: string, bytes: number, perDay: number, now = Date.now()): number | null {
+  take(scope: string, keyId: string, bytes: number, perDay: number, now = Date.now()): number | null {
     const need = Math.min(Math.max(0, bytes), perDay);
-    const bucket = this.buckets.get(scope);
+    const name = `${scope}/${keyId}`;
+    const bucket = this.buckets.get(name);
     const have = bucket === undefined ? perDay : Math.min(perDay, bucket.bytes + (Math.max(0, now - bucket.at) * perDay) / DAY_MS);
     if (have < need) return Math.max(1, Math.ceil(((need - have) * DAY_MS) / perDay / 1000));
     // Taken out and put back: the map's order is the order of last use.
-    this.buckets.delete(scope);
-    this.buckets.set(scope, { bytes: have - need, at: now });
-    if (this.buckets.size > this.maxScopes) this.buckets.delete(this.buckets.keys().next().value as string);
+    this.buckets.delete(name);
+    this.buckets.set(name, { bytes: have - need, at: now });
+    if (this.buckets.size > this.maxBuckets) this.buckets.delete(this.buckets.keys().next().value as string);
     return null;
   }
 }

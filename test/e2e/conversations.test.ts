@@ -10,6 +10,9 @@ import { models } from '../support/shared-data';
 import { startTestStack, type TestStack } from './stack-fixture';
 
 const OTHER_KEY = 'e2e-conversations-other-key';
+/** Keys of 1 MiB a day as OTHER_KEY, one a test: item references charged as resolved, metadata changes as rewritten. */
+const REFS_KEY = 'e2e-conversations-refs-key';
+const METADATA_KEY = 'e2e-conversations-metadata-key';
 /** Small enough that 20 items of 4,000 characters pass it. */
 const MAX_BYTES = 64 * 1024;
 
@@ -19,7 +22,11 @@ let model: string;
 
 beforeAll(async () => {
   // The other key stores 1 MiB a day through the routes that store with no generation (storage-budget.ts).
-  stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({ [sha256Hex(OTHER_KEY)]: { tenant: 'other', storageMbPerDay: 1 } }), SSSD_RESPONSE_MAX_BYTES: String(MAX_BYTES) } });
+  stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({
+        [sha256Hex(OTHER_KEY)]: { tenant: 'other', storageMbPerDay: 1 },
+        [sha256Hex(REFS_KEY)]: { tenant: 'refs', storageMbPerDay: 1 },
+        [sha256Hex(METADATA_KEY)]: { tenant: 'metadata', storageMbPerDay: 1 },
+      }), SSSD_RESPONSE_MAX_BYTES: String(MAX_BYTES) } });
   client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
   model = (await client.models.list()).data[0].id;
 });
@@ -201,6 +208,8 @@ describe('conversations', () => {
     // A stored chat completion's metadata is replaced from the same budget (its generation is not counted).
     const completion = await other.chat.completions.create({ model, messages: [{ role: 'user', content: PROMPT }], max_completion_tokens: 1, store: true });
     const ids = [(await other.conversations.create(body)).id];
+    // A create takes what it writes: the items as stored, with their ids (more than the body, less than as listed).
+    const listedBytes = JSON.stringify({ items: (await other.conversations.items.list(ids[0], { limit: 100 })).data, metadata: {} }).length;
     let refused: unknown = null;
     // 1 MiB a day is ~17 bodies of ~60 KB; a few more tries show it stops there.
     while (refused === null && ids.length < 40) {
@@ -219,29 +228,94 @@ describe('conversations', () => {
     expect(err.code).toBe('storage_limit_exceeded');
     expect(err.message).toContain('1 MiB a day');
     expect(made * bodyBytes).toBeLessThanOrEqual(1024 * 1024);
-    expect((made + 1) * bodyBytes).toBeGreaterThan(1024 * 1024);
+    expect((made + 1) * listedBytes).toBeGreaterThan(1024 * 1024);
     // What the day's refill takes to give a body back: ~an hour and a half, past what a retry should wait.
     const retryAfter = Number(err.headers?.get('retry-after'));
     expect(retryAfter).toBeGreaterThan(60);
     expect(retryAfter).toBeLessThanOrEqual(Math.ceil((bodyBytes / (1024 * 1024)) * 86_400));
     expect(err.headers?.get('x-should-retry')).toBe('false');
-    // Items added take from it too (the same body as items: refused as the create was), and metadata replaced, 1 KiB
-    // at least a request (what is left of the MiB, less than a body, goes in so many); reads and deletes do not.
+    // Items added take from it too (the same body as items: refused as the create was), and metadata replaced (what
+    // is left of the MiB is less than a record, which a change writes again); reads and deletes do not.
     await expect(other.conversations.items.create(first.id, body)).rejects.toBeInstanceOf(OpenAI.RateLimitError);
-    const left = 1024 * 1024 - made * bodyBytes;
-    let updates = 0;
-    // Each of another conversation, oldest first (one conversation takes a write a second).
-    const updated = () => other.conversations.update(ids[updates % made], { metadata: { a: 'b' } }).then(() => true, (e: unknown) => (e instanceof OpenAI.RateLimitError ? false : Promise.reject(e)));
-    while (updates <= left / 1024 + 2 && (await updated())) updates++;
-    // The day's refill over the test's seconds (~12 bytes a second) adds one at most.
-    expect(updates).toBeGreaterThanOrEqual(Math.floor(left / 1024));
-    expect(updates).toBeLessThanOrEqual(Math.floor(left / 1024) + 1);
+    await expect(other.conversations.update(first.id, { metadata: { a: 'b' } })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+    // What is left goes in empty creates, 1 KiB each (a stored completion's record is more than that).
+    let empty = 0;
+    const createdEmpty = () => other.conversations.create().then(() => true, (e: unknown) => (e instanceof OpenAI.RateLimitError ? false : Promise.reject(e)));
+    while (empty <= listedBytes / 1024 + 2 && (await createdEmpty())) empty++;
+    expect(empty).toBeLessThanOrEqual(listedBytes / 1024 + 1);
     await expect(other.chat.completions.update(completion.id, { metadata: { a: 'b' } })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
     expect(await other.chat.completions.retrieve(completion.id)).toMatchObject({ metadata: {} });
     expect((await other.conversations.items.list(first.id)).data).toHaveLength(15);
     expect(await other.conversations.delete(first.id)).toMatchObject({ deleted: true });
     // Another key's budget is its own.
     expect(await client.conversations.create(body)).toMatchObject({ object: 'conversation' });
+  });
+
+  it("charges item references at the size of the items they bring in, not the body's (review h217, finding 1)", async () => {
+    const refs = new OpenAI({ apiKey: REFS_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    // Stored responses' input items to name: ~840 characters each, within the model's context.
+    const itemIds: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const response = await refs.responses.create({ model, input: `${i} ${'Max ran to the park. '.repeat(40)}`, max_output_tokens: 1, store: true });
+      itemIds.push(...(await refs.responses.inputItems.list(response.id)).data.map((item) => item.id));
+    }
+    expect(itemIds).toHaveLength(10);
+    const body = { items: itemIds.map((id) => ({ type: 'item_reference' as const, id })) };
+    const bodyBytes = JSON.stringify(body).length;
+    // One to add them to afterwards (a conversation holds an item id once).
+    const target = await refs.conversations.create();
+    const first = await refs.conversations.create(body);
+    const listedBytes = JSON.stringify({ items: (await refs.conversations.items.list(first.id, { limit: 100 })).data, metadata: {} }).length;
+    // The body is under the 1 KiB each request takes at least; what it stores is over eight times that.
+    expect(bodyBytes).toBeLessThan(1024);
+    const textBytes = 10 * 'Max ran to the park. '.length * 40;
+    expect(textBytes).toBeGreaterThan(8 * 1024);
+    let made = 1;
+    let refused: unknown = null;
+    // Charged the body (the 1 KiB floor), 1,024 of them went in; charged what they store, under 130.
+    while (refused === null && made < 300) {
+      refused = await refs.conversations.create(body).then(
+        () => {
+          made++;
+          return null;
+        },
+        (err: unknown) => err,
+      );
+    }
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((refused as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('storage_limit_exceeded');
+    expect(made * textBytes).toBeLessThanOrEqual(1024 * 1024);
+    expect((made + 1) * listedBytes).toBeGreaterThan(1024 * 1024);
+    // Items added by reference are charged so too.
+    await expect(refs.conversations.items.create(target.id, body)).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+  });
+
+  it('charges a metadata change the size of the record it writes again with a fresh TTL, not its body (review h217, finding 3)', async () => {
+    const keeper = new OpenAI({ apiKey: METADATA_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    // Four conversations of ~48 KB (each under SSSD_RESPONSE_MAX_BYTES and each item under the context bound).
+    const body = { items: Array.from({ length: 4 }, (_, i) => ({ role: 'user' as const, content: 'wxyz'[i].repeat(12_000) })) };
+    const recordBytes = JSON.stringify(body).length;
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await keeper.conversations.create(body)).id);
+    let updates = 0;
+    let refused: unknown = null;
+    // Each of another conversation in turn (one conversation takes a write a second). Charged its 1 KiB body, ~830
+    // went in; charged its record, ~17.
+    while (refused === null && updates < 40) {
+      refused = await keeper.conversations.update(ids[updates % 4], { metadata: { n: String(updates) } }).then(
+        () => {
+          updates++;
+          return null;
+        },
+        (err: unknown) => err,
+      );
+    }
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((refused as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('storage_limit_exceeded');
+    expect((4 + updates) * recordBytes).toBeLessThanOrEqual(1024 * 1024);
+    // A record as listed is more than as stored: an upper bound on each charge.
+    const listedBytes = JSON.stringify({ items: (await keeper.conversations.items.list(ids[0], { limit: 100 })).data, metadata: { n: '00' } }).length + 200;
+    expect((4 + updates + 1) * listedBytes).toBeGreaterThan(1024 * 1024);
   });
 
   it('appends a streamed response once it completes, and a background one once its run ends', async () => {
