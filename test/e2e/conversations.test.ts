@@ -56,6 +56,19 @@ async function badRequest(run: Promise<unknown>): Promise<InstanceType<typeof Op
   return err as InstanceType<typeof OpenAI.BadRequestError>;
 }
 
+/** Runs `attempt` (given how many went through) until it is refused or `most` went through: that count, and the refusal (null: none). */
+async function untilRefused(attempt: (n: number) => Promise<unknown>, most: number): Promise<{ done: number; refused: unknown }> {
+  let done = 0;
+  while (done < most) {
+    const refused = await attempt(done).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    if (refused !== null) return { done, refused };
+    done++;
+  }
+  return { done, refused: null };
+}
 describe('conversations', () => {
   it('creates, retrieves, updates and deletes a conversation and its items, for its key alone', async () => {
     const created = await client.conversations.create({ items: [{ role: 'user', content: PROMPT }], metadata: { suite: 'crud' } });
@@ -270,18 +283,9 @@ describe('conversations', () => {
     expect(bodyBytes).toBeLessThan(1024);
     const textBytes = 10 * 'Max ran to the park. '.length * 40;
     expect(textBytes).toBeGreaterThan(8 * 1024);
-    let made = 1;
-    let refused: unknown = null;
     // Charged the body (the 1 KiB floor), 1,024 of them went in; charged what they store, under 130.
-    while (refused === null && made < 300) {
-      refused = await refs.conversations.create(body).then(
-        () => {
-          made++;
-          return null;
-        },
-        (err: unknown) => err,
-      );
-    }
+    const { done, refused } = await untilRefused(() => refs.conversations.create(body), 299);
+    const made = 1 + done;
     expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
     expect((refused as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('storage_limit_exceeded');
     expect(made * textBytes).toBeLessThanOrEqual(1024 * 1024);
@@ -299,19 +303,9 @@ describe('conversations', () => {
     const recordBytes = JSON.stringify(body).length;
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) ids.push((await keeper.conversations.create(body)).id);
-    let updates = 0;
-    let refused: unknown = null;
     // Each of another conversation in turn (one conversation takes a write a second). Charged its 1 KiB body, ~830
     // went in; charged its record, ~17.
-    while (refused === null && updates < 40) {
-      refused = await keeper.conversations.update(ids[updates % 4], { metadata: { n: String(updates) } }).then(
-        () => {
-          updates++;
-          return null;
-        },
-        (err: unknown) => err,
-      );
-    }
+    const { done: updates, refused } = await untilRefused((n) => keeper.conversations.update(ids[n % 4], { metadata: { n: String(n) } }), 40);
     expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
     expect((refused as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('storage_limit_exceeded');
     expect((4 + updates) * recordBytes).toBeLessThanOrEqual(1024 * 1024);
