@@ -4,7 +4,7 @@
  * made straight on prom-client metrics, as PoolMetrics made them before its
  * step metrics were added up in typed arrays (review h148): µs per step,
  * minor GCs during the timed steps (0: nothing allocated), and what a
- * scrape of /metrics costs.
+ * scrape of /metrics costs (with 32 tenants' series, the rows theirs round robin).
  * Usage: npx tsx launcher/bench-metrics.ts [--rows N] [--accepted N] [--steps N] [--passes N] [--json]
  */
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
@@ -26,7 +26,12 @@ interface StepMetrics {
   numAcceptedTokens: { inc(v: number): void };
   recordAccepted(position: number): void;
   endStep(now: number, generated: number): void;
+  /** A row's output tokens, by its tenant's slot (per-tenant metrics). */
+  tenantOutput(slot: number, tokens: number): void;
 }
+
+/** Tenants the rows belong to, round robin: --metrics-tenants' default, every one with its own label. */
+const TENANTS = 32;
 
 /** PoolMetrics' objects, called as the scheduler calls them. */
 function stepMetricsOf(m: PoolMetrics): StepMetrics {
@@ -43,6 +48,7 @@ function stepMetricsOf(m: PoolMetrics): StepMetrics {
     numAcceptedTokens: m.numAcceptedTokens,
     recordAccepted: (p) => m.recordAccepted(p),
     endStep: (now, generated) => m.endStep(now, generated),
+    tenantOutput: (slot, tokens) => m.tenants.addOutput(slot, tokens),
   };
 }
 
@@ -56,6 +62,8 @@ function promClientMetrics(): StepMetrics {
   const perPosition = new Counter({ name: 'per_pos_total', help: 'p', labelNames: ['position'], registers });
   const speculating = new Counter({ name: 'speculating_steps_total', help: 's', labelNames: ['drafter'], registers });
   const generation = counter('generation_tokens_total');
+  const tenantTokens = new Counter({ name: 'tenant_output_tokens_total', help: 't', labelNames: ['tenant'], registers });
+  const tenants = Array.from({ length: TENANTS + 2 }, (_, i) => tenantTokens.labels(`tenant${i}`));
   const pending = new Float64Array(32);
   const at: ({ inc(n: number): void } | undefined)[] = [];
   return {
@@ -81,6 +89,7 @@ function promClientMetrics(): StepMetrics {
       }
       generation.inc(generated);
     },
+    tenantOutput: (slot, tokens) => tenants[slot].inc(tokens),
   };
 }
 
@@ -113,6 +122,7 @@ await runBenchmark(async () => {
     for (let r = 0; r < rows; r++) {
       for (let k = 0; k < accepted; k++) m.recordAccepted(k);
       m.interTokenLatency.observe(t * 5);
+      m.tenantOutput(tenantSlots[r % TENANTS], accepted + 1);
     }
     m.speculatingTree.inc();
     m.numDrafts.inc(rows);
@@ -144,6 +154,8 @@ await runBenchmark(async () => {
   };
 
   const pool = new PoolMetrics(undefined, undefined, 'bench');
+  // Each with its own label, as admission gives them (so a scrape below shows their series too).
+  const tenantSlots = Array.from({ length: TENANTS }, (_, i) => pool.tenants.joined((0x100 + i).toString(16).padEnd(64, 'f'), 0));
   const variants: { name: string; metrics: StepMetrics }[] = [
     { name: 'PoolMetrics', metrics: stepMetricsOf(pool) },
     { name: 'prom-client calls', metrics: promClientMetrics() },

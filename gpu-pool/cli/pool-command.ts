@@ -59,6 +59,7 @@ import { poolCacheDir } from '../graph/graph-cache';
 import { logLine } from '../metrics/log-line';
 import { servedModelName } from './served-model-name';
 import { defaultTenantReserve, TENANT_RESERVE_WINDOW_MS } from '../scheduler/tenant-reserve';
+import { DEFAULT_METRICS_TENANTS, MAX_METRICS_TENANTS, TENANT_LABEL_CHARS, TENANT_SLOT_IDLE_MS } from '../metrics/tenant-slots';
 
 interface PoolFlags {
   model: string;
@@ -75,6 +76,7 @@ interface PoolFlags {
   tenantReserve?: string;
   /** --preempt / --no-preempt (absent: on). */
   preempt?: boolean;
+  metricsTenants: string;
   budget: string;
   maxTreeNodes: string;
   recalibrate?: boolean;
@@ -141,6 +143,11 @@ export function register(program: Command): void {
     .option('--drain-seconds <n>', 'on SIGTERM/SIGINT/SIGHUP: refuse new generations and let the running ones finish for up to this long before cancelling them, in whole seconds (0 = cancel at once; a second signal, a second or more after the first, also does)', String(DEFAULT_DRAIN_SECONDS))
     .option('--prefix-cache-mb <n>', "keep finished generations' keys/values up to this many MiB, so prompts that start the same (a system prompt, a chat's earlier turns) skip that prefill (0 = off; host keys/values only)", '256')
     .option('--prefill-chunk <tokens>', `most prompt tokens one step feeds, over all the prompts going in (chunked prefill): long prompts, or many arriving together, go in over several steps, so the streams decoding beside them are held up by one chunk a step, not whole prompts (0 = every prompt whole; default ${CPU_PREFILL_CHUNK} on the CPU, ${DEVICE_PREFILL_CHUNK} on a GPU)`)
+    .option(
+      '--metrics-tenants <n>',
+      `tenants with their own label value in /metrics' per-tenant series (sssd_pool_tenant_*{tenant}, the tenant's first ${TENANT_LABEL_CHARS} characters): the first seen, each keeping it while it comes back; one seen when all are taken gets the label of a tenant idle ${TENANT_SLOT_IDLE_MS / 60_000} minutes (whose series then end) or is counted as tenant="other"; callers naming none are tenant="none" (0 = no per-tenant series; at most ${MAX_METRICS_TENANTS})`,
+      String(DEFAULT_METRICS_TENANTS),
+    )
     .option('--log-requests', 'a JSON line on stderr per finished generation: id, tenant (hash prefix), method, finish reason, token counts, queue time, time to first token, duration, drafted and accepted tokens (never the text)')
     .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, speculation acceptance, prefix cache hit rate (0 = never)', '10')
     .option('--save-datastore <file>', 'write the datastore, with the outputs requests contributed (contributeToDatastore), to FILE when the pool stops and every --save-datastore-seconds; start again with --datastore FILE')
@@ -274,6 +281,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   // Every row held back would leave a shared pool's busiest tenants none.
   if (tenantReserve > 0 && tenantReserve >= maxActive) throw new CliError(`--tenant-reserve must be less than --max-active (${maxActive}), not ${tenantReserve}`);
   const preempt = flags.preempt ?? true;
+  const metricsTenants = positiveInt(flags.metricsTenants, '--metrics-tenants', true, MAX_METRICS_TENANTS);
   const { maxTreeNodes } = speculation;
   const chunkFlag = flags.prefillChunk === undefined ? undefined : positiveInt(flags.prefillChunk, '--prefill-chunk', true);
   const threads = flags.threads === undefined ? undefined : positiveInt(flags.threads, '--threads', false, MAX_THREADS);
@@ -383,7 +391,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     }
   }
   // Every accepted position counted: a step accepts at most --max-tree-nodes drafted tokens.
-  const metrics = new PoolMetrics(undefined, maxTreeNodes, modelName);
+  const metrics = new PoolMetrics(undefined, maxTreeNodes, modelName, metricsTenants);
   let budget: TreeBudget | null = null;
   if (speculation.budget !== 'off') {
     const t0 = performance.now();

@@ -8,6 +8,8 @@ import type { FinishReason } from '../../shared/protocol';
 import type { DatastoreIndexingStats } from '../datastore/datastore';
 import { GENERATION_ERROR_CODES } from './request-log';
 import { StepCounter, StepCounterVec, StepHistogram, type StepCounterChild } from './step-metrics';
+import { TenantMetrics } from './tenant-metrics';
+import { DEFAULT_METRICS_TENANTS } from './tenant-slots';
 
 /** Where the scheduler's time goes (`sssd_pool_phase_seconds_total{phase}`), in the order of a step. */
 export const SCHEDULER_PHASES = ['draft', 'forward', 'accept', 'between', 'idle'] as const;
@@ -152,6 +154,8 @@ export class PoolMetrics {
   readonly draftSkipsOf: Record<'unpaid' | 'resting', StepCounterChild>;
   /** Probes: drafts by rows backed off for drafts that did not pay. */
   readonly draftProbes: StepCounter;
+  /** The per-tenant series (`sssd_pool_tenant_*{tenant}`), for as many tenants as --metrics-tenants. */
+  readonly tenants: TenantMetrics;
 
   /** Gauges filled at scrape time by `watchGovernor`. */
   private governorGauge: Gauge<'method' | 'batch' | 'arm'> | null = null;
@@ -367,11 +371,14 @@ export class PoolMetrics {
    * `modelName`: the served model's name, a `model_name` label on every
    * series, as vLLM puts it on its own: its Grafana dashboard and the usual
    * autoscaling queries select on it, and match nothing without it.
+   * `metricsTenants`: tenants with their own label value in the per-tenant
+   * series (--metrics-tenants; 0: none of those series).
    */
   constructor(
     private readonly clock: () => number = () => performance.now(),
     positions = MAX_TRACKED_POSITIONS,
     modelName?: string,
+    metricsTenants = DEFAULT_METRICS_TENANTS,
   ) {
     this.trackedPositions = Math.max(MAX_TRACKED_POSITIONS, positions);
     if (modelName !== undefined) this.registry.setDefaultLabels({ model_name: modelName });
@@ -616,6 +623,8 @@ export class PoolMetrics {
     this.draftSkipsOf = { unpaid: this.draftSkips.child(0), resting: this.draftSkips.child(1) };
     for (const status of ERROR_STATUSES) this.errorResponses.inc({ status }, 0);
     for (const code of GENERATION_ERROR_CODES) this.generationErrors.inc({ code }, 0);
+    // Last: a tenant's series together, after the pool's own.
+    this.tenants = new TenantMetrics({ registers, cap: metricsTenants });
   }
 
   /** An error answer outside a stream; statuses outside the pool's own set count as `other`, so no client can make series. */

@@ -150,6 +150,8 @@ export class Admission<S extends RunnerSequence> {
     this.tokenTexts = options.tokenTexts ?? null;
     this.tokenizer = options.tokenizer ?? null;
     this.options = options;
+    // The per-tenant row and queue gauges count what this admission holds at each scrape.
+    this.metrics.tenants.watchRows(() => this);
   }
 
   /**
@@ -341,6 +343,7 @@ export class Admission<S extends RunnerSequence> {
     });
     if (displaced === null) {
       this.metrics.rejected.inc({ reason: 'busy' });
+      this.metrics.tenants.refused(this.metrics.tenants.slotOf(tenant, performance.now()), 'busy');
       // Refused for the kept rows alone: they were kept from someone, and the next tenant with none running to take one is counted.
       if (reserveKept > 0 && tokensFit && active.length + queue.length < limits.maxActive + limits.maxQueued) this.keptRows = Math.max(this.keptRows, reserveKept);
       // What runs and waits now, not the limits: a pool holding rows back runs fewer than --max-active.
@@ -400,6 +403,7 @@ export class Admission<S extends RunnerSequence> {
     this.queue.push(gen);
     this.fairShares.queued(gen.tenant);
     this.tenantReserve.joined(gen.tenant);
+    gen.tenantSlot = this.metrics.tenants.joined(gen.tenant, performance.now());
     this.preemptDue = true;
     this.metrics.waiting.set(this.queue.length);
     return gen;
@@ -476,6 +480,7 @@ export class Admission<S extends RunnerSequence> {
       }
       gen.startedAt = performance.now();
       metrics.queueTime.observe((gen.startedAt - gen.submittedAt) / 1000);
+      metrics.tenants.admitted(gen.tenantSlot, (gen.startedAt - gen.submittedAt) / 1000);
       this.active.push(gen);
       this.fairShares.started(gen.tenant);
       try {
@@ -553,6 +558,7 @@ export class Admission<S extends RunnerSequence> {
     this.queue.unshift(gen);
     notifySink(gen, 'paused');
     this.metrics.preemptions.inc();
+    this.metrics.tenants.preempted(gen.tenantSlot);
     this.metrics.running.set(this.active.length);
     this.metrics.waiting.set(this.queue.length);
   }
@@ -567,7 +573,9 @@ export class Admission<S extends RunnerSequence> {
     }
     if (this.byId.get(gen.id) === gen) {
       this.byId.delete(gen.id);
-      this.tenantReserve.left(gen.tenant, performance.now());
+      const now = performance.now();
+      this.tenantReserve.left(gen.tenant, now);
+      this.metrics.tenants.left(gen.tenantSlot, now);
     }
     this.reserved -= gen.reservedTokens;
     this.metrics.reservedTokens.set(this.reserved);

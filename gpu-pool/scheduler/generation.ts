@@ -161,6 +161,8 @@ export class Generation<S extends RunnerSequence = RunnerSequence> {
   preemptions = 0;
   /** Positions its cache held when it was last preempted: what its resumption feeds again, less what the prefix cache gives back. */
   lostPositions = 0;
+  /** Its tenant's slot in the per-tenant metrics (tenant-metrics.ts), given as it is queued. */
+  tenantSlot = 0;
 
   // Usage.
   drafts = 0;

@@ -171,6 +171,7 @@ export class RowAcceptance<S extends RunnerSequence> {
     for (const id of ids) gen.output.push(id);
     if (gen.adjustments) for (const id of ids) gen.adjustments.observe(id);
     counts.generated += ids.length;
+    metrics.tenants.addOutput(gen.tenantSlot, ids.length);
     const tokensEvent: Extract<PoolEvent, { type: 'tokens' }> = { type: 'tokens', ids, sources, drafted: gen.treeUsed, accepted: kept };
     if (logprobs) tokensEvent.logprobs = logprobs;
     if (alternatives) tokensEvent.topLogprobs = alternatives;

@@ -810,8 +810,13 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
     }
     if (gen.drafter?.release) releaseQuietly(gen.drafter);
     const { metrics } = this.options;
-    if (reason === 'displaced') metrics.rejected.inc({ reason: 'displaced' });
-    else metrics.recordFinished(reason);
+    if (reason === 'displaced') {
+      metrics.rejected.inc({ reason: 'displaced' });
+      metrics.tenants.refused(gen.tenantSlot, 'displaced');
+    } else {
+      metrics.recordFinished(reason);
+      metrics.tenants.finished(gen.tenantSlot, reason);
+    }
     const summary = gen.finishedSummary(reason);
     if (reason === 'stop' || reason === 'length' || reason === 'context_length') metrics.recordCompleted(summary);
     metrics.running.set(this.active.length);

@@ -52,6 +52,12 @@ describe('sssd pool --help', () => {
     expect(flags).toMatch(/--preempt with every row taken, a tenant with no row running .* \(default: on\)/);
     expect(flags).toMatch(/--no-preempt never preempt/);
   });
+
+  it('names --metrics-tenants: its cap, its fold into "other" and "none", its default', async () => {
+    const { stdout } = await run(process.execPath, [path.join(repoRoot, 'bin/sssd.mjs'), 'pool', '--help'], { timeout: 60_000 });
+    const flags = stdout.replace(/\s+/g, ' ');
+    expect(flags).toMatch(/--metrics-tenants <n> tenants with their own label value in \/metrics' per-tenant series .*tenant="other".*tenant="none" \(0 = no per-tenant series; at most 4096\) \(default: "32"\)/);
+  });
 });
 
 describe('sssd pool start-up checks', () => {
@@ -109,7 +115,7 @@ describe('sssd pool start-up checks', () => {
   it('names a missing model or tokenizer, and a bad flag', async () => {
     // Some twenty refusals, each a node start: four at a time, not one after another (a loaded 2-core machine took
     // ~7 s a start, past the test's time), then each checked.
-    const [missing, tok, none, tokFolder, flag, prefix, spec, save, underFile, every, tooOften, folder, device, forever, threads, port, duty, stalled, empty, twice, servedName, servedNameEnv, reserve] = await inBatches([
+    const [missing, tok, none, tokFolder, flag, prefix, spec, save, underFile, every, tooOften, folder, device, forever, threads, port, duty, stalled, empty, twice, servedName, servedNameEnv, reserve, tenants] = await inBatches([
       () => pool(['--model', '/nonexistent/model.bin', '--tokenizer', models.stories260K.tokenizer], { SSSD_POOL_TOKEN: 't' }),
       () => pool(['--model', models.stories260K.checkpoint, '--tokenizer', '/nonexistent/tok.bin'], { SSSD_POOL_TOKEN: 't' }),
       () => pool(['--model', models.llama2xs.checkpoint], { SSSD_POOL_TOKEN: 't', SSSD_TOKENIZER: undefined }),
@@ -133,6 +139,7 @@ describe('sssd pool start-up checks', () => {
       () => pool([...model, '--served-model-name', 'two words'], { SSSD_POOL_TOKEN: 't' }),
       () => pool(model, { SSSD_POOL_TOKEN: 't', SSSD_MODEL_NAME: 'x'.repeat(129) }),
       () => pool([...model, '--max-active', '4', '--tenant-reserve', '4'], { SSSD_POOL_TOKEN: 't' }),
+      () => pool([...model, '--metrics-tenants', '5000'], { SSSD_POOL_TOKEN: 't' }),
     ], 4);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/\/nonexistent\/model\.bin/);
@@ -181,5 +188,7 @@ describe('sssd pool start-up checks', () => {
     expect([servedNameEnv.code, servedNameEnv.stderr]).toEqual([2, expect.stringMatching(/SSSD_MODEL_NAME is 129 characters long; a model name takes 128 at most/)]);
     // Every row held back would leave a shared pool's busiest tenant none.
     expect([reserve.code, reserve.stderr]).toEqual([2, expect.stringMatching(/--tenant-reserve must be less than --max-active \(4\), not 4/)]);
+    // Each tenant label is some eleven series: bounded.
+    expect([tenants.code, tenants.stderr]).toEqual([2, expect.stringMatching(/--metrics-tenants must be at most 4096, not 5000/)]);
   }, 180_000); // some twenty pool starts: past the default 60 s on a loaded 2-core machine, even four at a time
 });

@@ -92,6 +92,10 @@ describe('preemption by recompute (--preempt)', () => {
     expect(b.start!.queuedMs).toBeLessThan(1500);
     expect(b.firstTokensAt! - sentAt).toBeLessThan(3000);
     expect(await metricValue(p, 'sssd_pool_preemptions_total')).toBe(1);
+    // By tenant: the row was hog's, given to b, which was preempted from nothing.
+    expect(await metricValue(p, 'sssd_pool_tenant_preemptions_total', 'tenant="hog"')).toBe(1);
+    expect(await metricValue(p, 'sssd_pool_tenant_preemptions_total', 'tenant="b"')).toBe(0);
+    expect(await metricValue(p, 'sssd_pool_tenant_admissions_total', 'tenant="b"')).toBe(1);
     await Promise.all(hog.map((h) => h.ended));
     // Greedy, the same prompt: every hog generation, the preempted one too, is what one alone streams.
     const reference = await generate(p, { id: 'alone', promptIds: [1, 403, 407], maxTokens: HOG_TOKENS, ignoreEos: true });
