@@ -27,7 +27,7 @@ export interface KeyRecord {
   rpm: number;
   /** Requests in flight at once. */
   concurrency: number;
-  /** Bytes a day this key may store through the routes that store with no generation (storage-budget.ts): its own, whatever other keys share its data scope. */
+  /** Bytes a day this key may store: stored responses and chat completions, conversations, metadata (storage-budget.ts): its own, whatever other keys share its data scope. */
   storageBytesPerDay: number;
   /**
    * The operator's opt-in for this key: its outputs join the pool's global

@@ -18,10 +18,11 @@
  */
 import { ApiError, badRequest } from './api-error';
 import { sha256Hex } from './api-keys';
-import { MIN_KV_TTL_SECONDS, onceMore, readKvText, scopedKey, scopeMetadata, storeUnavailable, withinBytes, type ScopeMetadata } from './kv-record';
+import { MIN_KV_TTL_SECONDS, onceMore, readKvText, scopedKey, scopeMetadata, storeUnavailable, utf8Length, withinBytes, type ScopeMetadata } from './kv-record';
 import { keyOrderOf, withKeyOrder } from './ordered-json';
 import type { ListPage, PageParams } from './page-params';
 import { clipped, type ChatMessage } from './request-schema';
+import type { StorageMeter } from './storage-meter';
 
 /** A request message as stored and listed: with its id. */
 export type StoredChatMessage = ChatMessage & { id: string };
@@ -221,8 +222,8 @@ export class ChatCompletionStore {
     return withinBytes(alone, this.maxBytes) ? alone : null;
   }
 
-  /** The record and its two index entries, written; throws where KV fails. */
-  private async writeAll(record: StoredChatCompletion, value: string): Promise<void> {
+  /** The record and its two index entries, written; the bytes of those entries' metadata. Throws where KV fails. */
+  private async writeAll(record: StoredChatCompletion, value: string): Promise<number> {
     // Absolute, so an update leaves the expiry where the store set it (KV's least is 60 s ahead).
     const options = record.expiresAt === null ? {} : { expiration: Math.max(record.expiresAt, Math.floor(Date.now() / 1000) + MIN_KV_TTL_SECONDS) };
     const entry: IndexEntry = {
@@ -235,10 +236,14 @@ export class ChatCompletionStore {
     // The record first: an index entry without its record is skipped by a list, a record without its entries is not listed.
     await this.kv.put(await this.recordKey(record.id), value, { ...options, metadata: scopeMetadata(this.keyId) });
     await Promise.all([this.kv.put(asc, '', { ...options, metadata: entry }), this.kv.put(desc, '', { ...options, metadata: entry })]);
+    return 2 * utf8Length(JSON.stringify(entry));
   }
 
-  /** Stores it (where it fits); whether it was. Never throws: the reply does not fail for it. */
-  async put(given: StoredChatCompletion): Promise<boolean> {
+  /**
+   * Stores it (where it fits); whether it was. Never throws: the reply does not fail for it. `meter`: where what it
+   * writes (the record and its index entries) is charged.
+   */
+  async put(given: StoredChatCompletion, meter?: StorageMeter): Promise<boolean> {
     const order = promptLogprobsOrder(given.completion);
     const record: StoredChatCompletion = { ...given, storedAtMs: given.storedAtMs ?? Date.now(), ...(order ? { promptLogprobsOrder: order } : {}) };
     const value = this.fitted(record);
@@ -247,7 +252,8 @@ export class ChatCompletionStore {
       return false;
     }
     try {
-      await this.writeAll(record, value);
+      const indexBytes = await this.writeAll(record, value);
+      meter?.wrote(`chatcmpl:${record.id}`, utf8Length(value) + indexBytes);
       return true;
     } catch (err) {
       console.error(`edge: chat completion ${record.id} not stored`, err);

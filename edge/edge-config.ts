@@ -29,7 +29,7 @@ export interface EdgeConfig {
   streamQuietCommentMs: number;
   defaultRpm: number;
   defaultConcurrency: number;
-  /** MiB a day a key stores through the routes that store with no generation, where its record names none (storage-budget.ts). */
+  /** MiB a day a key stores (its stored records and conversations), where its record names none (storage-budget.ts). */
   defaultStorageMbPerDay: number;
   /** A request in flight that shows no sign of life this long gives its key's slot back (ms; see rate-limiter.ts). */
   concurrencyLeaseMs: number;

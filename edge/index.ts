@@ -35,7 +35,8 @@ import { resumedEventStream, startingAfter } from './background-stream';
 import { conversationItemNotFound, conversationNotFound, conversationObject, ConversationStore, withoutItem } from './conversation-store';
 import { conversationItems, conversationItemsPage, createBody, checkInclude, itemList, itemsBody, updateBody } from './conversation-routes';
 import { refuseUnreadableItems } from './conversation-fit';
-import { StorageBudget } from './storage-budget';
+import { STORAGE_FLOOR_BYTES, StorageBudget } from './storage-budget';
+import { StorageMeter } from './storage-meter';
 import { utf8Length } from './kv-record';
 import { listedItem, inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
 import { inResponsesTerms } from './responses-request';
@@ -294,9 +295,10 @@ function leaseSeconds(c: Context<AppEnv>): number {
 /**
  * A body parsed, and how its reply is answered where not in its endpoint's own shape (a background response's answerer
  * detaches its generations from the client once answered: PreparedReply.detachFromClient); `background`: its run goes on
- * after its answer, so its slots are held as a background run's (a 429 meanwhile says so).
+ * after its answer, so its slots are held as a background run's (a 429 meanwhile says so); `meter`: where it stores,
+ * what it writes is charged (what it reserved is given back where it is refused or fails before its answer).
  */
-type Handled = { parsed: ParsedRequest; answer?: Answerer; background?: boolean };
+type Handled = { parsed: ParsedRequest; answer?: Answerer; background?: boolean; meter?: StorageMeter };
 
 async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | Promise<Handled>): Promise<Response> {
   const env = c.env;
@@ -308,8 +310,9 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
   let parsed: ParsedRequest;
   let answer: Answerer | undefined;
   let background = false;
+  let meter: StorageMeter | undefined;
   try {
-    ({ parsed, answer, background = false } = await parse(await readJson(c, admission)));
+    ({ parsed, answer, background = false, meter } = await parse(await readJson(c, admission)));
     refuseStreamOptionsWithoutStream(parsed.body);
     // Each of `n` choices is a generation in flight: `n` takes as many of the key's slots.
     const n = parsed.body.n ?? 1;
@@ -323,6 +326,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
     }
   } catch (err) {
     refundIfRefusedForN(c, admission, err);
+    meter?.unspent();
     release();
     throw err;
   }
@@ -362,6 +366,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
     return answered;
   } catch (err) {
     refundIfRefusedForN(c, admission, err);
+    meter?.unspent();
     release();
     throw err;
   }
@@ -372,21 +377,73 @@ function refundIfRefusedForN(c: Context<AppEnv>, admission: Admitted, err: unkno
   if (err instanceof TooManyChoicesError) c.set('quota', admission.refund());
 }
 
+/** What each key may store a day, per data scope (storage-budget.ts): the store routes' writes and generations'. */
+const storageBudget = new StorageBudget();
+
+/**
+ * Takes the bytes of `written`, the JSON the request writes (at least STORAGE_FLOOR_BYTES), from the key's storage
+ * budget for the day, before the write; a 429 `storage_limit_exceeded` where it is spent (storageLimitExceeded). What
+ * is written, not the body: 10 `item_reference`s of 871 bytes wrote ~15 KB of items, and a metadata change of 1 KiB
+ * wrote its record whole again with a fresh TTL (review h217, findings 1 and 3).
+ */
+function takeStorage(c: Context<AppEnv>, written: string): void {
+  const key = c.get('key');
+  const bytes = Math.max(STORAGE_FLOOR_BYTES, utf8Length(written));
+  const retryAfterS = storageBudget.take(key.dataScope, key.keyId, bytes, key.storageBytesPerDay);
+  if (retryAfterS !== null) throw storageLimitExceeded(key, bytes, retryAfterS);
+}
+
+/**
+ * A generating request that stores (`store: true`, a conversation named): what it writes is charged to the key's
+ * budget as written (storage-meter.ts), and `reserve` takes what it will write at least before the generation runs,
+ * a 429 `storage_limit_exceeded` where the budget cannot cover it (no pool compute spent on it).
+ */
+function storageMeter(c: Context<AppEnv>): StorageMeter {
+  const key = c.get('key');
+  return new StorageMeter({
+    take: (bytes) => storageBudget.takeAll(key.dataScope, key.keyId, bytes, key.storageBytesPerDay),
+    charge: (bytes) => storageBudget.charge(key.dataScope, key.keyId, bytes, key.storageBytesPerDay),
+  });
+}
+
+/** Takes `bytes` (what the request will store at least) into `meter`, or throws the 429. */
+function reserveStorage(c: Context<AppEnv>, meter: StorageMeter, bytes: number): void {
+  const retryAfterS = meter.reserve(bytes);
+  if (retryAfterS !== null) throw storageLimitExceeded(c.get('key'), Math.max(STORAGE_FLOOR_BYTES, bytes), retryAfterS);
+}
+
+/** The 429 of a spent storage budget: Retry-After when the request's bytes are back (past a minute, no retry: the SDKs would try again at once). */
+function storageLimitExceeded(key: KeyRecord, bytes: number, retryAfterS: number): ApiError {
+  return new ApiError(
+    429,
+    `Storage limit reached: this key stores at most ${key.storageBytesPerDay / (1024 * 1024)} MiB a day (stored responses and chat completions, conversations and metadata updates; its record's storageMbPerDay, else SSSD_DEFAULT_STORAGE_MB_PER_DAY), refilled as the day goes: this request's ${bytes} bytes are back in ${retryAfterS} s. Requests with store: false store nothing and are not limited so.`,
+    'rate_limit_error',
+    'storage_limit_exceeded',
+    null,
+    retryAfterS,
+    retryAfterS <= 60,
+  );
+}
+
 app.post('/v1/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ parsed: { kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) } })));
 app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) =>
   complete(c, (body) => {
     const chat = parseOpenAiBody(chatRequestSchema, body, 'chat');
     // Only `store: true` is kept (OpenAI's default is false): any other request does no KV work for it.
     const sent = (body as { messages?: unknown }).messages;
-    const answer: Answerer | undefined = chat.store === true ? (reply) => answerOpenAi(reply, keepChatCompletion(chatCompletionStore(c), chat, sent)) : undefined;
-    return { parsed: { kind: 'chat', body: chat }, answer };
+    if (chat.store !== true) return { parsed: { kind: 'chat', body: chat } };
+    // What it keeps is charged as written; its messages, before it runs.
+    const meter = storageMeter(c);
+    const { keep, inputBytes } = keepChatCompletion(chatCompletionStore(c), chat, sent, meter);
+    reserveStorage(c, meter, inputBytes);
+    return { parsed: { kind: 'chat', body: chat }, answer: (reply) => answerOpenAi(reply, keep), meter };
   }),
 );
 
-/** This key's stored responses (the Responses API's `store`), as read and written from this request's location. */
-function responseStore(c: Context<AppEnv>): ResponseStore {
+/** This key's stored responses (the Responses API's `store`), as read and written from this request's location; `meter`: where its writes are charged. */
+function responseStore(c: Context<AppEnv>, meter: StorageMeter | null = null): ResponseStore {
   const config = edgeConfig(c.env);
-  return new ResponseStore(requireKv(c.env), c.get('key').dataScope, config.responseTtlSeconds, config.responseMaxBytes, requestLocation(c));
+  return new ResponseStore(requireKv(c.env), c.get('key').dataScope, config.responseTtlSeconds, config.responseMaxBytes, requestLocation(c), meter);
 }
 
 /**
@@ -407,13 +464,17 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
     return await complete(c, async (body) => {
       // The conversation store only where one is named: a request without one does no KV work for it.
       const named = typeof body === 'object' && body !== null && (body as { conversation?: unknown }).conversation != null;
-      const plan = await planResponse(body, responseStore(c), responseId(c.get('requestHex')), named ? conversationStore(c) : undefined);
+      const meter = storageMeter(c);
+      const plan = await planResponse(body, responseStore(c, meter), responseId(c.get('requestHex')), named ? conversationStore(c) : undefined, meter);
       planned = true;
+      // What it stores is charged as written; its input, before it runs (`store: false` with no conversation: nothing).
+      if (plan.storing) reserveStorage(c, plan.storing.meter, plan.storing.upFront);
       const background = plan.started.background ? { waitUntil: (promise: Promise<unknown>) => c.executionCtx.waitUntil(promise), deadlineMs: edgeConfig(c.env).backgroundDeadlineMs, stopPollMs: BACKGROUND_STOP_POLL_MS, aliveEveryMs: edgeConfig(c.env).backgroundHeartbeatMs } : null;
       return {
         parsed: { kind: 'chat', body: plan.translated.chat, truncation: plan.translated.body.truncation === 'auto' ? 'auto' : undefined },
         answer: responsesAnswerer(plan, background),
         background: background !== null,
+        meter: plan.storing?.meter,
       };
     });
   } catch (err) {
@@ -493,37 +554,6 @@ app.post('/v1/responses/:id/cancel', rateLimitHeaders, (c) =>
     return cancelledAnswer(store, response);
   }),
 );
-
-/** What the routes that store with no generation may store, per data scope (storage-budget.ts). */
-const storageBudget = new StorageBudget();
-/**
- * What a request of those routes takes at least: a record made or written whole again, with its KV key and
- * metadata, whatever the body (an empty create still makes one).
- */
-const STORAGE_FLOOR_BYTES = 1024;
-
-/**
- * Takes the bytes of `written`, the JSON the request writes (at least STORAGE_FLOOR_BYTES), from the key's storage
- * budget for the day, before the write; a 429 `storage_limit_exceeded` where it is spent, with Retry-After (past a
- * minute, no retry: the SDKs would try again at once). What is written, not the body: 10 `item_reference`s of 871
- * bytes wrote ~15 KB of items, and a metadata change of 1 KiB wrote its record whole again with a fresh TTL
- * (review h217, findings 1 and 3).
- */
-function takeStorage(c: Context<AppEnv>, written: string): void {
-  const key = c.get('key');
-  const bytes = Math.max(STORAGE_FLOOR_BYTES, utf8Length(written));
-  const retryAfterS = storageBudget.take(key.dataScope, key.keyId, bytes, key.storageBytesPerDay);
-  if (retryAfterS === null) return;
-  throw new ApiError(
-    429,
-    `Storage limit reached: this key stores at most ${key.storageBytesPerDay / (1024 * 1024)} MiB a day through conversations and metadata updates (its record's storageMbPerDay, else SSSD_DEFAULT_STORAGE_MB_PER_DAY), refilled as the day goes: this request's ${bytes} bytes are back in ${retryAfterS} s.`,
-    'rate_limit_error',
-    'storage_limit_exceeded',
-    null,
-    retryAfterS,
-    retryAfterS <= 60,
-  );
-}
 
 /** This key's stored chat completions (chat's `store: true`), under the Responses store's TTL and bound. */
 function chatCompletionStore(c: Context<AppEnv>): ChatCompletionStore {

@@ -17,6 +17,7 @@ import { clipped, type ChatMessage } from './request-schema';
 import type { ResponseObject } from './responses-format';
 import type { InputItem } from './responses-request';
 import type { Reproduction } from './reproduction';
+import type { StorageMeter } from './storage-meter';
 
 /** An input item as stored and listed: with its id. */
 export type StoredInputItem = InputItem & { id: string };
@@ -108,6 +109,8 @@ export class ResponseStore {
     private readonly maxBytes: number,
     /** The Cloudflare location (colo) of the request using this store, where known: a background run started here runs here. */
     readonly location: string | null = null,
+    /** Where the request that writes through this store (a generation's) is charged what it writes; null: nothing is. */
+    private readonly meter: StorageMeter | null = null,
   ) {}
 
   /** The KV key of a response of this API key: no other key's id hashes to it. */
@@ -171,6 +174,7 @@ export class ResponseStore {
     }
     try {
       await this.kv.put(await this.keyFor(record.response.id), value, recordPutOptions(this.keyId, this.ttlSeconds));
+      this.meter?.wrote(`resp:${record.response.id}`, utf8Length(value));
       return 'stored';
     } catch (err) {
       console.error(`edge: response ${record.response.id} not stored`, err);
@@ -191,15 +195,19 @@ export class ResponseStore {
    */
   async writeEvents(id: string, frames: readonly string[], ended: boolean, aliveAt = Date.now()): Promise<PutOutcome> {
     let bytes = 0;
+    let keptBytes = 0;
     let kept = 0;
     for (; kept < frames.length; kept++) {
       bytes += utf8Length(frames[kept]);
       if (bytes > this.maxBytes - EVENTS_HEADER_BYTES) break;
+      keptBytes = bytes;
     }
     const cut = kept < frames.length;
     const value = `${JSON.stringify({ ended, cut, aliveAt })}\n${kept === frames.length ? frames.join('') : frames.slice(0, kept).join('')}`;
     try {
       await this.kv.put(await this.eventsKeyFor(id), value, recordPutOptions(this.keyId, this.ttlSeconds));
+      // The frames' bytes, counted above, and the header line's at most.
+      this.meter?.wrote(`respevents:${id}`, keptBytes + EVENTS_HEADER_BYTES);
       return cut ? 'too_large' : 'stored';
     } catch (err) {
       console.error(`edge: background stream ${id}'s events not stored`, err);

@@ -22,6 +22,8 @@ import { streamWhenOpened } from './sse-response';
 import { pageOf, pageParams, type ListPage } from './page-params';
 import { finishedChoices, wholeCompletionResponse } from './whole-response';
 import type { Reproduction } from './reproduction';
+import { utf8Length } from './kv-record';
+import type { StorageMeter } from './storage-meter';
 
 /** What answering a translated request needs beside its runs. */
 export interface ResponsesPlan {
@@ -35,6 +37,12 @@ export interface ResponsesPlan {
   previousItemIds: ReadonlySet<string>;
   /** The conversation its turn is appended to (`appended` once it is); null: none sent. */
   conversation: { store: ConversationStore; id: string; appended: boolean } | null;
+  /**
+   * Where it stores (a record, a conversation's turn), what it writes is charged (`meter`); `inputBytes`: its input
+   * items' JSON as UTF-8, and `upFront`, what it will write at least: those once in each record it writes them to.
+   * Null where it stores nothing, or is not metered.
+   */
+  storing: { meter: StorageMeter; inputBytes: number; upFront: number } | null;
 }
 
 /** An input item with its id (the given one, else a new one), as input_items lists it. */
@@ -48,7 +56,7 @@ function withId(item: InputItem, responseId: string): StoredInputItem {
  * has none of that id), translated into chat. The response reports the
  * request's model name until answered (responsesAnswerer: the served name).
  */
-export async function planResponse(raw: unknown, store: ResponseStore, id: string, conversations?: ConversationStore): Promise<ResponsesPlan> {
+export async function planResponse(raw: unknown, store: ResponseStore, id: string, conversations?: ConversationStore, meter?: StorageMeter): Promise<ResponsesPlan> {
   const parsed = parseResponsesBody(raw);
   const sentConversation = parsed.body.conversation;
   const previousId = parsed.body.previous_response_id;
@@ -108,13 +116,20 @@ export async function planResponse(raw: unknown, store: ResponseStore, id: strin
   refuseUnkept(elsewhere, referenced);
   const translated = translateResponsesRequest(parsed, previous, previousCalls, referenced.found, previousItemIds, awaitedCalls, conversationItems);
   const started = startedResponse(id, parsed.body.model, parsed.body, parsed.tools);
+  const inputItems = translated.items.map((item) => withId(item, id));
+  const kept = parsed.body.store === false ? null : store;
+  // The records its input goes into: its own (where kept), its conversation (where named; whatever `store` says).
+  const records = (kept ? 1 : 0) + (conversation ? 1 : 0);
+  // Measured once, only where it stores (~2 ms a MiB): the turn appended reuses it.
+  const inputBytes = meter && records > 0 ? utf8Length(JSON.stringify(inputItems)) : 0;
   return {
     translated,
     started: conversation ? { ...started, conversation: { id: conversation.id } } : started,
-    inputItems: translated.items.map((item) => withId(item, id)),
-    store: parsed.body.store === false ? null : store,
+    inputItems,
+    store: kept,
     previousItemIds,
     conversation,
+    storing: meter && records > 0 ? { meter, inputBytes, upFront: inputBytes * records } : null,
   };
 }
 
@@ -159,7 +174,7 @@ async function save(plan: ResponsesPlan, reproduction: Reproduction, response: R
 
 /** Its turn appended to its conversation where it names one and ended `completed` or `incomplete` (appendTurn). Never throws. */
 async function appendEnded(plan: ResponsesPlan, response: ResponseObject): Promise<void> {
-  if (plan.conversation && (response.status === 'completed' || response.status === 'incomplete')) await appendTurn(plan.conversation, plan.inputItems, response);
+  if (plan.conversation && (response.status === 'completed' || response.status === 'incomplete')) await appendTurn(plan.conversation, plan.inputItems, response, plan.storing);
 }
 
 /**
@@ -169,26 +184,39 @@ async function appendEnded(plan: ResponsesPlan, response: ResponseObject): Promi
  * SSSD_RESPONSE_MAX_BYTES, or a KV that fails, is logged (the response has
  * been generated; docs/edge.md says so). Never throws.
  */
-async function appendTurn(conversation: NonNullable<ResponsesPlan['conversation']>, input: readonly StoredInputItem[], response: ResponseObject): Promise<void> {
+async function appendTurn(conversation: NonNullable<ResponsesPlan['conversation']>, input: readonly StoredInputItem[], response: ResponseObject, storing: ResponsesPlan['storing']): Promise<void> {
   if (conversation.appended) return;
   conversation.appended = true;
-  const turn: StoredInputItem[] = [...input, ...response.output.map((item) => ({ ...asInputItem(item), id: item.id }))];
+  const output: StoredInputItem[] = response.output.map((item) => ({ ...asInputItem(item), id: item.id }));
+  const turn: StoredInputItem[] = [...input, ...output];
+  let appended = turn;
   try {
-    await conversation.store.change(
+    const written = await conversation.store.change(
       conversation.id,
       (record) => {
         // Ids stay unique: an item added meanwhile under an id this turn sends too (the items route, another turn) keeps
         // its place, and the turn's copy is dropped (review h130: a page after a doubled id never ended).
         const have = new Set(record.items.map((item) => item.id));
-        const fresh = turn.filter((item) => !have.has(item.id));
-        if (fresh.length < turn.length) console.warn(`edge: response ${response.id}'s turn had ${turn.length - fresh.length} item id(s) conversation ${conversation.id} got meanwhile; appended without them`);
-        return { ...record, items: [...record.items, ...fresh] };
+        appended = turn.filter((item) => !have.has(item.id));
+        if (appended.length < turn.length) console.warn(`edge: response ${response.id}'s turn had ${turn.length - appended.length} item id(s) conversation ${conversation.id} got meanwhile; appended without them`);
+        return { ...record, items: [...record.items, ...appended] };
       },
       'conversation',
     );
+    // Charged as items added are: the JSON of the items appended.
+    if (written !== null && storing) storing.meter.wrote(`conv:${conversation.id}`, appended === turn ? turnBytes(storing.inputBytes, input.length, output) : utf8Length(JSON.stringify(appended)));
   } catch (err) {
     console.error(`edge: response ${response.id}'s turn not appended to conversation ${conversation.id}`, err);
   }
+}
+
+/** The JSON of a turn of `inputLength` input items, `inputBytes` as JSON, then `output`, as UTF-8: the input not stringified again. */
+function turnBytes(inputBytes: number, inputLength: number, output: readonly StoredInputItem[]): number {
+  const outputBytes = utf8Length(JSON.stringify(output));
+  if (inputLength === 0) return outputBytes;
+  if (output.length === 0) return inputBytes;
+  // The two arrays' brackets, less one pair, and a comma between them.
+  return inputBytes + outputBytes - 1;
 }
 
 async function storeResponse(plan: ResponsesPlan, reproduction: Reproduction, response: ResponseObject, running: RunningRecord | undefined, eventLog: boolean): Promise<PutOutcome> {

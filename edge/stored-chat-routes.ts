@@ -9,20 +9,27 @@ import { badRequest } from './api-error';
 import type { KeepCompletion } from './chat-stream';
 import { chatCompletionNotFound, type ChatCompletionStore, type ListQuery, type StoredChatCompletion, type StoredChatMessage } from './chat-completion-store';
 import { pageOf, pageParams, type ListPage } from './page-params';
+import { utf8Length } from './kv-record';
+import type { StorageMeter } from './storage-meter';
 import { clipped, MAX_METADATA_KEYS, metadataSchema, parseBody, type ChatMessage, type ChatRequest } from './request-schema';
 
 /**
  * What a `store: true` chat request keeps once answered: the completion given, its metadata and the request's
  * messages as sent (`sent`: the body's own, before the schema dropped what this server does not read, such as an
  * assistant's `tool_calls` and a tool message's `tool_call_id`: review h126; the parsed ones where it has none).
+ * `meter`: where what it writes is charged; with it, `inputBytes` is the messages' JSON as kept (less their ids) and
+ * the metadata's, what the record will hold at least, known before the generation.
  */
-export function keepChatCompletion(store: ChatCompletionStore, body: ChatRequest, sent?: unknown): KeepCompletion {
+export function keepChatCompletion(store: ChatCompletionStore, body: ChatRequest, sent?: unknown, meter?: StorageMeter): { keep: KeepCompletion; inputBytes: number } {
   const given = Array.isArray(sent) && sent.length === body.messages.length && sent.every((m) => typeof m === 'object' && m !== null && !Array.isArray(m)) ? (sent as ChatMessage[]) : body.messages;
-  return async (completion) => {
+  const kept = given.map(messageFields);
+  const keep: KeepCompletion = async (completion) => {
     const { id, created, model } = completion as { id: string; created: number; model: string };
-    const messages = given.map((message, i): StoredChatMessage => ({ ...messageFields(message), id: `${id}-${i}` }));
-    await store.put({ id, created, model, completion, metadata: body.metadata ?? {}, messages, expiresAt: store.expiresAt() });
+    const messages = kept.map((message, i): StoredChatMessage => ({ ...message, id: `${id}-${i}` }));
+    await store.put({ id, created, model, completion, metadata: body.metadata ?? {}, messages, expiresAt: store.expiresAt() }, meter);
   };
+  // Measured only where it is charged (~2 ms a MiB).
+  return { keep, inputBytes: meter ? utf8Length(JSON.stringify(kept)) + utf8Length(JSON.stringify(body.metadata ?? {})) : 0 };
 }
 
 /** What a message may hold (OpenAI's message params): a client's other fields are not kept, nor listed back (review h135). */

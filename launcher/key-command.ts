@@ -128,7 +128,7 @@ export function register(program: Command): void {
     .option('--concurrency <n>', "requests in flight at once (default: the edge's SSSD_DEFAULT_CONCURRENCY)")
     .option(
       '--storage-mb-per-day <n>',
-      "MiB a day the key may store through the routes that store with no generation (conversations made, items added, metadata replaced; a 429 past it), each kept SSSD_RESPONSE_TTL_DAYS (default: the edge's SSSD_DEFAULT_STORAGE_MB_PER_DAY)",
+      "MiB a day the key may store (stored responses and chat completions, conversations made, items and turns added, metadata replaced; a 429 past it), each kept SSSD_RESPONSE_TTL_DAYS (default: the edge's SSSD_DEFAULT_STORAGE_MB_PER_DAY)",
     )
     .option('--data-of <hash>', "rotation: the SHA-256 of the key this one replaces (its `key:<hash>` entry; for a key that itself replaced another, that one's dataOf), whose stored chat completions, responses, conversations and users' caches this key then reads and writes as its own; limits stay per key")
     .option('--contribute-to-datastore', "the key's requests' prompts and outputs join the pools' global datastore, which drafts for every tenant and which no delete reaches (docs/protocol.md)")

@@ -13,6 +13,10 @@ const OTHER_KEY = 'e2e-conversations-other-key';
 /** Keys of 1 MiB a day as OTHER_KEY, one a test: item references charged as resolved, metadata changes as rewritten. */
 const REFS_KEY = 'e2e-conversations-refs-key';
 const METADATA_KEY = 'e2e-conversations-metadata-key';
+/** REFS_KEY's data (its record's dataOf) on a budget of its own: the stored responses REFS_KEY names are not its charge. */
+const REFS_MAKER_KEY = 'e2e-conversations-refs-maker-key';
+/** A key of 1 MiB a day whose responses' turns in its conversations spend it. */
+const TURNS_KEY = 'e2e-conversations-turns-key';
 /** Small enough that 20 items of 4,000 characters pass it. */
 const MAX_BYTES = 64 * 1024;
 
@@ -21,11 +25,13 @@ let client: OpenAI;
 let model: string;
 
 beforeAll(async () => {
-  // The other key stores 1 MiB a day through the routes that store with no generation (storage-budget.ts).
+  // The other key stores 1 MiB a day (storage-budget.ts).
   stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({
         [sha256Hex(OTHER_KEY)]: { tenant: 'other', storageMbPerDay: 1 },
         [sha256Hex(REFS_KEY)]: { tenant: 'refs', storageMbPerDay: 1 },
         [sha256Hex(METADATA_KEY)]: { tenant: 'metadata', storageMbPerDay: 1 },
+        [sha256Hex(REFS_MAKER_KEY)]: { tenant: 'refs', dataOf: sha256Hex(REFS_KEY) },
+        [sha256Hex(TURNS_KEY)]: { tenant: 'turns', storageMbPerDay: 1 },
       }), SSSD_RESPONSE_MAX_BYTES: String(MAX_BYTES) } });
   client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
   model = (await client.models.list()).data[0].id;
@@ -266,10 +272,12 @@ describe('conversations', () => {
 
   it("charges item references at the size of the items they bring in, not the body's (review h217, finding 1)", async () => {
     const refs = new OpenAI({ apiKey: REFS_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
-    // Stored responses' input items to name: ~840 characters each, within the model's context.
+    // Stored responses' input items to name: ~840 characters each, within the model's context; stored by a key of
+    // the same data and a budget of its own (a stored response is charged to the key that makes it).
+    const maker = new OpenAI({ apiKey: REFS_MAKER_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
     const itemIds: string[] = [];
     for (let i = 0; i < 10; i++) {
-      const response = await refs.responses.create({ model, input: `${i} ${'Max ran to the park. '.repeat(40)}`, max_output_tokens: 1, store: true });
+      const response = await maker.responses.create({ model, input: `${i} ${'Max ran to the park. '.repeat(40)}`, max_output_tokens: 1, store: true });
       itemIds.push(...(await refs.responses.inputItems.list(response.id)).data.map((item) => item.id));
     }
     expect(itemIds).toHaveLength(10);
@@ -312,6 +320,37 @@ describe('conversations', () => {
     // A record as listed is more than as stored: an upper bound on each charge.
     const listedBytes = JSON.stringify({ items: (await keeper.conversations.items.list(ids[0], { limit: 100 })).data, metadata: { n: '00' } }).length + 200;
     expect((4 + updates + 1) * listedBytes).toBeGreaterThan(1024 * 1024);
+  });
+
+  it("charges a response's turn in its conversation the items it appends, store: false or not; a response naming no conversation with store: false is not charged", async () => {
+    const turns = new OpenAI({ apiKey: TURNS_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    // ~48 KB of input, each item within the context bound; truncation 'auto' answers from the last, which fits. One turn
+    // a conversation (SSSD_RESPONSE_MAX_BYTES is 64 KiB here).
+    const input = [...Array.from({ length: 4 }, (_, i) => ({ role: 'user' as const, content: 'efgh'[i].repeat(12_000) })), { role: 'user' as const, content: PROMPT }];
+    const textBytes = input.reduce((sum, item) => sum + item.content.length, 0);
+    const conversations: string[] = [];
+    // Each a conversation made (1 KiB) and a turn in it. Turns not charged, 40 would go in; charged, ~21.
+    const { done: turned, refused } = await untilRefused(async () => {
+      const conversation = await turns.conversations.create();
+      conversations.push(conversation.id);
+      await turns.responses.create({ model, conversation: conversation.id, input, max_output_tokens: 1, truncation: 'auto', store: false });
+    }, 40);
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((refused as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('storage_limit_exceeded');
+    // A turn as listed is more than as stored (each item's status): an upper bound on its charge. Each was let in while
+    // the budget covered its input, and charged its items as appended.
+    const turnAtMost = JSON.stringify((await turns.conversations.items.list(conversations[0], { limit: 100 })).data).length;
+    expect(turned * (textBytes + 1024)).toBeLessThanOrEqual(1024 * 1024);
+    expect((turned + 1) * (turnAtMost + 1024) + 1024).toBeGreaterThan(1024 * 1024);
+    // Less than a KiB left (empty creates take what is): a turn, however small, is refused before it runs, and its
+    // conversation left as it was; a response that stores nothing goes through.
+    while (await turns.conversations.create().then(() => true, (e: unknown) => (e instanceof OpenAI.RateLimitError ? false : Promise.reject(e))));
+    const last = conversations.at(-1)!;
+    const itemsOfLast = async () => (await turns.conversations.items.list(last, { limit: 100 })).data;
+    const before = await itemsOfLast();
+    await expect(turns.responses.create({ model, conversation: last, input: PROMPT, max_output_tokens: 1, store: false })).rejects.toMatchObject({ status: 429, code: 'storage_limit_exceeded' });
+    expect(await itemsOfLast()).toEqual(before);
+    expect((await turns.responses.create({ model, input: PROMPT, max_output_tokens: 1, store: false })).status).toMatch(/completed|incomplete/);
   });
 
   it('appends a streamed response once it completes, and a background one once its run ends', async () => {

@@ -15,6 +15,9 @@ const OTHER_KEY = 'e2e-responses-other-key';
 const ONE_SLOT_KEY = 'e2e-responses-one-slot-key';
 /** A key that replaced OTHER_KEY (its record's dataOf): it shares OTHER_KEY's stored data. */
 const ROTATED_KEY = 'e2e-responses-rotated-key';
+/** A key that stores 1 MiB a day (storage-budget.ts): its stored responses spend it. */
+const STORING_KEY = 'e2e-responses-storing-key';
+const MIB = 1024 * 1024;
 
 let stack: TestStack;
 let client: OpenAI;
@@ -27,6 +30,7 @@ beforeAll(async () => {
         [sha256Hex(OTHER_KEY)]: { tenant: 'other' },
         [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
         [sha256Hex(ROTATED_KEY)]: { tenant: 'other', dataOf: sha256Hex(OTHER_KEY) },
+        [sha256Hex(STORING_KEY)]: { tenant: 'storing', storageMbPerDay: 1 },
       }),
       SSSD_CONCURRENCY_LEASE_SECONDS: '3',
       // JSON goes to the pool as a grammar here (the other e2e stacks send the default regex form).
@@ -340,5 +344,41 @@ describe('Responses API on the edge', () => {
       });
     }
     expect(next?.output_text).toEqual(expect.any(String));
+  });
+
+  it("charges a stored response what its record holds to the key's storage budget: a 429 once spent, before the generation, while store: false goes through", async () => {
+    const storing = new OpenAI({ apiKey: STORING_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    // ~48 KB of input, each item within the context bound; truncation 'auto' answers from the last, which fits.
+    const input = [...Array.from({ length: 4 }, (_, i) => ({ role: 'user' as const, content: 'abcd'[i].repeat(12_000) })), { role: 'user' as const, content: PROMPT }];
+    const textBytes = input.reduce((sum, item) => sum + item.content.length, 0);
+    const params = { model, input, max_output_tokens: 1, truncation: 'auto' as const };
+    const made: OpenAI.Responses.Response[] = [];
+    let refused: unknown = null;
+    // Not charged, ~40 would go in with no end; charged the input alone, ~21; charged the record (its input twice: as
+    // items and as the conversation a chain continues), ~10.
+    while (refused === null && made.length < 40) refused = await storing.responses.create(params).then((response) => (made.push(response), null), (err: unknown) => err);
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    const err = refused as InstanceType<typeof OpenAI.RateLimitError>;
+    expect(err.code).toBe('storage_limit_exceeded');
+    expect(err.message).toContain('1 MiB a day');
+    // A record as listed is more than as stored (each item's status; the response's usage): an upper bound on it.
+    const last = made.at(-1)!;
+    const listed = (await storing.responses.inputItems.list(last.id, { limit: 100 })).data;
+    const recordAtMost = JSON.stringify(await storing.responses.retrieve(last.id)).length + 2 * JSON.stringify(listed).length + 1024;
+    // A request is let in while the budget covers its input, and its record charged whole as written: the last one let
+    // in took the budget past zero, and is kept whole all the same.
+    expect((made.length - 1) * 2 * textBytes + textBytes).toBeLessThanOrEqual(MIB);
+    expect(made.length * recordAtMost + recordAtMost / 2).toBeGreaterThan(MIB);
+    expect(listed).toHaveLength(input.length);
+    // Back once the day's refill covers the shortfall: at most a record's worth.
+    const retryAfter = Number(err.headers?.get('retry-after'));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(Math.ceil((recordAtMost / MIB) * 86_400));
+    // A background response stores too: refused before it runs.
+    await expect(storing.responses.create({ ...params, background: true })).rejects.toMatchObject({ status: 429, code: 'storage_limit_exceeded' });
+    // store: false stores nothing, and is not limited so.
+    const unstored = await storing.responses.create({ ...params, store: false });
+    expect(unstored.status).toMatch(/completed|incomplete/);
+    await expect(storing.responses.retrieve(unstored.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 });

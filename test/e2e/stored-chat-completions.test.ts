@@ -8,13 +8,15 @@ import { startTestStack, type TestStack } from './stack-fixture';
 const OTHER_KEY = 'e2e-stored-chat-other-key';
 /** The lone-surrogate tests' own key: its stored completions are theirs alone. */
 const LONE_KEY = 'e2e-lone-surrogate-key';
+/** A key that stores 1 MiB a day (storage-budget.ts): its stored completions spend it. */
+const STORING_KEY = 'e2e-stored-chat-storing-key';
 
 let stack: TestStack;
 let client: OpenAI;
 let model: string;
 
 beforeAll(async () => {
-  stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({ [sha256Hex(OTHER_KEY)]: { tenant: 'other' }, [sha256Hex(LONE_KEY)]: { tenant: 'lone' } }) } });
+  stack = await startTestStack({ vars: { SSSD_API_KEYS: JSON.stringify({ [sha256Hex(OTHER_KEY)]: { tenant: 'other' }, [sha256Hex(LONE_KEY)]: { tenant: 'lone' }, [sha256Hex(STORING_KEY)]: { tenant: 'storing', rpm: 6000, storageMbPerDay: 1 } }) } });
   client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
   model = (await client.models.list()).data[0].id;
 });
@@ -167,6 +169,39 @@ describe('stored chat completions', () => {
       const res = await fetch(`${stack.edgeUrl}/v1/chat/completions?${query}`, { headers: { authorization: `Bearer ${stack.devKey}` } });
       expect([res.status, ((await res.json()) as { error: { param: string } }).error.param]).toEqual([400, param]);
     }
+  });
+
+  it("charges a stored completion what its record holds to the key's storage budget: a 429 once spent, before the generation, while store: false goes through", async () => {
+    const storing = new OpenAI({ apiKey: STORING_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    // OpenAI's most metadata (16 pairs, keys of 64 characters, values of 512): ~9 KB a record beside a short prompt.
+    const metadata = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [String(i).padStart(64, 'k'), String(i).padStart(512, 'v')]));
+    const metadataBytes = JSON.stringify(metadata).length;
+    const made: OpenAI.ChatCompletion[] = [];
+    let refused: unknown = null;
+    // Not charged, none refused; charged the record written, ~95.
+    while (refused === null && made.length < 200) {
+      refused = await storing.chat.completions.create({ model, messages: MESSAGES, max_completion_tokens: 1, store: true, metadata }).then((completion) => (made.push(completion), null), (err: unknown) => err);
+    }
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    const err = refused as InstanceType<typeof OpenAI.RateLimitError>;
+    expect(err.code).toBe('storage_limit_exceeded');
+    // A record holds the completion as retrieved (with its metadata) at least; that, its messages as listed and its
+    // index entries' hashes, at most.
+    const last = made.at(-1)!.id;
+    const recordAtLeast = JSON.stringify(await storing.chat.completions.retrieve(last)).length;
+    const recordAtMost = recordAtLeast + JSON.stringify((await storing.chat.completions.messages.list(last)).data).length + 2048;
+    // Let in while the budget covers its messages and metadata, its record charged whole as written (charged the
+    // messages and metadata alone, ~110 would go in, past the first bound).
+    expect((made.length - 1) * recordAtLeast + metadataBytes).toBeLessThanOrEqual(1024 * 1024);
+    expect(made.length * recordAtMost + recordAtMost).toBeGreaterThan(1024 * 1024);
+    expect(made.length).toBeGreaterThan(50);
+    // Back once the day's refill covers the shortfall: at most a record's worth.
+    const retryAfter = Number(err.headers?.get('retry-after'));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(Math.ceil((recordAtMost / (1024 * 1024)) * 86_400));
+    // store: false (the default) stores nothing, and is not limited so; nor is a read.
+    expect((await storing.chat.completions.create({ model, messages: MESSAGES, max_completion_tokens: 1, metadata })).choices).toHaveLength(1);
+    expect(await storing.chat.completions.retrieve(last)).toMatchObject({ id: last, metadata });
   });
 });
 

@@ -2,6 +2,8 @@
 // a KV that throws stands in only for an outage.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ResponseStore } from '../../edge/response-store';
+import { StorageBudget } from '../../edge/storage-budget';
+import { StorageMeter } from '../../edge/storage-meter';
 import { storedRecord as record } from '../support/stored-response';
 import { workerdKv } from '../support/workerd-kv';
 
@@ -65,5 +67,25 @@ describe('ResponseStore', () => {
     const down = new ResponseStore(failing, 'key-down', 0, 1 << 20);
     expect(await down.put(record('resp_down'))).toBe(false);
     await expect(down.get('resp_down')).rejects.toMatchObject({ status: 503, code: 'response_store_unavailable' });
+  });
+
+  it("charges a generation's meter what it stores: a record the bytes of its value as kept, a background stream's events at their largest write (each replaces the last)", async () => {
+    const budget = new StorageBudget();
+    const perDay = 1 << 20;
+    const meter = new StorageMeter({ take: (bytes) => budget.takeAll('s', 'k', bytes, perDay, 0), charge: (bytes) => budget.charge('s', 'k', bytes, perDay, 0) });
+    const store = new ResponseStore(kv, 'key-meter', 0, 1 << 20, null, meter);
+    const stored = record('resp_meter', 'x'.repeat(5_000));
+    expect(await store.put(stored)).toBe(true);
+    // Written twice (a background response queued, then ended): charged once.
+    expect(await store.put(stored)).toBe(true);
+    const recordBytes = new TextEncoder().encode((await kv.get(await store.keyFor('resp_meter')))!).byteLength;
+    const frames = Array.from({ length: 6 }, (_, i) => `data: {"sequence_number":${i},"delta":"${'é'.repeat(500)}"}\n\n`);
+    const frameBytes = frames.reduce((sum, frame) => sum + new TextEncoder().encode(frame).byteLength, 0);
+    await store.writeEvents('resp_meter', frames.slice(0, 3), false);
+    await store.writeEvents('resp_meter', frames, true);
+    // The events' frames and their header line at its most (64 bytes).
+    const charged = recordBytes + frameBytes + 64;
+    expect(budget.take('s', 'k', perDay - charged, perDay, 0)).toBeNull();
+    expect(budget.take('s', 'k', 1, perDay, 0)).not.toBeNull();
   });
 });

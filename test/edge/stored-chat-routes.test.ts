@@ -4,6 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { ChatCompletionStore, type StoredChatCompletion } from '../../edge/chat-completion-store';
 import type { ChatRequest } from '../../edge/request-schema';
 import { finishChunk, roleChunk, textChunk, toolCallChunk, usageChunk, wholeResponse, type ResponseMeta } from '../../edge/openai-format';
+import { scopedKey } from '../../edge/kv-record';
+import { StorageBudget } from '../../edge/storage-budget';
+import { StorageMeter } from '../../edge/storage-meter';
 import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, withServedModel } from '../../edge/stored-chat-routes';
 import { StreamedCompletion } from '../../edge/streamed-completion';
 import { offUsage } from '../support/completion-usage';
@@ -149,7 +152,7 @@ describe('messagesPage', () => {
       { role: 'tool', tool_call_id: 'call_1', content: 'sunny', x_trace: 'abc' },
     ];
     const store = new ChatCompletionStore(workerd(), 'key-t', 0, 1 << 20);
-    return keepChatCompletion(store, body as unknown as ChatRequest, sent)({ id: 'chatcmpl-t', created: 1, model: 'm' }).then(async () => {
+    return keepChatCompletion(store, body as unknown as ChatRequest, sent).keep({ id: 'chatcmpl-t', created: 1, model: 'm' }).then(async () => {
       const page = messagesPage((await store.get('chatcmpl-t'))!, new URLSearchParams(''));
       expect(page.data[1]).toMatchObject({ role: 'assistant', content: null, tool_calls: sent[1].tool_calls, id: 'chatcmpl-t-1' });
       expect(page.data[2]).toMatchObject({ role: 'tool', tool_call_id: 'call_1', content: 'sunny', id: 'chatcmpl-t-2' });
@@ -157,6 +160,29 @@ describe('messagesPage', () => {
       const refused = messagesPage({ ...record, messages: [{ role: 'assistant', content: [{ type: 'refusal', refusal: 'No.' }], id: 'r-0' }] }, new URLSearchParams(''));
       expect(refused.data[0]).toEqual({ role: 'assistant', id: 'r-0', content: '', content_parts: [], refusal: 'No.' });
     });
+  });
+});
+
+describe('keepChatCompletion', () => {
+  it('says what the record will hold at least before the generation (its messages as kept, its metadata), and charges what it writes: the record and its two index entries', async () => {
+    const kv = workerd();
+    const store = new ChatCompletionStore(kv, 'key-meter', 0, 1 << 20);
+    const budget = new StorageBudget();
+    const perDay = 1 << 20;
+    const meter = new StorageMeter({ take: (bytes) => budget.takeAll('s', 'k', bytes, perDay, 0), charge: (bytes) => budget.charge('s', 'k', bytes, perDay, 0) });
+    const body = { messages: [{ role: 'user' as const, content: 'é'.repeat(3_000) }], metadata: { topic: 'ü'.repeat(400) } };
+    // A client's own field is not kept, nor counted.
+    const sent = [{ ...body.messages[0], x_trace: 'abc'.repeat(1_000) }];
+    const utf8 = (text: string): number => new TextEncoder().encode(text).byteLength;
+    const { keep, inputBytes } = keepChatCompletion(store, body as unknown as ChatRequest, sent, meter);
+    expect(inputBytes).toBe(utf8(JSON.stringify([body.messages[0]])) + utf8(JSON.stringify(body.metadata)));
+    await keep({ id: 'chatcmpl-m', created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: 'Hi.' }, finish_reason: 'stop' }] });
+    const recordName = await scopedKey('chatcmpl', 'key-meter', 'chatcmpl-m');
+    const { keys: entries } = await kv.list({ prefix: await scopedKey('chatcmplidx', 'key-meter', 'index') });
+    expect(entries).toHaveLength(2);
+    const charged = utf8((await kv.get(recordName))!) + entries.reduce((sum, key) => sum + utf8(JSON.stringify(key.metadata)), 0);
+    expect(budget.take('s', 'k', perDay - charged, perDay, 0)).toBeNull();
+    expect(budget.take('s', 'k', 1, perDay, 0)).not.toBeNull();
   });
 });
 
