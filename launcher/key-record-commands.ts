@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { DEFAULT_KEY_LOOKUP_CACHE } from '../edge/key-lookup-cache';
 import { CliError } from '../gpu-pool/cli/cli-error';
-import { describeTarget, kvTargetOf, withKvTargetOptions, type KvTarget, type KvTargetFlags } from './edge-kv';
+import { describeTarget, kvTargetOf, withKvStore, withKvTargetOptions, type KvTarget, type KvTargetFlags } from './edge-kv';
 import { deleteKeyRecord, disableKeyRecord, enableKeyRecord, findKeyRecord, parseHashPrefix, readKeyEntries, type KeyEntry } from './key-records';
 
 /** How long Cloudflare gives a KV change to reach its other locations ("up to 60 seconds or more"; docs/deploy.md). */
@@ -71,7 +71,7 @@ async function list(flags: KeyListFlags): Promise<void> {
   const words = { command: 'key list', nothingDone: 'no keys listed' };
   if (flags.tenant !== undefined && (flags.tenant.length === 0 || flags.tenant.length > 256)) throw new CliError('key list: --tenant must be 1 to 256 characters, as a key record names it');
   const target = kvTargetOf(flags, words);
-  const all = await readKeyEntries(target, words.command);
+  const all = await withKvStore(target, words.command, readKeyEntries);
   const entries = flags.tenant === undefined ? all : all.filter((entry) => entry.tenant === flags.tenant);
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
@@ -90,11 +90,16 @@ async function revoke(prefixGiven: string, flags: KeyRevokeFlags): Promise<void>
   const prefix = parseHashPrefix(prefixGiven, 'key revoke');
   const target = kvTargetOf(flags, { command: 'key revoke', nothingDone: 'nothing revoked' });
   const where = describeTarget(target);
-  const key = await findKeyRecord(target, prefix, where, 'key revoke');
-  if (flags.delete) {
-    await deleteKeyRecord(target, key, command);
-    process.stdout.write(`deleted ${key.name} in ${where}\n`);
-  } else if ((await disableKeyRecord(target, key, command)) === 'unchanged') {
+  const { key, change } = await withKvStore(target, command, async (store) => {
+    const key = await findKeyRecord(store, prefix, where, 'key revoke');
+    if (flags.delete) {
+      await deleteKeyRecord(store, key);
+      return { key, change: 'deleted' } as const;
+    }
+    return { key, change: await disableKeyRecord(store, key, command) };
+  });
+  if (change === 'deleted') process.stdout.write(`deleted ${key.name} in ${where}\n`);
+  else if (change === 'unchanged') {
     process.stdout.write(`${key.name} in ${where} is revoked already ("disabled": true); nothing written\n`);
     return;
   } else {
@@ -110,8 +115,10 @@ async function restore(prefixGiven: string, flags: KvTargetFlags): Promise<void>
   const prefix = parseHashPrefix(prefixGiven, command);
   const target = kvTargetOf(flags, { command, nothingDone: 'nothing restored' });
   const where = describeTarget(target);
-  const key = await findKeyRecord(target, prefix, where, command);
-  const { change, refusedWhy } = await enableKeyRecord(target, key, command);
+  const { key, change, refusedWhy } = await withKvStore(target, command, async (store) => {
+    const found = await findKeyRecord(store, prefix, where, command);
+    return { key: found, ...(await enableKeyRecord(store, found, command)) };
+  });
   if (change === 'unchanged') process.stdout.write(`${key.name} in ${where} is not revoked; nothing written\n`);
   else process.stdout.write(`restored ${key.name} in ${where}: "disabled" taken off its record, its other fields and metadata kept\n`);
   if (refusedWhy !== null) {

@@ -1,12 +1,12 @@
 /**
- * The edge's key records in KV (`key:<sha256>`), read and changed through wrangler (edge-kv.ts) for `sssd key list`,
+ * The edge's key records in KV (`key:<sha256>`), read and changed in a KvStore (edge-kv.ts) for `sssd key list`,
  * `revoke` and `restore`: the key itself is not stored, so a record is named by its hash (a prefix of it). Each record
  * is read as the edge reads it (edge/api-keys.ts's check), so the list says which keys the edge serves, and a
  * revocation writes the record back whole, its metadata kept, with `"disabled": true`.
  */
 import { checkStoredKeyText } from '../edge/api-keys';
 import { CliError } from '../gpu-pool/cli/cli-error';
-import { deleteKeys, getValues, listKeys, putValue, type KvTarget, type ListedKey } from './edge-kv';
+import type { KvStore, ListedKey } from './edge-kv';
 
 /** A key record as `sssd key list` shows it. */
 export interface KeyEntry {
@@ -83,10 +83,10 @@ export function keyEntry(listed: ListedKey, value: string): KeyEntry {
   };
 }
 
-/** Every key record in the namespace, read (two wrangler runs: a list of the `key:` names, and one bulk get a hundred). */
-export async function readKeyEntries(target: KvTarget, command: string): Promise<KeyEntry[]> {
-  const listed = await listKeys(target, command, 'key:');
-  const values = await getValues(target, listed.map((key) => key.name), command);
+/** Every key record in the namespace, read (a list of the `key:` names, and their values). */
+export async function readKeyEntries(store: KvStore): Promise<KeyEntry[]> {
+  const listed = await store.list('key:');
+  const values = await store.get(listed.map((key) => key.name));
   // A record deleted between the list and the get is gone: not listed.
   return listed.flatMap((key) => {
     const value = values.get(key.name);
@@ -102,8 +102,8 @@ export function parseHashPrefix(given: string, command: string): string {
 }
 
 /** The one key record whose hash starts with `prefix`, or a CliError (exit 2) naming the records it could be, or saying there is none. */
-export async function findKeyRecord(target: KvTarget, prefix: string, where: string, command: string): Promise<ListedKey> {
-  const found = await listKeys(target, command, `key:${prefix}`);
+export async function findKeyRecord(store: KvStore, prefix: string, where: string, command: string): Promise<ListedKey> {
+  const found = await store.list(`key:${prefix}`);
   if (found.length === 0) {
     throw new CliError(`${command}: no key record's hash starts with ${prefix} in ${where} (the dev key and SSSD_API_KEYS' keys are not in KV; \`sssd key list\` lists those that are)`);
   }
@@ -115,8 +115,8 @@ export async function findKeyRecord(target: KvTarget, prefix: string, where: str
 }
 
 /** The record's value as a JSON object, to write back changed; a CliError where it is none (the edge refuses it already). */
-async function recordObject(target: KvTarget, key: ListedKey, command: string): Promise<Record<string, unknown>> {
-  const value = (await getValues(target, [key.name], command)).get(key.name);
+async function recordObject(store: KvStore, key: ListedKey, command: string): Promise<Record<string, unknown>> {
+  const value = (await store.get([key.name])).get(key.name);
   if (value === null || value === undefined) throw new CliError(`${command}: ${key.name} was deleted meanwhile`);
   let parsed: unknown;
   try {
@@ -133,26 +133,26 @@ async function recordObject(target: KvTarget, key: ListedKey, command: string): 
 export type RecordChange = 'changed' | 'unchanged';
 
 /** Sets `"disabled": true` on the record, every other field and its metadata kept. */
-export async function disableKeyRecord(target: KvTarget, key: ListedKey, command: string): Promise<RecordChange> {
-  const record = await recordObject(target, key, command);
+export async function disableKeyRecord(store: KvStore, key: ListedKey, command: string): Promise<RecordChange> {
+  const record = await recordObject(store, key, command);
   if (record.disabled === true) return 'unchanged';
-  await putValue(target, key.name, JSON.stringify({ ...record, disabled: true }), key.metadata, command);
+  await store.put(key.name, JSON.stringify({ ...record, disabled: true }), key.metadata);
   return 'changed';
 }
 
 /** Takes `disabled` off the record, every other field and its metadata kept; what the edge then makes of it (it may refuse it for another field). */
-export async function enableKeyRecord(target: KvTarget, key: ListedKey, command: string): Promise<{ change: RecordChange; refusedWhy: string | null }> {
-  const record = await recordObject(target, key, command);
+export async function enableKeyRecord(store: KvStore, key: ListedKey, command: string): Promise<{ change: RecordChange; refusedWhy: string | null }> {
+  const record = await recordObject(store, key, command);
   const { disabled, ...rest } = record;
   const text = JSON.stringify(rest);
   const checked = checkStoredKeyText(text);
   const refusedWhy = checked.ok ? null : checked.why;
   if (disabled === undefined || disabled === false) return { change: 'unchanged', refusedWhy };
-  await putValue(target, key.name, text, key.metadata, command);
+  await store.put(key.name, text, key.metadata);
   return { change: 'changed', refusedWhy };
 }
 
 /** Deletes the record (its metadata with it: `sssd kv erase --tenant` no longer finds the key's data). */
-export async function deleteKeyRecord(target: KvTarget, key: ListedKey, command: string): Promise<void> {
-  await deleteKeys(target, [key.name], command);
+export async function deleteKeyRecord(store: KvStore, key: ListedKey): Promise<void> {
+  await store.delete([key.name]);
 }

@@ -3,18 +3,18 @@
  * responses and their events and stop marks, conversations, stored chat completions and their index, users'
  * caches) by a hash of the key's data scope and the record's id, so no name ties a record to its key, and only chat
  * completions can be listed through the API; each record carries its data scope in its KV metadata instead
- * (edge/kv-record.ts). This lists the namespace with wrangler, keeps the records whose metadata names the scope, and
- * deletes them with wrangler's bulk delete. A tenant's scopes are found by its key records' metadata, which
- * `sssd key create` writes. Key records (`key:<hash>`) are left: revoking is `sssd key`'s business.
- * Records written before their metadata named a scope are not found; they go with their TTL.
+ * (edge/kv-record.ts). This lists the namespace (edge-kv.ts: through wrangler, or the local store opened in this
+ * process), keeps the records whose metadata names the scope, and deletes them. A tenant's scopes are found by its key
+ * records' metadata, which `sssd key create` writes. Key records (`key:<hash>`) are left: revoking is `sssd key`'s
+ * business. Records written before their metadata named a scope are not found; they go with their TTL.
  */
 import type { Command } from 'commander';
 import { CliError } from '../gpu-pool/cli/cli-error';
-import { deleteKeys, describeTarget, kvTargetOf, withKvTargetOptions, listKeys, type ListedKey } from './edge-kv';
+import { describeTarget, kvTargetOf, withKvStore, withKvTargetOptions, type KvStore, type ListedKey } from './edge-kv';
 
 /** A data scope's length: KeyRecord.dataScope is the first 24 hex digits of a key's SHA-256 (edge/api-keys.ts). */
 const SCOPE_DIGITS = 24;
-/** What erase calls itself in its errors, and says when refused before wrangler runs. */
+/** What erase calls itself in its errors, and says when refused before the store is opened. */
 const ERASE = { command: 'kv erase', nothingDone: 'nothing erased' } as const;
 
 /** `--scope` as given: a key's SHA-256, its first 24 hex digits, or `key:<hash>`; its data scope, lower-case. */
@@ -93,8 +93,29 @@ function scopesToErase(flags: KvEraseFlags, listed: readonly ListedKey[]): strin
   return scopes;
 }
 
+/** Erases what the flags name from `store` (`where` in words), saying what it found and did. */
+async function eraseIn(store: KvStore, where: string, flags: KvEraseFlags): Promise<void> {
+  const listed = await store.list();
+  const scopes = scopesToErase(flags, listed);
+  const names = scopes.flatMap((scope) => recordsOf(listed, scope));
+  const of = scopes.length === 1 ? `data scope ${scopes[0]}` : `${scopes.length} data scopes`;
+  process.stdout.write(`found ${names.length} record${names.length === 1 ? '' : 's'} of ${of} in ${where}${names.length > 0 ? `: ${byKind(names)}` : ''}\n`);
+  if (names.length === 0) {
+    // The likeliest mistake: the hash of a key made with --data-of, whose records are under the scope it names.
+    if (flags.scope !== undefined) process.stdout.write('(a key made with --data-of stores under the scope of the key it names: pass that hash; records written before scopes were recorded are not found, and go with their TTL)\n');
+    return;
+  }
+  if (flags.dryRun) {
+    for (const name of names) process.stdout.write(`${name}\n`);
+    process.stdout.write('dry run: nothing deleted\n');
+    return;
+  }
+  await store.delete(names);
+  process.stdout.write(`deleted ${names.length} record${names.length === 1 ? '' : 's'}\n`);
+}
+
 export function register(program: Command): void {
-  const kv = program.command('kv').description("the edge's KV namespace (SSSD_KV), through wrangler");
+  const kv = program.command('kv').description("the edge's KV namespace (SSSD_KV): the deployed one through wrangler, or wrangler dev's local store (--local)");
   const erase = kv
     .command('erase')
     .description("erase every stored record of a key's data scope, or of a tenant's keys (responses, conversations, stored chat completions, users' caches); key records stay (`sssd key` revokes)")
@@ -105,26 +126,9 @@ export function register(program: Command): void {
     .action(async (flags: KvEraseFlags) => {
       if ((flags.scope === undefined) === (flags.tenant === undefined)) throw new CliError('kv erase: give --scope <hash> or --tenant <name> (one of them)');
       if (flags.tenant !== undefined && (flags.tenant.length === 0 || flags.tenant.length > 256)) throw new CliError('kv erase: --tenant must be 1 to 256 characters, as a key record names it');
-      // Checked before wrangler runs: a mistyped hash is said at once.
+      // Checked before the store is opened: a mistyped hash is said at once.
       if (flags.scope !== undefined) parseScope(flags.scope);
       const target = kvTargetOf(flags, ERASE);
-      const listed = await listKeys(target, ERASE.command);
-      const scopes = scopesToErase(flags, listed);
-      const names = scopes.flatMap((scope) => recordsOf(listed, scope));
-      const where = describeTarget(target);
-      const of = scopes.length === 1 ? `data scope ${scopes[0]}` : `${scopes.length} data scopes`;
-      process.stdout.write(`found ${names.length} record${names.length === 1 ? '' : 's'} of ${of} in ${where}${names.length > 0 ? `: ${byKind(names)}` : ''}\n`);
-      if (names.length === 0) {
-        // The likeliest mistake: the hash of a key made with --data-of, whose records are under the scope it names.
-        if (flags.scope !== undefined) process.stdout.write('(a key made with --data-of stores under the scope of the key it names: pass that hash; records written before scopes were recorded are not found, and go with their TTL)\n');
-        return;
-      }
-      if (flags.dryRun) {
-        for (const name of names) process.stdout.write(`${name}\n`);
-        process.stdout.write('dry run: nothing deleted\n');
-        return;
-      }
-      await deleteKeys(target, names, ERASE.command);
-      process.stdout.write(`deleted ${names.length} record${names.length === 1 ? '' : 's'}\n`);
+      await withKvStore(target, ERASE.command, (store) => eraseIn(store, describeTarget(target), flags));
     });
 }

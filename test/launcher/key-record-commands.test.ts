@@ -1,7 +1,7 @@
 // `sssd key list`, `revoke` and `restore` as an operator runs them against wrangler's local KV (the store `wrangler dev
-// --persist-to` keeps): key records as `sssd key create` makes them and some written by hand, read back through
-// wrangler's own list and bulk get, changed through its put and delete, and the edge's own lookup (edge/api-keys.ts)
-// on that store refusing a revoked key and serving it restored (review h203).
+// --persist-to` keeps): key records as `sssd key create` makes them and some written by hand, read back and changed by
+// the commands on that store (opened in their own process, launcher/local-kv-store.ts), and the edge's own lookup
+// (edge/api-keys.ts) on it refusing a revoked key and serving it restored (review h203).
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

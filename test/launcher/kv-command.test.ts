@@ -1,6 +1,7 @@
 // `sssd kv erase` as an operator runs it against wrangler's local KV (the store `wrangler dev --persist-to` keeps):
-// records of two data scopes written by the real stores into that store, one scope's erased by wrangler's own list
-// and bulk delete, the other's and the key records left (review h150).
+// records of two data scopes written by the real stores into that store, one scope's erased (the store opened in the
+// command's own process, launcher/local-kv-store.ts; a key record put by a printed wrangler line found), the other's and
+// the key records left (review h150).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,7 +26,7 @@ function sssd(args: string[], env: NodeJS.ProcessEnv = process.env, entry: strin
   });
 }
 
-/** Every name in the local store in `persistTo`, read by a workerd of its own (after a wrangler run changed it). */
+/** Every name in the local store in `persistTo`, read by a workerd of its own (after a command changed it). */
 function names(persistTo: string): Promise<string[]> {
   return withLocalKv(persistTo, namesIn);
 }
@@ -36,8 +37,8 @@ afterAll(() => {
 });
 
 describe('sssd kv erase', () => {
-  // All three run at once, each on a store of its own: their time is spent waiting on wrangler starts, one after
-  // another within each (the expect of each test's own context, so that each counts its own assertions).
+  // All three run at once, each on a store of its own: their time is spent waiting on command and workerd starts, one
+  // after another within each (the expect of each test's own context, so that each counts its own assertions).
   it.concurrent("erases every record of one key's data scope from the local store, leaves another's and the key records; --dry-run deletes nothing", async ({ expect }) => {
     const persistTo = mkdtempSync(path.join(tmpdir(), 'sssd-kv-erase-'));
     dirs.push(persistTo);
@@ -137,7 +138,7 @@ describe('sssd kv erase', () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("--scope must be a key's SHA-256");
 
-    // A mistyped local store, named or from SSSD_EDGE_STATE, is refused before wrangler runs: wrangler made an empty
+    // A mistyped local store, named or from SSSD_EDGE_STATE, is refused before the store is opened: opening it made an empty
     // store there, and the erasure said "found 0 records", exit 0, the data where it was (review h166).
     const empty = mkdtempSync(path.join(tmpdir(), 'sssd-kv-erase-empty-'));
     dirs.push(empty);
