@@ -32,6 +32,7 @@ import { openedOrLate } from './reply-start';
 import { keepEvents, liveEventStream, type EventLog } from './background-stream';
 import { streamedOutput, type ResponsesStreamFormat } from './responses-stream';
 import { sleep, TIMED_OUT, within } from './settled-within';
+import { countBackgroundRun } from './background-runs';
 import { KEY_WRITE_INTERVAL_MS, type BackgroundStop, type PutOutcome, type ResponseStore, type RunningRecord, type StoredResponse } from './response-store';
 
 export interface BackgroundOptions {
@@ -62,6 +63,15 @@ export type BeforeEnd = (ended: ResponseObject) => Promise<void>;
 export const BACKGROUND_STOP_POLL_MS = 1_000;
 /** Tries of the finished response's write (a 429 from a write of the key elsewhere, a store that failed once). */
 const FINAL_WRITE_TRIES = 3;
+/**
+ * The most a run takes from its generations' end to its end stored, where
+ * KV answers: KV's second after its queued record (a conversation's turn
+ * appended meanwhile), its end's tries a second apart, the late stop read a
+ * second after the write, and a second for its kept events' last write. A
+ * local stack waits this long at most for its edge's runs before it stops
+ * the edge (launcher/stack.ts).
+ */
+export const END_STORED_WITHIN_MS = KEY_WRITE_INTERVAL_MS * (1 + FINAL_WRITE_TRIES + 1 + 1);
 /**
  * How long a KV write may take to be seen at another location than the one
  * that made it: KV caches what a location read for 60 s (its cacheTtl's
@@ -224,10 +234,14 @@ export async function answerInBackground(
   // Its heartbeat is needed until a reader takes the queued record for a run that died in any case (its cutoff).
   const beatsUntil = running.runsUntil + DIED_AFTER_DEADLINE_MS;
   const job: BackgroundJob = { started, reply, finish, save, beforeEnd, store, options, begun, storedAt, beatsUntil };
+  // Its log line waits for its end to be stored, and says how (runToEnd).
+  reply.log?.awaitsStoredEnd();
   if (events === null) {
     // Nothing else is written as it runs: its heartbeat alone, every aliveEveryMs.
     const beats = keepBeating(store, started.id, aliveEveryMs, storedAt, beatsUntil);
-    options.waitUntil(runToEnd(job, () => undefined, beats));
+    const run = runToEnd(job, () => undefined, beats);
+    options.waitUntil(run);
+    countBackgroundRun(run, beatsUntil);
     return new Response(JSON.stringify(queued), { headers: { ...Object.fromEntries(new Headers(reply.headers)), 'content-type': 'application/json' } });
   }
   const { log, format } = events;
@@ -244,8 +258,11 @@ export async function answerInBackground(
   };
   // Followed live in this isolate until a minute past its deadline at the latest, when a poll takes a run not ended as
   // dead; its kept events carry its heartbeat, written alone where no event came for aliveEveryMs.
-  options.waitUntil(keepEvents(log, store, started.id, beatsUntil, aliveEveryMs));
-  options.waitUntil(runToEnd(job, told, null).finally(() => log.end()));
+  const kept = keepEvents(log, store, started.id, beatsUntil, aliveEveryMs);
+  const run = runToEnd(job, told, null).finally(() => log.end());
+  options.waitUntil(kept);
+  options.waitUntil(run);
+  countBackgroundRun(Promise.allSettled([kept, run]), beatsUntil);
   return liveEventStream(log, reply.headers, events.quietCommentMs);
 }
 
@@ -269,8 +286,14 @@ interface BackgroundJob {
   beatsUntil: number;
 }
 
-async function runToEnd(job: BackgroundJob, told: (response: ResponseObject | null) => void, beats: Heartbeat | null): Promise<void> {
+async function runToEnd(job: BackgroundJob, tell: (response: ResponseObject | null) => void, beats: Heartbeat | null): Promise<void> {
   let deleted = false;
+  // What the line logs of its end: the error code of the end it stored failed, or told failed where none could be stored.
+  let loggedError: string | null = 'internal_error';
+  const told = (response: ResponseObject | null): void => {
+    loggedError = response?.status === 'failed' ? (response.error?.code ?? 'server_error') : null;
+    tell(response);
+  };
   const stop = new RunStop(job.reply);
   const key = haltKey(job.store, job.started.id);
   const now = Date.now();
@@ -286,6 +309,9 @@ async function runToEnd(job: BackgroundJob, told: (response: ResponseObject | nu
     const written = (await beats?.stop()) ?? 0;
     // Deleted as it ran: a beat written after the delete goes too (the delete removed those before it).
     if (deleted && written > 0) await job.store.forgetEvents(job.started.id);
+    // Written once its end is stored: at its generations' end, the line said 200 and its tokens for runs whose edge
+    // stopped before their end was (review h223).
+    job.reply.log?.endStored(loggedError);
   }
 }
 

@@ -463,7 +463,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const heartbeatMs = ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS;
   const detachFromClient = (): void => ctx.clientSignal?.removeEventListener('abort', cancelRuns);
   const headers = { ...Object.fromEntries(new Headers(ctx.headers)), ...reproductionHeaders(reproduction) };
-  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal: ctx.clientSignal, detachFromClient, streamQuietCommentMs: ctx.streamQuietCommentMs });
+  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal: ctx.clientSignal, detachFromClient, streamQuietCommentMs: ctx.streamQuietCommentMs, log: ctx.log });
 }
 
 /** A request's generations, opening, to be answered in its API's shape. */
@@ -486,6 +486,8 @@ export interface PreparedReply {
    */
   detachFromClient: () => void;
   streamQuietCommentMs?: number;
+  /** The request's log line, where it is written: a background response's waits for its stored end (background-response.ts). */
+  log?: RequestLog;
 }
 
 /** Makes the HTTP response of a prepared reply: completions' and chat's (answerOpenAi), or the Responses API's. */

@@ -32,6 +32,7 @@ import { jsonText } from './ordered-json';
 import { responseId } from './responses-format';
 import { BACKGROUND_STOP_POLL_MS, cancelledAnswer, haltRunHere, polledResponse } from './background-response';
 import { resumedEventStream, startingAfter } from './background-stream';
+import { BACKGROUND_RUNS_ROUTE, backgroundRunsPending } from './background-runs';
 import { conversationItemNotFound, conversationNotFound, conversationObject, ConversationStore, withoutItem } from './conversation-store';
 import { conversationItems, conversationItemsPage, createBody, checkInclude, itemList, itemsBody, updateBody } from './conversation-routes';
 import { refuseUnreadableItems } from './conversation-fit';
@@ -70,7 +71,7 @@ app.use('*', requestId);
 // After requestId, for the hex; before the rest, so that it sees their answer, an error's included.
 app.use('*', async (c, next) => {
   const path = c.req.path;
-  if (c.req.method === 'OPTIONS' || path === '/' || path === '/healthz' || path === '/health' || path === '/readyz' || !edgeConfig(c.env).requestLog) return next();
+  if (c.req.method === 'OPTIONS' || path === '/' || path === '/healthz' || path === '/health' || path === '/readyz' || path === BACKGROUND_RUNS_ROUTE || !edgeConfig(c.env).requestLog) return next();
   const log = new RequestLog(c.get('requestHex'), c.req.method);
   c.set('log', log);
   await next();
@@ -129,6 +130,10 @@ app.get('/readyz', async (c) => {
   const ok = pools.healthy > 0 && kvBound;
   return c.json({ ok, pools, ...(kvBound ? {} : { kv: 'missing' }) }, ok ? 200 : 503);
 });
+
+// The background responses this isolate still runs or stores the end of: a local stack stops its edge once none is
+// left (launcher/stack.ts). A count, as /readyz's; per isolate (under `wrangler dev`, the edge's one).
+app.get(BACKGROUND_RUNS_ROUTE, (c) => c.json({ running: backgroundRunsPending() }));
 
 // Everything under /v1 and /bench needs a key.
 const requireKey = async (c: Context<AppEnv>, next: () => Promise<void>): Promise<void> => {

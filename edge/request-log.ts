@@ -1,7 +1,10 @@
 /**
  * One JSON line per API request, written when the request is over: at its
- * response for most routes, and for a completion when its generations have
- * ended (the stream finished, failed, or the client left), so a request id a
+ * response for most routes, for a completion when its generations have
+ * ended (the stream finished, failed, or the client left), and for a
+ * background response once its end is stored (or its write failed): a line
+ * that said 200 at its generation's end was written for runs whose end an
+ * edge stopped meanwhile never stored (review h223). So a request id a
  * user reports can be found in the Worker's logs (docs/deploy.md, "Logs").
  * It carries counts, codes and timings, never a prompt, an output or a key;
  * the tenant as the pool knows it (a hash), so the edge's and the pool's
@@ -21,7 +24,7 @@ export interface RequestLogLine {
   /** The route as registered (`/v1/responses/:id`), never the path as sent; `/*` (`/v1/*` under /v1) for a path no route takes. */
   route: string;
   status: number;
-  /** The error's `code` (else its type): the response's, or one a stream ended with after its 200. */
+  /** The error's `code` (else its type): the response's, one a stream ended with after its 200, or a background response's stored `failed` end's. */
   error?: string;
   /** sha256('tenant:' + JSON.stringify(name)), first 12 hex digits: the pool's tenant for the key. */
   tenant?: string;
@@ -101,7 +104,7 @@ export async function loggedTenant(tenant: string): Promise<string> {
 export class RequestLog {
   private readonly line: RequestLogLine;
   private readonly startedAt = Date.now();
-  /** What the line waits for: the response, and the generations where there are some. */
+  /** What the line waits for: the response, the generations where there are some, and a background response's stored end. */
   private pending = 1;
 
   constructor(hex: string, method: string) {
@@ -201,6 +204,22 @@ export class RequestLog {
     if (tried > 0) line.pools_tried = tried;
     line.resumes = resumes;
     if (firstToken > 0) line.first_token_ms = firstToken - this.startedAt;
+    this.settle();
+  }
+
+  /** A background response's run goes on after its answer: the line waits for its end to be stored too (endStored). */
+  awaitsStoredEnd(): void {
+    this.pending++;
+  }
+
+  /**
+   * The background response's end is stored, or its storing is over: `error`
+   * is the code of the end it stored failed (its deadline, a run taken for
+   * lost: review h223, such a line had `stopped_by` and no `error`), or of
+   * why none could be stored; null for one stored as it ended, or deleted.
+   */
+  endStored(error: string | null): void {
+    if (error !== null) this.line.error ??= error;
     this.settle();
   }
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, ServiceExitedError, spawnService, waitForHttp, type ServiceProcess } from './service-process';
 import { damagedStateNote } from './edge-state-files';
+import { backgroundRunsStored } from './edge-background-runs';
 import { SSSD_NODE_ARGS } from './sssd-entry';
 import { POOL_NODE_FLAGS } from '../gpu-pool/cli/pool-node-flags';
 import { poolStopGraceMs } from '../gpu-pool/cli/pool-drain';
@@ -249,6 +250,8 @@ export interface StackOptions extends Omit<PoolOptions, 'port' | 'token'>, Omit<
   poolToken?: string;
   /** The pool's output alone, where `echo` (both services') is not given. */
   poolEcho?: (line: string) => void;
+  /** What stop() has to say (background responses it could not wait for). */
+  stopNote?: (line: string) => void;
 }
 
 export interface RunningStack {
@@ -261,7 +264,9 @@ export interface RunningStack {
   /**
    * Stops the pool first, as it drains (its running generations finish,
    * new ones are refused), then the edge, which carries their streams to
-   * the end: stopped together, the streams through the edge were cut.
+   * the end: stopped together, the streams through the edge were cut. The
+   * edge stops once its background responses have stored their ends (a
+   * few seconds at most: backgroundRunsStored).
    */
   stop(): Promise<void>;
   /** Stops both at once, cancelling what the pool's drain still waits for (a second ^C). */
@@ -323,6 +328,7 @@ async function withEdge(pool: RunningPool, edgeStarting: Promise<RunningEdge>): 
 export async function startStack(opts: StackOptions): Promise<RunningStack> {
   const poolToken = opts.poolToken || generatePoolToken();
   const { pool, edge } = await startBoth(opts, poolToken);
+  const stoppingNow = new AbortController();
   return {
     edgeUrl: edge.url,
     poolUrl: pool.url,
@@ -332,9 +338,13 @@ export async function startStack(opts: StackOptions): Promise<RunningStack> {
     edge,
     async stop() {
       await pool.service.stop(opts.poolDrainGraceMs ?? poolStopGraceMs());
+      // Its background responses store their ends (KV's second after their queued record) before it goes.
+      const left = await backgroundRunsStored(edge.url, stoppingNow.signal);
+      if (left > 0) opts.stopNote?.(`stopping the edge with ${left} background response(s) whose end is not stored yet: they will read failed (the edge that ran it went away)`);
       await edge.stop();
     },
     async stopNow() {
+      stoppingNow.abort();
       // A pool stopping already takes a second SIGTERM as "cancel what is left".
       pool.service.signal('SIGTERM');
       await Promise.all([edge.stop(), pool.service.stop()]);

@@ -390,6 +390,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
       echo: opts.verbose ? log : undefined,
       // Flags that ask the pool for logs are asked for them here too: without --verbose they went nowhere.
       poolEcho: poolFlags.some((f) => /^--log-(requests|stats)(=|$)/.test(f)) ? log : undefined,
+      stopNote: log,
     });
   } catch (err) {
     // A service that refused its configuration (the pool exits 2 for a bad model or flag) is a usage error here too:
@@ -422,7 +423,7 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
     // The headline first: `why` may go on with the dead service's last lines, which the note must not end.
     const [headline, ...tail] = why.split('\n');
     if (failed) log(`\n${headline}; stopping edge and pool...${tail.length > 0 ? `\n${tail.join('\n')}` : ''}`);
-    else log(`\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop. ${why === 'interrupted' ? '^C' : 'The same signal'} again, a second or more from now, to stop now...`);
+    else log(`\n${why}; the pool finishes the generations it is running (new ones are refused), then both stop, the edge once its background responses have stored their ends. ${why === 'interrupted' ? '^C' : 'The same signal'} again, a second or more from now, to stop now...`);
     void stack
       .stop()
       .then(() => stack.pool.service.exited)

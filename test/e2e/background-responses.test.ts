@@ -268,8 +268,10 @@ describe('background responses', () => {
       return true;
     };
     let ended: OpenAI.Responses.Response;
+    let requestId: string | null;
     try {
-      const queued = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, background: true });
+      const { data: queued, response } = await client.responses.create({ model: 'default', input: PROMPT, max_output_tokens: 200, temperature: 0, background: true }).withResponse();
+      requestId = response.headers.get('x-request-id');
       ended = await polled(queued.id, (DEADLINE_S + 10) * 1000);
     } finally {
       proxy.retarget(pool.url);
@@ -280,6 +282,7 @@ describe('background responses', () => {
     expect(ended.error).toMatchObject({ code: 'pool_unavailable', message: expect.stringMatching(/pool failed, and no other pool could go on with it within .*SSSD_BACKGROUND_DEADLINE_SECONDS/) });
     expect(ended.output_text.length).toBeGreaterThan(0);
     expect(ended.usage?.output_tokens).toBeGreaterThan(0);
+    expect(await logLine(requestId!)).toMatchObject({ stopped_by: 'deadline', error: 'pool_unavailable', completion_tokens: ended.usage?.output_tokens });
   }, 30_000);
 
   // These two run at once: each holds a run of its own (held() sets the proxy for one create at a time) and waits out
@@ -289,6 +292,8 @@ describe('background responses', () => {
     const ended = await polled(running.id, (DEADLINE_S + 10) * 1000);
     expect(ended.status).toBe('failed');
     expect(ended.error?.message).toMatch(/SSSD_BACKGROUND_DEADLINE_SECONDS/);
+    // Its log line has the stored end's error, as other failures' lines do (review h223: stopped_by alone).
+    expect(await logLine(running.requestId)).toMatchObject({ status: 200, stopped_by: 'deadline', error: 'server_error' });
   }, 30_000);
 
   it.concurrent('deletes a running response for good: its run stores nothing after the delete', async ({ expect }) => {
@@ -370,9 +375,11 @@ describe('a background request whose pool is slow to its first token (review h17
     }
     expect(['completed', 'incomplete']).toContain(done.status);
     expect(done.output_text.length).toBeGreaterThan(0);
-    // Billed once: its line has what it generated, and it is the only create of the key since.
+    // Billed once: its line has what it generated, and it is the only create of the key since (of this key: the lines
+    // of the tests before, whose runs stored their ends as this one began, come after `from` too).
     expect(await logLine(queued.requestId)).toMatchObject({ status: 200, completion_tokens: done.usage?.output_tokens });
-    const creates = edgeOutput.slice(from).filter((l) => l.includes('"route":"/v1/responses"') && l.includes('"method":"POST"'));
+    const ofKey = `"key":"${sha256Hex(ONE_SLOT_KEY).slice(0, 12)}"`;
+    const creates = edgeOutput.slice(from).filter((l) => l.includes('"route":"/v1/responses"') && l.includes('"method":"POST"') && l.includes(ofKey));
     expect(creates).toHaveLength(1);
     // Its turn once in the conversation, and the key's one slot free.
     const items = (await oneSlot.conversations.items.list(conversation.id, { order: 'asc' })).data;

@@ -6,7 +6,8 @@ import OpenAI from 'openai';
 import { zodTextFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Hex } from '../../launcher/stack';
+import { END_STORED_WITHIN_MS } from '../../edge/background-response';
+import { sha256Hex, startEdge } from '../../launcher/stack';
 import { metricValue } from '../gpu-pool/server/pool-process';
 import { finishedAfter, finishedCounts } from './finished-counts';
 import { startTestStack, type TestStack } from './stack-fixture';
@@ -381,4 +382,40 @@ describe('Responses API on the edge', () => {
     expect(unstored.status).toMatch(/completed|incomplete/);
     await expect(storing.responses.retrieve(unstored.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
+});
+
+// Last in the file: it stops the file's stack. Stopped at once after its pool's drain, the edge lost the background
+// responses whose generation ended within KV's second before it: an edge started again on the same KV read them
+// `queued`, then `failed` "the edge that ran it went away" (review h223).
+describe('stopping the stack', () => {
+  it('stops the edge once its background responses, ended just before, have stored their ends: read again, none is lost', async () => {
+    const params = { model, input: PROMPT, max_output_tokens: 24, temperature: 0, background: true } as const;
+    // Two followed to their last text (their end is told only once stored), two answered queued: generated meanwhile.
+    const streamed = async (): Promise<string> => {
+      let id = '';
+      for await (const event of await client.responses.create({ ...params, stream: true })) {
+        if (event.type === 'response.created') id = event.response.id;
+        if (event.type === 'response.output_text.done') break;
+      }
+      return id;
+    };
+    const ids = await Promise.all([streamed(), streamed(), client.responses.create(params).then((r) => r.id), client.responses.create(params).then((r) => r.id)]);
+    // Their generations (24 tokens) ended within KV's second of their queued records: their ends still wait for it.
+    const stopAt = Date.now();
+    await stack.stop();
+    const stoppedIn = Date.now() - stopAt;
+    const edge = await startEdge({ poolUrls: [stack.poolUrl], poolToken: stack.poolToken, devKey: stack.devKey, persistTo: stack.persistTo });
+    try {
+      const again = new OpenAI({ apiKey: stack.devKey, baseURL: `${edge.url}/v1`, maxRetries: 0 });
+      for (const id of ids) {
+        const stored = await again.responses.retrieve(id);
+        expect(stored.status, id).toMatch(/^(completed|incomplete)$/);
+        expect(stored.output_text.length, id).toBeGreaterThan(0);
+      }
+    } finally {
+      await edge.stop();
+    }
+    // Waited for its runs' ends (the bound: END_STORED_WITHIN_MS and a second), not their deadline; the pool's stop besides.
+    expect(stoppedIn).toBeLessThan(END_STORED_WITHIN_MS + 1_000 + 10_000);
+  }, 120_000);
 });

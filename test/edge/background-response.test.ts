@@ -8,11 +8,11 @@
  * run's isolate stops it at once; what must precede its end (its turn in its
  * conversation) is done before the end is written.
  */
-import { describe, expect, it, type ExpectStatic } from 'vitest';
+import { describe, expect, it, vi, type ExpectStatic } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { answerInBackground, cancelledAnswer, haltRunHere, polledResponse } from '../../edge/background-response';
 import type { CompletionRun } from '../../edge/completion-run';
-import type { CancelCause } from '../../edge/request-log';
+import { RequestLog, type CancelCause, type RequestLogLine } from '../../edge/request-log';
 import type { PreparedReply } from '../../edge/completion-handler';
 import type { ResponseObject } from '../../edge/responses-format';
 import { responseId } from '../../edge/responses-format';
@@ -300,6 +300,51 @@ describe.concurrent('a background run stopped or ended in its own isolate', () =
     await cancelled.done();
     expect(seen).not.toContain('before a cancelled end');
     expect(cancelled.writes).toEqual(['queued', 'cancelled']);
+  });
+
+  it("writes its request's log line once its end is stored, with the stored end's error where that is failed (review h223: at its deadline it had none)", async ({ expect }) => {
+    const info = vi.spyOn(console, 'info').mockImplementation(() => undefined);
+    const lines = (id: string): RequestLogLine[] => info.mock.calls.map(([text]) => JSON.parse(String(text)) as RequestLogLine).filter((line) => line.id === id);
+    for (const [hex, deadlineMs] of [['a1b2c3d4e5f6a1b2c3d4e5f6', 60_000], ['b2c3d4e5f6a1b2c3d4e5f6a1', 300]] as const) {
+      const store = new ResponseStore(workerd(), `key-log-${hex}`, 0, 1 << 20, 'AMS');
+      const record = storedRecord(responseId(hex));
+      const started: ResponseObject = { ...record.response, status: 'in_progress', background: true, output: [], usage: null };
+      const log = new RequestLog(hex, 'POST');
+      log.completion('m', 1, false, 3, 'ab'.repeat(32));
+      const stopped: Array<CancelCause | null> = [];
+      let end: (response: ResponseObject) => void = () => undefined;
+      const finished = new Promise<ResponseObject>((resolve) => (end = resolve));
+      const finish = (why: CancelCause | null): void => {
+        stopped.push(why);
+        log.generationsEnded([{ finishReason: why === null ? 'length' : null, completionTokens: 7, poolsTried: 1, resumes: 0, cancelled: why, cachedTokens: 0, pool: 0, error: null, firstTokenAt: Date.now() }]);
+        end(why === null ? { ...record.response, background: true } : { ...started, status: 'failed', output: [] });
+      };
+      const run = { cancel: (why: CancelCause) => finish(why), waitingForPool: false, usageSoFar: () => offUsage(3, 7) };
+      const reply = { opening: Promise.resolve(), runs: [run as unknown as CompletionRun], headers: {}, detachFromClient: () => undefined, log } as unknown as PreparedReply;
+      const running: Promise<unknown>[] = [];
+      const save = (response: ResponseObject, runningRecord?: RunningRecord) => store.write({ ...record, response, ...runningRecord });
+      await answerInBackground(started, reply, () => finished, save, store, { waitUntil: (p) => running.push(p), deadlineMs, stopPollMs: 60_000 }, null);
+      log.responded(200, '/v1/responses', null, null);
+      // Ended within KV's second of its queued record: its end waits for that second, and so does its line.
+      if (deadlineMs === 60_000) finish(null);
+      await new Promise((r) => setTimeout(r, 450));
+      expect(stopped).toEqual([deadlineMs === 60_000 ? null : 'deadline']);
+      expect((await store.get(started.id))?.response.status).toBe('queued');
+      expect(lines(`req-${hex}`)).toEqual([]);
+      await Promise.all(running);
+      const stored = (await store.get(started.id))!.response;
+      const [line] = lines(`req-${hex}`);
+      expect(lines(`req-${hex}`)).toHaveLength(1);
+      if (deadlineMs === 60_000) {
+        expect(stored.status).toBe('completed');
+        expect(line).toMatchObject({ status: 200, completion_tokens: 7, finish_reasons: ['length'] });
+        expect(line.error).toBeUndefined();
+      } else {
+        expect(stored).toMatchObject({ status: 'failed', error: { code: 'server_error' } });
+        expect(line).toMatchObject({ status: 200, stopped_by: 'deadline', error: 'server_error' });
+      }
+    }
+    info.mockRestore();
   });
 
   it('stores its end where what precedes it failed', async ({ expect }) => {

@@ -82,6 +82,35 @@ describe('a request log line', () => {
     }
   });
 
+  it("waits for a background response's stored end as well, and takes the error of one stored failed (review h223: a deadline's had none)", () => {
+    for (const [stored, error] of [[null, undefined], ['server_error', 'server_error']] as const) {
+      const said = linesSaid();
+      const log = new RequestLog(HEX, 'POST');
+      log.completion('m', 1, false, 5, TENANT_HASH);
+      log.awaitsStoredEnd();
+      log.responded(200, '/v1/responses', null, null);
+      log.generationsEnded([outcome({ finishReason: null, completionTokens: 4, cancelled: stored === null ? null : 'deadline' })]);
+      // Its generations ended: not written until its end is stored (an edge stopped meanwhile stores none).
+      expect(said.lines()).toEqual([]);
+      log.endStored(stored);
+      const [line] = said.lines();
+      expect(said.lines()).toHaveLength(1);
+      expect(line).toMatchObject({ status: 200, completion_tokens: 4 });
+      expect(line.error).toBe(error);
+      expect(line.stopped_by).toBe(stored === null ? undefined : 'deadline');
+      vi.restoreAllMocks();
+    }
+    // A generation's own error is the line's, before the stored end's.
+    const said = linesSaid();
+    const log = new RequestLog(HEX, 'POST');
+    log.completion('m', 1, false, 5, TENANT_HASH);
+    log.awaitsStoredEnd();
+    log.generationsEnded([outcome({ finishReason: null, error: 'pool_error' })]);
+    log.endStored('server_error');
+    log.responded(200, '/v1/responses', null, null);
+    expect(said.lines()).toMatchObject([{ error: 'pool_error' }]);
+  });
+
   it('codes an API error by its code, else its type, and anything else as the 500 the router answers', () => {
     expect(loggedErrorCode(new ApiError(503, 'x', 'service_unavailable', 'pool_unavailable'))).toBe('pool_unavailable');
     expect(loggedErrorCode(new ApiError(400, 'x', 'invalid_request_error'))).toBe('invalid_request_error');
