@@ -149,7 +149,7 @@ export function register(program: Command): void {
       String(DEFAULT_METRICS_TENANTS),
     )
     .option('--log-requests', 'a JSON line on stderr per finished generation: id, tenant (hash prefix), method, finish reason, token counts, queue time, time to first token, duration, drafted and accepted tokens (never the text)')
-    .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, speculation acceptance, prefix cache hit rate (0 = never)', '10')
+    .option('--log-stats <seconds>', 'while busy, a line on stderr this often: tokens/s, batch and queue, requests refused busy, speculation acceptance, prefix cache hit rate (0 = never)', '10')
     .option('--save-datastore <file>', 'write the datastore, with the outputs requests contributed (contributeToDatastore), to FILE when the pool stops and every --save-datastore-seconds; start again with --datastore FILE')
     .option('--save-datastore-seconds <n>', 'with --save-datastore: also save this often while contributions arrive, at least 1 s (0 = only when the pool stops)', '600')
     .option('--datastore-indexer-duty <share>', 'most of the time, in (0, 1], that re-indexing contributed outputs may keep a core busy (a worker thread); between two rebuilds it rests, and contributions wait for the next', '0.25')

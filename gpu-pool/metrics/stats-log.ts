@@ -2,7 +2,8 @@
  * A line on stderr every few seconds while the pool works, for operators who
  * read logs rather than scrape /metrics (vLLM logs the same figures): tokens
  * per second in and out, the batch and the queue, how much of the speculation
- * was accepted, the prefix cache's hit rate. Read off the Prometheus counters,
+ * was accepted, the prefix cache's hit rate, the requests refused busy (or
+ * displaced from the queue). Read off the Prometheus counters,
  * so the line and /metrics never disagree. Nothing is printed while idle.
  */
 import type { PoolMetrics } from './pool-metrics';
@@ -16,6 +17,9 @@ export interface StatsTotals {
   acceptedTokens: number;
   prefixQueries: number;
   prefixHits: number;
+  /** sssd_pool_rejected_requests_total{reason="busy"} and {reason="displaced"}. */
+  refusedBusy: number;
+  displaced: number;
 }
 
 export interface StatsSnapshot {
@@ -28,6 +32,11 @@ export interface StatsSnapshot {
 async function valueOf(metric: { get(): Promise<{ values: { value: number }[] }> }): Promise<number> {
   const { values } = await metric.get();
   return values.reduce((sum, v) => sum + v.value, 0);
+}
+
+async function rejectedFor(metrics: PoolMetrics): Promise<(reason: string) => number> {
+  const { values } = await metrics.rejected.get();
+  return (reason) => values.filter((v) => v.labels.reason === reason).reduce((sum, v) => sum + v.value, 0);
 }
 
 export async function readStats(metrics: PoolMetrics): Promise<StatsSnapshot> {
@@ -45,7 +54,13 @@ export async function readStats(metrics: PoolMetrics): Promise<StatsSnapshot> {
       metrics.prefixCacheBytes,
     ].map(valueOf),
   );
-  return { totals: { generationTokens, promptTokens, drafts, draftTokens, acceptedTokens, prefixQueries, prefixHits }, running, waiting, prefixCacheBytes };
+  const rejected = await rejectedFor(metrics);
+  return {
+    totals: { generationTokens, promptTokens, drafts, draftTokens, acceptedTokens, prefixQueries, prefixHits, refusedBusy: rejected('busy'), displaced: rejected('displaced') },
+    running,
+    waiting,
+    prefixCacheBytes,
+  };
 }
 
 const percent = (part: number, whole: number): string => (whole > 0 ? `${((100 * part) / whole).toFixed(1)}%` : '-');
@@ -53,10 +68,13 @@ const percent = (part: number, whole: number): string => (whole > 0 ? `${((100 *
 /** The line for what happened between two snapshots `seconds` apart; null when nothing did. */
 export function formatStats(before: StatsTotals, now: StatsSnapshot, seconds: number): string | null {
   const d = (k: keyof StatsTotals): number => now.totals[k] - before[k];
-  if (d('generationTokens') === 0 && d('promptTokens') === 0 && now.running === 0 && now.waiting === 0) return null;
+  const refused = d('refusedBusy') + d('displaced');
+  if (d('generationTokens') === 0 && d('promptTokens') === 0 && now.running === 0 && now.waiting === 0 && refused === 0) return null;
+  // Refusals since the last line: a page for overload is answered by this line, not only by /metrics.
+  const turnedAway = refused === 0 ? '' : `, ${d('refusedBusy')} refused busy${d('displaced') > 0 ? `, ${d('displaced')} displaced` : ''}`;
   const parts = [
     `${(d('generationTokens') / seconds).toFixed(1)} tok/s out, ${(d('promptTokens') / seconds).toFixed(1)} tok/s prompt`,
-    `${now.running} running, ${now.waiting} waiting`,
+    `${now.running} running, ${now.waiting} waiting${turnedAway}`,
   ];
   if (d('drafts') > 0) {
     // vLLM's definitions: acceptance rate over draft tokens; mean acceptance length = 1 + accepted / drafts.

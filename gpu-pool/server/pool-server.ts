@@ -33,6 +33,7 @@ import { DEFAULT_STALLED_READER_MS, StalledReaders } from './stalled-readers';
 import { pipelinedTurn } from './pipelined-turn';
 import { resetDraftCache } from '../../shared/drafting/datastore-source';
 import { logLine } from '../metrics/log-line';
+import { BusyLog } from './busy-log';
 import { eventEncodingFor } from './event-encoding';
 
 /** A generate request pipelined behind a stream on its connection, until its turn: a cancel, or a trie pushed for it, is kept for then. */
@@ -119,8 +120,8 @@ export class PoolServer {
   readonly http: Server;
   private readonly auth: BearerAuth;
   private readonly maxBodyBytes: number;
-  /** Requests answered busy (503): noteBusy logs the first and one a thousand. */
-  private busyAnswers = 0;
+  /** Requests answered busy (503): a line at most once a minute while they come. */
+  private readonly busyLog = new BusyLog(logLine);
   /** Requests refused for their token (401): noteUnauthorized logs the first and one a thousand. */
   private unauthorizedAnswers = 0;
   /** Generation responses not yet written out to their readers. */
@@ -216,6 +217,7 @@ export class PoolServer {
     await this.options.scheduler.close();
     await this.flushed(flushMs);
     this.stalledReaders.close();
+    this.busyLog.close();
     await new Promise<void>((resolve) => {
       this.http.close(() => resolve());
       this.http.closeAllConnections();
@@ -582,21 +584,6 @@ export class PoolServer {
     sendJson(res, 202, { id, accepted: true });
   }
 
-  /**
-   * A busy answer is the pool working as meant, not a fault: no stack for it.
-   * Under a burst there are thousands a minute (each written synchronously on
-   * the pool's only thread), so the log says it on the first and then once a
-   * thousand; sssd_pool_rejected_requests_total counts every one.
-   */
-  private noteBusy(message: string): void {
-    const count = ++this.busyAnswers;
-    if (count === 1 || count % 1000 === 0) {
-      logLine(
-        `pool: answered busy ${count} time(s) so far, the latest: ${message} (sssd_pool_rejected_requests_total, by reason; at capacity for long, raise --max-active, --max-queued or --max-total-tokens, or add pools)`,
-      );
-    }
-  }
-
   /** A refused token, said without the token sent (review h124: only the counter showed an edge with a stale one). */
   private noteUnauthorized(method: string, route: string): void {
     const count = ++this.unauthorizedAnswers;
@@ -621,7 +608,7 @@ export class PoolServer {
     const e = toHttpError(err);
     if (e.code === 'busy') {
       // Refused while draining: the pool is stopping, not short of capacity (no advice to raise limits).
-      if (!this.draining) this.noteBusy(e.message);
+      if (!this.draining) this.busyLog.note(e.message);
     } else if (e.status >= 500) logLine(`pool: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     if (res.headersSent) {
       if (!res.writableEnded) res.end();

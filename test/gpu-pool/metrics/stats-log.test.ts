@@ -1,14 +1,15 @@
 /** The pool's periodic stats line: its figures, its silence while idle, and the real pool writing it. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatStats, type StatsTotals } from '../../../gpu-pool/metrics/stats-log';
+import { formatStats, readStats, type StatsTotals } from '../../../gpu-pool/metrics/stats-log';
+import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
 import { generate, startPool, type PoolProcess } from '../server/pool-process';
 
-const zero: StatsTotals = { generationTokens: 0, promptTokens: 0, drafts: 0, draftTokens: 0, acceptedTokens: 0, prefixQueries: 0, prefixHits: 0 };
+const zero: StatsTotals = { generationTokens: 0, promptTokens: 0, drafts: 0, draftTokens: 0, acceptedTokens: 0, prefixQueries: 0, prefixHits: 0, refusedBusy: 0, displaced: 0 };
 
 describe('stats line', () => {
   it('gives rates over the interval, acceptance as vLLM defines it, and the prefix cache hit rate', () => {
     const now = {
-      totals: { generationTokens: 3000, promptTokens: 500, drafts: 400, draftTokens: 1600, acceptedTokens: 900, prefixQueries: 500, prefixHits: 200 },
+      totals: { generationTokens: 3000, promptTokens: 500, drafts: 400, draftTokens: 1600, acceptedTokens: 900, prefixQueries: 500, prefixHits: 200, refusedBusy: 0, displaced: 0 },
       running: 8,
       waiting: 2,
       prefixCacheBytes: 3 * 2 ** 20,
@@ -17,6 +18,25 @@ describe('stats line', () => {
       'pool: last 10 s: 300.0 tok/s out, 50.0 tok/s prompt; 8 running, 2 waiting; ' +
         'speculation 56.3% of 1600 draft tokens accepted, mean acceptance length 3.25; prefix cache 40.0% of prompt tokens hit, 3.0 MiB kept',
     );
+  });
+
+  it('counts the requests refused since the last line (review h223: the line gave none), and is written for them alone', () => {
+    const before = { ...zero, refusedBusy: 100, displaced: 4 };
+    const busy = { totals: { ...zero, generationTokens: 500, refusedBusy: 157, displaced: 4 }, running: 2, waiting: 2, prefixCacheBytes: 0 };
+    expect(formatStats(before, busy, 5)).toBe('pool: last 5 s: 100.0 tok/s out, 0.0 tok/s prompt; 2 running, 2 waiting, 57 refused busy');
+    const displaced = { ...busy, totals: { ...busy.totals, displaced: 7 } };
+    expect(formatStats(before, displaced, 5)).toMatch(/; 2 running, 2 waiting, 57 refused busy, 3 displaced$/);
+    // Refusals alone (the rows free again by the time the line is made) are still a line.
+    const refusedOnly = { totals: { ...zero, refusedBusy: 3 }, running: 0, waiting: 0, prefixCacheBytes: 0 };
+    expect(formatStats(zero, refusedOnly, 10)).toBe('pool: last 10 s: 0.0 tok/s out, 0.0 tok/s prompt; 0 running, 0 waiting, 3 refused busy');
+  });
+
+  it('reads the refusals off sssd_pool_rejected_requests_total by reason', async () => {
+    const metrics = new PoolMetrics();
+    metrics.rejected.inc({ reason: 'busy' }, 5);
+    metrics.rejected.inc({ reason: 'displaced' }, 2);
+    metrics.rejected.inc({ reason: 'unauthorized' }, 9);
+    expect((await readStats(metrics)).totals).toMatchObject({ refusedBusy: 5, displaced: 2 });
   });
 
   it('says nothing for an idle interval', () => {

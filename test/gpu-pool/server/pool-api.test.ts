@@ -634,12 +634,12 @@ describe('admission', () => {
     const health = await getJson<PoolHealth>(pool, '/healthz', false);
     expect(health.body.active).toBe(2);
     expect(health.body.queued).toBe(1);
-    // Busy is the pool working as meant: more refusals write no stack, and one log line in all.
+    // Busy is the pool working as meant: more refusals write no stack, and one log line a minute (the rest held for the next).
     const more = await Promise.all([4, 5, 6].map((i) => post('/v1/generate', JSON.stringify({ id: `load-${i}`, ...LONG }))));
     expect(more.map((r) => r.status)).toEqual([503, 503, 503]);
     await Promise.all(more.map((r) => r.text()));
     expect(pool.stderr().match(/answered busy/g)).toHaveLength(1);
-    expect(pool.stderr()).toMatch(/answered busy 1 time\(s\) so far, the latest: the pool is at capacity/);
+    expect(pool.stderr()).toMatch(/answered busy 1 time\(s\) since it started, the latest: the pool is at capacity/);
     expect(pool.stderr()).not.toMatch(/HttpError|\n\s+at /);
     await Promise.all(responses.filter((r) => r.status === 200).map((r) => r.text()));
   });
