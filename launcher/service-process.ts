@@ -15,6 +15,8 @@ export interface ServiceProcess {
   readonly exited: Promise<number | string>;
   /** Last lines of stdout + stderr. */
   tail(): string;
+  /** Whether its output is echoed as it comes (SpawnOptions.echo): its tail was seen already. */
+  readonly echoed: boolean;
   stop(graceMs?: number): Promise<void>;
   /** Sends `signal` to the process group (a pool's second SIGTERM cancels what its drain still waits for). */
   signal(signal: NodeJS.Signals): void;
@@ -79,6 +81,7 @@ export function spawnService(name: string, command: string, args: string[], opts
     child,
     exited,
     tail: () => lines.slice(-40).join('\n'),
+    echoed: opts.echo !== undefined,
     signal: signalGroup,
     stop(graceMs = 5000) {
       if (stopping) return stopping;

@@ -14,7 +14,7 @@ import { poolCacheDir } from '../gpu-pool/graph/graph-cache';
 import { checkModelFile } from '../gpu-pool/model/load-model';
 import { locateModel } from './model-locator';
 import { servedModelName } from '../gpu-pool/cli/served-model-name';
-import { isPortFree, ServiceExitedError, spawnService } from './service-process';
+import { isPortFree, ServiceExitedError, spawnService, type ServiceProcess } from './service-process';
 import { SSSD_NODE_ARGS } from './sssd-entry';
 import { edgeDevtoolsFromEnv, edgeVarProblem, repoRoot, sharedDirFrom, startStack, type RunningStack } from './stack';
 import { EDGE_TUNING_VARS, invalidEdgeVars } from '../edge/edge-config';
@@ -249,6 +249,17 @@ export function poolDrainGraceMs(poolFlags: readonly string[]): number {
  * where it can, 503 `key_store_unavailable` where it cannot. Null when it
  * can (or the edge could not be asked: its own errors say more).
  */
+/**
+ * What `up` says of a service that exited under it: its last lines where its
+ * output was hidden (the cause of death), nothing more where it was echoed as
+ * it came (--verbose, the pool's --log-requests or --log-stats): the same
+ * lines again, unprefixed, were only noise (review h222: ~40 request lines).
+ */
+export function serviceExitNote(service: Pick<ServiceProcess, 'name' | 'echoed' | 'tail'>, code: number | string): string {
+  const tail = service.echoed ? '' : service.tail();
+  return `${service.name} exited (${code})${tail ? `\n${tail}` : ''}`;
+}
+
 export async function localKvProblem(edgeUrl: string): Promise<string | null> {
   try {
     const probe = `sssd-kv-probe-${Math.random().toString(36).slice(2)}`;
@@ -434,8 +445,8 @@ export async function runUp(opts: UpOptions, log: (line: string) => void = (l) =
   process.on('SIGTERM', () => stop('terminated', false));
   // A closed terminal: stop as on ^C rather than die with the services still up.
   process.on('SIGHUP', () => stop('hung up', false));
-  void stack.pool.service.exited.then((code) => stop(`pool exited (${code})\n${stack.pool.service.tail()}`, true));
-  void stack.edge.service.exited.then((code) => stop(`edge exited (${code})\n${stack.edge.service.tail()}`, true));
+  void stack.pool.service.exited.then((code) => stop(serviceExitNote(stack.pool.service, code), true));
+  void stack.edge.service.exited.then((code) => stop(serviceExitNote(stack.edge.service, code), true));
   // wrangler outlives a workerd that crashed (or was killed for memory): the edge's port is what tells.
   watchAnswers(stack.edgeUrl, (why) => stop(`edge stopped answering (${why})`, true), watchTiming);
   watchAnswers(stack.poolUrl, (why) => stop(`pool stopped answering (${why})`, true), watchTiming);

@@ -8,9 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { CliError } from '../../gpu-pool/cli/cli-error';
 import { nextTokenTablePath, writeNextTokenTable } from '../../gpu-pool/datastore/next-token-table-file';
 import { NextTokenTableBuilder } from '../../shared/drafting/next-token-table';
-import { checkPoolFlags, poolDrainGraceMs, upServedModelName, defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers, watchSilentMsFrom } from '../../launcher/up';
+import { checkPoolFlags, poolDrainGraceMs, serviceExitNote, upServedModelName, defaultDatastoreComplete, defaultDatastoreFile, edgeVarsFrom, ensureDefaultDatastore, selfContinuationsWanted, watchAnswers, watchSilentMsFrom } from '../../launcher/up';
 import { edgeDevtoolsFromEnv } from '../../launcher/stack';
 import { repoRoot } from '../../launcher/stack';
+import { spawnService } from '../../launcher/service-process';
 import { sssdNodeArgs } from '../support/compiled-cli';
 import { models } from '../support/shared-data';
 
@@ -20,6 +21,26 @@ describe('SSSD_EDGE_DEVTOOLS', () => {
     for (const off of [undefined, '', '0', 'false']) expect(edgeDevtoolsFromEnv(off)).toBe(false);
     // "yes" was taken for off without a word.
     expect(() => edgeDevtoolsFromEnv('yes')).toThrow(/SSSD_EDGE_DEVTOOLS must be 0, 1, true or false, got "yes"/);
+  });
+});
+
+describe('a service that exits under up', () => {
+  // A real child that says why it dies, as a pool refusing its model does.
+  const dying = (echo?: (line: string) => void) =>
+    spawnService('pool', process.execPath, ['-e', "console.error('request line'); console.error('sssd: the cause of death'); process.exit(3)"], { cwd: tmpdir(), env: process.env, echo });
+
+  it("gives its last lines where its output was hidden: they are the cause of death", async () => {
+    const service = dying();
+    expect(service.echoed).toBe(false);
+    expect(serviceExitNote(service, await service.exited)).toBe('pool exited (3)\nrequest line\nsssd: the cause of death');
+  });
+
+  it('gives none where its output was shown as it came (--verbose, --log-requests): not the same lines again, unprefixed (review h222)', async () => {
+    const shown: string[] = [];
+    const service = dying((line) => shown.push(line));
+    expect(service.echoed).toBe(true);
+    expect(serviceExitNote(service, await service.exited)).toBe('pool exited (3)');
+    expect(shown).toEqual(['[pool] request line', '[pool] sssd: the cause of death']);
   });
 });
 
