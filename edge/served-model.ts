@@ -20,7 +20,7 @@ import { servedFingerprint } from './system-fingerprint';
 import { spanText } from '../shared/span-text';
 import { clipped } from './request-schema';
 import { PoolMisdirectedError, PoolUnreachableError, type PoolClient } from './pool-client';
-import { misconfiguredPoolsError } from './no-pool-error';
+import { MISCONFIGURED_RETRY_S, misconfiguredPoolsError } from './no-pool-error';
 import type { PoolPicker } from './pool-picker';
 
 export interface ServedModel {
@@ -196,10 +196,12 @@ async function load(picker: PoolPicker, previous: ServedModel | null, displaced:
  */
 class InfoAsker {
   private lastError: unknown = null;
-  /** A pool answered with other weights than the pinned ones. */
-  private pinnedOut = false;
+  /** Pools that answered with other weights than the pinned ones. */
+  private pinnedOut = 0;
   /** The protocol version a pool named that is not this edge's (the last one seen), or null. */
   private otherProtocol: number | null = null;
+  /** Pools that named another protocol version. */
+  private protocolOut = 0;
   /** Pools asked for their info. */
   private asked = 0;
   /** Pools that did not answer at all (connection refused or reset). */
@@ -226,8 +228,11 @@ class InfoAsker {
     // Another protocol version's info and events would be misread: that pool is left out until it speaks this one.
     // Pinned: another checkpoint is not this edge's, whatever the list's order. Either way it is not verified.
     const said = picker.noteInfo(client.baseUrl, info);
-    if (said === 'protocol') this.otherProtocol = info.protocol;
-    if (said === 'pinned') this.pinnedOut = true;
+    if (said === 'protocol') {
+      this.otherProtocol = info.protocol;
+      this.protocolOut++;
+    }
+    if (said === 'pinned') this.pinnedOut++;
     // A pool of another model than the one served still votes (load): it may be the one most pools serve now.
     return said === 'serves' || said === 'other-model' ? info : null;
   }
@@ -248,9 +253,17 @@ class InfoAsker {
   /** What to answer when no pool's model could be served; `answered`: some pool did say what it serves. */
   nothingServed(answered: boolean): ApiError {
     const { picker } = this;
-    if (this.pinnedOut && picker.modelSha256 !== null) {
-      // Up, but none with the pinned weights: said so, not taken for an outage.
-      return new ApiError(503, `No pool serves the weights this edge is pinned to (SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}…); retry shortly.`, 'service_unavailable', 'pool_unavailable', null, 2);
+    if (this.pinnedOut > 0 && picker.modelSha256 !== null) {
+      const pin = `SSSD_MODEL_SHA256 ${picker.modelSha256.slice(0, 12)}…`;
+      // Every pool asked answered, none with the pinned weights (or as another misconfiguration): no retry helps until
+      // the operator pins what the pools serve or starts pools with these, as for a refused token (no-pool-error.ts;
+      // review h222: "retry shortly" for ever). A pool that did not answer may be one restarting onto them (a rollout
+      // under way): then a retry may succeed, and is asked for.
+      if (this.pinnedOut + this.protocolOut + this.tokenRefusals >= this.asked) {
+        const refusing = this.protocolOut + this.tokenRefusals > 0 ? ' or refuses this edge (its pool token, or another release)' : '';
+        return new ApiError(503, `No inference pool serves the weights this edge is pinned to (${pin}): every pool serves other weights${refusing}; the service's operator must pin the weights the pools serve, or start pools with these.`, 'service_unavailable', 'pool_unavailable', null, MISCONFIGURED_RETRY_S, false);
+      }
+      return new ApiError(503, `No pool serves the weights this edge is pinned to (${pin}): those that answer serve others, and the rest could not be reached or failed (a pool restarting may have them); retry shortly.`, 'service_unavailable', 'pool_unavailable', null, 2);
     }
     if (this.otherProtocol !== null && !answered && this.lastError === null) {
       // Reachable, and of another release: the operator's to fix, as a refused token is.

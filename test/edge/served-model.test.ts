@@ -293,10 +293,18 @@ describe('the served model', () => {
     expect(pinned.model.info.model.sha256).toBe(storiesSha);
     // The pool with other weights is not tried for generations either, however idle.
     expect((await pinnedPicker.ordered()).map((c) => c.baseUrl)).toEqual([stories.url]);
+    // Every pool up and answering with other weights: the operator's to fix, as a refused token is, not "retry shortly" for ever (review h222).
     const err = await servedModel(new PoolPicker([baby.url, stories.url], token, 'f'.repeat(64))).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApiError);
-    expect((err as ApiError).status).toBe(503);
-    expect((err as ApiError).message).toMatch(/No pool serves the weights this edge is pinned to \(SSSD_MODEL_SHA256 ffffffffffff/);
+    expect(err).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60, shouldRetry: false });
+    expect((err as ApiError).message).toMatch(/No inference pool serves the weights this edge is pinned to \(SSSD_MODEL_SHA256 ffffffffffff…\): every pool serves other weights; the service's operator must pin/);
+    expect(errorResponse(err as ApiError).headers.get('x-should-retry')).toBe('false');
+    // One pool not answering (a rollout: it may be restarting onto the pinned weights): a retry may succeed, and is asked for.
+    const restarting = `http://127.0.0.1:${await freePort()}`;
+    const midRollout = await servedModel(new PoolPicker([baby.url, restarting], token, 'f'.repeat(64))).catch((e: unknown) => e);
+    expect(midRollout).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 2 });
+    expect((midRollout as ApiError).shouldRetry).toBeUndefined();
+    expect((midRollout as ApiError).message).toMatch(/pinned to \(SSSD_MODEL_SHA256 ffffffffffff…\): those that answer serve others, and the rest could not be reached or failed .*; retry shortly\.$/);
   });
 
   it('sends no work to a pool that speaks another protocol version, says so where every pool does, and takes it back once it speaks this one', async () => {
