@@ -12,18 +12,22 @@
 # MODEL, TOKENIZER, DATASTORE and WORKLOAD default to the shared stories260K
 # files and the datastore `npm start` builds; PORT to a free one. Where there
 # is no ../shared (a production host), name the served files and leave out the
-# suites, which read its fixtures:
+# suites, which read its fixtures (paths given are taken from the folder it is
+# run from, as bench-serve.sh and `sssd up` take them):
 #   MODEL=… TOKENIZER=… WORKLOAD=… SUITES=0 EP=cuda bash scripts/gpu-check.sh
 set -euo pipefail
+# Paths given are taken from the caller's folder; the defaults from the repository.
+from=$PWD
+given() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$from" "$1" ;; esac; }
 cd "$(dirname "$0")/.."
 EP=${EP:-webgpu}
 CONC=${CONC:-1,8,32,128}
 LIMIT=${LIMIT:-96}
 PORT=${PORT:-0}
-MODEL=${MODEL:-../shared/models/stories260K/stories260K.bin}
-TOKENIZER=${TOKENIZER:-../shared/models/stories260K/tok512.bin}
-WORKLOAD=${WORKLOAD:-../shared/workloads/dev-sessions.jsonl}
-DATASTORE=${DATASTORE:-.cache/datastore/stories260K.self.sssd-ds}
+MODEL=$( [ -n "${MODEL:-}" ] && given "$MODEL" || printf '%s' ../shared/models/stories260K/stories260K.bin)
+TOKENIZER=$( [ -n "${TOKENIZER:-}" ] && given "$TOKENIZER" || printf '%s' ../shared/models/stories260K/tok512.bin)
+WORKLOAD=$( [ -n "${WORKLOAD:-}" ] && given "$WORKLOAD" || printf '%s' ../shared/workloads/dev-sessions.jsonl)
+DATASTORE=$( [ -n "${DATASTORE:-}" ] && given "$DATASTORE" || printf '%s' .cache/datastore/stories260K.self.sssd-ds)
 export SSSD_POOL_TOKEN=${SSSD_POOL_TOKEN:-gpu-check}
 sssd() { node bin/sssd.mjs "$@"; }
 

@@ -3,6 +3,8 @@
  * prints it without a stack trace and exits non-zero. Throw it for bad input
  * (missing files, wrong formats, bad flags), never for bugs.
  */
+import path from 'node:path';
+
 export class CliError extends Error {
   constructor(
     message: string,
@@ -22,10 +24,19 @@ export function unreadableFile(what: string, file: string, err: unknown): CliErr
   return new CliError(unreadableFileMessage(what, file, err));
 }
 
+/**
+ * `what` not found at `file`; a relative path also as the absolute one looked
+ * at, since a script that changes folder first (or a wrong cwd) makes a bare
+ * "model not found: stories260K.bin" a puzzle (review h222).
+ */
+export function notFoundMessage(what: string, file: string): string {
+  return `${what} not found: ${file}${path.isAbsolute(file) ? '' : ` (looked for ${path.resolve(file)})`}`;
+}
+
 /** unreadableFile's words, for an error class of another kind (the next-token table's). */
 export function unreadableFileMessage(what: string, file: string, err: unknown): string {
   const code = (err as NodeJS.ErrnoException | null)?.code;
-  if (code === 'ENOENT') return `${what} not found: ${file}`;
+  if (code === 'ENOENT') return notFoundMessage(what, file);
   if (code === 'EISDIR') return `${what} ${file} is a folder; name a file`;
   if (code === 'EACCES' || code === 'EPERM') return `${what} ${file} cannot be read: permission denied`;
   return `cannot read ${what} ${file}: ${err instanceof Error ? err.message : String(err)}`;

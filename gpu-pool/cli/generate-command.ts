@@ -20,7 +20,7 @@ import { loadModel, type LoadedModel } from '../model/load-model';
 import { generate } from '../runtime/generate';
 import { EXECUTION_PROVIDERS, isExecutionProvider, ModelRunner, type ExecutionProviderName } from '../runtime/model-runner';
 import { choiceSeed } from '../../shared/sampling/request-seed';
-import { CliError, unreadableFile } from './cli-error';
+import { CliError, notFoundMessage, unreadableFile } from './cli-error';
 import { parseNumberFlag } from './number-flags';
 import { tokenizerBeside, TOKENIZER_DEFAULT_HELP } from './tokenizer-beside';
 import { modelEnvironmentHelp } from './model-environment-help';
@@ -63,7 +63,7 @@ export async function readTokenizerBytes(file: string): Promise<Uint8Array> {
 export function resolveTokenizerPath(modelPath: string, tokenizerPath: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   if (tokenizerPath !== undefined) return tokenizerPath;
   // A mistyped --model is said as such, not as a tokenizer missing (review h113).
-  if (!existsSync(modelPath)) throw new CliError(`model not found: ${modelPath}`);
+  if (!existsSync(modelPath)) throw new CliError(notFoundMessage('model', modelPath));
   // Empty is unset, as `up` reads it.
   const fromEnv = env.SSSD_TOKENIZER;
   if (!fromEnv) return tokenizerBeside(modelPath);

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CliError, unreadableFile } from '../../../gpu-pool/cli/cli-error';
 import { readWorkload } from '../../../gpu-pool/eval/workload';
@@ -17,5 +18,10 @@ describe('a file that cannot be read', () => {
     await expect(readWorkload(tmpdir())).rejects.toThrow(`workload ${tmpdir()} is a folder; name a file`);
     await expect(readNextTokenTable('/nonexistent/t.next-tokens')).rejects.toThrow(/^next-token table not found: \/nonexistent\/t\.next-tokens$/);
     await expect(readNextTokenTable(tmpdir())).rejects.toThrow(`next-token table ${tmpdir()} is a folder; name a file`);
+  });
+
+  it('names the folder a relative path was looked for in (review h222: "model not found: stories260K.bin" from a script that had changed folder)', async () => {
+    const missing = unreadableFile('model', 'stories260K-absent.bin', await failure('stories260K-absent.bin'));
+    expect(missing.message).toBe(`model not found: stories260K-absent.bin (looked for ${path.join(process.cwd(), 'stories260K-absent.bin')})`);
   });
 });

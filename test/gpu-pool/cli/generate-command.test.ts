@@ -111,6 +111,8 @@ describe('sssd generate', () => {
     // llama2xs has no tokenizer beside it (it uses stories260K's).
     ['no tokenizer beside a .bin', ['--model', models.llama2xs.checkpoint], /No tokenizer found beside --model .*llama2xs\.bin .*set --tokenizer \(or SSSD_TOKENIZER\) to the model's tokenizer file/],
     ['a missing checkpoint, no tokenizer given', ['--model', path.join(tmp, 'nope.bin')], /model not found: .*nope\.bin/],
+    // Relative: the path looked at, from the folder it runs in (the repository here), is named too.
+    ['a missing checkpoint by a relative path', ['--model', 'nope.bin'], new RegExp(`model not found: nope\\.bin \\(looked for ${path.join(repoRoot, 'nope.bin').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)$`)],
     ['a tokenizer of another vocabulary', ['--model', models.babyllama105.checkpoint, '--tokenizer', m.tokenizer], /512 tokens but model babyllama105 expects 105/],
     ['a prompt longer than the context', ['--model', models.babyllama105.checkpoint, '--tokenizer', models.babyllama105.tokenizer, '--prompt', longPrompt], /longer|more than the model's context/],
     ['a bad --max-tokens', ['--model', m.checkpoint, '--tokenizer', m.tokenizer, '--max-tokens', 'ten'], /--max-tokens must be/],
