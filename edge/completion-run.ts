@@ -533,7 +533,9 @@ export class CompletionRun {
     this.resumes += 1;
     this.outputBase = this.outputIds.length;
     this.generationId = `${plan.id}.r${this.resumes}`;
-    console.warn(`edge: generation ${plan.id} resumes on another pool after ${this.outputBase} tokens (${failed.baseUrl}: ${reason})`);
+    // Where it goes on, as far as the edge knows now: with one pool, there is no other (review h223 read "another").
+    const where = deps.picker.size > 1 ? 'on another pool (or this one again, where none other is up)' : 'on the same pool, the only one, once it answers again';
+    console.warn(`edge: generation ${plan.id} resumes ${where} after ${this.outputBase} tokens (${failed.baseUrl}: ${reason})`);
     const promptIds = plan.promptIds.concat(this.outputIds);
     this.resuming = true;
     try {
