@@ -2,7 +2,8 @@
  * A response body the Worker writes as it goes (an SSE stream, a whole
  * reply's heartbeat spaces), with nothing ever left pending inside the
  * runtime: each chunk is enqueued on a ReadableStream's controller at once,
- * and the stream's `cancel` is how the client's leaving is told.
+ * and the stream's `cancel` is how the client's leaving is told (or, where
+ * the runtime tells nothing, its queue left unread: unreadForMs).
  *
  * A TransformStream's writer did the same work before, its writes not
  * awaited; under wrangler dev (workerd), a client that left while a write
@@ -22,6 +23,10 @@ export class ClientBody {
   readonly stream: ReadableStream<Uint8Array>;
   private controller: ReadableStreamDefaultController<Uint8Array> | null = null;
   private over = false;
+  /** The queue's desiredSize when last looked at (a chunk counts 1, the high-water mark is 1: 1 is an empty queue). */
+  private lastDesired = 1;
+  /** When the runtime was last seen taking a chunk, or nothing waited. */
+  private tookAt = Date.now();
 
   /**
    * `left` is called once, when the runtime cancels the stream (the client
@@ -44,8 +49,28 @@ export class ClientBody {
 
   /** Sends `chunk` (nothing once the body is over: closed, or its client gone). */
   send(chunk: Uint8Array): void {
-    if (this.over) return;
-    this.controller?.enqueue(chunk);
+    if (this.over || !this.controller) return;
+    this.unreadForMs();
+    this.controller.enqueue(chunk);
+    this.lastDesired = this.controller.desiredSize ?? 1;
+  }
+
+  /**
+   * How long what was sent has waited with the runtime taking none of it (0
+   * while nothing waits, or it took some since the last look). A client that
+   * reads, however slowly, is read for at once until the buffers behind the
+   * body fill (the kernel's, a proxy's: far more than a reply's text); under
+   * wrangler dev, a client that left can have the body never read again, with
+   * no cancel and no abort signal (24 streams left at once, their requests
+   * held by waitUntil: in 3 to 21 of them every chunk of the reply waited
+   * unread to its end; review h223's case, 2026-12-07).
+   */
+  unreadForMs(): number {
+    const now = Date.now();
+    const desired = this.controller?.desiredSize ?? 1;
+    if (desired > 0 || desired > this.lastDesired) this.tookAt = now;
+    this.lastDesired = desired;
+    return now - this.tookAt;
   }
 
   /** The body's end, after what was sent. */

@@ -55,6 +55,8 @@ export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   wholeReplyHeartbeatMs?: number;
   /** A stream silent this long mid-reply gets an SSE comment (SSSD_STREAM_QUIET_COMMENT_MS). */
   streamQuietCommentMs?: number;
+  /** A stream whose sent text waits this long with none of it taken takes its client for gone (SSSD_STREAM_STALLED_CLIENT_MS). */
+  streamStalledClientMs?: number;
   /** How the reply is answered; absent, in the endpoint's own shape (answerOpenAi). */
   answer?: Answerer;
   /** JSON as a grammar of any depth where the pools follow one (SSSD_JSON_GRAMMAR); else the depth-3 regex. */
@@ -463,7 +465,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const heartbeatMs = ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS;
   const detachFromClient = (): void => ctx.clientSignal?.removeEventListener('abort', cancelRuns);
   const headers = { ...Object.fromEntries(new Headers(ctx.headers)), ...reproductionHeaders(reproduction) };
-  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal: ctx.clientSignal, detachFromClient, streamQuietCommentMs: ctx.streamQuietCommentMs, log: ctx.log });
+  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal: ctx.clientSignal, detachFromClient, streamQuietCommentMs: ctx.streamQuietCommentMs, log: ctx.log, streamStalledClientMs: ctx.streamStalledClientMs, waitUntil: ctx.waitUntil });
 }
 
 /** A request's generations, opening, to be answered in its API's shape. */
@@ -488,6 +490,9 @@ export interface PreparedReply {
   streamQuietCommentMs?: number;
   /** The request's log line, where it is written: a background response's waits for its stored end (background-response.ts). */
   log?: RequestLog;
+  streamStalledClientMs?: number;
+  /** The request's waitUntil: a stream's task is held by it past its client's leaving (StreamSetting.waitUntil). */
+  waitUntil?: (promise: Promise<unknown>) => void;
 }
 
 /** Makes the HTTP response of a prepared reply: completions' and chat's (answerOpenAi), or the Responses API's. */
@@ -499,7 +504,7 @@ export type Answerer = (reply: PreparedReply) => Promise<Response>;
  * reply's last byte, where every choice ran to its end (not where it failed,
  * or its client left and the runs were cancelled).
  */
-export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs }: PreparedReply, keep: KeepCompletion | null = null): Promise<Response> {
+export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs, streamStalledClientMs, waitUntil }: PreparedReply, keep: KeepCompletion | null = null): Promise<Response> {
   if (!body.stream) {
     if (!keep) return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal);
     return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {
@@ -514,7 +519,7 @@ export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, hea
     continuousUsage: body.stream_options?.include_usage === true && body.stream_options.continuous_usage_stats === true,
     smooth: body.stream_options?.smooth === true,
   };
-  return streamResponse(runs, meta, options, { headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs }, keep);
+  return streamResponse(runs, meta, options, { headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs, stalledClientMs: streamStalledClientMs, waitUntil }, keep);
 }
 
 /**

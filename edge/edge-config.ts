@@ -27,6 +27,8 @@ export interface EdgeConfig {
   wholeReplyHeartbeatMs: number;
   /** A stream silent this long mid-reply gets an SSE comment (ms; see sse-response.ts). */
   streamQuietCommentMs: number;
+  /** A stream whose sent text waits this long with none of it taken takes its client for gone (ms, 0 = never; see sse-response.ts). */
+  streamStalledClientMs: number;
   defaultRpm: number;
   defaultConcurrency: number;
   /** MiB a day a key stores (its stored records and conversations), where its record names none (storage-budget.ts). */
@@ -97,6 +99,15 @@ export const WHOLE_REPLY_HEARTBEAT_MS = 500;
  */
 export const QUIET_STREAM_COMMENT_MS = 5_000;
 
+/**
+ * A stream whose body the runtime has taken nothing of this long while
+ * chunks wait takes its client for gone (sse-response.ts): a client that
+ * reads is read for at once until buffers far larger than a reply's text
+ * fill, and under wrangler dev one that left can have its body never read
+ * again, with no cancel or abort to tell of it (review h223).
+ */
+export const STALLED_CLIENT_MS = 2_000;
+
 /** The Worker's integer vars: their range, and the default a missing or bad value takes (docs/edge.md's table of them is checked against these). */
 export const INT_VARS = {
   SSSD_MAX_BODY_BYTES: { fallback: 1024 * 1024, min: 1024, max: 64 * 1024 * 1024 },
@@ -114,6 +125,7 @@ export const INT_VARS = {
   SSSD_POOL_STALL_SECONDS: { fallback: 30, min: 2, max: 3600 },
   SSSD_WHOLE_REPLY_HEARTBEAT_MS: { fallback: WHOLE_REPLY_HEARTBEAT_MS, min: 0, max: 60_000 },
   SSSD_STREAM_QUIET_COMMENT_MS: { fallback: QUIET_STREAM_COMMENT_MS, min: 100, max: 600_000 },
+  SSSD_STREAM_STALLED_CLIENT_MS: { fallback: STALLED_CLIENT_MS, min: 0, max: 600_000 },
   // OpenAI keeps a stored response 30 days.
   SSSD_RESPONSE_TTL_DAYS: { fallback: 30, min: 0, max: 3650 },
   // KV takes values up to 25 MiB.
@@ -272,6 +284,7 @@ export function edgeConfig(given: EdgeEnv): EdgeConfig {
     poolStallMs: 1000 * intVar(env, 'SSSD_POOL_STALL_SECONDS'),
     wholeReplyHeartbeatMs: intVar(env, 'SSSD_WHOLE_REPLY_HEARTBEAT_MS'),
     streamQuietCommentMs: intVar(env, 'SSSD_STREAM_QUIET_COMMENT_MS'),
+    streamStalledClientMs: intVar(env, 'SSSD_STREAM_STALLED_CLIENT_MS'),
     defaultRpm: intVar(env, 'SSSD_DEFAULT_RPM'),
     defaultConcurrency: intVar(env, 'SSSD_DEFAULT_CONCURRENCY'),
     defaultStorageMbPerDay: intVar(env, 'SSSD_DEFAULT_STORAGE_MB_PER_DAY'),

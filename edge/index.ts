@@ -359,6 +359,7 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
       poolStallMs: config.poolStallMs,
       wholeReplyHeartbeatMs: config.wholeReplyHeartbeatMs,
       streamQuietCommentMs: config.streamQuietCommentMs,
+      streamStalledClientMs: config.streamStalledClientMs,
       jsonGrammar: config.jsonGrammar,
       onFinish: release,
       headers: {},

@@ -242,7 +242,7 @@ async function storeResponse(plan: ResponsesPlan, reproduction: Reproduction, re
  */
 export function responsesAnswerer(planned: ResponsesPlan, background: BackgroundOptions | null = null): Answerer {
   return async (reply) => {
-    const { body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs } = reply;
+    const { body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs, streamStalledClientMs, waitUntil } = reply;
     // As chat's `model`: the served model's name, whatever name ("default") the request gave.
     const plan = { ...planned, started: { ...planned.started, model: meta.model } };
     const finish = async (): Promise<ResponseObject> => {
@@ -285,7 +285,7 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
       () => runs[0].usageSoFar(),
     );
     // Smoothing is the edge's own switch (the x-sssd-smooth header sets it on the chat body: index.ts), as on chat.
-    return streamWhenOpened(runs, format, { id: plan.started.id, smooth: body.stream_options?.smooth === true, headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs });
+    return streamWhenOpened(runs, format, { id: plan.started.id, smooth: body.stream_options?.smooth === true, headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs, stalledClientMs: streamStalledClientMs, waitUntil });
   };
 }
 

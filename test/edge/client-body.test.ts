@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ClientBody } from '../../edge/client-body';
 
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text);
@@ -45,5 +45,36 @@ describe('ClientBody', () => {
     body.send(bytes('data: b\n\n'));
     await expect(readAll(body.stream)).rejects.toThrow('client disconnected');
     expect(left).toBe(0);
+  });
+
+  it('tells how long what was sent has waited with none of it taken: 0 while the reader keeps up, growing once it stops', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const at = (ms: number): void => void vi.setSystemTime(1_000_000 + ms);
+      at(0);
+      const body = new ClientBody({ gone: () => undefined });
+      const reader = body.stream.getReader();
+      at(5_000);
+      expect(body.unreadForMs()).toBe(0);
+      body.send(bytes('data: a\n\n'));
+      await reader.read();
+      // Taken: nothing waits, however long since.
+      at(10_000);
+      expect(body.unreadForMs()).toBe(0);
+      body.send(bytes('data: b\n\n'));
+      body.send(bytes('data: c\n\n'));
+      at(10_500);
+      expect(body.unreadForMs()).toBe(500);
+      // One taken of the two: the reader is there, if behind.
+      await reader.read();
+      at(11_000);
+      expect(body.unreadForMs()).toBe(0);
+      // None taken since: the wait counts from then.
+      body.send(bytes('data: d\n\n'));
+      at(13_000);
+      expect(body.unreadForMs()).toBe(2_000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

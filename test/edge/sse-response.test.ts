@@ -52,6 +52,41 @@ const until = async (check: () => boolean): Promise<void> => {
 };
 
 describe('sseStream', () => {
+  it('takes a client whose body is left unread for stalledClientMs as gone, and hands its task to waitUntil until the reply is kept', async () => {
+    const { run, cancels } = slowRun();
+    const format = plainFormat();
+    const held: Array<Promise<unknown>> = [];
+    const response = sseStream([run], format, { id: 'x', smooth: false, headers: {}, stalledClientMs: 150, waitUntil: (promise) => void held.push(promise) });
+    expect(held).toHaveLength(1);
+    const reader = response.body!.getReader();
+    await reader.read();
+    // The runtime reads no more (what wrangler dev did with some bodies whose client left): no cancel, no signal.
+    const stoppedAt = Date.now();
+    await held[0];
+    expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(150);
+    expect(cancels).toEqual(['client']);
+    expect(format.endedAs).toEqual(['abandoned']);
+  });
+
+  it('never takes a reader that keeps taking, however far behind, for gone', async () => {
+    const { run, cancels } = slowRun();
+    const format = plainFormat();
+    const held: Array<Promise<unknown>> = [];
+    const response = sseStream([run], format, { id: 'x', smooth: false, headers: {}, stalledClientMs: 150, waitUntil: (promise) => void held.push(promise) });
+    const reader = response.body!.getReader();
+    // One frame every 100 ms, from a run writing one every 20: ever further behind, never 150 ms without a read.
+    const startedAt = Date.now();
+    while (Date.now() - startedAt < 1_000) {
+      await reader.read();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(cancels).toEqual([]);
+    expect(format.endedAs).toEqual([]);
+    await reader.cancel(new Error('done reading'));
+    await held[0];
+    expect(cancels).toEqual(['client']);
+  });
+
   it("cancels the runs for the client and keeps the reply as abandoned when the runtime cancels the body (the client left)", async () => {
     const { run, cancels } = slowRun();
     const format = plainFormat();
