@@ -554,6 +554,10 @@ export class CompletionRun {
           err.retryAfterS,
         );
       }
+      // Every pool refuses this edge for its configuration (its pinned weights, release, token): a retry would not help either.
+      if (err instanceof ApiError && err.code === 'pool_unavailable' && err.shouldRetry === false) {
+        throw new ApiError(503, `The generation was cut off after ${this.outputBase} tokens: its pool failed, and no other will go on with it. ${err.message}`, 'service_unavailable', 'pool_unavailable', null, err.retryAfterS, false);
+      }
       // Mid-reply, "retry shortly" would misread: the client has part of an answer, and a retry starts it over.
       if (err instanceof ApiError && err.code === 'pool_unavailable') {
         throw new ApiError(

@@ -6,6 +6,7 @@
  * 2 s", which clients and SDKs repeat for ever (review h191: one pool up with
  * another token, the other down, and every request was told to retry).
  */
+import { PROTOCOL_VERSION } from '../shared/protocol';
 import { ApiError } from './api-error';
 
 /** How the pools asked for one request (or for the served model) failed, counted. */
@@ -57,4 +58,45 @@ export function poolsRefuseTokenError(notAPool = false): ApiError {
     ? "The addresses this edge has for its inference pools refuse its credentials, and do not answer as pools do (they may not be pools); the service's operator must fix its configuration."
     : "The inference pools refuse this edge's credentials (its pool token); the service's operator must fix its configuration.";
   return new ApiError(503, message, 'service_unavailable', 'pool_unavailable', null, MISCONFIGURED_RETRY_S, false);
+}
+
+/** Pools whose latest answer was a refusal this edge's configuration causes, by cause (PoolPicker.configRefusal). */
+export interface ConfigRefusals {
+  /** Pools whose /v1/info named other weights than SSSD_MODEL_SHA256. */
+  weights: number;
+  /** Pools whose /v1/info named another edge-pool protocol version. */
+  protocol: number;
+  /** The last such version seen (null: none). */
+  otherProtocol: number | null;
+  /** Pools that refused this edge's credentials (401). */
+  token: number;
+  /** SSSD_MODEL_SHA256 (null: no weights pinned). */
+  pin: string | null;
+}
+
+/**
+ * Every pool refuses this edge for its configuration: its pinned weights,
+ * its release (protocol), its token. No client's retry can help until the
+ * operator acts, so the long hint and no retry, whether the edge finds this
+ * loading its model or, serving already, when its pools all moved on (review
+ * h229: "retry in 2 s" for ever there, while the load said no retry helps).
+ */
+export function everyPoolRefusesError(refusals: ConfigRefusals): ApiError {
+  const { weights, protocol, otherProtocol, token, pin } = refusals;
+  const fix = (message: string): ApiError => new ApiError(503, message, 'service_unavailable', 'pool_unavailable', null, MISCONFIGURED_RETRY_S, false);
+  if (weights > 0 && pin !== null) {
+    const refusing = protocol + token > 0 ? ' or refuses this edge (its pool token, or another release)' : '';
+    return fix(
+      `No inference pool serves the weights this edge is pinned to (SSSD_MODEL_SHA256 ${pin.slice(0, 12)}…): every pool serves other weights${refusing}; the service's operator must pin the weights the pools serve, or start pools with these.`,
+    );
+  }
+  if (protocol > 0 && token === 0) {
+    return fix(
+      `The inference pools speak another edge-pool protocol version (${typeof otherProtocol === 'number' ? otherProtocol : 'none named'}) than this edge (${PROTOCOL_VERSION}); the service's operator must run an edge and pools of one release.`,
+    );
+  }
+  if (protocol === 0) return poolsRefuseTokenError();
+  return fix(
+    `The inference pools refuse this edge: ${protocol === 1 ? 'one speaks' : `${protocol} speak`} another edge-pool protocol version than this edge (${PROTOCOL_VERSION}), and ${token === 1 ? 'one refuses' : `${token} refuse`} its credentials (its pool token); the service's operator must fix its configuration.`,
+  );
 }

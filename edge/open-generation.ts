@@ -10,7 +10,7 @@ import { ApiError, retryAfterSeconds } from './api-error';
 import { PoolMisdirectedError, PoolRejectedError, PoolUnavailableError, PoolUnreachableError, type GenerateInput, type PoolClient } from './pool-client';
 import { affinityKey, type PoolPicker } from './pool-picker';
 import { checkModelSoon } from './served-model';
-import { misconfiguredPoolsError } from './no-pool-error';
+import { everyPoolRefusesError, misconfiguredPoolsError, type ConfigRefusals } from './no-pool-error';
 import { StallWatch } from './stall-watch';
 import { clipped } from './request-schema';
 
@@ -93,9 +93,15 @@ export async function openGeneration(
   let unreachable = 0;
   /** A pool of this opening went silent past its window: the rest, doubted, get the short window, the last one too. */
   let waitedOut = false;
+  /** Every pool's latest answer refuses this edge for its configuration (the last round's): no round more, and no retry. */
+  let refusedForConfig: ConfigRefusals | null = null;
+  /** A round was run again at once because a pool refusing this edge was found to serve it now (once an opening). */
+  let settledServes = false;
   for (let round = 0; ; round++) {
     // Pools of this round that hold fewer tokens than the request needs (a 413): only where every one tried says so is it the request's.
     let roundTries = 0;
+    /** Pools of this round that refused this edge (401, 421): the others' answers (busy, down, failed) a retry may outlast. */
+    const roundRefused: string[] = [];
     let tooLarge: TooLarge | null = null;
     let tooLargeRefusals = 0;
     // Each round under its own id: a cancel sent for an attempt of an earlier one, arriving late, cannot end this one,
@@ -162,6 +168,7 @@ export async function openGeneration(
           if (err.status === 401) tokenRefusals++;
           if (err.status === 401 && !err.notAPool) poolTokenRefusals++;
           picker.markRefused(client.baseUrl, err);
+          roundRefused.push(client.baseUrl);
           if (err.status === 421) checkModelSoon();
           continue;
         }
@@ -231,6 +238,19 @@ export async function openGeneration(
     if (tooLarge !== null && tooLargeRefusals === roundTries) {
       throw new ApiError(400, `The inference pool rejected the request: ${tooLarge.message}`, 'invalid_request_error', 'pool_rejected');
     }
+    // Only refusals (or no pool left to try: those left out for what their /v1/info said): where every pool's latest
+    // answer is one this edge's configuration causes (weights, release, token), the load's answer, said at once
+    // (review h229: an edge serving already said "retry in 2 s" for ever, and a started reply waited its window out).
+    if (roundRefused.length === roundTries) {
+      const servesNow = await picker.settleRefusals(roundRefused);
+      refusedForConfig = picker.configRefusal();
+      if (refusedForConfig !== null) break;
+      // A pool asked just now serves this edge again (restarted onto its weights): tried at once, not after a 503.
+      if (servesNow && !settledServes) {
+        settledServes = true;
+        continue;
+      }
+    }
     if (!mayWait() || internalErrors >= 2) break;
     requeueUntil ??= Date.now() + stallMs;
     // A hint past the deadline (a pool behind long generations says up to 30 s) still gets one try at the deadline.
@@ -244,6 +264,7 @@ export async function openGeneration(
   }
   const misconfigured = misconfiguredPoolsError({ tries, tokenRefusals, poolTokenRefusals, unreachable });
   if (misconfigured) throw misconfigured;
+  if (refusedForConfig !== null) throw everyPoolRefusesError(refusedForConfig);
   // The pool's words end "retry after the time given": the time is said once, here, as Retry-After gives it.
   const why = lastBusy ? ` (the last: ${clipped(lastBusy.replace(/; retry after the time given$/, ''), 200)})` : '';
   const retryS = (retryAfterMs ?? 2000) / 1000;

@@ -15,6 +15,7 @@
  */
 import { featuresMissing, type PoolFeature } from '../shared/pool-features';
 import { modelIdentity, PROTOCOL_VERSION, sameModelIdentity, type ModelIdentity, type PoolHealth, type PoolInfo } from '../shared/protocol';
+import type { ConfigRefusals } from './no-pool-error';
 import { PoolClient, PoolMisdirectedError, refusesToken } from './pool-client';
 
 const HEALTH_TTL_MS = 2_000;
@@ -147,6 +148,13 @@ export class PoolPicker {
   private readonly otherProtocol = new Map<string, number>();
   /** Pools whose last refusal of this edge was a 401 of their own (its SSSD_POOL_TOKEN), not verified since: readiness counts those up. */
   private readonly tokenRefusing = new Set<string>();
+  /**
+   * Pools whose latest answer was a refusal this edge's configuration causes
+   * (its /v1/info named other pinned weights or another protocol, or it
+   * refused the token), with when: where every pool's is, no retry helps
+   * (configRefusal).
+   */
+  private readonly refusedForConfig = new Map<string, { cause: 'weights' | 'protocol' | 'token'; at: number }>();
   /** Whether each pool serves this edge, as last verified (readiness counts only those that do). */
   private readonly verifications = new Map<string, Verification>();
   /** `url reason` → when it was last said that the pool was passed over for it. */
@@ -274,6 +282,55 @@ export class PoolPicker {
   markRefused(url: string, err: PoolMisdirectedError): void {
     this.markMisdirected(url, err.message);
     if (refusesToken(err)) this.tokenRefusing.add(url);
+    // A 421 took the token, for a cause its /v1/info tells (another model, weights or release: settleRefusals).
+    if (err.status === 401) this.refusedForConfig.set(url, { cause: 'token', at: Date.now() });
+    else this.refusedForConfig.delete(url);
+  }
+
+  /**
+   * Where every pool's latest answer was a refusal this edge's configuration
+   * causes (other weights than the pinned ones, another protocol, the
+   * token), those refusals by cause: no retry helps until the operator acts.
+   * Null where some pool has not refused so, or is down now or was found
+   * down since it refused (restarting: it may come back with what this edge
+   * serves, mid-rollout).
+   */
+  configRefusal(): ConfigRefusals | null {
+    const refusals: ConfigRefusals = { weights: 0, protocol: 0, otherProtocol: null, token: 0, pin: this.modelSha256 };
+    for (const { baseUrl } of this.clients) {
+      const refused = this.refusedForConfig.get(baseUrl);
+      const entry = this.entries.get(baseUrl);
+      if (!refused || entry?.down === true || (entry?.downAt ?? 0) > refused.at) return null;
+      refusals[refused.cause]++;
+      if (refused.cause === 'protocol') refusals.otherProtocol = this.otherProtocol.get(baseUrl) ?? null;
+    }
+    return this.clients.length > 0 ? refusals : null;
+  }
+
+  /**
+   * Asks /v1/info now (each within VERIFY_TIMEOUT_MS) of the pools up whose
+   * refusal is not known or may be out of date: `refused` (a generation's
+   * 421: another model, weights or release), those refused before they were
+   * last found down (restarted since), and those refused VERIFY_RETRY_MS
+   * ago or more (one restarted between two requests, unseen down, may serve
+   * this edge's weights again: the model check alone took a minute), none
+   * that another request is asking. So the first request after the pools
+   * moved on says why, and one after a pool came back is served. True where
+   * a pool asked serves this edge now.
+   */
+  async settleRefusals(refused: readonly string[]): Promise<boolean> {
+    const now = Date.now();
+    const asked = this.clients.filter(({ baseUrl }) => {
+      const entry = this.entries.get(baseUrl);
+      if (entry?.down === true) return false;
+      const known = this.refusedForConfig.get(baseUrl);
+      if (known === undefined) return refused.includes(baseUrl);
+      if ((entry?.downAt ?? 0) > known.at) return true;
+      const asking = this.verifications.get(baseUrl)?.askingSince ?? 0;
+      return now - known.at >= VERIFY_RETRY_MS && (asking === 0 || now - asking >= VERIFY_GIVEN_UP_MS);
+    });
+    await Promise.all(asked.map((client) => this.verify(client)));
+    return asked.some(({ baseUrl }) => this.verifications.get(baseUrl)?.ok === true && !this.passedOverByInfo(baseUrl));
   }
 
   /**
@@ -313,6 +370,7 @@ export class PoolPicker {
     verification.ok = true;
     verification.at = Date.now();
     this.tokenRefusing.delete(url);
+    this.refusedForConfig.delete(url);
   }
 
   private verification(url: string): Verification {
@@ -329,13 +387,17 @@ export class PoolPicker {
    */
   noteInfo(url: string, info: PoolInfo, askedAt?: number): 'serves' | 'protocol' | 'pinned' | 'other-model' {
     this.noteProtocol(url, info.protocol);
-    if (info.protocol !== PROTOCOL_VERSION) return 'protocol';
+    if (info.protocol !== PROTOCOL_VERSION) {
+      this.refusedForConfig.set(url, { cause: 'protocol', at: Date.now() });
+      return 'protocol';
+    }
     if (this.modelSha256 !== null) {
       const matches = info.model.sha256 === this.modelSha256;
       this.notePinned(url, matches);
       if (!matches) {
         // Pinned: another checkpoint (or a pool too old to name its own) is not this edge's, whatever the list's order.
         this.markMisdirected(url, `it serves weights ${info.model.sha256?.slice(0, 12) ?? '(unnamed)'}, not SSSD_MODEL_SHA256 ${this.modelSha256.slice(0, 12)}`);
+        this.refusedForConfig.set(url, { cause: 'weights', at: Date.now() });
         return 'pinned';
       }
     }
@@ -344,6 +406,8 @@ export class PoolPicker {
       // last and is not counted ready (reviews h144, h147: it counted, and ranked first once its mark lapsed), while
       // the edge's model check still counts it in the vote (served-model.ts).
       this.markMisdirected(url, `it serves ${info.model.name}${info.model.sha256 ? ` (weights ${info.model.sha256.slice(0, 12)})` : ''}, not the model this edge serves`);
+      // Not the configuration's: the edge's model check moves to the model most pools serve.
+      this.refusedForConfig.delete(url);
       return 'other-model';
     }
     this.noteVerified(url, askedAt);

@@ -12,7 +12,7 @@
  * tokenizer at the same address); the tokenizer is fetched again only when
  * its checksum changed.
  */
-import { modelIdentity, PROTOCOL_VERSION, sameModelIdentity, type PoolInfo } from '../shared/protocol';
+import { modelIdentity, sameModelIdentity, type PoolInfo } from '../shared/protocol';
 import { loadTokenizer } from '../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../shared/tokenizer/tokenizer';
 import { ApiError } from './api-error';
@@ -20,7 +20,7 @@ import { servedFingerprint } from './system-fingerprint';
 import { spanText } from '../shared/span-text';
 import { clipped } from './request-schema';
 import { PoolMisdirectedError, PoolUnreachableError, type PoolClient } from './pool-client';
-import { MISCONFIGURED_RETRY_S, misconfiguredPoolsError } from './no-pool-error';
+import { everyPoolRefusesError, misconfiguredPoolsError } from './no-pool-error';
 import type { PoolPicker } from './pool-picker';
 
 export interface ServedModel {
@@ -260,14 +260,13 @@ class InfoAsker {
       // review h222: "retry shortly" for ever). A pool that did not answer may be one restarting onto them (a rollout
       // under way): then a retry may succeed, and is asked for.
       if (this.pinnedOut + this.protocolOut + this.tokenRefusals >= this.asked) {
-        const refusing = this.protocolOut + this.tokenRefusals > 0 ? ' or refuses this edge (its pool token, or another release)' : '';
-        return new ApiError(503, `No inference pool serves the weights this edge is pinned to (${pin}): every pool serves other weights${refusing}; the service's operator must pin the weights the pools serve, or start pools with these.`, 'service_unavailable', 'pool_unavailable', null, MISCONFIGURED_RETRY_S, false);
+        return everyPoolRefusesError({ weights: this.pinnedOut, protocol: this.protocolOut, otherProtocol: this.otherProtocol, token: this.tokenRefusals, pin: picker.modelSha256 });
       }
       return new ApiError(503, `No pool serves the weights this edge is pinned to (${pin}): those that answer serve others, and the rest could not be reached or failed (a pool restarting may have them); retry shortly.`, 'service_unavailable', 'pool_unavailable', null, 2);
     }
     if (this.otherProtocol !== null && !answered && this.lastError === null) {
       // Reachable, and of another release: the operator's to fix, as a refused token is.
-      return new ApiError(503, `The inference pools speak another edge-pool protocol version (${typeof this.otherProtocol === 'number' ? this.otherProtocol : 'none named'}) than this edge (${PROTOCOL_VERSION}); the service's operator must run an edge and pools of one release.`, 'service_unavailable', 'pool_unavailable', null, 60, false);
+      return everyPoolRefusesError({ weights: 0, protocol: this.protocolOut, otherProtocol: this.otherProtocol, token: 0, pin: null });
     }
     // One line (no stack): it comes at every request while no pool answers.
     const each = this.failures.length > 0 ? this.failures.join('; ') : this.lastError instanceof Error ? this.lastError.message : String(this.lastError);

@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ApiError, errorResponse } from '../../edge/api-error';
 import { PoolPicker } from '../../edge/pool-picker';
 import { DISPLACED_FOR_MS, DISPLACED_RETRY_MS, servedModel, unknownModel } from '../../edge/served-model';
+import { openGeneration } from '../../edge/open-generation';
+import type { GenerateInput } from '../../edge/pool-client';
+import { modelIdentity } from '../../shared/protocol';
 import { freePort } from '../../launcher/service-process';
 import { generatePoolToken, startPool, type RunningPool } from '../../launcher/stack';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
@@ -31,6 +34,7 @@ let renamed: RunningPool;
 let proxy: FaultProxy;
 let token: string;
 let hfDir: string | undefined;
+let pinnedSeq = 0;
 
 beforeAll(async () => {
   token = generatePoolToken();
@@ -305,6 +309,48 @@ describe('the served model', () => {
     expect(midRollout).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 2 });
     expect((midRollout as ApiError).shouldRetry).toBeUndefined();
     expect((midRollout as ApiError).message).toMatch(/pinned to \(SSSD_MODEL_SHA256 ffffffffffff…\): those that answer serve others, and the rest could not be reached or failed .*; retry shortly\.$/);
+  });
+
+  it("says no retry helps once every pool of an edge serving the pinned weights moved to others, and retry shortly while one does not answer (review h229)", async () => {
+    const storiesSha = (await loadModel(models.stories260K.checkpoint)).sha256;
+    const moving = await startFaultProxy(stories.url);
+    const restarting = `http://127.0.0.1:${await freePort()}`;
+    try {
+      const picker = new PoolPicker([moving.url], token, storiesSha);
+      const { model } = await served(picker, 60_000);
+      const request = (): GenerateInput => ({ id: `pinned-moved-${++pinnedSeq}`, model: modelIdentity(model.info), promptIds: [1, 403, 407, 261], maxTokens: 4, sampling: { temperature: 0 }, speculation: 'off' });
+      // Served while the pool has the pinned weights.
+      const opened = await openGeneration(picker, request());
+      await opened.events.return(undefined);
+      // The pool restarted with other weights (llama2xs's, under stories260K's name): its first refusal is a 421.
+      moving.retarget(retrained.url);
+      const first = await openGeneration(picker, request()).catch((e: unknown) => e);
+      expect(first).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 60, shouldRetry: false });
+      expect((first as ApiError).message).toMatch(/No inference pool serves the weights this edge is pinned to \(SSSD_MODEL_SHA256 [0-9a-f]{12}…\): every pool serves other weights; the service's operator must pin/);
+      expect(errorResponse(first as ApiError).headers.get('x-should-retry')).toBe('false');
+      // The next is left out for its /v1/info's weights, tried no more: the same answer, and a started reply (mayWait)
+      // does not wait its stall window out for a pool that cannot serve it.
+      const started = Date.now();
+      const waited = await openGeneration(picker, request(), undefined, undefined, 20_000, undefined, () => true).catch((e: unknown) => e);
+      expect(waited).toMatchObject({ status: 503, retryAfterS: 60, shouldRetry: false });
+      expect(Date.now() - started).toBeLessThan(5_000);
+      // Beside a pool that does not answer (one restarting, perhaps onto the pinned weights, in a rollout): retry shortly.
+      const midRollout = new PoolPicker([moving.url, restarting], token, storiesSha);
+      moving.retarget(stories.url);
+      await served(midRollout, 60_000).catch(() => undefined);
+      moving.retarget(retrained.url);
+      const short = await openGeneration(midRollout, request()).catch((e: unknown) => e);
+      expect(short).toMatchObject({ status: 503, code: 'pool_unavailable', retryAfterS: 2 });
+      expect((short as ApiError).shouldRetry).toBeUndefined();
+      // Back on the pinned weights (restarted onto them between two requests, not seen down): asked again 5 s after it
+      // refused, not at the model check a minute on, and served by that request itself.
+      moving.retarget(stories.url);
+      await new Promise((resolve) => setTimeout(resolve, 5_100));
+      const again = await openGeneration(picker, request());
+      await again.events.return(undefined);
+    } finally {
+      await moving.close();
+    }
   });
 
   it('sends no work to a pool that speaks another protocol version, says so where every pool does, and takes it back once it speaks this one', async () => {
