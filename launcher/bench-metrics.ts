@@ -4,12 +4,14 @@
  * made straight on prom-client metrics, as PoolMetrics made them before its
  * step metrics were added up in typed arrays (review h148): µs per step,
  * minor GCs during the timed steps (0: nothing allocated), and what a
- * scrape of /metrics costs (with 32 tenants' series, the rows theirs round robin).
+ * scrape of /metrics costs (with 32 tenants' series, the rows theirs round
+ * robin; and with --metrics-tenants' most, every label taken).
  * Usage: npx tsx launcher/bench-metrics.ts [--rows N] [--accepted N] [--steps N] [--passes N] [--json]
  */
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { PoolMetrics } from '../gpu-pool/metrics/pool-metrics';
+import { MAX_METRICS_TENANTS } from '../gpu-pool/metrics/tenant-slots';
 import { numberFlag, parseBenchFlags, runBenchmark } from './bench-flags';
 
 /** The updates of one step, however PoolMetrics keeps them. */
@@ -171,13 +173,25 @@ await runBenchmark(async () => {
   const s0 = performance.now();
   for (let i = 0; i < scrapes; i++) await pool.render();
   const scrapeMs = (performance.now() - s0) / scrapes;
+  // And with every label --metrics-tenants allows taken (each tenant's series written at the scrape: what it holds the step loop for).
+  const full = new PoolMetrics(undefined, undefined, 'bench', MAX_METRICS_TENANTS);
+  for (let i = 0; i < MAX_METRICS_TENANTS; i++) {
+    const slot = full.tenants.joined((0x100000 + i).toString(16).padEnd(64, 'f'), 0);
+    full.tenants.addOutput(slot, i + 1);
+    full.tenants.admitted(slot, 0.25);
+    full.tenants.finished(slot, 'stop');
+  }
+  for (let i = 0; i < 5; i++) await full.render();
+  const f0 = performance.now();
+  for (let i = 0; i < 20; i++) await full.render();
+  const fullScrapeMs = (performance.now() - f0) / 20;
 
   const summary = variants.map((variant, v) => {
     const us = runs[v].map((r) => r.us).sort((a, b) => a - b);
     return { name: variant.name, fastestUs: us[0], medianUs: us[Math.floor(us.length / 2)], slowestUs: us[us.length - 1], minorGcs: runs[v].map((r) => r.gcs) };
   });
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ rows, accepted, steps, passes, variants: summary, scrapeMs })}\n`);
+    process.stdout.write(`${JSON.stringify({ rows, accepted, steps, passes, variants: summary, scrapeMs, fullScrapeMs, maxTenants: MAX_METRICS_TENANTS })}\n`);
     return;
   }
   for (const s of summary) {
@@ -185,5 +199,5 @@ await runBenchmark(async () => {
       `${s.name}: ${s.fastestUs.toFixed(2)} µs per step fastest, ${s.medianUs.toFixed(2)} median, ${s.slowestUs.toFixed(2)} slowest of ${passes} passes of ${steps} steps (minor GCs per pass: ${s.minorGcs.join(', ')})\n`,
     );
   }
-  process.stdout.write(`a scrape of PoolMetrics (/metrics' text): ${scrapeMs.toFixed(2)} ms\n`);
+  process.stdout.write(`a scrape of PoolMetrics (/metrics' text): ${scrapeMs.toFixed(2)} ms with ${TENANTS} tenants' series, ${fullScrapeMs.toFixed(2)} ms with ${MAX_METRICS_TENANTS} (--metrics-tenants' most, every label taken)\n`);
 });

@@ -156,6 +156,8 @@ export class PoolMetrics {
   readonly draftProbes: StepCounter;
   /** The per-tenant series (`sssd_pool_tenant_*{tenant}`), for as many tenants as --metrics-tenants. */
   readonly tenants: TenantMetrics;
+  /** The registry's default labels (`model_name`), which the per-tenant series' text carries too. */
+  private readonly modelLabel: Readonly<Record<string, string>>;
 
   /** Gauges filled at scrape time by `watchGovernor`. */
   private governorGauge: Gauge<'method' | 'batch' | 'arm'> | null = null;
@@ -382,6 +384,7 @@ export class PoolMetrics {
   ) {
     this.trackedPositions = Math.max(MAX_TRACKED_POSITIONS, positions);
     if (modelName !== undefined) this.registry.setDefaultLabels({ model_name: modelName });
+    this.modelLabel = modelName === undefined ? {} : { model_name: modelName };
     const registers = [this.registry];
     const histogram = (name: string, help: string, buckets: number[]): Histogram => new Histogram({ name, help, buckets, registers });
     const stepHistogram = (name: string, help: string, buckets: number[]): StepHistogram => new StepHistogram({ name, help, buckets, registers });
@@ -623,8 +626,8 @@ export class PoolMetrics {
     this.draftSkipsOf = { unpaid: this.draftSkips.child(0), resting: this.draftSkips.child(1) };
     for (const status of ERROR_STATUSES) this.errorResponses.inc({ status }, 0);
     for (const code of GENERATION_ERROR_CODES) this.generationErrors.inc({ code }, 0);
-    // Last: a tenant's series together, after the pool's own.
-    this.tenants = new TenantMetrics({ registers, cap: metricsTenants });
+    // Rendered after the pool's own series (render()).
+    this.tenants = new TenantMetrics({ cap: metricsTenants });
   }
 
   /** An error answer outside a stream; statuses outside the pool's own set count as `other`, so no client can make series. */
@@ -637,8 +640,15 @@ export class PoolMetrics {
     if (position < this.trackedPositions) this.acceptedPerPosition.add(position);
   }
 
-  recordFinished(reason: FinishReason): void {
+  /**
+   * A generation ended (displaced ones are refusals, not this): pool-wide by
+   * vLLM's reason and for its tenant's slot together, so that the per-tenant
+   * series add up to the pool's whichever path ended it (review h227: a
+   * waiting turn's cancel was counted pool-wide alone).
+   */
+  recordFinished(reason: FinishReason, tenantSlot: number): void {
     this.requestsByReason.inc({ finished_reason: VLLM_FINISH_REASON[reason] });
+    this.tenants.finished(tenantSlot, reason);
   }
 
   /** A generation that completed (stop, length, context_length): its latency, time per output token and lengths, as vLLM's histograms take them. */
@@ -699,6 +709,10 @@ export class PoolMetrics {
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    const own = await this.registry.metrics();
+    // The per-tenant series' text after the registry's, a blank line between families as prom-client writes them
+    // (tenant-metrics.ts: cheaper than as prom-client metrics).
+    const tenants = this.tenants.exposition(this.modelLabel);
+    return { contentType: this.registry.contentType, body: tenants === '' ? own : `${own}\n${tenants}` };
   }
 }

@@ -814,8 +814,7 @@ export class Scheduler<S extends RunnerSequence = RunnerSequence> {
       metrics.rejected.inc({ reason: 'displaced' });
       metrics.tenants.refused(gen.tenantSlot, 'displaced');
     } else {
-      metrics.recordFinished(reason);
-      metrics.tenants.finished(gen.tenantSlot, reason);
+      metrics.recordFinished(reason, gen.tenantSlot);
     }
     const summary = gen.finishedSummary(reason);
     if (reason === 'stop' || reason === 'length' || reason === 'context_length') metrics.recordCompleted(summary);

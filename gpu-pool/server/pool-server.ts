@@ -510,8 +510,9 @@ export class PoolServer {
       return;
     }
     if (waiting?.cancelled) {
-      // As a generation cancelled while queued ends: `done` alone, never having joined the batch.
-      this.options.metrics.recordFinished('cancelled');
+      // As a generation cancelled while queued ends: `done` alone, never having joined the batch; counted for its tenant too.
+      const { metrics } = this.options;
+      metrics.recordFinished('cancelled', metrics.tenants.slotOf(request.tenant ?? '', performance.now()));
       const speculation = { drafts: 0, draftTokens: 0, acceptedTokens: 0, steps: 0, meanAcceptanceLength: 0 };
       sink.send({ type: 'done', finishReason: 'cancelled', usage: { promptTokens: request.promptIds.length, completionTokens: 0, cachedPromptTokens: 0, speculation } });
       sink.end();

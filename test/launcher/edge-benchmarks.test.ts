@@ -114,10 +114,10 @@ describe('bench-sampling', () => {
 });
 
 describe('bench-metrics', () => {
-  it("times a step's metric updates on PoolMetrics and on prom-client straight, and a scrape", async () => {
+  it("times a step's metric updates on PoolMetrics and on prom-client straight, and a scrape, with --metrics-tenants' most too", async () => {
     const r = await bench('bench-metrics.ts', ['--steps', '2000', '--passes', '2', '--rows', '3', '--json']);
     expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as { rows: number; steps: number; passes: number; variants: { name: string; fastestUs: number; minorGcs: number[] }[]; scrapeMs: number };
+    const out = JSON.parse(r.stdout) as { rows: number; steps: number; passes: number; variants: { name: string; fastestUs: number; minorGcs: number[] }[]; scrapeMs: number; fullScrapeMs: number; maxTenants: number };
     expect(out).toMatchObject({ rows: 3, steps: 2000, passes: 2 });
     expect(out.variants.map((v) => v.name)).toEqual(['PoolMetrics', 'prom-client calls']);
     for (const v of out.variants) {
@@ -125,6 +125,8 @@ describe('bench-metrics', () => {
       expect(v.minorGcs).toHaveLength(2);
     }
     expect(out.scrapeMs).toBeGreaterThan(0);
+    expect(out.fullScrapeMs).toBeGreaterThan(0);
+    expect(out.maxTenants).toBe(1024);
   });
 
   it('refuses bad flags with a clear error', async () => {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
+import { NONE_SLOT } from '../../../gpu-pool/metrics/tenant-slots';
+import { parsePrometheusText } from '../../support/prometheus-text';
 
 /** One sample's value from the rendered exposition. */
 async function sample(metrics: PoolMetrics, line: string): Promise<number> {
@@ -68,7 +70,7 @@ describe('pool metrics', () => {
 
   it("counts finished generations in vLLM's reasons: a cancelled one is an abort, the context's end a length", async () => {
     const metrics = new PoolMetrics();
-    for (const reason of ['stop', 'length', 'context_length', 'cancelled', 'error'] as const) metrics.recordFinished(reason);
+    for (const reason of ['stop', 'length', 'context_length', 'cancelled', 'error'] as const) metrics.recordFinished(reason, NONE_SLOT);
     expect(await sample(metrics, 'vllm:request_success_total{finished_reason="stop"}')).toBe(1);
     expect(await sample(metrics, 'vllm:request_success_total{finished_reason="length"}')).toBe(2);
     expect(await sample(metrics, 'vllm:request_success_total{finished_reason="abort"}')).toBe(1);
@@ -115,11 +117,42 @@ describe('pool metrics', () => {
 
   it('names the served model on every series, as vLLM does, when given one', async () => {
     const metrics = new PoolMetrics(undefined, undefined, 'stories260K');
-    metrics.recordFinished('stop');
+    metrics.recordFinished('stop', NONE_SLOT);
     const lines = (await metrics.render()).body.split('\n').filter((l) => l && !l.startsWith('#'));
     expect(lines).toContain('vllm:request_success_total{finished_reason="stop",model_name="stories260K"} 1');
     expect(lines).toContain('vllm:num_requests_running{model_name="stories260K"} 0');
     expect(lines.filter((l) => !l.includes('model_name="stories260K"'))).toEqual([]);
+  });
+
+  it("counts a finished generation for its tenant where it counts it pool-wide, so the tenants' outcomes add up to vLLM's reasons", async () => {
+    const metrics = new PoolMetrics();
+    const slot = metrics.tenants.slotOf('a'.repeat(64), 0);
+    metrics.recordFinished('cancelled', slot);
+    metrics.recordFinished('stop', slot);
+    metrics.recordFinished('cancelled', metrics.tenants.slotOf('', 0));
+    expect(await sample(metrics, 'vllm:request_success_total{finished_reason="abort"}')).toBe(2);
+    expect(await sample(metrics, 'sssd_pool_tenant_generations_total{tenant="aaaaaaaaaaaa",outcome="cancelled"}')).toBe(1);
+    expect(await sample(metrics, 'sssd_pool_tenant_generations_total{tenant="aaaaaaaaaaaa",outcome="completed"}')).toBe(1);
+    expect(await sample(metrics, 'sssd_pool_tenant_generations_total{tenant="none",outcome="cancelled"}')).toBe(1);
+  });
+
+  it("writes one exposition a Prometheus server parses: the per-tenant series' text after the registry's, every family's HELP and TYPE once", async () => {
+    const metrics = new PoolMetrics(undefined, undefined, 'stories260K', 3);
+    for (const tenant of ['a'.repeat(64), 'b"\\\n'.repeat(8), '', 'c'.repeat(64), 'd'.repeat(64)]) metrics.recordFinished('stop', metrics.tenants.slotOf(tenant, 0));
+    const { body } = await metrics.render();
+    const families = parsePrometheusText(body);
+    const tenantFamilies = [...families.keys()].filter((name) => name.startsWith('sssd_pool_tenant_') && !name.startsWith('sssd_pool_tenant_reserve'));
+    expect(tenantFamilies).toHaveLength(8);
+    // After the pool's own, together.
+    expect([...families.keys()].slice(-8)).toEqual(tenantFamilies);
+    for (const [name, family] of families) {
+      expect([name, family.help !== null && family.type !== null]).toEqual([name, true]);
+      for (const s of family.samples) expect(s.labels.model_name).toBe('stories260K');
+    }
+    const outcomes = families.get('sssd_pool_tenant_generations_total')!.samples.filter((s) => s.labels.outcome === 'completed');
+    expect(outcomes.map((s) => [s.labels.tenant, s.value])).toEqual([['none', 1], ['other', 1], ['aaaaaaaaaaaa', 1], ['b"\\\n'.repeat(3), 1], ['cccccccccccc', 1]]);
+    // The reader refuses what a server would: a family written twice.
+    expect(() => parsePrometheusText(body + body)).toThrow(/again after another family/);
   });
 
   it("resolves a CPU's sub-millisecond steps, and queueing past 10 s, in buckets of their own", async () => {

@@ -13,7 +13,7 @@ import { POOL_FEATURES } from '../../../shared/pool-features';
 import { encodeEdgeTrie } from '../../../shared/drafting/edge-trie';
 import { models } from '../../support/shared-data';
 import { suiteProvider } from '../../support/execution-provider';
-import { generate, getJson, metricValue, startPool, streamEvents, type PoolProcess } from './pool-process';
+import { generate, getJson, metricValue, pipelinedGenerates, startPool, streamEvents, type PoolProcess } from './pool-process';
 import { POOL_EVENT_FRAMES_ACCEPT, POOL_EVENT_FRAMES_TYPE } from '../../../shared/pool-event-frames';
 import { poolEventFormat, readPoolEvents } from '../../../shared/pool-event-stream';
 
@@ -48,23 +48,8 @@ async function waitFor(check: () => Promise<boolean>, ms: number): Promise<boole
   return false;
 }
 
-/**
- * Generate requests sent back to back on one raw connection, as HTTP/1.1
- * lets a client pipeline them, and all that comes back, as text.
- */
-async function pipelined(bodies: object[]): Promise<{ received: () => string; close: () => void }> {
-  const { connect } = await import('node:net');
-  const url = new URL(pool.url);
-  const raw = (body: object): string => {
-    const text = JSON.stringify(body);
-    return `POST /v1/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${pool.token}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
-  };
-  const socket = connect(Number(url.port), url.hostname);
-  let received = '';
-  socket.on('data', (d: Buffer) => (received += d.toString('utf8')));
-  socket.write(bodies.map(raw).join(''));
-  return { received: () => received, close: () => socket.destroy() };
-}
+/** Generate requests pipelined on one connection to this file's pool. */
+const pipelined = (bodies: object[]): Promise<{ received: () => string; close: () => void }> => pipelinedGenerates(pool, bodies);
 
 describe('auth', () => {
   it('refuses /v1 routes without the bearer token (counted), serves health and metrics openly', async () => {

@@ -173,3 +173,21 @@ export function seriesValue(text: string, name: string, labels = ''): number {
   }
   return 0;
 }
+
+/**
+ * Generate requests sent back to back on one raw connection, as HTTP/1.1
+ * lets a client pipeline them, and all that comes back, as text.
+ */
+export async function pipelinedGenerates(pool: Pick<PoolProcess, 'url' | 'token'>, bodies: object[]): Promise<{ received: () => string; close: () => void }> {
+  const { connect } = await import('node:net');
+  const url = new URL(pool.url);
+  const raw = (body: object): string => {
+    const text = JSON.stringify(body);
+    return `POST /v1/generate HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${pool.token}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
+  };
+  const socket = connect(Number(url.port), url.hostname);
+  let received = '';
+  socket.on('data', (d: Buffer) => (received += d.toString('utf8')));
+  socket.write(bodies.map(raw).join(''));
+  return { received: () => received, close: () => socket.destroy() };
+}

@@ -5,7 +5,7 @@
  * --metrics-tenants, folded into tenant="other"; at 0, no such series.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { generate, metricValue, seriesValue as seriesValueOf, startPool, streamEvents, type PoolProcess } from './pool-process';
+import { generate, metricValue, pipelinedGenerates, seriesValue as seriesValueOf, startPool, streamEvents, type PoolProcess } from './pool-process';
 
 let pool: PoolProcess | null = null;
 afterEach(async () => {
@@ -95,6 +95,35 @@ describe('per-tenant metrics in the pool (--metrics-tenants)', () => {
     expect(seriesValueOf(text, 'sssd_pool_tenant_generations_total', 'tenant="other",outcome="completed"')).toBe(2);
     expect(seriesValueOf(text, 'sssd_pool_tenant_admissions_total', 'tenant="other"')).toBe(2);
     expect(text).not.toMatch(new RegExp(`${TENANT_B.slice(0, 12)}|${TENANT_C.slice(0, 12)}`));
+  }, 120_000);
+
+  it("counts a generation cancelled while it waits its turn on a pipelined connection for its tenant, as pool-wide: the tenants' cancels add up to vLLM's aborts", async () => {
+    pool = await startPool(['--metrics-tenants', '4']);
+    const p = pool;
+    const before = await metricValue(p, 'vllm:request_success_total', 'finished_reason="abort"');
+    // A's long stream, and B's generate pipelined behind it on the same connection: B waits its turn, not yet a generation.
+    const connection = await pipelinedGenerates(p, [
+      { id: 'pa0', promptIds: [1, 403, 407], maxTokens: 480, ignoreEos: true, speculation: 'off', tenant: TENANT_A },
+      { id: 'pb0', promptIds: [1, 403, 407], maxTokens: 4, speculation: 'off', tenant: TENANT_B },
+    ]);
+    try {
+      const until = async (check: () => boolean): Promise<void> => {
+        for (let waited = 0; waited < 400 && !check(); waited++) await new Promise((r) => setTimeout(r, 25));
+      };
+      await until(() => connection.received().includes('"type":"start","id":"pa0"'));
+      const cancel = async (id: string): Promise<unknown> =>
+        (await fetch(`${p.url}/v1/generations/${id}`, { method: 'DELETE', headers: { authorization: `Bearer ${p.token}` } })).json();
+      expect(await cancel('pb0')).toEqual({ id: 'pb0', cancelled: true });
+      expect(await cancel('pa0')).toEqual({ id: 'pa0', cancelled: true });
+      await until(() => (connection.received().match(/"finishReason":"cancelled"/g) ?? []).length === 2);
+      expect(connection.received()).not.toContain('"type":"start","id":"pb0"');
+    } finally {
+      connection.close();
+    }
+    const text = await metricsText(p);
+    expect(seriesValueOf(text, 'vllm:request_success_total', 'finished_reason="abort"') - before).toBe(2);
+    expect(seriesValueOf(text, 'sssd_pool_tenant_generations_total', `${label(TENANT_A)},outcome="cancelled"`)).toBe(1);
+    expect(seriesValueOf(text, 'sssd_pool_tenant_generations_total', `${label(TENANT_B)},outcome="cancelled"`)).toBe(1);
   }, 120_000);
 
   it('with --metrics-tenants 0 shows no per-tenant series', async () => {
