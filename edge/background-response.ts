@@ -241,6 +241,7 @@ export async function answerInBackground(
     const beats = keepBeating(store, started.id, aliveEveryMs, storedAt, beatsUntil);
     const run = runToEnd(job, () => undefined, beats);
     options.waitUntil(run);
+    reply.goesOn?.(run);
     countBackgroundRun(run, beatsUntil);
     return new Response(JSON.stringify(queued), { headers: { ...Object.fromEntries(new Headers(reply.headers)), 'content-type': 'application/json' } });
   }
@@ -262,6 +263,8 @@ export async function answerInBackground(
   const run = runToEnd(job, told, null).finally(() => log.end());
   options.waitUntil(kept);
   options.waitUntil(run);
+  reply.goesOn?.(kept);
+  reply.goesOn?.(run);
   countBackgroundRun(Promise.allSettled([kept, run]), beatsUntil);
   return liveEventStream(log, reply.headers, events.quietCommentMs);
 }

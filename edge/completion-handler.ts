@@ -63,6 +63,8 @@ export interface HandlerContext extends Omit<CompletionDeps, 'model'> {
   jsonGrammar?: boolean;
   /** The request's log line (request-log.ts), where it is written (SSSD_REQUEST_LOG): told the completion's figures, and when its generations end. */
   log?: RequestLog;
+  /** Told the work the reply goes on doing past its Response (PreparedReply.goesOn). */
+  goesOn?: (work: Promise<unknown>) => void;
 }
 
 /** Hashes the edge sends the pool (tenants, prefix-cache salts), each computed once per isolate (bounded: a full map starts over). */
@@ -465,7 +467,7 @@ export async function handleCompletion(parsed: ParsedRequest, ctx: HandlerContex
   const heartbeatMs = ctx.wholeReplyHeartbeatMs ?? WHOLE_REPLY_HEARTBEAT_MS;
   const detachFromClient = (): void => ctx.clientSignal?.removeEventListener('abort', cancelRuns);
   const headers = { ...Object.fromEntries(new Headers(ctx.headers)), ...reproductionHeaders(reproduction) };
-  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal: ctx.clientSignal, detachFromClient, streamQuietCommentMs: ctx.streamQuietCommentMs, log: ctx.log, streamStalledClientMs: ctx.streamStalledClientMs, waitUntil: ctx.waitUntil });
+  return (ctx.answer ?? answerOpenAi)({ body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal: ctx.clientSignal, detachFromClient, streamQuietCommentMs: ctx.streamQuietCommentMs, log: ctx.log, streamStalledClientMs: ctx.streamStalledClientMs, waitUntil: ctx.waitUntil, goesOn: ctx.goesOn });
 }
 
 /** A request's generations, opening, to be answered in its API's shape. */
@@ -493,6 +495,12 @@ export interface PreparedReply {
   streamStalledClientMs?: number;
   /** The request's waitUntil: a stream's task is held by it past its client's leaving (StreamSetting.waitUntil). */
   waitUntil?: (promise: Promise<unknown>) => void;
+  /**
+   * Told each work the reply goes on doing past its Response, where what it stores is written (a stream's task, a
+   * whole reply's once its headers went out, a background run and its kept events): the request is over, and its
+   * storage settled, once all of it has ended (request-work.ts).
+   */
+  goesOn?: (work: Promise<unknown>) => void;
 }
 
 /** Makes the HTTP response of a prepared reply: completions' and chat's (answerOpenAi), or the Responses API's. */
@@ -504,14 +512,23 @@ export type Answerer = (reply: PreparedReply) => Promise<Response>;
  * reply's last byte, where every choice ran to its end (not where it failed,
  * or its client left and the runs were cancelled).
  */
-export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs, streamStalledClientMs, waitUntil }: PreparedReply, keep: KeepCompletion | null = null): Promise<Response> {
+export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs, streamStalledClientMs, waitUntil, goesOn }: PreparedReply, keep: KeepCompletion | null = null): Promise<Response> {
   if (!body.stream) {
     if (!keep) return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal);
-    return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {
-      const whole = await wholeCompletion(runs, meta);
-      if (!runs.some((run) => run.outcome.cancelled)) await keep(whole);
-      return whole;
-    });
+    return wholeCompletionResponse(
+      runs,
+      meta,
+      headers,
+      heartbeatMs,
+      opening,
+      clientSignal,
+      async () => {
+        const whole = await wholeCompletion(runs, meta);
+        if (!runs.some((run) => run.outcome.cancelled)) await keep(whole);
+        return whole;
+      },
+      goesOn,
+    );
   }
   const options = {
     includeUsage: body.stream_options?.include_usage === true,
@@ -519,7 +536,7 @@ export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, hea
     continuousUsage: body.stream_options?.include_usage === true && body.stream_options.continuous_usage_stats === true,
     smooth: body.stream_options?.smooth === true,
   };
-  return streamResponse(runs, meta, options, { headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs, stalledClientMs: streamStalledClientMs, waitUntil }, keep);
+  return streamResponse(runs, meta, options, { headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs, stalledClientMs: streamStalledClientMs, waitUntil, goesOn }, keep);
 }
 
 /**

@@ -37,7 +37,8 @@ import { conversationItemNotFound, conversationNotFound, conversationObject, Con
 import { conversationItems, conversationItemsPage, createBody, checkInclude, itemList, itemsBody, updateBody } from './conversation-routes';
 import { refuseUnreadableItems } from './conversation-fit';
 import { STORAGE_FLOOR_BYTES, StorageBudget } from './storage-budget';
-import { StorageMeter } from './storage-meter';
+import { RequestWork } from './request-work';
+import { HeldMeters, StorageMeter } from './storage-meter';
 import { utf8Length } from './kv-record';
 import { listedItem, inputItemsPage, planResponse, responsesAnswerer, storedResponse } from './responses-reply';
 import { inResponsesTerms } from './responses-request';
@@ -300,12 +301,35 @@ function leaseSeconds(c: Context<AppEnv>): number {
 /**
  * A body parsed, and how its reply is answered where not in its endpoint's own shape (a background response's answerer
  * detaches its generations from the client once answered: PreparedReply.detachFromClient); `background`: its run goes on
- * after its answer, so its slots are held as a background run's (a 429 meanwhile says so); `meter`: where it stores,
- * what it writes is charged (what it reserved is given back where it is refused or fails before its answer).
+ * after its answer, so its slots are held as a background run's (a 429 meanwhile says so).
  */
-type Handled = { parsed: ParsedRequest; answer?: Answerer; background?: boolean; meter?: StorageMeter };
+type Handled = { parsed: ParsedRequest; answer?: Answerer; background?: boolean };
 
-async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | Promise<Handled>): Promise<Response> {
+/**
+ * A generating request, admitted, parsed (`parse` reserves in `meter` what it will store, and has its writes charged
+ * there) and answered. The meter is settled once, when the request's work is over: refused or failed, or its reply's
+ * work past the Response ended (RequestWork: a stream's last frame or its client gone, a whole reply's body, a
+ * background run's end), so what it reserved and did not write (a stream cancelled, a turn not appended, a record
+ * refused as too large, a write that failed) is given back, whichever path it took (review h227, finding 1).
+ */
+async function complete(c: Context<AppEnv>, parse: (body: unknown, meter: StorageMeter) => Handled | Promise<Handled>): Promise<Response> {
+  const meter = storageMeter(c);
+  const work = new RequestWork();
+  // Life shown while its code runs: a request the runtime cancels shows none, and its meter is settled for it (HeldMeters).
+  const heartbeat = setInterval(() => meter.alive(), LEASE_HEARTBEAT_MS);
+  try {
+    return await answerAdmitted(c, (body) => parse(body, meter), work);
+  } finally {
+    void work.ended().then(() => {
+      clearInterval(heartbeat);
+      heldMeters.release(storageKey(c), meter);
+      meter.settle();
+    });
+  }
+}
+
+/** complete's request, its reply's work past the Response told to `work`. */
+async function answerAdmitted(c: Context<AppEnv>, parse: (body: unknown) => Handled | Promise<Handled>, work: RequestWork): Promise<Response> {
   const env = c.env;
   const config = edgeConfig(env);
   const key = c.get('key');
@@ -315,9 +339,8 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
   let parsed: ParsedRequest;
   let answer: Answerer | undefined;
   let background = false;
-  let meter: StorageMeter | undefined;
   try {
-    ({ parsed, answer, background = false, meter } = await parse(await readJson(c, admission)));
+    ({ parsed, answer, background = false } = await parse(await readJson(c, admission)));
     refuseStreamOptionsWithoutStream(parsed.body);
     // Each of `n` choices is a generation in flight: `n` takes as many of the key's slots.
     const n = parsed.body.n ?? 1;
@@ -331,7 +354,6 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
     }
   } catch (err) {
     refundIfRefusedForN(c, admission, err);
-    meter?.unspent();
     release();
     throw err;
   }
@@ -367,12 +389,12 @@ async function complete(c: Context<AppEnv>, parse: (body: unknown) => Handled | 
       requestHex: c.get('requestHex'),
       answer,
       log: c.get('log'),
+      goesOn: (promise) => work.add(promise),
     });
     if (background) runsBy();
     return answered;
   } catch (err) {
     refundIfRefusedForN(c, admission, err);
-    meter?.unspent();
     release();
     throw err;
   }
@@ -393,6 +415,7 @@ const storageBudget = new StorageBudget();
  * wrote its record whole again with a fresh TTL (review h217, findings 1 and 3).
  */
 function takeStorage(c: Context<AppEnv>, written: string): void {
+  settleLapsedMeters(c);
   const key = c.get('key');
   const bytes = Math.max(STORAGE_FLOOR_BYTES, utf8Length(written));
   const retryAfterS = storageBudget.take(key.dataScope, key.keyId, bytes, key.storageBytesPerDay);
@@ -412,17 +435,37 @@ function storageMeter(c: Context<AppEnv>): StorageMeter {
   });
 }
 
-/** Takes `bytes` (what the request will store at least) into `meter`, or throws the 429. */
-function reserveStorage(c: Context<AppEnv>, meter: StorageMeter, bytes: number): void {
-  const retryAfterS = meter.reserve(bytes);
-  if (retryAfterS !== null) throw storageLimitExceeded(c.get('key'), Math.max(STORAGE_FLOOR_BYTES, bytes), retryAfterS);
+/** Generations' meters holding what they reserved, until settled (storage-meter.ts). */
+const heldMeters = new HeldMeters();
+
+/** The key's storage bucket, as heldMeters names it (storage-budget.ts: one a key within its data scope). */
+function storageKey(c: Context<AppEnv>): string {
+  const key = c.get('key');
+  return `${key.dataScope}/${key.keyId}`;
 }
 
-/** The 429 of a spent storage budget: Retry-After when the request's bytes are back (past a minute, no retry: the SDKs would try again at once). */
+/** What the key's requests the runtime cancelled still held comes back (their leases lapsed), before a take. */
+function settleLapsedMeters(c: Context<AppEnv>): void {
+  heldMeters.settleLapsed(storageKey(c), edgeConfig(c.env).concurrencyLeaseMs);
+}
+
+/** Takes `bytes` (what the request will store at least) into `meter`, or throws the 429. */
+function reserveStorage(c: Context<AppEnv>, meter: StorageMeter, bytes: number): void {
+  settleLapsedMeters(c);
+  const retryAfterS = meter.reserve(bytes);
+  if (retryAfterS !== null) throw storageLimitExceeded(c.get('key'), Math.max(STORAGE_FLOOR_BYTES, bytes), retryAfterS);
+  heldMeters.hold(storageKey(c), meter);
+}
+
+/**
+ * The 429 of a spent storage budget: Retry-After when the request's bytes are back (past a minute, no retry: the SDKs would
+ * try again at once). What goes through instead is said of requests it is true of: a `store: false` request refused for
+ * its conversation turn was told `store: false` was not limited (review h227, finding 4).
+ */
 function storageLimitExceeded(key: KeyRecord, bytes: number, retryAfterS: number): ApiError {
   return new ApiError(
     429,
-    `Storage limit reached: this key stores at most ${key.storageBytesPerDay / (1024 * 1024)} MiB a day (stored responses and chat completions, conversations and metadata updates; its record's storageMbPerDay, else SSSD_DEFAULT_STORAGE_MB_PER_DAY), refilled as the day goes: this request's ${bytes} bytes are back in ${retryAfterS} s. Requests with store: false store nothing and are not limited so.`,
+    `Storage limit reached: this key stores at most ${key.storageBytesPerDay / (1024 * 1024)} MiB a day (stored responses and chat completions, conversations and metadata updates; its record's storageMbPerDay, else SSSD_DEFAULT_STORAGE_MB_PER_DAY), refilled as the day goes: this request's ${bytes} bytes are back in ${retryAfterS} s. Requests with store: false that name no conversation store nothing, and are not limited so (a conversation's turns are stored whatever store says).`,
     'rate_limit_error',
     'storage_limit_exceeded',
     null,
@@ -433,16 +476,15 @@ function storageLimitExceeded(key: KeyRecord, bytes: number, retryAfterS: number
 
 app.post('/v1/completions', rateLimitHeaders, limitBody, (c) => complete(c, (body) => ({ parsed: { kind: 'completion', body: parseOpenAiBody(completionRequestSchema, body) } })));
 app.post('/v1/chat/completions', rateLimitHeaders, limitBody, (c) =>
-  complete(c, (body) => {
+  complete(c, (body, meter) => {
     const chat = parseOpenAiBody(chatRequestSchema, body, 'chat');
     // Only `store: true` is kept (OpenAI's default is false): any other request does no KV work for it.
     const sent = (body as { messages?: unknown }).messages;
     if (chat.store !== true) return { parsed: { kind: 'chat', body: chat } };
     // What it keeps is charged as written; its messages, before it runs.
-    const meter = storageMeter(c);
     const { keep, inputBytes } = keepChatCompletion(chatCompletionStore(c), chat, sent, meter);
     reserveStorage(c, meter, inputBytes);
-    return { parsed: { kind: 'chat', body: chat }, answer: (reply) => answerOpenAi(reply, keep), meter };
+    return { parsed: { kind: 'chat', body: chat }, answer: (reply) => answerOpenAi(reply, keep) };
   }),
 );
 
@@ -467,10 +509,9 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
   // name the Responses request's fields (a `response_format` sent was refused as "text.format is not a field").
   let planned = false;
   try {
-    return await complete(c, async (body) => {
+    return await complete(c, async (body, meter) => {
       // The conversation store only where one is named: a request without one does no KV work for it.
       const named = typeof body === 'object' && body !== null && (body as { conversation?: unknown }).conversation != null;
-      const meter = storageMeter(c);
       const plan = await planResponse(body, responseStore(c, meter), responseId(c.get('requestHex')), named ? conversationStore(c) : undefined, meter);
       planned = true;
       // What it stores is charged as written; its input, before it runs (`store: false` with no conversation: nothing).
@@ -480,7 +521,6 @@ app.post('/v1/responses', rateLimitHeaders, limitBody, async (c) => {
         parsed: { kind: 'chat', body: plan.translated.chat, truncation: plan.translated.body.truncation === 'auto' ? 'auto' : undefined },
         answer: responsesAnswerer(plan, background),
         background: background !== null,
-        meter: plan.storing?.meter,
       };
     });
   } catch (err) {

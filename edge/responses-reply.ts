@@ -242,7 +242,7 @@ async function storeResponse(plan: ResponsesPlan, reproduction: Reproduction, re
  */
 export function responsesAnswerer(planned: ResponsesPlan, background: BackgroundOptions | null = null): Answerer {
   return async (reply) => {
-    const { body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs, streamStalledClientMs, waitUntil } = reply;
+    const { body, runs, meta, reproduction, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs, streamStalledClientMs, waitUntil, goesOn } = reply;
     // As chat's `model`: the served model's name, whatever name ("default") the request gave.
     const plan = { ...planned, started: { ...planned.started, model: meta.model } };
     const finish = async (): Promise<ResponseObject> => {
@@ -269,11 +269,20 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
       return answerInBackground(plan.started, reply, run, (response, running) => save(plan, reproduction, response, running, streamed), plan.store, background, events, (ended) => appendEnded(plan, ended));
     }
     if (!body.stream) {
-      return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal, async () => {
-        const response = await finish();
-        await save(plan, reproduction, response);
-        return response;
-      });
+      return wholeCompletionResponse(
+        runs,
+        meta,
+        headers,
+        heartbeatMs,
+        opening,
+        clientSignal,
+        async () => {
+          const response = await finish();
+          await save(plan, reproduction, response);
+          return response;
+        },
+        goesOn,
+      );
     }
     const format = new ResponsesStreamFormat(
       plan.started,
@@ -285,7 +294,7 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
       () => runs[0].usageSoFar(),
     );
     // Smoothing is the edge's own switch (the x-sssd-smooth header sets it on the chat body: index.ts), as on chat.
-    return streamWhenOpened(runs, format, { id: plan.started.id, smooth: body.stream_options?.smooth === true, headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs, stalledClientMs: streamStalledClientMs, waitUntil });
+    return streamWhenOpened(runs, format, { id: plan.started.id, smooth: body.stream_options?.smooth === true, headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs, stalledClientMs: streamStalledClientMs, waitUntil, goesOn });
   };
 }
 

@@ -140,6 +140,8 @@ export interface StreamSetting {
    * otherwise run its generation to the end for no one.
    */
   stalledClientMs?: number;
+  /** Told the stream's task, which goes on past the Response (PreparedReply.goesOn): its format's end may store. */
+  goesOn?: (work: Promise<unknown>) => void;
 }
 
 /**
@@ -266,5 +268,6 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
     end();
   })();
   waitUntil?.(task);
+  setting.goesOn?.(task);
   return new Response(body.stream, { headers: { ...sseHeaders, ...Object.fromEntries(new Headers(headers)) } });
 }

@@ -48,6 +48,8 @@ export async function wholeCompletionResponse(
   clientSignal?: AbortSignal,
   /** The body, once every run is done (the Responses API builds its own from finishedChoices). */
   build: () => Promise<object> = () => wholeCompletion(runs, meta),
+  /** Told the reply's task where it goes on past its headers (PreparedReply.goesOn): `build` may store still. */
+  goesOn?: (work: Promise<unknown>) => void,
 ): Promise<Response> {
   const jsonHeaders = { ...Object.fromEntries(new Headers(headers)), 'content-type': 'application/json' };
   const whole = opening.then(build);
@@ -80,7 +82,7 @@ export async function wholeCompletionResponse(
     body.send(space);
     secondWrite();
   }, heartbeatMs);
-  void (async () => {
+  const task = (async () => {
     let json: string;
     try {
       json = responseJson(meta, await whole);
@@ -95,6 +97,7 @@ export async function wholeCompletionResponse(
     body.send(encoder.encode(json));
     body.close();
   })();
+  goesOn?.(task);
   return new Response(body.stream, {
     // no-transform: a proxy that compressed or buffered it would hold the spaces back, and the client's leaving with them.
     headers: { ...jsonHeaders, 'content-encoding': 'identity', 'cache-control': 'no-store, no-transform' },

@@ -18,6 +18,8 @@ const ONE_SLOT_KEY = 'e2e-responses-one-slot-key';
 const ROTATED_KEY = 'e2e-responses-rotated-key';
 /** A key that stores 1 MiB a day (storage-budget.ts): its stored responses spend it. */
 const STORING_KEY = 'e2e-responses-storing-key';
+/** A key that stores 1 MiB a day, whose generations' clients leave before they store anything. */
+const LEAVING_KEY = 'e2e-responses-leaving-key';
 const MIB = 1024 * 1024;
 
 let stack: TestStack;
@@ -32,6 +34,7 @@ beforeAll(async () => {
         [sha256Hex(ONE_SLOT_KEY)]: { tenant: 'one-slot', rpm: 6000, concurrency: 1 },
         [sha256Hex(ROTATED_KEY)]: { tenant: 'other', dataOf: sha256Hex(OTHER_KEY) },
         [sha256Hex(STORING_KEY)]: { tenant: 'storing', storageMbPerDay: 1 },
+        [sha256Hex(LEAVING_KEY)]: { tenant: 'leaving', rpm: 6000, concurrency: 8, storageMbPerDay: 1 },
       }),
       SSSD_CONCURRENCY_LEASE_SECONDS: '3',
       // JSON goes to the pool as a grammar here (the other e2e stacks send the default regex form).
@@ -381,6 +384,54 @@ describe('Responses API on the edge', () => {
     const unstored = await storing.responses.create({ ...params, store: false });
     expect(unstored.status).toMatch(/completed|incomplete/);
     await expect(storing.responses.retrieve(unstored.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it("gives back what a generation reserved and did not store: streams left by their client (a store: false turn in a conversation, a stored chat completion) leave the key's storage budget as it was (review h227, finding 1)", async () => {
+    const leaving = new OpenAI({ apiKey: LEAVING_KEY, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
+    // What the key stores: this conversation, empty (1 KiB, the floor), and nothing more.
+    const conversation = await leaving.conversations.create();
+    // ~200 KB of input a turn, reserved as the turn it would append (store: false or not): three are 600 KB of the day's
+    // 1 MiB. Each stream is left at its first event, its end far off (EOS ignored): cancelled, its turn is not appended.
+    const input = [...Array.from({ length: 16 }, (_, i) => ({ role: 'user' as const, content: 'abcdefghijklmnop'[i].repeat(12_000) })), { role: 'user' as const, content: PROMPT }];
+    for (let i = 0; i < 3; i++) {
+      const turn = { model, conversation: conversation.id, input, max_output_tokens: 256, truncation: 'auto', store: false, stream: true, ignore_eos: true };
+      const stream = await leaving.responses.create(turn as OpenAI.Responses.ResponseCreateParamsStreaming);
+      for await (const event of stream) {
+        expect(event.type).toBe('response.created');
+        break;
+      }
+    }
+    // Stored chat completions, their messages and ~9 KB of metadata reserved each (OpenAI's most), left at their first chunk.
+    const metadata = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [String(i).padStart(64, 'k'), String(i).padStart(512, 'v')]));
+    for (let i = 0; i < 3; i++) {
+      const chat = { model, messages: [{ role: 'user' as const, content: PROMPT }], max_completion_tokens: 256, store: true, metadata, stream: true, ignore_eos: true };
+      const stream = await leaving.chat.completions.create(chat as OpenAI.ChatCompletionCreateParamsStreaming);
+      for await (const chunk of stream) {
+        expect(chunk.object).toBe('chat.completion.chunk');
+        break;
+      }
+    }
+    // Left before their end, they stored nothing.
+    expect((await leaving.conversations.items.list(conversation.id)).data).toEqual([]);
+    // A request reserving a whole day (store: true in the conversation: ~540 KB of input, as its record's items and as
+    // its turn) is refused for what the day lacks: the conversation's 1 KiB, back within 85 s, once each stream's work
+    // ended (a moment after its client left) or, where the runtime cancelled a request outright (its code never runs
+    // again), once its lease lapsed (3 s here); what the streams reserved kept, ~630 KB, it would be ~52,000 s.
+    const wholeDay = { model, conversation: conversation.id, input: Array.from({ length: 45 }, (_, i) => ({ role: 'user' as const, content: String(i % 10).repeat(12_000) })), max_output_tokens: 1, truncation: 'auto' as const, store: true };
+    const floorBackS = Math.ceil((1024 * 86_400) / MIB);
+    let retryAfter = Infinity;
+    for (let tries = 0; tries < 25 && retryAfter > floorBackS; tries++) {
+      if (tries > 0) await new Promise((resolve) => setTimeout(resolve, 200));
+      const refused = await leaving.responses.create(wholeDay).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      expect(refused).toMatchObject({ status: 429, code: 'storage_limit_exceeded' });
+      retryAfter = Number((refused as InstanceType<typeof OpenAI.RateLimitError>).headers?.get('retry-after'));
+    }
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(floorBackS);
+    expect((await leaving.chat.completions.list()).data).toEqual([]);
   });
 });
 

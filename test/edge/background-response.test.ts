@@ -210,7 +210,8 @@ describe.concurrent('a background run stopped or ended in its own isolate', () =
     });
     // What it generated as it was stopped: 7 tokens, which its usage must carry (the request log bills them).
     const run = { cancel: (why: CancelCause) => void (cancels.push(why), end({ ...started, status: 'failed', output: [] })), waitingForPool: false, usageSoFar: () => offUsage(3, 7) };
-    const reply = { opening: Promise.resolve(), runs: [run as unknown as CompletionRun], headers: {}, detachFromClient: () => undefined } as unknown as PreparedReply;
+    const goneOn: Promise<unknown>[] = [];
+    const reply = { opening: Promise.resolve(), runs: [run as unknown as CompletionRun], headers: {}, detachFromClient: () => undefined, goesOn: (work: Promise<unknown>) => goneOn.push(work) } as unknown as PreparedReply;
     const running: Promise<unknown>[] = [];
     const writes: string[] = [];
     const save = async (response: ResponseObject, runningRecord?: RunningRecord) => {
@@ -219,8 +220,17 @@ describe.concurrent('a background run stopped or ended in its own isolate', () =
     };
     const answer = await answerInBackground(started, reply, () => finished, save, store, { waitUntil: (p) => running.push(p), deadlineMs: 60_000, stopPollMs: 60_000 }, null, beforeEnd);
     expect(((await answer.json()) as ResponseObject).status).toBe('queued');
-    return { store, id, ended: { ...record.response, background: true }, cancels, writes, end, done: () => Promise.all(running) };
+    return { store, id, ended: { ...record.response, background: true }, cancels, writes, end, done: () => Promise.all(running), goneOn };
   }
+
+  it("tells the request's goesOn its run, which ends once its end is stored: its storage is settled after its last write", async ({ expect }) => {
+    const run = await startGeneration(expect, 'a9d1a9d1a9d1a9d1a9d1a9d1');
+    expect(run.goneOn).toHaveLength(1);
+    run.end({ ...run.ended, status: 'completed' });
+    await Promise.all(run.goneOn);
+    expect(run.writes).toEqual(['queued', 'completed']);
+    expect((await run.store.get(run.id))?.response.status).toBe('completed');
+  });
 
   it('stops at once on a cancel taken here, not at its next read of the stop mark, and stores it cancelled with the usage of what it generated (review h170)', async ({ expect }) => {
     const run = await startGeneration(expect, 'a3c4a3c4a3c4a3c4a3c4a3c4');

@@ -115,6 +115,24 @@ describe('sseStream', () => {
     expect(format.endedAs).toEqual(['abandoned']);
   });
 
+  it("tells goesOn its task, which ends once what the format stores after the client left is written (a request's storage is settled then)", async () => {
+    const { run } = slowRun();
+    let stored = false;
+    const format = { ...plainFormat(), abandoned: async () => {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      stored = true;
+    } };
+    const works: Array<Promise<unknown>> = [];
+    const response = sseStream([run], format, { id: 'x', smooth: false, headers: {}, goesOn: (work) => works.push(work) });
+    expect(works).toHaveLength(1);
+    const reader = response.body!.getReader();
+    await reader.read();
+    await reader.cancel(new Error('Network connection lost.'));
+    expect(stored).toBe(false);
+    await works[0];
+    expect(stored).toBe(true);
+  });
+
   it("tells a resume the client is gone where the body is cancelled during its check, and still there otherwise", async () => {
     const { run } = slowRun();
     const response = sseStream([run], plainFormat(), { id: 'x', smooth: false, headers: {} });
