@@ -39,6 +39,9 @@ beforeAll(async () => {
       SSSD_CONCURRENCY_LEASE_SECONDS: '3',
       // JSON goes to the pool as a grammar here (the other e2e stacks send the default regex form).
       SSSD_JSON_GRAMMAR: '1',
+      // A stream whose client left is taken for gone this soon (the default 2 s): the left streams below must not run to
+      // their end, stored, before the edge knows (their generations take a few hundred ms here).
+      SSSD_STREAM_STALLED_CLIENT_MS: '100',
     },
   });
   client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });
@@ -404,7 +407,7 @@ describe('Responses API on the edge', () => {
     // Stored chat completions, their messages and ~9 KB of metadata reserved each (OpenAI's most), left at their first chunk.
     const metadata = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [String(i).padStart(64, 'k'), String(i).padStart(512, 'v')]));
     for (let i = 0; i < 3; i++) {
-      const chat = { model, messages: [{ role: 'user' as const, content: PROMPT }], max_completion_tokens: 256, store: true, metadata, stream: true, ignore_eos: true };
+      const chat = { model, messages: [{ role: 'user' as const, content: PROMPT }], max_completion_tokens: 448, store: true, metadata, stream: true, ignore_eos: true };
       const stream = await leaving.chat.completions.create(chat as OpenAI.ChatCompletionCreateParamsStreaming);
       for await (const chunk of stream) {
         expect(chunk.object).toBe('chat.completion.chunk');
