@@ -13,7 +13,7 @@
 import type { PoolEvent } from '../shared/protocol';
 import type { PoolHeard } from './pool-picker';
 
-/** How often a stream not yet heard from asks whether its pool is now known down. */
+/** How often a stream waiting on its pool asks whether the pool is now known down. */
 const RECHECK_MS = 1_000;
 
 export class StallWatch {
@@ -31,6 +31,8 @@ export class StallWatch {
   private heard = false;
   /** A recheck found the pool doubted (once: its window is set then). */
   private doubtSeen = false;
+  /** A recheck found the pool down mid-reply since its last event (its window is set then, until the next event). */
+  private downSeen = false;
 
   /**
    * `outer`: the run's own signal (the client left, a stop string): it aborts
@@ -49,9 +51,15 @@ export class StallWatch {
      * down meanwhile (its health check failed since the request went to it)
      * gets `firstMs` more from then, not the whole window. Sent while its
      * health still said up (a pool frozen a moment before), a request waited
-     * out the 30 s window while another pool sat idle.
+     * out the 30 s window while another pool sat idle. `down`, asked as
+     * often after the first event while the stream waits on the pool: a pool
+     * whose own health check found it down since its last event gets
+     * `firstMs` more too (review h228: streams mid-reply on a frozen pool
+     * waited out the whole window, 25 s after new requests had moved to the
+     * other pool). Doubt alone is not asked then: a live pool's slow step, or
+     * another pool's stall, must not cut a reply that is flowing.
      */
-    private readonly recheck?: { doubted: () => boolean; firstMs: number },
+    private readonly recheck?: { doubted: () => boolean; firstMs: number; down?: () => boolean },
     /** Stamped at each event: the pool is heard from, for every request that weighs whether it hangs (PoolPicker.doubted). */
     private readonly heardFrom?: PoolHeard,
   ) {
@@ -61,9 +69,9 @@ export class StallWatch {
     this.arm(this.nextCheckIn(this.windowMs));
   }
 
-  /** Until the first event, a recheck comes at least every RECHECK_MS. */
+  /** Until the first event, and after it where `down` is asked, a recheck comes at least every RECHECK_MS. */
   private nextCheckIn(ms: number): number {
-    return this.recheck && !this.heard ? Math.min(ms, RECHECK_MS) : ms;
+    return this.recheck && (!this.heard || this.recheck.down) ? Math.min(ms, RECHECK_MS) : ms;
   }
 
   /** The signal to fetch the generation with. */
@@ -92,6 +100,7 @@ export class StallWatch {
         this.heard = true;
         if (!this.stalled) {
           this.windowMs = this.stallMs;
+          this.downSeen = false;
           if (this.heardFrom && !next.done) this.heardFrom.at = Date.now();
         }
         if (this.stalled || next.done) {
@@ -133,6 +142,11 @@ export class StallWatch {
       // had its requests cut at once, and their stall doubted every other pool).
       if (this.recheck && !this.heard && !this.doubtSeen && this.recheck.doubted()) {
         this.doubtSeen = true;
+        this.windowMs = Math.min(this.windowMs, quiet + this.recheck.firstMs);
+      }
+      // Mid-reply, found down by its own health check with nothing from it since: likewise `firstMs` more.
+      if (this.recheck?.down && this.heard && this.waiting && !this.downSeen && this.recheck.down()) {
+        this.downSeen = true;
         this.windowMs = Math.min(this.windowMs, quiet + this.recheck.firstMs);
       }
       if (quiet < this.windowMs) {

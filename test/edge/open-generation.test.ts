@@ -522,6 +522,31 @@ describe('a pool doubted after one of its generations went silent', () => {
     });
   });
 
+  it('mid-reply, gives up its stream soon where its own health check finds it down since its last event, not after the window (review h228)', async () => {
+    await withFaultProxy(async (proxy) => {
+      const picker = new PoolPicker([proxy.url], pool.token);
+      await picker.checkHealth();
+      // Two steps' tokens, then nothing more on the open connection (a pool frozen mid-reply).
+      proxy.mode = 'stall';
+      proxy.afterTokenEvents = 2;
+      const opened = await openGeneration(picker, { ...request(), maxTokens: 200, ignoreEos: true, speculation: 'off' }, undefined, undefined, 20_000);
+      const events: PoolEvent[] = [];
+      let silentFrom = 0;
+      for await (const event of opened.events) {
+        events.push(event);
+        if (event.type === 'tokens' && events.filter((e) => e.type === 'tokens').length === 2) {
+          // Its health check fails from now on (a draining pool's 503 stands for one that no longer answers ok).
+          proxy.health = 'draining';
+          silentFrom = performance.now();
+        }
+      }
+      expect(proxy.broken).toHaveLength(1);
+      // The next check falls due within 2 s (HEALTH_TTL_MS), a recheck asks within 1 s, then 2 s more: not 20 s.
+      expect((performance.now() - silentFrom) / 1000).toBeLessThan(2 + 1 + DOWN_POOL_ANSWER_MS / 1000 + 2);
+      expect(events.at(-1)).toEqual({ type: 'error', code: 'internal', message: expect.stringMatching(/^the pool sent nothing for \d+(\.\d)? s$/) });
+    });
+  });
+
   it('is still refused soon where its own health check finds it frozen, alone or last', async () => {
     // A pool that takes connections and never answers, its health check included (SIGSTOP, a stuck device).
     const hung = createServer(() => undefined);

@@ -62,6 +62,37 @@ describe('StallWatch', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
   });
 
+  it('gives a stream mid-reply on a pool its health check found down the short window from then, and keeps the whole window while it is not', async () => {
+    // Two events, then silent; found down 0.5 s after the last: seen at a recheck (within 1 s), given up 0.3 s
+    // after it, not after 10 s (review h228: mid-reply streams on a frozen pool waited out the whole window).
+    let lastAt = Date.now();
+    let started = Date.now();
+    const found = new StallWatch(10_000, undefined, undefined, undefined, {
+      firstMs: 300,
+      doubted: () => false,
+      down: () => Date.now() - lastAt > 500,
+    });
+    const events: PoolEvent[] = [];
+    for await (const e of found.watch(pool(found.signal, 2, 50, true))) {
+      events.push(e);
+      if (e.type === 'tokens') lastAt = Date.now();
+    }
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(found.didStall).toBe(true);
+    expect(events.slice(0, 2)).toEqual([tokens(0), tokens(1)]);
+    expect(events[2]).toEqual({ type: 'error', code: 'internal', message: expect.stringMatching(/^the pool sent nothing for (0\.[89]|1\.\d) s$/) });
+    // Its health still up (a long step, a busy pool): the whole window, though the stream is as silent.
+    started = Date.now();
+    const up = new StallWatch(1500, undefined, undefined, undefined, { firstMs: 300, doubted: () => true, down: () => false });
+    await read(up.watch(pool(up.signal, 1, 50, true)));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
+    // Found down, but its events keep coming: the window starts again at each, and the reply runs to its end.
+    const flowing = new StallWatch(10_000, undefined, undefined, undefined, { firstMs: 300, doubted: () => true, down: () => true });
+    const all = await read(flowing.watch(pool(flowing.signal, 30, 50, false)));
+    expect(all).toHaveLength(30);
+    expect(flowing.didStall).toBe(false);
+  });
+
   it("closes the pool's stream when its reader lets go early (a stop string, a client gone), not only at its end", async () => {
     const watch = new StallWatch(1000);
     let closed = false;
