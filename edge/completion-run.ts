@@ -530,9 +530,9 @@ export class CompletionRun {
     deps.picker.markFailed(failed.baseUrl);
     // Where the pool lives on, its generation must not (a cut connection it has not noticed yet).
     deps.waitUntil(failed.cancel(this.generationId).catch(() => undefined));
-    this.resumes += 1;
     this.outputBase = this.outputIds.length;
-    this.generationId = `${plan.id}.r${this.resumes}`;
+    // Counted once it opened (below): a stream cut off with no pool to go on logged `resumes: 1` (review h228).
+    this.generationId = `${plan.id}.r${this.resumes + 1}`;
     // Where it goes on, as far as the edge knows now: with one pool, there is no other (review h223 read "another").
     const where = deps.picker.size > 1 ? 'on another pool (or this one again, where none other is up)' : 'on the same pool, the only one, once it answers again';
     console.warn(`edge: generation ${plan.id} resumes ${where} after ${this.outputBase} tokens (${failed.baseUrl}: ${reason})`);
@@ -541,6 +541,7 @@ export class CompletionRun {
     try {
       // The client has part of the answer: busy pools are waited for (their hint, up to the stall window), not given up on.
       await this.openOn(this.generateRequest(promptIds, plan.maxTokens - this.outputBase, this.draftTrie(promptIds, this.outputBase), this.outputBase), true);
+      this.resumes += 1;
       this.resuming = false;
     } catch (err) {
       // No pool left that honours what it sets (the one that did failed): said so, not as a wait for a pool.
