@@ -40,6 +40,10 @@ export class ChatStreamFormat implements StreamFormat {
   private readonly calls: StreamedToolCalls | null;
   /** What the chunks add up to, where the completion is kept (`store: true`). */
   private readonly collected: StreamedCompletion | null;
+  /** Every generation opened (begin): a failure after it has text, and tokens to bill, behind it. */
+  private begun = false;
+  /** Each ended choice's usage (its summary's), for a usage chunk sent when another choice fails. */
+  private readonly endedUsages: Array<CompletionUsage | undefined> = [];
 
   constructor(
     private readonly runs: readonly CompletionRun[],
@@ -62,6 +66,7 @@ export class ChatStreamFormat implements StreamFormat {
   }
 
   begin(send: SendFrame): void {
+    this.begun = true;
     const meta = this.meta;
     // "auto"'s role chunk waits for the reply to show what it is: its content is "" before text, null before calls.
     if (meta.kind === 'chat' && meta.toolCalls?.kind !== 'auto') for (let i = 0; i < this.runs.length; i++) this.sendRole(i, send);
@@ -93,6 +98,7 @@ export class ChatStreamFormat implements StreamFormat {
 
   finished(index: number, summary: CompletionSummary, send: SendFrame): void {
     const { meta, formatters, usageOf, idsOf, calls } = this;
+    this.endedUsages[index] = summary.usage;
     let finishReason: string = summary.finishReason;
     if (calls) {
       this.roleOnceDecided(index, send, true);
@@ -113,6 +119,11 @@ export class ChatStreamFormat implements StreamFormat {
   }
 
   failed(error: ApiError, send: SendFrame): void {
+    // Cut off mid-reply: the usage of what was generated (what the request log bills), before the error, as at a
+    // normal end; the Responses route's `response.failed` carries it too (review h228). None where no generation opened.
+    if (this.options.includeUsage && this.begun) {
+      this.emit(send, usageChunk(this.meta, combinedUsage(this.runs.map((run, i) => this.endedUsages[i] ?? run.usageSoFar()))));
+    }
     send(dataFrame(error.toBody()));
   }
 

@@ -44,30 +44,33 @@ interface Streamed {
   error: string | null;
   /** SSE comments sent after the first chunk (a silence mid-reply). */
   quietComments: number;
+  /** Each data chunk as it came: `text`, `usage` (choices [] with usage), or `error`. */
+  kinds: Array<'text' | 'usage' | 'error'>;
 }
 
-/** A streamed completion, read as an SSE client reads it. */
-async function stream(body: Record<string, unknown>): Promise<Streamed> {
-  const res = await fetch(`${edge.url}/v1/completions`, {
+/** A streamed completion (or chat completion, its `messages` in `body`), read as an SSE client reads it. */
+async function stream(body: Record<string, unknown>, route: 'completions' | 'chat/completions' = 'completions'): Promise<Streamed> {
+  const res = await fetch(`${edge.url}/v1/${route}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'stories260K', stream: true, stream_options: { include_usage: true }, ...body }),
   });
   expect(res.status).toBe(200);
-  const out: Streamed = { id: '', text: '', finish: null, completionTokens: 0, error: null, quietComments: 0 };
+  const out: Streamed = { id: '', text: '', finish: null, completionTokens: 0, error: null, quietComments: 0, kinds: [] };
   for (const block of (await res.text()).split('\n\n')) {
     if (block.startsWith(':') && out.id !== '') out.quietComments++;
     if (!block.startsWith('data: ') || block === 'data: [DONE]') continue;
     const chunk = JSON.parse(block.slice(6)) as {
       id?: string;
-      choices?: Array<{ text: string; finish_reason: string | null }>;
+      choices?: Array<{ text?: string; delta?: { content?: string | null }; finish_reason: string | null }>;
       usage?: { completion_tokens: number };
       error?: { message: string };
     };
     if (chunk.error) out.error = chunk.error.message;
+    out.kinds.push(chunk.error ? 'error' : chunk.usage && chunk.choices?.length === 0 ? 'usage' : 'text');
     if (chunk.id) out.id = chunk.id;
     for (const choice of chunk.choices ?? []) {
-      out.text += choice.text;
+      out.text += choice.text ?? choice.delta?.content ?? '';
       out.finish = choice.finish_reason ?? out.finish;
     }
     if (chunk.usage) out.completionTokens = chunk.usage.completion_tokens;
@@ -238,6 +241,19 @@ describe('a generation whose pool fails mid-stream', () => {
     expect(broken(out.id)).toEqual([out.id, `${out.id}.r1`, `${out.id}.r2`]);
     expect(out.error).toMatch(/Generation failed at the inference pool 3 times \(the first try and 2 resumes\); the operator's logs have the cause under cmpl-/);
     expect(out.text.length).toBeGreaterThan(0);
+    // include_usage: the usage of what was sent comes before the error, as the request log bills it (review h228: none came).
+    expect(out.kinds.slice(-2)).toEqual(['usage', 'error']);
+    expect(out.completionTokens).toBeGreaterThan(0);
+    expect(await requestLine(out.id)).toMatchObject({ completion_tokens: out.completionTokens, error: 'pool_error' });
+    // A chat stream the same.
+    arm('cut', () => true);
+    const chat = await stream({ messages: [{ role: 'user', content: 'Tell me about a dog.' }], max_tokens: 200, temperature: 0 }, 'chat/completions');
+    arm('pass');
+    expect(chat.error).toMatch(/Generation failed at the inference pool 3 times/);
+    expect(chat.text.length).toBeGreaterThan(0);
+    expect(chat.kinds.slice(-2)).toEqual(['usage', 'error']);
+    expect(chat.completionTokens).toBeGreaterThan(0);
+    expect(await requestLine(chat.id)).toMatchObject({ completion_tokens: chat.completionTokens, error: 'pool_error' });
   });
 
   it('answers a clean 503 at once, not a 200 that waits and then carries an error, when every pool fails a generation before its first token', async () => {
