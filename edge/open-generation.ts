@@ -141,11 +141,12 @@ export async function openGeneration(
             void picker.checkHealth(waitUntil).catch(() => undefined);
             return shortWindow();
           },
-          // Mid-reply: only a pool its own health check found down, nothing heard from it since (frozen whole); the
-          // health checks go on from this stream too, where no other request refreshes them.
+          // Mid-reply: only a pool its own health check found down, nothing heard from it since (frozen whole), and
+          // only where another pool is up to go on (alone, the stream waits for it as before: a resume on the same pool
+          // would prefill again); the health checks go on from this stream too, where no other request refreshes them.
           down: () => {
             void picker.checkHealth(waitUntil).catch(() => undefined);
-            return picker.checkedDown(client.baseUrl);
+            return picker.checkedDown(client.baseUrl) && picker.anotherUp(client.baseUrl);
           },
         },
         picker.hearing(client.baseUrl),

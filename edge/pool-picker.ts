@@ -262,6 +262,15 @@ export class PoolPicker {
   }
 
   /**
+   * Whether a pool other than `url` is not known down: where a stream cut from
+   * `url` could go on. With none, cutting a reply only to resume it on the same
+   * pool once it answers costs a second prefill and one of its resumes.
+   */
+  anotherUp(url: string): boolean {
+    return this.clients.some((client) => client.baseUrl !== url && !this.isDown(client.baseUrl));
+  }
+
+  /**
    * Mark a pool that cannot serve this edge at all (PoolMisdirectedError):
    * tried after every other pool for a while, and said once in the log per
    * isolate and spell of it, since no client's error will show it.

@@ -524,7 +524,8 @@ describe('a pool doubted after one of its generations went silent', () => {
 
   it('mid-reply, gives up its stream soon where its own health check finds it down since its last event, not after the window (review h228)', async () => {
     await withFaultProxy(async (proxy) => {
-      const picker = new PoolPicker([proxy.url], pool.token);
+      // The pool behind the proxy first; the same pool, reached directly, is the other one up where the stream may go on.
+      const picker = new FirstPicker([proxy.url, pool.url], pool.token, proxy.url);
       await picker.checkHealth();
       // Two steps' tokens, then nothing more on the open connection (a pool frozen mid-reply).
       proxy.mode = 'stall';
