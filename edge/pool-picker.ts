@@ -380,6 +380,7 @@ export class PoolPicker {
     verification.at = Date.now();
     this.tokenRefusing.delete(url);
     this.refusedForConfig.delete(url);
+    this.strays.delete(url);
   }
 
   private verification(url: string): Verification {
@@ -417,6 +418,8 @@ export class PoolPicker {
       this.markMisdirected(url, `it serves ${info.model.name}${info.model.sha256 ? ` (weights ${info.model.sha256.slice(0, 12)})` : ''}, not the model this edge serves`);
       // Not the configuration's: the edge's model check moves to the model most pools serve.
       this.refusedForConfig.delete(url);
+      // Another checkpoint under the served name while another pool up serves the loaded one: a wrong file, not a move.
+      if (info.model.name === this.served.name && this.clients.some((c) => c.baseUrl !== url && !this.isDown(c.baseUrl) && this.verifications.get(c.baseUrl)?.ok === true)) this.strays.add(url);
       return 'other-model';
     }
     this.noteVerified(url, askedAt);
@@ -436,6 +439,18 @@ export class PoolPicker {
   /** The model this isolate serves, once loaded (null: none yet, and no pool is checked against it). */
   private served: ModelIdentity | null = null;
 
+  /**
+   * Pools found serving another checkpoint under the served model's name while another pool up served the loaded one
+   * (noteInfo), not seen serving it since: such a pool cannot switch the edge alone (served-model.ts; review h228:
+   * one wrong file and one crash moved the name to other weights in 30 s). Cleared when the edge switches.
+   */
+  private readonly strays = new Set<string>();
+
+  /** Whether the pool is one of `strays`. */
+  isStray(url: string): boolean {
+    return this.strays.has(url);
+  }
+
   /** The served model changed: pools passed over for serving another (421) may serve this one, so none goes last for it. */
   forgetMisdirected(): void {
     // Those marked for serving the model now served are asked again at the next probe, not 5 s later (review h153).
@@ -444,6 +459,7 @@ export class PoolPicker {
       if (verification && !verification.ok) verification.at = 0;
     }
     this.misdirected.clear();
+    this.strays.clear();
   }
 
   /**

@@ -87,6 +87,8 @@ interface Loaded {
 export const DISPLACED_FOR_MS = 10 * 60_000;
 
 let loaded: Loaded | null = null;
+/** When the log last said a vote of strays alone was not followed (once a check interval). */
+let strayRefusalSaidAt = 0;
 
 /** A model in the log: its name and the short hashes that tell two of the same name apart. */
 function describeModel(info: PoolInfo | undefined): string {
@@ -139,7 +141,8 @@ async function load(picker: PoolPicker, previous: ServedModel | null, displaced:
   // Asked together: a check of many pools, a hung one among them, is not their timeouts end to end.
   const infos = await Promise.all(order.map((client) => asked.info(client)));
   // The models the pools that are up serve, in the order first seen (the list's), with how many serve each.
-  const up: Array<{ client: PoolClient; info: PoolInfo; pools: number }> = [];
+  // `steady`: those of them not strays (pool-picker.ts isStray), which alone can carry a switch where no pool up serves the model loaded.
+  const up: Array<{ client: PoolClient; info: PoolInfo; pools: number; steady: number }> = [];
   // The model served until now, from a pool known down (draining, stuck): kept only where no pool that is up
   // serves another. The last pool of the old model draining in a rolling upgrade was otherwise a full outage.
   let previousOnDown: { client: PoolClient; info: PoolInfo } | null = null;
@@ -153,15 +156,33 @@ async function load(picker: PoolPicker, previous: ServedModel | null, displaced:
     }
     // By sameModel, not by a key: a pool too old to name its weights serves the model of one that names them.
     const group = up.find((g) => sameModel(g.info, info));
-    if (group) group.pools++;
-    else up.push({ client, info, pools: 1 });
+    const steady = picker.isStray(client.baseUrl) ? 0 : 1;
+    if (group) {
+      group.pools++;
+      group.steady += steady;
+    } else up.push({ client, info, pools: 1, steady });
   }
   const kept = up.find((g) => sameModel(g.info, previous.info));
   // The model an outage displaced, where pools that are up serve it again.
   const back = displaced === null ? undefined : up.find((g) => g !== kept && sameModel(g.info, displaced));
   // The most pools, and among as many the one displaced, then the first listed.
   let best: { client: PoolClient; info: PoolInfo; pools: number } | null = null;
-  for (const group of up) if (group !== kept && (best === null || group.pools > best.pools || (group === back && group.pools === best.pools))) best = group;
+  // No pool up serves the model loaded, and only pools found serving another checkpoint under its name beside pools
+  // of it vote for one: an outage of the loaded model's pools, with a wrong file left up, not a fleet that moved (the
+  // pool that served it comes back with the new one, and is no stray). The outage's 503 (retry), not another model
+  // under the name (review h228: in 30 s, and its context limit's 400s blamed the client).
+  const strayOnly = kept === undefined ? up.filter((g) => g.steady === 0) : [];
+  for (const group of up) if (group !== kept && !strayOnly.includes(group) && (best === null || group.pools > best.pools || (group === back && group.pools === best.pools))) best = group;
+  if (best === null && previousOnDown === null && strayOnly.length > 0) {
+    const now = Date.now();
+    if (now - strayRefusalSaidAt >= MODEL_CHECK_MS) {
+      strayRefusalSaidAt = now;
+      console.warn(
+        `edge: not serving ${describeModel(strayOnly[0].info)} in place of ${describeModel(previous.info)}, though no pool that is up serves that: only pools found serving it beside pools of the model loaded do (${strayOnly[0].client.baseUrl}: another checkpoint under its name?); requests get 503 (retry) until a pool serves the model loaded, or one that served it serves the other`,
+      );
+    }
+    throw new ApiError(503, 'No inference pool that is up serves the model this edge serves; retry shortly.', 'service_unavailable', 'pool_unavailable', null, 2);
+  }
   const candidates: Array<{ client: PoolClient; info: PoolInfo; switching: boolean }> = [];
   // The model served stays against as many pools of another, but not of the one it displaced.
   const keeps = kept !== undefined && (best === null || kept.pools > best.pools || (kept.pools === best.pools && best !== back));

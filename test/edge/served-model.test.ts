@@ -255,6 +255,52 @@ describe('the served model', () => {
     }
   }, 60_000);
 
+  it('keeps the weights loaded through an outage of their pools where the one left up was found serving another checkpoint under their name beside them, and follows a fleet that moved (review h228)', async () => {
+    const a = await startFaultProxy(stories.url);
+    const only = await startFaultProxy(stories.url);
+    try {
+      const picker = new PoolPicker([a.url, retrained.url], token);
+      const weights = async (): Promise<string | undefined> => (await served(picker, 60_000)).model.info.model.sha256;
+      const storiesSha = await weights();
+      const check = async (): Promise<void> => {
+        await picker.checkHealth();
+        await Promise.all((await served(picker, 0)).checks);
+      };
+      // Checked while both are up: the retrained checkpoint under the same name is seen beside the pool of the loaded one.
+      await check();
+      expect(await weights()).toBe(storiesSha);
+      // The loaded one's pool dies: 1 pool against 0, and the name stays on its weights (it moved to the other's in ~30 s).
+      a.retarget(`http://127.0.0.1:${await freePort()}`);
+      for (const until = Date.now() + 6_000; Date.now() < until; await new Promise((r) => setTimeout(r, 250))) {
+        await check();
+        expect(await weights()).toBe(storiesSha);
+      }
+      expect(picker.isDown(a.url)).toBe(true);
+      // The fleet moves: the pool that served the loaded weights comes back with the retrained ones, and the edge follows.
+      a.retarget(retrained.url);
+      let now = await weights();
+      for (const until = Date.now() + 15_000; now === storiesSha && Date.now() < until; await new Promise((r) => setTimeout(r, 250))) {
+        await check();
+        now = await weights();
+      }
+      expect(now).not.toBe(storiesSha);
+      expect(now).toBe((await loadModel(models.llama2xs.checkpoint)).sha256);
+      // One pool alone, restarted with another checkpoint under the name: no other pool beside it, so no stray; followed.
+      const single = new PoolPicker([only.url], token);
+      expect((await served(single, 60_000)).model.info.model.sha256).toBe(storiesSha);
+      only.retarget(retrained.url);
+      let alone = storiesSha;
+      for (const until = Date.now() + 15_000; alone === storiesSha && Date.now() < until; await new Promise((r) => setTimeout(r, 250))) {
+        await single.checkHealth();
+        await Promise.all((await served(single, 0)).checks);
+        alone = (await served(single, 60_000)).model.info.model.sha256;
+      }
+      expect(alone).not.toBe(storiesSha);
+    } finally {
+      await Promise.all([a.close(), only.close()]);
+    }
+  }, 60_000);
+
   it("points a request for a model whose pools now serve its very weights under another name to that name, a 404 not a 503 to retry (review h191)", async () => {
     const a = await startFaultProxy(stories.url);
     try {
