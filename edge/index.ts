@@ -315,13 +315,10 @@ type Handled = { parsed: ParsedRequest; answer?: Answerer; background?: boolean 
 async function complete(c: Context<AppEnv>, parse: (body: unknown, meter: StorageMeter) => Handled | Promise<Handled>): Promise<Response> {
   const meter = storageMeter(c);
   const work = new RequestWork();
-  // Life shown while its code runs: a request the runtime cancels shows none, and its meter is settled for it (HeldMeters).
-  const heartbeat = setInterval(() => meter.alive(), LEASE_HEARTBEAT_MS);
   try {
     return await answerAdmitted(c, (body) => parse(body, meter), work);
   } finally {
     void work.ended().then(() => {
-      clearInterval(heartbeat);
       heldMeters.release(storageKey(c), meter);
       meter.settle();
     });
@@ -455,6 +452,8 @@ function reserveStorage(c: Context<AppEnv>, meter: StorageMeter, bytes: number):
   const retryAfterS = meter.reserve(bytes);
   if (retryAfterS !== null) throw storageLimitExceeded(c.get('key'), Math.max(STORAGE_FLOOR_BYTES, bytes), retryAfterS);
   heldMeters.hold(storageKey(c), meter);
+  // Life shown while its code runs: a request the runtime cancels shows none, and its meter is settled for it (HeldMeters).
+  meter.keepAlive(LEASE_HEARTBEAT_MS);
 }
 
 /**

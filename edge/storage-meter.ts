@@ -42,6 +42,8 @@ export class StorageMeter {
   private readonly largest = new Map<string, number>();
   /** When its request last showed life (alive). */
   private seen: number;
+  /** keepAlive's timer, until settle. */
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
 
   constructor(
     private readonly storage: KeyStorage,
@@ -53,6 +55,15 @@ export class StorageMeter {
   /** Its request's code still runs: told from a timer of the request's own, as its slot's lease is (rate-limiter.ts). */
   alive(now = Date.now()): void {
     this.seen = now;
+  }
+
+  /**
+   * Shows life every `everyMs` from a timer of its own until it settles: started where it holds a reservation
+   * (HeldMeters), so a request that stores nothing runs no timer for it.
+   */
+  keepAlive(everyMs: number): void {
+    this.alive();
+    this.heartbeat ??= setInterval(() => this.alive(), everyMs);
   }
 
   /** Whether its request has shown no life for more than `leaseMs`: the runtime cancelled it, and it never settles itself. */
@@ -90,6 +101,8 @@ export class StorageMeter {
    * past what was taken, so a settle that came too soon undercharges nothing.
    */
   settle(): void {
+    if (this.heartbeat !== undefined) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
     if (this.taken <= this.written) return;
     this.storage.charge(this.written - this.taken);
     this.taken = this.written;
