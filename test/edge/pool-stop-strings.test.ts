@@ -4,11 +4,12 @@
 // cancel; the client's text, from the edge's own completion run, is what it
 // was (a pool that does not know stopStrings stands for before).
 import { describe, expect, it } from 'vitest';
-import { CompletionRun, type CompletionPlan } from '../../edge/completion-run';
+import { CompletionRun } from '../../edge/completion-run';
+import { greedyPlan } from '../support/greedy-plan';
 import { PoolPicker } from '../../edge/pool-picker';
 import { servedModel } from '../../edge/served-model';
 import { UserCacheStore } from '../../edge/user-cache-store';
-import { MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS, samplingSchema, STOP_MATCHER_VERSION } from '../../shared/protocol';
+import { MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS, STOP_MATCHER_VERSION } from '../../shared/protocol';
 import type { ServedModel } from '../../edge/served-model';
 import { metricValue } from '../gpu-pool/server/pool-process';
 import { startFaultProxy } from '../support/fault-proxy';
@@ -34,30 +35,7 @@ async function complete(poolUrl: string, prompt: string, stops: string[], specul
   const background: Promise<unknown>[] = [];
   const waitUntil = (p: Promise<unknown>): void => void background.push(p);
   const model: ServedModel = await servedModel(picker, waitUntil, 60_000);
-  const plan: CompletionPlan = {
-    id: `stop-${++seq}`,
-    promptIds: model.tokenizer.encode(prompt, { bos: true }),
-    maxTokens,
-    sampling: samplingSchema.parse({ temperature: 0 }),
-    speculate,
-    stops,
-    ignoreEos: false,
-    stopTokenIds: [],
-    minTokens: 0,
-    includeStop: false,
-    allowedTokenIds: null,
-    badWords: [],
-    choices: null,
-    userCache: null,
-    trie: null,
-    trieFollows: false,
-    logprobs: null,
-    saveToCache: false,
-    echo: null,
-    cacheSalt: 'stop-strings',
-    tenant: 'stop-strings',
-    contributeToDatastore: false,
-  };
+  const plan = greedyPlan(`stop-${++seq}`, model.tokenizer.encode(prompt, { bos: true }), 'stop-strings', { maxTokens, speculate, stops });
   // No user cache is read or written (userCache null): the store is never asked.
   const store = new UserCacheStore({} as KVNamespace, 1024);
   const run = new CompletionRun(plan, { picker, model, store, waitUntil, edgeTrieNodes: 0, poolStallMs: 30_000, onFinish: () => undefined });

@@ -5,12 +5,12 @@
 // opened (review h228: a stream cut off with no pool to go on logged
 // `resumes: 1`).
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { CompletionRun, type CompletionPlan } from '../../edge/completion-run';
+import { CompletionRun } from '../../edge/completion-run';
+import { greedyPlan } from '../support/greedy-plan';
 import type { GenerationOutcome } from '../../edge/request-log';
 import { PoolPicker } from '../../edge/pool-picker';
 import { servedModel, type ServedModel } from '../../edge/served-model';
 import { UserCacheStore } from '../../edge/user-cache-store';
-import { samplingSchema } from '../../shared/protocol';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy';
 import { realPoolForTests } from '../support/real-pool';
 
@@ -33,30 +33,7 @@ async function runOn(urls: string[], poolStallMs = 30_000): Promise<{ text: stri
   const background: Promise<unknown>[] = [];
   const waitUntil = (p: Promise<unknown>): void => void background.push(p);
   const model: ServedModel = await servedModel(picker, waitUntil, 60_000);
-  const plan: CompletionPlan = {
-    id: `resume-warning-${++seq}`,
-    promptIds: model.tokenizer.encode('Lily went to the park with her mom.', { bos: true }),
-    maxTokens: 40,
-    sampling: samplingSchema.parse({ temperature: 0 }),
-    speculate: false,
-    stops: [],
-    ignoreEos: true,
-    stopTokenIds: [],
-    minTokens: 0,
-    includeStop: false,
-    allowedTokenIds: null,
-    badWords: [],
-    choices: null,
-    userCache: null,
-    trie: null,
-    trieFollows: false,
-    logprobs: null,
-    saveToCache: false,
-    echo: null,
-    cacheSalt: 'resume-warning',
-    tenant: 'resume-warning',
-    contributeToDatastore: false,
-  };
+  const plan = greedyPlan(`resume-warning-${++seq}`, model.tokenizer.encode('Lily went to the park with her mom.', { bos: true }), 'resume-warning', { maxTokens: 40, ignoreEos: true });
   const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
   // No user cache is read or written (userCache null): the store is never asked.
   const run = new CompletionRun(plan, { picker, model, store: new UserCacheStore({} as KVNamespace, 1024), waitUntil, edgeTrieNodes: 0, poolStallMs, onFinish: () => undefined });
