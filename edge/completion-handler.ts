@@ -514,21 +514,13 @@ export type Answerer = (reply: PreparedReply) => Promise<Response>;
  */
 export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs, streamStalledClientMs, waitUntil, goesOn }: PreparedReply, keep: KeepCompletion | null = null): Promise<Response> {
   if (!body.stream) {
-    if (!keep) return wholeCompletionResponse(runs, meta, headers, heartbeatMs, opening, clientSignal);
-    return wholeCompletionResponse(
-      runs,
-      meta,
-      headers,
-      heartbeatMs,
-      opening,
-      clientSignal,
-      async () => {
-        const whole = await wholeCompletion(runs, meta);
-        if (!runs.some((run) => run.outcome.cancelled)) await keep(whole);
-        return whole;
-      },
-      goesOn,
-    );
+    const reply = { runs, meta, headers, heartbeatMs, opening, clientSignal, goesOn };
+    if (!keep) return wholeCompletionResponse(reply);
+    return wholeCompletionResponse(reply, async () => {
+      const whole = await wholeCompletion(runs, meta);
+      if (!runs.some((run) => run.outcome.cancelled)) await keep(whole);
+      return whole;
+    });
   }
   const options = {
     includeUsage: body.stream_options?.include_usage === true,

@@ -269,20 +269,11 @@ export function responsesAnswerer(planned: ResponsesPlan, background: Background
       return answerInBackground(plan.started, reply, run, (response, running) => save(plan, reproduction, response, running, streamed), plan.store, background, events, (ended) => appendEnded(plan, ended));
     }
     if (!body.stream) {
-      return wholeCompletionResponse(
-        runs,
-        meta,
-        headers,
-        heartbeatMs,
-        opening,
-        clientSignal,
-        async () => {
-          const response = await finish();
-          await save(plan, reproduction, response);
-          return response;
-        },
-        goesOn,
-      );
+      return wholeCompletionResponse(reply, async () => {
+        const response = await finish();
+        await save(plan, reproduction, response);
+        return response;
+      });
     }
     const format = new ResponsesStreamFormat(
       plan.started,

@@ -8,6 +8,7 @@ import { combinedUsage, type CompletionRun, type CompletionUsage } from './compl
 import type { PromptLogprobs } from './prompt-logprobs';
 import { joinText, responseJson, tokensOf, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
 import { lateBefore } from './reply-start';
+import type { PreparedReply } from './completion-handler';
 import type { TokenLogprob } from './token-text';
 
 /**
@@ -39,17 +40,14 @@ const SECOND_WRITE_AFTER_MS = 100;
  * only be the error object in the 200's body. Uncompressed (`encodeBody:
  * 'manual'`): a compressed body's spaces wait in the encoder and never fail.
  */
+/** What a whole reply is made of: the prepared reply's runs and settings. */
+export type WholeReply = Pick<PreparedReply, 'runs' | 'meta' | 'headers' | 'heartbeatMs' | 'opening' | 'clientSignal' | 'goesOn'>;
+
 export async function wholeCompletionResponse(
-  runs: readonly CompletionRun[],
-  meta: ResponseMeta,
-  headers: HeadersInit,
-  heartbeatMs: number,
-  opening: Promise<void>,
-  clientSignal?: AbortSignal,
+  /** The reply's runs and settings; `goesOn` is told the reply's task where it goes on past its headers (`build` may store still). */
+  { runs, meta, headers, heartbeatMs, opening, clientSignal, goesOn }: WholeReply,
   /** The body, once every run is done (the Responses API builds its own from finishedChoices). */
   build: () => Promise<object> = () => wholeCompletion(runs, meta),
-  /** Told the reply's task where it goes on past its headers (PreparedReply.goesOn): `build` may store still. */
-  goesOn?: (work: Promise<unknown>) => void,
 ): Promise<Response> {
   const jsonHeaders = { ...Object.fromEntries(new Headers(headers)), 'content-type': 'application/json' };
   const whole = opening.then(build);
