@@ -1,12 +1,13 @@
 // vLLM's bad_words at the edge: each word as the token sequences vLLM makes of it.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ApiError } from '../../edge/api-error';
+import type { ApiError } from '../../edge/api-error';
 import { badWordsTokenIds } from '../../edge/bad-words';
 import { MAX_BAD_WORDS, MAX_BAD_WORDS_TOKENS } from '../../shared/protocol';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { models } from '../support/shared-data';
+import { refusalOf } from '../support/refusal';
 
 /** A tokenizer of one id per character (its code), no space of its own in front: as GPT-2's byte-level BPE. */
 const perCharacter = {
@@ -20,15 +21,7 @@ const wordPieces = {
   encode: (text: string) => ({ dog: [10], ' dog': [11], 'hot dog': [12, 11], ' hot dog': [13, 11], '': [], ' ': [1] })[text] ?? [99],
 } as unknown as Tokenizer;
 
-function refusal(words: string[], tokenizer: Tokenizer): ApiError {
-  try {
-    badWordsTokenIds(words, tokenizer);
-  } catch (err) {
-    if (err instanceof ApiError) return err;
-    throw err;
-  }
-  throw new Error('not refused');
-}
+const refusal = (words: string[], tokenizer: Tokenizer): ApiError => refusalOf(() => badWordsTokenIds(words, tokenizer));
 
 describe("bad_words tokenized as vLLM's SamplingParams.update_from_tokenizer does", () => {
   it('keeps the word with a space in front where that changes its first token and not its length', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { renderChatPrompt } from '../../edge/chat-template';
 import { chatMessageSchema, chatRequestSchema, parseOpenAiBody, type ChatMessage } from '../../edge/request-schema';
-import type { ApiError } from '../../edge/api-error';
+import { refusalOf } from '../support/refusal';
 
 describe("the 'concat' chat template", () => {
   it('joins messages with a newline, no roles; a lone user message is its text', () => {
@@ -35,14 +35,8 @@ describe("the 'concat' chat template", () => {
   });
 
   it('refuses images, audio and files by their type, as a feature this text model lacks, not as a malformed body', () => {
-    const refusal = (part: object): Record<string, unknown> => {
-      try {
-        parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'Look:' }, { role: 'user', content: [{ type: 'text', text: 'at' }, part] }] }, 'chat');
-      } catch (err) {
-        return (err as ApiError).toBody().error as Record<string, unknown>;
-      }
-      return {};
-    };
+    const refusal = (part: object): Record<string, unknown> =>
+      refusalOf(() => parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'Look:' }, { role: 'user', content: [{ type: 'text', text: 'at' }, part] }] }, 'chat')).toBody().error;
     for (const part of [{ type: 'image_url', image_url: { url: 'http://x/y.png' } }, { type: 'input_audio', input_audio: { data: '', format: 'wav' } }, { type: 'file', file: {} }]) {
       expect(refusal(part)).toMatchObject({
         code: 'unsupported_parameter',

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ApiError } from '../../edge/api-error';
 import { charactersWithin } from '../../edge/context-bound';
 import { itemTextLength, refuseUnreadableItems } from '../../edge/conversation-fit';
 import type { InputItem } from '../../edge/responses-request';
 import type { ServedModel } from '../../edge/served-model';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
+import { refusalOf } from '../support/refusal';
 import { models } from '../support/shared-data';
 
 // What the check reads of the served model: its context, and the longest piece of the real tokenizer.
@@ -18,16 +18,6 @@ const bound = charactersWithin(512, model);
 const user = (content: string): InputItem => ({ type: 'message', role: 'user', content });
 const system = (content: string): InputItem => ({ type: 'message', role: 'system', content });
 
-function refusal(run: () => unknown): ApiError {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof ApiError) return err;
-    throw err;
-  }
-  throw new Error('not refused');
-}
-
 describe('refuseUnreadableItems', () => {
   it('takes items up to the bound, and a conversation past the context as a whole (truncation "auto" serves it)', () => {
     expect(bound).toBe(512 * longest * 4);
@@ -35,7 +25,7 @@ describe('refuseUnreadableItems', () => {
   });
 
   it('refuses an item that can never fit the context, naming it and the bound', () => {
-    const err = refusal(() => refuseUnreadableItems([user('ok'), user('A'.repeat(1_000_000))], [], model));
+    const err = refusalOf(() => refuseUnreadableItems([user('ok'), user('A'.repeat(1_000_000))], [], model));
     expect(err.status).toBe(400);
     expect(err.param).toBe('items.1');
     expect(err.code).toBe('context_length_exceeded');
@@ -48,12 +38,12 @@ describe('refuseUnreadableItems', () => {
     expect(itemTextLength({ type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' })).toBe(5);
     expect(itemTextLength({ type: 'function_call_output', call_id: 'c1', output: 'out' })).toBe(5);
     const call: InputItem = { type: 'function_call', call_id: 'c1', name: 'f', arguments: 'x'.repeat(bound + 1) };
-    expect(refusal(() => refuseUnreadableItems([call], [], model)).param).toBe('items.0');
+    expect(refusalOf(() => refuseUnreadableItems([call], [], model)).param).toBe('items.0');
   });
 
   it('refuses system and developer messages that together cannot fit, as truncation never drops them', () => {
     const half = Math.floor(bound / 2) + 1;
-    const err = refusal(() => refuseUnreadableItems([{ type: 'message', role: 'developer', content: 'd'.repeat(half) }], [system('s'.repeat(half))], model));
+    const err = refusalOf(() => refuseUnreadableItems([{ type: 'message', role: 'developer', content: 'd'.repeat(half) }], [system('s'.repeat(half))], model));
     expect(err.param).toBe('items');
     expect(err.code).toBe('context_length_exceeded');
     expect(err.message).toContain('truncation never drops them');

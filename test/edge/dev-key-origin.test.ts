@@ -1,14 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { checkDevKeyOrigin } from '../../edge/dev-key-origin';
+import { refusalOf } from '../support/refusal';
 
-const refusal = (origin: string): { status: number; code: string | null; message: string } => {
-  try {
-    checkDevKeyOrigin(origin);
-  } catch (err) {
-    return err as { status: number; code: string | null; message: string };
-  }
-  throw new Error(`served from ${origin}`);
-};
+const refusal = (origin: string): { status: number; code: string | null; message: string } => refusalOf(() => checkDevKeyOrigin(origin));
 
 describe("the development key's origins", () => {
   it('serves pages on loopback addresses and clients that send no Origin', () => {

@@ -2,17 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { inResponsesTerms, parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
 import { startedResponse } from '../../edge/responses-format';
+import { refusalOf } from '../support/refusal';
 
 const translate = (body: object, previous: Parameters<typeof translateResponsesRequest>[1] = []) => translateResponsesRequest(parseResponsesBody({ model: 'default', ...body }), previous);
 
 function refusal(body: object): { param: string | null; code: string | null; message: string } {
-  try {
-    translate(body);
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 400) return { param: err.param, code: err.code, message: err.message };
-    throw err;
-  }
-  throw new Error('not refused');
+  const err = refusalOf(() => translate(body));
+  if (err.status !== 400) throw err;
+  return { param: err.param, code: err.code, message: err.message };
 }
 
 describe('Responses request → chat request', () => {

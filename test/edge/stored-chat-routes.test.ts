@@ -11,17 +11,9 @@ import { keepChatCompletion, listQuery, messagesPage, metadataUpdate, withServed
 import { StreamedCompletion } from '../../edge/streamed-completion';
 import { offUsage } from '../support/completion-usage';
 import { workerdKv } from '../support/workerd-kv';
+import { refusalOf } from '../support/refusal';
 
 const workerd = workerdKv();
-
-function refusal(run: () => unknown): { status?: number; param?: string | null; code?: string } {
-  try {
-    run();
-  } catch (err) {
-    return err as { status: number; param: string | null; code: string };
-  }
-  throw new Error('not refused');
-}
 
 describe('listQuery', () => {
   it("reads the SDK's query: metadata[key]=value pairs, model, and paging ascending by default", () => {
@@ -32,7 +24,7 @@ describe('listQuery', () => {
   });
 
   it('refuses bad paging and metadata with a 400 naming the parameter', () => {
-    const refused = (text: string) => refusal(() => listQuery(new URLSearchParams(text)));
+    const refused = (text: string) => refusalOf(() => listQuery(new URLSearchParams(text)));
     expect(refused('limit=0')).toMatchObject({ status: 400, param: 'limit' });
     expect(refused('limit=101')).toMatchObject({ status: 400, param: 'limit' });
     expect(refused('limit=1e1')).toMatchObject({ status: 400, param: 'limit' });
@@ -54,7 +46,7 @@ describe('listQuery', () => {
     const value = '😀'.repeat(300);
     expect(metadataUpdate({ metadata: { emo: value } })).toEqual({ emo: value });
     expect(listQuery(new URLSearchParams({ 'metadata[emo]': value })).metadata).toEqual({ emo: value });
-    expect(refusal(() => listQuery(new URLSearchParams({ 'metadata[emo]': '😀'.repeat(513) })))).toMatchObject({ status: 400, param: 'metadata[emo]' });
+    expect(refusalOf(() => listQuery(new URLSearchParams({ 'metadata[emo]': '😀'.repeat(513) })))).toMatchObject({ status: 400, param: 'metadata[emo]' });
   });
 });
 
@@ -100,17 +92,17 @@ describe('metadataUpdate', () => {
   it("takes metadata alone, within OpenAI's bounds (16 pairs, keys of 64 characters, values of 512); null clears it", () => {
     expect(metadataUpdate({ metadata: { a: '1' } })).toEqual({ a: '1' });
     expect(metadataUpdate({ metadata: null })).toEqual({});
-    expect(refusal(() => metadataUpdate({ metadata: { a: '1' }, temperature: 1 }))).toMatchObject({ status: 400, param: 'temperature' });
-    expect(refusal(() => metadataUpdate({}))).toMatchObject({ status: 400, param: 'metadata' });
-    expect(refusal(() => metadataUpdate([]))).toMatchObject({ status: 400 });
-    expect(refusal(() => metadataUpdate({ metadata: { a: 1 } }))).toMatchObject({ status: 400, param: 'metadata.a' });
-    expect(refusal(() => metadataUpdate({ metadata: { a: 'v'.repeat(513) } }))).toMatchObject({ status: 400, param: 'metadata.a' });
-    expect(refusal(() => metadataUpdate({ metadata: { ['k'.repeat(65)]: 'v' } }))).toMatchObject({ status: 400 });
+    expect(refusalOf(() => metadataUpdate({ metadata: { a: '1' }, temperature: 1 }))).toMatchObject({ status: 400, param: 'temperature' });
+    expect(refusalOf(() => metadataUpdate({}))).toMatchObject({ status: 400, param: 'metadata' });
+    expect(refusalOf(() => metadataUpdate([]))).toMatchObject({ status: 400 });
+    expect(refusalOf(() => metadataUpdate({ metadata: { a: 1 } }))).toMatchObject({ status: 400, param: 'metadata.a' });
+    expect(refusalOf(() => metadataUpdate({ metadata: { a: 'v'.repeat(513) } }))).toMatchObject({ status: 400, param: 'metadata.a' });
+    expect(refusalOf(() => metadataUpdate({ metadata: { ['k'.repeat(65)]: 'v' } }))).toMatchObject({ status: 400 });
     const pairs = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 'v']));
     expect(Object.keys(metadataUpdate({ metadata: pairs(16) }))).toHaveLength(16);
-    expect(refusal(() => metadataUpdate({ metadata: pairs(17) }))).toMatchObject({ status: 400, param: 'metadata' });
+    expect(refusalOf(() => metadataUpdate({ metadata: pairs(17) }))).toMatchObject({ status: 400, param: 'metadata' });
     // A key a record would drop unseen, its value unchecked (review h135: a 200 that kept {}).
-    expect(refusal(() => metadataUpdate(JSON.parse('{"metadata": {"__proto__": {"isAdmin": true}}}')))).toMatchObject({ status: 400, param: 'metadata', message: expect.stringContaining('__proto__') });
+    expect(refusalOf(() => metadataUpdate(JSON.parse('{"metadata": {"__proto__": {"isAdmin": true}}}')))).toMatchObject({ status: 400, param: 'metadata', message: expect.stringContaining('__proto__') });
   });
 });
 
@@ -139,8 +131,8 @@ describe('messagesPage', () => {
     expect(first.has_more).toBe(true);
     const next = messagesPage(record, new URLSearchParams(`limit=2&order=desc&after=${first.last_id}`));
     expect([next.data.map((m) => m.id), next.has_more]).toEqual([['chatcmpl-m-0'], false]);
-    expect(refusal(() => messagesPage(record, new URLSearchParams('after=chatcmpl-x-9')))).toMatchObject({ status: 400, param: 'after' });
-    expect(refusal(() => messagesPage({ ...record, messages: [], messagesNotKept: true }, new URLSearchParams('')))).toMatchObject({ status: 400, code: 'messages_not_stored' });
+    expect(refusalOf(() => messagesPage(record, new URLSearchParams('after=chatcmpl-x-9')))).toMatchObject({ status: 400, param: 'after' });
+    expect(refusalOf(() => messagesPage({ ...record, messages: [], messagesNotKept: true }, new URLSearchParams('')))).toMatchObject({ status: 400, code: 'messages_not_stored' });
   });
 
   it("keeps the messages as sent: an assistant's tool_calls and a tool message's tool_call_id (which the schema does not read), a refusal part as refusal", () => {

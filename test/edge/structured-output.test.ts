@@ -13,21 +13,14 @@ import { compileGrammar } from '../../shared/structured/grammar-automaton';
 import { featuresNeeded, POOL_FEATURES, type PoolFeature } from '../../shared/pool-features';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 import { compileWithEngine } from '../support/json-schema-cases';
+import { refusalOf } from '../support/refusal';
 
 function choicesOf(body: Record<string, unknown>, endpoint: 'completion' | 'chat' = 'completion'): string[] | null {
   if (endpoint === 'chat') return structuredOutput(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat')).choices;
   return structuredOutput(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', ...body })).choices;
 }
 
-function refusal(body: Record<string, unknown>): { param: string | null; code: string | null; message: string } {
-  try {
-    choicesOf(body);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ApiError);
-    return (err as ApiError).toBody().error;
-  }
-  throw new Error('not refused');
-}
+const refusal = (body: Record<string, unknown>): { param: string | null; code: string | null; message: string } => refusalOf(() => choicesOf(body)).toBody().error;
 
 describe('choice constraint (vLLM structured_outputs.choice, guided_choice)', () => {
   it('reads structured_outputs.choice, or guided_choice where structured_outputs is not sent, on either endpoint', () => {
@@ -59,15 +52,8 @@ function structuredOf(body: Record<string, unknown>, endpoint: 'completion' | 'c
   return structuredOutput(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', ...body }));
 }
 
-function refused(body: Record<string, unknown>, endpoint: 'completion' | 'chat' = 'completion'): { param: string | null; code: string | null; message: string } {
-  try {
-    structuredOf(body, endpoint);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ApiError);
-    return (err as ApiError).toBody().error;
-  }
-  throw new Error('not refused');
-}
+const refused = (body: Record<string, unknown>, endpoint: 'completion' | 'chat' = 'completion'): { param: string | null; code: string | null; message: string } =>
+  refusalOf(() => structuredOf(body, endpoint)).toBody().error;
 
 /** Whether `text` is a whole match of what the pool is sent. */
 function matches(out: StructuredOutput, text: string): boolean {
@@ -184,15 +170,7 @@ describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_
 describe("grammar constraint (vLLM's structured_outputs.grammar, guided_grammar)", () => {
   const completion = (body: Record<string, unknown>): StructuredOutput => structuredOutput(parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', ...body }));
   const chat = (body: Record<string, unknown>): StructuredOutput => structuredOutput(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat'));
-  const refusedWith = (read: () => unknown): { param: string | null; code: string | null; message: string } => {
-    try {
-      read();
-    } catch (err) {
-      expect(err).toBeInstanceOf(ApiError);
-      return (err as ApiError).toBody().error;
-    }
-    throw new Error('not refused');
-  };
+  const refusedWith = (read: () => unknown): { param: string | null; code: string | null; message: string } => refusalOf(read).toBody().error;
   const GRAMMAR = 'root ::= "(" root ")" | "x"';
 
   it("sends the grammar to the pool as its own field, from structured_outputs.grammar or guided_grammar, on either endpoint", () => {

@@ -1,24 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ApiError } from '../../edge/api-error';
 import type { ServedModel } from '../../edge/served-model';
 import { detokenize, MAX_TOKENIZE_CHARACTERS, tokenize } from '../../edge/tokenize-route';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { tokenizerJsonFromLlama2c } from '../../shared/tokenizer/tokenizer-json';
+import { refusalOf } from '../support/refusal';
 import { models } from '../support/shared-data';
 
 // What the routes read of the served model: its name, context and template, and the real tokenizer.
 const tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'llama2c');
 const model = { info: { model: { name: 'stories260K', contextLength: 512, chatTemplate: 'concat' } }, tokenizer } as unknown as ServedModel;
-const refusal = (run: () => unknown): ApiError => {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof ApiError) return err;
-    throw err;
-  }
-  throw new Error('not refused');
-};
 
 describe('/tokenize and /detokenize', () => {
   it("gives a prompt's ids with BOS unless add_special_tokens is false, and their texts only when asked", () => {
@@ -69,15 +60,15 @@ describe('/tokenize and /detokenize', () => {
   });
 
   it('refuses by field what it cannot do: too long a text, ids outside the vocabulary, another model, a template it does not have', () => {
-    const long = refusal(() => tokenize({ prompt: 'a'.repeat(MAX_TOKENIZE_CHARACTERS + 1) }, model));
+    const long = refusalOf(() => tokenize({ prompt: 'a'.repeat(MAX_TOKENIZE_CHARACTERS + 1) }, model));
     expect(long).toMatchObject({ status: 400, param: 'prompt' });
     expect(long.message).toMatch(/at most 262144 are taken at once/);
-    expect(refusal(() => detokenize({ tokens: [5, 512] }, model))).toMatchObject({ status: 400, param: 'tokens.1' });
-    expect(refusal(() => detokenize({ tokens: [-1] }, model))).toMatchObject({ status: 400, param: 'tokens.0' });
-    expect(refusal(() => tokenize({ model: 'gpt-4o', prompt: 'x' }, model))).toMatchObject({ status: 404, code: 'model_not_found' });
-    expect(refusal(() => tokenize({ messages: [{ role: 'user', content: 'x' }], continue_final_message: true }, model))).toMatchObject({ param: 'continue_final_message' });
-    expect(refusal(() => tokenize({ messages: [] }, model))).toMatchObject({ param: 'messages' });
-    expect(refusal(() => tokenize({ prompt: 3 }, model))).toMatchObject({ param: 'prompt' });
+    expect(refusalOf(() => detokenize({ tokens: [5, 512] }, model))).toMatchObject({ status: 400, param: 'tokens.1' });
+    expect(refusalOf(() => detokenize({ tokens: [-1] }, model))).toMatchObject({ status: 400, param: 'tokens.0' });
+    expect(refusalOf(() => tokenize({ model: 'gpt-4o', prompt: 'x' }, model))).toMatchObject({ status: 404, code: 'model_not_found' });
+    expect(refusalOf(() => tokenize({ messages: [{ role: 'user', content: 'x' }], continue_final_message: true }, model))).toMatchObject({ param: 'continue_final_message' });
+    expect(refusalOf(() => tokenize({ messages: [] }, model))).toMatchObject({ param: 'messages' });
+    expect(refusalOf(() => tokenize({ prompt: 3 }, model))).toMatchObject({ param: 'prompt' });
     expect(tokenize({ model: 'default', prompt: 'x' }, model).count).toBe(tokenizer.encode('x', { bos: true }).length);
   });
 });

@@ -15,19 +15,12 @@ import { chatRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 import { structuredOutput } from '../../edge/structured-output';
 import { inResponsesTerms, parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
 import { startedResponse } from '../../edge/responses-format';
+import { refusalOf } from '../support/refusal';
 
 const weather = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
 const ping = { type: 'function' as const, function: { name: 'ping' } };
 
-function refusal(body: Parameters<typeof toolCallPlan>[0]): { param: string | null; message: string } {
-  try {
-    toolCallPlan(body);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ApiError);
-    return (err as ApiError).toBody().error;
-  }
-  throw new Error('not refused');
-}
+const refusal = (body: Parameters<typeof toolCallPlan>[0]): { param: string | null; message: string } => refusalOf(() => toolCallPlan(body)).toBody().error;
 
 describe('toolCallPlan', () => {
   it("follows a named function's parameters (none: an object of no properties)", () => {

@@ -15,6 +15,7 @@ import { hasCodePoint } from '../../../shared/structured/code-point-set';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 import { PieceDecoder, pieceBytes, SILENT_PIECE, TEXT_PIECE, type PieceTable } from '../../../shared/tokenizer/incremental-decoder';
 import { models } from '../../support/shared-data';
+import { refusalOf } from '../../support/refusal';
 
 const tok105 = loadTokenizer(new Uint8Array(readFileSync(models.babyllama105.tokenizer)), 'llama2c');
 const texts = TokenTexts.of(tok105);
@@ -59,14 +60,8 @@ function walkEverything(masks: TextMasks, afterBos: boolean, limit = 2_000): { s
   return { states: seen.size, stuck, whole };
 }
 
-function refusal(compile: () => unknown): Error {
-  try {
-    compile();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('not refused');
-}
+/** A compile's refusal: an UnprintableTextError, or the syntax error of the pattern or grammar. */
+const refusal = (compile: () => unknown): Error => refusalOf(compile, Error);
 
 describe("tok105's printable characters", () => {
   it('are those its pieces print, each printed alone; a byte-fallback vocabulary prints every one', () => {

@@ -1,0 +1,20 @@
+import { ApiError } from '../../edge/api-error';
+
+/** A class of error a check expects: ApiError, SchemaError, Error. */
+type ErrorClass<E extends Error> = abstract new (...args: never[]) => E;
+
+/**
+ * What `run` is refused with: the error it throws, an ApiError unless `kind` names another class. A run that returns,
+ * or throws anything else, fails the test: a refusal of the wrong kind is no refusal.
+ */
+export function refusalOf(run: () => unknown): ApiError;
+export function refusalOf<E extends Error>(run: () => unknown, kind: ErrorClass<E>): E;
+export function refusalOf(run: () => unknown, kind: ErrorClass<Error> = ApiError): Error {
+  try {
+    run();
+  } catch (err) {
+    if (err instanceof kind) return err;
+    throw err;
+  }
+  throw new Error('not refused');
+}
