@@ -5,6 +5,7 @@ import type { ChatRequest, CompletionRequest } from '../../edge/request-schema';
 import { MAX_TOKENIZE_CHARACTERS } from '../../edge/tokenize-route';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { models } from '../support/shared-data';
+import { refusalOrNull } from '../support/refusal';
 
 describe('the echoed prompt', () => {
   const baby = loadTokenizer(new Uint8Array(readFileSync(models.babyllama105.tokenizer)), 'llama2c');
@@ -30,14 +31,7 @@ describe('a prompt that truncate_prompt_tokens cuts', () => {
   it('is taken up to /tokenize\'s bound, and past it is a 400 naming the prompt or the messages', () => {
     const completion = (prompt: string): ParsedRequest => ({ kind: 'completion', body: { model: 'default', prompt, truncate_prompt_tokens: 10 } as CompletionRequest });
     const chat = (content: string): ParsedRequest => ({ kind: 'chat', body: { model: 'default', messages: [{ role: 'system', content: 'x' }, { role: 'user', content }], truncate_prompt_tokens: 10 } as ChatRequest });
-    const refusal = (parsed: ParsedRequest): unknown => {
-      try {
-        refuseTooLongToCut(parsed);
-      } catch (err) {
-        return err;
-      }
-      return null;
-    };
+    const refusal = (parsed: ParsedRequest): unknown => refusalOrNull(() => refuseTooLongToCut(parsed));
     expect(refusal(completion('a'.repeat(MAX_TOKENIZE_CHARACTERS)))).toBeNull();
     expect(refusal(completion('a'.repeat(MAX_TOKENIZE_CHARACTERS + 1)))).toMatchObject({ status: 400, param: 'prompt', code: 'context_length_exceeded', message: expect.stringContaining(`at most ${MAX_TOKENIZE_CHARACTERS}`) });
     expect(refusal(chat('a'.repeat(MAX_TOKENIZE_CHARACTERS - 1)))).toBeNull();

@@ -8,6 +8,7 @@ import { inputItemsPage, planResponse } from '../../edge/responses-reply';
 import { ResponseStore, type StoredResponse } from '../../edge/response-store';
 import { storedRecord as record } from '../support/stored-response';
 import { workerdKv } from '../support/workerd-kv';
+import { refusalOrNull } from '../support/refusal';
 
 const workerd = workerdKv();
 let kv: KVNamespace;
@@ -44,14 +45,7 @@ describe('item_reference', () => {
     ]);
     // Another key's store finds none of them: OpenAI's 400, naming the item.
     const other = new ResponseStore(kv, 'key-b', 0, 1 << 20);
-    const refused = (() => {
-      try {
-        translateResponsesRequest(request, [], [], new Map());
-        return null;
-      } catch (err) {
-        return err as ApiError;
-      }
-    })();
+    const refused = refusalOrNull(() => translateResponsesRequest(request, [], [], new Map()));
     expect((await referencedItems(request.items, other)).found.size).toBe(0);
     expect(refused).toBeInstanceOf(ApiError);
     expect(refused!.toBody().error).toMatchObject({ message: `Item with id '${asked}' not found.`, param: 'input.0.id', code: 'invalid_value' });

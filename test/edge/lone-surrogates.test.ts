@@ -1,17 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { refuseLoneSurrogates } from '../../edge/lone-surrogates';
+import { refusalOrNull } from '../support/refusal';
 
 /** The refusal of a body sent as `text`, or null where it is taken. */
-function refusal(text: string): ApiError | null {
-  try {
-    refuseLoneSurrogates(text, JSON.parse(text));
-    return null;
-  } catch (err) {
-    if (err instanceof ApiError) return err;
-    throw err;
-  }
-}
+const refusal = (text: string): ApiError | null => refusalOrNull(() => refuseLoneSurrogates(text, JSON.parse(text)));
 
 describe('lone surrogates in a request body', () => {
   it('refuses half of a character anywhere in the text, naming its field; a whole one (a pair) is taken', () => {

@@ -9,6 +9,7 @@ import { promptLogprobsAsked, promptLogprobsOf, type PromptLogprobs } from '../.
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../shared/tokenizer/tokenizer';
 import { models } from '../support/shared-data';
+import { refusalOrNull } from '../support/refusal';
 
 let tokenizer: Tokenizer;
 
@@ -16,14 +17,7 @@ beforeAll(() => {
   tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'llama2c');
 });
 
-function refusal(body: { prompt_logprobs?: number | null; stream?: boolean | null }): ApiError | null {
-  try {
-    promptLogprobsAsked(body, 512);
-    return null;
-  } catch (err) {
-    return err as ApiError;
-  }
-}
+const refusal = (body: { prompt_logprobs?: number | null; stream?: boolean | null }): ApiError | null => refusalOrNull(() => promptLogprobsAsked(body, 512));
 
 describe('prompt_logprobs asked', () => {
   it('takes 0..20, none when left out or null; refuses -1 (the whole vocabulary, past the 20 allowed) and a count above 0 with stream, as vLLM', () => {

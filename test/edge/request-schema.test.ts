@@ -7,15 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { ApiError, TooManyChoicesError } from '../../edge/api-error';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 import { clipped } from '../../edge/request-schema';
+import { refusalOrNull } from '../support/refusal';
 
-function refusal(body: Record<string, unknown>): ApiError | null {
-  try {
-    parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', ...body });
-    return null;
-  } catch (err) {
-    return err as ApiError;
-  }
-}
+const refusal = (body: Record<string, unknown>): ApiError | null => refusalOrNull(() => parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'hi', ...body }));
 
 describe('OpenAI parameters this server does not implement', () => {
   it('refuses each by name (400, unsupported_parameter) when it would change the answer', () => {
@@ -456,15 +450,8 @@ describe('cache_salt', () => {
 });
 
 describe("chat's tool messages (review h136)", () => {
-  const chatRefusal = (messages: unknown[]): { param: string | null; message: string } | null => {
-    try {
-      parseOpenAiBody(chatRequestSchema, { model: 'm', messages }, 'chat');
-      return null;
-    } catch (err) {
-      expect(err).toBeInstanceOf(ApiError);
-      return (err as ApiError).toBody().error;
-    }
-  };
+  const chatRefusal = (messages: unknown[]): { param: string | null; message: string } | null =>
+    refusalOrNull(() => parseOpenAiBody(chatRequestSchema, { model: 'm', messages }, 'chat'))?.toBody().error ?? null;
   const user = { role: 'user', content: 'Weather?' };
   const called = { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'w', arguments: '{}' } }, { id: 'call_2', type: 'function', function: { name: 'w', arguments: '{}' } }] };
 
@@ -490,12 +477,7 @@ describe('response_format.json_schema.name (review h136)', () => {
     const body = (name: string) => ({ model: 'm', messages: [{ role: 'user', content: 'hi' }], response_format: { type: 'json_schema', json_schema: { name, schema: { type: 'object' } } } });
     expect(() => parseOpenAiBody(chatRequestSchema, body('pet_Schema-2'), 'chat')).not.toThrow();
     for (const name of ['my schema', 'a.b', 'é', 'x'.repeat(65), '']) {
-      let param: string | null = null;
-      try {
-        parseOpenAiBody(chatRequestSchema, body(name), 'chat');
-      } catch (err) {
-        param = (err as ApiError).param;
-      }
+      const param = refusalOrNull(() => parseOpenAiBody(chatRequestSchema, body(name), 'chat'))?.param ?? null;
       expect(param, name).toBe('response_format.json_schema.name');
     }
   });

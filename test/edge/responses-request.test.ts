@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { inResponsesTerms, parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
 import { startedResponse } from '../../edge/responses-format';
-import { refusalOf } from '../support/refusal';
+import { refusalOf, refusalOrNull } from '../support/refusal';
 
 const translate = (body: object, previous: Parameters<typeof translateResponsesRequest>[1] = []) => translateResponsesRequest(parseResponsesBody({ model: 'default', ...body }), previous);
 
@@ -149,14 +149,7 @@ describe('Responses request → chat request', () => {
     expect(chained.callIds).toEqual(['call_1']);
     // And each call is answered: the previous response's own (all of them), and the input's, as OpenAI refuses a loop
     // that forgot its tool's result.
-    const refusedChain = (input: object[], awaited: string[]): unknown => {
-      try {
-        translateResponsesRequest(parseResponsesBody({ model: 'm', input }), [], awaited, new Map(), new Set(), awaited);
-      } catch (err) {
-        return err;
-      }
-      return null;
-    };
+    const refusedChain = (input: object[], awaited: string[]): unknown => refusalOrNull(() => translateResponsesRequest(parseResponsesBody({ model: 'm', input }), [], awaited, new Map(), new Set(), awaited));
     expect(refusedChain([{ role: 'user', content: 'and?' }], ['call_1'])).toMatchObject({ status: 400, param: 'input', message: 'No tool output found for function call call_1.' });
     expect(refusedChain([{ type: 'function_call_output', call_id: 'call_1', output: 'x' }], ['call_1', 'call_2'])).toMatchObject({ param: 'input', message: 'No tool output found for function call call_2.' });
     expect(refusedChain([{ type: 'function_call_output', call_id: 'call_2', output: 'x' }, { type: 'function_call_output', call_id: 'call_1', output: 'y' }], ['call_1', 'call_2'])).toBeNull();
@@ -193,12 +186,7 @@ describe('Responses request → chat request', () => {
 describe('text.format.name and the tool_choice echo (review h136)', () => {
   it("refuses a format name outside OpenAI's characters, naming text.format.name", () => {
     expect(() => parseResponsesBody({ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'ok_name-1', schema: {} } } })).not.toThrow();
-    let param: string | null = null;
-    try {
-      parseResponsesBody({ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'has space', schema: {} } } });
-    } catch (err) {
-      param = (err as ApiError).param;
-    }
+    const param = refusalOrNull(() => parseResponsesBody({ model: 'm', input: 'x', text: { format: { type: 'json_schema', name: 'has space', schema: {} } } }))?.param ?? null;
     expect(param).toBe('text.format.name');
   });
 

@@ -13,7 +13,7 @@ import { compileGrammar } from '../../shared/structured/grammar-automaton';
 import { featuresNeeded, POOL_FEATURES, type PoolFeature } from '../../shared/pool-features';
 import { chatRequestSchema, completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 import { compileWithEngine } from '../support/json-schema-cases';
-import { refusalOf } from '../support/refusal';
+import { refusalOf, refusalOrNull } from '../support/refusal';
 
 function choicesOf(body: Record<string, unknown>, endpoint: 'completion' | 'chat' = 'completion'): string[] | null {
   if (endpoint === 'chat') return structuredOutput(parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat')).choices;
@@ -121,13 +121,7 @@ describe('regex and JSON constraints (vLLM structured_outputs.regex, json, json_
       const started = performance.now();
       for (const whitespace of [null, '[ ]?']) {
         const body = whitespace === null ? { guided_json: schema } : { guided_json: schema, guided_whitespace_pattern: whitespace };
-        let error: { param: string | null; message: string } | null = null;
-        try {
-          structuredOf(body);
-        } catch (err) {
-          expect(err).toBeInstanceOf(ApiError);
-          error = (err as ApiError).toBody().error;
-        }
+        const error = refusalOrNull(() => structuredOf(body))?.toBody().error ?? null;
         // Taken (a long string within the automaton's bounds), or refused naming the schema, never the whitespace.
         if (error !== null) expect(error, JSON.stringify(schema).slice(0, 80)).toMatchObject({ param: 'guided_json', message: expect.stringMatching(/^guided_json: /) });
       }
@@ -252,14 +246,7 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     expect(called.toolCalls).toEqual({ kind: 'required' });
     expect(follows(called.grammar!, `[{"name": "f", "parameters": {"x": ${deep}}}]`)).toBe(true);
     // Beside a structured output: refused, saying how to get either (under "auto", by default too).
-    const both = (body: Record<string, unknown>): string => {
-      try {
-        structuredOf(body, 'chat');
-      } catch (err) {
-        return (err as ApiError).toBody().error.message;
-      }
-      return 'not refused';
-    };
+    const both = (body: Record<string, unknown>): string => refusalOrNull(() => structuredOf(body, 'chat'))?.message ?? 'not refused';
     expect(both({ tools, guided_regex: 'a|b' })).toBe('You can only either use constraints for structured outputs or tools, not both. (tool_choice is "auto" by default where tools are sent: send tool_choice "none" for a reply in guided_regex, or leave guided_regex out for tool calls)');
     expect(both({ tools, tool_choice: 'required', guided_regex: 'a' })).toBe('You can only either use constraints for structured outputs or tools, not both.');
     // "auto" where the calls' schema cannot be followed (a keyword not written here), or the end token is ignored:
@@ -298,14 +285,7 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
     expect(both({ tools, guided_json: { type: 'object', properties: { s: { type: 'string', pattern: '^(?:[a-z]{1000}){200}$' } } } })).toContain('guided_json');
     // Tools too large to follow beside JSON: their 400, naming them as "required"'s does (review h107).
     const wide = { type: 'function', function: { name: 'wide', parameters: { type: 'object', properties: { s: { type: 'string', pattern: '^(?:[a-z]{1000}){200}$' } } } } };
-    const refusedTools = (() => {
-      try {
-        structuredOf({ tools: [wide], response_format: { type: 'json_object' } }, 'chat');
-      } catch (err) {
-        return (err as ApiError).toBody().error;
-      }
-      return null;
-    })();
+    const refusedTools = refusalOrNull(() => structuredOf({ tools: [wide], response_format: { type: 'json_object' } }, 'chat'))?.toBody().error ?? null;
     expect(refusedTools).toMatchObject({ param: 'tools', message: expect.stringContaining('too large') });
     // A regex beside "auto" is not joined: the 400 says how to get either.
     expect(both({ tools, guided_regex: 'a' })).toContain('send tool_choice "none"');
@@ -324,7 +304,7 @@ describe('JSON as a grammar (any depth), where the pools follow grammars', () =>
   it('refuses a bad schema as the regex form does, naming the field, and sends the regex where the grammar is past a pool\'s bounds', () => {
     const bad = { response_format: { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object', properties: { a: { type: 'integer', multipleOf: 2 } } } } } };
     expect(() => asGrammar(bad)).toThrow(ApiError);
-    expect((() => { try { asGrammar(bad); } catch (err) { return (err as ApiError).toBody().error; } })()).toMatchObject({ param: 'response_format.json_schema.schema', message: expect.stringContaining('/properties/a/multipleOf') });
+    expect(refusalOf(() => asGrammar(bad)).toBody().error).toMatchObject({ param: 'response_format.json_schema.schema', message: expect.stringContaining('/properties/a/multipleOf') });
     expect(() => asGrammar({ guided_json: DOG, guided_whitespace_pattern: '\\s*' })).toThrow(/guided_whitespace_pattern/);
     // 6,000 enum values: a 47 KB regex, a grammar past 64 KiB.
     const wide = asGrammar({ guided_json: { enum: Array.from({ length: 6000 }, (_, i) => `w${i}`) } });

@@ -15,7 +15,7 @@ import { chatRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
 import { structuredOutput } from '../../edge/structured-output';
 import { inResponsesTerms, parseResponsesBody, translateResponsesRequest } from '../../edge/responses-request';
 import { startedResponse } from '../../edge/responses-format';
-import { refusalOf } from '../support/refusal';
+import { refusalOf, refusalOrNull } from '../support/refusal';
 
 const weather = { type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } };
 const ping = { type: 'function' as const, function: { name: 'ping' } };
@@ -129,12 +129,7 @@ describe("OpenAI's allowed_tools", () => {
 describe('tool_choice as a request writes it', () => {
   it('says what a malformed tool_choice should be', () => {
     for (const toolChoice of [{ type: 'function' }, { function: { name: 'f' } }, 'bogus']) {
-      let error: { param: string | null; message: string } | null = null;
-      try {
-        parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools: [weather], tool_choice: toolChoice }, 'chat');
-      } catch (err) {
-        error = (err as ApiError).toBody().error;
-      }
+      const error = refusalOrNull(() => parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools: [weather], tool_choice: toolChoice }, 'chat'))?.toBody().error ?? null;
       expect(error, JSON.stringify(toolChoice)).toMatchObject({ param: 'tool_choice', message: expect.stringContaining('{"type": "function", "function": {"name": "my_function"}}') });
     }
   });
@@ -236,24 +231,13 @@ describe('strict tools and object parameters (review h136)', () => {
   const typo = { type: 'object', properties: { n: { type: 'integr' } }, required: ['n'], additionalProperties: false };
   const even = { type: 'object', properties: { n: { type: 'integer', multipleOf: 2 } }, required: ['n'], additionalProperties: false };
   const chat = (body: Record<string, unknown>) => parseOpenAiBody(chatRequestSchema, { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, 'chat');
-  const chatRefusal = (body: Record<string, unknown>): { param: string | null; message: string } | null => {
-    try {
-      structuredOutput(chat(body));
-    } catch (err) {
-      expect(err).toBeInstanceOf(ApiError);
-      return (err as ApiError).toBody().error;
-    }
-    return null;
-  };
+  const chatRefusal = (body: Record<string, unknown>): { param: string | null; message: string } | null => refusalOrNull(() => structuredOutput(chat(body)))?.toBody().error ?? null;
   const responsesRefusal = (body: Record<string, unknown>): { param: string | null; message: string } | null => {
-    try {
-      structuredOutput(translateResponsesRequest(parseResponsesBody({ model: 'm', input: 'hi', ...body }), []).chat);
-    } catch (err) {
-      const error = inResponsesTerms(err);
-      expect(error).toBeInstanceOf(ApiError);
-      return (error as ApiError).toBody().error;
-    }
-    return null;
+    const err = refusalOrNull(() => structuredOutput(translateResponsesRequest(parseResponsesBody({ model: 'm', input: 'hi', ...body }), []).chat));
+    if (err === null) return null;
+    const error = inResponsesTerms(err);
+    expect(error).toBeInstanceOf(ApiError);
+    return (error as ApiError).toBody().error;
   };
 
   it('refuses under "auto" a strict tool\'s parameters that cannot be followed, as "required" does; without strict reads the calls', () => {

@@ -2,15 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { ApiError } from '../../edge/api-error';
 import { completionRequestSchema } from '../../edge/request-schema';
 import { userCacheUser } from '../../edge/user-cache-user';
+import { refusalOrNull } from '../support/refusal';
 
-function refusal(search: string, body = ''): ApiError | null {
-  try {
-    userCacheUser(search, body);
-    return null;
-  } catch (err) {
-    return err as ApiError;
-  }
-}
+const refusal = (search: string, body = ''): ApiError | null => refusalOrNull(() => userCacheUser(search, body));
 
 describe('the user a /v1/user-cache request names (DELETE forgets, GET shows)', () => {
   it('is ?user=NAME, form-decoded, or the unnamed user with none (or an empty one)', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { generateRequestSchema } from '../../shared/protocol';
 import { specificIssue } from '../../shared/specific-issue';
 import { completionRequestSchema, parseOpenAiBody } from '../../edge/request-schema';
-import type { ApiError } from '../../edge/api-error';
+import { refusalOrNull } from '../support/refusal';
 
 const generate = (sampling: Record<string, unknown>) => generateRequestSchema.safeParse({ id: 'x', promptIds: [1], maxTokens: 1, sampling: { temperature: 1, ...sampling } });
 
@@ -12,12 +12,7 @@ describe('the issue that says what is wrong', () => {
       const issue = specificIssue(generate({ logitBias: { [key]: 1 } }).error!.issues[0])!;
       expect(issue.path.join('.')).toBe(`sampling.logitBias.${key}`);
       expect(issue.message).toMatch(/keys are token ids: whole numbers from 0, written without leading zeros/);
-      let refused: ApiError | null = null;
-      try {
-        parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'a', logit_bias: { [key]: 1 } });
-      } catch (err) {
-        refused = err as ApiError;
-      }
+      const refused = refusalOrNull(() => parseOpenAiBody(completionRequestSchema, { model: 'm', prompt: 'a', logit_bias: { [key]: 1 } }));
       expect(refused!.toBody().error).toMatchObject({ param: `logit_bias.${key}`, message: `logit_bias.${key}: logit_bias keys are token ids: whole numbers from 0, written without leading zeros` });
     }
   });

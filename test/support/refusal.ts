@@ -18,3 +18,17 @@ export function refusalOf(run: () => unknown, kind: ErrorClass<Error> = ApiError
   }
   throw new Error('not refused');
 }
+
+/**
+ * The ApiError `run` is refused with, or null where it returns: for checks of what is taken beside what is refused.
+ * Anything else it throws fails the test.
+ */
+export function refusalOrNull(run: () => unknown): ApiError | null {
+  try {
+    run();
+    return null;
+  } catch (err) {
+    if (err instanceof ApiError) return err;
+    throw err;
+  }
+}
