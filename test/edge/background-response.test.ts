@@ -25,6 +25,7 @@ import type { SourcedText } from '../../edge/token-text';
 import { storedRecord } from '../support/stored-response';
 import { offUsage } from '../support/completion-usage';
 import { workerdKv } from '../support/workerd-kv';
+import { refusalOfAsync } from '../support/refusal';
 
 const workerd = workerdKv();
 
@@ -54,7 +55,7 @@ describe.concurrent('a background response as polled', () => {
 
   it('refuses a chain from one still running, and from one whose run died as from a failed one (it said "still running" for good)', async ({ expect }) => {
     const store = new ResponseStore(workerd(), 'key-bg-chain', 0, 1 << 20);
-    const chain = async (id: string) => (await planResponse({ model: 'm', previous_response_id: id, input: 'more' }, store, responseId('d4d4d4d4d4d4d4d4d4d4d4d4')).catch((e: unknown) => e)) as ApiError;
+    const chain = (id: string) => refusalOfAsync(planResponse({ model: 'm', previous_response_id: id, input: 'more' }, store, responseId('d4d4d4d4d4d4d4d4d4d4d4d4')));
     const running = queuedRecord(responseId('e5e5e5e5e5e5e5e5e5e5e5e5'), Date.now() + 60_000);
     expect(await store.put(running)).toBe(true);
     expect((await chain(running.response.id)).message).toMatch(/still running in the background/);

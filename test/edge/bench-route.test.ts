@@ -5,11 +5,12 @@ import { benchEdgeCpu } from '../../edge/bench-route';
 import type { ServedModel } from '../../edge/served-model';
 import { loadTokenizer } from '../../shared/tokenizer/load-tokenizer';
 import { models } from '../support/shared-data';
+import { refusalOfAsync } from '../support/refusal';
 
 // Only the parts a refusal reads: the tokenizer (to build the user cache it prices). KV is never reached.
 const model = { tokenizer: loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)), 'llama2c') } as unknown as ServedModel;
 const noKv = null as unknown as KVNamespace;
-const refusal = (body: object): Promise<ApiError> => benchEdgeCpu(body, model, noKv).then(() => { throw new Error('ran'); }, (err: ApiError) => err);
+const refusal = (body: object): Promise<ApiError> => refusalOfAsync(benchEdgeCpu(body, model, noKv));
 
 describe('POST /bench/edge-cpu bounds', () => {
   it("refuses a run whose work, the user cache's included, would hold the edge's thread for minutes, before any of it runs", async () => {

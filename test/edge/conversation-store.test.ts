@@ -1,13 +1,13 @@
 // Conversations on workerd's own KV (Miniflare, as `wrangler dev` runs it); a KV that throws stands in only for an
 // outage.
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { ApiError } from '../../edge/api-error';
 import { conversationItems, conversationItemsPage, createBody } from '../../edge/conversation-routes';
 import { ConversationStore, withoutItem } from '../../edge/conversation-store';
 import { KEY_WRITE_INTERVAL_MS } from '../../edge/kv-record';
 import { responseId, responseOfItem } from '../../edge/responses-format';
 import { planResponse } from '../../edge/responses-reply';
 import { ResponseStore, type StoredInputItem } from '../../edge/response-store';
+import { refusalOfAsync } from '../support/refusal';
 import { storedRecord } from '../support/stored-response';
 import { workerdKv } from '../support/workerd-kv';
 
@@ -18,7 +18,6 @@ beforeEach(() => {
 });
 
 const user = (id: string, content: string): StoredInputItem => ({ type: 'message', role: 'user', content, id });
-const refusal = async (run: Promise<unknown>): Promise<ApiError> => (await run.then(() => null, (err: unknown) => err)) as ApiError;
 
 /** A KV whose reads or writes fail, as in an outage. */
 function failingKv(fail: 'get' | 'put'): KVNamespace {
@@ -86,10 +85,10 @@ describe('ConversationStore', () => {
 
   it('refuses with a 400 naming the param a create or change that would pass SSSD_RESPONSE_MAX_BYTES, and leaves it as it was', async () => {
     const store = new ConversationStore(kv, 'key-cap', 0, 600);
-    expect((await refusal(store.create([user('msg_big', 'x'.repeat(700))], {}))).toBody().error).toMatchObject({ param: 'items', message: expect.stringContaining('SSSD_RESPONSE_MAX_BYTES') });
+    expect((await refusalOfAsync(store.create([user('msg_big', 'x'.repeat(700))], {}))).toBody().error).toMatchObject({ param: 'items', message: expect.stringContaining('SSSD_RESPONSE_MAX_BYTES') });
     const made = await store.create([user('msg_1', 'small')], {});
     // Bytes, not characters: 150 euro signs are 450 bytes.
-    const err = await refusal(store.change(made.id, (record) => ({ ...record, items: [...record.items, user('msg_2', '€'.repeat(150))] }), 'conversation'));
+    const err = await refusalOfAsync(store.change(made.id, (record) => ({ ...record, items: [...record.items, user('msg_2', '€'.repeat(150))] }), 'conversation'));
     expect(err.status).toBe(400);
     expect(err.param).toBe('conversation');
     expect((await store.get(made.id))?.items.map((item) => item.id)).toEqual(['msg_1']);
@@ -102,7 +101,7 @@ describe('ConversationStore', () => {
       ['get', (s: ConversationStore) => s.get(made.id)],
       ['put', (s: ConversationStore) => s.create([], {})],
     ] as const) {
-      const err = await refusal(run(new ConversationStore(failingKv(fail), 'key-down', 0, 1 << 20)));
+      const err = await refusalOfAsync(run(new ConversationStore(failingKv(fail), 'key-down', 0, 1 << 20)));
       expect(err.status, fail).toBe(503);
       expect(err.code, fail).toBe('conversation_store_unavailable');
     }
@@ -118,8 +117,8 @@ describe('conversation bodies and pages', () => {
     expect(items[1].id).toBe('msg_mine');
     // No body (the SDK's create()) is an empty conversation; a JSON null is a body, no object, refused as [] is (review h175: an empty conversation).
     expect(await createBody(undefined, responses)).toEqual({ items: [], metadata: {} });
-    for (const body of [null, []]) expect(await refusal(createBody(body, responses)), JSON.stringify(body)).toMatchObject({ status: 400, code: 'invalid_value', message: 'The body is a JSON object: {"items": [...], "metadata": {...}}.' });
-    const param = async (body: unknown) => (await refusal(createBody(body, responses))).param;
+    for (const body of [null, []]) expect(await refusalOfAsync(createBody(body, responses)), JSON.stringify(body)).toMatchObject({ status: 400, code: 'invalid_value', message: 'The body is a JSON object: {"items": [...], "metadata": {...}}.' });
+    const param = async (body: unknown) => (await refusalOfAsync(createBody(body, responses))).param;
     expect(await param({ items: [{ role: 'user', content: [{ type: 'input_image', image_url: 'x' }] }] })).toBe('items.0.content.0.type');
     expect(await param({ items: [{ role: 'user', content: 'a', id: 'x' }, { role: 'user', content: 'b', id: 'x' }] })).toBe('items.1');
     expect(await param({ items: Array.from({ length: 21 }, () => ({ role: 'user', content: 'a' })) })).toBe('items');
@@ -131,11 +130,11 @@ describe('conversation bodies and pages', () => {
   it('refuses an item id a client could not name again (a space, a slash), as in a request\'s input, naming the item', async () => {
     const responses = new ResponseStore(kv, 'key-ids', 0, 1 << 20);
     for (const id of ['a b', 'a/b', 'msg_1?x', 'x'.repeat(257)]) {
-      const err = await refusal(createBody({ items: [{ role: 'user', content: 'hi', id }] }, responses));
+      const err = await refusalOfAsync(createBody({ items: [{ role: 'user', content: 'hi', id }] }, responses));
       expect(err.toBody().error, id).toMatchObject({ param: 'items.0.id', code: 'invalid_value' });
       expect(err.status, id).toBe(400);
-      expect((await refusal(conversationItems([{ type: 'function_call', call_id: 'c', name: 'f', arguments: '{}' }, { type: 'function_call_output', call_id: 'c', output: 'ok', id }], true, responses))).param, id).toBe('items.1.id');
-      expect((await refusal(planResponse({ model: 'm', input: [{ role: 'user', content: 'hi', id }] }, responses, responseId('ab'.repeat(12))))).param, id).toBe('input.0.id');
+      expect((await refusalOfAsync(conversationItems([{ type: 'function_call', call_id: 'c', name: 'f', arguments: '{}' }, { type: 'function_call_output', call_id: 'c', output: 'ok', id }], true, responses))).param, id).toBe('items.1.id');
+      expect((await refusalOfAsync(planResponse({ model: 'm', input: [{ role: 'user', content: 'hi', id }] }, responses, responseId('ab'.repeat(12))))).param, id).toBe('input.0.id');
     }
     // The ids OpenAI, this server and the SDKs make are taken as they are; an empty one is none (the item gets one).
     const { items } = await createBody({ items: ['msg_ABC123', 'fc-1_x', 'x'.repeat(256), ''].map((id) => ({ role: 'user', content: 'hi', id })) }, responses);
@@ -147,15 +146,15 @@ describe('conversation bodies and pages', () => {
     const responses = new ResponseStore(kv, 'key-calls', 0, 1 << 20);
     const call = { type: 'function_call', call_id: 'call_1', name: 'f', arguments: '{}' };
     const output = (callId: string) => ({ type: 'function_call_output', call_id: callId, output: 'ok' });
-    const stray = await refusal(conversationItems([{ role: 'user', content: 'hi' }, output('call_9')], true, responses));
+    const stray = await refusalOfAsync(conversationItems([{ role: 'user', content: 'hi' }, output('call_9')], true, responses));
     expect(stray.status).toBe(400);
     expect(stray.toBody().error).toMatchObject({ message: 'No tool call found for function call output with call_id call_9.', param: 'items.1.call_id', code: 'invalid_value' });
     // The same item as a request's input: the same 400.
-    const asInput = await refusal(planResponse({ model: 'm', input: [{ role: 'user', content: 'hi' }, output('call_9')] }, responses, responseId('ab'.repeat(12))));
+    const asInput = await refusalOfAsync(planResponse({ model: 'm', input: [{ role: 'user', content: 'hi' }, output('call_9')] }, responses, responseId('ab'.repeat(12))));
     expect(asInput.toBody().error).toMatchObject({ message: stray.message, param: 'input.1.call_id' });
     // An output before its call in one batch answers nothing yet.
-    expect((await refusal(conversationItems([output('call_1'), call], true, responses))).param).toBe('items.0.call_id');
-    expect((await refusal(createBody({ items: [output('call_1')] }, responses))).param).toBe('items.0.call_id');
+    expect((await refusalOfAsync(conversationItems([output('call_1'), call], true, responses))).param).toBe('items.0.call_id');
+    expect((await refusalOfAsync(createBody({ items: [output('call_1')] }, responses))).param).toBe('items.0.call_id');
     // A call earlier in the batch, or in the conversation already, is answered.
     expect((await conversationItems([call, output('call_1')], true, responses)).map((item) => item.type)).toEqual(['function_call', 'function_call_output']);
     const existing = await conversationItems([call], true, responses);
@@ -209,10 +208,10 @@ describe('a response naming a conversation', () => {
       { role: 'tool', content: 'ok' },
     ]);
     expect(answered.started.conversation).toEqual({ id: made.id });
-    expect((await refusal(plan({ conversation: made.id, input: 'and?' }))).message).toBe('No tool output found for function call call_1.');
-    expect((await refusal(plan({ conversation: made.id, input: [{ role: 'user', content: 'again', id: 'msg_1' }, { type: 'function_call_output', call_id: 'call_1', output: 'ok' }] }))).param).toBe('input.0');
+    expect((await refusalOfAsync(plan({ conversation: made.id, input: 'and?' }))).message).toBe('No tool output found for function call call_1.');
+    expect((await refusalOfAsync(plan({ conversation: made.id, input: [{ role: 'user', content: 'again', id: 'msg_1' }, { type: 'function_call_output', call_id: 'call_1', output: 'ok' }] }))).param).toBe('input.0');
     const other = new ConversationStore(kv, 'key-other', 0, 1 << 20);
-    const missing = await refusal(planResponse({ model: 'm', conversation: made.id, input: 'x' }, responses, responseId('cd'.repeat(12)), other));
+    const missing = await refusalOfAsync(planResponse({ model: 'm', conversation: made.id, input: 'x' }, responses, responseId('cd'.repeat(12)), other));
     expect(missing.toBody().error).toMatchObject({ param: 'conversation', code: 'not_found' });
     expect(missing.status).toBe(404);
   });
@@ -237,14 +236,14 @@ describe('a response naming a conversation', () => {
     expect(ids.every((given) => given.startsWith(`msg_${'ab'.repeat(12)}`))).toBe(true);
     expect(new Set([...ids, ...items.map((item) => item.id)]).size).toBe(4);
     // Named twice in one input, it is a duplicate, as two references to a stored response's item are.
-    expect((await refusal(planResponse({ model: 'm', conversation: made.id, input: [{ id: 'msg_mine' }, { id: 'msg_mine' }] }, responses, id, conversations))).param).toBe('input.1');
+    expect((await refusalOfAsync(planResponse({ model: 'm', conversation: made.id, input: [{ id: 'msg_mine' }, { id: 'msg_mine' }] }, responses, id, conversations))).param).toBe('input.1');
     // A reference to a stored response's item resolves as before beside the conversation; to neither, OpenAI's 400.
     const stored = storedRecord(responseId('cd'.repeat(12)), 'The end.');
     expect(await responses.put(stored)).toBe(true);
     const chained = await planResponse({ model: 'm', conversation: made.id, input: [{ type: 'item_reference', id: stored.response.output[0].id }] }, responses, id, conversations);
     expect(chained.translated.chat.messages.at(-1)).toEqual({ role: 'assistant', content: 'The end.' });
     expect(chained.inputItems[0].id).toBe(stored.response.output[0].id);
-    expect((await refusal(planResponse({ model: 'm', conversation: made.id, input: [{ id: 'msg_nowhere' }] }, responses, id, conversations))).toBody().error).toMatchObject({ message: "Item with id 'msg_nowhere' not found.", param: 'input.0.id' });
+    expect((await refusalOfAsync(planResponse({ model: 'm', conversation: made.id, input: [{ id: 'msg_nowhere' }] }, responses, id, conversations))).toBody().error).toMatchObject({ message: "Item with id 'msg_nowhere' not found.", param: 'input.0.id' });
   });
 
   it('says an input too large for any conversation is too large, and blames the conversation only where its items make the difference', async () => {
@@ -252,7 +251,7 @@ describe('a response naming a conversation', () => {
     const conversations = new ConversationStore(kv, 'key-big', 0, 1_000);
     const plan = (conversation: string, input: string) => planResponse({ model: 'm', conversation, input }, responses, responseId('ab'.repeat(12)), conversations);
     const empty = await conversations.create([], {});
-    const tooLarge = await refusal(plan(empty.id, 'x'.repeat(1_200)));
+    const tooLarge = await refusalOfAsync(plan(empty.id, 'x'.repeat(1_200)));
     expect(tooLarge.status).toBe(400);
     expect(tooLarge.param).toBe('input');
     expect(tooLarge.message).toMatch(/^input is too large/);
@@ -260,7 +259,7 @@ describe('a response naming a conversation', () => {
     // 600 characters fit alone, not after the conversation's 500.
     const full = await conversations.create([user('msg_1', 'y'.repeat(500))], {});
     expect((await plan(empty.id, 'x'.repeat(600))).translated.chat.messages).toHaveLength(1);
-    const over = await refusal(plan(full.id, 'x'.repeat(600)));
+    const over = await refusalOfAsync(plan(full.id, 'x'.repeat(600)));
     expect(over.param).toBe('conversation');
     expect(over.message).toMatch(/^The conversation would be over this server's bound on one \(SSSD_RESPONSE_MAX_BYTES, 1000 bytes\)/);
   });

@@ -8,7 +8,7 @@ import { inputItemsPage, planResponse } from '../../edge/responses-reply';
 import { ResponseStore, type StoredResponse } from '../../edge/response-store';
 import { storedRecord as record } from '../support/stored-response';
 import { workerdKv } from '../support/workerd-kv';
-import { refusalOrNull } from '../support/refusal';
+import { refusalOfAsync, refusalOrNull } from '../support/refusal';
 
 const workerd = workerdKv();
 let kv: KVNamespace;
@@ -116,11 +116,7 @@ describe('item_reference', () => {
     first.itemIds = [first.inputItems[0].id, first.response.output[0].id];
     await store.put(first);
     const reply = first.response.output[0].id;
-    const refusal = async (body: object) => {
-      const err = await planResponse({ model: 'm', ...body }, store, responseId('0'.repeat(24))).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(ApiError);
-      return (err as ApiError).toBody().error;
-    };
+    const refusal = async (body: object) => (await refusalOfAsync(planResponse({ model: 'm', ...body }, store, responseId('0'.repeat(24))))).toBody().error;
     expect(await refusal({ input: [{ type: 'item_reference', id: reply }, { type: 'item_reference', id: reply }, { role: 'user', content: 'x' }] })).toMatchObject({
       message: `Duplicate item found with id ${reply}. Remove duplicate items from your input and try again.`,
       param: 'input.1',
@@ -143,7 +139,7 @@ describe('item_reference', () => {
     const kept = await store.get(id);
     expect(kept).toMatchObject({ response: { id, output: big.response.output }, inputItems: [], conversationNotKept: true });
     const next = responseId('cdcdcdcdcdcdcdcdcdcdcdcd');
-    const refusal = async (body: object) => (await planResponse({ model: 'm', ...body }, store, next).catch((e: unknown) => e)) as ApiError;
+    const refusal = (body: object) => refusalOfAsync(planResponse({ model: 'm', ...body }, store, next));
     const chained = await refusal({ previous_response_id: id, input: 'more' });
     expect(chained.toBody().error).toMatchObject({ param: 'previous_response_id', message: expect.stringContaining('stored without its conversation') });
     const input = await refusal({ input: [{ type: 'item_reference', id: big.inputItems[0].id }, { role: 'user', content: 'more' }] });

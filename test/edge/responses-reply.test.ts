@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import type { ApiError } from '../../edge/api-error';
 import { failedResponse, functionCallItem, itemId, responseId } from '../../edge/responses-format';
 import { inputItemsPage, planResponse } from '../../edge/responses-reply';
 import { ResponseStore, type StoredResponse } from '../../edge/response-store';
 import { storedRecord } from '../support/stored-response';
 import { workerdKv } from '../support/workerd-kv';
+import { refusalOfAsync } from '../support/refusal';
 
 const workerd = workerdKv();
 
@@ -41,7 +41,7 @@ describe('input_items pages', () => {
 });
 
 describe('a chain from a stored response (workerd KV)', () => {
-  const refusal = async (store: ResponseStore, body: object) => (await planResponse({ model: 'm', ...body }, store, responseId('cdcdcdcdcdcdcdcdcdcdcdcd')).catch((e: unknown) => e)) as ApiError;
+  const refusal = (store: ResponseStore, body: object) => refusalOfAsync(planResponse({ model: 'm', ...body }, store, responseId('cdcdcdcdcdcdcdcdcdcdcdcd')));
 
   it('is refused from a failed response, by name and with its error', async () => {
     const store = new ResponseStore(workerd(), 'key-f', 0, 1 << 20);

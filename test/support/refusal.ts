@@ -32,3 +32,14 @@ export function refusalOrNull(run: () => unknown): ApiError | null {
     throw err;
   }
 }
+
+/** What `reply` is rejected with, as refusalOf: an ApiError; a reply that resolves, or rejects with another kind, fails the test. */
+export async function refusalOfAsync(reply: Promise<unknown>): Promise<ApiError> {
+  try {
+    await reply;
+  } catch (err) {
+    if (err instanceof ApiError) return err;
+    throw err;
+  }
+  throw new Error('not refused');
+}
