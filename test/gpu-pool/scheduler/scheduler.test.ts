@@ -35,6 +35,7 @@ import { REQUEST_MASK_BOUNDS } from '../../../gpu-pool/verify/text-masks';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../../shared/tokenizer/tokenizer';
 import { compileGrammar } from '../../../shared/structured/grammar-automaton';
+import { stepHookedRunner } from '../../support/step-hooked-runner';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
 class RecordingRunner implements BatchRunner<SequenceKvCache> {
@@ -63,18 +64,14 @@ beforeAll(async () => {
 /** The shared runner, each step waiting `delayMs(step index)` first: a slow device, or one warming up. */
 function delayedRunner(delayMs: (step: number) => number): BatchRunner<SequenceKvCache> {
   let steps = 0;
-  return {
-    get config() {
-      return runner.config;
-    },
-    keepsStepResults: runner.inner.keepsStepResults,
-    newSequence: (capacity) => runner.newSequence(capacity),
-    step: async (rows) => {
+  return stepHookedRunner(
+    runner,
+    () => {
       const ms = delayMs(steps++);
-      if (ms > 0) await new Promise((r) => setTimeout(r, ms));
-      return runner.step(rows);
+      if (ms > 0) return new Promise((r) => setTimeout(r, ms));
     },
-  };
+    runner.inner.keepsStepResults,
+  );
 }
 
 /** A scheduler of one place, taken by a 400-token generation that has streamed `tokens` steps' tokens. */
@@ -183,17 +180,7 @@ function chunkedScheduler(prefillChunk: number, budget: TreeBudget | null = new 
  * keys/values.
  */
 function failingRunner(keepsStepResults: boolean, fault: (rows: ReadonlyArray<{ cache: SequenceKvCache; row: StepRow }>) => void): BatchRunner<SequenceKvCache> {
-  return {
-    get config() {
-      return runner.config;
-    },
-    keepsStepResults,
-    newSequence: (capacity) => runner.newSequence(capacity),
-    step: async (rows) => {
-      fault(rows);
-      return runner.step(rows);
-    },
-  };
+  return stepHookedRunner(runner, fault, keepsStepResults);
 }
 
 /** sssd_pool_pass_failures_total by result. */

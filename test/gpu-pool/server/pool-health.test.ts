@@ -14,6 +14,7 @@ import { drafterFactory } from '../../../gpu-pool/scheduler/drafter-factory';
 import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
 import { FAILING_AFTER_BATCH_FAILURES, PoolServer } from '../../../gpu-pool/server/pool-server';
 import { models } from '../../support/shared-data';
+import { stepHookedRunner } from '../../support/step-hooked-runner';
 
 let server: PoolServer;
 let url: string;
@@ -26,23 +27,15 @@ let failPasses = false;
 
 beforeAll(async () => {
   const runner = await ModelRunner.create(await loadModel(models.stories260K.checkpoint));
-  const held: BatchRunner<SequenceKvCache> = {
-    get config() {
-      return runner.config;
-    },
-    keepsStepResults: runner.keepsStepResults,
-    newSequence: (capacity) => runner.newSequence(capacity),
-    step: async (rows) => {
-      // As it was when the pass began: a pass held across the switch runs as it would have.
-      const fail = failPasses;
-      if (hold) {
-        entered();
-        await hold;
-      }
-      if (fail) throw new Error('onnxruntime: device lost');
-      return runner.step(rows);
-    },
-  };
+  const held: BatchRunner<SequenceKvCache> = stepHookedRunner(runner, async () => {
+    // As it was when the pass began: a pass held across the switch runs as it would have.
+    const fail = failPasses;
+    if (hold) {
+      entered();
+      await hold;
+    }
+    if (fail) throw new Error('onnxruntime: device lost');
+  });
   const metrics = new PoolMetrics();
   scheduler = new Scheduler(held, { limits: { maxActive: 4, maxQueued: 4, maxTotalTokens: 10_000 }, budget: null, metrics, createDrafter: drafterFactory(null) });
   const info: PoolInfo = {

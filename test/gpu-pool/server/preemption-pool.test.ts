@@ -18,6 +18,7 @@ import { PoolMetrics } from '../../../gpu-pool/metrics/pool-metrics';
 import { PoolServer } from '../../../gpu-pool/server/pool-server';
 import { models } from '../../support/shared-data';
 import { generate, getJson, metricValue, startPool, streamEvents, type PoolProcess } from './pool-process';
+import { stepHookedRunner } from '../../support/step-hooked-runner';
 
 let pool: PoolProcess | null = null;
 let server: PoolServer | null = null;
@@ -121,17 +122,7 @@ describe('preemption by recompute (--preempt)', () => {
   it("sends `queued` events while a preempted generation waits for a row again, so a reader that takes a silent pool for a hung one waits; then its tokens go on", async () => {
     const runner = await ModelRunner.create(await loadModel(models.stories260K.checkpoint));
     // The real runner on a slower device (4 ms a step more): the preempted generation waits seconds for a row.
-    const slow: BatchRunner<SequenceKvCache> = {
-      get config() {
-        return runner.config;
-      },
-      keepsStepResults: runner.keepsStepResults,
-      newSequence: (capacity) => runner.newSequence(capacity),
-      step: async (rows) => {
-        await new Promise((r) => setTimeout(r, 4));
-        return runner.step(rows);
-      },
-    };
+    const slow: BatchRunner<SequenceKvCache> = stepHookedRunner(runner, () => new Promise((r) => setTimeout(r, 4)));
     const metrics = new PoolMetrics();
     const limits = { maxActive: 4, maxQueued: 16, maxTotalTokens: 100_000, tenantReserve: 1, preempt: true };
     const scheduler = new Scheduler(slow, { limits, budget: null, metrics, createDrafter: drafterFactory(null) });
