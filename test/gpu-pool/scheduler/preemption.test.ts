@@ -19,6 +19,7 @@ import { MAX_PREEMPTIONS, preemptionVictim } from '../../../gpu-pool/scheduler/p
 import { models } from '../../support/shared-data';
 import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../../shared/tokenizer/tokenizer';
+import { collect, tokensOf, type CollectedEvents } from '../../support/collected-events';
 
 let runner: ModelRunner;
 let tokenizer: Tokenizer;
@@ -26,37 +27,6 @@ beforeAll(async () => {
   runner = await ModelRunner.create(await loadModel(models.stories260K.checkpoint));
   tokenizer = loadTokenizer(new Uint8Array(readFileSync(models.stories260K.tokenizer)));
 });
-
-interface Collected {
-  events: PoolEvent[];
-  done: Promise<PoolEvent[]>;
-  /** The scheduler's step count when its start event came (null: not yet). */
-  startedAtStep: number | null;
-  sink: { send(e: PoolEvent): void; end(): void };
-}
-
-function collect(steps: () => number = () => 0): Collected {
-  const events: PoolEvent[] = [];
-  let resolve!: (e: PoolEvent[]) => void;
-  const done = new Promise<PoolEvent[]>((r) => (resolve = r));
-  const c: Collected = {
-    events,
-    done,
-    startedAtStep: null,
-    sink: {
-      send: (e) => {
-        if (e.type === 'start') c.startedAtStep = steps();
-        events.push(e);
-      },
-      end: () => resolve(events),
-    },
-  };
-  return c;
-}
-
-function tokensOf(events: PoolEvent[]): number[] {
-  return events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
-}
 
 function logprobsOf(events: PoolEvent[]): number[] {
   return events.flatMap((e) => (e.type === 'tokens' ? (e.logprobs ?? []) : []));
@@ -118,7 +88,7 @@ async function alone(request: GenerateRequest): Promise<PoolEvent[]> {
  * with `hogs` (each its request), which stream a while; then b's second
  * request comes. Its start's step, and everything streamed.
  */
-async function hogThenNewcomer(s: Scheduler<SequenceKvCache>, hogs: GenerateRequest[]): Promise<{ hog: Collected[]; b: Collected; sentAtStep: number }> {
+async function hogThenNewcomer(s: Scheduler<SequenceKvCache>, hogs: GenerateRequest[]): Promise<{ hog: CollectedEvents[]; b: CollectedEvents; sentAtStep: number }> {
   const steps = () => s.stats().steps;
   const b0 = collect(steps);
   s.submit(generateRequestSchema.parse({ id: 'b0', promptIds: [1, 403], maxTokens: 2, speculation: 'off', tenant: 'b' }), b0.sink);

@@ -36,6 +36,7 @@ import { loadTokenizer } from '../../../shared/tokenizer/load-tokenizer';
 import type { Tokenizer } from '../../../shared/tokenizer/tokenizer';
 import { compileGrammar } from '../../../shared/structured/grammar-automaton';
 import { stepHookedRunner } from '../../support/step-hooked-runner';
+import { collect, tokensOf } from '../../support/collected-events';
 
 /** The real runner, with a record of every step's row lengths and every cache's release. */
 class RecordingRunner implements BatchRunner<SequenceKvCache> {
@@ -93,21 +94,9 @@ function lateRefusal(s: Scheduler<SequenceKvCache>): { kind: string; message: st
   return null;
 }
 
-function collect(): { events: PoolEvent[]; done: Promise<PoolEvent[]>; sink: { send(e: PoolEvent): void; end(): void } } {
-  const events: PoolEvent[] = [];
-  let resolve!: (e: PoolEvent[]) => void;
-  const done = new Promise<PoolEvent[]>((r) => (resolve = r));
-  return { events, done, sink: { send: (e) => events.push(e), end: () => resolve(events) } };
-}
-
 /** Story `line` of the greedy fixtures: its prompt and output ids. */
 function fixtureStory(line: number): { prompt_ids: number[]; output_ids: number[] } {
   return JSON.parse(readFileSync(models.stories260K.fixtures, 'utf8').split('\n')[line]) as { prompt_ids: number[]; output_ids: number[] };
-}
-
-/** The ids a generation's events emitted, in order. */
-function tokensOf(events: PoolEvent[]): number[] {
-  return events.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
 }
 
 /** What plain decoding emits for a prompt, alone on a scheduler of its own. */
@@ -1283,7 +1272,6 @@ describe('continuous batching', () => {
     lps.logprobs.forEach((lp, i) => expect(lp, `token ${i + 1}`).toBeCloseTo(alone.logprobs[i], 4));
     lps.topLogprobs!.forEach((top, i) => expect(top.map(([id]) => id), `token ${i + 1}`).toEqual(alone.topLogprobs![i].map(([id]) => id)));
     // And the continuation after it is the one a whole prefill gives.
-    const tokensOf = (all: PoolEvent[]) => all.flatMap((e) => (e.type === 'tokens' ? e.ids : []));
     expect(tokensOf(events)).toHaveLength(3);
     expect(tokensOf(events)).toEqual(tokensOf(aloneEvents));
   });
