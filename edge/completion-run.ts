@@ -561,9 +561,12 @@ export class CompletionRun {
       }
       // Mid-reply, "retry shortly" would misread: the client has part of an answer, and a retry starts it over.
       if (err instanceof ApiError && err.code === 'pool_unavailable') {
+        const windowS = Math.max(1, Math.round(deps.poolStallMs / 1000));
+        // With one pool, "no other" read as if there were others (review h235); the resume was waited for on it.
+        const why = deps.picker.size > 1 ? 'its pool failed and no other could go on with it' : 'its pool, the only one here, failed and could not go on with it';
         throw new ApiError(
           503,
-          `The generation was cut off after ${this.outputBase} tokens: its pool failed and no other could go on with it within ${Math.max(1, Math.round(deps.poolStallMs / 1000))} s. A retry starts it over.`,
+          `The generation was cut off after ${this.outputBase} tokens: ${why} within ${windowS} s. A retry starts it over.`,
           'service_unavailable',
           'pool_unavailable',
           null,
