@@ -38,6 +38,8 @@ import { measuredPool, type MeasuredPool } from './measured-pool';
 export interface BenchServeOptions {
   poolUrl: string;
   token: string | null;
+  /** The token the pool's /metrics wants, where it wants one (SSSD_METRICS_TOKEN); else `token` is sent. */
+  metricsToken?: string | null;
   workload: ServedWorkloadRequest[];
   concurrencies: number[];
   methods: SpeculationMethod[];
@@ -249,7 +251,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
           const round = requests.slice(start, start + roundSize);
           const order = methodOrder(opts.methods, turn);
           for (const method of order) {
-            const before = phasesRead ? await readPoolPhases(opts.poolUrl, opts.token) : null;
+            const before = phasesRead ? await readPoolPhases(opts.poolUrl, opts.metricsToken ?? opts.token) : null;
             const t0 = performance.now();
             const runs = await replay(round, concurrency, async (p) => {
               const r = await serve(p, method, 'bench');
@@ -257,7 +259,7 @@ export async function benchServe(opts: BenchServeOptions): Promise<MethodResult[
               return r;
             });
             const wall = (performance.now() - t0) / 1000;
-            const after = before ? await readPoolPhases(opts.poolUrl, opts.token) : null;
+            const after = before ? await readPoolPhases(opts.poolUrl, opts.metricsToken ?? opts.token) : null;
             if (before && after) addPhaseDelta(phasesOf.get(method)!, before, after);
             else phasesRead = false;
             runsOf.get(method)!.push(...runs);

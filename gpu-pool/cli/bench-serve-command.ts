@@ -92,6 +92,7 @@ export function register(program: Command): void {
       const results = await benchServe({
         poolUrl,
         token: flags.token ?? process.env.SSSD_POOL_TOKEN ?? null,
+        metricsToken: process.env.SSSD_METRICS_TOKEN?.trim() || null,
         workload,
         concurrencies,
         methods,

@@ -101,6 +101,7 @@ export const POOL_ENVIRONMENT_HELP = `
 Environment:
   SSSD_POOL_TOKEN             the bearer token edges must send (required unless --insecure-no-auth on a loopback host)
   SSSD_POOL_PREVIOUS_TOKENS   comma-separated tokens also accepted while a rotation reaches every edge (docs/protocol.md)
+  SSSD_METRICS_TOKEN          where set, GET /metrics wants it as a bearer token (a scraper's own, not SSSD_POOL_TOKEN); unset, /metrics is open
   SSSD_MODEL_NAME             the name the model is served under where --served-model-name is not given
 ${modelEnvironmentHelp()}
 `;
@@ -316,6 +317,9 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     const problem = value === null ? null : bearerTokenProblem(name, value);
     if (problem) throw new CliError(problem);
   }
+  const metricsToken = process.env.SSSD_METRICS_TOKEN?.trim() || null;
+  const metricsProblem = metricsToken === null ? null : bearerTokenProblem('SSSD_METRICS_TOKEN', metricsToken);
+  if (metricsProblem) throw new CliError(metricsProblem);
   if (previousTokens.length > 0 && !token) {
     throw new CliError('SSSD_POOL_PREVIOUS_TOKENS is set without SSSD_POOL_TOKEN: the previous tokens are accepted beside a current one, not instead of it');
   }
@@ -502,7 +506,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
     features: [...POOL_FEATURES],
     stopMatcher: STOP_MATCHER_VERSION,
   };
-  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, previousTokens, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000), stuckMs: stuckSeconds * 1000, stalledReaderMs: stalledReaderSeconds * 1000, version: packageVersion() });
+  const server = new PoolServer({ scheduler, metrics, info, tokenizerBytes, token, previousTokens, metricsToken, requestTimeoutMs: Math.round(requestTimeoutSeconds * 1000), stuckMs: stuckSeconds * 1000, stalledReaderMs: stalledReaderSeconds * 1000, version: packageVersion() });
   let url: string;
   try {
     url = await server.listen(port, flags.host);
@@ -511,6 +515,7 @@ async function runPool(flags: PoolFlags, speculation: SpeculationSettings): Prom
   }
   if (!token) logLine('pool: WARNING: authentication is off (--insecure-no-auth)');
   // Said at every start: a rotation left half done keeps an old token valid.
+  if (metricsToken !== null) logLine(`pool: /metrics wants SSSD_METRICS_TOKEN as a bearer token${metricsToken === token ? ' (the same as SSSD_POOL_TOKEN: whoever scrapes can also generate; give scrapers a token of their own)' : ''}`);
   if (previousTokens.length > 0) logLine(`pool: also accepting ${previousTokens.length} previous token(s) from SSSD_POOL_PREVIOUS_TOKENS; unset it once every edge sends SSSD_POOL_TOKEN`);
   const stopStatsLog = logStatsSeconds > 0 ? startStatsLog(metrics, logStatsSeconds, logLine) : () => {};
 

@@ -60,6 +60,12 @@ export interface PoolServerOptions {
   token: string | null;
   /** Tokens accepted besides `token` while edges move to it (SSSD_POOL_PREVIOUS_TOKENS). */
   previousTokens?: readonly string[];
+  /**
+   * The bearer token GET /metrics asks for (SSSD_METRICS_TOKEN); null or
+   * absent = none. Its own token, not the pool's: a scraper that holds it can
+   * read figures and tenant labels, not generate.
+   */
+  metricsToken?: string | null;
   /** Largest accepted request body (default 8 MiB: a 4 MiB base64 trie plus a long prompt). */
   maxBodyBytes?: number;
   /**
@@ -119,6 +125,8 @@ function generationIdOf(segment: string): string | null {
 export class PoolServer {
   readonly http: Server;
   private readonly auth: BearerAuth;
+  /** GET /metrics's check: open unless SSSD_METRICS_TOKEN is set. */
+  private readonly metricsAuth: BearerAuth;
   private readonly maxBodyBytes: number;
   /** Requests answered busy (503): a line at most once a minute while they come. */
   private readonly busyLog = new BusyLog(logLine);
@@ -136,6 +144,7 @@ export class PoolServer {
 
   constructor(private readonly options: PoolServerOptions) {
     this.auth = new BearerAuth(options.token, options.previousTokens);
+    this.metricsAuth = new BearerAuth(options.metricsToken ?? null);
     this.maxBodyBytes = options.maxBodyBytes ?? 8 * 1024 * 1024;
     // Node's request timeout counts until the request has been received, not
     // the response: a stream runs as long as its generation does, while a
@@ -280,6 +289,12 @@ export class PoolServer {
       });
     }
     if (route === '/metrics') {
+      if (!this.metricsAuth.check(req.headers.authorization)) {
+        this.options.metrics.rejected.inc({ reason: 'unauthorized' });
+        this.noteUnauthorized(method, route);
+        res.setHeader('www-authenticate', 'Bearer');
+        throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token for /metrics (Authorization: Bearer $SSSD_METRICS_TOKEN)');
+      }
       return this.expect(method, 'GET', res, async () => {
         const { contentType, body } = await this.options.metrics.render();
         res.writeHead(200, { 'content-type': contentType });
@@ -589,8 +604,11 @@ export class PoolServer {
   private noteUnauthorized(method: string, route: string): void {
     const count = ++this.unauthorizedAnswers;
     if (count === 1 || count % 1000 === 0) {
+      const likely = route === '/metrics'
+        ? 'a scraper without this pool\'s SSSD_METRICS_TOKEN'
+        : 'an edge whose SSSD_POOL_TOKEN is not this pool\'s, or SSSD_POOL_PREVIOUS_TOKENS for a rotation';
       logLine(
-        `pool: refused ${count} request(s) so far for a missing or wrong bearer token, the latest ${method} ${route.slice(0, 80)} (sssd_pool_rejected_requests_total{reason="unauthorized"}; an edge whose SSSD_POOL_TOKEN is not this pool's, or SSSD_POOL_PREVIOUS_TOKENS for a rotation)`,
+        `pool: refused ${count} request(s) so far for a missing or wrong bearer token, the latest ${method} ${route.slice(0, 80)} (sssd_pool_rejected_requests_total{reason="unauthorized"}; ${likely})`,
       );
     }
   }

@@ -41,7 +41,7 @@ describe('sssd pool --help', () => {
     expect(stdout).toMatch(/Usage: sssd pool/);
     const environment = stdout.slice(stdout.indexOf('\nEnvironment:\n'));
     expect(environment.length).toBeLessThan(stdout.length);
-    for (const name of ['SSSD_POOL_TOKEN', 'SSSD_POOL_PREVIOUS_TOKENS', 'SSSD_MODEL_NAME', 'SSSD_TOKENIZER', 'SSSD_EXECUTION_PROVIDER', 'SSSD_WEBGPU_OPTIONS', 'SSSD_THREADS', 'SSSD_CACHE_DIR', 'SSSD_RESIDENT_KV', 'SSSD_PACKED_OUTPUTS', 'SSSD_ATTENTION_GROUPS']) {
+    for (const name of ['SSSD_POOL_TOKEN', 'SSSD_POOL_PREVIOUS_TOKENS', 'SSSD_METRICS_TOKEN', 'SSSD_MODEL_NAME', 'SSSD_TOKENIZER', 'SSSD_EXECUTION_PROVIDER', 'SSSD_WEBGPU_OPTIONS', 'SSSD_THREADS', 'SSSD_CACHE_DIR', 'SSSD_RESIDENT_KV', 'SSSD_PACKED_OUTPUTS', 'SSSD_ATTENTION_GROUPS']) {
       expect(environment).toMatch(new RegExp(`^  ${name} `, 'm'));
     }
   });
@@ -97,8 +97,8 @@ describe('sssd pool start-up checks', () => {
     expect(r.stderr).toMatch(/SSSD_POOL_PREVIOUS_TOKENS is set without SSSD_POOL_TOKEN/);
   });
 
-  it('refuses a token that HTTP clients send differently or not at all (spaces, non-ASCII), current or previous', async () => {
-    for (const env of [{ SSSD_POOL_TOKEN: 'tök-secret' }, { SSSD_POOL_TOKEN: 'two words' }, { SSSD_POOL_TOKEN: 'ok', SSSD_POOL_PREVIOUS_TOKENS: 'токен' }]) {
+  it('refuses a token that HTTP clients send differently or not at all (spaces, non-ASCII), current, previous or for /metrics', async () => {
+    for (const env of [{ SSSD_POOL_TOKEN: 'tök-secret' }, { SSSD_POOL_TOKEN: 'two words' }, { SSSD_POOL_TOKEN: 'ok', SSSD_POOL_PREVIOUS_TOKENS: 'токен' }, { SSSD_POOL_TOKEN: 'ok', SSSD_METRICS_TOKEN: 'two words' }]) {
       const r = await pool(model, env);
       expect(r.code, JSON.stringify(env)).toBe(2);
       expect(r.stderr).toMatch(/printable ASCII/);
