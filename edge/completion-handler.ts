@@ -512,9 +512,9 @@ export type Answerer = (reply: PreparedReply) => Promise<Response>;
  * reply's last byte, where every choice ran to its end (not where it failed,
  * or its client left and the runs were cancelled).
  */
-export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs, streamStalledClientMs, waitUntil, goesOn }: PreparedReply, keep: KeepCompletion | null = null): Promise<Response> {
+export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, headers, clientSignal, streamQuietCommentMs, streamStalledClientMs, waitUntil, goesOn, log }: PreparedReply, keep: KeepCompletion | null = null): Promise<Response> {
   if (!body.stream) {
-    const reply = { runs, meta, headers, heartbeatMs, opening, clientSignal, goesOn };
+    const reply = { runs, meta, headers, heartbeatMs, opening, clientSignal, goesOn, waitUntil, log, streamStalledClientMs };
     if (!keep) return wholeCompletionResponse(reply);
     return wholeCompletionResponse(reply, async () => {
       const whole = await wholeCompletion(runs, meta);
@@ -528,7 +528,7 @@ export async function answerOpenAi({ body, runs, meta, opening, heartbeatMs, hea
     continuousUsage: body.stream_options?.include_usage === true && body.stream_options.continuous_usage_stats === true,
     smooth: body.stream_options?.smooth === true,
   };
-  return streamResponse(runs, meta, options, { headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs, stalledClientMs: streamStalledClientMs, waitUntil, goesOn }, keep);
+  return streamResponse(runs, meta, options, { headers, clientSignal, opening, heartbeatMs, quietCommentMs: streamQuietCommentMs, stalledClientMs: streamStalledClientMs, waitUntil, goesOn, requestLog: log }, keep);
 }
 
 /**

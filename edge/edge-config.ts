@@ -104,7 +104,9 @@ export const QUIET_STREAM_COMMENT_MS = 5_000;
  * chunks wait takes its client for gone (sse-response.ts): a client that
  * reads is read for at once until buffers far larger than a reply's text
  * fill, and under wrangler dev one that left can have its body never read
- * again, with no cancel or abort to tell of it (review h223).
+ * again, with no cancel or abort to tell of it (review h223). A generation
+ * that ends first waits as long, at most, for what it sent to be taken
+ * before it is kept as read (ClientBody.taken).
  */
 export const STALLED_CLIENT_MS = 2_000;
 

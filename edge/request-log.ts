@@ -207,6 +207,25 @@ export class RequestLog {
     this.settle();
   }
 
+  /**
+   * The reply's body goes on past its generations' end (a stream's last
+   * frames, a whole reply held past its headers): the line waits for it too,
+   * as its client may be found gone only then (replyEnded).
+   */
+  awaitsReplyEnd(): void {
+    this.pending++;
+  }
+
+  /**
+   * The reply's body is over: `clientLeft` where its client went before
+   * taking all of it (its generations may have ended first, on their own:
+   * ClientBody.taken).
+   */
+  replyEnded(clientLeft: boolean): void {
+    if (clientLeft) this.line.client_left = true;
+    this.settle();
+  }
+
   /** A background response's run goes on after its answer: the line waits for its end to be stored too (endStored). */
   awaitsStoredEnd(): void {
     this.pending++;

@@ -13,7 +13,7 @@ import { ClientBody, weakCall } from './client-body';
 import { openedOrLate } from './reply-start';
 import type { CompletionRun, CompletionSummary, CompletionUsage } from './completion-run';
 import type { SourcedText } from './token-text';
-import type { CancelCause } from './request-log';
+import type { CancelCause, RequestLog } from './request-log';
 
 /** How long the body's comments are given to find the client gone before a resume takes it for still there. */
 const CLIENT_CHECK_MS = 200;
@@ -137,9 +137,12 @@ export interface StreamSetting {
    * What was sent waiting this long with none of it taken (ClientBody.unreadForMs)
    * takes the client for gone, as a failed write would (0: never; STALLED_CLIENT_MS):
    * held by waitUntil, a stream whose body the runtime stopped reading would
-   * otherwise run its generation to the end for no one.
+   * otherwise run its generation to the end for no one. At the runs' end, what
+   * was sent is waited for as long to be taken before the reply is kept as read.
    */
   stalledClientMs?: number;
+  /** The request's log line: it waits for the stream's end, which says whether its client left (RequestLog.replyEnded). */
+  requestLog?: RequestLog;
   /** Told the stream's task, which goes on past the Response (PreparedReply.goesOn): its format's end may store. */
   goesOn?: (work: Promise<unknown>) => void;
 }
@@ -155,7 +158,8 @@ export async function streamWhenOpened(runs: readonly CompletionRun[], format: S
 }
 
 export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, setting: StreamSetting): Response {
-  const { id, smooth, headers, clientSignal, opening = Promise.resolve(), heartbeatMs = 0, quietCommentMs = QUIET_STREAM_COMMENT_MS, waitUntil, stalledClientMs = STALLED_CLIENT_MS } = setting;
+  const { id, smooth, headers, clientSignal, opening = Promise.resolve(), heartbeatMs = 0, quietCommentMs = QUIET_STREAM_COMMENT_MS, waitUntil, stalledClientMs = STALLED_CLIENT_MS, requestLog } = setting;
+  requestLog?.awaitsReplyEnd();
   const encoder = new TextEncoder();
   let clientGone = false;
   const cancelAll = (by: CancelCause = 'client'): void => {
@@ -254,6 +258,10 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
         format.piece(index, next.value, send);
         pull(index);
       }
+      // Every run ended: before the reply is kept as read, what was sent must have been taken. Under wrangler dev a
+      // client that left may get no cancel and no abort, its body just never read again, and a generation that ends
+      // within the window after that would otherwise be logged and stored as read whole (ClientBody.taken).
+      if (!clientGone && pending.size === 0 && stalledClientMs > 0 && !(await body.taken(stalledClientMs))) gone();
       if (clientGone) await format.abandoned?.();
       else if (pending.size === 0) await format.ended(usages, send);
     } catch (err) {
@@ -269,5 +277,7 @@ export function sseStream(runs: readonly CompletionRun[], format: StreamFormat, 
   })();
   waitUntil?.(task);
   setting.goesOn?.(task);
+  const ended = (): void => requestLog?.replyEnded(clientGone);
+  void task.then(ended, ended);
   return new Response(body.stream, { headers: { ...sseHeaders, ...Object.fromEntries(new Headers(headers)) } });
 }

@@ -8,6 +8,7 @@ import { combinedUsage, type CompletionRun, type CompletionUsage } from './compl
 import type { PromptLogprobs } from './prompt-logprobs';
 import { joinText, responseJson, tokensOf, wholeResponse, type ResponseMeta, type WholeChoice } from './openai-format';
 import { lateBefore } from './reply-start';
+import { STALLED_CLIENT_MS } from './edge-config';
 import type { PreparedReply } from './completion-handler';
 import type { TokenLogprob } from './token-text';
 
@@ -41,21 +42,33 @@ const SECOND_WRITE_AFTER_MS = 100;
  * 'manual'`): a compressed body's spaces wait in the encoder and never fail.
  */
 /** What a whole reply is made of: the prepared reply's runs and settings. */
-export type WholeReply = Pick<PreparedReply, 'runs' | 'meta' | 'headers' | 'heartbeatMs' | 'opening' | 'clientSignal' | 'goesOn'>;
+export type WholeReply = Pick<PreparedReply, 'runs' | 'meta' | 'headers' | 'heartbeatMs' | 'opening' | 'clientSignal' | 'goesOn' | 'waitUntil' | 'log' | 'streamStalledClientMs'>;
 
 export async function wholeCompletionResponse(
   /** The reply's runs and settings; `goesOn` is told the reply's task where it goes on past its headers (`build` may store still). */
-  { runs, meta, headers, heartbeatMs, opening, clientSignal, goesOn }: WholeReply,
+  { runs, meta, headers, heartbeatMs, opening, clientSignal, goesOn, waitUntil, log, streamStalledClientMs = STALLED_CLIENT_MS }: WholeReply,
   /** The body, once every run is done (the Responses API builds its own from finishedChoices). */
   build: () => Promise<object> = () => wholeCompletion(runs, meta),
 ): Promise<Response> {
   const jsonHeaders = { ...Object.fromEntries(new Headers(headers)), 'content-type': 'application/json' };
   const whole = opening.then(build);
-  // Done in time (or heartbeats off): sent whole, and an error thrown here keeps its status.
-  if (!(await lateBefore(runs, whole, heartbeatMs))) return new Response(responseJson(meta, await whole), { headers: jsonHeaders });
+  // Held by the request's waitUntil, as a stream's task is (StreamSetting.waitUntil): without it workerd could stop
+  // the request's code as its client went, and the generations' end (the log line, what `build` stores) never came.
+  waitUntil?.(whole.catch(() => undefined));
+  // The line waits for the body's end, which says whether its client left.
+  log?.awaitsReplyEnd();
+  let gone = false;
+  const over = (): void => log?.replyEnded(gone || clientSignal?.aborted === true);
+  let late = false;
+  try {
+    late = await lateBefore(runs, whole, heartbeatMs);
+    // Done in time (or heartbeats off): sent whole, and an error thrown here keeps its status.
+    if (!late) return new Response(responseJson(meta, await whole), { headers: jsonHeaders });
+  } finally {
+    if (!late) over();
+  }
 
   const encoder = new TextEncoder();
-  let gone = false;
   const leave = (): void => {
     if (gone) return;
     gone = true;
@@ -89,13 +102,18 @@ export async function wholeCompletionResponse(
     }
     clearInterval(beat);
     if (second !== undefined) clearTimeout(second);
+    // Its spaces taken, or its client gone with no word (as a stream's, sse-response.ts): a reply whose generations
+    // ended before a write failed was otherwise logged as read (3 or more of 12 left at once after their headers, in 1 of 4 runs).
+    if (!gone && streamStalledClientMs > 0 && !(await body.taken(streamStalledClientMs))) leave();
     clientSignal?.removeEventListener('abort', leaveLater);
     ender.gone = () => undefined;
     if (gone) return;
     body.send(encoder.encode(json));
     body.close();
   })();
+  waitUntil?.(task);
   goesOn?.(task);
+  void task.then(over, over);
   return new Response(body.stream, {
     // no-transform: a proxy that compressed or buffered it would hold the spaces back, and the client's leaving with them.
     headers: { ...jsonHeaders, 'content-encoding': 'identity', 'cache-control': 'no-store, no-transform' },

@@ -39,9 +39,6 @@ beforeAll(async () => {
       SSSD_CONCURRENCY_LEASE_SECONDS: '3',
       // JSON goes to the pool as a grammar here (the other e2e stacks send the default regex form).
       SSSD_JSON_GRAMMAR: '1',
-      // A stream whose client left is taken for gone this soon (the default 2 s): the left streams below must not run to
-      // their end, stored, before the edge knows (their generations take a few hundred ms here).
-      SSSD_STREAM_STALLED_CLIENT_MS: '100',
     },
   });
   client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });

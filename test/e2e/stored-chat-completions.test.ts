@@ -19,9 +19,6 @@ beforeAll(async () => {
   stack = await startTestStack({
     vars: {
       SSSD_API_KEYS: JSON.stringify({ [sha256Hex(OTHER_KEY)]: { tenant: 'other' }, [sha256Hex(LONE_KEY)]: { tenant: 'lone' }, [sha256Hex(STORING_KEY)]: { tenant: 'storing', rpm: 6000, storageMbPerDay: 1 } }),
-      // A stream whose client left is taken for gone this soon (the default 2 s): a left stream must not run to its end,
-      // stored as read, before the edge knows (400 tokens take well under 2 s here; CI at fbf7646).
-      SSSD_STREAM_STALLED_CLIENT_MS: '100',
     },
   });
   client = new OpenAI({ apiKey: stack.devKey, baseURL: `${stack.edgeUrl}/v1`, maxRetries: 0 });

@@ -77,4 +77,30 @@ describe('ClientBody', () => {
       vi.useRealTimers();
     }
   });
+
+  it('says all that was sent is taken once the reader has taken it, however late, and not where what waits stays unread for the window', async () => {
+    const read = new ClientBody({ gone: () => undefined });
+    const reader = read.stream.getReader();
+    read.send(bytes('data: a\n\n'));
+    read.send(bytes('data: b\n\n'));
+    // A reader behind, taking one chunk now and the other later: waited for, past the window it keeps taking within.
+    const taken = read.taken(150);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await reader.read();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await reader.read();
+    expect(await taken).toBe(true);
+
+    const left = new ClientBody({ gone: () => undefined });
+    left.stream.getReader();
+    left.send(bytes('data: a\n\n'));
+    const started = Date.now();
+    expect(await left.taken(100)).toBe(false);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(95);
+
+    const cancelled = new ClientBody({ gone: () => undefined });
+    cancelled.send(bytes('data: a\n\n'));
+    await cancelled.stream.cancel(new Error('Network connection lost.'));
+    expect(await cancelled.taken(1_000)).toBe(false);
+  });
 });

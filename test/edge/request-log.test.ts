@@ -111,6 +111,23 @@ describe('a request log line', () => {
     expect(said.lines()).toMatchObject([{ error: 'pool_error' }]);
   });
 
+  it("waits for the reply's body too, and says its client left where only the body's end found it gone (its generations ended on their own)", () => {
+    for (const clientLeft of [true, false]) {
+      const said = linesSaid();
+      const log = new RequestLog(HEX, 'POST');
+      log.completion('stories260K', 1, true, 7, TENANT_HASH);
+      log.awaitsReplyEnd();
+      log.responded(200, '/v1/chat/completions', null, null);
+      log.generationsEnded([outcome()]);
+      expect(said.lines()).toEqual([]);
+      log.replyEnded(clientLeft);
+      expect(said.lines()).toHaveLength(1);
+      expect(said.lines()[0]).toMatchObject({ status: 200, finish_reasons: ['length'], completion_tokens: 16 });
+      expect(said.lines()[0].client_left).toBe(clientLeft ? true : undefined);
+      vi.restoreAllMocks();
+    }
+  });
+
   it('codes an API error by its code, else its type, and anything else as the 500 the router answers', () => {
     expect(loggedErrorCode(new ApiError(503, 'x', 'service_unavailable', 'pool_unavailable'))).toBe('pool_unavailable');
     expect(loggedErrorCode(new ApiError(400, 'x', 'invalid_request_error'))).toBe('invalid_request_error');

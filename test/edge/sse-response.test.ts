@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CompletionRun, CompletionSummary } from '../../edge/completion-run';
-import type { CancelCause } from '../../edge/request-log';
+import { RequestLog, type CancelCause, type RequestLogLine } from '../../edge/request-log';
 import { sseStream, type SendFrame, type StreamFormat } from '../../edge/sse-response';
 import type { SourcedText } from '../../edge/token-text';
 
@@ -32,6 +32,22 @@ function slowRun(): { run: CompletionRun; cancels: CancelCause[] } {
   return { run: fake as unknown as CompletionRun, cancels };
 }
 
+/** A run that yields `pieces` pieces, 20 ms apart, and ends on its own (a cancel after that does nothing, as CompletionRun's). */
+function shortRun(pieces: number): CompletionRun {
+  const fake = {
+    clientStillThere: null as (() => Promise<boolean>) | null,
+    cancel: () => undefined,
+    async *run(): AsyncGenerator<SourcedText[], CompletionSummary> {
+      for (let i = 0; i < pieces; i++) {
+        yield [{ text: `t${i} `, source: 'model' } as SourcedText];
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return summary;
+    },
+  };
+  return fake as unknown as CompletionRun;
+}
+
 /** Frames as plain `data:` lines; what the stream ended as. */
 function plainFormat(): StreamFormat & { endedAs: string[] } {
   const endedAs: string[] = [];
@@ -46,6 +62,8 @@ function plainFormat(): StreamFormat & { endedAs: string[] } {
     abandoned: () => void endedAs.push('abandoned'),
   };
 }
+
+afterEach(() => vi.restoreAllMocks());
 
 const until = async (check: () => boolean): Promise<void> => {
   for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -66,6 +84,28 @@ describe('sseStream', () => {
     expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(150);
     expect(cancels).toEqual(['client']);
     expect(format.endedAs).toEqual(['abandoned']);
+  });
+
+  it('keeps a reply whose run ended on its own as read only once all it sent was taken: a body left unread is abandoned and logged client_left', async () => {
+    const info = vi.spyOn(console, 'info').mockImplementation(() => undefined);
+    const lines = (): RequestLogLine[] => info.mock.calls.map(([text]) => JSON.parse(String(text)) as RequestLogLine);
+    for (const reads of ['one', 'all'] as const) {
+      info.mockClear();
+      const format = plainFormat();
+      const held: Array<Promise<unknown>> = [];
+      const log = new RequestLog('0123456789abcdef01234567', 'POST');
+      // Its run ends 100 ms on, well within the window (what a short reply does a moment after its client left).
+      const response = sseStream([shortRun(5)], format, { id: 'x', smooth: false, headers: {}, stalledClientMs: 300, waitUntil: (promise) => void held.push(promise), requestLog: log });
+      log.responded(200, '/v1/chat/completions', null, null);
+      const reader = response.body!.getReader();
+      await reader.read();
+      if (reads === 'all') while (!(await reader.read()).done);
+      await held[0];
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      expect(format.endedAs).toEqual([reads === 'all' ? 'ended' : 'abandoned']);
+      expect(lines()).toHaveLength(1);
+      expect(lines()[0].client_left).toBe(reads === 'all' ? undefined : true);
+    }
   });
 
   it('never takes a reader that keeps taking, however far behind, for gone', async () => {
