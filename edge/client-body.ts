@@ -19,7 +19,12 @@ export function weakCall(target: { gone: () => void }): () => void {
   return () => ref.deref()?.gone();
 }
 
-/** How often taken() looks at the queue: a reader's delay at a generation's end, at most. */
+/**
+ * How often taken() looks at the queue, at most: it looks after 1 ms, then
+ * twice as long each time up to this, since a live reader has mostly taken
+ * the last chunks within a turn or two and would otherwise wait a whole poll
+ * for its reply's end.
+ */
 const TAKEN_POLL_MS = 20;
 
 export class ClientBody {
@@ -90,13 +95,13 @@ export class ClientBody {
    * within the window after that was taken for a reply read whole.
    */
   async taken(windowMs: number): Promise<boolean> {
-    for (;;) {
+    for (let pollMs = 1; ; pollMs = Math.min(TAKEN_POLL_MS, pollMs * 2)) {
       if (this.over) return !this.cancelled;
       const unread = this.unreadForMs();
       // All of it taken; a reader that takes some, however slowly, is waited for (unread is 0 as it takes).
       if ((this.controller?.desiredSize ?? 1) > 0) return true;
       if (unread >= windowMs) return false;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(TAKEN_POLL_MS, windowMs - unread)));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(pollMs, windowMs - unread)));
     }
   }
 
