@@ -88,6 +88,14 @@ export function checkStoredKeyText(text: string): CheckedKey {
   return checkStoredKey(stored);
 }
 
+/**
+ * The data scope the requests of the key hashed `hash` (lower-case hex) store under: its own hash's first 24 hex digits,
+ * or, for a key made with `dataOf`, those of the key it replaced. `sssd key list` and `sssd kv erase` read it so too.
+ */
+export function dataScopeOf(hash: string, stored: Pick<StoredKey, 'dataOf'>): string {
+  return (stored.dataOf?.toLowerCase() ?? hash).slice(0, 24);
+}
+
 function checkStoredKey(stored: unknown): CheckedKey {
   const parsed = storedKeySchema.safeParse(stored);
   if (parsed.success) return { ok: true, stored: parsed.data };
@@ -112,7 +120,7 @@ function recordOf(hash: string, checked: CheckedKey, config: EdgeConfig): KeyRec
   if (record.disabled === true) return null;
   return {
     keyId: hash.slice(0, 24),
-    dataScope: (record.dataOf?.toLowerCase() ?? hash).slice(0, 24),
+    dataScope: dataScopeOf(hash, record),
     tenant: record.tenant ?? hash.slice(0, 12),
     rpm: record.rpm ?? config.defaultRpm,
     concurrency: record.concurrency ?? config.defaultConcurrency,

@@ -33,7 +33,7 @@ function notesOf(entry: KeyEntry): string {
   if (entry.dataOf !== null) notes.push(`data of ${entry.dataOf.slice(0, 12)}`);
   if (entry.storageMbPerDay !== null) notes.push(`stores ${entry.storageMbPerDay} MiB a day`);
   if (entry.contributeToDatastore) notes.push('contributes to the datastore');
-  if (entry.metadata === null) notes.push('no metadata (kv erase --tenant misses it)');
+  if (entry.metadata === null) notes.push('no metadata (kv erase --tenant reads its value)');
   return notes.join('; ');
 }
 

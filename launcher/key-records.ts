@@ -4,7 +4,7 @@
  * is read as the edge reads it (edge/api-keys.ts's check), so the list says which keys the edge serves, and a
  * revocation writes the record back whole, its metadata kept, with `"disabled": true`.
  */
-import { checkStoredKeyText } from '../edge/api-keys';
+import { checkStoredKeyText, dataScopeOf } from '../edge/api-keys';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import type { KvStore, ListedKey } from './edge-kv';
 
@@ -29,7 +29,7 @@ export interface KeyEntry {
   dataOf: string | null;
   /** When `sssd key create` made it (its metadata's `created`), where recorded. */
   created: string | null;
-  /** The KV metadata as stored (`sssd key create` writes {tenant, scope, created}); null where none: `kv erase --tenant` does not find it. */
+  /** The KV metadata as stored (`sssd key create` writes {tenant, scope, created}); null where none: `kv erase --tenant` reads the value for its tenant. */
   metadata: unknown;
 }
 
@@ -72,7 +72,7 @@ export function keyEntry(listed: ListedKey, value: string): KeyEntry {
     state: record.disabled === true ? 'disabled' : 'active',
     refusedWhy: null,
     tenant: record.tenant ?? hash.slice(0, 12),
-    scope: (record.dataOf?.toLowerCase() ?? hash).slice(0, 24),
+    scope: dataScopeOf(hash, record),
     rpm: record.rpm ?? null,
     concurrency: record.concurrency ?? null,
     storageMbPerDay: record.storageMbPerDay ?? null,

@@ -39,3 +39,19 @@ export async function writeScopedRecords(kv: KVNamespace, scope: string): Promis
   const loaded = await caches.load(await cacheScope(scope, 'alice'), scope);
   await caches.saveMerged(loaded, [5, 6, 7, 5, 6, 7, 5, 6, 7]);
 }
+
+/**
+ * Writes `names` back as an edge from before scope metadata (2026-12-07 04:40) wrote them: the same values and expiry,
+ * no metadata, and the chat index's entries with theirs but its `scope` (review h238).
+ */
+export async function asWrittenBeforeScopes(kv: KVNamespace, names: readonly string[]): Promise<void> {
+  const listed = new Map((await kv.list()).keys.map((key) => [key.name, key]));
+  for (const name of names) {
+    const key = listed.get(name);
+    const value = await kv.get(name, 'arrayBuffer');
+    if (key === undefined || value === null) throw new Error(`${name} is not in the store`);
+    const { scope: _scope, ...rest } = (key.metadata ?? {}) as Record<string, unknown>;
+    const metadata = name.startsWith('chatcmplidx:') ? { metadata: rest } : {};
+    await kv.put(name, value, { ...(key.expiration !== undefined ? { expiration: key.expiration } : {}), ...metadata });
+  }
+}
