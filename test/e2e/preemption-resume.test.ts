@@ -86,7 +86,8 @@ async function newcomerWhileHogRuns(hogBodies: [Record<string, unknown>, Record<
     }
   };
   const hog = Promise.all(hogBodies.map((body) => streamReply(hogReply(body, onFirstText))));
-  await both;
+  // A hog stream that ends without text (refused, failed) ends the wait too, and its reply shows why below, not a timeout.
+  await Promise.race([both, hog]);
   const newcomer = streamReply(newcomerReply());
   try {
     await sleep(1_000);

@@ -17,7 +17,7 @@ import { models } from '../support/shared-data';
 
 const KEY = 'freeze-key';
 /** The edge's stall window: short, so that a freeze past it and past the resume's window after it fit a test. */
-const STALL_SECONDS = 3;
+const STALL_SECONDS = 4;
 let pool: RunningPool;
 let edge: RunningEdge;
 let dir: string;
@@ -112,8 +112,8 @@ describe('the only pool frozen mid-reply', () => {
     const whole = await streamReply({ url: edge.url, key: KEY, route: 'chat/completions', body });
     expect(whole.error).toBeNull();
     expect(whole.completionTokens).toBe(400);
-    // Past the window by a second and a half: the edge gives the stream up, and its resume waits for the pool.
-    const { reply } = await frozenFor('chat/completions', body, STALL_SECONDS * 1000 + 1_500);
+    // Past the window by two seconds, two before the resume's is out: the edge gives the stream up, and its resume waits for the pool.
+    const { reply } = await frozenFor('chat/completions', body, STALL_SECONDS * 1000 + 2_000);
     expect(reply.quietComments).toBeGreaterThan(0);
     expect(reply.error).toBeNull();
     expect(reply.text).toBe(whole.text);
