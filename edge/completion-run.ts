@@ -257,6 +257,8 @@ export class CompletionRun {
   private failedWith: string | null = null;
   /** When the first token reached the edge (0: none yet). */
   private firstTokenAt = 0;
+  /** When its pool last sent tokens (Date.now()): a cut-off says how long the reply had been silent, not the window (review h241). */
+  private lastTokensAt = 0;
   /** The prompt's scores came (for the echo's log-probabilities and/or prompt_logprobs). */
   private promptScored = false;
   private promptLogprobs: PromptLogprobs | null = null;
@@ -561,12 +563,13 @@ export class CompletionRun {
       }
       // Mid-reply, "retry shortly" would misread: the client has part of an answer, and a retry starts it over.
       if (err instanceof ApiError && err.code === 'pool_unavailable') {
-        const windowS = Math.max(1, Math.round(deps.poolStallMs / 1000));
+        // The silence the client sat through: the stall window, then the resume's tries (~twice the window with one pool), not the window alone (review h241).
+        const silentS = this.lastTokensAt > 0 ? Math.max(1, Math.round((Date.now() - this.lastTokensAt) / 1000)) : Math.max(1, Math.round(deps.poolStallMs / 1000));
         // With one pool, "no other" read as if there were others (review h235); the resume was waited for on it.
         const why = deps.picker.size > 1 ? 'its pool failed and no other could go on with it' : 'its pool, the only one here, failed and could not go on with it';
         throw new ApiError(
           503,
-          `The generation was cut off after ${this.outputBase} tokens: ${why} within ${windowS} s. A retry starts it over.`,
+          `The generation was cut off after ${this.outputBase} tokens: ${why} in the ${silentS} s since its last tokens. A retry starts it over.`,
           'service_unavailable',
           'pool_unavailable',
           null,
@@ -580,7 +583,9 @@ export class CompletionRun {
   private onEvent(event: PoolEvent, assembler: TokenTextAssembler): { segments: SourcedText[]; stopped: boolean } {
     switch (event.type) {
       case 'tokens': {
-        if (this.firstTokenAt === 0) this.firstTokenAt = Date.now();
+        const now = Date.now();
+        if (this.firstTokenAt === 0) this.firstTokenAt = now;
+        this.lastTokensAt = now;
         const before = this.outputIds.length;
         for (const id of event.ids) this.outputIds.push(id);
         this.steps += 1;
