@@ -30,10 +30,19 @@ export function parsePhaseSeconds(text: string): PhaseSeconds | null {
   return found ? out : null;
 }
 
+let refusalSaid = false;
+function refusedOnce(line: string): void {
+  if (refusalSaid) return;
+  refusalSaid = true;
+  process.stderr.write(line);
+}
+
 /** The pool's phase counters now; null when `/metrics` cannot be read or lacks them. */
 export async function readPoolPhases(poolUrl: string, token: string | null): Promise<PhaseSeconds | null> {
   try {
     const res = await fetch(`${poolUrl}/metrics`, { headers: token ? { authorization: `Bearer ${token}` } : undefined });
+    // Said, not taken for a pool without the counters (review h241): the phases would be left out without a word.
+    if (res.status === 401) refusedOnce(`bench-serve: the pool's /metrics refused the token sent (401): set SSSD_METRICS_TOKEN to the pool's; the phases are not measured\n`);
     if (!res.ok) return null;
     return parsePhaseSeconds(await res.text());
   } catch {

@@ -84,7 +84,11 @@ async function open(url: string, id: string, tenant: string, tokens: number, sig
 }
 
 async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  // The pool started here inherits SSSD_METRICS_TOKEN, so its /metrics wants it where set.
+  const token = process.env.SSSD_METRICS_TOKEN?.trim();
+  const res = await fetch(`${url}/metrics`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  if (!res.ok) throw new Error(`GET ${url}/metrics answered ${res.status}`);
+  const text = await res.text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
   return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : NaN;
 }

@@ -485,7 +485,7 @@ export class PoolMetrics {
     });
     const phaseCounter = this.phaseSeconds;
     this.phase = Object.fromEntries(SCHEDULER_PHASES.map((p, i) => [p, phaseCounter.child(i)])) as Record<SchedulerPhase, StepCounterChild>;
-    this.rejected = new Counter({ name: 'sssd_pool_rejected_requests_total', help: 'Requests refused: at admission (busy, draining), in the queue for another tenant\'s (displaced), for another model (model_mismatch) or protocol version (protocol_mismatch), or without the bearer token (unauthorized).', labelNames: ['reason'], registers });
+    this.rejected = new Counter({ name: 'sssd_pool_rejected_requests_total', help: 'Requests refused: at admission (busy, draining), in the queue for another tenant\'s (displaced), for another model (model_mismatch) or protocol version (protocol_mismatch), or without the bearer token (unauthorized; metrics_unauthorized: a scrape of /metrics without SSSD_METRICS_TOKEN).', labelNames: ['reason'], registers });
     this.errorResponses = new Counter({
       name: 'sssd_pool_error_responses_total',
       help: 'Requests answered with an error status outside a stream (a body or parameter refused, no such route or generation, busy, unauthorized, a bug: 500), by status.',
@@ -615,7 +615,7 @@ export class PoolMetrics {
     // increase() and rate() miss a series' first sample, so a first failure
     // that also made its series would never alert.
     for (const finishedReason of new Set(Object.values(VLLM_FINISH_REASON))) this.requestsByReason.inc({ finished_reason: finishedReason }, 0);
-    for (const reason of ['busy', 'displaced', 'draining', 'model_mismatch', 'protocol_mismatch', 'unauthorized']) this.rejected.inc({ reason }, 0);
+    for (const reason of ['busy', 'displaced', 'draining', 'model_mismatch', 'protocol_mismatch', 'unauthorized', 'metrics_unauthorized']) this.rejected.inc({ reason }, 0);
     for (const result of ['isolated', 'retried', 'batch']) this.passFailures.inc({ result }, 0);
     for (const kind of ['pass', 'drafter']) this.draftFailures.inc({ kind }, 0);
     for (const result of ['ok', 'error']) this.datastoreSaves.inc({ result }, 0);

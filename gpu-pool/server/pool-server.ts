@@ -132,6 +132,8 @@ export class PoolServer {
   private readonly busyLog = new BusyLog(logLine);
   /** Requests refused for their token (401): noteUnauthorized logs the first and one a thousand. */
   private unauthorizedAnswers = 0;
+  /** Scrapes of /metrics refused for their token, apart from the edges' (noteUnauthorizedScrape). */
+  private unauthorizedScrapes = 0;
   /** Generation responses not yet written out to their readers. */
   private readonly streams = new Set<ServerResponse>();
   /** Generate requests waiting their turn behind a stream on their connection (pipelined-turn.ts), by id: whether a cancel came for one, and the latest trie pushed for it. */
@@ -290,8 +292,9 @@ export class PoolServer {
     }
     if (route === '/metrics') {
       if (!this.metricsAuth.check(req.headers.authorization)) {
-        this.options.metrics.rejected.inc({ reason: 'unauthorized' });
-        this.noteUnauthorized(method, route);
+        // Apart from the edges' refusals: a scraper without the token must not read as (nor hide) an edge with a stale one (review h241).
+        this.options.metrics.rejected.inc({ reason: 'metrics_unauthorized' });
+        this.noteUnauthorizedScrape();
         res.setHeader('www-authenticate', 'Bearer');
         throw new HttpError(401, 'unauthorized', 'missing or wrong bearer token for /metrics (Authorization: Bearer $SSSD_METRICS_TOKEN)');
       }
@@ -604,12 +607,17 @@ export class PoolServer {
   private noteUnauthorized(method: string, route: string): void {
     const count = ++this.unauthorizedAnswers;
     if (count === 1 || count % 1000 === 0) {
-      const likely = route === '/metrics'
-        ? 'a scraper without this pool\'s SSSD_METRICS_TOKEN'
-        : 'an edge whose SSSD_POOL_TOKEN is not this pool\'s, or SSSD_POOL_PREVIOUS_TOKENS for a rotation';
       logLine(
-        `pool: refused ${count} request(s) so far for a missing or wrong bearer token, the latest ${method} ${route.slice(0, 80)} (sssd_pool_rejected_requests_total{reason="unauthorized"}; ${likely})`,
+        `pool: refused ${count} request(s) so far for a missing or wrong bearer token, the latest ${method} ${route.slice(0, 80)} (sssd_pool_rejected_requests_total{reason="unauthorized"}; an edge whose SSSD_POOL_TOKEN is not this pool's, or SSSD_POOL_PREVIOUS_TOKENS for a rotation)`,
       );
+    }
+  }
+
+  /** A scrape refused for its token: the first, then one a thousand (a scraper retries every interval). */
+  private noteUnauthorizedScrape(): void {
+    const count = ++this.unauthorizedScrapes;
+    if (count === 1 || count % 1000 === 0) {
+      logLine(`pool: refused ${count} scrape(s) of /metrics so far for a missing or wrong bearer token (sssd_pool_rejected_requests_total{reason="metrics_unauthorized"}; a scraper without this pool's SSSD_METRICS_TOKEN)`);
     }
   }
 
