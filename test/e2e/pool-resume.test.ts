@@ -11,6 +11,8 @@ import { startFaultProxy, type FaultMode, type FaultProxy } from '../support/fau
 import { startAll, poolUrlOn } from './stack-fixture';
 import { freePort } from '../../launcher/service-process';
 import { models } from '../support/shared-data';
+import { streamReply, type StreamedReply } from '../support/streamed-reply';
+import { edgeRequestLine } from '../support/edge-request-line';
 
 const KEY = 'resume-key';
 let pools: RunningPool[];
@@ -35,47 +37,9 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Streamed {
-  id: string;
-  text: string;
-  finish: string | null;
-  completionTokens: number;
-  /** The stream's error event's message, if it ended with one. */
-  error: string | null;
-  /** SSE comments sent after the first chunk (a silence mid-reply). */
-  quietComments: number;
-  /** Each data chunk as it came: `text`, `usage` (choices [] with usage), or `error`. */
-  kinds: Array<'text' | 'usage' | 'error'>;
-}
-
 /** A streamed completion (or chat completion, its `messages` in `body`), read as an SSE client reads it. */
-async function stream(body: Record<string, unknown>, route: 'completions' | 'chat/completions' = 'completions'): Promise<Streamed> {
-  const res = await fetch(`${edge.url}/v1/${route}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'stories260K', stream: true, stream_options: { include_usage: true }, ...body }),
-  });
-  expect(res.status).toBe(200);
-  const out: Streamed = { id: '', text: '', finish: null, completionTokens: 0, error: null, quietComments: 0, kinds: [] };
-  for (const block of (await res.text()).split('\n\n')) {
-    if (block.startsWith(':') && out.id !== '') out.quietComments++;
-    if (!block.startsWith('data: ') || block === 'data: [DONE]') continue;
-    const chunk = JSON.parse(block.slice(6)) as {
-      id?: string;
-      choices?: Array<{ text?: string; delta?: { content?: string | null }; finish_reason: string | null }>;
-      usage?: { completion_tokens: number };
-      error?: { message: string };
-    };
-    if (chunk.error) out.error = chunk.error.message;
-    out.kinds.push(chunk.error ? 'error' : chunk.usage && chunk.choices?.length === 0 ? 'usage' : 'text');
-    if (chunk.id) out.id = chunk.id;
-    for (const choice of chunk.choices ?? []) {
-      out.text += choice.text ?? choice.delta?.content ?? '';
-      out.finish = choice.finish_reason ?? out.finish;
-    }
-    if (chunk.usage) out.completionTokens = chunk.usage.completion_tokens;
-  }
-  return out;
+function stream(body: Record<string, unknown>, route: 'completions' | 'chat/completions' = 'completions'): Promise<StreamedReply> {
+  return streamReply({ url: edge.url, key: KEY, route, body: { model: 'stories260K', ...body } });
 }
 
 /** Sets both proxies: what they do, to which generations (default: not resumed ones), after how many tokens events. */
@@ -89,16 +53,8 @@ function arm(mode: FaultMode, breaks: (id: string) => boolean = (id) => !/\.r\d+
 
 /** The pool generations opened for a completion, in either proxy: its own id, then `<id>.r<k>` for each resume. */
 const opened = (id: string): string[] => proxies.flatMap((p) => p.opened.filter((g) => g === id || g.startsWith(`${id}.r`))).sort();
-/** The edge's request line of a completion (by the hex its id shares with the request id), once in its output. */
-async function requestLine(completionId: string): Promise<Record<string, unknown>> {
-  const id = `"id":"req-${completionId.slice(completionId.indexOf('-') + 1)}"`;
-  for (let waited = 0; ; waited += 50) {
-    const text = edge.service.tail().split('\n').find((l) => l.includes(id));
-    if (text) return JSON.parse(text.slice(text.indexOf('{'))) as Record<string, unknown>;
-    if (waited > 5_000) throw new Error(`no request line for ${completionId}:\n${edge.service.tail()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+/** The edge's request line of a completion, once in its output. */
+const requestLine = (completionId: string): Promise<Record<string, unknown>> => edgeRequestLine(edge, completionId);
 const broken = (id: string): string[] => proxies.flatMap((p) => p.broken.filter((g) => g === id || g.startsWith(`${id}.r`))).sort();
 
 describe('a generation whose pool fails mid-stream', () => {

@@ -6,6 +6,7 @@ import { BatchLane, type StepRows } from '../../../gpu-pool/runtime/batch-lane';
 import { SequenceKvCache } from '../../../gpu-pool/runtime/kv-cache';
 import { MASKED, pastKeyName, pastValueName } from '../../../gpu-pool/graph/llama-graph';
 import type { ModelConfig } from '../../../gpu-pool/model/model-config';
+import { seededRandom } from '../../../shared/seeded-random';
 
 const config: ModelConfig = {
   name: 'lane-test',
@@ -23,17 +24,6 @@ const config: ModelConfig = {
 } as ModelConfig;
 const layout = { nLayers: config.nLayers, nKvHeads: config.nKvHeads, headDim: config.headDim, maxCapacity: config.contextLength };
 
-/** Deterministic draws (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Appends `count` positions of fresh values to a cache. */
 function append(cache: SequenceKvCache, count: number, draw: () => number): void {
@@ -99,7 +89,7 @@ function expectInputs(feeds: Record<string, Tensor>, rows: StepRows, order: Int3
 
 describe('BatchLane', () => {
   it('packs every row\'s past and tree mask as its cache and tree say, while strides grow and shrink and rows come, go and move', () => {
-    const draw = random(7);
+    const draw = seededRandom(7);
     const lane = new BatchLane(config);
     let live: SequenceKvCache[] = [];
     const fresh = (prompt: number): SequenceKvCache => {
