@@ -9,7 +9,7 @@
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
-import { sha256Hex } from '../edge/api-keys';
+import { dataScopeOf, sha256Hex } from '../edge/api-keys';
 import { loggedTenant } from '../edge/request-log';
 import { CliError } from '../gpu-pool/cli/cli-error';
 import { parseNumberFlag } from '../gpu-pool/cli/number-flags';
@@ -66,7 +66,7 @@ export async function newKey(record: NewKeyRecord, where: 'remote' | 'local', pe
   const target = `--${where}${state} --binding SSSD_KV ${shellWord(`key:${hash}`)}`;
   // As edge/api-keys.ts reads the record: a tenant of its own where it names none, and the scope of the key it replaces.
   const created = new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const metadata: KeyMetadata = { tenant: record.tenant ?? hash.slice(0, 12), scope: (record.dataOf ?? hash).slice(0, 24), created };
+  const metadata: KeyMetadata = { tenant: record.tenant ?? hash.slice(0, 12), scope: dataScopeOf(hash, record), created };
   const withMetadata = `${target} --metadata ${shellWord(JSON.stringify(metadata))}`;
   return {
     key,

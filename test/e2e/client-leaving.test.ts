@@ -12,6 +12,7 @@ import { generatePoolToken, startEdge, startPool, type RunningEdge, type Running
 import { freePort } from '../../launcher/service-process';
 import { startAll, poolUrlOn } from './stack-fixture';
 import { models } from '../support/shared-data';
+import { seriesValue } from '../gpu-pool/server/pool-process';
 
 const KEY = 'client-leaving-key';
 const PROMPT = 'Once upon a time a zebra named Quillfeather';
@@ -60,9 +61,7 @@ async function linesWhere(match: (line: RequestLogLine) => boolean, count: numbe
 /** Generation streams the pool has opened so far (sssd_pool_event_streams_total, every encoding). */
 async function poolStreamsOpened(): Promise<number> {
   const text = await (await fetch(`${pool.url}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith('sssd_pool_event_streams_total{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  return sum;
+  return seriesValue(text, 'sssd_pool_event_streams_total', 'encoding="frames"') + seriesValue(text, 'sssd_pool_event_streams_total', 'encoding="ndjson"');
 }
 
 async function lineOf(requestId: string): Promise<RequestLogLine | undefined> {
